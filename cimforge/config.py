@@ -1,0 +1,256 @@
+"""Validated, frozen configuration of a cimforge accelerator: one class per block.
+
+A :class:`CimConfig` gathers the configuration of each hardware block (:class:`MacroConfig`,
+:class:`FabricConfig`, :class:`ControllerConfig`). Every field has a default; derived values are properties;
+every check runs in ``__post_init__`` and raises :class:`ConfigError` naming the field and the allowed values.
+Presets are copies of the defaults with a few fields changed (see :mod:`cimforge.presets`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+__all__ = [
+    "ConfigError", "MacroConfig", "FabricConfig", "ControllerConfig", "CimConfig",
+    "WEIGHT_BITS", "ACT_BITS", "load_config", "save_config", "config_from_dict", "config_to_dict",
+]
+
+#: Weight precisions a macro operation may select (columns per weight).
+WEIGHT_BITS = (1, 2, 4, 8)
+#: Activation precisions a macro operation may select (bit-serial cycles per operation).
+ACT_BITS = tuple(range(1, 9))
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value. The message names the field and the allowed values.
+
+    Parameters
+    ----------
+    field : str
+        Dotted name of the offending field (``macro.rows``).
+    value : object
+        The value that was given.
+    allowed : str
+        What would have been accepted.
+    """
+
+    def __init__(self, field: str, value: Any, allowed: str):
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"invalid {field} = {value!r}: allowed {allowed}")
+
+
+def _check_int(block: str, name: str, value: Any, lo: int, hi: int | None = None, extra: str = "") -> None:
+    allowed = f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}"
+    if extra:
+        allowed += f" {extra}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{block}.{name}", value, allowed)
+    if value < lo or (hi is not None and value > hi):
+        raise ConfigError(f"{block}.{name}", value, allowed)
+
+
+def _ceil_log2(n: int) -> int:
+    return (n - 1).bit_length() if n > 1 else 0
+
+
+@dataclass(frozen=True)
+class MacroConfig:
+    """One digital SRAM compute-in-memory macro (ARCHITECTURE.md section 3).
+
+    Parameters
+    ----------
+    rows : int
+        R, the reduction length: activations summed per column per compute cycle (1..1024).
+    pages : int
+        P, weight wordlines per row position; an operation selects one page (1..64).
+    cols : int
+        C, bit columns; a multiple of ``max_wb`` (8..1024).
+    max_wb : int
+        Widest weight precision an operation may select, in {1, 2, 4, 8}. It is also the width of the
+        column tile the generator elaborates once and instantiates ``cols // max_wb`` times.
+    max_ab : int
+        Widest activation precision (bit-serial cycles) an operation may select, 1..8.
+    """
+
+    # geometry
+    rows: int = 64
+    pages: int = 4
+    cols: int = 64
+    # precision limits (each operation selects wb <= max_wb, ab <= max_ab at run time)
+    max_wb: int = 8
+    max_ab: int = 8
+
+    def __post_init__(self) -> None:
+        _check_int("macro", "rows", self.rows, 1, 1024)
+        _check_int("macro", "pages", self.pages, 1, 64)
+        if self.max_wb not in WEIGHT_BITS or isinstance(self.max_wb, bool):
+            raise ConfigError("macro.max_wb", self.max_wb, f"one of {list(WEIGHT_BITS)}")
+        _check_int("macro", "max_ab", self.max_ab, 1, 8)
+        _check_int("macro", "cols", self.cols, 1, 1024, extra=f"and a multiple of macro.max_wb ({self.max_wb})")
+        if self.cols % self.max_wb:
+            raise ConfigError("macro.cols", self.cols,
+                              f"a multiple of macro.max_wb ({self.max_wb}), e.g. {self.cols + (-self.cols) % self.max_wb}")
+
+    # derived values -------------------------------------------------------------------------------
+    @property
+    def acc_width(self) -> int:
+        """Result width: ``max_ab + max_wb + ceil(log2(rows))``; no operation can overflow it."""
+        return self.max_ab + self.max_wb + _ceil_log2(self.rows)
+
+    @property
+    def tile_cols(self) -> int:
+        """Columns per tile (= ``max_wb``): the unit the generator elaborates once."""
+        return self.max_wb
+
+    @property
+    def n_tiles(self) -> int:
+        return self.cols // self.max_wb
+
+    @property
+    def bits(self) -> int:
+        """Stored bits: ``pages * rows * cols``."""
+        return self.pages * self.rows * self.cols
+
+    @property
+    def page_width(self) -> int:
+        return max(1, _ceil_log2(self.pages))
+
+    @property
+    def row_width(self) -> int:
+        return max(1, _ceil_log2(self.rows))
+
+    def weights_per_row(self, wb: int) -> int:
+        """How many ``wb``-bit weights one row of a page holds (``cols // wb``)."""
+        return self.cols // wb
+
+
+@dataclass(frozen=True)
+class FabricConfig:
+    """The tiling fabric around the macros (ARCHITECTURE.md section 4).
+
+    Parameters
+    ----------
+    n_macros : int
+        Number of macros in the fabric (1..64).
+    """
+
+    n_macros: int = 4
+
+    def __post_init__(self) -> None:
+        _check_int("fabric", "n_macros", self.n_macros, 1, 64)
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """The program-driven controller (ARCHITECTURE.md section 4).
+
+    Parameters
+    ----------
+    program_depth : int
+        Instruction memory words (16..65536).
+    """
+
+    program_depth: int = 1024
+
+    def __post_init__(self) -> None:
+        _check_int("controller", "program_depth", self.program_depth, 16, 65536)
+
+
+@dataclass(frozen=True)
+class CimConfig:
+    """A whole accelerator: a name and one configuration per block.
+
+    Parameters
+    ----------
+    name : str
+        Identifier used for file and module names (letters, digits, underscore).
+    macro, fabric, controller
+        The blocks' configurations.
+    """
+
+    name: str = "default"
+    macro: MacroConfig = field(default_factory=MacroConfig)
+    fabric: FabricConfig = field(default_factory=FabricConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or not self.name.replace("_", "").isalnum() \
+                or not self.name[0].isalpha():
+            raise ConfigError("name", self.name, "a non-empty identifier of letters, digits and '_'")
+        for block, cls in (("macro", MacroConfig), ("fabric", FabricConfig), ("controller", ControllerConfig)):
+            if not isinstance(getattr(self, block), cls):
+                raise ConfigError(block, getattr(self, block), f"a {cls.__name__}")
+
+    def with_macro(self, **changes: Any) -> "CimConfig":
+        return replace(self, macro=replace(self.macro, **changes))
+
+
+_BLOCKS = {"macro": MacroConfig, "fabric": FabricConfig, "controller": ControllerConfig}
+
+
+def config_to_dict(cfg: CimConfig) -> dict[str, Any]:
+    """The configuration as plain data (the TOML and ``params.json`` form)."""
+    out: dict[str, Any] = {"name": cfg.name}
+    for block in _BLOCKS:
+        out[block] = dataclasses.asdict(getattr(cfg, block))
+    return out
+
+
+def config_from_dict(data: dict[str, Any], base: CimConfig | None = None) -> CimConfig:
+    """Build a :class:`CimConfig` from plain data; missing fields keep ``base``'s (default) values.
+
+    Raises
+    ------
+    ConfigError
+        Unknown sections or fields, or invalid values.
+    """
+    base = base or CimConfig()
+    if not isinstance(data, dict):
+        raise ConfigError("<config>", type(data).__name__, "a table with sections " + ", ".join(_BLOCKS))
+    unknown = set(data) - {"name", *_BLOCKS}
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], data[sorted(unknown)[0]], "a section among: name, " + ", ".join(_BLOCKS))
+    blocks = {}
+    for block, cls in _BLOCKS.items():
+        section = data.get(block, {})
+        if not isinstance(section, dict):
+            raise ConfigError(block, section, "a table of fields")
+        names = {f.name for f in fields(cls)}
+        for key in section:
+            if key not in names:
+                raise ConfigError(f"{block}.{key}", section[key], f"a field among: {', '.join(sorted(names))}")
+        blocks[block] = replace(getattr(base, block), **section)
+    return CimConfig(name=data.get("name", base.name), **blocks)
+
+
+def load_config(path: str | Path) -> CimConfig:
+    """Read a TOML configuration file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not valid TOML, or holds invalid fields.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError("config file", str(path), f"a readable TOML file ({e.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config file", str(path), f"valid TOML ({e})") from None
+    return config_from_dict(data)
+
+
+def save_config(cfg: CimConfig, path: str | Path) -> None:
+    """Write ``cfg`` as TOML (readable back by :func:`load_config`)."""
+    Path(path).write_text(tomli_w.dumps(config_to_dict(cfg)))

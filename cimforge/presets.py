@@ -1,0 +1,37 @@
+"""Named presets: copies of the default configuration with a few fields changed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .config import CimConfig, ConfigError, FabricConfig, MacroConfig
+
+__all__ = ["PRESETS", "get_preset"]
+
+DEFAULT = CimConfig(name="default")
+
+PRESETS: dict[str, CimConfig] = {
+    # Small enough for every fast test and for Amaranth-simulator unit tests.
+    "tiny": replace(DEFAULT, name="tiny", macro=MacroConfig(rows=8, pages=2, cols=16),
+                    fabric=FabricConfig(n_macros=2)),
+    # The demo: runs the digits CNN (make sim).
+    "default": DEFAULT,
+    # The ISSCC 2022 11.7 macro's organisation: 32 rows summed per output, 16 wordlines per compartment,
+    # 64 bitlines, signed INT8 x INT8 with a 21-bit result; two macros as in the ZigZag-IMC model.
+    "isscc22": replace(DEFAULT, name="isscc22", macro=MacroConfig(rows=32, pages=16, cols=64),
+                       fabric=FabricConfig(n_macros=2)),
+}
+
+
+def get_preset(name: str) -> CimConfig:
+    """The preset called ``name``.
+
+    Raises
+    ------
+    ConfigError
+        No such preset; the message lists the known ones.
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError("preset", name, "one of " + ", ".join(PRESETS)) from None

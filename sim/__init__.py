@@ -1,0 +1,1 @@
+"""cimforge.sim."""

