@@ -1,0 +1,856 @@
+"""The layer IR: one definition of a quantized CNN, shared by the golden model, the compiler and the partitioner.
+
+A :class:`Graph` is a list of typed layers in topological order over named, quantized tensors. It is produced
+by the ONNX importer (:mod:`cimforge.golden.onnx_import`), executed bit-exactly by the golden runner
+(:mod:`cimforge.golden.runner`) and mapped onto CIM macros by the compiler. The IR imports nothing but numpy.
+
+Conventions (stable; the compiler relies on them)
+-------------------------------------------------
+* **Per-sample shapes, channels first.** A tensor's ``shape`` excludes the batch dimension: a feature map is
+  ``(C, H, W)``, a vector ``(F,)``. Arrays handed to the runner carry a leading batch axis ``(N, *shape)``.
+* **Activations** are int8 or uint8 with a per-tensor ``scale`` and ``zero_point``:
+  ``real = scale * (q - zero_point)``.
+* **Weights** are int8 with zero point 0 and a scale per output channel (``weight_scale`` has one entry per
+  output channel even when the model is per-tensor; ``per_channel`` says which). Layouts: :class:`Conv2d`
+  ``(Cout, Cin/groups, kh, kw)`` (ONNX OIHW); :class:`Dense` ``(out_features, in_features)``.
+* **Bias** is int32 with scale ``input.scale * weight_scale[c]`` and zero point 0 (all zeros when absent).
+* **Accumulator** of a weighted layer at output channel ``c``:
+  ``acc = bias[c] + sum_k (x[k] - input.zero_point) * w[c, k]`` where padded taps hold ``input.zero_point``
+  (real zero), so ``acc = folded_bias[c] + sum_k x[k] * w[c, k]`` with ``folded_bias = bias - zp_in * sum_k w``
+  holds everywhere, borders included: a macro may multiply the raw int8/uint8 codes.
+* **Requantisation** (ARCHITECTURE.md section 5): ``out = clamp(zp_out + MultiplyByQuantizedMultiplier(acc, M,
+  shift), act_min, act_max)`` with ``(M, shift)`` from TFLite's ``QuantizeMultiplier`` of the real multiplier
+  (``input.scale * weight_scale[c] / output.scale`` for weighted layers), see :class:`Requant`. ``act_min`` /
+  ``act_max`` are the output dtype's range narrowed by a fused ReLU / ReLU6 / Clip.
+* **GEMM view of a convolution** (:class:`GemmView`): per sample and group ``g``, ``Y[m, n] = sum_k
+  X[m, k] * W[k, n]`` with ``M = Ho*Wo`` (``m = ho*Wo + wo``), ``K = Cin/groups * kh * kw`` in im2col order
+  ``k = (ci*kh + ky)*kw + kx`` (``ci`` relative to the group: input channel ``g*Cin/groups + ci``) and
+  ``N = Cout/groups`` (output channel ``g*Cout/groups + n``). Input pixel of tap ``(ky, kx)`` at output
+  ``(ho, wo)``: ``(ho*stride_h - pad_top + ky*dil_h, wo*stride_w - pad_left + kx*dil_w)``.
+  :meth:`Conv2d.weight_matrix` and :func:`cimforge.golden.ops.im2col` produce exactly these matrices.
+
+Every layer is a frozen dataclass holding the :class:`TensorInfo` of its inputs and output, so a single layer
+is self-contained (``run_layer(layer, *arrays)`` needs nothing else); derived fixed-point parameters are
+computed in ``__post_init__`` from the float scales and cannot disagree with them. Invalid layers raise
+:class:`IRError` naming the layer, the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import ClassVar, Iterator, Mapping
+
+import numpy as np
+
+from .requant import quantize_multipliers
+
+__all__ = [
+    "IRError", "DTYPE_RANGES", "TensorInfo", "Requant", "GemmView",
+    "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Concat", "Reshape", "Clamp",
+    "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
+]
+
+#: Activation dtypes and their integer ranges.
+DTYPE_RANGES: dict[str, tuple[int, int]] = {"int8": (-128, 127), "uint8": (0, 255)}
+
+
+class IRError(ValueError):
+    """An invalid IR object; the message names the layer or tensor, the field, the value and what is allowed."""
+
+
+def _fail(owner: str, field_: str, value, allowed: str):
+    raise IRError(f"{owner}: invalid {field_} = {value!r}: allowed {allowed}")
+
+
+def _pos_ints(owner: str, name: str, value, n: int, lo: int = 1) -> tuple[int, ...]:
+    try:
+        t = tuple(int(v) for v in value)
+    except TypeError:
+        _fail(owner, name, value, f"a tuple of {n} integers >= {lo}")
+    if len(t) != n or any(v < lo for v in t) or any(int(v) != v for v in value):
+        _fail(owner, name, value, f"a tuple of {n} integers >= {lo}")
+    return t
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int) -> int:
+    """Output length of a convolution or pooling window along one axis (floor mode, ONNX/PyTorch formula)."""
+    return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tensors and fixed-point parameters
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A named quantized activation tensor.
+
+    Parameters
+    ----------
+    name : str
+        Unique within a graph (the ONNX tensor name for imported models).
+    shape : tuple of int
+        Per-sample shape, channels first: ``(C, H, W)`` or ``(F,)``.
+    dtype : {"int8", "uint8"}
+    scale : float
+        Positive, finite (stored as the float32 value the model carries, widened to float).
+    zero_point : int
+        In the dtype's range.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    def __post_init__(self):
+        owner = f"tensor {self.name!r}"
+        if not isinstance(self.name, str) or not self.name:
+            _fail("tensor", "name", self.name, "a non-empty string")
+        object.__setattr__(self, "shape", _pos_ints(owner, "shape", self.shape, len(tuple(self.shape))))
+        if self.dtype not in DTYPE_RANGES:
+            _fail(owner, "dtype", self.dtype, "'int8' or 'uint8'")
+        scale = float(self.scale)
+        if not np.isfinite(scale) or scale <= 0:
+            _fail(owner, "scale", self.scale, "a finite float > 0")
+        object.__setattr__(self, "scale", scale)
+        lo, hi = DTYPE_RANGES[self.dtype]
+        if int(self.zero_point) != self.zero_point or not lo <= self.zero_point <= hi:
+            _fail(owner, "zero_point", self.zero_point, f"an integer in {lo}..{hi} for {self.dtype}")
+        object.__setattr__(self, "zero_point", int(self.zero_point))
+
+    @property
+    def qmin(self) -> int:
+        """Smallest code of the dtype."""
+        return DTYPE_RANGES[self.dtype][0]
+
+    @property
+    def qmax(self) -> int:
+        """Largest code of the dtype."""
+        return DTYPE_RANGES[self.dtype][1]
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        """The numpy dtype of the codes."""
+        return np.dtype(self.dtype)
+
+    @property
+    def size(self) -> int:
+        """Elements per sample."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def same_quant(self, other: "TensorInfo") -> bool:
+        """True if ``other`` has the same dtype, scale and zero point (codes mean the same reals)."""
+        return (self.dtype, self.scale, self.zero_point) == (other.dtype, other.scale, other.zero_point)
+
+    def renamed(self, name: str, shape: tuple[int, ...] | None = None) -> "TensorInfo":
+        """A copy with another name (and optionally another shape), same quantisation."""
+        return replace(self, name=name, shape=self.shape if shape is None else tuple(shape))
+
+
+@dataclass(frozen=True, eq=False)
+class Requant:
+    """Fixed-point form of real multipliers: ``real ~= multiplier * 2**(shift - 31)``.
+
+    Parameters
+    ----------
+    real : array_like of float
+        Non-negative real multipliers (one per output channel, one per output position for a padded
+        average pool, or a single one).
+
+    Members
+    -------
+    multiplier : numpy.ndarray of int64
+        ``M`` from TFLite ``QuantizeMultiplier``, in ``[2**30, 2**31)`` (or 0), shaped like ``real``.
+    shift : numpy.ndarray of int64
+        TFLite sign: positive is a left shift. Shaped like ``real``.
+    """
+
+    real: np.ndarray
+    multiplier: np.ndarray = field(init=False)
+    shift: np.ndarray = field(init=False)
+
+    def __post_init__(self):
+        real = np.array(self.real, dtype=np.float64)
+        if real.size == 0 or not np.all(np.isfinite(real)) or np.any(real < 0):
+            raise IRError(f"requantisation: invalid real multiplier(s) {real!r}: allowed finite values >= 0")
+        m, s = quantize_multipliers(real)
+        for name, v in (("real", real), ("multiplier", m), ("shift", s)):
+            v.setflags(write=False)
+            object.__setattr__(self, name, v)
+
+    @property
+    def per_channel(self) -> bool:
+        """True when the multipliers are not all equal."""
+        return bool(np.unique(self.multiplier).size > 1 or np.unique(self.shift).size > 1)
+
+    def __repr__(self) -> str:
+        return f"Requant(shape={self.real.shape}, M={self.multiplier.ravel()[:4]}, shift={self.shift.ravel()[:4]})"
+
+
+@dataclass(frozen=True)
+class GemmView:
+    """A weighted layer lowered to GEMMs, per sample: ``groups`` independent ``(M x K) @ (K x N)`` products.
+
+    See the module docstring for the im2col ordering of ``K`` and the numbering of ``M``.
+    """
+
+    M: int       #: output positions per sample (Ho*Wo; 1 for Dense)
+    K: int       #: reduction length per group (Cin/groups * kh * kw; in_features for Dense)
+    N: int       #: output channels per group (Cout/groups; out_features for Dense)
+    groups: int  #: independent GEMMs (1 unless grouped / depthwise)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per sample."""
+        return self.M * self.K * self.N * self.groups
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layers
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Layer:
+    """Base of all layers: a name, the input tensors and the single output tensor.
+
+    Members
+    -------
+    kind : str
+        Class-level operator name (``"conv2d"``, ``"dense"``, ...), stable for serialisation and reports.
+    """
+
+    name: str
+    inputs: tuple[TensorInfo, ...]
+    output: TensorInfo
+
+    kind: ClassVar[str] = "layer"
+    n_inputs: ClassVar[int | None] = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        if self.n_inputs is not None and len(self.inputs) != self.n_inputs:
+            self._fail("inputs", [t.name for t in self.inputs], f"exactly {self.n_inputs} input tensor(s)")
+        if self.n_inputs is None and len(self.inputs) < 1:
+            self._fail("inputs", [], "at least one input tensor")
+        for t in (*self.inputs, self.output):
+            if not isinstance(t, TensorInfo):
+                self._fail("inputs/output", t, "TensorInfo objects")
+
+    def _fail(self, field_: str, value, allowed: str):
+        _fail(f"{self.kind} layer {self.name!r}", field_, value, allowed)
+
+    @property
+    def input(self) -> TensorInfo:
+        """The first (for most layers the only) input."""
+        return self.inputs[0]
+
+    @property
+    def input_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Per-sample input shapes."""
+        return tuple(t.shape for t in self.inputs)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Per-sample output shape."""
+        return self.output.shape
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per sample (0 for layers without weights)."""
+        return 0
+
+    @property
+    def weight_count(self) -> int:
+        """Number of weights (0 for layers without weights)."""
+        return 0
+
+    def _check_clamp(self):
+        lo, hi = self.output.qmin, self.output.qmax
+        if self.act_min is None:
+            object.__setattr__(self, "act_min", lo)
+        if self.act_max is None:
+            object.__setattr__(self, "act_max", hi)
+        if not (lo <= self.act_min <= self.act_max <= hi):
+            self._fail("act_min/act_max", (self.act_min, self.act_max),
+                       f"{lo} <= act_min <= act_max <= {hi} for {self.output.dtype}")
+
+
+def _check_weights(layer: Layer, weight, bias, weight_scale, shape: tuple[int, ...]) -> None:
+    """Shared checks of int8 weights, int32 bias and per-channel weight scales; stores normalised copies."""
+    w = np.asarray(weight)
+    if w.shape != shape:
+        layer._fail("weight.shape", w.shape, f"{shape}")
+    if w.dtype != np.int8:
+        if not np.issubdtype(w.dtype, np.integer) or w.size and (w.min() < -128 or w.max() > 127):
+            layer._fail("weight.dtype", w.dtype, "int8 values")
+        w = w.astype(np.int8)
+    n_out = shape[0]
+    b = np.zeros(n_out, dtype=np.int32) if bias is None else np.asarray(bias)
+    if b.shape != (n_out,):
+        layer._fail("bias.shape", b.shape, f"({n_out},)")
+    if b.dtype != np.int32:
+        if not np.issubdtype(b.dtype, np.integer) or b.size and (b.min() < -2**31 or b.max() > 2**31 - 1):
+            layer._fail("bias.dtype", b.dtype, "int32 values")
+        b = b.astype(np.int32)
+    ws = np.asarray(weight_scale, dtype=np.float64)
+    if ws.ndim == 0:
+        ws = np.full(n_out, float(ws))
+    if ws.shape != (n_out,) or not np.all(np.isfinite(ws)) or np.any(ws <= 0):
+        layer._fail("weight_scale", weight_scale, f"a positive scale or {n_out} positive scales")
+    for name, v in (("weight", w), ("bias", b), ("weight_scale", ws)):
+        v = np.array(v)
+        v.setflags(write=False)
+        object.__setattr__(layer, name, v)
+    real = layer.input.scale * ws / layer.output.scale
+    object.__setattr__(layer, "requant", Requant(real))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Conv2d(Layer):
+    """2-D convolution (groups include depthwise), int32 bias, per-channel requantisation, fused clamp.
+
+    Parameters
+    ----------
+    weight : numpy.ndarray of int8, shape ``(Cout, Cin/groups, kh, kw)``
+    bias : numpy.ndarray of int32, shape ``(Cout,)``, or None (zeros)
+    weight_scale : float or numpy.ndarray, shape ``(Cout,)``
+    stride, dilation : (int, int)
+        ``(h, w)``.
+    padding : (int, int, int, int)
+        ``(top, left, bottom, right)``; padded taps hold the input zero point.
+    groups : int
+        Divides Cin and Cout. ``groups == Cin == Cout`` is depthwise.
+    act_min, act_max : int or None
+        Output clamp in codes (None: the output dtype's range).
+
+    Members
+    -------
+    requant : Requant
+        One multiplier per output channel (``input.scale * weight_scale / output.scale``).
+    per_channel : bool
+        True when the weight scales differ between output channels.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    weight_scale: np.ndarray | float = 1.0
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    act_min: int | None = None
+    act_max: int | None = None
+    requant: Requant = field(init=False, repr=False)
+
+    kind: ClassVar[str] = "conv2d"
+
+    def __post_init__(self):
+        super().__post_init__()
+        owner = f"conv2d layer {self.name!r}"
+        object.__setattr__(self, "stride", _pos_ints(owner, "stride", self.stride, 2))
+        object.__setattr__(self, "dilation", _pos_ints(owner, "dilation", self.dilation, 2))
+        object.__setattr__(self, "padding", _pos_ints(owner, "padding", self.padding, 4, lo=0))
+        if len(self.input.shape) != 3:
+            self._fail("input shape", self.input.shape, "(C, H, W)")
+        w = np.asarray(self.weight)
+        if w.ndim != 4:
+            self._fail("weight.shape", w.shape, "(Cout, Cin/groups, kh, kw)")
+        cin, cout, g = self.input.shape[0], w.shape[0], self.groups
+        if int(g) != g or g < 1 or cin % g or cout % g:
+            self._fail("groups", g, f"a positive integer dividing Cin={cin} and Cout={cout}")
+        _check_weights(self, w, self.bias, self.weight_scale, (cout, cin // g, w.shape[2], w.shape[3]))
+        expect = (cout, *self._out_hw())
+        if expect[1] < 1 or expect[2] < 1:
+            self._fail("kernel/padding", (self.kernel, self.padding), f"a window that fits {self.input.shape}")
+        if self.output.shape != expect:
+            self._fail("output shape", self.output.shape, f"{expect}")
+        self._check_clamp()
+
+    def _out_hw(self) -> tuple[int, int]:
+        (_, h, w), (kh, kw) = self.input.shape, self.kernel
+        pt, pl, pb, pr = self.padding
+        return (conv_output_size(h, kh, self.stride[0], pt, pb, self.dilation[0]),
+                conv_output_size(w, kw, self.stride[1], pl, pr, self.dilation[1]))
+
+    @property
+    def in_channels(self) -> int:
+        return self.input.shape[0]
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        """``(kh, kw)``."""
+        return (int(self.weight.shape[2]), int(self.weight.shape[3]))
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.in_channels == self.out_channels
+
+    @property
+    def per_channel(self) -> bool:
+        return bool(np.unique(self.weight_scale).size > 1)
+
+    @property
+    def gemm(self) -> GemmView:
+        """The lowered GEMM shape (see the module docstring for the ordering)."""
+        kh, kw = self.kernel
+        return GemmView(M=self.output.shape[1] * self.output.shape[2], K=self.in_channels // self.groups * kh * kw,
+                        N=self.out_channels // self.groups, groups=self.groups)
+
+    @property
+    def macs(self) -> int:
+        return self.gemm.macs
+
+    @property
+    def weight_count(self) -> int:
+        return int(self.weight.size)
+
+    def weight_matrix(self, group: int = 0) -> np.ndarray:
+        """The ``(K, N)`` int8 weight matrix of one group, rows in im2col order ``(ci, ky, kx)``."""
+        n = self.out_channels // self.groups
+        if not 0 <= group < self.groups:
+            self._fail("group", group, f"0..{self.groups - 1}")
+        return self.weight[group * n:(group + 1) * n].reshape(n, -1).T
+
+    @property
+    def folded_bias(self) -> np.ndarray:
+        """int64 ``bias - input.zero_point * sum_k w[c, k]``: the bias to use when multiplying raw input codes."""
+        return self.bias.astype(np.int64) - self.input.zero_point * self.weight.reshape(self.out_channels, -1).sum(
+            axis=1, dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Dense(Layer):
+    """Fully connected layer / matrix product: ``(F,) -> (out_features,)``.
+
+    Parameters
+    ----------
+    weight : numpy.ndarray of int8, shape ``(out_features, in_features)``
+    bias, weight_scale, act_min, act_max
+        As for :class:`Conv2d`.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    weight_scale: np.ndarray | float = 1.0
+    act_min: int | None = None
+    act_max: int | None = None
+    requant: Requant = field(init=False, repr=False)
+
+    kind: ClassVar[str] = "dense"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.input.shape) != 1:
+            self._fail("input shape", self.input.shape, "(in_features,): flatten first")
+        w = np.asarray(self.weight)
+        if w.ndim != 2:
+            self._fail("weight.shape", w.shape, "(out_features, in_features)")
+        _check_weights(self, w, self.bias, self.weight_scale, (w.shape[0], self.input.shape[0]))
+        if self.output.shape != (w.shape[0],):
+            self._fail("output shape", self.output.shape, f"({w.shape[0]},)")
+        self._check_clamp()
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def per_channel(self) -> bool:
+        return bool(np.unique(self.weight_scale).size > 1)
+
+    @property
+    def gemm(self) -> GemmView:
+        return GemmView(M=1, K=self.in_features, N=self.out_features, groups=1)
+
+    @property
+    def macs(self) -> int:
+        return self.gemm.macs
+
+    @property
+    def weight_count(self) -> int:
+        return int(self.weight.size)
+
+    def weight_matrix(self, group: int = 0) -> np.ndarray:
+        """The ``(K, N)`` int8 weight matrix (the transpose of ``weight``)."""
+        if group != 0:
+            self._fail("group", group, "0")
+        return self.weight.T
+
+    @property
+    def folded_bias(self) -> np.ndarray:
+        """As :attr:`Conv2d.folded_bias`."""
+        return self.bias.astype(np.int64) - self.input.zero_point * self.weight.sum(axis=1, dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class _Window(Layer):
+    """Common fields of pooling windows over a ``(C, H, W)`` input."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    dilation: tuple[int, int] = (1, 1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        owner = f"{self.kind} layer {self.name!r}"
+        for name, n, lo in (("kernel", 2, 1), ("stride", 2, 1), ("dilation", 2, 1), ("padding", 4, 0)):
+            object.__setattr__(self, name, _pos_ints(owner, name, getattr(self, name), n, lo))
+        if len(self.input.shape) != 3:
+            self._fail("input shape", self.input.shape, "(C, H, W)")
+        (c, h, w), (kh, kw) = self.input.shape, self.kernel
+        pt, pl, pb, pr = self.padding
+        if max(pt, pb) >= kh * self.dilation[0] or max(pl, pr) >= kw * self.dilation[1]:
+            self._fail("padding", self.padding, "less than the dilated kernel on each side")
+        expect = (c, conv_output_size(h, kh, self.stride[0], pt, pb, self.dilation[0]),
+                  conv_output_size(w, kw, self.stride[1], pl, pr, self.dilation[1]))
+        if expect[1] < 1 or expect[2] < 1:
+            self._fail("kernel", self.kernel, f"a window that fits {self.input.shape}")
+        if self.output.shape != expect:
+            self._fail("output shape", self.output.shape, f"{expect}")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MaxPool(_Window):
+    """Max pooling on codes; padded taps are ignored. Input and output share dtype, scale and zero point."""
+
+    kind: ClassVar[str] = "maxpool"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.input.same_quant(self.output):
+            self._fail("output quantisation", (self.output.dtype, self.output.scale, self.output.zero_point),
+                       f"the input's {(self.input.dtype, self.input.scale, self.input.zero_point)}")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class AvgPool(_Window):
+    """Average pooling as a window sum followed by requantisation.
+
+    ``acc = sum over the window of (x - zp_in)`` (padded taps contribute 0, i.e. real zero), then
+    ``out = clamp(zp_out + MultiplyByQuantizedMultiplier(acc, M, shift))`` with the real multiplier
+    ``s_in / (s_out * divisor)``. The divisor is ``kh*kw`` when ``count_include_pad`` (or unpadded), else the
+    number of taps inside the input; so rounding is to nearest through the fixed-point multiplier (exact
+    ``round half away from zero`` of ``acc / divisor`` when the divisor is a power of two and the scales match).
+
+    Members
+    -------
+    divisors : numpy.ndarray of int64, shape ``(Ho, Wo)``
+    requant : Requant
+        Shaped ``(Ho, Wo)``: one multiplier per output position.
+    """
+
+    count_include_pad: bool = False
+    act_min: int | None = None
+    act_max: int | None = None
+    divisors: np.ndarray = field(init=False, repr=False)
+    requant: Requant = field(init=False, repr=False)
+
+    kind: ClassVar[str] = "avgpool"
+
+    def __post_init__(self):
+        super().__post_init__()
+        (_, h, w), (_, ho, wo) = self.input.shape, self.output.shape
+        kh, kw = self.kernel
+        if self.count_include_pad:
+            div = np.full((ho, wo), kh * kw, dtype=np.int64)
+        else:
+            def taps(size, n_out, k, s, p, d):
+                pos = np.arange(n_out)[:, None] * s - p + np.arange(k)[None, :] * d
+                return ((pos >= 0) & (pos < size)).sum(axis=1)
+            div = np.outer(taps(h, ho, kh, self.stride[0], self.padding[0], self.dilation[0]),
+                           taps(w, wo, kw, self.stride[1], self.padding[1], self.dilation[1])).astype(np.int64)
+        div.setflags(write=False)
+        object.__setattr__(self, "divisors", div)
+        object.__setattr__(self, "requant", Requant(self.input.scale / (self.output.scale * div)))
+        self._check_clamp()
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class GlobalAvgPool(Layer):
+    """Global average pool ``(C, H, W) -> (C, 1, 1)``: sum of ``x - zp_in`` then requantisation by
+    ``s_in / (s_out * H * W)``, exactly as :class:`AvgPool` with a whole-plane window."""
+
+    act_min: int | None = None
+    act_max: int | None = None
+    requant: Requant = field(init=False, repr=False)
+
+    kind: ClassVar[str] = "global_avgpool"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.input.shape) != 3:
+            self._fail("input shape", self.input.shape, "(C, H, W)")
+        c, h, w = self.input.shape
+        if self.output.shape != (c, 1, 1):
+            self._fail("output shape", self.output.shape, f"{(c, 1, 1)}")
+        object.__setattr__(self, "requant", Requant(self.input.scale / (self.output.scale * h * w)))
+        self._check_clamp()
+
+    @property
+    def divisor(self) -> int:
+        return self.input.shape[1] * self.input.shape[2]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Add(Layer):
+    """Quantized element-wise addition (ONNX QLinearAdd), TFLite's integer scheme.
+
+    With ``left_shift = 20`` and ``twice_max = 2 * max(s_a, s_b)``::
+
+        a' = MultiplyByQuantizedMultiplier((a - zp_a) << left_shift, M_a, shift_a)   # real s_a / twice_max
+        b' = MultiplyByQuantizedMultiplier((b - zp_b) << left_shift, M_b, shift_b)   # real s_b / twice_max
+        out = clamp(zp_out + MultiplyByQuantizedMultiplier(a' + b', M_o, shift_o))   # twice_max / (2**20 s_out)
+
+    Both inputs have the output's shape (no broadcasting).
+
+    Members
+    -------
+    requant_a, requant_b, requant_out : Requant
+    """
+
+    act_min: int | None = None
+    act_max: int | None = None
+    requant_a: Requant = field(init=False, repr=False)
+    requant_b: Requant = field(init=False, repr=False)
+    requant_out: Requant = field(init=False, repr=False)
+
+    kind: ClassVar[str] = "add"
+    n_inputs: ClassVar[int | None] = 2
+    left_shift: ClassVar[int] = 20
+
+    def __post_init__(self):
+        super().__post_init__()
+        a, b = self.inputs
+        if not (a.shape == b.shape == self.output.shape):
+            self._fail("shapes", (a.shape, b.shape, self.output.shape), "three equal shapes (no broadcasting)")
+        twice_max = 2.0 * max(a.scale, b.scale)
+        object.__setattr__(self, "requant_a", Requant(a.scale / twice_max))
+        object.__setattr__(self, "requant_b", Requant(b.scale / twice_max))
+        object.__setattr__(self, "requant_out", Requant(twice_max / ((1 << self.left_shift) * self.output.scale)))
+        self._check_clamp()
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Concat(Layer):
+    """Concatenation along a per-sample ``axis`` (0 = channels of ``(C, H, W)``).
+
+    An input whose quantisation differs from the output's is requantised:
+    ``clamp(zp_out + MultiplyByQuantizedMultiplier(x - zp_in, M_i, shift_i))`` with real ``s_in / s_out``;
+    an input with the output's quantisation is copied.
+
+    Members
+    -------
+    requants : tuple of (Requant or None)
+        Per input; None for a plain copy.
+    """
+
+    axis: int = 0
+    requants: tuple = field(init=False, repr=False)
+
+    kind: ClassVar[str] = "concat"
+    n_inputs: ClassVar[int | None] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        rank = len(self.output.shape)
+        if int(self.axis) != self.axis or not 0 <= self.axis < rank:
+            self._fail("axis", self.axis, f"0..{rank - 1} (per-sample axis)")
+        total = 0
+        for t in self.inputs:
+            s = list(t.shape)
+            if len(s) != rank or s[:self.axis] + s[self.axis + 1:] != list(self.output.shape[:self.axis]) + list(
+                    self.output.shape[self.axis + 1:]):
+                self._fail("input shape", (t.name, t.shape), f"rank {rank}, matching {self.output.shape} off axis")
+            total += s[self.axis]
+        if total != self.output.shape[self.axis]:
+            self._fail("output shape", self.output.shape, f"{total} along axis {self.axis}")
+        if self.output.dtype != self.input.dtype or any(t.dtype != self.output.dtype for t in self.inputs):
+            self._fail("dtypes", [t.dtype for t in self.inputs], f"all {self.output.dtype}")
+        rq = tuple(None if t.same_quant(self.output) else Requant(t.scale / self.output.scale) for t in self.inputs)
+        object.__setattr__(self, "requants", rq)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Reshape(Layer):
+    """Reshape / Flatten: the same codes in row-major order, a new per-sample shape, same quantisation."""
+
+    kind: ClassVar[str] = "reshape"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.input.size != self.output.size:
+            self._fail("output shape", self.output.shape, f"a shape of {self.input.size} elements")
+        if not self.input.same_quant(self.output):
+            self._fail("output quantisation", (self.output.scale, self.output.zero_point), "the input's")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Clamp(Layer):
+    """Element-wise clamp of codes to ``[act_min, act_max]``: a ReLU / ReLU6 / Clip that could not be fused
+    into its producer (because the producer's output has other consumers). Same quantisation in and out."""
+
+    act_min: int | None = None
+    act_max: int | None = None
+
+    kind: ClassVar[str] = "clamp"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.input.shape != self.output.shape or not self.input.same_quant(self.output):
+            self._fail("output", self.output, "the input's shape and quantisation")
+        self._check_clamp()
+
+
+#: kind -> layer class
+LAYER_KINDS: dict[str, type[Layer]] = {
+    cls.kind: cls for cls in (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Reshape, Clamp)}
+
+#: Layers whose output is requantised and may carry a fused clamp.
+CLAMPABLE = (Conv2d, Dense, AvgPool, GlobalAvgPool, Add, Clamp)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Graph
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """A quantized network: layers in topological order over named tensors.
+
+    Parameters
+    ----------
+    name : str
+    inputs : tuple of TensorInfo
+        Graph inputs (quantized codes).
+    layers : tuple of Layer
+        Topologically ordered; every tensor is produced once, by a graph input or one layer.
+    outputs : tuple of str
+        Names of the output tensors (quantized codes).
+    float_inputs : mapping of str to str
+        Name of a float model input -> the graph input it is quantized into (``QuantizeLinear`` at the edge:
+        round half to even, saturate). Empty when the model takes codes.
+    float_outputs : mapping of str to str
+        Name of a float model output -> the graph output it dequantizes.
+
+    Members
+    -------
+    tensors : dict of str to TensorInfo
+        Every tensor by name (inputs and layer outputs), in definition order.
+    """
+
+    name: str
+    inputs: tuple[TensorInfo, ...]
+    layers: tuple[Layer, ...]
+    outputs: tuple[str, ...]
+    float_inputs: Mapping[str, str] = field(default_factory=dict)
+    float_outputs: Mapping[str, str] = field(default_factory=dict)
+    tensors: dict[str, TensorInfo] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        tensors: dict[str, TensorInfo] = {}
+        owner = f"graph {self.name!r}"
+        for t in self.inputs:
+            if t.name in tensors:
+                _fail(owner, "inputs", t.name, "unique tensor names")
+            tensors[t.name] = t
+        seen_layers = set()
+        for layer in self.layers:
+            if not isinstance(layer, Layer):
+                _fail(owner, "layers", layer, "Layer objects")
+            if layer.name in seen_layers:
+                _fail(owner, "layer name", layer.name, "unique layer names")
+            seen_layers.add(layer.name)
+            for t in layer.inputs:
+                if t.name not in tensors:
+                    _fail(owner, f"input of layer {layer.name!r}", t.name,
+                          "a tensor produced earlier (layers must be topologically ordered)")
+                if tensors[t.name] != t:
+                    _fail(owner, f"input of layer {layer.name!r}", t, f"the producer's {tensors[t.name]}")
+            if layer.output.name in tensors:
+                _fail(owner, f"output of layer {layer.name!r}", layer.output.name, "a tensor produced only once")
+            tensors[layer.output.name] = layer.output
+        for name in self.outputs:
+            if name not in tensors:
+                _fail(owner, "outputs", name, f"one of the tensors {list(tensors)}")
+        for fname, qname in self.float_inputs.items():
+            if qname not in {t.name for t in self.inputs}:
+                _fail(owner, f"float_inputs[{fname!r}]", qname, "a graph input")
+        for fname, qname in self.float_outputs.items():
+            if qname not in self.outputs:
+                _fail(owner, f"float_outputs[{fname!r}]", qname, "a graph output")
+        object.__setattr__(self, "tensors", tensors)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def layer(self, name: str) -> Layer:
+        """The layer called ``name`` (KeyError otherwise)."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"graph {self.name!r} has no layer {name!r}")
+
+    def producer(self, tensor: str) -> Layer | None:
+        """The layer producing ``tensor`` (None for a graph input)."""
+        for layer in self.layers:
+            if layer.output.name == tensor:
+                return layer
+        if tensor in self.tensors:
+            return None
+        raise KeyError(f"graph {self.name!r} has no tensor {tensor!r}")
+
+    def consumers(self, tensor: str) -> list[Layer]:
+        """The layers reading ``tensor``, in order."""
+        return [layer for layer in self.layers if any(t.name == tensor for t in layer.inputs)]
+
+    @property
+    def weighted_layers(self) -> list[Layer]:
+        """Conv2d and Dense layers (those a compiler maps onto macros)."""
+        return [layer for layer in self.layers if isinstance(layer, (Conv2d, Dense))]
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per sample."""
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def weight_count(self) -> int:
+        return sum(layer.weight_count for layer in self.layers)
+
+    def summary(self) -> str:
+        """A fixed-width table of the layers: kind, name, shapes, MACs, weights, GEMM view."""
+        rows = [f"graph {self.name}: {len(self.layers)} layers, {self.macs} MACs/sample, {self.weight_count} weights"]
+        for layer in self.layers:
+            gemm = getattr(layer, "gemm", None)
+            g = f" M={gemm.M} K={gemm.K} N={gemm.N} g={gemm.groups}" if gemm else ""
+            ins = ",".join(str(s) for s in layer.input_shapes)
+            rows.append(f"  {layer.kind:<14} {layer.name:<28} {ins:>20} -> {str(layer.output_shape):<12}"
+                        f" {layer.output.dtype:<5} macs={layer.macs:<7} w={layer.weight_count:<6}{g}")
+        return "\n".join(rows)
+
+
+def with_clamp(layer: Layer, act_min: int, act_max: int) -> Layer:
+    """A copy of a requantising layer whose output clamp is narrowed to ``[act_min, act_max]`` (a fused ReLU,
+    ReLU6 or Clip, already converted to output codes). Exact: requantisation is monotonic, so clamping its
+    result equals quantizing the clamped real value."""
+    if not isinstance(layer, CLAMPABLE):
+        raise IRError(f"{layer.kind} layer {layer.name!r}: cannot fuse a clamp (allowed on "
+                      f"{', '.join(c.kind for c in CLAMPABLE)})")
+    lo, hi = max(layer.act_min, int(act_min)), min(layer.act_max, int(act_max))
+    if lo > hi:  # an empty interval: every output is the one code nearest both bounds
+        lo = hi = min(max(int(act_min), layer.act_min), layer.act_max)
+    return replace(layer, act_min=lo, act_max=hi)

@@ -1,0 +1,201 @@
+"""Integer requantisation: the TFLite / gemmlowp fixed-point scheme (ARCHITECTURE.md section 5).
+
+A real multiplier ``r > 0`` (for a convolution ``s_in * s_w / s_out``) is represented as a 32-bit fixed-point
+multiplier ``M`` in ``[2**30, 2**31)`` and a power-of-two exponent ``shift`` (TFLite's sign convention: a
+positive ``shift`` is a left shift), so that ``r ~= M * 2**(shift - 31)``. An int32 accumulator is then scaled
+by ``MultiplyByQuantizedMultiplier``::
+
+    left  = max(shift, 0);  right = max(-shift, 0)
+    y = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc * 2**left, M), right)
+
+and the output is ``clamp(zp_out + y, act_min, act_max)``. Both steps round to nearest; ties round away from
+zero in ``RoundingDivideByPOT`` and upwards (towards +inf) in ``SaturatingRoundingDoublingHighMul``.
+
+Every function here is vectorised over numpy arrays (``M``, ``shift`` broadcast against the values, so a
+per-channel multiplier is an array shaped to broadcast along the channel axis) and bit-exact with the C++
+reference of gemmlowp/TFLite, with one documented choice: ``acc * 2**left`` saturates to int32 where the C++
+reference would overflow (undefined behaviour there; never reached by real scales, whose ``shift`` is <= 0 for
+convolutions; the RTL must saturate the same way).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "INT32_MIN", "INT32_MAX", "NumericsError",
+    "quantize_multiplier", "quantize_multipliers",
+    "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
+    "multiply_by_quantized_multiplier", "requantize",
+]
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+class NumericsError(ValueError):
+    """An integer operation would leave its documented range (for example an accumulator beyond int32)."""
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplier``: a non-negative real multiplier as ``(M, shift)``.
+
+    Parameters
+    ----------
+    real : float
+        The real multiplier, finite and >= 0.
+
+    Returns
+    -------
+    (int, int)
+        ``M`` in ``[2**30, 2**31)`` (or 0 for ``real == 0`` and for reals below ``2**-32``) and ``shift`` in
+        ``[-31, 30]`` with ``real ~= M * 2**(shift - 31)``. ``M`` is rounded half away from zero
+        (``std::round``); a mantissa that rounds up to ``2**31`` becomes ``2**30`` with ``shift + 1``. Reals
+        too large for ``shift <= 30`` saturate to ``(2**31 - 1, 30)``, as in current TFLite.
+
+    Raises
+    ------
+    ValueError
+        If ``real`` is negative, NaN or infinite.
+    """
+    real = float(real)
+    if not math.isfinite(real) or real < 0:
+        raise ValueError(f"real multiplier must be finite and >= 0, not {real!r}")
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)  # real = q * 2**shift, q in [0.5, 1)
+    q_fixed = math.floor(q * 2.0**31 + 0.5)  # std::round for positive values: half away from zero
+    if q_fixed == 2**31:
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        return INT32_MAX, 30
+    return int(q_fixed), int(shift)
+
+
+def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`quantize_multiplier` element-wise; returns int64 arrays ``(M, shift)`` shaped like ``reals``."""
+    reals = np.asarray(reals, dtype=np.float64)
+    pairs = [quantize_multiplier(r) for r in reals.ravel()]
+    m = np.array([p[0] for p in pairs], dtype=np.int64).reshape(reals.shape)
+    s = np.array([p[1] for p in pairs], dtype=np.int64).reshape(reals.shape)
+    return m, s
+
+
+def _check_int32(x: np.ndarray, what: str) -> None:
+    if x.size and (x.min() < INT32_MIN or x.max() > INT32_MAX):
+        raise NumericsError(f"{what} leaves the int32 range: [{int(x.min())}, {int(x.max())}]")
+
+
+def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul``: ``round(a * b / 2**31)`` on int32 values.
+
+    The product is rounded to nearest with ties towards +inf (nudge ``2**30``, or ``1 - 2**30`` for a
+    negative product, then division truncating towards zero); the single overflowing case
+    ``a == b == -2**31`` saturates to ``2**31 - 1``.
+
+    Parameters
+    ----------
+    a, b : array_like of int
+        int32 values (checked), broadcast against each other.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Values in the int32 range.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    _check_int32(a, "SaturatingRoundingDoublingHighMul operand a")
+    _check_int32(b, "SaturatingRoundingDoublingHighMul operand b")
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    ab = a * b  # |ab| <= 2**62: exact in int64
+    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    v = ab + nudge
+    # C division truncates towards zero; numpy's >> floors, so divide the magnitude.
+    high = np.where(v >= 0, v >> 31, -((-v) >> 31))
+    return np.where(overflow, np.int64(INT32_MAX), high)
+
+
+def rounding_divide_by_pot(x, exponent) -> np.ndarray:
+    """gemmlowp ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded to nearest, ties away from zero.
+
+    Parameters
+    ----------
+    x : array_like of int
+        int32 values (checked).
+    exponent : array_like of int
+        Shift amounts in ``0..31``, broadcast against ``x``.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+    """
+    x = np.asarray(x, dtype=np.int64)
+    e = np.asarray(exponent, dtype=np.int64)
+    _check_int32(x, "RoundingDivideByPOT operand")
+    if e.size and (e.min() < 0 or e.max() > 31):
+        raise ValueError(f"RoundingDivideByPOT exponent must be in 0..31, got [{int(e.min())}, {int(e.max())}]")
+    mask = (np.int64(1) << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier``: ``x * M * 2**(shift - 31)`` with gemmlowp rounding.
+
+    Parameters
+    ----------
+    x : array_like of int
+        int32 accumulators (checked).
+    multiplier, shift : array_like of int
+        From :func:`quantize_multiplier`, broadcast against ``x`` (per-channel arrays must be shaped to
+        broadcast along the channel axis).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        The scaled values (int32 range).
+
+    Notes
+    -----
+    ``x * 2**left`` saturates to int32 (the C++ reference overflows there); see the module docstring.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    _check_int32(x, "requantisation input")
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    if left.size and left.max() > 31:
+        raise ValueError(f"left shift must be <= 31, got {int(left.max())}")
+    shifted = np.clip(x << left, INT32_MIN, INT32_MAX)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+
+
+def requantize(acc, multiplier, shift, zero_point: int, act_min: int, act_max: int) -> np.ndarray:
+    """``clamp(zero_point + MultiplyByQuantizedMultiplier(acc, M, shift), act_min, act_max)``.
+
+    Parameters
+    ----------
+    acc : array_like of int
+        int32 accumulators.
+    multiplier, shift : array_like of int
+        Broadcast against ``acc``.
+    zero_point : int
+        Output zero point.
+    act_min, act_max : int
+        Output clamp bounds (the dtype's range, narrowed by a fused ReLU/ReLU6/Clip).
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        Values in ``[act_min, act_max]``; the caller casts to the output dtype.
+    """
+    y = multiply_by_quantized_multiplier(acc, multiplier, shift) + int(zero_point)
+    return np.clip(y, int(act_min), int(act_max))
