@@ -277,38 +277,65 @@ class Layer:
                        f"{lo} <= act_min <= act_max <= {hi} for {self.output.dtype}")
 
 
-def _check_weights(layer: Layer, weight, bias, weight_scale, shape: tuple[int, ...]) -> None:
-    """Shared checks of int8 weights, int32 bias and per-channel weight scales; stores normalised copies."""
-    w = np.asarray(weight)
-    if w.shape != shape:
-        layer._fail("weight.shape", w.shape, f"{shape}")
-    if w.dtype != np.int8:
-        if not np.issubdtype(w.dtype, np.integer) or w.size and (w.min() < -128 or w.max() > 127):
-            layer._fail("weight.dtype", w.dtype, "int8 values")
-        w = w.astype(np.int8)
-    n_out = shape[0]
-    b = np.zeros(n_out, dtype=np.int32) if bias is None else np.asarray(bias)
-    if b.shape != (n_out,):
-        layer._fail("bias.shape", b.shape, f"({n_out},)")
-    if b.dtype != np.int32:
-        if not np.issubdtype(b.dtype, np.integer) or b.size and (b.min() < -2**31 or b.max() > 2**31 - 1):
-            layer._fail("bias.dtype", b.dtype, "int32 values")
-        b = b.astype(np.int32)
-    ws = np.asarray(weight_scale, dtype=np.float64)
-    if ws.ndim == 0:
-        ws = np.full(n_out, float(ws))
-    if ws.shape != (n_out,) or not np.all(np.isfinite(ws)) or np.any(ws <= 0):
-        layer._fail("weight_scale", weight_scale, f"a positive scale or {n_out} positive scales")
-    for name, v in (("weight", w), ("bias", b), ("weight_scale", ws)):
-        v = np.array(v)
-        v.setflags(write=False)
-        object.__setattr__(layer, name, v)
-    real = layer.input.scale * ws / layer.output.scale
-    object.__setattr__(layer, "requant", Requant(real))
+@dataclass(frozen=True, eq=False, kw_only=True)
+class _Weighted(Layer):
+    """Fields and helpers shared by :class:`Conv2d` and :class:`Dense`: int8 weights (zero point 0), int32 bias,
+    per-output-channel weight scales, the derived per-channel :class:`Requant` and the fused output clamp."""
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    weight_scale: np.ndarray | float = 1.0
+    act_min: int | None = None
+    act_max: int | None = None
+    requant: Requant = field(init=False, repr=False)
+
+    def _check_weights(self, shape: tuple[int, ...]) -> None:
+        """Validate weight / bias / weight_scale against the expected weight ``shape``; store normalised
+        read-only copies and derive ``requant``."""
+        w = np.asarray(self.weight)
+        if w.shape != shape:
+            self._fail("weight.shape", w.shape, f"{shape}")
+        if w.dtype != np.int8:
+            if not np.issubdtype(w.dtype, np.integer) or w.size and (w.min() < -128 or w.max() > 127):
+                self._fail("weight.dtype", w.dtype, "int8 values")
+            w = w.astype(np.int8)
+        n_out = shape[0]
+        b = np.zeros(n_out, dtype=np.int32) if self.bias is None else np.asarray(self.bias)
+        if b.shape != (n_out,):
+            self._fail("bias.shape", b.shape, f"({n_out},)")
+        if b.dtype != np.int32:
+            if not np.issubdtype(b.dtype, np.integer) or b.size and (b.min() < -2**31 or b.max() > 2**31 - 1):
+                self._fail("bias.dtype", b.dtype, "int32 values")
+            b = b.astype(np.int32)
+        ws = np.asarray(self.weight_scale, dtype=np.float64)
+        if ws.ndim == 0:
+            ws = np.full(n_out, float(ws))
+        if ws.shape != (n_out,) or not np.all(np.isfinite(ws)) or np.any(ws <= 0):
+            self._fail("weight_scale", self.weight_scale, f"a positive scale or {n_out} positive scales")
+        for name, v in (("weight", w), ("bias", b), ("weight_scale", ws)):
+            v = np.array(v)
+            v.setflags(write=False)
+            object.__setattr__(self, name, v)
+        real = self.input.scale * ws / self.output.scale
+        object.__setattr__(self, "requant", Requant(real))
+        self._check_clamp()
+
+    @property
+    def per_channel(self) -> bool:
+        """True when the weight scales differ between output channels."""
+        return bool(np.unique(self.weight_scale).size > 1)
+
+    @property
+    def macs(self) -> int:
+        return self.gemm.macs
+
+    @property
+    def weight_count(self) -> int:
+        return int(self.weight.size)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class Conv2d(Layer):
+class Conv2d(_Weighted):
     """2-D convolution (groups include depthwise), int32 bias, per-channel requantisation, fused clamp.
 
     Parameters
@@ -333,16 +360,10 @@ class Conv2d(Layer):
         True when the weight scales differ between output channels.
     """
 
-    weight: np.ndarray
-    bias: np.ndarray | None = None
-    weight_scale: np.ndarray | float = 1.0
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
-    act_min: int | None = None
-    act_max: int | None = None
-    requant: Requant = field(init=False, repr=False)
 
     kind: ClassVar[str] = "conv2d"
 
@@ -360,13 +381,12 @@ class Conv2d(Layer):
         cin, cout, g = self.input.shape[0], w.shape[0], self.groups
         if int(g) != g or g < 1 or cin % g or cout % g:
             self._fail("groups", g, f"a positive integer dividing Cin={cin} and Cout={cout}")
-        _check_weights(self, w, self.bias, self.weight_scale, (cout, cin // g, w.shape[2], w.shape[3]))
+        self._check_weights((cout, cin // g, w.shape[2], w.shape[3]))
         expect = (cout, *self._out_hw())
         if expect[1] < 1 or expect[2] < 1:
             self._fail("kernel/padding", (self.kernel, self.padding), f"a window that fits {self.input.shape}")
         if self.output.shape != expect:
             self._fail("output shape", self.output.shape, f"{expect}")
-        self._check_clamp()
 
     def _out_hw(self) -> tuple[int, int]:
         (_, h, w), (kh, kw) = self.input.shape, self.kernel
@@ -392,23 +412,11 @@ class Conv2d(Layer):
         return self.groups > 1 and self.groups == self.in_channels == self.out_channels
 
     @property
-    def per_channel(self) -> bool:
-        return bool(np.unique(self.weight_scale).size > 1)
-
-    @property
     def gemm(self) -> GemmView:
         """The lowered GEMM shape (see the module docstring for the ordering)."""
         kh, kw = self.kernel
         return GemmView(M=self.output.shape[1] * self.output.shape[2], K=self.in_channels // self.groups * kh * kw,
                         N=self.out_channels // self.groups, groups=self.groups)
-
-    @property
-    def macs(self) -> int:
-        return self.gemm.macs
-
-    @property
-    def weight_count(self) -> int:
-        return int(self.weight.size)
 
     def weight_matrix(self, group: int = 0) -> np.ndarray:
         """The ``(K, N)`` int8 weight matrix of one group, rows in im2col order ``(ci, ky, kx)``."""
@@ -425,7 +433,7 @@ class Conv2d(Layer):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class Dense(Layer):
+class Dense(_Weighted):
     """Fully connected layer / matrix product: ``(F,) -> (out_features,)``.
 
     Parameters
@@ -434,13 +442,6 @@ class Dense(Layer):
     bias, weight_scale, act_min, act_max
         As for :class:`Conv2d`.
     """
-
-    weight: np.ndarray
-    bias: np.ndarray | None = None
-    weight_scale: np.ndarray | float = 1.0
-    act_min: int | None = None
-    act_max: int | None = None
-    requant: Requant = field(init=False, repr=False)
 
     kind: ClassVar[str] = "dense"
 
@@ -451,10 +452,9 @@ class Dense(Layer):
         w = np.asarray(self.weight)
         if w.ndim != 2:
             self._fail("weight.shape", w.shape, "(out_features, in_features)")
-        _check_weights(self, w, self.bias, self.weight_scale, (w.shape[0], self.input.shape[0]))
+        self._check_weights((w.shape[0], self.input.shape[0]))
         if self.output.shape != (w.shape[0],):
             self._fail("output shape", self.output.shape, f"({w.shape[0]},)")
-        self._check_clamp()
 
     @property
     def in_features(self) -> int:
@@ -465,20 +465,8 @@ class Dense(Layer):
         return int(self.weight.shape[0])
 
     @property
-    def per_channel(self) -> bool:
-        return bool(np.unique(self.weight_scale).size > 1)
-
-    @property
     def gemm(self) -> GemmView:
         return GemmView(M=1, K=self.in_features, N=self.out_features, groups=1)
-
-    @property
-    def macs(self) -> int:
-        return self.gemm.macs
-
-    @property
-    def weight_count(self) -> int:
-        return int(self.weight.size)
 
     def weight_matrix(self, group: int = 0) -> np.ndarray:
         """The ``(K, N)`` int8 weight matrix (the transpose of ``weight``)."""
