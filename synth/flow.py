@@ -1,0 +1,35 @@
+"""One design from configuration to report: generate the RTL, synthesise it, write the JSON and Markdown reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import CimConfig
+from .report import build_report, write_report
+from .synthesize import SynthResult, synthesize
+from .yosys import DEFAULT_TIMEOUT
+
+__all__ = ["generate_rtl", "synthesize_config", "report_config"]
+
+
+def generate_rtl(cfg: CimConfig, rtl_dir: str | Path) -> list[Path]:
+    """The Verilog files of ``cfg`` (all modules of the design), written by the project's generator."""
+    from ..gen.emit import generate  # Amaranth is only needed here
+
+    paths = generate(cfg, rtl_dir)
+    return [p for p in paths if p.suffix == ".v"]
+
+
+def synthesize_config(cfg: CimConfig, out_dir: str | Path, *, flat_depth: bool = True,
+                      timeout: float = DEFAULT_TIMEOUT, use_cache: bool = True,
+                      cache_dir: str | Path | None = None) -> SynthResult:
+    """Generate ``cfg`` into ``out_dir/rtl/<name>`` and synthesise it (cached by the Verilog's hash)."""
+    sources = generate_rtl(cfg, Path(out_dir) / "rtl" / cfg.name)
+    return synthesize(sources, flat_depth=flat_depth, timeout=timeout, use_cache=use_cache, cache_dir=cache_dir)
+
+
+def report_config(cfg: CimConfig, out_dir: str | Path, **kwargs) -> tuple[dict, list[Path]]:
+    """Synthesise ``cfg`` and write ``out_dir/<name>.json`` and ``.md``; return (report, written paths)."""
+    result = synthesize_config(cfg, out_dir, **kwargs)
+    rep = build_report(cfg, result)
+    return rep, write_report(rep, out_dir)
