@@ -67,6 +67,9 @@ class Layer:
         Convolution groups; the kernel is ``out_ch x in_ch/groups x kernel``.
     flat_hw : tuple of int
         For an ``fc`` whose input is a flattened ``C x h x w`` map: ``(h, w)`` (used when scaling a topology).
+    source : object, optional
+        The object the layer was made from (a :mod:`cimforge.golden.ir` layer), handed to the fabric's cycle
+        model; not compared.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Layer:
     stride: tuple[int, int] = (1, 1)
     groups: int = 1
     flat_hw: tuple[int, int] = (1, 1)
+    source: object = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in ("conv", "fc", "other"):

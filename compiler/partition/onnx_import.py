@@ -22,7 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from .network import Edge, Layer, Network, PartitionError, UnknownOpWarning
+from .graph_edges import Node, trace_edges
+from .network import Layer, Network, PartitionError, UnknownOpWarning
 
 __all__ = ["load_onnx", "WEIGHTED_OPS", "KNOWN_OPS"]
 
@@ -129,37 +130,58 @@ def _load_cached(path: str, mtime: int, input_shapes: tuple, name: str) -> tuple
         del dims[:]
         for d in shape:
             dims.add().dim_value = int(d)
-    try:
-        model = shape_inference.infer_shapes(model, data_prop=True)
-    except Exception as e:
-        raise PartitionError(f"model {path!r}: ONNX shape inference failed: {e}") from None
+    # Contrib ops (QLinearAdd, ...) stop ONNX shape inference; fill their outputs in and infer again.
+    for _ in range(16):
+        try:
+            model = shape_inference.infer_shapes(model, data_prop=True)
+        except Exception as e:
+            raise PartitionError(f"model {path!r}: ONNX shape inference failed: {e}") from None
+        shapes, types = _shape_table(model.graph)
+        const = _const_tensors(model.graph)
+        added = _propagate_contrib_shapes(list(model.graph.node), shapes, const)
+        if not added:
+            break
+        for t, (shape, like) in added.items():
+            elem = types.get(t) or types.get(like) or onnx.TensorProto.FLOAT
+            model.graph.value_info.append(onnx.helper.make_tensor_value_info(t, elem, list(shape)))
     return _build(model, name, path)
+
+
+def _shape_table(graph: Any) -> tuple[dict[str, tuple | None], dict[str, int]]:
+    shapes: dict[str, tuple | None] = {}
+    types: dict[str, int] = {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        shapes[vi.name] = _dims(vi)
+        types[vi.name] = vi.type.tensor_type.elem_type
+    for init in graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+    return shapes, types
+
+
+def _const_tensors(graph: Any) -> set[str]:
+    """Initializers and everything computed from constants only (weights built by ConstantOfShape, shapes)."""
+    const = {i.name for i in graph.initializer}
+    for n in graph.node:
+        ins = [i for i in n.input if i]
+        if n.op_type in _CONST_OPS or n.op_type == "Shape" or (ins and all(i in const for i in ins)):
+            const.update(o for o in n.output if o)
+    return const
 
 
 def _build(model: Any, name: str, source: str) -> tuple[Network, dict]:
     graph = model.graph
-    shapes: dict[str, tuple | None] = {}
-    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
-        shapes[vi.name] = _dims(vi)
-    for init in graph.initializer:
-        shapes[init.name] = tuple(init.dims)
-    const = {i.name for i in graph.initializer}
+    shapes, _ = _shape_table(graph)
+    const = _const_tensors(graph)
     producer: dict[str, Any] = {}
-    consumers: dict[str, list] = defaultdict(list)
     nodes = list(graph.node)
     for k, n in enumerate(nodes):
         if not n.name:
             n.name = f"{n.op_type}_{k}"
-        ins = [i for i in n.input if i]
-        if n.op_type in _CONST_OPS or (ins and all(i in const for i in ins)) or n.op_type in ("Shape",):
-            const.update(o for o in n.output if o)
         for o in n.output:
             producer[o] = n
-        for i in ins:
-            consumers[i].append(n)
 
     def act_inputs(n: Any) -> list[str]:
-        if n.op_type in WEIGHTED_OPS:
+        if n.op_type in WEIGHTED_OPS and n.name in layer_of:
             return [n.input[WEIGHTED_OPS[n.op_type][0]]]
         ins = [i for i in n.input if i and i not in const]
         if n.op_type in _UNARY and ins:
@@ -188,82 +210,57 @@ def _build(model: Any, name: str, source: str) -> tuple[Network, dict]:
             layer_of[n.name] = len(layers)
             layers.append(Layer(n.name, op, "other"))
 
-    # Edges: trace each weighted layer's data input back to the weighted layers that produce it.
-    memo: dict[str, list[tuple[str, str, float]]] = {}
-
-    def first_weighted_consumer(t: str, exclude: Any) -> Any:
-        frontier, seen, found = [t], set(), []
-        while frontier:
-            x = frontier.pop()
-            for c in consumers.get(x, []):
-                if c is exclude or c.name in seen:
-                    continue
-                seen.add(c.name)
-                if c.name in layer_of and layers[layer_of[c.name]].weighted:
-                    found.append(c)
-                elif c.op_type in _UNARY or c.name in layer_of:
-                    frontier.extend(o for o in c.output if o)
-        return min(found, key=lambda c: layer_of[c.name]) if found else None
-
-    def walk_back(t: str, merge: Any) -> list[tuple[str, Any]]:
-        # Through unary zero-cost ops (not carried unknown ones) towards the tensor a non-unary node produced:
-        # [(tensor, the node on the walk that consumed it), ...].
-        walk, user = [(t, merge)], merge
-        while t in producer and producer[t].op_type in _UNARY and producer[t].name not in layer_of:
-            ins = act_inputs(producer[t])
-            if not ins:
-                break
-            user, t = producer[t], ins[0]
-            walk.append((t, user))
-        return walk
-
-    def trace(t: str) -> list[tuple[str, str, float]]:
-        if t in memo:
-            return memo[t]
-        memo[t] = []  # cycle guard (ONNX graphs are acyclic, but be safe)
-        n = producer.get(t)
-        out: list[tuple[str, str, float]] = []
-        if n is None or t in const:
-            pass
-        elif n.name in layer_of and layers[layer_of[n.name]].weighted:
-            out = [("inter", n.name, 1.0)]
-        elif n.op_type in _CONCAT and n.name not in layer_of:
-            ins = act_inputs(n)
-            total = sum(_channels(shapes.get(i), n) for i in ins) or 1
-            for i in ins:
-                frac = _channels(shapes.get(i), n) / total
-                out += [(k, s, w * frac) for k, s, w in trace(i)]
-        elif n.op_type in _MERGE and n.name not in layer_of and len(act_inputs(n)) >= 2:
-            for i in act_inputs(n):
-                # A branch that forks off a tensor some weighted layer also reads is an identity shortcut (AccPar's
-                # block term, from that layer); a branch that ends in a weighted layer is ordinary data flow.
-                walk = walk_back(i, n)
-                fork = next((a for a in (first_weighted_consumer(t, u) for t, u in walk) if a is not None), None)
-                p = producer.get(walk[-1][0])
-                if fork is not None:
-                    out.append(("block", fork.name, 1.0))
-                elif p is not None and p.name in layer_of and layers[layer_of[p.name]].weighted:
-                    out.append(("inter", p.name, 1.0))
-                else:
-                    out += trace(walk[-1][0])
-        else:
-            for i in act_inputs(n):
-                out += trace(i)
-        memo[t] = out
-        return out
-
-    edges: dict[tuple[int, int, str], float] = defaultdict(float)
+    graph_nodes = []
     for n in nodes:
-        li = layer_of.get(n.name)
-        if li is None or not layers[li].weighted:
+        if all(o in const for o in n.output if o):
             continue
-        for kind, src, share in trace(act_inputs(n)[0]):
-            si = layer_of[src]
-            if si < li:  # a block edge to the block's own first layer is not a shortcut
-                edges[(si, li, kind)] += share
-    edge_list = tuple(Edge(s, d, min(1.0, w), k) for (s, d, k), w in sorted(edges.items()))
+        li = layer_of.get(n.name)
+        if li is not None:
+            role = "weighted" if layers[li].weighted else "carried"
+        elif n.op_type in _CONCAT:
+            role = "concat"
+        elif n.op_type in _MERGE and len(act_inputs(n)) >= 2:
+            role = "merge"
+        else:
+            role = "unary"
+        ins = act_inputs(n)
+        shares = [_channels(shapes.get(i), n) for i in ins] if role == "concat" else []
+        graph_nodes.append(Node(n.name, role, ins, [o for o in n.output if o], shares))
+    edge_list = trace_edges(graph_nodes, layer_of)
     net = Network(name, tuple(layers), edge_list, tuple(d for d in in_shape[1:] if isinstance(d, int)), source)
     return net, dict(unknown)
+
+
+#: Contrib (com.microsoft) ops ONNX shape inference does not know, whose output has their first input's shape.
+_SAME_SHAPE = {"QLinearAdd", "QLinearMul", "QLinearLeakyRelu", "QLinearSigmoid", "QuickGelu", "FusedGelu"}
+
+
+def _propagate_contrib_shapes(nodes: list, shapes: dict, const: set) -> dict[str, tuple[tuple, str]]:
+    """Output shapes of contrib ops whose inputs' shapes are known and outputs' are not: ``{tensor: (shape,
+    first input)}`` (the input gives the element type)."""
+    added: dict[str, tuple] = {}
+    for n in nodes:
+        out = n.output[0] if n.output else None
+        if not out or shapes.get(out) is not None:
+            continue
+        ins = [i for i in n.input if i and i not in const]
+        first = shapes.get(ins[0]) if ins else None
+        if first is None or not all(isinstance(d, int) for d in first[1:]):
+            continue
+        if n.op_type in _SAME_SHAPE:
+            added[out] = first
+        elif n.op_type == "QLinearGlobalAveragePool" and len(first) >= 3:
+            added[out] = tuple(first[:2]) + (1,) * (len(first) - 2)
+        elif n.op_type == "QLinearConcat":
+            # inputs: y_scale, y_zp, then (x, scale, zp) triples
+            xs = [shapes.get(n.input[k]) for k in range(2, len(n.input), 3)]
+            axis = int(_attr(n, "axis", 1)) % len(first)
+            if all(x is not None and len(x) == len(first) for x in xs):
+                added[out] = tuple(sum(x[axis] for x in xs) if d == axis else first[d] for d in range(len(first)))
+    for t, shape in added.items():
+        shapes[t] = shape
+    return {t: (shape, next(i for i in n.input if i and i not in const))
+            for n in nodes for t, shape in added.items() if n.output and n.output[0] == t}
 
 
 def _channels(shape: tuple | None, node: Any) -> float:
