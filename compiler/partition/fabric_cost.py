@@ -1,0 +1,123 @@
+"""The per-layer cycle model the inference partitioner asks, and an analytic stand-in for it.
+
+The compiler owns the fabric's cycle model (``cimforge.compiler.cost.layer_cost(layer, cfg, par)``, with
+``Parallelism(batch, in_ch, out_ch)``); :func:`cycle_model` returns it when that module exists, so the partitioner
+predicts with the same numbers the fabric is compiled with. Until then :func:`analytic_layer_cost` stands in,
+written from the macro contract (ARCHITECTURE.md sections 3 and 6):
+
+* a layer is ``groups`` GEMMs ``(M x K) @ (K x N)`` per sample; a page holds ``rows x cols`` bits, i.e. a tile
+  of ``R`` reduction rows by ``C / wb`` weights; the layer needs ``ceil(K / R) * groups * ceil(N / (C / wb))``
+  tiles (pages);
+* ``Parallelism(b, k, n)`` puts the tiles on ``b * k * n`` macros: ``k`` groups split the reduction (partial sums
+  added across macros), ``n`` groups split the outputs, ``b`` replicas split the output positions (the batch and
+  the pixels) and hold copies of the weights;
+* a macro operation (one page, one output position) costs ``ab`` cycles plus :data:`MAC_LATENCY`; a macro runs
+  its tiles for each of its positions one after the other;
+* weights are written one ``cols``-bit word per cycle through one port for the whole fabric: loading costs
+  ``rows`` cycles per tile copy;
+* partial-sum traffic: ``(k - 1)`` accumulator words (``acc_width`` bits) per output; activation traffic: every
+  output-channel group receives the ``ab``-bit inputs of its reduction slice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["Parallelism", "LayerCost", "analytic_layer_cost", "pages_per_macro", "cycle_model", "MAC_LATENCY"]
+
+#: Fixed pipeline latency of a macro operation in the analytic model (cycles, added to ``ab``).
+MAC_LATENCY = 2
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """Macro groups splitting a layer: by ``batch`` (replicas, data parallel), by ``in_ch`` (reduction, partial
+    sums added) and by ``out_ch`` (output channels). Same fields as ``cimforge.compiler.cost.Parallelism``."""
+
+    batch: int = 1
+    in_ch: int = 1
+    out_ch: int = 1
+
+    def __post_init__(self) -> None:
+        for f in ("batch", "in_ch", "out_ch"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"Parallelism.{f} = {v!r}: allowed a positive integer")
+
+    @property
+    def macros(self) -> int:
+        return self.batch * self.in_ch * self.out_ch
+
+    def __str__(self) -> str:
+        return f"{self.batch}x{self.in_ch}x{self.out_ch}"
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Cycles and traffic of one layer for one batch (fields of the compiler's ``LayerCost``, plus ``pages``:
+    the weight pages the busiest macro holds)."""
+
+    cycles: int
+    compute_cycles: int
+    weight_load_cycles: int
+    psum_traffic_bits: int
+    act_traffic_bits: int
+    pages: int = 0
+
+
+def _precisions(cfg: Any) -> tuple[int, int]:
+    return min(8, cfg.macro.max_ab), min(8, cfg.macro.max_wb)
+
+
+def _tiles(layer: Any, cfg: Any) -> tuple[int, int]:
+    """``(k_tiles, n_tiles)``: pages along the reduction and along the outputs (all groups)."""
+    _, wb = _precisions(cfg)
+    _, K, N = layer.gemm
+    per_row = cfg.macro.cols // wb
+    return math.ceil(K / cfg.macro.rows), layer.groups * math.ceil(N / per_row)
+
+
+def pages_per_macro(layer: Any, cfg: Any, par: Parallelism) -> int:
+    """Weight pages the busiest macro holds under ``par``."""
+    kt, nt = _tiles(layer, cfg)
+    return math.ceil(kt / par.in_ch) * math.ceil(nt / par.out_ch)
+
+
+def analytic_layer_cost(layer: Any, cfg: Any, par: Parallelism, batch: int = 1) -> LayerCost:
+    """Cycles of ``layer`` (a :class:`~.network.Layer`) on ``cfg``'s macros under ``par`` for ``batch`` samples."""
+    ab, _ = _precisions(cfg)
+    M, K, _ = layer.gemm
+    kt, nt = _tiles(layer, cfg)
+    pages = pages_per_macro(layer, cfg, par)
+    positions = batch * M
+    compute = pages * math.ceil(positions / par.batch) * (ab + MAC_LATENCY)
+    load = par.batch * kt * nt * cfg.macro.rows
+    outputs = positions * layer.out_ch
+    psum = outputs * (par.in_ch - 1) * cfg.macro.acc_width
+    act = positions * K * layer.groups * ab * par.out_ch
+    return LayerCost(compute + load, compute, load, psum, act, pages)
+
+
+def cycle_model() -> tuple[Callable[..., LayerCost], str]:
+    """The per-layer cost function to use, ``f(layer, cfg, par, batch) -> LayerCost``, and its name.
+
+    ``cimforge.compiler.cost.layer_cost`` when the compiler provides it, else :func:`analytic_layer_cost`.
+    """
+    try:
+        from cimforge.compiler import cost as compiler_cost  # noqa: F401
+    except ImportError:
+        return analytic_layer_cost, "analytic (cimforge.compiler.partition.fabric_cost)"
+    return _compiler_adapter(compiler_cost), "cimforge.compiler.cost.layer_cost"
+
+
+def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
+    def cost(layer: Any, cfg: Any, par: Parallelism, batch: int = 1) -> LayerCost:
+        src = layer.source if layer.source is not None else layer
+        c = mod.layer_cost(src, cfg, mod.Parallelism(par.batch, par.in_ch, par.out_ch))
+        pages = getattr(c, "pages", None) or pages_per_macro(layer, cfg, par)
+        scale = batch  # the compiler's model is per sample unless its layer carries the batch
+        return LayerCost(int(c.cycles) * scale, int(c.compute_cycles) * scale, int(c.weight_load_cycles),
+                         int(c.psum_traffic_bits) * scale, int(c.act_traffic_bits) * scale, int(pages))
+    return cost
