@@ -16,6 +16,20 @@ per-channel multiplier is an array shaped to broadcast along the channel axis) a
 reference of gemmlowp/TFLite, with one documented choice: ``acc * 2**left`` saturates to int32 where the C++
 reference would overflow (undefined behaviour there; never reached by real scales, whose ``shift`` is <= 0 for
 convolutions; the RTL must saturate the same way).
+
+Rounding modes
+--------------
+``"double"`` (the default, ARCHITECTURE.md section 5) is the scheme above: two roundings, the first at
+``2**-31`` of the multiplier's range, the second by the right shift. Because the first rounding moves the value
+by up to ``2**-(right+1)`` output LSB before the second, a fraction of about ``2**-(right+1)`` of all outputs
+land on the other side of a half-way point than an exact (float) rounding would put them: 1 LSB differences
+from onnxruntime (which rounds ``acc * float_scale`` once, half to even) in ~0.2 % of the outputs of a layer
+with a right shift of 7, and ~12 % for a right shift of 2 (a 4x4 global average pool).
+
+``"single"`` is TFLite's ``TFLITE_SINGLE_ROUNDING`` variant of the same function, with the same ``(M, shift)``:
+``(x * M + 2**(30 - shift)) >> (31 - shift)``: one rounding, half up (towards +inf). It agrees with a float
+rounding except within ``~2**-31`` relative of a tie, and needs less hardware (one product, one rounding shift).
+See docs/golden.md for the measurements.
 """
 
 from __future__ import annotations
@@ -28,11 +42,17 @@ __all__ = [
     "INT32_MIN", "INT32_MAX", "NumericsError",
     "quantize_multiplier", "quantize_multipliers",
     "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
-    "multiply_by_quantized_multiplier", "requantize",
+    "multiply_by_quantized_multiplier", "requantize", "ROUNDING_MODES", "DEFAULT_ROUNDING",
 ]
 
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
+
+#: ``"double"``: gemmlowp SaturatingRoundingDoublingHighMul then RoundingDivideByPOT (ARCHITECTURE.md section 5);
+#: ``"single"``: TFLite's TFLITE_SINGLE_ROUNDING form. See the module docstring.
+ROUNDING_MODES = ("double", "single")
+#: The mode the golden model (and so the RTL) uses unless told otherwise: the architecture contract.
+DEFAULT_ROUNDING = "double"
 
 
 class NumericsError(ValueError):
@@ -146,8 +166,8 @@ def rounding_divide_by_pot(x, exponent) -> np.ndarray:
     return (x >> e) + (remainder > threshold)
 
 
-def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
-    """TFLite ``MultiplyByQuantizedMultiplier``: ``x * M * 2**(shift - 31)`` with gemmlowp rounding.
+def multiply_by_quantized_multiplier(x, multiplier, shift, rounding: str | None = None) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier``: ``x * M * 2**(shift - 31)`` rounded to nearest.
 
     Parameters
     ----------
@@ -156,6 +176,8 @@ def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
     multiplier, shift : array_like of int
         From :func:`quantize_multiplier`, broadcast against ``x`` (per-channel arrays must be shaped to
         broadcast along the channel axis).
+    rounding : {"double", "single"}, optional
+        Default :data:`DEFAULT_ROUNDING`; see the module docstring.
 
     Returns
     -------
@@ -164,21 +186,31 @@ def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
 
     Notes
     -----
-    ``x * 2**left`` saturates to int32 (the C++ reference overflows there); see the module docstring.
+    ``"double"``: ``x * 2**left`` saturates to int32 (the C++ reference overflows there). ``"single"``: the
+    result saturates to int32 (the C++ reference asserts it fits).
     """
+    rounding = DEFAULT_ROUNDING if rounding is None else rounding
+    if rounding not in ROUNDING_MODES:
+        raise ValueError(f"rounding must be one of {ROUNDING_MODES}, not {rounding!r}")
     x = np.asarray(x, dtype=np.int64)
     multiplier = np.asarray(multiplier, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
     _check_int32(x, "requantisation input")
+    if shift.size and (shift.min() < -31 or shift.max() > 30):
+        raise ValueError(f"shift must be in -31..30, got [{int(shift.min())}, {int(shift.max())}]")
+    if rounding == "single":
+        _check_int32(multiplier, "quantized multiplier")
+        total = 31 - shift  # 1..62; |x * M| < 2**62 and the nudge < 2**61: exact in int64
+        y = (x * multiplier + (np.int64(1) << (total - 1))) >> total
+        return np.clip(y, INT32_MIN, INT32_MAX)
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
-    if left.size and left.max() > 31:
-        raise ValueError(f"left shift must be <= 31, got {int(left.max())}")
     shifted = np.clip(x << left, INT32_MIN, INT32_MAX)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
 
 
-def requantize(acc, multiplier, shift, zero_point: int, act_min: int, act_max: int) -> np.ndarray:
+def requantize(acc, multiplier, shift, zero_point: int, act_min: int, act_max: int,
+               rounding: str | None = None) -> np.ndarray:
     """``clamp(zero_point + MultiplyByQuantizedMultiplier(acc, M, shift), act_min, act_max)``.
 
     Parameters
@@ -191,11 +223,13 @@ def requantize(acc, multiplier, shift, zero_point: int, act_min: int, act_max: i
         Output zero point.
     act_min, act_max : int
         Output clamp bounds (the dtype's range, narrowed by a fused ReLU/ReLU6/Clip).
+    rounding : {"double", "single"}, optional
+        See :func:`multiply_by_quantized_multiplier`.
 
     Returns
     -------
     numpy.ndarray of int64
         Values in ``[act_min, act_max]``; the caller casts to the output dtype.
     """
-    y = multiply_by_quantized_multiplier(acc, multiplier, shift) + int(zero_point)
+    y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding) + int(zero_point)
     return np.clip(y, int(act_min), int(act_max))

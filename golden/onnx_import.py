@@ -1,0 +1,870 @@
+"""Import quantized ONNX models into the layer IR (:mod:`cimforge.golden.ir`).
+
+Two encodings are understood, as onnxruntime's ``quantize_static`` writes them, and may be mixed:
+
+* **QOperator**: integer operators on int8/uint8 tensors: ``QLinearConv``, ``QLinearMatMul``, ``QGemm``,
+  ``QLinearAdd``, ``QLinearAveragePool``, ``QLinearGlobalAveragePool``, ``QLinearConcat`` (the last five in
+  the ``com.microsoft`` domain), and ``MaxPool``, ``Relu``, ``Clip``, ``Reshape``, ``Flatten``, ``Identity``
+  applied to codes.
+* **QDQ**: float operators (``Conv``, ``Gemm``, ``MatMul``, ``Add``, ``MaxPool``, ``AveragePool``,
+  ``GlobalAveragePool``, ``Concat``, ``Reshape``, ``Flatten``, ``Relu``, ``Clip``) whose activation inputs are
+  ``DequantizeLinear`` outputs, whose weights are ``DequantizeLinear`` of int8 initializers, and whose result is
+  quantized by a ``QuantizeLinear``. ``Relu`` / ``Clip`` between an operator and its ``QuantizeLinear`` fuse into
+  the layer's output clamp exactly (quantisation is monotonic).
+
+Every IR tensor keeps the name of the ONNX tensor holding the same codes (the QOperator output, or the
+``QuantizeLinear`` output in QDQ form), so golden and onnxruntime intermediates can be compared by name.
+
+The batch dimension (the first of every tensor) may be symbolic; every other dimension must be a fixed
+positive integer. Anything else (an unsupported operator or attribute, a float-only model, dynamic or missing
+shapes, a file that does not parse) raises :class:`OnnxImportError` naming the node, its operator and why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .ir import (AvgPool, Clamp, CLAMPABLE, Concat, Conv2d, Dense, GlobalAvgPool, Graph, IRError, Layer, MaxPool,
+                 Reshape, TensorInfo, Add, conv_output_size, with_clamp)
+from .requant import NumericsError
+
+__all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS"]
+
+
+class OnnxImportError(ValueError):
+    """A model the importer cannot represent exactly.
+
+    Members
+    -------
+    node : str or None
+        Name of the offending node (or tensor, for graph-level problems).
+    op : str or None
+        Its operator type.
+    reason : str
+    """
+
+    def __init__(self, reason: str, node: str | None = None, op: str | None = None):
+        self.node, self.op, self.reason = node, op, reason
+        where = f"node {node!r} ({op}): " if op else (f"{node!r}: " if node else "")
+        super().__init__(where + reason)
+
+
+_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd",
+              "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "ConvInteger", "MatMulInteger"}
+_ONNX_DOMAINS = ("", "ai.onnx")
+_MS = "com.microsoft"
+_DTYPES = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What a tensor name stands for while importing
+
+
+@dataclass
+class _Codes:
+    """Integer codes of an IR tensor."""
+    info: TensorInfo
+
+
+@dataclass
+class _Dequant:
+    """A float tensor equal to ``DequantizeLinear`` of an IR tensor."""
+    info: TensorInfo
+
+
+@dataclass
+class _Const:
+    """A constant (initializer or ``Constant`` node)."""
+    value: np.ndarray
+
+
+@dataclass
+class _ConstDequant:
+    """``DequantizeLinear`` of a constant: real = (q - zp) * scale along ``axis``."""
+    q: np.ndarray
+    scale: np.ndarray
+    zp: np.ndarray
+    axis: int
+
+
+@dataclass
+class _FloatInput:
+    """A float graph input, to be quantized by a ``QuantizeLinear``."""
+    name: str
+    shape: tuple[int, ...]
+
+
+@dataclass
+class _Pending:
+    """The float result of a QDQ operator, waiting for its ``QuantizeLinear``.
+
+    ``make(output_info)`` builds the layer; ``lo``/``hi`` are real clamp bounds from fused Relu/Clip."""
+    node: str
+    op: str
+    shape: tuple[int, ...]
+    make: Callable[[TensorInfo], Layer]
+    lo: float = -math.inf
+    hi: float = math.inf
+
+
+@dataclass
+class _Importer:
+    proto: object
+    name: str
+    values: dict = field(default_factory=dict)
+    layers: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)
+    float_inputs: dict = field(default_factory=dict)
+    consumers: dict = field(default_factory=dict)
+    layer_names: set = field(default_factory=set)
+    graph_outputs: set = field(default_factory=set)
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    def fail(self, node, reason: str):
+        raise OnnxImportError(reason, node=node.name or node.output[0], op=node.op_type)
+
+    def get(self, node, i: int, what: str | None = None):
+        if i >= len(node.input) or node.input[i] == "":
+            self.fail(node, f"missing input {i}{f' ({what})' if what else ''}")
+        name = node.input[i]
+        if name not in self.values:
+            self.fail(node, f"input {name!r} is produced by no earlier node, initializer or graph input "
+                            f"(graph not topologically sorted, or corrupted)")
+        return self.values[name]
+
+    def optional(self, node, i: int):
+        return self.get(node, i) if i < len(node.input) and node.input[i] else None
+
+    def const(self, node, i: int, what: str) -> np.ndarray:
+        v = self.get(node, i, what)
+        if not isinstance(v, _Const):
+            self.fail(node, f"{what} {node.input[i]!r} must be a constant initializer")
+        return v.value
+
+    def codes(self, node, i: int, what: str = "input") -> TensorInfo:
+        v = self.get(node, i, what)
+        if isinstance(v, _Codes):
+            return v.info
+        if isinstance(v, (_Dequant, _FloatInput)) or isinstance(v, _Pending):
+            self.fail(node, f"{what} {node.input[i]!r} is a float tensor; this operator needs int8/uint8 codes")
+        self.fail(node, f"{what} {node.input[i]!r} is a constant; this operator needs a computed tensor")
+
+    def dequant(self, node, i: int, what: str = "input") -> TensorInfo:
+        v = self.get(node, i, what)
+        if isinstance(v, _Dequant):
+            return v.info
+        if isinstance(v, _Pending):
+            self.fail(node, f"{what} {node.input[i]!r} is the float output of node {v.node!r} ({v.op}) with no "
+                            f"QuantizeLinear in between: only quantized tensors may pass between layers")
+        if isinstance(v, _FloatInput):
+            self.fail(node, f"{what} {node.input[i]!r} is the float graph input, not quantized: "
+                            f"is this a float-only model?")
+        if isinstance(v, _Codes):
+            self.fail(node, f"{what} {node.input[i]!r} holds int codes; this float operator needs a "
+                            f"DequantizeLinear in front")
+        self.fail(node, f"{what} {node.input[i]!r} is a constant; a computed (dequantized) tensor is needed")
+
+    def qparams(self, node, i_scale: int, i_zp: int | None, what: str) -> tuple[float, int, str]:
+        """A per-tensor (scale, zero point, dtype) from constant inputs."""
+        scale = np.asarray(self.const(node, i_scale, f"{what} scale"))
+        if scale.size != 1:
+            self.fail(node, f"{what} scale must be per-tensor (one value), has shape {scale.shape}")
+        zp = None if i_zp is None else self.optional(node, i_zp)
+        if zp is None:
+            zp_v, dtype = 0, "uint8"  # ONNX default
+        else:
+            if not isinstance(zp, _Const):
+                self.fail(node, f"{what} zero point {node.input[i_zp]!r} must be a constant initializer")
+            z = np.asarray(zp.value)
+            if z.size != 1:
+                self.fail(node, f"{what} zero point must be per-tensor (one value), has shape {z.shape}")
+            if z.dtype not in _DTYPES:
+                self.fail(node, f"{what} zero point has dtype {z.dtype}: activations must be int8 or uint8")
+            zp_v, dtype = int(z.ravel()[0]), _DTYPES[z.dtype]
+        s = float(np.float32(scale.ravel()[0]))
+        if not math.isfinite(s) or s <= 0:
+            self.fail(node, f"{what} scale {s!r} must be finite and > 0")
+        return s, zp_v, dtype
+
+    def check_quant(self, node, info: TensorInfo, q: tuple[float, int, str], what: str):
+        if (info.scale, info.zero_point, info.dtype) != q:
+            self.fail(node, f"{what} {info.name!r} is given scale/zero point/dtype {q}, but its producer made "
+                            f"{(info.scale, info.zero_point, info.dtype)}")
+
+    def weights(self, node, q: np.ndarray, zp, axis: int, what: str = "weight") -> np.ndarray:
+        """Integer weights with the zero point removed, as int8 (exact; error if they do not fit)."""
+        q = np.asarray(q)
+        if not np.issubdtype(q.dtype, np.integer) or q.dtype.itemsize > 1:
+            self.fail(node, f"{what} has dtype {q.dtype}: weights must be int8 (or uint8)")
+        z = np.zeros(1, np.int64) if zp is None else np.asarray(zp, dtype=np.int64).ravel()
+        if z.size not in (1, q.shape[axis]):
+            self.fail(node, f"{what} zero point has {z.size} values for {q.shape[axis]} channels")
+        shape = [1] * q.ndim
+        shape[axis] = z.size
+        w = q.astype(np.int64) - z.reshape(shape)
+        if w.size and (w.min() < -128 or w.max() > 127):
+            self.fail(node, f"{what} minus its zero point {z[:4]} leaves int8: weights must be symmetric "
+                            f"(zero point 0 for int8, 128 for uint8)")
+        return w.astype(np.int8)
+
+    def weight_scale(self, node, scale, n_out: int, what: str = "weight") -> np.ndarray:
+        s = np.asarray(scale, dtype=np.float32).ravel()
+        if s.size not in (1, n_out):
+            self.fail(node, f"{what} scale has {s.size} values for {n_out} output channels")
+        return np.broadcast_to(s, (n_out,)).astype(np.float64)
+
+    def bias(self, node, v, x_scale: float, w_scale: np.ndarray, n_out: int) -> np.ndarray | None:
+        """int32 bias with scale ``x_scale * w_scale``; a float or differently scaled bias is requantised to it
+        (round half to even)."""
+        if v is None:
+            return None
+        acc_scale = np.float32(x_scale) * w_scale.astype(np.float32)
+        if isinstance(v, _Const) and np.issubdtype(v.value.dtype, np.integer):
+            b = v.value.astype(np.int64).ravel()
+        elif isinstance(v, _Const):
+            b = np.rint(v.value.astype(np.float64).ravel() / acc_scale)
+        elif isinstance(v, _ConstDequant):
+            s = np.broadcast_to(np.asarray(v.scale, np.float32).ravel(), (n_out,))
+            real_int = v.q.astype(np.int64).ravel() - np.asarray(v.zp, np.int64).ravel()
+            if np.allclose(s, acc_scale, rtol=1e-6, atol=0):
+                b = real_int
+            else:
+                b = np.rint(real_int * s.astype(np.float64) / acc_scale)
+        else:
+            self.fail(node, "bias must be a constant (int32, or DequantizeLinear of int32)")
+        if b.size != n_out:
+            self.fail(node, f"bias has {b.size} values for {n_out} output channels")
+        if b.min() < -2**31 or b.max() > 2**31 - 1:
+            self.fail(node, "bias leaves the int32 range")
+        return b.astype(np.int32)
+
+    def attrs(self, node) -> dict:
+        import onnx
+
+        return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+    def layer_name(self, node) -> str:
+        base = node.name or f"{node.op_type}:{node.output[0]}"
+        name, i = base, 1
+        while name in self.layer_names:
+            i += 1
+            name = f"{base}#{i}"
+        self.layer_names.add(name)
+        return name
+
+    def emit(self, layer: Layer):
+        self.layers.append(layer)
+        self.values[layer.output.name] = _Codes(layer.output)
+
+    def build(self, node, make, *args, **kw):
+        """Construct an IR layer, turning IR validation errors into import errors on this node."""
+        try:
+            return make(*args, **kw)
+        except (IRError, NumericsError) as e:
+            self.fail(node, str(e))
+
+    # -- window geometry ------------------------------------------------------------------------------------
+
+    def window(self, node, a: dict, in_hw: tuple[int, int], kernel: tuple[int, int]) -> dict:
+        """stride, padding (top, left, bottom, right) and dilation of a 2-D window, auto_pad resolved."""
+        if len(kernel) != 2:
+            self.fail(node, f"only 2-D windows are supported, kernel_shape = {list(kernel)}")
+        stride = tuple(a.get("strides", (1, 1)))
+        dil = tuple(a.get("dilations", (1, 1)))
+        if len(stride) != 2 or len(dil) != 2:
+            self.fail(node, f"strides {list(stride)} / dilations {list(dil)} must have two entries")
+        if a.get("ceil_mode", 0):
+            self.fail(node, "ceil_mode=1 is not supported (floor mode only)")
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto in ("NOTSET", ""):
+            pads = tuple(a.get("pads", (0, 0, 0, 0)))
+            if len(pads) != 4:
+                self.fail(node, f"pads {list(pads)} must have four entries")
+            padding = (pads[0], pads[1], pads[2], pads[3])
+        elif auto == "VALID":
+            padding = (0, 0, 0, 0)
+        elif auto in ("SAME_UPPER", "SAME_LOWER"):
+            p = []
+            for size, k, s, d in zip(in_hw, kernel, stride, dil):
+                total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+                small, big = total // 2, total - total // 2
+                p.append((small, big) if auto == "SAME_UPPER" else (big, small))
+            padding = (p[0][0], p[1][0], p[0][1], p[1][1])
+        else:
+            self.fail(node, f"auto_pad {auto!r} is not supported")
+        out = tuple(conv_output_size(size, k, s, padding[i], padding[i + 2], d)
+                    for i, (size, k, s, d) in enumerate(zip(in_hw, kernel, stride, dil)))
+        if min(out) < 1:
+            self.fail(node, f"window {list(kernel)} with padding {padding} does not fit the input {in_hw}")
+        return {"stride": stride, "padding": padding, "dilation": dil, "out_hw": out}
+
+    # -- shared layer builders ---------------------------------------------------------------------------
+
+    def conv(self, node, x: TensorInfo, w: np.ndarray, w_scale, bias_v):
+        a = self.attrs(node)
+        if w.ndim != 4 or len(x.shape) != 3:
+            self.fail(node, f"only 2-D convolutions on (C, H, W) inputs are supported (weight {w.shape}, "
+                            f"input {x.shape})")
+        kernel = tuple(a.get("kernel_shape", w.shape[2:]))
+        if kernel != w.shape[2:]:
+            self.fail(node, f"kernel_shape {list(kernel)} disagrees with the weight shape {w.shape}")
+        geo = self.window(node, a, x.shape[1:], kernel)
+        groups = int(a.get("group", 1))
+        ws = self.weight_scale(node, w_scale, w.shape[0])
+        bias = self.bias(node, bias_v, x.scale, ws, w.shape[0])
+        shape = (w.shape[0], *geo["out_hw"])
+
+        def make(out: TensorInfo) -> Layer:
+            return Conv2d(name=self.layer_name(node), inputs=(x,), output=out, weight=w, bias=bias,
+                          weight_scale=ws, stride=geo["stride"], padding=geo["padding"], dilation=geo["dilation"],
+                          groups=groups)
+        return shape, make
+
+    def dense(self, node, x: TensorInfo, w: np.ndarray, w_scale, bias_v):
+        """``w`` is ``(out_features, in_features)``."""
+        if len(x.shape) != 1:
+            self.fail(node, f"input must be (N, features); per-sample shape {x.shape}: flatten first")
+        if w.ndim != 2 or w.shape[1] != x.shape[0]:
+            self.fail(node, f"weight shape {w.shape} does not match {x.shape[0]} input features")
+        ws = self.weight_scale(node, w_scale, w.shape[0])
+        bias = self.bias(node, bias_v, x.scale, ws, w.shape[0])
+
+        def make(out: TensorInfo) -> Layer:
+            return Dense(name=self.layer_name(node), inputs=(x,), output=out, weight=w, bias=bias, weight_scale=ws)
+        return (w.shape[0],), make
+
+    def pool(self, node, x: TensorInfo, kind: str):
+        a = self.attrs(node)
+        if len(x.shape) != 3:
+            self.fail(node, f"pooling needs a (C, H, W) input, got {x.shape}")
+        if kind == "global":
+            return (x.shape[0], 1, 1), lambda out: GlobalAvgPool(name=self.layer_name(node), inputs=(x,), output=out)
+        kernel = tuple(a.get("kernel_shape", ()))
+        geo = self.window(node, a, x.shape[1:], kernel)
+        shape = (x.shape[0], *geo["out_hw"])
+        kw = dict(kernel=kernel, stride=geo["stride"], padding=geo["padding"], dilation=geo["dilation"])
+        if kind == "max":
+            if len(node.output) > 1 and node.output[1]:
+                self.fail(node, "the Indices output of MaxPool is not supported")
+            if a.get("storage_order", 0):
+                self.fail(node, "storage_order=1 is not supported")
+            return shape, lambda out: MaxPool(name=self.layer_name(node), inputs=(x,), output=out, **kw)
+        return shape, lambda out: AvgPool(name=self.layer_name(node), inputs=(x,), output=out,
+                                          count_include_pad=bool(a.get("count_include_pad", 0)), **kw)
+
+    def reshape_shape(self, node, x: TensorInfo) -> tuple[int, ...]:
+        """Per-sample output shape of Reshape / Flatten; the batch dimension must pass through."""
+        a = self.attrs(node)
+        if node.op_type == "Flatten":
+            axis = a.get("axis", 1)
+            axis = axis + len(x.shape) + 1 if axis < 0 else axis
+            if axis != 1:
+                self.fail(node, f"Flatten axis {a.get('axis', 1)} would mix the batch dimension: only axis 1")
+            return (x.size,)
+        target = [int(v) for v in np.asarray(self.const(node, 1, "shape")).ravel()]
+        if a.get("allowzero", 0) and 0 in target:
+            self.fail(node, "allowzero=1 with a zero in the shape is not supported")
+        full = (1, *x.shape)  # resolve with a batch of one; the batch must stay first
+        resolved = [full[i] if v == 0 else v for i, v in enumerate(target)]
+        if resolved.count(-1) > 1 or any(v < -1 for v in resolved):
+            self.fail(node, f"invalid target shape {target}")
+        if -1 in resolved:
+            known = int(np.prod([v for v in resolved if v != -1]))
+            if known == 0 or x.size % known:
+                self.fail(node, f"cannot reshape {x.shape} to {target}")
+            resolved[resolved.index(-1)] = x.size // known
+        if int(np.prod(resolved)) != x.size or not resolved or resolved[0] != 1:
+            self.fail(node, f"target shape {target} does not keep the batch dimension first for input "
+                            f"(N, {', '.join(map(str, x.shape))})")
+        return tuple(resolved[1:])
+
+    def concat_axis(self, node, rank: int) -> int:
+        axis = self.attrs(node).get("axis")
+        if axis is None:
+            self.fail(node, "missing axis attribute")
+        axis = axis + rank + 1 if axis < 0 else axis
+        if not 1 <= axis <= rank:
+            self.fail(node, f"axis {self.attrs(node).get('axis')} is the batch axis or out of range")
+        return axis - 1
+
+    def concat_make(self, node, xs: list[TensorInfo]):
+        axis = self.concat_axis(node, len(xs[0].shape))
+        shape = list(xs[0].shape)
+        shape[axis] = sum(t.shape[axis] for t in xs)
+        return tuple(shape), lambda out: Concat(name=self.layer_name(node), inputs=tuple(xs), output=out, axis=axis)
+
+    def clamp_codes(self, node, x: TensorInfo, lo: int, hi: int, out_name: str):
+        """A literal clamp on codes; fused into the producer when that is exact and the producer allows it."""
+        producer = next((i for i, l in enumerate(self.layers) if l.output.name == x.name), None)
+        if (producer is not None and isinstance(self.layers[producer], CLAMPABLE)
+                and self.consumers.get(x.name, 0) == 1 and x.name not in self.graph_outputs):
+            layer = self.layers[producer]
+            fused = self.build(node, with_clamp, layer, lo, hi)
+            fused = replace(fused, output=fused.output.renamed(out_name))
+            self.layers[producer] = fused
+            self.values[out_name] = _Codes(fused.output)
+            return
+        out = x.renamed(out_name)
+        self.emit(self.build(node, Clamp, name=self.layer_name(node), inputs=(x,), output=out,
+                             act_min=max(lo, x.qmin), act_max=min(hi, x.qmax)))
+
+    # -- operators: graph plumbing ----------------------------------------------------------------------
+
+    def op_Constant(self, node):
+        from onnx import numpy_helper
+
+        a = {attr.name: attr for attr in node.attribute}
+        if "value" not in a:
+            self.fail(node, f"only the 'value' form of Constant is supported, got {sorted(a)}")
+        self.values[node.output[0]] = _Const(numpy_helper.to_array(a["value"].t))
+
+    def op_Identity(self, node):
+        self.values[node.output[0]] = self.get(node, 0)
+
+    op_Dropout = op_Identity
+
+    def op_QuantizeLinear(self, node):
+        src = self.get(node, 0)
+        if self.attrs(node).get("axis", 1) != 1 and np.asarray(self.const(node, 1, "scale")).size > 1:
+            self.fail(node, "per-axis quantisation of activations is not supported")
+        scale, zp, dtype = self.qparams(node, 1, 2, "output")
+        name = node.output[0]
+        if isinstance(src, _FloatInput):
+            info = self.build(node, TensorInfo, name, src.shape, dtype, scale, zp)
+            self.inputs.append(info)
+            self.float_inputs[src.name] = name
+            self.values[name] = _Codes(info)
+        elif isinstance(src, _Pending):
+            self.finish(node, src, self.build(node, TensorInfo, name, src.shape, dtype, scale, zp))
+        elif isinstance(src, _Dequant):
+            if (src.info.scale, src.info.zero_point, src.info.dtype) != (scale, zp, dtype):
+                self.fail(node, f"requantising {node.input[0]!r} from {(src.info.scale, src.info.zero_point)} to "
+                                f"{(scale, zp)} through float is not supported")
+            self.values[name] = _Codes(src.info)
+        elif isinstance(src, _Const):
+            self.fail(node, "quantizing a constant at run time is not supported")
+        else:
+            self.fail(node, f"input {node.input[0]!r} is already quantized")
+
+    def finish(self, node, p: _Pending, out: TensorInfo):
+        """Build a pending QDQ layer with its QuantizeLinear's output, fusing a Relu/Clip clamp."""
+        lo = out.qmin if p.lo == -math.inf else int(np.clip(np.rint(np.float32(p.lo) / np.float32(out.scale))
+                                                            + out.zero_point, out.qmin, out.qmax))
+        hi = out.qmax if p.hi == math.inf else int(np.clip(np.rint(np.float32(p.hi) / np.float32(out.scale))
+                                                           + out.zero_point, out.qmin, out.qmax))
+        clamped = (lo, hi) != (out.qmin, out.qmax)
+        fake = _FakeNode(p.node, p.op, out.name)
+        layer = self.build(fake, p.make, out)
+        if clamped and isinstance(layer, CLAMPABLE):
+            layer = self.build(fake, with_clamp, layer, lo, hi)
+        elif clamped:  # e.g. MaxPool then Relu: exact as a separate clamp of the codes
+            pre = out.renamed(out.name + "/unclamped")
+            self.emit(self.build(fake, replace, layer, output=pre))
+            layer = self.build(fake, Clamp, name=layer.name + "/clamp", inputs=(pre,), output=out,
+                               act_min=lo, act_max=hi)
+        self.emit(layer)
+
+    def op_DequantizeLinear(self, node):
+        src = self.get(node, 0)
+        if isinstance(src, _Const):
+            a = self.attrs(node)
+            scale = np.asarray(self.const(node, 1, "scale"))
+            zp_v = self.optional(node, 2)
+            zp = np.zeros(1, np.int64) if zp_v is None else np.asarray(self.const(node, 2, "zero point"))
+            axis = a.get("axis", 1) if scale.size > 1 else 0
+            axis = axis + src.value.ndim if axis < 0 else axis
+            self.values[node.output[0]] = _ConstDequant(src.value, scale, zp, axis)
+            return
+        info = self.codes(node, 0)
+        self.check_quant(node, info, self.qparams(node, 1, 2, "input"), "input")
+        self.values[node.output[0]] = _Dequant(info)
+
+    # -- operators: QOperator form --------------------------------------------------------------------------
+
+    def out_info(self, node, i_scale: int, i_zp: int, shape) -> TensorInfo:
+        scale, zp, dtype = self.qparams(node, i_scale, i_zp, "output")
+        return self.build(node, TensorInfo, node.output[0], tuple(shape), dtype, scale, zp)
+
+    def op_QLinearConv(self, node):
+        x = self.codes(node, 0)
+        self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
+        wq = self.const(node, 3, "weight")
+        w = self.weights(node, wq, self.const(node, 5, "weight zero point"), axis=0)
+        shape, make = self.conv(node, x, w, self.const(node, 4, "weight scale"), self.optional(node, 8))
+        self.emit(self.build(node, make, self.out_info(node, 6, 7, shape)))
+
+    def op_QLinearMatMul(self, node):
+        x = self.codes(node, 0)
+        self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
+        b = self.const(node, 3, "B")
+        if b.ndim != 2:
+            self.fail(node, f"B must be a 2-D constant (K, N), has shape {b.shape}")
+        w = self.weights(node, b, self.const(node, 5, "B zero point"), axis=1).T
+        shape, make = self.dense(node, x, w, self.const(node, 4, "B scale"), None)
+        self.emit(self.build(node, make, self.out_info(node, 6, 7, shape)))
+
+    def op_QGemm(self, node):
+        a = self.attrs(node)
+        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0:
+            self.fail(node, f"only transA=0 and alpha=1 are supported (transA={a.get('transA', 0)}, "
+                            f"alpha={a.get('alpha', 1.0)})")
+        if len(node.input) < 9 or not node.input[7]:
+            self.fail(node, "QGemm without output quantisation (float output) is not supported")
+        x = self.codes(node, 0)
+        self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
+        b = self.const(node, 3, "B")
+        trans = a.get("transB", 0)
+        w = self.weights(node, b, self.const(node, 5, "B zero point"), axis=0 if trans else 1)
+        w = w if trans else w.T
+        shape, make = self.dense(node, x, w, self.const(node, 4, "B scale"), self.optional(node, 6))
+        self.emit(self.build(node, make, self.out_info(node, 7, 8, shape)))
+
+    def op_QLinearAdd(self, node):
+        xs = []
+        for i in (0, 3):
+            x = self.codes(node, i)
+            self.check_quant(node, x, self.qparams(node, i + 1, i + 2, "input"), "input")
+            xs.append(x)
+        if xs[0].shape != xs[1].shape:
+            self.fail(node, f"broadcasting add {xs[0].shape} + {xs[1].shape} is not supported")
+        out = self.out_info(node, 6, 7, xs[0].shape)
+        self.emit(self.build(node, Add, name=self.layer_name(node), inputs=tuple(xs), output=out))
+
+    def _qlinear_pool(self, node, kind: str):
+        x = self.codes(node, 0)
+        self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
+        if self.attrs(node).get("channels_last", 0):
+            self.fail(node, "channels_last=1 is not supported")
+        shape, make = self.pool(node, x, kind)
+        self.emit(self.build(node, make, self.out_info(node, 3, 4, shape)))
+
+    def op_QLinearGlobalAveragePool(self, node):
+        self._qlinear_pool(node, "global")
+
+    def op_QLinearAveragePool(self, node):
+        self._qlinear_pool(node, "avg")
+
+    def op_QLinearConcat(self, node):
+        xs = []
+        for i in range(2, len(node.input), 3):
+            x = self.codes(node, i)
+            self.check_quant(node, x, self.qparams(node, i + 1, i + 2, "input"), "input")
+            xs.append(x)
+        shape, make = self.concat_make(node, xs)
+        self.emit(self.build(node, make, self.out_info(node, 0, 1, shape)))
+
+    # -- operators: on codes (QOperator) or on dequantized tensors (QDQ) --------------------------------------
+
+    def _float_or_codes(self, node, make_float, make_codes):
+        v = self.get(node, 0)
+        if isinstance(v, _Codes):
+            make_codes(v.info)
+        else:
+            x = self.dequant(node, 0)
+            shape, make = make_float(x)
+            self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+
+    def op_MaxPool(self, node):
+        def on_codes(x):
+            shape, make = self.pool(node, x, "max")
+            self.emit(self.build(node, make, x.renamed(node.output[0], shape)))
+        self._float_or_codes(node, lambda x: self.pool(node, x, "max"), on_codes)
+
+    def op_Reshape(self, node):
+        def make_float(x):
+            return self.reshape_shape(node, x), lambda out: Reshape(name=self.layer_name(node), inputs=(x,),
+                                                                     output=out)
+
+        def on_codes(x):
+            out = x.renamed(node.output[0], self.reshape_shape(node, x))
+            self.emit(self.build(node, Reshape, name=self.layer_name(node), inputs=(x,), output=out))
+        self._float_or_codes(node, make_float, on_codes)
+
+    op_Flatten = op_Reshape
+
+    def clip_bounds(self, node) -> tuple[float | None, float | None]:
+        if node.op_type == "Relu":
+            return 0, None
+        a = self.attrs(node)
+        if "min" in a or "max" in a:  # opset < 11
+            return a.get("min"), a.get("max")
+        lo = self.optional(node, 1)
+        hi = self.optional(node, 2)
+        out = []
+        for v, i in ((lo, 1), (hi, 2)):
+            if v is None:
+                out.append(None)
+            elif isinstance(v, _Const) and np.asarray(v.value).size == 1:
+                out.append(np.asarray(v.value).ravel()[0].item())
+            else:
+                self.fail(node, f"bound {node.input[i]!r} must be a scalar constant")
+        return out[0], out[1]
+
+    def op_Relu(self, node):
+        lo, hi = self.clip_bounds(node)
+        v = self.get(node, 0)
+        if isinstance(v, _Codes):  # ONNX semantics on integer tensors: clamp the codes themselves
+            x = v.info
+            self.clamp_codes(node, x, x.qmin if lo is None else int(math.ceil(lo)),
+                             x.qmax if hi is None else int(math.floor(hi)), node.output[0])
+        elif isinstance(v, _Pending):
+            if self.consumers.get(node.input[0], 0) != 1:
+                self.fail(node, f"the float tensor {node.input[0]!r} has other consumers: cannot fuse")
+            self.values[node.output[0]] = _Pending(
+                v.node, v.op, v.shape, v.make, max(v.lo, -math.inf if lo is None else float(lo)),
+                min(v.hi, math.inf if hi is None else float(hi)))
+        else:
+            x = self.dequant(node, 0)
+            self.values[node.output[0]] = _Pending(
+                node.name or node.output[0], node.op_type, x.shape,
+                lambda out: Clamp(name=self.layer_name(node), inputs=(x,), output=out),
+                -math.inf if lo is None else float(lo), math.inf if hi is None else float(hi))
+
+    op_Clip = op_Relu
+
+    # -- operators: QDQ form ----------------------------------------------------------------------------------
+
+    def const_weights(self, node, i: int, axis_out: int):
+        v = self.get(node, i, "weight")
+        if isinstance(v, _Const):
+            self.fail(node, f"weight {node.input[i]!r} is a float initializer, not DequantizeLinear of int8: "
+                            f"the node is not quantized (float-only model?)")
+        if not isinstance(v, _ConstDequant):
+            self.fail(node, f"weight {node.input[i]!r} must be a constant (DequantizeLinear of an int8 initializer)")
+        if np.asarray(v.scale).size > 1 and v.axis != axis_out:
+            self.fail(node, f"per-channel weight scales must run along the output-channel axis {axis_out}, "
+                            f"not axis {v.axis}")
+        return self.weights(node, v.q, v.zp, axis=axis_out), v.scale
+
+    def op_Conv(self, node):
+        x = self.dequant(node, 0)
+        w, ws = self.const_weights(node, 1, 0)
+        shape, make = self.conv(node, x, w, ws, self.optional(node, 2))
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+
+    def op_Gemm(self, node):
+        a = self.attrs(node)
+        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+            self.fail(node, "only transA=0, alpha=1 and beta=1 are supported")
+        x = self.dequant(node, 0)
+        trans = a.get("transB", 0)
+        w, ws = self.const_weights(node, 1, 0 if trans else 1)
+        shape, make = self.dense(node, x, w if trans else w.T, ws, self.optional(node, 2))
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+
+    def op_MatMul(self, node):
+        x = self.dequant(node, 0)
+        w, ws = self.const_weights(node, 1, 1)
+        if w.ndim != 2:
+            self.fail(node, f"B must be 2-D (K, N), has shape {w.shape}")
+        shape, make = self.dense(node, x, w.T, ws, None)
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+
+    def op_Add(self, node):
+        xs = [self.dequant(node, i) for i in (0, 1)]
+        if xs[0].shape != xs[1].shape:
+            self.fail(node, f"broadcasting add {xs[0].shape} + {xs[1].shape} is not supported")
+        self.values[node.output[0]] = _Pending(
+            node.name or node.output[0], node.op_type, xs[0].shape,
+            lambda out: Add(name=self.layer_name(node), inputs=tuple(xs), output=out))
+
+    def op_AveragePool(self, node):
+        x = self.dequant(node, 0)
+        shape, make = self.pool(node, x, "avg")
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+
+    def op_GlobalAveragePool(self, node):
+        x = self.dequant(node, 0)
+        shape, make = self.pool(node, x, "global")
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+
+    def op_Concat(self, node):
+        if all(isinstance(self.get(node, i), _Codes) for i in range(len(node.input))):
+            xs = [self.codes(node, i) for i in range(len(node.input))]
+            if any(not t.same_quant(xs[0]) for t in xs):
+                self.fail(node, "Concat of codes with different quantisation (use QLinearConcat)")
+            shape, make = self.concat_make(node, xs)
+            self.emit(self.build(node, make, xs[0].renamed(node.output[0], shape)))
+            return
+        xs = [self.dequant(node, i) for i in range(len(node.input))]
+        shape, make = self.concat_make(node, xs)
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+
+    # -- driver -----------------------------------------------------------------------------------------------
+
+    def run(self) -> Graph:
+        from onnx import numpy_helper
+
+        g = self.proto.graph
+        ops = {n.op_type for n in g.node}
+        if not ops & _QUANT_OPS:
+            raise OnnxImportError(f"float-only model: none of its operators ({', '.join(sorted(ops))}) is quantized; "
+                                  f"quantize it first (onnxruntime.quantization.quantize_static)", node=self.name)
+        for init in g.initializer:
+            try:
+                self.values[init.name] = _Const(numpy_helper.to_array(init))
+            except Exception as e:  # noqa: BLE001 - any decoding failure means a corrupted initializer
+                raise OnnxImportError(f"initializer cannot be decoded: {e}", node=init.name) from None
+        self.graph_outputs = {o.name for o in g.output}
+        for n in g.node:
+            for i in n.input:
+                self.consumers[i] = self.consumers.get(i, 0) + 1
+        for inp in g.input:
+            if inp.name in self.values:
+                continue  # an initializer listed as input (old IR versions)
+            self.values[inp.name] = self.graph_input(inp, g)
+        for node in g.node:
+            if node.domain not in (*_ONNX_DOMAINS, _MS):
+                self.fail(node, f"operator domain {node.domain!r} is not supported")
+            handler = getattr(self, f"op_{node.op_type}", None)
+            if handler is None or (node.domain == _MS) != (node.op_type in _MS_OPS):
+                self.fail(node, f"operator {node.op_type} (domain {node.domain or 'ai.onnx'!r}) is not supported; "
+                                f"supported: {', '.join(SUPPORTED_OPS)}")
+            handler(node)
+        outputs, float_outputs = [], {}
+        for o in g.output:
+            v = self.values.get(o.name)
+            if isinstance(v, _Codes):
+                outputs.append(v.info.name)
+            elif isinstance(v, _Dequant):
+                outputs.append(v.info.name)
+                float_outputs[o.name] = v.info.name
+            elif isinstance(v, _Pending):
+                raise OnnxImportError(f"graph output is the float result of node {v.node!r} ({v.op}) and is never "
+                                      f"quantized", node=o.name)
+            else:
+                raise OnnxImportError("graph output is not a computed tensor", node=o.name)
+        if not self.inputs:
+            raise OnnxImportError("the model has no quantized graph input", node=self.name)
+        try:
+            return Graph(self.name, tuple(self.inputs), tuple(self.layers), tuple(dict.fromkeys(outputs)),
+                         dict(self.float_inputs), float_outputs)
+        except IRError as e:
+            raise OnnxImportError(str(e), node=self.name) from None
+
+    def graph_input(self, inp, g):
+        import onnx
+
+        tt = inp.type.tensor_type
+        if not inp.type.HasField("tensor_type") or not tt.HasField("shape"):
+            raise OnnxImportError("graph input has no shape: a static shape (batch may be symbolic) is needed",
+                                  node=inp.name)
+        dims = list(tt.shape.dim)
+        if len(dims) < 2:
+            raise OnnxImportError(f"graph input has rank {len(dims)}; expected (N, ...) with a batch dimension",
+                                  node=inp.name)
+        shape = []
+        for axis, d in enumerate(dims[1:], start=1):
+            if not d.HasField("dim_value") or d.dim_value <= 0:
+                what = repr(d.dim_param) if d.HasField("dim_param") else "unknown"
+                raise OnnxImportError(f"dimension {axis} is dynamic or missing ({what}): only the batch dimension "
+                                      f"(0) may be dynamic", node=inp.name)
+            shape.append(int(d.dim_value))
+        elem = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+        if elem in _DTYPES:  # the model takes codes: its first consumer states their quantisation
+            return _Codes(self.code_input(inp.name, tuple(shape), _DTYPES[elem], g))
+        if elem is None or not np.issubdtype(elem, np.floating):
+            raise OnnxImportError(f"graph input has element type {elem}: float, int8 or uint8 expected",
+                                  node=inp.name)
+        return _FloatInput(inp.name, tuple(shape))
+
+    def code_input(self, name, shape, dtype, g) -> TensorInfo:
+        for node in g.node:
+            for i, x in enumerate(node.input):
+                if x != name:
+                    continue
+                if node.op_type == "DequantizeLinear" and i == 0:
+                    idx = (1, 2)
+                elif node.op_type in _QLINEAR_INPUTS and i in _QLINEAR_INPUTS[node.op_type](len(node.input)):
+                    idx = (i + 1, i + 2)
+                else:
+                    continue
+                scale, zp, dt = self.qparams(node, *idx, "input")
+                if dt != dtype:
+                    self.fail(node, f"input {name!r} is {dtype} but its zero point is {dt}")
+                info = self.build(node, TensorInfo, name, shape, dtype, scale, zp)
+                self.inputs.append(info)
+                return info
+        raise OnnxImportError("integer graph input with no quantized consumer stating its scale and zero point",
+                              node=name)
+
+
+@dataclass
+class _FakeNode:
+    """Stands for the ONNX node of a pending layer in error messages and layer names."""
+    name: str
+    op_type: str
+    out: str
+
+    @property
+    def output(self):
+        return [self.out]
+
+
+#: QLinear operators: input index of each quantized activation (followed by its scale and zero point).
+_QLINEAR_INPUTS = {
+    "QLinearConv": lambda n: (0,), "QLinearMatMul": lambda n: (0,), "QGemm": lambda n: (0,),
+    "QLinearAdd": lambda n: (0, 3), "QLinearAveragePool": lambda n: (0,), "QLinearGlobalAveragePool": lambda n: (0,),
+    "QLinearConcat": lambda n: tuple(range(2, n, 3)),
+}
+_MS_OPS = {"QGemm", "QLinearAdd", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat"}
+#: Operator types the importer understands.
+SUPPORTED_OPS = tuple(sorted(n[3:] for n in dir(_Importer) if n.startswith("op_")))
+
+
+def load_onnx(model, name: str | None = None) -> Graph:
+    """Import a quantized ONNX model.
+
+    Parameters
+    ----------
+    model : str, pathlib.Path, bytes or onnx.ModelProto
+    name : str, optional
+        Graph name (default: the file stem or the ONNX graph name).
+
+    Returns
+    -------
+    Graph
+
+    Raises
+    ------
+    OnnxImportError
+        For a file that is missing or does not parse, a float-only model, dynamic or missing shapes, and any
+        unsupported operator or attribute (naming the node, its operator and why).
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.is_file():
+            raise OnnxImportError("model file does not exist", node=str(path))
+        name = name or path.stem
+        try:
+            proto = onnx.load(str(path))
+        except (DecodeError, ValueError, OSError) as e:
+            raise OnnxImportError(f"not a readable ONNX model (corrupted?): {e}", node=str(path)) from None
+    elif isinstance(model, (bytes, bytearray)):
+        try:
+            proto = onnx.load_from_string(bytes(model))
+        except (DecodeError, ValueError) as e:
+            raise OnnxImportError(f"not a readable ONNX model (corrupted?): {e}") from None
+    else:
+        proto = model
+    if not isinstance(proto, onnx.ModelProto):
+        raise OnnxImportError(f"expected a path, bytes or onnx.ModelProto, got {type(proto).__name__}")
+    if not proto.graph.node:
+        raise OnnxImportError("the model has no nodes (empty or corrupted file?)", node=name)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid model"
+        raise OnnxImportError(f"the ONNX checker rejects the model: {first}", node=name) from None
+    name = name or proto.graph.name or "model"
+    return _Importer(proto, name).run()

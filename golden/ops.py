@@ -1,0 +1,211 @@
+"""Integer operators of the golden model, vectorised over a batch.
+
+Each operator takes an IR layer (:mod:`cimforge.golden.ir`, the parameter bag) and arrays of codes shaped
+``(N, *tensor.shape)``, and a ``rounding`` keyword (:data:`cimforge.golden.requant.ROUNDING_MODES`, default the
+architecture's); it returns the output codes in the output tensor's dtype. Weighted layers also expose
+their int32 accumulators (``conv2d_acc``, ``dense_acc``) so that a bench can compare partial results.
+
+Accumulation uses float64 matrix products on integer-valued operands: every partial sum is an integer below
+2**53 in magnitude (int8 x uint8 products times a reduction length far below 2**37), so the result is exact and
+BLAS-fast; it is converted back to int64 and checked against the int32 range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import (Add, AvgPool, Clamp, Concat, Conv2d, Dense, GlobalAvgPool, IRError, Layer, MaxPool, Requant,
+                 Reshape, TensorInfo)
+from .requant import NumericsError, multiply_by_quantized_multiplier, requantize
+
+__all__ = [
+    "quantize", "dequantize", "im2col", "window_sum",
+    "conv2d_acc", "conv2d", "dense_acc", "dense", "max_pool", "avg_pool", "global_avg_pool",
+    "add", "concat", "reshape", "clamp", "requantize_layer",
+]
+
+
+def quantize(x, info: TensorInfo) -> np.ndarray:
+    """ONNX ``QuantizeLinear`` of real values into ``info``'s codes: ``saturate(rint(x / scale) + zp)``.
+
+    Division is in float32 and ties round to even, as onnxruntime does.
+    """
+    q = np.rint(np.asarray(x, dtype=np.float32) / np.float32(info.scale)).astype(np.float64) + info.zero_point
+    return np.clip(q, info.qmin, info.qmax).astype(info.np_dtype)
+
+
+def dequantize(q, info: TensorInfo) -> np.ndarray:
+    """ONNX ``DequantizeLinear``: ``(q - zp) * scale`` in float32."""
+    return ((np.asarray(q, dtype=np.int32) - info.zero_point).astype(np.float32) * np.float32(info.scale))
+
+
+def _check_input(layer: Layer, x: np.ndarray, info: TensorInfo) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != len(info.shape) + 1 or tuple(x.shape[1:]) != info.shape:
+        raise IRError(f"{layer.kind} layer {layer.name!r}: input {info.name!r} has shape {x.shape}, "
+                      f"expected (N, {', '.join(map(str, info.shape))})")
+    if x.dtype != info.np_dtype:
+        if not np.issubdtype(x.dtype, np.integer) or x.size and (x.min() < info.qmin or x.max() > info.qmax):
+            raise IRError(f"{layer.kind} layer {layer.name!r}: input {info.name!r} has dtype {x.dtype}, "
+                          f"expected {info.dtype} codes")
+    return x
+
+
+def _pad(x: np.ndarray, padding: tuple[int, int, int, int], value) -> np.ndarray:
+    pt, pl, pb, pr = padding
+    if not any(padding):
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=value)
+
+
+def _taps(xp: np.ndarray, kernel, stride, dilation, out_hw):
+    """Yield ``(ky, kx, view)`` with ``view[n, c, ho, wo] = xp[n, c, ho*sh + ky*dh, wo*sw + kx*dw]``."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            yield ky, kx, xp[:, :, y0:y0 + sh * (ho - 1) + 1:sh, x0:x0 + sw * (wo - 1) + 1:sw]
+
+
+def im2col(x, zero_point: int, kernel, stride, padding, dilation, groups: int, out_hw) -> np.ndarray:
+    """Lower a ``(N, C, H, W)`` batch of codes to GEMM rows, in the IR's documented order.
+
+    Returns
+    -------
+    numpy.ndarray of int32, shape ``(N, groups, Ho*Wo, C/groups*kh*kw)``
+        ``cols[n, g, ho*Wo + wo, (ci*kh + ky)*kw + kx] = x[n, g*C/groups + ci, ho*sh - pt + ky*dh,
+        wo*sw - pl + kx*dw]``, padded taps holding ``zero_point``.
+    """
+    x = np.asarray(x, dtype=np.int32)
+    n, c = x.shape[:2]
+    kh, kw = kernel
+    ho, wo = out_hw
+    xp = _pad(x, padding, zero_point)
+    cols = np.empty((n, c, kh, kw, ho, wo), dtype=np.int32)
+    for ky, kx, view in _taps(xp, kernel, stride, dilation, out_hw):
+        cols[:, :, ky, kx] = view
+    cols = cols.reshape(n, groups, c // groups, kh, kw, ho * wo)
+    return cols.transpose(0, 1, 5, 2, 3, 4).reshape(n, groups, ho * wo, c // groups * kh * kw)
+
+
+def _to_int32_acc(layer: Layer, acc_f: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    acc = np.rint(acc_f).astype(np.int64) + bias.astype(np.int64)
+    if acc.size and (acc.min() < -2**31 or acc.max() > 2**31 - 1):
+        raise NumericsError(f"{layer.kind} layer {layer.name!r}: accumulator leaves int32 "
+                            f"([{int(acc.min())}, {int(acc.max())}])")
+    return acc
+
+
+def conv2d_acc(layer: Conv2d, x) -> np.ndarray:
+    """int32 accumulators ``bias + sum (x - zp_in) * w`` of a :class:`~cimforge.golden.ir.Conv2d`,
+    shaped ``(N, Cout, Ho, Wo)`` (int64 dtype, int32 range checked)."""
+    x = _check_input(layer, x, layer.input)
+    g = layer.groups
+    _, ho, wo = layer.output.shape
+    cols = im2col(x, layer.input.zero_point, layer.kernel, layer.stride, layer.padding, layer.dilation, g, (ho, wo))
+    cols = (cols - layer.input.zero_point).astype(np.float64)
+    w = np.stack([layer.weight_matrix(i) for i in range(g)]).astype(np.float64)  # (g, K, Ng)
+    y = np.matmul(cols, w)  # (N, g, M, Ng)
+    y = y.transpose(0, 1, 3, 2).reshape(x.shape[0], layer.out_channels, ho, wo)
+    return _to_int32_acc(layer, y, layer.bias[None, :, None, None])
+
+
+def requantize_layer(layer: Layer, acc: np.ndarray, requant: Requant, channel_axis: int | None,
+                     rounding: str | None = None) -> np.ndarray:
+    """Requantise accumulators with ``requant`` (per channel along ``channel_axis`` of ``acc``, else
+    broadcast as stored) into ``layer.output``'s codes, clamped to ``[act_min, act_max]``."""
+    m, s = requant.multiplier, requant.shift
+    if channel_axis is not None and m.ndim == 1:
+        shape = [1] * acc.ndim
+        shape[channel_axis] = m.size
+        m, s = m.reshape(shape), s.reshape(shape)
+    y = requantize(acc, m, s, layer.output.zero_point, layer.act_min, layer.act_max, rounding)
+    return y.astype(layer.output.np_dtype)
+
+
+def conv2d(layer: Conv2d, x, rounding: str | None = None) -> np.ndarray:
+    """Output codes of a :class:`~cimforge.golden.ir.Conv2d`."""
+    return requantize_layer(layer, conv2d_acc(layer, x), layer.requant, channel_axis=1, rounding=rounding)
+
+
+def dense_acc(layer: Dense, x) -> np.ndarray:
+    """int32 accumulators of a :class:`~cimforge.golden.ir.Dense`, shaped ``(N, out_features)``."""
+    x = _check_input(layer, x, layer.input)
+    y = (x.astype(np.float64) - layer.input.zero_point) @ layer.weight.T.astype(np.float64)
+    return _to_int32_acc(layer, y, layer.bias[None, :])
+
+
+def dense(layer: Dense, x, rounding: str | None = None) -> np.ndarray:
+    """Output codes of a :class:`~cimforge.golden.ir.Dense`."""
+    return requantize_layer(layer, dense_acc(layer, x), layer.requant, channel_axis=1, rounding=rounding)
+
+
+def max_pool(layer: MaxPool, x, rounding: str | None = None) -> np.ndarray:
+    """Max of the codes in each window (padded taps ignored)."""
+    x = _check_input(layer, x, layer.input)
+    xp = _pad(x.astype(np.int32), layer.padding, np.iinfo(np.int32).min)
+    out = None
+    for _, _, view in _taps(xp, layer.kernel, layer.stride, layer.dilation, layer.output.shape[1:]):
+        out = view.copy() if out is None else np.maximum(out, view)
+    return out.astype(layer.output.np_dtype)
+
+
+def window_sum(x, zero_point: int, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
+    """Sum of ``x - zero_point`` over each pooling window (padded taps count 0), int64 ``(N, C, Ho, Wo)``."""
+    xp = _pad(np.asarray(x, dtype=np.int64) - zero_point, padding, 0)
+    acc = np.zeros((xp.shape[0], xp.shape[1], *out_hw), dtype=np.int64)
+    for _, _, view in _taps(xp, kernel, stride, dilation, out_hw):
+        acc += view
+    return acc
+
+
+def avg_pool(layer: AvgPool, x, rounding: str | None = None) -> np.ndarray:
+    """Window sum then requantisation by ``s_in / (s_out * divisor)`` (see :class:`~cimforge.golden.ir.AvgPool`)."""
+    x = _check_input(layer, x, layer.input)
+    acc = window_sum(x, layer.input.zero_point, layer.kernel, layer.stride, layer.padding, layer.dilation,
+                     layer.output.shape[1:])
+    return requantize_layer(layer, acc, layer.requant, channel_axis=None, rounding=rounding)
+
+
+def global_avg_pool(layer: GlobalAvgPool, x, rounding: str | None = None) -> np.ndarray:
+    """Plane sum then requantisation by ``s_in / (s_out * H * W)``."""
+    x = _check_input(layer, x, layer.input)
+    acc = (x.astype(np.int64) - layer.input.zero_point).sum(axis=(2, 3), keepdims=True)
+    return requantize_layer(layer, acc, layer.requant, channel_axis=None, rounding=rounding)
+
+
+def add(layer: Add, a, b, rounding: str | None = None) -> np.ndarray:
+    """TFLite integer addition (see :class:`~cimforge.golden.ir.Add`)."""
+    a = _check_input(layer, a, layer.inputs[0])
+    b = _check_input(layer, b, layer.inputs[1])
+    ta, tb = layer.inputs
+    sa = multiply_by_quantized_multiplier((a.astype(np.int64) - ta.zero_point) << layer.left_shift,
+                                          layer.requant_a.multiplier, layer.requant_a.shift, rounding)
+    sb = multiply_by_quantized_multiplier((b.astype(np.int64) - tb.zero_point) << layer.left_shift,
+                                          layer.requant_b.multiplier, layer.requant_b.shift, rounding)
+    return requantize_layer(layer, sa + sb, layer.requant_out, channel_axis=None, rounding=rounding)
+
+
+def concat(layer: Concat, *xs, rounding: str | None = None) -> np.ndarray:
+    """Concatenate along the per-sample axis, requantising inputs whose quantisation differs."""
+    parts = []
+    for x, info, rq in zip(xs, layer.inputs, layer.requants):
+        x = _check_input(layer, x, info)
+        if rq is None:
+            parts.append(x.astype(np.int64))
+        else:
+            parts.append(requantize(x.astype(np.int64) - info.zero_point, rq.multiplier, rq.shift,
+                                    layer.output.zero_point, layer.output.qmin, layer.output.qmax, rounding))
+    return np.concatenate(parts, axis=layer.axis + 1).astype(layer.output.np_dtype)
+
+
+def reshape(layer: Reshape, x, rounding: str | None = None) -> np.ndarray:
+    """Row-major reshape to the output's per-sample shape."""
+    x = _check_input(layer, x, layer.input)
+    return x.reshape(x.shape[0], *layer.output.shape).astype(layer.output.np_dtype)
+
+
+def clamp(layer: Clamp, x, rounding: str | None = None) -> np.ndarray:
+    """Clamp codes to ``[act_min, act_max]``."""
+    x = _check_input(layer, x, layer.input)
+    return np.clip(x, layer.act_min, layer.act_max).astype(layer.output.np_dtype)
