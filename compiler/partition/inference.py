@@ -79,6 +79,7 @@ class InferencePlan:
     per_batch_cycles: int
     latency_cycles: int
     cycle_model: str
+    n_macros: int = 0
     alternatives: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -303,7 +304,7 @@ def plan_inference(net: Network, cfg: Any, batch: int = 1, strategy: str = "sear
     schedule = min(plans, key=lambda k: (plans[k][0], k != "sequential"))
     cycles, latency, rows = plans[schedule]
     mappings = tuple(LayerMapping(layers[l], p, costs(l, p), r, f0, mm, s) for l, (p, r, f0, mm, s) in enumerate(rows))
-    return InferencePlan(net, cfg, batch, strategy, schedule, mappings, int(cycles), int(latency), model_name,
+    return InferencePlan(net, cfg, batch, strategy, schedule, mappings, int(cycles), int(latency), model_name, M,
                          {k: v[0] for k, v in plans.items()})
 
 

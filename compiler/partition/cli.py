@@ -1,0 +1,133 @@
+"""``cimforge partition MODEL --accelerators N --batch B --mode training|inference``.
+
+Prints the chosen strategy's per-layer table and the totals of every strategy, and writes a markdown report with
+a plot (``--report``, default ``build/partition/<model>_<mode>.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .network import PartitionError
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX file, or a name: alexnet, vgg19, resnet50, squeezenet, inception_v1, "
+                                      "inception_v2, densenet121, shufflenet, zfnet512, digits, digits_resnet, "
+                                      "accpar_alexnet, accpar_resnet50")
+    parser.add_argument("--mode", choices=("training", "inference"), default="training")
+    parser.add_argument("--accelerators", "-n", type=int, default=None,
+                        help="training: accelerators, a power of two (default 16); inference: macros "
+                             "(default: the preset's n_macros)")
+    parser.add_argument("--batch", "-b", type=int, default=None, help="batch (default 512 training, 1 inference)")
+    parser.add_argument("--strategy", default=None,
+                        help="strategy to detail: training dp|mp|tp|owt|hypar|accpar (default accpar); "
+                             "inference search|dp|mp (default search)")
+    parser.add_argument("--search", choices=("greedy", "joint"), default="greedy",
+                        help="training: level-by-level DP (the papers) or one DP over all levels (small H)")
+    parser.add_argument("--throughputs", default=None,
+                        help="heterogeneous array: COUNTxTHROUGHPUT,... (e.g. 8x1,8x2) or T,T,...")
+    parser.add_argument("--bytes-per-element", type=float, default=2.0, help="training tensors (default 2: bf16)")
+    parser.add_argument("--preset", default="default", help="inference: fabric preset (tiny, default, isscc22)")
+    parser.add_argument("--config", default=None, help="inference: fabric configuration TOML (overrides --preset)")
+    parser.add_argument("--scale-to-fabric", action="store_true",
+                        help="inference: divide the model's channels until its weights fit the fabric")
+    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224",
+                        help="impose a graph input's shape before ONNX shape inference (repeatable)")
+    parser.add_argument("--report", default=None, help="markdown report path (a PNG is written beside it)")
+    parser.add_argument("--no-report", action="store_true", help="print only")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except PartitionError as e:
+        print(f"cimforge partition: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .onnx_import import _parse_shape
+    from .report import format_table
+    from .zoo import load_model
+
+    shapes = dict(_parse_shape(s) for s in args.input_shape)
+    t0 = time.perf_counter()
+    net = load_model(args.model, shapes or None)
+    t_load = time.perf_counter() - t0
+    report = None if args.no_report else Path(args.report or f"build/partition/{Path(args.model).stem}_{args.mode}.md")
+    print(f"model {net.name}: {len(net.weighted)} weighted layers, {len(net.carried)} carried at zero cost, "
+          f"{len(net.edges)} edges ({sum(e.kind == 'block' for e in net.edges)} shortcut); loaded in {t_load:.2f} s")
+    if args.mode == "training":
+        return _training(args, net, report, format_table)
+    return _inference(args, net, report, format_table)
+
+
+def _training(args, net, report, format_table) -> int:
+    from .report import strategy_rows, training_rows, write_training_report
+    from .training import STRATEGIES, Accelerators, plan_training
+
+    n = args.accelerators or 16
+    acc = Accelerators.parse(args.throughputs, n) if args.throughputs else Accelerators.homogeneous(n)
+    batch = args.batch or 512
+    chosen = args.strategy or "accpar"
+    if chosen not in STRATEGIES:
+        raise PartitionError(f"strategy {chosen!r}: allowed {', '.join(STRATEGIES)}")
+    names = list(dict.fromkeys(["dp", "mp", "owt", "hypar", "accpar", chosen]))
+    plans, times = {}, {}
+    for s in names:
+        t = time.perf_counter()
+        plans[s] = plan_training(net, acc, batch, s, args.search)
+        times[s] = time.perf_counter() - t
+    print(f"{acc.n} accelerators ({acc.levels} levels), batch {batch}, search {args.search}; "
+          f"search time {chosen}: {times[chosen]:.3f} s")
+    print(f"\n{chosen}: per layer (types 1 level per column: I batch, II input ch, III output ch; Mel = 1e6 elements)")
+    print(format_table(*training_rows(plans[chosen])))
+    print("\nstrategies (comm = sum over levels of one side's traffic; x pairs = weighted by 2^h pairs)")
+    print(format_table(*strategy_rows(plans, args.bytes_per_element)))
+    if not acc.homogeneous_array:
+        p = plans[chosen]
+        print(f"\nheterogeneous: compute time balanced {p.compute_time():.4g}, even splits {p.naive_compute_time():.4g}"
+              " (MACs / throughput units)")
+    if report:
+        print(f"\nreport: {write_training_report(plans, chosen, report, args.bytes_per_element)}")
+    return 0
+
+
+def _inference(args, net, report, format_table) -> int:
+    from cimforge.config import load_config
+    from cimforge.presets import get_preset
+
+    from .inference import INFERENCE_STRATEGIES, compare_inference, scale_to_fabric
+    from .report import inference_rows, inference_summary_rows, write_inference_report
+
+    cfg = load_config(args.config) if args.config else get_preset(args.preset)
+    if args.accelerators:
+        from dataclasses import replace
+
+        cfg = replace(cfg, fabric=replace(cfg.fabric, n_macros=args.accelerators))
+    if args.scale_to_fabric:
+        net = scale_to_fabric(net, cfg)
+        print(f"scaled to the fabric: {net.name}")
+    chosen = args.strategy or "search"
+    if chosen not in INFERENCE_STRATEGIES:
+        raise PartitionError(f"inference strategy {chosen!r}: allowed {', '.join(INFERENCE_STRATEGIES)}")
+    batch = args.batch or 1
+    t = time.perf_counter()
+    plans = compare_inference(net, cfg, batch)
+    dt = time.perf_counter() - t
+    p = plans[chosen]
+    print(f"fabric {cfg.name}: {cfg.fabric.n_macros} macros {cfg.macro.rows}x{cfg.macro.cols}x{cfg.macro.pages} "
+          f"pages, batch {batch}; cycle model: {p.cycle_model}; search {dt:.2f} s")
+    print(f"\n{chosen} ({p.schedule}): per layer")
+    print(format_table(*inference_rows(p)))
+    print("\nstrategies (cycles per batch in steady state)")
+    print(format_table(*inference_summary_rows(plans)))
+    if report:
+        print(f"\nreport: {write_inference_report(plans, chosen, report)}")
+    return 0
