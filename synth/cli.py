@@ -43,14 +43,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def summary_table(reports: list[dict]) -> str:
     """One Markdown row per design: the headline figures."""
     lines = ["| design | cells | flip-flops | transistors | depth | T/bit | storage T/bit | ab x wb | TOPS | TOPS/W "
-             "| TOPS/mm^2 |", "|---|" + "---:|" * 10]
+             "| TOPS/mm^2 | digits CNN nJ/inference | digits CNN TOPS/W |", "|---|" + "---:|" * 12]
     for r in reports:
         t = r["totals"]
         f = r["ppa"]["by_precision"][-1]
+        net = r.get("network") or {}
+        nj = f"{net['energy_per_inference_nj']:.2f}" if "tops_per_w" in net else "-"
+        nw = f"{net['tops_per_w']:.1f}" if "tops_per_w" in net else "-"
         lines.append(f"| {r['design']} | {t['cells']:,} | {t['flip_flops']:,} | {t['transistors']:,} | "
                      f"{t['depth_flat'] if t['depth_flat'] is not None else '-'} | {t['transistors_per_bit']:.1f} | "
                      f"{t['storage_transistors_per_bit']:.1f} | {f['ab']} x {f['wb']} | {f['tops']:.4f} | "
-                     f"{f['tops_per_w']:.1f} | {f['tops_per_mm2']:.3f} |")
+                     f"{f['tops_per_w']:.1f} | {f['tops_per_mm2']:.3f} | {nj} | {nw} |")
     return "\n".join(lines) + "\n"
 
 

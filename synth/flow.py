@@ -29,7 +29,8 @@ def synthesize_config(cfg: CimConfig, out_dir: str | Path, *, flat_depth: bool =
 
 
 def report_config(cfg: CimConfig, out_dir: str | Path, **kwargs) -> tuple[dict, list[Path]]:
-    """Synthesise ``cfg`` and write ``out_dir/<name>.json`` and ``.md``; return (report, written paths)."""
+    """Synthesise ``cfg`` and write ``out_dir/<name>.json`` and ``.md`` (with the digits CNN run); return
+    (report, written paths)."""
     result = synthesize_config(cfg, out_dir, **kwargs)
-    rep = build_report(cfg, result)
+    rep = build_report(cfg, result, network=True)
     return rep, write_report(rep, out_dir)

@@ -75,8 +75,19 @@ def _published_reference() -> dict:
     return {**ref, "tops": tops, "tops_per_mm2": tops / PUBLISHED["area_mm2"]}
 
 
-def build_report(cfg: CimConfig, result: SynthResult) -> dict:
-    """The full report of ``cfg`` synthesised as ``result`` (plain data, deterministic)."""
+def _network(cfg: CimConfig, transistors_per_macro: float) -> dict:
+    """The digits CNN on ``cfg``'s fabric, or why it cannot run there."""
+    from .network import digits_figures
+
+    if cfg.macro.max_wb < 8 or cfg.macro.max_ab < 8:
+        return {"skipped": f"the digits CNN is int8; this macro allows ab <= {cfg.macro.max_ab}, "
+                           f"wb <= {cfg.macro.max_wb}"}
+    return digits_figures(cfg, transistors_per_macro=transistors_per_macro)
+
+
+def build_report(cfg: CimConfig, result: SynthResult, *, network: bool = False) -> dict:
+    """The full report of ``cfg`` synthesised as ``result`` (plain data, deterministic); with ``network``, also
+    the digits CNN run on the fabric (:mod:`.network`)."""
     inst = result.instances()
     modules = []
     for name in sorted(result.modules, key=lambda n: (n != result.top, n)):
@@ -135,6 +146,7 @@ def build_report(cfg: CimConfig, result: SynthResult) -> dict:
             "published": _published_reference(),
         },
         "calibration": calibration_report(),
+        "network": _network(cfg, total_tr / macros) if network else None,
     }
 
 
@@ -197,6 +209,7 @@ def render_markdown(rep: dict) -> str:
         lines.append(f"| {k} | {e['fj_full_swing_0v9']:.3g} | {e['description']} | {e['source']} |")
     lines += ["", "Technology: " + "; ".join(f"{k}: {v}" for k, v in ppa["technology"]["sources"].items()) + ".",
               ""]
+    lines += _network_markdown(rep.get("network"))
     cal = rep["calibration"]
     lines += ["## Calibration", "", cal["statement"], "",
               f"- published: {cal['published_tops_per_w']} TOPS/W (range {cal['published_range'][0]}-"
@@ -206,6 +219,27 @@ def render_markdown(rep: dict) -> str:
               f"(two significant digits): {cal['calibrated_tops_per_w']:.2f} TOPS/W, "
               f"{cal['error_percent']:+.1f}% from the published figure", ""]
     return "\n".join(lines)
+
+
+def _network_markdown(net: dict | None) -> list[str]:
+    if not net:
+        return []
+    if "skipped" in net:
+        return ["## Digits CNN run", "", f"Not run: {net['skipped']}.", ""]
+    lines = ["## Digits CNN run (estimates)", "",
+             f"`{net['model']}` on {net['n_samples']} held-out digits, {net['n_macros']} macros; activity counts "
+             f"{net['counts_source']}. {net['assumptions'].capitalize()}. Weight tiles {net['weight_tiles']} of "
+             f"{net['weight_tile_capacity']} pages"
+             + ("" if net["weights_resident"] else " (do NOT fit: weight reloads are not counted)") + ".", "",
+             "| layer | MACs | macro ops | cycles | utilisation | energy nJ |", "|---|---:|---:|---:|---:|---:|"]
+    for la in net["layers"]:
+        lines.append(f"| {la['name']} | {la['macs']:,} | {la['macro_ops']:,} | {la['cycles']:,} | "
+                     f"{la['utilisation']:.2f} | {la['energy_fj'] * 1e-6:.2f} |")
+    lines += ["", f"Total: {net['energy_per_inference_nj']:.2f} nJ/inference, {net['energy_per_mac_fj']:.0f} fJ/MAC "
+              f"(buffers included), utilisation {net['utilisation']:.2f}, {_fmt(net['tops'])} TOPS, "
+              f"{_fmt(net['tops_per_w'])} TOPS/W, {_fmt(net.get('tops_per_mm2'))} TOPS/mm^2 (macros only), "
+              f"{net['inferences_per_s']:,.0f} inferences/s.", ""]
+    return lines
 
 
 def write_report(rep: dict, out_dir: str | Path) -> list[Path]:

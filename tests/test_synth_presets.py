@@ -51,6 +51,7 @@ def test_make_synth_writes_reports(tmp_path, synthesised, capsys):
             assert m["cells_by_type"] and m["depth"] is not None and m["transistors"] > 0
         assert set(rep["categories"]) == {"storage", "compute", "accum", "control"}
         assert "estimates" in md and "## By category" in md and "## Calibration" in md
+        assert rep["network"]["tops_per_w"] > 0 and "## Digits CNN run (estimates)" in md
     summary = (tmp_path / "summary.md").read_text()
     assert "| default |" in summary and "| isscc22 |" in summary
     assert "27.38" in capsys.readouterr().out
