@@ -57,6 +57,27 @@ def _stored_bits(cfg: CimConfig, result: SynthResult, inst: dict[str, int]) -> i
     return sum(result.modules[n].flip_flops * k for n, k in inst.items() if category_of(n, cfg.name) == "storage")
 
 
+def _macro_module(cfg: CimConfig, result: SynthResult) -> str | None:
+    """The module holding one whole macro: the largest one whose subtree has exactly ``n_tiles`` storage
+    instances (the macro itself when it is the top; the macro inside a fabric otherwise)."""
+    storage: dict[str, int] = {}
+
+    def count(name: str) -> int:
+        if name not in storage:
+            own = 1 if category_of(name, cfg.name) == "storage" else 0
+            storage[name] = own + sum(n * count(s) for s, n in result.modules[name].submodules.items())
+        return storage[name]
+
+    cands = [n for n in result.modules if count(n) == cfg.macro.n_tiles]
+    hier = {n: _hier_transistors(result, n) for n in cands}
+    return max(cands, key=lambda n: (hier[n], n)) if cands else None
+
+
+def _hier_transistors(result: SynthResult, name: str) -> int:
+    m = result.modules[name]
+    return m.transistors + sum(n * _hier_transistors(result, s) for s, n in m.submodules.items())
+
+
 def _ops(cfg: CimConfig) -> list[MacroOp]:
     m = cfg.macro
     ops = [MacroOp(ab=min(wb, m.max_ab), wb=wb) for wb in WEIGHT_BITS if wb <= m.max_wb]
@@ -120,10 +141,9 @@ def build_report(cfg: CimConfig, result: SynthResult, *, network: bool = False) 
         "critical_path_ns": (result.flat_depth * TECH.nd2_delay_ps / 1000) if result.flat_depth else None,
     }
     macros = max(1, bits // cfg.macro.bits) if bits else 1
-    ppa = []
-    for op in _ops(cfg):
-        f = macro_figures(cfg.macro, op, transistors=total_tr / macros)
-        ppa.append(f)
+    macro_mod = _macro_module(cfg, result)
+    macro_tr = _hier_transistors(result, macro_mod) if macro_mod else total_tr / macros
+    ppa = [macro_figures(cfg.macro, op, transistors=macro_tr) for op in _ops(cfg)]
     return {
         "design": cfg.name, "top": result.top, "yosys": result.yosys, "flow_version": FLOW_VERSION,
         "config": config_to_dict(cfg),
@@ -133,6 +153,8 @@ def build_report(cfg: CimConfig, result: SynthResult, *, network: bool = False) 
         "categories": cats,
         "modules": modules,
         "macros_in_design": macros,
+        "macro": {"module": macro_mod, "transistors": macro_tr,
+                  "outside_macros_transistors": total_tr - macros * macro_tr},
         "ppa": {
             "scope": "one macro, MAC operations back to back, macro-level energy (no buffers), "
                      f"clock {TECH.clock_ns} ns (the published macro's), area at the stated density",
@@ -146,7 +168,7 @@ def build_report(cfg: CimConfig, result: SynthResult, *, network: bool = False) 
             "published": _published_reference(),
         },
         "calibration": calibration_report(),
-        "network": _network(cfg, total_tr / macros) if network else None,
+        "network": _network(cfg, macro_tr) if network else None,
     }
 
 

@@ -125,3 +125,31 @@ def test_cache_reused_and_bypassed(mini, monkeypatch):
     assert calls == [] and again == r
     fresh = synthesize([d / "mini.v"], cache_dir=d / "cache", use_cache=False)
     assert calls == [1] and fresh == r  # deterministic
+
+
+FABRIC = VERILOG + r"""
+(* top = 1 *)
+module mini_fabric (clk, we, a, d, x, en, y);
+  input clk, we, en; input [1:0] a; input [7:0] d, x; output [15:0] y;
+  wire [15:0] y0, y1;
+  reg [15:0] sum = 0;
+  always @(posedge clk) sum <= y0 + y1;
+  mini_macro m0 (.clk(clk), .we(we), .a(a), .d(d), .x(x), .en(en), .y(y0));
+  mini_macro m1 (.clk(clk), .we(we), .a(a), .d(d), .x(~x), .en(en), .y(y1));
+  assign y = sum;
+endmodule
+"""
+
+
+def test_fabric_of_macros_takes_whatever_modules_the_file_holds(tmp_path):
+    (tmp_path / "fabric.v").write_text(FABRIC)
+    r = synthesize([tmp_path / "fabric.v"], cache_dir=tmp_path / "cache", flat_depth=False)
+    assert r.top == "mini_fabric" and r.flat_depth is None
+    cfg = CimConfig(name="mini", macro=MacroConfig(rows=4, pages=1, cols=8, max_wb=4, max_ab=4))
+    rep = build_report(cfg, r)
+    assert rep["macros_in_design"] == 2 and rep["totals"]["stored_bits"] == 64
+    assert rep["macro"]["module"] == "mini_macro"
+    # the fabric's own adder and register sit outside the macros
+    fabric = r.modules["mini_fabric"]
+    assert rep["macro"]["outside_macros_transistors"] == fabric.transistors > 0
+    assert rep["categories"]["control"]["flip_flops"] == 2 * 1 + 16
