@@ -100,14 +100,15 @@ def load_onnx(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | No
         raise PartitionError(f"model {str(path)!r}: cannot read it ({e.strerror})") from None
     net, unknown = _load_cached(str(path.resolve()), stat.st_mtime_ns, key, name or path.stem)
     if unknown:
-        warnings.warn(UnknownOpWarning(_unknown_message(net.name, unknown)), stacklevel=2)
+        note = " (where ONNX cannot infer their output, it is taken to have their first input's shape)"
+        warnings.warn(UnknownOpWarning(_unknown_message(net.name, unknown, note)), stacklevel=2)
     return net
 
 
-def _unknown_message(model: str, unknown: dict[str, list[str]]) -> str:
+def _unknown_message(model: str, unknown: dict[str, list[str]], note: str = "") -> str:
     parts = [f"{op} (node{'s' if len(ns) > 1 else ''} {', '.join(ns[:4])}{', ...' if len(ns) > 4 else ''})"
              for op, ns in sorted(unknown.items())]
-    return f"model {model!r}: unknown ops carried as zero-cost layers: " + "; ".join(parts)
+    return f"model {model!r}: unknown ops carried as zero-cost layers: " + "; ".join(parts) + note
 
 
 @lru_cache(maxsize=32)
@@ -247,7 +248,8 @@ def _propagate_contrib_shapes(nodes: list, shapes: dict, const: set) -> dict[str
         first = shapes.get(ins[0]) if ins else None
         if first is None or not all(isinstance(d, int) for d in first[1:]):
             continue
-        if n.op_type in _SAME_SHAPE:
+        if n.op_type in _SAME_SHAPE or n.op_type not in KNOWN_OPS:
+            # Unknown ops are assumed to keep their first input's shape (the warning says so).
             added[out] = first
         elif n.op_type == "QLinearGlobalAveragePool" and len(first) >= 3:
             added[out] = tuple(first[:2]) + (1,) * (len(first) - 2)
