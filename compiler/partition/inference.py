@@ -212,10 +212,17 @@ def _pipeline(costs: _Costs, options: list[list[Parallelism]], n_macros: int, pa
                 t_res[l, m], pg_res[l, m], arg_res[l][m] = t_res[l, m - 1], pg_res[l, m - 1], arg_res[l][m - 1]
             if t_str[l, m - 1] < t_str[l, m]:
                 t_str[l, m], arg_str[l][m] = t_str[l, m - 1], arg_str[l][m - 1]
-    zero = np.zeros((1, M + 1))
-    cum_res = np.vstack([zero, np.cumsum(np.where(np.isfinite(t_res), t_res, 1e300), axis=0)])
-    cum_str = np.vstack([zero, np.cumsum(np.where(np.isfinite(t_str), t_str, 1e300), axis=0)])
-    cum_pg = np.vstack([zero, np.cumsum(pg_res, axis=0)])
+    # Prefix sums over layers (finite parts, and counts of impossible entries, kept apart so that an impossible
+    # layer does not swamp the sums of the others).
+    def prefix(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ok = np.isfinite(a)
+        z = np.zeros((1, M + 1))
+        return (np.vstack([z, np.cumsum(np.where(ok, a, 0.0), axis=0)]),
+                np.vstack([z, np.cumsum(~ok, axis=0)]))
+
+    cum_res, bad_res = prefix(t_res)
+    cum_str, bad_str = prefix(t_str)
+    cum_pg = np.vstack([np.zeros((1, M + 1)), np.cumsum(pg_res, axis=0)])
     ms = np.arange(M + 1)
     diff = ms[:, None] - ms[None, :]              # [m total, m' for the stage]
     valid = (diff >= 0) & (ms[None, :] >= 1)
@@ -224,10 +231,9 @@ def _pipeline(costs: _Costs, options: list[list[Parallelism]], n_macros: int, pa
     back: dict[tuple[int, int], tuple[int, int]] = {}
     for j in range(1, L + 1):
         for i in range(j):
-            res = cum_res[j] - cum_res[i]
-            fits = ((cum_pg[j] - cum_pg[i]) <= pages) & (res < 1e299)
-            stream = cum_str[j] - cum_str[i]
-            stage = np.where(fits, res, np.where(stream < 1e299, stream, inf))   # [m']
+            fits = ((cum_pg[j] - cum_pg[i]) <= pages) & (bad_res[j] == bad_res[i])
+            stream = np.where(bad_str[j] == bad_str[i], cum_str[j] - cum_str[i], inf)
+            stage = np.where(fits, cum_res[j] - cum_res[i], stream)   # [m']
             cand = np.maximum(f[i][np.clip(diff, 0, M)], stage[None, :])
             cand = np.where(valid, cand, inf)
             k = cand.argmin(axis=1)

@@ -1,0 +1,145 @@
+"""Inference mapping on the fabric: the chosen mapping against all-data-parallel and all-model-parallel."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from cimforge.compiler.partition import PartitionError, load_model
+from cimforge.compiler.partition.fabric_cost import (LayerCost, Parallelism, analytic_layer_cost, cycle_model,
+                                                     pages_per_macro)
+from cimforge.compiler.partition.inference import compare_inference, parallelisms, plan_inference, scale_to_fabric
+from cimforge.compiler.partition.zoo import MODELS_DIR, digits_cnn
+from cimforge.config import CimConfig, FabricConfig, MacroConfig
+from cimforge.presets import get_preset
+
+BIG = CimConfig(name="big", macro=MacroConfig(rows=64, pages=16, cols=64), fabric=FabricConfig(n_macros=64))
+
+
+def digits_networks():
+    nets = [digits_cnn()]
+    try:
+        from cimforge.golden.onnx_import import load_onnx as golden_load
+        from cimforge.compiler.partition.ir_import import from_ir
+
+        if (MODELS_DIR / "digits_cnn_qop.onnx").exists():
+            nets.append(from_ir(golden_load(str(MODELS_DIR / "digits_cnn_qop.onnx"))))
+    except ImportError:
+        pass
+    return nets
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("macros", [4, 8])
+def test_digits_cnn_mapping_beats_all_dp_and_all_mp(macros, batch):
+    cfg = get_preset("default")
+    cfg = replace(cfg, fabric=replace(cfg.fabric, n_macros=macros))
+    for net in digits_networks():
+        plans = compare_inference(net, cfg, batch)
+        best = plans["search"].per_batch_cycles
+        print(net.name, macros, batch, {k: p.per_batch_cycles for k, p in plans.items()})
+        assert best < plans["dp"].per_batch_cycles
+        assert best < plans["mp"].per_batch_cycles
+        _check_plan(plans["search"], cfg)
+
+
+def test_digits_cnn_on_isscc22_pages_replication_is_optimal():
+    # 16 pages per macro hold four copies of the whole network: at batch 8 plain data parallelism is already
+    # the best mapping, and the search finds exactly it (never worse, here not better).
+    cfg = replace(get_preset("isscc22"), fabric=FabricConfig(n_macros=4))
+    plans = compare_inference(digits_cnn(), cfg, 8)
+    assert plans["search"].per_batch_cycles == plans["dp"].per_batch_cycles < plans["mp"].per_batch_cycles
+
+
+def test_digits_mapping_figures_on_the_default_fabric():
+    plans = compare_inference(digits_cnn(), get_preset("default"), 1)
+    assert {k: p.per_batch_cycles for k, p in plans.items()} == {"dp": 1364, "mp": 810, "search": 330}
+    s = plans["search"]
+    assert [str(m.par) for m in s.mappings] == ["4x1x1", "1x2x2", "1x1x2"]
+    assert all(m.resident for m in s.mappings) and s.reload_cycles == 0
+    # All-data-parallel replicates conv2's 4 pages on 4 macros: it cannot stay resident, so it reloads.
+    assert not plans["dp"].mappings[1].resident and plans["dp"].reload_cycles == 1024
+    assert s.parallelism_by_layer()[s.mappings[1].layer.name] == Parallelism(1, 2, 2)
+
+
+@pytest.mark.parametrize("model", ["alexnet", "squeezenet"])
+def test_real_topology_scaled_to_the_fabric(model):
+    net = scale_to_fabric(load_model(model), BIG, spatial_div=4)
+    bits = sum(l.weight_elems for l in net.weighted) * 8
+    assert bits <= BIG.fabric.n_macros * BIG.macro.bits < 2 * bits * 4  # the smallest power-of-two divisor
+    plans = compare_inference(net, BIG, 4)
+    best = plans["search"]
+    print(model, net.name, {k: (p.schedule, p.per_batch_cycles) for k, p in plans.items()})
+    assert best.per_batch_cycles < plans["dp"].per_batch_cycles
+    assert best.per_batch_cycles < plans["mp"].per_batch_cycles
+    _check_plan(best, BIG)
+
+
+def _check_plan(plan, cfg):
+    """Macro budgets, page budgets and stage times are what the plan claims."""
+    M, P = plan.n_macros, cfg.macro.pages
+    if plan.schedule == "pipeline":
+        stages = {}
+        for m in plan.mappings:
+            assert m.par.macros <= m.n_macros
+            stages.setdefault(m.stage, []).append(m)
+        assert sum(ms[0].n_macros for ms in stages.values()) <= M
+        times = [sum(m.per_batch_cycles for m in ms) for ms in stages.values()]
+        assert plan.per_batch_cycles == max(times)
+        assert plan.latency_cycles == sum(times)
+        for ms in stages.values():
+            if all(m.resident for m in ms):
+                assert sum(m.cost.pages for m in ms) <= P
+    else:
+        assert plan.per_batch_cycles == sum(m.per_batch_cycles for m in plan.mappings)
+        assert sum(m.cost.pages * m.par.macros for m in plan.mappings if m.resident) <= M * P
+    for m in plan.mappings:
+        assert m.par.macros <= M
+        if m.resident:
+            assert m.cost.pages <= P
+
+
+def test_pipeline_balances_stages():
+    # Eight layers on 64 macros: the pipeline gives the heavy layers more macros so no stage starves.
+    net = scale_to_fabric(load_model("alexnet"), BIG, spatial_div=4)
+    plan = plan_inference(net, replace(BIG, fabric=FabricConfig(n_macros=16)), 64)
+    _check_plan(plan, BIG)
+    if plan.schedule == "pipeline":
+        per_stage = {}
+        for m in plan.mappings:
+            per_stage[m.stage] = per_stage.get(m.stage, 0) + m.per_batch_cycles
+        assert max(per_stage.values()) == plan.per_batch_cycles
+
+
+def test_analytic_cost_follows_the_macro_contract():
+    cfg = get_preset("default")  # 64 rows, 64 cols, 4 pages
+    conv2 = digits_cnn().weighted[1]  # K = 72, N = 16: 2 row tiles x 2 column tiles (8 weights per row)
+    c = analytic_layer_cost(conv2, cfg, Parallelism(1, 1, 1))
+    assert c.pages == 4 and c.compute_cycles == 4 * 16 * (8 + 2) and c.weight_load_cycles == 4 * 64
+    c = analytic_layer_cost(conv2, cfg, Parallelism(1, 2, 2), batch=3)
+    assert c.pages == 1 and c.compute_cycles == 48 * 10
+    assert c.psum_traffic_bits == 48 * 16 * 1 * cfg.macro.acc_width
+    assert c.act_traffic_bits == 48 * 72 * 8 * 2
+    assert pages_per_macro(conv2, cfg, Parallelism(4, 1, 1)) == 4
+    assert len(parallelisms(4)) == 13
+
+
+def test_cycle_model_is_pluggable():
+    calls = []
+
+    def flat(layer, cfg, par, batch):
+        calls.append(par)
+        return LayerCost(100 // par.macros + 1, 100 // par.macros, 1, 0, 0, 1)
+
+    plan = plan_inference(digits_cnn(), get_preset("default"), 1, layer_cost=flat)
+    assert plan.cycle_model == "flat" and calls
+    fn, name = cycle_model()
+    assert callable(fn) and name
+
+
+def test_bad_inference_requests():
+    with pytest.raises(PartitionError, match="inference strategy 'x'"):
+        plan_inference(digits_cnn(), get_preset("default"), 1, "x")
+    with pytest.raises(PartitionError, match="batch = 0"):
+        plan_inference(digits_cnn(), get_preset("default"), 0)
