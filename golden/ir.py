@@ -308,8 +308,8 @@ class _Weighted(Layer):
                 self._fail("bias.dtype", b.dtype, "int32 values")
             b = b.astype(np.int32)
         ws = np.asarray(self.weight_scale, dtype=np.float64)
-        if ws.ndim == 0:
-            ws = np.full(n_out, float(ws))
+        if ws.size == 1:  # per-tensor
+            ws = np.full(n_out, float(ws.ravel()[0]))
         if ws.shape != (n_out,) or not np.all(np.isfinite(ws)) or np.any(ws <= 0):
             self._fail("weight_scale", self.weight_scale, f"a positive scale or {n_out} positive scales")
         for name, v in (("weight", w), ("bias", b), ("weight_scale", ws)):
