@@ -100,3 +100,30 @@ def test_real_yosys_missing_module_fails_in_hierarchy(tmp_path):
 def test_missing_source_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="Verilog source not found"):
         synthesize([tmp_path / "absent.v"], cache_dir=tmp_path / "cache")
+
+
+def test_cli_reports_yosys_failure_with_its_step(monkeypatch, tmp_path, capsys):
+    from cimforge.cli import main
+
+    monkeypatch.setenv(yosys.ENV_COMMAND, str(tmp_path / "no-such-yosys"))
+    monkeypatch.setenv("CIMFORGE_SYNTH_CACHE", str(tmp_path / "cache"))
+    assert main(["synth", "--preset", "tiny", "--out", str(tmp_path / "out")]) == 3
+    err = capsys.readouterr().err
+    assert "cimforge synth: error: yosys failed in step 'setup'" in err and "no-such-yosys" in err
+
+
+def test_cli_needs_something_to_do(capsys):
+    from cimforge.cli import main
+
+    assert main(["synth"]) == 2
+    assert "give --preset NAME, --config FILE, --sweep or --calibrate" in capsys.readouterr().err
+    assert main(["synth", "--preset", "nope"]) == 2
+    assert "invalid preset = 'nope'" in capsys.readouterr().err
+
+
+def test_cli_calibrate(capsys):
+    from cimforge.cli import main
+
+    assert main(["synth", "--calibrate"]) == 0
+    out = capsys.readouterr().out
+    assert "27.38" in out and "activity" in out and "fitted" in out
