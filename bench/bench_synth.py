@@ -2,9 +2,8 @@
 
 Prints, per preset: cells, flip-flops, transistors, flat logic depth, transistors per stored bit (all and bit cells
 only, against the published 10T cell), the macro's TOPS/W and TOPS/mm^2 at its native precision, the digits CNN's
-energy per inference, and the wall time (generation included; a cached synthesis takes about a second). Then the
-calibration:
-the fitted constant and the calibrated isscc22 point against the published 27.38 TOPS/W.
+energy per inference, and the wall time (generation included; a cached synthesis takes about a second). Then
+the calibration: the fitted constant and the calibrated isscc22 point against the published 27.38 TOPS/W.
 
 Run: ``.venv/bin/python bench/bench_synth.py [PRESET ...]`` (default: every preset).
 """
