@@ -2,7 +2,9 @@
 
 Run from the project root (needs the optional ``train`` extra, i.e. torch)::
 
-    .venv/bin/python models/make_digits_models.py
+    .venv/bin/python models/make_digits_models.py [--out DIR]
+
+(``--out`` writes elsewhere, e.g. to check that a rerun reproduces the committed files byte for byte.)
 
 What it writes (all small, committed):
 
@@ -25,6 +27,7 @@ and reused if present.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -148,29 +151,34 @@ def ort_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
     return float((logits.argmax(axis=1) == y).mean())
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE, help="output folder (default: beside this script)")
+    out = parser.parse_args(argv).out
+    out.mkdir(parents=True, exist_ok=True)
     torch = _torch()
-    if not DIGITS_SPLIT.exists():
-        DIGITS_SPLIT.write_text(json.dumps(make_digits_split(SEED)) + "\n")
-    split = load_digits_split()
+    split_path = out / DIGITS_SPLIT.name
+    if not split_path.exists():
+        split_path.write_text(json.dumps(make_digits_split(SEED)) + "\n")
+    split = load_digits_split(split_path)
     report = {"seed": SEED, "epochs": EPOCHS, "models": {}}
     for name, build, per_channel in (("digits_cnn", build_cnn, False), ("digits_resnet", build_resnet, True)):
         torch.manual_seed(SEED)
         model = train(torch, build(torch.nn), split.x_train, split.y_train)
-        float_path = HERE / f"{name}_float.onnx"
+        float_path = out / f"{name}_float.onnx"
         export(torch, model, float_path)
         acc_f = ort_accuracy(float_path, split.x_test, split.y_test)
         n_w = sum(p.numel() for p in model.parameters())
         print(f"{name}: {n_w} parameters, float {100 * acc_f:.2f}% on {len(split.y_test)} test images")
         for fmt in FORMATS:
-            q_path = HERE / f"{name}_{fmt}.onnx"
+            q_path = out / f"{name}_{fmt}.onnx"
             quantize(float_path, q_path, split.x_cal, fmt, per_channel)
             acc_q = ort_accuracy(q_path, split.x_test, split.y_test)
             report["models"][q_path.stem] = {
                 "float": float_path.name, "format": fmt, "per_channel": per_channel, "parameters": n_w,
                 "float_accuracy": acc_f, "int8_onnxruntime_accuracy": acc_q}
             print(f"  int8 {fmt}: {100 * acc_q:.2f}% (onnxruntime)")
-    (HERE / "digits_models.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "digits_models.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
