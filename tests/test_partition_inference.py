@@ -53,7 +53,8 @@ def test_digits_cnn_on_isscc22_pages_replication_is_optimal():
 
 
 def test_digits_mapping_figures_on_the_default_fabric():
-    plans = compare_inference(digits_cnn(), get_preset("default"), 1)
+    # Pinned figures of the analytic model (the compiler's model, once it exists, is checked by the test above).
+    plans = compare_inference(digits_cnn(), get_preset("default"), 1, layer_cost=analytic_layer_cost)
     assert {k: p.per_batch_cycles for k, p in plans.items()} == {"dp": 1364, "mp": 810, "search": 330}
     s = plans["search"]
     assert [str(m.par) for m in s.mappings] == ["4x1x1", "1x2x2", "1x1x2"]
@@ -143,3 +144,13 @@ def test_bad_inference_requests():
         plan_inference(digits_cnn(), get_preset("default"), 1, "x")
     with pytest.raises(PartitionError, match="batch = 0"):
         plan_inference(digits_cnn(), get_preset("default"), 0)
+
+
+def test_ir_layers_for_the_compilers_cycle_model():
+    pytest.importorskip("cimforge.golden.ir")
+    from cimforge.compiler.partition.fabric_cost import ir_layer
+
+    for l in [*load_model("alexnet").weighted[:3], *digits_cnn().weighted]:
+        ir = ir_layer(l)
+        assert ir.gemm.M == l.gemm[0] and ir.gemm.K == l.gemm[1] and ir.gemm.N == l.gemm[2]
+        assert ir.gemm.groups == l.groups

@@ -25,7 +25,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Parallelism", "LayerCost", "analytic_layer_cost", "pages_per_macro", "cycle_model", "MAC_LATENCY"]
+__all__ = [
+    "Parallelism", "LayerCost", "analytic_layer_cost", "pages_per_macro", "cycle_model", "ir_layer", "MAC_LATENCY",
+]
 
 #: Fixed pipeline latency of a macro operation in the analytic model (cycles, added to ``ab``).
 MAC_LATENCY = 2
@@ -106,18 +108,53 @@ def cycle_model() -> tuple[Callable[..., LayerCost], str]:
     ``cimforge.compiler.cost.layer_cost`` when the compiler provides it, else :func:`analytic_layer_cost`.
     """
     try:
-        from cimforge.compiler import cost as compiler_cost  # noqa: F401
+        from cimforge.compiler import cost as compiler_cost
     except ImportError:
         return analytic_layer_cost, "analytic (cimforge.compiler.partition.fabric_cost)"
+    if not (hasattr(compiler_cost, "layer_cost") and hasattr(compiler_cost, "Parallelism")):
+        return analytic_layer_cost, "analytic (cimforge.compiler.cost lacks layer_cost/Parallelism)"
     return _compiler_adapter(compiler_cost), "cimforge.compiler.cost.layer_cost"
 
 
 def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
+    import inspect
+
+    per_batch = "batch" in inspect.signature(mod.layer_cost).parameters
+    ir_cache: dict[int, Any] = {}
+
     def cost(layer: Any, cfg: Any, par: Parallelism, batch: int = 1) -> LayerCost:
-        src = layer.source if layer.source is not None else layer
-        c = mod.layer_cost(src, cfg, mod.Parallelism(par.batch, par.in_ch, par.out_ch))
+        src = layer.source if layer.source is not None else ir_cache.setdefault(id(layer), ir_layer(layer))
+        p = mod.Parallelism(par.batch, par.in_ch, par.out_ch)
+        c = mod.layer_cost(src, cfg, p, batch=batch) if per_batch else mod.layer_cost(src, cfg, p)
+        k = 1 if per_batch else batch  # a per-sample model: compute and traffic scale, weight loads do not
         pages = getattr(c, "pages", None) or pages_per_macro(layer, cfg, par)
-        scale = batch  # the compiler's model is per sample unless its layer carries the batch
-        return LayerCost(int(c.cycles) * scale, int(c.compute_cycles) * scale, int(c.weight_load_cycles),
-                         int(c.psum_traffic_bits) * scale, int(c.act_traffic_bits) * scale, int(pages))
+        compute = int(c.compute_cycles) * k
+        load = int(c.weight_load_cycles)
+        other = int(c.cycles) - int(c.compute_cycles) - load  # whatever else the compiler counts, per sample
+        return LayerCost(compute + load + other * k, compute, load, int(c.psum_traffic_bits) * k,
+                         int(c.act_traffic_bits) * k, int(pages))
     return cost
+
+
+def ir_layer(layer: Any) -> Any:
+    """A :mod:`cimforge.golden.ir` layer with ``layer``'s shapes (zero weights, unit scales), for cost models
+    that take IR layers; padding is chosen to give the recorded output size."""
+    import numpy as np
+
+    from cimforge.golden.ir import Conv2d, Dense, TensorInfo
+
+    def t(name: str, shape: tuple[int, ...]) -> TensorInfo:
+        return TensorInfo(name, shape, "int8", 1.0, 0)
+
+    if layer.kind == "conv":
+        (h, w), (ho, wo), (kh, kw), (sh, sw) = layer.in_hw, layer.out_hw, layer.kernel, layer.stride
+        pad_h, pad_w = max(0, (ho - 1) * sh + kh - h), max(0, (wo - 1) * sw + kw - w)
+        weight = np.zeros((layer.out_ch, layer.in_ch // layer.groups, kh, kw), np.int8)
+        return Conv2d(name=layer.name, inputs=(t(layer.name + ":in", (layer.in_ch, h, w)),),
+                      output=t(layer.name + ":out", (layer.out_ch, ho, wo)), weight=weight, stride=(sh, sw),
+                      padding=(pad_h // 2, pad_w // 2, pad_h - pad_h // 2, pad_w - pad_w // 2), groups=layer.groups)
+    if layer.kind == "fc":
+        return Dense(name=layer.name, inputs=(t(layer.name + ":in", (layer.in_ch,)),),
+                     output=t(layer.name + ":out", (layer.out_ch,)),
+                     weight=np.zeros((layer.out_ch, layer.in_ch), np.int8))
+    raise ValueError(f"layer {layer.name!r}: kind {layer.kind!r} has no IR form")
