@@ -10,7 +10,8 @@ Events (what one count means)
 -----------------------------
 ``cell``      one bit-cell compute access: the 1b x 1b product (NOR/AND) and the cell's share of the compute line
 ``fa``        one 1-bit full adder evaluated in a column adder tree or in the per-wb place-value combine
-``shift_add`` one accumulator bit of the shift-add (a 1-bit full adder; the shift is wiring and a mux)
+``shift_add`` one accumulator bit of the shift-add (a 1-bit full adder; the RTL's variable shift, log2(max_ab)
+              2:1 muxes per bit, is not priced apart: a few % of the total, absorbed by the calibration)
 ``reg``       one flip-flop bit written (pipeline register, accumulator, activation plane register)
 ``buffer``    one bit read from an on-chip SRAM buffer (activations and weights fed to the macro; network runs only:
               the published macro-level figure excludes buffers, so the macro-level model does too)
@@ -64,7 +65,8 @@ EVENTS: dict[str, EventEnergy] = {e.key: e for e in [
     EventEnergy("fa", "adder-tree / place-value 1-bit full adder", (3 * 0.7 + 2 * 0.7 * 1.5) * V_REF ** 2,
                 "ZigZag-IMC 28 nm LogicUnit: 1b full adder = 3 NAND2 + 2 XOR2 = (3 x 0.7 + 2 x 1.05) fF x V^2"),
     EventEnergy("shift_add", "shift-add, per accumulator bit", (3 * 0.7 + 2 * 0.7 * 1.5) * V_REF ** 2,
-                "ZigZag-IMC 28 nm: accumulator = one ripple-carry 1b full adder per output bit (shift is wiring)"),
+                "ZigZag-IMC 28 nm: accumulator = one ripple-carry 1b full adder per output bit (shifter muxes not "
+                "priced apart)"),
     EventEnergy("reg", "register update, per flip-flop bit", 3 * 0.7 * V_REF ** 2,
                 "ZigZag-IMC 28 nm LogicUnit: 1b DFF = C_DFF V^2, C_DFF = 3 x 0.7 fF"),
     EventEnergy("buffer", "SRAM buffer access, per bit", 10_000 / 64 * (28 / 45),

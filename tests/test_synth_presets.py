@@ -82,6 +82,18 @@ def test_transistors_per_bit_against_published_cell(reports, name):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
+def test_energy_model_counts_track_the_synthesised_compute(reports, name):
+    # the model's adders per cycle (priced as 28T mirror full adders, products as 6T ANDs) against the compute
+    # logic Yosys built: if the generator's adder structure changes, the activity counts must follow
+    from cimforge.synth.energy import MacroOp, cycle_counts
+
+    m = get_preset(name).macro
+    c = cycle_counts(m, MacroOp(m.max_ab, m.max_wb))
+    ratio = reports[name]["categories"]["compute"]["transistors"] / (28 * c["fa"] + 6 * c["cell"])
+    assert 0.6 < ratio < 1.6, ratio
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_baseline_matches(reports, name):
     problems = compare(load_baseline(name), reports[name])
     assert problems == [], "synthesis moved beyond the baseline tolerances (if intended, run `cimforge synth " \
