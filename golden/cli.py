@@ -87,15 +87,18 @@ def run(args: argparse.Namespace) -> int:
     out = graph.outputs[0]
     if labels is not None:
         print(f"top-1 accuracy on {args.dataset} ({len(labels)} held-out images):")
-        print(f"  golden int8 ({rounding} rounding): {100 * np.mean(golden[out].argmax(1) == labels):.2f}%")
-        print(f"  onnxruntime int8:           {100 * np.mean(ref[out].argmax(1) == labels):.2f}%")
+        rows = [(f"golden int8 ({rounding} rounding)", np.mean(golden[out].argmax(1) == labels)),
+                ("onnxruntime int8", np.mean(ref[out].argmax(1) == labels))]
         fm = _float_model(args.model, args.float_model)
         if fm is not None:
             import onnxruntime as ort
 
             sess = ort.InferenceSession(str(fm), providers=["CPUExecutionProvider"])
             logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-            print(f"  float ({fm.name}):  {100 * np.mean(logits.argmax(1) == labels):.2f}%")
+            rows.append((f"float ({fm.name})", np.mean(logits.argmax(1) == labels)))
+        width = max(len(r[0]) for r in rows) + 1
+        for label, acc in rows:
+            print(f"  {label + ':':<{width}} {100 * acc:6.2f}%")
     local = compare_tensors(layerwise(graph, ref, rounding), ref)
     e2e = compare_tensors(golden, ref)
     print(f"agreement with onnxruntime, layer by layer (each layer fed onnxruntime's inputs; {rounding} rounding):")
