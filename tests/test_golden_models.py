@@ -119,3 +119,31 @@ def test_make_digits_models_is_reproducible(tmp_path):
     subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True, capture_output=True)
     for f in sorted(MODELS_DIR.glob("digits_*")):
         assert (tmp_path / f.name).read_bytes() == f.read_bytes(), f"{f.name} differs when regenerated"
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "digits_resnet"])
+@pytest.mark.parametrize("fmt", ["qop", "qdq"])
+def test_uint8_activation_models(tmp_path, split, name, fmt):
+    """The same float models quantized here with uint8 activations (onnxruntime quantize_static, per-channel
+    int8 weights): imported and judged like the committed int8 ones."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"image": split.x_cal[i:i + 1]} for i in range(len(split.x_cal))])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    path = tmp_path / f"{name}_u8_{fmt}.onnx"
+    quantize_static(str(MODELS_DIR / f"{name}_float.onnx"), str(path), Reader(),
+                    quant_format=QuantFormat.QOperator if fmt == "qop" else QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    graph = load_onnx(path)
+    assert all(t.dtype == "uint8" for t in graph.tensors.values())
+    ref = ort_tensors(path, graph, {"image": split.x_test})
+    local = compare_tensors(layerwise(graph, ref, "single"), ref)
+    acc = float(np.mean(run_float(graph, split.x_test)[graph.outputs[0]].argmax(1) == split.y_test))
+    print(f"{path.name}: golden accuracy {100 * acc:.2f}%, layer by layer (single):\n{local.format(False)}")
+    assert local.worst_fraction >= AGREEMENT_MIN and local.max_diff <= MAX_LSB
+    assert acc >= 0.97
