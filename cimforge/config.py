@@ -134,34 +134,69 @@ class MacroConfig:
 
 @dataclass(frozen=True)
 class FabricConfig:
-    """The tiling fabric around the macros (ARCHITECTURE.md section 4).
+    """The tiling fabric around the macros (ARCHITECTURE.md section 4; docs/fabric.md).
 
     Parameters
     ----------
     n_macros : int
-        Number of macros in the fabric (1..64).
+        Number of macros (1..64). A layer uses a power-of-two group of them, split by position (replication,
+        data parallel), by input channel (K-split, partial sums added) and by output channel (N-split).
+    act_depth : int
+        Activation memory words (64..65536). A word holds ``macro.cols // macro.max_wb`` int8 activations (the
+        channel lanes: one macro operation's outputs at full weight precision); tensors are stored pixel by
+        pixel with their channels padded to whole words.
+    weight_depth : int
+        Weight memory words of ``macro.cols`` bits (one macro row) the loader copies into macro pages
+        (16..65536).
+    param_depth : int
+        Per-output-channel parameter words (bias, multiplier, shift of one word's lanes) (4..4096).
+    desc_depth : int
+        Tile descriptor words: how a reduction tile is gathered from the activation memory (4..4096).
+    acc_width : int
+        Width of the partial-sum adders and requantisation input (32: TFLite int32 accumulators).
     """
 
     n_macros: int = 4
+    # memories
+    act_depth: int = 4096
+    weight_depth: int = 1024
+    param_depth: int = 64
+    desc_depth: int = 64
+    # arithmetic
+    acc_width: int = 32
 
     def __post_init__(self) -> None:
         _check_int("fabric", "n_macros", self.n_macros, 1, 64)
+        _check_int("fabric", "act_depth", self.act_depth, 64, 65536)
+        _check_int("fabric", "weight_depth", self.weight_depth, 16, 65536)
+        _check_int("fabric", "param_depth", self.param_depth, 4, 4096)
+        _check_int("fabric", "desc_depth", self.desc_depth, 4, 4096)
+        if self.acc_width != 32:
+            raise ConfigError("fabric.acc_width", self.acc_width, "32 (int32 accumulators, TFLite requantisation)")
 
 
 @dataclass(frozen=True)
 class ControllerConfig:
-    """The program-driven controller (ARCHITECTURE.md section 4).
+    """The program-driven controller (ARCHITECTURE.md section 4; docs/fabric.md).
 
     Parameters
     ----------
     program_depth : int
         Instruction memory words (16..65536).
+    trace_depth : int
+        Retired-instruction trace entries (cycle stamps the host reads to measure each layer) (16..65536).
+    load_queue : int
+        Weight-load commands the loader queues while compute instructions run (1..64).
     """
 
     program_depth: int = 1024
+    trace_depth: int = 1024
+    load_queue: int = 8
 
     def __post_init__(self) -> None:
         _check_int("controller", "program_depth", self.program_depth, 16, 65536)
+        _check_int("controller", "trace_depth", self.trace_depth, 16, 65536)
+        _check_int("controller", "load_queue", self.load_queue, 1, 64)
 
 
 @dataclass(frozen=True)
