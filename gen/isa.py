@@ -1,0 +1,347 @@
+"""The fabric's instruction set and packed memory words, defined once for the RTL, the compiler and the benches.
+
+Every word the controller reads (instructions, tile descriptors, per-channel parameters) is an Amaranth
+``data`` layout built here from the configuration; the RTL uses the layouts as signal shapes and the compiler
+packs with :func:`encode` / :func:`pack_word`, which go through the very same layouts (``Layout.const``).
+The host address map (:func:`host_map`) lives here too, so the bus driver, the image writer and the RTL
+decoder agree on it. docs/fabric.md describes what each instruction does and how long it takes.
+
+Instructions (one word each, ``op`` then a union of per-opcode arguments):
+
+``END``   stop; the controller raises ``done``.
+``LOAD``  queue a weight load: ``count`` rows from the weight memory at ``src`` into page ``page`` (rows
+          ``row0``... wrapping to the next page) of every macro in ``mask``; runs beside later instructions.
+``SYNC``  wait until every queued load has finished.
+``MAC``   one pass of a convolution / fully connected layer over all output positions: im2col gathering,
+          macro operations, partial-sum accumulation, requantisation, write-back (see :func:`mac_layout`).
+``POOL``  max or average pooling window pass (average: window sum then requantisation).
+``EW``    element-wise pass: residual add (TFLite integer scheme), clamp, requantising copy.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Mapping
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data, enum
+
+from ..config import CimConfig
+
+__all__ = ["Opcode", "PoolMode", "lanes", "addr_width", "instr_layout", "mac_layout", "pool_layout", "ew_layout",
+           "load_layout", "desc_layout", "param_layout", "encode", "decode_op", "pack_word", "unpack_word",
+           "host_map", "HostRegion", "CSR", "MAGIC"]
+
+#: Value of the read-only ID register (``"CIMF"``).
+MAGIC = 0x43494D46
+
+
+class Opcode(enum.Enum, shape=unsigned(4)):
+    """Instruction opcodes. Any other value halts the controller with an error."""
+
+    END = 0
+    LOAD = 1
+    SYNC = 2
+    MAC = 3
+    POOL = 4
+    EW = 5
+
+
+class PoolMode(enum.Enum, shape=unsigned(1)):
+    MAX = 0
+    AVG = 1
+
+
+def lanes(cfg: CimConfig) -> int:
+    """Activation lanes per word: the outputs of one macro operation at full weight precision
+    (``cols // max_wb``); an activation word, an output group and a parameter word all have this many lanes."""
+    return cfg.macro.cols // cfg.macro.max_wb
+
+
+def _bits(n: int) -> int:
+    """Bits of an unsigned field holding 0..n-1 (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+def addr_width(cfg: CimConfig) -> int:
+    """Activation memory address bits."""
+    return _bits(cfg.fabric.act_depth)
+
+
+# Field widths that do not depend on the configuration.
+DIM = 8        # heights, widths, kernel sizes, words per pixel
+CH = 12        # channel counts and offsets
+SMALL = 4      # strides, dilations, paddings
+POS = 16       # output positions per pass
+CNT = 8        # tile counts
+QZ = 10        # signed zero points and clamp bounds (int8 and uint8 codes)
+LOG = 3        # log2 of a parallelism factor (1..64)
+
+
+@lru_cache(maxsize=None)
+def mac_layout(cfg: CimConfig) -> data.StructLayout:
+    """Arguments of ``MAC``: one pass over every output position of a convolution (a Dense layer is a
+    convolution whose kernel covers the input).
+
+    Geometry and addressing (``CW`` = words per input pixel, addresses in activation words)
+        ``in_h, in_w, in_cw, cin``, kernel ``kh, kw``, dilation ``dh, dw``, padding ``pt, pl`` (the bottom
+        and right ones follow from the output size), output width ``ow`` and ``npos = oh * ow``;
+        ``pos0``: address of tap (0, 0) of position 0 (``in_base - (pt*in_w + pl)*CW``, may be negative);
+        ``kx_inc``/``ky_inc``: address step to the next tap in a row / to the first tap of the next row;
+        ``pos_ux``: address step to the next position in a row (``sw*CW``), ``pos_wrap``: the extra step when
+        a row wraps (``(sh*in_w - ow*sw)*CW``); ``sh, sw`` strides; ``bq, br, pos_bstep``: a step of
+        ``2**b_log2`` positions (``bq`` rows and ``br`` columns, before wrapping).
+    Tiling
+        ``desc_base``: the pass's tile descriptors; ``kt`` reduction (K) tiles and ``nt`` output-channel
+        (N) tiles; ``kr, nr``: rounds per position (``ceil(kt / ki)``, ``ceil(nt / no)``); parallelism
+        ``b_log2, ki_log2, no_log2``: macro m serves position group ``m >> (ki_log2 + no_log2)``, K part
+        ``(m >> no_log2) & (ki - 1)`` and N part ``m & (no - 1)``; tile (k, n) of a macro sits in page
+        ``page_base + nr_index * kr + kr_index``.
+    Output
+        ``out_base, out_cw``: output tensor and words per output pixel; ``param_base``: the first parameter
+        word (bias, multiplier, shift per lane); ``zp_out, act_min, act_max``.
+    Operation
+        ``zp_in``: the code gathered for a padded tap; ``ab_m1, wb_log2, x_signed, w_signed``.
+    """
+    aw = addr_width(cfg) + 2
+    return data.StructLayout({
+        "in_h": unsigned(DIM), "in_w": unsigned(DIM), "in_cw": unsigned(DIM), "cin": unsigned(CH),
+        "kh": unsigned(DIM), "kw": unsigned(DIM), "dh": unsigned(SMALL), "dw": unsigned(SMALL),
+        "sh": unsigned(SMALL), "sw": unsigned(SMALL), "pt": unsigned(SMALL), "pl": unsigned(SMALL),
+        "ow": unsigned(DIM), "npos": unsigned(POS),
+        "pos0": signed(aw), "kx_inc": signed(aw), "ky_inc": signed(aw), "pos_ux": signed(aw),
+        "pos_wrap": signed(aw), "pos_bstep": signed(aw), "bq": unsigned(DIM), "br": unsigned(DIM),
+        "desc_base": unsigned(_bits(cfg.fabric.desc_depth)), "kt": unsigned(CNT), "nt": unsigned(CNT),
+        "kr": unsigned(CNT), "nr": unsigned(CNT),
+        "b_log2": unsigned(LOG), "ki_log2": unsigned(LOG), "no_log2": unsigned(LOG),
+        "page_base": unsigned(cfg.macro.page_width),
+        "out_base": unsigned(addr_width(cfg)), "out_cw": unsigned(DIM),
+        "param_base": unsigned(_bits(cfg.fabric.param_depth)),
+        "zp_in": unsigned(8), "zp_out": signed(QZ), "act_min": signed(QZ), "act_max": signed(QZ),
+        "ab_m1": unsigned(3), "wb_log2": unsigned(2), "x_signed": unsigned(1), "w_signed": unsigned(1),
+    })
+
+
+@lru_cache(maxsize=None)
+def pool_layout(cfg: CimConfig) -> data.StructLayout:
+    """Arguments of ``POOL``: for each output position and channel word, reduce the window's taps (padded
+    taps are skipped) by max, or by a sum of ``x - zp_in`` followed by requantisation (``mult, shift``).
+    Addresses: ``in_base + (iy*in_w + ix)*cw + word``, ``out_base + (oy*ow + ox)*cw + word``."""
+    aw = addr_width(cfg)
+    return data.StructLayout({
+        "mode": PoolMode, "x_signed": unsigned(1),
+        "in_base": unsigned(aw), "in_h": unsigned(DIM), "in_w": unsigned(DIM), "cw": unsigned(DIM),
+        "kh": unsigned(DIM), "kw": unsigned(DIM), "sh": unsigned(SMALL), "sw": unsigned(SMALL),
+        "dh": unsigned(SMALL), "dw": unsigned(SMALL), "pt": unsigned(SMALL), "pl": unsigned(SMALL),
+        "oh": unsigned(DIM), "ow": unsigned(DIM), "out_base": unsigned(aw),
+        "zp_in": signed(QZ), "mult": signed(32), "shift": signed(6),
+        "zp_out": signed(QZ), "act_min": signed(QZ), "act_max": signed(QZ),
+    })
+
+
+@lru_cache(maxsize=None)
+def ew_layout(cfg: CimConfig) -> data.StructLayout:
+    """Arguments of ``EW``: for ``npos`` pixels and ``cw`` words each::
+
+        va = a - zp_a;  vb = has_b ? b - zp_b : 0
+        if rq_in:  va = MBQM(va << ls, mult_a, shift_a);  vb = MBQM(vb << ls, mult_b, shift_b)
+        s = va + vb;  if rq_out: s = MBQM(s, mult_o, shift_o)
+        out = clamp(zp_out + s, act_min, act_max)
+
+    (MBQM: MultiplyByQuantizedMultiplier.) ``Add`` uses every stage, ``Clamp`` none, a requantising copy
+    ``rq_out`` only. Pixel ``p`` word ``w`` of each operand sits at ``base + p*stride + w``."""
+    aw = addr_width(cfg)
+    return data.StructLayout({
+        "a_base": unsigned(aw), "b_base": unsigned(aw), "out_base": unsigned(aw),
+        "npos": unsigned(POS), "cw": unsigned(DIM),
+        "a_stride": unsigned(DIM), "b_stride": unsigned(DIM), "out_stride": unsigned(DIM),
+        "x_signed": unsigned(1), "has_b": unsigned(1), "rq_in": unsigned(1), "rq_out": unsigned(1),
+        "ls": unsigned(5), "zp_a": signed(QZ), "zp_b": signed(QZ),
+        "mult_a": signed(32), "shift_a": signed(6), "mult_b": signed(32), "shift_b": signed(6),
+        "mult_o": signed(32), "shift_o": signed(6),
+        "zp_out": signed(QZ), "act_min": signed(QZ), "act_max": signed(QZ),
+    })
+
+
+@lru_cache(maxsize=None)
+def load_layout(cfg: CimConfig) -> data.StructLayout:
+    """Arguments of ``LOAD``: ``count`` rows from weight word ``src`` on into (``page``, ``row0``) onwards of
+    every macro whose bit is set in ``mask`` (rows wrap into the next page)."""
+    return data.StructLayout({
+        "src": unsigned(_bits(cfg.fabric.weight_depth)), "count": unsigned(16),
+        "mask": unsigned(cfg.fabric.n_macros), "page": unsigned(cfg.macro.page_width),
+        "row0": unsigned(cfg.macro.row_width),
+    })
+
+
+@lru_cache(maxsize=None)
+def instr_layout(cfg: CimConfig) -> data.StructLayout:
+    """One instruction: the opcode and the arguments of every opcode overlaid."""
+    return data.StructLayout({
+        "op": Opcode,
+        "args": data.UnionLayout({"mac": mac_layout(cfg), "pool": pool_layout(cfg), "ew": ew_layout(cfg),
+                                  "load": load_layout(cfg)}),
+    })
+
+
+@lru_cache(maxsize=None)
+def desc_layout(cfg: CimConfig) -> data.StructLayout:
+    """A reduction tile of a ``MAC`` pass: where its gather starts and how many elements it has.
+
+    The gather walks taps ``(ky, kx)`` row-major from ``(ky0, kx0)``, channels from ``c0`` (first tap) or 0
+    (later taps) up to ``cin``, ``elems`` elements in all, a word (at most ``lanes`` channels) per cycle.
+    ``dy0 = ky0*dh``, ``dx0 = kx0*dw`` (pixel offsets of the first tap) and ``off0`` (its address offset from
+    the position's tap (0, 0), channel word ``c0 // lanes`` included) are precomputed.
+    """
+    return data.StructLayout({
+        "ky0": unsigned(DIM), "kx0": unsigned(DIM), "dy0": unsigned(DIM + SMALL), "dx0": unsigned(DIM + SMALL),
+        "c0": unsigned(CH), "elems": unsigned(_bits(cfg.macro.rows + 1)), "off0": signed(addr_width(cfg) + 2),
+    })
+
+
+@lru_cache(maxsize=None)
+def param_layout(cfg: CimConfig) -> data.ArrayLayout:
+    """Per-lane requantisation parameters of one output channel word: int32 bias (zero-point folded),
+    multiplier ``M`` and TFLite ``shift`` (positive: left)."""
+    lane = data.StructLayout({"bias": signed(32), "mult": signed(32), "shift": signed(8), "_pad": unsigned(24)})
+    return data.ArrayLayout(lane, lanes(cfg))
+
+
+# -- packing -----------------------------------------------------------------------------------------------
+
+
+def pack_word(layout: data.Layout, value: Mapping[str, Any] | list) -> int:
+    """Pack a (nested) mapping or list into an integer through ``layout.const`` (signed fields take
+    negative ints; missing fields are zero).
+
+    Raises
+    ------
+    ValueError
+        A value does not fit its field; the message names the field, the value and the range.
+    """
+    _check_fits(layout, value, "")
+    return layout.const(value).as_bits()
+
+
+def _check_fits(layout: data.Layout, value, path: str) -> None:
+    if isinstance(layout, (data.StructLayout, data.UnionLayout)) and isinstance(value, Mapping):
+        for name, v in value.items():
+            _check_fits(layout[name].shape, v, f"{path}.{name}" if path else name)
+        return
+    if isinstance(layout, data.ArrayLayout) and isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_fits(layout.elem_shape, v, f"{path}[{i}]")
+        return
+    if isinstance(value, enum.Enum) or hasattr(value, "value") and not isinstance(value, int):
+        return
+    shape = layout.as_shape() if isinstance(layout, data.Layout) else layout
+    if hasattr(shape, "signed"):
+        w = shape.width
+        lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if shape.signed else (0, (1 << w) - 1)
+        if not lo <= int(value) <= hi:
+            raise ValueError(f"field {path} = {value}: allowed {lo}..{hi} ({'signed' if shape.signed else 'unsigned'}"
+                             f" {w} bits)")
+
+
+def encode(cfg: CimConfig, op: Opcode, **args: Any) -> int:
+    """An instruction word: ``encode(cfg, Opcode.MAC, in_h=8, ...)``."""
+    key = {Opcode.MAC: "mac", Opcode.POOL: "pool", Opcode.EW: "ew", Opcode.LOAD: "load"}.get(op)
+    if key is None:
+        if args:
+            raise ValueError(f"{op.name} takes no arguments, got {sorted(args)}")
+        return pack_word(instr_layout(cfg), {"op": op})
+    return pack_word(instr_layout(cfg), {"op": op, "args": {key: args}})
+
+
+def unpack_word(layout: data.Layout, word: int) -> Any:
+    """The inverse of :func:`pack_word` for struct layouts: a dict of Python ints (signed fields signed,
+    nested structs as dicts, arrays as lists)."""
+    def conv(shape, v):
+        if isinstance(shape, data.StructLayout):
+            return {name: conv(f.shape, (v >> f.offset) & ((1 << f.width) - 1)) for name, f in shape}
+        if isinstance(shape, data.ArrayLayout):
+            ew = data.Layout.cast(shape.elem_shape).size if isinstance(shape.elem_shape, data.Layout) \
+                else shape.elem_shape.width
+            return [conv(shape.elem_shape, (v >> (i * ew)) & ((1 << ew) - 1)) for i in range(shape.length)]
+        s = shape.as_shape() if isinstance(shape, data.Layout) else getattr(shape, "as_shape", lambda: shape)()
+        if s.signed and v >> (s.width - 1):
+            v -= 1 << s.width
+        return v
+    return conv(layout, word)
+
+
+def decode_op(cfg: CimConfig, word: int) -> tuple[int, dict[str, int] | None]:
+    """(opcode value, arguments) of an instruction word (arguments None for END/SYNC/unknown opcodes)."""
+    lay = instr_layout(cfg)
+    op = word & ((1 << lay["op"].width) - 1)
+    args_word = word >> lay["args"].offset
+    layouts = {Opcode.MAC.value: mac_layout(cfg), Opcode.POOL.value: pool_layout(cfg), Opcode.EW.value: ew_layout(cfg),
+               Opcode.LOAD.value: load_layout(cfg)}
+    if op not in layouts:
+        return op, None
+    return op, unpack_word(layouts[op], args_word)
+
+
+# -- host interface ----------------------------------------------------------------------------------------
+
+#: Control and status registers (32-bit word offsets in the CSR region).
+CSR = {
+    "ID": 0,          # RO  MAGIC
+    "CTRL": 1,        # WO  bit 0: start at START_PC (clears counters and trace)
+    "STATUS": 2,      # RO  bit 0 busy, bit 1 done, bit 2 error (unknown opcode), bit 3 loader busy
+    "PC": 3,          # RO  program counter of the instruction being executed (or that stopped)
+    "START_PC": 4,    # RW
+    "CYCLES": 5,      # RO  cycles since start, frozen at done
+    "LOAD_CYCLES": 6,  # RO  cycles the weight loader was writing
+    "TRACE_COUNT": 7,  # RO  instructions retired since start (trace entries written, saturating at the depth)
+    "OPCODE": 8,      # RO  opcode of the instruction at PC
+    "LANES": 9,       # RO  activation lanes per word
+    "N_MACROS": 10,   # RO
+    "MACRO_BASE": 16,  # RO  per macro m: busy, stall, weight-load cycles at MACRO_BASE + 4*m + (0, 1, 2)
+}
+
+
+class HostRegion:
+    """One memory (or the CSR block) in the host address space.
+
+    Attributes
+    ----------
+    name : str
+    index : int
+        Region number (the top address bits).
+    depth, width : int
+        Words and bits per word of the memory.
+    slices : int
+        32-bit bus words per memory word, rounded up to a power of two (word ``i``, slice ``j`` at bus word
+        offset ``i * slices + j``; slice 0 holds bits 0..31).
+    writable : bool
+    """
+
+    def __init__(self, name: str, index: int, depth: int, width: int, writable: bool = True):
+        self.name, self.index, self.depth, self.width, self.writable = name, index, depth, width, writable
+        n = max(1, -(-width // 32))
+        self.slices = 1 << _bits(n) if n > 1 else 1
+
+    @property
+    def span(self) -> int:
+        return self.depth * self.slices
+
+    def __repr__(self) -> str:
+        return f"HostRegion({self.name}, index={self.index}, depth={self.depth}, width={self.width})"
+
+
+@lru_cache(maxsize=None)
+def host_map(cfg: CimConfig) -> tuple[int, dict[str, HostRegion]]:
+    """(offset bits, regions by name): bus word address = ``region.index << offset_bits | offset``."""
+    f, c = cfg.fabric, cfg.controller
+    regions = [
+        HostRegion("csr", 0, CSR["MACRO_BASE"] + 4 * f.n_macros, 32),
+        HostRegion("imem", 1, c.program_depth, instr_layout(cfg).size),
+        HostRegion("amem", 2, f.act_depth, 8 * lanes(cfg)),
+        HostRegion("wmem", 3, f.weight_depth, cfg.macro.cols),
+        HostRegion("pmem", 4, f.param_depth, param_layout(cfg).size),
+        HostRegion("dmem", 5, f.desc_depth, desc_layout(cfg).size),
+        HostRegion("trace", 6, c.trace_depth, 64, writable=False),
+    ]
+    bits = max(_bits(r.span) for r in regions)
+    return bits, {r.name: r for r in regions}

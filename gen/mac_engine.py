@@ -1,0 +1,289 @@
+"""The ``MAC`` pass engine: gathers, issues macro operations in lockstep, accumulates partial sums across
+reduction rounds and across the macros of a K-split, requantises and writes the output words back.
+
+A pass visits ``ceil(npos / b)`` position rounds; each round runs ``nr`` output-channel rounds of ``kr``
+reduction rounds, one *slot* each. In a slot every enabled macro ``m`` (roles from
+:func:`cimforge.gen.gather.unit_roles`) computes reduction tile ``kr_index * ki + kk`` of output-channel tile
+``nr_index * no + nn`` at position ``round * b + bi``, all from the same page index, if those exist.
+
+Slot pipeline::
+
+    gather (per unit, run-ahead of one slot) -> issue (all active macros at once, when each has its vector and
+    is ready) -> results after ab + LATENCY cycles -> per-macro accumulators (cleared on the first reduction
+    round) -> on the last round, a copy to the serializer -> one output group (lanes channels of one
+    position) per cycle: sum over the K-split macros -> + bias -> MultiplyByQuantizedMultiplier -> + zero
+    point, clamp -> activation memory write.
+
+The serializer takes ``b * no`` cycles per final slot; the compiler keeps that within one operation
+(``b * no <= ab``), so its copy register is free again before the next final results arrive.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import CimConfig
+from ..golden.macro import LATENCY
+from .gather import GatherUnit, unit_roles
+from .isa import addr_width, desc_layout, lanes, mac_layout, param_layout
+from .layouts import MacroMode, macro_op_layout, macro_result_layout
+from .requant import MBQM_LATENCY, Mbqm, clamp_code
+
+__all__ = ["MacEngine", "MAC_TIMING"]
+
+#: Fixed delays of the engine, in cycles, used by the cost model (:mod:`cimforge.compiler.cost`):
+#: ``setup`` per position group (the pass's first cycle plus ``b - 1`` position steps happen in ``b`` cycles),
+#: ``post`` from a serializer cycle to its memory write, ``result`` from an operation's acceptance edge to its
+#: accumulator update beyond its ``ab`` compute cycles.
+MAC_TIMING = {"post": 1 + MBQM_LATENCY, "result": LATENCY}
+
+TAG_DEPTH = 4
+
+
+class MacEngine(wiring.Component):
+    """Executes ``MAC`` instructions on ``cfg.fabric.n_macros`` macros.
+
+    Members
+    -------
+    start : In(1)
+        Begin the pass described by ``args`` (held stable until ``done``).
+    busy, done : Out(1)
+        ``done`` pulses in the pass's last cycle.
+    op : Out(stream.Signature(macro_op_layout)).array(n)
+        Operations to the macros.
+    res_valid, res_y : In, array(n)
+        The macros' results.
+    p_addr : Out; p_data : In(param_layout)
+        Parameter memory read port (synchronous).
+    w_en, w_addr, w_data : Out
+        Activation memory write.
+    unit_en : Out(n)
+        Macros taking part in the running pass (for the stall counters).
+    units : list of GatherUnit
+        Their memory ports are wired by the fabric.
+    """
+
+    def __init__(self, cfg: CimConfig):
+        self.cfg = cfg
+        n = cfg.fabric.n_macros
+        self.units = [GatherUnit(cfg, i) for i in range(n)]
+        L = lanes(cfg)
+        super().__init__({
+            "start": In(1), "args": In(mac_layout(cfg)), "busy": Out(1), "done": Out(1),
+            "op": Out(stream.Signature(macro_op_layout(cfg.macro))).array(n),
+            "res_valid": In(1).array(n), "res_y": In(macro_result_layout(cfg.macro)).array(n),
+            "p_addr": Out(mac_layout(cfg)["param_base"].shape.width), "p_data": In(param_layout(cfg)),
+            "w_en": Out(1), "w_addr": Out(addr_width(cfg)), "w_data": Out(8 * L),
+            "unit_en": Out(n),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, a = self.cfg, self.args
+        n, L = cfg.fabric.n_macros, lanes(cfg)
+        units = self.units
+        for i, u in enumerate(units):
+            m.submodules[f"gather{i}"] = u
+            m.d.comb += u.args.eq(a)
+        roles = [unit_roles(m, i, a, n) for i in range(n)]
+        b = Signal(8)
+        m.d.comb += b.eq(1 << a.b_log2)
+
+        running = Signal()
+        setup = Signal()
+        setup_cnt = Signal(8)
+        m.d.comb += self.busy.eq(running)
+        m.d.comb += self.unit_en.eq(Cat(r[3] & running for r in roles))
+
+        # --- gather sequencer ------------------------------------------------------------------------------
+        g_p0 = Signal(16)
+        g_nr = Signal(8)
+        g_kr = Signal(8)
+        g_done = Signal()
+        all_idle = Signal()
+        any_stall = Signal()
+        m.d.comb += [all_idle.eq(Cat(u.idle_next for u in units).all()),
+                     any_stall.eq(Cat(u.stall for u in units).any())]
+        go = Signal()
+        m.d.comb += go.eq(running & ~setup & ~g_done & all_idle & ~any_stall)
+        g_round_end = Signal()
+        m.d.comb += g_round_end.eq((g_kr == a.kr - 1) & (g_nr == a.nr - 1))
+        for i, (u, (bi, kk, nn, en)) in enumerate(zip(units, roles)):
+            act = Signal(name=f"g_act{i}")
+            m.d.comb += act.eq(en & u.pos_valid & (((g_kr << a.ki_log2) + kk) < a.kt)
+                               & (((g_nr << a.no_log2) + nn) < a.nt))
+            m.d.comb += [u.go.eq(go), u.tile_active.eq(act), u.g_kr.eq(g_kr), u.pos_bstep.eq(go & g_round_end)]
+        with m.If(go):
+            with m.If(g_kr == a.kr - 1):
+                m.d.sync += g_kr.eq(0)
+                with m.If(g_nr == a.nr - 1):
+                    m.d.sync += [g_nr.eq(0), g_p0.eq(g_p0 + b)]
+                    with m.If(g_p0 + b >= a.npos):
+                        m.d.sync += g_done.eq(1)
+                with m.Else():
+                    m.d.sync += g_nr.eq(g_nr + 1)
+            with m.Else():
+                m.d.sync += g_kr.eq(g_kr + 1)
+
+        # --- issue ---------------------------------------------------------------------------------------
+        tag_layout = data.StructLayout({"first": 1, "last": 1, "act": n, "p0": 16, "n0": 8})
+        m.submodules.tags = tags = fifo.SyncFIFO(width=tag_layout.size, depth=TAG_DEPTH)
+        i_p0 = Signal(16)
+        i_nr = Signal(8)
+        i_kr = Signal(8)
+        i_page = Signal(cfg.macro.page_width)
+        i_done = Signal()
+        acts = []
+        oks = []
+        for i, (u, (bi, kk, nn, en)) in enumerate(zip(units, roles)):
+            act = Signal(name=f"i_act{i}")
+            m.d.comb += act.eq(en & ((i_p0 + bi) < a.npos) & (((i_kr << a.ki_log2) + kk) < a.kt)
+                               & (((i_nr << a.no_log2) + nn) < a.nt))
+            ok = Signal(name=f"i_ok{i}")
+            m.d.comb += ok.eq(~act | (u.full & self.op[i].ready))
+            acts.append(act)
+            oks.append(ok)
+        issue = Signal()
+        m.d.comb += issue.eq(running & ~setup & ~i_done & Cat(oks).all() & tags.w_rdy)
+        for i, u in enumerate(units):
+            op = self.op[i]
+            m.d.comb += [
+                op.valid.eq(issue & acts[i]), u.take.eq(issue & acts[i]),
+                op.payload.mode.eq(MacroMode.MAC), op.payload.page.eq(i_page),
+                op.payload.wb_log2.eq(a.wb_log2), op.payload.ab_m1.eq(a.ab_m1),
+                op.payload.w_signed.eq(a.w_signed), op.payload.x_signed.eq(a.x_signed),
+                op.payload.x.as_value().eq(u.x.as_value()),
+            ]
+        tag_in = Signal(tag_layout)
+        m.d.comb += [
+            tag_in.first.eq(i_kr == 0), tag_in.last.eq(i_kr == a.kr - 1), tag_in.act.eq(Cat(acts)),
+            tag_in.p0.eq(i_p0), tag_in.n0.eq(i_nr << a.no_log2),
+            tags.w_data.eq(tag_in), tags.w_en.eq(issue),
+        ]
+        with m.If(issue):
+            m.d.sync += i_page.eq(i_page + 1)
+            with m.If(i_kr == a.kr - 1):
+                m.d.sync += i_kr.eq(0)
+                with m.If(i_nr == a.nr - 1):
+                    m.d.sync += [i_nr.eq(0), i_p0.eq(i_p0 + b), i_page.eq(a.page_base)]
+                    with m.If(i_p0 + b >= a.npos):
+                        m.d.sync += i_done.eq(1)
+                with m.Else():
+                    m.d.sync += i_nr.eq(i_nr + 1)
+            with m.Else():
+                m.d.sync += i_kr.eq(i_kr + 1)
+
+        # --- results: per-macro accumulators --------------------------------------------------------------
+        res_any = Signal()
+        m.d.comb += res_any.eq(Cat(self.res_valid).any())
+        tag = Signal(tag_layout)
+        m.d.comb += [tag.eq(tags.r_data), tags.r_en.eq(res_any)]
+        res_signed = Signal()
+        m.d.comb += res_signed.eq(a.w_signed | a.x_signed)
+        acc = [[Signal(signed(32), name=f"acc{i}_{l}", reset_less=True) for l in range(L)] for i in range(n)]
+        ser = [[Signal(signed(32), name=f"ser{i}_{l}", reset_less=True) for l in range(L)] for i in range(n)]
+        ser_cnt = Signal(8)
+        ser_idx = Signal(8)
+        ser_p0 = Signal(16)
+        ser_n0 = Signal(8)
+        for i in range(n):
+            for l in range(L):
+                r = self.res_y[i][l]
+                ext = Signal(signed(32), name=f"ext{i}_{l}")
+                m.d.comb += ext.eq(Mux(res_signed, r.as_signed(), r.as_unsigned()))
+                new = Signal(signed(32), name=f"new{i}_{l}")
+                m.d.comb += new.eq(Mux(tag.first, 0, acc[i][l]) + Mux(tag.act[i], ext, 0))
+                with m.If(res_any):
+                    m.d.sync += acc[i][l].eq(new)
+                    with m.If(tag.last):
+                        m.d.sync += ser[i][l].eq(new)
+        with m.If(res_any & tag.last):
+            m.d.sync += [ser_cnt.eq(1 << (a.b_log2 + a.no_log2)), ser_idx.eq(0), ser_p0.eq(tag.p0),
+                         ser_n0.eq(tag.n0)]
+
+        # --- serializer: one output group per cycle -------------------------------------------------------
+        ser_on = Signal()
+        m.d.comb += ser_on.eq(ser_cnt != 0)
+        with m.If(ser_on & ~(res_any & tag.last)):
+            m.d.sync += [ser_cnt.eq(ser_cnt - 1), ser_idx.eq(ser_idx + 1)]
+        g_bi = Signal(8)
+        g_nn = Signal(8)
+        m.d.comb += [g_bi.eq(ser_idx >> a.no_log2), g_nn.eq(ser_idx & ((1 << a.no_log2) - 1))]
+        sels = []
+        for i, (bi, kk, nn, en) in enumerate(roles):
+            sel = Signal(name=f"sel{i}")
+            m.d.comb += sel.eq(en & (bi == g_bi) & (nn == g_nn))
+            sels.append(sel)
+        q0_valid = Signal()
+        q0_sum = [Signal(signed(32), name=f"q0_sum{l}", reset_less=True) for l in range(L)]
+        q0_addr = Signal(addr_width(cfg), reset_less=True)
+        for l in range(L):
+            terms = []
+            for i in range(n):
+                t = Signal(signed(32), name=f"term{i}_{l}")
+                m.d.comb += t.eq(Mux(sels[i], ser[i][l], 0))
+                terms.append(t)
+            total = _sum_tree(m, terms, f"gsum{l}")
+            m.d.sync += q0_sum[l].eq(total)
+        g_p = Signal(16)
+        g_n = Signal(8)
+        m.d.comb += [g_p.eq(ser_p0 + g_bi), g_n.eq(ser_n0 + g_nn)]
+        m.d.sync += [q0_valid.eq(ser_on & (g_p < a.npos) & (g_n < a.nt)),
+                     q0_addr.eq(a.out_base + g_p * a.out_cw + g_n)]
+        m.d.comb += self.p_addr.eq(a.param_base + g_n)
+
+        # --- requantise and write back --------------------------------------------------------------------
+        m.submodules.mbqm = mq = Mbqm(L)
+        m.d.comb += mq.i_valid.eq(q0_valid)
+        for l in range(L):
+            p = self.p_data[l]
+            m.d.comb += [mq.x[l].eq(q0_sum[l] + p.bias), mq.mult[l].eq(p.mult), mq.shift[l].eq(p.shift)]
+        addr_pipe = [q0_addr]
+        for k in range(MBQM_LATENCY):
+            s = Signal(addr_width(cfg), name=f"addr_pipe{k}", reset_less=True)
+            m.d.sync += s.eq(addr_pipe[-1])
+            addr_pipe.append(s)
+        codes = [clamp_code(m, mq.y[l], a.zp_out, a.act_min, a.act_max, f"code{l}") for l in range(L)]
+        m.d.comb += [self.w_en.eq(mq.o_valid), self.w_addr.eq(addr_pipe[-1]),
+                     self.w_data.eq(Cat(c[:8] for c in codes))]
+        post_busy = Signal()
+        m.d.comb += post_busy.eq(q0_valid | mq.busy)
+
+        # --- pass control -----------------------------------------------------------------------------------
+        finished = Signal()
+        m.d.comb += finished.eq(running & ~setup & g_done & i_done & ~tags.r_rdy & ~ser_on & ~post_busy)
+        m.d.comb += self.done.eq(finished)
+        with m.If(self.start & ~running):
+            m.d.sync += [running.eq(1), setup.eq(1), setup_cnt.eq(0),
+                         g_p0.eq(0), g_nr.eq(0), g_kr.eq(0), g_done.eq(0),
+                         i_p0.eq(0), i_nr.eq(0), i_kr.eq(0), i_page.eq(a.page_base), i_done.eq(0)]
+        for u in units:
+            m.d.comb += u.pos_init.eq(self.start & ~running)
+        with m.If(setup):
+            with m.If(setup_cnt + 1 < b):
+                m.d.sync += setup_cnt.eq(setup_cnt + 1)
+            with m.Else():
+                m.d.sync += setup.eq(0)
+        for u, (bi, kk, nn, en) in zip(units, roles):
+            m.d.comb += u.pos_step.eq(setup & (setup_cnt + 1 < b) & (bi > setup_cnt))
+        with m.If(finished):
+            m.d.sync += running.eq(0)
+        return m
+
+
+def _sum_tree(m: Module, terms: list, name: str):
+    """Balanced adder tree of 32-bit two's complement terms (wrapping, like the int32 accumulators)."""
+    level = 0
+    while len(terms) > 1:
+        nxt = []
+        for i in range(0, len(terms) - 1, 2):
+            s = Signal(signed(32), name=f"{name}_l{level}_{i // 2}")
+            m.d.comb += s.eq(terms[i] + terms[i + 1])
+            nxt.append(s)
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+        level += 1
+    return terms[0]
