@@ -1,0 +1,402 @@
+"""Compile a layer-IR graph (:mod:`cimforge.golden.ir`) into a fabric program.
+
+Steps (each a function below): check the configuration can run int8 layers; place every tensor of every image
+in the activation memory; choose a split (:class:`~cimforge.compiler.cost.Parallelism`) per weighted layer and
+tile it (:mod:`cimforge.compiler.tiling`); place weights, descriptors and parameters; assign pages (all weights
+resident when they fit, else streamed layer by layer into a ring of pages, the next pass's loads overlapping the
+current pass); emit the instructions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import CimConfig
+from ..gen.isa import (Opcode, PoolMode, desc_layout, encode, lanes, pack_word, param_layout)
+from ..golden.ir import (Add, AvgPool, Clamp, Concat, Conv2d, Dense, GlobalAvgPool, Graph, Layer, MaxPool, Reshape,
+                         TensorInfo)
+from .cost import ACT_BITS, Parallelism, _mac_plan, choose_parallelism
+from .program import InstrInfo, MacPass, Program, TensorPlace
+from .tiling import CompileError, ConvGeom, geometry, page_words
+
+__all__ = ["compile_graph", "max_batch"]
+
+
+def _check_config(cfg: CimConfig) -> None:
+    m = cfg.macro
+    if m.max_wb < 8:
+        raise CompileError(f"int8 weights need macro.max_wb = 8, the configuration has {m.max_wb}")
+    if m.max_ab < ACT_BITS:
+        raise CompileError(f"int8 activations need macro.max_ab = 8, the configuration has {m.max_ab}")
+
+
+def _phys(t: TensorInfo) -> tuple[int, int, int]:
+    if len(t.shape) == 3:
+        return tuple(t.shape)
+    if len(t.shape) == 1:
+        return (t.shape[0], 1, 1)
+    raise CompileError(f"tensor {t.name!r}: shape {t.shape}: allowed (C, H, W) or (F,)")
+
+
+class _Layouts:
+    """Tensor name -> (stored (C, H, W), owner tensor name): aliases for reshapes that keep the bytes."""
+
+    def __init__(self, graph: Graph):
+        self.phys: dict[str, tuple[int, int, int]] = {}
+        self.owner: dict[str, str] = {}
+        for t in graph.inputs:
+            self.phys[t.name], self.owner[t.name] = _phys(t), t.name
+        for layer in graph.layers:
+            out = layer.output
+            if isinstance(layer, Reshape):
+                src = layer.input
+                sp = self.phys[src.name]
+                if len(out.shape) == 1 or (sp[1] == sp[2] == 1 and _phys(out) == sp):
+                    self.phys[out.name], self.owner[out.name] = sp, self.owner[src.name]
+                    continue
+                raise CompileError(f"reshape layer {layer.name!r}: {src.shape} -> {out.shape}: allowed a flatten "
+                                   f"to (F,) or a reshape of a vector to (F, 1, 1)")
+            self.phys[out.name], self.owner[out.name] = _phys(out), out.name
+
+
+def max_batch(graph: Graph, cfg: CimConfig) -> int:
+    """How many images' tensors (every tensor kept) fit the activation memory at once."""
+    lay = _Layouts(graph)
+    L = lanes(cfg)
+    per = sum(h * w * -(-c // L) for name, (c, h, w) in lay.phys.items() if lay.owner[name] == name)
+    return max(0, cfg.fabric.act_depth // per)
+
+
+def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
+                  parallelism: dict[str, Parallelism] | None = None, stream: bool | None = None) -> Program:
+    """Compile ``graph`` for ``cfg``.
+
+    Parameters
+    ----------
+    batch : int
+        Images per run; every tensor of every image keeps its own place (so the host can check them all).
+    parallelism : dict, optional
+        Layer name -> split; other weighted layers get :func:`~cimforge.compiler.cost.choose_parallelism`.
+    stream : bool, optional
+        Force weight streaming (True) or residency (False); default: resident when the pages hold all weights.
+
+    Raises
+    ------
+    CompileError
+        A layer kind, shape or size the fabric cannot run, or memories too small; the message names the layer
+        or tensor and the limit.
+    """
+    _check_config(cfg)
+    if not isinstance(batch, int) or batch < 1:
+        raise CompileError(f"batch = {batch!r}: allowed an integer >= 1")
+    L = lanes(cfg)
+    P = cfg.macro.pages
+    parallelism = dict(parallelism or {})
+    unknown = set(parallelism) - {layer.name for layer in graph.weighted_layers}
+    if unknown:
+        raise CompileError(f"parallelism given for {sorted(unknown)}: not weighted layers of graph {graph.name!r}")
+    lay = _Layouts(graph)
+    prog = Program(cfg=cfg, graph=graph, batch=batch)
+    prog.pass_at = {}
+
+    # -- activation memory: every tensor of every image --------------------------------------------------
+    addr = 0
+    for i in range(batch):
+        for name, t in graph.tensors.items():
+            c, h, w = lay.phys[name]
+            cw = -(-c // L)
+            owner = lay.owner[name]
+            if owner != name:
+                base = prog.tensors[(i, owner)].base
+            else:
+                base = addr
+                addr += h * w * cw
+            prog.tensors[(i, name)] = TensorPlace(name, i, tuple(t.shape), (c, h, w), base, cw, t.dtype)
+    if addr > cfg.fabric.act_depth:
+        raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} words, "
+                           f"fabric.act_depth = {cfg.fabric.act_depth}: allowed batch <= {max_batch(graph, cfg)}")
+
+    # -- weighted layers: split, tiles, passes -----------------------------------------------------------
+    plans = {}
+    for layer in graph.weighted_layers:
+        src = None
+        if isinstance(layer, Dense):
+            src = lay.phys[layer.input.name]
+        g = geometry(layer, src)
+        if layer.input.dtype not in ("int8", "uint8"):
+            raise CompileError(f"layer {layer.name!r}: input dtype {layer.input.dtype}: allowed int8, uint8")
+        par = parallelism.get(layer.name)
+        if par is None:
+            par = choose_parallelism(g, cfg)
+        plans[layer.name] = (g, par)
+    pages_need = {}
+    for name, (g, par) in plans.items():
+        tiles, _, passes = _mac_plan(g, cfg, par)
+        pages_need[name] = (tiles, passes)
+    total_pages = sum(-(-len(t) // plans[n][1].in_ch) * -(-p[0][1] // plans[n][1].out_ch) * len(p)
+                      for n, (t, p) in pages_need.items())
+    resident = total_pages <= P if stream is None else not stream
+    if resident and total_pages > P:
+        raise CompileError(f"weights need {total_pages} pages per macro, macro.pages = {P}: cannot be resident "
+                           f"(use stream=True)")
+    if not resident:  # passes small enough to double-buffer where possible
+        for name, (g, par) in plans.items():
+            kr = -(-len(pages_need[name][0]) // par.in_ch)
+            tiles, _, passes = _mac_plan(g, cfg, par, pages_avail=max(kr, P // 2))
+            pages_need[name] = (tiles, passes)
+    prog.resident = resident
+
+    # -- weights, descriptors and parameters -----------------------------------------------------------------
+    wblocks: dict[tuple[str, int, int], tuple[int, int]] = {}  # (layer, k, n) -> (src, rows)
+    desc_base: dict[str, int] = {}
+    param_base: dict[str, int] = {}
+    dlay, play = desc_layout(cfg), param_layout(cfg)
+    for layer in graph.weighted_layers:
+        g, par = plans[layer.name]
+        tiles, _ = pages_need[layer.name]
+        nt = -(-g.cout // L)
+        cw_in = -(-g.cin // L)
+        for k, t in enumerate(tiles):
+            for n in range(nt):
+                words = page_words(g, t, n, cfg)
+                wblocks[(layer.name, k, n)] = (len(prog.wmem), len(words))
+                prog.wmem.extend(words)
+        desc_base[layer.name] = len(prog.dmem)
+        for t in tiles:
+            prog.dmem.append(_pack(layer.name, dlay, {
+                "ky0": t.ky0, "kx0": t.kx0, "dy0": t.ky0 * g.dh, "dx0": t.kx0 * g.dw, "c0": t.c0, "elems": t.elems,
+                "off0": (t.ky0 * g.dh * g.w + t.kx0 * g.dw) * cw_in}))
+        param_base[layer.name] = len(prog.pmem)
+        fb = layer.folded_bias
+        if fb.size and (fb.min() < -2 ** 31 or fb.max() > 2 ** 31 - 1):
+            raise CompileError(f"layer {layer.name!r}: folded bias beyond int32 ({fb.min()}..{fb.max()})")
+        mult, shift = layer.requant.multiplier, layer.requant.shift
+        for n in range(nt):
+            lanes_ = []
+            for j in range(L):
+                co = n * L + j
+                if co < g.cout:
+                    lanes_.append({"bias": int(fb[co]), "mult": int(mult[co]), "shift": int(shift[co])})
+                else:
+                    lanes_.append({"bias": 0, "mult": 0, "shift": 0})
+            prog.pmem.append(_pack(layer.name, play, lanes_))
+    for what, mem, field_ in (("weight", prog.wmem, "weight_depth"), ("parameter", prog.pmem, "param_depth"),
+                              ("descriptor", prog.dmem, "desc_depth")):
+        depth = getattr(cfg.fabric, field_)
+        if len(mem) > depth:
+            raise CompileError(f"{what} memory too small for graph {graph.name!r}: needs {len(mem)} words, "
+                               f"fabric.{field_} = {depth}")
+
+    # -- passes and pages ---------------------------------------------------------------------------------------
+    def make_passes(image: int) -> dict[str, list[MacPass]]:
+        out = {}
+        for layer in graph.weighted_layers:
+            g, par = plans[layer.name]
+            tiles, passes = pages_need[layer.name]
+            kr = -(-len(tiles) // par.in_ch)
+            lst = []
+            for n_base, nt in passes:
+                mp = MacPass(layer.name, g, par, tiles, n_base, nt, kr, -(-nt // par.out_ch), image=image)
+                mp.desc_base, mp.param_base = desc_base[layer.name], param_base[layer.name] + n_base
+                lst.append(mp)
+            out[layer.name] = lst
+        return out
+
+    all_passes = [make_passes(i) for i in range(batch)]
+    order = [mp for i in range(batch) for layer in graph.layers if layer.name in plans
+             for mp in all_passes[i][layer.name]]
+    ptr = 0
+    for mp in order:
+        if resident and mp.image > 0:
+            continue
+        if ptr + mp.pages > P:
+            ptr = 0
+        mp.page_base = ptr
+        ptr += mp.pages
+    if resident:  # every image uses image 0's pages
+        for i in range(1, batch):
+            for name, lst in all_passes[i].items():
+                for mp, first in zip(lst, all_passes[0][name]):
+                    mp.page_base = first.page_base
+    for mp in order:
+        mp.loads = _loads(mp, wblocks, cfg)
+
+    # -- code ----------------------------------------------------------------------------------------------------
+    def emit(op: Opcode, layer: str | None, image: int | None, text: str, **args) -> int:
+        try:
+            word = encode(cfg, op, **args)
+        except ValueError as e:
+            raise CompileError(f"layer {layer!r}: {op.name} instruction: {e}") from None
+        pc = len(prog.code)
+        prog.code.append(word)
+        prog.instrs.append(InstrInfo(pc, op.name, layer, image, text))
+        return pc
+
+    def emit_loads(mp: MacPass, image: int | None):
+        for ld in mp.loads:
+            emit(Opcode.LOAD, mp.layer, image, f"page {ld['page']} rows {ld['row0']}+{ld['count']} "
+                 f"macros {ld['mask']:#x}", **ld)
+
+    if resident:
+        for mp in order:
+            if mp.image == 0:
+                emit_loads(mp, None)
+        emit(Opcode.SYNC, None, None, "weights resident")
+        prog.prologue = list(range(len(prog.code)))
+    else:
+        emit_loads(order[0], 0)
+    pending_sync = not resident
+    mac_index = 0
+    for i in range(batch):
+        for layer in graph.layers:
+            if isinstance(layer, (Conv2d, Dense)):
+                for mp in all_passes[i][layer.name]:
+                    if pending_sync:
+                        emit(Opcode.SYNC, layer.name, i, "wait for this pass's weights")
+                    nxt = order[mac_index + 1] if mac_index + 1 < len(order) else None
+                    overlap = False
+                    if not resident and nxt is not None:
+                        overlap = _disjoint(mp, nxt)
+                        if overlap:
+                            emit_loads(nxt, i)
+                    pc = emit(Opcode.MAC, layer.name, i, f"{mp.par} n tiles {mp.n_base}..{mp.n_base + mp.nt - 1}",
+                              **_mac_args(mp, prog, i, layer, cfg))
+                    prog.pass_at[pc] = mp
+                    prog.passes.append(mp)
+                    if not resident and nxt is not None and not overlap:
+                        emit_loads(nxt, i)
+                    pending_sync = not resident
+                    mac_index += 1
+            else:
+                _emit_vector(layer, prog, i, cfg, emit)
+    emit(Opcode.END, None, None, "end")
+    if len(prog.code) > cfg.controller.program_depth:
+        raise CompileError(f"program of {len(prog.code)} instructions for batch {batch}: controller.program_depth = "
+                           f"{cfg.controller.program_depth}: lower the batch")
+    prog.options = {"stream": not resident}
+    return prog
+
+
+def _pack(owner: str, layout, value) -> int:
+    try:
+        return pack_word(layout, value)
+    except ValueError as e:
+        raise CompileError(f"layer {owner!r}: {e}") from None
+
+
+def _disjoint(a: MacPass, b: MacPass) -> bool:
+    return a.page_base + a.pages <= b.page_base or b.page_base + b.pages <= a.page_base
+
+
+def _loads(mp: MacPass, wblocks, cfg: CimConfig) -> list[dict]:
+    """LOAD arguments filling the pages of ``mp``: one per (K tile, N tile), to every replica at once."""
+    par, R = mp.par, cfg.macro.rows
+    kt = len(mp.tiles)
+    loads = []
+    for nl in range(mp.nt):
+        n = mp.n_base + nl
+        for k in range(kt):
+            mask = 0
+            for bi in range(par.batch):
+                mask |= 1 << ((bi * par.in_ch + k % par.in_ch) * par.out_ch + nl % par.out_ch)
+            src, rows = wblocks[(mp.layer, k, n)]
+            loads.append({"src": src, "count": rows, "mask": mask, "page": mp.page_of(k, n), "row0": R - rows})
+    return loads
+
+
+def _mac_args(mp: MacPass, prog: Program, image: int, layer: Layer, cfg: CimConfig) -> dict:
+    g: ConvGeom = mp.geom
+    L = lanes(cfg)
+    src = prog.tensors[(image, layer.input.name)]
+    dst = prog.tensors[(image, layer.output.name)]
+    cw = src.cw
+    b = mp.par.batch
+    bq, br = divmod(b, g.ow)
+    lb, lk, ln = mp.par.log2()
+    return {
+        "in_h": g.h, "in_w": g.w, "in_cw": cw, "cin": g.cin, "kh": g.kh, "kw": g.kw, "dh": g.dh, "dw": g.dw,
+        "sh": g.sh, "sw": g.sw, "pt": g.pt, "pl": g.pl, "ow": g.ow, "npos": g.npos,
+        "pos0": src.base - (g.pt * g.w + g.pl) * cw, "kx_inc": g.dw * cw,
+        "ky_inc": g.dh * g.w * cw - (g.kw - 1) * g.dw * cw, "pos_ux": g.sw * cw,
+        "pos_wrap": (g.sh * g.w - g.ow * g.sw) * cw, "pos_bstep": (bq * g.sh * g.w + br * g.sw) * cw,
+        "bq": bq, "br": br,
+        "desc_base": mp.desc_base, "kt": len(mp.tiles), "nt": mp.nt, "kr": mp.kr, "nr": mp.nr,
+        "b_log2": lb, "ki_log2": lk, "no_log2": ln, "page_base": mp.page_base,
+        "out_base": dst.base + mp.n_base, "out_cw": dst.cw, "param_base": mp.param_base,
+        "zp_in": layer.input.zero_point & 0xFF, "zp_out": layer.output.zero_point,
+        "act_min": layer.act_min, "act_max": layer.act_max,
+        "ab_m1": ACT_BITS - 1, "wb_log2": 3, "x_signed": int(layer.input.dtype == "int8"), "w_signed": 1,
+    }
+
+
+def _emit_vector(layer: Layer, prog: Program, image: int, cfg: CimConfig, emit) -> None:
+    """POOL / EW instructions of a layer without weights (Reshape: nothing, the tensor is an alias)."""
+    L = lanes(cfg)
+    T = prog.tensors
+    if isinstance(layer, Reshape):
+        return
+    if isinstance(layer, (MaxPool, AvgPool, GlobalAvgPool)):
+        src, dst = T[(image, layer.input.name)], T[(image, layer.output.name)]
+        c, h, w = src.phys
+        _, oh, ow = dst.phys
+        if isinstance(layer, GlobalAvgPool):
+            kh, kw, sh, sw, dh, dw, pt, pl = h, w, 1, 1, 1, 1, 0, 0
+        else:
+            (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
+            pt, pl = layer.padding[0], layer.padding[1]
+        args = {"x_signed": int(layer.input.dtype == "int8"), "in_base": src.base, "in_h": h, "in_w": w,
+                "cw": src.cw, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw, "pt": pt, "pl": pl,
+                "oh": oh, "ow": ow, "out_base": dst.base}
+        if isinstance(layer, MaxPool):
+            args.update(mode=PoolMode.MAX, zp_out=0, act_min=layer.output.qmin, act_max=layer.output.qmax)
+        else:
+            rq = layer.requant
+            if np.unique(rq.multiplier).size > 1 or np.unique(rq.shift).size > 1:
+                raise CompileError(f"{layer.kind} layer {layer.name!r}: the requantisation differs between output "
+                                   f"positions (padding with count_include_pad = False): allowed one multiplier")
+            args.update(mode=PoolMode.AVG, zp_in=layer.input.zero_point, mult=int(rq.multiplier.ravel()[0]),
+                        shift=int(rq.shift.ravel()[0]), zp_out=layer.output.zero_point, act_min=layer.act_min,
+                        act_max=layer.act_max)
+        emit(Opcode.POOL, layer.name, image, f"{layer.kind} {kh}x{kw}", **args)
+        return
+    if isinstance(layer, (Add, Clamp)):
+        a = T[(image, layer.inputs[0].name)]
+        dst = T[(image, layer.output.name)]
+        pix = a.phys[1] * a.phys[2]
+        args = {"a_base": a.base, "out_base": dst.base, "npos": pix, "cw": a.cw, "a_stride": a.cw,
+                "out_stride": dst.cw, "x_signed": int(layer.inputs[0].dtype == "int8"),
+                "zp_out": layer.output.zero_point if isinstance(layer, Add) else 0,
+                "act_min": layer.act_min, "act_max": layer.act_max}
+        if isinstance(layer, Add):
+            bt = T[(image, layer.inputs[1].name)]
+            if layer.inputs[0].dtype != layer.inputs[1].dtype:
+                raise CompileError(f"add layer {layer.name!r}: inputs of dtypes {layer.inputs[0].dtype} and "
+                                   f"{layer.inputs[1].dtype}: allowed equal dtypes")
+            ta, tb = layer.inputs
+            args.update(b_base=bt.base, b_stride=bt.cw, has_b=1, rq_in=1, rq_out=1, ls=layer.left_shift,
+                        zp_a=ta.zero_point, zp_b=tb.zero_point,
+                        mult_a=int(layer.requant_a.multiplier), shift_a=int(layer.requant_a.shift),
+                        mult_b=int(layer.requant_b.multiplier), shift_b=int(layer.requant_b.shift),
+                        mult_o=int(layer.requant_out.multiplier), shift_o=int(layer.requant_out.shift))
+        emit(Opcode.EW, layer.name, image, layer.kind, **args)
+        return
+    if isinstance(layer, Concat):
+        if layer.axis != 0:
+            raise CompileError(f"concat layer {layer.name!r}: axis {layer.axis}: allowed 0 (channels)")
+        dst = T[(image, layer.output.name)]
+        off = 0
+        for t, rq in zip(layer.inputs, layer.requants):
+            if t.shape[0] % L and t is not layer.inputs[-1]:
+                raise CompileError(f"concat layer {layer.name!r}: input {t.name!r} has {t.shape[0]} channels: "
+                                   f"allowed a multiple of the lanes ({L}) except for the last input")
+            a = T[(image, t.name)]
+            args = {"a_base": a.base, "out_base": dst.base + off, "npos": a.phys[1] * a.phys[2], "cw": a.cw,
+                    "a_stride": a.cw, "out_stride": dst.cw, "x_signed": int(t.dtype == "int8"),
+                    "act_min": layer.output.qmin, "act_max": layer.output.qmax}
+            if rq is not None:
+                args.update(zp_a=t.zero_point, rq_out=1, mult_o=int(rq.multiplier), shift_o=int(rq.shift),
+                            zp_out=layer.output.zero_point)
+            emit(Opcode.EW, layer.name, image, f"concat part {t.name}", **args)
+            off += a.cw
+        return
+    raise CompileError(f"layer {layer.name!r}: kind {layer.kind} is not supported by the fabric")

@@ -1,0 +1,402 @@
+"""The cycle model of the fabric: the compiler's predictions, checked against RTL-measured cycles.
+
+It mirrors the RTL's timing rules rather than fitting them (docs/fabric.md, "Timing"):
+
+* controller: every instruction costs a fetch and a decode cycle, then executes (``LOAD`` queues in one cycle
+  when the loader has room, ``SYNC`` waits for the loader, compute instructions start their engine and wait
+  for its ``done``);
+* ``MAC``: a slot-level recurrence over the gather units (one word per cycle, a one-slot run-ahead that stalls
+  when the previous vector is still waiting), the lockstep issue (one operation per ``ab`` cycles at most), the
+  result latency and the serializer/requantisation tail; position rounds repeat, so long passes are
+  extrapolated from their periodic steady state;
+* ``POOL``/``EW``: one word or tap per cycle plus a fixed pipeline;
+* loader: one row per cycle per command, commands back to back.
+
+:func:`layer_cost` is the interface the partitioner uses (``Parallelism(batch, in_ch, out_ch)`` -> cycles,
+compute, weight-load cycles and traffic); :func:`program_timing` predicts the retire cycle of every
+instruction of a compiled program, which is what the RTL's trace memory records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import CimConfig
+from ..gen.isa import lanes
+from ..gen.loader import LOAD_OVERHEAD
+from ..gen.vector import EW_LATENCY, POOL_LATENCY
+from ..golden.ir import (Add, AvgPool, Clamp, Concat, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool, Reshape)
+from ..golden.macro import LATENCY
+from .tiling import CompileError, ConvGeom, geometry, k_tiles, tile_steps
+
+__all__ = ["Parallelism", "LayerCost", "layer_cost", "mac_pass_cycles", "valid_parallelisms", "choose_parallelism",
+           "pool_cycles", "ew_cycles", "program_timing", "ideal_cycles", "INSTR_OVERHEAD"]
+
+#: Fetch and decode cycles before every instruction executes.
+INSTR_OVERHEAD = 2
+#: Cycles from a ``MAC`` pass's last result to its ``done`` (serializer start, requantisation, write, done).
+MAC_TAIL = 6
+#: Activation bits of int8 codes (one macro compute cycle per bit).
+ACT_BITS = 8
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """How a layer is split over a group of macros (powers of two; ``batch * in_ch * out_ch`` macros).
+
+    Parameters
+    ----------
+    batch : int
+        Replicas of the weights, each computing a share of the output positions (data parallel).
+    in_ch : int
+        K-split: each macro reduces a share of the reduction; partial sums are added across macros.
+    out_ch : int
+        N-split: each macro computes a share of the output channels.
+    """
+
+    batch: int = 1
+    in_ch: int = 1
+    out_ch: int = 1
+
+    def __post_init__(self):
+        for name in ("batch", "in_ch", "out_ch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1 or v & (v - 1):
+                raise ValueError(f"Parallelism.{name} = {v!r}: allowed a power of two >= 1 (the fabric decodes "
+                                 f"macro roles from index bits)")
+
+    @property
+    def macros(self) -> int:
+        return self.batch * self.in_ch * self.out_ch
+
+    def log2(self) -> tuple[int, int, int]:
+        return (self.batch.bit_length() - 1, self.in_ch.bit_length() - 1, self.out_ch.bit_length() - 1)
+
+
+@dataclass
+class LayerCost:
+    """Predicted cost of one layer on the fabric.
+
+    Attributes
+    ----------
+    cycles : int
+        Compute instruction cycles plus the weight loads when they cannot overlap (``weight_load_cycles``
+        counted serially; a resident or double-buffered program hides them, see :func:`program_timing`).
+    compute_cycles : int
+        The layer's compute instructions (fetch, decode and engine cycles).
+    weight_load_cycles : int
+        Loader cycles to fill the layer's pages once.
+    psum_traffic_bits : int
+        Partial sums moved between macros of a K-split (int32 per output channel per extra macro).
+    act_traffic_bits : int
+        Activation bits read by the gather units or vector engines plus the output bits written.
+    pages : int
+        Pages per participating macro.
+    macros : int
+    ideal_cycles : float
+        ARCHITECTURE.md section 6 ideal (MAC layers), for utilisation.
+    """
+
+    cycles: int
+    compute_cycles: int
+    weight_load_cycles: int = 0
+    psum_traffic_bits: int = 0
+    act_traffic_bits: int = 0
+    pages: int = 0
+    macros: int = 0
+    ideal_cycles: float = 0.0
+    passes: list = field(default_factory=list)
+
+    @property
+    def utilisation(self) -> float:
+        return self.ideal_cycles / self.cycles if self.cycles else 0.0
+
+
+def ideal_cycles(macs: int, cfg: CimConfig, ab: int = ACT_BITS, wb: int = 8) -> float:
+    """ARCHITECTURE.md section 6: ``MACs * ab * wb / (rows * cols * n_macros)``."""
+    m = cfg.macro
+    return macs * ab * wb / (m.rows * m.cols * cfg.fabric.n_macros)
+
+
+# -- MAC passes ------------------------------------------------------------------------------------------------
+
+
+def _slot_units(par: Parallelism, npos: int, kt: int, p0: int, kr: int) -> list[tuple[int, int]]:
+    """(bi, kk) gather groups active in a slot of reduction round ``kr`` at round start position ``p0``."""
+    return [(bi, kk) for bi in range(par.batch) for kk in range(par.in_ch)
+            if p0 + bi < npos and kr * par.in_ch + kk < kt]
+
+
+def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: int = ACT_BITS) -> int:
+    """Cycles of one ``MAC`` pass from its EXEC cycle to its ``done`` cycle inclusive.
+
+    Parameters
+    ----------
+    npos : int
+        Output positions.
+    steps : list of int
+        Gather cycles of each reduction tile.
+    nt : int
+        Output-channel tiles of the pass.
+    par : Parallelism
+    ab : int
+        Compute cycles per operation.
+    """
+    kt = len(steps)
+    b, ki, no = par.batch, par.in_ch, par.out_ch
+    kr_n = -(-kt // ki)
+    nr_n = -(-nt // no)
+    rounds = -(-npos // b)
+    groups = [(bi, kk) for bi in range(b) for kk in range(ki)]
+    NEG = -10 ** 9
+    xfer = {g: NEG for g in groups}      # last transfer into the ready register
+    fin = {g: NEG for g in groups}       # cycle the last tile's final word reached stage B
+    i_prev = {g: NEG for g in groups}    # issue cycle of the group's last slot
+    go = 1 + b                           # EXEC is cycle 0; setup takes b cycles
+    issue = NEG
+    last_issue = NEG
+    history: list[tuple] = []
+
+    def run_round(p0: int, go: int, issue: int):
+        for nr in range(nr_n):
+            for kr in range(kr_n):
+                act = _slot_units(par, npos, kt, p0, kr)
+                last_steps = []
+                for g in act:
+                    first = max(go + 1, xfer[g])
+                    ls = first + steps[kr * ki + g[1]] - 1
+                    last_steps.append(ls)
+                    fin[g] = ls + 1
+                    xfer[g] = max(fin[g], i_prev[g])
+                issue = max(issue + ab, max(xfer[g] + 1 for g in act))
+                for g in act:
+                    i_prev[g] = issue
+                c = max(go + 1, max(last_steps))
+                moved = True
+                while moved:
+                    moved = False
+                    for g in groups:
+                        if fin[g] <= c < xfer[g]:
+                            c = xfer[g]
+                            moved = True
+                go = c
+        return go, issue
+
+    r = 0
+    while r < rounds:
+        if r >= 2 and r < rounds - 1:
+            state = tuple(v - go for d in (xfer, fin, i_prev) for v in d.values()) + (issue - go,)
+            history.append((state, go, issue))
+            if len(history) >= 2 and history[-1][0] == history[-2][0]:
+                period = history[-1][1] - history[-2][1]
+                skip = rounds - 1 - r
+                shift = period * skip
+                go += shift
+                issue += shift
+                for d in (xfer, fin, i_prev):
+                    for g in d:
+                        if d[g] > NEG // 2:
+                            d[g] += shift
+                r += skip
+                continue
+        go, issue = run_round(r * b, go, issue)
+        r += 1
+    return issue + ab + LATENCY + 1 + b * no + MAC_TAIL - 1 + 1
+
+
+def valid_parallelisms(cfg: CimConfig, kt: int, nt: int, npos: int, ab: int = ACT_BITS) -> list[Parallelism]:
+    """Every split the fabric can run: powers of two, at most ``n_macros`` macros, ``batch * out_ch <= ab``
+    (the serializer's budget per operation), no factor beyond what the layer has to split."""
+    n = cfg.fabric.n_macros
+    out = []
+    b = 1
+    while b <= n:
+        ki = 1
+        while b * ki <= n:
+            no = 1
+            while b * ki * no <= n:
+                if b * no <= ab and (b == 1 or b < 2 * npos) and (ki == 1 or ki < 2 * kt) \
+                        and (no == 1 or no < 2 * nt):
+                    out.append(Parallelism(b, ki, no))
+                no *= 2
+            ki *= 2
+        b *= 2
+    return out
+
+
+def _mac_plan(g: ConvGeom, cfg: CimConfig, par: Parallelism, pages_avail: int | None = None):
+    """Reduction tiles, their gather steps and the N-split into passes for ``par``.
+
+    Returns (tiles, steps, passes) with passes a list of (n_base, nt).
+
+    Raises
+    ------
+    CompileError
+        The reduction does not fit the pages of the K-split (no partial-sum spill), or the split is invalid.
+    """
+    L = lanes(cfg)
+    tiles = k_tiles(g, cfg)
+    steps = [tile_steps(t, g.cin, L) for t in tiles]
+    kt, nt = len(tiles), -(-g.cout // L)
+    pages = cfg.macro.pages if pages_avail is None else pages_avail
+    kr = -(-kt // par.in_ch)
+    if kr > pages:
+        raise CompileError(f"layer {g.name!r}: reduction of {g.K} elements needs {kt} tiles of <= {cfg.macro.rows} "
+                           f"rows, {kr} pages per macro with in_ch = {par.in_ch}; macro.pages = {pages}: allowed "
+                           f"in_ch >= {-(-kt // pages)} (partial sums are not spilled to memory)")
+    if par.macros > cfg.fabric.n_macros:
+        raise CompileError(f"layer {g.name!r}: {par} uses {par.macros} macros, fabric.n_macros = {cfg.fabric.n_macros}")
+    nr_total = -(-nt // par.out_ch)
+    nr_per = max(1, pages // kr)
+    passes = []
+    for nr0 in range(0, nr_total, nr_per):
+        n_base = nr0 * par.out_ch
+        passes.append((n_base, min(nt, (nr0 + nr_per) * par.out_ch) - n_base))
+    return tiles, steps, passes
+
+
+def choose_parallelism(g: ConvGeom, cfg: CimConfig, pages_avail: int | None = None) -> Parallelism:
+    """The split with the fewest predicted cycles; ties go to fewer pages, then fewer macros."""
+    L = lanes(cfg)
+    tiles = k_tiles(g, cfg)
+    kt, nt = len(tiles), -(-g.cout // L)
+    best = None
+    for par in valid_parallelisms(cfg, kt, nt, g.npos):
+        try:
+            _, steps, passes = _mac_plan(g, cfg, par, pages_avail)
+        except CompileError:
+            continue
+        cyc = sum(mac_pass_cycles(g.npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
+        pages = -(-kt // par.in_ch) * -(-min(nt, passes[0][1]) // par.out_ch)
+        key = (cyc, pages, par.macros)
+        if best is None or key < best[0]:
+            best = (key, par)
+    if best is None:
+        raise CompileError(f"layer {g.name!r}: no split fits the fabric ({cfg.fabric.n_macros} macros of "
+                           f"{cfg.macro.pages} pages x {cfg.macro.rows} rows for a reduction of {g.K})")
+    return best[1]
+
+
+# -- vector engines ----------------------------------------------------------------------------------------------
+
+#: Cycles of a POOL/EW instruction beyond one per tap / word, from EXEC to done inclusive.
+POOL_EXTRA = POOL_LATENCY + 2
+EW_EXTRA = EW_LATENCY + 2
+
+
+def pool_cycles(taps: int) -> int:
+    """``POOL`` engine cycles (EXEC to done inclusive) for ``taps`` window taps in all."""
+    return taps + POOL_EXTRA
+
+
+def ew_cycles(words: int) -> int:
+    """``EW`` engine cycles (EXEC to done inclusive) for ``words`` words."""
+    return words + EW_EXTRA
+
+
+def load_cycles(count: int) -> int:
+    """Loader cycles of one command of ``count`` rows (back to back with the next)."""
+    return count + 1
+
+
+# -- the partitioner's interface ---------------------------------------------------------------------------------
+
+
+def layer_cost(layer: Layer, cfg: CimConfig, par: Parallelism | None = None,
+               source_shape: tuple[int, ...] | None = None) -> LayerCost:
+    """Predicted cost of ``layer`` run alone on ``cfg`` with split ``par`` (None: the compiler's choice).
+
+    Weighted layers need their reduction to fit the pages of the K-split (else :class:`CompileError`);
+    their output channels are split into several passes when the pages do not hold them all.
+    Layers without weights ignore ``par``.
+    """
+    L = lanes(cfg)
+    if isinstance(layer, (Conv2d, Dense)):
+        g = geometry(layer, source_shape)
+        par = par or choose_parallelism(g, cfg)
+        tiles, steps, passes = _mac_plan(g, cfg, par)
+        compute = sum(mac_pass_cycles(g.npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
+        nt = -(-g.cout // L)
+        loads = sum(t.elems for t in tiles) * nt
+        wl = sum(load_cycles(t.elems) for t in tiles) * nt + LOAD_OVERHEAD + len(tiles) * nt * (INSTR_OVERHEAD + 1)
+        nr_total = -(-nt // par.out_ch)
+        act_bits = g.npos * nr_total * g.K * 8 + g.npos * g.cout * 8
+        psum = g.npos * nt * L * 32 * (par.in_ch - 1) if par.in_ch > 1 else 0
+        kr = -(-len(tiles) // par.in_ch)
+        return LayerCost(cycles=compute + wl, compute_cycles=compute, weight_load_cycles=wl,
+                         psum_traffic_bits=psum, act_traffic_bits=act_bits,
+                         pages=kr * -(-min(nt, passes[0][1]) // par.out_ch), macros=par.macros,
+                         ideal_cycles=ideal_cycles(g.macs, cfg), passes=passes)
+    if isinstance(layer, (MaxPool, AvgPool, GlobalAvgPool)):
+        c, h, w = layer.input.shape
+        _, oh, ow = layer.output.shape
+        kh, kw = (h, w) if isinstance(layer, GlobalAvgPool) else layer.kernel
+        cw = -(-c // L)
+        taps = oh * ow * cw * kh * kw
+        cyc = pool_cycles(taps) + INSTR_OVERHEAD
+        return LayerCost(cycles=cyc, compute_cycles=cyc, act_traffic_bits=taps * 8 * L + oh * ow * cw * 8 * L)
+    if isinstance(layer, (Add, Clamp, Concat)):
+        words = 0
+        for t in (layer.inputs if isinstance(layer, Concat) else layer.inputs[:1]):
+            c = t.shape[0]
+            pix = 1 if len(t.shape) == 1 else t.shape[1] * t.shape[2]
+            words += pix * -(-c // L)
+        n_instr = len(layer.inputs) if isinstance(layer, Concat) else 1
+        cyc = ew_cycles(words) + n_instr * INSTR_OVERHEAD + (n_instr - 1) * EW_EXTRA
+        return LayerCost(cycles=cyc, compute_cycles=cyc,
+                         act_traffic_bits=words * 8 * L * (2 if isinstance(layer, Add) else 1) + words * 8 * L)
+    if isinstance(layer, Reshape):
+        return LayerCost(cycles=0, compute_cycles=0)
+    raise CompileError(f"layer {layer.name!r}: kind {layer.kind} is not supported by the fabric")
+
+
+# -- whole programs ---------------------------------------------------------------------------------------------
+
+
+def program_timing(program) -> list[int]:
+    """Predicted retire cycle of each instruction of ``program`` as the trace memory stamps it (cycles since
+    start; the first fetch is cycle 0), up to and including ``END``."""
+    from ..gen.isa import Opcode, decode_op
+    cfg = program.cfg
+    t = 0                     # first cycle of the next instruction (its fetch)
+    queue: list[int] = []     # loader: end cycles (first idle cycle) of queued/running commands
+    loader_free = 0           # cycle the loader can pop the next command
+    depth = cfg.controller.load_queue
+    stamps = []
+    for pc, word in enumerate(program.code):
+        op, args = decode_op(cfg, word)
+        e = t + INSTR_OVERHEAD  # EXEC cycle
+        if op == Opcode.LOAD.value:
+            # the queue holds commands not yet popped; wait for room
+            pending = [p for p in queue if p[0] > e]
+            while len(pending) >= depth:
+                e = min(p[0] for p in pending)
+                pending = [p for p in queue if p[0] > e]
+            pop = max(e + 1, loader_free)
+            cnt = args["count"]
+            loader_free = pop + cnt + 1 if cnt else pop + 1
+            queue.append((pop, pop + cnt + LOAD_OVERHEAD if cnt else pop + 1))
+            done = e
+        elif op == Opcode.SYNC.value:
+            idle = max([q[1] for q in queue] + [e])
+            done = idle
+        elif op == Opcode.MAC.value:
+            done = e + _mac_instr_cycles(program, pc, args) - 1
+        elif op == Opcode.POOL.value:
+            a = args
+            done = e + pool_cycles(a["oh"] * a["ow"] * a["cw"] * a["kh"] * a["kw"]) - 1
+        elif op == Opcode.EW.value:
+            done = e + ew_cycles(args["npos"] * args["cw"]) - 1
+        else:  # END (or an unknown opcode, which stops the controller too)
+            stamps.append(e)
+            break
+        stamps.append(done)
+        t = done + 1
+    return stamps
+
+
+def _mac_instr_cycles(program, pc: int, args: dict) -> int:
+    from .tiling import tile_steps
+    mp = program.pass_at[pc]
+    steps = [tile_steps(t, mp.geom.cin, lanes(program.cfg)) for t in mp.tiles]
+    return mac_pass_cycles(mp.geom.npos, steps, mp.nt, mp.par)

@@ -1,0 +1,258 @@
+"""Instruction-set model of the fabric: executes encoded programs with the RTL's algorithms, without cycles.
+
+It decodes every word with :func:`cimforge.gen.isa.decode_op`, steps positions and walks tiles exactly as the
+gather units do (:mod:`cimforge.gen.gather`), computes macro operations with the golden macro model
+(:class:`cimforge.golden.macro.MacroModel`) and requantises with the golden functions. So it checks the
+compiler and the encoder against the golden network on its own (fast, no simulator), and it is the reference a
+failing RTL run is compared with, instruction by instruction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import CimConfig
+from ..gen.isa import Opcode, PoolMode, decode_op, desc_layout, lanes, param_layout, unpack_word
+from ..golden.macro import MacroModel
+from ..golden.requant import multiply_by_quantized_multiplier as mbqm
+from .program import Program
+
+__all__ = ["FabricModel", "run_program"]
+
+
+def _sx(v: int, bits: int) -> int:
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+class FabricModel:
+    """Memories and macros of a fabric, and an executor of its instructions.
+
+    Attributes
+    ----------
+    amem : list of int
+        Activation words.
+    macros : list of MacroModel
+    ops : int
+        Macro operations executed.
+    """
+
+    def __init__(self, cfg: CimConfig):
+        self.cfg = cfg
+        self.L = lanes(cfg)
+        f = cfg.fabric
+        self.amem = [0] * f.act_depth
+        self.wmem = [0] * f.weight_depth
+        self.pmem = [0] * f.param_depth
+        self.dmem = [0] * f.desc_depth
+        self.code: list[int] = []
+        self.macros = [MacroModel(cfg.macro) for _ in range(f.n_macros)]
+        self.ops = 0
+        self.trace: list[int] = []
+
+    def load_program(self, prog: Program) -> None:
+        self.code = list(prog.code)
+        for dst, src in ((self.wmem, prog.wmem), (self.pmem, prog.pmem), (self.dmem, prog.dmem)):
+            dst[:len(src)] = src
+
+    def write_words(self, words: dict[int, int]) -> None:
+        for a, w in words.items():
+            self.amem[a] = w
+
+    # -- execution ---------------------------------------------------------------------------------------
+    def run(self, max_instructions: int = 10 ** 7) -> int:
+        """Execute from pc 0 to END; returns the pc of END.
+
+        Raises
+        ------
+        RuntimeError
+            An unknown opcode, or more than ``max_instructions`` executed.
+        """
+        pc = 0
+        for _ in range(max_instructions):
+            op, args = decode_op(self.cfg, self.code[pc])
+            self.trace.append(pc)
+            if op == Opcode.END.value:
+                return pc
+            if op == Opcode.LOAD.value:
+                self._load(args)
+            elif op == Opcode.MAC.value:
+                self._mac(args)
+            elif op == Opcode.POOL.value:
+                self._pool(args)
+            elif op == Opcode.EW.value:
+                self._ew(args)
+            elif op != Opcode.SYNC.value:
+                raise RuntimeError(f"unknown opcode {op} at pc {pc}")
+            pc += 1
+        raise RuntimeError(f"no END after {max_instructions} instructions")
+
+    def _load(self, a: dict) -> None:
+        page, row = a["page"], a["row0"]
+        for i in range(a["count"]):
+            word = self.wmem[a["src"] + i]
+            for m, mac in enumerate(self.macros):
+                if a["mask"] >> m & 1:
+                    mac.write(page, row, word)
+            row += 1
+            if row == self.cfg.macro.rows:
+                row, page = 0, page + 1
+
+    def _codes(self, word: int, signed: bool) -> list[int]:
+        vals = [(word >> (8 * j)) & 0xFF for j in range(self.L)]
+        return [v - 256 if signed and v >= 128 else v for v in vals]
+
+    def _mac(self, a: dict) -> None:
+        cfg, L, R = self.cfg, self.L, self.cfg.macro.rows
+        n = cfg.fabric.n_macros
+        b, ki, no = 1 << a["b_log2"], 1 << a["ki_log2"], 1 << a["no_log2"]
+        aw = 1 << (len(self.amem) - 1).bit_length()
+        dl, pl = desc_layout(cfg), param_layout(cfg)
+        roles = []
+        for m in range(n):
+            nn, kk, bi = m & (no - 1), (m >> a["no_log2"]) & (ki - 1), m >> (a["no_log2"] + a["ki_log2"])
+            roles.append((bi, kk, nn, bi < b))
+        # position state per unit: p, ox, iy0, ix0, pos_addr (as the gather units keep it)
+        def step(st, by_b):
+            p, ox, iy0, ix0, addr = st
+            d_ox = ox + (a["br"] if by_b else 1)
+            wrap = d_ox >= a["ow"]
+            iy0 += (a["bq"] * a["sh"] if by_b else 0) + (a["sh"] if wrap else 0)
+            ix0 += (a["br"] * a["sw"] if by_b else a["sw"]) - (a["ow"] * a["sw"] if wrap else 0)
+            addr += (a["pos_bstep"] if by_b else a["pos_ux"]) + (a["pos_wrap"] if wrap else 0)
+            return (p + (b if by_b else 1), d_ox - a["ow"] if wrap else d_ox, iy0, ix0, addr)
+        pos = []
+        for bi, _, _, _ in roles:
+            st = (0, 0, -a["pt"], -a["pl"], a["pos0"])
+            for _ in range(bi if bi < b else 0):
+                st = step(st, False)
+            pos.append(st)
+        signed = bool(a["x_signed"])
+        zp_code = a["zp_in"]
+        zp_val = zp_code - 256 if signed and zp_code >= 128 else zp_code
+        acc = [np.zeros(L, dtype=np.int64) for _ in range(n)]
+        rounds = -(-a["npos"] // b)
+        for r in range(rounds):
+            for nr in range(a["nr"]):
+                page = a["page_base"] + nr * a["kr"]
+                for kr in range(a["kr"]):
+                    for m, (bi, kk, nn, en) in enumerate(roles):
+                        k, nt = kr * ki + kk, nr * no + nn
+                        if kr == 0:
+                            acc[m][:] = 0
+                        if not (en and pos[m][0] < a["npos"] and k < a["kt"] and nt < a["nt"]):
+                            continue
+                        d = unpack_word(dl, self.dmem[a["desc_base"] + k])
+                        x = self._gather(a, d, pos[m], signed, zp_val)
+                        y = self.macros[m].mac(np.array(x), page + kr, 8, a["ab_m1"] + 1, bool(a["w_signed"]),
+                                               signed)
+                        self.ops += 1
+                        acc[m] += y[:L]
+                    # serialize after the last reduction round
+                if True:
+                    for g in range(b * no):
+                        g_bi, g_nn = g >> a["no_log2"], g & (no - 1)
+                        p = r * b + g_bi
+                        nch = nr * no + g_nn
+                        if p >= a["npos"] or nch >= a["nt"]:
+                            continue
+                        total = sum(acc[m] for m, (bi, kk, nn, en) in enumerate(roles)
+                                    if en and bi == g_bi and nn == g_nn)
+                        prm = unpack_word(pl, self.pmem[a["param_base"] + nch])
+                        bias = np.array([q["bias"] for q in prm], dtype=np.int64)
+                        mult = np.array([q["mult"] for q in prm], dtype=np.int64)
+                        shift = np.array([q["shift"] for q in prm], dtype=np.int64)
+                        v = ((total + bias + 2 ** 31) % 2 ** 32) - 2 ** 31
+                        y = mbqm(v, mult, shift) + a["zp_out"]
+                        y = np.clip(y, a["act_min"], a["act_max"])
+                        word = sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(y))
+                        self.amem[(a["out_base"] + p * a["out_cw"] + nch) % aw] = word
+            pos = [step(st, True) if en else st for st, (_, _, _, en) in zip(pos, roles)]
+
+    def _gather(self, a: dict, d: dict, st, signed: bool, zp_val: int) -> list[int]:
+        """The activation vector of one tile at one position (rows ``R - elems ..`` hold the walk)."""
+        L, R = self.L, self.cfg.macro.rows
+        _, _, iy0, ix0, pos_addr = st
+        c, rem, ky, kx = d["c0"], d["elems"], d["ky0"], d["kx0"]
+        iy, ix, row_ix = iy0 + d["dy0"], ix0 + d["dx0"], ix0
+        tap0 = pos_addr + d["off0"]
+        addr = tap0 + d["c0"] // L
+        out: list[int] = []
+        while rem:
+            nstep = min(L, a["cin"] - c, rem)
+            oob = iy < 0 or iy >= a["in_h"] or ix < 0 or ix >= a["in_w"]
+            vals = [zp_val] * L if oob else self._codes(self.amem[addr % len(self.amem)], signed)
+            out.extend(vals[:nstep])
+            rem -= nstep
+            if nstep == a["cin"] - c:
+                c = 0
+                if kx == a["kw"] - 1:
+                    kx, ky, ix, iy = 0, ky + 1, row_ix, iy + a["dh"]
+                    tap0 += a["ky_inc"]
+                else:
+                    kx, ix = kx + 1, ix + a["dw"]
+                    tap0 += a["kx_inc"]
+                addr = tap0
+            else:
+                c += nstep
+                addr += 1
+        return [0] * (R - len(out)) + out
+
+    def _pool(self, a: dict) -> None:
+        signed = bool(a["x_signed"])
+        L = self.L
+        for oy in range(a["oh"]):
+            for ox in range(a["ow"]):
+                for w in range(a["cw"]):
+                    red = None
+                    for ky in range(a["kh"]):
+                        for kx in range(a["kw"]):
+                            iy = oy * a["sh"] - a["pt"] + ky * a["dh"]
+                            ix = ox * a["sw"] - a["pl"] + kx * a["dw"]
+                            if iy < 0 or iy >= a["in_h"] or ix < 0 or ix >= a["in_w"]:
+                                continue
+                            x = np.array(self._codes(self.amem[a["in_base"] + (iy * a["in_w"] + ix) * a["cw"] + w],
+                                                     signed), dtype=np.int64)
+                            if a["mode"] == PoolMode.MAX.value:
+                                red = x if red is None else np.maximum(red, x)
+                            else:
+                                red = (x - a["zp_in"]) if red is None else red + x - a["zp_in"]
+                    if red is None:
+                        red = np.zeros(L, dtype=np.int64)
+                    if a["mode"] == PoolMode.AVG.value:
+                        red = np.clip(mbqm(red, a["mult"], a["shift"]) + a["zp_out"], a["act_min"], a["act_max"])
+                    self.amem[a["out_base"] + (oy * a["ow"] + ox) * a["cw"] + w] = \
+                        sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(red))
+
+    def _ew(self, a: dict) -> None:
+        signed = bool(a["x_signed"])
+        for p in range(a["npos"]):
+            for w in range(a["cw"]):
+                xa = np.array(self._codes(self.amem[a["a_base"] + p * a["a_stride"] + w], signed), dtype=np.int64)
+                va = xa - a["zp_a"]
+                if a["has_b"]:
+                    xb = np.array(self._codes(self.amem[a["b_base"] + p * a["b_stride"] + w], signed), dtype=np.int64)
+                    vb = xb - a["zp_b"]
+                else:
+                    vb = np.zeros_like(va)
+                if a["rq_in"]:
+                    va = mbqm(va << a["ls"], a["mult_a"], a["shift_a"])
+                    vb = mbqm(vb << a["ls"], a["mult_b"], a["shift_b"])
+                s = ((va + vb + 2 ** 31) % 2 ** 32) - 2 ** 31
+                if a["rq_out"]:
+                    s = mbqm(s, a["mult_o"], a["shift_o"])
+                y = np.clip(s + a["zp_out"], a["act_min"], a["act_max"])
+                self.amem[a["out_base"] + p * a["out_stride"] + w] = \
+                    sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(y))
+
+
+def run_program(prog: Program, inputs: dict[str, np.ndarray], model: FabricModel | None = None
+                ) -> tuple[dict[str, np.ndarray], FabricModel]:
+    """Run ``prog`` on ``inputs`` (``{name: (N, *shape)}``, N <= batch) in the instruction-set model; return
+    every tensor of the N images and the model (for its memories)."""
+    model = model or FabricModel(prog.cfg)
+    model.load_program(prog)
+    model.write_words(prog.input_words(inputs))
+    model.run()
+    n = next(iter(inputs.values())).shape[0]
+    return prog.read_tensors(model.amem, n), model

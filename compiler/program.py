@@ -1,0 +1,222 @@
+"""A compiled program: instruction words, memory images, and the symbol tables that map them back to the
+network (tensor placement, which instruction belongs to which layer, which macro computed which output).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import CimConfig
+from ..gen.isa import lanes
+
+__all__ = ["TensorPlace", "InstrInfo", "MacPass", "Program"]
+
+
+@dataclass(frozen=True)
+class TensorPlace:
+    """Where one image's tensor lives in the activation memory.
+
+    ``shape`` is the IR's per-sample shape; ``phys`` the stored ``(C, H, W)`` (a vector ``(F,)`` is stored as
+    ``(F, 1, 1)``, a flattened tensor keeps its source's ``phys``); ``cw`` words per pixel.
+    """
+
+    name: str
+    image: int
+    shape: tuple[int, ...]
+    phys: tuple[int, int, int]
+    base: int
+    cw: int
+    dtype: str
+
+    @property
+    def words(self) -> int:
+        return self.phys[1] * self.phys[2] * self.cw
+
+
+@dataclass
+class MacPass:
+    """One ``MAC`` instruction of a weighted layer (all positions, a range of output-channel tiles).
+
+    Attributes
+    ----------
+    layer : str
+    geom : ConvGeom
+    par : Parallelism
+    tiles : list of KTile
+        The layer's reduction tiles.
+    n_base, nt : int
+        First output-channel tile and how many this pass computes.
+    kr, nr : int
+        Reduction and output-channel rounds per position.
+    page_base : int
+    loads : list of dict
+        ``LOAD`` arguments (src, count, mask, page, row0) that fill the pass's pages.
+    desc_base, param_base : int
+    """
+
+    layer: str
+    geom: object
+    par: object
+    tiles: list
+    n_base: int
+    nt: int
+    kr: int
+    nr: int
+    page_base: int = 0
+    loads: list = field(default_factory=list)
+    desc_base: int = 0
+    param_base: int = 0
+    image: int = 0
+
+    @property
+    def pages(self) -> int:
+        return self.kr * self.nr
+
+    @property
+    def macros(self) -> int:
+        return self.par.batch * self.par.in_ch * self.par.out_ch
+
+    def macro_of(self, position: int, k_tile: int, n_tile: int) -> int:
+        """The macro that computes reduction tile ``k_tile`` of output-channel tile ``n_tile`` (both absolute)
+        at output ``position``."""
+        p = self.par
+        nl = n_tile - self.n_base
+        bi, kk, nn = position % p.batch, k_tile % p.in_ch, nl % p.out_ch
+        return (bi * p.in_ch + kk) * p.out_ch + nn
+
+    def page_of(self, k_tile: int, n_tile: int) -> int:
+        nl = n_tile - self.n_base
+        return self.page_base + (nl // self.par.out_ch) * self.kr + k_tile // self.par.in_ch
+
+
+@dataclass
+class InstrInfo:
+    """What an instruction word is for (reports, hang messages)."""
+
+    pc: int
+    op: str
+    layer: str | None
+    image: int | None
+    text: str
+
+    def __str__(self) -> str:
+        where = f" layer {self.layer!r}" if self.layer else ""
+        img = f" image {self.image}" if self.image is not None else ""
+        return f"pc {self.pc}: {self.op}{where}{img} ({self.text})"
+
+
+@dataclass
+class Program:
+    """Everything the host loads into the fabric, and how to read the results back.
+
+    Attributes
+    ----------
+    cfg : CimConfig
+    graph : Graph
+    batch : int
+        Images per run.
+    code : list of int
+        Instruction words.
+    wmem, pmem, dmem : list of int
+        Weight, parameter and descriptor memory images (from address 0).
+    tensors : dict
+        ``(image, tensor name) -> TensorPlace``.
+    instrs : list of InstrInfo
+    passes : list of MacPass
+        Per image, in execution order.
+    layer_instrs : dict
+        ``layer name -> list of pcs`` (image 0's), the instructions whose retire times measure the layer.
+    resident : bool
+        All weights are loaded once by the prologue (else they stream, layer by layer).
+    prologue : list of int
+        pcs of the prologue (weight loads before the first image).
+    """
+
+    cfg: CimConfig
+    graph: object
+    batch: int
+    code: list = field(default_factory=list)
+    wmem: list = field(default_factory=list)
+    pmem: list = field(default_factory=list)
+    dmem: list = field(default_factory=list)
+    tensors: dict = field(default_factory=dict)
+    instrs: list = field(default_factory=list)
+    passes: list = field(default_factory=list)
+    resident: bool = True
+    prologue: list = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def lanes(self) -> int:
+        return lanes(self.cfg)
+
+    def layer_pcs(self, image: int = 0) -> dict[str, list[int]]:
+        """Layer name -> pcs of its instructions (loads, syncs and compute) for ``image``."""
+        out: dict[str, list[int]] = {}
+        for info in self.instrs:
+            if info.layer is not None and info.image == image:
+                out.setdefault(info.layer, []).append(info.pc)
+        return out
+
+    # -- activation memory images ------------------------------------------------------------------------
+    def pack_tensor(self, place: TensorPlace, codes: np.ndarray) -> dict[int, int]:
+        """Activation words ``{address: word}`` holding ``codes`` (the IR's per-sample shape) at ``place``."""
+        c, h, w = place.phys
+        x = np.asarray(codes).reshape(c, h, w).astype(np.int64) & 0xFF
+        L = self.lanes
+        pad = place.cw * L - c
+        x = np.concatenate([x, np.zeros((pad, h, w), dtype=np.int64)]) if pad else x
+        x = x.transpose(1, 2, 0).reshape(h * w * place.cw, L)
+        words = (x << (8 * np.arange(L, dtype=np.int64))).sum(axis=1) if L <= 7 else \
+            [int(sum(int(v) << (8 * j) for j, v in enumerate(row))) for row in x]
+        return {place.base + i: int(word) for i, word in enumerate(words)}
+
+    def unpack_tensor(self, place: TensorPlace, words) -> np.ndarray:
+        """Codes of the tensor at ``place`` from activation memory contents (a sequence indexed by address,
+        or a mapping), in the IR's per-sample shape and dtype."""
+        c, h, w = place.phys
+        L = self.lanes
+        raw = np.array([int(words[place.base + i]) for i in range(place.words)], dtype=object)
+        lanes_ = np.array([[(int(v) >> (8 * j)) & 0xFF for j in range(L)] for v in raw], dtype=np.int64)
+        x = lanes_.reshape(h, w, place.cw * L)[:, :, :c].transpose(2, 0, 1)
+        if place.dtype == "int8":
+            x = np.where(x >= 128, x - 256, x)
+        return x.reshape(place.shape).astype(place.dtype)
+
+    def input_words(self, inputs: dict[str, np.ndarray]) -> dict[int, int]:
+        """Activation words for a batch of graph inputs ``{name: (N, *shape)}``, ``N <= batch``.
+
+        Raises
+        ------
+        CompileError
+            Unknown input, wrong shape or dtype range, or more images than the program holds.
+        """
+        from .tiling import CompileError
+        words: dict[int, int] = {}
+        for t in self.graph.inputs:
+            if t.name not in inputs:
+                raise CompileError(f"input {t.name!r} missing: given {sorted(inputs)}")
+            x = np.asarray(inputs[t.name])
+            if x.ndim != len(t.shape) + 1 or tuple(x.shape[1:]) != tuple(t.shape):
+                raise CompileError(f"input {t.name!r} has shape {x.shape}: expected (N, {', '.join(map(str, t.shape))})"
+                                   f" with N <= {self.batch}")
+            if x.shape[0] > self.batch:
+                raise CompileError(f"input {t.name!r}: {x.shape[0]} images, the program holds at most {self.batch}")
+            if x.size and (x.min() < t.qmin or x.max() > t.qmax):
+                raise CompileError(f"input {t.name!r}: codes in [{x.min()}, {x.max()}], allowed {t.dtype} "
+                                   f"[{t.qmin}, {t.qmax}]")
+            for i in range(x.shape[0]):
+                words.update(self.pack_tensor(self.tensors[(i, t.name)], x[i]))
+        return words
+
+    def read_tensors(self, words, n_images: int | None = None, names=None) -> dict[str, np.ndarray]:
+        """Every tensor (or ``names``) of the first ``n_images`` images, stacked ``(N, *shape)``."""
+        n_images = self.batch if n_images is None else n_images
+        names = names or [t for t in self.graph.tensors]
+        return {name: np.stack([self.unpack_tensor(self.tensors[(i, name)], words) for i in range(n_images)])
+                for name in names}
+
+    def describe(self, pc: int) -> str:
+        return str(self.instrs[pc]) if 0 <= pc < len(self.instrs) else f"pc {pc}: outside the program"

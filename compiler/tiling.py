@@ -1,0 +1,175 @@
+"""Tiling of a weighted layer onto macros: the convolution geometry the gather units walk, the reduction (K)
+tiles and their descriptors, the output-channel (N) tiles, and the page images of every (K, N) tile.
+
+Conventions shared with the RTL (:mod:`cimforge.gen.gather`, :mod:`cimforge.gen.isa`):
+
+* Activation tensors live pixel by pixel (row-major ``H, W``), each pixel ``CW = ceil(C / lanes)`` words of
+  ``lanes`` int8 codes (channel ``c`` in word ``c // lanes``, lane ``c % lanes``).
+* The reduction index of a convolution is walked tap by tap (``ky`` then ``kx``), channels inside a tap. A K
+  tile is a contiguous stretch of that walk: whole taps when ``cin <= rows``, else one channel chunk (a
+  multiple of ``lanes``) of one tap. Element ``e`` of a tile of ``T`` elements sits at row ``rows - T + e``.
+* N tile ``n`` holds output channels ``n*lanes .. n*lanes + lanes - 1`` in the lanes of a macro word (8-bit
+  weights, lane ``j`` in bits ``8j .. 8j+7``).
+* A Dense layer is a convolution whose kernel covers its input: ``(C, H, W)`` before a flatten, or ``1 x 1``
+  pixels of ``F`` channels for a vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..config import CimConfig
+from ..gen.isa import lanes
+from ..golden.ir import Conv2d, Dense, Layer
+
+__all__ = ["ConvGeom", "KTile", "geometry", "k_tiles", "tile_steps", "page_words", "CompileError"]
+
+
+class CompileError(ValueError):
+    """A model, tensor or option the compiler cannot map; the message names the layer or tensor, what is wrong
+    and what is allowed."""
+
+
+@dataclass(frozen=True, eq=False)
+class ConvGeom:
+    """A weighted layer as the fabric sees it: a convolution over a stored ``(H, W, C)`` tensor.
+
+    ``weight[co, c, ky, kx]`` is the int8 weight of output channel ``co`` for channel ``c`` of tap ``(ky, kx)``.
+    """
+
+    name: str
+    cin: int
+    h: int
+    w: int
+    cout: int
+    kh: int
+    kw: int
+    sh: int = 1
+    sw: int = 1
+    dh: int = 1
+    dw: int = 1
+    pt: int = 0
+    pl: int = 0
+    oh: int = 1
+    ow: int = 1
+    weight: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def taps(self) -> int:
+        return self.kh * self.kw
+
+    @property
+    def K(self) -> int:
+        return self.cin * self.taps
+
+    @property
+    def npos(self) -> int:
+        return self.oh * self.ow
+
+    @property
+    def macs(self) -> int:
+        return self.npos * self.K * self.cout
+
+
+def geometry(layer: Layer, source_shape: tuple[int, ...] | None = None) -> ConvGeom:
+    """The :class:`ConvGeom` of a Conv2d or Dense layer.
+
+    Parameters
+    ----------
+    source_shape : tuple, optional
+        For a Dense layer, the ``(C, H, W)`` shape of the tensor its input was flattened from (the input is
+        then read in place); None for a vector input.
+
+    Raises
+    ------
+    CompileError
+        Grouped convolutions or other layer kinds.
+    """
+    if isinstance(layer, Conv2d):
+        if layer.groups != 1:
+            raise CompileError(f"conv2d layer {layer.name!r}: groups = {layer.groups}: allowed 1 (grouped and "
+                               f"depthwise convolutions are not mapped onto the fabric)")
+        cin, h, w = layer.input.shape
+        _, oh, ow = layer.output.shape
+        kh, kw = layer.kernel
+        pt, pl, _, _ = layer.padding
+        return ConvGeom(layer.name, cin, h, w, layer.out_channels, kh, kw, *layer.stride, *layer.dilation, pt, pl,
+                        oh, ow, np.asarray(layer.weight, dtype=np.int64))
+    if isinstance(layer, Dense):
+        wt = np.asarray(layer.weight, dtype=np.int64)
+        if source_shape is None or len(source_shape) == 1:
+            f = layer.in_features
+            return ConvGeom(layer.name, f, 1, 1, layer.out_features, 1, 1, weight=wt.reshape(-1, f, 1, 1))
+        c, h, w = source_shape
+        return ConvGeom(layer.name, c, h, w, layer.out_features, h, w, weight=wt.reshape(-1, c, h, w))
+    raise CompileError(f"layer {layer.name!r} of kind {layer.kind}: not a weighted layer")
+
+
+@dataclass(frozen=True)
+class KTile:
+    """One reduction tile: the walk from tap ``(ky0, kx0)`` channel ``c0`` over ``elems`` elements.
+
+    ``elements`` lists ``(c, ky, kx)`` of each element in walk order.
+    """
+
+    ky0: int
+    kx0: int
+    c0: int
+    elems: int
+    elements: tuple[tuple[int, int, int], ...]
+
+
+def k_tiles(g: ConvGeom, cfg: CimConfig) -> list[KTile]:
+    """Split the reduction of ``g`` into tiles of at most ``rows`` elements, balanced in size."""
+    rows, L = cfg.macro.rows, lanes(cfg)
+    taps = [(ky, kx) for ky in range(g.kh) for kx in range(g.kw)]
+    tiles = []
+    if g.cin <= rows:
+        per = rows // g.cin
+        n = -(-len(taps) // per)
+        per = -(-len(taps) // n)  # same count, balanced
+        for t in range(0, len(taps), per):
+            chunk = taps[t:t + per]
+            elements = tuple((c, ky, kx) for ky, kx in chunk for c in range(g.cin))
+            tiles.append(KTile(chunk[0][0], chunk[0][1], 0, len(elements), elements))
+    else:
+        step = (rows // L) * L
+        if step == 0:
+            raise CompileError(f"layer {g.name!r}: {g.cin} input channels need macro rows >= lanes ({L}), "
+                               f"have rows = {rows}")
+        parts = -(-g.cin // step)
+        size = -(-(-(-g.cin // parts)) // L) * L  # balanced chunk, a multiple of the lanes
+        for ky, kx in taps:
+            for c0 in range(0, g.cin, size):
+                c1 = min(g.cin, c0 + size)
+                tiles.append(KTile(ky, kx, c0, c1 - c0, tuple((c, ky, kx) for c in range(c0, c1))))
+    return tiles
+
+
+def tile_steps(tile: KTile, cin: int, L: int) -> int:
+    """Gather cycles of a tile: one word (at most ``L`` channels of one tap) per cycle."""
+    steps, c, rem = 0, tile.c0, tile.elems
+    while rem:
+        n = min(L, cin - c, rem)
+        steps += 1
+        rem -= n
+        c = 0 if c + n == cin else c + n
+    return steps
+
+
+def page_words(g: ConvGeom, tile: KTile, n_tile: int, cfg: CimConfig) -> list[int]:
+    """The macro words (rows ``rows - elems`` .. ``rows - 1`` of a page) of K tile ``tile`` and N tile
+    ``n_tile``: lane ``j`` of row ``rows - elems + e`` is the weight of output channel ``n_tile*lanes + j``
+    for walk element ``e``."""
+    L = lanes(cfg)
+    words = []
+    for c, ky, kx in tile.elements:
+        word = 0
+        for j in range(L):
+            co = n_tile * L + j
+            if co < g.cout:
+                word |= (int(g.weight[co, c, ky, kx]) & 0xFF) << (8 * j)
+        words.append(word)
+    return words
