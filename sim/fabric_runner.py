@@ -1,0 +1,210 @@
+"""Run compiled programs on the generated fabric RTL (Verilator or Icarus, through cocotb) and read back what
+the host sees: every tensor of every image, the trace of retired instructions, the performance counters.
+
+:func:`fabric_verilog` generates the fabric's Verilog once per configuration and generator version (cached under
+``build/rtl/``); :func:`run_fabric` writes a job file for :mod:`cimforge.sim.fabric_tb`, runs it with
+:func:`cimforge.sim.tools.run_cocotb` (builds cached by content) and returns a :class:`FabricRun`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import CimConfig, config_to_dict
+from ..gen.isa import CSR, MAGIC, host_map
+from .tools import run_cocotb
+
+__all__ = ["fabric_verilog", "run_fabric", "FabricRun", "SimTimeout", "RTL_CACHE"]
+
+RTL_CACHE = Path(os.environ.get("CIMFORGE_BUILD_DIR", Path.cwd() / "build" / "sim")).parent / "rtl"
+_GEN_DIR = Path(__file__).resolve().parent.parent / "gen"
+_GOLDEN_MACRO = Path(__file__).resolve().parent.parent / "golden" / "macro.py"
+
+
+class SimTimeout(RuntimeError):
+    """The fabric did not reach ``END`` in time; the message names the instruction it was executing."""
+
+
+def _generator_hash(cfg: CimConfig) -> str:
+    h = hashlib.sha256(json.dumps(config_to_dict(cfg), sort_keys=True).encode())
+    for p in sorted(_GEN_DIR.glob("*.py")) + [_GOLDEN_MACRO]:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+#: Memories the benches read and write through the simulator (backdoor); nothing else is made public, which
+#: keeps Verilator's model small and fast (cocotb's runner would otherwise export every net).
+BACKDOOR = ("amem", "imem", "wmem", "pmem", "dmem", "trace")
+#: Top-level ports the benches drive and watch.
+PORTS = ("clk", "rst", "wb__*", "done", "busy", "error")
+#: Extra Verilator options of fabric builds: undo the runner's ``--public-flat-rw`` (see :data:`BACKDOOR`).
+VERILATOR_ARGS = ("--no-public-flat-rw",)
+
+
+def verilator_config(top: str) -> str:
+    """A Verilator configuration file making the backdoor memories of module ``top`` public."""
+    lines = ["`verilator_config"]
+    lines += [f'public_flat_rw -module "{top}" -var "{name}"' for name in BACKDOOR + PORTS]
+    return "\n".join(lines) + "\n"
+
+
+def fabric_verilog(cfg: CimConfig, out_dir: Path | None = None) -> tuple[str, Path]:
+    """(top module name, path of the Verilog file) of the fabric of ``cfg``, generated if not cached (a
+    Verilator configuration file ``<top>.vlt`` is written beside it)."""
+    from ..gen.fabric import fabric_verilog as gen
+    key = _generator_hash(cfg)
+    d = Path(out_dir) if out_dir else RTL_CACHE / f"{cfg.name}-{key}"
+    path = d / f"{cfg.name}_fabric.v"
+    top = f"{cfg.name}_fabric"
+    if not path.exists():
+        d.mkdir(parents=True, exist_ok=True)
+        name, text = gen(cfg)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        assert name == top
+    vlt = path.with_suffix(".vlt")
+    if not vlt.exists():
+        vlt.write_text(verilator_config(top))
+    return top, path
+
+
+@dataclass
+class RunResult:
+    """One start-to-END run of the fabric."""
+
+    words: dict[int, int]
+    trace: list[dict]
+    cycles: int
+    load_cycles: int
+    macros: list[list[int]]
+    status: int
+    pc: int
+    opcode: int
+    timed_out: bool
+    run_wall: float
+    write_wall: float
+    read_wall: float
+
+
+@dataclass
+class FabricRun:
+    """All runs of one job, and the wall time spent loading."""
+
+    runs: list[RunResult] = field(default_factory=list)
+    load_wall: float = 0.0
+    sim: str = ""
+
+    @property
+    def cycles(self) -> int:
+        return sum(r.cycles for r in self.runs)
+
+    @property
+    def run_wall(self) -> float:
+        return sum(r.run_wall for r in self.runs)
+
+
+def _hex(words) -> list[str]:
+    return [hex(int(w)) for w in words]
+
+
+def run_fabric(cfg: CimConfig, program, batches: list[dict[str, np.ndarray]], *, sim: str = "verilator",
+               mode: str = "backdoor", timeout_cycles: int | None = None, wmem: list[int] | None = None,
+               code: list[int] | None = None, extra_args: tuple = ()) -> FabricRun:
+    """Run ``program`` once per input batch on the RTL and read every tensor of the batch back.
+
+    Parameters
+    ----------
+    batches : list of dict
+        Graph inputs ``{name: (N, *shape)}`` per run, ``N <= program.batch``.
+    mode : {"backdoor", "bus"}
+        How memories are loaded and read (the run itself is always started and watched through the bus).
+    timeout_cycles : int, optional
+        Cycles to wait for ``END`` per run (default: 4x the cost model's prediction plus 10000).
+    wmem, code : list of int, optional
+        Replace the program's weight memory image or code (fault injection, hang tests).
+
+    Raises
+    ------
+    SimTimeout
+        A run did not finish; the message names the last instruction (from the ``PC`` register).
+    """
+    from ..compiler.cost import program_timing
+    if mode not in ("backdoor", "bus"):
+        raise ValueError(f"mode must be 'backdoor' or 'bus', not {mode!r}")
+    top, vpath = fabric_verilog(cfg)
+    hbits, regions = host_map(cfg)
+    if timeout_cycles is None:
+        timeout_cycles = 4 * (program_timing(program)[-1] + 1) + 10000
+    with tempfile.TemporaryDirectory(prefix="cimforge-job-") as tmp:
+        res_path = Path(tmp) / "results.json"
+        runs = []
+        for batch in batches:
+            words = program.input_words(batch)
+            n = next(iter(batch.values())).shape[0]
+            ranges = sorted({(p.base, p.words) for (i, _), p in program.tensors.items() if i < n})
+            runs.append({
+                "writes": _runs_of(words),
+                "reads": _merge(ranges), "timeout": timeout_cycles,
+            })
+        job = {
+            "mode": mode, "hbits": hbits, "magic": MAGIC, "csr": CSR, "n_macros": cfg.fabric.n_macros,
+            "trace_depth": cfg.controller.trace_depth,
+            "regions": {r.name: {"index": r.index, "slices": r.slices, "width": r.width} for r in regions.values()},
+            "imem": _hex(code if code is not None else program.code),
+            "wmem": _hex(wmem if wmem is not None else program.wmem),
+            "pmem": _hex(program.pmem), "dmem": _hex(program.dmem),
+            "runs": runs, "results": str(res_path),
+        }
+        job_path = Path(tmp) / "job.json"
+        job_path.write_text(json.dumps(job))
+        if sim == "verilator":
+            run_cocotb(sim, [vpath.with_suffix(".vlt"), vpath], top, "cimforge.sim.fabric_tb",
+                       env={"CIMFORGE_FABRIC_JOB": str(job_path)}, build_args=list(VERILATOR_ARGS + extra_args))
+        else:
+            run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)})
+        raw = json.loads(res_path.read_text())
+    out = FabricRun(load_wall=raw["load_wall"], sim=sim)
+    for r in raw["runs"]:
+        words: dict[int, int] = {}
+        for base, ws in r["reads"]:
+            for i, w in enumerate(ws):
+                words[base + i] = int(w, 16)
+        trace = [{"cycle": w & 0xFFFFFFFF, "pc": (w >> 32) & 0xFFFF, "op": (w >> 48) & 0xF}
+                 for w in (int(x) for x in r["trace"])]
+        rr = RunResult(words, trace, r["CYCLES"], r["LOAD_CYCLES"], r["macros"], r["STATUS"], r["PC"], r["OPCODE"],
+                       r["timed_out"], r["run_wall"], r["write_wall"], r["read_wall"])
+        out.runs.append(rr)
+        if rr.timed_out:
+            raise SimTimeout(f"{sim}: the fabric did not reach END within {timeout_cycles} cycles; it was executing "
+                             f"{program.describe(rr.pc)} (opcode register {rr.opcode})")
+    return out
+
+
+def _runs_of(words: dict[int, int]) -> list:
+    """Contiguous runs ``[base, [hex words]]`` of an address -> word map."""
+    out = []
+    for a in sorted(words):
+        if out and out[-1][0] + len(out[-1][1]) == a:
+            out[-1][1].append(hex(words[a]))
+        else:
+            out.append([a, [hex(words[a])]])
+    return out
+
+
+def _merge(ranges) -> list[list[int]]:
+    out: list[list[int]] = []
+    for base, count in ranges:
+        if out and base <= out[-1][0] + out[-1][1]:
+            out[-1][1] = max(out[-1][1], base + count - out[-1][0])
+        else:
+            out.append([base, count])
+    return out
