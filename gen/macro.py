@@ -141,9 +141,10 @@ class TileCompute(wiring.Component):
         rows, width = self.rows, self.width
         # per-column ones count of (activation bit AND weight bit)
         pc = []
+        words = self.words.as_value()  # raw bits: row r, column b at r * width + b
         for b in range(width):
             col = Signal(rows, name=f"and_c{b}")
-            m.d.comb += col.eq(Cat(self.words[r][b] for r in range(rows)) & self.x_plane)
+            m.d.comb += col.eq(Cat(words[r * width + b] for r in range(rows)) & self.x_plane)
             s = Signal(_bits_for(rows), name=f"pc{b}")
             m.d.comb += s.eq(popcount(m, col, f"tree_c{b}"))
             pc.append(s)
@@ -372,8 +373,9 @@ class CimMacro(wiring.Component):
 
         # planes of the incoming operation that are non-zero in some row, limited to its ab
         in_planes = [Signal(cfg.rows, name=f"in_plane{t}") for t in range(cfg.max_ab)]
+        x_raw = op.x.as_value()  # slicing the raw bits is much cheaper than indexing the view per element
         for t in range(cfg.max_ab):
-            m.d.comb += in_planes[t].eq(Cat(op.x[r][t] for r in range(cfg.rows)))
+            m.d.comb += in_planes[t].eq(Cat(x_raw[r * cfg.max_ab + t] for r in range(cfg.rows)))
         ab_mask = Signal(cfg.max_ab)
         m.d.comb += ab_mask.eq(Array(Const((1 << min(a + 1, cfg.max_ab)) - 1, cfg.max_ab) for a in range(8))[op.ab_m1])
         nonzero = Signal(cfg.max_ab)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from amaranth.back import verilog
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -34,7 +34,7 @@ def _widths(cfg: MacroConfig) -> dict[str, int]:
 
 
 class MacroFarm(wiring.Component):
-    """``len(cfgs)`` macros behind one set of ports; ``sel`` picks the macro that sees the stimulus.
+    """``len(cfgs)`` macros behind one set of ports; ``sel`` picks the macro that sees the stimulus and the clock.
 
     Parameters
     ----------
@@ -59,15 +59,22 @@ class MacroFarm(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         for i, cfg in enumerate(self.cfgs):
-            mac = CimMacro(cfg, library=self.library)
-            m.submodules[f"m{i}"] = mac
+            # Each macro runs on its own clock, gated by sel: a simulator then evaluates only the selected
+            # macro's registers. The bench changes sel only while clk is low, so the gated clock cannot glitch.
+            domain = f"m{i}"
+            m.domains += ClockDomain(domain)
             here = Signal(name=f"sel{i}")
-            m.d.comb += here.eq(self.sel == i)
-            m.d.comb += [
-                mac.op.valid.eq(self.op__valid & here), mac.op.payload.as_value().eq(self.op__payload),
-                mac.mem_we.eq(self.mem_we & here), mac.mem_re.eq(self.mem_re & here),
-                mac.mem_page.eq(self.mem_page), mac.mem_row.eq(self.mem_row), mac.mem_wdata.eq(self.mem_wdata),
-            ]
+            m.d.comb += [here.eq(self.sel == i), ClockSignal(domain).eq(ClockSignal() & here),
+                         ResetSignal(domain).eq(ResetSignal())]
+            mac = CimMacro(cfg, library=self.library)
+            m.submodules[f"m{i}"] = DomainRenamer({"sync": domain})(mac)
+            # inputs are gated too, so that stimulus for one macro does not re-evaluate the others' logic
+            with m.If(here):
+                m.d.comb += [
+                    mac.op.valid.eq(self.op__valid), mac.op.payload.as_value().eq(self.op__payload),
+                    mac.mem_we.eq(self.mem_we), mac.mem_re.eq(self.mem_re),
+                    mac.mem_page.eq(self.mem_page), mac.mem_row.eq(self.mem_row), mac.mem_wdata.eq(self.mem_wdata),
+                ]
             with m.If(here):
                 m.d.comb += [
                     self.op__ready.eq(mac.op.ready), self.mem_rdata.eq(mac.mem_rdata),

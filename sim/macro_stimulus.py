@@ -12,6 +12,7 @@ are settled), ``get(port)`` and ``set(port, value)`` on the macro's Verilog port
 from __future__ import annotations
 
 from collections import deque
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -21,7 +22,28 @@ from ..config import WEIGHT_BITS, MacroConfig
 from ..gen.layouts import BitOp, MacroMode, macro_op_layout, pack, wb_log2
 from ..golden.macro import LATENCY, MacroModel, int_range, nonzero_planes, op_cycles
 
-__all__ = ["Expected", "MismatchError", "MacroDriver", "actions", "check_result", "mac_op", "bitwise_op"]
+__all__ = ["GEOMETRY_SEED", "N_GEOMETRIES", "random_geometries", "Expected", "MismatchError", "MacroDriver", "actions", "check_result", "mac_op", "bitwise_op"]
+
+
+#: Seed and size of the random geometry set the benches verify.
+GEOMETRY_SEED = 20261124
+N_GEOMETRIES = 30
+
+
+def random_geometries(seed: int = GEOMETRY_SEED, n: int = N_GEOMETRIES) -> list[MacroConfig]:
+    """``n`` distinct geometries, the extremes first, then random ones."""
+    rng = np.random.default_rng(seed)
+    cfgs = [MacroConfig(rows=1, pages=1, cols=8), MacroConfig(rows=64, pages=16, cols=128),
+            MacroConfig(rows=63, pages=3, cols=8, max_wb=1), MacroConfig(rows=17, pages=16, cols=24, max_ab=3)]
+    seen = {dataclasses.astuple(c) for c in cfgs}
+    while len(cfgs) < n:
+        cfg = MacroConfig(rows=int(rng.integers(1, 65)), pages=int(rng.integers(1, 17)),
+                          cols=8 * int(rng.integers(1, 17)), max_wb=int(rng.choice([1, 2, 4, 8, 8, 8])),
+                          max_ab=int(rng.choice([8, 8, 8, 1, 2, 5])))
+        if dataclasses.astuple(cfg) not in seen:
+            seen.add(dataclasses.astuple(cfg))
+            cfgs.append(cfg)
+    return cfgs
 
 
 class MismatchError(AssertionError):

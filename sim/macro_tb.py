@@ -32,7 +32,8 @@ class CocotbIO:
         await FallingEdge(self.dut.clk)
 
     def get(self, name: str) -> int:
-        return getattr(self.dut, name).value.to_unsigned()
+        value = getattr(self.dut, name).value  # a Logic for 1-bit ports, a LogicArray otherwise
+        return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
 
     def set(self, name: str, value: int) -> None:
         getattr(self.dut, name).value = value

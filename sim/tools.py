@@ -129,20 +129,25 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
     runner = get_runner(sim)
     with _locked(BUILD_ROOT / f".{sim}-{toplevel}-{key}.lock"):
         stamp = bdir / ".built"
-        if not stamp.exists():
-            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, build_args=list(build_args),
-                         timescale=("1ns", "1ps"), waves=waves, always=True)
-            stamp.touch()
+        cached = stamp.exists()
+        if cached:
+            # let build() set up the runner's state, but run none of its commands: the build is current
+            runner._execute = lambda cmds, cwd: None
+        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, build_args=list(build_args),
+                     timescale=("1ns", "1ps"), waves=waves, always=True)
+        if cached:
+            del runner._execute
         else:
-            runner.build_dir = bdir  # reuse the cached build
-            runner.hdl_toplevel = toplevel
-            runner.hdl_toplevel_lang = "verilog"
-            runner.timescale = ("1ns", "1ps")
-            runner.waves = waves
-    results = runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=bdir,
-                          extra_env=dict(env or {}), testcase=testcase, waves=waves,
-                          results_xml=str(bdir / f"results-{os.getpid()}.xml"), timescale=("1ns", "1ps"))
-    num_tests, num_failed = get_results(Path(results))
+            stamp.touch()
+    results = bdir / f"results-{os.getpid()}.xml"
+    try:
+        runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=bdir, extra_env=dict(env or {}),
+                    testcase=testcase, waves=waves, results_xml=str(results), timescale=("1ns", "1ps"))
+    except SystemExit:  # cocotb's runner exits when a test fails; report it as a failure with its log
+        pass
+    if not results.exists():
+        raise AssertionError(f"cocotb produced no results for {test_module} on {sim} (the simulator crashed?)")
+    num_tests, num_failed = get_results(results)
     if num_tests == 0:
         raise AssertionError(f"cocotb ran no test from {test_module} ({results})")
     if num_failed:

@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 from cimforge.config import MacroConfig
 from cimforge.gen.layouts import macro_op_layout
 from cimforge.gen.macro import CimMacro
-from cimforge.sim.macro_stimulus import AmaranthIO, MacroDriver, MismatchError
+from cimforge.sim.macro_stimulus import AmaranthIO, MacroDriver, MismatchError, random_geometries
 
 SEED = 7
 
@@ -43,10 +43,22 @@ def run_macro(cfg: MacroConfig, seed: int, n_ops: int, dut=None) -> MacroDriver:
     MacroConfig(rows=8, pages=1, cols=8, max_wb=1, max_ab=1),
 ], ids=lambda c: f"r{c.rows}p{c.pages}c{c.cols}w{c.max_wb}a{c.max_ab}")
 def test_macro_matches_golden(cfg):
+    """Hand-picked corners of the geometry space."""
     print(f"seed {SEED}")
     drv = run_macro(cfg, SEED, 60)
     assert drv.checked >= 60  # corners + random operations, all scored
     assert drv.skipped_planes > 0 or cfg.max_ab == 1
+
+
+def _small_random_geometries():
+    return [c for c in random_geometries() if c.bits <= 1024][:4]
+
+
+@pytest.mark.parametrize("cfg", _small_random_geometries(), ids=lambda c: f"r{c.rows}p{c.pages}c{c.cols}")
+def test_random_small_geometries(cfg):
+    """Small members of the cocotb benches' random geometries, in the fast suite."""
+    print(f"seed {SEED + 1}")
+    assert run_macro(cfg, SEED + 1, 40).checked >= 40
 
 
 class StuckAtZero(wiring.Component):

@@ -1,0 +1,84 @@
+"""Configuration: validation names the field and the allowed values; presets and TOML round-trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from cimforge import CimConfig, ConfigError, MacroConfig, get_preset, load_config, save_config
+from cimforge.presets import PRESETS
+
+
+@pytest.mark.parametrize("kwargs, field, allowed", [
+    ({"rows": 0}, "macro.rows", "1..1024"),
+    ({"rows": -4}, "macro.rows", "1..1024"),
+    ({"pages": 0}, "macro.pages", "1..64"),
+    ({"cols": 0}, "macro.cols", "1..1024"),
+    ({"cols": 20}, "macro.cols", "multiple of macro.max_wb (8)"),
+    ({"cols": 6, "max_wb": 4}, "macro.cols", "multiple of macro.max_wb (4)"),
+    ({"max_wb": 3}, "macro.max_wb", "[1, 2, 4, 8]"),
+    ({"max_wb": 16}, "macro.max_wb", "[1, 2, 4, 8]"),
+    ({"max_ab": 0}, "macro.max_ab", "1..8"),
+    ({"max_ab": 9}, "macro.max_ab", "1..8"),
+    ({"rows": 2.5}, "macro.rows", "an integer"),
+    ({"rows": True}, "macro.rows", "an integer"),
+])
+def test_bad_macro_values_name_field_and_allowed(kwargs, field, allowed):
+    with pytest.raises(ConfigError) as err:
+        MacroConfig(**kwargs)
+    assert err.value.field == field
+    assert field in str(err.value) and allowed in str(err.value)
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="allowed one of tiny, default, isscc22"):
+        get_preset("huge")
+
+
+def test_isscc22_is_the_published_organisation():
+    m = get_preset("isscc22").macro
+    assert (m.rows, m.pages, m.cols, m.max_wb, m.max_ab) == (32, 16, 64, 8, 8)
+    assert m.acc_width == 21 and m.bits == 32 * 1024
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_round_trip_through_toml(name, tmp_path):
+    cfg = get_preset(name)
+    save_config(cfg, tmp_path / "c.toml")
+    assert load_config(tmp_path / "c.toml") == cfg
+
+
+def test_partial_toml_keeps_defaults(tmp_path):
+    (tmp_path / "c.toml").write_text('name = "mine"\n[macro]\nrows = 16\n')
+    cfg = load_config(tmp_path / "c.toml")
+    assert cfg.name == "mine" and cfg.macro.rows == 16 and cfg.macro.cols == CimConfig().macro.cols
+
+
+@pytest.mark.parametrize("text, field", [
+    ("[macro]\nrows = 0\n", "macro.rows"),
+    ("[macro]\nrowz = 3\n", "macro.rowz"),
+    ("[macroo]\nrows = 3\n", "macroo"),
+    ('name = "has space"\n', "name"),
+    ("[macro\nrows = 3\n", "config file"),
+    ("macro = 3\n", "macro"),
+])
+def test_bad_toml_names_the_field(text, field, tmp_path):
+    (tmp_path / "c.toml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "c.toml")
+    assert err.value.field == field, str(err.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="readable TOML file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
+    from cimforge.cli import main
+    (tmp_path / "c.toml").write_text("[macro]\ncols = 12\n")
+    assert main(["generate", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "macro.cols" in err and "multiple of macro.max_wb" in err
+    assert not (tmp_path / "o").exists(), "a failed generation must not leave output behind"
+    assert main(["generate", "--preset", "nope", "--out", str(tmp_path / "o")]) == 2
+    assert "preset" in capsys.readouterr().err
