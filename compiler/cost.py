@@ -35,7 +35,7 @@ __all__ = ["Parallelism", "LayerCost", "layer_cost", "mac_pass_cycles", "valid_p
 #: Fetch and decode cycles before every instruction executes.
 INSTR_OVERHEAD = 2
 #: Cycles from a ``MAC`` pass's last result to its ``done`` (serializer start, requantisation, write, done).
-MAC_TAIL = 6
+MAC_TAIL = 7
 #: Activation bits of int8 codes (one macro compute cycle per bit).
 ACT_BITS = 8
 

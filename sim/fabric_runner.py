@@ -46,7 +46,7 @@ BACKDOOR = ("amem", "imem", "wmem", "pmem", "dmem", "trace")
 #: Top-level ports the benches drive and watch.
 PORTS = ("clk", "rst", "wb__*", "done", "busy", "error")
 #: Extra Verilator options of fabric builds: undo the runner's ``--public-flat-rw`` (see :data:`BACKDOOR`).
-VERILATOR_ARGS = ("--no-public-flat-rw",)
+VERILATOR_ARGS = ("--no-public-flat-rw", "-fno-inline")
 
 
 def verilator_config(top: str) -> str:

@@ -1,0 +1,162 @@
+"""Scoring a fabric run: every tensor against the golden model, per-layer cycles against the cost model, and a
+report of the first divergence that names the layer, the tile, the macro and the output element.
+
+Per-layer cycles (measured and predicted alike) are intervals between retire stamps of the trace: a layer's
+interval runs from the retire of the previous compute instruction (``MAC``/``POOL``/``EW``; the prologue's
+``SYNC`` or the previous image for the first layer) to the retire of its own last compute instruction, so it
+includes the weight loads and waits issued in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..compiler.cost import ideal_cycles, program_timing
+from ..compiler.program import Program
+from ..golden.ir import Conv2d, Dense
+
+__all__ = ["LayerRow", "Divergence", "layer_rows", "first_divergence", "check_tensors", "MismatchError"]
+
+COMPUTE = ("MAC", "POOL", "EW")
+
+
+class MismatchError(AssertionError):
+    """The RTL disagrees with the golden model; ``divergence`` says where first."""
+
+    def __init__(self, divergence: "Divergence"):
+        self.divergence = divergence
+        super().__init__(str(divergence))
+
+
+@dataclass
+class LayerRow:
+    """One layer of one image: cycles measured and predicted, ideal cycles, and bit-exactness."""
+
+    layer: str
+    kind: str
+    measured: int
+    predicted: int
+    ideal: float
+    exact: bool | None = None
+
+    @property
+    def error(self) -> float:
+        return (self.predicted - self.measured) / self.measured if self.measured else 0.0
+
+    @property
+    def utilisation(self) -> float | None:
+        return self.ideal / self.measured if self.ideal and self.measured else None
+
+
+def _intervals(program: Program, stamps: dict[int, int], image: int) -> dict[str, int]:
+    """Layer -> cycles of ``image`` from retire stamps ``{pc: cycle}``."""
+    out: dict[str, int] = {}
+    last = stamps[program.prologue[-1]] if program.prologue else -1
+    for info in program.instrs:
+        if info.op not in COMPUTE:
+            continue
+        if info.image == image and info.layer is not None:
+            out[info.layer] = out.get(info.layer, 0) + stamps[info.pc] - last
+        last = stamps[info.pc]
+    return out
+
+
+def layer_rows(program: Program, trace: list[dict], image: int = 0,
+               exact: dict[str, bool] | None = None) -> list[LayerRow]:
+    """Per-layer rows of ``image`` (measured from ``trace``, predicted by :func:`program_timing`)."""
+    measured = _intervals(program, {t["pc"]: t["cycle"] for t in trace}, image)
+    pred_stamps = program_timing(program)
+    predicted = _intervals(program, dict(enumerate(pred_stamps)), image)
+    rows = []
+    for layer in program.graph.layers:
+        if layer.name not in measured:
+            continue
+        ideal = ideal_cycles(layer.macs, program.cfg) if isinstance(layer, (Conv2d, Dense)) else 0.0
+        rows.append(LayerRow(layer.name, layer.kind, measured[layer.name], predicted[layer.name], ideal,
+                             None if exact is None else exact.get(layer.output.name)))
+    return rows
+
+
+@dataclass
+class Divergence:
+    """Where a run first departs from the golden model (tensors in execution order)."""
+
+    image: int
+    tensor: str
+    layer: str | None
+    index: tuple
+    expected: int
+    got: int
+    count: int
+    detail: str = ""
+    inputs_match: bool = True
+
+    def __str__(self) -> str:
+        where = f"layer {self.layer!r}" if self.layer else "graph input"
+        ok = "its inputs match" if self.inputs_match else "its inputs already differ"
+        return (f"first divergence: image {self.image}, {where} (tensor {self.tensor!r}), output element "
+                f"{self.index}: expected {self.expected}, got {self.got} ({self.count} elements differ; {ok})"
+                + (f"; {self.detail}" if self.detail else ""))
+
+
+def _provenance(program: Program, layer, index: tuple, image: int, trace: list[dict] | None) -> str:
+    """Which tile, macros and pages computed output element ``index`` of a weighted layer, and when."""
+    passes = [mp for mp in program.passes if mp.layer == layer.name and mp.image == image]
+    if not passes:
+        return ""
+    L = program.lanes
+    if isinstance(layer, Conv2d):
+        c, y, x = index
+        pos = y * layer.output.shape[2] + x
+    else:
+        (c,) = index
+        pos = 0
+    n = c // L
+    mp = next(p for p in passes if p.n_base <= n < p.n_base + p.nt)
+    kt = len(mp.tiles)
+    macros = sorted({mp.macro_of(pos, k, n) for k in range(kt)})
+    pages = sorted({mp.page_of(k, n) for k in range(kt)})
+    pc = next(pc for pc, p in program.pass_at.items() if p is mp)
+    text = (f"computed by output-channel tile {n} (lane {c % L}) at position {pos} from reduction tiles 0..{kt - 1} "
+            f"on macro(s) {macros}, page(s) {pages}, split {mp.par}, instruction pc {pc}")
+    if trace:
+        stamps = {t["pc"]: t["cycle"] for t in trace}
+        if pc in stamps and pc - 1 in stamps:
+            text += f", executed in cycles {stamps[pc - 1] + 1}..{stamps[pc]}"
+    return text
+
+
+def first_divergence(program: Program, golden: dict[str, np.ndarray], got: dict[str, np.ndarray],
+                     trace: list[dict] | None = None) -> Divergence | None:
+    """The first tensor (graph order) and element where ``got`` differs from ``golden``; None if none does."""
+    g = program.graph
+    order = [t.name for t in g.inputs] + [layer.output.name for layer in g.layers]
+    producer = {layer.output.name: layer for layer in g.layers}
+    n = next(iter(got.values())).shape[0]
+    for image in range(n):
+        bad_before = set()
+        for name in order:
+            e, r = golden[name][image], got[name][image]
+            if np.array_equal(e, r):
+                continue
+            idx = tuple(int(v) for v in np.argwhere(e != r)[0])
+            layer = producer.get(name)
+            inputs_match = layer is None or all(t.name not in bad_before for t in layer.inputs)
+            detail = ""
+            if isinstance(layer, (Conv2d, Dense)):
+                detail = _provenance(program, layer, idx, image, trace)
+            bad_before.add(name)
+            return Divergence(image, name, layer.name if layer else None, idx, int(e[idx]), int(r[idx]),
+                              int((e != r).sum()), detail, inputs_match)
+    return None
+
+
+def check_tensors(program: Program, golden: dict[str, np.ndarray], got: dict[str, np.ndarray],
+                  trace: list[dict] | None = None) -> dict[str, bool]:
+    """Tensor name -> bit-exact over all images; raises :class:`MismatchError` at the first divergence."""
+    div = first_divergence(program, golden, got, trace)
+    if div is not None:
+        raise MismatchError(div)
+    return {name: True for name in got}
