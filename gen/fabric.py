@@ -41,7 +41,8 @@ def trace_layout() -> data.StructLayout:
 
 def wishbone_signature(addr_width: int) -> wiring.Signature:
     """Wishbone B4 classic, 32-bit data, word addresses, from the initiator's side (the fabric's port is
-    ``In(wishbone_signature(...))``); ``sel`` is accepted and ignored: accesses are whole words."""
+    ``In(wishbone_signature(...))``). Accesses are whole words: a write whose ``sel`` is not ``0b1111`` is
+    acknowledged and ignored."""
     return wiring.Signature({
         "cyc": Out(1), "stb": Out(1), "we": Out(1), "adr": Out(addr_width), "dat_w": Out(32), "sel": Out(4),
         "dat_r": In(32), "ack": In(1),
@@ -231,8 +232,8 @@ class CimFabric(wiring.Component):
         region = Signal(3)
         off = Signal(hb)
         m.d.comb += [region.eq(bus.adr[hb:hb + 3]), off.eq(bus.adr[:hb])]
-        wr = Signal()
-        m.d.comb += wr.eq(req & bus.we)
+        wr = Signal()  # whole-word writes only: a write with a partial byte select is acknowledged and ignored
+        m.d.comb += wr.eq(req & bus.we & (bus.sel == 0xF))
         r_region = Signal(3)
         r_slice = Signal(8)
         with m.If(req):
@@ -303,9 +304,9 @@ class CimFabric(wiring.Component):
         m.d.comb += csr_idx.eq(off)
         csr_hit = Signal()
         m.d.comb += csr_hit.eq(req & (region == 0))
-        with m.If(csr_hit & bus.we & (csr_idx == CSR["CTRL"]) & bus.dat_w[0] & ~running):
+        with m.If(csr_hit & wr & (csr_idx == CSR["CTRL"]) & bus.dat_w[0] & ~running):
             m.d.comb += start.eq(1)
-        with m.If(csr_hit & bus.we & (csr_idx == CSR["START_PC"])):
+        with m.If(csr_hit & wr & (csr_idx == CSR["START_PC"])):
             m.d.sync += start_pc.eq(bus.dat_w[:16])
         status = Cat(running, done, error, ld.busy)
         values = {CSR["ID"]: MAGIC, CSR["STATUS"]: status, CSR["PC"]: pc, CSR["START_PC"]: start_pc,

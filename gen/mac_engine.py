@@ -266,8 +266,9 @@ class MacEngine(wiring.Component):
                 m.d.sync += setup_cnt.eq(setup_cnt + 1)
             with m.Else():
                 m.d.sync += setup.eq(0)
-        for u, (bi, kk, nn, en) in zip(units, roles):
-            m.d.comb += u.pos_step.eq(setup & (setup_cnt + 1 < b) & (bi > setup_cnt))
+        for i, (u, (bi, kk, nn, en)) in enumerate(zip(units, roles)):
+            if i:  # unit 0 always serves position group 0 and starts at position 0
+                m.d.comb += u.pos_step.eq(setup & (setup_cnt + 1 < b) & (bi > setup_cnt))
         with m.If(finished):
             m.d.sync += running.eq(0)
         return m

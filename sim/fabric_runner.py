@@ -21,15 +21,12 @@ from ..config import CimConfig, config_to_dict
 from ..gen.isa import CSR, MAGIC, host_map
 from .tools import run_cocotb
 
-__all__ = ["fabric_verilog", "run_fabric", "FabricRun", "SimTimeout", "RTL_CACHE"]
+__all__ = ["fabric_verilog", "run_fabric", "run_programs", "FabricRun", "RunResult", "SimTimeout", "FabricError",
+           "RTL_CACHE"]
 
 RTL_CACHE = Path(os.environ.get("CIMFORGE_BUILD_DIR", Path.cwd() / "build" / "sim")).parent / "rtl"
 _GEN_DIR = Path(__file__).resolve().parent.parent / "gen"
 _GOLDEN_MACRO = Path(__file__).resolve().parent.parent / "golden" / "macro.py"
-
-
-class SimTimeout(RuntimeError):
-    """The fabric did not reach ``END`` in time; the message names the instruction it was executing."""
 
 
 def _generator_hash(cfg: CimConfig) -> str:
@@ -116,6 +113,14 @@ def _hex(words) -> list[str]:
     return [hex(int(w)) for w in words]
 
 
+class FabricError(RuntimeError):
+    """The controller stopped with an error (unknown opcode); the message names the instruction."""
+
+
+class SimTimeout(FabricError):
+    """The fabric did not reach ``END`` in time; the message names the instruction it was executing."""
+
+
 def run_fabric(cfg: CimConfig, program, batches: list[dict[str, np.ndarray]], *, sim: str = "verilator",
                mode: str = "backdoor", timeout_cycles: int | None = None, wmem: list[int] | None = None,
                code: list[int] | None = None, extra_args: tuple = ()) -> FabricRun:
@@ -134,34 +139,48 @@ def run_fabric(cfg: CimConfig, program, batches: list[dict[str, np.ndarray]], *,
 
     Raises
     ------
-    SimTimeout
-        A run did not finish; the message names the last instruction (from the ``PC`` register).
+    SimTimeout, FabricError
+        A run did not finish, or stopped at an unknown opcode; the message names the instruction.
     """
+    items = [(program, batch) for batch in batches]
+    return run_programs(cfg, items, sim=sim, mode=mode, timeout_cycles=timeout_cycles, wmem=wmem, code=code,
+                        extra_args=extra_args)
+
+
+def _images(program, d) -> dict[str, np.ndarray]:
+    return {program.graph.inputs[0].name: d} if isinstance(d, np.ndarray) else d
+
+
+def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: str = "backdoor",
+                 timeout_cycles: int | None = None, wmem: list[int] | None = None, code: list[int] | None = None,
+                 extra_args: tuple = ()) -> FabricRun:
+    """Run several ``(program, inputs)`` items in one simulator launch (a program is loaded when it differs
+    from the previous item's); see :func:`run_fabric`."""
     from ..compiler.cost import program_timing
     if mode not in ("backdoor", "bus"):
         raise ValueError(f"mode must be 'backdoor' or 'bus', not {mode!r}")
     top, vpath = fabric_verilog(cfg)
     hbits, regions = host_map(cfg)
-    if timeout_cycles is None:
-        timeout_cycles = 4 * (program_timing(program)[-1] + 1) + 10000
     with tempfile.TemporaryDirectory(prefix="cimforge-job-") as tmp:
         res_path = Path(tmp) / "results.json"
         runs = []
-        for batch in batches:
+        last = None
+        for program, batch in items:
             words = program.input_words(batch)
             n = next(iter(batch.values())).shape[0]
             ranges = sorted({(p.base, p.words) for (i, _), p in program.tensors.items() if i < n})
-            runs.append({
-                "writes": _runs_of(words),
-                "reads": _merge(ranges), "timeout": timeout_cycles,
-            })
+            limit = timeout_cycles or 4 * (program_timing(program)[-1] + 1) + 10000
+            run = {"writes": _runs_of(words), "reads": _merge(ranges), "timeout": limit}
+            if program is not last:
+                run["load"] = {"imem": _hex(code if code is not None else program.code),
+                               "wmem": _hex(wmem if wmem is not None else program.wmem),
+                               "pmem": _hex(program.pmem), "dmem": _hex(program.dmem)}
+                last = program
+            runs.append(run)
         job = {
             "mode": mode, "hbits": hbits, "magic": MAGIC, "csr": CSR, "n_macros": cfg.fabric.n_macros,
             "trace_depth": cfg.controller.trace_depth,
             "regions": {r.name: {"index": r.index, "slices": r.slices, "width": r.width} for r in regions.values()},
-            "imem": _hex(code if code is not None else program.code),
-            "wmem": _hex(wmem if wmem is not None else program.wmem),
-            "pmem": _hex(program.pmem), "dmem": _hex(program.dmem),
             "runs": runs, "results": str(res_path),
         }
         job_path = Path(tmp) / "job.json"
@@ -173,7 +192,7 @@ def run_fabric(cfg: CimConfig, program, batches: list[dict[str, np.ndarray]], *,
             run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)})
         raw = json.loads(res_path.read_text())
     out = FabricRun(load_wall=raw["load_wall"], sim=sim)
-    for r in raw["runs"]:
+    for (program, _), r, job_run in zip(items, raw["runs"], runs):
         words: dict[int, int] = {}
         for base, ws in r["reads"]:
             for i, w in enumerate(ws):
@@ -184,8 +203,11 @@ def run_fabric(cfg: CimConfig, program, batches: list[dict[str, np.ndarray]], *,
                        r["timed_out"], r["run_wall"], r["write_wall"], r["read_wall"])
         out.runs.append(rr)
         if rr.timed_out:
-            raise SimTimeout(f"{sim}: the fabric did not reach END within {timeout_cycles} cycles; it was executing "
-                             f"{program.describe(rr.pc)} (opcode register {rr.opcode})")
+            raise SimTimeout(f"{sim}: the fabric did not reach END within {job_run['timeout']} cycles; it was "
+                             f"executing {program.describe(rr.pc)} (opcode register {rr.opcode})")
+        if rr.status & 4:
+            raise FabricError(f"{sim}: the controller stopped with an error at {program.describe(rr.pc)} "
+                              f"(opcode register {rr.opcode}: not an instruction)")
     return out
 
 

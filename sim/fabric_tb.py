@@ -72,7 +72,8 @@ class Host:
 @cocotb.test()
 async def run_job(dut):
     """Load, run every batch of the job, dump the results (scored by the caller)."""
-    job = json.loads(open(os.environ["CIMFORGE_FABRIC_JOB"]).read())
+    with open(os.environ["CIMFORGE_FABRIC_JOB"]) as fh:
+        job = json.load(fh)
     Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
     host = Host(dut, job)
     host.bus.idle()
@@ -81,11 +82,13 @@ async def run_job(dut):
     dut.rst.value = 0
     t_load = time.perf_counter()
     for region in ("imem", "wmem", "pmem", "dmem"):
-        await host.write_mem(region, 0, [int(w, 16) for w in job[region]])
+        await host.write_mem(region, 0, [int(w, 16) for w in job.get(region, [])])
     assert await host.csr("ID") == job["magic"], "ID register mismatch: is this the fabric?"
     results = {"load_wall": time.perf_counter() - t_load, "runs": []}
     for run in job["runs"]:
         res = {}
+        for region, words in run.get("load", {}).items():  # a run may bring its own program
+            await host.write_mem(region, 0, [int(w, 16) for w in words])
         t0 = time.perf_counter()
         for base, words in run["writes"]:
             await host.write_mem("amem", base, [int(w, 16) for w in words])
@@ -97,6 +100,8 @@ async def run_job(dut):
         fired = await First(RisingEdge(dut.done), RisingEdge(dut.error), timeout)
         res["run_wall"] = time.perf_counter() - t1
         res["timed_out"] = fired is timeout
+        if res["timed_out"]:
+            dut._log.error(f"no END within {run['timeout']} cycles")
         t2 = time.perf_counter()
         for name in ("STATUS", "PC", "OPCODE", "CYCLES", "LOAD_CYCLES", "TRACE_COUNT"):
             res[name] = await host.csr(name)
