@@ -31,7 +31,7 @@ from .mac_engine import MacEngine
 from .macro import CimMacro
 from .vector import EwEngine, PoolEngine
 
-__all__ = ["CimFabric", "trace_layout", "wishbone_signature", "fabric_verilog"]
+__all__ = ["CimFabric", "trace_layout", "wishbone_signature", "fabric_params"]
 
 
 def trace_layout() -> data.StructLayout:
@@ -333,12 +333,15 @@ class CimFabric(wiring.Component):
         return m
 
 
-def fabric_verilog(cfg: CimConfig) -> tuple[str, str]:
-    """(top module name, Verilog text) of the fabric of ``cfg``: the column-tile modules of the macros, then
-    the fabric (macros, engines, controller, host interface), one deterministic file."""
-    from .. import __version__
-    from .emit import HEADER, convert
-    lib = VerilogLibrary(prefix=f"{cfg.name}_")
-    name = f"{cfg.name}_fabric"
-    text = convert(CimFabric(cfg, library=lib), name, lib)
-    return name, HEADER.format(version=__version__, name=cfg.name) + text
+
+def fabric_params(cfg: CimConfig) -> dict:
+    """The fabric's part of ``params.json``: lanes, the host address map, CSRs and the packed-word widths."""
+    bits, regions = host_map(cfg)
+    return {
+        "lanes": lanes(cfg), "bus": "wishbone-b4-classic", "bus_addr_bits": bits + 3,
+        "regions": {r.name: {"index": r.index, "depth": r.depth, "width": r.width, "slices": r.slices}
+                    for r in regions.values()},
+        "csr": dict(CSR), "magic": MAGIC,
+        "words": {"instruction": instr_layout(cfg).size, "descriptor": desc_layout(cfg).size,
+                  "parameters": param_layout(cfg).size, "trace": trace_layout().size},
+    }

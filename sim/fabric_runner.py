@@ -54,20 +54,20 @@ def verilator_config(top: str) -> str:
 
 
 def fabric_verilog(cfg: CimConfig, out_dir: Path | None = None) -> tuple[str, Path]:
-    """(top module name, path of the Verilog file) of the fabric of ``cfg``, generated if not cached (a
-    Verilator configuration file ``<top>.vlt`` is written beside it)."""
-    from ..gen.fabric import fabric_verilog as gen
-    key = _generator_hash(cfg)
-    d = Path(out_dir) if out_dir else RTL_CACHE / f"{cfg.name}-{key}"
-    path = d / f"{cfg.name}_fabric.v"
+    """(fabric top module name, path of the Verilog file) of ``cfg``: what ``cimforge generate`` writes,
+    generated once per configuration and generator version under :data:`RTL_CACHE` (with a Verilator
+    configuration file ``<name>.vlt`` beside it)."""
+    from ..gen.emit import generate
+    d = Path(out_dir) if out_dir else RTL_CACHE / f"{cfg.name}-{_generator_hash(cfg)}"
+    path = d / f"{cfg.name}.v"
     top = f"{cfg.name}_fabric"
     if not path.exists():
-        d.mkdir(parents=True, exist_ok=True)
-        name, text = gen(cfg)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        assert name == top
+        d.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=d.parent) as tmp:
+            generate(cfg, tmp)
+            d.mkdir(parents=True, exist_ok=True)
+            for f in Path(tmp).iterdir():
+                os.replace(f, d / f.name)
     vlt = path.with_suffix(".vlt")
     if not vlt.exists():
         vlt.write_text(verilator_config(top))
