@@ -29,7 +29,7 @@ from ..golden.ir import (Add, AvgPool, Clamp, Concat, Conv2d, Dense, GlobalAvgPo
 from ..golden.macro import LATENCY
 from .tiling import CompileError, ConvGeom, geometry, k_tiles, tile_steps
 
-__all__ = ["Parallelism", "LayerCost", "layer_cost", "mac_pass_cycles", "valid_parallelisms", "choose_parallelism",
+__all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycles", "valid_parallelisms", "choose_parallelism",
            "pool_cycles", "ew_cycles", "program_timing", "ideal_cycles", "INSTR_OVERHEAD"]
 
 #: Fetch and decode cycles before every instruction executes.
@@ -38,6 +38,8 @@ INSTR_OVERHEAD = 2
 MAC_TAIL = 7
 #: Activation bits of int8 codes (one macro compute cycle per bit).
 ACT_BITS = 8
+#: Extrapolate long passes from their periodic steady state (tests switch it off to compare).
+_EXTRAPOLATE = True
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,14 @@ class LayerCost:
         return self.ideal_cycles / self.cycles if self.cycles else 0.0
 
 
+def occupancy(g: ConvGeom, cfg: CimConfig) -> float:
+    """Share of the bit cells an operation of the layer can use at all: its reduction tiles fill
+    ``K / (kt * rows)`` of the rows and its output-channel tiles ``cout / (nt * lanes)`` of the columns.
+    Utilisation can never exceed it (a column sums every row of its page; an output takes whole columns)."""
+    kt, nt = len(k_tiles(g, cfg)), -(-g.cout // lanes(cfg))
+    return g.K / (kt * cfg.macro.rows) * g.cout / (nt * lanes(cfg))
+
+
 def ideal_cycles(macs: int, cfg: CimConfig, ab: int = ACT_BITS, wb: int = 8) -> float:
     """ARCHITECTURE.md section 6: ``MACs * ab * wb / (rows * cols * n_macros)``."""
     m = cfg.macro
@@ -184,7 +194,7 @@ def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: 
 
     r = 0
     while r < rounds:
-        if r >= 2 and r < rounds - 1:
+        if _EXTRAPOLATE and 2 <= r < rounds - 1:
             state = tuple(v - go for d in (xfer, fin, i_prev) for v in d.values()) + (issue - go,)
             history.append((state, go, issue))
             if len(history) >= 2 and history[-1][0] == history[-2][0]:
@@ -241,9 +251,10 @@ def _mac_plan(g: ConvGeom, cfg: CimConfig, par: Parallelism, pages_avail: int | 
     pages = cfg.macro.pages if pages_avail is None else pages_avail
     kr = -(-kt // par.in_ch)
     if kr > pages:
+        need = 1 << (-(-kt // pages) - 1).bit_length()
         raise CompileError(f"layer {g.name!r}: reduction of {g.K} elements needs {kt} tiles of <= {cfg.macro.rows} "
                            f"rows, {kr} pages per macro with in_ch = {par.in_ch}; macro.pages = {pages}: allowed "
-                           f"in_ch >= {-(-kt // pages)} (partial sums are not spilled to memory)")
+                           f"in_ch >= {need} (partial sums are not spilled to memory)")
     if par.macros > cfg.fabric.n_macros:
         raise CompileError(f"layer {g.name!r}: {par} uses {par.macros} macros, fabric.n_macros = {cfg.fabric.n_macros}")
     nr_total = -(-nt // par.out_ch)

@@ -40,17 +40,19 @@ def print_report(res, out=sys.stdout) -> None:
               f"{res.cfg.macro.rows}x{res.cfg.macro.cols} bits, {res.cfg.macro.pages} pages; weights "
               f"{'resident' if p.resident else 'streamed per layer'}; {p.batch} images per run\n")
     out.write(f"{'layer':<44} {'kind':<15} {'split':<7} {'measured':>8} {'predicted':>9} {'error':>7} "
-              f"{'ideal':>7} {'util':>6}  bit-exact\n")
+              f"{'ideal':>7} {'util':>6} {'bound':>6}  bit-exact\n")
     splits = {mp.layer: f"{mp.par.batch}x{mp.par.in_ch}x{mp.par.out_ch}" for mp in p.passes}
     for r in rows:
         util = f"{100 * r.utilisation:5.1f}%" if r.utilisation is not None else "    - "
         ideal = f"{r.ideal:7.1f}" if r.ideal else "      -"
+        bound = f"{100 * r.occupancy:5.1f}%" if r.occupancy is not None else "    - "
         out.write(f"{r.layer[-44:]:<44} {r.kind:<15} {splits.get(r.layer, '-'):<7} {r.measured:>8} {r.predicted:>9} "
-                  f"{100 * r.error:+6.1f}% {ideal} {util}  {'yes' if r.exact else 'NO'}\n")
+                  f"{100 * r.error:+6.1f}% {ideal} {util} {bound}  {'yes' if r.exact else 'NO'}\n")
     per_image = sum(r.measured for r in rows)
     conv = [r for r in rows if r.kind == "conv2d"]
     ideal = sum(r.ideal for r in rows)
     worst = max((abs(r.error) for rs in res.rows for r in rs), default=0.0)
+    out.write("bound: the share of a macro's rows x columns the layer's tiles can occupy (utilisation <= bound)\n")
     out.write(f"per image: {per_image} cycles (layers), network utilisation {100 * ideal / per_image:.1f}%, "
               f"conv layers {100 * sum(r.ideal for r in conv) / max(1, sum(r.measured for r in conv)):.1f}%; "
               f"cost model worst error {100 * worst:.2f}% over {res.n_images} images x {len(rows)} layers\n")

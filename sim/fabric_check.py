@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..compiler.cost import ideal_cycles, program_timing
+from ..compiler.cost import ideal_cycles, occupancy, program_timing
 from ..compiler.program import Program
 from ..golden.ir import Conv2d, Dense
 
@@ -40,6 +40,7 @@ class LayerRow:
     predicted: int
     ideal: float
     exact: bool | None = None
+    occupancy: float | None = None
 
     @property
     def error(self) -> float:
@@ -70,12 +71,15 @@ def layer_rows(program: Program, trace: list[dict], image: int = 0,
     pred_stamps = program_timing(program)
     predicted = _intervals(program, dict(enumerate(pred_stamps)), image)
     rows = []
+    geoms = {mp.layer: mp.geom for mp in program.passes}
     for layer in program.graph.layers:
         if layer.name not in measured:
             continue
-        ideal = ideal_cycles(layer.macs, program.cfg) if isinstance(layer, (Conv2d, Dense)) else 0.0
+        weighted = isinstance(layer, (Conv2d, Dense))
+        ideal = ideal_cycles(layer.macs, program.cfg) if weighted else 0.0
+        occ = occupancy(geoms[layer.name], program.cfg) if weighted else None
         rows.append(LayerRow(layer.name, layer.kind, measured[layer.name], predicted[layer.name], ideal,
-                             None if exact is None else exact.get(layer.output.name)))
+                             None if exact is None else exact.get(layer.output.name), occ))
     return rows
 
 
