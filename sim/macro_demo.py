@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..presets import get_preset
 from ..gen.emit import generate
+from .macro_stimulus import MACRO_PORTS
 from .tools import available_simulators, run_cocotb
 
 
@@ -31,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
         for sim in available_simulators():
             t0 = time.perf_counter()
             results = run_cocotb(sim, [verilog], f"{cfg.name}_cim_macro", "cimforge.sim.macro_tb",
-                                 env={"CIMFORGE_MACRO_PLAN": plan})
+                                 env={"CIMFORGE_MACRO_PLAN": plan}, public=MACRO_PORTS)
             case = ET.parse(results).getroot().find(".//testcase")
             props = {p.get("name"): p.get("value") for p in case.iter("property")}
             cycles = float(props.get("sim_time_duration", 0)) / 10  # 10 ns clock

@@ -22,8 +22,12 @@ from ..config import WEIGHT_BITS, MacroConfig
 from ..gen.layouts import BitOp, MacroMode, macro_op_layout, pack, wb_log2
 from ..golden.macro import LATENCY, MacroModel, int_range, nonzero_planes, op_cycles
 
-__all__ = ["GEOMETRY_SEED", "N_GEOMETRIES", "random_geometries", "Expected", "MismatchError", "MacroDriver", "actions", "check_result", "mac_op", "bitwise_op"]
+__all__ = ["MACRO_PORTS", "GEOMETRY_SEED", "N_GEOMETRIES", "random_geometries", "Expected", "MismatchError", "MacroDriver", "actions", "check_result", "mac_op", "bitwise_op"]
 
+
+#: The macro's Verilog ports (the only signals a bench touches).
+MACRO_PORTS = ("clk", "rst", "op__valid", "op__ready", "op__payload", "mem_we", "mem_re", "mem_page", "mem_row",
+               "mem_wdata", "mem_rdata", "res_valid", "res_y", "res_bits", "res_pop", "res_total", "busy")
 
 #: Seed and size of the random geometry set the benches verify.
 GEOMETRY_SEED = 20261124

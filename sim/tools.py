@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 __all__ = ["SIMULATORS", "available_simulators", "setup_verilator", "has_icarus", "build_key", "build_dir_for",
-           "run_cocotb"]
+           "run_cocotb", "verilator_public"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -101,15 +101,27 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def verilator_public(top: str, names: Sequence[str]) -> str:
+    """A Verilator configuration file making ``names`` (wildcards allowed) of module ``top`` public."""
+    lines = ["`verilator_config"] + [f'public_flat_rw -module "{top}" -var "{n}"' for n in names]
+    return "\n".join(lines) + "\n"
+
+
 def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: str, *,
                env: dict[str, str] | None = None, testcase: str | None = None,
-               build_args: Sequence[str] = (), waves: bool = False, timeout_s: float | None = None) -> Path:
+               build_args: Sequence[str] = (), waves: bool = False, timeout_s: float | None = None,
+               public: Sequence[str] | None = None, cxx_opt: str | None = None) -> Path:
     """Build (once, cached by content) and run a cocotb test module; return the results XML path.
 
     Raises
     ------
     AssertionError
         A cocotb test failed; the message names the results file, and the test log holds the report.
+
+    With ``public`` (Verilator only), only those signals of the top module (names or wildcards) are visible to
+    cocotb; cocotb's runner otherwise exports every net (``--public-flat-rw``), which multiplies Verilator's
+    C++ model, its compile time and its run time. ``cxx_opt`` (Verilator only, e.g. ``"-O0"``) sets the C++
+    optimisation of the model: cheaper builds for benches whose time goes to Python, not to the model.
     """
     from cocotb_tools.runner import get_runner
     from cocotb_tools.check_results import get_results
@@ -124,7 +136,12 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
     elif not has_icarus():
         raise RuntimeError("Icarus Verilog (iverilog) is not on PATH")
     sources = [Path(s).resolve() for s in sources]
-    key = build_key(sources, sim, toplevel, tuple(build_args), waves)
+    if public is not None and sim == "verilator":
+        vlt = sources[0].with_suffix(f".{toplevel}.vlt")
+        vlt.write_text(verilator_public(toplevel, public))
+        # given as a build argument: cocotb's runner wants HDL files only among its sources
+        build_args = [*build_args, "--no-public-flat-rw", str(vlt)]
+    key = build_key(sources, sim, toplevel, tuple(build_args), waves, cxx_opt, tuple(public or ()))
     bdir = build_dir_for(sim, toplevel, key)
     runner = get_runner(sim)
     with _locked(BUILD_ROOT / f".{sim}-{toplevel}-{key}.lock"):
@@ -133,8 +150,17 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
         if cached:
             # let build() set up the runner's state, but run none of its commands: the build is current
             runner._execute = lambda cmds, cwd: None
-        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, build_args=list(build_args),
-                     timescale=("1ns", "1ps"), waves=waves, always=True)
+        saved = os.environ.get("MAKEFLAGS")
+        if cxx_opt and sim == "verilator":
+            os.environ["MAKEFLAGS"] = f"{saved or ''} OPT_FAST={cxx_opt} OPT_SLOW={cxx_opt} OPT_GLOBAL={cxx_opt}"
+        try:
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, build_args=list(build_args),
+                         timescale=("1ns", "1ps"), waves=waves, always=True)
+        finally:
+            if saved is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = saved
         if cached:
             del runner._execute
         else:
