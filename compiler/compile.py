@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import CimConfig
-from ..gen.isa import (Opcode, PoolMode, desc_layout, encode, lanes, pack_word, param_layout)
+from ..gen.isa import (Opcode, PoolMode, desc_layout, encode, lanes, pack_word, param_layout, role_layout)
 from ..golden.ir import (Add, AvgPool, Clamp, Concat, Conv2d, Dense, GlobalAvgPool, Graph, Layer, MaxPool, Reshape,
                          TensorInfo)
 from .cost import ACT_BITS, Parallelism, _mac_plan, choose_parallelism
 from .program import InstrInfo, MacPass, Program, TensorPlace
-from .tiling import CompileError, ConvGeom, geometry, page_words
+from .tiling import CompileError, ConvGeom, geometry, group_geometries, page_words
 
 __all__ = ["compile_graph", "max_batch"]
 
@@ -116,70 +116,83 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} words, "
                            f"fabric.act_depth = {cfg.fabric.act_depth}: allowed batch <= {max_batch(graph, cfg)}")
 
-    # -- weighted layers: split, tiles, passes -----------------------------------------------------------
-    plans = {}
+    # -- weighted layers: split, tiles, passes (a grouped convolution is one plan per group) ------------------
+    plans: dict[tuple[str, int], tuple[ConvGeom, Parallelism, int, int]] = {}  # (layer, group) -> plan
     for layer in graph.weighted_layers:
-        src = None
-        if isinstance(layer, Dense):
-            src = lay.phys[layer.input.name]
-        g = geometry(layer, src)
         if layer.input.dtype not in ("int8", "uint8"):
             raise CompileError(f"layer {layer.name!r}: input dtype {layer.input.dtype}: allowed int8, uint8")
-        par = parallelism.get(layer.name)
-        if par is None:
-            par = choose_parallelism(g, cfg)
-        plans[layer.name] = (g, par)
+        if isinstance(layer, Dense):
+            geos = [(geometry(layer, lay.phys[layer.input.name]), 0, 0)]
+        else:
+            geos = group_geometries(layer, L)
+        par = parallelism.get(layer.name) or choose_parallelism(geos[0][0], cfg)
+        for gi, (g, in_off, out_off) in enumerate(geos):
+            plans[(layer.name, gi)] = (g, par, in_off, out_off)
     pages_need = {}
-    for name, (g, par) in plans.items():
+    for key, (g, par, _, _) in plans.items():
         tiles, _, passes = _mac_plan(g, cfg, par)
-        pages_need[name] = (tiles, passes)
-    total_pages = sum(-(-len(t) // plans[n][1].in_ch) * -(-p[0][1] // plans[n][1].out_ch) * len(p)
-                      for n, (t, p) in pages_need.items())
+        pages_need[key] = (tiles, passes)
+    total_pages = sum(-(-len(t) // plans[k][1].in_ch) * -(-p[0][1] // plans[k][1].out_ch) * len(p)
+                      for k, (t, p) in pages_need.items())
     resident = total_pages <= P if stream is None else not stream
     if resident and total_pages > P:
         raise CompileError(f"weights need {total_pages} pages per macro, macro.pages = {P}: cannot be resident "
                            f"(use stream=True)")
     if not resident:  # passes small enough to double-buffer where possible
-        for name, (g, par) in plans.items():
-            kr = -(-len(pages_need[name][0]) // par.in_ch)
+        for key, (g, par, _, _) in plans.items():
+            kr = -(-len(pages_need[key][0]) // par.in_ch)
             tiles, _, passes = _mac_plan(g, cfg, par, pages_avail=max(kr, P // 2))
-            pages_need[name] = (tiles, passes)
+            pages_need[key] = (tiles, passes)
     prog.resident = resident
 
     # -- weights, descriptors and parameters -----------------------------------------------------------------
-    wblocks: dict[tuple[str, int, int], tuple[int, int]] = {}  # (layer, k, n) -> (src, rows)
-    desc_base: dict[str, int] = {}
-    param_base: dict[str, int] = {}
+    wblocks: dict[tuple, tuple[int, int]] = {}  # (layer, group, k, n) -> (src, rows)
+    desc_base: dict[tuple[str, int], int] = {}
+    param_base: dict[tuple[str, int], int] = {}
     dlay, play = desc_layout(cfg), param_layout(cfg)
-    for layer in graph.weighted_layers:
-        g, par = plans[layer.name]
-        tiles, _ = pages_need[layer.name]
+    for key, (g, par, _, _) in plans.items():
+        layer = graph.layer(key[0])
+        tiles, _ = pages_need[key]
         nt = -(-g.cout // L)
-        cw_in = -(-g.cin // L)
+        cw_in = prog.tensors[(0, layer.input.name)].cw  # the stored input's words per pixel
         for k, t in enumerate(tiles):
             for n in range(nt):
                 words = page_words(g, t, n, cfg)
-                wblocks[(layer.name, k, n)] = (len(prog.wmem), len(words))
+                wblocks[(*key, k, n)] = (len(prog.wmem), len(words))
                 prog.wmem.extend(words)
-        desc_base[layer.name] = len(prog.dmem)
+        desc_base[key] = len(prog.dmem)
         for t in tiles:
             prog.dmem.append(_pack(layer.name, dlay, {
                 "ky0": t.ky0, "kx0": t.kx0, "dy0": t.ky0 * g.dh, "dx0": t.kx0 * g.dw, "c0": t.c0, "elems": t.elems,
                 "off0": (t.ky0 * g.dh * g.w + t.kx0 * g.dw) * cw_in}))
-        param_base[layer.name] = len(prog.pmem)
+        param_base[key] = len(prog.pmem)
         fb = layer.folded_bias
         if fb.size and (fb.min() < -2 ** 31 or fb.max() > 2 ** 31 - 1):
             raise CompileError(f"layer {layer.name!r}: folded bias beyond int32 ({fb.min()}..{fb.max()})")
         mult, shift = layer.requant.multiplier, layer.requant.shift
+        c_off = key[1] * g.cout
         for n in range(nt):
             lanes_ = []
             for j in range(L):
                 co = n * L + j
                 if co < g.cout:
-                    lanes_.append({"bias": int(fb[co]), "mult": int(mult[co]), "shift": int(shift[co])})
+                    c = c_off + co
+                    lanes_.append({"bias": int(fb[c]), "mult": int(mult[c]), "shift": int(shift[c])})
                 else:
                     lanes_.append({"bias": 0, "mult": 0, "shift": 0})
             prog.pmem.append(_pack(layer.name, play, lanes_))
+    # role tables: one word per macro per distinct split (macro m = (bi*ki + kk)*no + nn)
+    role_base: dict[Parallelism, int] = {}
+    rlay = role_layout(cfg)
+    for key, (g, par, _, _) in plans.items():
+        if par in role_base:
+            continue
+        role_base[par] = len(prog.dmem)
+        for m in range(cfg.fabric.n_macros):
+            nn, kk, bi = m % par.out_ch, (m // par.out_ch) % par.in_ch, m // (par.out_ch * par.in_ch)
+            en = m < par.macros
+            prog.dmem.append(_pack(key[0], rlay, {"bi": bi if en else 0, "kk": kk if en else 0,
+                                                  "nn": nn if en else 0, "en": int(en)}))
     for what, mem, field_ in (("weight", prog.wmem, "weight_depth"), ("parameter", prog.pmem, "param_depth"),
                               ("descriptor", prog.dmem, "desc_depth")):
         depth = getattr(cfg.fabric, field_)
@@ -189,21 +202,19 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
 
     # -- passes and pages ---------------------------------------------------------------------------------------
     def make_passes(image: int) -> dict[str, list[MacPass]]:
-        out = {}
-        for layer in graph.weighted_layers:
-            g, par = plans[layer.name]
-            tiles, passes = pages_need[layer.name]
+        out: dict[str, list[MacPass]] = {}
+        for key, (g, par, in_off, out_off) in plans.items():
+            tiles, passes = pages_need[key]
             kr = -(-len(tiles) // par.in_ch)
-            lst = []
             for n_base, nt in passes:
-                mp = MacPass(layer.name, g, par, tiles, n_base, nt, kr, -(-nt // par.out_ch), image=image)
-                mp.desc_base, mp.param_base = desc_base[layer.name], param_base[layer.name] + n_base
-                lst.append(mp)
-            out[layer.name] = lst
+                mp = MacPass(key[0], g, par, tiles, n_base, nt, kr, -(-nt // par.out_ch), image=image)
+                mp.desc_base, mp.param_base = desc_base[key], param_base[key] + n_base
+                mp.role_base, mp.group, mp.in_off, mp.out_off = role_base[par], key[1], in_off, out_off
+                out.setdefault(key[0], []).append(mp)
         return out
 
     all_passes = [make_passes(i) for i in range(batch)]
-    order = [mp for i in range(batch) for layer in graph.layers if layer.name in plans
+    order = [mp for i in range(batch) for layer in graph.layers if layer.name in all_passes[i]
              for mp in all_passes[i][layer.name]]
     ptr = 0
     for mp in order:
@@ -259,7 +270,8 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
                         overlap = _disjoint(mp, nxt)
                         if overlap:
                             emit_loads(nxt, i)
-                    pc = emit(Opcode.MAC, layer.name, i, f"{mp.par} n tiles {mp.n_base}..{mp.n_base + mp.nt - 1}",
+                    grp = f" group {mp.group}" if mp.group else ""
+                    pc = emit(Opcode.MAC, layer.name, i, f"{mp.par}{grp} n tiles {mp.n_base}..{mp.n_base + mp.nt - 1}",
                               **_mac_args(mp, prog, i, layer, cfg))
                     prog.pass_at[pc] = mp
                     prog.passes.append(mp)
@@ -299,7 +311,7 @@ def _loads(mp: MacPass, wblocks, cfg: CimConfig) -> list[dict]:
             mask = 0
             for bi in range(par.batch):
                 mask |= 1 << ((bi * par.in_ch + k % par.in_ch) * par.out_ch + nl % par.out_ch)
-            src, rows = wblocks[(mp.layer, k, n)]
+            src, rows = wblocks[(mp.layer, mp.group, k, n)]
             loads.append({"src": src, "count": rows, "mask": mask, "page": mp.page_of(k, n), "row0": R - rows})
     return loads
 
@@ -312,17 +324,18 @@ def _mac_args(mp: MacPass, prog: Program, image: int, layer: Layer, cfg: CimConf
     cw = src.cw
     b = mp.par.batch
     bq, br = divmod(b, g.ow)
-    lb, lk, ln = mp.par.log2()
+    par = mp.par
     return {
         "in_h": g.h, "in_w": g.w, "in_cw": cw, "cin": g.cin, "kh": g.kh, "kw": g.kw, "dh": g.dh, "dw": g.dw,
         "sh": g.sh, "sw": g.sw, "pt": g.pt, "pl": g.pl, "ow": g.ow, "npos": g.npos,
-        "pos0": src.base - (g.pt * g.w + g.pl) * cw, "kx_inc": g.dw * cw,
+        "pos0": src.base + mp.in_off - (g.pt * g.w + g.pl) * cw, "kx_inc": g.dw * cw,
         "ky_inc": g.dh * g.w * cw - (g.kw - 1) * g.dw * cw, "pos_ux": g.sw * cw,
         "pos_wrap": (g.sh * g.w - g.ow * g.sw) * cw, "pos_bstep": (bq * g.sh * g.w + br * g.sw) * cw,
         "bq": bq, "br": br,
         "desc_base": mp.desc_base, "kt": len(mp.tiles), "nt": mp.nt, "kr": mp.kr, "nr": mp.nr,
-        "b_log2": lb, "ki_log2": lk, "no_log2": ln, "page_base": mp.page_base,
-        "out_base": dst.base + mp.n_base, "out_cw": dst.cw, "param_base": mp.param_base,
+        "b": par.batch, "ki": par.in_ch, "no": par.out_ch, "groups": par.batch * par.out_ch,
+        "role_base": mp.role_base, "page_base": mp.page_base,
+        "out_base": dst.base + mp.out_off + mp.n_base, "out_cw": dst.cw, "param_base": mp.param_base,
         "zp_in": layer.input.zero_point & 0xFF, "zp_out": layer.output.zero_point,
         "act_min": layer.act_min, "act_max": layer.act_max,
         "ab_m1": ACT_BITS - 1, "wb_log2": 3, "x_signed": int(layer.input.dtype == "int8"), "w_signed": 1,

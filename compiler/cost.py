@@ -27,14 +27,15 @@ from ..gen.loader import LOAD_OVERHEAD
 from ..gen.vector import EW_LATENCY, POOL_LATENCY
 from ..golden.ir import (Add, AvgPool, Clamp, Concat, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool, Reshape)
 from ..golden.macro import LATENCY
-from .tiling import CompileError, ConvGeom, geometry, k_tiles, tile_steps
+from .tiling import CompileError, ConvGeom, geometry, group_geometries, k_tiles, tile_steps
 
 __all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycles", "valid_parallelisms", "choose_parallelism",
            "pool_cycles", "ew_cycles", "program_timing", "ideal_cycles", "INSTR_OVERHEAD"]
 
 #: Fetch and decode cycles before every instruction executes.
 INSTR_OVERHEAD = 2
-#: Cycles from a ``MAC`` pass's last result to its ``done`` (serializer start, requantisation, write, done).
+#: Cycles from a ``MAC`` pass's last results to its ``done`` when its last output group is the first one
+#: serialized (serializer, requantisation pipeline, write, done).
 MAC_TAIL = 7
 #: Activation bits of int8 codes (one macro compute cycle per bit).
 ACT_BITS = 8
@@ -44,7 +45,7 @@ _EXTRAPOLATE = True
 
 @dataclass(frozen=True)
 class Parallelism:
-    """How a layer is split over a group of macros (powers of two; ``batch * in_ch * out_ch`` macros).
+    """How a layer is split over a group of ``batch * in_ch * out_ch`` macros.
 
     Parameters
     ----------
@@ -63,16 +64,12 @@ class Parallelism:
     def __post_init__(self):
         for name in ("batch", "in_ch", "out_ch"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1 or v & (v - 1):
-                raise ValueError(f"Parallelism.{name} = {v!r}: allowed a power of two >= 1 (the fabric decodes "
-                                 f"macro roles from index bits)")
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64:
+                raise ValueError(f"Parallelism.{name} = {v!r}: allowed an integer in 1..64")
 
     @property
     def macros(self) -> int:
         return self.batch * self.in_ch * self.out_ch
-
-    def log2(self) -> tuple[int, int, int]:
-        return (self.batch.bit_length() - 1, self.in_ch.bit_length() - 1, self.out_ch.bit_length() - 1)
 
 
 @dataclass
@@ -163,11 +160,13 @@ def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: 
     fin = {g: NEG for g in groups}       # cycle the last tile's final word reached stage B
     i_prev = {g: NEG for g in groups}    # issue cycle of the group's last slot
     go = 1 + b                           # EXEC is cycle 0; setup takes b cycles
+    n_groups = b * no                    # serializer cycles per final slot: final issues are spaced by it
+    last_final = NEG
     issue = NEG
     last_issue = NEG
     history: list[tuple] = []
 
-    def run_round(p0: int, go: int, issue: int):
+    def run_round(p0: int, go: int, issue: int, last_final: int):
         for nr in range(nr_n):
             for kr in range(kr_n):
                 act = _slot_units(par, npos, kt, p0, kr)
@@ -179,6 +178,9 @@ def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: 
                     fin[g] = ls + 1
                     xfer[g] = max(fin[g], i_prev[g])
                 issue = max(issue + ab, max(xfer[g] + 1 for g in act))
+                if kr == kr_n - 1:
+                    issue = max(issue, last_final + n_groups)
+                    last_final = issue
                 for g in act:
                     i_prev[g] = issue
                 c = max(go + 1, max(last_steps))
@@ -190,12 +192,12 @@ def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: 
                             c = xfer[g]
                             moved = True
                 go = c
-        return go, issue
+        return go, issue, last_final
 
     r = 0
     while r < rounds:
         if _EXTRAPOLATE and 2 <= r < rounds - 1:
-            state = tuple(v - go for d in (xfer, fin, i_prev) for v in d.values()) + (issue - go,)
+            state = tuple(v - go for d in (xfer, fin, i_prev) for v in d.values()) + (issue - go, last_final - go)
             history.append((state, go, issue))
             if len(history) >= 2 and history[-1][0] == history[-2][0]:
                 period = history[-1][1] - history[-2][1]
@@ -203,35 +205,29 @@ def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: 
                 shift = period * skip
                 go += shift
                 issue += shift
+                last_final += shift
                 for d in (xfer, fin, i_prev):
                     for g in d:
                         if d[g] > NEG // 2:
                             d[g] += shift
                 r += skip
                 continue
-        go, issue = run_round(r * b, go, issue)
+        go, issue, last_final = run_round(r * b, go, issue, last_final)
         r += 1
-    return issue + ab + LATENCY + 1 + b * no + MAC_TAIL - 1 + 1
+    # the serializer walks all b * no groups of the last slot (position group outer, N part inner); the
+    # requantisation pipeline drains behind the last group that is written
+    p0, n0 = (rounds - 1) * b, (nr_n - 1) * no
+    last_valid = max(bi * no + nn for bi in range(b) for nn in range(no) if p0 + bi < npos and n0 + nn < nt)
+    results = issue + ab + LATENCY + 1
+    return results + max(n_groups + 2, MAC_TAIL + 1 + last_valid)
 
 
 def valid_parallelisms(cfg: CimConfig, kt: int, nt: int, npos: int, ab: int = ACT_BITS) -> list[Parallelism]:
-    """Every split the fabric can run: powers of two, at most ``n_macros`` macros, ``batch * out_ch <= ab``
-    (the serializer's budget per operation), no factor beyond what the layer has to split."""
+    """Every split the fabric can run with at most ``n_macros`` macros and no factor beyond what the layer has
+    to split (the pages must still hold the K-split's share of the reduction, see :func:`layer_cost`)."""
     n = cfg.fabric.n_macros
-    out = []
-    b = 1
-    while b <= n:
-        ki = 1
-        while b * ki <= n:
-            no = 1
-            while b * ki * no <= n:
-                if b * no <= ab and (b == 1 or b < 2 * npos) and (ki == 1 or ki < 2 * kt) \
-                        and (no == 1 or no < 2 * nt):
-                    out.append(Parallelism(b, ki, no))
-                no *= 2
-            ki *= 2
-        b *= 2
-    return out
+    return [Parallelism(b, ki, no) for b in range(1, min(n, npos) + 1) for ki in range(1, min(n // b, kt) + 1)
+            for no in range(1, min(n // (b * ki), nt) + 1)]
 
 
 def _mac_plan(g: ConvGeom, cfg: CimConfig, par: Parallelism, pages_avail: int | None = None):
@@ -257,6 +253,9 @@ def _mac_plan(g: ConvGeom, cfg: CimConfig, par: Parallelism, pages_avail: int | 
                            f"in_ch >= {need} (partial sums are not spilled to memory)")
     if par.macros > cfg.fabric.n_macros:
         raise CompileError(f"layer {g.name!r}: {par} uses {par.macros} macros, fabric.n_macros = {cfg.fabric.n_macros}")
+    if par.batch * par.out_ch > 255:
+        raise CompileError(f"layer {g.name!r}: {par}: batch * out_ch = {par.batch * par.out_ch} output groups per "
+                           f"operation: allowed <= 255")
     nr_total = -(-nt // par.out_ch)
     nr_per = max(1, pages // kr)
     passes = []
@@ -323,21 +322,26 @@ def layer_cost(layer: Layer, cfg: CimConfig, par: Parallelism | None = None,
     """
     L = lanes(cfg)
     if isinstance(layer, (Conv2d, Dense)):
-        g = geometry(layer, source_shape)
+        if isinstance(layer, Conv2d):
+            groups = [geo for geo, _, _ in group_geometries(layer, L)]  # groups of whole words only
+        else:
+            groups = [geometry(layer, source_shape)]
+        g = groups[0]
         par = par or choose_parallelism(g, cfg)
         tiles, steps, passes = _mac_plan(g, cfg, par)
-        compute = sum(mac_pass_cycles(g.npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
+        n_groups = len(groups)
+        compute = n_groups * sum(mac_pass_cycles(g.npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
         nt = -(-g.cout // L)
-        loads = sum(t.elems for t in tiles) * nt
-        wl = sum(load_cycles(t.elems) for t in tiles) * nt + LOAD_OVERHEAD + len(tiles) * nt * (INSTR_OVERHEAD + 1)
+        wl = n_groups * (sum(load_cycles(t.elems) for t in tiles) * nt + len(tiles) * nt * (INSTR_OVERHEAD + 1)) \
+            + LOAD_OVERHEAD
         nr_total = -(-nt // par.out_ch)
-        act_bits = g.npos * nr_total * g.K * 8 + g.npos * g.cout * 8
-        psum = g.npos * nt * L * 32 * (par.in_ch - 1) if par.in_ch > 1 else 0
+        act_bits = n_groups * (g.npos * nr_total * g.K * 8 + g.npos * g.cout * 8)
+        psum = n_groups * g.npos * nt * L * 32 * (par.in_ch - 1)
         kr = -(-len(tiles) // par.in_ch)
         return LayerCost(cycles=compute + wl, compute_cycles=compute, weight_load_cycles=wl,
                          psum_traffic_bits=psum, act_traffic_bits=act_bits,
                          pages=kr * -(-min(nt, passes[0][1]) // par.out_ch), macros=par.macros,
-                         ideal_cycles=ideal_cycles(g.macs, cfg), passes=passes)
+                         ideal_cycles=ideal_cycles(layer.macs, cfg), passes=passes)
     if isinstance(layer, (MaxPool, AvgPool, GlobalAvgPool)):
         c, h, w = layer.input.shape
         _, oh, ow = layer.output.shape

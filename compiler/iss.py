@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import CimConfig
-from ..gen.isa import Opcode, PoolMode, decode_op, desc_layout, lanes, param_layout, unpack_word
+from ..gen.isa import Opcode, PoolMode, decode_op, desc_layout, lanes, param_layout, role_layout, unpack_word
 from ..golden.macro import MacroModel
 from ..golden.requant import multiply_by_quantized_multiplier as mbqm
 from .program import Program
@@ -105,13 +105,13 @@ class FabricModel:
     def _mac(self, a: dict) -> None:
         cfg, L, R = self.cfg, self.L, self.cfg.macro.rows
         n = cfg.fabric.n_macros
-        b, ki, no = 1 << a["b_log2"], 1 << a["ki_log2"], 1 << a["no_log2"]
+        b, ki, no = a["b"], a["ki"], a["no"]
         aw = 1 << (len(self.amem) - 1).bit_length()
-        dl, pl = desc_layout(cfg), param_layout(cfg)
+        dl, pl, rl = desc_layout(cfg), param_layout(cfg), role_layout(cfg)
         roles = []
         for m in range(n):
-            nn, kk, bi = m & (no - 1), (m >> a["no_log2"]) & (ki - 1), m >> (a["no_log2"] + a["ki_log2"])
-            roles.append((bi, kk, nn, bi < b))
+            r = unpack_word(rl, self.dmem[a["role_base"] + m] & ((1 << rl.size) - 1))
+            roles.append((r["bi"], r["kk"], r["nn"], bool(r["en"])))
         # position state per unit: p, ox, iy0, ix0, pos_addr (as the gather units keep it)
         def step(st, by_b):
             p, ox, iy0, ix0, addr = st
@@ -150,8 +150,8 @@ class FabricModel:
                         acc[m] += y[:L]
                     # serialize after the last reduction round
                 if True:
-                    for g in range(b * no):
-                        g_bi, g_nn = g >> a["no_log2"], g & (no - 1)
+                    for g in range(a["groups"]):
+                        g_bi, g_nn = g // no, g % no
                         p = r * b + g_bi
                         nch = nr * no + g_nn
                         if p >= a["npos"] or nch >= a["nt"]:

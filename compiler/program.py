@@ -68,7 +68,11 @@ class MacPass:
     loads: list = field(default_factory=list)
     desc_base: int = 0
     param_base: int = 0
+    role_base: int = 0
     image: int = 0
+    group: int = 0
+    in_off: int = 0
+    out_off: int = 0
 
     @property
     def pages(self) -> int:

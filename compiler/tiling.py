@@ -24,7 +24,7 @@ from ..config import CimConfig
 from ..gen.isa import lanes
 from ..golden.ir import Conv2d, Dense, Layer
 
-__all__ = ["ConvGeom", "KTile", "geometry", "k_tiles", "tile_steps", "page_words", "CompileError"]
+__all__ = ["ConvGeom", "KTile", "geometry", "group_geometries", "k_tiles", "tile_steps", "page_words", "CompileError"]
 
 
 class CompileError(ValueError):
@@ -71,6 +71,35 @@ class ConvGeom:
     @property
     def macs(self) -> int:
         return self.npos * self.K * self.cout
+
+
+def group_geometries(layer: Layer, lanes_: int | None = None) -> list[tuple[ConvGeom, int, int]]:
+    """A grouped convolution as one :class:`ConvGeom` per group, with the word offsets of the group's input and
+    output channels: ``[(geom, in_word, out_word), ...]``. With ``lanes_`` given, each group's channels must be
+    whole activation words (the gather and the write-back address words).
+
+    Raises
+    ------
+    CompileError
+        A group's channels are not whole words (e.g. a depthwise convolution).
+    """
+    g = layer.groups
+    cin_g, cout_g = layer.in_channels // g, layer.out_channels // g
+    if lanes_ is not None and g > 1 and (cin_g % lanes_ or cout_g % lanes_):
+        raise CompileError(f"conv2d layer {layer.name!r}: groups = {g} with {cin_g} input and {cout_g} output "
+                           f"channels per group: allowed groups of whole activation words (multiples of {lanes_} "
+                           f"channels), or groups = 1")
+    _, h, w = layer.input.shape
+    _, oh, ow = layer.output.shape
+    kh, kw = layer.kernel
+    pt, pl, _, _ = layer.padding
+    wt = np.asarray(layer.weight, dtype=np.int64)
+    out = []
+    for i in range(g):
+        geo = ConvGeom(layer.name, cin_g, h, w, cout_g, kh, kw, *layer.stride, *layer.dilation, pt, pl, oh, ow,
+                       wt[i * cout_g:(i + 1) * cout_g])
+        out.append((geo, i * cin_g // (lanes_ or 1), i * cout_g // (lanes_ or 1)))
+    return out
 
 
 def geometry(layer: Layer, source_shape: tuple[int, ...] | None = None) -> ConvGeom:

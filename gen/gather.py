@@ -23,28 +23,9 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
-from .isa import CH, DIM, addr_width, desc_layout, lanes, mac_layout
+from .isa import CH, DIM, PAR, addr_width, desc_layout, lanes, mac_layout, role_layout
 
-__all__ = ["GatherUnit", "unit_roles"]
-
-
-def unit_roles(m: Module, index: int, args, n_macros: int):
-    """(bi, kk, nn, enabled) of macro ``index`` in a pass with parallelism ``args`` (b_log2, ki_log2,
-    no_log2): the position group, the K part and the N part it serves, and whether it takes part."""
-    nw = max(1, (n_macros - 1).bit_length())
-    idx = Signal(nw + 1, name=f"idx{index}")
-    m.d.comb += idx.eq(index)
-    nn = Signal(nw, name=f"nn{index}")
-    kk = Signal(nw, name=f"kk{index}")
-    bi = Signal(nw + 1, name=f"bi{index}")
-    en = Signal(name=f"en{index}")
-    m.d.comb += [
-        nn.eq(idx & ((1 << args.no_log2) - 1)),
-        kk.eq((idx >> args.no_log2) & ((1 << args.ki_log2) - 1)),
-        bi.eq(idx >> (args.no_log2 + args.ki_log2)),
-        en.eq(bi < (1 << args.b_log2)),
-    ]
-    return bi, kk, nn, en
+__all__ = ["GatherUnit"]
 
 
 class GatherUnit(wiring.Component):
@@ -55,14 +36,17 @@ class GatherUnit(wiring.Component):
     args : In(mac_layout)
         The pass (stable while it runs).
     pos_init, pos_step, pos_bstep : In(1)
-        Reset the position to 0 / advance it by one position / by ``2**b_log2`` positions.
+        Start of a pass (the unit latches its role, read from ``role_base + index``, and resets its position
+        to 0) / advance the position by one / by ``b`` positions.
+    bi, kk, nn, en : Out
+        The unit's role in the pass (position group, K part, N part, takes part).
     pos_valid : Out(1)
         The current position is inside the pass (``p < npos``).
     go : In(1)
         Start the next tile (at most when ``idle_next``); ``tile_active`` says whether this unit has one;
-        ``desc`` is its descriptor (read asynchronously at ``desc_addr`` = ``desc_base + g_kr * ki + kk``).
-    g_kr : In
-        Reduction round of the tile about to start.
+        ``desc`` is its descriptor (read asynchronously at ``desc_addr`` = ``desc_base + g_kbase + kk``).
+    g_kbase : In
+        First K tile of the reduction round about to start (``round * ki``).
     idle_next : Out(1)
         Stage A is idle or presents its last step (a ``go`` is welcome).
     stall : Out(1)
@@ -80,8 +64,9 @@ class GatherUnit(wiring.Component):
         super().__init__({
             "args": In(mac_layout(cfg)),
             "pos_init": In(1), "pos_step": In(1), "pos_bstep": In(1), "pos_valid": Out(1),
-            "go": In(1), "tile_active": In(1), "g_kr": In(8),
-            "desc_addr": Out(desc_layout(cfg)["off0"].shape.width), "desc": In(desc_layout(cfg)),
+            "bi": Out(PAR), "kk": Out(PAR), "nn": Out(PAR), "en": Out(1),
+            "go": In(1), "tile_active": In(1), "g_kbase": In(8),
+            "desc_addr": Out(mac_layout(cfg)["desc_base"].shape.width), "desc": In(desc_layout(cfg)),
             "idle_next": Out(1), "stall": Out(1),
             "rd_addr": Out(aw), "rd_en": Out(1), "rd_data": In(8 * self.lanes),
             "x": Out(data.ArrayLayout(unsigned(8), rows)), "full": Out(1), "take": In(1),
@@ -92,8 +77,14 @@ class GatherUnit(wiring.Component):
         cfg, a, L = self.cfg, self.args, self.lanes
         rows = cfg.macro.rows
         aw = addr_width(cfg) + 2
-        _, kk, _, _ = unit_roles(m, self.index, a, cfg.fabric.n_macros)
-        m.d.comb += self.desc_addr.eq(a.desc_base + (self.g_kr << a.ki_log2) + kk)
+        # --- role: latched from the pass's role table at its start ---------------------------------------
+        role = data.View(role_layout(cfg), self.desc.as_value()[:role_layout(cfg).size])
+        bi, kk, nn, en = (Signal(PAR, name="bi"), Signal(PAR, name="kk"), Signal(PAR, name="nn"),
+                          Signal(name="en"))
+        with m.If(self.pos_init):
+            m.d.sync += [bi.eq(role.bi), kk.eq(role.kk), nn.eq(role.nn), en.eq(role.en)]
+        m.d.comb += [self.bi.eq(bi), self.kk.eq(kk), self.nn.eq(nn), self.en.eq(en)]
+        m.d.comb += self.desc_addr.eq(Mux(self.pos_init, a.role_base + self.index, a.desc_base + self.g_kbase + kk))
 
         # --- output position: index, column, top-left input pixel and its address -------------------------
         p = Signal(16)
@@ -119,7 +110,7 @@ class GatherUnit(wiring.Component):
             m.d.sync += [p.eq(0), ox.eq(0), iy0.eq(-a.pt), ix0.eq(-a.pl), pos_addr.eq(a.pos0)]
         with m.Elif(self.pos_step | self.pos_bstep):
             m.d.sync += [
-                p.eq(p + Mux(step_b, 1 << a.b_log2, 1)),
+                p.eq(p + Mux(step_b, a.b, 1)),
                 ox.eq(Mux(wrap, d_ox - a.ow, d_ox)),
                 iy0.eq(iy0 + d_iy), ix0.eq(ix0 + d_ix), pos_addr.eq(pos_addr + d_addr),
             ]

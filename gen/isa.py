@@ -29,7 +29,7 @@ from amaranth.lib import data, enum
 from ..config import CimConfig
 
 __all__ = ["Opcode", "PoolMode", "lanes", "addr_width", "instr_layout", "mac_layout", "pool_layout", "ew_layout",
-           "load_layout", "desc_layout", "param_layout", "encode", "decode_op", "pack_word", "unpack_word",
+           "load_layout", "desc_layout", "role_layout", "param_layout", "encode", "decode_op", "pack_word", "unpack_word",
            "host_map", "HostRegion", "CSR", "MAGIC"]
 
 #: Value of the read-only ID register (``"CIMF"``).
@@ -75,7 +75,7 @@ SMALL = 4      # strides, dilations, paddings
 POS = 16       # output positions per pass
 CNT = 8        # tile counts
 QZ = 10        # signed zero points and clamp bounds (int8 and uint8 codes)
-LOG = 3        # log2 of a parallelism factor (1..64)
+PAR = 7        # a parallelism factor (1..64)
 
 
 @lru_cache(maxsize=None)
@@ -90,12 +90,13 @@ def mac_layout(cfg: CimConfig) -> data.StructLayout:
         ``kx_inc``/``ky_inc``: address step to the next tap in a row / to the first tap of the next row;
         ``pos_ux``: address step to the next position in a row (``sw*CW``), ``pos_wrap``: the extra step when
         a row wraps (``(sh*in_w - ow*sw)*CW``); ``sh, sw`` strides; ``bq, br, pos_bstep``: a step of
-        ``2**b_log2`` positions (``bq`` rows and ``br`` columns, before wrapping).
+        ``b`` positions (``bq`` rows and ``br`` columns, before wrapping).
     Tiling
         ``desc_base``: the pass's tile descriptors; ``kt`` reduction (K) tiles and ``nt`` output-channel
-        (N) tiles; ``kr, nr``: rounds per position (``ceil(kt / ki)``, ``ceil(nt / no)``); parallelism
-        ``b_log2, ki_log2, no_log2``: macro m serves position group ``m >> (ki_log2 + no_log2)``, K part
-        ``(m >> no_log2) & (ki - 1)`` and N part ``m & (no - 1)``; tile (k, n) of a macro sits in page
+        (N) tiles; ``kr, nr``: rounds per position (``ceil(kt / ki)``, ``ceil(nt / no)``); the split ``b``
+        (position groups), ``ki`` (K parts), ``no`` (N parts), ``groups = b * no``; ``role_base``: the role
+        table (one :func:`role_layout` word per macro: macro ``m = (bi*ki + kk)*no + nn`` serves position group
+        ``bi``, K part ``kk``, N part ``nn``); tile (k, n) of a macro sits in page
         ``page_base + nr_index * kr + kr_index``.
     Output
         ``out_base, out_cw``: output tensor and words per output pixel; ``param_base``: the first parameter
@@ -113,7 +114,8 @@ def mac_layout(cfg: CimConfig) -> data.StructLayout:
         "pos_wrap": signed(aw), "pos_bstep": signed(aw), "bq": unsigned(DIM), "br": unsigned(DIM),
         "desc_base": unsigned(_bits(cfg.fabric.desc_depth)), "kt": unsigned(CNT), "nt": unsigned(CNT),
         "kr": unsigned(CNT), "nr": unsigned(CNT),
-        "b_log2": unsigned(LOG), "ki_log2": unsigned(LOG), "no_log2": unsigned(LOG),
+        "b": unsigned(PAR), "ki": unsigned(PAR), "no": unsigned(PAR), "groups": unsigned(PAR + 1),
+        "role_base": unsigned(_bits(cfg.fabric.desc_depth)),
         "page_base": unsigned(cfg.macro.page_width),
         "out_base": unsigned(addr_width(cfg)), "out_cw": unsigned(DIM),
         "param_base": unsigned(_bits(cfg.fabric.param_depth)),
@@ -197,6 +199,13 @@ def desc_layout(cfg: CimConfig) -> data.StructLayout:
         "ky0": unsigned(DIM), "kx0": unsigned(DIM), "dy0": unsigned(DIM + SMALL), "dx0": unsigned(DIM + SMALL),
         "c0": unsigned(CH), "elems": unsigned(_bits(cfg.macro.rows + 1)), "off0": signed(addr_width(cfg) + 2),
     })
+
+
+@lru_cache(maxsize=None)
+def role_layout(cfg: CimConfig) -> data.StructLayout:
+    """What one macro does in a ``MAC`` pass (a descriptor-memory word of the pass's role table): position
+    group ``bi``, K part ``kk``, N part ``nn``, and whether it takes part at all (``en``)."""
+    return data.StructLayout({"bi": unsigned(PAR), "kk": unsigned(PAR), "nn": unsigned(PAR), "en": unsigned(1)})
 
 
 @lru_cache(maxsize=None)

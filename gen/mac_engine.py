@@ -2,8 +2,8 @@
 reduction rounds and across the macros of a K-split, requantises and writes the output words back.
 
 A pass visits ``ceil(npos / b)`` position rounds; each round runs ``nr`` output-channel rounds of ``kr``
-reduction rounds, one *slot* each. In a slot every enabled macro ``m`` (roles from
-:func:`cimforge.gen.gather.unit_roles`) computes reduction tile ``kr_index * ki + kk`` of output-channel tile
+reduction rounds, one *slot* each. In a slot every enabled macro ``m`` (its role from the
+pass's role table, latched by its gather unit) computes reduction tile ``kr_index * ki + kk`` of output-channel tile
 ``nr_index * no + nn`` at position ``round * b + bi``, all from the same page index, if those exist.
 
 Slot pipeline::
@@ -14,8 +14,8 @@ Slot pipeline::
     position) per cycle: sum over the K-split macros -> + bias -> MultiplyByQuantizedMultiplier -> + zero
     point, clamp -> activation memory write.
 
-The serializer takes ``b * no`` cycles per final slot; the compiler keeps that within one operation
-(``b * no <= ab``), so its copy register is free again before the next final results arrive.
+The serializer takes ``groups = b * no`` cycles per final slot; final slots are issued at least ``groups``
+cycles apart, so its copy register is free again before the next final results arrive.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
 from ..golden.macro import LATENCY
-from .gather import GatherUnit, unit_roles
+from .gather import GatherUnit
 from .isa import addr_width, desc_layout, lanes, mac_layout, param_layout
 from .layouts import MacroMode, macro_op_layout, macro_result_layout
 from .requant import MBQM_LATENCY, Mbqm, clamp_code
@@ -87,9 +87,8 @@ class MacEngine(wiring.Component):
         for i, u in enumerate(units):
             m.submodules[f"gather{i}"] = u
             m.d.comb += u.args.eq(a)
-        roles = [unit_roles(m, i, a, n) for i in range(n)]
-        b = Signal(8)
-        m.d.comb += b.eq(1 << a.b_log2)
+        roles = [(u.bi, u.kk, u.nn, u.en) for u in units]
+        b = a.b
 
         running = Signal()
         setup = Signal()
@@ -101,6 +100,8 @@ class MacEngine(wiring.Component):
         g_p0 = Signal(16)
         g_nr = Signal(8)
         g_kr = Signal(8)
+        g_kbase = Signal(8)   # g_kr * ki
+        g_nbase = Signal(8)   # g_nr * no
         g_done = Signal()
         all_idle = Signal()
         any_stall = Signal()
@@ -112,20 +113,11 @@ class MacEngine(wiring.Component):
         m.d.comb += g_round_end.eq((g_kr == a.kr - 1) & (g_nr == a.nr - 1))
         for i, (u, (bi, kk, nn, en)) in enumerate(zip(units, roles)):
             act = Signal(name=f"g_act{i}")
-            m.d.comb += act.eq(en & u.pos_valid & (((g_kr << a.ki_log2) + kk) < a.kt)
-                               & (((g_nr << a.no_log2) + nn) < a.nt))
-            m.d.comb += [u.go.eq(go), u.tile_active.eq(act), u.g_kr.eq(g_kr), u.pos_bstep.eq(go & g_round_end)]
+            m.d.comb += act.eq(en & u.pos_valid & ((g_kbase + kk) < a.kt) & ((g_nbase + nn) < a.nt))
+            m.d.comb += [u.go.eq(go), u.tile_active.eq(act), u.g_kbase.eq(g_kbase),
+                         u.pos_bstep.eq(go & g_round_end)]
         with m.If(go):
-            with m.If(g_kr == a.kr - 1):
-                m.d.sync += g_kr.eq(0)
-                with m.If(g_nr == a.nr - 1):
-                    m.d.sync += [g_nr.eq(0), g_p0.eq(g_p0 + b)]
-                    with m.If(g_p0 + b >= a.npos):
-                        m.d.sync += g_done.eq(1)
-                with m.Else():
-                    m.d.sync += g_nr.eq(g_nr + 1)
-            with m.Else():
-                m.d.sync += g_kr.eq(g_kr + 1)
+            _advance(m, a, g_kr, g_kbase, g_nr, g_nbase, g_p0, g_done)
 
         # --- issue ---------------------------------------------------------------------------------------
         tag_layout = data.StructLayout({"first": 1, "last": 1, "act": n, "p0": 16, "n0": 8})
@@ -133,20 +125,32 @@ class MacEngine(wiring.Component):
         i_p0 = Signal(16)
         i_nr = Signal(8)
         i_kr = Signal(8)
+        i_kbase = Signal(8)
+        i_nbase = Signal(8)
         i_page = Signal(cfg.macro.page_width)
         i_done = Signal()
         acts = []
         oks = []
         for i, (u, (bi, kk, nn, en)) in enumerate(zip(units, roles)):
             act = Signal(name=f"i_act{i}")
-            m.d.comb += act.eq(en & ((i_p0 + bi) < a.npos) & (((i_kr << a.ki_log2) + kk) < a.kt)
-                               & (((i_nr << a.no_log2) + nn) < a.nt))
+            m.d.comb += act.eq(en & ((i_p0 + bi) < a.npos) & ((i_kbase + kk) < a.kt) & ((i_nbase + nn) < a.nt))
             ok = Signal(name=f"i_ok{i}")
             m.d.comb += ok.eq(~act | (u.full & self.op[i].ready))
             acts.append(act)
             oks.append(ok)
+        # a final slot (last reduction round) issues at least `groups` cycles after the previous one, so that
+        # the serializer has written the previous slot's groups when its results arrive
+        since_final = Signal(8)
+        final = Signal()
+        m.d.comb += final.eq(i_kr == a.kr - 1)
+        spaced = Signal()
+        m.d.comb += spaced.eq(since_final + 1 >= a.groups)
         issue = Signal()
-        m.d.comb += issue.eq(running & ~setup & ~i_done & Cat(oks).all() & tags.w_rdy)
+        m.d.comb += issue.eq(running & ~setup & ~i_done & Cat(oks).all() & tags.w_rdy & (~final | spaced))
+        with m.If(issue & final):
+            m.d.sync += since_final.eq(0)
+        with m.Elif(since_final != 0xFF):
+            m.d.sync += since_final.eq(since_final + 1)
         for i, u in enumerate(units):
             op = self.op[i]
             m.d.comb += [
@@ -159,21 +163,12 @@ class MacEngine(wiring.Component):
         tag_in = Signal(tag_layout)
         m.d.comb += [
             tag_in.first.eq(i_kr == 0), tag_in.last.eq(i_kr == a.kr - 1), tag_in.act.eq(Cat(acts)),
-            tag_in.p0.eq(i_p0), tag_in.n0.eq(i_nr << a.no_log2),
+            tag_in.p0.eq(i_p0), tag_in.n0.eq(i_nbase),
             tags.w_data.eq(tag_in), tags.w_en.eq(issue),
         ]
         with m.If(issue):
-            m.d.sync += i_page.eq(i_page + 1)
-            with m.If(i_kr == a.kr - 1):
-                m.d.sync += i_kr.eq(0)
-                with m.If(i_nr == a.nr - 1):
-                    m.d.sync += [i_nr.eq(0), i_p0.eq(i_p0 + b), i_page.eq(a.page_base)]
-                    with m.If(i_p0 + b >= a.npos):
-                        m.d.sync += i_done.eq(1)
-                with m.Else():
-                    m.d.sync += i_nr.eq(i_nr + 1)
-            with m.Else():
-                m.d.sync += i_kr.eq(i_kr + 1)
+            m.d.sync += i_page.eq(Mux((i_kr == a.kr - 1) & (i_nr == a.nr - 1), a.page_base, i_page + 1))
+            _advance(m, a, i_kr, i_kbase, i_nr, i_nbase, i_p0, i_done)
 
         # --- results: per-macro accumulators --------------------------------------------------------------
         res_any = Signal()
@@ -185,7 +180,8 @@ class MacEngine(wiring.Component):
         acc = [[Signal(signed(32), name=f"acc{i}_{l}", reset_less=True) for l in range(L)] for i in range(n)]
         ser = [[Signal(signed(32), name=f"ser{i}_{l}", reset_less=True) for l in range(L)] for i in range(n)]
         ser_cnt = Signal(8)
-        ser_idx = Signal(8)
+        g_bi = Signal(8)   # the group being serialized: position group and N part
+        g_nn = Signal(8)
         ser_p0 = Signal(16)
         ser_n0 = Signal(8)
         for i in range(n):
@@ -200,17 +196,17 @@ class MacEngine(wiring.Component):
                     with m.If(tag.last):
                         m.d.sync += ser[i][l].eq(new)
         with m.If(res_any & tag.last):
-            m.d.sync += [ser_cnt.eq(1 << (a.b_log2 + a.no_log2)), ser_idx.eq(0), ser_p0.eq(tag.p0),
-                         ser_n0.eq(tag.n0)]
+            m.d.sync += [ser_cnt.eq(a.groups), g_bi.eq(0), g_nn.eq(0), ser_p0.eq(tag.p0), ser_n0.eq(tag.n0)]
 
         # --- serializer: one output group per cycle -------------------------------------------------------
         ser_on = Signal()
         m.d.comb += ser_on.eq(ser_cnt != 0)
         with m.If(ser_on & ~(res_any & tag.last)):
-            m.d.sync += [ser_cnt.eq(ser_cnt - 1), ser_idx.eq(ser_idx + 1)]
-        g_bi = Signal(8)
-        g_nn = Signal(8)
-        m.d.comb += [g_bi.eq(ser_idx >> a.no_log2), g_nn.eq(ser_idx & ((1 << a.no_log2) - 1))]
+            m.d.sync += ser_cnt.eq(ser_cnt - 1)
+            with m.If(g_nn == a.no - 1):
+                m.d.sync += [g_nn.eq(0), g_bi.eq(g_bi + 1)]
+            with m.Else():
+                m.d.sync += g_nn.eq(g_nn + 1)
         sels = []
         for i, (bi, kk, nn, en) in enumerate(roles):
             sel = Signal(name=f"sel{i}")
@@ -256,9 +252,10 @@ class MacEngine(wiring.Component):
         m.d.comb += finished.eq(running & ~setup & g_done & i_done & ~tags.r_rdy & ~ser_on & ~post_busy)
         m.d.comb += self.done.eq(finished)
         with m.If(self.start & ~running):
-            m.d.sync += [running.eq(1), setup.eq(1), setup_cnt.eq(0),
-                         g_p0.eq(0), g_nr.eq(0), g_kr.eq(0), g_done.eq(0),
-                         i_p0.eq(0), i_nr.eq(0), i_kr.eq(0), i_page.eq(a.page_base), i_done.eq(0)]
+            m.d.sync += [running.eq(1), setup.eq(1), setup_cnt.eq(0), since_final.eq(0xFF),
+                         g_p0.eq(0), g_nr.eq(0), g_kr.eq(0), g_kbase.eq(0), g_nbase.eq(0), g_done.eq(0),
+                         i_p0.eq(0), i_nr.eq(0), i_kr.eq(0), i_kbase.eq(0), i_nbase.eq(0),
+                         i_page.eq(a.page_base), i_done.eq(0)]
         for u in units:
             m.d.comb += u.pos_init.eq(self.start & ~running)
         with m.If(setup):
@@ -266,12 +263,26 @@ class MacEngine(wiring.Component):
                 m.d.sync += setup_cnt.eq(setup_cnt + 1)
             with m.Else():
                 m.d.sync += setup.eq(0)
-        for i, (u, (bi, kk, nn, en)) in enumerate(zip(units, roles)):
-            if i:  # unit 0 always serves position group 0 and starts at position 0
-                m.d.comb += u.pos_step.eq(setup & (setup_cnt + 1 < b) & (bi > setup_cnt))
+        for u, (bi, kk, nn, en) in zip(units, roles):
+            m.d.comb += u.pos_step.eq(setup & (setup_cnt + 1 < b) & (bi > setup_cnt))
         with m.If(finished):
             m.d.sync += running.eq(0)
         return m
+
+
+def _advance(m: Module, a, kr, kbase, nr, nbase, p0, done) -> None:
+    """Step a (position round, N round, K round) slot counter, keeping ``kbase = kr * ki`` and
+    ``nbase = nr * no``; ``done`` when the last position round ends."""
+    with m.If(kr == a.kr - 1):
+        m.d.sync += [kr.eq(0), kbase.eq(0)]
+        with m.If(nr == a.nr - 1):
+            m.d.sync += [nr.eq(0), nbase.eq(0), p0.eq(p0 + a.b)]
+            with m.If(p0 + a.b >= a.npos):
+                m.d.sync += done.eq(1)
+        with m.Else():
+            m.d.sync += [nr.eq(nr + 1), nbase.eq(nbase + a.no)]
+    with m.Else():
+        m.d.sync += [kr.eq(kr + 1), kbase.eq(kbase + a.ki)]
 
 
 def _sum_tree(m: Module, terms: list, name: str):

@@ -117,8 +117,9 @@ def _provenance(program: Program, layer, index: tuple, image: int, trace: list[d
     else:
         (c,) = index
         pos = 0
-    n = c // L
-    mp = next(p for p in passes if p.n_base <= n < p.n_base + p.nt)
+    gi, c_local = divmod(c, passes[0].geom.cout)  # grouped convolutions: one pass set per group
+    n = c_local // L
+    mp = next(p for p in passes if p.group == gi and p.n_base <= n < p.n_base + p.nt)
     kt = len(mp.tiles)
     macros = sorted({mp.macro_of(pos, k, n) for k in range(kt)})
     pages = sorted({mp.page_of(k, n) for k in range(kt)})

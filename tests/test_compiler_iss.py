@@ -23,6 +23,7 @@ from cimforge.golden import ir
 from cimforge.golden.runner import run_graph
 from cimforge.presets import get_preset
 from cimforge.sim.cosim import MODELS, digits_batch, load_digits_model
+from cimforge.sim.random_layers import random_conv_graph, random_tensor, random_vector_graph
 
 DEFAULT = get_preset("default")
 FABRICS = {
@@ -47,45 +48,13 @@ def test_digits_models_iss(model, fabric):
         assert np.array_equal(got[name], gold[name]), f"{model} on {fabric}: tensor {name} differs"
 
 
-def _tensor(name, shape, rng, dtype=None):
-    dtype = dtype or rng.choice(["int8", "uint8"])
-    lo, hi = ir.DTYPE_RANGES[dtype]
-    return ir.TensorInfo(name, tuple(shape), dtype, float(rng.uniform(0.01, 0.1)), int(rng.integers(lo, hi + 1)))
-
-
-def _random_conv(rng, cfg):
-    cin = int(rng.choice([1, 2, 3, 5, 8, 9, 16, 20, 70, 150]))
-    h, w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
-    kh, kw = int(rng.integers(1, min(4, h + 2) + 1)), int(rng.integers(1, min(4, w + 2) + 1))
-    sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
-    dh, dw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
-    pads = [int(rng.integers(0, 3)) for _ in range(4)]
-    while (h + pads[0] + pads[2] - dh * (kh - 1) - 1) < 0:
-        pads[0] += 1
-    while (w + pads[1] + pads[3] - dw * (kw - 1) - 1) < 0:
-        pads[1] += 1
-    oh = ir.conv_output_size(h, kh, sh, pads[0], pads[2], dh)
-    ow = ir.conv_output_size(w, kw, sw, pads[1], pads[3], dw)
-    cout = int(rng.integers(1, 21))
-    x = _tensor("x", (cin, h, w), rng)
-    y = _tensor("y", (cout, oh, ow), rng)
-    wt = rng.integers(-128, 128, (cout, cin, kh, kw)).astype(np.int8)
-    bias = rng.integers(-5000, 5000, cout).astype(np.int32)
-    layer = ir.Conv2d(name="conv", inputs=(x,), output=y, weight=wt, bias=bias,
-                      weight_scale=rng.uniform(0.001, 0.01, cout) if rng.random() < 0.5 else 0.005,
-                      stride=(sh, sw), padding=tuple(pads), dilation=(dh, dw))
-    if rng.random() < 0.5:
-        layer = ir.with_clamp(layer, y.zero_point, y.qmax)
-    return ir.Graph("conv", (x,), (layer,), ("y",))
-
-
 @pytest.mark.parametrize("seed", range(12))
 def test_random_conv_every_split(seed):
     """A random convolution, compiled with every split the fabric can run, equals the golden operator."""
     rng = np.random.default_rng(1000 + seed)
     cfg = replace(DEFAULT, macro=MacroConfig(rows=int(rng.choice([16, 32, 64])), pages=8, cols=64),
                   fabric=replace(DEFAULT.fabric, n_macros=int(rng.choice([1, 2, 4, 8]))))
-    g = _random_conv(rng, cfg)
+    g = random_conv_graph(rng, cfg)
     layer = g.layers[0]
     print(f"seed {1000 + seed}: {layer.input.shape} k{layer.kernel} s{layer.stride} d{layer.dilation} "
           f"p{layer.padding} -> {layer.output.shape}; macro {cfg.macro.rows}x{cfg.macro.cols}, "
@@ -113,49 +82,12 @@ def test_random_conv_every_split(seed):
         assert ran
 
 
-def _vector_graph(kind: str, rng):
-    c, h, w = int(rng.choice([3, 8, 13, 16])), int(rng.integers(2, 7)), int(rng.integers(2, 7))
-    dtype = str(rng.choice(["int8", "uint8"]))
-    x = _tensor("x", (c, h, w), rng, dtype)
-    if kind == "maxpool":
-        k, s = int(rng.integers(1, 4)), int(rng.integers(1, 3))
-        p = int(rng.integers(0, k))
-        oh, ow = ir.conv_output_size(h, k, s, p, p, 1), ir.conv_output_size(w, k, s, p, p, 1)
-        y = ir.TensorInfo("y", (c, oh, ow), dtype, x.scale, x.zero_point)
-        layer = ir.MaxPool(name="pool", inputs=(x,), output=y, kernel=(k, k), stride=(s, s), padding=(p, p, p, p))
-    elif kind == "avgpool":
-        k = int(rng.integers(1, 4))
-        oh, ow = ir.conv_output_size(h, k, k, 0, 0, 1), ir.conv_output_size(w, k, k, 0, 0, 1)
-        y = _tensor("y", (c, oh, ow), rng, dtype)
-        layer = ir.AvgPool(name="pool", inputs=(x,), output=y, kernel=(k, k), stride=(k, k))
-    elif kind == "gap":
-        y = _tensor("y", (c, 1, 1), rng, dtype)
-        layer = ir.GlobalAvgPool(name="pool", inputs=(x,), output=y)
-    elif kind == "add":
-        b = _tensor("b", (c, h, w), rng, dtype)
-        y = _tensor("y", (c, h, w), rng, dtype)
-        layer = ir.Add(name="add", inputs=(x, b), output=y)
-        return ir.Graph("g", (x, b), (layer,), ("y",))
-    elif kind == "clamp":
-        y = ir.TensorInfo("y", (c, h, w), dtype, x.scale, x.zero_point)
-        layer = ir.Clamp(name="clamp", inputs=(x,), output=y, act_min=x.zero_point, act_max=x.qmax)
-    elif kind == "concat":
-        x = _tensor("x", (8, h, w), rng, dtype)
-        b = _tensor("b", (c, h, w), rng, dtype)
-        y = _tensor("y", (8 + c, h, w), rng, dtype)
-        layer = ir.Concat(name="cat", inputs=(x, b), output=y)
-        return ir.Graph("g", (x, b), (layer,), ("y",))
-    else:
-        raise ValueError(kind)
-    return ir.Graph("g", (x,), (layer,), ("y",))
-
-
 @pytest.mark.parametrize("kind", ["maxpool", "avgpool", "gap", "add", "clamp", "concat"])
 @pytest.mark.parametrize("seed", range(4))
 def test_vector_layers(kind, seed):
     rng = np.random.default_rng(2000 + seed)
     print(f"{kind}, seed {2000 + seed}")
-    g = _vector_graph(kind, rng)
+    g = random_vector_graph(kind, rng)
     xs = {t.name: rng.integers(t.qmin, t.qmax + 1, (2, *t.shape)).astype(t.dtype) for t in g.inputs}
     gold = run_graph(g, xs)
     prog = compile_graph(g, DEFAULT, batch=2)
@@ -164,6 +96,16 @@ def test_vector_layers(kind, seed):
 
 
 # -- errors --------------------------------------------------------------------------------------------------
+
+
+def test_split_of_three_macros():
+    """Splits need not be powers of two: the partitioner may choose three replicas."""
+    g = load_digits_model("digits_cnn_qop")
+    inputs, _, gold = digits_batch(g, 0, 2)
+    prog = compile_graph(g, DEFAULT, batch=2, parallelism={"/0/Conv_quant": Parallelism(3, 1, 1),
+                                                           "/4/Conv_quant": Parallelism(1, 3, 1)})
+    got, _ = run_program(prog, inputs)
+    assert all(np.array_equal(got[k], gold[k]) for k in gold)
 
 
 def test_model_that_does_not_fit():
@@ -184,14 +126,32 @@ def test_wrong_input_shape():
         prog.input_words({})
 
 
-def test_grouped_conv_rejected():
+def test_depthwise_conv_rejected():
     rng = np.random.default_rng(0)
-    x = _tensor("x", (4, 4, 4), rng)
-    y = _tensor("y", (4, 4, 4), rng)
+    x = random_tensor("x", (4, 4, 4), rng)
+    y = random_tensor("y", (4, 4, 4), rng)
     layer = ir.Conv2d(name="dw", inputs=(x,), output=y, weight=np.ones((4, 1, 3, 3), np.int8), groups=4,
                       padding=(1, 1, 1, 1))
-    with pytest.raises(CompileError, match=r"groups = 4: allowed 1"):
+    with pytest.raises(CompileError, match=r"groups = 4 with 1 input and 1 output channels per group: allowed "
+                                           r"groups of whole activation words \(multiples of 8 channels\)"):
         compile_graph(ir.Graph("g", (x,), (layer,), ("y",)), DEFAULT)
+
+
+@pytest.mark.parametrize("groups", [2, 3])
+def test_grouped_conv(groups):
+    """Groups of whole words (AlexNet-style): one pass per group, reading and writing at word offsets."""
+    rng = np.random.default_rng(40 + groups)
+    x = random_tensor("x", (8 * groups, 5, 5), rng)
+    y = random_tensor("y", (16 * groups, 5, 5), rng)
+    layer = ir.Conv2d(name="gc", inputs=(x,), output=y, groups=groups, padding=(1, 1, 1, 1),
+                      weight=rng.integers(-128, 128, (16 * groups, 8, 3, 3)).astype(np.int8),
+                      bias=rng.integers(-999, 999, 16 * groups).astype(np.int32),
+                      weight_scale=rng.uniform(0.001, 0.01, 16 * groups))
+    g = ir.Graph("g", (x,), (layer,), ("y",))
+    xs = rng.integers(x.qmin, x.qmax + 1, (2, *x.shape)).astype(x.dtype)
+    gold = run_graph(g, xs)
+    got, _ = run_program(compile_graph(g, DEFAULT, batch=2, stream=True), {"x": xs})
+    assert np.array_equal(got["y"], gold["y"])
 
 
 def test_activation_memory_too_small():
@@ -201,9 +161,10 @@ def test_activation_memory_too_small():
 
 
 def test_bad_parallelism():
-    with pytest.raises(ValueError, match=r"Parallelism.in_ch = 3: allowed a power of two"):
-        Parallelism(1, 3, 1)
+    with pytest.raises(ValueError, match=r"Parallelism.in_ch = 0: allowed an integer in 1..64"):
+        Parallelism(1, 0, 1)
     g = load_digits_model("digits_cnn_qop")
+
     with pytest.raises(CompileError, match=r"uses 8 macros, fabric.n_macros = 4"):
         compile_graph(g, DEFAULT, parallelism={"/0/Conv_quant": Parallelism(8, 1, 1)})
     with pytest.raises(CompileError, match=r"not weighted layers"):
