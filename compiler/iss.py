@@ -34,7 +34,7 @@ class FabricModel:
         Activation words.
     macros : list of MacroModel
     ops : int
-        Macro operations executed.
+        Macro operations executed; ``ops_per_macro`` by macro.
     """
 
     def __init__(self, cfg: CimConfig):
@@ -48,6 +48,7 @@ class FabricModel:
         self.code: list[int] = []
         self.macros = [MacroModel(cfg.macro) for _ in range(f.n_macros)]
         self.ops = 0
+        self.ops_per_macro = [0] * f.n_macros
         self.trace: list[int] = []
 
     def load_program(self, prog: Program) -> None:
@@ -147,6 +148,7 @@ class FabricModel:
                         y = self.macros[m].mac(np.array(x), page + kr, 8, a["ab_m1"] + 1, bool(a["w_signed"]),
                                                signed)
                         self.ops += 1
+                        self.ops_per_macro[m] += 1
                         acc[m] += y[:L]
                     # serialize after the last reduction round
                 if True:

@@ -17,7 +17,8 @@ from ..compiler.cost import ideal_cycles, occupancy, program_timing
 from ..compiler.program import Program
 from ..golden.ir import Conv2d, Dense
 
-__all__ = ["LayerRow", "Divergence", "layer_rows", "first_divergence", "check_tensors", "MismatchError"]
+__all__ = ["LayerRow", "Divergence", "layer_rows", "first_divergence", "check_tensors", "MismatchError",
+           "expected_counters"]
 
 COMPUTE = ("MAC", "POOL", "EW")
 
@@ -165,3 +166,34 @@ def check_tensors(program: Program, golden: dict[str, np.ndarray], got: dict[str
     if div is not None:
         raise MismatchError(div)
     return {name: True for name in got}
+
+
+def expected_counters(program: Program, inputs: dict[str, np.ndarray]) -> dict:
+    """The performance counters a run of ``program`` on ``inputs`` must end with: total cycles, loader write
+    cycles, and per macro ``[busy, stall, weight-write]`` (the register order), derived from the program
+    (operations counted by the instruction-set model, pass lengths by the cost model, rows by the loads)."""
+    from ..compiler.cost import _mac_instr_cycles
+    from ..compiler.iss import run_program
+    from ..gen.isa import Opcode, decode_op
+    cfg = program.cfg
+    _, model = run_program(program, inputs)
+    ab = 8
+    n = cfg.fabric.n_macros
+    busy = [ops * ab for ops in model.ops_per_macro]
+    enabled = [0] * n
+    wload = [0] * n
+    rows = 0
+    for pc, word in enumerate(program.code):
+        op, args = decode_op(cfg, word)
+        if op == Opcode.LOAD.value:
+            rows += args["count"]
+            for m in range(n):
+                if args["mask"] >> m & 1:
+                    wload[m] += args["count"]
+        elif op == Opcode.MAC.value:
+            running = _mac_instr_cycles(program, pc, args) - 1  # the engine runs from after EXEC to done
+            for m in range(min(n, program.pass_at[pc].par.macros)):
+                enabled[m] += running
+    stamps = program_timing(program)
+    return {"cycles": stamps[-1] + 1, "load_cycles": rows,
+            "macros": [[busy[m], enabled[m] - busy[m], wload[m]] for m in range(n)]}

@@ -18,7 +18,7 @@ from cimforge.compiler.compile import compile_graph
 from cimforge.gen.isa import Opcode, decode_op, encode
 from cimforge.presets import get_preset
 from cimforge.sim.cosim import MODELS, cosimulate, digits_batch, load_digits_model
-from cimforge.sim.fabric_check import first_divergence
+from cimforge.sim.fabric_check import expected_counters, first_divergence
 from cimforge.sim.fabric_runner import FabricError, SimTimeout, run_fabric
 from cimforge.sim.tools import has_icarus
 
@@ -44,6 +44,20 @@ def _assert_cosim(res, label: str) -> None:
 def test_cnn_default_fabric(model):
     res = cosimulate(load_digits_model(model), DEFAULT, 8)
     _assert_cosim(res, model)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_performance_counters(model):
+    """Total, loader and per-macro busy/stall/weight-write counters equal what the program implies."""
+    g = load_digits_model(model)
+    prog = compile_graph(g, DEFAULT, batch=3)
+    inputs, _, _ = digits_batch(g, 0, 3)
+    run = run_fabric(DEFAULT, prog, [inputs]).runs[0]
+    exp = expected_counters(prog, inputs)
+    print(f"{model}: cycles {run.cycles}, loader {run.load_cycles}, macros [busy, stall, weight] {run.macros}")
+    assert run.cycles == exp["cycles"]
+    assert run.load_cycles == exp["load_cycles"]
+    assert run.macros == exp["macros"]
 
 
 def _flip(word_index: int, bit: int):
