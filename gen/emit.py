@@ -41,14 +41,16 @@ def macro_verilog(cfg: CimConfig) -> tuple[str, str]:
 
 
 def design_verilog(cfg: CimConfig) -> tuple[dict[str, str], str]:
-    """({"macro": name, "fabric": name}, Verilog text): the macro on its own and the whole accelerator
-    (:class:`cimforge.gen.fabric.CimFabric`), sharing one library of column-tile modules, in one file."""
+    """({"macro": name, "fabric": name}, Verilog text): the macro module (converted once, with its column tiles)
+    and the whole accelerator (:class:`cimforge.gen.fabric.CimFabric`) that instantiates it, in one file."""
     from .fabric import CimFabric
     lib = VerilogLibrary(prefix=f"{cfg.name}_")
-    names = {"macro": f"{cfg.name}_cim_macro", "fabric": f"{cfg.name}_fabric"}
-    macro = verilog.convert(CimMacro(cfg.macro, library=lib), name=names["macro"], emit_src=False)
-    fabric = verilog.convert(CimFabric(cfg, library=lib), name=names["fabric"], emit_src=False)
-    return names, lib.verilog() + macro + fabric
+    fabric_name = f"{cfg.name}_fabric"
+    fabric = verilog.convert(CimFabric(cfg, library=lib), name=fabric_name, emit_src=False)
+    # the fabric put the macro into the library (once, instantiated per macro): it is the macro's top too
+    macro_name = f"{cfg.name}_cim_macro"
+    assert macro_name in lib.names
+    return {"macro": macro_name, "fabric": fabric_name}, lib.verilog() + fabric
 
 
 def params(cfg: CimConfig, modules: dict[str, str]) -> dict:

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import CimConfig
 from .isa import (CSR, MAGIC, Opcode, addr_width, desc_layout, host_map, instr_layout, lanes,
                   param_layout)
-from .library import VerilogLibrary
+from .library import VerilogLibrary, instantiate
 from .loader import WeightLoader
 from .mac_engine import MacEngine
 from .macro import CimMacro
@@ -106,9 +106,17 @@ class CimFabric(wiring.Component):
             return mm.write_port(granularity=32 if _padded(width) > 32 else None)
 
         # --- macros and engines -------------------------------------------------------------------------------
-        macros = [CimMacro(cfg.macro, library=self.library) for _ in range(n)]
-        for i, mac in enumerate(macros):
-            m.submodules[f"macro{i}"] = mac
+        if self.library is None:  # inline (Amaranth simulation)
+            macros = [CimMacro(cfg.macro) for _ in range(n)]
+            for i, mac in enumerate(macros):
+                m.submodules[f"macro{i}"] = mac
+        else:  # one Verilog module, instantiated by name (generation time and size follow one macro)
+            name, template = self.library.module("cim_macro", lambda: CimMacro(cfg.macro, library=self.library))
+            macros = []
+            for i in range(n):
+                iface = template.signature.create(path=(f"macro{i}",))
+                m.submodules[f"macro{i}"] = instantiate(name, template, iface)
+                macros.append(iface)
         m.submodules.mac = mac_e = MacEngine(cfg)
         m.submodules.pool = pool_e = PoolEngine(cfg)
         m.submodules.ew = ew_e = EwEngine(cfg)
