@@ -41,8 +41,11 @@ def _generator_hash(cfg: CimConfig) -> str:
 #: the ports. Nothing else is made public, which keeps Verilator's model small and fast (cocotb's runner would
 #: otherwise export every net: a 90 MB C++ model of the default fabric, 9-minute builds, 1 300 cycles/s).
 PUBLIC = ("amem", "imem", "wmem", "pmem", "dmem", "trace", "clk", "rst", "wb__*", "done", "busy", "error")
-#: Extra Verilator options: keep the module hierarchy (the macros' column tiles are compiled once).
+#: Extra Verilator options: keep the module hierarchy (the macro and its column tiles are compiled once).
 VERILATOR_ARGS = ("-fno-inline",)
+#: C++ optimisation of the Verilator model: -O3 runs the default fabric 3x faster than Verilator's -Os for the
+#: same build time (46 000 vs 15 000 cycles/s, ~90 s).
+CXX_OPT = "-O3"
 
 
 def fabric_verilog(cfg: CimConfig, out_dir: Path | None = None) -> tuple[str, Path]:
@@ -175,7 +178,7 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
         job_path.write_text(json.dumps(job))
         if sim == "verilator":
             run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)},
-                       build_args=list(VERILATOR_ARGS + extra_args), public=PUBLIC)
+                       build_args=list(VERILATOR_ARGS + extra_args), public=PUBLIC, cxx_opt=CXX_OPT)
         else:
             run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)})
         raw = json.loads(res_path.read_text())
