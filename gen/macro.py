@@ -28,7 +28,7 @@ from .layouts import BitOp, MacroMode, macro_op_layout, macro_result_layout
 from .library import VerilogLibrary, instantiate
 
 __all__ = ["CimMacro", "ColumnTile", "TileStorage", "TileCompute", "TileAccum", "LATENCY", "popcount",
-           "sum_tree"]
+           "sum_tree", "column_counts"]
 
 
 def _bits_for(n: int) -> int:
@@ -57,6 +57,33 @@ def sum_tree(m: Module, terms: list, name: str):
 def popcount(m: Module, bits, name: str):
     """Number of ones in ``bits`` (a balanced adder tree)."""
     return sum_tree(m, [bits[i] for i in range(len(bits))], name)
+
+
+def column_counts(m: Module, words: list, width: int, name: str) -> list:
+    """Ones per column of ``words`` (each ``width`` bits), as bit planes: bit b of plane k is bit k of the count
+    of column b. A carry-save reduction (Wallace style): three words of one weight become a sum word of that
+    weight and a carry word of the next, until one word of each weight remains; every full adder is
+    word-wide, i.e. ``width`` independent full adders, one per column."""
+    levels = {0: list(words)}
+    planes = []
+    k = n = 0
+    while levels.get(k):
+        ws = levels[k]
+        while len(ws) > 1:
+            a, b = ws.pop(), ws.pop()
+            s = Signal(width, name=f"{name}_s{k}_{n}")
+            cy = Signal(width, name=f"{name}_c{k}_{n}")
+            if ws:  # full adder
+                c = ws.pop()
+                m.d.comb += [s.eq(a ^ b ^ c), cy.eq((a & b) | (a & c) | (b & c))]
+            else:   # half adder
+                m.d.comb += [s.eq(a ^ b), cy.eq(a & b)]
+            n += 1
+            ws.insert(0, s)  # sums queue behind the remaining inputs: a balanced tree
+            levels.setdefault(k + 1, []).append(cy)
+        planes.append(ws[0])
+        k += 1
+    return planes
 
 
 class TileStorage(wiring.Component):
@@ -112,7 +139,8 @@ class TileStorage(wiring.Component):
 class TileCompute(wiring.Component):
     """In-array AND, per-column adder trees and the per-wb combine of one column tile (combinational).
 
-    For each column b: ``pc[b] = popcount(x_plane & column b of the page)``. Lane k at precision wb is
+    For each column b: ``pc[b] = popcount(x_plane & column b of the page)``, computed for all columns at once
+    by :func:`column_counts`. Lane k at precision wb is
     ``sum_i pc[k*wb+i] << i``, minus ``pc[k*wb+wb-1] << wb`` when weights are signed (two's complement MSB),
     negated when this is the sign plane of signed activations.
 
@@ -139,14 +167,20 @@ class TileCompute(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rows, width = self.rows, self.width
-        # per-column ones count of (activation bit AND weight bit)
+        # AND each row's word with its activation bit, then count the ones of every column at once: a
+        # carry-save reduction whose full adders are word-wide (one per column, in parallel). It is the same
+        # adder tree as a per-column popcount, written so a simulator evaluates words, not single bits.
+        words = self.words.as_value()
+        masked = []
+        for r in range(rows):
+            w = Signal(width, name=f"and_r{r}")
+            m.d.comb += w.eq(words[r * width:(r + 1) * width] & self.x_plane[r].replicate(width))
+            masked.append(w)
+        planes = column_counts(m, masked, width, "csa")
         pc = []
-        words = self.words.as_value()  # raw bits: row r, column b at r * width + b
         for b in range(width):
-            col = Signal(rows, name=f"and_c{b}")
-            m.d.comb += col.eq(Cat(words[r * width + b] for r in range(rows)) & self.x_plane)
             s = Signal(_bits_for(rows), name=f"pc{b}")
-            m.d.comb += s.eq(popcount(m, col, f"tree_c{b}"))
+            m.d.comb += s.eq(Cat(p[b] for p in planes))
             pc.append(s)
         # unsigned weight sums for each precision, built pairwise from the narrower ones
         sums = {1: pc}
