@@ -59,7 +59,12 @@ class Parallelism:
 @dataclass(frozen=True)
 class LayerCost:
     """Cycles and traffic of one layer for one batch (fields of the compiler's ``LayerCost``, plus ``pages``:
-    the weight pages the busiest macro holds)."""
+    the weight pages the busiest macro holds).
+
+    ``cycles`` is what the layer costs per batch when its weights are *not* resident (``compute_cycles`` plus
+    ``weight_load_cycles``, the loads a streamed layer pays every batch); ``setup_load_cycles`` is the one-off
+    load of resident weights (default ``weight_load_cycles``; the fabric reloads streamed weights for every
+    image, so there the two differ)."""
 
     cycles: int
     compute_cycles: int
@@ -67,6 +72,12 @@ class LayerCost:
     psum_traffic_bits: int
     act_traffic_bits: int
     pages: int = 0
+    resident_load_cycles: int | None = None
+
+    @property
+    def setup_load_cycles(self) -> int:
+        """Cycles to load the weights once (a resident layer's setup)."""
+        return self.weight_load_cycles if self.resident_load_cycles is None else self.resident_load_cycles
 
 
 def _precisions(cfg: Any) -> tuple[int, int]:
@@ -106,6 +117,10 @@ def cycle_model() -> tuple[Callable[..., LayerCost], str]:
     """The per-layer cost function to use, ``f(layer, cfg, par, batch) -> LayerCost``, and its name.
 
     ``cimforge.compiler.cost.layer_cost`` when the compiler provides it, else :func:`analytic_layer_cost`.
+    The compiler's model is marked ``fabric = True`` and carries ``splits(layer, cfg)``: the plans it prices are
+    what :func:`cimforge.compiler.compile.compile_graph` runs, so the search takes the fabric's rules with it
+    (see :func:`.inference.plan_inference`). Splits the fabric cannot run raise ``ValueError``
+    (``cimforge.compiler.tiling.CompileError``); the search treats them as infeasible.
     """
     try:
         from cimforge.compiler import cost as compiler_cost
@@ -117,22 +132,49 @@ def cycle_model() -> tuple[Callable[..., LayerCost], str]:
 
 
 def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
-    import inspect
+    """``f(layer, cfg, par, batch)`` over ``mod.layer_cost`` (one image, ``Parallelism(batch, in_ch, out_ch)``).
 
-    per_batch = "batch" in inspect.signature(mod.layer_cost).parameters
+    The fabric runs the images of a batch one after the other (``compile_graph(..., batch=B)``), and a split's
+    ``batch`` replicas share the output positions of *one* image: so compute and traffic scale with the batch,
+    resident weights load once, and streamed weights are reloaded for every image (the compiler's ring of
+    pages), so they count ``batch`` times per batch.
+    """
     ir_cache: dict[int, Any] = {}
 
+    def source(layer: Any) -> Any:
+        return layer.source if layer.source is not None else ir_cache.setdefault(id(layer), ir_layer(layer))
+
+    def source_shape(layer: Any) -> tuple[int, int, int] | None:
+        # compile_graph reads a Dense layer's flattened input in place: its geometry is the source map's
+        if layer.kind == "fc" and tuple(layer.flat_hw) != (1, 1):
+            h, w = layer.flat_hw
+            return (layer.in_ch // (h * w), h, w)
+        return None
+
     def cost(layer: Any, cfg: Any, par: Parallelism, batch: int = 1) -> LayerCost:
-        src = layer.source if layer.source is not None else ir_cache.setdefault(id(layer), ir_layer(layer))
         p = mod.Parallelism(par.batch, par.in_ch, par.out_ch)
-        c = mod.layer_cost(src, cfg, p, batch=batch) if per_batch else mod.layer_cost(src, cfg, p)
-        k = 1 if per_batch else batch  # a per-sample model: compute and traffic scale, weight loads do not
-        pages = getattr(c, "pages", None) or pages_per_macro(layer, cfg, par)
-        compute = int(c.compute_cycles) * k
+        c = mod.layer_cost(source(layer), cfg, p, source_shape=source_shape(layer))
         load = int(c.weight_load_cycles)
-        other = int(c.cycles) - int(c.compute_cycles) - load  # whatever else the compiler counts, per sample
-        return LayerCost(compute + load + other * k, compute, load, int(c.psum_traffic_bits) * k,
-                         int(c.act_traffic_bits) * k, int(pages))
+        compute = int(c.compute_cycles) * batch
+        other = int(c.cycles) - int(c.compute_cycles) - load  # whatever else the compiler counts, per image
+        # pages per macro over all the layer's passes (what compile_graph adds up to decide residency)
+        pages = (getattr(c, "pages", None) or pages_per_macro(layer, cfg, par)) * max(1, len(getattr(c, "passes", ())))
+        return LayerCost(compute + (load + other) * batch, compute, load * batch, int(c.psum_traffic_bits) * batch,
+                         int(c.act_traffic_bits) * batch, int(pages), resident_load_cycles=load)
+
+    def splits(layer: Any, cfg: Any) -> list[Parallelism]:
+        """The splits the compiler would consider for ``layer`` (``cimforge.compiler.cost.valid_parallelisms``
+        on the layer's tiles and per-image positions); some may still not fit the pages."""
+        from cimforge.compiler.tiling import geometry, group_geometries, k_tiles
+        from cimforge.gen.isa import lanes
+
+        src = source(layer)
+        g = geometry(src, source_shape(layer)) if layer.kind == "fc" else group_geometries(src, lanes(cfg))[0][0]
+        kt, nt = len(k_tiles(g, cfg)), -(-g.cout // lanes(cfg))
+        return [Parallelism(q.batch, q.in_ch, q.out_ch) for q in mod.valid_parallelisms(cfg, kt, nt, g.npos)]
+
+    cost.fabric = True
+    cost.splits = splits
     return cost
 
 

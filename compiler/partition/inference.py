@@ -15,6 +15,17 @@ A plan's figure of merit is the steady-state cycles per batch; the latency of on
 (loading resident weights) are reported beside it. Baselines, on the sequential schedule: ``dp`` (every layer
 replicated on all macros, splitting the batch and pixels) and ``mp`` (every layer's weights split across the
 macros, by input and output channel as suits it best, no replication).
+
+With the fabric compiler's cycle model (``fabric`` set on the cost function, :func:`.fabric_cost.cycle_model`)
+the search keeps to what :func:`cimforge.compiler.compile.compile_graph` runs, so every plan compiles:
+
+* splits the compiler raises ``CompileError`` for (a reduction beyond the K-split's pages, groups that are not
+  whole words) are infeasible; a layer without any feasible split is a :class:`~.network.PartitionError`;
+* replicas split the output positions of one image (images run one after the other), so ``batch`` is bounded by
+  the positions of one image, not of the batch;
+* the schedule is sequential (every pass uses macros ``0 .. b*k*n - 1``: no pipelining across macro groups);
+* residency is all or nothing under a *per-macro* page budget (a page index is the same in every macro): either
+  every layer's pages fit ``macro.pages`` together, or every layer streams and reloads its weights per image.
 """
 
 from __future__ import annotations
@@ -85,7 +96,7 @@ class InferencePlan:
     @property
     def setup_cycles(self) -> int:
         """One-off weight load of the resident layers."""
-        return sum(m.cost.weight_load_cycles for m in self.mappings if m.resident)
+        return sum(m.cost.setup_load_cycles for m in self.mappings if m.resident)
 
     @property
     def reload_cycles(self) -> int:
@@ -114,21 +125,37 @@ CostFn = Callable[[Layer, Any, Parallelism, int], LayerCost]
 
 
 class _Costs:
-    """Memoised per-layer costs."""
+    """Memoised per-layer costs; ``None`` for a split the cost model rejects (it raised ``ValueError``, e.g. the
+    compiler's ``CompileError``), with the reason kept in :attr:`errors`."""
 
     def __init__(self, layers: Sequence[Layer], cfg: Any, batch: int, fn: CostFn):
         self.layers, self.cfg, self.batch, self.fn = layers, cfg, batch, fn
-        self.memo: dict[tuple[int, Parallelism], LayerCost] = {}
+        self.memo: dict[tuple[int, Parallelism], LayerCost | None] = {}
+        self.errors: dict[int, str] = {}
 
-    def __call__(self, l: int, par: Parallelism) -> LayerCost:
+    def __call__(self, l: int, par: Parallelism) -> LayerCost | None:
         key = (l, par)
         if key not in self.memo:
-            self.memo[key] = self.fn(self.layers[l], self.cfg, par, self.batch)
+            try:
+                self.memo[key] = self.fn(self.layers[l], self.cfg, par, self.batch)
+            except ValueError as e:
+                self.memo[key] = None
+                self.errors.setdefault(l, f"{par}: {e}")
         return self.memo[key]
 
+    def feasible(self, l: int, pars: Sequence[Parallelism]) -> list[Parallelism]:
+        return [p for p in pars if self(l, p) is not None]
 
-def _useful(layer: Layer, cfg: Any, batch: int, pars: Sequence[Parallelism]) -> list[Parallelism]:
-    """Drop splits finer than the layer has tiles or positions (they only idle macros)."""
+
+def _useful(layer: Layer, cfg: Any, batch: int, pars: Sequence[Parallelism], fn: CostFn) -> list[Parallelism]:
+    """Drop splits finer than the layer has tiles or positions (they only idle macros); with the fabric's model,
+    keep to the compiler's own splits (replicas share one image's positions)."""
+    if getattr(fn, "fabric", False):
+        try:
+            allowed = set(fn.splits(layer, cfg))
+        except ValueError:  # the layer cannot run at all; reported with its reason by the caller
+            return []
+        return [p for p in pars if p in allowed]
     from .fabric_cost import _tiles
 
     kt, nt = _tiles(layer, cfg)
@@ -136,11 +163,20 @@ def _useful(layer: Layer, cfg: Any, batch: int, pars: Sequence[Parallelism]) -> 
     return [p for p in pars if p.in_ch <= kt and p.out_ch <= nt and p.batch <= positions]
 
 
-def _sequential(costs: _Costs, options: list[list[Parallelism]], n_macros: int, pages: int
+def _sequential(costs: _Costs, options: list[list[Parallelism]], n_macros: int, pages: int, fabric: bool = False
                 ) -> tuple[int, list[tuple[Parallelism, bool]]]:
-    """Least total per-batch cycles with residency chosen under the page budget; returns (cycles, choices)."""
+    """Least total per-batch cycles with residency chosen under the page budget; returns (cycles, choices).
+
+    Budgets: the whole fabric's ``n_macros * pages`` (a layer uses its pages on each of its macros), one page per
+    macro kept free when some layer streams; with ``fabric``, the compiler's rule: all layers resident within
+    ``pages`` per macro, or all streamed."""
     best: tuple[float, list] = (np.inf, [])
-    for cap, allow_stream in ((n_macros * pages, False), (n_macros * (pages - 1), True)):
+    if fabric:  # (cap, page usage of a split, resident allowed, streamed allowed)
+        variants = ((pages, lambda c, p: c.pages, True, False), (0, None, False, True))
+    else:
+        variants = ((n_macros * pages, lambda c, p: c.pages * p.macros, True, False),
+                    (n_macros * (pages - 1), lambda c, p: c.pages * p.macros, True, True))
+    for cap, usage, allow_res, allow_stream in variants:
         if cap < 0:
             continue
         layer_opts = []
@@ -148,8 +184,8 @@ def _sequential(costs: _Costs, options: list[list[Parallelism]], n_macros: int, 
             opts: list[tuple[int, int, Parallelism, bool]] = []
             for p in pars:
                 c = costs(l, p)
-                if c.pages <= pages:
-                    opts.append((c.pages * p.macros, c.cycles - c.weight_load_cycles, p, True))
+                if allow_res and c.pages <= pages:
+                    opts.append((usage(c, p), c.cycles - c.weight_load_cycles, p, True))
                 if allow_stream:
                     opts.append((0, c.cycles, p, False))
             opts = [o for o in opts if o[0] <= cap]
@@ -183,7 +219,7 @@ def _sequential(costs: _Costs, options: list[list[Parallelism]], n_macros: int, 
                     c -= o[0]
                 best = (float(total[cap]), chosen[::-1])
     if not np.isfinite(best[0]):
-        raise PartitionError("no sequential mapping fits the fabric's pages")
+        raise PartitionError(f"no sequential mapping fits the fabric's pages ({n_macros} macros x {pages} pages)")
     return int(best[0]), best[1]
 
 
@@ -283,21 +319,30 @@ def plan_inference(net: Network, cfg: Any, batch: int = 1, strategy: str = "sear
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise PartitionError(f"batch = {batch!r}: expected a positive integer")
     fn, model_name = (layer_cost, getattr(layer_cost, "__name__", "custom")) if layer_cost else cycle_model()
+    fabric = bool(getattr(fn, "fabric", False))
     M = n_macros or cfg.fabric.n_macros
+    if fabric and M > cfg.fabric.n_macros:
+        raise PartitionError(f"n_macros = {M}: the fabric has {cfg.fabric.n_macros} (fabric.n_macros)")
     P = cfg.macro.pages
     layers = list(net.weighted)
     costs = _Costs(layers, cfg, batch, fn)
     every = parallelisms(M)
-    if strategy == "dp":
-        options = [[max(_useful(l, cfg, batch, [p for p in every if p.in_ch == p.out_ch == 1]),
-                        key=lambda p: p.batch)] for l in layers]
-    elif strategy == "mp":
-        options = [_useful(l, cfg, batch, [p for p in every if p.batch == 1]) for l in layers]
-    else:
-        options = [_useful(l, cfg, batch, every) for l in layers]
-    seq_cycles, seq_choice = _sequential(costs, options, M, P)
+    options = []
+    for i, l in enumerate(layers):
+        pool = [p for p in every if p.batch == 1] if strategy == "mp" else every
+        feasible = costs.feasible(i, _useful(l, cfg, batch, pool, fn))
+        if not feasible:
+            why = costs.errors.get(i) or _why_unmappable(l, cfg, fn)
+            raise PartitionError(f"layer {l.name!r}: no {'model-parallel ' if strategy == 'mp' else ''}split of "
+                                 f"{M} macros can run it on fabric {cfg.name!r} ({why})")
+        if strategy == "dp":
+            # every layer replicated as far as it goes; a layer too large for one macro's pages takes the smallest
+            # model split that fits (the least it needs to run at all)
+            feasible = [min(feasible, key=lambda p: (p.in_ch * p.out_ch, -p.batch, p.in_ch))]
+        options.append(feasible)
+    seq_cycles, seq_choice = _sequential(costs, options, M, P, fabric)
     plans = {"sequential": (seq_cycles, seq_cycles, [(p, r, 0, p.macros, 0) for p, r in seq_choice])}
-    if strategy == "search":
+    if strategy == "search" and not fabric:  # the fabric runs its layers one after the other
         pipe_cycles, stages, choice = _pipeline(costs, options, M, P)
         rows, first, latency = [], 0, 0
         for s, (i, j, mm) in enumerate(stages):
@@ -312,6 +357,14 @@ def plan_inference(net: Network, cfg: Any, batch: int = 1, strategy: str = "sear
     mappings = tuple(LayerMapping(layers[l], p, costs(l, p), r, f0, mm, s) for l, (p, r, f0, mm, s) in enumerate(rows))
     return InferencePlan(net, cfg, batch, strategy, schedule, mappings, int(cycles), int(latency), model_name, M,
                          {k: v[0] for k, v in plans.items()})
+
+
+def _why_unmappable(layer: Layer, cfg: Any, fn: CostFn) -> str:
+    try:
+        fn.splits(layer, cfg)
+    except (AttributeError, ValueError) as e:
+        return str(e) if isinstance(e, ValueError) else "no split the cost model accepts"
+    return "no split the cost model accepts"
 
 
 def compare_inference(net: Network, cfg: Any, batch: int = 1, layer_cost: CostFn | None = None,
