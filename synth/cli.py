@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="build/synth", metavar="DIR", help="output directory (default build/synth)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"seconds one Yosys run may take (default {DEFAULT_TIMEOUT:g})")
+    p.add_argument("--scope", choices=("macro", "all"), default="macro",
+                   help="synthesise the macro (default) or the whole accelerator, fabric memories included (slow)")
     p.add_argument("--no-flat", action="store_true", help="skip the flattened logic depth (faster on big designs)")
     p.add_argument("--no-cache", action="store_true", help="synthesise again even if a cached result exists")
     p.add_argument("--check-baselines", action="store_true",
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         for cfg in cfgs:
             t0 = time.perf_counter()
             rep, paths = report_config(cfg, out, flat_depth=not args.no_flat, timeout=args.timeout,
-                                       use_cache=not args.no_cache)
+                                       use_cache=not args.no_cache, scope=args.scope)
             reports.append(rep)
             t = rep["totals"]
             print(f"{cfg.name}: {t['cells']:,} cells, {t['flip_flops']:,} flip-flops, {t['transistors']:,} "

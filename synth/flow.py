@@ -12,20 +12,34 @@ from .yosys import DEFAULT_TIMEOUT
 __all__ = ["generate_rtl", "synthesize_config", "report_config"]
 
 
-def generate_rtl(cfg: CimConfig, rtl_dir: str | Path) -> list[Path]:
-    """The Verilog files of ``cfg`` (all modules of the design), written by the project's generator."""
+#: What to synthesise: the macro (the PPA subject, calibrated to the ISSCC'22 macro) or the whole accelerator
+#: (macros, fabric, controller and memories as flip-flops: much slower).
+SCOPES = ("macro", "all")
+
+
+def generate_rtl(cfg: CimConfig, rtl_dir: str | Path) -> tuple[list[Path], dict[str, str]]:
+    """The Verilog files of ``cfg`` (all modules of the design), written by the project's generator, and the
+    top modules ``params.json`` names (``{"macro": ..., "fabric": ...}``)."""
+    import json
+
     from ..gen.emit import generate  # Amaranth is only needed here
 
     paths = generate(cfg, rtl_dir)
-    return [p for p in paths if p.suffix == ".v"]
+    params = json.loads(next(p for p in paths if p.name == "params.json").read_text())
+    return [p for p in paths if p.suffix == ".v"], params["modules"]
 
 
 def synthesize_config(cfg: CimConfig, out_dir: str | Path, *, flat_depth: bool = True,
                       timeout: float = DEFAULT_TIMEOUT, use_cache: bool = True,
-                      cache_dir: str | Path | None = None) -> SynthResult:
-    """Generate ``cfg`` into ``out_dir/rtl/<name>`` and synthesise it (cached by the Verilog's hash)."""
-    sources = generate_rtl(cfg, Path(out_dir) / "rtl" / cfg.name)
-    return synthesize(sources, flat_depth=flat_depth, timeout=timeout, use_cache=use_cache, cache_dir=cache_dir)
+                      cache_dir: str | Path | None = None, scope: str = "macro") -> SynthResult:
+    """Generate ``cfg`` into ``out_dir/rtl/<name>`` and synthesise it (cached by the Verilog's hash): the macro's
+    hierarchy (``scope="macro"``) or everything (``"all"``)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
+    sources, tops = generate_rtl(cfg, Path(out_dir) / "rtl" / cfg.name)
+    top = tops["macro"] if scope == "macro" else tops.get("fabric")
+    return synthesize(sources, top=top, flat_depth=flat_depth, timeout=timeout, use_cache=use_cache,
+                      cache_dir=cache_dir)
 
 
 def report_config(cfg: CimConfig, out_dir: str | Path, **kwargs) -> tuple[dict, list[Path]]:
