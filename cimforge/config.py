@@ -23,6 +23,8 @@ __all__ = [
 
 #: Weight precisions a macro operation may select (columns per weight).
 WEIGHT_BITS = (1, 2, 4, 8)
+#: Requantisation rounding forms (see :mod:`cimforge.golden.requant`).
+ROUNDINGS = ("double", "single")
 #: Activation precisions a macro operation may select (bit-serial cycles per operation).
 ACT_BITS = tuple(range(1, 9))
 
@@ -154,6 +156,11 @@ class FabricConfig:
         Tile descriptor words: how a reduction tile is gathered from the activation memory (4..4096).
     acc_width : int
         Width of the partial-sum adders and requantisation input (32: TFLite int32 accumulators).
+    rounding : str
+        Requantisation rounding, one of :data:`ROUNDINGS`: ``"double"`` (gemmlowp's
+        SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, ARCHITECTURE.md section 5, the default) or
+        ``"single"`` (TFLite's single-rounding form: closest to onnxruntime's float rounding). The golden model
+        implements both; the RTL builds the one chosen.
     """
 
     n_macros: int = 4
@@ -164,9 +171,12 @@ class FabricConfig:
     desc_depth: int = 64
     # arithmetic
     acc_width: int = 32
+    rounding: str = "double"
 
     def __post_init__(self) -> None:
         _check_int("fabric", "n_macros", self.n_macros, 1, 64)
+        if self.rounding not in ROUNDINGS:
+            raise ConfigError("fabric.rounding", self.rounding, "one of " + ", ".join(ROUNDINGS))
         _check_int("fabric", "act_depth", self.act_depth, 64, 65536)
         _check_int("fabric", "weight_depth", self.weight_depth, 16, 65536)
         _check_int("fabric", "param_depth", self.param_depth, 4, 4096)

@@ -49,6 +49,7 @@ class FabricModel:
         self.macros = [MacroModel(cfg.macro) for _ in range(f.n_macros)]
         self.ops = 0
         self.ops_per_macro = [0] * f.n_macros
+        self.rounding = f.rounding  # the requantisation form the RTL builds
         self.trace: list[int] = []
 
     def load_program(self, prog: Program) -> None:
@@ -165,7 +166,7 @@ class FabricModel:
                         mult = np.array([q["mult"] for q in prm], dtype=np.int64)
                         shift = np.array([q["shift"] for q in prm], dtype=np.int64)
                         v = ((total + bias + 2 ** 31) % 2 ** 32) - 2 ** 31
-                        y = mbqm(v, mult, shift) + a["zp_out"]
+                        y = mbqm(v, mult, shift, self.rounding) + a["zp_out"]
                         y = np.clip(y, a["act_min"], a["act_max"])
                         word = sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(y))
                         self.amem[(a["out_base"] + p * a["out_cw"] + nch) % aw] = word
@@ -222,7 +223,7 @@ class FabricModel:
                     if red is None:
                         red = np.zeros(L, dtype=np.int64)
                     if a["mode"] == PoolMode.AVG.value:
-                        red = np.clip(mbqm(red, a["mult"], a["shift"]) + a["zp_out"], a["act_min"], a["act_max"])
+                        red = np.clip(mbqm(red, a["mult"], a["shift"], self.rounding) + a["zp_out"], a["act_min"], a["act_max"])
                     self.amem[a["out_base"] + (oy * a["ow"] + ox) * a["cw"] + w] = \
                         sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(red))
 
@@ -238,11 +239,11 @@ class FabricModel:
                 else:
                     vb = np.zeros_like(va)
                 if a["rq_in"]:
-                    va = mbqm(va << a["ls"], a["mult_a"], a["shift_a"])
-                    vb = mbqm(vb << a["ls"], a["mult_b"], a["shift_b"])
+                    va = mbqm(va << a["ls"], a["mult_a"], a["shift_a"], self.rounding)
+                    vb = mbqm(vb << a["ls"], a["mult_b"], a["shift_b"], self.rounding)
                 s = ((va + vb + 2 ** 31) % 2 ** 32) - 2 ** 31
                 if a["rq_out"]:
-                    s = mbqm(s, a["mult_o"], a["shift_o"])
+                    s = mbqm(s, a["mult_o"], a["shift_o"], self.rounding)
                 y = np.clip(s + a["zp_out"], a["act_min"], a["act_max"])
                 self.amem[a["out_base"] + p * a["out_stride"] + w] = \
                     sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(y))

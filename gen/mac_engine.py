@@ -231,7 +231,7 @@ class MacEngine(wiring.Component):
         m.d.comb += self.p_addr.eq(a.param_base + g_n)
 
         # --- requantise and write back --------------------------------------------------------------------
-        m.submodules.mbqm = mq = Mbqm(L)
+        m.submodules.mbqm = mq = Mbqm(L, rounding=self.cfg.fabric.rounding)
         m.d.comb += mq.i_valid.eq(q0_valid)
         for l in range(L):
             p = self.p_data[l]

@@ -1,6 +1,8 @@
 """Integer requantisation in hardware: TFLite's ``MultiplyByQuantizedMultiplier``, bit-exact with
-:func:`cimforge.golden.requant.multiply_by_quantized_multiplier` (saturating left shift, gemmlowp
-``SaturatingRoundingDoublingHighMul``, ``RoundingDivideByPOT``), pipelined over :data:`MBQM_LATENCY` cycles.
+:func:`cimforge.golden.requant.multiply_by_quantized_multiplier`, pipelined over :data:`MBQM_LATENCY` cycles, in
+either rounding form of the golden model (the design's ``fabric.rounding``): ``"double"`` (saturating left
+shift, gemmlowp ``SaturatingRoundingDoublingHighMul``, ``RoundingDivideByPOT``: ARCHITECTURE.md section 5) or
+``"single"`` (TFLite's single-rounding form: one 64-bit product, one rounding shift, saturation).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Mbqm(wiring.Component):
     lanes : int
     shift_width : int
         Width of the signed ``shift`` inputs (TFLite sign: positive is a left shift; |shift| <= 31).
+    rounding : {"double", "single"}
+        Which rounding form of :mod:`cimforge.golden.requant` to build.
 
     Members
     -------
@@ -39,10 +43,13 @@ class Mbqm(wiring.Component):
     y : Out(ArrayLayout(signed(32), lanes))
     """
 
-    def __init__(self, lanes: int, shift_width: int = 8):
+    def __init__(self, lanes: int, shift_width: int = 8, rounding: str = "double"):
         if lanes < 1:
             raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+        if rounding not in ("double", "single"):
+            raise ValueError(f"rounding must be 'double' or 'single', not {rounding!r}")
         self.lanes = lanes
+        self.rounding = rounding
         super().__init__({
             "i_valid": In(1),
             "x": In(data.ArrayLayout(signed(32), lanes)),
@@ -59,6 +66,9 @@ class Mbqm(wiring.Component):
         m.d.comb += [self.o_valid.eq(v[-1]), self.busy.eq(Cat(*v).any())]
         for k in range(self.lanes):
             x, mult, shift = self.x[k], self.mult[k], self.shift[k]
+            if self.rounding == "single":
+                self._single(m, k, x, mult, shift)
+                continue
             # stage 1: saturating left shift
             left = Signal(5, name=f"left{k}")
             right = Signal(5, name=f"right{k}")
@@ -96,6 +106,32 @@ class Mbqm(wiring.Component):
             m.d.sync += y.eq((high >> r3) + (rem > thr))
             m.d.comb += self.y[k].eq(y)
         return m
+
+    def _single(self, m: Module, k: int, x, mult, shift) -> None:
+        """TFLite single rounding: ``(x * M + 2**(total - 1)) >> total`` with ``total = 31 - shift``, saturated."""
+        # stage 1: operands and the total shift (1..62)
+        x1 = Signal(signed(32), name=f"x1_{k}", reset_less=True)
+        m1 = Signal(signed(32), name=f"m1_{k}", reset_less=True)
+        t1 = Signal(6, name=f"t1_{k}", reset_less=True)   # total shift
+        h1 = Signal(6, name=f"h1_{k}", reset_less=True)   # total shift - 1: the rounding bit's position
+        m.d.sync += [x1.eq(x), m1.eq(mult), t1.eq(31 - shift), h1.eq(30 - shift)]
+        # stage 2: the 32x32 product
+        prod = Signal(signed(64), name=f"prod{k}", reset_less=True)
+        t2 = Signal(6, name=f"t2_{k}", reset_less=True)
+        h2 = Signal(6, name=f"h2_{k}", reset_less=True)
+        m.d.sync += [prod.eq(x1 * m1), t2.eq(t1), h2.eq(h1)]
+        # stage 3: add half of the last place (exact: |x * M| < 2**62)
+        half = Signal(64, name=f"half{k}")
+        m.d.comb += half.eq(Const(1, 64) << h2)
+        nudged = Signal(signed(65), name=f"nudged{k}", reset_less=True)
+        t3 = Signal(6, name=f"t3_{k}", reset_less=True)
+        m.d.sync += [nudged.eq(prod + half), t3.eq(t2)]
+        # stage 4: arithmetic shift, saturate to int32
+        shifted = Signal(signed(65), name=f"shifted{k}")
+        m.d.comb += shifted.eq(nudged >> t3)
+        y = Signal(signed(32), name=f"y{k}", reset_less=True)
+        m.d.sync += y.eq(Mux(shifted > INT32_MAX, INT32_MAX, Mux(shifted < INT32_MIN, INT32_MIN, shifted[:32])))
+        m.d.comb += self.y[k].eq(y)
 
 
 def clamp_code(m: Module, value, zp, lo, hi, name: str) -> Signal:

@@ -117,7 +117,7 @@ class PoolEngine(wiring.Component):
         m.d.sync += [r_val[l].eq(nxt[l]) for l in range(L)]
 
         # stage 2: requantise (average) or pass through (max), then clamp and write
-        m.submodules.mbqm = mq = Mbqm(L, shift_width=6)
+        m.submodules.mbqm = mq = Mbqm(L, shift_width=6, rounding=self.cfg.fabric.rounding)
         m.d.comb += mq.i_valid.eq(r_valid)
         for l in range(L):
             m.d.comb += [mq.x[l].eq(r_val[l]), mq.mult[l].eq(a.mult), mq.shift[l].eq(a.shift)]
@@ -197,7 +197,7 @@ class EwEngine(wiring.Component):
             m.d.sync += [va[l].eq(xa - a.zp_a), vb[l].eq(Mux(a.has_b, xb - a.zp_b, 0))]
 
         # input requantisation of both operands (2*L lanes), bypassed when rq_in is clear
-        m.submodules.mq_in = mi = Mbqm(2 * L, shift_width=6)
+        m.submodules.mq_in = mi = Mbqm(2 * L, shift_width=6, rounding=self.cfg.fabric.rounding)
         m.d.comb += mi.i_valid.eq(s2_valid)
         for l in range(L):
             m.d.comb += [mi.x[l].eq(va[l] << a.ls), mi.mult[l].eq(a.mult_a), mi.shift[l].eq(a.shift_a),
@@ -220,7 +220,7 @@ class EwEngine(wiring.Component):
             m.d.sync += ssum[l].eq(ya + yb)
 
         # output requantisation (bypassed when rq_out is clear), zero point, clamp
-        m.submodules.mq_out = mo = Mbqm(L, shift_width=6)
+        m.submodules.mq_out = mo = Mbqm(L, shift_width=6, rounding=self.cfg.fabric.rounding)
         m.d.comb += mo.i_valid.eq(s3_valid)
         for l in range(L):
             m.d.comb += [mo.x[l].eq(ssum[l]), mo.mult[l].eq(a.mult_o), mo.shift[l].eq(a.shift_o)]

@@ -44,11 +44,12 @@ def load_digits_model(name: str) -> Graph:
     return load_onnx(str(MODELS_DIR / f"{name}.onnx"), name=name)
 
 
-def digits_batch(graph: Graph, start: int, count: int):
-    """(graph inputs, labels, golden tensors) of test images ``start .. start + count - 1``."""
+def digits_batch(graph: Graph, start: int, count: int, rounding: str | None = None):
+    """(graph inputs, labels, golden tensors) of test images ``start .. start + count - 1``; ``rounding`` is the
+    requantisation form of the fabric being checked (``cfg.fabric.rounding``; default the golden default)."""
     split = load_digits_split()
     x, y = split.x_test[start:start + count], split.y_test[start:start + count]
-    gold = run_float(graph, x)
+    gold = run_float(graph, x, rounding=rounding)
     return {t.name: gold[t.name] for t in graph.inputs}, y, gold
 
 
@@ -124,7 +125,7 @@ def cosimulate(graph: Graph, cfg: CimConfig, n_images: int, *, sim: str = "veril
     chunks = []
     for s in range(start, start + n_images, batch):
         k = min(batch, start + n_images - s)
-        inputs, y, gold = digits_batch(graph, s, k)
+        inputs, y, gold = digits_batch(graph, s, k, rounding=cfg.fabric.rounding)
         chunks.append((inputs, y, gold, k))
     per = batches_per_launch or len(chunks)
     for c0 in range(0, len(chunks), per):

@@ -31,6 +31,7 @@ FABRICS = {
     "1macro": replace(DEFAULT, fabric=replace(DEFAULT.fabric, n_macros=1)),
     "2macro": replace(DEFAULT, fabric=replace(DEFAULT.fabric, n_macros=2)),
     "isscc22": get_preset("isscc22"),
+    "single_rounding": replace(DEFAULT, fabric=replace(DEFAULT.fabric, rounding="single")),
     "r72c128x3": replace(DEFAULT, macro=MacroConfig(rows=72, pages=2, cols=128), fabric=replace(DEFAULT.fabric,
                                                                                                  n_macros=3)),
 }
@@ -41,7 +42,7 @@ FABRICS = {
 def test_digits_models_iss(model, fabric):
     g = load_digits_model(model)
     cfg = FABRICS[fabric]
-    inputs, _, gold = digits_batch(g, 0, 3)
+    inputs, _, gold = digits_batch(g, 0, 3, rounding=cfg.fabric.rounding)
     prog = compile_graph(g, cfg, batch=3)
     got, _ = run_program(prog, inputs)
     for name in gold:

@@ -82,3 +82,10 @@ def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
     assert not (tmp_path / "o").exists(), "a failed generation must not leave output behind"
     assert main(["generate", "--preset", "nope", "--out", str(tmp_path / "o")]) == 2
     assert "preset" in capsys.readouterr().err
+
+
+def test_bad_rounding_names_the_allowed_forms():
+    from cimforge import FabricConfig
+    with pytest.raises(ConfigError) as err:
+        FabricConfig(rounding="nearest")
+    assert err.value.field == "fabric.rounding" and "double, single" in str(err.value)

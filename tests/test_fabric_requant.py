@@ -2,12 +2,13 @@
 
 Random int32 accumulators, multipliers and shifts over the whole TFLite range, plus the corners: the most
 negative and positive accumulators, zero and saturated multipliers, ties of both rounding steps, saturating left
-shifts. Seed fixed and printed.
+shifts; in both rounding forms of the golden model. Seed fixed and printed.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from cimforge.gen.requant import MBQM_LATENCY, Mbqm
@@ -30,15 +31,16 @@ def _cases(rng):
     return x, m, s
 
 
-def test_mbqm_matches_golden():
-    print(f"seed {SEED}")
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_mbqm_matches_golden(rounding):
+    print(f"seed {SEED}, rounding {rounding}")
     rng = np.random.default_rng(SEED)
     x, mult, shift = _cases(rng)
     lanes = 4
     pad = -x.size % lanes
     x, mult, shift = (np.concatenate([a, a[:pad]]) for a in (x, mult, shift))
-    expected = multiply_by_quantized_multiplier(x, mult, shift)
-    dut = Mbqm(lanes)
+    expected = multiply_by_quantized_multiplier(x, mult, shift, rounding)
+    dut = Mbqm(lanes, rounding=rounding)
     got: list[int] = []
 
     async def bench(ctx):

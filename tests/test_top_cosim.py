@@ -137,13 +137,16 @@ SWEEP = {
     "1macro": replace(DEFAULT, fabric=replace(DEFAULT.fabric, n_macros=1)),
     "2macro": replace(DEFAULT, fabric=replace(DEFAULT.fabric, n_macros=2)),
     "isscc22": get_preset("isscc22"),
+    # TFLite's single-rounding requantisation in the RTL, checked against the golden model's same form
+    "single_rounding": replace(DEFAULT, fabric=replace(DEFAULT.fabric, rounding="single")),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fabric", list(SWEEP))
 def test_fabric_sweep(fabric):
-    """The same networks on fabrics of 1 and 2 macros (4: the default cases) and on the ISSCC'22 geometry."""
+    """The same networks on fabrics of 1 and 2 macros (4: the default cases), on the ISSCC'22 geometry and with
+    single-rounding requantisation."""
     cfg = SWEEP[fabric]
     for model in MODELS:
         res = cosimulate(load_digits_model(model), cfg, 6)
