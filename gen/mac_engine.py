@@ -29,6 +29,7 @@ from ..golden.macro import LATENCY
 from .gather import GatherUnit
 from .isa import addr_width, desc_layout, lanes, mac_layout, param_layout
 from .layouts import MacroMode, macro_op_layout, macro_result_layout
+from .macro import sum_tree
 from .requant import MBQM_LATENCY, Mbqm, clamp_code
 
 __all__ = ["MacEngine", "MAC_TIMING"]
@@ -221,7 +222,8 @@ class MacEngine(wiring.Component):
                 t = Signal(signed(32), name=f"term{i}_{l}")
                 m.d.comb += t.eq(Mux(sels[i], ser[i][l], 0))
                 terms.append(t)
-            total = _sum_tree(m, terms, f"gsum{l}")
+            # 32-bit two's complement nodes: wrapping, like the int32 accumulators
+            total = sum_tree(m, terms, f"gsum{l}", shape=signed(32))
             m.d.sync += q0_sum[l].eq(total)
         g_p = Signal(16)
         g_n = Signal(8)
@@ -283,19 +285,3 @@ def _advance(m: Module, a, kr, kbase, nr, nbase, p0, done) -> None:
             m.d.sync += [nr.eq(nr + 1), nbase.eq(nbase + a.no)]
     with m.Else():
         m.d.sync += [kr.eq(kr + 1), kbase.eq(kbase + a.ki)]
-
-
-def _sum_tree(m: Module, terms: list, name: str):
-    """Balanced adder tree of 32-bit two's complement terms (wrapping, like the int32 accumulators)."""
-    level = 0
-    while len(terms) > 1:
-        nxt = []
-        for i in range(0, len(terms) - 1, 2):
-            s = Signal(signed(32), name=f"{name}_l{level}_{i // 2}")
-            m.d.comb += s.eq(terms[i] + terms[i + 1])
-            nxt.append(s)
-        if len(terms) % 2:
-            nxt.append(terms[-1])
-        terms = nxt
-        level += 1
-    return terms[0]

@@ -36,15 +36,17 @@ def _bits_for(n: int) -> int:
     return max(1, n.bit_length())
 
 
-def sum_tree(m: Module, terms: list, name: str):
+def sum_tree(m: Module, terms: list, name: str, shape=None):
     """A balanced adder tree over ``terms``; each node is a Signal so that Amaranth's netlist grows with the
-    number of adders, not with the expression tree's paths."""
+    number of adders, not with the expression tree's paths. Nodes are one bit wider than their widest input,
+    or all of ``shape`` when given (e.g. ``signed(32)``: wrapping arithmetic)."""
     terms = list(terms)
     level = 0
     while len(terms) > 1:
         nxt = []
         for i in range(0, len(terms) - 1, 2):
-            s = Signal(max(len(terms[i]), len(terms[i + 1])) + 1, name=f"{name}_l{level}_{i // 2}")
+            width = shape if shape is not None else max(len(terms[i]), len(terms[i + 1])) + 1
+            s = Signal(width, name=f"{name}_l{level}_{i // 2}")
             m.d.comb += s.eq(terms[i] + terms[i + 1])
             nxt.append(s)
         if len(terms) % 2:
