@@ -7,7 +7,6 @@ Run: .venv/bin/python bench/bench_partition.py
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from cimforge.compiler.partition import compare_strategies, load_model, plan_training
 from cimforge.compiler.partition.fabric_cost import analytic_layer_cost

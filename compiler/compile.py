@@ -318,7 +318,6 @@ def _loads(mp: MacPass, wblocks, cfg: CimConfig) -> list[dict]:
 
 def _mac_args(mp: MacPass, prog: Program, image: int, layer: Layer, cfg: CimConfig) -> dict:
     g: ConvGeom = mp.geom
-    L = lanes(cfg)
     src = prog.tensors[(image, layer.input.name)]
     dst = prog.tensors[(image, layer.output.name)]
     cw = src.cw

@@ -163,7 +163,6 @@ def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: 
     n_groups = b * no                    # serializer cycles per final slot: final issues are spaced by it
     last_final = NEG
     issue = NEG
-    last_issue = NEG
     history: list[tuple] = []
 
     def run_round(p0: int, go: int, issue: int, last_final: int):

@@ -105,7 +105,7 @@ class FabricModel:
         return [v - 256 if signed and v >= 128 else v for v in vals]
 
     def _mac(self, a: dict) -> None:
-        cfg, L, R = self.cfg, self.L, self.cfg.macro.rows
+        cfg, L = self.cfg, self.L
         n = cfg.fabric.n_macros
         b, ki, no = a["b"], a["ki"], a["no"]
         aw = 1 << (len(self.amem) - 1).bit_length()

@@ -243,7 +243,6 @@ class CimFabric(wiring.Component):
         wr = Signal()  # whole-word writes only: a write with a partial byte select is acknowledged and ignored
         m.d.comb += wr.eq(req & bus.we & (bus.sel == 0xF))
         r_region = Signal(3)
-        r_slice = Signal(8)
         with m.If(req):
             m.d.sync += r_region.eq(region)
 

@@ -20,14 +20,14 @@ cycles apart, so its copy register is free again before the next final results a
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
 from ..golden.macro import LATENCY
 from .gather import GatherUnit
-from .isa import addr_width, desc_layout, lanes, mac_layout, param_layout
+from .isa import addr_width, lanes, mac_layout, param_layout
 from .layouts import MacroMode, macro_op_layout, macro_result_layout
 from .macro import sum_tree
 from .requant import MBQM_LATENCY, Mbqm, clamp_code

@@ -7,7 +7,7 @@ shift, gemmlowp ``SaturatingRoundingDoublingHighMul``, ``RoundingDivideByPOT``: 
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -9,7 +9,7 @@ includes the weight loads and waits issued in between.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

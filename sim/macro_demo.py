@@ -7,11 +7,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 from ..presets import get_preset
 from ..gen.emit import generate

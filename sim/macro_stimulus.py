@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config import WEIGHT_BITS, MacroConfig
 from ..gen.layouts import BitOp, MacroMode, macro_op_layout, pack, wb_log2
-from ..golden.macro import LATENCY, MacroModel, int_range, nonzero_planes, op_cycles
+from ..golden.macro import LATENCY, MacroModel, int_range, op_cycles
 
 __all__ = ["MACRO_PORTS", "GEOMETRY_SEED", "N_GEOMETRIES", "random_geometries", "Expected", "MismatchError", "MacroDriver", "actions", "check_result", "mac_op", "bitwise_op"]
 

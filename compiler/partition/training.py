@@ -21,7 +21,6 @@ split the multiply-accumulates in the same ratio), and the communication tables 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
