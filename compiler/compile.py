@@ -9,6 +9,8 @@ current pass); emit the instructions.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..config import CimConfig
@@ -17,7 +19,7 @@ from ..golden.ir import (Add, AvgPool, Clamp, Concat, Conv2d, Dense, GlobalAvgPo
                          TensorInfo)
 from .cost import ACT_BITS, Parallelism, _mac_plan, choose_parallelism
 from .program import InstrInfo, MacPass, Program, TensorPlace
-from .tiling import CompileError, ConvGeom, geometry, group_geometries, page_words
+from .tiling import CompileError, ConvGeom, geometry, group_geometries, page_words, rowpack_ok
 
 __all__ = ["compile_graph", "max_batch"]
 
@@ -98,6 +100,7 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
     lay = _Layouts(graph)
     prog = Program(cfg=cfg, graph=graph, batch=batch)
     prog.pass_at = {}
+    rowpacked = _rowpacked_inputs(graph, lay, cfg)
 
     # -- activation memory: every tensor of every image --------------------------------------------------
     addr = 0
@@ -106,12 +109,13 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
             c, h, w = lay.phys[name]
             cw = -(-c // L)
             owner = lay.owner[name]
+            place = TensorPlace(name, i, tuple(t.shape), (c, h, w), 0, cw, t.dtype, name in rowpacked)
             if owner != name:
                 base = prog.tensors[(i, owner)].base
             else:
                 base = addr
-                addr += h * w * cw
-            prog.tensors[(i, name)] = TensorPlace(name, i, tuple(t.shape), (c, h, w), base, cw, t.dtype)
+                addr += place.words
+            prog.tensors[(i, name)] = replace(place, base=base)
     if addr > cfg.fabric.act_depth:
         raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} words, "
                            f"fabric.act_depth = {cfg.fabric.act_depth}: allowed batch <= {max_batch(graph, cfg)}")
@@ -124,7 +128,7 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         if isinstance(layer, Dense):
             geos = [(geometry(layer, lay.phys[layer.input.name]), 0, 0)]
         else:
-            geos = group_geometries(layer, L)
+            geos = group_geometries(layer, L, rowpack=layer.input.name in rowpacked)
         par = parallelism.get(layer.name) or choose_parallelism(geos[0][0], cfg)
         for gi, (g, in_off, out_off) in enumerate(geos):
             plans[(layer.name, gi)] = (g, par, in_off, out_off)
@@ -164,7 +168,7 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         for t in tiles:
             prog.dmem.append(_pack(layer.name, dlay, {
                 "ky0": t.ky0, "kx0": t.kx0, "dy0": t.ky0 * g.dh, "dx0": t.kx0 * g.dw, "c0": t.c0, "elems": t.elems,
-                "off0": (t.ky0 * g.dh * g.w + t.kx0 * g.dw) * cw_in}))
+                "off0": t.ky0 * g.dh if g.rowpack else (t.ky0 * g.dh * g.w + t.kx0 * g.dw) * cw_in}))
         param_base[key] = len(prog.pmem)
         fb = layer.folded_bias
         if fb.size and (fb.min() < -2 ** 31 or fb.max() > 2 ** 31 - 1):
@@ -289,6 +293,19 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
     return prog
 
 
+def _rowpacked_inputs(graph: Graph, lay: _Layouts, cfg: CimConfig) -> set[str]:
+    """Graph inputs stored row-packed: one-channel inputs read only by convolutions that can walk them so
+    (:func:`~cimforge.compiler.tiling.rowpack_ok`), with no alias (a flatten reads pixels)."""
+    L, rows = lanes(cfg), cfg.macro.rows
+    out = set()
+    for t in graph.inputs:
+        readers = [layer for layer in graph.layers if any(x.name == t.name for x in layer.inputs)]
+        aliased = any(lay.owner[n] == t.name and n != t.name for n in lay.owner)
+        if readers and not aliased and all(rowpack_ok(layer, L, rows) for layer in readers):
+            out.add(t.name)
+    return out
+
+
 def _pack(owner: str, layout, value) -> int:
     try:
         return pack_word(layout, value)
@@ -324,12 +341,19 @@ def _mac_args(mp: MacPass, prog: Program, image: int, layer: Layer, cfg: CimConf
     b = mp.par.batch
     bq, br = divmod(b, g.ow)
     par = mp.par
+    if g.rowpack:
+        # one word per image row: the walk is kh steps of one "tap" of kw pixels (the lanes under the window);
+        # addresses move with rows only, columns are the lane selection (ix)
+        walk = {"in_cw": 1, "cin": g.kw, "kw": 1, "dw": 1, "pos0": src.base - g.pt, "kx_inc": 0, "ky_inc": g.dh,
+                "pos_ux": 0, "pos_wrap": g.sh, "pos_bstep": bq * g.sh, "rowpack": 1}
+    else:
+        walk = {"in_cw": cw, "cin": g.cin, "kw": g.kw, "dw": g.dw, "pos0": src.base + mp.in_off - (g.pt * g.w + g.pl) * cw,
+                "kx_inc": g.dw * cw, "ky_inc": g.dh * g.w * cw - (g.kw - 1) * g.dw * cw, "pos_ux": g.sw * cw,
+                "pos_wrap": (g.sh * g.w - g.ow * g.sw) * cw, "pos_bstep": (bq * g.sh * g.w + br * g.sw) * cw,
+                "rowpack": 0}
     return {
-        "in_h": g.h, "in_w": g.w, "in_cw": cw, "cin": g.cin, "kh": g.kh, "kw": g.kw, "dh": g.dh, "dw": g.dw,
-        "sh": g.sh, "sw": g.sw, "pt": g.pt, "pl": g.pl, "ow": g.ow, "npos": g.npos,
-        "pos0": src.base + mp.in_off - (g.pt * g.w + g.pl) * cw, "kx_inc": g.dw * cw,
-        "ky_inc": g.dh * g.w * cw - (g.kw - 1) * g.dw * cw, "pos_ux": g.sw * cw,
-        "pos_wrap": (g.sh * g.w - g.ow * g.sw) * cw, "pos_bstep": (bq * g.sh * g.w + br * g.sw) * cw,
+        "in_h": g.h, "in_w": g.w, "kh": g.kh, "dh": g.dh,
+        "sh": g.sh, "sw": g.sw, "pt": g.pt, "pl": g.pl, "ow": g.ow, "npos": g.npos, **walk,
         "bq": bq, "br": br,
         "desc_base": mp.desc_base, "kt": len(mp.tiles), "nt": mp.nt, "kr": mp.kr, "nr": mp.nr,
         "b": par.batch, "ki": par.in_ch, "no": par.out_ch, "groups": par.batch * par.out_ch,

@@ -27,7 +27,7 @@ from ..gen.loader import LOAD_OVERHEAD
 from ..gen.vector import EW_LATENCY, POOL_LATENCY
 from ..golden.ir import (Add, AvgPool, Clamp, Concat, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool, Reshape)
 from ..golden.macro import LATENCY
-from .tiling import CompileError, ConvGeom, geometry, group_geometries, k_tiles, tile_steps
+from .tiling import CompileError, ConvGeom, geometry, group_geometries, k_tiles, rowpack_ok, tile_steps
 
 __all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycles", "valid_parallelisms", "choose_parallelism",
            "pool_cycles", "ew_cycles", "program_timing", "ideal_cycles", "INSTR_OVERHEAD"]
@@ -93,7 +93,8 @@ class LayerCost:
         Pages per participating macro.
     macros : int
     ideal_cycles : float
-        ARCHITECTURE.md section 6 ideal (MAC layers), for utilisation.
+        ARCHITECTURE.md section 6 ideal (MAC layers), for utilisation; MACs of the taps the fabric computes
+        (taps pruned from every filter are no MACs, see :mod:`cimforge.compiler.tiling`).
     """
 
     cycles: int
@@ -241,7 +242,7 @@ def _mac_plan(g: ConvGeom, cfg: CimConfig, par: Parallelism, pages_avail: int | 
     """
     L = lanes(cfg)
     tiles = k_tiles(g, cfg)
-    steps = [tile_steps(t, g.cin, L) for t in tiles]
+    steps = [tile_steps(t, g, L) for t in tiles]
     kt, nt = len(tiles), -(-g.cout // L)
     pages = cfg.macro.pages if pages_avail is None else pages_avail
     kr = -(-kt // par.in_ch)
@@ -322,7 +323,9 @@ def layer_cost(layer: Layer, cfg: CimConfig, par: Parallelism | None = None,
     L = lanes(cfg)
     if isinstance(layer, (Conv2d, Dense)):
         if isinstance(layer, Conv2d):
-            groups = [geo for geo, _, _ in group_geometries(layer, L)]  # groups of whole words only
+            # groups of whole words only; a one-channel narrow input is taken to be a (row-packed) graph input
+            rp = rowpack_ok(layer, L, cfg.macro.rows)
+            groups = [geo for geo, _, _ in group_geometries(layer, L, rowpack=rp)]
         else:
             groups = [geometry(layer, source_shape)]
         g = groups[0]
@@ -340,7 +343,7 @@ def layer_cost(layer: Layer, cfg: CimConfig, par: Parallelism | None = None,
         return LayerCost(cycles=compute + wl, compute_cycles=compute, weight_load_cycles=wl,
                          psum_traffic_bits=psum, act_traffic_bits=act_bits,
                          pages=kr * -(-min(nt, passes[0][1]) // par.out_ch), macros=par.macros,
-                         ideal_cycles=ideal_cycles(layer.macs, cfg), passes=passes)
+                         ideal_cycles=ideal_cycles(sum(geo.macs for geo in groups), cfg), passes=passes)
     if isinstance(layer, (MaxPool, AvgPool, GlobalAvgPool)):
         c, h, w = layer.input.shape
         _, oh, ow = layer.output.shape
@@ -412,5 +415,5 @@ def program_timing(program) -> list[int]:
 def _mac_instr_cycles(program, pc: int, args: dict) -> int:
     from .tiling import tile_steps
     mp = program.pass_at[pc]
-    steps = [tile_steps(t, mp.geom.cin, lanes(program.cfg)) for t in mp.tiles]
+    steps = [tile_steps(t, mp.geom, lanes(program.cfg)) for t in mp.tiles]
     return mac_pass_cycles(mp.geom.npos, steps, mp.nt, mp.par)

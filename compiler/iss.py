@@ -183,8 +183,13 @@ class FabricModel:
         out: list[int] = []
         while rem:
             nstep = min(L, a["cin"] - c, rem)
-            oob = iy < 0 or iy >= a["in_h"] or ix < 0 or ix >= a["in_w"]
-            vals = [zp_val] * L if oob else self._codes(self.amem[addr % len(self.amem)], signed)
+            if a["rowpack"]:  # one image row per word: the lanes under the window, zp outside the image
+                row = self._codes(self.amem[addr % len(self.amem)], signed)
+                vals = [zp_val] * L if iy < 0 or iy >= a["in_h"] else \
+                    [row[x] if 0 <= x < a["in_w"] else zp_val for x in range(ix, ix + L)]
+            else:
+                oob = iy < 0 or iy >= a["in_h"] or ix < 0 or ix >= a["in_w"]
+                vals = [zp_val] * L if oob else self._codes(self.amem[addr % len(self.amem)], signed)
             out.extend(vals[:nstep])
             rem -= nstep
             if nstep == a["cin"] - c:

@@ -19,7 +19,8 @@ class TensorPlace:
     """Where one image's tensor lives in the activation memory.
 
     ``shape`` is the IR's per-sample shape; ``phys`` the stored ``(C, H, W)`` (a vector ``(F,)`` is stored as
-    ``(F, 1, 1)``, a flattened tensor keeps its source's ``phys``); ``cw`` words per pixel.
+    ``(F, 1, 1)``, a flattened tensor keeps its source's ``phys``); ``cw`` words per pixel. A ``rowpack``
+    tensor (one channel, at most ``lanes`` wide) is stored one word per row instead, lane ``x`` = pixel ``x``.
     """
 
     name: str
@@ -29,10 +30,11 @@ class TensorPlace:
     base: int
     cw: int
     dtype: str
+    rowpack: bool = False
 
     @property
     def words(self) -> int:
-        return self.phys[1] * self.phys[2] * self.cw
+        return self.phys[1] if self.rowpack else self.phys[1] * self.phys[2] * self.cw
 
 
 @dataclass
@@ -170,9 +172,12 @@ class Program:
         c, h, w = place.phys
         x = np.asarray(codes).reshape(c, h, w).astype(np.int64) & 0xFF
         L = self.lanes
-        pad = place.cw * L - c
-        x = np.concatenate([x, np.zeros((pad, h, w), dtype=np.int64)]) if pad else x
-        x = x.transpose(1, 2, 0).reshape(h * w * place.cw, L)
+        if place.rowpack:  # (1, H, W) -> H words of W lanes
+            x = np.concatenate([x[0], np.zeros((h, L - w), dtype=np.int64)], axis=1)
+        else:
+            pad = place.cw * L - c
+            x = np.concatenate([x, np.zeros((pad, h, w), dtype=np.int64)]) if pad else x
+            x = x.transpose(1, 2, 0).reshape(h * w * place.cw, L)
         words = (x << (8 * np.arange(L, dtype=np.int64))).sum(axis=1) if L <= 7 else \
             [int(sum(int(v) << (8 * j) for j, v in enumerate(row))) for row in x]
         return {place.base + i: int(word) for i, word in enumerate(words)}
@@ -184,7 +189,10 @@ class Program:
         L = self.lanes
         raw = np.array([int(words[place.base + i]) for i in range(place.words)], dtype=object)
         lanes_ = np.array([[(int(v) >> (8 * j)) & 0xFF for j in range(L)] for v in raw], dtype=np.int64)
-        x = lanes_.reshape(h, w, place.cw * L)[:, :, :c].transpose(2, 0, 1)
+        if place.rowpack:
+            x = lanes_[:, :w].reshape(1, h, w)
+        else:
+            x = lanes_.reshape(h, w, place.cw * L)[:, :, :c].transpose(2, 0, 1)
         if place.dtype == "int8":
             x = np.where(x >= 128, x - 256, x)
         return x.reshape(place.shape).astype(place.dtype)

@@ -12,11 +12,19 @@ Conventions shared with the RTL (:mod:`cimforge.gen.gather`, :mod:`cimforge.gen.
   weights, lane ``j`` in bits ``8j .. 8j+7``).
 * A Dense layer is a convolution whose kernel covers its input: ``(C, H, W)`` before a flatten, or ``1 x 1``
   pixels of ``F`` channels for a vector.
+* Taps that are zero in every filter at the end of the walk (structured, filter-shape sparsity as SSL learns
+  it) are not walked: the reduction is the kept taps only, so a 3x3 kernel without its last tap on 8 channels
+  is one 64-row tile instead of two. ``ConvGeom.K`` and ``ConvGeom.macs`` count the kept taps.
+* A **row-packed** input (a one-channel graph input at most ``lanes`` pixels wide, see :func:`rowpack_ok`) is
+  stored one image row per word, lane ``x`` = pixel ``x``. Its convolution is walked a kernel row per word:
+  each step selects the ``kw`` lanes under the window (padding lanes get the zero point), so an ``8 x 8``
+  kernel on one channel takes 8 gather steps, not 64. K tiles are then whole kernel rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -24,7 +32,8 @@ from ..config import CimConfig
 from ..gen.isa import lanes
 from ..golden.ir import Conv2d, Dense, Layer
 
-__all__ = ["ConvGeom", "KTile", "geometry", "group_geometries", "k_tiles", "tile_steps", "page_words", "CompileError"]
+__all__ = ["ConvGeom", "KTile", "geometry", "group_geometries", "k_tiles", "tile_steps", "page_words", "rowpack_ok",
+           "CompileError"]
 
 
 class CompileError(ValueError):
@@ -55,14 +64,28 @@ class ConvGeom:
     oh: int = 1
     ow: int = 1
     weight: np.ndarray = field(default=None, repr=False)
+    #: The input is row-packed (one word per image row); see the module notes.
+    rowpack: bool = False
 
-    @property
+    @cached_property
     def taps(self) -> int:
-        return self.kh * self.kw
+        """Taps walked: the kernel's, less the trailing taps that are zero in every filter."""
+        n = self.kh * self.kw
+        if self.weight is None:
+            return n
+        nz = np.flatnonzero(np.any(np.asarray(self.weight).reshape(self.cout, self.cin, n) != 0, axis=(0, 1)))
+        return int(nz[-1]) + 1 if nz.size else 1
 
     @property
     def K(self) -> int:
+        """Reduction length the fabric computes (kept taps x channels)."""
         return self.cin * self.taps
+
+    @property
+    def walk_cin(self) -> int:
+        """Elements per gather step group as the walk sees them: the channels of a tap, or for a row-packed
+        input the ``kw`` pixels of a kernel row (the walk is then ``kh`` rows of one such tap)."""
+        return self.kw if self.rowpack else self.cin
 
     @property
     def npos(self) -> int:
@@ -73,7 +96,8 @@ class ConvGeom:
         return self.npos * self.K * self.cout
 
 
-def group_geometries(layer: Layer, lanes_: int | None = None) -> list[tuple[ConvGeom, int, int]]:
+def group_geometries(layer: Layer, lanes_: int | None = None, rowpack: bool = False
+                     ) -> list[tuple[ConvGeom, int, int]]:
     """A grouped convolution as one :class:`ConvGeom` per group, with the word offsets of the group's input and
     output channels: ``[(geom, in_word, out_word), ...]``. With ``lanes_`` given, each group's channels must be
     whole activation words (the gather and the write-back address words).
@@ -97,12 +121,20 @@ def group_geometries(layer: Layer, lanes_: int | None = None) -> list[tuple[Conv
     out = []
     for i in range(g):
         geo = ConvGeom(layer.name, cin_g, h, w, cout_g, kh, kw, *layer.stride, *layer.dilation, pt, pl, oh, ow,
-                       wt[i * cout_g:(i + 1) * cout_g])
+                       wt[i * cout_g:(i + 1) * cout_g], rowpack)
         out.append((geo, i * cin_g // (lanes_ or 1), i * cout_g // (lanes_ or 1)))
     return out
 
 
-def geometry(layer: Layer, source_shape: tuple[int, ...] | None = None) -> ConvGeom:
+def rowpack_ok(layer: Layer, L: int, rows: int) -> bool:
+    """Whether ``layer`` can read its input row-packed: a convolution (groups 1) of a one-channel input at most
+    ``L`` pixels wide, with a kernel at most ``L`` wide and at most ``rows`` (one kernel row per tile at least),
+    horizontal dilation 1. The compiler row-packs a graph input whose readers all qualify."""
+    return (isinstance(layer, Conv2d) and layer.groups == 1 and layer.input.shape[0] == 1
+            and layer.input.shape[2] <= L and layer.kernel[1] <= min(L, rows) and layer.dilation[1] == 1)
+
+
+def geometry(layer: Layer, source_shape: tuple[int, ...] | None = None, rowpack: bool = False) -> ConvGeom:
     """The :class:`ConvGeom` of a Conv2d or Dense layer.
 
     Parameters
@@ -110,6 +142,8 @@ def geometry(layer: Layer, source_shape: tuple[int, ...] | None = None) -> ConvG
     source_shape : tuple, optional
         For a Dense layer, the ``(C, H, W)`` shape of the tensor its input was flattened from (the input is
         then read in place); None for a vector input.
+    rowpack : bool
+        The convolution's input is stored row-packed (:func:`rowpack_ok` must hold).
 
     Raises
     ------
@@ -125,7 +159,7 @@ def geometry(layer: Layer, source_shape: tuple[int, ...] | None = None) -> ConvG
         kh, kw = layer.kernel
         pt, pl, _, _ = layer.padding
         return ConvGeom(layer.name, cin, h, w, layer.out_channels, kh, kw, *layer.stride, *layer.dilation, pt, pl,
-                        oh, ow, np.asarray(layer.weight, dtype=np.int64))
+                        oh, ow, np.asarray(layer.weight, dtype=np.int64), rowpack)
     if isinstance(layer, Dense):
         wt = np.asarray(layer.weight, dtype=np.int64)
         if source_shape is None or len(source_shape) == 1:
@@ -153,9 +187,16 @@ class KTile:
 def k_tiles(g: ConvGeom, cfg: CimConfig) -> list[KTile]:
     """Split the reduction of ``g`` into tiles of at most ``rows`` elements, balanced in size."""
     rows, L = cfg.macro.rows, lanes(cfg)
-    taps = [(ky, kx) for ky in range(g.kh) for kx in range(g.kw)]
+    taps = [(ky, kx) for ky in range(g.kh) for kx in range(g.kw)][:g.taps]
     tiles = []
-    if g.cin <= rows:
+    if g.rowpack:  # whole kernel rows per tile
+        krows = -(-len(taps) // g.kw)
+        n = -(-krows // (rows // g.kw))
+        per = -(-krows // n)
+        for r0 in range(0, krows, per):
+            chunk = taps[r0 * g.kw:(r0 + per) * g.kw]
+            tiles.append(KTile(r0, 0, 0, len(chunk), tuple((0, ky, kx) for ky, kx in chunk)))
+    elif g.cin <= rows:
         per = rows // g.cin
         n = -(-len(taps) // per)
         per = -(-len(taps) // n)  # same count, balanced
@@ -177,8 +218,10 @@ def k_tiles(g: ConvGeom, cfg: CimConfig) -> list[KTile]:
     return tiles
 
 
-def tile_steps(tile: KTile, cin: int, L: int) -> int:
-    """Gather cycles of a tile: one word (at most ``L`` channels of one tap) per cycle."""
+def tile_steps(tile: KTile, g: ConvGeom, L: int) -> int:
+    """Gather cycles of a tile: one word (at most ``L`` channels of one tap, or one kernel row of a row-packed
+    input) per cycle."""
+    cin = g.walk_cin
     steps, c, rem = 0, tile.c0, tile.elems
     while rem:
         n = min(L, cin - c, rem)

@@ -140,7 +140,8 @@ class GatherUnit(wiring.Component):
         m.d.comb += [
             tap_end.eq(n == n_ch),
             last.eq(n == rem),
-            oob.eq((iy < 0) | (iy >= a.in_h) | (ix < 0) | (ix >= a.in_w)),
+            # a row-packed step is one image row: only the row can be outside; columns are lanes (stage B)
+            oob.eq((iy < 0) | (iy >= a.in_h) | (~a.rowpack & ((ix < 0) | (ix >= a.in_w)))),
         ]
 
         stall = Signal()
@@ -178,10 +179,19 @@ class GatherUnit(wiring.Component):
         b_oob = Signal()
         b_first = Signal()
         b_last = Signal()
+        b_ix = Signal(signed(DIM + 5))
         with m.If(~stall):
-            m.d.sync += [b_valid.eq(active), b_n.eq(n), b_oob.eq(oob), b_first.eq(first), b_last.eq(last)]
+            m.d.sync += [b_valid.eq(active), b_n.eq(n), b_oob.eq(oob), b_first.eq(first), b_last.eq(last),
+                         b_ix.eq(ix)]
+        zp_word = Cat(*([a.zp_in] * L))
+        # row-packed input: the lanes ix .. ix+L-1 of [zp x L | row (lanes >= in_w: zp) | zp x L]
+        row = Cat(*[Mux(a.in_w > x, self.rd_data[8 * x:8 * x + 8], a.zp_in) for x in range(L)])
+        sel = Signal(range(2 * L + 1))
+        m.d.comb += sel.eq(b_ix + L)  # -L < ix < L (padding < kernel width <= L, ix < in_w <= L)
+        window = Signal(8 * L)
+        m.d.comb += window.eq(Cat(zp_word, row, zp_word).bit_select(sel * 8, 8 * L))
         word = Signal(8 * L)
-        m.d.comb += word.eq(Mux(b_oob, Cat(*([a.zp_in] * L)), self.rd_data))
+        m.d.comb += word.eq(Mux(b_oob, zp_word, Mux(a.rowpack, window, self.rd_data)))
         x_asm = Signal(8 * rows, reset_less=True)
         src = Signal(8 * rows)
         m.d.comb += src.eq(Mux(b_first, 0, x_asm))

@@ -91,6 +91,11 @@ def mac_layout(cfg: CimConfig) -> data.StructLayout:
         ``pos_ux``: address step to the next position in a row (``sw*CW``), ``pos_wrap``: the extra step when
         a row wraps (``(sh*in_w - ow*sw)*CW``); ``sh, sw`` strides; ``bq, br, pos_bstep``: a step of
         ``b`` positions (``bq`` rows and ``br`` columns, before wrapping).
+        ``rowpack``: the input is row-packed (one word per image row, lane ``x`` = pixel ``x``, at most
+        ``lanes`` wide). The walk is then ``kh`` steps of one "tap" of ``cin = kw`` elements (``kw`` field 1),
+        addresses move by rows only (``pos_ux = 0``, ``pos_wrap = sh``, ``ky_inc = dh``, ``pos0`` the row
+        ``-pt``), and each step takes the lanes ``ix .. ix + cin - 1`` of its word, ``zp_in`` outside
+        ``0 .. in_w - 1`` (:mod:`cimforge.compiler.tiling`).
     Tiling
         ``desc_base``: the pass's tile descriptors; ``kt`` reduction (K) tiles and ``nt`` output-channel
         (N) tiles; ``kr, nr``: rounds per position (``ceil(kt / ki)``, ``ceil(nt / no)``); the split ``b``
@@ -121,6 +126,7 @@ def mac_layout(cfg: CimConfig) -> data.StructLayout:
         "param_base": unsigned(_bits(cfg.fabric.param_depth)),
         "zp_in": unsigned(8), "zp_out": signed(QZ), "act_min": signed(QZ), "act_max": signed(QZ),
         "ab_m1": unsigned(3), "wb_log2": unsigned(2), "x_signed": unsigned(1), "w_signed": unsigned(1),
+        "rowpack": unsigned(1),
     })
 
 

@@ -73,11 +73,14 @@ def layer_rows(program: Program, trace: list[dict], image: int = 0,
     predicted = _intervals(program, dict(enumerate(pred_stamps)), image)
     rows = []
     geoms = {mp.layer: mp.geom for mp in program.passes}
+    macs: dict[str, int] = {}  # MACs the fabric computes (kept taps), summed over a grouped layer's groups
+    for (name, _), geo in {(mp.layer, mp.group): mp.geom for mp in program.passes}.items():
+        macs[name] = macs.get(name, 0) + geo.macs
     for layer in program.graph.layers:
         if layer.name not in measured:
             continue
         weighted = isinstance(layer, (Conv2d, Dense))
-        ideal = ideal_cycles(layer.macs, program.cfg) if weighted else 0.0
+        ideal = ideal_cycles(macs[layer.name], program.cfg) if weighted else 0.0
         occ = occupancy(geoms[layer.name], program.cfg) if weighted else None
         rows.append(LayerRow(layer.name, layer.kind, measured[layer.name], predicted[layer.name], ideal,
                              None if exact is None else exact.get(layer.output.name), occ))

@@ -20,11 +20,14 @@ def random_tensor(name, shape, rng, dtype=None) -> ir.TensorInfo:
     return ir.TensorInfo(name, tuple(shape), dtype, float(rng.uniform(0.01, 0.1)), int(rng.integers(lo, hi + 1)))
 
 
-def random_conv_graph(rng, cfg=None) -> ir.Graph:
-    """A graph of one random convolution ``x -> y`` (input ``x``, output ``y``, layer ``conv``)."""
-    cin = int(rng.choice([1, 2, 3, 5, 8, 9, 16, 20, 70, 150]))
+def random_conv_graph(rng, cfg=None, *, cin: int | None = None, kmax: int = 4) -> ir.Graph:
+    """A graph of one random convolution ``x -> y`` (input ``x``, output ``y``, layer ``conv``).
+
+    ``cin`` fixes the input channels (one channel and ``kmax`` up to 8 exercise row-packed inputs). A third of
+    the graphs have their last taps zero in every filter (structured sparsity the compiler does not walk)."""
+    cin = int(rng.choice([1, 2, 3, 5, 8, 9, 16, 20, 70, 150])) if cin is None else cin
     h, w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
-    kh, kw = int(rng.integers(1, min(4, h + 2) + 1)), int(rng.integers(1, min(4, w + 2) + 1))
+    kh, kw = int(rng.integers(1, min(kmax, h + 2) + 1)), int(rng.integers(1, min(kmax, w + 2) + 1))
     sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     dh, dw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     pads = [int(rng.integers(0, 3)) for _ in range(4)]
@@ -38,6 +41,9 @@ def random_conv_graph(rng, cfg=None) -> ir.Graph:
     x = random_tensor("x", (cin, h, w), rng)
     y = random_tensor("y", (cout, oh, ow), rng)
     wt = rng.integers(-128, 128, (cout, cin, kh, kw)).astype(np.int8)
+    if kh * kw > 1 and rng.random() < 1 / 3:  # prune the last taps of every filter
+        cut = int(rng.integers(1, kh * kw))
+        wt.reshape(cout, cin, kh * kw)[:, :, kh * kw - cut:] = 0
     bias = rng.integers(-5000, 5000, cout).astype(np.int32)
     layer = ir.Conv2d(name="conv", inputs=(x,), output=y, weight=wt, bias=bias,
                       weight_scale=rng.uniform(0.001, 0.01, cout) if rng.random() < 0.5 else 0.005,

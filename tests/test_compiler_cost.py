@@ -12,8 +12,9 @@ import pytest
 from cimforge.compiler import cost
 from cimforge.compiler.cost import (LayerCost, Parallelism, choose_parallelism, layer_cost, mac_pass_cycles,
                                     valid_parallelisms)
-from cimforge.compiler.tiling import CompileError, geometry, k_tiles, tile_steps
+from cimforge.compiler.tiling import CompileError, geometry, k_tiles, rowpack_ok, tile_steps
 from cimforge.gen.isa import lanes
+from cimforge.golden import ir
 from cimforge.presets import get_preset
 from cimforge.sim.cosim import MODELS, load_digits_model
 
@@ -70,7 +71,7 @@ def test_chosen_split_is_the_cheapest(model):
         src = g.tensors[g.producer(layer.input.name).input.name].shape \
             if layer.kind == "dense" and g.producer(layer.input.name) is not None \
             and g.producer(layer.input.name).kind == "reshape" else None
-        geo = geometry(layer, src)
+        geo = geometry(layer, src, rowpack=rowpack_ok(layer, lanes(DEFAULT), DEFAULT.macro.rows))
         best = choose_parallelism(geo, DEFAULT)
         kt, nt = len(k_tiles(geo, DEFAULT)), -(-geo.cout // lanes(DEFAULT))
         chosen = layer_cost(layer, DEFAULT, best, source_shape=src).compute_cycles
@@ -78,5 +79,29 @@ def test_chosen_split_is_the_cheapest(model):
             assert chosen <= layer_cost(layer, DEFAULT, par, source_shape=src).compute_cycles
 
 
-def test_gather_steps():
-    assert tile_steps(k_tiles(geometry(load_digits_model("digits_cnn_qop").layers[0]), DEFAULT)[0], 1, 8) == 9
+def _conv(cin, k, weight=None, w=8):
+    x = ir.TensorInfo("x", (cin, 8, w), "uint8", 0.05, 3)
+    y = ir.TensorInfo("y", (8, 8, w), "uint8", 0.05, 0)
+    p = (k - 1) // 2
+    wt = np.ones((8, cin, k, k), np.int8) if weight is None else weight
+    return ir.Conv2d(name="c", inputs=(x,), output=y, weight=wt, bias=np.zeros(8, np.int32), weight_scale=0.01,
+                     padding=(p, p, k - 1 - p, k - 1 - p))
+
+
+def test_gather_steps_and_pruned_taps():
+    """Gather steps per tile: a word per tap of one channel, a word per kernel row when row-packed; taps pruned
+    from the end of every filter are not walked (and are no MACs)."""
+    stem = _conv(1, 8)
+    assert rowpack_ok(stem, 8, 64) and not rowpack_ok(_conv(1, 8, w=9), 8, 64)
+    plain, packed = geometry(stem), geometry(stem, rowpack=True)
+    assert [tile_steps(t, plain, 8) for t in k_tiles(plain, DEFAULT)] == [64]
+    assert [tile_steps(t, packed, 8) for t in k_tiles(packed, DEFAULT)] == [8]
+    assert [t.elems for t in k_tiles(packed, get_preset("isscc22"))] == [32, 32]  # whole kernel rows per tile
+    wt = np.ones((8, 8, 3, 3), np.int8)
+    assert len(k_tiles(geometry(_conv(8, 3, wt)), DEFAULT)) == 2  # K = 72 > 64 rows
+    wt[:, :, 2, 2] = 0
+    pruned = geometry(_conv(8, 3, wt))
+    assert pruned.taps == 8 and pruned.K == 64 and pruned.macs == 64 * 64 * 8
+    assert [(t.elems, tile_steps(t, pruned, 8)) for t in k_tiles(pruned, DEFAULT)] == [(64, 8)]
+    wt[1, 3, 2, 2] = 1  # one filter still uses the tap: it is walked
+    assert geometry(_conv(8, 3, wt)).K == 72

@@ -16,7 +16,7 @@ import pytest
 from cimforge.compiler.compile import compile_graph
 from cimforge.compiler.cost import Parallelism, valid_parallelisms
 from cimforge.compiler.iss import run_program
-from cimforge.compiler.tiling import CompileError, geometry, k_tiles
+from cimforge.compiler.tiling import CompileError, geometry, k_tiles, rowpack_ok
 from cimforge.config import MacroConfig
 from cimforge.gen.isa import lanes
 from cimforge.golden import ir
@@ -49,20 +49,22 @@ def test_digits_models_iss(model, fabric):
         assert np.array_equal(got[name], gold[name]), f"{model} on {fabric}: tensor {name} differs"
 
 
+@pytest.mark.parametrize("one_channel", [False, True], ids=["any", "rowpack"])
 @pytest.mark.parametrize("seed", range(12))
-def test_random_conv_every_split(seed):
-    """A random convolution, compiled with every split the fabric can run, equals the golden operator."""
-    rng = np.random.default_rng(1000 + seed)
+def test_random_conv_every_split(seed, one_channel):
+    """A random convolution, compiled with every split the fabric can run, equals the golden operator
+    (``rowpack``: one-channel inputs and kernels up to 8 x 8, mostly stored a row per word)."""
+    rng = np.random.default_rng(1000 + seed + 500 * one_channel)
     cfg = replace(DEFAULT, macro=MacroConfig(rows=int(rng.choice([16, 32, 64])), pages=8, cols=64),
                   fabric=replace(DEFAULT.fabric, n_macros=int(rng.choice([1, 2, 4, 8]))))
-    g = random_conv_graph(rng, cfg)
+    g = random_conv_graph(rng, cfg, cin=1, kmax=8) if one_channel else random_conv_graph(rng, cfg)
     layer = g.layers[0]
-    print(f"seed {1000 + seed}: {layer.input.shape} k{layer.kernel} s{layer.stride} d{layer.dilation} "
+    print(f"seed {1000 + seed + 500 * one_channel}: {layer.input.shape} k{layer.kernel} s{layer.stride} d{layer.dilation} "
           f"p{layer.padding} -> {layer.output.shape}; macro {cfg.macro.rows}x{cfg.macro.cols}, "
           f"{cfg.fabric.n_macros} macros")
     x = rng.integers(layer.input.qmin, layer.input.qmax + 1, (2, *layer.input.shape)).astype(layer.input.dtype)
     gold = run_graph(g, x)
-    geo = geometry(layer)
+    geo = geometry(layer, rowpack=rowpack_ok(layer, lanes(cfg), cfg.macro.rows))
     kt, nt = len(k_tiles(geo, cfg)), -(-geo.cout // lanes(cfg))
     splits = valid_parallelisms(cfg, kt, nt, geo.npos)
     ran = 0

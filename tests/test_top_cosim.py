@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cimforge.compiler.compile import compile_graph
+from cimforge.compiler.cost import Parallelism
 from cimforge.gen.isa import Opcode, decode_op, encode
 from cimforge.presets import get_preset
 from cimforge.sim.cosim import MODELS, cosimulate, digits_batch, load_digits_model
@@ -161,27 +162,29 @@ def test_icarus_one_image():
     _assert_cosim(res, "icarus")
 
 
-def test_random_layers_and_odd_splits():
-    """Random convolutions and dense layers under splits of 1..4 macros (3 included), one simulator launch:
-    bit-exact, and the cost model's cycles equal to the trace's on every instruction."""
-    from cimforge.compiler.cost import Parallelism, program_timing
-    from cimforge.sim.fabric_runner import run_programs
+def _random_layers_cosim(seed, splits, draw, accept=lambda prog: True):
+    """One simulator launch over random one-layer graphs ``draw(rng)``, one per split (a layer the split or
+    ``accept`` refuses is redrawn): bit-exact, and the cost model's cycles equal to the trace's on every
+    instruction."""
+    from cimforge.compiler.cost import program_timing
     from cimforge.golden.runner import run_graph
-    from cimforge.sim.random_layers import random_conv_graph
+    from cimforge.sim.fabric_runner import run_programs
 
+    print(f"seed {seed}")
     items, golds = [], []
-    rng = np.random.default_rng(77)
-    splits = [Parallelism(3, 1, 1), Parallelism(1, 3, 1), Parallelism(1, 1, 3), Parallelism(2, 2, 1),
-              Parallelism(1, 2, 2), Parallelism(4, 1, 1)]
-    while len(items) < 6:
-        g = random_conv_graph(rng, DEFAULT)
+    rng = np.random.default_rng(seed)
+    while len(items) < len(splits):
+        g = draw(rng)
         try:
             prog = compile_graph(g, DEFAULT, batch=2, parallelism={"conv": splits[len(items)]})
         except Exception as e:  # a split the layer cannot use (too few tiles): draw another layer
             print(f"skip: {e}")
             continue
+        if not accept(prog):
+            continue
         layer = g.layers[0]
         x = rng.integers(layer.input.qmin, layer.input.qmax + 1, (2, *layer.input.shape)).astype(layer.input.dtype)
+        x[0].flat[0] = layer.input.qmin  # the most negative (int8) or zero (uint8) code in a corner
         golds.append(run_graph(g, x))
         items.append((prog, {"x": x}))
         print(f"{layer.input.shape} k{layer.kernel} s{layer.stride} d{layer.dilation} p{layer.padding} "
@@ -191,3 +194,20 @@ def test_random_layers_and_odd_splits():
         got = prog.read_tensors(run.words, 2)
         assert first_divergence(prog, gold, got, run.trace) is None
         assert [t["cycle"] for t in run.trace] == program_timing(prog)
+
+
+def test_random_layers_and_odd_splits():
+    """Random convolutions and dense layers under splits of 1..4 macros (3 included)."""
+    from cimforge.sim.random_layers import random_conv_graph
+    P = Parallelism
+    _random_layers_cosim(77, [P(3, 1, 1), P(1, 3, 1), P(1, 1, 3), P(2, 2, 1), P(1, 2, 2), P(4, 1, 1)],
+                         lambda rng: random_conv_graph(rng, DEFAULT))
+
+
+def test_row_packed_inputs():
+    """One-channel inputs stored a row per word (kernels up to 8 x 8, any padding and stride, pruned tails)."""
+    from cimforge.sim.random_layers import random_conv_graph
+    P = Parallelism
+    _random_layers_cosim(88, [P(4, 1, 1), P(2, 1, 2), P(1, 2, 1), P(3, 1, 1), P(1, 1, 1), P(2, 2, 1)],
+                         lambda rng: random_conv_graph(rng, DEFAULT, cin=1, kmax=8),
+                         accept=lambda prog: prog.tensors[(0, "x")].rowpack)

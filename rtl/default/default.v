@@ -9225,7 +9225,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   reg \$123 ;
   reg \$124 ;
   reg [2:0] \$125 ;
-  reg [349:0] \$126 ;
+  reg [350:0] \$126 ;
   reg [31:0] \$127 ;
   reg [31:0] \$128 ;
   reg [31:0] \$129 ;
@@ -9399,7 +9399,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [13:0] amem_hword;
   wire [13:0] \amem_hword$209 ;
   reg amem_rsl = 1'h0;
-  wire [345:0] args;
+  wire [346:0] args;
   wire [183:0] \args$138 ;
   wire [9:0] \args$138.act_max ;
   wire [9:0] \args$138.act_min ;
@@ -9489,6 +9489,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
   wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
   wire \args.w_signed ;
@@ -9599,8 +9600,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [13:0] imem_hword;
   wire [13:0] \imem_hword$191 ;
   reg [3:0] imem_rsl = 4'h0;
-  reg [349:0] ir = 350'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [345:0] \ir.args ;
+  reg [350:0] ir = 351'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [346:0] \ir.args ;
   wire [256:0] \ir.args.ew ;
   wire [11:0] \ir.args.ew.a_base ;
   wire [7:0] \ir.args.ew.a_stride ;
@@ -9632,7 +9633,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [1:0] \ir.args.load.page ;
   wire [5:0] \ir.args.load.row0 ;
   wire [9:0] \ir.args.load.src ;
-  wire [345:0] \ir.args.mac ;
+  wire [346:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
   wire [9:0] \ir.args.mac.act_min ;
@@ -9670,6 +9671,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [13:0] \ir.args.mac.pos_wrap ;
   wire [3:0] \ir.args.mac.pt ;
   wire [5:0] \ir.args.mac.role_base ;
+  wire \ir.args.mac.rowpack ;
   wire [3:0] \ir.args.mac.sh ;
   wire [3:0] \ir.args.mac.sw ;
   wire \ir.args.mac.w_signed ;
@@ -18795,14 +18797,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .args(ir[260:4]),
     .clk(clk),
     .done(\done$154 ),
-    .\port$1986$0 (\$169 ),
-    .\port$1992$0 (\$170 ),
-    .\port$1998$0 (\$171 ),
-    .\port$2004$0 (\$172 ),
-    .\port$2010$0 (\$173 ),
-    .\port$2016$0 (\$174 ),
-    .\port$2022$0 (\$175 ),
-    .\port$2028$0 (\$176 ),
+    .\port$2074$0 (\$169 ),
+    .\port$2080$0 (\$170 ),
+    .\port$2086$0 (\$171 ),
+    .\port$2092$0 (\$172 ),
+    .\port$2098$0 (\$173 ),
+    .\port$2104$0 (\$174 ),
+    .\port$2110$0 (\$175 ),
+    .\port$2116$0 (\$176 ),
     .ra_addr(ra_addr),
     .ra_data(\rd_data$122 ),
     .rb_addr(rpb__addr),
@@ -18826,7 +18828,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .w_en(cmd_valid)
   );
   \default_fabric.mac  mac (
-    .args(ir[349:4]),
+    .args(ir[350:4]),
     .clk(clk),
     .desc(dp__data[72:0]),
     .\desc$386 (\dp__data$64 [72:0]),
@@ -18969,14 +18971,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .busy(\busy$118 ),
     .clk(clk),
     .done(\done$153 ),
-    .\port$1644$0 (\$161 ),
-    .\port$1645$0 (\$162 ),
-    .\port$1646$0 (\$163 ),
-    .\port$1647$0 (\$164 ),
-    .\port$1648$0 (\$165 ),
-    .\port$1649$0 (\$166 ),
-    .\port$1650$0 (\$167 ),
-    .\port$1651$0 (\$168 ),
+    .\port$1732$0 (\$161 ),
+    .\port$1733$0 (\$162 ),
+    .\port$1734$0 (\$163 ),
+    .\port$1735$0 (\$164 ),
+    .\port$1736$0 (\$165 ),
+    .\port$1737$0 (\$166 ),
+    .\port$1738$0 (\$167 ),
+    .\port$1739$0 (\$168 ),
     .rd_addr(\rd_addr$120 ),
     .rd_data(\rd_data$122 ),
     .rst(rst),
@@ -19333,10 +19335,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
       3'h1:
           /* empty */;
       3'h2:
-          \$126  = fp__data[349:0];
+          \$126  = fp__data[350:0];
     endcase
     if (rst) begin
-      \$126  = 350'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$126  = 351'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -19732,7 +19734,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign w_data = macro0__mem_wdata;
   assign wp__data = macro0__mem_wdata;
   assign fp__addr = pc[9:0];
-  assign args = ir[349:4];
+  assign args = ir[350:4];
   assign \args$138  = ir[187:4];
   assign \args$139  = ir[260:4];
   assign cmd = ir[41:4];
@@ -21005,9 +21007,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \args.wb_log2  = ir[347:346];
   assign \args.x_signed  = ir[348];
   assign \args.w_signed  = ir[349];
+  assign \args.rowpack  = ir[350];
   assign \ir.op  = ir[3:0];
-  assign \ir.args  = ir[349:4];
-  assign \ir.args.mac  = ir[349:4];
+  assign \ir.args  = ir[350:4];
+  assign \ir.args.mac  = ir[350:4];
   assign \ir.args.mac.in_h  = ir[11:4];
   assign \ir.args.mac.in_w  = ir[19:12];
   assign \ir.args.mac.in_cw  = ir[27:20];
@@ -21052,6 +21055,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \ir.args.mac.wb_log2  = ir[347:346];
   assign \ir.args.mac.x_signed  = ir[348];
   assign \ir.args.mac.w_signed  = ir[349];
+  assign \ir.args.mac.rowpack  = ir[350];
   assign \ir.args.pool  = ir[187:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
@@ -21181,7 +21185,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1986$0 , \port$1992$0 , \port$1998$0 , \port$2004$0 , \port$2010$0 , \port$2016$0 , \port$2022$0 , \port$2028$0 , done, start, args, w_addr, w_en, clk);
+module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2074$0 , \port$2080$0 , \port$2086$0 , \port$2092$0 , \port$2098$0 , \port$2104$0 , \port$2110$0 , \port$2116$0 , done, start, args, w_addr, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -21530,22 +21534,22 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1986$0
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1986$0 ;
-  wire [7:0] \port$1986$0 ;
-  output [7:0] \port$1992$0 ;
-  wire [7:0] \port$1992$0 ;
-  output [7:0] \port$1998$0 ;
-  wire [7:0] \port$1998$0 ;
-  output [7:0] \port$2004$0 ;
-  wire [7:0] \port$2004$0 ;
-  output [7:0] \port$2010$0 ;
-  wire [7:0] \port$2010$0 ;
-  output [7:0] \port$2016$0 ;
-  wire [7:0] \port$2016$0 ;
-  output [7:0] \port$2022$0 ;
-  wire [7:0] \port$2022$0 ;
-  output [7:0] \port$2028$0 ;
-  wire [7:0] \port$2028$0 ;
+  output [7:0] \port$2074$0 ;
+  wire [7:0] \port$2074$0 ;
+  output [7:0] \port$2080$0 ;
+  wire [7:0] \port$2080$0 ;
+  output [7:0] \port$2086$0 ;
+  wire [7:0] \port$2086$0 ;
+  output [7:0] \port$2092$0 ;
+  wire [7:0] \port$2092$0 ;
+  output [7:0] \port$2098$0 ;
+  wire [7:0] \port$2098$0 ;
+  output [7:0] \port$2104$0 ;
+  wire [7:0] \port$2104$0 ;
+  output [7:0] \port$2110$0 ;
+  wire [7:0] \port$2110$0 ;
+  output [7:0] \port$2116$0 ;
+  wire [7:0] \port$2116$0 ;
   output [11:0] ra_addr;
   wire [11:0] ra_addr;
   input [63:0] ra_data;
@@ -22273,14 +22277,14 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1986$0
   assign w_data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign ra_addr = \$3 [11:0];
   assign rb_addr = \$6 [11:0];
-  assign \port$1986$0  = \$43 [7:0];
-  assign \port$1992$0  = \$48 [7:0];
-  assign \port$1998$0  = \$53 [7:0];
-  assign \port$2004$0  = \$58 [7:0];
-  assign \port$2010$0  = \$63 [7:0];
-  assign \port$2016$0  = \$68 [7:0];
-  assign \port$2022$0  = \$73 [7:0];
-  assign \port$2028$0  = \$78 [7:0];
+  assign \port$2074$0  = \$43 [7:0];
+  assign \port$2080$0  = \$48 [7:0];
+  assign \port$2086$0  = \$53 [7:0];
+  assign \port$2092$0  = \$58 [7:0];
+  assign \port$2098$0  = \$63 [7:0];
+  assign \port$2104$0  = \$68 [7:0];
+  assign \port$2110$0  = \$73 [7:0];
+  assign \port$2116$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -26127,9 +26131,9 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [11:0] addr_pipe3;
   wire all_idle;
   wire any_stall;
-  input [345:0] args;
-  wire [345:0] args;
-  wire [345:0] \args$1 ;
+  input [346:0] args;
+  wire [346:0] args;
+  wire [346:0] \args$1 ;
   wire [2:0] \args$1.ab_m1 ;
   wire [9:0] \args$1.act_max ;
   wire [9:0] \args$1.act_min ;
@@ -26167,6 +26171,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [13:0] \args$1.pos_wrap ;
   wire [3:0] \args$1.pt ;
   wire [5:0] \args$1.role_base ;
+  wire \args$1.rowpack ;
   wire [3:0] \args$1.sh ;
   wire [3:0] \args$1.sw ;
   wire \args$1.w_signed ;
@@ -26174,7 +26179,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [345:0] \args$2 ;
+  wire [346:0] \args$2 ;
   wire [2:0] \args$2.ab_m1 ;
   wire [9:0] \args$2.act_max ;
   wire [9:0] \args$2.act_min ;
@@ -26212,6 +26217,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [13:0] \args$2.pos_wrap ;
   wire [3:0] \args$2.pt ;
   wire [5:0] \args$2.role_base ;
+  wire \args$2.rowpack ;
   wire [3:0] \args$2.sh ;
   wire [3:0] \args$2.sw ;
   wire \args$2.w_signed ;
@@ -26219,7 +26225,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire \args$2.x_signed ;
   wire [7:0] \args$2.zp_in ;
   wire [9:0] \args$2.zp_out ;
-  wire [345:0] \args$3 ;
+  wire [346:0] \args$3 ;
   wire [2:0] \args$3.ab_m1 ;
   wire [9:0] \args$3.act_max ;
   wire [9:0] \args$3.act_min ;
@@ -26257,6 +26263,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [13:0] \args$3.pos_wrap ;
   wire [3:0] \args$3.pt ;
   wire [5:0] \args$3.role_base ;
+  wire \args$3.rowpack ;
   wire [3:0] \args$3.sh ;
   wire [3:0] \args$3.sw ;
   wire \args$3.w_signed ;
@@ -26264,7 +26271,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire \args$3.x_signed ;
   wire [7:0] \args$3.zp_in ;
   wire [9:0] \args$3.zp_out ;
-  wire [345:0] \args$4 ;
+  wire [346:0] \args$4 ;
   wire [2:0] \args$4.ab_m1 ;
   wire [9:0] \args$4.act_max ;
   wire [9:0] \args$4.act_min ;
@@ -26302,6 +26309,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [13:0] \args$4.pos_wrap ;
   wire [3:0] \args$4.pt ;
   wire [5:0] \args$4.role_base ;
+  wire \args$4.rowpack ;
   wire [3:0] \args$4.sh ;
   wire [3:0] \args$4.sw ;
   wire \args$4.w_signed ;
@@ -26346,6 +26354,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
   wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
   wire \args.w_signed ;
@@ -29613,6 +29622,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args.wb_log2  = args[343:342];
   assign \args.x_signed  = args[344];
   assign \args.w_signed  = args[345];
+  assign \args.rowpack  = args[346];
   assign \args$1.in_h  = args[7:0];
   assign \args$1.in_w  = args[15:8];
   assign \args$1.in_cw  = args[23:16];
@@ -29657,6 +29667,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args$1.wb_log2  = args[343:342];
   assign \args$1.x_signed  = args[344];
   assign \args$1.w_signed  = args[345];
+  assign \args$1.rowpack  = args[346];
   assign \args$2.in_h  = args[7:0];
   assign \args$2.in_w  = args[15:8];
   assign \args$2.in_cw  = args[23:16];
@@ -29701,6 +29712,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args$2.wb_log2  = args[343:342];
   assign \args$2.x_signed  = args[344];
   assign \args$2.w_signed  = args[345];
+  assign \args$2.rowpack  = args[346];
   assign \args$3.in_h  = args[7:0];
   assign \args$3.in_w  = args[15:8];
   assign \args$3.in_cw  = args[23:16];
@@ -29745,6 +29757,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args$3.wb_log2  = args[343:342];
   assign \args$3.x_signed  = args[344];
   assign \args$3.w_signed  = args[345];
+  assign \args$3.rowpack  = args[346];
   assign \args$4.in_h  = args[7:0];
   assign \args$4.in_w  = args[15:8];
   assign \args$4.in_cw  = args[23:16];
@@ -29789,6 +29802,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args$4.wb_log2  = args[343:342];
   assign \args$4.x_signed  = args[344];
   assign \args$4.w_signed  = args[345];
+  assign \args$4.rowpack  = args[346];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[2:1];
   assign \op__0__payload.row  = op__0__payload[8:3];
@@ -30780,7 +30794,26 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
+  reg [11:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg [7:0] \$102 ;
+  reg [7:0] \$103 ;
+  reg [12:0] \$104 ;
+  reg [12:0] \$105 ;
+  reg [12:0] \$106 ;
+  reg [13:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
   wire \$11 ;
+  reg \$110 ;
+  reg [3:0] \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg [12:0] \$115 ;
+  reg [511:0] \$116 ;
+  reg [511:0] \$117 ;
+  reg \$118 ;
   wire [13:0] \$12 ;
   wire [13:0] \$13 ;
   wire [11:0] \$14 ;
@@ -30839,45 +30872,48 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire [14:0] \$65 ;
+  wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  reg [6:0] \$69 ;
+  wire [14:0] \$67 ;
+  wire [13:0] \$68 ;
+  wire \$69 ;
   wire [9:0] \$7 ;
-  reg [6:0] \$70 ;
-  reg [6:0] \$71 ;
-  reg \$72 ;
-  reg [15:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [10:0] \$75 ;
-  reg [10:0] \$76 ;
-  reg [13:0] \$77 ;
-  reg \$78 ;
-  reg [11:0] \$79 ;
+  wire [7:0] \$70 ;
+  wire \$71 ;
+  wire [7:0] \$72 ;
+  wire \$73 ;
+  wire [7:0] \$74 ;
+  wire \$75 ;
+  wire [7:0] \$76 ;
+  wire \$77 ;
+  wire [7:0] \$78 ;
+  wire \$79 ;
   wire [12:0] \$8 ;
-  reg [6:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [12:0] \$83 ;
-  reg [12:0] \$84 ;
-  reg [12:0] \$85 ;
-  reg [13:0] \$86 ;
-  reg [13:0] \$87 ;
-  reg \$88 ;
-  reg \$89 ;
+  wire [7:0] \$80 ;
+  wire \$81 ;
+  wire [7:0] \$82 ;
+  wire \$83 ;
+  wire [7:0] \$84 ;
+  wire [8:0] \$85 ;
+  wire [63:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire [12:0] \$9 ;
-  reg [3:0] \$90 ;
-  reg \$91 ;
-  reg \$92 ;
+  reg [6:0] \$90 ;
+  reg [6:0] \$91 ;
+  reg [6:0] \$92 ;
   reg \$93 ;
-  reg [511:0] \$94 ;
-  reg [511:0] \$95 ;
-  reg \$96 ;
+  reg [15:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [10:0] \$96 ;
+  reg [10:0] \$97 ;
+  reg [13:0] \$98 ;
+  reg \$99 ;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [345:0] args;
-  wire [345:0] args;
+  input [346:0] args;
+  wire [346:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -30915,6 +30951,7 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
   wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
   wire \args.w_signed ;
@@ -30923,6 +30960,7 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
+  reg [12:0] b_ix = 13'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -30930,7 +30968,7 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] bi;
   reg [6:0] bi = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \bi$50 ;
+  wire [6:0] \bi$51 ;
   reg [11:0] c = 12'h000;
   input clk;
   wire clk;
@@ -30952,12 +30990,12 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
-  wire \en$53 ;
+  wire \en$54 ;
   reg first = 1'h0;
   output full;
   reg full = 1'h0;
   (* init = 1'h0 *)
-  wire \full$66 ;
+  wire \full$69 ;
   input [7:0] g_kbase;
   wire [7:0] g_kbase;
   input go;
@@ -30971,7 +31009,7 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \kk$51 ;
+  wire [6:0] \kk$52 ;
   reg [7:0] kx = 8'h00;
   reg [7:0] ky = 8'h00;
   wire last;
@@ -30981,7 +31019,7 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] nn;
   reg [6:0] nn = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \nn$52 ;
+  wire [6:0] \nn$53 ;
   wire oob;
   reg [7:0] ox = 8'h00;
   reg [15:0] p = 16'h0000;
@@ -31004,11 +31042,12 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   reg [12:0] row_ix = 13'h0000;
   input rst;
   wire rst;
+  wire [4:0] sel;
   reg [511:0] shifted;
   wire [511:0] src;
   output stall;
   wire stall;
-  wire \stall$59 ;
+  wire \stall$60 ;
   reg [13:0] start;
   input take;
   wire take;
@@ -31016,6 +31055,7 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   wire tap_end;
   input tile_active;
   wire tile_active;
+  wire [63:0] window;
   wire [63:0] word;
   wire wrap;
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
@@ -31087,6 +31127,9 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[71:68];
+  assign \$3  = - args[75:72];
   assign \$4  = pos_bstep ? args[244:238] : 7'h01;
   assign \$5  = p + \$4 ;
   assign \$6  = d_ox - args[83:76];
@@ -31148,423 +31191,136 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$57  = $signed(iy) < $signed(1'h0);
   assign \$58  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$59  = \$57  | \$58 ;
-  assign \$60  = $signed(ix) < $signed(1'h0);
-  assign \$61  = \$59  | \$60 ;
+  assign \$60  = ~ args[346];
+  assign \$61  = $signed(ix) < $signed(1'h0);
   assign \$62  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
-  assign oob = \$61  | \$62 ;
-  assign \$63  = ~ active;
-  assign idle_next = \$63  | last;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = \$60  & \$63 ;
+  assign oob = \$59  | \$64 ;
+  assign \$65  = ~ active;
+  assign idle_next = \$65  | last;
   assign rd_en = ~ stall;
-  assign \$64  = ~ stall;
-  assign \$65  = $signed(pos_addr) + $signed(desc[72:59]);
-  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : rd_data;
+  assign \$66  = ~ stall;
+  assign \$67  = $signed(pos_addr) + $signed(desc[72:59]);
+  assign \$68  = $signed(b_ix) + $signed(5'h08);
+  assign \$69  = args[15:8] > 1'h0;
+  assign \$70  = \$69  ? rd_data[7:0] : args[308:301];
+  assign \$71  = args[15:8] > 1'h1;
+  assign \$72  = \$71  ? rd_data[15:8] : args[308:301];
+  assign \$73  = args[15:8] > 2'h2;
+  assign \$74  = \$73  ? rd_data[23:16] : args[308:301];
+  assign \$75  = args[15:8] > 2'h3;
+  assign \$76  = \$75  ? rd_data[31:24] : args[308:301];
+  assign \$77  = args[15:8] > 3'h4;
+  assign \$78  = \$77  ? rd_data[39:32] : args[308:301];
+  assign \$79  = args[15:8] > 3'h5;
+  assign \$80  = \$79  ? rd_data[47:40] : args[308:301];
+  assign \$81  = args[15:8] > 3'h6;
+  assign \$82  = \$81  ? rd_data[55:48] : args[308:301];
+  assign \$83  = args[15:8] > 3'h7;
+  assign \$84  = \$83  ? rd_data[63:56] : args[308:301];
+  assign \$85  = \$68 [4:0] * 4'h8;
+  assign window = { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } >> \$85 ;
+  assign \$86  = args[346] ? window : rd_data;
+  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : \$86 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$66  = b_valid & b_last;
-  assign \$67  = \$66  & full;
-  assign \$68  = ~ take;
-  assign stall = \$67  & \$68 ;
+  assign \$87  = b_valid & b_last;
+  assign \$88  = \$87  & full;
+  assign \$89  = ~ take;
+  assign stall = \$88  & \$89 ;
   always @(posedge clk)
-    bi <= \$69 ;
+    bi <= \$90 ;
   always @(posedge clk)
-    kk <= \$70 ;
+    kk <= \$91 ;
   always @(posedge clk)
-    nn <= \$71 ;
+    nn <= \$92 ;
   always @(posedge clk)
-    en <= \$72 ;
+    en <= \$93 ;
   always @(posedge clk)
-    p <= \$73 ;
+    p <= \$94 ;
   always @(posedge clk)
-    ox <= \$74 ;
+    ox <= \$95 ;
   always @(posedge clk)
-    iy0 <= \$75 ;
+    iy0 <= \$96 ;
   always @(posedge clk)
-    ix0 <= \$76 ;
+    ix0 <= \$97 ;
   always @(posedge clk)
-    pos_addr <= \$77 ;
+    pos_addr <= \$98 ;
   always @(posedge clk)
-    active <= \$78 ;
+    active <= \$99 ;
   always @(posedge clk)
-    c <= \$79 ;
+    c <= \$100 ;
   always @(posedge clk)
-    rem <= \$80 ;
+    rem <= \$101 ;
   always @(posedge clk)
-    ky <= \$81 ;
+    ky <= \$102 ;
   always @(posedge clk)
-    kx <= \$82 ;
+    kx <= \$103 ;
   always @(posedge clk)
-    iy <= \$83 ;
+    iy <= \$104 ;
   always @(posedge clk)
-    ix <= \$84 ;
+    ix <= \$105 ;
   always @(posedge clk)
-    row_ix <= \$85 ;
+    row_ix <= \$106 ;
   always @(posedge clk)
-    tap0 <= \$86 ;
+    tap0 <= \$107 ;
   always @(posedge clk)
-    addr <= \$87 ;
+    addr <= \$108 ;
   always @(posedge clk)
-    first <= \$88 ;
+    first <= \$109 ;
   always @(posedge clk)
-    b_valid <= \$89 ;
+    b_valid <= \$110 ;
   always @(posedge clk)
-    b_n <= \$90 ;
+    b_n <= \$111 ;
   always @(posedge clk)
-    b_oob <= \$91 ;
+    b_oob <= \$112 ;
   always @(posedge clk)
-    b_first <= \$92 ;
+    b_first <= \$113 ;
   always @(posedge clk)
-    b_last <= \$93 ;
+    b_last <= \$114 ;
   always @(posedge clk)
-    x_rdy <= \$94 ;
+    b_ix <= \$115 ;
   always @(posedge clk)
-    x_asm <= \$95 ;
+    x_rdy <= \$116 ;
   always @(posedge clk)
-    full <= \$96 ;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
+    x_asm <= \$117 ;
+  always @(posedge clk)
+    full <= \$118 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$69  = bi;
+    \$90  = bi;
     if (pos_init) begin
-      \$69  = desc[6:0];
+      \$90  = desc[6:0];
     end
     if (rst) begin
-      \$69  = 7'h00;
+      \$90  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = kk;
+    \$91  = kk;
     if (pos_init) begin
-      \$70  = desc[13:7];
+      \$91  = desc[13:7];
     end
     if (rst) begin
-      \$70  = 7'h00;
+      \$91  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = nn;
+    \$92  = nn;
     if (pos_init) begin
-      \$71  = desc[20:14];
+      \$92  = desc[20:14];
     end
     if (rst) begin
-      \$71  = 7'h00;
+      \$92  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$72  = en;
+    \$93  = en;
     if (pos_init) begin
-      \$72  = desc[21];
-    end
-    if (rst) begin
-      \$72  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$73  = p;
-    if (pos_init) begin
-      \$73  = 16'h0000;
-    end else if (\$1 ) begin
-      \$73  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$73  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$74  = ox;
-    if (pos_init) begin
-      \$74  = 8'h00;
-    end else if (\$1 ) begin
-      \$74  = \$7 [7:0];
-    end
-    if (rst) begin
-      \$74  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = iy0;
-    if (pos_init) begin
-      \$75  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$75  = \$8 [10:0];
-    end
-    if (rst) begin
-      \$75  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = ix0;
-    if (pos_init) begin
-      \$76  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$76  = \$9 [10:0];
-    end
-    if (rst) begin
-      \$76  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = pos_addr;
-    if (pos_init) begin
-      \$77  = args[113:100];
-    end else if (\$1 ) begin
-      \$77  = \$10 [13:0];
-    end
-    if (rst) begin
-      \$77  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = active;
-    if (\$11 ) begin
-      if (go) begin
-        \$78  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$78  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$79  = c;
-    if (\$11 ) begin
-      if (go) begin
-        \$79  = desc[51:40];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$79  = 12'h000;
-        end else begin
-          \$79  = \$27 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$79  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$80  = rem;
-    if (\$11 ) begin
-      if (go) begin
-        \$80  = desc[58:52];
-      end else if (active) begin
-        \$80  = \$16 [6:0];
-      end
-    end
-    if (rst) begin
-      \$80  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$81  = ky;
-    if (\$11 ) begin
-      if (go) begin
-        \$81  = desc[7:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$81  = \$19 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$81  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$82  = kx;
-    if (\$11 ) begin
-      if (go) begin
-        \$82  = desc[15:8];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$82  = 8'h00;
-          end else begin
-            \$82  = \$23 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$82  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$83  = iy;
-    if (\$11 ) begin
-      if (go) begin
-        \$83  = \$12 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$83  = \$20 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$83  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$84  = ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$84  = \$13 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$84  = row_ix;
-          end else begin
-            \$84  = \$24 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$84  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$85  = row_ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$85  = { ix0[10], ix0[10], ix0 };
-      end
-    end
-    if (rst) begin
-      \$85  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$86  = tap0;
-    if (\$11 ) begin
-      if (go) begin
-        \$86  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$86  = \$21 [13:0];
-          end else begin
-            \$86  = \$25 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$86  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$87  = addr;
-    if (\$11 ) begin
-      if (go) begin
-        \$87  = \$15 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$87  = \$22 [13:0];
-          end else begin
-            \$87  = \$26 [13:0];
-          end
-        end else begin
-          \$87  = \$28 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$87  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$88  = first;
-    if (\$11 ) begin
-      if (go) begin
-        \$88  = 1'h1;
-      end else if (active) begin
-        \$88  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$88  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$89  = b_valid;
-    if (\$29 ) begin
-      \$89  = active;
-    end
-    if (rst) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$90  = b_n;
-    if (\$29 ) begin
-      \$90  = \$56 [3:0];
-    end
-    if (rst) begin
-      \$90  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = b_oob;
-    if (\$29 ) begin
-      \$91  = oob;
-    end
-    if (rst) begin
-      \$91  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = b_first;
-    if (\$29 ) begin
-      \$92  = first;
-    end
-    if (rst) begin
-      \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = b_last;
-    if (\$29 ) begin
-      \$93  = last;
+      \$93  = desc[21];
     end
     if (rst) begin
       \$93  = 1'h0;
@@ -31572,42 +31328,360 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = x_rdy;
+    \$94  = p;
+    if (pos_init) begin
+      \$94  = 16'h0000;
+    end else if (\$1 ) begin
+      \$94  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$94  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$95  = ox;
+    if (pos_init) begin
+      \$95  = 8'h00;
+    end else if (\$1 ) begin
+      \$95  = \$7 [7:0];
+    end
+    if (rst) begin
+      \$95  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$96  = iy0;
+    if (pos_init) begin
+      \$96  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$96  = \$8 [10:0];
+    end
+    if (rst) begin
+      \$96  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$97  = ix0;
+    if (pos_init) begin
+      \$97  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$97  = \$9 [10:0];
+    end
+    if (rst) begin
+      \$97  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$98  = pos_addr;
+    if (pos_init) begin
+      \$98  = args[113:100];
+    end else if (\$1 ) begin
+      \$98  = \$10 [13:0];
+    end
+    if (rst) begin
+      \$98  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$99  = active;
+    if (\$11 ) begin
+      if (go) begin
+        \$99  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$99  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$100  = c;
+    if (\$11 ) begin
+      if (go) begin
+        \$100  = desc[51:40];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$100  = 12'h000;
+        end else begin
+          \$100  = \$27 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$100  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$101  = rem;
+    if (\$11 ) begin
+      if (go) begin
+        \$101  = desc[58:52];
+      end else if (active) begin
+        \$101  = \$16 [6:0];
+      end
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$102  = ky;
+    if (\$11 ) begin
+      if (go) begin
+        \$102  = desc[7:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$102  = \$19 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$102  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$103  = kx;
+    if (\$11 ) begin
+      if (go) begin
+        \$103  = desc[15:8];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$103  = 8'h00;
+          end else begin
+            \$103  = \$23 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$103  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$104  = iy;
+    if (\$11 ) begin
+      if (go) begin
+        \$104  = \$12 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$104  = \$20 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$104  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$105  = ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$105  = \$13 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$105  = row_ix;
+          end else begin
+            \$105  = \$24 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$105  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$106  = row_ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$106  = { ix0[10], ix0[10], ix0 };
+      end
+    end
+    if (rst) begin
+      \$106  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$107  = tap0;
+    if (\$11 ) begin
+      if (go) begin
+        \$107  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$107  = \$21 [13:0];
+          end else begin
+            \$107  = \$25 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$107  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$108  = addr;
+    if (\$11 ) begin
+      if (go) begin
+        \$108  = \$15 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$108  = \$22 [13:0];
+          end else begin
+            \$108  = \$26 [13:0];
+          end
+        end else begin
+          \$108  = \$28 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$109  = first;
+    if (\$11 ) begin
+      if (go) begin
+        \$109  = 1'h1;
+      end else if (active) begin
+        \$109  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$110  = b_valid;
+    if (\$29 ) begin
+      \$110  = active;
+    end
+    if (rst) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$111  = b_n;
+    if (\$29 ) begin
+      \$111  = \$56 [3:0];
+    end
+    if (rst) begin
+      \$111  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$112  = b_oob;
+    if (\$29 ) begin
+      \$112  = oob;
+    end
+    if (rst) begin
+      \$112  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$113  = b_first;
+    if (\$29 ) begin
+      \$113  = first;
+    end
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$114  = b_last;
+    if (\$29 ) begin
+      \$114  = last;
+    end
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$115  = b_ix;
+    if (\$29 ) begin
+      \$115  = ix;
+    end
+    if (rst) begin
+      \$115  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$116  = x_rdy;
     if (\$31 ) begin
       if (b_last) begin
-        \$94  = shifted;
+        \$116  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = x_asm;
+    \$117  = x_asm;
     if (\$31 ) begin
       (* full_case = 32'd1 *)
       if (b_last) begin
       end else begin
-        \$95  = shifted;
+        \$117  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$96  = full;
+    \$118  = full;
     if (\$34 ) begin
-      \$96  = 1'h1;
+      \$118  = 1'h1;
     end else if (take) begin
-      \$96  = 1'h0;
+      \$118  = 1'h0;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     start = 14'h0000;
-    if (\$64 ) begin
+    if (\$66 ) begin
       if (go) begin
-        start = \$65 [13:0];
+        start = \$67 [13:0];
       end
     end
   end
@@ -31639,13 +31713,14 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   assign d_ix = \$49 [11:0];
   assign d_addr = \$52 [13:0];
   assign n = \$56 [3:0];
-  assign \bi$50  = bi;
-  assign \kk$51  = kk;
-  assign \nn$52  = nn;
-  assign \en$53  = en;
+  assign \bi$51  = bi;
+  assign \kk$52  = kk;
+  assign \nn$53  = nn;
+  assign \en$54  = en;
   assign n_ch = \$53 [11:0];
-  assign \stall$59  = stall;
-  assign \full$66  = full;
+  assign \stall$60  = stall;
+  assign sel = \$68 [4:0];
+  assign \full$69  = full;
   assign x = x_rdy;
   assign desc_addr = \$38 [5:0];
   assign rd_addr = addr[11:0];
@@ -31700,6 +31775,7 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \args.wb_log2  = args[343:342];
   assign \args.x_signed  = args[344];
   assign \args.w_signed  = args[345];
+  assign \args.rowpack  = args[346];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -31773,7 +31849,26 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
+  reg [11:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg [7:0] \$102 ;
+  reg [7:0] \$103 ;
+  reg [12:0] \$104 ;
+  reg [12:0] \$105 ;
+  reg [12:0] \$106 ;
+  reg [13:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
   wire \$11 ;
+  reg \$110 ;
+  reg [3:0] \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg [12:0] \$115 ;
+  reg [511:0] \$116 ;
+  reg [511:0] \$117 ;
+  reg \$118 ;
   wire [13:0] \$12 ;
   wire [13:0] \$13 ;
   wire [11:0] \$14 ;
@@ -31832,45 +31927,48 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire [14:0] \$65 ;
+  wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  reg [6:0] \$69 ;
+  wire [14:0] \$67 ;
+  wire [13:0] \$68 ;
+  wire \$69 ;
   wire [9:0] \$7 ;
-  reg [6:0] \$70 ;
-  reg [6:0] \$71 ;
-  reg \$72 ;
-  reg [15:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [10:0] \$75 ;
-  reg [10:0] \$76 ;
-  reg [13:0] \$77 ;
-  reg \$78 ;
-  reg [11:0] \$79 ;
+  wire [7:0] \$70 ;
+  wire \$71 ;
+  wire [7:0] \$72 ;
+  wire \$73 ;
+  wire [7:0] \$74 ;
+  wire \$75 ;
+  wire [7:0] \$76 ;
+  wire \$77 ;
+  wire [7:0] \$78 ;
+  wire \$79 ;
   wire [12:0] \$8 ;
-  reg [6:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [12:0] \$83 ;
-  reg [12:0] \$84 ;
-  reg [12:0] \$85 ;
-  reg [13:0] \$86 ;
-  reg [13:0] \$87 ;
-  reg \$88 ;
-  reg \$89 ;
+  wire [7:0] \$80 ;
+  wire \$81 ;
+  wire [7:0] \$82 ;
+  wire \$83 ;
+  wire [7:0] \$84 ;
+  wire [8:0] \$85 ;
+  wire [63:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire [12:0] \$9 ;
-  reg [3:0] \$90 ;
-  reg \$91 ;
-  reg \$92 ;
+  reg [6:0] \$90 ;
+  reg [6:0] \$91 ;
+  reg [6:0] \$92 ;
   reg \$93 ;
-  reg [511:0] \$94 ;
-  reg [511:0] \$95 ;
-  reg \$96 ;
+  reg [15:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [10:0] \$96 ;
+  reg [10:0] \$97 ;
+  reg [13:0] \$98 ;
+  reg \$99 ;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [345:0] args;
-  wire [345:0] args;
+  input [346:0] args;
+  wire [346:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -31908,6 +32006,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
   wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
   wire \args.w_signed ;
@@ -31916,6 +32015,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
+  reg [12:0] b_ix = 13'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -31923,7 +32023,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] bi;
   reg [6:0] bi = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \bi$50 ;
+  wire [6:0] \bi$51 ;
   reg [11:0] c = 12'h000;
   input clk;
   wire clk;
@@ -31945,12 +32045,12 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
-  wire \en$53 ;
+  wire \en$54 ;
   reg first = 1'h0;
   output full;
   reg full = 1'h0;
   (* init = 1'h0 *)
-  wire \full$66 ;
+  wire \full$69 ;
   input [7:0] g_kbase;
   wire [7:0] g_kbase;
   input go;
@@ -31964,7 +32064,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \kk$51 ;
+  wire [6:0] \kk$52 ;
   reg [7:0] kx = 8'h00;
   reg [7:0] ky = 8'h00;
   wire last;
@@ -31974,7 +32074,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] nn;
   reg [6:0] nn = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \nn$52 ;
+  wire [6:0] \nn$53 ;
   wire oob;
   reg [7:0] ox = 8'h00;
   reg [15:0] p = 16'h0000;
@@ -31997,11 +32097,12 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   reg [12:0] row_ix = 13'h0000;
   input rst;
   wire rst;
+  wire [4:0] sel;
   reg [511:0] shifted;
   wire [511:0] src;
   output stall;
   wire stall;
-  wire \stall$59 ;
+  wire \stall$60 ;
   reg [13:0] start;
   input take;
   wire take;
@@ -32009,6 +32110,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire tap_end;
   input tile_active;
   wire tile_active;
+  wire [63:0] window;
   wire [63:0] word;
   wire wrap;
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
@@ -32080,6 +32182,9 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[71:68];
+  assign \$3  = - args[75:72];
   assign \$4  = pos_bstep ? args[244:238] : 7'h01;
   assign \$5  = p + \$4 ;
   assign \$6  = d_ox - args[83:76];
@@ -32141,423 +32246,136 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$57  = $signed(iy) < $signed(1'h0);
   assign \$58  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$59  = \$57  | \$58 ;
-  assign \$60  = $signed(ix) < $signed(1'h0);
-  assign \$61  = \$59  | \$60 ;
+  assign \$60  = ~ args[346];
+  assign \$61  = $signed(ix) < $signed(1'h0);
   assign \$62  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
-  assign oob = \$61  | \$62 ;
-  assign \$63  = ~ active;
-  assign idle_next = \$63  | last;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = \$60  & \$63 ;
+  assign oob = \$59  | \$64 ;
+  assign \$65  = ~ active;
+  assign idle_next = \$65  | last;
   assign rd_en = ~ stall;
-  assign \$64  = ~ stall;
-  assign \$65  = $signed(pos_addr) + $signed(desc[72:59]);
-  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : rd_data;
+  assign \$66  = ~ stall;
+  assign \$67  = $signed(pos_addr) + $signed(desc[72:59]);
+  assign \$68  = $signed(b_ix) + $signed(5'h08);
+  assign \$69  = args[15:8] > 1'h0;
+  assign \$70  = \$69  ? rd_data[7:0] : args[308:301];
+  assign \$71  = args[15:8] > 1'h1;
+  assign \$72  = \$71  ? rd_data[15:8] : args[308:301];
+  assign \$73  = args[15:8] > 2'h2;
+  assign \$74  = \$73  ? rd_data[23:16] : args[308:301];
+  assign \$75  = args[15:8] > 2'h3;
+  assign \$76  = \$75  ? rd_data[31:24] : args[308:301];
+  assign \$77  = args[15:8] > 3'h4;
+  assign \$78  = \$77  ? rd_data[39:32] : args[308:301];
+  assign \$79  = args[15:8] > 3'h5;
+  assign \$80  = \$79  ? rd_data[47:40] : args[308:301];
+  assign \$81  = args[15:8] > 3'h6;
+  assign \$82  = \$81  ? rd_data[55:48] : args[308:301];
+  assign \$83  = args[15:8] > 3'h7;
+  assign \$84  = \$83  ? rd_data[63:56] : args[308:301];
+  assign \$85  = \$68 [4:0] * 4'h8;
+  assign window = { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } >> \$85 ;
+  assign \$86  = args[346] ? window : rd_data;
+  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : \$86 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$66  = b_valid & b_last;
-  assign \$67  = \$66  & full;
-  assign \$68  = ~ take;
-  assign stall = \$67  & \$68 ;
+  assign \$87  = b_valid & b_last;
+  assign \$88  = \$87  & full;
+  assign \$89  = ~ take;
+  assign stall = \$88  & \$89 ;
   always @(posedge clk)
-    bi <= \$69 ;
+    bi <= \$90 ;
   always @(posedge clk)
-    kk <= \$70 ;
+    kk <= \$91 ;
   always @(posedge clk)
-    nn <= \$71 ;
+    nn <= \$92 ;
   always @(posedge clk)
-    en <= \$72 ;
+    en <= \$93 ;
   always @(posedge clk)
-    p <= \$73 ;
+    p <= \$94 ;
   always @(posedge clk)
-    ox <= \$74 ;
+    ox <= \$95 ;
   always @(posedge clk)
-    iy0 <= \$75 ;
+    iy0 <= \$96 ;
   always @(posedge clk)
-    ix0 <= \$76 ;
+    ix0 <= \$97 ;
   always @(posedge clk)
-    pos_addr <= \$77 ;
+    pos_addr <= \$98 ;
   always @(posedge clk)
-    active <= \$78 ;
+    active <= \$99 ;
   always @(posedge clk)
-    c <= \$79 ;
+    c <= \$100 ;
   always @(posedge clk)
-    rem <= \$80 ;
+    rem <= \$101 ;
   always @(posedge clk)
-    ky <= \$81 ;
+    ky <= \$102 ;
   always @(posedge clk)
-    kx <= \$82 ;
+    kx <= \$103 ;
   always @(posedge clk)
-    iy <= \$83 ;
+    iy <= \$104 ;
   always @(posedge clk)
-    ix <= \$84 ;
+    ix <= \$105 ;
   always @(posedge clk)
-    row_ix <= \$85 ;
+    row_ix <= \$106 ;
   always @(posedge clk)
-    tap0 <= \$86 ;
+    tap0 <= \$107 ;
   always @(posedge clk)
-    addr <= \$87 ;
+    addr <= \$108 ;
   always @(posedge clk)
-    first <= \$88 ;
+    first <= \$109 ;
   always @(posedge clk)
-    b_valid <= \$89 ;
+    b_valid <= \$110 ;
   always @(posedge clk)
-    b_n <= \$90 ;
+    b_n <= \$111 ;
   always @(posedge clk)
-    b_oob <= \$91 ;
+    b_oob <= \$112 ;
   always @(posedge clk)
-    b_first <= \$92 ;
+    b_first <= \$113 ;
   always @(posedge clk)
-    b_last <= \$93 ;
+    b_last <= \$114 ;
   always @(posedge clk)
-    x_rdy <= \$94 ;
+    b_ix <= \$115 ;
   always @(posedge clk)
-    x_asm <= \$95 ;
+    x_rdy <= \$116 ;
   always @(posedge clk)
-    full <= \$96 ;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
+    x_asm <= \$117 ;
+  always @(posedge clk)
+    full <= \$118 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$69  = bi;
+    \$90  = bi;
     if (pos_init) begin
-      \$69  = desc[6:0];
+      \$90  = desc[6:0];
     end
     if (rst) begin
-      \$69  = 7'h00;
+      \$90  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$70  = kk;
+    \$91  = kk;
     if (pos_init) begin
-      \$70  = desc[13:7];
+      \$91  = desc[13:7];
     end
     if (rst) begin
-      \$70  = 7'h00;
+      \$91  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$71  = nn;
+    \$92  = nn;
     if (pos_init) begin
-      \$71  = desc[20:14];
+      \$92  = desc[20:14];
     end
     if (rst) begin
-      \$71  = 7'h00;
+      \$92  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$72  = en;
+    \$93  = en;
     if (pos_init) begin
-      \$72  = desc[21];
-    end
-    if (rst) begin
-      \$72  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$73  = p;
-    if (pos_init) begin
-      \$73  = 16'h0000;
-    end else if (\$1 ) begin
-      \$73  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$73  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$74  = ox;
-    if (pos_init) begin
-      \$74  = 8'h00;
-    end else if (\$1 ) begin
-      \$74  = \$7 [7:0];
-    end
-    if (rst) begin
-      \$74  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$75  = iy0;
-    if (pos_init) begin
-      \$75  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$75  = \$8 [10:0];
-    end
-    if (rst) begin
-      \$75  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$76  = ix0;
-    if (pos_init) begin
-      \$76  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$76  = \$9 [10:0];
-    end
-    if (rst) begin
-      \$76  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$77  = pos_addr;
-    if (pos_init) begin
-      \$77  = args[113:100];
-    end else if (\$1 ) begin
-      \$77  = \$10 [13:0];
-    end
-    if (rst) begin
-      \$77  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$78  = active;
-    if (\$11 ) begin
-      if (go) begin
-        \$78  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$78  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$79  = c;
-    if (\$11 ) begin
-      if (go) begin
-        \$79  = desc[51:40];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$79  = 12'h000;
-        end else begin
-          \$79  = \$27 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$79  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$80  = rem;
-    if (\$11 ) begin
-      if (go) begin
-        \$80  = desc[58:52];
-      end else if (active) begin
-        \$80  = \$16 [6:0];
-      end
-    end
-    if (rst) begin
-      \$80  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$81  = ky;
-    if (\$11 ) begin
-      if (go) begin
-        \$81  = desc[7:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$81  = \$19 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$81  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$82  = kx;
-    if (\$11 ) begin
-      if (go) begin
-        \$82  = desc[15:8];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$82  = 8'h00;
-          end else begin
-            \$82  = \$23 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$82  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$83  = iy;
-    if (\$11 ) begin
-      if (go) begin
-        \$83  = \$12 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$83  = \$20 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$83  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$84  = ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$84  = \$13 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$84  = row_ix;
-          end else begin
-            \$84  = \$24 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$84  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$85  = row_ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$85  = { ix0[10], ix0[10], ix0 };
-      end
-    end
-    if (rst) begin
-      \$85  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$86  = tap0;
-    if (\$11 ) begin
-      if (go) begin
-        \$86  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$86  = \$21 [13:0];
-          end else begin
-            \$86  = \$25 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$86  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$87  = addr;
-    if (\$11 ) begin
-      if (go) begin
-        \$87  = \$15 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$87  = \$22 [13:0];
-          end else begin
-            \$87  = \$26 [13:0];
-          end
-        end else begin
-          \$87  = \$28 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$87  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$88  = first;
-    if (\$11 ) begin
-      if (go) begin
-        \$88  = 1'h1;
-      end else if (active) begin
-        \$88  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$88  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$89  = b_valid;
-    if (\$29 ) begin
-      \$89  = active;
-    end
-    if (rst) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$90  = b_n;
-    if (\$29 ) begin
-      \$90  = \$56 [3:0];
-    end
-    if (rst) begin
-      \$90  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$91  = b_oob;
-    if (\$29 ) begin
-      \$91  = oob;
-    end
-    if (rst) begin
-      \$91  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$92  = b_first;
-    if (\$29 ) begin
-      \$92  = first;
-    end
-    if (rst) begin
-      \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$93  = b_last;
-    if (\$29 ) begin
-      \$93  = last;
+      \$93  = desc[21];
     end
     if (rst) begin
       \$93  = 1'h0;
@@ -32565,42 +32383,360 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$94  = x_rdy;
+    \$94  = p;
+    if (pos_init) begin
+      \$94  = 16'h0000;
+    end else if (\$1 ) begin
+      \$94  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$94  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$95  = ox;
+    if (pos_init) begin
+      \$95  = 8'h00;
+    end else if (\$1 ) begin
+      \$95  = \$7 [7:0];
+    end
+    if (rst) begin
+      \$95  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$96  = iy0;
+    if (pos_init) begin
+      \$96  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$96  = \$8 [10:0];
+    end
+    if (rst) begin
+      \$96  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$97  = ix0;
+    if (pos_init) begin
+      \$97  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$97  = \$9 [10:0];
+    end
+    if (rst) begin
+      \$97  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$98  = pos_addr;
+    if (pos_init) begin
+      \$98  = args[113:100];
+    end else if (\$1 ) begin
+      \$98  = \$10 [13:0];
+    end
+    if (rst) begin
+      \$98  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$99  = active;
+    if (\$11 ) begin
+      if (go) begin
+        \$99  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$99  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$100  = c;
+    if (\$11 ) begin
+      if (go) begin
+        \$100  = desc[51:40];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$100  = 12'h000;
+        end else begin
+          \$100  = \$27 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$100  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$101  = rem;
+    if (\$11 ) begin
+      if (go) begin
+        \$101  = desc[58:52];
+      end else if (active) begin
+        \$101  = \$16 [6:0];
+      end
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$102  = ky;
+    if (\$11 ) begin
+      if (go) begin
+        \$102  = desc[7:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$102  = \$19 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$102  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$103  = kx;
+    if (\$11 ) begin
+      if (go) begin
+        \$103  = desc[15:8];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$103  = 8'h00;
+          end else begin
+            \$103  = \$23 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$103  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$104  = iy;
+    if (\$11 ) begin
+      if (go) begin
+        \$104  = \$12 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$104  = \$20 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$104  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$105  = ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$105  = \$13 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$105  = row_ix;
+          end else begin
+            \$105  = \$24 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$105  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$106  = row_ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$106  = { ix0[10], ix0[10], ix0 };
+      end
+    end
+    if (rst) begin
+      \$106  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$107  = tap0;
+    if (\$11 ) begin
+      if (go) begin
+        \$107  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$107  = \$21 [13:0];
+          end else begin
+            \$107  = \$25 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$107  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$108  = addr;
+    if (\$11 ) begin
+      if (go) begin
+        \$108  = \$15 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$108  = \$22 [13:0];
+          end else begin
+            \$108  = \$26 [13:0];
+          end
+        end else begin
+          \$108  = \$28 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$109  = first;
+    if (\$11 ) begin
+      if (go) begin
+        \$109  = 1'h1;
+      end else if (active) begin
+        \$109  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$110  = b_valid;
+    if (\$29 ) begin
+      \$110  = active;
+    end
+    if (rst) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$111  = b_n;
+    if (\$29 ) begin
+      \$111  = \$56 [3:0];
+    end
+    if (rst) begin
+      \$111  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$112  = b_oob;
+    if (\$29 ) begin
+      \$112  = oob;
+    end
+    if (rst) begin
+      \$112  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$113  = b_first;
+    if (\$29 ) begin
+      \$113  = first;
+    end
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$114  = b_last;
+    if (\$29 ) begin
+      \$114  = last;
+    end
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$115  = b_ix;
+    if (\$29 ) begin
+      \$115  = ix;
+    end
+    if (rst) begin
+      \$115  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$116  = x_rdy;
     if (\$31 ) begin
       if (b_last) begin
-        \$94  = shifted;
+        \$116  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$95  = x_asm;
+    \$117  = x_asm;
     if (\$31 ) begin
       (* full_case = 32'd1 *)
       if (b_last) begin
       end else begin
-        \$95  = shifted;
+        \$117  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$96  = full;
+    \$118  = full;
     if (\$34 ) begin
-      \$96  = 1'h1;
+      \$118  = 1'h1;
     end else if (take) begin
-      \$96  = 1'h0;
+      \$118  = 1'h0;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     start = 14'h0000;
-    if (\$64 ) begin
+    if (\$66 ) begin
       if (go) begin
-        start = \$65 [13:0];
+        start = \$67 [13:0];
       end
     end
   end
@@ -32632,13 +32768,14 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign d_ix = \$49 [11:0];
   assign d_addr = \$52 [13:0];
   assign n = \$56 [3:0];
-  assign \bi$50  = bi;
-  assign \kk$51  = kk;
-  assign \nn$52  = nn;
-  assign \en$53  = en;
+  assign \bi$51  = bi;
+  assign \kk$52  = kk;
+  assign \nn$53  = nn;
+  assign \en$54  = en;
   assign n_ch = \$53 [11:0];
-  assign \stall$59  = stall;
-  assign \full$66  = full;
+  assign \stall$60  = stall;
+  assign sel = \$68 [4:0];
+  assign \full$69  = full;
   assign x = x_rdy;
   assign desc_addr = \$38 [5:0];
   assign rd_addr = addr[11:0];
@@ -32693,6 +32830,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \args.wb_log2  = args[343:342];
   assign \args.x_signed  = args[344];
   assign \args.w_signed  = args[345];
+  assign \args.rowpack  = args[346];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -32766,7 +32904,26 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
+  reg [11:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg [7:0] \$102 ;
+  reg [7:0] \$103 ;
+  reg [12:0] \$104 ;
+  reg [12:0] \$105 ;
+  reg [12:0] \$106 ;
+  reg [13:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
   wire \$11 ;
+  reg \$110 ;
+  reg [3:0] \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg [12:0] \$115 ;
+  reg [511:0] \$116 ;
+  reg [511:0] \$117 ;
+  reg \$118 ;
   wire [13:0] \$12 ;
   wire [13:0] \$13 ;
   wire [11:0] \$14 ;
@@ -32825,45 +32982,48 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire [14:0] \$65 ;
+  wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  reg [6:0] \$69 ;
+  wire [14:0] \$67 ;
+  wire [13:0] \$68 ;
+  wire \$69 ;
   wire [9:0] \$7 ;
-  reg [6:0] \$70 ;
-  reg [6:0] \$71 ;
-  reg \$72 ;
-  reg [15:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [10:0] \$75 ;
-  reg [10:0] \$76 ;
-  reg [13:0] \$77 ;
-  reg \$78 ;
-  reg [11:0] \$79 ;
+  wire [7:0] \$70 ;
+  wire \$71 ;
+  wire [7:0] \$72 ;
+  wire \$73 ;
+  wire [7:0] \$74 ;
+  wire \$75 ;
+  wire [7:0] \$76 ;
+  wire \$77 ;
+  wire [7:0] \$78 ;
+  wire \$79 ;
   wire [12:0] \$8 ;
-  reg [6:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [12:0] \$83 ;
-  reg [12:0] \$84 ;
-  reg [12:0] \$85 ;
-  reg [13:0] \$86 ;
-  reg [13:0] \$87 ;
-  reg \$88 ;
-  reg \$89 ;
+  wire [7:0] \$80 ;
+  wire \$81 ;
+  wire [7:0] \$82 ;
+  wire \$83 ;
+  wire [7:0] \$84 ;
+  wire [8:0] \$85 ;
+  wire [63:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire [12:0] \$9 ;
-  reg [3:0] \$90 ;
-  reg \$91 ;
-  reg \$92 ;
+  reg [6:0] \$90 ;
+  reg [6:0] \$91 ;
+  reg [6:0] \$92 ;
   reg \$93 ;
-  reg [511:0] \$94 ;
-  reg [511:0] \$95 ;
-  reg \$96 ;
+  reg [15:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [10:0] \$96 ;
+  reg [10:0] \$97 ;
+  reg [13:0] \$98 ;
+  reg \$99 ;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [345:0] args;
-  wire [345:0] args;
+  input [346:0] args;
+  wire [346:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -32901,6 +33061,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
   wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
   wire \args.w_signed ;
@@ -32909,6 +33070,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
+  reg [12:0] b_ix = 13'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -32916,7 +33078,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] bi;
   reg [6:0] bi = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \bi$50 ;
+  wire [6:0] \bi$51 ;
   reg [11:0] c = 12'h000;
   input clk;
   wire clk;
@@ -32938,12 +33100,12 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
-  wire \en$53 ;
+  wire \en$54 ;
   reg first = 1'h0;
   output full;
   reg full = 1'h0;
   (* init = 1'h0 *)
-  wire \full$66 ;
+  wire \full$69 ;
   input [7:0] g_kbase;
   wire [7:0] g_kbase;
   input go;
@@ -32957,7 +33119,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \kk$51 ;
+  wire [6:0] \kk$52 ;
   reg [7:0] kx = 8'h00;
   reg [7:0] ky = 8'h00;
   wire last;
@@ -32967,7 +33129,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] nn;
   reg [6:0] nn = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \nn$52 ;
+  wire [6:0] \nn$53 ;
   wire oob;
   reg [7:0] ox = 8'h00;
   reg [15:0] p = 16'h0000;
@@ -32990,11 +33152,12 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   reg [12:0] row_ix = 13'h0000;
   input rst;
   wire rst;
+  wire [4:0] sel;
   reg [511:0] shifted;
   wire [511:0] src;
   output stall;
   wire stall;
-  wire \stall$59 ;
+  wire \stall$60 ;
   reg [13:0] start;
   input take;
   wire take;
@@ -33002,6 +33165,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   wire tap_end;
   input tile_active;
   wire tile_active;
+  wire [63:0] window;
   wire [63:0] word;
   wire wrap;
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
@@ -33073,6 +33237,9 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[71:68];
+  assign \$3  = - args[75:72];
   assign \$4  = pos_bstep ? args[244:238] : 7'h01;
   assign \$5  = p + \$4 ;
   assign \$6  = d_ox - args[83:76];
@@ -33134,423 +33301,136 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$57  = $signed(iy) < $signed(1'h0);
   assign \$58  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$59  = \$57  | \$58 ;
-  assign \$60  = $signed(ix) < $signed(1'h0);
-  assign \$61  = \$59  | \$60 ;
+  assign \$60  = ~ args[346];
+  assign \$61  = $signed(ix) < $signed(1'h0);
   assign \$62  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
-  assign oob = \$61  | \$62 ;
-  assign \$63  = ~ active;
-  assign idle_next = \$63  | last;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = \$60  & \$63 ;
+  assign oob = \$59  | \$64 ;
+  assign \$65  = ~ active;
+  assign idle_next = \$65  | last;
   assign rd_en = ~ stall;
-  assign \$64  = ~ stall;
-  assign \$65  = $signed(pos_addr) + $signed(desc[72:59]);
-  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : rd_data;
+  assign \$66  = ~ stall;
+  assign \$67  = $signed(pos_addr) + $signed(desc[72:59]);
+  assign \$68  = $signed(b_ix) + $signed(5'h08);
+  assign \$69  = args[15:8] > 1'h0;
+  assign \$70  = \$69  ? rd_data[7:0] : args[308:301];
+  assign \$71  = args[15:8] > 1'h1;
+  assign \$72  = \$71  ? rd_data[15:8] : args[308:301];
+  assign \$73  = args[15:8] > 2'h2;
+  assign \$74  = \$73  ? rd_data[23:16] : args[308:301];
+  assign \$75  = args[15:8] > 2'h3;
+  assign \$76  = \$75  ? rd_data[31:24] : args[308:301];
+  assign \$77  = args[15:8] > 3'h4;
+  assign \$78  = \$77  ? rd_data[39:32] : args[308:301];
+  assign \$79  = args[15:8] > 3'h5;
+  assign \$80  = \$79  ? rd_data[47:40] : args[308:301];
+  assign \$81  = args[15:8] > 3'h6;
+  assign \$82  = \$81  ? rd_data[55:48] : args[308:301];
+  assign \$83  = args[15:8] > 3'h7;
+  assign \$84  = \$83  ? rd_data[63:56] : args[308:301];
+  assign \$85  = \$68 [4:0] * 4'h8;
+  assign window = { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } >> \$85 ;
+  assign \$86  = args[346] ? window : rd_data;
+  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : \$86 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$66  = b_valid & b_last;
-  assign \$67  = \$66  & full;
-  assign \$68  = ~ take;
-  assign stall = \$67  & \$68 ;
+  assign \$87  = b_valid & b_last;
+  assign \$88  = \$87  & full;
+  assign \$89  = ~ take;
+  assign stall = \$88  & \$89 ;
   always @(posedge clk)
-    bi <= \$69 ;
+    bi <= \$90 ;
   always @(posedge clk)
-    kk <= \$70 ;
+    kk <= \$91 ;
   always @(posedge clk)
-    nn <= \$71 ;
+    nn <= \$92 ;
   always @(posedge clk)
-    en <= \$72 ;
+    en <= \$93 ;
   always @(posedge clk)
-    p <= \$73 ;
+    p <= \$94 ;
   always @(posedge clk)
-    ox <= \$74 ;
+    ox <= \$95 ;
   always @(posedge clk)
-    iy0 <= \$75 ;
+    iy0 <= \$96 ;
   always @(posedge clk)
-    ix0 <= \$76 ;
+    ix0 <= \$97 ;
   always @(posedge clk)
-    pos_addr <= \$77 ;
+    pos_addr <= \$98 ;
   always @(posedge clk)
-    active <= \$78 ;
+    active <= \$99 ;
   always @(posedge clk)
-    c <= \$79 ;
+    c <= \$100 ;
   always @(posedge clk)
-    rem <= \$80 ;
+    rem <= \$101 ;
   always @(posedge clk)
-    ky <= \$81 ;
+    ky <= \$102 ;
   always @(posedge clk)
-    kx <= \$82 ;
+    kx <= \$103 ;
   always @(posedge clk)
-    iy <= \$83 ;
+    iy <= \$104 ;
   always @(posedge clk)
-    ix <= \$84 ;
+    ix <= \$105 ;
   always @(posedge clk)
-    row_ix <= \$85 ;
+    row_ix <= \$106 ;
   always @(posedge clk)
-    tap0 <= \$86 ;
+    tap0 <= \$107 ;
   always @(posedge clk)
-    addr <= \$87 ;
+    addr <= \$108 ;
   always @(posedge clk)
-    first <= \$88 ;
+    first <= \$109 ;
   always @(posedge clk)
-    b_valid <= \$89 ;
+    b_valid <= \$110 ;
   always @(posedge clk)
-    b_n <= \$90 ;
+    b_n <= \$111 ;
   always @(posedge clk)
-    b_oob <= \$91 ;
+    b_oob <= \$112 ;
   always @(posedge clk)
-    b_first <= \$92 ;
+    b_first <= \$113 ;
   always @(posedge clk)
-    b_last <= \$93 ;
+    b_last <= \$114 ;
   always @(posedge clk)
-    x_rdy <= \$94 ;
+    b_ix <= \$115 ;
   always @(posedge clk)
-    x_asm <= \$95 ;
+    x_rdy <= \$116 ;
   always @(posedge clk)
-    full <= \$96 ;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
+    x_asm <= \$117 ;
+  always @(posedge clk)
+    full <= \$118 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$69  = bi;
+    \$90  = bi;
     if (pos_init) begin
-      \$69  = desc[6:0];
+      \$90  = desc[6:0];
     end
     if (rst) begin
-      \$69  = 7'h00;
+      \$90  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$70  = kk;
+    \$91  = kk;
     if (pos_init) begin
-      \$70  = desc[13:7];
+      \$91  = desc[13:7];
     end
     if (rst) begin
-      \$70  = 7'h00;
+      \$91  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$71  = nn;
+    \$92  = nn;
     if (pos_init) begin
-      \$71  = desc[20:14];
+      \$92  = desc[20:14];
     end
     if (rst) begin
-      \$71  = 7'h00;
+      \$92  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$72  = en;
+    \$93  = en;
     if (pos_init) begin
-      \$72  = desc[21];
-    end
-    if (rst) begin
-      \$72  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$73  = p;
-    if (pos_init) begin
-      \$73  = 16'h0000;
-    end else if (\$1 ) begin
-      \$73  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$73  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$74  = ox;
-    if (pos_init) begin
-      \$74  = 8'h00;
-    end else if (\$1 ) begin
-      \$74  = \$7 [7:0];
-    end
-    if (rst) begin
-      \$74  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$75  = iy0;
-    if (pos_init) begin
-      \$75  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$75  = \$8 [10:0];
-    end
-    if (rst) begin
-      \$75  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$76  = ix0;
-    if (pos_init) begin
-      \$76  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$76  = \$9 [10:0];
-    end
-    if (rst) begin
-      \$76  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$77  = pos_addr;
-    if (pos_init) begin
-      \$77  = args[113:100];
-    end else if (\$1 ) begin
-      \$77  = \$10 [13:0];
-    end
-    if (rst) begin
-      \$77  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$78  = active;
-    if (\$11 ) begin
-      if (go) begin
-        \$78  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$78  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$79  = c;
-    if (\$11 ) begin
-      if (go) begin
-        \$79  = desc[51:40];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$79  = 12'h000;
-        end else begin
-          \$79  = \$27 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$79  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$80  = rem;
-    if (\$11 ) begin
-      if (go) begin
-        \$80  = desc[58:52];
-      end else if (active) begin
-        \$80  = \$16 [6:0];
-      end
-    end
-    if (rst) begin
-      \$80  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$81  = ky;
-    if (\$11 ) begin
-      if (go) begin
-        \$81  = desc[7:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$81  = \$19 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$81  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$82  = kx;
-    if (\$11 ) begin
-      if (go) begin
-        \$82  = desc[15:8];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$82  = 8'h00;
-          end else begin
-            \$82  = \$23 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$82  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$83  = iy;
-    if (\$11 ) begin
-      if (go) begin
-        \$83  = \$12 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$83  = \$20 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$83  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$84  = ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$84  = \$13 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$84  = row_ix;
-          end else begin
-            \$84  = \$24 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$84  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$85  = row_ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$85  = { ix0[10], ix0[10], ix0 };
-      end
-    end
-    if (rst) begin
-      \$85  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$86  = tap0;
-    if (\$11 ) begin
-      if (go) begin
-        \$86  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$86  = \$21 [13:0];
-          end else begin
-            \$86  = \$25 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$86  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$87  = addr;
-    if (\$11 ) begin
-      if (go) begin
-        \$87  = \$15 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$87  = \$22 [13:0];
-          end else begin
-            \$87  = \$26 [13:0];
-          end
-        end else begin
-          \$87  = \$28 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$87  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$88  = first;
-    if (\$11 ) begin
-      if (go) begin
-        \$88  = 1'h1;
-      end else if (active) begin
-        \$88  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$88  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$89  = b_valid;
-    if (\$29 ) begin
-      \$89  = active;
-    end
-    if (rst) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$90  = b_n;
-    if (\$29 ) begin
-      \$90  = \$56 [3:0];
-    end
-    if (rst) begin
-      \$90  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$91  = b_oob;
-    if (\$29 ) begin
-      \$91  = oob;
-    end
-    if (rst) begin
-      \$91  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$92  = b_first;
-    if (\$29 ) begin
-      \$92  = first;
-    end
-    if (rst) begin
-      \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$93  = b_last;
-    if (\$29 ) begin
-      \$93  = last;
+      \$93  = desc[21];
     end
     if (rst) begin
       \$93  = 1'h0;
@@ -33558,42 +33438,360 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = x_rdy;
+    \$94  = p;
+    if (pos_init) begin
+      \$94  = 16'h0000;
+    end else if (\$1 ) begin
+      \$94  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$94  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$95  = ox;
+    if (pos_init) begin
+      \$95  = 8'h00;
+    end else if (\$1 ) begin
+      \$95  = \$7 [7:0];
+    end
+    if (rst) begin
+      \$95  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$96  = iy0;
+    if (pos_init) begin
+      \$96  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$96  = \$8 [10:0];
+    end
+    if (rst) begin
+      \$96  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$97  = ix0;
+    if (pos_init) begin
+      \$97  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$97  = \$9 [10:0];
+    end
+    if (rst) begin
+      \$97  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$98  = pos_addr;
+    if (pos_init) begin
+      \$98  = args[113:100];
+    end else if (\$1 ) begin
+      \$98  = \$10 [13:0];
+    end
+    if (rst) begin
+      \$98  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$99  = active;
+    if (\$11 ) begin
+      if (go) begin
+        \$99  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$99  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$100  = c;
+    if (\$11 ) begin
+      if (go) begin
+        \$100  = desc[51:40];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$100  = 12'h000;
+        end else begin
+          \$100  = \$27 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$100  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$101  = rem;
+    if (\$11 ) begin
+      if (go) begin
+        \$101  = desc[58:52];
+      end else if (active) begin
+        \$101  = \$16 [6:0];
+      end
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$102  = ky;
+    if (\$11 ) begin
+      if (go) begin
+        \$102  = desc[7:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$102  = \$19 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$102  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$103  = kx;
+    if (\$11 ) begin
+      if (go) begin
+        \$103  = desc[15:8];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$103  = 8'h00;
+          end else begin
+            \$103  = \$23 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$103  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$104  = iy;
+    if (\$11 ) begin
+      if (go) begin
+        \$104  = \$12 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$104  = \$20 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$104  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$105  = ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$105  = \$13 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$105  = row_ix;
+          end else begin
+            \$105  = \$24 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$105  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$106  = row_ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$106  = { ix0[10], ix0[10], ix0 };
+      end
+    end
+    if (rst) begin
+      \$106  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$107  = tap0;
+    if (\$11 ) begin
+      if (go) begin
+        \$107  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$107  = \$21 [13:0];
+          end else begin
+            \$107  = \$25 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$107  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$108  = addr;
+    if (\$11 ) begin
+      if (go) begin
+        \$108  = \$15 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$108  = \$22 [13:0];
+          end else begin
+            \$108  = \$26 [13:0];
+          end
+        end else begin
+          \$108  = \$28 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$109  = first;
+    if (\$11 ) begin
+      if (go) begin
+        \$109  = 1'h1;
+      end else if (active) begin
+        \$109  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$110  = b_valid;
+    if (\$29 ) begin
+      \$110  = active;
+    end
+    if (rst) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$111  = b_n;
+    if (\$29 ) begin
+      \$111  = \$56 [3:0];
+    end
+    if (rst) begin
+      \$111  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$112  = b_oob;
+    if (\$29 ) begin
+      \$112  = oob;
+    end
+    if (rst) begin
+      \$112  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$113  = b_first;
+    if (\$29 ) begin
+      \$113  = first;
+    end
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$114  = b_last;
+    if (\$29 ) begin
+      \$114  = last;
+    end
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$115  = b_ix;
+    if (\$29 ) begin
+      \$115  = ix;
+    end
+    if (rst) begin
+      \$115  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$116  = x_rdy;
     if (\$31 ) begin
       if (b_last) begin
-        \$94  = shifted;
+        \$116  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = x_asm;
+    \$117  = x_asm;
     if (\$31 ) begin
       (* full_case = 32'd1 *)
       if (b_last) begin
       end else begin
-        \$95  = shifted;
+        \$117  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = full;
+    \$118  = full;
     if (\$34 ) begin
-      \$96  = 1'h1;
+      \$118  = 1'h1;
     end else if (take) begin
-      \$96  = 1'h0;
+      \$118  = 1'h0;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     start = 14'h0000;
-    if (\$64 ) begin
+    if (\$66 ) begin
       if (go) begin
-        start = \$65 [13:0];
+        start = \$67 [13:0];
       end
     end
   end
@@ -33625,13 +33823,14 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign d_ix = \$49 [11:0];
   assign d_addr = \$52 [13:0];
   assign n = \$56 [3:0];
-  assign \bi$50  = bi;
-  assign \kk$51  = kk;
-  assign \nn$52  = nn;
-  assign \en$53  = en;
+  assign \bi$51  = bi;
+  assign \kk$52  = kk;
+  assign \nn$53  = nn;
+  assign \en$54  = en;
   assign n_ch = \$53 [11:0];
-  assign \stall$59  = stall;
-  assign \full$66  = full;
+  assign \stall$60  = stall;
+  assign sel = \$68 [4:0];
+  assign \full$69  = full;
   assign x = x_rdy;
   assign desc_addr = \$38 [5:0];
   assign rd_addr = addr[11:0];
@@ -33686,6 +33885,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \args.wb_log2  = args[343:342];
   assign \args.x_signed  = args[344];
   assign \args.w_signed  = args[345];
+  assign \args.rowpack  = args[346];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -33759,7 +33959,26 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
+  reg [11:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg [7:0] \$102 ;
+  reg [7:0] \$103 ;
+  reg [12:0] \$104 ;
+  reg [12:0] \$105 ;
+  reg [12:0] \$106 ;
+  reg [13:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
   wire \$11 ;
+  reg \$110 ;
+  reg [3:0] \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg [12:0] \$115 ;
+  reg [511:0] \$116 ;
+  reg [511:0] \$117 ;
+  reg \$118 ;
   wire [13:0] \$12 ;
   wire [13:0] \$13 ;
   wire [11:0] \$14 ;
@@ -33818,45 +34037,48 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire [14:0] \$65 ;
+  wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  reg [6:0] \$69 ;
+  wire [14:0] \$67 ;
+  wire [13:0] \$68 ;
+  wire \$69 ;
   wire [9:0] \$7 ;
-  reg [6:0] \$70 ;
-  reg [6:0] \$71 ;
-  reg \$72 ;
-  reg [15:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [10:0] \$75 ;
-  reg [10:0] \$76 ;
-  reg [13:0] \$77 ;
-  reg \$78 ;
-  reg [11:0] \$79 ;
+  wire [7:0] \$70 ;
+  wire \$71 ;
+  wire [7:0] \$72 ;
+  wire \$73 ;
+  wire [7:0] \$74 ;
+  wire \$75 ;
+  wire [7:0] \$76 ;
+  wire \$77 ;
+  wire [7:0] \$78 ;
+  wire \$79 ;
   wire [12:0] \$8 ;
-  reg [6:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [12:0] \$83 ;
-  reg [12:0] \$84 ;
-  reg [12:0] \$85 ;
-  reg [13:0] \$86 ;
-  reg [13:0] \$87 ;
-  reg \$88 ;
-  reg \$89 ;
+  wire [7:0] \$80 ;
+  wire \$81 ;
+  wire [7:0] \$82 ;
+  wire \$83 ;
+  wire [7:0] \$84 ;
+  wire [8:0] \$85 ;
+  wire [63:0] \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire [12:0] \$9 ;
-  reg [3:0] \$90 ;
-  reg \$91 ;
-  reg \$92 ;
+  reg [6:0] \$90 ;
+  reg [6:0] \$91 ;
+  reg [6:0] \$92 ;
   reg \$93 ;
-  reg [511:0] \$94 ;
-  reg [511:0] \$95 ;
-  reg \$96 ;
+  reg [15:0] \$94 ;
+  reg [7:0] \$95 ;
+  reg [10:0] \$96 ;
+  reg [10:0] \$97 ;
+  reg [13:0] \$98 ;
+  reg \$99 ;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [345:0] args;
-  wire [345:0] args;
+  input [346:0] args;
+  wire [346:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -33894,6 +34116,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
   wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
   wire \args.w_signed ;
@@ -33902,6 +34125,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
+  reg [12:0] b_ix = 13'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -33909,7 +34133,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] bi;
   reg [6:0] bi = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \bi$50 ;
+  wire [6:0] \bi$51 ;
   reg [11:0] c = 12'h000;
   input clk;
   wire clk;
@@ -33931,12 +34155,12 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
-  wire \en$53 ;
+  wire \en$54 ;
   reg first = 1'h0;
   output full;
   reg full = 1'h0;
   (* init = 1'h0 *)
-  wire \full$66 ;
+  wire \full$69 ;
   input [7:0] g_kbase;
   wire [7:0] g_kbase;
   input go;
@@ -33950,7 +34174,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \kk$51 ;
+  wire [6:0] \kk$52 ;
   reg [7:0] kx = 8'h00;
   reg [7:0] ky = 8'h00;
   wire last;
@@ -33960,7 +34184,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   output [6:0] nn;
   reg [6:0] nn = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \nn$52 ;
+  wire [6:0] \nn$53 ;
   wire oob;
   reg [7:0] ox = 8'h00;
   reg [15:0] p = 16'h0000;
@@ -33983,11 +34207,12 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   reg [12:0] row_ix = 13'h0000;
   input rst;
   wire rst;
+  wire [4:0] sel;
   reg [511:0] shifted;
   wire [511:0] src;
   output stall;
   wire stall;
-  wire \stall$59 ;
+  wire \stall$60 ;
   reg [13:0] start;
   input take;
   wire take;
@@ -33995,6 +34220,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   wire tap_end;
   input tile_active;
   wire tile_active;
+  wire [63:0] window;
   wire [63:0] word;
   wire wrap;
   (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
@@ -34066,6 +34292,9 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[71:68];
+  assign \$3  = - args[75:72];
   assign \$4  = pos_bstep ? args[244:238] : 7'h01;
   assign \$5  = p + \$4 ;
   assign \$6  = d_ox - args[83:76];
@@ -34127,423 +34356,136 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$57  = $signed(iy) < $signed(1'h0);
   assign \$58  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$59  = \$57  | \$58 ;
-  assign \$60  = $signed(ix) < $signed(1'h0);
-  assign \$61  = \$59  | \$60 ;
+  assign \$60  = ~ args[346];
+  assign \$61  = $signed(ix) < $signed(1'h0);
   assign \$62  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
-  assign oob = \$61  | \$62 ;
-  assign \$63  = ~ active;
-  assign idle_next = \$63  | last;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = \$60  & \$63 ;
+  assign oob = \$59  | \$64 ;
+  assign \$65  = ~ active;
+  assign idle_next = \$65  | last;
   assign rd_en = ~ stall;
-  assign \$64  = ~ stall;
-  assign \$65  = $signed(pos_addr) + $signed(desc[72:59]);
-  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : rd_data;
+  assign \$66  = ~ stall;
+  assign \$67  = $signed(pos_addr) + $signed(desc[72:59]);
+  assign \$68  = $signed(b_ix) + $signed(5'h08);
+  assign \$69  = args[15:8] > 1'h0;
+  assign \$70  = \$69  ? rd_data[7:0] : args[308:301];
+  assign \$71  = args[15:8] > 1'h1;
+  assign \$72  = \$71  ? rd_data[15:8] : args[308:301];
+  assign \$73  = args[15:8] > 2'h2;
+  assign \$74  = \$73  ? rd_data[23:16] : args[308:301];
+  assign \$75  = args[15:8] > 2'h3;
+  assign \$76  = \$75  ? rd_data[31:24] : args[308:301];
+  assign \$77  = args[15:8] > 3'h4;
+  assign \$78  = \$77  ? rd_data[39:32] : args[308:301];
+  assign \$79  = args[15:8] > 3'h5;
+  assign \$80  = \$79  ? rd_data[47:40] : args[308:301];
+  assign \$81  = args[15:8] > 3'h6;
+  assign \$82  = \$81  ? rd_data[55:48] : args[308:301];
+  assign \$83  = args[15:8] > 3'h7;
+  assign \$84  = \$83  ? rd_data[63:56] : args[308:301];
+  assign \$85  = \$68 [4:0] * 4'h8;
+  assign window = { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } >> \$85 ;
+  assign \$86  = args[346] ? window : rd_data;
+  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : \$86 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$66  = b_valid & b_last;
-  assign \$67  = \$66  & full;
-  assign \$68  = ~ take;
-  assign stall = \$67  & \$68 ;
+  assign \$87  = b_valid & b_last;
+  assign \$88  = \$87  & full;
+  assign \$89  = ~ take;
+  assign stall = \$88  & \$89 ;
   always @(posedge clk)
-    bi <= \$69 ;
+    bi <= \$90 ;
   always @(posedge clk)
-    kk <= \$70 ;
+    kk <= \$91 ;
   always @(posedge clk)
-    nn <= \$71 ;
+    nn <= \$92 ;
   always @(posedge clk)
-    en <= \$72 ;
+    en <= \$93 ;
   always @(posedge clk)
-    p <= \$73 ;
+    p <= \$94 ;
   always @(posedge clk)
-    ox <= \$74 ;
+    ox <= \$95 ;
   always @(posedge clk)
-    iy0 <= \$75 ;
+    iy0 <= \$96 ;
   always @(posedge clk)
-    ix0 <= \$76 ;
+    ix0 <= \$97 ;
   always @(posedge clk)
-    pos_addr <= \$77 ;
+    pos_addr <= \$98 ;
   always @(posedge clk)
-    active <= \$78 ;
+    active <= \$99 ;
   always @(posedge clk)
-    c <= \$79 ;
+    c <= \$100 ;
   always @(posedge clk)
-    rem <= \$80 ;
+    rem <= \$101 ;
   always @(posedge clk)
-    ky <= \$81 ;
+    ky <= \$102 ;
   always @(posedge clk)
-    kx <= \$82 ;
+    kx <= \$103 ;
   always @(posedge clk)
-    iy <= \$83 ;
+    iy <= \$104 ;
   always @(posedge clk)
-    ix <= \$84 ;
+    ix <= \$105 ;
   always @(posedge clk)
-    row_ix <= \$85 ;
+    row_ix <= \$106 ;
   always @(posedge clk)
-    tap0 <= \$86 ;
+    tap0 <= \$107 ;
   always @(posedge clk)
-    addr <= \$87 ;
+    addr <= \$108 ;
   always @(posedge clk)
-    first <= \$88 ;
+    first <= \$109 ;
   always @(posedge clk)
-    b_valid <= \$89 ;
+    b_valid <= \$110 ;
   always @(posedge clk)
-    b_n <= \$90 ;
+    b_n <= \$111 ;
   always @(posedge clk)
-    b_oob <= \$91 ;
+    b_oob <= \$112 ;
   always @(posedge clk)
-    b_first <= \$92 ;
+    b_first <= \$113 ;
   always @(posedge clk)
-    b_last <= \$93 ;
+    b_last <= \$114 ;
   always @(posedge clk)
-    x_rdy <= \$94 ;
+    b_ix <= \$115 ;
   always @(posedge clk)
-    x_asm <= \$95 ;
+    x_rdy <= \$116 ;
   always @(posedge clk)
-    full <= \$96 ;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
+    x_asm <= \$117 ;
+  always @(posedge clk)
+    full <= \$118 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$69  = bi;
+    \$90  = bi;
     if (pos_init) begin
-      \$69  = desc[6:0];
+      \$90  = desc[6:0];
     end
     if (rst) begin
-      \$69  = 7'h00;
+      \$90  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$70  = kk;
+    \$91  = kk;
     if (pos_init) begin
-      \$70  = desc[13:7];
+      \$91  = desc[13:7];
     end
     if (rst) begin
-      \$70  = 7'h00;
+      \$91  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$71  = nn;
+    \$92  = nn;
     if (pos_init) begin
-      \$71  = desc[20:14];
+      \$92  = desc[20:14];
     end
     if (rst) begin
-      \$71  = 7'h00;
+      \$92  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$72  = en;
+    \$93  = en;
     if (pos_init) begin
-      \$72  = desc[21];
-    end
-    if (rst) begin
-      \$72  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$73  = p;
-    if (pos_init) begin
-      \$73  = 16'h0000;
-    end else if (\$1 ) begin
-      \$73  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$73  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$74  = ox;
-    if (pos_init) begin
-      \$74  = 8'h00;
-    end else if (\$1 ) begin
-      \$74  = \$7 [7:0];
-    end
-    if (rst) begin
-      \$74  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$75  = iy0;
-    if (pos_init) begin
-      \$75  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$75  = \$8 [10:0];
-    end
-    if (rst) begin
-      \$75  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$76  = ix0;
-    if (pos_init) begin
-      \$76  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$76  = \$9 [10:0];
-    end
-    if (rst) begin
-      \$76  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$77  = pos_addr;
-    if (pos_init) begin
-      \$77  = args[113:100];
-    end else if (\$1 ) begin
-      \$77  = \$10 [13:0];
-    end
-    if (rst) begin
-      \$77  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$78  = active;
-    if (\$11 ) begin
-      if (go) begin
-        \$78  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$78  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$79  = c;
-    if (\$11 ) begin
-      if (go) begin
-        \$79  = desc[51:40];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$79  = 12'h000;
-        end else begin
-          \$79  = \$27 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$79  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$80  = rem;
-    if (\$11 ) begin
-      if (go) begin
-        \$80  = desc[58:52];
-      end else if (active) begin
-        \$80  = \$16 [6:0];
-      end
-    end
-    if (rst) begin
-      \$80  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$81  = ky;
-    if (\$11 ) begin
-      if (go) begin
-        \$81  = desc[7:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$81  = \$19 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$81  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$82  = kx;
-    if (\$11 ) begin
-      if (go) begin
-        \$82  = desc[15:8];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$82  = 8'h00;
-          end else begin
-            \$82  = \$23 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$82  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$83  = iy;
-    if (\$11 ) begin
-      if (go) begin
-        \$83  = \$12 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$83  = \$20 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$83  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$84  = ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$84  = \$13 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$84  = row_ix;
-          end else begin
-            \$84  = \$24 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$84  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$85  = row_ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$85  = { ix0[10], ix0[10], ix0 };
-      end
-    end
-    if (rst) begin
-      \$85  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$86  = tap0;
-    if (\$11 ) begin
-      if (go) begin
-        \$86  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$86  = \$21 [13:0];
-          end else begin
-            \$86  = \$25 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$86  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$87  = addr;
-    if (\$11 ) begin
-      if (go) begin
-        \$87  = \$15 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$87  = \$22 [13:0];
-          end else begin
-            \$87  = \$26 [13:0];
-          end
-        end else begin
-          \$87  = \$28 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$87  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$88  = first;
-    if (\$11 ) begin
-      if (go) begin
-        \$88  = 1'h1;
-      end else if (active) begin
-        \$88  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$88  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$89  = b_valid;
-    if (\$29 ) begin
-      \$89  = active;
-    end
-    if (rst) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$90  = b_n;
-    if (\$29 ) begin
-      \$90  = \$56 [3:0];
-    end
-    if (rst) begin
-      \$90  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$91  = b_oob;
-    if (\$29 ) begin
-      \$91  = oob;
-    end
-    if (rst) begin
-      \$91  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$92  = b_first;
-    if (\$29 ) begin
-      \$92  = first;
-    end
-    if (rst) begin
-      \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$93  = b_last;
-    if (\$29 ) begin
-      \$93  = last;
+      \$93  = desc[21];
     end
     if (rst) begin
       \$93  = 1'h0;
@@ -34551,42 +34493,360 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$94  = x_rdy;
+    \$94  = p;
+    if (pos_init) begin
+      \$94  = 16'h0000;
+    end else if (\$1 ) begin
+      \$94  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$94  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$95  = ox;
+    if (pos_init) begin
+      \$95  = 8'h00;
+    end else if (\$1 ) begin
+      \$95  = \$7 [7:0];
+    end
+    if (rst) begin
+      \$95  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$96  = iy0;
+    if (pos_init) begin
+      \$96  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$96  = \$8 [10:0];
+    end
+    if (rst) begin
+      \$96  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$97  = ix0;
+    if (pos_init) begin
+      \$97  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$97  = \$9 [10:0];
+    end
+    if (rst) begin
+      \$97  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$98  = pos_addr;
+    if (pos_init) begin
+      \$98  = args[113:100];
+    end else if (\$1 ) begin
+      \$98  = \$10 [13:0];
+    end
+    if (rst) begin
+      \$98  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$99  = active;
+    if (\$11 ) begin
+      if (go) begin
+        \$99  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$99  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$100  = c;
+    if (\$11 ) begin
+      if (go) begin
+        \$100  = desc[51:40];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$100  = 12'h000;
+        end else begin
+          \$100  = \$27 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$100  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$101  = rem;
+    if (\$11 ) begin
+      if (go) begin
+        \$101  = desc[58:52];
+      end else if (active) begin
+        \$101  = \$16 [6:0];
+      end
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$102  = ky;
+    if (\$11 ) begin
+      if (go) begin
+        \$102  = desc[7:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$102  = \$19 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$102  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$103  = kx;
+    if (\$11 ) begin
+      if (go) begin
+        \$103  = desc[15:8];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$103  = 8'h00;
+          end else begin
+            \$103  = \$23 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$103  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$104  = iy;
+    if (\$11 ) begin
+      if (go) begin
+        \$104  = \$12 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$104  = \$20 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$104  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$105  = ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$105  = \$13 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$105  = row_ix;
+          end else begin
+            \$105  = \$24 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$105  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$106  = row_ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$106  = { ix0[10], ix0[10], ix0 };
+      end
+    end
+    if (rst) begin
+      \$106  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$107  = tap0;
+    if (\$11 ) begin
+      if (go) begin
+        \$107  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$107  = \$21 [13:0];
+          end else begin
+            \$107  = \$25 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$107  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$108  = addr;
+    if (\$11 ) begin
+      if (go) begin
+        \$108  = \$15 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$108  = \$22 [13:0];
+          end else begin
+            \$108  = \$26 [13:0];
+          end
+        end else begin
+          \$108  = \$28 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$109  = first;
+    if (\$11 ) begin
+      if (go) begin
+        \$109  = 1'h1;
+      end else if (active) begin
+        \$109  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$110  = b_valid;
+    if (\$29 ) begin
+      \$110  = active;
+    end
+    if (rst) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$111  = b_n;
+    if (\$29 ) begin
+      \$111  = \$56 [3:0];
+    end
+    if (rst) begin
+      \$111  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$112  = b_oob;
+    if (\$29 ) begin
+      \$112  = oob;
+    end
+    if (rst) begin
+      \$112  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$113  = b_first;
+    if (\$29 ) begin
+      \$113  = first;
+    end
+    if (rst) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$114  = b_last;
+    if (\$29 ) begin
+      \$114  = last;
+    end
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$115  = b_ix;
+    if (\$29 ) begin
+      \$115  = ix;
+    end
+    if (rst) begin
+      \$115  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$116  = x_rdy;
     if (\$31 ) begin
       if (b_last) begin
-        \$94  = shifted;
+        \$116  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$95  = x_asm;
+    \$117  = x_asm;
     if (\$31 ) begin
       (* full_case = 32'd1 *)
       if (b_last) begin
       end else begin
-        \$95  = shifted;
+        \$117  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$96  = full;
+    \$118  = full;
     if (\$34 ) begin
-      \$96  = 1'h1;
+      \$118  = 1'h1;
     end else if (take) begin
-      \$96  = 1'h0;
+      \$118  = 1'h0;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     start = 14'h0000;
-    if (\$64 ) begin
+    if (\$66 ) begin
       if (go) begin
-        start = \$65 [13:0];
+        start = \$67 [13:0];
       end
     end
   end
@@ -34618,13 +34878,14 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign d_ix = \$49 [11:0];
   assign d_addr = \$52 [13:0];
   assign n = \$56 [3:0];
-  assign \bi$50  = bi;
-  assign \kk$51  = kk;
-  assign \nn$52  = nn;
-  assign \en$53  = en;
+  assign \bi$51  = bi;
+  assign \kk$52  = kk;
+  assign \nn$53  = nn;
+  assign \en$54  = en;
   assign n_ch = \$53 [11:0];
-  assign \stall$59  = stall;
-  assign \full$66  = full;
+  assign \stall$60  = stall;
+  assign sel = \$68 [4:0];
+  assign \full$69  = full;
   assign x = x_rdy;
   assign desc_addr = \$38 [5:0];
   assign rd_addr = addr[11:0];
@@ -34679,6 +34940,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \args.wb_log2  = args[343:342];
   assign \args.x_signed  = args[344];
   assign \args.w_signed  = args[345];
+  assign \args.rowpack  = args[346];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -35807,7 +36069,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.pool (rst, rd_data, rd_addr, \port$1644$0 , \port$1645$0 , \port$1646$0 , \port$1647$0 , \port$1648$0 , \port$1649$0 , \port$1650$0 , \port$1651$0 , done, start, args, busy, w_addr, w_en, clk);
+module \default_fabric.pool (rst, rd_data, rd_addr, \port$1732$0 , \port$1733$0 , \port$1734$0 , \port$1735$0 , \port$1736$0 , \port$1737$0 , \port$1738$0 , \port$1739$0 , done, start, args, busy, w_addr, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -36064,22 +36326,22 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1644$0 , \port$1645$0 
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1644$0 ;
-  wire [7:0] \port$1644$0 ;
-  output [7:0] \port$1645$0 ;
-  wire [7:0] \port$1645$0 ;
-  output [7:0] \port$1646$0 ;
-  wire [7:0] \port$1646$0 ;
-  output [7:0] \port$1647$0 ;
-  wire [7:0] \port$1647$0 ;
-  output [7:0] \port$1648$0 ;
-  wire [7:0] \port$1648$0 ;
-  output [7:0] \port$1649$0 ;
-  wire [7:0] \port$1649$0 ;
-  output [7:0] \port$1650$0 ;
-  wire [7:0] \port$1650$0 ;
-  output [7:0] \port$1651$0 ;
-  wire [7:0] \port$1651$0 ;
+  output [7:0] \port$1732$0 ;
+  wire [7:0] \port$1732$0 ;
+  output [7:0] \port$1733$0 ;
+  wire [7:0] \port$1733$0 ;
+  output [7:0] \port$1734$0 ;
+  wire [7:0] \port$1734$0 ;
+  output [7:0] \port$1735$0 ;
+  wire [7:0] \port$1735$0 ;
+  output [7:0] \port$1736$0 ;
+  wire [7:0] \port$1736$0 ;
+  output [7:0] \port$1737$0 ;
+  wire [7:0] \port$1737$0 ;
+  output [7:0] \port$1738$0 ;
+  wire [7:0] \port$1738$0 ;
+  output [7:0] \port$1739$0 ;
+  wire [7:0] \port$1739$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -36843,14 +37105,14 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1644$0 , \port$1645$0 
   assign pa3 = w_addr;
   assign w_data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
   assign rd_addr = \$19 [11:0];
-  assign \port$1644$0  = \$113 [7:0];
-  assign \port$1645$0  = \$114 [7:0];
-  assign \port$1646$0  = \$115 [7:0];
-  assign \port$1647$0  = \$116 [7:0];
-  assign \port$1648$0  = \$117 [7:0];
-  assign \port$1649$0  = \$118 [7:0];
-  assign \port$1650$0  = \$119 [7:0];
-  assign \port$1651$0  = \$120 [7:0];
+  assign \port$1732$0  = \$113 [7:0];
+  assign \port$1733$0  = \$114 [7:0];
+  assign \port$1734$0  = \$115 [7:0];
+  assign \port$1735$0  = \$116 [7:0];
+  assign \port$1736$0  = \$117 [7:0];
+  assign \port$1737$0  = \$118 [7:0];
+  assign \port$1738$0  = \$119 [7:0];
+  assign \port$1739$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];

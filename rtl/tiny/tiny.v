@@ -2411,7 +2411,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   reg \$93 ;
   reg \$94 ;
   reg [2:0] \$95 ;
-  reg [348:0] \$96 ;
+  reg [349:0] \$96 ;
   reg [31:0] \$97 ;
   reg [31:0] \$98 ;
   reg [31:0] \$99 ;
@@ -2437,7 +2437,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [13:0] amem_hword;
   wire [13:0] \amem_hword$161 ;
   reg amem_rsl = 1'h0;
-  wire [344:0] args;
+  wire [345:0] args;
   wire [183:0] \args$90 ;
   wire [9:0] \args$90.act_max ;
   wire [9:0] \args$90.act_min ;
@@ -2527,6 +2527,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
   wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
   wire \args.w_signed ;
@@ -2613,8 +2614,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [13:0] imem_hword;
   wire [13:0] \imem_hword$143 ;
   reg [3:0] imem_rsl = 4'h0;
-  reg [348:0] ir = 349'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [344:0] \ir.args ;
+  reg [349:0] ir = 350'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [345:0] \ir.args ;
   wire [256:0] \ir.args.ew ;
   wire [11:0] \ir.args.ew.a_base ;
   wire [7:0] \ir.args.ew.a_stride ;
@@ -2646,7 +2647,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire \ir.args.load.page ;
   wire [2:0] \ir.args.load.row0 ;
   wire [9:0] \ir.args.load.src ;
-  wire [344:0] \ir.args.mac ;
+  wire [345:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
   wire [9:0] \ir.args.mac.act_min ;
@@ -2684,6 +2685,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [13:0] \ir.args.mac.pos_wrap ;
   wire [3:0] \ir.args.mac.pt ;
   wire [5:0] \ir.args.mac.role_base ;
+  wire \ir.args.mac.rowpack ;
   wire [3:0] \ir.args.mac.sh ;
   wire [3:0] \ir.args.mac.sw ;
   wire \ir.args.mac.w_signed ;
@@ -10637,8 +10639,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .args(ir[260:4]),
     .clk(clk),
     .done(\done$106 ),
-    .\port$950$0 (\$119 ),
-    .\port$956$0 (\$120 ),
+    .\port$970$0 (\$119 ),
+    .\port$976$0 (\$120 ),
     .ra_addr(ra_addr),
     .ra_data(\rd_data$74 ),
     .rb_addr(rpb__addr),
@@ -10662,7 +10664,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .w_en(cmd_valid)
   );
   \tiny_fabric.mac  mac (
-    .args(ir[348:4]),
+    .args(ir[349:4]),
     .clk(clk),
     .desc(dp__data[69:0]),
     .\desc$154 (\dp__data$64 [69:0]),
@@ -10739,8 +10741,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .busy(\busy$70 ),
     .clk(clk),
     .done(\done$105 ),
-    .\port$824$0 (\$117 ),
-    .\port$825$0 (\$118 ),
+    .\port$844$0 (\$117 ),
+    .\port$845$0 (\$118 ),
     .rd_addr(\rd_addr$72 ),
     .rd_data(\rd_data$74 ),
     .rst(rst),
@@ -11097,10 +11099,10 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
       3'h1:
           /* empty */;
       3'h2:
-          \$96  = fp__data[348:0];
+          \$96  = fp__data[349:0];
     endcase
     if (rst) begin
-      \$96  = 349'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$96  = 350'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -11366,7 +11368,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign w_data = macro0__mem_wdata;
   assign wp__data = macro0__mem_wdata;
   assign fp__addr = pc[9:0];
-  assign args = ir[348:4];
+  assign args = ir[349:4];
   assign \args$90  = ir[187:4];
   assign \args$91  = ir[260:4];
   assign cmd = ir[35:4];
@@ -11623,9 +11625,10 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \args.wb_log2  = ir[346:345];
   assign \args.x_signed  = ir[347];
   assign \args.w_signed  = ir[348];
+  assign \args.rowpack  = ir[349];
   assign \ir.op  = ir[3:0];
-  assign \ir.args  = ir[348:4];
-  assign \ir.args.mac  = ir[348:4];
+  assign \ir.args  = ir[349:4];
+  assign \ir.args.mac  = ir[349:4];
   assign \ir.args.mac.in_h  = ir[11:4];
   assign \ir.args.mac.in_w  = ir[19:12];
   assign \ir.args.mac.in_cw  = ir[27:20];
@@ -11670,6 +11673,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \ir.args.mac.wb_log2  = ir[346:345];
   assign \ir.args.mac.x_signed  = ir[347];
   assign \ir.args.mac.w_signed  = ir[348];
+  assign \ir.args.mac.rowpack  = ir[349];
   assign \ir.args.pool  = ir[187:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
@@ -11799,7 +11803,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$950$0 , \port$956$0 , done, start, args, w_addr, w_en, clk);
+module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$970$0 , \port$976$0 , done, start, args, w_addr, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -11950,10 +11954,10 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$950$0 , \
   reg [31:0] ob3_0 = 32'd0;
   reg [31:0] ob3_1 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$950$0 ;
-  wire [7:0] \port$950$0 ;
-  output [7:0] \port$956$0 ;
-  wire [7:0] \port$956$0 ;
+  output [7:0] \port$970$0 ;
+  wire [7:0] \port$970$0 ;
+  output [7:0] \port$976$0 ;
+  wire [7:0] \port$976$0 ;
   output [11:0] ra_addr;
   wire [11:0] ra_addr;
   input [15:0] ra_data;
@@ -12297,8 +12301,8 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$950$0 , \
   assign w_data = { \$24 [7:0], \$19 [7:0] };
   assign ra_addr = \$3 [11:0];
   assign rb_addr = \$6 [11:0];
-  assign \port$950$0  = \$19 [7:0];
-  assign \port$956$0  = \$24 [7:0];
+  assign \port$970$0  = \$19 [7:0];
+  assign \port$976$0  = \$24 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -13770,9 +13774,9 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire [11:0] addr_pipe3;
   wire all_idle;
   wire any_stall;
-  input [344:0] args;
-  wire [344:0] args;
-  wire [344:0] \args$1 ;
+  input [345:0] args;
+  wire [345:0] args;
+  wire [345:0] \args$1 ;
   wire [2:0] \args$1.ab_m1 ;
   wire [9:0] \args$1.act_max ;
   wire [9:0] \args$1.act_min ;
@@ -13810,6 +13814,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire [13:0] \args$1.pos_wrap ;
   wire [3:0] \args$1.pt ;
   wire [5:0] \args$1.role_base ;
+  wire \args$1.rowpack ;
   wire [3:0] \args$1.sh ;
   wire [3:0] \args$1.sw ;
   wire \args$1.w_signed ;
@@ -13817,7 +13822,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [344:0] \args$2 ;
+  wire [345:0] \args$2 ;
   wire [2:0] \args$2.ab_m1 ;
   wire [9:0] \args$2.act_max ;
   wire [9:0] \args$2.act_min ;
@@ -13855,6 +13860,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire [13:0] \args$2.pos_wrap ;
   wire [3:0] \args$2.pt ;
   wire [5:0] \args$2.role_base ;
+  wire \args$2.rowpack ;
   wire [3:0] \args$2.sh ;
   wire [3:0] \args$2.sw ;
   wire \args$2.w_signed ;
@@ -13899,6 +13905,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
   wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
   wire \args.w_signed ;
@@ -15108,6 +15115,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \args.wb_log2  = args[342:341];
   assign \args.x_signed  = args[343];
   assign \args.w_signed  = args[344];
+  assign \args.rowpack  = args[345];
   assign \args$1.in_h  = args[7:0];
   assign \args$1.in_w  = args[15:8];
   assign \args$1.in_cw  = args[23:16];
@@ -15152,6 +15160,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \args$1.wb_log2  = args[342:341];
   assign \args$1.x_signed  = args[343];
   assign \args$1.w_signed  = args[344];
+  assign \args$1.rowpack  = args[345];
   assign \args$2.in_h  = args[7:0];
   assign \args$2.in_w  = args[15:8];
   assign \args$2.in_cw  = args[23:16];
@@ -15196,6 +15205,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \args$2.wb_log2  = args[342:341];
   assign \args$2.x_signed  = args[343];
   assign \args$2.w_signed  = args[344];
+  assign \args$2.rowpack  = args[345];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[1];
   assign \op__0__payload.row  = op__0__payload[4:2];
@@ -15359,6 +15369,13 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
+  reg \$100 ;
+  reg \$101 ;
+  reg \$102 ;
+  reg [12:0] \$103 ;
+  reg [63:0] \$104 ;
+  reg [63:0] \$105 ;
+  reg \$106 ;
   wire \$11 ;
   wire [13:0] \$12 ;
   wire [13:0] \$13 ;
@@ -15418,45 +15435,48 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire [14:0] \$65 ;
+  wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  reg [6:0] \$69 ;
+  wire [14:0] \$67 ;
+  wire [13:0] \$68 ;
+  wire \$69 ;
   wire [9:0] \$7 ;
-  reg [6:0] \$70 ;
-  reg [6:0] \$71 ;
-  reg \$72 ;
-  reg [15:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [10:0] \$75 ;
-  reg [10:0] \$76 ;
-  reg [13:0] \$77 ;
-  reg \$78 ;
-  reg [11:0] \$79 ;
+  wire [7:0] \$70 ;
+  wire \$71 ;
+  wire [7:0] \$72 ;
+  wire [6:0] \$73 ;
+  wire [15:0] \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  reg [6:0] \$78 ;
+  reg [6:0] \$79 ;
   wire [12:0] \$8 ;
-  reg [3:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [12:0] \$83 ;
-  reg [12:0] \$84 ;
-  reg [12:0] \$85 ;
+  reg [6:0] \$80 ;
+  reg \$81 ;
+  reg [15:0] \$82 ;
+  reg [7:0] \$83 ;
+  reg [10:0] \$84 ;
+  reg [10:0] \$85 ;
   reg [13:0] \$86 ;
-  reg [13:0] \$87 ;
-  reg \$88 ;
-  reg \$89 ;
+  reg \$87 ;
+  reg [11:0] \$88 ;
+  reg [3:0] \$89 ;
   wire [12:0] \$9 ;
-  reg [1:0] \$90 ;
-  reg \$91 ;
-  reg \$92 ;
-  reg \$93 ;
-  reg [63:0] \$94 ;
-  reg [63:0] \$95 ;
-  reg \$96 ;
+  reg [7:0] \$90 ;
+  reg [7:0] \$91 ;
+  reg [12:0] \$92 ;
+  reg [12:0] \$93 ;
+  reg [12:0] \$94 ;
+  reg [13:0] \$95 ;
+  reg [13:0] \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg [1:0] \$99 ;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [344:0] args;
-  wire [344:0] args;
+  input [345:0] args;
+  wire [345:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -15494,6 +15514,7 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
   wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
   wire \args.w_signed ;
@@ -15502,6 +15523,7 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
+  reg [12:0] b_ix = 13'h0000;
   reg b_last = 1'h0;
   reg [1:0] b_n = 2'h0;
   reg b_oob = 1'h0;
@@ -15509,7 +15531,7 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   output [6:0] bi;
   reg [6:0] bi = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \bi$50 ;
+  wire [6:0] \bi$51 ;
   reg [11:0] c = 12'h000;
   input clk;
   wire clk;
@@ -15531,12 +15553,12 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
-  wire \en$53 ;
+  wire \en$54 ;
   reg first = 1'h0;
   output full;
   reg full = 1'h0;
   (* init = 1'h0 *)
-  wire \full$66 ;
+  wire \full$69 ;
   input [7:0] g_kbase;
   wire [7:0] g_kbase;
   input go;
@@ -15550,7 +15572,7 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \kk$51 ;
+  wire [6:0] \kk$52 ;
   reg [7:0] kx = 8'h00;
   reg [7:0] ky = 8'h00;
   wire last;
@@ -15560,7 +15582,7 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   output [6:0] nn;
   reg [6:0] nn = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \nn$52 ;
+  wire [6:0] \nn$53 ;
   wire oob;
   reg [7:0] ox = 8'h00;
   reg [15:0] p = 16'h0000;
@@ -15583,11 +15605,12 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   reg [12:0] row_ix = 13'h0000;
   input rst;
   wire rst;
+  wire [2:0] sel;
   reg [63:0] shifted;
   wire [63:0] src;
   output stall;
   wire stall;
-  wire \stall$59 ;
+  wire \stall$60 ;
   reg [13:0] start;
   input take;
   wire take;
@@ -15595,6 +15618,7 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   wire tap_end;
   input tile_active;
   wire tile_active;
+  wire [15:0] window;
   wire [15:0] word;
   wire wrap;
   (* init = 64'h0000000000000000 *)
@@ -15610,6 +15634,9 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   reg [63:0] x_asm = 64'h0000000000000000;
   output [63:0] x_rdy;
   reg [63:0] x_rdy = 64'h0000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[71:68];
+  assign \$3  = - args[75:72];
   assign \$4  = pos_bstep ? args[244:238] : 7'h01;
   assign \$5  = p + \$4 ;
   assign \$6  = d_ox - args[83:76];
@@ -15671,335 +15698,184 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign \$57  = $signed(iy) < $signed(1'h0);
   assign \$58  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$59  = \$57  | \$58 ;
-  assign \$60  = $signed(ix) < $signed(1'h0);
-  assign \$61  = \$59  | \$60 ;
+  assign \$60  = ~ args[345];
+  assign \$61  = $signed(ix) < $signed(1'h0);
   assign \$62  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
-  assign oob = \$61  | \$62 ;
-  assign \$63  = ~ active;
-  assign idle_next = \$63  | last;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = \$60  & \$63 ;
+  assign oob = \$59  | \$64 ;
+  assign \$65  = ~ active;
+  assign idle_next = \$65  | last;
   assign rd_en = ~ stall;
-  assign \$64  = ~ stall;
-  assign \$65  = $signed(pos_addr) + $signed(desc[69:56]);
-  assign word = b_oob ? { args[307:300], args[307:300] } : rd_data;
+  assign \$66  = ~ stall;
+  assign \$67  = $signed(pos_addr) + $signed(desc[69:56]);
+  assign \$68  = $signed(b_ix) + $signed(3'h2);
+  assign \$69  = args[15:8] > 1'h0;
+  assign \$70  = \$69  ? rd_data[7:0] : args[307:300];
+  assign \$71  = args[15:8] > 1'h1;
+  assign \$72  = \$71  ? rd_data[15:8] : args[307:300];
+  assign \$73  = \$68 [2:0] * 4'h8;
+  assign window = { args[307:300], args[307:300], \$72 , \$70 , args[307:300], args[307:300] } >> \$73 ;
+  assign \$74  = args[345] ? window : rd_data;
+  assign word = b_oob ? { args[307:300], args[307:300] } : \$74 ;
   assign src = b_first ? 64'h0000000000000000 : x_asm;
-  assign \$66  = b_valid & b_last;
-  assign \$67  = \$66  & full;
-  assign \$68  = ~ take;
-  assign stall = \$67  & \$68 ;
+  assign \$75  = b_valid & b_last;
+  assign \$76  = \$75  & full;
+  assign \$77  = ~ take;
+  assign stall = \$76  & \$77 ;
   always @(posedge clk)
-    bi <= \$69 ;
+    bi <= \$78 ;
   always @(posedge clk)
-    kk <= \$70 ;
+    kk <= \$79 ;
   always @(posedge clk)
-    nn <= \$71 ;
+    nn <= \$80 ;
   always @(posedge clk)
-    en <= \$72 ;
+    en <= \$81 ;
   always @(posedge clk)
-    p <= \$73 ;
+    p <= \$82 ;
   always @(posedge clk)
-    ox <= \$74 ;
+    ox <= \$83 ;
   always @(posedge clk)
-    iy0 <= \$75 ;
+    iy0 <= \$84 ;
   always @(posedge clk)
-    ix0 <= \$76 ;
+    ix0 <= \$85 ;
   always @(posedge clk)
-    pos_addr <= \$77 ;
+    pos_addr <= \$86 ;
   always @(posedge clk)
-    active <= \$78 ;
+    active <= \$87 ;
   always @(posedge clk)
-    c <= \$79 ;
+    c <= \$88 ;
   always @(posedge clk)
-    rem <= \$80 ;
+    rem <= \$89 ;
   always @(posedge clk)
-    ky <= \$81 ;
+    ky <= \$90 ;
   always @(posedge clk)
-    kx <= \$82 ;
+    kx <= \$91 ;
   always @(posedge clk)
-    iy <= \$83 ;
+    iy <= \$92 ;
   always @(posedge clk)
-    ix <= \$84 ;
+    ix <= \$93 ;
   always @(posedge clk)
-    row_ix <= \$85 ;
+    row_ix <= \$94 ;
   always @(posedge clk)
-    tap0 <= \$86 ;
+    tap0 <= \$95 ;
   always @(posedge clk)
-    addr <= \$87 ;
+    addr <= \$96 ;
   always @(posedge clk)
-    first <= \$88 ;
+    first <= \$97 ;
   always @(posedge clk)
-    b_valid <= \$89 ;
+    b_valid <= \$98 ;
   always @(posedge clk)
-    b_n <= \$90 ;
+    b_n <= \$99 ;
   always @(posedge clk)
-    b_oob <= \$91 ;
+    b_oob <= \$100 ;
   always @(posedge clk)
-    b_first <= \$92 ;
+    b_first <= \$101 ;
   always @(posedge clk)
-    b_last <= \$93 ;
+    b_last <= \$102 ;
   always @(posedge clk)
-    x_rdy <= \$94 ;
+    b_ix <= \$103 ;
   always @(posedge clk)
-    x_asm <= \$95 ;
+    x_rdy <= \$104 ;
   always @(posedge clk)
-    full <= \$96 ;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
+    x_asm <= \$105 ;
+  always @(posedge clk)
+    full <= \$106 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$69  = bi;
+    \$78  = bi;
     if (pos_init) begin
-      \$69  = desc[6:0];
+      \$78  = desc[6:0];
     end
     if (rst) begin
-      \$69  = 7'h00;
+      \$78  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = kk;
+    \$79  = kk;
     if (pos_init) begin
-      \$70  = desc[13:7];
+      \$79  = desc[13:7];
     end
     if (rst) begin
-      \$70  = 7'h00;
+      \$79  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = nn;
+    \$80  = nn;
     if (pos_init) begin
-      \$71  = desc[20:14];
+      \$80  = desc[20:14];
     end
     if (rst) begin
-      \$71  = 7'h00;
+      \$80  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$72  = en;
+    \$81  = en;
     if (pos_init) begin
-      \$72  = desc[21];
+      \$81  = desc[21];
     end
     if (rst) begin
-      \$72  = 1'h0;
+      \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$73  = p;
+    \$82  = p;
     if (pos_init) begin
-      \$73  = 16'h0000;
+      \$82  = 16'h0000;
     end else if (\$1 ) begin
-      \$73  = \$5 [15:0];
+      \$82  = \$5 [15:0];
     end
     if (rst) begin
-      \$73  = 16'h0000;
+      \$82  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$74  = ox;
+    \$83  = ox;
     if (pos_init) begin
-      \$74  = 8'h00;
+      \$83  = 8'h00;
     end else if (\$1 ) begin
-      \$74  = \$7 [7:0];
+      \$83  = \$7 [7:0];
     end
     if (rst) begin
-      \$74  = 8'h00;
+      \$83  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = iy0;
+    \$84  = iy0;
     if (pos_init) begin
-      \$75  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$84  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$75  = \$8 [10:0];
+      \$84  = \$8 [10:0];
     end
     if (rst) begin
-      \$75  = 11'h000;
+      \$84  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = ix0;
+    \$85  = ix0;
     if (pos_init) begin
-      \$76  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$85  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$76  = \$9 [10:0];
+      \$85  = \$9 [10:0];
     end
     if (rst) begin
-      \$76  = 11'h000;
+      \$85  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = pos_addr;
+    \$86  = pos_addr;
     if (pos_init) begin
-      \$77  = args[113:100];
+      \$86  = args[113:100];
     end else if (\$1 ) begin
-      \$77  = \$10 [13:0];
-    end
-    if (rst) begin
-      \$77  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = active;
-    if (\$11 ) begin
-      if (go) begin
-        \$78  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$78  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$79  = c;
-    if (\$11 ) begin
-      if (go) begin
-        \$79  = desc[51:40];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$79  = 12'h000;
-        end else begin
-          \$79  = \$27 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$79  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$80  = rem;
-    if (\$11 ) begin
-      if (go) begin
-        \$80  = desc[55:52];
-      end else if (active) begin
-        \$80  = \$16 [3:0];
-      end
-    end
-    if (rst) begin
-      \$80  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$81  = ky;
-    if (\$11 ) begin
-      if (go) begin
-        \$81  = desc[7:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$81  = \$19 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$81  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$82  = kx;
-    if (\$11 ) begin
-      if (go) begin
-        \$82  = desc[15:8];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$82  = 8'h00;
-          end else begin
-            \$82  = \$23 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$82  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$83  = iy;
-    if (\$11 ) begin
-      if (go) begin
-        \$83  = \$12 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$83  = \$20 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$83  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$84  = ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$84  = \$13 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$84  = row_ix;
-          end else begin
-            \$84  = \$24 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$84  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$85  = row_ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$85  = { ix0[10], ix0[10], ix0 };
-      end
-    end
-    if (rst) begin
-      \$85  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$86  = tap0;
-    if (\$11 ) begin
-      if (go) begin
-        \$86  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$86  = \$21 [13:0];
-          end else begin
-            \$86  = \$25 [13:0];
-          end
-        end
-      end
+      \$86  = \$10 [13:0];
     end
     if (rst) begin
       \$86  = 14'h0000;
@@ -16007,130 +15883,300 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$87  = addr;
+    \$87  = active;
     if (\$11 ) begin
       if (go) begin
-        \$87  = \$15 [13:0];
+        \$87  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$87  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$87  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$88  = c;
+    if (\$11 ) begin
+      if (go) begin
+        \$88  = desc[51:40];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$88  = 12'h000;
+        end else begin
+          \$88  = \$27 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$88  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$89  = rem;
+    if (\$11 ) begin
+      if (go) begin
+        \$89  = desc[55:52];
+      end else if (active) begin
+        \$89  = \$16 [3:0];
+      end
+    end
+    if (rst) begin
+      \$89  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$90  = ky;
+    if (\$11 ) begin
+      if (go) begin
+        \$90  = desc[7:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$90  = \$19 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$91  = kx;
+    if (\$11 ) begin
+      if (go) begin
+        \$91  = desc[15:8];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$91  = 8'h00;
+          end else begin
+            \$91  = \$23 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$91  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$92  = iy;
+    if (\$11 ) begin
+      if (go) begin
+        \$92  = \$12 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$92  = \$20 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$92  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$93  = ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$93  = \$13 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$93  = row_ix;
+          end else begin
+            \$93  = \$24 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$93  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$94  = row_ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$94  = { ix0[10], ix0[10], ix0 };
+      end
+    end
+    if (rst) begin
+      \$94  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$95  = tap0;
+    if (\$11 ) begin
+      if (go) begin
+        \$95  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$95  = \$21 [13:0];
+          end else begin
+            \$95  = \$25 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$95  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$96  = addr;
+    if (\$11 ) begin
+      if (go) begin
+        \$96  = \$15 [13:0];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$18 ) begin
-            \$87  = \$22 [13:0];
+            \$96  = \$22 [13:0];
           end else begin
-            \$87  = \$26 [13:0];
+            \$96  = \$26 [13:0];
           end
         end else begin
-          \$87  = \$28 [13:0];
+          \$96  = \$28 [13:0];
         end
       end
     end
     if (rst) begin
-      \$87  = 14'h0000;
+      \$96  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$88  = first;
+    \$97  = first;
     if (\$11 ) begin
       if (go) begin
-        \$88  = 1'h1;
+        \$97  = 1'h1;
       end else if (active) begin
-        \$88  = 1'h0;
+        \$97  = 1'h0;
       end
     end
     if (rst) begin
-      \$88  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$89  = b_valid;
+    \$98  = b_valid;
     if (\$29 ) begin
-      \$89  = active;
+      \$98  = active;
     end
     if (rst) begin
-      \$89  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$90  = b_n;
+    \$99  = b_n;
     if (\$29 ) begin
-      \$90  = \$56 [1:0];
+      \$99  = \$56 [1:0];
     end
     if (rst) begin
-      \$90  = 2'h0;
+      \$99  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = b_oob;
+    \$100  = b_oob;
     if (\$29 ) begin
-      \$91  = oob;
+      \$100  = oob;
     end
     if (rst) begin
-      \$91  = 1'h0;
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = b_first;
+    \$101  = b_first;
     if (\$29 ) begin
-      \$92  = first;
+      \$101  = first;
     end
     if (rst) begin
-      \$92  = 1'h0;
+      \$101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = b_last;
+    \$102  = b_last;
     if (\$29 ) begin
-      \$93  = last;
+      \$102  = last;
     end
     if (rst) begin
-      \$93  = 1'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = x_rdy;
+    \$103  = b_ix;
+    if (\$29 ) begin
+      \$103  = ix;
+    end
+    if (rst) begin
+      \$103  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$104  = x_rdy;
     if (\$31 ) begin
       if (b_last) begin
-        \$94  = shifted;
+        \$104  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = x_asm;
+    \$105  = x_asm;
     if (\$31 ) begin
       (* full_case = 32'd1 *)
       if (b_last) begin
       end else begin
-        \$95  = shifted;
+        \$105  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$96  = full;
+    \$106  = full;
     if (\$34 ) begin
-      \$96  = 1'h1;
+      \$106  = 1'h1;
     end else if (take) begin
-      \$96  = 1'h0;
+      \$106  = 1'h0;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     start = 14'h0000;
-    if (\$64 ) begin
+    if (\$66 ) begin
       if (go) begin
-        start = \$65 [13:0];
+        start = \$67 [13:0];
       end
     end
   end
@@ -16150,13 +16196,14 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign d_ix = \$49 [11:0];
   assign d_addr = \$52 [13:0];
   assign n = \$56 [1:0];
-  assign \bi$50  = bi;
-  assign \kk$51  = kk;
-  assign \nn$52  = nn;
-  assign \en$53  = en;
+  assign \bi$51  = bi;
+  assign \kk$52  = kk;
+  assign \nn$53  = nn;
+  assign \en$54  = en;
   assign n_ch = \$53 [11:0];
-  assign \stall$59  = stall;
-  assign \full$66  = full;
+  assign \stall$60  = stall;
+  assign sel = \$68 [2:0];
+  assign \full$69  = full;
   assign x = x_rdy;
   assign desc_addr = \$38 [5:0];
   assign rd_addr = addr[11:0];
@@ -16211,6 +16258,7 @@ module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign \args.wb_log2  = args[342:341];
   assign \args.x_signed  = args[343];
   assign \args.w_signed  = args[344];
+  assign \args.rowpack  = args[345];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -16228,6 +16276,13 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
+  reg \$100 ;
+  reg \$101 ;
+  reg \$102 ;
+  reg [12:0] \$103 ;
+  reg [63:0] \$104 ;
+  reg [63:0] \$105 ;
+  reg \$106 ;
   wire \$11 ;
   wire [13:0] \$12 ;
   wire [13:0] \$13 ;
@@ -16287,45 +16342,48 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire [14:0] \$65 ;
+  wire \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  reg [6:0] \$69 ;
+  wire [14:0] \$67 ;
+  wire [13:0] \$68 ;
+  wire \$69 ;
   wire [9:0] \$7 ;
-  reg [6:0] \$70 ;
-  reg [6:0] \$71 ;
-  reg \$72 ;
-  reg [15:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [10:0] \$75 ;
-  reg [10:0] \$76 ;
-  reg [13:0] \$77 ;
-  reg \$78 ;
-  reg [11:0] \$79 ;
+  wire [7:0] \$70 ;
+  wire \$71 ;
+  wire [7:0] \$72 ;
+  wire [6:0] \$73 ;
+  wire [15:0] \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  reg [6:0] \$78 ;
+  reg [6:0] \$79 ;
   wire [12:0] \$8 ;
-  reg [3:0] \$80 ;
-  reg [7:0] \$81 ;
-  reg [7:0] \$82 ;
-  reg [12:0] \$83 ;
-  reg [12:0] \$84 ;
-  reg [12:0] \$85 ;
+  reg [6:0] \$80 ;
+  reg \$81 ;
+  reg [15:0] \$82 ;
+  reg [7:0] \$83 ;
+  reg [10:0] \$84 ;
+  reg [10:0] \$85 ;
   reg [13:0] \$86 ;
-  reg [13:0] \$87 ;
-  reg \$88 ;
-  reg \$89 ;
+  reg \$87 ;
+  reg [11:0] \$88 ;
+  reg [3:0] \$89 ;
   wire [12:0] \$9 ;
-  reg [1:0] \$90 ;
-  reg \$91 ;
-  reg \$92 ;
-  reg \$93 ;
-  reg [63:0] \$94 ;
-  reg [63:0] \$95 ;
-  reg \$96 ;
+  reg [7:0] \$90 ;
+  reg [7:0] \$91 ;
+  reg [12:0] \$92 ;
+  reg [12:0] \$93 ;
+  reg [12:0] \$94 ;
+  reg [13:0] \$95 ;
+  reg [13:0] \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg [1:0] \$99 ;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [344:0] args;
-  wire [344:0] args;
+  input [345:0] args;
+  wire [345:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -16363,6 +16421,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
   wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
   wire \args.w_signed ;
@@ -16371,6 +16430,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
+  reg [12:0] b_ix = 13'h0000;
   reg b_last = 1'h0;
   reg [1:0] b_n = 2'h0;
   reg b_oob = 1'h0;
@@ -16378,7 +16438,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   output [6:0] bi;
   reg [6:0] bi = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \bi$50 ;
+  wire [6:0] \bi$51 ;
   reg [11:0] c = 12'h000;
   input clk;
   wire clk;
@@ -16400,12 +16460,12 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
-  wire \en$53 ;
+  wire \en$54 ;
   reg first = 1'h0;
   output full;
   reg full = 1'h0;
   (* init = 1'h0 *)
-  wire \full$66 ;
+  wire \full$69 ;
   input [7:0] g_kbase;
   wire [7:0] g_kbase;
   input go;
@@ -16419,7 +16479,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \kk$51 ;
+  wire [6:0] \kk$52 ;
   reg [7:0] kx = 8'h00;
   reg [7:0] ky = 8'h00;
   wire last;
@@ -16429,7 +16489,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   output [6:0] nn;
   reg [6:0] nn = 7'h00;
   (* init = 7'h00 *)
-  wire [6:0] \nn$52 ;
+  wire [6:0] \nn$53 ;
   wire oob;
   reg [7:0] ox = 8'h00;
   reg [15:0] p = 16'h0000;
@@ -16452,11 +16512,12 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   reg [12:0] row_ix = 13'h0000;
   input rst;
   wire rst;
+  wire [2:0] sel;
   reg [63:0] shifted;
   wire [63:0] src;
   output stall;
   wire stall;
-  wire \stall$59 ;
+  wire \stall$60 ;
   reg [13:0] start;
   input take;
   wire take;
@@ -16464,6 +16525,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   wire tap_end;
   input tile_active;
   wire tile_active;
+  wire [15:0] window;
   wire [15:0] word;
   wire wrap;
   (* init = 64'h0000000000000000 *)
@@ -16479,6 +16541,9 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   reg [63:0] x_asm = 64'h0000000000000000;
   output [63:0] x_rdy;
   reg [63:0] x_rdy = 64'h0000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[71:68];
+  assign \$3  = - args[75:72];
   assign \$4  = pos_bstep ? args[244:238] : 7'h01;
   assign \$5  = p + \$4 ;
   assign \$6  = d_ox - args[83:76];
@@ -16540,335 +16605,184 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign \$57  = $signed(iy) < $signed(1'h0);
   assign \$58  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$59  = \$57  | \$58 ;
-  assign \$60  = $signed(ix) < $signed(1'h0);
-  assign \$61  = \$59  | \$60 ;
+  assign \$60  = ~ args[345];
+  assign \$61  = $signed(ix) < $signed(1'h0);
   assign \$62  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
-  assign oob = \$61  | \$62 ;
-  assign \$63  = ~ active;
-  assign idle_next = \$63  | last;
+  assign \$63  = \$61  | \$62 ;
+  assign \$64  = \$60  & \$63 ;
+  assign oob = \$59  | \$64 ;
+  assign \$65  = ~ active;
+  assign idle_next = \$65  | last;
   assign rd_en = ~ stall;
-  assign \$64  = ~ stall;
-  assign \$65  = $signed(pos_addr) + $signed(desc[69:56]);
-  assign word = b_oob ? { args[307:300], args[307:300] } : rd_data;
+  assign \$66  = ~ stall;
+  assign \$67  = $signed(pos_addr) + $signed(desc[69:56]);
+  assign \$68  = $signed(b_ix) + $signed(3'h2);
+  assign \$69  = args[15:8] > 1'h0;
+  assign \$70  = \$69  ? rd_data[7:0] : args[307:300];
+  assign \$71  = args[15:8] > 1'h1;
+  assign \$72  = \$71  ? rd_data[15:8] : args[307:300];
+  assign \$73  = \$68 [2:0] * 4'h8;
+  assign window = { args[307:300], args[307:300], \$72 , \$70 , args[307:300], args[307:300] } >> \$73 ;
+  assign \$74  = args[345] ? window : rd_data;
+  assign word = b_oob ? { args[307:300], args[307:300] } : \$74 ;
   assign src = b_first ? 64'h0000000000000000 : x_asm;
-  assign \$66  = b_valid & b_last;
-  assign \$67  = \$66  & full;
-  assign \$68  = ~ take;
-  assign stall = \$67  & \$68 ;
+  assign \$75  = b_valid & b_last;
+  assign \$76  = \$75  & full;
+  assign \$77  = ~ take;
+  assign stall = \$76  & \$77 ;
   always @(posedge clk)
-    bi <= \$69 ;
+    bi <= \$78 ;
   always @(posedge clk)
-    kk <= \$70 ;
+    kk <= \$79 ;
   always @(posedge clk)
-    nn <= \$71 ;
+    nn <= \$80 ;
   always @(posedge clk)
-    en <= \$72 ;
+    en <= \$81 ;
   always @(posedge clk)
-    p <= \$73 ;
+    p <= \$82 ;
   always @(posedge clk)
-    ox <= \$74 ;
+    ox <= \$83 ;
   always @(posedge clk)
-    iy0 <= \$75 ;
+    iy0 <= \$84 ;
   always @(posedge clk)
-    ix0 <= \$76 ;
+    ix0 <= \$85 ;
   always @(posedge clk)
-    pos_addr <= \$77 ;
+    pos_addr <= \$86 ;
   always @(posedge clk)
-    active <= \$78 ;
+    active <= \$87 ;
   always @(posedge clk)
-    c <= \$79 ;
+    c <= \$88 ;
   always @(posedge clk)
-    rem <= \$80 ;
+    rem <= \$89 ;
   always @(posedge clk)
-    ky <= \$81 ;
+    ky <= \$90 ;
   always @(posedge clk)
-    kx <= \$82 ;
+    kx <= \$91 ;
   always @(posedge clk)
-    iy <= \$83 ;
+    iy <= \$92 ;
   always @(posedge clk)
-    ix <= \$84 ;
+    ix <= \$93 ;
   always @(posedge clk)
-    row_ix <= \$85 ;
+    row_ix <= \$94 ;
   always @(posedge clk)
-    tap0 <= \$86 ;
+    tap0 <= \$95 ;
   always @(posedge clk)
-    addr <= \$87 ;
+    addr <= \$96 ;
   always @(posedge clk)
-    first <= \$88 ;
+    first <= \$97 ;
   always @(posedge clk)
-    b_valid <= \$89 ;
+    b_valid <= \$98 ;
   always @(posedge clk)
-    b_n <= \$90 ;
+    b_n <= \$99 ;
   always @(posedge clk)
-    b_oob <= \$91 ;
+    b_oob <= \$100 ;
   always @(posedge clk)
-    b_first <= \$92 ;
+    b_first <= \$101 ;
   always @(posedge clk)
-    b_last <= \$93 ;
+    b_last <= \$102 ;
   always @(posedge clk)
-    x_rdy <= \$94 ;
+    b_ix <= \$103 ;
   always @(posedge clk)
-    x_asm <= \$95 ;
+    x_rdy <= \$104 ;
   always @(posedge clk)
-    full <= \$96 ;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
+    x_asm <= \$105 ;
+  always @(posedge clk)
+    full <= \$106 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$69  = bi;
+    \$78  = bi;
     if (pos_init) begin
-      \$69  = desc[6:0];
+      \$78  = desc[6:0];
     end
     if (rst) begin
-      \$69  = 7'h00;
+      \$78  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$70  = kk;
+    \$79  = kk;
     if (pos_init) begin
-      \$70  = desc[13:7];
+      \$79  = desc[13:7];
     end
     if (rst) begin
-      \$70  = 7'h00;
+      \$79  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$71  = nn;
+    \$80  = nn;
     if (pos_init) begin
-      \$71  = desc[20:14];
+      \$80  = desc[20:14];
     end
     if (rst) begin
-      \$71  = 7'h00;
+      \$80  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$72  = en;
+    \$81  = en;
     if (pos_init) begin
-      \$72  = desc[21];
+      \$81  = desc[21];
     end
     if (rst) begin
-      \$72  = 1'h0;
+      \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$73  = p;
+    \$82  = p;
     if (pos_init) begin
-      \$73  = 16'h0000;
+      \$82  = 16'h0000;
     end else if (\$1 ) begin
-      \$73  = \$5 [15:0];
+      \$82  = \$5 [15:0];
     end
     if (rst) begin
-      \$73  = 16'h0000;
+      \$82  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$74  = ox;
+    \$83  = ox;
     if (pos_init) begin
-      \$74  = 8'h00;
+      \$83  = 8'h00;
     end else if (\$1 ) begin
-      \$74  = \$7 [7:0];
+      \$83  = \$7 [7:0];
     end
     if (rst) begin
-      \$74  = 8'h00;
+      \$83  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$75  = iy0;
+    \$84  = iy0;
     if (pos_init) begin
-      \$75  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$84  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$75  = \$8 [10:0];
+      \$84  = \$8 [10:0];
     end
     if (rst) begin
-      \$75  = 11'h000;
+      \$84  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$76  = ix0;
+    \$85  = ix0;
     if (pos_init) begin
-      \$76  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$85  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$76  = \$9 [10:0];
+      \$85  = \$9 [10:0];
     end
     if (rst) begin
-      \$76  = 11'h000;
+      \$85  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$77  = pos_addr;
+    \$86  = pos_addr;
     if (pos_init) begin
-      \$77  = args[113:100];
+      \$86  = args[113:100];
     end else if (\$1 ) begin
-      \$77  = \$10 [13:0];
-    end
-    if (rst) begin
-      \$77  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$78  = active;
-    if (\$11 ) begin
-      if (go) begin
-        \$78  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$78  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$79  = c;
-    if (\$11 ) begin
-      if (go) begin
-        \$79  = desc[51:40];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$79  = 12'h000;
-        end else begin
-          \$79  = \$27 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$79  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$80  = rem;
-    if (\$11 ) begin
-      if (go) begin
-        \$80  = desc[55:52];
-      end else if (active) begin
-        \$80  = \$16 [3:0];
-      end
-    end
-    if (rst) begin
-      \$80  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$81  = ky;
-    if (\$11 ) begin
-      if (go) begin
-        \$81  = desc[7:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$81  = \$19 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$81  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$82  = kx;
-    if (\$11 ) begin
-      if (go) begin
-        \$82  = desc[15:8];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$82  = 8'h00;
-          end else begin
-            \$82  = \$23 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$82  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$83  = iy;
-    if (\$11 ) begin
-      if (go) begin
-        \$83  = \$12 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$18 ) begin
-            \$83  = \$20 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$83  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$84  = ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$84  = \$13 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$84  = row_ix;
-          end else begin
-            \$84  = \$24 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$84  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$85  = row_ix;
-    if (\$11 ) begin
-      if (go) begin
-        \$85  = { ix0[10], ix0[10], ix0 };
-      end
-    end
-    if (rst) begin
-      \$85  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$86  = tap0;
-    if (\$11 ) begin
-      if (go) begin
-        \$86  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$18 ) begin
-            \$86  = \$21 [13:0];
-          end else begin
-            \$86  = \$25 [13:0];
-          end
-        end
-      end
+      \$86  = \$10 [13:0];
     end
     if (rst) begin
       \$86  = 14'h0000;
@@ -16876,130 +16790,300 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$87  = addr;
+    \$87  = active;
     if (\$11 ) begin
       if (go) begin
-        \$87  = \$15 [13:0];
+        \$87  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$87  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$87  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$88  = c;
+    if (\$11 ) begin
+      if (go) begin
+        \$88  = desc[51:40];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$88  = 12'h000;
+        end else begin
+          \$88  = \$27 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$88  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$89  = rem;
+    if (\$11 ) begin
+      if (go) begin
+        \$89  = desc[55:52];
+      end else if (active) begin
+        \$89  = \$16 [3:0];
+      end
+    end
+    if (rst) begin
+      \$89  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$90  = ky;
+    if (\$11 ) begin
+      if (go) begin
+        \$90  = desc[7:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$90  = \$19 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$91  = kx;
+    if (\$11 ) begin
+      if (go) begin
+        \$91  = desc[15:8];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$91  = 8'h00;
+          end else begin
+            \$91  = \$23 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$91  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$92  = iy;
+    if (\$11 ) begin
+      if (go) begin
+        \$92  = \$12 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$18 ) begin
+            \$92  = \$20 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$92  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$93  = ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$93  = \$13 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$93  = row_ix;
+          end else begin
+            \$93  = \$24 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$93  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$94  = row_ix;
+    if (\$11 ) begin
+      if (go) begin
+        \$94  = { ix0[10], ix0[10], ix0 };
+      end
+    end
+    if (rst) begin
+      \$94  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$95  = tap0;
+    if (\$11 ) begin
+      if (go) begin
+        \$95  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$18 ) begin
+            \$95  = \$21 [13:0];
+          end else begin
+            \$95  = \$25 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$95  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$96  = addr;
+    if (\$11 ) begin
+      if (go) begin
+        \$96  = \$15 [13:0];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$18 ) begin
-            \$87  = \$22 [13:0];
+            \$96  = \$22 [13:0];
           end else begin
-            \$87  = \$26 [13:0];
+            \$96  = \$26 [13:0];
           end
         end else begin
-          \$87  = \$28 [13:0];
+          \$96  = \$28 [13:0];
         end
       end
     end
     if (rst) begin
-      \$87  = 14'h0000;
+      \$96  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$88  = first;
+    \$97  = first;
     if (\$11 ) begin
       if (go) begin
-        \$88  = 1'h1;
+        \$97  = 1'h1;
       end else if (active) begin
-        \$88  = 1'h0;
+        \$97  = 1'h0;
       end
     end
     if (rst) begin
-      \$88  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$89  = b_valid;
+    \$98  = b_valid;
     if (\$29 ) begin
-      \$89  = active;
+      \$98  = active;
     end
     if (rst) begin
-      \$89  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$90  = b_n;
+    \$99  = b_n;
     if (\$29 ) begin
-      \$90  = \$56 [1:0];
+      \$99  = \$56 [1:0];
     end
     if (rst) begin
-      \$90  = 2'h0;
+      \$99  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$91  = b_oob;
+    \$100  = b_oob;
     if (\$29 ) begin
-      \$91  = oob;
+      \$100  = oob;
     end
     if (rst) begin
-      \$91  = 1'h0;
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$92  = b_first;
+    \$101  = b_first;
     if (\$29 ) begin
-      \$92  = first;
+      \$101  = first;
     end
     if (rst) begin
-      \$92  = 1'h0;
+      \$101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$93  = b_last;
+    \$102  = b_last;
     if (\$29 ) begin
-      \$93  = last;
+      \$102  = last;
     end
     if (rst) begin
-      \$93  = 1'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$94  = x_rdy;
+    \$103  = b_ix;
+    if (\$29 ) begin
+      \$103  = ix;
+    end
+    if (rst) begin
+      \$103  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    \$104  = x_rdy;
     if (\$31 ) begin
       if (b_last) begin
-        \$94  = shifted;
+        \$104  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$95  = x_asm;
+    \$105  = x_asm;
     if (\$31 ) begin
       (* full_case = 32'd1 *)
       if (b_last) begin
       end else begin
-        \$95  = shifted;
+        \$105  = shifted;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
-    \$96  = full;
+    \$106  = full;
     if (\$34 ) begin
-      \$96  = 1'h1;
+      \$106  = 1'h1;
     end else if (take) begin
-      \$96  = 1'h0;
+      \$106  = 1'h0;
     end
     if (rst) begin
-      \$96  = 1'h0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     start = 14'h0000;
-    if (\$64 ) begin
+    if (\$66 ) begin
       if (go) begin
-        start = \$65 [13:0];
+        start = \$67 [13:0];
       end
     end
   end
@@ -17019,13 +17103,14 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign d_ix = \$49 [11:0];
   assign d_addr = \$52 [13:0];
   assign n = \$56 [1:0];
-  assign \bi$50  = bi;
-  assign \kk$51  = kk;
-  assign \nn$52  = nn;
-  assign \en$53  = en;
+  assign \bi$51  = bi;
+  assign \kk$52  = kk;
+  assign \nn$53  = nn;
+  assign \en$54  = en;
   assign n_ch = \$53 [11:0];
-  assign \stall$59  = stall;
-  assign \full$66  = full;
+  assign \stall$60  = stall;
+  assign sel = \$68 [2:0];
+  assign \full$69  = full;
   assign x = x_rdy;
   assign desc_addr = \$38 [5:0];
   assign rd_addr = addr[11:0];
@@ -17080,6 +17165,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign \args.wb_log2  = args[342:341];
   assign \args.x_signed  = args[343];
   assign \args.w_signed  = args[344];
+  assign \args.rowpack  = args[345];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -17504,7 +17590,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$824$0 , \port$825$0 , done, start, args, busy, w_addr, w_en, clk);
+module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$844$0 , \port$845$0 , done, start, args, busy, w_addr, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -17659,10 +17745,10 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$824$0 , \port$825$0 , don
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$824$0 ;
-  wire [7:0] \port$824$0 ;
-  output [7:0] \port$825$0 ;
-  wire [7:0] \port$825$0 ;
+  output [7:0] \port$844$0 ;
+  wire [7:0] \port$844$0 ;
+  output [7:0] \port$845$0 ;
+  wire [7:0] \port$845$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv1_0 = 10'h000;
@@ -18084,8 +18170,8 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$824$0 , \port$825$0 , don
   assign pa3 = w_addr;
   assign w_data = { \$48 [7:0], \$47 [7:0] };
   assign rd_addr = \$19 [11:0];
-  assign \port$824$0  = \$47 [7:0];
-  assign \port$825$0  = \$48 [7:0];
+  assign \port$844$0  = \$47 [7:0];
+  assign \port$845$0  = \$48 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
