@@ -50,9 +50,10 @@ def test_layer_cost_answers_for_every_layer(model):
 
 def test_layer_cost_of_a_k_split_counts_partial_sums():
     g = load_digits_model("digits_cnn_qop")
-    conv2 = g.layer("/4/Conv_quant")
-    one = layer_cost(conv2, DEFAULT, Parallelism(1, 1, 1))
-    split = layer_cost(conv2, DEFAULT, Parallelism(1, 2, 1))
+    conv2 = g.layer("/4/Conv_quant")  # K = 64: two row tiles on 32-row macros
+    r32 = replace(DEFAULT, macro=replace(DEFAULT.macro, rows=32))
+    one = layer_cost(conv2, r32, Parallelism(1, 1, 1))
+    split = layer_cost(conv2, r32, Parallelism(1, 2, 1))
     assert one.psum_traffic_bits == 0 and split.psum_traffic_bits > 0
     assert split.compute_cycles < one.compute_cycles
 
@@ -60,8 +61,8 @@ def test_layer_cost_of_a_k_split_counts_partial_sums():
 def test_layer_cost_refuses_what_does_not_fit():
     g = load_digits_model("digits_cnn_qop")
     tiny = replace(DEFAULT, macro=replace(DEFAULT.macro, rows=8, pages=2))
-    with pytest.raises(CompileError, match=r"reduction of 72 elements needs 9 tiles.*allowed in_ch >= 8"):
-        layer_cost(g.layer("/4/Conv_quant"), tiny, Parallelism(1, 4, 1))
+    with pytest.raises(CompileError, match=r"reduction of 64 elements needs 8 tiles.*allowed in_ch >= 4"):
+        layer_cost(g.layer("/4/Conv_quant"), tiny, Parallelism(1, 2, 1))
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -113,7 +113,7 @@ def test_split_of_three_macros():
 
 def test_model_that_does_not_fit():
     g = load_digits_model("digits_cnn_qop")
-    with pytest.raises(CompileError, match=r"layer '/4/Conv_quant'.*no split fits.*reduction of 72"):
+    with pytest.raises(CompileError, match=r"layer '/0/Conv_quant'.*no split fits.*reduction of 64"):
         compile_graph(g, get_preset("tiny"))
 
 

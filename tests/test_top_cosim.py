@@ -82,8 +82,12 @@ def test_fault_is_located():
     assert div.layer == layer and div.inputs_match
     assert div.index[0] == 3, "only output channel 3 uses the flipped weight"
     text = str(div)
-    for part in ("layer '/4/Conv_quant'", "output element (3,", "output-channel tile 0", "macro(s) [0, 2]",
-                 "reduction tiles 0..1", "executed in cycles"):
+    mp = next(p for p in prog.passes if p.layer == layer and p.image == 0)
+    _, y, x = div.index
+    macros = sorted({mp.macro_of(y * mp.geom.ow + x, k, 0) for k in range(len(mp.tiles))})
+    assert len(mp.tiles) == 1  # K = 64 (the pruned 3x3 kernel): one row tile
+    for part in ("layer '/4/Conv_quant'", "output element (3,", "output-channel tile 0", f"macro(s) {macros}",
+                 "reduction tiles 0..0", "executed in cycles"):
         assert part in text, f"{part!r} missing from: {text}"
 
 

@@ -165,11 +165,13 @@ def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
     def splits(layer: Any, cfg: Any) -> list[Parallelism]:
         """The splits the compiler would consider for ``layer`` (``cimforge.compiler.cost.valid_parallelisms``
         on the layer's tiles and per-image positions); some may still not fit the pages."""
-        from cimforge.compiler.tiling import geometry, group_geometries, k_tiles
+        from cimforge.compiler.tiling import geometry, group_geometries, k_tiles, rowpack_ok
         from cimforge.gen.isa import lanes
 
         src = source(layer)
-        g = geometry(src, source_shape(layer)) if layer.kind == "fc" else group_geometries(src, lanes(cfg))[0][0]
+        rp = rowpack_ok(src, lanes(cfg), cfg.macro.rows)  # as layer_cost assumes
+        g = geometry(src, source_shape(layer)) if layer.kind == "fc" else \
+            group_geometries(src, lanes(cfg), rowpack=rp)[0][0]
         kt, nt = len(k_tiles(g, cfg)), -(-g.cout // lanes(cfg))
         return [Parallelism(q.batch, q.in_ch, q.out_ch) for q in mod.valid_parallelisms(cfg, kt, nt, g.npos)]
 
@@ -179,8 +181,9 @@ def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
 
 
 def ir_layer(layer: Any) -> Any:
-    """A :mod:`cimforge.golden.ir` layer with ``layer``'s shapes (zero weights, unit scales), for cost models
-    that take IR layers; padding is chosen to give the recorded output size."""
+    """A :mod:`cimforge.golden.ir` layer with ``layer``'s shapes (weights all one, so that every tap counts: the
+    compiler does not walk taps that are zero in every filter; unit scales), for cost models that take IR
+    layers; padding is chosen to give the recorded output size."""
     import numpy as np
 
     from cimforge.golden.ir import Conv2d, Dense, TensorInfo
@@ -191,12 +194,12 @@ def ir_layer(layer: Any) -> Any:
     if layer.kind == "conv":
         (h, w), (ho, wo), (kh, kw), (sh, sw) = layer.in_hw, layer.out_hw, layer.kernel, layer.stride
         pad_h, pad_w = max(0, (ho - 1) * sh + kh - h), max(0, (wo - 1) * sw + kw - w)
-        weight = np.zeros((layer.out_ch, layer.in_ch // layer.groups, kh, kw), np.int8)
+        weight = np.ones((layer.out_ch, layer.in_ch // layer.groups, kh, kw), np.int8)
         return Conv2d(name=layer.name, inputs=(t(layer.name + ":in", (layer.in_ch, h, w)),),
                       output=t(layer.name + ":out", (layer.out_ch, ho, wo)), weight=weight, stride=(sh, sw),
                       padding=(pad_h // 2, pad_w // 2, pad_h - pad_h // 2, pad_w - pad_w // 2), groups=layer.groups)
     if layer.kind == "fc":
         return Dense(name=layer.name, inputs=(t(layer.name + ":in", (layer.in_ch,)),),
                      output=t(layer.name + ":out", (layer.out_ch,)),
-                     weight=np.zeros((layer.out_ch, layer.in_ch), np.int8))
+                     weight=np.ones((layer.out_ch, layer.in_ch), np.int8))
     raise ValueError(f"layer {layer.name!r}: kind {layer.kind!r} has no IR form")

@@ -32,8 +32,9 @@ def light_dir() -> Path:
 
 
 def digits_cnn() -> Network:
-    """The digits CNN's topology (8x8x1 input, conv3x3 8ch, ReLU, pool, conv3x3 16ch, ReLU, pool, FC 10), built
-    without the ONNX file (same shapes as models/digits_cnn_float.onnx)."""
+    """The digits CNN's topology before its co-design for 64-row macros (8x8x1 input, conv3x3 8ch, ReLU, pool,
+    conv3x3 16ch, ReLU, pool, FC 10), built without an ONNX file; models/digits_cnn_float.onnx now has an 8x8
+    stem and 8-tap 3x3 kernels (models/make_digits_models.py)."""
     return sequential("digits_cnn", (1, 8, 8), [("conv", 8, 3, 1, 1), ("relu",), ("pool", 2),
                                                 ("conv", 16, 3, 1, 1), ("relu",), ("pool", 2), ("fc", 10)])
 
