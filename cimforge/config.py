@@ -82,9 +82,9 @@ class MacroConfig:
         Widest activation precision (bit-serial cycles) an operation may select, 1..8.
     """
 
-    # geometry
+    # geometry (the default: 8 pages hold every weight of both digits CNNs, so they stay resident)
     rows: int = 64
-    pages: int = 4
+    pages: int = 8
     cols: int = 64
     # precision limits (each operation selects wb <= max_wb, ab <= max_ab at run time)
     max_wb: int = 8

@@ -30,10 +30,16 @@ from ..golden.macro import LATENCY
 from .tiling import CompileError, ConvGeom, geometry, group_geometries, k_tiles, rowpack_ok, tile_steps
 
 __all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycles", "valid_parallelisms", "choose_parallelism",
-           "pool_cycles", "ew_cycles", "program_timing", "ideal_cycles", "INSTR_OVERHEAD"]
+           "pool_cycles", "ew_cycles", "program_timing", "ideal_cycles", "INSTR_OVERHEAD",
+           "SHORT_OVERHEAD", "START_OVERHEAD"]
 
-#: Fetch and decode cycles before every instruction executes.
-INSTR_OVERHEAD = 2
+#: Cycles before an instruction executes, after an instruction that took more than one cycle (MAC, POOL, EW, a
+#: waiting LOAD or SYNC): none, the controller prefetched it.
+INSTR_OVERHEAD = 0
+#: ... after a one-cycle instruction (a LOAD with room in the queue, a SYNC with nothing to wait for): decode.
+SHORT_OVERHEAD = 1
+#: ... for the first instruction of a run: fetch and decode.
+START_OVERHEAD = 2
 #: Cycles from a ``MAC`` pass's last results to its ``done`` when its last output group is the first one
 #: serialized (serializer, requantisation pipeline, write, done).
 MAC_TAIL = 7
@@ -334,7 +340,7 @@ def layer_cost(layer: Layer, cfg: CimConfig, par: Parallelism | None = None,
         n_groups = len(groups)
         compute = n_groups * sum(mac_pass_cycles(g.npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
         nt = -(-g.cout // L)
-        wl = n_groups * (sum(load_cycles(t.elems) for t in tiles) * nt + len(tiles) * nt * (INSTR_OVERHEAD + 1)) \
+        wl = n_groups * (sum(load_cycles(t.elems) for t in tiles) * nt + len(tiles) * nt * (SHORT_OVERHEAD + 1)) \
             + LOAD_OVERHEAD
         nr_total = -(-nt // par.out_ch)
         act_bits = n_groups * (g.npos * nr_total * g.K * 8 + g.npos * g.cout * 8)
@@ -380,9 +386,11 @@ def program_timing(program) -> list[int]:
     loader_free = 0           # cycle the loader can pop the next command
     depth = cfg.controller.load_queue
     stamps = []
+    overhead = START_OVERHEAD
     for pc, word in enumerate(program.code):
         op, args = decode_op(cfg, word)
-        e = t + INSTR_OVERHEAD  # EXEC cycle
+        e = t + overhead  # EXEC cycle
+        first_exec = e
         if op == Opcode.LOAD.value:
             # the queue holds commands not yet popped; wait for room
             pending = [p for p in queue if p[0] > e]
@@ -409,6 +417,7 @@ def program_timing(program) -> list[int]:
             break
         stamps.append(done)
         t = done + 1
+        overhead = INSTR_OVERHEAD if done > first_exec else SHORT_OVERHEAD
     return stamps
 
 

@@ -10,7 +10,9 @@
     memories: program, activations (read ports: one per gather unit, two for the vector engines, one for the
     host), weights, per-channel parameters, tile descriptors, retired-instruction trace
 
-The controller executes one instruction at a time (``LOAD`` only queues a command), stamps every retired
+The controller executes one instruction at a time (``LOAD`` only queues a command) and reads the next one while
+it does, so an instruction that takes more than one cycle is followed by the next one's execution at once (a
+one-cycle instruction costs one decode cycle more; the first of a run, fetch and decode). It stamps every retired
 instruction into the trace memory (cycle, pc, opcode) and keeps the performance counters: total cycles,
 weight-load cycles, and per macro busy, stall (the macro takes part in the running ``MAC`` pass but is not
 computing) and weight-write cycles. Memories are meant to be accessed by the host while the controller is idle.
@@ -153,7 +155,11 @@ class CimFabric(wiring.Component):
         done = Signal()
         error = Signal()
         fp = imem.read_port()
-        m.d.comb += fp.addr.eq(pc)
+        # prefetch: while an instruction executes, the port reads the next one, so an instruction that took more
+        # than one cycle is followed by the next EXEC at once (a one-cycle one by DECODE, then EXEC)
+        in_exec = Signal()
+        pf_valid = Signal()  # fp.data is imem[pc + 1]: the previous cycle was this instruction's EXEC or WAIT
+        m.d.comb += fp.addr.eq(Mux(in_exec, pc + 1, pc))
         m.d.comb += [mac_e.args.eq(ir.args.mac), pool_e.args.eq(ir.args.pool), ew_e.args.eq(ir.args.ew),
                      ld.cmd.eq(ir.args.load)]
         retire = Signal()
@@ -164,6 +170,7 @@ class CimFabric(wiring.Component):
                      tw.addr.eq(trace_n), tw.data.eq(entry), tw.en.eq(retire & (trace_n < cfg.controller.trace_depth))]
         with m.If(retire):
             m.d.sync += [trace_n.eq(trace_n + 1), pc.eq(pc + 1)]
+        m.d.sync += pf_valid.eq(in_exec & ~retire)
         running = Signal()
         m.d.comb += [self.busy.eq(running), self.done.eq(done), self.error.eq(error)]
         with m.If(running):
@@ -185,6 +192,7 @@ class CimFabric(wiring.Component):
                 m.d.sync += ir.eq(fp.data)
                 m.next = "EXEC"
             with m.State("EXEC"):
+                m.d.comb += in_exec.eq(1)
                 with m.Switch(ir.op):
                     with m.Case(Opcode.END):
                         m.d.comb += retire.eq(1)
@@ -194,11 +202,11 @@ class CimFabric(wiring.Component):
                         m.d.comb += ld.cmd_valid.eq(1)
                         with m.If(ld.cmd_ready):
                             m.d.comb += retire.eq(1)
-                            m.next = "FETCH"
+                            self._next_instruction(m, ir, fp, pf_valid)
                     with m.Case(Opcode.SYNC):
                         with m.If(~ld.busy):
                             m.d.comb += retire.eq(1)
-                            m.next = "FETCH"
+                            self._next_instruction(m, ir, fp, pf_valid)
                     with m.Case(Opcode.MAC, Opcode.POOL, Opcode.EW):
                         m.d.comb += [mac_e.start.eq(ir.op == Opcode.MAC), pool_e.start.eq(ir.op == Opcode.POOL),
                                      ew_e.start.eq(ir.op == Opcode.EW)]
@@ -207,9 +215,10 @@ class CimFabric(wiring.Component):
                         m.d.sync += [running.eq(0), error.eq(1)]
                         m.next = "IDLE"
             with m.State("WAIT"):
+                m.d.comb += in_exec.eq(1)
                 with m.If(engine_done):
                     m.d.comb += retire.eq(1)
-                    m.next = "FETCH"
+                    self._next_instruction(m, ir, fp, pf_valid)
 
         # --- activation memory write port: engines, or the host while idle ------------------------------------
         aw_port = host_wport(amem, 8 * L)
@@ -338,6 +347,16 @@ class CimFabric(wiring.Component):
                     m.d.comb += dat.eq(v)
         m.d.comb += bus.dat_r.eq(dat)
         return m
+
+    @staticmethod
+    def _next_instruction(m: Module, ir, fp, pf_valid) -> None:
+        """On retire: straight to EXEC with the prefetched word when the port holds it, else to DECODE (the
+        retiring cycle addresses the next word)."""
+        with m.If(pf_valid):
+            m.d.sync += ir.eq(fp.data)
+            m.next = "EXEC"
+        with m.Else():
+            m.next = "DECODE"
 
 
 

@@ -32,8 +32,12 @@ def test_inference_table(tmp_path, capsys):
     assert "search (sequential): per layer" in out or "search (pipeline): per layer" in out
     assert "cycle model:" in out and "speedup vs dp" in out
     assert "| search |" in report.read_text() and (tmp_path / "digits.png").exists()
-    assert main(["partition", "alexnet", "--mode", "inference", "--scale-to-fabric", "--no-report"]) == 0
+    assert main(["partition", "alexnet", "--mode", "inference", "--scale-to-fabric", "--no-report",
+                 "--preset", "isscc22"]) == 0
     assert "scaled to the fabric: alexnet/c" in capsys.readouterr().out
+    # on the default fabric AlexNet's grouped convolutions scale to groups of less than a word: a clear error
+    assert main(["partition", "alexnet", "--mode", "inference", "--scale-to-fabric", "--no-report"]) == 2
+    assert "layer 'n4': no split" in capsys.readouterr().err
 
 
 def test_errors_exit_2(capsys):

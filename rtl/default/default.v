@@ -3,7 +3,7 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module default_cim_tile_r64_p4_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage, x_plane, wb_log2, w_signed, neg, acc_en, acc_first, acc_t, bword, bop, ben, clk, rst, rdata, acc
+module default_cim_tile_r64_p8_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage, x_plane, wb_log2, w_signed, neg, acc_en, acc_first, acc_t, bword, bop, ben, clk, rst, rdata, acc
 , bits, pop, we);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [7:0] \$1 ;
@@ -65,9 +65,9 @@ module default_cim_tile_r64_p4_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage
   wire [7:0] bword;
   input clk;
   wire clk;
-  input [1:0] cpage;
-  wire [1:0] cpage;
-  wire [1:0] \cpage$28 ;
+  input [2:0] cpage;
+  wire [2:0] cpage;
+  wire [2:0] \cpage$28 ;
   wire [511:0] cwords;
   wire [7:0] \cwords[0] ;
   wire [7:0] \cwords[10] ;
@@ -175,9 +175,9 @@ module default_cim_tile_r64_p4_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage
   wire [7:0] \rdata$53 ;
   input ren;
   wire ren;
-  input [1:0] rpage;
-  wire [1:0] rpage;
-  wire [1:0] \rpage$29 ;
+  input [2:0] rpage;
+  wire [2:0] rpage;
+  wire [2:0] \rpage$29 ;
   input [5:0] rrow;
   wire [5:0] rrow;
   wire [5:0] \rrow$30 ;
@@ -261,9 +261,9 @@ module default_cim_tile_r64_p4_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage
   wire [7:0] \words[7] ;
   wire [7:0] \words[8] ;
   wire [7:0] \words[9] ;
-  input [1:0] wpage;
-  wire [1:0] wpage;
-  wire [1:0] \wpage$25 ;
+  input [2:0] wpage;
+  wire [2:0] wpage;
+  wire [2:0] \wpage$25 ;
   input [5:0] wrow;
   wire [5:0] wrow;
   wire [5:0] \wrow$26 ;
@@ -290,7 +290,7 @@ module default_cim_tile_r64_p4_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage
     rdata <= \$8 ;
   always @(posedge clk)
     bits <= \$9 ;
-  \default_cim_tile_r64_p4_w8_a8.accum  accum (
+  \default_cim_tile_r64_p8_w8_a8.accum  accum (
     .acc(acc),
     .clk(clk),
     .en(acc_en),
@@ -299,7 +299,7 @@ module default_cim_tile_r64_p4_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage
     .rst(rst),
     .t_clamped(acc_t)
   );
-  \default_cim_tile_r64_p4_w8_a8.compute  compute (
+  \default_cim_tile_r64_p8_w8_a8.compute  compute (
     .lanes(lanes),
     .neg(neg),
     .w_signed(w_signed),
@@ -307,7 +307,7 @@ module default_cim_tile_r64_p4_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage
     .words(words),
     .x_plane(x_plane)
   );
-  \default_cim_tile_r64_p4_w8_a8.storage  storage (
+  \default_cim_tile_r64_p8_w8_a8.storage  storage (
     .clk(clk),
     .cpage(cpage),
     .cwords(words),
@@ -539,7 +539,7 @@ module default_cim_tile_r64_p4_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_cim_tile_r64_p4_w8_a8.accum (first, t_clamped, clk, rst, partial, acc, en);
+module \default_cim_tile_r64_p8_w8_a8.accum (first, t_clamped, clk, rst, partial, acc, en);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [22:0] \$1 ;
   wire [22:0] \$10 ;
@@ -752,7 +752,7 @@ module \default_cim_tile_r64_p4_w8_a8.accum (first, t_clamped, clk, rst, partial
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_cim_tile_r64_p4_w8_a8.compute (wb_log2, w_signed, neg, words, lanes, x_plane);
+module \default_cim_tile_r64_p8_w8_a8.compute (wb_log2, w_signed, neg, words, lanes, x_plane);
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire [7:0] \$1 ;
   wire [7:0] \$10 ;
@@ -2163,22 +2163,128 @@ module \default_cim_tile_r64_p4_w8_a8.compute (wb_log2, w_signed, neg, words, la
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_cim_tile_r64_p4_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, cpage, clk, rst, rdata, cwords, we);
+module \default_cim_tile_r64_p8_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, cpage, clk, rst, rdata, cwords, we);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [126:0] \$1 ;
   reg [7:0] \$10 ;
   wire \$100 ;
+  reg [7:0] \$1000 ;
+  reg [7:0] \$1001 ;
+  reg [7:0] \$1002 ;
+  reg [7:0] \$1003 ;
+  reg [7:0] \$1004 ;
+  reg [7:0] \$1005 ;
+  reg [7:0] \$1006 ;
+  reg [7:0] \$1007 ;
+  reg [7:0] \$1008 ;
+  reg [7:0] \$1009 ;
   wire \$101 ;
+  reg [7:0] \$1010 ;
+  reg [7:0] \$1011 ;
+  reg [7:0] \$1012 ;
+  reg [7:0] \$1013 ;
+  reg [7:0] \$1014 ;
+  reg [7:0] \$1015 ;
+  reg [7:0] \$1016 ;
+  reg [7:0] \$1017 ;
+  reg [7:0] \$1018 ;
+  reg [7:0] \$1019 ;
   wire \$102 ;
+  reg [7:0] \$1020 ;
+  reg [7:0] \$1021 ;
+  reg [7:0] \$1022 ;
+  reg [7:0] \$1023 ;
+  reg [7:0] \$1024 ;
+  reg [7:0] \$1025 ;
+  reg [7:0] \$1026 ;
+  reg [7:0] \$1027 ;
+  reg [7:0] \$1028 ;
+  reg [7:0] \$1029 ;
   wire \$103 ;
+  reg [7:0] \$1030 ;
+  reg [7:0] \$1031 ;
+  reg [7:0] \$1032 ;
+  reg [7:0] \$1033 ;
+  reg [7:0] \$1034 ;
+  reg [7:0] \$1035 ;
+  reg [7:0] \$1036 ;
+  reg [7:0] \$1037 ;
+  reg [7:0] \$1038 ;
+  reg [7:0] \$1039 ;
   wire \$104 ;
+  reg [7:0] \$1040 ;
+  reg [7:0] \$1041 ;
+  reg [7:0] \$1042 ;
+  reg [7:0] \$1043 ;
+  reg [7:0] \$1044 ;
+  reg [7:0] \$1045 ;
+  reg [7:0] \$1046 ;
+  reg [7:0] \$1047 ;
+  reg [7:0] \$1048 ;
+  reg [7:0] \$1049 ;
   wire \$105 ;
+  reg [7:0] \$1050 ;
+  reg [7:0] \$1051 ;
+  reg [7:0] \$1052 ;
+  reg [7:0] \$1053 ;
+  reg [7:0] \$1054 ;
+  reg [7:0] \$1055 ;
+  reg [7:0] \$1056 ;
+  reg [7:0] \$1057 ;
+  reg [7:0] \$1058 ;
+  reg [7:0] \$1059 ;
   wire \$106 ;
+  reg [7:0] \$1060 ;
+  reg [7:0] \$1061 ;
+  reg [7:0] \$1062 ;
+  reg [7:0] \$1063 ;
+  reg [7:0] \$1064 ;
+  reg [7:0] \$1065 ;
+  reg [7:0] \$1066 ;
+  reg [7:0] \$1067 ;
+  reg [7:0] \$1068 ;
+  reg [7:0] \$1069 ;
   wire \$107 ;
+  reg [7:0] \$1070 ;
+  reg [7:0] \$1071 ;
+  reg [7:0] \$1072 ;
+  reg [7:0] \$1073 ;
+  reg [7:0] \$1074 ;
+  reg [7:0] \$1075 ;
+  reg [7:0] \$1076 ;
+  reg [7:0] \$1077 ;
+  reg [7:0] \$1078 ;
+  reg [7:0] \$1079 ;
   wire \$108 ;
+  reg [7:0] \$1080 ;
+  reg [7:0] \$1081 ;
+  reg [7:0] \$1082 ;
+  reg [7:0] \$1083 ;
+  reg [7:0] \$1084 ;
+  reg [7:0] \$1085 ;
+  reg [7:0] \$1086 ;
+  reg [7:0] \$1087 ;
+  reg [7:0] \$1088 ;
+  reg [7:0] \$1089 ;
   wire \$109 ;
+  reg [7:0] \$1090 ;
+  reg [7:0] \$1091 ;
+  reg [7:0] \$1092 ;
+  reg [7:0] \$1093 ;
+  reg [7:0] \$1094 ;
+  reg [7:0] \$1095 ;
+  reg [7:0] \$1096 ;
+  reg [7:0] \$1097 ;
+  reg [7:0] \$1098 ;
+  reg [7:0] \$1099 ;
   reg [7:0] \$11 ;
   wire \$110 ;
+  reg [7:0] \$1100 ;
+  reg [7:0] \$1101 ;
+  reg [7:0] \$1102 ;
+  reg [7:0] \$1103 ;
+  reg [7:0] \$1104 ;
+  reg [7:0] \$1105 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
@@ -2422,338 +2528,752 @@ module \default_cim_tile_r64_p4_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, 
   wire \$328 ;
   wire \$329 ;
   reg [7:0] \$33 ;
-  reg [7:0] \$330 ;
-  reg [7:0] \$331 ;
-  reg [7:0] \$332 ;
-  reg [7:0] \$333 ;
-  reg [7:0] \$334 ;
-  reg [7:0] \$335 ;
-  reg [7:0] \$336 ;
-  reg [7:0] \$337 ;
-  reg [7:0] \$338 ;
-  reg [7:0] \$339 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
   reg [7:0] \$34 ;
-  reg [7:0] \$340 ;
-  reg [7:0] \$341 ;
-  reg [7:0] \$342 ;
-  reg [7:0] \$343 ;
-  reg [7:0] \$344 ;
-  reg [7:0] \$345 ;
-  reg [7:0] \$346 ;
-  reg [7:0] \$347 ;
-  reg [7:0] \$348 ;
-  reg [7:0] \$349 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
   reg [7:0] \$35 ;
-  reg [7:0] \$350 ;
-  reg [7:0] \$351 ;
-  reg [7:0] \$352 ;
-  reg [7:0] \$353 ;
-  reg [7:0] \$354 ;
-  reg [7:0] \$355 ;
-  reg [7:0] \$356 ;
-  reg [7:0] \$357 ;
-  reg [7:0] \$358 ;
-  reg [7:0] \$359 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
   reg [7:0] \$36 ;
-  reg [7:0] \$360 ;
-  reg [7:0] \$361 ;
-  reg [7:0] \$362 ;
-  reg [7:0] \$363 ;
-  reg [7:0] \$364 ;
-  reg [7:0] \$365 ;
-  reg [7:0] \$366 ;
-  reg [7:0] \$367 ;
-  reg [7:0] \$368 ;
-  reg [7:0] \$369 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
   reg [7:0] \$37 ;
-  reg [7:0] \$370 ;
-  reg [7:0] \$371 ;
-  reg [7:0] \$372 ;
-  reg [7:0] \$373 ;
-  reg [7:0] \$374 ;
-  reg [7:0] \$375 ;
-  reg [7:0] \$376 ;
-  reg [7:0] \$377 ;
-  reg [7:0] \$378 ;
-  reg [7:0] \$379 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   reg [7:0] \$38 ;
-  reg [7:0] \$380 ;
-  reg [7:0] \$381 ;
-  reg [7:0] \$382 ;
-  reg [7:0] \$383 ;
-  reg [7:0] \$384 ;
-  reg [7:0] \$385 ;
-  reg [7:0] \$386 ;
-  reg [7:0] \$387 ;
-  reg [7:0] \$388 ;
-  reg [7:0] \$389 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   reg [7:0] \$39 ;
-  reg [7:0] \$390 ;
-  reg [7:0] \$391 ;
-  reg [7:0] \$392 ;
-  reg [7:0] \$393 ;
-  reg [7:0] \$394 ;
-  reg [7:0] \$395 ;
-  reg [7:0] \$396 ;
-  reg [7:0] \$397 ;
-  reg [7:0] \$398 ;
-  reg [7:0] \$399 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
   wire \$4 ;
   reg [7:0] \$40 ;
-  reg [7:0] \$400 ;
-  reg [7:0] \$401 ;
-  reg [7:0] \$402 ;
-  reg [7:0] \$403 ;
-  reg [7:0] \$404 ;
-  reg [7:0] \$405 ;
-  reg [7:0] \$406 ;
-  reg [7:0] \$407 ;
-  reg [7:0] \$408 ;
-  reg [7:0] \$409 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
   reg [7:0] \$41 ;
-  reg [7:0] \$410 ;
-  reg [7:0] \$411 ;
-  reg [7:0] \$412 ;
-  reg [7:0] \$413 ;
-  reg [7:0] \$414 ;
-  reg [7:0] \$415 ;
-  reg [7:0] \$416 ;
-  reg [7:0] \$417 ;
-  reg [7:0] \$418 ;
-  reg [7:0] \$419 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
   reg [7:0] \$42 ;
-  reg [7:0] \$420 ;
-  reg [7:0] \$421 ;
-  reg [7:0] \$422 ;
-  reg [7:0] \$423 ;
-  reg [7:0] \$424 ;
-  reg [7:0] \$425 ;
-  reg [7:0] \$426 ;
-  reg [7:0] \$427 ;
-  reg [7:0] \$428 ;
-  reg [7:0] \$429 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire \$424 ;
+  wire \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire \$428 ;
+  wire \$429 ;
   reg [7:0] \$43 ;
-  reg [7:0] \$430 ;
-  reg [7:0] \$431 ;
-  reg [7:0] \$432 ;
-  reg [7:0] \$433 ;
-  reg [7:0] \$434 ;
-  reg [7:0] \$435 ;
-  reg [7:0] \$436 ;
-  reg [7:0] \$437 ;
-  reg [7:0] \$438 ;
-  reg [7:0] \$439 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire \$439 ;
   reg [7:0] \$44 ;
-  reg [7:0] \$440 ;
-  reg [7:0] \$441 ;
-  reg [7:0] \$442 ;
-  reg [7:0] \$443 ;
-  reg [7:0] \$444 ;
-  reg [7:0] \$445 ;
-  reg [7:0] \$446 ;
-  reg [7:0] \$447 ;
-  reg [7:0] \$448 ;
-  reg [7:0] \$449 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$449 ;
   reg [7:0] \$45 ;
-  reg [7:0] \$450 ;
-  reg [7:0] \$451 ;
-  reg [7:0] \$452 ;
-  reg [7:0] \$453 ;
-  reg [7:0] \$454 ;
-  reg [7:0] \$455 ;
-  reg [7:0] \$456 ;
-  reg [7:0] \$457 ;
-  reg [7:0] \$458 ;
-  reg [7:0] \$459 ;
+  wire \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  wire \$459 ;
   reg [7:0] \$46 ;
-  reg [7:0] \$460 ;
-  reg [7:0] \$461 ;
-  reg [7:0] \$462 ;
-  reg [7:0] \$463 ;
-  reg [7:0] \$464 ;
-  reg [7:0] \$465 ;
-  reg [7:0] \$466 ;
-  reg [7:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg [7:0] \$469 ;
+  wire \$460 ;
+  wire \$461 ;
+  wire \$462 ;
+  wire \$463 ;
+  wire \$464 ;
+  wire \$465 ;
+  wire \$466 ;
+  wire \$467 ;
+  wire \$468 ;
+  wire \$469 ;
   reg [7:0] \$47 ;
-  reg [7:0] \$470 ;
-  reg [7:0] \$471 ;
-  reg [7:0] \$472 ;
-  reg [7:0] \$473 ;
-  reg [7:0] \$474 ;
-  reg [7:0] \$475 ;
-  reg [7:0] \$476 ;
-  reg [7:0] \$477 ;
-  reg [7:0] \$478 ;
-  reg [7:0] \$479 ;
+  wire \$470 ;
+  wire \$471 ;
+  wire \$472 ;
+  wire \$473 ;
+  wire \$474 ;
+  wire \$475 ;
+  wire \$476 ;
+  wire \$477 ;
+  wire \$478 ;
+  wire \$479 ;
   reg [7:0] \$48 ;
-  reg [7:0] \$480 ;
-  reg [7:0] \$481 ;
-  reg [7:0] \$482 ;
-  reg [7:0] \$483 ;
-  reg [7:0] \$484 ;
-  reg [7:0] \$485 ;
-  reg [7:0] \$486 ;
-  reg [7:0] \$487 ;
-  reg [7:0] \$488 ;
-  reg [7:0] \$489 ;
+  wire \$480 ;
+  wire \$481 ;
+  wire \$482 ;
+  wire \$483 ;
+  wire \$484 ;
+  wire \$485 ;
+  wire \$486 ;
+  wire \$487 ;
+  wire \$488 ;
+  wire \$489 ;
   reg [7:0] \$49 ;
-  reg [7:0] \$490 ;
-  reg [7:0] \$491 ;
-  reg [7:0] \$492 ;
-  reg [7:0] \$493 ;
-  reg [7:0] \$494 ;
-  reg [7:0] \$495 ;
-  reg [7:0] \$496 ;
-  reg [7:0] \$497 ;
-  reg [7:0] \$498 ;
-  reg [7:0] \$499 ;
+  wire \$490 ;
+  wire \$491 ;
+  wire \$492 ;
+  wire \$493 ;
+  wire \$494 ;
+  wire \$495 ;
+  wire \$496 ;
+  wire \$497 ;
+  wire \$498 ;
+  wire \$499 ;
   wire \$5 ;
   reg [7:0] \$50 ;
-  reg [7:0] \$500 ;
-  reg [7:0] \$501 ;
-  reg [7:0] \$502 ;
-  reg [7:0] \$503 ;
-  reg [7:0] \$504 ;
-  reg [7:0] \$505 ;
-  reg [7:0] \$506 ;
-  reg [7:0] \$507 ;
-  reg [7:0] \$508 ;
-  reg [7:0] \$509 ;
+  wire \$500 ;
+  wire \$501 ;
+  wire \$502 ;
+  wire \$503 ;
+  wire \$504 ;
+  wire \$505 ;
+  wire \$506 ;
+  wire \$507 ;
+  wire \$508 ;
+  wire \$509 ;
   reg [7:0] \$51 ;
-  reg [7:0] \$510 ;
-  reg [7:0] \$511 ;
-  reg [7:0] \$512 ;
-  reg [7:0] \$513 ;
-  reg [7:0] \$514 ;
-  reg [7:0] \$515 ;
-  reg [7:0] \$516 ;
-  reg [7:0] \$517 ;
-  reg [7:0] \$518 ;
-  reg [7:0] \$519 ;
+  wire \$510 ;
+  wire \$511 ;
+  wire \$512 ;
+  wire \$513 ;
+  wire \$514 ;
+  wire \$515 ;
+  wire \$516 ;
+  wire \$517 ;
+  wire \$518 ;
+  wire \$519 ;
   reg [7:0] \$52 ;
-  reg [7:0] \$520 ;
-  reg [7:0] \$521 ;
-  reg [7:0] \$522 ;
-  reg [7:0] \$523 ;
-  reg [7:0] \$524 ;
-  reg [7:0] \$525 ;
-  reg [7:0] \$526 ;
-  reg [7:0] \$527 ;
-  reg [7:0] \$528 ;
-  reg [7:0] \$529 ;
+  wire \$520 ;
+  wire \$521 ;
+  wire \$522 ;
+  wire \$523 ;
+  wire \$524 ;
+  wire \$525 ;
+  wire \$526 ;
+  wire \$527 ;
+  wire \$528 ;
+  wire \$529 ;
   reg [7:0] \$53 ;
-  reg [7:0] \$530 ;
-  reg [7:0] \$531 ;
-  reg [7:0] \$532 ;
-  reg [7:0] \$533 ;
-  reg [7:0] \$534 ;
-  reg [7:0] \$535 ;
-  reg [7:0] \$536 ;
-  reg [7:0] \$537 ;
-  reg [7:0] \$538 ;
-  reg [7:0] \$539 ;
+  wire \$530 ;
+  wire \$531 ;
+  wire \$532 ;
+  wire \$533 ;
+  wire \$534 ;
+  wire \$535 ;
+  wire \$536 ;
+  wire \$537 ;
+  wire \$538 ;
+  wire \$539 ;
   reg [7:0] \$54 ;
-  reg [7:0] \$540 ;
-  reg [7:0] \$541 ;
-  reg [7:0] \$542 ;
-  reg [7:0] \$543 ;
-  reg [7:0] \$544 ;
-  reg [7:0] \$545 ;
-  reg [7:0] \$546 ;
-  reg [7:0] \$547 ;
-  reg [7:0] \$548 ;
-  reg [7:0] \$549 ;
+  wire \$540 ;
+  wire \$541 ;
+  wire \$542 ;
+  wire \$543 ;
+  wire \$544 ;
+  wire \$545 ;
+  wire \$546 ;
+  wire \$547 ;
+  wire \$548 ;
+  wire \$549 ;
   reg [7:0] \$55 ;
-  reg [7:0] \$550 ;
-  reg [7:0] \$551 ;
-  reg [7:0] \$552 ;
-  reg [7:0] \$553 ;
-  reg [7:0] \$554 ;
-  reg [7:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg [7:0] \$557 ;
-  reg [7:0] \$558 ;
-  reg [7:0] \$559 ;
+  wire \$550 ;
+  wire \$551 ;
+  wire \$552 ;
+  wire \$553 ;
+  wire \$554 ;
+  wire \$555 ;
+  wire \$556 ;
+  wire \$557 ;
+  wire \$558 ;
+  wire \$559 ;
   reg [7:0] \$56 ;
-  reg [7:0] \$560 ;
-  reg [7:0] \$561 ;
-  reg [7:0] \$562 ;
-  reg [7:0] \$563 ;
-  reg [7:0] \$564 ;
-  reg [7:0] \$565 ;
-  reg [7:0] \$566 ;
-  reg [7:0] \$567 ;
-  reg [7:0] \$568 ;
-  reg [7:0] \$569 ;
+  wire \$560 ;
+  wire \$561 ;
+  wire \$562 ;
+  wire \$563 ;
+  wire \$564 ;
+  wire \$565 ;
+  wire \$566 ;
+  wire \$567 ;
+  wire \$568 ;
+  wire \$569 ;
   reg [7:0] \$57 ;
-  reg [7:0] \$570 ;
-  reg [7:0] \$571 ;
-  reg [7:0] \$572 ;
-  reg [7:0] \$573 ;
-  reg [7:0] \$574 ;
-  reg [7:0] \$575 ;
-  reg [7:0] \$576 ;
-  reg [7:0] \$577 ;
-  reg [7:0] \$578 ;
-  reg [7:0] \$579 ;
+  wire \$570 ;
+  wire \$571 ;
+  wire \$572 ;
+  wire \$573 ;
+  wire \$574 ;
+  wire \$575 ;
+  wire \$576 ;
+  wire \$577 ;
+  wire \$578 ;
+  wire \$579 ;
   reg [7:0] \$58 ;
-  reg [7:0] \$580 ;
-  reg [7:0] \$581 ;
-  reg [7:0] \$582 ;
-  reg [7:0] \$583 ;
-  reg [7:0] \$584 ;
-  reg [7:0] \$585 ;
+  wire \$580 ;
+  wire \$581 ;
+  wire \$582 ;
+  wire \$583 ;
+  wire \$584 ;
+  wire \$585 ;
+  wire \$586 ;
+  wire \$587 ;
+  wire \$588 ;
+  wire \$589 ;
   reg [7:0] \$59 ;
-  reg [7:0] \$6 ;
+  wire \$590 ;
+  wire \$591 ;
+  wire \$592 ;
+  wire \$593 ;
+  reg [7:0] \$594 ;
+  reg [7:0] \$595 ;
+  reg [7:0] \$596 ;
+  reg [7:0] \$597 ;
+  reg [7:0] \$598 ;
+  reg [7:0] \$599 ;
+  wire \$6 ;
   reg [7:0] \$60 ;
+  reg [7:0] \$600 ;
+  reg [7:0] \$601 ;
+  reg [7:0] \$602 ;
+  reg [7:0] \$603 ;
+  reg [7:0] \$604 ;
+  reg [7:0] \$605 ;
+  reg [7:0] \$606 ;
+  reg [7:0] \$607 ;
+  reg [7:0] \$608 ;
+  reg [7:0] \$609 ;
   reg [7:0] \$61 ;
+  reg [7:0] \$610 ;
+  reg [7:0] \$611 ;
+  reg [7:0] \$612 ;
+  reg [7:0] \$613 ;
+  reg [7:0] \$614 ;
+  reg [7:0] \$615 ;
+  reg [7:0] \$616 ;
+  reg [7:0] \$617 ;
+  reg [7:0] \$618 ;
+  reg [7:0] \$619 ;
   reg [7:0] \$62 ;
+  reg [7:0] \$620 ;
+  reg [7:0] \$621 ;
+  reg [7:0] \$622 ;
+  reg [7:0] \$623 ;
+  reg [7:0] \$624 ;
+  reg [7:0] \$625 ;
+  reg [7:0] \$626 ;
+  reg [7:0] \$627 ;
+  reg [7:0] \$628 ;
+  reg [7:0] \$629 ;
   reg [7:0] \$63 ;
+  reg [7:0] \$630 ;
+  reg [7:0] \$631 ;
+  reg [7:0] \$632 ;
+  reg [7:0] \$633 ;
+  reg [7:0] \$634 ;
+  reg [7:0] \$635 ;
+  reg [7:0] \$636 ;
+  reg [7:0] \$637 ;
+  reg [7:0] \$638 ;
+  reg [7:0] \$639 ;
   reg [7:0] \$64 ;
+  reg [7:0] \$640 ;
+  reg [7:0] \$641 ;
+  reg [7:0] \$642 ;
+  reg [7:0] \$643 ;
+  reg [7:0] \$644 ;
+  reg [7:0] \$645 ;
+  reg [7:0] \$646 ;
+  reg [7:0] \$647 ;
+  reg [7:0] \$648 ;
+  reg [7:0] \$649 ;
   reg [7:0] \$65 ;
+  reg [7:0] \$650 ;
+  reg [7:0] \$651 ;
+  reg [7:0] \$652 ;
+  reg [7:0] \$653 ;
+  reg [7:0] \$654 ;
+  reg [7:0] \$655 ;
+  reg [7:0] \$656 ;
+  reg [7:0] \$657 ;
+  reg [7:0] \$658 ;
+  reg [7:0] \$659 ;
   reg [7:0] \$66 ;
+  reg [7:0] \$660 ;
+  reg [7:0] \$661 ;
+  reg [7:0] \$662 ;
+  reg [7:0] \$663 ;
+  reg [7:0] \$664 ;
+  reg [7:0] \$665 ;
+  reg [7:0] \$666 ;
+  reg [7:0] \$667 ;
+  reg [7:0] \$668 ;
+  reg [7:0] \$669 ;
   reg [7:0] \$67 ;
+  reg [7:0] \$670 ;
+  reg [7:0] \$671 ;
+  reg [7:0] \$672 ;
+  reg [7:0] \$673 ;
+  reg [7:0] \$674 ;
+  reg [7:0] \$675 ;
+  reg [7:0] \$676 ;
+  reg [7:0] \$677 ;
+  reg [7:0] \$678 ;
+  reg [7:0] \$679 ;
   reg [7:0] \$68 ;
+  reg [7:0] \$680 ;
+  reg [7:0] \$681 ;
+  reg [7:0] \$682 ;
+  reg [7:0] \$683 ;
+  reg [7:0] \$684 ;
+  reg [7:0] \$685 ;
+  reg [7:0] \$686 ;
+  reg [7:0] \$687 ;
+  reg [7:0] \$688 ;
+  reg [7:0] \$689 ;
   reg [7:0] \$69 ;
-  reg [7:0] \$7 ;
+  reg [7:0] \$690 ;
+  reg [7:0] \$691 ;
+  reg [7:0] \$692 ;
+  reg [7:0] \$693 ;
+  reg [7:0] \$694 ;
+  reg [7:0] \$695 ;
+  reg [7:0] \$696 ;
+  reg [7:0] \$697 ;
+  reg [7:0] \$698 ;
+  reg [7:0] \$699 ;
+  wire \$7 ;
   reg [7:0] \$70 ;
+  reg [7:0] \$700 ;
+  reg [7:0] \$701 ;
+  reg [7:0] \$702 ;
+  reg [7:0] \$703 ;
+  reg [7:0] \$704 ;
+  reg [7:0] \$705 ;
+  reg [7:0] \$706 ;
+  reg [7:0] \$707 ;
+  reg [7:0] \$708 ;
+  reg [7:0] \$709 ;
   reg [7:0] \$71 ;
+  reg [7:0] \$710 ;
+  reg [7:0] \$711 ;
+  reg [7:0] \$712 ;
+  reg [7:0] \$713 ;
+  reg [7:0] \$714 ;
+  reg [7:0] \$715 ;
+  reg [7:0] \$716 ;
+  reg [7:0] \$717 ;
+  reg [7:0] \$718 ;
+  reg [7:0] \$719 ;
   reg [7:0] \$72 ;
+  reg [7:0] \$720 ;
+  reg [7:0] \$721 ;
+  reg [7:0] \$722 ;
+  reg [7:0] \$723 ;
+  reg [7:0] \$724 ;
+  reg [7:0] \$725 ;
+  reg [7:0] \$726 ;
+  reg [7:0] \$727 ;
+  reg [7:0] \$728 ;
+  reg [7:0] \$729 ;
   reg [7:0] \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  reg [7:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
+  reg [7:0] \$730 ;
+  reg [7:0] \$731 ;
+  reg [7:0] \$732 ;
+  reg [7:0] \$733 ;
+  reg [7:0] \$734 ;
+  reg [7:0] \$735 ;
+  reg [7:0] \$736 ;
+  reg [7:0] \$737 ;
+  reg [7:0] \$738 ;
+  reg [7:0] \$739 ;
+  reg [7:0] \$74 ;
+  reg [7:0] \$740 ;
+  reg [7:0] \$741 ;
+  reg [7:0] \$742 ;
+  reg [7:0] \$743 ;
+  reg [7:0] \$744 ;
+  reg [7:0] \$745 ;
+  reg [7:0] \$746 ;
+  reg [7:0] \$747 ;
+  reg [7:0] \$748 ;
+  reg [7:0] \$749 ;
+  reg [7:0] \$75 ;
+  reg [7:0] \$750 ;
+  reg [7:0] \$751 ;
+  reg [7:0] \$752 ;
+  reg [7:0] \$753 ;
+  reg [7:0] \$754 ;
+  reg [7:0] \$755 ;
+  reg [7:0] \$756 ;
+  reg [7:0] \$757 ;
+  reg [7:0] \$758 ;
+  reg [7:0] \$759 ;
+  reg [7:0] \$76 ;
+  reg [7:0] \$760 ;
+  reg [7:0] \$761 ;
+  reg [7:0] \$762 ;
+  reg [7:0] \$763 ;
+  reg [7:0] \$764 ;
+  reg [7:0] \$765 ;
+  reg [7:0] \$766 ;
+  reg [7:0] \$767 ;
+  reg [7:0] \$768 ;
+  reg [7:0] \$769 ;
+  reg [7:0] \$77 ;
+  reg [7:0] \$770 ;
+  reg [7:0] \$771 ;
+  reg [7:0] \$772 ;
+  reg [7:0] \$773 ;
+  reg [7:0] \$774 ;
+  reg [7:0] \$775 ;
+  reg [7:0] \$776 ;
+  reg [7:0] \$777 ;
+  reg [7:0] \$778 ;
+  reg [7:0] \$779 ;
+  reg [7:0] \$78 ;
+  reg [7:0] \$780 ;
+  reg [7:0] \$781 ;
+  reg [7:0] \$782 ;
+  reg [7:0] \$783 ;
+  reg [7:0] \$784 ;
+  reg [7:0] \$785 ;
+  reg [7:0] \$786 ;
+  reg [7:0] \$787 ;
+  reg [7:0] \$788 ;
+  reg [7:0] \$789 ;
+  reg [7:0] \$79 ;
+  reg [7:0] \$790 ;
+  reg [7:0] \$791 ;
+  reg [7:0] \$792 ;
+  reg [7:0] \$793 ;
+  reg [7:0] \$794 ;
+  reg [7:0] \$795 ;
+  reg [7:0] \$796 ;
+  reg [7:0] \$797 ;
+  reg [7:0] \$798 ;
+  reg [7:0] \$799 ;
+  wire \$8 ;
+  reg [7:0] \$80 ;
+  reg [7:0] \$800 ;
+  reg [7:0] \$801 ;
+  reg [7:0] \$802 ;
+  reg [7:0] \$803 ;
+  reg [7:0] \$804 ;
+  reg [7:0] \$805 ;
+  reg [7:0] \$806 ;
+  reg [7:0] \$807 ;
+  reg [7:0] \$808 ;
+  reg [7:0] \$809 ;
+  reg [7:0] \$81 ;
+  reg [7:0] \$810 ;
+  reg [7:0] \$811 ;
+  reg [7:0] \$812 ;
+  reg [7:0] \$813 ;
+  reg [7:0] \$814 ;
+  reg [7:0] \$815 ;
+  reg [7:0] \$816 ;
+  reg [7:0] \$817 ;
+  reg [7:0] \$818 ;
+  reg [7:0] \$819 ;
   wire \$82 ;
+  reg [7:0] \$820 ;
+  reg [7:0] \$821 ;
+  reg [7:0] \$822 ;
+  reg [7:0] \$823 ;
+  reg [7:0] \$824 ;
+  reg [7:0] \$825 ;
+  reg [7:0] \$826 ;
+  reg [7:0] \$827 ;
+  reg [7:0] \$828 ;
+  reg [7:0] \$829 ;
   wire \$83 ;
+  reg [7:0] \$830 ;
+  reg [7:0] \$831 ;
+  reg [7:0] \$832 ;
+  reg [7:0] \$833 ;
+  reg [7:0] \$834 ;
+  reg [7:0] \$835 ;
+  reg [7:0] \$836 ;
+  reg [7:0] \$837 ;
+  reg [7:0] \$838 ;
+  reg [7:0] \$839 ;
   wire \$84 ;
+  reg [7:0] \$840 ;
+  reg [7:0] \$841 ;
+  reg [7:0] \$842 ;
+  reg [7:0] \$843 ;
+  reg [7:0] \$844 ;
+  reg [7:0] \$845 ;
+  reg [7:0] \$846 ;
+  reg [7:0] \$847 ;
+  reg [7:0] \$848 ;
+  reg [7:0] \$849 ;
   wire \$85 ;
+  reg [7:0] \$850 ;
+  reg [7:0] \$851 ;
+  reg [7:0] \$852 ;
+  reg [7:0] \$853 ;
+  reg [7:0] \$854 ;
+  reg [7:0] \$855 ;
+  reg [7:0] \$856 ;
+  reg [7:0] \$857 ;
+  reg [7:0] \$858 ;
+  reg [7:0] \$859 ;
   wire \$86 ;
+  reg [7:0] \$860 ;
+  reg [7:0] \$861 ;
+  reg [7:0] \$862 ;
+  reg [7:0] \$863 ;
+  reg [7:0] \$864 ;
+  reg [7:0] \$865 ;
+  reg [7:0] \$866 ;
+  reg [7:0] \$867 ;
+  reg [7:0] \$868 ;
+  reg [7:0] \$869 ;
   wire \$87 ;
+  reg [7:0] \$870 ;
+  reg [7:0] \$871 ;
+  reg [7:0] \$872 ;
+  reg [7:0] \$873 ;
+  reg [7:0] \$874 ;
+  reg [7:0] \$875 ;
+  reg [7:0] \$876 ;
+  reg [7:0] \$877 ;
+  reg [7:0] \$878 ;
+  reg [7:0] \$879 ;
   wire \$88 ;
+  reg [7:0] \$880 ;
+  reg [7:0] \$881 ;
+  reg [7:0] \$882 ;
+  reg [7:0] \$883 ;
+  reg [7:0] \$884 ;
+  reg [7:0] \$885 ;
+  reg [7:0] \$886 ;
+  reg [7:0] \$887 ;
+  reg [7:0] \$888 ;
+  reg [7:0] \$889 ;
   wire \$89 ;
-  reg [7:0] \$9 ;
+  reg [7:0] \$890 ;
+  reg [7:0] \$891 ;
+  reg [7:0] \$892 ;
+  reg [7:0] \$893 ;
+  reg [7:0] \$894 ;
+  reg [7:0] \$895 ;
+  reg [7:0] \$896 ;
+  reg [7:0] \$897 ;
+  reg [7:0] \$898 ;
+  reg [7:0] \$899 ;
+  wire \$9 ;
   wire \$90 ;
+  reg [7:0] \$900 ;
+  reg [7:0] \$901 ;
+  reg [7:0] \$902 ;
+  reg [7:0] \$903 ;
+  reg [7:0] \$904 ;
+  reg [7:0] \$905 ;
+  reg [7:0] \$906 ;
+  reg [7:0] \$907 ;
+  reg [7:0] \$908 ;
+  reg [7:0] \$909 ;
   wire \$91 ;
+  reg [7:0] \$910 ;
+  reg [7:0] \$911 ;
+  reg [7:0] \$912 ;
+  reg [7:0] \$913 ;
+  reg [7:0] \$914 ;
+  reg [7:0] \$915 ;
+  reg [7:0] \$916 ;
+  reg [7:0] \$917 ;
+  reg [7:0] \$918 ;
+  reg [7:0] \$919 ;
   wire \$92 ;
+  reg [7:0] \$920 ;
+  reg [7:0] \$921 ;
+  reg [7:0] \$922 ;
+  reg [7:0] \$923 ;
+  reg [7:0] \$924 ;
+  reg [7:0] \$925 ;
+  reg [7:0] \$926 ;
+  reg [7:0] \$927 ;
+  reg [7:0] \$928 ;
+  reg [7:0] \$929 ;
   wire \$93 ;
+  reg [7:0] \$930 ;
+  reg [7:0] \$931 ;
+  reg [7:0] \$932 ;
+  reg [7:0] \$933 ;
+  reg [7:0] \$934 ;
+  reg [7:0] \$935 ;
+  reg [7:0] \$936 ;
+  reg [7:0] \$937 ;
+  reg [7:0] \$938 ;
+  reg [7:0] \$939 ;
   wire \$94 ;
+  reg [7:0] \$940 ;
+  reg [7:0] \$941 ;
+  reg [7:0] \$942 ;
+  reg [7:0] \$943 ;
+  reg [7:0] \$944 ;
+  reg [7:0] \$945 ;
+  reg [7:0] \$946 ;
+  reg [7:0] \$947 ;
+  reg [7:0] \$948 ;
+  reg [7:0] \$949 ;
   wire \$95 ;
+  reg [7:0] \$950 ;
+  reg [7:0] \$951 ;
+  reg [7:0] \$952 ;
+  reg [7:0] \$953 ;
+  reg [7:0] \$954 ;
+  reg [7:0] \$955 ;
+  reg [7:0] \$956 ;
+  reg [7:0] \$957 ;
+  reg [7:0] \$958 ;
+  reg [7:0] \$959 ;
   wire \$96 ;
+  reg [7:0] \$960 ;
+  reg [7:0] \$961 ;
+  reg [7:0] \$962 ;
+  reg [7:0] \$963 ;
+  reg [7:0] \$964 ;
+  reg [7:0] \$965 ;
+  reg [7:0] \$966 ;
+  reg [7:0] \$967 ;
+  reg [7:0] \$968 ;
+  reg [7:0] \$969 ;
   wire \$97 ;
+  reg [7:0] \$970 ;
+  reg [7:0] \$971 ;
+  reg [7:0] \$972 ;
+  reg [7:0] \$973 ;
+  reg [7:0] \$974 ;
+  reg [7:0] \$975 ;
+  reg [7:0] \$976 ;
+  reg [7:0] \$977 ;
+  reg [7:0] \$978 ;
+  reg [7:0] \$979 ;
   wire \$98 ;
+  reg [7:0] \$980 ;
+  reg [7:0] \$981 ;
+  reg [7:0] \$982 ;
+  reg [7:0] \$983 ;
+  reg [7:0] \$984 ;
+  reg [7:0] \$985 ;
+  reg [7:0] \$986 ;
+  reg [7:0] \$987 ;
+  reg [7:0] \$988 ;
+  reg [7:0] \$989 ;
   wire \$99 ;
+  reg [7:0] \$990 ;
+  reg [7:0] \$991 ;
+  reg [7:0] \$992 ;
+  reg [7:0] \$993 ;
+  reg [7:0] \$994 ;
+  reg [7:0] \$995 ;
+  reg [7:0] \$996 ;
+  reg [7:0] \$997 ;
+  reg [7:0] \$998 ;
+  reg [7:0] \$999 ;
   input clk;
   wire clk;
-  input [1:0] cpage;
-  wire [1:0] cpage;
+  input [2:0] cpage;
+  wire [2:0] cpage;
   output [511:0] cwords;
   wire [511:0] cwords;
   wire [7:0] \cwords[0] ;
@@ -2823,8 +3343,8 @@ module \default_cim_tile_r64_p4_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, 
   output [7:0] rdata;
   reg [7:0] rdata;
   wire [63:0] row_hit;
-  input [1:0] rpage;
-  wire [1:0] rpage;
+  input [2:0] rpage;
+  wire [2:0] rpage;
   input [5:0] rrow;
   wire [5:0] rrow;
   input rst;
@@ -3085,6 +3605,262 @@ module \default_cim_tile_r64_p4_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, 
   reg [7:0] w_p3_r7 = 8'h00;
   reg [7:0] w_p3_r8 = 8'h00;
   reg [7:0] w_p3_r9 = 8'h00;
+  reg [7:0] w_p4_r0 = 8'h00;
+  reg [7:0] w_p4_r1 = 8'h00;
+  reg [7:0] w_p4_r10 = 8'h00;
+  reg [7:0] w_p4_r11 = 8'h00;
+  reg [7:0] w_p4_r12 = 8'h00;
+  reg [7:0] w_p4_r13 = 8'h00;
+  reg [7:0] w_p4_r14 = 8'h00;
+  reg [7:0] w_p4_r15 = 8'h00;
+  reg [7:0] w_p4_r16 = 8'h00;
+  reg [7:0] w_p4_r17 = 8'h00;
+  reg [7:0] w_p4_r18 = 8'h00;
+  reg [7:0] w_p4_r19 = 8'h00;
+  reg [7:0] w_p4_r2 = 8'h00;
+  reg [7:0] w_p4_r20 = 8'h00;
+  reg [7:0] w_p4_r21 = 8'h00;
+  reg [7:0] w_p4_r22 = 8'h00;
+  reg [7:0] w_p4_r23 = 8'h00;
+  reg [7:0] w_p4_r24 = 8'h00;
+  reg [7:0] w_p4_r25 = 8'h00;
+  reg [7:0] w_p4_r26 = 8'h00;
+  reg [7:0] w_p4_r27 = 8'h00;
+  reg [7:0] w_p4_r28 = 8'h00;
+  reg [7:0] w_p4_r29 = 8'h00;
+  reg [7:0] w_p4_r3 = 8'h00;
+  reg [7:0] w_p4_r30 = 8'h00;
+  reg [7:0] w_p4_r31 = 8'h00;
+  reg [7:0] w_p4_r32 = 8'h00;
+  reg [7:0] w_p4_r33 = 8'h00;
+  reg [7:0] w_p4_r34 = 8'h00;
+  reg [7:0] w_p4_r35 = 8'h00;
+  reg [7:0] w_p4_r36 = 8'h00;
+  reg [7:0] w_p4_r37 = 8'h00;
+  reg [7:0] w_p4_r38 = 8'h00;
+  reg [7:0] w_p4_r39 = 8'h00;
+  reg [7:0] w_p4_r4 = 8'h00;
+  reg [7:0] w_p4_r40 = 8'h00;
+  reg [7:0] w_p4_r41 = 8'h00;
+  reg [7:0] w_p4_r42 = 8'h00;
+  reg [7:0] w_p4_r43 = 8'h00;
+  reg [7:0] w_p4_r44 = 8'h00;
+  reg [7:0] w_p4_r45 = 8'h00;
+  reg [7:0] w_p4_r46 = 8'h00;
+  reg [7:0] w_p4_r47 = 8'h00;
+  reg [7:0] w_p4_r48 = 8'h00;
+  reg [7:0] w_p4_r49 = 8'h00;
+  reg [7:0] w_p4_r5 = 8'h00;
+  reg [7:0] w_p4_r50 = 8'h00;
+  reg [7:0] w_p4_r51 = 8'h00;
+  reg [7:0] w_p4_r52 = 8'h00;
+  reg [7:0] w_p4_r53 = 8'h00;
+  reg [7:0] w_p4_r54 = 8'h00;
+  reg [7:0] w_p4_r55 = 8'h00;
+  reg [7:0] w_p4_r56 = 8'h00;
+  reg [7:0] w_p4_r57 = 8'h00;
+  reg [7:0] w_p4_r58 = 8'h00;
+  reg [7:0] w_p4_r59 = 8'h00;
+  reg [7:0] w_p4_r6 = 8'h00;
+  reg [7:0] w_p4_r60 = 8'h00;
+  reg [7:0] w_p4_r61 = 8'h00;
+  reg [7:0] w_p4_r62 = 8'h00;
+  reg [7:0] w_p4_r63 = 8'h00;
+  reg [7:0] w_p4_r7 = 8'h00;
+  reg [7:0] w_p4_r8 = 8'h00;
+  reg [7:0] w_p4_r9 = 8'h00;
+  reg [7:0] w_p5_r0 = 8'h00;
+  reg [7:0] w_p5_r1 = 8'h00;
+  reg [7:0] w_p5_r10 = 8'h00;
+  reg [7:0] w_p5_r11 = 8'h00;
+  reg [7:0] w_p5_r12 = 8'h00;
+  reg [7:0] w_p5_r13 = 8'h00;
+  reg [7:0] w_p5_r14 = 8'h00;
+  reg [7:0] w_p5_r15 = 8'h00;
+  reg [7:0] w_p5_r16 = 8'h00;
+  reg [7:0] w_p5_r17 = 8'h00;
+  reg [7:0] w_p5_r18 = 8'h00;
+  reg [7:0] w_p5_r19 = 8'h00;
+  reg [7:0] w_p5_r2 = 8'h00;
+  reg [7:0] w_p5_r20 = 8'h00;
+  reg [7:0] w_p5_r21 = 8'h00;
+  reg [7:0] w_p5_r22 = 8'h00;
+  reg [7:0] w_p5_r23 = 8'h00;
+  reg [7:0] w_p5_r24 = 8'h00;
+  reg [7:0] w_p5_r25 = 8'h00;
+  reg [7:0] w_p5_r26 = 8'h00;
+  reg [7:0] w_p5_r27 = 8'h00;
+  reg [7:0] w_p5_r28 = 8'h00;
+  reg [7:0] w_p5_r29 = 8'h00;
+  reg [7:0] w_p5_r3 = 8'h00;
+  reg [7:0] w_p5_r30 = 8'h00;
+  reg [7:0] w_p5_r31 = 8'h00;
+  reg [7:0] w_p5_r32 = 8'h00;
+  reg [7:0] w_p5_r33 = 8'h00;
+  reg [7:0] w_p5_r34 = 8'h00;
+  reg [7:0] w_p5_r35 = 8'h00;
+  reg [7:0] w_p5_r36 = 8'h00;
+  reg [7:0] w_p5_r37 = 8'h00;
+  reg [7:0] w_p5_r38 = 8'h00;
+  reg [7:0] w_p5_r39 = 8'h00;
+  reg [7:0] w_p5_r4 = 8'h00;
+  reg [7:0] w_p5_r40 = 8'h00;
+  reg [7:0] w_p5_r41 = 8'h00;
+  reg [7:0] w_p5_r42 = 8'h00;
+  reg [7:0] w_p5_r43 = 8'h00;
+  reg [7:0] w_p5_r44 = 8'h00;
+  reg [7:0] w_p5_r45 = 8'h00;
+  reg [7:0] w_p5_r46 = 8'h00;
+  reg [7:0] w_p5_r47 = 8'h00;
+  reg [7:0] w_p5_r48 = 8'h00;
+  reg [7:0] w_p5_r49 = 8'h00;
+  reg [7:0] w_p5_r5 = 8'h00;
+  reg [7:0] w_p5_r50 = 8'h00;
+  reg [7:0] w_p5_r51 = 8'h00;
+  reg [7:0] w_p5_r52 = 8'h00;
+  reg [7:0] w_p5_r53 = 8'h00;
+  reg [7:0] w_p5_r54 = 8'h00;
+  reg [7:0] w_p5_r55 = 8'h00;
+  reg [7:0] w_p5_r56 = 8'h00;
+  reg [7:0] w_p5_r57 = 8'h00;
+  reg [7:0] w_p5_r58 = 8'h00;
+  reg [7:0] w_p5_r59 = 8'h00;
+  reg [7:0] w_p5_r6 = 8'h00;
+  reg [7:0] w_p5_r60 = 8'h00;
+  reg [7:0] w_p5_r61 = 8'h00;
+  reg [7:0] w_p5_r62 = 8'h00;
+  reg [7:0] w_p5_r63 = 8'h00;
+  reg [7:0] w_p5_r7 = 8'h00;
+  reg [7:0] w_p5_r8 = 8'h00;
+  reg [7:0] w_p5_r9 = 8'h00;
+  reg [7:0] w_p6_r0 = 8'h00;
+  reg [7:0] w_p6_r1 = 8'h00;
+  reg [7:0] w_p6_r10 = 8'h00;
+  reg [7:0] w_p6_r11 = 8'h00;
+  reg [7:0] w_p6_r12 = 8'h00;
+  reg [7:0] w_p6_r13 = 8'h00;
+  reg [7:0] w_p6_r14 = 8'h00;
+  reg [7:0] w_p6_r15 = 8'h00;
+  reg [7:0] w_p6_r16 = 8'h00;
+  reg [7:0] w_p6_r17 = 8'h00;
+  reg [7:0] w_p6_r18 = 8'h00;
+  reg [7:0] w_p6_r19 = 8'h00;
+  reg [7:0] w_p6_r2 = 8'h00;
+  reg [7:0] w_p6_r20 = 8'h00;
+  reg [7:0] w_p6_r21 = 8'h00;
+  reg [7:0] w_p6_r22 = 8'h00;
+  reg [7:0] w_p6_r23 = 8'h00;
+  reg [7:0] w_p6_r24 = 8'h00;
+  reg [7:0] w_p6_r25 = 8'h00;
+  reg [7:0] w_p6_r26 = 8'h00;
+  reg [7:0] w_p6_r27 = 8'h00;
+  reg [7:0] w_p6_r28 = 8'h00;
+  reg [7:0] w_p6_r29 = 8'h00;
+  reg [7:0] w_p6_r3 = 8'h00;
+  reg [7:0] w_p6_r30 = 8'h00;
+  reg [7:0] w_p6_r31 = 8'h00;
+  reg [7:0] w_p6_r32 = 8'h00;
+  reg [7:0] w_p6_r33 = 8'h00;
+  reg [7:0] w_p6_r34 = 8'h00;
+  reg [7:0] w_p6_r35 = 8'h00;
+  reg [7:0] w_p6_r36 = 8'h00;
+  reg [7:0] w_p6_r37 = 8'h00;
+  reg [7:0] w_p6_r38 = 8'h00;
+  reg [7:0] w_p6_r39 = 8'h00;
+  reg [7:0] w_p6_r4 = 8'h00;
+  reg [7:0] w_p6_r40 = 8'h00;
+  reg [7:0] w_p6_r41 = 8'h00;
+  reg [7:0] w_p6_r42 = 8'h00;
+  reg [7:0] w_p6_r43 = 8'h00;
+  reg [7:0] w_p6_r44 = 8'h00;
+  reg [7:0] w_p6_r45 = 8'h00;
+  reg [7:0] w_p6_r46 = 8'h00;
+  reg [7:0] w_p6_r47 = 8'h00;
+  reg [7:0] w_p6_r48 = 8'h00;
+  reg [7:0] w_p6_r49 = 8'h00;
+  reg [7:0] w_p6_r5 = 8'h00;
+  reg [7:0] w_p6_r50 = 8'h00;
+  reg [7:0] w_p6_r51 = 8'h00;
+  reg [7:0] w_p6_r52 = 8'h00;
+  reg [7:0] w_p6_r53 = 8'h00;
+  reg [7:0] w_p6_r54 = 8'h00;
+  reg [7:0] w_p6_r55 = 8'h00;
+  reg [7:0] w_p6_r56 = 8'h00;
+  reg [7:0] w_p6_r57 = 8'h00;
+  reg [7:0] w_p6_r58 = 8'h00;
+  reg [7:0] w_p6_r59 = 8'h00;
+  reg [7:0] w_p6_r6 = 8'h00;
+  reg [7:0] w_p6_r60 = 8'h00;
+  reg [7:0] w_p6_r61 = 8'h00;
+  reg [7:0] w_p6_r62 = 8'h00;
+  reg [7:0] w_p6_r63 = 8'h00;
+  reg [7:0] w_p6_r7 = 8'h00;
+  reg [7:0] w_p6_r8 = 8'h00;
+  reg [7:0] w_p6_r9 = 8'h00;
+  reg [7:0] w_p7_r0 = 8'h00;
+  reg [7:0] w_p7_r1 = 8'h00;
+  reg [7:0] w_p7_r10 = 8'h00;
+  reg [7:0] w_p7_r11 = 8'h00;
+  reg [7:0] w_p7_r12 = 8'h00;
+  reg [7:0] w_p7_r13 = 8'h00;
+  reg [7:0] w_p7_r14 = 8'h00;
+  reg [7:0] w_p7_r15 = 8'h00;
+  reg [7:0] w_p7_r16 = 8'h00;
+  reg [7:0] w_p7_r17 = 8'h00;
+  reg [7:0] w_p7_r18 = 8'h00;
+  reg [7:0] w_p7_r19 = 8'h00;
+  reg [7:0] w_p7_r2 = 8'h00;
+  reg [7:0] w_p7_r20 = 8'h00;
+  reg [7:0] w_p7_r21 = 8'h00;
+  reg [7:0] w_p7_r22 = 8'h00;
+  reg [7:0] w_p7_r23 = 8'h00;
+  reg [7:0] w_p7_r24 = 8'h00;
+  reg [7:0] w_p7_r25 = 8'h00;
+  reg [7:0] w_p7_r26 = 8'h00;
+  reg [7:0] w_p7_r27 = 8'h00;
+  reg [7:0] w_p7_r28 = 8'h00;
+  reg [7:0] w_p7_r29 = 8'h00;
+  reg [7:0] w_p7_r3 = 8'h00;
+  reg [7:0] w_p7_r30 = 8'h00;
+  reg [7:0] w_p7_r31 = 8'h00;
+  reg [7:0] w_p7_r32 = 8'h00;
+  reg [7:0] w_p7_r33 = 8'h00;
+  reg [7:0] w_p7_r34 = 8'h00;
+  reg [7:0] w_p7_r35 = 8'h00;
+  reg [7:0] w_p7_r36 = 8'h00;
+  reg [7:0] w_p7_r37 = 8'h00;
+  reg [7:0] w_p7_r38 = 8'h00;
+  reg [7:0] w_p7_r39 = 8'h00;
+  reg [7:0] w_p7_r4 = 8'h00;
+  reg [7:0] w_p7_r40 = 8'h00;
+  reg [7:0] w_p7_r41 = 8'h00;
+  reg [7:0] w_p7_r42 = 8'h00;
+  reg [7:0] w_p7_r43 = 8'h00;
+  reg [7:0] w_p7_r44 = 8'h00;
+  reg [7:0] w_p7_r45 = 8'h00;
+  reg [7:0] w_p7_r46 = 8'h00;
+  reg [7:0] w_p7_r47 = 8'h00;
+  reg [7:0] w_p7_r48 = 8'h00;
+  reg [7:0] w_p7_r49 = 8'h00;
+  reg [7:0] w_p7_r5 = 8'h00;
+  reg [7:0] w_p7_r50 = 8'h00;
+  reg [7:0] w_p7_r51 = 8'h00;
+  reg [7:0] w_p7_r52 = 8'h00;
+  reg [7:0] w_p7_r53 = 8'h00;
+  reg [7:0] w_p7_r54 = 8'h00;
+  reg [7:0] w_p7_r55 = 8'h00;
+  reg [7:0] w_p7_r56 = 8'h00;
+  reg [7:0] w_p7_r57 = 8'h00;
+  reg [7:0] w_p7_r58 = 8'h00;
+  reg [7:0] w_p7_r59 = 8'h00;
+  reg [7:0] w_p7_r6 = 8'h00;
+  reg [7:0] w_p7_r60 = 8'h00;
+  reg [7:0] w_p7_r61 = 8'h00;
+  reg [7:0] w_p7_r62 = 8'h00;
+  reg [7:0] w_p7_r63 = 8'h00;
+  reg [7:0] w_p7_r7 = 8'h00;
+  reg [7:0] w_p7_r8 = 8'h00;
+  reg [7:0] w_p7_r9 = 8'h00;
   input [7:0] wdata;
   wire [7:0] wdata;
   input we;
@@ -3093,444 +3869,14 @@ module \default_cim_tile_r64_p4_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, 
   wire we_p1;
   wire we_p2;
   wire we_p3;
-  input [1:0] wpage;
-  wire [1:0] wpage;
+  wire we_p4;
+  wire we_p5;
+  wire we_p6;
+  wire we_p7;
+  input [2:0] wpage;
+  wire [2:0] wpage;
   input [5:0] wrow;
   wire [5:0] wrow;
-  always @(posedge clk)
-    w_p0_r39 <= \$369 ;
-  always @(posedge clk)
-    w_p0_r40 <= \$370 ;
-  always @(posedge clk)
-    w_p0_r41 <= \$371 ;
-  always @(posedge clk)
-    w_p0_r42 <= \$372 ;
-  always @(posedge clk)
-    w_p0_r43 <= \$373 ;
-  always @(posedge clk)
-    w_p0_r44 <= \$374 ;
-  always @(posedge clk)
-    w_p0_r45 <= \$375 ;
-  always @(posedge clk)
-    w_p0_r46 <= \$376 ;
-  always @(posedge clk)
-    w_p0_r47 <= \$377 ;
-  always @(posedge clk)
-    w_p0_r48 <= \$378 ;
-  always @(posedge clk)
-    w_p0_r49 <= \$379 ;
-  always @(posedge clk)
-    w_p0_r50 <= \$380 ;
-  always @(posedge clk)
-    w_p0_r51 <= \$381 ;
-  always @(posedge clk)
-    w_p0_r52 <= \$382 ;
-  always @(posedge clk)
-    w_p0_r53 <= \$383 ;
-  always @(posedge clk)
-    w_p0_r54 <= \$384 ;
-  always @(posedge clk)
-    w_p0_r55 <= \$385 ;
-  always @(posedge clk)
-    w_p0_r56 <= \$386 ;
-  always @(posedge clk)
-    w_p0_r57 <= \$387 ;
-  always @(posedge clk)
-    w_p0_r58 <= \$388 ;
-  always @(posedge clk)
-    w_p0_r59 <= \$389 ;
-  always @(posedge clk)
-    w_p0_r60 <= \$390 ;
-  always @(posedge clk)
-    w_p0_r61 <= \$391 ;
-  always @(posedge clk)
-    w_p0_r62 <= \$392 ;
-  always @(posedge clk)
-    w_p0_r63 <= \$393 ;
-  always @(posedge clk)
-    w_p1_r0 <= \$394 ;
-  always @(posedge clk)
-    w_p1_r1 <= \$395 ;
-  always @(posedge clk)
-    w_p1_r2 <= \$396 ;
-  always @(posedge clk)
-    w_p1_r3 <= \$397 ;
-  always @(posedge clk)
-    w_p1_r4 <= \$398 ;
-  always @(posedge clk)
-    w_p1_r5 <= \$399 ;
-  always @(posedge clk)
-    w_p1_r6 <= \$400 ;
-  always @(posedge clk)
-    w_p1_r7 <= \$401 ;
-  always @(posedge clk)
-    w_p1_r8 <= \$402 ;
-  always @(posedge clk)
-    w_p1_r9 <= \$403 ;
-  always @(posedge clk)
-    w_p1_r10 <= \$404 ;
-  always @(posedge clk)
-    w_p1_r11 <= \$405 ;
-  always @(posedge clk)
-    w_p1_r12 <= \$406 ;
-  always @(posedge clk)
-    w_p1_r13 <= \$407 ;
-  always @(posedge clk)
-    w_p1_r14 <= \$408 ;
-  always @(posedge clk)
-    w_p1_r15 <= \$409 ;
-  always @(posedge clk)
-    w_p1_r16 <= \$410 ;
-  always @(posedge clk)
-    w_p1_r17 <= \$411 ;
-  always @(posedge clk)
-    w_p1_r18 <= \$412 ;
-  always @(posedge clk)
-    w_p1_r19 <= \$413 ;
-  always @(posedge clk)
-    w_p1_r20 <= \$414 ;
-  always @(posedge clk)
-    w_p1_r21 <= \$415 ;
-  always @(posedge clk)
-    w_p1_r22 <= \$416 ;
-  always @(posedge clk)
-    w_p1_r23 <= \$417 ;
-  always @(posedge clk)
-    w_p1_r24 <= \$418 ;
-  always @(posedge clk)
-    w_p1_r25 <= \$419 ;
-  always @(posedge clk)
-    w_p1_r26 <= \$420 ;
-  always @(posedge clk)
-    w_p1_r27 <= \$421 ;
-  always @(posedge clk)
-    w_p1_r28 <= \$422 ;
-  always @(posedge clk)
-    w_p1_r29 <= \$423 ;
-  always @(posedge clk)
-    w_p1_r30 <= \$424 ;
-  always @(posedge clk)
-    w_p1_r31 <= \$425 ;
-  always @(posedge clk)
-    w_p1_r32 <= \$426 ;
-  always @(posedge clk)
-    w_p1_r33 <= \$427 ;
-  always @(posedge clk)
-    w_p1_r34 <= \$428 ;
-  always @(posedge clk)
-    w_p1_r35 <= \$429 ;
-  always @(posedge clk)
-    w_p1_r36 <= \$430 ;
-  always @(posedge clk)
-    w_p1_r37 <= \$431 ;
-  always @(posedge clk)
-    w_p1_r38 <= \$432 ;
-  always @(posedge clk)
-    w_p1_r39 <= \$433 ;
-  always @(posedge clk)
-    w_p1_r40 <= \$434 ;
-  always @(posedge clk)
-    w_p1_r41 <= \$435 ;
-  always @(posedge clk)
-    w_p1_r42 <= \$436 ;
-  always @(posedge clk)
-    w_p1_r43 <= \$437 ;
-  always @(posedge clk)
-    w_p1_r44 <= \$438 ;
-  always @(posedge clk)
-    w_p1_r45 <= \$439 ;
-  always @(posedge clk)
-    w_p1_r46 <= \$440 ;
-  always @(posedge clk)
-    w_p1_r47 <= \$441 ;
-  always @(posedge clk)
-    w_p1_r48 <= \$442 ;
-  always @(posedge clk)
-    w_p1_r49 <= \$443 ;
-  always @(posedge clk)
-    w_p1_r50 <= \$444 ;
-  always @(posedge clk)
-    w_p1_r51 <= \$445 ;
-  always @(posedge clk)
-    w_p1_r52 <= \$446 ;
-  always @(posedge clk)
-    w_p1_r53 <= \$447 ;
-  always @(posedge clk)
-    w_p1_r54 <= \$448 ;
-  always @(posedge clk)
-    w_p1_r55 <= \$449 ;
-  always @(posedge clk)
-    w_p1_r56 <= \$450 ;
-  always @(posedge clk)
-    w_p1_r57 <= \$451 ;
-  always @(posedge clk)
-    w_p1_r58 <= \$452 ;
-  always @(posedge clk)
-    w_p1_r59 <= \$453 ;
-  always @(posedge clk)
-    w_p1_r60 <= \$454 ;
-  always @(posedge clk)
-    w_p1_r61 <= \$455 ;
-  always @(posedge clk)
-    w_p1_r62 <= \$456 ;
-  always @(posedge clk)
-    w_p1_r63 <= \$457 ;
-  always @(posedge clk)
-    w_p2_r0 <= \$458 ;
-  always @(posedge clk)
-    w_p2_r1 <= \$459 ;
-  always @(posedge clk)
-    w_p2_r2 <= \$460 ;
-  always @(posedge clk)
-    w_p2_r3 <= \$461 ;
-  always @(posedge clk)
-    w_p2_r4 <= \$462 ;
-  always @(posedge clk)
-    w_p2_r5 <= \$463 ;
-  always @(posedge clk)
-    w_p2_r6 <= \$464 ;
-  always @(posedge clk)
-    w_p2_r7 <= \$465 ;
-  always @(posedge clk)
-    w_p2_r8 <= \$466 ;
-  always @(posedge clk)
-    w_p2_r9 <= \$467 ;
-  always @(posedge clk)
-    w_p2_r10 <= \$468 ;
-  always @(posedge clk)
-    w_p2_r11 <= \$469 ;
-  always @(posedge clk)
-    w_p2_r12 <= \$470 ;
-  always @(posedge clk)
-    w_p2_r13 <= \$471 ;
-  always @(posedge clk)
-    w_p2_r14 <= \$472 ;
-  always @(posedge clk)
-    w_p2_r15 <= \$473 ;
-  always @(posedge clk)
-    w_p2_r16 <= \$474 ;
-  always @(posedge clk)
-    w_p2_r17 <= \$475 ;
-  always @(posedge clk)
-    w_p2_r18 <= \$476 ;
-  always @(posedge clk)
-    w_p2_r19 <= \$477 ;
-  always @(posedge clk)
-    w_p2_r20 <= \$478 ;
-  always @(posedge clk)
-    w_p2_r21 <= \$479 ;
-  always @(posedge clk)
-    w_p2_r22 <= \$480 ;
-  always @(posedge clk)
-    w_p2_r23 <= \$481 ;
-  always @(posedge clk)
-    w_p2_r24 <= \$482 ;
-  always @(posedge clk)
-    w_p2_r25 <= \$483 ;
-  always @(posedge clk)
-    w_p2_r26 <= \$484 ;
-  always @(posedge clk)
-    w_p2_r27 <= \$485 ;
-  always @(posedge clk)
-    w_p2_r28 <= \$486 ;
-  always @(posedge clk)
-    w_p2_r29 <= \$487 ;
-  always @(posedge clk)
-    w_p2_r30 <= \$488 ;
-  always @(posedge clk)
-    w_p2_r31 <= \$489 ;
-  always @(posedge clk)
-    w_p2_r32 <= \$490 ;
-  always @(posedge clk)
-    w_p2_r33 <= \$491 ;
-  always @(posedge clk)
-    w_p2_r34 <= \$492 ;
-  always @(posedge clk)
-    w_p2_r35 <= \$493 ;
-  always @(posedge clk)
-    w_p2_r36 <= \$494 ;
-  always @(posedge clk)
-    w_p2_r37 <= \$495 ;
-  always @(posedge clk)
-    w_p2_r38 <= \$496 ;
-  always @(posedge clk)
-    w_p2_r39 <= \$497 ;
-  always @(posedge clk)
-    w_p2_r40 <= \$498 ;
-  always @(posedge clk)
-    w_p2_r41 <= \$499 ;
-  always @(posedge clk)
-    w_p2_r42 <= \$500 ;
-  always @(posedge clk)
-    w_p2_r43 <= \$501 ;
-  always @(posedge clk)
-    w_p2_r44 <= \$502 ;
-  always @(posedge clk)
-    w_p2_r45 <= \$503 ;
-  always @(posedge clk)
-    w_p2_r46 <= \$504 ;
-  always @(posedge clk)
-    w_p2_r47 <= \$505 ;
-  always @(posedge clk)
-    w_p2_r48 <= \$506 ;
-  always @(posedge clk)
-    w_p2_r49 <= \$507 ;
-  always @(posedge clk)
-    w_p2_r50 <= \$508 ;
-  always @(posedge clk)
-    w_p2_r51 <= \$509 ;
-  always @(posedge clk)
-    w_p2_r52 <= \$510 ;
-  always @(posedge clk)
-    w_p2_r53 <= \$511 ;
-  always @(posedge clk)
-    w_p2_r54 <= \$512 ;
-  always @(posedge clk)
-    w_p2_r55 <= \$513 ;
-  always @(posedge clk)
-    w_p2_r56 <= \$514 ;
-  always @(posedge clk)
-    w_p2_r57 <= \$515 ;
-  always @(posedge clk)
-    w_p2_r58 <= \$516 ;
-  always @(posedge clk)
-    w_p2_r59 <= \$517 ;
-  always @(posedge clk)
-    w_p2_r60 <= \$518 ;
-  always @(posedge clk)
-    w_p2_r61 <= \$519 ;
-  always @(posedge clk)
-    w_p2_r62 <= \$520 ;
-  always @(posedge clk)
-    w_p2_r63 <= \$521 ;
-  always @(posedge clk)
-    w_p3_r0 <= \$522 ;
-  always @(posedge clk)
-    w_p3_r1 <= \$523 ;
-  always @(posedge clk)
-    w_p3_r2 <= \$524 ;
-  always @(posedge clk)
-    w_p3_r3 <= \$525 ;
-  always @(posedge clk)
-    w_p3_r4 <= \$526 ;
-  always @(posedge clk)
-    w_p3_r5 <= \$527 ;
-  always @(posedge clk)
-    w_p3_r6 <= \$528 ;
-  always @(posedge clk)
-    w_p3_r7 <= \$529 ;
-  always @(posedge clk)
-    w_p3_r8 <= \$530 ;
-  always @(posedge clk)
-    w_p3_r9 <= \$531 ;
-  always @(posedge clk)
-    w_p3_r10 <= \$532 ;
-  always @(posedge clk)
-    w_p3_r11 <= \$533 ;
-  always @(posedge clk)
-    w_p3_r12 <= \$534 ;
-  always @(posedge clk)
-    w_p3_r13 <= \$535 ;
-  always @(posedge clk)
-    w_p3_r14 <= \$536 ;
-  always @(posedge clk)
-    w_p3_r15 <= \$537 ;
-  always @(posedge clk)
-    w_p3_r16 <= \$538 ;
-  always @(posedge clk)
-    w_p3_r17 <= \$539 ;
-  always @(posedge clk)
-    w_p3_r18 <= \$540 ;
-  always @(posedge clk)
-    w_p3_r19 <= \$541 ;
-  always @(posedge clk)
-    w_p3_r20 <= \$542 ;
-  always @(posedge clk)
-    w_p3_r21 <= \$543 ;
-  always @(posedge clk)
-    w_p3_r22 <= \$544 ;
-  always @(posedge clk)
-    w_p3_r23 <= \$545 ;
-  always @(posedge clk)
-    w_p3_r24 <= \$546 ;
-  always @(posedge clk)
-    w_p3_r25 <= \$547 ;
-  always @(posedge clk)
-    w_p3_r26 <= \$548 ;
-  always @(posedge clk)
-    w_p3_r27 <= \$549 ;
-  always @(posedge clk)
-    w_p3_r28 <= \$550 ;
-  always @(posedge clk)
-    w_p3_r29 <= \$551 ;
-  always @(posedge clk)
-    w_p3_r30 <= \$552 ;
-  always @(posedge clk)
-    w_p3_r31 <= \$553 ;
-  always @(posedge clk)
-    w_p3_r32 <= \$554 ;
-  always @(posedge clk)
-    w_p3_r33 <= \$555 ;
-  always @(posedge clk)
-    w_p3_r34 <= \$556 ;
-  always @(posedge clk)
-    w_p3_r35 <= \$557 ;
-  always @(posedge clk)
-    w_p3_r36 <= \$558 ;
-  always @(posedge clk)
-    w_p3_r37 <= \$559 ;
-  always @(posedge clk)
-    w_p3_r38 <= \$560 ;
-  always @(posedge clk)
-    w_p3_r39 <= \$561 ;
-  always @(posedge clk)
-    w_p3_r40 <= \$562 ;
-  always @(posedge clk)
-    w_p3_r41 <= \$563 ;
-  always @(posedge clk)
-    w_p3_r42 <= \$564 ;
-  always @(posedge clk)
-    w_p3_r43 <= \$565 ;
-  always @(posedge clk)
-    w_p3_r44 <= \$566 ;
-  always @(posedge clk)
-    w_p3_r45 <= \$567 ;
-  always @(posedge clk)
-    w_p3_r46 <= \$568 ;
-  always @(posedge clk)
-    w_p3_r47 <= \$569 ;
-  always @(posedge clk)
-    w_p3_r48 <= \$570 ;
-  always @(posedge clk)
-    w_p3_r49 <= \$571 ;
-  always @(posedge clk)
-    w_p3_r50 <= \$572 ;
-  always @(posedge clk)
-    w_p3_r51 <= \$573 ;
-  always @(posedge clk)
-    w_p3_r52 <= \$574 ;
-  always @(posedge clk)
-    w_p3_r53 <= \$575 ;
-  always @(posedge clk)
-    w_p3_r54 <= \$576 ;
-  always @(posedge clk)
-    w_p3_r55 <= \$577 ;
-  always @(posedge clk)
-    w_p3_r56 <= \$578 ;
-  always @(posedge clk)
-    w_p3_r57 <= \$579 ;
-  always @(posedge clk)
-    w_p3_r58 <= \$580 ;
-  always @(posedge clk)
-    w_p3_r59 <= \$581 ;
-  always @(posedge clk)
-    w_p3_r60 <= \$582 ;
-  always @(posedge clk)
-    w_p3_r61 <= \$583 ;
-  always @(posedge clk)
-    w_p3_r62 <= \$584 ;
-  always @(posedge clk)
-    w_p3_r63 <= \$585 ;
   assign \$1  = 1'h1 << wrow;
   assign \$2  = ! wpage;
   assign we_p0 = we & \$2 ;
@@ -3540,3148 +3886,2956 @@ module \default_cim_tile_r64_p4_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, 
   assign we_p2 = we & \$4 ;
   assign \$5  = wpage == 2'h3;
   assign we_p3 = we & \$5 ;
-  assign \$74  = we_p0 & \$1 [0];
-  assign \$75  = we_p0 & \$1 [1];
-  assign \$76  = we_p0 & \$1 [2];
-  assign \$77  = we_p0 & \$1 [3];
-  assign \$78  = we_p0 & \$1 [4];
-  assign \$79  = we_p0 & \$1 [5];
-  assign \$80  = we_p0 & \$1 [6];
-  assign \$81  = we_p0 & \$1 [7];
-  assign \$82  = we_p0 & \$1 [8];
-  assign \$83  = we_p0 & \$1 [9];
-  assign \$84  = we_p0 & \$1 [10];
-  assign \$85  = we_p0 & \$1 [11];
-  assign \$86  = we_p0 & \$1 [12];
-  assign \$87  = we_p0 & \$1 [13];
-  assign \$88  = we_p0 & \$1 [14];
-  assign \$89  = we_p0 & \$1 [15];
-  assign \$90  = we_p0 & \$1 [16];
-  assign \$91  = we_p0 & \$1 [17];
-  assign \$92  = we_p0 & \$1 [18];
-  assign \$93  = we_p0 & \$1 [19];
-  assign \$94  = we_p0 & \$1 [20];
-  assign \$95  = we_p0 & \$1 [21];
-  assign \$96  = we_p0 & \$1 [22];
-  assign \$97  = we_p0 & \$1 [23];
-  assign \$98  = we_p0 & \$1 [24];
-  assign \$99  = we_p0 & \$1 [25];
-  assign \$100  = we_p0 & \$1 [26];
-  assign \$101  = we_p0 & \$1 [27];
-  assign \$102  = we_p0 & \$1 [28];
-  assign \$103  = we_p0 & \$1 [29];
-  assign \$104  = we_p0 & \$1 [30];
-  assign \$105  = we_p0 & \$1 [31];
-  assign \$106  = we_p0 & \$1 [32];
-  assign \$107  = we_p0 & \$1 [33];
-  assign \$108  = we_p0 & \$1 [34];
-  assign \$109  = we_p0 & \$1 [35];
-  assign \$110  = we_p0 & \$1 [36];
-  assign \$111  = we_p0 & \$1 [37];
-  assign \$112  = we_p0 & \$1 [38];
-  assign \$113  = we_p0 & \$1 [39];
-  assign \$114  = we_p0 & \$1 [40];
-  assign \$115  = we_p0 & \$1 [41];
-  assign \$116  = we_p0 & \$1 [42];
-  assign \$117  = we_p0 & \$1 [43];
-  assign \$118  = we_p0 & \$1 [44];
-  assign \$119  = we_p0 & \$1 [45];
-  assign \$120  = we_p0 & \$1 [46];
-  assign \$121  = we_p0 & \$1 [47];
-  assign \$122  = we_p0 & \$1 [48];
-  assign \$123  = we_p0 & \$1 [49];
-  assign \$124  = we_p0 & \$1 [50];
-  assign \$125  = we_p0 & \$1 [51];
-  assign \$126  = we_p0 & \$1 [52];
-  assign \$127  = we_p0 & \$1 [53];
-  assign \$128  = we_p0 & \$1 [54];
-  assign \$129  = we_p0 & \$1 [55];
-  assign \$130  = we_p0 & \$1 [56];
-  assign \$131  = we_p0 & \$1 [57];
-  assign \$132  = we_p0 & \$1 [58];
-  assign \$133  = we_p0 & \$1 [59];
-  assign \$134  = we_p0 & \$1 [60];
-  assign \$135  = we_p0 & \$1 [61];
-  assign \$136  = we_p0 & \$1 [62];
-  assign \$137  = we_p0 & \$1 [63];
-  assign \$138  = we_p1 & \$1 [0];
-  assign \$139  = we_p1 & \$1 [1];
-  assign \$140  = we_p1 & \$1 [2];
-  assign \$141  = we_p1 & \$1 [3];
-  assign \$142  = we_p1 & \$1 [4];
-  assign \$143  = we_p1 & \$1 [5];
-  assign \$144  = we_p1 & \$1 [6];
-  assign \$145  = we_p1 & \$1 [7];
-  assign \$146  = we_p1 & \$1 [8];
-  assign \$147  = we_p1 & \$1 [9];
-  assign \$148  = we_p1 & \$1 [10];
-  assign \$149  = we_p1 & \$1 [11];
-  assign \$150  = we_p1 & \$1 [12];
-  assign \$151  = we_p1 & \$1 [13];
-  assign \$152  = we_p1 & \$1 [14];
-  assign \$153  = we_p1 & \$1 [15];
-  assign \$154  = we_p1 & \$1 [16];
-  assign \$155  = we_p1 & \$1 [17];
-  assign \$156  = we_p1 & \$1 [18];
-  assign \$157  = we_p1 & \$1 [19];
-  assign \$158  = we_p1 & \$1 [20];
-  assign \$159  = we_p1 & \$1 [21];
-  assign \$160  = we_p1 & \$1 [22];
-  assign \$161  = we_p1 & \$1 [23];
-  assign \$162  = we_p1 & \$1 [24];
-  assign \$163  = we_p1 & \$1 [25];
-  assign \$164  = we_p1 & \$1 [26];
-  assign \$165  = we_p1 & \$1 [27];
-  assign \$166  = we_p1 & \$1 [28];
-  assign \$167  = we_p1 & \$1 [29];
-  assign \$168  = we_p1 & \$1 [30];
-  assign \$169  = we_p1 & \$1 [31];
-  assign \$170  = we_p1 & \$1 [32];
-  assign \$171  = we_p1 & \$1 [33];
-  assign \$172  = we_p1 & \$1 [34];
-  assign \$173  = we_p1 & \$1 [35];
-  assign \$174  = we_p1 & \$1 [36];
-  assign \$175  = we_p1 & \$1 [37];
-  assign \$176  = we_p1 & \$1 [38];
-  assign \$177  = we_p1 & \$1 [39];
-  assign \$178  = we_p1 & \$1 [40];
-  assign \$179  = we_p1 & \$1 [41];
-  assign \$180  = we_p1 & \$1 [42];
-  assign \$181  = we_p1 & \$1 [43];
-  assign \$182  = we_p1 & \$1 [44];
-  assign \$183  = we_p1 & \$1 [45];
-  assign \$184  = we_p1 & \$1 [46];
-  assign \$185  = we_p1 & \$1 [47];
-  assign \$186  = we_p1 & \$1 [48];
-  assign \$187  = we_p1 & \$1 [49];
-  assign \$188  = we_p1 & \$1 [50];
-  assign \$189  = we_p1 & \$1 [51];
-  assign \$190  = we_p1 & \$1 [52];
-  assign \$191  = we_p1 & \$1 [53];
-  assign \$192  = we_p1 & \$1 [54];
-  assign \$193  = we_p1 & \$1 [55];
-  assign \$194  = we_p1 & \$1 [56];
-  assign \$195  = we_p1 & \$1 [57];
-  assign \$196  = we_p1 & \$1 [58];
-  assign \$197  = we_p1 & \$1 [59];
-  assign \$198  = we_p1 & \$1 [60];
-  assign \$199  = we_p1 & \$1 [61];
-  assign \$200  = we_p1 & \$1 [62];
-  assign \$201  = we_p1 & \$1 [63];
-  assign \$202  = we_p2 & \$1 [0];
-  assign \$203  = we_p2 & \$1 [1];
-  assign \$204  = we_p2 & \$1 [2];
-  assign \$205  = we_p2 & \$1 [3];
-  assign \$206  = we_p2 & \$1 [4];
-  assign \$207  = we_p2 & \$1 [5];
-  assign \$208  = we_p2 & \$1 [6];
-  assign \$209  = we_p2 & \$1 [7];
-  assign \$210  = we_p2 & \$1 [8];
-  assign \$211  = we_p2 & \$1 [9];
-  assign \$212  = we_p2 & \$1 [10];
-  assign \$213  = we_p2 & \$1 [11];
-  assign \$214  = we_p2 & \$1 [12];
-  assign \$215  = we_p2 & \$1 [13];
-  assign \$216  = we_p2 & \$1 [14];
-  assign \$217  = we_p2 & \$1 [15];
-  assign \$218  = we_p2 & \$1 [16];
-  assign \$219  = we_p2 & \$1 [17];
-  assign \$220  = we_p2 & \$1 [18];
-  assign \$221  = we_p2 & \$1 [19];
-  assign \$222  = we_p2 & \$1 [20];
-  assign \$223  = we_p2 & \$1 [21];
-  assign \$224  = we_p2 & \$1 [22];
-  assign \$225  = we_p2 & \$1 [23];
-  assign \$226  = we_p2 & \$1 [24];
-  assign \$227  = we_p2 & \$1 [25];
-  assign \$228  = we_p2 & \$1 [26];
-  assign \$229  = we_p2 & \$1 [27];
-  assign \$230  = we_p2 & \$1 [28];
-  assign \$231  = we_p2 & \$1 [29];
-  assign \$232  = we_p2 & \$1 [30];
-  assign \$233  = we_p2 & \$1 [31];
-  assign \$234  = we_p2 & \$1 [32];
-  assign \$235  = we_p2 & \$1 [33];
-  assign \$236  = we_p2 & \$1 [34];
-  assign \$237  = we_p2 & \$1 [35];
-  assign \$238  = we_p2 & \$1 [36];
-  assign \$239  = we_p2 & \$1 [37];
-  assign \$240  = we_p2 & \$1 [38];
-  assign \$241  = we_p2 & \$1 [39];
-  assign \$242  = we_p2 & \$1 [40];
-  assign \$243  = we_p2 & \$1 [41];
-  assign \$244  = we_p2 & \$1 [42];
-  assign \$245  = we_p2 & \$1 [43];
-  assign \$246  = we_p2 & \$1 [44];
-  assign \$247  = we_p2 & \$1 [45];
-  assign \$248  = we_p2 & \$1 [46];
-  assign \$249  = we_p2 & \$1 [47];
-  assign \$250  = we_p2 & \$1 [48];
-  assign \$251  = we_p2 & \$1 [49];
-  assign \$252  = we_p2 & \$1 [50];
-  assign \$253  = we_p2 & \$1 [51];
-  assign \$254  = we_p2 & \$1 [52];
-  assign \$255  = we_p2 & \$1 [53];
-  assign \$256  = we_p2 & \$1 [54];
-  assign \$257  = we_p2 & \$1 [55];
-  assign \$258  = we_p2 & \$1 [56];
-  assign \$259  = we_p2 & \$1 [57];
-  assign \$260  = we_p2 & \$1 [58];
-  assign \$261  = we_p2 & \$1 [59];
-  assign \$262  = we_p2 & \$1 [60];
-  assign \$263  = we_p2 & \$1 [61];
-  assign \$264  = we_p2 & \$1 [62];
-  assign \$265  = we_p2 & \$1 [63];
-  assign \$266  = we_p3 & \$1 [0];
-  assign \$267  = we_p3 & \$1 [1];
-  assign \$268  = we_p3 & \$1 [2];
-  assign \$269  = we_p3 & \$1 [3];
-  assign \$270  = we_p3 & \$1 [4];
-  assign \$271  = we_p3 & \$1 [5];
-  assign \$272  = we_p3 & \$1 [6];
-  assign \$273  = we_p3 & \$1 [7];
-  assign \$274  = we_p3 & \$1 [8];
-  assign \$275  = we_p3 & \$1 [9];
-  assign \$276  = we_p3 & \$1 [10];
-  assign \$277  = we_p3 & \$1 [11];
-  assign \$278  = we_p3 & \$1 [12];
-  assign \$279  = we_p3 & \$1 [13];
-  assign \$280  = we_p3 & \$1 [14];
-  assign \$281  = we_p3 & \$1 [15];
-  assign \$282  = we_p3 & \$1 [16];
-  assign \$283  = we_p3 & \$1 [17];
-  assign \$284  = we_p3 & \$1 [18];
-  assign \$285  = we_p3 & \$1 [19];
-  assign \$286  = we_p3 & \$1 [20];
-  assign \$287  = we_p3 & \$1 [21];
-  assign \$288  = we_p3 & \$1 [22];
-  assign \$289  = we_p3 & \$1 [23];
-  assign \$290  = we_p3 & \$1 [24];
-  assign \$291  = we_p3 & \$1 [25];
-  assign \$292  = we_p3 & \$1 [26];
-  assign \$293  = we_p3 & \$1 [27];
-  assign \$294  = we_p3 & \$1 [28];
-  assign \$295  = we_p3 & \$1 [29];
-  assign \$296  = we_p3 & \$1 [30];
-  assign \$297  = we_p3 & \$1 [31];
-  assign \$298  = we_p3 & \$1 [32];
-  assign \$299  = we_p3 & \$1 [33];
-  assign \$300  = we_p3 & \$1 [34];
-  assign \$301  = we_p3 & \$1 [35];
-  assign \$302  = we_p3 & \$1 [36];
-  assign \$303  = we_p3 & \$1 [37];
-  assign \$304  = we_p3 & \$1 [38];
-  assign \$305  = we_p3 & \$1 [39];
-  assign \$306  = we_p3 & \$1 [40];
-  assign \$307  = we_p3 & \$1 [41];
-  assign \$308  = we_p3 & \$1 [42];
-  assign \$309  = we_p3 & \$1 [43];
-  assign \$310  = we_p3 & \$1 [44];
-  assign \$311  = we_p3 & \$1 [45];
-  assign \$312  = we_p3 & \$1 [46];
-  assign \$313  = we_p3 & \$1 [47];
-  assign \$314  = we_p3 & \$1 [48];
-  assign \$315  = we_p3 & \$1 [49];
-  assign \$316  = we_p3 & \$1 [50];
-  assign \$317  = we_p3 & \$1 [51];
-  assign \$318  = we_p3 & \$1 [52];
-  assign \$319  = we_p3 & \$1 [53];
-  assign \$320  = we_p3 & \$1 [54];
-  assign \$321  = we_p3 & \$1 [55];
-  assign \$322  = we_p3 & \$1 [56];
-  assign \$323  = we_p3 & \$1 [57];
-  assign \$324  = we_p3 & \$1 [58];
-  assign \$325  = we_p3 & \$1 [59];
-  assign \$326  = we_p3 & \$1 [60];
-  assign \$327  = we_p3 & \$1 [61];
-  assign \$328  = we_p3 & \$1 [62];
-  assign \$329  = we_p3 & \$1 [63];
+  assign \$6  = wpage == 3'h4;
+  assign we_p4 = we & \$6 ;
+  assign \$7  = wpage == 3'h5;
+  assign we_p5 = we & \$7 ;
+  assign \$8  = wpage == 3'h6;
+  assign we_p6 = we & \$8 ;
+  assign \$9  = wpage == 3'h7;
+  assign we_p7 = we & \$9 ;
+  assign \$82  = we_p0 & \$1 [0];
+  assign \$83  = we_p0 & \$1 [1];
+  assign \$84  = we_p0 & \$1 [2];
+  assign \$85  = we_p0 & \$1 [3];
+  assign \$86  = we_p0 & \$1 [4];
+  assign \$87  = we_p0 & \$1 [5];
+  assign \$88  = we_p0 & \$1 [6];
+  assign \$89  = we_p0 & \$1 [7];
+  assign \$90  = we_p0 & \$1 [8];
+  assign \$91  = we_p0 & \$1 [9];
+  assign \$92  = we_p0 & \$1 [10];
+  assign \$93  = we_p0 & \$1 [11];
+  assign \$94  = we_p0 & \$1 [12];
+  assign \$95  = we_p0 & \$1 [13];
+  assign \$96  = we_p0 & \$1 [14];
+  assign \$97  = we_p0 & \$1 [15];
+  assign \$98  = we_p0 & \$1 [16];
+  assign \$99  = we_p0 & \$1 [17];
+  assign \$100  = we_p0 & \$1 [18];
+  assign \$101  = we_p0 & \$1 [19];
+  assign \$102  = we_p0 & \$1 [20];
+  assign \$103  = we_p0 & \$1 [21];
+  assign \$104  = we_p0 & \$1 [22];
+  assign \$105  = we_p0 & \$1 [23];
+  assign \$106  = we_p0 & \$1 [24];
+  assign \$107  = we_p0 & \$1 [25];
+  assign \$108  = we_p0 & \$1 [26];
+  assign \$109  = we_p0 & \$1 [27];
+  assign \$110  = we_p0 & \$1 [28];
+  assign \$111  = we_p0 & \$1 [29];
+  assign \$112  = we_p0 & \$1 [30];
+  assign \$113  = we_p0 & \$1 [31];
+  assign \$114  = we_p0 & \$1 [32];
+  assign \$115  = we_p0 & \$1 [33];
+  assign \$116  = we_p0 & \$1 [34];
+  assign \$117  = we_p0 & \$1 [35];
+  assign \$118  = we_p0 & \$1 [36];
+  assign \$119  = we_p0 & \$1 [37];
+  assign \$120  = we_p0 & \$1 [38];
+  assign \$121  = we_p0 & \$1 [39];
+  assign \$122  = we_p0 & \$1 [40];
+  assign \$123  = we_p0 & \$1 [41];
+  assign \$124  = we_p0 & \$1 [42];
+  assign \$125  = we_p0 & \$1 [43];
+  assign \$126  = we_p0 & \$1 [44];
+  assign \$127  = we_p0 & \$1 [45];
+  assign \$128  = we_p0 & \$1 [46];
+  assign \$129  = we_p0 & \$1 [47];
+  assign \$130  = we_p0 & \$1 [48];
+  assign \$131  = we_p0 & \$1 [49];
+  assign \$132  = we_p0 & \$1 [50];
+  assign \$133  = we_p0 & \$1 [51];
+  assign \$134  = we_p0 & \$1 [52];
+  assign \$135  = we_p0 & \$1 [53];
+  assign \$136  = we_p0 & \$1 [54];
+  assign \$137  = we_p0 & \$1 [55];
+  assign \$138  = we_p0 & \$1 [56];
+  assign \$139  = we_p0 & \$1 [57];
+  assign \$140  = we_p0 & \$1 [58];
+  assign \$141  = we_p0 & \$1 [59];
+  assign \$142  = we_p0 & \$1 [60];
+  assign \$143  = we_p0 & \$1 [61];
+  assign \$144  = we_p0 & \$1 [62];
+  assign \$145  = we_p0 & \$1 [63];
+  assign \$146  = we_p1 & \$1 [0];
+  assign \$147  = we_p1 & \$1 [1];
+  assign \$148  = we_p1 & \$1 [2];
+  assign \$149  = we_p1 & \$1 [3];
+  assign \$150  = we_p1 & \$1 [4];
+  assign \$151  = we_p1 & \$1 [5];
+  assign \$152  = we_p1 & \$1 [6];
+  assign \$153  = we_p1 & \$1 [7];
+  assign \$154  = we_p1 & \$1 [8];
+  assign \$155  = we_p1 & \$1 [9];
+  assign \$156  = we_p1 & \$1 [10];
+  assign \$157  = we_p1 & \$1 [11];
+  assign \$158  = we_p1 & \$1 [12];
+  assign \$159  = we_p1 & \$1 [13];
+  assign \$160  = we_p1 & \$1 [14];
+  assign \$161  = we_p1 & \$1 [15];
+  assign \$162  = we_p1 & \$1 [16];
+  assign \$163  = we_p1 & \$1 [17];
+  assign \$164  = we_p1 & \$1 [18];
+  assign \$165  = we_p1 & \$1 [19];
+  assign \$166  = we_p1 & \$1 [20];
+  assign \$167  = we_p1 & \$1 [21];
+  assign \$168  = we_p1 & \$1 [22];
+  assign \$169  = we_p1 & \$1 [23];
+  assign \$170  = we_p1 & \$1 [24];
+  assign \$171  = we_p1 & \$1 [25];
+  assign \$172  = we_p1 & \$1 [26];
+  assign \$173  = we_p1 & \$1 [27];
+  assign \$174  = we_p1 & \$1 [28];
+  assign \$175  = we_p1 & \$1 [29];
+  assign \$176  = we_p1 & \$1 [30];
+  assign \$177  = we_p1 & \$1 [31];
+  assign \$178  = we_p1 & \$1 [32];
+  assign \$179  = we_p1 & \$1 [33];
+  assign \$180  = we_p1 & \$1 [34];
+  assign \$181  = we_p1 & \$1 [35];
+  assign \$182  = we_p1 & \$1 [36];
+  assign \$183  = we_p1 & \$1 [37];
+  assign \$184  = we_p1 & \$1 [38];
+  assign \$185  = we_p1 & \$1 [39];
+  assign \$186  = we_p1 & \$1 [40];
+  assign \$187  = we_p1 & \$1 [41];
+  assign \$188  = we_p1 & \$1 [42];
+  assign \$189  = we_p1 & \$1 [43];
+  assign \$190  = we_p1 & \$1 [44];
+  assign \$191  = we_p1 & \$1 [45];
+  assign \$192  = we_p1 & \$1 [46];
+  assign \$193  = we_p1 & \$1 [47];
+  assign \$194  = we_p1 & \$1 [48];
+  assign \$195  = we_p1 & \$1 [49];
+  assign \$196  = we_p1 & \$1 [50];
+  assign \$197  = we_p1 & \$1 [51];
+  assign \$198  = we_p1 & \$1 [52];
+  assign \$199  = we_p1 & \$1 [53];
+  assign \$200  = we_p1 & \$1 [54];
+  assign \$201  = we_p1 & \$1 [55];
+  assign \$202  = we_p1 & \$1 [56];
+  assign \$203  = we_p1 & \$1 [57];
+  assign \$204  = we_p1 & \$1 [58];
+  assign \$205  = we_p1 & \$1 [59];
+  assign \$206  = we_p1 & \$1 [60];
+  assign \$207  = we_p1 & \$1 [61];
+  assign \$208  = we_p1 & \$1 [62];
+  assign \$209  = we_p1 & \$1 [63];
+  assign \$210  = we_p2 & \$1 [0];
+  assign \$211  = we_p2 & \$1 [1];
+  assign \$212  = we_p2 & \$1 [2];
+  assign \$213  = we_p2 & \$1 [3];
+  assign \$214  = we_p2 & \$1 [4];
+  assign \$215  = we_p2 & \$1 [5];
+  assign \$216  = we_p2 & \$1 [6];
+  assign \$217  = we_p2 & \$1 [7];
+  assign \$218  = we_p2 & \$1 [8];
+  assign \$219  = we_p2 & \$1 [9];
+  assign \$220  = we_p2 & \$1 [10];
+  assign \$221  = we_p2 & \$1 [11];
+  assign \$222  = we_p2 & \$1 [12];
+  assign \$223  = we_p2 & \$1 [13];
+  assign \$224  = we_p2 & \$1 [14];
+  assign \$225  = we_p2 & \$1 [15];
+  assign \$226  = we_p2 & \$1 [16];
+  assign \$227  = we_p2 & \$1 [17];
+  assign \$228  = we_p2 & \$1 [18];
+  assign \$229  = we_p2 & \$1 [19];
+  assign \$230  = we_p2 & \$1 [20];
+  assign \$231  = we_p2 & \$1 [21];
+  assign \$232  = we_p2 & \$1 [22];
+  assign \$233  = we_p2 & \$1 [23];
+  assign \$234  = we_p2 & \$1 [24];
+  assign \$235  = we_p2 & \$1 [25];
+  assign \$236  = we_p2 & \$1 [26];
+  assign \$237  = we_p2 & \$1 [27];
+  assign \$238  = we_p2 & \$1 [28];
+  assign \$239  = we_p2 & \$1 [29];
+  assign \$240  = we_p2 & \$1 [30];
+  assign \$241  = we_p2 & \$1 [31];
+  assign \$242  = we_p2 & \$1 [32];
+  assign \$243  = we_p2 & \$1 [33];
+  assign \$244  = we_p2 & \$1 [34];
+  assign \$245  = we_p2 & \$1 [35];
+  assign \$246  = we_p2 & \$1 [36];
+  assign \$247  = we_p2 & \$1 [37];
+  assign \$248  = we_p2 & \$1 [38];
+  assign \$249  = we_p2 & \$1 [39];
+  assign \$250  = we_p2 & \$1 [40];
+  assign \$251  = we_p2 & \$1 [41];
+  assign \$252  = we_p2 & \$1 [42];
+  assign \$253  = we_p2 & \$1 [43];
+  assign \$254  = we_p2 & \$1 [44];
+  assign \$255  = we_p2 & \$1 [45];
+  assign \$256  = we_p2 & \$1 [46];
+  assign \$257  = we_p2 & \$1 [47];
+  assign \$258  = we_p2 & \$1 [48];
+  assign \$259  = we_p2 & \$1 [49];
+  assign \$260  = we_p2 & \$1 [50];
+  assign \$261  = we_p2 & \$1 [51];
+  assign \$262  = we_p2 & \$1 [52];
+  assign \$263  = we_p2 & \$1 [53];
+  assign \$264  = we_p2 & \$1 [54];
+  assign \$265  = we_p2 & \$1 [55];
+  assign \$266  = we_p2 & \$1 [56];
+  assign \$267  = we_p2 & \$1 [57];
+  assign \$268  = we_p2 & \$1 [58];
+  assign \$269  = we_p2 & \$1 [59];
+  assign \$270  = we_p2 & \$1 [60];
+  assign \$271  = we_p2 & \$1 [61];
+  assign \$272  = we_p2 & \$1 [62];
+  assign \$273  = we_p2 & \$1 [63];
+  assign \$274  = we_p3 & \$1 [0];
+  assign \$275  = we_p3 & \$1 [1];
+  assign \$276  = we_p3 & \$1 [2];
+  assign \$277  = we_p3 & \$1 [3];
+  assign \$278  = we_p3 & \$1 [4];
+  assign \$279  = we_p3 & \$1 [5];
+  assign \$280  = we_p3 & \$1 [6];
+  assign \$281  = we_p3 & \$1 [7];
+  assign \$282  = we_p3 & \$1 [8];
+  assign \$283  = we_p3 & \$1 [9];
+  assign \$284  = we_p3 & \$1 [10];
+  assign \$285  = we_p3 & \$1 [11];
+  assign \$286  = we_p3 & \$1 [12];
+  assign \$287  = we_p3 & \$1 [13];
+  assign \$288  = we_p3 & \$1 [14];
+  assign \$289  = we_p3 & \$1 [15];
+  assign \$290  = we_p3 & \$1 [16];
+  assign \$291  = we_p3 & \$1 [17];
+  assign \$292  = we_p3 & \$1 [18];
+  assign \$293  = we_p3 & \$1 [19];
+  assign \$294  = we_p3 & \$1 [20];
+  assign \$295  = we_p3 & \$1 [21];
+  assign \$296  = we_p3 & \$1 [22];
+  assign \$297  = we_p3 & \$1 [23];
+  assign \$298  = we_p3 & \$1 [24];
+  assign \$299  = we_p3 & \$1 [25];
+  assign \$300  = we_p3 & \$1 [26];
+  assign \$301  = we_p3 & \$1 [27];
+  assign \$302  = we_p3 & \$1 [28];
+  assign \$303  = we_p3 & \$1 [29];
+  assign \$304  = we_p3 & \$1 [30];
+  assign \$305  = we_p3 & \$1 [31];
+  assign \$306  = we_p3 & \$1 [32];
+  assign \$307  = we_p3 & \$1 [33];
+  assign \$308  = we_p3 & \$1 [34];
+  assign \$309  = we_p3 & \$1 [35];
+  assign \$310  = we_p3 & \$1 [36];
+  assign \$311  = we_p3 & \$1 [37];
+  assign \$312  = we_p3 & \$1 [38];
+  assign \$313  = we_p3 & \$1 [39];
+  assign \$314  = we_p3 & \$1 [40];
+  assign \$315  = we_p3 & \$1 [41];
+  assign \$316  = we_p3 & \$1 [42];
+  assign \$317  = we_p3 & \$1 [43];
+  assign \$318  = we_p3 & \$1 [44];
+  assign \$319  = we_p3 & \$1 [45];
+  assign \$320  = we_p3 & \$1 [46];
+  assign \$321  = we_p3 & \$1 [47];
+  assign \$322  = we_p3 & \$1 [48];
+  assign \$323  = we_p3 & \$1 [49];
+  assign \$324  = we_p3 & \$1 [50];
+  assign \$325  = we_p3 & \$1 [51];
+  assign \$326  = we_p3 & \$1 [52];
+  assign \$327  = we_p3 & \$1 [53];
+  assign \$328  = we_p3 & \$1 [54];
+  assign \$329  = we_p3 & \$1 [55];
+  assign \$330  = we_p3 & \$1 [56];
+  assign \$331  = we_p3 & \$1 [57];
+  assign \$332  = we_p3 & \$1 [58];
+  assign \$333  = we_p3 & \$1 [59];
+  assign \$334  = we_p3 & \$1 [60];
+  assign \$335  = we_p3 & \$1 [61];
+  assign \$336  = we_p3 & \$1 [62];
+  assign \$337  = we_p3 & \$1 [63];
+  assign \$338  = we_p4 & \$1 [0];
+  assign \$339  = we_p4 & \$1 [1];
+  assign \$340  = we_p4 & \$1 [2];
+  assign \$341  = we_p4 & \$1 [3];
+  assign \$342  = we_p4 & \$1 [4];
+  assign \$343  = we_p4 & \$1 [5];
+  assign \$344  = we_p4 & \$1 [6];
+  assign \$345  = we_p4 & \$1 [7];
+  assign \$346  = we_p4 & \$1 [8];
+  assign \$347  = we_p4 & \$1 [9];
+  assign \$348  = we_p4 & \$1 [10];
+  assign \$349  = we_p4 & \$1 [11];
+  assign \$350  = we_p4 & \$1 [12];
+  assign \$351  = we_p4 & \$1 [13];
+  assign \$352  = we_p4 & \$1 [14];
+  assign \$353  = we_p4 & \$1 [15];
+  assign \$354  = we_p4 & \$1 [16];
+  assign \$355  = we_p4 & \$1 [17];
+  assign \$356  = we_p4 & \$1 [18];
+  assign \$357  = we_p4 & \$1 [19];
+  assign \$358  = we_p4 & \$1 [20];
+  assign \$359  = we_p4 & \$1 [21];
+  assign \$360  = we_p4 & \$1 [22];
+  assign \$361  = we_p4 & \$1 [23];
+  assign \$362  = we_p4 & \$1 [24];
+  assign \$363  = we_p4 & \$1 [25];
+  assign \$364  = we_p4 & \$1 [26];
+  assign \$365  = we_p4 & \$1 [27];
+  assign \$366  = we_p4 & \$1 [28];
+  assign \$367  = we_p4 & \$1 [29];
+  assign \$368  = we_p4 & \$1 [30];
+  assign \$369  = we_p4 & \$1 [31];
+  assign \$370  = we_p4 & \$1 [32];
+  assign \$371  = we_p4 & \$1 [33];
+  assign \$372  = we_p4 & \$1 [34];
+  assign \$373  = we_p4 & \$1 [35];
+  assign \$374  = we_p4 & \$1 [36];
+  assign \$375  = we_p4 & \$1 [37];
+  assign \$376  = we_p4 & \$1 [38];
+  assign \$377  = we_p4 & \$1 [39];
+  assign \$378  = we_p4 & \$1 [40];
+  assign \$379  = we_p4 & \$1 [41];
+  assign \$380  = we_p4 & \$1 [42];
+  assign \$381  = we_p4 & \$1 [43];
+  assign \$382  = we_p4 & \$1 [44];
+  assign \$383  = we_p4 & \$1 [45];
+  assign \$384  = we_p4 & \$1 [46];
+  assign \$385  = we_p4 & \$1 [47];
+  assign \$386  = we_p4 & \$1 [48];
+  assign \$387  = we_p4 & \$1 [49];
+  assign \$388  = we_p4 & \$1 [50];
+  assign \$389  = we_p4 & \$1 [51];
+  assign \$390  = we_p4 & \$1 [52];
+  assign \$391  = we_p4 & \$1 [53];
+  assign \$392  = we_p4 & \$1 [54];
+  assign \$393  = we_p4 & \$1 [55];
+  assign \$394  = we_p4 & \$1 [56];
+  assign \$395  = we_p4 & \$1 [57];
+  assign \$396  = we_p4 & \$1 [58];
+  assign \$397  = we_p4 & \$1 [59];
+  assign \$398  = we_p4 & \$1 [60];
+  assign \$399  = we_p4 & \$1 [61];
+  assign \$400  = we_p4 & \$1 [62];
+  assign \$401  = we_p4 & \$1 [63];
+  assign \$402  = we_p5 & \$1 [0];
+  assign \$403  = we_p5 & \$1 [1];
+  assign \$404  = we_p5 & \$1 [2];
+  assign \$405  = we_p5 & \$1 [3];
+  assign \$406  = we_p5 & \$1 [4];
+  assign \$407  = we_p5 & \$1 [5];
+  assign \$408  = we_p5 & \$1 [6];
+  assign \$409  = we_p5 & \$1 [7];
+  assign \$410  = we_p5 & \$1 [8];
+  assign \$411  = we_p5 & \$1 [9];
+  assign \$412  = we_p5 & \$1 [10];
+  assign \$413  = we_p5 & \$1 [11];
+  assign \$414  = we_p5 & \$1 [12];
+  assign \$415  = we_p5 & \$1 [13];
+  assign \$416  = we_p5 & \$1 [14];
+  assign \$417  = we_p5 & \$1 [15];
+  assign \$418  = we_p5 & \$1 [16];
+  assign \$419  = we_p5 & \$1 [17];
+  assign \$420  = we_p5 & \$1 [18];
+  assign \$421  = we_p5 & \$1 [19];
+  assign \$422  = we_p5 & \$1 [20];
+  assign \$423  = we_p5 & \$1 [21];
+  assign \$424  = we_p5 & \$1 [22];
+  assign \$425  = we_p5 & \$1 [23];
+  assign \$426  = we_p5 & \$1 [24];
+  assign \$427  = we_p5 & \$1 [25];
+  assign \$428  = we_p5 & \$1 [26];
+  assign \$429  = we_p5 & \$1 [27];
+  assign \$430  = we_p5 & \$1 [28];
+  assign \$431  = we_p5 & \$1 [29];
+  assign \$432  = we_p5 & \$1 [30];
+  assign \$433  = we_p5 & \$1 [31];
+  assign \$434  = we_p5 & \$1 [32];
+  assign \$435  = we_p5 & \$1 [33];
+  assign \$436  = we_p5 & \$1 [34];
+  assign \$437  = we_p5 & \$1 [35];
+  assign \$438  = we_p5 & \$1 [36];
+  assign \$439  = we_p5 & \$1 [37];
+  assign \$440  = we_p5 & \$1 [38];
+  assign \$441  = we_p5 & \$1 [39];
+  assign \$442  = we_p5 & \$1 [40];
+  assign \$443  = we_p5 & \$1 [41];
+  assign \$444  = we_p5 & \$1 [42];
+  assign \$445  = we_p5 & \$1 [43];
+  assign \$446  = we_p5 & \$1 [44];
+  assign \$447  = we_p5 & \$1 [45];
+  assign \$448  = we_p5 & \$1 [46];
+  assign \$449  = we_p5 & \$1 [47];
+  assign \$450  = we_p5 & \$1 [48];
+  assign \$451  = we_p5 & \$1 [49];
+  assign \$452  = we_p5 & \$1 [50];
+  assign \$453  = we_p5 & \$1 [51];
+  assign \$454  = we_p5 & \$1 [52];
+  assign \$455  = we_p5 & \$1 [53];
+  assign \$456  = we_p5 & \$1 [54];
+  assign \$457  = we_p5 & \$1 [55];
+  assign \$458  = we_p5 & \$1 [56];
+  assign \$459  = we_p5 & \$1 [57];
+  assign \$460  = we_p5 & \$1 [58];
+  assign \$461  = we_p5 & \$1 [59];
+  assign \$462  = we_p5 & \$1 [60];
+  assign \$463  = we_p5 & \$1 [61];
+  assign \$464  = we_p5 & \$1 [62];
+  assign \$465  = we_p5 & \$1 [63];
+  assign \$466  = we_p6 & \$1 [0];
+  assign \$467  = we_p6 & \$1 [1];
+  assign \$468  = we_p6 & \$1 [2];
+  assign \$469  = we_p6 & \$1 [3];
+  assign \$470  = we_p6 & \$1 [4];
+  assign \$471  = we_p6 & \$1 [5];
+  assign \$472  = we_p6 & \$1 [6];
+  assign \$473  = we_p6 & \$1 [7];
+  assign \$474  = we_p6 & \$1 [8];
+  assign \$475  = we_p6 & \$1 [9];
+  assign \$476  = we_p6 & \$1 [10];
+  assign \$477  = we_p6 & \$1 [11];
+  assign \$478  = we_p6 & \$1 [12];
+  assign \$479  = we_p6 & \$1 [13];
+  assign \$480  = we_p6 & \$1 [14];
+  assign \$481  = we_p6 & \$1 [15];
+  assign \$482  = we_p6 & \$1 [16];
+  assign \$483  = we_p6 & \$1 [17];
+  assign \$484  = we_p6 & \$1 [18];
+  assign \$485  = we_p6 & \$1 [19];
+  assign \$486  = we_p6 & \$1 [20];
+  assign \$487  = we_p6 & \$1 [21];
+  assign \$488  = we_p6 & \$1 [22];
+  assign \$489  = we_p6 & \$1 [23];
+  assign \$490  = we_p6 & \$1 [24];
+  assign \$491  = we_p6 & \$1 [25];
+  assign \$492  = we_p6 & \$1 [26];
+  assign \$493  = we_p6 & \$1 [27];
+  assign \$494  = we_p6 & \$1 [28];
+  assign \$495  = we_p6 & \$1 [29];
+  assign \$496  = we_p6 & \$1 [30];
+  assign \$497  = we_p6 & \$1 [31];
+  assign \$498  = we_p6 & \$1 [32];
+  assign \$499  = we_p6 & \$1 [33];
+  assign \$500  = we_p6 & \$1 [34];
+  assign \$501  = we_p6 & \$1 [35];
+  assign \$502  = we_p6 & \$1 [36];
+  assign \$503  = we_p6 & \$1 [37];
+  assign \$504  = we_p6 & \$1 [38];
+  assign \$505  = we_p6 & \$1 [39];
+  assign \$506  = we_p6 & \$1 [40];
+  assign \$507  = we_p6 & \$1 [41];
+  assign \$508  = we_p6 & \$1 [42];
+  assign \$509  = we_p6 & \$1 [43];
+  assign \$510  = we_p6 & \$1 [44];
+  assign \$511  = we_p6 & \$1 [45];
+  assign \$512  = we_p6 & \$1 [46];
+  assign \$513  = we_p6 & \$1 [47];
+  assign \$514  = we_p6 & \$1 [48];
+  assign \$515  = we_p6 & \$1 [49];
+  assign \$516  = we_p6 & \$1 [50];
+  assign \$517  = we_p6 & \$1 [51];
+  assign \$518  = we_p6 & \$1 [52];
+  assign \$519  = we_p6 & \$1 [53];
+  assign \$520  = we_p6 & \$1 [54];
+  assign \$521  = we_p6 & \$1 [55];
+  assign \$522  = we_p6 & \$1 [56];
+  assign \$523  = we_p6 & \$1 [57];
+  assign \$524  = we_p6 & \$1 [58];
+  assign \$525  = we_p6 & \$1 [59];
+  assign \$526  = we_p6 & \$1 [60];
+  assign \$527  = we_p6 & \$1 [61];
+  assign \$528  = we_p6 & \$1 [62];
+  assign \$529  = we_p6 & \$1 [63];
+  assign \$530  = we_p7 & \$1 [0];
+  assign \$531  = we_p7 & \$1 [1];
+  assign \$532  = we_p7 & \$1 [2];
+  assign \$533  = we_p7 & \$1 [3];
+  assign \$534  = we_p7 & \$1 [4];
+  assign \$535  = we_p7 & \$1 [5];
+  assign \$536  = we_p7 & \$1 [6];
+  assign \$537  = we_p7 & \$1 [7];
+  assign \$538  = we_p7 & \$1 [8];
+  assign \$539  = we_p7 & \$1 [9];
+  assign \$540  = we_p7 & \$1 [10];
+  assign \$541  = we_p7 & \$1 [11];
+  assign \$542  = we_p7 & \$1 [12];
+  assign \$543  = we_p7 & \$1 [13];
+  assign \$544  = we_p7 & \$1 [14];
+  assign \$545  = we_p7 & \$1 [15];
+  assign \$546  = we_p7 & \$1 [16];
+  assign \$547  = we_p7 & \$1 [17];
+  assign \$548  = we_p7 & \$1 [18];
+  assign \$549  = we_p7 & \$1 [19];
+  assign \$550  = we_p7 & \$1 [20];
+  assign \$551  = we_p7 & \$1 [21];
+  assign \$552  = we_p7 & \$1 [22];
+  assign \$553  = we_p7 & \$1 [23];
+  assign \$554  = we_p7 & \$1 [24];
+  assign \$555  = we_p7 & \$1 [25];
+  assign \$556  = we_p7 & \$1 [26];
+  assign \$557  = we_p7 & \$1 [27];
+  assign \$558  = we_p7 & \$1 [28];
+  assign \$559  = we_p7 & \$1 [29];
+  assign \$560  = we_p7 & \$1 [30];
+  assign \$561  = we_p7 & \$1 [31];
+  assign \$562  = we_p7 & \$1 [32];
+  assign \$563  = we_p7 & \$1 [33];
+  assign \$564  = we_p7 & \$1 [34];
+  assign \$565  = we_p7 & \$1 [35];
+  assign \$566  = we_p7 & \$1 [36];
+  assign \$567  = we_p7 & \$1 [37];
+  assign \$568  = we_p7 & \$1 [38];
+  assign \$569  = we_p7 & \$1 [39];
+  assign \$570  = we_p7 & \$1 [40];
+  assign \$571  = we_p7 & \$1 [41];
+  assign \$572  = we_p7 & \$1 [42];
+  assign \$573  = we_p7 & \$1 [43];
+  assign \$574  = we_p7 & \$1 [44];
+  assign \$575  = we_p7 & \$1 [45];
+  assign \$576  = we_p7 & \$1 [46];
+  assign \$577  = we_p7 & \$1 [47];
+  assign \$578  = we_p7 & \$1 [48];
+  assign \$579  = we_p7 & \$1 [49];
+  assign \$580  = we_p7 & \$1 [50];
+  assign \$581  = we_p7 & \$1 [51];
+  assign \$582  = we_p7 & \$1 [52];
+  assign \$583  = we_p7 & \$1 [53];
+  assign \$584  = we_p7 & \$1 [54];
+  assign \$585  = we_p7 & \$1 [55];
+  assign \$586  = we_p7 & \$1 [56];
+  assign \$587  = we_p7 & \$1 [57];
+  assign \$588  = we_p7 & \$1 [58];
+  assign \$589  = we_p7 & \$1 [59];
+  assign \$590  = we_p7 & \$1 [60];
+  assign \$591  = we_p7 & \$1 [61];
+  assign \$592  = we_p7 & \$1 [62];
+  assign \$593  = we_p7 & \$1 [63];
   always @(posedge clk)
-    w_p0_r0 <= \$330 ;
+    w_p0_r0 <= \$594 ;
   always @(posedge clk)
-    w_p0_r1 <= \$331 ;
+    w_p0_r1 <= \$595 ;
   always @(posedge clk)
-    w_p0_r2 <= \$332 ;
+    w_p0_r2 <= \$596 ;
   always @(posedge clk)
-    w_p0_r3 <= \$333 ;
+    w_p0_r3 <= \$597 ;
   always @(posedge clk)
-    w_p0_r4 <= \$334 ;
+    w_p0_r4 <= \$598 ;
   always @(posedge clk)
-    w_p0_r5 <= \$335 ;
+    w_p0_r5 <= \$599 ;
   always @(posedge clk)
-    w_p0_r6 <= \$336 ;
+    w_p0_r6 <= \$600 ;
   always @(posedge clk)
-    w_p0_r7 <= \$337 ;
+    w_p0_r7 <= \$601 ;
   always @(posedge clk)
-    w_p0_r8 <= \$338 ;
+    w_p0_r8 <= \$602 ;
   always @(posedge clk)
-    w_p0_r9 <= \$339 ;
+    w_p0_r9 <= \$603 ;
   always @(posedge clk)
-    w_p0_r10 <= \$340 ;
+    w_p0_r10 <= \$604 ;
   always @(posedge clk)
-    w_p0_r11 <= \$341 ;
+    w_p0_r11 <= \$605 ;
   always @(posedge clk)
-    w_p0_r12 <= \$342 ;
+    w_p0_r12 <= \$606 ;
   always @(posedge clk)
-    w_p0_r13 <= \$343 ;
+    w_p0_r13 <= \$607 ;
   always @(posedge clk)
-    w_p0_r14 <= \$344 ;
+    w_p0_r14 <= \$608 ;
   always @(posedge clk)
-    w_p0_r15 <= \$345 ;
+    w_p0_r15 <= \$609 ;
   always @(posedge clk)
-    w_p0_r16 <= \$346 ;
+    w_p0_r16 <= \$610 ;
   always @(posedge clk)
-    w_p0_r17 <= \$347 ;
+    w_p0_r17 <= \$611 ;
   always @(posedge clk)
-    w_p0_r18 <= \$348 ;
+    w_p0_r18 <= \$612 ;
   always @(posedge clk)
-    w_p0_r19 <= \$349 ;
+    w_p0_r19 <= \$613 ;
   always @(posedge clk)
-    w_p0_r20 <= \$350 ;
+    w_p0_r20 <= \$614 ;
   always @(posedge clk)
-    w_p0_r21 <= \$351 ;
+    w_p0_r21 <= \$615 ;
   always @(posedge clk)
-    w_p0_r22 <= \$352 ;
+    w_p0_r22 <= \$616 ;
   always @(posedge clk)
-    w_p0_r23 <= \$353 ;
+    w_p0_r23 <= \$617 ;
   always @(posedge clk)
-    w_p0_r24 <= \$354 ;
+    w_p0_r24 <= \$618 ;
   always @(posedge clk)
-    w_p0_r25 <= \$355 ;
+    w_p0_r25 <= \$619 ;
   always @(posedge clk)
-    w_p0_r26 <= \$356 ;
+    w_p0_r26 <= \$620 ;
   always @(posedge clk)
-    w_p0_r27 <= \$357 ;
+    w_p0_r27 <= \$621 ;
   always @(posedge clk)
-    w_p0_r28 <= \$358 ;
+    w_p0_r28 <= \$622 ;
   always @(posedge clk)
-    w_p0_r29 <= \$359 ;
+    w_p0_r29 <= \$623 ;
   always @(posedge clk)
-    w_p0_r30 <= \$360 ;
+    w_p0_r30 <= \$624 ;
   always @(posedge clk)
-    w_p0_r31 <= \$361 ;
+    w_p0_r31 <= \$625 ;
   always @(posedge clk)
-    w_p0_r32 <= \$362 ;
+    w_p0_r32 <= \$626 ;
   always @(posedge clk)
-    w_p0_r33 <= \$363 ;
+    w_p0_r33 <= \$627 ;
   always @(posedge clk)
-    w_p0_r34 <= \$364 ;
+    w_p0_r34 <= \$628 ;
   always @(posedge clk)
-    w_p0_r35 <= \$365 ;
+    w_p0_r35 <= \$629 ;
   always @(posedge clk)
-    w_p0_r36 <= \$366 ;
+    w_p0_r36 <= \$630 ;
   always @(posedge clk)
-    w_p0_r37 <= \$367 ;
+    w_p0_r37 <= \$631 ;
   always @(posedge clk)
-    w_p0_r38 <= \$368 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$370  = w_p0_r40;
-    if (\$114 ) begin
-      \$370  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$371  = w_p0_r41;
-    if (\$115 ) begin
-      \$371  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$372  = w_p0_r42;
-    if (\$116 ) begin
-      \$372  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$373  = w_p0_r43;
-    if (\$117 ) begin
-      \$373  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$374  = w_p0_r44;
-    if (\$118 ) begin
-      \$374  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$375  = w_p0_r45;
-    if (\$119 ) begin
-      \$375  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$376  = w_p0_r46;
-    if (\$120 ) begin
-      \$376  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$377  = w_p0_r47;
-    if (\$121 ) begin
-      \$377  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$378  = w_p0_r48;
-    if (\$122 ) begin
-      \$378  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$379  = w_p0_r49;
-    if (\$123 ) begin
-      \$379  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$380  = w_p0_r50;
-    if (\$124 ) begin
-      \$380  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$381  = w_p0_r51;
-    if (\$125 ) begin
-      \$381  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$382  = w_p0_r52;
-    if (\$126 ) begin
-      \$382  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$383  = w_p0_r53;
-    if (\$127 ) begin
-      \$383  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$384  = w_p0_r54;
-    if (\$128 ) begin
-      \$384  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$385  = w_p0_r55;
-    if (\$129 ) begin
-      \$385  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$386  = w_p0_r56;
-    if (\$130 ) begin
-      \$386  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$387  = w_p0_r57;
-    if (\$131 ) begin
-      \$387  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$388  = w_p0_r58;
-    if (\$132 ) begin
-      \$388  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$389  = w_p0_r59;
-    if (\$133 ) begin
-      \$389  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$390  = w_p0_r60;
-    if (\$134 ) begin
-      \$390  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$391  = w_p0_r61;
-    if (\$135 ) begin
-      \$391  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$392  = w_p0_r62;
-    if (\$136 ) begin
-      \$392  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$393  = w_p0_r63;
-    if (\$137 ) begin
-      \$393  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$394  = w_p1_r0;
-    if (\$138 ) begin
-      \$394  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$395  = w_p1_r1;
-    if (\$139 ) begin
-      \$395  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$396  = w_p1_r2;
-    if (\$140 ) begin
-      \$396  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$397  = w_p1_r3;
-    if (\$141 ) begin
-      \$397  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$398  = w_p1_r4;
-    if (\$142 ) begin
-      \$398  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$399  = w_p1_r5;
-    if (\$143 ) begin
-      \$399  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$400  = w_p1_r6;
-    if (\$144 ) begin
-      \$400  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$401  = w_p1_r7;
-    if (\$145 ) begin
-      \$401  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$402  = w_p1_r8;
-    if (\$146 ) begin
-      \$402  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$403  = w_p1_r9;
-    if (\$147 ) begin
-      \$403  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$404  = w_p1_r10;
-    if (\$148 ) begin
-      \$404  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$405  = w_p1_r11;
-    if (\$149 ) begin
-      \$405  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$406  = w_p1_r12;
-    if (\$150 ) begin
-      \$406  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$407  = w_p1_r13;
-    if (\$151 ) begin
-      \$407  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$408  = w_p1_r14;
-    if (\$152 ) begin
-      \$408  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$409  = w_p1_r15;
-    if (\$153 ) begin
-      \$409  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$410  = w_p1_r16;
-    if (\$154 ) begin
-      \$410  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$411  = w_p1_r17;
-    if (\$155 ) begin
-      \$411  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$412  = w_p1_r18;
-    if (\$156 ) begin
-      \$412  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$413  = w_p1_r19;
-    if (\$157 ) begin
-      \$413  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$414  = w_p1_r20;
-    if (\$158 ) begin
-      \$414  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$415  = w_p1_r21;
-    if (\$159 ) begin
-      \$415  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$416  = w_p1_r22;
-    if (\$160 ) begin
-      \$416  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$417  = w_p1_r23;
-    if (\$161 ) begin
-      \$417  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$418  = w_p1_r24;
-    if (\$162 ) begin
-      \$418  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$419  = w_p1_r25;
-    if (\$163 ) begin
-      \$419  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$420  = w_p1_r26;
-    if (\$164 ) begin
-      \$420  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$421  = w_p1_r27;
-    if (\$165 ) begin
-      \$421  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$422  = w_p1_r28;
-    if (\$166 ) begin
-      \$422  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$423  = w_p1_r29;
-    if (\$167 ) begin
-      \$423  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$424  = w_p1_r30;
-    if (\$168 ) begin
-      \$424  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$425  = w_p1_r31;
-    if (\$169 ) begin
-      \$425  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$426  = w_p1_r32;
-    if (\$170 ) begin
-      \$426  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$427  = w_p1_r33;
-    if (\$171 ) begin
-      \$427  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$428  = w_p1_r34;
-    if (\$172 ) begin
-      \$428  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$429  = w_p1_r35;
-    if (\$173 ) begin
-      \$429  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$430  = w_p1_r36;
-    if (\$174 ) begin
-      \$430  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$431  = w_p1_r37;
-    if (\$175 ) begin
-      \$431  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$432  = w_p1_r38;
-    if (\$176 ) begin
-      \$432  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$433  = w_p1_r39;
-    if (\$177 ) begin
-      \$433  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$434  = w_p1_r40;
-    if (\$178 ) begin
-      \$434  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$435  = w_p1_r41;
-    if (\$179 ) begin
-      \$435  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$436  = w_p1_r42;
-    if (\$180 ) begin
-      \$436  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$437  = w_p1_r43;
-    if (\$181 ) begin
-      \$437  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$438  = w_p1_r44;
-    if (\$182 ) begin
-      \$438  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$439  = w_p1_r45;
-    if (\$183 ) begin
-      \$439  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$440  = w_p1_r46;
-    if (\$184 ) begin
-      \$440  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$441  = w_p1_r47;
-    if (\$185 ) begin
-      \$441  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$442  = w_p1_r48;
-    if (\$186 ) begin
-      \$442  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$443  = w_p1_r49;
-    if (\$187 ) begin
-      \$443  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$444  = w_p1_r50;
-    if (\$188 ) begin
-      \$444  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$445  = w_p1_r51;
-    if (\$189 ) begin
-      \$445  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$446  = w_p1_r52;
-    if (\$190 ) begin
-      \$446  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$447  = w_p1_r53;
-    if (\$191 ) begin
-      \$447  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$448  = w_p1_r54;
-    if (\$192 ) begin
-      \$448  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$449  = w_p1_r55;
-    if (\$193 ) begin
-      \$449  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$450  = w_p1_r56;
-    if (\$194 ) begin
-      \$450  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$451  = w_p1_r57;
-    if (\$195 ) begin
-      \$451  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$452  = w_p1_r58;
-    if (\$196 ) begin
-      \$452  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$453  = w_p1_r59;
-    if (\$197 ) begin
-      \$453  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$454  = w_p1_r60;
-    if (\$198 ) begin
-      \$454  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$455  = w_p1_r61;
-    if (\$199 ) begin
-      \$455  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$456  = w_p1_r62;
-    if (\$200 ) begin
-      \$456  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$457  = w_p1_r63;
-    if (\$201 ) begin
-      \$457  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$458  = w_p2_r0;
-    if (\$202 ) begin
-      \$458  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$459  = w_p2_r1;
-    if (\$203 ) begin
-      \$459  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$460  = w_p2_r2;
-    if (\$204 ) begin
-      \$460  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$461  = w_p2_r3;
-    if (\$205 ) begin
-      \$461  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$462  = w_p2_r4;
-    if (\$206 ) begin
-      \$462  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$463  = w_p2_r5;
-    if (\$207 ) begin
-      \$463  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$464  = w_p2_r6;
-    if (\$208 ) begin
-      \$464  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$465  = w_p2_r7;
-    if (\$209 ) begin
-      \$465  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$466  = w_p2_r8;
-    if (\$210 ) begin
-      \$466  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$467  = w_p2_r9;
-    if (\$211 ) begin
-      \$467  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$468  = w_p2_r10;
-    if (\$212 ) begin
-      \$468  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$469  = w_p2_r11;
-    if (\$213 ) begin
-      \$469  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$470  = w_p2_r12;
-    if (\$214 ) begin
-      \$470  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$471  = w_p2_r13;
-    if (\$215 ) begin
-      \$471  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$472  = w_p2_r14;
-    if (\$216 ) begin
-      \$472  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$473  = w_p2_r15;
-    if (\$217 ) begin
-      \$473  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$474  = w_p2_r16;
-    if (\$218 ) begin
-      \$474  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$475  = w_p2_r17;
-    if (\$219 ) begin
-      \$475  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$476  = w_p2_r18;
-    if (\$220 ) begin
-      \$476  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$477  = w_p2_r19;
-    if (\$221 ) begin
-      \$477  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$478  = w_p2_r20;
-    if (\$222 ) begin
-      \$478  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$479  = w_p2_r21;
-    if (\$223 ) begin
-      \$479  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$480  = w_p2_r22;
-    if (\$224 ) begin
-      \$480  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$481  = w_p2_r23;
-    if (\$225 ) begin
-      \$481  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$482  = w_p2_r24;
-    if (\$226 ) begin
-      \$482  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$483  = w_p2_r25;
-    if (\$227 ) begin
-      \$483  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$484  = w_p2_r26;
-    if (\$228 ) begin
-      \$484  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$485  = w_p2_r27;
-    if (\$229 ) begin
-      \$485  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$486  = w_p2_r28;
-    if (\$230 ) begin
-      \$486  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$487  = w_p2_r29;
-    if (\$231 ) begin
-      \$487  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$488  = w_p2_r30;
-    if (\$232 ) begin
-      \$488  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$489  = w_p2_r31;
-    if (\$233 ) begin
-      \$489  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$490  = w_p2_r32;
-    if (\$234 ) begin
-      \$490  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$491  = w_p2_r33;
-    if (\$235 ) begin
-      \$491  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$492  = w_p2_r34;
-    if (\$236 ) begin
-      \$492  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$493  = w_p2_r35;
-    if (\$237 ) begin
-      \$493  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$494  = w_p2_r36;
-    if (\$238 ) begin
-      \$494  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$495  = w_p2_r37;
-    if (\$239 ) begin
-      \$495  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$496  = w_p2_r38;
-    if (\$240 ) begin
-      \$496  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$497  = w_p2_r39;
-    if (\$241 ) begin
-      \$497  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$498  = w_p2_r40;
-    if (\$242 ) begin
-      \$498  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$499  = w_p2_r41;
-    if (\$243 ) begin
-      \$499  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$500  = w_p2_r42;
-    if (\$244 ) begin
-      \$500  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$501  = w_p2_r43;
-    if (\$245 ) begin
-      \$501  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$502  = w_p2_r44;
-    if (\$246 ) begin
-      \$502  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$503  = w_p2_r45;
-    if (\$247 ) begin
-      \$503  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$504  = w_p2_r46;
-    if (\$248 ) begin
-      \$504  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$505  = w_p2_r47;
-    if (\$249 ) begin
-      \$505  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$506  = w_p2_r48;
-    if (\$250 ) begin
-      \$506  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$507  = w_p2_r49;
-    if (\$251 ) begin
-      \$507  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$508  = w_p2_r50;
-    if (\$252 ) begin
-      \$508  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$509  = w_p2_r51;
-    if (\$253 ) begin
-      \$509  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$510  = w_p2_r52;
-    if (\$254 ) begin
-      \$510  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$511  = w_p2_r53;
-    if (\$255 ) begin
-      \$511  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$512  = w_p2_r54;
-    if (\$256 ) begin
-      \$512  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$513  = w_p2_r55;
-    if (\$257 ) begin
-      \$513  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$514  = w_p2_r56;
-    if (\$258 ) begin
-      \$514  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$515  = w_p2_r57;
-    if (\$259 ) begin
-      \$515  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$516  = w_p2_r58;
-    if (\$260 ) begin
-      \$516  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$517  = w_p2_r59;
-    if (\$261 ) begin
-      \$517  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$518  = w_p2_r60;
-    if (\$262 ) begin
-      \$518  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$519  = w_p2_r61;
-    if (\$263 ) begin
-      \$519  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$520  = w_p2_r62;
-    if (\$264 ) begin
-      \$520  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$521  = w_p2_r63;
-    if (\$265 ) begin
-      \$521  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$522  = w_p3_r0;
-    if (\$266 ) begin
-      \$522  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$523  = w_p3_r1;
-    if (\$267 ) begin
-      \$523  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$524  = w_p3_r2;
-    if (\$268 ) begin
-      \$524  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$525  = w_p3_r3;
-    if (\$269 ) begin
-      \$525  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$526  = w_p3_r4;
-    if (\$270 ) begin
-      \$526  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$527  = w_p3_r5;
-    if (\$271 ) begin
-      \$527  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$528  = w_p3_r6;
-    if (\$272 ) begin
-      \$528  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$529  = w_p3_r7;
-    if (\$273 ) begin
-      \$529  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$530  = w_p3_r8;
-    if (\$274 ) begin
-      \$530  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$531  = w_p3_r9;
-    if (\$275 ) begin
-      \$531  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$532  = w_p3_r10;
-    if (\$276 ) begin
-      \$532  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$533  = w_p3_r11;
-    if (\$277 ) begin
-      \$533  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$534  = w_p3_r12;
-    if (\$278 ) begin
-      \$534  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$535  = w_p3_r13;
-    if (\$279 ) begin
-      \$535  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$536  = w_p3_r14;
-    if (\$280 ) begin
-      \$536  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$537  = w_p3_r15;
-    if (\$281 ) begin
-      \$537  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$538  = w_p3_r16;
-    if (\$282 ) begin
-      \$538  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$539  = w_p3_r17;
-    if (\$283 ) begin
-      \$539  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$540  = w_p3_r18;
-    if (\$284 ) begin
-      \$540  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$541  = w_p3_r19;
-    if (\$285 ) begin
-      \$541  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$542  = w_p3_r20;
-    if (\$286 ) begin
-      \$542  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$543  = w_p3_r21;
-    if (\$287 ) begin
-      \$543  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$544  = w_p3_r22;
-    if (\$288 ) begin
-      \$544  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$545  = w_p3_r23;
-    if (\$289 ) begin
-      \$545  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$546  = w_p3_r24;
-    if (\$290 ) begin
-      \$546  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$547  = w_p3_r25;
-    if (\$291 ) begin
-      \$547  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$548  = w_p3_r26;
-    if (\$292 ) begin
-      \$548  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$549  = w_p3_r27;
-    if (\$293 ) begin
-      \$549  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$550  = w_p3_r28;
-    if (\$294 ) begin
-      \$550  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$551  = w_p3_r29;
-    if (\$295 ) begin
-      \$551  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$552  = w_p3_r30;
-    if (\$296 ) begin
-      \$552  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$553  = w_p3_r31;
-    if (\$297 ) begin
-      \$553  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$554  = w_p3_r32;
-    if (\$298 ) begin
-      \$554  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$555  = w_p3_r33;
-    if (\$299 ) begin
-      \$555  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$556  = w_p3_r34;
-    if (\$300 ) begin
-      \$556  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$557  = w_p3_r35;
-    if (\$301 ) begin
-      \$557  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$558  = w_p3_r36;
-    if (\$302 ) begin
-      \$558  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$559  = w_p3_r37;
-    if (\$303 ) begin
-      \$559  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$560  = w_p3_r38;
-    if (\$304 ) begin
-      \$560  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$561  = w_p3_r39;
-    if (\$305 ) begin
-      \$561  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$562  = w_p3_r40;
-    if (\$306 ) begin
-      \$562  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$563  = w_p3_r41;
-    if (\$307 ) begin
-      \$563  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$564  = w_p3_r42;
-    if (\$308 ) begin
-      \$564  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$565  = w_p3_r43;
-    if (\$309 ) begin
-      \$565  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$566  = w_p3_r44;
-    if (\$310 ) begin
-      \$566  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$567  = w_p3_r45;
-    if (\$311 ) begin
-      \$567  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$568  = w_p3_r46;
-    if (\$312 ) begin
-      \$568  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$569  = w_p3_r47;
-    if (\$313 ) begin
-      \$569  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$570  = w_p3_r48;
-    if (\$314 ) begin
-      \$570  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$571  = w_p3_r49;
-    if (\$315 ) begin
-      \$571  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$572  = w_p3_r50;
-    if (\$316 ) begin
-      \$572  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$573  = w_p3_r51;
-    if (\$317 ) begin
-      \$573  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$574  = w_p3_r52;
-    if (\$318 ) begin
-      \$574  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$575  = w_p3_r53;
-    if (\$319 ) begin
-      \$575  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$576  = w_p3_r54;
-    if (\$320 ) begin
-      \$576  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$577  = w_p3_r55;
-    if (\$321 ) begin
-      \$577  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$578  = w_p3_r56;
-    if (\$322 ) begin
-      \$578  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$579  = w_p3_r57;
-    if (\$323 ) begin
-      \$579  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$580  = w_p3_r58;
-    if (\$324 ) begin
-      \$580  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$581  = w_p3_r59;
-    if (\$325 ) begin
-      \$581  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$582  = w_p3_r60;
-    if (\$326 ) begin
-      \$582  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$583  = w_p3_r61;
-    if (\$327 ) begin
-      \$583  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$584  = w_p3_r62;
-    if (\$328 ) begin
-      \$584  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$585  = w_p3_r63;
-    if (\$329 ) begin
-      \$585  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$6  = w_p0_r0;
-      2'h1:
-          \$6  = w_p1_r0;
-      2'h2:
-          \$6  = w_p2_r0;
-      2'h3:
-          \$6  = w_p3_r0;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$7  = w_p0_r1;
-      2'h1:
-          \$7  = w_p1_r1;
-      2'h2:
-          \$7  = w_p2_r1;
-      2'h3:
-          \$7  = w_p3_r1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$8  = w_p0_r2;
-      2'h1:
-          \$8  = w_p1_r2;
-      2'h2:
-          \$8  = w_p2_r2;
-      2'h3:
-          \$8  = w_p3_r2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$9  = w_p0_r3;
-      2'h1:
-          \$9  = w_p1_r3;
-      2'h2:
-          \$9  = w_p2_r3;
-      2'h3:
-          \$9  = w_p3_r3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$10  = w_p0_r4;
-      2'h1:
-          \$10  = w_p1_r4;
-      2'h2:
-          \$10  = w_p2_r4;
-      2'h3:
-          \$10  = w_p3_r4;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$11  = w_p0_r5;
-      2'h1:
-          \$11  = w_p1_r5;
-      2'h2:
-          \$11  = w_p2_r5;
-      2'h3:
-          \$11  = w_p3_r5;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$12  = w_p0_r6;
-      2'h1:
-          \$12  = w_p1_r6;
-      2'h2:
-          \$12  = w_p2_r6;
-      2'h3:
-          \$12  = w_p3_r6;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$13  = w_p0_r7;
-      2'h1:
-          \$13  = w_p1_r7;
-      2'h2:
-          \$13  = w_p2_r7;
-      2'h3:
-          \$13  = w_p3_r7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$14  = w_p0_r8;
-      2'h1:
-          \$14  = w_p1_r8;
-      2'h2:
-          \$14  = w_p2_r8;
-      2'h3:
-          \$14  = w_p3_r8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$15  = w_p0_r9;
-      2'h1:
-          \$15  = w_p1_r9;
-      2'h2:
-          \$15  = w_p2_r9;
-      2'h3:
-          \$15  = w_p3_r9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$16  = w_p0_r10;
-      2'h1:
-          \$16  = w_p1_r10;
-      2'h2:
-          \$16  = w_p2_r10;
-      2'h3:
-          \$16  = w_p3_r10;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$17  = w_p0_r11;
-      2'h1:
-          \$17  = w_p1_r11;
-      2'h2:
-          \$17  = w_p2_r11;
-      2'h3:
-          \$17  = w_p3_r11;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$18  = w_p0_r12;
-      2'h1:
-          \$18  = w_p1_r12;
-      2'h2:
-          \$18  = w_p2_r12;
-      2'h3:
-          \$18  = w_p3_r12;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$19  = w_p0_r13;
-      2'h1:
-          \$19  = w_p1_r13;
-      2'h2:
-          \$19  = w_p2_r13;
-      2'h3:
-          \$19  = w_p3_r13;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$20  = w_p0_r14;
-      2'h1:
-          \$20  = w_p1_r14;
-      2'h2:
-          \$20  = w_p2_r14;
-      2'h3:
-          \$20  = w_p3_r14;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$21  = w_p0_r15;
-      2'h1:
-          \$21  = w_p1_r15;
-      2'h2:
-          \$21  = w_p2_r15;
-      2'h3:
-          \$21  = w_p3_r15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$22  = w_p0_r16;
-      2'h1:
-          \$22  = w_p1_r16;
-      2'h2:
-          \$22  = w_p2_r16;
-      2'h3:
-          \$22  = w_p3_r16;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$23  = w_p0_r17;
-      2'h1:
-          \$23  = w_p1_r17;
-      2'h2:
-          \$23  = w_p2_r17;
-      2'h3:
-          \$23  = w_p3_r17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$24  = w_p0_r18;
-      2'h1:
-          \$24  = w_p1_r18;
-      2'h2:
-          \$24  = w_p2_r18;
-      2'h3:
-          \$24  = w_p3_r18;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$25  = w_p0_r19;
-      2'h1:
-          \$25  = w_p1_r19;
-      2'h2:
-          \$25  = w_p2_r19;
-      2'h3:
-          \$25  = w_p3_r19;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$26  = w_p0_r20;
-      2'h1:
-          \$26  = w_p1_r20;
-      2'h2:
-          \$26  = w_p2_r20;
-      2'h3:
-          \$26  = w_p3_r20;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$27  = w_p0_r21;
-      2'h1:
-          \$27  = w_p1_r21;
-      2'h2:
-          \$27  = w_p2_r21;
-      2'h3:
-          \$27  = w_p3_r21;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$28  = w_p0_r22;
-      2'h1:
-          \$28  = w_p1_r22;
-      2'h2:
-          \$28  = w_p2_r22;
-      2'h3:
-          \$28  = w_p3_r22;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$29  = w_p0_r23;
-      2'h1:
-          \$29  = w_p1_r23;
-      2'h2:
-          \$29  = w_p2_r23;
-      2'h3:
-          \$29  = w_p3_r23;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$30  = w_p0_r24;
-      2'h1:
-          \$30  = w_p1_r24;
-      2'h2:
-          \$30  = w_p2_r24;
-      2'h3:
-          \$30  = w_p3_r24;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$31  = w_p0_r25;
-      2'h1:
-          \$31  = w_p1_r25;
-      2'h2:
-          \$31  = w_p2_r25;
-      2'h3:
-          \$31  = w_p3_r25;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$32  = w_p0_r26;
-      2'h1:
-          \$32  = w_p1_r26;
-      2'h2:
-          \$32  = w_p2_r26;
-      2'h3:
-          \$32  = w_p3_r26;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$33  = w_p0_r27;
-      2'h1:
-          \$33  = w_p1_r27;
-      2'h2:
-          \$33  = w_p2_r27;
-      2'h3:
-          \$33  = w_p3_r27;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$34  = w_p0_r28;
-      2'h1:
-          \$34  = w_p1_r28;
-      2'h2:
-          \$34  = w_p2_r28;
-      2'h3:
-          \$34  = w_p3_r28;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$35  = w_p0_r29;
-      2'h1:
-          \$35  = w_p1_r29;
-      2'h2:
-          \$35  = w_p2_r29;
-      2'h3:
-          \$35  = w_p3_r29;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$36  = w_p0_r30;
-      2'h1:
-          \$36  = w_p1_r30;
-      2'h2:
-          \$36  = w_p2_r30;
-      2'h3:
-          \$36  = w_p3_r30;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$37  = w_p0_r31;
-      2'h1:
-          \$37  = w_p1_r31;
-      2'h2:
-          \$37  = w_p2_r31;
-      2'h3:
-          \$37  = w_p3_r31;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$38  = w_p0_r32;
-      2'h1:
-          \$38  = w_p1_r32;
-      2'h2:
-          \$38  = w_p2_r32;
-      2'h3:
-          \$38  = w_p3_r32;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$39  = w_p0_r33;
-      2'h1:
-          \$39  = w_p1_r33;
-      2'h2:
-          \$39  = w_p2_r33;
-      2'h3:
-          \$39  = w_p3_r33;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$40  = w_p0_r34;
-      2'h1:
-          \$40  = w_p1_r34;
-      2'h2:
-          \$40  = w_p2_r34;
-      2'h3:
-          \$40  = w_p3_r34;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$41  = w_p0_r35;
-      2'h1:
-          \$41  = w_p1_r35;
-      2'h2:
-          \$41  = w_p2_r35;
-      2'h3:
-          \$41  = w_p3_r35;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$42  = w_p0_r36;
-      2'h1:
-          \$42  = w_p1_r36;
-      2'h2:
-          \$42  = w_p2_r36;
-      2'h3:
-          \$42  = w_p3_r36;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$43  = w_p0_r37;
-      2'h1:
-          \$43  = w_p1_r37;
-      2'h2:
-          \$43  = w_p2_r37;
-      2'h3:
-          \$43  = w_p3_r37;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$44  = w_p0_r38;
-      2'h1:
-          \$44  = w_p1_r38;
-      2'h2:
-          \$44  = w_p2_r38;
-      2'h3:
-          \$44  = w_p3_r38;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$45  = w_p0_r39;
-      2'h1:
-          \$45  = w_p1_r39;
-      2'h2:
-          \$45  = w_p2_r39;
-      2'h3:
-          \$45  = w_p3_r39;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$46  = w_p0_r40;
-      2'h1:
-          \$46  = w_p1_r40;
-      2'h2:
-          \$46  = w_p2_r40;
-      2'h3:
-          \$46  = w_p3_r40;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$47  = w_p0_r41;
-      2'h1:
-          \$47  = w_p1_r41;
-      2'h2:
-          \$47  = w_p2_r41;
-      2'h3:
-          \$47  = w_p3_r41;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$48  = w_p0_r42;
-      2'h1:
-          \$48  = w_p1_r42;
-      2'h2:
-          \$48  = w_p2_r42;
-      2'h3:
-          \$48  = w_p3_r42;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$49  = w_p0_r43;
-      2'h1:
-          \$49  = w_p1_r43;
-      2'h2:
-          \$49  = w_p2_r43;
-      2'h3:
-          \$49  = w_p3_r43;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$50  = w_p0_r44;
-      2'h1:
-          \$50  = w_p1_r44;
-      2'h2:
-          \$50  = w_p2_r44;
-      2'h3:
-          \$50  = w_p3_r44;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$51  = w_p0_r45;
-      2'h1:
-          \$51  = w_p1_r45;
-      2'h2:
-          \$51  = w_p2_r45;
-      2'h3:
-          \$51  = w_p3_r45;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$52  = w_p0_r46;
-      2'h1:
-          \$52  = w_p1_r46;
-      2'h2:
-          \$52  = w_p2_r46;
-      2'h3:
-          \$52  = w_p3_r46;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$53  = w_p0_r47;
-      2'h1:
-          \$53  = w_p1_r47;
-      2'h2:
-          \$53  = w_p2_r47;
-      2'h3:
-          \$53  = w_p3_r47;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$54  = w_p0_r48;
-      2'h1:
-          \$54  = w_p1_r48;
-      2'h2:
-          \$54  = w_p2_r48;
-      2'h3:
-          \$54  = w_p3_r48;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$55  = w_p0_r49;
-      2'h1:
-          \$55  = w_p1_r49;
-      2'h2:
-          \$55  = w_p2_r49;
-      2'h3:
-          \$55  = w_p3_r49;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$56  = w_p0_r50;
-      2'h1:
-          \$56  = w_p1_r50;
-      2'h2:
-          \$56  = w_p2_r50;
-      2'h3:
-          \$56  = w_p3_r50;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$57  = w_p0_r51;
-      2'h1:
-          \$57  = w_p1_r51;
-      2'h2:
-          \$57  = w_p2_r51;
-      2'h3:
-          \$57  = w_p3_r51;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$58  = w_p0_r52;
-      2'h1:
-          \$58  = w_p1_r52;
-      2'h2:
-          \$58  = w_p2_r52;
-      2'h3:
-          \$58  = w_p3_r52;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$59  = w_p0_r53;
-      2'h1:
-          \$59  = w_p1_r53;
-      2'h2:
-          \$59  = w_p2_r53;
-      2'h3:
-          \$59  = w_p3_r53;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$60  = w_p0_r54;
-      2'h1:
-          \$60  = w_p1_r54;
-      2'h2:
-          \$60  = w_p2_r54;
-      2'h3:
-          \$60  = w_p3_r54;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$61  = w_p0_r55;
-      2'h1:
-          \$61  = w_p1_r55;
-      2'h2:
-          \$61  = w_p2_r55;
-      2'h3:
-          \$61  = w_p3_r55;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$62  = w_p0_r56;
-      2'h1:
-          \$62  = w_p1_r56;
-      2'h2:
-          \$62  = w_p2_r56;
-      2'h3:
-          \$62  = w_p3_r56;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$63  = w_p0_r57;
-      2'h1:
-          \$63  = w_p1_r57;
-      2'h2:
-          \$63  = w_p2_r57;
-      2'h3:
-          \$63  = w_p3_r57;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$64  = w_p0_r58;
-      2'h1:
-          \$64  = w_p1_r58;
-      2'h2:
-          \$64  = w_p2_r58;
-      2'h3:
-          \$64  = w_p3_r58;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$65  = w_p0_r59;
-      2'h1:
-          \$65  = w_p1_r59;
-      2'h2:
-          \$65  = w_p2_r59;
-      2'h3:
-          \$65  = w_p3_r59;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$66  = w_p0_r60;
-      2'h1:
-          \$66  = w_p1_r60;
-      2'h2:
-          \$66  = w_p2_r60;
-      2'h3:
-          \$66  = w_p3_r60;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$67  = w_p0_r61;
-      2'h1:
-          \$67  = w_p1_r61;
-      2'h2:
-          \$67  = w_p2_r61;
-      2'h3:
-          \$67  = w_p3_r61;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$68  = w_p0_r62;
-      2'h1:
-          \$68  = w_p1_r62;
-      2'h2:
-          \$68  = w_p2_r62;
-      2'h3:
-          \$68  = w_p3_r62;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      2'h0:
-          \$69  = w_p0_r63;
-      2'h1:
-          \$69  = w_p1_r63;
-      2'h2:
-          \$69  = w_p2_r63;
-      2'h3:
-          \$69  = w_p3_r63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$70  = w_p0_r0;
-      6'h01:
-          \$70  = w_p0_r1;
-      6'h02:
-          \$70  = w_p0_r2;
-      6'h03:
-          \$70  = w_p0_r3;
-      6'h04:
-          \$70  = w_p0_r4;
-      6'h05:
-          \$70  = w_p0_r5;
-      6'h06:
-          \$70  = w_p0_r6;
-      6'h07:
-          \$70  = w_p0_r7;
-      6'h08:
-          \$70  = w_p0_r8;
-      6'h09:
-          \$70  = w_p0_r9;
-      6'h0a:
-          \$70  = w_p0_r10;
-      6'h0b:
-          \$70  = w_p0_r11;
-      6'h0c:
-          \$70  = w_p0_r12;
-      6'h0d:
-          \$70  = w_p0_r13;
-      6'h0e:
-          \$70  = w_p0_r14;
-      6'h0f:
-          \$70  = w_p0_r15;
-      6'h10:
-          \$70  = w_p0_r16;
-      6'h11:
-          \$70  = w_p0_r17;
-      6'h12:
-          \$70  = w_p0_r18;
-      6'h13:
-          \$70  = w_p0_r19;
-      6'h14:
-          \$70  = w_p0_r20;
-      6'h15:
-          \$70  = w_p0_r21;
-      6'h16:
-          \$70  = w_p0_r22;
-      6'h17:
-          \$70  = w_p0_r23;
-      6'h18:
-          \$70  = w_p0_r24;
-      6'h19:
-          \$70  = w_p0_r25;
-      6'h1a:
-          \$70  = w_p0_r26;
-      6'h1b:
-          \$70  = w_p0_r27;
-      6'h1c:
-          \$70  = w_p0_r28;
-      6'h1d:
-          \$70  = w_p0_r29;
-      6'h1e:
-          \$70  = w_p0_r30;
-      6'h1f:
-          \$70  = w_p0_r31;
-      6'h20:
-          \$70  = w_p0_r32;
-      6'h21:
-          \$70  = w_p0_r33;
-      6'h22:
-          \$70  = w_p0_r34;
-      6'h23:
-          \$70  = w_p0_r35;
-      6'h24:
-          \$70  = w_p0_r36;
-      6'h25:
-          \$70  = w_p0_r37;
-      6'h26:
-          \$70  = w_p0_r38;
-      6'h27:
-          \$70  = w_p0_r39;
-      6'h28:
-          \$70  = w_p0_r40;
-      6'h29:
-          \$70  = w_p0_r41;
-      6'h2a:
-          \$70  = w_p0_r42;
-      6'h2b:
-          \$70  = w_p0_r43;
-      6'h2c:
-          \$70  = w_p0_r44;
-      6'h2d:
-          \$70  = w_p0_r45;
-      6'h2e:
-          \$70  = w_p0_r46;
-      6'h2f:
-          \$70  = w_p0_r47;
-      6'h30:
-          \$70  = w_p0_r48;
-      6'h31:
-          \$70  = w_p0_r49;
-      6'h32:
-          \$70  = w_p0_r50;
-      6'h33:
-          \$70  = w_p0_r51;
-      6'h34:
-          \$70  = w_p0_r52;
-      6'h35:
-          \$70  = w_p0_r53;
-      6'h36:
-          \$70  = w_p0_r54;
-      6'h37:
-          \$70  = w_p0_r55;
-      6'h38:
-          \$70  = w_p0_r56;
-      6'h39:
-          \$70  = w_p0_r57;
-      6'h3a:
-          \$70  = w_p0_r58;
-      6'h3b:
-          \$70  = w_p0_r59;
-      6'h3c:
+    w_p0_r38 <= \$632 ;
+  always @(posedge clk)
+    w_p0_r39 <= \$633 ;
+  always @(posedge clk)
+    w_p0_r40 <= \$634 ;
+  always @(posedge clk)
+    w_p0_r41 <= \$635 ;
+  always @(posedge clk)
+    w_p0_r42 <= \$636 ;
+  always @(posedge clk)
+    w_p0_r43 <= \$637 ;
+  always @(posedge clk)
+    w_p0_r44 <= \$638 ;
+  always @(posedge clk)
+    w_p0_r45 <= \$639 ;
+  always @(posedge clk)
+    w_p0_r46 <= \$640 ;
+  always @(posedge clk)
+    w_p0_r47 <= \$641 ;
+  always @(posedge clk)
+    w_p0_r48 <= \$642 ;
+  always @(posedge clk)
+    w_p0_r49 <= \$643 ;
+  always @(posedge clk)
+    w_p0_r50 <= \$644 ;
+  always @(posedge clk)
+    w_p0_r51 <= \$645 ;
+  always @(posedge clk)
+    w_p0_r52 <= \$646 ;
+  always @(posedge clk)
+    w_p0_r53 <= \$647 ;
+  always @(posedge clk)
+    w_p0_r54 <= \$648 ;
+  always @(posedge clk)
+    w_p0_r55 <= \$649 ;
+  always @(posedge clk)
+    w_p0_r56 <= \$650 ;
+  always @(posedge clk)
+    w_p0_r57 <= \$651 ;
+  always @(posedge clk)
+    w_p0_r58 <= \$652 ;
+  always @(posedge clk)
+    w_p0_r59 <= \$653 ;
+  always @(posedge clk)
+    w_p0_r60 <= \$654 ;
+  always @(posedge clk)
+    w_p0_r61 <= \$655 ;
+  always @(posedge clk)
+    w_p0_r62 <= \$656 ;
+  always @(posedge clk)
+    w_p0_r63 <= \$657 ;
+  always @(posedge clk)
+    w_p1_r0 <= \$658 ;
+  always @(posedge clk)
+    w_p1_r1 <= \$659 ;
+  always @(posedge clk)
+    w_p1_r2 <= \$660 ;
+  always @(posedge clk)
+    w_p1_r3 <= \$661 ;
+  always @(posedge clk)
+    w_p1_r4 <= \$662 ;
+  always @(posedge clk)
+    w_p1_r5 <= \$663 ;
+  always @(posedge clk)
+    w_p1_r6 <= \$664 ;
+  always @(posedge clk)
+    w_p1_r7 <= \$665 ;
+  always @(posedge clk)
+    w_p1_r8 <= \$666 ;
+  always @(posedge clk)
+    w_p1_r9 <= \$667 ;
+  always @(posedge clk)
+    w_p1_r10 <= \$668 ;
+  always @(posedge clk)
+    w_p1_r11 <= \$669 ;
+  always @(posedge clk)
+    w_p1_r12 <= \$670 ;
+  always @(posedge clk)
+    w_p1_r13 <= \$671 ;
+  always @(posedge clk)
+    w_p1_r14 <= \$672 ;
+  always @(posedge clk)
+    w_p1_r15 <= \$673 ;
+  always @(posedge clk)
+    w_p1_r16 <= \$674 ;
+  always @(posedge clk)
+    w_p1_r17 <= \$675 ;
+  always @(posedge clk)
+    w_p1_r18 <= \$676 ;
+  always @(posedge clk)
+    w_p1_r19 <= \$677 ;
+  always @(posedge clk)
+    w_p1_r20 <= \$678 ;
+  always @(posedge clk)
+    w_p1_r21 <= \$679 ;
+  always @(posedge clk)
+    w_p1_r22 <= \$680 ;
+  always @(posedge clk)
+    w_p1_r23 <= \$681 ;
+  always @(posedge clk)
+    w_p1_r24 <= \$682 ;
+  always @(posedge clk)
+    w_p1_r25 <= \$683 ;
+  always @(posedge clk)
+    w_p1_r26 <= \$684 ;
+  always @(posedge clk)
+    w_p1_r27 <= \$685 ;
+  always @(posedge clk)
+    w_p1_r28 <= \$686 ;
+  always @(posedge clk)
+    w_p1_r29 <= \$687 ;
+  always @(posedge clk)
+    w_p1_r30 <= \$688 ;
+  always @(posedge clk)
+    w_p1_r31 <= \$689 ;
+  always @(posedge clk)
+    w_p1_r32 <= \$690 ;
+  always @(posedge clk)
+    w_p1_r33 <= \$691 ;
+  always @(posedge clk)
+    w_p1_r34 <= \$692 ;
+  always @(posedge clk)
+    w_p1_r35 <= \$693 ;
+  always @(posedge clk)
+    w_p1_r36 <= \$694 ;
+  always @(posedge clk)
+    w_p1_r37 <= \$695 ;
+  always @(posedge clk)
+    w_p1_r38 <= \$696 ;
+  always @(posedge clk)
+    w_p1_r39 <= \$697 ;
+  always @(posedge clk)
+    w_p1_r40 <= \$698 ;
+  always @(posedge clk)
+    w_p1_r41 <= \$699 ;
+  always @(posedge clk)
+    w_p1_r42 <= \$700 ;
+  always @(posedge clk)
+    w_p1_r43 <= \$701 ;
+  always @(posedge clk)
+    w_p1_r44 <= \$702 ;
+  always @(posedge clk)
+    w_p1_r45 <= \$703 ;
+  always @(posedge clk)
+    w_p1_r46 <= \$704 ;
+  always @(posedge clk)
+    w_p1_r47 <= \$705 ;
+  always @(posedge clk)
+    w_p1_r48 <= \$706 ;
+  always @(posedge clk)
+    w_p1_r49 <= \$707 ;
+  always @(posedge clk)
+    w_p1_r50 <= \$708 ;
+  always @(posedge clk)
+    w_p1_r51 <= \$709 ;
+  always @(posedge clk)
+    w_p1_r52 <= \$710 ;
+  always @(posedge clk)
+    w_p1_r53 <= \$711 ;
+  always @(posedge clk)
+    w_p1_r54 <= \$712 ;
+  always @(posedge clk)
+    w_p1_r55 <= \$713 ;
+  always @(posedge clk)
+    w_p1_r56 <= \$714 ;
+  always @(posedge clk)
+    w_p1_r57 <= \$715 ;
+  always @(posedge clk)
+    w_p1_r58 <= \$716 ;
+  always @(posedge clk)
+    w_p1_r59 <= \$717 ;
+  always @(posedge clk)
+    w_p1_r60 <= \$718 ;
+  always @(posedge clk)
+    w_p1_r61 <= \$719 ;
+  always @(posedge clk)
+    w_p1_r62 <= \$720 ;
+  always @(posedge clk)
+    w_p1_r63 <= \$721 ;
+  always @(posedge clk)
+    w_p2_r0 <= \$722 ;
+  always @(posedge clk)
+    w_p2_r1 <= \$723 ;
+  always @(posedge clk)
+    w_p2_r2 <= \$724 ;
+  always @(posedge clk)
+    w_p2_r3 <= \$725 ;
+  always @(posedge clk)
+    w_p2_r4 <= \$726 ;
+  always @(posedge clk)
+    w_p2_r5 <= \$727 ;
+  always @(posedge clk)
+    w_p2_r6 <= \$728 ;
+  always @(posedge clk)
+    w_p2_r7 <= \$729 ;
+  always @(posedge clk)
+    w_p2_r8 <= \$730 ;
+  always @(posedge clk)
+    w_p2_r9 <= \$731 ;
+  always @(posedge clk)
+    w_p2_r10 <= \$732 ;
+  always @(posedge clk)
+    w_p2_r11 <= \$733 ;
+  always @(posedge clk)
+    w_p2_r12 <= \$734 ;
+  always @(posedge clk)
+    w_p2_r13 <= \$735 ;
+  always @(posedge clk)
+    w_p2_r14 <= \$736 ;
+  always @(posedge clk)
+    w_p2_r15 <= \$737 ;
+  always @(posedge clk)
+    w_p2_r16 <= \$738 ;
+  always @(posedge clk)
+    w_p2_r17 <= \$739 ;
+  always @(posedge clk)
+    w_p2_r18 <= \$740 ;
+  always @(posedge clk)
+    w_p2_r19 <= \$741 ;
+  always @(posedge clk)
+    w_p2_r20 <= \$742 ;
+  always @(posedge clk)
+    w_p2_r21 <= \$743 ;
+  always @(posedge clk)
+    w_p2_r22 <= \$744 ;
+  always @(posedge clk)
+    w_p2_r23 <= \$745 ;
+  always @(posedge clk)
+    w_p2_r24 <= \$746 ;
+  always @(posedge clk)
+    w_p2_r25 <= \$747 ;
+  always @(posedge clk)
+    w_p2_r26 <= \$748 ;
+  always @(posedge clk)
+    w_p2_r27 <= \$749 ;
+  always @(posedge clk)
+    w_p2_r28 <= \$750 ;
+  always @(posedge clk)
+    w_p2_r29 <= \$751 ;
+  always @(posedge clk)
+    w_p2_r30 <= \$752 ;
+  always @(posedge clk)
+    w_p2_r31 <= \$753 ;
+  always @(posedge clk)
+    w_p2_r32 <= \$754 ;
+  always @(posedge clk)
+    w_p2_r33 <= \$755 ;
+  always @(posedge clk)
+    w_p2_r34 <= \$756 ;
+  always @(posedge clk)
+    w_p2_r35 <= \$757 ;
+  always @(posedge clk)
+    w_p2_r36 <= \$758 ;
+  always @(posedge clk)
+    w_p2_r37 <= \$759 ;
+  always @(posedge clk)
+    w_p2_r38 <= \$760 ;
+  always @(posedge clk)
+    w_p2_r39 <= \$761 ;
+  always @(posedge clk)
+    w_p2_r40 <= \$762 ;
+  always @(posedge clk)
+    w_p2_r41 <= \$763 ;
+  always @(posedge clk)
+    w_p2_r42 <= \$764 ;
+  always @(posedge clk)
+    w_p2_r43 <= \$765 ;
+  always @(posedge clk)
+    w_p2_r44 <= \$766 ;
+  always @(posedge clk)
+    w_p2_r45 <= \$767 ;
+  always @(posedge clk)
+    w_p2_r46 <= \$768 ;
+  always @(posedge clk)
+    w_p2_r47 <= \$769 ;
+  always @(posedge clk)
+    w_p2_r48 <= \$770 ;
+  always @(posedge clk)
+    w_p2_r49 <= \$771 ;
+  always @(posedge clk)
+    w_p2_r50 <= \$772 ;
+  always @(posedge clk)
+    w_p2_r51 <= \$773 ;
+  always @(posedge clk)
+    w_p2_r52 <= \$774 ;
+  always @(posedge clk)
+    w_p2_r53 <= \$775 ;
+  always @(posedge clk)
+    w_p2_r54 <= \$776 ;
+  always @(posedge clk)
+    w_p2_r55 <= \$777 ;
+  always @(posedge clk)
+    w_p2_r56 <= \$778 ;
+  always @(posedge clk)
+    w_p2_r57 <= \$779 ;
+  always @(posedge clk)
+    w_p2_r58 <= \$780 ;
+  always @(posedge clk)
+    w_p2_r59 <= \$781 ;
+  always @(posedge clk)
+    w_p2_r60 <= \$782 ;
+  always @(posedge clk)
+    w_p2_r61 <= \$783 ;
+  always @(posedge clk)
+    w_p2_r62 <= \$784 ;
+  always @(posedge clk)
+    w_p2_r63 <= \$785 ;
+  always @(posedge clk)
+    w_p3_r0 <= \$786 ;
+  always @(posedge clk)
+    w_p3_r1 <= \$787 ;
+  always @(posedge clk)
+    w_p3_r2 <= \$788 ;
+  always @(posedge clk)
+    w_p3_r3 <= \$789 ;
+  always @(posedge clk)
+    w_p3_r4 <= \$790 ;
+  always @(posedge clk)
+    w_p3_r5 <= \$791 ;
+  always @(posedge clk)
+    w_p3_r6 <= \$792 ;
+  always @(posedge clk)
+    w_p3_r7 <= \$793 ;
+  always @(posedge clk)
+    w_p3_r8 <= \$794 ;
+  always @(posedge clk)
+    w_p3_r9 <= \$795 ;
+  always @(posedge clk)
+    w_p3_r10 <= \$796 ;
+  always @(posedge clk)
+    w_p3_r11 <= \$797 ;
+  always @(posedge clk)
+    w_p3_r12 <= \$798 ;
+  always @(posedge clk)
+    w_p3_r13 <= \$799 ;
+  always @(posedge clk)
+    w_p3_r14 <= \$800 ;
+  always @(posedge clk)
+    w_p3_r15 <= \$801 ;
+  always @(posedge clk)
+    w_p3_r16 <= \$802 ;
+  always @(posedge clk)
+    w_p3_r17 <= \$803 ;
+  always @(posedge clk)
+    w_p3_r18 <= \$804 ;
+  always @(posedge clk)
+    w_p3_r19 <= \$805 ;
+  always @(posedge clk)
+    w_p3_r20 <= \$806 ;
+  always @(posedge clk)
+    w_p3_r21 <= \$807 ;
+  always @(posedge clk)
+    w_p3_r22 <= \$808 ;
+  always @(posedge clk)
+    w_p3_r23 <= \$809 ;
+  always @(posedge clk)
+    w_p3_r24 <= \$810 ;
+  always @(posedge clk)
+    w_p3_r25 <= \$811 ;
+  always @(posedge clk)
+    w_p3_r26 <= \$812 ;
+  always @(posedge clk)
+    w_p3_r27 <= \$813 ;
+  always @(posedge clk)
+    w_p3_r28 <= \$814 ;
+  always @(posedge clk)
+    w_p3_r29 <= \$815 ;
+  always @(posedge clk)
+    w_p3_r30 <= \$816 ;
+  always @(posedge clk)
+    w_p3_r31 <= \$817 ;
+  always @(posedge clk)
+    w_p3_r32 <= \$818 ;
+  always @(posedge clk)
+    w_p3_r33 <= \$819 ;
+  always @(posedge clk)
+    w_p3_r34 <= \$820 ;
+  always @(posedge clk)
+    w_p3_r35 <= \$821 ;
+  always @(posedge clk)
+    w_p3_r36 <= \$822 ;
+  always @(posedge clk)
+    w_p3_r37 <= \$823 ;
+  always @(posedge clk)
+    w_p3_r38 <= \$824 ;
+  always @(posedge clk)
+    w_p3_r39 <= \$825 ;
+  always @(posedge clk)
+    w_p3_r40 <= \$826 ;
+  always @(posedge clk)
+    w_p3_r41 <= \$827 ;
+  always @(posedge clk)
+    w_p3_r42 <= \$828 ;
+  always @(posedge clk)
+    w_p3_r43 <= \$829 ;
+  always @(posedge clk)
+    w_p3_r44 <= \$830 ;
+  always @(posedge clk)
+    w_p3_r45 <= \$831 ;
+  always @(posedge clk)
+    w_p3_r46 <= \$832 ;
+  always @(posedge clk)
+    w_p3_r47 <= \$833 ;
+  always @(posedge clk)
+    w_p3_r48 <= \$834 ;
+  always @(posedge clk)
+    w_p3_r49 <= \$835 ;
+  always @(posedge clk)
+    w_p3_r50 <= \$836 ;
+  always @(posedge clk)
+    w_p3_r51 <= \$837 ;
+  always @(posedge clk)
+    w_p3_r52 <= \$838 ;
+  always @(posedge clk)
+    w_p3_r53 <= \$839 ;
+  always @(posedge clk)
+    w_p3_r54 <= \$840 ;
+  always @(posedge clk)
+    w_p3_r55 <= \$841 ;
+  always @(posedge clk)
+    w_p3_r56 <= \$842 ;
+  always @(posedge clk)
+    w_p3_r57 <= \$843 ;
+  always @(posedge clk)
+    w_p3_r58 <= \$844 ;
+  always @(posedge clk)
+    w_p3_r59 <= \$845 ;
+  always @(posedge clk)
+    w_p3_r60 <= \$846 ;
+  always @(posedge clk)
+    w_p3_r61 <= \$847 ;
+  always @(posedge clk)
+    w_p3_r62 <= \$848 ;
+  always @(posedge clk)
+    w_p3_r63 <= \$849 ;
+  always @(posedge clk)
+    w_p4_r0 <= \$850 ;
+  always @(posedge clk)
+    w_p4_r1 <= \$851 ;
+  always @(posedge clk)
+    w_p4_r2 <= \$852 ;
+  always @(posedge clk)
+    w_p4_r3 <= \$853 ;
+  always @(posedge clk)
+    w_p4_r4 <= \$854 ;
+  always @(posedge clk)
+    w_p4_r5 <= \$855 ;
+  always @(posedge clk)
+    w_p4_r6 <= \$856 ;
+  always @(posedge clk)
+    w_p4_r7 <= \$857 ;
+  always @(posedge clk)
+    w_p4_r8 <= \$858 ;
+  always @(posedge clk)
+    w_p4_r9 <= \$859 ;
+  always @(posedge clk)
+    w_p4_r10 <= \$860 ;
+  always @(posedge clk)
+    w_p4_r11 <= \$861 ;
+  always @(posedge clk)
+    w_p4_r12 <= \$862 ;
+  always @(posedge clk)
+    w_p4_r13 <= \$863 ;
+  always @(posedge clk)
+    w_p4_r14 <= \$864 ;
+  always @(posedge clk)
+    w_p4_r15 <= \$865 ;
+  always @(posedge clk)
+    w_p4_r16 <= \$866 ;
+  always @(posedge clk)
+    w_p4_r17 <= \$867 ;
+  always @(posedge clk)
+    w_p4_r18 <= \$868 ;
+  always @(posedge clk)
+    w_p4_r19 <= \$869 ;
+  always @(posedge clk)
+    w_p4_r20 <= \$870 ;
+  always @(posedge clk)
+    w_p4_r21 <= \$871 ;
+  always @(posedge clk)
+    w_p4_r22 <= \$872 ;
+  always @(posedge clk)
+    w_p4_r23 <= \$873 ;
+  always @(posedge clk)
+    w_p4_r24 <= \$874 ;
+  always @(posedge clk)
+    w_p4_r25 <= \$875 ;
+  always @(posedge clk)
+    w_p4_r26 <= \$876 ;
+  always @(posedge clk)
+    w_p4_r27 <= \$877 ;
+  always @(posedge clk)
+    w_p4_r28 <= \$878 ;
+  always @(posedge clk)
+    w_p4_r29 <= \$879 ;
+  always @(posedge clk)
+    w_p4_r30 <= \$880 ;
+  always @(posedge clk)
+    w_p4_r31 <= \$881 ;
+  always @(posedge clk)
+    w_p4_r32 <= \$882 ;
+  always @(posedge clk)
+    w_p4_r33 <= \$883 ;
+  always @(posedge clk)
+    w_p4_r34 <= \$884 ;
+  always @(posedge clk)
+    w_p4_r35 <= \$885 ;
+  always @(posedge clk)
+    w_p4_r36 <= \$886 ;
+  always @(posedge clk)
+    w_p4_r37 <= \$887 ;
+  always @(posedge clk)
+    w_p4_r38 <= \$888 ;
+  always @(posedge clk)
+    w_p4_r39 <= \$889 ;
+  always @(posedge clk)
+    w_p4_r40 <= \$890 ;
+  always @(posedge clk)
+    w_p4_r41 <= \$891 ;
+  always @(posedge clk)
+    w_p4_r42 <= \$892 ;
+  always @(posedge clk)
+    w_p4_r43 <= \$893 ;
+  always @(posedge clk)
+    w_p4_r44 <= \$894 ;
+  always @(posedge clk)
+    w_p4_r45 <= \$895 ;
+  always @(posedge clk)
+    w_p4_r46 <= \$896 ;
+  always @(posedge clk)
+    w_p4_r47 <= \$897 ;
+  always @(posedge clk)
+    w_p4_r48 <= \$898 ;
+  always @(posedge clk)
+    w_p4_r49 <= \$899 ;
+  always @(posedge clk)
+    w_p4_r50 <= \$900 ;
+  always @(posedge clk)
+    w_p4_r51 <= \$901 ;
+  always @(posedge clk)
+    w_p4_r52 <= \$902 ;
+  always @(posedge clk)
+    w_p4_r53 <= \$903 ;
+  always @(posedge clk)
+    w_p4_r54 <= \$904 ;
+  always @(posedge clk)
+    w_p4_r55 <= \$905 ;
+  always @(posedge clk)
+    w_p4_r56 <= \$906 ;
+  always @(posedge clk)
+    w_p4_r57 <= \$907 ;
+  always @(posedge clk)
+    w_p4_r58 <= \$908 ;
+  always @(posedge clk)
+    w_p4_r59 <= \$909 ;
+  always @(posedge clk)
+    w_p4_r60 <= \$910 ;
+  always @(posedge clk)
+    w_p4_r61 <= \$911 ;
+  always @(posedge clk)
+    w_p4_r62 <= \$912 ;
+  always @(posedge clk)
+    w_p4_r63 <= \$913 ;
+  always @(posedge clk)
+    w_p5_r0 <= \$914 ;
+  always @(posedge clk)
+    w_p5_r1 <= \$915 ;
+  always @(posedge clk)
+    w_p5_r2 <= \$916 ;
+  always @(posedge clk)
+    w_p5_r3 <= \$917 ;
+  always @(posedge clk)
+    w_p5_r4 <= \$918 ;
+  always @(posedge clk)
+    w_p5_r5 <= \$919 ;
+  always @(posedge clk)
+    w_p5_r6 <= \$920 ;
+  always @(posedge clk)
+    w_p5_r7 <= \$921 ;
+  always @(posedge clk)
+    w_p5_r8 <= \$922 ;
+  always @(posedge clk)
+    w_p5_r9 <= \$923 ;
+  always @(posedge clk)
+    w_p5_r10 <= \$924 ;
+  always @(posedge clk)
+    w_p5_r11 <= \$925 ;
+  always @(posedge clk)
+    w_p5_r12 <= \$926 ;
+  always @(posedge clk)
+    w_p5_r13 <= \$927 ;
+  always @(posedge clk)
+    w_p5_r14 <= \$928 ;
+  always @(posedge clk)
+    w_p5_r15 <= \$929 ;
+  always @(posedge clk)
+    w_p5_r16 <= \$930 ;
+  always @(posedge clk)
+    w_p5_r17 <= \$931 ;
+  always @(posedge clk)
+    w_p5_r18 <= \$932 ;
+  always @(posedge clk)
+    w_p5_r19 <= \$933 ;
+  always @(posedge clk)
+    w_p5_r20 <= \$934 ;
+  always @(posedge clk)
+    w_p5_r21 <= \$935 ;
+  always @(posedge clk)
+    w_p5_r22 <= \$936 ;
+  always @(posedge clk)
+    w_p5_r23 <= \$937 ;
+  always @(posedge clk)
+    w_p5_r24 <= \$938 ;
+  always @(posedge clk)
+    w_p5_r25 <= \$939 ;
+  always @(posedge clk)
+    w_p5_r26 <= \$940 ;
+  always @(posedge clk)
+    w_p5_r27 <= \$941 ;
+  always @(posedge clk)
+    w_p5_r28 <= \$942 ;
+  always @(posedge clk)
+    w_p5_r29 <= \$943 ;
+  always @(posedge clk)
+    w_p5_r30 <= \$944 ;
+  always @(posedge clk)
+    w_p5_r31 <= \$945 ;
+  always @(posedge clk)
+    w_p5_r32 <= \$946 ;
+  always @(posedge clk)
+    w_p5_r33 <= \$947 ;
+  always @(posedge clk)
+    w_p5_r34 <= \$948 ;
+  always @(posedge clk)
+    w_p5_r35 <= \$949 ;
+  always @(posedge clk)
+    w_p5_r36 <= \$950 ;
+  always @(posedge clk)
+    w_p5_r37 <= \$951 ;
+  always @(posedge clk)
+    w_p5_r38 <= \$952 ;
+  always @(posedge clk)
+    w_p5_r39 <= \$953 ;
+  always @(posedge clk)
+    w_p5_r40 <= \$954 ;
+  always @(posedge clk)
+    w_p5_r41 <= \$955 ;
+  always @(posedge clk)
+    w_p5_r42 <= \$956 ;
+  always @(posedge clk)
+    w_p5_r43 <= \$957 ;
+  always @(posedge clk)
+    w_p5_r44 <= \$958 ;
+  always @(posedge clk)
+    w_p5_r45 <= \$959 ;
+  always @(posedge clk)
+    w_p5_r46 <= \$960 ;
+  always @(posedge clk)
+    w_p5_r47 <= \$961 ;
+  always @(posedge clk)
+    w_p5_r48 <= \$962 ;
+  always @(posedge clk)
+    w_p5_r49 <= \$963 ;
+  always @(posedge clk)
+    w_p5_r50 <= \$964 ;
+  always @(posedge clk)
+    w_p5_r51 <= \$965 ;
+  always @(posedge clk)
+    w_p5_r52 <= \$966 ;
+  always @(posedge clk)
+    w_p5_r53 <= \$967 ;
+  always @(posedge clk)
+    w_p5_r54 <= \$968 ;
+  always @(posedge clk)
+    w_p5_r55 <= \$969 ;
+  always @(posedge clk)
+    w_p5_r56 <= \$970 ;
+  always @(posedge clk)
+    w_p5_r57 <= \$971 ;
+  always @(posedge clk)
+    w_p5_r58 <= \$972 ;
+  always @(posedge clk)
+    w_p5_r59 <= \$973 ;
+  always @(posedge clk)
+    w_p5_r60 <= \$974 ;
+  always @(posedge clk)
+    w_p5_r61 <= \$975 ;
+  always @(posedge clk)
+    w_p5_r62 <= \$976 ;
+  always @(posedge clk)
+    w_p5_r63 <= \$977 ;
+  always @(posedge clk)
+    w_p6_r0 <= \$978 ;
+  always @(posedge clk)
+    w_p6_r1 <= \$979 ;
+  always @(posedge clk)
+    w_p6_r2 <= \$980 ;
+  always @(posedge clk)
+    w_p6_r3 <= \$981 ;
+  always @(posedge clk)
+    w_p6_r4 <= \$982 ;
+  always @(posedge clk)
+    w_p6_r5 <= \$983 ;
+  always @(posedge clk)
+    w_p6_r6 <= \$984 ;
+  always @(posedge clk)
+    w_p6_r7 <= \$985 ;
+  always @(posedge clk)
+    w_p6_r8 <= \$986 ;
+  always @(posedge clk)
+    w_p6_r9 <= \$987 ;
+  always @(posedge clk)
+    w_p6_r10 <= \$988 ;
+  always @(posedge clk)
+    w_p6_r11 <= \$989 ;
+  always @(posedge clk)
+    w_p6_r12 <= \$990 ;
+  always @(posedge clk)
+    w_p6_r13 <= \$991 ;
+  always @(posedge clk)
+    w_p6_r14 <= \$992 ;
+  always @(posedge clk)
+    w_p6_r15 <= \$993 ;
+  always @(posedge clk)
+    w_p6_r16 <= \$994 ;
+  always @(posedge clk)
+    w_p6_r17 <= \$995 ;
+  always @(posedge clk)
+    w_p6_r18 <= \$996 ;
+  always @(posedge clk)
+    w_p6_r19 <= \$997 ;
+  always @(posedge clk)
+    w_p6_r20 <= \$998 ;
+  always @(posedge clk)
+    w_p6_r21 <= \$999 ;
+  always @(posedge clk)
+    w_p6_r22 <= \$1000 ;
+  always @(posedge clk)
+    w_p6_r23 <= \$1001 ;
+  always @(posedge clk)
+    w_p6_r24 <= \$1002 ;
+  always @(posedge clk)
+    w_p6_r25 <= \$1003 ;
+  always @(posedge clk)
+    w_p6_r26 <= \$1004 ;
+  always @(posedge clk)
+    w_p6_r27 <= \$1005 ;
+  always @(posedge clk)
+    w_p6_r28 <= \$1006 ;
+  always @(posedge clk)
+    w_p6_r29 <= \$1007 ;
+  always @(posedge clk)
+    w_p6_r30 <= \$1008 ;
+  always @(posedge clk)
+    w_p6_r31 <= \$1009 ;
+  always @(posedge clk)
+    w_p6_r32 <= \$1010 ;
+  always @(posedge clk)
+    w_p6_r33 <= \$1011 ;
+  always @(posedge clk)
+    w_p6_r34 <= \$1012 ;
+  always @(posedge clk)
+    w_p6_r35 <= \$1013 ;
+  always @(posedge clk)
+    w_p6_r36 <= \$1014 ;
+  always @(posedge clk)
+    w_p6_r37 <= \$1015 ;
+  always @(posedge clk)
+    w_p6_r38 <= \$1016 ;
+  always @(posedge clk)
+    w_p6_r39 <= \$1017 ;
+  always @(posedge clk)
+    w_p6_r40 <= \$1018 ;
+  always @(posedge clk)
+    w_p6_r41 <= \$1019 ;
+  always @(posedge clk)
+    w_p6_r42 <= \$1020 ;
+  always @(posedge clk)
+    w_p6_r43 <= \$1021 ;
+  always @(posedge clk)
+    w_p6_r44 <= \$1022 ;
+  always @(posedge clk)
+    w_p6_r45 <= \$1023 ;
+  always @(posedge clk)
+    w_p6_r46 <= \$1024 ;
+  always @(posedge clk)
+    w_p6_r47 <= \$1025 ;
+  always @(posedge clk)
+    w_p6_r48 <= \$1026 ;
+  always @(posedge clk)
+    w_p6_r49 <= \$1027 ;
+  always @(posedge clk)
+    w_p6_r50 <= \$1028 ;
+  always @(posedge clk)
+    w_p6_r51 <= \$1029 ;
+  always @(posedge clk)
+    w_p6_r52 <= \$1030 ;
+  always @(posedge clk)
+    w_p6_r53 <= \$1031 ;
+  always @(posedge clk)
+    w_p6_r54 <= \$1032 ;
+  always @(posedge clk)
+    w_p6_r55 <= \$1033 ;
+  always @(posedge clk)
+    w_p6_r56 <= \$1034 ;
+  always @(posedge clk)
+    w_p6_r57 <= \$1035 ;
+  always @(posedge clk)
+    w_p6_r58 <= \$1036 ;
+  always @(posedge clk)
+    w_p6_r59 <= \$1037 ;
+  always @(posedge clk)
+    w_p6_r60 <= \$1038 ;
+  always @(posedge clk)
+    w_p6_r61 <= \$1039 ;
+  always @(posedge clk)
+    w_p6_r62 <= \$1040 ;
+  always @(posedge clk)
+    w_p6_r63 <= \$1041 ;
+  always @(posedge clk)
+    w_p7_r0 <= \$1042 ;
+  always @(posedge clk)
+    w_p7_r1 <= \$1043 ;
+  always @(posedge clk)
+    w_p7_r2 <= \$1044 ;
+  always @(posedge clk)
+    w_p7_r3 <= \$1045 ;
+  always @(posedge clk)
+    w_p7_r4 <= \$1046 ;
+  always @(posedge clk)
+    w_p7_r5 <= \$1047 ;
+  always @(posedge clk)
+    w_p7_r6 <= \$1048 ;
+  always @(posedge clk)
+    w_p7_r7 <= \$1049 ;
+  always @(posedge clk)
+    w_p7_r8 <= \$1050 ;
+  always @(posedge clk)
+    w_p7_r9 <= \$1051 ;
+  always @(posedge clk)
+    w_p7_r10 <= \$1052 ;
+  always @(posedge clk)
+    w_p7_r11 <= \$1053 ;
+  always @(posedge clk)
+    w_p7_r12 <= \$1054 ;
+  always @(posedge clk)
+    w_p7_r13 <= \$1055 ;
+  always @(posedge clk)
+    w_p7_r14 <= \$1056 ;
+  always @(posedge clk)
+    w_p7_r15 <= \$1057 ;
+  always @(posedge clk)
+    w_p7_r16 <= \$1058 ;
+  always @(posedge clk)
+    w_p7_r17 <= \$1059 ;
+  always @(posedge clk)
+    w_p7_r18 <= \$1060 ;
+  always @(posedge clk)
+    w_p7_r19 <= \$1061 ;
+  always @(posedge clk)
+    w_p7_r20 <= \$1062 ;
+  always @(posedge clk)
+    w_p7_r21 <= \$1063 ;
+  always @(posedge clk)
+    w_p7_r22 <= \$1064 ;
+  always @(posedge clk)
+    w_p7_r23 <= \$1065 ;
+  always @(posedge clk)
+    w_p7_r24 <= \$1066 ;
+  always @(posedge clk)
+    w_p7_r25 <= \$1067 ;
+  always @(posedge clk)
+    w_p7_r26 <= \$1068 ;
+  always @(posedge clk)
+    w_p7_r27 <= \$1069 ;
+  always @(posedge clk)
+    w_p7_r28 <= \$1070 ;
+  always @(posedge clk)
+    w_p7_r29 <= \$1071 ;
+  always @(posedge clk)
+    w_p7_r30 <= \$1072 ;
+  always @(posedge clk)
+    w_p7_r31 <= \$1073 ;
+  always @(posedge clk)
+    w_p7_r32 <= \$1074 ;
+  always @(posedge clk)
+    w_p7_r33 <= \$1075 ;
+  always @(posedge clk)
+    w_p7_r34 <= \$1076 ;
+  always @(posedge clk)
+    w_p7_r35 <= \$1077 ;
+  always @(posedge clk)
+    w_p7_r36 <= \$1078 ;
+  always @(posedge clk)
+    w_p7_r37 <= \$1079 ;
+  always @(posedge clk)
+    w_p7_r38 <= \$1080 ;
+  always @(posedge clk)
+    w_p7_r39 <= \$1081 ;
+  always @(posedge clk)
+    w_p7_r40 <= \$1082 ;
+  always @(posedge clk)
+    w_p7_r41 <= \$1083 ;
+  always @(posedge clk)
+    w_p7_r42 <= \$1084 ;
+  always @(posedge clk)
+    w_p7_r43 <= \$1085 ;
+  always @(posedge clk)
+    w_p7_r44 <= \$1086 ;
+  always @(posedge clk)
+    w_p7_r45 <= \$1087 ;
+  always @(posedge clk)
+    w_p7_r46 <= \$1088 ;
+  always @(posedge clk)
+    w_p7_r47 <= \$1089 ;
+  always @(posedge clk)
+    w_p7_r48 <= \$1090 ;
+  always @(posedge clk)
+    w_p7_r49 <= \$1091 ;
+  always @(posedge clk)
+    w_p7_r50 <= \$1092 ;
+  always @(posedge clk)
+    w_p7_r51 <= \$1093 ;
+  always @(posedge clk)
+    w_p7_r52 <= \$1094 ;
+  always @(posedge clk)
+    w_p7_r53 <= \$1095 ;
+  always @(posedge clk)
+    w_p7_r54 <= \$1096 ;
+  always @(posedge clk)
+    w_p7_r55 <= \$1097 ;
+  always @(posedge clk)
+    w_p7_r56 <= \$1098 ;
+  always @(posedge clk)
+    w_p7_r57 <= \$1099 ;
+  always @(posedge clk)
+    w_p7_r58 <= \$1100 ;
+  always @(posedge clk)
+    w_p7_r59 <= \$1101 ;
+  always @(posedge clk)
+    w_p7_r60 <= \$1102 ;
+  always @(posedge clk)
+    w_p7_r61 <= \$1103 ;
+  always @(posedge clk)
+    w_p7_r62 <= \$1104 ;
+  always @(posedge clk)
+    w_p7_r63 <= \$1105 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$10  = w_p0_r0;
+      3'h1:
+          \$10  = w_p1_r0;
+      3'h2:
+          \$10  = w_p2_r0;
+      3'h3:
+          \$10  = w_p3_r0;
+      3'h4:
+          \$10  = w_p4_r0;
+      3'h5:
+          \$10  = w_p5_r0;
+      3'h6:
+          \$10  = w_p6_r0;
+      3'h7:
+          \$10  = w_p7_r0;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$11  = w_p0_r1;
+      3'h1:
+          \$11  = w_p1_r1;
+      3'h2:
+          \$11  = w_p2_r1;
+      3'h3:
+          \$11  = w_p3_r1;
+      3'h4:
+          \$11  = w_p4_r1;
+      3'h5:
+          \$11  = w_p5_r1;
+      3'h6:
+          \$11  = w_p6_r1;
+      3'h7:
+          \$11  = w_p7_r1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$12  = w_p0_r2;
+      3'h1:
+          \$12  = w_p1_r2;
+      3'h2:
+          \$12  = w_p2_r2;
+      3'h3:
+          \$12  = w_p3_r2;
+      3'h4:
+          \$12  = w_p4_r2;
+      3'h5:
+          \$12  = w_p5_r2;
+      3'h6:
+          \$12  = w_p6_r2;
+      3'h7:
+          \$12  = w_p7_r2;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$13  = w_p0_r3;
+      3'h1:
+          \$13  = w_p1_r3;
+      3'h2:
+          \$13  = w_p2_r3;
+      3'h3:
+          \$13  = w_p3_r3;
+      3'h4:
+          \$13  = w_p4_r3;
+      3'h5:
+          \$13  = w_p5_r3;
+      3'h6:
+          \$13  = w_p6_r3;
+      3'h7:
+          \$13  = w_p7_r3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$14  = w_p0_r4;
+      3'h1:
+          \$14  = w_p1_r4;
+      3'h2:
+          \$14  = w_p2_r4;
+      3'h3:
+          \$14  = w_p3_r4;
+      3'h4:
+          \$14  = w_p4_r4;
+      3'h5:
+          \$14  = w_p5_r4;
+      3'h6:
+          \$14  = w_p6_r4;
+      3'h7:
+          \$14  = w_p7_r4;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$15  = w_p0_r5;
+      3'h1:
+          \$15  = w_p1_r5;
+      3'h2:
+          \$15  = w_p2_r5;
+      3'h3:
+          \$15  = w_p3_r5;
+      3'h4:
+          \$15  = w_p4_r5;
+      3'h5:
+          \$15  = w_p5_r5;
+      3'h6:
+          \$15  = w_p6_r5;
+      3'h7:
+          \$15  = w_p7_r5;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$16  = w_p0_r6;
+      3'h1:
+          \$16  = w_p1_r6;
+      3'h2:
+          \$16  = w_p2_r6;
+      3'h3:
+          \$16  = w_p3_r6;
+      3'h4:
+          \$16  = w_p4_r6;
+      3'h5:
+          \$16  = w_p5_r6;
+      3'h6:
+          \$16  = w_p6_r6;
+      3'h7:
+          \$16  = w_p7_r6;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$17  = w_p0_r7;
+      3'h1:
+          \$17  = w_p1_r7;
+      3'h2:
+          \$17  = w_p2_r7;
+      3'h3:
+          \$17  = w_p3_r7;
+      3'h4:
+          \$17  = w_p4_r7;
+      3'h5:
+          \$17  = w_p5_r7;
+      3'h6:
+          \$17  = w_p6_r7;
+      3'h7:
+          \$17  = w_p7_r7;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$18  = w_p0_r8;
+      3'h1:
+          \$18  = w_p1_r8;
+      3'h2:
+          \$18  = w_p2_r8;
+      3'h3:
+          \$18  = w_p3_r8;
+      3'h4:
+          \$18  = w_p4_r8;
+      3'h5:
+          \$18  = w_p5_r8;
+      3'h6:
+          \$18  = w_p6_r8;
+      3'h7:
+          \$18  = w_p7_r8;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$19  = w_p0_r9;
+      3'h1:
+          \$19  = w_p1_r9;
+      3'h2:
+          \$19  = w_p2_r9;
+      3'h3:
+          \$19  = w_p3_r9;
+      3'h4:
+          \$19  = w_p4_r9;
+      3'h5:
+          \$19  = w_p5_r9;
+      3'h6:
+          \$19  = w_p6_r9;
+      3'h7:
+          \$19  = w_p7_r9;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$20  = w_p0_r10;
+      3'h1:
+          \$20  = w_p1_r10;
+      3'h2:
+          \$20  = w_p2_r10;
+      3'h3:
+          \$20  = w_p3_r10;
+      3'h4:
+          \$20  = w_p4_r10;
+      3'h5:
+          \$20  = w_p5_r10;
+      3'h6:
+          \$20  = w_p6_r10;
+      3'h7:
+          \$20  = w_p7_r10;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$21  = w_p0_r11;
+      3'h1:
+          \$21  = w_p1_r11;
+      3'h2:
+          \$21  = w_p2_r11;
+      3'h3:
+          \$21  = w_p3_r11;
+      3'h4:
+          \$21  = w_p4_r11;
+      3'h5:
+          \$21  = w_p5_r11;
+      3'h6:
+          \$21  = w_p6_r11;
+      3'h7:
+          \$21  = w_p7_r11;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$22  = w_p0_r12;
+      3'h1:
+          \$22  = w_p1_r12;
+      3'h2:
+          \$22  = w_p2_r12;
+      3'h3:
+          \$22  = w_p3_r12;
+      3'h4:
+          \$22  = w_p4_r12;
+      3'h5:
+          \$22  = w_p5_r12;
+      3'h6:
+          \$22  = w_p6_r12;
+      3'h7:
+          \$22  = w_p7_r12;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$23  = w_p0_r13;
+      3'h1:
+          \$23  = w_p1_r13;
+      3'h2:
+          \$23  = w_p2_r13;
+      3'h3:
+          \$23  = w_p3_r13;
+      3'h4:
+          \$23  = w_p4_r13;
+      3'h5:
+          \$23  = w_p5_r13;
+      3'h6:
+          \$23  = w_p6_r13;
+      3'h7:
+          \$23  = w_p7_r13;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$24  = w_p0_r14;
+      3'h1:
+          \$24  = w_p1_r14;
+      3'h2:
+          \$24  = w_p2_r14;
+      3'h3:
+          \$24  = w_p3_r14;
+      3'h4:
+          \$24  = w_p4_r14;
+      3'h5:
+          \$24  = w_p5_r14;
+      3'h6:
+          \$24  = w_p6_r14;
+      3'h7:
+          \$24  = w_p7_r14;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$25  = w_p0_r15;
+      3'h1:
+          \$25  = w_p1_r15;
+      3'h2:
+          \$25  = w_p2_r15;
+      3'h3:
+          \$25  = w_p3_r15;
+      3'h4:
+          \$25  = w_p4_r15;
+      3'h5:
+          \$25  = w_p5_r15;
+      3'h6:
+          \$25  = w_p6_r15;
+      3'h7:
+          \$25  = w_p7_r15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$26  = w_p0_r16;
+      3'h1:
+          \$26  = w_p1_r16;
+      3'h2:
+          \$26  = w_p2_r16;
+      3'h3:
+          \$26  = w_p3_r16;
+      3'h4:
+          \$26  = w_p4_r16;
+      3'h5:
+          \$26  = w_p5_r16;
+      3'h6:
+          \$26  = w_p6_r16;
+      3'h7:
+          \$26  = w_p7_r16;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$27  = w_p0_r17;
+      3'h1:
+          \$27  = w_p1_r17;
+      3'h2:
+          \$27  = w_p2_r17;
+      3'h3:
+          \$27  = w_p3_r17;
+      3'h4:
+          \$27  = w_p4_r17;
+      3'h5:
+          \$27  = w_p5_r17;
+      3'h6:
+          \$27  = w_p6_r17;
+      3'h7:
+          \$27  = w_p7_r17;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$28  = w_p0_r18;
+      3'h1:
+          \$28  = w_p1_r18;
+      3'h2:
+          \$28  = w_p2_r18;
+      3'h3:
+          \$28  = w_p3_r18;
+      3'h4:
+          \$28  = w_p4_r18;
+      3'h5:
+          \$28  = w_p5_r18;
+      3'h6:
+          \$28  = w_p6_r18;
+      3'h7:
+          \$28  = w_p7_r18;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$29  = w_p0_r19;
+      3'h1:
+          \$29  = w_p1_r19;
+      3'h2:
+          \$29  = w_p2_r19;
+      3'h3:
+          \$29  = w_p3_r19;
+      3'h4:
+          \$29  = w_p4_r19;
+      3'h5:
+          \$29  = w_p5_r19;
+      3'h6:
+          \$29  = w_p6_r19;
+      3'h7:
+          \$29  = w_p7_r19;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$30  = w_p0_r20;
+      3'h1:
+          \$30  = w_p1_r20;
+      3'h2:
+          \$30  = w_p2_r20;
+      3'h3:
+          \$30  = w_p3_r20;
+      3'h4:
+          \$30  = w_p4_r20;
+      3'h5:
+          \$30  = w_p5_r20;
+      3'h6:
+          \$30  = w_p6_r20;
+      3'h7:
+          \$30  = w_p7_r20;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$31  = w_p0_r21;
+      3'h1:
+          \$31  = w_p1_r21;
+      3'h2:
+          \$31  = w_p2_r21;
+      3'h3:
+          \$31  = w_p3_r21;
+      3'h4:
+          \$31  = w_p4_r21;
+      3'h5:
+          \$31  = w_p5_r21;
+      3'h6:
+          \$31  = w_p6_r21;
+      3'h7:
+          \$31  = w_p7_r21;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$32  = w_p0_r22;
+      3'h1:
+          \$32  = w_p1_r22;
+      3'h2:
+          \$32  = w_p2_r22;
+      3'h3:
+          \$32  = w_p3_r22;
+      3'h4:
+          \$32  = w_p4_r22;
+      3'h5:
+          \$32  = w_p5_r22;
+      3'h6:
+          \$32  = w_p6_r22;
+      3'h7:
+          \$32  = w_p7_r22;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$33  = w_p0_r23;
+      3'h1:
+          \$33  = w_p1_r23;
+      3'h2:
+          \$33  = w_p2_r23;
+      3'h3:
+          \$33  = w_p3_r23;
+      3'h4:
+          \$33  = w_p4_r23;
+      3'h5:
+          \$33  = w_p5_r23;
+      3'h6:
+          \$33  = w_p6_r23;
+      3'h7:
+          \$33  = w_p7_r23;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$34  = w_p0_r24;
+      3'h1:
+          \$34  = w_p1_r24;
+      3'h2:
+          \$34  = w_p2_r24;
+      3'h3:
+          \$34  = w_p3_r24;
+      3'h4:
+          \$34  = w_p4_r24;
+      3'h5:
+          \$34  = w_p5_r24;
+      3'h6:
+          \$34  = w_p6_r24;
+      3'h7:
+          \$34  = w_p7_r24;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$35  = w_p0_r25;
+      3'h1:
+          \$35  = w_p1_r25;
+      3'h2:
+          \$35  = w_p2_r25;
+      3'h3:
+          \$35  = w_p3_r25;
+      3'h4:
+          \$35  = w_p4_r25;
+      3'h5:
+          \$35  = w_p5_r25;
+      3'h6:
+          \$35  = w_p6_r25;
+      3'h7:
+          \$35  = w_p7_r25;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$36  = w_p0_r26;
+      3'h1:
+          \$36  = w_p1_r26;
+      3'h2:
+          \$36  = w_p2_r26;
+      3'h3:
+          \$36  = w_p3_r26;
+      3'h4:
+          \$36  = w_p4_r26;
+      3'h5:
+          \$36  = w_p5_r26;
+      3'h6:
+          \$36  = w_p6_r26;
+      3'h7:
+          \$36  = w_p7_r26;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$37  = w_p0_r27;
+      3'h1:
+          \$37  = w_p1_r27;
+      3'h2:
+          \$37  = w_p2_r27;
+      3'h3:
+          \$37  = w_p3_r27;
+      3'h4:
+          \$37  = w_p4_r27;
+      3'h5:
+          \$37  = w_p5_r27;
+      3'h6:
+          \$37  = w_p6_r27;
+      3'h7:
+          \$37  = w_p7_r27;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$38  = w_p0_r28;
+      3'h1:
+          \$38  = w_p1_r28;
+      3'h2:
+          \$38  = w_p2_r28;
+      3'h3:
+          \$38  = w_p3_r28;
+      3'h4:
+          \$38  = w_p4_r28;
+      3'h5:
+          \$38  = w_p5_r28;
+      3'h6:
+          \$38  = w_p6_r28;
+      3'h7:
+          \$38  = w_p7_r28;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$39  = w_p0_r29;
+      3'h1:
+          \$39  = w_p1_r29;
+      3'h2:
+          \$39  = w_p2_r29;
+      3'h3:
+          \$39  = w_p3_r29;
+      3'h4:
+          \$39  = w_p4_r29;
+      3'h5:
+          \$39  = w_p5_r29;
+      3'h6:
+          \$39  = w_p6_r29;
+      3'h7:
+          \$39  = w_p7_r29;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$40  = w_p0_r30;
+      3'h1:
+          \$40  = w_p1_r30;
+      3'h2:
+          \$40  = w_p2_r30;
+      3'h3:
+          \$40  = w_p3_r30;
+      3'h4:
+          \$40  = w_p4_r30;
+      3'h5:
+          \$40  = w_p5_r30;
+      3'h6:
+          \$40  = w_p6_r30;
+      3'h7:
+          \$40  = w_p7_r30;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$41  = w_p0_r31;
+      3'h1:
+          \$41  = w_p1_r31;
+      3'h2:
+          \$41  = w_p2_r31;
+      3'h3:
+          \$41  = w_p3_r31;
+      3'h4:
+          \$41  = w_p4_r31;
+      3'h5:
+          \$41  = w_p5_r31;
+      3'h6:
+          \$41  = w_p6_r31;
+      3'h7:
+          \$41  = w_p7_r31;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$42  = w_p0_r32;
+      3'h1:
+          \$42  = w_p1_r32;
+      3'h2:
+          \$42  = w_p2_r32;
+      3'h3:
+          \$42  = w_p3_r32;
+      3'h4:
+          \$42  = w_p4_r32;
+      3'h5:
+          \$42  = w_p5_r32;
+      3'h6:
+          \$42  = w_p6_r32;
+      3'h7:
+          \$42  = w_p7_r32;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$43  = w_p0_r33;
+      3'h1:
+          \$43  = w_p1_r33;
+      3'h2:
+          \$43  = w_p2_r33;
+      3'h3:
+          \$43  = w_p3_r33;
+      3'h4:
+          \$43  = w_p4_r33;
+      3'h5:
+          \$43  = w_p5_r33;
+      3'h6:
+          \$43  = w_p6_r33;
+      3'h7:
+          \$43  = w_p7_r33;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$44  = w_p0_r34;
+      3'h1:
+          \$44  = w_p1_r34;
+      3'h2:
+          \$44  = w_p2_r34;
+      3'h3:
+          \$44  = w_p3_r34;
+      3'h4:
+          \$44  = w_p4_r34;
+      3'h5:
+          \$44  = w_p5_r34;
+      3'h6:
+          \$44  = w_p6_r34;
+      3'h7:
+          \$44  = w_p7_r34;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$45  = w_p0_r35;
+      3'h1:
+          \$45  = w_p1_r35;
+      3'h2:
+          \$45  = w_p2_r35;
+      3'h3:
+          \$45  = w_p3_r35;
+      3'h4:
+          \$45  = w_p4_r35;
+      3'h5:
+          \$45  = w_p5_r35;
+      3'h6:
+          \$45  = w_p6_r35;
+      3'h7:
+          \$45  = w_p7_r35;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$46  = w_p0_r36;
+      3'h1:
+          \$46  = w_p1_r36;
+      3'h2:
+          \$46  = w_p2_r36;
+      3'h3:
+          \$46  = w_p3_r36;
+      3'h4:
+          \$46  = w_p4_r36;
+      3'h5:
+          \$46  = w_p5_r36;
+      3'h6:
+          \$46  = w_p6_r36;
+      3'h7:
+          \$46  = w_p7_r36;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$47  = w_p0_r37;
+      3'h1:
+          \$47  = w_p1_r37;
+      3'h2:
+          \$47  = w_p2_r37;
+      3'h3:
+          \$47  = w_p3_r37;
+      3'h4:
+          \$47  = w_p4_r37;
+      3'h5:
+          \$47  = w_p5_r37;
+      3'h6:
+          \$47  = w_p6_r37;
+      3'h7:
+          \$47  = w_p7_r37;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$48  = w_p0_r38;
+      3'h1:
+          \$48  = w_p1_r38;
+      3'h2:
+          \$48  = w_p2_r38;
+      3'h3:
+          \$48  = w_p3_r38;
+      3'h4:
+          \$48  = w_p4_r38;
+      3'h5:
+          \$48  = w_p5_r38;
+      3'h6:
+          \$48  = w_p6_r38;
+      3'h7:
+          \$48  = w_p7_r38;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$49  = w_p0_r39;
+      3'h1:
+          \$49  = w_p1_r39;
+      3'h2:
+          \$49  = w_p2_r39;
+      3'h3:
+          \$49  = w_p3_r39;
+      3'h4:
+          \$49  = w_p4_r39;
+      3'h5:
+          \$49  = w_p5_r39;
+      3'h6:
+          \$49  = w_p6_r39;
+      3'h7:
+          \$49  = w_p7_r39;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$50  = w_p0_r40;
+      3'h1:
+          \$50  = w_p1_r40;
+      3'h2:
+          \$50  = w_p2_r40;
+      3'h3:
+          \$50  = w_p3_r40;
+      3'h4:
+          \$50  = w_p4_r40;
+      3'h5:
+          \$50  = w_p5_r40;
+      3'h6:
+          \$50  = w_p6_r40;
+      3'h7:
+          \$50  = w_p7_r40;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$51  = w_p0_r41;
+      3'h1:
+          \$51  = w_p1_r41;
+      3'h2:
+          \$51  = w_p2_r41;
+      3'h3:
+          \$51  = w_p3_r41;
+      3'h4:
+          \$51  = w_p4_r41;
+      3'h5:
+          \$51  = w_p5_r41;
+      3'h6:
+          \$51  = w_p6_r41;
+      3'h7:
+          \$51  = w_p7_r41;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$52  = w_p0_r42;
+      3'h1:
+          \$52  = w_p1_r42;
+      3'h2:
+          \$52  = w_p2_r42;
+      3'h3:
+          \$52  = w_p3_r42;
+      3'h4:
+          \$52  = w_p4_r42;
+      3'h5:
+          \$52  = w_p5_r42;
+      3'h6:
+          \$52  = w_p6_r42;
+      3'h7:
+          \$52  = w_p7_r42;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$53  = w_p0_r43;
+      3'h1:
+          \$53  = w_p1_r43;
+      3'h2:
+          \$53  = w_p2_r43;
+      3'h3:
+          \$53  = w_p3_r43;
+      3'h4:
+          \$53  = w_p4_r43;
+      3'h5:
+          \$53  = w_p5_r43;
+      3'h6:
+          \$53  = w_p6_r43;
+      3'h7:
+          \$53  = w_p7_r43;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$54  = w_p0_r44;
+      3'h1:
+          \$54  = w_p1_r44;
+      3'h2:
+          \$54  = w_p2_r44;
+      3'h3:
+          \$54  = w_p3_r44;
+      3'h4:
+          \$54  = w_p4_r44;
+      3'h5:
+          \$54  = w_p5_r44;
+      3'h6:
+          \$54  = w_p6_r44;
+      3'h7:
+          \$54  = w_p7_r44;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$55  = w_p0_r45;
+      3'h1:
+          \$55  = w_p1_r45;
+      3'h2:
+          \$55  = w_p2_r45;
+      3'h3:
+          \$55  = w_p3_r45;
+      3'h4:
+          \$55  = w_p4_r45;
+      3'h5:
+          \$55  = w_p5_r45;
+      3'h6:
+          \$55  = w_p6_r45;
+      3'h7:
+          \$55  = w_p7_r45;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$56  = w_p0_r46;
+      3'h1:
+          \$56  = w_p1_r46;
+      3'h2:
+          \$56  = w_p2_r46;
+      3'h3:
+          \$56  = w_p3_r46;
+      3'h4:
+          \$56  = w_p4_r46;
+      3'h5:
+          \$56  = w_p5_r46;
+      3'h6:
+          \$56  = w_p6_r46;
+      3'h7:
+          \$56  = w_p7_r46;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$57  = w_p0_r47;
+      3'h1:
+          \$57  = w_p1_r47;
+      3'h2:
+          \$57  = w_p2_r47;
+      3'h3:
+          \$57  = w_p3_r47;
+      3'h4:
+          \$57  = w_p4_r47;
+      3'h5:
+          \$57  = w_p5_r47;
+      3'h6:
+          \$57  = w_p6_r47;
+      3'h7:
+          \$57  = w_p7_r47;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$58  = w_p0_r48;
+      3'h1:
+          \$58  = w_p1_r48;
+      3'h2:
+          \$58  = w_p2_r48;
+      3'h3:
+          \$58  = w_p3_r48;
+      3'h4:
+          \$58  = w_p4_r48;
+      3'h5:
+          \$58  = w_p5_r48;
+      3'h6:
+          \$58  = w_p6_r48;
+      3'h7:
+          \$58  = w_p7_r48;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$59  = w_p0_r49;
+      3'h1:
+          \$59  = w_p1_r49;
+      3'h2:
+          \$59  = w_p2_r49;
+      3'h3:
+          \$59  = w_p3_r49;
+      3'h4:
+          \$59  = w_p4_r49;
+      3'h5:
+          \$59  = w_p5_r49;
+      3'h6:
+          \$59  = w_p6_r49;
+      3'h7:
+          \$59  = w_p7_r49;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$60  = w_p0_r50;
+      3'h1:
+          \$60  = w_p1_r50;
+      3'h2:
+          \$60  = w_p2_r50;
+      3'h3:
+          \$60  = w_p3_r50;
+      3'h4:
+          \$60  = w_p4_r50;
+      3'h5:
+          \$60  = w_p5_r50;
+      3'h6:
+          \$60  = w_p6_r50;
+      3'h7:
+          \$60  = w_p7_r50;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$61  = w_p0_r51;
+      3'h1:
+          \$61  = w_p1_r51;
+      3'h2:
+          \$61  = w_p2_r51;
+      3'h3:
+          \$61  = w_p3_r51;
+      3'h4:
+          \$61  = w_p4_r51;
+      3'h5:
+          \$61  = w_p5_r51;
+      3'h6:
+          \$61  = w_p6_r51;
+      3'h7:
+          \$61  = w_p7_r51;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$62  = w_p0_r52;
+      3'h1:
+          \$62  = w_p1_r52;
+      3'h2:
+          \$62  = w_p2_r52;
+      3'h3:
+          \$62  = w_p3_r52;
+      3'h4:
+          \$62  = w_p4_r52;
+      3'h5:
+          \$62  = w_p5_r52;
+      3'h6:
+          \$62  = w_p6_r52;
+      3'h7:
+          \$62  = w_p7_r52;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$63  = w_p0_r53;
+      3'h1:
+          \$63  = w_p1_r53;
+      3'h2:
+          \$63  = w_p2_r53;
+      3'h3:
+          \$63  = w_p3_r53;
+      3'h4:
+          \$63  = w_p4_r53;
+      3'h5:
+          \$63  = w_p5_r53;
+      3'h6:
+          \$63  = w_p6_r53;
+      3'h7:
+          \$63  = w_p7_r53;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$64  = w_p0_r54;
+      3'h1:
+          \$64  = w_p1_r54;
+      3'h2:
+          \$64  = w_p2_r54;
+      3'h3:
+          \$64  = w_p3_r54;
+      3'h4:
+          \$64  = w_p4_r54;
+      3'h5:
+          \$64  = w_p5_r54;
+      3'h6:
+          \$64  = w_p6_r54;
+      3'h7:
+          \$64  = w_p7_r54;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$65  = w_p0_r55;
+      3'h1:
+          \$65  = w_p1_r55;
+      3'h2:
+          \$65  = w_p2_r55;
+      3'h3:
+          \$65  = w_p3_r55;
+      3'h4:
+          \$65  = w_p4_r55;
+      3'h5:
+          \$65  = w_p5_r55;
+      3'h6:
+          \$65  = w_p6_r55;
+      3'h7:
+          \$65  = w_p7_r55;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$66  = w_p0_r56;
+      3'h1:
+          \$66  = w_p1_r56;
+      3'h2:
+          \$66  = w_p2_r56;
+      3'h3:
+          \$66  = w_p3_r56;
+      3'h4:
+          \$66  = w_p4_r56;
+      3'h5:
+          \$66  = w_p5_r56;
+      3'h6:
+          \$66  = w_p6_r56;
+      3'h7:
+          \$66  = w_p7_r56;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$67  = w_p0_r57;
+      3'h1:
+          \$67  = w_p1_r57;
+      3'h2:
+          \$67  = w_p2_r57;
+      3'h3:
+          \$67  = w_p3_r57;
+      3'h4:
+          \$67  = w_p4_r57;
+      3'h5:
+          \$67  = w_p5_r57;
+      3'h6:
+          \$67  = w_p6_r57;
+      3'h7:
+          \$67  = w_p7_r57;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$68  = w_p0_r58;
+      3'h1:
+          \$68  = w_p1_r58;
+      3'h2:
+          \$68  = w_p2_r58;
+      3'h3:
+          \$68  = w_p3_r58;
+      3'h4:
+          \$68  = w_p4_r58;
+      3'h5:
+          \$68  = w_p5_r58;
+      3'h6:
+          \$68  = w_p6_r58;
+      3'h7:
+          \$68  = w_p7_r58;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$69  = w_p0_r59;
+      3'h1:
+          \$69  = w_p1_r59;
+      3'h2:
+          \$69  = w_p2_r59;
+      3'h3:
+          \$69  = w_p3_r59;
+      3'h4:
+          \$69  = w_p4_r59;
+      3'h5:
+          \$69  = w_p5_r59;
+      3'h6:
+          \$69  = w_p6_r59;
+      3'h7:
+          \$69  = w_p7_r59;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
           \$70  = w_p0_r60;
-      6'h3d:
-          \$70  = w_p0_r61;
-      6'h3e:
-          \$70  = w_p0_r62;
-      6'h3f:
-          \$70  = w_p0_r63;
+      3'h1:
+          \$70  = w_p1_r60;
+      3'h2:
+          \$70  = w_p2_r60;
+      3'h3:
+          \$70  = w_p3_r60;
+      3'h4:
+          \$70  = w_p4_r60;
+      3'h5:
+          \$70  = w_p5_r60;
+      3'h6:
+          \$70  = w_p6_r60;
+      3'h7:
+          \$70  = w_p7_r60;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$71  = w_p1_r0;
-      6'h01:
-          \$71  = w_p1_r1;
-      6'h02:
-          \$71  = w_p1_r2;
-      6'h03:
-          \$71  = w_p1_r3;
-      6'h04:
-          \$71  = w_p1_r4;
-      6'h05:
-          \$71  = w_p1_r5;
-      6'h06:
-          \$71  = w_p1_r6;
-      6'h07:
-          \$71  = w_p1_r7;
-      6'h08:
-          \$71  = w_p1_r8;
-      6'h09:
-          \$71  = w_p1_r9;
-      6'h0a:
-          \$71  = w_p1_r10;
-      6'h0b:
-          \$71  = w_p1_r11;
-      6'h0c:
-          \$71  = w_p1_r12;
-      6'h0d:
-          \$71  = w_p1_r13;
-      6'h0e:
-          \$71  = w_p1_r14;
-      6'h0f:
-          \$71  = w_p1_r15;
-      6'h10:
-          \$71  = w_p1_r16;
-      6'h11:
-          \$71  = w_p1_r17;
-      6'h12:
-          \$71  = w_p1_r18;
-      6'h13:
-          \$71  = w_p1_r19;
-      6'h14:
-          \$71  = w_p1_r20;
-      6'h15:
-          \$71  = w_p1_r21;
-      6'h16:
-          \$71  = w_p1_r22;
-      6'h17:
-          \$71  = w_p1_r23;
-      6'h18:
-          \$71  = w_p1_r24;
-      6'h19:
-          \$71  = w_p1_r25;
-      6'h1a:
-          \$71  = w_p1_r26;
-      6'h1b:
-          \$71  = w_p1_r27;
-      6'h1c:
-          \$71  = w_p1_r28;
-      6'h1d:
-          \$71  = w_p1_r29;
-      6'h1e:
-          \$71  = w_p1_r30;
-      6'h1f:
-          \$71  = w_p1_r31;
-      6'h20:
-          \$71  = w_p1_r32;
-      6'h21:
-          \$71  = w_p1_r33;
-      6'h22:
-          \$71  = w_p1_r34;
-      6'h23:
-          \$71  = w_p1_r35;
-      6'h24:
-          \$71  = w_p1_r36;
-      6'h25:
-          \$71  = w_p1_r37;
-      6'h26:
-          \$71  = w_p1_r38;
-      6'h27:
-          \$71  = w_p1_r39;
-      6'h28:
-          \$71  = w_p1_r40;
-      6'h29:
-          \$71  = w_p1_r41;
-      6'h2a:
-          \$71  = w_p1_r42;
-      6'h2b:
-          \$71  = w_p1_r43;
-      6'h2c:
-          \$71  = w_p1_r44;
-      6'h2d:
-          \$71  = w_p1_r45;
-      6'h2e:
-          \$71  = w_p1_r46;
-      6'h2f:
-          \$71  = w_p1_r47;
-      6'h30:
-          \$71  = w_p1_r48;
-      6'h31:
-          \$71  = w_p1_r49;
-      6'h32:
-          \$71  = w_p1_r50;
-      6'h33:
-          \$71  = w_p1_r51;
-      6'h34:
-          \$71  = w_p1_r52;
-      6'h35:
-          \$71  = w_p1_r53;
-      6'h36:
-          \$71  = w_p1_r54;
-      6'h37:
-          \$71  = w_p1_r55;
-      6'h38:
-          \$71  = w_p1_r56;
-      6'h39:
-          \$71  = w_p1_r57;
-      6'h3a:
-          \$71  = w_p1_r58;
-      6'h3b:
-          \$71  = w_p1_r59;
-      6'h3c:
-          \$71  = w_p1_r60;
-      6'h3d:
+    casez (cpage)
+      3'h0:
+          \$71  = w_p0_r61;
+      3'h1:
           \$71  = w_p1_r61;
-      6'h3e:
-          \$71  = w_p1_r62;
-      6'h3f:
-          \$71  = w_p1_r63;
+      3'h2:
+          \$71  = w_p2_r61;
+      3'h3:
+          \$71  = w_p3_r61;
+      3'h4:
+          \$71  = w_p4_r61;
+      3'h5:
+          \$71  = w_p5_r61;
+      3'h6:
+          \$71  = w_p6_r61;
+      3'h7:
+          \$71  = w_p7_r61;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$72  = w_p2_r0;
-      6'h01:
-          \$72  = w_p2_r1;
-      6'h02:
-          \$72  = w_p2_r2;
-      6'h03:
-          \$72  = w_p2_r3;
-      6'h04:
-          \$72  = w_p2_r4;
-      6'h05:
-          \$72  = w_p2_r5;
-      6'h06:
-          \$72  = w_p2_r6;
-      6'h07:
-          \$72  = w_p2_r7;
-      6'h08:
-          \$72  = w_p2_r8;
-      6'h09:
-          \$72  = w_p2_r9;
-      6'h0a:
-          \$72  = w_p2_r10;
-      6'h0b:
-          \$72  = w_p2_r11;
-      6'h0c:
-          \$72  = w_p2_r12;
-      6'h0d:
-          \$72  = w_p2_r13;
-      6'h0e:
-          \$72  = w_p2_r14;
-      6'h0f:
-          \$72  = w_p2_r15;
-      6'h10:
-          \$72  = w_p2_r16;
-      6'h11:
-          \$72  = w_p2_r17;
-      6'h12:
-          \$72  = w_p2_r18;
-      6'h13:
-          \$72  = w_p2_r19;
-      6'h14:
-          \$72  = w_p2_r20;
-      6'h15:
-          \$72  = w_p2_r21;
-      6'h16:
-          \$72  = w_p2_r22;
-      6'h17:
-          \$72  = w_p2_r23;
-      6'h18:
-          \$72  = w_p2_r24;
-      6'h19:
-          \$72  = w_p2_r25;
-      6'h1a:
-          \$72  = w_p2_r26;
-      6'h1b:
-          \$72  = w_p2_r27;
-      6'h1c:
-          \$72  = w_p2_r28;
-      6'h1d:
-          \$72  = w_p2_r29;
-      6'h1e:
-          \$72  = w_p2_r30;
-      6'h1f:
-          \$72  = w_p2_r31;
-      6'h20:
-          \$72  = w_p2_r32;
-      6'h21:
-          \$72  = w_p2_r33;
-      6'h22:
-          \$72  = w_p2_r34;
-      6'h23:
-          \$72  = w_p2_r35;
-      6'h24:
-          \$72  = w_p2_r36;
-      6'h25:
-          \$72  = w_p2_r37;
-      6'h26:
-          \$72  = w_p2_r38;
-      6'h27:
-          \$72  = w_p2_r39;
-      6'h28:
-          \$72  = w_p2_r40;
-      6'h29:
-          \$72  = w_p2_r41;
-      6'h2a:
-          \$72  = w_p2_r42;
-      6'h2b:
-          \$72  = w_p2_r43;
-      6'h2c:
-          \$72  = w_p2_r44;
-      6'h2d:
-          \$72  = w_p2_r45;
-      6'h2e:
-          \$72  = w_p2_r46;
-      6'h2f:
-          \$72  = w_p2_r47;
-      6'h30:
-          \$72  = w_p2_r48;
-      6'h31:
-          \$72  = w_p2_r49;
-      6'h32:
-          \$72  = w_p2_r50;
-      6'h33:
-          \$72  = w_p2_r51;
-      6'h34:
-          \$72  = w_p2_r52;
-      6'h35:
-          \$72  = w_p2_r53;
-      6'h36:
-          \$72  = w_p2_r54;
-      6'h37:
-          \$72  = w_p2_r55;
-      6'h38:
-          \$72  = w_p2_r56;
-      6'h39:
-          \$72  = w_p2_r57;
-      6'h3a:
-          \$72  = w_p2_r58;
-      6'h3b:
-          \$72  = w_p2_r59;
-      6'h3c:
-          \$72  = w_p2_r60;
-      6'h3d:
-          \$72  = w_p2_r61;
-      6'h3e:
+    casez (cpage)
+      3'h0:
+          \$72  = w_p0_r62;
+      3'h1:
+          \$72  = w_p1_r62;
+      3'h2:
           \$72  = w_p2_r62;
-      6'h3f:
-          \$72  = w_p2_r63;
+      3'h3:
+          \$72  = w_p3_r62;
+      3'h4:
+          \$72  = w_p4_r62;
+      3'h5:
+          \$72  = w_p5_r62;
+      3'h6:
+          \$72  = w_p6_r62;
+      3'h7:
+          \$72  = w_p7_r62;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (cpage)
+      3'h0:
+          \$73  = w_p0_r63;
+      3'h1:
+          \$73  = w_p1_r63;
+      3'h2:
+          \$73  = w_p2_r63;
+      3'h3:
+          \$73  = w_p3_r63;
+      3'h4:
+          \$73  = w_p4_r63;
+      3'h5:
+          \$73  = w_p5_r63;
+      3'h6:
+          \$73  = w_p6_r63;
+      3'h7:
+          \$73  = w_p7_r63;
     endcase
   end
   always @* begin
@@ -6689,427 +6843,4677 @@ module \default_cim_tile_r64_p4_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, 
     (* full_case = 32'd1 *)
     casez (rrow)
       6'h00:
-          \$73  = w_p3_r0;
+          \$74  = w_p0_r0;
       6'h01:
-          \$73  = w_p3_r1;
+          \$74  = w_p0_r1;
       6'h02:
-          \$73  = w_p3_r2;
+          \$74  = w_p0_r2;
       6'h03:
-          \$73  = w_p3_r3;
+          \$74  = w_p0_r3;
       6'h04:
-          \$73  = w_p3_r4;
+          \$74  = w_p0_r4;
       6'h05:
-          \$73  = w_p3_r5;
+          \$74  = w_p0_r5;
       6'h06:
-          \$73  = w_p3_r6;
+          \$74  = w_p0_r6;
       6'h07:
-          \$73  = w_p3_r7;
+          \$74  = w_p0_r7;
       6'h08:
-          \$73  = w_p3_r8;
+          \$74  = w_p0_r8;
       6'h09:
-          \$73  = w_p3_r9;
+          \$74  = w_p0_r9;
       6'h0a:
-          \$73  = w_p3_r10;
+          \$74  = w_p0_r10;
       6'h0b:
-          \$73  = w_p3_r11;
+          \$74  = w_p0_r11;
       6'h0c:
-          \$73  = w_p3_r12;
+          \$74  = w_p0_r12;
       6'h0d:
-          \$73  = w_p3_r13;
+          \$74  = w_p0_r13;
       6'h0e:
-          \$73  = w_p3_r14;
+          \$74  = w_p0_r14;
       6'h0f:
-          \$73  = w_p3_r15;
+          \$74  = w_p0_r15;
       6'h10:
-          \$73  = w_p3_r16;
+          \$74  = w_p0_r16;
       6'h11:
-          \$73  = w_p3_r17;
+          \$74  = w_p0_r17;
       6'h12:
-          \$73  = w_p3_r18;
+          \$74  = w_p0_r18;
       6'h13:
-          \$73  = w_p3_r19;
+          \$74  = w_p0_r19;
       6'h14:
-          \$73  = w_p3_r20;
+          \$74  = w_p0_r20;
       6'h15:
-          \$73  = w_p3_r21;
+          \$74  = w_p0_r21;
       6'h16:
-          \$73  = w_p3_r22;
+          \$74  = w_p0_r22;
       6'h17:
-          \$73  = w_p3_r23;
+          \$74  = w_p0_r23;
       6'h18:
-          \$73  = w_p3_r24;
+          \$74  = w_p0_r24;
       6'h19:
-          \$73  = w_p3_r25;
+          \$74  = w_p0_r25;
       6'h1a:
-          \$73  = w_p3_r26;
+          \$74  = w_p0_r26;
       6'h1b:
-          \$73  = w_p3_r27;
+          \$74  = w_p0_r27;
       6'h1c:
-          \$73  = w_p3_r28;
+          \$74  = w_p0_r28;
       6'h1d:
-          \$73  = w_p3_r29;
+          \$74  = w_p0_r29;
       6'h1e:
-          \$73  = w_p3_r30;
+          \$74  = w_p0_r30;
       6'h1f:
-          \$73  = w_p3_r31;
+          \$74  = w_p0_r31;
       6'h20:
-          \$73  = w_p3_r32;
+          \$74  = w_p0_r32;
       6'h21:
-          \$73  = w_p3_r33;
+          \$74  = w_p0_r33;
       6'h22:
-          \$73  = w_p3_r34;
+          \$74  = w_p0_r34;
       6'h23:
-          \$73  = w_p3_r35;
+          \$74  = w_p0_r35;
       6'h24:
-          \$73  = w_p3_r36;
+          \$74  = w_p0_r36;
       6'h25:
-          \$73  = w_p3_r37;
+          \$74  = w_p0_r37;
       6'h26:
-          \$73  = w_p3_r38;
+          \$74  = w_p0_r38;
       6'h27:
-          \$73  = w_p3_r39;
+          \$74  = w_p0_r39;
       6'h28:
-          \$73  = w_p3_r40;
+          \$74  = w_p0_r40;
       6'h29:
-          \$73  = w_p3_r41;
+          \$74  = w_p0_r41;
       6'h2a:
-          \$73  = w_p3_r42;
+          \$74  = w_p0_r42;
       6'h2b:
-          \$73  = w_p3_r43;
+          \$74  = w_p0_r43;
       6'h2c:
-          \$73  = w_p3_r44;
+          \$74  = w_p0_r44;
       6'h2d:
-          \$73  = w_p3_r45;
+          \$74  = w_p0_r45;
       6'h2e:
-          \$73  = w_p3_r46;
+          \$74  = w_p0_r46;
       6'h2f:
-          \$73  = w_p3_r47;
+          \$74  = w_p0_r47;
       6'h30:
-          \$73  = w_p3_r48;
+          \$74  = w_p0_r48;
       6'h31:
-          \$73  = w_p3_r49;
+          \$74  = w_p0_r49;
       6'h32:
-          \$73  = w_p3_r50;
+          \$74  = w_p0_r50;
       6'h33:
-          \$73  = w_p3_r51;
+          \$74  = w_p0_r51;
       6'h34:
-          \$73  = w_p3_r52;
+          \$74  = w_p0_r52;
       6'h35:
-          \$73  = w_p3_r53;
+          \$74  = w_p0_r53;
       6'h36:
-          \$73  = w_p3_r54;
+          \$74  = w_p0_r54;
       6'h37:
-          \$73  = w_p3_r55;
+          \$74  = w_p0_r55;
       6'h38:
-          \$73  = w_p3_r56;
+          \$74  = w_p0_r56;
       6'h39:
-          \$73  = w_p3_r57;
+          \$74  = w_p0_r57;
       6'h3a:
-          \$73  = w_p3_r58;
+          \$74  = w_p0_r58;
       6'h3b:
-          \$73  = w_p3_r59;
+          \$74  = w_p0_r59;
       6'h3c:
-          \$73  = w_p3_r60;
+          \$74  = w_p0_r60;
       6'h3d:
-          \$73  = w_p3_r61;
+          \$74  = w_p0_r61;
       6'h3e:
-          \$73  = w_p3_r62;
+          \$74  = w_p0_r62;
       6'h3f:
-          \$73  = w_p3_r63;
+          \$74  = w_p0_r63;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rrow)
+      6'h00:
+          \$75  = w_p1_r0;
+      6'h01:
+          \$75  = w_p1_r1;
+      6'h02:
+          \$75  = w_p1_r2;
+      6'h03:
+          \$75  = w_p1_r3;
+      6'h04:
+          \$75  = w_p1_r4;
+      6'h05:
+          \$75  = w_p1_r5;
+      6'h06:
+          \$75  = w_p1_r6;
+      6'h07:
+          \$75  = w_p1_r7;
+      6'h08:
+          \$75  = w_p1_r8;
+      6'h09:
+          \$75  = w_p1_r9;
+      6'h0a:
+          \$75  = w_p1_r10;
+      6'h0b:
+          \$75  = w_p1_r11;
+      6'h0c:
+          \$75  = w_p1_r12;
+      6'h0d:
+          \$75  = w_p1_r13;
+      6'h0e:
+          \$75  = w_p1_r14;
+      6'h0f:
+          \$75  = w_p1_r15;
+      6'h10:
+          \$75  = w_p1_r16;
+      6'h11:
+          \$75  = w_p1_r17;
+      6'h12:
+          \$75  = w_p1_r18;
+      6'h13:
+          \$75  = w_p1_r19;
+      6'h14:
+          \$75  = w_p1_r20;
+      6'h15:
+          \$75  = w_p1_r21;
+      6'h16:
+          \$75  = w_p1_r22;
+      6'h17:
+          \$75  = w_p1_r23;
+      6'h18:
+          \$75  = w_p1_r24;
+      6'h19:
+          \$75  = w_p1_r25;
+      6'h1a:
+          \$75  = w_p1_r26;
+      6'h1b:
+          \$75  = w_p1_r27;
+      6'h1c:
+          \$75  = w_p1_r28;
+      6'h1d:
+          \$75  = w_p1_r29;
+      6'h1e:
+          \$75  = w_p1_r30;
+      6'h1f:
+          \$75  = w_p1_r31;
+      6'h20:
+          \$75  = w_p1_r32;
+      6'h21:
+          \$75  = w_p1_r33;
+      6'h22:
+          \$75  = w_p1_r34;
+      6'h23:
+          \$75  = w_p1_r35;
+      6'h24:
+          \$75  = w_p1_r36;
+      6'h25:
+          \$75  = w_p1_r37;
+      6'h26:
+          \$75  = w_p1_r38;
+      6'h27:
+          \$75  = w_p1_r39;
+      6'h28:
+          \$75  = w_p1_r40;
+      6'h29:
+          \$75  = w_p1_r41;
+      6'h2a:
+          \$75  = w_p1_r42;
+      6'h2b:
+          \$75  = w_p1_r43;
+      6'h2c:
+          \$75  = w_p1_r44;
+      6'h2d:
+          \$75  = w_p1_r45;
+      6'h2e:
+          \$75  = w_p1_r46;
+      6'h2f:
+          \$75  = w_p1_r47;
+      6'h30:
+          \$75  = w_p1_r48;
+      6'h31:
+          \$75  = w_p1_r49;
+      6'h32:
+          \$75  = w_p1_r50;
+      6'h33:
+          \$75  = w_p1_r51;
+      6'h34:
+          \$75  = w_p1_r52;
+      6'h35:
+          \$75  = w_p1_r53;
+      6'h36:
+          \$75  = w_p1_r54;
+      6'h37:
+          \$75  = w_p1_r55;
+      6'h38:
+          \$75  = w_p1_r56;
+      6'h39:
+          \$75  = w_p1_r57;
+      6'h3a:
+          \$75  = w_p1_r58;
+      6'h3b:
+          \$75  = w_p1_r59;
+      6'h3c:
+          \$75  = w_p1_r60;
+      6'h3d:
+          \$75  = w_p1_r61;
+      6'h3e:
+          \$75  = w_p1_r62;
+      6'h3f:
+          \$75  = w_p1_r63;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rrow)
+      6'h00:
+          \$76  = w_p2_r0;
+      6'h01:
+          \$76  = w_p2_r1;
+      6'h02:
+          \$76  = w_p2_r2;
+      6'h03:
+          \$76  = w_p2_r3;
+      6'h04:
+          \$76  = w_p2_r4;
+      6'h05:
+          \$76  = w_p2_r5;
+      6'h06:
+          \$76  = w_p2_r6;
+      6'h07:
+          \$76  = w_p2_r7;
+      6'h08:
+          \$76  = w_p2_r8;
+      6'h09:
+          \$76  = w_p2_r9;
+      6'h0a:
+          \$76  = w_p2_r10;
+      6'h0b:
+          \$76  = w_p2_r11;
+      6'h0c:
+          \$76  = w_p2_r12;
+      6'h0d:
+          \$76  = w_p2_r13;
+      6'h0e:
+          \$76  = w_p2_r14;
+      6'h0f:
+          \$76  = w_p2_r15;
+      6'h10:
+          \$76  = w_p2_r16;
+      6'h11:
+          \$76  = w_p2_r17;
+      6'h12:
+          \$76  = w_p2_r18;
+      6'h13:
+          \$76  = w_p2_r19;
+      6'h14:
+          \$76  = w_p2_r20;
+      6'h15:
+          \$76  = w_p2_r21;
+      6'h16:
+          \$76  = w_p2_r22;
+      6'h17:
+          \$76  = w_p2_r23;
+      6'h18:
+          \$76  = w_p2_r24;
+      6'h19:
+          \$76  = w_p2_r25;
+      6'h1a:
+          \$76  = w_p2_r26;
+      6'h1b:
+          \$76  = w_p2_r27;
+      6'h1c:
+          \$76  = w_p2_r28;
+      6'h1d:
+          \$76  = w_p2_r29;
+      6'h1e:
+          \$76  = w_p2_r30;
+      6'h1f:
+          \$76  = w_p2_r31;
+      6'h20:
+          \$76  = w_p2_r32;
+      6'h21:
+          \$76  = w_p2_r33;
+      6'h22:
+          \$76  = w_p2_r34;
+      6'h23:
+          \$76  = w_p2_r35;
+      6'h24:
+          \$76  = w_p2_r36;
+      6'h25:
+          \$76  = w_p2_r37;
+      6'h26:
+          \$76  = w_p2_r38;
+      6'h27:
+          \$76  = w_p2_r39;
+      6'h28:
+          \$76  = w_p2_r40;
+      6'h29:
+          \$76  = w_p2_r41;
+      6'h2a:
+          \$76  = w_p2_r42;
+      6'h2b:
+          \$76  = w_p2_r43;
+      6'h2c:
+          \$76  = w_p2_r44;
+      6'h2d:
+          \$76  = w_p2_r45;
+      6'h2e:
+          \$76  = w_p2_r46;
+      6'h2f:
+          \$76  = w_p2_r47;
+      6'h30:
+          \$76  = w_p2_r48;
+      6'h31:
+          \$76  = w_p2_r49;
+      6'h32:
+          \$76  = w_p2_r50;
+      6'h33:
+          \$76  = w_p2_r51;
+      6'h34:
+          \$76  = w_p2_r52;
+      6'h35:
+          \$76  = w_p2_r53;
+      6'h36:
+          \$76  = w_p2_r54;
+      6'h37:
+          \$76  = w_p2_r55;
+      6'h38:
+          \$76  = w_p2_r56;
+      6'h39:
+          \$76  = w_p2_r57;
+      6'h3a:
+          \$76  = w_p2_r58;
+      6'h3b:
+          \$76  = w_p2_r59;
+      6'h3c:
+          \$76  = w_p2_r60;
+      6'h3d:
+          \$76  = w_p2_r61;
+      6'h3e:
+          \$76  = w_p2_r62;
+      6'h3f:
+          \$76  = w_p2_r63;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rrow)
+      6'h00:
+          \$77  = w_p3_r0;
+      6'h01:
+          \$77  = w_p3_r1;
+      6'h02:
+          \$77  = w_p3_r2;
+      6'h03:
+          \$77  = w_p3_r3;
+      6'h04:
+          \$77  = w_p3_r4;
+      6'h05:
+          \$77  = w_p3_r5;
+      6'h06:
+          \$77  = w_p3_r6;
+      6'h07:
+          \$77  = w_p3_r7;
+      6'h08:
+          \$77  = w_p3_r8;
+      6'h09:
+          \$77  = w_p3_r9;
+      6'h0a:
+          \$77  = w_p3_r10;
+      6'h0b:
+          \$77  = w_p3_r11;
+      6'h0c:
+          \$77  = w_p3_r12;
+      6'h0d:
+          \$77  = w_p3_r13;
+      6'h0e:
+          \$77  = w_p3_r14;
+      6'h0f:
+          \$77  = w_p3_r15;
+      6'h10:
+          \$77  = w_p3_r16;
+      6'h11:
+          \$77  = w_p3_r17;
+      6'h12:
+          \$77  = w_p3_r18;
+      6'h13:
+          \$77  = w_p3_r19;
+      6'h14:
+          \$77  = w_p3_r20;
+      6'h15:
+          \$77  = w_p3_r21;
+      6'h16:
+          \$77  = w_p3_r22;
+      6'h17:
+          \$77  = w_p3_r23;
+      6'h18:
+          \$77  = w_p3_r24;
+      6'h19:
+          \$77  = w_p3_r25;
+      6'h1a:
+          \$77  = w_p3_r26;
+      6'h1b:
+          \$77  = w_p3_r27;
+      6'h1c:
+          \$77  = w_p3_r28;
+      6'h1d:
+          \$77  = w_p3_r29;
+      6'h1e:
+          \$77  = w_p3_r30;
+      6'h1f:
+          \$77  = w_p3_r31;
+      6'h20:
+          \$77  = w_p3_r32;
+      6'h21:
+          \$77  = w_p3_r33;
+      6'h22:
+          \$77  = w_p3_r34;
+      6'h23:
+          \$77  = w_p3_r35;
+      6'h24:
+          \$77  = w_p3_r36;
+      6'h25:
+          \$77  = w_p3_r37;
+      6'h26:
+          \$77  = w_p3_r38;
+      6'h27:
+          \$77  = w_p3_r39;
+      6'h28:
+          \$77  = w_p3_r40;
+      6'h29:
+          \$77  = w_p3_r41;
+      6'h2a:
+          \$77  = w_p3_r42;
+      6'h2b:
+          \$77  = w_p3_r43;
+      6'h2c:
+          \$77  = w_p3_r44;
+      6'h2d:
+          \$77  = w_p3_r45;
+      6'h2e:
+          \$77  = w_p3_r46;
+      6'h2f:
+          \$77  = w_p3_r47;
+      6'h30:
+          \$77  = w_p3_r48;
+      6'h31:
+          \$77  = w_p3_r49;
+      6'h32:
+          \$77  = w_p3_r50;
+      6'h33:
+          \$77  = w_p3_r51;
+      6'h34:
+          \$77  = w_p3_r52;
+      6'h35:
+          \$77  = w_p3_r53;
+      6'h36:
+          \$77  = w_p3_r54;
+      6'h37:
+          \$77  = w_p3_r55;
+      6'h38:
+          \$77  = w_p3_r56;
+      6'h39:
+          \$77  = w_p3_r57;
+      6'h3a:
+          \$77  = w_p3_r58;
+      6'h3b:
+          \$77  = w_p3_r59;
+      6'h3c:
+          \$77  = w_p3_r60;
+      6'h3d:
+          \$77  = w_p3_r61;
+      6'h3e:
+          \$77  = w_p3_r62;
+      6'h3f:
+          \$77  = w_p3_r63;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rrow)
+      6'h00:
+          \$78  = w_p4_r0;
+      6'h01:
+          \$78  = w_p4_r1;
+      6'h02:
+          \$78  = w_p4_r2;
+      6'h03:
+          \$78  = w_p4_r3;
+      6'h04:
+          \$78  = w_p4_r4;
+      6'h05:
+          \$78  = w_p4_r5;
+      6'h06:
+          \$78  = w_p4_r6;
+      6'h07:
+          \$78  = w_p4_r7;
+      6'h08:
+          \$78  = w_p4_r8;
+      6'h09:
+          \$78  = w_p4_r9;
+      6'h0a:
+          \$78  = w_p4_r10;
+      6'h0b:
+          \$78  = w_p4_r11;
+      6'h0c:
+          \$78  = w_p4_r12;
+      6'h0d:
+          \$78  = w_p4_r13;
+      6'h0e:
+          \$78  = w_p4_r14;
+      6'h0f:
+          \$78  = w_p4_r15;
+      6'h10:
+          \$78  = w_p4_r16;
+      6'h11:
+          \$78  = w_p4_r17;
+      6'h12:
+          \$78  = w_p4_r18;
+      6'h13:
+          \$78  = w_p4_r19;
+      6'h14:
+          \$78  = w_p4_r20;
+      6'h15:
+          \$78  = w_p4_r21;
+      6'h16:
+          \$78  = w_p4_r22;
+      6'h17:
+          \$78  = w_p4_r23;
+      6'h18:
+          \$78  = w_p4_r24;
+      6'h19:
+          \$78  = w_p4_r25;
+      6'h1a:
+          \$78  = w_p4_r26;
+      6'h1b:
+          \$78  = w_p4_r27;
+      6'h1c:
+          \$78  = w_p4_r28;
+      6'h1d:
+          \$78  = w_p4_r29;
+      6'h1e:
+          \$78  = w_p4_r30;
+      6'h1f:
+          \$78  = w_p4_r31;
+      6'h20:
+          \$78  = w_p4_r32;
+      6'h21:
+          \$78  = w_p4_r33;
+      6'h22:
+          \$78  = w_p4_r34;
+      6'h23:
+          \$78  = w_p4_r35;
+      6'h24:
+          \$78  = w_p4_r36;
+      6'h25:
+          \$78  = w_p4_r37;
+      6'h26:
+          \$78  = w_p4_r38;
+      6'h27:
+          \$78  = w_p4_r39;
+      6'h28:
+          \$78  = w_p4_r40;
+      6'h29:
+          \$78  = w_p4_r41;
+      6'h2a:
+          \$78  = w_p4_r42;
+      6'h2b:
+          \$78  = w_p4_r43;
+      6'h2c:
+          \$78  = w_p4_r44;
+      6'h2d:
+          \$78  = w_p4_r45;
+      6'h2e:
+          \$78  = w_p4_r46;
+      6'h2f:
+          \$78  = w_p4_r47;
+      6'h30:
+          \$78  = w_p4_r48;
+      6'h31:
+          \$78  = w_p4_r49;
+      6'h32:
+          \$78  = w_p4_r50;
+      6'h33:
+          \$78  = w_p4_r51;
+      6'h34:
+          \$78  = w_p4_r52;
+      6'h35:
+          \$78  = w_p4_r53;
+      6'h36:
+          \$78  = w_p4_r54;
+      6'h37:
+          \$78  = w_p4_r55;
+      6'h38:
+          \$78  = w_p4_r56;
+      6'h39:
+          \$78  = w_p4_r57;
+      6'h3a:
+          \$78  = w_p4_r58;
+      6'h3b:
+          \$78  = w_p4_r59;
+      6'h3c:
+          \$78  = w_p4_r60;
+      6'h3d:
+          \$78  = w_p4_r61;
+      6'h3e:
+          \$78  = w_p4_r62;
+      6'h3f:
+          \$78  = w_p4_r63;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rrow)
+      6'h00:
+          \$79  = w_p5_r0;
+      6'h01:
+          \$79  = w_p5_r1;
+      6'h02:
+          \$79  = w_p5_r2;
+      6'h03:
+          \$79  = w_p5_r3;
+      6'h04:
+          \$79  = w_p5_r4;
+      6'h05:
+          \$79  = w_p5_r5;
+      6'h06:
+          \$79  = w_p5_r6;
+      6'h07:
+          \$79  = w_p5_r7;
+      6'h08:
+          \$79  = w_p5_r8;
+      6'h09:
+          \$79  = w_p5_r9;
+      6'h0a:
+          \$79  = w_p5_r10;
+      6'h0b:
+          \$79  = w_p5_r11;
+      6'h0c:
+          \$79  = w_p5_r12;
+      6'h0d:
+          \$79  = w_p5_r13;
+      6'h0e:
+          \$79  = w_p5_r14;
+      6'h0f:
+          \$79  = w_p5_r15;
+      6'h10:
+          \$79  = w_p5_r16;
+      6'h11:
+          \$79  = w_p5_r17;
+      6'h12:
+          \$79  = w_p5_r18;
+      6'h13:
+          \$79  = w_p5_r19;
+      6'h14:
+          \$79  = w_p5_r20;
+      6'h15:
+          \$79  = w_p5_r21;
+      6'h16:
+          \$79  = w_p5_r22;
+      6'h17:
+          \$79  = w_p5_r23;
+      6'h18:
+          \$79  = w_p5_r24;
+      6'h19:
+          \$79  = w_p5_r25;
+      6'h1a:
+          \$79  = w_p5_r26;
+      6'h1b:
+          \$79  = w_p5_r27;
+      6'h1c:
+          \$79  = w_p5_r28;
+      6'h1d:
+          \$79  = w_p5_r29;
+      6'h1e:
+          \$79  = w_p5_r30;
+      6'h1f:
+          \$79  = w_p5_r31;
+      6'h20:
+          \$79  = w_p5_r32;
+      6'h21:
+          \$79  = w_p5_r33;
+      6'h22:
+          \$79  = w_p5_r34;
+      6'h23:
+          \$79  = w_p5_r35;
+      6'h24:
+          \$79  = w_p5_r36;
+      6'h25:
+          \$79  = w_p5_r37;
+      6'h26:
+          \$79  = w_p5_r38;
+      6'h27:
+          \$79  = w_p5_r39;
+      6'h28:
+          \$79  = w_p5_r40;
+      6'h29:
+          \$79  = w_p5_r41;
+      6'h2a:
+          \$79  = w_p5_r42;
+      6'h2b:
+          \$79  = w_p5_r43;
+      6'h2c:
+          \$79  = w_p5_r44;
+      6'h2d:
+          \$79  = w_p5_r45;
+      6'h2e:
+          \$79  = w_p5_r46;
+      6'h2f:
+          \$79  = w_p5_r47;
+      6'h30:
+          \$79  = w_p5_r48;
+      6'h31:
+          \$79  = w_p5_r49;
+      6'h32:
+          \$79  = w_p5_r50;
+      6'h33:
+          \$79  = w_p5_r51;
+      6'h34:
+          \$79  = w_p5_r52;
+      6'h35:
+          \$79  = w_p5_r53;
+      6'h36:
+          \$79  = w_p5_r54;
+      6'h37:
+          \$79  = w_p5_r55;
+      6'h38:
+          \$79  = w_p5_r56;
+      6'h39:
+          \$79  = w_p5_r57;
+      6'h3a:
+          \$79  = w_p5_r58;
+      6'h3b:
+          \$79  = w_p5_r59;
+      6'h3c:
+          \$79  = w_p5_r60;
+      6'h3d:
+          \$79  = w_p5_r61;
+      6'h3e:
+          \$79  = w_p5_r62;
+      6'h3f:
+          \$79  = w_p5_r63;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rrow)
+      6'h00:
+          \$80  = w_p6_r0;
+      6'h01:
+          \$80  = w_p6_r1;
+      6'h02:
+          \$80  = w_p6_r2;
+      6'h03:
+          \$80  = w_p6_r3;
+      6'h04:
+          \$80  = w_p6_r4;
+      6'h05:
+          \$80  = w_p6_r5;
+      6'h06:
+          \$80  = w_p6_r6;
+      6'h07:
+          \$80  = w_p6_r7;
+      6'h08:
+          \$80  = w_p6_r8;
+      6'h09:
+          \$80  = w_p6_r9;
+      6'h0a:
+          \$80  = w_p6_r10;
+      6'h0b:
+          \$80  = w_p6_r11;
+      6'h0c:
+          \$80  = w_p6_r12;
+      6'h0d:
+          \$80  = w_p6_r13;
+      6'h0e:
+          \$80  = w_p6_r14;
+      6'h0f:
+          \$80  = w_p6_r15;
+      6'h10:
+          \$80  = w_p6_r16;
+      6'h11:
+          \$80  = w_p6_r17;
+      6'h12:
+          \$80  = w_p6_r18;
+      6'h13:
+          \$80  = w_p6_r19;
+      6'h14:
+          \$80  = w_p6_r20;
+      6'h15:
+          \$80  = w_p6_r21;
+      6'h16:
+          \$80  = w_p6_r22;
+      6'h17:
+          \$80  = w_p6_r23;
+      6'h18:
+          \$80  = w_p6_r24;
+      6'h19:
+          \$80  = w_p6_r25;
+      6'h1a:
+          \$80  = w_p6_r26;
+      6'h1b:
+          \$80  = w_p6_r27;
+      6'h1c:
+          \$80  = w_p6_r28;
+      6'h1d:
+          \$80  = w_p6_r29;
+      6'h1e:
+          \$80  = w_p6_r30;
+      6'h1f:
+          \$80  = w_p6_r31;
+      6'h20:
+          \$80  = w_p6_r32;
+      6'h21:
+          \$80  = w_p6_r33;
+      6'h22:
+          \$80  = w_p6_r34;
+      6'h23:
+          \$80  = w_p6_r35;
+      6'h24:
+          \$80  = w_p6_r36;
+      6'h25:
+          \$80  = w_p6_r37;
+      6'h26:
+          \$80  = w_p6_r38;
+      6'h27:
+          \$80  = w_p6_r39;
+      6'h28:
+          \$80  = w_p6_r40;
+      6'h29:
+          \$80  = w_p6_r41;
+      6'h2a:
+          \$80  = w_p6_r42;
+      6'h2b:
+          \$80  = w_p6_r43;
+      6'h2c:
+          \$80  = w_p6_r44;
+      6'h2d:
+          \$80  = w_p6_r45;
+      6'h2e:
+          \$80  = w_p6_r46;
+      6'h2f:
+          \$80  = w_p6_r47;
+      6'h30:
+          \$80  = w_p6_r48;
+      6'h31:
+          \$80  = w_p6_r49;
+      6'h32:
+          \$80  = w_p6_r50;
+      6'h33:
+          \$80  = w_p6_r51;
+      6'h34:
+          \$80  = w_p6_r52;
+      6'h35:
+          \$80  = w_p6_r53;
+      6'h36:
+          \$80  = w_p6_r54;
+      6'h37:
+          \$80  = w_p6_r55;
+      6'h38:
+          \$80  = w_p6_r56;
+      6'h39:
+          \$80  = w_p6_r57;
+      6'h3a:
+          \$80  = w_p6_r58;
+      6'h3b:
+          \$80  = w_p6_r59;
+      6'h3c:
+          \$80  = w_p6_r60;
+      6'h3d:
+          \$80  = w_p6_r61;
+      6'h3e:
+          \$80  = w_p6_r62;
+      6'h3f:
+          \$80  = w_p6_r63;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    casez (rrow)
+      6'h00:
+          \$81  = w_p7_r0;
+      6'h01:
+          \$81  = w_p7_r1;
+      6'h02:
+          \$81  = w_p7_r2;
+      6'h03:
+          \$81  = w_p7_r3;
+      6'h04:
+          \$81  = w_p7_r4;
+      6'h05:
+          \$81  = w_p7_r5;
+      6'h06:
+          \$81  = w_p7_r6;
+      6'h07:
+          \$81  = w_p7_r7;
+      6'h08:
+          \$81  = w_p7_r8;
+      6'h09:
+          \$81  = w_p7_r9;
+      6'h0a:
+          \$81  = w_p7_r10;
+      6'h0b:
+          \$81  = w_p7_r11;
+      6'h0c:
+          \$81  = w_p7_r12;
+      6'h0d:
+          \$81  = w_p7_r13;
+      6'h0e:
+          \$81  = w_p7_r14;
+      6'h0f:
+          \$81  = w_p7_r15;
+      6'h10:
+          \$81  = w_p7_r16;
+      6'h11:
+          \$81  = w_p7_r17;
+      6'h12:
+          \$81  = w_p7_r18;
+      6'h13:
+          \$81  = w_p7_r19;
+      6'h14:
+          \$81  = w_p7_r20;
+      6'h15:
+          \$81  = w_p7_r21;
+      6'h16:
+          \$81  = w_p7_r22;
+      6'h17:
+          \$81  = w_p7_r23;
+      6'h18:
+          \$81  = w_p7_r24;
+      6'h19:
+          \$81  = w_p7_r25;
+      6'h1a:
+          \$81  = w_p7_r26;
+      6'h1b:
+          \$81  = w_p7_r27;
+      6'h1c:
+          \$81  = w_p7_r28;
+      6'h1d:
+          \$81  = w_p7_r29;
+      6'h1e:
+          \$81  = w_p7_r30;
+      6'h1f:
+          \$81  = w_p7_r31;
+      6'h20:
+          \$81  = w_p7_r32;
+      6'h21:
+          \$81  = w_p7_r33;
+      6'h22:
+          \$81  = w_p7_r34;
+      6'h23:
+          \$81  = w_p7_r35;
+      6'h24:
+          \$81  = w_p7_r36;
+      6'h25:
+          \$81  = w_p7_r37;
+      6'h26:
+          \$81  = w_p7_r38;
+      6'h27:
+          \$81  = w_p7_r39;
+      6'h28:
+          \$81  = w_p7_r40;
+      6'h29:
+          \$81  = w_p7_r41;
+      6'h2a:
+          \$81  = w_p7_r42;
+      6'h2b:
+          \$81  = w_p7_r43;
+      6'h2c:
+          \$81  = w_p7_r44;
+      6'h2d:
+          \$81  = w_p7_r45;
+      6'h2e:
+          \$81  = w_p7_r46;
+      6'h2f:
+          \$81  = w_p7_r47;
+      6'h30:
+          \$81  = w_p7_r48;
+      6'h31:
+          \$81  = w_p7_r49;
+      6'h32:
+          \$81  = w_p7_r50;
+      6'h33:
+          \$81  = w_p7_r51;
+      6'h34:
+          \$81  = w_p7_r52;
+      6'h35:
+          \$81  = w_p7_r53;
+      6'h36:
+          \$81  = w_p7_r54;
+      6'h37:
+          \$81  = w_p7_r55;
+      6'h38:
+          \$81  = w_p7_r56;
+      6'h39:
+          \$81  = w_p7_r57;
+      6'h3a:
+          \$81  = w_p7_r58;
+      6'h3b:
+          \$81  = w_p7_r59;
+      6'h3c:
+          \$81  = w_p7_r60;
+      6'h3d:
+          \$81  = w_p7_r61;
+      6'h3e:
+          \$81  = w_p7_r62;
+      6'h3f:
+          \$81  = w_p7_r63;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     casez (rpage)
-      2'h0:
-          rdata = \$70 ;
-      2'h1:
-          rdata = \$71 ;
-      2'h2:
-          rdata = \$72 ;
-      2'h3:
-          rdata = \$73 ;
+      3'h0:
+          rdata = \$74 ;
+      3'h1:
+          rdata = \$75 ;
+      3'h2:
+          rdata = \$76 ;
+      3'h3:
+          rdata = \$77 ;
+      3'h4:
+          rdata = \$78 ;
+      3'h5:
+          rdata = \$79 ;
+      3'h6:
+          rdata = \$80 ;
+      3'h7:
+          rdata = \$81 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$330  = w_p0_r0;
-    if (\$74 ) begin
-      \$330  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$331  = w_p0_r1;
-    if (\$75 ) begin
-      \$331  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$332  = w_p0_r2;
-    if (\$76 ) begin
-      \$332  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$333  = w_p0_r3;
-    if (\$77 ) begin
-      \$333  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$334  = w_p0_r4;
-    if (\$78 ) begin
-      \$334  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$335  = w_p0_r5;
-    if (\$79 ) begin
-      \$335  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$336  = w_p0_r6;
-    if (\$80 ) begin
-      \$336  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$337  = w_p0_r7;
-    if (\$81 ) begin
-      \$337  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$338  = w_p0_r8;
+    \$594  = w_p0_r0;
     if (\$82 ) begin
-      \$338  = wdata;
+      \$594  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$339  = w_p0_r9;
+    \$595  = w_p0_r1;
     if (\$83 ) begin
-      \$339  = wdata;
+      \$595  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$340  = w_p0_r10;
+    \$596  = w_p0_r2;
     if (\$84 ) begin
-      \$340  = wdata;
+      \$596  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$341  = w_p0_r11;
+    \$597  = w_p0_r3;
     if (\$85 ) begin
-      \$341  = wdata;
+      \$597  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$342  = w_p0_r12;
+    \$598  = w_p0_r4;
     if (\$86 ) begin
-      \$342  = wdata;
+      \$598  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$343  = w_p0_r13;
+    \$599  = w_p0_r5;
     if (\$87 ) begin
-      \$343  = wdata;
+      \$599  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$344  = w_p0_r14;
+    \$600  = w_p0_r6;
     if (\$88 ) begin
-      \$344  = wdata;
+      \$600  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$345  = w_p0_r15;
+    \$601  = w_p0_r7;
     if (\$89 ) begin
-      \$345  = wdata;
+      \$601  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$346  = w_p0_r16;
+    \$602  = w_p0_r8;
     if (\$90 ) begin
-      \$346  = wdata;
+      \$602  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$347  = w_p0_r17;
+    \$603  = w_p0_r9;
     if (\$91 ) begin
-      \$347  = wdata;
+      \$603  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$348  = w_p0_r18;
+    \$604  = w_p0_r10;
     if (\$92 ) begin
-      \$348  = wdata;
+      \$604  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$349  = w_p0_r19;
+    \$605  = w_p0_r11;
     if (\$93 ) begin
-      \$349  = wdata;
+      \$605  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$350  = w_p0_r20;
+    \$606  = w_p0_r12;
     if (\$94 ) begin
-      \$350  = wdata;
+      \$606  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$351  = w_p0_r21;
+    \$607  = w_p0_r13;
     if (\$95 ) begin
-      \$351  = wdata;
+      \$607  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$352  = w_p0_r22;
+    \$608  = w_p0_r14;
     if (\$96 ) begin
-      \$352  = wdata;
+      \$608  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$353  = w_p0_r23;
+    \$609  = w_p0_r15;
     if (\$97 ) begin
-      \$353  = wdata;
+      \$609  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$354  = w_p0_r24;
+    \$610  = w_p0_r16;
     if (\$98 ) begin
-      \$354  = wdata;
+      \$610  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$355  = w_p0_r25;
+    \$611  = w_p0_r17;
     if (\$99 ) begin
-      \$355  = wdata;
+      \$611  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$356  = w_p0_r26;
+    \$612  = w_p0_r18;
     if (\$100 ) begin
-      \$356  = wdata;
+      \$612  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$357  = w_p0_r27;
+    \$613  = w_p0_r19;
     if (\$101 ) begin
-      \$357  = wdata;
+      \$613  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$358  = w_p0_r28;
+    \$614  = w_p0_r20;
     if (\$102 ) begin
-      \$358  = wdata;
+      \$614  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$359  = w_p0_r29;
+    \$615  = w_p0_r21;
     if (\$103 ) begin
-      \$359  = wdata;
+      \$615  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$360  = w_p0_r30;
+    \$616  = w_p0_r22;
     if (\$104 ) begin
-      \$360  = wdata;
+      \$616  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$361  = w_p0_r31;
+    \$617  = w_p0_r23;
     if (\$105 ) begin
-      \$361  = wdata;
+      \$617  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$362  = w_p0_r32;
+    \$618  = w_p0_r24;
     if (\$106 ) begin
-      \$362  = wdata;
+      \$618  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$363  = w_p0_r33;
+    \$619  = w_p0_r25;
     if (\$107 ) begin
-      \$363  = wdata;
+      \$619  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$364  = w_p0_r34;
+    \$620  = w_p0_r26;
     if (\$108 ) begin
-      \$364  = wdata;
+      \$620  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$365  = w_p0_r35;
+    \$621  = w_p0_r27;
     if (\$109 ) begin
-      \$365  = wdata;
+      \$621  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$366  = w_p0_r36;
+    \$622  = w_p0_r28;
     if (\$110 ) begin
-      \$366  = wdata;
+      \$622  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$367  = w_p0_r37;
+    \$623  = w_p0_r29;
     if (\$111 ) begin
-      \$367  = wdata;
+      \$623  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$368  = w_p0_r38;
+    \$624  = w_p0_r30;
     if (\$112 ) begin
-      \$368  = wdata;
+      \$624  = wdata;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$369  = w_p0_r39;
+    \$625  = w_p0_r31;
     if (\$113 ) begin
-      \$369  = wdata;
+      \$625  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$626  = w_p0_r32;
+    if (\$114 ) begin
+      \$626  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$627  = w_p0_r33;
+    if (\$115 ) begin
+      \$627  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$628  = w_p0_r34;
+    if (\$116 ) begin
+      \$628  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$629  = w_p0_r35;
+    if (\$117 ) begin
+      \$629  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$630  = w_p0_r36;
+    if (\$118 ) begin
+      \$630  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$631  = w_p0_r37;
+    if (\$119 ) begin
+      \$631  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$632  = w_p0_r38;
+    if (\$120 ) begin
+      \$632  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$633  = w_p0_r39;
+    if (\$121 ) begin
+      \$633  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$634  = w_p0_r40;
+    if (\$122 ) begin
+      \$634  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$635  = w_p0_r41;
+    if (\$123 ) begin
+      \$635  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$636  = w_p0_r42;
+    if (\$124 ) begin
+      \$636  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$637  = w_p0_r43;
+    if (\$125 ) begin
+      \$637  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$638  = w_p0_r44;
+    if (\$126 ) begin
+      \$638  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$639  = w_p0_r45;
+    if (\$127 ) begin
+      \$639  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$640  = w_p0_r46;
+    if (\$128 ) begin
+      \$640  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$641  = w_p0_r47;
+    if (\$129 ) begin
+      \$641  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$642  = w_p0_r48;
+    if (\$130 ) begin
+      \$642  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$643  = w_p0_r49;
+    if (\$131 ) begin
+      \$643  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$644  = w_p0_r50;
+    if (\$132 ) begin
+      \$644  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$645  = w_p0_r51;
+    if (\$133 ) begin
+      \$645  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$646  = w_p0_r52;
+    if (\$134 ) begin
+      \$646  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$647  = w_p0_r53;
+    if (\$135 ) begin
+      \$647  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$648  = w_p0_r54;
+    if (\$136 ) begin
+      \$648  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$649  = w_p0_r55;
+    if (\$137 ) begin
+      \$649  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$650  = w_p0_r56;
+    if (\$138 ) begin
+      \$650  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$651  = w_p0_r57;
+    if (\$139 ) begin
+      \$651  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$652  = w_p0_r58;
+    if (\$140 ) begin
+      \$652  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$653  = w_p0_r59;
+    if (\$141 ) begin
+      \$653  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$654  = w_p0_r60;
+    if (\$142 ) begin
+      \$654  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$655  = w_p0_r61;
+    if (\$143 ) begin
+      \$655  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$656  = w_p0_r62;
+    if (\$144 ) begin
+      \$656  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$657  = w_p0_r63;
+    if (\$145 ) begin
+      \$657  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$658  = w_p1_r0;
+    if (\$146 ) begin
+      \$658  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$659  = w_p1_r1;
+    if (\$147 ) begin
+      \$659  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$660  = w_p1_r2;
+    if (\$148 ) begin
+      \$660  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$661  = w_p1_r3;
+    if (\$149 ) begin
+      \$661  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$662  = w_p1_r4;
+    if (\$150 ) begin
+      \$662  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$663  = w_p1_r5;
+    if (\$151 ) begin
+      \$663  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$664  = w_p1_r6;
+    if (\$152 ) begin
+      \$664  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$665  = w_p1_r7;
+    if (\$153 ) begin
+      \$665  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$666  = w_p1_r8;
+    if (\$154 ) begin
+      \$666  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$667  = w_p1_r9;
+    if (\$155 ) begin
+      \$667  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$668  = w_p1_r10;
+    if (\$156 ) begin
+      \$668  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$669  = w_p1_r11;
+    if (\$157 ) begin
+      \$669  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$670  = w_p1_r12;
+    if (\$158 ) begin
+      \$670  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$671  = w_p1_r13;
+    if (\$159 ) begin
+      \$671  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$672  = w_p1_r14;
+    if (\$160 ) begin
+      \$672  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$673  = w_p1_r15;
+    if (\$161 ) begin
+      \$673  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$674  = w_p1_r16;
+    if (\$162 ) begin
+      \$674  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$675  = w_p1_r17;
+    if (\$163 ) begin
+      \$675  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$676  = w_p1_r18;
+    if (\$164 ) begin
+      \$676  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$677  = w_p1_r19;
+    if (\$165 ) begin
+      \$677  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$678  = w_p1_r20;
+    if (\$166 ) begin
+      \$678  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$679  = w_p1_r21;
+    if (\$167 ) begin
+      \$679  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$680  = w_p1_r22;
+    if (\$168 ) begin
+      \$680  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$681  = w_p1_r23;
+    if (\$169 ) begin
+      \$681  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$682  = w_p1_r24;
+    if (\$170 ) begin
+      \$682  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$683  = w_p1_r25;
+    if (\$171 ) begin
+      \$683  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$684  = w_p1_r26;
+    if (\$172 ) begin
+      \$684  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$685  = w_p1_r27;
+    if (\$173 ) begin
+      \$685  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$686  = w_p1_r28;
+    if (\$174 ) begin
+      \$686  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$687  = w_p1_r29;
+    if (\$175 ) begin
+      \$687  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$688  = w_p1_r30;
+    if (\$176 ) begin
+      \$688  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$689  = w_p1_r31;
+    if (\$177 ) begin
+      \$689  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$690  = w_p1_r32;
+    if (\$178 ) begin
+      \$690  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$691  = w_p1_r33;
+    if (\$179 ) begin
+      \$691  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$692  = w_p1_r34;
+    if (\$180 ) begin
+      \$692  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$693  = w_p1_r35;
+    if (\$181 ) begin
+      \$693  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$694  = w_p1_r36;
+    if (\$182 ) begin
+      \$694  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$695  = w_p1_r37;
+    if (\$183 ) begin
+      \$695  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$696  = w_p1_r38;
+    if (\$184 ) begin
+      \$696  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$697  = w_p1_r39;
+    if (\$185 ) begin
+      \$697  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$698  = w_p1_r40;
+    if (\$186 ) begin
+      \$698  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$699  = w_p1_r41;
+    if (\$187 ) begin
+      \$699  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$700  = w_p1_r42;
+    if (\$188 ) begin
+      \$700  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$701  = w_p1_r43;
+    if (\$189 ) begin
+      \$701  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$702  = w_p1_r44;
+    if (\$190 ) begin
+      \$702  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$703  = w_p1_r45;
+    if (\$191 ) begin
+      \$703  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$704  = w_p1_r46;
+    if (\$192 ) begin
+      \$704  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$705  = w_p1_r47;
+    if (\$193 ) begin
+      \$705  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$706  = w_p1_r48;
+    if (\$194 ) begin
+      \$706  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$707  = w_p1_r49;
+    if (\$195 ) begin
+      \$707  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$708  = w_p1_r50;
+    if (\$196 ) begin
+      \$708  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$709  = w_p1_r51;
+    if (\$197 ) begin
+      \$709  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$710  = w_p1_r52;
+    if (\$198 ) begin
+      \$710  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$711  = w_p1_r53;
+    if (\$199 ) begin
+      \$711  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$712  = w_p1_r54;
+    if (\$200 ) begin
+      \$712  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$713  = w_p1_r55;
+    if (\$201 ) begin
+      \$713  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$714  = w_p1_r56;
+    if (\$202 ) begin
+      \$714  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$715  = w_p1_r57;
+    if (\$203 ) begin
+      \$715  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$716  = w_p1_r58;
+    if (\$204 ) begin
+      \$716  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$717  = w_p1_r59;
+    if (\$205 ) begin
+      \$717  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$718  = w_p1_r60;
+    if (\$206 ) begin
+      \$718  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$719  = w_p1_r61;
+    if (\$207 ) begin
+      \$719  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$720  = w_p1_r62;
+    if (\$208 ) begin
+      \$720  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$721  = w_p1_r63;
+    if (\$209 ) begin
+      \$721  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$722  = w_p2_r0;
+    if (\$210 ) begin
+      \$722  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$723  = w_p2_r1;
+    if (\$211 ) begin
+      \$723  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$724  = w_p2_r2;
+    if (\$212 ) begin
+      \$724  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$725  = w_p2_r3;
+    if (\$213 ) begin
+      \$725  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$726  = w_p2_r4;
+    if (\$214 ) begin
+      \$726  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$727  = w_p2_r5;
+    if (\$215 ) begin
+      \$727  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$728  = w_p2_r6;
+    if (\$216 ) begin
+      \$728  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$729  = w_p2_r7;
+    if (\$217 ) begin
+      \$729  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$730  = w_p2_r8;
+    if (\$218 ) begin
+      \$730  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$731  = w_p2_r9;
+    if (\$219 ) begin
+      \$731  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$732  = w_p2_r10;
+    if (\$220 ) begin
+      \$732  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$733  = w_p2_r11;
+    if (\$221 ) begin
+      \$733  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$734  = w_p2_r12;
+    if (\$222 ) begin
+      \$734  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$735  = w_p2_r13;
+    if (\$223 ) begin
+      \$735  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$736  = w_p2_r14;
+    if (\$224 ) begin
+      \$736  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$737  = w_p2_r15;
+    if (\$225 ) begin
+      \$737  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$738  = w_p2_r16;
+    if (\$226 ) begin
+      \$738  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$739  = w_p2_r17;
+    if (\$227 ) begin
+      \$739  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$740  = w_p2_r18;
+    if (\$228 ) begin
+      \$740  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$741  = w_p2_r19;
+    if (\$229 ) begin
+      \$741  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$742  = w_p2_r20;
+    if (\$230 ) begin
+      \$742  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$743  = w_p2_r21;
+    if (\$231 ) begin
+      \$743  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$744  = w_p2_r22;
+    if (\$232 ) begin
+      \$744  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$745  = w_p2_r23;
+    if (\$233 ) begin
+      \$745  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$746  = w_p2_r24;
+    if (\$234 ) begin
+      \$746  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$747  = w_p2_r25;
+    if (\$235 ) begin
+      \$747  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$748  = w_p2_r26;
+    if (\$236 ) begin
+      \$748  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$749  = w_p2_r27;
+    if (\$237 ) begin
+      \$749  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$750  = w_p2_r28;
+    if (\$238 ) begin
+      \$750  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$751  = w_p2_r29;
+    if (\$239 ) begin
+      \$751  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$752  = w_p2_r30;
+    if (\$240 ) begin
+      \$752  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$753  = w_p2_r31;
+    if (\$241 ) begin
+      \$753  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$754  = w_p2_r32;
+    if (\$242 ) begin
+      \$754  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$755  = w_p2_r33;
+    if (\$243 ) begin
+      \$755  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$756  = w_p2_r34;
+    if (\$244 ) begin
+      \$756  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$757  = w_p2_r35;
+    if (\$245 ) begin
+      \$757  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$758  = w_p2_r36;
+    if (\$246 ) begin
+      \$758  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$759  = w_p2_r37;
+    if (\$247 ) begin
+      \$759  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$760  = w_p2_r38;
+    if (\$248 ) begin
+      \$760  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$761  = w_p2_r39;
+    if (\$249 ) begin
+      \$761  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$762  = w_p2_r40;
+    if (\$250 ) begin
+      \$762  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$763  = w_p2_r41;
+    if (\$251 ) begin
+      \$763  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$764  = w_p2_r42;
+    if (\$252 ) begin
+      \$764  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$765  = w_p2_r43;
+    if (\$253 ) begin
+      \$765  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$766  = w_p2_r44;
+    if (\$254 ) begin
+      \$766  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$767  = w_p2_r45;
+    if (\$255 ) begin
+      \$767  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$768  = w_p2_r46;
+    if (\$256 ) begin
+      \$768  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$769  = w_p2_r47;
+    if (\$257 ) begin
+      \$769  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$770  = w_p2_r48;
+    if (\$258 ) begin
+      \$770  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$771  = w_p2_r49;
+    if (\$259 ) begin
+      \$771  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$772  = w_p2_r50;
+    if (\$260 ) begin
+      \$772  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$773  = w_p2_r51;
+    if (\$261 ) begin
+      \$773  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$774  = w_p2_r52;
+    if (\$262 ) begin
+      \$774  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$775  = w_p2_r53;
+    if (\$263 ) begin
+      \$775  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$776  = w_p2_r54;
+    if (\$264 ) begin
+      \$776  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$777  = w_p2_r55;
+    if (\$265 ) begin
+      \$777  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$778  = w_p2_r56;
+    if (\$266 ) begin
+      \$778  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$779  = w_p2_r57;
+    if (\$267 ) begin
+      \$779  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$780  = w_p2_r58;
+    if (\$268 ) begin
+      \$780  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$781  = w_p2_r59;
+    if (\$269 ) begin
+      \$781  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$782  = w_p2_r60;
+    if (\$270 ) begin
+      \$782  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$783  = w_p2_r61;
+    if (\$271 ) begin
+      \$783  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$784  = w_p2_r62;
+    if (\$272 ) begin
+      \$784  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$785  = w_p2_r63;
+    if (\$273 ) begin
+      \$785  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$786  = w_p3_r0;
+    if (\$274 ) begin
+      \$786  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$787  = w_p3_r1;
+    if (\$275 ) begin
+      \$787  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$788  = w_p3_r2;
+    if (\$276 ) begin
+      \$788  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$789  = w_p3_r3;
+    if (\$277 ) begin
+      \$789  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$790  = w_p3_r4;
+    if (\$278 ) begin
+      \$790  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$791  = w_p3_r5;
+    if (\$279 ) begin
+      \$791  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$792  = w_p3_r6;
+    if (\$280 ) begin
+      \$792  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$793  = w_p3_r7;
+    if (\$281 ) begin
+      \$793  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$794  = w_p3_r8;
+    if (\$282 ) begin
+      \$794  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$795  = w_p3_r9;
+    if (\$283 ) begin
+      \$795  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$796  = w_p3_r10;
+    if (\$284 ) begin
+      \$796  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$797  = w_p3_r11;
+    if (\$285 ) begin
+      \$797  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$798  = w_p3_r12;
+    if (\$286 ) begin
+      \$798  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$799  = w_p3_r13;
+    if (\$287 ) begin
+      \$799  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$800  = w_p3_r14;
+    if (\$288 ) begin
+      \$800  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$801  = w_p3_r15;
+    if (\$289 ) begin
+      \$801  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$802  = w_p3_r16;
+    if (\$290 ) begin
+      \$802  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$803  = w_p3_r17;
+    if (\$291 ) begin
+      \$803  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$804  = w_p3_r18;
+    if (\$292 ) begin
+      \$804  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$805  = w_p3_r19;
+    if (\$293 ) begin
+      \$805  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$806  = w_p3_r20;
+    if (\$294 ) begin
+      \$806  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$807  = w_p3_r21;
+    if (\$295 ) begin
+      \$807  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$808  = w_p3_r22;
+    if (\$296 ) begin
+      \$808  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$809  = w_p3_r23;
+    if (\$297 ) begin
+      \$809  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$810  = w_p3_r24;
+    if (\$298 ) begin
+      \$810  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$811  = w_p3_r25;
+    if (\$299 ) begin
+      \$811  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$812  = w_p3_r26;
+    if (\$300 ) begin
+      \$812  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$813  = w_p3_r27;
+    if (\$301 ) begin
+      \$813  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$814  = w_p3_r28;
+    if (\$302 ) begin
+      \$814  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$815  = w_p3_r29;
+    if (\$303 ) begin
+      \$815  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$816  = w_p3_r30;
+    if (\$304 ) begin
+      \$816  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$817  = w_p3_r31;
+    if (\$305 ) begin
+      \$817  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$818  = w_p3_r32;
+    if (\$306 ) begin
+      \$818  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$819  = w_p3_r33;
+    if (\$307 ) begin
+      \$819  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$820  = w_p3_r34;
+    if (\$308 ) begin
+      \$820  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$821  = w_p3_r35;
+    if (\$309 ) begin
+      \$821  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$822  = w_p3_r36;
+    if (\$310 ) begin
+      \$822  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$823  = w_p3_r37;
+    if (\$311 ) begin
+      \$823  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$824  = w_p3_r38;
+    if (\$312 ) begin
+      \$824  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$825  = w_p3_r39;
+    if (\$313 ) begin
+      \$825  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$826  = w_p3_r40;
+    if (\$314 ) begin
+      \$826  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$827  = w_p3_r41;
+    if (\$315 ) begin
+      \$827  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$828  = w_p3_r42;
+    if (\$316 ) begin
+      \$828  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$829  = w_p3_r43;
+    if (\$317 ) begin
+      \$829  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$830  = w_p3_r44;
+    if (\$318 ) begin
+      \$830  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$831  = w_p3_r45;
+    if (\$319 ) begin
+      \$831  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$832  = w_p3_r46;
+    if (\$320 ) begin
+      \$832  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$833  = w_p3_r47;
+    if (\$321 ) begin
+      \$833  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$834  = w_p3_r48;
+    if (\$322 ) begin
+      \$834  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$835  = w_p3_r49;
+    if (\$323 ) begin
+      \$835  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$836  = w_p3_r50;
+    if (\$324 ) begin
+      \$836  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$837  = w_p3_r51;
+    if (\$325 ) begin
+      \$837  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$838  = w_p3_r52;
+    if (\$326 ) begin
+      \$838  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$839  = w_p3_r53;
+    if (\$327 ) begin
+      \$839  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$840  = w_p3_r54;
+    if (\$328 ) begin
+      \$840  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$841  = w_p3_r55;
+    if (\$329 ) begin
+      \$841  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$842  = w_p3_r56;
+    if (\$330 ) begin
+      \$842  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$843  = w_p3_r57;
+    if (\$331 ) begin
+      \$843  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$844  = w_p3_r58;
+    if (\$332 ) begin
+      \$844  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$845  = w_p3_r59;
+    if (\$333 ) begin
+      \$845  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$846  = w_p3_r60;
+    if (\$334 ) begin
+      \$846  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$847  = w_p3_r61;
+    if (\$335 ) begin
+      \$847  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$848  = w_p3_r62;
+    if (\$336 ) begin
+      \$848  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$849  = w_p3_r63;
+    if (\$337 ) begin
+      \$849  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$850  = w_p4_r0;
+    if (\$338 ) begin
+      \$850  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$851  = w_p4_r1;
+    if (\$339 ) begin
+      \$851  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$852  = w_p4_r2;
+    if (\$340 ) begin
+      \$852  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$853  = w_p4_r3;
+    if (\$341 ) begin
+      \$853  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$854  = w_p4_r4;
+    if (\$342 ) begin
+      \$854  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$855  = w_p4_r5;
+    if (\$343 ) begin
+      \$855  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$856  = w_p4_r6;
+    if (\$344 ) begin
+      \$856  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$857  = w_p4_r7;
+    if (\$345 ) begin
+      \$857  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$858  = w_p4_r8;
+    if (\$346 ) begin
+      \$858  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$859  = w_p4_r9;
+    if (\$347 ) begin
+      \$859  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$860  = w_p4_r10;
+    if (\$348 ) begin
+      \$860  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$861  = w_p4_r11;
+    if (\$349 ) begin
+      \$861  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$862  = w_p4_r12;
+    if (\$350 ) begin
+      \$862  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$863  = w_p4_r13;
+    if (\$351 ) begin
+      \$863  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$864  = w_p4_r14;
+    if (\$352 ) begin
+      \$864  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$865  = w_p4_r15;
+    if (\$353 ) begin
+      \$865  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$866  = w_p4_r16;
+    if (\$354 ) begin
+      \$866  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$867  = w_p4_r17;
+    if (\$355 ) begin
+      \$867  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$868  = w_p4_r18;
+    if (\$356 ) begin
+      \$868  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$869  = w_p4_r19;
+    if (\$357 ) begin
+      \$869  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$870  = w_p4_r20;
+    if (\$358 ) begin
+      \$870  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$871  = w_p4_r21;
+    if (\$359 ) begin
+      \$871  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$872  = w_p4_r22;
+    if (\$360 ) begin
+      \$872  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$873  = w_p4_r23;
+    if (\$361 ) begin
+      \$873  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$874  = w_p4_r24;
+    if (\$362 ) begin
+      \$874  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$875  = w_p4_r25;
+    if (\$363 ) begin
+      \$875  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$876  = w_p4_r26;
+    if (\$364 ) begin
+      \$876  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$877  = w_p4_r27;
+    if (\$365 ) begin
+      \$877  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$878  = w_p4_r28;
+    if (\$366 ) begin
+      \$878  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$879  = w_p4_r29;
+    if (\$367 ) begin
+      \$879  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$880  = w_p4_r30;
+    if (\$368 ) begin
+      \$880  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$881  = w_p4_r31;
+    if (\$369 ) begin
+      \$881  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$882  = w_p4_r32;
+    if (\$370 ) begin
+      \$882  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$883  = w_p4_r33;
+    if (\$371 ) begin
+      \$883  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$884  = w_p4_r34;
+    if (\$372 ) begin
+      \$884  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$885  = w_p4_r35;
+    if (\$373 ) begin
+      \$885  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$886  = w_p4_r36;
+    if (\$374 ) begin
+      \$886  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$887  = w_p4_r37;
+    if (\$375 ) begin
+      \$887  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$888  = w_p4_r38;
+    if (\$376 ) begin
+      \$888  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$889  = w_p4_r39;
+    if (\$377 ) begin
+      \$889  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$890  = w_p4_r40;
+    if (\$378 ) begin
+      \$890  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$891  = w_p4_r41;
+    if (\$379 ) begin
+      \$891  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$892  = w_p4_r42;
+    if (\$380 ) begin
+      \$892  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$893  = w_p4_r43;
+    if (\$381 ) begin
+      \$893  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$894  = w_p4_r44;
+    if (\$382 ) begin
+      \$894  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$895  = w_p4_r45;
+    if (\$383 ) begin
+      \$895  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$896  = w_p4_r46;
+    if (\$384 ) begin
+      \$896  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$897  = w_p4_r47;
+    if (\$385 ) begin
+      \$897  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$898  = w_p4_r48;
+    if (\$386 ) begin
+      \$898  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$899  = w_p4_r49;
+    if (\$387 ) begin
+      \$899  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$900  = w_p4_r50;
+    if (\$388 ) begin
+      \$900  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$901  = w_p4_r51;
+    if (\$389 ) begin
+      \$901  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$902  = w_p4_r52;
+    if (\$390 ) begin
+      \$902  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$903  = w_p4_r53;
+    if (\$391 ) begin
+      \$903  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$904  = w_p4_r54;
+    if (\$392 ) begin
+      \$904  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$905  = w_p4_r55;
+    if (\$393 ) begin
+      \$905  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$906  = w_p4_r56;
+    if (\$394 ) begin
+      \$906  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$907  = w_p4_r57;
+    if (\$395 ) begin
+      \$907  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$908  = w_p4_r58;
+    if (\$396 ) begin
+      \$908  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$909  = w_p4_r59;
+    if (\$397 ) begin
+      \$909  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$910  = w_p4_r60;
+    if (\$398 ) begin
+      \$910  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$911  = w_p4_r61;
+    if (\$399 ) begin
+      \$911  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$912  = w_p4_r62;
+    if (\$400 ) begin
+      \$912  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$913  = w_p4_r63;
+    if (\$401 ) begin
+      \$913  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$914  = w_p5_r0;
+    if (\$402 ) begin
+      \$914  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$915  = w_p5_r1;
+    if (\$403 ) begin
+      \$915  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$916  = w_p5_r2;
+    if (\$404 ) begin
+      \$916  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$917  = w_p5_r3;
+    if (\$405 ) begin
+      \$917  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$918  = w_p5_r4;
+    if (\$406 ) begin
+      \$918  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$919  = w_p5_r5;
+    if (\$407 ) begin
+      \$919  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$920  = w_p5_r6;
+    if (\$408 ) begin
+      \$920  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$921  = w_p5_r7;
+    if (\$409 ) begin
+      \$921  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$922  = w_p5_r8;
+    if (\$410 ) begin
+      \$922  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$923  = w_p5_r9;
+    if (\$411 ) begin
+      \$923  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$924  = w_p5_r10;
+    if (\$412 ) begin
+      \$924  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$925  = w_p5_r11;
+    if (\$413 ) begin
+      \$925  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$926  = w_p5_r12;
+    if (\$414 ) begin
+      \$926  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$927  = w_p5_r13;
+    if (\$415 ) begin
+      \$927  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$928  = w_p5_r14;
+    if (\$416 ) begin
+      \$928  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$929  = w_p5_r15;
+    if (\$417 ) begin
+      \$929  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$930  = w_p5_r16;
+    if (\$418 ) begin
+      \$930  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$931  = w_p5_r17;
+    if (\$419 ) begin
+      \$931  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$932  = w_p5_r18;
+    if (\$420 ) begin
+      \$932  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$933  = w_p5_r19;
+    if (\$421 ) begin
+      \$933  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$934  = w_p5_r20;
+    if (\$422 ) begin
+      \$934  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$935  = w_p5_r21;
+    if (\$423 ) begin
+      \$935  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$936  = w_p5_r22;
+    if (\$424 ) begin
+      \$936  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$937  = w_p5_r23;
+    if (\$425 ) begin
+      \$937  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$938  = w_p5_r24;
+    if (\$426 ) begin
+      \$938  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$939  = w_p5_r25;
+    if (\$427 ) begin
+      \$939  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$940  = w_p5_r26;
+    if (\$428 ) begin
+      \$940  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$941  = w_p5_r27;
+    if (\$429 ) begin
+      \$941  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$942  = w_p5_r28;
+    if (\$430 ) begin
+      \$942  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$943  = w_p5_r29;
+    if (\$431 ) begin
+      \$943  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$944  = w_p5_r30;
+    if (\$432 ) begin
+      \$944  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$945  = w_p5_r31;
+    if (\$433 ) begin
+      \$945  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$946  = w_p5_r32;
+    if (\$434 ) begin
+      \$946  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$947  = w_p5_r33;
+    if (\$435 ) begin
+      \$947  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$948  = w_p5_r34;
+    if (\$436 ) begin
+      \$948  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$949  = w_p5_r35;
+    if (\$437 ) begin
+      \$949  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$950  = w_p5_r36;
+    if (\$438 ) begin
+      \$950  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$951  = w_p5_r37;
+    if (\$439 ) begin
+      \$951  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$952  = w_p5_r38;
+    if (\$440 ) begin
+      \$952  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$953  = w_p5_r39;
+    if (\$441 ) begin
+      \$953  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$954  = w_p5_r40;
+    if (\$442 ) begin
+      \$954  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$955  = w_p5_r41;
+    if (\$443 ) begin
+      \$955  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$956  = w_p5_r42;
+    if (\$444 ) begin
+      \$956  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$957  = w_p5_r43;
+    if (\$445 ) begin
+      \$957  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$958  = w_p5_r44;
+    if (\$446 ) begin
+      \$958  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$959  = w_p5_r45;
+    if (\$447 ) begin
+      \$959  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$960  = w_p5_r46;
+    if (\$448 ) begin
+      \$960  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$961  = w_p5_r47;
+    if (\$449 ) begin
+      \$961  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$962  = w_p5_r48;
+    if (\$450 ) begin
+      \$962  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$963  = w_p5_r49;
+    if (\$451 ) begin
+      \$963  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$964  = w_p5_r50;
+    if (\$452 ) begin
+      \$964  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$965  = w_p5_r51;
+    if (\$453 ) begin
+      \$965  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$966  = w_p5_r52;
+    if (\$454 ) begin
+      \$966  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$967  = w_p5_r53;
+    if (\$455 ) begin
+      \$967  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$968  = w_p5_r54;
+    if (\$456 ) begin
+      \$968  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$969  = w_p5_r55;
+    if (\$457 ) begin
+      \$969  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$970  = w_p5_r56;
+    if (\$458 ) begin
+      \$970  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$971  = w_p5_r57;
+    if (\$459 ) begin
+      \$971  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$972  = w_p5_r58;
+    if (\$460 ) begin
+      \$972  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$973  = w_p5_r59;
+    if (\$461 ) begin
+      \$973  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$974  = w_p5_r60;
+    if (\$462 ) begin
+      \$974  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$975  = w_p5_r61;
+    if (\$463 ) begin
+      \$975  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$976  = w_p5_r62;
+    if (\$464 ) begin
+      \$976  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$977  = w_p5_r63;
+    if (\$465 ) begin
+      \$977  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$978  = w_p6_r0;
+    if (\$466 ) begin
+      \$978  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$979  = w_p6_r1;
+    if (\$467 ) begin
+      \$979  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$980  = w_p6_r2;
+    if (\$468 ) begin
+      \$980  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$981  = w_p6_r3;
+    if (\$469 ) begin
+      \$981  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$982  = w_p6_r4;
+    if (\$470 ) begin
+      \$982  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$983  = w_p6_r5;
+    if (\$471 ) begin
+      \$983  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$984  = w_p6_r6;
+    if (\$472 ) begin
+      \$984  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$985  = w_p6_r7;
+    if (\$473 ) begin
+      \$985  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$986  = w_p6_r8;
+    if (\$474 ) begin
+      \$986  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$987  = w_p6_r9;
+    if (\$475 ) begin
+      \$987  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$988  = w_p6_r10;
+    if (\$476 ) begin
+      \$988  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$989  = w_p6_r11;
+    if (\$477 ) begin
+      \$989  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$990  = w_p6_r12;
+    if (\$478 ) begin
+      \$990  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$991  = w_p6_r13;
+    if (\$479 ) begin
+      \$991  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$992  = w_p6_r14;
+    if (\$480 ) begin
+      \$992  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$993  = w_p6_r15;
+    if (\$481 ) begin
+      \$993  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$994  = w_p6_r16;
+    if (\$482 ) begin
+      \$994  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$995  = w_p6_r17;
+    if (\$483 ) begin
+      \$995  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$996  = w_p6_r18;
+    if (\$484 ) begin
+      \$996  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$997  = w_p6_r19;
+    if (\$485 ) begin
+      \$997  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$998  = w_p6_r20;
+    if (\$486 ) begin
+      \$998  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$999  = w_p6_r21;
+    if (\$487 ) begin
+      \$999  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1000  = w_p6_r22;
+    if (\$488 ) begin
+      \$1000  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1001  = w_p6_r23;
+    if (\$489 ) begin
+      \$1001  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1002  = w_p6_r24;
+    if (\$490 ) begin
+      \$1002  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1003  = w_p6_r25;
+    if (\$491 ) begin
+      \$1003  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1004  = w_p6_r26;
+    if (\$492 ) begin
+      \$1004  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1005  = w_p6_r27;
+    if (\$493 ) begin
+      \$1005  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1006  = w_p6_r28;
+    if (\$494 ) begin
+      \$1006  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1007  = w_p6_r29;
+    if (\$495 ) begin
+      \$1007  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1008  = w_p6_r30;
+    if (\$496 ) begin
+      \$1008  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1009  = w_p6_r31;
+    if (\$497 ) begin
+      \$1009  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1010  = w_p6_r32;
+    if (\$498 ) begin
+      \$1010  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1011  = w_p6_r33;
+    if (\$499 ) begin
+      \$1011  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1012  = w_p6_r34;
+    if (\$500 ) begin
+      \$1012  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1013  = w_p6_r35;
+    if (\$501 ) begin
+      \$1013  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1014  = w_p6_r36;
+    if (\$502 ) begin
+      \$1014  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1015  = w_p6_r37;
+    if (\$503 ) begin
+      \$1015  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1016  = w_p6_r38;
+    if (\$504 ) begin
+      \$1016  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1017  = w_p6_r39;
+    if (\$505 ) begin
+      \$1017  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1018  = w_p6_r40;
+    if (\$506 ) begin
+      \$1018  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1019  = w_p6_r41;
+    if (\$507 ) begin
+      \$1019  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1020  = w_p6_r42;
+    if (\$508 ) begin
+      \$1020  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1021  = w_p6_r43;
+    if (\$509 ) begin
+      \$1021  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1022  = w_p6_r44;
+    if (\$510 ) begin
+      \$1022  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1023  = w_p6_r45;
+    if (\$511 ) begin
+      \$1023  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1024  = w_p6_r46;
+    if (\$512 ) begin
+      \$1024  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1025  = w_p6_r47;
+    if (\$513 ) begin
+      \$1025  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1026  = w_p6_r48;
+    if (\$514 ) begin
+      \$1026  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1027  = w_p6_r49;
+    if (\$515 ) begin
+      \$1027  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1028  = w_p6_r50;
+    if (\$516 ) begin
+      \$1028  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1029  = w_p6_r51;
+    if (\$517 ) begin
+      \$1029  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1030  = w_p6_r52;
+    if (\$518 ) begin
+      \$1030  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1031  = w_p6_r53;
+    if (\$519 ) begin
+      \$1031  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1032  = w_p6_r54;
+    if (\$520 ) begin
+      \$1032  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1033  = w_p6_r55;
+    if (\$521 ) begin
+      \$1033  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1034  = w_p6_r56;
+    if (\$522 ) begin
+      \$1034  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1035  = w_p6_r57;
+    if (\$523 ) begin
+      \$1035  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1036  = w_p6_r58;
+    if (\$524 ) begin
+      \$1036  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1037  = w_p6_r59;
+    if (\$525 ) begin
+      \$1037  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1038  = w_p6_r60;
+    if (\$526 ) begin
+      \$1038  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1039  = w_p6_r61;
+    if (\$527 ) begin
+      \$1039  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1040  = w_p6_r62;
+    if (\$528 ) begin
+      \$1040  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1041  = w_p6_r63;
+    if (\$529 ) begin
+      \$1041  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1042  = w_p7_r0;
+    if (\$530 ) begin
+      \$1042  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1043  = w_p7_r1;
+    if (\$531 ) begin
+      \$1043  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1044  = w_p7_r2;
+    if (\$532 ) begin
+      \$1044  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1045  = w_p7_r3;
+    if (\$533 ) begin
+      \$1045  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1046  = w_p7_r4;
+    if (\$534 ) begin
+      \$1046  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1047  = w_p7_r5;
+    if (\$535 ) begin
+      \$1047  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1048  = w_p7_r6;
+    if (\$536 ) begin
+      \$1048  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1049  = w_p7_r7;
+    if (\$537 ) begin
+      \$1049  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1050  = w_p7_r8;
+    if (\$538 ) begin
+      \$1050  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1051  = w_p7_r9;
+    if (\$539 ) begin
+      \$1051  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1052  = w_p7_r10;
+    if (\$540 ) begin
+      \$1052  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1053  = w_p7_r11;
+    if (\$541 ) begin
+      \$1053  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1054  = w_p7_r12;
+    if (\$542 ) begin
+      \$1054  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1055  = w_p7_r13;
+    if (\$543 ) begin
+      \$1055  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1056  = w_p7_r14;
+    if (\$544 ) begin
+      \$1056  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1057  = w_p7_r15;
+    if (\$545 ) begin
+      \$1057  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1058  = w_p7_r16;
+    if (\$546 ) begin
+      \$1058  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1059  = w_p7_r17;
+    if (\$547 ) begin
+      \$1059  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1060  = w_p7_r18;
+    if (\$548 ) begin
+      \$1060  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1061  = w_p7_r19;
+    if (\$549 ) begin
+      \$1061  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1062  = w_p7_r20;
+    if (\$550 ) begin
+      \$1062  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1063  = w_p7_r21;
+    if (\$551 ) begin
+      \$1063  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1064  = w_p7_r22;
+    if (\$552 ) begin
+      \$1064  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1065  = w_p7_r23;
+    if (\$553 ) begin
+      \$1065  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1066  = w_p7_r24;
+    if (\$554 ) begin
+      \$1066  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1067  = w_p7_r25;
+    if (\$555 ) begin
+      \$1067  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1068  = w_p7_r26;
+    if (\$556 ) begin
+      \$1068  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1069  = w_p7_r27;
+    if (\$557 ) begin
+      \$1069  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1070  = w_p7_r28;
+    if (\$558 ) begin
+      \$1070  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1071  = w_p7_r29;
+    if (\$559 ) begin
+      \$1071  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1072  = w_p7_r30;
+    if (\$560 ) begin
+      \$1072  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1073  = w_p7_r31;
+    if (\$561 ) begin
+      \$1073  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1074  = w_p7_r32;
+    if (\$562 ) begin
+      \$1074  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1075  = w_p7_r33;
+    if (\$563 ) begin
+      \$1075  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1076  = w_p7_r34;
+    if (\$564 ) begin
+      \$1076  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1077  = w_p7_r35;
+    if (\$565 ) begin
+      \$1077  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1078  = w_p7_r36;
+    if (\$566 ) begin
+      \$1078  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1079  = w_p7_r37;
+    if (\$567 ) begin
+      \$1079  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1080  = w_p7_r38;
+    if (\$568 ) begin
+      \$1080  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1081  = w_p7_r39;
+    if (\$569 ) begin
+      \$1081  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1082  = w_p7_r40;
+    if (\$570 ) begin
+      \$1082  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1083  = w_p7_r41;
+    if (\$571 ) begin
+      \$1083  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1084  = w_p7_r42;
+    if (\$572 ) begin
+      \$1084  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1085  = w_p7_r43;
+    if (\$573 ) begin
+      \$1085  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1086  = w_p7_r44;
+    if (\$574 ) begin
+      \$1086  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1087  = w_p7_r45;
+    if (\$575 ) begin
+      \$1087  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1088  = w_p7_r46;
+    if (\$576 ) begin
+      \$1088  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1089  = w_p7_r47;
+    if (\$577 ) begin
+      \$1089  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1090  = w_p7_r48;
+    if (\$578 ) begin
+      \$1090  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1091  = w_p7_r49;
+    if (\$579 ) begin
+      \$1091  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1092  = w_p7_r50;
+    if (\$580 ) begin
+      \$1092  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1093  = w_p7_r51;
+    if (\$581 ) begin
+      \$1093  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1094  = w_p7_r52;
+    if (\$582 ) begin
+      \$1094  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1095  = w_p7_r53;
+    if (\$583 ) begin
+      \$1095  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1096  = w_p7_r54;
+    if (\$584 ) begin
+      \$1096  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1097  = w_p7_r55;
+    if (\$585 ) begin
+      \$1097  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1098  = w_p7_r56;
+    if (\$586 ) begin
+      \$1098  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1099  = w_p7_r57;
+    if (\$587 ) begin
+      \$1099  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1100  = w_p7_r58;
+    if (\$588 ) begin
+      \$1100  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1101  = w_p7_r59;
+    if (\$589 ) begin
+      \$1101  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1102  = w_p7_r60;
+    if (\$590 ) begin
+      \$1102  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1103  = w_p7_r61;
+    if (\$591 ) begin
+      \$1103  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1104  = w_p7_r62;
+    if (\$592 ) begin
+      \$1104  = wdata;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$1105  = w_p7_r63;
+    if (\$593 ) begin
+      \$1105  = wdata;
     end
   end
   assign row_hit = \$1 [63:0];
@@ -7177,70 +11581,70 @@ module \default_cim_tile_r64_p4_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, 
   assign \cwords[61]  = cwords[495:488];
   assign \cwords[62]  = cwords[503:496];
   assign \cwords[63]  = cwords[511:504];
-  assign cwords[511:504] = \$69 ;
-  assign cwords[503:496] = \$68 ;
-  assign cwords[495:488] = \$67 ;
-  assign cwords[487:480] = \$66 ;
-  assign cwords[479:472] = \$65 ;
-  assign cwords[471:464] = \$64 ;
-  assign cwords[463:456] = \$63 ;
-  assign cwords[455:448] = \$62 ;
-  assign cwords[447:440] = \$61 ;
-  assign cwords[439:432] = \$60 ;
-  assign cwords[431:424] = \$59 ;
-  assign cwords[423:416] = \$58 ;
-  assign cwords[415:408] = \$57 ;
-  assign cwords[407:400] = \$56 ;
-  assign cwords[399:392] = \$55 ;
-  assign cwords[391:384] = \$54 ;
-  assign cwords[383:376] = \$53 ;
-  assign cwords[375:368] = \$52 ;
-  assign cwords[367:360] = \$51 ;
-  assign cwords[359:352] = \$50 ;
-  assign cwords[351:344] = \$49 ;
-  assign cwords[343:336] = \$48 ;
-  assign cwords[335:328] = \$47 ;
-  assign cwords[327:320] = \$46 ;
-  assign cwords[319:312] = \$45 ;
-  assign cwords[311:304] = \$44 ;
-  assign cwords[303:296] = \$43 ;
-  assign cwords[295:288] = \$42 ;
-  assign cwords[287:280] = \$41 ;
-  assign cwords[279:272] = \$40 ;
-  assign cwords[271:264] = \$39 ;
-  assign cwords[263:256] = \$38 ;
-  assign cwords[255:248] = \$37 ;
-  assign cwords[247:240] = \$36 ;
-  assign cwords[239:232] = \$35 ;
-  assign cwords[231:224] = \$34 ;
-  assign cwords[223:216] = \$33 ;
-  assign cwords[215:208] = \$32 ;
-  assign cwords[207:200] = \$31 ;
-  assign cwords[199:192] = \$30 ;
-  assign cwords[191:184] = \$29 ;
-  assign cwords[183:176] = \$28 ;
-  assign cwords[175:168] = \$27 ;
-  assign cwords[167:160] = \$26 ;
-  assign cwords[159:152] = \$25 ;
-  assign cwords[151:144] = \$24 ;
-  assign cwords[143:136] = \$23 ;
-  assign cwords[135:128] = \$22 ;
-  assign cwords[127:120] = \$21 ;
-  assign cwords[119:112] = \$20 ;
-  assign cwords[111:104] = \$19 ;
-  assign cwords[103:96] = \$18 ;
-  assign cwords[95:88] = \$17 ;
-  assign cwords[87:80] = \$16 ;
-  assign cwords[79:72] = \$15 ;
-  assign cwords[71:64] = \$14 ;
-  assign cwords[63:56] = \$13 ;
-  assign cwords[55:48] = \$12 ;
-  assign cwords[47:40] = \$11 ;
-  assign cwords[39:32] = \$10 ;
-  assign cwords[31:24] = \$9 ;
-  assign cwords[23:16] = \$8 ;
-  assign cwords[15:8] = \$7 ;
-  assign cwords[7:0] = \$6 ;
+  assign cwords[511:504] = \$73 ;
+  assign cwords[503:496] = \$72 ;
+  assign cwords[495:488] = \$71 ;
+  assign cwords[487:480] = \$70 ;
+  assign cwords[479:472] = \$69 ;
+  assign cwords[471:464] = \$68 ;
+  assign cwords[463:456] = \$67 ;
+  assign cwords[455:448] = \$66 ;
+  assign cwords[447:440] = \$65 ;
+  assign cwords[439:432] = \$64 ;
+  assign cwords[431:424] = \$63 ;
+  assign cwords[423:416] = \$62 ;
+  assign cwords[415:408] = \$61 ;
+  assign cwords[407:400] = \$60 ;
+  assign cwords[399:392] = \$59 ;
+  assign cwords[391:384] = \$58 ;
+  assign cwords[383:376] = \$57 ;
+  assign cwords[375:368] = \$56 ;
+  assign cwords[367:360] = \$55 ;
+  assign cwords[359:352] = \$54 ;
+  assign cwords[351:344] = \$53 ;
+  assign cwords[343:336] = \$52 ;
+  assign cwords[335:328] = \$51 ;
+  assign cwords[327:320] = \$50 ;
+  assign cwords[319:312] = \$49 ;
+  assign cwords[311:304] = \$48 ;
+  assign cwords[303:296] = \$47 ;
+  assign cwords[295:288] = \$46 ;
+  assign cwords[287:280] = \$45 ;
+  assign cwords[279:272] = \$44 ;
+  assign cwords[271:264] = \$43 ;
+  assign cwords[263:256] = \$42 ;
+  assign cwords[255:248] = \$41 ;
+  assign cwords[247:240] = \$40 ;
+  assign cwords[239:232] = \$39 ;
+  assign cwords[231:224] = \$38 ;
+  assign cwords[223:216] = \$37 ;
+  assign cwords[215:208] = \$36 ;
+  assign cwords[207:200] = \$35 ;
+  assign cwords[199:192] = \$34 ;
+  assign cwords[191:184] = \$33 ;
+  assign cwords[183:176] = \$32 ;
+  assign cwords[175:168] = \$31 ;
+  assign cwords[167:160] = \$30 ;
+  assign cwords[159:152] = \$29 ;
+  assign cwords[151:144] = \$28 ;
+  assign cwords[143:136] = \$27 ;
+  assign cwords[135:128] = \$26 ;
+  assign cwords[127:120] = \$25 ;
+  assign cwords[119:112] = \$24 ;
+  assign cwords[111:104] = \$23 ;
+  assign cwords[103:96] = \$22 ;
+  assign cwords[95:88] = \$21 ;
+  assign cwords[87:80] = \$20 ;
+  assign cwords[79:72] = \$19 ;
+  assign cwords[71:64] = \$18 ;
+  assign cwords[63:56] = \$17 ;
+  assign cwords[55:48] = \$16 ;
+  assign cwords[47:40] = \$15 ;
+  assign cwords[39:32] = \$14 ;
+  assign cwords[31:24] = \$13 ;
+  assign cwords[23:16] = \$12 ;
+  assign cwords[15:8] = \$11 ;
+  assign cwords[7:0] = \$10 ;
 endmodule
 /* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
 
@@ -7273,7 +11677,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire \$3 ;
   reg \$30 ;
   reg \$31 ;
-  reg [1:0] \$32 ;
+  reg [2:0] \$32 ;
   reg [1:0] \$33 ;
   reg \$34 ;
   reg \$35 ;
@@ -7335,8 +11739,8 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire [63:0] in_plane6;
   wire [63:0] in_plane7;
   wire last;
-  input [1:0] mem_page;
-  wire [1:0] mem_page;
+  input [2:0] mem_page;
+  wire [2:0] mem_page;
   output [63:0] mem_rdata;
   wire [63:0] mem_rdata;
   input mem_re;
@@ -7353,8 +11757,8 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   reg mode = 1'h0;
   wire neg;
   wire [7:0] nonzero;
-  input [595:0] op__payload;
-  wire [595:0] op__payload;
+  input [596:0] op__payload;
+  wire [596:0] op__payload;
   wire [2:0] \op__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -7367,7 +11771,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \op__payload.mode ;
-  wire [1:0] \op__payload.page ;
+  wire [2:0] \op__payload.page ;
   wire [5:0] \op__payload.row ;
   wire \op__payload.skip ;
   wire \op__payload.w_signed ;
@@ -7443,7 +11847,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire op__ready;
   input op__valid;
   wire op__valid;
-  reg [1:0] page = 2'h0;
+  reg [2:0] page = 3'h0;
   reg [511:0] planes = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [63:0] \planes[0] ;
   wire [63:0] \planes[1] ;
@@ -7540,7 +11944,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire [21:0] \res_y[8] ;
   wire [21:0] \res_y[9] ;
   wire [7:0] rest;
-  wire [1:0] rpage;
+  wire [2:0] rpage;
   wire [5:0] rrow;
   input rst;
   wire rst;
@@ -7579,19 +11983,19 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   (* enum_value_100 = "XNOR" *)
   reg [2:0] tile0__bop = 3'h0;
   wire [7:0] tile0__bword;
-  (* init = 2'h0 *)
-  wire [1:0] tile0__cpage;
+  (* init = 3'h0 *)
+  wire [2:0] tile0__cpage;
   wire tile0__neg;
   wire [3:0] tile0__pop;
   wire [7:0] tile0__rdata;
   wire tile0__ren;
-  wire [1:0] tile0__rpage;
+  wire [2:0] tile0__rpage;
   wire [5:0] tile0__rrow;
   reg tile0__w_signed = 1'h0;
   reg [1:0] tile0__wb_log2 = 2'h0;
   wire [7:0] tile0__wdata;
   wire tile0__we;
-  wire [1:0] tile0__wpage;
+  wire [2:0] tile0__wpage;
   wire [5:0] tile0__wrow;
   wire [63:0] tile0__x_plane;
   wire [175:0] tile1__acc;
@@ -7619,13 +12023,13 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   (* init = 3'h0 *)
   wire [2:0] tile1__bop;
   wire [7:0] tile1__bword;
-  (* init = 2'h0 *)
-  wire [1:0] tile1__cpage;
+  (* init = 3'h0 *)
+  wire [2:0] tile1__cpage;
   wire tile1__neg;
   wire [3:0] tile1__pop;
   wire [7:0] tile1__rdata;
   wire tile1__ren;
-  wire [1:0] tile1__rpage;
+  wire [2:0] tile1__rpage;
   wire [5:0] tile1__rrow;
   (* init = 1'h0 *)
   wire tile1__w_signed;
@@ -7633,7 +12037,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire [1:0] tile1__wb_log2;
   wire [7:0] tile1__wdata;
   wire tile1__we;
-  wire [1:0] tile1__wpage;
+  wire [2:0] tile1__wpage;
   wire [5:0] tile1__wrow;
   wire [63:0] tile1__x_plane;
   wire [175:0] tile2__acc;
@@ -7661,13 +12065,13 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   (* init = 3'h0 *)
   wire [2:0] tile2__bop;
   wire [7:0] tile2__bword;
-  (* init = 2'h0 *)
-  wire [1:0] tile2__cpage;
+  (* init = 3'h0 *)
+  wire [2:0] tile2__cpage;
   wire tile2__neg;
   wire [3:0] tile2__pop;
   wire [7:0] tile2__rdata;
   wire tile2__ren;
-  wire [1:0] tile2__rpage;
+  wire [2:0] tile2__rpage;
   wire [5:0] tile2__rrow;
   (* init = 1'h0 *)
   wire tile2__w_signed;
@@ -7675,7 +12079,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire [1:0] tile2__wb_log2;
   wire [7:0] tile2__wdata;
   wire tile2__we;
-  wire [1:0] tile2__wpage;
+  wire [2:0] tile2__wpage;
   wire [5:0] tile2__wrow;
   wire [63:0] tile2__x_plane;
   wire [175:0] tile3__acc;
@@ -7703,13 +12107,13 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   (* init = 3'h0 *)
   wire [2:0] tile3__bop;
   wire [7:0] tile3__bword;
-  (* init = 2'h0 *)
-  wire [1:0] tile3__cpage;
+  (* init = 3'h0 *)
+  wire [2:0] tile3__cpage;
   wire tile3__neg;
   wire [3:0] tile3__pop;
   wire [7:0] tile3__rdata;
   wire tile3__ren;
-  wire [1:0] tile3__rpage;
+  wire [2:0] tile3__rpage;
   wire [5:0] tile3__rrow;
   (* init = 1'h0 *)
   wire tile3__w_signed;
@@ -7717,7 +12121,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire [1:0] tile3__wb_log2;
   wire [7:0] tile3__wdata;
   wire tile3__we;
-  wire [1:0] tile3__wpage;
+  wire [2:0] tile3__wpage;
   wire [5:0] tile3__wrow;
   wire [63:0] tile3__x_plane;
   wire [175:0] tile4__acc;
@@ -7745,13 +12149,13 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   (* init = 3'h0 *)
   wire [2:0] tile4__bop;
   wire [7:0] tile4__bword;
-  (* init = 2'h0 *)
-  wire [1:0] tile4__cpage;
+  (* init = 3'h0 *)
+  wire [2:0] tile4__cpage;
   wire tile4__neg;
   wire [3:0] tile4__pop;
   wire [7:0] tile4__rdata;
   wire tile4__ren;
-  wire [1:0] tile4__rpage;
+  wire [2:0] tile4__rpage;
   wire [5:0] tile4__rrow;
   (* init = 1'h0 *)
   wire tile4__w_signed;
@@ -7759,7 +12163,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire [1:0] tile4__wb_log2;
   wire [7:0] tile4__wdata;
   wire tile4__we;
-  wire [1:0] tile4__wpage;
+  wire [2:0] tile4__wpage;
   wire [5:0] tile4__wrow;
   wire [63:0] tile4__x_plane;
   wire [175:0] tile5__acc;
@@ -7787,13 +12191,13 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   (* init = 3'h0 *)
   wire [2:0] tile5__bop;
   wire [7:0] tile5__bword;
-  (* init = 2'h0 *)
-  wire [1:0] tile5__cpage;
+  (* init = 3'h0 *)
+  wire [2:0] tile5__cpage;
   wire tile5__neg;
   wire [3:0] tile5__pop;
   wire [7:0] tile5__rdata;
   wire tile5__ren;
-  wire [1:0] tile5__rpage;
+  wire [2:0] tile5__rpage;
   wire [5:0] tile5__rrow;
   (* init = 1'h0 *)
   wire tile5__w_signed;
@@ -7801,7 +12205,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire [1:0] tile5__wb_log2;
   wire [7:0] tile5__wdata;
   wire tile5__we;
-  wire [1:0] tile5__wpage;
+  wire [2:0] tile5__wpage;
   wire [5:0] tile5__wrow;
   wire [63:0] tile5__x_plane;
   wire [175:0] tile6__acc;
@@ -7829,13 +12233,13 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   (* init = 3'h0 *)
   wire [2:0] tile6__bop;
   wire [7:0] tile6__bword;
-  (* init = 2'h0 *)
-  wire [1:0] tile6__cpage;
+  (* init = 3'h0 *)
+  wire [2:0] tile6__cpage;
   wire tile6__neg;
   wire [3:0] tile6__pop;
   wire [7:0] tile6__rdata;
   wire tile6__ren;
-  wire [1:0] tile6__rpage;
+  wire [2:0] tile6__rpage;
   wire [5:0] tile6__rrow;
   (* init = 1'h0 *)
   wire tile6__w_signed;
@@ -7843,7 +12247,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire [1:0] tile6__wb_log2;
   wire [7:0] tile6__wdata;
   wire tile6__we;
-  wire [1:0] tile6__wpage;
+  wire [2:0] tile6__wpage;
   wire [5:0] tile6__wrow;
   wire [63:0] tile6__x_plane;
   wire [175:0] tile7__acc;
@@ -7871,13 +12275,13 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   (* init = 3'h0 *)
   wire [2:0] tile7__bop;
   wire [7:0] tile7__bword;
-  (* init = 2'h0 *)
-  wire [1:0] tile7__cpage;
+  (* init = 3'h0 *)
+  wire [2:0] tile7__cpage;
   wire tile7__neg;
   wire [3:0] tile7__pop;
   wire [7:0] tile7__rdata;
   wire tile7__ren;
-  wire [1:0] tile7__rpage;
+  wire [2:0] tile7__rpage;
   wire [5:0] tile7__rrow;
   (* init = 1'h0 *)
   wire tile7__w_signed;
@@ -7885,7 +12289,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   wire [1:0] tile7__wb_log2;
   wire [7:0] tile7__wdata;
   wire tile7__we;
-  wire [1:0] tile7__wpage;
+  wire [2:0] tile7__wpage;
   wire [5:0] tile7__wrow;
   wire [63:0] tile7__x_plane;
   wire [4:0] total_l0_0;
@@ -7972,14 +12376,14 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     res_wb <= \$51 ;
   always @(posedge clk)
     brow <= \$52 ;
-  assign \$1  = | { op__payload[524], op__payload[516], op__payload[508], op__payload[500], op__payload[492], op__payload[484], op__payload[476], op__payload[468], op__payload[460], op__payload[452], op__payload[444], op__payload[436], op__payload[428], op__payload[420], op__payload[412], op__payload[404], op__payload[396], op__payload[388], op__payload[380], op__payload[372], op__payload[364], op__payload[356], op__payload[348], op__payload[340], op__payload[332], op__payload[324], op__payload[316], op__payload[308], op__payload[300], op__payload[292], op__payload[284], op__payload[276], op__payload[268], op__payload[260], op__payload[252], op__payload[244], op__payload[236], op__payload[228], op__payload[220], op__payload[212], op__payload[204], op__payload[196], op__payload[188], op__payload[180], op__payload[172], op__payload[164], op__payload[156], op__payload[148], op__payload[140], op__payload[132], op__payload[124], op__payload[116], op__payload[108], op__payload[100], op__payload[92], op__payload[84], op__payload[76], op__payload[68], op__payload[60], op__payload[52], op__payload[44], op__payload[36], op__payload[28], op__payload[20] };
-  assign \$2  = | { op__payload[525], op__payload[517], op__payload[509], op__payload[501], op__payload[493], op__payload[485], op__payload[477], op__payload[469], op__payload[461], op__payload[453], op__payload[445], op__payload[437], op__payload[429], op__payload[421], op__payload[413], op__payload[405], op__payload[397], op__payload[389], op__payload[381], op__payload[373], op__payload[365], op__payload[357], op__payload[349], op__payload[341], op__payload[333], op__payload[325], op__payload[317], op__payload[309], op__payload[301], op__payload[293], op__payload[285], op__payload[277], op__payload[269], op__payload[261], op__payload[253], op__payload[245], op__payload[237], op__payload[229], op__payload[221], op__payload[213], op__payload[205], op__payload[197], op__payload[189], op__payload[181], op__payload[173], op__payload[165], op__payload[157], op__payload[149], op__payload[141], op__payload[133], op__payload[125], op__payload[117], op__payload[109], op__payload[101], op__payload[93], op__payload[85], op__payload[77], op__payload[69], op__payload[61], op__payload[53], op__payload[45], op__payload[37], op__payload[29], op__payload[21] };
-  assign \$3  = | { op__payload[526], op__payload[518], op__payload[510], op__payload[502], op__payload[494], op__payload[486], op__payload[478], op__payload[470], op__payload[462], op__payload[454], op__payload[446], op__payload[438], op__payload[430], op__payload[422], op__payload[414], op__payload[406], op__payload[398], op__payload[390], op__payload[382], op__payload[374], op__payload[366], op__payload[358], op__payload[350], op__payload[342], op__payload[334], op__payload[326], op__payload[318], op__payload[310], op__payload[302], op__payload[294], op__payload[286], op__payload[278], op__payload[270], op__payload[262], op__payload[254], op__payload[246], op__payload[238], op__payload[230], op__payload[222], op__payload[214], op__payload[206], op__payload[198], op__payload[190], op__payload[182], op__payload[174], op__payload[166], op__payload[158], op__payload[150], op__payload[142], op__payload[134], op__payload[126], op__payload[118], op__payload[110], op__payload[102], op__payload[94], op__payload[86], op__payload[78], op__payload[70], op__payload[62], op__payload[54], op__payload[46], op__payload[38], op__payload[30], op__payload[22] };
-  assign \$4  = | { op__payload[527], op__payload[519], op__payload[511], op__payload[503], op__payload[495], op__payload[487], op__payload[479], op__payload[471], op__payload[463], op__payload[455], op__payload[447], op__payload[439], op__payload[431], op__payload[423], op__payload[415], op__payload[407], op__payload[399], op__payload[391], op__payload[383], op__payload[375], op__payload[367], op__payload[359], op__payload[351], op__payload[343], op__payload[335], op__payload[327], op__payload[319], op__payload[311], op__payload[303], op__payload[295], op__payload[287], op__payload[279], op__payload[271], op__payload[263], op__payload[255], op__payload[247], op__payload[239], op__payload[231], op__payload[223], op__payload[215], op__payload[207], op__payload[199], op__payload[191], op__payload[183], op__payload[175], op__payload[167], op__payload[159], op__payload[151], op__payload[143], op__payload[135], op__payload[127], op__payload[119], op__payload[111], op__payload[103], op__payload[95], op__payload[87], op__payload[79], op__payload[71], op__payload[63], op__payload[55], op__payload[47], op__payload[39], op__payload[31], op__payload[23] };
-  assign \$5  = | { op__payload[528], op__payload[520], op__payload[512], op__payload[504], op__payload[496], op__payload[488], op__payload[480], op__payload[472], op__payload[464], op__payload[456], op__payload[448], op__payload[440], op__payload[432], op__payload[424], op__payload[416], op__payload[408], op__payload[400], op__payload[392], op__payload[384], op__payload[376], op__payload[368], op__payload[360], op__payload[352], op__payload[344], op__payload[336], op__payload[328], op__payload[320], op__payload[312], op__payload[304], op__payload[296], op__payload[288], op__payload[280], op__payload[272], op__payload[264], op__payload[256], op__payload[248], op__payload[240], op__payload[232], op__payload[224], op__payload[216], op__payload[208], op__payload[200], op__payload[192], op__payload[184], op__payload[176], op__payload[168], op__payload[160], op__payload[152], op__payload[144], op__payload[136], op__payload[128], op__payload[120], op__payload[112], op__payload[104], op__payload[96], op__payload[88], op__payload[80], op__payload[72], op__payload[64], op__payload[56], op__payload[48], op__payload[40], op__payload[32], op__payload[24] };
-  assign \$6  = | { op__payload[529], op__payload[521], op__payload[513], op__payload[505], op__payload[497], op__payload[489], op__payload[481], op__payload[473], op__payload[465], op__payload[457], op__payload[449], op__payload[441], op__payload[433], op__payload[425], op__payload[417], op__payload[409], op__payload[401], op__payload[393], op__payload[385], op__payload[377], op__payload[369], op__payload[361], op__payload[353], op__payload[345], op__payload[337], op__payload[329], op__payload[321], op__payload[313], op__payload[305], op__payload[297], op__payload[289], op__payload[281], op__payload[273], op__payload[265], op__payload[257], op__payload[249], op__payload[241], op__payload[233], op__payload[225], op__payload[217], op__payload[209], op__payload[201], op__payload[193], op__payload[185], op__payload[177], op__payload[169], op__payload[161], op__payload[153], op__payload[145], op__payload[137], op__payload[129], op__payload[121], op__payload[113], op__payload[105], op__payload[97], op__payload[89], op__payload[81], op__payload[73], op__payload[65], op__payload[57], op__payload[49], op__payload[41], op__payload[33], op__payload[25] };
-  assign \$7  = | { op__payload[530], op__payload[522], op__payload[514], op__payload[506], op__payload[498], op__payload[490], op__payload[482], op__payload[474], op__payload[466], op__payload[458], op__payload[450], op__payload[442], op__payload[434], op__payload[426], op__payload[418], op__payload[410], op__payload[402], op__payload[394], op__payload[386], op__payload[378], op__payload[370], op__payload[362], op__payload[354], op__payload[346], op__payload[338], op__payload[330], op__payload[322], op__payload[314], op__payload[306], op__payload[298], op__payload[290], op__payload[282], op__payload[274], op__payload[266], op__payload[258], op__payload[250], op__payload[242], op__payload[234], op__payload[226], op__payload[218], op__payload[210], op__payload[202], op__payload[194], op__payload[186], op__payload[178], op__payload[170], op__payload[162], op__payload[154], op__payload[146], op__payload[138], op__payload[130], op__payload[122], op__payload[114], op__payload[106], op__payload[98], op__payload[90], op__payload[82], op__payload[74], op__payload[66], op__payload[58], op__payload[50], op__payload[42], op__payload[34], op__payload[26] };
-  assign \$8  = | { op__payload[531], op__payload[523], op__payload[515], op__payload[507], op__payload[499], op__payload[491], op__payload[483], op__payload[475], op__payload[467], op__payload[459], op__payload[451], op__payload[443], op__payload[435], op__payload[427], op__payload[419], op__payload[411], op__payload[403], op__payload[395], op__payload[387], op__payload[379], op__payload[371], op__payload[363], op__payload[355], op__payload[347], op__payload[339], op__payload[331], op__payload[323], op__payload[315], op__payload[307], op__payload[299], op__payload[291], op__payload[283], op__payload[275], op__payload[267], op__payload[259], op__payload[251], op__payload[243], op__payload[235], op__payload[227], op__payload[219], op__payload[211], op__payload[203], op__payload[195], op__payload[187], op__payload[179], op__payload[171], op__payload[163], op__payload[155], op__payload[147], op__payload[139], op__payload[131], op__payload[123], op__payload[115], op__payload[107], op__payload[99], op__payload[91], op__payload[83], op__payload[75], op__payload[67], op__payload[59], op__payload[51], op__payload[43], op__payload[35], op__payload[27] };
+  assign \$1  = | { op__payload[525], op__payload[517], op__payload[509], op__payload[501], op__payload[493], op__payload[485], op__payload[477], op__payload[469], op__payload[461], op__payload[453], op__payload[445], op__payload[437], op__payload[429], op__payload[421], op__payload[413], op__payload[405], op__payload[397], op__payload[389], op__payload[381], op__payload[373], op__payload[365], op__payload[357], op__payload[349], op__payload[341], op__payload[333], op__payload[325], op__payload[317], op__payload[309], op__payload[301], op__payload[293], op__payload[285], op__payload[277], op__payload[269], op__payload[261], op__payload[253], op__payload[245], op__payload[237], op__payload[229], op__payload[221], op__payload[213], op__payload[205], op__payload[197], op__payload[189], op__payload[181], op__payload[173], op__payload[165], op__payload[157], op__payload[149], op__payload[141], op__payload[133], op__payload[125], op__payload[117], op__payload[109], op__payload[101], op__payload[93], op__payload[85], op__payload[77], op__payload[69], op__payload[61], op__payload[53], op__payload[45], op__payload[37], op__payload[29], op__payload[21] };
+  assign \$2  = | { op__payload[526], op__payload[518], op__payload[510], op__payload[502], op__payload[494], op__payload[486], op__payload[478], op__payload[470], op__payload[462], op__payload[454], op__payload[446], op__payload[438], op__payload[430], op__payload[422], op__payload[414], op__payload[406], op__payload[398], op__payload[390], op__payload[382], op__payload[374], op__payload[366], op__payload[358], op__payload[350], op__payload[342], op__payload[334], op__payload[326], op__payload[318], op__payload[310], op__payload[302], op__payload[294], op__payload[286], op__payload[278], op__payload[270], op__payload[262], op__payload[254], op__payload[246], op__payload[238], op__payload[230], op__payload[222], op__payload[214], op__payload[206], op__payload[198], op__payload[190], op__payload[182], op__payload[174], op__payload[166], op__payload[158], op__payload[150], op__payload[142], op__payload[134], op__payload[126], op__payload[118], op__payload[110], op__payload[102], op__payload[94], op__payload[86], op__payload[78], op__payload[70], op__payload[62], op__payload[54], op__payload[46], op__payload[38], op__payload[30], op__payload[22] };
+  assign \$3  = | { op__payload[527], op__payload[519], op__payload[511], op__payload[503], op__payload[495], op__payload[487], op__payload[479], op__payload[471], op__payload[463], op__payload[455], op__payload[447], op__payload[439], op__payload[431], op__payload[423], op__payload[415], op__payload[407], op__payload[399], op__payload[391], op__payload[383], op__payload[375], op__payload[367], op__payload[359], op__payload[351], op__payload[343], op__payload[335], op__payload[327], op__payload[319], op__payload[311], op__payload[303], op__payload[295], op__payload[287], op__payload[279], op__payload[271], op__payload[263], op__payload[255], op__payload[247], op__payload[239], op__payload[231], op__payload[223], op__payload[215], op__payload[207], op__payload[199], op__payload[191], op__payload[183], op__payload[175], op__payload[167], op__payload[159], op__payload[151], op__payload[143], op__payload[135], op__payload[127], op__payload[119], op__payload[111], op__payload[103], op__payload[95], op__payload[87], op__payload[79], op__payload[71], op__payload[63], op__payload[55], op__payload[47], op__payload[39], op__payload[31], op__payload[23] };
+  assign \$4  = | { op__payload[528], op__payload[520], op__payload[512], op__payload[504], op__payload[496], op__payload[488], op__payload[480], op__payload[472], op__payload[464], op__payload[456], op__payload[448], op__payload[440], op__payload[432], op__payload[424], op__payload[416], op__payload[408], op__payload[400], op__payload[392], op__payload[384], op__payload[376], op__payload[368], op__payload[360], op__payload[352], op__payload[344], op__payload[336], op__payload[328], op__payload[320], op__payload[312], op__payload[304], op__payload[296], op__payload[288], op__payload[280], op__payload[272], op__payload[264], op__payload[256], op__payload[248], op__payload[240], op__payload[232], op__payload[224], op__payload[216], op__payload[208], op__payload[200], op__payload[192], op__payload[184], op__payload[176], op__payload[168], op__payload[160], op__payload[152], op__payload[144], op__payload[136], op__payload[128], op__payload[120], op__payload[112], op__payload[104], op__payload[96], op__payload[88], op__payload[80], op__payload[72], op__payload[64], op__payload[56], op__payload[48], op__payload[40], op__payload[32], op__payload[24] };
+  assign \$5  = | { op__payload[529], op__payload[521], op__payload[513], op__payload[505], op__payload[497], op__payload[489], op__payload[481], op__payload[473], op__payload[465], op__payload[457], op__payload[449], op__payload[441], op__payload[433], op__payload[425], op__payload[417], op__payload[409], op__payload[401], op__payload[393], op__payload[385], op__payload[377], op__payload[369], op__payload[361], op__payload[353], op__payload[345], op__payload[337], op__payload[329], op__payload[321], op__payload[313], op__payload[305], op__payload[297], op__payload[289], op__payload[281], op__payload[273], op__payload[265], op__payload[257], op__payload[249], op__payload[241], op__payload[233], op__payload[225], op__payload[217], op__payload[209], op__payload[201], op__payload[193], op__payload[185], op__payload[177], op__payload[169], op__payload[161], op__payload[153], op__payload[145], op__payload[137], op__payload[129], op__payload[121], op__payload[113], op__payload[105], op__payload[97], op__payload[89], op__payload[81], op__payload[73], op__payload[65], op__payload[57], op__payload[49], op__payload[41], op__payload[33], op__payload[25] };
+  assign \$6  = | { op__payload[530], op__payload[522], op__payload[514], op__payload[506], op__payload[498], op__payload[490], op__payload[482], op__payload[474], op__payload[466], op__payload[458], op__payload[450], op__payload[442], op__payload[434], op__payload[426], op__payload[418], op__payload[410], op__payload[402], op__payload[394], op__payload[386], op__payload[378], op__payload[370], op__payload[362], op__payload[354], op__payload[346], op__payload[338], op__payload[330], op__payload[322], op__payload[314], op__payload[306], op__payload[298], op__payload[290], op__payload[282], op__payload[274], op__payload[266], op__payload[258], op__payload[250], op__payload[242], op__payload[234], op__payload[226], op__payload[218], op__payload[210], op__payload[202], op__payload[194], op__payload[186], op__payload[178], op__payload[170], op__payload[162], op__payload[154], op__payload[146], op__payload[138], op__payload[130], op__payload[122], op__payload[114], op__payload[106], op__payload[98], op__payload[90], op__payload[82], op__payload[74], op__payload[66], op__payload[58], op__payload[50], op__payload[42], op__payload[34], op__payload[26] };
+  assign \$7  = | { op__payload[531], op__payload[523], op__payload[515], op__payload[507], op__payload[499], op__payload[491], op__payload[483], op__payload[475], op__payload[467], op__payload[459], op__payload[451], op__payload[443], op__payload[435], op__payload[427], op__payload[419], op__payload[411], op__payload[403], op__payload[395], op__payload[387], op__payload[379], op__payload[371], op__payload[363], op__payload[355], op__payload[347], op__payload[339], op__payload[331], op__payload[323], op__payload[315], op__payload[307], op__payload[299], op__payload[291], op__payload[283], op__payload[275], op__payload[267], op__payload[259], op__payload[251], op__payload[243], op__payload[235], op__payload[227], op__payload[219], op__payload[211], op__payload[203], op__payload[195], op__payload[187], op__payload[179], op__payload[171], op__payload[163], op__payload[155], op__payload[147], op__payload[139], op__payload[131], op__payload[123], op__payload[115], op__payload[107], op__payload[99], op__payload[91], op__payload[83], op__payload[75], op__payload[67], op__payload[59], op__payload[51], op__payload[43], op__payload[35], op__payload[27] };
+  assign \$8  = | { op__payload[532], op__payload[524], op__payload[516], op__payload[508], op__payload[500], op__payload[492], op__payload[484], op__payload[476], op__payload[468], op__payload[460], op__payload[452], op__payload[444], op__payload[436], op__payload[428], op__payload[420], op__payload[412], op__payload[404], op__payload[396], op__payload[388], op__payload[380], op__payload[372], op__payload[364], op__payload[356], op__payload[348], op__payload[340], op__payload[332], op__payload[324], op__payload[316], op__payload[308], op__payload[300], op__payload[292], op__payload[284], op__payload[276], op__payload[268], op__payload[260], op__payload[252], op__payload[244], op__payload[236], op__payload[228], op__payload[220], op__payload[212], op__payload[204], op__payload[196], op__payload[188], op__payload[180], op__payload[172], op__payload[164], op__payload[156], op__payload[148], op__payload[140], op__payload[132], op__payload[124], op__payload[116], op__payload[108], op__payload[100], op__payload[92], op__payload[84], op__payload[76], op__payload[68], op__payload[60], op__payload[52], op__payload[44], op__payload[36], op__payload[28] };
   assign nonzero = { \$8 , \$7 , \$6 , \$5 , \$4 , \$3 , \$2 , \$1  } & ab_mask;
   assign \$10  = | nonzero;
   assign \$11  = \$10  ? nonzero : 8'h01;
@@ -8015,7 +12419,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   assign \$23  = ~ \$signal$63 ;
   assign tile3__ben = \$signal  & \$23 ;
   assign tile4__ren = mem_re | bitwise_now;
-  default_cim_tile_r64_p4_w8_a8 tile0 (
+  default_cim_tile_r64_p8_w8_a8 tile0 (
     .acc(tile0__acc),
     .acc_en(tile0__acc_en),
     .acc_first(tile0__acc_first),
@@ -8041,7 +12445,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     .wrow(mem_row),
     .x_plane(x_plane)
   );
-  default_cim_tile_r64_p4_w8_a8 tile1 (
+  default_cim_tile_r64_p8_w8_a8 tile1 (
     .acc(tile1__acc),
     .acc_en(tile1__acc_en),
     .acc_first(tile0__acc_first),
@@ -8067,7 +12471,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     .wrow(mem_row),
     .x_plane(x_plane)
   );
-  default_cim_tile_r64_p4_w8_a8 tile2 (
+  default_cim_tile_r64_p8_w8_a8 tile2 (
     .acc(tile2__acc),
     .acc_en(tile2__acc_en),
     .acc_first(tile0__acc_first),
@@ -8093,7 +12497,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     .wrow(mem_row),
     .x_plane(x_plane)
   );
-  default_cim_tile_r64_p4_w8_a8 tile3 (
+  default_cim_tile_r64_p8_w8_a8 tile3 (
     .acc(tile3__acc),
     .acc_en(tile3__acc_en),
     .acc_first(tile0__acc_first),
@@ -8119,7 +12523,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     .wrow(mem_row),
     .x_plane(x_plane)
   );
-  default_cim_tile_r64_p4_w8_a8 tile4 (
+  default_cim_tile_r64_p8_w8_a8 tile4 (
     .acc(tile4__acc),
     .acc_en(tile4__acc_en),
     .acc_first(tile0__acc_first),
@@ -8145,7 +12549,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     .wrow(mem_row),
     .x_plane(x_plane)
   );
-  default_cim_tile_r64_p4_w8_a8 tile5 (
+  default_cim_tile_r64_p8_w8_a8 tile5 (
     .acc(tile5__acc),
     .acc_en(tile5__acc_en),
     .acc_first(tile0__acc_first),
@@ -8171,7 +12575,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     .wrow(mem_row),
     .x_plane(x_plane)
   );
-  default_cim_tile_r64_p4_w8_a8 tile6 (
+  default_cim_tile_r64_p8_w8_a8 tile6 (
     .acc(tile6__acc),
     .acc_en(tile6__acc_en),
     .acc_first(tile0__acc_first),
@@ -8197,7 +12601,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     .wrow(mem_row),
     .x_plane(x_plane)
   );
-  default_cim_tile_r64_p4_w8_a8 tile7 (
+  default_cim_tile_r64_p8_w8_a8 tile7 (
     .acc(tile7__acc),
     .acc_en(tile7__acc_en),
     .acc_first(tile0__acc_first),
@@ -8228,7 +12632,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     (* full_case = 32'd1 *)
     if (\$9 ) begin
       first_mask = 8'h01;
-    end else if (op__payload[16]) begin
+    end else if (op__payload[17]) begin
       first_mask = \$11 ;
     end else begin
       first_mask = ab_mask;
@@ -8579,17 +12983,17 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$32  = page;
     if (accept) begin
-      \$32  = op__payload[2:1];
+      \$32  = op__payload[3:1];
     end
     if (rst) begin
-      \$32  = 2'h0;
+      \$32  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$33  = tile0__wb_log2;
     if (accept) begin
-      \$33  = op__payload[10:9];
+      \$33  = op__payload[11:10];
     end
     if (rst) begin
       \$33  = 2'h0;
@@ -8599,7 +13003,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$34  = tile0__w_signed;
     if (accept) begin
-      \$34  = op__payload[14];
+      \$34  = op__payload[15];
     end
     if (rst) begin
       \$34  = 1'h0;
@@ -8609,7 +13013,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$35  = x_signed;
     if (accept) begin
-      \$35  = op__payload[15];
+      \$35  = op__payload[16];
     end
     if (rst) begin
       \$35  = 1'h0;
@@ -8619,7 +13023,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$36  = ab_m1;
     if (accept) begin
-      \$36  = op__payload[13:11];
+      \$36  = op__payload[14:12];
     end
     if (rst) begin
       \$36  = 3'h0;
@@ -8629,7 +13033,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$37  = bop;
     if (accept) begin
-      \$37  = op__payload[19:17];
+      \$37  = op__payload[20:18];
     end
     if (rst) begin
       \$37  = 3'h0;
@@ -8639,7 +13043,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$38  = word;
     if (accept) begin
-      \$38  = op__payload[595:532];
+      \$38  = op__payload[596:533];
     end
     if (rst) begin
       \$38  = 64'h0000000000000000;
@@ -8661,14 +13065,14 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$40  = planes;
     if (accept) begin
-      \$40 [63:0] = { op__payload[524], op__payload[516], op__payload[508], op__payload[500], op__payload[492], op__payload[484], op__payload[476], op__payload[468], op__payload[460], op__payload[452], op__payload[444], op__payload[436], op__payload[428], op__payload[420], op__payload[412], op__payload[404], op__payload[396], op__payload[388], op__payload[380], op__payload[372], op__payload[364], op__payload[356], op__payload[348], op__payload[340], op__payload[332], op__payload[324], op__payload[316], op__payload[308], op__payload[300], op__payload[292], op__payload[284], op__payload[276], op__payload[268], op__payload[260], op__payload[252], op__payload[244], op__payload[236], op__payload[228], op__payload[220], op__payload[212], op__payload[204], op__payload[196], op__payload[188], op__payload[180], op__payload[172], op__payload[164], op__payload[156], op__payload[148], op__payload[140], op__payload[132], op__payload[124], op__payload[116], op__payload[108], op__payload[100], op__payload[92], op__payload[84], op__payload[76], op__payload[68], op__payload[60], op__payload[52], op__payload[44], op__payload[36], op__payload[28], op__payload[20] };
-      \$40 [127:64] = { op__payload[525], op__payload[517], op__payload[509], op__payload[501], op__payload[493], op__payload[485], op__payload[477], op__payload[469], op__payload[461], op__payload[453], op__payload[445], op__payload[437], op__payload[429], op__payload[421], op__payload[413], op__payload[405], op__payload[397], op__payload[389], op__payload[381], op__payload[373], op__payload[365], op__payload[357], op__payload[349], op__payload[341], op__payload[333], op__payload[325], op__payload[317], op__payload[309], op__payload[301], op__payload[293], op__payload[285], op__payload[277], op__payload[269], op__payload[261], op__payload[253], op__payload[245], op__payload[237], op__payload[229], op__payload[221], op__payload[213], op__payload[205], op__payload[197], op__payload[189], op__payload[181], op__payload[173], op__payload[165], op__payload[157], op__payload[149], op__payload[141], op__payload[133], op__payload[125], op__payload[117], op__payload[109], op__payload[101], op__payload[93], op__payload[85], op__payload[77], op__payload[69], op__payload[61], op__payload[53], op__payload[45], op__payload[37], op__payload[29], op__payload[21] };
-      \$40 [191:128] = { op__payload[526], op__payload[518], op__payload[510], op__payload[502], op__payload[494], op__payload[486], op__payload[478], op__payload[470], op__payload[462], op__payload[454], op__payload[446], op__payload[438], op__payload[430], op__payload[422], op__payload[414], op__payload[406], op__payload[398], op__payload[390], op__payload[382], op__payload[374], op__payload[366], op__payload[358], op__payload[350], op__payload[342], op__payload[334], op__payload[326], op__payload[318], op__payload[310], op__payload[302], op__payload[294], op__payload[286], op__payload[278], op__payload[270], op__payload[262], op__payload[254], op__payload[246], op__payload[238], op__payload[230], op__payload[222], op__payload[214], op__payload[206], op__payload[198], op__payload[190], op__payload[182], op__payload[174], op__payload[166], op__payload[158], op__payload[150], op__payload[142], op__payload[134], op__payload[126], op__payload[118], op__payload[110], op__payload[102], op__payload[94], op__payload[86], op__payload[78], op__payload[70], op__payload[62], op__payload[54], op__payload[46], op__payload[38], op__payload[30], op__payload[22] };
-      \$40 [255:192] = { op__payload[527], op__payload[519], op__payload[511], op__payload[503], op__payload[495], op__payload[487], op__payload[479], op__payload[471], op__payload[463], op__payload[455], op__payload[447], op__payload[439], op__payload[431], op__payload[423], op__payload[415], op__payload[407], op__payload[399], op__payload[391], op__payload[383], op__payload[375], op__payload[367], op__payload[359], op__payload[351], op__payload[343], op__payload[335], op__payload[327], op__payload[319], op__payload[311], op__payload[303], op__payload[295], op__payload[287], op__payload[279], op__payload[271], op__payload[263], op__payload[255], op__payload[247], op__payload[239], op__payload[231], op__payload[223], op__payload[215], op__payload[207], op__payload[199], op__payload[191], op__payload[183], op__payload[175], op__payload[167], op__payload[159], op__payload[151], op__payload[143], op__payload[135], op__payload[127], op__payload[119], op__payload[111], op__payload[103], op__payload[95], op__payload[87], op__payload[79], op__payload[71], op__payload[63], op__payload[55], op__payload[47], op__payload[39], op__payload[31], op__payload[23] };
-      \$40 [319:256] = { op__payload[528], op__payload[520], op__payload[512], op__payload[504], op__payload[496], op__payload[488], op__payload[480], op__payload[472], op__payload[464], op__payload[456], op__payload[448], op__payload[440], op__payload[432], op__payload[424], op__payload[416], op__payload[408], op__payload[400], op__payload[392], op__payload[384], op__payload[376], op__payload[368], op__payload[360], op__payload[352], op__payload[344], op__payload[336], op__payload[328], op__payload[320], op__payload[312], op__payload[304], op__payload[296], op__payload[288], op__payload[280], op__payload[272], op__payload[264], op__payload[256], op__payload[248], op__payload[240], op__payload[232], op__payload[224], op__payload[216], op__payload[208], op__payload[200], op__payload[192], op__payload[184], op__payload[176], op__payload[168], op__payload[160], op__payload[152], op__payload[144], op__payload[136], op__payload[128], op__payload[120], op__payload[112], op__payload[104], op__payload[96], op__payload[88], op__payload[80], op__payload[72], op__payload[64], op__payload[56], op__payload[48], op__payload[40], op__payload[32], op__payload[24] };
-      \$40 [383:320] = { op__payload[529], op__payload[521], op__payload[513], op__payload[505], op__payload[497], op__payload[489], op__payload[481], op__payload[473], op__payload[465], op__payload[457], op__payload[449], op__payload[441], op__payload[433], op__payload[425], op__payload[417], op__payload[409], op__payload[401], op__payload[393], op__payload[385], op__payload[377], op__payload[369], op__payload[361], op__payload[353], op__payload[345], op__payload[337], op__payload[329], op__payload[321], op__payload[313], op__payload[305], op__payload[297], op__payload[289], op__payload[281], op__payload[273], op__payload[265], op__payload[257], op__payload[249], op__payload[241], op__payload[233], op__payload[225], op__payload[217], op__payload[209], op__payload[201], op__payload[193], op__payload[185], op__payload[177], op__payload[169], op__payload[161], op__payload[153], op__payload[145], op__payload[137], op__payload[129], op__payload[121], op__payload[113], op__payload[105], op__payload[97], op__payload[89], op__payload[81], op__payload[73], op__payload[65], op__payload[57], op__payload[49], op__payload[41], op__payload[33], op__payload[25] };
-      \$40 [447:384] = { op__payload[530], op__payload[522], op__payload[514], op__payload[506], op__payload[498], op__payload[490], op__payload[482], op__payload[474], op__payload[466], op__payload[458], op__payload[450], op__payload[442], op__payload[434], op__payload[426], op__payload[418], op__payload[410], op__payload[402], op__payload[394], op__payload[386], op__payload[378], op__payload[370], op__payload[362], op__payload[354], op__payload[346], op__payload[338], op__payload[330], op__payload[322], op__payload[314], op__payload[306], op__payload[298], op__payload[290], op__payload[282], op__payload[274], op__payload[266], op__payload[258], op__payload[250], op__payload[242], op__payload[234], op__payload[226], op__payload[218], op__payload[210], op__payload[202], op__payload[194], op__payload[186], op__payload[178], op__payload[170], op__payload[162], op__payload[154], op__payload[146], op__payload[138], op__payload[130], op__payload[122], op__payload[114], op__payload[106], op__payload[98], op__payload[90], op__payload[82], op__payload[74], op__payload[66], op__payload[58], op__payload[50], op__payload[42], op__payload[34], op__payload[26] };
-      \$40 [511:448] = { op__payload[531], op__payload[523], op__payload[515], op__payload[507], op__payload[499], op__payload[491], op__payload[483], op__payload[475], op__payload[467], op__payload[459], op__payload[451], op__payload[443], op__payload[435], op__payload[427], op__payload[419], op__payload[411], op__payload[403], op__payload[395], op__payload[387], op__payload[379], op__payload[371], op__payload[363], op__payload[355], op__payload[347], op__payload[339], op__payload[331], op__payload[323], op__payload[315], op__payload[307], op__payload[299], op__payload[291], op__payload[283], op__payload[275], op__payload[267], op__payload[259], op__payload[251], op__payload[243], op__payload[235], op__payload[227], op__payload[219], op__payload[211], op__payload[203], op__payload[195], op__payload[187], op__payload[179], op__payload[171], op__payload[163], op__payload[155], op__payload[147], op__payload[139], op__payload[131], op__payload[123], op__payload[115], op__payload[107], op__payload[99], op__payload[91], op__payload[83], op__payload[75], op__payload[67], op__payload[59], op__payload[51], op__payload[43], op__payload[35], op__payload[27] };
+      \$40 [63:0] = { op__payload[525], op__payload[517], op__payload[509], op__payload[501], op__payload[493], op__payload[485], op__payload[477], op__payload[469], op__payload[461], op__payload[453], op__payload[445], op__payload[437], op__payload[429], op__payload[421], op__payload[413], op__payload[405], op__payload[397], op__payload[389], op__payload[381], op__payload[373], op__payload[365], op__payload[357], op__payload[349], op__payload[341], op__payload[333], op__payload[325], op__payload[317], op__payload[309], op__payload[301], op__payload[293], op__payload[285], op__payload[277], op__payload[269], op__payload[261], op__payload[253], op__payload[245], op__payload[237], op__payload[229], op__payload[221], op__payload[213], op__payload[205], op__payload[197], op__payload[189], op__payload[181], op__payload[173], op__payload[165], op__payload[157], op__payload[149], op__payload[141], op__payload[133], op__payload[125], op__payload[117], op__payload[109], op__payload[101], op__payload[93], op__payload[85], op__payload[77], op__payload[69], op__payload[61], op__payload[53], op__payload[45], op__payload[37], op__payload[29], op__payload[21] };
+      \$40 [127:64] = { op__payload[526], op__payload[518], op__payload[510], op__payload[502], op__payload[494], op__payload[486], op__payload[478], op__payload[470], op__payload[462], op__payload[454], op__payload[446], op__payload[438], op__payload[430], op__payload[422], op__payload[414], op__payload[406], op__payload[398], op__payload[390], op__payload[382], op__payload[374], op__payload[366], op__payload[358], op__payload[350], op__payload[342], op__payload[334], op__payload[326], op__payload[318], op__payload[310], op__payload[302], op__payload[294], op__payload[286], op__payload[278], op__payload[270], op__payload[262], op__payload[254], op__payload[246], op__payload[238], op__payload[230], op__payload[222], op__payload[214], op__payload[206], op__payload[198], op__payload[190], op__payload[182], op__payload[174], op__payload[166], op__payload[158], op__payload[150], op__payload[142], op__payload[134], op__payload[126], op__payload[118], op__payload[110], op__payload[102], op__payload[94], op__payload[86], op__payload[78], op__payload[70], op__payload[62], op__payload[54], op__payload[46], op__payload[38], op__payload[30], op__payload[22] };
+      \$40 [191:128] = { op__payload[527], op__payload[519], op__payload[511], op__payload[503], op__payload[495], op__payload[487], op__payload[479], op__payload[471], op__payload[463], op__payload[455], op__payload[447], op__payload[439], op__payload[431], op__payload[423], op__payload[415], op__payload[407], op__payload[399], op__payload[391], op__payload[383], op__payload[375], op__payload[367], op__payload[359], op__payload[351], op__payload[343], op__payload[335], op__payload[327], op__payload[319], op__payload[311], op__payload[303], op__payload[295], op__payload[287], op__payload[279], op__payload[271], op__payload[263], op__payload[255], op__payload[247], op__payload[239], op__payload[231], op__payload[223], op__payload[215], op__payload[207], op__payload[199], op__payload[191], op__payload[183], op__payload[175], op__payload[167], op__payload[159], op__payload[151], op__payload[143], op__payload[135], op__payload[127], op__payload[119], op__payload[111], op__payload[103], op__payload[95], op__payload[87], op__payload[79], op__payload[71], op__payload[63], op__payload[55], op__payload[47], op__payload[39], op__payload[31], op__payload[23] };
+      \$40 [255:192] = { op__payload[528], op__payload[520], op__payload[512], op__payload[504], op__payload[496], op__payload[488], op__payload[480], op__payload[472], op__payload[464], op__payload[456], op__payload[448], op__payload[440], op__payload[432], op__payload[424], op__payload[416], op__payload[408], op__payload[400], op__payload[392], op__payload[384], op__payload[376], op__payload[368], op__payload[360], op__payload[352], op__payload[344], op__payload[336], op__payload[328], op__payload[320], op__payload[312], op__payload[304], op__payload[296], op__payload[288], op__payload[280], op__payload[272], op__payload[264], op__payload[256], op__payload[248], op__payload[240], op__payload[232], op__payload[224], op__payload[216], op__payload[208], op__payload[200], op__payload[192], op__payload[184], op__payload[176], op__payload[168], op__payload[160], op__payload[152], op__payload[144], op__payload[136], op__payload[128], op__payload[120], op__payload[112], op__payload[104], op__payload[96], op__payload[88], op__payload[80], op__payload[72], op__payload[64], op__payload[56], op__payload[48], op__payload[40], op__payload[32], op__payload[24] };
+      \$40 [319:256] = { op__payload[529], op__payload[521], op__payload[513], op__payload[505], op__payload[497], op__payload[489], op__payload[481], op__payload[473], op__payload[465], op__payload[457], op__payload[449], op__payload[441], op__payload[433], op__payload[425], op__payload[417], op__payload[409], op__payload[401], op__payload[393], op__payload[385], op__payload[377], op__payload[369], op__payload[361], op__payload[353], op__payload[345], op__payload[337], op__payload[329], op__payload[321], op__payload[313], op__payload[305], op__payload[297], op__payload[289], op__payload[281], op__payload[273], op__payload[265], op__payload[257], op__payload[249], op__payload[241], op__payload[233], op__payload[225], op__payload[217], op__payload[209], op__payload[201], op__payload[193], op__payload[185], op__payload[177], op__payload[169], op__payload[161], op__payload[153], op__payload[145], op__payload[137], op__payload[129], op__payload[121], op__payload[113], op__payload[105], op__payload[97], op__payload[89], op__payload[81], op__payload[73], op__payload[65], op__payload[57], op__payload[49], op__payload[41], op__payload[33], op__payload[25] };
+      \$40 [383:320] = { op__payload[530], op__payload[522], op__payload[514], op__payload[506], op__payload[498], op__payload[490], op__payload[482], op__payload[474], op__payload[466], op__payload[458], op__payload[450], op__payload[442], op__payload[434], op__payload[426], op__payload[418], op__payload[410], op__payload[402], op__payload[394], op__payload[386], op__payload[378], op__payload[370], op__payload[362], op__payload[354], op__payload[346], op__payload[338], op__payload[330], op__payload[322], op__payload[314], op__payload[306], op__payload[298], op__payload[290], op__payload[282], op__payload[274], op__payload[266], op__payload[258], op__payload[250], op__payload[242], op__payload[234], op__payload[226], op__payload[218], op__payload[210], op__payload[202], op__payload[194], op__payload[186], op__payload[178], op__payload[170], op__payload[162], op__payload[154], op__payload[146], op__payload[138], op__payload[130], op__payload[122], op__payload[114], op__payload[106], op__payload[98], op__payload[90], op__payload[82], op__payload[74], op__payload[66], op__payload[58], op__payload[50], op__payload[42], op__payload[34], op__payload[26] };
+      \$40 [447:384] = { op__payload[531], op__payload[523], op__payload[515], op__payload[507], op__payload[499], op__payload[491], op__payload[483], op__payload[475], op__payload[467], op__payload[459], op__payload[451], op__payload[443], op__payload[435], op__payload[427], op__payload[419], op__payload[411], op__payload[403], op__payload[395], op__payload[387], op__payload[379], op__payload[371], op__payload[363], op__payload[355], op__payload[347], op__payload[339], op__payload[331], op__payload[323], op__payload[315], op__payload[307], op__payload[299], op__payload[291], op__payload[283], op__payload[275], op__payload[267], op__payload[259], op__payload[251], op__payload[243], op__payload[235], op__payload[227], op__payload[219], op__payload[211], op__payload[203], op__payload[195], op__payload[187], op__payload[179], op__payload[171], op__payload[163], op__payload[155], op__payload[147], op__payload[139], op__payload[131], op__payload[123], op__payload[115], op__payload[107], op__payload[99], op__payload[91], op__payload[83], op__payload[75], op__payload[67], op__payload[59], op__payload[51], op__payload[43], op__payload[35], op__payload[27] };
+      \$40 [511:448] = { op__payload[532], op__payload[524], op__payload[516], op__payload[508], op__payload[500], op__payload[492], op__payload[484], op__payload[476], op__payload[468], op__payload[460], op__payload[452], op__payload[444], op__payload[436], op__payload[428], op__payload[420], op__payload[412], op__payload[404], op__payload[396], op__payload[388], op__payload[380], op__payload[372], op__payload[364], op__payload[356], op__payload[348], op__payload[340], op__payload[332], op__payload[324], op__payload[316], op__payload[308], op__payload[300], op__payload[292], op__payload[284], op__payload[276], op__payload[268], op__payload[260], op__payload[252], op__payload[244], op__payload[236], op__payload[228], op__payload[220], op__payload[212], op__payload[204], op__payload[196], op__payload[188], op__payload[180], op__payload[172], op__payload[164], op__payload[156], op__payload[148], op__payload[140], op__payload[132], op__payload[124], op__payload[116], op__payload[108], op__payload[100], op__payload[92], op__payload[84], op__payload[76], op__payload[68], op__payload[60], op__payload[52], op__payload[44], op__payload[36], op__payload[28] };
     end
     if (rst) begin
       \$40  = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -8761,7 +13165,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$52  = brow;
     if (accept) begin
-      \$52  = op__payload[8:3];
+      \$52  = op__payload[9:4];
     end
     if (rst) begin
       \$52  = 6'h00;
@@ -8770,7 +13174,7 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    casez (op__payload[13:11])
+    casez (op__payload[14:12])
       3'h0:
           ab_mask = 8'h01;
       3'h1:
@@ -8811,14 +13215,14 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
           x_plane = planes[511:448];
     endcase
   end
-  assign in_plane0 = { op__payload[524], op__payload[516], op__payload[508], op__payload[500], op__payload[492], op__payload[484], op__payload[476], op__payload[468], op__payload[460], op__payload[452], op__payload[444], op__payload[436], op__payload[428], op__payload[420], op__payload[412], op__payload[404], op__payload[396], op__payload[388], op__payload[380], op__payload[372], op__payload[364], op__payload[356], op__payload[348], op__payload[340], op__payload[332], op__payload[324], op__payload[316], op__payload[308], op__payload[300], op__payload[292], op__payload[284], op__payload[276], op__payload[268], op__payload[260], op__payload[252], op__payload[244], op__payload[236], op__payload[228], op__payload[220], op__payload[212], op__payload[204], op__payload[196], op__payload[188], op__payload[180], op__payload[172], op__payload[164], op__payload[156], op__payload[148], op__payload[140], op__payload[132], op__payload[124], op__payload[116], op__payload[108], op__payload[100], op__payload[92], op__payload[84], op__payload[76], op__payload[68], op__payload[60], op__payload[52], op__payload[44], op__payload[36], op__payload[28], op__payload[20] };
-  assign in_plane1 = { op__payload[525], op__payload[517], op__payload[509], op__payload[501], op__payload[493], op__payload[485], op__payload[477], op__payload[469], op__payload[461], op__payload[453], op__payload[445], op__payload[437], op__payload[429], op__payload[421], op__payload[413], op__payload[405], op__payload[397], op__payload[389], op__payload[381], op__payload[373], op__payload[365], op__payload[357], op__payload[349], op__payload[341], op__payload[333], op__payload[325], op__payload[317], op__payload[309], op__payload[301], op__payload[293], op__payload[285], op__payload[277], op__payload[269], op__payload[261], op__payload[253], op__payload[245], op__payload[237], op__payload[229], op__payload[221], op__payload[213], op__payload[205], op__payload[197], op__payload[189], op__payload[181], op__payload[173], op__payload[165], op__payload[157], op__payload[149], op__payload[141], op__payload[133], op__payload[125], op__payload[117], op__payload[109], op__payload[101], op__payload[93], op__payload[85], op__payload[77], op__payload[69], op__payload[61], op__payload[53], op__payload[45], op__payload[37], op__payload[29], op__payload[21] };
-  assign in_plane2 = { op__payload[526], op__payload[518], op__payload[510], op__payload[502], op__payload[494], op__payload[486], op__payload[478], op__payload[470], op__payload[462], op__payload[454], op__payload[446], op__payload[438], op__payload[430], op__payload[422], op__payload[414], op__payload[406], op__payload[398], op__payload[390], op__payload[382], op__payload[374], op__payload[366], op__payload[358], op__payload[350], op__payload[342], op__payload[334], op__payload[326], op__payload[318], op__payload[310], op__payload[302], op__payload[294], op__payload[286], op__payload[278], op__payload[270], op__payload[262], op__payload[254], op__payload[246], op__payload[238], op__payload[230], op__payload[222], op__payload[214], op__payload[206], op__payload[198], op__payload[190], op__payload[182], op__payload[174], op__payload[166], op__payload[158], op__payload[150], op__payload[142], op__payload[134], op__payload[126], op__payload[118], op__payload[110], op__payload[102], op__payload[94], op__payload[86], op__payload[78], op__payload[70], op__payload[62], op__payload[54], op__payload[46], op__payload[38], op__payload[30], op__payload[22] };
-  assign in_plane3 = { op__payload[527], op__payload[519], op__payload[511], op__payload[503], op__payload[495], op__payload[487], op__payload[479], op__payload[471], op__payload[463], op__payload[455], op__payload[447], op__payload[439], op__payload[431], op__payload[423], op__payload[415], op__payload[407], op__payload[399], op__payload[391], op__payload[383], op__payload[375], op__payload[367], op__payload[359], op__payload[351], op__payload[343], op__payload[335], op__payload[327], op__payload[319], op__payload[311], op__payload[303], op__payload[295], op__payload[287], op__payload[279], op__payload[271], op__payload[263], op__payload[255], op__payload[247], op__payload[239], op__payload[231], op__payload[223], op__payload[215], op__payload[207], op__payload[199], op__payload[191], op__payload[183], op__payload[175], op__payload[167], op__payload[159], op__payload[151], op__payload[143], op__payload[135], op__payload[127], op__payload[119], op__payload[111], op__payload[103], op__payload[95], op__payload[87], op__payload[79], op__payload[71], op__payload[63], op__payload[55], op__payload[47], op__payload[39], op__payload[31], op__payload[23] };
-  assign in_plane4 = { op__payload[528], op__payload[520], op__payload[512], op__payload[504], op__payload[496], op__payload[488], op__payload[480], op__payload[472], op__payload[464], op__payload[456], op__payload[448], op__payload[440], op__payload[432], op__payload[424], op__payload[416], op__payload[408], op__payload[400], op__payload[392], op__payload[384], op__payload[376], op__payload[368], op__payload[360], op__payload[352], op__payload[344], op__payload[336], op__payload[328], op__payload[320], op__payload[312], op__payload[304], op__payload[296], op__payload[288], op__payload[280], op__payload[272], op__payload[264], op__payload[256], op__payload[248], op__payload[240], op__payload[232], op__payload[224], op__payload[216], op__payload[208], op__payload[200], op__payload[192], op__payload[184], op__payload[176], op__payload[168], op__payload[160], op__payload[152], op__payload[144], op__payload[136], op__payload[128], op__payload[120], op__payload[112], op__payload[104], op__payload[96], op__payload[88], op__payload[80], op__payload[72], op__payload[64], op__payload[56], op__payload[48], op__payload[40], op__payload[32], op__payload[24] };
-  assign in_plane5 = { op__payload[529], op__payload[521], op__payload[513], op__payload[505], op__payload[497], op__payload[489], op__payload[481], op__payload[473], op__payload[465], op__payload[457], op__payload[449], op__payload[441], op__payload[433], op__payload[425], op__payload[417], op__payload[409], op__payload[401], op__payload[393], op__payload[385], op__payload[377], op__payload[369], op__payload[361], op__payload[353], op__payload[345], op__payload[337], op__payload[329], op__payload[321], op__payload[313], op__payload[305], op__payload[297], op__payload[289], op__payload[281], op__payload[273], op__payload[265], op__payload[257], op__payload[249], op__payload[241], op__payload[233], op__payload[225], op__payload[217], op__payload[209], op__payload[201], op__payload[193], op__payload[185], op__payload[177], op__payload[169], op__payload[161], op__payload[153], op__payload[145], op__payload[137], op__payload[129], op__payload[121], op__payload[113], op__payload[105], op__payload[97], op__payload[89], op__payload[81], op__payload[73], op__payload[65], op__payload[57], op__payload[49], op__payload[41], op__payload[33], op__payload[25] };
-  assign in_plane6 = { op__payload[530], op__payload[522], op__payload[514], op__payload[506], op__payload[498], op__payload[490], op__payload[482], op__payload[474], op__payload[466], op__payload[458], op__payload[450], op__payload[442], op__payload[434], op__payload[426], op__payload[418], op__payload[410], op__payload[402], op__payload[394], op__payload[386], op__payload[378], op__payload[370], op__payload[362], op__payload[354], op__payload[346], op__payload[338], op__payload[330], op__payload[322], op__payload[314], op__payload[306], op__payload[298], op__payload[290], op__payload[282], op__payload[274], op__payload[266], op__payload[258], op__payload[250], op__payload[242], op__payload[234], op__payload[226], op__payload[218], op__payload[210], op__payload[202], op__payload[194], op__payload[186], op__payload[178], op__payload[170], op__payload[162], op__payload[154], op__payload[146], op__payload[138], op__payload[130], op__payload[122], op__payload[114], op__payload[106], op__payload[98], op__payload[90], op__payload[82], op__payload[74], op__payload[66], op__payload[58], op__payload[50], op__payload[42], op__payload[34], op__payload[26] };
-  assign in_plane7 = { op__payload[531], op__payload[523], op__payload[515], op__payload[507], op__payload[499], op__payload[491], op__payload[483], op__payload[475], op__payload[467], op__payload[459], op__payload[451], op__payload[443], op__payload[435], op__payload[427], op__payload[419], op__payload[411], op__payload[403], op__payload[395], op__payload[387], op__payload[379], op__payload[371], op__payload[363], op__payload[355], op__payload[347], op__payload[339], op__payload[331], op__payload[323], op__payload[315], op__payload[307], op__payload[299], op__payload[291], op__payload[283], op__payload[275], op__payload[267], op__payload[259], op__payload[251], op__payload[243], op__payload[235], op__payload[227], op__payload[219], op__payload[211], op__payload[203], op__payload[195], op__payload[187], op__payload[179], op__payload[171], op__payload[163], op__payload[155], op__payload[147], op__payload[139], op__payload[131], op__payload[123], op__payload[115], op__payload[107], op__payload[99], op__payload[91], op__payload[83], op__payload[75], op__payload[67], op__payload[59], op__payload[51], op__payload[43], op__payload[35], op__payload[27] };
+  assign in_plane0 = { op__payload[525], op__payload[517], op__payload[509], op__payload[501], op__payload[493], op__payload[485], op__payload[477], op__payload[469], op__payload[461], op__payload[453], op__payload[445], op__payload[437], op__payload[429], op__payload[421], op__payload[413], op__payload[405], op__payload[397], op__payload[389], op__payload[381], op__payload[373], op__payload[365], op__payload[357], op__payload[349], op__payload[341], op__payload[333], op__payload[325], op__payload[317], op__payload[309], op__payload[301], op__payload[293], op__payload[285], op__payload[277], op__payload[269], op__payload[261], op__payload[253], op__payload[245], op__payload[237], op__payload[229], op__payload[221], op__payload[213], op__payload[205], op__payload[197], op__payload[189], op__payload[181], op__payload[173], op__payload[165], op__payload[157], op__payload[149], op__payload[141], op__payload[133], op__payload[125], op__payload[117], op__payload[109], op__payload[101], op__payload[93], op__payload[85], op__payload[77], op__payload[69], op__payload[61], op__payload[53], op__payload[45], op__payload[37], op__payload[29], op__payload[21] };
+  assign in_plane1 = { op__payload[526], op__payload[518], op__payload[510], op__payload[502], op__payload[494], op__payload[486], op__payload[478], op__payload[470], op__payload[462], op__payload[454], op__payload[446], op__payload[438], op__payload[430], op__payload[422], op__payload[414], op__payload[406], op__payload[398], op__payload[390], op__payload[382], op__payload[374], op__payload[366], op__payload[358], op__payload[350], op__payload[342], op__payload[334], op__payload[326], op__payload[318], op__payload[310], op__payload[302], op__payload[294], op__payload[286], op__payload[278], op__payload[270], op__payload[262], op__payload[254], op__payload[246], op__payload[238], op__payload[230], op__payload[222], op__payload[214], op__payload[206], op__payload[198], op__payload[190], op__payload[182], op__payload[174], op__payload[166], op__payload[158], op__payload[150], op__payload[142], op__payload[134], op__payload[126], op__payload[118], op__payload[110], op__payload[102], op__payload[94], op__payload[86], op__payload[78], op__payload[70], op__payload[62], op__payload[54], op__payload[46], op__payload[38], op__payload[30], op__payload[22] };
+  assign in_plane2 = { op__payload[527], op__payload[519], op__payload[511], op__payload[503], op__payload[495], op__payload[487], op__payload[479], op__payload[471], op__payload[463], op__payload[455], op__payload[447], op__payload[439], op__payload[431], op__payload[423], op__payload[415], op__payload[407], op__payload[399], op__payload[391], op__payload[383], op__payload[375], op__payload[367], op__payload[359], op__payload[351], op__payload[343], op__payload[335], op__payload[327], op__payload[319], op__payload[311], op__payload[303], op__payload[295], op__payload[287], op__payload[279], op__payload[271], op__payload[263], op__payload[255], op__payload[247], op__payload[239], op__payload[231], op__payload[223], op__payload[215], op__payload[207], op__payload[199], op__payload[191], op__payload[183], op__payload[175], op__payload[167], op__payload[159], op__payload[151], op__payload[143], op__payload[135], op__payload[127], op__payload[119], op__payload[111], op__payload[103], op__payload[95], op__payload[87], op__payload[79], op__payload[71], op__payload[63], op__payload[55], op__payload[47], op__payload[39], op__payload[31], op__payload[23] };
+  assign in_plane3 = { op__payload[528], op__payload[520], op__payload[512], op__payload[504], op__payload[496], op__payload[488], op__payload[480], op__payload[472], op__payload[464], op__payload[456], op__payload[448], op__payload[440], op__payload[432], op__payload[424], op__payload[416], op__payload[408], op__payload[400], op__payload[392], op__payload[384], op__payload[376], op__payload[368], op__payload[360], op__payload[352], op__payload[344], op__payload[336], op__payload[328], op__payload[320], op__payload[312], op__payload[304], op__payload[296], op__payload[288], op__payload[280], op__payload[272], op__payload[264], op__payload[256], op__payload[248], op__payload[240], op__payload[232], op__payload[224], op__payload[216], op__payload[208], op__payload[200], op__payload[192], op__payload[184], op__payload[176], op__payload[168], op__payload[160], op__payload[152], op__payload[144], op__payload[136], op__payload[128], op__payload[120], op__payload[112], op__payload[104], op__payload[96], op__payload[88], op__payload[80], op__payload[72], op__payload[64], op__payload[56], op__payload[48], op__payload[40], op__payload[32], op__payload[24] };
+  assign in_plane4 = { op__payload[529], op__payload[521], op__payload[513], op__payload[505], op__payload[497], op__payload[489], op__payload[481], op__payload[473], op__payload[465], op__payload[457], op__payload[449], op__payload[441], op__payload[433], op__payload[425], op__payload[417], op__payload[409], op__payload[401], op__payload[393], op__payload[385], op__payload[377], op__payload[369], op__payload[361], op__payload[353], op__payload[345], op__payload[337], op__payload[329], op__payload[321], op__payload[313], op__payload[305], op__payload[297], op__payload[289], op__payload[281], op__payload[273], op__payload[265], op__payload[257], op__payload[249], op__payload[241], op__payload[233], op__payload[225], op__payload[217], op__payload[209], op__payload[201], op__payload[193], op__payload[185], op__payload[177], op__payload[169], op__payload[161], op__payload[153], op__payload[145], op__payload[137], op__payload[129], op__payload[121], op__payload[113], op__payload[105], op__payload[97], op__payload[89], op__payload[81], op__payload[73], op__payload[65], op__payload[57], op__payload[49], op__payload[41], op__payload[33], op__payload[25] };
+  assign in_plane5 = { op__payload[530], op__payload[522], op__payload[514], op__payload[506], op__payload[498], op__payload[490], op__payload[482], op__payload[474], op__payload[466], op__payload[458], op__payload[450], op__payload[442], op__payload[434], op__payload[426], op__payload[418], op__payload[410], op__payload[402], op__payload[394], op__payload[386], op__payload[378], op__payload[370], op__payload[362], op__payload[354], op__payload[346], op__payload[338], op__payload[330], op__payload[322], op__payload[314], op__payload[306], op__payload[298], op__payload[290], op__payload[282], op__payload[274], op__payload[266], op__payload[258], op__payload[250], op__payload[242], op__payload[234], op__payload[226], op__payload[218], op__payload[210], op__payload[202], op__payload[194], op__payload[186], op__payload[178], op__payload[170], op__payload[162], op__payload[154], op__payload[146], op__payload[138], op__payload[130], op__payload[122], op__payload[114], op__payload[106], op__payload[98], op__payload[90], op__payload[82], op__payload[74], op__payload[66], op__payload[58], op__payload[50], op__payload[42], op__payload[34], op__payload[26] };
+  assign in_plane6 = { op__payload[531], op__payload[523], op__payload[515], op__payload[507], op__payload[499], op__payload[491], op__payload[483], op__payload[475], op__payload[467], op__payload[459], op__payload[451], op__payload[443], op__payload[435], op__payload[427], op__payload[419], op__payload[411], op__payload[403], op__payload[395], op__payload[387], op__payload[379], op__payload[371], op__payload[363], op__payload[355], op__payload[347], op__payload[339], op__payload[331], op__payload[323], op__payload[315], op__payload[307], op__payload[299], op__payload[291], op__payload[283], op__payload[275], op__payload[267], op__payload[259], op__payload[251], op__payload[243], op__payload[235], op__payload[227], op__payload[219], op__payload[211], op__payload[203], op__payload[195], op__payload[187], op__payload[179], op__payload[171], op__payload[163], op__payload[155], op__payload[147], op__payload[139], op__payload[131], op__payload[123], op__payload[115], op__payload[107], op__payload[99], op__payload[91], op__payload[83], op__payload[75], op__payload[67], op__payload[59], op__payload[51], op__payload[43], op__payload[35], op__payload[27] };
+  assign in_plane7 = { op__payload[532], op__payload[524], op__payload[516], op__payload[508], op__payload[500], op__payload[492], op__payload[484], op__payload[476], op__payload[468], op__payload[460], op__payload[452], op__payload[444], op__payload[436], op__payload[428], op__payload[420], op__payload[412], op__payload[404], op__payload[396], op__payload[388], op__payload[380], op__payload[372], op__payload[364], op__payload[356], op__payload[348], op__payload[340], op__payload[332], op__payload[324], op__payload[316], op__payload[308], op__payload[300], op__payload[292], op__payload[284], op__payload[276], op__payload[268], op__payload[260], op__payload[252], op__payload[244], op__payload[236], op__payload[228], op__payload[220], op__payload[212], op__payload[204], op__payload[196], op__payload[188], op__payload[180], op__payload[172], op__payload[164], op__payload[156], op__payload[148], op__payload[140], op__payload[132], op__payload[124], op__payload[116], op__payload[108], op__payload[100], op__payload[92], op__payload[84], op__payload[76], op__payload[68], op__payload[60], op__payload[52], op__payload[44], op__payload[36], op__payload[28] };
   assign rest = \$14 [7:0];
   assign \busy$32  = busy;
   assign \res_valid$41  = res_valid;
@@ -8944,80 +13348,80 @@ module default_cim_macro(op__valid, mem_we, mem_re, mem_page, mem_row, mem_wdata
   assign tile7__bop = tile0__bop;
   assign total_l2_0 = res_total;
   assign \op__payload.mode  = op__payload[0];
-  assign \op__payload.page  = op__payload[2:1];
-  assign \op__payload.row  = op__payload[8:3];
-  assign \op__payload.wb_log2  = op__payload[10:9];
-  assign \op__payload.ab_m1  = op__payload[13:11];
-  assign \op__payload.w_signed  = op__payload[14];
-  assign \op__payload.x_signed  = op__payload[15];
-  assign \op__payload.skip  = op__payload[16];
-  assign \op__payload.bop  = op__payload[19:17];
-  assign \op__payload.x  = op__payload[531:20];
-  assign \op__payload.x[0]  = op__payload[27:20];
-  assign \op__payload.x[1]  = op__payload[35:28];
-  assign \op__payload.x[2]  = op__payload[43:36];
-  assign \op__payload.x[3]  = op__payload[51:44];
-  assign \op__payload.x[4]  = op__payload[59:52];
-  assign \op__payload.x[5]  = op__payload[67:60];
-  assign \op__payload.x[6]  = op__payload[75:68];
-  assign \op__payload.x[7]  = op__payload[83:76];
-  assign \op__payload.x[8]  = op__payload[91:84];
-  assign \op__payload.x[9]  = op__payload[99:92];
-  assign \op__payload.x[10]  = op__payload[107:100];
-  assign \op__payload.x[11]  = op__payload[115:108];
-  assign \op__payload.x[12]  = op__payload[123:116];
-  assign \op__payload.x[13]  = op__payload[131:124];
-  assign \op__payload.x[14]  = op__payload[139:132];
-  assign \op__payload.x[15]  = op__payload[147:140];
-  assign \op__payload.x[16]  = op__payload[155:148];
-  assign \op__payload.x[17]  = op__payload[163:156];
-  assign \op__payload.x[18]  = op__payload[171:164];
-  assign \op__payload.x[19]  = op__payload[179:172];
-  assign \op__payload.x[20]  = op__payload[187:180];
-  assign \op__payload.x[21]  = op__payload[195:188];
-  assign \op__payload.x[22]  = op__payload[203:196];
-  assign \op__payload.x[23]  = op__payload[211:204];
-  assign \op__payload.x[24]  = op__payload[219:212];
-  assign \op__payload.x[25]  = op__payload[227:220];
-  assign \op__payload.x[26]  = op__payload[235:228];
-  assign \op__payload.x[27]  = op__payload[243:236];
-  assign \op__payload.x[28]  = op__payload[251:244];
-  assign \op__payload.x[29]  = op__payload[259:252];
-  assign \op__payload.x[30]  = op__payload[267:260];
-  assign \op__payload.x[31]  = op__payload[275:268];
-  assign \op__payload.x[32]  = op__payload[283:276];
-  assign \op__payload.x[33]  = op__payload[291:284];
-  assign \op__payload.x[34]  = op__payload[299:292];
-  assign \op__payload.x[35]  = op__payload[307:300];
-  assign \op__payload.x[36]  = op__payload[315:308];
-  assign \op__payload.x[37]  = op__payload[323:316];
-  assign \op__payload.x[38]  = op__payload[331:324];
-  assign \op__payload.x[39]  = op__payload[339:332];
-  assign \op__payload.x[40]  = op__payload[347:340];
-  assign \op__payload.x[41]  = op__payload[355:348];
-  assign \op__payload.x[42]  = op__payload[363:356];
-  assign \op__payload.x[43]  = op__payload[371:364];
-  assign \op__payload.x[44]  = op__payload[379:372];
-  assign \op__payload.x[45]  = op__payload[387:380];
-  assign \op__payload.x[46]  = op__payload[395:388];
-  assign \op__payload.x[47]  = op__payload[403:396];
-  assign \op__payload.x[48]  = op__payload[411:404];
-  assign \op__payload.x[49]  = op__payload[419:412];
-  assign \op__payload.x[50]  = op__payload[427:420];
-  assign \op__payload.x[51]  = op__payload[435:428];
-  assign \op__payload.x[52]  = op__payload[443:436];
-  assign \op__payload.x[53]  = op__payload[451:444];
-  assign \op__payload.x[54]  = op__payload[459:452];
-  assign \op__payload.x[55]  = op__payload[467:460];
-  assign \op__payload.x[56]  = op__payload[475:468];
-  assign \op__payload.x[57]  = op__payload[483:476];
-  assign \op__payload.x[58]  = op__payload[491:484];
-  assign \op__payload.x[59]  = op__payload[499:492];
-  assign \op__payload.x[60]  = op__payload[507:500];
-  assign \op__payload.x[61]  = op__payload[515:508];
-  assign \op__payload.x[62]  = op__payload[523:516];
-  assign \op__payload.x[63]  = op__payload[531:524];
-  assign \op__payload.word  = op__payload[595:532];
+  assign \op__payload.page  = op__payload[3:1];
+  assign \op__payload.row  = op__payload[9:4];
+  assign \op__payload.wb_log2  = op__payload[11:10];
+  assign \op__payload.ab_m1  = op__payload[14:12];
+  assign \op__payload.w_signed  = op__payload[15];
+  assign \op__payload.x_signed  = op__payload[16];
+  assign \op__payload.skip  = op__payload[17];
+  assign \op__payload.bop  = op__payload[20:18];
+  assign \op__payload.x  = op__payload[532:21];
+  assign \op__payload.x[0]  = op__payload[28:21];
+  assign \op__payload.x[1]  = op__payload[36:29];
+  assign \op__payload.x[2]  = op__payload[44:37];
+  assign \op__payload.x[3]  = op__payload[52:45];
+  assign \op__payload.x[4]  = op__payload[60:53];
+  assign \op__payload.x[5]  = op__payload[68:61];
+  assign \op__payload.x[6]  = op__payload[76:69];
+  assign \op__payload.x[7]  = op__payload[84:77];
+  assign \op__payload.x[8]  = op__payload[92:85];
+  assign \op__payload.x[9]  = op__payload[100:93];
+  assign \op__payload.x[10]  = op__payload[108:101];
+  assign \op__payload.x[11]  = op__payload[116:109];
+  assign \op__payload.x[12]  = op__payload[124:117];
+  assign \op__payload.x[13]  = op__payload[132:125];
+  assign \op__payload.x[14]  = op__payload[140:133];
+  assign \op__payload.x[15]  = op__payload[148:141];
+  assign \op__payload.x[16]  = op__payload[156:149];
+  assign \op__payload.x[17]  = op__payload[164:157];
+  assign \op__payload.x[18]  = op__payload[172:165];
+  assign \op__payload.x[19]  = op__payload[180:173];
+  assign \op__payload.x[20]  = op__payload[188:181];
+  assign \op__payload.x[21]  = op__payload[196:189];
+  assign \op__payload.x[22]  = op__payload[204:197];
+  assign \op__payload.x[23]  = op__payload[212:205];
+  assign \op__payload.x[24]  = op__payload[220:213];
+  assign \op__payload.x[25]  = op__payload[228:221];
+  assign \op__payload.x[26]  = op__payload[236:229];
+  assign \op__payload.x[27]  = op__payload[244:237];
+  assign \op__payload.x[28]  = op__payload[252:245];
+  assign \op__payload.x[29]  = op__payload[260:253];
+  assign \op__payload.x[30]  = op__payload[268:261];
+  assign \op__payload.x[31]  = op__payload[276:269];
+  assign \op__payload.x[32]  = op__payload[284:277];
+  assign \op__payload.x[33]  = op__payload[292:285];
+  assign \op__payload.x[34]  = op__payload[300:293];
+  assign \op__payload.x[35]  = op__payload[308:301];
+  assign \op__payload.x[36]  = op__payload[316:309];
+  assign \op__payload.x[37]  = op__payload[324:317];
+  assign \op__payload.x[38]  = op__payload[332:325];
+  assign \op__payload.x[39]  = op__payload[340:333];
+  assign \op__payload.x[40]  = op__payload[348:341];
+  assign \op__payload.x[41]  = op__payload[356:349];
+  assign \op__payload.x[42]  = op__payload[364:357];
+  assign \op__payload.x[43]  = op__payload[372:365];
+  assign \op__payload.x[44]  = op__payload[380:373];
+  assign \op__payload.x[45]  = op__payload[388:381];
+  assign \op__payload.x[46]  = op__payload[396:389];
+  assign \op__payload.x[47]  = op__payload[404:397];
+  assign \op__payload.x[48]  = op__payload[412:405];
+  assign \op__payload.x[49]  = op__payload[420:413];
+  assign \op__payload.x[50]  = op__payload[428:421];
+  assign \op__payload.x[51]  = op__payload[436:429];
+  assign \op__payload.x[52]  = op__payload[444:437];
+  assign \op__payload.x[53]  = op__payload[452:445];
+  assign \op__payload.x[54]  = op__payload[460:453];
+  assign \op__payload.x[55]  = op__payload[468:461];
+  assign \op__payload.x[56]  = op__payload[476:469];
+  assign \op__payload.x[57]  = op__payload[484:477];
+  assign \op__payload.x[58]  = op__payload[492:485];
+  assign \op__payload.x[59]  = op__payload[500:493];
+  assign \op__payload.x[60]  = op__payload[508:501];
+  assign \op__payload.x[61]  = op__payload[516:509];
+  assign \op__payload.x[62]  = op__payload[524:517];
+  assign \op__payload.x[63]  = op__payload[532:525];
+  assign \op__payload.word  = op__payload[596:533];
   assign \res_y[0]  = res_y[21:0];
   assign \res_y[1]  = res_y[43:22];
   assign \res_y[2]  = res_y[65:44];
@@ -9195,14 +13599,14 @@ endmodule
 (* generator = "Amaranth" *)
 module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r, wb__ack, done, busy, error, wb__cyc);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
+  wire [16:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
+  wire [32:0] \$100 ;
   wire \$101 ;
-  wire [63:0] \$102 ;
-  wire [63:0] \$103 ;
-  wire [31:0] \$104 ;
-  wire [6:0] \$105 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
   wire [63:0] \$106 ;
   wire [63:0] \$107 ;
   wire [31:0] \$108 ;
@@ -9216,22 +13620,22 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [63:0] \$115 ;
   wire [31:0] \$116 ;
   wire [6:0] \$117 ;
-  reg [31:0] \$118 ;
-  reg [15:0] \$119 ;
+  wire [63:0] \$118 ;
+  wire [63:0] \$119 ;
   wire \$12 ;
-  reg [31:0] \$120 ;
-  reg [31:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
+  wire [31:0] \$120 ;
+  wire [6:0] \$121 ;
+  reg [31:0] \$122 ;
+  reg [15:0] \$123 ;
   reg \$124 ;
-  reg [2:0] \$125 ;
-  reg [350:0] \$126 ;
-  reg [31:0] \$127 ;
-  reg [31:0] \$128 ;
-  reg [31:0] \$129 ;
+  reg [31:0] \$125 ;
+  reg [31:0] \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
-  reg [31:0] \$130 ;
-  reg [31:0] \$131 ;
+  reg [2:0] \$130 ;
+  reg [351:0] \$131 ;
   reg [31:0] \$132 ;
   reg [31:0] \$133 ;
   reg [31:0] \$134 ;
@@ -9239,30 +13643,30 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   reg [31:0] \$136 ;
   reg [31:0] \$137 ;
   reg [31:0] \$138 ;
-  reg \$139 ;
-  wire [25:0] \$14 ;
-  reg [2:0] \$140 ;
-  reg [3:0] \$141 ;
-  reg \$142 ;
-  reg \$143 ;
-  reg [4:0] \$144 ;
-  reg [1:0] \$145 ;
-  reg \$146 ;
-  reg [15:0] \$147 ;
-  reg [31:0] \$148 ;
-  wire \$149 ;
-  wire [25:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire [7:0] \$153 ;
-  wire [7:0] \$154 ;
-  wire [7:0] \$155 ;
-  wire [7:0] \$156 ;
-  wire [7:0] \$157 ;
+  reg [31:0] \$139 ;
+  wire \$14 ;
+  reg [31:0] \$140 ;
+  reg [31:0] \$141 ;
+  reg [31:0] \$142 ;
+  reg [31:0] \$143 ;
+  reg \$144 ;
+  reg [2:0] \$145 ;
+  reg [3:0] \$146 ;
+  reg \$147 ;
+  reg \$148 ;
+  reg [4:0] \$149 ;
+  wire \$15 ;
+  reg [1:0] \$150 ;
+  reg \$151 ;
+  reg [15:0] \$152 ;
+  reg [31:0] \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
   wire [7:0] \$158 ;
   wire [7:0] \$159 ;
-  wire \$16 ;
+  wire [25:0] \$16 ;
   wire [7:0] \$160 ;
   wire [7:0] \$161 ;
   wire [7:0] \$162 ;
@@ -9273,7 +13677,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [7:0] \$167 ;
   wire [7:0] \$168 ;
   wire [7:0] \$169 ;
-  wire \$17 ;
+  wire [25:0] \$17 ;
   wire [7:0] \$170 ;
   wire [7:0] \$171 ;
   wire [7:0] \$172 ;
@@ -9281,177 +13685,182 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [7:0] \$174 ;
   wire [7:0] \$175 ;
   wire [7:0] \$176 ;
+  wire [7:0] \$177 ;
+  wire [7:0] \$178 ;
+  wire [7:0] \$179 ;
   wire \$18 ;
-  wire [2:0] \$19 ;
-  wire \$2 ;
-  wire [2:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
+  wire [7:0] \$180 ;
+  wire [7:0] \$181 ;
+  wire \$19 ;
+  wire [16:0] \$2 ;
+  wire \$20 ;
+  wire [2:0] \$21 ;
+  wire [2:0] \$22 ;
   wire \$23 ;
-  wire [54:0] \$24 ;
-  wire [54:0] \$25 ;
-  wire [9:0] \$250 ;
-  wire [6:0] \$253 ;
-  wire [6:0] \$256 ;
-  wire [10:0] \$259 ;
-  wire \$26 ;
-  wire [7:0] \$262 ;
-  wire [6:0] \$265 ;
-  wire \$27 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [9:0] \$257 ;
+  wire [54:0] \$26 ;
+  wire [6:0] \$260 ;
+  wire [6:0] \$263 ;
+  wire [10:0] \$266 ;
+  wire [7:0] \$269 ;
+  wire [54:0] \$27 ;
+  wire [6:0] \$272 ;
   wire \$28 ;
-  wire [5:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [5:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
+  wire \$30 ;
+  wire [5:0] \$31 ;
+  wire [5:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [11:0] \$35 ;
-  wire [63:0] \$36 ;
-  wire [13:0] \$37 ;
-  wire [2:0] \$38 ;
-  wire [1:0] \$39 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [11:0] \$37 ;
+  wire [63:0] \$38 ;
+  wire [13:0] \$39 ;
   wire \$4 ;
   wire [2:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
+  wire [1:0] \$41 ;
+  wire [2:0] \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
   wire \$47 ;
-  wire [31:0] \$48 ;
-  wire [31:0] \$49 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
   wire [31:0] \$50 ;
   wire [31:0] \$51 ;
   wire [31:0] \$52 ;
   wire [31:0] \$53 ;
-  wire \$54 ;
-  wire \$55 ;
+  wire [31:0] \$54 ;
+  wire [31:0] \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire [32:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [16:0] \$60 ;
+  wire \$60 ;
   wire [32:0] \$61 ;
-  wire \$62 ;
-  wire [32:0] \$63 ;
+  wire [16:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
+  wire [32:0] \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire [32:0] \$68 ;
+  wire [32:0] \$67 ;
+  wire \$68 ;
   wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire [32:0] \$71 ;
+  wire \$71 ;
   wire [32:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire \$75 ;
+  wire [32:0] \$75 ;
   wire [32:0] \$76 ;
   wire \$77 ;
   wire \$78 ;
-  wire [32:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
   wire [32:0] \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire \$83 ;
+  wire [32:0] \$83 ;
   wire [32:0] \$84 ;
   wire \$85 ;
   wire \$86 ;
-  wire [32:0] \$87 ;
+  wire \$87 ;
   wire [32:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire \$91 ;
+  wire [32:0] \$91 ;
   wire [32:0] \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire [32:0] \$95 ;
+  wire \$95 ;
   wire [32:0] \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire \$99 ;
+  wire [32:0] \$99 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$176 ;
-  wire [5:0] \$signature__addr$182 ;
-  wire [5:0] \$signature__addr$188 ;
-  wire [11:0] \$signature__addr$224 ;
+  wire [9:0] \$signature__addr$177 ;
+  wire [5:0] \$signature__addr$183 ;
+  wire [5:0] \$signature__addr$189 ;
+  wire [11:0] \$signature__addr$225 ;
   wire [351:0] \$signature__data ;
-  wire [63:0] \$signature__data$177 ;
-  wire [767:0] \$signature__data$183 ;
-  wire [95:0] \$signature__data$189 ;
-  wire [63:0] \$signature__data$225 ;
+  wire [63:0] \$signature__data$178 ;
+  wire [767:0] \$signature__data$184 ;
+  wire [95:0] \$signature__data$190 ;
+  wire [63:0] \$signature__data$226 ;
   wire [10:0] \$signature__en ;
-  wire [1:0] \$signature__en$178 ;
-  wire [23:0] \$signature__en$184 ;
-  wire [2:0] \$signature__en$190 ;
-  wire [1:0] \$signature__en$226 ;
+  wire [1:0] \$signature__en$179 ;
+  wire [23:0] \$signature__en$185 ;
+  wire [2:0] \$signature__en$191 ;
+  wire [1:0] \$signature__en$227 ;
   (* init = 1'h0 *)
   wire ack;
   wire amem_hslice;
-  wire \amem_hslice$210 ;
+  wire \amem_hslice$211 ;
   wire [13:0] amem_hword;
-  wire [13:0] \amem_hword$209 ;
+  wire [13:0] \amem_hword$210 ;
   reg amem_rsl = 1'h0;
-  wire [346:0] args;
-  wire [183:0] \args$138 ;
-  wire [9:0] \args$138.act_max ;
-  wire [9:0] \args$138.act_min ;
-  wire [7:0] \args$138.cw ;
-  wire [3:0] \args$138.dh ;
-  wire [3:0] \args$138.dw ;
-  wire [11:0] \args$138.in_base ;
-  wire [7:0] \args$138.in_h ;
-  wire [7:0] \args$138.in_w ;
-  wire [7:0] \args$138.kh ;
-  wire [7:0] \args$138.kw ;
+  wire [347:0] args;
+  wire [183:0] \args$139 ;
+  wire [9:0] \args$139.act_max ;
+  wire [9:0] \args$139.act_min ;
+  wire [7:0] \args$139.cw ;
+  wire [3:0] \args$139.dh ;
+  wire [3:0] \args$139.dw ;
+  wire [11:0] \args$139.in_base ;
+  wire [7:0] \args$139.in_h ;
+  wire [7:0] \args$139.in_w ;
+  wire [7:0] \args$139.kh ;
+  wire [7:0] \args$139.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$138.mode ;
-  wire [31:0] \args$138.mult ;
-  wire [7:0] \args$138.oh ;
-  wire [11:0] \args$138.out_base ;
-  wire [7:0] \args$138.ow ;
-  wire [3:0] \args$138.pl ;
-  wire [3:0] \args$138.pt ;
-  wire [3:0] \args$138.sh ;
-  wire [5:0] \args$138.shift ;
-  wire [3:0] \args$138.sw ;
-  wire \args$138.x_signed ;
-  wire [9:0] \args$138.zp_in ;
-  wire [9:0] \args$138.zp_out ;
-  wire [256:0] \args$139 ;
-  wire [11:0] \args$139.a_base ;
-  wire [7:0] \args$139.a_stride ;
-  wire [9:0] \args$139.act_max ;
-  wire [9:0] \args$139.act_min ;
-  wire [11:0] \args$139.b_base ;
-  wire [7:0] \args$139.b_stride ;
-  wire [7:0] \args$139.cw ;
-  wire \args$139.has_b ;
-  wire [4:0] \args$139.ls ;
-  wire [31:0] \args$139.mult_a ;
-  wire [31:0] \args$139.mult_b ;
-  wire [31:0] \args$139.mult_o ;
-  wire [15:0] \args$139.npos ;
+  wire \args$139.mode ;
+  wire [31:0] \args$139.mult ;
+  wire [7:0] \args$139.oh ;
   wire [11:0] \args$139.out_base ;
-  wire [7:0] \args$139.out_stride ;
-  wire \args$139.rq_in ;
-  wire \args$139.rq_out ;
-  wire [5:0] \args$139.shift_a ;
-  wire [5:0] \args$139.shift_b ;
-  wire [5:0] \args$139.shift_o ;
+  wire [7:0] \args$139.ow ;
+  wire [3:0] \args$139.pl ;
+  wire [3:0] \args$139.pt ;
+  wire [3:0] \args$139.sh ;
+  wire [5:0] \args$139.shift ;
+  wire [3:0] \args$139.sw ;
   wire \args$139.x_signed ;
-  wire [9:0] \args$139.zp_a ;
-  wire [9:0] \args$139.zp_b ;
+  wire [9:0] \args$139.zp_in ;
   wire [9:0] \args$139.zp_out ;
+  wire [256:0] \args$140 ;
+  wire [11:0] \args$140.a_base ;
+  wire [7:0] \args$140.a_stride ;
+  wire [9:0] \args$140.act_max ;
+  wire [9:0] \args$140.act_min ;
+  wire [11:0] \args$140.b_base ;
+  wire [7:0] \args$140.b_stride ;
+  wire [7:0] \args$140.cw ;
+  wire \args$140.has_b ;
+  wire [4:0] \args$140.ls ;
+  wire [31:0] \args$140.mult_a ;
+  wire [31:0] \args$140.mult_b ;
+  wire [31:0] \args$140.mult_o ;
+  wire [15:0] \args$140.npos ;
+  wire [11:0] \args$140.out_base ;
+  wire [7:0] \args$140.out_stride ;
+  wire \args$140.rq_in ;
+  wire \args$140.rq_out ;
+  wire [5:0] \args$140.shift_a ;
+  wire [5:0] \args$140.shift_b ;
+  wire [5:0] \args$140.shift_o ;
+  wire \args$140.x_signed ;
+  wire [9:0] \args$140.zp_a ;
+  wire [9:0] \args$140.zp_b ;
+  wire [9:0] \args$140.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -9480,7 +13889,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [11:0] \args.out_base ;
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
-  wire [1:0] \args.page_base ;
+  wire [2:0] \args.page_base ;
   wire [5:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
@@ -9500,17 +13909,17 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   output busy;
   reg busy = 1'h0;
   wire \busy$118 ;
-  wire \busy$158 ;
+  wire \busy$159 ;
   reg [31:0] busy_c0 = 32'd0;
   reg [31:0] busy_c1 = 32'd0;
   reg [31:0] busy_c2 = 32'd0;
   reg [31:0] busy_c3 = 32'd0;
   input clk;
   wire clk;
-  wire [37:0] cmd;
+  wire [38:0] cmd;
   wire [15:0] \cmd.count ;
   wire [3:0] \cmd.mask ;
-  wire [1:0] \cmd.page ;
+  wire [2:0] \cmd.page ;
   wire [5:0] \cmd.row0 ;
   wire [9:0] \cmd.src ;
   wire cmd_ready;
@@ -9558,18 +13967,18 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [5:0] \desc_addr$62 ;
   wire [5:0] \desc_addr$86 ;
   wire [1:0] dmem_hslice;
-  wire [1:0] \dmem_hslice$204 ;
+  wire [1:0] \dmem_hslice$205 ;
   wire dmem_hwe;
   wire [13:0] dmem_hword;
-  wire [13:0] \dmem_hword$203 ;
+  wire [13:0] \dmem_hword$204 ;
   reg [1:0] dmem_rsl = 2'h0;
   output done;
   reg done = 1'h0;
   (* init = 1'h0 *)
-  wire \done$149 ;
-  wire \done$152 ;
+  wire \done$150 ;
   wire \done$153 ;
   wire \done$154 ;
+  wire \done$155 ;
   wire [5:0] dp__addr;
   wire [5:0] \dp__addr$109 ;
   wire [5:0] \dp__addr$61 ;
@@ -9590,18 +13999,19 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$150 ;
+  wire \error$151 ;
   wire [9:0] fp__addr;
   wire [351:0] fp__data;
   wire host_a;
   wire [3:0] imem_hslice;
-  wire [3:0] \imem_hslice$192 ;
+  wire [3:0] \imem_hslice$193 ;
   wire imem_hwe;
   wire [13:0] imem_hword;
-  wire [13:0] \imem_hword$191 ;
+  wire [13:0] \imem_hword$192 ;
   reg [3:0] imem_rsl = 4'h0;
-  reg [350:0] ir = 351'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [346:0] \ir.args ;
+  reg in_exec;
+  reg [351:0] ir = 352'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [347:0] \ir.args ;
   wire [256:0] \ir.args.ew ;
   wire [11:0] \ir.args.ew.a_base ;
   wire [7:0] \ir.args.ew.a_stride ;
@@ -9627,13 +14037,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [9:0] \ir.args.ew.zp_a ;
   wire [9:0] \ir.args.ew.zp_b ;
   wire [9:0] \ir.args.ew.zp_out ;
-  wire [37:0] \ir.args.load ;
+  wire [38:0] \ir.args.load ;
   wire [15:0] \ir.args.load.count ;
   wire [3:0] \ir.args.load.mask ;
-  wire [1:0] \ir.args.load.page ;
+  wire [2:0] \ir.args.load.page ;
   wire [5:0] \ir.args.load.row0 ;
   wire [9:0] \ir.args.load.src ;
-  wire [346:0] \ir.args.mac ;
+  wire [347:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
   wire [9:0] \ir.args.mac.act_min ;
@@ -9662,7 +14072,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [11:0] \ir.args.mac.out_base ;
   wire [7:0] \ir.args.mac.out_cw ;
   wire [7:0] \ir.args.mac.ow ;
-  wire [1:0] \ir.args.mac.page_base ;
+  wire [2:0] \ir.args.mac.page_base ;
   wire [5:0] \ir.args.mac.param_base ;
   wire [3:0] \ir.args.mac.pl ;
   wire [13:0] \ir.args.mac.pos0 ;
@@ -9716,11 +14126,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [3:0] \ir.op ;
   reg [31:0] load_cycles = 32'd0;
   wire macro0__busy;
-  wire [1:0] macro0__mem_page;
+  wire [2:0] macro0__mem_page;
   wire [5:0] macro0__mem_row;
   wire [63:0] macro0__mem_wdata;
   wire macro0__mem_we;
-  wire [595:0] macro0__op__payload;
+  wire [596:0] macro0__op__payload;
   wire [2:0] \macro0__op__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -9733,7 +14143,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \macro0__op__payload.mode ;
-  wire [1:0] \macro0__op__payload.page ;
+  wire [2:0] \macro0__op__payload.page ;
   wire [5:0] \macro0__op__payload.row ;
   wire \macro0__op__payload.skip ;
   wire \macro0__op__payload.w_signed ;
@@ -9874,11 +14284,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [21:0] \macro0__res_y[8] ;
   wire [21:0] \macro0__res_y[9] ;
   wire macro1__busy;
-  wire [1:0] macro1__mem_page;
+  wire [2:0] macro1__mem_page;
   wire [5:0] macro1__mem_row;
   wire [63:0] macro1__mem_wdata;
   wire macro1__mem_we;
-  wire [595:0] macro1__op__payload;
+  wire [596:0] macro1__op__payload;
   wire [2:0] \macro1__op__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -9891,7 +14301,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \macro1__op__payload.mode ;
-  wire [1:0] \macro1__op__payload.page ;
+  wire [2:0] \macro1__op__payload.page ;
   wire [5:0] \macro1__op__payload.row ;
   wire \macro1__op__payload.skip ;
   wire \macro1__op__payload.w_signed ;
@@ -10032,11 +14442,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [21:0] \macro1__res_y[8] ;
   wire [21:0] \macro1__res_y[9] ;
   wire macro2__busy;
-  wire [1:0] macro2__mem_page;
+  wire [2:0] macro2__mem_page;
   wire [5:0] macro2__mem_row;
   wire [63:0] macro2__mem_wdata;
   wire macro2__mem_we;
-  wire [595:0] macro2__op__payload;
+  wire [596:0] macro2__op__payload;
   wire [2:0] \macro2__op__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -10049,7 +14459,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \macro2__op__payload.mode ;
-  wire [1:0] \macro2__op__payload.page ;
+  wire [2:0] \macro2__op__payload.page ;
   wire [5:0] \macro2__op__payload.row ;
   wire \macro2__op__payload.skip ;
   wire \macro2__op__payload.w_signed ;
@@ -10190,11 +14600,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [21:0] \macro2__res_y[8] ;
   wire [21:0] \macro2__res_y[9] ;
   wire macro3__busy;
-  wire [1:0] macro3__mem_page;
+  wire [2:0] macro3__mem_page;
   wire [5:0] macro3__mem_row;
   wire [63:0] macro3__mem_wdata;
   wire macro3__mem_we;
-  wire [595:0] macro3__op__payload;
+  wire [596:0] macro3__op__payload;
   wire [2:0] \macro3__op__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -10207,7 +14617,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \macro3__op__payload.mode ;
-  wire [1:0] \macro3__op__payload.page ;
+  wire [2:0] \macro3__op__payload.page ;
   wire [5:0] \macro3__op__payload.row ;
   wire \macro3__op__payload.skip ;
   wire \macro3__op__payload.w_signed ;
@@ -10347,12 +14757,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [21:0] \macro3__res_y[7] ;
   wire [21:0] \macro3__res_y[8] ;
   wire [21:0] \macro3__res_y[9] ;
-  wire [1:0] mem_page;
+  wire [2:0] mem_page;
   wire [5:0] mem_row;
   wire [63:0] mem_wdata;
   wire [3:0] mem_we;
   wire [13:0] off;
-  wire [595:0] op__0__payload;
+  wire [596:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -10365,7 +14775,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \op__0__payload.mode ;
-  wire [1:0] \op__0__payload.page ;
+  wire [2:0] \op__0__payload.page ;
   wire [5:0] \op__0__payload.row ;
   wire \op__0__payload.skip ;
   wire \op__0__payload.w_signed ;
@@ -10439,7 +14849,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire \op__0__payload.x_signed ;
   wire op__0__ready;
   wire op__0__valid;
-  wire [595:0] op__1__payload;
+  wire [596:0] op__1__payload;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -10452,7 +14862,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \op__1__payload.mode ;
-  wire [1:0] \op__1__payload.page ;
+  wire [2:0] \op__1__payload.page ;
   wire [5:0] \op__1__payload.row ;
   wire \op__1__payload.skip ;
   wire \op__1__payload.w_signed ;
@@ -10526,7 +14936,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
   wire op__1__valid;
-  wire [595:0] op__2__payload;
+  wire [596:0] op__2__payload;
   wire [2:0] \op__2__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -10539,7 +14949,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \op__2__payload.mode ;
-  wire [1:0] \op__2__payload.page ;
+  wire [2:0] \op__2__payload.page ;
   wire [5:0] \op__2__payload.row ;
   wire \op__2__payload.skip ;
   wire \op__2__payload.w_signed ;
@@ -10613,7 +15023,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire \op__2__payload.x_signed ;
   wire op__2__ready;
   wire op__2__valid;
-  wire [595:0] op__3__payload;
+  wire [596:0] op__3__payload;
   wire [2:0] \op__3__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -10626,7 +15036,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \op__3__payload.mode ;
-  wire [1:0] \op__3__payload.page ;
+  wire [2:0] \op__3__payload.page ;
   wire [5:0] \op__3__payload.row ;
   wire \op__3__payload.skip ;
   wire \op__3__payload.w_signed ;
@@ -10743,11 +15153,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [31:0] \p_data[7].mult ;
   wire [7:0] \p_data[7].shift ;
   reg [15:0] pc = 16'h0000;
+  reg pf_valid = 1'h0;
   wire [4:0] pmem_hslice;
-  wire [4:0] \pmem_hslice$201 ;
+  wire [4:0] \pmem_hslice$202 ;
   wire pmem_hwe;
   wire [13:0] pmem_hword;
-  wire [13:0] \pmem_hword$200 ;
+  wire [13:0] \pmem_hword$201 ;
   reg [4:0] pmem_rsl = 5'h00;
   wire [5:0] pp__addr;
   wire [767:0] pp__data;
@@ -11039,22 +15450,22 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   reg retire;
   wire [11:0] rp__addr;
   wire [11:0] \rp__addr$103 ;
-  wire [9:0] \rp__addr$193 ;
-  wire [11:0] \rp__addr$196 ;
-  wire [9:0] \rp__addr$199 ;
-  wire [5:0] \rp__addr$202 ;
-  wire [5:0] \rp__addr$205 ;
-  wire [9:0] \rp__addr$208 ;
+  wire [9:0] \rp__addr$194 ;
+  wire [11:0] \rp__addr$197 ;
+  wire [9:0] \rp__addr$200 ;
+  wire [5:0] \rp__addr$203 ;
+  wire [5:0] \rp__addr$206 ;
+  wire [9:0] \rp__addr$209 ;
   wire [11:0] \rp__addr$55 ;
   wire [11:0] \rp__addr$79 ;
   wire [63:0] rp__data;
   wire [63:0] \rp__data$108 ;
-  wire [351:0] \rp__data$233 ;
-  wire [63:0] \rp__data$235 ;
-  wire [63:0] \rp__data$237 ;
-  wire [767:0] \rp__data$239 ;
-  wire [95:0] \rp__data$241 ;
-  wire [63:0] \rp__data$243 ;
+  wire [351:0] \rp__data$234 ;
+  wire [63:0] \rp__data$236 ;
+  wire [63:0] \rp__data$238 ;
+  wire [767:0] \rp__data$240 ;
+  wire [95:0] \rp__data$242 ;
+  wire [63:0] \rp__data$244 ;
   wire [63:0] \rp__data$60 ;
   wire [63:0] \rp__data$84 ;
   wire rp__en;
@@ -11076,9 +15487,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   reg [31:0] stall_c2 = 32'd0;
   reg [31:0] stall_c3 = 32'd0;
   reg start;
-  reg \start$160 ;
   reg \start$161 ;
-  reg \start$229 ;
+  reg \start$162 ;
+  reg \start$230 ;
   reg [15:0] start_pc = 16'h0000;
   wire trace_hslice;
   wire [13:0] trace_hword;
@@ -11089,16 +15500,16 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire tw__en;
   wire [3:0] unit_en;
   wire [9:0] w_addr;
-  wire [11:0] \w_addr$217 ;
   wire [11:0] \w_addr$218 ;
   wire [11:0] \w_addr$219 ;
+  wire [11:0] \w_addr$220 ;
   wire [63:0] w_data;
-  wire [63:0] \w_data$221 ;
   wire [63:0] \w_data$222 ;
   wire [63:0] \w_data$223 ;
+  wire [63:0] \w_data$224 ;
   wire w_en;
-  wire \w_en$214 ;
   wire \w_en$215 ;
+  wire \w_en$216 ;
   output wb__ack;
   reg wb__ack = 1'h0;
   input [16:0] wb__adr;
@@ -11120,10 +15531,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   reg [31:0] wload_c2 = 32'd0;
   reg [31:0] wload_c3 = 32'd0;
   wire wmem_hslice;
-  wire \wmem_hslice$198 ;
+  wire \wmem_hslice$199 ;
   wire wmem_hwe;
   wire [13:0] wmem_hword;
-  wire [13:0] \wmem_hword$197 ;
+  wire [13:0] \wmem_hword$198 ;
   reg wmem_rsl = 1'h0;
   wire [9:0] wp__addr;
   wire [63:0] wp__data;
@@ -15228,10 +19639,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     amem[4095] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$40 [0])
-      amem[\$37 [11:0]][31:0] <= \$signature__data$225 [31:0];
-    if (\$40 [1])
-      amem[\$37 [11:0]][63:32] <= \$signature__data$225 [63:32];
+    if (\$42 [0])
+      amem[\$39 [11:0]][31:0] <= \$signature__data$226 [31:0];
+    if (\$42 [1])
+      amem[\$39 [11:0]][63:32] <= \$signature__data$226 [63:32];
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -15257,7 +19668,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
       _6_ <= amem[rp__addr];
     end
   end
-  assign \rp__data$235  = _0_;
+  assign \rp__data$236  = _0_;
   assign rb_data = _1_;
   assign \rd_data$122  = _2_;
   assign \rd_data$107  = _3_;
@@ -15332,18 +19743,18 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$30 [0])
+    if (\$32 [0])
       dmem[dmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$30 [1])
+    if (\$32 [1])
       dmem[dmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$30 [2])
+    if (\$32 [2])
       dmem[dmem_hword[5:0]][95:64] <= wb__dat_w;
   end
   reg [95:0] _7_;
   always @(posedge clk) begin
-    _7_ <= dmem[\dmem_hword$203 [5:0]];
+    _7_ <= dmem[\dmem_hword$204 [5:0]];
   end
-  assign \rp__data$241  = _7_;
+  assign \rp__data$242  = _7_;
   assign \dp__data$112  = dmem[\dp__addr$109 ];
   assign \dp__data$88  = dmem[\dp__addr$85 ];
   assign \dp__data$64  = dmem[\dp__addr$61 ];
@@ -16376,36 +20787,36 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     imem[1023] = 352'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$15 [0])
+    if (\$17 [0])
       imem[imem_hword[9:0]][31:0] <= wb__dat_w;
-    if (\$15 [1])
+    if (\$17 [1])
       imem[imem_hword[9:0]][63:32] <= wb__dat_w;
-    if (\$15 [2])
+    if (\$17 [2])
       imem[imem_hword[9:0]][95:64] <= wb__dat_w;
-    if (\$15 [3])
+    if (\$17 [3])
       imem[imem_hword[9:0]][127:96] <= wb__dat_w;
-    if (\$15 [4])
+    if (\$17 [4])
       imem[imem_hword[9:0]][159:128] <= wb__dat_w;
-    if (\$15 [5])
+    if (\$17 [5])
       imem[imem_hword[9:0]][191:160] <= wb__dat_w;
-    if (\$15 [6])
+    if (\$17 [6])
       imem[imem_hword[9:0]][223:192] <= wb__dat_w;
-    if (\$15 [7])
+    if (\$17 [7])
       imem[imem_hword[9:0]][255:224] <= wb__dat_w;
-    if (\$15 [8])
+    if (\$17 [8])
       imem[imem_hword[9:0]][287:256] <= wb__dat_w;
-    if (\$15 [9])
+    if (\$17 [9])
       imem[imem_hword[9:0]][319:288] <= wb__dat_w;
-    if (\$15 [10])
+    if (\$17 [10])
       imem[imem_hword[9:0]][351:320] <= wb__dat_w;
   end
   reg [351:0] _8_;
   reg [351:0] _9_;
   always @(posedge clk) begin
-    _8_ <= imem[\imem_hword$191 [9:0]];
-    _9_ <= imem[pc[9:0]];
+    _8_ <= imem[\imem_hword$192 [9:0]];
+    _9_ <= imem[\$2 [9:0]];
   end
-  assign \rp__data$233  = _8_;
+  assign \rp__data$234  = _8_;
   assign fp__data = _9_;
   reg [767:0] pmem [63:0];
   initial begin
@@ -16475,62 +20886,62 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     pmem[63] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$25 [0])
+    if (\$27 [0])
       pmem[pmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$25 [1])
+    if (\$27 [1])
       pmem[pmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$25 [2])
+    if (\$27 [2])
       pmem[pmem_hword[5:0]][95:64] <= wb__dat_w;
-    if (\$25 [3])
+    if (\$27 [3])
       pmem[pmem_hword[5:0]][127:96] <= wb__dat_w;
-    if (\$25 [4])
+    if (\$27 [4])
       pmem[pmem_hword[5:0]][159:128] <= wb__dat_w;
-    if (\$25 [5])
+    if (\$27 [5])
       pmem[pmem_hword[5:0]][191:160] <= wb__dat_w;
-    if (\$25 [6])
+    if (\$27 [6])
       pmem[pmem_hword[5:0]][223:192] <= wb__dat_w;
-    if (\$25 [7])
+    if (\$27 [7])
       pmem[pmem_hword[5:0]][255:224] <= wb__dat_w;
-    if (\$25 [8])
+    if (\$27 [8])
       pmem[pmem_hword[5:0]][287:256] <= wb__dat_w;
-    if (\$25 [9])
+    if (\$27 [9])
       pmem[pmem_hword[5:0]][319:288] <= wb__dat_w;
-    if (\$25 [10])
+    if (\$27 [10])
       pmem[pmem_hword[5:0]][351:320] <= wb__dat_w;
-    if (\$25 [11])
+    if (\$27 [11])
       pmem[pmem_hword[5:0]][383:352] <= wb__dat_w;
-    if (\$25 [12])
+    if (\$27 [12])
       pmem[pmem_hword[5:0]][415:384] <= wb__dat_w;
-    if (\$25 [13])
+    if (\$27 [13])
       pmem[pmem_hword[5:0]][447:416] <= wb__dat_w;
-    if (\$25 [14])
+    if (\$27 [14])
       pmem[pmem_hword[5:0]][479:448] <= wb__dat_w;
-    if (\$25 [15])
+    if (\$27 [15])
       pmem[pmem_hword[5:0]][511:480] <= wb__dat_w;
-    if (\$25 [16])
+    if (\$27 [16])
       pmem[pmem_hword[5:0]][543:512] <= wb__dat_w;
-    if (\$25 [17])
+    if (\$27 [17])
       pmem[pmem_hword[5:0]][575:544] <= wb__dat_w;
-    if (\$25 [18])
+    if (\$27 [18])
       pmem[pmem_hword[5:0]][607:576] <= wb__dat_w;
-    if (\$25 [19])
+    if (\$27 [19])
       pmem[pmem_hword[5:0]][639:608] <= wb__dat_w;
-    if (\$25 [20])
+    if (\$27 [20])
       pmem[pmem_hword[5:0]][671:640] <= wb__dat_w;
-    if (\$25 [21])
+    if (\$27 [21])
       pmem[pmem_hword[5:0]][703:672] <= wb__dat_w;
-    if (\$25 [22])
+    if (\$27 [22])
       pmem[pmem_hword[5:0]][735:704] <= wb__dat_w;
-    if (\$25 [23])
+    if (\$27 [23])
       pmem[pmem_hword[5:0]][767:736] <= wb__dat_w;
   end
   reg [767:0] _10_;
   reg [767:0] _11_;
   always @(posedge clk) begin
-    _10_ <= pmem[\pmem_hword$200 [5:0]];
+    _10_ <= pmem[\pmem_hword$201 [5:0]];
     _11_ <= pmem[pp__addr];
   end
-  assign \rp__data$239  = _10_;
+  assign \rp__data$240  = _10_;
   assign p_data = _11_;
   reg [63:0] trace [1023:0];
   initial begin
@@ -17567,7 +21978,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   always @(posedge clk) begin
     _12_ <= trace[trace_hword[9:0]];
   end
-  assign \rp__data$243  = _12_;
+  assign \rp__data$244  = _12_;
   reg [63:0] wmem [1023:0];
   initial begin
     wmem[0] = 64'h0000000000000000;
@@ -18596,226 +23007,232 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     wmem[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$20 [0])
+    if (\$22 [0])
       wmem[wmem_hword[9:0]][31:0] <= wb__dat_w;
-    if (\$20 [1])
+    if (\$22 [1])
       wmem[wmem_hword[9:0]][63:32] <= wb__dat_w;
   end
   reg [63:0] _13_;
   reg [63:0] _14_;
   always @(posedge clk) begin
-    _13_ <= wmem[\wmem_hword$197 [9:0]];
+    _13_ <= wmem[\wmem_hword$198 [9:0]];
     _14_ <= wmem[wp__addr];
   end
-  assign \rp__data$237  = _13_;
+  assign \rp__data$238  = _13_;
   assign macro0__mem_wdata = _14_;
   assign rpa__addr = \busy$118  ? \rd_addr$120  : ra_addr;
-  assign \$1  = trace_n < 11'h400;
-  assign tw__en = retire & \$1 ;
-  assign \$2  = \done$152  | \done$153 ;
-  assign engine_done = \$2  | \done$154 ;
-  assign \$3  = ~ \busy$158 ;
-  assign \$4  = ir[3:0] == 2'h3;
-  assign \$5  = ir[3:0] == 3'h4;
-  assign \$6  = ir[3:0] == 3'h5;
-  assign \$7  = wb__cyc & wb__stb;
-  assign \$8  = ~ wb__ack;
-  assign req = \$7  & \$8 ;
-  assign \$9  = req & wb__we;
-  assign \$10  = wb__sel == 4'hf;
-  assign wr = \$9  & \$10 ;
-  assign \$11  = wb__adr[16:14] == 1'h1;
-  assign \$12  = wr & \$11 ;
-  assign \$13  = ~ busy;
-  assign imem_hwe = \$12  & \$13 ;
-  assign \$14  = 1'h1 << wb__adr[3:0];
-  assign \$15  = imem_hwe ? \$14  : 26'h0000000;
-  assign \$16  = wb__adr[16:14] == 2'h3;
-  assign \$17  = wr & \$16 ;
-  assign \$18  = ~ busy;
-  assign wmem_hwe = \$17  & \$18 ;
-  assign \$19  = 1'h1 << wb__adr[0];
-  assign \$20  = wmem_hwe ? \$19  : 3'h0;
-  assign \$21  = wb__adr[16:14] == 3'h4;
-  assign \$22  = wr & \$21 ;
-  assign \$23  = ~ busy;
-  assign pmem_hwe = \$22  & \$23 ;
-  assign \$24  = 1'h1 << wb__adr[4:0];
-  assign \$25  = pmem_hwe ? \$24  : 55'h00000000000000;
-  assign \$26  = wb__adr[16:14] == 3'h5;
-  assign \$27  = wr & \$26 ;
-  assign \$28  = ~ busy;
-  assign dmem_hwe = \$27  & \$28 ;
-  assign \$29  = 1'h1 << wb__adr[1:0];
-  assign \$30  = dmem_hwe ? \$29  : 6'h00;
-  assign \$31  = wb__adr[16:14] == 2'h2;
-  assign \$32  = wr & \$31 ;
-  assign \$33  = ~ busy;
-  assign host_a = \$32  & \$33 ;
-  assign \$34  = w_en | \w_en$214 ;
-  assign eng_we = \$34  | \w_en$215 ;
-  assign \$35  = \w_en$214  ? \w_addr$218  : \w_addr$217 ;
-  assign eng_addr = w_en ? \w_addr$219  : \$35 ;
-  assign \$36  = \w_en$214  ? { \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161  } : { \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169  };
-  assign eng_data = w_en ? { \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153  } : \$36 ;
-  assign \$37  = host_a ? \amem_hword$209  : { 2'h0, eng_addr };
-  assign \$signature__data$225  = host_a ? { wb__dat_w, wb__dat_w } : eng_data;
-  assign \$38  = 1'h1 << wb__adr[0];
-  assign \$39  = eng_we ? 2'h3 : 2'h0;
-  assign \$40  = host_a ? \$38  : { 1'h0, \$39  };
-  assign \$41  = ! wb__adr[16:14];
-  assign csr_hit = req & \$41 ;
-  assign \$42  = csr_hit & wr;
-  assign \$43  = wb__adr[4:0] == 1'h1;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$44  & wb__dat_w[0];
-  assign \$46  = ~ busy;
-  assign \$47  = \$45  & \$46 ;
-  assign \$250  = imem_rsl * 6'h20;
-  assign \$48  = \rp__data$233  >> \$250 ;
-  assign \$253  = amem_rsl * 6'h20;
-  assign \$49  = \rp__data$235  >> \$253 ;
-  assign \$256  = wmem_rsl * 6'h20;
-  assign \$50  = \rp__data$237  >> \$256 ;
-  assign \$259  = pmem_rsl * 6'h20;
-  assign \$51  = \rp__data$239  >> \$259 ;
-  assign \$262  = dmem_rsl * 6'h20;
-  assign \$52  = \rp__data$241  >> \$262 ;
-  assign \$265  = trace_rsl * 6'h20;
-  assign \$53  = \rp__data$243  >> \$265 ;
-  assign \$54  = ! ctrl_state;
-  assign \$55  = ctrl_state == 1'h1;
-  assign \$56  = ctrl_state == 2'h2;
-  assign \$57  = ctrl_state == 2'h3;
-  assign \$58  = ctrl_state == 3'h4;
-  assign \$59  = trace_n + 1'h1;
-  assign \$60  = pc + 1'h1;
-  assign \$61  = cycles + 1'h1;
-  assign \$62  = | mem_we;
-  assign \$63  = load_cycles + 1'h1;
-  assign \$64  = ~ \busy$158 ;
-  assign \$65  = ~ busy;
-  assign \$66  = \start$229  & \$65 ;
-  assign \$67  = busy & macro0__busy;
-  assign \$68  = busy_c0 + 1'h1;
-  assign \$69  = ~ macro0__busy;
-  assign \$70  = \$149  & \$69 ;
-  assign \$71  = stall_c0 + 1'h1;
-  assign \$72  = wload_c0 + 1'h1;
-  assign \$73  = ~ busy;
-  assign \$74  = \start$229  & \$73 ;
-  assign \$75  = busy & macro1__busy;
-  assign \$76  = busy_c1 + 1'h1;
-  assign \$77  = ~ macro1__busy;
-  assign \$78  = \$150  & \$77 ;
-  assign \$79  = stall_c1 + 1'h1;
-  assign \$80  = wload_c1 + 1'h1;
-  assign \$81  = ~ busy;
-  assign \$82  = \start$229  & \$81 ;
-  assign \$83  = busy & macro2__busy;
-  assign \$84  = busy_c2 + 1'h1;
-  assign \$85  = ~ macro2__busy;
-  assign \$86  = \$151  & \$85 ;
-  assign \$87  = stall_c2 + 1'h1;
-  assign \$88  = wload_c2 + 1'h1;
-  assign \$89  = ~ busy;
-  assign \$90  = \start$229  & \$89 ;
-  assign \$91  = busy & macro3__busy;
-  assign \$92  = busy_c3 + 1'h1;
-  assign \$93  = ~ macro3__busy;
-  assign \$94  = \$152  & \$93 ;
-  assign \$95  = stall_c3 + 1'h1;
-  assign \$96  = wload_c3 + 1'h1;
-  assign \$97  = csr_hit & wr;
-  assign \$98  = wb__adr[4:0] == 3'h4;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = ~ wb__we;
-  assign \$101  = csr_hit & \$100 ;
+  assign \$1  = pc + 1'h1;
+  assign \$2  = in_exec ? \$1  : { 1'h0, pc };
+  assign \$3  = trace_n < 11'h400;
+  assign tw__en = retire & \$3 ;
+  assign \$4  = \done$153  | \done$154 ;
+  assign engine_done = \$4  | \done$155 ;
+  assign \$5  = ~ \busy$159 ;
+  assign \$6  = ir[3:0] == 2'h3;
+  assign \$7  = ir[3:0] == 3'h4;
+  assign \$8  = ir[3:0] == 3'h5;
+  assign \$9  = wb__cyc & wb__stb;
+  assign \$10  = ~ wb__ack;
+  assign req = \$9  & \$10 ;
+  assign \$11  = req & wb__we;
+  assign \$12  = wb__sel == 4'hf;
+  assign wr = \$11  & \$12 ;
+  assign \$13  = wb__adr[16:14] == 1'h1;
+  assign \$14  = wr & \$13 ;
+  assign \$15  = ~ busy;
+  assign imem_hwe = \$14  & \$15 ;
+  assign \$16  = 1'h1 << wb__adr[3:0];
+  assign \$17  = imem_hwe ? \$16  : 26'h0000000;
+  assign \$18  = wb__adr[16:14] == 2'h3;
+  assign \$19  = wr & \$18 ;
+  assign \$20  = ~ busy;
+  assign wmem_hwe = \$19  & \$20 ;
+  assign \$21  = 1'h1 << wb__adr[0];
+  assign \$22  = wmem_hwe ? \$21  : 3'h0;
+  assign \$23  = wb__adr[16:14] == 3'h4;
+  assign \$24  = wr & \$23 ;
+  assign \$25  = ~ busy;
+  assign pmem_hwe = \$24  & \$25 ;
+  assign \$26  = 1'h1 << wb__adr[4:0];
+  assign \$27  = pmem_hwe ? \$26  : 55'h00000000000000;
+  assign \$28  = wb__adr[16:14] == 3'h5;
+  assign \$29  = wr & \$28 ;
+  assign \$30  = ~ busy;
+  assign dmem_hwe = \$29  & \$30 ;
+  assign \$31  = 1'h1 << wb__adr[1:0];
+  assign \$32  = dmem_hwe ? \$31  : 6'h00;
+  assign \$33  = wb__adr[16:14] == 2'h2;
+  assign \$34  = wr & \$33 ;
+  assign \$35  = ~ busy;
+  assign host_a = \$34  & \$35 ;
+  assign \$36  = w_en | \w_en$215 ;
+  assign eng_we = \$36  | \w_en$216 ;
+  assign \$37  = \w_en$215  ? \w_addr$219  : \w_addr$218 ;
+  assign eng_addr = w_en ? \w_addr$220  : \$37 ;
+  assign \$38  = \w_en$215  ? { \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166  } : { \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174  };
+  assign eng_data = w_en ? { \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158  } : \$38 ;
+  assign \$39  = host_a ? \amem_hword$210  : { 2'h0, eng_addr };
+  assign \$signature__data$226  = host_a ? { wb__dat_w, wb__dat_w } : eng_data;
+  assign \$40  = 1'h1 << wb__adr[0];
+  assign \$41  = eng_we ? 2'h3 : 2'h0;
+  assign \$42  = host_a ? \$40  : { 1'h0, \$41  };
+  assign \$43  = ! wb__adr[16:14];
+  assign csr_hit = req & \$43 ;
+  assign \$44  = csr_hit & wr;
+  assign \$45  = wb__adr[4:0] == 1'h1;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = \$46  & wb__dat_w[0];
+  assign \$48  = ~ busy;
+  assign \$49  = \$47  & \$48 ;
+  assign \$257  = imem_rsl * 6'h20;
+  assign \$50  = \rp__data$234  >> \$257 ;
+  assign \$260  = amem_rsl * 6'h20;
+  assign \$51  = \rp__data$236  >> \$260 ;
+  assign \$263  = wmem_rsl * 6'h20;
+  assign \$52  = \rp__data$238  >> \$263 ;
+  assign \$266  = pmem_rsl * 6'h20;
+  assign \$53  = \rp__data$240  >> \$266 ;
+  assign \$269  = dmem_rsl * 6'h20;
+  assign \$54  = \rp__data$242  >> \$269 ;
+  assign \$272  = trace_rsl * 6'h20;
+  assign \$55  = \rp__data$244  >> \$272 ;
+  assign \$56  = ! ctrl_state;
+  assign \$57  = ctrl_state == 1'h1;
+  assign \$58  = ctrl_state == 2'h2;
+  assign \$59  = ctrl_state == 2'h3;
+  assign \$60  = ctrl_state == 3'h4;
+  assign \$61  = trace_n + 1'h1;
+  assign \$62  = pc + 1'h1;
+  assign \$63  = ~ retire;
+  assign \$64  = in_exec & \$63 ;
+  assign \$65  = cycles + 1'h1;
+  assign \$66  = | mem_we;
+  assign \$67  = load_cycles + 1'h1;
+  assign \$68  = ~ \busy$159 ;
+  assign \$69  = ~ busy;
+  assign \$70  = \start$230  & \$69 ;
+  assign \$71  = busy & macro0__busy;
+  assign \$72  = busy_c0 + 1'h1;
+  assign \$73  = ~ macro0__busy;
+  assign \$74  = \$154  & \$73 ;
+  assign \$75  = stall_c0 + 1'h1;
+  assign \$76  = wload_c0 + 1'h1;
+  assign \$77  = ~ busy;
+  assign \$78  = \start$230  & \$77 ;
+  assign \$79  = busy & macro1__busy;
+  assign \$80  = busy_c1 + 1'h1;
+  assign \$81  = ~ macro1__busy;
+  assign \$82  = \$155  & \$81 ;
+  assign \$83  = stall_c1 + 1'h1;
+  assign \$84  = wload_c1 + 1'h1;
+  assign \$85  = ~ busy;
+  assign \$86  = \start$230  & \$85 ;
+  assign \$87  = busy & macro2__busy;
+  assign \$88  = busy_c2 + 1'h1;
+  assign \$89  = ~ macro2__busy;
+  assign \$90  = \$156  & \$89 ;
+  assign \$91  = stall_c2 + 1'h1;
+  assign \$92  = wload_c2 + 1'h1;
+  assign \$93  = ~ busy;
+  assign \$94  = \start$230  & \$93 ;
+  assign \$95  = busy & macro3__busy;
+  assign \$96  = busy_c3 + 1'h1;
+  assign \$97  = ~ macro3__busy;
+  assign \$98  = \$157  & \$97 ;
+  assign \$99  = stall_c3 + 1'h1;
+  assign \$100  = wload_c3 + 1'h1;
+  assign \$101  = csr_hit & wr;
+  assign \$102  = wb__adr[4:0] == 3'h4;
+  assign \$103  = \$101  & \$102 ;
+  assign \$104  = ~ wb__we;
+  assign \$105  = csr_hit & \$104 ;
   always @(posedge clk)
-    trace_n <= \$118 ;
+    trace_n <= \$122 ;
   always @(posedge clk)
-    pc <= \$119 ;
+    pc <= \$123 ;
   always @(posedge clk)
-    cycles <= \$120 ;
+    pf_valid <= \$124 ;
   always @(posedge clk)
-    load_cycles <= \$121 ;
+    cycles <= \$125 ;
   always @(posedge clk)
-    busy <= \$122 ;
+    load_cycles <= \$126 ;
   always @(posedge clk)
-    done <= \$123 ;
+    busy <= \$127 ;
   always @(posedge clk)
-    error <= \$124 ;
+    done <= \$128 ;
   always @(posedge clk)
-    ctrl_state <= \$125 ;
+    error <= \$129 ;
   always @(posedge clk)
-    ir <= \$126 ;
+    ctrl_state <= \$130 ;
   always @(posedge clk)
-    busy_c0 <= \$127 ;
+    ir <= \$131 ;
   always @(posedge clk)
-    stall_c0 <= \$128 ;
+    busy_c0 <= \$132 ;
   always @(posedge clk)
-    wload_c0 <= \$129 ;
+    stall_c0 <= \$133 ;
   always @(posedge clk)
-    busy_c1 <= \$130 ;
+    wload_c0 <= \$134 ;
   always @(posedge clk)
-    stall_c1 <= \$131 ;
+    busy_c1 <= \$135 ;
   always @(posedge clk)
-    wload_c1 <= \$132 ;
+    stall_c1 <= \$136 ;
   always @(posedge clk)
-    busy_c2 <= \$133 ;
+    wload_c1 <= \$137 ;
   always @(posedge clk)
-    stall_c2 <= \$134 ;
+    busy_c2 <= \$138 ;
   always @(posedge clk)
-    wload_c2 <= \$135 ;
+    stall_c2 <= \$139 ;
   always @(posedge clk)
-    busy_c3 <= \$136 ;
+    wload_c2 <= \$140 ;
   always @(posedge clk)
-    stall_c3 <= \$137 ;
+    busy_c3 <= \$141 ;
   always @(posedge clk)
-    wload_c3 <= \$138 ;
+    stall_c3 <= \$142 ;
   always @(posedge clk)
-    wb__ack <= \$139 ;
+    wload_c3 <= \$143 ;
   always @(posedge clk)
-    r_region <= \$140 ;
+    wb__ack <= \$144 ;
   always @(posedge clk)
-    imem_rsl <= \$141 ;
+    r_region <= \$145 ;
   always @(posedge clk)
-    amem_rsl <= \$142 ;
+    imem_rsl <= \$146 ;
   always @(posedge clk)
-    wmem_rsl <= \$143 ;
+    amem_rsl <= \$147 ;
   always @(posedge clk)
-    pmem_rsl <= \$144 ;
+    wmem_rsl <= \$148 ;
   always @(posedge clk)
-    dmem_rsl <= \$145 ;
+    pmem_rsl <= \$149 ;
   always @(posedge clk)
-    trace_rsl <= \$146 ;
+    dmem_rsl <= \$150 ;
   always @(posedge clk)
-    start_pc <= \$147 ;
+    trace_rsl <= \$151 ;
   always @(posedge clk)
-    csr_r <= \$148 ;
+    start_pc <= \$152 ;
+  always @(posedge clk)
+    csr_r <= \$153 ;
   \default_fabric.ew  ew (
     .args(ir[260:4]),
     .clk(clk),
-    .done(\done$154 ),
-    .\port$2074$0 (\$169 ),
-    .\port$2080$0 (\$170 ),
-    .\port$2086$0 (\$171 ),
-    .\port$2092$0 (\$172 ),
-    .\port$2098$0 (\$173 ),
-    .\port$2104$0 (\$174 ),
-    .\port$2110$0 (\$175 ),
-    .\port$2116$0 (\$176 ),
+    .done(\done$155 ),
+    .\port$2082$0 (\$174 ),
+    .\port$2088$0 (\$175 ),
+    .\port$2094$0 (\$176 ),
+    .\port$2100$0 (\$177 ),
+    .\port$2106$0 (\$178 ),
+    .\port$2112$0 (\$179 ),
+    .\port$2118$0 (\$180 ),
+    .\port$2124$0 (\$181 ),
     .ra_addr(ra_addr),
     .ra_data(\rd_data$122 ),
     .rb_addr(rpb__addr),
     .rb_data(rb_data),
     .rst(rst),
-    .start(\start$161 ),
-    .w_addr(\w_addr$217 ),
-    .w_en(\w_en$215 )
+    .start(\start$162 ),
+    .w_addr(\w_addr$218 ),
+    .w_en(\w_en$216 )
   );
   \default_fabric.loader  loader (
-    .busy(\busy$158 ),
+    .busy(\busy$159 ),
     .clk(clk),
     .cmd_ready(cmd_ready),
     .mem_page(macro0__mem_page),
@@ -18824,11 +23241,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .mem_we(mem_we),
     .rst(rst),
     .w_addr(wp__addr),
-    .w_data(ir[41:4]),
+    .w_data(ir[42:4]),
     .w_en(cmd_valid)
   );
   \default_fabric.mac  mac (
-    .args(ir[350:4]),
+    .args(ir[351:4]),
     .clk(clk),
     .desc(dp__data[72:0]),
     .\desc$386 (\dp__data$64 [72:0]),
@@ -18838,7 +23255,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .\desc_addr$387 (\dp__addr$61 ),
     .\desc_addr$392 (\dp__addr$85 ),
     .\desc_addr$397 (\dp__addr$109 ),
-    .finished(\done$152 ),
+    .finished(\done$153 ),
     .op__0__payload(macro0__op__payload),
     .op__0__ready(op__0__ready),
     .op__0__valid(macro0__op__valid),
@@ -18853,18 +23270,18 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__3__valid(macro3__op__valid),
     .p_addr(pp__addr),
     .p_data(p_data),
-    .\port$263$0 (\$149 ),
-    .\port$264$0 (\$150 ),
-    .\port$265$0 (\$151 ),
-    .\port$266$0 (\$152 ),
-    .\port$604$0 (\$153 ),
-    .\port$609$0 (\$154 ),
-    .\port$614$0 (\$155 ),
-    .\port$619$0 (\$156 ),
-    .\port$624$0 (\$157 ),
-    .\port$629$0 (\$158 ),
-    .\port$634$0 (\$159 ),
-    .\port$639$0 (\$160 ),
+    .\port$271$0 (\$154 ),
+    .\port$272$0 (\$155 ),
+    .\port$273$0 (\$156 ),
+    .\port$274$0 (\$157 ),
+    .\port$612$0 (\$158 ),
+    .\port$617$0 (\$159 ),
+    .\port$622$0 (\$160 ),
+    .\port$627$0 (\$161 ),
+    .\port$632$0 (\$162 ),
+    .\port$637$0 (\$163 ),
+    .\port$642$0 (\$164 ),
+    .\port$647$0 (\$165 ),
     .rd_addr(rp__addr),
     .\rd_addr$388 (\rp__addr$55 ),
     .\rd_addr$393 (\rp__addr$79 ),
@@ -18887,14 +23304,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .res_y__3(res_y__3),
     .rst(rst),
     .start(start),
-    .w_addr(\w_addr$219 ),
+    .w_addr(\w_addr$220 ),
     .\w_en$353 (w_en)
   );
   default_cim_macro macro0 (
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$102 ),
+    .mem_rdata(\$106 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -18902,9 +23319,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$103 ),
-    .res_pop(\$104 ),
-    .res_total(\$105 ),
+    .res_bits(\$107 ),
+    .res_pop(\$108 ),
+    .res_total(\$109 ),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
     .rst(rst)
@@ -18913,7 +23330,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$106 ),
+    .mem_rdata(\$110 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -18921,9 +23338,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$107 ),
-    .res_pop(\$108 ),
-    .res_total(\$109 ),
+    .res_bits(\$111 ),
+    .res_pop(\$112 ),
+    .res_total(\$113 ),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
     .rst(rst)
@@ -18932,7 +23349,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .busy(macro2__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$110 ),
+    .mem_rdata(\$114 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -18940,9 +23357,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro2__op__payload),
     .op__ready(op__2__ready),
     .op__valid(macro2__op__valid),
-    .res_bits(\$111 ),
-    .res_pop(\$112 ),
-    .res_total(\$113 ),
+    .res_bits(\$115 ),
+    .res_pop(\$116 ),
+    .res_total(\$117 ),
     .res_valid(res_valid__2),
     .res_y(res_y__2),
     .rst(rst)
@@ -18951,7 +23368,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .busy(macro3__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$114 ),
+    .mem_rdata(\$118 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -18959,9 +23376,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro3__op__payload),
     .op__ready(op__3__ready),
     .op__valid(macro3__op__valid),
-    .res_bits(\$115 ),
-    .res_pop(\$116 ),
-    .res_total(\$117 ),
+    .res_bits(\$119 ),
+    .res_pop(\$120 ),
+    .res_total(\$121 ),
     .res_valid(res_valid__3),
     .res_y(res_y__3),
     .rst(rst)
@@ -18970,22 +23387,38 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .args(ir[187:4]),
     .busy(\busy$118 ),
     .clk(clk),
-    .done(\done$153 ),
-    .\port$1732$0 (\$161 ),
-    .\port$1733$0 (\$162 ),
-    .\port$1734$0 (\$163 ),
-    .\port$1735$0 (\$164 ),
-    .\port$1736$0 (\$165 ),
-    .\port$1737$0 (\$166 ),
-    .\port$1738$0 (\$167 ),
-    .\port$1739$0 (\$168 ),
+    .done(\done$154 ),
+    .\port$1740$0 (\$166 ),
+    .\port$1741$0 (\$167 ),
+    .\port$1742$0 (\$168 ),
+    .\port$1743$0 (\$169 ),
+    .\port$1744$0 (\$170 ),
+    .\port$1745$0 (\$171 ),
+    .\port$1746$0 (\$172 ),
+    .\port$1747$0 (\$173 ),
     .rd_addr(\rd_addr$120 ),
     .rd_data(\rd_data$122 ),
     .rst(rst),
-    .start(\start$160 ),
-    .w_addr(\w_addr$218 ),
-    .w_en(\w_en$214 )
+    .start(\start$161 ),
+    .w_addr(\w_addr$219 ),
+    .w_en(\w_en$215 )
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_exec = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          in_exec = 1'h1;
+      3'h4:
+          in_exec = 1'h1;
+    endcase
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     retire = 1'h0;
@@ -19005,7 +23438,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
                   retire = 1'h1;
                 end
             4'h2:
-                if (\$3 ) begin
+                if (\$5 ) begin
                   retire = 1'h1;
                 end
           endcase
@@ -19053,30 +23486,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
             4'h2:
                 /* empty */;
             4'h3, 4'h4, 4'h5:
-                start = \$4 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$160  = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                \start$160  = \$5 ;
+                start = \$6 ;
           endcase
     endcase
   end
@@ -19099,15 +23509,38 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
             4'h2:
                 /* empty */;
             4'h3, 4'h4, 4'h5:
-                \start$161  = \$6 ;
+                \start$161  = \$7 ;
           endcase
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$229  = 1'h0;
-    if (\$47 ) begin
-      \start$229  = 1'h1;
+    \start$162  = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3, 4'h4, 4'h5:
+                \start$162  = \$8 ;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$230  = 1'h0;
+    if (\$49 ) begin
+      \start$230  = 1'h1;
     end
   end
   always @* begin
@@ -19117,45 +23550,45 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
       3'h0:
           wb__dat_r = csr_r;
       3'h1:
-          wb__dat_r = \$48 ;
-      3'h2:
-          wb__dat_r = \$49 ;
-      3'h3:
           wb__dat_r = \$50 ;
-      3'h4:
+      3'h2:
           wb__dat_r = \$51 ;
-      3'h5:
+      3'h3:
           wb__dat_r = \$52 ;
-      3'h6:
+      3'h4:
           wb__dat_r = \$53 ;
+      3'h5:
+          wb__dat_r = \$54 ;
+      3'h6:
+          wb__dat_r = \$55 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = trace_n;
+    \$122  = trace_n;
     if (retire) begin
-      \$118  = \$59 [31:0];
+      \$122  = \$61 [31:0];
     end
     casez (ctrl_state)
       3'h0:
-          if (\start$229 ) begin
-            \$118  = 32'd0;
+          if (\start$230 ) begin
+            \$122  = 32'd0;
           end
     endcase
     if (rst) begin
-      \$118  = 32'd0;
+      \$122  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$119  = pc;
+    \$123  = pc;
     if (retire) begin
-      \$119  = \$60 [15:0];
+      \$123  = \$62 [15:0];
     end
     casez (ctrl_state)
       3'h0:
-          if (\start$229 ) begin
-            \$119  = start_pc;
+          if (\start$230 ) begin
+            \$123  = start_pc;
           end
       3'h1:
           /* empty */;
@@ -19164,506 +23597,551 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
       3'h3:
           casez (ir[3:0])
             4'h0:
-                \$119  = pc;
+                \$123  = pc;
           endcase
     endcase
     if (rst) begin
-      \$119  = 16'h0000;
+      \$123  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = cycles;
-    if (busy) begin
-      \$120  = \$61 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$229 ) begin
-            \$120  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$120  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = load_cycles;
-    if (\$62 ) begin
-      \$121  = \$63 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$229 ) begin
-            \$121  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$121  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = busy;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$229 ) begin
-            \$122  = 1'h1;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                \$122  = 1'h0;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$122  = 1'h0;
-          endcase
-    endcase
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = done;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$229 ) begin
-            \$123  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$123  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = error;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$229 ) begin
-            \$124  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$124  = 1'h1;
-          endcase
-    endcase
+    \$124  = \$64 ;
     if (rst) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = ctrl_state;
+    \$125  = cycles;
+    if (busy) begin
+      \$125  = \$65 [31:0];
+    end
     casez (ctrl_state)
       3'h0:
-          if (\start$229 ) begin
-            \$125  = 3'h1;
+          if (\start$230 ) begin
+            \$125  = 32'd0;
+          end
+    endcase
+    if (rst) begin
+      \$125  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$126  = load_cycles;
+    if (\$66 ) begin
+      \$126  = \$67 [31:0];
+    end
+    casez (ctrl_state)
+      3'h0:
+          if (\start$230 ) begin
+            \$126  = 32'd0;
+          end
+    endcase
+    if (rst) begin
+      \$126  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$127  = busy;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$230 ) begin
+            \$127  = 1'h1;
           end
       3'h1:
-          \$125  = 3'h2;
+          /* empty */;
       3'h2:
-          \$125  = 3'h3;
+          /* empty */;
       3'h3:
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                \$125  = 3'h0;
+                \$127  = 1'h0;
             4'h1:
-                if (cmd_ready) begin
-                  \$125  = 3'h1;
-                end
+                /* empty */;
             4'h2:
-                if (\$64 ) begin
-                  \$125  = 3'h1;
-                end
+                /* empty */;
             4'h3, 4'h4, 4'h5:
-                \$125  = 3'h4;
+                /* empty */;
             default:
-                \$125  = 3'h0;
+                \$127  = 1'h0;
           endcase
-      3'h4:
-          if (engine_done) begin
-            \$125  = 3'h1;
-          end
     endcase
     if (rst) begin
-      \$125  = 3'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$126  = ir;
+    \$128  = done;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$230 ) begin
+            \$128  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$128  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$129  = error;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$230 ) begin
+            \$129  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3, 4'h4, 4'h5:
+                /* empty */;
+            default:
+                \$129  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$130  = ctrl_state;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$230 ) begin
+            \$130  = 3'h1;
+          end
+      3'h1:
+          \$130  = 3'h2;
+      3'h2:
+          \$130  = 3'h3;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$130  = 3'h0;
+            4'h1:
+                if (cmd_ready) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$130  = 3'h3;
+                  end else begin
+                    \$130  = 3'h2;
+                  end
+                end
+            4'h2:
+                if (\$68 ) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$130  = 3'h3;
+                  end else begin
+                    \$130  = 3'h2;
+                  end
+                end
+            4'h3, 4'h4, 4'h5:
+                \$130  = 3'h4;
+            default:
+                \$130  = 3'h0;
+          endcase
+      3'h4:
+          if (engine_done) begin
+            (* full_case = 32'd1 *)
+            if (pf_valid) begin
+              \$130  = 3'h3;
+            end else begin
+              \$130  = 3'h2;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$130  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$131  = ir;
     casez (ctrl_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$126  = fp__data[350:0];
+          \$131  = fp__data;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                if (cmd_ready) begin
+                  if (pf_valid) begin
+                    \$131  = fp__data;
+                  end
+                end
+            4'h2:
+                if (\$68 ) begin
+                  if (pf_valid) begin
+                    \$131  = fp__data;
+                  end
+                end
+          endcase
+      3'h4:
+          if (engine_done) begin
+            if (pf_valid) begin
+              \$131  = fp__data;
+            end
+          end
     endcase
     if (rst) begin
-      \$126  = 351'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$131  = 352'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = busy_c0;
+    \$132  = busy_c0;
     (* full_case = 32'd1 *)
-    if (\$66 ) begin
-      \$127  = 32'd0;
+    if (\$70 ) begin
+      \$132  = 32'd0;
     end else begin
-      if (\$67 ) begin
-        \$127  = \$68 [31:0];
+      if (\$71 ) begin
+        \$132  = \$72 [31:0];
       end
     end
     if (rst) begin
-      \$127  = 32'd0;
+      \$132  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = stall_c0;
+    \$133  = stall_c0;
     (* full_case = 32'd1 *)
-    if (\$66 ) begin
-      \$128  = 32'd0;
+    if (\$70 ) begin
+      \$133  = 32'd0;
     end else begin
-      if (\$70 ) begin
-        \$128  = \$71 [31:0];
+      if (\$74 ) begin
+        \$133  = \$75 [31:0];
       end
     end
     if (rst) begin
-      \$128  = 32'd0;
+      \$133  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$129  = wload_c0;
+    \$134  = wload_c0;
     (* full_case = 32'd1 *)
-    if (\$66 ) begin
-      \$129  = 32'd0;
+    if (\$70 ) begin
+      \$134  = 32'd0;
     end else begin
       if (mem_we[0]) begin
-        \$129  = \$72 [31:0];
+        \$134  = \$76 [31:0];
       end
     end
     if (rst) begin
-      \$129  = 32'd0;
+      \$134  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = busy_c1;
+    \$135  = busy_c1;
     (* full_case = 32'd1 *)
-    if (\$74 ) begin
-      \$130  = 32'd0;
+    if (\$78 ) begin
+      \$135  = 32'd0;
     end else begin
-      if (\$75 ) begin
-        \$130  = \$76 [31:0];
+      if (\$79 ) begin
+        \$135  = \$80 [31:0];
       end
     end
     if (rst) begin
-      \$130  = 32'd0;
+      \$135  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = stall_c1;
+    \$136  = stall_c1;
     (* full_case = 32'd1 *)
-    if (\$74 ) begin
-      \$131  = 32'd0;
+    if (\$78 ) begin
+      \$136  = 32'd0;
     end else begin
-      if (\$78 ) begin
-        \$131  = \$79 [31:0];
+      if (\$82 ) begin
+        \$136  = \$83 [31:0];
       end
     end
     if (rst) begin
-      \$131  = 32'd0;
+      \$136  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$132  = wload_c1;
+    \$137  = wload_c1;
     (* full_case = 32'd1 *)
-    if (\$74 ) begin
-      \$132  = 32'd0;
+    if (\$78 ) begin
+      \$137  = 32'd0;
     end else begin
       if (mem_we[1]) begin
-        \$132  = \$80 [31:0];
+        \$137  = \$84 [31:0];
       end
     end
     if (rst) begin
-      \$132  = 32'd0;
+      \$137  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = busy_c2;
+    \$138  = busy_c2;
     (* full_case = 32'd1 *)
-    if (\$82 ) begin
-      \$133  = 32'd0;
+    if (\$86 ) begin
+      \$138  = 32'd0;
     end else begin
-      if (\$83 ) begin
-        \$133  = \$84 [31:0];
+      if (\$87 ) begin
+        \$138  = \$88 [31:0];
       end
     end
     if (rst) begin
-      \$133  = 32'd0;
+      \$138  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = stall_c2;
+    \$139  = stall_c2;
     (* full_case = 32'd1 *)
-    if (\$82 ) begin
-      \$134  = 32'd0;
+    if (\$86 ) begin
+      \$139  = 32'd0;
     end else begin
-      if (\$86 ) begin
-        \$134  = \$87 [31:0];
+      if (\$90 ) begin
+        \$139  = \$91 [31:0];
       end
     end
     if (rst) begin
-      \$134  = 32'd0;
+      \$139  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$135  = wload_c2;
+    \$140  = wload_c2;
     (* full_case = 32'd1 *)
-    if (\$82 ) begin
-      \$135  = 32'd0;
+    if (\$86 ) begin
+      \$140  = 32'd0;
     end else begin
       if (mem_we[2]) begin
-        \$135  = \$88 [31:0];
+        \$140  = \$92 [31:0];
       end
     end
     if (rst) begin
-      \$135  = 32'd0;
+      \$140  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = busy_c3;
+    \$141  = busy_c3;
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
-      \$136  = 32'd0;
+    if (\$94 ) begin
+      \$141  = 32'd0;
     end else begin
-      if (\$91 ) begin
-        \$136  = \$92 [31:0];
+      if (\$95 ) begin
+        \$141  = \$96 [31:0];
       end
     end
     if (rst) begin
-      \$136  = 32'd0;
+      \$141  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = stall_c3;
+    \$142  = stall_c3;
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
-      \$137  = 32'd0;
+    if (\$94 ) begin
+      \$142  = 32'd0;
     end else begin
-      if (\$94 ) begin
-        \$137  = \$95 [31:0];
+      if (\$98 ) begin
+        \$142  = \$99 [31:0];
       end
     end
     if (rst) begin
-      \$137  = 32'd0;
+      \$142  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = wload_c3;
+    \$143  = wload_c3;
     (* full_case = 32'd1 *)
-    if (\$90 ) begin
-      \$138  = 32'd0;
+    if (\$94 ) begin
+      \$143  = 32'd0;
     end else begin
       if (mem_we[3]) begin
-        \$138  = \$96 [31:0];
+        \$143  = \$100 [31:0];
       end
     end
     if (rst) begin
-      \$138  = 32'd0;
+      \$143  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = req;
+    \$144  = req;
     if (rst) begin
-      \$139  = 1'h0;
+      \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = r_region;
+    \$145  = r_region;
     if (req) begin
-      \$140  = wb__adr[16:14];
+      \$145  = wb__adr[16:14];
     end
     if (rst) begin
-      \$140  = 3'h0;
+      \$145  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = imem_rsl;
+    \$146  = imem_rsl;
     if (req) begin
-      \$141  = wb__adr[3:0];
+      \$146  = wb__adr[3:0];
     end
     if (rst) begin
-      \$141  = 4'h0;
+      \$146  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$142  = amem_rsl;
+    \$147  = amem_rsl;
     if (req) begin
-      \$142  = wb__adr[0];
+      \$147  = wb__adr[0];
     end
     if (rst) begin
-      \$142  = 1'h0;
+      \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = wmem_rsl;
+    \$148  = wmem_rsl;
     if (req) begin
-      \$143  = wb__adr[0];
+      \$148  = wb__adr[0];
     end
     if (rst) begin
-      \$143  = 1'h0;
+      \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = pmem_rsl;
+    \$149  = pmem_rsl;
     if (req) begin
-      \$144  = wb__adr[4:0];
+      \$149  = wb__adr[4:0];
     end
     if (rst) begin
-      \$144  = 5'h00;
+      \$149  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = dmem_rsl;
+    \$150  = dmem_rsl;
     if (req) begin
-      \$145  = wb__adr[1:0];
+      \$150  = wb__adr[1:0];
     end
     if (rst) begin
-      \$145  = 2'h0;
+      \$150  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = trace_rsl;
+    \$151  = trace_rsl;
     if (req) begin
-      \$146  = wb__adr[0];
+      \$151  = wb__adr[0];
     end
     if (rst) begin
-      \$146  = 1'h0;
+      \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = start_pc;
-    if (\$99 ) begin
-      \$147  = wb__dat_w[15:0];
+    \$152  = start_pc;
+    if (\$103 ) begin
+      \$152  = wb__dat_w[15:0];
     end
     if (rst) begin
-      \$147  = 16'h0000;
+      \$152  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = csr_r;
-    if (\$101 ) begin
+    \$153  = csr_r;
+    if (\$105 ) begin
       (* full_case = 32'd1 *)
       casez (wb__adr[4:0])
         5'h00:
-            \$148  = 32'd1128877382;
+            \$153  = 32'd1128877382;
         5'h02:
-            \$148  = { 28'h0000000, \busy$158 , error, done, busy };
+            \$153  = { 28'h0000000, \busy$159 , error, done, busy };
         5'h03:
-            \$148  = { 16'h0000, pc };
+            \$153  = { 16'h0000, pc };
         5'h04:
-            \$148  = { 16'h0000, start_pc };
+            \$153  = { 16'h0000, start_pc };
         5'h05:
-            \$148  = cycles;
+            \$153  = cycles;
         5'h06:
-            \$148  = load_cycles;
+            \$153  = load_cycles;
         5'h07:
-            \$148  = trace_n;
+            \$153  = trace_n;
         5'h08:
-            \$148  = { 28'h0000000, ir[3:0] };
+            \$153  = { 28'h0000000, ir[3:0] };
         5'h09:
-            \$148  = 32'd8;
+            \$153  = 32'd8;
         5'h0a:
-            \$148  = 32'd4;
+            \$153  = 32'd4;
         5'h10:
-            \$148  = busy_c0;
+            \$153  = busy_c0;
         5'h11:
-            \$148  = stall_c0;
+            \$153  = stall_c0;
         5'h12:
-            \$148  = wload_c0;
+            \$153  = wload_c0;
         5'h14:
-            \$148  = busy_c1;
+            \$153  = busy_c1;
         5'h15:
-            \$148  = stall_c1;
+            \$153  = stall_c1;
         5'h16:
-            \$148  = wload_c1;
+            \$153  = wload_c1;
         5'h18:
-            \$148  = busy_c2;
+            \$153  = busy_c2;
         5'h19:
-            \$148  = stall_c2;
+            \$153  = stall_c2;
         5'h1a:
-            \$148  = wload_c2;
+            \$153  = wload_c2;
         5'h1c:
-            \$148  = busy_c3;
+            \$153  = busy_c3;
         5'h1d:
-            \$148  = stall_c3;
+            \$153  = stall_c3;
         5'h1e:
-            \$148  = wload_c3;
+            \$153  = wload_c3;
         default:
-            \$148  = 32'd0;
+            \$153  = 32'd0;
       endcase
     end
     if (rst) begin
-      \$148  = 32'd0;
+      \$153  = 32'd0;
     end
   end
   assign op__0__payload = macro0__op__payload;
@@ -19733,206 +24211,206 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign w_addr = wp__addr;
   assign w_data = macro0__mem_wdata;
   assign wp__data = macro0__mem_wdata;
-  assign fp__addr = pc[9:0];
-  assign args = ir[350:4];
-  assign \args$138  = ir[187:4];
-  assign \args$139  = ir[260:4];
-  assign cmd = ir[41:4];
+  assign fp__addr = \$2 [9:0];
+  assign args = ir[351:4];
+  assign \args$139  = ir[187:4];
+  assign \args$140  = ir[260:4];
+  assign cmd = ir[42:4];
   assign tw__addr = trace_n[9:0];
   assign tw__data = entry;
   assign running = busy;
-  assign \done$149  = done;
-  assign \error$150  = error;
+  assign \done$150  = done;
+  assign \error$151  = error;
   assign ack = wb__ack;
   assign region = wb__adr[16:14];
   assign off = wb__adr[13:0];
   assign imem_hslice = wb__adr[3:0];
   assign \$signature__addr  = imem_hword[9:0];
   assign \$signature__data  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en  = \$15 [10:0];
+  assign \$signature__en  = \$17 [10:0];
   assign wmem_hslice = wb__adr[0];
-  assign \$signature__addr$176  = wmem_hword[9:0];
-  assign \$signature__data$177  = { wb__dat_w, wb__dat_w };
-  assign \$signature__en$178  = \$20 [1:0];
+  assign \$signature__addr$177  = wmem_hword[9:0];
+  assign \$signature__data$178  = { wb__dat_w, wb__dat_w };
+  assign \$signature__en$179  = \$22 [1:0];
   assign pmem_hslice = wb__adr[4:0];
-  assign \$signature__addr$182  = pmem_hword[5:0];
-  assign \$signature__data$183  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$184  = \$25 [23:0];
+  assign \$signature__addr$183  = pmem_hword[5:0];
+  assign \$signature__data$184  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__en$185  = \$27 [23:0];
   assign dmem_hslice = wb__adr[1:0];
-  assign \$signature__addr$188  = dmem_hword[5:0];
-  assign \$signature__data$189  = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$190  = \$30 [2:0];
-  assign \imem_hslice$192  = wb__adr[3:0];
-  assign \rp__addr$193  = \imem_hword$191 [9:0];
+  assign \$signature__addr$189  = dmem_hword[5:0];
+  assign \$signature__data$190  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__en$191  = \$32 [2:0];
+  assign \imem_hslice$193  = wb__adr[3:0];
+  assign \rp__addr$194  = \imem_hword$192 [9:0];
   assign amem_hslice = wb__adr[0];
-  assign \rp__addr$196  = amem_hword[11:0];
-  assign \wmem_hslice$198  = wb__adr[0];
-  assign \rp__addr$199  = \wmem_hword$197 [9:0];
-  assign \pmem_hslice$201  = wb__adr[4:0];
-  assign \rp__addr$202  = \pmem_hword$200 [5:0];
-  assign \dmem_hslice$204  = wb__adr[1:0];
-  assign \rp__addr$205  = \dmem_hword$203 [5:0];
+  assign \rp__addr$197  = amem_hword[11:0];
+  assign \wmem_hslice$199  = wb__adr[0];
+  assign \rp__addr$200  = \wmem_hword$198 [9:0];
+  assign \pmem_hslice$202  = wb__adr[4:0];
+  assign \rp__addr$203  = \pmem_hword$201 [5:0];
+  assign \dmem_hslice$205  = wb__adr[1:0];
+  assign \rp__addr$206  = \dmem_hword$204 [5:0];
   assign trace_hslice = wb__adr[0];
-  assign \rp__addr$208  = trace_hword[9:0];
-  assign \amem_hslice$210  = wb__adr[0];
-  assign \w_data$221  = { \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169  };
-  assign \w_data$222  = { \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161  };
-  assign \w_data$223  = { \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153  };
-  assign \$signature__addr$224  = \$37 [11:0];
-  assign \$signature__en$226  = \$40 [1:0];
+  assign \rp__addr$209  = trace_hword[9:0];
+  assign \amem_hslice$211  = wb__adr[0];
+  assign \w_data$222  = { \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174  };
+  assign \w_data$223  = { \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166  };
+  assign \w_data$224  = { \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158  };
+  assign \$signature__addr$225  = \$39 [11:0];
+  assign \$signature__en$227  = \$42 [1:0];
   assign csr_idx = wb__adr[4:0];
   assign dat = wb__dat_r;
-  assign unit_en = { \$152 , \$151 , \$150 , \$149  };
+  assign unit_en = { \$157 , \$156 , \$155 , \$154  };
   assign \macro0__op__payload.mode  = macro0__op__payload[0];
-  assign \macro0__op__payload.page  = macro0__op__payload[2:1];
-  assign \macro0__op__payload.row  = macro0__op__payload[8:3];
-  assign \macro0__op__payload.wb_log2  = macro0__op__payload[10:9];
-  assign \macro0__op__payload.ab_m1  = macro0__op__payload[13:11];
-  assign \macro0__op__payload.w_signed  = macro0__op__payload[14];
-  assign \macro0__op__payload.x_signed  = macro0__op__payload[15];
-  assign \macro0__op__payload.skip  = macro0__op__payload[16];
-  assign \macro0__op__payload.bop  = macro0__op__payload[19:17];
-  assign \macro0__op__payload.x  = macro0__op__payload[531:20];
-  assign \macro0__op__payload.x[0]  = macro0__op__payload[27:20];
-  assign \macro0__op__payload.x[1]  = macro0__op__payload[35:28];
-  assign \macro0__op__payload.x[2]  = macro0__op__payload[43:36];
-  assign \macro0__op__payload.x[3]  = macro0__op__payload[51:44];
-  assign \macro0__op__payload.x[4]  = macro0__op__payload[59:52];
-  assign \macro0__op__payload.x[5]  = macro0__op__payload[67:60];
-  assign \macro0__op__payload.x[6]  = macro0__op__payload[75:68];
-  assign \macro0__op__payload.x[7]  = macro0__op__payload[83:76];
-  assign \macro0__op__payload.x[8]  = macro0__op__payload[91:84];
-  assign \macro0__op__payload.x[9]  = macro0__op__payload[99:92];
-  assign \macro0__op__payload.x[10]  = macro0__op__payload[107:100];
-  assign \macro0__op__payload.x[11]  = macro0__op__payload[115:108];
-  assign \macro0__op__payload.x[12]  = macro0__op__payload[123:116];
-  assign \macro0__op__payload.x[13]  = macro0__op__payload[131:124];
-  assign \macro0__op__payload.x[14]  = macro0__op__payload[139:132];
-  assign \macro0__op__payload.x[15]  = macro0__op__payload[147:140];
-  assign \macro0__op__payload.x[16]  = macro0__op__payload[155:148];
-  assign \macro0__op__payload.x[17]  = macro0__op__payload[163:156];
-  assign \macro0__op__payload.x[18]  = macro0__op__payload[171:164];
-  assign \macro0__op__payload.x[19]  = macro0__op__payload[179:172];
-  assign \macro0__op__payload.x[20]  = macro0__op__payload[187:180];
-  assign \macro0__op__payload.x[21]  = macro0__op__payload[195:188];
-  assign \macro0__op__payload.x[22]  = macro0__op__payload[203:196];
-  assign \macro0__op__payload.x[23]  = macro0__op__payload[211:204];
-  assign \macro0__op__payload.x[24]  = macro0__op__payload[219:212];
-  assign \macro0__op__payload.x[25]  = macro0__op__payload[227:220];
-  assign \macro0__op__payload.x[26]  = macro0__op__payload[235:228];
-  assign \macro0__op__payload.x[27]  = macro0__op__payload[243:236];
-  assign \macro0__op__payload.x[28]  = macro0__op__payload[251:244];
-  assign \macro0__op__payload.x[29]  = macro0__op__payload[259:252];
-  assign \macro0__op__payload.x[30]  = macro0__op__payload[267:260];
-  assign \macro0__op__payload.x[31]  = macro0__op__payload[275:268];
-  assign \macro0__op__payload.x[32]  = macro0__op__payload[283:276];
-  assign \macro0__op__payload.x[33]  = macro0__op__payload[291:284];
-  assign \macro0__op__payload.x[34]  = macro0__op__payload[299:292];
-  assign \macro0__op__payload.x[35]  = macro0__op__payload[307:300];
-  assign \macro0__op__payload.x[36]  = macro0__op__payload[315:308];
-  assign \macro0__op__payload.x[37]  = macro0__op__payload[323:316];
-  assign \macro0__op__payload.x[38]  = macro0__op__payload[331:324];
-  assign \macro0__op__payload.x[39]  = macro0__op__payload[339:332];
-  assign \macro0__op__payload.x[40]  = macro0__op__payload[347:340];
-  assign \macro0__op__payload.x[41]  = macro0__op__payload[355:348];
-  assign \macro0__op__payload.x[42]  = macro0__op__payload[363:356];
-  assign \macro0__op__payload.x[43]  = macro0__op__payload[371:364];
-  assign \macro0__op__payload.x[44]  = macro0__op__payload[379:372];
-  assign \macro0__op__payload.x[45]  = macro0__op__payload[387:380];
-  assign \macro0__op__payload.x[46]  = macro0__op__payload[395:388];
-  assign \macro0__op__payload.x[47]  = macro0__op__payload[403:396];
-  assign \macro0__op__payload.x[48]  = macro0__op__payload[411:404];
-  assign \macro0__op__payload.x[49]  = macro0__op__payload[419:412];
-  assign \macro0__op__payload.x[50]  = macro0__op__payload[427:420];
-  assign \macro0__op__payload.x[51]  = macro0__op__payload[435:428];
-  assign \macro0__op__payload.x[52]  = macro0__op__payload[443:436];
-  assign \macro0__op__payload.x[53]  = macro0__op__payload[451:444];
-  assign \macro0__op__payload.x[54]  = macro0__op__payload[459:452];
-  assign \macro0__op__payload.x[55]  = macro0__op__payload[467:460];
-  assign \macro0__op__payload.x[56]  = macro0__op__payload[475:468];
-  assign \macro0__op__payload.x[57]  = macro0__op__payload[483:476];
-  assign \macro0__op__payload.x[58]  = macro0__op__payload[491:484];
-  assign \macro0__op__payload.x[59]  = macro0__op__payload[499:492];
-  assign \macro0__op__payload.x[60]  = macro0__op__payload[507:500];
-  assign \macro0__op__payload.x[61]  = macro0__op__payload[515:508];
-  assign \macro0__op__payload.x[62]  = macro0__op__payload[523:516];
-  assign \macro0__op__payload.x[63]  = macro0__op__payload[531:524];
-  assign \macro0__op__payload.word  = macro0__op__payload[595:532];
+  assign \macro0__op__payload.page  = macro0__op__payload[3:1];
+  assign \macro0__op__payload.row  = macro0__op__payload[9:4];
+  assign \macro0__op__payload.wb_log2  = macro0__op__payload[11:10];
+  assign \macro0__op__payload.ab_m1  = macro0__op__payload[14:12];
+  assign \macro0__op__payload.w_signed  = macro0__op__payload[15];
+  assign \macro0__op__payload.x_signed  = macro0__op__payload[16];
+  assign \macro0__op__payload.skip  = macro0__op__payload[17];
+  assign \macro0__op__payload.bop  = macro0__op__payload[20:18];
+  assign \macro0__op__payload.x  = macro0__op__payload[532:21];
+  assign \macro0__op__payload.x[0]  = macro0__op__payload[28:21];
+  assign \macro0__op__payload.x[1]  = macro0__op__payload[36:29];
+  assign \macro0__op__payload.x[2]  = macro0__op__payload[44:37];
+  assign \macro0__op__payload.x[3]  = macro0__op__payload[52:45];
+  assign \macro0__op__payload.x[4]  = macro0__op__payload[60:53];
+  assign \macro0__op__payload.x[5]  = macro0__op__payload[68:61];
+  assign \macro0__op__payload.x[6]  = macro0__op__payload[76:69];
+  assign \macro0__op__payload.x[7]  = macro0__op__payload[84:77];
+  assign \macro0__op__payload.x[8]  = macro0__op__payload[92:85];
+  assign \macro0__op__payload.x[9]  = macro0__op__payload[100:93];
+  assign \macro0__op__payload.x[10]  = macro0__op__payload[108:101];
+  assign \macro0__op__payload.x[11]  = macro0__op__payload[116:109];
+  assign \macro0__op__payload.x[12]  = macro0__op__payload[124:117];
+  assign \macro0__op__payload.x[13]  = macro0__op__payload[132:125];
+  assign \macro0__op__payload.x[14]  = macro0__op__payload[140:133];
+  assign \macro0__op__payload.x[15]  = macro0__op__payload[148:141];
+  assign \macro0__op__payload.x[16]  = macro0__op__payload[156:149];
+  assign \macro0__op__payload.x[17]  = macro0__op__payload[164:157];
+  assign \macro0__op__payload.x[18]  = macro0__op__payload[172:165];
+  assign \macro0__op__payload.x[19]  = macro0__op__payload[180:173];
+  assign \macro0__op__payload.x[20]  = macro0__op__payload[188:181];
+  assign \macro0__op__payload.x[21]  = macro0__op__payload[196:189];
+  assign \macro0__op__payload.x[22]  = macro0__op__payload[204:197];
+  assign \macro0__op__payload.x[23]  = macro0__op__payload[212:205];
+  assign \macro0__op__payload.x[24]  = macro0__op__payload[220:213];
+  assign \macro0__op__payload.x[25]  = macro0__op__payload[228:221];
+  assign \macro0__op__payload.x[26]  = macro0__op__payload[236:229];
+  assign \macro0__op__payload.x[27]  = macro0__op__payload[244:237];
+  assign \macro0__op__payload.x[28]  = macro0__op__payload[252:245];
+  assign \macro0__op__payload.x[29]  = macro0__op__payload[260:253];
+  assign \macro0__op__payload.x[30]  = macro0__op__payload[268:261];
+  assign \macro0__op__payload.x[31]  = macro0__op__payload[276:269];
+  assign \macro0__op__payload.x[32]  = macro0__op__payload[284:277];
+  assign \macro0__op__payload.x[33]  = macro0__op__payload[292:285];
+  assign \macro0__op__payload.x[34]  = macro0__op__payload[300:293];
+  assign \macro0__op__payload.x[35]  = macro0__op__payload[308:301];
+  assign \macro0__op__payload.x[36]  = macro0__op__payload[316:309];
+  assign \macro0__op__payload.x[37]  = macro0__op__payload[324:317];
+  assign \macro0__op__payload.x[38]  = macro0__op__payload[332:325];
+  assign \macro0__op__payload.x[39]  = macro0__op__payload[340:333];
+  assign \macro0__op__payload.x[40]  = macro0__op__payload[348:341];
+  assign \macro0__op__payload.x[41]  = macro0__op__payload[356:349];
+  assign \macro0__op__payload.x[42]  = macro0__op__payload[364:357];
+  assign \macro0__op__payload.x[43]  = macro0__op__payload[372:365];
+  assign \macro0__op__payload.x[44]  = macro0__op__payload[380:373];
+  assign \macro0__op__payload.x[45]  = macro0__op__payload[388:381];
+  assign \macro0__op__payload.x[46]  = macro0__op__payload[396:389];
+  assign \macro0__op__payload.x[47]  = macro0__op__payload[404:397];
+  assign \macro0__op__payload.x[48]  = macro0__op__payload[412:405];
+  assign \macro0__op__payload.x[49]  = macro0__op__payload[420:413];
+  assign \macro0__op__payload.x[50]  = macro0__op__payload[428:421];
+  assign \macro0__op__payload.x[51]  = macro0__op__payload[436:429];
+  assign \macro0__op__payload.x[52]  = macro0__op__payload[444:437];
+  assign \macro0__op__payload.x[53]  = macro0__op__payload[452:445];
+  assign \macro0__op__payload.x[54]  = macro0__op__payload[460:453];
+  assign \macro0__op__payload.x[55]  = macro0__op__payload[468:461];
+  assign \macro0__op__payload.x[56]  = macro0__op__payload[476:469];
+  assign \macro0__op__payload.x[57]  = macro0__op__payload[484:477];
+  assign \macro0__op__payload.x[58]  = macro0__op__payload[492:485];
+  assign \macro0__op__payload.x[59]  = macro0__op__payload[500:493];
+  assign \macro0__op__payload.x[60]  = macro0__op__payload[508:501];
+  assign \macro0__op__payload.x[61]  = macro0__op__payload[516:509];
+  assign \macro0__op__payload.x[62]  = macro0__op__payload[524:517];
+  assign \macro0__op__payload.x[63]  = macro0__op__payload[532:525];
+  assign \macro0__op__payload.word  = macro0__op__payload[596:533];
   assign \op__0__payload.mode  = macro0__op__payload[0];
-  assign \op__0__payload.page  = macro0__op__payload[2:1];
-  assign \op__0__payload.row  = macro0__op__payload[8:3];
-  assign \op__0__payload.wb_log2  = macro0__op__payload[10:9];
-  assign \op__0__payload.ab_m1  = macro0__op__payload[13:11];
-  assign \op__0__payload.w_signed  = macro0__op__payload[14];
-  assign \op__0__payload.x_signed  = macro0__op__payload[15];
-  assign \op__0__payload.skip  = macro0__op__payload[16];
-  assign \op__0__payload.bop  = macro0__op__payload[19:17];
-  assign \op__0__payload.x  = macro0__op__payload[531:20];
-  assign \op__0__payload.x[0]  = macro0__op__payload[27:20];
-  assign \op__0__payload.x[1]  = macro0__op__payload[35:28];
-  assign \op__0__payload.x[2]  = macro0__op__payload[43:36];
-  assign \op__0__payload.x[3]  = macro0__op__payload[51:44];
-  assign \op__0__payload.x[4]  = macro0__op__payload[59:52];
-  assign \op__0__payload.x[5]  = macro0__op__payload[67:60];
-  assign \op__0__payload.x[6]  = macro0__op__payload[75:68];
-  assign \op__0__payload.x[7]  = macro0__op__payload[83:76];
-  assign \op__0__payload.x[8]  = macro0__op__payload[91:84];
-  assign \op__0__payload.x[9]  = macro0__op__payload[99:92];
-  assign \op__0__payload.x[10]  = macro0__op__payload[107:100];
-  assign \op__0__payload.x[11]  = macro0__op__payload[115:108];
-  assign \op__0__payload.x[12]  = macro0__op__payload[123:116];
-  assign \op__0__payload.x[13]  = macro0__op__payload[131:124];
-  assign \op__0__payload.x[14]  = macro0__op__payload[139:132];
-  assign \op__0__payload.x[15]  = macro0__op__payload[147:140];
-  assign \op__0__payload.x[16]  = macro0__op__payload[155:148];
-  assign \op__0__payload.x[17]  = macro0__op__payload[163:156];
-  assign \op__0__payload.x[18]  = macro0__op__payload[171:164];
-  assign \op__0__payload.x[19]  = macro0__op__payload[179:172];
-  assign \op__0__payload.x[20]  = macro0__op__payload[187:180];
-  assign \op__0__payload.x[21]  = macro0__op__payload[195:188];
-  assign \op__0__payload.x[22]  = macro0__op__payload[203:196];
-  assign \op__0__payload.x[23]  = macro0__op__payload[211:204];
-  assign \op__0__payload.x[24]  = macro0__op__payload[219:212];
-  assign \op__0__payload.x[25]  = macro0__op__payload[227:220];
-  assign \op__0__payload.x[26]  = macro0__op__payload[235:228];
-  assign \op__0__payload.x[27]  = macro0__op__payload[243:236];
-  assign \op__0__payload.x[28]  = macro0__op__payload[251:244];
-  assign \op__0__payload.x[29]  = macro0__op__payload[259:252];
-  assign \op__0__payload.x[30]  = macro0__op__payload[267:260];
-  assign \op__0__payload.x[31]  = macro0__op__payload[275:268];
-  assign \op__0__payload.x[32]  = macro0__op__payload[283:276];
-  assign \op__0__payload.x[33]  = macro0__op__payload[291:284];
-  assign \op__0__payload.x[34]  = macro0__op__payload[299:292];
-  assign \op__0__payload.x[35]  = macro0__op__payload[307:300];
-  assign \op__0__payload.x[36]  = macro0__op__payload[315:308];
-  assign \op__0__payload.x[37]  = macro0__op__payload[323:316];
-  assign \op__0__payload.x[38]  = macro0__op__payload[331:324];
-  assign \op__0__payload.x[39]  = macro0__op__payload[339:332];
-  assign \op__0__payload.x[40]  = macro0__op__payload[347:340];
-  assign \op__0__payload.x[41]  = macro0__op__payload[355:348];
-  assign \op__0__payload.x[42]  = macro0__op__payload[363:356];
-  assign \op__0__payload.x[43]  = macro0__op__payload[371:364];
-  assign \op__0__payload.x[44]  = macro0__op__payload[379:372];
-  assign \op__0__payload.x[45]  = macro0__op__payload[387:380];
-  assign \op__0__payload.x[46]  = macro0__op__payload[395:388];
-  assign \op__0__payload.x[47]  = macro0__op__payload[403:396];
-  assign \op__0__payload.x[48]  = macro0__op__payload[411:404];
-  assign \op__0__payload.x[49]  = macro0__op__payload[419:412];
-  assign \op__0__payload.x[50]  = macro0__op__payload[427:420];
-  assign \op__0__payload.x[51]  = macro0__op__payload[435:428];
-  assign \op__0__payload.x[52]  = macro0__op__payload[443:436];
-  assign \op__0__payload.x[53]  = macro0__op__payload[451:444];
-  assign \op__0__payload.x[54]  = macro0__op__payload[459:452];
-  assign \op__0__payload.x[55]  = macro0__op__payload[467:460];
-  assign \op__0__payload.x[56]  = macro0__op__payload[475:468];
-  assign \op__0__payload.x[57]  = macro0__op__payload[483:476];
-  assign \op__0__payload.x[58]  = macro0__op__payload[491:484];
-  assign \op__0__payload.x[59]  = macro0__op__payload[499:492];
-  assign \op__0__payload.x[60]  = macro0__op__payload[507:500];
-  assign \op__0__payload.x[61]  = macro0__op__payload[515:508];
-  assign \op__0__payload.x[62]  = macro0__op__payload[523:516];
-  assign \op__0__payload.x[63]  = macro0__op__payload[531:524];
-  assign \op__0__payload.word  = macro0__op__payload[595:532];
+  assign \op__0__payload.page  = macro0__op__payload[3:1];
+  assign \op__0__payload.row  = macro0__op__payload[9:4];
+  assign \op__0__payload.wb_log2  = macro0__op__payload[11:10];
+  assign \op__0__payload.ab_m1  = macro0__op__payload[14:12];
+  assign \op__0__payload.w_signed  = macro0__op__payload[15];
+  assign \op__0__payload.x_signed  = macro0__op__payload[16];
+  assign \op__0__payload.skip  = macro0__op__payload[17];
+  assign \op__0__payload.bop  = macro0__op__payload[20:18];
+  assign \op__0__payload.x  = macro0__op__payload[532:21];
+  assign \op__0__payload.x[0]  = macro0__op__payload[28:21];
+  assign \op__0__payload.x[1]  = macro0__op__payload[36:29];
+  assign \op__0__payload.x[2]  = macro0__op__payload[44:37];
+  assign \op__0__payload.x[3]  = macro0__op__payload[52:45];
+  assign \op__0__payload.x[4]  = macro0__op__payload[60:53];
+  assign \op__0__payload.x[5]  = macro0__op__payload[68:61];
+  assign \op__0__payload.x[6]  = macro0__op__payload[76:69];
+  assign \op__0__payload.x[7]  = macro0__op__payload[84:77];
+  assign \op__0__payload.x[8]  = macro0__op__payload[92:85];
+  assign \op__0__payload.x[9]  = macro0__op__payload[100:93];
+  assign \op__0__payload.x[10]  = macro0__op__payload[108:101];
+  assign \op__0__payload.x[11]  = macro0__op__payload[116:109];
+  assign \op__0__payload.x[12]  = macro0__op__payload[124:117];
+  assign \op__0__payload.x[13]  = macro0__op__payload[132:125];
+  assign \op__0__payload.x[14]  = macro0__op__payload[140:133];
+  assign \op__0__payload.x[15]  = macro0__op__payload[148:141];
+  assign \op__0__payload.x[16]  = macro0__op__payload[156:149];
+  assign \op__0__payload.x[17]  = macro0__op__payload[164:157];
+  assign \op__0__payload.x[18]  = macro0__op__payload[172:165];
+  assign \op__0__payload.x[19]  = macro0__op__payload[180:173];
+  assign \op__0__payload.x[20]  = macro0__op__payload[188:181];
+  assign \op__0__payload.x[21]  = macro0__op__payload[196:189];
+  assign \op__0__payload.x[22]  = macro0__op__payload[204:197];
+  assign \op__0__payload.x[23]  = macro0__op__payload[212:205];
+  assign \op__0__payload.x[24]  = macro0__op__payload[220:213];
+  assign \op__0__payload.x[25]  = macro0__op__payload[228:221];
+  assign \op__0__payload.x[26]  = macro0__op__payload[236:229];
+  assign \op__0__payload.x[27]  = macro0__op__payload[244:237];
+  assign \op__0__payload.x[28]  = macro0__op__payload[252:245];
+  assign \op__0__payload.x[29]  = macro0__op__payload[260:253];
+  assign \op__0__payload.x[30]  = macro0__op__payload[268:261];
+  assign \op__0__payload.x[31]  = macro0__op__payload[276:269];
+  assign \op__0__payload.x[32]  = macro0__op__payload[284:277];
+  assign \op__0__payload.x[33]  = macro0__op__payload[292:285];
+  assign \op__0__payload.x[34]  = macro0__op__payload[300:293];
+  assign \op__0__payload.x[35]  = macro0__op__payload[308:301];
+  assign \op__0__payload.x[36]  = macro0__op__payload[316:309];
+  assign \op__0__payload.x[37]  = macro0__op__payload[324:317];
+  assign \op__0__payload.x[38]  = macro0__op__payload[332:325];
+  assign \op__0__payload.x[39]  = macro0__op__payload[340:333];
+  assign \op__0__payload.x[40]  = macro0__op__payload[348:341];
+  assign \op__0__payload.x[41]  = macro0__op__payload[356:349];
+  assign \op__0__payload.x[42]  = macro0__op__payload[364:357];
+  assign \op__0__payload.x[43]  = macro0__op__payload[372:365];
+  assign \op__0__payload.x[44]  = macro0__op__payload[380:373];
+  assign \op__0__payload.x[45]  = macro0__op__payload[388:381];
+  assign \op__0__payload.x[46]  = macro0__op__payload[396:389];
+  assign \op__0__payload.x[47]  = macro0__op__payload[404:397];
+  assign \op__0__payload.x[48]  = macro0__op__payload[412:405];
+  assign \op__0__payload.x[49]  = macro0__op__payload[420:413];
+  assign \op__0__payload.x[50]  = macro0__op__payload[428:421];
+  assign \op__0__payload.x[51]  = macro0__op__payload[436:429];
+  assign \op__0__payload.x[52]  = macro0__op__payload[444:437];
+  assign \op__0__payload.x[53]  = macro0__op__payload[452:445];
+  assign \op__0__payload.x[54]  = macro0__op__payload[460:453];
+  assign \op__0__payload.x[55]  = macro0__op__payload[468:461];
+  assign \op__0__payload.x[56]  = macro0__op__payload[476:469];
+  assign \op__0__payload.x[57]  = macro0__op__payload[484:477];
+  assign \op__0__payload.x[58]  = macro0__op__payload[492:485];
+  assign \op__0__payload.x[59]  = macro0__op__payload[500:493];
+  assign \op__0__payload.x[60]  = macro0__op__payload[508:501];
+  assign \op__0__payload.x[61]  = macro0__op__payload[516:509];
+  assign \op__0__payload.x[62]  = macro0__op__payload[524:517];
+  assign \op__0__payload.x[63]  = macro0__op__payload[532:525];
+  assign \op__0__payload.word  = macro0__op__payload[596:533];
   assign \res_y__0[0]  = res_y__0[21:0];
   assign \res_y__0[1]  = res_y__0[43:22];
   assign \res_y__0[2]  = res_y__0[65:44];
@@ -20069,155 +24547,155 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \desc.elems  = dp__data[58:52];
   assign \desc.off0  = dp__data[72:59];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
-  assign \macro1__op__payload.page  = macro1__op__payload[2:1];
-  assign \macro1__op__payload.row  = macro1__op__payload[8:3];
-  assign \macro1__op__payload.wb_log2  = macro1__op__payload[10:9];
-  assign \macro1__op__payload.ab_m1  = macro1__op__payload[13:11];
-  assign \macro1__op__payload.w_signed  = macro1__op__payload[14];
-  assign \macro1__op__payload.x_signed  = macro1__op__payload[15];
-  assign \macro1__op__payload.skip  = macro1__op__payload[16];
-  assign \macro1__op__payload.bop  = macro1__op__payload[19:17];
-  assign \macro1__op__payload.x  = macro1__op__payload[531:20];
-  assign \macro1__op__payload.x[0]  = macro1__op__payload[27:20];
-  assign \macro1__op__payload.x[1]  = macro1__op__payload[35:28];
-  assign \macro1__op__payload.x[2]  = macro1__op__payload[43:36];
-  assign \macro1__op__payload.x[3]  = macro1__op__payload[51:44];
-  assign \macro1__op__payload.x[4]  = macro1__op__payload[59:52];
-  assign \macro1__op__payload.x[5]  = macro1__op__payload[67:60];
-  assign \macro1__op__payload.x[6]  = macro1__op__payload[75:68];
-  assign \macro1__op__payload.x[7]  = macro1__op__payload[83:76];
-  assign \macro1__op__payload.x[8]  = macro1__op__payload[91:84];
-  assign \macro1__op__payload.x[9]  = macro1__op__payload[99:92];
-  assign \macro1__op__payload.x[10]  = macro1__op__payload[107:100];
-  assign \macro1__op__payload.x[11]  = macro1__op__payload[115:108];
-  assign \macro1__op__payload.x[12]  = macro1__op__payload[123:116];
-  assign \macro1__op__payload.x[13]  = macro1__op__payload[131:124];
-  assign \macro1__op__payload.x[14]  = macro1__op__payload[139:132];
-  assign \macro1__op__payload.x[15]  = macro1__op__payload[147:140];
-  assign \macro1__op__payload.x[16]  = macro1__op__payload[155:148];
-  assign \macro1__op__payload.x[17]  = macro1__op__payload[163:156];
-  assign \macro1__op__payload.x[18]  = macro1__op__payload[171:164];
-  assign \macro1__op__payload.x[19]  = macro1__op__payload[179:172];
-  assign \macro1__op__payload.x[20]  = macro1__op__payload[187:180];
-  assign \macro1__op__payload.x[21]  = macro1__op__payload[195:188];
-  assign \macro1__op__payload.x[22]  = macro1__op__payload[203:196];
-  assign \macro1__op__payload.x[23]  = macro1__op__payload[211:204];
-  assign \macro1__op__payload.x[24]  = macro1__op__payload[219:212];
-  assign \macro1__op__payload.x[25]  = macro1__op__payload[227:220];
-  assign \macro1__op__payload.x[26]  = macro1__op__payload[235:228];
-  assign \macro1__op__payload.x[27]  = macro1__op__payload[243:236];
-  assign \macro1__op__payload.x[28]  = macro1__op__payload[251:244];
-  assign \macro1__op__payload.x[29]  = macro1__op__payload[259:252];
-  assign \macro1__op__payload.x[30]  = macro1__op__payload[267:260];
-  assign \macro1__op__payload.x[31]  = macro1__op__payload[275:268];
-  assign \macro1__op__payload.x[32]  = macro1__op__payload[283:276];
-  assign \macro1__op__payload.x[33]  = macro1__op__payload[291:284];
-  assign \macro1__op__payload.x[34]  = macro1__op__payload[299:292];
-  assign \macro1__op__payload.x[35]  = macro1__op__payload[307:300];
-  assign \macro1__op__payload.x[36]  = macro1__op__payload[315:308];
-  assign \macro1__op__payload.x[37]  = macro1__op__payload[323:316];
-  assign \macro1__op__payload.x[38]  = macro1__op__payload[331:324];
-  assign \macro1__op__payload.x[39]  = macro1__op__payload[339:332];
-  assign \macro1__op__payload.x[40]  = macro1__op__payload[347:340];
-  assign \macro1__op__payload.x[41]  = macro1__op__payload[355:348];
-  assign \macro1__op__payload.x[42]  = macro1__op__payload[363:356];
-  assign \macro1__op__payload.x[43]  = macro1__op__payload[371:364];
-  assign \macro1__op__payload.x[44]  = macro1__op__payload[379:372];
-  assign \macro1__op__payload.x[45]  = macro1__op__payload[387:380];
-  assign \macro1__op__payload.x[46]  = macro1__op__payload[395:388];
-  assign \macro1__op__payload.x[47]  = macro1__op__payload[403:396];
-  assign \macro1__op__payload.x[48]  = macro1__op__payload[411:404];
-  assign \macro1__op__payload.x[49]  = macro1__op__payload[419:412];
-  assign \macro1__op__payload.x[50]  = macro1__op__payload[427:420];
-  assign \macro1__op__payload.x[51]  = macro1__op__payload[435:428];
-  assign \macro1__op__payload.x[52]  = macro1__op__payload[443:436];
-  assign \macro1__op__payload.x[53]  = macro1__op__payload[451:444];
-  assign \macro1__op__payload.x[54]  = macro1__op__payload[459:452];
-  assign \macro1__op__payload.x[55]  = macro1__op__payload[467:460];
-  assign \macro1__op__payload.x[56]  = macro1__op__payload[475:468];
-  assign \macro1__op__payload.x[57]  = macro1__op__payload[483:476];
-  assign \macro1__op__payload.x[58]  = macro1__op__payload[491:484];
-  assign \macro1__op__payload.x[59]  = macro1__op__payload[499:492];
-  assign \macro1__op__payload.x[60]  = macro1__op__payload[507:500];
-  assign \macro1__op__payload.x[61]  = macro1__op__payload[515:508];
-  assign \macro1__op__payload.x[62]  = macro1__op__payload[523:516];
-  assign \macro1__op__payload.x[63]  = macro1__op__payload[531:524];
-  assign \macro1__op__payload.word  = macro1__op__payload[595:532];
+  assign \macro1__op__payload.page  = macro1__op__payload[3:1];
+  assign \macro1__op__payload.row  = macro1__op__payload[9:4];
+  assign \macro1__op__payload.wb_log2  = macro1__op__payload[11:10];
+  assign \macro1__op__payload.ab_m1  = macro1__op__payload[14:12];
+  assign \macro1__op__payload.w_signed  = macro1__op__payload[15];
+  assign \macro1__op__payload.x_signed  = macro1__op__payload[16];
+  assign \macro1__op__payload.skip  = macro1__op__payload[17];
+  assign \macro1__op__payload.bop  = macro1__op__payload[20:18];
+  assign \macro1__op__payload.x  = macro1__op__payload[532:21];
+  assign \macro1__op__payload.x[0]  = macro1__op__payload[28:21];
+  assign \macro1__op__payload.x[1]  = macro1__op__payload[36:29];
+  assign \macro1__op__payload.x[2]  = macro1__op__payload[44:37];
+  assign \macro1__op__payload.x[3]  = macro1__op__payload[52:45];
+  assign \macro1__op__payload.x[4]  = macro1__op__payload[60:53];
+  assign \macro1__op__payload.x[5]  = macro1__op__payload[68:61];
+  assign \macro1__op__payload.x[6]  = macro1__op__payload[76:69];
+  assign \macro1__op__payload.x[7]  = macro1__op__payload[84:77];
+  assign \macro1__op__payload.x[8]  = macro1__op__payload[92:85];
+  assign \macro1__op__payload.x[9]  = macro1__op__payload[100:93];
+  assign \macro1__op__payload.x[10]  = macro1__op__payload[108:101];
+  assign \macro1__op__payload.x[11]  = macro1__op__payload[116:109];
+  assign \macro1__op__payload.x[12]  = macro1__op__payload[124:117];
+  assign \macro1__op__payload.x[13]  = macro1__op__payload[132:125];
+  assign \macro1__op__payload.x[14]  = macro1__op__payload[140:133];
+  assign \macro1__op__payload.x[15]  = macro1__op__payload[148:141];
+  assign \macro1__op__payload.x[16]  = macro1__op__payload[156:149];
+  assign \macro1__op__payload.x[17]  = macro1__op__payload[164:157];
+  assign \macro1__op__payload.x[18]  = macro1__op__payload[172:165];
+  assign \macro1__op__payload.x[19]  = macro1__op__payload[180:173];
+  assign \macro1__op__payload.x[20]  = macro1__op__payload[188:181];
+  assign \macro1__op__payload.x[21]  = macro1__op__payload[196:189];
+  assign \macro1__op__payload.x[22]  = macro1__op__payload[204:197];
+  assign \macro1__op__payload.x[23]  = macro1__op__payload[212:205];
+  assign \macro1__op__payload.x[24]  = macro1__op__payload[220:213];
+  assign \macro1__op__payload.x[25]  = macro1__op__payload[228:221];
+  assign \macro1__op__payload.x[26]  = macro1__op__payload[236:229];
+  assign \macro1__op__payload.x[27]  = macro1__op__payload[244:237];
+  assign \macro1__op__payload.x[28]  = macro1__op__payload[252:245];
+  assign \macro1__op__payload.x[29]  = macro1__op__payload[260:253];
+  assign \macro1__op__payload.x[30]  = macro1__op__payload[268:261];
+  assign \macro1__op__payload.x[31]  = macro1__op__payload[276:269];
+  assign \macro1__op__payload.x[32]  = macro1__op__payload[284:277];
+  assign \macro1__op__payload.x[33]  = macro1__op__payload[292:285];
+  assign \macro1__op__payload.x[34]  = macro1__op__payload[300:293];
+  assign \macro1__op__payload.x[35]  = macro1__op__payload[308:301];
+  assign \macro1__op__payload.x[36]  = macro1__op__payload[316:309];
+  assign \macro1__op__payload.x[37]  = macro1__op__payload[324:317];
+  assign \macro1__op__payload.x[38]  = macro1__op__payload[332:325];
+  assign \macro1__op__payload.x[39]  = macro1__op__payload[340:333];
+  assign \macro1__op__payload.x[40]  = macro1__op__payload[348:341];
+  assign \macro1__op__payload.x[41]  = macro1__op__payload[356:349];
+  assign \macro1__op__payload.x[42]  = macro1__op__payload[364:357];
+  assign \macro1__op__payload.x[43]  = macro1__op__payload[372:365];
+  assign \macro1__op__payload.x[44]  = macro1__op__payload[380:373];
+  assign \macro1__op__payload.x[45]  = macro1__op__payload[388:381];
+  assign \macro1__op__payload.x[46]  = macro1__op__payload[396:389];
+  assign \macro1__op__payload.x[47]  = macro1__op__payload[404:397];
+  assign \macro1__op__payload.x[48]  = macro1__op__payload[412:405];
+  assign \macro1__op__payload.x[49]  = macro1__op__payload[420:413];
+  assign \macro1__op__payload.x[50]  = macro1__op__payload[428:421];
+  assign \macro1__op__payload.x[51]  = macro1__op__payload[436:429];
+  assign \macro1__op__payload.x[52]  = macro1__op__payload[444:437];
+  assign \macro1__op__payload.x[53]  = macro1__op__payload[452:445];
+  assign \macro1__op__payload.x[54]  = macro1__op__payload[460:453];
+  assign \macro1__op__payload.x[55]  = macro1__op__payload[468:461];
+  assign \macro1__op__payload.x[56]  = macro1__op__payload[476:469];
+  assign \macro1__op__payload.x[57]  = macro1__op__payload[484:477];
+  assign \macro1__op__payload.x[58]  = macro1__op__payload[492:485];
+  assign \macro1__op__payload.x[59]  = macro1__op__payload[500:493];
+  assign \macro1__op__payload.x[60]  = macro1__op__payload[508:501];
+  assign \macro1__op__payload.x[61]  = macro1__op__payload[516:509];
+  assign \macro1__op__payload.x[62]  = macro1__op__payload[524:517];
+  assign \macro1__op__payload.x[63]  = macro1__op__payload[532:525];
+  assign \macro1__op__payload.word  = macro1__op__payload[596:533];
   assign \op__1__payload.mode  = macro1__op__payload[0];
-  assign \op__1__payload.page  = macro1__op__payload[2:1];
-  assign \op__1__payload.row  = macro1__op__payload[8:3];
-  assign \op__1__payload.wb_log2  = macro1__op__payload[10:9];
-  assign \op__1__payload.ab_m1  = macro1__op__payload[13:11];
-  assign \op__1__payload.w_signed  = macro1__op__payload[14];
-  assign \op__1__payload.x_signed  = macro1__op__payload[15];
-  assign \op__1__payload.skip  = macro1__op__payload[16];
-  assign \op__1__payload.bop  = macro1__op__payload[19:17];
-  assign \op__1__payload.x  = macro1__op__payload[531:20];
-  assign \op__1__payload.x[0]  = macro1__op__payload[27:20];
-  assign \op__1__payload.x[1]  = macro1__op__payload[35:28];
-  assign \op__1__payload.x[2]  = macro1__op__payload[43:36];
-  assign \op__1__payload.x[3]  = macro1__op__payload[51:44];
-  assign \op__1__payload.x[4]  = macro1__op__payload[59:52];
-  assign \op__1__payload.x[5]  = macro1__op__payload[67:60];
-  assign \op__1__payload.x[6]  = macro1__op__payload[75:68];
-  assign \op__1__payload.x[7]  = macro1__op__payload[83:76];
-  assign \op__1__payload.x[8]  = macro1__op__payload[91:84];
-  assign \op__1__payload.x[9]  = macro1__op__payload[99:92];
-  assign \op__1__payload.x[10]  = macro1__op__payload[107:100];
-  assign \op__1__payload.x[11]  = macro1__op__payload[115:108];
-  assign \op__1__payload.x[12]  = macro1__op__payload[123:116];
-  assign \op__1__payload.x[13]  = macro1__op__payload[131:124];
-  assign \op__1__payload.x[14]  = macro1__op__payload[139:132];
-  assign \op__1__payload.x[15]  = macro1__op__payload[147:140];
-  assign \op__1__payload.x[16]  = macro1__op__payload[155:148];
-  assign \op__1__payload.x[17]  = macro1__op__payload[163:156];
-  assign \op__1__payload.x[18]  = macro1__op__payload[171:164];
-  assign \op__1__payload.x[19]  = macro1__op__payload[179:172];
-  assign \op__1__payload.x[20]  = macro1__op__payload[187:180];
-  assign \op__1__payload.x[21]  = macro1__op__payload[195:188];
-  assign \op__1__payload.x[22]  = macro1__op__payload[203:196];
-  assign \op__1__payload.x[23]  = macro1__op__payload[211:204];
-  assign \op__1__payload.x[24]  = macro1__op__payload[219:212];
-  assign \op__1__payload.x[25]  = macro1__op__payload[227:220];
-  assign \op__1__payload.x[26]  = macro1__op__payload[235:228];
-  assign \op__1__payload.x[27]  = macro1__op__payload[243:236];
-  assign \op__1__payload.x[28]  = macro1__op__payload[251:244];
-  assign \op__1__payload.x[29]  = macro1__op__payload[259:252];
-  assign \op__1__payload.x[30]  = macro1__op__payload[267:260];
-  assign \op__1__payload.x[31]  = macro1__op__payload[275:268];
-  assign \op__1__payload.x[32]  = macro1__op__payload[283:276];
-  assign \op__1__payload.x[33]  = macro1__op__payload[291:284];
-  assign \op__1__payload.x[34]  = macro1__op__payload[299:292];
-  assign \op__1__payload.x[35]  = macro1__op__payload[307:300];
-  assign \op__1__payload.x[36]  = macro1__op__payload[315:308];
-  assign \op__1__payload.x[37]  = macro1__op__payload[323:316];
-  assign \op__1__payload.x[38]  = macro1__op__payload[331:324];
-  assign \op__1__payload.x[39]  = macro1__op__payload[339:332];
-  assign \op__1__payload.x[40]  = macro1__op__payload[347:340];
-  assign \op__1__payload.x[41]  = macro1__op__payload[355:348];
-  assign \op__1__payload.x[42]  = macro1__op__payload[363:356];
-  assign \op__1__payload.x[43]  = macro1__op__payload[371:364];
-  assign \op__1__payload.x[44]  = macro1__op__payload[379:372];
-  assign \op__1__payload.x[45]  = macro1__op__payload[387:380];
-  assign \op__1__payload.x[46]  = macro1__op__payload[395:388];
-  assign \op__1__payload.x[47]  = macro1__op__payload[403:396];
-  assign \op__1__payload.x[48]  = macro1__op__payload[411:404];
-  assign \op__1__payload.x[49]  = macro1__op__payload[419:412];
-  assign \op__1__payload.x[50]  = macro1__op__payload[427:420];
-  assign \op__1__payload.x[51]  = macro1__op__payload[435:428];
-  assign \op__1__payload.x[52]  = macro1__op__payload[443:436];
-  assign \op__1__payload.x[53]  = macro1__op__payload[451:444];
-  assign \op__1__payload.x[54]  = macro1__op__payload[459:452];
-  assign \op__1__payload.x[55]  = macro1__op__payload[467:460];
-  assign \op__1__payload.x[56]  = macro1__op__payload[475:468];
-  assign \op__1__payload.x[57]  = macro1__op__payload[483:476];
-  assign \op__1__payload.x[58]  = macro1__op__payload[491:484];
-  assign \op__1__payload.x[59]  = macro1__op__payload[499:492];
-  assign \op__1__payload.x[60]  = macro1__op__payload[507:500];
-  assign \op__1__payload.x[61]  = macro1__op__payload[515:508];
-  assign \op__1__payload.x[62]  = macro1__op__payload[523:516];
-  assign \op__1__payload.x[63]  = macro1__op__payload[531:524];
-  assign \op__1__payload.word  = macro1__op__payload[595:532];
+  assign \op__1__payload.page  = macro1__op__payload[3:1];
+  assign \op__1__payload.row  = macro1__op__payload[9:4];
+  assign \op__1__payload.wb_log2  = macro1__op__payload[11:10];
+  assign \op__1__payload.ab_m1  = macro1__op__payload[14:12];
+  assign \op__1__payload.w_signed  = macro1__op__payload[15];
+  assign \op__1__payload.x_signed  = macro1__op__payload[16];
+  assign \op__1__payload.skip  = macro1__op__payload[17];
+  assign \op__1__payload.bop  = macro1__op__payload[20:18];
+  assign \op__1__payload.x  = macro1__op__payload[532:21];
+  assign \op__1__payload.x[0]  = macro1__op__payload[28:21];
+  assign \op__1__payload.x[1]  = macro1__op__payload[36:29];
+  assign \op__1__payload.x[2]  = macro1__op__payload[44:37];
+  assign \op__1__payload.x[3]  = macro1__op__payload[52:45];
+  assign \op__1__payload.x[4]  = macro1__op__payload[60:53];
+  assign \op__1__payload.x[5]  = macro1__op__payload[68:61];
+  assign \op__1__payload.x[6]  = macro1__op__payload[76:69];
+  assign \op__1__payload.x[7]  = macro1__op__payload[84:77];
+  assign \op__1__payload.x[8]  = macro1__op__payload[92:85];
+  assign \op__1__payload.x[9]  = macro1__op__payload[100:93];
+  assign \op__1__payload.x[10]  = macro1__op__payload[108:101];
+  assign \op__1__payload.x[11]  = macro1__op__payload[116:109];
+  assign \op__1__payload.x[12]  = macro1__op__payload[124:117];
+  assign \op__1__payload.x[13]  = macro1__op__payload[132:125];
+  assign \op__1__payload.x[14]  = macro1__op__payload[140:133];
+  assign \op__1__payload.x[15]  = macro1__op__payload[148:141];
+  assign \op__1__payload.x[16]  = macro1__op__payload[156:149];
+  assign \op__1__payload.x[17]  = macro1__op__payload[164:157];
+  assign \op__1__payload.x[18]  = macro1__op__payload[172:165];
+  assign \op__1__payload.x[19]  = macro1__op__payload[180:173];
+  assign \op__1__payload.x[20]  = macro1__op__payload[188:181];
+  assign \op__1__payload.x[21]  = macro1__op__payload[196:189];
+  assign \op__1__payload.x[22]  = macro1__op__payload[204:197];
+  assign \op__1__payload.x[23]  = macro1__op__payload[212:205];
+  assign \op__1__payload.x[24]  = macro1__op__payload[220:213];
+  assign \op__1__payload.x[25]  = macro1__op__payload[228:221];
+  assign \op__1__payload.x[26]  = macro1__op__payload[236:229];
+  assign \op__1__payload.x[27]  = macro1__op__payload[244:237];
+  assign \op__1__payload.x[28]  = macro1__op__payload[252:245];
+  assign \op__1__payload.x[29]  = macro1__op__payload[260:253];
+  assign \op__1__payload.x[30]  = macro1__op__payload[268:261];
+  assign \op__1__payload.x[31]  = macro1__op__payload[276:269];
+  assign \op__1__payload.x[32]  = macro1__op__payload[284:277];
+  assign \op__1__payload.x[33]  = macro1__op__payload[292:285];
+  assign \op__1__payload.x[34]  = macro1__op__payload[300:293];
+  assign \op__1__payload.x[35]  = macro1__op__payload[308:301];
+  assign \op__1__payload.x[36]  = macro1__op__payload[316:309];
+  assign \op__1__payload.x[37]  = macro1__op__payload[324:317];
+  assign \op__1__payload.x[38]  = macro1__op__payload[332:325];
+  assign \op__1__payload.x[39]  = macro1__op__payload[340:333];
+  assign \op__1__payload.x[40]  = macro1__op__payload[348:341];
+  assign \op__1__payload.x[41]  = macro1__op__payload[356:349];
+  assign \op__1__payload.x[42]  = macro1__op__payload[364:357];
+  assign \op__1__payload.x[43]  = macro1__op__payload[372:365];
+  assign \op__1__payload.x[44]  = macro1__op__payload[380:373];
+  assign \op__1__payload.x[45]  = macro1__op__payload[388:381];
+  assign \op__1__payload.x[46]  = macro1__op__payload[396:389];
+  assign \op__1__payload.x[47]  = macro1__op__payload[404:397];
+  assign \op__1__payload.x[48]  = macro1__op__payload[412:405];
+  assign \op__1__payload.x[49]  = macro1__op__payload[420:413];
+  assign \op__1__payload.x[50]  = macro1__op__payload[428:421];
+  assign \op__1__payload.x[51]  = macro1__op__payload[436:429];
+  assign \op__1__payload.x[52]  = macro1__op__payload[444:437];
+  assign \op__1__payload.x[53]  = macro1__op__payload[452:445];
+  assign \op__1__payload.x[54]  = macro1__op__payload[460:453];
+  assign \op__1__payload.x[55]  = macro1__op__payload[468:461];
+  assign \op__1__payload.x[56]  = macro1__op__payload[476:469];
+  assign \op__1__payload.x[57]  = macro1__op__payload[484:477];
+  assign \op__1__payload.x[58]  = macro1__op__payload[492:485];
+  assign \op__1__payload.x[59]  = macro1__op__payload[500:493];
+  assign \op__1__payload.x[60]  = macro1__op__payload[508:501];
+  assign \op__1__payload.x[61]  = macro1__op__payload[516:509];
+  assign \op__1__payload.x[62]  = macro1__op__payload[524:517];
+  assign \op__1__payload.x[63]  = macro1__op__payload[532:525];
+  assign \op__1__payload.word  = macro1__op__payload[596:533];
   assign \res_y__1[0]  = res_y__1[21:0];
   assign \res_y__1[1]  = res_y__1[43:22];
   assign \res_y__1[2]  = res_y__1[65:44];
@@ -20354,155 +24832,155 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \desc$63.elems  = \dp__data$64 [58:52];
   assign \desc$63.off0  = \dp__data$64 [72:59];
   assign \macro2__op__payload.mode  = macro2__op__payload[0];
-  assign \macro2__op__payload.page  = macro2__op__payload[2:1];
-  assign \macro2__op__payload.row  = macro2__op__payload[8:3];
-  assign \macro2__op__payload.wb_log2  = macro2__op__payload[10:9];
-  assign \macro2__op__payload.ab_m1  = macro2__op__payload[13:11];
-  assign \macro2__op__payload.w_signed  = macro2__op__payload[14];
-  assign \macro2__op__payload.x_signed  = macro2__op__payload[15];
-  assign \macro2__op__payload.skip  = macro2__op__payload[16];
-  assign \macro2__op__payload.bop  = macro2__op__payload[19:17];
-  assign \macro2__op__payload.x  = macro2__op__payload[531:20];
-  assign \macro2__op__payload.x[0]  = macro2__op__payload[27:20];
-  assign \macro2__op__payload.x[1]  = macro2__op__payload[35:28];
-  assign \macro2__op__payload.x[2]  = macro2__op__payload[43:36];
-  assign \macro2__op__payload.x[3]  = macro2__op__payload[51:44];
-  assign \macro2__op__payload.x[4]  = macro2__op__payload[59:52];
-  assign \macro2__op__payload.x[5]  = macro2__op__payload[67:60];
-  assign \macro2__op__payload.x[6]  = macro2__op__payload[75:68];
-  assign \macro2__op__payload.x[7]  = macro2__op__payload[83:76];
-  assign \macro2__op__payload.x[8]  = macro2__op__payload[91:84];
-  assign \macro2__op__payload.x[9]  = macro2__op__payload[99:92];
-  assign \macro2__op__payload.x[10]  = macro2__op__payload[107:100];
-  assign \macro2__op__payload.x[11]  = macro2__op__payload[115:108];
-  assign \macro2__op__payload.x[12]  = macro2__op__payload[123:116];
-  assign \macro2__op__payload.x[13]  = macro2__op__payload[131:124];
-  assign \macro2__op__payload.x[14]  = macro2__op__payload[139:132];
-  assign \macro2__op__payload.x[15]  = macro2__op__payload[147:140];
-  assign \macro2__op__payload.x[16]  = macro2__op__payload[155:148];
-  assign \macro2__op__payload.x[17]  = macro2__op__payload[163:156];
-  assign \macro2__op__payload.x[18]  = macro2__op__payload[171:164];
-  assign \macro2__op__payload.x[19]  = macro2__op__payload[179:172];
-  assign \macro2__op__payload.x[20]  = macro2__op__payload[187:180];
-  assign \macro2__op__payload.x[21]  = macro2__op__payload[195:188];
-  assign \macro2__op__payload.x[22]  = macro2__op__payload[203:196];
-  assign \macro2__op__payload.x[23]  = macro2__op__payload[211:204];
-  assign \macro2__op__payload.x[24]  = macro2__op__payload[219:212];
-  assign \macro2__op__payload.x[25]  = macro2__op__payload[227:220];
-  assign \macro2__op__payload.x[26]  = macro2__op__payload[235:228];
-  assign \macro2__op__payload.x[27]  = macro2__op__payload[243:236];
-  assign \macro2__op__payload.x[28]  = macro2__op__payload[251:244];
-  assign \macro2__op__payload.x[29]  = macro2__op__payload[259:252];
-  assign \macro2__op__payload.x[30]  = macro2__op__payload[267:260];
-  assign \macro2__op__payload.x[31]  = macro2__op__payload[275:268];
-  assign \macro2__op__payload.x[32]  = macro2__op__payload[283:276];
-  assign \macro2__op__payload.x[33]  = macro2__op__payload[291:284];
-  assign \macro2__op__payload.x[34]  = macro2__op__payload[299:292];
-  assign \macro2__op__payload.x[35]  = macro2__op__payload[307:300];
-  assign \macro2__op__payload.x[36]  = macro2__op__payload[315:308];
-  assign \macro2__op__payload.x[37]  = macro2__op__payload[323:316];
-  assign \macro2__op__payload.x[38]  = macro2__op__payload[331:324];
-  assign \macro2__op__payload.x[39]  = macro2__op__payload[339:332];
-  assign \macro2__op__payload.x[40]  = macro2__op__payload[347:340];
-  assign \macro2__op__payload.x[41]  = macro2__op__payload[355:348];
-  assign \macro2__op__payload.x[42]  = macro2__op__payload[363:356];
-  assign \macro2__op__payload.x[43]  = macro2__op__payload[371:364];
-  assign \macro2__op__payload.x[44]  = macro2__op__payload[379:372];
-  assign \macro2__op__payload.x[45]  = macro2__op__payload[387:380];
-  assign \macro2__op__payload.x[46]  = macro2__op__payload[395:388];
-  assign \macro2__op__payload.x[47]  = macro2__op__payload[403:396];
-  assign \macro2__op__payload.x[48]  = macro2__op__payload[411:404];
-  assign \macro2__op__payload.x[49]  = macro2__op__payload[419:412];
-  assign \macro2__op__payload.x[50]  = macro2__op__payload[427:420];
-  assign \macro2__op__payload.x[51]  = macro2__op__payload[435:428];
-  assign \macro2__op__payload.x[52]  = macro2__op__payload[443:436];
-  assign \macro2__op__payload.x[53]  = macro2__op__payload[451:444];
-  assign \macro2__op__payload.x[54]  = macro2__op__payload[459:452];
-  assign \macro2__op__payload.x[55]  = macro2__op__payload[467:460];
-  assign \macro2__op__payload.x[56]  = macro2__op__payload[475:468];
-  assign \macro2__op__payload.x[57]  = macro2__op__payload[483:476];
-  assign \macro2__op__payload.x[58]  = macro2__op__payload[491:484];
-  assign \macro2__op__payload.x[59]  = macro2__op__payload[499:492];
-  assign \macro2__op__payload.x[60]  = macro2__op__payload[507:500];
-  assign \macro2__op__payload.x[61]  = macro2__op__payload[515:508];
-  assign \macro2__op__payload.x[62]  = macro2__op__payload[523:516];
-  assign \macro2__op__payload.x[63]  = macro2__op__payload[531:524];
-  assign \macro2__op__payload.word  = macro2__op__payload[595:532];
+  assign \macro2__op__payload.page  = macro2__op__payload[3:1];
+  assign \macro2__op__payload.row  = macro2__op__payload[9:4];
+  assign \macro2__op__payload.wb_log2  = macro2__op__payload[11:10];
+  assign \macro2__op__payload.ab_m1  = macro2__op__payload[14:12];
+  assign \macro2__op__payload.w_signed  = macro2__op__payload[15];
+  assign \macro2__op__payload.x_signed  = macro2__op__payload[16];
+  assign \macro2__op__payload.skip  = macro2__op__payload[17];
+  assign \macro2__op__payload.bop  = macro2__op__payload[20:18];
+  assign \macro2__op__payload.x  = macro2__op__payload[532:21];
+  assign \macro2__op__payload.x[0]  = macro2__op__payload[28:21];
+  assign \macro2__op__payload.x[1]  = macro2__op__payload[36:29];
+  assign \macro2__op__payload.x[2]  = macro2__op__payload[44:37];
+  assign \macro2__op__payload.x[3]  = macro2__op__payload[52:45];
+  assign \macro2__op__payload.x[4]  = macro2__op__payload[60:53];
+  assign \macro2__op__payload.x[5]  = macro2__op__payload[68:61];
+  assign \macro2__op__payload.x[6]  = macro2__op__payload[76:69];
+  assign \macro2__op__payload.x[7]  = macro2__op__payload[84:77];
+  assign \macro2__op__payload.x[8]  = macro2__op__payload[92:85];
+  assign \macro2__op__payload.x[9]  = macro2__op__payload[100:93];
+  assign \macro2__op__payload.x[10]  = macro2__op__payload[108:101];
+  assign \macro2__op__payload.x[11]  = macro2__op__payload[116:109];
+  assign \macro2__op__payload.x[12]  = macro2__op__payload[124:117];
+  assign \macro2__op__payload.x[13]  = macro2__op__payload[132:125];
+  assign \macro2__op__payload.x[14]  = macro2__op__payload[140:133];
+  assign \macro2__op__payload.x[15]  = macro2__op__payload[148:141];
+  assign \macro2__op__payload.x[16]  = macro2__op__payload[156:149];
+  assign \macro2__op__payload.x[17]  = macro2__op__payload[164:157];
+  assign \macro2__op__payload.x[18]  = macro2__op__payload[172:165];
+  assign \macro2__op__payload.x[19]  = macro2__op__payload[180:173];
+  assign \macro2__op__payload.x[20]  = macro2__op__payload[188:181];
+  assign \macro2__op__payload.x[21]  = macro2__op__payload[196:189];
+  assign \macro2__op__payload.x[22]  = macro2__op__payload[204:197];
+  assign \macro2__op__payload.x[23]  = macro2__op__payload[212:205];
+  assign \macro2__op__payload.x[24]  = macro2__op__payload[220:213];
+  assign \macro2__op__payload.x[25]  = macro2__op__payload[228:221];
+  assign \macro2__op__payload.x[26]  = macro2__op__payload[236:229];
+  assign \macro2__op__payload.x[27]  = macro2__op__payload[244:237];
+  assign \macro2__op__payload.x[28]  = macro2__op__payload[252:245];
+  assign \macro2__op__payload.x[29]  = macro2__op__payload[260:253];
+  assign \macro2__op__payload.x[30]  = macro2__op__payload[268:261];
+  assign \macro2__op__payload.x[31]  = macro2__op__payload[276:269];
+  assign \macro2__op__payload.x[32]  = macro2__op__payload[284:277];
+  assign \macro2__op__payload.x[33]  = macro2__op__payload[292:285];
+  assign \macro2__op__payload.x[34]  = macro2__op__payload[300:293];
+  assign \macro2__op__payload.x[35]  = macro2__op__payload[308:301];
+  assign \macro2__op__payload.x[36]  = macro2__op__payload[316:309];
+  assign \macro2__op__payload.x[37]  = macro2__op__payload[324:317];
+  assign \macro2__op__payload.x[38]  = macro2__op__payload[332:325];
+  assign \macro2__op__payload.x[39]  = macro2__op__payload[340:333];
+  assign \macro2__op__payload.x[40]  = macro2__op__payload[348:341];
+  assign \macro2__op__payload.x[41]  = macro2__op__payload[356:349];
+  assign \macro2__op__payload.x[42]  = macro2__op__payload[364:357];
+  assign \macro2__op__payload.x[43]  = macro2__op__payload[372:365];
+  assign \macro2__op__payload.x[44]  = macro2__op__payload[380:373];
+  assign \macro2__op__payload.x[45]  = macro2__op__payload[388:381];
+  assign \macro2__op__payload.x[46]  = macro2__op__payload[396:389];
+  assign \macro2__op__payload.x[47]  = macro2__op__payload[404:397];
+  assign \macro2__op__payload.x[48]  = macro2__op__payload[412:405];
+  assign \macro2__op__payload.x[49]  = macro2__op__payload[420:413];
+  assign \macro2__op__payload.x[50]  = macro2__op__payload[428:421];
+  assign \macro2__op__payload.x[51]  = macro2__op__payload[436:429];
+  assign \macro2__op__payload.x[52]  = macro2__op__payload[444:437];
+  assign \macro2__op__payload.x[53]  = macro2__op__payload[452:445];
+  assign \macro2__op__payload.x[54]  = macro2__op__payload[460:453];
+  assign \macro2__op__payload.x[55]  = macro2__op__payload[468:461];
+  assign \macro2__op__payload.x[56]  = macro2__op__payload[476:469];
+  assign \macro2__op__payload.x[57]  = macro2__op__payload[484:477];
+  assign \macro2__op__payload.x[58]  = macro2__op__payload[492:485];
+  assign \macro2__op__payload.x[59]  = macro2__op__payload[500:493];
+  assign \macro2__op__payload.x[60]  = macro2__op__payload[508:501];
+  assign \macro2__op__payload.x[61]  = macro2__op__payload[516:509];
+  assign \macro2__op__payload.x[62]  = macro2__op__payload[524:517];
+  assign \macro2__op__payload.x[63]  = macro2__op__payload[532:525];
+  assign \macro2__op__payload.word  = macro2__op__payload[596:533];
   assign \op__2__payload.mode  = macro2__op__payload[0];
-  assign \op__2__payload.page  = macro2__op__payload[2:1];
-  assign \op__2__payload.row  = macro2__op__payload[8:3];
-  assign \op__2__payload.wb_log2  = macro2__op__payload[10:9];
-  assign \op__2__payload.ab_m1  = macro2__op__payload[13:11];
-  assign \op__2__payload.w_signed  = macro2__op__payload[14];
-  assign \op__2__payload.x_signed  = macro2__op__payload[15];
-  assign \op__2__payload.skip  = macro2__op__payload[16];
-  assign \op__2__payload.bop  = macro2__op__payload[19:17];
-  assign \op__2__payload.x  = macro2__op__payload[531:20];
-  assign \op__2__payload.x[0]  = macro2__op__payload[27:20];
-  assign \op__2__payload.x[1]  = macro2__op__payload[35:28];
-  assign \op__2__payload.x[2]  = macro2__op__payload[43:36];
-  assign \op__2__payload.x[3]  = macro2__op__payload[51:44];
-  assign \op__2__payload.x[4]  = macro2__op__payload[59:52];
-  assign \op__2__payload.x[5]  = macro2__op__payload[67:60];
-  assign \op__2__payload.x[6]  = macro2__op__payload[75:68];
-  assign \op__2__payload.x[7]  = macro2__op__payload[83:76];
-  assign \op__2__payload.x[8]  = macro2__op__payload[91:84];
-  assign \op__2__payload.x[9]  = macro2__op__payload[99:92];
-  assign \op__2__payload.x[10]  = macro2__op__payload[107:100];
-  assign \op__2__payload.x[11]  = macro2__op__payload[115:108];
-  assign \op__2__payload.x[12]  = macro2__op__payload[123:116];
-  assign \op__2__payload.x[13]  = macro2__op__payload[131:124];
-  assign \op__2__payload.x[14]  = macro2__op__payload[139:132];
-  assign \op__2__payload.x[15]  = macro2__op__payload[147:140];
-  assign \op__2__payload.x[16]  = macro2__op__payload[155:148];
-  assign \op__2__payload.x[17]  = macro2__op__payload[163:156];
-  assign \op__2__payload.x[18]  = macro2__op__payload[171:164];
-  assign \op__2__payload.x[19]  = macro2__op__payload[179:172];
-  assign \op__2__payload.x[20]  = macro2__op__payload[187:180];
-  assign \op__2__payload.x[21]  = macro2__op__payload[195:188];
-  assign \op__2__payload.x[22]  = macro2__op__payload[203:196];
-  assign \op__2__payload.x[23]  = macro2__op__payload[211:204];
-  assign \op__2__payload.x[24]  = macro2__op__payload[219:212];
-  assign \op__2__payload.x[25]  = macro2__op__payload[227:220];
-  assign \op__2__payload.x[26]  = macro2__op__payload[235:228];
-  assign \op__2__payload.x[27]  = macro2__op__payload[243:236];
-  assign \op__2__payload.x[28]  = macro2__op__payload[251:244];
-  assign \op__2__payload.x[29]  = macro2__op__payload[259:252];
-  assign \op__2__payload.x[30]  = macro2__op__payload[267:260];
-  assign \op__2__payload.x[31]  = macro2__op__payload[275:268];
-  assign \op__2__payload.x[32]  = macro2__op__payload[283:276];
-  assign \op__2__payload.x[33]  = macro2__op__payload[291:284];
-  assign \op__2__payload.x[34]  = macro2__op__payload[299:292];
-  assign \op__2__payload.x[35]  = macro2__op__payload[307:300];
-  assign \op__2__payload.x[36]  = macro2__op__payload[315:308];
-  assign \op__2__payload.x[37]  = macro2__op__payload[323:316];
-  assign \op__2__payload.x[38]  = macro2__op__payload[331:324];
-  assign \op__2__payload.x[39]  = macro2__op__payload[339:332];
-  assign \op__2__payload.x[40]  = macro2__op__payload[347:340];
-  assign \op__2__payload.x[41]  = macro2__op__payload[355:348];
-  assign \op__2__payload.x[42]  = macro2__op__payload[363:356];
-  assign \op__2__payload.x[43]  = macro2__op__payload[371:364];
-  assign \op__2__payload.x[44]  = macro2__op__payload[379:372];
-  assign \op__2__payload.x[45]  = macro2__op__payload[387:380];
-  assign \op__2__payload.x[46]  = macro2__op__payload[395:388];
-  assign \op__2__payload.x[47]  = macro2__op__payload[403:396];
-  assign \op__2__payload.x[48]  = macro2__op__payload[411:404];
-  assign \op__2__payload.x[49]  = macro2__op__payload[419:412];
-  assign \op__2__payload.x[50]  = macro2__op__payload[427:420];
-  assign \op__2__payload.x[51]  = macro2__op__payload[435:428];
-  assign \op__2__payload.x[52]  = macro2__op__payload[443:436];
-  assign \op__2__payload.x[53]  = macro2__op__payload[451:444];
-  assign \op__2__payload.x[54]  = macro2__op__payload[459:452];
-  assign \op__2__payload.x[55]  = macro2__op__payload[467:460];
-  assign \op__2__payload.x[56]  = macro2__op__payload[475:468];
-  assign \op__2__payload.x[57]  = macro2__op__payload[483:476];
-  assign \op__2__payload.x[58]  = macro2__op__payload[491:484];
-  assign \op__2__payload.x[59]  = macro2__op__payload[499:492];
-  assign \op__2__payload.x[60]  = macro2__op__payload[507:500];
-  assign \op__2__payload.x[61]  = macro2__op__payload[515:508];
-  assign \op__2__payload.x[62]  = macro2__op__payload[523:516];
-  assign \op__2__payload.x[63]  = macro2__op__payload[531:524];
-  assign \op__2__payload.word  = macro2__op__payload[595:532];
+  assign \op__2__payload.page  = macro2__op__payload[3:1];
+  assign \op__2__payload.row  = macro2__op__payload[9:4];
+  assign \op__2__payload.wb_log2  = macro2__op__payload[11:10];
+  assign \op__2__payload.ab_m1  = macro2__op__payload[14:12];
+  assign \op__2__payload.w_signed  = macro2__op__payload[15];
+  assign \op__2__payload.x_signed  = macro2__op__payload[16];
+  assign \op__2__payload.skip  = macro2__op__payload[17];
+  assign \op__2__payload.bop  = macro2__op__payload[20:18];
+  assign \op__2__payload.x  = macro2__op__payload[532:21];
+  assign \op__2__payload.x[0]  = macro2__op__payload[28:21];
+  assign \op__2__payload.x[1]  = macro2__op__payload[36:29];
+  assign \op__2__payload.x[2]  = macro2__op__payload[44:37];
+  assign \op__2__payload.x[3]  = macro2__op__payload[52:45];
+  assign \op__2__payload.x[4]  = macro2__op__payload[60:53];
+  assign \op__2__payload.x[5]  = macro2__op__payload[68:61];
+  assign \op__2__payload.x[6]  = macro2__op__payload[76:69];
+  assign \op__2__payload.x[7]  = macro2__op__payload[84:77];
+  assign \op__2__payload.x[8]  = macro2__op__payload[92:85];
+  assign \op__2__payload.x[9]  = macro2__op__payload[100:93];
+  assign \op__2__payload.x[10]  = macro2__op__payload[108:101];
+  assign \op__2__payload.x[11]  = macro2__op__payload[116:109];
+  assign \op__2__payload.x[12]  = macro2__op__payload[124:117];
+  assign \op__2__payload.x[13]  = macro2__op__payload[132:125];
+  assign \op__2__payload.x[14]  = macro2__op__payload[140:133];
+  assign \op__2__payload.x[15]  = macro2__op__payload[148:141];
+  assign \op__2__payload.x[16]  = macro2__op__payload[156:149];
+  assign \op__2__payload.x[17]  = macro2__op__payload[164:157];
+  assign \op__2__payload.x[18]  = macro2__op__payload[172:165];
+  assign \op__2__payload.x[19]  = macro2__op__payload[180:173];
+  assign \op__2__payload.x[20]  = macro2__op__payload[188:181];
+  assign \op__2__payload.x[21]  = macro2__op__payload[196:189];
+  assign \op__2__payload.x[22]  = macro2__op__payload[204:197];
+  assign \op__2__payload.x[23]  = macro2__op__payload[212:205];
+  assign \op__2__payload.x[24]  = macro2__op__payload[220:213];
+  assign \op__2__payload.x[25]  = macro2__op__payload[228:221];
+  assign \op__2__payload.x[26]  = macro2__op__payload[236:229];
+  assign \op__2__payload.x[27]  = macro2__op__payload[244:237];
+  assign \op__2__payload.x[28]  = macro2__op__payload[252:245];
+  assign \op__2__payload.x[29]  = macro2__op__payload[260:253];
+  assign \op__2__payload.x[30]  = macro2__op__payload[268:261];
+  assign \op__2__payload.x[31]  = macro2__op__payload[276:269];
+  assign \op__2__payload.x[32]  = macro2__op__payload[284:277];
+  assign \op__2__payload.x[33]  = macro2__op__payload[292:285];
+  assign \op__2__payload.x[34]  = macro2__op__payload[300:293];
+  assign \op__2__payload.x[35]  = macro2__op__payload[308:301];
+  assign \op__2__payload.x[36]  = macro2__op__payload[316:309];
+  assign \op__2__payload.x[37]  = macro2__op__payload[324:317];
+  assign \op__2__payload.x[38]  = macro2__op__payload[332:325];
+  assign \op__2__payload.x[39]  = macro2__op__payload[340:333];
+  assign \op__2__payload.x[40]  = macro2__op__payload[348:341];
+  assign \op__2__payload.x[41]  = macro2__op__payload[356:349];
+  assign \op__2__payload.x[42]  = macro2__op__payload[364:357];
+  assign \op__2__payload.x[43]  = macro2__op__payload[372:365];
+  assign \op__2__payload.x[44]  = macro2__op__payload[380:373];
+  assign \op__2__payload.x[45]  = macro2__op__payload[388:381];
+  assign \op__2__payload.x[46]  = macro2__op__payload[396:389];
+  assign \op__2__payload.x[47]  = macro2__op__payload[404:397];
+  assign \op__2__payload.x[48]  = macro2__op__payload[412:405];
+  assign \op__2__payload.x[49]  = macro2__op__payload[420:413];
+  assign \op__2__payload.x[50]  = macro2__op__payload[428:421];
+  assign \op__2__payload.x[51]  = macro2__op__payload[436:429];
+  assign \op__2__payload.x[52]  = macro2__op__payload[444:437];
+  assign \op__2__payload.x[53]  = macro2__op__payload[452:445];
+  assign \op__2__payload.x[54]  = macro2__op__payload[460:453];
+  assign \op__2__payload.x[55]  = macro2__op__payload[468:461];
+  assign \op__2__payload.x[56]  = macro2__op__payload[476:469];
+  assign \op__2__payload.x[57]  = macro2__op__payload[484:477];
+  assign \op__2__payload.x[58]  = macro2__op__payload[492:485];
+  assign \op__2__payload.x[59]  = macro2__op__payload[500:493];
+  assign \op__2__payload.x[60]  = macro2__op__payload[508:501];
+  assign \op__2__payload.x[61]  = macro2__op__payload[516:509];
+  assign \op__2__payload.x[62]  = macro2__op__payload[524:517];
+  assign \op__2__payload.x[63]  = macro2__op__payload[532:525];
+  assign \op__2__payload.word  = macro2__op__payload[596:533];
   assign \res_y__2[0]  = res_y__2[21:0];
   assign \res_y__2[1]  = res_y__2[43:22];
   assign \res_y__2[2]  = res_y__2[65:44];
@@ -20639,155 +25117,155 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \desc$87.elems  = \dp__data$88 [58:52];
   assign \desc$87.off0  = \dp__data$88 [72:59];
   assign \macro3__op__payload.mode  = macro3__op__payload[0];
-  assign \macro3__op__payload.page  = macro3__op__payload[2:1];
-  assign \macro3__op__payload.row  = macro3__op__payload[8:3];
-  assign \macro3__op__payload.wb_log2  = macro3__op__payload[10:9];
-  assign \macro3__op__payload.ab_m1  = macro3__op__payload[13:11];
-  assign \macro3__op__payload.w_signed  = macro3__op__payload[14];
-  assign \macro3__op__payload.x_signed  = macro3__op__payload[15];
-  assign \macro3__op__payload.skip  = macro3__op__payload[16];
-  assign \macro3__op__payload.bop  = macro3__op__payload[19:17];
-  assign \macro3__op__payload.x  = macro3__op__payload[531:20];
-  assign \macro3__op__payload.x[0]  = macro3__op__payload[27:20];
-  assign \macro3__op__payload.x[1]  = macro3__op__payload[35:28];
-  assign \macro3__op__payload.x[2]  = macro3__op__payload[43:36];
-  assign \macro3__op__payload.x[3]  = macro3__op__payload[51:44];
-  assign \macro3__op__payload.x[4]  = macro3__op__payload[59:52];
-  assign \macro3__op__payload.x[5]  = macro3__op__payload[67:60];
-  assign \macro3__op__payload.x[6]  = macro3__op__payload[75:68];
-  assign \macro3__op__payload.x[7]  = macro3__op__payload[83:76];
-  assign \macro3__op__payload.x[8]  = macro3__op__payload[91:84];
-  assign \macro3__op__payload.x[9]  = macro3__op__payload[99:92];
-  assign \macro3__op__payload.x[10]  = macro3__op__payload[107:100];
-  assign \macro3__op__payload.x[11]  = macro3__op__payload[115:108];
-  assign \macro3__op__payload.x[12]  = macro3__op__payload[123:116];
-  assign \macro3__op__payload.x[13]  = macro3__op__payload[131:124];
-  assign \macro3__op__payload.x[14]  = macro3__op__payload[139:132];
-  assign \macro3__op__payload.x[15]  = macro3__op__payload[147:140];
-  assign \macro3__op__payload.x[16]  = macro3__op__payload[155:148];
-  assign \macro3__op__payload.x[17]  = macro3__op__payload[163:156];
-  assign \macro3__op__payload.x[18]  = macro3__op__payload[171:164];
-  assign \macro3__op__payload.x[19]  = macro3__op__payload[179:172];
-  assign \macro3__op__payload.x[20]  = macro3__op__payload[187:180];
-  assign \macro3__op__payload.x[21]  = macro3__op__payload[195:188];
-  assign \macro3__op__payload.x[22]  = macro3__op__payload[203:196];
-  assign \macro3__op__payload.x[23]  = macro3__op__payload[211:204];
-  assign \macro3__op__payload.x[24]  = macro3__op__payload[219:212];
-  assign \macro3__op__payload.x[25]  = macro3__op__payload[227:220];
-  assign \macro3__op__payload.x[26]  = macro3__op__payload[235:228];
-  assign \macro3__op__payload.x[27]  = macro3__op__payload[243:236];
-  assign \macro3__op__payload.x[28]  = macro3__op__payload[251:244];
-  assign \macro3__op__payload.x[29]  = macro3__op__payload[259:252];
-  assign \macro3__op__payload.x[30]  = macro3__op__payload[267:260];
-  assign \macro3__op__payload.x[31]  = macro3__op__payload[275:268];
-  assign \macro3__op__payload.x[32]  = macro3__op__payload[283:276];
-  assign \macro3__op__payload.x[33]  = macro3__op__payload[291:284];
-  assign \macro3__op__payload.x[34]  = macro3__op__payload[299:292];
-  assign \macro3__op__payload.x[35]  = macro3__op__payload[307:300];
-  assign \macro3__op__payload.x[36]  = macro3__op__payload[315:308];
-  assign \macro3__op__payload.x[37]  = macro3__op__payload[323:316];
-  assign \macro3__op__payload.x[38]  = macro3__op__payload[331:324];
-  assign \macro3__op__payload.x[39]  = macro3__op__payload[339:332];
-  assign \macro3__op__payload.x[40]  = macro3__op__payload[347:340];
-  assign \macro3__op__payload.x[41]  = macro3__op__payload[355:348];
-  assign \macro3__op__payload.x[42]  = macro3__op__payload[363:356];
-  assign \macro3__op__payload.x[43]  = macro3__op__payload[371:364];
-  assign \macro3__op__payload.x[44]  = macro3__op__payload[379:372];
-  assign \macro3__op__payload.x[45]  = macro3__op__payload[387:380];
-  assign \macro3__op__payload.x[46]  = macro3__op__payload[395:388];
-  assign \macro3__op__payload.x[47]  = macro3__op__payload[403:396];
-  assign \macro3__op__payload.x[48]  = macro3__op__payload[411:404];
-  assign \macro3__op__payload.x[49]  = macro3__op__payload[419:412];
-  assign \macro3__op__payload.x[50]  = macro3__op__payload[427:420];
-  assign \macro3__op__payload.x[51]  = macro3__op__payload[435:428];
-  assign \macro3__op__payload.x[52]  = macro3__op__payload[443:436];
-  assign \macro3__op__payload.x[53]  = macro3__op__payload[451:444];
-  assign \macro3__op__payload.x[54]  = macro3__op__payload[459:452];
-  assign \macro3__op__payload.x[55]  = macro3__op__payload[467:460];
-  assign \macro3__op__payload.x[56]  = macro3__op__payload[475:468];
-  assign \macro3__op__payload.x[57]  = macro3__op__payload[483:476];
-  assign \macro3__op__payload.x[58]  = macro3__op__payload[491:484];
-  assign \macro3__op__payload.x[59]  = macro3__op__payload[499:492];
-  assign \macro3__op__payload.x[60]  = macro3__op__payload[507:500];
-  assign \macro3__op__payload.x[61]  = macro3__op__payload[515:508];
-  assign \macro3__op__payload.x[62]  = macro3__op__payload[523:516];
-  assign \macro3__op__payload.x[63]  = macro3__op__payload[531:524];
-  assign \macro3__op__payload.word  = macro3__op__payload[595:532];
+  assign \macro3__op__payload.page  = macro3__op__payload[3:1];
+  assign \macro3__op__payload.row  = macro3__op__payload[9:4];
+  assign \macro3__op__payload.wb_log2  = macro3__op__payload[11:10];
+  assign \macro3__op__payload.ab_m1  = macro3__op__payload[14:12];
+  assign \macro3__op__payload.w_signed  = macro3__op__payload[15];
+  assign \macro3__op__payload.x_signed  = macro3__op__payload[16];
+  assign \macro3__op__payload.skip  = macro3__op__payload[17];
+  assign \macro3__op__payload.bop  = macro3__op__payload[20:18];
+  assign \macro3__op__payload.x  = macro3__op__payload[532:21];
+  assign \macro3__op__payload.x[0]  = macro3__op__payload[28:21];
+  assign \macro3__op__payload.x[1]  = macro3__op__payload[36:29];
+  assign \macro3__op__payload.x[2]  = macro3__op__payload[44:37];
+  assign \macro3__op__payload.x[3]  = macro3__op__payload[52:45];
+  assign \macro3__op__payload.x[4]  = macro3__op__payload[60:53];
+  assign \macro3__op__payload.x[5]  = macro3__op__payload[68:61];
+  assign \macro3__op__payload.x[6]  = macro3__op__payload[76:69];
+  assign \macro3__op__payload.x[7]  = macro3__op__payload[84:77];
+  assign \macro3__op__payload.x[8]  = macro3__op__payload[92:85];
+  assign \macro3__op__payload.x[9]  = macro3__op__payload[100:93];
+  assign \macro3__op__payload.x[10]  = macro3__op__payload[108:101];
+  assign \macro3__op__payload.x[11]  = macro3__op__payload[116:109];
+  assign \macro3__op__payload.x[12]  = macro3__op__payload[124:117];
+  assign \macro3__op__payload.x[13]  = macro3__op__payload[132:125];
+  assign \macro3__op__payload.x[14]  = macro3__op__payload[140:133];
+  assign \macro3__op__payload.x[15]  = macro3__op__payload[148:141];
+  assign \macro3__op__payload.x[16]  = macro3__op__payload[156:149];
+  assign \macro3__op__payload.x[17]  = macro3__op__payload[164:157];
+  assign \macro3__op__payload.x[18]  = macro3__op__payload[172:165];
+  assign \macro3__op__payload.x[19]  = macro3__op__payload[180:173];
+  assign \macro3__op__payload.x[20]  = macro3__op__payload[188:181];
+  assign \macro3__op__payload.x[21]  = macro3__op__payload[196:189];
+  assign \macro3__op__payload.x[22]  = macro3__op__payload[204:197];
+  assign \macro3__op__payload.x[23]  = macro3__op__payload[212:205];
+  assign \macro3__op__payload.x[24]  = macro3__op__payload[220:213];
+  assign \macro3__op__payload.x[25]  = macro3__op__payload[228:221];
+  assign \macro3__op__payload.x[26]  = macro3__op__payload[236:229];
+  assign \macro3__op__payload.x[27]  = macro3__op__payload[244:237];
+  assign \macro3__op__payload.x[28]  = macro3__op__payload[252:245];
+  assign \macro3__op__payload.x[29]  = macro3__op__payload[260:253];
+  assign \macro3__op__payload.x[30]  = macro3__op__payload[268:261];
+  assign \macro3__op__payload.x[31]  = macro3__op__payload[276:269];
+  assign \macro3__op__payload.x[32]  = macro3__op__payload[284:277];
+  assign \macro3__op__payload.x[33]  = macro3__op__payload[292:285];
+  assign \macro3__op__payload.x[34]  = macro3__op__payload[300:293];
+  assign \macro3__op__payload.x[35]  = macro3__op__payload[308:301];
+  assign \macro3__op__payload.x[36]  = macro3__op__payload[316:309];
+  assign \macro3__op__payload.x[37]  = macro3__op__payload[324:317];
+  assign \macro3__op__payload.x[38]  = macro3__op__payload[332:325];
+  assign \macro3__op__payload.x[39]  = macro3__op__payload[340:333];
+  assign \macro3__op__payload.x[40]  = macro3__op__payload[348:341];
+  assign \macro3__op__payload.x[41]  = macro3__op__payload[356:349];
+  assign \macro3__op__payload.x[42]  = macro3__op__payload[364:357];
+  assign \macro3__op__payload.x[43]  = macro3__op__payload[372:365];
+  assign \macro3__op__payload.x[44]  = macro3__op__payload[380:373];
+  assign \macro3__op__payload.x[45]  = macro3__op__payload[388:381];
+  assign \macro3__op__payload.x[46]  = macro3__op__payload[396:389];
+  assign \macro3__op__payload.x[47]  = macro3__op__payload[404:397];
+  assign \macro3__op__payload.x[48]  = macro3__op__payload[412:405];
+  assign \macro3__op__payload.x[49]  = macro3__op__payload[420:413];
+  assign \macro3__op__payload.x[50]  = macro3__op__payload[428:421];
+  assign \macro3__op__payload.x[51]  = macro3__op__payload[436:429];
+  assign \macro3__op__payload.x[52]  = macro3__op__payload[444:437];
+  assign \macro3__op__payload.x[53]  = macro3__op__payload[452:445];
+  assign \macro3__op__payload.x[54]  = macro3__op__payload[460:453];
+  assign \macro3__op__payload.x[55]  = macro3__op__payload[468:461];
+  assign \macro3__op__payload.x[56]  = macro3__op__payload[476:469];
+  assign \macro3__op__payload.x[57]  = macro3__op__payload[484:477];
+  assign \macro3__op__payload.x[58]  = macro3__op__payload[492:485];
+  assign \macro3__op__payload.x[59]  = macro3__op__payload[500:493];
+  assign \macro3__op__payload.x[60]  = macro3__op__payload[508:501];
+  assign \macro3__op__payload.x[61]  = macro3__op__payload[516:509];
+  assign \macro3__op__payload.x[62]  = macro3__op__payload[524:517];
+  assign \macro3__op__payload.x[63]  = macro3__op__payload[532:525];
+  assign \macro3__op__payload.word  = macro3__op__payload[596:533];
   assign \op__3__payload.mode  = macro3__op__payload[0];
-  assign \op__3__payload.page  = macro3__op__payload[2:1];
-  assign \op__3__payload.row  = macro3__op__payload[8:3];
-  assign \op__3__payload.wb_log2  = macro3__op__payload[10:9];
-  assign \op__3__payload.ab_m1  = macro3__op__payload[13:11];
-  assign \op__3__payload.w_signed  = macro3__op__payload[14];
-  assign \op__3__payload.x_signed  = macro3__op__payload[15];
-  assign \op__3__payload.skip  = macro3__op__payload[16];
-  assign \op__3__payload.bop  = macro3__op__payload[19:17];
-  assign \op__3__payload.x  = macro3__op__payload[531:20];
-  assign \op__3__payload.x[0]  = macro3__op__payload[27:20];
-  assign \op__3__payload.x[1]  = macro3__op__payload[35:28];
-  assign \op__3__payload.x[2]  = macro3__op__payload[43:36];
-  assign \op__3__payload.x[3]  = macro3__op__payload[51:44];
-  assign \op__3__payload.x[4]  = macro3__op__payload[59:52];
-  assign \op__3__payload.x[5]  = macro3__op__payload[67:60];
-  assign \op__3__payload.x[6]  = macro3__op__payload[75:68];
-  assign \op__3__payload.x[7]  = macro3__op__payload[83:76];
-  assign \op__3__payload.x[8]  = macro3__op__payload[91:84];
-  assign \op__3__payload.x[9]  = macro3__op__payload[99:92];
-  assign \op__3__payload.x[10]  = macro3__op__payload[107:100];
-  assign \op__3__payload.x[11]  = macro3__op__payload[115:108];
-  assign \op__3__payload.x[12]  = macro3__op__payload[123:116];
-  assign \op__3__payload.x[13]  = macro3__op__payload[131:124];
-  assign \op__3__payload.x[14]  = macro3__op__payload[139:132];
-  assign \op__3__payload.x[15]  = macro3__op__payload[147:140];
-  assign \op__3__payload.x[16]  = macro3__op__payload[155:148];
-  assign \op__3__payload.x[17]  = macro3__op__payload[163:156];
-  assign \op__3__payload.x[18]  = macro3__op__payload[171:164];
-  assign \op__3__payload.x[19]  = macro3__op__payload[179:172];
-  assign \op__3__payload.x[20]  = macro3__op__payload[187:180];
-  assign \op__3__payload.x[21]  = macro3__op__payload[195:188];
-  assign \op__3__payload.x[22]  = macro3__op__payload[203:196];
-  assign \op__3__payload.x[23]  = macro3__op__payload[211:204];
-  assign \op__3__payload.x[24]  = macro3__op__payload[219:212];
-  assign \op__3__payload.x[25]  = macro3__op__payload[227:220];
-  assign \op__3__payload.x[26]  = macro3__op__payload[235:228];
-  assign \op__3__payload.x[27]  = macro3__op__payload[243:236];
-  assign \op__3__payload.x[28]  = macro3__op__payload[251:244];
-  assign \op__3__payload.x[29]  = macro3__op__payload[259:252];
-  assign \op__3__payload.x[30]  = macro3__op__payload[267:260];
-  assign \op__3__payload.x[31]  = macro3__op__payload[275:268];
-  assign \op__3__payload.x[32]  = macro3__op__payload[283:276];
-  assign \op__3__payload.x[33]  = macro3__op__payload[291:284];
-  assign \op__3__payload.x[34]  = macro3__op__payload[299:292];
-  assign \op__3__payload.x[35]  = macro3__op__payload[307:300];
-  assign \op__3__payload.x[36]  = macro3__op__payload[315:308];
-  assign \op__3__payload.x[37]  = macro3__op__payload[323:316];
-  assign \op__3__payload.x[38]  = macro3__op__payload[331:324];
-  assign \op__3__payload.x[39]  = macro3__op__payload[339:332];
-  assign \op__3__payload.x[40]  = macro3__op__payload[347:340];
-  assign \op__3__payload.x[41]  = macro3__op__payload[355:348];
-  assign \op__3__payload.x[42]  = macro3__op__payload[363:356];
-  assign \op__3__payload.x[43]  = macro3__op__payload[371:364];
-  assign \op__3__payload.x[44]  = macro3__op__payload[379:372];
-  assign \op__3__payload.x[45]  = macro3__op__payload[387:380];
-  assign \op__3__payload.x[46]  = macro3__op__payload[395:388];
-  assign \op__3__payload.x[47]  = macro3__op__payload[403:396];
-  assign \op__3__payload.x[48]  = macro3__op__payload[411:404];
-  assign \op__3__payload.x[49]  = macro3__op__payload[419:412];
-  assign \op__3__payload.x[50]  = macro3__op__payload[427:420];
-  assign \op__3__payload.x[51]  = macro3__op__payload[435:428];
-  assign \op__3__payload.x[52]  = macro3__op__payload[443:436];
-  assign \op__3__payload.x[53]  = macro3__op__payload[451:444];
-  assign \op__3__payload.x[54]  = macro3__op__payload[459:452];
-  assign \op__3__payload.x[55]  = macro3__op__payload[467:460];
-  assign \op__3__payload.x[56]  = macro3__op__payload[475:468];
-  assign \op__3__payload.x[57]  = macro3__op__payload[483:476];
-  assign \op__3__payload.x[58]  = macro3__op__payload[491:484];
-  assign \op__3__payload.x[59]  = macro3__op__payload[499:492];
-  assign \op__3__payload.x[60]  = macro3__op__payload[507:500];
-  assign \op__3__payload.x[61]  = macro3__op__payload[515:508];
-  assign \op__3__payload.x[62]  = macro3__op__payload[523:516];
-  assign \op__3__payload.x[63]  = macro3__op__payload[531:524];
-  assign \op__3__payload.word  = macro3__op__payload[595:532];
+  assign \op__3__payload.page  = macro3__op__payload[3:1];
+  assign \op__3__payload.row  = macro3__op__payload[9:4];
+  assign \op__3__payload.wb_log2  = macro3__op__payload[11:10];
+  assign \op__3__payload.ab_m1  = macro3__op__payload[14:12];
+  assign \op__3__payload.w_signed  = macro3__op__payload[15];
+  assign \op__3__payload.x_signed  = macro3__op__payload[16];
+  assign \op__3__payload.skip  = macro3__op__payload[17];
+  assign \op__3__payload.bop  = macro3__op__payload[20:18];
+  assign \op__3__payload.x  = macro3__op__payload[532:21];
+  assign \op__3__payload.x[0]  = macro3__op__payload[28:21];
+  assign \op__3__payload.x[1]  = macro3__op__payload[36:29];
+  assign \op__3__payload.x[2]  = macro3__op__payload[44:37];
+  assign \op__3__payload.x[3]  = macro3__op__payload[52:45];
+  assign \op__3__payload.x[4]  = macro3__op__payload[60:53];
+  assign \op__3__payload.x[5]  = macro3__op__payload[68:61];
+  assign \op__3__payload.x[6]  = macro3__op__payload[76:69];
+  assign \op__3__payload.x[7]  = macro3__op__payload[84:77];
+  assign \op__3__payload.x[8]  = macro3__op__payload[92:85];
+  assign \op__3__payload.x[9]  = macro3__op__payload[100:93];
+  assign \op__3__payload.x[10]  = macro3__op__payload[108:101];
+  assign \op__3__payload.x[11]  = macro3__op__payload[116:109];
+  assign \op__3__payload.x[12]  = macro3__op__payload[124:117];
+  assign \op__3__payload.x[13]  = macro3__op__payload[132:125];
+  assign \op__3__payload.x[14]  = macro3__op__payload[140:133];
+  assign \op__3__payload.x[15]  = macro3__op__payload[148:141];
+  assign \op__3__payload.x[16]  = macro3__op__payload[156:149];
+  assign \op__3__payload.x[17]  = macro3__op__payload[164:157];
+  assign \op__3__payload.x[18]  = macro3__op__payload[172:165];
+  assign \op__3__payload.x[19]  = macro3__op__payload[180:173];
+  assign \op__3__payload.x[20]  = macro3__op__payload[188:181];
+  assign \op__3__payload.x[21]  = macro3__op__payload[196:189];
+  assign \op__3__payload.x[22]  = macro3__op__payload[204:197];
+  assign \op__3__payload.x[23]  = macro3__op__payload[212:205];
+  assign \op__3__payload.x[24]  = macro3__op__payload[220:213];
+  assign \op__3__payload.x[25]  = macro3__op__payload[228:221];
+  assign \op__3__payload.x[26]  = macro3__op__payload[236:229];
+  assign \op__3__payload.x[27]  = macro3__op__payload[244:237];
+  assign \op__3__payload.x[28]  = macro3__op__payload[252:245];
+  assign \op__3__payload.x[29]  = macro3__op__payload[260:253];
+  assign \op__3__payload.x[30]  = macro3__op__payload[268:261];
+  assign \op__3__payload.x[31]  = macro3__op__payload[276:269];
+  assign \op__3__payload.x[32]  = macro3__op__payload[284:277];
+  assign \op__3__payload.x[33]  = macro3__op__payload[292:285];
+  assign \op__3__payload.x[34]  = macro3__op__payload[300:293];
+  assign \op__3__payload.x[35]  = macro3__op__payload[308:301];
+  assign \op__3__payload.x[36]  = macro3__op__payload[316:309];
+  assign \op__3__payload.x[37]  = macro3__op__payload[324:317];
+  assign \op__3__payload.x[38]  = macro3__op__payload[332:325];
+  assign \op__3__payload.x[39]  = macro3__op__payload[340:333];
+  assign \op__3__payload.x[40]  = macro3__op__payload[348:341];
+  assign \op__3__payload.x[41]  = macro3__op__payload[356:349];
+  assign \op__3__payload.x[42]  = macro3__op__payload[364:357];
+  assign \op__3__payload.x[43]  = macro3__op__payload[372:365];
+  assign \op__3__payload.x[44]  = macro3__op__payload[380:373];
+  assign \op__3__payload.x[45]  = macro3__op__payload[388:381];
+  assign \op__3__payload.x[46]  = macro3__op__payload[396:389];
+  assign \op__3__payload.x[47]  = macro3__op__payload[404:397];
+  assign \op__3__payload.x[48]  = macro3__op__payload[412:405];
+  assign \op__3__payload.x[49]  = macro3__op__payload[420:413];
+  assign \op__3__payload.x[50]  = macro3__op__payload[428:421];
+  assign \op__3__payload.x[51]  = macro3__op__payload[436:429];
+  assign \op__3__payload.x[52]  = macro3__op__payload[444:437];
+  assign \op__3__payload.x[53]  = macro3__op__payload[452:445];
+  assign \op__3__payload.x[54]  = macro3__op__payload[460:453];
+  assign \op__3__payload.x[55]  = macro3__op__payload[468:461];
+  assign \op__3__payload.x[56]  = macro3__op__payload[476:469];
+  assign \op__3__payload.x[57]  = macro3__op__payload[484:477];
+  assign \op__3__payload.x[58]  = macro3__op__payload[492:485];
+  assign \op__3__payload.x[59]  = macro3__op__payload[500:493];
+  assign \op__3__payload.x[60]  = macro3__op__payload[508:501];
+  assign \op__3__payload.x[61]  = macro3__op__payload[516:509];
+  assign \op__3__payload.x[62]  = macro3__op__payload[524:517];
+  assign \op__3__payload.x[63]  = macro3__op__payload[532:525];
+  assign \op__3__payload.word  = macro3__op__payload[596:533];
   assign \res_y__3[0]  = res_y__3[21:0];
   assign \res_y__3[1]  = res_y__3[43:22];
   assign \res_y__3[2]  = res_y__3[65:44];
@@ -20995,22 +25473,22 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \args.no  = ir[262:256];
   assign \args.groups  = ir[270:263];
   assign \args.role_base  = ir[276:271];
-  assign \args.page_base  = ir[278:277];
-  assign \args.out_base  = ir[290:279];
-  assign \args.out_cw  = ir[298:291];
-  assign \args.param_base  = ir[304:299];
-  assign \args.zp_in  = ir[312:305];
-  assign \args.zp_out  = ir[322:313];
-  assign \args.act_min  = ir[332:323];
-  assign \args.act_max  = ir[342:333];
-  assign \args.ab_m1  = ir[345:343];
-  assign \args.wb_log2  = ir[347:346];
-  assign \args.x_signed  = ir[348];
-  assign \args.w_signed  = ir[349];
-  assign \args.rowpack  = ir[350];
+  assign \args.page_base  = ir[279:277];
+  assign \args.out_base  = ir[291:280];
+  assign \args.out_cw  = ir[299:292];
+  assign \args.param_base  = ir[305:300];
+  assign \args.zp_in  = ir[313:306];
+  assign \args.zp_out  = ir[323:314];
+  assign \args.act_min  = ir[333:324];
+  assign \args.act_max  = ir[343:334];
+  assign \args.ab_m1  = ir[346:344];
+  assign \args.wb_log2  = ir[348:347];
+  assign \args.x_signed  = ir[349];
+  assign \args.w_signed  = ir[350];
+  assign \args.rowpack  = ir[351];
   assign \ir.op  = ir[3:0];
-  assign \ir.args  = ir[350:4];
-  assign \ir.args.mac  = ir[350:4];
+  assign \ir.args  = ir[351:4];
+  assign \ir.args.mac  = ir[351:4];
   assign \ir.args.mac.in_h  = ir[11:4];
   assign \ir.args.mac.in_w  = ir[19:12];
   assign \ir.args.mac.in_cw  = ir[27:20];
@@ -21043,19 +25521,19 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \ir.args.mac.no  = ir[262:256];
   assign \ir.args.mac.groups  = ir[270:263];
   assign \ir.args.mac.role_base  = ir[276:271];
-  assign \ir.args.mac.page_base  = ir[278:277];
-  assign \ir.args.mac.out_base  = ir[290:279];
-  assign \ir.args.mac.out_cw  = ir[298:291];
-  assign \ir.args.mac.param_base  = ir[304:299];
-  assign \ir.args.mac.zp_in  = ir[312:305];
-  assign \ir.args.mac.zp_out  = ir[322:313];
-  assign \ir.args.mac.act_min  = ir[332:323];
-  assign \ir.args.mac.act_max  = ir[342:333];
-  assign \ir.args.mac.ab_m1  = ir[345:343];
-  assign \ir.args.mac.wb_log2  = ir[347:346];
-  assign \ir.args.mac.x_signed  = ir[348];
-  assign \ir.args.mac.w_signed  = ir[349];
-  assign \ir.args.mac.rowpack  = ir[350];
+  assign \ir.args.mac.page_base  = ir[279:277];
+  assign \ir.args.mac.out_base  = ir[291:280];
+  assign \ir.args.mac.out_cw  = ir[299:292];
+  assign \ir.args.mac.param_base  = ir[305:300];
+  assign \ir.args.mac.zp_in  = ir[313:306];
+  assign \ir.args.mac.zp_out  = ir[323:314];
+  assign \ir.args.mac.act_min  = ir[333:324];
+  assign \ir.args.mac.act_max  = ir[343:334];
+  assign \ir.args.mac.ab_m1  = ir[346:344];
+  assign \ir.args.mac.wb_log2  = ir[348:347];
+  assign \ir.args.mac.x_signed  = ir[349];
+  assign \ir.args.mac.w_signed  = ir[350];
+  assign \ir.args.mac.rowpack  = ir[351];
   assign \ir.args.pool  = ir[187:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
@@ -21105,64 +25583,64 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \ir.args.ew.zp_out  = ir[240:231];
   assign \ir.args.ew.act_min  = ir[250:241];
   assign \ir.args.ew.act_max  = ir[260:251];
-  assign \ir.args.load  = ir[41:4];
+  assign \ir.args.load  = ir[42:4];
   assign \ir.args.load.src  = ir[13:4];
   assign \ir.args.load.count  = ir[29:14];
   assign \ir.args.load.mask  = ir[33:30];
-  assign \ir.args.load.page  = ir[35:34];
-  assign \ir.args.load.row0  = ir[41:36];
-  assign \args$138.mode  = ir[4];
-  assign \args$138.x_signed  = ir[5];
-  assign \args$138.in_base  = ir[17:6];
-  assign \args$138.in_h  = ir[25:18];
-  assign \args$138.in_w  = ir[33:26];
-  assign \args$138.cw  = ir[41:34];
-  assign \args$138.kh  = ir[49:42];
-  assign \args$138.kw  = ir[57:50];
-  assign \args$138.sh  = ir[61:58];
-  assign \args$138.sw  = ir[65:62];
-  assign \args$138.dh  = ir[69:66];
-  assign \args$138.dw  = ir[73:70];
-  assign \args$138.pt  = ir[77:74];
-  assign \args$138.pl  = ir[81:78];
-  assign \args$138.oh  = ir[89:82];
-  assign \args$138.ow  = ir[97:90];
-  assign \args$138.out_base  = ir[109:98];
-  assign \args$138.zp_in  = ir[119:110];
-  assign \args$138.mult  = ir[151:120];
-  assign \args$138.shift  = ir[157:152];
-  assign \args$138.zp_out  = ir[167:158];
-  assign \args$138.act_min  = ir[177:168];
-  assign \args$138.act_max  = ir[187:178];
-  assign \args$139.a_base  = ir[15:4];
-  assign \args$139.b_base  = ir[27:16];
-  assign \args$139.out_base  = ir[39:28];
-  assign \args$139.npos  = ir[55:40];
-  assign \args$139.cw  = ir[63:56];
-  assign \args$139.a_stride  = ir[71:64];
-  assign \args$139.b_stride  = ir[79:72];
-  assign \args$139.out_stride  = ir[87:80];
-  assign \args$139.x_signed  = ir[88];
-  assign \args$139.has_b  = ir[89];
-  assign \args$139.rq_in  = ir[90];
-  assign \args$139.rq_out  = ir[91];
-  assign \args$139.ls  = ir[96:92];
-  assign \args$139.zp_a  = ir[106:97];
-  assign \args$139.zp_b  = ir[116:107];
-  assign \args$139.mult_a  = ir[148:117];
-  assign \args$139.shift_a  = ir[154:149];
-  assign \args$139.mult_b  = ir[186:155];
-  assign \args$139.shift_b  = ir[192:187];
-  assign \args$139.mult_o  = ir[224:193];
-  assign \args$139.shift_o  = ir[230:225];
-  assign \args$139.zp_out  = ir[240:231];
-  assign \args$139.act_min  = ir[250:241];
-  assign \args$139.act_max  = ir[260:251];
+  assign \ir.args.load.page  = ir[36:34];
+  assign \ir.args.load.row0  = ir[42:37];
+  assign \args$139.mode  = ir[4];
+  assign \args$139.x_signed  = ir[5];
+  assign \args$139.in_base  = ir[17:6];
+  assign \args$139.in_h  = ir[25:18];
+  assign \args$139.in_w  = ir[33:26];
+  assign \args$139.cw  = ir[41:34];
+  assign \args$139.kh  = ir[49:42];
+  assign \args$139.kw  = ir[57:50];
+  assign \args$139.sh  = ir[61:58];
+  assign \args$139.sw  = ir[65:62];
+  assign \args$139.dh  = ir[69:66];
+  assign \args$139.dw  = ir[73:70];
+  assign \args$139.pt  = ir[77:74];
+  assign \args$139.pl  = ir[81:78];
+  assign \args$139.oh  = ir[89:82];
+  assign \args$139.ow  = ir[97:90];
+  assign \args$139.out_base  = ir[109:98];
+  assign \args$139.zp_in  = ir[119:110];
+  assign \args$139.mult  = ir[151:120];
+  assign \args$139.shift  = ir[157:152];
+  assign \args$139.zp_out  = ir[167:158];
+  assign \args$139.act_min  = ir[177:168];
+  assign \args$139.act_max  = ir[187:178];
+  assign \args$140.a_base  = ir[15:4];
+  assign \args$140.b_base  = ir[27:16];
+  assign \args$140.out_base  = ir[39:28];
+  assign \args$140.npos  = ir[55:40];
+  assign \args$140.cw  = ir[63:56];
+  assign \args$140.a_stride  = ir[71:64];
+  assign \args$140.b_stride  = ir[79:72];
+  assign \args$140.out_stride  = ir[87:80];
+  assign \args$140.x_signed  = ir[88];
+  assign \args$140.has_b  = ir[89];
+  assign \args$140.rq_in  = ir[90];
+  assign \args$140.rq_out  = ir[91];
+  assign \args$140.ls  = ir[96:92];
+  assign \args$140.zp_a  = ir[106:97];
+  assign \args$140.zp_b  = ir[116:107];
+  assign \args$140.mult_a  = ir[148:117];
+  assign \args$140.shift_a  = ir[154:149];
+  assign \args$140.mult_b  = ir[186:155];
+  assign \args$140.shift_b  = ir[192:187];
+  assign \args$140.mult_o  = ir[224:193];
+  assign \args$140.shift_o  = ir[230:225];
+  assign \args$140.zp_out  = ir[240:231];
+  assign \args$140.act_min  = ir[250:241];
+  assign \args$140.act_max  = ir[260:251];
   assign \cmd.src  = ir[13:4];
   assign \cmd.count  = ir[29:14];
   assign \cmd.mask  = ir[33:30];
-  assign \cmd.page  = ir[35:34];
-  assign \cmd.row0  = ir[41:36];
+  assign \cmd.page  = ir[36:34];
+  assign \cmd.row0  = ir[42:37];
   assign \entry.cycle  = entry[31:0];
   assign \entry.pc  = entry[47:32];
   assign \entry.op  = entry[51:48];
@@ -21175,17 +25653,17 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign wmem_hword = { 1'h0, wb__adr[13:1] };
   assign pmem_hword = { 5'h00, wb__adr[13:5] };
   assign dmem_hword = { 2'h0, wb__adr[13:2] };
-  assign \imem_hword$191  = { 4'h0, wb__adr[13:4] };
+  assign \imem_hword$192  = { 4'h0, wb__adr[13:4] };
   assign amem_hword = { 1'h0, wb__adr[13:1] };
-  assign \wmem_hword$197  = { 1'h0, wb__adr[13:1] };
-  assign \pmem_hword$200  = { 5'h00, wb__adr[13:5] };
-  assign \dmem_hword$203  = { 2'h0, wb__adr[13:2] };
+  assign \wmem_hword$198  = { 1'h0, wb__adr[13:1] };
+  assign \pmem_hword$201  = { 5'h00, wb__adr[13:5] };
+  assign \dmem_hword$204  = { 2'h0, wb__adr[13:2] };
   assign trace_hword = { 1'h0, wb__adr[13:1] };
-  assign \amem_hword$209  = { 1'h0, wb__adr[13:1] };
+  assign \amem_hword$210  = { 1'h0, wb__adr[13:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2074$0 , \port$2080$0 , \port$2086$0 , \port$2092$0 , \port$2098$0 , \port$2104$0 , \port$2110$0 , \port$2116$0 , done, start, args, w_addr, w_en, clk);
+module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2082$0 , \port$2088$0 , \port$2094$0 , \port$2100$0 , \port$2106$0 , \port$2112$0 , \port$2118$0 , \port$2124$0 , done, start, args, w_addr, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -21534,22 +26012,22 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2074$0
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$2074$0 ;
-  wire [7:0] \port$2074$0 ;
-  output [7:0] \port$2080$0 ;
-  wire [7:0] \port$2080$0 ;
-  output [7:0] \port$2086$0 ;
-  wire [7:0] \port$2086$0 ;
-  output [7:0] \port$2092$0 ;
-  wire [7:0] \port$2092$0 ;
-  output [7:0] \port$2098$0 ;
-  wire [7:0] \port$2098$0 ;
-  output [7:0] \port$2104$0 ;
-  wire [7:0] \port$2104$0 ;
-  output [7:0] \port$2110$0 ;
-  wire [7:0] \port$2110$0 ;
-  output [7:0] \port$2116$0 ;
-  wire [7:0] \port$2116$0 ;
+  output [7:0] \port$2082$0 ;
+  wire [7:0] \port$2082$0 ;
+  output [7:0] \port$2088$0 ;
+  wire [7:0] \port$2088$0 ;
+  output [7:0] \port$2094$0 ;
+  wire [7:0] \port$2094$0 ;
+  output [7:0] \port$2100$0 ;
+  wire [7:0] \port$2100$0 ;
+  output [7:0] \port$2106$0 ;
+  wire [7:0] \port$2106$0 ;
+  output [7:0] \port$2112$0 ;
+  wire [7:0] \port$2112$0 ;
+  output [7:0] \port$2118$0 ;
+  wire [7:0] \port$2118$0 ;
+  output [7:0] \port$2124$0 ;
+  wire [7:0] \port$2124$0 ;
   output [11:0] ra_addr;
   wire [11:0] ra_addr;
   input [63:0] ra_data;
@@ -22277,14 +26755,14 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2074$0
   assign w_data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign ra_addr = \$3 [11:0];
   assign rb_addr = \$6 [11:0];
-  assign \port$2074$0  = \$43 [7:0];
-  assign \port$2080$0  = \$48 [7:0];
-  assign \port$2086$0  = \$53 [7:0];
-  assign \port$2092$0  = \$58 [7:0];
-  assign \port$2098$0  = \$63 [7:0];
-  assign \port$2104$0  = \$68 [7:0];
-  assign \port$2110$0  = \$73 [7:0];
-  assign \port$2116$0  = \$78 [7:0];
+  assign \port$2082$0  = \$43 [7:0];
+  assign \port$2088$0  = \$48 [7:0];
+  assign \port$2094$0  = \$53 [7:0];
+  assign \port$2100$0  = \$58 [7:0];
+  assign \port$2106$0  = \$63 [7:0];
+  assign \port$2112$0  = \$68 [7:0];
+  assign \port$2118$0  = \$73 [7:0];
+  assign \port$2124$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -25216,17 +29694,17 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire [2:0] \$11 ;
+  wire [3:0] \$11 ;
   wire [6:0] \$12 ;
   reg \$13 ;
   reg [9:0] \$14 ;
   reg [15:0] \$15 ;
   reg [3:0] \$16 ;
-  reg [1:0] \$17 ;
+  reg [2:0] \$17 ;
   reg [5:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
-  reg [1:0] \$20 ;
+  reg [2:0] \$20 ;
   reg [5:0] \$21 ;
   reg [3:0] \$22 ;
   wire \$3 ;
@@ -25241,33 +29719,33 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   wire busy;
   input clk;
   wire clk;
-  wire [37:0] cmd;
+  wire [38:0] cmd;
   wire [15:0] \cmd.count ;
   wire [3:0] \cmd.mask ;
-  wire [1:0] \cmd.page ;
+  wire [2:0] \cmd.page ;
   wire [5:0] \cmd.row0 ;
   wire [9:0] \cmd.src ;
   output cmd_ready;
   wire cmd_ready;
   wire cmd_valid;
-  wire [37:0] head;
+  wire [38:0] head;
   wire [15:0] \head.count ;
   wire [3:0] \head.mask ;
-  wire [1:0] \head.page ;
+  wire [2:0] \head.page ;
   wire [5:0] \head.row0 ;
   wire [9:0] \head.src ;
   reg [15:0] left = 16'h0000;
   reg [3:0] mask = 4'h0;
-  output [1:0] mem_page;
-  reg [1:0] mem_page = 2'h0;
+  output [2:0] mem_page;
+  reg [2:0] mem_page = 3'h0;
   output [5:0] mem_row;
   reg [5:0] mem_row = 6'h00;
   input [63:0] mem_wdata;
   wire [63:0] mem_wdata;
   output [3:0] mem_we;
   wire [3:0] mem_we;
-  reg [1:0] page = 2'h0;
-  wire [37:0] r_data;
+  reg [2:0] page = 3'h0;
+  wire [38:0] r_data;
   reg r_en;
   wire r_rdy;
   reg [5:0] row = 6'h00;
@@ -25277,16 +29755,16 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   wire [9:0] src;
   output [9:0] w_addr;
   reg [9:0] w_addr = 10'h000;
-  input [37:0] w_data;
-  wire [37:0] w_data;
+  input [38:0] w_data;
+  wire [38:0] w_data;
   wire [63:0] \w_data$21 ;
   input w_en;
   wire w_en;
   wire w_rdy;
   reg wr = 1'h0;
   reg [3:0] wr_mask = 4'h0;
-  (* init = 2'h0 *)
-  wire [1:0] wr_page;
+  (* init = 3'h0 *)
+  wire [2:0] wr_page;
   (* init = 6'h00 *)
   wire [5:0] wr_row;
   assign \$1  = ~ active;
@@ -25395,22 +29873,22 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$17  = page;
     if (\$5 ) begin
-      \$17  = head[31:30];
+      \$17  = head[32:30];
     end
     if (active) begin
       if (\$10 ) begin
-        \$17  = \$11 [1:0];
+        \$17  = \$11 [2:0];
       end
     end
     if (rst) begin
-      \$17  = 2'h0;
+      \$17  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$18  = row;
     if (\$5 ) begin
-      \$18  = head[37:32];
+      \$18  = head[38:33];
     end
     if (active) begin
       (* full_case = 32'd1 *)
@@ -25438,7 +29916,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
       \$20  = page;
     end
     if (rst) begin
-      \$20  = 2'h0;
+      \$20  = 3'h0;
     end
   end
   always @* begin
@@ -25472,13 +29950,13 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   assign \cmd.src  = w_data[9:0];
   assign \cmd.count  = w_data[25:10];
   assign \cmd.mask  = w_data[29:26];
-  assign \cmd.page  = w_data[31:30];
-  assign \cmd.row0  = w_data[37:32];
+  assign \cmd.page  = w_data[32:30];
+  assign \cmd.row0  = w_data[38:33];
   assign \head.src  = head[9:0];
   assign \head.count  = head[25:10];
   assign \head.mask  = head[29:26];
-  assign \head.page  = head[31:30];
-  assign \head.row0  = head[37:32];
+  assign \head.page  = head[32:30];
+  assign \head.row0  = head[38:33];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -25508,39 +29986,39 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__da
   reg [3:0] level = 4'h0;
   (* init = 3'h0 *)
   wire [2:0] produce;
-  output [37:0] r_data;
-  wire [37:0] r_data;
+  output [38:0] r_data;
+  wire [38:0] r_data;
   input r_en;
   wire r_en;
   (* init = 4'h0 *)
   wire [3:0] r_level;
   reg [2:0] r_port__addr = 3'h0;
-  wire [37:0] r_port__data;
+  wire [38:0] r_port__data;
   output r_rdy;
   wire r_rdy;
   input rst;
   wire rst;
-  wire [37:0] w_data;
+  wire [38:0] w_data;
   input w_en;
   wire w_en;
   (* init = 4'h0 *)
   wire [3:0] w_level;
   reg [2:0] w_port__addr = 3'h0;
-  input [37:0] w_port__data;
-  wire [37:0] w_port__data;
+  input [38:0] w_port__data;
+  wire [38:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [37:0] storage [7:0];
+  reg [38:0] storage [7:0];
   initial begin
-    storage[0] = 38'h0000000000;
-    storage[1] = 38'h0000000000;
-    storage[2] = 38'h0000000000;
-    storage[3] = 38'h0000000000;
-    storage[4] = 38'h0000000000;
-    storage[5] = 38'h0000000000;
-    storage[6] = 38'h0000000000;
-    storage[7] = 38'h0000000000;
+    storage[0] = 39'h0000000000;
+    storage[1] = 39'h0000000000;
+    storage[2] = 39'h0000000000;
+    storage[3] = 39'h0000000000;
+    storage[4] = 39'h0000000000;
+    storage[5] = 39'h0000000000;
+    storage[6] = 39'h0000000000;
+    storage[7] = 39'h0000000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -25613,7 +30091,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data$400 , p_data, desc, \desc$386 , \desc$391 , \desc$396 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready, res_valid__3
-, res_y__3, \port$263$0 , \port$264$0 , \port$265$0 , \port$266$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, p_addr, \port$604$0 , \port$609$0 , \port$614$0 , \port$619$0 , \port$624$0 , \port$629$0 , \port$634$0 , \port$639$0 , finished, desc_addr, rd_en
+, res_y__3, \port$271$0 , \port$272$0 , \port$273$0 , \port$274$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, p_addr, \port$612$0 , \port$617$0 , \port$622$0 , \port$627$0 , \port$632$0 , \port$637$0 , \port$642$0 , \port$647$0 , finished, desc_addr, rd_en
 , \desc_addr$387 , \rd_en$389 , \desc_addr$392 , \rd_en$394 , \desc_addr$397 , \rd_en$399 , start, args, op__0__payload, op__1__payload, op__2__payload, op__3__payload, w_addr, rd_addr, \rd_addr$388 , \rd_addr$393 , \rd_addr$398 , \w_en$353 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
@@ -25901,8 +30379,8 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [8:0] \$353 ;
   wire \$354 ;
   wire \$355 ;
-  wire [2:0] \$356 ;
-  wire [2:0] \$357 ;
+  wire [3:0] \$356 ;
+  wire [3:0] \$357 ;
   wire [8:0] \$358 ;
   wire \$359 ;
   wire \$36 ;
@@ -25946,7 +30424,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   reg [15:0] \$394 ;
   reg \$395 ;
   reg [7:0] \$396 ;
-  reg [1:0] \$397 ;
+  reg [2:0] \$397 ;
   reg [7:0] \$398 ;
   reg [7:0] \$399 ;
   wire \$4 ;
@@ -26131,9 +30609,9 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [11:0] addr_pipe3;
   wire all_idle;
   wire any_stall;
-  input [346:0] args;
-  wire [346:0] args;
-  wire [346:0] \args$1 ;
+  input [347:0] args;
+  wire [347:0] args;
+  wire [347:0] \args$1 ;
   wire [2:0] \args$1.ab_m1 ;
   wire [9:0] \args$1.act_max ;
   wire [9:0] \args$1.act_min ;
@@ -26162,7 +30640,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [11:0] \args$1.out_base ;
   wire [7:0] \args$1.out_cw ;
   wire [7:0] \args$1.ow ;
-  wire [1:0] \args$1.page_base ;
+  wire [2:0] \args$1.page_base ;
   wire [5:0] \args$1.param_base ;
   wire [3:0] \args$1.pl ;
   wire [13:0] \args$1.pos0 ;
@@ -26179,7 +30657,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [346:0] \args$2 ;
+  wire [347:0] \args$2 ;
   wire [2:0] \args$2.ab_m1 ;
   wire [9:0] \args$2.act_max ;
   wire [9:0] \args$2.act_min ;
@@ -26208,7 +30686,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [11:0] \args$2.out_base ;
   wire [7:0] \args$2.out_cw ;
   wire [7:0] \args$2.ow ;
-  wire [1:0] \args$2.page_base ;
+  wire [2:0] \args$2.page_base ;
   wire [5:0] \args$2.param_base ;
   wire [3:0] \args$2.pl ;
   wire [13:0] \args$2.pos0 ;
@@ -26225,7 +30703,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire \args$2.x_signed ;
   wire [7:0] \args$2.zp_in ;
   wire [9:0] \args$2.zp_out ;
-  wire [346:0] \args$3 ;
+  wire [347:0] \args$3 ;
   wire [2:0] \args$3.ab_m1 ;
   wire [9:0] \args$3.act_max ;
   wire [9:0] \args$3.act_min ;
@@ -26254,7 +30732,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [11:0] \args$3.out_base ;
   wire [7:0] \args$3.out_cw ;
   wire [7:0] \args$3.ow ;
-  wire [1:0] \args$3.page_base ;
+  wire [2:0] \args$3.page_base ;
   wire [5:0] \args$3.param_base ;
   wire [3:0] \args$3.pl ;
   wire [13:0] \args$3.pos0 ;
@@ -26271,7 +30749,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire \args$3.x_signed ;
   wire [7:0] \args$3.zp_in ;
   wire [9:0] \args$3.zp_out ;
-  wire [346:0] \args$4 ;
+  wire [347:0] \args$4 ;
   wire [2:0] \args$4.ab_m1 ;
   wire [9:0] \args$4.act_max ;
   wire [9:0] \args$4.act_min ;
@@ -26300,7 +30778,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [11:0] \args$4.out_base ;
   wire [7:0] \args$4.out_cw ;
   wire [7:0] \args$4.ow ;
-  wire [1:0] \args$4.page_base ;
+  wire [2:0] \args$4.page_base ;
   wire [5:0] \args$4.param_base ;
   wire [3:0] \args$4.pl ;
   wire [13:0] \args$4.pos0 ;
@@ -26345,7 +30823,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [11:0] \args.out_base ;
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
-  wire [1:0] \args.page_base ;
+  wire [2:0] \args.page_base ;
   wire [5:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
@@ -26540,7 +31018,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire i_ok2;
   wire i_ok3;
   reg [15:0] i_p0 = 16'h0000;
-  reg [1:0] i_page = 2'h0;
+  reg [2:0] i_page = 3'h0;
   reg i_valid = 1'h0;
   wire idle_next;
   wire \idle_next$14 ;
@@ -26597,8 +31075,8 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [6:0] \nn$49 ;
   wire [6:0] \nn$57 ;
   wire o_valid;
-  output [595:0] op__0__payload;
-  wire [595:0] op__0__payload;
+  output [596:0] op__0__payload;
+  wire [596:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -26611,7 +31089,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \op__0__payload.mode ;
-  wire [1:0] \op__0__payload.page ;
+  wire [2:0] \op__0__payload.page ;
   wire [5:0] \op__0__payload.row ;
   wire \op__0__payload.skip ;
   wire \op__0__payload.w_signed ;
@@ -26687,8 +31165,8 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire op__0__ready;
   output op__0__valid;
   wire op__0__valid;
-  output [595:0] op__1__payload;
-  wire [595:0] op__1__payload;
+  output [596:0] op__1__payload;
+  wire [596:0] op__1__payload;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -26701,7 +31179,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \op__1__payload.mode ;
-  wire [1:0] \op__1__payload.page ;
+  wire [2:0] \op__1__payload.page ;
   wire [5:0] \op__1__payload.row ;
   wire \op__1__payload.skip ;
   wire \op__1__payload.w_signed ;
@@ -26777,8 +31255,8 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire op__1__ready;
   output op__1__valid;
   wire op__1__valid;
-  output [595:0] op__2__payload;
-  wire [595:0] op__2__payload;
+  output [596:0] op__2__payload;
+  wire [596:0] op__2__payload;
   wire [2:0] \op__2__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -26791,7 +31269,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \op__2__payload.mode ;
-  wire [1:0] \op__2__payload.page ;
+  wire [2:0] \op__2__payload.page ;
   wire [5:0] \op__2__payload.row ;
   wire \op__2__payload.skip ;
   wire \op__2__payload.w_signed ;
@@ -26867,8 +31345,8 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire op__2__ready;
   output op__2__valid;
   wire op__2__valid;
-  output [595:0] op__3__payload;
-  wire [595:0] op__3__payload;
+  output [596:0] op__3__payload;
+  wire [596:0] op__3__payload;
   wire [2:0] \op__3__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -26881,7 +31359,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
   wire \op__3__payload.mode ;
-  wire [1:0] \op__3__payload.page ;
+  wire [2:0] \op__3__payload.page ;
   wire [5:0] \op__3__payload.row ;
   wire \op__3__payload.skip ;
   wire \op__3__payload.w_signed ;
@@ -27001,30 +31479,30 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [31:0] \p_data[7].bias ;
   wire [31:0] \p_data[7].mult ;
   wire [7:0] \p_data[7].shift ;
-  output \port$263$0 ;
-  wire \port$263$0 ;
-  output \port$264$0 ;
-  wire \port$264$0 ;
-  output \port$265$0 ;
-  wire \port$265$0 ;
-  output \port$266$0 ;
-  wire \port$266$0 ;
-  output [7:0] \port$604$0 ;
-  wire [7:0] \port$604$0 ;
-  output [7:0] \port$609$0 ;
-  wire [7:0] \port$609$0 ;
-  output [7:0] \port$614$0 ;
-  wire [7:0] \port$614$0 ;
-  output [7:0] \port$619$0 ;
-  wire [7:0] \port$619$0 ;
-  output [7:0] \port$624$0 ;
-  wire [7:0] \port$624$0 ;
-  output [7:0] \port$629$0 ;
-  wire [7:0] \port$629$0 ;
-  output [7:0] \port$634$0 ;
-  wire [7:0] \port$634$0 ;
-  output [7:0] \port$639$0 ;
-  wire [7:0] \port$639$0 ;
+  output \port$271$0 ;
+  wire \port$271$0 ;
+  output \port$272$0 ;
+  wire \port$272$0 ;
+  output \port$273$0 ;
+  wire \port$273$0 ;
+  output \port$274$0 ;
+  wire \port$274$0 ;
+  output [7:0] \port$612$0 ;
+  wire [7:0] \port$612$0 ;
+  output [7:0] \port$617$0 ;
+  wire [7:0] \port$617$0 ;
+  output [7:0] \port$622$0 ;
+  wire [7:0] \port$622$0 ;
+  output [7:0] \port$627$0 ;
+  wire [7:0] \port$627$0 ;
+  output [7:0] \port$632$0 ;
+  wire [7:0] \port$632$0 ;
+  output [7:0] \port$637$0 ;
+  wire [7:0] \port$637$0 ;
+  output [7:0] \port$642$0 ;
+  wire [7:0] \port$642$0 ;
+  output [7:0] \port$647$0 ;
+  wire [7:0] \port$647$0 ;
   wire pos_bstep;
   wire \pos_bstep$45 ;
   wire \pos_bstep$53 ;
@@ -28034,7 +32512,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$91  = args[229:222] - 1'h1;
   assign \$92  = i_kr == \$91 ;
   assign res_any = | { res_valid__3, res_valid__2, res_valid__1, res_valid__0 };
-  assign res_signed = args[345] | args[344];
+  assign res_signed = args[346] | args[345];
   assign \$93  = res_signed ? { res_y__0[21], res_y__0[21:0] } : { 1'h0, res_y__0[21:0] };
   assign \$94  = tag[0] ? 32'd0 : acc0_0;
   assign \$95  = tag[2] ? { \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93  } : 32'd0;
@@ -28238,7 +32716,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$256  = $signed(\$254 [31:0]) + $signed(\$255 [31:0]);
   assign \$257  = ser_p0 + g_bi;
   assign \$258  = ser_n0 + g_nn;
-  assign \$259  = args[300:295] + \$258 [7:0];
+  assign \$259  = args[301:296] + \$258 [7:0];
   assign \$260  = $signed(q0_sum0) + $signed(p_data[31:0]);
   assign \$261  = $signed(q0_sum1) + $signed(p_data[127:96]);
   assign \$262  = $signed(q0_sum2) + $signed(p_data[223:192]);
@@ -28247,46 +32725,46 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$265  = $signed(q0_sum5) + $signed(p_data[511:480]);
   assign \$266  = $signed(q0_sum6) + $signed(p_data[607:576]);
   assign \$267  = $signed(q0_sum7) + $signed(p_data[703:672]);
-  assign \$268  = $signed(y[31:0]) + $signed(args[318:309]);
-  assign \$269  = $signed(\$268 ) < $signed(args[328:319]);
-  assign \$270  = $signed(\$268 ) > $signed(args[338:329]);
-  assign \$271  = \$270  ? { args[338], args[338:329] } : { 1'h0, \$268 [9:0] };
-  assign \$272  = \$269  ? { args[328], args[328:319] } : \$271 ;
-  assign \$273  = $signed(y[63:32]) + $signed(args[318:309]);
-  assign \$274  = $signed(\$273 ) < $signed(args[328:319]);
-  assign \$275  = $signed(\$273 ) > $signed(args[338:329]);
-  assign \$276  = \$275  ? { args[338], args[338:329] } : { 1'h0, \$273 [9:0] };
-  assign \$277  = \$274  ? { args[328], args[328:319] } : \$276 ;
-  assign \$278  = $signed(y[95:64]) + $signed(args[318:309]);
-  assign \$279  = $signed(\$278 ) < $signed(args[328:319]);
-  assign \$280  = $signed(\$278 ) > $signed(args[338:329]);
-  assign \$281  = \$280  ? { args[338], args[338:329] } : { 1'h0, \$278 [9:0] };
-  assign \$282  = \$279  ? { args[328], args[328:319] } : \$281 ;
-  assign \$283  = $signed(y[127:96]) + $signed(args[318:309]);
-  assign \$284  = $signed(\$283 ) < $signed(args[328:319]);
-  assign \$285  = $signed(\$283 ) > $signed(args[338:329]);
-  assign \$286  = \$285  ? { args[338], args[338:329] } : { 1'h0, \$283 [9:0] };
-  assign \$287  = \$284  ? { args[328], args[328:319] } : \$286 ;
-  assign \$288  = $signed(y[159:128]) + $signed(args[318:309]);
-  assign \$289  = $signed(\$288 ) < $signed(args[328:319]);
-  assign \$290  = $signed(\$288 ) > $signed(args[338:329]);
-  assign \$291  = \$290  ? { args[338], args[338:329] } : { 1'h0, \$288 [9:0] };
-  assign \$292  = \$289  ? { args[328], args[328:319] } : \$291 ;
-  assign \$293  = $signed(y[191:160]) + $signed(args[318:309]);
-  assign \$294  = $signed(\$293 ) < $signed(args[328:319]);
-  assign \$295  = $signed(\$293 ) > $signed(args[338:329]);
-  assign \$296  = \$295  ? { args[338], args[338:329] } : { 1'h0, \$293 [9:0] };
-  assign \$297  = \$294  ? { args[328], args[328:319] } : \$296 ;
-  assign \$298  = $signed(y[223:192]) + $signed(args[318:309]);
-  assign \$299  = $signed(\$298 ) < $signed(args[328:319]);
-  assign \$300  = $signed(\$298 ) > $signed(args[338:329]);
-  assign \$301  = \$300  ? { args[338], args[338:329] } : { 1'h0, \$298 [9:0] };
-  assign \$302  = \$299  ? { args[328], args[328:319] } : \$301 ;
-  assign \$303  = $signed(y[255:224]) + $signed(args[318:309]);
-  assign \$304  = $signed(\$303 ) < $signed(args[328:319]);
-  assign \$305  = $signed(\$303 ) > $signed(args[338:329]);
-  assign \$306  = \$305  ? { args[338], args[338:329] } : { 1'h0, \$303 [9:0] };
-  assign \$307  = \$304  ? { args[328], args[328:319] } : \$306 ;
+  assign \$268  = $signed(y[31:0]) + $signed(args[319:310]);
+  assign \$269  = $signed(\$268 ) < $signed(args[329:320]);
+  assign \$270  = $signed(\$268 ) > $signed(args[339:330]);
+  assign \$271  = \$270  ? { args[339], args[339:330] } : { 1'h0, \$268 [9:0] };
+  assign \$272  = \$269  ? { args[329], args[329:320] } : \$271 ;
+  assign \$273  = $signed(y[63:32]) + $signed(args[319:310]);
+  assign \$274  = $signed(\$273 ) < $signed(args[329:320]);
+  assign \$275  = $signed(\$273 ) > $signed(args[339:330]);
+  assign \$276  = \$275  ? { args[339], args[339:330] } : { 1'h0, \$273 [9:0] };
+  assign \$277  = \$274  ? { args[329], args[329:320] } : \$276 ;
+  assign \$278  = $signed(y[95:64]) + $signed(args[319:310]);
+  assign \$279  = $signed(\$278 ) < $signed(args[329:320]);
+  assign \$280  = $signed(\$278 ) > $signed(args[339:330]);
+  assign \$281  = \$280  ? { args[339], args[339:330] } : { 1'h0, \$278 [9:0] };
+  assign \$282  = \$279  ? { args[329], args[329:320] } : \$281 ;
+  assign \$283  = $signed(y[127:96]) + $signed(args[319:310]);
+  assign \$284  = $signed(\$283 ) < $signed(args[329:320]);
+  assign \$285  = $signed(\$283 ) > $signed(args[339:330]);
+  assign \$286  = \$285  ? { args[339], args[339:330] } : { 1'h0, \$283 [9:0] };
+  assign \$287  = \$284  ? { args[329], args[329:320] } : \$286 ;
+  assign \$288  = $signed(y[159:128]) + $signed(args[319:310]);
+  assign \$289  = $signed(\$288 ) < $signed(args[329:320]);
+  assign \$290  = $signed(\$288 ) > $signed(args[339:330]);
+  assign \$291  = \$290  ? { args[339], args[339:330] } : { 1'h0, \$288 [9:0] };
+  assign \$292  = \$289  ? { args[329], args[329:320] } : \$291 ;
+  assign \$293  = $signed(y[191:160]) + $signed(args[319:310]);
+  assign \$294  = $signed(\$293 ) < $signed(args[329:320]);
+  assign \$295  = $signed(\$293 ) > $signed(args[339:330]);
+  assign \$296  = \$295  ? { args[339], args[339:330] } : { 1'h0, \$293 [9:0] };
+  assign \$297  = \$294  ? { args[329], args[329:320] } : \$296 ;
+  assign \$298  = $signed(y[223:192]) + $signed(args[319:310]);
+  assign \$299  = $signed(\$298 ) < $signed(args[329:320]);
+  assign \$300  = $signed(\$298 ) > $signed(args[339:330]);
+  assign \$301  = \$300  ? { args[339], args[339:330] } : { 1'h0, \$298 [9:0] };
+  assign \$302  = \$299  ? { args[329], args[329:320] } : \$301 ;
+  assign \$303  = $signed(y[255:224]) + $signed(args[319:310]);
+  assign \$304  = $signed(\$303 ) < $signed(args[329:320]);
+  assign \$305  = $signed(\$303 ) > $signed(args[339:330]);
+  assign \$306  = \$305  ? { args[339], args[339:330] } : { 1'h0, \$303 [9:0] };
+  assign \$307  = \$304  ? { args[329], args[329:320] } : \$306 ;
   assign post_busy = i_valid | \busy$359 ;
   assign \$308  = ~ setup;
   assign \$309  = busy & \$308 ;
@@ -28346,7 +32824,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$354  = i_nr == \$353 ;
   assign \$355  = \$352  & \$354 ;
   assign \$356  = i_page + 1'h1;
-  assign \$357  = \$355  ? { 1'h0, args[274:273] } : \$356 ;
+  assign \$357  = \$355  ? { 1'h0, args[275:273] } : \$356 ;
   assign \$358  = args[229:222] - 1'h1;
   assign \$359  = i_kr == \$358 ;
   assign \$360  = args[237:230] - 1'h1;
@@ -28371,8 +32849,8 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$379  = ser_on & \$378 ;
   assign \$380  = \$258 [7:0] < args[221:214];
   assign \$381  = \$379  & \$380 ;
-  assign \$382  = \$257 [15:0] * args[294:287];
-  assign \$383  = args[286:275] + \$382 ;
+  assign \$382  = \$257 [15:0] * args[295:288];
+  assign \$383  = args[287:276] + \$382 ;
   assign \$384  = \$383  + \$258 [7:0];
   assign \$385  = ~ busy;
   assign \$386  = start & \$385 ;
@@ -29240,13 +33718,13 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$397  = i_page;
     if (issue) begin
-      \$397  = \$357 [1:0];
+      \$397  = \$357 [2:0];
     end
     if (\$386 ) begin
-      \$397  = args[274:273];
+      \$397  = args[275:273];
     end
     if (rst) begin
-      \$397  = 2'h0;
+      \$397  = 3'h0;
     end
   end
   always @* begin
@@ -29565,19 +34043,19 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign addr_pipe3 = w_addr;
   assign \w_data$357  = { \$307 [7:0], \$302 [7:0], \$297 [7:0], \$292 [7:0], \$287 [7:0], \$282 [7:0], \$277 [7:0], \$272 [7:0] };
   assign done = finished;
-  assign \port$263$0  = \$1 ;
-  assign \port$264$0  = \$2 ;
-  assign \port$265$0  = \$3 ;
-  assign \port$266$0  = \$4 ;
+  assign \port$271$0  = \$1 ;
+  assign \port$272$0  = \$2 ;
+  assign \port$273$0  = \$3 ;
+  assign \port$274$0  = \$4 ;
   assign p_addr = \$259 [5:0];
-  assign \port$604$0  = \$272 [7:0];
-  assign \port$609$0  = \$277 [7:0];
-  assign \port$614$0  = \$282 [7:0];
-  assign \port$619$0  = \$287 [7:0];
-  assign \port$624$0  = \$292 [7:0];
-  assign \port$629$0  = \$297 [7:0];
-  assign \port$634$0  = \$302 [7:0];
-  assign \port$639$0  = \$307 [7:0];
+  assign \port$612$0  = \$272 [7:0];
+  assign \port$617$0  = \$277 [7:0];
+  assign \port$622$0  = \$282 [7:0];
+  assign \port$627$0  = \$287 [7:0];
+  assign \port$632$0  = \$292 [7:0];
+  assign \port$637$0  = \$297 [7:0];
+  assign \port$642$0  = \$302 [7:0];
+  assign \port$647$0  = \$307 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -29610,19 +34088,19 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args.no  = args[258:252];
   assign \args.groups  = args[266:259];
   assign \args.role_base  = args[272:267];
-  assign \args.page_base  = args[274:273];
-  assign \args.out_base  = args[286:275];
-  assign \args.out_cw  = args[294:287];
-  assign \args.param_base  = args[300:295];
-  assign \args.zp_in  = args[308:301];
-  assign \args.zp_out  = args[318:309];
-  assign \args.act_min  = args[328:319];
-  assign \args.act_max  = args[338:329];
-  assign \args.ab_m1  = args[341:339];
-  assign \args.wb_log2  = args[343:342];
-  assign \args.x_signed  = args[344];
-  assign \args.w_signed  = args[345];
-  assign \args.rowpack  = args[346];
+  assign \args.page_base  = args[275:273];
+  assign \args.out_base  = args[287:276];
+  assign \args.out_cw  = args[295:288];
+  assign \args.param_base  = args[301:296];
+  assign \args.zp_in  = args[309:302];
+  assign \args.zp_out  = args[319:310];
+  assign \args.act_min  = args[329:320];
+  assign \args.act_max  = args[339:330];
+  assign \args.ab_m1  = args[342:340];
+  assign \args.wb_log2  = args[344:343];
+  assign \args.x_signed  = args[345];
+  assign \args.w_signed  = args[346];
+  assign \args.rowpack  = args[347];
   assign \args$1.in_h  = args[7:0];
   assign \args$1.in_w  = args[15:8];
   assign \args$1.in_cw  = args[23:16];
@@ -29655,19 +34133,19 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args$1.no  = args[258:252];
   assign \args$1.groups  = args[266:259];
   assign \args$1.role_base  = args[272:267];
-  assign \args$1.page_base  = args[274:273];
-  assign \args$1.out_base  = args[286:275];
-  assign \args$1.out_cw  = args[294:287];
-  assign \args$1.param_base  = args[300:295];
-  assign \args$1.zp_in  = args[308:301];
-  assign \args$1.zp_out  = args[318:309];
-  assign \args$1.act_min  = args[328:319];
-  assign \args$1.act_max  = args[338:329];
-  assign \args$1.ab_m1  = args[341:339];
-  assign \args$1.wb_log2  = args[343:342];
-  assign \args$1.x_signed  = args[344];
-  assign \args$1.w_signed  = args[345];
-  assign \args$1.rowpack  = args[346];
+  assign \args$1.page_base  = args[275:273];
+  assign \args$1.out_base  = args[287:276];
+  assign \args$1.out_cw  = args[295:288];
+  assign \args$1.param_base  = args[301:296];
+  assign \args$1.zp_in  = args[309:302];
+  assign \args$1.zp_out  = args[319:310];
+  assign \args$1.act_min  = args[329:320];
+  assign \args$1.act_max  = args[339:330];
+  assign \args$1.ab_m1  = args[342:340];
+  assign \args$1.wb_log2  = args[344:343];
+  assign \args$1.x_signed  = args[345];
+  assign \args$1.w_signed  = args[346];
+  assign \args$1.rowpack  = args[347];
   assign \args$2.in_h  = args[7:0];
   assign \args$2.in_w  = args[15:8];
   assign \args$2.in_cw  = args[23:16];
@@ -29700,19 +34178,19 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args$2.no  = args[258:252];
   assign \args$2.groups  = args[266:259];
   assign \args$2.role_base  = args[272:267];
-  assign \args$2.page_base  = args[274:273];
-  assign \args$2.out_base  = args[286:275];
-  assign \args$2.out_cw  = args[294:287];
-  assign \args$2.param_base  = args[300:295];
-  assign \args$2.zp_in  = args[308:301];
-  assign \args$2.zp_out  = args[318:309];
-  assign \args$2.act_min  = args[328:319];
-  assign \args$2.act_max  = args[338:329];
-  assign \args$2.ab_m1  = args[341:339];
-  assign \args$2.wb_log2  = args[343:342];
-  assign \args$2.x_signed  = args[344];
-  assign \args$2.w_signed  = args[345];
-  assign \args$2.rowpack  = args[346];
+  assign \args$2.page_base  = args[275:273];
+  assign \args$2.out_base  = args[287:276];
+  assign \args$2.out_cw  = args[295:288];
+  assign \args$2.param_base  = args[301:296];
+  assign \args$2.zp_in  = args[309:302];
+  assign \args$2.zp_out  = args[319:310];
+  assign \args$2.act_min  = args[329:320];
+  assign \args$2.act_max  = args[339:330];
+  assign \args$2.ab_m1  = args[342:340];
+  assign \args$2.wb_log2  = args[344:343];
+  assign \args$2.x_signed  = args[345];
+  assign \args$2.w_signed  = args[346];
+  assign \args$2.rowpack  = args[347];
   assign \args$3.in_h  = args[7:0];
   assign \args$3.in_w  = args[15:8];
   assign \args$3.in_cw  = args[23:16];
@@ -29745,19 +34223,19 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args$3.no  = args[258:252];
   assign \args$3.groups  = args[266:259];
   assign \args$3.role_base  = args[272:267];
-  assign \args$3.page_base  = args[274:273];
-  assign \args$3.out_base  = args[286:275];
-  assign \args$3.out_cw  = args[294:287];
-  assign \args$3.param_base  = args[300:295];
-  assign \args$3.zp_in  = args[308:301];
-  assign \args$3.zp_out  = args[318:309];
-  assign \args$3.act_min  = args[328:319];
-  assign \args$3.act_max  = args[338:329];
-  assign \args$3.ab_m1  = args[341:339];
-  assign \args$3.wb_log2  = args[343:342];
-  assign \args$3.x_signed  = args[344];
-  assign \args$3.w_signed  = args[345];
-  assign \args$3.rowpack  = args[346];
+  assign \args$3.page_base  = args[275:273];
+  assign \args$3.out_base  = args[287:276];
+  assign \args$3.out_cw  = args[295:288];
+  assign \args$3.param_base  = args[301:296];
+  assign \args$3.zp_in  = args[309:302];
+  assign \args$3.zp_out  = args[319:310];
+  assign \args$3.act_min  = args[329:320];
+  assign \args$3.act_max  = args[339:330];
+  assign \args$3.ab_m1  = args[342:340];
+  assign \args$3.wb_log2  = args[344:343];
+  assign \args$3.x_signed  = args[345];
+  assign \args$3.w_signed  = args[346];
+  assign \args$3.rowpack  = args[347];
   assign \args$4.in_h  = args[7:0];
   assign \args$4.in_w  = args[15:8];
   assign \args$4.in_cw  = args[23:16];
@@ -29790,94 +34268,94 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args$4.no  = args[258:252];
   assign \args$4.groups  = args[266:259];
   assign \args$4.role_base  = args[272:267];
-  assign \args$4.page_base  = args[274:273];
-  assign \args$4.out_base  = args[286:275];
-  assign \args$4.out_cw  = args[294:287];
-  assign \args$4.param_base  = args[300:295];
-  assign \args$4.zp_in  = args[308:301];
-  assign \args$4.zp_out  = args[318:309];
-  assign \args$4.act_min  = args[328:319];
-  assign \args$4.act_max  = args[338:329];
-  assign \args$4.ab_m1  = args[341:339];
-  assign \args$4.wb_log2  = args[343:342];
-  assign \args$4.x_signed  = args[344];
-  assign \args$4.w_signed  = args[345];
-  assign \args$4.rowpack  = args[346];
+  assign \args$4.page_base  = args[275:273];
+  assign \args$4.out_base  = args[287:276];
+  assign \args$4.out_cw  = args[295:288];
+  assign \args$4.param_base  = args[301:296];
+  assign \args$4.zp_in  = args[309:302];
+  assign \args$4.zp_out  = args[319:310];
+  assign \args$4.act_min  = args[329:320];
+  assign \args$4.act_max  = args[339:330];
+  assign \args$4.ab_m1  = args[342:340];
+  assign \args$4.wb_log2  = args[344:343];
+  assign \args$4.x_signed  = args[345];
+  assign \args$4.w_signed  = args[346];
+  assign \args$4.rowpack  = args[347];
   assign \op__0__payload.mode  = op__0__payload[0];
-  assign \op__0__payload.page  = op__0__payload[2:1];
-  assign \op__0__payload.row  = op__0__payload[8:3];
-  assign \op__0__payload.wb_log2  = op__0__payload[10:9];
-  assign \op__0__payload.ab_m1  = op__0__payload[13:11];
-  assign \op__0__payload.w_signed  = op__0__payload[14];
-  assign \op__0__payload.x_signed  = op__0__payload[15];
-  assign \op__0__payload.skip  = op__0__payload[16];
-  assign \op__0__payload.bop  = op__0__payload[19:17];
-  assign \op__0__payload.x  = op__0__payload[531:20];
-  assign \op__0__payload.x[0]  = op__0__payload[27:20];
-  assign \op__0__payload.x[1]  = op__0__payload[35:28];
-  assign \op__0__payload.x[2]  = op__0__payload[43:36];
-  assign \op__0__payload.x[3]  = op__0__payload[51:44];
-  assign \op__0__payload.x[4]  = op__0__payload[59:52];
-  assign \op__0__payload.x[5]  = op__0__payload[67:60];
-  assign \op__0__payload.x[6]  = op__0__payload[75:68];
-  assign \op__0__payload.x[7]  = op__0__payload[83:76];
-  assign \op__0__payload.x[8]  = op__0__payload[91:84];
-  assign \op__0__payload.x[9]  = op__0__payload[99:92];
-  assign \op__0__payload.x[10]  = op__0__payload[107:100];
-  assign \op__0__payload.x[11]  = op__0__payload[115:108];
-  assign \op__0__payload.x[12]  = op__0__payload[123:116];
-  assign \op__0__payload.x[13]  = op__0__payload[131:124];
-  assign \op__0__payload.x[14]  = op__0__payload[139:132];
-  assign \op__0__payload.x[15]  = op__0__payload[147:140];
-  assign \op__0__payload.x[16]  = op__0__payload[155:148];
-  assign \op__0__payload.x[17]  = op__0__payload[163:156];
-  assign \op__0__payload.x[18]  = op__0__payload[171:164];
-  assign \op__0__payload.x[19]  = op__0__payload[179:172];
-  assign \op__0__payload.x[20]  = op__0__payload[187:180];
-  assign \op__0__payload.x[21]  = op__0__payload[195:188];
-  assign \op__0__payload.x[22]  = op__0__payload[203:196];
-  assign \op__0__payload.x[23]  = op__0__payload[211:204];
-  assign \op__0__payload.x[24]  = op__0__payload[219:212];
-  assign \op__0__payload.x[25]  = op__0__payload[227:220];
-  assign \op__0__payload.x[26]  = op__0__payload[235:228];
-  assign \op__0__payload.x[27]  = op__0__payload[243:236];
-  assign \op__0__payload.x[28]  = op__0__payload[251:244];
-  assign \op__0__payload.x[29]  = op__0__payload[259:252];
-  assign \op__0__payload.x[30]  = op__0__payload[267:260];
-  assign \op__0__payload.x[31]  = op__0__payload[275:268];
-  assign \op__0__payload.x[32]  = op__0__payload[283:276];
-  assign \op__0__payload.x[33]  = op__0__payload[291:284];
-  assign \op__0__payload.x[34]  = op__0__payload[299:292];
-  assign \op__0__payload.x[35]  = op__0__payload[307:300];
-  assign \op__0__payload.x[36]  = op__0__payload[315:308];
-  assign \op__0__payload.x[37]  = op__0__payload[323:316];
-  assign \op__0__payload.x[38]  = op__0__payload[331:324];
-  assign \op__0__payload.x[39]  = op__0__payload[339:332];
-  assign \op__0__payload.x[40]  = op__0__payload[347:340];
-  assign \op__0__payload.x[41]  = op__0__payload[355:348];
-  assign \op__0__payload.x[42]  = op__0__payload[363:356];
-  assign \op__0__payload.x[43]  = op__0__payload[371:364];
-  assign \op__0__payload.x[44]  = op__0__payload[379:372];
-  assign \op__0__payload.x[45]  = op__0__payload[387:380];
-  assign \op__0__payload.x[46]  = op__0__payload[395:388];
-  assign \op__0__payload.x[47]  = op__0__payload[403:396];
-  assign \op__0__payload.x[48]  = op__0__payload[411:404];
-  assign \op__0__payload.x[49]  = op__0__payload[419:412];
-  assign \op__0__payload.x[50]  = op__0__payload[427:420];
-  assign \op__0__payload.x[51]  = op__0__payload[435:428];
-  assign \op__0__payload.x[52]  = op__0__payload[443:436];
-  assign \op__0__payload.x[53]  = op__0__payload[451:444];
-  assign \op__0__payload.x[54]  = op__0__payload[459:452];
-  assign \op__0__payload.x[55]  = op__0__payload[467:460];
-  assign \op__0__payload.x[56]  = op__0__payload[475:468];
-  assign \op__0__payload.x[57]  = op__0__payload[483:476];
-  assign \op__0__payload.x[58]  = op__0__payload[491:484];
-  assign \op__0__payload.x[59]  = op__0__payload[499:492];
-  assign \op__0__payload.x[60]  = op__0__payload[507:500];
-  assign \op__0__payload.x[61]  = op__0__payload[515:508];
-  assign \op__0__payload.x[62]  = op__0__payload[523:516];
-  assign \op__0__payload.x[63]  = op__0__payload[531:524];
-  assign \op__0__payload.word  = op__0__payload[595:532];
+  assign \op__0__payload.page  = op__0__payload[3:1];
+  assign \op__0__payload.row  = op__0__payload[9:4];
+  assign \op__0__payload.wb_log2  = op__0__payload[11:10];
+  assign \op__0__payload.ab_m1  = op__0__payload[14:12];
+  assign \op__0__payload.w_signed  = op__0__payload[15];
+  assign \op__0__payload.x_signed  = op__0__payload[16];
+  assign \op__0__payload.skip  = op__0__payload[17];
+  assign \op__0__payload.bop  = op__0__payload[20:18];
+  assign \op__0__payload.x  = op__0__payload[532:21];
+  assign \op__0__payload.x[0]  = op__0__payload[28:21];
+  assign \op__0__payload.x[1]  = op__0__payload[36:29];
+  assign \op__0__payload.x[2]  = op__0__payload[44:37];
+  assign \op__0__payload.x[3]  = op__0__payload[52:45];
+  assign \op__0__payload.x[4]  = op__0__payload[60:53];
+  assign \op__0__payload.x[5]  = op__0__payload[68:61];
+  assign \op__0__payload.x[6]  = op__0__payload[76:69];
+  assign \op__0__payload.x[7]  = op__0__payload[84:77];
+  assign \op__0__payload.x[8]  = op__0__payload[92:85];
+  assign \op__0__payload.x[9]  = op__0__payload[100:93];
+  assign \op__0__payload.x[10]  = op__0__payload[108:101];
+  assign \op__0__payload.x[11]  = op__0__payload[116:109];
+  assign \op__0__payload.x[12]  = op__0__payload[124:117];
+  assign \op__0__payload.x[13]  = op__0__payload[132:125];
+  assign \op__0__payload.x[14]  = op__0__payload[140:133];
+  assign \op__0__payload.x[15]  = op__0__payload[148:141];
+  assign \op__0__payload.x[16]  = op__0__payload[156:149];
+  assign \op__0__payload.x[17]  = op__0__payload[164:157];
+  assign \op__0__payload.x[18]  = op__0__payload[172:165];
+  assign \op__0__payload.x[19]  = op__0__payload[180:173];
+  assign \op__0__payload.x[20]  = op__0__payload[188:181];
+  assign \op__0__payload.x[21]  = op__0__payload[196:189];
+  assign \op__0__payload.x[22]  = op__0__payload[204:197];
+  assign \op__0__payload.x[23]  = op__0__payload[212:205];
+  assign \op__0__payload.x[24]  = op__0__payload[220:213];
+  assign \op__0__payload.x[25]  = op__0__payload[228:221];
+  assign \op__0__payload.x[26]  = op__0__payload[236:229];
+  assign \op__0__payload.x[27]  = op__0__payload[244:237];
+  assign \op__0__payload.x[28]  = op__0__payload[252:245];
+  assign \op__0__payload.x[29]  = op__0__payload[260:253];
+  assign \op__0__payload.x[30]  = op__0__payload[268:261];
+  assign \op__0__payload.x[31]  = op__0__payload[276:269];
+  assign \op__0__payload.x[32]  = op__0__payload[284:277];
+  assign \op__0__payload.x[33]  = op__0__payload[292:285];
+  assign \op__0__payload.x[34]  = op__0__payload[300:293];
+  assign \op__0__payload.x[35]  = op__0__payload[308:301];
+  assign \op__0__payload.x[36]  = op__0__payload[316:309];
+  assign \op__0__payload.x[37]  = op__0__payload[324:317];
+  assign \op__0__payload.x[38]  = op__0__payload[332:325];
+  assign \op__0__payload.x[39]  = op__0__payload[340:333];
+  assign \op__0__payload.x[40]  = op__0__payload[348:341];
+  assign \op__0__payload.x[41]  = op__0__payload[356:349];
+  assign \op__0__payload.x[42]  = op__0__payload[364:357];
+  assign \op__0__payload.x[43]  = op__0__payload[372:365];
+  assign \op__0__payload.x[44]  = op__0__payload[380:373];
+  assign \op__0__payload.x[45]  = op__0__payload[388:381];
+  assign \op__0__payload.x[46]  = op__0__payload[396:389];
+  assign \op__0__payload.x[47]  = op__0__payload[404:397];
+  assign \op__0__payload.x[48]  = op__0__payload[412:405];
+  assign \op__0__payload.x[49]  = op__0__payload[420:413];
+  assign \op__0__payload.x[50]  = op__0__payload[428:421];
+  assign \op__0__payload.x[51]  = op__0__payload[436:429];
+  assign \op__0__payload.x[52]  = op__0__payload[444:437];
+  assign \op__0__payload.x[53]  = op__0__payload[452:445];
+  assign \op__0__payload.x[54]  = op__0__payload[460:453];
+  assign \op__0__payload.x[55]  = op__0__payload[468:461];
+  assign \op__0__payload.x[56]  = op__0__payload[476:469];
+  assign \op__0__payload.x[57]  = op__0__payload[484:477];
+  assign \op__0__payload.x[58]  = op__0__payload[492:485];
+  assign \op__0__payload.x[59]  = op__0__payload[500:493];
+  assign \op__0__payload.x[60]  = op__0__payload[508:501];
+  assign \op__0__payload.x[61]  = op__0__payload[516:509];
+  assign \op__0__payload.x[62]  = op__0__payload[524:517];
+  assign \op__0__payload.x[63]  = op__0__payload[532:525];
+  assign \op__0__payload.word  = op__0__payload[596:533];
   assign \x[0]  = x[7:0];
   assign \x[1]  = x[15:8];
   assign \x[2]  = x[23:16];
@@ -29943,80 +34421,80 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \x[62]  = x[503:496];
   assign \x[63]  = x[511:504];
   assign \op__1__payload.mode  = op__1__payload[0];
-  assign \op__1__payload.page  = op__1__payload[2:1];
-  assign \op__1__payload.row  = op__1__payload[8:3];
-  assign \op__1__payload.wb_log2  = op__1__payload[10:9];
-  assign \op__1__payload.ab_m1  = op__1__payload[13:11];
-  assign \op__1__payload.w_signed  = op__1__payload[14];
-  assign \op__1__payload.x_signed  = op__1__payload[15];
-  assign \op__1__payload.skip  = op__1__payload[16];
-  assign \op__1__payload.bop  = op__1__payload[19:17];
-  assign \op__1__payload.x  = op__1__payload[531:20];
-  assign \op__1__payload.x[0]  = op__1__payload[27:20];
-  assign \op__1__payload.x[1]  = op__1__payload[35:28];
-  assign \op__1__payload.x[2]  = op__1__payload[43:36];
-  assign \op__1__payload.x[3]  = op__1__payload[51:44];
-  assign \op__1__payload.x[4]  = op__1__payload[59:52];
-  assign \op__1__payload.x[5]  = op__1__payload[67:60];
-  assign \op__1__payload.x[6]  = op__1__payload[75:68];
-  assign \op__1__payload.x[7]  = op__1__payload[83:76];
-  assign \op__1__payload.x[8]  = op__1__payload[91:84];
-  assign \op__1__payload.x[9]  = op__1__payload[99:92];
-  assign \op__1__payload.x[10]  = op__1__payload[107:100];
-  assign \op__1__payload.x[11]  = op__1__payload[115:108];
-  assign \op__1__payload.x[12]  = op__1__payload[123:116];
-  assign \op__1__payload.x[13]  = op__1__payload[131:124];
-  assign \op__1__payload.x[14]  = op__1__payload[139:132];
-  assign \op__1__payload.x[15]  = op__1__payload[147:140];
-  assign \op__1__payload.x[16]  = op__1__payload[155:148];
-  assign \op__1__payload.x[17]  = op__1__payload[163:156];
-  assign \op__1__payload.x[18]  = op__1__payload[171:164];
-  assign \op__1__payload.x[19]  = op__1__payload[179:172];
-  assign \op__1__payload.x[20]  = op__1__payload[187:180];
-  assign \op__1__payload.x[21]  = op__1__payload[195:188];
-  assign \op__1__payload.x[22]  = op__1__payload[203:196];
-  assign \op__1__payload.x[23]  = op__1__payload[211:204];
-  assign \op__1__payload.x[24]  = op__1__payload[219:212];
-  assign \op__1__payload.x[25]  = op__1__payload[227:220];
-  assign \op__1__payload.x[26]  = op__1__payload[235:228];
-  assign \op__1__payload.x[27]  = op__1__payload[243:236];
-  assign \op__1__payload.x[28]  = op__1__payload[251:244];
-  assign \op__1__payload.x[29]  = op__1__payload[259:252];
-  assign \op__1__payload.x[30]  = op__1__payload[267:260];
-  assign \op__1__payload.x[31]  = op__1__payload[275:268];
-  assign \op__1__payload.x[32]  = op__1__payload[283:276];
-  assign \op__1__payload.x[33]  = op__1__payload[291:284];
-  assign \op__1__payload.x[34]  = op__1__payload[299:292];
-  assign \op__1__payload.x[35]  = op__1__payload[307:300];
-  assign \op__1__payload.x[36]  = op__1__payload[315:308];
-  assign \op__1__payload.x[37]  = op__1__payload[323:316];
-  assign \op__1__payload.x[38]  = op__1__payload[331:324];
-  assign \op__1__payload.x[39]  = op__1__payload[339:332];
-  assign \op__1__payload.x[40]  = op__1__payload[347:340];
-  assign \op__1__payload.x[41]  = op__1__payload[355:348];
-  assign \op__1__payload.x[42]  = op__1__payload[363:356];
-  assign \op__1__payload.x[43]  = op__1__payload[371:364];
-  assign \op__1__payload.x[44]  = op__1__payload[379:372];
-  assign \op__1__payload.x[45]  = op__1__payload[387:380];
-  assign \op__1__payload.x[46]  = op__1__payload[395:388];
-  assign \op__1__payload.x[47]  = op__1__payload[403:396];
-  assign \op__1__payload.x[48]  = op__1__payload[411:404];
-  assign \op__1__payload.x[49]  = op__1__payload[419:412];
-  assign \op__1__payload.x[50]  = op__1__payload[427:420];
-  assign \op__1__payload.x[51]  = op__1__payload[435:428];
-  assign \op__1__payload.x[52]  = op__1__payload[443:436];
-  assign \op__1__payload.x[53]  = op__1__payload[451:444];
-  assign \op__1__payload.x[54]  = op__1__payload[459:452];
-  assign \op__1__payload.x[55]  = op__1__payload[467:460];
-  assign \op__1__payload.x[56]  = op__1__payload[475:468];
-  assign \op__1__payload.x[57]  = op__1__payload[483:476];
-  assign \op__1__payload.x[58]  = op__1__payload[491:484];
-  assign \op__1__payload.x[59]  = op__1__payload[499:492];
-  assign \op__1__payload.x[60]  = op__1__payload[507:500];
-  assign \op__1__payload.x[61]  = op__1__payload[515:508];
-  assign \op__1__payload.x[62]  = op__1__payload[523:516];
-  assign \op__1__payload.x[63]  = op__1__payload[531:524];
-  assign \op__1__payload.word  = op__1__payload[595:532];
+  assign \op__1__payload.page  = op__1__payload[3:1];
+  assign \op__1__payload.row  = op__1__payload[9:4];
+  assign \op__1__payload.wb_log2  = op__1__payload[11:10];
+  assign \op__1__payload.ab_m1  = op__1__payload[14:12];
+  assign \op__1__payload.w_signed  = op__1__payload[15];
+  assign \op__1__payload.x_signed  = op__1__payload[16];
+  assign \op__1__payload.skip  = op__1__payload[17];
+  assign \op__1__payload.bop  = op__1__payload[20:18];
+  assign \op__1__payload.x  = op__1__payload[532:21];
+  assign \op__1__payload.x[0]  = op__1__payload[28:21];
+  assign \op__1__payload.x[1]  = op__1__payload[36:29];
+  assign \op__1__payload.x[2]  = op__1__payload[44:37];
+  assign \op__1__payload.x[3]  = op__1__payload[52:45];
+  assign \op__1__payload.x[4]  = op__1__payload[60:53];
+  assign \op__1__payload.x[5]  = op__1__payload[68:61];
+  assign \op__1__payload.x[6]  = op__1__payload[76:69];
+  assign \op__1__payload.x[7]  = op__1__payload[84:77];
+  assign \op__1__payload.x[8]  = op__1__payload[92:85];
+  assign \op__1__payload.x[9]  = op__1__payload[100:93];
+  assign \op__1__payload.x[10]  = op__1__payload[108:101];
+  assign \op__1__payload.x[11]  = op__1__payload[116:109];
+  assign \op__1__payload.x[12]  = op__1__payload[124:117];
+  assign \op__1__payload.x[13]  = op__1__payload[132:125];
+  assign \op__1__payload.x[14]  = op__1__payload[140:133];
+  assign \op__1__payload.x[15]  = op__1__payload[148:141];
+  assign \op__1__payload.x[16]  = op__1__payload[156:149];
+  assign \op__1__payload.x[17]  = op__1__payload[164:157];
+  assign \op__1__payload.x[18]  = op__1__payload[172:165];
+  assign \op__1__payload.x[19]  = op__1__payload[180:173];
+  assign \op__1__payload.x[20]  = op__1__payload[188:181];
+  assign \op__1__payload.x[21]  = op__1__payload[196:189];
+  assign \op__1__payload.x[22]  = op__1__payload[204:197];
+  assign \op__1__payload.x[23]  = op__1__payload[212:205];
+  assign \op__1__payload.x[24]  = op__1__payload[220:213];
+  assign \op__1__payload.x[25]  = op__1__payload[228:221];
+  assign \op__1__payload.x[26]  = op__1__payload[236:229];
+  assign \op__1__payload.x[27]  = op__1__payload[244:237];
+  assign \op__1__payload.x[28]  = op__1__payload[252:245];
+  assign \op__1__payload.x[29]  = op__1__payload[260:253];
+  assign \op__1__payload.x[30]  = op__1__payload[268:261];
+  assign \op__1__payload.x[31]  = op__1__payload[276:269];
+  assign \op__1__payload.x[32]  = op__1__payload[284:277];
+  assign \op__1__payload.x[33]  = op__1__payload[292:285];
+  assign \op__1__payload.x[34]  = op__1__payload[300:293];
+  assign \op__1__payload.x[35]  = op__1__payload[308:301];
+  assign \op__1__payload.x[36]  = op__1__payload[316:309];
+  assign \op__1__payload.x[37]  = op__1__payload[324:317];
+  assign \op__1__payload.x[38]  = op__1__payload[332:325];
+  assign \op__1__payload.x[39]  = op__1__payload[340:333];
+  assign \op__1__payload.x[40]  = op__1__payload[348:341];
+  assign \op__1__payload.x[41]  = op__1__payload[356:349];
+  assign \op__1__payload.x[42]  = op__1__payload[364:357];
+  assign \op__1__payload.x[43]  = op__1__payload[372:365];
+  assign \op__1__payload.x[44]  = op__1__payload[380:373];
+  assign \op__1__payload.x[45]  = op__1__payload[388:381];
+  assign \op__1__payload.x[46]  = op__1__payload[396:389];
+  assign \op__1__payload.x[47]  = op__1__payload[404:397];
+  assign \op__1__payload.x[48]  = op__1__payload[412:405];
+  assign \op__1__payload.x[49]  = op__1__payload[420:413];
+  assign \op__1__payload.x[50]  = op__1__payload[428:421];
+  assign \op__1__payload.x[51]  = op__1__payload[436:429];
+  assign \op__1__payload.x[52]  = op__1__payload[444:437];
+  assign \op__1__payload.x[53]  = op__1__payload[452:445];
+  assign \op__1__payload.x[54]  = op__1__payload[460:453];
+  assign \op__1__payload.x[55]  = op__1__payload[468:461];
+  assign \op__1__payload.x[56]  = op__1__payload[476:469];
+  assign \op__1__payload.x[57]  = op__1__payload[484:477];
+  assign \op__1__payload.x[58]  = op__1__payload[492:485];
+  assign \op__1__payload.x[59]  = op__1__payload[500:493];
+  assign \op__1__payload.x[60]  = op__1__payload[508:501];
+  assign \op__1__payload.x[61]  = op__1__payload[516:509];
+  assign \op__1__payload.x[62]  = op__1__payload[524:517];
+  assign \op__1__payload.x[63]  = op__1__payload[532:525];
+  assign \op__1__payload.word  = op__1__payload[596:533];
   assign \x$100[0]  = \x$100 [7:0];
   assign \x$100[1]  = \x$100 [15:8];
   assign \x$100[2]  = \x$100 [23:16];
@@ -30082,80 +34560,80 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \x$100[62]  = \x$100 [503:496];
   assign \x$100[63]  = \x$100 [511:504];
   assign \op__2__payload.mode  = op__2__payload[0];
-  assign \op__2__payload.page  = op__2__payload[2:1];
-  assign \op__2__payload.row  = op__2__payload[8:3];
-  assign \op__2__payload.wb_log2  = op__2__payload[10:9];
-  assign \op__2__payload.ab_m1  = op__2__payload[13:11];
-  assign \op__2__payload.w_signed  = op__2__payload[14];
-  assign \op__2__payload.x_signed  = op__2__payload[15];
-  assign \op__2__payload.skip  = op__2__payload[16];
-  assign \op__2__payload.bop  = op__2__payload[19:17];
-  assign \op__2__payload.x  = op__2__payload[531:20];
-  assign \op__2__payload.x[0]  = op__2__payload[27:20];
-  assign \op__2__payload.x[1]  = op__2__payload[35:28];
-  assign \op__2__payload.x[2]  = op__2__payload[43:36];
-  assign \op__2__payload.x[3]  = op__2__payload[51:44];
-  assign \op__2__payload.x[4]  = op__2__payload[59:52];
-  assign \op__2__payload.x[5]  = op__2__payload[67:60];
-  assign \op__2__payload.x[6]  = op__2__payload[75:68];
-  assign \op__2__payload.x[7]  = op__2__payload[83:76];
-  assign \op__2__payload.x[8]  = op__2__payload[91:84];
-  assign \op__2__payload.x[9]  = op__2__payload[99:92];
-  assign \op__2__payload.x[10]  = op__2__payload[107:100];
-  assign \op__2__payload.x[11]  = op__2__payload[115:108];
-  assign \op__2__payload.x[12]  = op__2__payload[123:116];
-  assign \op__2__payload.x[13]  = op__2__payload[131:124];
-  assign \op__2__payload.x[14]  = op__2__payload[139:132];
-  assign \op__2__payload.x[15]  = op__2__payload[147:140];
-  assign \op__2__payload.x[16]  = op__2__payload[155:148];
-  assign \op__2__payload.x[17]  = op__2__payload[163:156];
-  assign \op__2__payload.x[18]  = op__2__payload[171:164];
-  assign \op__2__payload.x[19]  = op__2__payload[179:172];
-  assign \op__2__payload.x[20]  = op__2__payload[187:180];
-  assign \op__2__payload.x[21]  = op__2__payload[195:188];
-  assign \op__2__payload.x[22]  = op__2__payload[203:196];
-  assign \op__2__payload.x[23]  = op__2__payload[211:204];
-  assign \op__2__payload.x[24]  = op__2__payload[219:212];
-  assign \op__2__payload.x[25]  = op__2__payload[227:220];
-  assign \op__2__payload.x[26]  = op__2__payload[235:228];
-  assign \op__2__payload.x[27]  = op__2__payload[243:236];
-  assign \op__2__payload.x[28]  = op__2__payload[251:244];
-  assign \op__2__payload.x[29]  = op__2__payload[259:252];
-  assign \op__2__payload.x[30]  = op__2__payload[267:260];
-  assign \op__2__payload.x[31]  = op__2__payload[275:268];
-  assign \op__2__payload.x[32]  = op__2__payload[283:276];
-  assign \op__2__payload.x[33]  = op__2__payload[291:284];
-  assign \op__2__payload.x[34]  = op__2__payload[299:292];
-  assign \op__2__payload.x[35]  = op__2__payload[307:300];
-  assign \op__2__payload.x[36]  = op__2__payload[315:308];
-  assign \op__2__payload.x[37]  = op__2__payload[323:316];
-  assign \op__2__payload.x[38]  = op__2__payload[331:324];
-  assign \op__2__payload.x[39]  = op__2__payload[339:332];
-  assign \op__2__payload.x[40]  = op__2__payload[347:340];
-  assign \op__2__payload.x[41]  = op__2__payload[355:348];
-  assign \op__2__payload.x[42]  = op__2__payload[363:356];
-  assign \op__2__payload.x[43]  = op__2__payload[371:364];
-  assign \op__2__payload.x[44]  = op__2__payload[379:372];
-  assign \op__2__payload.x[45]  = op__2__payload[387:380];
-  assign \op__2__payload.x[46]  = op__2__payload[395:388];
-  assign \op__2__payload.x[47]  = op__2__payload[403:396];
-  assign \op__2__payload.x[48]  = op__2__payload[411:404];
-  assign \op__2__payload.x[49]  = op__2__payload[419:412];
-  assign \op__2__payload.x[50]  = op__2__payload[427:420];
-  assign \op__2__payload.x[51]  = op__2__payload[435:428];
-  assign \op__2__payload.x[52]  = op__2__payload[443:436];
-  assign \op__2__payload.x[53]  = op__2__payload[451:444];
-  assign \op__2__payload.x[54]  = op__2__payload[459:452];
-  assign \op__2__payload.x[55]  = op__2__payload[467:460];
-  assign \op__2__payload.x[56]  = op__2__payload[475:468];
-  assign \op__2__payload.x[57]  = op__2__payload[483:476];
-  assign \op__2__payload.x[58]  = op__2__payload[491:484];
-  assign \op__2__payload.x[59]  = op__2__payload[499:492];
-  assign \op__2__payload.x[60]  = op__2__payload[507:500];
-  assign \op__2__payload.x[61]  = op__2__payload[515:508];
-  assign \op__2__payload.x[62]  = op__2__payload[523:516];
-  assign \op__2__payload.x[63]  = op__2__payload[531:524];
-  assign \op__2__payload.word  = op__2__payload[595:532];
+  assign \op__2__payload.page  = op__2__payload[3:1];
+  assign \op__2__payload.row  = op__2__payload[9:4];
+  assign \op__2__payload.wb_log2  = op__2__payload[11:10];
+  assign \op__2__payload.ab_m1  = op__2__payload[14:12];
+  assign \op__2__payload.w_signed  = op__2__payload[15];
+  assign \op__2__payload.x_signed  = op__2__payload[16];
+  assign \op__2__payload.skip  = op__2__payload[17];
+  assign \op__2__payload.bop  = op__2__payload[20:18];
+  assign \op__2__payload.x  = op__2__payload[532:21];
+  assign \op__2__payload.x[0]  = op__2__payload[28:21];
+  assign \op__2__payload.x[1]  = op__2__payload[36:29];
+  assign \op__2__payload.x[2]  = op__2__payload[44:37];
+  assign \op__2__payload.x[3]  = op__2__payload[52:45];
+  assign \op__2__payload.x[4]  = op__2__payload[60:53];
+  assign \op__2__payload.x[5]  = op__2__payload[68:61];
+  assign \op__2__payload.x[6]  = op__2__payload[76:69];
+  assign \op__2__payload.x[7]  = op__2__payload[84:77];
+  assign \op__2__payload.x[8]  = op__2__payload[92:85];
+  assign \op__2__payload.x[9]  = op__2__payload[100:93];
+  assign \op__2__payload.x[10]  = op__2__payload[108:101];
+  assign \op__2__payload.x[11]  = op__2__payload[116:109];
+  assign \op__2__payload.x[12]  = op__2__payload[124:117];
+  assign \op__2__payload.x[13]  = op__2__payload[132:125];
+  assign \op__2__payload.x[14]  = op__2__payload[140:133];
+  assign \op__2__payload.x[15]  = op__2__payload[148:141];
+  assign \op__2__payload.x[16]  = op__2__payload[156:149];
+  assign \op__2__payload.x[17]  = op__2__payload[164:157];
+  assign \op__2__payload.x[18]  = op__2__payload[172:165];
+  assign \op__2__payload.x[19]  = op__2__payload[180:173];
+  assign \op__2__payload.x[20]  = op__2__payload[188:181];
+  assign \op__2__payload.x[21]  = op__2__payload[196:189];
+  assign \op__2__payload.x[22]  = op__2__payload[204:197];
+  assign \op__2__payload.x[23]  = op__2__payload[212:205];
+  assign \op__2__payload.x[24]  = op__2__payload[220:213];
+  assign \op__2__payload.x[25]  = op__2__payload[228:221];
+  assign \op__2__payload.x[26]  = op__2__payload[236:229];
+  assign \op__2__payload.x[27]  = op__2__payload[244:237];
+  assign \op__2__payload.x[28]  = op__2__payload[252:245];
+  assign \op__2__payload.x[29]  = op__2__payload[260:253];
+  assign \op__2__payload.x[30]  = op__2__payload[268:261];
+  assign \op__2__payload.x[31]  = op__2__payload[276:269];
+  assign \op__2__payload.x[32]  = op__2__payload[284:277];
+  assign \op__2__payload.x[33]  = op__2__payload[292:285];
+  assign \op__2__payload.x[34]  = op__2__payload[300:293];
+  assign \op__2__payload.x[35]  = op__2__payload[308:301];
+  assign \op__2__payload.x[36]  = op__2__payload[316:309];
+  assign \op__2__payload.x[37]  = op__2__payload[324:317];
+  assign \op__2__payload.x[38]  = op__2__payload[332:325];
+  assign \op__2__payload.x[39]  = op__2__payload[340:333];
+  assign \op__2__payload.x[40]  = op__2__payload[348:341];
+  assign \op__2__payload.x[41]  = op__2__payload[356:349];
+  assign \op__2__payload.x[42]  = op__2__payload[364:357];
+  assign \op__2__payload.x[43]  = op__2__payload[372:365];
+  assign \op__2__payload.x[44]  = op__2__payload[380:373];
+  assign \op__2__payload.x[45]  = op__2__payload[388:381];
+  assign \op__2__payload.x[46]  = op__2__payload[396:389];
+  assign \op__2__payload.x[47]  = op__2__payload[404:397];
+  assign \op__2__payload.x[48]  = op__2__payload[412:405];
+  assign \op__2__payload.x[49]  = op__2__payload[420:413];
+  assign \op__2__payload.x[50]  = op__2__payload[428:421];
+  assign \op__2__payload.x[51]  = op__2__payload[436:429];
+  assign \op__2__payload.x[52]  = op__2__payload[444:437];
+  assign \op__2__payload.x[53]  = op__2__payload[452:445];
+  assign \op__2__payload.x[54]  = op__2__payload[460:453];
+  assign \op__2__payload.x[55]  = op__2__payload[468:461];
+  assign \op__2__payload.x[56]  = op__2__payload[476:469];
+  assign \op__2__payload.x[57]  = op__2__payload[484:477];
+  assign \op__2__payload.x[58]  = op__2__payload[492:485];
+  assign \op__2__payload.x[59]  = op__2__payload[500:493];
+  assign \op__2__payload.x[60]  = op__2__payload[508:501];
+  assign \op__2__payload.x[61]  = op__2__payload[516:509];
+  assign \op__2__payload.x[62]  = op__2__payload[524:517];
+  assign \op__2__payload.x[63]  = op__2__payload[532:525];
+  assign \op__2__payload.word  = op__2__payload[596:533];
   assign \x$104[0]  = \x$104 [7:0];
   assign \x$104[1]  = \x$104 [15:8];
   assign \x$104[2]  = \x$104 [23:16];
@@ -30221,80 +34699,80 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \x$104[62]  = \x$104 [503:496];
   assign \x$104[63]  = \x$104 [511:504];
   assign \op__3__payload.mode  = op__3__payload[0];
-  assign \op__3__payload.page  = op__3__payload[2:1];
-  assign \op__3__payload.row  = op__3__payload[8:3];
-  assign \op__3__payload.wb_log2  = op__3__payload[10:9];
-  assign \op__3__payload.ab_m1  = op__3__payload[13:11];
-  assign \op__3__payload.w_signed  = op__3__payload[14];
-  assign \op__3__payload.x_signed  = op__3__payload[15];
-  assign \op__3__payload.skip  = op__3__payload[16];
-  assign \op__3__payload.bop  = op__3__payload[19:17];
-  assign \op__3__payload.x  = op__3__payload[531:20];
-  assign \op__3__payload.x[0]  = op__3__payload[27:20];
-  assign \op__3__payload.x[1]  = op__3__payload[35:28];
-  assign \op__3__payload.x[2]  = op__3__payload[43:36];
-  assign \op__3__payload.x[3]  = op__3__payload[51:44];
-  assign \op__3__payload.x[4]  = op__3__payload[59:52];
-  assign \op__3__payload.x[5]  = op__3__payload[67:60];
-  assign \op__3__payload.x[6]  = op__3__payload[75:68];
-  assign \op__3__payload.x[7]  = op__3__payload[83:76];
-  assign \op__3__payload.x[8]  = op__3__payload[91:84];
-  assign \op__3__payload.x[9]  = op__3__payload[99:92];
-  assign \op__3__payload.x[10]  = op__3__payload[107:100];
-  assign \op__3__payload.x[11]  = op__3__payload[115:108];
-  assign \op__3__payload.x[12]  = op__3__payload[123:116];
-  assign \op__3__payload.x[13]  = op__3__payload[131:124];
-  assign \op__3__payload.x[14]  = op__3__payload[139:132];
-  assign \op__3__payload.x[15]  = op__3__payload[147:140];
-  assign \op__3__payload.x[16]  = op__3__payload[155:148];
-  assign \op__3__payload.x[17]  = op__3__payload[163:156];
-  assign \op__3__payload.x[18]  = op__3__payload[171:164];
-  assign \op__3__payload.x[19]  = op__3__payload[179:172];
-  assign \op__3__payload.x[20]  = op__3__payload[187:180];
-  assign \op__3__payload.x[21]  = op__3__payload[195:188];
-  assign \op__3__payload.x[22]  = op__3__payload[203:196];
-  assign \op__3__payload.x[23]  = op__3__payload[211:204];
-  assign \op__3__payload.x[24]  = op__3__payload[219:212];
-  assign \op__3__payload.x[25]  = op__3__payload[227:220];
-  assign \op__3__payload.x[26]  = op__3__payload[235:228];
-  assign \op__3__payload.x[27]  = op__3__payload[243:236];
-  assign \op__3__payload.x[28]  = op__3__payload[251:244];
-  assign \op__3__payload.x[29]  = op__3__payload[259:252];
-  assign \op__3__payload.x[30]  = op__3__payload[267:260];
-  assign \op__3__payload.x[31]  = op__3__payload[275:268];
-  assign \op__3__payload.x[32]  = op__3__payload[283:276];
-  assign \op__3__payload.x[33]  = op__3__payload[291:284];
-  assign \op__3__payload.x[34]  = op__3__payload[299:292];
-  assign \op__3__payload.x[35]  = op__3__payload[307:300];
-  assign \op__3__payload.x[36]  = op__3__payload[315:308];
-  assign \op__3__payload.x[37]  = op__3__payload[323:316];
-  assign \op__3__payload.x[38]  = op__3__payload[331:324];
-  assign \op__3__payload.x[39]  = op__3__payload[339:332];
-  assign \op__3__payload.x[40]  = op__3__payload[347:340];
-  assign \op__3__payload.x[41]  = op__3__payload[355:348];
-  assign \op__3__payload.x[42]  = op__3__payload[363:356];
-  assign \op__3__payload.x[43]  = op__3__payload[371:364];
-  assign \op__3__payload.x[44]  = op__3__payload[379:372];
-  assign \op__3__payload.x[45]  = op__3__payload[387:380];
-  assign \op__3__payload.x[46]  = op__3__payload[395:388];
-  assign \op__3__payload.x[47]  = op__3__payload[403:396];
-  assign \op__3__payload.x[48]  = op__3__payload[411:404];
-  assign \op__3__payload.x[49]  = op__3__payload[419:412];
-  assign \op__3__payload.x[50]  = op__3__payload[427:420];
-  assign \op__3__payload.x[51]  = op__3__payload[435:428];
-  assign \op__3__payload.x[52]  = op__3__payload[443:436];
-  assign \op__3__payload.x[53]  = op__3__payload[451:444];
-  assign \op__3__payload.x[54]  = op__3__payload[459:452];
-  assign \op__3__payload.x[55]  = op__3__payload[467:460];
-  assign \op__3__payload.x[56]  = op__3__payload[475:468];
-  assign \op__3__payload.x[57]  = op__3__payload[483:476];
-  assign \op__3__payload.x[58]  = op__3__payload[491:484];
-  assign \op__3__payload.x[59]  = op__3__payload[499:492];
-  assign \op__3__payload.x[60]  = op__3__payload[507:500];
-  assign \op__3__payload.x[61]  = op__3__payload[515:508];
-  assign \op__3__payload.x[62]  = op__3__payload[523:516];
-  assign \op__3__payload.x[63]  = op__3__payload[531:524];
-  assign \op__3__payload.word  = op__3__payload[595:532];
+  assign \op__3__payload.page  = op__3__payload[3:1];
+  assign \op__3__payload.row  = op__3__payload[9:4];
+  assign \op__3__payload.wb_log2  = op__3__payload[11:10];
+  assign \op__3__payload.ab_m1  = op__3__payload[14:12];
+  assign \op__3__payload.w_signed  = op__3__payload[15];
+  assign \op__3__payload.x_signed  = op__3__payload[16];
+  assign \op__3__payload.skip  = op__3__payload[17];
+  assign \op__3__payload.bop  = op__3__payload[20:18];
+  assign \op__3__payload.x  = op__3__payload[532:21];
+  assign \op__3__payload.x[0]  = op__3__payload[28:21];
+  assign \op__3__payload.x[1]  = op__3__payload[36:29];
+  assign \op__3__payload.x[2]  = op__3__payload[44:37];
+  assign \op__3__payload.x[3]  = op__3__payload[52:45];
+  assign \op__3__payload.x[4]  = op__3__payload[60:53];
+  assign \op__3__payload.x[5]  = op__3__payload[68:61];
+  assign \op__3__payload.x[6]  = op__3__payload[76:69];
+  assign \op__3__payload.x[7]  = op__3__payload[84:77];
+  assign \op__3__payload.x[8]  = op__3__payload[92:85];
+  assign \op__3__payload.x[9]  = op__3__payload[100:93];
+  assign \op__3__payload.x[10]  = op__3__payload[108:101];
+  assign \op__3__payload.x[11]  = op__3__payload[116:109];
+  assign \op__3__payload.x[12]  = op__3__payload[124:117];
+  assign \op__3__payload.x[13]  = op__3__payload[132:125];
+  assign \op__3__payload.x[14]  = op__3__payload[140:133];
+  assign \op__3__payload.x[15]  = op__3__payload[148:141];
+  assign \op__3__payload.x[16]  = op__3__payload[156:149];
+  assign \op__3__payload.x[17]  = op__3__payload[164:157];
+  assign \op__3__payload.x[18]  = op__3__payload[172:165];
+  assign \op__3__payload.x[19]  = op__3__payload[180:173];
+  assign \op__3__payload.x[20]  = op__3__payload[188:181];
+  assign \op__3__payload.x[21]  = op__3__payload[196:189];
+  assign \op__3__payload.x[22]  = op__3__payload[204:197];
+  assign \op__3__payload.x[23]  = op__3__payload[212:205];
+  assign \op__3__payload.x[24]  = op__3__payload[220:213];
+  assign \op__3__payload.x[25]  = op__3__payload[228:221];
+  assign \op__3__payload.x[26]  = op__3__payload[236:229];
+  assign \op__3__payload.x[27]  = op__3__payload[244:237];
+  assign \op__3__payload.x[28]  = op__3__payload[252:245];
+  assign \op__3__payload.x[29]  = op__3__payload[260:253];
+  assign \op__3__payload.x[30]  = op__3__payload[268:261];
+  assign \op__3__payload.x[31]  = op__3__payload[276:269];
+  assign \op__3__payload.x[32]  = op__3__payload[284:277];
+  assign \op__3__payload.x[33]  = op__3__payload[292:285];
+  assign \op__3__payload.x[34]  = op__3__payload[300:293];
+  assign \op__3__payload.x[35]  = op__3__payload[308:301];
+  assign \op__3__payload.x[36]  = op__3__payload[316:309];
+  assign \op__3__payload.x[37]  = op__3__payload[324:317];
+  assign \op__3__payload.x[38]  = op__3__payload[332:325];
+  assign \op__3__payload.x[39]  = op__3__payload[340:333];
+  assign \op__3__payload.x[40]  = op__3__payload[348:341];
+  assign \op__3__payload.x[41]  = op__3__payload[356:349];
+  assign \op__3__payload.x[42]  = op__3__payload[364:357];
+  assign \op__3__payload.x[43]  = op__3__payload[372:365];
+  assign \op__3__payload.x[44]  = op__3__payload[380:373];
+  assign \op__3__payload.x[45]  = op__3__payload[388:381];
+  assign \op__3__payload.x[46]  = op__3__payload[396:389];
+  assign \op__3__payload.x[47]  = op__3__payload[404:397];
+  assign \op__3__payload.x[48]  = op__3__payload[412:405];
+  assign \op__3__payload.x[49]  = op__3__payload[420:413];
+  assign \op__3__payload.x[50]  = op__3__payload[428:421];
+  assign \op__3__payload.x[51]  = op__3__payload[436:429];
+  assign \op__3__payload.x[52]  = op__3__payload[444:437];
+  assign \op__3__payload.x[53]  = op__3__payload[452:445];
+  assign \op__3__payload.x[54]  = op__3__payload[460:453];
+  assign \op__3__payload.x[55]  = op__3__payload[468:461];
+  assign \op__3__payload.x[56]  = op__3__payload[476:469];
+  assign \op__3__payload.x[57]  = op__3__payload[484:477];
+  assign \op__3__payload.x[58]  = op__3__payload[492:485];
+  assign \op__3__payload.x[59]  = op__3__payload[500:493];
+  assign \op__3__payload.x[60]  = op__3__payload[508:501];
+  assign \op__3__payload.x[61]  = op__3__payload[516:509];
+  assign \op__3__payload.x[62]  = op__3__payload[524:517];
+  assign \op__3__payload.x[63]  = op__3__payload[532:525];
+  assign \op__3__payload.word  = op__3__payload[596:533];
   assign \x$108[0]  = \x$108 [7:0];
   assign \x$108[1]  = \x$108 [15:8];
   assign \x$108[2]  = \x$108 [23:16];
@@ -30754,38 +35232,38 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign tag_in[5:2] = { i_act3, i_act2, i_act1, i_act0 };
   assign tag_in[1] = \$92 ;
   assign tag_in[0] = \$90 ;
-  assign op__3__payload[531:20] = \x$108 ;
-  assign op__3__payload[15] = args[344];
-  assign op__3__payload[14] = args[345];
-  assign op__3__payload[13:11] = args[341:339];
-  assign op__3__payload[10:9] = args[343:342];
-  assign op__3__payload[2:1] = i_page;
+  assign op__3__payload[532:21] = \x$108 ;
+  assign op__3__payload[16] = args[345];
+  assign op__3__payload[15] = args[346];
+  assign op__3__payload[14:12] = args[342:340];
+  assign op__3__payload[11:10] = args[344:343];
+  assign op__3__payload[3:1] = i_page;
   assign op__3__payload[0] = 1'h0;
-  assign { op__3__payload[595:532], op__3__payload[19:16], op__3__payload[8:3] } = 74'h0000000000000000000;
-  assign op__2__payload[531:20] = \x$104 ;
-  assign op__2__payload[15] = args[344];
-  assign op__2__payload[14] = args[345];
-  assign op__2__payload[13:11] = args[341:339];
-  assign op__2__payload[10:9] = args[343:342];
-  assign op__2__payload[2:1] = i_page;
+  assign { op__3__payload[596:533], op__3__payload[20:17], op__3__payload[9:4] } = 74'h0000000000000000000;
+  assign op__2__payload[532:21] = \x$104 ;
+  assign op__2__payload[16] = args[345];
+  assign op__2__payload[15] = args[346];
+  assign op__2__payload[14:12] = args[342:340];
+  assign op__2__payload[11:10] = args[344:343];
+  assign op__2__payload[3:1] = i_page;
   assign op__2__payload[0] = 1'h0;
-  assign { op__2__payload[595:532], op__2__payload[19:16], op__2__payload[8:3] } = 74'h0000000000000000000;
-  assign op__1__payload[531:20] = \x$100 ;
-  assign op__1__payload[15] = args[344];
-  assign op__1__payload[14] = args[345];
-  assign op__1__payload[13:11] = args[341:339];
-  assign op__1__payload[10:9] = args[343:342];
-  assign op__1__payload[2:1] = i_page;
+  assign { op__2__payload[596:533], op__2__payload[20:17], op__2__payload[9:4] } = 74'h0000000000000000000;
+  assign op__1__payload[532:21] = \x$100 ;
+  assign op__1__payload[16] = args[345];
+  assign op__1__payload[15] = args[346];
+  assign op__1__payload[14:12] = args[342:340];
+  assign op__1__payload[11:10] = args[344:343];
+  assign op__1__payload[3:1] = i_page;
   assign op__1__payload[0] = 1'h0;
-  assign { op__1__payload[595:532], op__1__payload[19:16], op__1__payload[8:3] } = 74'h0000000000000000000;
-  assign op__0__payload[531:20] = x;
-  assign op__0__payload[15] = args[344];
-  assign op__0__payload[14] = args[345];
-  assign op__0__payload[13:11] = args[341:339];
-  assign op__0__payload[10:9] = args[343:342];
-  assign op__0__payload[2:1] = i_page;
+  assign { op__1__payload[596:533], op__1__payload[20:17], op__1__payload[9:4] } = 74'h0000000000000000000;
+  assign op__0__payload[532:21] = x;
+  assign op__0__payload[16] = args[345];
+  assign op__0__payload[15] = args[346];
+  assign op__0__payload[14:12] = args[342:340];
+  assign op__0__payload[11:10] = args[344:343];
+  assign op__0__payload[3:1] = i_page;
   assign op__0__payload[0] = 1'h0;
-  assign { op__0__payload[595:532], op__0__payload[19:16], op__0__payload[8:3] } = 74'h0000000000000000000;
+  assign { op__0__payload[596:533], op__0__payload[20:17], op__0__payload[9:4] } = 74'h0000000000000000000;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -30912,8 +35390,8 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   reg \$99 ;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [346:0] args;
-  wire [346:0] args;
+  input [347:0] args;
+  wire [347:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -30942,7 +35420,7 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [11:0] \args.out_base ;
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
-  wire [1:0] \args.page_base ;
+  wire [2:0] \args.page_base ;
   wire [5:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
@@ -31191,7 +35669,7 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$57  = $signed(iy) < $signed(1'h0);
   assign \$58  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$59  = \$57  | \$58 ;
-  assign \$60  = ~ args[346];
+  assign \$60  = ~ args[347];
   assign \$61  = $signed(ix) < $signed(1'h0);
   assign \$62  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
   assign \$63  = \$61  | \$62 ;
@@ -31204,25 +35682,25 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$67  = $signed(pos_addr) + $signed(desc[72:59]);
   assign \$68  = $signed(b_ix) + $signed(5'h08);
   assign \$69  = args[15:8] > 1'h0;
-  assign \$70  = \$69  ? rd_data[7:0] : args[308:301];
+  assign \$70  = \$69  ? rd_data[7:0] : args[309:302];
   assign \$71  = args[15:8] > 1'h1;
-  assign \$72  = \$71  ? rd_data[15:8] : args[308:301];
+  assign \$72  = \$71  ? rd_data[15:8] : args[309:302];
   assign \$73  = args[15:8] > 2'h2;
-  assign \$74  = \$73  ? rd_data[23:16] : args[308:301];
+  assign \$74  = \$73  ? rd_data[23:16] : args[309:302];
   assign \$75  = args[15:8] > 2'h3;
-  assign \$76  = \$75  ? rd_data[31:24] : args[308:301];
+  assign \$76  = \$75  ? rd_data[31:24] : args[309:302];
   assign \$77  = args[15:8] > 3'h4;
-  assign \$78  = \$77  ? rd_data[39:32] : args[308:301];
+  assign \$78  = \$77  ? rd_data[39:32] : args[309:302];
   assign \$79  = args[15:8] > 3'h5;
-  assign \$80  = \$79  ? rd_data[47:40] : args[308:301];
+  assign \$80  = \$79  ? rd_data[47:40] : args[309:302];
   assign \$81  = args[15:8] > 3'h6;
-  assign \$82  = \$81  ? rd_data[55:48] : args[308:301];
+  assign \$82  = \$81  ? rd_data[55:48] : args[309:302];
   assign \$83  = args[15:8] > 3'h7;
-  assign \$84  = \$83  ? rd_data[63:56] : args[308:301];
+  assign \$84  = \$83  ? rd_data[63:56] : args[309:302];
   assign \$85  = \$68 [4:0] * 4'h8;
-  assign window = { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } >> \$85 ;
-  assign \$86  = args[346] ? window : rd_data;
-  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : \$86 ;
+  assign window = { args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302] } >> \$85 ;
+  assign \$86  = args[347] ? window : rd_data;
+  assign word = b_oob ? { args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302] } : \$86 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$87  = b_valid & b_last;
   assign \$88  = \$87  & full;
@@ -31763,19 +36241,19 @@ module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \args.no  = args[258:252];
   assign \args.groups  = args[266:259];
   assign \args.role_base  = args[272:267];
-  assign \args.page_base  = args[274:273];
-  assign \args.out_base  = args[286:275];
-  assign \args.out_cw  = args[294:287];
-  assign \args.param_base  = args[300:295];
-  assign \args.zp_in  = args[308:301];
-  assign \args.zp_out  = args[318:309];
-  assign \args.act_min  = args[328:319];
-  assign \args.act_max  = args[338:329];
-  assign \args.ab_m1  = args[341:339];
-  assign \args.wb_log2  = args[343:342];
-  assign \args.x_signed  = args[344];
-  assign \args.w_signed  = args[345];
-  assign \args.rowpack  = args[346];
+  assign \args.page_base  = args[275:273];
+  assign \args.out_base  = args[287:276];
+  assign \args.out_cw  = args[295:288];
+  assign \args.param_base  = args[301:296];
+  assign \args.zp_in  = args[309:302];
+  assign \args.zp_out  = args[319:310];
+  assign \args.act_min  = args[329:320];
+  assign \args.act_max  = args[339:330];
+  assign \args.ab_m1  = args[342:340];
+  assign \args.wb_log2  = args[344:343];
+  assign \args.x_signed  = args[345];
+  assign \args.w_signed  = args[346];
+  assign \args.rowpack  = args[347];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -31967,8 +36445,8 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   reg \$99 ;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [346:0] args;
-  wire [346:0] args;
+  input [347:0] args;
+  wire [347:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -31997,7 +36475,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [11:0] \args.out_base ;
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
-  wire [1:0] \args.page_base ;
+  wire [2:0] \args.page_base ;
   wire [5:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
@@ -32246,7 +36724,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$57  = $signed(iy) < $signed(1'h0);
   assign \$58  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$59  = \$57  | \$58 ;
-  assign \$60  = ~ args[346];
+  assign \$60  = ~ args[347];
   assign \$61  = $signed(ix) < $signed(1'h0);
   assign \$62  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
   assign \$63  = \$61  | \$62 ;
@@ -32259,25 +36737,25 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$67  = $signed(pos_addr) + $signed(desc[72:59]);
   assign \$68  = $signed(b_ix) + $signed(5'h08);
   assign \$69  = args[15:8] > 1'h0;
-  assign \$70  = \$69  ? rd_data[7:0] : args[308:301];
+  assign \$70  = \$69  ? rd_data[7:0] : args[309:302];
   assign \$71  = args[15:8] > 1'h1;
-  assign \$72  = \$71  ? rd_data[15:8] : args[308:301];
+  assign \$72  = \$71  ? rd_data[15:8] : args[309:302];
   assign \$73  = args[15:8] > 2'h2;
-  assign \$74  = \$73  ? rd_data[23:16] : args[308:301];
+  assign \$74  = \$73  ? rd_data[23:16] : args[309:302];
   assign \$75  = args[15:8] > 2'h3;
-  assign \$76  = \$75  ? rd_data[31:24] : args[308:301];
+  assign \$76  = \$75  ? rd_data[31:24] : args[309:302];
   assign \$77  = args[15:8] > 3'h4;
-  assign \$78  = \$77  ? rd_data[39:32] : args[308:301];
+  assign \$78  = \$77  ? rd_data[39:32] : args[309:302];
   assign \$79  = args[15:8] > 3'h5;
-  assign \$80  = \$79  ? rd_data[47:40] : args[308:301];
+  assign \$80  = \$79  ? rd_data[47:40] : args[309:302];
   assign \$81  = args[15:8] > 3'h6;
-  assign \$82  = \$81  ? rd_data[55:48] : args[308:301];
+  assign \$82  = \$81  ? rd_data[55:48] : args[309:302];
   assign \$83  = args[15:8] > 3'h7;
-  assign \$84  = \$83  ? rd_data[63:56] : args[308:301];
+  assign \$84  = \$83  ? rd_data[63:56] : args[309:302];
   assign \$85  = \$68 [4:0] * 4'h8;
-  assign window = { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } >> \$85 ;
-  assign \$86  = args[346] ? window : rd_data;
-  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : \$86 ;
+  assign window = { args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302] } >> \$85 ;
+  assign \$86  = args[347] ? window : rd_data;
+  assign word = b_oob ? { args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302] } : \$86 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$87  = b_valid & b_last;
   assign \$88  = \$87  & full;
@@ -32818,19 +37296,19 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \args.no  = args[258:252];
   assign \args.groups  = args[266:259];
   assign \args.role_base  = args[272:267];
-  assign \args.page_base  = args[274:273];
-  assign \args.out_base  = args[286:275];
-  assign \args.out_cw  = args[294:287];
-  assign \args.param_base  = args[300:295];
-  assign \args.zp_in  = args[308:301];
-  assign \args.zp_out  = args[318:309];
-  assign \args.act_min  = args[328:319];
-  assign \args.act_max  = args[338:329];
-  assign \args.ab_m1  = args[341:339];
-  assign \args.wb_log2  = args[343:342];
-  assign \args.x_signed  = args[344];
-  assign \args.w_signed  = args[345];
-  assign \args.rowpack  = args[346];
+  assign \args.page_base  = args[275:273];
+  assign \args.out_base  = args[287:276];
+  assign \args.out_cw  = args[295:288];
+  assign \args.param_base  = args[301:296];
+  assign \args.zp_in  = args[309:302];
+  assign \args.zp_out  = args[319:310];
+  assign \args.act_min  = args[329:320];
+  assign \args.act_max  = args[339:330];
+  assign \args.ab_m1  = args[342:340];
+  assign \args.wb_log2  = args[344:343];
+  assign \args.x_signed  = args[345];
+  assign \args.w_signed  = args[346];
+  assign \args.rowpack  = args[347];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -33022,8 +37500,8 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   reg \$99 ;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [346:0] args;
-  wire [346:0] args;
+  input [347:0] args;
+  wire [347:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -33052,7 +37530,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [11:0] \args.out_base ;
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
-  wire [1:0] \args.page_base ;
+  wire [2:0] \args.page_base ;
   wire [5:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
@@ -33301,7 +37779,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$57  = $signed(iy) < $signed(1'h0);
   assign \$58  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$59  = \$57  | \$58 ;
-  assign \$60  = ~ args[346];
+  assign \$60  = ~ args[347];
   assign \$61  = $signed(ix) < $signed(1'h0);
   assign \$62  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
   assign \$63  = \$61  | \$62 ;
@@ -33314,25 +37792,25 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$67  = $signed(pos_addr) + $signed(desc[72:59]);
   assign \$68  = $signed(b_ix) + $signed(5'h08);
   assign \$69  = args[15:8] > 1'h0;
-  assign \$70  = \$69  ? rd_data[7:0] : args[308:301];
+  assign \$70  = \$69  ? rd_data[7:0] : args[309:302];
   assign \$71  = args[15:8] > 1'h1;
-  assign \$72  = \$71  ? rd_data[15:8] : args[308:301];
+  assign \$72  = \$71  ? rd_data[15:8] : args[309:302];
   assign \$73  = args[15:8] > 2'h2;
-  assign \$74  = \$73  ? rd_data[23:16] : args[308:301];
+  assign \$74  = \$73  ? rd_data[23:16] : args[309:302];
   assign \$75  = args[15:8] > 2'h3;
-  assign \$76  = \$75  ? rd_data[31:24] : args[308:301];
+  assign \$76  = \$75  ? rd_data[31:24] : args[309:302];
   assign \$77  = args[15:8] > 3'h4;
-  assign \$78  = \$77  ? rd_data[39:32] : args[308:301];
+  assign \$78  = \$77  ? rd_data[39:32] : args[309:302];
   assign \$79  = args[15:8] > 3'h5;
-  assign \$80  = \$79  ? rd_data[47:40] : args[308:301];
+  assign \$80  = \$79  ? rd_data[47:40] : args[309:302];
   assign \$81  = args[15:8] > 3'h6;
-  assign \$82  = \$81  ? rd_data[55:48] : args[308:301];
+  assign \$82  = \$81  ? rd_data[55:48] : args[309:302];
   assign \$83  = args[15:8] > 3'h7;
-  assign \$84  = \$83  ? rd_data[63:56] : args[308:301];
+  assign \$84  = \$83  ? rd_data[63:56] : args[309:302];
   assign \$85  = \$68 [4:0] * 4'h8;
-  assign window = { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } >> \$85 ;
-  assign \$86  = args[346] ? window : rd_data;
-  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : \$86 ;
+  assign window = { args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302] } >> \$85 ;
+  assign \$86  = args[347] ? window : rd_data;
+  assign word = b_oob ? { args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302] } : \$86 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$87  = b_valid & b_last;
   assign \$88  = \$87  & full;
@@ -33873,19 +38351,19 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \args.no  = args[258:252];
   assign \args.groups  = args[266:259];
   assign \args.role_base  = args[272:267];
-  assign \args.page_base  = args[274:273];
-  assign \args.out_base  = args[286:275];
-  assign \args.out_cw  = args[294:287];
-  assign \args.param_base  = args[300:295];
-  assign \args.zp_in  = args[308:301];
-  assign \args.zp_out  = args[318:309];
-  assign \args.act_min  = args[328:319];
-  assign \args.act_max  = args[338:329];
-  assign \args.ab_m1  = args[341:339];
-  assign \args.wb_log2  = args[343:342];
-  assign \args.x_signed  = args[344];
-  assign \args.w_signed  = args[345];
-  assign \args.rowpack  = args[346];
+  assign \args.page_base  = args[275:273];
+  assign \args.out_base  = args[287:276];
+  assign \args.out_cw  = args[295:288];
+  assign \args.param_base  = args[301:296];
+  assign \args.zp_in  = args[309:302];
+  assign \args.zp_out  = args[319:310];
+  assign \args.act_min  = args[329:320];
+  assign \args.act_max  = args[339:330];
+  assign \args.ab_m1  = args[342:340];
+  assign \args.wb_log2  = args[344:343];
+  assign \args.x_signed  = args[345];
+  assign \args.w_signed  = args[346];
+  assign \args.rowpack  = args[347];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -34077,8 +38555,8 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   reg \$99 ;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [346:0] args;
-  wire [346:0] args;
+  input [347:0] args;
+  wire [347:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -34107,7 +38585,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [11:0] \args.out_base ;
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
-  wire [1:0] \args.page_base ;
+  wire [2:0] \args.page_base ;
   wire [5:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
@@ -34356,7 +38834,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$57  = $signed(iy) < $signed(1'h0);
   assign \$58  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$59  = \$57  | \$58 ;
-  assign \$60  = ~ args[346];
+  assign \$60  = ~ args[347];
   assign \$61  = $signed(ix) < $signed(1'h0);
   assign \$62  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
   assign \$63  = \$61  | \$62 ;
@@ -34369,25 +38847,25 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$67  = $signed(pos_addr) + $signed(desc[72:59]);
   assign \$68  = $signed(b_ix) + $signed(5'h08);
   assign \$69  = args[15:8] > 1'h0;
-  assign \$70  = \$69  ? rd_data[7:0] : args[308:301];
+  assign \$70  = \$69  ? rd_data[7:0] : args[309:302];
   assign \$71  = args[15:8] > 1'h1;
-  assign \$72  = \$71  ? rd_data[15:8] : args[308:301];
+  assign \$72  = \$71  ? rd_data[15:8] : args[309:302];
   assign \$73  = args[15:8] > 2'h2;
-  assign \$74  = \$73  ? rd_data[23:16] : args[308:301];
+  assign \$74  = \$73  ? rd_data[23:16] : args[309:302];
   assign \$75  = args[15:8] > 2'h3;
-  assign \$76  = \$75  ? rd_data[31:24] : args[308:301];
+  assign \$76  = \$75  ? rd_data[31:24] : args[309:302];
   assign \$77  = args[15:8] > 3'h4;
-  assign \$78  = \$77  ? rd_data[39:32] : args[308:301];
+  assign \$78  = \$77  ? rd_data[39:32] : args[309:302];
   assign \$79  = args[15:8] > 3'h5;
-  assign \$80  = \$79  ? rd_data[47:40] : args[308:301];
+  assign \$80  = \$79  ? rd_data[47:40] : args[309:302];
   assign \$81  = args[15:8] > 3'h6;
-  assign \$82  = \$81  ? rd_data[55:48] : args[308:301];
+  assign \$82  = \$81  ? rd_data[55:48] : args[309:302];
   assign \$83  = args[15:8] > 3'h7;
-  assign \$84  = \$83  ? rd_data[63:56] : args[308:301];
+  assign \$84  = \$83  ? rd_data[63:56] : args[309:302];
   assign \$85  = \$68 [4:0] * 4'h8;
-  assign window = { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } >> \$85 ;
-  assign \$86  = args[346] ? window : rd_data;
-  assign word = b_oob ? { args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301], args[308:301] } : \$86 ;
+  assign window = { args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], \$84 , \$82 , \$80 , \$78 , \$76 , \$74 , \$72 , \$70 , args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302] } >> \$85 ;
+  assign \$86  = args[347] ? window : rd_data;
+  assign word = b_oob ? { args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302], args[309:302] } : \$86 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$87  = b_valid & b_last;
   assign \$88  = \$87  & full;
@@ -34928,19 +39406,19 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \args.no  = args[258:252];
   assign \args.groups  = args[266:259];
   assign \args.role_base  = args[272:267];
-  assign \args.page_base  = args[274:273];
-  assign \args.out_base  = args[286:275];
-  assign \args.out_cw  = args[294:287];
-  assign \args.param_base  = args[300:295];
-  assign \args.zp_in  = args[308:301];
-  assign \args.zp_out  = args[318:309];
-  assign \args.act_min  = args[328:319];
-  assign \args.act_max  = args[338:329];
-  assign \args.ab_m1  = args[341:339];
-  assign \args.wb_log2  = args[343:342];
-  assign \args.x_signed  = args[344];
-  assign \args.w_signed  = args[345];
-  assign \args.rowpack  = args[346];
+  assign \args.page_base  = args[275:273];
+  assign \args.out_base  = args[287:276];
+  assign \args.out_cw  = args[295:288];
+  assign \args.param_base  = args[301:296];
+  assign \args.zp_in  = args[309:302];
+  assign \args.zp_out  = args[319:310];
+  assign \args.act_min  = args[329:320];
+  assign \args.act_max  = args[339:330];
+  assign \args.ab_m1  = args[342:340];
+  assign \args.wb_log2  = args[344:343];
+  assign \args.x_signed  = args[345];
+  assign \args.w_signed  = args[346];
+  assign \args.rowpack  = args[347];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -36069,7 +40547,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.pool (rst, rd_data, rd_addr, \port$1732$0 , \port$1733$0 , \port$1734$0 , \port$1735$0 , \port$1736$0 , \port$1737$0 , \port$1738$0 , \port$1739$0 , done, start, args, busy, w_addr, w_en, clk);
+module \default_fabric.pool (rst, rd_data, rd_addr, \port$1740$0 , \port$1741$0 , \port$1742$0 , \port$1743$0 , \port$1744$0 , \port$1745$0 , \port$1746$0 , \port$1747$0 , done, start, args, busy, w_addr, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -36326,22 +40804,22 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1732$0 , \port$1733$0 
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1732$0 ;
-  wire [7:0] \port$1732$0 ;
-  output [7:0] \port$1733$0 ;
-  wire [7:0] \port$1733$0 ;
-  output [7:0] \port$1734$0 ;
-  wire [7:0] \port$1734$0 ;
-  output [7:0] \port$1735$0 ;
-  wire [7:0] \port$1735$0 ;
-  output [7:0] \port$1736$0 ;
-  wire [7:0] \port$1736$0 ;
-  output [7:0] \port$1737$0 ;
-  wire [7:0] \port$1737$0 ;
-  output [7:0] \port$1738$0 ;
-  wire [7:0] \port$1738$0 ;
-  output [7:0] \port$1739$0 ;
-  wire [7:0] \port$1739$0 ;
+  output [7:0] \port$1740$0 ;
+  wire [7:0] \port$1740$0 ;
+  output [7:0] \port$1741$0 ;
+  wire [7:0] \port$1741$0 ;
+  output [7:0] \port$1742$0 ;
+  wire [7:0] \port$1742$0 ;
+  output [7:0] \port$1743$0 ;
+  wire [7:0] \port$1743$0 ;
+  output [7:0] \port$1744$0 ;
+  wire [7:0] \port$1744$0 ;
+  output [7:0] \port$1745$0 ;
+  wire [7:0] \port$1745$0 ;
+  output [7:0] \port$1746$0 ;
+  wire [7:0] \port$1746$0 ;
+  output [7:0] \port$1747$0 ;
+  wire [7:0] \port$1747$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -37105,14 +41583,14 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1732$0 , \port$1733$0 
   assign pa3 = w_addr;
   assign w_data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
   assign rd_addr = \$19 [11:0];
-  assign \port$1732$0  = \$113 [7:0];
-  assign \port$1733$0  = \$114 [7:0];
-  assign \port$1734$0  = \$115 [7:0];
-  assign \port$1735$0  = \$116 [7:0];
-  assign \port$1736$0  = \$117 [7:0];
-  assign \port$1737$0  = \$118 [7:0];
-  assign \port$1738$0  = \$119 [7:0];
-  assign \port$1739$0  = \$120 [7:0];
+  assign \port$1740$0  = \$113 [7:0];
+  assign \port$1741$0  = \$114 [7:0];
+  assign \port$1742$0  = \$115 [7:0];
+  assign \port$1743$0  = \$116 [7:0];
+  assign \port$1744$0  = \$117 [7:0];
+  assign \port$1745$0  = \$118 [7:0];
+  assign \port$1746$0  = \$119 [7:0];
+  assign \port$1747$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];

@@ -12625,36 +12625,36 @@ endmodule
 (* generator = "Amaranth" *)
 module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r, wb__ack, done, busy, error, wb__cyc);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
+  wire [16:0] \$1 ;
   wire \$10 ;
   reg \$100 ;
-  reg [2:0] \$101 ;
-  reg [352:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [31:0] \$104 ;
-  reg [31:0] \$105 ;
-  reg [31:0] \$106 ;
-  reg [31:0] \$107 ;
+  reg [31:0] \$101 ;
+  reg [31:0] \$102 ;
+  reg \$103 ;
+  reg \$104 ;
+  reg \$105 ;
+  reg [2:0] \$106 ;
+  reg [352:0] \$107 ;
   reg [31:0] \$108 ;
-  reg \$109 ;
+  reg [31:0] \$109 ;
   wire \$11 ;
-  reg [2:0] \$110 ;
-  reg [3:0] \$111 ;
-  reg \$112 ;
-  reg \$113 ;
-  reg [4:0] \$114 ;
-  reg [1:0] \$115 ;
-  reg \$116 ;
-  reg [15:0] \$117 ;
-  reg [31:0] \$118 ;
-  wire \$119 ;
+  reg [31:0] \$110 ;
+  reg [31:0] \$111 ;
+  reg [31:0] \$112 ;
+  reg [31:0] \$113 ;
+  reg \$114 ;
+  reg [2:0] \$115 ;
+  reg [3:0] \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg [4:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [7:0] \$121 ;
-  wire [7:0] \$122 ;
-  wire [7:0] \$123 ;
-  wire [7:0] \$124 ;
-  wire [7:0] \$125 ;
+  reg [1:0] \$120 ;
+  reg \$121 ;
+  reg [15:0] \$122 ;
+  reg [31:0] \$123 ;
+  wire \$124 ;
+  wire \$125 ;
   wire [7:0] \$126 ;
   wire [7:0] \$127 ;
   wire [7:0] \$128 ;
@@ -12670,186 +12670,191 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [7:0] \$137 ;
   wire [7:0] \$138 ;
   wire [7:0] \$139 ;
-  wire [26:0] \$14 ;
+  wire \$14 ;
   wire [7:0] \$140 ;
   wire [7:0] \$141 ;
   wire [7:0] \$142 ;
   wire [7:0] \$143 ;
   wire [7:0] \$144 ;
-  wire [26:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
+  wire [7:0] \$145 ;
+  wire [7:0] \$146 ;
+  wire [7:0] \$147 ;
+  wire [7:0] \$148 ;
+  wire [7:0] \$149 ;
+  wire \$15 ;
+  wire [26:0] \$16 ;
+  wire [26:0] \$17 ;
   wire \$18 ;
-  wire [2:0] \$19 ;
-  wire \$2 ;
-  wire [2:0] \$20 ;
-  wire \$21 ;
-  wire [9:0] \$218 ;
-  wire \$22 ;
-  wire [6:0] \$221 ;
-  wire [6:0] \$224 ;
-  wire [10:0] \$227 ;
+  wire \$19 ;
+  wire [16:0] \$2 ;
+  wire \$20 ;
+  wire [2:0] \$21 ;
+  wire [2:0] \$22 ;
+  wire [9:0] \$225 ;
+  wire [6:0] \$228 ;
   wire \$23 ;
-  wire [7:0] \$230 ;
-  wire [6:0] \$233 ;
-  wire [54:0] \$24 ;
-  wire [54:0] \$25 ;
-  wire \$26 ;
-  wire \$27 ;
+  wire [6:0] \$231 ;
+  wire [10:0] \$234 ;
+  wire [7:0] \$237 ;
+  wire \$24 ;
+  wire [6:0] \$240 ;
+  wire \$25 ;
+  wire [54:0] \$26 ;
+  wire [54:0] \$27 ;
   wire \$28 ;
-  wire [5:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [5:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
+  wire \$30 ;
+  wire [5:0] \$31 ;
+  wire [5:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [11:0] \$35 ;
-  wire [63:0] \$36 ;
-  wire [13:0] \$37 ;
-  wire [2:0] \$38 ;
-  wire [1:0] \$39 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [11:0] \$37 ;
+  wire [63:0] \$38 ;
+  wire [13:0] \$39 ;
   wire \$4 ;
   wire [2:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
+  wire [1:0] \$41 ;
+  wire [2:0] \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
   wire \$47 ;
-  wire [31:0] \$48 ;
-  wire [31:0] \$49 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
   wire [31:0] \$50 ;
   wire [31:0] \$51 ;
   wire [31:0] \$52 ;
   wire [31:0] \$53 ;
-  wire \$54 ;
-  wire \$55 ;
+  wire [31:0] \$54 ;
+  wire [31:0] \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire [32:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [16:0] \$60 ;
+  wire \$60 ;
   wire [32:0] \$61 ;
-  wire \$62 ;
-  wire [32:0] \$63 ;
+  wire [16:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
+  wire [32:0] \$65 ;
   wire \$66 ;
-  wire \$67 ;
-  wire [32:0] \$68 ;
+  wire [32:0] \$67 ;
+  wire \$68 ;
   wire \$69 ;
   wire \$7 ;
   wire \$70 ;
-  wire [32:0] \$71 ;
+  wire \$71 ;
   wire [32:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire \$75 ;
+  wire [32:0] \$75 ;
   wire [32:0] \$76 ;
   wire \$77 ;
   wire \$78 ;
-  wire [32:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
   wire [32:0] \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
+  wire [32:0] \$83 ;
+  wire [32:0] \$84 ;
   wire \$85 ;
-  wire [63:0] \$86 ;
-  wire [63:0] \$87 ;
-  wire [31:0] \$88 ;
-  wire [6:0] \$89 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
   wire [63:0] \$90 ;
   wire [63:0] \$91 ;
   wire [31:0] \$92 ;
   wire [6:0] \$93 ;
-  reg [31:0] \$94 ;
-  reg [15:0] \$95 ;
-  reg [31:0] \$96 ;
-  reg [31:0] \$97 ;
-  reg \$98 ;
-  reg \$99 ;
+  wire [63:0] \$94 ;
+  wire [63:0] \$95 ;
+  wire [31:0] \$96 ;
+  wire [6:0] \$97 ;
+  reg [31:0] \$98 ;
+  reg [15:0] \$99 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$128 ;
-  wire [5:0] \$signature__addr$134 ;
-  wire [5:0] \$signature__addr$140 ;
-  wire [11:0] \$signature__addr$176 ;
+  wire [9:0] \$signature__addr$129 ;
+  wire [5:0] \$signature__addr$135 ;
+  wire [5:0] \$signature__addr$141 ;
+  wire [11:0] \$signature__addr$177 ;
   wire [383:0] \$signature__data ;
-  wire [63:0] \$signature__data$129 ;
-  wire [767:0] \$signature__data$135 ;
-  wire [95:0] \$signature__data$141 ;
-  wire [63:0] \$signature__data$177 ;
+  wire [63:0] \$signature__data$130 ;
+  wire [767:0] \$signature__data$136 ;
+  wire [95:0] \$signature__data$142 ;
+  wire [63:0] \$signature__data$178 ;
   wire [11:0] \$signature__en ;
-  wire [1:0] \$signature__en$130 ;
-  wire [23:0] \$signature__en$136 ;
-  wire [2:0] \$signature__en$142 ;
-  wire [1:0] \$signature__en$178 ;
+  wire [1:0] \$signature__en$131 ;
+  wire [23:0] \$signature__en$137 ;
+  wire [2:0] \$signature__en$143 ;
+  wire [1:0] \$signature__en$179 ;
   (* init = 1'h0 *)
   wire ack;
   wire amem_hslice;
-  wire \amem_hslice$162 ;
+  wire \amem_hslice$163 ;
   wire [13:0] amem_hword;
-  wire [13:0] \amem_hword$161 ;
+  wire [13:0] \amem_hword$162 ;
   reg amem_rsl = 1'h0;
   wire [348:0] args;
-  wire [183:0] \args$90 ;
-  wire [9:0] \args$90.act_max ;
-  wire [9:0] \args$90.act_min ;
-  wire [7:0] \args$90.cw ;
-  wire [3:0] \args$90.dh ;
-  wire [3:0] \args$90.dw ;
-  wire [11:0] \args$90.in_base ;
-  wire [7:0] \args$90.in_h ;
-  wire [7:0] \args$90.in_w ;
-  wire [7:0] \args$90.kh ;
-  wire [7:0] \args$90.kw ;
+  wire [183:0] \args$91 ;
+  wire [9:0] \args$91.act_max ;
+  wire [9:0] \args$91.act_min ;
+  wire [7:0] \args$91.cw ;
+  wire [3:0] \args$91.dh ;
+  wire [3:0] \args$91.dw ;
+  wire [11:0] \args$91.in_base ;
+  wire [7:0] \args$91.in_h ;
+  wire [7:0] \args$91.in_w ;
+  wire [7:0] \args$91.kh ;
+  wire [7:0] \args$91.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$90.mode ;
-  wire [31:0] \args$90.mult ;
-  wire [7:0] \args$90.oh ;
-  wire [11:0] \args$90.out_base ;
-  wire [7:0] \args$90.ow ;
-  wire [3:0] \args$90.pl ;
-  wire [3:0] \args$90.pt ;
-  wire [3:0] \args$90.sh ;
-  wire [5:0] \args$90.shift ;
-  wire [3:0] \args$90.sw ;
-  wire \args$90.x_signed ;
-  wire [9:0] \args$90.zp_in ;
-  wire [9:0] \args$90.zp_out ;
-  wire [256:0] \args$91 ;
-  wire [11:0] \args$91.a_base ;
-  wire [7:0] \args$91.a_stride ;
-  wire [9:0] \args$91.act_max ;
-  wire [9:0] \args$91.act_min ;
-  wire [11:0] \args$91.b_base ;
-  wire [7:0] \args$91.b_stride ;
-  wire [7:0] \args$91.cw ;
-  wire \args$91.has_b ;
-  wire [4:0] \args$91.ls ;
-  wire [31:0] \args$91.mult_a ;
-  wire [31:0] \args$91.mult_b ;
-  wire [31:0] \args$91.mult_o ;
-  wire [15:0] \args$91.npos ;
+  wire \args$91.mode ;
+  wire [31:0] \args$91.mult ;
+  wire [7:0] \args$91.oh ;
   wire [11:0] \args$91.out_base ;
-  wire [7:0] \args$91.out_stride ;
-  wire \args$91.rq_in ;
-  wire \args$91.rq_out ;
-  wire [5:0] \args$91.shift_a ;
-  wire [5:0] \args$91.shift_b ;
-  wire [5:0] \args$91.shift_o ;
+  wire [7:0] \args$91.ow ;
+  wire [3:0] \args$91.pl ;
+  wire [3:0] \args$91.pt ;
+  wire [3:0] \args$91.sh ;
+  wire [5:0] \args$91.shift ;
+  wire [3:0] \args$91.sw ;
   wire \args$91.x_signed ;
-  wire [9:0] \args$91.zp_a ;
-  wire [9:0] \args$91.zp_b ;
+  wire [9:0] \args$91.zp_in ;
   wire [9:0] \args$91.zp_out ;
+  wire [256:0] \args$92 ;
+  wire [11:0] \args$92.a_base ;
+  wire [7:0] \args$92.a_stride ;
+  wire [9:0] \args$92.act_max ;
+  wire [9:0] \args$92.act_min ;
+  wire [11:0] \args$92.b_base ;
+  wire [7:0] \args$92.b_stride ;
+  wire [7:0] \args$92.cw ;
+  wire \args$92.has_b ;
+  wire [4:0] \args$92.ls ;
+  wire [31:0] \args$92.mult_a ;
+  wire [31:0] \args$92.mult_b ;
+  wire [31:0] \args$92.mult_o ;
+  wire [15:0] \args$92.npos ;
+  wire [11:0] \args$92.out_base ;
+  wire [7:0] \args$92.out_stride ;
+  wire \args$92.rq_in ;
+  wire \args$92.rq_out ;
+  wire [5:0] \args$92.shift_a ;
+  wire [5:0] \args$92.shift_b ;
+  wire [5:0] \args$92.shift_o ;
+  wire \args$92.x_signed ;
+  wire [9:0] \args$92.zp_a ;
+  wire [9:0] \args$92.zp_b ;
+  wire [9:0] \args$92.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -12897,7 +12902,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [9:0] \args.zp_out ;
   output busy;
   reg busy = 1'h0;
-  wire \busy$110 ;
+  wire \busy$111 ;
   wire \busy$70 ;
   reg [31:0] busy_c0 = 32'd0;
   reg [31:0] busy_c1 = 32'd0;
@@ -12936,18 +12941,18 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [5:0] desc_addr;
   wire [5:0] \desc_addr$62 ;
   wire [1:0] dmem_hslice;
-  wire [1:0] \dmem_hslice$156 ;
+  wire [1:0] \dmem_hslice$157 ;
   wire dmem_hwe;
   wire [13:0] dmem_hword;
-  wire [13:0] \dmem_hword$155 ;
+  wire [13:0] \dmem_hword$156 ;
   reg [1:0] dmem_rsl = 2'h0;
   output done;
   reg done = 1'h0;
   (* init = 1'h0 *)
-  wire \done$101 ;
-  wire \done$104 ;
+  wire \done$102 ;
   wire \done$105 ;
   wire \done$106 ;
+  wire \done$107 ;
   wire [5:0] dp__addr;
   wire [5:0] \dp__addr$61 ;
   wire [95:0] dp__data;
@@ -12964,16 +12969,17 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$102 ;
+  wire \error$103 ;
   wire [9:0] fp__addr;
   wire [383:0] fp__data;
   wire host_a;
   wire [3:0] imem_hslice;
-  wire [3:0] \imem_hslice$144 ;
+  wire [3:0] \imem_hslice$145 ;
   wire imem_hwe;
   wire [13:0] imem_hword;
-  wire [13:0] \imem_hword$143 ;
+  wire [13:0] \imem_hword$144 ;
   reg [3:0] imem_rsl = 4'h0;
+  reg in_exec;
   reg [352:0] ir = 353'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [348:0] \ir.args ;
   wire [256:0] \ir.args.ew ;
@@ -13499,11 +13505,12 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [31:0] \p_data[7].mult ;
   wire [7:0] \p_data[7].shift ;
   reg [15:0] pc = 16'h0000;
+  reg pf_valid = 1'h0;
   wire [4:0] pmem_hslice;
-  wire [4:0] \pmem_hslice$153 ;
+  wire [4:0] \pmem_hslice$154 ;
   wire pmem_hwe;
   wire [13:0] pmem_hword;
-  wire [13:0] \pmem_hword$152 ;
+  wire [13:0] \pmem_hword$153 ;
   reg [4:0] pmem_rsl = 5'h00;
   wire [5:0] pp__addr;
   wire [767:0] pp__data;
@@ -13656,20 +13663,20 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [20:0] \res_y__1[9] ;
   reg retire;
   wire [11:0] rp__addr;
-  wire [9:0] \rp__addr$145 ;
-  wire [11:0] \rp__addr$148 ;
-  wire [9:0] \rp__addr$151 ;
-  wire [5:0] \rp__addr$154 ;
-  wire [5:0] \rp__addr$157 ;
-  wire [9:0] \rp__addr$160 ;
+  wire [9:0] \rp__addr$146 ;
+  wire [11:0] \rp__addr$149 ;
+  wire [9:0] \rp__addr$152 ;
+  wire [5:0] \rp__addr$155 ;
+  wire [5:0] \rp__addr$158 ;
+  wire [9:0] \rp__addr$161 ;
   wire [11:0] \rp__addr$55 ;
   wire [63:0] rp__data;
-  wire [383:0] \rp__data$185 ;
-  wire [63:0] \rp__data$187 ;
-  wire [63:0] \rp__data$189 ;
-  wire [767:0] \rp__data$191 ;
-  wire [95:0] \rp__data$193 ;
-  wire [63:0] \rp__data$195 ;
+  wire [383:0] \rp__data$186 ;
+  wire [63:0] \rp__data$188 ;
+  wire [63:0] \rp__data$190 ;
+  wire [767:0] \rp__data$192 ;
+  wire [95:0] \rp__data$194 ;
+  wire [63:0] \rp__data$196 ;
   wire [63:0] \rp__data$60 ;
   wire rp__en;
   wire \rp__en$57 ;
@@ -13686,9 +13693,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   reg [31:0] stall_c0 = 32'd0;
   reg [31:0] stall_c1 = 32'd0;
   reg start;
-  reg \start$112 ;
   reg \start$113 ;
-  reg \start$181 ;
+  reg \start$114 ;
+  reg \start$182 ;
   reg [15:0] start_pc = 16'h0000;
   wire trace_hslice;
   wire [13:0] trace_hword;
@@ -13699,16 +13706,16 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire tw__en;
   wire [1:0] unit_en;
   wire [9:0] w_addr;
-  wire [11:0] \w_addr$169 ;
   wire [11:0] \w_addr$170 ;
   wire [11:0] \w_addr$171 ;
+  wire [11:0] \w_addr$172 ;
   wire [63:0] w_data;
-  wire [63:0] \w_data$173 ;
   wire [63:0] \w_data$174 ;
   wire [63:0] \w_data$175 ;
+  wire [63:0] \w_data$176 ;
   wire w_en;
-  wire \w_en$166 ;
   wire \w_en$167 ;
+  wire \w_en$168 ;
   output wb__ack;
   reg wb__ack = 1'h0;
   input [16:0] wb__adr;
@@ -13728,10 +13735,10 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   reg [31:0] wload_c0 = 32'd0;
   reg [31:0] wload_c1 = 32'd0;
   wire wmem_hslice;
-  wire \wmem_hslice$150 ;
+  wire \wmem_hslice$151 ;
   wire wmem_hwe;
   wire [13:0] wmem_hword;
-  wire [13:0] \wmem_hword$149 ;
+  wire [13:0] \wmem_hword$150 ;
   reg wmem_rsl = 1'h0;
   wire [9:0] wp__addr;
   wire [63:0] wp__data;
@@ -17836,10 +17843,10 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     amem[4095] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$40 [0])
-      amem[\$37 [11:0]][31:0] <= \$signature__data$177 [31:0];
-    if (\$40 [1])
-      amem[\$37 [11:0]][63:32] <= \$signature__data$177 [63:32];
+    if (\$42 [0])
+      amem[\$39 [11:0]][31:0] <= \$signature__data$178 [31:0];
+    if (\$42 [1])
+      amem[\$39 [11:0]][63:32] <= \$signature__data$178 [63:32];
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -17857,7 +17864,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
       _4_ <= amem[rp__addr];
     end
   end
-  assign \rp__data$187  = _0_;
+  assign \rp__data$188  = _0_;
   assign rb_data = _1_;
   assign \rd_data$74  = _2_;
   assign \rd_data$59  = _3_;
@@ -17930,18 +17937,18 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$30 [0])
+    if (\$32 [0])
       dmem[dmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$30 [1])
+    if (\$32 [1])
       dmem[dmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$30 [2])
+    if (\$32 [2])
       dmem[dmem_hword[5:0]][95:64] <= wb__dat_w;
   end
   reg [95:0] _5_;
   always @(posedge clk) begin
-    _5_ <= dmem[\dmem_hword$155 [5:0]];
+    _5_ <= dmem[\dmem_hword$156 [5:0]];
   end
-  assign \rp__data$193  = _5_;
+  assign \rp__data$194  = _5_;
   assign \dp__data$64  = dmem[\dp__addr$61 ];
   assign dp__data = dmem[dp__addr];
   reg [383:0] imem [1023:0];
@@ -18972,38 +18979,38 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     imem[1023] = 384'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$15 [0])
+    if (\$17 [0])
       imem[imem_hword[9:0]][31:0] <= wb__dat_w;
-    if (\$15 [1])
+    if (\$17 [1])
       imem[imem_hword[9:0]][63:32] <= wb__dat_w;
-    if (\$15 [2])
+    if (\$17 [2])
       imem[imem_hword[9:0]][95:64] <= wb__dat_w;
-    if (\$15 [3])
+    if (\$17 [3])
       imem[imem_hword[9:0]][127:96] <= wb__dat_w;
-    if (\$15 [4])
+    if (\$17 [4])
       imem[imem_hword[9:0]][159:128] <= wb__dat_w;
-    if (\$15 [5])
+    if (\$17 [5])
       imem[imem_hword[9:0]][191:160] <= wb__dat_w;
-    if (\$15 [6])
+    if (\$17 [6])
       imem[imem_hword[9:0]][223:192] <= wb__dat_w;
-    if (\$15 [7])
+    if (\$17 [7])
       imem[imem_hword[9:0]][255:224] <= wb__dat_w;
-    if (\$15 [8])
+    if (\$17 [8])
       imem[imem_hword[9:0]][287:256] <= wb__dat_w;
-    if (\$15 [9])
+    if (\$17 [9])
       imem[imem_hword[9:0]][319:288] <= wb__dat_w;
-    if (\$15 [10])
+    if (\$17 [10])
       imem[imem_hword[9:0]][351:320] <= wb__dat_w;
-    if (\$15 [11])
+    if (\$17 [11])
       imem[imem_hword[9:0]][383:352] <= wb__dat_w;
   end
   reg [383:0] _6_;
   reg [383:0] _7_;
   always @(posedge clk) begin
-    _6_ <= imem[\imem_hword$143 [9:0]];
-    _7_ <= imem[pc[9:0]];
+    _6_ <= imem[\imem_hword$144 [9:0]];
+    _7_ <= imem[\$2 [9:0]];
   end
-  assign \rp__data$185  = _6_;
+  assign \rp__data$186  = _6_;
   assign fp__data = _7_;
   reg [767:0] pmem [63:0];
   initial begin
@@ -19073,62 +19080,62 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     pmem[63] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$25 [0])
+    if (\$27 [0])
       pmem[pmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$25 [1])
+    if (\$27 [1])
       pmem[pmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$25 [2])
+    if (\$27 [2])
       pmem[pmem_hword[5:0]][95:64] <= wb__dat_w;
-    if (\$25 [3])
+    if (\$27 [3])
       pmem[pmem_hword[5:0]][127:96] <= wb__dat_w;
-    if (\$25 [4])
+    if (\$27 [4])
       pmem[pmem_hword[5:0]][159:128] <= wb__dat_w;
-    if (\$25 [5])
+    if (\$27 [5])
       pmem[pmem_hword[5:0]][191:160] <= wb__dat_w;
-    if (\$25 [6])
+    if (\$27 [6])
       pmem[pmem_hword[5:0]][223:192] <= wb__dat_w;
-    if (\$25 [7])
+    if (\$27 [7])
       pmem[pmem_hword[5:0]][255:224] <= wb__dat_w;
-    if (\$25 [8])
+    if (\$27 [8])
       pmem[pmem_hword[5:0]][287:256] <= wb__dat_w;
-    if (\$25 [9])
+    if (\$27 [9])
       pmem[pmem_hword[5:0]][319:288] <= wb__dat_w;
-    if (\$25 [10])
+    if (\$27 [10])
       pmem[pmem_hword[5:0]][351:320] <= wb__dat_w;
-    if (\$25 [11])
+    if (\$27 [11])
       pmem[pmem_hword[5:0]][383:352] <= wb__dat_w;
-    if (\$25 [12])
+    if (\$27 [12])
       pmem[pmem_hword[5:0]][415:384] <= wb__dat_w;
-    if (\$25 [13])
+    if (\$27 [13])
       pmem[pmem_hword[5:0]][447:416] <= wb__dat_w;
-    if (\$25 [14])
+    if (\$27 [14])
       pmem[pmem_hword[5:0]][479:448] <= wb__dat_w;
-    if (\$25 [15])
+    if (\$27 [15])
       pmem[pmem_hword[5:0]][511:480] <= wb__dat_w;
-    if (\$25 [16])
+    if (\$27 [16])
       pmem[pmem_hword[5:0]][543:512] <= wb__dat_w;
-    if (\$25 [17])
+    if (\$27 [17])
       pmem[pmem_hword[5:0]][575:544] <= wb__dat_w;
-    if (\$25 [18])
+    if (\$27 [18])
       pmem[pmem_hword[5:0]][607:576] <= wb__dat_w;
-    if (\$25 [19])
+    if (\$27 [19])
       pmem[pmem_hword[5:0]][639:608] <= wb__dat_w;
-    if (\$25 [20])
+    if (\$27 [20])
       pmem[pmem_hword[5:0]][671:640] <= wb__dat_w;
-    if (\$25 [21])
+    if (\$27 [21])
       pmem[pmem_hword[5:0]][703:672] <= wb__dat_w;
-    if (\$25 [22])
+    if (\$27 [22])
       pmem[pmem_hword[5:0]][735:704] <= wb__dat_w;
-    if (\$25 [23])
+    if (\$27 [23])
       pmem[pmem_hword[5:0]][767:736] <= wb__dat_w;
   end
   reg [767:0] _8_;
   reg [767:0] _9_;
   always @(posedge clk) begin
-    _8_ <= pmem[\pmem_hword$152 [5:0]];
+    _8_ <= pmem[\pmem_hword$153 [5:0]];
     _9_ <= pmem[pp__addr];
   end
-  assign \rp__data$191  = _8_;
+  assign \rp__data$192  = _8_;
   assign p_data = _9_;
   reg [63:0] trace [1023:0];
   initial begin
@@ -20165,7 +20172,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   always @(posedge clk) begin
     _10_ <= trace[trace_hword[9:0]];
   end
-  assign \rp__data$195  = _10_;
+  assign \rp__data$196  = _10_;
   reg [63:0] wmem [1023:0];
   initial begin
     wmem[0] = 64'h0000000000000000;
@@ -21194,198 +21201,204 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     wmem[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$20 [0])
+    if (\$22 [0])
       wmem[wmem_hword[9:0]][31:0] <= wb__dat_w;
-    if (\$20 [1])
+    if (\$22 [1])
       wmem[wmem_hword[9:0]][63:32] <= wb__dat_w;
   end
   reg [63:0] _11_;
   reg [63:0] _12_;
   always @(posedge clk) begin
-    _11_ <= wmem[\wmem_hword$149 [9:0]];
+    _11_ <= wmem[\wmem_hword$150 [9:0]];
     _12_ <= wmem[wp__addr];
   end
-  assign \rp__data$189  = _11_;
+  assign \rp__data$190  = _11_;
   assign macro0__mem_wdata = _12_;
   assign rpa__addr = \busy$70  ? \rd_addr$72  : ra_addr;
-  assign \$1  = trace_n < 11'h400;
-  assign tw__en = retire & \$1 ;
-  assign \$2  = \done$104  | \done$105 ;
-  assign engine_done = \$2  | \done$106 ;
-  assign \$3  = ~ \busy$110 ;
-  assign \$4  = ir[3:0] == 2'h3;
-  assign \$5  = ir[3:0] == 3'h4;
-  assign \$6  = ir[3:0] == 3'h5;
-  assign \$7  = wb__cyc & wb__stb;
-  assign \$8  = ~ wb__ack;
-  assign req = \$7  & \$8 ;
-  assign \$9  = req & wb__we;
-  assign \$10  = wb__sel == 4'hf;
-  assign wr = \$9  & \$10 ;
-  assign \$11  = wb__adr[16:14] == 1'h1;
-  assign \$12  = wr & \$11 ;
-  assign \$13  = ~ busy;
-  assign imem_hwe = \$12  & \$13 ;
-  assign \$14  = 1'h1 << wb__adr[3:0];
-  assign \$15  = imem_hwe ? \$14  : 27'h0000000;
-  assign \$16  = wb__adr[16:14] == 2'h3;
-  assign \$17  = wr & \$16 ;
-  assign \$18  = ~ busy;
-  assign wmem_hwe = \$17  & \$18 ;
-  assign \$19  = 1'h1 << wb__adr[0];
-  assign \$20  = wmem_hwe ? \$19  : 3'h0;
-  assign \$21  = wb__adr[16:14] == 3'h4;
-  assign \$22  = wr & \$21 ;
-  assign \$23  = ~ busy;
-  assign pmem_hwe = \$22  & \$23 ;
-  assign \$24  = 1'h1 << wb__adr[4:0];
-  assign \$25  = pmem_hwe ? \$24  : 55'h00000000000000;
-  assign \$26  = wb__adr[16:14] == 3'h5;
-  assign \$27  = wr & \$26 ;
-  assign \$28  = ~ busy;
-  assign dmem_hwe = \$27  & \$28 ;
-  assign \$29  = 1'h1 << wb__adr[1:0];
-  assign \$30  = dmem_hwe ? \$29  : 6'h00;
-  assign \$31  = wb__adr[16:14] == 2'h2;
-  assign \$32  = wr & \$31 ;
-  assign \$33  = ~ busy;
-  assign host_a = \$32  & \$33 ;
-  assign \$34  = w_en | \w_en$166 ;
-  assign eng_we = \$34  | \w_en$167 ;
-  assign \$35  = \w_en$166  ? \w_addr$170  : \w_addr$169 ;
-  assign eng_addr = w_en ? \w_addr$171  : \$35 ;
-  assign \$36  = \w_en$166  ? { \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129  } : { \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137  };
-  assign eng_data = w_en ? { \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121  } : \$36 ;
-  assign \$37  = host_a ? \amem_hword$161  : { 2'h0, eng_addr };
-  assign \$signature__data$177  = host_a ? { wb__dat_w, wb__dat_w } : eng_data;
-  assign \$38  = 1'h1 << wb__adr[0];
-  assign \$39  = eng_we ? 2'h3 : 2'h0;
-  assign \$40  = host_a ? \$38  : { 1'h0, \$39  };
-  assign \$41  = ! wb__adr[16:14];
-  assign csr_hit = req & \$41 ;
-  assign \$42  = csr_hit & wr;
-  assign \$43  = wb__adr[4:0] == 1'h1;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = \$44  & wb__dat_w[0];
-  assign \$46  = ~ busy;
-  assign \$47  = \$45  & \$46 ;
-  assign \$218  = imem_rsl * 6'h20;
-  assign \$48  = \rp__data$185  >> \$218 ;
-  assign \$221  = amem_rsl * 6'h20;
-  assign \$49  = \rp__data$187  >> \$221 ;
-  assign \$224  = wmem_rsl * 6'h20;
-  assign \$50  = \rp__data$189  >> \$224 ;
-  assign \$227  = pmem_rsl * 6'h20;
-  assign \$51  = \rp__data$191  >> \$227 ;
-  assign \$230  = dmem_rsl * 6'h20;
-  assign \$52  = \rp__data$193  >> \$230 ;
-  assign \$233  = trace_rsl * 6'h20;
-  assign \$53  = \rp__data$195  >> \$233 ;
-  assign \$54  = ! ctrl_state;
-  assign \$55  = ctrl_state == 1'h1;
-  assign \$56  = ctrl_state == 2'h2;
-  assign \$57  = ctrl_state == 2'h3;
-  assign \$58  = ctrl_state == 3'h4;
-  assign \$59  = trace_n + 1'h1;
-  assign \$60  = pc + 1'h1;
-  assign \$61  = cycles + 1'h1;
-  assign \$62  = | mem_we;
-  assign \$63  = load_cycles + 1'h1;
-  assign \$64  = ~ \busy$110 ;
-  assign \$65  = ~ busy;
-  assign \$66  = \start$181  & \$65 ;
-  assign \$67  = busy & macro0__busy;
-  assign \$68  = busy_c0 + 1'h1;
-  assign \$69  = ~ macro0__busy;
-  assign \$70  = \$119  & \$69 ;
-  assign \$71  = stall_c0 + 1'h1;
-  assign \$72  = wload_c0 + 1'h1;
-  assign \$73  = ~ busy;
-  assign \$74  = \start$181  & \$73 ;
-  assign \$75  = busy & macro1__busy;
-  assign \$76  = busy_c1 + 1'h1;
-  assign \$77  = ~ macro1__busy;
-  assign \$78  = \$120  & \$77 ;
-  assign \$79  = stall_c1 + 1'h1;
-  assign \$80  = wload_c1 + 1'h1;
-  assign \$81  = csr_hit & wr;
-  assign \$82  = wb__adr[4:0] == 3'h4;
-  assign \$83  = \$81  & \$82 ;
-  assign \$84  = ~ wb__we;
-  assign \$85  = csr_hit & \$84 ;
+  assign \$1  = pc + 1'h1;
+  assign \$2  = in_exec ? \$1  : { 1'h0, pc };
+  assign \$3  = trace_n < 11'h400;
+  assign tw__en = retire & \$3 ;
+  assign \$4  = \done$105  | \done$106 ;
+  assign engine_done = \$4  | \done$107 ;
+  assign \$5  = ~ \busy$111 ;
+  assign \$6  = ir[3:0] == 2'h3;
+  assign \$7  = ir[3:0] == 3'h4;
+  assign \$8  = ir[3:0] == 3'h5;
+  assign \$9  = wb__cyc & wb__stb;
+  assign \$10  = ~ wb__ack;
+  assign req = \$9  & \$10 ;
+  assign \$11  = req & wb__we;
+  assign \$12  = wb__sel == 4'hf;
+  assign wr = \$11  & \$12 ;
+  assign \$13  = wb__adr[16:14] == 1'h1;
+  assign \$14  = wr & \$13 ;
+  assign \$15  = ~ busy;
+  assign imem_hwe = \$14  & \$15 ;
+  assign \$16  = 1'h1 << wb__adr[3:0];
+  assign \$17  = imem_hwe ? \$16  : 27'h0000000;
+  assign \$18  = wb__adr[16:14] == 2'h3;
+  assign \$19  = wr & \$18 ;
+  assign \$20  = ~ busy;
+  assign wmem_hwe = \$19  & \$20 ;
+  assign \$21  = 1'h1 << wb__adr[0];
+  assign \$22  = wmem_hwe ? \$21  : 3'h0;
+  assign \$23  = wb__adr[16:14] == 3'h4;
+  assign \$24  = wr & \$23 ;
+  assign \$25  = ~ busy;
+  assign pmem_hwe = \$24  & \$25 ;
+  assign \$26  = 1'h1 << wb__adr[4:0];
+  assign \$27  = pmem_hwe ? \$26  : 55'h00000000000000;
+  assign \$28  = wb__adr[16:14] == 3'h5;
+  assign \$29  = wr & \$28 ;
+  assign \$30  = ~ busy;
+  assign dmem_hwe = \$29  & \$30 ;
+  assign \$31  = 1'h1 << wb__adr[1:0];
+  assign \$32  = dmem_hwe ? \$31  : 6'h00;
+  assign \$33  = wb__adr[16:14] == 2'h2;
+  assign \$34  = wr & \$33 ;
+  assign \$35  = ~ busy;
+  assign host_a = \$34  & \$35 ;
+  assign \$36  = w_en | \w_en$167 ;
+  assign eng_we = \$36  | \w_en$168 ;
+  assign \$37  = \w_en$167  ? \w_addr$171  : \w_addr$170 ;
+  assign eng_addr = w_en ? \w_addr$172  : \$37 ;
+  assign \$38  = \w_en$167  ? { \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134  } : { \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142  };
+  assign eng_data = w_en ? { \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126  } : \$38 ;
+  assign \$39  = host_a ? \amem_hword$162  : { 2'h0, eng_addr };
+  assign \$signature__data$178  = host_a ? { wb__dat_w, wb__dat_w } : eng_data;
+  assign \$40  = 1'h1 << wb__adr[0];
+  assign \$41  = eng_we ? 2'h3 : 2'h0;
+  assign \$42  = host_a ? \$40  : { 1'h0, \$41  };
+  assign \$43  = ! wb__adr[16:14];
+  assign csr_hit = req & \$43 ;
+  assign \$44  = csr_hit & wr;
+  assign \$45  = wb__adr[4:0] == 1'h1;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = \$46  & wb__dat_w[0];
+  assign \$48  = ~ busy;
+  assign \$49  = \$47  & \$48 ;
+  assign \$225  = imem_rsl * 6'h20;
+  assign \$50  = \rp__data$186  >> \$225 ;
+  assign \$228  = amem_rsl * 6'h20;
+  assign \$51  = \rp__data$188  >> \$228 ;
+  assign \$231  = wmem_rsl * 6'h20;
+  assign \$52  = \rp__data$190  >> \$231 ;
+  assign \$234  = pmem_rsl * 6'h20;
+  assign \$53  = \rp__data$192  >> \$234 ;
+  assign \$237  = dmem_rsl * 6'h20;
+  assign \$54  = \rp__data$194  >> \$237 ;
+  assign \$240  = trace_rsl * 6'h20;
+  assign \$55  = \rp__data$196  >> \$240 ;
+  assign \$56  = ! ctrl_state;
+  assign \$57  = ctrl_state == 1'h1;
+  assign \$58  = ctrl_state == 2'h2;
+  assign \$59  = ctrl_state == 2'h3;
+  assign \$60  = ctrl_state == 3'h4;
+  assign \$61  = trace_n + 1'h1;
+  assign \$62  = pc + 1'h1;
+  assign \$63  = ~ retire;
+  assign \$64  = in_exec & \$63 ;
+  assign \$65  = cycles + 1'h1;
+  assign \$66  = | mem_we;
+  assign \$67  = load_cycles + 1'h1;
+  assign \$68  = ~ \busy$111 ;
+  assign \$69  = ~ busy;
+  assign \$70  = \start$182  & \$69 ;
+  assign \$71  = busy & macro0__busy;
+  assign \$72  = busy_c0 + 1'h1;
+  assign \$73  = ~ macro0__busy;
+  assign \$74  = \$124  & \$73 ;
+  assign \$75  = stall_c0 + 1'h1;
+  assign \$76  = wload_c0 + 1'h1;
+  assign \$77  = ~ busy;
+  assign \$78  = \start$182  & \$77 ;
+  assign \$79  = busy & macro1__busy;
+  assign \$80  = busy_c1 + 1'h1;
+  assign \$81  = ~ macro1__busy;
+  assign \$82  = \$125  & \$81 ;
+  assign \$83  = stall_c1 + 1'h1;
+  assign \$84  = wload_c1 + 1'h1;
+  assign \$85  = csr_hit & wr;
+  assign \$86  = wb__adr[4:0] == 3'h4;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = ~ wb__we;
+  assign \$89  = csr_hit & \$88 ;
   always @(posedge clk)
-    trace_n <= \$94 ;
+    trace_n <= \$98 ;
   always @(posedge clk)
-    pc <= \$95 ;
+    pc <= \$99 ;
   always @(posedge clk)
-    cycles <= \$96 ;
+    pf_valid <= \$100 ;
   always @(posedge clk)
-    load_cycles <= \$97 ;
+    cycles <= \$101 ;
   always @(posedge clk)
-    busy <= \$98 ;
+    load_cycles <= \$102 ;
   always @(posedge clk)
-    done <= \$99 ;
+    busy <= \$103 ;
   always @(posedge clk)
-    error <= \$100 ;
+    done <= \$104 ;
   always @(posedge clk)
-    ctrl_state <= \$101 ;
+    error <= \$105 ;
   always @(posedge clk)
-    ir <= \$102 ;
+    ctrl_state <= \$106 ;
   always @(posedge clk)
-    busy_c0 <= \$103 ;
+    ir <= \$107 ;
   always @(posedge clk)
-    stall_c0 <= \$104 ;
+    busy_c0 <= \$108 ;
   always @(posedge clk)
-    wload_c0 <= \$105 ;
+    stall_c0 <= \$109 ;
   always @(posedge clk)
-    busy_c1 <= \$106 ;
+    wload_c0 <= \$110 ;
   always @(posedge clk)
-    stall_c1 <= \$107 ;
+    busy_c1 <= \$111 ;
   always @(posedge clk)
-    wload_c1 <= \$108 ;
+    stall_c1 <= \$112 ;
   always @(posedge clk)
-    wb__ack <= \$109 ;
+    wload_c1 <= \$113 ;
   always @(posedge clk)
-    r_region <= \$110 ;
+    wb__ack <= \$114 ;
   always @(posedge clk)
-    imem_rsl <= \$111 ;
+    r_region <= \$115 ;
   always @(posedge clk)
-    amem_rsl <= \$112 ;
+    imem_rsl <= \$116 ;
   always @(posedge clk)
-    wmem_rsl <= \$113 ;
+    amem_rsl <= \$117 ;
   always @(posedge clk)
-    pmem_rsl <= \$114 ;
+    wmem_rsl <= \$118 ;
   always @(posedge clk)
-    dmem_rsl <= \$115 ;
+    pmem_rsl <= \$119 ;
   always @(posedge clk)
-    trace_rsl <= \$116 ;
+    dmem_rsl <= \$120 ;
   always @(posedge clk)
-    start_pc <= \$117 ;
+    trace_rsl <= \$121 ;
   always @(posedge clk)
-    csr_r <= \$118 ;
+    start_pc <= \$122 ;
+  always @(posedge clk)
+    csr_r <= \$123 ;
   \isscc22_fabric.ew  ew (
     .args(ir[260:4]),
     .clk(clk),
-    .done(\done$106 ),
-    .\port$1588$0 (\$137 ),
-    .\port$1594$0 (\$138 ),
-    .\port$1600$0 (\$139 ),
-    .\port$1606$0 (\$140 ),
-    .\port$1612$0 (\$141 ),
-    .\port$1618$0 (\$142 ),
-    .\port$1624$0 (\$143 ),
-    .\port$1630$0 (\$144 ),
+    .done(\done$107 ),
+    .\port$1596$0 (\$142 ),
+    .\port$1602$0 (\$143 ),
+    .\port$1608$0 (\$144 ),
+    .\port$1614$0 (\$145 ),
+    .\port$1620$0 (\$146 ),
+    .\port$1626$0 (\$147 ),
+    .\port$1632$0 (\$148 ),
+    .\port$1638$0 (\$149 ),
     .ra_addr(ra_addr),
     .ra_data(\rd_data$74 ),
     .rb_addr(rpb__addr),
     .rb_data(rb_data),
     .rst(rst),
-    .start(\start$113 ),
-    .w_addr(\w_addr$169 ),
-    .w_en(\w_en$167 )
+    .start(\start$114 ),
+    .w_addr(\w_addr$170 ),
+    .w_en(\w_en$168 )
   );
   \isscc22_fabric.loader  loader (
-    .busy(\busy$110 ),
+    .busy(\busy$111 ),
     .clk(clk),
     .cmd_ready(cmd_ready),
     .mem_page(macro0__mem_page),
@@ -21404,7 +21417,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .\desc$238 (\dp__data$64 [71:0]),
     .desc_addr(dp__addr),
     .\desc_addr$239 (\dp__addr$61 ),
-    .finished(\done$104 ),
+    .finished(\done$105 ),
     .op__0__payload(macro0__op__payload),
     .op__0__ready(op__0__ready),
     .op__0__valid(macro0__op__valid),
@@ -21413,16 +21426,16 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__1__valid(macro1__op__valid),
     .p_addr(pp__addr),
     .p_data(p_data),
-    .\port$219$0 (\$119 ),
-    .\port$220$0 (\$120 ),
-    .\port$410$0 (\$121 ),
-    .\port$415$0 (\$122 ),
-    .\port$420$0 (\$123 ),
-    .\port$425$0 (\$124 ),
-    .\port$430$0 (\$125 ),
-    .\port$435$0 (\$126 ),
-    .\port$440$0 (\$127 ),
-    .\port$445$0 (\$128 ),
+    .\port$227$0 (\$124 ),
+    .\port$228$0 (\$125 ),
+    .\port$418$0 (\$126 ),
+    .\port$423$0 (\$127 ),
+    .\port$428$0 (\$128 ),
+    .\port$433$0 (\$129 ),
+    .\port$438$0 (\$130 ),
+    .\port$443$0 (\$131 ),
+    .\port$448$0 (\$132 ),
+    .\port$453$0 (\$133 ),
     .rd_addr(rp__addr),
     .\rd_addr$240 (\rp__addr$55 ),
     .rd_data(rd_data),
@@ -21435,14 +21448,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .res_y__1(res_y__1),
     .rst(rst),
     .start(start),
-    .w_addr(\w_addr$171 ),
+    .w_addr(\w_addr$172 ),
     .\w_en$209 (w_en)
   );
   isscc22_cim_macro macro0 (
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$86 ),
+    .mem_rdata(\$90 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -21450,9 +21463,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$87 ),
-    .res_pop(\$88 ),
-    .res_total(\$89 ),
+    .res_bits(\$91 ),
+    .res_pop(\$92 ),
+    .res_total(\$93 ),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
     .rst(rst)
@@ -21461,7 +21474,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$90 ),
+    .mem_rdata(\$94 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -21469,9 +21482,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$91 ),
-    .res_pop(\$92 ),
-    .res_total(\$93 ),
+    .res_bits(\$95 ),
+    .res_pop(\$96 ),
+    .res_total(\$97 ),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
     .rst(rst)
@@ -21480,22 +21493,38 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .args(ir[187:4]),
     .busy(\busy$70 ),
     .clk(clk),
-    .done(\done$105 ),
-    .\port$1246$0 (\$129 ),
-    .\port$1247$0 (\$130 ),
-    .\port$1248$0 (\$131 ),
-    .\port$1249$0 (\$132 ),
-    .\port$1250$0 (\$133 ),
-    .\port$1251$0 (\$134 ),
-    .\port$1252$0 (\$135 ),
-    .\port$1253$0 (\$136 ),
+    .done(\done$106 ),
+    .\port$1254$0 (\$134 ),
+    .\port$1255$0 (\$135 ),
+    .\port$1256$0 (\$136 ),
+    .\port$1257$0 (\$137 ),
+    .\port$1258$0 (\$138 ),
+    .\port$1259$0 (\$139 ),
+    .\port$1260$0 (\$140 ),
+    .\port$1261$0 (\$141 ),
     .rd_addr(\rd_addr$72 ),
     .rd_data(\rd_data$74 ),
     .rst(rst),
-    .start(\start$112 ),
-    .w_addr(\w_addr$170 ),
-    .w_en(\w_en$166 )
+    .start(\start$113 ),
+    .w_addr(\w_addr$171 ),
+    .w_en(\w_en$167 )
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_exec = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          in_exec = 1'h1;
+      3'h4:
+          in_exec = 1'h1;
+    endcase
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     retire = 1'h0;
@@ -21515,7 +21544,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
                   retire = 1'h1;
                 end
             4'h2:
-                if (\$3 ) begin
+                if (\$5 ) begin
                   retire = 1'h1;
                 end
           endcase
@@ -21563,30 +21592,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
             4'h2:
                 /* empty */;
             4'h3, 4'h4, 4'h5:
-                start = \$4 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$112  = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                \start$112  = \$5 ;
+                start = \$6 ;
           endcase
     endcase
   end
@@ -21609,15 +21615,38 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
             4'h2:
                 /* empty */;
             4'h3, 4'h4, 4'h5:
-                \start$113  = \$6 ;
+                \start$113  = \$7 ;
           endcase
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$181  = 1'h0;
-    if (\$47 ) begin
-      \start$181  = 1'h1;
+    \start$114  = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3, 4'h4, 4'h5:
+                \start$114  = \$8 ;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$182  = 1'h0;
+    if (\$49 ) begin
+      \start$182  = 1'h1;
     end
   end
   always @* begin
@@ -21627,45 +21656,45 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
       3'h0:
           wb__dat_r = csr_r;
       3'h1:
-          wb__dat_r = \$48 ;
-      3'h2:
-          wb__dat_r = \$49 ;
-      3'h3:
           wb__dat_r = \$50 ;
-      3'h4:
+      3'h2:
           wb__dat_r = \$51 ;
-      3'h5:
+      3'h3:
           wb__dat_r = \$52 ;
-      3'h6:
+      3'h4:
           wb__dat_r = \$53 ;
+      3'h5:
+          wb__dat_r = \$54 ;
+      3'h6:
+          wb__dat_r = \$55 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = trace_n;
+    \$98  = trace_n;
     if (retire) begin
-      \$94  = \$59 [31:0];
+      \$98  = \$61 [31:0];
     end
     casez (ctrl_state)
       3'h0:
-          if (\start$181 ) begin
-            \$94  = 32'd0;
+          if (\start$182 ) begin
+            \$98  = 32'd0;
           end
     endcase
     if (rst) begin
-      \$94  = 32'd0;
+      \$98  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = pc;
+    \$99  = pc;
     if (retire) begin
-      \$95  = \$60 [15:0];
+      \$99  = \$62 [15:0];
     end
     casez (ctrl_state)
       3'h0:
-          if (\start$181 ) begin
-            \$95  = start_pc;
+          if (\start$182 ) begin
+            \$99  = start_pc;
           end
       3'h1:
           /* empty */;
@@ -21674,404 +21703,449 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
       3'h3:
           casez (ir[3:0])
             4'h0:
-                \$95  = pc;
+                \$99  = pc;
           endcase
     endcase
     if (rst) begin
-      \$95  = 16'h0000;
+      \$99  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = cycles;
-    if (busy) begin
-      \$96  = \$61 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$181 ) begin
-            \$96  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$96  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = load_cycles;
-    if (\$62 ) begin
-      \$97  = \$63 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$181 ) begin
-            \$97  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$97  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = busy;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$181 ) begin
-            \$98  = 1'h1;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                \$98  = 1'h0;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$98  = 1'h0;
-          endcase
-    endcase
-    if (rst) begin
-      \$98  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = done;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$181 ) begin
-            \$99  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$99  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$99  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = error;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$181 ) begin
-            \$100  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$100  = 1'h1;
-          endcase
-    endcase
+    \$100  = \$64 ;
     if (rst) begin
       \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = ctrl_state;
+    \$101  = cycles;
+    if (busy) begin
+      \$101  = \$65 [31:0];
+    end
     casez (ctrl_state)
       3'h0:
-          if (\start$181 ) begin
-            \$101  = 3'h1;
+          if (\start$182 ) begin
+            \$101  = 32'd0;
+          end
+    endcase
+    if (rst) begin
+      \$101  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$102  = load_cycles;
+    if (\$66 ) begin
+      \$102  = \$67 [31:0];
+    end
+    casez (ctrl_state)
+      3'h0:
+          if (\start$182 ) begin
+            \$102  = 32'd0;
+          end
+    endcase
+    if (rst) begin
+      \$102  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$103  = busy;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$182 ) begin
+            \$103  = 1'h1;
           end
       3'h1:
-          \$101  = 3'h2;
+          /* empty */;
       3'h2:
-          \$101  = 3'h3;
+          /* empty */;
       3'h3:
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                \$101  = 3'h0;
+                \$103  = 1'h0;
             4'h1:
-                if (cmd_ready) begin
-                  \$101  = 3'h1;
-                end
+                /* empty */;
             4'h2:
-                if (\$64 ) begin
-                  \$101  = 3'h1;
-                end
+                /* empty */;
             4'h3, 4'h4, 4'h5:
-                \$101  = 3'h4;
+                /* empty */;
             default:
-                \$101  = 3'h0;
+                \$103  = 1'h0;
           endcase
-      3'h4:
-          if (engine_done) begin
-            \$101  = 3'h1;
-          end
     endcase
     if (rst) begin
-      \$101  = 3'h0;
+      \$103  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = ir;
+    \$104  = done;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$182 ) begin
+            \$104  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$104  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$104  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$105  = error;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$182 ) begin
+            \$105  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3, 4'h4, 4'h5:
+                /* empty */;
+            default:
+                \$105  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$105  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$106  = ctrl_state;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$182 ) begin
+            \$106  = 3'h1;
+          end
+      3'h1:
+          \$106  = 3'h2;
+      3'h2:
+          \$106  = 3'h3;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$106  = 3'h0;
+            4'h1:
+                if (cmd_ready) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$106  = 3'h3;
+                  end else begin
+                    \$106  = 3'h2;
+                  end
+                end
+            4'h2:
+                if (\$68 ) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$106  = 3'h3;
+                  end else begin
+                    \$106  = 3'h2;
+                  end
+                end
+            4'h3, 4'h4, 4'h5:
+                \$106  = 3'h4;
+            default:
+                \$106  = 3'h0;
+          endcase
+      3'h4:
+          if (engine_done) begin
+            (* full_case = 32'd1 *)
+            if (pf_valid) begin
+              \$106  = 3'h3;
+            end else begin
+              \$106  = 3'h2;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$106  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$107  = ir;
     casez (ctrl_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$102  = fp__data[352:0];
+          \$107  = fp__data[352:0];
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                if (cmd_ready) begin
+                  if (pf_valid) begin
+                    \$107  = fp__data[352:0];
+                  end
+                end
+            4'h2:
+                if (\$68 ) begin
+                  if (pf_valid) begin
+                    \$107  = fp__data[352:0];
+                  end
+                end
+          endcase
+      3'h4:
+          if (engine_done) begin
+            if (pf_valid) begin
+              \$107  = fp__data[352:0];
+            end
+          end
     endcase
     if (rst) begin
-      \$102  = 353'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$107  = 353'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = busy_c0;
+    \$108  = busy_c0;
     (* full_case = 32'd1 *)
-    if (\$66 ) begin
-      \$103  = 32'd0;
+    if (\$70 ) begin
+      \$108  = 32'd0;
     end else begin
-      if (\$67 ) begin
-        \$103  = \$68 [31:0];
+      if (\$71 ) begin
+        \$108  = \$72 [31:0];
       end
     end
     if (rst) begin
-      \$103  = 32'd0;
+      \$108  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = stall_c0;
+    \$109  = stall_c0;
     (* full_case = 32'd1 *)
-    if (\$66 ) begin
-      \$104  = 32'd0;
+    if (\$70 ) begin
+      \$109  = 32'd0;
     end else begin
-      if (\$70 ) begin
-        \$104  = \$71 [31:0];
+      if (\$74 ) begin
+        \$109  = \$75 [31:0];
       end
     end
     if (rst) begin
-      \$104  = 32'd0;
+      \$109  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = wload_c0;
+    \$110  = wload_c0;
     (* full_case = 32'd1 *)
-    if (\$66 ) begin
-      \$105  = 32'd0;
+    if (\$70 ) begin
+      \$110  = 32'd0;
     end else begin
       if (mem_we[0]) begin
-        \$105  = \$72 [31:0];
+        \$110  = \$76 [31:0];
       end
     end
     if (rst) begin
-      \$105  = 32'd0;
+      \$110  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = busy_c1;
+    \$111  = busy_c1;
     (* full_case = 32'd1 *)
-    if (\$74 ) begin
-      \$106  = 32'd0;
+    if (\$78 ) begin
+      \$111  = 32'd0;
     end else begin
-      if (\$75 ) begin
-        \$106  = \$76 [31:0];
+      if (\$79 ) begin
+        \$111  = \$80 [31:0];
       end
     end
     if (rst) begin
-      \$106  = 32'd0;
+      \$111  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = stall_c1;
+    \$112  = stall_c1;
     (* full_case = 32'd1 *)
-    if (\$74 ) begin
-      \$107  = 32'd0;
+    if (\$78 ) begin
+      \$112  = 32'd0;
     end else begin
-      if (\$78 ) begin
-        \$107  = \$79 [31:0];
+      if (\$82 ) begin
+        \$112  = \$83 [31:0];
       end
     end
     if (rst) begin
-      \$107  = 32'd0;
+      \$112  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = wload_c1;
+    \$113  = wload_c1;
     (* full_case = 32'd1 *)
-    if (\$74 ) begin
-      \$108  = 32'd0;
+    if (\$78 ) begin
+      \$113  = 32'd0;
     end else begin
       if (mem_we[1]) begin
-        \$108  = \$80 [31:0];
+        \$113  = \$84 [31:0];
       end
     end
     if (rst) begin
-      \$108  = 32'd0;
+      \$113  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = req;
+    \$114  = req;
     if (rst) begin
-      \$109  = 1'h0;
+      \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = r_region;
+    \$115  = r_region;
     if (req) begin
-      \$110  = wb__adr[16:14];
+      \$115  = wb__adr[16:14];
     end
     if (rst) begin
-      \$110  = 3'h0;
+      \$115  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = imem_rsl;
+    \$116  = imem_rsl;
     if (req) begin
-      \$111  = wb__adr[3:0];
+      \$116  = wb__adr[3:0];
     end
     if (rst) begin
-      \$111  = 4'h0;
+      \$116  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = amem_rsl;
+    \$117  = amem_rsl;
     if (req) begin
-      \$112  = wb__adr[0];
+      \$117  = wb__adr[0];
     end
     if (rst) begin
-      \$112  = 1'h0;
+      \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = wmem_rsl;
+    \$118  = wmem_rsl;
     if (req) begin
-      \$113  = wb__adr[0];
+      \$118  = wb__adr[0];
     end
     if (rst) begin
-      \$113  = 1'h0;
+      \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = pmem_rsl;
+    \$119  = pmem_rsl;
     if (req) begin
-      \$114  = wb__adr[4:0];
+      \$119  = wb__adr[4:0];
     end
     if (rst) begin
-      \$114  = 5'h00;
+      \$119  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = dmem_rsl;
+    \$120  = dmem_rsl;
     if (req) begin
-      \$115  = wb__adr[1:0];
+      \$120  = wb__adr[1:0];
     end
     if (rst) begin
-      \$115  = 2'h0;
+      \$120  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = trace_rsl;
+    \$121  = trace_rsl;
     if (req) begin
-      \$116  = wb__adr[0];
+      \$121  = wb__adr[0];
     end
     if (rst) begin
-      \$116  = 1'h0;
+      \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = start_pc;
-    if (\$83 ) begin
-      \$117  = wb__dat_w[15:0];
+    \$122  = start_pc;
+    if (\$87 ) begin
+      \$122  = wb__dat_w[15:0];
     end
     if (rst) begin
-      \$117  = 16'h0000;
+      \$122  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = csr_r;
-    if (\$85 ) begin
+    \$123  = csr_r;
+    if (\$89 ) begin
       (* full_case = 32'd1 *)
       casez (wb__adr[4:0])
         5'h00:
-            \$118  = 32'd1128877382;
+            \$123  = 32'd1128877382;
         5'h02:
-            \$118  = { 28'h0000000, \busy$110 , error, done, busy };
+            \$123  = { 28'h0000000, \busy$111 , error, done, busy };
         5'h03:
-            \$118  = { 16'h0000, pc };
+            \$123  = { 16'h0000, pc };
         5'h04:
-            \$118  = { 16'h0000, start_pc };
+            \$123  = { 16'h0000, start_pc };
         5'h05:
-            \$118  = cycles;
+            \$123  = cycles;
         5'h06:
-            \$118  = load_cycles;
+            \$123  = load_cycles;
         5'h07:
-            \$118  = trace_n;
+            \$123  = trace_n;
         5'h08:
-            \$118  = { 28'h0000000, ir[3:0] };
+            \$123  = { 28'h0000000, ir[3:0] };
         5'h09:
-            \$118  = 32'd8;
+            \$123  = 32'd8;
         5'h0a:
-            \$118  = 32'd2;
+            \$123  = 32'd2;
         5'h10:
-            \$118  = busy_c0;
+            \$123  = busy_c0;
         5'h11:
-            \$118  = stall_c0;
+            \$123  = stall_c0;
         5'h12:
-            \$118  = wload_c0;
+            \$123  = wload_c0;
         5'h14:
-            \$118  = busy_c1;
+            \$123  = busy_c1;
         5'h15:
-            \$118  = stall_c1;
+            \$123  = stall_c1;
         5'h16:
-            \$118  = wload_c1;
+            \$123  = wload_c1;
         default:
-            \$118  = 32'd0;
+            \$123  = 32'd0;
       endcase
     end
     if (rst) begin
-      \$118  = 32'd0;
+      \$123  = 32'd0;
     end
   end
   assign op__0__payload = macro0__op__payload;
@@ -22113,56 +22187,56 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign w_addr = wp__addr;
   assign w_data = macro0__mem_wdata;
   assign wp__data = macro0__mem_wdata;
-  assign fp__addr = pc[9:0];
+  assign fp__addr = \$2 [9:0];
   assign args = ir[352:4];
-  assign \args$90  = ir[187:4];
-  assign \args$91  = ir[260:4];
+  assign \args$91  = ir[187:4];
+  assign \args$92  = ir[260:4];
   assign cmd = ir[40:4];
   assign tw__addr = trace_n[9:0];
   assign tw__data = entry;
   assign running = busy;
-  assign \done$101  = done;
-  assign \error$102  = error;
+  assign \done$102  = done;
+  assign \error$103  = error;
   assign ack = wb__ack;
   assign region = wb__adr[16:14];
   assign off = wb__adr[13:0];
   assign imem_hslice = wb__adr[3:0];
   assign \$signature__addr  = imem_hword[9:0];
   assign \$signature__data  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en  = \$15 [11:0];
+  assign \$signature__en  = \$17 [11:0];
   assign wmem_hslice = wb__adr[0];
-  assign \$signature__addr$128  = wmem_hword[9:0];
-  assign \$signature__data$129  = { wb__dat_w, wb__dat_w };
-  assign \$signature__en$130  = \$20 [1:0];
+  assign \$signature__addr$129  = wmem_hword[9:0];
+  assign \$signature__data$130  = { wb__dat_w, wb__dat_w };
+  assign \$signature__en$131  = \$22 [1:0];
   assign pmem_hslice = wb__adr[4:0];
-  assign \$signature__addr$134  = pmem_hword[5:0];
-  assign \$signature__data$135  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$136  = \$25 [23:0];
+  assign \$signature__addr$135  = pmem_hword[5:0];
+  assign \$signature__data$136  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__en$137  = \$27 [23:0];
   assign dmem_hslice = wb__adr[1:0];
-  assign \$signature__addr$140  = dmem_hword[5:0];
-  assign \$signature__data$141  = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$142  = \$30 [2:0];
-  assign \imem_hslice$144  = wb__adr[3:0];
-  assign \rp__addr$145  = \imem_hword$143 [9:0];
+  assign \$signature__addr$141  = dmem_hword[5:0];
+  assign \$signature__data$142  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__en$143  = \$32 [2:0];
+  assign \imem_hslice$145  = wb__adr[3:0];
+  assign \rp__addr$146  = \imem_hword$144 [9:0];
   assign amem_hslice = wb__adr[0];
-  assign \rp__addr$148  = amem_hword[11:0];
-  assign \wmem_hslice$150  = wb__adr[0];
-  assign \rp__addr$151  = \wmem_hword$149 [9:0];
-  assign \pmem_hslice$153  = wb__adr[4:0];
-  assign \rp__addr$154  = \pmem_hword$152 [5:0];
-  assign \dmem_hslice$156  = wb__adr[1:0];
-  assign \rp__addr$157  = \dmem_hword$155 [5:0];
+  assign \rp__addr$149  = amem_hword[11:0];
+  assign \wmem_hslice$151  = wb__adr[0];
+  assign \rp__addr$152  = \wmem_hword$150 [9:0];
+  assign \pmem_hslice$154  = wb__adr[4:0];
+  assign \rp__addr$155  = \pmem_hword$153 [5:0];
+  assign \dmem_hslice$157  = wb__adr[1:0];
+  assign \rp__addr$158  = \dmem_hword$156 [5:0];
   assign trace_hslice = wb__adr[0];
-  assign \rp__addr$160  = trace_hword[9:0];
-  assign \amem_hslice$162  = wb__adr[0];
-  assign \w_data$173  = { \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137  };
-  assign \w_data$174  = { \$136 , \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129  };
-  assign \w_data$175  = { \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121  };
-  assign \$signature__addr$176  = \$37 [11:0];
-  assign \$signature__en$178  = \$40 [1:0];
+  assign \rp__addr$161  = trace_hword[9:0];
+  assign \amem_hslice$163  = wb__adr[0];
+  assign \w_data$174  = { \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142  };
+  assign \w_data$175  = { \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134  };
+  assign \w_data$176  = { \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126  };
+  assign \$signature__addr$177  = \$39 [11:0];
+  assign \$signature__en$179  = \$42 [1:0];
   assign csr_idx = wb__adr[4:0];
   assign dat = wb__dat_r;
-  assign unit_en = { \$120 , \$119  };
+  assign unit_en = { \$125 , \$124  };
   assign \macro0__op__payload.mode  = macro0__op__payload[0];
   assign \macro0__op__payload.page  = macro0__op__payload[4:1];
   assign \macro0__op__payload.row  = macro0__op__payload[9:5];
@@ -22793,53 +22867,53 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \ir.args.load.mask  = ir[31:30];
   assign \ir.args.load.page  = ir[35:32];
   assign \ir.args.load.row0  = ir[40:36];
-  assign \args$90.mode  = ir[4];
-  assign \args$90.x_signed  = ir[5];
-  assign \args$90.in_base  = ir[17:6];
-  assign \args$90.in_h  = ir[25:18];
-  assign \args$90.in_w  = ir[33:26];
-  assign \args$90.cw  = ir[41:34];
-  assign \args$90.kh  = ir[49:42];
-  assign \args$90.kw  = ir[57:50];
-  assign \args$90.sh  = ir[61:58];
-  assign \args$90.sw  = ir[65:62];
-  assign \args$90.dh  = ir[69:66];
-  assign \args$90.dw  = ir[73:70];
-  assign \args$90.pt  = ir[77:74];
-  assign \args$90.pl  = ir[81:78];
-  assign \args$90.oh  = ir[89:82];
-  assign \args$90.ow  = ir[97:90];
-  assign \args$90.out_base  = ir[109:98];
-  assign \args$90.zp_in  = ir[119:110];
-  assign \args$90.mult  = ir[151:120];
-  assign \args$90.shift  = ir[157:152];
-  assign \args$90.zp_out  = ir[167:158];
-  assign \args$90.act_min  = ir[177:168];
-  assign \args$90.act_max  = ir[187:178];
-  assign \args$91.a_base  = ir[15:4];
-  assign \args$91.b_base  = ir[27:16];
-  assign \args$91.out_base  = ir[39:28];
-  assign \args$91.npos  = ir[55:40];
-  assign \args$91.cw  = ir[63:56];
-  assign \args$91.a_stride  = ir[71:64];
-  assign \args$91.b_stride  = ir[79:72];
-  assign \args$91.out_stride  = ir[87:80];
-  assign \args$91.x_signed  = ir[88];
-  assign \args$91.has_b  = ir[89];
-  assign \args$91.rq_in  = ir[90];
-  assign \args$91.rq_out  = ir[91];
-  assign \args$91.ls  = ir[96:92];
-  assign \args$91.zp_a  = ir[106:97];
-  assign \args$91.zp_b  = ir[116:107];
-  assign \args$91.mult_a  = ir[148:117];
-  assign \args$91.shift_a  = ir[154:149];
-  assign \args$91.mult_b  = ir[186:155];
-  assign \args$91.shift_b  = ir[192:187];
-  assign \args$91.mult_o  = ir[224:193];
-  assign \args$91.shift_o  = ir[230:225];
-  assign \args$91.zp_out  = ir[240:231];
-  assign \args$91.act_min  = ir[250:241];
-  assign \args$91.act_max  = ir[260:251];
+  assign \args$91.mode  = ir[4];
+  assign \args$91.x_signed  = ir[5];
+  assign \args$91.in_base  = ir[17:6];
+  assign \args$91.in_h  = ir[25:18];
+  assign \args$91.in_w  = ir[33:26];
+  assign \args$91.cw  = ir[41:34];
+  assign \args$91.kh  = ir[49:42];
+  assign \args$91.kw  = ir[57:50];
+  assign \args$91.sh  = ir[61:58];
+  assign \args$91.sw  = ir[65:62];
+  assign \args$91.dh  = ir[69:66];
+  assign \args$91.dw  = ir[73:70];
+  assign \args$91.pt  = ir[77:74];
+  assign \args$91.pl  = ir[81:78];
+  assign \args$91.oh  = ir[89:82];
+  assign \args$91.ow  = ir[97:90];
+  assign \args$91.out_base  = ir[109:98];
+  assign \args$91.zp_in  = ir[119:110];
+  assign \args$91.mult  = ir[151:120];
+  assign \args$91.shift  = ir[157:152];
+  assign \args$91.zp_out  = ir[167:158];
+  assign \args$91.act_min  = ir[177:168];
+  assign \args$91.act_max  = ir[187:178];
+  assign \args$92.a_base  = ir[15:4];
+  assign \args$92.b_base  = ir[27:16];
+  assign \args$92.out_base  = ir[39:28];
+  assign \args$92.npos  = ir[55:40];
+  assign \args$92.cw  = ir[63:56];
+  assign \args$92.a_stride  = ir[71:64];
+  assign \args$92.b_stride  = ir[79:72];
+  assign \args$92.out_stride  = ir[87:80];
+  assign \args$92.x_signed  = ir[88];
+  assign \args$92.has_b  = ir[89];
+  assign \args$92.rq_in  = ir[90];
+  assign \args$92.rq_out  = ir[91];
+  assign \args$92.ls  = ir[96:92];
+  assign \args$92.zp_a  = ir[106:97];
+  assign \args$92.zp_b  = ir[116:107];
+  assign \args$92.mult_a  = ir[148:117];
+  assign \args$92.shift_a  = ir[154:149];
+  assign \args$92.mult_b  = ir[186:155];
+  assign \args$92.shift_b  = ir[192:187];
+  assign \args$92.mult_o  = ir[224:193];
+  assign \args$92.shift_o  = ir[230:225];
+  assign \args$92.zp_out  = ir[240:231];
+  assign \args$92.act_min  = ir[250:241];
+  assign \args$92.act_max  = ir[260:251];
   assign \cmd.src  = ir[13:4];
   assign \cmd.count  = ir[29:14];
   assign \cmd.mask  = ir[31:30];
@@ -22857,17 +22931,17 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign wmem_hword = { 1'h0, wb__adr[13:1] };
   assign pmem_hword = { 5'h00, wb__adr[13:5] };
   assign dmem_hword = { 2'h0, wb__adr[13:2] };
-  assign \imem_hword$143  = { 4'h0, wb__adr[13:4] };
+  assign \imem_hword$144  = { 4'h0, wb__adr[13:4] };
   assign amem_hword = { 1'h0, wb__adr[13:1] };
-  assign \wmem_hword$149  = { 1'h0, wb__adr[13:1] };
-  assign \pmem_hword$152  = { 5'h00, wb__adr[13:5] };
-  assign \dmem_hword$155  = { 2'h0, wb__adr[13:2] };
+  assign \wmem_hword$150  = { 1'h0, wb__adr[13:1] };
+  assign \pmem_hword$153  = { 5'h00, wb__adr[13:5] };
+  assign \dmem_hword$156  = { 2'h0, wb__adr[13:2] };
   assign trace_hword = { 1'h0, wb__adr[13:1] };
-  assign \amem_hword$161  = { 1'h0, wb__adr[13:1] };
+  assign \amem_hword$162  = { 1'h0, wb__adr[13:1] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1588$0 , \port$1594$0 , \port$1600$0 , \port$1606$0 , \port$1612$0 , \port$1618$0 , \port$1624$0 , \port$1630$0 , done, start, args, w_addr, w_en, clk);
+module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1596$0 , \port$1602$0 , \port$1608$0 , \port$1614$0 , \port$1620$0 , \port$1626$0 , \port$1632$0 , \port$1638$0 , done, start, args, w_addr, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -23216,22 +23290,22 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1588$0
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1588$0 ;
-  wire [7:0] \port$1588$0 ;
-  output [7:0] \port$1594$0 ;
-  wire [7:0] \port$1594$0 ;
-  output [7:0] \port$1600$0 ;
-  wire [7:0] \port$1600$0 ;
-  output [7:0] \port$1606$0 ;
-  wire [7:0] \port$1606$0 ;
-  output [7:0] \port$1612$0 ;
-  wire [7:0] \port$1612$0 ;
-  output [7:0] \port$1618$0 ;
-  wire [7:0] \port$1618$0 ;
-  output [7:0] \port$1624$0 ;
-  wire [7:0] \port$1624$0 ;
-  output [7:0] \port$1630$0 ;
-  wire [7:0] \port$1630$0 ;
+  output [7:0] \port$1596$0 ;
+  wire [7:0] \port$1596$0 ;
+  output [7:0] \port$1602$0 ;
+  wire [7:0] \port$1602$0 ;
+  output [7:0] \port$1608$0 ;
+  wire [7:0] \port$1608$0 ;
+  output [7:0] \port$1614$0 ;
+  wire [7:0] \port$1614$0 ;
+  output [7:0] \port$1620$0 ;
+  wire [7:0] \port$1620$0 ;
+  output [7:0] \port$1626$0 ;
+  wire [7:0] \port$1626$0 ;
+  output [7:0] \port$1632$0 ;
+  wire [7:0] \port$1632$0 ;
+  output [7:0] \port$1638$0 ;
+  wire [7:0] \port$1638$0 ;
   output [11:0] ra_addr;
   wire [11:0] ra_addr;
   input [63:0] ra_data;
@@ -23959,14 +24033,14 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1588$0
   assign w_data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign ra_addr = \$3 [11:0];
   assign rb_addr = \$6 [11:0];
-  assign \port$1588$0  = \$43 [7:0];
-  assign \port$1594$0  = \$48 [7:0];
-  assign \port$1600$0  = \$53 [7:0];
-  assign \port$1606$0  = \$58 [7:0];
-  assign \port$1612$0  = \$63 [7:0];
-  assign \port$1618$0  = \$68 [7:0];
-  assign \port$1624$0  = \$73 [7:0];
-  assign \port$1630$0  = \$78 [7:0];
+  assign \port$1596$0  = \$43 [7:0];
+  assign \port$1602$0  = \$48 [7:0];
+  assign \port$1608$0  = \$53 [7:0];
+  assign \port$1614$0  = \$58 [7:0];
+  assign \port$1620$0  = \$63 [7:0];
+  assign \port$1626$0  = \$68 [7:0];
+  assign \port$1632$0  = \$73 [7:0];
+  assign \port$1638$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -27294,8 +27368,8 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$219$0 , \port$220$0 , op__0__valid, op__1__valid, p_addr, \port$410$0 , \port$415$0 , \port$420$0 , \port$425$0 
-, \port$430$0 , \port$435$0 , \port$440$0 , \port$445$0 , finished, desc_addr, rd_en, \desc_addr$239 , \rd_en$241 , start, args, op__0__payload, op__1__payload, w_addr, rd_addr, \rd_addr$240 , \w_en$209 , clk);
+module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$227$0 , \port$228$0 , op__0__valid, op__1__valid, p_addr, \port$418$0 , \port$423$0 , \port$428$0 , \port$433$0 
+, \port$438$0 , \port$443$0 , \port$448$0 , \port$453$0 , finished, desc_addr, rd_en, \desc_addr$239 , \rd_en$241 , start, args, op__0__payload, op__1__payload, w_addr, rd_addr, \rd_addr$240 , \w_en$209 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -28074,26 +28148,26 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   wire [31:0] \p_data[7].bias ;
   wire [31:0] \p_data[7].mult ;
   wire [7:0] \p_data[7].shift ;
-  output \port$219$0 ;
-  wire \port$219$0 ;
-  output \port$220$0 ;
-  wire \port$220$0 ;
-  output [7:0] \port$410$0 ;
-  wire [7:0] \port$410$0 ;
-  output [7:0] \port$415$0 ;
-  wire [7:0] \port$415$0 ;
-  output [7:0] \port$420$0 ;
-  wire [7:0] \port$420$0 ;
-  output [7:0] \port$425$0 ;
-  wire [7:0] \port$425$0 ;
-  output [7:0] \port$430$0 ;
-  wire [7:0] \port$430$0 ;
-  output [7:0] \port$435$0 ;
-  wire [7:0] \port$435$0 ;
-  output [7:0] \port$440$0 ;
-  wire [7:0] \port$440$0 ;
-  output [7:0] \port$445$0 ;
-  wire [7:0] \port$445$0 ;
+  output \port$227$0 ;
+  wire \port$227$0 ;
+  output \port$228$0 ;
+  wire \port$228$0 ;
+  output [7:0] \port$418$0 ;
+  wire [7:0] \port$418$0 ;
+  output [7:0] \port$423$0 ;
+  wire [7:0] \port$423$0 ;
+  output [7:0] \port$428$0 ;
+  wire [7:0] \port$428$0 ;
+  output [7:0] \port$433$0 ;
+  wire [7:0] \port$433$0 ;
+  output [7:0] \port$438$0 ;
+  wire [7:0] \port$438$0 ;
+  output [7:0] \port$443$0 ;
+  wire [7:0] \port$443$0 ;
+  output [7:0] \port$448$0 ;
+  wire [7:0] \port$448$0 ;
+  output [7:0] \port$453$0 ;
+  wire [7:0] \port$453$0 ;
   wire pos_bstep;
   wire \pos_bstep$37 ;
   wire pos_init;
@@ -29652,17 +29726,17 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign addr_pipe3 = w_addr;
   assign \w_data$213  = { \$187 [7:0], \$182 [7:0], \$177 [7:0], \$172 [7:0], \$167 [7:0], \$162 [7:0], \$157 [7:0], \$152 [7:0] };
   assign done = finished;
-  assign \port$219$0  = \$1 ;
-  assign \port$220$0  = \$2 ;
+  assign \port$227$0  = \$1 ;
+  assign \port$228$0  = \$2 ;
   assign p_addr = \$139 [5:0];
-  assign \port$410$0  = \$152 [7:0];
-  assign \port$415$0  = \$157 [7:0];
-  assign \port$420$0  = \$162 [7:0];
-  assign \port$425$0  = \$167 [7:0];
-  assign \port$430$0  = \$172 [7:0];
-  assign \port$435$0  = \$177 [7:0];
-  assign \port$440$0  = \$182 [7:0];
-  assign \port$445$0  = \$187 [7:0];
+  assign \port$418$0  = \$152 [7:0];
+  assign \port$423$0  = \$157 [7:0];
+  assign \port$428$0  = \$162 [7:0];
+  assign \port$433$0  = \$167 [7:0];
+  assign \port$438$0  = \$172 [7:0];
+  assign \port$443$0  = \$177 [7:0];
+  assign \port$448$0  = \$182 [7:0];
+  assign \port$453$0  = \$187 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -33262,7 +33336,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1246$0 , \port$1247$0 , \port$1248$0 , \port$1249$0 , \port$1250$0 , \port$1251$0 , \port$1252$0 , \port$1253$0 , done, start, args, busy, w_addr, w_en, clk);
+module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1254$0 , \port$1255$0 , \port$1256$0 , \port$1257$0 , \port$1258$0 , \port$1259$0 , \port$1260$0 , \port$1261$0 , done, start, args, busy, w_addr, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -33519,22 +33593,22 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1246$0 , \port$1247$0 
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1246$0 ;
-  wire [7:0] \port$1246$0 ;
-  output [7:0] \port$1247$0 ;
-  wire [7:0] \port$1247$0 ;
-  output [7:0] \port$1248$0 ;
-  wire [7:0] \port$1248$0 ;
-  output [7:0] \port$1249$0 ;
-  wire [7:0] \port$1249$0 ;
-  output [7:0] \port$1250$0 ;
-  wire [7:0] \port$1250$0 ;
-  output [7:0] \port$1251$0 ;
-  wire [7:0] \port$1251$0 ;
-  output [7:0] \port$1252$0 ;
-  wire [7:0] \port$1252$0 ;
-  output [7:0] \port$1253$0 ;
-  wire [7:0] \port$1253$0 ;
+  output [7:0] \port$1254$0 ;
+  wire [7:0] \port$1254$0 ;
+  output [7:0] \port$1255$0 ;
+  wire [7:0] \port$1255$0 ;
+  output [7:0] \port$1256$0 ;
+  wire [7:0] \port$1256$0 ;
+  output [7:0] \port$1257$0 ;
+  wire [7:0] \port$1257$0 ;
+  output [7:0] \port$1258$0 ;
+  wire [7:0] \port$1258$0 ;
+  output [7:0] \port$1259$0 ;
+  wire [7:0] \port$1259$0 ;
+  output [7:0] \port$1260$0 ;
+  wire [7:0] \port$1260$0 ;
+  output [7:0] \port$1261$0 ;
+  wire [7:0] \port$1261$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -34298,14 +34372,14 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1246$0 , \port$1247$0 
   assign pa3 = w_addr;
   assign w_data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
   assign rd_addr = \$19 [11:0];
-  assign \port$1246$0  = \$113 [7:0];
-  assign \port$1247$0  = \$114 [7:0];
-  assign \port$1248$0  = \$115 [7:0];
-  assign \port$1249$0  = \$116 [7:0];
-  assign \port$1250$0  = \$117 [7:0];
-  assign \port$1251$0  = \$118 [7:0];
-  assign \port$1252$0  = \$119 [7:0];
-  assign \port$1253$0  = \$120 [7:0];
+  assign \port$1254$0  = \$113 [7:0];
+  assign \port$1255$0  = \$114 [7:0];
+  assign \port$1256$0  = \$115 [7:0];
+  assign \port$1257$0  = \$116 [7:0];
+  assign \port$1258$0  = \$117 [7:0];
+  assign \port$1259$0  = \$118 [7:0];
+  assign \port$1260$0  = \$119 [7:0];
+  assign \port$1261$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];

@@ -2291,205 +2291,210 @@ endmodule
 (* generator = "Amaranth" *)
 module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r, wb__ack, done, busy, error, wb__cyc);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire \$1 ;
+  wire [16:0] \$1 ;
   wire \$10 ;
-  reg [31:0] \$100 ;
-  reg [31:0] \$101 ;
+  reg [2:0] \$100 ;
+  reg [349:0] \$101 ;
   reg [31:0] \$102 ;
-  reg \$103 ;
-  reg [2:0] \$104 ;
-  reg [3:0] \$105 ;
-  reg \$106 ;
-  reg \$107 ;
-  reg [2:0] \$108 ;
-  reg [1:0] \$109 ;
+  reg [31:0] \$103 ;
+  reg [31:0] \$104 ;
+  reg [31:0] \$105 ;
+  reg [31:0] \$106 ;
+  reg [31:0] \$107 ;
+  reg \$108 ;
+  reg [2:0] \$109 ;
   wire \$11 ;
-  reg \$110 ;
-  reg [15:0] \$111 ;
-  reg [31:0] \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [7:0] \$115 ;
-  wire [7:0] \$116 ;
-  wire [7:0] \$117 ;
-  wire [7:0] \$118 ;
-  wire [7:0] \$119 ;
+  reg [3:0] \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg [2:0] \$113 ;
+  reg [1:0] \$114 ;
+  reg \$115 ;
+  reg [15:0] \$116 ;
+  reg [31:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
   wire [7:0] \$120 ;
+  wire [7:0] \$121 ;
+  wire [7:0] \$122 ;
+  wire [7:0] \$123 ;
+  wire [7:0] \$124 ;
+  wire [7:0] \$125 ;
   wire \$13 ;
-  wire [25:0] \$14 ;
-  wire [25:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [25:0] \$16 ;
+  wire [25:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [9:0] \$190 ;
-  wire [8:0] \$193 ;
-  wire [7:0] \$196 ;
-  wire [6:0] \$199 ;
-  wire \$2 ;
+  wire [9:0] \$197 ;
+  wire [16:0] \$2 ;
   wire \$20 ;
+  wire [8:0] \$200 ;
+  wire [7:0] \$203 ;
+  wire [6:0] \$206 ;
   wire \$21 ;
-  wire [12:0] \$22 ;
-  wire [12:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [12:0] \$24 ;
+  wire [12:0] \$25 ;
   wire \$26 ;
-  wire [5:0] \$27 ;
-  wire [5:0] \$28 ;
-  wire \$29 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire [5:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [5:0] \$30 ;
   wire \$31 ;
   wire \$32 ;
-  wire [11:0] \$33 ;
-  wire [15:0] \$34 ;
-  wire [13:0] \$35 ;
-  wire [31:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire [11:0] \$35 ;
+  wire [15:0] \$36 ;
+  wire [13:0] \$37 ;
+  wire [31:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
-  wire [31:0] \$44 ;
-  wire [31:0] \$45 ;
+  wire \$44 ;
+  wire \$45 ;
   wire [31:0] \$46 ;
   wire [31:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  wire [31:0] \$48 ;
+  wire [31:0] \$49 ;
   wire \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
-  wire [32:0] \$53 ;
-  wire [16:0] \$54 ;
+  wire \$53 ;
+  wire \$54 ;
   wire [32:0] \$55 ;
-  wire \$56 ;
-  wire [32:0] \$57 ;
+  wire [16:0] \$56 ;
+  wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  wire [32:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire \$61 ;
-  wire [32:0] \$62 ;
+  wire [32:0] \$61 ;
+  wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire [32:0] \$65 ;
+  wire \$65 ;
   wire [32:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
-  wire \$69 ;
+  wire [32:0] \$69 ;
   wire \$7 ;
   wire [32:0] \$70 ;
   wire \$71 ;
   wire \$72 ;
-  wire [32:0] \$73 ;
+  wire \$73 ;
   wire [32:0] \$74 ;
   wire \$75 ;
   wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
+  wire [32:0] \$77 ;
+  wire [32:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [15:0] \$80 ;
-  wire [15:0] \$81 ;
-  wire [7:0] \$82 ;
-  wire [4:0] \$83 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
   wire [15:0] \$84 ;
   wire [15:0] \$85 ;
   wire [7:0] \$86 ;
   wire [4:0] \$87 ;
-  reg [31:0] \$88 ;
-  reg [15:0] \$89 ;
+  wire [15:0] \$88 ;
+  wire [15:0] \$89 ;
   wire \$9 ;
-  reg [31:0] \$90 ;
-  reg [31:0] \$91 ;
-  reg \$92 ;
-  reg \$93 ;
+  wire [7:0] \$90 ;
+  wire [4:0] \$91 ;
+  reg [31:0] \$92 ;
+  reg [15:0] \$93 ;
   reg \$94 ;
-  reg [2:0] \$95 ;
-  reg [349:0] \$96 ;
-  reg [31:0] \$97 ;
-  reg [31:0] \$98 ;
-  reg [31:0] \$99 ;
+  reg [31:0] \$95 ;
+  reg [31:0] \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$128 ;
-  wire [5:0] \$signature__addr$134 ;
-  wire [5:0] \$signature__addr$140 ;
-  wire [11:0] \$signature__addr$176 ;
+  wire [9:0] \$signature__addr$129 ;
+  wire [5:0] \$signature__addr$135 ;
+  wire [5:0] \$signature__addr$141 ;
+  wire [11:0] \$signature__addr$177 ;
   wire [351:0] \$signature__data ;
-  wire [15:0] \$signature__data$129 ;
-  wire [191:0] \$signature__data$135 ;
-  wire [95:0] \$signature__data$141 ;
-  wire [15:0] \$signature__data$177 ;
+  wire [15:0] \$signature__data$130 ;
+  wire [191:0] \$signature__data$136 ;
+  wire [95:0] \$signature__data$142 ;
+  wire [15:0] \$signature__data$178 ;
   wire [10:0] \$signature__en ;
-  wire \$signature__en$130 ;
-  wire [5:0] \$signature__en$136 ;
-  wire [2:0] \$signature__en$142 ;
-  wire \$signature__en$178 ;
+  wire \$signature__en$131 ;
+  wire [5:0] \$signature__en$137 ;
+  wire [2:0] \$signature__en$143 ;
+  wire \$signature__en$179 ;
   (* init = 1'h0 *)
   wire ack;
   wire amem_hslice;
-  wire \amem_hslice$162 ;
+  wire \amem_hslice$163 ;
   wire [13:0] amem_hword;
-  wire [13:0] \amem_hword$161 ;
+  wire [13:0] \amem_hword$162 ;
   reg amem_rsl = 1'h0;
   wire [345:0] args;
-  wire [183:0] \args$90 ;
-  wire [9:0] \args$90.act_max ;
-  wire [9:0] \args$90.act_min ;
-  wire [7:0] \args$90.cw ;
-  wire [3:0] \args$90.dh ;
-  wire [3:0] \args$90.dw ;
-  wire [11:0] \args$90.in_base ;
-  wire [7:0] \args$90.in_h ;
-  wire [7:0] \args$90.in_w ;
-  wire [7:0] \args$90.kh ;
-  wire [7:0] \args$90.kw ;
+  wire [183:0] \args$91 ;
+  wire [9:0] \args$91.act_max ;
+  wire [9:0] \args$91.act_min ;
+  wire [7:0] \args$91.cw ;
+  wire [3:0] \args$91.dh ;
+  wire [3:0] \args$91.dw ;
+  wire [11:0] \args$91.in_base ;
+  wire [7:0] \args$91.in_h ;
+  wire [7:0] \args$91.in_w ;
+  wire [7:0] \args$91.kh ;
+  wire [7:0] \args$91.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$90.mode ;
-  wire [31:0] \args$90.mult ;
-  wire [7:0] \args$90.oh ;
-  wire [11:0] \args$90.out_base ;
-  wire [7:0] \args$90.ow ;
-  wire [3:0] \args$90.pl ;
-  wire [3:0] \args$90.pt ;
-  wire [3:0] \args$90.sh ;
-  wire [5:0] \args$90.shift ;
-  wire [3:0] \args$90.sw ;
-  wire \args$90.x_signed ;
-  wire [9:0] \args$90.zp_in ;
-  wire [9:0] \args$90.zp_out ;
-  wire [256:0] \args$91 ;
-  wire [11:0] \args$91.a_base ;
-  wire [7:0] \args$91.a_stride ;
-  wire [9:0] \args$91.act_max ;
-  wire [9:0] \args$91.act_min ;
-  wire [11:0] \args$91.b_base ;
-  wire [7:0] \args$91.b_stride ;
-  wire [7:0] \args$91.cw ;
-  wire \args$91.has_b ;
-  wire [4:0] \args$91.ls ;
-  wire [31:0] \args$91.mult_a ;
-  wire [31:0] \args$91.mult_b ;
-  wire [31:0] \args$91.mult_o ;
-  wire [15:0] \args$91.npos ;
+  wire \args$91.mode ;
+  wire [31:0] \args$91.mult ;
+  wire [7:0] \args$91.oh ;
   wire [11:0] \args$91.out_base ;
-  wire [7:0] \args$91.out_stride ;
-  wire \args$91.rq_in ;
-  wire \args$91.rq_out ;
-  wire [5:0] \args$91.shift_a ;
-  wire [5:0] \args$91.shift_b ;
-  wire [5:0] \args$91.shift_o ;
+  wire [7:0] \args$91.ow ;
+  wire [3:0] \args$91.pl ;
+  wire [3:0] \args$91.pt ;
+  wire [3:0] \args$91.sh ;
+  wire [5:0] \args$91.shift ;
+  wire [3:0] \args$91.sw ;
   wire \args$91.x_signed ;
-  wire [9:0] \args$91.zp_a ;
-  wire [9:0] \args$91.zp_b ;
+  wire [9:0] \args$91.zp_in ;
   wire [9:0] \args$91.zp_out ;
+  wire [256:0] \args$92 ;
+  wire [11:0] \args$92.a_base ;
+  wire [7:0] \args$92.a_stride ;
+  wire [9:0] \args$92.act_max ;
+  wire [9:0] \args$92.act_min ;
+  wire [11:0] \args$92.b_base ;
+  wire [7:0] \args$92.b_stride ;
+  wire [7:0] \args$92.cw ;
+  wire \args$92.has_b ;
+  wire [4:0] \args$92.ls ;
+  wire [31:0] \args$92.mult_a ;
+  wire [31:0] \args$92.mult_b ;
+  wire [31:0] \args$92.mult_o ;
+  wire [15:0] \args$92.npos ;
+  wire [11:0] \args$92.out_base ;
+  wire [7:0] \args$92.out_stride ;
+  wire \args$92.rq_in ;
+  wire \args$92.rq_out ;
+  wire [5:0] \args$92.shift_a ;
+  wire [5:0] \args$92.shift_b ;
+  wire [5:0] \args$92.shift_o ;
+  wire \args$92.x_signed ;
+  wire [9:0] \args$92.zp_a ;
+  wire [9:0] \args$92.zp_b ;
+  wire [9:0] \args$92.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -2537,7 +2542,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [9:0] \args.zp_out ;
   output busy;
   reg busy = 1'h0;
-  wire \busy$110 ;
+  wire \busy$111 ;
   wire \busy$70 ;
   reg [31:0] busy_c0 = 32'd0;
   reg [31:0] busy_c1 = 32'd0;
@@ -2576,18 +2581,18 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [5:0] desc_addr;
   wire [5:0] \desc_addr$62 ;
   wire [1:0] dmem_hslice;
-  wire [1:0] \dmem_hslice$156 ;
+  wire [1:0] \dmem_hslice$157 ;
   wire dmem_hwe;
   wire [13:0] dmem_hword;
-  wire [13:0] \dmem_hword$155 ;
+  wire [13:0] \dmem_hword$156 ;
   reg [1:0] dmem_rsl = 2'h0;
   output done;
   reg done = 1'h0;
   (* init = 1'h0 *)
-  wire \done$101 ;
-  wire \done$104 ;
+  wire \done$102 ;
   wire \done$105 ;
   wire \done$106 ;
+  wire \done$107 ;
   wire [5:0] dp__addr;
   wire [5:0] \dp__addr$61 ;
   wire [95:0] dp__data;
@@ -2604,16 +2609,17 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$102 ;
+  wire \error$103 ;
   wire [9:0] fp__addr;
   wire [351:0] fp__data;
   wire host_a;
   wire [3:0] imem_hslice;
-  wire [3:0] \imem_hslice$144 ;
+  wire [3:0] \imem_hslice$145 ;
   wire imem_hwe;
   wire [13:0] imem_hword;
-  wire [13:0] \imem_hword$143 ;
+  wire [13:0] \imem_hword$144 ;
   reg [3:0] imem_rsl = 4'h0;
+  reg in_exec;
   reg [349:0] ir = 350'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [345:0] \ir.args ;
   wire [256:0] \ir.args.ew ;
@@ -2917,11 +2923,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [31:0] \p_data[1].mult ;
   wire [7:0] \p_data[1].shift ;
   reg [15:0] pc = 16'h0000;
+  reg pf_valid = 1'h0;
   wire [2:0] pmem_hslice;
-  wire [2:0] \pmem_hslice$153 ;
+  wire [2:0] \pmem_hslice$154 ;
   wire pmem_hwe;
   wire [13:0] pmem_hword;
-  wire [13:0] \pmem_hword$152 ;
+  wire [13:0] \pmem_hword$153 ;
   reg [2:0] pmem_rsl = 3'h0;
   wire [5:0] pp__addr;
   wire [191:0] pp__data;
@@ -2978,20 +2985,20 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [18:0] \res_y__1[9] ;
   reg retire;
   wire [11:0] rp__addr;
-  wire [9:0] \rp__addr$145 ;
-  wire [11:0] \rp__addr$148 ;
-  wire [9:0] \rp__addr$151 ;
-  wire [5:0] \rp__addr$154 ;
-  wire [5:0] \rp__addr$157 ;
-  wire [9:0] \rp__addr$160 ;
+  wire [9:0] \rp__addr$146 ;
+  wire [11:0] \rp__addr$149 ;
+  wire [9:0] \rp__addr$152 ;
+  wire [5:0] \rp__addr$155 ;
+  wire [5:0] \rp__addr$158 ;
+  wire [9:0] \rp__addr$161 ;
   wire [11:0] \rp__addr$55 ;
   wire [15:0] rp__data;
-  wire [351:0] \rp__data$185 ;
-  wire [15:0] \rp__data$187 ;
+  wire [351:0] \rp__data$186 ;
   wire [15:0] \rp__data$188 ;
-  wire [191:0] \rp__data$189 ;
-  wire [95:0] \rp__data$191 ;
-  wire [63:0] \rp__data$193 ;
+  wire [15:0] \rp__data$189 ;
+  wire [191:0] \rp__data$190 ;
+  wire [95:0] \rp__data$192 ;
+  wire [63:0] \rp__data$194 ;
   wire [15:0] \rp__data$60 ;
   wire rp__en;
   wire \rp__en$57 ;
@@ -3008,9 +3015,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   reg [31:0] stall_c0 = 32'd0;
   reg [31:0] stall_c1 = 32'd0;
   reg start;
-  reg \start$112 ;
   reg \start$113 ;
-  reg \start$181 ;
+  reg \start$114 ;
+  reg \start$182 ;
   reg [15:0] start_pc = 16'h0000;
   wire trace_hslice;
   wire [13:0] trace_hword;
@@ -3021,16 +3028,16 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire tw__en;
   wire [1:0] unit_en;
   wire [9:0] w_addr;
-  wire [11:0] \w_addr$169 ;
   wire [11:0] \w_addr$170 ;
   wire [11:0] \w_addr$171 ;
+  wire [11:0] \w_addr$172 ;
   wire [15:0] w_data;
-  wire [15:0] \w_data$173 ;
   wire [15:0] \w_data$174 ;
   wire [15:0] \w_data$175 ;
+  wire [15:0] \w_data$176 ;
   wire w_en;
-  wire \w_en$166 ;
   wire \w_en$167 ;
+  wire \w_en$168 ;
   output wb__ack;
   reg wb__ack = 1'h0;
   input [16:0] wb__adr;
@@ -3050,10 +3057,10 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   reg [31:0] wload_c0 = 32'd0;
   reg [31:0] wload_c1 = 32'd0;
   wire wmem_hslice;
-  wire \wmem_hslice$150 ;
+  wire \wmem_hslice$151 ;
   wire wmem_hwe;
   wire [13:0] wmem_hword;
-  wire [13:0] \wmem_hword$149 ;
+  wire [13:0] \wmem_hword$150 ;
   reg wmem_rsl = 1'h0;
   wire [9:0] wp__addr;
   wire [15:0] wp__data;
@@ -7158,8 +7165,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     amem[4095] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$178 )
-      amem[\$35 [11:0]] <= \$36 [15:0];
+    if (\$signature__en$179 )
+      amem[\$37 [11:0]] <= \$38 [15:0];
   end
   reg [15:0] _0_;
   reg [15:0] _1_;
@@ -7177,7 +7184,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
       _4_ <= amem[rp__addr];
     end
   end
-  assign \rp__data$187  = _0_;
+  assign \rp__data$188  = _0_;
   assign rb_data = _1_;
   assign \rd_data$74  = _2_;
   assign \rd_data$59  = _3_;
@@ -7250,18 +7257,18 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$28 [0])
+    if (\$30 [0])
       dmem[dmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$28 [1])
+    if (\$30 [1])
       dmem[dmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$28 [2])
+    if (\$30 [2])
       dmem[dmem_hword[5:0]][95:64] <= wb__dat_w;
   end
   reg [95:0] _5_;
   always @(posedge clk) begin
-    _5_ <= dmem[\dmem_hword$155 [5:0]];
+    _5_ <= dmem[\dmem_hword$156 [5:0]];
   end
-  assign \rp__data$191  = _5_;
+  assign \rp__data$192  = _5_;
   assign \dp__data$64  = dmem[\dp__addr$61 ];
   assign dp__data = dmem[dp__addr];
   reg [351:0] imem [1023:0];
@@ -8292,36 +8299,36 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     imem[1023] = 352'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$15 [0])
+    if (\$17 [0])
       imem[imem_hword[9:0]][31:0] <= wb__dat_w;
-    if (\$15 [1])
+    if (\$17 [1])
       imem[imem_hword[9:0]][63:32] <= wb__dat_w;
-    if (\$15 [2])
+    if (\$17 [2])
       imem[imem_hword[9:0]][95:64] <= wb__dat_w;
-    if (\$15 [3])
+    if (\$17 [3])
       imem[imem_hword[9:0]][127:96] <= wb__dat_w;
-    if (\$15 [4])
+    if (\$17 [4])
       imem[imem_hword[9:0]][159:128] <= wb__dat_w;
-    if (\$15 [5])
+    if (\$17 [5])
       imem[imem_hword[9:0]][191:160] <= wb__dat_w;
-    if (\$15 [6])
+    if (\$17 [6])
       imem[imem_hword[9:0]][223:192] <= wb__dat_w;
-    if (\$15 [7])
+    if (\$17 [7])
       imem[imem_hword[9:0]][255:224] <= wb__dat_w;
-    if (\$15 [8])
+    if (\$17 [8])
       imem[imem_hword[9:0]][287:256] <= wb__dat_w;
-    if (\$15 [9])
+    if (\$17 [9])
       imem[imem_hword[9:0]][319:288] <= wb__dat_w;
-    if (\$15 [10])
+    if (\$17 [10])
       imem[imem_hword[9:0]][351:320] <= wb__dat_w;
   end
   reg [351:0] _6_;
   reg [351:0] _7_;
   always @(posedge clk) begin
-    _6_ <= imem[\imem_hword$143 [9:0]];
-    _7_ <= imem[pc[9:0]];
+    _6_ <= imem[\imem_hword$144 [9:0]];
+    _7_ <= imem[\$2 [9:0]];
   end
-  assign \rp__data$185  = _6_;
+  assign \rp__data$186  = _6_;
   assign fp__data = _7_;
   reg [191:0] pmem [63:0];
   initial begin
@@ -8391,26 +8398,26 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     pmem[63] = 192'h000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$23 [0])
+    if (\$25 [0])
       pmem[pmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$23 [1])
+    if (\$25 [1])
       pmem[pmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$23 [2])
+    if (\$25 [2])
       pmem[pmem_hword[5:0]][95:64] <= wb__dat_w;
-    if (\$23 [3])
+    if (\$25 [3])
       pmem[pmem_hword[5:0]][127:96] <= wb__dat_w;
-    if (\$23 [4])
+    if (\$25 [4])
       pmem[pmem_hword[5:0]][159:128] <= wb__dat_w;
-    if (\$23 [5])
+    if (\$25 [5])
       pmem[pmem_hword[5:0]][191:160] <= wb__dat_w;
   end
   reg [191:0] _8_;
   reg [191:0] _9_;
   always @(posedge clk) begin
-    _8_ <= pmem[\pmem_hword$152 [5:0]];
+    _8_ <= pmem[\pmem_hword$153 [5:0]];
     _9_ <= pmem[pp__addr];
   end
-  assign \rp__data$189  = _8_;
+  assign \rp__data$190  = _8_;
   assign p_data = _9_;
   reg [63:0] trace [1023:0];
   initial begin
@@ -9447,7 +9454,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   always @(posedge clk) begin
     _10_ <= trace[trace_hword[9:0]];
   end
-  assign \rp__data$193  = _10_;
+  assign \rp__data$194  = _10_;
   reg [15:0] wmem [1023:0];
   initial begin
     wmem[0] = 16'h0000;
@@ -10482,176 +10489,182 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   reg [15:0] _11_;
   reg [15:0] _12_;
   always @(posedge clk) begin
-    _11_ <= wmem[\wmem_hword$149 [9:0]];
+    _11_ <= wmem[\wmem_hword$150 [9:0]];
     _12_ <= wmem[wp__addr];
   end
-  assign \rp__data$188  = _11_;
+  assign \rp__data$189  = _11_;
   assign macro0__mem_wdata = _12_;
   assign rpa__addr = \busy$70  ? \rd_addr$72  : ra_addr;
-  assign \$1  = trace_n < 11'h400;
-  assign tw__en = retire & \$1 ;
-  assign \$2  = \done$104  | \done$105 ;
-  assign engine_done = \$2  | \done$106 ;
-  assign \$3  = ~ \busy$110 ;
-  assign \$4  = ir[3:0] == 2'h3;
-  assign \$5  = ir[3:0] == 3'h4;
-  assign \$6  = ir[3:0] == 3'h5;
-  assign \$7  = wb__cyc & wb__stb;
-  assign \$8  = ~ wb__ack;
-  assign req = \$7  & \$8 ;
-  assign \$9  = req & wb__we;
-  assign \$10  = wb__sel == 4'hf;
-  assign wr = \$9  & \$10 ;
-  assign \$11  = wb__adr[16:14] == 1'h1;
-  assign \$12  = wr & \$11 ;
-  assign \$13  = ~ busy;
-  assign imem_hwe = \$12  & \$13 ;
-  assign \$14  = 1'h1 << wb__adr[3:0];
-  assign \$15  = imem_hwe ? \$14  : 26'h0000000;
-  assign \$16  = wb__adr[16:14] == 2'h3;
-  assign \$17  = wr & \$16 ;
-  assign \$18  = ~ busy;
-  assign wmem_hwe = \$17  & \$18 ;
-  assign \$19  = wb__adr[16:14] == 3'h4;
-  assign \$20  = wr & \$19 ;
-  assign \$21  = ~ busy;
-  assign pmem_hwe = \$20  & \$21 ;
-  assign \$22  = 1'h1 << wb__adr[2:0];
-  assign \$23  = pmem_hwe ? \$22  : 13'h0000;
-  assign \$24  = wb__adr[16:14] == 3'h5;
-  assign \$25  = wr & \$24 ;
-  assign \$26  = ~ busy;
-  assign dmem_hwe = \$25  & \$26 ;
-  assign \$27  = 1'h1 << wb__adr[1:0];
-  assign \$28  = dmem_hwe ? \$27  : 6'h00;
-  assign \$29  = wb__adr[16:14] == 2'h2;
-  assign \$30  = wr & \$29 ;
-  assign \$31  = ~ busy;
-  assign host_a = \$30  & \$31 ;
-  assign \$32  = w_en | \w_en$166 ;
-  assign eng_we = \$32  | \w_en$167 ;
-  assign \$33  = \w_en$166  ? \w_addr$170  : \w_addr$169 ;
-  assign eng_addr = w_en ? \w_addr$171  : \$33 ;
-  assign \$34  = \w_en$166  ? { \$118 , \$117  } : { \$120 , \$119  };
-  assign eng_data = w_en ? { \$116 , \$115  } : \$34 ;
-  assign \$35  = host_a ? \amem_hword$161  : { 2'h0, eng_addr };
-  assign \$36  = host_a ? wb__dat_w : { 16'h0000, eng_data };
-  assign \$signature__en$178  = host_a | eng_we;
-  assign \$37  = ! wb__adr[16:14];
-  assign csr_hit = req & \$37 ;
-  assign \$38  = csr_hit & wr;
-  assign \$39  = wb__adr[4:0] == 1'h1;
-  assign \$40  = \$38  & \$39 ;
-  assign \$41  = \$40  & wb__dat_w[0];
-  assign \$42  = ~ busy;
-  assign \$43  = \$41  & \$42 ;
-  assign \$190  = imem_rsl * 6'h20;
-  assign \$44  = \rp__data$185  >> \$190 ;
-  assign \$193  = pmem_rsl * 6'h20;
-  assign \$45  = \rp__data$189  >> \$193 ;
-  assign \$196  = dmem_rsl * 6'h20;
-  assign \$46  = \rp__data$191  >> \$196 ;
-  assign \$199  = trace_rsl * 6'h20;
-  assign \$47  = \rp__data$193  >> \$199 ;
-  assign \$48  = ! ctrl_state;
-  assign \$49  = ctrl_state == 1'h1;
-  assign \$50  = ctrl_state == 2'h2;
-  assign \$51  = ctrl_state == 2'h3;
-  assign \$52  = ctrl_state == 3'h4;
-  assign \$53  = trace_n + 1'h1;
-  assign \$54  = pc + 1'h1;
-  assign \$55  = cycles + 1'h1;
-  assign \$56  = | mem_we;
-  assign \$57  = load_cycles + 1'h1;
-  assign \$58  = ~ \busy$110 ;
-  assign \$59  = ~ busy;
-  assign \$60  = \start$181  & \$59 ;
-  assign \$61  = busy & macro0__busy;
-  assign \$62  = busy_c0 + 1'h1;
-  assign \$63  = ~ macro0__busy;
-  assign \$64  = \$113  & \$63 ;
-  assign \$65  = stall_c0 + 1'h1;
-  assign \$66  = wload_c0 + 1'h1;
-  assign \$67  = ~ busy;
-  assign \$68  = \start$181  & \$67 ;
-  assign \$69  = busy & macro1__busy;
-  assign \$70  = busy_c1 + 1'h1;
-  assign \$71  = ~ macro1__busy;
-  assign \$72  = \$114  & \$71 ;
-  assign \$73  = stall_c1 + 1'h1;
-  assign \$74  = wload_c1 + 1'h1;
-  assign \$75  = csr_hit & wr;
-  assign \$76  = wb__adr[4:0] == 3'h4;
-  assign \$77  = \$75  & \$76 ;
-  assign \$78  = ~ wb__we;
-  assign \$79  = csr_hit & \$78 ;
+  assign \$1  = pc + 1'h1;
+  assign \$2  = in_exec ? \$1  : { 1'h0, pc };
+  assign \$3  = trace_n < 11'h400;
+  assign tw__en = retire & \$3 ;
+  assign \$4  = \done$105  | \done$106 ;
+  assign engine_done = \$4  | \done$107 ;
+  assign \$5  = ~ \busy$111 ;
+  assign \$6  = ir[3:0] == 2'h3;
+  assign \$7  = ir[3:0] == 3'h4;
+  assign \$8  = ir[3:0] == 3'h5;
+  assign \$9  = wb__cyc & wb__stb;
+  assign \$10  = ~ wb__ack;
+  assign req = \$9  & \$10 ;
+  assign \$11  = req & wb__we;
+  assign \$12  = wb__sel == 4'hf;
+  assign wr = \$11  & \$12 ;
+  assign \$13  = wb__adr[16:14] == 1'h1;
+  assign \$14  = wr & \$13 ;
+  assign \$15  = ~ busy;
+  assign imem_hwe = \$14  & \$15 ;
+  assign \$16  = 1'h1 << wb__adr[3:0];
+  assign \$17  = imem_hwe ? \$16  : 26'h0000000;
+  assign \$18  = wb__adr[16:14] == 2'h3;
+  assign \$19  = wr & \$18 ;
+  assign \$20  = ~ busy;
+  assign wmem_hwe = \$19  & \$20 ;
+  assign \$21  = wb__adr[16:14] == 3'h4;
+  assign \$22  = wr & \$21 ;
+  assign \$23  = ~ busy;
+  assign pmem_hwe = \$22  & \$23 ;
+  assign \$24  = 1'h1 << wb__adr[2:0];
+  assign \$25  = pmem_hwe ? \$24  : 13'h0000;
+  assign \$26  = wb__adr[16:14] == 3'h5;
+  assign \$27  = wr & \$26 ;
+  assign \$28  = ~ busy;
+  assign dmem_hwe = \$27  & \$28 ;
+  assign \$29  = 1'h1 << wb__adr[1:0];
+  assign \$30  = dmem_hwe ? \$29  : 6'h00;
+  assign \$31  = wb__adr[16:14] == 2'h2;
+  assign \$32  = wr & \$31 ;
+  assign \$33  = ~ busy;
+  assign host_a = \$32  & \$33 ;
+  assign \$34  = w_en | \w_en$167 ;
+  assign eng_we = \$34  | \w_en$168 ;
+  assign \$35  = \w_en$167  ? \w_addr$171  : \w_addr$170 ;
+  assign eng_addr = w_en ? \w_addr$172  : \$35 ;
+  assign \$36  = \w_en$167  ? { \$123 , \$122  } : { \$125 , \$124  };
+  assign eng_data = w_en ? { \$121 , \$120  } : \$36 ;
+  assign \$37  = host_a ? \amem_hword$162  : { 2'h0, eng_addr };
+  assign \$38  = host_a ? wb__dat_w : { 16'h0000, eng_data };
+  assign \$signature__en$179  = host_a | eng_we;
+  assign \$39  = ! wb__adr[16:14];
+  assign csr_hit = req & \$39 ;
+  assign \$40  = csr_hit & wr;
+  assign \$41  = wb__adr[4:0] == 1'h1;
+  assign \$42  = \$40  & \$41 ;
+  assign \$43  = \$42  & wb__dat_w[0];
+  assign \$44  = ~ busy;
+  assign \$45  = \$43  & \$44 ;
+  assign \$197  = imem_rsl * 6'h20;
+  assign \$46  = \rp__data$186  >> \$197 ;
+  assign \$200  = pmem_rsl * 6'h20;
+  assign \$47  = \rp__data$190  >> \$200 ;
+  assign \$203  = dmem_rsl * 6'h20;
+  assign \$48  = \rp__data$192  >> \$203 ;
+  assign \$206  = trace_rsl * 6'h20;
+  assign \$49  = \rp__data$194  >> \$206 ;
+  assign \$50  = ! ctrl_state;
+  assign \$51  = ctrl_state == 1'h1;
+  assign \$52  = ctrl_state == 2'h2;
+  assign \$53  = ctrl_state == 2'h3;
+  assign \$54  = ctrl_state == 3'h4;
+  assign \$55  = trace_n + 1'h1;
+  assign \$56  = pc + 1'h1;
+  assign \$57  = ~ retire;
+  assign \$58  = in_exec & \$57 ;
+  assign \$59  = cycles + 1'h1;
+  assign \$60  = | mem_we;
+  assign \$61  = load_cycles + 1'h1;
+  assign \$62  = ~ \busy$111 ;
+  assign \$63  = ~ busy;
+  assign \$64  = \start$182  & \$63 ;
+  assign \$65  = busy & macro0__busy;
+  assign \$66  = busy_c0 + 1'h1;
+  assign \$67  = ~ macro0__busy;
+  assign \$68  = \$118  & \$67 ;
+  assign \$69  = stall_c0 + 1'h1;
+  assign \$70  = wload_c0 + 1'h1;
+  assign \$71  = ~ busy;
+  assign \$72  = \start$182  & \$71 ;
+  assign \$73  = busy & macro1__busy;
+  assign \$74  = busy_c1 + 1'h1;
+  assign \$75  = ~ macro1__busy;
+  assign \$76  = \$119  & \$75 ;
+  assign \$77  = stall_c1 + 1'h1;
+  assign \$78  = wload_c1 + 1'h1;
+  assign \$79  = csr_hit & wr;
+  assign \$80  = wb__adr[4:0] == 3'h4;
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = ~ wb__we;
+  assign \$83  = csr_hit & \$82 ;
   always @(posedge clk)
-    trace_n <= \$88 ;
+    trace_n <= \$92 ;
   always @(posedge clk)
-    pc <= \$89 ;
+    pc <= \$93 ;
   always @(posedge clk)
-    cycles <= \$90 ;
+    pf_valid <= \$94 ;
   always @(posedge clk)
-    load_cycles <= \$91 ;
+    cycles <= \$95 ;
   always @(posedge clk)
-    busy <= \$92 ;
+    load_cycles <= \$96 ;
   always @(posedge clk)
-    done <= \$93 ;
+    busy <= \$97 ;
   always @(posedge clk)
-    error <= \$94 ;
+    done <= \$98 ;
   always @(posedge clk)
-    ctrl_state <= \$95 ;
+    error <= \$99 ;
   always @(posedge clk)
-    ir <= \$96 ;
+    ctrl_state <= \$100 ;
   always @(posedge clk)
-    busy_c0 <= \$97 ;
+    ir <= \$101 ;
   always @(posedge clk)
-    stall_c0 <= \$98 ;
+    busy_c0 <= \$102 ;
   always @(posedge clk)
-    wload_c0 <= \$99 ;
+    stall_c0 <= \$103 ;
   always @(posedge clk)
-    busy_c1 <= \$100 ;
+    wload_c0 <= \$104 ;
   always @(posedge clk)
-    stall_c1 <= \$101 ;
+    busy_c1 <= \$105 ;
   always @(posedge clk)
-    wload_c1 <= \$102 ;
+    stall_c1 <= \$106 ;
   always @(posedge clk)
-    wb__ack <= \$103 ;
+    wload_c1 <= \$107 ;
   always @(posedge clk)
-    r_region <= \$104 ;
+    wb__ack <= \$108 ;
   always @(posedge clk)
-    imem_rsl <= \$105 ;
+    r_region <= \$109 ;
   always @(posedge clk)
-    amem_rsl <= \$106 ;
+    imem_rsl <= \$110 ;
   always @(posedge clk)
-    wmem_rsl <= \$107 ;
+    amem_rsl <= \$111 ;
   always @(posedge clk)
-    pmem_rsl <= \$108 ;
+    wmem_rsl <= \$112 ;
   always @(posedge clk)
-    dmem_rsl <= \$109 ;
+    pmem_rsl <= \$113 ;
   always @(posedge clk)
-    trace_rsl <= \$110 ;
+    dmem_rsl <= \$114 ;
   always @(posedge clk)
-    start_pc <= \$111 ;
+    trace_rsl <= \$115 ;
   always @(posedge clk)
-    csr_r <= \$112 ;
+    start_pc <= \$116 ;
+  always @(posedge clk)
+    csr_r <= \$117 ;
   \tiny_fabric.ew  ew (
     .args(ir[260:4]),
     .clk(clk),
-    .done(\done$106 ),
-    .\port$970$0 (\$119 ),
-    .\port$976$0 (\$120 ),
+    .done(\done$107 ),
+    .\port$978$0 (\$124 ),
+    .\port$984$0 (\$125 ),
     .ra_addr(ra_addr),
     .ra_data(\rd_data$74 ),
     .rb_addr(rpb__addr),
     .rb_data(rb_data),
     .rst(rst),
-    .start(\start$113 ),
-    .w_addr(\w_addr$169 ),
-    .w_en(\w_en$167 )
+    .start(\start$114 ),
+    .w_addr(\w_addr$170 ),
+    .w_en(\w_en$168 )
   );
   \tiny_fabric.loader  loader (
-    .busy(\busy$110 ),
+    .busy(\busy$111 ),
     .clk(clk),
     .cmd_ready(cmd_ready),
     .mem_page(macro0__mem_page),
@@ -10670,7 +10683,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .\desc$154 (\dp__data$64 [69:0]),
     .desc_addr(dp__addr),
     .\desc_addr$155 (\dp__addr$61 ),
-    .finished(\done$104 ),
+    .finished(\done$105 ),
     .op__0__payload(macro0__op__payload),
     .op__0__ready(op__0__ready),
     .op__0__valid(macro0__op__valid),
@@ -10679,10 +10692,10 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .op__1__valid(macro1__op__valid),
     .p_addr(pp__addr),
     .p_data(p_data),
-    .\port$213$0 (\$113 ),
-    .\port$214$0 (\$114 ),
-    .\port$332$0 (\$115 ),
-    .\port$337$0 (\$116 ),
+    .\port$221$0 (\$118 ),
+    .\port$222$0 (\$119 ),
+    .\port$340$0 (\$120 ),
+    .\port$345$0 (\$121 ),
     .rd_addr(rp__addr),
     .\rd_addr$156 (\rp__addr$55 ),
     .rd_data(rd_data),
@@ -10695,14 +10708,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .res_y__1(res_y__1),
     .rst(rst),
     .start(start),
-    .w_addr(\w_addr$171 ),
+    .w_addr(\w_addr$172 ),
     .\w_en$125 (w_en)
   );
   tiny_cim_macro macro0 (
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$80 ),
+    .mem_rdata(\$84 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -10710,9 +10723,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$81 ),
-    .res_pop(\$82 ),
-    .res_total(\$83 ),
+    .res_bits(\$85 ),
+    .res_pop(\$86 ),
+    .res_total(\$87 ),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
     .rst(rst)
@@ -10721,7 +10734,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$84 ),
+    .mem_rdata(\$88 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -10729,9 +10742,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$85 ),
-    .res_pop(\$86 ),
-    .res_total(\$87 ),
+    .res_bits(\$89 ),
+    .res_pop(\$90 ),
+    .res_total(\$91 ),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
     .rst(rst)
@@ -10740,16 +10753,32 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .args(ir[187:4]),
     .busy(\busy$70 ),
     .clk(clk),
-    .done(\done$105 ),
-    .\port$844$0 (\$117 ),
-    .\port$845$0 (\$118 ),
+    .done(\done$106 ),
+    .\port$852$0 (\$122 ),
+    .\port$853$0 (\$123 ),
     .rd_addr(\rd_addr$72 ),
     .rd_data(\rd_data$74 ),
     .rst(rst),
-    .start(\start$112 ),
-    .w_addr(\w_addr$170 ),
-    .w_en(\w_en$166 )
+    .start(\start$113 ),
+    .w_addr(\w_addr$171 ),
+    .w_en(\w_en$167 )
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_exec = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          in_exec = 1'h1;
+      3'h4:
+          in_exec = 1'h1;
+    endcase
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     retire = 1'h0;
@@ -10769,7 +10798,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
                   retire = 1'h1;
                 end
             4'h2:
-                if (\$3 ) begin
+                if (\$5 ) begin
                   retire = 1'h1;
                 end
           endcase
@@ -10817,30 +10846,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
             4'h2:
                 /* empty */;
             4'h3, 4'h4, 4'h5:
-                start = \$4 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$112  = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                \start$112  = \$5 ;
+                start = \$6 ;
           endcase
     endcase
   end
@@ -10863,15 +10869,38 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
             4'h2:
                 /* empty */;
             4'h3, 4'h4, 4'h5:
-                \start$113  = \$6 ;
+                \start$113  = \$7 ;
           endcase
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$181  = 1'h0;
-    if (\$43 ) begin
-      \start$181  = 1'h1;
+    \start$114  = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3, 4'h4, 4'h5:
+                \start$114  = \$8 ;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \start$182  = 1'h0;
+    if (\$45 ) begin
+      \start$182  = 1'h1;
     end
   end
   always @* begin
@@ -10881,45 +10910,45 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
       3'h0:
           wb__dat_r = csr_r;
       3'h1:
-          wb__dat_r = \$44 ;
-      3'h2:
-          wb__dat_r = { 16'h0000, \rp__data$187  };
-      3'h3:
-          wb__dat_r = { 16'h0000, \rp__data$188  };
-      3'h4:
-          wb__dat_r = \$45 ;
-      3'h5:
           wb__dat_r = \$46 ;
-      3'h6:
+      3'h2:
+          wb__dat_r = { 16'h0000, \rp__data$188  };
+      3'h3:
+          wb__dat_r = { 16'h0000, \rp__data$189  };
+      3'h4:
           wb__dat_r = \$47 ;
+      3'h5:
+          wb__dat_r = \$48 ;
+      3'h6:
+          wb__dat_r = \$49 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$88  = trace_n;
+    \$92  = trace_n;
     if (retire) begin
-      \$88  = \$53 [31:0];
+      \$92  = \$55 [31:0];
     end
     casez (ctrl_state)
       3'h0:
-          if (\start$181 ) begin
-            \$88  = 32'd0;
+          if (\start$182 ) begin
+            \$92  = 32'd0;
           end
     endcase
     if (rst) begin
-      \$88  = 32'd0;
+      \$92  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$89  = pc;
+    \$93  = pc;
     if (retire) begin
-      \$89  = \$54 [15:0];
+      \$93  = \$56 [15:0];
     end
     casez (ctrl_state)
       3'h0:
-          if (\start$181 ) begin
-            \$89  = start_pc;
+          if (\start$182 ) begin
+            \$93  = start_pc;
           end
       3'h1:
           /* empty */;
@@ -10928,404 +10957,449 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
       3'h3:
           casez (ir[3:0])
             4'h0:
-                \$89  = pc;
+                \$93  = pc;
           endcase
     endcase
     if (rst) begin
-      \$89  = 16'h0000;
+      \$93  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$90  = cycles;
-    if (busy) begin
-      \$90  = \$55 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$181 ) begin
-            \$90  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$90  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$91  = load_cycles;
-    if (\$56 ) begin
-      \$91  = \$57 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$181 ) begin
-            \$91  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$91  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = busy;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$181 ) begin
-            \$92  = 1'h1;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                \$92  = 1'h0;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$92  = 1'h0;
-          endcase
-    endcase
-    if (rst) begin
-      \$92  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = done;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$181 ) begin
-            \$93  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$93  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$93  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = error;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$181 ) begin
-            \$94  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$94  = 1'h1;
-          endcase
-    endcase
+    \$94  = \$58 ;
     if (rst) begin
       \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = ctrl_state;
+    \$95  = cycles;
+    if (busy) begin
+      \$95  = \$59 [31:0];
+    end
     casez (ctrl_state)
       3'h0:
-          if (\start$181 ) begin
-            \$95  = 3'h1;
+          if (\start$182 ) begin
+            \$95  = 32'd0;
+          end
+    endcase
+    if (rst) begin
+      \$95  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$96  = load_cycles;
+    if (\$60 ) begin
+      \$96  = \$61 [31:0];
+    end
+    casez (ctrl_state)
+      3'h0:
+          if (\start$182 ) begin
+            \$96  = 32'd0;
+          end
+    endcase
+    if (rst) begin
+      \$96  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$97  = busy;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$182 ) begin
+            \$97  = 1'h1;
           end
       3'h1:
-          \$95  = 3'h2;
+          /* empty */;
       3'h2:
-          \$95  = 3'h3;
+          /* empty */;
       3'h3:
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                \$95  = 3'h0;
+                \$97  = 1'h0;
             4'h1:
-                if (cmd_ready) begin
-                  \$95  = 3'h1;
-                end
+                /* empty */;
             4'h2:
-                if (\$58 ) begin
-                  \$95  = 3'h1;
-                end
+                /* empty */;
             4'h3, 4'h4, 4'h5:
-                \$95  = 3'h4;
+                /* empty */;
             default:
-                \$95  = 3'h0;
+                \$97  = 1'h0;
           endcase
-      3'h4:
-          if (engine_done) begin
-            \$95  = 3'h1;
-          end
     endcase
     if (rst) begin
-      \$95  = 3'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = ir;
+    \$98  = done;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$182 ) begin
+            \$98  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$98  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$99  = error;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$182 ) begin
+            \$99  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3, 4'h4, 4'h5:
+                /* empty */;
+            default:
+                \$99  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$100  = ctrl_state;
+    casez (ctrl_state)
+      3'h0:
+          if (\start$182 ) begin
+            \$100  = 3'h1;
+          end
+      3'h1:
+          \$100  = 3'h2;
+      3'h2:
+          \$100  = 3'h3;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$100  = 3'h0;
+            4'h1:
+                if (cmd_ready) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$100  = 3'h3;
+                  end else begin
+                    \$100  = 3'h2;
+                  end
+                end
+            4'h2:
+                if (\$62 ) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$100  = 3'h3;
+                  end else begin
+                    \$100  = 3'h2;
+                  end
+                end
+            4'h3, 4'h4, 4'h5:
+                \$100  = 3'h4;
+            default:
+                \$100  = 3'h0;
+          endcase
+      3'h4:
+          if (engine_done) begin
+            (* full_case = 32'd1 *)
+            if (pf_valid) begin
+              \$100  = 3'h3;
+            end else begin
+              \$100  = 3'h2;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$100  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$101  = ir;
     casez (ctrl_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$96  = fp__data[349:0];
+          \$101  = fp__data[349:0];
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                if (cmd_ready) begin
+                  if (pf_valid) begin
+                    \$101  = fp__data[349:0];
+                  end
+                end
+            4'h2:
+                if (\$62 ) begin
+                  if (pf_valid) begin
+                    \$101  = fp__data[349:0];
+                  end
+                end
+          endcase
+      3'h4:
+          if (engine_done) begin
+            if (pf_valid) begin
+              \$101  = fp__data[349:0];
+            end
+          end
     endcase
     if (rst) begin
-      \$96  = 350'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$101  = 350'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = busy_c0;
+    \$102  = busy_c0;
     (* full_case = 32'd1 *)
-    if (\$60 ) begin
-      \$97  = 32'd0;
+    if (\$64 ) begin
+      \$102  = 32'd0;
     end else begin
-      if (\$61 ) begin
-        \$97  = \$62 [31:0];
+      if (\$65 ) begin
+        \$102  = \$66 [31:0];
       end
     end
     if (rst) begin
-      \$97  = 32'd0;
+      \$102  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = stall_c0;
+    \$103  = stall_c0;
     (* full_case = 32'd1 *)
-    if (\$60 ) begin
-      \$98  = 32'd0;
+    if (\$64 ) begin
+      \$103  = 32'd0;
     end else begin
-      if (\$64 ) begin
-        \$98  = \$65 [31:0];
+      if (\$68 ) begin
+        \$103  = \$69 [31:0];
       end
     end
     if (rst) begin
-      \$98  = 32'd0;
+      \$103  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = wload_c0;
+    \$104  = wload_c0;
     (* full_case = 32'd1 *)
-    if (\$60 ) begin
-      \$99  = 32'd0;
+    if (\$64 ) begin
+      \$104  = 32'd0;
     end else begin
       if (mem_we[0]) begin
-        \$99  = \$66 [31:0];
+        \$104  = \$70 [31:0];
       end
     end
     if (rst) begin
-      \$99  = 32'd0;
+      \$104  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = busy_c1;
+    \$105  = busy_c1;
     (* full_case = 32'd1 *)
-    if (\$68 ) begin
-      \$100  = 32'd0;
+    if (\$72 ) begin
+      \$105  = 32'd0;
     end else begin
-      if (\$69 ) begin
-        \$100  = \$70 [31:0];
+      if (\$73 ) begin
+        \$105  = \$74 [31:0];
       end
     end
     if (rst) begin
-      \$100  = 32'd0;
+      \$105  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = stall_c1;
+    \$106  = stall_c1;
     (* full_case = 32'd1 *)
-    if (\$68 ) begin
-      \$101  = 32'd0;
+    if (\$72 ) begin
+      \$106  = 32'd0;
     end else begin
-      if (\$72 ) begin
-        \$101  = \$73 [31:0];
+      if (\$76 ) begin
+        \$106  = \$77 [31:0];
       end
     end
     if (rst) begin
-      \$101  = 32'd0;
+      \$106  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = wload_c1;
+    \$107  = wload_c1;
     (* full_case = 32'd1 *)
-    if (\$68 ) begin
-      \$102  = 32'd0;
+    if (\$72 ) begin
+      \$107  = 32'd0;
     end else begin
       if (mem_we[1]) begin
-        \$102  = \$74 [31:0];
+        \$107  = \$78 [31:0];
       end
     end
     if (rst) begin
-      \$102  = 32'd0;
+      \$107  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = req;
+    \$108  = req;
     if (rst) begin
-      \$103  = 1'h0;
+      \$108  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = r_region;
+    \$109  = r_region;
     if (req) begin
-      \$104  = wb__adr[16:14];
+      \$109  = wb__adr[16:14];
     end
     if (rst) begin
-      \$104  = 3'h0;
+      \$109  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = imem_rsl;
+    \$110  = imem_rsl;
     if (req) begin
-      \$105  = wb__adr[3:0];
+      \$110  = wb__adr[3:0];
     end
     if (rst) begin
-      \$105  = 4'h0;
+      \$110  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = amem_rsl;
+    \$111  = amem_rsl;
     if (req) begin
-      \$106  = 1'h0;
+      \$111  = 1'h0;
     end
     if (rst) begin
-      \$106  = 1'h0;
+      \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = wmem_rsl;
+    \$112  = wmem_rsl;
     if (req) begin
-      \$107  = 1'h0;
+      \$112  = 1'h0;
     end
     if (rst) begin
-      \$107  = 1'h0;
+      \$112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = pmem_rsl;
+    \$113  = pmem_rsl;
     if (req) begin
-      \$108  = wb__adr[2:0];
+      \$113  = wb__adr[2:0];
     end
     if (rst) begin
-      \$108  = 3'h0;
+      \$113  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = dmem_rsl;
+    \$114  = dmem_rsl;
     if (req) begin
-      \$109  = wb__adr[1:0];
+      \$114  = wb__adr[1:0];
     end
     if (rst) begin
-      \$109  = 2'h0;
+      \$114  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = trace_rsl;
+    \$115  = trace_rsl;
     if (req) begin
-      \$110  = wb__adr[0];
+      \$115  = wb__adr[0];
     end
     if (rst) begin
-      \$110  = 1'h0;
+      \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = start_pc;
-    if (\$77 ) begin
-      \$111  = wb__dat_w[15:0];
+    \$116  = start_pc;
+    if (\$81 ) begin
+      \$116  = wb__dat_w[15:0];
     end
     if (rst) begin
-      \$111  = 16'h0000;
+      \$116  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = csr_r;
-    if (\$79 ) begin
+    \$117  = csr_r;
+    if (\$83 ) begin
       (* full_case = 32'd1 *)
       casez (wb__adr[4:0])
         5'h00:
-            \$112  = 32'd1128877382;
+            \$117  = 32'd1128877382;
         5'h02:
-            \$112  = { 28'h0000000, \busy$110 , error, done, busy };
+            \$117  = { 28'h0000000, \busy$111 , error, done, busy };
         5'h03:
-            \$112  = { 16'h0000, pc };
+            \$117  = { 16'h0000, pc };
         5'h04:
-            \$112  = { 16'h0000, start_pc };
+            \$117  = { 16'h0000, start_pc };
         5'h05:
-            \$112  = cycles;
+            \$117  = cycles;
         5'h06:
-            \$112  = load_cycles;
+            \$117  = load_cycles;
         5'h07:
-            \$112  = trace_n;
+            \$117  = trace_n;
         5'h08:
-            \$112  = { 28'h0000000, ir[3:0] };
+            \$117  = { 28'h0000000, ir[3:0] };
         5'h09:
-            \$112  = 32'd2;
+            \$117  = 32'd2;
         5'h0a:
-            \$112  = 32'd2;
+            \$117  = 32'd2;
         5'h10:
-            \$112  = busy_c0;
+            \$117  = busy_c0;
         5'h11:
-            \$112  = stall_c0;
+            \$117  = stall_c0;
         5'h12:
-            \$112  = wload_c0;
+            \$117  = wload_c0;
         5'h14:
-            \$112  = busy_c1;
+            \$117  = busy_c1;
         5'h15:
-            \$112  = stall_c1;
+            \$117  = stall_c1;
         5'h16:
-            \$112  = wload_c1;
+            \$117  = wload_c1;
         default:
-            \$112  = 32'd0;
+            \$117  = 32'd0;
       endcase
     end
     if (rst) begin
-      \$112  = 32'd0;
+      \$117  = 32'd0;
     end
   end
   assign op__0__payload = macro0__op__payload;
@@ -11367,56 +11441,56 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign w_addr = wp__addr;
   assign w_data = macro0__mem_wdata;
   assign wp__data = macro0__mem_wdata;
-  assign fp__addr = pc[9:0];
+  assign fp__addr = \$2 [9:0];
   assign args = ir[349:4];
-  assign \args$90  = ir[187:4];
-  assign \args$91  = ir[260:4];
+  assign \args$91  = ir[187:4];
+  assign \args$92  = ir[260:4];
   assign cmd = ir[35:4];
   assign tw__addr = trace_n[9:0];
   assign tw__data = entry;
   assign running = busy;
-  assign \done$101  = done;
-  assign \error$102  = error;
+  assign \done$102  = done;
+  assign \error$103  = error;
   assign ack = wb__ack;
   assign region = wb__adr[16:14];
   assign off = wb__adr[13:0];
   assign imem_hslice = wb__adr[3:0];
   assign \$signature__addr  = imem_hword[9:0];
   assign \$signature__data  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en  = \$15 [10:0];
+  assign \$signature__en  = \$17 [10:0];
   assign wmem_hslice = 1'h0;
-  assign \$signature__addr$128  = wmem_hword[9:0];
-  assign \$signature__data$129  = wb__dat_w[15:0];
-  assign \$signature__en$130  = wmem_hwe;
+  assign \$signature__addr$129  = wmem_hword[9:0];
+  assign \$signature__data$130  = wb__dat_w[15:0];
+  assign \$signature__en$131  = wmem_hwe;
   assign pmem_hslice = wb__adr[2:0];
-  assign \$signature__addr$134  = pmem_hword[5:0];
-  assign \$signature__data$135  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$136  = \$23 [5:0];
+  assign \$signature__addr$135  = pmem_hword[5:0];
+  assign \$signature__data$136  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__en$137  = \$25 [5:0];
   assign dmem_hslice = wb__adr[1:0];
-  assign \$signature__addr$140  = dmem_hword[5:0];
-  assign \$signature__data$141  = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$142  = \$28 [2:0];
-  assign \imem_hslice$144  = wb__adr[3:0];
-  assign \rp__addr$145  = \imem_hword$143 [9:0];
+  assign \$signature__addr$141  = dmem_hword[5:0];
+  assign \$signature__data$142  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__en$143  = \$30 [2:0];
+  assign \imem_hslice$145  = wb__adr[3:0];
+  assign \rp__addr$146  = \imem_hword$144 [9:0];
   assign amem_hslice = 1'h0;
-  assign \rp__addr$148  = amem_hword[11:0];
-  assign \wmem_hslice$150  = 1'h0;
-  assign \rp__addr$151  = \wmem_hword$149 [9:0];
-  assign \pmem_hslice$153  = wb__adr[2:0];
-  assign \rp__addr$154  = \pmem_hword$152 [5:0];
-  assign \dmem_hslice$156  = wb__adr[1:0];
-  assign \rp__addr$157  = \dmem_hword$155 [5:0];
+  assign \rp__addr$149  = amem_hword[11:0];
+  assign \wmem_hslice$151  = 1'h0;
+  assign \rp__addr$152  = \wmem_hword$150 [9:0];
+  assign \pmem_hslice$154  = wb__adr[2:0];
+  assign \rp__addr$155  = \pmem_hword$153 [5:0];
+  assign \dmem_hslice$157  = wb__adr[1:0];
+  assign \rp__addr$158  = \dmem_hword$156 [5:0];
   assign trace_hslice = wb__adr[0];
-  assign \rp__addr$160  = trace_hword[9:0];
-  assign \amem_hslice$162  = 1'h0;
-  assign \w_data$173  = { \$120 , \$119  };
-  assign \w_data$174  = { \$118 , \$117  };
-  assign \w_data$175  = { \$116 , \$115  };
-  assign \$signature__addr$176  = \$35 [11:0];
-  assign \$signature__data$177  = \$36 [15:0];
+  assign \rp__addr$161  = trace_hword[9:0];
+  assign \amem_hslice$163  = 1'h0;
+  assign \w_data$174  = { \$125 , \$124  };
+  assign \w_data$175  = { \$123 , \$122  };
+  assign \w_data$176  = { \$121 , \$120  };
+  assign \$signature__addr$177  = \$37 [11:0];
+  assign \$signature__data$178  = \$38 [15:0];
   assign csr_idx = wb__adr[4:0];
   assign dat = wb__dat_r;
-  assign unit_en = { \$114 , \$113  };
+  assign unit_en = { \$119 , \$118  };
   assign \macro0__op__payload.mode  = macro0__op__payload[0];
   assign \macro0__op__payload.page  = macro0__op__payload[1];
   assign \macro0__op__payload.row  = macro0__op__payload[4:2];
@@ -11729,53 +11803,53 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \ir.args.load.mask  = ir[31:30];
   assign \ir.args.load.page  = ir[32];
   assign \ir.args.load.row0  = ir[35:33];
-  assign \args$90.mode  = ir[4];
-  assign \args$90.x_signed  = ir[5];
-  assign \args$90.in_base  = ir[17:6];
-  assign \args$90.in_h  = ir[25:18];
-  assign \args$90.in_w  = ir[33:26];
-  assign \args$90.cw  = ir[41:34];
-  assign \args$90.kh  = ir[49:42];
-  assign \args$90.kw  = ir[57:50];
-  assign \args$90.sh  = ir[61:58];
-  assign \args$90.sw  = ir[65:62];
-  assign \args$90.dh  = ir[69:66];
-  assign \args$90.dw  = ir[73:70];
-  assign \args$90.pt  = ir[77:74];
-  assign \args$90.pl  = ir[81:78];
-  assign \args$90.oh  = ir[89:82];
-  assign \args$90.ow  = ir[97:90];
-  assign \args$90.out_base  = ir[109:98];
-  assign \args$90.zp_in  = ir[119:110];
-  assign \args$90.mult  = ir[151:120];
-  assign \args$90.shift  = ir[157:152];
-  assign \args$90.zp_out  = ir[167:158];
-  assign \args$90.act_min  = ir[177:168];
-  assign \args$90.act_max  = ir[187:178];
-  assign \args$91.a_base  = ir[15:4];
-  assign \args$91.b_base  = ir[27:16];
-  assign \args$91.out_base  = ir[39:28];
-  assign \args$91.npos  = ir[55:40];
-  assign \args$91.cw  = ir[63:56];
-  assign \args$91.a_stride  = ir[71:64];
-  assign \args$91.b_stride  = ir[79:72];
-  assign \args$91.out_stride  = ir[87:80];
-  assign \args$91.x_signed  = ir[88];
-  assign \args$91.has_b  = ir[89];
-  assign \args$91.rq_in  = ir[90];
-  assign \args$91.rq_out  = ir[91];
-  assign \args$91.ls  = ir[96:92];
-  assign \args$91.zp_a  = ir[106:97];
-  assign \args$91.zp_b  = ir[116:107];
-  assign \args$91.mult_a  = ir[148:117];
-  assign \args$91.shift_a  = ir[154:149];
-  assign \args$91.mult_b  = ir[186:155];
-  assign \args$91.shift_b  = ir[192:187];
-  assign \args$91.mult_o  = ir[224:193];
-  assign \args$91.shift_o  = ir[230:225];
-  assign \args$91.zp_out  = ir[240:231];
-  assign \args$91.act_min  = ir[250:241];
-  assign \args$91.act_max  = ir[260:251];
+  assign \args$91.mode  = ir[4];
+  assign \args$91.x_signed  = ir[5];
+  assign \args$91.in_base  = ir[17:6];
+  assign \args$91.in_h  = ir[25:18];
+  assign \args$91.in_w  = ir[33:26];
+  assign \args$91.cw  = ir[41:34];
+  assign \args$91.kh  = ir[49:42];
+  assign \args$91.kw  = ir[57:50];
+  assign \args$91.sh  = ir[61:58];
+  assign \args$91.sw  = ir[65:62];
+  assign \args$91.dh  = ir[69:66];
+  assign \args$91.dw  = ir[73:70];
+  assign \args$91.pt  = ir[77:74];
+  assign \args$91.pl  = ir[81:78];
+  assign \args$91.oh  = ir[89:82];
+  assign \args$91.ow  = ir[97:90];
+  assign \args$91.out_base  = ir[109:98];
+  assign \args$91.zp_in  = ir[119:110];
+  assign \args$91.mult  = ir[151:120];
+  assign \args$91.shift  = ir[157:152];
+  assign \args$91.zp_out  = ir[167:158];
+  assign \args$91.act_min  = ir[177:168];
+  assign \args$91.act_max  = ir[187:178];
+  assign \args$92.a_base  = ir[15:4];
+  assign \args$92.b_base  = ir[27:16];
+  assign \args$92.out_base  = ir[39:28];
+  assign \args$92.npos  = ir[55:40];
+  assign \args$92.cw  = ir[63:56];
+  assign \args$92.a_stride  = ir[71:64];
+  assign \args$92.b_stride  = ir[79:72];
+  assign \args$92.out_stride  = ir[87:80];
+  assign \args$92.x_signed  = ir[88];
+  assign \args$92.has_b  = ir[89];
+  assign \args$92.rq_in  = ir[90];
+  assign \args$92.rq_out  = ir[91];
+  assign \args$92.ls  = ir[96:92];
+  assign \args$92.zp_a  = ir[106:97];
+  assign \args$92.zp_b  = ir[116:107];
+  assign \args$92.mult_a  = ir[148:117];
+  assign \args$92.shift_a  = ir[154:149];
+  assign \args$92.mult_b  = ir[186:155];
+  assign \args$92.shift_b  = ir[192:187];
+  assign \args$92.mult_o  = ir[224:193];
+  assign \args$92.shift_o  = ir[230:225];
+  assign \args$92.zp_out  = ir[240:231];
+  assign \args$92.act_min  = ir[250:241];
+  assign \args$92.act_max  = ir[260:251];
   assign \cmd.src  = ir[13:4];
   assign \cmd.count  = ir[29:14];
   assign \cmd.mask  = ir[31:30];
@@ -11793,17 +11867,17 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign wmem_hword = wb__adr[13:0];
   assign pmem_hword = { 3'h0, wb__adr[13:3] };
   assign dmem_hword = { 2'h0, wb__adr[13:2] };
-  assign \imem_hword$143  = { 4'h0, wb__adr[13:4] };
+  assign \imem_hword$144  = { 4'h0, wb__adr[13:4] };
   assign amem_hword = wb__adr[13:0];
-  assign \wmem_hword$149  = wb__adr[13:0];
-  assign \pmem_hword$152  = { 3'h0, wb__adr[13:3] };
-  assign \dmem_hword$155  = { 2'h0, wb__adr[13:2] };
+  assign \wmem_hword$150  = wb__adr[13:0];
+  assign \pmem_hword$153  = { 3'h0, wb__adr[13:3] };
+  assign \dmem_hword$156  = { 2'h0, wb__adr[13:2] };
   assign trace_hword = { 1'h0, wb__adr[13:1] };
-  assign \amem_hword$161  = wb__adr[13:0];
+  assign \amem_hword$162  = wb__adr[13:0];
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$970$0 , \port$976$0 , done, start, args, w_addr, w_en, clk);
+module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$978$0 , \port$984$0 , done, start, args, w_addr, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -11954,10 +12028,10 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$970$0 , \
   reg [31:0] ob3_0 = 32'd0;
   reg [31:0] ob3_1 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$970$0 ;
-  wire [7:0] \port$970$0 ;
-  output [7:0] \port$976$0 ;
-  wire [7:0] \port$976$0 ;
+  output [7:0] \port$978$0 ;
+  wire [7:0] \port$978$0 ;
+  output [7:0] \port$984$0 ;
+  wire [7:0] \port$984$0 ;
   output [11:0] ra_addr;
   wire [11:0] ra_addr;
   input [15:0] ra_data;
@@ -12301,8 +12375,8 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$970$0 , \
   assign w_data = { \$24 [7:0], \$19 [7:0] };
   assign ra_addr = \$3 [11:0];
   assign rb_addr = \$6 [11:0];
-  assign \port$970$0  = \$19 [7:0];
-  assign \port$976$0  = \$24 [7:0];
+  assign \port$978$0  = \$19 [7:0];
+  assign \port$984$0  = \$24 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -13560,7 +13634,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$213$0 , \port$214$0 , op__0__valid, op__1__valid, p_addr, \port$332$0 , \port$337$0 , finished, desc_addr
+module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$221$0 , \port$222$0 , op__0__valid, op__1__valid, p_addr, \port$340$0 , \port$345$0 , finished, desc_addr
 , rd_en, \desc_addr$155 , \rd_en$157 , start, args, op__0__payload, op__1__payload, w_addr, rd_addr, \rd_addr$156 , \w_en$125 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
@@ -14088,14 +14162,14 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire [31:0] \p_data[1].bias ;
   wire [31:0] \p_data[1].mult ;
   wire [7:0] \p_data[1].shift ;
-  output \port$213$0 ;
-  wire \port$213$0 ;
-  output \port$214$0 ;
-  wire \port$214$0 ;
-  output [7:0] \port$332$0 ;
-  wire [7:0] \port$332$0 ;
-  output [7:0] \port$337$0 ;
-  wire [7:0] \port$337$0 ;
+  output \port$221$0 ;
+  wire \port$221$0 ;
+  output \port$222$0 ;
+  wire \port$222$0 ;
+  output [7:0] \port$340$0 ;
+  wire [7:0] \port$340$0 ;
+  output [7:0] \port$345$0 ;
+  wire [7:0] \port$345$0 ;
   wire pos_bstep;
   wire \pos_bstep$37 ;
   wire pos_init;
@@ -15066,11 +15140,11 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign addr_pipe3 = w_addr;
   assign \w_data$129  = { \$97 [7:0], \$92 [7:0] };
   assign done = finished;
-  assign \port$213$0  = \$1 ;
-  assign \port$214$0  = \$2 ;
+  assign \port$221$0  = \$1 ;
+  assign \port$222$0  = \$2 ;
   assign p_addr = \$85 [5:0];
-  assign \port$332$0  = \$92 [7:0];
-  assign \port$337$0  = \$97 [7:0];
+  assign \port$340$0  = \$92 [7:0];
+  assign \port$345$0  = \$97 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -17590,7 +17664,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$844$0 , \port$845$0 , done, start, args, busy, w_addr, w_en, clk);
+module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$852$0 , \port$853$0 , done, start, args, busy, w_addr, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -17745,10 +17819,10 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$844$0 , \port$845$0 , don
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$844$0 ;
-  wire [7:0] \port$844$0 ;
-  output [7:0] \port$845$0 ;
-  wire [7:0] \port$845$0 ;
+  output [7:0] \port$852$0 ;
+  wire [7:0] \port$852$0 ;
+  output [7:0] \port$853$0 ;
+  wire [7:0] \port$853$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv1_0 = 10'h000;
@@ -18170,8 +18244,8 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$844$0 , \port$845$0 , don
   assign pa3 = w_addr;
   assign w_data = { \$48 [7:0], \$47 [7:0] };
   assign rd_addr = \$19 [11:0];
-  assign \port$844$0  = \$47 [7:0];
-  assign \port$845$0  = \$48 [7:0];
+  assign \port$852$0  = \$47 [7:0];
+  assign \port$853$0  = \$48 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
