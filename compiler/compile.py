@@ -70,7 +70,8 @@ def max_batch(graph: Graph, cfg: CimConfig) -> int:
 
 
 def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
-                  parallelism: dict[str, Parallelism] | None = None, stream: bool | None = None) -> Program:
+                  parallelism: dict[str, Parallelism] | None = None, stream: bool | None = None,
+                  merge_images: bool = True) -> Program:
     """Compile ``graph`` for ``cfg``.
 
     Parameters
@@ -81,6 +82,10 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         Layer name -> split; other weighted layers get :func:`~cimforge.compiler.cost.choose_parallelism`.
     stream : bool, optional
         Force weight streaming (True) or residency (False); default: resident when the pages hold all weights.
+    merge_images : bool
+        One ``MAC`` pass per layer covers every image of the run (its positions run over all images, so the
+        pass's fixed set-up and drain are paid once per run, and streamed weights are loaded once per run);
+        the program then runs layer by layer. False: every image has its own passes, image by image.
 
     Raises
     ------
@@ -102,20 +107,18 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
     prog.pass_at = {}
     rowpacked = _rowpacked_inputs(graph, lay, cfg)
 
-    # -- activation memory: every tensor of every image --------------------------------------------------
+    # -- activation memory: every tensor of every image, the images of a tensor back to back -------------------
+    # (so one MAC pass walks all images of a layer: image i of a tensor is i * words further on)
     addr = 0
-    for i in range(batch):
-        for name, t in graph.tensors.items():
-            c, h, w = lay.phys[name]
-            cw = -(-c // L)
-            owner = lay.owner[name]
-            place = TensorPlace(name, i, tuple(t.shape), (c, h, w), 0, cw, t.dtype, name in rowpacked)
-            if owner != name:
-                base = prog.tensors[(i, owner)].base
-            else:
-                base = addr
-                addr += place.words
-            prog.tensors[(i, name)] = replace(place, base=base)
+    for name, t in graph.tensors.items():
+        c, h, w = lay.phys[name]
+        owner = lay.owner[name]
+        place = TensorPlace(name, 0, tuple(t.shape), (c, h, w), 0, -(-c // L), t.dtype, name in rowpacked)
+        for i in range(batch):
+            base = prog.tensors[(i, owner)].base if owner != name else addr + i * place.words
+            prog.tensors[(i, name)] = replace(place, image=i, base=base)
+        if owner == name:
+            addr += batch * place.words
     if addr > cfg.fabric.act_depth:
         raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} words, "
                            f"fabric.act_depth = {cfg.fabric.act_depth}: allowed batch <= {max_batch(graph, cfg)}")
@@ -129,7 +132,7 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
             geos = [(geometry(layer, lay.phys[layer.input.name]), 0, 0)]
         else:
             geos = group_geometries(layer, L, rowpack=layer.input.name in rowpacked)
-        par = parallelism.get(layer.name) or choose_parallelism(geos[0][0], cfg)
+        par = parallelism.get(layer.name) or choose_parallelism(geos[0][0], cfg, images=batch if merge_images else 1)
         for gi, (g, in_off, out_off) in enumerate(geos):
             plans[(layer.name, gi)] = (g, par, in_off, out_off)
     pages_need = {}
@@ -205,21 +208,32 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
                                f"fabric.{field_} = {depth}")
 
     # -- passes and pages ---------------------------------------------------------------------------------------
-    def make_passes(image: int) -> dict[str, list[MacPass]]:
+    # merged: one pass per (layer, group, N range) walks the positions of every image, the program runs layer
+    # by layer; else each image has its own passes and the program runs image by image
+    pass_images = [(0, batch)] if merge_images else [(i, 1) for i in range(batch)]
+
+    def make_passes(image: int, images: int) -> dict[str, list[MacPass]]:
         out: dict[str, list[MacPass]] = {}
         for key, (g, par, in_off, out_off) in plans.items():
             tiles, passes = pages_need[key]
             kr = -(-len(tiles) // par.in_ch)
             for n_base, nt in passes:
-                mp = MacPass(key[0], g, par, tiles, n_base, nt, kr, -(-nt // par.out_ch), image=image)
+                mp = MacPass(key[0], g, par, tiles, n_base, nt, kr, -(-nt // par.out_ch), image=image, images=images)
                 mp.desc_base, mp.param_base = desc_base[key], param_base[key] + n_base
                 mp.role_base, mp.group, mp.in_off, mp.out_off = role_base[par], key[1], in_off, out_off
                 out.setdefault(key[0], []).append(mp)
         return out
 
-    all_passes = [make_passes(i) for i in range(batch)]
-    order = [mp for i in range(batch) for layer in graph.layers if layer.name in all_passes[i]
-             for mp in all_passes[i][layer.name]]
+    all_passes = {image: make_passes(image, images) for image, images in pass_images}
+    # program order: ("mac", pass) and ("vec", layer, image) steps
+    steps: list[tuple] = []
+    for i in ([0] if merge_images else range(batch)):
+        for layer in graph.layers:
+            if layer.name in all_passes[i]:
+                steps += [("mac", mp) for mp in all_passes[i][layer.name]]
+            else:
+                steps += [("vec", layer, j) for j in (range(batch) if merge_images else [i])]
+    order = [st[1] for st in steps if st[0] == "mac"]
     ptr = 0
     for mp in order:
         if resident and mp.image > 0:
@@ -229,7 +243,7 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         mp.page_base = ptr
         ptr += mp.pages
     if resident:  # every image uses image 0's pages
-        for i in range(1, batch):
+        for i in range(1, len(pass_images)):
             for name, lst in all_passes[i].items():
                 for mp, first in zip(lst, all_passes[0][name]):
                     mp.page_base = first.page_base
@@ -247,44 +261,45 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         prog.instrs.append(InstrInfo(pc, op.name, layer, image, text))
         return pc
 
-    def emit_loads(mp: MacPass, image: int | None):
+    def emit_loads(mp: MacPass):
         for ld in mp.loads:
-            emit(Opcode.LOAD, mp.layer, image, f"page {ld['page']} rows {ld['row0']}+{ld['count']} "
+            emit(Opcode.LOAD, mp.layer, mp.image_label, f"page {ld['page']} rows {ld['row0']}+{ld['count']} "
                  f"macros {ld['mask']:#x}", **ld)
 
     if resident:
         for mp in order:
             if mp.image == 0:
-                emit_loads(mp, None)
+                emit_loads(mp)
         emit(Opcode.SYNC, None, None, "weights resident")
         prog.prologue = list(range(len(prog.code)))
     else:
-        emit_loads(order[0], 0)
+        emit_loads(order[0])
     pending_sync = not resident
     mac_index = 0
-    for i in range(batch):
-        for layer in graph.layers:
-            if isinstance(layer, (Conv2d, Dense)):
-                for mp in all_passes[i][layer.name]:
-                    if pending_sync:
-                        emit(Opcode.SYNC, layer.name, i, "wait for this pass's weights")
-                    nxt = order[mac_index + 1] if mac_index + 1 < len(order) else None
-                    overlap = False
-                    if not resident and nxt is not None:
-                        overlap = _disjoint(mp, nxt)
-                        if overlap:
-                            emit_loads(nxt, i)
-                    grp = f" group {mp.group}" if mp.group else ""
-                    pc = emit(Opcode.MAC, layer.name, i, f"{mp.par}{grp} n tiles {mp.n_base}..{mp.n_base + mp.nt - 1}",
-                              **_mac_args(mp, prog, i, layer, cfg))
-                    prog.pass_at[pc] = mp
-                    prog.passes.append(mp)
-                    if not resident and nxt is not None and not overlap:
-                        emit_loads(nxt, i)
-                    pending_sync = not resident
-                    mac_index += 1
-            else:
-                _emit_vector(layer, prog, i, cfg, emit)
+    for st in steps:
+        if st[0] == "vec":
+            _emit_vector(st[1], prog, st[2], cfg, emit)
+            continue
+        mp = st[1]
+        layer = graph.layer(mp.layer)
+        if pending_sync:
+            emit(Opcode.SYNC, layer.name, mp.image_label, "wait for this pass's weights")
+        nxt = order[mac_index + 1] if mac_index + 1 < len(order) else None
+        overlap = False
+        if not resident and nxt is not None:
+            overlap = _disjoint(mp, nxt)
+            if overlap:
+                emit_loads(nxt)
+        grp = f" group {mp.group}" if mp.group else ""
+        imgs = f" images 0..{mp.images - 1}" if mp.images > 1 else ""
+        pc = emit(Opcode.MAC, layer.name, mp.image_label, f"{mp.par}{grp} n tiles {mp.n_base}..{mp.n_base + mp.nt - 1}"
+                  f"{imgs}", **_mac_args(mp, prog, layer, cfg))
+        prog.pass_at[pc] = mp
+        prog.passes.append(mp)
+        if not resident and nxt is not None and not overlap:
+            emit_loads(nxt)
+        pending_sync = not resident
+        mac_index += 1
     emit(Opcode.END, None, None, "end")
     if len(prog.code) > cfg.controller.program_depth:
         raise CompileError(f"program of {len(prog.code)} instructions for batch {batch}: controller.program_depth = "
@@ -333,14 +348,17 @@ def _loads(mp: MacPass, wblocks, cfg: CimConfig) -> list[dict]:
     return loads
 
 
-def _mac_args(mp: MacPass, prog: Program, image: int, layer: Layer, cfg: CimConfig) -> dict:
+def _mac_args(mp: MacPass, prog: Program, layer: Layer, cfg: CimConfig) -> dict:
     g: ConvGeom = mp.geom
-    src = prog.tensors[(image, layer.input.name)]
-    dst = prog.tensors[(image, layer.output.name)]
+    src = prog.tensors[(mp.image, layer.input.name)]
+    dst = prog.tensors[(mp.image, layer.output.name)]
     cw = src.cw
     b = mp.par.batch
-    bq, br = divmod(b, g.ow)
+    whole, rest = divmod(b, g.npos)  # a step of b positions: whole images, then rest positions (< an image)
+    bq, br = divmod(rest, g.ow)
     par = mp.par
+    row_words = 1 if g.rowpack else g.w * cw  # words of one input row
+    img = {"oh": g.oh, "img_delta": src.words - g.oh * g.sh * row_words, "img_bstep": whole * src.words}
     if g.rowpack:
         # one word per image row: the walk is kh steps of one "tap" of kw pixels (the lanes under the window);
         # addresses move with rows only, columns are the lane selection (ix)
@@ -353,7 +371,7 @@ def _mac_args(mp: MacPass, prog: Program, image: int, layer: Layer, cfg: CimConf
                 "rowpack": 0}
     return {
         "in_h": g.h, "in_w": g.w, "kh": g.kh, "dh": g.dh,
-        "sh": g.sh, "sw": g.sw, "pt": g.pt, "pl": g.pl, "ow": g.ow, "npos": g.npos, **walk,
+        "sh": g.sh, "sw": g.sw, "pt": g.pt, "pl": g.pl, "ow": g.ow, "npos": mp.npos, **walk, **img,
         "bq": bq, "br": br,
         "desc_base": mp.desc_base, "kt": len(mp.tiles), "nt": mp.nt, "kr": mp.kr, "nr": mp.nr,
         "b": par.batch, "ki": par.in_ch, "no": par.out_ch, "groups": par.batch * par.out_ch,

@@ -271,18 +271,21 @@ def _mac_plan(g: ConvGeom, cfg: CimConfig, par: Parallelism, pages_avail: int | 
     return tiles, steps, passes
 
 
-def choose_parallelism(g: ConvGeom, cfg: CimConfig, pages_avail: int | None = None) -> Parallelism:
-    """The split with the fewest predicted cycles; ties go to fewer pages, then fewer macros."""
+def choose_parallelism(g: ConvGeom, cfg: CimConfig, pages_avail: int | None = None, images: int = 1
+                       ) -> Parallelism:
+    """The split with the fewest predicted cycles for a pass over ``images`` images; ties go to fewer pages,
+    then fewer macros."""
     L = lanes(cfg)
     tiles = k_tiles(g, cfg)
     kt, nt = len(tiles), -(-g.cout // L)
+    npos = g.npos * images
     best = None
-    for par in valid_parallelisms(cfg, kt, nt, g.npos):
+    for par in valid_parallelisms(cfg, kt, nt, npos):
         try:
             _, steps, passes = _mac_plan(g, cfg, par, pages_avail)
         except CompileError:
             continue
-        cyc = sum(mac_pass_cycles(g.npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
+        cyc = sum(mac_pass_cycles(npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
         pages = -(-kt // par.in_ch) * -(-min(nt, passes[0][1]) // par.out_ch)
         key = (cyc, pages, par.macros)
         if best is None or key < best[0]:
@@ -425,4 +428,4 @@ def _mac_instr_cycles(program, pc: int, args: dict) -> int:
     from .tiling import tile_steps
     mp = program.pass_at[pc]
     steps = [tile_steps(t, mp.geom, lanes(program.cfg)) for t in mp.tiles]
-    return mac_pass_cycles(mp.geom.npos, steps, mp.nt, mp.par)
+    return mac_pass_cycles(mp.npos, steps, mp.nt, mp.par)

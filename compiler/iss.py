@@ -114,18 +114,22 @@ class FabricModel:
         for m in range(n):
             r = unpack_word(rl, self.dmem[a["role_base"] + m] & ((1 << rl.size) - 1))
             roles.append((r["bi"], r["kk"], r["nn"], bool(r["en"])))
-        # position state per unit: p, ox, iy0, ix0, pos_addr (as the gather units keep it)
+        # position state per unit: p, ox, oy, iy0, ix0, pos_addr (as the gather units keep it)
         def step(st, by_b):
-            p, ox, iy0, ix0, addr = st
+            p, ox, oy, iy0, ix0, addr = st
             d_ox = ox + (a["br"] if by_b else 1)
             wrap = d_ox >= a["ow"]
-            iy0 += (a["bq"] * a["sh"] if by_b else 0) + (a["sh"] if wrap else 0)
+            d_oy = oy + (a["bq"] if by_b else 0) + wrap
+            iwrap = d_oy >= a["oh"]  # into the next image
+            iy0 += (a["bq"] * a["sh"] if by_b else 0) + (a["sh"] if wrap else 0) - (a["oh"] * a["sh"] if iwrap else 0)
             ix0 += (a["br"] * a["sw"] if by_b else a["sw"]) - (a["ow"] * a["sw"] if wrap else 0)
-            addr += (a["pos_bstep"] if by_b else a["pos_ux"]) + (a["pos_wrap"] if wrap else 0)
-            return (p + (b if by_b else 1), d_ox - a["ow"] if wrap else d_ox, iy0, ix0, addr)
+            addr += (a["pos_bstep"] + a["img_bstep"] if by_b else a["pos_ux"]) + (a["pos_wrap"] if wrap else 0) \
+                + (a["img_delta"] if iwrap else 0)
+            return (p + (b if by_b else 1), d_ox - a["ow"] if wrap else d_ox, d_oy - a["oh"] if iwrap else d_oy,
+                    iy0, ix0, addr)
         pos = []
         for bi, _, _, _ in roles:
-            st = (0, 0, -a["pt"], -a["pl"], a["pos0"])
+            st = (0, 0, 0, -a["pt"], -a["pl"], a["pos0"])
             for _ in range(bi if bi < b else 0):
                 st = step(st, False)
             pos.append(st)
@@ -175,7 +179,7 @@ class FabricModel:
     def _gather(self, a: dict, d: dict, st, signed: bool, zp_val: int) -> list[int]:
         """The activation vector of one tile at one position (rows ``R - elems ..`` hold the walk)."""
         L, R = self.L, self.cfg.macro.rows
-        _, _, iy0, ix0, pos_addr = st
+        _, _, _, iy0, ix0, pos_addr = st
         c, rem, ky, kx = d["c0"], d["elems"], d["ky0"], d["kx0"]
         iy, ix, row_ix = iy0 + d["dy0"], ix0 + d["dx0"], ix0
         tap0 = pos_addr + d["off0"]

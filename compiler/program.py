@@ -56,6 +56,9 @@ class MacPass:
     loads : list of dict
         ``LOAD`` arguments (src, count, mask, page, row0) that fill the pass's pages.
     desc_base, param_base : int
+    image, images : int
+        The first image the pass computes and how many (positions of image ``image + i`` follow those of
+        ``image + i - 1``).
     """
 
     layer: str
@@ -72,9 +75,20 @@ class MacPass:
     param_base: int = 0
     role_base: int = 0
     image: int = 0
+    images: int = 1
     group: int = 0
     in_off: int = 0
     out_off: int = 0
+
+    @property
+    def npos(self) -> int:
+        """Output positions the pass walks: every position of each of its images."""
+        return self.geom.npos * self.images
+
+    @property
+    def image_label(self) -> int | None:
+        """The image of a one-image pass; None for a pass over several."""
+        return self.image if self.images == 1 else None
 
     @property
     def pages(self) -> int:
@@ -86,7 +100,7 @@ class MacPass:
 
     def macro_of(self, position: int, k_tile: int, n_tile: int) -> int:
         """The macro that computes reduction tile ``k_tile`` of output-channel tile ``n_tile`` (both absolute)
-        at output ``position``."""
+        at output ``position`` of the pass (image ``image + i``'s position ``p`` is ``i * geom.npos + p``)."""
         p = self.par
         nl = n_tile - self.n_base
         bi, kk, nn = position % p.batch, k_tile % p.in_ch, nl % p.out_ch

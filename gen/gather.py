@@ -23,7 +23,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
-from .isa import CH, DIM, PAR, addr_width, desc_layout, lanes, mac_layout, role_layout
+from .isa import CH, DIM, PAR, SMALL, addr_width, desc_layout, lanes, mac_layout, role_layout
 
 __all__ = ["GatherUnit"]
 
@@ -87,8 +87,11 @@ class GatherUnit(wiring.Component):
         m.d.comb += self.desc_addr.eq(Mux(self.pos_init, a.role_base + self.index, a.desc_base + self.g_kbase + kk))
 
         # --- output position: index, column, top-left input pixel and its address -------------------------
+        # (positions run over every image of the pass: past the last output row the window returns to the
+        # top of the next image, whose tensor is img_delta further on)
         p = Signal(16)
         ox = Signal(DIM)
+        oy = Signal(DIM)
         iy0 = Signal(signed(DIM + 3))
         ix0 = Signal(signed(DIM + 3))
         pos_addr = Signal(signed(aw))
@@ -98,20 +101,25 @@ class GatherUnit(wiring.Component):
         m.d.comb += d_ox.eq(Mux(step_b, ox + a.br, ox + 1))
         wrap = Signal()
         m.d.comb += wrap.eq(d_ox >= a.ow)
-        d_iy = Signal(signed(DIM + 4))
+        d_oy = Signal(DIM + 2)
+        m.d.comb += d_oy.eq(oy + Mux(step_b, a.bq, 0) + wrap)
+        iwrap = Signal()
+        m.d.comb += iwrap.eq(d_oy >= a.oh)
+        d_iy = Signal(signed(DIM + SMALL + 2))
         d_ix = Signal(signed(DIM + 4))
         d_addr = Signal(signed(aw))
         m.d.comb += [
-            d_iy.eq(Mux(step_b, a.bq * a.sh, 0) + Mux(wrap, a.sh, 0)),
+            d_iy.eq(Mux(step_b, a.bq * a.sh, 0) + Mux(wrap, a.sh, 0) - Mux(iwrap, a.oh * a.sh, 0)),
             d_ix.eq(Mux(step_b, a.br * a.sw, a.sw) - Mux(wrap, a.ow * a.sw, 0)),
-            d_addr.eq(Mux(step_b, a.pos_bstep, a.pos_ux) + Mux(wrap, a.pos_wrap, 0)),
+            d_addr.eq(Mux(step_b, a.pos_bstep + a.img_bstep, a.pos_ux) + Mux(wrap, a.pos_wrap, 0)
+                      + Mux(iwrap, a.img_delta, 0)),
         ]
         with m.If(self.pos_init):
-            m.d.sync += [p.eq(0), ox.eq(0), iy0.eq(-a.pt), ix0.eq(-a.pl), pos_addr.eq(a.pos0)]
+            m.d.sync += [p.eq(0), ox.eq(0), oy.eq(0), iy0.eq(-a.pt), ix0.eq(-a.pl), pos_addr.eq(a.pos0)]
         with m.Elif(self.pos_step | self.pos_bstep):
             m.d.sync += [
                 p.eq(p + Mux(step_b, a.b, 1)),
-                ox.eq(Mux(wrap, d_ox - a.ow, d_ox)),
+                ox.eq(Mux(wrap, d_ox - a.ow, d_ox)), oy.eq(Mux(iwrap, d_oy - a.oh, d_oy)),
                 iy0.eq(iy0 + d_iy), ix0.eq(ix0 + d_ix), pos_addr.eq(pos_addr + d_addr),
             ]
 

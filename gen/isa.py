@@ -91,6 +91,11 @@ def mac_layout(cfg: CimConfig) -> data.StructLayout:
         ``pos_ux``: address step to the next position in a row (``sw*CW``), ``pos_wrap``: the extra step when
         a row wraps (``(sh*in_w - ow*sw)*CW``); ``sh, sw`` strides; ``bq, br, pos_bstep``: a step of
         ``b`` positions (``bq`` rows and ``br`` columns, before wrapping).
+        Several images in one pass (their tensors ``S_in`` words apart): output positions run over every
+        image, ``npos = images * oh * ow``; ``oh`` output rows per image; when a row wrap passes the last one,
+        the address steps ``img_delta`` more (``S_in - oh*sh*in_w*CW``) and the window returns to the top
+        image row; a step of ``b`` positions also adds ``img_bstep`` (whole images it spans, ``bq, br`` then
+        count the rest, less than an image).
         ``rowpack``: the input is row-packed (one word per image row, lane ``x`` = pixel ``x``, at most
         ``lanes`` wide). The walk is then ``kh`` steps of one "tap" of ``cin = kw`` elements (``kw`` field 1),
         addresses move by rows only (``pos_ux = 0``, ``pos_wrap = sh``, ``ky_inc = dh``, ``pos0`` the row
@@ -114,9 +119,10 @@ def mac_layout(cfg: CimConfig) -> data.StructLayout:
         "in_h": unsigned(DIM), "in_w": unsigned(DIM), "in_cw": unsigned(DIM), "cin": unsigned(CH),
         "kh": unsigned(DIM), "kw": unsigned(DIM), "dh": unsigned(SMALL), "dw": unsigned(SMALL),
         "sh": unsigned(SMALL), "sw": unsigned(SMALL), "pt": unsigned(SMALL), "pl": unsigned(SMALL),
-        "ow": unsigned(DIM), "npos": unsigned(POS),
+        "ow": unsigned(DIM), "oh": unsigned(DIM), "npos": unsigned(POS),
         "pos0": signed(aw), "kx_inc": signed(aw), "ky_inc": signed(aw), "pos_ux": signed(aw),
         "pos_wrap": signed(aw), "pos_bstep": signed(aw), "bq": unsigned(DIM), "br": unsigned(DIM),
+        "img_delta": signed(aw), "img_bstep": signed(aw),
         "desc_base": unsigned(_bits(cfg.fabric.desc_depth)), "kt": unsigned(CNT), "nt": unsigned(CNT),
         "kr": unsigned(CNT), "nr": unsigned(CNT),
         "b": unsigned(PAR), "ki": unsigned(PAR), "no": unsigned(PAR), "groups": unsigned(PAR + 1),

@@ -52,15 +52,18 @@ class LayerRow:
         return self.ideal / self.measured if self.ideal and self.measured else None
 
 
-def _intervals(program: Program, stamps: dict[int, int], image: int) -> dict[str, int]:
-    """Layer -> cycles of ``image`` from retire stamps ``{pc: cycle}``."""
-    out: dict[str, int] = {}
+def _intervals(program: Program, stamps: dict[int, int], image: int) -> dict[str, float]:
+    """Layer -> cycles of ``image`` from retire stamps ``{pc: cycle}``. An instruction over several images (a
+    merged ``MAC`` pass) counts for each of them in equal shares."""
+    out: dict[str, float] = {}
     last = stamps[program.prologue[-1]] if program.prologue else -1
+    shares = {mp_pc: mp.images for mp_pc, mp in program.pass_at.items()}
     for info in program.instrs:
         if info.op not in COMPUTE:
             continue
-        if info.image == image and info.layer is not None:
-            out[info.layer] = out.get(info.layer, 0) + stamps[info.pc] - last
+        if info.layer is not None and (info.image == image or info.image is None):
+            share = shares.get(info.pc, 1) if info.image is None else 1
+            out[info.layer] = out.get(info.layer, 0) + (stamps[info.pc] - last) / share
         last = stamps[info.pc]
     return out
 
@@ -111,7 +114,7 @@ class Divergence:
 
 def _provenance(program: Program, layer, index: tuple, image: int, trace: list[dict] | None) -> str:
     """Which tile, macros and pages computed output element ``index`` of a weighted layer, and when."""
-    passes = [mp for mp in program.passes if mp.layer == layer.name and mp.image == image]
+    passes = [mp for mp in program.passes if mp.layer == layer.name and mp.image <= image < mp.image + mp.images]
     if not passes:
         return ""
     L = program.lanes
@@ -121,6 +124,7 @@ def _provenance(program: Program, layer, index: tuple, image: int, trace: list[d
     else:
         (c,) = index
         pos = 0
+    pos += (image - passes[0].image) * passes[0].geom.npos  # the position within a pass over several images
     gi, c_local = divmod(c, passes[0].geom.cout)  # grouped convolutions: one pass set per group
     n = c_local // L
     mp = next(p for p in passes if p.group == gi and p.n_base <= n < p.n_base + p.nt)

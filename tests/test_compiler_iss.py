@@ -37,13 +37,15 @@ FABRICS = {
 }
 
 
+@pytest.mark.parametrize("merge", [True, False], ids=["merged", "per_image"])
 @pytest.mark.parametrize("fabric", list(FABRICS))
 @pytest.mark.parametrize("model", MODELS)
-def test_digits_models_iss(model, fabric):
+def test_digits_models_iss(model, fabric, merge):
     g = load_digits_model(model)
     cfg = FABRICS[fabric]
     inputs, _, gold = digits_batch(g, 0, 3, rounding=cfg.fabric.rounding)
-    prog = compile_graph(g, cfg, batch=3)
+    prog = compile_graph(g, cfg, batch=3, merge_images=merge)
+    assert all(mp.images == (3 if merge else 1) for mp in prog.passes)
     got, _ = run_program(prog, inputs)
     for name in gold:
         assert np.array_equal(got[name], gold[name]), f"{model} on {fabric}: tensor {name} differs"
