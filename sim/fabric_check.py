@@ -63,7 +63,8 @@ def _intervals(program: Program, stamps: dict[int, int], image: int) -> dict[str
             continue
         if info.layer is not None and (info.image == image or info.image is None):
             share = shares.get(info.pc, 1) if info.image is None else 1
-            out[info.layer] = out.get(info.layer, 0) + (stamps[info.pc] - last) / share
+            delta = stamps[info.pc] - last
+            out[info.layer] = out.get(info.layer, 0) + (delta / share if share > 1 else delta)
         last = stamps[info.pc]
     return out
 
