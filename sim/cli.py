@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=int, default=0, metavar="I", help="first test image (default 0)")
     p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
     p.add_argument("--batch", type=int, default=None, metavar="B", help="images per fabric run (default: what fits)")
+    p.add_argument("--per-image-passes", action="store_true",
+                   help="one MAC pass per layer and image (default: one per layer over the images of a run)")
     p.add_argument("--ops", type=int, default=None, help="(--macro) random operations")
     p.add_argument("--seed", type=int, default=None, help="(--macro) stimulus seed")
 
@@ -38,7 +40,8 @@ def print_report(res, out=sys.stdout) -> None:
     p = res.program
     out.write(f"\n{res.graph.name} on '{res.cfg.name}': {res.cfg.fabric.n_macros} macros of "
               f"{res.cfg.macro.rows}x{res.cfg.macro.cols} bits, {res.cfg.macro.pages} pages; weights "
-              f"{'resident' if p.resident else 'streamed per layer'}; {p.batch} images per run\n")
+              f"{'resident' if p.resident else 'streamed per layer'}; {p.batch} images per run, "
+              f"{'one MAC pass per layer over them' if p.passes and p.passes[0].images > 1 else 'passes per image'}\n")
     out.write(f"{'layer':<44} {'kind':<15} {'split':<7} {'measured':>8} {'predicted':>9} {'error':>7} "
               f"{'ideal':>7} {'util':>6} {'bound':>6}  bit-exact\n")
     splits = {mp.layer: f"{mp.par.batch}x{mp.par.in_ch}x{mp.par.out_ch}" for mp in p.passes}
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
               f"minute or two; later runs reuse it)", flush=True)
         with tqdm(total=args.images, unit="img", desc=name, file=sys.stdout) as bar:
             res = cosimulate(g, cfg, args.images, sim=args.sim, start=args.start, batch=args.batch,
-                             batches_per_launch=1, progress=bar)
+                             batches_per_launch=1, progress=bar, merge_images=not args.per_image_passes)
         print_report(res)
         ok &= res.exact and res.accuracy[0] == res.accuracy[1]
     return 0 if ok else 1

@@ -104,7 +104,7 @@ class Cosim:
 def cosimulate(graph: Graph, cfg: CimConfig, n_images: int, *, sim: str = "verilator", start: int = 0,
                batch: int | None = None, mode: str = "backdoor", parallelism=None, stream=None,
                wmem_patch: Callable[[list[int], Program], list[int]] | None = None,
-               batches_per_launch: int | None = None, progress=None) -> Cosim:
+               batches_per_launch: int | None = None, progress=None, merge_images: bool = True) -> Cosim:
     """Compile ``graph`` for ``cfg`` and run ``n_images`` test images on the RTL.
 
     Parameters
@@ -115,10 +115,13 @@ def cosimulate(graph: Graph, cfg: CimConfig, n_images: int, *, sim: str = "veril
         ``(weight memory image, program) -> image`` (fault injection).
     batches_per_launch : int, optional
         Runs per simulator launch (default: all in one launch); ``progress`` (a tqdm bar) advances per launch.
+    merge_images : bool
+        One ``MAC`` pass per layer over the images of a run (else one per image), see
+        :func:`~cimforge.compiler.compile.compile_graph`.
     """
     t0 = time.perf_counter()
     batch = batch or batch_size(graph, cfg, n_images)
-    prog = compile_graph(graph, cfg, batch=batch, parallelism=parallelism, stream=stream)
+    prog = compile_graph(graph, cfg, batch=batch, parallelism=parallelism, stream=stream, merge_images=merge_images)
     wmem = wmem_patch(list(prog.wmem), prog) if wmem_patch else None
     res = Cosim(graph, cfg, prog, n_images)
     golden_all, got_all, labels = [], [], []
