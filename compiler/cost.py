@@ -322,13 +322,19 @@ def load_cycles(count: int) -> int:
 
 
 def layer_cost(layer: Layer, cfg: CimConfig, par: Parallelism | None = None,
-               source_shape: tuple[int, ...] | None = None) -> LayerCost:
-    """Predicted cost of ``layer`` run alone on ``cfg`` with split ``par`` (None: the compiler's choice).
+               source_shape: tuple[int, ...] | None = None, images: int = 1) -> LayerCost:
+    """Predicted cost of ``layer`` run alone on ``cfg`` with split ``par`` (None: the compiler's choice), for
+    ``images`` images the way :func:`~cimforge.compiler.compile.compile_graph` runs them: a weighted layer's
+    passes walk every image's positions (its weights load once), a layer without weights runs once per image.
 
     Weighted layers need their reduction to fit the pages of the K-split (else :class:`CompileError`);
     their output channels are split into several passes when the pages do not hold them all.
     Layers without weights ignore ``par``.
     """
+    if images != 1 and not isinstance(layer, (Conv2d, Dense)):
+        one = layer_cost(layer, cfg, par, source_shape)
+        return LayerCost(cycles=one.cycles * images, compute_cycles=one.compute_cycles * images,
+                         act_traffic_bits=one.act_traffic_bits * images)
     L = lanes(cfg)
     if isinstance(layer, (Conv2d, Dense)):
         if isinstance(layer, Conv2d):
@@ -338,16 +344,17 @@ def layer_cost(layer: Layer, cfg: CimConfig, par: Parallelism | None = None,
         else:
             groups = [geometry(layer, source_shape)]
         g = groups[0]
-        par = par or choose_parallelism(g, cfg)
+        par = par or choose_parallelism(g, cfg, images=images)
         tiles, steps, passes = _mac_plan(g, cfg, par)
         n_groups = len(groups)
-        compute = n_groups * sum(mac_pass_cycles(g.npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
+        npos = g.npos * images
+        compute = n_groups * sum(mac_pass_cycles(npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
         nt = -(-g.cout // L)
         wl = n_groups * (sum(load_cycles(t.elems) for t in tiles) * nt + len(tiles) * nt * (SHORT_OVERHEAD + 1)) \
             + LOAD_OVERHEAD
         nr_total = -(-nt // par.out_ch)
-        act_bits = n_groups * (g.npos * nr_total * g.K * 8 + g.npos * g.cout * 8)
-        psum = n_groups * g.npos * nt * L * 32 * (par.in_ch - 1)
+        act_bits = n_groups * (npos * nr_total * g.K * 8 + npos * g.cout * 8)
+        psum = n_groups * npos * nt * L * 32 * (par.in_ch - 1)
         kr = -(-len(tiles) // par.in_ch)
         return LayerCost(cycles=compute + wl, compute_cycles=compute, weight_load_cycles=wl,
                          psum_traffic_bits=psum, act_traffic_bits=act_bits,

@@ -18,8 +18,8 @@ Planes are processed LSB first and shifted into place, so a skipped plane costs 
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import MacroConfig, WEIGHT_BITS
@@ -115,26 +115,22 @@ class TileStorage(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # SRAM cells have no reset.
-        cells = [[Signal(self.width, name=f"w_p{p}_r{r}", reset_less=True) for r in range(self.rows)]
-                 for p in range(self.pages)]
-        row_hit = Signal(self.rows)
-        m.d.comb += row_hit.eq(Const(1, self.rows) << self.wrow)
-        for p in range(self.pages):
-            page_we = Signal(name=f"we_p{p}")
-            m.d.comb += page_we.eq(self.we & (self.wpage == p))
-            for r in range(self.rows):
-                with m.If(page_we & row_hit[r]):
-                    m.d.sync += cells[p][r].eq(self.wdata)
-        if self.pages == 1:
-            for r in range(self.rows):
-                m.d.comb += self.cwords[r].eq(cells[0][r])
-        else:
-            for r in range(self.rows):
-                m.d.comb += self.cwords[r].eq(Array(cells[p][r] for p in range(self.pages))[self.cpage])
-        # one-word read: rows of the addressed page, then the addressed row
-        page_rows = Array(Array(cells[p]) for p in range(self.pages))
-        m.d.comb += self.rdata.eq(page_rows[self.rpage][self.rrow])
+        # One memory of pages x rows words (SRAM cells have no reset): the simulator updates one word per write
+        # instead of every cell's enable, and reads a page's rows by index.
+        rows = self.rows
+        m.submodules.cells = cells = memory.Memory(shape=unsigned(self.width), depth=self.pages * rows, init=[])
+
+        def addr(page, row):
+            return page * rows + row
+        wp = cells.write_port()
+        # a write outside the geometry (possible when pages or rows are not powers of two) stores nothing
+        m.d.comb += [wp.addr.eq(addr(self.wpage, self.wrow)), wp.data.eq(self.wdata),
+                     wp.en.eq(self.we & (self.wpage < self.pages) & (self.wrow < rows))]
+        for r in range(rows):
+            rp = cells.read_port(domain="comb")
+            m.d.comb += [rp.addr.eq(addr(self.cpage, r)), self.cwords[r].eq(rp.data)]
+        rp = cells.read_port(domain="comb")
+        m.d.comb += [rp.addr.eq(addr(self.rpage, self.rrow)), self.rdata.eq(rp.data)]
         return m
 
 

@@ -73,3 +73,30 @@ def test_digits_cnn_measured_cycles_confirm_the_predicted_ordering():
     # (b) the measured ordering is the predicted one
     assert measured["search"] < measured["dp"], measured
     assert measured["search"] < measured["mp"], measured
+
+
+def test_batch_plans_equal_measured_cycles():
+    """A batch of 4 images in one run (one MAC pass per layer walks all of them): every plan's predicted
+    per-batch cycles of the weighted layers equal the RTL's, and the search's plan is the fastest measured."""
+    from cimforge.sim.cosim import digits_batch, load_digits_model
+    from cimforge.sim.fabric_check import first_divergence, layer_rows
+    from cimforge.sim.fabric_runner import run_programs
+
+    batch = 4
+    graph = load_digits_model("digits_cnn_qop")
+    cfg = get_preset("default")
+    plans = compare_inference(from_ir(graph), cfg, batch=batch)
+    inputs, _, gold = digits_batch(graph, 0, batch)
+    progs = {name: compile_graph(graph, cfg, batch=batch, parallelism={
+        k: FabricParallelism(p.batch, p.in_ch, p.out_ch) for k, p in plan.parallelism_by_layer().items()})
+        for name, plan in plans.items()}
+    runs = run_programs(cfg, [(progs[name], inputs) for name in plans]).runs
+    weighted = {l.name for l in graph.layers if isinstance(l, (Conv2d, Dense))}
+    measured = {}
+    for (name, plan), run in zip(plans.items(), runs):
+        prog = progs[name]
+        assert first_divergence(prog, gold, prog.read_tensors(run.words, batch), run.trace) is None, name
+        measured[name] = batch * sum(r.measured for r in layer_rows(prog, run.trace) if r.layer in weighted)
+        print(f"{name:6s} predicted {plan.per_batch_cycles} measured {measured[name]:g} cycles per batch of {batch}")
+        assert measured[name] == plan.per_batch_cycles, name
+    assert measured["search"] == min(measured.values()), measured

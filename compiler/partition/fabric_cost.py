@@ -132,12 +132,11 @@ def cycle_model() -> tuple[Callable[..., LayerCost], str]:
 
 
 def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
-    """``f(layer, cfg, par, batch)`` over ``mod.layer_cost`` (one image, ``Parallelism(batch, in_ch, out_ch)``).
+    """``f(layer, cfg, par, batch)`` over ``mod.layer_cost`` (``Parallelism(batch, in_ch, out_ch)``).
 
-    The fabric runs the images of a batch one after the other (``compile_graph(..., batch=B)``), and a split's
-    ``batch`` replicas share the output positions of *one* image: so compute and traffic scale with the batch,
-    resident weights load once, and streamed weights are reloaded for every image (the compiler's ring of
-    pages), so they count ``batch`` times per batch.
+    The fabric runs a batch as ``compile_graph(..., batch=B)`` does: each pass of a weighted layer walks the
+    output positions of every image of the batch (a split's ``batch`` replicas share them), so its fixed
+    set-up and drain and its weight loads come once per batch; layers without weights run once per image.
     """
     ir_cache: dict[int, Any] = {}
 
@@ -153,18 +152,17 @@ def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
 
     def cost(layer: Any, cfg: Any, par: Parallelism, batch: int = 1) -> LayerCost:
         p = mod.Parallelism(par.batch, par.in_ch, par.out_ch)
-        c = mod.layer_cost(source(layer), cfg, p, source_shape=source_shape(layer))
+        c = mod.layer_cost(source(layer), cfg, p, source_shape=source_shape(layer), images=batch)
         load = int(c.weight_load_cycles)
-        compute = int(c.compute_cycles) * batch
-        other = int(c.cycles) - int(c.compute_cycles) - load  # whatever else the compiler counts, per image
+        compute = int(c.compute_cycles)
         # pages per macro over all the layer's passes (what compile_graph adds up to decide residency)
         pages = (getattr(c, "pages", None) or pages_per_macro(layer, cfg, par)) * max(1, len(getattr(c, "passes", ())))
-        return LayerCost(compute + (load + other) * batch, compute, load * batch, int(c.psum_traffic_bits) * batch,
-                         int(c.act_traffic_bits) * batch, int(pages), resident_load_cycles=load)
+        return LayerCost(int(c.cycles), compute, load, int(c.psum_traffic_bits), int(c.act_traffic_bits), int(pages),
+                         resident_load_cycles=load)
 
-    def splits(layer: Any, cfg: Any) -> list[Parallelism]:
+    def splits(layer: Any, cfg: Any, batch: int = 1) -> list[Parallelism]:
         """The splits the compiler would consider for ``layer`` (``cimforge.compiler.cost.valid_parallelisms``
-        on the layer's tiles and per-image positions); some may still not fit the pages."""
+        on the layer's tiles and the positions of ``batch`` images); some may still not fit the pages."""
         from cimforge.compiler.tiling import geometry, group_geometries, k_tiles, rowpack_ok
         from cimforge.gen.isa import lanes
 
@@ -173,7 +171,7 @@ def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
         g = geometry(src, source_shape(layer)) if layer.kind == "fc" else \
             group_geometries(src, lanes(cfg), rowpack=rp)[0][0]
         kt, nt = len(k_tiles(g, cfg)), -(-g.cout // lanes(cfg))
-        return [Parallelism(q.batch, q.in_ch, q.out_ch) for q in mod.valid_parallelisms(cfg, kt, nt, g.npos)]
+        return [Parallelism(q.batch, q.in_ch, q.out_ch) for q in mod.valid_parallelisms(cfg, kt, nt, g.npos * batch)]
 
     cost.fabric = True
     cost.splits = splits

@@ -21,11 +21,11 @@ the search keeps to what :func:`cimforge.compiler.compile.compile_graph` runs, s
 
 * splits the compiler raises ``CompileError`` for (a reduction beyond the K-split's pages, groups that are not
   whole words) are infeasible; a layer without any feasible split is a :class:`~.network.PartitionError`;
-* replicas split the output positions of one image (images run one after the other), so ``batch`` is bounded by
-  the positions of one image, not of the batch;
+* a weighted layer's pass walks the output positions of every image of the batch (the compiler's merged
+  passes), and its replicas share them, so ``batch`` is bounded by the positions of the batch;
 * the schedule is sequential (every pass uses macros ``0 .. b*k*n - 1``: no pipelining across macro groups);
 * residency is all or nothing under a *per-macro* page budget (a page index is the same in every macro): either
-  every layer's pages fit ``macro.pages`` together, or every layer streams and reloads its weights per image.
+  every layer's pages fit ``macro.pages`` together, or every layer streams and reloads its weights per batch.
 """
 
 from __future__ import annotations
@@ -149,10 +149,10 @@ class _Costs:
 
 def _useful(layer: Layer, cfg: Any, batch: int, pars: Sequence[Parallelism], fn: CostFn) -> list[Parallelism]:
     """Drop splits finer than the layer has tiles or positions (they only idle macros); with the fabric's model,
-    keep to the compiler's own splits (replicas share one image's positions)."""
+    keep to the compiler's own splits (replicas share the batch's positions)."""
     if getattr(fn, "fabric", False):
         try:
-            allowed = set(fn.splits(layer, cfg))
+            allowed = set(fn.splits(layer, cfg, batch))
         except ValueError:  # the layer cannot run at all; reported with its reason by the caller
             return []
         return [p for p in pars if p in allowed]

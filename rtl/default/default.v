@@ -315,8 +315,8 @@ module default_cim_tile_r64_p8_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage
     .rpage(rpage),
     .rrow(rrow),
     .rst(rst),
-    .wdata(wdata),
     .we(we),
+    .wp__data(wdata),
     .wpage(wpage),
     .wrow(wrow)
   );
@@ -2163,1113 +2163,142 @@ module \default_cim_tile_r64_p8_w8_a8.compute (wb_log2, w_signed, neg, words, la
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_cim_tile_r64_p8_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, cpage, clk, rst, rdata, cwords, we);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [126:0] \$1 ;
-  reg [7:0] \$10 ;
-  wire \$100 ;
-  reg [7:0] \$1000 ;
-  reg [7:0] \$1001 ;
-  reg [7:0] \$1002 ;
-  reg [7:0] \$1003 ;
-  reg [7:0] \$1004 ;
-  reg [7:0] \$1005 ;
-  reg [7:0] \$1006 ;
-  reg [7:0] \$1007 ;
-  reg [7:0] \$1008 ;
-  reg [7:0] \$1009 ;
-  wire \$101 ;
-  reg [7:0] \$1010 ;
-  reg [7:0] \$1011 ;
-  reg [7:0] \$1012 ;
-  reg [7:0] \$1013 ;
-  reg [7:0] \$1014 ;
-  reg [7:0] \$1015 ;
-  reg [7:0] \$1016 ;
-  reg [7:0] \$1017 ;
-  reg [7:0] \$1018 ;
-  reg [7:0] \$1019 ;
-  wire \$102 ;
-  reg [7:0] \$1020 ;
-  reg [7:0] \$1021 ;
-  reg [7:0] \$1022 ;
-  reg [7:0] \$1023 ;
-  reg [7:0] \$1024 ;
-  reg [7:0] \$1025 ;
-  reg [7:0] \$1026 ;
-  reg [7:0] \$1027 ;
-  reg [7:0] \$1028 ;
-  reg [7:0] \$1029 ;
-  wire \$103 ;
-  reg [7:0] \$1030 ;
-  reg [7:0] \$1031 ;
-  reg [7:0] \$1032 ;
-  reg [7:0] \$1033 ;
-  reg [7:0] \$1034 ;
-  reg [7:0] \$1035 ;
-  reg [7:0] \$1036 ;
-  reg [7:0] \$1037 ;
-  reg [7:0] \$1038 ;
-  reg [7:0] \$1039 ;
-  wire \$104 ;
-  reg [7:0] \$1040 ;
-  reg [7:0] \$1041 ;
-  reg [7:0] \$1042 ;
-  reg [7:0] \$1043 ;
-  reg [7:0] \$1044 ;
-  reg [7:0] \$1045 ;
-  reg [7:0] \$1046 ;
-  reg [7:0] \$1047 ;
-  reg [7:0] \$1048 ;
-  reg [7:0] \$1049 ;
-  wire \$105 ;
-  reg [7:0] \$1050 ;
-  reg [7:0] \$1051 ;
-  reg [7:0] \$1052 ;
-  reg [7:0] \$1053 ;
-  reg [7:0] \$1054 ;
-  reg [7:0] \$1055 ;
-  reg [7:0] \$1056 ;
-  reg [7:0] \$1057 ;
-  reg [7:0] \$1058 ;
-  reg [7:0] \$1059 ;
-  wire \$106 ;
-  reg [7:0] \$1060 ;
-  reg [7:0] \$1061 ;
-  reg [7:0] \$1062 ;
-  reg [7:0] \$1063 ;
-  reg [7:0] \$1064 ;
-  reg [7:0] \$1065 ;
-  reg [7:0] \$1066 ;
-  reg [7:0] \$1067 ;
-  reg [7:0] \$1068 ;
-  reg [7:0] \$1069 ;
-  wire \$107 ;
-  reg [7:0] \$1070 ;
-  reg [7:0] \$1071 ;
-  reg [7:0] \$1072 ;
-  reg [7:0] \$1073 ;
-  reg [7:0] \$1074 ;
-  reg [7:0] \$1075 ;
-  reg [7:0] \$1076 ;
-  reg [7:0] \$1077 ;
-  reg [7:0] \$1078 ;
-  reg [7:0] \$1079 ;
-  wire \$108 ;
-  reg [7:0] \$1080 ;
-  reg [7:0] \$1081 ;
-  reg [7:0] \$1082 ;
-  reg [7:0] \$1083 ;
-  reg [7:0] \$1084 ;
-  reg [7:0] \$1085 ;
-  reg [7:0] \$1086 ;
-  reg [7:0] \$1087 ;
-  reg [7:0] \$1088 ;
-  reg [7:0] \$1089 ;
-  wire \$109 ;
-  reg [7:0] \$1090 ;
-  reg [7:0] \$1091 ;
-  reg [7:0] \$1092 ;
-  reg [7:0] \$1093 ;
-  reg [7:0] \$1094 ;
-  reg [7:0] \$1095 ;
-  reg [7:0] \$1096 ;
-  reg [7:0] \$1097 ;
-  reg [7:0] \$1098 ;
-  reg [7:0] \$1099 ;
-  reg [7:0] \$11 ;
-  wire \$110 ;
-  reg [7:0] \$1100 ;
-  reg [7:0] \$1101 ;
-  reg [7:0] \$1102 ;
-  reg [7:0] \$1103 ;
-  reg [7:0] \$1104 ;
-  reg [7:0] \$1105 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  reg [7:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  reg [7:0] \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  reg [7:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  reg [7:0] \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  reg [7:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
-  reg [7:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  reg [7:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  reg [7:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire \$2 ;
-  reg [7:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
-  reg [7:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  reg [7:0] \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  reg [7:0] \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  reg [7:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  reg [7:0] \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  reg [7:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  reg [7:0] \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  reg [7:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  reg [7:0] \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+module \default_cim_tile_r64_p8_w8_a8.storage (wpage, wrow, wp__data, rpage, rrow, cpage, clk, rst, rdata, cwords, we);
+  wire [9:0] \$1 ;
+  wire [9:0] \$10 ;
+  wire [9:0] \$100 ;
+  wire [10:0] \$101 ;
+  wire [9:0] \$102 ;
+  wire [10:0] \$103 ;
+  wire [9:0] \$104 ;
+  wire [10:0] \$105 ;
+  wire [9:0] \$106 ;
+  wire [10:0] \$107 ;
+  wire [9:0] \$108 ;
+  wire [10:0] \$109 ;
+  wire [10:0] \$11 ;
+  wire [9:0] \$110 ;
+  wire [10:0] \$111 ;
+  wire [9:0] \$112 ;
+  wire [10:0] \$113 ;
+  wire [9:0] \$114 ;
+  wire [10:0] \$115 ;
+  wire [9:0] \$116 ;
+  wire [10:0] \$117 ;
+  wire [9:0] \$118 ;
+  wire [10:0] \$119 ;
+  wire [9:0] \$12 ;
+  wire [9:0] \$120 ;
+  wire [10:0] \$121 ;
+  wire [9:0] \$122 ;
+  wire [10:0] \$123 ;
+  wire [9:0] \$124 ;
+  wire [10:0] \$125 ;
+  wire [9:0] \$126 ;
+  wire [10:0] \$127 ;
+  wire [9:0] \$128 ;
+  wire [10:0] \$129 ;
+  wire [10:0] \$13 ;
+  wire [9:0] \$130 ;
+  wire [10:0] \$131 ;
+  wire [9:0] \$132 ;
+  wire [10:0] \$133 ;
+  wire [9:0] \$134 ;
+  wire [10:0] \$135 ;
+  wire [9:0] \$14 ;
+  wire [10:0] \$15 ;
+  wire [9:0] \$16 ;
+  wire [10:0] \$17 ;
+  wire [9:0] \$18 ;
+  wire [10:0] \$19 ;
+  wire [10:0] \$2 ;
+  wire [9:0] \$20 ;
+  wire [10:0] \$21 ;
+  wire [9:0] \$22 ;
+  wire [10:0] \$23 ;
+  wire [9:0] \$24 ;
+  wire [10:0] \$25 ;
+  wire [9:0] \$26 ;
+  wire [10:0] \$27 ;
+  wire [9:0] \$28 ;
+  wire [10:0] \$29 ;
   wire \$3 ;
-  reg [7:0] \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  reg [7:0] \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  reg [7:0] \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  reg [7:0] \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
-  reg [7:0] \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
-  reg [7:0] \$35 ;
-  wire \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire \$359 ;
-  reg [7:0] \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire \$369 ;
-  reg [7:0] \$37 ;
-  wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  reg [7:0] \$38 ;
-  wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
-  wire \$388 ;
-  wire \$389 ;
-  reg [7:0] \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire \$393 ;
-  wire \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
+  wire [9:0] \$30 ;
+  wire [10:0] \$31 ;
+  wire [9:0] \$32 ;
+  wire [10:0] \$33 ;
+  wire [9:0] \$34 ;
+  wire [10:0] \$35 ;
+  wire [9:0] \$36 ;
+  wire [10:0] \$37 ;
+  wire [9:0] \$38 ;
+  wire [10:0] \$39 ;
   wire \$4 ;
-  reg [7:0] \$40 ;
-  wire \$400 ;
-  wire \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
-  wire \$406 ;
-  wire \$407 ;
-  wire \$408 ;
-  wire \$409 ;
-  reg [7:0] \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
-  reg [7:0] \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire \$428 ;
-  wire \$429 ;
-  reg [7:0] \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
-  reg [7:0] \$44 ;
-  wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
-  reg [7:0] \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire \$459 ;
-  reg [7:0] \$46 ;
-  wire \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
-  reg [7:0] \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
-  reg [7:0] \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
-  reg [7:0] \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
+  wire [9:0] \$40 ;
+  wire [10:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [10:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [10:0] \$45 ;
+  wire [9:0] \$46 ;
+  wire [10:0] \$47 ;
+  wire [9:0] \$48 ;
+  wire [10:0] \$49 ;
   wire \$5 ;
-  reg [7:0] \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  wire \$509 ;
-  reg [7:0] \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
-  reg [7:0] \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
-  reg [7:0] \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
-  reg [7:0] \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
-  reg [7:0] \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
-  reg [7:0] \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
-  reg [7:0] \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
-  reg [7:0] \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
-  reg [7:0] \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  reg [7:0] \$594 ;
-  reg [7:0] \$595 ;
-  reg [7:0] \$596 ;
-  reg [7:0] \$597 ;
-  reg [7:0] \$598 ;
-  reg [7:0] \$599 ;
-  wire \$6 ;
-  reg [7:0] \$60 ;
-  reg [7:0] \$600 ;
-  reg [7:0] \$601 ;
-  reg [7:0] \$602 ;
-  reg [7:0] \$603 ;
-  reg [7:0] \$604 ;
-  reg [7:0] \$605 ;
-  reg [7:0] \$606 ;
-  reg [7:0] \$607 ;
-  reg [7:0] \$608 ;
-  reg [7:0] \$609 ;
-  reg [7:0] \$61 ;
-  reg [7:0] \$610 ;
-  reg [7:0] \$611 ;
-  reg [7:0] \$612 ;
-  reg [7:0] \$613 ;
-  reg [7:0] \$614 ;
-  reg [7:0] \$615 ;
-  reg [7:0] \$616 ;
-  reg [7:0] \$617 ;
-  reg [7:0] \$618 ;
-  reg [7:0] \$619 ;
-  reg [7:0] \$62 ;
-  reg [7:0] \$620 ;
-  reg [7:0] \$621 ;
-  reg [7:0] \$622 ;
-  reg [7:0] \$623 ;
-  reg [7:0] \$624 ;
-  reg [7:0] \$625 ;
-  reg [7:0] \$626 ;
-  reg [7:0] \$627 ;
-  reg [7:0] \$628 ;
-  reg [7:0] \$629 ;
-  reg [7:0] \$63 ;
-  reg [7:0] \$630 ;
-  reg [7:0] \$631 ;
-  reg [7:0] \$632 ;
-  reg [7:0] \$633 ;
-  reg [7:0] \$634 ;
-  reg [7:0] \$635 ;
-  reg [7:0] \$636 ;
-  reg [7:0] \$637 ;
-  reg [7:0] \$638 ;
-  reg [7:0] \$639 ;
-  reg [7:0] \$64 ;
-  reg [7:0] \$640 ;
-  reg [7:0] \$641 ;
-  reg [7:0] \$642 ;
-  reg [7:0] \$643 ;
-  reg [7:0] \$644 ;
-  reg [7:0] \$645 ;
-  reg [7:0] \$646 ;
-  reg [7:0] \$647 ;
-  reg [7:0] \$648 ;
-  reg [7:0] \$649 ;
-  reg [7:0] \$65 ;
-  reg [7:0] \$650 ;
-  reg [7:0] \$651 ;
-  reg [7:0] \$652 ;
-  reg [7:0] \$653 ;
-  reg [7:0] \$654 ;
-  reg [7:0] \$655 ;
-  reg [7:0] \$656 ;
-  reg [7:0] \$657 ;
-  reg [7:0] \$658 ;
-  reg [7:0] \$659 ;
-  reg [7:0] \$66 ;
-  reg [7:0] \$660 ;
-  reg [7:0] \$661 ;
-  reg [7:0] \$662 ;
-  reg [7:0] \$663 ;
-  reg [7:0] \$664 ;
-  reg [7:0] \$665 ;
-  reg [7:0] \$666 ;
-  reg [7:0] \$667 ;
-  reg [7:0] \$668 ;
-  reg [7:0] \$669 ;
-  reg [7:0] \$67 ;
-  reg [7:0] \$670 ;
-  reg [7:0] \$671 ;
-  reg [7:0] \$672 ;
-  reg [7:0] \$673 ;
-  reg [7:0] \$674 ;
-  reg [7:0] \$675 ;
-  reg [7:0] \$676 ;
-  reg [7:0] \$677 ;
-  reg [7:0] \$678 ;
-  reg [7:0] \$679 ;
-  reg [7:0] \$68 ;
-  reg [7:0] \$680 ;
-  reg [7:0] \$681 ;
-  reg [7:0] \$682 ;
-  reg [7:0] \$683 ;
-  reg [7:0] \$684 ;
-  reg [7:0] \$685 ;
-  reg [7:0] \$686 ;
-  reg [7:0] \$687 ;
-  reg [7:0] \$688 ;
-  reg [7:0] \$689 ;
-  reg [7:0] \$69 ;
-  reg [7:0] \$690 ;
-  reg [7:0] \$691 ;
-  reg [7:0] \$692 ;
-  reg [7:0] \$693 ;
-  reg [7:0] \$694 ;
-  reg [7:0] \$695 ;
-  reg [7:0] \$696 ;
-  reg [7:0] \$697 ;
-  reg [7:0] \$698 ;
-  reg [7:0] \$699 ;
-  wire \$7 ;
-  reg [7:0] \$70 ;
-  reg [7:0] \$700 ;
-  reg [7:0] \$701 ;
-  reg [7:0] \$702 ;
-  reg [7:0] \$703 ;
-  reg [7:0] \$704 ;
-  reg [7:0] \$705 ;
-  reg [7:0] \$706 ;
-  reg [7:0] \$707 ;
-  reg [7:0] \$708 ;
-  reg [7:0] \$709 ;
-  reg [7:0] \$71 ;
-  reg [7:0] \$710 ;
-  reg [7:0] \$711 ;
-  reg [7:0] \$712 ;
-  reg [7:0] \$713 ;
-  reg [7:0] \$714 ;
-  reg [7:0] \$715 ;
-  reg [7:0] \$716 ;
-  reg [7:0] \$717 ;
-  reg [7:0] \$718 ;
-  reg [7:0] \$719 ;
-  reg [7:0] \$72 ;
-  reg [7:0] \$720 ;
-  reg [7:0] \$721 ;
-  reg [7:0] \$722 ;
-  reg [7:0] \$723 ;
-  reg [7:0] \$724 ;
-  reg [7:0] \$725 ;
-  reg [7:0] \$726 ;
-  reg [7:0] \$727 ;
-  reg [7:0] \$728 ;
-  reg [7:0] \$729 ;
-  reg [7:0] \$73 ;
-  reg [7:0] \$730 ;
-  reg [7:0] \$731 ;
-  reg [7:0] \$732 ;
-  reg [7:0] \$733 ;
-  reg [7:0] \$734 ;
-  reg [7:0] \$735 ;
-  reg [7:0] \$736 ;
-  reg [7:0] \$737 ;
-  reg [7:0] \$738 ;
-  reg [7:0] \$739 ;
-  reg [7:0] \$74 ;
-  reg [7:0] \$740 ;
-  reg [7:0] \$741 ;
-  reg [7:0] \$742 ;
-  reg [7:0] \$743 ;
-  reg [7:0] \$744 ;
-  reg [7:0] \$745 ;
-  reg [7:0] \$746 ;
-  reg [7:0] \$747 ;
-  reg [7:0] \$748 ;
-  reg [7:0] \$749 ;
-  reg [7:0] \$75 ;
-  reg [7:0] \$750 ;
-  reg [7:0] \$751 ;
-  reg [7:0] \$752 ;
-  reg [7:0] \$753 ;
-  reg [7:0] \$754 ;
-  reg [7:0] \$755 ;
-  reg [7:0] \$756 ;
-  reg [7:0] \$757 ;
-  reg [7:0] \$758 ;
-  reg [7:0] \$759 ;
-  reg [7:0] \$76 ;
-  reg [7:0] \$760 ;
-  reg [7:0] \$761 ;
-  reg [7:0] \$762 ;
-  reg [7:0] \$763 ;
-  reg [7:0] \$764 ;
-  reg [7:0] \$765 ;
-  reg [7:0] \$766 ;
-  reg [7:0] \$767 ;
-  reg [7:0] \$768 ;
-  reg [7:0] \$769 ;
-  reg [7:0] \$77 ;
-  reg [7:0] \$770 ;
-  reg [7:0] \$771 ;
-  reg [7:0] \$772 ;
-  reg [7:0] \$773 ;
-  reg [7:0] \$774 ;
-  reg [7:0] \$775 ;
-  reg [7:0] \$776 ;
-  reg [7:0] \$777 ;
-  reg [7:0] \$778 ;
-  reg [7:0] \$779 ;
-  reg [7:0] \$78 ;
-  reg [7:0] \$780 ;
-  reg [7:0] \$781 ;
-  reg [7:0] \$782 ;
-  reg [7:0] \$783 ;
-  reg [7:0] \$784 ;
-  reg [7:0] \$785 ;
-  reg [7:0] \$786 ;
-  reg [7:0] \$787 ;
-  reg [7:0] \$788 ;
-  reg [7:0] \$789 ;
-  reg [7:0] \$79 ;
-  reg [7:0] \$790 ;
-  reg [7:0] \$791 ;
-  reg [7:0] \$792 ;
-  reg [7:0] \$793 ;
-  reg [7:0] \$794 ;
-  reg [7:0] \$795 ;
-  reg [7:0] \$796 ;
-  reg [7:0] \$797 ;
-  reg [7:0] \$798 ;
-  reg [7:0] \$799 ;
-  wire \$8 ;
-  reg [7:0] \$80 ;
-  reg [7:0] \$800 ;
-  reg [7:0] \$801 ;
-  reg [7:0] \$802 ;
-  reg [7:0] \$803 ;
-  reg [7:0] \$804 ;
-  reg [7:0] \$805 ;
-  reg [7:0] \$806 ;
-  reg [7:0] \$807 ;
-  reg [7:0] \$808 ;
-  reg [7:0] \$809 ;
-  reg [7:0] \$81 ;
-  reg [7:0] \$810 ;
-  reg [7:0] \$811 ;
-  reg [7:0] \$812 ;
-  reg [7:0] \$813 ;
-  reg [7:0] \$814 ;
-  reg [7:0] \$815 ;
-  reg [7:0] \$816 ;
-  reg [7:0] \$817 ;
-  reg [7:0] \$818 ;
-  reg [7:0] \$819 ;
-  wire \$82 ;
-  reg [7:0] \$820 ;
-  reg [7:0] \$821 ;
-  reg [7:0] \$822 ;
-  reg [7:0] \$823 ;
-  reg [7:0] \$824 ;
-  reg [7:0] \$825 ;
-  reg [7:0] \$826 ;
-  reg [7:0] \$827 ;
-  reg [7:0] \$828 ;
-  reg [7:0] \$829 ;
-  wire \$83 ;
-  reg [7:0] \$830 ;
-  reg [7:0] \$831 ;
-  reg [7:0] \$832 ;
-  reg [7:0] \$833 ;
-  reg [7:0] \$834 ;
-  reg [7:0] \$835 ;
-  reg [7:0] \$836 ;
-  reg [7:0] \$837 ;
-  reg [7:0] \$838 ;
-  reg [7:0] \$839 ;
-  wire \$84 ;
-  reg [7:0] \$840 ;
-  reg [7:0] \$841 ;
-  reg [7:0] \$842 ;
-  reg [7:0] \$843 ;
-  reg [7:0] \$844 ;
-  reg [7:0] \$845 ;
-  reg [7:0] \$846 ;
-  reg [7:0] \$847 ;
-  reg [7:0] \$848 ;
-  reg [7:0] \$849 ;
-  wire \$85 ;
-  reg [7:0] \$850 ;
-  reg [7:0] \$851 ;
-  reg [7:0] \$852 ;
-  reg [7:0] \$853 ;
-  reg [7:0] \$854 ;
-  reg [7:0] \$855 ;
-  reg [7:0] \$856 ;
-  reg [7:0] \$857 ;
-  reg [7:0] \$858 ;
-  reg [7:0] \$859 ;
-  wire \$86 ;
-  reg [7:0] \$860 ;
-  reg [7:0] \$861 ;
-  reg [7:0] \$862 ;
-  reg [7:0] \$863 ;
-  reg [7:0] \$864 ;
-  reg [7:0] \$865 ;
-  reg [7:0] \$866 ;
-  reg [7:0] \$867 ;
-  reg [7:0] \$868 ;
-  reg [7:0] \$869 ;
-  wire \$87 ;
-  reg [7:0] \$870 ;
-  reg [7:0] \$871 ;
-  reg [7:0] \$872 ;
-  reg [7:0] \$873 ;
-  reg [7:0] \$874 ;
-  reg [7:0] \$875 ;
-  reg [7:0] \$876 ;
-  reg [7:0] \$877 ;
-  reg [7:0] \$878 ;
-  reg [7:0] \$879 ;
-  wire \$88 ;
-  reg [7:0] \$880 ;
-  reg [7:0] \$881 ;
-  reg [7:0] \$882 ;
-  reg [7:0] \$883 ;
-  reg [7:0] \$884 ;
-  reg [7:0] \$885 ;
-  reg [7:0] \$886 ;
-  reg [7:0] \$887 ;
-  reg [7:0] \$888 ;
-  reg [7:0] \$889 ;
-  wire \$89 ;
-  reg [7:0] \$890 ;
-  reg [7:0] \$891 ;
-  reg [7:0] \$892 ;
-  reg [7:0] \$893 ;
-  reg [7:0] \$894 ;
-  reg [7:0] \$895 ;
-  reg [7:0] \$896 ;
-  reg [7:0] \$897 ;
-  reg [7:0] \$898 ;
-  reg [7:0] \$899 ;
-  wire \$9 ;
-  wire \$90 ;
-  reg [7:0] \$900 ;
-  reg [7:0] \$901 ;
-  reg [7:0] \$902 ;
-  reg [7:0] \$903 ;
-  reg [7:0] \$904 ;
-  reg [7:0] \$905 ;
-  reg [7:0] \$906 ;
-  reg [7:0] \$907 ;
-  reg [7:0] \$908 ;
-  reg [7:0] \$909 ;
-  wire \$91 ;
-  reg [7:0] \$910 ;
-  reg [7:0] \$911 ;
-  reg [7:0] \$912 ;
-  reg [7:0] \$913 ;
-  reg [7:0] \$914 ;
-  reg [7:0] \$915 ;
-  reg [7:0] \$916 ;
-  reg [7:0] \$917 ;
-  reg [7:0] \$918 ;
-  reg [7:0] \$919 ;
-  wire \$92 ;
-  reg [7:0] \$920 ;
-  reg [7:0] \$921 ;
-  reg [7:0] \$922 ;
-  reg [7:0] \$923 ;
-  reg [7:0] \$924 ;
-  reg [7:0] \$925 ;
-  reg [7:0] \$926 ;
-  reg [7:0] \$927 ;
-  reg [7:0] \$928 ;
-  reg [7:0] \$929 ;
-  wire \$93 ;
-  reg [7:0] \$930 ;
-  reg [7:0] \$931 ;
-  reg [7:0] \$932 ;
-  reg [7:0] \$933 ;
-  reg [7:0] \$934 ;
-  reg [7:0] \$935 ;
-  reg [7:0] \$936 ;
-  reg [7:0] \$937 ;
-  reg [7:0] \$938 ;
-  reg [7:0] \$939 ;
-  wire \$94 ;
-  reg [7:0] \$940 ;
-  reg [7:0] \$941 ;
-  reg [7:0] \$942 ;
-  reg [7:0] \$943 ;
-  reg [7:0] \$944 ;
-  reg [7:0] \$945 ;
-  reg [7:0] \$946 ;
-  reg [7:0] \$947 ;
-  reg [7:0] \$948 ;
-  reg [7:0] \$949 ;
-  wire \$95 ;
-  reg [7:0] \$950 ;
-  reg [7:0] \$951 ;
-  reg [7:0] \$952 ;
-  reg [7:0] \$953 ;
-  reg [7:0] \$954 ;
-  reg [7:0] \$955 ;
-  reg [7:0] \$956 ;
-  reg [7:0] \$957 ;
-  reg [7:0] \$958 ;
-  reg [7:0] \$959 ;
-  wire \$96 ;
-  reg [7:0] \$960 ;
-  reg [7:0] \$961 ;
-  reg [7:0] \$962 ;
-  reg [7:0] \$963 ;
-  reg [7:0] \$964 ;
-  reg [7:0] \$965 ;
-  reg [7:0] \$966 ;
-  reg [7:0] \$967 ;
-  reg [7:0] \$968 ;
-  reg [7:0] \$969 ;
-  wire \$97 ;
-  reg [7:0] \$970 ;
-  reg [7:0] \$971 ;
-  reg [7:0] \$972 ;
-  reg [7:0] \$973 ;
-  reg [7:0] \$974 ;
-  reg [7:0] \$975 ;
-  reg [7:0] \$976 ;
-  reg [7:0] \$977 ;
-  reg [7:0] \$978 ;
-  reg [7:0] \$979 ;
-  wire \$98 ;
-  reg [7:0] \$980 ;
-  reg [7:0] \$981 ;
-  reg [7:0] \$982 ;
-  reg [7:0] \$983 ;
-  reg [7:0] \$984 ;
-  reg [7:0] \$985 ;
-  reg [7:0] \$986 ;
-  reg [7:0] \$987 ;
-  reg [7:0] \$988 ;
-  reg [7:0] \$989 ;
-  wire \$99 ;
-  reg [7:0] \$990 ;
-  reg [7:0] \$991 ;
-  reg [7:0] \$992 ;
-  reg [7:0] \$993 ;
-  reg [7:0] \$994 ;
-  reg [7:0] \$995 ;
-  reg [7:0] \$996 ;
-  reg [7:0] \$997 ;
-  reg [7:0] \$998 ;
-  reg [7:0] \$999 ;
+  wire [9:0] \$50 ;
+  wire [10:0] \$51 ;
+  wire [9:0] \$52 ;
+  wire [10:0] \$53 ;
+  wire [9:0] \$54 ;
+  wire [10:0] \$55 ;
+  wire [9:0] \$56 ;
+  wire [10:0] \$57 ;
+  wire [9:0] \$58 ;
+  wire [10:0] \$59 ;
+  wire [9:0] \$6 ;
+  wire [9:0] \$60 ;
+  wire [10:0] \$61 ;
+  wire [9:0] \$62 ;
+  wire [10:0] \$63 ;
+  wire [9:0] \$64 ;
+  wire [10:0] \$65 ;
+  wire [9:0] \$66 ;
+  wire [10:0] \$67 ;
+  wire [9:0] \$68 ;
+  wire [10:0] \$69 ;
+  wire [10:0] \$7 ;
+  wire [9:0] \$70 ;
+  wire [10:0] \$71 ;
+  wire [9:0] \$72 ;
+  wire [10:0] \$73 ;
+  wire [9:0] \$74 ;
+  wire [10:0] \$75 ;
+  wire [9:0] \$76 ;
+  wire [10:0] \$77 ;
+  wire [9:0] \$78 ;
+  wire [10:0] \$79 ;
+  wire [9:0] \$8 ;
+  wire [9:0] \$80 ;
+  wire [10:0] \$81 ;
+  wire [9:0] \$82 ;
+  wire [10:0] \$83 ;
+  wire [9:0] \$84 ;
+  wire [10:0] \$85 ;
+  wire [9:0] \$86 ;
+  wire [10:0] \$87 ;
+  wire [9:0] \$88 ;
+  wire [10:0] \$89 ;
+  wire [10:0] \$9 ;
+  wire [9:0] \$90 ;
+  wire [10:0] \$91 ;
+  wire [9:0] \$92 ;
+  wire [10:0] \$93 ;
+  wire [9:0] \$94 ;
+  wire [10:0] \$95 ;
+  wire [9:0] \$96 ;
+  wire [10:0] \$97 ;
+  wire [9:0] \$98 ;
+  wire [10:0] \$99 ;
   input clk;
   wire clk;
   input [2:0] cpage;
@@ -3341,8182 +2370,942 @@ module \default_cim_tile_r64_p8_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, 
   wire [7:0] \cwords[8] ;
   wire [7:0] \cwords[9] ;
   output [7:0] rdata;
-  reg [7:0] rdata;
-  wire [63:0] row_hit;
+  wire [7:0] rdata;
+  wire [8:0] rp__addr;
+  wire [8:0] \rp__addr$101 ;
+  wire [8:0] \rp__addr$103 ;
+  wire [8:0] \rp__addr$105 ;
+  wire [8:0] \rp__addr$107 ;
+  wire [8:0] \rp__addr$109 ;
+  wire [8:0] \rp__addr$11 ;
+  wire [8:0] \rp__addr$111 ;
+  wire [8:0] \rp__addr$113 ;
+  wire [8:0] \rp__addr$115 ;
+  wire [8:0] \rp__addr$117 ;
+  wire [8:0] \rp__addr$119 ;
+  wire [8:0] \rp__addr$121 ;
+  wire [8:0] \rp__addr$123 ;
+  wire [8:0] \rp__addr$125 ;
+  wire [8:0] \rp__addr$127 ;
+  wire [8:0] \rp__addr$129 ;
+  wire [8:0] \rp__addr$13 ;
+  wire [8:0] \rp__addr$131 ;
+  wire [8:0] \rp__addr$133 ;
+  wire [8:0] \rp__addr$135 ;
+  wire [8:0] \rp__addr$137 ;
+  wire [8:0] \rp__addr$15 ;
+  wire [8:0] \rp__addr$17 ;
+  wire [8:0] \rp__addr$19 ;
+  wire [8:0] \rp__addr$21 ;
+  wire [8:0] \rp__addr$23 ;
+  wire [8:0] \rp__addr$25 ;
+  wire [8:0] \rp__addr$27 ;
+  wire [8:0] \rp__addr$29 ;
+  wire [8:0] \rp__addr$31 ;
+  wire [8:0] \rp__addr$33 ;
+  wire [8:0] \rp__addr$35 ;
+  wire [8:0] \rp__addr$37 ;
+  wire [8:0] \rp__addr$39 ;
+  wire [8:0] \rp__addr$41 ;
+  wire [8:0] \rp__addr$43 ;
+  wire [8:0] \rp__addr$45 ;
+  wire [8:0] \rp__addr$47 ;
+  wire [8:0] \rp__addr$49 ;
+  wire [8:0] \rp__addr$51 ;
+  wire [8:0] \rp__addr$53 ;
+  wire [8:0] \rp__addr$55 ;
+  wire [8:0] \rp__addr$57 ;
+  wire [8:0] \rp__addr$59 ;
+  wire [8:0] \rp__addr$61 ;
+  wire [8:0] \rp__addr$63 ;
+  wire [8:0] \rp__addr$65 ;
+  wire [8:0] \rp__addr$67 ;
+  wire [8:0] \rp__addr$69 ;
+  wire [8:0] \rp__addr$71 ;
+  wire [8:0] \rp__addr$73 ;
+  wire [8:0] \rp__addr$75 ;
+  wire [8:0] \rp__addr$77 ;
+  wire [8:0] \rp__addr$79 ;
+  wire [8:0] \rp__addr$81 ;
+  wire [8:0] \rp__addr$83 ;
+  wire [8:0] \rp__addr$85 ;
+  wire [8:0] \rp__addr$87 ;
+  wire [8:0] \rp__addr$89 ;
+  wire [8:0] \rp__addr$91 ;
+  wire [8:0] \rp__addr$93 ;
+  wire [8:0] \rp__addr$95 ;
+  wire [8:0] \rp__addr$97 ;
+  wire [8:0] \rp__addr$99 ;
+  wire [7:0] rp__data;
+  wire [7:0] \rp__data$100 ;
+  wire [7:0] \rp__data$102 ;
+  wire [7:0] \rp__data$104 ;
+  wire [7:0] \rp__data$106 ;
+  wire [7:0] \rp__data$108 ;
+  wire [7:0] \rp__data$110 ;
+  wire [7:0] \rp__data$112 ;
+  wire [7:0] \rp__data$114 ;
+  wire [7:0] \rp__data$116 ;
+  wire [7:0] \rp__data$118 ;
+  wire [7:0] \rp__data$12 ;
+  wire [7:0] \rp__data$120 ;
+  wire [7:0] \rp__data$122 ;
+  wire [7:0] \rp__data$124 ;
+  wire [7:0] \rp__data$126 ;
+  wire [7:0] \rp__data$128 ;
+  wire [7:0] \rp__data$130 ;
+  wire [7:0] \rp__data$132 ;
+  wire [7:0] \rp__data$134 ;
+  wire [7:0] \rp__data$136 ;
+  wire [7:0] \rp__data$14 ;
+  wire [7:0] \rp__data$141 ;
+  wire [7:0] \rp__data$16 ;
+  wire [7:0] \rp__data$18 ;
+  wire [7:0] \rp__data$20 ;
+  wire [7:0] \rp__data$22 ;
+  wire [7:0] \rp__data$24 ;
+  wire [7:0] \rp__data$26 ;
+  wire [7:0] \rp__data$28 ;
+  wire [7:0] \rp__data$30 ;
+  wire [7:0] \rp__data$32 ;
+  wire [7:0] \rp__data$34 ;
+  wire [7:0] \rp__data$36 ;
+  wire [7:0] \rp__data$38 ;
+  wire [7:0] \rp__data$40 ;
+  wire [7:0] \rp__data$42 ;
+  wire [7:0] \rp__data$44 ;
+  wire [7:0] \rp__data$46 ;
+  wire [7:0] \rp__data$48 ;
+  wire [7:0] \rp__data$50 ;
+  wire [7:0] \rp__data$52 ;
+  wire [7:0] \rp__data$54 ;
+  wire [7:0] \rp__data$56 ;
+  wire [7:0] \rp__data$58 ;
+  wire [7:0] \rp__data$60 ;
+  wire [7:0] \rp__data$62 ;
+  wire [7:0] \rp__data$64 ;
+  wire [7:0] \rp__data$66 ;
+  wire [7:0] \rp__data$68 ;
+  wire [7:0] \rp__data$70 ;
+  wire [7:0] \rp__data$72 ;
+  wire [7:0] \rp__data$74 ;
+  wire [7:0] \rp__data$76 ;
+  wire [7:0] \rp__data$78 ;
+  wire [7:0] \rp__data$80 ;
+  wire [7:0] \rp__data$82 ;
+  wire [7:0] \rp__data$84 ;
+  wire [7:0] \rp__data$86 ;
+  wire [7:0] \rp__data$88 ;
+  wire [7:0] \rp__data$90 ;
+  wire [7:0] \rp__data$92 ;
+  wire [7:0] \rp__data$94 ;
+  wire [7:0] \rp__data$96 ;
+  wire [7:0] \rp__data$98 ;
   input [2:0] rpage;
   wire [2:0] rpage;
   input [5:0] rrow;
   wire [5:0] rrow;
   input rst;
   wire rst;
-  reg [7:0] w_p0_r0 = 8'h00;
-  reg [7:0] w_p0_r1 = 8'h00;
-  reg [7:0] w_p0_r10 = 8'h00;
-  reg [7:0] w_p0_r11 = 8'h00;
-  reg [7:0] w_p0_r12 = 8'h00;
-  reg [7:0] w_p0_r13 = 8'h00;
-  reg [7:0] w_p0_r14 = 8'h00;
-  reg [7:0] w_p0_r15 = 8'h00;
-  reg [7:0] w_p0_r16 = 8'h00;
-  reg [7:0] w_p0_r17 = 8'h00;
-  reg [7:0] w_p0_r18 = 8'h00;
-  reg [7:0] w_p0_r19 = 8'h00;
-  reg [7:0] w_p0_r2 = 8'h00;
-  reg [7:0] w_p0_r20 = 8'h00;
-  reg [7:0] w_p0_r21 = 8'h00;
-  reg [7:0] w_p0_r22 = 8'h00;
-  reg [7:0] w_p0_r23 = 8'h00;
-  reg [7:0] w_p0_r24 = 8'h00;
-  reg [7:0] w_p0_r25 = 8'h00;
-  reg [7:0] w_p0_r26 = 8'h00;
-  reg [7:0] w_p0_r27 = 8'h00;
-  reg [7:0] w_p0_r28 = 8'h00;
-  reg [7:0] w_p0_r29 = 8'h00;
-  reg [7:0] w_p0_r3 = 8'h00;
-  reg [7:0] w_p0_r30 = 8'h00;
-  reg [7:0] w_p0_r31 = 8'h00;
-  reg [7:0] w_p0_r32 = 8'h00;
-  reg [7:0] w_p0_r33 = 8'h00;
-  reg [7:0] w_p0_r34 = 8'h00;
-  reg [7:0] w_p0_r35 = 8'h00;
-  reg [7:0] w_p0_r36 = 8'h00;
-  reg [7:0] w_p0_r37 = 8'h00;
-  reg [7:0] w_p0_r38 = 8'h00;
-  reg [7:0] w_p0_r39 = 8'h00;
-  reg [7:0] w_p0_r4 = 8'h00;
-  reg [7:0] w_p0_r40 = 8'h00;
-  reg [7:0] w_p0_r41 = 8'h00;
-  reg [7:0] w_p0_r42 = 8'h00;
-  reg [7:0] w_p0_r43 = 8'h00;
-  reg [7:0] w_p0_r44 = 8'h00;
-  reg [7:0] w_p0_r45 = 8'h00;
-  reg [7:0] w_p0_r46 = 8'h00;
-  reg [7:0] w_p0_r47 = 8'h00;
-  reg [7:0] w_p0_r48 = 8'h00;
-  reg [7:0] w_p0_r49 = 8'h00;
-  reg [7:0] w_p0_r5 = 8'h00;
-  reg [7:0] w_p0_r50 = 8'h00;
-  reg [7:0] w_p0_r51 = 8'h00;
-  reg [7:0] w_p0_r52 = 8'h00;
-  reg [7:0] w_p0_r53 = 8'h00;
-  reg [7:0] w_p0_r54 = 8'h00;
-  reg [7:0] w_p0_r55 = 8'h00;
-  reg [7:0] w_p0_r56 = 8'h00;
-  reg [7:0] w_p0_r57 = 8'h00;
-  reg [7:0] w_p0_r58 = 8'h00;
-  reg [7:0] w_p0_r59 = 8'h00;
-  reg [7:0] w_p0_r6 = 8'h00;
-  reg [7:0] w_p0_r60 = 8'h00;
-  reg [7:0] w_p0_r61 = 8'h00;
-  reg [7:0] w_p0_r62 = 8'h00;
-  reg [7:0] w_p0_r63 = 8'h00;
-  reg [7:0] w_p0_r7 = 8'h00;
-  reg [7:0] w_p0_r8 = 8'h00;
-  reg [7:0] w_p0_r9 = 8'h00;
-  reg [7:0] w_p1_r0 = 8'h00;
-  reg [7:0] w_p1_r1 = 8'h00;
-  reg [7:0] w_p1_r10 = 8'h00;
-  reg [7:0] w_p1_r11 = 8'h00;
-  reg [7:0] w_p1_r12 = 8'h00;
-  reg [7:0] w_p1_r13 = 8'h00;
-  reg [7:0] w_p1_r14 = 8'h00;
-  reg [7:0] w_p1_r15 = 8'h00;
-  reg [7:0] w_p1_r16 = 8'h00;
-  reg [7:0] w_p1_r17 = 8'h00;
-  reg [7:0] w_p1_r18 = 8'h00;
-  reg [7:0] w_p1_r19 = 8'h00;
-  reg [7:0] w_p1_r2 = 8'h00;
-  reg [7:0] w_p1_r20 = 8'h00;
-  reg [7:0] w_p1_r21 = 8'h00;
-  reg [7:0] w_p1_r22 = 8'h00;
-  reg [7:0] w_p1_r23 = 8'h00;
-  reg [7:0] w_p1_r24 = 8'h00;
-  reg [7:0] w_p1_r25 = 8'h00;
-  reg [7:0] w_p1_r26 = 8'h00;
-  reg [7:0] w_p1_r27 = 8'h00;
-  reg [7:0] w_p1_r28 = 8'h00;
-  reg [7:0] w_p1_r29 = 8'h00;
-  reg [7:0] w_p1_r3 = 8'h00;
-  reg [7:0] w_p1_r30 = 8'h00;
-  reg [7:0] w_p1_r31 = 8'h00;
-  reg [7:0] w_p1_r32 = 8'h00;
-  reg [7:0] w_p1_r33 = 8'h00;
-  reg [7:0] w_p1_r34 = 8'h00;
-  reg [7:0] w_p1_r35 = 8'h00;
-  reg [7:0] w_p1_r36 = 8'h00;
-  reg [7:0] w_p1_r37 = 8'h00;
-  reg [7:0] w_p1_r38 = 8'h00;
-  reg [7:0] w_p1_r39 = 8'h00;
-  reg [7:0] w_p1_r4 = 8'h00;
-  reg [7:0] w_p1_r40 = 8'h00;
-  reg [7:0] w_p1_r41 = 8'h00;
-  reg [7:0] w_p1_r42 = 8'h00;
-  reg [7:0] w_p1_r43 = 8'h00;
-  reg [7:0] w_p1_r44 = 8'h00;
-  reg [7:0] w_p1_r45 = 8'h00;
-  reg [7:0] w_p1_r46 = 8'h00;
-  reg [7:0] w_p1_r47 = 8'h00;
-  reg [7:0] w_p1_r48 = 8'h00;
-  reg [7:0] w_p1_r49 = 8'h00;
-  reg [7:0] w_p1_r5 = 8'h00;
-  reg [7:0] w_p1_r50 = 8'h00;
-  reg [7:0] w_p1_r51 = 8'h00;
-  reg [7:0] w_p1_r52 = 8'h00;
-  reg [7:0] w_p1_r53 = 8'h00;
-  reg [7:0] w_p1_r54 = 8'h00;
-  reg [7:0] w_p1_r55 = 8'h00;
-  reg [7:0] w_p1_r56 = 8'h00;
-  reg [7:0] w_p1_r57 = 8'h00;
-  reg [7:0] w_p1_r58 = 8'h00;
-  reg [7:0] w_p1_r59 = 8'h00;
-  reg [7:0] w_p1_r6 = 8'h00;
-  reg [7:0] w_p1_r60 = 8'h00;
-  reg [7:0] w_p1_r61 = 8'h00;
-  reg [7:0] w_p1_r62 = 8'h00;
-  reg [7:0] w_p1_r63 = 8'h00;
-  reg [7:0] w_p1_r7 = 8'h00;
-  reg [7:0] w_p1_r8 = 8'h00;
-  reg [7:0] w_p1_r9 = 8'h00;
-  reg [7:0] w_p2_r0 = 8'h00;
-  reg [7:0] w_p2_r1 = 8'h00;
-  reg [7:0] w_p2_r10 = 8'h00;
-  reg [7:0] w_p2_r11 = 8'h00;
-  reg [7:0] w_p2_r12 = 8'h00;
-  reg [7:0] w_p2_r13 = 8'h00;
-  reg [7:0] w_p2_r14 = 8'h00;
-  reg [7:0] w_p2_r15 = 8'h00;
-  reg [7:0] w_p2_r16 = 8'h00;
-  reg [7:0] w_p2_r17 = 8'h00;
-  reg [7:0] w_p2_r18 = 8'h00;
-  reg [7:0] w_p2_r19 = 8'h00;
-  reg [7:0] w_p2_r2 = 8'h00;
-  reg [7:0] w_p2_r20 = 8'h00;
-  reg [7:0] w_p2_r21 = 8'h00;
-  reg [7:0] w_p2_r22 = 8'h00;
-  reg [7:0] w_p2_r23 = 8'h00;
-  reg [7:0] w_p2_r24 = 8'h00;
-  reg [7:0] w_p2_r25 = 8'h00;
-  reg [7:0] w_p2_r26 = 8'h00;
-  reg [7:0] w_p2_r27 = 8'h00;
-  reg [7:0] w_p2_r28 = 8'h00;
-  reg [7:0] w_p2_r29 = 8'h00;
-  reg [7:0] w_p2_r3 = 8'h00;
-  reg [7:0] w_p2_r30 = 8'h00;
-  reg [7:0] w_p2_r31 = 8'h00;
-  reg [7:0] w_p2_r32 = 8'h00;
-  reg [7:0] w_p2_r33 = 8'h00;
-  reg [7:0] w_p2_r34 = 8'h00;
-  reg [7:0] w_p2_r35 = 8'h00;
-  reg [7:0] w_p2_r36 = 8'h00;
-  reg [7:0] w_p2_r37 = 8'h00;
-  reg [7:0] w_p2_r38 = 8'h00;
-  reg [7:0] w_p2_r39 = 8'h00;
-  reg [7:0] w_p2_r4 = 8'h00;
-  reg [7:0] w_p2_r40 = 8'h00;
-  reg [7:0] w_p2_r41 = 8'h00;
-  reg [7:0] w_p2_r42 = 8'h00;
-  reg [7:0] w_p2_r43 = 8'h00;
-  reg [7:0] w_p2_r44 = 8'h00;
-  reg [7:0] w_p2_r45 = 8'h00;
-  reg [7:0] w_p2_r46 = 8'h00;
-  reg [7:0] w_p2_r47 = 8'h00;
-  reg [7:0] w_p2_r48 = 8'h00;
-  reg [7:0] w_p2_r49 = 8'h00;
-  reg [7:0] w_p2_r5 = 8'h00;
-  reg [7:0] w_p2_r50 = 8'h00;
-  reg [7:0] w_p2_r51 = 8'h00;
-  reg [7:0] w_p2_r52 = 8'h00;
-  reg [7:0] w_p2_r53 = 8'h00;
-  reg [7:0] w_p2_r54 = 8'h00;
-  reg [7:0] w_p2_r55 = 8'h00;
-  reg [7:0] w_p2_r56 = 8'h00;
-  reg [7:0] w_p2_r57 = 8'h00;
-  reg [7:0] w_p2_r58 = 8'h00;
-  reg [7:0] w_p2_r59 = 8'h00;
-  reg [7:0] w_p2_r6 = 8'h00;
-  reg [7:0] w_p2_r60 = 8'h00;
-  reg [7:0] w_p2_r61 = 8'h00;
-  reg [7:0] w_p2_r62 = 8'h00;
-  reg [7:0] w_p2_r63 = 8'h00;
-  reg [7:0] w_p2_r7 = 8'h00;
-  reg [7:0] w_p2_r8 = 8'h00;
-  reg [7:0] w_p2_r9 = 8'h00;
-  reg [7:0] w_p3_r0 = 8'h00;
-  reg [7:0] w_p3_r1 = 8'h00;
-  reg [7:0] w_p3_r10 = 8'h00;
-  reg [7:0] w_p3_r11 = 8'h00;
-  reg [7:0] w_p3_r12 = 8'h00;
-  reg [7:0] w_p3_r13 = 8'h00;
-  reg [7:0] w_p3_r14 = 8'h00;
-  reg [7:0] w_p3_r15 = 8'h00;
-  reg [7:0] w_p3_r16 = 8'h00;
-  reg [7:0] w_p3_r17 = 8'h00;
-  reg [7:0] w_p3_r18 = 8'h00;
-  reg [7:0] w_p3_r19 = 8'h00;
-  reg [7:0] w_p3_r2 = 8'h00;
-  reg [7:0] w_p3_r20 = 8'h00;
-  reg [7:0] w_p3_r21 = 8'h00;
-  reg [7:0] w_p3_r22 = 8'h00;
-  reg [7:0] w_p3_r23 = 8'h00;
-  reg [7:0] w_p3_r24 = 8'h00;
-  reg [7:0] w_p3_r25 = 8'h00;
-  reg [7:0] w_p3_r26 = 8'h00;
-  reg [7:0] w_p3_r27 = 8'h00;
-  reg [7:0] w_p3_r28 = 8'h00;
-  reg [7:0] w_p3_r29 = 8'h00;
-  reg [7:0] w_p3_r3 = 8'h00;
-  reg [7:0] w_p3_r30 = 8'h00;
-  reg [7:0] w_p3_r31 = 8'h00;
-  reg [7:0] w_p3_r32 = 8'h00;
-  reg [7:0] w_p3_r33 = 8'h00;
-  reg [7:0] w_p3_r34 = 8'h00;
-  reg [7:0] w_p3_r35 = 8'h00;
-  reg [7:0] w_p3_r36 = 8'h00;
-  reg [7:0] w_p3_r37 = 8'h00;
-  reg [7:0] w_p3_r38 = 8'h00;
-  reg [7:0] w_p3_r39 = 8'h00;
-  reg [7:0] w_p3_r4 = 8'h00;
-  reg [7:0] w_p3_r40 = 8'h00;
-  reg [7:0] w_p3_r41 = 8'h00;
-  reg [7:0] w_p3_r42 = 8'h00;
-  reg [7:0] w_p3_r43 = 8'h00;
-  reg [7:0] w_p3_r44 = 8'h00;
-  reg [7:0] w_p3_r45 = 8'h00;
-  reg [7:0] w_p3_r46 = 8'h00;
-  reg [7:0] w_p3_r47 = 8'h00;
-  reg [7:0] w_p3_r48 = 8'h00;
-  reg [7:0] w_p3_r49 = 8'h00;
-  reg [7:0] w_p3_r5 = 8'h00;
-  reg [7:0] w_p3_r50 = 8'h00;
-  reg [7:0] w_p3_r51 = 8'h00;
-  reg [7:0] w_p3_r52 = 8'h00;
-  reg [7:0] w_p3_r53 = 8'h00;
-  reg [7:0] w_p3_r54 = 8'h00;
-  reg [7:0] w_p3_r55 = 8'h00;
-  reg [7:0] w_p3_r56 = 8'h00;
-  reg [7:0] w_p3_r57 = 8'h00;
-  reg [7:0] w_p3_r58 = 8'h00;
-  reg [7:0] w_p3_r59 = 8'h00;
-  reg [7:0] w_p3_r6 = 8'h00;
-  reg [7:0] w_p3_r60 = 8'h00;
-  reg [7:0] w_p3_r61 = 8'h00;
-  reg [7:0] w_p3_r62 = 8'h00;
-  reg [7:0] w_p3_r63 = 8'h00;
-  reg [7:0] w_p3_r7 = 8'h00;
-  reg [7:0] w_p3_r8 = 8'h00;
-  reg [7:0] w_p3_r9 = 8'h00;
-  reg [7:0] w_p4_r0 = 8'h00;
-  reg [7:0] w_p4_r1 = 8'h00;
-  reg [7:0] w_p4_r10 = 8'h00;
-  reg [7:0] w_p4_r11 = 8'h00;
-  reg [7:0] w_p4_r12 = 8'h00;
-  reg [7:0] w_p4_r13 = 8'h00;
-  reg [7:0] w_p4_r14 = 8'h00;
-  reg [7:0] w_p4_r15 = 8'h00;
-  reg [7:0] w_p4_r16 = 8'h00;
-  reg [7:0] w_p4_r17 = 8'h00;
-  reg [7:0] w_p4_r18 = 8'h00;
-  reg [7:0] w_p4_r19 = 8'h00;
-  reg [7:0] w_p4_r2 = 8'h00;
-  reg [7:0] w_p4_r20 = 8'h00;
-  reg [7:0] w_p4_r21 = 8'h00;
-  reg [7:0] w_p4_r22 = 8'h00;
-  reg [7:0] w_p4_r23 = 8'h00;
-  reg [7:0] w_p4_r24 = 8'h00;
-  reg [7:0] w_p4_r25 = 8'h00;
-  reg [7:0] w_p4_r26 = 8'h00;
-  reg [7:0] w_p4_r27 = 8'h00;
-  reg [7:0] w_p4_r28 = 8'h00;
-  reg [7:0] w_p4_r29 = 8'h00;
-  reg [7:0] w_p4_r3 = 8'h00;
-  reg [7:0] w_p4_r30 = 8'h00;
-  reg [7:0] w_p4_r31 = 8'h00;
-  reg [7:0] w_p4_r32 = 8'h00;
-  reg [7:0] w_p4_r33 = 8'h00;
-  reg [7:0] w_p4_r34 = 8'h00;
-  reg [7:0] w_p4_r35 = 8'h00;
-  reg [7:0] w_p4_r36 = 8'h00;
-  reg [7:0] w_p4_r37 = 8'h00;
-  reg [7:0] w_p4_r38 = 8'h00;
-  reg [7:0] w_p4_r39 = 8'h00;
-  reg [7:0] w_p4_r4 = 8'h00;
-  reg [7:0] w_p4_r40 = 8'h00;
-  reg [7:0] w_p4_r41 = 8'h00;
-  reg [7:0] w_p4_r42 = 8'h00;
-  reg [7:0] w_p4_r43 = 8'h00;
-  reg [7:0] w_p4_r44 = 8'h00;
-  reg [7:0] w_p4_r45 = 8'h00;
-  reg [7:0] w_p4_r46 = 8'h00;
-  reg [7:0] w_p4_r47 = 8'h00;
-  reg [7:0] w_p4_r48 = 8'h00;
-  reg [7:0] w_p4_r49 = 8'h00;
-  reg [7:0] w_p4_r5 = 8'h00;
-  reg [7:0] w_p4_r50 = 8'h00;
-  reg [7:0] w_p4_r51 = 8'h00;
-  reg [7:0] w_p4_r52 = 8'h00;
-  reg [7:0] w_p4_r53 = 8'h00;
-  reg [7:0] w_p4_r54 = 8'h00;
-  reg [7:0] w_p4_r55 = 8'h00;
-  reg [7:0] w_p4_r56 = 8'h00;
-  reg [7:0] w_p4_r57 = 8'h00;
-  reg [7:0] w_p4_r58 = 8'h00;
-  reg [7:0] w_p4_r59 = 8'h00;
-  reg [7:0] w_p4_r6 = 8'h00;
-  reg [7:0] w_p4_r60 = 8'h00;
-  reg [7:0] w_p4_r61 = 8'h00;
-  reg [7:0] w_p4_r62 = 8'h00;
-  reg [7:0] w_p4_r63 = 8'h00;
-  reg [7:0] w_p4_r7 = 8'h00;
-  reg [7:0] w_p4_r8 = 8'h00;
-  reg [7:0] w_p4_r9 = 8'h00;
-  reg [7:0] w_p5_r0 = 8'h00;
-  reg [7:0] w_p5_r1 = 8'h00;
-  reg [7:0] w_p5_r10 = 8'h00;
-  reg [7:0] w_p5_r11 = 8'h00;
-  reg [7:0] w_p5_r12 = 8'h00;
-  reg [7:0] w_p5_r13 = 8'h00;
-  reg [7:0] w_p5_r14 = 8'h00;
-  reg [7:0] w_p5_r15 = 8'h00;
-  reg [7:0] w_p5_r16 = 8'h00;
-  reg [7:0] w_p5_r17 = 8'h00;
-  reg [7:0] w_p5_r18 = 8'h00;
-  reg [7:0] w_p5_r19 = 8'h00;
-  reg [7:0] w_p5_r2 = 8'h00;
-  reg [7:0] w_p5_r20 = 8'h00;
-  reg [7:0] w_p5_r21 = 8'h00;
-  reg [7:0] w_p5_r22 = 8'h00;
-  reg [7:0] w_p5_r23 = 8'h00;
-  reg [7:0] w_p5_r24 = 8'h00;
-  reg [7:0] w_p5_r25 = 8'h00;
-  reg [7:0] w_p5_r26 = 8'h00;
-  reg [7:0] w_p5_r27 = 8'h00;
-  reg [7:0] w_p5_r28 = 8'h00;
-  reg [7:0] w_p5_r29 = 8'h00;
-  reg [7:0] w_p5_r3 = 8'h00;
-  reg [7:0] w_p5_r30 = 8'h00;
-  reg [7:0] w_p5_r31 = 8'h00;
-  reg [7:0] w_p5_r32 = 8'h00;
-  reg [7:0] w_p5_r33 = 8'h00;
-  reg [7:0] w_p5_r34 = 8'h00;
-  reg [7:0] w_p5_r35 = 8'h00;
-  reg [7:0] w_p5_r36 = 8'h00;
-  reg [7:0] w_p5_r37 = 8'h00;
-  reg [7:0] w_p5_r38 = 8'h00;
-  reg [7:0] w_p5_r39 = 8'h00;
-  reg [7:0] w_p5_r4 = 8'h00;
-  reg [7:0] w_p5_r40 = 8'h00;
-  reg [7:0] w_p5_r41 = 8'h00;
-  reg [7:0] w_p5_r42 = 8'h00;
-  reg [7:0] w_p5_r43 = 8'h00;
-  reg [7:0] w_p5_r44 = 8'h00;
-  reg [7:0] w_p5_r45 = 8'h00;
-  reg [7:0] w_p5_r46 = 8'h00;
-  reg [7:0] w_p5_r47 = 8'h00;
-  reg [7:0] w_p5_r48 = 8'h00;
-  reg [7:0] w_p5_r49 = 8'h00;
-  reg [7:0] w_p5_r5 = 8'h00;
-  reg [7:0] w_p5_r50 = 8'h00;
-  reg [7:0] w_p5_r51 = 8'h00;
-  reg [7:0] w_p5_r52 = 8'h00;
-  reg [7:0] w_p5_r53 = 8'h00;
-  reg [7:0] w_p5_r54 = 8'h00;
-  reg [7:0] w_p5_r55 = 8'h00;
-  reg [7:0] w_p5_r56 = 8'h00;
-  reg [7:0] w_p5_r57 = 8'h00;
-  reg [7:0] w_p5_r58 = 8'h00;
-  reg [7:0] w_p5_r59 = 8'h00;
-  reg [7:0] w_p5_r6 = 8'h00;
-  reg [7:0] w_p5_r60 = 8'h00;
-  reg [7:0] w_p5_r61 = 8'h00;
-  reg [7:0] w_p5_r62 = 8'h00;
-  reg [7:0] w_p5_r63 = 8'h00;
-  reg [7:0] w_p5_r7 = 8'h00;
-  reg [7:0] w_p5_r8 = 8'h00;
-  reg [7:0] w_p5_r9 = 8'h00;
-  reg [7:0] w_p6_r0 = 8'h00;
-  reg [7:0] w_p6_r1 = 8'h00;
-  reg [7:0] w_p6_r10 = 8'h00;
-  reg [7:0] w_p6_r11 = 8'h00;
-  reg [7:0] w_p6_r12 = 8'h00;
-  reg [7:0] w_p6_r13 = 8'h00;
-  reg [7:0] w_p6_r14 = 8'h00;
-  reg [7:0] w_p6_r15 = 8'h00;
-  reg [7:0] w_p6_r16 = 8'h00;
-  reg [7:0] w_p6_r17 = 8'h00;
-  reg [7:0] w_p6_r18 = 8'h00;
-  reg [7:0] w_p6_r19 = 8'h00;
-  reg [7:0] w_p6_r2 = 8'h00;
-  reg [7:0] w_p6_r20 = 8'h00;
-  reg [7:0] w_p6_r21 = 8'h00;
-  reg [7:0] w_p6_r22 = 8'h00;
-  reg [7:0] w_p6_r23 = 8'h00;
-  reg [7:0] w_p6_r24 = 8'h00;
-  reg [7:0] w_p6_r25 = 8'h00;
-  reg [7:0] w_p6_r26 = 8'h00;
-  reg [7:0] w_p6_r27 = 8'h00;
-  reg [7:0] w_p6_r28 = 8'h00;
-  reg [7:0] w_p6_r29 = 8'h00;
-  reg [7:0] w_p6_r3 = 8'h00;
-  reg [7:0] w_p6_r30 = 8'h00;
-  reg [7:0] w_p6_r31 = 8'h00;
-  reg [7:0] w_p6_r32 = 8'h00;
-  reg [7:0] w_p6_r33 = 8'h00;
-  reg [7:0] w_p6_r34 = 8'h00;
-  reg [7:0] w_p6_r35 = 8'h00;
-  reg [7:0] w_p6_r36 = 8'h00;
-  reg [7:0] w_p6_r37 = 8'h00;
-  reg [7:0] w_p6_r38 = 8'h00;
-  reg [7:0] w_p6_r39 = 8'h00;
-  reg [7:0] w_p6_r4 = 8'h00;
-  reg [7:0] w_p6_r40 = 8'h00;
-  reg [7:0] w_p6_r41 = 8'h00;
-  reg [7:0] w_p6_r42 = 8'h00;
-  reg [7:0] w_p6_r43 = 8'h00;
-  reg [7:0] w_p6_r44 = 8'h00;
-  reg [7:0] w_p6_r45 = 8'h00;
-  reg [7:0] w_p6_r46 = 8'h00;
-  reg [7:0] w_p6_r47 = 8'h00;
-  reg [7:0] w_p6_r48 = 8'h00;
-  reg [7:0] w_p6_r49 = 8'h00;
-  reg [7:0] w_p6_r5 = 8'h00;
-  reg [7:0] w_p6_r50 = 8'h00;
-  reg [7:0] w_p6_r51 = 8'h00;
-  reg [7:0] w_p6_r52 = 8'h00;
-  reg [7:0] w_p6_r53 = 8'h00;
-  reg [7:0] w_p6_r54 = 8'h00;
-  reg [7:0] w_p6_r55 = 8'h00;
-  reg [7:0] w_p6_r56 = 8'h00;
-  reg [7:0] w_p6_r57 = 8'h00;
-  reg [7:0] w_p6_r58 = 8'h00;
-  reg [7:0] w_p6_r59 = 8'h00;
-  reg [7:0] w_p6_r6 = 8'h00;
-  reg [7:0] w_p6_r60 = 8'h00;
-  reg [7:0] w_p6_r61 = 8'h00;
-  reg [7:0] w_p6_r62 = 8'h00;
-  reg [7:0] w_p6_r63 = 8'h00;
-  reg [7:0] w_p6_r7 = 8'h00;
-  reg [7:0] w_p6_r8 = 8'h00;
-  reg [7:0] w_p6_r9 = 8'h00;
-  reg [7:0] w_p7_r0 = 8'h00;
-  reg [7:0] w_p7_r1 = 8'h00;
-  reg [7:0] w_p7_r10 = 8'h00;
-  reg [7:0] w_p7_r11 = 8'h00;
-  reg [7:0] w_p7_r12 = 8'h00;
-  reg [7:0] w_p7_r13 = 8'h00;
-  reg [7:0] w_p7_r14 = 8'h00;
-  reg [7:0] w_p7_r15 = 8'h00;
-  reg [7:0] w_p7_r16 = 8'h00;
-  reg [7:0] w_p7_r17 = 8'h00;
-  reg [7:0] w_p7_r18 = 8'h00;
-  reg [7:0] w_p7_r19 = 8'h00;
-  reg [7:0] w_p7_r2 = 8'h00;
-  reg [7:0] w_p7_r20 = 8'h00;
-  reg [7:0] w_p7_r21 = 8'h00;
-  reg [7:0] w_p7_r22 = 8'h00;
-  reg [7:0] w_p7_r23 = 8'h00;
-  reg [7:0] w_p7_r24 = 8'h00;
-  reg [7:0] w_p7_r25 = 8'h00;
-  reg [7:0] w_p7_r26 = 8'h00;
-  reg [7:0] w_p7_r27 = 8'h00;
-  reg [7:0] w_p7_r28 = 8'h00;
-  reg [7:0] w_p7_r29 = 8'h00;
-  reg [7:0] w_p7_r3 = 8'h00;
-  reg [7:0] w_p7_r30 = 8'h00;
-  reg [7:0] w_p7_r31 = 8'h00;
-  reg [7:0] w_p7_r32 = 8'h00;
-  reg [7:0] w_p7_r33 = 8'h00;
-  reg [7:0] w_p7_r34 = 8'h00;
-  reg [7:0] w_p7_r35 = 8'h00;
-  reg [7:0] w_p7_r36 = 8'h00;
-  reg [7:0] w_p7_r37 = 8'h00;
-  reg [7:0] w_p7_r38 = 8'h00;
-  reg [7:0] w_p7_r39 = 8'h00;
-  reg [7:0] w_p7_r4 = 8'h00;
-  reg [7:0] w_p7_r40 = 8'h00;
-  reg [7:0] w_p7_r41 = 8'h00;
-  reg [7:0] w_p7_r42 = 8'h00;
-  reg [7:0] w_p7_r43 = 8'h00;
-  reg [7:0] w_p7_r44 = 8'h00;
-  reg [7:0] w_p7_r45 = 8'h00;
-  reg [7:0] w_p7_r46 = 8'h00;
-  reg [7:0] w_p7_r47 = 8'h00;
-  reg [7:0] w_p7_r48 = 8'h00;
-  reg [7:0] w_p7_r49 = 8'h00;
-  reg [7:0] w_p7_r5 = 8'h00;
-  reg [7:0] w_p7_r50 = 8'h00;
-  reg [7:0] w_p7_r51 = 8'h00;
-  reg [7:0] w_p7_r52 = 8'h00;
-  reg [7:0] w_p7_r53 = 8'h00;
-  reg [7:0] w_p7_r54 = 8'h00;
-  reg [7:0] w_p7_r55 = 8'h00;
-  reg [7:0] w_p7_r56 = 8'h00;
-  reg [7:0] w_p7_r57 = 8'h00;
-  reg [7:0] w_p7_r58 = 8'h00;
-  reg [7:0] w_p7_r59 = 8'h00;
-  reg [7:0] w_p7_r6 = 8'h00;
-  reg [7:0] w_p7_r60 = 8'h00;
-  reg [7:0] w_p7_r61 = 8'h00;
-  reg [7:0] w_p7_r62 = 8'h00;
-  reg [7:0] w_p7_r63 = 8'h00;
-  reg [7:0] w_p7_r7 = 8'h00;
-  reg [7:0] w_p7_r8 = 8'h00;
-  reg [7:0] w_p7_r9 = 8'h00;
-  input [7:0] wdata;
   wire [7:0] wdata;
   input we;
   wire we;
-  wire we_p0;
-  wire we_p1;
-  wire we_p2;
-  wire we_p3;
-  wire we_p4;
-  wire we_p5;
-  wire we_p6;
-  wire we_p7;
+  wire [8:0] wp__addr;
+  input [7:0] wp__data;
+  wire [7:0] wp__data;
+  wire wp__en;
   input [2:0] wpage;
   wire [2:0] wpage;
   input [5:0] wrow;
   wire [5:0] wrow;
-  assign \$1  = 1'h1 << wrow;
-  assign \$2  = ! wpage;
-  assign we_p0 = we & \$2 ;
-  assign \$3  = wpage == 1'h1;
-  assign we_p1 = we & \$3 ;
-  assign \$4  = wpage == 2'h2;
-  assign we_p2 = we & \$4 ;
-  assign \$5  = wpage == 2'h3;
-  assign we_p3 = we & \$5 ;
-  assign \$6  = wpage == 3'h4;
-  assign we_p4 = we & \$6 ;
-  assign \$7  = wpage == 3'h5;
-  assign we_p5 = we & \$7 ;
-  assign \$8  = wpage == 3'h6;
-  assign we_p6 = we & \$8 ;
-  assign \$9  = wpage == 3'h7;
-  assign we_p7 = we & \$9 ;
-  assign \$82  = we_p0 & \$1 [0];
-  assign \$83  = we_p0 & \$1 [1];
-  assign \$84  = we_p0 & \$1 [2];
-  assign \$85  = we_p0 & \$1 [3];
-  assign \$86  = we_p0 & \$1 [4];
-  assign \$87  = we_p0 & \$1 [5];
-  assign \$88  = we_p0 & \$1 [6];
-  assign \$89  = we_p0 & \$1 [7];
-  assign \$90  = we_p0 & \$1 [8];
-  assign \$91  = we_p0 & \$1 [9];
-  assign \$92  = we_p0 & \$1 [10];
-  assign \$93  = we_p0 & \$1 [11];
-  assign \$94  = we_p0 & \$1 [12];
-  assign \$95  = we_p0 & \$1 [13];
-  assign \$96  = we_p0 & \$1 [14];
-  assign \$97  = we_p0 & \$1 [15];
-  assign \$98  = we_p0 & \$1 [16];
-  assign \$99  = we_p0 & \$1 [17];
-  assign \$100  = we_p0 & \$1 [18];
-  assign \$101  = we_p0 & \$1 [19];
-  assign \$102  = we_p0 & \$1 [20];
-  assign \$103  = we_p0 & \$1 [21];
-  assign \$104  = we_p0 & \$1 [22];
-  assign \$105  = we_p0 & \$1 [23];
-  assign \$106  = we_p0 & \$1 [24];
-  assign \$107  = we_p0 & \$1 [25];
-  assign \$108  = we_p0 & \$1 [26];
-  assign \$109  = we_p0 & \$1 [27];
-  assign \$110  = we_p0 & \$1 [28];
-  assign \$111  = we_p0 & \$1 [29];
-  assign \$112  = we_p0 & \$1 [30];
-  assign \$113  = we_p0 & \$1 [31];
-  assign \$114  = we_p0 & \$1 [32];
-  assign \$115  = we_p0 & \$1 [33];
-  assign \$116  = we_p0 & \$1 [34];
-  assign \$117  = we_p0 & \$1 [35];
-  assign \$118  = we_p0 & \$1 [36];
-  assign \$119  = we_p0 & \$1 [37];
-  assign \$120  = we_p0 & \$1 [38];
-  assign \$121  = we_p0 & \$1 [39];
-  assign \$122  = we_p0 & \$1 [40];
-  assign \$123  = we_p0 & \$1 [41];
-  assign \$124  = we_p0 & \$1 [42];
-  assign \$125  = we_p0 & \$1 [43];
-  assign \$126  = we_p0 & \$1 [44];
-  assign \$127  = we_p0 & \$1 [45];
-  assign \$128  = we_p0 & \$1 [46];
-  assign \$129  = we_p0 & \$1 [47];
-  assign \$130  = we_p0 & \$1 [48];
-  assign \$131  = we_p0 & \$1 [49];
-  assign \$132  = we_p0 & \$1 [50];
-  assign \$133  = we_p0 & \$1 [51];
-  assign \$134  = we_p0 & \$1 [52];
-  assign \$135  = we_p0 & \$1 [53];
-  assign \$136  = we_p0 & \$1 [54];
-  assign \$137  = we_p0 & \$1 [55];
-  assign \$138  = we_p0 & \$1 [56];
-  assign \$139  = we_p0 & \$1 [57];
-  assign \$140  = we_p0 & \$1 [58];
-  assign \$141  = we_p0 & \$1 [59];
-  assign \$142  = we_p0 & \$1 [60];
-  assign \$143  = we_p0 & \$1 [61];
-  assign \$144  = we_p0 & \$1 [62];
-  assign \$145  = we_p0 & \$1 [63];
-  assign \$146  = we_p1 & \$1 [0];
-  assign \$147  = we_p1 & \$1 [1];
-  assign \$148  = we_p1 & \$1 [2];
-  assign \$149  = we_p1 & \$1 [3];
-  assign \$150  = we_p1 & \$1 [4];
-  assign \$151  = we_p1 & \$1 [5];
-  assign \$152  = we_p1 & \$1 [6];
-  assign \$153  = we_p1 & \$1 [7];
-  assign \$154  = we_p1 & \$1 [8];
-  assign \$155  = we_p1 & \$1 [9];
-  assign \$156  = we_p1 & \$1 [10];
-  assign \$157  = we_p1 & \$1 [11];
-  assign \$158  = we_p1 & \$1 [12];
-  assign \$159  = we_p1 & \$1 [13];
-  assign \$160  = we_p1 & \$1 [14];
-  assign \$161  = we_p1 & \$1 [15];
-  assign \$162  = we_p1 & \$1 [16];
-  assign \$163  = we_p1 & \$1 [17];
-  assign \$164  = we_p1 & \$1 [18];
-  assign \$165  = we_p1 & \$1 [19];
-  assign \$166  = we_p1 & \$1 [20];
-  assign \$167  = we_p1 & \$1 [21];
-  assign \$168  = we_p1 & \$1 [22];
-  assign \$169  = we_p1 & \$1 [23];
-  assign \$170  = we_p1 & \$1 [24];
-  assign \$171  = we_p1 & \$1 [25];
-  assign \$172  = we_p1 & \$1 [26];
-  assign \$173  = we_p1 & \$1 [27];
-  assign \$174  = we_p1 & \$1 [28];
-  assign \$175  = we_p1 & \$1 [29];
-  assign \$176  = we_p1 & \$1 [30];
-  assign \$177  = we_p1 & \$1 [31];
-  assign \$178  = we_p1 & \$1 [32];
-  assign \$179  = we_p1 & \$1 [33];
-  assign \$180  = we_p1 & \$1 [34];
-  assign \$181  = we_p1 & \$1 [35];
-  assign \$182  = we_p1 & \$1 [36];
-  assign \$183  = we_p1 & \$1 [37];
-  assign \$184  = we_p1 & \$1 [38];
-  assign \$185  = we_p1 & \$1 [39];
-  assign \$186  = we_p1 & \$1 [40];
-  assign \$187  = we_p1 & \$1 [41];
-  assign \$188  = we_p1 & \$1 [42];
-  assign \$189  = we_p1 & \$1 [43];
-  assign \$190  = we_p1 & \$1 [44];
-  assign \$191  = we_p1 & \$1 [45];
-  assign \$192  = we_p1 & \$1 [46];
-  assign \$193  = we_p1 & \$1 [47];
-  assign \$194  = we_p1 & \$1 [48];
-  assign \$195  = we_p1 & \$1 [49];
-  assign \$196  = we_p1 & \$1 [50];
-  assign \$197  = we_p1 & \$1 [51];
-  assign \$198  = we_p1 & \$1 [52];
-  assign \$199  = we_p1 & \$1 [53];
-  assign \$200  = we_p1 & \$1 [54];
-  assign \$201  = we_p1 & \$1 [55];
-  assign \$202  = we_p1 & \$1 [56];
-  assign \$203  = we_p1 & \$1 [57];
-  assign \$204  = we_p1 & \$1 [58];
-  assign \$205  = we_p1 & \$1 [59];
-  assign \$206  = we_p1 & \$1 [60];
-  assign \$207  = we_p1 & \$1 [61];
-  assign \$208  = we_p1 & \$1 [62];
-  assign \$209  = we_p1 & \$1 [63];
-  assign \$210  = we_p2 & \$1 [0];
-  assign \$211  = we_p2 & \$1 [1];
-  assign \$212  = we_p2 & \$1 [2];
-  assign \$213  = we_p2 & \$1 [3];
-  assign \$214  = we_p2 & \$1 [4];
-  assign \$215  = we_p2 & \$1 [5];
-  assign \$216  = we_p2 & \$1 [6];
-  assign \$217  = we_p2 & \$1 [7];
-  assign \$218  = we_p2 & \$1 [8];
-  assign \$219  = we_p2 & \$1 [9];
-  assign \$220  = we_p2 & \$1 [10];
-  assign \$221  = we_p2 & \$1 [11];
-  assign \$222  = we_p2 & \$1 [12];
-  assign \$223  = we_p2 & \$1 [13];
-  assign \$224  = we_p2 & \$1 [14];
-  assign \$225  = we_p2 & \$1 [15];
-  assign \$226  = we_p2 & \$1 [16];
-  assign \$227  = we_p2 & \$1 [17];
-  assign \$228  = we_p2 & \$1 [18];
-  assign \$229  = we_p2 & \$1 [19];
-  assign \$230  = we_p2 & \$1 [20];
-  assign \$231  = we_p2 & \$1 [21];
-  assign \$232  = we_p2 & \$1 [22];
-  assign \$233  = we_p2 & \$1 [23];
-  assign \$234  = we_p2 & \$1 [24];
-  assign \$235  = we_p2 & \$1 [25];
-  assign \$236  = we_p2 & \$1 [26];
-  assign \$237  = we_p2 & \$1 [27];
-  assign \$238  = we_p2 & \$1 [28];
-  assign \$239  = we_p2 & \$1 [29];
-  assign \$240  = we_p2 & \$1 [30];
-  assign \$241  = we_p2 & \$1 [31];
-  assign \$242  = we_p2 & \$1 [32];
-  assign \$243  = we_p2 & \$1 [33];
-  assign \$244  = we_p2 & \$1 [34];
-  assign \$245  = we_p2 & \$1 [35];
-  assign \$246  = we_p2 & \$1 [36];
-  assign \$247  = we_p2 & \$1 [37];
-  assign \$248  = we_p2 & \$1 [38];
-  assign \$249  = we_p2 & \$1 [39];
-  assign \$250  = we_p2 & \$1 [40];
-  assign \$251  = we_p2 & \$1 [41];
-  assign \$252  = we_p2 & \$1 [42];
-  assign \$253  = we_p2 & \$1 [43];
-  assign \$254  = we_p2 & \$1 [44];
-  assign \$255  = we_p2 & \$1 [45];
-  assign \$256  = we_p2 & \$1 [46];
-  assign \$257  = we_p2 & \$1 [47];
-  assign \$258  = we_p2 & \$1 [48];
-  assign \$259  = we_p2 & \$1 [49];
-  assign \$260  = we_p2 & \$1 [50];
-  assign \$261  = we_p2 & \$1 [51];
-  assign \$262  = we_p2 & \$1 [52];
-  assign \$263  = we_p2 & \$1 [53];
-  assign \$264  = we_p2 & \$1 [54];
-  assign \$265  = we_p2 & \$1 [55];
-  assign \$266  = we_p2 & \$1 [56];
-  assign \$267  = we_p2 & \$1 [57];
-  assign \$268  = we_p2 & \$1 [58];
-  assign \$269  = we_p2 & \$1 [59];
-  assign \$270  = we_p2 & \$1 [60];
-  assign \$271  = we_p2 & \$1 [61];
-  assign \$272  = we_p2 & \$1 [62];
-  assign \$273  = we_p2 & \$1 [63];
-  assign \$274  = we_p3 & \$1 [0];
-  assign \$275  = we_p3 & \$1 [1];
-  assign \$276  = we_p3 & \$1 [2];
-  assign \$277  = we_p3 & \$1 [3];
-  assign \$278  = we_p3 & \$1 [4];
-  assign \$279  = we_p3 & \$1 [5];
-  assign \$280  = we_p3 & \$1 [6];
-  assign \$281  = we_p3 & \$1 [7];
-  assign \$282  = we_p3 & \$1 [8];
-  assign \$283  = we_p3 & \$1 [9];
-  assign \$284  = we_p3 & \$1 [10];
-  assign \$285  = we_p3 & \$1 [11];
-  assign \$286  = we_p3 & \$1 [12];
-  assign \$287  = we_p3 & \$1 [13];
-  assign \$288  = we_p3 & \$1 [14];
-  assign \$289  = we_p3 & \$1 [15];
-  assign \$290  = we_p3 & \$1 [16];
-  assign \$291  = we_p3 & \$1 [17];
-  assign \$292  = we_p3 & \$1 [18];
-  assign \$293  = we_p3 & \$1 [19];
-  assign \$294  = we_p3 & \$1 [20];
-  assign \$295  = we_p3 & \$1 [21];
-  assign \$296  = we_p3 & \$1 [22];
-  assign \$297  = we_p3 & \$1 [23];
-  assign \$298  = we_p3 & \$1 [24];
-  assign \$299  = we_p3 & \$1 [25];
-  assign \$300  = we_p3 & \$1 [26];
-  assign \$301  = we_p3 & \$1 [27];
-  assign \$302  = we_p3 & \$1 [28];
-  assign \$303  = we_p3 & \$1 [29];
-  assign \$304  = we_p3 & \$1 [30];
-  assign \$305  = we_p3 & \$1 [31];
-  assign \$306  = we_p3 & \$1 [32];
-  assign \$307  = we_p3 & \$1 [33];
-  assign \$308  = we_p3 & \$1 [34];
-  assign \$309  = we_p3 & \$1 [35];
-  assign \$310  = we_p3 & \$1 [36];
-  assign \$311  = we_p3 & \$1 [37];
-  assign \$312  = we_p3 & \$1 [38];
-  assign \$313  = we_p3 & \$1 [39];
-  assign \$314  = we_p3 & \$1 [40];
-  assign \$315  = we_p3 & \$1 [41];
-  assign \$316  = we_p3 & \$1 [42];
-  assign \$317  = we_p3 & \$1 [43];
-  assign \$318  = we_p3 & \$1 [44];
-  assign \$319  = we_p3 & \$1 [45];
-  assign \$320  = we_p3 & \$1 [46];
-  assign \$321  = we_p3 & \$1 [47];
-  assign \$322  = we_p3 & \$1 [48];
-  assign \$323  = we_p3 & \$1 [49];
-  assign \$324  = we_p3 & \$1 [50];
-  assign \$325  = we_p3 & \$1 [51];
-  assign \$326  = we_p3 & \$1 [52];
-  assign \$327  = we_p3 & \$1 [53];
-  assign \$328  = we_p3 & \$1 [54];
-  assign \$329  = we_p3 & \$1 [55];
-  assign \$330  = we_p3 & \$1 [56];
-  assign \$331  = we_p3 & \$1 [57];
-  assign \$332  = we_p3 & \$1 [58];
-  assign \$333  = we_p3 & \$1 [59];
-  assign \$334  = we_p3 & \$1 [60];
-  assign \$335  = we_p3 & \$1 [61];
-  assign \$336  = we_p3 & \$1 [62];
-  assign \$337  = we_p3 & \$1 [63];
-  assign \$338  = we_p4 & \$1 [0];
-  assign \$339  = we_p4 & \$1 [1];
-  assign \$340  = we_p4 & \$1 [2];
-  assign \$341  = we_p4 & \$1 [3];
-  assign \$342  = we_p4 & \$1 [4];
-  assign \$343  = we_p4 & \$1 [5];
-  assign \$344  = we_p4 & \$1 [6];
-  assign \$345  = we_p4 & \$1 [7];
-  assign \$346  = we_p4 & \$1 [8];
-  assign \$347  = we_p4 & \$1 [9];
-  assign \$348  = we_p4 & \$1 [10];
-  assign \$349  = we_p4 & \$1 [11];
-  assign \$350  = we_p4 & \$1 [12];
-  assign \$351  = we_p4 & \$1 [13];
-  assign \$352  = we_p4 & \$1 [14];
-  assign \$353  = we_p4 & \$1 [15];
-  assign \$354  = we_p4 & \$1 [16];
-  assign \$355  = we_p4 & \$1 [17];
-  assign \$356  = we_p4 & \$1 [18];
-  assign \$357  = we_p4 & \$1 [19];
-  assign \$358  = we_p4 & \$1 [20];
-  assign \$359  = we_p4 & \$1 [21];
-  assign \$360  = we_p4 & \$1 [22];
-  assign \$361  = we_p4 & \$1 [23];
-  assign \$362  = we_p4 & \$1 [24];
-  assign \$363  = we_p4 & \$1 [25];
-  assign \$364  = we_p4 & \$1 [26];
-  assign \$365  = we_p4 & \$1 [27];
-  assign \$366  = we_p4 & \$1 [28];
-  assign \$367  = we_p4 & \$1 [29];
-  assign \$368  = we_p4 & \$1 [30];
-  assign \$369  = we_p4 & \$1 [31];
-  assign \$370  = we_p4 & \$1 [32];
-  assign \$371  = we_p4 & \$1 [33];
-  assign \$372  = we_p4 & \$1 [34];
-  assign \$373  = we_p4 & \$1 [35];
-  assign \$374  = we_p4 & \$1 [36];
-  assign \$375  = we_p4 & \$1 [37];
-  assign \$376  = we_p4 & \$1 [38];
-  assign \$377  = we_p4 & \$1 [39];
-  assign \$378  = we_p4 & \$1 [40];
-  assign \$379  = we_p4 & \$1 [41];
-  assign \$380  = we_p4 & \$1 [42];
-  assign \$381  = we_p4 & \$1 [43];
-  assign \$382  = we_p4 & \$1 [44];
-  assign \$383  = we_p4 & \$1 [45];
-  assign \$384  = we_p4 & \$1 [46];
-  assign \$385  = we_p4 & \$1 [47];
-  assign \$386  = we_p4 & \$1 [48];
-  assign \$387  = we_p4 & \$1 [49];
-  assign \$388  = we_p4 & \$1 [50];
-  assign \$389  = we_p4 & \$1 [51];
-  assign \$390  = we_p4 & \$1 [52];
-  assign \$391  = we_p4 & \$1 [53];
-  assign \$392  = we_p4 & \$1 [54];
-  assign \$393  = we_p4 & \$1 [55];
-  assign \$394  = we_p4 & \$1 [56];
-  assign \$395  = we_p4 & \$1 [57];
-  assign \$396  = we_p4 & \$1 [58];
-  assign \$397  = we_p4 & \$1 [59];
-  assign \$398  = we_p4 & \$1 [60];
-  assign \$399  = we_p4 & \$1 [61];
-  assign \$400  = we_p4 & \$1 [62];
-  assign \$401  = we_p4 & \$1 [63];
-  assign \$402  = we_p5 & \$1 [0];
-  assign \$403  = we_p5 & \$1 [1];
-  assign \$404  = we_p5 & \$1 [2];
-  assign \$405  = we_p5 & \$1 [3];
-  assign \$406  = we_p5 & \$1 [4];
-  assign \$407  = we_p5 & \$1 [5];
-  assign \$408  = we_p5 & \$1 [6];
-  assign \$409  = we_p5 & \$1 [7];
-  assign \$410  = we_p5 & \$1 [8];
-  assign \$411  = we_p5 & \$1 [9];
-  assign \$412  = we_p5 & \$1 [10];
-  assign \$413  = we_p5 & \$1 [11];
-  assign \$414  = we_p5 & \$1 [12];
-  assign \$415  = we_p5 & \$1 [13];
-  assign \$416  = we_p5 & \$1 [14];
-  assign \$417  = we_p5 & \$1 [15];
-  assign \$418  = we_p5 & \$1 [16];
-  assign \$419  = we_p5 & \$1 [17];
-  assign \$420  = we_p5 & \$1 [18];
-  assign \$421  = we_p5 & \$1 [19];
-  assign \$422  = we_p5 & \$1 [20];
-  assign \$423  = we_p5 & \$1 [21];
-  assign \$424  = we_p5 & \$1 [22];
-  assign \$425  = we_p5 & \$1 [23];
-  assign \$426  = we_p5 & \$1 [24];
-  assign \$427  = we_p5 & \$1 [25];
-  assign \$428  = we_p5 & \$1 [26];
-  assign \$429  = we_p5 & \$1 [27];
-  assign \$430  = we_p5 & \$1 [28];
-  assign \$431  = we_p5 & \$1 [29];
-  assign \$432  = we_p5 & \$1 [30];
-  assign \$433  = we_p5 & \$1 [31];
-  assign \$434  = we_p5 & \$1 [32];
-  assign \$435  = we_p5 & \$1 [33];
-  assign \$436  = we_p5 & \$1 [34];
-  assign \$437  = we_p5 & \$1 [35];
-  assign \$438  = we_p5 & \$1 [36];
-  assign \$439  = we_p5 & \$1 [37];
-  assign \$440  = we_p5 & \$1 [38];
-  assign \$441  = we_p5 & \$1 [39];
-  assign \$442  = we_p5 & \$1 [40];
-  assign \$443  = we_p5 & \$1 [41];
-  assign \$444  = we_p5 & \$1 [42];
-  assign \$445  = we_p5 & \$1 [43];
-  assign \$446  = we_p5 & \$1 [44];
-  assign \$447  = we_p5 & \$1 [45];
-  assign \$448  = we_p5 & \$1 [46];
-  assign \$449  = we_p5 & \$1 [47];
-  assign \$450  = we_p5 & \$1 [48];
-  assign \$451  = we_p5 & \$1 [49];
-  assign \$452  = we_p5 & \$1 [50];
-  assign \$453  = we_p5 & \$1 [51];
-  assign \$454  = we_p5 & \$1 [52];
-  assign \$455  = we_p5 & \$1 [53];
-  assign \$456  = we_p5 & \$1 [54];
-  assign \$457  = we_p5 & \$1 [55];
-  assign \$458  = we_p5 & \$1 [56];
-  assign \$459  = we_p5 & \$1 [57];
-  assign \$460  = we_p5 & \$1 [58];
-  assign \$461  = we_p5 & \$1 [59];
-  assign \$462  = we_p5 & \$1 [60];
-  assign \$463  = we_p5 & \$1 [61];
-  assign \$464  = we_p5 & \$1 [62];
-  assign \$465  = we_p5 & \$1 [63];
-  assign \$466  = we_p6 & \$1 [0];
-  assign \$467  = we_p6 & \$1 [1];
-  assign \$468  = we_p6 & \$1 [2];
-  assign \$469  = we_p6 & \$1 [3];
-  assign \$470  = we_p6 & \$1 [4];
-  assign \$471  = we_p6 & \$1 [5];
-  assign \$472  = we_p6 & \$1 [6];
-  assign \$473  = we_p6 & \$1 [7];
-  assign \$474  = we_p6 & \$1 [8];
-  assign \$475  = we_p6 & \$1 [9];
-  assign \$476  = we_p6 & \$1 [10];
-  assign \$477  = we_p6 & \$1 [11];
-  assign \$478  = we_p6 & \$1 [12];
-  assign \$479  = we_p6 & \$1 [13];
-  assign \$480  = we_p6 & \$1 [14];
-  assign \$481  = we_p6 & \$1 [15];
-  assign \$482  = we_p6 & \$1 [16];
-  assign \$483  = we_p6 & \$1 [17];
-  assign \$484  = we_p6 & \$1 [18];
-  assign \$485  = we_p6 & \$1 [19];
-  assign \$486  = we_p6 & \$1 [20];
-  assign \$487  = we_p6 & \$1 [21];
-  assign \$488  = we_p6 & \$1 [22];
-  assign \$489  = we_p6 & \$1 [23];
-  assign \$490  = we_p6 & \$1 [24];
-  assign \$491  = we_p6 & \$1 [25];
-  assign \$492  = we_p6 & \$1 [26];
-  assign \$493  = we_p6 & \$1 [27];
-  assign \$494  = we_p6 & \$1 [28];
-  assign \$495  = we_p6 & \$1 [29];
-  assign \$496  = we_p6 & \$1 [30];
-  assign \$497  = we_p6 & \$1 [31];
-  assign \$498  = we_p6 & \$1 [32];
-  assign \$499  = we_p6 & \$1 [33];
-  assign \$500  = we_p6 & \$1 [34];
-  assign \$501  = we_p6 & \$1 [35];
-  assign \$502  = we_p6 & \$1 [36];
-  assign \$503  = we_p6 & \$1 [37];
-  assign \$504  = we_p6 & \$1 [38];
-  assign \$505  = we_p6 & \$1 [39];
-  assign \$506  = we_p6 & \$1 [40];
-  assign \$507  = we_p6 & \$1 [41];
-  assign \$508  = we_p6 & \$1 [42];
-  assign \$509  = we_p6 & \$1 [43];
-  assign \$510  = we_p6 & \$1 [44];
-  assign \$511  = we_p6 & \$1 [45];
-  assign \$512  = we_p6 & \$1 [46];
-  assign \$513  = we_p6 & \$1 [47];
-  assign \$514  = we_p6 & \$1 [48];
-  assign \$515  = we_p6 & \$1 [49];
-  assign \$516  = we_p6 & \$1 [50];
-  assign \$517  = we_p6 & \$1 [51];
-  assign \$518  = we_p6 & \$1 [52];
-  assign \$519  = we_p6 & \$1 [53];
-  assign \$520  = we_p6 & \$1 [54];
-  assign \$521  = we_p6 & \$1 [55];
-  assign \$522  = we_p6 & \$1 [56];
-  assign \$523  = we_p6 & \$1 [57];
-  assign \$524  = we_p6 & \$1 [58];
-  assign \$525  = we_p6 & \$1 [59];
-  assign \$526  = we_p6 & \$1 [60];
-  assign \$527  = we_p6 & \$1 [61];
-  assign \$528  = we_p6 & \$1 [62];
-  assign \$529  = we_p6 & \$1 [63];
-  assign \$530  = we_p7 & \$1 [0];
-  assign \$531  = we_p7 & \$1 [1];
-  assign \$532  = we_p7 & \$1 [2];
-  assign \$533  = we_p7 & \$1 [3];
-  assign \$534  = we_p7 & \$1 [4];
-  assign \$535  = we_p7 & \$1 [5];
-  assign \$536  = we_p7 & \$1 [6];
-  assign \$537  = we_p7 & \$1 [7];
-  assign \$538  = we_p7 & \$1 [8];
-  assign \$539  = we_p7 & \$1 [9];
-  assign \$540  = we_p7 & \$1 [10];
-  assign \$541  = we_p7 & \$1 [11];
-  assign \$542  = we_p7 & \$1 [12];
-  assign \$543  = we_p7 & \$1 [13];
-  assign \$544  = we_p7 & \$1 [14];
-  assign \$545  = we_p7 & \$1 [15];
-  assign \$546  = we_p7 & \$1 [16];
-  assign \$547  = we_p7 & \$1 [17];
-  assign \$548  = we_p7 & \$1 [18];
-  assign \$549  = we_p7 & \$1 [19];
-  assign \$550  = we_p7 & \$1 [20];
-  assign \$551  = we_p7 & \$1 [21];
-  assign \$552  = we_p7 & \$1 [22];
-  assign \$553  = we_p7 & \$1 [23];
-  assign \$554  = we_p7 & \$1 [24];
-  assign \$555  = we_p7 & \$1 [25];
-  assign \$556  = we_p7 & \$1 [26];
-  assign \$557  = we_p7 & \$1 [27];
-  assign \$558  = we_p7 & \$1 [28];
-  assign \$559  = we_p7 & \$1 [29];
-  assign \$560  = we_p7 & \$1 [30];
-  assign \$561  = we_p7 & \$1 [31];
-  assign \$562  = we_p7 & \$1 [32];
-  assign \$563  = we_p7 & \$1 [33];
-  assign \$564  = we_p7 & \$1 [34];
-  assign \$565  = we_p7 & \$1 [35];
-  assign \$566  = we_p7 & \$1 [36];
-  assign \$567  = we_p7 & \$1 [37];
-  assign \$568  = we_p7 & \$1 [38];
-  assign \$569  = we_p7 & \$1 [39];
-  assign \$570  = we_p7 & \$1 [40];
-  assign \$571  = we_p7 & \$1 [41];
-  assign \$572  = we_p7 & \$1 [42];
-  assign \$573  = we_p7 & \$1 [43];
-  assign \$574  = we_p7 & \$1 [44];
-  assign \$575  = we_p7 & \$1 [45];
-  assign \$576  = we_p7 & \$1 [46];
-  assign \$577  = we_p7 & \$1 [47];
-  assign \$578  = we_p7 & \$1 [48];
-  assign \$579  = we_p7 & \$1 [49];
-  assign \$580  = we_p7 & \$1 [50];
-  assign \$581  = we_p7 & \$1 [51];
-  assign \$582  = we_p7 & \$1 [52];
-  assign \$583  = we_p7 & \$1 [53];
-  assign \$584  = we_p7 & \$1 [54];
-  assign \$585  = we_p7 & \$1 [55];
-  assign \$586  = we_p7 & \$1 [56];
-  assign \$587  = we_p7 & \$1 [57];
-  assign \$588  = we_p7 & \$1 [58];
-  assign \$589  = we_p7 & \$1 [59];
-  assign \$590  = we_p7 & \$1 [60];
-  assign \$591  = we_p7 & \$1 [61];
-  assign \$592  = we_p7 & \$1 [62];
-  assign \$593  = we_p7 & \$1 [63];
-  always @(posedge clk)
-    w_p0_r0 <= \$594 ;
-  always @(posedge clk)
-    w_p0_r1 <= \$595 ;
-  always @(posedge clk)
-    w_p0_r2 <= \$596 ;
-  always @(posedge clk)
-    w_p0_r3 <= \$597 ;
-  always @(posedge clk)
-    w_p0_r4 <= \$598 ;
-  always @(posedge clk)
-    w_p0_r5 <= \$599 ;
-  always @(posedge clk)
-    w_p0_r6 <= \$600 ;
-  always @(posedge clk)
-    w_p0_r7 <= \$601 ;
-  always @(posedge clk)
-    w_p0_r8 <= \$602 ;
-  always @(posedge clk)
-    w_p0_r9 <= \$603 ;
-  always @(posedge clk)
-    w_p0_r10 <= \$604 ;
-  always @(posedge clk)
-    w_p0_r11 <= \$605 ;
-  always @(posedge clk)
-    w_p0_r12 <= \$606 ;
-  always @(posedge clk)
-    w_p0_r13 <= \$607 ;
-  always @(posedge clk)
-    w_p0_r14 <= \$608 ;
-  always @(posedge clk)
-    w_p0_r15 <= \$609 ;
-  always @(posedge clk)
-    w_p0_r16 <= \$610 ;
-  always @(posedge clk)
-    w_p0_r17 <= \$611 ;
-  always @(posedge clk)
-    w_p0_r18 <= \$612 ;
-  always @(posedge clk)
-    w_p0_r19 <= \$613 ;
-  always @(posedge clk)
-    w_p0_r20 <= \$614 ;
-  always @(posedge clk)
-    w_p0_r21 <= \$615 ;
-  always @(posedge clk)
-    w_p0_r22 <= \$616 ;
-  always @(posedge clk)
-    w_p0_r23 <= \$617 ;
-  always @(posedge clk)
-    w_p0_r24 <= \$618 ;
-  always @(posedge clk)
-    w_p0_r25 <= \$619 ;
-  always @(posedge clk)
-    w_p0_r26 <= \$620 ;
-  always @(posedge clk)
-    w_p0_r27 <= \$621 ;
-  always @(posedge clk)
-    w_p0_r28 <= \$622 ;
-  always @(posedge clk)
-    w_p0_r29 <= \$623 ;
-  always @(posedge clk)
-    w_p0_r30 <= \$624 ;
-  always @(posedge clk)
-    w_p0_r31 <= \$625 ;
-  always @(posedge clk)
-    w_p0_r32 <= \$626 ;
-  always @(posedge clk)
-    w_p0_r33 <= \$627 ;
-  always @(posedge clk)
-    w_p0_r34 <= \$628 ;
-  always @(posedge clk)
-    w_p0_r35 <= \$629 ;
-  always @(posedge clk)
-    w_p0_r36 <= \$630 ;
-  always @(posedge clk)
-    w_p0_r37 <= \$631 ;
-  always @(posedge clk)
-    w_p0_r38 <= \$632 ;
-  always @(posedge clk)
-    w_p0_r39 <= \$633 ;
-  always @(posedge clk)
-    w_p0_r40 <= \$634 ;
-  always @(posedge clk)
-    w_p0_r41 <= \$635 ;
-  always @(posedge clk)
-    w_p0_r42 <= \$636 ;
-  always @(posedge clk)
-    w_p0_r43 <= \$637 ;
-  always @(posedge clk)
-    w_p0_r44 <= \$638 ;
-  always @(posedge clk)
-    w_p0_r45 <= \$639 ;
-  always @(posedge clk)
-    w_p0_r46 <= \$640 ;
-  always @(posedge clk)
-    w_p0_r47 <= \$641 ;
-  always @(posedge clk)
-    w_p0_r48 <= \$642 ;
-  always @(posedge clk)
-    w_p0_r49 <= \$643 ;
-  always @(posedge clk)
-    w_p0_r50 <= \$644 ;
-  always @(posedge clk)
-    w_p0_r51 <= \$645 ;
-  always @(posedge clk)
-    w_p0_r52 <= \$646 ;
-  always @(posedge clk)
-    w_p0_r53 <= \$647 ;
-  always @(posedge clk)
-    w_p0_r54 <= \$648 ;
-  always @(posedge clk)
-    w_p0_r55 <= \$649 ;
-  always @(posedge clk)
-    w_p0_r56 <= \$650 ;
-  always @(posedge clk)
-    w_p0_r57 <= \$651 ;
-  always @(posedge clk)
-    w_p0_r58 <= \$652 ;
-  always @(posedge clk)
-    w_p0_r59 <= \$653 ;
-  always @(posedge clk)
-    w_p0_r60 <= \$654 ;
-  always @(posedge clk)
-    w_p0_r61 <= \$655 ;
-  always @(posedge clk)
-    w_p0_r62 <= \$656 ;
-  always @(posedge clk)
-    w_p0_r63 <= \$657 ;
-  always @(posedge clk)
-    w_p1_r0 <= \$658 ;
-  always @(posedge clk)
-    w_p1_r1 <= \$659 ;
-  always @(posedge clk)
-    w_p1_r2 <= \$660 ;
-  always @(posedge clk)
-    w_p1_r3 <= \$661 ;
-  always @(posedge clk)
-    w_p1_r4 <= \$662 ;
-  always @(posedge clk)
-    w_p1_r5 <= \$663 ;
-  always @(posedge clk)
-    w_p1_r6 <= \$664 ;
-  always @(posedge clk)
-    w_p1_r7 <= \$665 ;
-  always @(posedge clk)
-    w_p1_r8 <= \$666 ;
-  always @(posedge clk)
-    w_p1_r9 <= \$667 ;
-  always @(posedge clk)
-    w_p1_r10 <= \$668 ;
-  always @(posedge clk)
-    w_p1_r11 <= \$669 ;
-  always @(posedge clk)
-    w_p1_r12 <= \$670 ;
-  always @(posedge clk)
-    w_p1_r13 <= \$671 ;
-  always @(posedge clk)
-    w_p1_r14 <= \$672 ;
-  always @(posedge clk)
-    w_p1_r15 <= \$673 ;
-  always @(posedge clk)
-    w_p1_r16 <= \$674 ;
-  always @(posedge clk)
-    w_p1_r17 <= \$675 ;
-  always @(posedge clk)
-    w_p1_r18 <= \$676 ;
-  always @(posedge clk)
-    w_p1_r19 <= \$677 ;
-  always @(posedge clk)
-    w_p1_r20 <= \$678 ;
-  always @(posedge clk)
-    w_p1_r21 <= \$679 ;
-  always @(posedge clk)
-    w_p1_r22 <= \$680 ;
-  always @(posedge clk)
-    w_p1_r23 <= \$681 ;
-  always @(posedge clk)
-    w_p1_r24 <= \$682 ;
-  always @(posedge clk)
-    w_p1_r25 <= \$683 ;
-  always @(posedge clk)
-    w_p1_r26 <= \$684 ;
-  always @(posedge clk)
-    w_p1_r27 <= \$685 ;
-  always @(posedge clk)
-    w_p1_r28 <= \$686 ;
-  always @(posedge clk)
-    w_p1_r29 <= \$687 ;
-  always @(posedge clk)
-    w_p1_r30 <= \$688 ;
-  always @(posedge clk)
-    w_p1_r31 <= \$689 ;
-  always @(posedge clk)
-    w_p1_r32 <= \$690 ;
-  always @(posedge clk)
-    w_p1_r33 <= \$691 ;
-  always @(posedge clk)
-    w_p1_r34 <= \$692 ;
-  always @(posedge clk)
-    w_p1_r35 <= \$693 ;
-  always @(posedge clk)
-    w_p1_r36 <= \$694 ;
-  always @(posedge clk)
-    w_p1_r37 <= \$695 ;
-  always @(posedge clk)
-    w_p1_r38 <= \$696 ;
-  always @(posedge clk)
-    w_p1_r39 <= \$697 ;
-  always @(posedge clk)
-    w_p1_r40 <= \$698 ;
-  always @(posedge clk)
-    w_p1_r41 <= \$699 ;
-  always @(posedge clk)
-    w_p1_r42 <= \$700 ;
-  always @(posedge clk)
-    w_p1_r43 <= \$701 ;
-  always @(posedge clk)
-    w_p1_r44 <= \$702 ;
-  always @(posedge clk)
-    w_p1_r45 <= \$703 ;
-  always @(posedge clk)
-    w_p1_r46 <= \$704 ;
-  always @(posedge clk)
-    w_p1_r47 <= \$705 ;
-  always @(posedge clk)
-    w_p1_r48 <= \$706 ;
-  always @(posedge clk)
-    w_p1_r49 <= \$707 ;
-  always @(posedge clk)
-    w_p1_r50 <= \$708 ;
-  always @(posedge clk)
-    w_p1_r51 <= \$709 ;
-  always @(posedge clk)
-    w_p1_r52 <= \$710 ;
-  always @(posedge clk)
-    w_p1_r53 <= \$711 ;
-  always @(posedge clk)
-    w_p1_r54 <= \$712 ;
-  always @(posedge clk)
-    w_p1_r55 <= \$713 ;
-  always @(posedge clk)
-    w_p1_r56 <= \$714 ;
-  always @(posedge clk)
-    w_p1_r57 <= \$715 ;
-  always @(posedge clk)
-    w_p1_r58 <= \$716 ;
-  always @(posedge clk)
-    w_p1_r59 <= \$717 ;
-  always @(posedge clk)
-    w_p1_r60 <= \$718 ;
-  always @(posedge clk)
-    w_p1_r61 <= \$719 ;
-  always @(posedge clk)
-    w_p1_r62 <= \$720 ;
-  always @(posedge clk)
-    w_p1_r63 <= \$721 ;
-  always @(posedge clk)
-    w_p2_r0 <= \$722 ;
-  always @(posedge clk)
-    w_p2_r1 <= \$723 ;
-  always @(posedge clk)
-    w_p2_r2 <= \$724 ;
-  always @(posedge clk)
-    w_p2_r3 <= \$725 ;
-  always @(posedge clk)
-    w_p2_r4 <= \$726 ;
-  always @(posedge clk)
-    w_p2_r5 <= \$727 ;
-  always @(posedge clk)
-    w_p2_r6 <= \$728 ;
-  always @(posedge clk)
-    w_p2_r7 <= \$729 ;
-  always @(posedge clk)
-    w_p2_r8 <= \$730 ;
-  always @(posedge clk)
-    w_p2_r9 <= \$731 ;
-  always @(posedge clk)
-    w_p2_r10 <= \$732 ;
-  always @(posedge clk)
-    w_p2_r11 <= \$733 ;
-  always @(posedge clk)
-    w_p2_r12 <= \$734 ;
-  always @(posedge clk)
-    w_p2_r13 <= \$735 ;
-  always @(posedge clk)
-    w_p2_r14 <= \$736 ;
-  always @(posedge clk)
-    w_p2_r15 <= \$737 ;
-  always @(posedge clk)
-    w_p2_r16 <= \$738 ;
-  always @(posedge clk)
-    w_p2_r17 <= \$739 ;
-  always @(posedge clk)
-    w_p2_r18 <= \$740 ;
-  always @(posedge clk)
-    w_p2_r19 <= \$741 ;
-  always @(posedge clk)
-    w_p2_r20 <= \$742 ;
-  always @(posedge clk)
-    w_p2_r21 <= \$743 ;
-  always @(posedge clk)
-    w_p2_r22 <= \$744 ;
-  always @(posedge clk)
-    w_p2_r23 <= \$745 ;
-  always @(posedge clk)
-    w_p2_r24 <= \$746 ;
-  always @(posedge clk)
-    w_p2_r25 <= \$747 ;
-  always @(posedge clk)
-    w_p2_r26 <= \$748 ;
-  always @(posedge clk)
-    w_p2_r27 <= \$749 ;
-  always @(posedge clk)
-    w_p2_r28 <= \$750 ;
-  always @(posedge clk)
-    w_p2_r29 <= \$751 ;
-  always @(posedge clk)
-    w_p2_r30 <= \$752 ;
-  always @(posedge clk)
-    w_p2_r31 <= \$753 ;
-  always @(posedge clk)
-    w_p2_r32 <= \$754 ;
-  always @(posedge clk)
-    w_p2_r33 <= \$755 ;
-  always @(posedge clk)
-    w_p2_r34 <= \$756 ;
-  always @(posedge clk)
-    w_p2_r35 <= \$757 ;
-  always @(posedge clk)
-    w_p2_r36 <= \$758 ;
-  always @(posedge clk)
-    w_p2_r37 <= \$759 ;
-  always @(posedge clk)
-    w_p2_r38 <= \$760 ;
-  always @(posedge clk)
-    w_p2_r39 <= \$761 ;
-  always @(posedge clk)
-    w_p2_r40 <= \$762 ;
-  always @(posedge clk)
-    w_p2_r41 <= \$763 ;
-  always @(posedge clk)
-    w_p2_r42 <= \$764 ;
-  always @(posedge clk)
-    w_p2_r43 <= \$765 ;
-  always @(posedge clk)
-    w_p2_r44 <= \$766 ;
-  always @(posedge clk)
-    w_p2_r45 <= \$767 ;
-  always @(posedge clk)
-    w_p2_r46 <= \$768 ;
-  always @(posedge clk)
-    w_p2_r47 <= \$769 ;
-  always @(posedge clk)
-    w_p2_r48 <= \$770 ;
-  always @(posedge clk)
-    w_p2_r49 <= \$771 ;
-  always @(posedge clk)
-    w_p2_r50 <= \$772 ;
-  always @(posedge clk)
-    w_p2_r51 <= \$773 ;
-  always @(posedge clk)
-    w_p2_r52 <= \$774 ;
-  always @(posedge clk)
-    w_p2_r53 <= \$775 ;
-  always @(posedge clk)
-    w_p2_r54 <= \$776 ;
-  always @(posedge clk)
-    w_p2_r55 <= \$777 ;
-  always @(posedge clk)
-    w_p2_r56 <= \$778 ;
-  always @(posedge clk)
-    w_p2_r57 <= \$779 ;
-  always @(posedge clk)
-    w_p2_r58 <= \$780 ;
-  always @(posedge clk)
-    w_p2_r59 <= \$781 ;
-  always @(posedge clk)
-    w_p2_r60 <= \$782 ;
-  always @(posedge clk)
-    w_p2_r61 <= \$783 ;
-  always @(posedge clk)
-    w_p2_r62 <= \$784 ;
-  always @(posedge clk)
-    w_p2_r63 <= \$785 ;
-  always @(posedge clk)
-    w_p3_r0 <= \$786 ;
-  always @(posedge clk)
-    w_p3_r1 <= \$787 ;
-  always @(posedge clk)
-    w_p3_r2 <= \$788 ;
-  always @(posedge clk)
-    w_p3_r3 <= \$789 ;
-  always @(posedge clk)
-    w_p3_r4 <= \$790 ;
-  always @(posedge clk)
-    w_p3_r5 <= \$791 ;
-  always @(posedge clk)
-    w_p3_r6 <= \$792 ;
-  always @(posedge clk)
-    w_p3_r7 <= \$793 ;
-  always @(posedge clk)
-    w_p3_r8 <= \$794 ;
-  always @(posedge clk)
-    w_p3_r9 <= \$795 ;
-  always @(posedge clk)
-    w_p3_r10 <= \$796 ;
-  always @(posedge clk)
-    w_p3_r11 <= \$797 ;
-  always @(posedge clk)
-    w_p3_r12 <= \$798 ;
-  always @(posedge clk)
-    w_p3_r13 <= \$799 ;
-  always @(posedge clk)
-    w_p3_r14 <= \$800 ;
-  always @(posedge clk)
-    w_p3_r15 <= \$801 ;
-  always @(posedge clk)
-    w_p3_r16 <= \$802 ;
-  always @(posedge clk)
-    w_p3_r17 <= \$803 ;
-  always @(posedge clk)
-    w_p3_r18 <= \$804 ;
-  always @(posedge clk)
-    w_p3_r19 <= \$805 ;
-  always @(posedge clk)
-    w_p3_r20 <= \$806 ;
-  always @(posedge clk)
-    w_p3_r21 <= \$807 ;
-  always @(posedge clk)
-    w_p3_r22 <= \$808 ;
-  always @(posedge clk)
-    w_p3_r23 <= \$809 ;
-  always @(posedge clk)
-    w_p3_r24 <= \$810 ;
-  always @(posedge clk)
-    w_p3_r25 <= \$811 ;
-  always @(posedge clk)
-    w_p3_r26 <= \$812 ;
-  always @(posedge clk)
-    w_p3_r27 <= \$813 ;
-  always @(posedge clk)
-    w_p3_r28 <= \$814 ;
-  always @(posedge clk)
-    w_p3_r29 <= \$815 ;
-  always @(posedge clk)
-    w_p3_r30 <= \$816 ;
-  always @(posedge clk)
-    w_p3_r31 <= \$817 ;
-  always @(posedge clk)
-    w_p3_r32 <= \$818 ;
-  always @(posedge clk)
-    w_p3_r33 <= \$819 ;
-  always @(posedge clk)
-    w_p3_r34 <= \$820 ;
-  always @(posedge clk)
-    w_p3_r35 <= \$821 ;
-  always @(posedge clk)
-    w_p3_r36 <= \$822 ;
-  always @(posedge clk)
-    w_p3_r37 <= \$823 ;
-  always @(posedge clk)
-    w_p3_r38 <= \$824 ;
-  always @(posedge clk)
-    w_p3_r39 <= \$825 ;
-  always @(posedge clk)
-    w_p3_r40 <= \$826 ;
-  always @(posedge clk)
-    w_p3_r41 <= \$827 ;
-  always @(posedge clk)
-    w_p3_r42 <= \$828 ;
-  always @(posedge clk)
-    w_p3_r43 <= \$829 ;
-  always @(posedge clk)
-    w_p3_r44 <= \$830 ;
-  always @(posedge clk)
-    w_p3_r45 <= \$831 ;
-  always @(posedge clk)
-    w_p3_r46 <= \$832 ;
-  always @(posedge clk)
-    w_p3_r47 <= \$833 ;
-  always @(posedge clk)
-    w_p3_r48 <= \$834 ;
-  always @(posedge clk)
-    w_p3_r49 <= \$835 ;
-  always @(posedge clk)
-    w_p3_r50 <= \$836 ;
-  always @(posedge clk)
-    w_p3_r51 <= \$837 ;
-  always @(posedge clk)
-    w_p3_r52 <= \$838 ;
-  always @(posedge clk)
-    w_p3_r53 <= \$839 ;
-  always @(posedge clk)
-    w_p3_r54 <= \$840 ;
-  always @(posedge clk)
-    w_p3_r55 <= \$841 ;
-  always @(posedge clk)
-    w_p3_r56 <= \$842 ;
-  always @(posedge clk)
-    w_p3_r57 <= \$843 ;
-  always @(posedge clk)
-    w_p3_r58 <= \$844 ;
-  always @(posedge clk)
-    w_p3_r59 <= \$845 ;
-  always @(posedge clk)
-    w_p3_r60 <= \$846 ;
-  always @(posedge clk)
-    w_p3_r61 <= \$847 ;
-  always @(posedge clk)
-    w_p3_r62 <= \$848 ;
-  always @(posedge clk)
-    w_p3_r63 <= \$849 ;
-  always @(posedge clk)
-    w_p4_r0 <= \$850 ;
-  always @(posedge clk)
-    w_p4_r1 <= \$851 ;
-  always @(posedge clk)
-    w_p4_r2 <= \$852 ;
-  always @(posedge clk)
-    w_p4_r3 <= \$853 ;
-  always @(posedge clk)
-    w_p4_r4 <= \$854 ;
-  always @(posedge clk)
-    w_p4_r5 <= \$855 ;
-  always @(posedge clk)
-    w_p4_r6 <= \$856 ;
-  always @(posedge clk)
-    w_p4_r7 <= \$857 ;
-  always @(posedge clk)
-    w_p4_r8 <= \$858 ;
-  always @(posedge clk)
-    w_p4_r9 <= \$859 ;
-  always @(posedge clk)
-    w_p4_r10 <= \$860 ;
-  always @(posedge clk)
-    w_p4_r11 <= \$861 ;
-  always @(posedge clk)
-    w_p4_r12 <= \$862 ;
-  always @(posedge clk)
-    w_p4_r13 <= \$863 ;
-  always @(posedge clk)
-    w_p4_r14 <= \$864 ;
-  always @(posedge clk)
-    w_p4_r15 <= \$865 ;
-  always @(posedge clk)
-    w_p4_r16 <= \$866 ;
-  always @(posedge clk)
-    w_p4_r17 <= \$867 ;
-  always @(posedge clk)
-    w_p4_r18 <= \$868 ;
-  always @(posedge clk)
-    w_p4_r19 <= \$869 ;
-  always @(posedge clk)
-    w_p4_r20 <= \$870 ;
-  always @(posedge clk)
-    w_p4_r21 <= \$871 ;
-  always @(posedge clk)
-    w_p4_r22 <= \$872 ;
-  always @(posedge clk)
-    w_p4_r23 <= \$873 ;
-  always @(posedge clk)
-    w_p4_r24 <= \$874 ;
-  always @(posedge clk)
-    w_p4_r25 <= \$875 ;
-  always @(posedge clk)
-    w_p4_r26 <= \$876 ;
-  always @(posedge clk)
-    w_p4_r27 <= \$877 ;
-  always @(posedge clk)
-    w_p4_r28 <= \$878 ;
-  always @(posedge clk)
-    w_p4_r29 <= \$879 ;
-  always @(posedge clk)
-    w_p4_r30 <= \$880 ;
-  always @(posedge clk)
-    w_p4_r31 <= \$881 ;
-  always @(posedge clk)
-    w_p4_r32 <= \$882 ;
-  always @(posedge clk)
-    w_p4_r33 <= \$883 ;
-  always @(posedge clk)
-    w_p4_r34 <= \$884 ;
-  always @(posedge clk)
-    w_p4_r35 <= \$885 ;
-  always @(posedge clk)
-    w_p4_r36 <= \$886 ;
-  always @(posedge clk)
-    w_p4_r37 <= \$887 ;
-  always @(posedge clk)
-    w_p4_r38 <= \$888 ;
-  always @(posedge clk)
-    w_p4_r39 <= \$889 ;
-  always @(posedge clk)
-    w_p4_r40 <= \$890 ;
-  always @(posedge clk)
-    w_p4_r41 <= \$891 ;
-  always @(posedge clk)
-    w_p4_r42 <= \$892 ;
-  always @(posedge clk)
-    w_p4_r43 <= \$893 ;
-  always @(posedge clk)
-    w_p4_r44 <= \$894 ;
-  always @(posedge clk)
-    w_p4_r45 <= \$895 ;
-  always @(posedge clk)
-    w_p4_r46 <= \$896 ;
-  always @(posedge clk)
-    w_p4_r47 <= \$897 ;
-  always @(posedge clk)
-    w_p4_r48 <= \$898 ;
-  always @(posedge clk)
-    w_p4_r49 <= \$899 ;
-  always @(posedge clk)
-    w_p4_r50 <= \$900 ;
-  always @(posedge clk)
-    w_p4_r51 <= \$901 ;
-  always @(posedge clk)
-    w_p4_r52 <= \$902 ;
-  always @(posedge clk)
-    w_p4_r53 <= \$903 ;
-  always @(posedge clk)
-    w_p4_r54 <= \$904 ;
-  always @(posedge clk)
-    w_p4_r55 <= \$905 ;
-  always @(posedge clk)
-    w_p4_r56 <= \$906 ;
-  always @(posedge clk)
-    w_p4_r57 <= \$907 ;
-  always @(posedge clk)
-    w_p4_r58 <= \$908 ;
-  always @(posedge clk)
-    w_p4_r59 <= \$909 ;
-  always @(posedge clk)
-    w_p4_r60 <= \$910 ;
-  always @(posedge clk)
-    w_p4_r61 <= \$911 ;
-  always @(posedge clk)
-    w_p4_r62 <= \$912 ;
-  always @(posedge clk)
-    w_p4_r63 <= \$913 ;
-  always @(posedge clk)
-    w_p5_r0 <= \$914 ;
-  always @(posedge clk)
-    w_p5_r1 <= \$915 ;
-  always @(posedge clk)
-    w_p5_r2 <= \$916 ;
-  always @(posedge clk)
-    w_p5_r3 <= \$917 ;
-  always @(posedge clk)
-    w_p5_r4 <= \$918 ;
-  always @(posedge clk)
-    w_p5_r5 <= \$919 ;
-  always @(posedge clk)
-    w_p5_r6 <= \$920 ;
-  always @(posedge clk)
-    w_p5_r7 <= \$921 ;
-  always @(posedge clk)
-    w_p5_r8 <= \$922 ;
-  always @(posedge clk)
-    w_p5_r9 <= \$923 ;
-  always @(posedge clk)
-    w_p5_r10 <= \$924 ;
-  always @(posedge clk)
-    w_p5_r11 <= \$925 ;
-  always @(posedge clk)
-    w_p5_r12 <= \$926 ;
-  always @(posedge clk)
-    w_p5_r13 <= \$927 ;
-  always @(posedge clk)
-    w_p5_r14 <= \$928 ;
-  always @(posedge clk)
-    w_p5_r15 <= \$929 ;
-  always @(posedge clk)
-    w_p5_r16 <= \$930 ;
-  always @(posedge clk)
-    w_p5_r17 <= \$931 ;
-  always @(posedge clk)
-    w_p5_r18 <= \$932 ;
-  always @(posedge clk)
-    w_p5_r19 <= \$933 ;
-  always @(posedge clk)
-    w_p5_r20 <= \$934 ;
-  always @(posedge clk)
-    w_p5_r21 <= \$935 ;
-  always @(posedge clk)
-    w_p5_r22 <= \$936 ;
-  always @(posedge clk)
-    w_p5_r23 <= \$937 ;
-  always @(posedge clk)
-    w_p5_r24 <= \$938 ;
-  always @(posedge clk)
-    w_p5_r25 <= \$939 ;
-  always @(posedge clk)
-    w_p5_r26 <= \$940 ;
-  always @(posedge clk)
-    w_p5_r27 <= \$941 ;
-  always @(posedge clk)
-    w_p5_r28 <= \$942 ;
-  always @(posedge clk)
-    w_p5_r29 <= \$943 ;
-  always @(posedge clk)
-    w_p5_r30 <= \$944 ;
-  always @(posedge clk)
-    w_p5_r31 <= \$945 ;
-  always @(posedge clk)
-    w_p5_r32 <= \$946 ;
-  always @(posedge clk)
-    w_p5_r33 <= \$947 ;
-  always @(posedge clk)
-    w_p5_r34 <= \$948 ;
-  always @(posedge clk)
-    w_p5_r35 <= \$949 ;
-  always @(posedge clk)
-    w_p5_r36 <= \$950 ;
-  always @(posedge clk)
-    w_p5_r37 <= \$951 ;
-  always @(posedge clk)
-    w_p5_r38 <= \$952 ;
-  always @(posedge clk)
-    w_p5_r39 <= \$953 ;
-  always @(posedge clk)
-    w_p5_r40 <= \$954 ;
-  always @(posedge clk)
-    w_p5_r41 <= \$955 ;
-  always @(posedge clk)
-    w_p5_r42 <= \$956 ;
-  always @(posedge clk)
-    w_p5_r43 <= \$957 ;
-  always @(posedge clk)
-    w_p5_r44 <= \$958 ;
-  always @(posedge clk)
-    w_p5_r45 <= \$959 ;
-  always @(posedge clk)
-    w_p5_r46 <= \$960 ;
-  always @(posedge clk)
-    w_p5_r47 <= \$961 ;
-  always @(posedge clk)
-    w_p5_r48 <= \$962 ;
-  always @(posedge clk)
-    w_p5_r49 <= \$963 ;
-  always @(posedge clk)
-    w_p5_r50 <= \$964 ;
-  always @(posedge clk)
-    w_p5_r51 <= \$965 ;
-  always @(posedge clk)
-    w_p5_r52 <= \$966 ;
-  always @(posedge clk)
-    w_p5_r53 <= \$967 ;
-  always @(posedge clk)
-    w_p5_r54 <= \$968 ;
-  always @(posedge clk)
-    w_p5_r55 <= \$969 ;
-  always @(posedge clk)
-    w_p5_r56 <= \$970 ;
-  always @(posedge clk)
-    w_p5_r57 <= \$971 ;
-  always @(posedge clk)
-    w_p5_r58 <= \$972 ;
-  always @(posedge clk)
-    w_p5_r59 <= \$973 ;
-  always @(posedge clk)
-    w_p5_r60 <= \$974 ;
-  always @(posedge clk)
-    w_p5_r61 <= \$975 ;
-  always @(posedge clk)
-    w_p5_r62 <= \$976 ;
-  always @(posedge clk)
-    w_p5_r63 <= \$977 ;
-  always @(posedge clk)
-    w_p6_r0 <= \$978 ;
-  always @(posedge clk)
-    w_p6_r1 <= \$979 ;
-  always @(posedge clk)
-    w_p6_r2 <= \$980 ;
-  always @(posedge clk)
-    w_p6_r3 <= \$981 ;
-  always @(posedge clk)
-    w_p6_r4 <= \$982 ;
-  always @(posedge clk)
-    w_p6_r5 <= \$983 ;
-  always @(posedge clk)
-    w_p6_r6 <= \$984 ;
-  always @(posedge clk)
-    w_p6_r7 <= \$985 ;
-  always @(posedge clk)
-    w_p6_r8 <= \$986 ;
-  always @(posedge clk)
-    w_p6_r9 <= \$987 ;
-  always @(posedge clk)
-    w_p6_r10 <= \$988 ;
-  always @(posedge clk)
-    w_p6_r11 <= \$989 ;
-  always @(posedge clk)
-    w_p6_r12 <= \$990 ;
-  always @(posedge clk)
-    w_p6_r13 <= \$991 ;
-  always @(posedge clk)
-    w_p6_r14 <= \$992 ;
-  always @(posedge clk)
-    w_p6_r15 <= \$993 ;
-  always @(posedge clk)
-    w_p6_r16 <= \$994 ;
-  always @(posedge clk)
-    w_p6_r17 <= \$995 ;
-  always @(posedge clk)
-    w_p6_r18 <= \$996 ;
-  always @(posedge clk)
-    w_p6_r19 <= \$997 ;
-  always @(posedge clk)
-    w_p6_r20 <= \$998 ;
-  always @(posedge clk)
-    w_p6_r21 <= \$999 ;
-  always @(posedge clk)
-    w_p6_r22 <= \$1000 ;
-  always @(posedge clk)
-    w_p6_r23 <= \$1001 ;
-  always @(posedge clk)
-    w_p6_r24 <= \$1002 ;
-  always @(posedge clk)
-    w_p6_r25 <= \$1003 ;
-  always @(posedge clk)
-    w_p6_r26 <= \$1004 ;
-  always @(posedge clk)
-    w_p6_r27 <= \$1005 ;
-  always @(posedge clk)
-    w_p6_r28 <= \$1006 ;
-  always @(posedge clk)
-    w_p6_r29 <= \$1007 ;
-  always @(posedge clk)
-    w_p6_r30 <= \$1008 ;
-  always @(posedge clk)
-    w_p6_r31 <= \$1009 ;
-  always @(posedge clk)
-    w_p6_r32 <= \$1010 ;
-  always @(posedge clk)
-    w_p6_r33 <= \$1011 ;
-  always @(posedge clk)
-    w_p6_r34 <= \$1012 ;
-  always @(posedge clk)
-    w_p6_r35 <= \$1013 ;
-  always @(posedge clk)
-    w_p6_r36 <= \$1014 ;
-  always @(posedge clk)
-    w_p6_r37 <= \$1015 ;
-  always @(posedge clk)
-    w_p6_r38 <= \$1016 ;
-  always @(posedge clk)
-    w_p6_r39 <= \$1017 ;
-  always @(posedge clk)
-    w_p6_r40 <= \$1018 ;
-  always @(posedge clk)
-    w_p6_r41 <= \$1019 ;
-  always @(posedge clk)
-    w_p6_r42 <= \$1020 ;
-  always @(posedge clk)
-    w_p6_r43 <= \$1021 ;
-  always @(posedge clk)
-    w_p6_r44 <= \$1022 ;
-  always @(posedge clk)
-    w_p6_r45 <= \$1023 ;
-  always @(posedge clk)
-    w_p6_r46 <= \$1024 ;
-  always @(posedge clk)
-    w_p6_r47 <= \$1025 ;
-  always @(posedge clk)
-    w_p6_r48 <= \$1026 ;
-  always @(posedge clk)
-    w_p6_r49 <= \$1027 ;
-  always @(posedge clk)
-    w_p6_r50 <= \$1028 ;
-  always @(posedge clk)
-    w_p6_r51 <= \$1029 ;
-  always @(posedge clk)
-    w_p6_r52 <= \$1030 ;
-  always @(posedge clk)
-    w_p6_r53 <= \$1031 ;
-  always @(posedge clk)
-    w_p6_r54 <= \$1032 ;
-  always @(posedge clk)
-    w_p6_r55 <= \$1033 ;
-  always @(posedge clk)
-    w_p6_r56 <= \$1034 ;
-  always @(posedge clk)
-    w_p6_r57 <= \$1035 ;
-  always @(posedge clk)
-    w_p6_r58 <= \$1036 ;
-  always @(posedge clk)
-    w_p6_r59 <= \$1037 ;
-  always @(posedge clk)
-    w_p6_r60 <= \$1038 ;
-  always @(posedge clk)
-    w_p6_r61 <= \$1039 ;
-  always @(posedge clk)
-    w_p6_r62 <= \$1040 ;
-  always @(posedge clk)
-    w_p6_r63 <= \$1041 ;
-  always @(posedge clk)
-    w_p7_r0 <= \$1042 ;
-  always @(posedge clk)
-    w_p7_r1 <= \$1043 ;
-  always @(posedge clk)
-    w_p7_r2 <= \$1044 ;
-  always @(posedge clk)
-    w_p7_r3 <= \$1045 ;
-  always @(posedge clk)
-    w_p7_r4 <= \$1046 ;
-  always @(posedge clk)
-    w_p7_r5 <= \$1047 ;
-  always @(posedge clk)
-    w_p7_r6 <= \$1048 ;
-  always @(posedge clk)
-    w_p7_r7 <= \$1049 ;
-  always @(posedge clk)
-    w_p7_r8 <= \$1050 ;
-  always @(posedge clk)
-    w_p7_r9 <= \$1051 ;
-  always @(posedge clk)
-    w_p7_r10 <= \$1052 ;
-  always @(posedge clk)
-    w_p7_r11 <= \$1053 ;
-  always @(posedge clk)
-    w_p7_r12 <= \$1054 ;
-  always @(posedge clk)
-    w_p7_r13 <= \$1055 ;
-  always @(posedge clk)
-    w_p7_r14 <= \$1056 ;
-  always @(posedge clk)
-    w_p7_r15 <= \$1057 ;
-  always @(posedge clk)
-    w_p7_r16 <= \$1058 ;
-  always @(posedge clk)
-    w_p7_r17 <= \$1059 ;
-  always @(posedge clk)
-    w_p7_r18 <= \$1060 ;
-  always @(posedge clk)
-    w_p7_r19 <= \$1061 ;
-  always @(posedge clk)
-    w_p7_r20 <= \$1062 ;
-  always @(posedge clk)
-    w_p7_r21 <= \$1063 ;
-  always @(posedge clk)
-    w_p7_r22 <= \$1064 ;
-  always @(posedge clk)
-    w_p7_r23 <= \$1065 ;
-  always @(posedge clk)
-    w_p7_r24 <= \$1066 ;
-  always @(posedge clk)
-    w_p7_r25 <= \$1067 ;
-  always @(posedge clk)
-    w_p7_r26 <= \$1068 ;
-  always @(posedge clk)
-    w_p7_r27 <= \$1069 ;
-  always @(posedge clk)
-    w_p7_r28 <= \$1070 ;
-  always @(posedge clk)
-    w_p7_r29 <= \$1071 ;
-  always @(posedge clk)
-    w_p7_r30 <= \$1072 ;
-  always @(posedge clk)
-    w_p7_r31 <= \$1073 ;
-  always @(posedge clk)
-    w_p7_r32 <= \$1074 ;
-  always @(posedge clk)
-    w_p7_r33 <= \$1075 ;
-  always @(posedge clk)
-    w_p7_r34 <= \$1076 ;
-  always @(posedge clk)
-    w_p7_r35 <= \$1077 ;
-  always @(posedge clk)
-    w_p7_r36 <= \$1078 ;
-  always @(posedge clk)
-    w_p7_r37 <= \$1079 ;
-  always @(posedge clk)
-    w_p7_r38 <= \$1080 ;
-  always @(posedge clk)
-    w_p7_r39 <= \$1081 ;
-  always @(posedge clk)
-    w_p7_r40 <= \$1082 ;
-  always @(posedge clk)
-    w_p7_r41 <= \$1083 ;
-  always @(posedge clk)
-    w_p7_r42 <= \$1084 ;
-  always @(posedge clk)
-    w_p7_r43 <= \$1085 ;
-  always @(posedge clk)
-    w_p7_r44 <= \$1086 ;
-  always @(posedge clk)
-    w_p7_r45 <= \$1087 ;
-  always @(posedge clk)
-    w_p7_r46 <= \$1088 ;
-  always @(posedge clk)
-    w_p7_r47 <= \$1089 ;
-  always @(posedge clk)
-    w_p7_r48 <= \$1090 ;
-  always @(posedge clk)
-    w_p7_r49 <= \$1091 ;
-  always @(posedge clk)
-    w_p7_r50 <= \$1092 ;
-  always @(posedge clk)
-    w_p7_r51 <= \$1093 ;
-  always @(posedge clk)
-    w_p7_r52 <= \$1094 ;
-  always @(posedge clk)
-    w_p7_r53 <= \$1095 ;
-  always @(posedge clk)
-    w_p7_r54 <= \$1096 ;
-  always @(posedge clk)
-    w_p7_r55 <= \$1097 ;
-  always @(posedge clk)
-    w_p7_r56 <= \$1098 ;
-  always @(posedge clk)
-    w_p7_r57 <= \$1099 ;
-  always @(posedge clk)
-    w_p7_r58 <= \$1100 ;
-  always @(posedge clk)
-    w_p7_r59 <= \$1101 ;
-  always @(posedge clk)
-    w_p7_r60 <= \$1102 ;
-  always @(posedge clk)
-    w_p7_r61 <= \$1103 ;
-  always @(posedge clk)
-    w_p7_r62 <= \$1104 ;
-  always @(posedge clk)
-    w_p7_r63 <= \$1105 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$10  = w_p0_r0;
-      3'h1:
-          \$10  = w_p1_r0;
-      3'h2:
-          \$10  = w_p2_r0;
-      3'h3:
-          \$10  = w_p3_r0;
-      3'h4:
-          \$10  = w_p4_r0;
-      3'h5:
-          \$10  = w_p5_r0;
-      3'h6:
-          \$10  = w_p6_r0;
-      3'h7:
-          \$10  = w_p7_r0;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$11  = w_p0_r1;
-      3'h1:
-          \$11  = w_p1_r1;
-      3'h2:
-          \$11  = w_p2_r1;
-      3'h3:
-          \$11  = w_p3_r1;
-      3'h4:
-          \$11  = w_p4_r1;
-      3'h5:
-          \$11  = w_p5_r1;
-      3'h6:
-          \$11  = w_p6_r1;
-      3'h7:
-          \$11  = w_p7_r1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$12  = w_p0_r2;
-      3'h1:
-          \$12  = w_p1_r2;
-      3'h2:
-          \$12  = w_p2_r2;
-      3'h3:
-          \$12  = w_p3_r2;
-      3'h4:
-          \$12  = w_p4_r2;
-      3'h5:
-          \$12  = w_p5_r2;
-      3'h6:
-          \$12  = w_p6_r2;
-      3'h7:
-          \$12  = w_p7_r2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$13  = w_p0_r3;
-      3'h1:
-          \$13  = w_p1_r3;
-      3'h2:
-          \$13  = w_p2_r3;
-      3'h3:
-          \$13  = w_p3_r3;
-      3'h4:
-          \$13  = w_p4_r3;
-      3'h5:
-          \$13  = w_p5_r3;
-      3'h6:
-          \$13  = w_p6_r3;
-      3'h7:
-          \$13  = w_p7_r3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$14  = w_p0_r4;
-      3'h1:
-          \$14  = w_p1_r4;
-      3'h2:
-          \$14  = w_p2_r4;
-      3'h3:
-          \$14  = w_p3_r4;
-      3'h4:
-          \$14  = w_p4_r4;
-      3'h5:
-          \$14  = w_p5_r4;
-      3'h6:
-          \$14  = w_p6_r4;
-      3'h7:
-          \$14  = w_p7_r4;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$15  = w_p0_r5;
-      3'h1:
-          \$15  = w_p1_r5;
-      3'h2:
-          \$15  = w_p2_r5;
-      3'h3:
-          \$15  = w_p3_r5;
-      3'h4:
-          \$15  = w_p4_r5;
-      3'h5:
-          \$15  = w_p5_r5;
-      3'h6:
-          \$15  = w_p6_r5;
-      3'h7:
-          \$15  = w_p7_r5;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$16  = w_p0_r6;
-      3'h1:
-          \$16  = w_p1_r6;
-      3'h2:
-          \$16  = w_p2_r6;
-      3'h3:
-          \$16  = w_p3_r6;
-      3'h4:
-          \$16  = w_p4_r6;
-      3'h5:
-          \$16  = w_p5_r6;
-      3'h6:
-          \$16  = w_p6_r6;
-      3'h7:
-          \$16  = w_p7_r6;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$17  = w_p0_r7;
-      3'h1:
-          \$17  = w_p1_r7;
-      3'h2:
-          \$17  = w_p2_r7;
-      3'h3:
-          \$17  = w_p3_r7;
-      3'h4:
-          \$17  = w_p4_r7;
-      3'h5:
-          \$17  = w_p5_r7;
-      3'h6:
-          \$17  = w_p6_r7;
-      3'h7:
-          \$17  = w_p7_r7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$18  = w_p0_r8;
-      3'h1:
-          \$18  = w_p1_r8;
-      3'h2:
-          \$18  = w_p2_r8;
-      3'h3:
-          \$18  = w_p3_r8;
-      3'h4:
-          \$18  = w_p4_r8;
-      3'h5:
-          \$18  = w_p5_r8;
-      3'h6:
-          \$18  = w_p6_r8;
-      3'h7:
-          \$18  = w_p7_r8;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$19  = w_p0_r9;
-      3'h1:
-          \$19  = w_p1_r9;
-      3'h2:
-          \$19  = w_p2_r9;
-      3'h3:
-          \$19  = w_p3_r9;
-      3'h4:
-          \$19  = w_p4_r9;
-      3'h5:
-          \$19  = w_p5_r9;
-      3'h6:
-          \$19  = w_p6_r9;
-      3'h7:
-          \$19  = w_p7_r9;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$20  = w_p0_r10;
-      3'h1:
-          \$20  = w_p1_r10;
-      3'h2:
-          \$20  = w_p2_r10;
-      3'h3:
-          \$20  = w_p3_r10;
-      3'h4:
-          \$20  = w_p4_r10;
-      3'h5:
-          \$20  = w_p5_r10;
-      3'h6:
-          \$20  = w_p6_r10;
-      3'h7:
-          \$20  = w_p7_r10;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$21  = w_p0_r11;
-      3'h1:
-          \$21  = w_p1_r11;
-      3'h2:
-          \$21  = w_p2_r11;
-      3'h3:
-          \$21  = w_p3_r11;
-      3'h4:
-          \$21  = w_p4_r11;
-      3'h5:
-          \$21  = w_p5_r11;
-      3'h6:
-          \$21  = w_p6_r11;
-      3'h7:
-          \$21  = w_p7_r11;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$22  = w_p0_r12;
-      3'h1:
-          \$22  = w_p1_r12;
-      3'h2:
-          \$22  = w_p2_r12;
-      3'h3:
-          \$22  = w_p3_r12;
-      3'h4:
-          \$22  = w_p4_r12;
-      3'h5:
-          \$22  = w_p5_r12;
-      3'h6:
-          \$22  = w_p6_r12;
-      3'h7:
-          \$22  = w_p7_r12;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$23  = w_p0_r13;
-      3'h1:
-          \$23  = w_p1_r13;
-      3'h2:
-          \$23  = w_p2_r13;
-      3'h3:
-          \$23  = w_p3_r13;
-      3'h4:
-          \$23  = w_p4_r13;
-      3'h5:
-          \$23  = w_p5_r13;
-      3'h6:
-          \$23  = w_p6_r13;
-      3'h7:
-          \$23  = w_p7_r13;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$24  = w_p0_r14;
-      3'h1:
-          \$24  = w_p1_r14;
-      3'h2:
-          \$24  = w_p2_r14;
-      3'h3:
-          \$24  = w_p3_r14;
-      3'h4:
-          \$24  = w_p4_r14;
-      3'h5:
-          \$24  = w_p5_r14;
-      3'h6:
-          \$24  = w_p6_r14;
-      3'h7:
-          \$24  = w_p7_r14;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$25  = w_p0_r15;
-      3'h1:
-          \$25  = w_p1_r15;
-      3'h2:
-          \$25  = w_p2_r15;
-      3'h3:
-          \$25  = w_p3_r15;
-      3'h4:
-          \$25  = w_p4_r15;
-      3'h5:
-          \$25  = w_p5_r15;
-      3'h6:
-          \$25  = w_p6_r15;
-      3'h7:
-          \$25  = w_p7_r15;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$26  = w_p0_r16;
-      3'h1:
-          \$26  = w_p1_r16;
-      3'h2:
-          \$26  = w_p2_r16;
-      3'h3:
-          \$26  = w_p3_r16;
-      3'h4:
-          \$26  = w_p4_r16;
-      3'h5:
-          \$26  = w_p5_r16;
-      3'h6:
-          \$26  = w_p6_r16;
-      3'h7:
-          \$26  = w_p7_r16;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$27  = w_p0_r17;
-      3'h1:
-          \$27  = w_p1_r17;
-      3'h2:
-          \$27  = w_p2_r17;
-      3'h3:
-          \$27  = w_p3_r17;
-      3'h4:
-          \$27  = w_p4_r17;
-      3'h5:
-          \$27  = w_p5_r17;
-      3'h6:
-          \$27  = w_p6_r17;
-      3'h7:
-          \$27  = w_p7_r17;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$28  = w_p0_r18;
-      3'h1:
-          \$28  = w_p1_r18;
-      3'h2:
-          \$28  = w_p2_r18;
-      3'h3:
-          \$28  = w_p3_r18;
-      3'h4:
-          \$28  = w_p4_r18;
-      3'h5:
-          \$28  = w_p5_r18;
-      3'h6:
-          \$28  = w_p6_r18;
-      3'h7:
-          \$28  = w_p7_r18;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$29  = w_p0_r19;
-      3'h1:
-          \$29  = w_p1_r19;
-      3'h2:
-          \$29  = w_p2_r19;
-      3'h3:
-          \$29  = w_p3_r19;
-      3'h4:
-          \$29  = w_p4_r19;
-      3'h5:
-          \$29  = w_p5_r19;
-      3'h6:
-          \$29  = w_p6_r19;
-      3'h7:
-          \$29  = w_p7_r19;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$30  = w_p0_r20;
-      3'h1:
-          \$30  = w_p1_r20;
-      3'h2:
-          \$30  = w_p2_r20;
-      3'h3:
-          \$30  = w_p3_r20;
-      3'h4:
-          \$30  = w_p4_r20;
-      3'h5:
-          \$30  = w_p5_r20;
-      3'h6:
-          \$30  = w_p6_r20;
-      3'h7:
-          \$30  = w_p7_r20;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$31  = w_p0_r21;
-      3'h1:
-          \$31  = w_p1_r21;
-      3'h2:
-          \$31  = w_p2_r21;
-      3'h3:
-          \$31  = w_p3_r21;
-      3'h4:
-          \$31  = w_p4_r21;
-      3'h5:
-          \$31  = w_p5_r21;
-      3'h6:
-          \$31  = w_p6_r21;
-      3'h7:
-          \$31  = w_p7_r21;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$32  = w_p0_r22;
-      3'h1:
-          \$32  = w_p1_r22;
-      3'h2:
-          \$32  = w_p2_r22;
-      3'h3:
-          \$32  = w_p3_r22;
-      3'h4:
-          \$32  = w_p4_r22;
-      3'h5:
-          \$32  = w_p5_r22;
-      3'h6:
-          \$32  = w_p6_r22;
-      3'h7:
-          \$32  = w_p7_r22;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$33  = w_p0_r23;
-      3'h1:
-          \$33  = w_p1_r23;
-      3'h2:
-          \$33  = w_p2_r23;
-      3'h3:
-          \$33  = w_p3_r23;
-      3'h4:
-          \$33  = w_p4_r23;
-      3'h5:
-          \$33  = w_p5_r23;
-      3'h6:
-          \$33  = w_p6_r23;
-      3'h7:
-          \$33  = w_p7_r23;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$34  = w_p0_r24;
-      3'h1:
-          \$34  = w_p1_r24;
-      3'h2:
-          \$34  = w_p2_r24;
-      3'h3:
-          \$34  = w_p3_r24;
-      3'h4:
-          \$34  = w_p4_r24;
-      3'h5:
-          \$34  = w_p5_r24;
-      3'h6:
-          \$34  = w_p6_r24;
-      3'h7:
-          \$34  = w_p7_r24;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$35  = w_p0_r25;
-      3'h1:
-          \$35  = w_p1_r25;
-      3'h2:
-          \$35  = w_p2_r25;
-      3'h3:
-          \$35  = w_p3_r25;
-      3'h4:
-          \$35  = w_p4_r25;
-      3'h5:
-          \$35  = w_p5_r25;
-      3'h6:
-          \$35  = w_p6_r25;
-      3'h7:
-          \$35  = w_p7_r25;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$36  = w_p0_r26;
-      3'h1:
-          \$36  = w_p1_r26;
-      3'h2:
-          \$36  = w_p2_r26;
-      3'h3:
-          \$36  = w_p3_r26;
-      3'h4:
-          \$36  = w_p4_r26;
-      3'h5:
-          \$36  = w_p5_r26;
-      3'h6:
-          \$36  = w_p6_r26;
-      3'h7:
-          \$36  = w_p7_r26;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$37  = w_p0_r27;
-      3'h1:
-          \$37  = w_p1_r27;
-      3'h2:
-          \$37  = w_p2_r27;
-      3'h3:
-          \$37  = w_p3_r27;
-      3'h4:
-          \$37  = w_p4_r27;
-      3'h5:
-          \$37  = w_p5_r27;
-      3'h6:
-          \$37  = w_p6_r27;
-      3'h7:
-          \$37  = w_p7_r27;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$38  = w_p0_r28;
-      3'h1:
-          \$38  = w_p1_r28;
-      3'h2:
-          \$38  = w_p2_r28;
-      3'h3:
-          \$38  = w_p3_r28;
-      3'h4:
-          \$38  = w_p4_r28;
-      3'h5:
-          \$38  = w_p5_r28;
-      3'h6:
-          \$38  = w_p6_r28;
-      3'h7:
-          \$38  = w_p7_r28;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$39  = w_p0_r29;
-      3'h1:
-          \$39  = w_p1_r29;
-      3'h2:
-          \$39  = w_p2_r29;
-      3'h3:
-          \$39  = w_p3_r29;
-      3'h4:
-          \$39  = w_p4_r29;
-      3'h5:
-          \$39  = w_p5_r29;
-      3'h6:
-          \$39  = w_p6_r29;
-      3'h7:
-          \$39  = w_p7_r29;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$40  = w_p0_r30;
-      3'h1:
-          \$40  = w_p1_r30;
-      3'h2:
-          \$40  = w_p2_r30;
-      3'h3:
-          \$40  = w_p3_r30;
-      3'h4:
-          \$40  = w_p4_r30;
-      3'h5:
-          \$40  = w_p5_r30;
-      3'h6:
-          \$40  = w_p6_r30;
-      3'h7:
-          \$40  = w_p7_r30;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$41  = w_p0_r31;
-      3'h1:
-          \$41  = w_p1_r31;
-      3'h2:
-          \$41  = w_p2_r31;
-      3'h3:
-          \$41  = w_p3_r31;
-      3'h4:
-          \$41  = w_p4_r31;
-      3'h5:
-          \$41  = w_p5_r31;
-      3'h6:
-          \$41  = w_p6_r31;
-      3'h7:
-          \$41  = w_p7_r31;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$42  = w_p0_r32;
-      3'h1:
-          \$42  = w_p1_r32;
-      3'h2:
-          \$42  = w_p2_r32;
-      3'h3:
-          \$42  = w_p3_r32;
-      3'h4:
-          \$42  = w_p4_r32;
-      3'h5:
-          \$42  = w_p5_r32;
-      3'h6:
-          \$42  = w_p6_r32;
-      3'h7:
-          \$42  = w_p7_r32;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$43  = w_p0_r33;
-      3'h1:
-          \$43  = w_p1_r33;
-      3'h2:
-          \$43  = w_p2_r33;
-      3'h3:
-          \$43  = w_p3_r33;
-      3'h4:
-          \$43  = w_p4_r33;
-      3'h5:
-          \$43  = w_p5_r33;
-      3'h6:
-          \$43  = w_p6_r33;
-      3'h7:
-          \$43  = w_p7_r33;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$44  = w_p0_r34;
-      3'h1:
-          \$44  = w_p1_r34;
-      3'h2:
-          \$44  = w_p2_r34;
-      3'h3:
-          \$44  = w_p3_r34;
-      3'h4:
-          \$44  = w_p4_r34;
-      3'h5:
-          \$44  = w_p5_r34;
-      3'h6:
-          \$44  = w_p6_r34;
-      3'h7:
-          \$44  = w_p7_r34;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$45  = w_p0_r35;
-      3'h1:
-          \$45  = w_p1_r35;
-      3'h2:
-          \$45  = w_p2_r35;
-      3'h3:
-          \$45  = w_p3_r35;
-      3'h4:
-          \$45  = w_p4_r35;
-      3'h5:
-          \$45  = w_p5_r35;
-      3'h6:
-          \$45  = w_p6_r35;
-      3'h7:
-          \$45  = w_p7_r35;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$46  = w_p0_r36;
-      3'h1:
-          \$46  = w_p1_r36;
-      3'h2:
-          \$46  = w_p2_r36;
-      3'h3:
-          \$46  = w_p3_r36;
-      3'h4:
-          \$46  = w_p4_r36;
-      3'h5:
-          \$46  = w_p5_r36;
-      3'h6:
-          \$46  = w_p6_r36;
-      3'h7:
-          \$46  = w_p7_r36;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$47  = w_p0_r37;
-      3'h1:
-          \$47  = w_p1_r37;
-      3'h2:
-          \$47  = w_p2_r37;
-      3'h3:
-          \$47  = w_p3_r37;
-      3'h4:
-          \$47  = w_p4_r37;
-      3'h5:
-          \$47  = w_p5_r37;
-      3'h6:
-          \$47  = w_p6_r37;
-      3'h7:
-          \$47  = w_p7_r37;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$48  = w_p0_r38;
-      3'h1:
-          \$48  = w_p1_r38;
-      3'h2:
-          \$48  = w_p2_r38;
-      3'h3:
-          \$48  = w_p3_r38;
-      3'h4:
-          \$48  = w_p4_r38;
-      3'h5:
-          \$48  = w_p5_r38;
-      3'h6:
-          \$48  = w_p6_r38;
-      3'h7:
-          \$48  = w_p7_r38;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$49  = w_p0_r39;
-      3'h1:
-          \$49  = w_p1_r39;
-      3'h2:
-          \$49  = w_p2_r39;
-      3'h3:
-          \$49  = w_p3_r39;
-      3'h4:
-          \$49  = w_p4_r39;
-      3'h5:
-          \$49  = w_p5_r39;
-      3'h6:
-          \$49  = w_p6_r39;
-      3'h7:
-          \$49  = w_p7_r39;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$50  = w_p0_r40;
-      3'h1:
-          \$50  = w_p1_r40;
-      3'h2:
-          \$50  = w_p2_r40;
-      3'h3:
-          \$50  = w_p3_r40;
-      3'h4:
-          \$50  = w_p4_r40;
-      3'h5:
-          \$50  = w_p5_r40;
-      3'h6:
-          \$50  = w_p6_r40;
-      3'h7:
-          \$50  = w_p7_r40;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$51  = w_p0_r41;
-      3'h1:
-          \$51  = w_p1_r41;
-      3'h2:
-          \$51  = w_p2_r41;
-      3'h3:
-          \$51  = w_p3_r41;
-      3'h4:
-          \$51  = w_p4_r41;
-      3'h5:
-          \$51  = w_p5_r41;
-      3'h6:
-          \$51  = w_p6_r41;
-      3'h7:
-          \$51  = w_p7_r41;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$52  = w_p0_r42;
-      3'h1:
-          \$52  = w_p1_r42;
-      3'h2:
-          \$52  = w_p2_r42;
-      3'h3:
-          \$52  = w_p3_r42;
-      3'h4:
-          \$52  = w_p4_r42;
-      3'h5:
-          \$52  = w_p5_r42;
-      3'h6:
-          \$52  = w_p6_r42;
-      3'h7:
-          \$52  = w_p7_r42;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$53  = w_p0_r43;
-      3'h1:
-          \$53  = w_p1_r43;
-      3'h2:
-          \$53  = w_p2_r43;
-      3'h3:
-          \$53  = w_p3_r43;
-      3'h4:
-          \$53  = w_p4_r43;
-      3'h5:
-          \$53  = w_p5_r43;
-      3'h6:
-          \$53  = w_p6_r43;
-      3'h7:
-          \$53  = w_p7_r43;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$54  = w_p0_r44;
-      3'h1:
-          \$54  = w_p1_r44;
-      3'h2:
-          \$54  = w_p2_r44;
-      3'h3:
-          \$54  = w_p3_r44;
-      3'h4:
-          \$54  = w_p4_r44;
-      3'h5:
-          \$54  = w_p5_r44;
-      3'h6:
-          \$54  = w_p6_r44;
-      3'h7:
-          \$54  = w_p7_r44;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$55  = w_p0_r45;
-      3'h1:
-          \$55  = w_p1_r45;
-      3'h2:
-          \$55  = w_p2_r45;
-      3'h3:
-          \$55  = w_p3_r45;
-      3'h4:
-          \$55  = w_p4_r45;
-      3'h5:
-          \$55  = w_p5_r45;
-      3'h6:
-          \$55  = w_p6_r45;
-      3'h7:
-          \$55  = w_p7_r45;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$56  = w_p0_r46;
-      3'h1:
-          \$56  = w_p1_r46;
-      3'h2:
-          \$56  = w_p2_r46;
-      3'h3:
-          \$56  = w_p3_r46;
-      3'h4:
-          \$56  = w_p4_r46;
-      3'h5:
-          \$56  = w_p5_r46;
-      3'h6:
-          \$56  = w_p6_r46;
-      3'h7:
-          \$56  = w_p7_r46;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$57  = w_p0_r47;
-      3'h1:
-          \$57  = w_p1_r47;
-      3'h2:
-          \$57  = w_p2_r47;
-      3'h3:
-          \$57  = w_p3_r47;
-      3'h4:
-          \$57  = w_p4_r47;
-      3'h5:
-          \$57  = w_p5_r47;
-      3'h6:
-          \$57  = w_p6_r47;
-      3'h7:
-          \$57  = w_p7_r47;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$58  = w_p0_r48;
-      3'h1:
-          \$58  = w_p1_r48;
-      3'h2:
-          \$58  = w_p2_r48;
-      3'h3:
-          \$58  = w_p3_r48;
-      3'h4:
-          \$58  = w_p4_r48;
-      3'h5:
-          \$58  = w_p5_r48;
-      3'h6:
-          \$58  = w_p6_r48;
-      3'h7:
-          \$58  = w_p7_r48;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$59  = w_p0_r49;
-      3'h1:
-          \$59  = w_p1_r49;
-      3'h2:
-          \$59  = w_p2_r49;
-      3'h3:
-          \$59  = w_p3_r49;
-      3'h4:
-          \$59  = w_p4_r49;
-      3'h5:
-          \$59  = w_p5_r49;
-      3'h6:
-          \$59  = w_p6_r49;
-      3'h7:
-          \$59  = w_p7_r49;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$60  = w_p0_r50;
-      3'h1:
-          \$60  = w_p1_r50;
-      3'h2:
-          \$60  = w_p2_r50;
-      3'h3:
-          \$60  = w_p3_r50;
-      3'h4:
-          \$60  = w_p4_r50;
-      3'h5:
-          \$60  = w_p5_r50;
-      3'h6:
-          \$60  = w_p6_r50;
-      3'h7:
-          \$60  = w_p7_r50;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$61  = w_p0_r51;
-      3'h1:
-          \$61  = w_p1_r51;
-      3'h2:
-          \$61  = w_p2_r51;
-      3'h3:
-          \$61  = w_p3_r51;
-      3'h4:
-          \$61  = w_p4_r51;
-      3'h5:
-          \$61  = w_p5_r51;
-      3'h6:
-          \$61  = w_p6_r51;
-      3'h7:
-          \$61  = w_p7_r51;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$62  = w_p0_r52;
-      3'h1:
-          \$62  = w_p1_r52;
-      3'h2:
-          \$62  = w_p2_r52;
-      3'h3:
-          \$62  = w_p3_r52;
-      3'h4:
-          \$62  = w_p4_r52;
-      3'h5:
-          \$62  = w_p5_r52;
-      3'h6:
-          \$62  = w_p6_r52;
-      3'h7:
-          \$62  = w_p7_r52;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$63  = w_p0_r53;
-      3'h1:
-          \$63  = w_p1_r53;
-      3'h2:
-          \$63  = w_p2_r53;
-      3'h3:
-          \$63  = w_p3_r53;
-      3'h4:
-          \$63  = w_p4_r53;
-      3'h5:
-          \$63  = w_p5_r53;
-      3'h6:
-          \$63  = w_p6_r53;
-      3'h7:
-          \$63  = w_p7_r53;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$64  = w_p0_r54;
-      3'h1:
-          \$64  = w_p1_r54;
-      3'h2:
-          \$64  = w_p2_r54;
-      3'h3:
-          \$64  = w_p3_r54;
-      3'h4:
-          \$64  = w_p4_r54;
-      3'h5:
-          \$64  = w_p5_r54;
-      3'h6:
-          \$64  = w_p6_r54;
-      3'h7:
-          \$64  = w_p7_r54;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$65  = w_p0_r55;
-      3'h1:
-          \$65  = w_p1_r55;
-      3'h2:
-          \$65  = w_p2_r55;
-      3'h3:
-          \$65  = w_p3_r55;
-      3'h4:
-          \$65  = w_p4_r55;
-      3'h5:
-          \$65  = w_p5_r55;
-      3'h6:
-          \$65  = w_p6_r55;
-      3'h7:
-          \$65  = w_p7_r55;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$66  = w_p0_r56;
-      3'h1:
-          \$66  = w_p1_r56;
-      3'h2:
-          \$66  = w_p2_r56;
-      3'h3:
-          \$66  = w_p3_r56;
-      3'h4:
-          \$66  = w_p4_r56;
-      3'h5:
-          \$66  = w_p5_r56;
-      3'h6:
-          \$66  = w_p6_r56;
-      3'h7:
-          \$66  = w_p7_r56;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$67  = w_p0_r57;
-      3'h1:
-          \$67  = w_p1_r57;
-      3'h2:
-          \$67  = w_p2_r57;
-      3'h3:
-          \$67  = w_p3_r57;
-      3'h4:
-          \$67  = w_p4_r57;
-      3'h5:
-          \$67  = w_p5_r57;
-      3'h6:
-          \$67  = w_p6_r57;
-      3'h7:
-          \$67  = w_p7_r57;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$68  = w_p0_r58;
-      3'h1:
-          \$68  = w_p1_r58;
-      3'h2:
-          \$68  = w_p2_r58;
-      3'h3:
-          \$68  = w_p3_r58;
-      3'h4:
-          \$68  = w_p4_r58;
-      3'h5:
-          \$68  = w_p5_r58;
-      3'h6:
-          \$68  = w_p6_r58;
-      3'h7:
-          \$68  = w_p7_r58;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$69  = w_p0_r59;
-      3'h1:
-          \$69  = w_p1_r59;
-      3'h2:
-          \$69  = w_p2_r59;
-      3'h3:
-          \$69  = w_p3_r59;
-      3'h4:
-          \$69  = w_p4_r59;
-      3'h5:
-          \$69  = w_p5_r59;
-      3'h6:
-          \$69  = w_p6_r59;
-      3'h7:
-          \$69  = w_p7_r59;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$70  = w_p0_r60;
-      3'h1:
-          \$70  = w_p1_r60;
-      3'h2:
-          \$70  = w_p2_r60;
-      3'h3:
-          \$70  = w_p3_r60;
-      3'h4:
-          \$70  = w_p4_r60;
-      3'h5:
-          \$70  = w_p5_r60;
-      3'h6:
-          \$70  = w_p6_r60;
-      3'h7:
-          \$70  = w_p7_r60;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$71  = w_p0_r61;
-      3'h1:
-          \$71  = w_p1_r61;
-      3'h2:
-          \$71  = w_p2_r61;
-      3'h3:
-          \$71  = w_p3_r61;
-      3'h4:
-          \$71  = w_p4_r61;
-      3'h5:
-          \$71  = w_p5_r61;
-      3'h6:
-          \$71  = w_p6_r61;
-      3'h7:
-          \$71  = w_p7_r61;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$72  = w_p0_r62;
-      3'h1:
-          \$72  = w_p1_r62;
-      3'h2:
-          \$72  = w_p2_r62;
-      3'h3:
-          \$72  = w_p3_r62;
-      3'h4:
-          \$72  = w_p4_r62;
-      3'h5:
-          \$72  = w_p5_r62;
-      3'h6:
-          \$72  = w_p6_r62;
-      3'h7:
-          \$72  = w_p7_r62;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      3'h0:
-          \$73  = w_p0_r63;
-      3'h1:
-          \$73  = w_p1_r63;
-      3'h2:
-          \$73  = w_p2_r63;
-      3'h3:
-          \$73  = w_p3_r63;
-      3'h4:
-          \$73  = w_p4_r63;
-      3'h5:
-          \$73  = w_p5_r63;
-      3'h6:
-          \$73  = w_p6_r63;
-      3'h7:
-          \$73  = w_p7_r63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$74  = w_p0_r0;
-      6'h01:
-          \$74  = w_p0_r1;
-      6'h02:
-          \$74  = w_p0_r2;
-      6'h03:
-          \$74  = w_p0_r3;
-      6'h04:
-          \$74  = w_p0_r4;
-      6'h05:
-          \$74  = w_p0_r5;
-      6'h06:
-          \$74  = w_p0_r6;
-      6'h07:
-          \$74  = w_p0_r7;
-      6'h08:
-          \$74  = w_p0_r8;
-      6'h09:
-          \$74  = w_p0_r9;
-      6'h0a:
-          \$74  = w_p0_r10;
-      6'h0b:
-          \$74  = w_p0_r11;
-      6'h0c:
-          \$74  = w_p0_r12;
-      6'h0d:
-          \$74  = w_p0_r13;
-      6'h0e:
-          \$74  = w_p0_r14;
-      6'h0f:
-          \$74  = w_p0_r15;
-      6'h10:
-          \$74  = w_p0_r16;
-      6'h11:
-          \$74  = w_p0_r17;
-      6'h12:
-          \$74  = w_p0_r18;
-      6'h13:
-          \$74  = w_p0_r19;
-      6'h14:
-          \$74  = w_p0_r20;
-      6'h15:
-          \$74  = w_p0_r21;
-      6'h16:
-          \$74  = w_p0_r22;
-      6'h17:
-          \$74  = w_p0_r23;
-      6'h18:
-          \$74  = w_p0_r24;
-      6'h19:
-          \$74  = w_p0_r25;
-      6'h1a:
-          \$74  = w_p0_r26;
-      6'h1b:
-          \$74  = w_p0_r27;
-      6'h1c:
-          \$74  = w_p0_r28;
-      6'h1d:
-          \$74  = w_p0_r29;
-      6'h1e:
-          \$74  = w_p0_r30;
-      6'h1f:
-          \$74  = w_p0_r31;
-      6'h20:
-          \$74  = w_p0_r32;
-      6'h21:
-          \$74  = w_p0_r33;
-      6'h22:
-          \$74  = w_p0_r34;
-      6'h23:
-          \$74  = w_p0_r35;
-      6'h24:
-          \$74  = w_p0_r36;
-      6'h25:
-          \$74  = w_p0_r37;
-      6'h26:
-          \$74  = w_p0_r38;
-      6'h27:
-          \$74  = w_p0_r39;
-      6'h28:
-          \$74  = w_p0_r40;
-      6'h29:
-          \$74  = w_p0_r41;
-      6'h2a:
-          \$74  = w_p0_r42;
-      6'h2b:
-          \$74  = w_p0_r43;
-      6'h2c:
-          \$74  = w_p0_r44;
-      6'h2d:
-          \$74  = w_p0_r45;
-      6'h2e:
-          \$74  = w_p0_r46;
-      6'h2f:
-          \$74  = w_p0_r47;
-      6'h30:
-          \$74  = w_p0_r48;
-      6'h31:
-          \$74  = w_p0_r49;
-      6'h32:
-          \$74  = w_p0_r50;
-      6'h33:
-          \$74  = w_p0_r51;
-      6'h34:
-          \$74  = w_p0_r52;
-      6'h35:
-          \$74  = w_p0_r53;
-      6'h36:
-          \$74  = w_p0_r54;
-      6'h37:
-          \$74  = w_p0_r55;
-      6'h38:
-          \$74  = w_p0_r56;
-      6'h39:
-          \$74  = w_p0_r57;
-      6'h3a:
-          \$74  = w_p0_r58;
-      6'h3b:
-          \$74  = w_p0_r59;
-      6'h3c:
-          \$74  = w_p0_r60;
-      6'h3d:
-          \$74  = w_p0_r61;
-      6'h3e:
-          \$74  = w_p0_r62;
-      6'h3f:
-          \$74  = w_p0_r63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$75  = w_p1_r0;
-      6'h01:
-          \$75  = w_p1_r1;
-      6'h02:
-          \$75  = w_p1_r2;
-      6'h03:
-          \$75  = w_p1_r3;
-      6'h04:
-          \$75  = w_p1_r4;
-      6'h05:
-          \$75  = w_p1_r5;
-      6'h06:
-          \$75  = w_p1_r6;
-      6'h07:
-          \$75  = w_p1_r7;
-      6'h08:
-          \$75  = w_p1_r8;
-      6'h09:
-          \$75  = w_p1_r9;
-      6'h0a:
-          \$75  = w_p1_r10;
-      6'h0b:
-          \$75  = w_p1_r11;
-      6'h0c:
-          \$75  = w_p1_r12;
-      6'h0d:
-          \$75  = w_p1_r13;
-      6'h0e:
-          \$75  = w_p1_r14;
-      6'h0f:
-          \$75  = w_p1_r15;
-      6'h10:
-          \$75  = w_p1_r16;
-      6'h11:
-          \$75  = w_p1_r17;
-      6'h12:
-          \$75  = w_p1_r18;
-      6'h13:
-          \$75  = w_p1_r19;
-      6'h14:
-          \$75  = w_p1_r20;
-      6'h15:
-          \$75  = w_p1_r21;
-      6'h16:
-          \$75  = w_p1_r22;
-      6'h17:
-          \$75  = w_p1_r23;
-      6'h18:
-          \$75  = w_p1_r24;
-      6'h19:
-          \$75  = w_p1_r25;
-      6'h1a:
-          \$75  = w_p1_r26;
-      6'h1b:
-          \$75  = w_p1_r27;
-      6'h1c:
-          \$75  = w_p1_r28;
-      6'h1d:
-          \$75  = w_p1_r29;
-      6'h1e:
-          \$75  = w_p1_r30;
-      6'h1f:
-          \$75  = w_p1_r31;
-      6'h20:
-          \$75  = w_p1_r32;
-      6'h21:
-          \$75  = w_p1_r33;
-      6'h22:
-          \$75  = w_p1_r34;
-      6'h23:
-          \$75  = w_p1_r35;
-      6'h24:
-          \$75  = w_p1_r36;
-      6'h25:
-          \$75  = w_p1_r37;
-      6'h26:
-          \$75  = w_p1_r38;
-      6'h27:
-          \$75  = w_p1_r39;
-      6'h28:
-          \$75  = w_p1_r40;
-      6'h29:
-          \$75  = w_p1_r41;
-      6'h2a:
-          \$75  = w_p1_r42;
-      6'h2b:
-          \$75  = w_p1_r43;
-      6'h2c:
-          \$75  = w_p1_r44;
-      6'h2d:
-          \$75  = w_p1_r45;
-      6'h2e:
-          \$75  = w_p1_r46;
-      6'h2f:
-          \$75  = w_p1_r47;
-      6'h30:
-          \$75  = w_p1_r48;
-      6'h31:
-          \$75  = w_p1_r49;
-      6'h32:
-          \$75  = w_p1_r50;
-      6'h33:
-          \$75  = w_p1_r51;
-      6'h34:
-          \$75  = w_p1_r52;
-      6'h35:
-          \$75  = w_p1_r53;
-      6'h36:
-          \$75  = w_p1_r54;
-      6'h37:
-          \$75  = w_p1_r55;
-      6'h38:
-          \$75  = w_p1_r56;
-      6'h39:
-          \$75  = w_p1_r57;
-      6'h3a:
-          \$75  = w_p1_r58;
-      6'h3b:
-          \$75  = w_p1_r59;
-      6'h3c:
-          \$75  = w_p1_r60;
-      6'h3d:
-          \$75  = w_p1_r61;
-      6'h3e:
-          \$75  = w_p1_r62;
-      6'h3f:
-          \$75  = w_p1_r63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$76  = w_p2_r0;
-      6'h01:
-          \$76  = w_p2_r1;
-      6'h02:
-          \$76  = w_p2_r2;
-      6'h03:
-          \$76  = w_p2_r3;
-      6'h04:
-          \$76  = w_p2_r4;
-      6'h05:
-          \$76  = w_p2_r5;
-      6'h06:
-          \$76  = w_p2_r6;
-      6'h07:
-          \$76  = w_p2_r7;
-      6'h08:
-          \$76  = w_p2_r8;
-      6'h09:
-          \$76  = w_p2_r9;
-      6'h0a:
-          \$76  = w_p2_r10;
-      6'h0b:
-          \$76  = w_p2_r11;
-      6'h0c:
-          \$76  = w_p2_r12;
-      6'h0d:
-          \$76  = w_p2_r13;
-      6'h0e:
-          \$76  = w_p2_r14;
-      6'h0f:
-          \$76  = w_p2_r15;
-      6'h10:
-          \$76  = w_p2_r16;
-      6'h11:
-          \$76  = w_p2_r17;
-      6'h12:
-          \$76  = w_p2_r18;
-      6'h13:
-          \$76  = w_p2_r19;
-      6'h14:
-          \$76  = w_p2_r20;
-      6'h15:
-          \$76  = w_p2_r21;
-      6'h16:
-          \$76  = w_p2_r22;
-      6'h17:
-          \$76  = w_p2_r23;
-      6'h18:
-          \$76  = w_p2_r24;
-      6'h19:
-          \$76  = w_p2_r25;
-      6'h1a:
-          \$76  = w_p2_r26;
-      6'h1b:
-          \$76  = w_p2_r27;
-      6'h1c:
-          \$76  = w_p2_r28;
-      6'h1d:
-          \$76  = w_p2_r29;
-      6'h1e:
-          \$76  = w_p2_r30;
-      6'h1f:
-          \$76  = w_p2_r31;
-      6'h20:
-          \$76  = w_p2_r32;
-      6'h21:
-          \$76  = w_p2_r33;
-      6'h22:
-          \$76  = w_p2_r34;
-      6'h23:
-          \$76  = w_p2_r35;
-      6'h24:
-          \$76  = w_p2_r36;
-      6'h25:
-          \$76  = w_p2_r37;
-      6'h26:
-          \$76  = w_p2_r38;
-      6'h27:
-          \$76  = w_p2_r39;
-      6'h28:
-          \$76  = w_p2_r40;
-      6'h29:
-          \$76  = w_p2_r41;
-      6'h2a:
-          \$76  = w_p2_r42;
-      6'h2b:
-          \$76  = w_p2_r43;
-      6'h2c:
-          \$76  = w_p2_r44;
-      6'h2d:
-          \$76  = w_p2_r45;
-      6'h2e:
-          \$76  = w_p2_r46;
-      6'h2f:
-          \$76  = w_p2_r47;
-      6'h30:
-          \$76  = w_p2_r48;
-      6'h31:
-          \$76  = w_p2_r49;
-      6'h32:
-          \$76  = w_p2_r50;
-      6'h33:
-          \$76  = w_p2_r51;
-      6'h34:
-          \$76  = w_p2_r52;
-      6'h35:
-          \$76  = w_p2_r53;
-      6'h36:
-          \$76  = w_p2_r54;
-      6'h37:
-          \$76  = w_p2_r55;
-      6'h38:
-          \$76  = w_p2_r56;
-      6'h39:
-          \$76  = w_p2_r57;
-      6'h3a:
-          \$76  = w_p2_r58;
-      6'h3b:
-          \$76  = w_p2_r59;
-      6'h3c:
-          \$76  = w_p2_r60;
-      6'h3d:
-          \$76  = w_p2_r61;
-      6'h3e:
-          \$76  = w_p2_r62;
-      6'h3f:
-          \$76  = w_p2_r63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$77  = w_p3_r0;
-      6'h01:
-          \$77  = w_p3_r1;
-      6'h02:
-          \$77  = w_p3_r2;
-      6'h03:
-          \$77  = w_p3_r3;
-      6'h04:
-          \$77  = w_p3_r4;
-      6'h05:
-          \$77  = w_p3_r5;
-      6'h06:
-          \$77  = w_p3_r6;
-      6'h07:
-          \$77  = w_p3_r7;
-      6'h08:
-          \$77  = w_p3_r8;
-      6'h09:
-          \$77  = w_p3_r9;
-      6'h0a:
-          \$77  = w_p3_r10;
-      6'h0b:
-          \$77  = w_p3_r11;
-      6'h0c:
-          \$77  = w_p3_r12;
-      6'h0d:
-          \$77  = w_p3_r13;
-      6'h0e:
-          \$77  = w_p3_r14;
-      6'h0f:
-          \$77  = w_p3_r15;
-      6'h10:
-          \$77  = w_p3_r16;
-      6'h11:
-          \$77  = w_p3_r17;
-      6'h12:
-          \$77  = w_p3_r18;
-      6'h13:
-          \$77  = w_p3_r19;
-      6'h14:
-          \$77  = w_p3_r20;
-      6'h15:
-          \$77  = w_p3_r21;
-      6'h16:
-          \$77  = w_p3_r22;
-      6'h17:
-          \$77  = w_p3_r23;
-      6'h18:
-          \$77  = w_p3_r24;
-      6'h19:
-          \$77  = w_p3_r25;
-      6'h1a:
-          \$77  = w_p3_r26;
-      6'h1b:
-          \$77  = w_p3_r27;
-      6'h1c:
-          \$77  = w_p3_r28;
-      6'h1d:
-          \$77  = w_p3_r29;
-      6'h1e:
-          \$77  = w_p3_r30;
-      6'h1f:
-          \$77  = w_p3_r31;
-      6'h20:
-          \$77  = w_p3_r32;
-      6'h21:
-          \$77  = w_p3_r33;
-      6'h22:
-          \$77  = w_p3_r34;
-      6'h23:
-          \$77  = w_p3_r35;
-      6'h24:
-          \$77  = w_p3_r36;
-      6'h25:
-          \$77  = w_p3_r37;
-      6'h26:
-          \$77  = w_p3_r38;
-      6'h27:
-          \$77  = w_p3_r39;
-      6'h28:
-          \$77  = w_p3_r40;
-      6'h29:
-          \$77  = w_p3_r41;
-      6'h2a:
-          \$77  = w_p3_r42;
-      6'h2b:
-          \$77  = w_p3_r43;
-      6'h2c:
-          \$77  = w_p3_r44;
-      6'h2d:
-          \$77  = w_p3_r45;
-      6'h2e:
-          \$77  = w_p3_r46;
-      6'h2f:
-          \$77  = w_p3_r47;
-      6'h30:
-          \$77  = w_p3_r48;
-      6'h31:
-          \$77  = w_p3_r49;
-      6'h32:
-          \$77  = w_p3_r50;
-      6'h33:
-          \$77  = w_p3_r51;
-      6'h34:
-          \$77  = w_p3_r52;
-      6'h35:
-          \$77  = w_p3_r53;
-      6'h36:
-          \$77  = w_p3_r54;
-      6'h37:
-          \$77  = w_p3_r55;
-      6'h38:
-          \$77  = w_p3_r56;
-      6'h39:
-          \$77  = w_p3_r57;
-      6'h3a:
-          \$77  = w_p3_r58;
-      6'h3b:
-          \$77  = w_p3_r59;
-      6'h3c:
-          \$77  = w_p3_r60;
-      6'h3d:
-          \$77  = w_p3_r61;
-      6'h3e:
-          \$77  = w_p3_r62;
-      6'h3f:
-          \$77  = w_p3_r63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$78  = w_p4_r0;
-      6'h01:
-          \$78  = w_p4_r1;
-      6'h02:
-          \$78  = w_p4_r2;
-      6'h03:
-          \$78  = w_p4_r3;
-      6'h04:
-          \$78  = w_p4_r4;
-      6'h05:
-          \$78  = w_p4_r5;
-      6'h06:
-          \$78  = w_p4_r6;
-      6'h07:
-          \$78  = w_p4_r7;
-      6'h08:
-          \$78  = w_p4_r8;
-      6'h09:
-          \$78  = w_p4_r9;
-      6'h0a:
-          \$78  = w_p4_r10;
-      6'h0b:
-          \$78  = w_p4_r11;
-      6'h0c:
-          \$78  = w_p4_r12;
-      6'h0d:
-          \$78  = w_p4_r13;
-      6'h0e:
-          \$78  = w_p4_r14;
-      6'h0f:
-          \$78  = w_p4_r15;
-      6'h10:
-          \$78  = w_p4_r16;
-      6'h11:
-          \$78  = w_p4_r17;
-      6'h12:
-          \$78  = w_p4_r18;
-      6'h13:
-          \$78  = w_p4_r19;
-      6'h14:
-          \$78  = w_p4_r20;
-      6'h15:
-          \$78  = w_p4_r21;
-      6'h16:
-          \$78  = w_p4_r22;
-      6'h17:
-          \$78  = w_p4_r23;
-      6'h18:
-          \$78  = w_p4_r24;
-      6'h19:
-          \$78  = w_p4_r25;
-      6'h1a:
-          \$78  = w_p4_r26;
-      6'h1b:
-          \$78  = w_p4_r27;
-      6'h1c:
-          \$78  = w_p4_r28;
-      6'h1d:
-          \$78  = w_p4_r29;
-      6'h1e:
-          \$78  = w_p4_r30;
-      6'h1f:
-          \$78  = w_p4_r31;
-      6'h20:
-          \$78  = w_p4_r32;
-      6'h21:
-          \$78  = w_p4_r33;
-      6'h22:
-          \$78  = w_p4_r34;
-      6'h23:
-          \$78  = w_p4_r35;
-      6'h24:
-          \$78  = w_p4_r36;
-      6'h25:
-          \$78  = w_p4_r37;
-      6'h26:
-          \$78  = w_p4_r38;
-      6'h27:
-          \$78  = w_p4_r39;
-      6'h28:
-          \$78  = w_p4_r40;
-      6'h29:
-          \$78  = w_p4_r41;
-      6'h2a:
-          \$78  = w_p4_r42;
-      6'h2b:
-          \$78  = w_p4_r43;
-      6'h2c:
-          \$78  = w_p4_r44;
-      6'h2d:
-          \$78  = w_p4_r45;
-      6'h2e:
-          \$78  = w_p4_r46;
-      6'h2f:
-          \$78  = w_p4_r47;
-      6'h30:
-          \$78  = w_p4_r48;
-      6'h31:
-          \$78  = w_p4_r49;
-      6'h32:
-          \$78  = w_p4_r50;
-      6'h33:
-          \$78  = w_p4_r51;
-      6'h34:
-          \$78  = w_p4_r52;
-      6'h35:
-          \$78  = w_p4_r53;
-      6'h36:
-          \$78  = w_p4_r54;
-      6'h37:
-          \$78  = w_p4_r55;
-      6'h38:
-          \$78  = w_p4_r56;
-      6'h39:
-          \$78  = w_p4_r57;
-      6'h3a:
-          \$78  = w_p4_r58;
-      6'h3b:
-          \$78  = w_p4_r59;
-      6'h3c:
-          \$78  = w_p4_r60;
-      6'h3d:
-          \$78  = w_p4_r61;
-      6'h3e:
-          \$78  = w_p4_r62;
-      6'h3f:
-          \$78  = w_p4_r63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$79  = w_p5_r0;
-      6'h01:
-          \$79  = w_p5_r1;
-      6'h02:
-          \$79  = w_p5_r2;
-      6'h03:
-          \$79  = w_p5_r3;
-      6'h04:
-          \$79  = w_p5_r4;
-      6'h05:
-          \$79  = w_p5_r5;
-      6'h06:
-          \$79  = w_p5_r6;
-      6'h07:
-          \$79  = w_p5_r7;
-      6'h08:
-          \$79  = w_p5_r8;
-      6'h09:
-          \$79  = w_p5_r9;
-      6'h0a:
-          \$79  = w_p5_r10;
-      6'h0b:
-          \$79  = w_p5_r11;
-      6'h0c:
-          \$79  = w_p5_r12;
-      6'h0d:
-          \$79  = w_p5_r13;
-      6'h0e:
-          \$79  = w_p5_r14;
-      6'h0f:
-          \$79  = w_p5_r15;
-      6'h10:
-          \$79  = w_p5_r16;
-      6'h11:
-          \$79  = w_p5_r17;
-      6'h12:
-          \$79  = w_p5_r18;
-      6'h13:
-          \$79  = w_p5_r19;
-      6'h14:
-          \$79  = w_p5_r20;
-      6'h15:
-          \$79  = w_p5_r21;
-      6'h16:
-          \$79  = w_p5_r22;
-      6'h17:
-          \$79  = w_p5_r23;
-      6'h18:
-          \$79  = w_p5_r24;
-      6'h19:
-          \$79  = w_p5_r25;
-      6'h1a:
-          \$79  = w_p5_r26;
-      6'h1b:
-          \$79  = w_p5_r27;
-      6'h1c:
-          \$79  = w_p5_r28;
-      6'h1d:
-          \$79  = w_p5_r29;
-      6'h1e:
-          \$79  = w_p5_r30;
-      6'h1f:
-          \$79  = w_p5_r31;
-      6'h20:
-          \$79  = w_p5_r32;
-      6'h21:
-          \$79  = w_p5_r33;
-      6'h22:
-          \$79  = w_p5_r34;
-      6'h23:
-          \$79  = w_p5_r35;
-      6'h24:
-          \$79  = w_p5_r36;
-      6'h25:
-          \$79  = w_p5_r37;
-      6'h26:
-          \$79  = w_p5_r38;
-      6'h27:
-          \$79  = w_p5_r39;
-      6'h28:
-          \$79  = w_p5_r40;
-      6'h29:
-          \$79  = w_p5_r41;
-      6'h2a:
-          \$79  = w_p5_r42;
-      6'h2b:
-          \$79  = w_p5_r43;
-      6'h2c:
-          \$79  = w_p5_r44;
-      6'h2d:
-          \$79  = w_p5_r45;
-      6'h2e:
-          \$79  = w_p5_r46;
-      6'h2f:
-          \$79  = w_p5_r47;
-      6'h30:
-          \$79  = w_p5_r48;
-      6'h31:
-          \$79  = w_p5_r49;
-      6'h32:
-          \$79  = w_p5_r50;
-      6'h33:
-          \$79  = w_p5_r51;
-      6'h34:
-          \$79  = w_p5_r52;
-      6'h35:
-          \$79  = w_p5_r53;
-      6'h36:
-          \$79  = w_p5_r54;
-      6'h37:
-          \$79  = w_p5_r55;
-      6'h38:
-          \$79  = w_p5_r56;
-      6'h39:
-          \$79  = w_p5_r57;
-      6'h3a:
-          \$79  = w_p5_r58;
-      6'h3b:
-          \$79  = w_p5_r59;
-      6'h3c:
-          \$79  = w_p5_r60;
-      6'h3d:
-          \$79  = w_p5_r61;
-      6'h3e:
-          \$79  = w_p5_r62;
-      6'h3f:
-          \$79  = w_p5_r63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$80  = w_p6_r0;
-      6'h01:
-          \$80  = w_p6_r1;
-      6'h02:
-          \$80  = w_p6_r2;
-      6'h03:
-          \$80  = w_p6_r3;
-      6'h04:
-          \$80  = w_p6_r4;
-      6'h05:
-          \$80  = w_p6_r5;
-      6'h06:
-          \$80  = w_p6_r6;
-      6'h07:
-          \$80  = w_p6_r7;
-      6'h08:
-          \$80  = w_p6_r8;
-      6'h09:
-          \$80  = w_p6_r9;
-      6'h0a:
-          \$80  = w_p6_r10;
-      6'h0b:
-          \$80  = w_p6_r11;
-      6'h0c:
-          \$80  = w_p6_r12;
-      6'h0d:
-          \$80  = w_p6_r13;
-      6'h0e:
-          \$80  = w_p6_r14;
-      6'h0f:
-          \$80  = w_p6_r15;
-      6'h10:
-          \$80  = w_p6_r16;
-      6'h11:
-          \$80  = w_p6_r17;
-      6'h12:
-          \$80  = w_p6_r18;
-      6'h13:
-          \$80  = w_p6_r19;
-      6'h14:
-          \$80  = w_p6_r20;
-      6'h15:
-          \$80  = w_p6_r21;
-      6'h16:
-          \$80  = w_p6_r22;
-      6'h17:
-          \$80  = w_p6_r23;
-      6'h18:
-          \$80  = w_p6_r24;
-      6'h19:
-          \$80  = w_p6_r25;
-      6'h1a:
-          \$80  = w_p6_r26;
-      6'h1b:
-          \$80  = w_p6_r27;
-      6'h1c:
-          \$80  = w_p6_r28;
-      6'h1d:
-          \$80  = w_p6_r29;
-      6'h1e:
-          \$80  = w_p6_r30;
-      6'h1f:
-          \$80  = w_p6_r31;
-      6'h20:
-          \$80  = w_p6_r32;
-      6'h21:
-          \$80  = w_p6_r33;
-      6'h22:
-          \$80  = w_p6_r34;
-      6'h23:
-          \$80  = w_p6_r35;
-      6'h24:
-          \$80  = w_p6_r36;
-      6'h25:
-          \$80  = w_p6_r37;
-      6'h26:
-          \$80  = w_p6_r38;
-      6'h27:
-          \$80  = w_p6_r39;
-      6'h28:
-          \$80  = w_p6_r40;
-      6'h29:
-          \$80  = w_p6_r41;
-      6'h2a:
-          \$80  = w_p6_r42;
-      6'h2b:
-          \$80  = w_p6_r43;
-      6'h2c:
-          \$80  = w_p6_r44;
-      6'h2d:
-          \$80  = w_p6_r45;
-      6'h2e:
-          \$80  = w_p6_r46;
-      6'h2f:
-          \$80  = w_p6_r47;
-      6'h30:
-          \$80  = w_p6_r48;
-      6'h31:
-          \$80  = w_p6_r49;
-      6'h32:
-          \$80  = w_p6_r50;
-      6'h33:
-          \$80  = w_p6_r51;
-      6'h34:
-          \$80  = w_p6_r52;
-      6'h35:
-          \$80  = w_p6_r53;
-      6'h36:
-          \$80  = w_p6_r54;
-      6'h37:
-          \$80  = w_p6_r55;
-      6'h38:
-          \$80  = w_p6_r56;
-      6'h39:
-          \$80  = w_p6_r57;
-      6'h3a:
-          \$80  = w_p6_r58;
-      6'h3b:
-          \$80  = w_p6_r59;
-      6'h3c:
-          \$80  = w_p6_r60;
-      6'h3d:
-          \$80  = w_p6_r61;
-      6'h3e:
-          \$80  = w_p6_r62;
-      6'h3f:
-          \$80  = w_p6_r63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      6'h00:
-          \$81  = w_p7_r0;
-      6'h01:
-          \$81  = w_p7_r1;
-      6'h02:
-          \$81  = w_p7_r2;
-      6'h03:
-          \$81  = w_p7_r3;
-      6'h04:
-          \$81  = w_p7_r4;
-      6'h05:
-          \$81  = w_p7_r5;
-      6'h06:
-          \$81  = w_p7_r6;
-      6'h07:
-          \$81  = w_p7_r7;
-      6'h08:
-          \$81  = w_p7_r8;
-      6'h09:
-          \$81  = w_p7_r9;
-      6'h0a:
-          \$81  = w_p7_r10;
-      6'h0b:
-          \$81  = w_p7_r11;
-      6'h0c:
-          \$81  = w_p7_r12;
-      6'h0d:
-          \$81  = w_p7_r13;
-      6'h0e:
-          \$81  = w_p7_r14;
-      6'h0f:
-          \$81  = w_p7_r15;
-      6'h10:
-          \$81  = w_p7_r16;
-      6'h11:
-          \$81  = w_p7_r17;
-      6'h12:
-          \$81  = w_p7_r18;
-      6'h13:
-          \$81  = w_p7_r19;
-      6'h14:
-          \$81  = w_p7_r20;
-      6'h15:
-          \$81  = w_p7_r21;
-      6'h16:
-          \$81  = w_p7_r22;
-      6'h17:
-          \$81  = w_p7_r23;
-      6'h18:
-          \$81  = w_p7_r24;
-      6'h19:
-          \$81  = w_p7_r25;
-      6'h1a:
-          \$81  = w_p7_r26;
-      6'h1b:
-          \$81  = w_p7_r27;
-      6'h1c:
-          \$81  = w_p7_r28;
-      6'h1d:
-          \$81  = w_p7_r29;
-      6'h1e:
-          \$81  = w_p7_r30;
-      6'h1f:
-          \$81  = w_p7_r31;
-      6'h20:
-          \$81  = w_p7_r32;
-      6'h21:
-          \$81  = w_p7_r33;
-      6'h22:
-          \$81  = w_p7_r34;
-      6'h23:
-          \$81  = w_p7_r35;
-      6'h24:
-          \$81  = w_p7_r36;
-      6'h25:
-          \$81  = w_p7_r37;
-      6'h26:
-          \$81  = w_p7_r38;
-      6'h27:
-          \$81  = w_p7_r39;
-      6'h28:
-          \$81  = w_p7_r40;
-      6'h29:
-          \$81  = w_p7_r41;
-      6'h2a:
-          \$81  = w_p7_r42;
-      6'h2b:
-          \$81  = w_p7_r43;
-      6'h2c:
-          \$81  = w_p7_r44;
-      6'h2d:
-          \$81  = w_p7_r45;
-      6'h2e:
-          \$81  = w_p7_r46;
-      6'h2f:
-          \$81  = w_p7_r47;
-      6'h30:
-          \$81  = w_p7_r48;
-      6'h31:
-          \$81  = w_p7_r49;
-      6'h32:
-          \$81  = w_p7_r50;
-      6'h33:
-          \$81  = w_p7_r51;
-      6'h34:
-          \$81  = w_p7_r52;
-      6'h35:
-          \$81  = w_p7_r53;
-      6'h36:
-          \$81  = w_p7_r54;
-      6'h37:
-          \$81  = w_p7_r55;
-      6'h38:
-          \$81  = w_p7_r56;
-      6'h39:
-          \$81  = w_p7_r57;
-      6'h3a:
-          \$81  = w_p7_r58;
-      6'h3b:
-          \$81  = w_p7_r59;
-      6'h3c:
-          \$81  = w_p7_r60;
-      6'h3d:
-          \$81  = w_p7_r61;
-      6'h3e:
-          \$81  = w_p7_r62;
-      6'h3f:
-          \$81  = w_p7_r63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rpage)
-      3'h0:
-          rdata = \$74 ;
-      3'h1:
-          rdata = \$75 ;
-      3'h2:
-          rdata = \$76 ;
-      3'h3:
-          rdata = \$77 ;
-      3'h4:
-          rdata = \$78 ;
-      3'h5:
-          rdata = \$79 ;
-      3'h6:
-          rdata = \$80 ;
-      3'h7:
-          rdata = \$81 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$594  = w_p0_r0;
-    if (\$82 ) begin
-      \$594  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$595  = w_p0_r1;
-    if (\$83 ) begin
-      \$595  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$596  = w_p0_r2;
-    if (\$84 ) begin
-      \$596  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$597  = w_p0_r3;
-    if (\$85 ) begin
-      \$597  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$598  = w_p0_r4;
-    if (\$86 ) begin
-      \$598  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$599  = w_p0_r5;
-    if (\$87 ) begin
-      \$599  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$600  = w_p0_r6;
-    if (\$88 ) begin
-      \$600  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$601  = w_p0_r7;
-    if (\$89 ) begin
-      \$601  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$602  = w_p0_r8;
-    if (\$90 ) begin
-      \$602  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$603  = w_p0_r9;
-    if (\$91 ) begin
-      \$603  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$604  = w_p0_r10;
-    if (\$92 ) begin
-      \$604  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$605  = w_p0_r11;
-    if (\$93 ) begin
-      \$605  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$606  = w_p0_r12;
-    if (\$94 ) begin
-      \$606  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$607  = w_p0_r13;
-    if (\$95 ) begin
-      \$607  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$608  = w_p0_r14;
-    if (\$96 ) begin
-      \$608  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$609  = w_p0_r15;
-    if (\$97 ) begin
-      \$609  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$610  = w_p0_r16;
-    if (\$98 ) begin
-      \$610  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$611  = w_p0_r17;
-    if (\$99 ) begin
-      \$611  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$612  = w_p0_r18;
-    if (\$100 ) begin
-      \$612  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$613  = w_p0_r19;
-    if (\$101 ) begin
-      \$613  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$614  = w_p0_r20;
-    if (\$102 ) begin
-      \$614  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$615  = w_p0_r21;
-    if (\$103 ) begin
-      \$615  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$616  = w_p0_r22;
-    if (\$104 ) begin
-      \$616  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$617  = w_p0_r23;
-    if (\$105 ) begin
-      \$617  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$618  = w_p0_r24;
-    if (\$106 ) begin
-      \$618  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$619  = w_p0_r25;
-    if (\$107 ) begin
-      \$619  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$620  = w_p0_r26;
-    if (\$108 ) begin
-      \$620  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$621  = w_p0_r27;
-    if (\$109 ) begin
-      \$621  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$622  = w_p0_r28;
-    if (\$110 ) begin
-      \$622  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$623  = w_p0_r29;
-    if (\$111 ) begin
-      \$623  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$624  = w_p0_r30;
-    if (\$112 ) begin
-      \$624  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$625  = w_p0_r31;
-    if (\$113 ) begin
-      \$625  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$626  = w_p0_r32;
-    if (\$114 ) begin
-      \$626  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$627  = w_p0_r33;
-    if (\$115 ) begin
-      \$627  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$628  = w_p0_r34;
-    if (\$116 ) begin
-      \$628  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$629  = w_p0_r35;
-    if (\$117 ) begin
-      \$629  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$630  = w_p0_r36;
-    if (\$118 ) begin
-      \$630  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$631  = w_p0_r37;
-    if (\$119 ) begin
-      \$631  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$632  = w_p0_r38;
-    if (\$120 ) begin
-      \$632  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$633  = w_p0_r39;
-    if (\$121 ) begin
-      \$633  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$634  = w_p0_r40;
-    if (\$122 ) begin
-      \$634  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$635  = w_p0_r41;
-    if (\$123 ) begin
-      \$635  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$636  = w_p0_r42;
-    if (\$124 ) begin
-      \$636  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$637  = w_p0_r43;
-    if (\$125 ) begin
-      \$637  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$638  = w_p0_r44;
-    if (\$126 ) begin
-      \$638  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$639  = w_p0_r45;
-    if (\$127 ) begin
-      \$639  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$640  = w_p0_r46;
-    if (\$128 ) begin
-      \$640  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$641  = w_p0_r47;
-    if (\$129 ) begin
-      \$641  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$642  = w_p0_r48;
-    if (\$130 ) begin
-      \$642  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$643  = w_p0_r49;
-    if (\$131 ) begin
-      \$643  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$644  = w_p0_r50;
-    if (\$132 ) begin
-      \$644  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$645  = w_p0_r51;
-    if (\$133 ) begin
-      \$645  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$646  = w_p0_r52;
-    if (\$134 ) begin
-      \$646  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$647  = w_p0_r53;
-    if (\$135 ) begin
-      \$647  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$648  = w_p0_r54;
-    if (\$136 ) begin
-      \$648  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$649  = w_p0_r55;
-    if (\$137 ) begin
-      \$649  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$650  = w_p0_r56;
-    if (\$138 ) begin
-      \$650  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$651  = w_p0_r57;
-    if (\$139 ) begin
-      \$651  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$652  = w_p0_r58;
-    if (\$140 ) begin
-      \$652  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$653  = w_p0_r59;
-    if (\$141 ) begin
-      \$653  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$654  = w_p0_r60;
-    if (\$142 ) begin
-      \$654  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$655  = w_p0_r61;
-    if (\$143 ) begin
-      \$655  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$656  = w_p0_r62;
-    if (\$144 ) begin
-      \$656  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$657  = w_p0_r63;
-    if (\$145 ) begin
-      \$657  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$658  = w_p1_r0;
-    if (\$146 ) begin
-      \$658  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$659  = w_p1_r1;
-    if (\$147 ) begin
-      \$659  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$660  = w_p1_r2;
-    if (\$148 ) begin
-      \$660  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$661  = w_p1_r3;
-    if (\$149 ) begin
-      \$661  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$662  = w_p1_r4;
-    if (\$150 ) begin
-      \$662  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$663  = w_p1_r5;
-    if (\$151 ) begin
-      \$663  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$664  = w_p1_r6;
-    if (\$152 ) begin
-      \$664  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$665  = w_p1_r7;
-    if (\$153 ) begin
-      \$665  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$666  = w_p1_r8;
-    if (\$154 ) begin
-      \$666  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$667  = w_p1_r9;
-    if (\$155 ) begin
-      \$667  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$668  = w_p1_r10;
-    if (\$156 ) begin
-      \$668  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$669  = w_p1_r11;
-    if (\$157 ) begin
-      \$669  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$670  = w_p1_r12;
-    if (\$158 ) begin
-      \$670  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$671  = w_p1_r13;
-    if (\$159 ) begin
-      \$671  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$672  = w_p1_r14;
-    if (\$160 ) begin
-      \$672  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$673  = w_p1_r15;
-    if (\$161 ) begin
-      \$673  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$674  = w_p1_r16;
-    if (\$162 ) begin
-      \$674  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$675  = w_p1_r17;
-    if (\$163 ) begin
-      \$675  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$676  = w_p1_r18;
-    if (\$164 ) begin
-      \$676  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$677  = w_p1_r19;
-    if (\$165 ) begin
-      \$677  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$678  = w_p1_r20;
-    if (\$166 ) begin
-      \$678  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$679  = w_p1_r21;
-    if (\$167 ) begin
-      \$679  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$680  = w_p1_r22;
-    if (\$168 ) begin
-      \$680  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$681  = w_p1_r23;
-    if (\$169 ) begin
-      \$681  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$682  = w_p1_r24;
-    if (\$170 ) begin
-      \$682  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$683  = w_p1_r25;
-    if (\$171 ) begin
-      \$683  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$684  = w_p1_r26;
-    if (\$172 ) begin
-      \$684  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$685  = w_p1_r27;
-    if (\$173 ) begin
-      \$685  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$686  = w_p1_r28;
-    if (\$174 ) begin
-      \$686  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$687  = w_p1_r29;
-    if (\$175 ) begin
-      \$687  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$688  = w_p1_r30;
-    if (\$176 ) begin
-      \$688  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$689  = w_p1_r31;
-    if (\$177 ) begin
-      \$689  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$690  = w_p1_r32;
-    if (\$178 ) begin
-      \$690  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$691  = w_p1_r33;
-    if (\$179 ) begin
-      \$691  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$692  = w_p1_r34;
-    if (\$180 ) begin
-      \$692  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$693  = w_p1_r35;
-    if (\$181 ) begin
-      \$693  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$694  = w_p1_r36;
-    if (\$182 ) begin
-      \$694  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$695  = w_p1_r37;
-    if (\$183 ) begin
-      \$695  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$696  = w_p1_r38;
-    if (\$184 ) begin
-      \$696  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$697  = w_p1_r39;
-    if (\$185 ) begin
-      \$697  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$698  = w_p1_r40;
-    if (\$186 ) begin
-      \$698  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$699  = w_p1_r41;
-    if (\$187 ) begin
-      \$699  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$700  = w_p1_r42;
-    if (\$188 ) begin
-      \$700  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$701  = w_p1_r43;
-    if (\$189 ) begin
-      \$701  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$702  = w_p1_r44;
-    if (\$190 ) begin
-      \$702  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$703  = w_p1_r45;
-    if (\$191 ) begin
-      \$703  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$704  = w_p1_r46;
-    if (\$192 ) begin
-      \$704  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$705  = w_p1_r47;
-    if (\$193 ) begin
-      \$705  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$706  = w_p1_r48;
-    if (\$194 ) begin
-      \$706  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$707  = w_p1_r49;
-    if (\$195 ) begin
-      \$707  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$708  = w_p1_r50;
-    if (\$196 ) begin
-      \$708  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$709  = w_p1_r51;
-    if (\$197 ) begin
-      \$709  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$710  = w_p1_r52;
-    if (\$198 ) begin
-      \$710  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$711  = w_p1_r53;
-    if (\$199 ) begin
-      \$711  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$712  = w_p1_r54;
-    if (\$200 ) begin
-      \$712  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$713  = w_p1_r55;
-    if (\$201 ) begin
-      \$713  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$714  = w_p1_r56;
-    if (\$202 ) begin
-      \$714  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$715  = w_p1_r57;
-    if (\$203 ) begin
-      \$715  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$716  = w_p1_r58;
-    if (\$204 ) begin
-      \$716  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$717  = w_p1_r59;
-    if (\$205 ) begin
-      \$717  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$718  = w_p1_r60;
-    if (\$206 ) begin
-      \$718  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$719  = w_p1_r61;
-    if (\$207 ) begin
-      \$719  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$720  = w_p1_r62;
-    if (\$208 ) begin
-      \$720  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$721  = w_p1_r63;
-    if (\$209 ) begin
-      \$721  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$722  = w_p2_r0;
-    if (\$210 ) begin
-      \$722  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$723  = w_p2_r1;
-    if (\$211 ) begin
-      \$723  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$724  = w_p2_r2;
-    if (\$212 ) begin
-      \$724  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$725  = w_p2_r3;
-    if (\$213 ) begin
-      \$725  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$726  = w_p2_r4;
-    if (\$214 ) begin
-      \$726  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$727  = w_p2_r5;
-    if (\$215 ) begin
-      \$727  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$728  = w_p2_r6;
-    if (\$216 ) begin
-      \$728  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$729  = w_p2_r7;
-    if (\$217 ) begin
-      \$729  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$730  = w_p2_r8;
-    if (\$218 ) begin
-      \$730  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$731  = w_p2_r9;
-    if (\$219 ) begin
-      \$731  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$732  = w_p2_r10;
-    if (\$220 ) begin
-      \$732  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$733  = w_p2_r11;
-    if (\$221 ) begin
-      \$733  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$734  = w_p2_r12;
-    if (\$222 ) begin
-      \$734  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$735  = w_p2_r13;
-    if (\$223 ) begin
-      \$735  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$736  = w_p2_r14;
-    if (\$224 ) begin
-      \$736  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$737  = w_p2_r15;
-    if (\$225 ) begin
-      \$737  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$738  = w_p2_r16;
-    if (\$226 ) begin
-      \$738  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$739  = w_p2_r17;
-    if (\$227 ) begin
-      \$739  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$740  = w_p2_r18;
-    if (\$228 ) begin
-      \$740  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$741  = w_p2_r19;
-    if (\$229 ) begin
-      \$741  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$742  = w_p2_r20;
-    if (\$230 ) begin
-      \$742  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$743  = w_p2_r21;
-    if (\$231 ) begin
-      \$743  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$744  = w_p2_r22;
-    if (\$232 ) begin
-      \$744  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$745  = w_p2_r23;
-    if (\$233 ) begin
-      \$745  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$746  = w_p2_r24;
-    if (\$234 ) begin
-      \$746  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$747  = w_p2_r25;
-    if (\$235 ) begin
-      \$747  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$748  = w_p2_r26;
-    if (\$236 ) begin
-      \$748  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$749  = w_p2_r27;
-    if (\$237 ) begin
-      \$749  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$750  = w_p2_r28;
-    if (\$238 ) begin
-      \$750  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$751  = w_p2_r29;
-    if (\$239 ) begin
-      \$751  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$752  = w_p2_r30;
-    if (\$240 ) begin
-      \$752  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$753  = w_p2_r31;
-    if (\$241 ) begin
-      \$753  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$754  = w_p2_r32;
-    if (\$242 ) begin
-      \$754  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$755  = w_p2_r33;
-    if (\$243 ) begin
-      \$755  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$756  = w_p2_r34;
-    if (\$244 ) begin
-      \$756  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$757  = w_p2_r35;
-    if (\$245 ) begin
-      \$757  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$758  = w_p2_r36;
-    if (\$246 ) begin
-      \$758  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$759  = w_p2_r37;
-    if (\$247 ) begin
-      \$759  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$760  = w_p2_r38;
-    if (\$248 ) begin
-      \$760  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$761  = w_p2_r39;
-    if (\$249 ) begin
-      \$761  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$762  = w_p2_r40;
-    if (\$250 ) begin
-      \$762  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$763  = w_p2_r41;
-    if (\$251 ) begin
-      \$763  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$764  = w_p2_r42;
-    if (\$252 ) begin
-      \$764  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$765  = w_p2_r43;
-    if (\$253 ) begin
-      \$765  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$766  = w_p2_r44;
-    if (\$254 ) begin
-      \$766  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$767  = w_p2_r45;
-    if (\$255 ) begin
-      \$767  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$768  = w_p2_r46;
-    if (\$256 ) begin
-      \$768  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$769  = w_p2_r47;
-    if (\$257 ) begin
-      \$769  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$770  = w_p2_r48;
-    if (\$258 ) begin
-      \$770  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$771  = w_p2_r49;
-    if (\$259 ) begin
-      \$771  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$772  = w_p2_r50;
-    if (\$260 ) begin
-      \$772  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$773  = w_p2_r51;
-    if (\$261 ) begin
-      \$773  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$774  = w_p2_r52;
-    if (\$262 ) begin
-      \$774  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$775  = w_p2_r53;
-    if (\$263 ) begin
-      \$775  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$776  = w_p2_r54;
-    if (\$264 ) begin
-      \$776  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$777  = w_p2_r55;
-    if (\$265 ) begin
-      \$777  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$778  = w_p2_r56;
-    if (\$266 ) begin
-      \$778  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$779  = w_p2_r57;
-    if (\$267 ) begin
-      \$779  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$780  = w_p2_r58;
-    if (\$268 ) begin
-      \$780  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$781  = w_p2_r59;
-    if (\$269 ) begin
-      \$781  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$782  = w_p2_r60;
-    if (\$270 ) begin
-      \$782  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$783  = w_p2_r61;
-    if (\$271 ) begin
-      \$783  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$784  = w_p2_r62;
-    if (\$272 ) begin
-      \$784  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$785  = w_p2_r63;
-    if (\$273 ) begin
-      \$785  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$786  = w_p3_r0;
-    if (\$274 ) begin
-      \$786  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$787  = w_p3_r1;
-    if (\$275 ) begin
-      \$787  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$788  = w_p3_r2;
-    if (\$276 ) begin
-      \$788  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$789  = w_p3_r3;
-    if (\$277 ) begin
-      \$789  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$790  = w_p3_r4;
-    if (\$278 ) begin
-      \$790  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$791  = w_p3_r5;
-    if (\$279 ) begin
-      \$791  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$792  = w_p3_r6;
-    if (\$280 ) begin
-      \$792  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$793  = w_p3_r7;
-    if (\$281 ) begin
-      \$793  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$794  = w_p3_r8;
-    if (\$282 ) begin
-      \$794  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$795  = w_p3_r9;
-    if (\$283 ) begin
-      \$795  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$796  = w_p3_r10;
-    if (\$284 ) begin
-      \$796  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$797  = w_p3_r11;
-    if (\$285 ) begin
-      \$797  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$798  = w_p3_r12;
-    if (\$286 ) begin
-      \$798  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$799  = w_p3_r13;
-    if (\$287 ) begin
-      \$799  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$800  = w_p3_r14;
-    if (\$288 ) begin
-      \$800  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$801  = w_p3_r15;
-    if (\$289 ) begin
-      \$801  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$802  = w_p3_r16;
-    if (\$290 ) begin
-      \$802  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$803  = w_p3_r17;
-    if (\$291 ) begin
-      \$803  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$804  = w_p3_r18;
-    if (\$292 ) begin
-      \$804  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$805  = w_p3_r19;
-    if (\$293 ) begin
-      \$805  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$806  = w_p3_r20;
-    if (\$294 ) begin
-      \$806  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$807  = w_p3_r21;
-    if (\$295 ) begin
-      \$807  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$808  = w_p3_r22;
-    if (\$296 ) begin
-      \$808  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$809  = w_p3_r23;
-    if (\$297 ) begin
-      \$809  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$810  = w_p3_r24;
-    if (\$298 ) begin
-      \$810  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$811  = w_p3_r25;
-    if (\$299 ) begin
-      \$811  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$812  = w_p3_r26;
-    if (\$300 ) begin
-      \$812  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$813  = w_p3_r27;
-    if (\$301 ) begin
-      \$813  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$814  = w_p3_r28;
-    if (\$302 ) begin
-      \$814  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$815  = w_p3_r29;
-    if (\$303 ) begin
-      \$815  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$816  = w_p3_r30;
-    if (\$304 ) begin
-      \$816  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$817  = w_p3_r31;
-    if (\$305 ) begin
-      \$817  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$818  = w_p3_r32;
-    if (\$306 ) begin
-      \$818  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$819  = w_p3_r33;
-    if (\$307 ) begin
-      \$819  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$820  = w_p3_r34;
-    if (\$308 ) begin
-      \$820  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$821  = w_p3_r35;
-    if (\$309 ) begin
-      \$821  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$822  = w_p3_r36;
-    if (\$310 ) begin
-      \$822  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$823  = w_p3_r37;
-    if (\$311 ) begin
-      \$823  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$824  = w_p3_r38;
-    if (\$312 ) begin
-      \$824  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$825  = w_p3_r39;
-    if (\$313 ) begin
-      \$825  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$826  = w_p3_r40;
-    if (\$314 ) begin
-      \$826  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$827  = w_p3_r41;
-    if (\$315 ) begin
-      \$827  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$828  = w_p3_r42;
-    if (\$316 ) begin
-      \$828  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$829  = w_p3_r43;
-    if (\$317 ) begin
-      \$829  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$830  = w_p3_r44;
-    if (\$318 ) begin
-      \$830  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$831  = w_p3_r45;
-    if (\$319 ) begin
-      \$831  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$832  = w_p3_r46;
-    if (\$320 ) begin
-      \$832  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$833  = w_p3_r47;
-    if (\$321 ) begin
-      \$833  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$834  = w_p3_r48;
-    if (\$322 ) begin
-      \$834  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$835  = w_p3_r49;
-    if (\$323 ) begin
-      \$835  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$836  = w_p3_r50;
-    if (\$324 ) begin
-      \$836  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$837  = w_p3_r51;
-    if (\$325 ) begin
-      \$837  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$838  = w_p3_r52;
-    if (\$326 ) begin
-      \$838  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$839  = w_p3_r53;
-    if (\$327 ) begin
-      \$839  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$840  = w_p3_r54;
-    if (\$328 ) begin
-      \$840  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$841  = w_p3_r55;
-    if (\$329 ) begin
-      \$841  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$842  = w_p3_r56;
-    if (\$330 ) begin
-      \$842  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$843  = w_p3_r57;
-    if (\$331 ) begin
-      \$843  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$844  = w_p3_r58;
-    if (\$332 ) begin
-      \$844  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$845  = w_p3_r59;
-    if (\$333 ) begin
-      \$845  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$846  = w_p3_r60;
-    if (\$334 ) begin
-      \$846  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$847  = w_p3_r61;
-    if (\$335 ) begin
-      \$847  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$848  = w_p3_r62;
-    if (\$336 ) begin
-      \$848  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$849  = w_p3_r63;
-    if (\$337 ) begin
-      \$849  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$850  = w_p4_r0;
-    if (\$338 ) begin
-      \$850  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$851  = w_p4_r1;
-    if (\$339 ) begin
-      \$851  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$852  = w_p4_r2;
-    if (\$340 ) begin
-      \$852  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$853  = w_p4_r3;
-    if (\$341 ) begin
-      \$853  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$854  = w_p4_r4;
-    if (\$342 ) begin
-      \$854  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$855  = w_p4_r5;
-    if (\$343 ) begin
-      \$855  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$856  = w_p4_r6;
-    if (\$344 ) begin
-      \$856  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$857  = w_p4_r7;
-    if (\$345 ) begin
-      \$857  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$858  = w_p4_r8;
-    if (\$346 ) begin
-      \$858  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$859  = w_p4_r9;
-    if (\$347 ) begin
-      \$859  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$860  = w_p4_r10;
-    if (\$348 ) begin
-      \$860  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$861  = w_p4_r11;
-    if (\$349 ) begin
-      \$861  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$862  = w_p4_r12;
-    if (\$350 ) begin
-      \$862  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$863  = w_p4_r13;
-    if (\$351 ) begin
-      \$863  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$864  = w_p4_r14;
-    if (\$352 ) begin
-      \$864  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$865  = w_p4_r15;
-    if (\$353 ) begin
-      \$865  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$866  = w_p4_r16;
-    if (\$354 ) begin
-      \$866  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$867  = w_p4_r17;
-    if (\$355 ) begin
-      \$867  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$868  = w_p4_r18;
-    if (\$356 ) begin
-      \$868  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$869  = w_p4_r19;
-    if (\$357 ) begin
-      \$869  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$870  = w_p4_r20;
-    if (\$358 ) begin
-      \$870  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$871  = w_p4_r21;
-    if (\$359 ) begin
-      \$871  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$872  = w_p4_r22;
-    if (\$360 ) begin
-      \$872  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$873  = w_p4_r23;
-    if (\$361 ) begin
-      \$873  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$874  = w_p4_r24;
-    if (\$362 ) begin
-      \$874  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$875  = w_p4_r25;
-    if (\$363 ) begin
-      \$875  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$876  = w_p4_r26;
-    if (\$364 ) begin
-      \$876  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$877  = w_p4_r27;
-    if (\$365 ) begin
-      \$877  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$878  = w_p4_r28;
-    if (\$366 ) begin
-      \$878  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$879  = w_p4_r29;
-    if (\$367 ) begin
-      \$879  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$880  = w_p4_r30;
-    if (\$368 ) begin
-      \$880  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$881  = w_p4_r31;
-    if (\$369 ) begin
-      \$881  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$882  = w_p4_r32;
-    if (\$370 ) begin
-      \$882  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$883  = w_p4_r33;
-    if (\$371 ) begin
-      \$883  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$884  = w_p4_r34;
-    if (\$372 ) begin
-      \$884  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$885  = w_p4_r35;
-    if (\$373 ) begin
-      \$885  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$886  = w_p4_r36;
-    if (\$374 ) begin
-      \$886  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$887  = w_p4_r37;
-    if (\$375 ) begin
-      \$887  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$888  = w_p4_r38;
-    if (\$376 ) begin
-      \$888  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$889  = w_p4_r39;
-    if (\$377 ) begin
-      \$889  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$890  = w_p4_r40;
-    if (\$378 ) begin
-      \$890  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$891  = w_p4_r41;
-    if (\$379 ) begin
-      \$891  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$892  = w_p4_r42;
-    if (\$380 ) begin
-      \$892  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$893  = w_p4_r43;
-    if (\$381 ) begin
-      \$893  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$894  = w_p4_r44;
-    if (\$382 ) begin
-      \$894  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$895  = w_p4_r45;
-    if (\$383 ) begin
-      \$895  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$896  = w_p4_r46;
-    if (\$384 ) begin
-      \$896  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$897  = w_p4_r47;
-    if (\$385 ) begin
-      \$897  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$898  = w_p4_r48;
-    if (\$386 ) begin
-      \$898  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$899  = w_p4_r49;
-    if (\$387 ) begin
-      \$899  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$900  = w_p4_r50;
-    if (\$388 ) begin
-      \$900  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$901  = w_p4_r51;
-    if (\$389 ) begin
-      \$901  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$902  = w_p4_r52;
-    if (\$390 ) begin
-      \$902  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$903  = w_p4_r53;
-    if (\$391 ) begin
-      \$903  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$904  = w_p4_r54;
-    if (\$392 ) begin
-      \$904  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$905  = w_p4_r55;
-    if (\$393 ) begin
-      \$905  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$906  = w_p4_r56;
-    if (\$394 ) begin
-      \$906  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$907  = w_p4_r57;
-    if (\$395 ) begin
-      \$907  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$908  = w_p4_r58;
-    if (\$396 ) begin
-      \$908  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$909  = w_p4_r59;
-    if (\$397 ) begin
-      \$909  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$910  = w_p4_r60;
-    if (\$398 ) begin
-      \$910  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$911  = w_p4_r61;
-    if (\$399 ) begin
-      \$911  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$912  = w_p4_r62;
-    if (\$400 ) begin
-      \$912  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$913  = w_p4_r63;
-    if (\$401 ) begin
-      \$913  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$914  = w_p5_r0;
-    if (\$402 ) begin
-      \$914  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$915  = w_p5_r1;
-    if (\$403 ) begin
-      \$915  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$916  = w_p5_r2;
-    if (\$404 ) begin
-      \$916  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$917  = w_p5_r3;
-    if (\$405 ) begin
-      \$917  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$918  = w_p5_r4;
-    if (\$406 ) begin
-      \$918  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$919  = w_p5_r5;
-    if (\$407 ) begin
-      \$919  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$920  = w_p5_r6;
-    if (\$408 ) begin
-      \$920  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$921  = w_p5_r7;
-    if (\$409 ) begin
-      \$921  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$922  = w_p5_r8;
-    if (\$410 ) begin
-      \$922  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$923  = w_p5_r9;
-    if (\$411 ) begin
-      \$923  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$924  = w_p5_r10;
-    if (\$412 ) begin
-      \$924  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$925  = w_p5_r11;
-    if (\$413 ) begin
-      \$925  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$926  = w_p5_r12;
-    if (\$414 ) begin
-      \$926  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$927  = w_p5_r13;
-    if (\$415 ) begin
-      \$927  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$928  = w_p5_r14;
-    if (\$416 ) begin
-      \$928  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$929  = w_p5_r15;
-    if (\$417 ) begin
-      \$929  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$930  = w_p5_r16;
-    if (\$418 ) begin
-      \$930  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$931  = w_p5_r17;
-    if (\$419 ) begin
-      \$931  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$932  = w_p5_r18;
-    if (\$420 ) begin
-      \$932  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$933  = w_p5_r19;
-    if (\$421 ) begin
-      \$933  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$934  = w_p5_r20;
-    if (\$422 ) begin
-      \$934  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$935  = w_p5_r21;
-    if (\$423 ) begin
-      \$935  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$936  = w_p5_r22;
-    if (\$424 ) begin
-      \$936  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$937  = w_p5_r23;
-    if (\$425 ) begin
-      \$937  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$938  = w_p5_r24;
-    if (\$426 ) begin
-      \$938  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$939  = w_p5_r25;
-    if (\$427 ) begin
-      \$939  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$940  = w_p5_r26;
-    if (\$428 ) begin
-      \$940  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$941  = w_p5_r27;
-    if (\$429 ) begin
-      \$941  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$942  = w_p5_r28;
-    if (\$430 ) begin
-      \$942  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$943  = w_p5_r29;
-    if (\$431 ) begin
-      \$943  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$944  = w_p5_r30;
-    if (\$432 ) begin
-      \$944  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$945  = w_p5_r31;
-    if (\$433 ) begin
-      \$945  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$946  = w_p5_r32;
-    if (\$434 ) begin
-      \$946  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$947  = w_p5_r33;
-    if (\$435 ) begin
-      \$947  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$948  = w_p5_r34;
-    if (\$436 ) begin
-      \$948  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$949  = w_p5_r35;
-    if (\$437 ) begin
-      \$949  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$950  = w_p5_r36;
-    if (\$438 ) begin
-      \$950  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$951  = w_p5_r37;
-    if (\$439 ) begin
-      \$951  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$952  = w_p5_r38;
-    if (\$440 ) begin
-      \$952  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$953  = w_p5_r39;
-    if (\$441 ) begin
-      \$953  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$954  = w_p5_r40;
-    if (\$442 ) begin
-      \$954  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$955  = w_p5_r41;
-    if (\$443 ) begin
-      \$955  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$956  = w_p5_r42;
-    if (\$444 ) begin
-      \$956  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$957  = w_p5_r43;
-    if (\$445 ) begin
-      \$957  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$958  = w_p5_r44;
-    if (\$446 ) begin
-      \$958  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$959  = w_p5_r45;
-    if (\$447 ) begin
-      \$959  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$960  = w_p5_r46;
-    if (\$448 ) begin
-      \$960  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$961  = w_p5_r47;
-    if (\$449 ) begin
-      \$961  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$962  = w_p5_r48;
-    if (\$450 ) begin
-      \$962  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$963  = w_p5_r49;
-    if (\$451 ) begin
-      \$963  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$964  = w_p5_r50;
-    if (\$452 ) begin
-      \$964  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$965  = w_p5_r51;
-    if (\$453 ) begin
-      \$965  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$966  = w_p5_r52;
-    if (\$454 ) begin
-      \$966  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$967  = w_p5_r53;
-    if (\$455 ) begin
-      \$967  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$968  = w_p5_r54;
-    if (\$456 ) begin
-      \$968  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$969  = w_p5_r55;
-    if (\$457 ) begin
-      \$969  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$970  = w_p5_r56;
-    if (\$458 ) begin
-      \$970  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$971  = w_p5_r57;
-    if (\$459 ) begin
-      \$971  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$972  = w_p5_r58;
-    if (\$460 ) begin
-      \$972  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$973  = w_p5_r59;
-    if (\$461 ) begin
-      \$973  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$974  = w_p5_r60;
-    if (\$462 ) begin
-      \$974  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$975  = w_p5_r61;
-    if (\$463 ) begin
-      \$975  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$976  = w_p5_r62;
-    if (\$464 ) begin
-      \$976  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$977  = w_p5_r63;
-    if (\$465 ) begin
-      \$977  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$978  = w_p6_r0;
-    if (\$466 ) begin
-      \$978  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$979  = w_p6_r1;
-    if (\$467 ) begin
-      \$979  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$980  = w_p6_r2;
-    if (\$468 ) begin
-      \$980  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$981  = w_p6_r3;
-    if (\$469 ) begin
-      \$981  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$982  = w_p6_r4;
-    if (\$470 ) begin
-      \$982  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$983  = w_p6_r5;
-    if (\$471 ) begin
-      \$983  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$984  = w_p6_r6;
-    if (\$472 ) begin
-      \$984  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$985  = w_p6_r7;
-    if (\$473 ) begin
-      \$985  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$986  = w_p6_r8;
-    if (\$474 ) begin
-      \$986  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$987  = w_p6_r9;
-    if (\$475 ) begin
-      \$987  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$988  = w_p6_r10;
-    if (\$476 ) begin
-      \$988  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$989  = w_p6_r11;
-    if (\$477 ) begin
-      \$989  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$990  = w_p6_r12;
-    if (\$478 ) begin
-      \$990  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$991  = w_p6_r13;
-    if (\$479 ) begin
-      \$991  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$992  = w_p6_r14;
-    if (\$480 ) begin
-      \$992  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$993  = w_p6_r15;
-    if (\$481 ) begin
-      \$993  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$994  = w_p6_r16;
-    if (\$482 ) begin
-      \$994  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$995  = w_p6_r17;
-    if (\$483 ) begin
-      \$995  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$996  = w_p6_r18;
-    if (\$484 ) begin
-      \$996  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$997  = w_p6_r19;
-    if (\$485 ) begin
-      \$997  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$998  = w_p6_r20;
-    if (\$486 ) begin
-      \$998  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$999  = w_p6_r21;
-    if (\$487 ) begin
-      \$999  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1000  = w_p6_r22;
-    if (\$488 ) begin
-      \$1000  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1001  = w_p6_r23;
-    if (\$489 ) begin
-      \$1001  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1002  = w_p6_r24;
-    if (\$490 ) begin
-      \$1002  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1003  = w_p6_r25;
-    if (\$491 ) begin
-      \$1003  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1004  = w_p6_r26;
-    if (\$492 ) begin
-      \$1004  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1005  = w_p6_r27;
-    if (\$493 ) begin
-      \$1005  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1006  = w_p6_r28;
-    if (\$494 ) begin
-      \$1006  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1007  = w_p6_r29;
-    if (\$495 ) begin
-      \$1007  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1008  = w_p6_r30;
-    if (\$496 ) begin
-      \$1008  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1009  = w_p6_r31;
-    if (\$497 ) begin
-      \$1009  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1010  = w_p6_r32;
-    if (\$498 ) begin
-      \$1010  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1011  = w_p6_r33;
-    if (\$499 ) begin
-      \$1011  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1012  = w_p6_r34;
-    if (\$500 ) begin
-      \$1012  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1013  = w_p6_r35;
-    if (\$501 ) begin
-      \$1013  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1014  = w_p6_r36;
-    if (\$502 ) begin
-      \$1014  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1015  = w_p6_r37;
-    if (\$503 ) begin
-      \$1015  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1016  = w_p6_r38;
-    if (\$504 ) begin
-      \$1016  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1017  = w_p6_r39;
-    if (\$505 ) begin
-      \$1017  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1018  = w_p6_r40;
-    if (\$506 ) begin
-      \$1018  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1019  = w_p6_r41;
-    if (\$507 ) begin
-      \$1019  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1020  = w_p6_r42;
-    if (\$508 ) begin
-      \$1020  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1021  = w_p6_r43;
-    if (\$509 ) begin
-      \$1021  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1022  = w_p6_r44;
-    if (\$510 ) begin
-      \$1022  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1023  = w_p6_r45;
-    if (\$511 ) begin
-      \$1023  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1024  = w_p6_r46;
-    if (\$512 ) begin
-      \$1024  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1025  = w_p6_r47;
-    if (\$513 ) begin
-      \$1025  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1026  = w_p6_r48;
-    if (\$514 ) begin
-      \$1026  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1027  = w_p6_r49;
-    if (\$515 ) begin
-      \$1027  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1028  = w_p6_r50;
-    if (\$516 ) begin
-      \$1028  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1029  = w_p6_r51;
-    if (\$517 ) begin
-      \$1029  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1030  = w_p6_r52;
-    if (\$518 ) begin
-      \$1030  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1031  = w_p6_r53;
-    if (\$519 ) begin
-      \$1031  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1032  = w_p6_r54;
-    if (\$520 ) begin
-      \$1032  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1033  = w_p6_r55;
-    if (\$521 ) begin
-      \$1033  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1034  = w_p6_r56;
-    if (\$522 ) begin
-      \$1034  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1035  = w_p6_r57;
-    if (\$523 ) begin
-      \$1035  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1036  = w_p6_r58;
-    if (\$524 ) begin
-      \$1036  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1037  = w_p6_r59;
-    if (\$525 ) begin
-      \$1037  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1038  = w_p6_r60;
-    if (\$526 ) begin
-      \$1038  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1039  = w_p6_r61;
-    if (\$527 ) begin
-      \$1039  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1040  = w_p6_r62;
-    if (\$528 ) begin
-      \$1040  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1041  = w_p6_r63;
-    if (\$529 ) begin
-      \$1041  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1042  = w_p7_r0;
-    if (\$530 ) begin
-      \$1042  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1043  = w_p7_r1;
-    if (\$531 ) begin
-      \$1043  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1044  = w_p7_r2;
-    if (\$532 ) begin
-      \$1044  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1045  = w_p7_r3;
-    if (\$533 ) begin
-      \$1045  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1046  = w_p7_r4;
-    if (\$534 ) begin
-      \$1046  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1047  = w_p7_r5;
-    if (\$535 ) begin
-      \$1047  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1048  = w_p7_r6;
-    if (\$536 ) begin
-      \$1048  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1049  = w_p7_r7;
-    if (\$537 ) begin
-      \$1049  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1050  = w_p7_r8;
-    if (\$538 ) begin
-      \$1050  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1051  = w_p7_r9;
-    if (\$539 ) begin
-      \$1051  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1052  = w_p7_r10;
-    if (\$540 ) begin
-      \$1052  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1053  = w_p7_r11;
-    if (\$541 ) begin
-      \$1053  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1054  = w_p7_r12;
-    if (\$542 ) begin
-      \$1054  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1055  = w_p7_r13;
-    if (\$543 ) begin
-      \$1055  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1056  = w_p7_r14;
-    if (\$544 ) begin
-      \$1056  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1057  = w_p7_r15;
-    if (\$545 ) begin
-      \$1057  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1058  = w_p7_r16;
-    if (\$546 ) begin
-      \$1058  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1059  = w_p7_r17;
-    if (\$547 ) begin
-      \$1059  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1060  = w_p7_r18;
-    if (\$548 ) begin
-      \$1060  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1061  = w_p7_r19;
-    if (\$549 ) begin
-      \$1061  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1062  = w_p7_r20;
-    if (\$550 ) begin
-      \$1062  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1063  = w_p7_r21;
-    if (\$551 ) begin
-      \$1063  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1064  = w_p7_r22;
-    if (\$552 ) begin
-      \$1064  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1065  = w_p7_r23;
-    if (\$553 ) begin
-      \$1065  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1066  = w_p7_r24;
-    if (\$554 ) begin
-      \$1066  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1067  = w_p7_r25;
-    if (\$555 ) begin
-      \$1067  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1068  = w_p7_r26;
-    if (\$556 ) begin
-      \$1068  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1069  = w_p7_r27;
-    if (\$557 ) begin
-      \$1069  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1070  = w_p7_r28;
-    if (\$558 ) begin
-      \$1070  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1071  = w_p7_r29;
-    if (\$559 ) begin
-      \$1071  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1072  = w_p7_r30;
-    if (\$560 ) begin
-      \$1072  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1073  = w_p7_r31;
-    if (\$561 ) begin
-      \$1073  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1074  = w_p7_r32;
-    if (\$562 ) begin
-      \$1074  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1075  = w_p7_r33;
-    if (\$563 ) begin
-      \$1075  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1076  = w_p7_r34;
-    if (\$564 ) begin
-      \$1076  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1077  = w_p7_r35;
-    if (\$565 ) begin
-      \$1077  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1078  = w_p7_r36;
-    if (\$566 ) begin
-      \$1078  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1079  = w_p7_r37;
-    if (\$567 ) begin
-      \$1079  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1080  = w_p7_r38;
-    if (\$568 ) begin
-      \$1080  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1081  = w_p7_r39;
-    if (\$569 ) begin
-      \$1081  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1082  = w_p7_r40;
-    if (\$570 ) begin
-      \$1082  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1083  = w_p7_r41;
-    if (\$571 ) begin
-      \$1083  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1084  = w_p7_r42;
-    if (\$572 ) begin
-      \$1084  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1085  = w_p7_r43;
-    if (\$573 ) begin
-      \$1085  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1086  = w_p7_r44;
-    if (\$574 ) begin
-      \$1086  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1087  = w_p7_r45;
-    if (\$575 ) begin
-      \$1087  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1088  = w_p7_r46;
-    if (\$576 ) begin
-      \$1088  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1089  = w_p7_r47;
-    if (\$577 ) begin
-      \$1089  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1090  = w_p7_r48;
-    if (\$578 ) begin
-      \$1090  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1091  = w_p7_r49;
-    if (\$579 ) begin
-      \$1091  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1092  = w_p7_r50;
-    if (\$580 ) begin
-      \$1092  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1093  = w_p7_r51;
-    if (\$581 ) begin
-      \$1093  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1094  = w_p7_r52;
-    if (\$582 ) begin
-      \$1094  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1095  = w_p7_r53;
-    if (\$583 ) begin
-      \$1095  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1096  = w_p7_r54;
-    if (\$584 ) begin
-      \$1096  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1097  = w_p7_r55;
-    if (\$585 ) begin
-      \$1097  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1098  = w_p7_r56;
-    if (\$586 ) begin
-      \$1098  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1099  = w_p7_r57;
-    if (\$587 ) begin
-      \$1099  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1100  = w_p7_r58;
-    if (\$588 ) begin
-      \$1100  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1101  = w_p7_r59;
-    if (\$589 ) begin
-      \$1101  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1102  = w_p7_r60;
-    if (\$590 ) begin
-      \$1102  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1103  = w_p7_r61;
-    if (\$591 ) begin
-      \$1103  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1104  = w_p7_r62;
-    if (\$592 ) begin
-      \$1104  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$1105  = w_p7_r63;
-    if (\$593 ) begin
-      \$1105  = wdata;
-    end
-  end
-  assign row_hit = \$1 [63:0];
+  reg [7:0] cells [511:0];
+  initial begin
+    cells[0] = 8'h00;
+    cells[1] = 8'h00;
+    cells[2] = 8'h00;
+    cells[3] = 8'h00;
+    cells[4] = 8'h00;
+    cells[5] = 8'h00;
+    cells[6] = 8'h00;
+    cells[7] = 8'h00;
+    cells[8] = 8'h00;
+    cells[9] = 8'h00;
+    cells[10] = 8'h00;
+    cells[11] = 8'h00;
+    cells[12] = 8'h00;
+    cells[13] = 8'h00;
+    cells[14] = 8'h00;
+    cells[15] = 8'h00;
+    cells[16] = 8'h00;
+    cells[17] = 8'h00;
+    cells[18] = 8'h00;
+    cells[19] = 8'h00;
+    cells[20] = 8'h00;
+    cells[21] = 8'h00;
+    cells[22] = 8'h00;
+    cells[23] = 8'h00;
+    cells[24] = 8'h00;
+    cells[25] = 8'h00;
+    cells[26] = 8'h00;
+    cells[27] = 8'h00;
+    cells[28] = 8'h00;
+    cells[29] = 8'h00;
+    cells[30] = 8'h00;
+    cells[31] = 8'h00;
+    cells[32] = 8'h00;
+    cells[33] = 8'h00;
+    cells[34] = 8'h00;
+    cells[35] = 8'h00;
+    cells[36] = 8'h00;
+    cells[37] = 8'h00;
+    cells[38] = 8'h00;
+    cells[39] = 8'h00;
+    cells[40] = 8'h00;
+    cells[41] = 8'h00;
+    cells[42] = 8'h00;
+    cells[43] = 8'h00;
+    cells[44] = 8'h00;
+    cells[45] = 8'h00;
+    cells[46] = 8'h00;
+    cells[47] = 8'h00;
+    cells[48] = 8'h00;
+    cells[49] = 8'h00;
+    cells[50] = 8'h00;
+    cells[51] = 8'h00;
+    cells[52] = 8'h00;
+    cells[53] = 8'h00;
+    cells[54] = 8'h00;
+    cells[55] = 8'h00;
+    cells[56] = 8'h00;
+    cells[57] = 8'h00;
+    cells[58] = 8'h00;
+    cells[59] = 8'h00;
+    cells[60] = 8'h00;
+    cells[61] = 8'h00;
+    cells[62] = 8'h00;
+    cells[63] = 8'h00;
+    cells[64] = 8'h00;
+    cells[65] = 8'h00;
+    cells[66] = 8'h00;
+    cells[67] = 8'h00;
+    cells[68] = 8'h00;
+    cells[69] = 8'h00;
+    cells[70] = 8'h00;
+    cells[71] = 8'h00;
+    cells[72] = 8'h00;
+    cells[73] = 8'h00;
+    cells[74] = 8'h00;
+    cells[75] = 8'h00;
+    cells[76] = 8'h00;
+    cells[77] = 8'h00;
+    cells[78] = 8'h00;
+    cells[79] = 8'h00;
+    cells[80] = 8'h00;
+    cells[81] = 8'h00;
+    cells[82] = 8'h00;
+    cells[83] = 8'h00;
+    cells[84] = 8'h00;
+    cells[85] = 8'h00;
+    cells[86] = 8'h00;
+    cells[87] = 8'h00;
+    cells[88] = 8'h00;
+    cells[89] = 8'h00;
+    cells[90] = 8'h00;
+    cells[91] = 8'h00;
+    cells[92] = 8'h00;
+    cells[93] = 8'h00;
+    cells[94] = 8'h00;
+    cells[95] = 8'h00;
+    cells[96] = 8'h00;
+    cells[97] = 8'h00;
+    cells[98] = 8'h00;
+    cells[99] = 8'h00;
+    cells[100] = 8'h00;
+    cells[101] = 8'h00;
+    cells[102] = 8'h00;
+    cells[103] = 8'h00;
+    cells[104] = 8'h00;
+    cells[105] = 8'h00;
+    cells[106] = 8'h00;
+    cells[107] = 8'h00;
+    cells[108] = 8'h00;
+    cells[109] = 8'h00;
+    cells[110] = 8'h00;
+    cells[111] = 8'h00;
+    cells[112] = 8'h00;
+    cells[113] = 8'h00;
+    cells[114] = 8'h00;
+    cells[115] = 8'h00;
+    cells[116] = 8'h00;
+    cells[117] = 8'h00;
+    cells[118] = 8'h00;
+    cells[119] = 8'h00;
+    cells[120] = 8'h00;
+    cells[121] = 8'h00;
+    cells[122] = 8'h00;
+    cells[123] = 8'h00;
+    cells[124] = 8'h00;
+    cells[125] = 8'h00;
+    cells[126] = 8'h00;
+    cells[127] = 8'h00;
+    cells[128] = 8'h00;
+    cells[129] = 8'h00;
+    cells[130] = 8'h00;
+    cells[131] = 8'h00;
+    cells[132] = 8'h00;
+    cells[133] = 8'h00;
+    cells[134] = 8'h00;
+    cells[135] = 8'h00;
+    cells[136] = 8'h00;
+    cells[137] = 8'h00;
+    cells[138] = 8'h00;
+    cells[139] = 8'h00;
+    cells[140] = 8'h00;
+    cells[141] = 8'h00;
+    cells[142] = 8'h00;
+    cells[143] = 8'h00;
+    cells[144] = 8'h00;
+    cells[145] = 8'h00;
+    cells[146] = 8'h00;
+    cells[147] = 8'h00;
+    cells[148] = 8'h00;
+    cells[149] = 8'h00;
+    cells[150] = 8'h00;
+    cells[151] = 8'h00;
+    cells[152] = 8'h00;
+    cells[153] = 8'h00;
+    cells[154] = 8'h00;
+    cells[155] = 8'h00;
+    cells[156] = 8'h00;
+    cells[157] = 8'h00;
+    cells[158] = 8'h00;
+    cells[159] = 8'h00;
+    cells[160] = 8'h00;
+    cells[161] = 8'h00;
+    cells[162] = 8'h00;
+    cells[163] = 8'h00;
+    cells[164] = 8'h00;
+    cells[165] = 8'h00;
+    cells[166] = 8'h00;
+    cells[167] = 8'h00;
+    cells[168] = 8'h00;
+    cells[169] = 8'h00;
+    cells[170] = 8'h00;
+    cells[171] = 8'h00;
+    cells[172] = 8'h00;
+    cells[173] = 8'h00;
+    cells[174] = 8'h00;
+    cells[175] = 8'h00;
+    cells[176] = 8'h00;
+    cells[177] = 8'h00;
+    cells[178] = 8'h00;
+    cells[179] = 8'h00;
+    cells[180] = 8'h00;
+    cells[181] = 8'h00;
+    cells[182] = 8'h00;
+    cells[183] = 8'h00;
+    cells[184] = 8'h00;
+    cells[185] = 8'h00;
+    cells[186] = 8'h00;
+    cells[187] = 8'h00;
+    cells[188] = 8'h00;
+    cells[189] = 8'h00;
+    cells[190] = 8'h00;
+    cells[191] = 8'h00;
+    cells[192] = 8'h00;
+    cells[193] = 8'h00;
+    cells[194] = 8'h00;
+    cells[195] = 8'h00;
+    cells[196] = 8'h00;
+    cells[197] = 8'h00;
+    cells[198] = 8'h00;
+    cells[199] = 8'h00;
+    cells[200] = 8'h00;
+    cells[201] = 8'h00;
+    cells[202] = 8'h00;
+    cells[203] = 8'h00;
+    cells[204] = 8'h00;
+    cells[205] = 8'h00;
+    cells[206] = 8'h00;
+    cells[207] = 8'h00;
+    cells[208] = 8'h00;
+    cells[209] = 8'h00;
+    cells[210] = 8'h00;
+    cells[211] = 8'h00;
+    cells[212] = 8'h00;
+    cells[213] = 8'h00;
+    cells[214] = 8'h00;
+    cells[215] = 8'h00;
+    cells[216] = 8'h00;
+    cells[217] = 8'h00;
+    cells[218] = 8'h00;
+    cells[219] = 8'h00;
+    cells[220] = 8'h00;
+    cells[221] = 8'h00;
+    cells[222] = 8'h00;
+    cells[223] = 8'h00;
+    cells[224] = 8'h00;
+    cells[225] = 8'h00;
+    cells[226] = 8'h00;
+    cells[227] = 8'h00;
+    cells[228] = 8'h00;
+    cells[229] = 8'h00;
+    cells[230] = 8'h00;
+    cells[231] = 8'h00;
+    cells[232] = 8'h00;
+    cells[233] = 8'h00;
+    cells[234] = 8'h00;
+    cells[235] = 8'h00;
+    cells[236] = 8'h00;
+    cells[237] = 8'h00;
+    cells[238] = 8'h00;
+    cells[239] = 8'h00;
+    cells[240] = 8'h00;
+    cells[241] = 8'h00;
+    cells[242] = 8'h00;
+    cells[243] = 8'h00;
+    cells[244] = 8'h00;
+    cells[245] = 8'h00;
+    cells[246] = 8'h00;
+    cells[247] = 8'h00;
+    cells[248] = 8'h00;
+    cells[249] = 8'h00;
+    cells[250] = 8'h00;
+    cells[251] = 8'h00;
+    cells[252] = 8'h00;
+    cells[253] = 8'h00;
+    cells[254] = 8'h00;
+    cells[255] = 8'h00;
+    cells[256] = 8'h00;
+    cells[257] = 8'h00;
+    cells[258] = 8'h00;
+    cells[259] = 8'h00;
+    cells[260] = 8'h00;
+    cells[261] = 8'h00;
+    cells[262] = 8'h00;
+    cells[263] = 8'h00;
+    cells[264] = 8'h00;
+    cells[265] = 8'h00;
+    cells[266] = 8'h00;
+    cells[267] = 8'h00;
+    cells[268] = 8'h00;
+    cells[269] = 8'h00;
+    cells[270] = 8'h00;
+    cells[271] = 8'h00;
+    cells[272] = 8'h00;
+    cells[273] = 8'h00;
+    cells[274] = 8'h00;
+    cells[275] = 8'h00;
+    cells[276] = 8'h00;
+    cells[277] = 8'h00;
+    cells[278] = 8'h00;
+    cells[279] = 8'h00;
+    cells[280] = 8'h00;
+    cells[281] = 8'h00;
+    cells[282] = 8'h00;
+    cells[283] = 8'h00;
+    cells[284] = 8'h00;
+    cells[285] = 8'h00;
+    cells[286] = 8'h00;
+    cells[287] = 8'h00;
+    cells[288] = 8'h00;
+    cells[289] = 8'h00;
+    cells[290] = 8'h00;
+    cells[291] = 8'h00;
+    cells[292] = 8'h00;
+    cells[293] = 8'h00;
+    cells[294] = 8'h00;
+    cells[295] = 8'h00;
+    cells[296] = 8'h00;
+    cells[297] = 8'h00;
+    cells[298] = 8'h00;
+    cells[299] = 8'h00;
+    cells[300] = 8'h00;
+    cells[301] = 8'h00;
+    cells[302] = 8'h00;
+    cells[303] = 8'h00;
+    cells[304] = 8'h00;
+    cells[305] = 8'h00;
+    cells[306] = 8'h00;
+    cells[307] = 8'h00;
+    cells[308] = 8'h00;
+    cells[309] = 8'h00;
+    cells[310] = 8'h00;
+    cells[311] = 8'h00;
+    cells[312] = 8'h00;
+    cells[313] = 8'h00;
+    cells[314] = 8'h00;
+    cells[315] = 8'h00;
+    cells[316] = 8'h00;
+    cells[317] = 8'h00;
+    cells[318] = 8'h00;
+    cells[319] = 8'h00;
+    cells[320] = 8'h00;
+    cells[321] = 8'h00;
+    cells[322] = 8'h00;
+    cells[323] = 8'h00;
+    cells[324] = 8'h00;
+    cells[325] = 8'h00;
+    cells[326] = 8'h00;
+    cells[327] = 8'h00;
+    cells[328] = 8'h00;
+    cells[329] = 8'h00;
+    cells[330] = 8'h00;
+    cells[331] = 8'h00;
+    cells[332] = 8'h00;
+    cells[333] = 8'h00;
+    cells[334] = 8'h00;
+    cells[335] = 8'h00;
+    cells[336] = 8'h00;
+    cells[337] = 8'h00;
+    cells[338] = 8'h00;
+    cells[339] = 8'h00;
+    cells[340] = 8'h00;
+    cells[341] = 8'h00;
+    cells[342] = 8'h00;
+    cells[343] = 8'h00;
+    cells[344] = 8'h00;
+    cells[345] = 8'h00;
+    cells[346] = 8'h00;
+    cells[347] = 8'h00;
+    cells[348] = 8'h00;
+    cells[349] = 8'h00;
+    cells[350] = 8'h00;
+    cells[351] = 8'h00;
+    cells[352] = 8'h00;
+    cells[353] = 8'h00;
+    cells[354] = 8'h00;
+    cells[355] = 8'h00;
+    cells[356] = 8'h00;
+    cells[357] = 8'h00;
+    cells[358] = 8'h00;
+    cells[359] = 8'h00;
+    cells[360] = 8'h00;
+    cells[361] = 8'h00;
+    cells[362] = 8'h00;
+    cells[363] = 8'h00;
+    cells[364] = 8'h00;
+    cells[365] = 8'h00;
+    cells[366] = 8'h00;
+    cells[367] = 8'h00;
+    cells[368] = 8'h00;
+    cells[369] = 8'h00;
+    cells[370] = 8'h00;
+    cells[371] = 8'h00;
+    cells[372] = 8'h00;
+    cells[373] = 8'h00;
+    cells[374] = 8'h00;
+    cells[375] = 8'h00;
+    cells[376] = 8'h00;
+    cells[377] = 8'h00;
+    cells[378] = 8'h00;
+    cells[379] = 8'h00;
+    cells[380] = 8'h00;
+    cells[381] = 8'h00;
+    cells[382] = 8'h00;
+    cells[383] = 8'h00;
+    cells[384] = 8'h00;
+    cells[385] = 8'h00;
+    cells[386] = 8'h00;
+    cells[387] = 8'h00;
+    cells[388] = 8'h00;
+    cells[389] = 8'h00;
+    cells[390] = 8'h00;
+    cells[391] = 8'h00;
+    cells[392] = 8'h00;
+    cells[393] = 8'h00;
+    cells[394] = 8'h00;
+    cells[395] = 8'h00;
+    cells[396] = 8'h00;
+    cells[397] = 8'h00;
+    cells[398] = 8'h00;
+    cells[399] = 8'h00;
+    cells[400] = 8'h00;
+    cells[401] = 8'h00;
+    cells[402] = 8'h00;
+    cells[403] = 8'h00;
+    cells[404] = 8'h00;
+    cells[405] = 8'h00;
+    cells[406] = 8'h00;
+    cells[407] = 8'h00;
+    cells[408] = 8'h00;
+    cells[409] = 8'h00;
+    cells[410] = 8'h00;
+    cells[411] = 8'h00;
+    cells[412] = 8'h00;
+    cells[413] = 8'h00;
+    cells[414] = 8'h00;
+    cells[415] = 8'h00;
+    cells[416] = 8'h00;
+    cells[417] = 8'h00;
+    cells[418] = 8'h00;
+    cells[419] = 8'h00;
+    cells[420] = 8'h00;
+    cells[421] = 8'h00;
+    cells[422] = 8'h00;
+    cells[423] = 8'h00;
+    cells[424] = 8'h00;
+    cells[425] = 8'h00;
+    cells[426] = 8'h00;
+    cells[427] = 8'h00;
+    cells[428] = 8'h00;
+    cells[429] = 8'h00;
+    cells[430] = 8'h00;
+    cells[431] = 8'h00;
+    cells[432] = 8'h00;
+    cells[433] = 8'h00;
+    cells[434] = 8'h00;
+    cells[435] = 8'h00;
+    cells[436] = 8'h00;
+    cells[437] = 8'h00;
+    cells[438] = 8'h00;
+    cells[439] = 8'h00;
+    cells[440] = 8'h00;
+    cells[441] = 8'h00;
+    cells[442] = 8'h00;
+    cells[443] = 8'h00;
+    cells[444] = 8'h00;
+    cells[445] = 8'h00;
+    cells[446] = 8'h00;
+    cells[447] = 8'h00;
+    cells[448] = 8'h00;
+    cells[449] = 8'h00;
+    cells[450] = 8'h00;
+    cells[451] = 8'h00;
+    cells[452] = 8'h00;
+    cells[453] = 8'h00;
+    cells[454] = 8'h00;
+    cells[455] = 8'h00;
+    cells[456] = 8'h00;
+    cells[457] = 8'h00;
+    cells[458] = 8'h00;
+    cells[459] = 8'h00;
+    cells[460] = 8'h00;
+    cells[461] = 8'h00;
+    cells[462] = 8'h00;
+    cells[463] = 8'h00;
+    cells[464] = 8'h00;
+    cells[465] = 8'h00;
+    cells[466] = 8'h00;
+    cells[467] = 8'h00;
+    cells[468] = 8'h00;
+    cells[469] = 8'h00;
+    cells[470] = 8'h00;
+    cells[471] = 8'h00;
+    cells[472] = 8'h00;
+    cells[473] = 8'h00;
+    cells[474] = 8'h00;
+    cells[475] = 8'h00;
+    cells[476] = 8'h00;
+    cells[477] = 8'h00;
+    cells[478] = 8'h00;
+    cells[479] = 8'h00;
+    cells[480] = 8'h00;
+    cells[481] = 8'h00;
+    cells[482] = 8'h00;
+    cells[483] = 8'h00;
+    cells[484] = 8'h00;
+    cells[485] = 8'h00;
+    cells[486] = 8'h00;
+    cells[487] = 8'h00;
+    cells[488] = 8'h00;
+    cells[489] = 8'h00;
+    cells[490] = 8'h00;
+    cells[491] = 8'h00;
+    cells[492] = 8'h00;
+    cells[493] = 8'h00;
+    cells[494] = 8'h00;
+    cells[495] = 8'h00;
+    cells[496] = 8'h00;
+    cells[497] = 8'h00;
+    cells[498] = 8'h00;
+    cells[499] = 8'h00;
+    cells[500] = 8'h00;
+    cells[501] = 8'h00;
+    cells[502] = 8'h00;
+    cells[503] = 8'h00;
+    cells[504] = 8'h00;
+    cells[505] = 8'h00;
+    cells[506] = 8'h00;
+    cells[507] = 8'h00;
+    cells[508] = 8'h00;
+    cells[509] = 8'h00;
+    cells[510] = 8'h00;
+    cells[511] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (wp__en)
+      cells[\$2 [8:0]] <= wp__data;
+  end
+  assign rp__data = cells[\$7 [8:0]];
+  assign \rp__data$12  = cells[\$9 [8:0]];
+  assign \rp__data$14  = cells[\$11 [8:0]];
+  assign \rp__data$16  = cells[\$13 [8:0]];
+  assign \rp__data$18  = cells[\$15 [8:0]];
+  assign \rp__data$20  = cells[\$17 [8:0]];
+  assign \rp__data$22  = cells[\$19 [8:0]];
+  assign \rp__data$24  = cells[\$21 [8:0]];
+  assign \rp__data$26  = cells[\$23 [8:0]];
+  assign \rp__data$28  = cells[\$25 [8:0]];
+  assign \rp__data$30  = cells[\$27 [8:0]];
+  assign \rp__data$32  = cells[\$29 [8:0]];
+  assign \rp__data$34  = cells[\$31 [8:0]];
+  assign \rp__data$36  = cells[\$33 [8:0]];
+  assign \rp__data$38  = cells[\$35 [8:0]];
+  assign \rp__data$40  = cells[\$37 [8:0]];
+  assign \rp__data$42  = cells[\$39 [8:0]];
+  assign \rp__data$44  = cells[\$41 [8:0]];
+  assign \rp__data$46  = cells[\$43 [8:0]];
+  assign \rp__data$48  = cells[\$45 [8:0]];
+  assign \rp__data$50  = cells[\$47 [8:0]];
+  assign \rp__data$52  = cells[\$49 [8:0]];
+  assign \rp__data$54  = cells[\$51 [8:0]];
+  assign \rp__data$56  = cells[\$53 [8:0]];
+  assign \rp__data$58  = cells[\$55 [8:0]];
+  assign \rp__data$60  = cells[\$57 [8:0]];
+  assign \rp__data$62  = cells[\$59 [8:0]];
+  assign \rp__data$64  = cells[\$61 [8:0]];
+  assign \rp__data$66  = cells[\$63 [8:0]];
+  assign \rp__data$68  = cells[\$65 [8:0]];
+  assign \rp__data$70  = cells[\$67 [8:0]];
+  assign \rp__data$72  = cells[\$69 [8:0]];
+  assign \rp__data$74  = cells[\$71 [8:0]];
+  assign \rp__data$76  = cells[\$73 [8:0]];
+  assign \rp__data$78  = cells[\$75 [8:0]];
+  assign \rp__data$80  = cells[\$77 [8:0]];
+  assign \rp__data$82  = cells[\$79 [8:0]];
+  assign \rp__data$84  = cells[\$81 [8:0]];
+  assign \rp__data$86  = cells[\$83 [8:0]];
+  assign \rp__data$88  = cells[\$85 [8:0]];
+  assign \rp__data$90  = cells[\$87 [8:0]];
+  assign \rp__data$92  = cells[\$89 [8:0]];
+  assign \rp__data$94  = cells[\$91 [8:0]];
+  assign \rp__data$96  = cells[\$93 [8:0]];
+  assign \rp__data$98  = cells[\$95 [8:0]];
+  assign \rp__data$100  = cells[\$97 [8:0]];
+  assign \rp__data$102  = cells[\$99 [8:0]];
+  assign \rp__data$104  = cells[\$101 [8:0]];
+  assign \rp__data$106  = cells[\$103 [8:0]];
+  assign \rp__data$108  = cells[\$105 [8:0]];
+  assign \rp__data$110  = cells[\$107 [8:0]];
+  assign \rp__data$112  = cells[\$109 [8:0]];
+  assign \rp__data$114  = cells[\$111 [8:0]];
+  assign \rp__data$116  = cells[\$113 [8:0]];
+  assign \rp__data$118  = cells[\$115 [8:0]];
+  assign \rp__data$120  = cells[\$117 [8:0]];
+  assign \rp__data$122  = cells[\$119 [8:0]];
+  assign \rp__data$124  = cells[\$121 [8:0]];
+  assign \rp__data$126  = cells[\$123 [8:0]];
+  assign \rp__data$128  = cells[\$125 [8:0]];
+  assign \rp__data$130  = cells[\$127 [8:0]];
+  assign \rp__data$132  = cells[\$129 [8:0]];
+  assign \rp__data$134  = cells[\$131 [8:0]];
+  assign \rp__data$136  = cells[\$133 [8:0]];
+  assign rdata = cells[\$135 [8:0]];
+  assign \$1  = wpage * 7'h40;
+  assign \$2  = \$1  + wrow;
+  assign \$3  = wpage < 4'h8;
+  assign \$4  = we & \$3 ;
+  assign \$5  = wrow < 7'h40;
+  assign wp__en = \$4  & \$5 ;
+  assign \$6  = cpage * 7'h40;
+  assign \$7  = \$6  + 1'h0;
+  assign \$8  = cpage * 7'h40;
+  assign \$9  = \$8  + 1'h1;
+  assign \$10  = cpage * 7'h40;
+  assign \$11  = \$10  + 2'h2;
+  assign \$12  = cpage * 7'h40;
+  assign \$13  = \$12  + 2'h3;
+  assign \$14  = cpage * 7'h40;
+  assign \$15  = \$14  + 3'h4;
+  assign \$16  = cpage * 7'h40;
+  assign \$17  = \$16  + 3'h5;
+  assign \$18  = cpage * 7'h40;
+  assign \$19  = \$18  + 3'h6;
+  assign \$20  = cpage * 7'h40;
+  assign \$21  = \$20  + 3'h7;
+  assign \$22  = cpage * 7'h40;
+  assign \$23  = \$22  + 4'h8;
+  assign \$24  = cpage * 7'h40;
+  assign \$25  = \$24  + 4'h9;
+  assign \$26  = cpage * 7'h40;
+  assign \$27  = \$26  + 4'ha;
+  assign \$28  = cpage * 7'h40;
+  assign \$29  = \$28  + 4'hb;
+  assign \$30  = cpage * 7'h40;
+  assign \$31  = \$30  + 4'hc;
+  assign \$32  = cpage * 7'h40;
+  assign \$33  = \$32  + 4'hd;
+  assign \$34  = cpage * 7'h40;
+  assign \$35  = \$34  + 4'he;
+  assign \$36  = cpage * 7'h40;
+  assign \$37  = \$36  + 4'hf;
+  assign \$38  = cpage * 7'h40;
+  assign \$39  = \$38  + 5'h10;
+  assign \$40  = cpage * 7'h40;
+  assign \$41  = \$40  + 5'h11;
+  assign \$42  = cpage * 7'h40;
+  assign \$43  = \$42  + 5'h12;
+  assign \$44  = cpage * 7'h40;
+  assign \$45  = \$44  + 5'h13;
+  assign \$46  = cpage * 7'h40;
+  assign \$47  = \$46  + 5'h14;
+  assign \$48  = cpage * 7'h40;
+  assign \$49  = \$48  + 5'h15;
+  assign \$50  = cpage * 7'h40;
+  assign \$51  = \$50  + 5'h16;
+  assign \$52  = cpage * 7'h40;
+  assign \$53  = \$52  + 5'h17;
+  assign \$54  = cpage * 7'h40;
+  assign \$55  = \$54  + 5'h18;
+  assign \$56  = cpage * 7'h40;
+  assign \$57  = \$56  + 5'h19;
+  assign \$58  = cpage * 7'h40;
+  assign \$59  = \$58  + 5'h1a;
+  assign \$60  = cpage * 7'h40;
+  assign \$61  = \$60  + 5'h1b;
+  assign \$62  = cpage * 7'h40;
+  assign \$63  = \$62  + 5'h1c;
+  assign \$64  = cpage * 7'h40;
+  assign \$65  = \$64  + 5'h1d;
+  assign \$66  = cpage * 7'h40;
+  assign \$67  = \$66  + 5'h1e;
+  assign \$68  = cpage * 7'h40;
+  assign \$69  = \$68  + 5'h1f;
+  assign \$70  = cpage * 7'h40;
+  assign \$71  = \$70  + 6'h20;
+  assign \$72  = cpage * 7'h40;
+  assign \$73  = \$72  + 6'h21;
+  assign \$74  = cpage * 7'h40;
+  assign \$75  = \$74  + 6'h22;
+  assign \$76  = cpage * 7'h40;
+  assign \$77  = \$76  + 6'h23;
+  assign \$78  = cpage * 7'h40;
+  assign \$79  = \$78  + 6'h24;
+  assign \$80  = cpage * 7'h40;
+  assign \$81  = \$80  + 6'h25;
+  assign \$82  = cpage * 7'h40;
+  assign \$83  = \$82  + 6'h26;
+  assign \$84  = cpage * 7'h40;
+  assign \$85  = \$84  + 6'h27;
+  assign \$86  = cpage * 7'h40;
+  assign \$87  = \$86  + 6'h28;
+  assign \$88  = cpage * 7'h40;
+  assign \$89  = \$88  + 6'h29;
+  assign \$90  = cpage * 7'h40;
+  assign \$91  = \$90  + 6'h2a;
+  assign \$92  = cpage * 7'h40;
+  assign \$93  = \$92  + 6'h2b;
+  assign \$94  = cpage * 7'h40;
+  assign \$95  = \$94  + 6'h2c;
+  assign \$96  = cpage * 7'h40;
+  assign \$97  = \$96  + 6'h2d;
+  assign \$98  = cpage * 7'h40;
+  assign \$99  = \$98  + 6'h2e;
+  assign \$100  = cpage * 7'h40;
+  assign \$101  = \$100  + 6'h2f;
+  assign \$102  = cpage * 7'h40;
+  assign \$103  = \$102  + 6'h30;
+  assign \$104  = cpage * 7'h40;
+  assign \$105  = \$104  + 6'h31;
+  assign \$106  = cpage * 7'h40;
+  assign \$107  = \$106  + 6'h32;
+  assign \$108  = cpage * 7'h40;
+  assign \$109  = \$108  + 6'h33;
+  assign \$110  = cpage * 7'h40;
+  assign \$111  = \$110  + 6'h34;
+  assign \$112  = cpage * 7'h40;
+  assign \$113  = \$112  + 6'h35;
+  assign \$114  = cpage * 7'h40;
+  assign \$115  = \$114  + 6'h36;
+  assign \$116  = cpage * 7'h40;
+  assign \$117  = \$116  + 6'h37;
+  assign \$118  = cpage * 7'h40;
+  assign \$119  = \$118  + 6'h38;
+  assign \$120  = cpage * 7'h40;
+  assign \$121  = \$120  + 6'h39;
+  assign \$122  = cpage * 7'h40;
+  assign \$123  = \$122  + 6'h3a;
+  assign \$124  = cpage * 7'h40;
+  assign \$125  = \$124  + 6'h3b;
+  assign \$126  = cpage * 7'h40;
+  assign \$127  = \$126  + 6'h3c;
+  assign \$128  = cpage * 7'h40;
+  assign \$129  = \$128  + 6'h3d;
+  assign \$130  = cpage * 7'h40;
+  assign \$131  = \$130  + 6'h3e;
+  assign \$132  = cpage * 7'h40;
+  assign \$133  = \$132  + 6'h3f;
+  assign \$134  = rpage * 7'h40;
+  assign \$135  = \$134  + rrow;
+  assign wp__addr = \$2 [8:0];
+  assign wdata = wp__data;
+  assign rp__addr = \$7 [8:0];
+  assign \rp__addr$11  = \$9 [8:0];
+  assign \rp__addr$13  = \$11 [8:0];
+  assign \rp__addr$15  = \$13 [8:0];
+  assign \rp__addr$17  = \$15 [8:0];
+  assign \rp__addr$19  = \$17 [8:0];
+  assign \rp__addr$21  = \$19 [8:0];
+  assign \rp__addr$23  = \$21 [8:0];
+  assign \rp__addr$25  = \$23 [8:0];
+  assign \rp__addr$27  = \$25 [8:0];
+  assign \rp__addr$29  = \$27 [8:0];
+  assign \rp__addr$31  = \$29 [8:0];
+  assign \rp__addr$33  = \$31 [8:0];
+  assign \rp__addr$35  = \$33 [8:0];
+  assign \rp__addr$37  = \$35 [8:0];
+  assign \rp__addr$39  = \$37 [8:0];
+  assign \rp__addr$41  = \$39 [8:0];
+  assign \rp__addr$43  = \$41 [8:0];
+  assign \rp__addr$45  = \$43 [8:0];
+  assign \rp__addr$47  = \$45 [8:0];
+  assign \rp__addr$49  = \$47 [8:0];
+  assign \rp__addr$51  = \$49 [8:0];
+  assign \rp__addr$53  = \$51 [8:0];
+  assign \rp__addr$55  = \$53 [8:0];
+  assign \rp__addr$57  = \$55 [8:0];
+  assign \rp__addr$59  = \$57 [8:0];
+  assign \rp__addr$61  = \$59 [8:0];
+  assign \rp__addr$63  = \$61 [8:0];
+  assign \rp__addr$65  = \$63 [8:0];
+  assign \rp__addr$67  = \$65 [8:0];
+  assign \rp__addr$69  = \$67 [8:0];
+  assign \rp__addr$71  = \$69 [8:0];
+  assign \rp__addr$73  = \$71 [8:0];
+  assign \rp__addr$75  = \$73 [8:0];
+  assign \rp__addr$77  = \$75 [8:0];
+  assign \rp__addr$79  = \$77 [8:0];
+  assign \rp__addr$81  = \$79 [8:0];
+  assign \rp__addr$83  = \$81 [8:0];
+  assign \rp__addr$85  = \$83 [8:0];
+  assign \rp__addr$87  = \$85 [8:0];
+  assign \rp__addr$89  = \$87 [8:0];
+  assign \rp__addr$91  = \$89 [8:0];
+  assign \rp__addr$93  = \$91 [8:0];
+  assign \rp__addr$95  = \$93 [8:0];
+  assign \rp__addr$97  = \$95 [8:0];
+  assign \rp__addr$99  = \$97 [8:0];
+  assign \rp__addr$101  = \$99 [8:0];
+  assign \rp__addr$103  = \$101 [8:0];
+  assign \rp__addr$105  = \$103 [8:0];
+  assign \rp__addr$107  = \$105 [8:0];
+  assign \rp__addr$109  = \$107 [8:0];
+  assign \rp__addr$111  = \$109 [8:0];
+  assign \rp__addr$113  = \$111 [8:0];
+  assign \rp__addr$115  = \$113 [8:0];
+  assign \rp__addr$117  = \$115 [8:0];
+  assign \rp__addr$119  = \$117 [8:0];
+  assign \rp__addr$121  = \$119 [8:0];
+  assign \rp__addr$123  = \$121 [8:0];
+  assign \rp__addr$125  = \$123 [8:0];
+  assign \rp__addr$127  = \$125 [8:0];
+  assign \rp__addr$129  = \$127 [8:0];
+  assign \rp__addr$131  = \$129 [8:0];
+  assign \rp__addr$133  = \$131 [8:0];
+  assign \rp__addr$135  = \$133 [8:0];
+  assign \rp__addr$137  = \$135 [8:0];
+  assign \rp__data$141  = rdata;
   assign \cwords[0]  = cwords[7:0];
   assign \cwords[1]  = cwords[15:8];
   assign \cwords[2]  = cwords[23:16];
@@ -11581,70 +3370,70 @@ module \default_cim_tile_r64_p8_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, 
   assign \cwords[61]  = cwords[495:488];
   assign \cwords[62]  = cwords[503:496];
   assign \cwords[63]  = cwords[511:504];
-  assign cwords[511:504] = \$73 ;
-  assign cwords[503:496] = \$72 ;
-  assign cwords[495:488] = \$71 ;
-  assign cwords[487:480] = \$70 ;
-  assign cwords[479:472] = \$69 ;
-  assign cwords[471:464] = \$68 ;
-  assign cwords[463:456] = \$67 ;
-  assign cwords[455:448] = \$66 ;
-  assign cwords[447:440] = \$65 ;
-  assign cwords[439:432] = \$64 ;
-  assign cwords[431:424] = \$63 ;
-  assign cwords[423:416] = \$62 ;
-  assign cwords[415:408] = \$61 ;
-  assign cwords[407:400] = \$60 ;
-  assign cwords[399:392] = \$59 ;
-  assign cwords[391:384] = \$58 ;
-  assign cwords[383:376] = \$57 ;
-  assign cwords[375:368] = \$56 ;
-  assign cwords[367:360] = \$55 ;
-  assign cwords[359:352] = \$54 ;
-  assign cwords[351:344] = \$53 ;
-  assign cwords[343:336] = \$52 ;
-  assign cwords[335:328] = \$51 ;
-  assign cwords[327:320] = \$50 ;
-  assign cwords[319:312] = \$49 ;
-  assign cwords[311:304] = \$48 ;
-  assign cwords[303:296] = \$47 ;
-  assign cwords[295:288] = \$46 ;
-  assign cwords[287:280] = \$45 ;
-  assign cwords[279:272] = \$44 ;
-  assign cwords[271:264] = \$43 ;
-  assign cwords[263:256] = \$42 ;
-  assign cwords[255:248] = \$41 ;
-  assign cwords[247:240] = \$40 ;
-  assign cwords[239:232] = \$39 ;
-  assign cwords[231:224] = \$38 ;
-  assign cwords[223:216] = \$37 ;
-  assign cwords[215:208] = \$36 ;
-  assign cwords[207:200] = \$35 ;
-  assign cwords[199:192] = \$34 ;
-  assign cwords[191:184] = \$33 ;
-  assign cwords[183:176] = \$32 ;
-  assign cwords[175:168] = \$31 ;
-  assign cwords[167:160] = \$30 ;
-  assign cwords[159:152] = \$29 ;
-  assign cwords[151:144] = \$28 ;
-  assign cwords[143:136] = \$27 ;
-  assign cwords[135:128] = \$26 ;
-  assign cwords[127:120] = \$25 ;
-  assign cwords[119:112] = \$24 ;
-  assign cwords[111:104] = \$23 ;
-  assign cwords[103:96] = \$22 ;
-  assign cwords[95:88] = \$21 ;
-  assign cwords[87:80] = \$20 ;
-  assign cwords[79:72] = \$19 ;
-  assign cwords[71:64] = \$18 ;
-  assign cwords[63:56] = \$17 ;
-  assign cwords[55:48] = \$16 ;
-  assign cwords[47:40] = \$15 ;
-  assign cwords[39:32] = \$14 ;
-  assign cwords[31:24] = \$13 ;
-  assign cwords[23:16] = \$12 ;
-  assign cwords[15:8] = \$11 ;
-  assign cwords[7:0] = \$10 ;
+  assign cwords[511:504] = \rp__data$136 ;
+  assign cwords[503:496] = \rp__data$134 ;
+  assign cwords[495:488] = \rp__data$132 ;
+  assign cwords[487:480] = \rp__data$130 ;
+  assign cwords[479:472] = \rp__data$128 ;
+  assign cwords[471:464] = \rp__data$126 ;
+  assign cwords[463:456] = \rp__data$124 ;
+  assign cwords[455:448] = \rp__data$122 ;
+  assign cwords[447:440] = \rp__data$120 ;
+  assign cwords[439:432] = \rp__data$118 ;
+  assign cwords[431:424] = \rp__data$116 ;
+  assign cwords[423:416] = \rp__data$114 ;
+  assign cwords[415:408] = \rp__data$112 ;
+  assign cwords[407:400] = \rp__data$110 ;
+  assign cwords[399:392] = \rp__data$108 ;
+  assign cwords[391:384] = \rp__data$106 ;
+  assign cwords[383:376] = \rp__data$104 ;
+  assign cwords[375:368] = \rp__data$102 ;
+  assign cwords[367:360] = \rp__data$100 ;
+  assign cwords[359:352] = \rp__data$98 ;
+  assign cwords[351:344] = \rp__data$96 ;
+  assign cwords[343:336] = \rp__data$94 ;
+  assign cwords[335:328] = \rp__data$92 ;
+  assign cwords[327:320] = \rp__data$90 ;
+  assign cwords[319:312] = \rp__data$88 ;
+  assign cwords[311:304] = \rp__data$86 ;
+  assign cwords[303:296] = \rp__data$84 ;
+  assign cwords[295:288] = \rp__data$82 ;
+  assign cwords[287:280] = \rp__data$80 ;
+  assign cwords[279:272] = \rp__data$78 ;
+  assign cwords[271:264] = \rp__data$76 ;
+  assign cwords[263:256] = \rp__data$74 ;
+  assign cwords[255:248] = \rp__data$72 ;
+  assign cwords[247:240] = \rp__data$70 ;
+  assign cwords[239:232] = \rp__data$68 ;
+  assign cwords[231:224] = \rp__data$66 ;
+  assign cwords[223:216] = \rp__data$64 ;
+  assign cwords[215:208] = \rp__data$62 ;
+  assign cwords[207:200] = \rp__data$60 ;
+  assign cwords[199:192] = \rp__data$58 ;
+  assign cwords[191:184] = \rp__data$56 ;
+  assign cwords[183:176] = \rp__data$54 ;
+  assign cwords[175:168] = \rp__data$52 ;
+  assign cwords[167:160] = \rp__data$50 ;
+  assign cwords[159:152] = \rp__data$48 ;
+  assign cwords[151:144] = \rp__data$46 ;
+  assign cwords[143:136] = \rp__data$44 ;
+  assign cwords[135:128] = \rp__data$42 ;
+  assign cwords[127:120] = \rp__data$40 ;
+  assign cwords[119:112] = \rp__data$38 ;
+  assign cwords[111:104] = \rp__data$36 ;
+  assign cwords[103:96] = \rp__data$34 ;
+  assign cwords[95:88] = \rp__data$32 ;
+  assign cwords[87:80] = \rp__data$30 ;
+  assign cwords[79:72] = \rp__data$28 ;
+  assign cwords[71:64] = \rp__data$26 ;
+  assign cwords[63:56] = \rp__data$24 ;
+  assign cwords[55:48] = \rp__data$22 ;
+  assign cwords[47:40] = \rp__data$20 ;
+  assign cwords[39:32] = \rp__data$18 ;
+  assign cwords[31:24] = \rp__data$16 ;
+  assign cwords[23:16] = \rp__data$14 ;
+  assign cwords[15:8] = \rp__data$12 ;
+  assign cwords[7:0] = rp__data;
 endmodule
 /* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
 

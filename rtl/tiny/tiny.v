@@ -203,8 +203,8 @@ module tiny_cim_tile_r8_p2_w8_a8(wpage, wrow, wdata, ren, rpage, rrow, cpage, x_
     .rpage(rpage),
     .rrow(rrow),
     .rst(rst),
-    .wdata(wdata),
     .we(we),
+    .wp__data(wdata),
     .wpage(wpage),
     .wrow(wrow)
   );
@@ -961,53 +961,30 @@ module \tiny_cim_tile_r8_p2_w8_a8.compute (wb_log2, w_signed, neg, words, lanes,
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_cim_tile_r8_p2_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, cpage, clk, rst, rdata, cwords, we);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [14:0] \$1 ;
-  reg [7:0] \$10 ;
-  reg [7:0] \$11 ;
-  reg [7:0] \$12 ;
-  reg [7:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
+module \tiny_cim_tile_r8_p2_w8_a8.storage (wpage, wrow, wp__data, rpage, rrow, cpage, clk, rst, rdata, cwords, we);
+  wire [4:0] \$1 ;
+  wire [4:0] \$10 ;
+  wire [5:0] \$11 ;
+  wire [4:0] \$12 ;
+  wire [5:0] \$13 ;
+  wire [4:0] \$14 ;
+  wire [5:0] \$15 ;
+  wire [4:0] \$16 ;
+  wire [5:0] \$17 ;
+  wire [4:0] \$18 ;
+  wire [5:0] \$19 ;
+  wire [5:0] \$2 ;
+  wire [4:0] \$20 ;
+  wire [5:0] \$21 ;
+  wire [4:0] \$22 ;
+  wire [5:0] \$23 ;
   wire \$3 ;
-  reg [7:0] \$30 ;
-  reg [7:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [7:0] \$33 ;
-  reg [7:0] \$34 ;
-  reg [7:0] \$35 ;
-  reg [7:0] \$36 ;
-  reg [7:0] \$37 ;
-  reg [7:0] \$38 ;
-  reg [7:0] \$39 ;
-  reg [7:0] \$4 ;
-  reg [7:0] \$40 ;
-  reg [7:0] \$41 ;
-  reg [7:0] \$42 ;
-  reg [7:0] \$43 ;
-  reg [7:0] \$44 ;
-  reg [7:0] \$45 ;
-  reg [7:0] \$5 ;
-  reg [7:0] \$6 ;
-  reg [7:0] \$7 ;
-  reg [7:0] \$8 ;
-  reg [7:0] \$9 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire [4:0] \$6 ;
+  wire [5:0] \$7 ;
+  wire [4:0] \$8 ;
+  wire [5:0] \$9 ;
   input clk;
   wire clk;
   input cpage;
@@ -1023,339 +1000,110 @@ module \tiny_cim_tile_r8_p2_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, cpag
   wire [7:0] \cwords[6] ;
   wire [7:0] \cwords[7] ;
   output [7:0] rdata;
-  reg [7:0] rdata;
-  wire [7:0] row_hit;
+  wire [7:0] rdata;
+  wire [3:0] rp__addr;
+  wire [3:0] \rp__addr$11 ;
+  wire [3:0] \rp__addr$13 ;
+  wire [3:0] \rp__addr$15 ;
+  wire [3:0] \rp__addr$17 ;
+  wire [3:0] \rp__addr$19 ;
+  wire [3:0] \rp__addr$21 ;
+  wire [3:0] \rp__addr$23 ;
+  wire [3:0] \rp__addr$25 ;
+  wire [7:0] rp__data;
+  wire [7:0] \rp__data$12 ;
+  wire [7:0] \rp__data$14 ;
+  wire [7:0] \rp__data$16 ;
+  wire [7:0] \rp__data$18 ;
+  wire [7:0] \rp__data$20 ;
+  wire [7:0] \rp__data$22 ;
+  wire [7:0] \rp__data$24 ;
+  wire [7:0] \rp__data$29 ;
   input rpage;
   wire rpage;
   input [2:0] rrow;
   wire [2:0] rrow;
   input rst;
   wire rst;
-  reg [7:0] w_p0_r0 = 8'h00;
-  reg [7:0] w_p0_r1 = 8'h00;
-  reg [7:0] w_p0_r2 = 8'h00;
-  reg [7:0] w_p0_r3 = 8'h00;
-  reg [7:0] w_p0_r4 = 8'h00;
-  reg [7:0] w_p0_r5 = 8'h00;
-  reg [7:0] w_p0_r6 = 8'h00;
-  reg [7:0] w_p0_r7 = 8'h00;
-  reg [7:0] w_p1_r0 = 8'h00;
-  reg [7:0] w_p1_r1 = 8'h00;
-  reg [7:0] w_p1_r2 = 8'h00;
-  reg [7:0] w_p1_r3 = 8'h00;
-  reg [7:0] w_p1_r4 = 8'h00;
-  reg [7:0] w_p1_r5 = 8'h00;
-  reg [7:0] w_p1_r6 = 8'h00;
-  reg [7:0] w_p1_r7 = 8'h00;
-  input [7:0] wdata;
   wire [7:0] wdata;
   input we;
   wire we;
-  wire we_p0;
-  wire we_p1;
+  wire [3:0] wp__addr;
+  input [7:0] wp__data;
+  wire [7:0] wp__data;
+  wire wp__en;
   input wpage;
   wire wpage;
   input [2:0] wrow;
   wire [2:0] wrow;
-  always @(posedge clk)
-    w_p1_r2 <= \$40 ;
-  always @(posedge clk)
-    w_p1_r3 <= \$41 ;
-  always @(posedge clk)
-    w_p1_r4 <= \$42 ;
-  always @(posedge clk)
-    w_p1_r5 <= \$43 ;
-  always @(posedge clk)
-    w_p1_r6 <= \$44 ;
-  always @(posedge clk)
-    w_p1_r7 <= \$45 ;
-  assign \$1  = 1'h1 << wrow;
-  assign \$2  = ! wpage;
-  assign we_p0 = we & \$2 ;
-  assign we_p1 = we & \$3 ;
-  assign \$14  = we_p0 & \$1 [0];
-  assign \$15  = we_p0 & \$1 [1];
-  assign \$16  = we_p0 & \$1 [2];
-  assign \$17  = we_p0 & \$1 [3];
-  assign \$18  = we_p0 & \$1 [4];
-  assign \$19  = we_p0 & \$1 [5];
-  assign \$20  = we_p0 & \$1 [6];
-  assign \$21  = we_p0 & \$1 [7];
-  assign \$22  = we_p1 & \$1 [0];
-  assign \$23  = we_p1 & \$1 [1];
-  assign \$24  = we_p1 & \$1 [2];
-  assign \$25  = we_p1 & \$1 [3];
-  assign \$26  = we_p1 & \$1 [4];
-  assign \$27  = we_p1 & \$1 [5];
-  assign \$28  = we_p1 & \$1 [6];
-  assign \$29  = we_p1 & \$1 [7];
-  always @(posedge clk)
-    w_p0_r0 <= \$30 ;
-  always @(posedge clk)
-    w_p0_r1 <= \$31 ;
-  always @(posedge clk)
-    w_p0_r2 <= \$32 ;
-  always @(posedge clk)
-    w_p0_r3 <= \$33 ;
-  always @(posedge clk)
-    w_p0_r4 <= \$34 ;
-  always @(posedge clk)
-    w_p0_r5 <= \$35 ;
-  always @(posedge clk)
-    w_p0_r6 <= \$36 ;
-  always @(posedge clk)
-    w_p0_r7 <= \$37 ;
-  always @(posedge clk)
-    w_p1_r0 <= \$38 ;
-  always @(posedge clk)
-    w_p1_r1 <= \$39 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$41  = w_p1_r3;
-    if (\$25 ) begin
-      \$41  = wdata;
-    end
+  reg [7:0] cells [15:0];
+  initial begin
+    cells[0] = 8'h00;
+    cells[1] = 8'h00;
+    cells[2] = 8'h00;
+    cells[3] = 8'h00;
+    cells[4] = 8'h00;
+    cells[5] = 8'h00;
+    cells[6] = 8'h00;
+    cells[7] = 8'h00;
+    cells[8] = 8'h00;
+    cells[9] = 8'h00;
+    cells[10] = 8'h00;
+    cells[11] = 8'h00;
+    cells[12] = 8'h00;
+    cells[13] = 8'h00;
+    cells[14] = 8'h00;
+    cells[15] = 8'h00;
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$42  = w_p1_r4;
-    if (\$26 ) begin
-      \$42  = wdata;
-    end
+  always @(posedge clk) begin
+    if (wp__en)
+      cells[\$2 [3:0]] <= wp__data;
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$43  = w_p1_r5;
-    if (\$27 ) begin
-      \$43  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$44  = w_p1_r6;
-    if (\$28 ) begin
-      \$44  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$45  = w_p1_r7;
-    if (\$29 ) begin
-      \$45  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      1'h0:
-          \$4  = w_p0_r0;
-      1'h1:
-          \$4  = w_p1_r0;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      1'h0:
-          \$5  = w_p0_r1;
-      1'h1:
-          \$5  = w_p1_r1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      1'h0:
-          \$6  = w_p0_r2;
-      1'h1:
-          \$6  = w_p1_r2;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      1'h0:
-          \$7  = w_p0_r3;
-      1'h1:
-          \$7  = w_p1_r3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      1'h0:
-          \$8  = w_p0_r4;
-      1'h1:
-          \$8  = w_p1_r4;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      1'h0:
-          \$9  = w_p0_r5;
-      1'h1:
-          \$9  = w_p1_r5;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      1'h0:
-          \$10  = w_p0_r6;
-      1'h1:
-          \$10  = w_p1_r6;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (cpage)
-      1'h0:
-          \$11  = w_p0_r7;
-      1'h1:
-          \$11  = w_p1_r7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      3'h0:
-          \$12  = w_p0_r0;
-      3'h1:
-          \$12  = w_p0_r1;
-      3'h2:
-          \$12  = w_p0_r2;
-      3'h3:
-          \$12  = w_p0_r3;
-      3'h4:
-          \$12  = w_p0_r4;
-      3'h5:
-          \$12  = w_p0_r5;
-      3'h6:
-          \$12  = w_p0_r6;
-      3'h7:
-          \$12  = w_p0_r7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rrow)
-      3'h0:
-          \$13  = w_p1_r0;
-      3'h1:
-          \$13  = w_p1_r1;
-      3'h2:
-          \$13  = w_p1_r2;
-      3'h3:
-          \$13  = w_p1_r3;
-      3'h4:
-          \$13  = w_p1_r4;
-      3'h5:
-          \$13  = w_p1_r5;
-      3'h6:
-          \$13  = w_p1_r6;
-      3'h7:
-          \$13  = w_p1_r7;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    (* full_case = 32'd1 *)
-    casez (rpage)
-      1'h0:
-          rdata = \$12 ;
-      1'h1:
-          rdata = \$13 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$30  = w_p0_r0;
-    if (\$14 ) begin
-      \$30  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$31  = w_p0_r1;
-    if (\$15 ) begin
-      \$31  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$32  = w_p0_r2;
-    if (\$16 ) begin
-      \$32  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$33  = w_p0_r3;
-    if (\$17 ) begin
-      \$33  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$34  = w_p0_r4;
-    if (\$18 ) begin
-      \$34  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$35  = w_p0_r5;
-    if (\$19 ) begin
-      \$35  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$36  = w_p0_r6;
-    if (\$20 ) begin
-      \$36  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$37  = w_p0_r7;
-    if (\$21 ) begin
-      \$37  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$38  = w_p1_r0;
-    if (\$22 ) begin
-      \$38  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$39  = w_p1_r1;
-    if (\$23 ) begin
-      \$39  = wdata;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$40  = w_p1_r2;
-    if (\$24 ) begin
-      \$40  = wdata;
-    end
-  end
-  assign row_hit = \$1 [7:0];
+  assign rp__data = cells[\$7 [3:0]];
+  assign \rp__data$12  = cells[\$9 [3:0]];
+  assign \rp__data$14  = cells[\$11 [3:0]];
+  assign \rp__data$16  = cells[\$13 [3:0]];
+  assign \rp__data$18  = cells[\$15 [3:0]];
+  assign \rp__data$20  = cells[\$17 [3:0]];
+  assign \rp__data$22  = cells[\$19 [3:0]];
+  assign \rp__data$24  = cells[\$21 [3:0]];
+  assign rdata = cells[\$23 [3:0]];
+  assign \$1  = wpage * 4'h8;
+  assign \$2  = \$1  + wrow;
+  assign \$3  = wpage < 2'h2;
+  assign \$4  = we & \$3 ;
+  assign \$5  = wrow < 4'h8;
+  assign wp__en = \$4  & \$5 ;
+  assign \$6  = cpage * 4'h8;
+  assign \$7  = \$6  + 1'h0;
+  assign \$8  = cpage * 4'h8;
+  assign \$9  = \$8  + 1'h1;
+  assign \$10  = cpage * 4'h8;
+  assign \$11  = \$10  + 2'h2;
+  assign \$12  = cpage * 4'h8;
+  assign \$13  = \$12  + 2'h3;
+  assign \$14  = cpage * 4'h8;
+  assign \$15  = \$14  + 3'h4;
+  assign \$16  = cpage * 4'h8;
+  assign \$17  = \$16  + 3'h5;
+  assign \$18  = cpage * 4'h8;
+  assign \$19  = \$18  + 3'h6;
+  assign \$20  = cpage * 4'h8;
+  assign \$21  = \$20  + 3'h7;
+  assign \$22  = rpage * 4'h8;
+  assign \$23  = \$22  + rrow;
+  assign wp__addr = \$2 [3:0];
+  assign wdata = wp__data;
+  assign rp__addr = \$7 [3:0];
+  assign \rp__addr$11  = \$9 [3:0];
+  assign \rp__addr$13  = \$11 [3:0];
+  assign \rp__addr$15  = \$13 [3:0];
+  assign \rp__addr$17  = \$15 [3:0];
+  assign \rp__addr$19  = \$17 [3:0];
+  assign \rp__addr$21  = \$19 [3:0];
+  assign \rp__addr$23  = \$21 [3:0];
+  assign \rp__addr$25  = \$23 [3:0];
+  assign \rp__data$29  = rdata;
   assign \cwords[0]  = cwords[7:0];
   assign \cwords[1]  = cwords[15:8];
   assign \cwords[2]  = cwords[23:16];
@@ -1364,15 +1112,14 @@ module \tiny_cim_tile_r8_p2_w8_a8.storage (wpage, wrow, wdata, rpage, rrow, cpag
   assign \cwords[5]  = cwords[47:40];
   assign \cwords[6]  = cwords[55:48];
   assign \cwords[7]  = cwords[63:56];
-  assign cwords[63:56] = \$11 ;
-  assign cwords[55:48] = \$10 ;
-  assign cwords[47:40] = \$9 ;
-  assign cwords[39:32] = \$8 ;
-  assign cwords[31:24] = \$7 ;
-  assign cwords[23:16] = \$6 ;
-  assign cwords[15:8] = \$5 ;
-  assign cwords[7:0] = \$4 ;
-  assign \$3  = wpage;
+  assign cwords[63:56] = \rp__data$24 ;
+  assign cwords[55:48] = \rp__data$22 ;
+  assign cwords[47:40] = \rp__data$20 ;
+  assign cwords[39:32] = \rp__data$18 ;
+  assign cwords[31:24] = \rp__data$16 ;
+  assign cwords[23:16] = \rp__data$14 ;
+  assign cwords[15:8] = \rp__data$12 ;
+  assign cwords[7:0] = rp__data;
 endmodule
 /* Generated by Amaranth Yosys 0.50 (PyPI ver 0.50.0.0.post130, git sha1 b5170e139) */
 
