@@ -33,7 +33,10 @@ from .mac_engine import MacEngine
 from .macro import CimMacro
 from .vector import EwEngine, PoolEngine
 
-__all__ = ["CimFabric", "trace_layout", "wishbone_signature", "fabric_params"]
+__all__ = ["CimFabric", "ENGINES", "trace_layout", "wishbone_signature", "fabric_params"]
+
+#: The fabric's engines by their :class:`~cimforge.gen.isa.InstrSpec` engine name.
+ENGINES = {cls.name: cls for cls in (MacEngine, PoolEngine, EwEngine, WeightLoader)}
 
 
 def trace_layout() -> data.StructLayout:

@@ -11,16 +11,30 @@ from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
+from .engine import LoaderTiming
 from .isa import load_layout
 
-__all__ = ["WeightLoader", "LOAD_OVERHEAD"]
+__all__ = ["WeightLoader", "LOAD_TIMING", "LOAD_OVERHEAD"]
 
+#: Read latency of the weight memory (a synchronous read port): a row is written the cycle after its read.
+_READ_LATENCY = 1
+#: The loader's timing: a command pops in one cycle, then reads one row per cycle and writes each a read latency
+#: later; back to back, the next pop overlaps the last write.
+LOAD_TIMING = LoaderTiming(overhead=1 + _READ_LATENCY, per_command=1)
 #: Loader cycles per command beyond one per row (the pop cycle and the last write's read latency).
-LOAD_OVERHEAD = 2
+LOAD_OVERHEAD = LOAD_TIMING.overhead
 
 
 class WeightLoader(wiring.Component):
-    """Members
+    """Copies weight rows into macro pages (``LOAD``), from a command queue.
+
+    Attributes
+    ----------
+    name : str
+        ``"loader"``, the :class:`~cimforge.gen.isa.InstrSpec` engine name.
+    TIMING : LoaderTiming
+
+    Members
     -------
     cmd_valid : In(1); cmd : In(load_layout); cmd_ready : Out(1)
         Command queue input.
@@ -31,6 +45,9 @@ class WeightLoader(wiring.Component):
     mem_we : Out(n_macros); mem_page, mem_row : Out; mem_wdata : Out(cols)
         To the macros' SRAM ports (``mem_wdata`` is the weight memory's data, shared by all macros).
     """
+
+    name = "loader"
+    TIMING = LOAD_TIMING
 
     def __init__(self, cfg: CimConfig):
         self.cfg = cfg

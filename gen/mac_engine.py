@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
 from ..golden.macro import LATENCY
+from .engine import MacTiming, engine_members
 from .gather import GatherUnit
 from .isa import addr_width, lanes, mac_layout, param_layout
 from .layouts import MacroMode, macro_op_layout, macro_result_layout
@@ -34,17 +35,22 @@ from .requant import MBQM_LATENCY, Mbqm, clamp_code
 
 __all__ = ["MacEngine", "MAC_TIMING"]
 
-#: Fixed delays of the engine, in cycles, used by the cost model (:mod:`cimforge.compiler.cost`):
-#: ``setup`` per position group (the pass's first cycle plus ``b - 1`` position steps happen in ``b`` cycles),
-#: ``post`` from a serializer cycle to its memory write, ``result`` from an operation's acceptance edge to its
-#: accumulator update beyond its ``ab`` compute cycles.
-MAC_TIMING = {"post": 1 + MBQM_LATENCY, "result": LATENCY}
+#: Fixed delays of the engine (:class:`~cimforge.gen.engine.MacTiming`), read by the cost model: the start
+#: register; the macro's latency plus the accumulator register; the serializer copy, the group-sum register,
+#: the requantiser and the write; the serializer's last group and ``done``.
+MAC_TIMING = MacTiming(setup=1, result=LATENCY + 1, tail=2 + MBQM_LATENCY + 1, serializer_extra=2)
 
 TAG_DEPTH = 4
 
 
 class MacEngine(wiring.Component):
     """Executes ``MAC`` instructions on ``cfg.fabric.n_macros`` macros.
+
+    Attributes
+    ----------
+    name : str
+        ``"mac"``, the :class:`~cimforge.gen.isa.InstrSpec` engine name.
+    TIMING : MacTiming
 
     Members
     -------
@@ -65,6 +71,9 @@ class MacEngine(wiring.Component):
     units : list of GatherUnit
         Their memory ports are wired by the fabric.
     """
+
+    name = "mac"
+    TIMING = MAC_TIMING
 
     def __init__(self, cfg: CimConfig):
         self.cfg = cfg

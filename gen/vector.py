@@ -11,15 +11,20 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
+from .engine import VectorTiming
 from .isa import DIM, POS, PoolMode, addr_width, ew_layout, lanes, pool_layout
 from .requant import MBQM_LATENCY, Mbqm, clamp_code
 
-__all__ = ["PoolEngine", "EwEngine", "POOL_LATENCY", "EW_LATENCY"]
+__all__ = ["PoolEngine", "EwEngine", "POOL_TIMING", "EW_TIMING", "POOL_LATENCY", "EW_LATENCY"]
 
 #: Cycles from a window's last tap address to its memory write (read, reduce, requantise).
 POOL_LATENCY = 2 + MBQM_LATENCY
 #: Cycles from a word's read address to its memory write (read, input stage, two requantisations, sum).
 EW_LATENCY = 3 + 2 * MBQM_LATENCY
+#: ``POOL``: one tap per cycle, plus the start register, the pipeline and the done cycle.
+POOL_TIMING = VectorTiming(extra=1 + POOL_LATENCY + 1, per_item=1)
+#: ``EW``: one word per cycle, plus the start register, the pipeline and the done cycle.
+EW_TIMING = VectorTiming(extra=1 + EW_LATENCY + 1, per_item=1)
 
 
 def _code(m: Module, raw, x_signed, name: str):
@@ -40,6 +45,9 @@ class PoolEngine(wiring.Component):
     w_en, w_addr, w_data : Out
         Activation memory write.
     """
+
+    name = "pool"
+    TIMING = POOL_TIMING
 
     def __init__(self, cfg: CimConfig):
         self.cfg = cfg
@@ -155,6 +163,9 @@ class EwEngine(wiring.Component):
         Two activation memory read ports (operands a and b).
     w_en, w_addr, w_data
     """
+
+    name = "ew"
+    TIMING = EW_TIMING
 
     def __init__(self, cfg: CimConfig):
         self.cfg = cfg
