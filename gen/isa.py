@@ -6,31 +6,29 @@ packs with :func:`encode` / :func:`pack_word`, which go through the very same la
 The host address map (:func:`host_map`) lives here too, so the bus driver, the image writer and the RTL
 decoder agree on it. docs/fabric.md describes what each instruction does and how long it takes.
 
-Instructions (one word each, ``op`` then a union of per-opcode arguments):
-
-``END``   stop; the controller raises ``done``.
-``LOAD``  queue a weight load: ``count`` rows from the weight memory at ``src`` into page ``page`` (rows
-          ``row0``... wrapping to the next page) of every macro in ``mask``; runs beside later instructions.
-``SYNC``  wait until every queued load has finished.
-``MAC``   one pass of a convolution / fully connected layer over all output positions: im2col gathering,
-          macro operations, partial-sum accumulation, requantisation, write-back (see :func:`mac_layout`).
-``POOL``  max or average pooling window pass (average: window sum then requantisation).
-``EW``    element-wise pass: residual add (TFLite integer scheme), clamp, requantising copy.
+Instructions (one word each, ``op`` then a union of per-opcode arguments) are listed once, in
+:data:`INSTRUCTIONS`; docs/isa.md is generated from that table. The trace word (:func:`trace_layout`), the
+``STATUS`` register (:func:`status_layout`) and the packing of 8-bit activation lanes (:func:`pack_lanes`) are
+defined here as well, for the RTL, the runner, the ISS and the compiler alike.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, enum
 
 from ..config import CimConfig
 
-__all__ = ["Opcode", "PoolMode", "lanes", "addr_width", "instr_layout", "mac_layout", "pool_layout", "ew_layout",
-           "load_layout", "desc_layout", "role_layout", "param_layout", "encode", "decode_op", "pack_word", "unpack_word",
-           "host_map", "HostRegion", "CSR", "MAGIC"]
+__all__ = ["Opcode", "PoolMode", "InstrSpec", "INSTRUCTIONS", "instr_spec", "lanes", "addr_width", "instr_layout",
+           "mac_layout", "pool_layout", "ew_layout", "load_layout", "desc_layout", "role_layout", "param_layout",
+           "trace_layout", "status_layout", "encode", "decode_op", "pack_word", "unpack_word", "LANE_BITS",
+           "pack_lanes", "unpack_lanes", "pack_lanes_array", "unpack_lanes_array", "host_map", "HostRegion", "CSR",
+           "MAGIC"]
 
 #: Value of the read-only ID register (``"CIMF"``).
 MAGIC = 0x43494D46
@@ -188,13 +186,75 @@ def load_layout(cfg: CimConfig) -> data.StructLayout:
     })
 
 
+@dataclass(frozen=True)
+class InstrSpec:
+    """One instruction of the ISA: the single place that ties an opcode to its arguments and its engine.
+
+    Attributes
+    ----------
+    op : Opcode
+    name : str
+        Mnemonic (``"MAC"``); ``name.lower()`` is the key of the arguments in ``instr_layout(cfg).args``.
+    layout : callable or None
+        ``layout(cfg)`` is the arguments' layout; None for an instruction without arguments.
+    engine : str or None
+        The engine that executes it (``"loader"``, ``"mac"``, ``"pool"``, ``"ew"``), None for the
+        controller's own instructions.
+    doc : str
+        One line on what the instruction does (docs/isa.md is generated from it).
+    """
+
+    op: Opcode
+    name: str
+    layout: Callable[[CimConfig], data.Layout] | None
+    engine: str | None
+    doc: str
+
+
+#: The instruction set, in opcode order: the encoder, the decoder, the RTL's decode, the ISS and the cost
+#: model's dispatch and docs/isa.md all derive from this table.
+INSTRUCTIONS: tuple[InstrSpec, ...] = (
+    InstrSpec(Opcode.END, "END", None, None, "Stop; the controller raises ``done``."),
+    InstrSpec(Opcode.LOAD, "LOAD", load_layout, "loader",
+              "Queue a weight load: ``count`` rows from the weight memory at ``src`` into page ``page`` (rows "
+              "``row0``... wrapping to the next page) of every macro in ``mask``; runs beside later instructions."),
+    InstrSpec(Opcode.SYNC, "SYNC", None, None, "Wait until every queued weight load has finished."),
+    InstrSpec(Opcode.MAC, "MAC", mac_layout, "mac",
+              "One pass of a convolution or fully connected layer over all output positions: im2col gathering, "
+              "macro operations, partial-sum accumulation, requantisation, write-back."),
+    InstrSpec(Opcode.POOL, "POOL", pool_layout, "pool",
+              "Max or average pooling window pass (average: window sum then requantisation)."),
+    InstrSpec(Opcode.EW, "EW", ew_layout, "ew",
+              "Element-wise pass: residual add (TFLite integer scheme), clamp, requantising copy."),
+)
+
+_BY_OP = {spec.op.value: spec for spec in INSTRUCTIONS}
+assert [s.op for s in INSTRUCTIONS] == list(Opcode), "INSTRUCTIONS must list every Opcode once, in order"
+
+
+def instr_spec(op: Opcode | int) -> InstrSpec:
+    """The :class:`InstrSpec` of an opcode (an :class:`Opcode` or its integer value).
+
+    Raises
+    ------
+    ValueError
+        ``op`` is no opcode; the message lists the allowed ones.
+    """
+    value = op.value if isinstance(op, Opcode) else op
+    spec = _BY_OP.get(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    if spec is None:
+        allowed = ", ".join(f"{s.name}={s.op.value}" for s in INSTRUCTIONS)
+        raise ValueError(f"opcode {op!r}: allowed {allowed}")
+    return spec
+
+
 @lru_cache(maxsize=None)
 def instr_layout(cfg: CimConfig) -> data.StructLayout:
-    """One instruction: the opcode and the arguments of every opcode overlaid."""
+    """One instruction: the opcode and the arguments of every opcode overlaid (union members named
+    ``spec.name.lower()``)."""
     return data.StructLayout({
         "op": Opcode,
-        "args": data.UnionLayout({"mac": mac_layout(cfg), "pool": pool_layout(cfg), "ew": ew_layout(cfg),
-                                  "load": load_layout(cfg)}),
+        "args": data.UnionLayout({s.name.lower(): s.layout(cfg) for s in INSTRUCTIONS if s.layout is not None}),
     })
 
 
@@ -226,6 +286,89 @@ def param_layout(cfg: CimConfig) -> data.ArrayLayout:
     multiplier ``M`` and TFLite ``shift`` (positive: left)."""
     lane = data.StructLayout({"bias": signed(32), "mult": signed(32), "shift": signed(8), "_pad": unsigned(24)})
     return data.ArrayLayout(lane, lanes(cfg))
+
+
+def trace_layout() -> data.StructLayout:
+    """A trace entry: the cycle counter when the instruction at ``pc`` retired, and its opcode."""
+    return data.StructLayout({"cycle": unsigned(32), "pc": unsigned(16), "op": unsigned(4), "_pad": unsigned(12)})
+
+
+def status_layout() -> data.StructLayout:
+    """The ``STATUS`` register: ``busy`` (a program runs), ``done`` (it stopped), ``error`` (it stopped at an
+    unknown opcode), ``loader_busy`` (weight loads are queued or running); the rest of the word reads 0."""
+    return data.StructLayout({"busy": unsigned(1), "done": unsigned(1), "error": unsigned(1),
+                              "loader_busy": unsigned(1)})
+
+
+# -- activation lanes --------------------------------------------------------------------------------------
+
+#: Bits of one activation lane (an int8 or uint8 code) in an activation word; lane ``j`` is bits
+#: ``8j .. 8j+7``.
+LANE_BITS = 8
+_LANE_MASK = (1 << LANE_BITS) - 1
+
+
+def pack_lanes(values: Sequence[int]) -> int:
+    """An activation word from its lane codes (int8 or uint8; lane 0 in bits 0..7).
+
+    Raises
+    ------
+    ValueError
+        A code outside -128..255; the message names the lane.
+    """
+    word = 0
+    for j, v in enumerate(values):
+        v = int(v)
+        if not -128 <= v <= 255:
+            raise ValueError(f"lane {j} = {v}: allowed -128..255 (an int8 or uint8 code)")
+        word |= (v & _LANE_MASK) << (LANE_BITS * j)
+    return word
+
+
+def unpack_lanes(word: int, n: int, signed: bool) -> list[int]:
+    """The ``n`` lane codes of an activation word, as int8 (``signed``) or uint8 values."""
+    out = [(int(word) >> (LANE_BITS * j)) & _LANE_MASK for j in range(n)]
+    return [v - 256 if v > 127 else v for v in out] if signed else out
+
+
+def pack_lanes_array(codes: np.ndarray) -> np.ndarray:
+    """:func:`pack_lanes` over an array: the last axis holds the lanes.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``codes.shape[:-1]``, dtype ``object`` (Python ints, so words wider than 64 bits stay exact).
+
+    Raises
+    ------
+    ValueError
+        A code outside -128..255.
+    """
+    codes = np.asarray(codes)
+    if codes.size and (codes.min() < -128 or codes.max() > 255):
+        bad = codes[(codes < -128) | (codes > 255)].flat[0]
+        raise ValueError(f"lane code {int(bad)}: allowed -128..255 (an int8 or uint8 code)")
+    n = codes.shape[-1]
+    u8 = (codes.astype(np.int64) & _LANE_MASK).astype(np.uint8)
+    # Eight lanes make one little-endian uint64; wider words join those chunks as Python ints.
+    pad = (-n) % 8
+    if pad:
+        u8 = np.concatenate([u8, np.zeros(u8.shape[:-1] + (pad,), np.uint8)], axis=-1)
+    chunks = np.ascontiguousarray(u8).view("<u8").astype(object)
+    words = chunks[..., 0]
+    for k in range(1, chunks.shape[-1]):
+        words = words | (chunks[..., k] << (64 * k))
+    return np.asarray(words, dtype=object).reshape(codes.shape[:-1])
+
+
+def unpack_lanes_array(words, n: int, signed: bool) -> np.ndarray:
+    """:func:`unpack_lanes` over an array of words: ``shape(words) + (n,)``, dtype int64."""
+    words = np.asarray(words, dtype=object)
+    n_chunks = -(-n // 8)
+    chunks = np.stack([((words >> (64 * k)) & ((1 << 64) - 1)).astype(np.uint64) for k in range(n_chunks)],
+                      axis=-1) if words.size else np.zeros(words.shape + (n_chunks,), np.uint64)
+    u8 = np.ascontiguousarray(chunks.astype("<u8")).view(np.uint8)[..., :n]
+    return (u8.view(np.int8) if signed else u8).astype(np.int64)
 
 
 # -- packing -----------------------------------------------------------------------------------------------
@@ -265,13 +408,19 @@ def _check_fits(layout: data.Layout, value, path: str) -> None:
 
 
 def encode(cfg: CimConfig, op: Opcode, **args: Any) -> int:
-    """An instruction word: ``encode(cfg, Opcode.MAC, in_h=8, ...)``."""
-    key = {Opcode.MAC: "mac", Opcode.POOL: "pool", Opcode.EW: "ew", Opcode.LOAD: "load"}.get(op)
-    if key is None:
+    """An instruction word: ``encode(cfg, Opcode.MAC, in_h=8, ...)``.
+
+    Raises
+    ------
+    ValueError
+        Arguments given to an instruction without any, or a value that does not fit its field.
+    """
+    spec = instr_spec(op)
+    if spec.layout is None:
         if args:
-            raise ValueError(f"{op.name} takes no arguments, got {sorted(args)}")
-        return pack_word(instr_layout(cfg), {"op": op})
-    return pack_word(instr_layout(cfg), {"op": op, "args": {key: args}})
+            raise ValueError(f"{spec.name} takes no arguments, got {sorted(args)}")
+        return pack_word(instr_layout(cfg), {"op": spec.op})
+    return pack_word(instr_layout(cfg), {"op": spec.op, "args": {spec.name.lower(): args}})
 
 
 def unpack_word(layout: data.Layout, word: int) -> Any:
@@ -295,12 +444,10 @@ def decode_op(cfg: CimConfig, word: int) -> tuple[int, dict[str, int] | None]:
     """(opcode value, arguments) of an instruction word (arguments None for END/SYNC/unknown opcodes)."""
     lay = instr_layout(cfg)
     op = word & ((1 << lay["op"].width) - 1)
-    args_word = word >> lay["args"].offset
-    layouts = {Opcode.MAC.value: mac_layout(cfg), Opcode.POOL.value: pool_layout(cfg), Opcode.EW.value: ew_layout(cfg),
-               Opcode.LOAD.value: load_layout(cfg)}
-    if op not in layouts:
+    spec = _BY_OP.get(op)
+    if spec is None or spec.layout is None:
         return op, None
-    return op, unpack_word(layouts[op], args_word)
+    return op, unpack_word(spec.layout(cfg), word >> lay["args"].offset)
 
 
 # -- host interface ----------------------------------------------------------------------------------------
@@ -309,7 +456,7 @@ def decode_op(cfg: CimConfig, word: int) -> tuple[int, dict[str, int] | None]:
 CSR = {
     "ID": 0,          # RO  MAGIC
     "CTRL": 1,        # WO  bit 0: start at START_PC (clears counters and trace)
-    "STATUS": 2,      # RO  bit 0 busy, bit 1 done, bit 2 error (unknown opcode), bit 3 loader busy
+    "STATUS": 2,      # RO  status_layout(): busy, done, error (unknown opcode), loader busy
     "PC": 3,          # RO  program counter of the instruction being executed (or that stopped)
     "START_PC": 4,    # RW
     "CYCLES": 5,      # RO  cycles since start, frozen at done
