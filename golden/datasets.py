@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,10 @@ import numpy as np
 __all__ = ["MODELS_DIR", "DIGITS_SPLIT", "DigitsSplit", "digits_images", "make_digits_split", "load_digits_split",
            "DATASETS", "load_dataset"]
 
-#: The committed model fixtures.
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+#: The committed model fixtures: the folder of the package ``cimforge.models`` (``models/`` of the source tree
+#: in an editable install, ``site-packages/cimforge/models`` in a wheel install; see pyproject's package-dir).
+#: The one name for that folder: code that reads a model or the split joins paths onto it.
+MODELS_DIR = Path(str(files("cimforge.models")))
 #: The committed split of the digits data set.
 DIGITS_SPLIT = MODELS_DIR / "digits_split.json"
 
