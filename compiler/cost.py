@@ -20,18 +20,20 @@ instruction of a compiled program, which is what the RTL's trace memory records.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..config import CimConfig
-from ..gen.isa import lanes
+from ..gen.isa import Opcode, decode_op, lanes
 from ..gen.loader import LOAD_OVERHEAD
 from ..gen.vector import EW_LATENCY, POOL_LATENCY
-from ..golden.ir import (Add, AvgPool, Clamp, Concat, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool, Reshape)
+from ..golden.ir import Layer
 from ..golden.macro import LATENCY
-from .tiling import CompileError, ConvGeom, geometry, group_geometries, k_tiles, rowpack_ok, tile_steps
+from .planning import MacPlan, mac_plan, n_tiles
+from .tiling import CompileError, ConvGeom, k_tiles, tile_steps
 
-__all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycles", "valid_parallelisms", "choose_parallelism",
-           "pool_cycles", "ew_cycles", "program_timing", "ideal_cycles", "INSTR_OVERHEAD",
-           "SHORT_OVERHEAD", "START_OVERHEAD"]
+__all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycles", "valid_parallelisms",
+           "choose_parallelism", "plan_cycles", "weight_load_cycles", "pool_cycles", "ew_cycles", "load_cycles",
+           "program_timing", "ideal_cycles", "INSTR_CYCLES", "Timeline"]
 
 #: Cycles before an instruction executes, after an instruction that took more than one cycle (MAC, POOL, EW, a
 #: waiting LOAD or SYNC): none, the controller prefetched it.
@@ -236,64 +238,39 @@ def valid_parallelisms(cfg: CimConfig, kt: int, nt: int, npos: int, ab: int = AC
             for no in range(1, min(n // (b * ki), nt) + 1)]
 
 
-def _mac_plan(g: ConvGeom, cfg: CimConfig, par: Parallelism, pages_avail: int | None = None):
-    """Reduction tiles, their gather steps and the N-split into passes for ``par``.
-
-    Returns (tiles, steps, passes) with passes a list of (n_base, nt).
-
-    Raises
-    ------
-    CompileError
-        The reduction does not fit the pages of the K-split (no partial-sum spill), or the split is invalid.
-    """
-    L = lanes(cfg)
-    tiles = k_tiles(g, cfg)
-    steps = [tile_steps(t, g, L) for t in tiles]
-    kt, nt = len(tiles), -(-g.cout // L)
-    pages = cfg.macro.pages if pages_avail is None else pages_avail
-    kr = -(-kt // par.in_ch)
-    if kr > pages:
-        need = 1 << (-(-kt // pages) - 1).bit_length()
-        raise CompileError(f"layer {g.name!r}: reduction of {g.K} elements needs {kt} tiles of <= {cfg.macro.rows} "
-                           f"rows, {kr} pages per macro with in_ch = {par.in_ch}; macro.pages = {pages}: allowed "
-                           f"in_ch >= {need} (partial sums are not spilled to memory)")
-    if par.macros > cfg.fabric.n_macros:
-        raise CompileError(f"layer {g.name!r}: {par} uses {par.macros} macros, fabric.n_macros = {cfg.fabric.n_macros}")
-    if par.batch * par.out_ch > 255:
-        raise CompileError(f"layer {g.name!r}: {par}: batch * out_ch = {par.batch * par.out_ch} output groups per "
-                           f"operation: allowed <= 255")
-    nr_total = -(-nt // par.out_ch)
-    nr_per = max(1, pages // kr)
-    passes = []
-    for nr0 in range(0, nr_total, nr_per):
-        n_base = nr0 * par.out_ch
-        passes.append((n_base, min(nt, (nr0 + nr_per) * par.out_ch) - n_base))
-    return tiles, steps, passes
-
-
 def choose_parallelism(g: ConvGeom, cfg: CimConfig, pages_avail: int | None = None, images: int = 1
                        ) -> Parallelism:
     """The split with the fewest predicted cycles for a pass over ``images`` images; ties go to fewer pages,
     then fewer macros."""
-    L = lanes(cfg)
-    tiles = k_tiles(g, cfg)
-    kt, nt = len(tiles), -(-g.cout // L)
+    kt, nt = len(k_tiles(g, cfg)), n_tiles(g, cfg)
     npos = g.npos * images
     best = None
     for par in valid_parallelisms(cfg, kt, nt, npos):
         try:
-            _, steps, passes = _mac_plan(g, cfg, par, pages_avail)
+            plan = mac_plan(g, cfg, par, pages_avail)
         except CompileError:
             continue
-        cyc = sum(mac_pass_cycles(npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
-        pages = -(-kt // par.in_ch) * -(-min(nt, passes[0][1]) // par.out_ch)
-        key = (cyc, pages, par.macros)
+        key = (plan_cycles(plan, npos), plan.first_pass_pages, par.macros)
         if best is None or key < best[0]:
             best = (key, par)
     if best is None:
         raise CompileError(f"layer {g.name!r}: no split fits the fabric ({cfg.fabric.n_macros} macros of "
                            f"{cfg.macro.pages} pages x {cfg.macro.rows} rows for a reduction of {g.K})")
     return best[1]
+
+
+def plan_cycles(plan: MacPlan, npos: int) -> int:
+    """Cycles of every ``MAC`` instruction of ``plan`` over ``npos`` positions (each prefetched, so nothing
+    before its EXEC)."""
+    return sum(mac_pass_cycles(npos, plan.steps, nt, plan.par) + INSTR_OVERHEAD for _, nt in plan.passes)
+
+
+def weight_load_cycles(plan: MacPlan, nt: int, groups: int = 1) -> int:
+    """Cycles of loading ``nt`` output-channel tiles of ``plan`` once for each of ``groups`` groups: one
+    ``LOAD`` per (K, N) tile, each decoded after the previous one-cycle ``LOAD``, commands back to back, and
+    the last command's overhead."""
+    per_group = sum(load_cycles(t.elems) for t in plan.tiles) * nt + len(plan.tiles) * nt * (SHORT_OVERHEAD + 1)
+    return groups * per_group + LOAD_OVERHEAD
 
 
 # -- vector engines ----------------------------------------------------------------------------------------------
@@ -329,110 +306,116 @@ def layer_cost(layer: Layer, cfg: CimConfig, par: Parallelism | None = None,
 
     Weighted layers need their reduction to fit the pages of the K-split (else :class:`CompileError`);
     their output channels are split into several passes when the pages do not hold them all.
-    Layers without weights ignore ``par``.
+    Layers without weights ignore ``par``. The layer kind's lowering (:data:`cimforge.compiler.lowering.LOWERINGS`)
+    computes it.
+
+    Raises
+    ------
+    CompileError
+        A layer kind without a lowering, or a split that does not fit.
     """
-    if images != 1 and not isinstance(layer, (Conv2d, Dense)):
-        one = layer_cost(layer, cfg, par, source_shape)
-        return LayerCost(cycles=one.cycles * images, compute_cycles=one.compute_cycles * images,
-                         act_traffic_bits=one.act_traffic_bits * images)
-    L = lanes(cfg)
-    if isinstance(layer, (Conv2d, Dense)):
-        if isinstance(layer, Conv2d):
-            # groups of whole words only; a one-channel narrow input is taken to be a (row-packed) graph input
-            rp = rowpack_ok(layer, L, cfg.macro.rows)
-            groups = [geo for geo, _, _ in group_geometries(layer, L, rowpack=rp)]
-        else:
-            groups = [geometry(layer, source_shape)]
-        g = groups[0]
-        par = par or choose_parallelism(g, cfg, images=images)
-        tiles, steps, passes = _mac_plan(g, cfg, par)
-        n_groups = len(groups)
-        npos = g.npos * images
-        compute = n_groups * sum(mac_pass_cycles(npos, steps, n, par) + INSTR_OVERHEAD for _, n in passes)
-        nt = -(-g.cout // L)
-        wl = n_groups * (sum(load_cycles(t.elems) for t in tiles) * nt + len(tiles) * nt * (SHORT_OVERHEAD + 1)) \
-            + LOAD_OVERHEAD
-        nr_total = -(-nt // par.out_ch)
-        act_bits = n_groups * (npos * nr_total * g.K * 8 + npos * g.cout * 8)
-        psum = n_groups * npos * nt * L * 32 * (par.in_ch - 1)
-        kr = -(-len(tiles) // par.in_ch)
-        return LayerCost(cycles=compute + wl, compute_cycles=compute, weight_load_cycles=wl,
-                         psum_traffic_bits=psum, act_traffic_bits=act_bits,
-                         pages=kr * -(-min(nt, passes[0][1]) // par.out_ch), macros=par.macros,
-                         ideal_cycles=ideal_cycles(sum(geo.macs for geo in groups), cfg), passes=passes)
-    if isinstance(layer, (MaxPool, AvgPool, GlobalAvgPool)):
-        c, h, w = layer.input.shape
-        _, oh, ow = layer.output.shape
-        kh, kw = (h, w) if isinstance(layer, GlobalAvgPool) else layer.kernel
-        cw = -(-c // L)
-        taps = oh * ow * cw * kh * kw
-        cyc = pool_cycles(taps) + INSTR_OVERHEAD
-        return LayerCost(cycles=cyc, compute_cycles=cyc, act_traffic_bits=taps * 8 * L + oh * ow * cw * 8 * L)
-    if isinstance(layer, (Add, Clamp, Concat)):
-        words = 0
-        for t in (layer.inputs if isinstance(layer, Concat) else layer.inputs[:1]):
-            c = t.shape[0]
-            pix = 1 if len(t.shape) == 1 else t.shape[1] * t.shape[2]
-            words += pix * -(-c // L)
-        n_instr = len(layer.inputs) if isinstance(layer, Concat) else 1
-        cyc = ew_cycles(words) + n_instr * INSTR_OVERHEAD + (n_instr - 1) * EW_EXTRA
-        return LayerCost(cycles=cyc, compute_cycles=cyc,
-                         act_traffic_bits=words * 8 * L * (2 if isinstance(layer, Add) else 1) + words * 8 * L)
-    if isinstance(layer, Reshape):
-        return LayerCost(cycles=0, compute_cycles=0)
-    raise CompileError(f"layer {layer.name!r}: kind {layer.kind} is not supported by the fabric")
+    from .lowering import lowering_for  # the lowerings cost themselves with this module's functions
+    return lowering_for(layer).cost(layer, cfg, par, source_shape, images)
 
 
 # -- whole programs ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Timeline:
+    """What :func:`program_timing` tracks between instructions: the loader's command queue and the program.
+
+    Attributes
+    ----------
+    program : Program
+    queue : list of (int, int)
+        Per queued or finished command: the cycle the loader pops it and the first cycle it is idle after it.
+    loader_free : int
+        The cycle the loader can pop its next command.
+    """
+
+    program: object
+    queue: list = field(default_factory=list)
+    loader_free: int = 0
+
+
+def _load_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
+    """A ``LOAD`` queues in its EXEC cycle once the queue has room; the loader pops it when free."""
+    depth = tl.program.cfg.controller.load_queue
+    pending = [p for p in tl.queue if p[0] > e]
+    while len(pending) >= depth:
+        e = min(p[0] for p in pending)
+        pending = [p for p in tl.queue if p[0] > e]
+    pop = max(e + 1, tl.loader_free)
+    cnt = args["count"]
+    tl.loader_free = pop + cnt + 1 if cnt else pop + 1
+    tl.queue.append((pop, pop + cnt + LOAD_OVERHEAD if cnt else pop + 1))
+    return e
+
+
+def _sync_retire(tl: Timeline, e: int, args, pc: int) -> int:
+    """``SYNC`` retires when the loader is idle."""
+    return max([q[1] for q in tl.queue] + [e])
+
+
+def _mac_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
+    return e + _mac_instr_cycles(tl.program, pc, args) - 1
+
+
+def _pool_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
+    return e + pool_cycles(args["oh"] * args["ow"] * args["cw"] * args["kh"] * args["kw"]) - 1
+
+
+def _ew_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
+    return e + ew_cycles(args["npos"] * args["cw"]) - 1
+
+
+def _end_retire(tl: Timeline, e: int, args, pc: int) -> int:
+    return e
+
+
+#: Opcode -> ``f(timeline, exec_cycle, args, pc) -> retire cycle``, one entry per instruction of
+#: :data:`cimforge.gen.isa.INSTRUCTIONS` (tests/test_registry.py checks it).
+INSTR_CYCLES: dict[Opcode, Callable[[Timeline, int, dict | None, int], int]] = {
+    Opcode.END: _end_retire,
+    Opcode.LOAD: _load_retire,
+    Opcode.SYNC: _sync_retire,
+    Opcode.MAC: _mac_retire,
+    Opcode.POOL: _pool_retire,
+    Opcode.EW: _ew_retire,
+}
+
+
 def program_timing(program) -> list[int]:
     """Predicted retire cycle of each instruction of ``program`` as the trace memory stamps it (cycles since
     start; the first fetch is cycle 0), up to and including ``END``."""
-    from ..gen.isa import Opcode, decode_op
-    cfg = program.cfg
+    tl = Timeline(program)
     t = 0                     # first cycle of the next instruction (its fetch)
-    queue: list[int] = []     # loader: end cycles (first idle cycle) of queued/running commands
-    loader_free = 0           # cycle the loader can pop the next command
-    depth = cfg.controller.load_queue
     stamps = []
     overhead = START_OVERHEAD
     for pc, word in enumerate(program.code):
-        op, args = decode_op(cfg, word)
+        value, args = decode_op(program.cfg, word)
+        op = _opcode(value)
         e = t + overhead  # EXEC cycle
-        first_exec = e
-        if op == Opcode.LOAD.value:
-            # the queue holds commands not yet popped; wait for room
-            pending = [p for p in queue if p[0] > e]
-            while len(pending) >= depth:
-                e = min(p[0] for p in pending)
-                pending = [p for p in queue if p[0] > e]
-            pop = max(e + 1, loader_free)
-            cnt = args["count"]
-            loader_free = pop + cnt + 1 if cnt else pop + 1
-            queue.append((pop, pop + cnt + LOAD_OVERHEAD if cnt else pop + 1))
-            done = e
-        elif op == Opcode.SYNC.value:
-            idle = max([q[1] for q in queue] + [e])
-            done = idle
-        elif op == Opcode.MAC.value:
-            done = e + _mac_instr_cycles(program, pc, args) - 1
-        elif op == Opcode.POOL.value:
-            a = args
-            done = e + pool_cycles(a["oh"] * a["ow"] * a["cw"] * a["kh"] * a["kw"]) - 1
-        elif op == Opcode.EW.value:
-            done = e + ew_cycles(args["npos"] * args["cw"]) - 1
-        else:  # END (or an unknown opcode, which stops the controller too)
+        if op is None or op == Opcode.END:  # an unknown opcode stops the controller too
             stamps.append(e)
             break
+        done = INSTR_CYCLES[op](tl, e, args, pc)
         stamps.append(done)
         t = done + 1
-        overhead = INSTR_OVERHEAD if done > first_exec else SHORT_OVERHEAD
+        overhead = INSTR_OVERHEAD if done > e else SHORT_OVERHEAD
     return stamps
 
 
+def _opcode(value: int) -> Opcode | None:
+    try:
+        return Opcode(value)
+    except ValueError:
+        return None
+
+
 def _mac_instr_cycles(program, pc: int, args: dict) -> int:
-    from .tiling import tile_steps
+    """Cycles of the ``MAC`` instruction at ``pc`` (EXEC to done inclusive), from the pass it runs."""
     mp = program.pass_at[pc]
     steps = [tile_steps(t, mp.geom, lanes(program.cfg)) for t in mp.tiles]
     return mac_pass_cycles(mp.npos, steps, mp.nt, mp.par)

@@ -1,0 +1,227 @@
+"""Convolutions and fully connected layers: ``MAC`` passes over weights held in the macros' pages.
+
+Planned per group (a grouped convolution is one plan per group of whole words) with a split chosen by the cost
+model; placed as page images (:func:`~cimforge.compiler.tiling.page_words`), reduction-tile descriptors and
+per-channel requantisation parameters; emitted as one ``MAC`` instruction per pass, with the ``LOAD``s that fill
+its pages and, when weights stream, a ``SYNC`` before it.
+"""
+
+from __future__ import annotations
+
+from ...config import CimConfig
+from ...gen.isa import Opcode, desc_layout, lanes, param_layout
+from ...golden.ir import Conv2d, Dense, Layer
+from ..cost import (ACT_BITS, LayerCost, Parallelism, choose_parallelism, ideal_cycles, plan_cycles,
+                    weight_load_cycles)
+from ..planning import layer_geometries, mac_plan, n_tiles
+from ..program import MacPass
+from ..state import CompileState, GroupPlan, Step, emit_instr, pack_checked
+from ..tiling import CompileError, ConvGeom, page_words
+from .base import Lowering
+
+__all__ = ["LOWERING", "LAYERS", "weight_loads", "emit_loads", "mac_args"]
+
+#: The IR classes this module lowers.
+LAYERS = (Conv2d, Dense)
+
+
+def _groups(state: CompileState, layer: Layer) -> list[tuple[tuple[str, int], GroupPlan]]:
+    return [(key, gp) for key, gp in state.plans.items() if key[0] == layer.name]
+
+
+# -- plan ----------------------------------------------------------------------------------------------------
+
+
+def plan(state: CompileState, layer: Layer) -> None:
+    """Geometry of each group and the layer's split (requested, else the cost model's choice for a pass over
+    the images a pass walks); the passes follow once residency is known."""
+    if layer.input.dtype not in ("int8", "uint8"):
+        raise CompileError(f"layer {layer.name!r}: input dtype {layer.input.dtype}: allowed int8, uint8")
+    geos = layer_geometries(layer, state.cfg, rowpack=layer.input.name in state.rowpacked,
+                            source_shape=state.layouts.phys[layer.input.name])
+    images = state.batch if state.merge_images else 1
+    par = state.parallelism.get(layer.name) or choose_parallelism(geos[0][0], state.cfg, images=images)
+    for gi, (g, in_off, out_off) in enumerate(geos):
+        state.plans[(layer.name, gi)] = GroupPlan(g, par, in_off, out_off, None)
+
+
+# -- place ---------------------------------------------------------------------------------------------------
+
+
+def place(state: CompileState, layer: Layer) -> None:
+    """Page images into the weight memory, one descriptor per reduction tile, one parameter word per
+    output-channel tile (bias, multiplier, shift of each lane)."""
+    prog, cfg = state.prog, state.cfg
+    L = lanes(cfg)
+    dlay, play = desc_layout(cfg), param_layout(cfg)
+    cw_in = prog.tensors[(0, layer.input.name)].cw  # the stored input's words per pixel
+    for key, gp in _groups(state, layer):
+        g, tiles = gp.geom, gp.plan.tiles
+        nt = n_tiles(g, cfg)
+        for k, t in enumerate(tiles):
+            for n in range(nt):
+                words = page_words(g, t, n, cfg)
+                state.wblocks[(*key, k, n)] = (len(prog.wmem), len(words))
+                prog.wmem.extend(words)
+        state.desc_base[key] = len(prog.dmem)
+        for t in tiles:
+            prog.dmem.append(pack_checked(layer.name, dlay, {
+                "ky0": t.ky0, "kx0": t.kx0, "dy0": t.ky0 * g.dh, "dx0": t.kx0 * g.dw, "c0": t.c0, "elems": t.elems,
+                "off0": t.ky0 * g.dh if g.rowpack else (t.ky0 * g.dh * g.w + t.kx0 * g.dw) * cw_in}))
+        state.param_base[key] = len(prog.pmem)
+        prog.pmem.extend(pack_checked(layer.name, play, lanes_) for lanes_ in _params(layer, key[1] * g.cout,
+                                                                                        g.cout, nt, L))
+
+
+def _params(layer: Layer, c_off: int, cout: int, nt: int, L: int) -> list[list[dict]]:
+    """Per output-channel tile the lanes' bias, multiplier and shift (zero beyond the group's channels)."""
+    fb = layer.folded_bias
+    if fb.size and (fb.min() < -2 ** 31 or fb.max() > 2 ** 31 - 1):
+        raise CompileError(f"layer {layer.name!r}: folded bias beyond int32 ({fb.min()}..{fb.max()})")
+    mult, shift = layer.requant.multiplier, layer.requant.shift
+    out = []
+    for n in range(nt):
+        lanes_ = []
+        for j in range(L):
+            co = n * L + j
+            if co < cout:
+                c = c_off + co
+                lanes_.append({"bias": int(fb[c]), "mult": int(mult[c]), "shift": int(shift[c])})
+            else:
+                lanes_.append({"bias": 0, "mult": 0, "shift": 0})
+        out.append(lanes_)
+    return out
+
+
+# -- steps ---------------------------------------------------------------------------------------------------
+
+
+def steps(state: CompileState, layer: Layer, image: int, images: int) -> list[Step]:
+    """One ``MAC`` pass per group and output-channel range, over images ``image .. image + images - 1``."""
+    out = []
+    for key, gp in _groups(state, layer):
+        tiles, par = gp.plan.tiles, gp.par
+        kr = gp.plan.k_rounds
+        for n_base, nt in gp.plan.passes:
+            mp = MacPass(key[0], gp.geom, par, tiles, n_base, nt, kr, -(-nt // par.out_ch), image=image, images=images)
+            mp.desc_base, mp.param_base = state.desc_base[key], state.param_base[key] + n_base
+            mp.role_base, mp.group, mp.in_off, mp.out_off = state.role_base[par], key[1], gp.in_off, gp.out_off
+            out.append(Step(layer, image, mp))
+    return out
+
+
+# -- emit ----------------------------------------------------------------------------------------------------
+
+
+def weight_loads(mp: MacPass, state: CompileState) -> list[dict]:
+    """``LOAD`` arguments filling the pages of ``mp``: one per (K tile, N tile), to every replica at once."""
+    par, R = mp.par, state.cfg.macro.rows
+    loads = []
+    for nl in range(mp.nt):
+        n = mp.n_base + nl
+        for k in range(len(mp.tiles)):
+            mask = 0
+            for bi in range(par.batch):
+                mask |= 1 << ((bi * par.in_ch + k % par.in_ch) * par.out_ch + nl % par.out_ch)
+            src, rows = state.wblocks[(mp.layer, mp.group, k, n)]
+            loads.append({"src": src, "count": rows, "mask": mask, "page": mp.page_of(k, n), "row0": R - rows})
+    return loads
+
+
+def emit_loads(state: CompileState, mp: MacPass) -> None:
+    """The ``LOAD`` instructions of ``mp``'s pages."""
+    for ld in mp.loads:
+        emit_instr(state, Opcode.LOAD, mp.layer, mp.image_label, f"page {ld['page']} rows {ld['row0']}+"
+                   f"{ld['count']} macros {ld['mask']:#x}", **ld)
+
+
+def _disjoint(a: MacPass, b: MacPass) -> bool:
+    return a.page_base + a.pages <= b.page_base or b.page_base + b.pages <= a.page_base
+
+
+def emit(state: CompileState, step: Step) -> None:
+    """One pass: streamed weights wait for its loads (``SYNC``), and the next pass's loads are queued before it
+    when their pages are free (they run beside it), else after it."""
+    mp, layer = step.mac, step.layer
+    streamed = not state.resident
+    if streamed:
+        emit_instr(state, Opcode.SYNC, layer.name, mp.image_label, "wait for this pass's weights")
+    nxt = state.next_pass(mp) if streamed else None
+    overlap = nxt is not None and _disjoint(mp, nxt)
+    if overlap:
+        emit_loads(state, nxt)
+    grp = f" group {mp.group}" if mp.group else ""
+    imgs = f" images 0..{mp.images - 1}" if mp.images > 1 else ""
+    pc = emit_instr(state, Opcode.MAC, layer.name, mp.image_label, f"{mp.par}{grp} n tiles {mp.n_base}.."
+                    f"{mp.n_base + mp.nt - 1}{imgs}", **mac_args(mp, state, layer))
+    state.prog.pass_at[pc] = mp
+    state.prog.passes.append(mp)
+    if nxt is not None and not overlap:
+        emit_loads(state, nxt)
+
+
+def mac_args(mp: MacPass, state: CompileState, layer: Layer) -> dict:
+    """The ``MAC`` instruction's arguments: the gather's walk over the stored input, the pass's tiles, split,
+    pages and parameters, and the output's place."""
+    g: ConvGeom = mp.geom
+    src = state.prog.tensors[(mp.image, layer.input.name)]
+    dst = state.prog.tensors[(mp.image, layer.output.name)]
+    par = mp.par
+    whole, rest = divmod(par.batch, g.npos)  # a step of b positions: whole images, then rest positions (< an image)
+    bq, br = divmod(rest, g.ow)
+    row_words = 1 if g.rowpack else g.w * src.cw  # words of one input row
+    img = {"oh": g.oh, "img_delta": src.words - g.oh * g.sh * row_words, "img_bstep": whole * src.words}
+    return {
+        "in_h": g.h, "in_w": g.w, "kh": g.kh, "dh": g.dh,
+        "sh": g.sh, "sw": g.sw, "pt": g.pt, "pl": g.pl, "ow": g.ow, "npos": mp.npos,
+        **_walk(g, src.base + mp.in_off, src.base, src.cw, bq, br), **img, "bq": bq, "br": br,
+        "desc_base": mp.desc_base, "kt": len(mp.tiles), "nt": mp.nt, "kr": mp.kr, "nr": mp.nr,
+        "b": par.batch, "ki": par.in_ch, "no": par.out_ch, "groups": par.batch * par.out_ch,
+        "role_base": mp.role_base, "page_base": mp.page_base,
+        "out_base": dst.base + mp.out_off + mp.n_base, "out_cw": dst.cw, "param_base": mp.param_base,
+        "zp_in": layer.input.zero_point & 0xFF, "zp_out": layer.output.zero_point,
+        "act_min": layer.act_min, "act_max": layer.act_max,
+        "ab_m1": ACT_BITS - 1, "wb_log2": 3, "x_signed": int(layer.input.dtype == "int8"), "w_signed": 1,
+    }
+
+
+def _walk(g: ConvGeom, base: int, image_base: int, cw: int, bq: int, br: int) -> dict:
+    """The gather's address walk: per tap, per position and per step of ``b`` positions."""
+    if g.rowpack:
+        # one word per image row: the walk is kh steps of one "tap" of kw pixels (the lanes under the window);
+        # addresses move with rows only, columns are the lane selection (ix)
+        return {"in_cw": 1, "cin": g.kw, "kw": 1, "dw": 1, "pos0": image_base - g.pt, "kx_inc": 0, "ky_inc": g.dh,
+                "pos_ux": 0, "pos_wrap": g.sh, "pos_bstep": bq * g.sh, "rowpack": 1}
+    return {"in_cw": cw, "cin": g.cin, "kw": g.kw, "dw": g.dw, "pos0": base - (g.pt * g.w + g.pl) * cw,
+            "kx_inc": g.dw * cw, "ky_inc": g.dh * g.w * cw - (g.kw - 1) * g.dw * cw, "pos_ux": g.sw * cw,
+            "pos_wrap": (g.sh * g.w - g.ow * g.sw) * cw, "pos_bstep": (bq * g.sh * g.w + br * g.sw) * cw,
+            "rowpack": 0}
+
+
+# -- cost ----------------------------------------------------------------------------------------------------
+
+
+def cost(layer: Layer, cfg: CimConfig, par: Parallelism | None, source_shape: tuple[int, ...] | None,
+         images: int) -> LayerCost:
+    """Every pass of every group over ``images`` images' positions, and one load of the weights."""
+    L = lanes(cfg)
+    groups = [geo for geo, _, _ in layer_geometries(layer, cfg, source_shape=source_shape)]
+    g = groups[0]
+    par = par or choose_parallelism(g, cfg, images=images)
+    plan_ = mac_plan(g, cfg, par)
+    n_groups = len(groups)
+    npos = g.npos * images
+    compute = n_groups * plan_cycles(plan_, npos)
+    nt = n_tiles(g, cfg)
+    wl = weight_load_cycles(plan_, nt, n_groups)
+    nr_total = -(-nt // par.out_ch)
+    act_bits = n_groups * (npos * nr_total * g.K * ACT_BITS + npos * g.cout * ACT_BITS)
+    psum = n_groups * npos * nt * L * 32 * (par.in_ch - 1)  # int32 partial sums per extra macro of a K-split
+    return LayerCost(cycles=compute + wl, compute_cycles=compute, weight_load_cycles=wl,
+                     psum_traffic_bits=psum, act_traffic_bits=act_bits, pages=plan_.first_pass_pages,
+                     macros=par.macros, ideal_cycles=ideal_cycles(sum(geo.macs for geo in groups), cfg),
+                     passes=plan_.passes)
+
+
+LOWERING = Lowering("MAC passes", (Opcode.LOAD, Opcode.SYNC, Opcode.MAC), emit, cost, plan=plan, place=place,
+                    steps=steps)

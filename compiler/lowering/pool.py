@@ -1,0 +1,66 @@
+"""Max, average and global average pooling: one ``POOL`` instruction per image, a window pass over every word
+of the input (average: the window sum requantised with one multiplier)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...config import CimConfig
+from ...gen.isa import Opcode, PoolMode, lanes
+from ...golden.ir import AvgPool, GlobalAvgPool, Layer, MaxPool
+from ..cost import ACT_BITS, INSTR_OVERHEAD, LayerCost, pool_cycles
+from ..state import CompileState, Step, emit_instr
+from ..tiling import CompileError
+from .base import Lowering, per_image_cost
+
+__all__ = ["LOWERING", "LAYERS"]
+
+#: The IR classes this module lowers.
+LAYERS = (MaxPool, AvgPool, GlobalAvgPool)
+
+
+def _window(layer: Layer, h: int, w: int) -> tuple[int, ...]:
+    """(kh, kw, sh, sw, dh, dw, pt, pl): a global pool is one window over the whole ``h x w`` input."""
+    if isinstance(layer, GlobalAvgPool):
+        return h, w, 1, 1, 1, 1, 0, 0
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
+    return kh, kw, sh, sw, dh, dw, layer.padding[0], layer.padding[1]
+
+
+def emit(state: CompileState, step: Step) -> None:
+    layer, image = step.layer, step.image
+    src, dst = state.prog.tensors[(image, layer.input.name)], state.prog.tensors[(image, layer.output.name)]
+    c, h, w = src.phys
+    _, oh, ow = dst.phys
+    kh, kw, sh, sw, dh, dw, pt, pl = _window(layer, h, w)
+    args = {"x_signed": int(layer.input.dtype == "int8"), "in_base": src.base, "in_h": h, "in_w": w,
+            "cw": src.cw, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw, "pt": pt, "pl": pl,
+            "oh": oh, "ow": ow, "out_base": dst.base}
+    if isinstance(layer, MaxPool):
+        args.update(mode=PoolMode.MAX, zp_out=0, act_min=layer.output.qmin, act_max=layer.output.qmax)
+    else:
+        rq = layer.requant
+        if np.unique(rq.multiplier).size > 1 or np.unique(rq.shift).size > 1:
+            raise CompileError(f"{layer.kind} layer {layer.name!r}: the requantisation differs between output "
+                               f"positions (padding with count_include_pad = False): allowed one multiplier")
+        args.update(mode=PoolMode.AVG, zp_in=layer.input.zero_point, mult=int(rq.multiplier.ravel()[0]),
+                    shift=int(rq.shift.ravel()[0]), zp_out=layer.output.zero_point, act_min=layer.act_min,
+                    act_max=layer.act_max)
+    emit_instr(state, Opcode.POOL, layer.name, image, f"{layer.kind} {kh}x{kw}", **args)
+
+
+def cost(layer: Layer, cfg: CimConfig, par, source_shape, images: int) -> LayerCost:
+    """One tap of one word per cycle over every output's window, per image."""
+    L = lanes(cfg)
+    c, h, w = layer.input.shape
+    _, oh, ow = layer.output.shape
+    kh, kw = _window(layer, h, w)[:2]
+    cw = -(-c // L)
+    taps = oh * ow * cw * kh * kw
+    cyc = pool_cycles(taps) + INSTR_OVERHEAD
+    one = LayerCost(cycles=cyc, compute_cycles=cyc,
+                    act_traffic_bits=taps * ACT_BITS * L + oh * ow * cw * ACT_BITS * L)
+    return per_image_cost(one, images)
+
+
+LOWERING = Lowering("POOL", (Opcode.POOL,), emit, cost)

@@ -1,0 +1,165 @@
+"""The state the compiler's passes (:mod:`cimforge.compiler.compile`) and the lowerings
+(:mod:`cimforge.compiler.lowering`) share while a graph is compiled, and the helpers that write into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import CimConfig
+from ..gen.isa import Opcode, encode, pack_word
+from ..golden.ir import Graph, Layer, TensorInfo
+from .planning import MacPlan
+from .program import InstrInfo, MacPass, Program
+from .tiling import CompileError, ConvGeom
+
+__all__ = ["CompileState", "GroupPlan", "Step", "TensorLayouts", "stored_shape", "emit_instr", "pack_checked"]
+
+
+def stored_shape(t: TensorInfo) -> tuple[int, int, int]:
+    """How a tensor is stored: ``(C, H, W)`` as is, a vector ``(F,)`` as ``(F, 1, 1)``.
+
+    Raises
+    ------
+    CompileError
+        Any other rank.
+    """
+    if len(t.shape) == 3:
+        return tuple(t.shape)
+    if len(t.shape) == 1:
+        return (t.shape[0], 1, 1)
+    raise CompileError(f"tensor {t.name!r}: shape {t.shape}: allowed (C, H, W) or (F,)")
+
+
+class TensorLayouts:
+    """Tensor name -> stored ``(C, H, W)`` (:attr:`phys`) and owner tensor (:attr:`owner`): a tensor that
+    aliases another's words (a reshape that keeps the bytes) is owned by it. Each layer's lowering says how its
+    output is stored (:attr:`~cimforge.compiler.lowering.Lowering.layout`)."""
+
+    def __init__(self, graph: Graph):
+        from .lowering import lowering_for  # the lowerings import this module
+        self.phys: dict[str, tuple[int, int, int]] = {}
+        self.owner: dict[str, str] = {}
+        for t in graph.inputs:
+            self.own(t)
+        for layer in graph.layers:
+            lowering_for(layer).layout(self, layer)
+
+    def own(self, t: TensorInfo) -> None:
+        """Store ``t`` in words of its own."""
+        self.phys[t.name], self.owner[t.name] = stored_shape(t), t.name
+
+    def alias(self, t: TensorInfo, src: TensorInfo) -> None:
+        """Store ``t`` in the words of ``src`` (same stored shape)."""
+        self.phys[t.name], self.owner[t.name] = self.phys[src.name], self.owner[src.name]
+
+
+@dataclass
+class GroupPlan:
+    """How one weighted layer (one group of a grouped convolution) runs: geometry, split, passes, and where its
+    channels start in the stored input and output (words)."""
+
+    geom: ConvGeom
+    par: object
+    in_off: int
+    out_off: int
+    plan: MacPlan
+
+
+@dataclass(frozen=True)
+class Step:
+    """One item of the program order: a ``MAC`` pass (``mac`` set, ``image`` its first image) or the
+    instructions of a layer without weights for one image."""
+
+    layer: Layer
+    image: int
+    mac: MacPass | None = None
+
+
+@dataclass
+class CompileState:
+    """Everything the passes of :func:`~cimforge.compiler.compile.compile_graph` read and write.
+
+    Attributes
+    ----------
+    graph, cfg, batch, merge_images, stream
+        The request (see :func:`~cimforge.compiler.compile.compile_graph`).
+    parallelism : dict
+        Layer name -> requested split.
+    prog : Program
+        The program being built (tensors, memories, code).
+    layouts : TensorLayouts
+    rowpacked : set of str
+        Graph inputs stored one image row per word.
+    plans : dict
+        ``(layer name, group) -> GroupPlan`` of every weighted layer, in layer order.
+    wblocks : dict
+        ``(layer, group, k tile, n tile) -> (wmem address, rows)`` of each page image.
+    desc_base, param_base : dict
+        ``(layer, group) ->`` first descriptor / parameter word.
+    role_base : dict
+        Split -> first word of its role table in the descriptor memory.
+    steps : list of Step
+        Program order.
+    order : list of MacPass
+        The ``MAC`` passes in program order (weight loads of the next one overlap the current one).
+    """
+
+    graph: Graph
+    cfg: CimConfig
+    batch: int
+    merge_images: bool
+    stream: bool | None
+    parallelism: dict
+    prog: Program
+    layouts: TensorLayouts
+    rowpacked: set = field(default_factory=set)
+    plans: dict = field(default_factory=dict)
+    wblocks: dict = field(default_factory=dict)
+    desc_base: dict = field(default_factory=dict)
+    param_base: dict = field(default_factory=dict)
+    role_base: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)
+    order: list = field(default_factory=list)
+    _next: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def resident(self) -> bool:
+        return self.prog.resident
+
+    def set_order(self, order: list[MacPass]) -> None:
+        """Record the ``MAC`` passes in program order."""
+        self.order = order
+        self._next = {id(a): b for a, b in zip(order, order[1:] + [None])}
+
+    def next_pass(self, mp: MacPass) -> MacPass | None:
+        """The ``MAC`` pass after ``mp`` in program order (None after the last)."""
+        return self._next[id(mp)]
+
+
+def emit_instr(state: CompileState, op: Opcode, layer: str | None, image: int | None, text: str, **args) -> int:
+    """Append one instruction to the program with what it is for; returns its pc.
+
+    Raises
+    ------
+    CompileError
+        An argument does not fit its field; the message names the layer and the instruction.
+    """
+    prog = state.prog
+    try:
+        word = encode(state.cfg, op, **args)
+    except ValueError as e:
+        raise CompileError(f"layer {layer!r}: {op.name} instruction: {e}") from None
+    pc = len(prog.code)
+    prog.code.append(word)
+    prog.instrs.append(InstrInfo(pc, op.name, layer, image, text))
+    return pc
+
+
+def pack_checked(owner: str, layout, value) -> int:
+    """:func:`~cimforge.gen.isa.pack_word`, a value out of range raising a :class:`CompileError` naming the
+    layer."""
+    try:
+        return pack_word(layout, value)
+    except ValueError as e:
+        raise CompileError(f"layer {owner!r}: {e}") from None
