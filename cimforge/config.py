@@ -16,9 +16,11 @@ from typing import Any
 
 import tomli_w
 
+from .bits import ceil_log2, index_bits
+
 __all__ = [
     "ConfigError", "MacroConfig", "FabricConfig", "ControllerConfig", "CimConfig",
-    "WEIGHT_BITS", "ACT_BITS", "load_config", "save_config", "config_from_dict", "config_to_dict",
+    "WEIGHT_BITS", "ACT_BITS", "INT8_BITS", "load_config", "save_config", "config_from_dict", "config_to_dict",
 ]
 
 #: Weight precisions a macro operation may select (columns per weight).
@@ -27,6 +29,9 @@ WEIGHT_BITS = (1, 2, 4, 8)
 ROUNDINGS = ("double", "single")
 #: Activation precisions a macro operation may select (bit-serial cycles per operation).
 ACT_BITS = tuple(range(1, 9))
+#: Bits of the int8 / uint8 codes of quantised tensors: the precision the compiler runs activations and
+#: weights at, and the width of an activation lane (:data:`cimforge.gen.isa.LANE_BITS`).
+INT8_BITS = 8
 
 
 class ConfigError(ValueError):
@@ -57,10 +62,6 @@ def _check_int(block: str, name: str, value: Any, lo: int, hi: int | None = None
         raise ConfigError(f"{block}.{name}", value, allowed)
     if value < lo or (hi is not None and value > hi):
         raise ConfigError(f"{block}.{name}", value, allowed)
-
-
-def _ceil_log2(n: int) -> int:
-    return (n - 1).bit_length() if n > 1 else 0
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class MacroConfig:
         _check_int("macro", "pages", self.pages, 1, 64)
         if self.max_wb not in WEIGHT_BITS or isinstance(self.max_wb, bool):
             raise ConfigError("macro.max_wb", self.max_wb, f"one of {list(WEIGHT_BITS)}")
-        _check_int("macro", "max_ab", self.max_ab, 1, 8)
+        _check_int("macro", "max_ab", self.max_ab, ACT_BITS[0], ACT_BITS[-1])
         _check_int("macro", "cols", self.cols, 1, 1024, extra=f"and a multiple of macro.max_wb ({self.max_wb})")
         if self.cols % self.max_wb:
             raise ConfigError("macro.cols", self.cols,
@@ -105,7 +106,7 @@ class MacroConfig:
     @property
     def acc_width(self) -> int:
         """Result width: ``max_ab + max_wb + ceil(log2(rows))``; no operation can overflow it."""
-        return self.max_ab + self.max_wb + _ceil_log2(self.rows)
+        return self.max_ab + self.max_wb + ceil_log2(self.rows)
 
     @property
     def tile_cols(self) -> int:
@@ -123,11 +124,11 @@ class MacroConfig:
 
     @property
     def page_width(self) -> int:
-        return max(1, _ceil_log2(self.pages))
+        return index_bits(self.pages)
 
     @property
     def row_width(self) -> int:
-        return max(1, _ceil_log2(self.rows))
+        return index_bits(self.rows)
 
     def weights_per_row(self, wb: int) -> int:
         """How many ``wb``-bit weights one row of a page holds (``cols // wb``)."""

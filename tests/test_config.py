@@ -89,3 +89,24 @@ def test_bad_rounding_names_the_allowed_forms():
     with pytest.raises(ConfigError) as err:
         FabricConfig(rounding="nearest")
     assert err.value.field == "fabric.rounding" and "double, single" in str(err.value)
+
+
+def test_bit_width_helpers():
+    """cimforge.bits: the one home of the log2 helpers that size fields and counters."""
+    from cimforge.bits import ceil_log2, count_bits, exact_log2, index_bits
+    assert [ceil_log2(n) for n in (0, 1, 2, 3, 4, 5, 64, 65)] == [0, 0, 1, 2, 2, 3, 6, 7]
+    assert [index_bits(n) for n in (1, 2, 3, 4, 64, 65, 4096)] == [1, 1, 2, 2, 6, 7, 12]
+    assert [count_bits(n) for n in (0, 1, 2, 7, 8, 64)] == [1, 1, 2, 3, 4, 7]
+    assert [exact_log2(n) for n in (1, 2, 4, 8, 1024)] == [0, 1, 2, 3, 10]
+    for bad in (0, 3, 6, -2, True, 2.0):
+        with pytest.raises(ValueError, match="not a power of two"):
+            exact_log2(bad)
+    m = MacroConfig(rows=63, pages=5)
+    assert (m.page_width, m.row_width, m.acc_width) == (3, 6, m.max_ab + m.max_wb + 6)
+
+
+def test_precision_constants():
+    from cimforge.config import ACT_BITS, INT8_BITS, WEIGHT_BITS
+    from cimforge.gen.isa import LANE_BITS
+    assert ACT_BITS == tuple(range(1, 9)) and WEIGHT_BITS == (1, 2, 4, 8)
+    assert INT8_BITS == LANE_BITS == 8 and INT8_BITS in ACT_BITS and INT8_BITS in WEIGHT_BITS
