@@ -14,15 +14,17 @@ defined here as well, for the RTL, the runner, the ISS and the compiler alike.
 
 from __future__ import annotations
 
+import enum as py_enum
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data, enum
 
-from ..config import CimConfig
+from ..bits import ceil_log2, index_bits
+from ..config import INT8_BITS, CimConfig
 
 __all__ = ["Opcode", "PoolMode", "InstrSpec", "INSTRUCTIONS", "instr_spec", "lanes", "addr_width", "instr_layout",
            "mac_layout", "pool_layout", "ew_layout", "load_layout", "desc_layout", "role_layout", "param_layout",
@@ -56,14 +58,9 @@ def lanes(cfg: CimConfig) -> int:
     return cfg.macro.cols // cfg.macro.max_wb
 
 
-def _bits(n: int) -> int:
-    """Bits of an unsigned field holding 0..n-1 (at least 1)."""
-    return max(1, (n - 1).bit_length())
-
-
 def addr_width(cfg: CimConfig) -> int:
     """Activation memory address bits."""
-    return _bits(cfg.fabric.act_depth)
+    return index_bits(cfg.fabric.act_depth)
 
 
 # Field widths that do not depend on the configuration.
@@ -121,13 +118,13 @@ def mac_layout(cfg: CimConfig) -> data.StructLayout:
         "pos0": signed(aw), "kx_inc": signed(aw), "ky_inc": signed(aw), "pos_ux": signed(aw),
         "pos_wrap": signed(aw), "pos_bstep": signed(aw), "bq": unsigned(DIM), "br": unsigned(DIM),
         "img_delta": signed(aw), "img_bstep": signed(aw),
-        "desc_base": unsigned(_bits(cfg.fabric.desc_depth)), "kt": unsigned(CNT), "nt": unsigned(CNT),
+        "desc_base": unsigned(index_bits(cfg.fabric.desc_depth)), "kt": unsigned(CNT), "nt": unsigned(CNT),
         "kr": unsigned(CNT), "nr": unsigned(CNT),
         "b": unsigned(PAR), "ki": unsigned(PAR), "no": unsigned(PAR), "groups": unsigned(PAR + 1),
-        "role_base": unsigned(_bits(cfg.fabric.desc_depth)),
+        "role_base": unsigned(index_bits(cfg.fabric.desc_depth)),
         "page_base": unsigned(cfg.macro.page_width),
         "out_base": unsigned(addr_width(cfg)), "out_cw": unsigned(DIM),
-        "param_base": unsigned(_bits(cfg.fabric.param_depth)),
+        "param_base": unsigned(index_bits(cfg.fabric.param_depth)),
         "zp_in": unsigned(8), "zp_out": signed(QZ), "act_min": signed(QZ), "act_max": signed(QZ),
         "ab_m1": unsigned(3), "wb_log2": unsigned(2), "x_signed": unsigned(1), "w_signed": unsigned(1),
         "rowpack": unsigned(1),
@@ -180,7 +177,7 @@ def load_layout(cfg: CimConfig) -> data.StructLayout:
     """Arguments of ``LOAD``: ``count`` rows from weight word ``src`` on into (``page``, ``row0``) onwards of
     every macro whose bit is set in ``mask`` (rows wrap into the next page)."""
     return data.StructLayout({
-        "src": unsigned(_bits(cfg.fabric.weight_depth)), "count": unsigned(16),
+        "src": unsigned(index_bits(cfg.fabric.weight_depth)), "count": unsigned(16),
         "mask": unsigned(cfg.fabric.n_macros), "page": unsigned(cfg.macro.page_width),
         "row0": unsigned(cfg.macro.row_width),
     })
@@ -269,7 +266,7 @@ def desc_layout(cfg: CimConfig) -> data.StructLayout:
     """
     return data.StructLayout({
         "ky0": unsigned(DIM), "kx0": unsigned(DIM), "dy0": unsigned(DIM + SMALL), "dx0": unsigned(DIM + SMALL),
-        "c0": unsigned(CH), "elems": unsigned(_bits(cfg.macro.rows + 1)), "off0": signed(addr_width(cfg) + 2),
+        "c0": unsigned(CH), "elems": unsigned(index_bits(cfg.macro.rows + 1)), "off0": signed(addr_width(cfg) + 2),
     })
 
 
@@ -304,7 +301,7 @@ def status_layout() -> data.StructLayout:
 
 #: Bits of one activation lane (an int8 or uint8 code) in an activation word; lane ``j`` is bits
 #: ``8j .. 8j+7``.
-LANE_BITS = 8
+LANE_BITS = INT8_BITS
 _LANE_MASK = (1 << LANE_BITS) - 1
 
 
@@ -374,37 +371,123 @@ def unpack_lanes_array(words, n: int, signed: bool) -> np.ndarray:
 # -- packing -----------------------------------------------------------------------------------------------
 
 
-def pack_word(layout: data.Layout, value: Mapping[str, Any] | list) -> int:
-    """Pack a (nested) mapping or list into an integer through ``layout.const`` (signed fields take
-    negative ints; missing fields are zero).
+def pack_word(layout: data.Layout, value: Mapping[str, Any] | Sequence | int) -> int:
+    """Pack a (nested) mapping or sequence into an integer by ``layout``: the one packer for every word.
+
+    Gives the bits ``layout.const(value)`` gives (fields assigned in the order given, missing fields zero,
+    signed fields take negative ints, enum fields their members), but checks every value first and packs
+    from the layout's own field offsets, which is fast enough for the benches' hot loops. A nested layout may
+    also be given as its raw bits (an int).
 
     Raises
     ------
     ValueError
-        A value does not fit its field; the message names the field, the value and the range.
+        A value does not fit its field, or a field is not in the layout; the message names the field (dotted
+        path), the value and the range.
     """
-    _check_fits(layout, value, "")
-    return layout.const(value).as_bits()
+    return _pack(layout, value, "")
 
 
-def _check_fits(layout: data.Layout, value, path: str) -> None:
-    if isinstance(layout, (data.StructLayout, data.UnionLayout)) and isinstance(value, Mapping):
-        for name, v in value.items():
-            _check_fits(layout[name].shape, v, f"{path}.{name}" if path else name)
-        return
-    if isinstance(layout, data.ArrayLayout) and isinstance(value, (list, tuple)):
+def unpack_word(layout: data.Layout, word: int) -> Any:
+    """The inverse of :func:`pack_word`: a dict of Python ints (signed fields signed, nested structs as dicts,
+    arrays as lists; enum fields as their integer values)."""
+    def conv(shape, v):
+        if isinstance(shape, (data.StructLayout, data.UnionLayout)):
+            return {name: conv(f.shape, (v >> f.offset) & ((1 << f.width) - 1)) for name, f in shape}
+        if isinstance(shape, data.ArrayLayout):
+            ew = _width(shape.elem_shape)
+            return [conv(shape.elem_shape, (v >> (i * ew)) & ((1 << ew) - 1)) for i in range(shape.length)]
+        if _is_signed(shape) and v >> (_width(shape) - 1):
+            v -= 1 << _width(shape)
+        return v
+    return conv(layout, int(word))
+
+
+@lru_cache(maxsize=None)
+def _shape(shape) -> tuple[int, bool]:
+    cast = Shape.cast(shape) if not isinstance(shape, data.Layout) else shape.as_shape()
+    return cast.width, cast.signed
+
+
+def _width(shape) -> int:
+    return _shape(shape)[0]
+
+
+def _is_signed(shape) -> bool:
+    return _shape(shape)[1]
+
+
+@lru_cache(maxsize=None)
+def _plan(layout: data.Layout) -> tuple:
+    """The field offsets of a layout, read once: ``("struct", {name: field})`` or ``("array", field, length,
+    stride)``, a field being (offset, width, signed, nested layout or None)."""
+    def entry(field):
+        sub = field.shape if isinstance(field.shape, data.Layout) else None
+        return (field.offset, *_shape(field.shape), sub)
+    if isinstance(layout, data.ArrayLayout):
+        return "array", entry(layout[0]), layout.length, _width(layout.elem_shape)
+    return "struct", {name: entry(field) for name, field in layout}
+
+
+def _pack(layout: data.Layout, value, path: str) -> int:
+    plan = _plan(layout)
+    if plan[0] == "array":
+        if not isinstance(value, (Sequence, np.ndarray)) or isinstance(value, (str, bytes)):
+            raise ValueError(f"field {path or '<word>'} = {value!r}: a sequence for {layout!r}")
+        _, (_, width, is_signed, sub), length, stride = plan
+        if len(value) > length:
+            raise ValueError(f"field {path or '<word>'}: {len(value)} elements, allowed at most {length}")
+        word = 0
+        if sub is None:  # the hot case (a macro operation's activations): check and pack inline
+            lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if is_signed else (0, (1 << width) - 1)
+            mask = (1 << width) - 1
+            for i, v in enumerate(value):
+                v = v if type(v) is int else int(v.value if isinstance(v, py_enum.Enum) else v)
+                if v < lo or v > hi:
+                    _scalar(v, width, is_signed, path, i)  # raises the error naming the element
+                word |= (v & mask) << (i * stride)
+            return word
         for i, v in enumerate(value):
-            _check_fits(layout.elem_shape, v, f"{path}[{i}]")
-        return
-    if isinstance(value, enum.Enum) or hasattr(value, "value") and not isinstance(value, int):
-        return
-    shape = layout.as_shape() if isinstance(layout, data.Layout) else layout
-    if hasattr(shape, "signed"):
-        w = shape.width
-        lo, hi = (-(1 << (w - 1)), (1 << (w - 1)) - 1) if shape.signed else (0, (1 << w) - 1)
-        if not lo <= int(value) <= hi:
-            raise ValueError(f"field {path} = {value}: allowed {lo}..{hi} ({'signed' if shape.signed else 'unsigned'}"
-                             f" {w} bits)")
+            bits = _scalar(v, width, is_signed, path, i) if isinstance(v, (int, np.integer)) \
+                else _pack(sub, v, f"{path}[{i}]")
+            word |= bits << (i * stride)
+        return word
+    if not isinstance(value, Mapping):
+        raise ValueError(f"field {path or '<word>'} = {value!r}: a mapping of fields for {layout!r}")
+    fields = plan[1]
+    word = 0
+    for key, v in value.items():
+        try:
+            offset, width, is_signed, sub = fields[key]
+        except KeyError:
+            raise ValueError(f"no field {_name(path, key)} in the layout; allowed: {', '.join(fields)}") from None
+        bits = _pack(sub, v, _name(path, key)) if sub is not None and not isinstance(v, (int, np.integer)) \
+            else _scalar(v, width, is_signed, path, key)
+        mask = ((1 << width) - 1) << offset
+        word = (word & ~mask) | (bits << offset)  # later fields win, as in ``Layout.const`` (unions)
+    return word
+
+
+def _name(path: str, key) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else str(key)
+
+
+def _scalar(v, width: int, is_signed: bool, path: str, key) -> int:
+    """A field value as its ``width`` bits, after checking that it fits (the name is built only for errors)."""
+    if isinstance(v, py_enum.Enum):
+        v = v.value
+    try:
+        v = int(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"field {_name(path, key)} = {v!r}: an integer or an enum member") from None
+    if is_signed:
+        if not -(1 << (width - 1)) <= v < (1 << (width - 1)):
+            raise ValueError(f"field {_name(path, key)} = {v}: allowed {-(1 << (width - 1))}.."
+                             f"{(1 << (width - 1)) - 1} (signed {width} bits)")
+        return v & ((1 << width) - 1)
+    if v < 0 or v >> width:
+        raise ValueError(f"field {_name(path, key)} = {v}: allowed 0..{(1 << width) - 1} (unsigned {width} bits)")
+    return v
 
 
 def encode(cfg: CimConfig, op: Opcode, **args: Any) -> int:
@@ -421,23 +504,6 @@ def encode(cfg: CimConfig, op: Opcode, **args: Any) -> int:
             raise ValueError(f"{spec.name} takes no arguments, got {sorted(args)}")
         return pack_word(instr_layout(cfg), {"op": spec.op})
     return pack_word(instr_layout(cfg), {"op": spec.op, "args": {spec.name.lower(): args}})
-
-
-def unpack_word(layout: data.Layout, word: int) -> Any:
-    """The inverse of :func:`pack_word` for struct layouts: a dict of Python ints (signed fields signed,
-    nested structs as dicts, arrays as lists)."""
-    def conv(shape, v):
-        if isinstance(shape, data.StructLayout):
-            return {name: conv(f.shape, (v >> f.offset) & ((1 << f.width) - 1)) for name, f in shape}
-        if isinstance(shape, data.ArrayLayout):
-            ew = data.Layout.cast(shape.elem_shape).size if isinstance(shape.elem_shape, data.Layout) \
-                else shape.elem_shape.width
-            return [conv(shape.elem_shape, (v >> (i * ew)) & ((1 << ew) - 1)) for i in range(shape.length)]
-        s = shape.as_shape() if isinstance(shape, data.Layout) else getattr(shape, "as_shape", lambda: shape)()
-        if s.signed and v >> (s.width - 1):
-            v -= 1 << s.width
-        return v
-    return conv(layout, word)
 
 
 def decode_op(cfg: CimConfig, word: int) -> tuple[int, dict[str, int] | None]:
@@ -488,7 +554,7 @@ class HostRegion:
     def __init__(self, name: str, index: int, depth: int, width: int, writable: bool = True):
         self.name, self.index, self.depth, self.width, self.writable = name, index, depth, width, writable
         n = max(1, -(-width // 32))
-        self.slices = 1 << _bits(n) if n > 1 else 1
+        self.slices = 1 << ceil_log2(n)
 
     @property
     def span(self) -> int:
@@ -511,5 +577,5 @@ def host_map(cfg: CimConfig) -> tuple[int, dict[str, HostRegion]]:
         HostRegion("dmem", 5, f.desc_depth, desc_layout(cfg).size),
         HostRegion("trace", 6, c.trace_depth, 64, writable=False),
     ]
-    bits = max(_bits(r.span) for r in regions)
+    bits = max(index_bits(r.span) for r in regions)
     return bits, {r.name: r for r in regions}

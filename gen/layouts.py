@@ -1,22 +1,23 @@
 """Packed words of the CIM macro, defined once for the RTL, the compiler's encoder and the benches.
 
-The RTL uses the layouts as port shapes; Python packs and unpacks with :func:`pack` / :func:`unpack`, which read
-field offsets from the very same layouts, so a change here changes every user at once.
+The RTL uses the layouts as port shapes; Python builds an operation's fields with :func:`macro_op_fields`
+(which checks them against the macro) and packs them with the ISA's one packer,
+:func:`cimforge.gen.isa.pack_word`, which reads field offsets from the very same layouts, so a change here
+changes every user at once.
 """
 
 from __future__ import annotations
 
-import enum as py_enum
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from amaranth.hdl import unsigned
 from amaranth.lib import data, enum
 
+from ..bits import exact_log2
 from ..config import WEIGHT_BITS, MacroConfig
 
-__all__ = ["MacroMode", "BitOp", "macro_op_layout", "macro_result_layout", "pack", "unpack", "pack_macro_op",
-           "wb_log2", "BITOPS"]
+__all__ = ["MacroMode", "BitOp", "macro_op_layout", "macro_result_layout", "macro_op_fields", "wb_log2"]
 
 
 class MacroMode(enum.Enum, shape=unsigned(1)):
@@ -36,14 +37,11 @@ class BitOp(enum.Enum, shape=unsigned(3)):
     XNOR = 4
 
 
-BITOPS = {op.name: op for op in BitOp}
-
-
 def wb_log2(wb: int) -> int:
     """Encoding of a weight precision in the ``wb_log2`` field (1, 2, 4, 8 -> 0..3)."""
     if wb not in WEIGHT_BITS:
         raise ValueError(f"wb must be one of {list(WEIGHT_BITS)}, not {wb!r}")
-    return wb.bit_length() - 1
+    return exact_log2(wb)
 
 
 @lru_cache(maxsize=None)
@@ -78,57 +76,20 @@ def macro_op_layout(cfg: MacroConfig) -> data.StructLayout:
     })
 
 
-def pack(layout: data.StructLayout, values: Mapping[str, Any]) -> int:
-    """Pack ``values`` (field -> int, enum, or a sequence for array fields) into an integer by ``layout``.
+def macro_op_fields(cfg: MacroConfig, *, mode: MacroMode = MacroMode.MAC, page: int = 0, row: int = 0,
+                    wb: int = 8, ab: int = 8, w_signed: bool = True, x_signed: bool = True, skip: bool = False,
+                    bop: BitOp = BitOp.AND, x: Sequence[int] = (), word: int = 0) -> dict[str, Any]:
+    """The fields of one macro operation (the ``op`` stream payload), checked against ``cfg``; pack them with
+    ``pack_word(macro_op_layout(cfg), fields)``.
 
-    Array elements are masked to their width, so negative Python ints pack as two's complement.
-    """
-    word = 0
-    fields = _offsets(layout)
-    for name, value in values.items():
-        try:
-            offset, width = fields[name]
-        except KeyError:
-            raise KeyError(f"no field {name!r} in layout; fields: {', '.join(fields)}") from None
-        if isinstance(value, py_enum.Enum):
-            value = value.value
-        if (isinstance(value, Sequence) and not isinstance(value, (str, bytes))) or hasattr(value, "__array__"):
-            elem = layout[name].shape
-            ew = elem.elem_shape.width if isinstance(elem, data.ArrayLayout) else 1
-            emask = (1 << ew) - 1
-            packed = 0
-            for i, v in enumerate(value):
-                packed |= (int(v) & emask) << (i * ew)
-            value = packed
-        word |= (int(value) & ((1 << width) - 1)) << offset
-    return word
-
-
-def unpack(layout: data.StructLayout, word: int) -> dict[str, int]:
-    """Split an integer into its scalar fields (array fields come back packed as one integer)."""
-    return {name: (word >> off) & ((1 << w) - 1) for name, (off, w) in _offsets(layout).items()}
-
-
-_OFFSETS: dict[int, tuple[data.StructLayout, dict[str, tuple[int, int]]]] = {}
-
-
-def _offsets(layout: data.StructLayout) -> dict[str, tuple[int, int]]:
-    """Field name -> (offset, width), memoised per layout object (layouts are built once per config)."""
-    hit = _OFFSETS.get(id(layout))
-    if hit is None or hit[0] is not layout:
-        hit = _OFFSETS[id(layout)] = (layout, {name: (f.offset, f.width) for name, f in layout})
-    return hit[1]
-
-
-def pack_macro_op(cfg: MacroConfig, *, mode: MacroMode = MacroMode.MAC, page: int = 0, row: int = 0,
-                  wb: int = 8, ab: int = 8, w_signed: bool = True, x_signed: bool = True, skip: bool = False,
-                  bop: BitOp = BitOp.AND, x: Sequence[int] = (), word: int = 0) -> int:
-    """Pack one macro operation (the ``op`` stream payload) after checking it against ``cfg``.
+    ``x`` holds the activations as values of ``ab`` bits (signed when ``x_signed``); they are stored as
+    ``max_ab``-bit two's complement codes, of which the macro reads the low ``ab`` bits.
 
     Raises
     ------
     ValueError
-        A field out of range for this macro; the message names it and the allowed values.
+        A field out of range for this macro, or an activation that does not fit ``ab`` bits; the message
+        names it and the allowed values.
     """
     if not 0 <= page < cfg.pages:
         raise ValueError(f"page = {page}: allowed 0..{cfg.pages - 1}")
@@ -140,11 +101,16 @@ def pack_macro_op(cfg: MacroConfig, *, mode: MacroMode = MacroMode.MAC, page: in
         raise ValueError(f"ab = {ab}: allowed 1..{cfg.max_ab}")
     if len(x) > cfg.rows:
         raise ValueError(f"{len(x)} activations: allowed at most rows = {cfg.rows}")
-    return pack(macro_op_layout(cfg), {
-        "mode": mode, "page": page, "row": row, "wb_log2": wb_log2(wb), "ab_m1": ab - 1,
-        "w_signed": int(w_signed), "x_signed": int(x_signed), "skip": int(skip), "bop": bop,
-        "x": list(x), "word": word,
-    })
+    lo, hi = (-(1 << (ab - 1)), (1 << (ab - 1)) - 1) if x_signed else (0, (1 << ab) - 1)
+    codes = [int(v) for v in x]
+    bad = [i for i, v in enumerate(codes) if not lo <= v <= hi]
+    if bad:
+        raise ValueError(f"x[{bad[0]}] = {codes[bad[0]]}: allowed {lo}..{hi} ({'signed' if x_signed else 'unsigned'}"
+                         f" ab = {ab} bits)")
+    mask = (1 << cfg.max_ab) - 1
+    return {"mode": mode, "page": page, "row": row, "wb_log2": wb_log2(wb), "ab_m1": ab - 1,
+            "w_signed": int(w_signed), "x_signed": int(x_signed), "skip": int(skip), "bop": bop,
+            "x": [v & mask for v in codes], "word": word}
 
 
 def macro_result_layout(cfg: MacroConfig) -> data.ArrayLayout:

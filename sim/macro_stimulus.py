@@ -18,16 +18,35 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from amaranth.hdl import Shape
+from amaranth.lib import wiring
+
 from ..config import WEIGHT_BITS, MacroConfig
-from ..gen.layouts import BitOp, MacroMode, macro_op_layout, pack, wb_log2
+from ..gen.isa import pack_word
+from ..gen.layouts import BitOp, MacroMode, macro_op_fields, macro_op_layout
+from ..gen.macro import CimMacro
 from ..golden.macro import LATENCY, MacroModel, int_range, op_cycles
 
-__all__ = ["MACRO_PORTS", "GEOMETRY_SEED", "N_GEOMETRIES", "random_geometries", "Expected", "MismatchError", "MacroDriver", "actions", "check_result", "mac_op", "bitwise_op"]
+__all__ = ["macro_ports", "MACRO_PORTS", "GEOMETRY_SEED", "N_GEOMETRIES", "random_geometries", "Expected", "MismatchError", "MacroDriver", "actions", "check_result", "mac_op", "bitwise_op"]
 
 
-#: The macro's Verilog ports (the only signals a bench touches).
-MACRO_PORTS = ("clk", "rst", "op__valid", "op__ready", "op__payload", "mem_we", "mem_re", "mem_page", "mem_row",
-               "mem_wdata", "mem_rdata", "res_valid", "res_y", "res_bits", "res_pop", "res_total", "busy")
+def _macro_signature(cfg: MacroConfig) -> wiring.Signature:
+    # Until gen/macro.py offers the signature without an instance: the constructor only builds the signature,
+    # and the instance is never elaborated, so silence Amaranth's unused-elaboratable warning.
+    macro = CimMacro(cfg)
+    macro._MustUse__silence = True
+    return macro.signature
+
+
+def macro_ports(cfg: MacroConfig) -> dict[str, tuple[wiring.Flow, int]]:
+    """The macro's Verilog ports other than the clock and reset, derived from its signature: Verilog name
+    (members joined by ``__``, as Amaranth names them: ``op__payload``) -> (flow, width)."""
+    return {"__".join(map(str, path)): (member.flow, Shape.cast(member.shape).width)
+            for path, member in _macro_signature(cfg).members.flatten() if member.is_port}
+
+
+#: The macro's Verilog ports (the only signals a bench touches): the clock, the reset and its signature's.
+MACRO_PORTS = ("clk", "rst", *macro_ports(MacroConfig()))
 
 #: Seed and size of the random geometry set the benches verify.
 GEOMETRY_SEED = 20261124
@@ -83,9 +102,8 @@ def mac_op(cfg: MacroConfig, model: MacroModel, index: int, x: np.ndarray, page:
     """A MAC operation and its expected result under the model's current contents."""
     y = model.mac(x, page, wb, ab, w_signed, x_signed)
     n = op_cycles(ab, x, skip)
-    fields = {"mode": MacroMode.MAC, "page": page, "row": 0, "wb_log2": wb_log2(wb), "ab_m1": ab - 1,
-              "w_signed": int(w_signed), "x_signed": int(x_signed), "skip": int(skip), "bop": BitOp.AND,
-              "x": [int(v) for v in x], "word": 0}
+    fields = macro_op_fields(cfg, mode=MacroMode.MAC, page=page, wb=wb, ab=ab, w_signed=w_signed,
+                             x_signed=x_signed, skip=skip, x=x)
     return Expected(index, fields, cycles=n, skipped=ab - n if skip else 0, y=y, wb=wb,
                     signed_result=w_signed or x_signed)
 
@@ -93,8 +111,9 @@ def mac_op(cfg: MacroConfig, model: MacroModel, index: int, x: np.ndarray, page:
 def bitwise_op(cfg: MacroConfig, model: MacroModel, index: int, page: int, row: int, word: int,
                op: BitOp) -> Expected:
     bits, pops, total = model.bitwise(page, row, word, op.name)
-    fields = {"mode": MacroMode.BITWISE, "page": page, "row": row, "wb_log2": 0, "ab_m1": 0, "w_signed": 0,
-              "x_signed": 0, "skip": 0, "bop": op, "x": [0] * cfg.rows, "word": word}
+    # wb = ab = 1, unsigned: the fields a BITWISE operation ignores are all zero
+    fields = macro_op_fields(cfg, mode=MacroMode.BITWISE, page=page, row=row, wb=1, ab=1, w_signed=False,
+                             x_signed=False, bop=op, x=[0] * cfg.rows, word=word)
     return Expected(index, fields, cycles=1, bits=bits, pops=pops, total=total)
 
 
@@ -312,7 +331,7 @@ class MacroDriver:
 
     async def op(self, exp: Expected) -> None:
         io = self.io
-        io.set("op__payload", pack(self.layout, exp.fields))
+        io.set("op__payload", pack_word(self.layout, exp.fields))
         io.set("op__valid", 1)
         waited = 0
         while io.get("op__ready") != 1:
