@@ -389,29 +389,22 @@ INSTR_CYCLES: dict[Opcode, Callable[[Timeline, int, dict | None, int], int]] = {
 def program_timing(program) -> list[int]:
     """Predicted retire cycle of each instruction of ``program`` as the trace memory stamps it (cycles since
     start; the first fetch is cycle 0), up to and including ``END``."""
+    by_value = {op.value: fn for op, fn in INSTR_CYCLES.items()}
     tl = Timeline(program)
     t = 0                     # first cycle of the next instruction (its fetch)
     stamps = []
     overhead = START_OVERHEAD
     for pc, word in enumerate(program.code):
         value, args = decode_op(program.cfg, word)
-        op = _opcode(value)
         e = t + overhead  # EXEC cycle
-        if op is None or op == Opcode.END:  # an unknown opcode stops the controller too
-            stamps.append(e)
-            break
-        done = INSTR_CYCLES[op](tl, e, args, pc)
+        retire = by_value.get(value)
+        done = retire(tl, e, args, pc) if retire else e
         stamps.append(done)
+        if retire is None or value == Opcode.END.value:  # an unknown opcode stops the controller too
+            break
         t = done + 1
         overhead = INSTR_OVERHEAD if done > e else SHORT_OVERHEAD
     return stamps
-
-
-def _opcode(value: int) -> Opcode | None:
-    try:
-        return Opcode(value)
-    except ValueError:
-        return None
 
 
 def _mac_instr_cycles(program, pc: int, args: dict) -> int:

@@ -9,6 +9,8 @@ failing RTL run is compared with, instruction by instruction.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..config import CimConfig
@@ -17,12 +19,7 @@ from ..golden.macro import MacroModel
 from ..golden.requant import multiply_by_quantized_multiplier as mbqm
 from .program import Program
 
-__all__ = ["FabricModel", "run_program"]
-
-
-def _sx(v: int, bits: int) -> int:
-    v &= (1 << bits) - 1
-    return v - (1 << bits) if v >> (bits - 1) else v
+__all__ = ["FabricModel", "run_program", "EXECUTORS", "STOP"]
 
 
 class FabricModel:
@@ -70,24 +67,24 @@ class FabricModel:
         RuntimeError
             An unknown opcode, or more than ``max_instructions`` executed.
         """
+        by_value = {op.value: fn for op, fn in EXECUTORS.items()}
         pc = 0
         for _ in range(max_instructions):
-            op, args = decode_op(self.cfg, self.code[pc])
+            value, args = decode_op(self.cfg, self.code[pc])
             self.trace.append(pc)
-            if op == Opcode.END.value:
+            execute = by_value.get(value)
+            if execute is None:
+                raise RuntimeError(f"unknown opcode {value} at pc {pc}")
+            if execute(self, args) is STOP:
                 return pc
-            if op == Opcode.LOAD.value:
-                self._load(args)
-            elif op == Opcode.MAC.value:
-                self._mac(args)
-            elif op == Opcode.POOL.value:
-                self._pool(args)
-            elif op == Opcode.EW.value:
-                self._ew(args)
-            elif op != Opcode.SYNC.value:
-                raise RuntimeError(f"unknown opcode {op} at pc {pc}")
             pc += 1
         raise RuntimeError(f"no END after {max_instructions} instructions")
+
+    def _end(self, a) -> object:
+        return STOP
+
+    def _sync(self, a) -> None:
+        """Loads complete at once here: nothing to wait for."""
 
     def _load(self, a: dict) -> None:
         page, row = a["page"], a["row0"]
@@ -104,41 +101,48 @@ class FabricModel:
         vals = [(word >> (8 * j)) & 0xFF for j in range(self.L)]
         return [v - 256 if signed and v >= 128 else v for v in vals]
 
-    def _mac(self, a: dict) -> None:
-        cfg, L = self.cfg, self.L
-        n = cfg.fabric.n_macros
-        b, ki, no = a["b"], a["ki"], a["no"]
-        aw = 1 << (len(self.amem) - 1).bit_length()
-        dl, pl, rl = desc_layout(cfg), param_layout(cfg), role_layout(cfg)
-        roles = []
-        for m in range(n):
+    def _roles(self, a: dict) -> list[tuple[int, int, int, bool]]:
+        """(bi, kk, nn, enabled) of every macro from the pass's role table."""
+        rl = role_layout(self.cfg)
+        out = []
+        for m in range(self.cfg.fabric.n_macros):
             r = unpack_word(rl, self.dmem[a["role_base"] + m] & ((1 << rl.size) - 1))
-            roles.append((r["bi"], r["kk"], r["nn"], bool(r["en"])))
-        # position state per unit: p, ox, oy, iy0, ix0, pos_addr (as the gather units keep it)
-        def step(st, by_b):
-            p, ox, oy, iy0, ix0, addr = st
-            d_ox = ox + (a["br"] if by_b else 1)
-            wrap = d_ox >= a["ow"]
-            d_oy = oy + (a["bq"] if by_b else 0) + wrap
-            iwrap = d_oy >= a["oh"]  # into the next image
-            iy0 += (a["bq"] * a["sh"] if by_b else 0) + (a["sh"] if wrap else 0) - (a["oh"] * a["sh"] if iwrap else 0)
-            ix0 += (a["br"] * a["sw"] if by_b else a["sw"]) - (a["ow"] * a["sw"] if wrap else 0)
-            addr += (a["pos_bstep"] + a["img_bstep"] if by_b else a["pos_ux"]) + (a["pos_wrap"] if wrap else 0) \
-                + (a["img_delta"] if iwrap else 0)
-            return (p + (b if by_b else 1), d_ox - a["ow"] if wrap else d_ox, d_oy - a["oh"] if iwrap else d_oy,
-                    iy0, ix0, addr)
+            out.append((r["bi"], r["kk"], r["nn"], bool(r["en"])))
+        return out
+
+    @staticmethod
+    def _step(a: dict, st: tuple, by_b: bool) -> tuple:
+        """A gather unit's position state (p, ox, oy, iy0, ix0, pos_addr) one position on, or ``b`` positions
+        on (``by_b``), as the gather units keep it."""
+        b = a["b"]
+        p, ox, oy, iy0, ix0, addr = st
+        d_ox = ox + (a["br"] if by_b else 1)
+        wrap = d_ox >= a["ow"]
+        d_oy = oy + (a["bq"] if by_b else 0) + wrap
+        iwrap = d_oy >= a["oh"]  # into the next image
+        iy0 += (a["bq"] * a["sh"] if by_b else 0) + (a["sh"] if wrap else 0) - (a["oh"] * a["sh"] if iwrap else 0)
+        ix0 += (a["br"] * a["sw"] if by_b else a["sw"]) - (a["ow"] * a["sw"] if wrap else 0)
+        addr += (a["pos_bstep"] + a["img_bstep"] if by_b else a["pos_ux"]) + (a["pos_wrap"] if wrap else 0) \
+            + (a["img_delta"] if iwrap else 0)
+        return (p + (b if by_b else 1), d_ox - a["ow"] if wrap else d_ox, d_oy - a["oh"] if iwrap else d_oy,
+                iy0, ix0, addr)
+
+    def _mac(self, a: dict) -> None:
+        L, b, ki, no = self.L, a["b"], a["ki"], a["no"]
+        n = self.cfg.fabric.n_macros
+        dl = desc_layout(self.cfg)
+        roles = self._roles(a)
         pos = []
         for bi, _, _, _ in roles:
             st = (0, 0, 0, -a["pt"], -a["pl"], a["pos0"])
             for _ in range(bi if bi < b else 0):
-                st = step(st, False)
+                st = self._step(a, st, False)
             pos.append(st)
         signed = bool(a["x_signed"])
         zp_code = a["zp_in"]
         zp_val = zp_code - 256 if signed and zp_code >= 128 else zp_code
         acc = [np.zeros(L, dtype=np.int64) for _ in range(n)]
-        rounds = -(-a["npos"] // b)
-        for r in range(rounds):
+        for r in range(-(-a["npos"] // b)):
             for nr in range(a["nr"]):
                 page = a["page_base"] + nr * a["kr"]
                 for kr in range(a["kr"]):
@@ -155,26 +159,30 @@ class FabricModel:
                         self.ops += 1
                         self.ops_per_macro[m] += 1
                         acc[m] += y[:L]
-                    # serialize after the last reduction round
-                if True:
-                    for g in range(a["groups"]):
-                        g_bi, g_nn = g // no, g % no
-                        p = r * b + g_bi
-                        nch = nr * no + g_nn
-                        if p >= a["npos"] or nch >= a["nt"]:
-                            continue
-                        total = sum(acc[m] for m, (bi, kk, nn, en) in enumerate(roles)
-                                    if en and bi == g_bi and nn == g_nn)
-                        prm = unpack_word(pl, self.pmem[a["param_base"] + nch])
-                        bias = np.array([q["bias"] for q in prm], dtype=np.int64)
-                        mult = np.array([q["mult"] for q in prm], dtype=np.int64)
-                        shift = np.array([q["shift"] for q in prm], dtype=np.int64)
-                        v = ((total + bias + 2 ** 31) % 2 ** 32) - 2 ** 31
-                        y = mbqm(v, mult, shift, self.rounding) + a["zp_out"]
-                        y = np.clip(y, a["act_min"], a["act_max"])
-                        word = sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(y))
-                        self.amem[(a["out_base"] + p * a["out_cw"] + nch) % aw] = word
-            pos = [step(st, True) if en else st for st, (_, _, _, en) in zip(pos, roles)]
+                self._serialize(a, roles, acc, r, nr)  # after the last reduction round
+            pos = [self._step(a, st, True) if en else st for st, (_, _, _, en) in zip(pos, roles)]
+
+    def _serialize(self, a: dict, roles: list, acc: list, r: int, nr: int) -> None:
+        """Sum each output group's partial sums over its K-split, requantise and write it."""
+        b, no = a["b"], a["no"]
+        aw = 1 << (len(self.amem) - 1).bit_length()
+        pl = param_layout(self.cfg)
+        for g in range(a["groups"]):
+            g_bi, g_nn = g // no, g % no
+            p = r * b + g_bi
+            nch = nr * no + g_nn
+            if p >= a["npos"] or nch >= a["nt"]:
+                continue
+            total = sum(acc[m] for m, (bi, kk, nn, en) in enumerate(roles) if en and bi == g_bi and nn == g_nn)
+            prm = unpack_word(pl, self.pmem[a["param_base"] + nch])
+            bias = np.array([q["bias"] for q in prm], dtype=np.int64)
+            mult = np.array([q["mult"] for q in prm], dtype=np.int64)
+            shift = np.array([q["shift"] for q in prm], dtype=np.int64)
+            v = ((total + bias + 2 ** 31) % 2 ** 32) - 2 ** 31
+            y = mbqm(v, mult, shift, self.rounding) + a["zp_out"]
+            y = np.clip(y, a["act_min"], a["act_max"])
+            word = sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(y))
+            self.amem[(a["out_base"] + p * a["out_cw"] + nch) % aw] = word
 
     def _gather(self, a: dict, d: dict, st, signed: bool, zp_val: int) -> list[int]:
         """The activation vector of one tile at one position (rows ``R - elems ..`` hold the walk)."""
@@ -256,6 +264,22 @@ class FabricModel:
                 y = np.clip(s + a["zp_out"], a["act_min"], a["act_max"])
                 self.amem[a["out_base"] + p * a["out_stride"] + w] = \
                     sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(y))
+
+
+#: Returned by an executor when the controller stops.
+STOP = object()
+
+
+#: Opcode -> ``f(model, args)`` executing one instruction (returns :data:`STOP` for END), one entry per
+#: instruction of :data:`cimforge.gen.isa.INSTRUCTIONS` (tests/test_registry.py checks it).
+EXECUTORS: dict[Opcode, Callable[[FabricModel, dict | None], object]] = {
+    Opcode.END: FabricModel._end,
+    Opcode.LOAD: FabricModel._load,
+    Opcode.SYNC: FabricModel._sync,
+    Opcode.MAC: FabricModel._mac,
+    Opcode.POOL: FabricModel._pool,
+    Opcode.EW: FabricModel._ew,
+}
 
 
 def run_program(prog: Program, inputs: dict[str, np.ndarray], model: FabricModel | None = None
