@@ -13,22 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import INT8_BITS
 from ..compiler.cost import ideal_cycles, occupancy, program_timing
 from ..compiler.program import Program
 from ..golden.ir import Conv2d, Dense
 
-__all__ = ["LayerRow", "Divergence", "layer_rows", "first_divergence", "check_tensors", "MismatchError",
-           "expected_counters"]
+__all__ = ["LayerRow", "Divergence", "layer_rows", "first_divergence", "expected_counters"]
 
 COMPUTE = ("MAC", "POOL", "EW")
-
-
-class MismatchError(AssertionError):
-    """The RTL disagrees with the golden model; ``divergence`` says where first."""
-
-    def __init__(self, divergence: "Divergence"):
-        self.divergence = divergence
-        super().__init__(str(divergence))
 
 
 @dataclass
@@ -167,15 +159,6 @@ def first_divergence(program: Program, golden: dict[str, np.ndarray], got: dict[
     return None
 
 
-def check_tensors(program: Program, golden: dict[str, np.ndarray], got: dict[str, np.ndarray],
-                  trace: list[dict] | None = None) -> dict[str, bool]:
-    """Tensor name -> bit-exact over all images; raises :class:`MismatchError` at the first divergence."""
-    div = first_divergence(program, golden, got, trace)
-    if div is not None:
-        raise MismatchError(div)
-    return {name: True for name in got}
-
-
 def expected_counters(program: Program, inputs: dict[str, np.ndarray]) -> dict:
     """The performance counters a run of ``program`` on ``inputs`` must end with: total cycles, loader write
     cycles, and per macro ``[busy, stall, weight-write]`` (the register order), derived from the program
@@ -185,7 +168,7 @@ def expected_counters(program: Program, inputs: dict[str, np.ndarray]) -> dict:
     from ..gen.isa import Opcode, decode_op
     cfg = program.cfg
     _, model = run_program(program, inputs)
-    ab = 8
+    ab = INT8_BITS  # the compiler runs every MAC at 8-bit activations: ab cycles per macro operation
     n = cfg.fabric.n_macros
     busy = [ops * ab for ops in model.ops_per_macro]
     enabled = [0] * n

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import CimConfig, config_to_dict
-from ..gen.isa import CSR, MAGIC, host_map
+from ..gen.isa import CSR, MAGIC, host_map, status_layout, trace_layout, unpack_word
 from .tools import run_cocotb
 
 __all__ = ["fabric_verilog", "run_fabric", "run_programs", "FabricRun", "RunResult", "SimTimeout", "FabricError",
@@ -70,17 +70,22 @@ class RunResult:
     """One start-to-END run of the fabric."""
 
     words: dict[int, int]
-    trace: list[dict]
+    trace: list[dict]                 #: retired instructions, :func:`cimforge.gen.isa.trace_layout` fields
     cycles: int
     load_cycles: int
     macros: list[list[int]]
-    status: int
+    status: int                       #: the STATUS register (:attr:`flags` decodes it)
     pc: int
     opcode: int
     timed_out: bool
     run_wall: float
     write_wall: float
     read_wall: float
+
+    @property
+    def flags(self) -> dict[str, int]:
+        """The STATUS register's bits by name (:func:`cimforge.gen.isa.status_layout`)."""
+        return unpack_word(status_layout(), self.status)
 
 
 @dataclass
@@ -138,10 +143,6 @@ def run_fabric(cfg: CimConfig, program, batches: list[dict[str, np.ndarray]], *,
                         extra_args=extra_args)
 
 
-def _images(program, d) -> dict[str, np.ndarray]:
-    return {program.graph.inputs[0].name: d} if isinstance(d, np.ndarray) else d
-
-
 def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: str = "backdoor",
                  timeout_cycles: int | None = None, wmem: list[int] | None = None, code: list[int] | None = None,
                  extra_args: tuple = ()) -> FabricRun:
@@ -188,18 +189,24 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
         for base, ws in r["reads"]:
             for i, w in enumerate(ws):
                 words[base + i] = int(w, 16)
-        trace = [{"cycle": w & 0xFFFFFFFF, "pc": (w >> 32) & 0xFFFF, "op": (w >> 48) & 0xF}
-                 for w in (int(x) for x in r["trace"])]
+        trace = [_trace_entry(int(w)) for w in r["trace"]]
         rr = RunResult(words, trace, r["CYCLES"], r["LOAD_CYCLES"], r["macros"], r["STATUS"], r["PC"], r["OPCODE"],
                        r["timed_out"], r["run_wall"], r["write_wall"], r["read_wall"])
         out.runs.append(rr)
         if rr.timed_out:
             raise SimTimeout(f"{sim}: the fabric did not reach END within {job_run['timeout']} cycles; it was "
                              f"executing {program.describe(rr.pc)} (opcode register {rr.opcode})")
-        if rr.status & 4:
+        if rr.flags["error"]:
             raise FabricError(f"{sim}: the controller stopped with an error at {program.describe(rr.pc)} "
                               f"(opcode register {rr.opcode}: not an instruction)")
     return out
+
+
+def _trace_entry(word: int) -> dict[str, int]:
+    """A trace word's ``cycle``, ``pc`` and ``op``."""
+    entry = unpack_word(trace_layout(), word)
+    del entry["_pad"]
+    return entry
 
 
 def _runs_of(words: dict[int, int]) -> list:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 import dataclasses
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterator
 
 import numpy as np
@@ -22,7 +23,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import wiring
 
 from ..config import WEIGHT_BITS, MacroConfig
-from ..gen.isa import pack_word
+from ..gen.isa import pack_word, unpack_word
 from ..gen.layouts import BitOp, MacroMode, macro_op_fields, macro_op_layout
 from ..gen.macro import CimMacro
 from ..golden.macro import LATENCY, MacroModel, int_range, op_cycles
@@ -30,6 +31,7 @@ from ..golden.macro import LATENCY, MacroModel, int_range, op_cycles
 __all__ = ["macro_ports", "MACRO_PORTS", "GEOMETRY_SEED", "N_GEOMETRIES", "random_geometries", "Expected", "MismatchError", "MacroDriver", "actions", "check_result", "mac_op", "bitwise_op"]
 
 
+@lru_cache(maxsize=None)
 def _macro_signature(cfg: MacroConfig) -> wiring.Signature:
     # Until gen/macro.py offers the signature without an instance: the constructor only builds the signature,
     # and the instance is never elaborated, so silence Amaranth's unused-elaboratable warning.
@@ -128,9 +130,9 @@ def check_result(cfg: MacroConfig, exp: Expected, cycle: int, got: dict[str, int
     if cycle != due:
         raise MismatchError(f"{where}: expected the result at cycle {due} ({exp.cycles} compute cycles + latency "
                             f"{LATENCY} after acceptance at cycle {exp.accept_cycle + 1}), got it at {cycle}")
+    members = _macro_signature(cfg).members
     if exp.fields["mode"] == MacroMode.BITWISE:
-        width = cfg.tile_cols.bit_length()
-        pops = [(got["pop"] >> (i * width)) & ((1 << width) - 1) for i in range(cfg.n_tiles)]
+        pops = unpack_word(members["res_pop"].shape, got["pop"])
         if (got["bits"] & ((1 << cfg.cols) - 1)) != exp.bits:
             diff = (got["bits"] ^ exp.bits) & ((1 << cfg.cols) - 1)
             col = (diff & -diff).bit_length() - 1
@@ -143,9 +145,7 @@ def check_result(cfg: MacroConfig, exp: Expected, cycle: int, got: dict[str, int
             raise MismatchError(f"{where}: total popcount {got['total']}, expected {exp.total}")
         return
     width = cfg.acc_width
-    mask = (1 << width) - 1
-    raw = got["y"]
-    lanes = [(raw >> (j * width)) & mask for j in range(cfg.cols)]
+    lanes = unpack_word(members["res_y"].shape, got["y"])  # unsigned lanes, signed below if the result is
     n = cfg.cols // exp.wb
     vals = [(v - (1 << width)) if exp.signed_result and v >> (width - 1) else v for v in lanes[:n]]
     bad = [j for j in range(n) if vals[j] != int(exp.y[j])]

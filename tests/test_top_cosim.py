@@ -16,7 +16,8 @@ import pytest
 
 from cimforge.compiler.compile import compile_graph
 from cimforge.compiler.cost import Parallelism
-from cimforge.gen.isa import Opcode, decode_op, encode
+from cimforge.config import INT8_BITS
+from cimforge.gen.isa import INSTRUCTIONS, Opcode, decode_op, encode
 from cimforge.presets import get_preset
 from cimforge.sim.cosim import MODELS, cosimulate, digits_batch, load_digits_model
 from cimforge.sim.fabric_check import expected_counters, first_divergence
@@ -82,7 +83,7 @@ def test_fault_is_located():
     layer = "/4/Conv_quant"
     src = next(decode_op(DEFAULT, prog.code[i.pc])[1]["src"] for i in prog.instrs
                if i.op == "LOAD" and i.layer == layer)
-    res = cosimulate(g, DEFAULT, 2, batch=2, wmem_patch=_flip(src + 20, 8 * 3 + 6))  # lane 3, weight bit 6
+    res = cosimulate(g, DEFAULT, 2, batch=2, wmem_patch=_flip(src + 20, INT8_BITS * 3 + 6))  # weight 3, bit 6
     div = res.divergence
     assert div is not None, "the fault went unnoticed"
     print(div)
@@ -116,7 +117,8 @@ def test_illegal_instruction_is_reported():
     prog = compile_graph(g, DEFAULT, batch=1)
     pc = next(i.pc for i in prog.instrs if i.op == "POOL")
     code = list(prog.code)
-    code[pc] = 0xF
+    code[pc] = 0xF  # the largest 4-bit opcode, which no instruction uses
+    assert all(spec.op.value != 0xF for spec in INSTRUCTIONS)
     inputs, _, _ = digits_batch(g, 0, 1)
     with pytest.raises(FabricError, match=rf"stopped with an error at pc {pc}: POOL .*opcode register 15"):
         run_fabric(DEFAULT, prog, [inputs], code=code)
