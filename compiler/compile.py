@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from ..config import CimConfig
+from ..config import INT8_BITS, CimConfig
 from ..gen.isa import Opcode, lanes, role_layout
 from ..golden.ir import Graph
-from .cost import ACT_BITS, Parallelism
+from .cost import Parallelism
 from .lowering import lowering_for
 from .lowering.mac import emit_loads, weight_loads
 from .planning import mac_plan
@@ -81,10 +81,10 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
 def check_config(cfg: CimConfig) -> None:
     """The macros must take int8 weights and activations."""
     m = cfg.macro
-    if m.max_wb < 8:
-        raise CompileError(f"int8 weights need macro.max_wb = 8, the configuration has {m.max_wb}")
-    if m.max_ab < ACT_BITS:
-        raise CompileError(f"int8 activations need macro.max_ab = 8, the configuration has {m.max_ab}")
+    if m.max_wb < INT8_BITS:
+        raise CompileError(f"int8 weights need macro.max_wb = {INT8_BITS}, the configuration has {m.max_wb}")
+    if m.max_ab < INT8_BITS:
+        raise CompileError(f"int8 activations need macro.max_ab = {INT8_BITS}, the configuration has {m.max_ab}")
 
 
 def place_tensors(state: CompileState) -> None:

@@ -22,12 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..config import CimConfig
+from ..config import INT8_BITS, CimConfig
+from ..gen.controller import CONTROLLER_TIMING
 from ..gen.isa import Opcode, decode_op, lanes
-from ..gen.loader import LOAD_OVERHEAD
-from ..gen.vector import EW_LATENCY, POOL_LATENCY
+from ..gen.loader import LOAD_TIMING
+from ..gen.mac_engine import MAC_TIMING
+from ..gen.vector import EW_TIMING, POOL_TIMING
 from ..golden.ir import Layer
-from ..golden.macro import LATENCY
 from .planning import MacPlan, mac_plan, n_tiles
 from .tiling import CompileError, ConvGeom, k_tiles, tile_steps
 
@@ -35,18 +36,6 @@ __all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycl
            "choose_parallelism", "plan_cycles", "weight_load_cycles", "pool_cycles", "ew_cycles", "load_cycles",
            "program_timing", "ideal_cycles", "INSTR_CYCLES", "Timeline"]
 
-#: Cycles before an instruction executes, after an instruction that took more than one cycle (MAC, POOL, EW, a
-#: waiting LOAD or SYNC): none, the controller prefetched it.
-INSTR_OVERHEAD = 0
-#: ... after a one-cycle instruction (a LOAD with room in the queue, a SYNC with nothing to wait for): decode.
-SHORT_OVERHEAD = 1
-#: ... for the first instruction of a run: fetch and decode.
-START_OVERHEAD = 2
-#: Cycles from a ``MAC`` pass's last results to its ``done`` when its last output group is the first one
-#: serialized (serializer, requantisation pipeline, write, done).
-MAC_TAIL = 7
-#: Activation bits of int8 codes (one macro compute cycle per bit).
-ACT_BITS = 8
 #: Extrapolate long passes from their periodic steady state (tests switch it off to compare).
 _EXTRAPOLATE = True
 
@@ -128,7 +117,7 @@ def occupancy(g: ConvGeom, cfg: CimConfig) -> float:
     return g.K / (kt * cfg.macro.rows) * g.cout / (nt * lanes(cfg))
 
 
-def ideal_cycles(macs: int, cfg: CimConfig, ab: int = ACT_BITS, wb: int = 8) -> float:
+def ideal_cycles(macs: int, cfg: CimConfig, ab: int = INT8_BITS, wb: int = INT8_BITS) -> float:
     """ARCHITECTURE.md section 6: ``MACs * ab * wb / (rows * cols * n_macros)``."""
     m = cfg.macro
     return macs * ab * wb / (m.rows * m.cols * cfg.fabric.n_macros)
@@ -143,7 +132,7 @@ def _slot_units(par: Parallelism, npos: int, kt: int, p0: int, kr: int) -> list[
             if p0 + bi < npos and kr * par.in_ch + kk < kt]
 
 
-def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: int = ACT_BITS) -> int:
+def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: int = INT8_BITS) -> int:
     """Cycles of one ``MAC`` pass from its EXEC cycle to its ``done`` cycle inclusive.
 
     Parameters
@@ -168,7 +157,7 @@ def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: 
     xfer = {g: NEG for g in groups}      # last transfer into the ready register
     fin = {g: NEG for g in groups}       # cycle the last tile's final word reached stage B
     i_prev = {g: NEG for g in groups}    # issue cycle of the group's last slot
-    go = 1 + b                           # EXEC is cycle 0; setup takes b cycles
+    go = MAC_TIMING.setup + b            # EXEC is cycle 0; then b position steps of set-up
     n_groups = b * no                    # serializer cycles per final slot: final issues are spaced by it
     last_final = NEG
     issue = NEG
@@ -211,26 +200,27 @@ def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: 
                 period = history[-1][1] - history[-2][1]
                 skip = rounds - 1 - r
                 shift = period * skip
-                go += shift
-                issue += shift
-                last_final += shift
+                go, issue, last_final = go + shift, issue + shift, last_final + shift
                 for d in (xfer, fin, i_prev):
-                    for g in d:
-                        if d[g] > NEG // 2:
-                            d[g] += shift
+                    d.update({g: v + shift for g, v in d.items() if v > NEG // 2})
                 r += skip
                 continue
         go, issue, last_final = run_round(r * b, go, issue, last_final)
         r += 1
-    # the serializer walks all b * no groups of the last slot (position group outer, N part inner); the
-    # requantisation pipeline drains behind the last group that is written
-    p0, n0 = (rounds - 1) * b, (nr_n - 1) * no
+    return issue + ab + MAC_TIMING.result + _drain(par, npos, nt)
+
+
+def _drain(par: Parallelism, npos: int, nt: int) -> int:
+    """Cycles from a pass's last results to its ``done``: the serializer walks all ``b * no`` groups of the last
+    slot (position group outer, N part inner); the requantisation pipeline drains behind the last group that is
+    written."""
+    b, no = par.batch, par.out_ch
+    p0, n0 = (-(-npos // b) - 1) * b, (-(-nt // no) - 1) * no
     last_valid = max(bi * no + nn for bi in range(b) for nn in range(no) if p0 + bi < npos and n0 + nn < nt)
-    results = issue + ab + LATENCY + 1
-    return results + max(n_groups + 2, MAC_TAIL + 1 + last_valid)
+    return max(b * no + MAC_TIMING.serializer_extra, MAC_TIMING.tail + 1 + last_valid)
 
 
-def valid_parallelisms(cfg: CimConfig, kt: int, nt: int, npos: int, ab: int = ACT_BITS) -> list[Parallelism]:
+def valid_parallelisms(cfg: CimConfig, kt: int, nt: int, npos: int, ab: int = INT8_BITS) -> list[Parallelism]:
     """Every split the fabric can run with at most ``n_macros`` macros and no factor beyond what the layer has
     to split (the pages must still hold the K-split's share of the reduction, see :func:`layer_cost`)."""
     n = cfg.fabric.n_macros
@@ -262,37 +252,33 @@ def choose_parallelism(g: ConvGeom, cfg: CimConfig, pages_avail: int | None = No
 def plan_cycles(plan: MacPlan, npos: int) -> int:
     """Cycles of every ``MAC`` instruction of ``plan`` over ``npos`` positions (each prefetched, so nothing
     before its EXEC)."""
-    return sum(mac_pass_cycles(npos, plan.steps, nt, plan.par) + INSTR_OVERHEAD for _, nt in plan.passes)
+    return sum(mac_pass_cycles(npos, plan.steps, nt, plan.par) + CONTROLLER_TIMING.prefetched for _, nt in plan.passes)
 
 
 def weight_load_cycles(plan: MacPlan, nt: int, groups: int = 1) -> int:
     """Cycles of loading ``nt`` output-channel tiles of ``plan`` once for each of ``groups`` groups: one
     ``LOAD`` per (K, N) tile, each decoded after the previous one-cycle ``LOAD``, commands back to back, and
     the last command's overhead."""
-    per_group = sum(load_cycles(t.elems) for t in plan.tiles) * nt + len(plan.tiles) * nt * (SHORT_OVERHEAD + 1)
-    return groups * per_group + LOAD_OVERHEAD
+    per_load = CONTROLLER_TIMING.short + 1  # a LOAD with room in the queue retires in its EXEC cycle
+    per_group = sum(load_cycles(t.elems) for t in plan.tiles) * nt + len(plan.tiles) * nt * per_load
+    return groups * per_group + LOAD_TIMING.overhead
 
 
 # -- vector engines ----------------------------------------------------------------------------------------------
 
-#: Cycles of a POOL/EW instruction beyond one per tap / word, from EXEC to done inclusive.
-POOL_EXTRA = POOL_LATENCY + 2
-EW_EXTRA = EW_LATENCY + 2
-
-
 def pool_cycles(taps: int) -> int:
     """``POOL`` engine cycles (EXEC to done inclusive) for ``taps`` window taps in all."""
-    return taps + POOL_EXTRA
+    return taps * POOL_TIMING.per_item + POOL_TIMING.extra
 
 
 def ew_cycles(words: int) -> int:
     """``EW`` engine cycles (EXEC to done inclusive) for ``words`` words."""
-    return words + EW_EXTRA
+    return words * EW_TIMING.per_item + EW_TIMING.extra
 
 
 def load_cycles(count: int) -> int:
     """Loader cycles of one command of ``count`` rows (back to back with the next)."""
-    return count + 1
+    return count + LOAD_TIMING.per_command
 
 
 # -- the partitioner's interface ---------------------------------------------------------------------------------
@@ -348,8 +334,9 @@ def _load_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
         pending = [p for p in tl.queue if p[0] > e]
     pop = max(e + 1, tl.loader_free)
     cnt = args["count"]
-    tl.loader_free = pop + cnt + 1 if cnt else pop + 1
-    tl.queue.append((pop, pop + cnt + LOAD_OVERHEAD if cnt else pop + 1))
+    tl.loader_free = pop + load_cycles(cnt)
+    # idle after the last row's write; an empty command only pops
+    tl.queue.append((pop, pop + (cnt + LOAD_TIMING.overhead if cnt else LOAD_TIMING.per_command)))
     return e
 
 
@@ -393,7 +380,7 @@ def program_timing(program) -> list[int]:
     tl = Timeline(program)
     t = 0                     # first cycle of the next instruction (its fetch)
     stamps = []
-    overhead = START_OVERHEAD
+    overhead = CONTROLLER_TIMING.start
     for pc, word in enumerate(program.code):
         value, args = decode_op(program.cfg, word)
         e = t + overhead  # EXEC cycle
@@ -403,7 +390,7 @@ def program_timing(program) -> list[int]:
         if retire is None or value == Opcode.END.value:  # an unknown opcode stops the controller too
             break
         t = done + 1
-        overhead = INSTR_OVERHEAD if done > e else SHORT_OVERHEAD
+        overhead = CONTROLLER_TIMING.prefetched if done > e else CONTROLLER_TIMING.short
     return stamps
 
 

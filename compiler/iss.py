@@ -154,8 +154,8 @@ class FabricModel:
                             continue
                         d = unpack_word(dl, self.dmem[a["desc_base"] + k])
                         x = self._gather(a, d, pos[m], signed, zp_val)
-                        y = self.macros[m].mac(np.array(x), page + kr, 8, a["ab_m1"] + 1, bool(a["w_signed"]),
-                                               signed)
+                        y = self.macros[m].mac(np.array(x), page + kr, 1 << a["wb_log2"], a["ab_m1"] + 1,
+                                               bool(a["w_signed"]), signed)
                         self.ops += 1
                         self.ops_per_macro[m] += 1
                         acc[m] += y[:L]

@@ -3,10 +3,11 @@ offset (requantising when the input's scale differs). Every input but the last m
 
 from __future__ import annotations
 
-from ...config import CimConfig
+from ...config import INT8_BITS, CimConfig
+from ...gen.controller import CONTROLLER_TIMING
 from ...gen.isa import Opcode, lanes
 from ...golden.ir import Concat, Layer
-from ..cost import ACT_BITS, EW_EXTRA, INSTR_OVERHEAD, LayerCost, ew_cycles
+from ..cost import LayerCost, ew_cycles
 from ..state import CompileState, Step, emit_instr
 from ..tiling import CompileError
 from .base import Lowering, per_image_cost
@@ -42,10 +43,9 @@ def emit(state: CompileState, step: Step) -> None:
 def cost(layer: Layer, cfg: CimConfig, par, source_shape, images: int) -> LayerCost:
     """One ``EW`` copy per input, one word per cycle, per image."""
     L = lanes(cfg)
-    words = sum(words_of(t, L) for t in layer.inputs)
-    n = len(layer.inputs)
-    cyc = ew_cycles(words) + n * INSTR_OVERHEAD + (n - 1) * EW_EXTRA
-    one = LayerCost(cycles=cyc, compute_cycles=cyc, act_traffic_bits=words * ACT_BITS * L * 2)
+    parts = [words_of(t, L) for t in layer.inputs]
+    cyc = sum(ew_cycles(words) + CONTROLLER_TIMING.prefetched for words in parts)
+    one = LayerCost(cycles=cyc, compute_cycles=cyc, act_traffic_bits=sum(parts) * INT8_BITS * L * 2)
     return per_image_cost(one, images)
 
 

@@ -3,10 +3,11 @@ requantises both inputs and the sum, TFLite's integer scheme; a clamp only narro
 
 from __future__ import annotations
 
-from ...config import CimConfig
+from ...config import INT8_BITS, CimConfig
+from ...gen.controller import CONTROLLER_TIMING
 from ...gen.isa import Opcode, lanes
 from ...golden.ir import Add, Clamp, Layer
-from ..cost import ACT_BITS, INSTR_OVERHEAD, LayerCost, ew_cycles
+from ..cost import LayerCost, ew_cycles
 from ..state import CompileState, Step, emit_instr
 from ..tiling import CompileError
 from .base import Lowering, per_image_cost
@@ -54,9 +55,9 @@ def cost(layer: Layer, cfg: CimConfig, par, source_shape, images: int) -> LayerC
     """One word per cycle, per image (an add reads two)."""
     L = lanes(cfg)
     words = words_of(layer.inputs[0], L)
-    cyc = ew_cycles(words) + INSTR_OVERHEAD
+    cyc = ew_cycles(words) + CONTROLLER_TIMING.prefetched
     reads = 2 if isinstance(layer, Add) else 1
-    one = LayerCost(cycles=cyc, compute_cycles=cyc, act_traffic_bits=words * ACT_BITS * L * (reads + 1))
+    one = LayerCost(cycles=cyc, compute_cycles=cyc, act_traffic_bits=words * INT8_BITS * L * (reads + 1))
     return per_image_cost(one, images)
 
 

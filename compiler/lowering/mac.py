@@ -8,10 +8,11 @@ its pages and, when weights stream, a ``SYNC`` before it.
 
 from __future__ import annotations
 
-from ...config import CimConfig
+from ...bits import exact_log2
+from ...config import INT8_BITS, CimConfig
 from ...gen.isa import Opcode, desc_layout, lanes, param_layout
 from ...golden.ir import Conv2d, Dense, Layer
-from ..cost import (ACT_BITS, LayerCost, Parallelism, choose_parallelism, ideal_cycles, plan_cycles,
+from ..cost import (LayerCost, Parallelism, choose_parallelism, ideal_cycles, plan_cycles,
                     weight_load_cycles)
 from ..planning import layer_geometries, mac_plan, n_tiles
 from ..program import MacPass
@@ -181,7 +182,7 @@ def mac_args(mp: MacPass, state: CompileState, layer: Layer) -> dict:
         "out_base": dst.base + mp.out_off + mp.n_base, "out_cw": dst.cw, "param_base": mp.param_base,
         "zp_in": layer.input.zero_point & 0xFF, "zp_out": layer.output.zero_point,
         "act_min": layer.act_min, "act_max": layer.act_max,
-        "ab_m1": ACT_BITS - 1, "wb_log2": 3, "x_signed": int(layer.input.dtype == "int8"), "w_signed": 1,
+        "ab_m1": INT8_BITS - 1, "wb_log2": exact_log2(INT8_BITS), "x_signed": int(layer.input.dtype == "int8"), "w_signed": 1,
     }
 
 
@@ -215,7 +216,7 @@ def cost(layer: Layer, cfg: CimConfig, par: Parallelism | None, source_shape: tu
     nt = n_tiles(g, cfg)
     wl = weight_load_cycles(plan_, nt, n_groups)
     nr_total = -(-nt // par.out_ch)
-    act_bits = n_groups * (npos * nr_total * g.K * ACT_BITS + npos * g.cout * ACT_BITS)
+    act_bits = n_groups * npos * (nr_total * g.K + g.cout) * INT8_BITS
     psum = n_groups * npos * nt * L * 32 * (par.in_ch - 1)  # int32 partial sums per extra macro of a K-split
     return LayerCost(cycles=compute + wl, compute_cycles=compute, weight_load_cycles=wl,
                      psum_traffic_bits=psum, act_traffic_bits=act_bits, pages=plan_.first_pass_pages,

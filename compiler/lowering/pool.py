@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...config import CimConfig
+from ...config import INT8_BITS, CimConfig
+from ...gen.controller import CONTROLLER_TIMING
 from ...gen.isa import Opcode, PoolMode, lanes
 from ...golden.ir import AvgPool, GlobalAvgPool, Layer, MaxPool
-from ..cost import ACT_BITS, INSTR_OVERHEAD, LayerCost, pool_cycles
+from ..cost import LayerCost, pool_cycles
 from ..state import CompileState, Step, emit_instr
 from ..tiling import CompileError
 from .base import Lowering, per_image_cost
@@ -57,9 +58,9 @@ def cost(layer: Layer, cfg: CimConfig, par, source_shape, images: int) -> LayerC
     kh, kw = _window(layer, h, w)[:2]
     cw = -(-c // L)
     taps = oh * ow * cw * kh * kw
-    cyc = pool_cycles(taps) + INSTR_OVERHEAD
+    cyc = pool_cycles(taps) + CONTROLLER_TIMING.prefetched
     one = LayerCost(cycles=cyc, compute_cycles=cyc,
-                    act_traffic_bits=taps * ACT_BITS * L + oh * ow * cw * ACT_BITS * L)
+                    act_traffic_bits=(taps + oh * ow * cw) * INT8_BITS * L)
     return per_image_cost(one, images)
 
 
