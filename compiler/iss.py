@@ -14,7 +14,8 @@ from typing import Callable
 import numpy as np
 
 from ..config import CimConfig
-from ..gen.isa import Opcode, PoolMode, decode_op, desc_layout, lanes, param_layout, role_layout, unpack_word
+from ..gen.isa import (Opcode, PoolMode, decode_op, desc_layout, lanes, pack_lanes, param_layout, role_layout,
+                       unpack_lanes, unpack_word)
 from ..golden.macro import MacroModel
 from ..golden.requant import multiply_by_quantized_multiplier as mbqm
 from .program import Program
@@ -98,8 +99,7 @@ class FabricModel:
                 row, page = 0, page + 1
 
     def _codes(self, word: int, signed: bool) -> list[int]:
-        vals = [(word >> (8 * j)) & 0xFF for j in range(self.L)]
-        return [v - 256 if signed and v >= 128 else v for v in vals]
+        return unpack_lanes(word, self.L, signed)
 
     def _roles(self, a: dict) -> list[tuple[int, int, int, bool]]:
         """(bi, kk, nn, enabled) of every macro from the pass's role table."""
@@ -181,8 +181,7 @@ class FabricModel:
             v = ((total + bias + 2 ** 31) % 2 ** 32) - 2 ** 31
             y = mbqm(v, mult, shift, self.rounding) + a["zp_out"]
             y = np.clip(y, a["act_min"], a["act_max"])
-            word = sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(y))
-            self.amem[(a["out_base"] + p * a["out_cw"] + nch) % aw] = word
+            self.amem[(a["out_base"] + p * a["out_cw"] + nch) % aw] = pack_lanes(y)
 
     def _gather(self, a: dict, d: dict, st, signed: bool, zp_val: int) -> list[int]:
         """The activation vector of one tile at one position (rows ``R - elems ..`` hold the walk)."""
@@ -241,8 +240,7 @@ class FabricModel:
                         red = np.zeros(L, dtype=np.int64)
                     if a["mode"] == PoolMode.AVG.value:
                         red = np.clip(mbqm(red, a["mult"], a["shift"], self.rounding) + a["zp_out"], a["act_min"], a["act_max"])
-                    self.amem[a["out_base"] + (oy * a["ow"] + ox) * a["cw"] + w] = \
-                        sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(red))
+                    self.amem[a["out_base"] + (oy * a["ow"] + ox) * a["cw"] + w] = pack_lanes(red)
 
     def _ew(self, a: dict) -> None:
         signed = bool(a["x_signed"])
@@ -262,8 +260,7 @@ class FabricModel:
                 if a["rq_out"]:
                     s = mbqm(s, a["mult_o"], a["shift_o"], self.rounding)
                 y = np.clip(s + a["zp_out"], a["act_min"], a["act_max"])
-                self.amem[a["out_base"] + p * a["out_stride"] + w] = \
-                    sum((int(c) & 0xFF) << (8 * j) for j, c in enumerate(y))
+                self.amem[a["out_base"] + p * a["out_stride"] + w] = pack_lanes(y)
 
 
 #: Returned by an executor when the controller stops.

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import CimConfig
-from ..gen.isa import lanes
+from ..gen.isa import lanes, pack_lanes_array, unpack_lanes_array
 
 __all__ = ["TensorPlace", "InstrInfo", "MacPass", "Program"]
 
@@ -184,7 +184,7 @@ class Program:
     def pack_tensor(self, place: TensorPlace, codes: np.ndarray) -> dict[int, int]:
         """Activation words ``{address: word}`` holding ``codes`` (the IR's per-sample shape) at ``place``."""
         c, h, w = place.phys
-        x = np.asarray(codes).reshape(c, h, w).astype(np.int64) & 0xFF
+        x = np.asarray(codes).reshape(c, h, w).astype(np.int64)
         L = self.lanes
         if place.rowpack:  # (1, H, W) -> H words of W lanes
             x = np.concatenate([x[0], np.zeros((h, L - w), dtype=np.int64)], axis=1)
@@ -192,23 +192,19 @@ class Program:
             pad = place.cw * L - c
             x = np.concatenate([x, np.zeros((pad, h, w), dtype=np.int64)]) if pad else x
             x = x.transpose(1, 2, 0).reshape(h * w * place.cw, L)
-        words = (x << (8 * np.arange(L, dtype=np.int64))).sum(axis=1) if L <= 7 else \
-            [int(sum(int(v) << (8 * j) for j, v in enumerate(row))) for row in x]
-        return {place.base + i: int(word) for i, word in enumerate(words)}
+        return {place.base + i: int(word) for i, word in enumerate(pack_lanes_array(x))}
 
     def unpack_tensor(self, place: TensorPlace, words) -> np.ndarray:
         """Codes of the tensor at ``place`` from activation memory contents (a sequence indexed by address,
         or a mapping), in the IR's per-sample shape and dtype."""
         c, h, w = place.phys
         L = self.lanes
-        raw = np.array([int(words[place.base + i]) for i in range(place.words)], dtype=object)
-        lanes_ = np.array([[(int(v) >> (8 * j)) & 0xFF for j in range(L)] for v in raw], dtype=np.int64)
+        raw = [int(words[place.base + i]) for i in range(place.words)]
+        lanes_ = unpack_lanes_array(raw, L, signed=place.dtype == "int8").reshape(len(raw), L)
         if place.rowpack:
             x = lanes_[:, :w].reshape(1, h, w)
         else:
             x = lanes_.reshape(h, w, place.cw * L)[:, :, :c].transpose(2, 0, 1)
-        if place.dtype == "int8":
-            x = np.where(x >= 128, x - 256, x)
         return x.reshape(place.shape).astype(place.dtype)
 
     def input_words(self, inputs: dict[str, np.ndarray]) -> dict[int, int]:

@@ -29,7 +29,7 @@ from functools import cached_property
 import numpy as np
 
 from ..config import CimConfig
-from ..gen.isa import lanes
+from ..gen.isa import lanes, pack_lanes_array
 from ..golden.ir import Conv2d, Dense, Layer
 
 __all__ = ["ConvGeom", "KTile", "geometry", "group_geometries", "k_tiles", "tile_steps", "page_words", "rowpack_ok",
@@ -236,12 +236,7 @@ def page_words(g: ConvGeom, tile: KTile, n_tile: int, cfg: CimConfig) -> list[in
     ``n_tile``: lane ``j`` of row ``rows - elems + e`` is the weight of output channel ``n_tile*lanes + j``
     for walk element ``e``."""
     L = lanes(cfg)
-    words = []
-    for c, ky, kx in tile.elements:
-        word = 0
-        for j in range(L):
-            co = n_tile * L + j
-            if co < g.cout:
-                word |= (int(g.weight[co, c, ky, kx]) & 0xFF) << (8 * j)
-        words.append(word)
-    return words
+    c, ky, kx = (np.array(v, dtype=np.intp) for v in zip(*tile.elements))
+    w = np.asarray(g.weight)[n_tile * L:(n_tile + 1) * L][:, c, ky, kx].T  # (elems, <= L)
+    w = np.concatenate([w, np.zeros((w.shape[0], L - w.shape[1]), w.dtype)], axis=1)
+    return [int(word) for word in pack_lanes_array(w)]
