@@ -2,12 +2,14 @@
 
 Every word the controller reads (instructions, tile descriptors, per-channel parameters) is an Amaranth
 ``data`` layout built here from the configuration; the RTL uses the layouts as signal shapes and the compiler
-packs with :func:`encode` / :func:`pack_word`, which go through the very same layouts (``Layout.const``).
+packs with :func:`encode` / :func:`pack_word`, which read the very same layouts' field offsets (and give the
+bits ``Layout.const`` gives, checking every value first): :func:`pack_word` is the one packer of every word.
 The host address map (:func:`host_map`) lives here too, so the bus driver, the image writer and the RTL
 decoder agree on it. docs/fabric.md describes what each instruction does and how long it takes.
 
 Instructions (one word each, ``op`` then a union of per-opcode arguments) are listed once, in
-:data:`INSTRUCTIONS`; docs/isa.md is generated from that table. The trace word (:func:`trace_layout`), the
+:data:`INSTRUCTIONS`; docs/isa.md is generated from that table and the fields' docs
+(:data:`MARKDOWN_COMMAND`). The trace word (:func:`trace_layout`), the
 ``STATUS`` register (:func:`status_layout`) and the packing of 8-bit activation lanes (:func:`pack_lanes`) are
 defined here as well, for the RTL, the runner, the ISS and the compiler alike.
 """
@@ -15,9 +17,12 @@ defined here as well, for the RTL, the runner, the ISS and the compiler alike.
 from __future__ import annotations
 
 import enum as py_enum
+import inspect
+import re
+import sys
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable, Mapping, Sequence
+from functools import lru_cache, wraps
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from amaranth.hdl import Shape, signed, unsigned
@@ -30,7 +35,7 @@ __all__ = ["Opcode", "PoolMode", "InstrSpec", "INSTRUCTIONS", "instr_spec", "lan
            "mac_layout", "pool_layout", "ew_layout", "load_layout", "desc_layout", "role_layout", "param_layout",
            "trace_layout", "status_layout", "encode", "decode_op", "pack_word", "unpack_word", "LANE_BITS",
            "pack_lanes", "unpack_lanes", "pack_lanes_array", "unpack_lanes_array", "host_map", "HostRegion", "CSR",
-           "MAGIC"]
+           "MAGIC", "Field", "isa_markdown", "MARKDOWN_COMMAND"]
 
 #: Value of the read-only ID register (``"CIMF"``).
 MAGIC = 0x43494D46
@@ -73,82 +78,143 @@ QZ = 10        # signed zero points and clamp bounds (int8 and uint8 codes)
 PAR = 7        # a parallelism factor (1..64)
 
 
-@lru_cache(maxsize=None)
+class Field(NamedTuple):
+    """One field of a documented layout: its name, its shape and what it means (docs/isa.md shows the doc)."""
+
+    name: str
+    shape: Any
+    doc: str
+
+
+def _documented(fields_of: Callable[..., list[tuple]]) -> Callable[..., data.StructLayout]:
+    """Make ``fields_of(*args) -> [(name, shape, doc), ...]`` a cached layout function (same arguments,
+    returning the ``StructLayout`` of those fields in that order) whose ``.fields(*args)`` returns the
+    :class:`Field` tuples: each field's doc sits beside its shape, and the docs are generated from both."""
+    @lru_cache(maxsize=None)
+    def fields(*args) -> tuple[Field, ...]:
+        return tuple(Field(*f) for f in fields_of(*args))
+
+    @lru_cache(maxsize=None)
+    @wraps(fields_of)
+    def layout(*args) -> data.StructLayout:
+        return data.StructLayout({f.name: f.shape for f in fields(*args)})
+
+    layout.fields = fields
+    return layout
+
+
+@_documented
 def mac_layout(cfg: CimConfig) -> data.StructLayout:
     """Arguments of ``MAC``: one pass over every output position of a convolution (a Dense layer is a
-    convolution whose kernel covers the input).
+    convolution whose kernel covers the input). Addresses count activation words; ``CW`` is ``in_cw``.
 
-    Geometry and addressing (``CW`` = words per input pixel, addresses in activation words)
-        ``in_h, in_w, in_cw, cin``, kernel ``kh, kw``, dilation ``dh, dw``, padding ``pt, pl`` (the bottom
-        and right ones follow from the output size), output width ``ow`` and ``npos = oh * ow``;
-        ``pos0``: address of tap (0, 0) of position 0 (``in_base - (pt*in_w + pl)*CW``, may be negative);
-        ``kx_inc``/``ky_inc``: address step to the next tap in a row / to the first tap of the next row;
-        ``pos_ux``: address step to the next position in a row (``sw*CW``), ``pos_wrap``: the extra step when
-        a row wraps (``(sh*in_w - ow*sw)*CW``); ``sh, sw`` strides; ``bq, br, pos_bstep``: a step of
-        ``b`` positions (``bq`` rows and ``br`` columns, before wrapping).
-        Several images in one pass (their tensors ``S_in`` words apart): output positions run over every
-        image, ``npos = images * oh * ow``; ``oh`` output rows per image; when a row wrap passes the last one,
-        the address steps ``img_delta`` more (``S_in - oh*sh*in_w*CW``) and the window returns to the top
-        image row; a step of ``b`` positions also adds ``img_bstep`` (whole images it spans, ``bq, br`` then
-        count the rest, less than an image).
-        ``rowpack``: the input is row-packed (one word per image row, lane ``x`` = pixel ``x``, at most
-        ``lanes`` wide). The walk is then ``kh`` steps of one "tap" of ``cin = kw`` elements (``kw`` field 1),
-        addresses move by rows only (``pos_ux = 0``, ``pos_wrap = sh``, ``ky_inc = dh``, ``pos0`` the row
-        ``-pt``), and each step takes the lanes ``ix .. ix + cin - 1`` of its word, ``zp_in`` outside
-        ``0 .. in_w - 1`` (:mod:`cimforge.compiler.tiling`).
-    Tiling
-        ``desc_base``: the pass's tile descriptors; ``kt`` reduction (K) tiles and ``nt`` output-channel
-        (N) tiles; ``kr, nr``: rounds per position (``ceil(kt / ki)``, ``ceil(nt / no)``); the split ``b``
-        (position groups), ``ki`` (K parts), ``no`` (N parts), ``groups = b * no``; ``role_base``: the role
-        table (one :func:`role_layout` word per macro: macro ``m = (bi*ki + kk)*no + nn`` serves position group
-        ``bi``, K part ``kk``, N part ``nn``); tile (k, n) of a macro sits in page
-        ``page_base + nr_index * kr + kr_index``.
-    Output
-        ``out_base, out_cw``: output tensor and words per output pixel; ``param_base``: the first parameter
-        word (bias, multiplier, shift per lane); ``zp_out, act_min, act_max``.
-    Operation
-        ``zp_in``: the code gathered for a padded tap; ``ab_m1, wb_log2, x_signed, w_signed``.
+    Several images in one pass (their tensors ``S_in`` words apart): output positions run over every image,
+    ``npos = images * oh * ow``, ``oh`` counting the output rows of one image; when a row wrap passes an
+    image's last row the address steps ``img_delta`` more and the window returns to the top image row.
+
+    Row-packed input (``rowpack``; one word per image row, lane ``x`` = pixel ``x``, at most ``lanes`` wide):
+    the walk is ``kh`` steps of one "tap" of ``cin = kw`` elements (``kw`` field 1), addresses move by rows
+    only (``pos_ux = 0``, ``pos_wrap = sh``, ``ky_inc = dh``, ``pos0`` the row ``-pt``), and each step takes
+    the lanes ``ix .. ix + cin - 1`` of its word, ``zp_in`` outside ``0 .. in_w - 1``
+    (:mod:`cimforge.compiler.tiling`).
+
+    Macro ``m = (bi*ki + kk)*no + nn`` serves position group ``bi``, K part ``kk`` and N part ``nn`` (its
+    :func:`role_layout` word in the role table); its tile (k, n) sits in page
+    ``page_base + nr_index * kr + kr_index``.
     """
     aw = addr_width(cfg) + 2
-    return data.StructLayout({
-        "in_h": unsigned(DIM), "in_w": unsigned(DIM), "in_cw": unsigned(DIM), "cin": unsigned(CH),
-        "kh": unsigned(DIM), "kw": unsigned(DIM), "dh": unsigned(SMALL), "dw": unsigned(SMALL),
-        "sh": unsigned(SMALL), "sw": unsigned(SMALL), "pt": unsigned(SMALL), "pl": unsigned(SMALL),
-        "ow": unsigned(DIM), "oh": unsigned(DIM), "npos": unsigned(POS),
-        "pos0": signed(aw), "kx_inc": signed(aw), "ky_inc": signed(aw), "pos_ux": signed(aw),
-        "pos_wrap": signed(aw), "pos_bstep": signed(aw), "bq": unsigned(DIM), "br": unsigned(DIM),
-        "img_delta": signed(aw), "img_bstep": signed(aw),
-        "desc_base": unsigned(index_bits(cfg.fabric.desc_depth)), "kt": unsigned(CNT), "nt": unsigned(CNT),
-        "kr": unsigned(CNT), "nr": unsigned(CNT),
-        "b": unsigned(PAR), "ki": unsigned(PAR), "no": unsigned(PAR), "groups": unsigned(PAR + 1),
-        "role_base": unsigned(index_bits(cfg.fabric.desc_depth)),
-        "page_base": unsigned(cfg.macro.page_width),
-        "out_base": unsigned(addr_width(cfg)), "out_cw": unsigned(DIM),
-        "param_base": unsigned(index_bits(cfg.fabric.param_depth)),
-        "zp_in": unsigned(8), "zp_out": signed(QZ), "act_min": signed(QZ), "act_max": signed(QZ),
-        "ab_m1": unsigned(3), "wb_log2": unsigned(2), "x_signed": unsigned(1), "w_signed": unsigned(1),
-        "rowpack": unsigned(1),
-    })
+    return [
+        ("in_h", unsigned(DIM), "input height (rows of one image)"),
+        ("in_w", unsigned(DIM), "input width"),
+        ("in_cw", unsigned(DIM), "words per input pixel (``CW``: channels padded to whole words)"),
+        ("cin", unsigned(CH), "input channels gathered per tap (``kw`` when row-packed)"),
+        ("kh", unsigned(DIM), "kernel height"),
+        ("kw", unsigned(DIM), "kernel width (1 when row-packed)"),
+        ("dh", unsigned(SMALL), "vertical dilation"),
+        ("dw", unsigned(SMALL), "horizontal dilation"),
+        ("sh", unsigned(SMALL), "vertical stride"),
+        ("sw", unsigned(SMALL), "horizontal stride"),
+        ("pt", unsigned(SMALL), "top padding (the bottom one follows from the output size)"),
+        ("pl", unsigned(SMALL), "left padding (the right one follows from the output size)"),
+        ("ow", unsigned(DIM), "output width"),
+        ("oh", unsigned(DIM), "output height of one image"),
+        ("npos", unsigned(POS), "output positions of the pass (``images * oh * ow``)"),
+        ("pos0", signed(aw), "address of tap (0, 0) of position 0: ``in_base - (pt*in_w + pl)*CW``, may be "
+                             "negative"),
+        ("kx_inc", signed(aw), "address step to the next tap in a kernel row"),
+        ("ky_inc", signed(aw), "address step to the first tap of the next kernel row"),
+        ("pos_ux", signed(aw), "address step to the next position in an output row (``sw*CW``)"),
+        ("pos_wrap", signed(aw), "extra address step when an output row wraps (``(sh*in_w - ow*sw)*CW``)"),
+        ("pos_bstep", signed(aw), "address step of ``b`` positions (``bq`` rows and ``br`` columns, before "
+                                  "wrapping)"),
+        ("bq", unsigned(DIM), "output rows in a step of ``b`` positions (within an image)"),
+        ("br", unsigned(DIM), "output columns in a step of ``b`` positions (beyond ``bq`` whole rows)"),
+        ("img_delta", signed(aw), "extra address step when a row wrap passes an image's last output row "
+                                  "(``S_in - oh*sh*in_w*CW``)"),
+        ("img_bstep", signed(aw), "address step of the whole images a step of ``b`` positions spans"),
+        ("desc_base", unsigned(index_bits(cfg.fabric.desc_depth)), "first tile descriptor of the pass "
+                                                                     "(:func:`desc_layout` words)"),
+        ("kt", unsigned(CNT), "reduction (K) tiles"),
+        ("nt", unsigned(CNT), "output-channel (N) tiles"),
+        ("kr", unsigned(CNT), "K rounds per position (``ceil(kt / ki)``)"),
+        ("nr", unsigned(CNT), "N rounds per position (``ceil(nt / no)``)"),
+        ("b", unsigned(PAR), "position groups of the split (positions run in parallel)"),
+        ("ki", unsigned(PAR), "K parts of the split (partial sums added)"),
+        ("no", unsigned(PAR), "N parts of the split (output channels in parallel)"),
+        ("groups", unsigned(PAR + 1), "``b * no``: result groups the serializer writes per final slot"),
+        ("role_base", unsigned(index_bits(cfg.fabric.desc_depth)), "the role table: one :func:`role_layout` "
+                                                                     "word per macro"),
+        ("page_base", unsigned(cfg.macro.page_width), "macro page of the pass's first tile"),
+        ("out_base", unsigned(addr_width(cfg)), "address of the output tensor"),
+        ("out_cw", unsigned(DIM), "words per output pixel"),
+        ("param_base", unsigned(index_bits(cfg.fabric.param_depth)), "first parameter word (bias, multiplier, "
+                                                                       "shift per lane: :func:`param_layout`)"),
+        ("zp_in", unsigned(8), "the code gathered for a padded tap (the input zero point)"),
+        ("zp_out", signed(QZ), "output zero point"),
+        ("act_min", signed(QZ), "lower clamp bound of the output codes"),
+        ("act_max", signed(QZ), "upper clamp bound of the output codes"),
+        ("ab_m1", unsigned(3), "activation precision minus one (bit-serial cycles per macro operation - 1)"),
+        ("wb_log2", unsigned(2), "log2 of the weight precision (1, 2, 4, 8 bits -> 0..3)"),
+        ("x_signed", unsigned(1), "activations are int8 (else uint8)"),
+        ("w_signed", unsigned(1), "weights are signed"),
+        ("rowpack", unsigned(1), "the input is row-packed (one word per image row)"),
+    ]
 
 
-@lru_cache(maxsize=None)
+@_documented
 def pool_layout(cfg: CimConfig) -> data.StructLayout:
     """Arguments of ``POOL``: for each output position and channel word, reduce the window's taps (padded
     taps are skipped) by max, or by a sum of ``x - zp_in`` followed by requantisation (``mult, shift``).
     Addresses: ``in_base + (iy*in_w + ix)*cw + word``, ``out_base + (oy*ow + ox)*cw + word``."""
     aw = addr_width(cfg)
-    return data.StructLayout({
-        "mode": PoolMode, "x_signed": unsigned(1),
-        "in_base": unsigned(aw), "in_h": unsigned(DIM), "in_w": unsigned(DIM), "cw": unsigned(DIM),
-        "kh": unsigned(DIM), "kw": unsigned(DIM), "sh": unsigned(SMALL), "sw": unsigned(SMALL),
-        "dh": unsigned(SMALL), "dw": unsigned(SMALL), "pt": unsigned(SMALL), "pl": unsigned(SMALL),
-        "oh": unsigned(DIM), "ow": unsigned(DIM), "out_base": unsigned(aw),
-        "zp_in": signed(QZ), "mult": signed(32), "shift": signed(6),
-        "zp_out": signed(QZ), "act_min": signed(QZ), "act_max": signed(QZ),
-    })
+    return [
+        ("mode", PoolMode, "``MAX`` (0) or ``AVG`` (1)"),
+        ("x_signed", unsigned(1), "codes are int8 (else uint8)"),
+        ("in_base", unsigned(aw), "address of the input tensor"),
+        ("in_h", unsigned(DIM), "input height"),
+        ("in_w", unsigned(DIM), "input width"),
+        ("cw", unsigned(DIM), "words per pixel (input and output)"),
+        ("kh", unsigned(DIM), "window height"),
+        ("kw", unsigned(DIM), "window width"),
+        ("sh", unsigned(SMALL), "vertical stride"),
+        ("sw", unsigned(SMALL), "horizontal stride"),
+        ("dh", unsigned(SMALL), "vertical dilation"),
+        ("dw", unsigned(SMALL), "horizontal dilation"),
+        ("pt", unsigned(SMALL), "top padding"),
+        ("pl", unsigned(SMALL), "left padding"),
+        ("oh", unsigned(DIM), "output height"),
+        ("ow", unsigned(DIM), "output width"),
+        ("out_base", unsigned(aw), "address of the output tensor"),
+        ("zp_in", signed(QZ), "input zero point (``AVG``)"),
+        ("mult", signed(32), "requantisation multiplier of the window sum (``AVG``)"),
+        ("shift", signed(6), "requantisation shift, positive left (``AVG``)"),
+        ("zp_out", signed(QZ), "output zero point (``AVG``)"),
+        ("act_min", signed(QZ), "lower clamp bound (``AVG``)"),
+        ("act_max", signed(QZ), "upper clamp bound (``AVG``)"),
+    ]
 
 
-@lru_cache(maxsize=None)
+@_documented
 def ew_layout(cfg: CimConfig) -> data.StructLayout:
     """Arguments of ``EW``: for ``npos`` pixels and ``cw`` words each::
 
@@ -160,27 +226,45 @@ def ew_layout(cfg: CimConfig) -> data.StructLayout:
     (MBQM: MultiplyByQuantizedMultiplier.) ``Add`` uses every stage, ``Clamp`` none, a requantising copy
     ``rq_out`` only. Pixel ``p`` word ``w`` of each operand sits at ``base + p*stride + w``."""
     aw = addr_width(cfg)
-    return data.StructLayout({
-        "a_base": unsigned(aw), "b_base": unsigned(aw), "out_base": unsigned(aw),
-        "npos": unsigned(POS), "cw": unsigned(DIM),
-        "a_stride": unsigned(DIM), "b_stride": unsigned(DIM), "out_stride": unsigned(DIM),
-        "x_signed": unsigned(1), "has_b": unsigned(1), "rq_in": unsigned(1), "rq_out": unsigned(1),
-        "ls": unsigned(5), "zp_a": signed(QZ), "zp_b": signed(QZ),
-        "mult_a": signed(32), "shift_a": signed(6), "mult_b": signed(32), "shift_b": signed(6),
-        "mult_o": signed(32), "shift_o": signed(6),
-        "zp_out": signed(QZ), "act_min": signed(QZ), "act_max": signed(QZ),
-    })
+    return [
+        ("a_base", unsigned(aw), "address of operand ``a``"),
+        ("b_base", unsigned(aw), "address of operand ``b``"),
+        ("out_base", unsigned(aw), "address of the output"),
+        ("npos", unsigned(POS), "pixels"),
+        ("cw", unsigned(DIM), "words per pixel"),
+        ("a_stride", unsigned(DIM), "words from one pixel of ``a`` to the next"),
+        ("b_stride", unsigned(DIM), "words from one pixel of ``b`` to the next"),
+        ("out_stride", unsigned(DIM), "words from one output pixel to the next"),
+        ("x_signed", unsigned(1), "codes are int8 (else uint8)"),
+        ("has_b", unsigned(1), "there is a second operand"),
+        ("rq_in", unsigned(1), "requantise each operand (``mult_a``/``mult_b``) before the sum"),
+        ("rq_out", unsigned(1), "requantise the sum (``mult_o``)"),
+        ("ls", unsigned(5), "left shift of the operands before ``rq_in`` (TFLite's ``left_shift``)"),
+        ("zp_a", signed(QZ), "zero point of ``a``"),
+        ("zp_b", signed(QZ), "zero point of ``b``"),
+        ("mult_a", signed(32), "multiplier of ``a``"),
+        ("shift_a", signed(6), "shift of ``a``, positive left"),
+        ("mult_b", signed(32), "multiplier of ``b``"),
+        ("shift_b", signed(6), "shift of ``b``, positive left"),
+        ("mult_o", signed(32), "multiplier of the sum"),
+        ("shift_o", signed(6), "shift of the sum, positive left"),
+        ("zp_out", signed(QZ), "output zero point"),
+        ("act_min", signed(QZ), "lower clamp bound"),
+        ("act_max", signed(QZ), "upper clamp bound"),
+    ]
 
 
-@lru_cache(maxsize=None)
+@_documented
 def load_layout(cfg: CimConfig) -> data.StructLayout:
     """Arguments of ``LOAD``: ``count`` rows from weight word ``src`` on into (``page``, ``row0``) onwards of
     every macro whose bit is set in ``mask`` (rows wrap into the next page)."""
-    return data.StructLayout({
-        "src": unsigned(index_bits(cfg.fabric.weight_depth)), "count": unsigned(16),
-        "mask": unsigned(cfg.fabric.n_macros), "page": unsigned(cfg.macro.page_width),
-        "row0": unsigned(cfg.macro.row_width),
-    })
+    return [
+        ("src", unsigned(index_bits(cfg.fabric.weight_depth)), "first weight-memory word"),
+        ("count", unsigned(16), "rows to copy"),
+        ("mask", unsigned(cfg.fabric.n_macros), "the macros that receive the rows, one bit per macro"),
+        ("page", unsigned(cfg.macro.page_width), "first macro page"),
+        ("row0", unsigned(cfg.macro.row_width), "first row in that page"),
+    ]
 
 
 @dataclass(frozen=True)
@@ -285,16 +369,26 @@ def param_layout(cfg: CimConfig) -> data.ArrayLayout:
     return data.ArrayLayout(lane, lanes(cfg))
 
 
+@_documented
 def trace_layout() -> data.StructLayout:
     """A trace entry: the cycle counter when the instruction at ``pc`` retired, and its opcode."""
-    return data.StructLayout({"cycle": unsigned(32), "pc": unsigned(16), "op": unsigned(4), "_pad": unsigned(12)})
+    return [
+        ("cycle", unsigned(32), "value of ``CYCLES`` when the instruction retired"),
+        ("pc", unsigned(16), "address of the instruction"),
+        ("op", unsigned(4), "its opcode"),
+        ("_pad", unsigned(12), "zero"),
+    ]
 
 
+@_documented
 def status_layout() -> data.StructLayout:
-    """The ``STATUS`` register: ``busy`` (a program runs), ``done`` (it stopped), ``error`` (it stopped at an
-    unknown opcode), ``loader_busy`` (weight loads are queued or running); the rest of the word reads 0."""
-    return data.StructLayout({"busy": unsigned(1), "done": unsigned(1), "error": unsigned(1),
-                              "loader_busy": unsigned(1)})
+    """The ``STATUS`` register (the rest of the 32-bit word reads 0)."""
+    return [
+        ("busy", unsigned(1), "a program runs"),
+        ("done", unsigned(1), "the program reached ``END``"),
+        ("error", unsigned(1), "it stopped at an unknown opcode (``PC``/``OPCODE`` say where)"),
+        ("loader_busy", unsigned(1), "weight loads are queued or running"),
+    ]
 
 
 # -- activation lanes --------------------------------------------------------------------------------------
@@ -579,3 +673,86 @@ def host_map(cfg: CimConfig) -> tuple[int, dict[str, HostRegion]]:
     ]
     bits = max(index_bits(r.span) for r in regions)
     return bits, {r.name: r for r in regions}
+
+
+# -- generated documentation -------------------------------------------------------------------------------
+
+#: The command that writes docs/isa.md (tests/test_isa.py checks that the committed file is what it prints).
+MARKDOWN_COMMAND = "python -m cimforge.gen.isa --markdown > docs/isa.md"
+
+
+def _md(text: str) -> str:
+    """reStructuredText markup of a docstring as Markdown: roles and double backticks to code spans."""
+    text = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", inspect.cleandoc(text))
+    return re.sub(r"::$", ":", text.replace("``", "`"), flags=re.M)
+
+
+def _kind(shape) -> str:
+    if isinstance(shape, type) and issubclass(shape, py_enum.Enum):
+        return f"{shape.__name__} ({', '.join(f'{m.name}={m.value}' for m in shape)})"
+    return "signed" if _is_signed(shape) else "unsigned"
+
+
+def _field_table(per_cfg: list[tuple[Field, ...]], names: list[str]) -> list[str]:
+    """A Markdown table of fields: for one configuration each field's bit range, for several the widths
+    (every configuration's when they differ)."""
+    head = "Bits" if len(names) == 1 else f"Width ({' / '.join(names)})"
+    rows = [f"| Field | Type | {head} | Meaning |", "|---|---|---|---|"]
+    offset = 0
+    for fields in zip(*per_cfg):
+        widths = [_width(f.shape) for f in fields]
+        if len(names) == 1:
+            bits = f"{offset}" if widths[0] == 1 else f"{offset}..{offset + widths[0] - 1}"
+            offset += widths[0]
+        else:
+            bits = str(widths[0]) if len(set(widths)) == 1 else " / ".join(map(str, widths))
+        f = fields[0]
+        rows.append(f"| `{f.name}` | {_kind(f.shape)} | {bits} | {_md(f.doc)} |")
+    return rows
+
+
+def isa_markdown() -> str:
+    """docs/isa.md: the instruction set as Markdown, generated from :data:`INSTRUCTIONS` and the field tables
+    of the argument, ``STATUS`` and trace layouts, with every width for each preset configuration."""
+    from ..presets import PRESETS
+    names, cfgs = list(PRESETS), list(PRESETS.values())
+    per = " / ".join(names)
+    word = " / ".join(str(instr_layout(c).size) for c in cfgs)
+    out = [
+        "# Instruction set", "",
+        f"<!-- Generated from cimforge.gen.isa.INSTRUCTIONS by `{MARKDOWN_COMMAND}`; do not edit. -->", "",
+        "A program is a sequence of instruction words in the instruction memory. An instruction word holds the "
+        f"opcode `op` in bits 0..{instr_layout(cfgs[0])['op'].width - 1}, then the arguments of that opcode "
+        f"(those of every opcode overlaid); it is {word} bits wide ({per}). Widths that depend on the "
+        f"configuration are given for each preset ({per}). docs/fabric.md describes what the instructions "
+        "cost; an unknown opcode stops the controller with `STATUS.error`.", "",
+        "| Opcode | Name | Engine | Argument bits | What it does |", "|---|---|---|---|---|",
+    ]
+    for spec in INSTRUCTIONS:
+        bits = " / ".join(str(spec.layout(c).size) for c in cfgs) if spec.layout else "-"
+        out.append(f"| {spec.op.value} | `{spec.name}` | {spec.engine or 'controller'} | {bits} | {_md(spec.doc)} |")
+    for spec in INSTRUCTIONS:
+        if spec.layout is None:
+            continue
+        out += ["", f"## `{spec.name}` (opcode {spec.op.value}, {spec.engine} engine)", "", _md(spec.layout.__doc__),
+                "", *_field_table([spec.layout.fields(c) for c in cfgs], names)]
+    for title, layout in ((f"`STATUS` register (CSR {CSR['STATUS']})", status_layout), ("Trace entry", trace_layout)):
+        out += ["", f"## {title}", "", _md(layout.__doc__), "", *_field_table([layout.fields()], [""])]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cimforge.gen.isa --markdown``: print docs/isa.md."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m cimforge.gen.isa", description=main.__doc__)
+    parser.add_argument("--markdown", action="store_true", help="print the ISA reference (docs/isa.md)")
+    args = parser.parse_args(argv)
+    if not args.markdown:
+        parser.print_help()
+        return 2
+    sys.stdout.write(isa_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

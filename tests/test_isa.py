@@ -1,10 +1,10 @@
 """The ISA table (gen/isa.py) and the one packer: every opcode listed once, encode/decode derived from the table,
-``pack_word`` bit-identical to Amaranth's ``Layout.const`` and checked, activation lanes, STATUS and trace words."""
+``pack_word`` bit-identical to Amaranth's ``Layout.const`` and checked, activation lanes, STATUS and trace words, and docs/isa.md generated from the table."""
 
 from __future__ import annotations
 
-
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +21,7 @@ from cimforge.gen.layouts import BitOp, MacroMode, macro_op_fields, macro_op_lay
 from cimforge.presets import PRESETS
 
 SEED = 20261201
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _random_value(shape, rng):
@@ -179,3 +180,24 @@ def test_macro_op_fields_checks_and_codes():
                         ({"ab": 3, "x_signed": False, "x": [-1]}, r"x\[0\] = -1: allowed 0\.\.7")]:
         with pytest.raises(ValueError, match=msg):
             macro_op_fields(cfg, **{"ab": 5, **kwargs})
+
+
+def test_every_field_is_documented():
+    """The field tables carry a doc for every field, and build exactly the layouts the RTL uses."""
+    for cfg in (get_preset(p) for p in PRESETS):
+        for spec in INSTRUCTIONS:
+            if spec.layout is None:
+                continue
+            fields = spec.layout.fields(cfg)
+            assert [f.name for f in fields] == list(dict(spec.layout(cfg))), spec.name
+            assert all(f.doc.strip() and "|" not in f.doc for f in fields), spec.name
+    assert [f.name for f in status_layout.fields()] == ["busy", "done", "error", "loader_busy"]
+
+
+def test_docs_isa_md_is_fresh():
+    """docs/isa.md is what the ISA table renders (regenerate with the command it names)."""
+    committed = (ROOT / "docs" / "isa.md").read_text()
+    assert committed == isa.isa_markdown(), f"docs/isa.md is stale: run `{isa.MARKDOWN_COMMAND}`"
+    assert isa.MARKDOWN_COMMAND in committed
+    for spec in INSTRUCTIONS:
+        assert f"| {spec.op.value} | `{spec.name}` |" in committed
