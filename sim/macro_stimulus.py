@@ -22,6 +22,7 @@ import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import wiring
 
+from ..bits import exact_log2
 from ..config import WEIGHT_BITS, MacroConfig
 from ..gen.isa import pack_word, unpack_word
 from ..gen.layouts import BitOp, MacroMode, macro_op_fields, macro_op_layout
@@ -135,7 +136,7 @@ def check_result(cfg: MacroConfig, exp: Expected, cycle: int, got: dict[str, int
         pops = unpack_word(members["res_pop"].shape, got["pop"])
         if (got["bits"] & ((1 << cfg.cols) - 1)) != exp.bits:
             diff = (got["bits"] ^ exp.bits) & ((1 << cfg.cols) - 1)
-            col = (diff & -diff).bit_length() - 1
+            col = exact_log2(diff & -diff)  # the lowest differing column
             raise MismatchError(f"{where}: result word differs first at column {col} (tile "
                                 f"{col // cfg.tile_cols}): got {got['bits']:#x}, expected {exp.bits:#x}")
         if pops != list(exp.pops):
