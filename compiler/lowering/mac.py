@@ -182,7 +182,8 @@ def mac_args(mp: MacPass, state: CompileState, layer: Layer) -> dict:
         "out_base": dst.base + mp.out_off + mp.n_base, "out_cw": dst.cw, "param_base": mp.param_base,
         "zp_in": layer.input.zero_point & 0xFF, "zp_out": layer.output.zero_point,
         "act_min": layer.act_min, "act_max": layer.act_max,
-        "ab_m1": INT8_BITS - 1, "wb_log2": exact_log2(INT8_BITS), "x_signed": int(layer.input.dtype == "int8"), "w_signed": 1,
+        "ab_m1": INT8_BITS - 1, "wb_log2": exact_log2(INT8_BITS), "x_signed": int(layer.input.dtype == "int8"),
+        "w_signed": 1,
     }
 
 
