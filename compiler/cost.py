@@ -1,10 +1,13 @@
 """The cycle model of the fabric: the compiler's predictions, checked against RTL-measured cycles.
 
-It mirrors the RTL's timing rules rather than fitting them (docs/fabric.md, "Timing"):
+It mirrors the RTL's timing rules rather than fitting them (docs/fabric.md, "Timing"), and takes every fixed
+delay from the engines' own timing data (``TIMING`` of each engine in :data:`cimforge.gen.fabric.ENGINES`,
+:data:`cimforge.gen.controller.CONTROLLER_TIMING`):
 
-* controller: every instruction costs a fetch and a decode cycle, then executes (``LOAD`` queues in one cycle
-  when the loader has room, ``SYNC`` waits for the loader, compute instructions start their engine and wait
-  for its ``done``);
+* controller: the first instruction of a run is fetched and decoded, an instruction after a one-cycle one is
+  decoded, one after a longer one was prefetched; then it executes (``LOAD`` queues in one cycle when the
+  loader has room, ``SYNC`` waits for the loader, compute instructions start their engine and wait for its
+  ``done``);
 * ``MAC``: a slot-level recurrence over the gather units (one word per cycle, a one-slot run-ahead that stalls
   when the previous vector is still waiting), the lockstep issue (one operation per ``ab`` cycles at most), the
   result latency and the serializer/requantisation tail; position rounds repeat, so long passes are
@@ -13,8 +16,10 @@ It mirrors the RTL's timing rules rather than fitting them (docs/fabric.md, "Tim
 * loader: one row per cycle per command, commands back to back.
 
 :func:`layer_cost` is the interface the partitioner uses (``Parallelism(batch, in_ch, out_ch)`` -> cycles,
-compute, weight-load cycles and traffic); :func:`program_timing` predicts the retire cycle of every
-instruction of a compiled program, which is what the RTL's trace memory records.
+compute, weight-load cycles and traffic; each layer kind's lowering computes it from the functions here);
+:func:`program_timing` predicts the retire cycle of every instruction of a compiled program, which is what the
+RTL's trace memory records, one rule per opcode (:data:`INSTR_CYCLES`). Which passes a layer has is planned in
+:mod:`cimforge.compiler.planning`.
 """
 
 from __future__ import annotations
@@ -90,7 +95,7 @@ class LayerCost:
         Pages per participating macro.
     macros : int
     ideal_cycles : float
-        ARCHITECTURE.md section 6 ideal (MAC layers), for utilisation; MACs of the taps the fabric computes
+        docs/architecture.md section 6 ideal (MAC layers), for utilisation; MACs of the taps the fabric computes
         (taps pruned from every filter are no MACs, see :mod:`cimforge.compiler.tiling`).
     """
 
@@ -113,12 +118,12 @@ def occupancy(g: ConvGeom, cfg: CimConfig) -> float:
     """Share of the bit cells an operation of the layer can use at all: its reduction tiles fill
     ``K / (kt * rows)`` of the rows and its output-channel tiles ``cout / (nt * lanes)`` of the columns.
     Utilisation can never exceed it (a column sums every row of its page; an output takes whole columns)."""
-    kt, nt = len(k_tiles(g, cfg)), -(-g.cout // lanes(cfg))
+    kt, nt = len(k_tiles(g, cfg)), n_tiles(g, cfg)
     return g.K / (kt * cfg.macro.rows) * g.cout / (nt * lanes(cfg))
 
 
 def ideal_cycles(macs: int, cfg: CimConfig, ab: int = INT8_BITS, wb: int = INT8_BITS) -> float:
-    """ARCHITECTURE.md section 6: ``MACs * ab * wb / (rows * cols * n_macros)``."""
+    """docs/architecture.md section 6: ``MACs * ab * wb / (rows * cols * n_macros)``."""
     m = cfg.macro
     return macs * ab * wb / (m.rows * m.cols * cfg.fabric.n_macros)
 
