@@ -39,7 +39,7 @@ from .tiling import CompileError, ConvGeom, k_tiles, tile_steps
 
 __all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycles", "valid_parallelisms",
            "choose_parallelism", "plan_cycles", "weight_load_cycles", "pool_cycles", "ew_cycles", "load_cycles",
-           "program_timing", "ideal_cycles", "INSTR_CYCLES", "Timeline"]
+           "program_timing", "mac_instr_cycles", "ideal_cycles", "INSTR_CYCLES", "Timeline"]
 
 #: Extrapolate long passes from their periodic steady state (tests switch it off to compare).
 _EXTRAPOLATE = True
@@ -351,7 +351,7 @@ def _sync_retire(tl: Timeline, e: int, args, pc: int) -> int:
 
 
 def _mac_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
-    return e + _mac_instr_cycles(tl.program, pc, args) - 1
+    return e + mac_instr_cycles(tl.program, pc, args) - 1
 
 
 def _pool_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
@@ -399,8 +399,13 @@ def program_timing(program) -> list[int]:
     return stamps
 
 
-def _mac_instr_cycles(program, pc: int, args: dict) -> int:
-    """Cycles of the ``MAC`` instruction at ``pc`` (EXEC to done inclusive), from the pass it runs."""
+def mac_instr_cycles(program, pc: int, args: dict | None = None) -> int:
+    """Cycles of the ``MAC`` instruction at ``pc`` of ``program`` (EXEC to done inclusive), from the pass it
+    runs."""
     mp = program.pass_at[pc]
     steps = [tile_steps(t, mp.geom, lanes(program.cfg)) for t in mp.tiles]
     return mac_pass_cycles(mp.npos, steps, mp.nt, mp.par)
+
+
+#: The old private name, until sim/fabric_check.py imports :func:`mac_instr_cycles`.
+_mac_instr_cycles = mac_instr_cycles
