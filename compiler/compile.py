@@ -68,7 +68,6 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
     if unknown:
         raise CompileError(f"parallelism given for {sorted(unknown)}: not weighted layers of graph {graph.name!r}")
     prog = Program(cfg=cfg, graph=graph, batch=batch)
-    prog.pass_at = {}
     state = CompileState(graph, cfg, batch, merge_images, stream, parallelism, prog, TensorLayouts(graph))
     for compile_pass in PASSES:
         compile_pass(state)

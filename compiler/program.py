@@ -152,6 +152,10 @@ class Program:
         All weights are loaded once by the prologue (else they stream, layer by layer).
     prologue : list of int
         pcs of the prologue (weight loads before the first image).
+    pass_at : dict
+        ``pc -> MacPass`` of every ``MAC`` instruction.
+    options : dict
+        Compile options the program was built with (``stream``).
     """
 
     cfg: CimConfig
@@ -166,6 +170,7 @@ class Program:
     passes: list = field(default_factory=list)
     resident: bool = True
     prologue: list = field(default_factory=list)
+    pass_at: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
 
     @property

@@ -63,7 +63,7 @@ class GroupPlan:
     par: object
     in_off: int
     out_off: int
-    plan: MacPlan
+    plan: MacPlan | None = None
 
 
 @dataclass(frozen=True)
