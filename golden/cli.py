@@ -3,32 +3,195 @@
 Prints the imported layer IR, top-1 accuracy (golden int8, onnxruntime int8 and, when a float model is given or
 found beside the quantized one as ``<name>_float.onnx``, the float model) and the agreement of every tensor
 with onnxruntime, both layer by layer (each layer fed onnxruntime's own inputs) and end to end.
-Without ``--dataset`` the inputs are random (seeded) and only agreement is printed.
+Inputs: ``--dataset`` (its held-out split), ``--input FILE`` (see :func:`read_inputs`) or seeded random data
+(``--samples``, ``--seed``); without labels only agreement is printed.
+
+This module also holds what every command takes as a model's input data (``golden``, ``sim``), so that all
+read files and tell real values from codes the same way: :func:`load_model`, :func:`read_inputs`,
+:func:`random_inputs`, :func:`to_codes`.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_arguments", "run"]
+from ..errors import UserError, existing_file, int_at_least
 
+__all__ = ["add_arguments", "run", "load_model", "resolve_model", "NamedModel", "committed_models", "read_inputs", "random_inputs", "to_codes", "onnx_feeds",
+           "LABEL_KEYS"]
+
+#: Names an ``.npz`` input file may give its labels (integer class per image; optional).
+LABEL_KEYS = ("labels", "label", "y")
+
+
+# -- model input data (shared by the commands) ------------------------------------------------------------------
+
+def load_model(path, option: str = "MODEL"):
+    """Import the quantized ONNX model at ``path`` (a :class:`~cimforge.errors.UserError` naming ``option``
+    when it is not a readable file; the importer's own errors name the node)."""
+    from .onnx_import import load_onnx
+    return load_onnx(existing_file(option, path, (".onnx",)))
+
+
+def committed_models() -> list[str]:
+    """Names of the committed digits models (``models/digits_models.json``), usable wherever a model file is."""
+    import json
+
+    from .datasets import MODELS_DIR
+    return sorted(json.loads((MODELS_DIR / "digits_models.json").read_text())["models"])
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A model as a user named it: ``label`` (for reports), the ONNX file, the imported graph, and the data set
+    it is evaluated on by default (None: no default data)."""
+
+    label: str
+    path: Path
+    graph: object
+    dataset: str | None
+
+
+def resolve_model(name, option: str = "MODEL") -> NamedModel:
+    """The model a user names: a committed digits model by name (default data set ``digits``), else a quantized
+    ONNX file (label: the file's stem)."""
+    from .datasets import MODELS_DIR
+
+    known = committed_models()
+    text = str(name)
+    if text in known:
+        path = MODELS_DIR / f"{text}.onnx"
+        return NamedModel(text, path, load_model(path, option), "digits")
+    if text.lower().endswith(".onnx") or "/" in text or Path(text).exists():
+        return NamedModel(Path(text).stem, Path(text), load_model(text, option), None)
+    raise UserError(f"{option} {text!r}: allowed a quantized .onnx file or one of {', '.join(known)}")
+
+
+def _single_input(graph):
+    if len(graph.inputs) != 1:
+        raise UserError(f"model {graph.name!r} has {len(graph.inputs)} inputs "
+                        f"({', '.join(t.name for t in graph.inputs)}): allowed single-input models")
+    return graph.inputs[0]
+
+
+def read_inputs(path, graph, option: str = "--input") -> tuple[np.ndarray, np.ndarray | None]:
+    """(data, labels or None) from a ``.npy`` or ``.npz`` file for ``graph``'s one input.
+
+    The data is in the ONNX model's input layout: ``(N, *shape)`` (channels first, as the model's input), or
+    one sample ``shape``. Its dtype says what it holds: a float array holds real values (quantized with the
+    model's input scale and zero point, as its ``QuantizeLinear`` does), an integer array holds the input's
+    codes (int8 or uint8 range). An ``.npz`` holds the data under the model's input name (float or quantized
+    name), ``x`` or ``input``, or as its only array, and may hold integer labels under one of
+    :data:`LABEL_KEYS` (accuracy is reported then).
+
+    Raises
+    ------
+    UserError
+        Missing or unreadable file, no or ambiguous data array, wrong shape, labels of the wrong length.
+    """
+    p = existing_file(option, path, (".npy", ".npz"))
+    q_in = _single_input(graph)
+    try:
+        loaded = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{option} {str(p)!r}: not a readable numpy file ({e})") from None
+    labels = None
+    if isinstance(loaded, np.ndarray):
+        data = loaded
+    else:
+        with loaded:
+            arrays = {k: loaded[k] for k in loaded.files}
+        label_keys = [k for k in LABEL_KEYS if k in arrays]
+        labels = arrays.pop(label_keys[0]) if label_keys else None
+        names = [*graph.float_inputs, q_in.name, "x", "input"]
+        key = next((k for k in names if k in arrays), None)
+        if key is None and len(arrays) == 1:
+            key = next(iter(arrays))
+        if key is None:
+            raise UserError(f"{option} {str(p)!r}: arrays {sorted(arrays)}; allowed one array, or one named "
+                            f"{' or '.join(repr(n) for n in names)} (labels under {'/'.join(LABEL_KEYS)})")
+        data = arrays[key]
+    if tuple(data.shape) == tuple(q_in.shape):
+        data = data[None]
+    if data.ndim != len(q_in.shape) + 1 or tuple(data.shape[1:]) != tuple(q_in.shape) or not len(data):
+        raise UserError(f"{option} {str(p)!r}: data of shape {tuple(data.shape)}; allowed (N, "
+                        f"{', '.join(map(str, q_in.shape))}) with N >= 1, the model's input layout")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+            raise UserError(f"{option} {str(p)!r}: labels of shape {labels.shape} and dtype {labels.dtype}; "
+                            f"allowed ({len(data)},) integers, one class per sample")
+    return data, labels
+
+
+def to_codes(graph, data, option: str = "--input") -> np.ndarray:
+    """The codes of ``graph``'s one input for ``data`` ``(N, *shape)``: a float array is quantized with the
+    input's scale and zero point, an integer array is taken as codes and checked against the input's range."""
+    from .ops import quantize
+
+    q_in = _single_input(graph)
+    data = np.asarray(data)
+    if np.issubdtype(data.dtype, np.floating):
+        if not np.isfinite(data).all():
+            raise UserError(f"{option}: the float data holds NaN or infinite values; allowed finite reals")
+        return quantize(data, q_in)
+    if not np.issubdtype(data.dtype, np.integer):
+        raise UserError(f"{option}: data of dtype {data.dtype}; allowed float (real values) or integer (codes)")
+    if data.size and (data.min() < q_in.qmin or data.max() > q_in.qmax):
+        raise UserError(f"{option}: integer data is read as {q_in.dtype} codes of input {q_in.name!r}, but its "
+                        f"values span [{data.min()}, {data.max()}]; allowed [{q_in.qmin}, {q_in.qmax}] (give real "
+                        f"values as a float array)")
+    return data.astype(q_in.np_dtype)
+
+
+def random_inputs(graph, n: int, seed: int) -> np.ndarray:
+    """``n`` seeded random samples for ``graph``'s one input: real values uniform over the range the input's
+    codes represent when the model takes real values, else uniform codes."""
+    q_in = _single_input(graph)
+    rng = np.random.default_rng(seed)
+    if graph.float_inputs:
+        lo, hi = (q_in.qmin - q_in.zero_point) * q_in.scale, (q_in.qmax - q_in.zero_point) * q_in.scale
+        return rng.uniform(lo, hi, size=(n, *q_in.shape)).astype(np.float32)
+    return rng.integers(q_in.qmin, q_in.qmax + 1, size=(n, *q_in.shape)).astype(q_in.np_dtype)
+
+
+def onnx_feeds(graph, data, codes) -> dict[str, np.ndarray]:
+    """onnxruntime's feeds for the same samples: the float input (real values; codes dequantized) or the
+    quantized input's codes."""
+    from .ops import dequantize
+
+    q_in = _single_input(graph)
+    f_in = next(iter(graph.float_inputs), None)
+    if f_in is None:
+        return {q_in.name: codes}
+    data = np.asarray(data)
+    return {f_in: data.astype(np.float32) if np.issubdtype(data.dtype, np.floating) else dequantize(codes, q_in)}
+
+
+# -- the command --------------------------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .datasets import DATASETS
     from .requant import ROUNDING_MODES
 
-    parser.add_argument("model", type=Path, help="quantized ONNX model (QOperator or QDQ form)")
-    parser.add_argument("--dataset", choices=sorted(DATASETS), help="evaluate on this data set's held-out split")
+    parser.add_argument("model", help="quantized ONNX model (QOperator or QDQ form), or a committed digits model's "
+                        "name")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--dataset", choices=sorted(DATASETS), help="evaluate on this data set's held-out split")
+    src.add_argument("--input", type=Path, metavar="FILE",
+                     help=".npy/.npz data in the model's input layout (N, C, H, W): float arrays are real values, "
+                          "integer arrays are codes; an .npz may carry 'labels'")
+    src.add_argument("--samples", type=int_at_least(1), default=None,
+                     help="random inputs (default 64 without --dataset/--input)")
     parser.add_argument("--float-model", type=Path, help="float ONNX model for the float accuracy "
                         "(default: <name>_float.onnx beside MODEL, if present)")
-    parser.add_argument("--limit", type=int, help="use only the first N images")
-    parser.add_argument("--samples", type=int, default=64, help="random inputs without --dataset (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    parser.add_argument("--limit", type=int_at_least(1), help="use only the first N images")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the random inputs (default 0)")
     parser.add_argument("--rounding", choices=ROUNDING_MODES, default=None,
                         help="requantisation rounding (default: the architecture's, 'double')")
     parser.add_argument("--per-tensor", action="store_true", help="print agreement per tensor")
@@ -38,64 +201,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _float_model(model: Path, given: Path | None) -> Path | None:
     if given is not None:
-        return given
+        return existing_file("--float-model", given, (".onnx",))
     guess = model.with_name(re.sub(r"_(qop|qdq|int8|quant\w*)$", "", model.stem) + "_float.onnx")
     return guess if guess != model and guess.is_file() else None
 
 
+def _data(args, graph) -> tuple[np.ndarray, np.ndarray | None]:
+    from .datasets import load_dataset
+
+    q_in = _single_input(graph)
+    if args.dataset:
+        x, labels = load_dataset(args.dataset)
+        if x.shape[1:] != q_in.shape:
+            raise UserError(f"--dataset {args.dataset}: images are {x.shape[1:]}, the model takes {q_in.shape}")
+    elif args.input:
+        x, labels = read_inputs(args.input, graph)
+    else:
+        n = args.samples or 64
+        x, labels = random_inputs(graph, n, args.seed), None
+        print(f"random inputs: {len(x)} samples, seed {args.seed}")
+    if args.limit:
+        x = x[:args.limit]
+        labels = None if labels is None else labels[:args.limit]
+    return x, labels
+
+
 def run(args: argparse.Namespace) -> int:
     from .compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
-    from .datasets import load_dataset
-    from .onnx_import import OnnxImportError, load_onnx
     from .requant import DEFAULT_ROUNDING
     from .runner import run_graph
 
     rounding = args.rounding or DEFAULT_ROUNDING
-    try:
-        graph = load_onnx(args.model)
-    except OnnxImportError as e:
-        print(f"cimforge golden: error: {e}", file=sys.stderr)
-        return 2
+    named = resolve_model(args.model)
+    graph = named.graph
     print(graph.summary())
-    if len(graph.inputs) != 1:
-        print("cimforge golden: error: only single-input models are supported here", file=sys.stderr)
-        return 2
-    q_in = graph.inputs[0]
-    f_in = next(iter(graph.float_inputs), None)
-    labels = None
-    if args.dataset:
-        x, labels = load_dataset(args.dataset)
-        if args.limit:
-            x, labels = x[:args.limit], labels[:args.limit]
-        if x.shape[1:] != q_in.shape:
-            print(f"cimforge golden: error: dataset {args.dataset} images are {x.shape[1:]}, the model takes "
-                  f"{q_in.shape}", file=sys.stderr)
-            return 2
-    else:
-        rng = np.random.default_rng(args.seed)
-        lo, hi = (q_in.qmin - q_in.zero_point) * q_in.scale, (q_in.qmax - q_in.zero_point) * q_in.scale
-        x = rng.uniform(lo, hi, size=(args.samples, *q_in.shape)).astype(np.float32)
-        if f_in is None:
-            x = rng.integers(q_in.qmin, q_in.qmax + 1, size=(args.samples, *q_in.shape)).astype(q_in.np_dtype)
-        print(f"random inputs: {len(x)} samples, seed {args.seed}")
-    from .ops import quantize
-
-    codes = quantize(x, q_in) if f_in is not None else x
-    feeds = {f_in or q_in.name: x}
+    x, labels = _data(args, graph)
+    codes = to_codes(graph, x)
     golden = run_graph(graph, codes, rounding=rounding)
-    ref = ort_tensors(args.model, graph, feeds)
+    ref = ort_tensors(named.path, graph, onnx_feeds(graph, x, codes))
     out = graph.outputs[0]
     if labels is not None:
-        print(f"top-1 accuracy on {args.dataset} ({len(labels)} held-out images):")
-        rows = [(f"golden int8 ({rounding} rounding)", np.mean(golden[out].argmax(1) == labels)),
-                ("onnxruntime int8", np.mean(ref[out].argmax(1) == labels))]
-        fm = _float_model(args.model, args.float_model)
-        if fm is not None:
-            import onnxruntime as ort
+        source = f"{args.dataset} ({len(labels)} held-out images)" if args.dataset else \
+            f"{args.input.name} ({len(labels)} samples)"
+        print(f"top-1 accuracy on {source}:")
+        rows = [(f"golden int8 ({rounding} rounding)", np.mean(golden[out].reshape(len(x), -1).argmax(1) == labels)),
+                ("onnxruntime int8", np.mean(ref[out].reshape(len(x), -1).argmax(1) == labels))]
+        fm = _float_model(named.path, args.float_model)
+        if fm is not None and graph.float_inputs:
+            from .compare import run_onnx
 
-            sess = ort.InferenceSession(str(fm), providers=["CPUExecutionProvider"])
-            logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-            rows.append((f"float ({fm.name})", np.mean(logits.argmax(1) == labels)))
+            logits = run_onnx(fm, onnx_feeds(graph, x, codes))[0]
+            rows.append((f"float ({fm.name})", np.mean(logits.reshape(len(x), -1).argmax(1) == labels)))
         width = max(len(r[0]) for r in rows) + 1
         for label, acc in rows:
             print(f"  {label + ':':<{width}} {100 * acc:6.2f}%")

@@ -15,7 +15,8 @@ import numpy as np
 
 from .ir import Graph
 
-__all__ = ["TensorAgreement", "Agreement", "ort_tensors", "compare_tensors", "layerwise", "AGREEMENT_MIN", "MAX_LSB"]
+__all__ = ["TensorAgreement", "Agreement", "ort_tensors", "run_onnx", "compare_tensors", "layerwise",
+           "AGREEMENT_MIN", "MAX_LSB"]
 
 #: Acceptance bounds (issue 3): fraction of bit-identical elements, and the largest allowed difference.
 AGREEMENT_MIN = 0.999
@@ -94,6 +95,73 @@ def compare_tensors(golden: Mapping[str, np.ndarray], reference: Mapping[str, np
     return Agreement(tuple(out))
 
 
+def _fixed_batch(proto) -> int | None:
+    """The batch size the model's first input fixes (a positive ``dim_value``), or None when it is free."""
+    graph_inputs = {i.name for i in proto.graph.initializer}
+    for inp in proto.graph.input:
+        if inp.name in graph_inputs:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+            return int(dims[0].dim_value)
+        return None
+    return None
+
+
+def _ort_failure(what: str, e: Exception):
+    from ..errors import UserError
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return UserError(f"onnxruntime cannot {what}: {first}")
+
+
+def run_onnx(model, inputs: Mapping[str, np.ndarray], output_names: list[str] | None = None) -> list[np.ndarray]:
+    """onnxruntime's outputs for ``inputs`` (a leading batch axis on every array), in ``output_names`` order
+    (default: the model's outputs).
+
+    A model whose input fixes the batch (every model of the onnx model zoo has batch 1) is run that many samples
+    at a time, the last chunk padded with copies of its first sample, and the outputs concatenated.
+
+    Parameters
+    ----------
+    model : str, pathlib.Path, bytes or onnx.ModelProto
+    inputs : mapping of str to numpy.ndarray
+        By the model's input names; a single array under another name is given to a single-input model.
+
+    Raises
+    ------
+    cimforge.errors.UserError
+        onnxruntime refuses the model or the inputs (its first message line).
+    """
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else \
+        onnx.load_from_string(bytes(model)) if isinstance(model, (bytes, bytearray)) else model
+    try:
+        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no base class worth naming
+        raise _ort_failure("load the model", e) from None
+    names = [i.name for i in sess.get_inputs()]
+    feeds = dict(inputs)
+    if len(names) == 1 and len(feeds) == 1 and names[0] not in feeds:
+        feeds = {names[0]: next(iter(feeds.values()))}
+    output_names = output_names or [o.name for o in sess.get_outputs()]
+    n = len(next(iter(feeds.values())))
+    step = _fixed_batch(proto) or max(n, 1)
+    chunks = []
+    for s in range(0, n, step):
+        part = {k: np.asarray(v)[s:s + step] for k, v in feeds.items()}
+        k = len(next(iter(part.values())))
+        if k < step:
+            part = {name: np.concatenate([v, np.repeat(v[:1], step - k, axis=0)]) for name, v in part.items()}
+        try:
+            outs = sess.run(output_names, part)
+        except Exception as e:  # noqa: BLE001
+            raise _ort_failure(f"run the model on inputs {({n: v.shape for n, v in part.items()})}", e) from None
+        chunks.append([np.asarray(o)[:k] if np.ndim(o) else np.asarray(o) for o in outs])
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(output_names))]
+
+
 def ort_tensors(model, graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run onnxruntime on ``model`` and return every IR tensor of ``graph`` that exists in the model.
 
@@ -103,7 +171,8 @@ def ort_tensors(model, graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[s
         The model ``graph`` was imported from.
     graph : Graph
     inputs : mapping of str to numpy.ndarray
-        The ONNX model's inputs by name (float arrays for float inputs, codes for integer inputs).
+        The ONNX model's inputs by name (float arrays for float inputs, codes for integer inputs); a model
+        with a fixed batch size is run in chunks of it (:func:`run_onnx`).
 
     Returns
     -------
@@ -111,7 +180,6 @@ def ort_tensors(model, graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[s
         Codes by IR tensor name, reshaped to ``(N, *tensor.shape)``.
     """
     import onnx
-    import onnxruntime as ort
 
     proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else model
     proto_copy = onnx.ModelProto()
@@ -124,9 +192,8 @@ def ort_tensors(model, graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[s
         if t not in existing:
             elem = onnx.helper.np_dtype_to_tensor_dtype(graph.tensors[t].np_dtype)
             g.output.append(onnx.helper.make_tensor_value_info(t, elem, None))
-    sess = ort.InferenceSession(proto_copy.SerializeToString(), providers=["CPUExecutionProvider"])
-    out_names = [o.name for o in sess.get_outputs()]
-    values = dict(zip(out_names, sess.run(out_names, dict(inputs))))
+    out_names = [o.name for o in g.output]
+    values = dict(zip(out_names, run_onnx(proto_copy, inputs, out_names)))
     result = {}
     for t in names:
         v = values.get(t)

