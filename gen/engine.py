@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.lib import data
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["MacTiming", "VectorTiming", "LoaderTiming", "ControllerTiming", "engine_members"]
+__all__ = ["MacTiming", "VectorTiming", "LoaderTiming", "ControllerTiming", "engine_members",
+           "control_signature", "connect_control"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +100,15 @@ def engine_members(args: data.Layout) -> dict:
     """The shared engine members, as a signature dict to extend with the engine's memory ports:
     ``start: In(1)``, ``args: In(args)``, ``busy: Out(1)``, ``done: Out(1)``."""
     return {"start": In(1), "args": In(args), "busy": Out(1), "done": Out(1)}
+
+
+def control_signature(args: data.Layout) -> wiring.Signature:
+    """The shared engine members from the controller's side (``start`` and ``args`` out, ``busy`` and ``done``
+    in): :func:`engine_members` flipped."""
+    return wiring.Signature(engine_members(args)).flip()
+
+
+def connect_control(m, control, engine) -> None:
+    """Wire a controller's engine port (:func:`control_signature`) to the shared members of ``engine``."""
+    m.d.comb += [engine.start.eq(control.start), engine.args.eq(control.args),
+                 control.busy.eq(engine.busy), control.done.eq(engine.done)]

@@ -18,8 +18,8 @@ the previous one) stalls both stages and holds its memory read.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
@@ -44,14 +44,17 @@ class GatherUnit(wiring.Component):
         The current position is inside the pass (``p < npos``).
     go : In(1)
         Start the next tile (at most when ``idle_next``); ``tile_active`` says whether this unit has one;
-        ``desc`` is its descriptor (read asynchronously at ``desc_addr`` = ``desc_base + g_kbase + kk``).
+        its descriptor is read through ``desc_rd``.
+    desc_rd : In(memory.ReadPort.Signature(addr_width, desc_layout))
+        Descriptor memory read port (asynchronous, ``en`` unused): the role table entry at ``pos_init``,
+        else the tile ``desc_base + g_kbase + kk``.
     g_kbase : In
         First K tile of the reduction round about to start (``round * ki``).
     idle_next : Out(1)
         Stage A is idle or presents its last step (a ``go`` is welcome).
     stall : Out(1)
-    rd_addr, rd_en : Out; rd_data : In
-        Activation memory read port (synchronous: data the cycle after the address).
+    act_rd : In(memory.ReadPort.Signature(addr_width, 8 * lanes))
+        Activation memory read port (synchronous: data the cycle after the address); the unit drives it.
     x : Out(ArrayLayout(unsigned(8), rows))
         The ready vector; ``full`` says it holds one; ``take`` (the macro accepted it) empties it.
     """
@@ -66,11 +69,14 @@ class GatherUnit(wiring.Component):
             "pos_init": In(1), "pos_step": In(1), "pos_bstep": In(1), "pos_valid": Out(1),
             "bi": Out(PAR), "kk": Out(PAR), "nn": Out(PAR), "en": Out(1),
             "go": In(1), "tile_active": In(1), "g_kbase": In(8),
-            "desc_addr": Out(mac_layout(cfg)["desc_base"].shape.width), "desc": In(desc_layout(cfg)),
+            "desc_rd": In(memory.ReadPort.Signature(addr_width=mac_layout(cfg)["desc_base"].shape.width,
+                                                    shape=desc_layout(cfg))),
             "idle_next": Out(1), "stall": Out(1),
-            "rd_addr": Out(aw), "rd_en": Out(1), "rd_data": In(8 * self.lanes),
+            "act_rd": In(memory.ReadPort.Signature(addr_width=aw, shape=8 * self.lanes)),
             "x": Out(data.ArrayLayout(unsigned(8), rows)), "full": Out(1), "take": In(1),
         })
+        # an asynchronous port has no enable: tied to 1, as amaranth.lib.memory ties a comb port's
+        self.desc_rd.en = Const(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -78,13 +84,14 @@ class GatherUnit(wiring.Component):
         rows = cfg.macro.rows
         aw = addr_width(cfg) + 2
         # --- role: latched from the pass's role table at its start ---------------------------------------
-        role = data.View(role_layout(cfg), self.desc.as_value()[:role_layout(cfg).size])
+        desc = self.desc_rd.data
+        role = data.View(role_layout(cfg), desc.as_value()[:role_layout(cfg).size])
         bi, kk, nn, en = (Signal(PAR, name="bi"), Signal(PAR, name="kk"), Signal(PAR, name="nn"),
                           Signal(name="en"))
         with m.If(self.pos_init):
             m.d.sync += [bi.eq(role.bi), kk.eq(role.kk), nn.eq(role.nn), en.eq(role.en)]
         m.d.comb += [self.bi.eq(bi), self.kk.eq(kk), self.nn.eq(nn), self.en.eq(en)]
-        m.d.comb += self.desc_addr.eq(Mux(self.pos_init, a.role_base + self.index, a.desc_base + self.g_kbase + kk))
+        m.d.comb += self.desc_rd.addr.eq(Mux(self.pos_init, a.role_base + self.index, a.desc_base + self.g_kbase + kk))
 
         # --- output position: index, column, top-left input pixel and its address -------------------------
         # (positions run over every image of the pass: past the last output row the window returns to the
@@ -154,11 +161,11 @@ class GatherUnit(wiring.Component):
 
         stall = Signal()
         m.d.comb += [self.stall.eq(stall), self.idle_next.eq(~active | last),
-                     self.rd_addr.eq(addr[:addr_width(self.cfg)]), self.rd_en.eq(~stall)]
+                     self.act_rd.addr.eq(addr[:addr_width(self.cfg)]), self.act_rd.en.eq(~stall)]
 
         with m.If(~stall):
             with m.If(self.go):
-                d = self.desc
+                d = desc
                 start = Signal(signed(aw))
                 m.d.comb += start.eq(pos_addr + d.off0)
                 m.d.sync += [
@@ -193,13 +200,14 @@ class GatherUnit(wiring.Component):
                          b_ix.eq(ix)]
         zp_word = Cat(*([a.zp_in] * L))
         # row-packed input: the lanes ix .. ix+L-1 of [zp x L | row (lanes >= in_w: zp) | zp x L]
-        row = Cat(*[Mux(a.in_w > x, self.rd_data[8 * x:8 * x + 8], a.zp_in) for x in range(L)])
+        rd_data = self.act_rd.data
+        row = Cat(*[Mux(a.in_w > x, rd_data[8 * x:8 * x + 8], a.zp_in) for x in range(L)])
         sel = Signal(range(2 * L + 1))
         m.d.comb += sel.eq(b_ix + L)  # -L < ix < L (padding < kernel width <= L, ix < in_w <= L)
         window = Signal(8 * L)
         m.d.comb += window.eq(Cat(zp_word, row, zp_word).bit_select(sel * 8, 8 * L))
         word = Signal(8 * L)
-        m.d.comb += word.eq(Mux(b_oob, zp_word, Mux(a.rowpack, window, self.rd_data)))
+        m.d.comb += word.eq(Mux(b_oob, zp_word, Mux(a.rowpack, window, rd_data)))
         x_asm = Signal(8 * rows, reset_less=True)
         src = Signal(8 * rows)
         m.d.comb += src.eq(Mux(b_first, 0, x_asm))

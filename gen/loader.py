@@ -7,7 +7,7 @@ commands so that the controller can go on with compute instructions while pages 
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import fifo, wiring
+from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
@@ -36,11 +36,11 @@ class WeightLoader(wiring.Component):
 
     Members
     -------
-    cmd_valid : In(1); cmd : In(load_layout); cmd_ready : Out(1)
-        Command queue input.
+    cmd : In(stream.Signature(load_layout))
+        Command queue input (a ``LOAD`` instruction's arguments).
     busy : Out(1)
         A command is queued or in progress.
-    w_addr : Out; w_data : In
+    w_rd : In(memory.ReadPort.Signature(addr_width, cols))
         Weight memory read port (synchronous).
     mem_we : Out(n_macros); mem_page, mem_row : Out; mem_wdata : Out(cols)
         To the macros' SRAM ports (``mem_wdata`` is the weight memory's data, shared by all macros).
@@ -53,8 +53,8 @@ class WeightLoader(wiring.Component):
         self.cfg = cfg
         lay = load_layout(cfg)
         super().__init__({
-            "cmd_valid": In(1), "cmd": In(lay), "cmd_ready": Out(1), "busy": Out(1),
-            "w_addr": Out(lay["src"].shape.width), "w_data": In(cfg.macro.cols),
+            "cmd": In(stream.Signature(lay)), "busy": Out(1),
+            "w_rd": In(memory.ReadPort.Signature(addr_width=lay["src"].shape.width, shape=cfg.macro.cols)),
             "mem_we": Out(cfg.fabric.n_macros), "mem_page": Out(cfg.macro.page_width),
             "mem_row": Out(cfg.macro.row_width), "mem_wdata": Out(cfg.macro.cols),
         })
@@ -64,12 +64,12 @@ class WeightLoader(wiring.Component):
         cfg = self.cfg
         lay = load_layout(cfg)
         m.submodules.queue = q = fifo.SyncFIFO(width=lay.size, depth=cfg.controller.load_queue)
-        m.d.comb += [q.w_en.eq(self.cmd_valid), q.w_data.eq(self.cmd), self.cmd_ready.eq(q.w_rdy)]
+        m.d.comb += [q.w_en.eq(self.cmd.valid), q.w_data.eq(self.cmd.payload), self.cmd.ready.eq(q.w_rdy)]
         head = Signal(lay)
         m.d.comb += head.eq(q.r_data)
 
         active = Signal()
-        src = Signal.like(self.w_addr)
+        src = Signal.like(self.w_rd.addr)
         left = Signal(16)
         mask = Signal(cfg.fabric.n_macros)
         page = Signal(cfg.macro.page_width)
@@ -79,7 +79,7 @@ class WeightLoader(wiring.Component):
             m.d.sync += [active.eq(head.count != 0), src.eq(head.src), left.eq(head.count), mask.eq(head.mask),
                          page.eq(head.page), row.eq(head.row0)]
         # read one word per cycle; write it the next cycle
-        m.d.comb += self.w_addr.eq(src)
+        m.d.comb += [self.w_rd.addr.eq(src), self.w_rd.en.eq(1)]
         wr = Signal()
         wr_page = Signal.like(page)
         wr_row = Signal.like(row)
@@ -95,7 +95,7 @@ class WeightLoader(wiring.Component):
                 m.d.sync += row.eq(row + 1)
         m.d.comb += [
             self.mem_we.eq(wr_mask & wr.replicate(cfg.fabric.n_macros)),
-            self.mem_page.eq(wr_page), self.mem_row.eq(wr_row), self.mem_wdata.eq(self.w_data),
+            self.mem_page.eq(wr_page), self.mem_row.eq(wr_row), self.mem_wdata.eq(self.w_rd.data),
             self.busy.eq(active | wr | q.r_rdy),
         ]
         return m

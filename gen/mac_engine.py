@@ -20,8 +20,8 @@ cycles apart, so its copy register is free again before the next final results a
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
@@ -62,14 +62,16 @@ class MacEngine(wiring.Component):
         Operations to the macros.
     res_valid, res_y : In, array(n)
         The macros' results.
-    p_addr : Out; p_data : In(param_layout)
+    act_rd : In(memory.ReadPort.Signature(addr_width, 8 * lanes)).array(n)
+        The gather units' activation memory read ports (synchronous).
+    desc_rd : In(memory.ReadPort.Signature(addr_width, desc_layout)).array(n)
+        The gather units' descriptor memory read ports (asynchronous).
+    param_rd : In(memory.ReadPort.Signature(addr_width, param_layout))
         Parameter memory read port (synchronous).
-    w_en, w_addr, w_data : Out
-        Activation memory write.
+    act_w : In(memory.WritePort.Signature(addr_width, 8 * lanes))
+        Activation memory write port (output words).
     unit_en : Out(n)
         Macros taking part in the running pass (for the stall counters).
-    units : list of GatherUnit
-        Their memory ports are wired by the fabric.
     """
 
     name = "mac"
@@ -79,15 +81,19 @@ class MacEngine(wiring.Component):
         self.cfg = cfg
         n = cfg.fabric.n_macros
         self.units = [GatherUnit(cfg, i) for i in range(n)]
-        L = lanes(cfg)
+        unit = self.units[0].signature.members
         super().__init__({
-            "start": In(1), "args": In(mac_layout(cfg)), "busy": Out(1), "done": Out(1),
+            **engine_members(mac_layout(cfg)),
             "op": Out(stream.Signature(macro_op_layout(cfg.macro))).array(n),
             "res_valid": In(1).array(n), "res_y": In(macro_result_layout(cfg.macro)).array(n),
-            "p_addr": Out(mac_layout(cfg)["param_base"].shape.width), "p_data": In(param_layout(cfg)),
-            "w_en": Out(1), "w_addr": Out(addr_width(cfg)), "w_data": Out(8 * L),
+            "act_rd": unit["act_rd"].array(n), "desc_rd": unit["desc_rd"].array(n),
+            "param_rd": In(memory.ReadPort.Signature(addr_width=mac_layout(cfg)["param_base"].shape.width,
+                                                     shape=param_layout(cfg))),
+            "act_w": In(memory.WritePort.Signature(addr_width=addr_width(cfg), shape=8 * lanes(cfg))),
             "unit_en": Out(n),
         })
+        for port in self.desc_rd:  # asynchronous: no enable (see GatherUnit)
+            port.en = Const(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -97,6 +103,8 @@ class MacEngine(wiring.Component):
         for i, u in enumerate(units):
             m.submodules[f"gather{i}"] = u
             m.d.comb += u.args.eq(a)
+            wiring.connect(m, wiring.flipped(self.act_rd[i]), u.act_rd)
+            wiring.connect(m, wiring.flipped(self.desc_rd[i]), u.desc_rd)
         roles = [(u.bi, u.kk, u.nn, u.en) for u in units]
         b = a.b
 
@@ -239,13 +247,13 @@ class MacEngine(wiring.Component):
         m.d.comb += [g_p.eq(ser_p0 + g_bi), g_n.eq(ser_n0 + g_nn)]
         m.d.sync += [q0_valid.eq(ser_on & (g_p < a.npos) & (g_n < a.nt)),
                      q0_addr.eq(a.out_base + g_p * a.out_cw + g_n)]
-        m.d.comb += self.p_addr.eq(a.param_base + g_n)
+        m.d.comb += [self.param_rd.addr.eq(a.param_base + g_n), self.param_rd.en.eq(1)]
 
         # --- requantise and write back --------------------------------------------------------------------
         m.submodules.mbqm = mq = Mbqm(L, rounding=self.cfg.fabric.rounding)
         m.d.comb += mq.i_valid.eq(q0_valid)
         for l in range(L):
-            p = self.p_data[l]
+            p = self.param_rd.data[l]
             m.d.comb += [mq.x[l].eq(q0_sum[l] + p.bias), mq.mult[l].eq(p.mult), mq.shift[l].eq(p.shift)]
         addr_pipe = [q0_addr]
         for k in range(MBQM_LATENCY):
@@ -253,8 +261,8 @@ class MacEngine(wiring.Component):
             m.d.sync += s.eq(addr_pipe[-1])
             addr_pipe.append(s)
         codes = [clamp_code(m, mq.y[l], a.zp_out, a.act_min, a.act_max, f"code{l}") for l in range(L)]
-        m.d.comb += [self.w_en.eq(mq.o_valid), self.w_addr.eq(addr_pipe[-1]),
-                     self.w_data.eq(Cat(c[:8] for c in codes))]
+        m.d.comb += [self.act_w.en.eq(mq.o_valid), self.act_w.addr.eq(addr_pipe[-1]),
+                     self.act_w.data.eq(Cat(c[:8] for c in codes))]
         post_busy = Signal()
         m.d.comb += post_busy.eq(q0_valid | mq.busy)
 

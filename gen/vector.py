@@ -7,12 +7,12 @@ and write the result words back; their integer arithmetic is exactly the golden 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
-from .engine import VectorTiming
-from .isa import DIM, POS, PoolMode, addr_width, ew_layout, lanes, pool_layout
+from .engine import VectorTiming, engine_members
+from .isa import DIM, LANE_BITS, POS, PoolMode, addr_width, ew_layout, lanes, pool_layout
 from .requant import MBQM_LATENCY, Mbqm, clamp_code
 
 __all__ = ["PoolEngine", "EwEngine", "POOL_TIMING", "EW_TIMING", "POOL_LATENCY", "EW_LATENCY"]
@@ -27,6 +27,16 @@ POOL_TIMING = VectorTiming(extra=1 + POOL_LATENCY + 1, per_item=1)
 EW_TIMING = VectorTiming(extra=1 + EW_LATENCY + 1, per_item=1)
 
 
+def _act_read(cfg: CimConfig) -> In:
+    """An engine's activation memory read port (the engine drives address and enable)."""
+    return In(memory.ReadPort.Signature(addr_width=addr_width(cfg), shape=LANE_BITS * lanes(cfg)))
+
+
+def _act_write(cfg: CimConfig) -> In:
+    """An engine's activation memory write port (one whole word per write)."""
+    return In(memory.WritePort.Signature(addr_width=addr_width(cfg), shape=LANE_BITS * lanes(cfg)))
+
+
 def _code(m: Module, raw, x_signed, name: str):
     """An 8-bit activation code as a signed 10-bit value (int8 or uint8 by ``x_signed``)."""
     v = Signal(signed(10), name=name)
@@ -39,11 +49,12 @@ class PoolEngine(wiring.Component):
 
     Members
     -------
-    start, args, busy, done : as :class:`~cimforge.gen.mac_engine.MacEngine`
-    rd_addr, rd_en : Out; rd_data : In
-        Activation memory read port.
-    w_en, w_addr, w_data : Out
-        Activation memory write.
+    start, args, busy, done
+        The shared engine members (:func:`~cimforge.gen.engine.engine_members`).
+    act_rd : In(memory.ReadPort.Signature(addr_width, 8 * lanes))
+        Activation memory read port (synchronous).
+    act_w : In(memory.WritePort.Signature(addr_width, 8 * lanes))
+        Activation memory write port.
     """
 
     name = "pool"
@@ -51,12 +62,7 @@ class PoolEngine(wiring.Component):
 
     def __init__(self, cfg: CimConfig):
         self.cfg = cfg
-        aw, L = addr_width(cfg), lanes(cfg)
-        super().__init__({
-            "start": In(1), "args": In(pool_layout(cfg)), "busy": Out(1), "done": Out(1),
-            "rd_addr": Out(aw), "rd_en": Out(1), "rd_data": In(8 * L),
-            "w_en": Out(1), "w_addr": Out(aw), "w_data": Out(8 * L),
-        })
+        super().__init__({**engine_members(pool_layout(cfg)), "act_rd": _act_read(cfg), "act_w": _act_write(cfg)})
 
     def elaborate(self, platform):
         m = Module()
@@ -71,7 +77,7 @@ class PoolEngine(wiring.Component):
         m.d.comb += [iy.eq(oy * a.sh - a.pt + ky * a.dh), ix.eq(ox * a.sw - a.pl + kx * a.dw)]
         oob = Signal()
         m.d.comb += oob.eq((iy < 0) | (iy >= a.in_h) | (ix < 0) | (ix >= a.in_w))
-        m.d.comb += [self.rd_addr.eq(a.in_base + (iy * a.in_w + ix) * a.cw + w), self.rd_en.eq(1)]
+        m.d.comb += [self.act_rd.addr.eq(a.in_base + (iy * a.in_w + ix) * a.cw + w), self.act_rd.en.eq(1)]
         last_kx = Signal()
         last_ky = Signal()
         last_w = Signal()
@@ -105,7 +111,7 @@ class PoolEngine(wiring.Component):
         red = [Signal(signed(32), name=f"red{l}", reset_less=True) for l in range(L)]
         nxt = []
         for l in range(L):
-            x = _code(m, self.rd_data[8 * l:8 * l + 8], a.x_signed, f"x{l}")
+            x = _code(m, self.act_rd.data[8 * l:8 * l + 8], a.x_signed, f"x{l}")
             base = Signal(signed(32), name=f"base{l}")
             m.d.comb += base.eq(Mux(s1_first, Mux(is_max, -1024, 0), red[l]))
             v = Signal(signed(32), name=f"v{l}")
@@ -139,8 +145,8 @@ class PoolEngine(wiring.Component):
         for l in range(L):
             avg = clamp_code(m, mq.y[l], a.zp_out, a.act_min, a.act_max, f"avg{l}")
             codes.append(Mux(is_max, pipe_val[l], avg))
-        m.d.comb += [self.w_en.eq(mq.o_valid), self.w_addr.eq(pipe_addr),
-                     self.w_data.eq(Cat(c[:8] for c in codes))]
+        m.d.comb += [self.act_w.en.eq(mq.o_valid), self.act_w.addr.eq(pipe_addr),
+                     self.act_w.data.eq(Cat(c[:8] for c in codes))]
 
         finished = Signal()
         m.d.comb += finished.eq(~running & ~s1_valid & ~r_valid & ~mq.busy)
@@ -159,9 +165,11 @@ class EwEngine(wiring.Component):
     Members
     -------
     start, args, busy, done
-    ra_addr, ra_en, ra_data, rb_addr, rb_en, rb_data
-        Two activation memory read ports (operands a and b).
-    w_en, w_addr, w_data
+        The shared engine members (:func:`~cimforge.gen.engine.engine_members`).
+    a_rd, b_rd : In(memory.ReadPort.Signature(addr_width, 8 * lanes))
+        Two activation memory read ports (operands a and b, synchronous).
+    act_w : In(memory.WritePort.Signature(addr_width, 8 * lanes))
+        Activation memory write port.
     """
 
     name = "ew"
@@ -169,13 +177,8 @@ class EwEngine(wiring.Component):
 
     def __init__(self, cfg: CimConfig):
         self.cfg = cfg
-        aw, L = addr_width(cfg), lanes(cfg)
-        super().__init__({
-            "start": In(1), "args": In(ew_layout(cfg)), "busy": Out(1), "done": Out(1),
-            "ra_addr": Out(aw), "ra_en": Out(1), "ra_data": In(8 * L),
-            "rb_addr": Out(aw), "rb_en": Out(1), "rb_data": In(8 * L),
-            "w_en": Out(1), "w_addr": Out(aw), "w_data": Out(8 * L),
-        })
+        super().__init__({**engine_members(ew_layout(cfg)), "a_rd": _act_read(cfg), "b_rd": _act_read(cfg),
+                          "act_w": _act_write(cfg)})
 
     def elaborate(self, platform):
         m = Module()
@@ -184,8 +187,8 @@ class EwEngine(wiring.Component):
         p = Signal(POS)
         w = Signal(DIM)
         m.d.comb += self.busy.eq(running)
-        m.d.comb += [self.ra_addr.eq(a.a_base + p * a.a_stride + w), self.rb_addr.eq(a.b_base + p * a.b_stride + w),
-                     self.ra_en.eq(1), self.rb_en.eq(1)]
+        m.d.comb += [self.a_rd.addr.eq(a.a_base + p * a.a_stride + w), self.b_rd.addr.eq(a.b_base + p * a.b_stride + w),
+                     self.a_rd.en.eq(1), self.b_rd.en.eq(1)]
         with m.If(running):
             m.d.sync += w.eq(w + 1)
             with m.If(w == a.cw - 1):
@@ -203,8 +206,8 @@ class EwEngine(wiring.Component):
         vb = [Signal(signed(32), name=f"vb{l}", reset_less=True) for l in range(L)]
         m.d.sync += [s2_valid.eq(s1_valid), s2_addr.eq(s1_addr)]
         for l in range(L):
-            xa = _code(m, self.ra_data[8 * l:8 * l + 8], a.x_signed, f"xa{l}")
-            xb = _code(m, self.rb_data[8 * l:8 * l + 8], a.x_signed, f"xb{l}")
+            xa = _code(m, self.a_rd.data[8 * l:8 * l + 8], a.x_signed, f"xa{l}")
+            xb = _code(m, self.b_rd.data[8 * l:8 * l + 8], a.x_signed, f"xb{l}")
             m.d.sync += [va[l].eq(xa - a.zp_a), vb[l].eq(Mux(a.has_b, xb - a.zp_b, 0))]
 
         # input requantisation of both operands (2*L lanes), bypassed when rq_in is clear
@@ -246,7 +249,8 @@ class EwEngine(wiring.Component):
             y = Signal(signed(32), name=f"ey{l}")
             m.d.comb += y.eq(Mux(a.rq_out, mo.y[l], byp2[l]))
             codes.append(clamp_code(m, y, a.zp_out, a.act_min, a.act_max, f"ecode{l}"))
-        m.d.comb += [self.w_en.eq(mo.o_valid), self.w_addr.eq(addr), self.w_data.eq(Cat(c[:8] for c in codes))]
+        m.d.comb += [self.act_w.en.eq(mo.o_valid), self.act_w.addr.eq(addr),
+                     self.act_w.data.eq(Cat(c[:8] for c in codes))]
 
         started = Signal()
         finished = Signal()

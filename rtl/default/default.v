@@ -5387,269 +5387,181 @@ endmodule
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r, wb__ack, done, busy, error, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [16:0] \$1 ;
-  wire \$10 ;
-  wire [32:0] \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [63:0] \$106 ;
-  wire [63:0] \$107 ;
-  wire [31:0] \$108 ;
-  wire [6:0] \$109 ;
-  wire \$11 ;
-  wire [63:0] \$110 ;
-  wire [63:0] \$111 ;
-  wire [31:0] \$112 ;
-  wire [6:0] \$113 ;
-  wire [63:0] \$114 ;
-  wire [63:0] \$115 ;
-  wire [31:0] \$116 ;
-  wire [6:0] \$117 ;
-  wire [63:0] \$118 ;
-  wire [63:0] \$119 ;
-  wire \$12 ;
-  wire [31:0] \$120 ;
-  wire [6:0] \$121 ;
-  reg [31:0] \$122 ;
-  reg [15:0] \$123 ;
-  reg \$124 ;
-  reg [31:0] \$125 ;
-  reg [31:0] \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
-  wire \$13 ;
-  reg [2:0] \$130 ;
-  reg [387:0] \$131 ;
-  reg [31:0] \$132 ;
-  reg [31:0] \$133 ;
-  reg [31:0] \$134 ;
-  reg [31:0] \$135 ;
-  reg [31:0] \$136 ;
-  reg [31:0] \$137 ;
-  reg [31:0] \$138 ;
-  reg [31:0] \$139 ;
-  wire \$14 ;
-  reg [31:0] \$140 ;
-  reg [31:0] \$141 ;
-  reg [31:0] \$142 ;
-  reg [31:0] \$143 ;
-  reg \$144 ;
-  reg [2:0] \$145 ;
-  reg [3:0] \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg [4:0] \$149 ;
-  wire \$15 ;
-  reg [1:0] \$150 ;
-  reg \$151 ;
-  reg [15:0] \$152 ;
-  reg [31:0] \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire [7:0] \$158 ;
-  wire [7:0] \$159 ;
-  wire [27:0] \$16 ;
-  wire [7:0] \$160 ;
-  wire [7:0] \$161 ;
-  wire [7:0] \$162 ;
-  wire [7:0] \$163 ;
-  wire [7:0] \$164 ;
-  wire [7:0] \$165 ;
-  wire [7:0] \$166 ;
-  wire [7:0] \$167 ;
-  wire [7:0] \$168 ;
-  wire [7:0] \$169 ;
-  wire [27:0] \$17 ;
-  wire [7:0] \$170 ;
-  wire [7:0] \$171 ;
-  wire [7:0] \$172 ;
-  wire [7:0] \$173 ;
-  wire [7:0] \$174 ;
-  wire [7:0] \$175 ;
-  wire [7:0] \$176 ;
-  wire [7:0] \$177 ;
-  wire [7:0] \$178 ;
-  wire [7:0] \$179 ;
-  wire \$18 ;
-  wire [7:0] \$180 ;
-  wire [7:0] \$181 ;
-  wire \$19 ;
-  wire [16:0] \$2 ;
-  wire \$20 ;
-  wire [2:0] \$21 ;
-  wire [2:0] \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [9:0] \$257 ;
-  wire [54:0] \$26 ;
-  wire [6:0] \$260 ;
-  wire [6:0] \$263 ;
-  wire [10:0] \$266 ;
-  wire [7:0] \$269 ;
-  wire [54:0] \$27 ;
-  wire [6:0] \$272 ;
+  wire \$1 ;
+  wire [63:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [31:0] \$12 ;
+  wire [6:0] \$13 ;
+  wire [63:0] \$14 ;
+  wire [63:0] \$15 ;
+  wire [31:0] \$16 ;
+  wire [6:0] \$17 ;
+  wire [63:0] \$18 ;
+  wire [63:0] \$19 ;
+  wire [11:0] \$2 ;
+  wire [31:0] \$20 ;
+  wire [6:0] \$21 ;
+  wire [63:0] \$22 ;
+  wire [63:0] \$23 ;
+  wire [31:0] \$24 ;
+  wire [6:0] \$25 ;
+  wire \$26 ;
+  wire \$27 ;
   wire \$28 ;
   wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire [5:0] \$31 ;
-  wire [5:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [11:0] \$37 ;
-  wire [63:0] \$38 ;
-  wire [13:0] \$39 ;
+  wire [11:0] \$3 ;
+  wire [7:0] \$30 ;
+  wire [7:0] \$31 ;
+  wire [7:0] \$32 ;
+  wire [7:0] \$33 ;
+  wire [7:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire [7:0] \$36 ;
+  wire [7:0] \$37 ;
+  wire [7:0] \$38 ;
+  wire [7:0] \$39 ;
   wire \$4 ;
-  wire [2:0] \$40 ;
-  wire [1:0] \$41 ;
-  wire [2:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire [31:0] \$50 ;
-  wire [31:0] \$51 ;
-  wire [31:0] \$52 ;
-  wire [31:0] \$53 ;
-  wire [31:0] \$54 ;
-  wire [31:0] \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire [32:0] \$61 ;
-  wire [16:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [32:0] \$65 ;
-  wire \$66 ;
-  wire [32:0] \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [7:0] \$40 ;
+  wire [7:0] \$41 ;
+  wire [7:0] \$42 ;
+  wire [7:0] \$43 ;
+  wire [7:0] \$44 ;
+  wire [7:0] \$45 ;
+  wire [7:0] \$46 ;
+  wire [7:0] \$47 ;
+  wire [7:0] \$48 ;
+  wire [7:0] \$49 ;
+  wire [63:0] \$5 ;
+  wire [7:0] \$50 ;
+  wire [7:0] \$51 ;
+  wire [7:0] \$52 ;
+  wire [7:0] \$53 ;
+  wire [63:0] \$6 ;
   wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire [32:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [32:0] \$75 ;
-  wire [32:0] \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
   wire \$8 ;
-  wire [32:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [32:0] \$83 ;
-  wire [32:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire [32:0] \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire [32:0] \$91 ;
-  wire [32:0] \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire [32:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [32:0] \$99 ;
+  wire [1:0] \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$177 ;
-  wire [5:0] \$signature__addr$183 ;
-  wire [5:0] \$signature__addr$189 ;
-  wire [11:0] \$signature__addr$225 ;
-  wire [415:0] \$signature__data ;
-  wire [63:0] \$signature__data$178 ;
-  wire [767:0] \$signature__data$184 ;
-  wire [95:0] \$signature__data$190 ;
-  wire [63:0] \$signature__data$226 ;
-  wire [12:0] \$signature__en ;
-  wire [1:0] \$signature__en$179 ;
-  wire [23:0] \$signature__en$185 ;
-  wire [2:0] \$signature__en$191 ;
-  wire [1:0] \$signature__en$227 ;
-  (* init = 1'h0 *)
-  wire ack;
-  wire amem_hslice;
-  wire \amem_hslice$211 ;
-  wire [13:0] amem_hword;
-  wire [13:0] \amem_hword$210 ;
-  reg amem_rsl = 1'h0;
+  wire [9:0] \$signature__addr$209 ;
+  wire [11:0] \$signature__addr$215 ;
+  wire [9:0] \$signature__addr$221 ;
+  wire [5:0] \$signature__addr$227 ;
+  wire [5:0] \$signature__addr$233 ;
+  wire [9:0] \$signature__addr$239 ;
+  wire [9:0] \$signature__addr$245 ;
+  wire [9:0] \$signature__addr$251 ;
+  wire [5:0] \$signature__addr$257 ;
+  wire [5:0] \$signature__addr$263 ;
+  wire [63:0] \$signature__data ;
+  wire [415:0] \$signature__data$212 ;
+  wire [63:0] \$signature__data$218 ;
+  wire [63:0] \$signature__data$224 ;
+  wire [767:0] \$signature__data$230 ;
+  wire [95:0] \$signature__data$236 ;
+  wire [63:0] \$signature__data$242 ;
+  wire [415:0] \$signature__data$247 ;
+  wire [63:0] \$signature__data$253 ;
+  wire [767:0] \$signature__data$259 ;
+  wire [95:0] \$signature__data$265 ;
+  wire \$signature__en ;
+  wire \$signature__en$213 ;
+  wire \$signature__en$219 ;
+  wire \$signature__en$225 ;
+  wire \$signature__en$231 ;
+  wire \$signature__en$237 ;
+  wire \$signature__en$243 ;
+  wire [12:0] \$signature__en$249 ;
+  wire [1:0] \$signature__en$255 ;
+  wire [23:0] \$signature__en$261 ;
+  wire [2:0] \$signature__en$267 ;
+  wire [11:0] a_rd__addr;
+  wire [63:0] a_rd__data;
+  wire a_rd__en;
+  wire [11:0] act_rd__0__addr;
+  wire [63:0] act_rd__0__data;
+  wire act_rd__0__en;
+  wire [11:0] act_rd__1__addr;
+  wire [63:0] act_rd__1__data;
+  wire act_rd__1__en;
+  wire [11:0] act_rd__2__addr;
+  wire [63:0] act_rd__2__data;
+  wire act_rd__2__en;
+  wire [11:0] act_rd__3__addr;
+  wire [63:0] act_rd__3__data;
+  wire act_rd__3__en;
+  wire [11:0] act_rd__addr;
+  wire [63:0] act_rd__data;
+  wire act_rd__en;
+  wire [11:0] act_w__addr;
+  wire [11:0] \act_w__addr$274 ;
+  wire [11:0] \act_w__addr$275 ;
+  wire [63:0] act_w__data;
+  wire [63:0] \act_w__data$279 ;
+  wire [63:0] \act_w__data$280 ;
+  wire act_w__en;
+  wire \act_w__en$272 ;
+  wire \act_w__en$283 ;
+  wire [11:0] amem_port__addr;
+  wire [63:0] amem_port__data;
+  wire [1:0] amem_port__en;
+  wire [11:0] amem_r__addr;
+  wire [63:0] amem_r__data;
+  wire amem_r__en;
+  wire [11:0] amem_w__addr;
+  wire [63:0] amem_w__data;
+  wire [1:0] amem_w__en;
   wire [383:0] args;
-  wire [183:0] \args$139 ;
-  wire [9:0] \args$139.act_max ;
-  wire [9:0] \args$139.act_min ;
-  wire [7:0] \args$139.cw ;
-  wire [3:0] \args$139.dh ;
-  wire [3:0] \args$139.dw ;
-  wire [11:0] \args$139.in_base ;
-  wire [7:0] \args$139.in_h ;
-  wire [7:0] \args$139.in_w ;
-  wire [7:0] \args$139.kh ;
-  wire [7:0] \args$139.kw ;
+  wire [183:0] \args$163 ;
+  wire [9:0] \args$163.act_max ;
+  wire [9:0] \args$163.act_min ;
+  wire [7:0] \args$163.cw ;
+  wire [3:0] \args$163.dh ;
+  wire [3:0] \args$163.dw ;
+  wire [11:0] \args$163.in_base ;
+  wire [7:0] \args$163.in_h ;
+  wire [7:0] \args$163.in_w ;
+  wire [7:0] \args$163.kh ;
+  wire [7:0] \args$163.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$139.mode ;
-  wire [31:0] \args$139.mult ;
-  wire [7:0] \args$139.oh ;
-  wire [11:0] \args$139.out_base ;
-  wire [7:0] \args$139.ow ;
-  wire [3:0] \args$139.pl ;
-  wire [3:0] \args$139.pt ;
-  wire [3:0] \args$139.sh ;
-  wire [5:0] \args$139.shift ;
-  wire [3:0] \args$139.sw ;
-  wire \args$139.x_signed ;
-  wire [9:0] \args$139.zp_in ;
-  wire [9:0] \args$139.zp_out ;
-  wire [256:0] \args$140 ;
-  wire [11:0] \args$140.a_base ;
-  wire [7:0] \args$140.a_stride ;
-  wire [9:0] \args$140.act_max ;
-  wire [9:0] \args$140.act_min ;
-  wire [11:0] \args$140.b_base ;
-  wire [7:0] \args$140.b_stride ;
-  wire [7:0] \args$140.cw ;
-  wire \args$140.has_b ;
-  wire [4:0] \args$140.ls ;
-  wire [31:0] \args$140.mult_a ;
-  wire [31:0] \args$140.mult_b ;
-  wire [31:0] \args$140.mult_o ;
-  wire [15:0] \args$140.npos ;
-  wire [11:0] \args$140.out_base ;
-  wire [7:0] \args$140.out_stride ;
-  wire \args$140.rq_in ;
-  wire \args$140.rq_out ;
-  wire [5:0] \args$140.shift_a ;
-  wire [5:0] \args$140.shift_b ;
-  wire [5:0] \args$140.shift_o ;
-  wire \args$140.x_signed ;
-  wire [9:0] \args$140.zp_a ;
-  wire [9:0] \args$140.zp_b ;
-  wire [9:0] \args$140.zp_out ;
+  wire \args$163.mode ;
+  wire [31:0] \args$163.mult ;
+  wire [7:0] \args$163.oh ;
+  wire [11:0] \args$163.out_base ;
+  wire [7:0] \args$163.ow ;
+  wire [3:0] \args$163.pl ;
+  wire [3:0] \args$163.pt ;
+  wire [3:0] \args$163.sh ;
+  wire [5:0] \args$163.shift ;
+  wire [3:0] \args$163.sw ;
+  wire \args$163.x_signed ;
+  wire [9:0] \args$163.zp_in ;
+  wire [9:0] \args$163.zp_out ;
+  wire [256:0] \args$170 ;
+  wire [11:0] \args$170.a_base ;
+  wire [7:0] \args$170.a_stride ;
+  wire [9:0] \args$170.act_max ;
+  wire [9:0] \args$170.act_min ;
+  wire [11:0] \args$170.b_base ;
+  wire [7:0] \args$170.b_stride ;
+  wire [7:0] \args$170.cw ;
+  wire \args$170.has_b ;
+  wire [4:0] \args$170.ls ;
+  wire [31:0] \args$170.mult_a ;
+  wire [31:0] \args$170.mult_b ;
+  wire [31:0] \args$170.mult_o ;
+  wire [15:0] \args$170.npos ;
+  wire [11:0] \args$170.out_base ;
+  wire [7:0] \args$170.out_stride ;
+  wire \args$170.rq_in ;
+  wire \args$170.rq_out ;
+  wire [5:0] \args$170.shift_a ;
+  wire [5:0] \args$170.shift_b ;
+  wire [5:0] \args$170.shift_o ;
+  wire \args$170.x_signed ;
+  wire [9:0] \args$170.zp_a ;
+  wire [9:0] \args$170.zp_b ;
+  wire [9:0] \args$170.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -5698,219 +5610,360 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire \args.x_signed ;
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
+  wire [11:0] b_rd__addr;
+  wire [63:0] b_rd__data;
+  wire b_rd__en;
   output busy;
-  reg busy = 1'h0;
-  wire \busy$118 ;
-  wire \busy$159 ;
-  reg [31:0] busy_c0 = 32'd0;
-  reg [31:0] busy_c1 = 32'd0;
-  reg [31:0] busy_c2 = 32'd0;
-  reg [31:0] busy_c3 = 32'd0;
+  wire busy;
+  wire \busy$120 ;
+  wire \busy$158 ;
+  wire \busy$173 ;
+  wire \busy$183 ;
+  wire \busy$198 ;
   input clk;
   wire clk;
-  wire [38:0] cmd;
-  wire [15:0] \cmd.count ;
-  wire [3:0] \cmd.mask ;
-  wire [2:0] \cmd.page ;
-  wire [5:0] \cmd.row0 ;
-  wire [9:0] \cmd.src ;
-  wire cmd_ready;
-  reg cmd_valid;
-  wire csr_hit;
-  wire [4:0] csr_idx;
-  reg [31:0] csr_r = 32'd0;
-  reg [2:0] ctrl_state = 3'h0;
-  reg [31:0] cycles = 32'd0;
-  wire [31:0] dat;
-  wire [72:0] desc;
-  wire [72:0] \desc$111 ;
-  wire [11:0] \desc$111.c0 ;
-  wire [11:0] \desc$111.dx0 ;
-  wire [11:0] \desc$111.dy0 ;
-  wire [6:0] \desc$111.elems ;
-  wire [7:0] \desc$111.kx0 ;
-  wire [7:0] \desc$111.ky0 ;
-  wire [13:0] \desc$111.off0 ;
-  wire [72:0] \desc$63 ;
-  wire [11:0] \desc$63.c0 ;
-  wire [11:0] \desc$63.dx0 ;
-  wire [11:0] \desc$63.dy0 ;
-  wire [6:0] \desc$63.elems ;
-  wire [7:0] \desc$63.kx0 ;
-  wire [7:0] \desc$63.ky0 ;
-  wire [13:0] \desc$63.off0 ;
-  wire [72:0] \desc$87 ;
-  wire [11:0] \desc$87.c0 ;
-  wire [11:0] \desc$87.dx0 ;
-  wire [11:0] \desc$87.dy0 ;
-  wire [6:0] \desc$87.elems ;
-  wire [7:0] \desc$87.kx0 ;
-  wire [7:0] \desc$87.ky0 ;
-  wire [13:0] \desc$87.off0 ;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [6:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  wire [5:0] desc_addr;
-  wire [5:0] \desc_addr$110 ;
-  wire [5:0] \desc_addr$62 ;
-  wire [5:0] \desc_addr$86 ;
-  wire [1:0] dmem_hslice;
-  wire [1:0] \dmem_hslice$205 ;
-  wire dmem_hwe;
-  wire [13:0] dmem_hword;
-  wire [13:0] \dmem_hword$204 ;
-  reg [1:0] dmem_rsl = 2'h0;
+  wire [38:0] cmd__payload;
+  wire [15:0] \cmd__payload.count ;
+  wire [3:0] \cmd__payload.mask ;
+  wire [2:0] \cmd__payload.page ;
+  wire [5:0] \cmd__payload.row0 ;
+  wire [9:0] \cmd__payload.src ;
+  wire cmd__ready;
+  wire cmd__valid;
+  wire [503:0] ctrl__report;
+  wire [31:0] \ctrl__report.cycles ;
+  wire [31:0] \ctrl__report.load_cycles ;
+  wire [383:0] \ctrl__report.macros ;
+  wire [95:0] \ctrl__report.macros[0] ;
+  wire [31:0] \ctrl__report.macros[0].busy ;
+  wire [31:0] \ctrl__report.macros[0].stall ;
+  wire [31:0] \ctrl__report.macros[0].wload ;
+  wire [95:0] \ctrl__report.macros[1] ;
+  wire [31:0] \ctrl__report.macros[1].busy ;
+  wire [31:0] \ctrl__report.macros[1].stall ;
+  wire [31:0] \ctrl__report.macros[1].wload ;
+  wire [95:0] \ctrl__report.macros[2] ;
+  wire [31:0] \ctrl__report.macros[2].busy ;
+  wire [31:0] \ctrl__report.macros[2].stall ;
+  wire [31:0] \ctrl__report.macros[2].wload ;
+  wire [95:0] \ctrl__report.macros[3] ;
+  wire [31:0] \ctrl__report.macros[3].busy ;
+  wire [31:0] \ctrl__report.macros[3].stall ;
+  wire [31:0] \ctrl__report.macros[3].wload ;
+  wire [3:0] \ctrl__report.op ;
+  wire [15:0] \ctrl__report.pc ;
+  wire [3:0] \ctrl__report.status ;
+  wire \ctrl__report.status.busy ;
+  wire \ctrl__report.status.done ;
+  wire \ctrl__report.status.error ;
+  wire \ctrl__report.status.loader_busy ;
+  wire [31:0] \ctrl__report.trace_count ;
+  wire ctrl__start;
+  wire [15:0] ctrl__start_pc;
+  wire [5:0] desc_rd__0__addr;
+  wire [72:0] desc_rd__0__data;
+  wire [11:0] \desc_rd__0__data.c0 ;
+  wire [11:0] \desc_rd__0__data.dx0 ;
+  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [6:0] \desc_rd__0__data.elems ;
+  wire [7:0] \desc_rd__0__data.kx0 ;
+  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [13:0] \desc_rd__0__data.off0 ;
+  wire [5:0] desc_rd__1__addr;
+  wire [72:0] desc_rd__1__data;
+  wire [11:0] \desc_rd__1__data.c0 ;
+  wire [11:0] \desc_rd__1__data.dx0 ;
+  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [6:0] \desc_rd__1__data.elems ;
+  wire [7:0] \desc_rd__1__data.kx0 ;
+  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [13:0] \desc_rd__1__data.off0 ;
+  wire [5:0] desc_rd__2__addr;
+  wire [72:0] desc_rd__2__data;
+  wire [11:0] \desc_rd__2__data.c0 ;
+  wire [11:0] \desc_rd__2__data.dx0 ;
+  wire [11:0] \desc_rd__2__data.dy0 ;
+  wire [6:0] \desc_rd__2__data.elems ;
+  wire [7:0] \desc_rd__2__data.kx0 ;
+  wire [7:0] \desc_rd__2__data.ky0 ;
+  wire [13:0] \desc_rd__2__data.off0 ;
+  wire [5:0] desc_rd__3__addr;
+  wire [72:0] desc_rd__3__data;
+  wire [11:0] \desc_rd__3__data.c0 ;
+  wire [11:0] \desc_rd__3__data.dx0 ;
+  wire [11:0] \desc_rd__3__data.dy0 ;
+  wire [6:0] \desc_rd__3__data.elems ;
+  wire [7:0] \desc_rd__3__data.kx0 ;
+  wire [7:0] \desc_rd__3__data.ky0 ;
+  wire [13:0] \desc_rd__3__data.off0 ;
+  wire [5:0] dmem_r__addr;
+  wire [95:0] dmem_r__data;
+  wire dmem_r__en;
+  wire [5:0] dmem_w__addr;
+  wire [95:0] dmem_w__data;
+  wire [2:0] dmem_w__en;
   output done;
-  reg done = 1'h0;
-  (* init = 1'h0 *)
-  wire \done$150 ;
-  wire \done$153 ;
-  wire \done$154 ;
-  wire \done$155 ;
-  wire [5:0] dp__addr;
-  wire [5:0] \dp__addr$109 ;
-  wire [5:0] \dp__addr$61 ;
-  wire [5:0] \dp__addr$85 ;
-  wire [95:0] dp__data;
-  wire [95:0] \dp__data$112 ;
-  wire [95:0] \dp__data$64 ;
-  wire [95:0] \dp__data$88 ;
-  wire [11:0] eng_addr;
-  wire [63:0] eng_data;
-  wire eng_we;
-  wire engine_done;
-  wire [63:0] entry;
-  wire [11:0] \entry._pad ;
-  wire [31:0] \entry.cycle ;
-  wire [3:0] \entry.op ;
-  wire [15:0] \entry.pc ;
-  output error;
-  reg error = 1'h0;
-  (* init = 1'h0 *)
-  wire \error$151 ;
-  wire [9:0] fp__addr;
-  wire [415:0] fp__data;
-  wire host_a;
-  wire [3:0] imem_hslice;
-  wire [3:0] \imem_hslice$193 ;
-  wire imem_hwe;
-  wire [13:0] imem_hword;
-  wire [13:0] \imem_hword$192 ;
-  reg [3:0] imem_rsl = 4'h0;
-  reg in_exec;
-  reg [387:0] ir = 388'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [383:0] \ir.args ;
-  wire [256:0] \ir.args.ew ;
-  wire [11:0] \ir.args.ew.a_base ;
-  wire [7:0] \ir.args.ew.a_stride ;
-  wire [9:0] \ir.args.ew.act_max ;
-  wire [9:0] \ir.args.ew.act_min ;
-  wire [11:0] \ir.args.ew.b_base ;
-  wire [7:0] \ir.args.ew.b_stride ;
-  wire [7:0] \ir.args.ew.cw ;
-  wire \ir.args.ew.has_b ;
-  wire [4:0] \ir.args.ew.ls ;
-  wire [31:0] \ir.args.ew.mult_a ;
-  wire [31:0] \ir.args.ew.mult_b ;
-  wire [31:0] \ir.args.ew.mult_o ;
-  wire [15:0] \ir.args.ew.npos ;
-  wire [11:0] \ir.args.ew.out_base ;
-  wire [7:0] \ir.args.ew.out_stride ;
-  wire \ir.args.ew.rq_in ;
-  wire \ir.args.ew.rq_out ;
-  wire [5:0] \ir.args.ew.shift_a ;
-  wire [5:0] \ir.args.ew.shift_b ;
-  wire [5:0] \ir.args.ew.shift_o ;
-  wire \ir.args.ew.x_signed ;
-  wire [9:0] \ir.args.ew.zp_a ;
-  wire [9:0] \ir.args.ew.zp_b ;
-  wire [9:0] \ir.args.ew.zp_out ;
-  wire [38:0] \ir.args.load ;
-  wire [15:0] \ir.args.load.count ;
-  wire [3:0] \ir.args.load.mask ;
-  wire [2:0] \ir.args.load.page ;
-  wire [5:0] \ir.args.load.row0 ;
-  wire [9:0] \ir.args.load.src ;
-  wire [383:0] \ir.args.mac ;
-  wire [2:0] \ir.args.mac.ab_m1 ;
-  wire [9:0] \ir.args.mac.act_max ;
-  wire [9:0] \ir.args.mac.act_min ;
-  wire [6:0] \ir.args.mac.b ;
-  wire [7:0] \ir.args.mac.bq ;
-  wire [7:0] \ir.args.mac.br ;
-  wire [11:0] \ir.args.mac.cin ;
-  wire [5:0] \ir.args.mac.desc_base ;
-  wire [3:0] \ir.args.mac.dh ;
-  wire [3:0] \ir.args.mac.dw ;
-  wire [7:0] \ir.args.mac.groups ;
-  wire [13:0] \ir.args.mac.img_bstep ;
-  wire [13:0] \ir.args.mac.img_delta ;
-  wire [7:0] \ir.args.mac.in_cw ;
-  wire [7:0] \ir.args.mac.in_h ;
-  wire [7:0] \ir.args.mac.in_w ;
-  wire [7:0] \ir.args.mac.kh ;
-  wire [6:0] \ir.args.mac.ki ;
-  wire [7:0] \ir.args.mac.kr ;
-  wire [7:0] \ir.args.mac.kt ;
-  wire [7:0] \ir.args.mac.kw ;
-  wire [13:0] \ir.args.mac.kx_inc ;
-  wire [13:0] \ir.args.mac.ky_inc ;
-  wire [6:0] \ir.args.mac.no ;
-  wire [15:0] \ir.args.mac.npos ;
-  wire [7:0] \ir.args.mac.nr ;
-  wire [7:0] \ir.args.mac.nt ;
-  wire [7:0] \ir.args.mac.oh ;
-  wire [11:0] \ir.args.mac.out_base ;
-  wire [7:0] \ir.args.mac.out_cw ;
-  wire [7:0] \ir.args.mac.ow ;
-  wire [2:0] \ir.args.mac.page_base ;
-  wire [5:0] \ir.args.mac.param_base ;
-  wire [3:0] \ir.args.mac.pl ;
-  wire [13:0] \ir.args.mac.pos0 ;
-  wire [13:0] \ir.args.mac.pos_bstep ;
-  wire [13:0] \ir.args.mac.pos_ux ;
-  wire [13:0] \ir.args.mac.pos_wrap ;
-  wire [3:0] \ir.args.mac.pt ;
-  wire [5:0] \ir.args.mac.role_base ;
-  wire \ir.args.mac.rowpack ;
-  wire [3:0] \ir.args.mac.sh ;
-  wire [3:0] \ir.args.mac.sw ;
-  wire \ir.args.mac.w_signed ;
-  wire [1:0] \ir.args.mac.wb_log2 ;
-  wire \ir.args.mac.x_signed ;
-  wire [7:0] \ir.args.mac.zp_in ;
-  wire [9:0] \ir.args.mac.zp_out ;
-  wire [183:0] \ir.args.pool ;
-  wire [9:0] \ir.args.pool.act_max ;
-  wire [9:0] \ir.args.pool.act_min ;
-  wire [7:0] \ir.args.pool.cw ;
-  wire [3:0] \ir.args.pool.dh ;
-  wire [3:0] \ir.args.pool.dw ;
-  wire [11:0] \ir.args.pool.in_base ;
-  wire [7:0] \ir.args.pool.in_h ;
-  wire [7:0] \ir.args.pool.in_w ;
-  wire [7:0] \ir.args.pool.kh ;
-  wire [7:0] \ir.args.pool.kw ;
+  wire done;
+  wire \done$160 ;
+  wire \done$167 ;
+  wire \done$175 ;
+  wire \done$199 ;
+  wire [256:0] engines__ew__args;
+  wire [11:0] \engines__ew__args.a_base ;
+  wire [7:0] \engines__ew__args.a_stride ;
+  wire [9:0] \engines__ew__args.act_max ;
+  wire [9:0] \engines__ew__args.act_min ;
+  wire [11:0] \engines__ew__args.b_base ;
+  wire [7:0] \engines__ew__args.b_stride ;
+  wire [7:0] \engines__ew__args.cw ;
+  wire \engines__ew__args.has_b ;
+  wire [4:0] \engines__ew__args.ls ;
+  wire [31:0] \engines__ew__args.mult_a ;
+  wire [31:0] \engines__ew__args.mult_b ;
+  wire [31:0] \engines__ew__args.mult_o ;
+  wire [15:0] \engines__ew__args.npos ;
+  wire [11:0] \engines__ew__args.out_base ;
+  wire [7:0] \engines__ew__args.out_stride ;
+  wire \engines__ew__args.rq_in ;
+  wire \engines__ew__args.rq_out ;
+  wire [5:0] \engines__ew__args.shift_a ;
+  wire [5:0] \engines__ew__args.shift_b ;
+  wire [5:0] \engines__ew__args.shift_o ;
+  wire \engines__ew__args.x_signed ;
+  wire [9:0] \engines__ew__args.zp_a ;
+  wire [9:0] \engines__ew__args.zp_b ;
+  wire [9:0] \engines__ew__args.zp_out ;
+  wire engines__ew__busy;
+  wire engines__ew__done;
+  wire engines__ew__start;
+  wire [383:0] engines__mac__args;
+  wire [2:0] \engines__mac__args.ab_m1 ;
+  wire [9:0] \engines__mac__args.act_max ;
+  wire [9:0] \engines__mac__args.act_min ;
+  wire [6:0] \engines__mac__args.b ;
+  wire [7:0] \engines__mac__args.bq ;
+  wire [7:0] \engines__mac__args.br ;
+  wire [11:0] \engines__mac__args.cin ;
+  wire [5:0] \engines__mac__args.desc_base ;
+  wire [3:0] \engines__mac__args.dh ;
+  wire [3:0] \engines__mac__args.dw ;
+  wire [7:0] \engines__mac__args.groups ;
+  wire [13:0] \engines__mac__args.img_bstep ;
+  wire [13:0] \engines__mac__args.img_delta ;
+  wire [7:0] \engines__mac__args.in_cw ;
+  wire [7:0] \engines__mac__args.in_h ;
+  wire [7:0] \engines__mac__args.in_w ;
+  wire [7:0] \engines__mac__args.kh ;
+  wire [6:0] \engines__mac__args.ki ;
+  wire [7:0] \engines__mac__args.kr ;
+  wire [7:0] \engines__mac__args.kt ;
+  wire [7:0] \engines__mac__args.kw ;
+  wire [13:0] \engines__mac__args.kx_inc ;
+  wire [13:0] \engines__mac__args.ky_inc ;
+  wire [6:0] \engines__mac__args.no ;
+  wire [15:0] \engines__mac__args.npos ;
+  wire [7:0] \engines__mac__args.nr ;
+  wire [7:0] \engines__mac__args.nt ;
+  wire [7:0] \engines__mac__args.oh ;
+  wire [11:0] \engines__mac__args.out_base ;
+  wire [7:0] \engines__mac__args.out_cw ;
+  wire [7:0] \engines__mac__args.ow ;
+  wire [2:0] \engines__mac__args.page_base ;
+  wire [5:0] \engines__mac__args.param_base ;
+  wire [3:0] \engines__mac__args.pl ;
+  wire [13:0] \engines__mac__args.pos0 ;
+  wire [13:0] \engines__mac__args.pos_bstep ;
+  wire [13:0] \engines__mac__args.pos_ux ;
+  wire [13:0] \engines__mac__args.pos_wrap ;
+  wire [3:0] \engines__mac__args.pt ;
+  wire [5:0] \engines__mac__args.role_base ;
+  wire \engines__mac__args.rowpack ;
+  wire [3:0] \engines__mac__args.sh ;
+  wire [3:0] \engines__mac__args.sw ;
+  wire \engines__mac__args.w_signed ;
+  wire [1:0] \engines__mac__args.wb_log2 ;
+  wire \engines__mac__args.x_signed ;
+  wire [7:0] \engines__mac__args.zp_in ;
+  wire [9:0] \engines__mac__args.zp_out ;
+  wire engines__mac__busy;
+  wire engines__mac__done;
+  wire engines__mac__start;
+  wire [183:0] engines__pool__args;
+  wire [9:0] \engines__pool__args.act_max ;
+  wire [9:0] \engines__pool__args.act_min ;
+  wire [7:0] \engines__pool__args.cw ;
+  wire [3:0] \engines__pool__args.dh ;
+  wire [3:0] \engines__pool__args.dw ;
+  wire [11:0] \engines__pool__args.in_base ;
+  wire [7:0] \engines__pool__args.in_h ;
+  wire [7:0] \engines__pool__args.in_w ;
+  wire [7:0] \engines__pool__args.kh ;
+  wire [7:0] \engines__pool__args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \ir.args.pool.mode ;
-  wire [31:0] \ir.args.pool.mult ;
-  wire [7:0] \ir.args.pool.oh ;
-  wire [11:0] \ir.args.pool.out_base ;
-  wire [7:0] \ir.args.pool.ow ;
-  wire [3:0] \ir.args.pool.pl ;
-  wire [3:0] \ir.args.pool.pt ;
-  wire [3:0] \ir.args.pool.sh ;
-  wire [5:0] \ir.args.pool.shift ;
-  wire [3:0] \ir.args.pool.sw ;
-  wire \ir.args.pool.x_signed ;
-  wire [9:0] \ir.args.pool.zp_in ;
-  wire [9:0] \ir.args.pool.zp_out ;
+  wire \engines__pool__args.mode ;
+  wire [31:0] \engines__pool__args.mult ;
+  wire [7:0] \engines__pool__args.oh ;
+  wire [11:0] \engines__pool__args.out_base ;
+  wire [7:0] \engines__pool__args.ow ;
+  wire [3:0] \engines__pool__args.pl ;
+  wire [3:0] \engines__pool__args.pt ;
+  wire [3:0] \engines__pool__args.sh ;
+  wire [5:0] \engines__pool__args.shift ;
+  wire [3:0] \engines__pool__args.sw ;
+  wire \engines__pool__args.x_signed ;
+  wire [9:0] \engines__pool__args.zp_in ;
+  wire [9:0] \engines__pool__args.zp_out ;
+  wire engines__pool__busy;
+  wire engines__pool__done;
+  wire engines__pool__start;
+  output error;
+  wire error;
+  wire \error$200 ;
+  wire [503:0] host__report;
+  wire [31:0] \host__report.cycles ;
+  wire [31:0] \host__report.load_cycles ;
+  wire [383:0] \host__report.macros ;
+  wire [95:0] \host__report.macros[0] ;
+  wire [31:0] \host__report.macros[0].busy ;
+  wire [31:0] \host__report.macros[0].stall ;
+  wire [31:0] \host__report.macros[0].wload ;
+  wire [95:0] \host__report.macros[1] ;
+  wire [31:0] \host__report.macros[1].busy ;
+  wire [31:0] \host__report.macros[1].stall ;
+  wire [31:0] \host__report.macros[1].wload ;
+  wire [95:0] \host__report.macros[2] ;
+  wire [31:0] \host__report.macros[2].busy ;
+  wire [31:0] \host__report.macros[2].stall ;
+  wire [31:0] \host__report.macros[2].wload ;
+  wire [95:0] \host__report.macros[3] ;
+  wire [31:0] \host__report.macros[3].busy ;
+  wire [31:0] \host__report.macros[3].stall ;
+  wire [31:0] \host__report.macros[3].wload ;
+  wire [3:0] \host__report.op ;
+  wire [15:0] \host__report.pc ;
+  wire [3:0] \host__report.status ;
+  wire \host__report.status.busy ;
+  wire \host__report.status.done ;
+  wire \host__report.status.error ;
+  wire \host__report.status.loader_busy ;
+  wire [31:0] \host__report.trace_count ;
+  wire host__start;
+  wire [15:0] host__start_pc;
+  wire [9:0] imem_r__addr;
+  wire [415:0] imem_r__data;
+  wire imem_r__en;
+  wire [9:0] imem_rd__addr;
+  wire [387:0] imem_rd__data;
+  wire [383:0] \imem_rd__data.args ;
+  wire [256:0] \imem_rd__data.args.ew ;
+  wire [11:0] \imem_rd__data.args.ew.a_base ;
+  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [9:0] \imem_rd__data.args.ew.act_max ;
+  wire [9:0] \imem_rd__data.args.ew.act_min ;
+  wire [11:0] \imem_rd__data.args.ew.b_base ;
+  wire [7:0] \imem_rd__data.args.ew.b_stride ;
+  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire \imem_rd__data.args.ew.has_b ;
+  wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire [31:0] \imem_rd__data.args.ew.mult_a ;
+  wire [31:0] \imem_rd__data.args.ew.mult_b ;
+  wire [31:0] \imem_rd__data.args.ew.mult_o ;
+  wire [15:0] \imem_rd__data.args.ew.npos ;
+  wire [11:0] \imem_rd__data.args.ew.out_base ;
+  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire \imem_rd__data.args.ew.rq_in ;
+  wire \imem_rd__data.args.ew.rq_out ;
+  wire [5:0] \imem_rd__data.args.ew.shift_a ;
+  wire [5:0] \imem_rd__data.args.ew.shift_b ;
+  wire [5:0] \imem_rd__data.args.ew.shift_o ;
+  wire \imem_rd__data.args.ew.x_signed ;
+  wire [9:0] \imem_rd__data.args.ew.zp_a ;
+  wire [9:0] \imem_rd__data.args.ew.zp_b ;
+  wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [38:0] \imem_rd__data.args.load ;
+  wire [15:0] \imem_rd__data.args.load.count ;
+  wire [3:0] \imem_rd__data.args.load.mask ;
+  wire [2:0] \imem_rd__data.args.load.page ;
+  wire [5:0] \imem_rd__data.args.load.row0 ;
+  wire [9:0] \imem_rd__data.args.load.src ;
+  wire [383:0] \imem_rd__data.args.mac ;
+  wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
+  wire [9:0] \imem_rd__data.args.mac.act_max ;
+  wire [9:0] \imem_rd__data.args.mac.act_min ;
+  wire [6:0] \imem_rd__data.args.mac.b ;
+  wire [7:0] \imem_rd__data.args.mac.bq ;
+  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [11:0] \imem_rd__data.args.mac.cin ;
+  wire [5:0] \imem_rd__data.args.mac.desc_base ;
+  wire [3:0] \imem_rd__data.args.mac.dh ;
+  wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire [7:0] \imem_rd__data.args.mac.groups ;
+  wire [13:0] \imem_rd__data.args.mac.img_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.img_delta ;
+  wire [7:0] \imem_rd__data.args.mac.in_cw ;
+  wire [7:0] \imem_rd__data.args.mac.in_h ;
+  wire [7:0] \imem_rd__data.args.mac.in_w ;
+  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [6:0] \imem_rd__data.args.mac.ki ;
+  wire [7:0] \imem_rd__data.args.mac.kr ;
+  wire [7:0] \imem_rd__data.args.mac.kt ;
+  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [13:0] \imem_rd__data.args.mac.kx_inc ;
+  wire [13:0] \imem_rd__data.args.mac.ky_inc ;
+  wire [6:0] \imem_rd__data.args.mac.no ;
+  wire [15:0] \imem_rd__data.args.mac.npos ;
+  wire [7:0] \imem_rd__data.args.mac.nr ;
+  wire [7:0] \imem_rd__data.args.mac.nt ;
+  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [11:0] \imem_rd__data.args.mac.out_base ;
+  wire [7:0] \imem_rd__data.args.mac.out_cw ;
+  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire [2:0] \imem_rd__data.args.mac.page_base ;
+  wire [5:0] \imem_rd__data.args.mac.param_base ;
+  wire [3:0] \imem_rd__data.args.mac.pl ;
+  wire [13:0] \imem_rd__data.args.mac.pos0 ;
+  wire [13:0] \imem_rd__data.args.mac.pos_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.pos_ux ;
+  wire [13:0] \imem_rd__data.args.mac.pos_wrap ;
+  wire [3:0] \imem_rd__data.args.mac.pt ;
+  wire [5:0] \imem_rd__data.args.mac.role_base ;
+  wire \imem_rd__data.args.mac.rowpack ;
+  wire [3:0] \imem_rd__data.args.mac.sh ;
+  wire [3:0] \imem_rd__data.args.mac.sw ;
+  wire \imem_rd__data.args.mac.w_signed ;
+  wire [1:0] \imem_rd__data.args.mac.wb_log2 ;
+  wire \imem_rd__data.args.mac.x_signed ;
+  wire [7:0] \imem_rd__data.args.mac.zp_in ;
+  wire [9:0] \imem_rd__data.args.mac.zp_out ;
+  wire [183:0] \imem_rd__data.args.pool ;
+  wire [9:0] \imem_rd__data.args.pool.act_max ;
+  wire [9:0] \imem_rd__data.args.pool.act_min ;
+  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [3:0] \imem_rd__data.args.pool.dh ;
+  wire [3:0] \imem_rd__data.args.pool.dw ;
+  wire [11:0] \imem_rd__data.args.pool.in_base ;
+  wire [7:0] \imem_rd__data.args.pool.in_h ;
+  wire [7:0] \imem_rd__data.args.pool.in_w ;
+  wire [7:0] \imem_rd__data.args.pool.kh ;
+  wire [7:0] \imem_rd__data.args.pool.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \imem_rd__data.args.pool.mode ;
+  wire [31:0] \imem_rd__data.args.pool.mult ;
+  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [11:0] \imem_rd__data.args.pool.out_base ;
+  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [3:0] \imem_rd__data.args.pool.pl ;
+  wire [3:0] \imem_rd__data.args.pool.pt ;
+  wire [3:0] \imem_rd__data.args.pool.sh ;
+  wire [5:0] \imem_rd__data.args.pool.shift ;
+  wire [3:0] \imem_rd__data.args.pool.sw ;
+  wire \imem_rd__data.args.pool.x_signed ;
+  wire [9:0] \imem_rd__data.args.pool.zp_in ;
+  wire [9:0] \imem_rd__data.args.pool.zp_out ;
   (* enum_base_type = "Opcode" *)
   (* enum_value_0000 = "END" *)
   (* enum_value_0001 = "LOAD" *)
@@ -5918,8 +5971,20 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
-  wire [3:0] \ir.op ;
-  reg [31:0] load_cycles = 32'd0;
+  wire [3:0] \imem_rd__data.op ;
+  wire imem_rd__en;
+  wire [9:0] imem_w__addr;
+  wire [415:0] imem_w__data;
+  wire [12:0] imem_w__en;
+  wire [38:0] load__payload;
+  wire [15:0] \load__payload.count ;
+  wire [3:0] \load__payload.mask ;
+  wire [2:0] \load__payload.page ;
+  wire [5:0] \load__payload.row0 ;
+  wire [9:0] \load__payload.src ;
+  wire load__ready;
+  wire load__valid;
+  wire loader_busy;
   wire macro0__busy;
   wire [2:0] macro0__mem_page;
   wire [5:0] macro0__mem_row;
@@ -6552,11 +6617,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [21:0] \macro3__res_y[7] ;
   wire [21:0] \macro3__res_y[8] ;
   wire [21:0] \macro3__res_y[9] ;
+  wire [3:0] macro_busy;
+  wire [3:0] macro_we;
   wire [2:0] mem_page;
   wire [5:0] mem_row;
   wire [63:0] mem_wdata;
   wire [3:0] mem_we;
-  wire [13:0] off;
   wire [596:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
@@ -6905,79 +6971,90 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire \op__3__payload.x_signed ;
   wire op__3__ready;
   wire op__3__valid;
-  wire [5:0] p_addr;
-  wire [767:0] p_data;
-  wire [95:0] \p_data[0] ;
-  wire [23:0] \p_data[0]._pad ;
-  wire [31:0] \p_data[0].bias ;
-  wire [31:0] \p_data[0].mult ;
-  wire [7:0] \p_data[0].shift ;
-  wire [95:0] \p_data[1] ;
-  wire [23:0] \p_data[1]._pad ;
-  wire [31:0] \p_data[1].bias ;
-  wire [31:0] \p_data[1].mult ;
-  wire [7:0] \p_data[1].shift ;
-  wire [95:0] \p_data[2] ;
-  wire [23:0] \p_data[2]._pad ;
-  wire [31:0] \p_data[2].bias ;
-  wire [31:0] \p_data[2].mult ;
-  wire [7:0] \p_data[2].shift ;
-  wire [95:0] \p_data[3] ;
-  wire [23:0] \p_data[3]._pad ;
-  wire [31:0] \p_data[3].bias ;
-  wire [31:0] \p_data[3].mult ;
-  wire [7:0] \p_data[3].shift ;
-  wire [95:0] \p_data[4] ;
-  wire [23:0] \p_data[4]._pad ;
-  wire [31:0] \p_data[4].bias ;
-  wire [31:0] \p_data[4].mult ;
-  wire [7:0] \p_data[4].shift ;
-  wire [95:0] \p_data[5] ;
-  wire [23:0] \p_data[5]._pad ;
-  wire [31:0] \p_data[5].bias ;
-  wire [31:0] \p_data[5].mult ;
-  wire [7:0] \p_data[5].shift ;
-  wire [95:0] \p_data[6] ;
-  wire [23:0] \p_data[6]._pad ;
-  wire [31:0] \p_data[6].bias ;
-  wire [31:0] \p_data[6].mult ;
-  wire [7:0] \p_data[6].shift ;
-  wire [95:0] \p_data[7] ;
-  wire [23:0] \p_data[7]._pad ;
-  wire [31:0] \p_data[7].bias ;
-  wire [31:0] \p_data[7].mult ;
-  wire [7:0] \p_data[7].shift ;
-  reg [15:0] pc = 16'h0000;
-  reg pf_valid = 1'h0;
-  wire [4:0] pmem_hslice;
-  wire [4:0] \pmem_hslice$202 ;
-  wire pmem_hwe;
-  wire [13:0] pmem_hword;
-  wire [13:0] \pmem_hword$201 ;
-  reg [4:0] pmem_rsl = 5'h00;
-  wire [5:0] pp__addr;
-  wire [767:0] pp__data;
-  reg [2:0] r_region = 3'h0;
-  wire [11:0] ra_addr;
-  wire [63:0] ra_data;
-  wire [11:0] rb_addr;
-  wire [63:0] rb_data;
-  wire [11:0] rd_addr;
-  wire [11:0] \rd_addr$104 ;
-  wire [11:0] \rd_addr$120 ;
-  wire [11:0] \rd_addr$56 ;
-  wire [11:0] \rd_addr$80 ;
-  wire [63:0] rd_data;
-  wire [63:0] \rd_data$107 ;
-  wire [63:0] \rd_data$122 ;
-  wire [63:0] \rd_data$59 ;
-  wire [63:0] \rd_data$83 ;
-  wire rd_en;
-  wire \rd_en$106 ;
-  wire \rd_en$58 ;
-  wire \rd_en$82 ;
-  wire [2:0] region;
-  wire req;
+  wire [5:0] param_rd__addr;
+  wire [767:0] param_rd__data;
+  wire [95:0] \param_rd__data[0] ;
+  wire [23:0] \param_rd__data[0]._pad ;
+  wire [31:0] \param_rd__data[0].bias ;
+  wire [31:0] \param_rd__data[0].mult ;
+  wire [7:0] \param_rd__data[0].shift ;
+  wire [95:0] \param_rd__data[1] ;
+  wire [23:0] \param_rd__data[1]._pad ;
+  wire [31:0] \param_rd__data[1].bias ;
+  wire [31:0] \param_rd__data[1].mult ;
+  wire [7:0] \param_rd__data[1].shift ;
+  wire [95:0] \param_rd__data[2] ;
+  wire [23:0] \param_rd__data[2]._pad ;
+  wire [31:0] \param_rd__data[2].bias ;
+  wire [31:0] \param_rd__data[2].mult ;
+  wire [7:0] \param_rd__data[2].shift ;
+  wire [95:0] \param_rd__data[3] ;
+  wire [23:0] \param_rd__data[3]._pad ;
+  wire [31:0] \param_rd__data[3].bias ;
+  wire [31:0] \param_rd__data[3].mult ;
+  wire [7:0] \param_rd__data[3].shift ;
+  wire [95:0] \param_rd__data[4] ;
+  wire [23:0] \param_rd__data[4]._pad ;
+  wire [31:0] \param_rd__data[4].bias ;
+  wire [31:0] \param_rd__data[4].mult ;
+  wire [7:0] \param_rd__data[4].shift ;
+  wire [95:0] \param_rd__data[5] ;
+  wire [23:0] \param_rd__data[5]._pad ;
+  wire [31:0] \param_rd__data[5].bias ;
+  wire [31:0] \param_rd__data[5].mult ;
+  wire [7:0] \param_rd__data[5].shift ;
+  wire [95:0] \param_rd__data[6] ;
+  wire [23:0] \param_rd__data[6]._pad ;
+  wire [31:0] \param_rd__data[6].bias ;
+  wire [31:0] \param_rd__data[6].mult ;
+  wire [7:0] \param_rd__data[6].shift ;
+  wire [95:0] \param_rd__data[7] ;
+  wire [23:0] \param_rd__data[7]._pad ;
+  wire [31:0] \param_rd__data[7].bias ;
+  wire [31:0] \param_rd__data[7].mult ;
+  wire [7:0] \param_rd__data[7].shift ;
+  wire param_rd__en;
+  wire [5:0] pmem_r__addr;
+  wire [767:0] pmem_r__data;
+  wire pmem_r__en;
+  wire [5:0] pmem_w__addr;
+  wire [767:0] pmem_w__data;
+  wire [23:0] pmem_w__en;
+  wire [11:0] port__addr;
+  wire [11:0] \port__addr$103 ;
+  wire [5:0] \port__addr$109 ;
+  wire [5:0] \port__addr$113 ;
+  wire [11:0] \port__addr$119 ;
+  wire [11:0] \port__addr$129 ;
+  wire [9:0] \port__addr$135 ;
+  wire [9:0] \port__addr$141 ;
+  wire [5:0] \port__addr$37 ;
+  wire [11:0] \port__addr$55 ;
+  wire [5:0] \port__addr$61 ;
+  wire [11:0] \port__addr$79 ;
+  wire [5:0] \port__addr$85 ;
+  wire [63:0] port__data;
+  wire [63:0] \port__data$106 ;
+  wire [95:0] \port__data$112 ;
+  wire [767:0] \port__data$116 ;
+  wire [63:0] \port__data$127 ;
+  wire [63:0] \port__data$134 ;
+  wire [63:0] \port__data$138 ;
+  wire [415:0] \port__data$144 ;
+  wire [95:0] \port__data$40 ;
+  wire [63:0] \port__data$58 ;
+  wire [95:0] \port__data$64 ;
+  wire [63:0] \port__data$82 ;
+  wire [95:0] \port__data$88 ;
+  wire port__en;
+  wire \port__en$107 ;
+  wire \port__en$117 ;
+  wire \port__en$123 ;
+  wire \port__en$131 ;
+  wire \port__en$139 ;
+  wire \port__en$145 ;
+  wire \port__en$59 ;
+  wire \port__en$83 ;
   wire res_valid__0;
   wire res_valid__1;
   wire res_valid__2;
@@ -7242,98 +7319,56 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [21:0] \res_y__3[7] ;
   wire [21:0] \res_y__3[8] ;
   wire [21:0] \res_y__3[9] ;
-  reg retire;
-  wire [11:0] rp__addr;
-  wire [11:0] \rp__addr$103 ;
-  wire [9:0] \rp__addr$194 ;
-  wire [11:0] \rp__addr$197 ;
-  wire [9:0] \rp__addr$200 ;
-  wire [5:0] \rp__addr$203 ;
-  wire [5:0] \rp__addr$206 ;
-  wire [9:0] \rp__addr$209 ;
-  wire [11:0] \rp__addr$55 ;
-  wire [11:0] \rp__addr$79 ;
-  wire [63:0] rp__data;
-  wire [63:0] \rp__data$108 ;
-  wire [415:0] \rp__data$234 ;
-  wire [63:0] \rp__data$236 ;
-  wire [63:0] \rp__data$238 ;
-  wire [767:0] \rp__data$240 ;
-  wire [95:0] \rp__data$242 ;
-  wire [63:0] \rp__data$244 ;
-  wire [63:0] \rp__data$60 ;
-  wire [63:0] \rp__data$84 ;
-  wire rp__en;
-  wire \rp__en$105 ;
-  wire \rp__en$57 ;
-  wire \rp__en$81 ;
-  wire [11:0] rpa__addr;
-  wire [63:0] rpa__data;
-  wire rpa__en;
-  wire [11:0] rpb__addr;
-  wire [63:0] rpb__data;
-  wire rpb__en;
   input rst;
   wire rst;
-  (* init = 1'h0 *)
-  wire running;
-  reg [31:0] stall_c0 = 32'd0;
-  reg [31:0] stall_c1 = 32'd0;
-  reg [31:0] stall_c2 = 32'd0;
-  reg [31:0] stall_c3 = 32'd0;
-  reg start;
-  reg \start$161 ;
-  reg \start$162 ;
-  reg \start$230 ;
-  reg [15:0] start_pc = 16'h0000;
-  wire trace_hslice;
-  wire [13:0] trace_hword;
-  reg [31:0] trace_n = 32'd0;
-  reg trace_rsl = 1'h0;
-  wire [9:0] tw__addr;
-  wire [63:0] tw__data;
-  wire tw__en;
+  wire start;
+  wire \start$161 ;
+  wire \start$168 ;
+  wire [9:0] trace_r__addr;
+  wire [63:0] trace_r__data;
+  wire trace_r__en;
+  wire [9:0] trace_w__addr;
+  wire [63:0] trace_w__data;
+  wire [11:0] \trace_w__data._pad ;
+  wire [31:0] \trace_w__data.cycle ;
+  wire [3:0] \trace_w__data.op ;
+  wire [15:0] \trace_w__data.pc ;
+  wire trace_w__en;
   wire [3:0] unit_en;
-  wire [9:0] w_addr;
-  wire [11:0] \w_addr$218 ;
-  wire [11:0] \w_addr$219 ;
-  wire [11:0] \w_addr$220 ;
-  wire [63:0] w_data;
-  wire [63:0] \w_data$222 ;
-  wire [63:0] \w_data$223 ;
-  wire [63:0] \w_data$224 ;
-  wire w_en;
-  wire \w_en$215 ;
-  wire \w_en$216 ;
+  wire [3:0] \unit_en$186 ;
+  wire [9:0] w_rd__addr;
+  wire [63:0] w_rd__data;
+  wire w_rd__en;
   output wb__ack;
-  reg wb__ack = 1'h0;
+  wire wb__ack;
+  wire \wb__ack$201 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
+  wire [16:0] \wb__adr$202 ;
   input wb__cyc;
   wire wb__cyc;
+  wire \wb__cyc$203 ;
   output [31:0] wb__dat_r;
-  reg [31:0] wb__dat_r;
+  wire [31:0] wb__dat_r;
+  wire [31:0] \wb__dat_r$204 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
+  wire [31:0] \wb__dat_w$205 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
+  wire [3:0] \wb__sel$206 ;
   input wb__stb;
   wire wb__stb;
+  wire \wb__stb$207 ;
   input wb__we;
   wire wb__we;
-  reg [31:0] wload_c0 = 32'd0;
-  reg [31:0] wload_c1 = 32'd0;
-  reg [31:0] wload_c2 = 32'd0;
-  reg [31:0] wload_c3 = 32'd0;
-  wire wmem_hslice;
-  wire \wmem_hslice$199 ;
-  wire wmem_hwe;
-  wire [13:0] wmem_hword;
-  wire [13:0] \wmem_hword$198 ;
-  reg wmem_rsl = 1'h0;
-  wire [9:0] wp__addr;
-  wire [63:0] wp__data;
-  wire wr;
+  wire \wb__we$208 ;
+  wire [9:0] wmem_r__addr;
+  wire [63:0] wmem_r__data;
+  wire wmem_r__en;
+  wire [9:0] wmem_w__addr;
+  wire [63:0] wmem_w__data;
+  wire [1:0] wmem_w__en;
   reg [63:0] amem [4095:0];
   initial begin
     amem[0] = 64'h0000000000000000;
@@ -11434,10 +11469,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     amem[4095] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$42 [0])
-      amem[\$39 [11:0]][31:0] <= \$signature__data$226 [31:0];
-    if (\$42 [1])
-      amem[\$39 [11:0]][63:32] <= \$signature__data$226 [63:32];
+    if (amem_port__en[0])
+      amem[amem_port__addr][31:0] <= amem_port__data[31:0];
+    if (amem_port__en[1])
+      amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -11447,29 +11482,29 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   reg [63:0] _5_;
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _0_ <= amem[amem_hword[11:0]];
-    _1_ <= amem[rpb__addr];
-    _2_ <= amem[rpa__addr];
-    if (\rp__en$105 ) begin
-      _3_ <= amem[\rp__addr$103 ];
+    if (port__en) begin
+      _0_ <= amem[port__addr];
     end
-    if (\rp__en$81 ) begin
-      _4_ <= amem[\rp__addr$79 ];
+    if (\port__en$59 ) begin
+      _1_ <= amem[\port__addr$55 ];
     end
-    if (\rp__en$57 ) begin
-      _5_ <= amem[\rp__addr$55 ];
+    if (\port__en$83 ) begin
+      _2_ <= amem[\port__addr$79 ];
     end
-    if (rp__en) begin
-      _6_ <= amem[rp__addr];
+    if (\port__en$107 ) begin
+      _3_ <= amem[\port__addr$103 ];
     end
+    _4_ <= amem[\port__addr$119 ];
+    _5_ <= amem[\port__addr$129 ];
+    _6_ <= amem[\$signature__addr$215 ];
   end
-  assign \rp__data$236  = _0_;
-  assign rb_data = _1_;
-  assign \rd_data$122  = _2_;
-  assign \rd_data$107  = _3_;
-  assign \rd_data$83  = _4_;
-  assign \rd_data$59  = _5_;
-  assign rd_data = _6_;
+  assign act_rd__0__data = _0_;
+  assign act_rd__1__data = _1_;
+  assign act_rd__2__data = _2_;
+  assign act_rd__3__data = _3_;
+  assign act_rd__data = _4_;
+  assign b_rd__data = _5_;
+  assign amem_r__data = _6_;
   reg [95:0] dmem [63:0];
   initial begin
     dmem[0] = 96'h000000000000000000000000;
@@ -11538,22 +11573,22 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$32 [0])
-      dmem[dmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$32 [1])
-      dmem[dmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$32 [2])
-      dmem[dmem_hword[5:0]][95:64] <= wb__dat_w;
+    if (\$signature__en$267 [0])
+      dmem[\$signature__addr$233 ][31:0] <= wb__dat_w;
+    if (\$signature__en$267 [1])
+      dmem[\$signature__addr$233 ][63:32] <= wb__dat_w;
+    if (\$signature__en$267 [2])
+      dmem[\$signature__addr$233 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _7_;
   always @(posedge clk) begin
-    _7_ <= dmem[\dmem_hword$204 [5:0]];
+    _7_ <= dmem[\$signature__addr$233 ];
   end
-  assign \rp__data$242  = _7_;
-  assign \dp__data$112  = dmem[\dp__addr$109 ];
-  assign \dp__data$88  = dmem[\dp__addr$85 ];
-  assign \dp__data$64  = dmem[\dp__addr$61 ];
-  assign dp__data = dmem[dp__addr];
+  assign \port__data$40  = dmem[\port__addr$37 ];
+  assign \port__data$64  = dmem[\port__addr$61 ];
+  assign \port__data$88  = dmem[\port__addr$85 ];
+  assign \port__data$112  = dmem[\port__addr$109 ];
+  assign dmem_r__data = _7_;
   reg [415:0] imem [1023:0];
   initial begin
     imem[0] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -12582,41 +12617,41 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     imem[1023] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$17 [0])
-      imem[imem_hword[9:0]][31:0] <= wb__dat_w;
-    if (\$17 [1])
-      imem[imem_hword[9:0]][63:32] <= wb__dat_w;
-    if (\$17 [2])
-      imem[imem_hword[9:0]][95:64] <= wb__dat_w;
-    if (\$17 [3])
-      imem[imem_hword[9:0]][127:96] <= wb__dat_w;
-    if (\$17 [4])
-      imem[imem_hword[9:0]][159:128] <= wb__dat_w;
-    if (\$17 [5])
-      imem[imem_hword[9:0]][191:160] <= wb__dat_w;
-    if (\$17 [6])
-      imem[imem_hword[9:0]][223:192] <= wb__dat_w;
-    if (\$17 [7])
-      imem[imem_hword[9:0]][255:224] <= wb__dat_w;
-    if (\$17 [8])
-      imem[imem_hword[9:0]][287:256] <= wb__dat_w;
-    if (\$17 [9])
-      imem[imem_hword[9:0]][319:288] <= wb__dat_w;
-    if (\$17 [10])
-      imem[imem_hword[9:0]][351:320] <= wb__dat_w;
-    if (\$17 [11])
-      imem[imem_hword[9:0]][383:352] <= wb__dat_w;
-    if (\$17 [12])
-      imem[imem_hword[9:0]][415:384] <= wb__dat_w;
+    if (\$signature__en$249 [0])
+      imem[\$signature__addr$209 ][31:0] <= wb__dat_w;
+    if (\$signature__en$249 [1])
+      imem[\$signature__addr$209 ][63:32] <= wb__dat_w;
+    if (\$signature__en$249 [2])
+      imem[\$signature__addr$209 ][95:64] <= wb__dat_w;
+    if (\$signature__en$249 [3])
+      imem[\$signature__addr$209 ][127:96] <= wb__dat_w;
+    if (\$signature__en$249 [4])
+      imem[\$signature__addr$209 ][159:128] <= wb__dat_w;
+    if (\$signature__en$249 [5])
+      imem[\$signature__addr$209 ][191:160] <= wb__dat_w;
+    if (\$signature__en$249 [6])
+      imem[\$signature__addr$209 ][223:192] <= wb__dat_w;
+    if (\$signature__en$249 [7])
+      imem[\$signature__addr$209 ][255:224] <= wb__dat_w;
+    if (\$signature__en$249 [8])
+      imem[\$signature__addr$209 ][287:256] <= wb__dat_w;
+    if (\$signature__en$249 [9])
+      imem[\$signature__addr$209 ][319:288] <= wb__dat_w;
+    if (\$signature__en$249 [10])
+      imem[\$signature__addr$209 ][351:320] <= wb__dat_w;
+    if (\$signature__en$249 [11])
+      imem[\$signature__addr$209 ][383:352] <= wb__dat_w;
+    if (\$signature__en$249 [12])
+      imem[\$signature__addr$209 ][415:384] <= wb__dat_w;
   end
   reg [415:0] _8_;
   reg [415:0] _9_;
   always @(posedge clk) begin
-    _8_ <= imem[\imem_hword$192 [9:0]];
-    _9_ <= imem[\$2 [9:0]];
+    _8_ <= imem[\port__addr$141 ];
+    _9_ <= imem[\$signature__addr$209 ];
   end
-  assign \rp__data$234  = _8_;
-  assign fp__data = _9_;
+  assign \port__data$144  = _8_;
+  assign imem_r__data = _9_;
   reg [767:0] pmem [63:0];
   initial begin
     pmem[0] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -12685,63 +12720,63 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     pmem[63] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$27 [0])
-      pmem[pmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$27 [1])
-      pmem[pmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$27 [2])
-      pmem[pmem_hword[5:0]][95:64] <= wb__dat_w;
-    if (\$27 [3])
-      pmem[pmem_hword[5:0]][127:96] <= wb__dat_w;
-    if (\$27 [4])
-      pmem[pmem_hword[5:0]][159:128] <= wb__dat_w;
-    if (\$27 [5])
-      pmem[pmem_hword[5:0]][191:160] <= wb__dat_w;
-    if (\$27 [6])
-      pmem[pmem_hword[5:0]][223:192] <= wb__dat_w;
-    if (\$27 [7])
-      pmem[pmem_hword[5:0]][255:224] <= wb__dat_w;
-    if (\$27 [8])
-      pmem[pmem_hword[5:0]][287:256] <= wb__dat_w;
-    if (\$27 [9])
-      pmem[pmem_hword[5:0]][319:288] <= wb__dat_w;
-    if (\$27 [10])
-      pmem[pmem_hword[5:0]][351:320] <= wb__dat_w;
-    if (\$27 [11])
-      pmem[pmem_hword[5:0]][383:352] <= wb__dat_w;
-    if (\$27 [12])
-      pmem[pmem_hword[5:0]][415:384] <= wb__dat_w;
-    if (\$27 [13])
-      pmem[pmem_hword[5:0]][447:416] <= wb__dat_w;
-    if (\$27 [14])
-      pmem[pmem_hword[5:0]][479:448] <= wb__dat_w;
-    if (\$27 [15])
-      pmem[pmem_hword[5:0]][511:480] <= wb__dat_w;
-    if (\$27 [16])
-      pmem[pmem_hword[5:0]][543:512] <= wb__dat_w;
-    if (\$27 [17])
-      pmem[pmem_hword[5:0]][575:544] <= wb__dat_w;
-    if (\$27 [18])
-      pmem[pmem_hword[5:0]][607:576] <= wb__dat_w;
-    if (\$27 [19])
-      pmem[pmem_hword[5:0]][639:608] <= wb__dat_w;
-    if (\$27 [20])
-      pmem[pmem_hword[5:0]][671:640] <= wb__dat_w;
-    if (\$27 [21])
-      pmem[pmem_hword[5:0]][703:672] <= wb__dat_w;
-    if (\$27 [22])
-      pmem[pmem_hword[5:0]][735:704] <= wb__dat_w;
-    if (\$27 [23])
-      pmem[pmem_hword[5:0]][767:736] <= wb__dat_w;
+    if (\$signature__en$261 [0])
+      pmem[\$signature__addr$227 ][31:0] <= wb__dat_w;
+    if (\$signature__en$261 [1])
+      pmem[\$signature__addr$227 ][63:32] <= wb__dat_w;
+    if (\$signature__en$261 [2])
+      pmem[\$signature__addr$227 ][95:64] <= wb__dat_w;
+    if (\$signature__en$261 [3])
+      pmem[\$signature__addr$227 ][127:96] <= wb__dat_w;
+    if (\$signature__en$261 [4])
+      pmem[\$signature__addr$227 ][159:128] <= wb__dat_w;
+    if (\$signature__en$261 [5])
+      pmem[\$signature__addr$227 ][191:160] <= wb__dat_w;
+    if (\$signature__en$261 [6])
+      pmem[\$signature__addr$227 ][223:192] <= wb__dat_w;
+    if (\$signature__en$261 [7])
+      pmem[\$signature__addr$227 ][255:224] <= wb__dat_w;
+    if (\$signature__en$261 [8])
+      pmem[\$signature__addr$227 ][287:256] <= wb__dat_w;
+    if (\$signature__en$261 [9])
+      pmem[\$signature__addr$227 ][319:288] <= wb__dat_w;
+    if (\$signature__en$261 [10])
+      pmem[\$signature__addr$227 ][351:320] <= wb__dat_w;
+    if (\$signature__en$261 [11])
+      pmem[\$signature__addr$227 ][383:352] <= wb__dat_w;
+    if (\$signature__en$261 [12])
+      pmem[\$signature__addr$227 ][415:384] <= wb__dat_w;
+    if (\$signature__en$261 [13])
+      pmem[\$signature__addr$227 ][447:416] <= wb__dat_w;
+    if (\$signature__en$261 [14])
+      pmem[\$signature__addr$227 ][479:448] <= wb__dat_w;
+    if (\$signature__en$261 [15])
+      pmem[\$signature__addr$227 ][511:480] <= wb__dat_w;
+    if (\$signature__en$261 [16])
+      pmem[\$signature__addr$227 ][543:512] <= wb__dat_w;
+    if (\$signature__en$261 [17])
+      pmem[\$signature__addr$227 ][575:544] <= wb__dat_w;
+    if (\$signature__en$261 [18])
+      pmem[\$signature__addr$227 ][607:576] <= wb__dat_w;
+    if (\$signature__en$261 [19])
+      pmem[\$signature__addr$227 ][639:608] <= wb__dat_w;
+    if (\$signature__en$261 [20])
+      pmem[\$signature__addr$227 ][671:640] <= wb__dat_w;
+    if (\$signature__en$261 [21])
+      pmem[\$signature__addr$227 ][703:672] <= wb__dat_w;
+    if (\$signature__en$261 [22])
+      pmem[\$signature__addr$227 ][735:704] <= wb__dat_w;
+    if (\$signature__en$261 [23])
+      pmem[\$signature__addr$227 ][767:736] <= wb__dat_w;
   end
   reg [767:0] _10_;
   reg [767:0] _11_;
   always @(posedge clk) begin
-    _10_ <= pmem[\pmem_hword$201 [5:0]];
-    _11_ <= pmem[pp__addr];
+    _10_ <= pmem[\port__addr$113 ];
+    _11_ <= pmem[\$signature__addr$227 ];
   end
-  assign \rp__data$240  = _10_;
-  assign p_data = _11_;
+  assign param_rd__data = _10_;
+  assign pmem_r__data = _11_;
   reg [63:0] trace [1023:0];
   initial begin
     trace[0] = 64'h0000000000000000;
@@ -13770,14 +13805,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     trace[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (tw__en)
-      trace[trace_n[9:0]] <= entry;
+    if (\$signature__en )
+      trace[\$signature__addr ] <= \$signature__data ;
   end
   reg [63:0] _12_;
   always @(posedge clk) begin
-    _12_ <= trace[trace_hword[9:0]];
+    _12_ <= trace[\$signature__addr$239 ];
   end
-  assign \rp__data$244  = _12_;
+  assign trace_r__data = _12_;
   reg [63:0] wmem [1023:0];
   initial begin
     wmem[0] = 64'h0000000000000000;
@@ -14806,255 +14841,160 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     wmem[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$22 [0])
-      wmem[wmem_hword[9:0]][31:0] <= wb__dat_w;
-    if (\$22 [1])
-      wmem[wmem_hword[9:0]][63:32] <= wb__dat_w;
+    if (\$signature__en$255 [0])
+      wmem[\$signature__addr$221 ][31:0] <= wb__dat_w;
+    if (\$signature__en$255 [1])
+      wmem[\$signature__addr$221 ][63:32] <= wb__dat_w;
   end
   reg [63:0] _13_;
   reg [63:0] _14_;
   always @(posedge clk) begin
-    _13_ <= wmem[\wmem_hword$198 [9:0]];
-    _14_ <= wmem[wp__addr];
+    _13_ <= wmem[\port__addr$135 ];
+    _14_ <= wmem[\$signature__addr$221 ];
   end
-  assign \rp__data$238  = _13_;
-  assign macro0__mem_wdata = _14_;
-  assign rpa__addr = \busy$118  ? \rd_addr$120  : ra_addr;
-  assign \$1  = pc + 1'h1;
-  assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign \$3  = trace_n < 11'h400;
-  assign tw__en = retire & \$3 ;
-  assign \$4  = \done$153  | \done$154 ;
-  assign engine_done = \$4  | \done$155 ;
-  assign \$5  = ~ \busy$159 ;
-  assign \$6  = ir[3:0] == 2'h3;
-  assign \$7  = ir[3:0] == 3'h4;
-  assign \$8  = ir[3:0] == 3'h5;
-  assign \$9  = wb__cyc & wb__stb;
-  assign \$10  = ~ wb__ack;
-  assign req = \$9  & \$10 ;
-  assign \$11  = req & wb__we;
-  assign \$12  = wb__sel == 4'hf;
-  assign wr = \$11  & \$12 ;
-  assign \$13  = wb__adr[16:14] == 1'h1;
-  assign \$14  = wr & \$13 ;
-  assign \$15  = ~ busy;
-  assign imem_hwe = \$14  & \$15 ;
-  assign \$16  = 1'h1 << wb__adr[3:0];
-  assign \$17  = imem_hwe ? \$16  : 28'h0000000;
-  assign \$18  = wb__adr[16:14] == 2'h3;
-  assign \$19  = wr & \$18 ;
-  assign \$20  = ~ busy;
-  assign wmem_hwe = \$19  & \$20 ;
-  assign \$21  = 1'h1 << wb__adr[0];
-  assign \$22  = wmem_hwe ? \$21  : 3'h0;
-  assign \$23  = wb__adr[16:14] == 3'h4;
-  assign \$24  = wr & \$23 ;
-  assign \$25  = ~ busy;
-  assign pmem_hwe = \$24  & \$25 ;
-  assign \$26  = 1'h1 << wb__adr[4:0];
-  assign \$27  = pmem_hwe ? \$26  : 55'h00000000000000;
-  assign \$28  = wb__adr[16:14] == 3'h5;
-  assign \$29  = wr & \$28 ;
-  assign \$30  = ~ busy;
-  assign dmem_hwe = \$29  & \$30 ;
-  assign \$31  = 1'h1 << wb__adr[1:0];
-  assign \$32  = dmem_hwe ? \$31  : 6'h00;
-  assign \$33  = wb__adr[16:14] == 2'h2;
-  assign \$34  = wr & \$33 ;
-  assign \$35  = ~ busy;
-  assign host_a = \$34  & \$35 ;
-  assign \$36  = w_en | \w_en$215 ;
-  assign eng_we = \$36  | \w_en$216 ;
-  assign \$37  = \w_en$215  ? \w_addr$219  : \w_addr$218 ;
-  assign eng_addr = w_en ? \w_addr$220  : \$37 ;
-  assign \$38  = \w_en$215  ? { \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166  } : { \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174  };
-  assign eng_data = w_en ? { \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158  } : \$38 ;
-  assign \$39  = host_a ? \amem_hword$210  : { 2'h0, eng_addr };
-  assign \$signature__data$226  = host_a ? { wb__dat_w, wb__dat_w } : eng_data;
-  assign \$40  = 1'h1 << wb__adr[0];
-  assign \$41  = eng_we ? 2'h3 : 2'h0;
-  assign \$42  = host_a ? \$40  : { 1'h0, \$41  };
-  assign \$43  = ! wb__adr[16:14];
-  assign csr_hit = req & \$43 ;
-  assign \$44  = csr_hit & wr;
-  assign \$45  = wb__adr[4:0] == 1'h1;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = \$46  & wb__dat_w[0];
-  assign \$48  = ~ busy;
-  assign \$49  = \$47  & \$48 ;
-  assign \$257  = imem_rsl * 6'h20;
-  assign \$50  = \rp__data$234  >> \$257 ;
-  assign \$260  = amem_rsl * 6'h20;
-  assign \$51  = \rp__data$236  >> \$260 ;
-  assign \$263  = wmem_rsl * 6'h20;
-  assign \$52  = \rp__data$238  >> \$263 ;
-  assign \$266  = pmem_rsl * 6'h20;
-  assign \$53  = \rp__data$240  >> \$266 ;
-  assign \$269  = dmem_rsl * 6'h20;
-  assign \$54  = \rp__data$242  >> \$269 ;
-  assign \$272  = trace_rsl * 6'h20;
-  assign \$55  = \rp__data$244  >> \$272 ;
-  assign \$56  = ! ctrl_state;
-  assign \$57  = ctrl_state == 1'h1;
-  assign \$58  = ctrl_state == 2'h2;
-  assign \$59  = ctrl_state == 2'h3;
-  assign \$60  = ctrl_state == 3'h4;
-  assign \$61  = trace_n + 1'h1;
-  assign \$62  = pc + 1'h1;
-  assign \$63  = ~ retire;
-  assign \$64  = in_exec & \$63 ;
-  assign \$65  = cycles + 1'h1;
-  assign \$66  = | mem_we;
-  assign \$67  = load_cycles + 1'h1;
-  assign \$68  = ~ \busy$159 ;
-  assign \$69  = ~ busy;
-  assign \$70  = \start$230  & \$69 ;
-  assign \$71  = busy & macro0__busy;
-  assign \$72  = busy_c0 + 1'h1;
-  assign \$73  = ~ macro0__busy;
-  assign \$74  = \$154  & \$73 ;
-  assign \$75  = stall_c0 + 1'h1;
-  assign \$76  = wload_c0 + 1'h1;
-  assign \$77  = ~ busy;
-  assign \$78  = \start$230  & \$77 ;
-  assign \$79  = busy & macro1__busy;
-  assign \$80  = busy_c1 + 1'h1;
-  assign \$81  = ~ macro1__busy;
-  assign \$82  = \$155  & \$81 ;
-  assign \$83  = stall_c1 + 1'h1;
-  assign \$84  = wload_c1 + 1'h1;
-  assign \$85  = ~ busy;
-  assign \$86  = \start$230  & \$85 ;
-  assign \$87  = busy & macro2__busy;
-  assign \$88  = busy_c2 + 1'h1;
-  assign \$89  = ~ macro2__busy;
-  assign \$90  = \$156  & \$89 ;
-  assign \$91  = stall_c2 + 1'h1;
-  assign \$92  = wload_c2 + 1'h1;
-  assign \$93  = ~ busy;
-  assign \$94  = \start$230  & \$93 ;
-  assign \$95  = busy & macro3__busy;
-  assign \$96  = busy_c3 + 1'h1;
-  assign \$97  = ~ macro3__busy;
-  assign \$98  = \$157  & \$97 ;
-  assign \$99  = stall_c3 + 1'h1;
-  assign \$100  = wload_c3 + 1'h1;
-  assign \$101  = csr_hit & wr;
-  assign \$102  = wb__adr[4:0] == 3'h4;
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = ~ wb__we;
-  assign \$105  = csr_hit & \$104 ;
-  always @(posedge clk)
-    trace_n <= \$122 ;
-  always @(posedge clk)
-    pc <= \$123 ;
-  always @(posedge clk)
-    pf_valid <= \$124 ;
-  always @(posedge clk)
-    cycles <= \$125 ;
-  always @(posedge clk)
-    load_cycles <= \$126 ;
-  always @(posedge clk)
-    busy <= \$127 ;
-  always @(posedge clk)
-    done <= \$128 ;
-  always @(posedge clk)
-    error <= \$129 ;
-  always @(posedge clk)
-    ctrl_state <= \$130 ;
-  always @(posedge clk)
-    ir <= \$131 ;
-  always @(posedge clk)
-    busy_c0 <= \$132 ;
-  always @(posedge clk)
-    stall_c0 <= \$133 ;
-  always @(posedge clk)
-    wload_c0 <= \$134 ;
-  always @(posedge clk)
-    busy_c1 <= \$135 ;
-  always @(posedge clk)
-    stall_c1 <= \$136 ;
-  always @(posedge clk)
-    wload_c1 <= \$137 ;
-  always @(posedge clk)
-    busy_c2 <= \$138 ;
-  always @(posedge clk)
-    stall_c2 <= \$139 ;
-  always @(posedge clk)
-    wload_c2 <= \$140 ;
-  always @(posedge clk)
-    busy_c3 <= \$141 ;
-  always @(posedge clk)
-    stall_c3 <= \$142 ;
-  always @(posedge clk)
-    wload_c3 <= \$143 ;
-  always @(posedge clk)
-    wb__ack <= \$144 ;
-  always @(posedge clk)
-    r_region <= \$145 ;
-  always @(posedge clk)
-    imem_rsl <= \$146 ;
-  always @(posedge clk)
-    amem_rsl <= \$147 ;
-  always @(posedge clk)
-    wmem_rsl <= \$148 ;
-  always @(posedge clk)
-    pmem_rsl <= \$149 ;
-  always @(posedge clk)
-    dmem_rsl <= \$150 ;
-  always @(posedge clk)
-    trace_rsl <= \$151 ;
-  always @(posedge clk)
-    start_pc <= \$152 ;
-  always @(posedge clk)
-    csr_r <= \$153 ;
-  \default_fabric.ew  ew (
-    .args(ir[260:4]),
+  assign macro0__mem_wdata = _13_;
+  assign wmem_r__data = _14_;
+  assign \port__addr$119  = \busy$120  ? act_rd__addr : a_rd__addr;
+  assign \$1  = | amem_w__en;
+  assign \$2  = \act_w__en$272  ? \act_w__addr$274  : act_w__addr;
+  assign \$3  = act_w__en ? \act_w__addr$275  : \$2 ;
+  assign amem_port__addr = \$1  ? \$signature__addr$215  : \$3 ;
+  assign \$4  = | amem_w__en;
+  assign \$5  = \act_w__en$272  ? { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  } : { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  };
+  assign \$6  = act_w__en ? { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  } : \$5 ;
+  assign amem_port__data = \$4  ? { wb__dat_w, wb__dat_w } : \$6 ;
+  assign \$7  = | amem_w__en;
+  assign \$8  = | { \act_w__en$283 , \act_w__en$272 , act_w__en };
+  assign \$9  = \$8  ? 2'h3 : 2'h0;
+  assign amem_port__en = \$7  ? amem_w__en : \$9 ;
+  \default_fabric.ctrl  ctrl (
+    .busy(busy),
     .clk(clk),
-    .done(\done$155 ),
-    .\port$2130$0 (\$174 ),
-    .\port$2136$0 (\$175 ),
-    .\port$2142$0 (\$176 ),
-    .\port$2148$0 (\$177 ),
-    .\port$2154$0 (\$178 ),
-    .\port$2160$0 (\$179 ),
-    .\port$2166$0 (\$180 ),
-    .\port$2172$0 (\$181 ),
-    .ra_addr(ra_addr),
-    .ra_data(\rd_data$122 ),
-    .rb_addr(rpb__addr),
-    .rb_data(rb_data),
+    .done(done),
+    .engines__ew__done(engines__ew__done),
+    .engines__ew__start(\start$168 ),
+    .engines__mac__args(args),
+    .engines__mac__done(engines__mac__done),
+    .engines__mac__start(start),
+    .engines__pool__done(engines__pool__done),
+    .engines__pool__start(\start$161 ),
+    .entry(\$signature__data ),
+    .error(error),
+    .host__report(ctrl__report),
+    .host__start_pc(host__start_pc),
+    .imem_rd__addr(\port__addr$141 ),
+    .imem_rd__data(\port__data$144 [387:0]),
+    .load__ready(load__ready),
+    .load__valid(cmd__valid),
+    .loader_busy(loader_busy),
+    .macro_we(mem_we),
+    .\port$46$1577 (macro0__busy),
+    .\port$47$1577 (macro1__busy),
+    .\port$48$1577 (macro2__busy),
+    .\port$49$1577 (macro3__busy),
+    .\port$50$0 (\$26 ),
+    .\port$51$0 (\$27 ),
+    .\port$52$0 (\$28 ),
+    .\port$53$0 (\$29 ),
     .rst(rst),
-    .start(\start$162 ),
-    .w_addr(\w_addr$218 ),
-    .w_en(\w_en$216 )
+    .start(host__start),
+    .trace_w__addr(\$signature__addr ),
+    .trace_w__en(\$signature__en )
+  );
+  \default_fabric.ew  ew (
+    .a_rd__addr(a_rd__addr),
+    .a_rd__data(act_rd__data),
+    .act_w__addr(act_w__addr),
+    .act_w__en(\act_w__en$283 ),
+    .args(args[256:0]),
+    .b_rd__addr(\port__addr$129 ),
+    .b_rd__data(b_rd__data),
+    .busy(engines__ew__busy),
+    .clk(clk),
+    .done(engines__ew__done),
+    .\port$1909$0 (\$46 ),
+    .\port$1915$0 (\$47 ),
+    .\port$1921$0 (\$48 ),
+    .\port$1927$0 (\$49 ),
+    .\port$1933$0 (\$50 ),
+    .\port$1939$0 (\$51 ),
+    .\port$1945$0 (\$52 ),
+    .\port$1951$0 (\$53 ),
+    .rst(rst),
+    .start(\start$168 )
+  );
+  \default_fabric.host  host (
+    .amem_r__addr(\$signature__addr$215 ),
+    .amem_r__data(amem_r__data),
+    .amem_w__en(amem_w__en),
+    .clk(clk),
+    .ctrl__report(ctrl__report),
+    .ctrl__start(host__start),
+    .ctrl__start_pc(host__start_pc),
+    .dat(wb__dat_r),
+    .dmem_r__addr(\$signature__addr$233 ),
+    .dmem_r__data(dmem_r__data),
+    .dmem_w__en(\$signature__en$267 ),
+    .imem_r__addr(\$signature__addr$209 ),
+    .imem_r__data(imem_r__data),
+    .imem_w__en(\$signature__en$249 ),
+    .pmem_r__addr(\$signature__addr$227 ),
+    .pmem_r__data(pmem_r__data),
+    .pmem_w__en(\$signature__en$261 ),
+    .rst(rst),
+    .trace_r__addr(\$signature__addr$239 ),
+    .trace_r__data(trace_r__data),
+    .wb__ack(wb__ack),
+    .wb__adr(wb__adr),
+    .wb__cyc(wb__cyc),
+    .wb__dat_w(wb__dat_w),
+    .wb__sel(wb__sel),
+    .wb__stb(wb__stb),
+    .wb__we(wb__we),
+    .wmem_r__addr(\$signature__addr$221 ),
+    .wmem_r__data(wmem_r__data),
+    .wmem_w__en(\$signature__en$255 )
   );
   \default_fabric.loader  loader (
-    .busy(\busy$159 ),
+    .busy(loader_busy),
     .clk(clk),
-    .cmd_ready(cmd_ready),
+    .cmd__ready(load__ready),
     .mem_page(macro0__mem_page),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
     .mem_we(mem_we),
     .rst(rst),
-    .w_addr(wp__addr),
-    .w_data(ir[42:4]),
-    .w_en(cmd_valid)
+    .w_data(args[38:0]),
+    .w_en(cmd__valid),
+    .w_rd__addr(\port__addr$135 )
   );
   \default_fabric.mac  mac (
-    .args(ir[387:4]),
+    .act_rd__0__addr(port__addr),
+    .act_rd__0__en(port__en),
+    .act_rd__1__addr(\port__addr$55 ),
+    .act_rd__1__en(\port__en$59 ),
+    .act_rd__2__addr(\port__addr$79 ),
+    .act_rd__2__en(\port__en$83 ),
+    .act_rd__3__addr(\port__addr$103 ),
+    .act_rd__3__en(\port__en$107 ),
+    .act_rd__data(act_rd__0__data),
+    .\act_rd__data$15 (act_rd__1__data),
+    .\act_rd__data$26 (act_rd__2__data),
+    .\act_rd__data$37 (act_rd__3__data),
+    .act_w__addr(\act_w__addr$275 ),
+    .act_w__en(act_w__en),
+    .args(args),
+    .busy(engines__mac__busy),
     .clk(clk),
-    .desc(dp__data[72:0]),
-    .\desc$386 (\dp__data$64 [72:0]),
-    .\desc$391 (\dp__data$88 [72:0]),
-    .\desc$396 (\dp__data$112 [72:0]),
-    .desc_addr(dp__addr),
-    .\desc_addr$387 (\dp__addr$61 ),
-    .\desc_addr$392 (\dp__addr$85 ),
-    .\desc_addr$397 (\dp__addr$109 ),
-    .finished(\done$153 ),
+    .desc_rd__0__addr(\port__addr$37 ),
+    .desc_rd__1__addr(\port__addr$61 ),
+    .desc_rd__2__addr(\port__addr$85 ),
+    .desc_rd__3__addr(\port__addr$109 ),
+    .desc_rd__data(\port__data$40 [72:0]),
+    .\desc_rd__data$21 (\port__data$64 [72:0]),
+    .\desc_rd__data$32 (\port__data$88 [72:0]),
+    .\desc_rd__data$43 (\port__data$112 [72:0]),
+    .finished(engines__mac__done),
     .op__0__payload(macro0__op__payload),
     .op__0__ready(op__0__ready),
     .op__0__valid(macro0__op__valid),
@@ -15067,32 +15007,20 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__3__payload(macro3__op__payload),
     .op__3__ready(op__3__ready),
     .op__3__valid(macro3__op__valid),
-    .p_addr(pp__addr),
-    .p_data(p_data),
-    .\port$271$0 (\$154 ),
-    .\port$272$0 (\$155 ),
-    .\port$273$0 (\$156 ),
-    .\port$274$0 (\$157 ),
-    .\port$612$0 (\$158 ),
-    .\port$617$0 (\$159 ),
-    .\port$622$0 (\$160 ),
-    .\port$627$0 (\$161 ),
-    .\port$632$0 (\$162 ),
-    .\port$637$0 (\$163 ),
-    .\port$642$0 (\$164 ),
-    .\port$647$0 (\$165 ),
-    .rd_addr(rp__addr),
-    .\rd_addr$388 (\rp__addr$55 ),
-    .\rd_addr$393 (\rp__addr$79 ),
-    .\rd_addr$398 (\rp__addr$103 ),
-    .rd_data(rd_data),
-    .\rd_data$390 (\rd_data$59 ),
-    .\rd_data$395 (\rd_data$83 ),
-    .\rd_data$400 (\rd_data$107 ),
-    .rd_en(rp__en),
-    .\rd_en$389 (\rp__en$57 ),
-    .\rd_en$394 (\rp__en$81 ),
-    .\rd_en$399 (\rp__en$105 ),
+    .param_rd__addr(\port__addr$113 ),
+    .param_rd__data(param_rd__data),
+    .\port$391$0 (\$30 ),
+    .\port$396$0 (\$31 ),
+    .\port$401$0 (\$32 ),
+    .\port$406$0 (\$33 ),
+    .\port$411$0 (\$34 ),
+    .\port$416$0 (\$35 ),
+    .\port$421$0 (\$36 ),
+    .\port$426$0 (\$37 ),
+    .\port$50$0 (\$26 ),
+    .\port$51$0 (\$27 ),
+    .\port$52$0 (\$28 ),
+    .\port$53$0 (\$29 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_valid__2(res_valid__2),
@@ -15102,15 +15030,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .res_y__2(res_y__2),
     .res_y__3(res_y__3),
     .rst(rst),
-    .start(start),
-    .w_addr(\w_addr$220 ),
-    .\w_en$353 (w_en)
+    .start(start)
   );
   default_cim_macro macro0 (
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$106 ),
+    .mem_rdata(\$10 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -15118,9 +15044,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$107 ),
-    .res_pop(\$108 ),
-    .res_total(\$109 ),
+    .res_bits(\$11 ),
+    .res_pop(\$12 ),
+    .res_total(\$13 ),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
     .rst(rst)
@@ -15129,7 +15055,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$110 ),
+    .mem_rdata(\$14 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -15137,9 +15063,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$111 ),
-    .res_pop(\$112 ),
-    .res_total(\$113 ),
+    .res_bits(\$15 ),
+    .res_pop(\$16 ),
+    .res_total(\$17 ),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
     .rst(rst)
@@ -15148,7 +15074,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .busy(macro2__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$114 ),
+    .mem_rdata(\$18 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -15156,9 +15082,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro2__op__payload),
     .op__ready(op__2__ready),
     .op__valid(macro2__op__valid),
-    .res_bits(\$115 ),
-    .res_pop(\$116 ),
-    .res_total(\$117 ),
+    .res_bits(\$19 ),
+    .res_pop(\$20 ),
+    .res_total(\$21 ),
     .res_valid(res_valid__2),
     .res_y(res_y__2),
     .rst(rst)
@@ -15167,7 +15093,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .busy(macro3__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$118 ),
+    .mem_rdata(\$22 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -15175,774 +15101,33 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro3__op__payload),
     .op__ready(op__3__ready),
     .op__valid(macro3__op__valid),
-    .res_bits(\$119 ),
-    .res_pop(\$120 ),
-    .res_total(\$121 ),
+    .res_bits(\$23 ),
+    .res_pop(\$24 ),
+    .res_total(\$25 ),
     .res_valid(res_valid__3),
     .res_y(res_y__3),
     .rst(rst)
   );
   \default_fabric.pool  pool (
-    .args(ir[187:4]),
-    .busy(\busy$118 ),
+    .act_rd__addr(act_rd__addr),
+    .act_rd__data(act_rd__data),
+    .act_w__addr(\act_w__addr$274 ),
+    .act_w__en(\act_w__en$272 ),
+    .args(args[183:0]),
+    .busy(\busy$120 ),
     .clk(clk),
-    .done(\done$154 ),
-    .\port$1788$0 (\$166 ),
-    .\port$1789$0 (\$167 ),
-    .\port$1790$0 (\$168 ),
-    .\port$1791$0 (\$169 ),
-    .\port$1792$0 (\$170 ),
-    .\port$1793$0 (\$171 ),
-    .\port$1794$0 (\$172 ),
-    .\port$1795$0 (\$173 ),
-    .rd_addr(\rd_addr$120 ),
-    .rd_data(\rd_data$122 ),
+    .done(engines__pool__done),
+    .\port$1567$0 (\$38 ),
+    .\port$1568$0 (\$39 ),
+    .\port$1569$0 (\$40 ),
+    .\port$1570$0 (\$41 ),
+    .\port$1571$0 (\$42 ),
+    .\port$1572$0 (\$43 ),
+    .\port$1573$0 (\$44 ),
+    .\port$1574$0 (\$45 ),
     .rst(rst),
-    .start(\start$161 ),
-    .w_addr(\w_addr$219 ),
-    .w_en(\w_en$215 )
+    .start(\start$161 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_exec = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          in_exec = 1'h1;
-      3'h4:
-          in_exec = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    retire = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                retire = 1'h1;
-            4'h1:
-                if (cmd_ready) begin
-                  retire = 1'h1;
-                end
-            4'h2:
-                if (\$5 ) begin
-                  retire = 1'h1;
-                end
-          endcase
-      3'h4:
-          if (engine_done) begin
-            retire = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    cmd_valid = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                cmd_valid = 1'h1;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    start = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                start = \$6 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$161  = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                \start$161  = \$7 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$162  = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                \start$162  = \$8 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$230  = 1'h0;
-    if (\$49 ) begin
-      \start$230  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    wb__dat_r = 32'd0;
-    casez (r_region)
-      3'h0:
-          wb__dat_r = csr_r;
-      3'h1:
-          wb__dat_r = \$50 ;
-      3'h2:
-          wb__dat_r = \$51 ;
-      3'h3:
-          wb__dat_r = \$52 ;
-      3'h4:
-          wb__dat_r = \$53 ;
-      3'h5:
-          wb__dat_r = \$54 ;
-      3'h6:
-          wb__dat_r = \$55 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = trace_n;
-    if (retire) begin
-      \$122  = \$61 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$230 ) begin
-            \$122  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$122  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = pc;
-    if (retire) begin
-      \$123  = \$62 [15:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$230 ) begin
-            \$123  = start_pc;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$123  = pc;
-          endcase
-    endcase
-    if (rst) begin
-      \$123  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = \$64 ;
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = cycles;
-    if (busy) begin
-      \$125  = \$65 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$230 ) begin
-            \$125  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$125  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$126  = load_cycles;
-    if (\$66 ) begin
-      \$126  = \$67 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$230 ) begin
-            \$126  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$126  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = busy;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$230 ) begin
-            \$127  = 1'h1;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                \$127  = 1'h0;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$127  = 1'h0;
-          endcase
-    endcase
-    if (rst) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = done;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$230 ) begin
-            \$128  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$128  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$129  = error;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$230 ) begin
-            \$129  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$129  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$129  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = ctrl_state;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$230 ) begin
-            \$130  = 3'h1;
-          end
-      3'h1:
-          \$130  = 3'h2;
-      3'h2:
-          \$130  = 3'h3;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                \$130  = 3'h0;
-            4'h1:
-                if (cmd_ready) begin
-                  (* full_case = 32'd1 *)
-                  if (pf_valid) begin
-                    \$130  = 3'h3;
-                  end else begin
-                    \$130  = 3'h2;
-                  end
-                end
-            4'h2:
-                if (\$68 ) begin
-                  (* full_case = 32'd1 *)
-                  if (pf_valid) begin
-                    \$130  = 3'h3;
-                  end else begin
-                    \$130  = 3'h2;
-                  end
-                end
-            4'h3, 4'h4, 4'h5:
-                \$130  = 3'h4;
-            default:
-                \$130  = 3'h0;
-          endcase
-      3'h4:
-          if (engine_done) begin
-            (* full_case = 32'd1 *)
-            if (pf_valid) begin
-              \$130  = 3'h3;
-            end else begin
-              \$130  = 3'h2;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$130  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = ir;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$131  = fp__data[387:0];
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                if (cmd_ready) begin
-                  if (pf_valid) begin
-                    \$131  = fp__data[387:0];
-                  end
-                end
-            4'h2:
-                if (\$68 ) begin
-                  if (pf_valid) begin
-                    \$131  = fp__data[387:0];
-                  end
-                end
-          endcase
-      3'h4:
-          if (engine_done) begin
-            if (pf_valid) begin
-              \$131  = fp__data[387:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$131  = 388'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$132  = busy_c0;
-    (* full_case = 32'd1 *)
-    if (\$70 ) begin
-      \$132  = 32'd0;
-    end else begin
-      if (\$71 ) begin
-        \$132  = \$72 [31:0];
-      end
-    end
-    if (rst) begin
-      \$132  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = stall_c0;
-    (* full_case = 32'd1 *)
-    if (\$70 ) begin
-      \$133  = 32'd0;
-    end else begin
-      if (\$74 ) begin
-        \$133  = \$75 [31:0];
-      end
-    end
-    if (rst) begin
-      \$133  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = wload_c0;
-    (* full_case = 32'd1 *)
-    if (\$70 ) begin
-      \$134  = 32'd0;
-    end else begin
-      if (mem_we[0]) begin
-        \$134  = \$76 [31:0];
-      end
-    end
-    if (rst) begin
-      \$134  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$135  = busy_c1;
-    (* full_case = 32'd1 *)
-    if (\$78 ) begin
-      \$135  = 32'd0;
-    end else begin
-      if (\$79 ) begin
-        \$135  = \$80 [31:0];
-      end
-    end
-    if (rst) begin
-      \$135  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = stall_c1;
-    (* full_case = 32'd1 *)
-    if (\$78 ) begin
-      \$136  = 32'd0;
-    end else begin
-      if (\$82 ) begin
-        \$136  = \$83 [31:0];
-      end
-    end
-    if (rst) begin
-      \$136  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = wload_c1;
-    (* full_case = 32'd1 *)
-    if (\$78 ) begin
-      \$137  = 32'd0;
-    end else begin
-      if (mem_we[1]) begin
-        \$137  = \$84 [31:0];
-      end
-    end
-    if (rst) begin
-      \$137  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = busy_c2;
-    (* full_case = 32'd1 *)
-    if (\$86 ) begin
-      \$138  = 32'd0;
-    end else begin
-      if (\$87 ) begin
-        \$138  = \$88 [31:0];
-      end
-    end
-    if (rst) begin
-      \$138  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = stall_c2;
-    (* full_case = 32'd1 *)
-    if (\$86 ) begin
-      \$139  = 32'd0;
-    end else begin
-      if (\$90 ) begin
-        \$139  = \$91 [31:0];
-      end
-    end
-    if (rst) begin
-      \$139  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = wload_c2;
-    (* full_case = 32'd1 *)
-    if (\$86 ) begin
-      \$140  = 32'd0;
-    end else begin
-      if (mem_we[2]) begin
-        \$140  = \$92 [31:0];
-      end
-    end
-    if (rst) begin
-      \$140  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = busy_c3;
-    (* full_case = 32'd1 *)
-    if (\$94 ) begin
-      \$141  = 32'd0;
-    end else begin
-      if (\$95 ) begin
-        \$141  = \$96 [31:0];
-      end
-    end
-    if (rst) begin
-      \$141  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$142  = stall_c3;
-    (* full_case = 32'd1 *)
-    if (\$94 ) begin
-      \$142  = 32'd0;
-    end else begin
-      if (\$98 ) begin
-        \$142  = \$99 [31:0];
-      end
-    end
-    if (rst) begin
-      \$142  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = wload_c3;
-    (* full_case = 32'd1 *)
-    if (\$94 ) begin
-      \$143  = 32'd0;
-    end else begin
-      if (mem_we[3]) begin
-        \$143  = \$100 [31:0];
-      end
-    end
-    if (rst) begin
-      \$143  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = req;
-    if (rst) begin
-      \$144  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = r_region;
-    if (req) begin
-      \$145  = wb__adr[16:14];
-    end
-    if (rst) begin
-      \$145  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = imem_rsl;
-    if (req) begin
-      \$146  = wb__adr[3:0];
-    end
-    if (rst) begin
-      \$146  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = amem_rsl;
-    if (req) begin
-      \$147  = wb__adr[0];
-    end
-    if (rst) begin
-      \$147  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = wmem_rsl;
-    if (req) begin
-      \$148  = wb__adr[0];
-    end
-    if (rst) begin
-      \$148  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = pmem_rsl;
-    if (req) begin
-      \$149  = wb__adr[4:0];
-    end
-    if (rst) begin
-      \$149  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = dmem_rsl;
-    if (req) begin
-      \$150  = wb__adr[1:0];
-    end
-    if (rst) begin
-      \$150  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = trace_rsl;
-    if (req) begin
-      \$151  = wb__adr[0];
-    end
-    if (rst) begin
-      \$151  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = start_pc;
-    if (\$103 ) begin
-      \$152  = wb__dat_w[15:0];
-    end
-    if (rst) begin
-      \$152  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = csr_r;
-    if (\$105 ) begin
-      (* full_case = 32'd1 *)
-      casez (wb__adr[4:0])
-        5'h00:
-            \$153  = 32'd1128877382;
-        5'h02:
-            \$153  = { 28'h0000000, \busy$159 , error, done, busy };
-        5'h03:
-            \$153  = { 16'h0000, pc };
-        5'h04:
-            \$153  = { 16'h0000, start_pc };
-        5'h05:
-            \$153  = cycles;
-        5'h06:
-            \$153  = load_cycles;
-        5'h07:
-            \$153  = trace_n;
-        5'h08:
-            \$153  = { 28'h0000000, ir[3:0] };
-        5'h09:
-            \$153  = 32'd8;
-        5'h0a:
-            \$153  = 32'd4;
-        5'h10:
-            \$153  = busy_c0;
-        5'h11:
-            \$153  = stall_c0;
-        5'h12:
-            \$153  = wload_c0;
-        5'h14:
-            \$153  = busy_c1;
-        5'h15:
-            \$153  = stall_c1;
-        5'h16:
-            \$153  = wload_c1;
-        5'h18:
-            \$153  = busy_c2;
-        5'h19:
-            \$153  = stall_c2;
-        5'h1a:
-            \$153  = wload_c2;
-        5'h1c:
-            \$153  = busy_c3;
-        5'h1d:
-            \$153  = stall_c3;
-        5'h1e:
-            \$153  = wload_c3;
-        default:
-            \$153  = 32'd0;
-      endcase
-    end
-    if (rst) begin
-      \$153  = 32'd0;
-    end
-  end
   assign op__0__payload = macro0__op__payload;
   assign macro0__op__ready = op__0__ready;
   assign op__0__valid = macro0__op__valid;
@@ -15952,11 +15137,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign mem_page = macro0__mem_page;
   assign mem_row = macro0__mem_row;
   assign mem_wdata = macro0__mem_wdata;
-  assign rd_addr = rp__addr;
-  assign rd_en = rp__en;
-  assign rp__data = rd_data;
-  assign desc_addr = dp__addr;
-  assign desc = dp__data[72:0];
+  assign act_rd__0__addr = port__addr;
+  assign port__data = act_rd__0__data;
+  assign act_rd__0__en = port__en;
+  assign desc_rd__0__addr = \port__addr$37 ;
+  assign desc_rd__0__data = \port__data$40 [72:0];
   assign op__1__payload = macro1__op__payload;
   assign macro1__op__ready = op__1__ready;
   assign op__1__valid = macro1__op__valid;
@@ -15966,11 +15151,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign \rd_addr$56  = \rp__addr$55 ;
-  assign \rd_en$58  = \rp__en$57 ;
-  assign \rp__data$60  = \rd_data$59 ;
-  assign \desc_addr$62  = \dp__addr$61 ;
-  assign \desc$63  = \dp__data$64 [72:0];
+  assign act_rd__1__addr = \port__addr$55 ;
+  assign \port__data$58  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$59 ;
+  assign desc_rd__1__addr = \port__addr$61 ;
+  assign desc_rd__1__data = \port__data$64 [72:0];
   assign op__2__payload = macro2__op__payload;
   assign macro2__op__ready = op__2__ready;
   assign op__2__valid = macro2__op__valid;
@@ -15980,11 +15165,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign macro2__mem_page = macro0__mem_page;
   assign macro2__mem_row = macro0__mem_row;
   assign macro2__mem_wdata = macro0__mem_wdata;
-  assign \rd_addr$80  = \rp__addr$79 ;
-  assign \rd_en$82  = \rp__en$81 ;
-  assign \rp__data$84  = \rd_data$83 ;
-  assign \desc_addr$86  = \dp__addr$85 ;
-  assign \desc$87  = \dp__data$88 [72:0];
+  assign act_rd__2__addr = \port__addr$79 ;
+  assign \port__data$82  = act_rd__2__data;
+  assign act_rd__2__en = \port__en$83 ;
+  assign desc_rd__2__addr = \port__addr$85 ;
+  assign desc_rd__2__data = \port__data$88 [72:0];
   assign op__3__payload = macro3__op__payload;
   assign macro3__op__ready = op__3__ready;
   assign op__3__valid = macro3__op__valid;
@@ -15994,72 +15179,121 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign macro3__mem_page = macro0__mem_page;
   assign macro3__mem_row = macro0__mem_row;
   assign macro3__mem_wdata = macro0__mem_wdata;
-  assign \rd_addr$104  = \rp__addr$103 ;
-  assign \rd_en$106  = \rp__en$105 ;
-  assign \rp__data$108  = \rd_data$107 ;
-  assign \desc_addr$110  = \dp__addr$109 ;
-  assign \desc$111  = \dp__data$112 [72:0];
-  assign p_addr = pp__addr;
-  assign pp__data = p_data;
-  assign rpa__en = 1'h1;
-  assign rpa__data = \rd_data$122 ;
-  assign ra_data = \rd_data$122 ;
-  assign rb_addr = rpb__addr;
-  assign rpb__en = 1'h1;
-  assign rpb__data = rb_data;
-  assign w_addr = wp__addr;
-  assign w_data = macro0__mem_wdata;
-  assign wp__data = macro0__mem_wdata;
-  assign fp__addr = \$2 [9:0];
-  assign args = ir[387:4];
-  assign \args$139  = ir[187:4];
-  assign \args$140  = ir[260:4];
-  assign cmd = ir[42:4];
-  assign tw__addr = trace_n[9:0];
-  assign tw__data = entry;
-  assign running = busy;
-  assign \done$150  = done;
-  assign \error$151  = error;
-  assign ack = wb__ack;
-  assign region = wb__adr[16:14];
-  assign off = wb__adr[13:0];
-  assign imem_hslice = wb__adr[3:0];
-  assign \$signature__addr  = imem_hword[9:0];
-  assign \$signature__data  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en  = \$17 [12:0];
-  assign wmem_hslice = wb__adr[0];
-  assign \$signature__addr$177  = wmem_hword[9:0];
-  assign \$signature__data$178  = { wb__dat_w, wb__dat_w };
-  assign \$signature__en$179  = \$22 [1:0];
-  assign pmem_hslice = wb__adr[4:0];
-  assign \$signature__addr$183  = pmem_hword[5:0];
-  assign \$signature__data$184  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$185  = \$27 [23:0];
-  assign dmem_hslice = wb__adr[1:0];
-  assign \$signature__addr$189  = dmem_hword[5:0];
-  assign \$signature__data$190  = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$191  = \$32 [2:0];
-  assign \imem_hslice$193  = wb__adr[3:0];
-  assign \rp__addr$194  = \imem_hword$192 [9:0];
-  assign amem_hslice = wb__adr[0];
-  assign \rp__addr$197  = amem_hword[11:0];
-  assign \wmem_hslice$199  = wb__adr[0];
-  assign \rp__addr$200  = \wmem_hword$198 [9:0];
-  assign \pmem_hslice$202  = wb__adr[4:0];
-  assign \rp__addr$203  = \pmem_hword$201 [5:0];
-  assign \dmem_hslice$205  = wb__adr[1:0];
-  assign \rp__addr$206  = \dmem_hword$204 [5:0];
-  assign trace_hslice = wb__adr[0];
-  assign \rp__addr$209  = trace_hword[9:0];
-  assign \amem_hslice$211  = wb__adr[0];
-  assign \w_data$222  = { \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174  };
-  assign \w_data$223  = { \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166  };
-  assign \w_data$224  = { \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158  };
-  assign \$signature__addr$225  = \$39 [11:0];
-  assign \$signature__en$227  = \$42 [1:0];
-  assign csr_idx = wb__adr[4:0];
-  assign dat = wb__dat_r;
-  assign unit_en = { \$157 , \$156 , \$155 , \$154  };
+  assign act_rd__3__addr = \port__addr$103 ;
+  assign \port__data$106  = act_rd__3__data;
+  assign act_rd__3__en = \port__en$107 ;
+  assign desc_rd__3__addr = \port__addr$109 ;
+  assign desc_rd__3__data = \port__data$112 [72:0];
+  assign param_rd__addr = \port__addr$113 ;
+  assign \port__data$116  = param_rd__data;
+  assign \port__en$117  = 1'h1;
+  assign param_rd__en = 1'h1;
+  assign a_rd__en = 1'h1;
+  assign act_rd__en = 1'h1;
+  assign \port__data$127  = act_rd__data;
+  assign a_rd__data = act_rd__data;
+  assign b_rd__addr = \port__addr$129 ;
+  assign \port__en$131  = 1'h1;
+  assign b_rd__en = 1'h1;
+  assign \port__data$134  = b_rd__data;
+  assign w_rd__addr = \port__addr$135 ;
+  assign w_rd__data = macro0__mem_wdata;
+  assign \port__data$138  = macro0__mem_wdata;
+  assign \port__en$139  = 1'h1;
+  assign w_rd__en = 1'h1;
+  assign imem_rd__addr = \port__addr$141 ;
+  assign imem_rd__data = \port__data$144 [387:0];
+  assign \port__en$145  = 1'h1;
+  assign imem_rd__en = 1'h1;
+  assign trace_w__addr = \$signature__addr ;
+  assign trace_w__data = \$signature__data ;
+  assign trace_w__en = \$signature__en ;
+  assign engines__mac__start = start;
+  assign engines__mac__args = args;
+  assign \busy$158  = engines__mac__busy;
+  assign \done$160  = engines__mac__done;
+  assign engines__pool__start = \start$161 ;
+  assign \args$163  = args[183:0];
+  assign engines__pool__args = args[183:0];
+  assign engines__pool__busy = \busy$120 ;
+  assign \done$167  = engines__pool__done;
+  assign engines__ew__start = \start$168 ;
+  assign \args$170  = args[256:0];
+  assign engines__ew__args = args[256:0];
+  assign \busy$173  = engines__ew__busy;
+  assign \done$175  = engines__ew__done;
+  assign cmd__payload = args[38:0];
+  assign load__payload = args[38:0];
+  assign cmd__ready = load__ready;
+  assign load__valid = cmd__valid;
+  assign \busy$183  = loader_busy;
+  assign macro_we = mem_we;
+  assign unit_en = { \$29 , \$28 , \$27 , \$26  };
+  assign \unit_en$186  = { \$29 , \$28 , \$27 , \$26  };
+  assign macro_busy = { macro3__busy, macro2__busy, macro1__busy, macro0__busy };
+  assign host__report = ctrl__report;
+  assign ctrl__start = host__start;
+  assign ctrl__start_pc = host__start_pc;
+  assign \busy$198  = busy;
+  assign \done$199  = done;
+  assign \error$200  = error;
+  assign \wb__ack$201  = wb__ack;
+  assign \wb__adr$202  = wb__adr;
+  assign \wb__cyc$203  = wb__cyc;
+  assign \wb__dat_r$204  = wb__dat_r;
+  assign \wb__dat_w$205  = wb__dat_w;
+  assign \wb__sel$206  = wb__sel;
+  assign \wb__stb$207  = wb__stb;
+  assign \wb__we$208  = wb__we;
+  assign imem_r__addr = \$signature__addr$209 ;
+  assign \$signature__data$212  = imem_r__data;
+  assign \$signature__en$213  = 1'h1;
+  assign imem_r__en = 1'h1;
+  assign amem_r__addr = \$signature__addr$215 ;
+  assign \$signature__data$218  = amem_r__data;
+  assign \$signature__en$219  = 1'h1;
+  assign amem_r__en = 1'h1;
+  assign wmem_r__addr = \$signature__addr$221 ;
+  assign \$signature__data$224  = wmem_r__data;
+  assign \$signature__en$225  = 1'h1;
+  assign wmem_r__en = 1'h1;
+  assign pmem_r__addr = \$signature__addr$227 ;
+  assign \$signature__data$230  = pmem_r__data;
+  assign \$signature__en$231  = 1'h1;
+  assign pmem_r__en = 1'h1;
+  assign dmem_r__addr = \$signature__addr$233 ;
+  assign \$signature__data$236  = dmem_r__data;
+  assign \$signature__en$237  = 1'h1;
+  assign dmem_r__en = 1'h1;
+  assign trace_r__addr = \$signature__addr$239 ;
+  assign \$signature__data$242  = trace_r__data;
+  assign \$signature__en$243  = 1'h1;
+  assign trace_r__en = 1'h1;
+  assign \$signature__addr$245  = \$signature__addr$209 ;
+  assign imem_w__addr = \$signature__addr$209 ;
+  assign \$signature__data$247  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$249 ;
+  assign \$signature__addr$251  = \$signature__addr$221 ;
+  assign wmem_w__addr = \$signature__addr$221 ;
+  assign \$signature__data$253  = { wb__dat_w, wb__dat_w };
+  assign wmem_w__data = { wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$255 ;
+  assign \$signature__addr$257  = \$signature__addr$227 ;
+  assign pmem_w__addr = \$signature__addr$227 ;
+  assign \$signature__data$259  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$261 ;
+  assign \$signature__addr$263  = \$signature__addr$233 ;
+  assign dmem_w__addr = \$signature__addr$233 ;
+  assign \$signature__data$265  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign dmem_w__en = \$signature__en$267 ;
+  assign amem_w__addr = \$signature__addr$215 ;
+  assign act_w__data = { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  };
+  assign \act_w__data$279  = { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  };
+  assign \act_w__data$280  = { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  };
+  assign amem_w__data = { wb__dat_w, wb__dat_w };
   assign \macro0__op__payload.mode  = macro0__op__payload[0];
   assign \macro0__op__payload.page  = macro0__op__payload[3:1];
   assign \macro0__op__payload.row  = macro0__op__payload[9:4];
@@ -16338,13 +15572,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro0__res_y[61]  = res_y__0[1363:1342];
   assign \macro0__res_y[62]  = res_y__0[1385:1364];
   assign \macro0__res_y[63]  = res_y__0[1407:1386];
-  assign \desc.ky0  = dp__data[7:0];
-  assign \desc.kx0  = dp__data[15:8];
-  assign \desc.dy0  = dp__data[27:16];
-  assign \desc.dx0  = dp__data[39:28];
-  assign \desc.c0  = dp__data[51:40];
-  assign \desc.elems  = dp__data[58:52];
-  assign \desc.off0  = dp__data[72:59];
+  assign \desc_rd__0__data.ky0  = \port__data$40 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$40 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$40 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$40 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$40 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$40 [58:52];
+  assign \desc_rd__0__data.off0  = \port__data$40 [72:59];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[3:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:4];
@@ -16623,13 +15857,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro1__res_y[61]  = res_y__1[1363:1342];
   assign \macro1__res_y[62]  = res_y__1[1385:1364];
   assign \macro1__res_y[63]  = res_y__1[1407:1386];
-  assign \desc$63.ky0  = \dp__data$64 [7:0];
-  assign \desc$63.kx0  = \dp__data$64 [15:8];
-  assign \desc$63.dy0  = \dp__data$64 [27:16];
-  assign \desc$63.dx0  = \dp__data$64 [39:28];
-  assign \desc$63.c0  = \dp__data$64 [51:40];
-  assign \desc$63.elems  = \dp__data$64 [58:52];
-  assign \desc$63.off0  = \dp__data$64 [72:59];
+  assign \desc_rd__1__data.ky0  = \port__data$64 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$64 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$64 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$64 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$64 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$64 [58:52];
+  assign \desc_rd__1__data.off0  = \port__data$64 [72:59];
   assign \macro2__op__payload.mode  = macro2__op__payload[0];
   assign \macro2__op__payload.page  = macro2__op__payload[3:1];
   assign \macro2__op__payload.row  = macro2__op__payload[9:4];
@@ -16908,13 +16142,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro2__res_y[61]  = res_y__2[1363:1342];
   assign \macro2__res_y[62]  = res_y__2[1385:1364];
   assign \macro2__res_y[63]  = res_y__2[1407:1386];
-  assign \desc$87.ky0  = \dp__data$88 [7:0];
-  assign \desc$87.kx0  = \dp__data$88 [15:8];
-  assign \desc$87.dy0  = \dp__data$88 [27:16];
-  assign \desc$87.dx0  = \dp__data$88 [39:28];
-  assign \desc$87.c0  = \dp__data$88 [51:40];
-  assign \desc$87.elems  = \dp__data$88 [58:52];
-  assign \desc$87.off0  = \dp__data$88 [72:59];
+  assign \desc_rd__2__data.ky0  = \port__data$88 [7:0];
+  assign \desc_rd__2__data.kx0  = \port__data$88 [15:8];
+  assign \desc_rd__2__data.dy0  = \port__data$88 [27:16];
+  assign \desc_rd__2__data.dx0  = \port__data$88 [39:28];
+  assign \desc_rd__2__data.c0  = \port__data$88 [51:40];
+  assign \desc_rd__2__data.elems  = \port__data$88 [58:52];
+  assign \desc_rd__2__data.off0  = \port__data$88 [72:59];
   assign \macro3__op__payload.mode  = macro3__op__payload[0];
   assign \macro3__op__payload.page  = macro3__op__payload[3:1];
   assign \macro3__op__payload.row  = macro3__op__payload[9:4];
@@ -17193,103 +16427,1604 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro3__res_y[61]  = res_y__3[1363:1342];
   assign \macro3__res_y[62]  = res_y__3[1385:1364];
   assign \macro3__res_y[63]  = res_y__3[1407:1386];
-  assign \desc$111.ky0  = \dp__data$112 [7:0];
-  assign \desc$111.kx0  = \dp__data$112 [15:8];
-  assign \desc$111.dy0  = \dp__data$112 [27:16];
-  assign \desc$111.dx0  = \dp__data$112 [39:28];
-  assign \desc$111.c0  = \dp__data$112 [51:40];
-  assign \desc$111.elems  = \dp__data$112 [58:52];
-  assign \desc$111.off0  = \dp__data$112 [72:59];
-  assign \p_data[0]  = p_data[95:0];
-  assign \p_data[0].bias  = p_data[31:0];
-  assign \p_data[0].mult  = p_data[63:32];
-  assign \p_data[0].shift  = p_data[71:64];
-  assign \p_data[0]._pad  = p_data[95:72];
-  assign \p_data[1]  = p_data[191:96];
-  assign \p_data[1].bias  = p_data[127:96];
-  assign \p_data[1].mult  = p_data[159:128];
-  assign \p_data[1].shift  = p_data[167:160];
-  assign \p_data[1]._pad  = p_data[191:168];
-  assign \p_data[2]  = p_data[287:192];
-  assign \p_data[2].bias  = p_data[223:192];
-  assign \p_data[2].mult  = p_data[255:224];
-  assign \p_data[2].shift  = p_data[263:256];
-  assign \p_data[2]._pad  = p_data[287:264];
-  assign \p_data[3]  = p_data[383:288];
-  assign \p_data[3].bias  = p_data[319:288];
-  assign \p_data[3].mult  = p_data[351:320];
-  assign \p_data[3].shift  = p_data[359:352];
-  assign \p_data[3]._pad  = p_data[383:360];
-  assign \p_data[4]  = p_data[479:384];
-  assign \p_data[4].bias  = p_data[415:384];
-  assign \p_data[4].mult  = p_data[447:416];
-  assign \p_data[4].shift  = p_data[455:448];
-  assign \p_data[4]._pad  = p_data[479:456];
-  assign \p_data[5]  = p_data[575:480];
-  assign \p_data[5].bias  = p_data[511:480];
-  assign \p_data[5].mult  = p_data[543:512];
-  assign \p_data[5].shift  = p_data[551:544];
-  assign \p_data[5]._pad  = p_data[575:552];
-  assign \p_data[6]  = p_data[671:576];
-  assign \p_data[6].bias  = p_data[607:576];
-  assign \p_data[6].mult  = p_data[639:608];
-  assign \p_data[6].shift  = p_data[647:640];
-  assign \p_data[6]._pad  = p_data[671:648];
-  assign \p_data[7]  = p_data[767:672];
-  assign \p_data[7].bias  = p_data[703:672];
-  assign \p_data[7].mult  = p_data[735:704];
-  assign \p_data[7].shift  = p_data[743:736];
-  assign \p_data[7]._pad  = p_data[767:744];
-  assign \args.in_h  = ir[11:4];
-  assign \args.in_w  = ir[19:12];
-  assign \args.in_cw  = ir[27:20];
-  assign \args.cin  = ir[39:28];
-  assign \args.kh  = ir[47:40];
-  assign \args.kw  = ir[55:48];
-  assign \args.dh  = ir[59:56];
-  assign \args.dw  = ir[63:60];
-  assign \args.sh  = ir[67:64];
-  assign \args.sw  = ir[71:68];
-  assign \args.pt  = ir[75:72];
-  assign \args.pl  = ir[79:76];
-  assign \args.ow  = ir[87:80];
-  assign \args.oh  = ir[95:88];
-  assign \args.npos  = ir[111:96];
-  assign \args.pos0  = ir[125:112];
-  assign \args.kx_inc  = ir[139:126];
-  assign \args.ky_inc  = ir[153:140];
-  assign \args.pos_ux  = ir[167:154];
-  assign \args.pos_wrap  = ir[181:168];
-  assign \args.pos_bstep  = ir[195:182];
-  assign \args.bq  = ir[203:196];
-  assign \args.br  = ir[211:204];
-  assign \args.img_delta  = ir[225:212];
-  assign \args.img_bstep  = ir[239:226];
-  assign \args.desc_base  = ir[245:240];
-  assign \args.kt  = ir[253:246];
-  assign \args.nt  = ir[261:254];
-  assign \args.kr  = ir[269:262];
-  assign \args.nr  = ir[277:270];
-  assign \args.b  = ir[284:278];
-  assign \args.ki  = ir[291:285];
-  assign \args.no  = ir[298:292];
-  assign \args.groups  = ir[306:299];
-  assign \args.role_base  = ir[312:307];
-  assign \args.page_base  = ir[315:313];
-  assign \args.out_base  = ir[327:316];
-  assign \args.out_cw  = ir[335:328];
-  assign \args.param_base  = ir[341:336];
-  assign \args.zp_in  = ir[349:342];
-  assign \args.zp_out  = ir[359:350];
-  assign \args.act_min  = ir[369:360];
-  assign \args.act_max  = ir[379:370];
-  assign \args.ab_m1  = ir[382:380];
-  assign \args.wb_log2  = ir[384:383];
-  assign \args.x_signed  = ir[385];
-  assign \args.w_signed  = ir[386];
-  assign \args.rowpack  = ir[387];
+  assign \desc_rd__3__data.ky0  = \port__data$112 [7:0];
+  assign \desc_rd__3__data.kx0  = \port__data$112 [15:8];
+  assign \desc_rd__3__data.dy0  = \port__data$112 [27:16];
+  assign \desc_rd__3__data.dx0  = \port__data$112 [39:28];
+  assign \desc_rd__3__data.c0  = \port__data$112 [51:40];
+  assign \desc_rd__3__data.elems  = \port__data$112 [58:52];
+  assign \desc_rd__3__data.off0  = \port__data$112 [72:59];
+  assign \param_rd__data[0]  = param_rd__data[95:0];
+  assign \param_rd__data[0].bias  = param_rd__data[31:0];
+  assign \param_rd__data[0].mult  = param_rd__data[63:32];
+  assign \param_rd__data[0].shift  = param_rd__data[71:64];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[1]  = param_rd__data[191:96];
+  assign \param_rd__data[1].bias  = param_rd__data[127:96];
+  assign \param_rd__data[1].mult  = param_rd__data[159:128];
+  assign \param_rd__data[1].shift  = param_rd__data[167:160];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
+  assign \param_rd__data[2]  = param_rd__data[287:192];
+  assign \param_rd__data[2].bias  = param_rd__data[223:192];
+  assign \param_rd__data[2].mult  = param_rd__data[255:224];
+  assign \param_rd__data[2].shift  = param_rd__data[263:256];
+  assign \param_rd__data[2]._pad  = param_rd__data[287:264];
+  assign \param_rd__data[3]  = param_rd__data[383:288];
+  assign \param_rd__data[3].bias  = param_rd__data[319:288];
+  assign \param_rd__data[3].mult  = param_rd__data[351:320];
+  assign \param_rd__data[3].shift  = param_rd__data[359:352];
+  assign \param_rd__data[3]._pad  = param_rd__data[383:360];
+  assign \param_rd__data[4]  = param_rd__data[479:384];
+  assign \param_rd__data[4].bias  = param_rd__data[415:384];
+  assign \param_rd__data[4].mult  = param_rd__data[447:416];
+  assign \param_rd__data[4].shift  = param_rd__data[455:448];
+  assign \param_rd__data[4]._pad  = param_rd__data[479:456];
+  assign \param_rd__data[5]  = param_rd__data[575:480];
+  assign \param_rd__data[5].bias  = param_rd__data[511:480];
+  assign \param_rd__data[5].mult  = param_rd__data[543:512];
+  assign \param_rd__data[5].shift  = param_rd__data[551:544];
+  assign \param_rd__data[5]._pad  = param_rd__data[575:552];
+  assign \param_rd__data[6]  = param_rd__data[671:576];
+  assign \param_rd__data[6].bias  = param_rd__data[607:576];
+  assign \param_rd__data[6].mult  = param_rd__data[639:608];
+  assign \param_rd__data[6].shift  = param_rd__data[647:640];
+  assign \param_rd__data[6]._pad  = param_rd__data[671:648];
+  assign \param_rd__data[7]  = param_rd__data[767:672];
+  assign \param_rd__data[7].bias  = param_rd__data[703:672];
+  assign \param_rd__data[7].mult  = param_rd__data[735:704];
+  assign \param_rd__data[7].shift  = param_rd__data[743:736];
+  assign \param_rd__data[7]._pad  = param_rd__data[767:744];
+  assign \imem_rd__data.op  = \port__data$144 [3:0];
+  assign \imem_rd__data.args  = \port__data$144 [387:4];
+  assign \imem_rd__data.args.load  = \port__data$144 [42:4];
+  assign \imem_rd__data.args.load.src  = \port__data$144 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$144 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$144 [33:30];
+  assign \imem_rd__data.args.load.page  = \port__data$144 [36:34];
+  assign \imem_rd__data.args.load.row0  = \port__data$144 [42:37];
+  assign \imem_rd__data.args.mac  = \port__data$144 [387:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$144 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$144 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$144 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$144 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$144 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$144 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$144 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$144 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$144 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$144 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$144 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$144 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$144 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$144 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$144 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$144 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$144 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$144 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$144 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$144 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$144 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$144 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$144 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$144 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$144 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$144 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$144 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$144 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$144 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$144 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$144 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$144 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$144 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$144 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$144 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$144 [315:313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$144 [327:316];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$144 [335:328];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$144 [341:336];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$144 [349:342];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$144 [359:350];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$144 [369:360];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$144 [379:370];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$144 [382:380];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$144 [384:383];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$144 [385];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$144 [386];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$144 [387];
+  assign \imem_rd__data.args.pool  = \port__data$144 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$144 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$144 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$144 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$144 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$144 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$144 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$144 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$144 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$144 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$144 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$144 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$144 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$144 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$144 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$144 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$144 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$144 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$144 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$144 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$144 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$144 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$144 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$144 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$144 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$144 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$144 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$144 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$144 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$144 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$144 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$144 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$144 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$144 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$144 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$144 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$144 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$144 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$144 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$144 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$144 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$144 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$144 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$144 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$144 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$144 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$144 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$144 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$144 [260:251];
+  assign \trace_w__data.cycle  = \$signature__data [31:0];
+  assign \trace_w__data.pc  = \$signature__data [47:32];
+  assign \trace_w__data.op  = \$signature__data [51:48];
+  assign \trace_w__data._pad  = \$signature__data [63:52];
+  assign \args.in_h  = args[7:0];
+  assign \args.in_w  = args[15:8];
+  assign \args.in_cw  = args[23:16];
+  assign \args.cin  = args[35:24];
+  assign \args.kh  = args[43:36];
+  assign \args.kw  = args[51:44];
+  assign \args.dh  = args[55:52];
+  assign \args.dw  = args[59:56];
+  assign \args.sh  = args[63:60];
+  assign \args.sw  = args[67:64];
+  assign \args.pt  = args[71:68];
+  assign \args.pl  = args[75:72];
+  assign \args.ow  = args[83:76];
+  assign \args.oh  = args[91:84];
+  assign \args.npos  = args[107:92];
+  assign \args.pos0  = args[121:108];
+  assign \args.kx_inc  = args[135:122];
+  assign \args.ky_inc  = args[149:136];
+  assign \args.pos_ux  = args[163:150];
+  assign \args.pos_wrap  = args[177:164];
+  assign \args.pos_bstep  = args[191:178];
+  assign \args.bq  = args[199:192];
+  assign \args.br  = args[207:200];
+  assign \args.img_delta  = args[221:208];
+  assign \args.img_bstep  = args[235:222];
+  assign \args.desc_base  = args[241:236];
+  assign \args.kt  = args[249:242];
+  assign \args.nt  = args[257:250];
+  assign \args.kr  = args[265:258];
+  assign \args.nr  = args[273:266];
+  assign \args.b  = args[280:274];
+  assign \args.ki  = args[287:281];
+  assign \args.no  = args[294:288];
+  assign \args.groups  = args[302:295];
+  assign \args.role_base  = args[308:303];
+  assign \args.page_base  = args[311:309];
+  assign \args.out_base  = args[323:312];
+  assign \args.out_cw  = args[331:324];
+  assign \args.param_base  = args[337:332];
+  assign \args.zp_in  = args[345:338];
+  assign \args.zp_out  = args[355:346];
+  assign \args.act_min  = args[365:356];
+  assign \args.act_max  = args[375:366];
+  assign \args.ab_m1  = args[378:376];
+  assign \args.wb_log2  = args[380:379];
+  assign \args.x_signed  = args[381];
+  assign \args.w_signed  = args[382];
+  assign \args.rowpack  = args[383];
+  assign \engines__mac__args.in_h  = args[7:0];
+  assign \engines__mac__args.in_w  = args[15:8];
+  assign \engines__mac__args.in_cw  = args[23:16];
+  assign \engines__mac__args.cin  = args[35:24];
+  assign \engines__mac__args.kh  = args[43:36];
+  assign \engines__mac__args.kw  = args[51:44];
+  assign \engines__mac__args.dh  = args[55:52];
+  assign \engines__mac__args.dw  = args[59:56];
+  assign \engines__mac__args.sh  = args[63:60];
+  assign \engines__mac__args.sw  = args[67:64];
+  assign \engines__mac__args.pt  = args[71:68];
+  assign \engines__mac__args.pl  = args[75:72];
+  assign \engines__mac__args.ow  = args[83:76];
+  assign \engines__mac__args.oh  = args[91:84];
+  assign \engines__mac__args.npos  = args[107:92];
+  assign \engines__mac__args.pos0  = args[121:108];
+  assign \engines__mac__args.kx_inc  = args[135:122];
+  assign \engines__mac__args.ky_inc  = args[149:136];
+  assign \engines__mac__args.pos_ux  = args[163:150];
+  assign \engines__mac__args.pos_wrap  = args[177:164];
+  assign \engines__mac__args.pos_bstep  = args[191:178];
+  assign \engines__mac__args.bq  = args[199:192];
+  assign \engines__mac__args.br  = args[207:200];
+  assign \engines__mac__args.img_delta  = args[221:208];
+  assign \engines__mac__args.img_bstep  = args[235:222];
+  assign \engines__mac__args.desc_base  = args[241:236];
+  assign \engines__mac__args.kt  = args[249:242];
+  assign \engines__mac__args.nt  = args[257:250];
+  assign \engines__mac__args.kr  = args[265:258];
+  assign \engines__mac__args.nr  = args[273:266];
+  assign \engines__mac__args.b  = args[280:274];
+  assign \engines__mac__args.ki  = args[287:281];
+  assign \engines__mac__args.no  = args[294:288];
+  assign \engines__mac__args.groups  = args[302:295];
+  assign \engines__mac__args.role_base  = args[308:303];
+  assign \engines__mac__args.page_base  = args[311:309];
+  assign \engines__mac__args.out_base  = args[323:312];
+  assign \engines__mac__args.out_cw  = args[331:324];
+  assign \engines__mac__args.param_base  = args[337:332];
+  assign \engines__mac__args.zp_in  = args[345:338];
+  assign \engines__mac__args.zp_out  = args[355:346];
+  assign \engines__mac__args.act_min  = args[365:356];
+  assign \engines__mac__args.act_max  = args[375:366];
+  assign \engines__mac__args.ab_m1  = args[378:376];
+  assign \engines__mac__args.wb_log2  = args[380:379];
+  assign \engines__mac__args.x_signed  = args[381];
+  assign \engines__mac__args.w_signed  = args[382];
+  assign \engines__mac__args.rowpack  = args[383];
+  assign \args$163.mode  = args[0];
+  assign \args$163.x_signed  = args[1];
+  assign \args$163.in_base  = args[13:2];
+  assign \args$163.in_h  = args[21:14];
+  assign \args$163.in_w  = args[29:22];
+  assign \args$163.cw  = args[37:30];
+  assign \args$163.kh  = args[45:38];
+  assign \args$163.kw  = args[53:46];
+  assign \args$163.sh  = args[57:54];
+  assign \args$163.sw  = args[61:58];
+  assign \args$163.dh  = args[65:62];
+  assign \args$163.dw  = args[69:66];
+  assign \args$163.pt  = args[73:70];
+  assign \args$163.pl  = args[77:74];
+  assign \args$163.oh  = args[85:78];
+  assign \args$163.ow  = args[93:86];
+  assign \args$163.out_base  = args[105:94];
+  assign \args$163.zp_in  = args[115:106];
+  assign \args$163.mult  = args[147:116];
+  assign \args$163.shift  = args[153:148];
+  assign \args$163.zp_out  = args[163:154];
+  assign \args$163.act_min  = args[173:164];
+  assign \args$163.act_max  = args[183:174];
+  assign \engines__pool__args.mode  = args[0];
+  assign \engines__pool__args.x_signed  = args[1];
+  assign \engines__pool__args.in_base  = args[13:2];
+  assign \engines__pool__args.in_h  = args[21:14];
+  assign \engines__pool__args.in_w  = args[29:22];
+  assign \engines__pool__args.cw  = args[37:30];
+  assign \engines__pool__args.kh  = args[45:38];
+  assign \engines__pool__args.kw  = args[53:46];
+  assign \engines__pool__args.sh  = args[57:54];
+  assign \engines__pool__args.sw  = args[61:58];
+  assign \engines__pool__args.dh  = args[65:62];
+  assign \engines__pool__args.dw  = args[69:66];
+  assign \engines__pool__args.pt  = args[73:70];
+  assign \engines__pool__args.pl  = args[77:74];
+  assign \engines__pool__args.oh  = args[85:78];
+  assign \engines__pool__args.ow  = args[93:86];
+  assign \engines__pool__args.out_base  = args[105:94];
+  assign \engines__pool__args.zp_in  = args[115:106];
+  assign \engines__pool__args.mult  = args[147:116];
+  assign \engines__pool__args.shift  = args[153:148];
+  assign \engines__pool__args.zp_out  = args[163:154];
+  assign \engines__pool__args.act_min  = args[173:164];
+  assign \engines__pool__args.act_max  = args[183:174];
+  assign \args$170.a_base  = args[11:0];
+  assign \args$170.b_base  = args[23:12];
+  assign \args$170.out_base  = args[35:24];
+  assign \args$170.npos  = args[51:36];
+  assign \args$170.cw  = args[59:52];
+  assign \args$170.a_stride  = args[67:60];
+  assign \args$170.b_stride  = args[75:68];
+  assign \args$170.out_stride  = args[83:76];
+  assign \args$170.x_signed  = args[84];
+  assign \args$170.has_b  = args[85];
+  assign \args$170.rq_in  = args[86];
+  assign \args$170.rq_out  = args[87];
+  assign \args$170.ls  = args[92:88];
+  assign \args$170.zp_a  = args[102:93];
+  assign \args$170.zp_b  = args[112:103];
+  assign \args$170.mult_a  = args[144:113];
+  assign \args$170.shift_a  = args[150:145];
+  assign \args$170.mult_b  = args[182:151];
+  assign \args$170.shift_b  = args[188:183];
+  assign \args$170.mult_o  = args[220:189];
+  assign \args$170.shift_o  = args[226:221];
+  assign \args$170.zp_out  = args[236:227];
+  assign \args$170.act_min  = args[246:237];
+  assign \args$170.act_max  = args[256:247];
+  assign \engines__ew__args.a_base  = args[11:0];
+  assign \engines__ew__args.b_base  = args[23:12];
+  assign \engines__ew__args.out_base  = args[35:24];
+  assign \engines__ew__args.npos  = args[51:36];
+  assign \engines__ew__args.cw  = args[59:52];
+  assign \engines__ew__args.a_stride  = args[67:60];
+  assign \engines__ew__args.b_stride  = args[75:68];
+  assign \engines__ew__args.out_stride  = args[83:76];
+  assign \engines__ew__args.x_signed  = args[84];
+  assign \engines__ew__args.has_b  = args[85];
+  assign \engines__ew__args.rq_in  = args[86];
+  assign \engines__ew__args.rq_out  = args[87];
+  assign \engines__ew__args.ls  = args[92:88];
+  assign \engines__ew__args.zp_a  = args[102:93];
+  assign \engines__ew__args.zp_b  = args[112:103];
+  assign \engines__ew__args.mult_a  = args[144:113];
+  assign \engines__ew__args.shift_a  = args[150:145];
+  assign \engines__ew__args.mult_b  = args[182:151];
+  assign \engines__ew__args.shift_b  = args[188:183];
+  assign \engines__ew__args.mult_o  = args[220:189];
+  assign \engines__ew__args.shift_o  = args[226:221];
+  assign \engines__ew__args.zp_out  = args[236:227];
+  assign \engines__ew__args.act_min  = args[246:237];
+  assign \engines__ew__args.act_max  = args[256:247];
+  assign \cmd__payload.src  = args[9:0];
+  assign \cmd__payload.count  = args[25:10];
+  assign \cmd__payload.mask  = args[29:26];
+  assign \cmd__payload.page  = args[32:30];
+  assign \cmd__payload.row0  = args[38:33];
+  assign \load__payload.src  = args[9:0];
+  assign \load__payload.count  = args[25:10];
+  assign \load__payload.mask  = args[29:26];
+  assign \load__payload.page  = args[32:30];
+  assign \load__payload.row0  = args[38:33];
+  assign \ctrl__report.status  = ctrl__report[3:0];
+  assign \ctrl__report.status.busy  = ctrl__report[0];
+  assign \ctrl__report.status.done  = ctrl__report[1];
+  assign \ctrl__report.status.error  = ctrl__report[2];
+  assign \ctrl__report.status.loader_busy  = ctrl__report[3];
+  assign \ctrl__report.pc  = ctrl__report[19:4];
+  assign \ctrl__report.op  = ctrl__report[23:20];
+  assign \ctrl__report.cycles  = ctrl__report[55:24];
+  assign \ctrl__report.load_cycles  = ctrl__report[87:56];
+  assign \ctrl__report.trace_count  = ctrl__report[119:88];
+  assign \ctrl__report.macros  = ctrl__report[503:120];
+  assign \ctrl__report.macros[0]  = ctrl__report[215:120];
+  assign \ctrl__report.macros[0].busy  = ctrl__report[151:120];
+  assign \ctrl__report.macros[0].stall  = ctrl__report[183:152];
+  assign \ctrl__report.macros[0].wload  = ctrl__report[215:184];
+  assign \ctrl__report.macros[1]  = ctrl__report[311:216];
+  assign \ctrl__report.macros[1].busy  = ctrl__report[247:216];
+  assign \ctrl__report.macros[1].stall  = ctrl__report[279:248];
+  assign \ctrl__report.macros[1].wload  = ctrl__report[311:280];
+  assign \ctrl__report.macros[2]  = ctrl__report[407:312];
+  assign \ctrl__report.macros[2].busy  = ctrl__report[343:312];
+  assign \ctrl__report.macros[2].stall  = ctrl__report[375:344];
+  assign \ctrl__report.macros[2].wload  = ctrl__report[407:376];
+  assign \ctrl__report.macros[3]  = ctrl__report[503:408];
+  assign \ctrl__report.macros[3].busy  = ctrl__report[439:408];
+  assign \ctrl__report.macros[3].stall  = ctrl__report[471:440];
+  assign \ctrl__report.macros[3].wload  = ctrl__report[503:472];
+  assign \host__report.status  = ctrl__report[3:0];
+  assign \host__report.status.busy  = ctrl__report[0];
+  assign \host__report.status.done  = ctrl__report[1];
+  assign \host__report.status.error  = ctrl__report[2];
+  assign \host__report.status.loader_busy  = ctrl__report[3];
+  assign \host__report.pc  = ctrl__report[19:4];
+  assign \host__report.op  = ctrl__report[23:20];
+  assign \host__report.cycles  = ctrl__report[55:24];
+  assign \host__report.load_cycles  = ctrl__report[87:56];
+  assign \host__report.trace_count  = ctrl__report[119:88];
+  assign \host__report.macros  = ctrl__report[503:120];
+  assign \host__report.macros[0]  = ctrl__report[215:120];
+  assign \host__report.macros[0].busy  = ctrl__report[151:120];
+  assign \host__report.macros[0].stall  = ctrl__report[183:152];
+  assign \host__report.macros[0].wload  = ctrl__report[215:184];
+  assign \host__report.macros[1]  = ctrl__report[311:216];
+  assign \host__report.macros[1].busy  = ctrl__report[247:216];
+  assign \host__report.macros[1].stall  = ctrl__report[279:248];
+  assign \host__report.macros[1].wload  = ctrl__report[311:280];
+  assign \host__report.macros[2]  = ctrl__report[407:312];
+  assign \host__report.macros[2].busy  = ctrl__report[343:312];
+  assign \host__report.macros[2].stall  = ctrl__report[375:344];
+  assign \host__report.macros[2].wload  = ctrl__report[407:376];
+  assign \host__report.macros[3]  = ctrl__report[503:408];
+  assign \host__report.macros[3].busy  = ctrl__report[439:408];
+  assign \host__report.macros[3].stall  = ctrl__report[471:440];
+  assign \host__report.macros[3].wload  = ctrl__report[503:472];
+  assign \port__en$123  = 1'h1;
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 , \port$48$1577 , \port$49$1577 , \port$50$0 , \port$51$0 , \port$52$0 , \port$53$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, imem_rd__addr, trace_w__en, host__report, entry, load__valid
+, engines__mac__start, engines__pool__start, engines__ew__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  wire [16:0] \$1 ;
+  wire [16:0] \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [32:0] \$13 ;
+  wire [32:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [16:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [32:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [32:0] \$25 ;
+  wire [32:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire [32:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire [32:0] \$33 ;
+  wire [32:0] \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire [32:0] \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire [32:0] \$41 ;
+  wire [32:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [32:0] \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire [32:0] \$49 ;
+  wire \$5 ;
+  wire [32:0] \$50 ;
+  wire \$51 ;
+  reg [15:0] \$52 ;
+  reg \$53 ;
+  reg [31:0] \$54 ;
+  reg [31:0] \$55 ;
+  reg [31:0] \$56 ;
+  reg [95:0] \$57 ;
+  reg [95:0] \$58 ;
+  reg [95:0] \$59 ;
+  wire \$6 ;
+  reg [95:0] \$60 ;
+  reg \$61 ;
+  reg \$62 ;
+  reg \$63 ;
+  reg [2:0] \$64 ;
+  reg [387:0] \$65 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  (* init = 1'h0 *)
+  wire \$signal ;
+  (* init = 1'h0 *)
+  wire \$signal$14 ;
+  reg [31:0] \$signal$23  = 32'd0;
+  reg [31:0] \$signal$24  = 32'd0;
+  output busy;
+  reg busy = 1'h0;
+  input clk;
+  wire clk;
+  reg [95:0] counters0 = 96'h000000000000000000000000;
+  wire [31:0] \counters0.busy ;
+  wire [31:0] \counters0.stall ;
+  wire [31:0] \counters0.wload ;
+  reg [95:0] counters1 = 96'h000000000000000000000000;
+  wire [31:0] \counters1.busy ;
+  wire [31:0] \counters1.stall ;
+  wire [31:0] \counters1.wload ;
+  reg [95:0] counters2 = 96'h000000000000000000000000;
+  wire [31:0] \counters2.busy ;
+  wire [31:0] \counters2.stall ;
+  wire [31:0] \counters2.wload ;
+  reg [95:0] counters3 = 96'h000000000000000000000000;
+  wire [31:0] \counters3.busy ;
+  wire [31:0] \counters3.stall ;
+  wire [31:0] \counters3.wload ;
+  reg [2:0] ctrl_state = 3'h0;
+  output done;
+  reg done = 1'h0;
+  wire engine_done;
+  wire [256:0] engines__ew__args;
+  wire [11:0] \engines__ew__args.a_base ;
+  wire [7:0] \engines__ew__args.a_stride ;
+  wire [9:0] \engines__ew__args.act_max ;
+  wire [9:0] \engines__ew__args.act_min ;
+  wire [11:0] \engines__ew__args.b_base ;
+  wire [7:0] \engines__ew__args.b_stride ;
+  wire [7:0] \engines__ew__args.cw ;
+  wire \engines__ew__args.has_b ;
+  wire [4:0] \engines__ew__args.ls ;
+  wire [31:0] \engines__ew__args.mult_a ;
+  wire [31:0] \engines__ew__args.mult_b ;
+  wire [31:0] \engines__ew__args.mult_o ;
+  wire [15:0] \engines__ew__args.npos ;
+  wire [11:0] \engines__ew__args.out_base ;
+  wire [7:0] \engines__ew__args.out_stride ;
+  wire \engines__ew__args.rq_in ;
+  wire \engines__ew__args.rq_out ;
+  wire [5:0] \engines__ew__args.shift_a ;
+  wire [5:0] \engines__ew__args.shift_b ;
+  wire [5:0] \engines__ew__args.shift_o ;
+  wire \engines__ew__args.x_signed ;
+  wire [9:0] \engines__ew__args.zp_a ;
+  wire [9:0] \engines__ew__args.zp_b ;
+  wire [9:0] \engines__ew__args.zp_out ;
+  input engines__ew__done;
+  wire engines__ew__done;
+  output engines__ew__start;
+  reg engines__ew__start;
+  output [383:0] engines__mac__args;
+  wire [383:0] engines__mac__args;
+  wire [2:0] \engines__mac__args.ab_m1 ;
+  wire [9:0] \engines__mac__args.act_max ;
+  wire [9:0] \engines__mac__args.act_min ;
+  wire [6:0] \engines__mac__args.b ;
+  wire [7:0] \engines__mac__args.bq ;
+  wire [7:0] \engines__mac__args.br ;
+  wire [11:0] \engines__mac__args.cin ;
+  wire [5:0] \engines__mac__args.desc_base ;
+  wire [3:0] \engines__mac__args.dh ;
+  wire [3:0] \engines__mac__args.dw ;
+  wire [7:0] \engines__mac__args.groups ;
+  wire [13:0] \engines__mac__args.img_bstep ;
+  wire [13:0] \engines__mac__args.img_delta ;
+  wire [7:0] \engines__mac__args.in_cw ;
+  wire [7:0] \engines__mac__args.in_h ;
+  wire [7:0] \engines__mac__args.in_w ;
+  wire [7:0] \engines__mac__args.kh ;
+  wire [6:0] \engines__mac__args.ki ;
+  wire [7:0] \engines__mac__args.kr ;
+  wire [7:0] \engines__mac__args.kt ;
+  wire [7:0] \engines__mac__args.kw ;
+  wire [13:0] \engines__mac__args.kx_inc ;
+  wire [13:0] \engines__mac__args.ky_inc ;
+  wire [6:0] \engines__mac__args.no ;
+  wire [15:0] \engines__mac__args.npos ;
+  wire [7:0] \engines__mac__args.nr ;
+  wire [7:0] \engines__mac__args.nt ;
+  wire [7:0] \engines__mac__args.oh ;
+  wire [11:0] \engines__mac__args.out_base ;
+  wire [7:0] \engines__mac__args.out_cw ;
+  wire [7:0] \engines__mac__args.ow ;
+  wire [2:0] \engines__mac__args.page_base ;
+  wire [5:0] \engines__mac__args.param_base ;
+  wire [3:0] \engines__mac__args.pl ;
+  wire [13:0] \engines__mac__args.pos0 ;
+  wire [13:0] \engines__mac__args.pos_bstep ;
+  wire [13:0] \engines__mac__args.pos_ux ;
+  wire [13:0] \engines__mac__args.pos_wrap ;
+  wire [3:0] \engines__mac__args.pt ;
+  wire [5:0] \engines__mac__args.role_base ;
+  wire \engines__mac__args.rowpack ;
+  wire [3:0] \engines__mac__args.sh ;
+  wire [3:0] \engines__mac__args.sw ;
+  wire \engines__mac__args.w_signed ;
+  wire [1:0] \engines__mac__args.wb_log2 ;
+  wire \engines__mac__args.x_signed ;
+  wire [7:0] \engines__mac__args.zp_in ;
+  wire [9:0] \engines__mac__args.zp_out ;
+  input engines__mac__done;
+  wire engines__mac__done;
+  output engines__mac__start;
+  reg engines__mac__start;
+  wire [183:0] engines__pool__args;
+  wire [9:0] \engines__pool__args.act_max ;
+  wire [9:0] \engines__pool__args.act_min ;
+  wire [7:0] \engines__pool__args.cw ;
+  wire [3:0] \engines__pool__args.dh ;
+  wire [3:0] \engines__pool__args.dw ;
+  wire [11:0] \engines__pool__args.in_base ;
+  wire [7:0] \engines__pool__args.in_h ;
+  wire [7:0] \engines__pool__args.in_w ;
+  wire [7:0] \engines__pool__args.kh ;
+  wire [7:0] \engines__pool__args.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \engines__pool__args.mode ;
+  wire [31:0] \engines__pool__args.mult ;
+  wire [7:0] \engines__pool__args.oh ;
+  wire [11:0] \engines__pool__args.out_base ;
+  wire [7:0] \engines__pool__args.ow ;
+  wire [3:0] \engines__pool__args.pl ;
+  wire [3:0] \engines__pool__args.pt ;
+  wire [3:0] \engines__pool__args.sh ;
+  wire [5:0] \engines__pool__args.shift ;
+  wire [3:0] \engines__pool__args.sw ;
+  wire \engines__pool__args.x_signed ;
+  wire [9:0] \engines__pool__args.zp_in ;
+  wire [9:0] \engines__pool__args.zp_out ;
+  input engines__pool__done;
+  wire engines__pool__done;
+  output engines__pool__start;
+  reg engines__pool__start;
+  output [63:0] entry;
+  wire [63:0] entry;
+  wire [11:0] \entry._pad ;
+  wire [31:0] \entry.cycle ;
+  wire [3:0] \entry.op ;
+  wire [15:0] \entry.pc ;
+  output error;
+  reg error = 1'h0;
+  (* init = 1'h0 *)
+  wire \error$16 ;
+  output [503:0] host__report;
+  wire [503:0] host__report;
+  wire [31:0] \host__report.cycles ;
+  wire [31:0] \host__report.load_cycles ;
+  wire [383:0] \host__report.macros ;
+  wire [95:0] \host__report.macros[0] ;
+  wire [31:0] \host__report.macros[0].busy ;
+  wire [31:0] \host__report.macros[0].stall ;
+  wire [31:0] \host__report.macros[0].wload ;
+  wire [95:0] \host__report.macros[1] ;
+  wire [31:0] \host__report.macros[1].busy ;
+  wire [31:0] \host__report.macros[1].stall ;
+  wire [31:0] \host__report.macros[1].wload ;
+  wire [95:0] \host__report.macros[2] ;
+  wire [31:0] \host__report.macros[2].busy ;
+  wire [31:0] \host__report.macros[2].stall ;
+  wire [31:0] \host__report.macros[2].wload ;
+  wire [95:0] \host__report.macros[3] ;
+  wire [31:0] \host__report.macros[3].busy ;
+  wire [31:0] \host__report.macros[3].stall ;
+  wire [31:0] \host__report.macros[3].wload ;
+  wire [3:0] \host__report.op ;
+  wire [15:0] \host__report.pc ;
+  wire [3:0] \host__report.status ;
+  wire \host__report.status.busy ;
+  wire \host__report.status.done ;
+  wire \host__report.status.error ;
+  wire \host__report.status.loader_busy ;
+  wire [31:0] \host__report.trace_count ;
+  wire host__start;
+  input [15:0] host__start_pc;
+  wire [15:0] host__start_pc;
+  output [9:0] imem_rd__addr;
+  wire [9:0] imem_rd__addr;
+  input [387:0] imem_rd__data;
+  wire [387:0] imem_rd__data;
+  wire [383:0] \imem_rd__data.args ;
+  wire [256:0] \imem_rd__data.args.ew ;
+  wire [11:0] \imem_rd__data.args.ew.a_base ;
+  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [9:0] \imem_rd__data.args.ew.act_max ;
+  wire [9:0] \imem_rd__data.args.ew.act_min ;
+  wire [11:0] \imem_rd__data.args.ew.b_base ;
+  wire [7:0] \imem_rd__data.args.ew.b_stride ;
+  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire \imem_rd__data.args.ew.has_b ;
+  wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire [31:0] \imem_rd__data.args.ew.mult_a ;
+  wire [31:0] \imem_rd__data.args.ew.mult_b ;
+  wire [31:0] \imem_rd__data.args.ew.mult_o ;
+  wire [15:0] \imem_rd__data.args.ew.npos ;
+  wire [11:0] \imem_rd__data.args.ew.out_base ;
+  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire \imem_rd__data.args.ew.rq_in ;
+  wire \imem_rd__data.args.ew.rq_out ;
+  wire [5:0] \imem_rd__data.args.ew.shift_a ;
+  wire [5:0] \imem_rd__data.args.ew.shift_b ;
+  wire [5:0] \imem_rd__data.args.ew.shift_o ;
+  wire \imem_rd__data.args.ew.x_signed ;
+  wire [9:0] \imem_rd__data.args.ew.zp_a ;
+  wire [9:0] \imem_rd__data.args.ew.zp_b ;
+  wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [38:0] \imem_rd__data.args.load ;
+  wire [15:0] \imem_rd__data.args.load.count ;
+  wire [3:0] \imem_rd__data.args.load.mask ;
+  wire [2:0] \imem_rd__data.args.load.page ;
+  wire [5:0] \imem_rd__data.args.load.row0 ;
+  wire [9:0] \imem_rd__data.args.load.src ;
+  wire [383:0] \imem_rd__data.args.mac ;
+  wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
+  wire [9:0] \imem_rd__data.args.mac.act_max ;
+  wire [9:0] \imem_rd__data.args.mac.act_min ;
+  wire [6:0] \imem_rd__data.args.mac.b ;
+  wire [7:0] \imem_rd__data.args.mac.bq ;
+  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [11:0] \imem_rd__data.args.mac.cin ;
+  wire [5:0] \imem_rd__data.args.mac.desc_base ;
+  wire [3:0] \imem_rd__data.args.mac.dh ;
+  wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire [7:0] \imem_rd__data.args.mac.groups ;
+  wire [13:0] \imem_rd__data.args.mac.img_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.img_delta ;
+  wire [7:0] \imem_rd__data.args.mac.in_cw ;
+  wire [7:0] \imem_rd__data.args.mac.in_h ;
+  wire [7:0] \imem_rd__data.args.mac.in_w ;
+  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [6:0] \imem_rd__data.args.mac.ki ;
+  wire [7:0] \imem_rd__data.args.mac.kr ;
+  wire [7:0] \imem_rd__data.args.mac.kt ;
+  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [13:0] \imem_rd__data.args.mac.kx_inc ;
+  wire [13:0] \imem_rd__data.args.mac.ky_inc ;
+  wire [6:0] \imem_rd__data.args.mac.no ;
+  wire [15:0] \imem_rd__data.args.mac.npos ;
+  wire [7:0] \imem_rd__data.args.mac.nr ;
+  wire [7:0] \imem_rd__data.args.mac.nt ;
+  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [11:0] \imem_rd__data.args.mac.out_base ;
+  wire [7:0] \imem_rd__data.args.mac.out_cw ;
+  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire [2:0] \imem_rd__data.args.mac.page_base ;
+  wire [5:0] \imem_rd__data.args.mac.param_base ;
+  wire [3:0] \imem_rd__data.args.mac.pl ;
+  wire [13:0] \imem_rd__data.args.mac.pos0 ;
+  wire [13:0] \imem_rd__data.args.mac.pos_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.pos_ux ;
+  wire [13:0] \imem_rd__data.args.mac.pos_wrap ;
+  wire [3:0] \imem_rd__data.args.mac.pt ;
+  wire [5:0] \imem_rd__data.args.mac.role_base ;
+  wire \imem_rd__data.args.mac.rowpack ;
+  wire [3:0] \imem_rd__data.args.mac.sh ;
+  wire [3:0] \imem_rd__data.args.mac.sw ;
+  wire \imem_rd__data.args.mac.w_signed ;
+  wire [1:0] \imem_rd__data.args.mac.wb_log2 ;
+  wire \imem_rd__data.args.mac.x_signed ;
+  wire [7:0] \imem_rd__data.args.mac.zp_in ;
+  wire [9:0] \imem_rd__data.args.mac.zp_out ;
+  wire [183:0] \imem_rd__data.args.pool ;
+  wire [9:0] \imem_rd__data.args.pool.act_max ;
+  wire [9:0] \imem_rd__data.args.pool.act_min ;
+  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [3:0] \imem_rd__data.args.pool.dh ;
+  wire [3:0] \imem_rd__data.args.pool.dw ;
+  wire [11:0] \imem_rd__data.args.pool.in_base ;
+  wire [7:0] \imem_rd__data.args.pool.in_h ;
+  wire [7:0] \imem_rd__data.args.pool.in_w ;
+  wire [7:0] \imem_rd__data.args.pool.kh ;
+  wire [7:0] \imem_rd__data.args.pool.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \imem_rd__data.args.pool.mode ;
+  wire [31:0] \imem_rd__data.args.pool.mult ;
+  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [11:0] \imem_rd__data.args.pool.out_base ;
+  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [3:0] \imem_rd__data.args.pool.pl ;
+  wire [3:0] \imem_rd__data.args.pool.pt ;
+  wire [3:0] \imem_rd__data.args.pool.sh ;
+  wire [5:0] \imem_rd__data.args.pool.shift ;
+  wire [3:0] \imem_rd__data.args.pool.sw ;
+  wire \imem_rd__data.args.pool.x_signed ;
+  wire [9:0] \imem_rd__data.args.pool.zp_in ;
+  wire [9:0] \imem_rd__data.args.pool.zp_out ;
+  (* enum_base_type = "Opcode" *)
+  (* enum_value_0000 = "END" *)
+  (* enum_value_0001 = "LOAD" *)
+  (* enum_value_0010 = "SYNC" *)
+  (* enum_value_0011 = "MAC" *)
+  (* enum_value_0100 = "POOL" *)
+  (* enum_value_0101 = "EW" *)
+  wire [3:0] \imem_rd__data.op ;
+  wire imem_rd__en;
+  reg in_exec;
+  reg [387:0] ir = 388'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [383:0] \ir.args ;
+  wire [256:0] \ir.args.ew ;
+  wire [11:0] \ir.args.ew.a_base ;
+  wire [7:0] \ir.args.ew.a_stride ;
+  wire [9:0] \ir.args.ew.act_max ;
+  wire [9:0] \ir.args.ew.act_min ;
+  wire [11:0] \ir.args.ew.b_base ;
+  wire [7:0] \ir.args.ew.b_stride ;
+  wire [7:0] \ir.args.ew.cw ;
+  wire \ir.args.ew.has_b ;
+  wire [4:0] \ir.args.ew.ls ;
+  wire [31:0] \ir.args.ew.mult_a ;
+  wire [31:0] \ir.args.ew.mult_b ;
+  wire [31:0] \ir.args.ew.mult_o ;
+  wire [15:0] \ir.args.ew.npos ;
+  wire [11:0] \ir.args.ew.out_base ;
+  wire [7:0] \ir.args.ew.out_stride ;
+  wire \ir.args.ew.rq_in ;
+  wire \ir.args.ew.rq_out ;
+  wire [5:0] \ir.args.ew.shift_a ;
+  wire [5:0] \ir.args.ew.shift_b ;
+  wire [5:0] \ir.args.ew.shift_o ;
+  wire \ir.args.ew.x_signed ;
+  wire [9:0] \ir.args.ew.zp_a ;
+  wire [9:0] \ir.args.ew.zp_b ;
+  wire [9:0] \ir.args.ew.zp_out ;
+  wire [38:0] \ir.args.load ;
+  wire [15:0] \ir.args.load.count ;
+  wire [3:0] \ir.args.load.mask ;
+  wire [2:0] \ir.args.load.page ;
+  wire [5:0] \ir.args.load.row0 ;
+  wire [9:0] \ir.args.load.src ;
+  wire [383:0] \ir.args.mac ;
+  wire [2:0] \ir.args.mac.ab_m1 ;
+  wire [9:0] \ir.args.mac.act_max ;
+  wire [9:0] \ir.args.mac.act_min ;
+  wire [6:0] \ir.args.mac.b ;
+  wire [7:0] \ir.args.mac.bq ;
+  wire [7:0] \ir.args.mac.br ;
+  wire [11:0] \ir.args.mac.cin ;
+  wire [5:0] \ir.args.mac.desc_base ;
+  wire [3:0] \ir.args.mac.dh ;
+  wire [3:0] \ir.args.mac.dw ;
+  wire [7:0] \ir.args.mac.groups ;
+  wire [13:0] \ir.args.mac.img_bstep ;
+  wire [13:0] \ir.args.mac.img_delta ;
+  wire [7:0] \ir.args.mac.in_cw ;
+  wire [7:0] \ir.args.mac.in_h ;
+  wire [7:0] \ir.args.mac.in_w ;
+  wire [7:0] \ir.args.mac.kh ;
+  wire [6:0] \ir.args.mac.ki ;
+  wire [7:0] \ir.args.mac.kr ;
+  wire [7:0] \ir.args.mac.kt ;
+  wire [7:0] \ir.args.mac.kw ;
+  wire [13:0] \ir.args.mac.kx_inc ;
+  wire [13:0] \ir.args.mac.ky_inc ;
+  wire [6:0] \ir.args.mac.no ;
+  wire [15:0] \ir.args.mac.npos ;
+  wire [7:0] \ir.args.mac.nr ;
+  wire [7:0] \ir.args.mac.nt ;
+  wire [7:0] \ir.args.mac.oh ;
+  wire [11:0] \ir.args.mac.out_base ;
+  wire [7:0] \ir.args.mac.out_cw ;
+  wire [7:0] \ir.args.mac.ow ;
+  wire [2:0] \ir.args.mac.page_base ;
+  wire [5:0] \ir.args.mac.param_base ;
+  wire [3:0] \ir.args.mac.pl ;
+  wire [13:0] \ir.args.mac.pos0 ;
+  wire [13:0] \ir.args.mac.pos_bstep ;
+  wire [13:0] \ir.args.mac.pos_ux ;
+  wire [13:0] \ir.args.mac.pos_wrap ;
+  wire [3:0] \ir.args.mac.pt ;
+  wire [5:0] \ir.args.mac.role_base ;
+  wire \ir.args.mac.rowpack ;
+  wire [3:0] \ir.args.mac.sh ;
+  wire [3:0] \ir.args.mac.sw ;
+  wire \ir.args.mac.w_signed ;
+  wire [1:0] \ir.args.mac.wb_log2 ;
+  wire \ir.args.mac.x_signed ;
+  wire [7:0] \ir.args.mac.zp_in ;
+  wire [9:0] \ir.args.mac.zp_out ;
+  wire [183:0] \ir.args.pool ;
+  wire [9:0] \ir.args.pool.act_max ;
+  wire [9:0] \ir.args.pool.act_min ;
+  wire [7:0] \ir.args.pool.cw ;
+  wire [3:0] \ir.args.pool.dh ;
+  wire [3:0] \ir.args.pool.dw ;
+  wire [11:0] \ir.args.pool.in_base ;
+  wire [7:0] \ir.args.pool.in_h ;
+  wire [7:0] \ir.args.pool.in_w ;
+  wire [7:0] \ir.args.pool.kh ;
+  wire [7:0] \ir.args.pool.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \ir.args.pool.mode ;
+  wire [31:0] \ir.args.pool.mult ;
+  wire [7:0] \ir.args.pool.oh ;
+  wire [11:0] \ir.args.pool.out_base ;
+  wire [7:0] \ir.args.pool.ow ;
+  wire [3:0] \ir.args.pool.pl ;
+  wire [3:0] \ir.args.pool.pt ;
+  wire [3:0] \ir.args.pool.sh ;
+  wire [5:0] \ir.args.pool.shift ;
+  wire [3:0] \ir.args.pool.sw ;
+  wire \ir.args.pool.x_signed ;
+  wire [9:0] \ir.args.pool.zp_in ;
+  wire [9:0] \ir.args.pool.zp_out ;
+  (* enum_base_type = "Opcode" *)
+  (* enum_value_0000 = "END" *)
+  (* enum_value_0001 = "LOAD" *)
+  (* enum_value_0010 = "SYNC" *)
+  (* enum_value_0011 = "MAC" *)
+  (* enum_value_0100 = "POOL" *)
+  (* enum_value_0101 = "EW" *)
+  wire [3:0] \ir.op ;
+  wire [38:0] load__payload;
+  wire [15:0] \load__payload.count ;
+  wire [3:0] \load__payload.mask ;
+  wire [2:0] \load__payload.page ;
+  wire [5:0] \load__payload.row0 ;
+  wire [9:0] \load__payload.src ;
+  input load__ready;
+  wire load__ready;
+  output load__valid;
+  reg load__valid;
+  input loader_busy;
+  wire loader_busy;
+  wire [3:0] macro_busy;
+  input [3:0] macro_we;
+  wire [3:0] macro_we;
+  reg [15:0] pc = 16'h0000;
+  reg pf_valid = 1'h0;
+  input \port$46$1577 ;
+  wire \port$46$1577 ;
+  input \port$47$1577 ;
+  wire \port$47$1577 ;
+  input \port$48$1577 ;
+  wire \port$48$1577 ;
+  input \port$49$1577 ;
+  wire \port$49$1577 ;
+  input \port$50$0 ;
+  wire \port$50$0 ;
+  input \port$51$0 ;
+  wire \port$51$0 ;
+  input \port$52$0 ;
+  wire \port$52$0 ;
+  input \port$53$0 ;
+  wire \port$53$0 ;
+  reg retire;
+  input rst;
+  wire rst;
+  input start;
+  wire start;
+  reg [31:0] trace_n = 32'd0;
+  output [9:0] trace_w__addr;
+  wire [9:0] trace_w__addr;
+  wire [63:0] trace_w__data;
+  wire [11:0] \trace_w__data._pad ;
+  wire [31:0] \trace_w__data.cycle ;
+  wire [3:0] \trace_w__data.op ;
+  wire [15:0] \trace_w__data.pc ;
+  output trace_w__en;
+  wire trace_w__en;
+  wire [3:0] unit_en;
+  assign \$33  = counters1[63:32] + 1'h1;
+  assign \$34  = counters1[95:64] + 1'h1;
+  assign \$35  = ~ busy;
+  assign \$36  = start & \$35 ;
+  assign \$37  = busy & \port$48$1577 ;
+  assign \$38  = counters2[31:0] + 1'h1;
+  assign \$39  = ~ \port$48$1577 ;
+  assign \$40  = \port$52$0  & \$39 ;
+  assign \$41  = counters2[63:32] + 1'h1;
+  assign \$42  = counters2[95:64] + 1'h1;
+  assign \$43  = ~ busy;
+  assign \$44  = start & \$43 ;
+  assign \$45  = busy & \port$49$1577 ;
+  assign \$46  = counters3[31:0] + 1'h1;
+  assign \$47  = ~ \port$49$1577 ;
+  assign \$48  = \port$53$0  & \$47 ;
+  assign \$49  = counters3[63:32] + 1'h1;
+  assign \$50  = counters3[95:64] + 1'h1;
+  assign \$51  = ~ loader_busy;
+  always @(posedge clk)
+    pc <= \$52 ;
+  always @(posedge clk)
+    pf_valid <= \$53 ;
+  always @(posedge clk)
+    trace_n <= \$54 ;
+  always @(posedge clk)
+    \$signal$23  <= \$55 ;
+  always @(posedge clk)
+    \$signal$24  <= \$56 ;
+  always @(posedge clk)
+    counters0 <= \$57 ;
+  always @(posedge clk)
+    counters1 <= \$58 ;
+  always @(posedge clk)
+    counters2 <= \$59 ;
+  always @(posedge clk)
+    counters3 <= \$60 ;
+  always @(posedge clk)
+    busy <= \$61 ;
+  always @(posedge clk)
+    done <= \$62 ;
+  always @(posedge clk)
+    error <= \$63 ;
+  always @(posedge clk)
+    ctrl_state <= \$64 ;
+  always @(posedge clk)
+    ir <= \$65 ;
+  assign \$1  = pc + 1'h1;
+  assign \$2  = in_exec ? \$1  : { 1'h0, pc };
+  assign engine_done = | { engines__ew__done, engines__pool__done, engines__mac__done };
+  assign \$3  = trace_n < 11'h400;
+  assign trace_w__en = retire & \$3 ;
+  assign \$4  = ~ loader_busy;
+  assign \$5  = ! ctrl_state;
+  assign \$6  = ctrl_state == 1'h1;
+  assign \$7  = ctrl_state == 2'h2;
+  assign \$8  = ctrl_state == 2'h3;
+  assign \$9  = ctrl_state == 3'h4;
+  assign \$10  = pc + 1'h1;
+  assign \$11  = ~ retire;
+  assign \$12  = in_exec & \$11 ;
+  assign \$13  = trace_n + 1'h1;
+  assign \$14  = \$signal$23  + 1'h1;
+  assign \$15  = | macro_we;
+  assign \$16  = \$signal$24  + 1'h1;
+  assign \$17  = ~ busy;
+  assign \$18  = start & \$17 ;
+  assign \$19  = ~ busy;
+  assign \$20  = start & \$19 ;
+  assign \$21  = busy & \port$46$1577 ;
+  assign \$22  = counters0[31:0] + 1'h1;
+  assign \$23  = ~ \port$46$1577 ;
+  assign \$24  = \port$50$0  & \$23 ;
+  assign \$25  = counters0[63:32] + 1'h1;
+  assign \$26  = counters0[95:64] + 1'h1;
+  assign \$27  = ~ busy;
+  assign \$28  = start & \$27 ;
+  assign \$29  = busy & \port$47$1577 ;
+  assign \$30  = counters1[31:0] + 1'h1;
+  assign \$31  = ~ \port$47$1577 ;
+  assign \$32  = \port$51$0  & \$31 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_exec = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          in_exec = 1'h1;
+      3'h4:
+          in_exec = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    retire = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                retire = 1'h1;
+            4'h1:
+                if (load__ready) begin
+                  retire = 1'h1;
+                end
+            4'h2:
+                if (\$4 ) begin
+                  retire = 1'h1;
+                end
+          endcase
+      3'h4:
+          if (engine_done) begin
+            retire = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    load__valid = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                load__valid = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__mac__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                engines__mac__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__pool__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                engines__pool__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__ew__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                engines__ew__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$52  = pc;
+    if (retire) begin
+      \$52  = \$10 [15:0];
+    end
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$52  = host__start_pc;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$52  = pc;
+          endcase
+    endcase
+    if (rst) begin
+      \$52  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$53  = \$12 ;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$54  = trace_n;
+    if (retire) begin
+      \$54  = \$13 [31:0];
+    end
+    if (\$18 ) begin
+      \$54  = 32'd0;
+    end
+    if (rst) begin
+      \$54  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$55  = \$signal$23 ;
+    if (busy) begin
+      \$55  = \$14 [31:0];
+    end
+    if (\$18 ) begin
+      \$55  = 32'd0;
+    end
+    if (rst) begin
+      \$55  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$56  = \$signal$24 ;
+    if (\$15 ) begin
+      \$56  = \$16 [31:0];
+    end
+    if (\$18 ) begin
+      \$56  = 32'd0;
+    end
+    if (rst) begin
+      \$56  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$57  = counters0;
+    (* full_case = 32'd1 *)
+    if (\$20 ) begin
+      \$57 [31:0] = 32'd0;
+      \$57 [63:32] = 32'd0;
+      \$57 [95:64] = 32'd0;
+    end else begin
+      if (\$21 ) begin
+        \$57 [31:0] = \$22 [31:0];
+      end
+      if (\$24 ) begin
+        \$57 [63:32] = \$25 [31:0];
+      end
+      if (macro_we[0]) begin
+        \$57 [95:64] = \$26 [31:0];
+      end
+    end
+    if (rst) begin
+      \$57  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$58  = counters1;
+    (* full_case = 32'd1 *)
+    if (\$28 ) begin
+      \$58 [31:0] = 32'd0;
+      \$58 [63:32] = 32'd0;
+      \$58 [95:64] = 32'd0;
+    end else begin
+      if (\$29 ) begin
+        \$58 [31:0] = \$30 [31:0];
+      end
+      if (\$32 ) begin
+        \$58 [63:32] = \$33 [31:0];
+      end
+      if (macro_we[1]) begin
+        \$58 [95:64] = \$34 [31:0];
+      end
+    end
+    if (rst) begin
+      \$58  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$59  = counters2;
+    (* full_case = 32'd1 *)
+    if (\$36 ) begin
+      \$59 [31:0] = 32'd0;
+      \$59 [63:32] = 32'd0;
+      \$59 [95:64] = 32'd0;
+    end else begin
+      if (\$37 ) begin
+        \$59 [31:0] = \$38 [31:0];
+      end
+      if (\$40 ) begin
+        \$59 [63:32] = \$41 [31:0];
+      end
+      if (macro_we[2]) begin
+        \$59 [95:64] = \$42 [31:0];
+      end
+    end
+    if (rst) begin
+      \$59  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$60  = counters3;
+    (* full_case = 32'd1 *)
+    if (\$44 ) begin
+      \$60 [31:0] = 32'd0;
+      \$60 [63:32] = 32'd0;
+      \$60 [95:64] = 32'd0;
+    end else begin
+      if (\$45 ) begin
+        \$60 [31:0] = \$46 [31:0];
+      end
+      if (\$48 ) begin
+        \$60 [63:32] = \$49 [31:0];
+      end
+      if (macro_we[3]) begin
+        \$60 [95:64] = \$50 [31:0];
+      end
+    end
+    if (rst) begin
+      \$60  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$61  = busy;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$61  = 1'h1;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$61  = 1'h0;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            default:
+                \$61  = 1'h0;
+          endcase
+    endcase
+    if (rst) begin
+      \$61  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$62  = done;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$62  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$62  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$62  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$63  = error;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$63  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            default:
+                \$63  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$63  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$64  = ctrl_state;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$64  = 3'h1;
+          end
+      3'h1:
+          \$64  = 3'h2;
+      3'h2:
+          \$64  = 3'h3;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$64  = 3'h0;
+            4'h1:
+                if (load__ready) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$64  = 3'h3;
+                  end else begin
+                    \$64  = 3'h2;
+                  end
+                end
+            4'h2:
+                if (\$51 ) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$64  = 3'h3;
+                  end else begin
+                    \$64  = 3'h2;
+                  end
+                end
+            4'h3:
+                \$64  = 3'h4;
+            4'h4:
+                \$64  = 3'h4;
+            4'h5:
+                \$64  = 3'h4;
+            default:
+                \$64  = 3'h0;
+          endcase
+      3'h4:
+          if (engine_done) begin
+            (* full_case = 32'd1 *)
+            if (pf_valid) begin
+              \$64  = 3'h3;
+            end else begin
+              \$64  = 3'h2;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$64  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$65  = ir;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$65  = imem_rd__data;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                if (load__ready) begin
+                  if (pf_valid) begin
+                    \$65  = imem_rd__data;
+                  end
+                end
+            4'h2:
+                if (\$51 ) begin
+                  if (pf_valid) begin
+                    \$65  = imem_rd__data;
+                  end
+                end
+          endcase
+      3'h4:
+          if (engine_done) begin
+            if (pf_valid) begin
+              \$65  = imem_rd__data;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$65  = 388'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  assign imem_rd__en = 1'h1;
+  assign engines__pool__args = ir[187:4];
+  assign engines__ew__args = ir[260:4];
+  assign load__payload = ir[42:4];
+  assign host__start = start;
+  assign \$signal  = busy;
+  assign \$signal$14  = done;
+  assign \error$16  = error;
+  assign trace_w__data = entry;
+  assign macro_busy = { \port$49$1577 , \port$48$1577 , \port$47$1577 , \port$46$1577  };
+  assign unit_en = { \port$53$0 , \port$52$0 , \port$51$0 , \port$50$0  };
+  assign imem_rd__addr = \$2 [9:0];
+  assign trace_w__addr = trace_n[9:0];
+  assign engines__mac__args = ir[387:4];
+  assign \engines__mac__args.in_h  = ir[11:4];
+  assign \engines__mac__args.in_w  = ir[19:12];
+  assign \engines__mac__args.in_cw  = ir[27:20];
+  assign \engines__mac__args.cin  = ir[39:28];
+  assign \engines__mac__args.kh  = ir[47:40];
+  assign \engines__mac__args.kw  = ir[55:48];
+  assign \engines__mac__args.dh  = ir[59:56];
+  assign \engines__mac__args.dw  = ir[63:60];
+  assign \engines__mac__args.sh  = ir[67:64];
+  assign \engines__mac__args.sw  = ir[71:68];
+  assign \engines__mac__args.pt  = ir[75:72];
+  assign \engines__mac__args.pl  = ir[79:76];
+  assign \engines__mac__args.ow  = ir[87:80];
+  assign \engines__mac__args.oh  = ir[95:88];
+  assign \engines__mac__args.npos  = ir[111:96];
+  assign \engines__mac__args.pos0  = ir[125:112];
+  assign \engines__mac__args.kx_inc  = ir[139:126];
+  assign \engines__mac__args.ky_inc  = ir[153:140];
+  assign \engines__mac__args.pos_ux  = ir[167:154];
+  assign \engines__mac__args.pos_wrap  = ir[181:168];
+  assign \engines__mac__args.pos_bstep  = ir[195:182];
+  assign \engines__mac__args.bq  = ir[203:196];
+  assign \engines__mac__args.br  = ir[211:204];
+  assign \engines__mac__args.img_delta  = ir[225:212];
+  assign \engines__mac__args.img_bstep  = ir[239:226];
+  assign \engines__mac__args.desc_base  = ir[245:240];
+  assign \engines__mac__args.kt  = ir[253:246];
+  assign \engines__mac__args.nt  = ir[261:254];
+  assign \engines__mac__args.kr  = ir[269:262];
+  assign \engines__mac__args.nr  = ir[277:270];
+  assign \engines__mac__args.b  = ir[284:278];
+  assign \engines__mac__args.ki  = ir[291:285];
+  assign \engines__mac__args.no  = ir[298:292];
+  assign \engines__mac__args.groups  = ir[306:299];
+  assign \engines__mac__args.role_base  = ir[312:307];
+  assign \engines__mac__args.page_base  = ir[315:313];
+  assign \engines__mac__args.out_base  = ir[327:316];
+  assign \engines__mac__args.out_cw  = ir[335:328];
+  assign \engines__mac__args.param_base  = ir[341:336];
+  assign \engines__mac__args.zp_in  = ir[349:342];
+  assign \engines__mac__args.zp_out  = ir[359:350];
+  assign \engines__mac__args.act_min  = ir[369:360];
+  assign \engines__mac__args.act_max  = ir[379:370];
+  assign \engines__mac__args.ab_m1  = ir[382:380];
+  assign \engines__mac__args.wb_log2  = ir[384:383];
+  assign \engines__mac__args.x_signed  = ir[385];
+  assign \engines__mac__args.w_signed  = ir[386];
+  assign \engines__mac__args.rowpack  = ir[387];
   assign \ir.op  = ir[3:0];
   assign \ir.args  = ir[387:4];
+  assign \ir.args.load  = ir[42:4];
+  assign \ir.args.load.src  = ir[13:4];
+  assign \ir.args.load.count  = ir[29:14];
+  assign \ir.args.load.mask  = ir[33:30];
+  assign \ir.args.load.page  = ir[36:34];
+  assign \ir.args.load.row0  = ir[42:37];
   assign \ir.args.mac  = ir[387:4];
   assign \ir.args.mac.in_h  = ir[11:4];
   assign \ir.args.mac.in_w  = ir[19:12];
@@ -17388,87 +18123,232 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \ir.args.ew.zp_out  = ir[240:231];
   assign \ir.args.ew.act_min  = ir[250:241];
   assign \ir.args.ew.act_max  = ir[260:251];
-  assign \ir.args.load  = ir[42:4];
-  assign \ir.args.load.src  = ir[13:4];
-  assign \ir.args.load.count  = ir[29:14];
-  assign \ir.args.load.mask  = ir[33:30];
-  assign \ir.args.load.page  = ir[36:34];
-  assign \ir.args.load.row0  = ir[42:37];
-  assign \args$139.mode  = ir[4];
-  assign \args$139.x_signed  = ir[5];
-  assign \args$139.in_base  = ir[17:6];
-  assign \args$139.in_h  = ir[25:18];
-  assign \args$139.in_w  = ir[33:26];
-  assign \args$139.cw  = ir[41:34];
-  assign \args$139.kh  = ir[49:42];
-  assign \args$139.kw  = ir[57:50];
-  assign \args$139.sh  = ir[61:58];
-  assign \args$139.sw  = ir[65:62];
-  assign \args$139.dh  = ir[69:66];
-  assign \args$139.dw  = ir[73:70];
-  assign \args$139.pt  = ir[77:74];
-  assign \args$139.pl  = ir[81:78];
-  assign \args$139.oh  = ir[89:82];
-  assign \args$139.ow  = ir[97:90];
-  assign \args$139.out_base  = ir[109:98];
-  assign \args$139.zp_in  = ir[119:110];
-  assign \args$139.mult  = ir[151:120];
-  assign \args$139.shift  = ir[157:152];
-  assign \args$139.zp_out  = ir[167:158];
-  assign \args$139.act_min  = ir[177:168];
-  assign \args$139.act_max  = ir[187:178];
-  assign \args$140.a_base  = ir[15:4];
-  assign \args$140.b_base  = ir[27:16];
-  assign \args$140.out_base  = ir[39:28];
-  assign \args$140.npos  = ir[55:40];
-  assign \args$140.cw  = ir[63:56];
-  assign \args$140.a_stride  = ir[71:64];
-  assign \args$140.b_stride  = ir[79:72];
-  assign \args$140.out_stride  = ir[87:80];
-  assign \args$140.x_signed  = ir[88];
-  assign \args$140.has_b  = ir[89];
-  assign \args$140.rq_in  = ir[90];
-  assign \args$140.rq_out  = ir[91];
-  assign \args$140.ls  = ir[96:92];
-  assign \args$140.zp_a  = ir[106:97];
-  assign \args$140.zp_b  = ir[116:107];
-  assign \args$140.mult_a  = ir[148:117];
-  assign \args$140.shift_a  = ir[154:149];
-  assign \args$140.mult_b  = ir[186:155];
-  assign \args$140.shift_b  = ir[192:187];
-  assign \args$140.mult_o  = ir[224:193];
-  assign \args$140.shift_o  = ir[230:225];
-  assign \args$140.zp_out  = ir[240:231];
-  assign \args$140.act_min  = ir[250:241];
-  assign \args$140.act_max  = ir[260:251];
-  assign \cmd.src  = ir[13:4];
-  assign \cmd.count  = ir[29:14];
-  assign \cmd.mask  = ir[33:30];
-  assign \cmd.page  = ir[36:34];
-  assign \cmd.row0  = ir[42:37];
+  assign \engines__pool__args.mode  = ir[4];
+  assign \engines__pool__args.x_signed  = ir[5];
+  assign \engines__pool__args.in_base  = ir[17:6];
+  assign \engines__pool__args.in_h  = ir[25:18];
+  assign \engines__pool__args.in_w  = ir[33:26];
+  assign \engines__pool__args.cw  = ir[41:34];
+  assign \engines__pool__args.kh  = ir[49:42];
+  assign \engines__pool__args.kw  = ir[57:50];
+  assign \engines__pool__args.sh  = ir[61:58];
+  assign \engines__pool__args.sw  = ir[65:62];
+  assign \engines__pool__args.dh  = ir[69:66];
+  assign \engines__pool__args.dw  = ir[73:70];
+  assign \engines__pool__args.pt  = ir[77:74];
+  assign \engines__pool__args.pl  = ir[81:78];
+  assign \engines__pool__args.oh  = ir[89:82];
+  assign \engines__pool__args.ow  = ir[97:90];
+  assign \engines__pool__args.out_base  = ir[109:98];
+  assign \engines__pool__args.zp_in  = ir[119:110];
+  assign \engines__pool__args.mult  = ir[151:120];
+  assign \engines__pool__args.shift  = ir[157:152];
+  assign \engines__pool__args.zp_out  = ir[167:158];
+  assign \engines__pool__args.act_min  = ir[177:168];
+  assign \engines__pool__args.act_max  = ir[187:178];
+  assign \engines__ew__args.a_base  = ir[15:4];
+  assign \engines__ew__args.b_base  = ir[27:16];
+  assign \engines__ew__args.out_base  = ir[39:28];
+  assign \engines__ew__args.npos  = ir[55:40];
+  assign \engines__ew__args.cw  = ir[63:56];
+  assign \engines__ew__args.a_stride  = ir[71:64];
+  assign \engines__ew__args.b_stride  = ir[79:72];
+  assign \engines__ew__args.out_stride  = ir[87:80];
+  assign \engines__ew__args.x_signed  = ir[88];
+  assign \engines__ew__args.has_b  = ir[89];
+  assign \engines__ew__args.rq_in  = ir[90];
+  assign \engines__ew__args.rq_out  = ir[91];
+  assign \engines__ew__args.ls  = ir[96:92];
+  assign \engines__ew__args.zp_a  = ir[106:97];
+  assign \engines__ew__args.zp_b  = ir[116:107];
+  assign \engines__ew__args.mult_a  = ir[148:117];
+  assign \engines__ew__args.shift_a  = ir[154:149];
+  assign \engines__ew__args.mult_b  = ir[186:155];
+  assign \engines__ew__args.shift_b  = ir[192:187];
+  assign \engines__ew__args.mult_o  = ir[224:193];
+  assign \engines__ew__args.shift_o  = ir[230:225];
+  assign \engines__ew__args.zp_out  = ir[240:231];
+  assign \engines__ew__args.act_min  = ir[250:241];
+  assign \engines__ew__args.act_max  = ir[260:251];
+  assign \load__payload.src  = ir[13:4];
+  assign \load__payload.count  = ir[29:14];
+  assign \load__payload.mask  = ir[33:30];
+  assign \load__payload.page  = ir[36:34];
+  assign \load__payload.row0  = ir[42:37];
+  assign \host__report.status  = host__report[3:0];
+  assign \host__report.status.busy  = host__report[0];
+  assign \host__report.status.done  = host__report[1];
+  assign \host__report.status.error  = host__report[2];
+  assign \host__report.status.loader_busy  = host__report[3];
+  assign \host__report.pc  = host__report[19:4];
+  assign \host__report.op  = host__report[23:20];
+  assign \host__report.cycles  = host__report[55:24];
+  assign \host__report.load_cycles  = host__report[87:56];
+  assign \host__report.trace_count  = host__report[119:88];
+  assign \host__report.macros  = host__report[503:120];
+  assign \host__report.macros[0]  = host__report[215:120];
+  assign \host__report.macros[0].busy  = host__report[151:120];
+  assign \host__report.macros[0].stall  = host__report[183:152];
+  assign \host__report.macros[0].wload  = host__report[215:184];
+  assign \host__report.macros[1]  = host__report[311:216];
+  assign \host__report.macros[1].busy  = host__report[247:216];
+  assign \host__report.macros[1].stall  = host__report[279:248];
+  assign \host__report.macros[1].wload  = host__report[311:280];
+  assign \host__report.macros[2]  = host__report[407:312];
+  assign \host__report.macros[2].busy  = host__report[343:312];
+  assign \host__report.macros[2].stall  = host__report[375:344];
+  assign \host__report.macros[2].wload  = host__report[407:376];
+  assign \host__report.macros[3]  = host__report[503:408];
+  assign \host__report.macros[3].busy  = host__report[439:408];
+  assign \host__report.macros[3].stall  = host__report[471:440];
+  assign \host__report.macros[3].wload  = host__report[503:472];
   assign \entry.cycle  = entry[31:0];
   assign \entry.pc  = entry[47:32];
   assign \entry.op  = entry[51:48];
   assign \entry._pad  = entry[63:52];
+  assign \trace_w__data.cycle  = entry[31:0];
+  assign \trace_w__data.pc  = entry[47:32];
+  assign \trace_w__data.op  = entry[51:48];
+  assign \trace_w__data._pad  = entry[63:52];
+  assign \counters0.busy  = counters0[31:0];
+  assign \counters0.stall  = counters0[63:32];
+  assign \counters0.wload  = counters0[95:64];
+  assign \counters1.busy  = counters1[31:0];
+  assign \counters1.stall  = counters1[63:32];
+  assign \counters1.wload  = counters1[95:64];
+  assign \counters2.busy  = counters2[31:0];
+  assign \counters2.stall  = counters2[63:32];
+  assign \counters2.wload  = counters2[95:64];
+  assign \counters3.busy  = counters3[31:0];
+  assign \counters3.stall  = counters3[63:32];
+  assign \counters3.wload  = counters3[95:64];
+  assign \imem_rd__data.op  = imem_rd__data[3:0];
+  assign \imem_rd__data.args  = imem_rd__data[387:4];
+  assign \imem_rd__data.args.load  = imem_rd__data[42:4];
+  assign \imem_rd__data.args.load.src  = imem_rd__data[13:4];
+  assign \imem_rd__data.args.load.count  = imem_rd__data[29:14];
+  assign \imem_rd__data.args.load.mask  = imem_rd__data[33:30];
+  assign \imem_rd__data.args.load.page  = imem_rd__data[36:34];
+  assign \imem_rd__data.args.load.row0  = imem_rd__data[42:37];
+  assign \imem_rd__data.args.mac  = imem_rd__data[387:4];
+  assign \imem_rd__data.args.mac.in_h  = imem_rd__data[11:4];
+  assign \imem_rd__data.args.mac.in_w  = imem_rd__data[19:12];
+  assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[27:20];
+  assign \imem_rd__data.args.mac.cin  = imem_rd__data[39:28];
+  assign \imem_rd__data.args.mac.kh  = imem_rd__data[47:40];
+  assign \imem_rd__data.args.mac.kw  = imem_rd__data[55:48];
+  assign \imem_rd__data.args.mac.dh  = imem_rd__data[59:56];
+  assign \imem_rd__data.args.mac.dw  = imem_rd__data[63:60];
+  assign \imem_rd__data.args.mac.sh  = imem_rd__data[67:64];
+  assign \imem_rd__data.args.mac.sw  = imem_rd__data[71:68];
+  assign \imem_rd__data.args.mac.pt  = imem_rd__data[75:72];
+  assign \imem_rd__data.args.mac.pl  = imem_rd__data[79:76];
+  assign \imem_rd__data.args.mac.ow  = imem_rd__data[87:80];
+  assign \imem_rd__data.args.mac.oh  = imem_rd__data[95:88];
+  assign \imem_rd__data.args.mac.npos  = imem_rd__data[111:96];
+  assign \imem_rd__data.args.mac.pos0  = imem_rd__data[125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = imem_rd__data[139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = imem_rd__data[153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = imem_rd__data[167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = imem_rd__data[181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = imem_rd__data[195:182];
+  assign \imem_rd__data.args.mac.bq  = imem_rd__data[203:196];
+  assign \imem_rd__data.args.mac.br  = imem_rd__data[211:204];
+  assign \imem_rd__data.args.mac.img_delta  = imem_rd__data[225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = imem_rd__data[239:226];
+  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[245:240];
+  assign \imem_rd__data.args.mac.kt  = imem_rd__data[253:246];
+  assign \imem_rd__data.args.mac.nt  = imem_rd__data[261:254];
+  assign \imem_rd__data.args.mac.kr  = imem_rd__data[269:262];
+  assign \imem_rd__data.args.mac.nr  = imem_rd__data[277:270];
+  assign \imem_rd__data.args.mac.b  = imem_rd__data[284:278];
+  assign \imem_rd__data.args.mac.ki  = imem_rd__data[291:285];
+  assign \imem_rd__data.args.mac.no  = imem_rd__data[298:292];
+  assign \imem_rd__data.args.mac.groups  = imem_rd__data[306:299];
+  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[312:307];
+  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[315:313];
+  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[327:316];
+  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[335:328];
+  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[341:336];
+  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[349:342];
+  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[359:350];
+  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[369:360];
+  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[379:370];
+  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[382:380];
+  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[384:383];
+  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[385];
+  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[386];
+  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[387];
+  assign \imem_rd__data.args.pool  = imem_rd__data[187:4];
+  assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
+  assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
+  assign \imem_rd__data.args.pool.in_base  = imem_rd__data[17:6];
+  assign \imem_rd__data.args.pool.in_h  = imem_rd__data[25:18];
+  assign \imem_rd__data.args.pool.in_w  = imem_rd__data[33:26];
+  assign \imem_rd__data.args.pool.cw  = imem_rd__data[41:34];
+  assign \imem_rd__data.args.pool.kh  = imem_rd__data[49:42];
+  assign \imem_rd__data.args.pool.kw  = imem_rd__data[57:50];
+  assign \imem_rd__data.args.pool.sh  = imem_rd__data[61:58];
+  assign \imem_rd__data.args.pool.sw  = imem_rd__data[65:62];
+  assign \imem_rd__data.args.pool.dh  = imem_rd__data[69:66];
+  assign \imem_rd__data.args.pool.dw  = imem_rd__data[73:70];
+  assign \imem_rd__data.args.pool.pt  = imem_rd__data[77:74];
+  assign \imem_rd__data.args.pool.pl  = imem_rd__data[81:78];
+  assign \imem_rd__data.args.pool.oh  = imem_rd__data[89:82];
+  assign \imem_rd__data.args.pool.ow  = imem_rd__data[97:90];
+  assign \imem_rd__data.args.pool.out_base  = imem_rd__data[109:98];
+  assign \imem_rd__data.args.pool.zp_in  = imem_rd__data[119:110];
+  assign \imem_rd__data.args.pool.mult  = imem_rd__data[151:120];
+  assign \imem_rd__data.args.pool.shift  = imem_rd__data[157:152];
+  assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[167:158];
+  assign \imem_rd__data.args.pool.act_min  = imem_rd__data[177:168];
+  assign \imem_rd__data.args.pool.act_max  = imem_rd__data[187:178];
+  assign \imem_rd__data.args.ew  = imem_rd__data[260:4];
+  assign \imem_rd__data.args.ew.a_base  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.ew.b_base  = imem_rd__data[27:16];
+  assign \imem_rd__data.args.ew.out_base  = imem_rd__data[39:28];
+  assign \imem_rd__data.args.ew.npos  = imem_rd__data[55:40];
+  assign \imem_rd__data.args.ew.cw  = imem_rd__data[63:56];
+  assign \imem_rd__data.args.ew.a_stride  = imem_rd__data[71:64];
+  assign \imem_rd__data.args.ew.b_stride  = imem_rd__data[79:72];
+  assign \imem_rd__data.args.ew.out_stride  = imem_rd__data[87:80];
+  assign \imem_rd__data.args.ew.x_signed  = imem_rd__data[88];
+  assign \imem_rd__data.args.ew.has_b  = imem_rd__data[89];
+  assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[90];
+  assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[91];
+  assign \imem_rd__data.args.ew.ls  = imem_rd__data[96:92];
+  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[106:97];
+  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[116:107];
+  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[148:117];
+  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[154:149];
+  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[186:155];
+  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[192:187];
+  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[224:193];
+  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[230:225];
+  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[240:231];
+  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[250:241];
+  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[260:251];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = cycles;
+  assign entry[31:0] = \$signal$23 ;
   assign entry[63:52] = 12'h000;
-  assign imem_hword = { 4'h0, wb__adr[13:4] };
-  assign wmem_hword = { 1'h0, wb__adr[13:1] };
-  assign pmem_hword = { 5'h00, wb__adr[13:5] };
-  assign dmem_hword = { 2'h0, wb__adr[13:2] };
-  assign \imem_hword$192  = { 4'h0, wb__adr[13:4] };
-  assign amem_hword = { 1'h0, wb__adr[13:1] };
-  assign \wmem_hword$198  = { 1'h0, wb__adr[13:1] };
-  assign \pmem_hword$201  = { 5'h00, wb__adr[13:5] };
-  assign \dmem_hword$204  = { 2'h0, wb__adr[13:2] };
-  assign trace_hword = { 1'h0, wb__adr[13:1] };
-  assign \amem_hword$210  = { 1'h0, wb__adr[13:1] };
+  assign host__report[503:408] = counters3;
+  assign host__report[407:312] = counters2;
+  assign host__report[311:216] = counters1;
+  assign host__report[215:120] = counters0;
+  assign host__report[119:88] = trace_n;
+  assign host__report[87:56] = \$signal$24 ;
+  assign host__report[55:24] = \$signal$23 ;
+  assign host__report[23:20] = ir[3:0];
+  assign host__report[19:4] = pc;
+  assign host__report[3] = loader_busy;
+  assign host__report[2] = error;
+  assign host__report[1] = done;
+  assign host__report[0] = busy;
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2130$0 , \port$2136$0 , \port$2142$0 , \port$2148$0 , \port$2154$0 , \port$2160$0 , \port$2166$0 , \port$2172$0 , done, start, args, w_addr, w_en, clk);
+module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1909$0 , \port$1915$0 , \port$1921$0 , \port$1927$0 , \port$1933$0 , \port$1939$0 , \port$1945$0 , \port$1951$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -17623,6 +18503,16 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2130$0
   wire [25:0] \$97 ;
   wire [10:0] \$98 ;
   wire [10:0] \$99 ;
+  output [11:0] a_rd__addr;
+  wire [11:0] a_rd__addr;
+  input [63:0] a_rd__data;
+  wire [63:0] a_rd__data;
+  wire a_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
   input [256:0] args;
   wire [256:0] args;
   wire [11:0] \args.a_base ;
@@ -17649,6 +18539,12 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2130$0
   wire [9:0] \args.zp_a ;
   wire [9:0] \args.zp_b ;
   wire [9:0] \args.zp_out ;
+  output [11:0] b_rd__addr;
+  wire [11:0] b_rd__addr;
+  input [63:0] b_rd__data;
+  wire [63:0] b_rd__data;
+  wire b_rd__en;
+  output busy;
   reg busy = 1'h0;
   wire \busy$101 ;
   wire \busy$102 ;
@@ -17817,32 +18713,22 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2130$0
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$2130$0 ;
-  wire [7:0] \port$2130$0 ;
-  output [7:0] \port$2136$0 ;
-  wire [7:0] \port$2136$0 ;
-  output [7:0] \port$2142$0 ;
-  wire [7:0] \port$2142$0 ;
-  output [7:0] \port$2148$0 ;
-  wire [7:0] \port$2148$0 ;
-  output [7:0] \port$2154$0 ;
-  wire [7:0] \port$2154$0 ;
-  output [7:0] \port$2160$0 ;
-  wire [7:0] \port$2160$0 ;
-  output [7:0] \port$2166$0 ;
-  wire [7:0] \port$2166$0 ;
-  output [7:0] \port$2172$0 ;
-  wire [7:0] \port$2172$0 ;
-  output [11:0] ra_addr;
-  wire [11:0] ra_addr;
-  input [63:0] ra_data;
-  wire [63:0] ra_data;
-  wire ra_en;
-  output [11:0] rb_addr;
-  wire [11:0] rb_addr;
-  input [63:0] rb_data;
-  wire [63:0] rb_data;
-  wire rb_en;
+  output [7:0] \port$1909$0 ;
+  wire [7:0] \port$1909$0 ;
+  output [7:0] \port$1915$0 ;
+  wire [7:0] \port$1915$0 ;
+  output [7:0] \port$1921$0 ;
+  wire [7:0] \port$1921$0 ;
+  output [7:0] \port$1927$0 ;
+  wire [7:0] \port$1927$0 ;
+  output [7:0] \port$1933$0 ;
+  wire [7:0] \port$1933$0 ;
+  output [7:0] \port$1939$0 ;
+  wire [7:0] \port$1939$0 ;
+  output [7:0] \port$1945$0 ;
+  wire [7:0] \port$1945$0 ;
+  output [7:0] \port$1951$0 ;
+  wire [7:0] \port$1951$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -17909,11 +18795,6 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2130$0
   reg [31:0] vb6 = 32'd0;
   reg [31:0] vb7 = 32'd0;
   reg [7:0] w = 8'h00;
-  output [11:0] w_addr;
-  reg [11:0] w_addr = 12'h000;
-  wire [63:0] w_data;
-  output w_en;
-  wire w_en;
   wire [511:0] x;
   wire [255:0] \x$50 ;
   wire [31:0] \x$50[0] ;
@@ -17988,22 +18869,22 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2130$0
   assign \$4  = p * args[75:68];
   assign \$5  = args[23:12] + \$4 ;
   assign \$6  = \$5  + w;
-  assign \$7  = args[84] ? { ra_data[7], ra_data[7:0] } : { 1'h0, ra_data[7:0] };
-  assign \$8  = args[84] ? { rb_data[7], rb_data[7:0] } : { 1'h0, rb_data[7:0] };
-  assign \$9  = args[84] ? { ra_data[15], ra_data[15:8] } : { 1'h0, ra_data[15:8] };
-  assign \$10  = args[84] ? { rb_data[15], rb_data[15:8] } : { 1'h0, rb_data[15:8] };
-  assign \$11  = args[84] ? { ra_data[23], ra_data[23:16] } : { 1'h0, ra_data[23:16] };
-  assign \$12  = args[84] ? { rb_data[23], rb_data[23:16] } : { 1'h0, rb_data[23:16] };
-  assign \$13  = args[84] ? { ra_data[31], ra_data[31:24] } : { 1'h0, ra_data[31:24] };
-  assign \$14  = args[84] ? { rb_data[31], rb_data[31:24] } : { 1'h0, rb_data[31:24] };
-  assign \$15  = args[84] ? { ra_data[39], ra_data[39:32] } : { 1'h0, ra_data[39:32] };
-  assign \$16  = args[84] ? { rb_data[39], rb_data[39:32] } : { 1'h0, rb_data[39:32] };
-  assign \$17  = args[84] ? { ra_data[47], ra_data[47:40] } : { 1'h0, ra_data[47:40] };
-  assign \$18  = args[84] ? { rb_data[47], rb_data[47:40] } : { 1'h0, rb_data[47:40] };
-  assign \$19  = args[84] ? { ra_data[55], ra_data[55:48] } : { 1'h0, ra_data[55:48] };
-  assign \$20  = args[84] ? { rb_data[55], rb_data[55:48] } : { 1'h0, rb_data[55:48] };
-  assign \$21  = args[84] ? { ra_data[63], ra_data[63:56] } : { 1'h0, ra_data[63:56] };
-  assign \$22  = args[84] ? { rb_data[63], rb_data[63:56] } : { 1'h0, rb_data[63:56] };
+  assign \$7  = args[84] ? { a_rd__data[7], a_rd__data[7:0] } : { 1'h0, a_rd__data[7:0] };
+  assign \$8  = args[84] ? { b_rd__data[7], b_rd__data[7:0] } : { 1'h0, b_rd__data[7:0] };
+  assign \$9  = args[84] ? { a_rd__data[15], a_rd__data[15:8] } : { 1'h0, a_rd__data[15:8] };
+  assign \$10  = args[84] ? { b_rd__data[15], b_rd__data[15:8] } : { 1'h0, b_rd__data[15:8] };
+  assign \$11  = args[84] ? { a_rd__data[23], a_rd__data[23:16] } : { 1'h0, a_rd__data[23:16] };
+  assign \$12  = args[84] ? { b_rd__data[23], b_rd__data[23:16] } : { 1'h0, b_rd__data[23:16] };
+  assign \$13  = args[84] ? { a_rd__data[31], a_rd__data[31:24] } : { 1'h0, a_rd__data[31:24] };
+  assign \$14  = args[84] ? { b_rd__data[31], b_rd__data[31:24] } : { 1'h0, b_rd__data[31:24] };
+  assign \$15  = args[84] ? { a_rd__data[39], a_rd__data[39:32] } : { 1'h0, a_rd__data[39:32] };
+  assign \$16  = args[84] ? { b_rd__data[39], b_rd__data[39:32] } : { 1'h0, b_rd__data[39:32] };
+  assign \$17  = args[84] ? { a_rd__data[47], a_rd__data[47:40] } : { 1'h0, a_rd__data[47:40] };
+  assign \$18  = args[84] ? { b_rd__data[47], b_rd__data[47:40] } : { 1'h0, b_rd__data[47:40] };
+  assign \$19  = args[84] ? { a_rd__data[55], a_rd__data[55:48] } : { 1'h0, a_rd__data[55:48] };
+  assign \$20  = args[84] ? { b_rd__data[55], b_rd__data[55:48] } : { 1'h0, b_rd__data[55:48] };
+  assign \$21  = args[84] ? { a_rd__data[63], a_rd__data[63:56] } : { 1'h0, a_rd__data[63:56] };
+  assign \$22  = args[84] ? { b_rd__data[63], b_rd__data[63:56] } : { 1'h0, b_rd__data[63:56] };
   assign \$23  = $signed(va0) << args[92:88];
   assign \$24  = $signed(vb0) << args[92:88];
   assign \$25  = $signed(va1) << args[92:88];
@@ -18395,7 +19276,7 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2130$0
   always @(posedge clk)
     ob2_7 <= ob1_7;
   always @(posedge clk)
-    w_addr <= oa2;
+    act_w__addr <= oa2;
   always @(posedge clk)
     ob3_0 <= ob2_0;
   always @(posedge clk)
@@ -18432,7 +19313,7 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2130$0
     .mult(\mult$52 ),
     .rst(rst),
     .shift(\shift$53 ),
-    .v4(w_en),
+    .v4(act_w__en),
     .x(\x$50 ),
     .y(y)
   );
@@ -18519,8 +19400,8 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2130$0
     end
   end
   assign running = busy;
-  assign ra_en = 1'h1;
-  assign rb_en = 1'h1;
+  assign a_rd__en = 1'h1;
+  assign b_rd__en = 1'h1;
   assign xa0 = { \$7 [8], \$7  };
   assign xb0 = { \$8 [8], \$8  };
   assign xa1 = { \$9 [8], \$9  };
@@ -18555,19 +19436,19 @@ module \default_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$2130$0
   assign ecode6 = \$73 [9:0];
   assign ecode7_sum = { \$74 [32], \$74  };
   assign ecode7 = \$78 [9:0];
-  assign o_valid = w_en;
-  assign oa3 = w_addr;
-  assign w_data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
-  assign ra_addr = \$3 [11:0];
-  assign rb_addr = \$6 [11:0];
-  assign \port$2130$0  = \$43 [7:0];
-  assign \port$2136$0  = \$48 [7:0];
-  assign \port$2142$0  = \$53 [7:0];
-  assign \port$2148$0  = \$58 [7:0];
-  assign \port$2154$0  = \$63 [7:0];
-  assign \port$2160$0  = \$68 [7:0];
-  assign \port$2166$0  = \$73 [7:0];
-  assign \port$2172$0  = \$78 [7:0];
+  assign o_valid = act_w__en;
+  assign oa3 = act_w__addr;
+  assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
+  assign a_rd__addr = \$3 [11:0];
+  assign b_rd__addr = \$6 [11:0];
+  assign \port$1909$0  = \$43 [7:0];
+  assign \port$1915$0  = \$48 [7:0];
+  assign \port$1921$0  = \$53 [7:0];
+  assign \port$1927$0  = \$58 [7:0];
+  assign \port$1933$0  = \$63 [7:0];
+  assign \port$1939$0  = \$68 [7:0];
+  assign \port$1945$0  = \$73 [7:0];
+  assign \port$1951$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -21495,8 +22376,541 @@ module \default_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_data, w_addr, mem_page, mem_row, clk);
+module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, imem_r__data, amem_r__data, wmem_r__data, pmem_r__data, dmem_r__data, trace_r__data, imem_r__addr, imem_w__en, amem_r__addr, amem_w__en, wmem_r__addr, wmem_w__en, pmem_r__addr, pmem_w__en
+, dmem_r__addr, dmem_w__en, trace_r__addr, ctrl__report, ctrl__start, dat, wb__ack, ctrl__start_pc, wb__cyc);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [9:0] \$113 ;
+  wire [6:0] \$116 ;
+  wire [6:0] \$119 ;
+  wire \$12 ;
+  wire [10:0] \$122 ;
+  wire [7:0] \$125 ;
+  wire [6:0] \$128 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [27:0] \$16 ;
+  wire [27:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [2:0] \$22 ;
+  wire [2:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [2:0] \$28 ;
+  wire [2:0] \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [54:0] \$34 ;
+  wire [54:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire [5:0] \$40 ;
+  wire [5:0] \$41 ;
+  wire [31:0] \$42 ;
+  wire [31:0] \$43 ;
+  wire [31:0] \$44 ;
+  wire [31:0] \$45 ;
+  wire [31:0] \$46 ;
+  wire [31:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  reg \$53 ;
+  reg [2:0] \$54 ;
+  reg [15:0] \$55 ;
+  reg [31:0] \$56 ;
+  reg [3:0] \$57 ;
+  reg \$58 ;
+  reg \$59 ;
+  wire \$6 ;
+  reg [4:0] \$60 ;
+  reg [1:0] \$61 ;
+  reg \$62 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  wire amem_hslice;
+  wire [13:0] amem_hword;
+  output [11:0] amem_r__addr;
+  wire [11:0] amem_r__addr;
+  input [63:0] amem_r__data;
+  wire [63:0] amem_r__data;
+  wire amem_r__en;
+  reg amem_rsl = 1'h0;
+  wire [11:0] amem_w__addr;
+  wire [63:0] amem_w__data;
+  output [1:0] amem_w__en;
+  wire [1:0] amem_w__en;
+  input clk;
+  wire clk;
+  wire csr_hit;
+  wire [4:0] csr_idx;
+  reg [31:0] csr_r = 32'd0;
+  input [503:0] ctrl__report;
+  wire [503:0] ctrl__report;
+  wire [31:0] \ctrl__report.cycles ;
+  wire [31:0] \ctrl__report.load_cycles ;
+  wire [383:0] \ctrl__report.macros ;
+  wire [95:0] \ctrl__report.macros[0] ;
+  wire [31:0] \ctrl__report.macros[0].busy ;
+  wire [31:0] \ctrl__report.macros[0].stall ;
+  wire [31:0] \ctrl__report.macros[0].wload ;
+  wire [95:0] \ctrl__report.macros[1] ;
+  wire [31:0] \ctrl__report.macros[1].busy ;
+  wire [31:0] \ctrl__report.macros[1].stall ;
+  wire [31:0] \ctrl__report.macros[1].wload ;
+  wire [95:0] \ctrl__report.macros[2] ;
+  wire [31:0] \ctrl__report.macros[2].busy ;
+  wire [31:0] \ctrl__report.macros[2].stall ;
+  wire [31:0] \ctrl__report.macros[2].wload ;
+  wire [95:0] \ctrl__report.macros[3] ;
+  wire [31:0] \ctrl__report.macros[3].busy ;
+  wire [31:0] \ctrl__report.macros[3].stall ;
+  wire [31:0] \ctrl__report.macros[3].wload ;
+  wire [3:0] \ctrl__report.op ;
+  wire [15:0] \ctrl__report.pc ;
+  wire [3:0] \ctrl__report.status ;
+  wire \ctrl__report.status.busy ;
+  wire \ctrl__report.status.done ;
+  wire \ctrl__report.status.error ;
+  wire \ctrl__report.status.loader_busy ;
+  wire [31:0] \ctrl__report.trace_count ;
+  output ctrl__start;
+  reg ctrl__start;
+  output [15:0] ctrl__start_pc;
+  reg [15:0] ctrl__start_pc = 16'h0000;
+  output [31:0] dat;
+  reg [31:0] dat;
+  wire [1:0] dmem_hslice;
+  wire [13:0] dmem_hword;
+  output [5:0] dmem_r__addr;
+  wire [5:0] dmem_r__addr;
+  input [95:0] dmem_r__data;
+  wire [95:0] dmem_r__data;
+  wire dmem_r__en;
+  reg [1:0] dmem_rsl = 2'h0;
+  wire [5:0] dmem_w__addr;
+  wire [95:0] dmem_w__data;
+  output [2:0] dmem_w__en;
+  wire [2:0] dmem_w__en;
+  wire [3:0] imem_hslice;
+  wire [13:0] imem_hword;
+  output [9:0] imem_r__addr;
+  wire [9:0] imem_r__addr;
+  input [415:0] imem_r__data;
+  wire [415:0] imem_r__data;
+  wire imem_r__en;
+  reg [3:0] imem_rsl = 4'h0;
+  wire [9:0] imem_w__addr;
+  wire [415:0] imem_w__data;
+  output [12:0] imem_w__en;
+  wire [12:0] imem_w__en;
+  wire [13:0] off;
+  wire [4:0] pmem_hslice;
+  wire [13:0] pmem_hword;
+  output [5:0] pmem_r__addr;
+  wire [5:0] pmem_r__addr;
+  input [767:0] pmem_r__data;
+  wire [767:0] pmem_r__data;
+  wire pmem_r__en;
+  reg [4:0] pmem_rsl = 5'h00;
+  wire [5:0] pmem_w__addr;
+  wire [767:0] pmem_w__data;
+  output [23:0] pmem_w__en;
+  wire [23:0] pmem_w__en;
+  reg [2:0] r_region = 3'h0;
+  wire [2:0] region;
+  wire req;
+  input rst;
+  wire rst;
+  (* init = 16'h0000 *)
+  wire [15:0] start_pc;
+  wire trace_hslice;
+  wire [13:0] trace_hword;
+  output [9:0] trace_r__addr;
+  wire [9:0] trace_r__addr;
+  input [63:0] trace_r__data;
+  wire [63:0] trace_r__data;
+  wire trace_r__en;
+  reg trace_rsl = 1'h0;
+  (* init = 1'h0 *)
+  output wb__ack;
+  wire wb__ack;
+  input [16:0] wb__adr;
+  wire [16:0] wb__adr;
+  input wb__cyc;
+  wire wb__cyc;
+  wire [31:0] wb__dat_r;
+  input [31:0] wb__dat_w;
+  wire [31:0] wb__dat_w;
+  input [3:0] wb__sel;
+  wire [3:0] wb__sel;
+  input wb__stb;
+  wire wb__stb;
+  input wb__we;
+  wire wb__we;
+  wire wmem_hslice;
+  wire [13:0] wmem_hword;
+  output [9:0] wmem_r__addr;
+  wire [9:0] wmem_r__addr;
+  input [63:0] wmem_r__data;
+  wire [63:0] wmem_r__data;
+  wire wmem_r__en;
+  reg wmem_rsl = 1'h0;
+  wire [9:0] wmem_w__addr;
+  wire [63:0] wmem_w__data;
+  output [1:0] wmem_w__en;
+  wire [1:0] wmem_w__en;
+  wire wr;
+  assign \$31  = wr & \$30 ;
+  assign \$32  = ~ ctrl__report[0];
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = 1'h1 << wb__adr[4:0];
+  assign \$35  = \$33  ? \$34  : 55'h00000000000000;
+  assign \$36  = wb__adr[16:14] == 3'h5;
+  assign \$37  = wr & \$36 ;
+  assign \$38  = ~ ctrl__report[0];
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = 1'h1 << wb__adr[1:0];
+  assign \$41  = \$39  ? \$40  : 6'h00;
+  assign \$113  = imem_rsl * 6'h20;
+  assign \$42  = imem_r__data >> \$113 ;
+  assign \$116  = amem_rsl * 6'h20;
+  assign \$43  = amem_r__data >> \$116 ;
+  assign \$119  = wmem_rsl * 6'h20;
+  assign \$44  = wmem_r__data >> \$119 ;
+  assign \$122  = pmem_rsl * 6'h20;
+  assign \$45  = pmem_r__data >> \$122 ;
+  assign \$125  = dmem_rsl * 6'h20;
+  assign \$46  = dmem_r__data >> \$125 ;
+  assign \$128  = trace_rsl * 6'h20;
+  assign \$47  = trace_r__data >> \$128 ;
+  assign \$48  = csr_hit & wr;
+  assign \$49  = wb__adr[4:0] == 3'h4;
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ wb__we;
+  assign \$52  = csr_hit & \$51 ;
+  always @(posedge clk)
+    \$signal  <= \$53 ;
+  always @(posedge clk)
+    r_region <= \$54 ;
+  always @(posedge clk)
+    ctrl__start_pc <= \$55 ;
+  always @(posedge clk)
+    csr_r <= \$56 ;
+  always @(posedge clk)
+    imem_rsl <= \$57 ;
+  always @(posedge clk)
+    amem_rsl <= \$58 ;
+  always @(posedge clk)
+    wmem_rsl <= \$59 ;
+  always @(posedge clk)
+    pmem_rsl <= \$60 ;
+  always @(posedge clk)
+    dmem_rsl <= \$61 ;
+  always @(posedge clk)
+    trace_rsl <= \$62 ;
+  assign \$1  = wb__cyc & wb__stb;
+  assign \$2  = ~ \$signal ;
+  assign req = \$1  & \$2 ;
+  assign \$3  = req & wb__we;
+  assign \$4  = wb__sel == 4'hf;
+  assign wr = \$3  & \$4 ;
+  assign \$5  = ! wb__adr[16:14];
+  assign csr_hit = req & \$5 ;
+  assign \$6  = csr_hit & wr;
+  assign \$7  = wb__adr[4:0] == 1'h1;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  & wb__dat_w[0];
+  assign \$10  = ~ ctrl__report[0];
+  assign \$11  = \$9  & \$10 ;
+  assign \$12  = wb__adr[16:14] == 1'h1;
+  assign \$13  = wr & \$12 ;
+  assign \$14  = ~ ctrl__report[0];
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = 1'h1 << wb__adr[3:0];
+  assign \$17  = \$15  ? \$16  : 28'h0000000;
+  assign \$18  = wb__adr[16:14] == 2'h2;
+  assign \$19  = wr & \$18 ;
+  assign \$20  = ~ ctrl__report[0];
+  assign \$21  = \$19  & \$20 ;
+  assign \$22  = 1'h1 << wb__adr[0];
+  assign \$23  = \$21  ? \$22  : 3'h0;
+  assign \$24  = wb__adr[16:14] == 2'h3;
+  assign \$25  = wr & \$24 ;
+  assign \$26  = ~ ctrl__report[0];
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = 1'h1 << wb__adr[0];
+  assign \$29  = \$27  ? \$28  : 3'h0;
+  assign \$30  = wb__adr[16:14] == 3'h4;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    ctrl__start = 1'h0;
+    if (\$11 ) begin
+      ctrl__start = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    dat = 32'd0;
+    casez (r_region)
+      3'h0:
+          dat = csr_r;
+      3'h1:
+          dat = \$42 ;
+      3'h2:
+          dat = \$43 ;
+      3'h3:
+          dat = \$44 ;
+      3'h4:
+          dat = \$45 ;
+      3'h5:
+          dat = \$46 ;
+      3'h6:
+          dat = \$47 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$53  = req;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$54  = r_region;
+    if (req) begin
+      \$54  = wb__adr[16:14];
+    end
+    if (rst) begin
+      \$54  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$55  = ctrl__start_pc;
+    if (\$50 ) begin
+      \$55  = wb__dat_w[15:0];
+    end
+    if (rst) begin
+      \$55  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$56  = csr_r;
+    if (\$52 ) begin
+      (* full_case = 32'd1 *)
+      casez (wb__adr[4:0])
+        5'h00:
+            \$56  = 32'd1128877382;
+        5'h02:
+            \$56  = { 28'h0000000, ctrl__report[3:0] };
+        5'h03:
+            \$56  = { 16'h0000, ctrl__report[19:4] };
+        5'h04:
+            \$56  = { 16'h0000, ctrl__start_pc };
+        5'h05:
+            \$56  = ctrl__report[55:24];
+        5'h06:
+            \$56  = ctrl__report[87:56];
+        5'h07:
+            \$56  = ctrl__report[119:88];
+        5'h08:
+            \$56  = { 28'h0000000, ctrl__report[23:20] };
+        5'h09:
+            \$56  = 32'd8;
+        5'h0a:
+            \$56  = 32'd4;
+        5'h10:
+            \$56  = ctrl__report[151:120];
+        5'h11:
+            \$56  = ctrl__report[183:152];
+        5'h12:
+            \$56  = ctrl__report[215:184];
+        5'h14:
+            \$56  = ctrl__report[247:216];
+        5'h15:
+            \$56  = ctrl__report[279:248];
+        5'h16:
+            \$56  = ctrl__report[311:280];
+        5'h18:
+            \$56  = ctrl__report[343:312];
+        5'h19:
+            \$56  = ctrl__report[375:344];
+        5'h1a:
+            \$56  = ctrl__report[407:376];
+        5'h1c:
+            \$56  = ctrl__report[439:408];
+        5'h1d:
+            \$56  = ctrl__report[471:440];
+        5'h1e:
+            \$56  = ctrl__report[503:472];
+        default:
+            \$56  = 32'd0;
+      endcase
+    end
+    if (rst) begin
+      \$56  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$57  = imem_rsl;
+    if (req) begin
+      \$57  = wb__adr[3:0];
+    end
+    if (rst) begin
+      \$57  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$58  = amem_rsl;
+    if (req) begin
+      \$58  = wb__adr[0];
+    end
+    if (rst) begin
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$59  = wmem_rsl;
+    if (req) begin
+      \$59  = wb__adr[0];
+    end
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$60  = pmem_rsl;
+    if (req) begin
+      \$60  = wb__adr[4:0];
+    end
+    if (rst) begin
+      \$60  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$61  = dmem_rsl;
+    if (req) begin
+      \$61  = wb__adr[1:0];
+    end
+    if (rst) begin
+      \$61  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$62  = trace_rsl;
+    if (req) begin
+      \$62  = wb__adr[0];
+    end
+    if (rst) begin
+      \$62  = 1'h0;
+    end
+  end
+  assign region = wb__adr[16:14];
+  assign off = wb__adr[13:0];
+  assign csr_idx = wb__adr[4:0];
+  assign start_pc = ctrl__start_pc;
+  assign imem_hslice = wb__adr[3:0];
+  assign imem_r__en = 1'h1;
+  assign imem_w__addr = imem_hword[9:0];
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign amem_hslice = wb__adr[0];
+  assign amem_r__en = 1'h1;
+  assign amem_w__addr = amem_hword[11:0];
+  assign amem_w__data = { wb__dat_w, wb__dat_w };
+  assign wmem_hslice = wb__adr[0];
+  assign wmem_r__en = 1'h1;
+  assign wmem_w__addr = wmem_hword[9:0];
+  assign wmem_w__data = { wb__dat_w, wb__dat_w };
+  assign pmem_hslice = wb__adr[4:0];
+  assign pmem_r__en = 1'h1;
+  assign pmem_w__addr = pmem_hword[5:0];
+  assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign dmem_hslice = wb__adr[1:0];
+  assign dmem_r__en = 1'h1;
+  assign dmem_w__addr = dmem_hword[5:0];
+  assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign trace_hslice = wb__adr[0];
+  assign trace_r__en = 1'h1;
+  assign wb__dat_r = dat;
+  assign imem_r__addr = imem_hword[9:0];
+  assign imem_w__en = \$17 [12:0];
+  assign amem_r__addr = amem_hword[11:0];
+  assign amem_w__en = \$23 [1:0];
+  assign wmem_r__addr = wmem_hword[9:0];
+  assign wmem_w__en = \$29 [1:0];
+  assign pmem_r__addr = pmem_hword[5:0];
+  assign pmem_w__en = \$35 [23:0];
+  assign dmem_r__addr = dmem_hword[5:0];
+  assign dmem_w__en = \$41 [2:0];
+  assign trace_r__addr = trace_hword[9:0];
+  assign wb__ack = \$signal ;
+  assign \ctrl__report.status  = ctrl__report[3:0];
+  assign \ctrl__report.status.busy  = ctrl__report[0];
+  assign \ctrl__report.status.done  = ctrl__report[1];
+  assign \ctrl__report.status.error  = ctrl__report[2];
+  assign \ctrl__report.status.loader_busy  = ctrl__report[3];
+  assign \ctrl__report.pc  = ctrl__report[19:4];
+  assign \ctrl__report.op  = ctrl__report[23:20];
+  assign \ctrl__report.cycles  = ctrl__report[55:24];
+  assign \ctrl__report.load_cycles  = ctrl__report[87:56];
+  assign \ctrl__report.trace_count  = ctrl__report[119:88];
+  assign \ctrl__report.macros  = ctrl__report[503:120];
+  assign \ctrl__report.macros[0]  = ctrl__report[215:120];
+  assign \ctrl__report.macros[0].busy  = ctrl__report[151:120];
+  assign \ctrl__report.macros[0].stall  = ctrl__report[183:152];
+  assign \ctrl__report.macros[0].wload  = ctrl__report[215:184];
+  assign \ctrl__report.macros[1]  = ctrl__report[311:216];
+  assign \ctrl__report.macros[1].busy  = ctrl__report[247:216];
+  assign \ctrl__report.macros[1].stall  = ctrl__report[279:248];
+  assign \ctrl__report.macros[1].wload  = ctrl__report[311:280];
+  assign \ctrl__report.macros[2]  = ctrl__report[407:312];
+  assign \ctrl__report.macros[2].busy  = ctrl__report[343:312];
+  assign \ctrl__report.macros[2].stall  = ctrl__report[375:344];
+  assign \ctrl__report.macros[2].wload  = ctrl__report[407:376];
+  assign \ctrl__report.macros[3]  = ctrl__report[503:408];
+  assign \ctrl__report.macros[3].busy  = ctrl__report[439:408];
+  assign \ctrl__report.macros[3].stall  = ctrl__report[471:440];
+  assign \ctrl__report.macros[3].wload  = ctrl__report[503:472];
+  assign imem_hword = { 4'h0, wb__adr[13:4] };
+  assign amem_hword = { 1'h0, wb__adr[13:1] };
+  assign wmem_hword = { 1'h0, wb__adr[13:1] };
+  assign pmem_hword = { 5'h00, wb__adr[13:5] };
+  assign dmem_hword = { 2'h0, wb__adr[13:2] };
+  assign trace_hword = { 1'h0, wb__adr[13:1] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr, mem_page, mem_row, w_en, w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [3:0] \$11 ;
@@ -21524,15 +22938,15 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   wire busy;
   input clk;
   wire clk;
-  wire [38:0] cmd;
-  wire [15:0] \cmd.count ;
-  wire [3:0] \cmd.mask ;
-  wire [2:0] \cmd.page ;
-  wire [5:0] \cmd.row0 ;
-  wire [9:0] \cmd.src ;
-  output cmd_ready;
-  wire cmd_ready;
-  wire cmd_valid;
+  wire [38:0] cmd__payload;
+  wire [15:0] \cmd__payload.count ;
+  wire [3:0] \cmd__payload.mask ;
+  wire [2:0] \cmd__payload.page ;
+  wire [5:0] \cmd__payload.row0 ;
+  wire [9:0] \cmd__payload.src ;
+  output cmd__ready;
+  wire cmd__ready;
+  wire cmd__valid;
   wire [38:0] head;
   wire [15:0] \head.count ;
   wire [3:0] \head.mask ;
@@ -21558,13 +22972,14 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   wire rst;
   (* init = 10'h000 *)
   wire [9:0] src;
-  output [9:0] w_addr;
-  reg [9:0] w_addr = 10'h000;
   input [38:0] w_data;
   wire [38:0] w_data;
-  wire [63:0] \w_data$21 ;
   input w_en;
   wire w_en;
+  output [9:0] w_rd__addr;
+  reg [9:0] w_rd__addr = 10'h000;
+  wire [63:0] w_rd__data;
+  wire w_rd__en;
   wire w_rdy;
   reg wr = 1'h0;
   reg [3:0] wr_mask = 4'h0;
@@ -21580,7 +22995,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   assign \$4  = ~ active;
   assign \$5  = \$4  & r_rdy;
   assign \$6  = | head[25:10];
-  assign \$7  = w_addr + 1'h1;
+  assign \$7  = w_rd__addr + 1'h1;
   assign \$8  = left - 1'h1;
   assign \$9  = left == 1'h1;
   assign \$10  = row == 6'h3f;
@@ -21589,7 +23004,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   always @(posedge clk)
     active <= \$13 ;
   always @(posedge clk)
-    w_addr <= \$14 ;
+    w_rd__addr <= \$14 ;
   always @(posedge clk)
     left <= \$15 ;
   always @(posedge clk)
@@ -21614,17 +23029,17 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
-    .w_rdy(cmd_ready)
+    .w_rdy(cmd__ready)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     r_en = 1'h0;
     if (\$2 ) begin
       r_en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$13  = active;
     if (\$5 ) begin
       \$13  = \$6 ;
@@ -21639,8 +23054,8 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$14  = w_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$14  = w_rd__addr;
     if (\$5 ) begin
       \$14  = head[9:0];
     end
@@ -21652,7 +23067,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$15  = left;
     if (\$5 ) begin
       \$15  = head[25:10];
@@ -21665,7 +23080,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$16  = mask;
     if (\$5 ) begin
       \$16  = head[29:26];
@@ -21675,7 +23090,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$17  = page;
     if (\$5 ) begin
       \$17  = head[32:30];
@@ -21690,7 +23105,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$18  = row;
     if (\$5 ) begin
       \$18  = head[38:33];
@@ -21708,14 +23123,14 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$19  = active;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$20  = mem_page;
     if (active) begin
       \$20  = page;
@@ -21725,7 +23140,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$21  = mem_row;
     if (active) begin
       \$21  = row;
@@ -21735,7 +23150,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$22  = wr_mask;
     if (active) begin
       \$22  = mask;
@@ -21744,19 +23159,20 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
       \$22  = 4'h0;
     end
   end
-  assign cmd_valid = w_en;
-  assign cmd = w_data;
-  assign w_rdy = cmd_ready;
+  assign cmd__valid = w_en;
+  assign cmd__payload = w_data;
+  assign w_rdy = cmd__ready;
   assign r_data = head;
-  assign src = w_addr;
+  assign src = w_rd__addr;
+  assign w_rd__en = 1'h1;
   assign wr_page = mem_page;
   assign wr_row = mem_row;
-  assign \w_data$21  = mem_wdata;
-  assign \cmd.src  = w_data[9:0];
-  assign \cmd.count  = w_data[25:10];
-  assign \cmd.mask  = w_data[29:26];
-  assign \cmd.page  = w_data[32:30];
-  assign \cmd.row0  = w_data[38:33];
+  assign w_rd__data = mem_wdata;
+  assign \cmd__payload.src  = w_data[9:0];
+  assign \cmd__payload.count  = w_data[25:10];
+  assign \cmd__payload.mask  = w_data[29:26];
+  assign \cmd__payload.page  = w_data[32:30];
+  assign \cmd__payload.row0  = w_data[38:33];
   assign \head.src  = head[9:0];
   assign \head.count  = head[25:10];
   assign \head.mask  = head[29:26];
@@ -21765,8 +23181,8 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__data, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -21854,7 +23270,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__da
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -21864,7 +23280,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -21874,7 +23290,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -21895,10 +23311,10 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data$400 , p_data, desc, \desc$386 , \desc$391 , \desc$396 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready, res_valid__3
-, res_y__3, \port$271$0 , \port$272$0 , \port$273$0 , \port$274$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, p_addr, \port$612$0 , \port$617$0 , \port$622$0 , \port$627$0 , \port$632$0 , \port$637$0 , \port$642$0 , \port$647$0 , finished, desc_addr, rd_en
-, \desc_addr$387 , \rd_en$389 , \desc_addr$392 , \rd_en$394 , \desc_addr$397 , \rd_en$399 , start, args, op__0__payload, op__1__payload, op__2__payload, op__3__payload, w_addr, rd_addr, \rd_addr$388 , \rd_addr$393 , \rd_addr$398 , \w_en$353 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$26 , \act_rd__data$37 , param_rd__data, desc_rd__data, \desc_rd__data$21 , \desc_rd__data$32 , \desc_rd__data$43 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready, res_valid__3
+, res_y__3, \port$50$0 , \port$51$0 , \port$52$0 , \port$53$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, \port$391$0 , \port$396$0 , \port$401$0 , \port$406$0 , \port$411$0 , \port$416$0 , \port$421$0 , \port$426$0 , finished, desc_rd__0__addr, act_rd__0__en
+, desc_rd__1__addr, act_rd__1__en, desc_rd__2__addr, act_rd__2__en, desc_rd__3__addr, act_rd__3__en, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_rd__2__addr, act_rd__3__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -22407,6 +23823,47 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   reg [31:0] acc3_5 = 32'd0;
   reg [31:0] acc3_6 = 32'd0;
   reg [31:0] acc3_7 = 32'd0;
+  output [11:0] act_rd__0__addr;
+  wire [11:0] act_rd__0__addr;
+  wire [63:0] act_rd__0__data;
+  output act_rd__0__en;
+  wire act_rd__0__en;
+  output [11:0] act_rd__1__addr;
+  wire [11:0] act_rd__1__addr;
+  wire [63:0] act_rd__1__data;
+  output act_rd__1__en;
+  wire act_rd__1__en;
+  output [11:0] act_rd__2__addr;
+  wire [11:0] act_rd__2__addr;
+  wire [63:0] act_rd__2__data;
+  output act_rd__2__en;
+  wire act_rd__2__en;
+  output [11:0] act_rd__3__addr;
+  wire [11:0] act_rd__3__addr;
+  wire [63:0] act_rd__3__data;
+  output act_rd__3__en;
+  wire act_rd__3__en;
+  wire [11:0] act_rd__addr;
+  wire [11:0] \act_rd__addr$14 ;
+  wire [11:0] \act_rd__addr$25 ;
+  wire [11:0] \act_rd__addr$36 ;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  input [63:0] \act_rd__data$15 ;
+  wire [63:0] \act_rd__data$15 ;
+  input [63:0] \act_rd__data$26 ;
+  wire [63:0] \act_rd__data$26 ;
+  input [63:0] \act_rd__data$37 ;
+  wire [63:0] \act_rd__data$37 ;
+  wire act_rd__en;
+  wire \act_rd__en$18 ;
+  wire \act_rd__en$29 ;
+  wire \act_rd__en$40 ;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
   reg [11:0] addr_pipe0 = 12'h000;
   reg [11:0] addr_pipe1 = 12'h000;
   reg [11:0] addr_pipe2 = 12'h000;
@@ -22465,153 +23922,153 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [383:0] \args$2 ;
-  wire [2:0] \args$2.ab_m1 ;
-  wire [9:0] \args$2.act_max ;
-  wire [9:0] \args$2.act_min ;
-  wire [6:0] \args$2.b ;
-  wire [7:0] \args$2.bq ;
-  wire [7:0] \args$2.br ;
-  wire [11:0] \args$2.cin ;
-  wire [5:0] \args$2.desc_base ;
-  wire [3:0] \args$2.dh ;
-  wire [3:0] \args$2.dw ;
-  wire [7:0] \args$2.groups ;
-  wire [13:0] \args$2.img_bstep ;
-  wire [13:0] \args$2.img_delta ;
-  wire [7:0] \args$2.in_cw ;
-  wire [7:0] \args$2.in_h ;
-  wire [7:0] \args$2.in_w ;
-  wire [7:0] \args$2.kh ;
-  wire [6:0] \args$2.ki ;
-  wire [7:0] \args$2.kr ;
-  wire [7:0] \args$2.kt ;
-  wire [7:0] \args$2.kw ;
-  wire [13:0] \args$2.kx_inc ;
-  wire [13:0] \args$2.ky_inc ;
-  wire [6:0] \args$2.no ;
-  wire [15:0] \args$2.npos ;
-  wire [7:0] \args$2.nr ;
-  wire [7:0] \args$2.nt ;
-  wire [7:0] \args$2.oh ;
-  wire [11:0] \args$2.out_base ;
-  wire [7:0] \args$2.out_cw ;
-  wire [7:0] \args$2.ow ;
-  wire [2:0] \args$2.page_base ;
-  wire [5:0] \args$2.param_base ;
-  wire [3:0] \args$2.pl ;
-  wire [13:0] \args$2.pos0 ;
-  wire [13:0] \args$2.pos_bstep ;
-  wire [13:0] \args$2.pos_ux ;
-  wire [13:0] \args$2.pos_wrap ;
-  wire [3:0] \args$2.pt ;
-  wire [5:0] \args$2.role_base ;
-  wire \args$2.rowpack ;
-  wire [3:0] \args$2.sh ;
-  wire [3:0] \args$2.sw ;
-  wire \args$2.w_signed ;
-  wire [1:0] \args$2.wb_log2 ;
-  wire \args$2.x_signed ;
-  wire [7:0] \args$2.zp_in ;
-  wire [9:0] \args$2.zp_out ;
-  wire [383:0] \args$3 ;
-  wire [2:0] \args$3.ab_m1 ;
-  wire [9:0] \args$3.act_max ;
-  wire [9:0] \args$3.act_min ;
-  wire [6:0] \args$3.b ;
-  wire [7:0] \args$3.bq ;
-  wire [7:0] \args$3.br ;
-  wire [11:0] \args$3.cin ;
-  wire [5:0] \args$3.desc_base ;
-  wire [3:0] \args$3.dh ;
-  wire [3:0] \args$3.dw ;
-  wire [7:0] \args$3.groups ;
-  wire [13:0] \args$3.img_bstep ;
-  wire [13:0] \args$3.img_delta ;
-  wire [7:0] \args$3.in_cw ;
-  wire [7:0] \args$3.in_h ;
-  wire [7:0] \args$3.in_w ;
-  wire [7:0] \args$3.kh ;
-  wire [6:0] \args$3.ki ;
-  wire [7:0] \args$3.kr ;
-  wire [7:0] \args$3.kt ;
-  wire [7:0] \args$3.kw ;
-  wire [13:0] \args$3.kx_inc ;
-  wire [13:0] \args$3.ky_inc ;
-  wire [6:0] \args$3.no ;
-  wire [15:0] \args$3.npos ;
-  wire [7:0] \args$3.nr ;
-  wire [7:0] \args$3.nt ;
-  wire [7:0] \args$3.oh ;
-  wire [11:0] \args$3.out_base ;
-  wire [7:0] \args$3.out_cw ;
-  wire [7:0] \args$3.ow ;
-  wire [2:0] \args$3.page_base ;
-  wire [5:0] \args$3.param_base ;
-  wire [3:0] \args$3.pl ;
-  wire [13:0] \args$3.pos0 ;
-  wire [13:0] \args$3.pos_bstep ;
-  wire [13:0] \args$3.pos_ux ;
-  wire [13:0] \args$3.pos_wrap ;
-  wire [3:0] \args$3.pt ;
-  wire [5:0] \args$3.role_base ;
-  wire \args$3.rowpack ;
-  wire [3:0] \args$3.sh ;
-  wire [3:0] \args$3.sw ;
-  wire \args$3.w_signed ;
-  wire [1:0] \args$3.wb_log2 ;
-  wire \args$3.x_signed ;
-  wire [7:0] \args$3.zp_in ;
-  wire [9:0] \args$3.zp_out ;
-  wire [383:0] \args$4 ;
-  wire [2:0] \args$4.ab_m1 ;
-  wire [9:0] \args$4.act_max ;
-  wire [9:0] \args$4.act_min ;
-  wire [6:0] \args$4.b ;
-  wire [7:0] \args$4.bq ;
-  wire [7:0] \args$4.br ;
-  wire [11:0] \args$4.cin ;
-  wire [5:0] \args$4.desc_base ;
-  wire [3:0] \args$4.dh ;
-  wire [3:0] \args$4.dw ;
-  wire [7:0] \args$4.groups ;
-  wire [13:0] \args$4.img_bstep ;
-  wire [13:0] \args$4.img_delta ;
-  wire [7:0] \args$4.in_cw ;
-  wire [7:0] \args$4.in_h ;
-  wire [7:0] \args$4.in_w ;
-  wire [7:0] \args$4.kh ;
-  wire [6:0] \args$4.ki ;
-  wire [7:0] \args$4.kr ;
-  wire [7:0] \args$4.kt ;
-  wire [7:0] \args$4.kw ;
-  wire [13:0] \args$4.kx_inc ;
-  wire [13:0] \args$4.ky_inc ;
-  wire [6:0] \args$4.no ;
-  wire [15:0] \args$4.npos ;
-  wire [7:0] \args$4.nr ;
-  wire [7:0] \args$4.nt ;
-  wire [7:0] \args$4.oh ;
-  wire [11:0] \args$4.out_base ;
-  wire [7:0] \args$4.out_cw ;
-  wire [7:0] \args$4.ow ;
-  wire [2:0] \args$4.page_base ;
-  wire [5:0] \args$4.param_base ;
-  wire [3:0] \args$4.pl ;
-  wire [13:0] \args$4.pos0 ;
-  wire [13:0] \args$4.pos_bstep ;
-  wire [13:0] \args$4.pos_ux ;
-  wire [13:0] \args$4.pos_wrap ;
-  wire [3:0] \args$4.pt ;
-  wire [5:0] \args$4.role_base ;
-  wire \args$4.rowpack ;
-  wire [3:0] \args$4.sh ;
-  wire [3:0] \args$4.sw ;
-  wire \args$4.w_signed ;
-  wire [1:0] \args$4.wb_log2 ;
-  wire \args$4.x_signed ;
-  wire [7:0] \args$4.zp_in ;
-  wire [9:0] \args$4.zp_out ;
+  wire [383:0] \args$12 ;
+  wire [2:0] \args$12.ab_m1 ;
+  wire [9:0] \args$12.act_max ;
+  wire [9:0] \args$12.act_min ;
+  wire [6:0] \args$12.b ;
+  wire [7:0] \args$12.bq ;
+  wire [7:0] \args$12.br ;
+  wire [11:0] \args$12.cin ;
+  wire [5:0] \args$12.desc_base ;
+  wire [3:0] \args$12.dh ;
+  wire [3:0] \args$12.dw ;
+  wire [7:0] \args$12.groups ;
+  wire [13:0] \args$12.img_bstep ;
+  wire [13:0] \args$12.img_delta ;
+  wire [7:0] \args$12.in_cw ;
+  wire [7:0] \args$12.in_h ;
+  wire [7:0] \args$12.in_w ;
+  wire [7:0] \args$12.kh ;
+  wire [6:0] \args$12.ki ;
+  wire [7:0] \args$12.kr ;
+  wire [7:0] \args$12.kt ;
+  wire [7:0] \args$12.kw ;
+  wire [13:0] \args$12.kx_inc ;
+  wire [13:0] \args$12.ky_inc ;
+  wire [6:0] \args$12.no ;
+  wire [15:0] \args$12.npos ;
+  wire [7:0] \args$12.nr ;
+  wire [7:0] \args$12.nt ;
+  wire [7:0] \args$12.oh ;
+  wire [11:0] \args$12.out_base ;
+  wire [7:0] \args$12.out_cw ;
+  wire [7:0] \args$12.ow ;
+  wire [2:0] \args$12.page_base ;
+  wire [5:0] \args$12.param_base ;
+  wire [3:0] \args$12.pl ;
+  wire [13:0] \args$12.pos0 ;
+  wire [13:0] \args$12.pos_bstep ;
+  wire [13:0] \args$12.pos_ux ;
+  wire [13:0] \args$12.pos_wrap ;
+  wire [3:0] \args$12.pt ;
+  wire [5:0] \args$12.role_base ;
+  wire \args$12.rowpack ;
+  wire [3:0] \args$12.sh ;
+  wire [3:0] \args$12.sw ;
+  wire \args$12.w_signed ;
+  wire [1:0] \args$12.wb_log2 ;
+  wire \args$12.x_signed ;
+  wire [7:0] \args$12.zp_in ;
+  wire [9:0] \args$12.zp_out ;
+  wire [383:0] \args$23 ;
+  wire [2:0] \args$23.ab_m1 ;
+  wire [9:0] \args$23.act_max ;
+  wire [9:0] \args$23.act_min ;
+  wire [6:0] \args$23.b ;
+  wire [7:0] \args$23.bq ;
+  wire [7:0] \args$23.br ;
+  wire [11:0] \args$23.cin ;
+  wire [5:0] \args$23.desc_base ;
+  wire [3:0] \args$23.dh ;
+  wire [3:0] \args$23.dw ;
+  wire [7:0] \args$23.groups ;
+  wire [13:0] \args$23.img_bstep ;
+  wire [13:0] \args$23.img_delta ;
+  wire [7:0] \args$23.in_cw ;
+  wire [7:0] \args$23.in_h ;
+  wire [7:0] \args$23.in_w ;
+  wire [7:0] \args$23.kh ;
+  wire [6:0] \args$23.ki ;
+  wire [7:0] \args$23.kr ;
+  wire [7:0] \args$23.kt ;
+  wire [7:0] \args$23.kw ;
+  wire [13:0] \args$23.kx_inc ;
+  wire [13:0] \args$23.ky_inc ;
+  wire [6:0] \args$23.no ;
+  wire [15:0] \args$23.npos ;
+  wire [7:0] \args$23.nr ;
+  wire [7:0] \args$23.nt ;
+  wire [7:0] \args$23.oh ;
+  wire [11:0] \args$23.out_base ;
+  wire [7:0] \args$23.out_cw ;
+  wire [7:0] \args$23.ow ;
+  wire [2:0] \args$23.page_base ;
+  wire [5:0] \args$23.param_base ;
+  wire [3:0] \args$23.pl ;
+  wire [13:0] \args$23.pos0 ;
+  wire [13:0] \args$23.pos_bstep ;
+  wire [13:0] \args$23.pos_ux ;
+  wire [13:0] \args$23.pos_wrap ;
+  wire [3:0] \args$23.pt ;
+  wire [5:0] \args$23.role_base ;
+  wire \args$23.rowpack ;
+  wire [3:0] \args$23.sh ;
+  wire [3:0] \args$23.sw ;
+  wire \args$23.w_signed ;
+  wire [1:0] \args$23.wb_log2 ;
+  wire \args$23.x_signed ;
+  wire [7:0] \args$23.zp_in ;
+  wire [9:0] \args$23.zp_out ;
+  wire [383:0] \args$34 ;
+  wire [2:0] \args$34.ab_m1 ;
+  wire [9:0] \args$34.act_max ;
+  wire [9:0] \args$34.act_min ;
+  wire [6:0] \args$34.b ;
+  wire [7:0] \args$34.bq ;
+  wire [7:0] \args$34.br ;
+  wire [11:0] \args$34.cin ;
+  wire [5:0] \args$34.desc_base ;
+  wire [3:0] \args$34.dh ;
+  wire [3:0] \args$34.dw ;
+  wire [7:0] \args$34.groups ;
+  wire [13:0] \args$34.img_bstep ;
+  wire [13:0] \args$34.img_delta ;
+  wire [7:0] \args$34.in_cw ;
+  wire [7:0] \args$34.in_h ;
+  wire [7:0] \args$34.in_w ;
+  wire [7:0] \args$34.kh ;
+  wire [6:0] \args$34.ki ;
+  wire [7:0] \args$34.kr ;
+  wire [7:0] \args$34.kt ;
+  wire [7:0] \args$34.kw ;
+  wire [13:0] \args$34.kx_inc ;
+  wire [13:0] \args$34.ky_inc ;
+  wire [6:0] \args$34.no ;
+  wire [15:0] \args$34.npos ;
+  wire [7:0] \args$34.nr ;
+  wire [7:0] \args$34.nt ;
+  wire [7:0] \args$34.oh ;
+  wire [11:0] \args$34.out_base ;
+  wire [7:0] \args$34.out_cw ;
+  wire [7:0] \args$34.ow ;
+  wire [2:0] \args$34.page_base ;
+  wire [5:0] \args$34.param_base ;
+  wire [3:0] \args$34.pl ;
+  wire [13:0] \args$34.pos0 ;
+  wire [13:0] \args$34.pos_bstep ;
+  wire [13:0] \args$34.pos_ux ;
+  wire [13:0] \args$34.pos_wrap ;
+  wire [3:0] \args$34.pt ;
+  wire [5:0] \args$34.role_base ;
+  wire \args$34.rowpack ;
+  wire [3:0] \args$34.sh ;
+  wire [3:0] \args$34.sw ;
+  wire \args$34.w_signed ;
+  wire [1:0] \args$34.wb_log2 ;
+  wire \args$34.x_signed ;
+  wire [7:0] \args$34.zp_in ;
+  wire [9:0] \args$34.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -22661,11 +24118,12 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   wire [6:0] bi;
-  wire [6:0] \bi$71 ;
-  wire [6:0] \bi$76 ;
-  wire [6:0] \bi$81 ;
+  wire [6:0] \bi$111 ;
+  wire [6:0] \bi$116 ;
+  wire [6:0] \bi$121 ;
+  output busy;
   reg busy = 1'h0;
-  wire \busy$359 ;
+  wire \busy$400 ;
   input clk;
   wire clk;
   wire [9:0] code0;
@@ -22684,55 +24142,91 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [33:0] code6_sum;
   wire [9:0] code7;
   wire [33:0] code7_sum;
-  input [72:0] desc;
-  wire [72:0] desc;
-  input [72:0] \desc$386 ;
-  wire [72:0] \desc$386 ;
-  wire [11:0] \desc$386.c0 ;
-  wire [11:0] \desc$386.dx0 ;
-  wire [11:0] \desc$386.dy0 ;
-  wire [6:0] \desc$386.elems ;
-  wire [7:0] \desc$386.kx0 ;
-  wire [7:0] \desc$386.ky0 ;
-  wire [13:0] \desc$386.off0 ;
-  input [72:0] \desc$391 ;
-  wire [72:0] \desc$391 ;
-  wire [11:0] \desc$391.c0 ;
-  wire [11:0] \desc$391.dx0 ;
-  wire [11:0] \desc$391.dy0 ;
-  wire [6:0] \desc$391.elems ;
-  wire [7:0] \desc$391.kx0 ;
-  wire [7:0] \desc$391.ky0 ;
-  wire [13:0] \desc$391.off0 ;
-  input [72:0] \desc$396 ;
-  wire [72:0] \desc$396 ;
-  wire [11:0] \desc$396.c0 ;
-  wire [11:0] \desc$396.dx0 ;
-  wire [11:0] \desc$396.dy0 ;
-  wire [6:0] \desc$396.elems ;
-  wire [7:0] \desc$396.kx0 ;
-  wire [7:0] \desc$396.ky0 ;
-  wire [13:0] \desc$396.off0 ;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [6:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
-  output [5:0] \desc_addr$387 ;
-  wire [5:0] \desc_addr$387 ;
-  output [5:0] \desc_addr$392 ;
-  wire [5:0] \desc_addr$392 ;
-  output [5:0] \desc_addr$397 ;
-  wire [5:0] \desc_addr$397 ;
+  output [5:0] desc_rd__0__addr;
+  wire [5:0] desc_rd__0__addr;
+  wire [72:0] desc_rd__0__data;
+  wire [11:0] \desc_rd__0__data.c0 ;
+  wire [11:0] \desc_rd__0__data.dx0 ;
+  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [6:0] \desc_rd__0__data.elems ;
+  wire [7:0] \desc_rd__0__data.kx0 ;
+  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [13:0] \desc_rd__0__data.off0 ;
+  output [5:0] desc_rd__1__addr;
+  wire [5:0] desc_rd__1__addr;
+  wire [72:0] desc_rd__1__data;
+  wire [11:0] \desc_rd__1__data.c0 ;
+  wire [11:0] \desc_rd__1__data.dx0 ;
+  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [6:0] \desc_rd__1__data.elems ;
+  wire [7:0] \desc_rd__1__data.kx0 ;
+  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [13:0] \desc_rd__1__data.off0 ;
+  output [5:0] desc_rd__2__addr;
+  wire [5:0] desc_rd__2__addr;
+  wire [72:0] desc_rd__2__data;
+  wire [11:0] \desc_rd__2__data.c0 ;
+  wire [11:0] \desc_rd__2__data.dx0 ;
+  wire [11:0] \desc_rd__2__data.dy0 ;
+  wire [6:0] \desc_rd__2__data.elems ;
+  wire [7:0] \desc_rd__2__data.kx0 ;
+  wire [7:0] \desc_rd__2__data.ky0 ;
+  wire [13:0] \desc_rd__2__data.off0 ;
+  output [5:0] desc_rd__3__addr;
+  wire [5:0] desc_rd__3__addr;
+  wire [72:0] desc_rd__3__data;
+  wire [11:0] \desc_rd__3__data.c0 ;
+  wire [11:0] \desc_rd__3__data.dx0 ;
+  wire [11:0] \desc_rd__3__data.dy0 ;
+  wire [6:0] \desc_rd__3__data.elems ;
+  wire [7:0] \desc_rd__3__data.kx0 ;
+  wire [7:0] \desc_rd__3__data.ky0 ;
+  wire [13:0] \desc_rd__3__data.off0 ;
+  wire [5:0] desc_rd__addr;
+  wire [5:0] \desc_rd__addr$20 ;
+  wire [5:0] \desc_rd__addr$31 ;
+  wire [5:0] \desc_rd__addr$42 ;
+  input [72:0] desc_rd__data;
+  wire [72:0] desc_rd__data;
+  input [72:0] \desc_rd__data$21 ;
+  wire [72:0] \desc_rd__data$21 ;
+  wire [11:0] \desc_rd__data$21.c0 ;
+  wire [11:0] \desc_rd__data$21.dx0 ;
+  wire [11:0] \desc_rd__data$21.dy0 ;
+  wire [6:0] \desc_rd__data$21.elems ;
+  wire [7:0] \desc_rd__data$21.kx0 ;
+  wire [7:0] \desc_rd__data$21.ky0 ;
+  wire [13:0] \desc_rd__data$21.off0 ;
+  input [72:0] \desc_rd__data$32 ;
+  wire [72:0] \desc_rd__data$32 ;
+  wire [11:0] \desc_rd__data$32.c0 ;
+  wire [11:0] \desc_rd__data$32.dx0 ;
+  wire [11:0] \desc_rd__data$32.dy0 ;
+  wire [6:0] \desc_rd__data$32.elems ;
+  wire [7:0] \desc_rd__data$32.kx0 ;
+  wire [7:0] \desc_rd__data$32.ky0 ;
+  wire [13:0] \desc_rd__data$32.off0 ;
+  input [72:0] \desc_rd__data$43 ;
+  wire [72:0] \desc_rd__data$43 ;
+  wire [11:0] \desc_rd__data$43.c0 ;
+  wire [11:0] \desc_rd__data$43.dx0 ;
+  wire [11:0] \desc_rd__data$43.dy0 ;
+  wire [6:0] \desc_rd__data$43.elems ;
+  wire [7:0] \desc_rd__data$43.kx0 ;
+  wire [7:0] \desc_rd__data$43.ky0 ;
+  wire [13:0] \desc_rd__data$43.off0 ;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [6:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
   wire done;
   wire en;
-  wire \en$10 ;
-  wire \en$11 ;
-  wire \en$9 ;
+  wire \en$49 ;
+  wire \en$50 ;
+  wire \en$51 ;
   wire [31:0] ext0_0;
   wire [31:0] ext0_1;
   wire [31:0] ext0_2;
@@ -22769,9 +24263,9 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   output finished;
   wire finished;
   wire full;
-  wire \full$73 ;
-  wire \full$78 ;
-  wire \full$83 ;
+  wire \full$113 ;
+  wire \full$118 ;
+  wire \full$123 ;
   wire g_act0;
   wire g_act1;
   wire g_act2;
@@ -22780,13 +24274,13 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   reg g_done = 1'h0;
   reg [7:0] g_kbase = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] \g_kbase$36 ;
+  wire [7:0] \g_kbase$100 ;
   (* init = 8'h00 *)
-  wire [7:0] \g_kbase$44 ;
+  wire [7:0] \g_kbase$76 ;
   (* init = 8'h00 *)
-  wire [7:0] \g_kbase$52 ;
+  wire [7:0] \g_kbase$84 ;
   (* init = 8'h00 *)
-  wire [7:0] \g_kbase$60 ;
+  wire [7:0] \g_kbase$92 ;
   reg [7:0] g_kr = 8'h00;
   wire [7:0] g_n;
   reg [7:0] g_nbase = 8'h00;
@@ -22796,10 +24290,10 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   reg [15:0] g_p0 = 16'h0000;
   wire g_round_end;
   wire go;
-  wire \go$34 ;
-  wire \go$42 ;
-  wire \go$50 ;
-  wire \go$58 ;
+  wire \go$74 ;
+  wire \go$82 ;
+  wire \go$90 ;
+  wire \go$98 ;
   wire [31:0] gsum0_l0_0;
   wire [31:0] gsum0_l0_1;
   wire [31:0] gsum0_l1_0;
@@ -22841,14 +24335,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   reg [2:0] i_page = 3'h0;
   reg i_valid = 1'h0;
   wire idle_next;
-  wire \idle_next$14 ;
-  wire \idle_next$15 ;
-  wire \idle_next$16 ;
+  wire \idle_next$54 ;
+  wire \idle_next$55 ;
+  wire \idle_next$56 ;
   wire issue;
   wire [6:0] kk;
-  wire [6:0] \kk$40 ;
-  wire [6:0] \kk$48 ;
-  wire [6:0] \kk$56 ;
+  wire [6:0] \kk$80 ;
+  wire [6:0] \kk$88 ;
+  wire [6:0] \kk$96 ;
   wire [255:0] mult;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
@@ -22891,9 +24385,9 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [31:0] new3_6;
   wire [31:0] new3_7;
   wire [6:0] nn;
-  wire [6:0] \nn$41 ;
-  wire [6:0] \nn$49 ;
-  wire [6:0] \nn$57 ;
+  wire [6:0] \nn$81 ;
+  wire [6:0] \nn$89 ;
+  wire [6:0] \nn$97 ;
   wire o_valid;
   output [596:0] op__0__payload;
   wire [596:0] op__0__payload;
@@ -23255,90 +24749,91 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire op__3__ready;
   output op__3__valid;
   wire op__3__valid;
-  output [5:0] p_addr;
-  wire [5:0] p_addr;
-  input [767:0] p_data;
-  wire [767:0] p_data;
-  wire [95:0] \p_data[0] ;
-  wire [23:0] \p_data[0]._pad ;
-  wire [31:0] \p_data[0].bias ;
-  wire [31:0] \p_data[0].mult ;
-  wire [7:0] \p_data[0].shift ;
-  wire [95:0] \p_data[1] ;
-  wire [23:0] \p_data[1]._pad ;
-  wire [31:0] \p_data[1].bias ;
-  wire [31:0] \p_data[1].mult ;
-  wire [7:0] \p_data[1].shift ;
-  wire [95:0] \p_data[2] ;
-  wire [23:0] \p_data[2]._pad ;
-  wire [31:0] \p_data[2].bias ;
-  wire [31:0] \p_data[2].mult ;
-  wire [7:0] \p_data[2].shift ;
-  wire [95:0] \p_data[3] ;
-  wire [23:0] \p_data[3]._pad ;
-  wire [31:0] \p_data[3].bias ;
-  wire [31:0] \p_data[3].mult ;
-  wire [7:0] \p_data[3].shift ;
-  wire [95:0] \p_data[4] ;
-  wire [23:0] \p_data[4]._pad ;
-  wire [31:0] \p_data[4].bias ;
-  wire [31:0] \p_data[4].mult ;
-  wire [7:0] \p_data[4].shift ;
-  wire [95:0] \p_data[5] ;
-  wire [23:0] \p_data[5]._pad ;
-  wire [31:0] \p_data[5].bias ;
-  wire [31:0] \p_data[5].mult ;
-  wire [7:0] \p_data[5].shift ;
-  wire [95:0] \p_data[6] ;
-  wire [23:0] \p_data[6]._pad ;
-  wire [31:0] \p_data[6].bias ;
-  wire [31:0] \p_data[6].mult ;
-  wire [7:0] \p_data[6].shift ;
-  wire [95:0] \p_data[7] ;
-  wire [23:0] \p_data[7]._pad ;
-  wire [31:0] \p_data[7].bias ;
-  wire [31:0] \p_data[7].mult ;
-  wire [7:0] \p_data[7].shift ;
-  output \port$271$0 ;
-  wire \port$271$0 ;
-  output \port$272$0 ;
-  wire \port$272$0 ;
-  output \port$273$0 ;
-  wire \port$273$0 ;
-  output \port$274$0 ;
-  wire \port$274$0 ;
-  output [7:0] \port$612$0 ;
-  wire [7:0] \port$612$0 ;
-  output [7:0] \port$617$0 ;
-  wire [7:0] \port$617$0 ;
-  output [7:0] \port$622$0 ;
-  wire [7:0] \port$622$0 ;
-  output [7:0] \port$627$0 ;
-  wire [7:0] \port$627$0 ;
-  output [7:0] \port$632$0 ;
-  wire [7:0] \port$632$0 ;
-  output [7:0] \port$637$0 ;
-  wire [7:0] \port$637$0 ;
-  output [7:0] \port$642$0 ;
-  wire [7:0] \port$642$0 ;
-  output [7:0] \port$647$0 ;
-  wire [7:0] \port$647$0 ;
+  output [5:0] param_rd__addr;
+  wire [5:0] param_rd__addr;
+  input [767:0] param_rd__data;
+  wire [767:0] param_rd__data;
+  wire [95:0] \param_rd__data[0] ;
+  wire [23:0] \param_rd__data[0]._pad ;
+  wire [31:0] \param_rd__data[0].bias ;
+  wire [31:0] \param_rd__data[0].mult ;
+  wire [7:0] \param_rd__data[0].shift ;
+  wire [95:0] \param_rd__data[1] ;
+  wire [23:0] \param_rd__data[1]._pad ;
+  wire [31:0] \param_rd__data[1].bias ;
+  wire [31:0] \param_rd__data[1].mult ;
+  wire [7:0] \param_rd__data[1].shift ;
+  wire [95:0] \param_rd__data[2] ;
+  wire [23:0] \param_rd__data[2]._pad ;
+  wire [31:0] \param_rd__data[2].bias ;
+  wire [31:0] \param_rd__data[2].mult ;
+  wire [7:0] \param_rd__data[2].shift ;
+  wire [95:0] \param_rd__data[3] ;
+  wire [23:0] \param_rd__data[3]._pad ;
+  wire [31:0] \param_rd__data[3].bias ;
+  wire [31:0] \param_rd__data[3].mult ;
+  wire [7:0] \param_rd__data[3].shift ;
+  wire [95:0] \param_rd__data[4] ;
+  wire [23:0] \param_rd__data[4]._pad ;
+  wire [31:0] \param_rd__data[4].bias ;
+  wire [31:0] \param_rd__data[4].mult ;
+  wire [7:0] \param_rd__data[4].shift ;
+  wire [95:0] \param_rd__data[5] ;
+  wire [23:0] \param_rd__data[5]._pad ;
+  wire [31:0] \param_rd__data[5].bias ;
+  wire [31:0] \param_rd__data[5].mult ;
+  wire [7:0] \param_rd__data[5].shift ;
+  wire [95:0] \param_rd__data[6] ;
+  wire [23:0] \param_rd__data[6]._pad ;
+  wire [31:0] \param_rd__data[6].bias ;
+  wire [31:0] \param_rd__data[6].mult ;
+  wire [7:0] \param_rd__data[6].shift ;
+  wire [95:0] \param_rd__data[7] ;
+  wire [23:0] \param_rd__data[7]._pad ;
+  wire [31:0] \param_rd__data[7].bias ;
+  wire [31:0] \param_rd__data[7].mult ;
+  wire [7:0] \param_rd__data[7].shift ;
+  wire param_rd__en;
+  output [7:0] \port$391$0 ;
+  wire [7:0] \port$391$0 ;
+  output [7:0] \port$396$0 ;
+  wire [7:0] \port$396$0 ;
+  output [7:0] \port$401$0 ;
+  wire [7:0] \port$401$0 ;
+  output [7:0] \port$406$0 ;
+  wire [7:0] \port$406$0 ;
+  output [7:0] \port$411$0 ;
+  wire [7:0] \port$411$0 ;
+  output [7:0] \port$416$0 ;
+  wire [7:0] \port$416$0 ;
+  output [7:0] \port$421$0 ;
+  wire [7:0] \port$421$0 ;
+  output [7:0] \port$426$0 ;
+  wire [7:0] \port$426$0 ;
+  output \port$50$0 ;
+  wire \port$50$0 ;
+  output \port$51$0 ;
+  wire \port$51$0 ;
+  output \port$52$0 ;
+  wire \port$52$0 ;
+  output \port$53$0 ;
+  wire \port$53$0 ;
   wire pos_bstep;
-  wire \pos_bstep$45 ;
-  wire \pos_bstep$53 ;
-  wire \pos_bstep$61 ;
+  wire \pos_bstep$101 ;
+  wire \pos_bstep$85 ;
+  wire \pos_bstep$93 ;
   wire pos_init;
-  wire \pos_init$365 ;
-  wire \pos_init$366 ;
-  wire \pos_init$367 ;
+  wire \pos_init$406 ;
+  wire \pos_init$407 ;
+  wire \pos_init$408 ;
   wire pos_step;
-  wire \pos_step$370 ;
-  wire \pos_step$371 ;
-  wire \pos_step$372 ;
+  wire \pos_step$411 ;
+  wire \pos_step$412 ;
+  wire \pos_step$413 ;
   wire pos_valid;
-  wire \pos_valid$39 ;
-  wire \pos_valid$47 ;
-  wire \pos_valid$55 ;
+  wire \pos_valid$79 ;
+  wire \pos_valid$87 ;
+  wire \pos_valid$95 ;
   wire post_busy;
   reg [11:0] q0_addr = 12'h000;
   reg [31:0] q0_sum0 = 32'd0;
@@ -23354,30 +24849,6 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [29:0] r_data;
   wire r_en;
   wire r_rdy;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  output [11:0] \rd_addr$388 ;
-  wire [11:0] \rd_addr$388 ;
-  output [11:0] \rd_addr$393 ;
-  wire [11:0] \rd_addr$393 ;
-  output [11:0] \rd_addr$398 ;
-  wire [11:0] \rd_addr$398 ;
-  input [63:0] rd_data;
-  wire [63:0] rd_data;
-  input [63:0] \rd_data$390 ;
-  wire [63:0] \rd_data$390 ;
-  input [63:0] \rd_data$395 ;
-  wire [63:0] \rd_data$395 ;
-  input [63:0] \rd_data$400 ;
-  wire [63:0] \rd_data$400 ;
-  output rd_en;
-  wire rd_en;
-  output \rd_en$389 ;
-  wire \rd_en$389 ;
-  output \rd_en$394 ;
-  wire \rd_en$394 ;
-  output \rd_en$399 ;
-  wire \rd_en$399 ;
   wire res_any;
   wire res_signed;
   input res_valid__0;
@@ -23710,9 +25181,9 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   reg [7:0] since_final = 8'h00;
   wire spaced;
   wire stall;
-  wire \stall$19 ;
-  wire \stall$20 ;
-  wire \stall$21 ;
+  wire \stall$59 ;
+  wire \stall$60 ;
+  wire \stall$61 ;
   input start;
   wire start;
   wire [29:0] tag;
@@ -23728,9 +25199,9 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [7:0] \tag_in.n0 ;
   wire [15:0] \tag_in.p0 ;
   wire take;
-  wire \take$102 ;
-  wire \take$106 ;
-  wire \take$98 ;
+  wire \take$138 ;
+  wire \take$142 ;
+  wire \take$146 ;
   wire [31:0] term0_0;
   wire [31:0] term0_1;
   wire [31:0] term0_2;
@@ -23764,223 +25235,218 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   wire [31:0] term3_6;
   wire [31:0] term3_7;
   wire tile_active;
-  wire \tile_active$43 ;
-  wire \tile_active$51 ;
-  wire \tile_active$59 ;
+  wire \tile_active$83 ;
+  wire \tile_active$91 ;
+  wire \tile_active$99 ;
   wire [3:0] unit_en;
-  output [11:0] w_addr;
-  reg [11:0] w_addr = 12'h000;
   wire [29:0] w_data;
-  wire [63:0] \w_data$357 ;
   wire w_en;
-  output \w_en$353 ;
-  wire \w_en$353 ;
   wire w_rdy;
   wire [511:0] x;
-  wire [511:0] \x$100 ;
-  wire [7:0] \x$100[0] ;
-  wire [7:0] \x$100[10] ;
-  wire [7:0] \x$100[11] ;
-  wire [7:0] \x$100[12] ;
-  wire [7:0] \x$100[13] ;
-  wire [7:0] \x$100[14] ;
-  wire [7:0] \x$100[15] ;
-  wire [7:0] \x$100[16] ;
-  wire [7:0] \x$100[17] ;
-  wire [7:0] \x$100[18] ;
-  wire [7:0] \x$100[19] ;
-  wire [7:0] \x$100[1] ;
-  wire [7:0] \x$100[20] ;
-  wire [7:0] \x$100[21] ;
-  wire [7:0] \x$100[22] ;
-  wire [7:0] \x$100[23] ;
-  wire [7:0] \x$100[24] ;
-  wire [7:0] \x$100[25] ;
-  wire [7:0] \x$100[26] ;
-  wire [7:0] \x$100[27] ;
-  wire [7:0] \x$100[28] ;
-  wire [7:0] \x$100[29] ;
-  wire [7:0] \x$100[2] ;
-  wire [7:0] \x$100[30] ;
-  wire [7:0] \x$100[31] ;
-  wire [7:0] \x$100[32] ;
-  wire [7:0] \x$100[33] ;
-  wire [7:0] \x$100[34] ;
-  wire [7:0] \x$100[35] ;
-  wire [7:0] \x$100[36] ;
-  wire [7:0] \x$100[37] ;
-  wire [7:0] \x$100[38] ;
-  wire [7:0] \x$100[39] ;
-  wire [7:0] \x$100[3] ;
-  wire [7:0] \x$100[40] ;
-  wire [7:0] \x$100[41] ;
-  wire [7:0] \x$100[42] ;
-  wire [7:0] \x$100[43] ;
-  wire [7:0] \x$100[44] ;
-  wire [7:0] \x$100[45] ;
-  wire [7:0] \x$100[46] ;
-  wire [7:0] \x$100[47] ;
-  wire [7:0] \x$100[48] ;
-  wire [7:0] \x$100[49] ;
-  wire [7:0] \x$100[4] ;
-  wire [7:0] \x$100[50] ;
-  wire [7:0] \x$100[51] ;
-  wire [7:0] \x$100[52] ;
-  wire [7:0] \x$100[53] ;
-  wire [7:0] \x$100[54] ;
-  wire [7:0] \x$100[55] ;
-  wire [7:0] \x$100[56] ;
-  wire [7:0] \x$100[57] ;
-  wire [7:0] \x$100[58] ;
-  wire [7:0] \x$100[59] ;
-  wire [7:0] \x$100[5] ;
-  wire [7:0] \x$100[60] ;
-  wire [7:0] \x$100[61] ;
-  wire [7:0] \x$100[62] ;
-  wire [7:0] \x$100[63] ;
-  wire [7:0] \x$100[6] ;
-  wire [7:0] \x$100[7] ;
-  wire [7:0] \x$100[8] ;
-  wire [7:0] \x$100[9] ;
-  wire [511:0] \x$104 ;
-  wire [7:0] \x$104[0] ;
-  wire [7:0] \x$104[10] ;
-  wire [7:0] \x$104[11] ;
-  wire [7:0] \x$104[12] ;
-  wire [7:0] \x$104[13] ;
-  wire [7:0] \x$104[14] ;
-  wire [7:0] \x$104[15] ;
-  wire [7:0] \x$104[16] ;
-  wire [7:0] \x$104[17] ;
-  wire [7:0] \x$104[18] ;
-  wire [7:0] \x$104[19] ;
-  wire [7:0] \x$104[1] ;
-  wire [7:0] \x$104[20] ;
-  wire [7:0] \x$104[21] ;
-  wire [7:0] \x$104[22] ;
-  wire [7:0] \x$104[23] ;
-  wire [7:0] \x$104[24] ;
-  wire [7:0] \x$104[25] ;
-  wire [7:0] \x$104[26] ;
-  wire [7:0] \x$104[27] ;
-  wire [7:0] \x$104[28] ;
-  wire [7:0] \x$104[29] ;
-  wire [7:0] \x$104[2] ;
-  wire [7:0] \x$104[30] ;
-  wire [7:0] \x$104[31] ;
-  wire [7:0] \x$104[32] ;
-  wire [7:0] \x$104[33] ;
-  wire [7:0] \x$104[34] ;
-  wire [7:0] \x$104[35] ;
-  wire [7:0] \x$104[36] ;
-  wire [7:0] \x$104[37] ;
-  wire [7:0] \x$104[38] ;
-  wire [7:0] \x$104[39] ;
-  wire [7:0] \x$104[3] ;
-  wire [7:0] \x$104[40] ;
-  wire [7:0] \x$104[41] ;
-  wire [7:0] \x$104[42] ;
-  wire [7:0] \x$104[43] ;
-  wire [7:0] \x$104[44] ;
-  wire [7:0] \x$104[45] ;
-  wire [7:0] \x$104[46] ;
-  wire [7:0] \x$104[47] ;
-  wire [7:0] \x$104[48] ;
-  wire [7:0] \x$104[49] ;
-  wire [7:0] \x$104[4] ;
-  wire [7:0] \x$104[50] ;
-  wire [7:0] \x$104[51] ;
-  wire [7:0] \x$104[52] ;
-  wire [7:0] \x$104[53] ;
-  wire [7:0] \x$104[54] ;
-  wire [7:0] \x$104[55] ;
-  wire [7:0] \x$104[56] ;
-  wire [7:0] \x$104[57] ;
-  wire [7:0] \x$104[58] ;
-  wire [7:0] \x$104[59] ;
-  wire [7:0] \x$104[5] ;
-  wire [7:0] \x$104[60] ;
-  wire [7:0] \x$104[61] ;
-  wire [7:0] \x$104[62] ;
-  wire [7:0] \x$104[63] ;
-  wire [7:0] \x$104[6] ;
-  wire [7:0] \x$104[7] ;
-  wire [7:0] \x$104[8] ;
-  wire [7:0] \x$104[9] ;
-  wire [511:0] \x$108 ;
-  wire [7:0] \x$108[0] ;
-  wire [7:0] \x$108[10] ;
-  wire [7:0] \x$108[11] ;
-  wire [7:0] \x$108[12] ;
-  wire [7:0] \x$108[13] ;
-  wire [7:0] \x$108[14] ;
-  wire [7:0] \x$108[15] ;
-  wire [7:0] \x$108[16] ;
-  wire [7:0] \x$108[17] ;
-  wire [7:0] \x$108[18] ;
-  wire [7:0] \x$108[19] ;
-  wire [7:0] \x$108[1] ;
-  wire [7:0] \x$108[20] ;
-  wire [7:0] \x$108[21] ;
-  wire [7:0] \x$108[22] ;
-  wire [7:0] \x$108[23] ;
-  wire [7:0] \x$108[24] ;
-  wire [7:0] \x$108[25] ;
-  wire [7:0] \x$108[26] ;
-  wire [7:0] \x$108[27] ;
-  wire [7:0] \x$108[28] ;
-  wire [7:0] \x$108[29] ;
-  wire [7:0] \x$108[2] ;
-  wire [7:0] \x$108[30] ;
-  wire [7:0] \x$108[31] ;
-  wire [7:0] \x$108[32] ;
-  wire [7:0] \x$108[33] ;
-  wire [7:0] \x$108[34] ;
-  wire [7:0] \x$108[35] ;
-  wire [7:0] \x$108[36] ;
-  wire [7:0] \x$108[37] ;
-  wire [7:0] \x$108[38] ;
-  wire [7:0] \x$108[39] ;
-  wire [7:0] \x$108[3] ;
-  wire [7:0] \x$108[40] ;
-  wire [7:0] \x$108[41] ;
-  wire [7:0] \x$108[42] ;
-  wire [7:0] \x$108[43] ;
-  wire [7:0] \x$108[44] ;
-  wire [7:0] \x$108[45] ;
-  wire [7:0] \x$108[46] ;
-  wire [7:0] \x$108[47] ;
-  wire [7:0] \x$108[48] ;
-  wire [7:0] \x$108[49] ;
-  wire [7:0] \x$108[4] ;
-  wire [7:0] \x$108[50] ;
-  wire [7:0] \x$108[51] ;
-  wire [7:0] \x$108[52] ;
-  wire [7:0] \x$108[53] ;
-  wire [7:0] \x$108[54] ;
-  wire [7:0] \x$108[55] ;
-  wire [7:0] \x$108[56] ;
-  wire [7:0] \x$108[57] ;
-  wire [7:0] \x$108[58] ;
-  wire [7:0] \x$108[59] ;
-  wire [7:0] \x$108[5] ;
-  wire [7:0] \x$108[60] ;
-  wire [7:0] \x$108[61] ;
-  wire [7:0] \x$108[62] ;
-  wire [7:0] \x$108[63] ;
-  wire [7:0] \x$108[6] ;
-  wire [7:0] \x$108[7] ;
-  wire [7:0] \x$108[8] ;
-  wire [7:0] \x$108[9] ;
-  wire [255:0] \x$324 ;
-  wire [31:0] \x$324[0] ;
-  wire [31:0] \x$324[1] ;
-  wire [31:0] \x$324[2] ;
-  wire [31:0] \x$324[3] ;
-  wire [31:0] \x$324[4] ;
-  wire [31:0] \x$324[5] ;
-  wire [31:0] \x$324[6] ;
-  wire [31:0] \x$324[7] ;
+  wire [511:0] \x$140 ;
+  wire [7:0] \x$140[0] ;
+  wire [7:0] \x$140[10] ;
+  wire [7:0] \x$140[11] ;
+  wire [7:0] \x$140[12] ;
+  wire [7:0] \x$140[13] ;
+  wire [7:0] \x$140[14] ;
+  wire [7:0] \x$140[15] ;
+  wire [7:0] \x$140[16] ;
+  wire [7:0] \x$140[17] ;
+  wire [7:0] \x$140[18] ;
+  wire [7:0] \x$140[19] ;
+  wire [7:0] \x$140[1] ;
+  wire [7:0] \x$140[20] ;
+  wire [7:0] \x$140[21] ;
+  wire [7:0] \x$140[22] ;
+  wire [7:0] \x$140[23] ;
+  wire [7:0] \x$140[24] ;
+  wire [7:0] \x$140[25] ;
+  wire [7:0] \x$140[26] ;
+  wire [7:0] \x$140[27] ;
+  wire [7:0] \x$140[28] ;
+  wire [7:0] \x$140[29] ;
+  wire [7:0] \x$140[2] ;
+  wire [7:0] \x$140[30] ;
+  wire [7:0] \x$140[31] ;
+  wire [7:0] \x$140[32] ;
+  wire [7:0] \x$140[33] ;
+  wire [7:0] \x$140[34] ;
+  wire [7:0] \x$140[35] ;
+  wire [7:0] \x$140[36] ;
+  wire [7:0] \x$140[37] ;
+  wire [7:0] \x$140[38] ;
+  wire [7:0] \x$140[39] ;
+  wire [7:0] \x$140[3] ;
+  wire [7:0] \x$140[40] ;
+  wire [7:0] \x$140[41] ;
+  wire [7:0] \x$140[42] ;
+  wire [7:0] \x$140[43] ;
+  wire [7:0] \x$140[44] ;
+  wire [7:0] \x$140[45] ;
+  wire [7:0] \x$140[46] ;
+  wire [7:0] \x$140[47] ;
+  wire [7:0] \x$140[48] ;
+  wire [7:0] \x$140[49] ;
+  wire [7:0] \x$140[4] ;
+  wire [7:0] \x$140[50] ;
+  wire [7:0] \x$140[51] ;
+  wire [7:0] \x$140[52] ;
+  wire [7:0] \x$140[53] ;
+  wire [7:0] \x$140[54] ;
+  wire [7:0] \x$140[55] ;
+  wire [7:0] \x$140[56] ;
+  wire [7:0] \x$140[57] ;
+  wire [7:0] \x$140[58] ;
+  wire [7:0] \x$140[59] ;
+  wire [7:0] \x$140[5] ;
+  wire [7:0] \x$140[60] ;
+  wire [7:0] \x$140[61] ;
+  wire [7:0] \x$140[62] ;
+  wire [7:0] \x$140[63] ;
+  wire [7:0] \x$140[6] ;
+  wire [7:0] \x$140[7] ;
+  wire [7:0] \x$140[8] ;
+  wire [7:0] \x$140[9] ;
+  wire [511:0] \x$144 ;
+  wire [7:0] \x$144[0] ;
+  wire [7:0] \x$144[10] ;
+  wire [7:0] \x$144[11] ;
+  wire [7:0] \x$144[12] ;
+  wire [7:0] \x$144[13] ;
+  wire [7:0] \x$144[14] ;
+  wire [7:0] \x$144[15] ;
+  wire [7:0] \x$144[16] ;
+  wire [7:0] \x$144[17] ;
+  wire [7:0] \x$144[18] ;
+  wire [7:0] \x$144[19] ;
+  wire [7:0] \x$144[1] ;
+  wire [7:0] \x$144[20] ;
+  wire [7:0] \x$144[21] ;
+  wire [7:0] \x$144[22] ;
+  wire [7:0] \x$144[23] ;
+  wire [7:0] \x$144[24] ;
+  wire [7:0] \x$144[25] ;
+  wire [7:0] \x$144[26] ;
+  wire [7:0] \x$144[27] ;
+  wire [7:0] \x$144[28] ;
+  wire [7:0] \x$144[29] ;
+  wire [7:0] \x$144[2] ;
+  wire [7:0] \x$144[30] ;
+  wire [7:0] \x$144[31] ;
+  wire [7:0] \x$144[32] ;
+  wire [7:0] \x$144[33] ;
+  wire [7:0] \x$144[34] ;
+  wire [7:0] \x$144[35] ;
+  wire [7:0] \x$144[36] ;
+  wire [7:0] \x$144[37] ;
+  wire [7:0] \x$144[38] ;
+  wire [7:0] \x$144[39] ;
+  wire [7:0] \x$144[3] ;
+  wire [7:0] \x$144[40] ;
+  wire [7:0] \x$144[41] ;
+  wire [7:0] \x$144[42] ;
+  wire [7:0] \x$144[43] ;
+  wire [7:0] \x$144[44] ;
+  wire [7:0] \x$144[45] ;
+  wire [7:0] \x$144[46] ;
+  wire [7:0] \x$144[47] ;
+  wire [7:0] \x$144[48] ;
+  wire [7:0] \x$144[49] ;
+  wire [7:0] \x$144[4] ;
+  wire [7:0] \x$144[50] ;
+  wire [7:0] \x$144[51] ;
+  wire [7:0] \x$144[52] ;
+  wire [7:0] \x$144[53] ;
+  wire [7:0] \x$144[54] ;
+  wire [7:0] \x$144[55] ;
+  wire [7:0] \x$144[56] ;
+  wire [7:0] \x$144[57] ;
+  wire [7:0] \x$144[58] ;
+  wire [7:0] \x$144[59] ;
+  wire [7:0] \x$144[5] ;
+  wire [7:0] \x$144[60] ;
+  wire [7:0] \x$144[61] ;
+  wire [7:0] \x$144[62] ;
+  wire [7:0] \x$144[63] ;
+  wire [7:0] \x$144[6] ;
+  wire [7:0] \x$144[7] ;
+  wire [7:0] \x$144[8] ;
+  wire [7:0] \x$144[9] ;
+  wire [511:0] \x$148 ;
+  wire [7:0] \x$148[0] ;
+  wire [7:0] \x$148[10] ;
+  wire [7:0] \x$148[11] ;
+  wire [7:0] \x$148[12] ;
+  wire [7:0] \x$148[13] ;
+  wire [7:0] \x$148[14] ;
+  wire [7:0] \x$148[15] ;
+  wire [7:0] \x$148[16] ;
+  wire [7:0] \x$148[17] ;
+  wire [7:0] \x$148[18] ;
+  wire [7:0] \x$148[19] ;
+  wire [7:0] \x$148[1] ;
+  wire [7:0] \x$148[20] ;
+  wire [7:0] \x$148[21] ;
+  wire [7:0] \x$148[22] ;
+  wire [7:0] \x$148[23] ;
+  wire [7:0] \x$148[24] ;
+  wire [7:0] \x$148[25] ;
+  wire [7:0] \x$148[26] ;
+  wire [7:0] \x$148[27] ;
+  wire [7:0] \x$148[28] ;
+  wire [7:0] \x$148[29] ;
+  wire [7:0] \x$148[2] ;
+  wire [7:0] \x$148[30] ;
+  wire [7:0] \x$148[31] ;
+  wire [7:0] \x$148[32] ;
+  wire [7:0] \x$148[33] ;
+  wire [7:0] \x$148[34] ;
+  wire [7:0] \x$148[35] ;
+  wire [7:0] \x$148[36] ;
+  wire [7:0] \x$148[37] ;
+  wire [7:0] \x$148[38] ;
+  wire [7:0] \x$148[39] ;
+  wire [7:0] \x$148[3] ;
+  wire [7:0] \x$148[40] ;
+  wire [7:0] \x$148[41] ;
+  wire [7:0] \x$148[42] ;
+  wire [7:0] \x$148[43] ;
+  wire [7:0] \x$148[44] ;
+  wire [7:0] \x$148[45] ;
+  wire [7:0] \x$148[46] ;
+  wire [7:0] \x$148[47] ;
+  wire [7:0] \x$148[48] ;
+  wire [7:0] \x$148[49] ;
+  wire [7:0] \x$148[4] ;
+  wire [7:0] \x$148[50] ;
+  wire [7:0] \x$148[51] ;
+  wire [7:0] \x$148[52] ;
+  wire [7:0] \x$148[53] ;
+  wire [7:0] \x$148[54] ;
+  wire [7:0] \x$148[55] ;
+  wire [7:0] \x$148[56] ;
+  wire [7:0] \x$148[57] ;
+  wire [7:0] \x$148[58] ;
+  wire [7:0] \x$148[59] ;
+  wire [7:0] \x$148[5] ;
+  wire [7:0] \x$148[60] ;
+  wire [7:0] \x$148[61] ;
+  wire [7:0] \x$148[62] ;
+  wire [7:0] \x$148[63] ;
+  wire [7:0] \x$148[6] ;
+  wire [7:0] \x$148[7] ;
+  wire [7:0] \x$148[8] ;
+  wire [7:0] \x$148[9] ;
+  wire [255:0] \x$365 ;
+  wire [31:0] \x$365[0] ;
+  wire [31:0] \x$365[1] ;
+  wire [31:0] \x$365[2] ;
+  wire [31:0] \x$365[3] ;
+  wire [31:0] \x$365[4] ;
+  wire [31:0] \x$365[5] ;
+  wire [31:0] \x$365[6] ;
+  wire [31:0] \x$365[7] ;
   wire [7:0] \x[0] ;
   wire [7:0] \x[10] ;
   wire [7:0] \x[11] ;
@@ -24201,7 +25667,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   always @(posedge clk)
     addr_pipe2 <= addr_pipe1;
   always @(posedge clk)
-    w_addr <= addr_pipe2;
+    act_w__addr <= addr_pipe2;
   always @(posedge clk)
     busy <= \$474 ;
   always @(posedge clk)
@@ -24209,11 +25675,11 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   always @(posedge clk)
     setup_cnt <= \$476 ;
   assign \$1  = en & busy;
-  assign \$2  = \en$9  & busy;
-  assign \$3  = \en$10  & busy;
-  assign \$4  = \en$11  & busy;
-  assign all_idle = & { \idle_next$16 , \idle_next$15 , \idle_next$14 , idle_next };
-  assign any_stall = | { \stall$21 , \stall$20 , \stall$19 , stall };
+  assign \$2  = \en$49  & busy;
+  assign \$3  = \en$50  & busy;
+  assign \$4  = \en$51  & busy;
+  assign all_idle = & { \idle_next$56 , \idle_next$55 , \idle_next$54 , idle_next };
+  assign any_stall = | { \stall$61 , \stall$60 , \stall$59 , stall };
   assign \$5  = ~ setup;
   assign \$6  = busy & \$5 ;
   assign \$7  = ~ g_done;
@@ -24234,30 +25700,30 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$20  = \$19  < args[257:250];
   assign g_act0 = \$18  & \$20 ;
   assign pos_bstep = go & g_round_end;
-  assign \$21  = \en$9  & \pos_valid$39 ;
-  assign \$22  = g_kbase + \kk$40 ;
+  assign \$21  = \en$49  & \pos_valid$79 ;
+  assign \$22  = g_kbase + \kk$80 ;
   assign \$23  = \$22  < args[249:242];
   assign \$24  = \$21  & \$23 ;
-  assign \$25  = g_nbase + \nn$41 ;
+  assign \$25  = g_nbase + \nn$81 ;
   assign \$26  = \$25  < args[257:250];
   assign g_act1 = \$24  & \$26 ;
-  assign \pos_bstep$45  = go & g_round_end;
-  assign \$27  = \en$10  & \pos_valid$47 ;
-  assign \$28  = g_kbase + \kk$48 ;
+  assign \pos_bstep$85  = go & g_round_end;
+  assign \$27  = \en$50  & \pos_valid$87 ;
+  assign \$28  = g_kbase + \kk$88 ;
   assign \$29  = \$28  < args[249:242];
   assign \$30  = \$27  & \$29 ;
-  assign \$31  = g_nbase + \nn$49 ;
+  assign \$31  = g_nbase + \nn$89 ;
   assign \$32  = \$31  < args[257:250];
   assign g_act2 = \$30  & \$32 ;
-  assign \pos_bstep$53  = go & g_round_end;
-  assign \$33  = \en$11  & \pos_valid$55 ;
-  assign \$34  = g_kbase + \kk$56 ;
+  assign \pos_bstep$93  = go & g_round_end;
+  assign \$33  = \en$51  & \pos_valid$95 ;
+  assign \$34  = g_kbase + \kk$96 ;
   assign \$35  = \$34  < args[249:242];
   assign \$36  = \$33  & \$35 ;
-  assign \$37  = g_nbase + \nn$57 ;
+  assign \$37  = g_nbase + \nn$97 ;
   assign \$38  = \$37  < args[257:250];
   assign g_act3 = \$36  & \$38 ;
-  assign \pos_bstep$61  = go & g_round_end;
+  assign \pos_bstep$101  = go & g_round_end;
   assign \$39  = i_p0 + bi;
   assign \$40  = \$39  < args[107:92];
   assign \$41  = en & \$40 ;
@@ -24270,41 +25736,41 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$47  = ~ i_act0;
   assign \$48  = full & op__0__ready;
   assign i_ok0 = \$47  | \$48 ;
-  assign \$49  = i_p0 + \bi$71 ;
+  assign \$49  = i_p0 + \bi$111 ;
   assign \$50  = \$49  < args[107:92];
-  assign \$51  = \en$9  & \$50 ;
-  assign \$52  = i_kbase + \kk$40 ;
+  assign \$51  = \en$49  & \$50 ;
+  assign \$52  = i_kbase + \kk$80 ;
   assign \$53  = \$52  < args[249:242];
   assign \$54  = \$51  & \$53 ;
-  assign \$55  = i_nbase + \nn$41 ;
+  assign \$55  = i_nbase + \nn$81 ;
   assign \$56  = \$55  < args[257:250];
   assign i_act1 = \$54  & \$56 ;
   assign \$57  = ~ i_act1;
-  assign \$58  = \full$73  & op__1__ready;
+  assign \$58  = \full$113  & op__1__ready;
   assign i_ok1 = \$57  | \$58 ;
-  assign \$59  = i_p0 + \bi$76 ;
+  assign \$59  = i_p0 + \bi$116 ;
   assign \$60  = \$59  < args[107:92];
-  assign \$61  = \en$10  & \$60 ;
-  assign \$62  = i_kbase + \kk$48 ;
+  assign \$61  = \en$50  & \$60 ;
+  assign \$62  = i_kbase + \kk$88 ;
   assign \$63  = \$62  < args[249:242];
   assign \$64  = \$61  & \$63 ;
-  assign \$65  = i_nbase + \nn$49 ;
+  assign \$65  = i_nbase + \nn$89 ;
   assign \$66  = \$65  < args[257:250];
   assign i_act2 = \$64  & \$66 ;
   assign \$67  = ~ i_act2;
-  assign \$68  = \full$78  & op__2__ready;
+  assign \$68  = \full$118  & op__2__ready;
   assign i_ok2 = \$67  | \$68 ;
-  assign \$69  = i_p0 + \bi$81 ;
+  assign \$69  = i_p0 + \bi$121 ;
   assign \$70  = \$69  < args[107:92];
-  assign \$71  = \en$11  & \$70 ;
-  assign \$72  = i_kbase + \kk$56 ;
+  assign \$71  = \en$51  & \$70 ;
+  assign \$72  = i_kbase + \kk$96 ;
   assign \$73  = \$72  < args[249:242];
   assign \$74  = \$71  & \$73 ;
-  assign \$75  = i_nbase + \nn$57 ;
+  assign \$75  = i_nbase + \nn$97 ;
   assign \$76  = \$75  < args[257:250];
   assign i_act3 = \$74  & \$76 ;
   assign \$77  = ~ i_act3;
-  assign \$78  = \full$83  & op__3__ready;
+  assign \$78  = \full$123  & op__3__ready;
   assign i_ok3 = \$77  | \$78 ;
   assign \$79  = args[265:258] - 1'h1;
   assign \final  = i_kr == \$79 ;
@@ -24323,11 +25789,11 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign op__0__valid = issue & i_act0;
   assign take = issue & i_act0;
   assign op__1__valid = issue & i_act1;
-  assign \take$98  = issue & i_act1;
+  assign \take$138  = issue & i_act1;
   assign op__2__valid = issue & i_act2;
-  assign \take$102  = issue & i_act2;
+  assign \take$142  = issue & i_act2;
   assign op__3__valid = issue & i_act3;
-  assign \take$106  = issue & i_act3;
+  assign \take$146  = issue & i_act3;
   assign \$90  = ! i_kr;
   assign \$91  = args[265:258] - 1'h1;
   assign \$92  = i_kr == \$91 ;
@@ -24466,17 +25932,17 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$222  = en & \$221 ;
   assign \$223  = nn == g_nn;
   assign sel0 = \$222  & \$223 ;
-  assign \$224  = \bi$71  == g_bi;
-  assign \$225  = \en$9  & \$224 ;
-  assign \$226  = \nn$41  == g_nn;
+  assign \$224  = \bi$111  == g_bi;
+  assign \$225  = \en$49  & \$224 ;
+  assign \$226  = \nn$81  == g_nn;
   assign sel1 = \$225  & \$226 ;
-  assign \$227  = \bi$76  == g_bi;
-  assign \$228  = \en$10  & \$227 ;
-  assign \$229  = \nn$49  == g_nn;
+  assign \$227  = \bi$116  == g_bi;
+  assign \$228  = \en$50  & \$227 ;
+  assign \$229  = \nn$89  == g_nn;
   assign sel2 = \$228  & \$229 ;
-  assign \$230  = \bi$81  == g_bi;
-  assign \$231  = \en$11  & \$230 ;
-  assign \$232  = \nn$57  == g_nn;
+  assign \$230  = \bi$121  == g_bi;
+  assign \$231  = \en$51  & \$230 ;
+  assign \$232  = \nn$97  == g_nn;
   assign sel3 = \$231  & \$232 ;
   assign term0_0 = sel0 ? ser0_0 : 32'd0;
   assign term1_0 = sel1 ? ser1_0 : 32'd0;
@@ -24537,14 +26003,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$257  = ser_p0 + g_bi;
   assign \$258  = ser_n0 + g_nn;
   assign \$259  = args[337:332] + \$258 [7:0];
-  assign \$260  = $signed(q0_sum0) + $signed(p_data[31:0]);
-  assign \$261  = $signed(q0_sum1) + $signed(p_data[127:96]);
-  assign \$262  = $signed(q0_sum2) + $signed(p_data[223:192]);
-  assign \$263  = $signed(q0_sum3) + $signed(p_data[319:288]);
-  assign \$264  = $signed(q0_sum4) + $signed(p_data[415:384]);
-  assign \$265  = $signed(q0_sum5) + $signed(p_data[511:480]);
-  assign \$266  = $signed(q0_sum6) + $signed(p_data[607:576]);
-  assign \$267  = $signed(q0_sum7) + $signed(p_data[703:672]);
+  assign \$260  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
+  assign \$261  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
+  assign \$262  = $signed(q0_sum2) + $signed(param_rd__data[223:192]);
+  assign \$263  = $signed(q0_sum3) + $signed(param_rd__data[319:288]);
+  assign \$264  = $signed(q0_sum4) + $signed(param_rd__data[415:384]);
+  assign \$265  = $signed(q0_sum5) + $signed(param_rd__data[511:480]);
+  assign \$266  = $signed(q0_sum6) + $signed(param_rd__data[607:576]);
+  assign \$267  = $signed(q0_sum7) + $signed(param_rd__data[703:672]);
   assign \$268  = $signed(y[31:0]) + $signed(args[355:346]);
   assign \$269  = $signed(\$268 ) < $signed(args[365:356]);
   assign \$270  = $signed(\$268 ) > $signed(args[375:366]);
@@ -24585,7 +26051,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$305  = $signed(\$303 ) > $signed(args[375:366]);
   assign \$306  = \$305  ? { args[375], args[375:366] } : { 1'h0, \$303 [9:0] };
   assign \$307  = \$304  ? { args[365], args[365:356] } : \$306 ;
-  assign post_busy = i_valid | \busy$359 ;
+  assign post_busy = i_valid | \busy$400 ;
   assign \$308  = ~ setup;
   assign \$309  = busy & \$308 ;
   assign \$310  = \$309  & g_done;
@@ -24599,11 +26065,11 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$317  = ~ busy;
   assign pos_init = start & \$317 ;
   assign \$318  = ~ busy;
-  assign \pos_init$365  = start & \$318 ;
+  assign \pos_init$406  = start & \$318 ;
   assign \$319  = ~ busy;
-  assign \pos_init$366  = start & \$319 ;
+  assign \pos_init$407  = start & \$319 ;
   assign \$320  = ~ busy;
-  assign \pos_init$367  = start & \$320 ;
+  assign \pos_init$408  = start & \$320 ;
   assign \$321  = setup_cnt + 1'h1;
   assign \$322  = \$321  < args[280:274];
   assign \$323  = setup & \$322 ;
@@ -24612,18 +26078,18 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \$325  = setup_cnt + 1'h1;
   assign \$326  = \$325  < args[280:274];
   assign \$327  = setup & \$326 ;
-  assign \$328  = \bi$71  > setup_cnt;
-  assign \pos_step$370  = \$327  & \$328 ;
+  assign \$328  = \bi$111  > setup_cnt;
+  assign \pos_step$411  = \$327  & \$328 ;
   assign \$329  = setup_cnt + 1'h1;
   assign \$330  = \$329  < args[280:274];
   assign \$331  = setup & \$330 ;
-  assign \$332  = \bi$76  > setup_cnt;
-  assign \pos_step$371  = \$331  & \$332 ;
+  assign \$332  = \bi$116  > setup_cnt;
+  assign \pos_step$412  = \$331  & \$332 ;
   assign \$333  = setup_cnt + 1'h1;
   assign \$334  = \$333  < args[280:274];
   assign \$335  = setup & \$334 ;
-  assign \$336  = \bi$81  > setup_cnt;
-  assign \pos_step$372  = \$335  & \$336 ;
+  assign \$336  = \bi$121  > setup_cnt;
+  assign \pos_step$413  = \$335  & \$336 ;
   assign \$337  = args[265:258] - 1'h1;
   assign \$338  = g_kr == \$337 ;
   assign \$339  = args[273:266] - 1'h1;
@@ -24724,11 +26190,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   always @(posedge clk)
     acc0_4 <= \$412 ;
   \default_fabric.mac.gather0  gather0 (
+    .act_rd__addr(act_rd__0__addr),
+    .act_rd__data(act_rd__data),
+    .act_rd__en(act_rd__0__en),
     .args(args),
     .bi(bi),
     .clk(clk),
-    .desc(desc),
-    .desc_addr(desc_addr),
+    .desc_rd__addr(desc_rd__0__addr),
+    .desc_rd__data(desc_rd__data),
     .en(en),
     .full(full),
     .g_kbase(g_kbase),
@@ -24740,9 +26209,6 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     .pos_init(pos_init),
     .pos_step(pos_step),
     .pos_valid(pos_valid),
-    .rd_addr(rd_addr),
-    .rd_data(rd_data),
-    .rd_en(rd_en),
     .rst(rst),
     .stall(stall),
     .take(take),
@@ -24750,92 +26216,92 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     .x_rdy(x)
   );
   \default_fabric.mac.gather1  gather1 (
+    .act_rd__addr(act_rd__1__addr),
+    .act_rd__data(\act_rd__data$15 ),
+    .act_rd__en(act_rd__1__en),
     .args(args),
-    .bi(\bi$71 ),
+    .bi(\bi$111 ),
     .clk(clk),
-    .desc(\desc$386 ),
-    .desc_addr(\desc_addr$387 ),
-    .en(\en$9 ),
-    .full(\full$73 ),
+    .desc_rd__addr(desc_rd__1__addr),
+    .desc_rd__data(\desc_rd__data$21 ),
+    .en(\en$49 ),
+    .full(\full$113 ),
     .g_kbase(g_kbase),
     .go(go),
-    .idle_next(\idle_next$14 ),
-    .kk(\kk$40 ),
-    .nn(\nn$41 ),
-    .pos_bstep(\pos_bstep$45 ),
-    .pos_init(\pos_init$365 ),
-    .pos_step(\pos_step$370 ),
-    .pos_valid(\pos_valid$39 ),
-    .rd_addr(\rd_addr$388 ),
-    .rd_data(\rd_data$390 ),
-    .rd_en(\rd_en$389 ),
+    .idle_next(\idle_next$54 ),
+    .kk(\kk$80 ),
+    .nn(\nn$81 ),
+    .pos_bstep(\pos_bstep$85 ),
+    .pos_init(\pos_init$406 ),
+    .pos_step(\pos_step$411 ),
+    .pos_valid(\pos_valid$79 ),
     .rst(rst),
-    .stall(\stall$19 ),
-    .take(\take$98 ),
+    .stall(\stall$59 ),
+    .take(\take$138 ),
     .tile_active(g_act1),
-    .x_rdy(\x$100 )
+    .x_rdy(\x$140 )
   );
   \default_fabric.mac.gather2  gather2 (
+    .act_rd__addr(act_rd__2__addr),
+    .act_rd__data(\act_rd__data$26 ),
+    .act_rd__en(act_rd__2__en),
     .args(args),
-    .bi(\bi$76 ),
+    .bi(\bi$116 ),
     .clk(clk),
-    .desc(\desc$391 ),
-    .desc_addr(\desc_addr$392 ),
-    .en(\en$10 ),
-    .full(\full$78 ),
+    .desc_rd__addr(desc_rd__2__addr),
+    .desc_rd__data(\desc_rd__data$32 ),
+    .en(\en$50 ),
+    .full(\full$118 ),
     .g_kbase(g_kbase),
     .go(go),
-    .idle_next(\idle_next$15 ),
-    .kk(\kk$48 ),
-    .nn(\nn$49 ),
-    .pos_bstep(\pos_bstep$53 ),
-    .pos_init(\pos_init$366 ),
-    .pos_step(\pos_step$371 ),
-    .pos_valid(\pos_valid$47 ),
-    .rd_addr(\rd_addr$393 ),
-    .rd_data(\rd_data$395 ),
-    .rd_en(\rd_en$394 ),
+    .idle_next(\idle_next$55 ),
+    .kk(\kk$88 ),
+    .nn(\nn$89 ),
+    .pos_bstep(\pos_bstep$93 ),
+    .pos_init(\pos_init$407 ),
+    .pos_step(\pos_step$412 ),
+    .pos_valid(\pos_valid$87 ),
     .rst(rst),
-    .stall(\stall$20 ),
-    .take(\take$102 ),
+    .stall(\stall$60 ),
+    .take(\take$142 ),
     .tile_active(g_act2),
-    .x_rdy(\x$104 )
+    .x_rdy(\x$144 )
   );
   \default_fabric.mac.gather3  gather3 (
+    .act_rd__addr(act_rd__3__addr),
+    .act_rd__data(\act_rd__data$37 ),
+    .act_rd__en(act_rd__3__en),
     .args(args),
-    .bi(\bi$81 ),
+    .bi(\bi$121 ),
     .clk(clk),
-    .desc(\desc$396 ),
-    .desc_addr(\desc_addr$397 ),
-    .en(\en$11 ),
-    .full(\full$83 ),
+    .desc_rd__addr(desc_rd__3__addr),
+    .desc_rd__data(\desc_rd__data$43 ),
+    .en(\en$51 ),
+    .full(\full$123 ),
     .g_kbase(g_kbase),
     .go(go),
-    .idle_next(\idle_next$16 ),
-    .kk(\kk$56 ),
-    .nn(\nn$57 ),
-    .pos_bstep(\pos_bstep$61 ),
-    .pos_init(\pos_init$367 ),
-    .pos_step(\pos_step$372 ),
-    .pos_valid(\pos_valid$55 ),
-    .rd_addr(\rd_addr$398 ),
-    .rd_data(\rd_data$400 ),
-    .rd_en(\rd_en$399 ),
+    .idle_next(\idle_next$56 ),
+    .kk(\kk$96 ),
+    .nn(\nn$97 ),
+    .pos_bstep(\pos_bstep$101 ),
+    .pos_init(\pos_init$408 ),
+    .pos_step(\pos_step$413 ),
+    .pos_valid(\pos_valid$95 ),
     .rst(rst),
-    .stall(\stall$21 ),
-    .take(\take$106 ),
+    .stall(\stall$61 ),
+    .take(\take$146 ),
     .tile_active(g_act3),
-    .x_rdy(\x$108 )
+    .x_rdy(\x$148 )
   );
   \default_fabric.mac.mbqm  mbqm (
-    .busy(\busy$359 ),
+    .busy(\busy$400 ),
     .clk(clk),
     .i_valid(i_valid),
     .mult(mult),
     .rst(rst),
     .shift(shift),
-    .v4(\w_en$353 ),
-    .x(\x$324 ),
+    .v4(act_w__en),
+    .x(\x$365 ),
     .y(y)
   );
   \default_fabric.mac.tags  tags (
@@ -24849,7 +26315,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$413  = ser0_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -24858,14 +26324,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$414  = acc0_5;
     if (res_any) begin
       \$414  = \$116 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$415  = ser0_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -24874,14 +26340,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$416  = acc0_6;
     if (res_any) begin
       \$416  = \$120 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$417  = ser0_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -24890,14 +26356,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$418  = acc0_7;
     if (res_any) begin
       \$418  = \$124 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$419  = ser0_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -24906,14 +26372,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$420  = acc1_0;
     if (res_any) begin
       \$420  = \$128 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$421  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -24922,14 +26388,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$422  = acc1_1;
     if (res_any) begin
       \$422  = \$132 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$423  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -24938,14 +26404,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$424  = acc1_2;
     if (res_any) begin
       \$424  = \$136 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$425  = ser1_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -24954,14 +26420,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$426  = acc1_3;
     if (res_any) begin
       \$426  = \$140 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$427  = ser1_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -24970,14 +26436,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$428  = acc1_4;
     if (res_any) begin
       \$428  = \$144 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$429  = ser1_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -24986,14 +26452,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$430  = acc1_5;
     if (res_any) begin
       \$430  = \$148 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$431  = ser1_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -25002,14 +26468,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$432  = acc1_6;
     if (res_any) begin
       \$432  = \$152 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$433  = ser1_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -25018,14 +26484,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$434  = acc1_7;
     if (res_any) begin
       \$434  = \$156 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$435  = ser1_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -25034,14 +26500,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$436  = acc2_0;
     if (res_any) begin
       \$436  = \$160 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$437  = ser2_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -25050,14 +26516,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$438  = acc2_1;
     if (res_any) begin
       \$438  = \$164 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$439  = ser2_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -25066,14 +26532,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$440  = acc2_2;
     if (res_any) begin
       \$440  = \$168 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$441  = ser2_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -25082,14 +26548,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$442  = acc2_3;
     if (res_any) begin
       \$442  = \$172 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$443  = ser2_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -25098,14 +26564,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$444  = acc2_4;
     if (res_any) begin
       \$444  = \$176 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$445  = ser2_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -25114,14 +26580,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$446  = acc2_5;
     if (res_any) begin
       \$446  = \$180 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$447  = ser2_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -25130,14 +26596,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$448  = acc2_6;
     if (res_any) begin
       \$448  = \$184 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$449  = ser2_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -25146,14 +26612,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$450  = acc2_7;
     if (res_any) begin
       \$450  = \$188 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$451  = ser2_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -25162,14 +26628,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$452  = acc3_0;
     if (res_any) begin
       \$452  = \$192 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$453  = ser3_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -25178,14 +26644,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$454  = acc3_1;
     if (res_any) begin
       \$454  = \$196 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$455  = ser3_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -25194,14 +26660,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$456  = acc3_2;
     if (res_any) begin
       \$456  = \$200 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$457  = ser3_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -25210,14 +26676,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$458  = acc3_3;
     if (res_any) begin
       \$458  = \$204 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$459  = ser3_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -25226,14 +26692,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$460  = acc3_4;
     if (res_any) begin
       \$460  = \$208 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$461  = ser3_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -25242,14 +26708,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$462  = acc3_5;
     if (res_any) begin
       \$462  = \$212 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$463  = ser3_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -25258,14 +26724,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$464  = acc3_6;
     if (res_any) begin
       \$464  = \$216 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$465  = ser3_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -25274,14 +26740,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$466  = acc3_7;
     if (res_any) begin
       \$466  = \$220 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$467  = ser3_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -25290,7 +26756,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$468  = ser_cnt;
     if (\$369 ) begin
       \$468  = args[302:295];
@@ -25303,7 +26769,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$469  = g_bi;
     if (\$369 ) begin
       \$469  = 8'h00;
@@ -25318,7 +26784,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$470  = g_nn;
     if (\$369 ) begin
       \$470  = 8'h00;
@@ -25336,7 +26802,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$471  = ser_p0;
     if (\$369 ) begin
       \$471  = tag[21:6];
@@ -25346,7 +26812,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$472  = ser_n0;
     if (\$369 ) begin
       \$472  = tag[29:22];
@@ -25356,14 +26822,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$473  = \$381 ;
     if (rst) begin
       \$473  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$474  = busy;
     if (\$386 ) begin
       \$474  = 1'h1;
@@ -25376,7 +26842,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$475  = setup;
     if (\$386 ) begin
       \$475  = 1'h1;
@@ -25393,7 +26859,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$476  = setup_cnt;
     if (\$386 ) begin
       \$476  = 8'h00;
@@ -25408,7 +26874,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$390  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -25426,7 +26892,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$391  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -25444,7 +26910,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$392  = g_nr;
     if (go) begin
       if (\$338 ) begin
@@ -25464,7 +26930,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$393  = g_nbase;
     if (go) begin
       if (\$338 ) begin
@@ -25484,7 +26950,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$394  = g_p0;
     if (go) begin
       if (\$338 ) begin
@@ -25501,7 +26967,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$395  = g_done;
     if (go) begin
       if (\$338 ) begin
@@ -25520,7 +26986,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$396  = since_final;
     if (\$348 ) begin
       \$396  = 8'h00;
@@ -25535,7 +27001,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$397  = i_page;
     if (issue) begin
       \$397  = \$357 [2:0];
@@ -25548,7 +27014,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$398  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -25566,7 +27032,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$399  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -25584,7 +27050,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$400  = i_nr;
     if (issue) begin
       if (\$359 ) begin
@@ -25604,7 +27070,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$401  = i_nbase;
     if (issue) begin
       if (\$359 ) begin
@@ -25624,7 +27090,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$402  = i_p0;
     if (issue) begin
       if (\$359 ) begin
@@ -25641,7 +27107,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$403  = i_done;
     if (issue) begin
       if (\$359 ) begin
@@ -25660,14 +27126,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$404  = acc0_0;
     if (res_any) begin
       \$404  = \$96 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$405  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -25676,14 +27142,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$406  = acc0_1;
     if (res_any) begin
       \$406  = \$100 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$407  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -25692,14 +27158,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$408  = acc0_2;
     if (res_any) begin
       \$408  = \$104 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$409  = ser0_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -25708,14 +27174,14 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$410  = acc0_3;
     if (res_any) begin
       \$410  = \$108 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$411  = ser0_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -25724,30 +27190,50 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$412  = acc0_4;
     if (res_any) begin
       \$412  = \$112 [31:0];
     end
   end
   assign \args$1  = args;
-  assign \args$2  = args;
-  assign \args$3  = args;
-  assign \args$4  = args;
+  assign act_rd__addr = act_rd__0__addr;
+  assign act_rd__0__data = act_rd__data;
+  assign act_rd__en = act_rd__0__en;
+  assign desc_rd__addr = desc_rd__0__addr;
+  assign desc_rd__0__data = desc_rd__data;
+  assign \args$12  = args;
+  assign \act_rd__addr$14  = act_rd__1__addr;
+  assign act_rd__1__data = \act_rd__data$15 ;
+  assign \act_rd__en$18  = act_rd__1__en;
+  assign \desc_rd__addr$20  = desc_rd__1__addr;
+  assign desc_rd__1__data = \desc_rd__data$21 ;
+  assign \args$23  = args;
+  assign \act_rd__addr$25  = act_rd__2__addr;
+  assign act_rd__2__data = \act_rd__data$26 ;
+  assign \act_rd__en$29  = act_rd__2__en;
+  assign \desc_rd__addr$31  = desc_rd__2__addr;
+  assign desc_rd__2__data = \desc_rd__data$32 ;
+  assign \args$34  = args;
+  assign \act_rd__addr$36  = act_rd__3__addr;
+  assign act_rd__3__data = \act_rd__data$37 ;
+  assign \act_rd__en$40  = act_rd__3__en;
+  assign \desc_rd__addr$42  = desc_rd__3__addr;
+  assign desc_rd__3__data = \desc_rd__data$43 ;
   assign running = busy;
   assign unit_en = { \$4 , \$3 , \$2 , \$1  };
-  assign \go$34  = go;
+  assign \go$74  = go;
   assign tile_active = g_act0;
-  assign \g_kbase$36  = g_kbase;
-  assign \go$42  = go;
-  assign \tile_active$43  = g_act1;
-  assign \g_kbase$44  = g_kbase;
-  assign \go$50  = go;
-  assign \tile_active$51  = g_act2;
-  assign \g_kbase$52  = g_kbase;
-  assign \go$58  = go;
-  assign \tile_active$59  = g_act3;
-  assign \g_kbase$60  = g_kbase;
+  assign \g_kbase$76  = g_kbase;
+  assign \go$82  = go;
+  assign \tile_active$83  = g_act1;
+  assign \g_kbase$84  = g_kbase;
+  assign \go$90  = go;
+  assign \tile_active$91  = g_act2;
+  assign \g_kbase$92  = g_kbase;
+  assign \go$98  = go;
+  assign \tile_active$99  = g_act3;
+  assign \g_kbase$100  = g_kbase;
   assign w_data = tag_in;
   assign w_en = issue;
   assign r_data = tag;
@@ -25842,6 +27328,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign gsum7_l1_0 = \$256 [31:0];
   assign g_p = \$257 [15:0];
   assign g_n = \$258 [7:0];
+  assign param_rd__en = 1'h1;
   assign q0_valid = i_valid;
   assign code0_sum = { \$268 [32], \$268  };
   assign code0 = \$272 [9:0];
@@ -25859,23 +27346,23 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign code6 = \$302 [9:0];
   assign code7_sum = { \$303 [32], \$303  };
   assign code7 = \$307 [9:0];
-  assign o_valid = \w_en$353 ;
-  assign addr_pipe3 = w_addr;
-  assign \w_data$357  = { \$307 [7:0], \$302 [7:0], \$297 [7:0], \$292 [7:0], \$287 [7:0], \$282 [7:0], \$277 [7:0], \$272 [7:0] };
+  assign o_valid = act_w__en;
+  assign addr_pipe3 = act_w__addr;
+  assign act_w__data = { \$307 [7:0], \$302 [7:0], \$297 [7:0], \$292 [7:0], \$287 [7:0], \$282 [7:0], \$277 [7:0], \$272 [7:0] };
   assign done = finished;
-  assign \port$271$0  = \$1 ;
-  assign \port$272$0  = \$2 ;
-  assign \port$273$0  = \$3 ;
-  assign \port$274$0  = \$4 ;
-  assign p_addr = \$259 [5:0];
-  assign \port$612$0  = \$272 [7:0];
-  assign \port$617$0  = \$277 [7:0];
-  assign \port$622$0  = \$282 [7:0];
-  assign \port$627$0  = \$287 [7:0];
-  assign \port$632$0  = \$292 [7:0];
-  assign \port$637$0  = \$297 [7:0];
-  assign \port$642$0  = \$302 [7:0];
-  assign \port$647$0  = \$307 [7:0];
+  assign \port$50$0  = \$1 ;
+  assign \port$51$0  = \$2 ;
+  assign \port$52$0  = \$3 ;
+  assign \port$53$0  = \$4 ;
+  assign param_rd__addr = \$259 [5:0];
+  assign \port$391$0  = \$272 [7:0];
+  assign \port$396$0  = \$277 [7:0];
+  assign \port$401$0  = \$282 [7:0];
+  assign \port$406$0  = \$287 [7:0];
+  assign \port$411$0  = \$292 [7:0];
+  assign \port$416$0  = \$297 [7:0];
+  assign \port$421$0  = \$302 [7:0];
+  assign \port$426$0  = \$307 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -25972,150 +27459,206 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \args$1.x_signed  = args[381];
   assign \args$1.w_signed  = args[382];
   assign \args$1.rowpack  = args[383];
-  assign \args$2.in_h  = args[7:0];
-  assign \args$2.in_w  = args[15:8];
-  assign \args$2.in_cw  = args[23:16];
-  assign \args$2.cin  = args[35:24];
-  assign \args$2.kh  = args[43:36];
-  assign \args$2.kw  = args[51:44];
-  assign \args$2.dh  = args[55:52];
-  assign \args$2.dw  = args[59:56];
-  assign \args$2.sh  = args[63:60];
-  assign \args$2.sw  = args[67:64];
-  assign \args$2.pt  = args[71:68];
-  assign \args$2.pl  = args[75:72];
-  assign \args$2.ow  = args[83:76];
-  assign \args$2.oh  = args[91:84];
-  assign \args$2.npos  = args[107:92];
-  assign \args$2.pos0  = args[121:108];
-  assign \args$2.kx_inc  = args[135:122];
-  assign \args$2.ky_inc  = args[149:136];
-  assign \args$2.pos_ux  = args[163:150];
-  assign \args$2.pos_wrap  = args[177:164];
-  assign \args$2.pos_bstep  = args[191:178];
-  assign \args$2.bq  = args[199:192];
-  assign \args$2.br  = args[207:200];
-  assign \args$2.img_delta  = args[221:208];
-  assign \args$2.img_bstep  = args[235:222];
-  assign \args$2.desc_base  = args[241:236];
-  assign \args$2.kt  = args[249:242];
-  assign \args$2.nt  = args[257:250];
-  assign \args$2.kr  = args[265:258];
-  assign \args$2.nr  = args[273:266];
-  assign \args$2.b  = args[280:274];
-  assign \args$2.ki  = args[287:281];
-  assign \args$2.no  = args[294:288];
-  assign \args$2.groups  = args[302:295];
-  assign \args$2.role_base  = args[308:303];
-  assign \args$2.page_base  = args[311:309];
-  assign \args$2.out_base  = args[323:312];
-  assign \args$2.out_cw  = args[331:324];
-  assign \args$2.param_base  = args[337:332];
-  assign \args$2.zp_in  = args[345:338];
-  assign \args$2.zp_out  = args[355:346];
-  assign \args$2.act_min  = args[365:356];
-  assign \args$2.act_max  = args[375:366];
-  assign \args$2.ab_m1  = args[378:376];
-  assign \args$2.wb_log2  = args[380:379];
-  assign \args$2.x_signed  = args[381];
-  assign \args$2.w_signed  = args[382];
-  assign \args$2.rowpack  = args[383];
-  assign \args$3.in_h  = args[7:0];
-  assign \args$3.in_w  = args[15:8];
-  assign \args$3.in_cw  = args[23:16];
-  assign \args$3.cin  = args[35:24];
-  assign \args$3.kh  = args[43:36];
-  assign \args$3.kw  = args[51:44];
-  assign \args$3.dh  = args[55:52];
-  assign \args$3.dw  = args[59:56];
-  assign \args$3.sh  = args[63:60];
-  assign \args$3.sw  = args[67:64];
-  assign \args$3.pt  = args[71:68];
-  assign \args$3.pl  = args[75:72];
-  assign \args$3.ow  = args[83:76];
-  assign \args$3.oh  = args[91:84];
-  assign \args$3.npos  = args[107:92];
-  assign \args$3.pos0  = args[121:108];
-  assign \args$3.kx_inc  = args[135:122];
-  assign \args$3.ky_inc  = args[149:136];
-  assign \args$3.pos_ux  = args[163:150];
-  assign \args$3.pos_wrap  = args[177:164];
-  assign \args$3.pos_bstep  = args[191:178];
-  assign \args$3.bq  = args[199:192];
-  assign \args$3.br  = args[207:200];
-  assign \args$3.img_delta  = args[221:208];
-  assign \args$3.img_bstep  = args[235:222];
-  assign \args$3.desc_base  = args[241:236];
-  assign \args$3.kt  = args[249:242];
-  assign \args$3.nt  = args[257:250];
-  assign \args$3.kr  = args[265:258];
-  assign \args$3.nr  = args[273:266];
-  assign \args$3.b  = args[280:274];
-  assign \args$3.ki  = args[287:281];
-  assign \args$3.no  = args[294:288];
-  assign \args$3.groups  = args[302:295];
-  assign \args$3.role_base  = args[308:303];
-  assign \args$3.page_base  = args[311:309];
-  assign \args$3.out_base  = args[323:312];
-  assign \args$3.out_cw  = args[331:324];
-  assign \args$3.param_base  = args[337:332];
-  assign \args$3.zp_in  = args[345:338];
-  assign \args$3.zp_out  = args[355:346];
-  assign \args$3.act_min  = args[365:356];
-  assign \args$3.act_max  = args[375:366];
-  assign \args$3.ab_m1  = args[378:376];
-  assign \args$3.wb_log2  = args[380:379];
-  assign \args$3.x_signed  = args[381];
-  assign \args$3.w_signed  = args[382];
-  assign \args$3.rowpack  = args[383];
-  assign \args$4.in_h  = args[7:0];
-  assign \args$4.in_w  = args[15:8];
-  assign \args$4.in_cw  = args[23:16];
-  assign \args$4.cin  = args[35:24];
-  assign \args$4.kh  = args[43:36];
-  assign \args$4.kw  = args[51:44];
-  assign \args$4.dh  = args[55:52];
-  assign \args$4.dw  = args[59:56];
-  assign \args$4.sh  = args[63:60];
-  assign \args$4.sw  = args[67:64];
-  assign \args$4.pt  = args[71:68];
-  assign \args$4.pl  = args[75:72];
-  assign \args$4.ow  = args[83:76];
-  assign \args$4.oh  = args[91:84];
-  assign \args$4.npos  = args[107:92];
-  assign \args$4.pos0  = args[121:108];
-  assign \args$4.kx_inc  = args[135:122];
-  assign \args$4.ky_inc  = args[149:136];
-  assign \args$4.pos_ux  = args[163:150];
-  assign \args$4.pos_wrap  = args[177:164];
-  assign \args$4.pos_bstep  = args[191:178];
-  assign \args$4.bq  = args[199:192];
-  assign \args$4.br  = args[207:200];
-  assign \args$4.img_delta  = args[221:208];
-  assign \args$4.img_bstep  = args[235:222];
-  assign \args$4.desc_base  = args[241:236];
-  assign \args$4.kt  = args[249:242];
-  assign \args$4.nt  = args[257:250];
-  assign \args$4.kr  = args[265:258];
-  assign \args$4.nr  = args[273:266];
-  assign \args$4.b  = args[280:274];
-  assign \args$4.ki  = args[287:281];
-  assign \args$4.no  = args[294:288];
-  assign \args$4.groups  = args[302:295];
-  assign \args$4.role_base  = args[308:303];
-  assign \args$4.page_base  = args[311:309];
-  assign \args$4.out_base  = args[323:312];
-  assign \args$4.out_cw  = args[331:324];
-  assign \args$4.param_base  = args[337:332];
-  assign \args$4.zp_in  = args[345:338];
-  assign \args$4.zp_out  = args[355:346];
-  assign \args$4.act_min  = args[365:356];
-  assign \args$4.act_max  = args[375:366];
-  assign \args$4.ab_m1  = args[378:376];
-  assign \args$4.wb_log2  = args[380:379];
-  assign \args$4.x_signed  = args[381];
-  assign \args$4.w_signed  = args[382];
-  assign \args$4.rowpack  = args[383];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[58:52];
+  assign \desc_rd__data.off0  = desc_rd__data[72:59];
+  assign \desc_rd__0__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__0__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__0__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__0__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__0__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__0__data.elems  = desc_rd__data[58:52];
+  assign \desc_rd__0__data.off0  = desc_rd__data[72:59];
+  assign \args$12.in_h  = args[7:0];
+  assign \args$12.in_w  = args[15:8];
+  assign \args$12.in_cw  = args[23:16];
+  assign \args$12.cin  = args[35:24];
+  assign \args$12.kh  = args[43:36];
+  assign \args$12.kw  = args[51:44];
+  assign \args$12.dh  = args[55:52];
+  assign \args$12.dw  = args[59:56];
+  assign \args$12.sh  = args[63:60];
+  assign \args$12.sw  = args[67:64];
+  assign \args$12.pt  = args[71:68];
+  assign \args$12.pl  = args[75:72];
+  assign \args$12.ow  = args[83:76];
+  assign \args$12.oh  = args[91:84];
+  assign \args$12.npos  = args[107:92];
+  assign \args$12.pos0  = args[121:108];
+  assign \args$12.kx_inc  = args[135:122];
+  assign \args$12.ky_inc  = args[149:136];
+  assign \args$12.pos_ux  = args[163:150];
+  assign \args$12.pos_wrap  = args[177:164];
+  assign \args$12.pos_bstep  = args[191:178];
+  assign \args$12.bq  = args[199:192];
+  assign \args$12.br  = args[207:200];
+  assign \args$12.img_delta  = args[221:208];
+  assign \args$12.img_bstep  = args[235:222];
+  assign \args$12.desc_base  = args[241:236];
+  assign \args$12.kt  = args[249:242];
+  assign \args$12.nt  = args[257:250];
+  assign \args$12.kr  = args[265:258];
+  assign \args$12.nr  = args[273:266];
+  assign \args$12.b  = args[280:274];
+  assign \args$12.ki  = args[287:281];
+  assign \args$12.no  = args[294:288];
+  assign \args$12.groups  = args[302:295];
+  assign \args$12.role_base  = args[308:303];
+  assign \args$12.page_base  = args[311:309];
+  assign \args$12.out_base  = args[323:312];
+  assign \args$12.out_cw  = args[331:324];
+  assign \args$12.param_base  = args[337:332];
+  assign \args$12.zp_in  = args[345:338];
+  assign \args$12.zp_out  = args[355:346];
+  assign \args$12.act_min  = args[365:356];
+  assign \args$12.act_max  = args[375:366];
+  assign \args$12.ab_m1  = args[378:376];
+  assign \args$12.wb_log2  = args[380:379];
+  assign \args$12.x_signed  = args[381];
+  assign \args$12.w_signed  = args[382];
+  assign \args$12.rowpack  = args[383];
+  assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [7:0];
+  assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [15:8];
+  assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [27:16];
+  assign \desc_rd__data$21.dx0  = \desc_rd__data$21 [39:28];
+  assign \desc_rd__data$21.c0  = \desc_rd__data$21 [51:40];
+  assign \desc_rd__data$21.elems  = \desc_rd__data$21 [58:52];
+  assign \desc_rd__data$21.off0  = \desc_rd__data$21 [72:59];
+  assign \desc_rd__1__data.ky0  = \desc_rd__data$21 [7:0];
+  assign \desc_rd__1__data.kx0  = \desc_rd__data$21 [15:8];
+  assign \desc_rd__1__data.dy0  = \desc_rd__data$21 [27:16];
+  assign \desc_rd__1__data.dx0  = \desc_rd__data$21 [39:28];
+  assign \desc_rd__1__data.c0  = \desc_rd__data$21 [51:40];
+  assign \desc_rd__1__data.elems  = \desc_rd__data$21 [58:52];
+  assign \desc_rd__1__data.off0  = \desc_rd__data$21 [72:59];
+  assign \args$23.in_h  = args[7:0];
+  assign \args$23.in_w  = args[15:8];
+  assign \args$23.in_cw  = args[23:16];
+  assign \args$23.cin  = args[35:24];
+  assign \args$23.kh  = args[43:36];
+  assign \args$23.kw  = args[51:44];
+  assign \args$23.dh  = args[55:52];
+  assign \args$23.dw  = args[59:56];
+  assign \args$23.sh  = args[63:60];
+  assign \args$23.sw  = args[67:64];
+  assign \args$23.pt  = args[71:68];
+  assign \args$23.pl  = args[75:72];
+  assign \args$23.ow  = args[83:76];
+  assign \args$23.oh  = args[91:84];
+  assign \args$23.npos  = args[107:92];
+  assign \args$23.pos0  = args[121:108];
+  assign \args$23.kx_inc  = args[135:122];
+  assign \args$23.ky_inc  = args[149:136];
+  assign \args$23.pos_ux  = args[163:150];
+  assign \args$23.pos_wrap  = args[177:164];
+  assign \args$23.pos_bstep  = args[191:178];
+  assign \args$23.bq  = args[199:192];
+  assign \args$23.br  = args[207:200];
+  assign \args$23.img_delta  = args[221:208];
+  assign \args$23.img_bstep  = args[235:222];
+  assign \args$23.desc_base  = args[241:236];
+  assign \args$23.kt  = args[249:242];
+  assign \args$23.nt  = args[257:250];
+  assign \args$23.kr  = args[265:258];
+  assign \args$23.nr  = args[273:266];
+  assign \args$23.b  = args[280:274];
+  assign \args$23.ki  = args[287:281];
+  assign \args$23.no  = args[294:288];
+  assign \args$23.groups  = args[302:295];
+  assign \args$23.role_base  = args[308:303];
+  assign \args$23.page_base  = args[311:309];
+  assign \args$23.out_base  = args[323:312];
+  assign \args$23.out_cw  = args[331:324];
+  assign \args$23.param_base  = args[337:332];
+  assign \args$23.zp_in  = args[345:338];
+  assign \args$23.zp_out  = args[355:346];
+  assign \args$23.act_min  = args[365:356];
+  assign \args$23.act_max  = args[375:366];
+  assign \args$23.ab_m1  = args[378:376];
+  assign \args$23.wb_log2  = args[380:379];
+  assign \args$23.x_signed  = args[381];
+  assign \args$23.w_signed  = args[382];
+  assign \args$23.rowpack  = args[383];
+  assign \desc_rd__data$32.ky0  = \desc_rd__data$32 [7:0];
+  assign \desc_rd__data$32.kx0  = \desc_rd__data$32 [15:8];
+  assign \desc_rd__data$32.dy0  = \desc_rd__data$32 [27:16];
+  assign \desc_rd__data$32.dx0  = \desc_rd__data$32 [39:28];
+  assign \desc_rd__data$32.c0  = \desc_rd__data$32 [51:40];
+  assign \desc_rd__data$32.elems  = \desc_rd__data$32 [58:52];
+  assign \desc_rd__data$32.off0  = \desc_rd__data$32 [72:59];
+  assign \desc_rd__2__data.ky0  = \desc_rd__data$32 [7:0];
+  assign \desc_rd__2__data.kx0  = \desc_rd__data$32 [15:8];
+  assign \desc_rd__2__data.dy0  = \desc_rd__data$32 [27:16];
+  assign \desc_rd__2__data.dx0  = \desc_rd__data$32 [39:28];
+  assign \desc_rd__2__data.c0  = \desc_rd__data$32 [51:40];
+  assign \desc_rd__2__data.elems  = \desc_rd__data$32 [58:52];
+  assign \desc_rd__2__data.off0  = \desc_rd__data$32 [72:59];
+  assign \args$34.in_h  = args[7:0];
+  assign \args$34.in_w  = args[15:8];
+  assign \args$34.in_cw  = args[23:16];
+  assign \args$34.cin  = args[35:24];
+  assign \args$34.kh  = args[43:36];
+  assign \args$34.kw  = args[51:44];
+  assign \args$34.dh  = args[55:52];
+  assign \args$34.dw  = args[59:56];
+  assign \args$34.sh  = args[63:60];
+  assign \args$34.sw  = args[67:64];
+  assign \args$34.pt  = args[71:68];
+  assign \args$34.pl  = args[75:72];
+  assign \args$34.ow  = args[83:76];
+  assign \args$34.oh  = args[91:84];
+  assign \args$34.npos  = args[107:92];
+  assign \args$34.pos0  = args[121:108];
+  assign \args$34.kx_inc  = args[135:122];
+  assign \args$34.ky_inc  = args[149:136];
+  assign \args$34.pos_ux  = args[163:150];
+  assign \args$34.pos_wrap  = args[177:164];
+  assign \args$34.pos_bstep  = args[191:178];
+  assign \args$34.bq  = args[199:192];
+  assign \args$34.br  = args[207:200];
+  assign \args$34.img_delta  = args[221:208];
+  assign \args$34.img_bstep  = args[235:222];
+  assign \args$34.desc_base  = args[241:236];
+  assign \args$34.kt  = args[249:242];
+  assign \args$34.nt  = args[257:250];
+  assign \args$34.kr  = args[265:258];
+  assign \args$34.nr  = args[273:266];
+  assign \args$34.b  = args[280:274];
+  assign \args$34.ki  = args[287:281];
+  assign \args$34.no  = args[294:288];
+  assign \args$34.groups  = args[302:295];
+  assign \args$34.role_base  = args[308:303];
+  assign \args$34.page_base  = args[311:309];
+  assign \args$34.out_base  = args[323:312];
+  assign \args$34.out_cw  = args[331:324];
+  assign \args$34.param_base  = args[337:332];
+  assign \args$34.zp_in  = args[345:338];
+  assign \args$34.zp_out  = args[355:346];
+  assign \args$34.act_min  = args[365:356];
+  assign \args$34.act_max  = args[375:366];
+  assign \args$34.ab_m1  = args[378:376];
+  assign \args$34.wb_log2  = args[380:379];
+  assign \args$34.x_signed  = args[381];
+  assign \args$34.w_signed  = args[382];
+  assign \args$34.rowpack  = args[383];
+  assign \desc_rd__data$43.ky0  = \desc_rd__data$43 [7:0];
+  assign \desc_rd__data$43.kx0  = \desc_rd__data$43 [15:8];
+  assign \desc_rd__data$43.dy0  = \desc_rd__data$43 [27:16];
+  assign \desc_rd__data$43.dx0  = \desc_rd__data$43 [39:28];
+  assign \desc_rd__data$43.c0  = \desc_rd__data$43 [51:40];
+  assign \desc_rd__data$43.elems  = \desc_rd__data$43 [58:52];
+  assign \desc_rd__data$43.off0  = \desc_rd__data$43 [72:59];
+  assign \desc_rd__3__data.ky0  = \desc_rd__data$43 [7:0];
+  assign \desc_rd__3__data.kx0  = \desc_rd__data$43 [15:8];
+  assign \desc_rd__3__data.dy0  = \desc_rd__data$43 [27:16];
+  assign \desc_rd__3__data.dx0  = \desc_rd__data$43 [39:28];
+  assign \desc_rd__3__data.c0  = \desc_rd__data$43 [51:40];
+  assign \desc_rd__3__data.elems  = \desc_rd__data$43 [58:52];
+  assign \desc_rd__3__data.off0  = \desc_rd__data$43 [72:59];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[3:1];
   assign \op__0__payload.row  = op__0__payload[9:4];
@@ -26330,70 +27873,70 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \op__1__payload.x[62]  = op__1__payload[524:517];
   assign \op__1__payload.x[63]  = op__1__payload[532:525];
   assign \op__1__payload.word  = op__1__payload[596:533];
-  assign \x$100[0]  = \x$100 [7:0];
-  assign \x$100[1]  = \x$100 [15:8];
-  assign \x$100[2]  = \x$100 [23:16];
-  assign \x$100[3]  = \x$100 [31:24];
-  assign \x$100[4]  = \x$100 [39:32];
-  assign \x$100[5]  = \x$100 [47:40];
-  assign \x$100[6]  = \x$100 [55:48];
-  assign \x$100[7]  = \x$100 [63:56];
-  assign \x$100[8]  = \x$100 [71:64];
-  assign \x$100[9]  = \x$100 [79:72];
-  assign \x$100[10]  = \x$100 [87:80];
-  assign \x$100[11]  = \x$100 [95:88];
-  assign \x$100[12]  = \x$100 [103:96];
-  assign \x$100[13]  = \x$100 [111:104];
-  assign \x$100[14]  = \x$100 [119:112];
-  assign \x$100[15]  = \x$100 [127:120];
-  assign \x$100[16]  = \x$100 [135:128];
-  assign \x$100[17]  = \x$100 [143:136];
-  assign \x$100[18]  = \x$100 [151:144];
-  assign \x$100[19]  = \x$100 [159:152];
-  assign \x$100[20]  = \x$100 [167:160];
-  assign \x$100[21]  = \x$100 [175:168];
-  assign \x$100[22]  = \x$100 [183:176];
-  assign \x$100[23]  = \x$100 [191:184];
-  assign \x$100[24]  = \x$100 [199:192];
-  assign \x$100[25]  = \x$100 [207:200];
-  assign \x$100[26]  = \x$100 [215:208];
-  assign \x$100[27]  = \x$100 [223:216];
-  assign \x$100[28]  = \x$100 [231:224];
-  assign \x$100[29]  = \x$100 [239:232];
-  assign \x$100[30]  = \x$100 [247:240];
-  assign \x$100[31]  = \x$100 [255:248];
-  assign \x$100[32]  = \x$100 [263:256];
-  assign \x$100[33]  = \x$100 [271:264];
-  assign \x$100[34]  = \x$100 [279:272];
-  assign \x$100[35]  = \x$100 [287:280];
-  assign \x$100[36]  = \x$100 [295:288];
-  assign \x$100[37]  = \x$100 [303:296];
-  assign \x$100[38]  = \x$100 [311:304];
-  assign \x$100[39]  = \x$100 [319:312];
-  assign \x$100[40]  = \x$100 [327:320];
-  assign \x$100[41]  = \x$100 [335:328];
-  assign \x$100[42]  = \x$100 [343:336];
-  assign \x$100[43]  = \x$100 [351:344];
-  assign \x$100[44]  = \x$100 [359:352];
-  assign \x$100[45]  = \x$100 [367:360];
-  assign \x$100[46]  = \x$100 [375:368];
-  assign \x$100[47]  = \x$100 [383:376];
-  assign \x$100[48]  = \x$100 [391:384];
-  assign \x$100[49]  = \x$100 [399:392];
-  assign \x$100[50]  = \x$100 [407:400];
-  assign \x$100[51]  = \x$100 [415:408];
-  assign \x$100[52]  = \x$100 [423:416];
-  assign \x$100[53]  = \x$100 [431:424];
-  assign \x$100[54]  = \x$100 [439:432];
-  assign \x$100[55]  = \x$100 [447:440];
-  assign \x$100[56]  = \x$100 [455:448];
-  assign \x$100[57]  = \x$100 [463:456];
-  assign \x$100[58]  = \x$100 [471:464];
-  assign \x$100[59]  = \x$100 [479:472];
-  assign \x$100[60]  = \x$100 [487:480];
-  assign \x$100[61]  = \x$100 [495:488];
-  assign \x$100[62]  = \x$100 [503:496];
-  assign \x$100[63]  = \x$100 [511:504];
+  assign \x$140[0]  = \x$140 [7:0];
+  assign \x$140[1]  = \x$140 [15:8];
+  assign \x$140[2]  = \x$140 [23:16];
+  assign \x$140[3]  = \x$140 [31:24];
+  assign \x$140[4]  = \x$140 [39:32];
+  assign \x$140[5]  = \x$140 [47:40];
+  assign \x$140[6]  = \x$140 [55:48];
+  assign \x$140[7]  = \x$140 [63:56];
+  assign \x$140[8]  = \x$140 [71:64];
+  assign \x$140[9]  = \x$140 [79:72];
+  assign \x$140[10]  = \x$140 [87:80];
+  assign \x$140[11]  = \x$140 [95:88];
+  assign \x$140[12]  = \x$140 [103:96];
+  assign \x$140[13]  = \x$140 [111:104];
+  assign \x$140[14]  = \x$140 [119:112];
+  assign \x$140[15]  = \x$140 [127:120];
+  assign \x$140[16]  = \x$140 [135:128];
+  assign \x$140[17]  = \x$140 [143:136];
+  assign \x$140[18]  = \x$140 [151:144];
+  assign \x$140[19]  = \x$140 [159:152];
+  assign \x$140[20]  = \x$140 [167:160];
+  assign \x$140[21]  = \x$140 [175:168];
+  assign \x$140[22]  = \x$140 [183:176];
+  assign \x$140[23]  = \x$140 [191:184];
+  assign \x$140[24]  = \x$140 [199:192];
+  assign \x$140[25]  = \x$140 [207:200];
+  assign \x$140[26]  = \x$140 [215:208];
+  assign \x$140[27]  = \x$140 [223:216];
+  assign \x$140[28]  = \x$140 [231:224];
+  assign \x$140[29]  = \x$140 [239:232];
+  assign \x$140[30]  = \x$140 [247:240];
+  assign \x$140[31]  = \x$140 [255:248];
+  assign \x$140[32]  = \x$140 [263:256];
+  assign \x$140[33]  = \x$140 [271:264];
+  assign \x$140[34]  = \x$140 [279:272];
+  assign \x$140[35]  = \x$140 [287:280];
+  assign \x$140[36]  = \x$140 [295:288];
+  assign \x$140[37]  = \x$140 [303:296];
+  assign \x$140[38]  = \x$140 [311:304];
+  assign \x$140[39]  = \x$140 [319:312];
+  assign \x$140[40]  = \x$140 [327:320];
+  assign \x$140[41]  = \x$140 [335:328];
+  assign \x$140[42]  = \x$140 [343:336];
+  assign \x$140[43]  = \x$140 [351:344];
+  assign \x$140[44]  = \x$140 [359:352];
+  assign \x$140[45]  = \x$140 [367:360];
+  assign \x$140[46]  = \x$140 [375:368];
+  assign \x$140[47]  = \x$140 [383:376];
+  assign \x$140[48]  = \x$140 [391:384];
+  assign \x$140[49]  = \x$140 [399:392];
+  assign \x$140[50]  = \x$140 [407:400];
+  assign \x$140[51]  = \x$140 [415:408];
+  assign \x$140[52]  = \x$140 [423:416];
+  assign \x$140[53]  = \x$140 [431:424];
+  assign \x$140[54]  = \x$140 [439:432];
+  assign \x$140[55]  = \x$140 [447:440];
+  assign \x$140[56]  = \x$140 [455:448];
+  assign \x$140[57]  = \x$140 [463:456];
+  assign \x$140[58]  = \x$140 [471:464];
+  assign \x$140[59]  = \x$140 [479:472];
+  assign \x$140[60]  = \x$140 [487:480];
+  assign \x$140[61]  = \x$140 [495:488];
+  assign \x$140[62]  = \x$140 [503:496];
+  assign \x$140[63]  = \x$140 [511:504];
   assign \op__2__payload.mode  = op__2__payload[0];
   assign \op__2__payload.page  = op__2__payload[3:1];
   assign \op__2__payload.row  = op__2__payload[9:4];
@@ -26469,70 +28012,70 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \op__2__payload.x[62]  = op__2__payload[524:517];
   assign \op__2__payload.x[63]  = op__2__payload[532:525];
   assign \op__2__payload.word  = op__2__payload[596:533];
-  assign \x$104[0]  = \x$104 [7:0];
-  assign \x$104[1]  = \x$104 [15:8];
-  assign \x$104[2]  = \x$104 [23:16];
-  assign \x$104[3]  = \x$104 [31:24];
-  assign \x$104[4]  = \x$104 [39:32];
-  assign \x$104[5]  = \x$104 [47:40];
-  assign \x$104[6]  = \x$104 [55:48];
-  assign \x$104[7]  = \x$104 [63:56];
-  assign \x$104[8]  = \x$104 [71:64];
-  assign \x$104[9]  = \x$104 [79:72];
-  assign \x$104[10]  = \x$104 [87:80];
-  assign \x$104[11]  = \x$104 [95:88];
-  assign \x$104[12]  = \x$104 [103:96];
-  assign \x$104[13]  = \x$104 [111:104];
-  assign \x$104[14]  = \x$104 [119:112];
-  assign \x$104[15]  = \x$104 [127:120];
-  assign \x$104[16]  = \x$104 [135:128];
-  assign \x$104[17]  = \x$104 [143:136];
-  assign \x$104[18]  = \x$104 [151:144];
-  assign \x$104[19]  = \x$104 [159:152];
-  assign \x$104[20]  = \x$104 [167:160];
-  assign \x$104[21]  = \x$104 [175:168];
-  assign \x$104[22]  = \x$104 [183:176];
-  assign \x$104[23]  = \x$104 [191:184];
-  assign \x$104[24]  = \x$104 [199:192];
-  assign \x$104[25]  = \x$104 [207:200];
-  assign \x$104[26]  = \x$104 [215:208];
-  assign \x$104[27]  = \x$104 [223:216];
-  assign \x$104[28]  = \x$104 [231:224];
-  assign \x$104[29]  = \x$104 [239:232];
-  assign \x$104[30]  = \x$104 [247:240];
-  assign \x$104[31]  = \x$104 [255:248];
-  assign \x$104[32]  = \x$104 [263:256];
-  assign \x$104[33]  = \x$104 [271:264];
-  assign \x$104[34]  = \x$104 [279:272];
-  assign \x$104[35]  = \x$104 [287:280];
-  assign \x$104[36]  = \x$104 [295:288];
-  assign \x$104[37]  = \x$104 [303:296];
-  assign \x$104[38]  = \x$104 [311:304];
-  assign \x$104[39]  = \x$104 [319:312];
-  assign \x$104[40]  = \x$104 [327:320];
-  assign \x$104[41]  = \x$104 [335:328];
-  assign \x$104[42]  = \x$104 [343:336];
-  assign \x$104[43]  = \x$104 [351:344];
-  assign \x$104[44]  = \x$104 [359:352];
-  assign \x$104[45]  = \x$104 [367:360];
-  assign \x$104[46]  = \x$104 [375:368];
-  assign \x$104[47]  = \x$104 [383:376];
-  assign \x$104[48]  = \x$104 [391:384];
-  assign \x$104[49]  = \x$104 [399:392];
-  assign \x$104[50]  = \x$104 [407:400];
-  assign \x$104[51]  = \x$104 [415:408];
-  assign \x$104[52]  = \x$104 [423:416];
-  assign \x$104[53]  = \x$104 [431:424];
-  assign \x$104[54]  = \x$104 [439:432];
-  assign \x$104[55]  = \x$104 [447:440];
-  assign \x$104[56]  = \x$104 [455:448];
-  assign \x$104[57]  = \x$104 [463:456];
-  assign \x$104[58]  = \x$104 [471:464];
-  assign \x$104[59]  = \x$104 [479:472];
-  assign \x$104[60]  = \x$104 [487:480];
-  assign \x$104[61]  = \x$104 [495:488];
-  assign \x$104[62]  = \x$104 [503:496];
-  assign \x$104[63]  = \x$104 [511:504];
+  assign \x$144[0]  = \x$144 [7:0];
+  assign \x$144[1]  = \x$144 [15:8];
+  assign \x$144[2]  = \x$144 [23:16];
+  assign \x$144[3]  = \x$144 [31:24];
+  assign \x$144[4]  = \x$144 [39:32];
+  assign \x$144[5]  = \x$144 [47:40];
+  assign \x$144[6]  = \x$144 [55:48];
+  assign \x$144[7]  = \x$144 [63:56];
+  assign \x$144[8]  = \x$144 [71:64];
+  assign \x$144[9]  = \x$144 [79:72];
+  assign \x$144[10]  = \x$144 [87:80];
+  assign \x$144[11]  = \x$144 [95:88];
+  assign \x$144[12]  = \x$144 [103:96];
+  assign \x$144[13]  = \x$144 [111:104];
+  assign \x$144[14]  = \x$144 [119:112];
+  assign \x$144[15]  = \x$144 [127:120];
+  assign \x$144[16]  = \x$144 [135:128];
+  assign \x$144[17]  = \x$144 [143:136];
+  assign \x$144[18]  = \x$144 [151:144];
+  assign \x$144[19]  = \x$144 [159:152];
+  assign \x$144[20]  = \x$144 [167:160];
+  assign \x$144[21]  = \x$144 [175:168];
+  assign \x$144[22]  = \x$144 [183:176];
+  assign \x$144[23]  = \x$144 [191:184];
+  assign \x$144[24]  = \x$144 [199:192];
+  assign \x$144[25]  = \x$144 [207:200];
+  assign \x$144[26]  = \x$144 [215:208];
+  assign \x$144[27]  = \x$144 [223:216];
+  assign \x$144[28]  = \x$144 [231:224];
+  assign \x$144[29]  = \x$144 [239:232];
+  assign \x$144[30]  = \x$144 [247:240];
+  assign \x$144[31]  = \x$144 [255:248];
+  assign \x$144[32]  = \x$144 [263:256];
+  assign \x$144[33]  = \x$144 [271:264];
+  assign \x$144[34]  = \x$144 [279:272];
+  assign \x$144[35]  = \x$144 [287:280];
+  assign \x$144[36]  = \x$144 [295:288];
+  assign \x$144[37]  = \x$144 [303:296];
+  assign \x$144[38]  = \x$144 [311:304];
+  assign \x$144[39]  = \x$144 [319:312];
+  assign \x$144[40]  = \x$144 [327:320];
+  assign \x$144[41]  = \x$144 [335:328];
+  assign \x$144[42]  = \x$144 [343:336];
+  assign \x$144[43]  = \x$144 [351:344];
+  assign \x$144[44]  = \x$144 [359:352];
+  assign \x$144[45]  = \x$144 [367:360];
+  assign \x$144[46]  = \x$144 [375:368];
+  assign \x$144[47]  = \x$144 [383:376];
+  assign \x$144[48]  = \x$144 [391:384];
+  assign \x$144[49]  = \x$144 [399:392];
+  assign \x$144[50]  = \x$144 [407:400];
+  assign \x$144[51]  = \x$144 [415:408];
+  assign \x$144[52]  = \x$144 [423:416];
+  assign \x$144[53]  = \x$144 [431:424];
+  assign \x$144[54]  = \x$144 [439:432];
+  assign \x$144[55]  = \x$144 [447:440];
+  assign \x$144[56]  = \x$144 [455:448];
+  assign \x$144[57]  = \x$144 [463:456];
+  assign \x$144[58]  = \x$144 [471:464];
+  assign \x$144[59]  = \x$144 [479:472];
+  assign \x$144[60]  = \x$144 [487:480];
+  assign \x$144[61]  = \x$144 [495:488];
+  assign \x$144[62]  = \x$144 [503:496];
+  assign \x$144[63]  = \x$144 [511:504];
   assign \op__3__payload.mode  = op__3__payload[0];
   assign \op__3__payload.page  = op__3__payload[3:1];
   assign \op__3__payload.row  = op__3__payload[9:4];
@@ -26608,70 +28151,70 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \op__3__payload.x[62]  = op__3__payload[524:517];
   assign \op__3__payload.x[63]  = op__3__payload[532:525];
   assign \op__3__payload.word  = op__3__payload[596:533];
-  assign \x$108[0]  = \x$108 [7:0];
-  assign \x$108[1]  = \x$108 [15:8];
-  assign \x$108[2]  = \x$108 [23:16];
-  assign \x$108[3]  = \x$108 [31:24];
-  assign \x$108[4]  = \x$108 [39:32];
-  assign \x$108[5]  = \x$108 [47:40];
-  assign \x$108[6]  = \x$108 [55:48];
-  assign \x$108[7]  = \x$108 [63:56];
-  assign \x$108[8]  = \x$108 [71:64];
-  assign \x$108[9]  = \x$108 [79:72];
-  assign \x$108[10]  = \x$108 [87:80];
-  assign \x$108[11]  = \x$108 [95:88];
-  assign \x$108[12]  = \x$108 [103:96];
-  assign \x$108[13]  = \x$108 [111:104];
-  assign \x$108[14]  = \x$108 [119:112];
-  assign \x$108[15]  = \x$108 [127:120];
-  assign \x$108[16]  = \x$108 [135:128];
-  assign \x$108[17]  = \x$108 [143:136];
-  assign \x$108[18]  = \x$108 [151:144];
-  assign \x$108[19]  = \x$108 [159:152];
-  assign \x$108[20]  = \x$108 [167:160];
-  assign \x$108[21]  = \x$108 [175:168];
-  assign \x$108[22]  = \x$108 [183:176];
-  assign \x$108[23]  = \x$108 [191:184];
-  assign \x$108[24]  = \x$108 [199:192];
-  assign \x$108[25]  = \x$108 [207:200];
-  assign \x$108[26]  = \x$108 [215:208];
-  assign \x$108[27]  = \x$108 [223:216];
-  assign \x$108[28]  = \x$108 [231:224];
-  assign \x$108[29]  = \x$108 [239:232];
-  assign \x$108[30]  = \x$108 [247:240];
-  assign \x$108[31]  = \x$108 [255:248];
-  assign \x$108[32]  = \x$108 [263:256];
-  assign \x$108[33]  = \x$108 [271:264];
-  assign \x$108[34]  = \x$108 [279:272];
-  assign \x$108[35]  = \x$108 [287:280];
-  assign \x$108[36]  = \x$108 [295:288];
-  assign \x$108[37]  = \x$108 [303:296];
-  assign \x$108[38]  = \x$108 [311:304];
-  assign \x$108[39]  = \x$108 [319:312];
-  assign \x$108[40]  = \x$108 [327:320];
-  assign \x$108[41]  = \x$108 [335:328];
-  assign \x$108[42]  = \x$108 [343:336];
-  assign \x$108[43]  = \x$108 [351:344];
-  assign \x$108[44]  = \x$108 [359:352];
-  assign \x$108[45]  = \x$108 [367:360];
-  assign \x$108[46]  = \x$108 [375:368];
-  assign \x$108[47]  = \x$108 [383:376];
-  assign \x$108[48]  = \x$108 [391:384];
-  assign \x$108[49]  = \x$108 [399:392];
-  assign \x$108[50]  = \x$108 [407:400];
-  assign \x$108[51]  = \x$108 [415:408];
-  assign \x$108[52]  = \x$108 [423:416];
-  assign \x$108[53]  = \x$108 [431:424];
-  assign \x$108[54]  = \x$108 [439:432];
-  assign \x$108[55]  = \x$108 [447:440];
-  assign \x$108[56]  = \x$108 [455:448];
-  assign \x$108[57]  = \x$108 [463:456];
-  assign \x$108[58]  = \x$108 [471:464];
-  assign \x$108[59]  = \x$108 [479:472];
-  assign \x$108[60]  = \x$108 [487:480];
-  assign \x$108[61]  = \x$108 [495:488];
-  assign \x$108[62]  = \x$108 [503:496];
-  assign \x$108[63]  = \x$108 [511:504];
+  assign \x$148[0]  = \x$148 [7:0];
+  assign \x$148[1]  = \x$148 [15:8];
+  assign \x$148[2]  = \x$148 [23:16];
+  assign \x$148[3]  = \x$148 [31:24];
+  assign \x$148[4]  = \x$148 [39:32];
+  assign \x$148[5]  = \x$148 [47:40];
+  assign \x$148[6]  = \x$148 [55:48];
+  assign \x$148[7]  = \x$148 [63:56];
+  assign \x$148[8]  = \x$148 [71:64];
+  assign \x$148[9]  = \x$148 [79:72];
+  assign \x$148[10]  = \x$148 [87:80];
+  assign \x$148[11]  = \x$148 [95:88];
+  assign \x$148[12]  = \x$148 [103:96];
+  assign \x$148[13]  = \x$148 [111:104];
+  assign \x$148[14]  = \x$148 [119:112];
+  assign \x$148[15]  = \x$148 [127:120];
+  assign \x$148[16]  = \x$148 [135:128];
+  assign \x$148[17]  = \x$148 [143:136];
+  assign \x$148[18]  = \x$148 [151:144];
+  assign \x$148[19]  = \x$148 [159:152];
+  assign \x$148[20]  = \x$148 [167:160];
+  assign \x$148[21]  = \x$148 [175:168];
+  assign \x$148[22]  = \x$148 [183:176];
+  assign \x$148[23]  = \x$148 [191:184];
+  assign \x$148[24]  = \x$148 [199:192];
+  assign \x$148[25]  = \x$148 [207:200];
+  assign \x$148[26]  = \x$148 [215:208];
+  assign \x$148[27]  = \x$148 [223:216];
+  assign \x$148[28]  = \x$148 [231:224];
+  assign \x$148[29]  = \x$148 [239:232];
+  assign \x$148[30]  = \x$148 [247:240];
+  assign \x$148[31]  = \x$148 [255:248];
+  assign \x$148[32]  = \x$148 [263:256];
+  assign \x$148[33]  = \x$148 [271:264];
+  assign \x$148[34]  = \x$148 [279:272];
+  assign \x$148[35]  = \x$148 [287:280];
+  assign \x$148[36]  = \x$148 [295:288];
+  assign \x$148[37]  = \x$148 [303:296];
+  assign \x$148[38]  = \x$148 [311:304];
+  assign \x$148[39]  = \x$148 [319:312];
+  assign \x$148[40]  = \x$148 [327:320];
+  assign \x$148[41]  = \x$148 [335:328];
+  assign \x$148[42]  = \x$148 [343:336];
+  assign \x$148[43]  = \x$148 [351:344];
+  assign \x$148[44]  = \x$148 [359:352];
+  assign \x$148[45]  = \x$148 [367:360];
+  assign \x$148[46]  = \x$148 [375:368];
+  assign \x$148[47]  = \x$148 [383:376];
+  assign \x$148[48]  = \x$148 [391:384];
+  assign \x$148[49]  = \x$148 [399:392];
+  assign \x$148[50]  = \x$148 [407:400];
+  assign \x$148[51]  = \x$148 [415:408];
+  assign \x$148[52]  = \x$148 [423:416];
+  assign \x$148[53]  = \x$148 [431:424];
+  assign \x$148[54]  = \x$148 [439:432];
+  assign \x$148[55]  = \x$148 [447:440];
+  assign \x$148[56]  = \x$148 [455:448];
+  assign \x$148[57]  = \x$148 [463:456];
+  assign \x$148[58]  = \x$148 [471:464];
+  assign \x$148[59]  = \x$148 [479:472];
+  assign \x$148[60]  = \x$148 [487:480];
+  assign \x$148[61]  = \x$148 [495:488];
+  assign \x$148[62]  = \x$148 [503:496];
+  assign \x$148[63]  = \x$148 [511:504];
   assign \tag_in.first  = tag_in[0];
   assign \tag_in.last  = tag_in[1];
   assign \tag_in.act  = tag_in[5:2];
@@ -26938,54 +28481,54 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \res_y__3[61]  = res_y__3[1363:1342];
   assign \res_y__3[62]  = res_y__3[1385:1364];
   assign \res_y__3[63]  = res_y__3[1407:1386];
-  assign \x$324[0]  = \x$324 [31:0];
-  assign \x$324[1]  = \x$324 [63:32];
-  assign \x$324[2]  = \x$324 [95:64];
-  assign \x$324[3]  = \x$324 [127:96];
-  assign \x$324[4]  = \x$324 [159:128];
-  assign \x$324[5]  = \x$324 [191:160];
-  assign \x$324[6]  = \x$324 [223:192];
-  assign \x$324[7]  = \x$324 [255:224];
-  assign \p_data[0]  = p_data[95:0];
-  assign \p_data[0].bias  = p_data[31:0];
-  assign \p_data[0].mult  = p_data[63:32];
-  assign \p_data[0].shift  = p_data[71:64];
-  assign \p_data[0]._pad  = p_data[95:72];
-  assign \p_data[1]  = p_data[191:96];
-  assign \p_data[1].bias  = p_data[127:96];
-  assign \p_data[1].mult  = p_data[159:128];
-  assign \p_data[1].shift  = p_data[167:160];
-  assign \p_data[1]._pad  = p_data[191:168];
-  assign \p_data[2]  = p_data[287:192];
-  assign \p_data[2].bias  = p_data[223:192];
-  assign \p_data[2].mult  = p_data[255:224];
-  assign \p_data[2].shift  = p_data[263:256];
-  assign \p_data[2]._pad  = p_data[287:264];
-  assign \p_data[3]  = p_data[383:288];
-  assign \p_data[3].bias  = p_data[319:288];
-  assign \p_data[3].mult  = p_data[351:320];
-  assign \p_data[3].shift  = p_data[359:352];
-  assign \p_data[3]._pad  = p_data[383:360];
-  assign \p_data[4]  = p_data[479:384];
-  assign \p_data[4].bias  = p_data[415:384];
-  assign \p_data[4].mult  = p_data[447:416];
-  assign \p_data[4].shift  = p_data[455:448];
-  assign \p_data[4]._pad  = p_data[479:456];
-  assign \p_data[5]  = p_data[575:480];
-  assign \p_data[5].bias  = p_data[511:480];
-  assign \p_data[5].mult  = p_data[543:512];
-  assign \p_data[5].shift  = p_data[551:544];
-  assign \p_data[5]._pad  = p_data[575:552];
-  assign \p_data[6]  = p_data[671:576];
-  assign \p_data[6].bias  = p_data[607:576];
-  assign \p_data[6].mult  = p_data[639:608];
-  assign \p_data[6].shift  = p_data[647:640];
-  assign \p_data[6]._pad  = p_data[671:648];
-  assign \p_data[7]  = p_data[767:672];
-  assign \p_data[7].bias  = p_data[703:672];
-  assign \p_data[7].mult  = p_data[735:704];
-  assign \p_data[7].shift  = p_data[743:736];
-  assign \p_data[7]._pad  = p_data[767:744];
+  assign \x$365[0]  = \x$365 [31:0];
+  assign \x$365[1]  = \x$365 [63:32];
+  assign \x$365[2]  = \x$365 [95:64];
+  assign \x$365[3]  = \x$365 [127:96];
+  assign \x$365[4]  = \x$365 [159:128];
+  assign \x$365[5]  = \x$365 [191:160];
+  assign \x$365[6]  = \x$365 [223:192];
+  assign \x$365[7]  = \x$365 [255:224];
+  assign \param_rd__data[0]  = param_rd__data[95:0];
+  assign \param_rd__data[0].bias  = param_rd__data[31:0];
+  assign \param_rd__data[0].mult  = param_rd__data[63:32];
+  assign \param_rd__data[0].shift  = param_rd__data[71:64];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[1]  = param_rd__data[191:96];
+  assign \param_rd__data[1].bias  = param_rd__data[127:96];
+  assign \param_rd__data[1].mult  = param_rd__data[159:128];
+  assign \param_rd__data[1].shift  = param_rd__data[167:160];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
+  assign \param_rd__data[2]  = param_rd__data[287:192];
+  assign \param_rd__data[2].bias  = param_rd__data[223:192];
+  assign \param_rd__data[2].mult  = param_rd__data[255:224];
+  assign \param_rd__data[2].shift  = param_rd__data[263:256];
+  assign \param_rd__data[2]._pad  = param_rd__data[287:264];
+  assign \param_rd__data[3]  = param_rd__data[383:288];
+  assign \param_rd__data[3].bias  = param_rd__data[319:288];
+  assign \param_rd__data[3].mult  = param_rd__data[351:320];
+  assign \param_rd__data[3].shift  = param_rd__data[359:352];
+  assign \param_rd__data[3]._pad  = param_rd__data[383:360];
+  assign \param_rd__data[4]  = param_rd__data[479:384];
+  assign \param_rd__data[4].bias  = param_rd__data[415:384];
+  assign \param_rd__data[4].mult  = param_rd__data[447:416];
+  assign \param_rd__data[4].shift  = param_rd__data[455:448];
+  assign \param_rd__data[4]._pad  = param_rd__data[479:456];
+  assign \param_rd__data[5]  = param_rd__data[575:480];
+  assign \param_rd__data[5].bias  = param_rd__data[511:480];
+  assign \param_rd__data[5].mult  = param_rd__data[543:512];
+  assign \param_rd__data[5].shift  = param_rd__data[551:544];
+  assign \param_rd__data[5]._pad  = param_rd__data[575:552];
+  assign \param_rd__data[6]  = param_rd__data[671:576];
+  assign \param_rd__data[6].bias  = param_rd__data[607:576];
+  assign \param_rd__data[6].mult  = param_rd__data[639:608];
+  assign \param_rd__data[6].shift  = param_rd__data[647:640];
+  assign \param_rd__data[6]._pad  = param_rd__data[671:648];
+  assign \param_rd__data[7]  = param_rd__data[767:672];
+  assign \param_rd__data[7].bias  = param_rd__data[703:672];
+  assign \param_rd__data[7].mult  = param_rd__data[735:704];
+  assign \param_rd__data[7].shift  = param_rd__data[743:736];
+  assign \param_rd__data[7]._pad  = param_rd__data[767:744];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \mult[2]  = mult[95:64];
@@ -27010,64 +28553,36 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign \y[5]  = y[191:160];
   assign \y[6]  = y[223:192];
   assign \y[7]  = y[255:224];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[58:52];
-  assign \desc.off0  = desc[72:59];
-  assign \desc$386.ky0  = \desc$386 [7:0];
-  assign \desc$386.kx0  = \desc$386 [15:8];
-  assign \desc$386.dy0  = \desc$386 [27:16];
-  assign \desc$386.dx0  = \desc$386 [39:28];
-  assign \desc$386.c0  = \desc$386 [51:40];
-  assign \desc$386.elems  = \desc$386 [58:52];
-  assign \desc$386.off0  = \desc$386 [72:59];
-  assign \desc$391.ky0  = \desc$391 [7:0];
-  assign \desc$391.kx0  = \desc$391 [15:8];
-  assign \desc$391.dy0  = \desc$391 [27:16];
-  assign \desc$391.dx0  = \desc$391 [39:28];
-  assign \desc$391.c0  = \desc$391 [51:40];
-  assign \desc$391.elems  = \desc$391 [58:52];
-  assign \desc$391.off0  = \desc$391 [72:59];
-  assign \desc$396.ky0  = \desc$396 [7:0];
-  assign \desc$396.kx0  = \desc$396 [15:8];
-  assign \desc$396.dy0  = \desc$396 [27:16];
-  assign \desc$396.dx0  = \desc$396 [39:28];
-  assign \desc$396.c0  = \desc$396 [51:40];
-  assign \desc$396.elems  = \desc$396 [58:52];
-  assign \desc$396.off0  = \desc$396 [72:59];
-  assign shift[63:56] = p_data[743:736];
-  assign shift[55:48] = p_data[647:640];
-  assign shift[47:40] = p_data[551:544];
-  assign shift[39:32] = p_data[455:448];
-  assign shift[31:24] = p_data[359:352];
-  assign shift[23:16] = p_data[263:256];
-  assign shift[15:8] = p_data[167:160];
-  assign shift[7:0] = p_data[71:64];
-  assign mult[255:224] = p_data[735:704];
-  assign mult[223:192] = p_data[639:608];
-  assign mult[191:160] = p_data[543:512];
-  assign mult[159:128] = p_data[447:416];
-  assign mult[127:96] = p_data[351:320];
-  assign mult[95:64] = p_data[255:224];
-  assign mult[63:32] = p_data[159:128];
-  assign mult[31:0] = p_data[63:32];
-  assign \x$324 [255:224] = \$267 [31:0];
-  assign \x$324 [223:192] = \$266 [31:0];
-  assign \x$324 [191:160] = \$265 [31:0];
-  assign \x$324 [159:128] = \$264 [31:0];
-  assign \x$324 [127:96] = \$263 [31:0];
-  assign \x$324 [95:64] = \$262 [31:0];
-  assign \x$324 [63:32] = \$261 [31:0];
-  assign \x$324 [31:0] = \$260 [31:0];
+  assign shift[63:56] = param_rd__data[743:736];
+  assign shift[55:48] = param_rd__data[647:640];
+  assign shift[47:40] = param_rd__data[551:544];
+  assign shift[39:32] = param_rd__data[455:448];
+  assign shift[31:24] = param_rd__data[359:352];
+  assign shift[23:16] = param_rd__data[263:256];
+  assign shift[15:8] = param_rd__data[167:160];
+  assign shift[7:0] = param_rd__data[71:64];
+  assign mult[255:224] = param_rd__data[735:704];
+  assign mult[223:192] = param_rd__data[639:608];
+  assign mult[191:160] = param_rd__data[543:512];
+  assign mult[159:128] = param_rd__data[447:416];
+  assign mult[127:96] = param_rd__data[351:320];
+  assign mult[95:64] = param_rd__data[255:224];
+  assign mult[63:32] = param_rd__data[159:128];
+  assign mult[31:0] = param_rd__data[63:32];
+  assign \x$365 [255:224] = \$267 [31:0];
+  assign \x$365 [223:192] = \$266 [31:0];
+  assign \x$365 [191:160] = \$265 [31:0];
+  assign \x$365 [159:128] = \$264 [31:0];
+  assign \x$365 [127:96] = \$263 [31:0];
+  assign \x$365 [95:64] = \$262 [31:0];
+  assign \x$365 [63:32] = \$261 [31:0];
+  assign \x$365 [31:0] = \$260 [31:0];
   assign tag_in[29:22] = i_nbase;
   assign tag_in[21:6] = i_p0;
   assign tag_in[5:2] = { i_act3, i_act2, i_act1, i_act0 };
   assign tag_in[1] = \$92 ;
   assign tag_in[0] = \$90 ;
-  assign op__3__payload[532:21] = \x$108 ;
+  assign op__3__payload[532:21] = \x$148 ;
   assign op__3__payload[16] = args[381];
   assign op__3__payload[15] = args[382];
   assign op__3__payload[14:12] = args[378:376];
@@ -27075,7 +28590,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign op__3__payload[3:1] = i_page;
   assign op__3__payload[0] = 1'h0;
   assign { op__3__payload[596:533], op__3__payload[20:17], op__3__payload[9:4] } = 74'h0000000000000000000;
-  assign op__2__payload[532:21] = \x$104 ;
+  assign op__2__payload[532:21] = \x$144 ;
   assign op__2__payload[16] = args[381];
   assign op__2__payload[15] = args[382];
   assign op__2__payload[14:12] = args[378:376];
@@ -27083,7 +28598,7 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
   assign op__2__payload[3:1] = i_page;
   assign op__2__payload[0] = 1'h0;
   assign { op__2__payload[596:533], op__2__payload[20:17], op__2__payload[9:4] } = 74'h0000000000000000000;
-  assign op__1__payload[532:21] = \x$100 ;
+  assign op__1__payload[532:21] = \x$140 ;
   assign op__1__payload[16] = args[381];
   assign op__1__payload[15] = args[382];
   assign op__1__payload[14:12] = args[378:376];
@@ -27102,1107 +28617,8 @@ module \default_fabric.mac (rst, rd_data, \rd_data$390 , \rd_data$395 , \rd_data
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_addr, pos_valid, idle_next, rd_en, stall, args, g_kbase, bi, kk, nn, en, rd_addr
-, x_rdy, full, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire \$1 ;
-  wire [14:0] \$10 ;
-  reg [6:0] \$100 ;
-  reg [6:0] \$101 ;
-  reg \$102 ;
-  reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
-  reg [13:0] \$108 ;
-  reg \$109 ;
-  wire [12:0] \$11 ;
-  reg [11:0] \$110 ;
-  reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
-  reg [13:0] \$117 ;
-  reg [13:0] \$118 ;
-  reg \$119 ;
-  wire [14:0] \$12 ;
-  reg \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [12:0] \$125 ;
-  reg [511:0] \$126 ;
-  reg [511:0] \$127 ;
-  reg \$128 ;
-  wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
-  wire [11:0] \$16 ;
-  wire [14:0] \$17 ;
-  wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
-  wire [14:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
-  wire [14:0] \$27 ;
-  wire [14:0] \$28 ;
-  wire [12:0] \$29 ;
-  wire [4:0] \$3 ;
-  wire [14:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [6:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
-  wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [14:0] \$57 ;
-  wire [13:0] \$58 ;
-  wire [15:0] \$59 ;
-  wire [9:0] \$6 ;
-  wire [13:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [12:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [11:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [9:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [14:0] \$76 ;
-  wire [13:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
-  wire \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [7:0] \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
-  wire \$90 ;
-  wire [7:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [8:0] \$94 ;
-  wire [63:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  reg [6:0] \$99 ;
-  reg active = 1'h0;
-  reg [13:0] addr = 14'h0000;
-  input [383:0] args;
-  wire [383:0] args;
-  wire [2:0] \args.ab_m1 ;
-  wire [9:0] \args.act_max ;
-  wire [9:0] \args.act_min ;
-  wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
-  wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
-  wire [3:0] \args.dh ;
-  wire [3:0] \args.dw ;
-  wire [7:0] \args.groups ;
-  wire [13:0] \args.img_bstep ;
-  wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
-  wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
-  wire [13:0] \args.kx_inc ;
-  wire [13:0] \args.ky_inc ;
-  wire [6:0] \args.no ;
-  wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
-  wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
-  wire [2:0] \args.page_base ;
-  wire [5:0] \args.param_base ;
-  wire [3:0] \args.pl ;
-  wire [13:0] \args.pos0 ;
-  wire [13:0] \args.pos_bstep ;
-  wire [13:0] \args.pos_ux ;
-  wire [13:0] \args.pos_wrap ;
-  wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
-  wire \args.rowpack ;
-  wire [3:0] \args.sh ;
-  wire [3:0] \args.sw ;
-  wire \args.w_signed ;
-  wire [1:0] \args.wb_log2 ;
-  wire \args.x_signed ;
-  wire [7:0] \args.zp_in ;
-  wire [9:0] \args.zp_out ;
-  reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
-  reg b_last = 1'h0;
-  reg [3:0] b_n = 4'h0;
-  reg b_oob = 1'h0;
-  reg b_valid = 1'h0;
-  output [6:0] bi;
-  reg [6:0] bi = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \bi$54 ;
-  reg [11:0] c = 12'h000;
-  input clk;
-  wire clk;
-  wire [13:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  input [72:0] desc;
-  wire [72:0] desc;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [6:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
-  output en;
-  reg en = 1'h0;
-  (* init = 1'h0 *)
-  wire \en$57 ;
-  reg first = 1'h0;
-  output full;
-  reg full = 1'h0;
-  (* init = 1'h0 *)
-  wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
-  input go;
-  wire go;
-  output idle_next;
-  wire idle_next;
-  wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
-  output [6:0] kk;
-  reg [6:0] kk = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
-  wire last;
-  wire [11:0] lim;
-  wire [3:0] n;
-  wire [11:0] n_ch;
-  output [6:0] nn;
-  reg [6:0] nn = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \nn$56 ;
-  wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
-  reg [15:0] p = 16'h0000;
-  reg [13:0] pos_addr = 14'h0000;
-  input pos_bstep;
-  wire pos_bstep;
-  input pos_init;
-  wire pos_init;
-  input pos_step;
-  wire pos_step;
-  output pos_valid;
-  wire pos_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [63:0] rd_data;
-  wire [63:0] rd_data;
-  output rd_en;
-  wire rd_en;
-  reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
-  input rst;
-  wire rst;
-  wire [4:0] sel;
-  reg [511:0] shifted;
-  wire [511:0] src;
-  output stall;
-  wire stall;
-  wire \stall$63 ;
-  reg [13:0] start;
-  input take;
-  wire take;
-  reg [13:0] tap0 = 14'h0000;
-  wire tap_end;
-  input tile_active;
-  wire tile_active;
-  wire [63:0] window;
-  wire [63:0] word;
-  wire wrap;
-  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [511:0] x;
-  wire [7:0] \x[0] ;
-  wire [7:0] \x[10] ;
-  wire [7:0] \x[11] ;
-  wire [7:0] \x[12] ;
-  wire [7:0] \x[13] ;
-  wire [7:0] \x[14] ;
-  wire [7:0] \x[15] ;
-  wire [7:0] \x[16] ;
-  wire [7:0] \x[17] ;
-  wire [7:0] \x[18] ;
-  wire [7:0] \x[19] ;
-  wire [7:0] \x[1] ;
-  wire [7:0] \x[20] ;
-  wire [7:0] \x[21] ;
-  wire [7:0] \x[22] ;
-  wire [7:0] \x[23] ;
-  wire [7:0] \x[24] ;
-  wire [7:0] \x[25] ;
-  wire [7:0] \x[26] ;
-  wire [7:0] \x[27] ;
-  wire [7:0] \x[28] ;
-  wire [7:0] \x[29] ;
-  wire [7:0] \x[2] ;
-  wire [7:0] \x[30] ;
-  wire [7:0] \x[31] ;
-  wire [7:0] \x[32] ;
-  wire [7:0] \x[33] ;
-  wire [7:0] \x[34] ;
-  wire [7:0] \x[35] ;
-  wire [7:0] \x[36] ;
-  wire [7:0] \x[37] ;
-  wire [7:0] \x[38] ;
-  wire [7:0] \x[39] ;
-  wire [7:0] \x[3] ;
-  wire [7:0] \x[40] ;
-  wire [7:0] \x[41] ;
-  wire [7:0] \x[42] ;
-  wire [7:0] \x[43] ;
-  wire [7:0] \x[44] ;
-  wire [7:0] \x[45] ;
-  wire [7:0] \x[46] ;
-  wire [7:0] \x[47] ;
-  wire [7:0] \x[48] ;
-  wire [7:0] \x[49] ;
-  wire [7:0] \x[4] ;
-  wire [7:0] \x[50] ;
-  wire [7:0] \x[51] ;
-  wire [7:0] \x[52] ;
-  wire [7:0] \x[53] ;
-  wire [7:0] \x[54] ;
-  wire [7:0] \x[55] ;
-  wire [7:0] \x[56] ;
-  wire [7:0] \x[57] ;
-  wire [7:0] \x[58] ;
-  wire [7:0] \x[59] ;
-  wire [7:0] \x[5] ;
-  wire [7:0] \x[60] ;
-  wire [7:0] \x[61] ;
-  wire [7:0] \x[62] ;
-  wire [7:0] \x[63] ;
-  wire [7:0] \x[6] ;
-  wire [7:0] \x[7] ;
-  wire [7:0] \x[8] ;
-  wire [7:0] \x[9] ;
-  reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  output [511:0] x_rdy;
-  reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
-  assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
-  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
-  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
-  assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
-  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
-  assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc[39:28] });
-  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
-  assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
-  assign \$20  = kx == \$19 ;
-  assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[149:136]);
-  assign \$24  = $signed(tap0) + $signed(args[149:136]);
-  assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[135:122]);
-  assign \$28  = $signed(tap0) + $signed(args[135:122]);
-  assign \$29  = c + \$65 [3:0];
-  assign \$30  = $signed(addr) + $signed(2'h1);
-  assign \$31  = ~ stall;
-  assign \$32  = ~ stall;
-  assign \$33  = b_valid & \$32 ;
-  assign \$34  = b_valid & b_last;
-  assign \$35  = ~ stall;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 1'h0;
-  assign \$38  = args[241:236] + g_kbase;
-  assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[207:200];
-  assign \$42  = ox + 1'h1;
-  assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
-  assign \$44  = oy + \$43 ;
-  assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[199:192] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
-  assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[207:200] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
-  assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
-  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
-  assign \$58  = wrap ? args[177:164] : 14'h0000;
-  assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[221:208] : 14'h0000;
-  assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
-  assign \$63  = \$62 [11:0] < rem;
-  assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
-  assign \$64  = lim < 4'h8;
-  assign \$65  = \$64  ? lim : 12'h008;
-  assign tap_end = \$65 [3:0] == \$62 [11:0];
-  assign last = \$65 [3:0] == rem;
-  assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
-  assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[383];
-  assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign oob = \$68  | \$73 ;
-  assign \$74  = ~ active;
-  assign idle_next = \$74  | last;
-  assign rd_en = ~ stall;
-  assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc[72:59]);
-  assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? rd_data[7:0] : args[345:338];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? rd_data[15:8] : args[345:338];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? rd_data[23:16] : args[345:338];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? rd_data[31:24] : args[345:338];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? rd_data[39:32] : args[345:338];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? rd_data[47:40] : args[345:338];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? rd_data[55:48] : args[345:338];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? rd_data[63:56] : args[345:338];
-  assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } >> \$94 ;
-  assign \$95  = args[383] ? window : rd_data;
-  assign word = b_oob ? { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } : \$95 ;
-  assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$96  = b_valid & b_last;
-  assign \$97  = \$96  & full;
-  assign \$98  = ~ take;
-  assign stall = \$97  & \$98 ;
-  always @(posedge clk)
-    bi <= \$99 ;
-  always @(posedge clk)
-    kk <= \$100 ;
-  always @(posedge clk)
-    nn <= \$101 ;
-  always @(posedge clk)
-    en <= \$102 ;
-  always @(posedge clk)
-    p <= \$103 ;
-  always @(posedge clk)
-    ox <= \$104 ;
-  always @(posedge clk)
-    oy <= \$105 ;
-  always @(posedge clk)
-    iy0 <= \$106 ;
-  always @(posedge clk)
-    ix0 <= \$107 ;
-  always @(posedge clk)
-    pos_addr <= \$108 ;
-  always @(posedge clk)
-    active <= \$109 ;
-  always @(posedge clk)
-    c <= \$110 ;
-  always @(posedge clk)
-    rem <= \$111 ;
-  always @(posedge clk)
-    ky <= \$112 ;
-  always @(posedge clk)
-    kx <= \$113 ;
-  always @(posedge clk)
-    iy <= \$114 ;
-  always @(posedge clk)
-    ix <= \$115 ;
-  always @(posedge clk)
-    row_ix <= \$116 ;
-  always @(posedge clk)
-    tap0 <= \$117 ;
-  always @(posedge clk)
-    addr <= \$118 ;
-  always @(posedge clk)
-    first <= \$119 ;
-  always @(posedge clk)
-    b_valid <= \$120 ;
-  always @(posedge clk)
-    b_n <= \$121 ;
-  always @(posedge clk)
-    b_oob <= \$122 ;
-  always @(posedge clk)
-    b_first <= \$123 ;
-  always @(posedge clk)
-    b_last <= \$124 ;
-  always @(posedge clk)
-    b_ix <= \$125 ;
-  always @(posedge clk)
-    x_rdy <= \$126 ;
-  always @(posedge clk)
-    x_asm <= \$127 ;
-  always @(posedge clk)
-    full <= \$128 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = bi;
-    if (pos_init) begin
-      \$99  = desc[6:0];
-    end
-    if (rst) begin
-      \$99  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = kk;
-    if (pos_init) begin
-      \$100  = desc[13:7];
-    end
-    if (rst) begin
-      \$100  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = nn;
-    if (pos_init) begin
-      \$101  = desc[20:14];
-    end
-    if (rst) begin
-      \$101  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = en;
-    if (pos_init) begin
-      \$102  = desc[21];
-    end
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = p;
-    if (pos_init) begin
-      \$103  = 16'h0000;
-    end else if (\$1 ) begin
-      \$103  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$103  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = ox;
-    if (pos_init) begin
-      \$104  = 8'h00;
-    end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
-    end
-    if (rst) begin
-      \$104  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$105  = oy;
-    if (pos_init) begin
-      \$105  = 8'h00;
-    end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
-    end
-    if (rst) begin
-      \$105  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$106  = iy0;
-    if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
-    end
-    if (rst) begin
-      \$106  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$107  = ix0;
-    if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
-    end
-    if (rst) begin
-      \$107  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$108  = pos_addr;
-    if (pos_init) begin
-      \$108  = args[121:108];
-    end else if (\$1 ) begin
-      \$108  = \$12 [13:0];
-    end
-    if (rst) begin
-      \$108  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$109  = active;
-    if (\$13 ) begin
-      if (go) begin
-        \$109  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$109  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$110  = c;
-    if (\$13 ) begin
-      if (go) begin
-        \$110  = desc[51:40];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$110  = 12'h000;
-        end else begin
-          \$110  = \$29 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$110  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = rem;
-    if (\$13 ) begin
-      if (go) begin
-        \$111  = desc[58:52];
-      end else if (active) begin
-        \$111  = \$18 [6:0];
-      end
-    end
-    if (rst) begin
-      \$111  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = ky;
-    if (\$13 ) begin
-      if (go) begin
-        \$112  = desc[7:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$112  = \$21 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$112  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$113  = kx;
-    if (\$13 ) begin
-      if (go) begin
-        \$113  = desc[15:8];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$113  = 8'h00;
-          end else begin
-            \$113  = \$25 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$113  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$114  = iy;
-    if (\$13 ) begin
-      if (go) begin
-        \$114  = \$14 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$114  = \$22 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$114  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$115  = ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$115  = \$15 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$115  = row_ix;
-          end else begin
-            \$115  = \$26 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$115  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$116  = row_ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
-      end
-    end
-    if (rst) begin
-      \$116  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$117  = tap0;
-    if (\$13 ) begin
-      if (go) begin
-        \$117  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$117  = \$23 [13:0];
-          end else begin
-            \$117  = \$27 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$117  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$118  = addr;
-    if (\$13 ) begin
-      if (go) begin
-        \$118  = \$17 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$118  = \$24 [13:0];
-          end else begin
-            \$118  = \$28 [13:0];
-          end
-        end else begin
-          \$118  = \$30 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$118  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$119  = first;
-    if (\$13 ) begin
-      if (go) begin
-        \$119  = 1'h1;
-      end else if (active) begin
-        \$119  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$120  = b_valid;
-    if (\$31 ) begin
-      \$120  = active;
-    end
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$121  = b_n;
-    if (\$31 ) begin
-      \$121  = \$65 [3:0];
-    end
-    if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$122  = b_oob;
-    if (\$31 ) begin
-      \$122  = oob;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$123  = b_first;
-    if (\$31 ) begin
-      \$123  = first;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$124  = b_last;
-    if (\$31 ) begin
-      \$124  = last;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = b_ix;
-    if (\$31 ) begin
-      \$125  = ix;
-    end
-    if (rst) begin
-      \$125  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = x_rdy;
-    if (\$33 ) begin
-      if (b_last) begin
-        \$126  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = x_asm;
-    if (\$33 ) begin
-      (* full_case = 32'd1 *)
-      if (b_last) begin
-      end else begin
-        \$127  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = full;
-    if (\$36 ) begin
-      \$128  = 1'h1;
-    end else if (take) begin
-      \$128  = 1'h0;
-    end
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    start = 14'h0000;
-    if (\$75 ) begin
-      if (go) begin
-        start = \$76 [13:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (b_n)
-      4'h1:
-          shifted = { word[7:0], src[511:8] };
-      4'h2:
-          shifted = { word[15:0], src[511:16] };
-      4'h3:
-          shifted = { word[23:0], src[511:24] };
-      4'h4:
-          shifted = { word[31:0], src[511:32] };
-      4'h5:
-          shifted = { word[39:0], src[511:40] };
-      4'h6:
-          shifted = { word[47:0], src[511:48] };
-      4'h7:
-          shifted = { word[55:0], src[511:56] };
-      4'h8:
-          shifted = { word, src[511:64] };
-      default:
-          shifted = src;
-    endcase
-  end
-  assign d_ix = \$55 [11:0];
-  assign d_addr = \$61 [13:0];
-  assign n = \$65 [3:0];
-  assign \bi$54  = bi;
-  assign \kk$55  = kk;
-  assign \nn$56  = nn;
-  assign \en$57  = en;
-  assign n_ch = \$62 [11:0];
-  assign \stall$63  = stall;
-  assign sel = \$77 [4:0];
-  assign \full$72  = full;
-  assign x = x_rdy;
-  assign desc_addr = \$40 [5:0];
-  assign rd_addr = addr[11:0];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[58:52];
-  assign \desc.off0  = desc[72:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[311:309];
-  assign \args.out_base  = args[323:312];
-  assign \args.out_cw  = args[331:324];
-  assign \args.param_base  = args[337:332];
-  assign \args.zp_in  = args[345:338];
-  assign \args.zp_out  = args[355:346];
-  assign \args.act_min  = args[365:356];
-  assign \args.act_max  = args[375:366];
-  assign \args.ab_m1  = args[378:376];
-  assign \args.wb_log2  = args[380:379];
-  assign \args.x_signed  = args[381];
-  assign \args.w_signed  = args[382];
-  assign \args.rowpack  = args[383];
-  assign \x[0]  = x_rdy[7:0];
-  assign \x[1]  = x_rdy[15:8];
-  assign \x[2]  = x_rdy[23:16];
-  assign \x[3]  = x_rdy[31:24];
-  assign \x[4]  = x_rdy[39:32];
-  assign \x[5]  = x_rdy[47:40];
-  assign \x[6]  = x_rdy[55:48];
-  assign \x[7]  = x_rdy[63:56];
-  assign \x[8]  = x_rdy[71:64];
-  assign \x[9]  = x_rdy[79:72];
-  assign \x[10]  = x_rdy[87:80];
-  assign \x[11]  = x_rdy[95:88];
-  assign \x[12]  = x_rdy[103:96];
-  assign \x[13]  = x_rdy[111:104];
-  assign \x[14]  = x_rdy[119:112];
-  assign \x[15]  = x_rdy[127:120];
-  assign \x[16]  = x_rdy[135:128];
-  assign \x[17]  = x_rdy[143:136];
-  assign \x[18]  = x_rdy[151:144];
-  assign \x[19]  = x_rdy[159:152];
-  assign \x[20]  = x_rdy[167:160];
-  assign \x[21]  = x_rdy[175:168];
-  assign \x[22]  = x_rdy[183:176];
-  assign \x[23]  = x_rdy[191:184];
-  assign \x[24]  = x_rdy[199:192];
-  assign \x[25]  = x_rdy[207:200];
-  assign \x[26]  = x_rdy[215:208];
-  assign \x[27]  = x_rdy[223:216];
-  assign \x[28]  = x_rdy[231:224];
-  assign \x[29]  = x_rdy[239:232];
-  assign \x[30]  = x_rdy[247:240];
-  assign \x[31]  = x_rdy[255:248];
-  assign \x[32]  = x_rdy[263:256];
-  assign \x[33]  = x_rdy[271:264];
-  assign \x[34]  = x_rdy[279:272];
-  assign \x[35]  = x_rdy[287:280];
-  assign \x[36]  = x_rdy[295:288];
-  assign \x[37]  = x_rdy[303:296];
-  assign \x[38]  = x_rdy[311:304];
-  assign \x[39]  = x_rdy[319:312];
-  assign \x[40]  = x_rdy[327:320];
-  assign \x[41]  = x_rdy[335:328];
-  assign \x[42]  = x_rdy[343:336];
-  assign \x[43]  = x_rdy[351:344];
-  assign \x[44]  = x_rdy[359:352];
-  assign \x[45]  = x_rdy[367:360];
-  assign \x[46]  = x_rdy[375:368];
-  assign \x[47]  = x_rdy[383:376];
-  assign \x[48]  = x_rdy[391:384];
-  assign \x[49]  = x_rdy[399:392];
-  assign \x[50]  = x_rdy[407:400];
-  assign \x[51]  = x_rdy[415:408];
-  assign \x[52]  = x_rdy[423:416];
-  assign \x[53]  = x_rdy[431:424];
-  assign \x[54]  = x_rdy[439:432];
-  assign \x[55]  = x_rdy[447:440];
-  assign \x[56]  = x_rdy[455:448];
-  assign \x[57]  = x_rdy[463:456];
-  assign \x[58]  = x_rdy[471:464];
-  assign \x[59]  = x_rdy[479:472];
-  assign \x[60]  = x_rdy[487:480];
-  assign \x[61]  = x_rdy[495:488];
-  assign \x[62]  = x_rdy[503:496];
-  assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc[51:43] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_addr, pos_valid, idle_next, rd_en, stall, args, g_kbase, bi, kk, nn, en, rd_addr
-, x_rdy, full, clk);
+module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -28332,6 +28748,12 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire \$97 ;
   wire \$98 ;
   reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
   input [383:0] args;
@@ -28402,17 +28824,17 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [13:0] d_iy;
   wire [8:0] d_ox;
   wire [9:0] d_oy;
-  input [72:0] desc;
-  wire [72:0] desc;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [6:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
+  output [5:0] desc_rd__addr;
+  wire [5:0] desc_rd__addr;
+  input [72:0] desc_rd__data;
+  wire [72:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [6:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
@@ -28460,12 +28882,6 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire pos_step;
   output pos_valid;
   wire pos_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [63:0] rd_data;
-  wire [63:0] rd_data;
-  output rd_en;
-  wire rd_en;
   reg [6:0] rem = 7'h00;
   reg [12:0] row_ix = 13'h0000;
   input rst;
@@ -28568,8 +28984,8 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
   assign \$19  = args[51:44] - 1'h1;
@@ -28590,7 +29006,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 1'h1;
+  assign \$37  = args[308:303] + 1'h0;
   assign \$38  = args[241:236] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
@@ -28639,29 +29055,29 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign oob = \$68  | \$73 ;
   assign \$74  = ~ active;
   assign idle_next = \$74  | last;
-  assign rd_en = ~ stall;
+  assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc[72:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
   assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? rd_data[7:0] : args[345:338];
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[345:338];
   assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? rd_data[15:8] : args[345:338];
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[345:338];
   assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? rd_data[23:16] : args[345:338];
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[345:338];
   assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? rd_data[31:24] : args[345:338];
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[345:338];
   assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? rd_data[39:32] : args[345:338];
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[345:338];
   assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? rd_data[47:40] : args[345:338];
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[345:338];
   assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? rd_data[55:48] : args[345:338];
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[345:338];
   assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? rd_data[63:56] : args[345:338];
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[345:338];
   assign \$94  = \$77 [4:0] * 4'h8;
   assign window = { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } >> \$94 ;
-  assign \$95  = args[383] ? window : rd_data;
+  assign \$95  = args[383] ? window : act_rd__data;
   assign word = b_oob ? { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
@@ -28732,7 +29148,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$99  = bi;
     if (pos_init) begin
-      \$99  = desc[6:0];
+      \$99  = desc_rd__data[6:0];
     end
     if (rst) begin
       \$99  = 7'h00;
@@ -28742,7 +29158,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$100  = kk;
     if (pos_init) begin
-      \$100  = desc[13:7];
+      \$100  = desc_rd__data[13:7];
     end
     if (rst) begin
       \$100  = 7'h00;
@@ -28752,7 +29168,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$101  = nn;
     if (pos_init) begin
-      \$101  = desc[20:14];
+      \$101  = desc_rd__data[20:14];
     end
     if (rst) begin
       \$101  = 7'h00;
@@ -28762,7 +29178,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$102  = en;
     if (pos_init) begin
-      \$102  = desc[21];
+      \$102  = desc_rd__data[21];
     end
     if (rst) begin
       \$102  = 1'h0;
@@ -28861,7 +29277,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc[51:40];
+        \$110  = desc_rd__data[51:40];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -28880,7 +29296,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc[58:52];
+        \$111  = desc_rd__data[58:52];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -28894,7 +29310,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc[7:0];
+        \$112  = desc_rd__data[7:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
@@ -28912,7 +29328,7 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc[15:8];
+        \$113  = desc_rd__data[15:8];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
@@ -29175,15 +29591,15 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_addr = \$40 [5:0];
-  assign rd_addr = addr[11:0];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[58:52];
-  assign \desc.off0  = desc[72:59];
+  assign desc_rd__addr = \$40 [5:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[58:52];
+  assign \desc_rd__data.off0  = desc_rd__data[72:59];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -29296,12 +29712,12 @@ module \default_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[51:43] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_addr, pos_valid, idle_next, rd_en, stall, args, g_kbase, bi, kk, nn, en, rd_addr
-, x_rdy, full, clk);
+module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -29431,6 +29847,12 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   wire \$97 ;
   wire \$98 ;
   reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
   input [383:0] args;
@@ -29501,17 +29923,17 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [13:0] d_iy;
   wire [8:0] d_ox;
   wire [9:0] d_oy;
-  input [72:0] desc;
-  wire [72:0] desc;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [6:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
+  output [5:0] desc_rd__addr;
+  wire [5:0] desc_rd__addr;
+  input [72:0] desc_rd__data;
+  wire [72:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [6:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
@@ -29559,12 +29981,6 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   wire pos_step;
   output pos_valid;
   wire pos_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [63:0] rd_data;
-  wire [63:0] rd_data;
-  output rd_en;
-  wire rd_en;
   reg [6:0] rem = 7'h00;
   reg [12:0] row_ix = 13'h0000;
   input rst;
@@ -29667,8 +30083,8 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
   assign \$19  = args[51:44] - 1'h1;
@@ -29689,7 +30105,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 2'h2;
+  assign \$37  = args[308:303] + 1'h1;
   assign \$38  = args[241:236] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
@@ -29738,29 +30154,29 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign oob = \$68  | \$73 ;
   assign \$74  = ~ active;
   assign idle_next = \$74  | last;
-  assign rd_en = ~ stall;
+  assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc[72:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
   assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? rd_data[7:0] : args[345:338];
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[345:338];
   assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? rd_data[15:8] : args[345:338];
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[345:338];
   assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? rd_data[23:16] : args[345:338];
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[345:338];
   assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? rd_data[31:24] : args[345:338];
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[345:338];
   assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? rd_data[39:32] : args[345:338];
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[345:338];
   assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? rd_data[47:40] : args[345:338];
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[345:338];
   assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? rd_data[55:48] : args[345:338];
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[345:338];
   assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? rd_data[63:56] : args[345:338];
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[345:338];
   assign \$94  = \$77 [4:0] * 4'h8;
   assign window = { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } >> \$94 ;
-  assign \$95  = args[383] ? window : rd_data;
+  assign \$95  = args[383] ? window : act_rd__data;
   assign word = b_oob ? { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
@@ -29831,7 +30247,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$99  = bi;
     if (pos_init) begin
-      \$99  = desc[6:0];
+      \$99  = desc_rd__data[6:0];
     end
     if (rst) begin
       \$99  = 7'h00;
@@ -29841,7 +30257,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$100  = kk;
     if (pos_init) begin
-      \$100  = desc[13:7];
+      \$100  = desc_rd__data[13:7];
     end
     if (rst) begin
       \$100  = 7'h00;
@@ -29851,7 +30267,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$101  = nn;
     if (pos_init) begin
-      \$101  = desc[20:14];
+      \$101  = desc_rd__data[20:14];
     end
     if (rst) begin
       \$101  = 7'h00;
@@ -29861,7 +30277,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$102  = en;
     if (pos_init) begin
-      \$102  = desc[21];
+      \$102  = desc_rd__data[21];
     end
     if (rst) begin
       \$102  = 1'h0;
@@ -29960,7 +30376,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc[51:40];
+        \$110  = desc_rd__data[51:40];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -29979,7 +30395,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc[58:52];
+        \$111  = desc_rd__data[58:52];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -29993,7 +30409,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc[7:0];
+        \$112  = desc_rd__data[7:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
@@ -30011,7 +30427,7 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc[15:8];
+        \$113  = desc_rd__data[15:8];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
@@ -30274,15 +30690,15 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_addr = \$40 [5:0];
-  assign rd_addr = addr[11:0];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[58:52];
-  assign \desc.off0  = desc[72:59];
+  assign desc_rd__addr = \$40 [5:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[58:52];
+  assign \desc_rd__data.off0  = desc_rd__data[72:59];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -30395,12 +30811,12 @@ module \default_fabric.mac.gather2 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[51:43] };
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_addr, pos_valid, idle_next, rd_en, stall, args, g_kbase, bi, kk, nn, en, rd_addr
-, x_rdy, full, clk);
+module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -30530,6 +30946,12 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   wire \$97 ;
   wire \$98 ;
   reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
   input [383:0] args;
@@ -30600,17 +31022,17 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [13:0] d_iy;
   wire [8:0] d_ox;
   wire [9:0] d_oy;
-  input [72:0] desc;
-  wire [72:0] desc;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [6:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
+  output [5:0] desc_rd__addr;
+  wire [5:0] desc_rd__addr;
+  input [72:0] desc_rd__data;
+  wire [72:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [6:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
@@ -30658,12 +31080,6 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   wire pos_step;
   output pos_valid;
   wire pos_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [63:0] rd_data;
-  wire [63:0] rd_data;
-  output rd_en;
-  wire rd_en;
   reg [6:0] rem = 7'h00;
   reg [12:0] row_ix = 13'h0000;
   input rst;
@@ -30766,8 +31182,8 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
   assign \$19  = args[51:44] - 1'h1;
@@ -30788,7 +31204,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 2'h3;
+  assign \$37  = args[308:303] + 2'h2;
   assign \$38  = args[241:236] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
@@ -30837,29 +31253,29 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign oob = \$68  | \$73 ;
   assign \$74  = ~ active;
   assign idle_next = \$74  | last;
-  assign rd_en = ~ stall;
+  assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc[72:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
   assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? rd_data[7:0] : args[345:338];
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[345:338];
   assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? rd_data[15:8] : args[345:338];
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[345:338];
   assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? rd_data[23:16] : args[345:338];
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[345:338];
   assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? rd_data[31:24] : args[345:338];
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[345:338];
   assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? rd_data[39:32] : args[345:338];
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[345:338];
   assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? rd_data[47:40] : args[345:338];
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[345:338];
   assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? rd_data[55:48] : args[345:338];
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[345:338];
   assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? rd_data[63:56] : args[345:338];
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[345:338];
   assign \$94  = \$77 [4:0] * 4'h8;
   assign window = { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } >> \$94 ;
-  assign \$95  = args[383] ? window : rd_data;
+  assign \$95  = args[383] ? window : act_rd__data;
   assign word = b_oob ? { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
@@ -30930,7 +31346,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$99  = bi;
     if (pos_init) begin
-      \$99  = desc[6:0];
+      \$99  = desc_rd__data[6:0];
     end
     if (rst) begin
       \$99  = 7'h00;
@@ -30940,7 +31356,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$100  = kk;
     if (pos_init) begin
-      \$100  = desc[13:7];
+      \$100  = desc_rd__data[13:7];
     end
     if (rst) begin
       \$100  = 7'h00;
@@ -30950,7 +31366,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$101  = nn;
     if (pos_init) begin
-      \$101  = desc[20:14];
+      \$101  = desc_rd__data[20:14];
     end
     if (rst) begin
       \$101  = 7'h00;
@@ -30960,7 +31376,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$102  = en;
     if (pos_init) begin
-      \$102  = desc[21];
+      \$102  = desc_rd__data[21];
     end
     if (rst) begin
       \$102  = 1'h0;
@@ -31059,7 +31475,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc[51:40];
+        \$110  = desc_rd__data[51:40];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -31078,7 +31494,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc[58:52];
+        \$111  = desc_rd__data[58:52];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -31092,7 +31508,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc[7:0];
+        \$112  = desc_rd__data[7:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
@@ -31110,7 +31526,7 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc[15:8];
+        \$113  = desc_rd__data[15:8];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
@@ -31373,15 +31789,15 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_addr = \$40 [5:0];
-  assign rd_addr = addr[11:0];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[58:52];
-  assign \desc.off0  = desc[72:59];
+  assign desc_rd__addr = \$40 [5:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[58:52];
+  assign \desc_rd__data.off0  = desc_rd__data[72:59];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -31494,12 +31910,1111 @@ module \default_fabric.mac.gather3 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  wire \$1 ;
+  wire [14:0] \$10 ;
+  reg [6:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg \$102 ;
+  reg [15:0] \$103 ;
+  reg [7:0] \$104 ;
+  reg [7:0] \$105 ;
+  reg [10:0] \$106 ;
+  reg [10:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
+  wire [12:0] \$11 ;
+  reg [11:0] \$110 ;
+  reg [6:0] \$111 ;
+  reg [7:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg [12:0] \$114 ;
+  reg [12:0] \$115 ;
+  reg [12:0] \$116 ;
+  reg [13:0] \$117 ;
+  reg [13:0] \$118 ;
+  reg \$119 ;
+  wire [14:0] \$12 ;
+  reg \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg [12:0] \$125 ;
+  reg [511:0] \$126 ;
+  reg [511:0] \$127 ;
+  reg \$128 ;
+  wire \$13 ;
+  wire [13:0] \$14 ;
+  wire [13:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [7:0] \$18 ;
+  wire [8:0] \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire [8:0] \$21 ;
+  wire [13:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [14:0] \$24 ;
+  wire [8:0] \$25 ;
+  wire [13:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [14:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire [4:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [6:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
+  wire [6:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [7:0] \$43 ;
+  wire [8:0] \$44 ;
+  wire [11:0] \$45 ;
+  wire [11:0] \$46 ;
+  wire [3:0] \$47 ;
+  wire [12:0] \$48 ;
+  wire [11:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire [11:0] \$50 ;
+  wire [11:0] \$51 ;
+  wire [11:0] \$52 ;
+  wire [11:0] \$53 ;
+  wire [11:0] \$54 ;
+  wire [12:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [14:0] \$57 ;
+  wire [13:0] \$58 ;
+  wire [15:0] \$59 ;
+  wire [9:0] \$6 ;
+  wire [13:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [12:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [11:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [9:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [14:0] \$76 ;
+  wire [13:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
+  wire [10:0] \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire \$82 ;
+  wire [7:0] \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
+  wire [10:0] \$9 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [8:0] \$94 ;
+  wire [63:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
+  reg active = 1'h0;
+  reg [13:0] addr = 14'h0000;
+  input [383:0] args;
+  wire [383:0] args;
+  wire [2:0] \args.ab_m1 ;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [6:0] \args.b ;
+  wire [7:0] \args.bq ;
+  wire [7:0] \args.br ;
+  wire [11:0] \args.cin ;
+  wire [5:0] \args.desc_base ;
+  wire [3:0] \args.dh ;
+  wire [3:0] \args.dw ;
+  wire [7:0] \args.groups ;
+  wire [13:0] \args.img_bstep ;
+  wire [13:0] \args.img_delta ;
+  wire [7:0] \args.in_cw ;
+  wire [7:0] \args.in_h ;
+  wire [7:0] \args.in_w ;
+  wire [7:0] \args.kh ;
+  wire [6:0] \args.ki ;
+  wire [7:0] \args.kr ;
+  wire [7:0] \args.kt ;
+  wire [7:0] \args.kw ;
+  wire [13:0] \args.kx_inc ;
+  wire [13:0] \args.ky_inc ;
+  wire [6:0] \args.no ;
+  wire [15:0] \args.npos ;
+  wire [7:0] \args.nr ;
+  wire [7:0] \args.nt ;
+  wire [7:0] \args.oh ;
+  wire [11:0] \args.out_base ;
+  wire [7:0] \args.out_cw ;
+  wire [7:0] \args.ow ;
+  wire [2:0] \args.page_base ;
+  wire [5:0] \args.param_base ;
+  wire [3:0] \args.pl ;
+  wire [13:0] \args.pos0 ;
+  wire [13:0] \args.pos_bstep ;
+  wire [13:0] \args.pos_ux ;
+  wire [13:0] \args.pos_wrap ;
+  wire [3:0] \args.pt ;
+  wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
+  wire [3:0] \args.sh ;
+  wire [3:0] \args.sw ;
+  wire \args.w_signed ;
+  wire [1:0] \args.wb_log2 ;
+  wire \args.x_signed ;
+  wire [7:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_first = 1'h0;
+  reg [12:0] b_ix = 13'h0000;
+  reg b_last = 1'h0;
+  reg [3:0] b_n = 4'h0;
+  reg b_oob = 1'h0;
+  reg b_valid = 1'h0;
+  output [6:0] bi;
+  reg [6:0] bi = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \bi$54 ;
+  reg [11:0] c = 12'h000;
+  input clk;
+  wire clk;
+  wire [13:0] d_addr;
+  wire [11:0] d_ix;
+  wire [13:0] d_iy;
+  wire [8:0] d_ox;
+  wire [9:0] d_oy;
+  output [5:0] desc_rd__addr;
+  wire [5:0] desc_rd__addr;
+  input [72:0] desc_rd__data;
+  wire [72:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [6:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
+  output en;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$57 ;
+  reg first = 1'h0;
+  output full;
+  reg full = 1'h0;
+  (* init = 1'h0 *)
+  wire \full$72 ;
+  input [7:0] g_kbase;
+  wire [7:0] g_kbase;
+  input go;
+  wire go;
+  output idle_next;
+  wire idle_next;
+  wire iwrap;
+  reg [12:0] ix = 13'h0000;
+  reg [10:0] ix0 = 11'h000;
+  reg [12:0] iy = 13'h0000;
+  reg [10:0] iy0 = 11'h000;
+  output [6:0] kk;
+  reg [6:0] kk = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \kk$55 ;
+  reg [7:0] kx = 8'h00;
+  reg [7:0] ky = 8'h00;
+  wire last;
+  wire [11:0] lim;
+  wire [3:0] n;
+  wire [11:0] n_ch;
+  output [6:0] nn;
+  reg [6:0] nn = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \nn$56 ;
+  wire oob;
+  reg [7:0] ox = 8'h00;
+  reg [7:0] oy = 8'h00;
+  reg [15:0] p = 16'h0000;
+  reg [13:0] pos_addr = 14'h0000;
+  input pos_bstep;
+  wire pos_bstep;
+  input pos_init;
+  wire pos_init;
+  input pos_step;
+  wire pos_step;
+  output pos_valid;
+  wire pos_valid;
+  reg [6:0] rem = 7'h00;
+  reg [12:0] row_ix = 13'h0000;
+  input rst;
+  wire rst;
+  wire [4:0] sel;
+  reg [511:0] shifted;
+  wire [511:0] src;
+  output stall;
+  wire stall;
+  wire \stall$63 ;
+  reg [13:0] start;
+  input take;
+  wire take;
+  reg [13:0] tap0 = 14'h0000;
+  wire tap_end;
+  input tile_active;
+  wire tile_active;
+  wire [63:0] window;
+  wire [63:0] word;
+  wire wrap;
+  (* init = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [511:0] x;
+  wire [7:0] \x[0] ;
+  wire [7:0] \x[10] ;
+  wire [7:0] \x[11] ;
+  wire [7:0] \x[12] ;
+  wire [7:0] \x[13] ;
+  wire [7:0] \x[14] ;
+  wire [7:0] \x[15] ;
+  wire [7:0] \x[16] ;
+  wire [7:0] \x[17] ;
+  wire [7:0] \x[18] ;
+  wire [7:0] \x[19] ;
+  wire [7:0] \x[1] ;
+  wire [7:0] \x[20] ;
+  wire [7:0] \x[21] ;
+  wire [7:0] \x[22] ;
+  wire [7:0] \x[23] ;
+  wire [7:0] \x[24] ;
+  wire [7:0] \x[25] ;
+  wire [7:0] \x[26] ;
+  wire [7:0] \x[27] ;
+  wire [7:0] \x[28] ;
+  wire [7:0] \x[29] ;
+  wire [7:0] \x[2] ;
+  wire [7:0] \x[30] ;
+  wire [7:0] \x[31] ;
+  wire [7:0] \x[32] ;
+  wire [7:0] \x[33] ;
+  wire [7:0] \x[34] ;
+  wire [7:0] \x[35] ;
+  wire [7:0] \x[36] ;
+  wire [7:0] \x[37] ;
+  wire [7:0] \x[38] ;
+  wire [7:0] \x[39] ;
+  wire [7:0] \x[3] ;
+  wire [7:0] \x[40] ;
+  wire [7:0] \x[41] ;
+  wire [7:0] \x[42] ;
+  wire [7:0] \x[43] ;
+  wire [7:0] \x[44] ;
+  wire [7:0] \x[45] ;
+  wire [7:0] \x[46] ;
+  wire [7:0] \x[47] ;
+  wire [7:0] \x[48] ;
+  wire [7:0] \x[49] ;
+  wire [7:0] \x[4] ;
+  wire [7:0] \x[50] ;
+  wire [7:0] \x[51] ;
+  wire [7:0] \x[52] ;
+  wire [7:0] \x[53] ;
+  wire [7:0] \x[54] ;
+  wire [7:0] \x[55] ;
+  wire [7:0] \x[56] ;
+  wire [7:0] \x[57] ;
+  wire [7:0] \x[58] ;
+  wire [7:0] \x[59] ;
+  wire [7:0] \x[5] ;
+  wire [7:0] \x[60] ;
+  wire [7:0] \x[61] ;
+  wire [7:0] \x[62] ;
+  wire [7:0] \x[63] ;
+  wire [7:0] \x[6] ;
+  wire [7:0] \x[7] ;
+  wire [7:0] \x[8] ;
+  wire [7:0] \x[9] ;
+  reg [511:0] x_asm = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [511:0] x_rdy;
+  reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[71:68];
+  assign \$3  = - args[75:72];
+  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
+  assign \$5  = p + \$4 ;
+  assign \$6  = d_ox - args[83:76];
+  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
+  assign \$8  = d_oy - args[91:84];
+  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
+  assign \$10  = $signed(iy0) + $signed(d_iy);
+  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
+  assign \$13  = ~ stall;
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
+  assign \$18  = rem - \$65 [3:0];
+  assign \$19  = args[51:44] - 1'h1;
+  assign \$20  = kx == \$19 ;
+  assign \$21  = ky + 1'h1;
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
+  assign \$23  = $signed(tap0) + $signed(args[149:136]);
+  assign \$24  = $signed(tap0) + $signed(args[149:136]);
+  assign \$25  = kx + 1'h1;
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
+  assign \$27  = $signed(tap0) + $signed(args[135:122]);
+  assign \$28  = $signed(tap0) + $signed(args[135:122]);
+  assign \$29  = c + \$65 [3:0];
+  assign \$30  = $signed(addr) + $signed(2'h1);
+  assign \$31  = ~ stall;
+  assign \$32  = ~ stall;
+  assign \$33  = b_valid & \$32 ;
+  assign \$34  = b_valid & b_last;
+  assign \$35  = ~ stall;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = args[308:303] + 2'h3;
+  assign \$38  = args[241:236] + g_kbase;
+  assign \$39  = \$38  + kk;
+  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign pos_valid = p < args[107:92];
+  assign \$41  = ox + args[207:200];
+  assign \$42  = ox + 1'h1;
+  assign d_ox = pos_bstep ? \$41  : \$42 ;
+  assign wrap = d_ox >= args[83:76];
+  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
+  assign \$44  = oy + \$43 ;
+  assign d_oy = \$44  + wrap;
+  assign iwrap = d_oy >= args[91:84];
+  assign \$45  = args[199:192] * args[63:60];
+  assign \$46  = pos_bstep ? \$45  : 12'h000;
+  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign \$48  = \$46  + \$47 ;
+  assign \$49  = args[91:84] * args[63:60];
+  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign d_iy = \$48  - \$50 ;
+  assign \$51  = args[207:200] * args[67:64];
+  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
+  assign \$53  = args[83:76] * args[67:64];
+  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$55  = \$52  - \$54 ;
+  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
+  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
+  assign \$58  = wrap ? args[177:164] : 14'h0000;
+  assign \$59  = $signed(\$57 ) + $signed(\$58 );
+  assign \$60  = iwrap ? args[221:208] : 14'h0000;
+  assign \$61  = $signed(\$59 ) + $signed(\$60 );
+  assign \$62  = args[35:24] - c;
+  assign \$63  = \$62 [11:0] < rem;
+  assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
+  assign \$64  = lim < 4'h8;
+  assign \$65  = \$64  ? lim : 12'h008;
+  assign tap_end = \$65 [3:0] == \$62 [11:0];
+  assign last = \$65 [3:0] == rem;
+  assign \$66  = $signed(iy) < $signed(1'h0);
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = ~ args[383];
+  assign \$70  = $signed(ix) < $signed(1'h0);
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = \$69  & \$72 ;
+  assign oob = \$68  | \$73 ;
+  assign \$74  = ~ active;
+  assign idle_next = \$74  | last;
+  assign act_rd__en = ~ stall;
+  assign \$75  = ~ stall;
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
+  assign \$77  = $signed(b_ix) + $signed(5'h08);
+  assign \$78  = args[15:8] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[345:338];
+  assign \$80  = args[15:8] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[345:338];
+  assign \$82  = args[15:8] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[345:338];
+  assign \$84  = args[15:8] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[345:338];
+  assign \$86  = args[15:8] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[345:338];
+  assign \$88  = args[15:8] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[345:338];
+  assign \$90  = args[15:8] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[345:338];
+  assign \$92  = args[15:8] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[345:338];
+  assign \$94  = \$77 [4:0] * 4'h8;
+  assign window = { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } >> \$94 ;
+  assign \$95  = args[383] ? window : act_rd__data;
+  assign word = b_oob ? { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } : \$95 ;
+  assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
+  assign \$96  = b_valid & b_last;
+  assign \$97  = \$96  & full;
+  assign \$98  = ~ take;
+  assign stall = \$97  & \$98 ;
+  always @(posedge clk)
+    bi <= \$99 ;
+  always @(posedge clk)
+    kk <= \$100 ;
+  always @(posedge clk)
+    nn <= \$101 ;
+  always @(posedge clk)
+    en <= \$102 ;
+  always @(posedge clk)
+    p <= \$103 ;
+  always @(posedge clk)
+    ox <= \$104 ;
+  always @(posedge clk)
+    oy <= \$105 ;
+  always @(posedge clk)
+    iy0 <= \$106 ;
+  always @(posedge clk)
+    ix0 <= \$107 ;
+  always @(posedge clk)
+    pos_addr <= \$108 ;
+  always @(posedge clk)
+    active <= \$109 ;
+  always @(posedge clk)
+    c <= \$110 ;
+  always @(posedge clk)
+    rem <= \$111 ;
+  always @(posedge clk)
+    ky <= \$112 ;
+  always @(posedge clk)
+    kx <= \$113 ;
+  always @(posedge clk)
+    iy <= \$114 ;
+  always @(posedge clk)
+    ix <= \$115 ;
+  always @(posedge clk)
+    row_ix <= \$116 ;
+  always @(posedge clk)
+    tap0 <= \$117 ;
+  always @(posedge clk)
+    addr <= \$118 ;
+  always @(posedge clk)
+    first <= \$119 ;
+  always @(posedge clk)
+    b_valid <= \$120 ;
+  always @(posedge clk)
+    b_n <= \$121 ;
+  always @(posedge clk)
+    b_oob <= \$122 ;
+  always @(posedge clk)
+    b_first <= \$123 ;
+  always @(posedge clk)
+    b_last <= \$124 ;
+  always @(posedge clk)
+    b_ix <= \$125 ;
+  always @(posedge clk)
+    x_rdy <= \$126 ;
+  always @(posedge clk)
+    x_asm <= \$127 ;
+  always @(posedge clk)
+    full <= \$128 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$99  = bi;
+    if (pos_init) begin
+      \$99  = desc_rd__data[6:0];
+    end
+    if (rst) begin
+      \$99  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$100  = kk;
+    if (pos_init) begin
+      \$100  = desc_rd__data[13:7];
+    end
+    if (rst) begin
+      \$100  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$101  = nn;
+    if (pos_init) begin
+      \$101  = desc_rd__data[20:14];
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$102  = en;
+    if (pos_init) begin
+      \$102  = desc_rd__data[21];
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$103  = p;
+    if (pos_init) begin
+      \$103  = 16'h0000;
+    end else if (\$1 ) begin
+      \$103  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$103  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$104  = ox;
+    if (pos_init) begin
+      \$104  = 8'h00;
+    end else if (\$1 ) begin
+      \$104  = \$7 [7:0];
+    end
+    if (rst) begin
+      \$104  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$105  = oy;
+    if (pos_init) begin
+      \$105  = 8'h00;
+    end else if (\$1 ) begin
+      \$105  = \$9 [7:0];
+    end
+    if (rst) begin
+      \$105  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$106  = iy0;
+    if (pos_init) begin
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$106  = \$10 [10:0];
+    end
+    if (rst) begin
+      \$106  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$107  = ix0;
+    if (pos_init) begin
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$107  = \$11 [10:0];
+    end
+    if (rst) begin
+      \$107  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$108  = pos_addr;
+    if (pos_init) begin
+      \$108  = args[121:108];
+    end else if (\$1 ) begin
+      \$108  = \$12 [13:0];
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$109  = active;
+    if (\$13 ) begin
+      if (go) begin
+        \$109  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$109  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$110  = c;
+    if (\$13 ) begin
+      if (go) begin
+        \$110  = desc_rd__data[51:40];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$110  = 12'h000;
+        end else begin
+          \$110  = \$29 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$110  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$111  = rem;
+    if (\$13 ) begin
+      if (go) begin
+        \$111  = desc_rd__data[58:52];
+      end else if (active) begin
+        \$111  = \$18 [6:0];
+      end
+    end
+    if (rst) begin
+      \$111  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$112  = ky;
+    if (\$13 ) begin
+      if (go) begin
+        \$112  = desc_rd__data[7:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$112  = \$21 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$112  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$113  = kx;
+    if (\$13 ) begin
+      if (go) begin
+        \$113  = desc_rd__data[15:8];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$113  = 8'h00;
+          end else begin
+            \$113  = \$25 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$113  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$114  = iy;
+    if (\$13 ) begin
+      if (go) begin
+        \$114  = \$14 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$114  = \$22 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$115  = ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$115  = \$15 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$115  = row_ix;
+          end else begin
+            \$115  = \$26 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$115  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$116  = row_ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$116  = { ix0[10], ix0[10], ix0 };
+      end
+    end
+    if (rst) begin
+      \$116  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$117  = tap0;
+    if (\$13 ) begin
+      if (go) begin
+        \$117  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$117  = \$23 [13:0];
+          end else begin
+            \$117  = \$27 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$117  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$118  = addr;
+    if (\$13 ) begin
+      if (go) begin
+        \$118  = \$17 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$118  = \$24 [13:0];
+          end else begin
+            \$118  = \$28 [13:0];
+          end
+        end else begin
+          \$118  = \$30 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$118  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$119  = first;
+    if (\$13 ) begin
+      if (go) begin
+        \$119  = 1'h1;
+      end else if (active) begin
+        \$119  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$120  = b_valid;
+    if (\$31 ) begin
+      \$120  = active;
+    end
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$121  = b_n;
+    if (\$31 ) begin
+      \$121  = \$65 [3:0];
+    end
+    if (rst) begin
+      \$121  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$122  = b_oob;
+    if (\$31 ) begin
+      \$122  = oob;
+    end
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$123  = b_first;
+    if (\$31 ) begin
+      \$123  = first;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$124  = b_last;
+    if (\$31 ) begin
+      \$124  = last;
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$125  = b_ix;
+    if (\$31 ) begin
+      \$125  = ix;
+    end
+    if (rst) begin
+      \$125  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$126  = x_rdy;
+    if (\$33 ) begin
+      if (b_last) begin
+        \$126  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$127  = x_asm;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (b_last) begin
+      end else begin
+        \$127  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$128  = full;
+    if (\$36 ) begin
+      \$128  = 1'h1;
+    end else if (take) begin
+      \$128  = 1'h0;
+    end
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    start = 14'h0000;
+    if (\$75 ) begin
+      if (go) begin
+        start = \$76 [13:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    (* full_case = 32'd1 *)
+    casez (b_n)
+      4'h1:
+          shifted = { word[7:0], src[511:8] };
+      4'h2:
+          shifted = { word[15:0], src[511:16] };
+      4'h3:
+          shifted = { word[23:0], src[511:24] };
+      4'h4:
+          shifted = { word[31:0], src[511:32] };
+      4'h5:
+          shifted = { word[39:0], src[511:40] };
+      4'h6:
+          shifted = { word[47:0], src[511:48] };
+      4'h7:
+          shifted = { word[55:0], src[511:56] };
+      4'h8:
+          shifted = { word, src[511:64] };
+      default:
+          shifted = src;
+    endcase
+  end
+  assign d_ix = \$55 [11:0];
+  assign d_addr = \$61 [13:0];
+  assign n = \$65 [3:0];
+  assign \bi$54  = bi;
+  assign \kk$55  = kk;
+  assign \nn$56  = nn;
+  assign \en$57  = en;
+  assign n_ch = \$62 [11:0];
+  assign \stall$63  = stall;
+  assign sel = \$77 [4:0];
+  assign \full$72  = full;
+  assign x = x_rdy;
+  assign desc_rd__addr = \$40 [5:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[58:52];
+  assign \desc_rd__data.off0  = desc_rd__data[72:59];
+  assign \args.in_h  = args[7:0];
+  assign \args.in_w  = args[15:8];
+  assign \args.in_cw  = args[23:16];
+  assign \args.cin  = args[35:24];
+  assign \args.kh  = args[43:36];
+  assign \args.kw  = args[51:44];
+  assign \args.dh  = args[55:52];
+  assign \args.dw  = args[59:56];
+  assign \args.sh  = args[63:60];
+  assign \args.sw  = args[67:64];
+  assign \args.pt  = args[71:68];
+  assign \args.pl  = args[75:72];
+  assign \args.ow  = args[83:76];
+  assign \args.oh  = args[91:84];
+  assign \args.npos  = args[107:92];
+  assign \args.pos0  = args[121:108];
+  assign \args.kx_inc  = args[135:122];
+  assign \args.ky_inc  = args[149:136];
+  assign \args.pos_ux  = args[163:150];
+  assign \args.pos_wrap  = args[177:164];
+  assign \args.pos_bstep  = args[191:178];
+  assign \args.bq  = args[199:192];
+  assign \args.br  = args[207:200];
+  assign \args.img_delta  = args[221:208];
+  assign \args.img_bstep  = args[235:222];
+  assign \args.desc_base  = args[241:236];
+  assign \args.kt  = args[249:242];
+  assign \args.nt  = args[257:250];
+  assign \args.kr  = args[265:258];
+  assign \args.nr  = args[273:266];
+  assign \args.b  = args[280:274];
+  assign \args.ki  = args[287:281];
+  assign \args.no  = args[294:288];
+  assign \args.groups  = args[302:295];
+  assign \args.role_base  = args[308:303];
+  assign \args.page_base  = args[311:309];
+  assign \args.out_base  = args[323:312];
+  assign \args.out_cw  = args[331:324];
+  assign \args.param_base  = args[337:332];
+  assign \args.zp_in  = args[345:338];
+  assign \args.zp_out  = args[355:346];
+  assign \args.act_min  = args[365:356];
+  assign \args.act_max  = args[375:366];
+  assign \args.ab_m1  = args[378:376];
+  assign \args.wb_log2  = args[380:379];
+  assign \args.x_signed  = args[381];
+  assign \args.w_signed  = args[382];
+  assign \args.rowpack  = args[383];
+  assign \x[0]  = x_rdy[7:0];
+  assign \x[1]  = x_rdy[15:8];
+  assign \x[2]  = x_rdy[23:16];
+  assign \x[3]  = x_rdy[31:24];
+  assign \x[4]  = x_rdy[39:32];
+  assign \x[5]  = x_rdy[47:40];
+  assign \x[6]  = x_rdy[55:48];
+  assign \x[7]  = x_rdy[63:56];
+  assign \x[8]  = x_rdy[71:64];
+  assign \x[9]  = x_rdy[79:72];
+  assign \x[10]  = x_rdy[87:80];
+  assign \x[11]  = x_rdy[95:88];
+  assign \x[12]  = x_rdy[103:96];
+  assign \x[13]  = x_rdy[111:104];
+  assign \x[14]  = x_rdy[119:112];
+  assign \x[15]  = x_rdy[127:120];
+  assign \x[16]  = x_rdy[135:128];
+  assign \x[17]  = x_rdy[143:136];
+  assign \x[18]  = x_rdy[151:144];
+  assign \x[19]  = x_rdy[159:152];
+  assign \x[20]  = x_rdy[167:160];
+  assign \x[21]  = x_rdy[175:168];
+  assign \x[22]  = x_rdy[183:176];
+  assign \x[23]  = x_rdy[191:184];
+  assign \x[24]  = x_rdy[199:192];
+  assign \x[25]  = x_rdy[207:200];
+  assign \x[26]  = x_rdy[215:208];
+  assign \x[27]  = x_rdy[223:216];
+  assign \x[28]  = x_rdy[231:224];
+  assign \x[29]  = x_rdy[239:232];
+  assign \x[30]  = x_rdy[247:240];
+  assign \x[31]  = x_rdy[255:248];
+  assign \x[32]  = x_rdy[263:256];
+  assign \x[33]  = x_rdy[271:264];
+  assign \x[34]  = x_rdy[279:272];
+  assign \x[35]  = x_rdy[287:280];
+  assign \x[36]  = x_rdy[295:288];
+  assign \x[37]  = x_rdy[303:296];
+  assign \x[38]  = x_rdy[311:304];
+  assign \x[39]  = x_rdy[319:312];
+  assign \x[40]  = x_rdy[327:320];
+  assign \x[41]  = x_rdy[335:328];
+  assign \x[42]  = x_rdy[343:336];
+  assign \x[43]  = x_rdy[351:344];
+  assign \x[44]  = x_rdy[359:352];
+  assign \x[45]  = x_rdy[367:360];
+  assign \x[46]  = x_rdy[375:368];
+  assign \x[47]  = x_rdy[383:376];
+  assign \x[48]  = x_rdy[391:384];
+  assign \x[49]  = x_rdy[399:392];
+  assign \x[50]  = x_rdy[407:400];
+  assign \x[51]  = x_rdy[415:408];
+  assign \x[52]  = x_rdy[423:416];
+  assign \x[53]  = x_rdy[431:424];
+  assign \x[54]  = x_rdy[439:432];
+  assign \x[55]  = x_rdy[447:440];
+  assign \x[56]  = x_rdy[455:448];
+  assign \x[57]  = x_rdy[463:456];
+  assign \x[58]  = x_rdy[471:464];
+  assign \x[59]  = x_rdy[479:472];
+  assign \x[60]  = x_rdy[487:480];
+  assign \x[61]  = x_rdy[495:488];
+  assign \x[62]  = x_rdy[503:496];
+  assign \x[63]  = x_rdy[511:504];
+  assign \$16  = { 3'h0, desc_rd__data[51:43] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -32305,28 +33820,28 @@ module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;
@@ -32433,7 +33948,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -32517,7 +34032,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -32527,7 +34042,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -32537,7 +34052,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -32558,8 +34073,8 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 , \port$1790$0 , \port$1791$0 , \port$1792$0 , \port$1793$0 , \port$1794$0 , \port$1795$0 , done, start, args, busy, w_addr, w_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \port$1568$0 , \port$1569$0 , \port$1570$0 , \port$1571$0 , \port$1572$0 , \port$1573$0 , \port$1574$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -32726,6 +34241,16 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
   reg \$signal$105  = 1'h0;
   reg \$signal$25  = 1'h0;
   reg \$signal$99  = 1'h0;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  wire act_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
   input [183:0] args;
   wire [183:0] args;
   wire [9:0] \args.act_max ;
@@ -32815,22 +34340,22 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1788$0 ;
-  wire [7:0] \port$1788$0 ;
-  output [7:0] \port$1789$0 ;
-  wire [7:0] \port$1789$0 ;
-  output [7:0] \port$1790$0 ;
-  wire [7:0] \port$1790$0 ;
-  output [7:0] \port$1791$0 ;
-  wire [7:0] \port$1791$0 ;
-  output [7:0] \port$1792$0 ;
-  wire [7:0] \port$1792$0 ;
-  output [7:0] \port$1793$0 ;
-  wire [7:0] \port$1793$0 ;
-  output [7:0] \port$1794$0 ;
-  wire [7:0] \port$1794$0 ;
-  output [7:0] \port$1795$0 ;
-  wire [7:0] \port$1795$0 ;
+  output [7:0] \port$1567$0 ;
+  wire [7:0] \port$1567$0 ;
+  output [7:0] \port$1568$0 ;
+  wire [7:0] \port$1568$0 ;
+  output [7:0] \port$1569$0 ;
+  wire [7:0] \port$1569$0 ;
+  output [7:0] \port$1570$0 ;
+  wire [7:0] \port$1570$0 ;
+  output [7:0] \port$1571$0 ;
+  wire [7:0] \port$1571$0 ;
+  output [7:0] \port$1572$0 ;
+  wire [7:0] \port$1572$0 ;
+  output [7:0] \port$1573$0 ;
+  wire [7:0] \port$1573$0 ;
+  output [7:0] \port$1574$0 ;
+  wire [7:0] \port$1574$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -32874,11 +34399,6 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
   reg [31:0] r_val7 = 32'd0;
   (* init = 1'h0 *)
   wire r_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [63:0] rd_data;
-  wire [63:0] rd_data;
-  wire rd_en;
   reg [31:0] red0 = 32'd0;
   reg [31:0] red1 = 32'd0;
   reg [31:0] red2 = 32'd0;
@@ -32915,11 +34435,6 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
   reg [31:0] v6;
   reg [31:0] v7;
   reg [7:0] w = 8'h00;
-  output [11:0] w_addr;
-  reg [11:0] w_addr = 12'h000;
-  wire [63:0] w_data;
-  output w_en;
-  wire w_en;
   wire [255:0] x;
   wire [9:0] x0;
   wire [9:0] x1;
@@ -32977,56 +34492,56 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
   assign \$24  = args[85:78] - 1'h1;
   assign last_oy = oy == \$24 ;
   assign is_max = ! args[0];
-  assign \$25  = args[1] ? { rd_data[7], rd_data[7:0] } : { 1'h0, rd_data[7:0] };
+  assign \$25  = args[1] ? { act_rd__data[7], act_rd__data[7:0] } : { 1'h0, act_rd__data[7:0] };
   assign \$26  = args[0] ? 11'h000 : 11'h400;
   assign base0 = \$signal  ? { \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26  } : red0;
   assign \$27  = $signed(\$25 ) > $signed(base0);
   assign \$28  = \$27  ? { \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25  } : base0;
   assign \$29  = $signed(base0) + $signed(\$25 );
   assign \$30  = $signed(\$29 ) - $signed(args[115:106]);
-  assign \$31  = args[1] ? { rd_data[15], rd_data[15:8] } : { 1'h0, rd_data[15:8] };
+  assign \$31  = args[1] ? { act_rd__data[15], act_rd__data[15:8] } : { 1'h0, act_rd__data[15:8] };
   assign \$32  = args[0] ? 11'h000 : 11'h400;
   assign base1 = \$signal  ? { \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32  } : red1;
   assign \$33  = $signed(\$31 ) > $signed(base1);
   assign \$34  = \$33  ? { \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31  } : base1;
   assign \$35  = $signed(base1) + $signed(\$31 );
   assign \$36  = $signed(\$35 ) - $signed(args[115:106]);
-  assign \$37  = args[1] ? { rd_data[23], rd_data[23:16] } : { 1'h0, rd_data[23:16] };
+  assign \$37  = args[1] ? { act_rd__data[23], act_rd__data[23:16] } : { 1'h0, act_rd__data[23:16] };
   assign \$38  = args[0] ? 11'h000 : 11'h400;
   assign base2 = \$signal  ? { \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38  } : red2;
   assign \$39  = $signed(\$37 ) > $signed(base2);
   assign \$40  = \$39  ? { \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37  } : base2;
   assign \$41  = $signed(base2) + $signed(\$37 );
   assign \$42  = $signed(\$41 ) - $signed(args[115:106]);
-  assign \$43  = args[1] ? { rd_data[31], rd_data[31:24] } : { 1'h0, rd_data[31:24] };
+  assign \$43  = args[1] ? { act_rd__data[31], act_rd__data[31:24] } : { 1'h0, act_rd__data[31:24] };
   assign \$44  = args[0] ? 11'h000 : 11'h400;
   assign base3 = \$signal  ? { \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44  } : red3;
   assign \$45  = $signed(\$43 ) > $signed(base3);
   assign \$46  = \$45  ? { \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43  } : base3;
   assign \$47  = $signed(base3) + $signed(\$43 );
   assign \$48  = $signed(\$47 ) - $signed(args[115:106]);
-  assign \$49  = args[1] ? { rd_data[39], rd_data[39:32] } : { 1'h0, rd_data[39:32] };
+  assign \$49  = args[1] ? { act_rd__data[39], act_rd__data[39:32] } : { 1'h0, act_rd__data[39:32] };
   assign \$50  = args[0] ? 11'h000 : 11'h400;
   assign base4 = \$signal  ? { \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50  } : red4;
   assign \$51  = $signed(\$49 ) > $signed(base4);
   assign \$52  = \$51  ? { \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49  } : base4;
   assign \$53  = $signed(base4) + $signed(\$49 );
   assign \$54  = $signed(\$53 ) - $signed(args[115:106]);
-  assign \$55  = args[1] ? { rd_data[47], rd_data[47:40] } : { 1'h0, rd_data[47:40] };
+  assign \$55  = args[1] ? { act_rd__data[47], act_rd__data[47:40] } : { 1'h0, act_rd__data[47:40] };
   assign \$56  = args[0] ? 11'h000 : 11'h400;
   assign base5 = \$signal  ? { \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56  } : red5;
   assign \$57  = $signed(\$55 ) > $signed(base5);
   assign \$58  = \$57  ? { \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55  } : base5;
   assign \$59  = $signed(base5) + $signed(\$55 );
   assign \$60  = $signed(\$59 ) - $signed(args[115:106]);
-  assign \$61  = args[1] ? { rd_data[55], rd_data[55:48] } : { 1'h0, rd_data[55:48] };
+  assign \$61  = args[1] ? { act_rd__data[55], act_rd__data[55:48] } : { 1'h0, act_rd__data[55:48] };
   assign \$62  = args[0] ? 11'h000 : 11'h400;
   assign base6 = \$signal  ? { \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62  } : red6;
   assign \$63  = $signed(\$61 ) > $signed(base6);
   assign \$64  = \$63  ? { \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61  } : base6;
   assign \$65  = $signed(base6) + $signed(\$61 );
   assign \$66  = $signed(\$65 ) - $signed(args[115:106]);
-  assign \$67  = args[1] ? { rd_data[63], rd_data[63:56] } : { 1'h0, rd_data[63:56] };
+  assign \$67  = args[1] ? { act_rd__data[63], act_rd__data[63:56] } : { 1'h0, act_rd__data[63:56] };
   assign \$68  = args[0] ? 11'h000 : 11'h400;
   assign base7 = \$signal  ? { \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68  } : red7;
   assign \$69  = $signed(\$67 ) > $signed(base7);
@@ -33218,7 +34733,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
   always @(posedge clk)
     pv2_7 <= pv1_7;
   always @(posedge clk)
-    w_addr <= pa2;
+    act_w__addr <= pa2;
   always @(posedge clk)
     pv3_0 <= pv2_0;
   always @(posedge clk)
@@ -33244,12 +34759,12 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     .mult(mult),
     .rst(rst),
     .shift(shift),
-    .v4(w_en),
+    .v4(act_w__en),
     .x(x),
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -33260,7 +34775,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -33271,7 +34786,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v2 = base2;
@@ -33282,7 +34797,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v3 = base3;
@@ -33293,7 +34808,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v4 = base4;
@@ -33304,7 +34819,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v5 = base5;
@@ -33315,7 +34830,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v6 = base6;
@@ -33326,7 +34841,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v7 = base7;
@@ -33337,7 +34852,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$143  = kx;
     if (busy) begin
       \$143  = \$127 [7:0];
@@ -33353,7 +34868,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$144  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -33371,7 +34886,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$145  = w;
     if (busy) begin
       if (last_kx) begin
@@ -33391,7 +34906,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$146  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -33413,7 +34928,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$147  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -33434,7 +34949,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$148  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -33457,98 +34972,98 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$149  = busy;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$150  = oob;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$151  = \$134 ;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$152  = \$135 ;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$153  = red0;
     if (\$signal$99 ) begin
       \$153  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$154  = red1;
     if (\$signal$99 ) begin
       \$154  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$155  = red2;
     if (\$signal$99 ) begin
       \$155  = v2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$156  = red3;
     if (\$signal$99 ) begin
       \$156  = v3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$157  = red4;
     if (\$signal$99 ) begin
       \$157  = v4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$158  = red5;
     if (\$signal$99 ) begin
       \$158  = v5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$159  = red6;
     if (\$signal$99 ) begin
       \$159  = v6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$160  = red7;
     if (\$signal$99 ) begin
       \$160  = v7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$161  = \$141 ;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$162  = started;
     if (start) begin
       \$162  = 1'h1;
@@ -33563,7 +35078,7 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
   assign running = busy;
   assign iy = { \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4  };
   assign ix = { \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8  };
-  assign rd_en = 1'h1;
+  assign act_rd__en = 1'h1;
   assign tap = busy;
   assign x0 = { \$25 [8], \$25  };
   assign x1 = { \$31 [8], \$31  };
@@ -33590,18 +35105,18 @@ module \default_fabric.pool (rst, rd_data, rd_addr, \port$1788$0 , \port$1789$0 
   assign avg6 = \$107 [9:0];
   assign avg7_sum = { \$108 [32], \$108  };
   assign avg7 = \$112 [9:0];
-  assign o_valid = w_en;
-  assign pa3 = w_addr;
-  assign w_data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
-  assign rd_addr = \$19 [11:0];
-  assign \port$1788$0  = \$113 [7:0];
-  assign \port$1789$0  = \$114 [7:0];
-  assign \port$1790$0  = \$115 [7:0];
-  assign \port$1791$0  = \$116 [7:0];
-  assign \port$1792$0  = \$117 [7:0];
-  assign \port$1793$0  = \$118 [7:0];
-  assign \port$1794$0  = \$119 [7:0];
-  assign \port$1795$0  = \$120 [7:0];
+  assign o_valid = act_w__en;
+  assign pa3 = act_w__addr;
+  assign act_w__data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
+  assign act_rd__addr = \$19 [11:0];
+  assign \port$1567$0  = \$113 [7:0];
+  assign \port$1568$0  = \$114 [7:0];
+  assign \port$1569$0  = \$115 [7:0];
+  assign \port$1570$0  = \$116 [7:0];
+  assign \port$1571$0  = \$117 [7:0];
+  assign \port$1572$0  = \$118 [7:0];
+  assign \port$1573$0  = \$119 [7:0];
+  assign \port$1574$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -33685,7 +35200,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -34491,28 +36006,28 @@ module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;

@@ -4277,237 +4277,165 @@ endmodule
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r, wb__ack, done, busy, error, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [16:0] \$1 ;
-  wire \$10 ;
-  reg \$100 ;
-  reg [31:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg \$103 ;
-  reg \$104 ;
-  reg \$105 ;
-  reg [2:0] \$106 ;
-  reg [388:0] \$107 ;
-  reg [31:0] \$108 ;
-  reg [31:0] \$109 ;
-  wire \$11 ;
-  reg [31:0] \$110 ;
-  reg [31:0] \$111 ;
-  reg [31:0] \$112 ;
-  reg [31:0] \$113 ;
-  reg \$114 ;
-  reg [2:0] \$115 ;
-  reg [3:0] \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg [4:0] \$119 ;
-  wire \$12 ;
-  reg [1:0] \$120 ;
-  reg \$121 ;
-  reg [15:0] \$122 ;
-  reg [31:0] \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire [7:0] \$126 ;
-  wire [7:0] \$127 ;
-  wire [7:0] \$128 ;
-  wire [7:0] \$129 ;
-  wire \$13 ;
-  wire [7:0] \$130 ;
-  wire [7:0] \$131 ;
-  wire [7:0] \$132 ;
-  wire [7:0] \$133 ;
-  wire [7:0] \$134 ;
-  wire [7:0] \$135 ;
-  wire [7:0] \$136 ;
-  wire [7:0] \$137 ;
-  wire [7:0] \$138 ;
-  wire [7:0] \$139 ;
-  wire \$14 ;
-  wire [7:0] \$140 ;
-  wire [7:0] \$141 ;
-  wire [7:0] \$142 ;
-  wire [7:0] \$143 ;
-  wire [7:0] \$144 ;
-  wire [7:0] \$145 ;
-  wire [7:0] \$146 ;
-  wire [7:0] \$147 ;
-  wire [7:0] \$148 ;
-  wire [7:0] \$149 ;
-  wire \$15 ;
-  wire [27:0] \$16 ;
-  wire [27:0] \$17 ;
+  wire \$1 ;
+  wire [63:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [31:0] \$12 ;
+  wire [6:0] \$13 ;
+  wire [63:0] \$14 ;
+  wire [63:0] \$15 ;
+  wire [31:0] \$16 ;
+  wire [6:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
-  wire [16:0] \$2 ;
-  wire \$20 ;
-  wire [2:0] \$21 ;
-  wire [2:0] \$22 ;
-  wire [9:0] \$225 ;
-  wire [6:0] \$228 ;
-  wire \$23 ;
-  wire [6:0] \$231 ;
-  wire [10:0] \$234 ;
-  wire [7:0] \$237 ;
-  wire \$24 ;
-  wire [6:0] \$240 ;
-  wire \$25 ;
-  wire [54:0] \$26 ;
-  wire [54:0] \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire [5:0] \$31 ;
-  wire [5:0] \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [11:0] \$37 ;
-  wire [63:0] \$38 ;
-  wire [13:0] \$39 ;
+  wire [11:0] \$2 ;
+  wire [7:0] \$20 ;
+  wire [7:0] \$21 ;
+  wire [7:0] \$22 ;
+  wire [7:0] \$23 ;
+  wire [7:0] \$24 ;
+  wire [7:0] \$25 ;
+  wire [7:0] \$26 ;
+  wire [7:0] \$27 ;
+  wire [7:0] \$28 ;
+  wire [7:0] \$29 ;
+  wire [11:0] \$3 ;
+  wire [7:0] \$30 ;
+  wire [7:0] \$31 ;
+  wire [7:0] \$32 ;
+  wire [7:0] \$33 ;
+  wire [7:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire [7:0] \$36 ;
+  wire [7:0] \$37 ;
+  wire [7:0] \$38 ;
+  wire [7:0] \$39 ;
   wire \$4 ;
-  wire [2:0] \$40 ;
-  wire [1:0] \$41 ;
-  wire [2:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire [31:0] \$50 ;
-  wire [31:0] \$51 ;
-  wire [31:0] \$52 ;
-  wire [31:0] \$53 ;
-  wire [31:0] \$54 ;
-  wire [31:0] \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire [32:0] \$61 ;
-  wire [16:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [32:0] \$65 ;
-  wire \$66 ;
-  wire [32:0] \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [7:0] \$40 ;
+  wire [7:0] \$41 ;
+  wire [7:0] \$42 ;
+  wire [7:0] \$43 ;
+  wire [63:0] \$5 ;
+  wire [63:0] \$6 ;
   wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire [32:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire [32:0] \$75 ;
-  wire [32:0] \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
   wire \$8 ;
-  wire [32:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [32:0] \$83 ;
-  wire [32:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire [63:0] \$90 ;
-  wire [63:0] \$91 ;
-  wire [31:0] \$92 ;
-  wire [6:0] \$93 ;
-  wire [63:0] \$94 ;
-  wire [63:0] \$95 ;
-  wire [31:0] \$96 ;
-  wire [6:0] \$97 ;
-  reg [31:0] \$98 ;
-  reg [15:0] \$99 ;
+  wire [1:0] \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$129 ;
-  wire [5:0] \$signature__addr$135 ;
-  wire [5:0] \$signature__addr$141 ;
-  wire [11:0] \$signature__addr$177 ;
-  wire [415:0] \$signature__data ;
-  wire [63:0] \$signature__data$130 ;
-  wire [767:0] \$signature__data$136 ;
-  wire [95:0] \$signature__data$142 ;
-  wire [63:0] \$signature__data$178 ;
-  wire [12:0] \$signature__en ;
-  wire [1:0] \$signature__en$131 ;
-  wire [23:0] \$signature__en$137 ;
-  wire [2:0] \$signature__en$143 ;
-  wire [1:0] \$signature__en$179 ;
-  (* init = 1'h0 *)
-  wire ack;
-  wire amem_hslice;
-  wire \amem_hslice$163 ;
-  wire [13:0] amem_hword;
-  wire [13:0] \amem_hword$162 ;
-  reg amem_rsl = 1'h0;
+  wire [9:0] \$signature__addr$159 ;
+  wire [11:0] \$signature__addr$165 ;
+  wire [9:0] \$signature__addr$171 ;
+  wire [5:0] \$signature__addr$177 ;
+  wire [5:0] \$signature__addr$183 ;
+  wire [9:0] \$signature__addr$189 ;
+  wire [9:0] \$signature__addr$195 ;
+  wire [9:0] \$signature__addr$201 ;
+  wire [5:0] \$signature__addr$207 ;
+  wire [5:0] \$signature__addr$213 ;
+  wire [63:0] \$signature__data ;
+  wire [415:0] \$signature__data$162 ;
+  wire [63:0] \$signature__data$168 ;
+  wire [63:0] \$signature__data$174 ;
+  wire [767:0] \$signature__data$180 ;
+  wire [95:0] \$signature__data$186 ;
+  wire [63:0] \$signature__data$192 ;
+  wire [415:0] \$signature__data$197 ;
+  wire [63:0] \$signature__data$203 ;
+  wire [767:0] \$signature__data$209 ;
+  wire [95:0] \$signature__data$215 ;
+  wire \$signature__en ;
+  wire \$signature__en$163 ;
+  wire \$signature__en$169 ;
+  wire \$signature__en$175 ;
+  wire \$signature__en$181 ;
+  wire \$signature__en$187 ;
+  wire \$signature__en$193 ;
+  wire [12:0] \$signature__en$199 ;
+  wire [1:0] \$signature__en$205 ;
+  wire [23:0] \$signature__en$211 ;
+  wire [2:0] \$signature__en$217 ;
+  wire [11:0] a_rd__addr;
+  wire [63:0] a_rd__data;
+  wire a_rd__en;
+  wire [11:0] act_rd__0__addr;
+  wire [63:0] act_rd__0__data;
+  wire act_rd__0__en;
+  wire [11:0] act_rd__1__addr;
+  wire [63:0] act_rd__1__data;
+  wire act_rd__1__en;
+  wire [11:0] act_rd__addr;
+  wire [63:0] act_rd__data;
+  wire act_rd__en;
+  wire [11:0] act_w__addr;
+  wire [11:0] \act_w__addr$224 ;
+  wire [11:0] \act_w__addr$225 ;
+  wire [63:0] act_w__data;
+  wire [63:0] \act_w__data$229 ;
+  wire [63:0] \act_w__data$230 ;
+  wire act_w__en;
+  wire \act_w__en$222 ;
+  wire \act_w__en$233 ;
+  wire [11:0] amem_port__addr;
+  wire [63:0] amem_port__data;
+  wire [1:0] amem_port__en;
+  wire [11:0] amem_r__addr;
+  wire [63:0] amem_r__data;
+  wire amem_r__en;
+  wire [11:0] amem_w__addr;
+  wire [63:0] amem_w__data;
+  wire [1:0] amem_w__en;
   wire [384:0] args;
-  wire [183:0] \args$91 ;
-  wire [9:0] \args$91.act_max ;
-  wire [9:0] \args$91.act_min ;
-  wire [7:0] \args$91.cw ;
-  wire [3:0] \args$91.dh ;
-  wire [3:0] \args$91.dw ;
-  wire [11:0] \args$91.in_base ;
-  wire [7:0] \args$91.in_h ;
-  wire [7:0] \args$91.in_w ;
-  wire [7:0] \args$91.kh ;
-  wire [7:0] \args$91.kw ;
+  wire [183:0] \args$115 ;
+  wire [9:0] \args$115.act_max ;
+  wire [9:0] \args$115.act_min ;
+  wire [7:0] \args$115.cw ;
+  wire [3:0] \args$115.dh ;
+  wire [3:0] \args$115.dw ;
+  wire [11:0] \args$115.in_base ;
+  wire [7:0] \args$115.in_h ;
+  wire [7:0] \args$115.in_w ;
+  wire [7:0] \args$115.kh ;
+  wire [7:0] \args$115.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$91.mode ;
-  wire [31:0] \args$91.mult ;
-  wire [7:0] \args$91.oh ;
-  wire [11:0] \args$91.out_base ;
-  wire [7:0] \args$91.ow ;
-  wire [3:0] \args$91.pl ;
-  wire [3:0] \args$91.pt ;
-  wire [3:0] \args$91.sh ;
-  wire [5:0] \args$91.shift ;
-  wire [3:0] \args$91.sw ;
-  wire \args$91.x_signed ;
-  wire [9:0] \args$91.zp_in ;
-  wire [9:0] \args$91.zp_out ;
-  wire [256:0] \args$92 ;
-  wire [11:0] \args$92.a_base ;
-  wire [7:0] \args$92.a_stride ;
-  wire [9:0] \args$92.act_max ;
-  wire [9:0] \args$92.act_min ;
-  wire [11:0] \args$92.b_base ;
-  wire [7:0] \args$92.b_stride ;
-  wire [7:0] \args$92.cw ;
-  wire \args$92.has_b ;
-  wire [4:0] \args$92.ls ;
-  wire [31:0] \args$92.mult_a ;
-  wire [31:0] \args$92.mult_b ;
-  wire [31:0] \args$92.mult_o ;
-  wire [15:0] \args$92.npos ;
-  wire [11:0] \args$92.out_base ;
-  wire [7:0] \args$92.out_stride ;
-  wire \args$92.rq_in ;
-  wire \args$92.rq_out ;
-  wire [5:0] \args$92.shift_a ;
-  wire [5:0] \args$92.shift_b ;
-  wire [5:0] \args$92.shift_o ;
-  wire \args$92.x_signed ;
-  wire [9:0] \args$92.zp_a ;
-  wire [9:0] \args$92.zp_b ;
-  wire [9:0] \args$92.zp_out ;
+  wire \args$115.mode ;
+  wire [31:0] \args$115.mult ;
+  wire [7:0] \args$115.oh ;
+  wire [11:0] \args$115.out_base ;
+  wire [7:0] \args$115.ow ;
+  wire [3:0] \args$115.pl ;
+  wire [3:0] \args$115.pt ;
+  wire [3:0] \args$115.sh ;
+  wire [5:0] \args$115.shift ;
+  wire [3:0] \args$115.sw ;
+  wire \args$115.x_signed ;
+  wire [9:0] \args$115.zp_in ;
+  wire [9:0] \args$115.zp_out ;
+  wire [256:0] \args$122 ;
+  wire [11:0] \args$122.a_base ;
+  wire [7:0] \args$122.a_stride ;
+  wire [9:0] \args$122.act_max ;
+  wire [9:0] \args$122.act_min ;
+  wire [11:0] \args$122.b_base ;
+  wire [7:0] \args$122.b_stride ;
+  wire [7:0] \args$122.cw ;
+  wire \args$122.has_b ;
+  wire [4:0] \args$122.ls ;
+  wire [31:0] \args$122.mult_a ;
+  wire [31:0] \args$122.mult_b ;
+  wire [31:0] \args$122.mult_o ;
+  wire [15:0] \args$122.npos ;
+  wire [11:0] \args$122.out_base ;
+  wire [7:0] \args$122.out_stride ;
+  wire \args$122.rq_in ;
+  wire \args$122.rq_out ;
+  wire [5:0] \args$122.shift_a ;
+  wire [5:0] \args$122.shift_b ;
+  wire [5:0] \args$122.shift_o ;
+  wire \args$122.x_signed ;
+  wire [9:0] \args$122.zp_a ;
+  wire [9:0] \args$122.zp_b ;
+  wire [9:0] \args$122.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -4556,195 +4484,326 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire \args.x_signed ;
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
+  wire [11:0] b_rd__addr;
+  wire [63:0] b_rd__data;
+  wire b_rd__en;
   output busy;
-  reg busy = 1'h0;
-  wire \busy$111 ;
-  wire \busy$70 ;
-  reg [31:0] busy_c0 = 32'd0;
-  reg [31:0] busy_c1 = 32'd0;
+  wire busy;
+  wire \busy$110 ;
+  wire \busy$125 ;
+  wire \busy$135 ;
+  wire \busy$148 ;
+  wire \busy$72 ;
   input clk;
   wire clk;
-  wire [36:0] cmd;
-  wire [15:0] \cmd.count ;
-  wire [1:0] \cmd.mask ;
-  wire [3:0] \cmd.page ;
-  wire [4:0] \cmd.row0 ;
-  wire [9:0] \cmd.src ;
-  wire cmd_ready;
-  reg cmd_valid;
-  wire csr_hit;
-  wire [4:0] csr_idx;
-  reg [31:0] csr_r = 32'd0;
-  reg [2:0] ctrl_state = 3'h0;
-  reg [31:0] cycles = 32'd0;
-  wire [31:0] dat;
-  wire [71:0] desc;
-  wire [71:0] \desc$63 ;
-  wire [11:0] \desc$63.c0 ;
-  wire [11:0] \desc$63.dx0 ;
-  wire [11:0] \desc$63.dy0 ;
-  wire [5:0] \desc$63.elems ;
-  wire [7:0] \desc$63.kx0 ;
-  wire [7:0] \desc$63.ky0 ;
-  wire [13:0] \desc$63.off0 ;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [5:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  wire [5:0] desc_addr;
-  wire [5:0] \desc_addr$62 ;
-  wire [1:0] dmem_hslice;
-  wire [1:0] \dmem_hslice$157 ;
-  wire dmem_hwe;
-  wire [13:0] dmem_hword;
-  wire [13:0] \dmem_hword$156 ;
-  reg [1:0] dmem_rsl = 2'h0;
+  wire [36:0] cmd__payload;
+  wire [15:0] \cmd__payload.count ;
+  wire [1:0] \cmd__payload.mask ;
+  wire [3:0] \cmd__payload.page ;
+  wire [4:0] \cmd__payload.row0 ;
+  wire [9:0] \cmd__payload.src ;
+  wire cmd__ready;
+  wire cmd__valid;
+  wire [311:0] ctrl__report;
+  wire [31:0] \ctrl__report.cycles ;
+  wire [31:0] \ctrl__report.load_cycles ;
+  wire [191:0] \ctrl__report.macros ;
+  wire [95:0] \ctrl__report.macros[0] ;
+  wire [31:0] \ctrl__report.macros[0].busy ;
+  wire [31:0] \ctrl__report.macros[0].stall ;
+  wire [31:0] \ctrl__report.macros[0].wload ;
+  wire [95:0] \ctrl__report.macros[1] ;
+  wire [31:0] \ctrl__report.macros[1].busy ;
+  wire [31:0] \ctrl__report.macros[1].stall ;
+  wire [31:0] \ctrl__report.macros[1].wload ;
+  wire [3:0] \ctrl__report.op ;
+  wire [15:0] \ctrl__report.pc ;
+  wire [3:0] \ctrl__report.status ;
+  wire \ctrl__report.status.busy ;
+  wire \ctrl__report.status.done ;
+  wire \ctrl__report.status.error ;
+  wire \ctrl__report.status.loader_busy ;
+  wire [31:0] \ctrl__report.trace_count ;
+  wire ctrl__start;
+  wire [15:0] ctrl__start_pc;
+  wire [5:0] desc_rd__0__addr;
+  wire [71:0] desc_rd__0__data;
+  wire [11:0] \desc_rd__0__data.c0 ;
+  wire [11:0] \desc_rd__0__data.dx0 ;
+  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [5:0] \desc_rd__0__data.elems ;
+  wire [7:0] \desc_rd__0__data.kx0 ;
+  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [13:0] \desc_rd__0__data.off0 ;
+  wire [5:0] desc_rd__1__addr;
+  wire [71:0] desc_rd__1__data;
+  wire [11:0] \desc_rd__1__data.c0 ;
+  wire [11:0] \desc_rd__1__data.dx0 ;
+  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [5:0] \desc_rd__1__data.elems ;
+  wire [7:0] \desc_rd__1__data.kx0 ;
+  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [13:0] \desc_rd__1__data.off0 ;
+  wire [5:0] dmem_r__addr;
+  wire [95:0] dmem_r__data;
+  wire dmem_r__en;
+  wire [5:0] dmem_w__addr;
+  wire [95:0] dmem_w__data;
+  wire [2:0] dmem_w__en;
   output done;
-  reg done = 1'h0;
-  (* init = 1'h0 *)
-  wire \done$102 ;
-  wire \done$105 ;
-  wire \done$106 ;
-  wire \done$107 ;
-  wire [5:0] dp__addr;
-  wire [5:0] \dp__addr$61 ;
-  wire [95:0] dp__data;
-  wire [95:0] \dp__data$64 ;
-  wire [11:0] eng_addr;
-  wire [63:0] eng_data;
-  wire eng_we;
-  wire engine_done;
-  wire [63:0] entry;
-  wire [11:0] \entry._pad ;
-  wire [31:0] \entry.cycle ;
-  wire [3:0] \entry.op ;
-  wire [15:0] \entry.pc ;
-  output error;
-  reg error = 1'h0;
-  (* init = 1'h0 *)
-  wire \error$103 ;
-  wire [9:0] fp__addr;
-  wire [415:0] fp__data;
-  wire host_a;
-  wire [3:0] imem_hslice;
-  wire [3:0] \imem_hslice$145 ;
-  wire imem_hwe;
-  wire [13:0] imem_hword;
-  wire [13:0] \imem_hword$144 ;
-  reg [3:0] imem_rsl = 4'h0;
-  reg in_exec;
-  reg [388:0] ir = 389'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [384:0] \ir.args ;
-  wire [256:0] \ir.args.ew ;
-  wire [11:0] \ir.args.ew.a_base ;
-  wire [7:0] \ir.args.ew.a_stride ;
-  wire [9:0] \ir.args.ew.act_max ;
-  wire [9:0] \ir.args.ew.act_min ;
-  wire [11:0] \ir.args.ew.b_base ;
-  wire [7:0] \ir.args.ew.b_stride ;
-  wire [7:0] \ir.args.ew.cw ;
-  wire \ir.args.ew.has_b ;
-  wire [4:0] \ir.args.ew.ls ;
-  wire [31:0] \ir.args.ew.mult_a ;
-  wire [31:0] \ir.args.ew.mult_b ;
-  wire [31:0] \ir.args.ew.mult_o ;
-  wire [15:0] \ir.args.ew.npos ;
-  wire [11:0] \ir.args.ew.out_base ;
-  wire [7:0] \ir.args.ew.out_stride ;
-  wire \ir.args.ew.rq_in ;
-  wire \ir.args.ew.rq_out ;
-  wire [5:0] \ir.args.ew.shift_a ;
-  wire [5:0] \ir.args.ew.shift_b ;
-  wire [5:0] \ir.args.ew.shift_o ;
-  wire \ir.args.ew.x_signed ;
-  wire [9:0] \ir.args.ew.zp_a ;
-  wire [9:0] \ir.args.ew.zp_b ;
-  wire [9:0] \ir.args.ew.zp_out ;
-  wire [36:0] \ir.args.load ;
-  wire [15:0] \ir.args.load.count ;
-  wire [1:0] \ir.args.load.mask ;
-  wire [3:0] \ir.args.load.page ;
-  wire [4:0] \ir.args.load.row0 ;
-  wire [9:0] \ir.args.load.src ;
-  wire [384:0] \ir.args.mac ;
-  wire [2:0] \ir.args.mac.ab_m1 ;
-  wire [9:0] \ir.args.mac.act_max ;
-  wire [9:0] \ir.args.mac.act_min ;
-  wire [6:0] \ir.args.mac.b ;
-  wire [7:0] \ir.args.mac.bq ;
-  wire [7:0] \ir.args.mac.br ;
-  wire [11:0] \ir.args.mac.cin ;
-  wire [5:0] \ir.args.mac.desc_base ;
-  wire [3:0] \ir.args.mac.dh ;
-  wire [3:0] \ir.args.mac.dw ;
-  wire [7:0] \ir.args.mac.groups ;
-  wire [13:0] \ir.args.mac.img_bstep ;
-  wire [13:0] \ir.args.mac.img_delta ;
-  wire [7:0] \ir.args.mac.in_cw ;
-  wire [7:0] \ir.args.mac.in_h ;
-  wire [7:0] \ir.args.mac.in_w ;
-  wire [7:0] \ir.args.mac.kh ;
-  wire [6:0] \ir.args.mac.ki ;
-  wire [7:0] \ir.args.mac.kr ;
-  wire [7:0] \ir.args.mac.kt ;
-  wire [7:0] \ir.args.mac.kw ;
-  wire [13:0] \ir.args.mac.kx_inc ;
-  wire [13:0] \ir.args.mac.ky_inc ;
-  wire [6:0] \ir.args.mac.no ;
-  wire [15:0] \ir.args.mac.npos ;
-  wire [7:0] \ir.args.mac.nr ;
-  wire [7:0] \ir.args.mac.nt ;
-  wire [7:0] \ir.args.mac.oh ;
-  wire [11:0] \ir.args.mac.out_base ;
-  wire [7:0] \ir.args.mac.out_cw ;
-  wire [7:0] \ir.args.mac.ow ;
-  wire [3:0] \ir.args.mac.page_base ;
-  wire [5:0] \ir.args.mac.param_base ;
-  wire [3:0] \ir.args.mac.pl ;
-  wire [13:0] \ir.args.mac.pos0 ;
-  wire [13:0] \ir.args.mac.pos_bstep ;
-  wire [13:0] \ir.args.mac.pos_ux ;
-  wire [13:0] \ir.args.mac.pos_wrap ;
-  wire [3:0] \ir.args.mac.pt ;
-  wire [5:0] \ir.args.mac.role_base ;
-  wire \ir.args.mac.rowpack ;
-  wire [3:0] \ir.args.mac.sh ;
-  wire [3:0] \ir.args.mac.sw ;
-  wire \ir.args.mac.w_signed ;
-  wire [1:0] \ir.args.mac.wb_log2 ;
-  wire \ir.args.mac.x_signed ;
-  wire [7:0] \ir.args.mac.zp_in ;
-  wire [9:0] \ir.args.mac.zp_out ;
-  wire [183:0] \ir.args.pool ;
-  wire [9:0] \ir.args.pool.act_max ;
-  wire [9:0] \ir.args.pool.act_min ;
-  wire [7:0] \ir.args.pool.cw ;
-  wire [3:0] \ir.args.pool.dh ;
-  wire [3:0] \ir.args.pool.dw ;
-  wire [11:0] \ir.args.pool.in_base ;
-  wire [7:0] \ir.args.pool.in_h ;
-  wire [7:0] \ir.args.pool.in_w ;
-  wire [7:0] \ir.args.pool.kh ;
-  wire [7:0] \ir.args.pool.kw ;
+  wire done;
+  wire \done$112 ;
+  wire \done$119 ;
+  wire \done$127 ;
+  wire \done$149 ;
+  wire [256:0] engines__ew__args;
+  wire [11:0] \engines__ew__args.a_base ;
+  wire [7:0] \engines__ew__args.a_stride ;
+  wire [9:0] \engines__ew__args.act_max ;
+  wire [9:0] \engines__ew__args.act_min ;
+  wire [11:0] \engines__ew__args.b_base ;
+  wire [7:0] \engines__ew__args.b_stride ;
+  wire [7:0] \engines__ew__args.cw ;
+  wire \engines__ew__args.has_b ;
+  wire [4:0] \engines__ew__args.ls ;
+  wire [31:0] \engines__ew__args.mult_a ;
+  wire [31:0] \engines__ew__args.mult_b ;
+  wire [31:0] \engines__ew__args.mult_o ;
+  wire [15:0] \engines__ew__args.npos ;
+  wire [11:0] \engines__ew__args.out_base ;
+  wire [7:0] \engines__ew__args.out_stride ;
+  wire \engines__ew__args.rq_in ;
+  wire \engines__ew__args.rq_out ;
+  wire [5:0] \engines__ew__args.shift_a ;
+  wire [5:0] \engines__ew__args.shift_b ;
+  wire [5:0] \engines__ew__args.shift_o ;
+  wire \engines__ew__args.x_signed ;
+  wire [9:0] \engines__ew__args.zp_a ;
+  wire [9:0] \engines__ew__args.zp_b ;
+  wire [9:0] \engines__ew__args.zp_out ;
+  wire engines__ew__busy;
+  wire engines__ew__done;
+  wire engines__ew__start;
+  wire [384:0] engines__mac__args;
+  wire [2:0] \engines__mac__args.ab_m1 ;
+  wire [9:0] \engines__mac__args.act_max ;
+  wire [9:0] \engines__mac__args.act_min ;
+  wire [6:0] \engines__mac__args.b ;
+  wire [7:0] \engines__mac__args.bq ;
+  wire [7:0] \engines__mac__args.br ;
+  wire [11:0] \engines__mac__args.cin ;
+  wire [5:0] \engines__mac__args.desc_base ;
+  wire [3:0] \engines__mac__args.dh ;
+  wire [3:0] \engines__mac__args.dw ;
+  wire [7:0] \engines__mac__args.groups ;
+  wire [13:0] \engines__mac__args.img_bstep ;
+  wire [13:0] \engines__mac__args.img_delta ;
+  wire [7:0] \engines__mac__args.in_cw ;
+  wire [7:0] \engines__mac__args.in_h ;
+  wire [7:0] \engines__mac__args.in_w ;
+  wire [7:0] \engines__mac__args.kh ;
+  wire [6:0] \engines__mac__args.ki ;
+  wire [7:0] \engines__mac__args.kr ;
+  wire [7:0] \engines__mac__args.kt ;
+  wire [7:0] \engines__mac__args.kw ;
+  wire [13:0] \engines__mac__args.kx_inc ;
+  wire [13:0] \engines__mac__args.ky_inc ;
+  wire [6:0] \engines__mac__args.no ;
+  wire [15:0] \engines__mac__args.npos ;
+  wire [7:0] \engines__mac__args.nr ;
+  wire [7:0] \engines__mac__args.nt ;
+  wire [7:0] \engines__mac__args.oh ;
+  wire [11:0] \engines__mac__args.out_base ;
+  wire [7:0] \engines__mac__args.out_cw ;
+  wire [7:0] \engines__mac__args.ow ;
+  wire [3:0] \engines__mac__args.page_base ;
+  wire [5:0] \engines__mac__args.param_base ;
+  wire [3:0] \engines__mac__args.pl ;
+  wire [13:0] \engines__mac__args.pos0 ;
+  wire [13:0] \engines__mac__args.pos_bstep ;
+  wire [13:0] \engines__mac__args.pos_ux ;
+  wire [13:0] \engines__mac__args.pos_wrap ;
+  wire [3:0] \engines__mac__args.pt ;
+  wire [5:0] \engines__mac__args.role_base ;
+  wire \engines__mac__args.rowpack ;
+  wire [3:0] \engines__mac__args.sh ;
+  wire [3:0] \engines__mac__args.sw ;
+  wire \engines__mac__args.w_signed ;
+  wire [1:0] \engines__mac__args.wb_log2 ;
+  wire \engines__mac__args.x_signed ;
+  wire [7:0] \engines__mac__args.zp_in ;
+  wire [9:0] \engines__mac__args.zp_out ;
+  wire engines__mac__busy;
+  wire engines__mac__done;
+  wire engines__mac__start;
+  wire [183:0] engines__pool__args;
+  wire [9:0] \engines__pool__args.act_max ;
+  wire [9:0] \engines__pool__args.act_min ;
+  wire [7:0] \engines__pool__args.cw ;
+  wire [3:0] \engines__pool__args.dh ;
+  wire [3:0] \engines__pool__args.dw ;
+  wire [11:0] \engines__pool__args.in_base ;
+  wire [7:0] \engines__pool__args.in_h ;
+  wire [7:0] \engines__pool__args.in_w ;
+  wire [7:0] \engines__pool__args.kh ;
+  wire [7:0] \engines__pool__args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \ir.args.pool.mode ;
-  wire [31:0] \ir.args.pool.mult ;
-  wire [7:0] \ir.args.pool.oh ;
-  wire [11:0] \ir.args.pool.out_base ;
-  wire [7:0] \ir.args.pool.ow ;
-  wire [3:0] \ir.args.pool.pl ;
-  wire [3:0] \ir.args.pool.pt ;
-  wire [3:0] \ir.args.pool.sh ;
-  wire [5:0] \ir.args.pool.shift ;
-  wire [3:0] \ir.args.pool.sw ;
-  wire \ir.args.pool.x_signed ;
-  wire [9:0] \ir.args.pool.zp_in ;
-  wire [9:0] \ir.args.pool.zp_out ;
+  wire \engines__pool__args.mode ;
+  wire [31:0] \engines__pool__args.mult ;
+  wire [7:0] \engines__pool__args.oh ;
+  wire [11:0] \engines__pool__args.out_base ;
+  wire [7:0] \engines__pool__args.ow ;
+  wire [3:0] \engines__pool__args.pl ;
+  wire [3:0] \engines__pool__args.pt ;
+  wire [3:0] \engines__pool__args.sh ;
+  wire [5:0] \engines__pool__args.shift ;
+  wire [3:0] \engines__pool__args.sw ;
+  wire \engines__pool__args.x_signed ;
+  wire [9:0] \engines__pool__args.zp_in ;
+  wire [9:0] \engines__pool__args.zp_out ;
+  wire engines__pool__busy;
+  wire engines__pool__done;
+  wire engines__pool__start;
+  output error;
+  wire error;
+  wire \error$150 ;
+  wire [311:0] host__report;
+  wire [31:0] \host__report.cycles ;
+  wire [31:0] \host__report.load_cycles ;
+  wire [191:0] \host__report.macros ;
+  wire [95:0] \host__report.macros[0] ;
+  wire [31:0] \host__report.macros[0].busy ;
+  wire [31:0] \host__report.macros[0].stall ;
+  wire [31:0] \host__report.macros[0].wload ;
+  wire [95:0] \host__report.macros[1] ;
+  wire [31:0] \host__report.macros[1].busy ;
+  wire [31:0] \host__report.macros[1].stall ;
+  wire [31:0] \host__report.macros[1].wload ;
+  wire [3:0] \host__report.op ;
+  wire [15:0] \host__report.pc ;
+  wire [3:0] \host__report.status ;
+  wire \host__report.status.busy ;
+  wire \host__report.status.done ;
+  wire \host__report.status.error ;
+  wire \host__report.status.loader_busy ;
+  wire [31:0] \host__report.trace_count ;
+  wire host__start;
+  wire [15:0] host__start_pc;
+  wire [9:0] imem_r__addr;
+  wire [415:0] imem_r__data;
+  wire imem_r__en;
+  wire [9:0] imem_rd__addr;
+  wire [388:0] imem_rd__data;
+  wire [384:0] \imem_rd__data.args ;
+  wire [256:0] \imem_rd__data.args.ew ;
+  wire [11:0] \imem_rd__data.args.ew.a_base ;
+  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [9:0] \imem_rd__data.args.ew.act_max ;
+  wire [9:0] \imem_rd__data.args.ew.act_min ;
+  wire [11:0] \imem_rd__data.args.ew.b_base ;
+  wire [7:0] \imem_rd__data.args.ew.b_stride ;
+  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire \imem_rd__data.args.ew.has_b ;
+  wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire [31:0] \imem_rd__data.args.ew.mult_a ;
+  wire [31:0] \imem_rd__data.args.ew.mult_b ;
+  wire [31:0] \imem_rd__data.args.ew.mult_o ;
+  wire [15:0] \imem_rd__data.args.ew.npos ;
+  wire [11:0] \imem_rd__data.args.ew.out_base ;
+  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire \imem_rd__data.args.ew.rq_in ;
+  wire \imem_rd__data.args.ew.rq_out ;
+  wire [5:0] \imem_rd__data.args.ew.shift_a ;
+  wire [5:0] \imem_rd__data.args.ew.shift_b ;
+  wire [5:0] \imem_rd__data.args.ew.shift_o ;
+  wire \imem_rd__data.args.ew.x_signed ;
+  wire [9:0] \imem_rd__data.args.ew.zp_a ;
+  wire [9:0] \imem_rd__data.args.ew.zp_b ;
+  wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [36:0] \imem_rd__data.args.load ;
+  wire [15:0] \imem_rd__data.args.load.count ;
+  wire [1:0] \imem_rd__data.args.load.mask ;
+  wire [3:0] \imem_rd__data.args.load.page ;
+  wire [4:0] \imem_rd__data.args.load.row0 ;
+  wire [9:0] \imem_rd__data.args.load.src ;
+  wire [384:0] \imem_rd__data.args.mac ;
+  wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
+  wire [9:0] \imem_rd__data.args.mac.act_max ;
+  wire [9:0] \imem_rd__data.args.mac.act_min ;
+  wire [6:0] \imem_rd__data.args.mac.b ;
+  wire [7:0] \imem_rd__data.args.mac.bq ;
+  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [11:0] \imem_rd__data.args.mac.cin ;
+  wire [5:0] \imem_rd__data.args.mac.desc_base ;
+  wire [3:0] \imem_rd__data.args.mac.dh ;
+  wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire [7:0] \imem_rd__data.args.mac.groups ;
+  wire [13:0] \imem_rd__data.args.mac.img_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.img_delta ;
+  wire [7:0] \imem_rd__data.args.mac.in_cw ;
+  wire [7:0] \imem_rd__data.args.mac.in_h ;
+  wire [7:0] \imem_rd__data.args.mac.in_w ;
+  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [6:0] \imem_rd__data.args.mac.ki ;
+  wire [7:0] \imem_rd__data.args.mac.kr ;
+  wire [7:0] \imem_rd__data.args.mac.kt ;
+  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [13:0] \imem_rd__data.args.mac.kx_inc ;
+  wire [13:0] \imem_rd__data.args.mac.ky_inc ;
+  wire [6:0] \imem_rd__data.args.mac.no ;
+  wire [15:0] \imem_rd__data.args.mac.npos ;
+  wire [7:0] \imem_rd__data.args.mac.nr ;
+  wire [7:0] \imem_rd__data.args.mac.nt ;
+  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [11:0] \imem_rd__data.args.mac.out_base ;
+  wire [7:0] \imem_rd__data.args.mac.out_cw ;
+  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire [3:0] \imem_rd__data.args.mac.page_base ;
+  wire [5:0] \imem_rd__data.args.mac.param_base ;
+  wire [3:0] \imem_rd__data.args.mac.pl ;
+  wire [13:0] \imem_rd__data.args.mac.pos0 ;
+  wire [13:0] \imem_rd__data.args.mac.pos_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.pos_ux ;
+  wire [13:0] \imem_rd__data.args.mac.pos_wrap ;
+  wire [3:0] \imem_rd__data.args.mac.pt ;
+  wire [5:0] \imem_rd__data.args.mac.role_base ;
+  wire \imem_rd__data.args.mac.rowpack ;
+  wire [3:0] \imem_rd__data.args.mac.sh ;
+  wire [3:0] \imem_rd__data.args.mac.sw ;
+  wire \imem_rd__data.args.mac.w_signed ;
+  wire [1:0] \imem_rd__data.args.mac.wb_log2 ;
+  wire \imem_rd__data.args.mac.x_signed ;
+  wire [7:0] \imem_rd__data.args.mac.zp_in ;
+  wire [9:0] \imem_rd__data.args.mac.zp_out ;
+  wire [183:0] \imem_rd__data.args.pool ;
+  wire [9:0] \imem_rd__data.args.pool.act_max ;
+  wire [9:0] \imem_rd__data.args.pool.act_min ;
+  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [3:0] \imem_rd__data.args.pool.dh ;
+  wire [3:0] \imem_rd__data.args.pool.dw ;
+  wire [11:0] \imem_rd__data.args.pool.in_base ;
+  wire [7:0] \imem_rd__data.args.pool.in_h ;
+  wire [7:0] \imem_rd__data.args.pool.in_w ;
+  wire [7:0] \imem_rd__data.args.pool.kh ;
+  wire [7:0] \imem_rd__data.args.pool.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \imem_rd__data.args.pool.mode ;
+  wire [31:0] \imem_rd__data.args.pool.mult ;
+  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [11:0] \imem_rd__data.args.pool.out_base ;
+  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [3:0] \imem_rd__data.args.pool.pl ;
+  wire [3:0] \imem_rd__data.args.pool.pt ;
+  wire [3:0] \imem_rd__data.args.pool.sh ;
+  wire [5:0] \imem_rd__data.args.pool.shift ;
+  wire [3:0] \imem_rd__data.args.pool.sw ;
+  wire \imem_rd__data.args.pool.x_signed ;
+  wire [9:0] \imem_rd__data.args.pool.zp_in ;
+  wire [9:0] \imem_rd__data.args.pool.zp_out ;
   (* enum_base_type = "Opcode" *)
   (* enum_value_0000 = "END" *)
   (* enum_value_0001 = "LOAD" *)
@@ -4752,8 +4811,20 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
-  wire [3:0] \ir.op ;
-  reg [31:0] load_cycles = 32'd0;
+  wire [3:0] \imem_rd__data.op ;
+  wire imem_rd__en;
+  wire [9:0] imem_w__addr;
+  wire [415:0] imem_w__data;
+  wire [12:0] imem_w__en;
+  wire [36:0] load__payload;
+  wire [15:0] \load__payload.count ;
+  wire [1:0] \load__payload.mask ;
+  wire [3:0] \load__payload.page ;
+  wire [4:0] \load__payload.row0 ;
+  wire [9:0] \load__payload.src ;
+  wire load__ready;
+  wire load__valid;
+  wire loader_busy;
   wire macro0__busy;
   wire [3:0] macro0__mem_page;
   wire [4:0] macro0__mem_row;
@@ -5006,11 +5077,12 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [20:0] \macro1__res_y[7] ;
   wire [20:0] \macro1__res_y[8] ;
   wire [20:0] \macro1__res_y[9] ;
+  wire [1:0] macro_busy;
+  wire [1:0] macro_we;
   wire [3:0] mem_page;
   wire [4:0] mem_row;
   wire [63:0] mem_wdata;
   wire [1:0] mem_we;
-  wire [13:0] off;
   wire [340:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
@@ -5121,73 +5193,80 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
   wire op__1__valid;
-  wire [5:0] p_addr;
-  wire [767:0] p_data;
-  wire [95:0] \p_data[0] ;
-  wire [23:0] \p_data[0]._pad ;
-  wire [31:0] \p_data[0].bias ;
-  wire [31:0] \p_data[0].mult ;
-  wire [7:0] \p_data[0].shift ;
-  wire [95:0] \p_data[1] ;
-  wire [23:0] \p_data[1]._pad ;
-  wire [31:0] \p_data[1].bias ;
-  wire [31:0] \p_data[1].mult ;
-  wire [7:0] \p_data[1].shift ;
-  wire [95:0] \p_data[2] ;
-  wire [23:0] \p_data[2]._pad ;
-  wire [31:0] \p_data[2].bias ;
-  wire [31:0] \p_data[2].mult ;
-  wire [7:0] \p_data[2].shift ;
-  wire [95:0] \p_data[3] ;
-  wire [23:0] \p_data[3]._pad ;
-  wire [31:0] \p_data[3].bias ;
-  wire [31:0] \p_data[3].mult ;
-  wire [7:0] \p_data[3].shift ;
-  wire [95:0] \p_data[4] ;
-  wire [23:0] \p_data[4]._pad ;
-  wire [31:0] \p_data[4].bias ;
-  wire [31:0] \p_data[4].mult ;
-  wire [7:0] \p_data[4].shift ;
-  wire [95:0] \p_data[5] ;
-  wire [23:0] \p_data[5]._pad ;
-  wire [31:0] \p_data[5].bias ;
-  wire [31:0] \p_data[5].mult ;
-  wire [7:0] \p_data[5].shift ;
-  wire [95:0] \p_data[6] ;
-  wire [23:0] \p_data[6]._pad ;
-  wire [31:0] \p_data[6].bias ;
-  wire [31:0] \p_data[6].mult ;
-  wire [7:0] \p_data[6].shift ;
-  wire [95:0] \p_data[7] ;
-  wire [23:0] \p_data[7]._pad ;
-  wire [31:0] \p_data[7].bias ;
-  wire [31:0] \p_data[7].mult ;
-  wire [7:0] \p_data[7].shift ;
-  reg [15:0] pc = 16'h0000;
-  reg pf_valid = 1'h0;
-  wire [4:0] pmem_hslice;
-  wire [4:0] \pmem_hslice$154 ;
-  wire pmem_hwe;
-  wire [13:0] pmem_hword;
-  wire [13:0] \pmem_hword$153 ;
-  reg [4:0] pmem_rsl = 5'h00;
-  wire [5:0] pp__addr;
-  wire [767:0] pp__data;
-  reg [2:0] r_region = 3'h0;
-  wire [11:0] ra_addr;
-  wire [63:0] ra_data;
-  wire [11:0] rb_addr;
-  wire [63:0] rb_data;
-  wire [11:0] rd_addr;
-  wire [11:0] \rd_addr$56 ;
-  wire [11:0] \rd_addr$72 ;
-  wire [63:0] rd_data;
-  wire [63:0] \rd_data$59 ;
-  wire [63:0] \rd_data$74 ;
-  wire rd_en;
-  wire \rd_en$58 ;
-  wire [2:0] region;
-  wire req;
+  wire [5:0] param_rd__addr;
+  wire [767:0] param_rd__data;
+  wire [95:0] \param_rd__data[0] ;
+  wire [23:0] \param_rd__data[0]._pad ;
+  wire [31:0] \param_rd__data[0].bias ;
+  wire [31:0] \param_rd__data[0].mult ;
+  wire [7:0] \param_rd__data[0].shift ;
+  wire [95:0] \param_rd__data[1] ;
+  wire [23:0] \param_rd__data[1]._pad ;
+  wire [31:0] \param_rd__data[1].bias ;
+  wire [31:0] \param_rd__data[1].mult ;
+  wire [7:0] \param_rd__data[1].shift ;
+  wire [95:0] \param_rd__data[2] ;
+  wire [23:0] \param_rd__data[2]._pad ;
+  wire [31:0] \param_rd__data[2].bias ;
+  wire [31:0] \param_rd__data[2].mult ;
+  wire [7:0] \param_rd__data[2].shift ;
+  wire [95:0] \param_rd__data[3] ;
+  wire [23:0] \param_rd__data[3]._pad ;
+  wire [31:0] \param_rd__data[3].bias ;
+  wire [31:0] \param_rd__data[3].mult ;
+  wire [7:0] \param_rd__data[3].shift ;
+  wire [95:0] \param_rd__data[4] ;
+  wire [23:0] \param_rd__data[4]._pad ;
+  wire [31:0] \param_rd__data[4].bias ;
+  wire [31:0] \param_rd__data[4].mult ;
+  wire [7:0] \param_rd__data[4].shift ;
+  wire [95:0] \param_rd__data[5] ;
+  wire [23:0] \param_rd__data[5]._pad ;
+  wire [31:0] \param_rd__data[5].bias ;
+  wire [31:0] \param_rd__data[5].mult ;
+  wire [7:0] \param_rd__data[5].shift ;
+  wire [95:0] \param_rd__data[6] ;
+  wire [23:0] \param_rd__data[6]._pad ;
+  wire [31:0] \param_rd__data[6].bias ;
+  wire [31:0] \param_rd__data[6].mult ;
+  wire [7:0] \param_rd__data[6].shift ;
+  wire [95:0] \param_rd__data[7] ;
+  wire [23:0] \param_rd__data[7]._pad ;
+  wire [31:0] \param_rd__data[7].bias ;
+  wire [31:0] \param_rd__data[7].mult ;
+  wire [7:0] \param_rd__data[7].shift ;
+  wire param_rd__en;
+  wire [5:0] pmem_r__addr;
+  wire [767:0] pmem_r__data;
+  wire pmem_r__en;
+  wire [5:0] pmem_w__addr;
+  wire [767:0] pmem_w__data;
+  wire [23:0] pmem_w__en;
+  wire [11:0] port__addr;
+  wire [5:0] \port__addr$37 ;
+  wire [11:0] \port__addr$55 ;
+  wire [5:0] \port__addr$61 ;
+  wire [5:0] \port__addr$65 ;
+  wire [11:0] \port__addr$71 ;
+  wire [11:0] \port__addr$81 ;
+  wire [9:0] \port__addr$87 ;
+  wire [9:0] \port__addr$93 ;
+  wire [63:0] port__data;
+  wire [95:0] \port__data$40 ;
+  wire [63:0] \port__data$58 ;
+  wire [95:0] \port__data$64 ;
+  wire [767:0] \port__data$68 ;
+  wire [63:0] \port__data$79 ;
+  wire [63:0] \port__data$86 ;
+  wire [63:0] \port__data$90 ;
+  wire [415:0] \port__data$96 ;
+  wire port__en;
+  wire \port__en$59 ;
+  wire \port__en$69 ;
+  wire \port__en$75 ;
+  wire \port__en$83 ;
+  wire \port__en$91 ;
+  wire \port__en$97 ;
   wire res_valid__0;
   wire res_valid__1;
   wire [1343:0] res_y__0;
@@ -5320,88 +5399,56 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [20:0] \res_y__1[7] ;
   wire [20:0] \res_y__1[8] ;
   wire [20:0] \res_y__1[9] ;
-  reg retire;
-  wire [11:0] rp__addr;
-  wire [9:0] \rp__addr$146 ;
-  wire [11:0] \rp__addr$149 ;
-  wire [9:0] \rp__addr$152 ;
-  wire [5:0] \rp__addr$155 ;
-  wire [5:0] \rp__addr$158 ;
-  wire [9:0] \rp__addr$161 ;
-  wire [11:0] \rp__addr$55 ;
-  wire [63:0] rp__data;
-  wire [415:0] \rp__data$186 ;
-  wire [63:0] \rp__data$188 ;
-  wire [63:0] \rp__data$190 ;
-  wire [767:0] \rp__data$192 ;
-  wire [95:0] \rp__data$194 ;
-  wire [63:0] \rp__data$196 ;
-  wire [63:0] \rp__data$60 ;
-  wire rp__en;
-  wire \rp__en$57 ;
-  wire [11:0] rpa__addr;
-  wire [63:0] rpa__data;
-  wire rpa__en;
-  wire [11:0] rpb__addr;
-  wire [63:0] rpb__data;
-  wire rpb__en;
   input rst;
   wire rst;
-  (* init = 1'h0 *)
-  wire running;
-  reg [31:0] stall_c0 = 32'd0;
-  reg [31:0] stall_c1 = 32'd0;
-  reg start;
-  reg \start$113 ;
-  reg \start$114 ;
-  reg \start$182 ;
-  reg [15:0] start_pc = 16'h0000;
-  wire trace_hslice;
-  wire [13:0] trace_hword;
-  reg [31:0] trace_n = 32'd0;
-  reg trace_rsl = 1'h0;
-  wire [9:0] tw__addr;
-  wire [63:0] tw__data;
-  wire tw__en;
+  wire start;
+  wire \start$113 ;
+  wire \start$120 ;
+  wire [9:0] trace_r__addr;
+  wire [63:0] trace_r__data;
+  wire trace_r__en;
+  wire [9:0] trace_w__addr;
+  wire [63:0] trace_w__data;
+  wire [11:0] \trace_w__data._pad ;
+  wire [31:0] \trace_w__data.cycle ;
+  wire [3:0] \trace_w__data.op ;
+  wire [15:0] \trace_w__data.pc ;
+  wire trace_w__en;
   wire [1:0] unit_en;
-  wire [9:0] w_addr;
-  wire [11:0] \w_addr$170 ;
-  wire [11:0] \w_addr$171 ;
-  wire [11:0] \w_addr$172 ;
-  wire [63:0] w_data;
-  wire [63:0] \w_data$174 ;
-  wire [63:0] \w_data$175 ;
-  wire [63:0] \w_data$176 ;
-  wire w_en;
-  wire \w_en$167 ;
-  wire \w_en$168 ;
+  wire [1:0] \unit_en$138 ;
+  wire [9:0] w_rd__addr;
+  wire [63:0] w_rd__data;
+  wire w_rd__en;
   output wb__ack;
-  reg wb__ack = 1'h0;
+  wire wb__ack;
+  wire \wb__ack$151 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
+  wire [16:0] \wb__adr$152 ;
   input wb__cyc;
   wire wb__cyc;
+  wire \wb__cyc$153 ;
   output [31:0] wb__dat_r;
-  reg [31:0] wb__dat_r;
+  wire [31:0] wb__dat_r;
+  wire [31:0] \wb__dat_r$154 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
+  wire [31:0] \wb__dat_w$155 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
+  wire [3:0] \wb__sel$156 ;
   input wb__stb;
   wire wb__stb;
+  wire \wb__stb$157 ;
   input wb__we;
   wire wb__we;
-  reg [31:0] wload_c0 = 32'd0;
-  reg [31:0] wload_c1 = 32'd0;
-  wire wmem_hslice;
-  wire \wmem_hslice$151 ;
-  wire wmem_hwe;
-  wire [13:0] wmem_hword;
-  wire [13:0] \wmem_hword$150 ;
-  reg wmem_rsl = 1'h0;
-  wire [9:0] wp__addr;
-  wire [63:0] wp__data;
-  wire wr;
+  wire \wb__we$158 ;
+  wire [9:0] wmem_r__addr;
+  wire [63:0] wmem_r__data;
+  wire wmem_r__en;
+  wire [9:0] wmem_w__addr;
+  wire [63:0] wmem_w__data;
+  wire [1:0] wmem_w__en;
   reg [63:0] amem [4095:0];
   initial begin
     amem[0] = 64'h0000000000000000;
@@ -9502,10 +9549,10 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     amem[4095] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$42 [0])
-      amem[\$39 [11:0]][31:0] <= \$signature__data$178 [31:0];
-    if (\$42 [1])
-      amem[\$39 [11:0]][63:32] <= \$signature__data$178 [63:32];
+    if (amem_port__en[0])
+      amem[amem_port__addr][31:0] <= amem_port__data[31:0];
+    if (amem_port__en[1])
+      amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -9513,21 +9560,21 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   reg [63:0] _3_;
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _0_ <= amem[amem_hword[11:0]];
-    _1_ <= amem[rpb__addr];
-    _2_ <= amem[rpa__addr];
-    if (\rp__en$57 ) begin
-      _3_ <= amem[\rp__addr$55 ];
+    if (port__en) begin
+      _0_ <= amem[port__addr];
     end
-    if (rp__en) begin
-      _4_ <= amem[rp__addr];
+    if (\port__en$59 ) begin
+      _1_ <= amem[\port__addr$55 ];
     end
+    _2_ <= amem[\port__addr$71 ];
+    _3_ <= amem[\port__addr$81 ];
+    _4_ <= amem[\$signature__addr$165 ];
   end
-  assign \rp__data$188  = _0_;
-  assign rb_data = _1_;
-  assign \rd_data$74  = _2_;
-  assign \rd_data$59  = _3_;
-  assign rd_data = _4_;
+  assign act_rd__0__data = _0_;
+  assign act_rd__1__data = _1_;
+  assign act_rd__data = _2_;
+  assign b_rd__data = _3_;
+  assign amem_r__data = _4_;
   reg [95:0] dmem [63:0];
   initial begin
     dmem[0] = 96'h000000000000000000000000;
@@ -9596,20 +9643,20 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$32 [0])
-      dmem[dmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$32 [1])
-      dmem[dmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$32 [2])
-      dmem[dmem_hword[5:0]][95:64] <= wb__dat_w;
+    if (\$signature__en$217 [0])
+      dmem[\$signature__addr$183 ][31:0] <= wb__dat_w;
+    if (\$signature__en$217 [1])
+      dmem[\$signature__addr$183 ][63:32] <= wb__dat_w;
+    if (\$signature__en$217 [2])
+      dmem[\$signature__addr$183 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _5_;
   always @(posedge clk) begin
-    _5_ <= dmem[\dmem_hword$156 [5:0]];
+    _5_ <= dmem[\$signature__addr$183 ];
   end
-  assign \rp__data$194  = _5_;
-  assign \dp__data$64  = dmem[\dp__addr$61 ];
-  assign dp__data = dmem[dp__addr];
+  assign \port__data$40  = dmem[\port__addr$37 ];
+  assign \port__data$64  = dmem[\port__addr$61 ];
+  assign dmem_r__data = _5_;
   reg [415:0] imem [1023:0];
   initial begin
     imem[0] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -10638,41 +10685,41 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     imem[1023] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$17 [0])
-      imem[imem_hword[9:0]][31:0] <= wb__dat_w;
-    if (\$17 [1])
-      imem[imem_hword[9:0]][63:32] <= wb__dat_w;
-    if (\$17 [2])
-      imem[imem_hword[9:0]][95:64] <= wb__dat_w;
-    if (\$17 [3])
-      imem[imem_hword[9:0]][127:96] <= wb__dat_w;
-    if (\$17 [4])
-      imem[imem_hword[9:0]][159:128] <= wb__dat_w;
-    if (\$17 [5])
-      imem[imem_hword[9:0]][191:160] <= wb__dat_w;
-    if (\$17 [6])
-      imem[imem_hword[9:0]][223:192] <= wb__dat_w;
-    if (\$17 [7])
-      imem[imem_hword[9:0]][255:224] <= wb__dat_w;
-    if (\$17 [8])
-      imem[imem_hword[9:0]][287:256] <= wb__dat_w;
-    if (\$17 [9])
-      imem[imem_hword[9:0]][319:288] <= wb__dat_w;
-    if (\$17 [10])
-      imem[imem_hword[9:0]][351:320] <= wb__dat_w;
-    if (\$17 [11])
-      imem[imem_hword[9:0]][383:352] <= wb__dat_w;
-    if (\$17 [12])
-      imem[imem_hword[9:0]][415:384] <= wb__dat_w;
+    if (\$signature__en$199 [0])
+      imem[\$signature__addr$159 ][31:0] <= wb__dat_w;
+    if (\$signature__en$199 [1])
+      imem[\$signature__addr$159 ][63:32] <= wb__dat_w;
+    if (\$signature__en$199 [2])
+      imem[\$signature__addr$159 ][95:64] <= wb__dat_w;
+    if (\$signature__en$199 [3])
+      imem[\$signature__addr$159 ][127:96] <= wb__dat_w;
+    if (\$signature__en$199 [4])
+      imem[\$signature__addr$159 ][159:128] <= wb__dat_w;
+    if (\$signature__en$199 [5])
+      imem[\$signature__addr$159 ][191:160] <= wb__dat_w;
+    if (\$signature__en$199 [6])
+      imem[\$signature__addr$159 ][223:192] <= wb__dat_w;
+    if (\$signature__en$199 [7])
+      imem[\$signature__addr$159 ][255:224] <= wb__dat_w;
+    if (\$signature__en$199 [8])
+      imem[\$signature__addr$159 ][287:256] <= wb__dat_w;
+    if (\$signature__en$199 [9])
+      imem[\$signature__addr$159 ][319:288] <= wb__dat_w;
+    if (\$signature__en$199 [10])
+      imem[\$signature__addr$159 ][351:320] <= wb__dat_w;
+    if (\$signature__en$199 [11])
+      imem[\$signature__addr$159 ][383:352] <= wb__dat_w;
+    if (\$signature__en$199 [12])
+      imem[\$signature__addr$159 ][415:384] <= wb__dat_w;
   end
   reg [415:0] _6_;
   reg [415:0] _7_;
   always @(posedge clk) begin
-    _6_ <= imem[\imem_hword$144 [9:0]];
-    _7_ <= imem[\$2 [9:0]];
+    _6_ <= imem[\port__addr$93 ];
+    _7_ <= imem[\$signature__addr$159 ];
   end
-  assign \rp__data$186  = _6_;
-  assign fp__data = _7_;
+  assign \port__data$96  = _6_;
+  assign imem_r__data = _7_;
   reg [767:0] pmem [63:0];
   initial begin
     pmem[0] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -10741,63 +10788,63 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     pmem[63] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$27 [0])
-      pmem[pmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$27 [1])
-      pmem[pmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$27 [2])
-      pmem[pmem_hword[5:0]][95:64] <= wb__dat_w;
-    if (\$27 [3])
-      pmem[pmem_hword[5:0]][127:96] <= wb__dat_w;
-    if (\$27 [4])
-      pmem[pmem_hword[5:0]][159:128] <= wb__dat_w;
-    if (\$27 [5])
-      pmem[pmem_hword[5:0]][191:160] <= wb__dat_w;
-    if (\$27 [6])
-      pmem[pmem_hword[5:0]][223:192] <= wb__dat_w;
-    if (\$27 [7])
-      pmem[pmem_hword[5:0]][255:224] <= wb__dat_w;
-    if (\$27 [8])
-      pmem[pmem_hword[5:0]][287:256] <= wb__dat_w;
-    if (\$27 [9])
-      pmem[pmem_hword[5:0]][319:288] <= wb__dat_w;
-    if (\$27 [10])
-      pmem[pmem_hword[5:0]][351:320] <= wb__dat_w;
-    if (\$27 [11])
-      pmem[pmem_hword[5:0]][383:352] <= wb__dat_w;
-    if (\$27 [12])
-      pmem[pmem_hword[5:0]][415:384] <= wb__dat_w;
-    if (\$27 [13])
-      pmem[pmem_hword[5:0]][447:416] <= wb__dat_w;
-    if (\$27 [14])
-      pmem[pmem_hword[5:0]][479:448] <= wb__dat_w;
-    if (\$27 [15])
-      pmem[pmem_hword[5:0]][511:480] <= wb__dat_w;
-    if (\$27 [16])
-      pmem[pmem_hword[5:0]][543:512] <= wb__dat_w;
-    if (\$27 [17])
-      pmem[pmem_hword[5:0]][575:544] <= wb__dat_w;
-    if (\$27 [18])
-      pmem[pmem_hword[5:0]][607:576] <= wb__dat_w;
-    if (\$27 [19])
-      pmem[pmem_hword[5:0]][639:608] <= wb__dat_w;
-    if (\$27 [20])
-      pmem[pmem_hword[5:0]][671:640] <= wb__dat_w;
-    if (\$27 [21])
-      pmem[pmem_hword[5:0]][703:672] <= wb__dat_w;
-    if (\$27 [22])
-      pmem[pmem_hword[5:0]][735:704] <= wb__dat_w;
-    if (\$27 [23])
-      pmem[pmem_hword[5:0]][767:736] <= wb__dat_w;
+    if (\$signature__en$211 [0])
+      pmem[\$signature__addr$177 ][31:0] <= wb__dat_w;
+    if (\$signature__en$211 [1])
+      pmem[\$signature__addr$177 ][63:32] <= wb__dat_w;
+    if (\$signature__en$211 [2])
+      pmem[\$signature__addr$177 ][95:64] <= wb__dat_w;
+    if (\$signature__en$211 [3])
+      pmem[\$signature__addr$177 ][127:96] <= wb__dat_w;
+    if (\$signature__en$211 [4])
+      pmem[\$signature__addr$177 ][159:128] <= wb__dat_w;
+    if (\$signature__en$211 [5])
+      pmem[\$signature__addr$177 ][191:160] <= wb__dat_w;
+    if (\$signature__en$211 [6])
+      pmem[\$signature__addr$177 ][223:192] <= wb__dat_w;
+    if (\$signature__en$211 [7])
+      pmem[\$signature__addr$177 ][255:224] <= wb__dat_w;
+    if (\$signature__en$211 [8])
+      pmem[\$signature__addr$177 ][287:256] <= wb__dat_w;
+    if (\$signature__en$211 [9])
+      pmem[\$signature__addr$177 ][319:288] <= wb__dat_w;
+    if (\$signature__en$211 [10])
+      pmem[\$signature__addr$177 ][351:320] <= wb__dat_w;
+    if (\$signature__en$211 [11])
+      pmem[\$signature__addr$177 ][383:352] <= wb__dat_w;
+    if (\$signature__en$211 [12])
+      pmem[\$signature__addr$177 ][415:384] <= wb__dat_w;
+    if (\$signature__en$211 [13])
+      pmem[\$signature__addr$177 ][447:416] <= wb__dat_w;
+    if (\$signature__en$211 [14])
+      pmem[\$signature__addr$177 ][479:448] <= wb__dat_w;
+    if (\$signature__en$211 [15])
+      pmem[\$signature__addr$177 ][511:480] <= wb__dat_w;
+    if (\$signature__en$211 [16])
+      pmem[\$signature__addr$177 ][543:512] <= wb__dat_w;
+    if (\$signature__en$211 [17])
+      pmem[\$signature__addr$177 ][575:544] <= wb__dat_w;
+    if (\$signature__en$211 [18])
+      pmem[\$signature__addr$177 ][607:576] <= wb__dat_w;
+    if (\$signature__en$211 [19])
+      pmem[\$signature__addr$177 ][639:608] <= wb__dat_w;
+    if (\$signature__en$211 [20])
+      pmem[\$signature__addr$177 ][671:640] <= wb__dat_w;
+    if (\$signature__en$211 [21])
+      pmem[\$signature__addr$177 ][703:672] <= wb__dat_w;
+    if (\$signature__en$211 [22])
+      pmem[\$signature__addr$177 ][735:704] <= wb__dat_w;
+    if (\$signature__en$211 [23])
+      pmem[\$signature__addr$177 ][767:736] <= wb__dat_w;
   end
   reg [767:0] _8_;
   reg [767:0] _9_;
   always @(posedge clk) begin
-    _8_ <= pmem[\pmem_hword$153 [5:0]];
-    _9_ <= pmem[pp__addr];
+    _8_ <= pmem[\port__addr$65 ];
+    _9_ <= pmem[\$signature__addr$177 ];
   end
-  assign \rp__data$192  = _8_;
-  assign p_data = _9_;
+  assign param_rd__data = _8_;
+  assign pmem_r__data = _9_;
   reg [63:0] trace [1023:0];
   initial begin
     trace[0] = 64'h0000000000000000;
@@ -11826,14 +11873,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     trace[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (tw__en)
-      trace[trace_n[9:0]] <= entry;
+    if (\$signature__en )
+      trace[\$signature__addr ] <= \$signature__data ;
   end
   reg [63:0] _10_;
   always @(posedge clk) begin
-    _10_ <= trace[trace_hword[9:0]];
+    _10_ <= trace[\$signature__addr$189 ];
   end
-  assign \rp__data$196  = _10_;
+  assign trace_r__data = _10_;
   reg [63:0] wmem [1023:0];
   initial begin
     wmem[0] = 64'h0000000000000000;
@@ -12862,261 +12909,176 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     wmem[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$22 [0])
-      wmem[wmem_hword[9:0]][31:0] <= wb__dat_w;
-    if (\$22 [1])
-      wmem[wmem_hword[9:0]][63:32] <= wb__dat_w;
+    if (\$signature__en$205 [0])
+      wmem[\$signature__addr$171 ][31:0] <= wb__dat_w;
+    if (\$signature__en$205 [1])
+      wmem[\$signature__addr$171 ][63:32] <= wb__dat_w;
   end
   reg [63:0] _11_;
   reg [63:0] _12_;
   always @(posedge clk) begin
-    _11_ <= wmem[\wmem_hword$150 [9:0]];
-    _12_ <= wmem[wp__addr];
+    _11_ <= wmem[\port__addr$87 ];
+    _12_ <= wmem[\$signature__addr$171 ];
   end
-  assign \rp__data$190  = _11_;
-  assign macro0__mem_wdata = _12_;
-  assign rpa__addr = \busy$70  ? \rd_addr$72  : ra_addr;
-  assign \$1  = pc + 1'h1;
-  assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign \$3  = trace_n < 11'h400;
-  assign tw__en = retire & \$3 ;
-  assign \$4  = \done$105  | \done$106 ;
-  assign engine_done = \$4  | \done$107 ;
-  assign \$5  = ~ \busy$111 ;
-  assign \$6  = ir[3:0] == 2'h3;
-  assign \$7  = ir[3:0] == 3'h4;
-  assign \$8  = ir[3:0] == 3'h5;
-  assign \$9  = wb__cyc & wb__stb;
-  assign \$10  = ~ wb__ack;
-  assign req = \$9  & \$10 ;
-  assign \$11  = req & wb__we;
-  assign \$12  = wb__sel == 4'hf;
-  assign wr = \$11  & \$12 ;
-  assign \$13  = wb__adr[16:14] == 1'h1;
-  assign \$14  = wr & \$13 ;
-  assign \$15  = ~ busy;
-  assign imem_hwe = \$14  & \$15 ;
-  assign \$16  = 1'h1 << wb__adr[3:0];
-  assign \$17  = imem_hwe ? \$16  : 28'h0000000;
-  assign \$18  = wb__adr[16:14] == 2'h3;
-  assign \$19  = wr & \$18 ;
-  assign \$20  = ~ busy;
-  assign wmem_hwe = \$19  & \$20 ;
-  assign \$21  = 1'h1 << wb__adr[0];
-  assign \$22  = wmem_hwe ? \$21  : 3'h0;
-  assign \$23  = wb__adr[16:14] == 3'h4;
-  assign \$24  = wr & \$23 ;
-  assign \$25  = ~ busy;
-  assign pmem_hwe = \$24  & \$25 ;
-  assign \$26  = 1'h1 << wb__adr[4:0];
-  assign \$27  = pmem_hwe ? \$26  : 55'h00000000000000;
-  assign \$28  = wb__adr[16:14] == 3'h5;
-  assign \$29  = wr & \$28 ;
-  assign \$30  = ~ busy;
-  assign dmem_hwe = \$29  & \$30 ;
-  assign \$31  = 1'h1 << wb__adr[1:0];
-  assign \$32  = dmem_hwe ? \$31  : 6'h00;
-  assign \$33  = wb__adr[16:14] == 2'h2;
-  assign \$34  = wr & \$33 ;
-  assign \$35  = ~ busy;
-  assign host_a = \$34  & \$35 ;
-  assign \$36  = w_en | \w_en$167 ;
-  assign eng_we = \$36  | \w_en$168 ;
-  assign \$37  = \w_en$167  ? \w_addr$171  : \w_addr$170 ;
-  assign eng_addr = w_en ? \w_addr$172  : \$37 ;
-  assign \$38  = \w_en$167  ? { \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134  } : { \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142  };
-  assign eng_data = w_en ? { \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126  } : \$38 ;
-  assign \$39  = host_a ? \amem_hword$162  : { 2'h0, eng_addr };
-  assign \$signature__data$178  = host_a ? { wb__dat_w, wb__dat_w } : eng_data;
-  assign \$40  = 1'h1 << wb__adr[0];
-  assign \$41  = eng_we ? 2'h3 : 2'h0;
-  assign \$42  = host_a ? \$40  : { 1'h0, \$41  };
-  assign \$43  = ! wb__adr[16:14];
-  assign csr_hit = req & \$43 ;
-  assign \$44  = csr_hit & wr;
-  assign \$45  = wb__adr[4:0] == 1'h1;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = \$46  & wb__dat_w[0];
-  assign \$48  = ~ busy;
-  assign \$49  = \$47  & \$48 ;
-  assign \$225  = imem_rsl * 6'h20;
-  assign \$50  = \rp__data$186  >> \$225 ;
-  assign \$228  = amem_rsl * 6'h20;
-  assign \$51  = \rp__data$188  >> \$228 ;
-  assign \$231  = wmem_rsl * 6'h20;
-  assign \$52  = \rp__data$190  >> \$231 ;
-  assign \$234  = pmem_rsl * 6'h20;
-  assign \$53  = \rp__data$192  >> \$234 ;
-  assign \$237  = dmem_rsl * 6'h20;
-  assign \$54  = \rp__data$194  >> \$237 ;
-  assign \$240  = trace_rsl * 6'h20;
-  assign \$55  = \rp__data$196  >> \$240 ;
-  assign \$56  = ! ctrl_state;
-  assign \$57  = ctrl_state == 1'h1;
-  assign \$58  = ctrl_state == 2'h2;
-  assign \$59  = ctrl_state == 2'h3;
-  assign \$60  = ctrl_state == 3'h4;
-  assign \$61  = trace_n + 1'h1;
-  assign \$62  = pc + 1'h1;
-  assign \$63  = ~ retire;
-  assign \$64  = in_exec & \$63 ;
-  assign \$65  = cycles + 1'h1;
-  assign \$66  = | mem_we;
-  assign \$67  = load_cycles + 1'h1;
-  assign \$68  = ~ \busy$111 ;
-  assign \$69  = ~ busy;
-  assign \$70  = \start$182  & \$69 ;
-  assign \$71  = busy & macro0__busy;
-  assign \$72  = busy_c0 + 1'h1;
-  assign \$73  = ~ macro0__busy;
-  assign \$74  = \$124  & \$73 ;
-  assign \$75  = stall_c0 + 1'h1;
-  assign \$76  = wload_c0 + 1'h1;
-  assign \$77  = ~ busy;
-  assign \$78  = \start$182  & \$77 ;
-  assign \$79  = busy & macro1__busy;
-  assign \$80  = busy_c1 + 1'h1;
-  assign \$81  = ~ macro1__busy;
-  assign \$82  = \$125  & \$81 ;
-  assign \$83  = stall_c1 + 1'h1;
-  assign \$84  = wload_c1 + 1'h1;
-  assign \$85  = csr_hit & wr;
-  assign \$86  = wb__adr[4:0] == 3'h4;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = ~ wb__we;
-  assign \$89  = csr_hit & \$88 ;
-  always @(posedge clk)
-    trace_n <= \$98 ;
-  always @(posedge clk)
-    pc <= \$99 ;
-  always @(posedge clk)
-    pf_valid <= \$100 ;
-  always @(posedge clk)
-    cycles <= \$101 ;
-  always @(posedge clk)
-    load_cycles <= \$102 ;
-  always @(posedge clk)
-    busy <= \$103 ;
-  always @(posedge clk)
-    done <= \$104 ;
-  always @(posedge clk)
-    error <= \$105 ;
-  always @(posedge clk)
-    ctrl_state <= \$106 ;
-  always @(posedge clk)
-    ir <= \$107 ;
-  always @(posedge clk)
-    busy_c0 <= \$108 ;
-  always @(posedge clk)
-    stall_c0 <= \$109 ;
-  always @(posedge clk)
-    wload_c0 <= \$110 ;
-  always @(posedge clk)
-    busy_c1 <= \$111 ;
-  always @(posedge clk)
-    stall_c1 <= \$112 ;
-  always @(posedge clk)
-    wload_c1 <= \$113 ;
-  always @(posedge clk)
-    wb__ack <= \$114 ;
-  always @(posedge clk)
-    r_region <= \$115 ;
-  always @(posedge clk)
-    imem_rsl <= \$116 ;
-  always @(posedge clk)
-    amem_rsl <= \$117 ;
-  always @(posedge clk)
-    wmem_rsl <= \$118 ;
-  always @(posedge clk)
-    pmem_rsl <= \$119 ;
-  always @(posedge clk)
-    dmem_rsl <= \$120 ;
-  always @(posedge clk)
-    trace_rsl <= \$121 ;
-  always @(posedge clk)
-    start_pc <= \$122 ;
-  always @(posedge clk)
-    csr_r <= \$123 ;
-  \isscc22_fabric.ew  ew (
-    .args(ir[260:4]),
+  assign macro0__mem_wdata = _11_;
+  assign wmem_r__data = _12_;
+  assign \port__addr$71  = \busy$72  ? act_rd__addr : a_rd__addr;
+  assign \$1  = | amem_w__en;
+  assign \$2  = \act_w__en$222  ? \act_w__addr$224  : act_w__addr;
+  assign \$3  = act_w__en ? \act_w__addr$225  : \$2 ;
+  assign amem_port__addr = \$1  ? \$signature__addr$165  : \$3 ;
+  assign \$4  = | amem_w__en;
+  assign \$5  = \act_w__en$222  ? { \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  } : { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  };
+  assign \$6  = act_w__en ? { \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  } : \$5 ;
+  assign amem_port__data = \$4  ? { wb__dat_w, wb__dat_w } : \$6 ;
+  assign \$7  = | amem_w__en;
+  assign \$8  = | { \act_w__en$233 , \act_w__en$222 , act_w__en };
+  assign \$9  = \$8  ? 2'h3 : 2'h0;
+  assign amem_port__en = \$7  ? amem_w__en : \$9 ;
+  \isscc22_fabric.ctrl  ctrl (
+    .busy(busy),
     .clk(clk),
-    .done(\done$107 ),
-    .\port$1620$0 (\$142 ),
-    .\port$1626$0 (\$143 ),
-    .\port$1632$0 (\$144 ),
-    .\port$1638$0 (\$145 ),
-    .\port$1644$0 (\$146 ),
-    .\port$1650$0 (\$147 ),
-    .\port$1656$0 (\$148 ),
-    .\port$1662$0 (\$149 ),
-    .ra_addr(ra_addr),
-    .ra_data(\rd_data$74 ),
-    .rb_addr(rpb__addr),
-    .rb_data(rb_data),
+    .done(done),
+    .engines__ew__done(engines__ew__done),
+    .engines__ew__start(\start$120 ),
+    .engines__mac__args(args),
+    .engines__mac__done(engines__mac__done),
+    .engines__mac__start(start),
+    .engines__pool__done(engines__pool__done),
+    .engines__pool__start(\start$113 ),
+    .entry(\$signature__data ),
+    .error(error),
+    .host__report(ctrl__report),
+    .host__start_pc(host__start_pc),
+    .imem_rd__addr(\port__addr$93 ),
+    .imem_rd__data(\port__data$96 [388:0]),
+    .load__ready(load__ready),
+    .load__valid(cmd__valid),
+    .loader_busy(loader_busy),
+    .macro_we(mem_we),
+    .\port$42$1513 (macro0__busy),
+    .\port$43$1513 (macro1__busy),
+    .\port$44$0 (\$18 ),
+    .\port$45$0 (\$19 ),
     .rst(rst),
-    .start(\start$114 ),
-    .w_addr(\w_addr$170 ),
-    .w_en(\w_en$168 )
+    .start(host__start),
+    .trace_w__addr(\$signature__addr ),
+    .trace_w__en(\$signature__en )
+  );
+  \isscc22_fabric.ew  ew (
+    .a_rd__addr(a_rd__addr),
+    .a_rd__data(act_rd__data),
+    .act_w__addr(act_w__addr),
+    .act_w__en(\act_w__en$233 ),
+    .args(args[256:0]),
+    .b_rd__addr(\port__addr$81 ),
+    .b_rd__data(b_rd__data),
+    .busy(engines__ew__busy),
+    .clk(clk),
+    .done(engines__ew__done),
+    .\port$1437$0 (\$36 ),
+    .\port$1443$0 (\$37 ),
+    .\port$1449$0 (\$38 ),
+    .\port$1455$0 (\$39 ),
+    .\port$1461$0 (\$40 ),
+    .\port$1467$0 (\$41 ),
+    .\port$1473$0 (\$42 ),
+    .\port$1479$0 (\$43 ),
+    .rst(rst),
+    .start(\start$120 )
+  );
+  \isscc22_fabric.host  host (
+    .amem_r__addr(\$signature__addr$165 ),
+    .amem_r__data(amem_r__data),
+    .amem_w__en(amem_w__en),
+    .clk(clk),
+    .ctrl__report(ctrl__report),
+    .ctrl__start(host__start),
+    .ctrl__start_pc(host__start_pc),
+    .dat(wb__dat_r),
+    .dmem_r__addr(\$signature__addr$183 ),
+    .dmem_r__data(dmem_r__data),
+    .dmem_w__en(\$signature__en$217 ),
+    .imem_r__addr(\$signature__addr$159 ),
+    .imem_r__data(imem_r__data),
+    .imem_w__en(\$signature__en$199 ),
+    .pmem_r__addr(\$signature__addr$177 ),
+    .pmem_r__data(pmem_r__data),
+    .pmem_w__en(\$signature__en$211 ),
+    .rst(rst),
+    .trace_r__addr(\$signature__addr$189 ),
+    .trace_r__data(trace_r__data),
+    .wb__ack(wb__ack),
+    .wb__adr(wb__adr),
+    .wb__cyc(wb__cyc),
+    .wb__dat_w(wb__dat_w),
+    .wb__sel(wb__sel),
+    .wb__stb(wb__stb),
+    .wb__we(wb__we),
+    .wmem_r__addr(\$signature__addr$171 ),
+    .wmem_r__data(wmem_r__data),
+    .wmem_w__en(\$signature__en$205 )
   );
   \isscc22_fabric.loader  loader (
-    .busy(\busy$111 ),
+    .busy(loader_busy),
     .clk(clk),
-    .cmd_ready(cmd_ready),
+    .cmd__ready(load__ready),
     .mem_page(macro0__mem_page),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
     .mem_we(mem_we),
     .rst(rst),
-    .w_addr(wp__addr),
-    .w_data(ir[40:4]),
-    .w_en(cmd_valid)
+    .w_data(args[36:0]),
+    .w_en(cmd__valid),
+    .w_rd__addr(\port__addr$87 )
   );
   \isscc22_fabric.mac  mac (
-    .args(ir[388:4]),
+    .act_rd__0__addr(port__addr),
+    .act_rd__0__en(port__en),
+    .act_rd__1__addr(\port__addr$55 ),
+    .act_rd__1__en(\port__en$59 ),
+    .act_rd__data(act_rd__0__data),
+    .\act_rd__data$15 (act_rd__1__data),
+    .act_w__addr(\act_w__addr$225 ),
+    .act_w__en(act_w__en),
+    .args(args),
+    .busy(engines__mac__busy),
     .clk(clk),
-    .desc(dp__data[71:0]),
-    .\desc$238 (\dp__data$64 [71:0]),
-    .desc_addr(dp__addr),
-    .\desc_addr$239 (\dp__addr$61 ),
-    .finished(\done$105 ),
+    .desc_rd__0__addr(\port__addr$37 ),
+    .desc_rd__1__addr(\port__addr$61 ),
+    .desc_rd__data(\port__data$40 [71:0]),
+    .\desc_rd__data$21 (\port__data$64 [71:0]),
+    .finished(engines__mac__done),
     .op__0__payload(macro0__op__payload),
     .op__0__ready(op__0__ready),
     .op__0__valid(macro0__op__valid),
     .op__1__payload(macro1__op__payload),
     .op__1__ready(op__1__ready),
     .op__1__valid(macro1__op__valid),
-    .p_addr(pp__addr),
-    .p_data(p_data),
-    .\port$227$0 (\$124 ),
-    .\port$228$0 (\$125 ),
-    .\port$418$0 (\$126 ),
-    .\port$423$0 (\$127 ),
-    .\port$428$0 (\$128 ),
-    .\port$433$0 (\$129 ),
-    .\port$438$0 (\$130 ),
-    .\port$443$0 (\$131 ),
-    .\port$448$0 (\$132 ),
-    .\port$453$0 (\$133 ),
-    .rd_addr(rp__addr),
-    .\rd_addr$240 (\rp__addr$55 ),
-    .rd_data(rd_data),
-    .\rd_data$242 (\rd_data$59 ),
-    .rd_en(rp__en),
-    .\rd_en$241 (\rp__en$57 ),
+    .param_rd__addr(\port__addr$65 ),
+    .param_rd__data(param_rd__data),
+    .\port$235$0 (\$20 ),
+    .\port$240$0 (\$21 ),
+    .\port$245$0 (\$22 ),
+    .\port$250$0 (\$23 ),
+    .\port$255$0 (\$24 ),
+    .\port$260$0 (\$25 ),
+    .\port$265$0 (\$26 ),
+    .\port$270$0 (\$27 ),
+    .\port$44$0 (\$18 ),
+    .\port$45$0 (\$19 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_y__0(res_y__0),
     .res_y__1(res_y__1),
     .rst(rst),
-    .start(start),
-    .w_addr(\w_addr$172 ),
-    .\w_en$209 (w_en)
+    .start(start)
   );
   isscc22_cim_macro macro0 (
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$90 ),
+    .mem_rdata(\$10 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -13124,9 +13086,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$91 ),
-    .res_pop(\$92 ),
-    .res_total(\$93 ),
+    .res_bits(\$11 ),
+    .res_pop(\$12 ),
+    .res_total(\$13 ),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
     .rst(rst)
@@ -13135,7 +13097,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$94 ),
+    .mem_rdata(\$14 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -13143,672 +13105,33 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$95 ),
-    .res_pop(\$96 ),
-    .res_total(\$97 ),
+    .res_bits(\$15 ),
+    .res_pop(\$16 ),
+    .res_total(\$17 ),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
     .rst(rst)
   );
   \isscc22_fabric.pool  pool (
-    .args(ir[187:4]),
-    .busy(\busy$70 ),
+    .act_rd__addr(act_rd__addr),
+    .act_rd__data(act_rd__data),
+    .act_w__addr(\act_w__addr$224 ),
+    .act_w__en(\act_w__en$222 ),
+    .args(args[183:0]),
+    .busy(\busy$72 ),
     .clk(clk),
-    .done(\done$106 ),
-    .\port$1278$0 (\$134 ),
-    .\port$1279$0 (\$135 ),
-    .\port$1280$0 (\$136 ),
-    .\port$1281$0 (\$137 ),
-    .\port$1282$0 (\$138 ),
-    .\port$1283$0 (\$139 ),
-    .\port$1284$0 (\$140 ),
-    .\port$1285$0 (\$141 ),
-    .rd_addr(\rd_addr$72 ),
-    .rd_data(\rd_data$74 ),
+    .done(engines__pool__done),
+    .\port$1095$0 (\$28 ),
+    .\port$1096$0 (\$29 ),
+    .\port$1097$0 (\$30 ),
+    .\port$1098$0 (\$31 ),
+    .\port$1099$0 (\$32 ),
+    .\port$1100$0 (\$33 ),
+    .\port$1101$0 (\$34 ),
+    .\port$1102$0 (\$35 ),
     .rst(rst),
-    .start(\start$113 ),
-    .w_addr(\w_addr$171 ),
-    .w_en(\w_en$167 )
+    .start(\start$113 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_exec = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          in_exec = 1'h1;
-      3'h4:
-          in_exec = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    retire = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                retire = 1'h1;
-            4'h1:
-                if (cmd_ready) begin
-                  retire = 1'h1;
-                end
-            4'h2:
-                if (\$5 ) begin
-                  retire = 1'h1;
-                end
-          endcase
-      3'h4:
-          if (engine_done) begin
-            retire = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    cmd_valid = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                cmd_valid = 1'h1;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    start = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                start = \$6 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$113  = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                \start$113  = \$7 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$114  = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                \start$114  = \$8 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$182  = 1'h0;
-    if (\$49 ) begin
-      \start$182  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    wb__dat_r = 32'd0;
-    casez (r_region)
-      3'h0:
-          wb__dat_r = csr_r;
-      3'h1:
-          wb__dat_r = \$50 ;
-      3'h2:
-          wb__dat_r = \$51 ;
-      3'h3:
-          wb__dat_r = \$52 ;
-      3'h4:
-          wb__dat_r = \$53 ;
-      3'h5:
-          wb__dat_r = \$54 ;
-      3'h6:
-          wb__dat_r = \$55 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = trace_n;
-    if (retire) begin
-      \$98  = \$61 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$98  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$98  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = pc;
-    if (retire) begin
-      \$99  = \$62 [15:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$99  = start_pc;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$99  = pc;
-          endcase
-    endcase
-    if (rst) begin
-      \$99  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = \$64 ;
-    if (rst) begin
-      \$100  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = cycles;
-    if (busy) begin
-      \$101  = \$65 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$101  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$101  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = load_cycles;
-    if (\$66 ) begin
-      \$102  = \$67 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$102  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$102  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = busy;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$103  = 1'h1;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                \$103  = 1'h0;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$103  = 1'h0;
-          endcase
-    endcase
-    if (rst) begin
-      \$103  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = done;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$104  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$104  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$104  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = error;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$105  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$105  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$105  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = ctrl_state;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$106  = 3'h1;
-          end
-      3'h1:
-          \$106  = 3'h2;
-      3'h2:
-          \$106  = 3'h3;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                \$106  = 3'h0;
-            4'h1:
-                if (cmd_ready) begin
-                  (* full_case = 32'd1 *)
-                  if (pf_valid) begin
-                    \$106  = 3'h3;
-                  end else begin
-                    \$106  = 3'h2;
-                  end
-                end
-            4'h2:
-                if (\$68 ) begin
-                  (* full_case = 32'd1 *)
-                  if (pf_valid) begin
-                    \$106  = 3'h3;
-                  end else begin
-                    \$106  = 3'h2;
-                  end
-                end
-            4'h3, 4'h4, 4'h5:
-                \$106  = 3'h4;
-            default:
-                \$106  = 3'h0;
-          endcase
-      3'h4:
-          if (engine_done) begin
-            (* full_case = 32'd1 *)
-            if (pf_valid) begin
-              \$106  = 3'h3;
-            end else begin
-              \$106  = 3'h2;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$106  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = ir;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$107  = fp__data[388:0];
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                if (cmd_ready) begin
-                  if (pf_valid) begin
-                    \$107  = fp__data[388:0];
-                  end
-                end
-            4'h2:
-                if (\$68 ) begin
-                  if (pf_valid) begin
-                    \$107  = fp__data[388:0];
-                  end
-                end
-          endcase
-      3'h4:
-          if (engine_done) begin
-            if (pf_valid) begin
-              \$107  = fp__data[388:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$107  = 389'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = busy_c0;
-    (* full_case = 32'd1 *)
-    if (\$70 ) begin
-      \$108  = 32'd0;
-    end else begin
-      if (\$71 ) begin
-        \$108  = \$72 [31:0];
-      end
-    end
-    if (rst) begin
-      \$108  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = stall_c0;
-    (* full_case = 32'd1 *)
-    if (\$70 ) begin
-      \$109  = 32'd0;
-    end else begin
-      if (\$74 ) begin
-        \$109  = \$75 [31:0];
-      end
-    end
-    if (rst) begin
-      \$109  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = wload_c0;
-    (* full_case = 32'd1 *)
-    if (\$70 ) begin
-      \$110  = 32'd0;
-    end else begin
-      if (mem_we[0]) begin
-        \$110  = \$76 [31:0];
-      end
-    end
-    if (rst) begin
-      \$110  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = busy_c1;
-    (* full_case = 32'd1 *)
-    if (\$78 ) begin
-      \$111  = 32'd0;
-    end else begin
-      if (\$79 ) begin
-        \$111  = \$80 [31:0];
-      end
-    end
-    if (rst) begin
-      \$111  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = stall_c1;
-    (* full_case = 32'd1 *)
-    if (\$78 ) begin
-      \$112  = 32'd0;
-    end else begin
-      if (\$82 ) begin
-        \$112  = \$83 [31:0];
-      end
-    end
-    if (rst) begin
-      \$112  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = wload_c1;
-    (* full_case = 32'd1 *)
-    if (\$78 ) begin
-      \$113  = 32'd0;
-    end else begin
-      if (mem_we[1]) begin
-        \$113  = \$84 [31:0];
-      end
-    end
-    if (rst) begin
-      \$113  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = req;
-    if (rst) begin
-      \$114  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = r_region;
-    if (req) begin
-      \$115  = wb__adr[16:14];
-    end
-    if (rst) begin
-      \$115  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = imem_rsl;
-    if (req) begin
-      \$116  = wb__adr[3:0];
-    end
-    if (rst) begin
-      \$116  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = amem_rsl;
-    if (req) begin
-      \$117  = wb__adr[0];
-    end
-    if (rst) begin
-      \$117  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$118  = wmem_rsl;
-    if (req) begin
-      \$118  = wb__adr[0];
-    end
-    if (rst) begin
-      \$118  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$119  = pmem_rsl;
-    if (req) begin
-      \$119  = wb__adr[4:0];
-    end
-    if (rst) begin
-      \$119  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$120  = dmem_rsl;
-    if (req) begin
-      \$120  = wb__adr[1:0];
-    end
-    if (rst) begin
-      \$120  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$121  = trace_rsl;
-    if (req) begin
-      \$121  = wb__adr[0];
-    end
-    if (rst) begin
-      \$121  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$122  = start_pc;
-    if (\$87 ) begin
-      \$122  = wb__dat_w[15:0];
-    end
-    if (rst) begin
-      \$122  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = csr_r;
-    if (\$89 ) begin
-      (* full_case = 32'd1 *)
-      casez (wb__adr[4:0])
-        5'h00:
-            \$123  = 32'd1128877382;
-        5'h02:
-            \$123  = { 28'h0000000, \busy$111 , error, done, busy };
-        5'h03:
-            \$123  = { 16'h0000, pc };
-        5'h04:
-            \$123  = { 16'h0000, start_pc };
-        5'h05:
-            \$123  = cycles;
-        5'h06:
-            \$123  = load_cycles;
-        5'h07:
-            \$123  = trace_n;
-        5'h08:
-            \$123  = { 28'h0000000, ir[3:0] };
-        5'h09:
-            \$123  = 32'd8;
-        5'h0a:
-            \$123  = 32'd2;
-        5'h10:
-            \$123  = busy_c0;
-        5'h11:
-            \$123  = stall_c0;
-        5'h12:
-            \$123  = wload_c0;
-        5'h14:
-            \$123  = busy_c1;
-        5'h15:
-            \$123  = stall_c1;
-        5'h16:
-            \$123  = wload_c1;
-        default:
-            \$123  = 32'd0;
-      endcase
-    end
-    if (rst) begin
-      \$123  = 32'd0;
-    end
-  end
   assign op__0__payload = macro0__op__payload;
   assign macro0__op__ready = op__0__ready;
   assign op__0__valid = macro0__op__valid;
@@ -13818,11 +13141,11 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign mem_page = macro0__mem_page;
   assign mem_row = macro0__mem_row;
   assign mem_wdata = macro0__mem_wdata;
-  assign rd_addr = rp__addr;
-  assign rd_en = rp__en;
-  assign rp__data = rd_data;
-  assign desc_addr = dp__addr;
-  assign desc = dp__data[71:0];
+  assign act_rd__0__addr = port__addr;
+  assign port__data = act_rd__0__data;
+  assign act_rd__0__en = port__en;
+  assign desc_rd__0__addr = \port__addr$37 ;
+  assign desc_rd__0__data = \port__data$40 [71:0];
   assign op__1__payload = macro1__op__payload;
   assign macro1__op__ready = op__1__ready;
   assign op__1__valid = macro1__op__valid;
@@ -13832,72 +13155,121 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign \rd_addr$56  = \rp__addr$55 ;
-  assign \rd_en$58  = \rp__en$57 ;
-  assign \rp__data$60  = \rd_data$59 ;
-  assign \desc_addr$62  = \dp__addr$61 ;
-  assign \desc$63  = \dp__data$64 [71:0];
-  assign p_addr = pp__addr;
-  assign pp__data = p_data;
-  assign rpa__en = 1'h1;
-  assign rpa__data = \rd_data$74 ;
-  assign ra_data = \rd_data$74 ;
-  assign rb_addr = rpb__addr;
-  assign rpb__en = 1'h1;
-  assign rpb__data = rb_data;
-  assign w_addr = wp__addr;
-  assign w_data = macro0__mem_wdata;
-  assign wp__data = macro0__mem_wdata;
-  assign fp__addr = \$2 [9:0];
-  assign args = ir[388:4];
-  assign \args$91  = ir[187:4];
-  assign \args$92  = ir[260:4];
-  assign cmd = ir[40:4];
-  assign tw__addr = trace_n[9:0];
-  assign tw__data = entry;
-  assign running = busy;
-  assign \done$102  = done;
-  assign \error$103  = error;
-  assign ack = wb__ack;
-  assign region = wb__adr[16:14];
-  assign off = wb__adr[13:0];
-  assign imem_hslice = wb__adr[3:0];
-  assign \$signature__addr  = imem_hword[9:0];
-  assign \$signature__data  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en  = \$17 [12:0];
-  assign wmem_hslice = wb__adr[0];
-  assign \$signature__addr$129  = wmem_hword[9:0];
-  assign \$signature__data$130  = { wb__dat_w, wb__dat_w };
-  assign \$signature__en$131  = \$22 [1:0];
-  assign pmem_hslice = wb__adr[4:0];
-  assign \$signature__addr$135  = pmem_hword[5:0];
-  assign \$signature__data$136  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$137  = \$27 [23:0];
-  assign dmem_hslice = wb__adr[1:0];
-  assign \$signature__addr$141  = dmem_hword[5:0];
-  assign \$signature__data$142  = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$143  = \$32 [2:0];
-  assign \imem_hslice$145  = wb__adr[3:0];
-  assign \rp__addr$146  = \imem_hword$144 [9:0];
-  assign amem_hslice = wb__adr[0];
-  assign \rp__addr$149  = amem_hword[11:0];
-  assign \wmem_hslice$151  = wb__adr[0];
-  assign \rp__addr$152  = \wmem_hword$150 [9:0];
-  assign \pmem_hslice$154  = wb__adr[4:0];
-  assign \rp__addr$155  = \pmem_hword$153 [5:0];
-  assign \dmem_hslice$157  = wb__adr[1:0];
-  assign \rp__addr$158  = \dmem_hword$156 [5:0];
-  assign trace_hslice = wb__adr[0];
-  assign \rp__addr$161  = trace_hword[9:0];
-  assign \amem_hslice$163  = wb__adr[0];
-  assign \w_data$174  = { \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142  };
-  assign \w_data$175  = { \$141 , \$140 , \$139 , \$138 , \$137 , \$136 , \$135 , \$134  };
-  assign \w_data$176  = { \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126  };
-  assign \$signature__addr$177  = \$39 [11:0];
-  assign \$signature__en$179  = \$42 [1:0];
-  assign csr_idx = wb__adr[4:0];
-  assign dat = wb__dat_r;
-  assign unit_en = { \$125 , \$124  };
+  assign act_rd__1__addr = \port__addr$55 ;
+  assign \port__data$58  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$59 ;
+  assign desc_rd__1__addr = \port__addr$61 ;
+  assign desc_rd__1__data = \port__data$64 [71:0];
+  assign param_rd__addr = \port__addr$65 ;
+  assign \port__data$68  = param_rd__data;
+  assign \port__en$69  = 1'h1;
+  assign param_rd__en = 1'h1;
+  assign a_rd__en = 1'h1;
+  assign act_rd__en = 1'h1;
+  assign \port__data$79  = act_rd__data;
+  assign a_rd__data = act_rd__data;
+  assign b_rd__addr = \port__addr$81 ;
+  assign \port__en$83  = 1'h1;
+  assign b_rd__en = 1'h1;
+  assign \port__data$86  = b_rd__data;
+  assign w_rd__addr = \port__addr$87 ;
+  assign w_rd__data = macro0__mem_wdata;
+  assign \port__data$90  = macro0__mem_wdata;
+  assign \port__en$91  = 1'h1;
+  assign w_rd__en = 1'h1;
+  assign imem_rd__addr = \port__addr$93 ;
+  assign imem_rd__data = \port__data$96 [388:0];
+  assign \port__en$97  = 1'h1;
+  assign imem_rd__en = 1'h1;
+  assign trace_w__addr = \$signature__addr ;
+  assign trace_w__data = \$signature__data ;
+  assign trace_w__en = \$signature__en ;
+  assign engines__mac__start = start;
+  assign engines__mac__args = args;
+  assign \busy$110  = engines__mac__busy;
+  assign \done$112  = engines__mac__done;
+  assign engines__pool__start = \start$113 ;
+  assign \args$115  = args[183:0];
+  assign engines__pool__args = args[183:0];
+  assign engines__pool__busy = \busy$72 ;
+  assign \done$119  = engines__pool__done;
+  assign engines__ew__start = \start$120 ;
+  assign \args$122  = args[256:0];
+  assign engines__ew__args = args[256:0];
+  assign \busy$125  = engines__ew__busy;
+  assign \done$127  = engines__ew__done;
+  assign cmd__payload = args[36:0];
+  assign load__payload = args[36:0];
+  assign cmd__ready = load__ready;
+  assign load__valid = cmd__valid;
+  assign \busy$135  = loader_busy;
+  assign macro_we = mem_we;
+  assign unit_en = { \$19 , \$18  };
+  assign \unit_en$138  = { \$19 , \$18  };
+  assign macro_busy = { macro1__busy, macro0__busy };
+  assign host__report = ctrl__report;
+  assign ctrl__start = host__start;
+  assign ctrl__start_pc = host__start_pc;
+  assign \busy$148  = busy;
+  assign \done$149  = done;
+  assign \error$150  = error;
+  assign \wb__ack$151  = wb__ack;
+  assign \wb__adr$152  = wb__adr;
+  assign \wb__cyc$153  = wb__cyc;
+  assign \wb__dat_r$154  = wb__dat_r;
+  assign \wb__dat_w$155  = wb__dat_w;
+  assign \wb__sel$156  = wb__sel;
+  assign \wb__stb$157  = wb__stb;
+  assign \wb__we$158  = wb__we;
+  assign imem_r__addr = \$signature__addr$159 ;
+  assign \$signature__data$162  = imem_r__data;
+  assign \$signature__en$163  = 1'h1;
+  assign imem_r__en = 1'h1;
+  assign amem_r__addr = \$signature__addr$165 ;
+  assign \$signature__data$168  = amem_r__data;
+  assign \$signature__en$169  = 1'h1;
+  assign amem_r__en = 1'h1;
+  assign wmem_r__addr = \$signature__addr$171 ;
+  assign \$signature__data$174  = wmem_r__data;
+  assign \$signature__en$175  = 1'h1;
+  assign wmem_r__en = 1'h1;
+  assign pmem_r__addr = \$signature__addr$177 ;
+  assign \$signature__data$180  = pmem_r__data;
+  assign \$signature__en$181  = 1'h1;
+  assign pmem_r__en = 1'h1;
+  assign dmem_r__addr = \$signature__addr$183 ;
+  assign \$signature__data$186  = dmem_r__data;
+  assign \$signature__en$187  = 1'h1;
+  assign dmem_r__en = 1'h1;
+  assign trace_r__addr = \$signature__addr$189 ;
+  assign \$signature__data$192  = trace_r__data;
+  assign \$signature__en$193  = 1'h1;
+  assign trace_r__en = 1'h1;
+  assign \$signature__addr$195  = \$signature__addr$159 ;
+  assign imem_w__addr = \$signature__addr$159 ;
+  assign \$signature__data$197  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$199 ;
+  assign \$signature__addr$201  = \$signature__addr$171 ;
+  assign wmem_w__addr = \$signature__addr$171 ;
+  assign \$signature__data$203  = { wb__dat_w, wb__dat_w };
+  assign wmem_w__data = { wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$205 ;
+  assign \$signature__addr$207  = \$signature__addr$177 ;
+  assign pmem_w__addr = \$signature__addr$177 ;
+  assign \$signature__data$209  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$211 ;
+  assign \$signature__addr$213  = \$signature__addr$183 ;
+  assign dmem_w__addr = \$signature__addr$183 ;
+  assign \$signature__data$215  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign dmem_w__en = \$signature__en$217 ;
+  assign amem_w__addr = \$signature__addr$165 ;
+  assign act_w__data = { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  };
+  assign \act_w__data$229  = { \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
+  assign \act_w__data$230  = { \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  };
+  assign amem_w__data = { wb__dat_w, wb__dat_w };
   assign \macro0__op__payload.mode  = macro0__op__payload[0];
   assign \macro0__op__payload.page  = macro0__op__payload[4:1];
   assign \macro0__op__payload.row  = macro0__op__payload[9:5];
@@ -14112,13 +13484,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro0__res_y[61]  = res_y__0[1301:1281];
   assign \macro0__res_y[62]  = res_y__0[1322:1302];
   assign \macro0__res_y[63]  = res_y__0[1343:1323];
-  assign \desc.ky0  = dp__data[7:0];
-  assign \desc.kx0  = dp__data[15:8];
-  assign \desc.dy0  = dp__data[27:16];
-  assign \desc.dx0  = dp__data[39:28];
-  assign \desc.c0  = dp__data[51:40];
-  assign \desc.elems  = dp__data[57:52];
-  assign \desc.off0  = dp__data[71:58];
+  assign \desc_rd__0__data.ky0  = \port__data$40 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$40 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$40 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$40 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$40 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$40 [57:52];
+  assign \desc_rd__0__data.off0  = \port__data$40 [71:58];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[4:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:5];
@@ -14333,103 +13705,1480 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro1__res_y[61]  = res_y__1[1301:1281];
   assign \macro1__res_y[62]  = res_y__1[1322:1302];
   assign \macro1__res_y[63]  = res_y__1[1343:1323];
-  assign \desc$63.ky0  = \dp__data$64 [7:0];
-  assign \desc$63.kx0  = \dp__data$64 [15:8];
-  assign \desc$63.dy0  = \dp__data$64 [27:16];
-  assign \desc$63.dx0  = \dp__data$64 [39:28];
-  assign \desc$63.c0  = \dp__data$64 [51:40];
-  assign \desc$63.elems  = \dp__data$64 [57:52];
-  assign \desc$63.off0  = \dp__data$64 [71:58];
-  assign \p_data[0]  = p_data[95:0];
-  assign \p_data[0].bias  = p_data[31:0];
-  assign \p_data[0].mult  = p_data[63:32];
-  assign \p_data[0].shift  = p_data[71:64];
-  assign \p_data[0]._pad  = p_data[95:72];
-  assign \p_data[1]  = p_data[191:96];
-  assign \p_data[1].bias  = p_data[127:96];
-  assign \p_data[1].mult  = p_data[159:128];
-  assign \p_data[1].shift  = p_data[167:160];
-  assign \p_data[1]._pad  = p_data[191:168];
-  assign \p_data[2]  = p_data[287:192];
-  assign \p_data[2].bias  = p_data[223:192];
-  assign \p_data[2].mult  = p_data[255:224];
-  assign \p_data[2].shift  = p_data[263:256];
-  assign \p_data[2]._pad  = p_data[287:264];
-  assign \p_data[3]  = p_data[383:288];
-  assign \p_data[3].bias  = p_data[319:288];
-  assign \p_data[3].mult  = p_data[351:320];
-  assign \p_data[3].shift  = p_data[359:352];
-  assign \p_data[3]._pad  = p_data[383:360];
-  assign \p_data[4]  = p_data[479:384];
-  assign \p_data[4].bias  = p_data[415:384];
-  assign \p_data[4].mult  = p_data[447:416];
-  assign \p_data[4].shift  = p_data[455:448];
-  assign \p_data[4]._pad  = p_data[479:456];
-  assign \p_data[5]  = p_data[575:480];
-  assign \p_data[5].bias  = p_data[511:480];
-  assign \p_data[5].mult  = p_data[543:512];
-  assign \p_data[5].shift  = p_data[551:544];
-  assign \p_data[5]._pad  = p_data[575:552];
-  assign \p_data[6]  = p_data[671:576];
-  assign \p_data[6].bias  = p_data[607:576];
-  assign \p_data[6].mult  = p_data[639:608];
-  assign \p_data[6].shift  = p_data[647:640];
-  assign \p_data[6]._pad  = p_data[671:648];
-  assign \p_data[7]  = p_data[767:672];
-  assign \p_data[7].bias  = p_data[703:672];
-  assign \p_data[7].mult  = p_data[735:704];
-  assign \p_data[7].shift  = p_data[743:736];
-  assign \p_data[7]._pad  = p_data[767:744];
-  assign \args.in_h  = ir[11:4];
-  assign \args.in_w  = ir[19:12];
-  assign \args.in_cw  = ir[27:20];
-  assign \args.cin  = ir[39:28];
-  assign \args.kh  = ir[47:40];
-  assign \args.kw  = ir[55:48];
-  assign \args.dh  = ir[59:56];
-  assign \args.dw  = ir[63:60];
-  assign \args.sh  = ir[67:64];
-  assign \args.sw  = ir[71:68];
-  assign \args.pt  = ir[75:72];
-  assign \args.pl  = ir[79:76];
-  assign \args.ow  = ir[87:80];
-  assign \args.oh  = ir[95:88];
-  assign \args.npos  = ir[111:96];
-  assign \args.pos0  = ir[125:112];
-  assign \args.kx_inc  = ir[139:126];
-  assign \args.ky_inc  = ir[153:140];
-  assign \args.pos_ux  = ir[167:154];
-  assign \args.pos_wrap  = ir[181:168];
-  assign \args.pos_bstep  = ir[195:182];
-  assign \args.bq  = ir[203:196];
-  assign \args.br  = ir[211:204];
-  assign \args.img_delta  = ir[225:212];
-  assign \args.img_bstep  = ir[239:226];
-  assign \args.desc_base  = ir[245:240];
-  assign \args.kt  = ir[253:246];
-  assign \args.nt  = ir[261:254];
-  assign \args.kr  = ir[269:262];
-  assign \args.nr  = ir[277:270];
-  assign \args.b  = ir[284:278];
-  assign \args.ki  = ir[291:285];
-  assign \args.no  = ir[298:292];
-  assign \args.groups  = ir[306:299];
-  assign \args.role_base  = ir[312:307];
-  assign \args.page_base  = ir[316:313];
-  assign \args.out_base  = ir[328:317];
-  assign \args.out_cw  = ir[336:329];
-  assign \args.param_base  = ir[342:337];
-  assign \args.zp_in  = ir[350:343];
-  assign \args.zp_out  = ir[360:351];
-  assign \args.act_min  = ir[370:361];
-  assign \args.act_max  = ir[380:371];
-  assign \args.ab_m1  = ir[383:381];
-  assign \args.wb_log2  = ir[385:384];
-  assign \args.x_signed  = ir[386];
-  assign \args.w_signed  = ir[387];
-  assign \args.rowpack  = ir[388];
+  assign \desc_rd__1__data.ky0  = \port__data$64 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$64 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$64 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$64 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$64 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$64 [57:52];
+  assign \desc_rd__1__data.off0  = \port__data$64 [71:58];
+  assign \param_rd__data[0]  = param_rd__data[95:0];
+  assign \param_rd__data[0].bias  = param_rd__data[31:0];
+  assign \param_rd__data[0].mult  = param_rd__data[63:32];
+  assign \param_rd__data[0].shift  = param_rd__data[71:64];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[1]  = param_rd__data[191:96];
+  assign \param_rd__data[1].bias  = param_rd__data[127:96];
+  assign \param_rd__data[1].mult  = param_rd__data[159:128];
+  assign \param_rd__data[1].shift  = param_rd__data[167:160];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
+  assign \param_rd__data[2]  = param_rd__data[287:192];
+  assign \param_rd__data[2].bias  = param_rd__data[223:192];
+  assign \param_rd__data[2].mult  = param_rd__data[255:224];
+  assign \param_rd__data[2].shift  = param_rd__data[263:256];
+  assign \param_rd__data[2]._pad  = param_rd__data[287:264];
+  assign \param_rd__data[3]  = param_rd__data[383:288];
+  assign \param_rd__data[3].bias  = param_rd__data[319:288];
+  assign \param_rd__data[3].mult  = param_rd__data[351:320];
+  assign \param_rd__data[3].shift  = param_rd__data[359:352];
+  assign \param_rd__data[3]._pad  = param_rd__data[383:360];
+  assign \param_rd__data[4]  = param_rd__data[479:384];
+  assign \param_rd__data[4].bias  = param_rd__data[415:384];
+  assign \param_rd__data[4].mult  = param_rd__data[447:416];
+  assign \param_rd__data[4].shift  = param_rd__data[455:448];
+  assign \param_rd__data[4]._pad  = param_rd__data[479:456];
+  assign \param_rd__data[5]  = param_rd__data[575:480];
+  assign \param_rd__data[5].bias  = param_rd__data[511:480];
+  assign \param_rd__data[5].mult  = param_rd__data[543:512];
+  assign \param_rd__data[5].shift  = param_rd__data[551:544];
+  assign \param_rd__data[5]._pad  = param_rd__data[575:552];
+  assign \param_rd__data[6]  = param_rd__data[671:576];
+  assign \param_rd__data[6].bias  = param_rd__data[607:576];
+  assign \param_rd__data[6].mult  = param_rd__data[639:608];
+  assign \param_rd__data[6].shift  = param_rd__data[647:640];
+  assign \param_rd__data[6]._pad  = param_rd__data[671:648];
+  assign \param_rd__data[7]  = param_rd__data[767:672];
+  assign \param_rd__data[7].bias  = param_rd__data[703:672];
+  assign \param_rd__data[7].mult  = param_rd__data[735:704];
+  assign \param_rd__data[7].shift  = param_rd__data[743:736];
+  assign \param_rd__data[7]._pad  = param_rd__data[767:744];
+  assign \imem_rd__data.op  = \port__data$96 [3:0];
+  assign \imem_rd__data.args  = \port__data$96 [388:4];
+  assign \imem_rd__data.args.load  = \port__data$96 [40:4];
+  assign \imem_rd__data.args.load.src  = \port__data$96 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$96 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$96 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$96 [35:32];
+  assign \imem_rd__data.args.load.row0  = \port__data$96 [40:36];
+  assign \imem_rd__data.args.mac  = \port__data$96 [388:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$96 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$96 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$96 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$96 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$96 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$96 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$96 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$96 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$96 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$96 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$96 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$96 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$96 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$96 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$96 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$96 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$96 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$96 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$96 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$96 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$96 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$96 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$96 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$96 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$96 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$96 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$96 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$96 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$96 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$96 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$96 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$96 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$96 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$96 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$96 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$96 [316:313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$96 [328:317];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$96 [336:329];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$96 [342:337];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$96 [350:343];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$96 [360:351];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$96 [370:361];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$96 [380:371];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$96 [383:381];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$96 [385:384];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$96 [386];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$96 [387];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$96 [388];
+  assign \imem_rd__data.args.pool  = \port__data$96 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$96 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$96 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$96 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$96 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$96 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$96 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$96 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$96 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$96 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$96 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$96 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$96 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$96 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$96 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$96 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$96 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$96 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$96 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$96 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$96 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$96 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$96 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$96 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$96 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$96 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$96 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$96 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$96 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$96 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$96 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$96 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$96 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$96 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$96 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$96 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$96 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$96 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$96 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$96 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$96 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$96 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$96 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$96 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$96 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$96 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$96 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$96 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$96 [260:251];
+  assign \trace_w__data.cycle  = \$signature__data [31:0];
+  assign \trace_w__data.pc  = \$signature__data [47:32];
+  assign \trace_w__data.op  = \$signature__data [51:48];
+  assign \trace_w__data._pad  = \$signature__data [63:52];
+  assign \args.in_h  = args[7:0];
+  assign \args.in_w  = args[15:8];
+  assign \args.in_cw  = args[23:16];
+  assign \args.cin  = args[35:24];
+  assign \args.kh  = args[43:36];
+  assign \args.kw  = args[51:44];
+  assign \args.dh  = args[55:52];
+  assign \args.dw  = args[59:56];
+  assign \args.sh  = args[63:60];
+  assign \args.sw  = args[67:64];
+  assign \args.pt  = args[71:68];
+  assign \args.pl  = args[75:72];
+  assign \args.ow  = args[83:76];
+  assign \args.oh  = args[91:84];
+  assign \args.npos  = args[107:92];
+  assign \args.pos0  = args[121:108];
+  assign \args.kx_inc  = args[135:122];
+  assign \args.ky_inc  = args[149:136];
+  assign \args.pos_ux  = args[163:150];
+  assign \args.pos_wrap  = args[177:164];
+  assign \args.pos_bstep  = args[191:178];
+  assign \args.bq  = args[199:192];
+  assign \args.br  = args[207:200];
+  assign \args.img_delta  = args[221:208];
+  assign \args.img_bstep  = args[235:222];
+  assign \args.desc_base  = args[241:236];
+  assign \args.kt  = args[249:242];
+  assign \args.nt  = args[257:250];
+  assign \args.kr  = args[265:258];
+  assign \args.nr  = args[273:266];
+  assign \args.b  = args[280:274];
+  assign \args.ki  = args[287:281];
+  assign \args.no  = args[294:288];
+  assign \args.groups  = args[302:295];
+  assign \args.role_base  = args[308:303];
+  assign \args.page_base  = args[312:309];
+  assign \args.out_base  = args[324:313];
+  assign \args.out_cw  = args[332:325];
+  assign \args.param_base  = args[338:333];
+  assign \args.zp_in  = args[346:339];
+  assign \args.zp_out  = args[356:347];
+  assign \args.act_min  = args[366:357];
+  assign \args.act_max  = args[376:367];
+  assign \args.ab_m1  = args[379:377];
+  assign \args.wb_log2  = args[381:380];
+  assign \args.x_signed  = args[382];
+  assign \args.w_signed  = args[383];
+  assign \args.rowpack  = args[384];
+  assign \engines__mac__args.in_h  = args[7:0];
+  assign \engines__mac__args.in_w  = args[15:8];
+  assign \engines__mac__args.in_cw  = args[23:16];
+  assign \engines__mac__args.cin  = args[35:24];
+  assign \engines__mac__args.kh  = args[43:36];
+  assign \engines__mac__args.kw  = args[51:44];
+  assign \engines__mac__args.dh  = args[55:52];
+  assign \engines__mac__args.dw  = args[59:56];
+  assign \engines__mac__args.sh  = args[63:60];
+  assign \engines__mac__args.sw  = args[67:64];
+  assign \engines__mac__args.pt  = args[71:68];
+  assign \engines__mac__args.pl  = args[75:72];
+  assign \engines__mac__args.ow  = args[83:76];
+  assign \engines__mac__args.oh  = args[91:84];
+  assign \engines__mac__args.npos  = args[107:92];
+  assign \engines__mac__args.pos0  = args[121:108];
+  assign \engines__mac__args.kx_inc  = args[135:122];
+  assign \engines__mac__args.ky_inc  = args[149:136];
+  assign \engines__mac__args.pos_ux  = args[163:150];
+  assign \engines__mac__args.pos_wrap  = args[177:164];
+  assign \engines__mac__args.pos_bstep  = args[191:178];
+  assign \engines__mac__args.bq  = args[199:192];
+  assign \engines__mac__args.br  = args[207:200];
+  assign \engines__mac__args.img_delta  = args[221:208];
+  assign \engines__mac__args.img_bstep  = args[235:222];
+  assign \engines__mac__args.desc_base  = args[241:236];
+  assign \engines__mac__args.kt  = args[249:242];
+  assign \engines__mac__args.nt  = args[257:250];
+  assign \engines__mac__args.kr  = args[265:258];
+  assign \engines__mac__args.nr  = args[273:266];
+  assign \engines__mac__args.b  = args[280:274];
+  assign \engines__mac__args.ki  = args[287:281];
+  assign \engines__mac__args.no  = args[294:288];
+  assign \engines__mac__args.groups  = args[302:295];
+  assign \engines__mac__args.role_base  = args[308:303];
+  assign \engines__mac__args.page_base  = args[312:309];
+  assign \engines__mac__args.out_base  = args[324:313];
+  assign \engines__mac__args.out_cw  = args[332:325];
+  assign \engines__mac__args.param_base  = args[338:333];
+  assign \engines__mac__args.zp_in  = args[346:339];
+  assign \engines__mac__args.zp_out  = args[356:347];
+  assign \engines__mac__args.act_min  = args[366:357];
+  assign \engines__mac__args.act_max  = args[376:367];
+  assign \engines__mac__args.ab_m1  = args[379:377];
+  assign \engines__mac__args.wb_log2  = args[381:380];
+  assign \engines__mac__args.x_signed  = args[382];
+  assign \engines__mac__args.w_signed  = args[383];
+  assign \engines__mac__args.rowpack  = args[384];
+  assign \args$115.mode  = args[0];
+  assign \args$115.x_signed  = args[1];
+  assign \args$115.in_base  = args[13:2];
+  assign \args$115.in_h  = args[21:14];
+  assign \args$115.in_w  = args[29:22];
+  assign \args$115.cw  = args[37:30];
+  assign \args$115.kh  = args[45:38];
+  assign \args$115.kw  = args[53:46];
+  assign \args$115.sh  = args[57:54];
+  assign \args$115.sw  = args[61:58];
+  assign \args$115.dh  = args[65:62];
+  assign \args$115.dw  = args[69:66];
+  assign \args$115.pt  = args[73:70];
+  assign \args$115.pl  = args[77:74];
+  assign \args$115.oh  = args[85:78];
+  assign \args$115.ow  = args[93:86];
+  assign \args$115.out_base  = args[105:94];
+  assign \args$115.zp_in  = args[115:106];
+  assign \args$115.mult  = args[147:116];
+  assign \args$115.shift  = args[153:148];
+  assign \args$115.zp_out  = args[163:154];
+  assign \args$115.act_min  = args[173:164];
+  assign \args$115.act_max  = args[183:174];
+  assign \engines__pool__args.mode  = args[0];
+  assign \engines__pool__args.x_signed  = args[1];
+  assign \engines__pool__args.in_base  = args[13:2];
+  assign \engines__pool__args.in_h  = args[21:14];
+  assign \engines__pool__args.in_w  = args[29:22];
+  assign \engines__pool__args.cw  = args[37:30];
+  assign \engines__pool__args.kh  = args[45:38];
+  assign \engines__pool__args.kw  = args[53:46];
+  assign \engines__pool__args.sh  = args[57:54];
+  assign \engines__pool__args.sw  = args[61:58];
+  assign \engines__pool__args.dh  = args[65:62];
+  assign \engines__pool__args.dw  = args[69:66];
+  assign \engines__pool__args.pt  = args[73:70];
+  assign \engines__pool__args.pl  = args[77:74];
+  assign \engines__pool__args.oh  = args[85:78];
+  assign \engines__pool__args.ow  = args[93:86];
+  assign \engines__pool__args.out_base  = args[105:94];
+  assign \engines__pool__args.zp_in  = args[115:106];
+  assign \engines__pool__args.mult  = args[147:116];
+  assign \engines__pool__args.shift  = args[153:148];
+  assign \engines__pool__args.zp_out  = args[163:154];
+  assign \engines__pool__args.act_min  = args[173:164];
+  assign \engines__pool__args.act_max  = args[183:174];
+  assign \args$122.a_base  = args[11:0];
+  assign \args$122.b_base  = args[23:12];
+  assign \args$122.out_base  = args[35:24];
+  assign \args$122.npos  = args[51:36];
+  assign \args$122.cw  = args[59:52];
+  assign \args$122.a_stride  = args[67:60];
+  assign \args$122.b_stride  = args[75:68];
+  assign \args$122.out_stride  = args[83:76];
+  assign \args$122.x_signed  = args[84];
+  assign \args$122.has_b  = args[85];
+  assign \args$122.rq_in  = args[86];
+  assign \args$122.rq_out  = args[87];
+  assign \args$122.ls  = args[92:88];
+  assign \args$122.zp_a  = args[102:93];
+  assign \args$122.zp_b  = args[112:103];
+  assign \args$122.mult_a  = args[144:113];
+  assign \args$122.shift_a  = args[150:145];
+  assign \args$122.mult_b  = args[182:151];
+  assign \args$122.shift_b  = args[188:183];
+  assign \args$122.mult_o  = args[220:189];
+  assign \args$122.shift_o  = args[226:221];
+  assign \args$122.zp_out  = args[236:227];
+  assign \args$122.act_min  = args[246:237];
+  assign \args$122.act_max  = args[256:247];
+  assign \engines__ew__args.a_base  = args[11:0];
+  assign \engines__ew__args.b_base  = args[23:12];
+  assign \engines__ew__args.out_base  = args[35:24];
+  assign \engines__ew__args.npos  = args[51:36];
+  assign \engines__ew__args.cw  = args[59:52];
+  assign \engines__ew__args.a_stride  = args[67:60];
+  assign \engines__ew__args.b_stride  = args[75:68];
+  assign \engines__ew__args.out_stride  = args[83:76];
+  assign \engines__ew__args.x_signed  = args[84];
+  assign \engines__ew__args.has_b  = args[85];
+  assign \engines__ew__args.rq_in  = args[86];
+  assign \engines__ew__args.rq_out  = args[87];
+  assign \engines__ew__args.ls  = args[92:88];
+  assign \engines__ew__args.zp_a  = args[102:93];
+  assign \engines__ew__args.zp_b  = args[112:103];
+  assign \engines__ew__args.mult_a  = args[144:113];
+  assign \engines__ew__args.shift_a  = args[150:145];
+  assign \engines__ew__args.mult_b  = args[182:151];
+  assign \engines__ew__args.shift_b  = args[188:183];
+  assign \engines__ew__args.mult_o  = args[220:189];
+  assign \engines__ew__args.shift_o  = args[226:221];
+  assign \engines__ew__args.zp_out  = args[236:227];
+  assign \engines__ew__args.act_min  = args[246:237];
+  assign \engines__ew__args.act_max  = args[256:247];
+  assign \cmd__payload.src  = args[9:0];
+  assign \cmd__payload.count  = args[25:10];
+  assign \cmd__payload.mask  = args[27:26];
+  assign \cmd__payload.page  = args[31:28];
+  assign \cmd__payload.row0  = args[36:32];
+  assign \load__payload.src  = args[9:0];
+  assign \load__payload.count  = args[25:10];
+  assign \load__payload.mask  = args[27:26];
+  assign \load__payload.page  = args[31:28];
+  assign \load__payload.row0  = args[36:32];
+  assign \ctrl__report.status  = ctrl__report[3:0];
+  assign \ctrl__report.status.busy  = ctrl__report[0];
+  assign \ctrl__report.status.done  = ctrl__report[1];
+  assign \ctrl__report.status.error  = ctrl__report[2];
+  assign \ctrl__report.status.loader_busy  = ctrl__report[3];
+  assign \ctrl__report.pc  = ctrl__report[19:4];
+  assign \ctrl__report.op  = ctrl__report[23:20];
+  assign \ctrl__report.cycles  = ctrl__report[55:24];
+  assign \ctrl__report.load_cycles  = ctrl__report[87:56];
+  assign \ctrl__report.trace_count  = ctrl__report[119:88];
+  assign \ctrl__report.macros  = ctrl__report[311:120];
+  assign \ctrl__report.macros[0]  = ctrl__report[215:120];
+  assign \ctrl__report.macros[0].busy  = ctrl__report[151:120];
+  assign \ctrl__report.macros[0].stall  = ctrl__report[183:152];
+  assign \ctrl__report.macros[0].wload  = ctrl__report[215:184];
+  assign \ctrl__report.macros[1]  = ctrl__report[311:216];
+  assign \ctrl__report.macros[1].busy  = ctrl__report[247:216];
+  assign \ctrl__report.macros[1].stall  = ctrl__report[279:248];
+  assign \ctrl__report.macros[1].wload  = ctrl__report[311:280];
+  assign \host__report.status  = ctrl__report[3:0];
+  assign \host__report.status.busy  = ctrl__report[0];
+  assign \host__report.status.done  = ctrl__report[1];
+  assign \host__report.status.error  = ctrl__report[2];
+  assign \host__report.status.loader_busy  = ctrl__report[3];
+  assign \host__report.pc  = ctrl__report[19:4];
+  assign \host__report.op  = ctrl__report[23:20];
+  assign \host__report.cycles  = ctrl__report[55:24];
+  assign \host__report.load_cycles  = ctrl__report[87:56];
+  assign \host__report.trace_count  = ctrl__report[119:88];
+  assign \host__report.macros  = ctrl__report[311:120];
+  assign \host__report.macros[0]  = ctrl__report[215:120];
+  assign \host__report.macros[0].busy  = ctrl__report[151:120];
+  assign \host__report.macros[0].stall  = ctrl__report[183:152];
+  assign \host__report.macros[0].wload  = ctrl__report[215:184];
+  assign \host__report.macros[1]  = ctrl__report[311:216];
+  assign \host__report.macros[1].busy  = ctrl__report[247:216];
+  assign \host__report.macros[1].stall  = ctrl__report[279:248];
+  assign \host__report.macros[1].wload  = ctrl__report[311:280];
+  assign \port__en$75  = 1'h1;
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 , \port$44$0 , \port$45$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, trace_w__addr
+, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  wire [16:0] \$1 ;
+  wire [16:0] \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [32:0] \$13 ;
+  wire [32:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [16:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [32:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [32:0] \$25 ;
+  wire [32:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire [32:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire [32:0] \$33 ;
+  wire [32:0] \$34 ;
+  wire \$35 ;
+  reg [15:0] \$36 ;
+  reg \$37 ;
+  reg [31:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire \$4 ;
+  reg [31:0] \$40 ;
+  reg [95:0] \$41 ;
+  reg [95:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg \$45 ;
+  reg [2:0] \$46 ;
+  reg [388:0] \$47 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  (* init = 1'h0 *)
+  wire \$signal ;
+  (* init = 1'h0 *)
+  wire \$signal$14 ;
+  reg [31:0] \$signal$23  = 32'd0;
+  reg [31:0] \$signal$24  = 32'd0;
+  output busy;
+  reg busy = 1'h0;
+  input clk;
+  wire clk;
+  reg [95:0] counters0 = 96'h000000000000000000000000;
+  wire [31:0] \counters0.busy ;
+  wire [31:0] \counters0.stall ;
+  wire [31:0] \counters0.wload ;
+  reg [95:0] counters1 = 96'h000000000000000000000000;
+  wire [31:0] \counters1.busy ;
+  wire [31:0] \counters1.stall ;
+  wire [31:0] \counters1.wload ;
+  reg [2:0] ctrl_state = 3'h0;
+  output done;
+  reg done = 1'h0;
+  wire engine_done;
+  wire [256:0] engines__ew__args;
+  wire [11:0] \engines__ew__args.a_base ;
+  wire [7:0] \engines__ew__args.a_stride ;
+  wire [9:0] \engines__ew__args.act_max ;
+  wire [9:0] \engines__ew__args.act_min ;
+  wire [11:0] \engines__ew__args.b_base ;
+  wire [7:0] \engines__ew__args.b_stride ;
+  wire [7:0] \engines__ew__args.cw ;
+  wire \engines__ew__args.has_b ;
+  wire [4:0] \engines__ew__args.ls ;
+  wire [31:0] \engines__ew__args.mult_a ;
+  wire [31:0] \engines__ew__args.mult_b ;
+  wire [31:0] \engines__ew__args.mult_o ;
+  wire [15:0] \engines__ew__args.npos ;
+  wire [11:0] \engines__ew__args.out_base ;
+  wire [7:0] \engines__ew__args.out_stride ;
+  wire \engines__ew__args.rq_in ;
+  wire \engines__ew__args.rq_out ;
+  wire [5:0] \engines__ew__args.shift_a ;
+  wire [5:0] \engines__ew__args.shift_b ;
+  wire [5:0] \engines__ew__args.shift_o ;
+  wire \engines__ew__args.x_signed ;
+  wire [9:0] \engines__ew__args.zp_a ;
+  wire [9:0] \engines__ew__args.zp_b ;
+  wire [9:0] \engines__ew__args.zp_out ;
+  input engines__ew__done;
+  wire engines__ew__done;
+  output engines__ew__start;
+  reg engines__ew__start;
+  output [384:0] engines__mac__args;
+  wire [384:0] engines__mac__args;
+  wire [2:0] \engines__mac__args.ab_m1 ;
+  wire [9:0] \engines__mac__args.act_max ;
+  wire [9:0] \engines__mac__args.act_min ;
+  wire [6:0] \engines__mac__args.b ;
+  wire [7:0] \engines__mac__args.bq ;
+  wire [7:0] \engines__mac__args.br ;
+  wire [11:0] \engines__mac__args.cin ;
+  wire [5:0] \engines__mac__args.desc_base ;
+  wire [3:0] \engines__mac__args.dh ;
+  wire [3:0] \engines__mac__args.dw ;
+  wire [7:0] \engines__mac__args.groups ;
+  wire [13:0] \engines__mac__args.img_bstep ;
+  wire [13:0] \engines__mac__args.img_delta ;
+  wire [7:0] \engines__mac__args.in_cw ;
+  wire [7:0] \engines__mac__args.in_h ;
+  wire [7:0] \engines__mac__args.in_w ;
+  wire [7:0] \engines__mac__args.kh ;
+  wire [6:0] \engines__mac__args.ki ;
+  wire [7:0] \engines__mac__args.kr ;
+  wire [7:0] \engines__mac__args.kt ;
+  wire [7:0] \engines__mac__args.kw ;
+  wire [13:0] \engines__mac__args.kx_inc ;
+  wire [13:0] \engines__mac__args.ky_inc ;
+  wire [6:0] \engines__mac__args.no ;
+  wire [15:0] \engines__mac__args.npos ;
+  wire [7:0] \engines__mac__args.nr ;
+  wire [7:0] \engines__mac__args.nt ;
+  wire [7:0] \engines__mac__args.oh ;
+  wire [11:0] \engines__mac__args.out_base ;
+  wire [7:0] \engines__mac__args.out_cw ;
+  wire [7:0] \engines__mac__args.ow ;
+  wire [3:0] \engines__mac__args.page_base ;
+  wire [5:0] \engines__mac__args.param_base ;
+  wire [3:0] \engines__mac__args.pl ;
+  wire [13:0] \engines__mac__args.pos0 ;
+  wire [13:0] \engines__mac__args.pos_bstep ;
+  wire [13:0] \engines__mac__args.pos_ux ;
+  wire [13:0] \engines__mac__args.pos_wrap ;
+  wire [3:0] \engines__mac__args.pt ;
+  wire [5:0] \engines__mac__args.role_base ;
+  wire \engines__mac__args.rowpack ;
+  wire [3:0] \engines__mac__args.sh ;
+  wire [3:0] \engines__mac__args.sw ;
+  wire \engines__mac__args.w_signed ;
+  wire [1:0] \engines__mac__args.wb_log2 ;
+  wire \engines__mac__args.x_signed ;
+  wire [7:0] \engines__mac__args.zp_in ;
+  wire [9:0] \engines__mac__args.zp_out ;
+  input engines__mac__done;
+  wire engines__mac__done;
+  output engines__mac__start;
+  reg engines__mac__start;
+  wire [183:0] engines__pool__args;
+  wire [9:0] \engines__pool__args.act_max ;
+  wire [9:0] \engines__pool__args.act_min ;
+  wire [7:0] \engines__pool__args.cw ;
+  wire [3:0] \engines__pool__args.dh ;
+  wire [3:0] \engines__pool__args.dw ;
+  wire [11:0] \engines__pool__args.in_base ;
+  wire [7:0] \engines__pool__args.in_h ;
+  wire [7:0] \engines__pool__args.in_w ;
+  wire [7:0] \engines__pool__args.kh ;
+  wire [7:0] \engines__pool__args.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \engines__pool__args.mode ;
+  wire [31:0] \engines__pool__args.mult ;
+  wire [7:0] \engines__pool__args.oh ;
+  wire [11:0] \engines__pool__args.out_base ;
+  wire [7:0] \engines__pool__args.ow ;
+  wire [3:0] \engines__pool__args.pl ;
+  wire [3:0] \engines__pool__args.pt ;
+  wire [3:0] \engines__pool__args.sh ;
+  wire [5:0] \engines__pool__args.shift ;
+  wire [3:0] \engines__pool__args.sw ;
+  wire \engines__pool__args.x_signed ;
+  wire [9:0] \engines__pool__args.zp_in ;
+  wire [9:0] \engines__pool__args.zp_out ;
+  input engines__pool__done;
+  wire engines__pool__done;
+  output engines__pool__start;
+  reg engines__pool__start;
+  output [63:0] entry;
+  wire [63:0] entry;
+  wire [11:0] \entry._pad ;
+  wire [31:0] \entry.cycle ;
+  wire [3:0] \entry.op ;
+  wire [15:0] \entry.pc ;
+  output error;
+  reg error = 1'h0;
+  (* init = 1'h0 *)
+  wire \error$16 ;
+  output [311:0] host__report;
+  wire [311:0] host__report;
+  wire [31:0] \host__report.cycles ;
+  wire [31:0] \host__report.load_cycles ;
+  wire [191:0] \host__report.macros ;
+  wire [95:0] \host__report.macros[0] ;
+  wire [31:0] \host__report.macros[0].busy ;
+  wire [31:0] \host__report.macros[0].stall ;
+  wire [31:0] \host__report.macros[0].wload ;
+  wire [95:0] \host__report.macros[1] ;
+  wire [31:0] \host__report.macros[1].busy ;
+  wire [31:0] \host__report.macros[1].stall ;
+  wire [31:0] \host__report.macros[1].wload ;
+  wire [3:0] \host__report.op ;
+  wire [15:0] \host__report.pc ;
+  wire [3:0] \host__report.status ;
+  wire \host__report.status.busy ;
+  wire \host__report.status.done ;
+  wire \host__report.status.error ;
+  wire \host__report.status.loader_busy ;
+  wire [31:0] \host__report.trace_count ;
+  wire host__start;
+  input [15:0] host__start_pc;
+  wire [15:0] host__start_pc;
+  output [9:0] imem_rd__addr;
+  wire [9:0] imem_rd__addr;
+  input [388:0] imem_rd__data;
+  wire [388:0] imem_rd__data;
+  wire [384:0] \imem_rd__data.args ;
+  wire [256:0] \imem_rd__data.args.ew ;
+  wire [11:0] \imem_rd__data.args.ew.a_base ;
+  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [9:0] \imem_rd__data.args.ew.act_max ;
+  wire [9:0] \imem_rd__data.args.ew.act_min ;
+  wire [11:0] \imem_rd__data.args.ew.b_base ;
+  wire [7:0] \imem_rd__data.args.ew.b_stride ;
+  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire \imem_rd__data.args.ew.has_b ;
+  wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire [31:0] \imem_rd__data.args.ew.mult_a ;
+  wire [31:0] \imem_rd__data.args.ew.mult_b ;
+  wire [31:0] \imem_rd__data.args.ew.mult_o ;
+  wire [15:0] \imem_rd__data.args.ew.npos ;
+  wire [11:0] \imem_rd__data.args.ew.out_base ;
+  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire \imem_rd__data.args.ew.rq_in ;
+  wire \imem_rd__data.args.ew.rq_out ;
+  wire [5:0] \imem_rd__data.args.ew.shift_a ;
+  wire [5:0] \imem_rd__data.args.ew.shift_b ;
+  wire [5:0] \imem_rd__data.args.ew.shift_o ;
+  wire \imem_rd__data.args.ew.x_signed ;
+  wire [9:0] \imem_rd__data.args.ew.zp_a ;
+  wire [9:0] \imem_rd__data.args.ew.zp_b ;
+  wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [36:0] \imem_rd__data.args.load ;
+  wire [15:0] \imem_rd__data.args.load.count ;
+  wire [1:0] \imem_rd__data.args.load.mask ;
+  wire [3:0] \imem_rd__data.args.load.page ;
+  wire [4:0] \imem_rd__data.args.load.row0 ;
+  wire [9:0] \imem_rd__data.args.load.src ;
+  wire [384:0] \imem_rd__data.args.mac ;
+  wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
+  wire [9:0] \imem_rd__data.args.mac.act_max ;
+  wire [9:0] \imem_rd__data.args.mac.act_min ;
+  wire [6:0] \imem_rd__data.args.mac.b ;
+  wire [7:0] \imem_rd__data.args.mac.bq ;
+  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [11:0] \imem_rd__data.args.mac.cin ;
+  wire [5:0] \imem_rd__data.args.mac.desc_base ;
+  wire [3:0] \imem_rd__data.args.mac.dh ;
+  wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire [7:0] \imem_rd__data.args.mac.groups ;
+  wire [13:0] \imem_rd__data.args.mac.img_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.img_delta ;
+  wire [7:0] \imem_rd__data.args.mac.in_cw ;
+  wire [7:0] \imem_rd__data.args.mac.in_h ;
+  wire [7:0] \imem_rd__data.args.mac.in_w ;
+  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [6:0] \imem_rd__data.args.mac.ki ;
+  wire [7:0] \imem_rd__data.args.mac.kr ;
+  wire [7:0] \imem_rd__data.args.mac.kt ;
+  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [13:0] \imem_rd__data.args.mac.kx_inc ;
+  wire [13:0] \imem_rd__data.args.mac.ky_inc ;
+  wire [6:0] \imem_rd__data.args.mac.no ;
+  wire [15:0] \imem_rd__data.args.mac.npos ;
+  wire [7:0] \imem_rd__data.args.mac.nr ;
+  wire [7:0] \imem_rd__data.args.mac.nt ;
+  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [11:0] \imem_rd__data.args.mac.out_base ;
+  wire [7:0] \imem_rd__data.args.mac.out_cw ;
+  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire [3:0] \imem_rd__data.args.mac.page_base ;
+  wire [5:0] \imem_rd__data.args.mac.param_base ;
+  wire [3:0] \imem_rd__data.args.mac.pl ;
+  wire [13:0] \imem_rd__data.args.mac.pos0 ;
+  wire [13:0] \imem_rd__data.args.mac.pos_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.pos_ux ;
+  wire [13:0] \imem_rd__data.args.mac.pos_wrap ;
+  wire [3:0] \imem_rd__data.args.mac.pt ;
+  wire [5:0] \imem_rd__data.args.mac.role_base ;
+  wire \imem_rd__data.args.mac.rowpack ;
+  wire [3:0] \imem_rd__data.args.mac.sh ;
+  wire [3:0] \imem_rd__data.args.mac.sw ;
+  wire \imem_rd__data.args.mac.w_signed ;
+  wire [1:0] \imem_rd__data.args.mac.wb_log2 ;
+  wire \imem_rd__data.args.mac.x_signed ;
+  wire [7:0] \imem_rd__data.args.mac.zp_in ;
+  wire [9:0] \imem_rd__data.args.mac.zp_out ;
+  wire [183:0] \imem_rd__data.args.pool ;
+  wire [9:0] \imem_rd__data.args.pool.act_max ;
+  wire [9:0] \imem_rd__data.args.pool.act_min ;
+  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [3:0] \imem_rd__data.args.pool.dh ;
+  wire [3:0] \imem_rd__data.args.pool.dw ;
+  wire [11:0] \imem_rd__data.args.pool.in_base ;
+  wire [7:0] \imem_rd__data.args.pool.in_h ;
+  wire [7:0] \imem_rd__data.args.pool.in_w ;
+  wire [7:0] \imem_rd__data.args.pool.kh ;
+  wire [7:0] \imem_rd__data.args.pool.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \imem_rd__data.args.pool.mode ;
+  wire [31:0] \imem_rd__data.args.pool.mult ;
+  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [11:0] \imem_rd__data.args.pool.out_base ;
+  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [3:0] \imem_rd__data.args.pool.pl ;
+  wire [3:0] \imem_rd__data.args.pool.pt ;
+  wire [3:0] \imem_rd__data.args.pool.sh ;
+  wire [5:0] \imem_rd__data.args.pool.shift ;
+  wire [3:0] \imem_rd__data.args.pool.sw ;
+  wire \imem_rd__data.args.pool.x_signed ;
+  wire [9:0] \imem_rd__data.args.pool.zp_in ;
+  wire [9:0] \imem_rd__data.args.pool.zp_out ;
+  (* enum_base_type = "Opcode" *)
+  (* enum_value_0000 = "END" *)
+  (* enum_value_0001 = "LOAD" *)
+  (* enum_value_0010 = "SYNC" *)
+  (* enum_value_0011 = "MAC" *)
+  (* enum_value_0100 = "POOL" *)
+  (* enum_value_0101 = "EW" *)
+  wire [3:0] \imem_rd__data.op ;
+  wire imem_rd__en;
+  reg in_exec;
+  reg [388:0] ir = 389'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [384:0] \ir.args ;
+  wire [256:0] \ir.args.ew ;
+  wire [11:0] \ir.args.ew.a_base ;
+  wire [7:0] \ir.args.ew.a_stride ;
+  wire [9:0] \ir.args.ew.act_max ;
+  wire [9:0] \ir.args.ew.act_min ;
+  wire [11:0] \ir.args.ew.b_base ;
+  wire [7:0] \ir.args.ew.b_stride ;
+  wire [7:0] \ir.args.ew.cw ;
+  wire \ir.args.ew.has_b ;
+  wire [4:0] \ir.args.ew.ls ;
+  wire [31:0] \ir.args.ew.mult_a ;
+  wire [31:0] \ir.args.ew.mult_b ;
+  wire [31:0] \ir.args.ew.mult_o ;
+  wire [15:0] \ir.args.ew.npos ;
+  wire [11:0] \ir.args.ew.out_base ;
+  wire [7:0] \ir.args.ew.out_stride ;
+  wire \ir.args.ew.rq_in ;
+  wire \ir.args.ew.rq_out ;
+  wire [5:0] \ir.args.ew.shift_a ;
+  wire [5:0] \ir.args.ew.shift_b ;
+  wire [5:0] \ir.args.ew.shift_o ;
+  wire \ir.args.ew.x_signed ;
+  wire [9:0] \ir.args.ew.zp_a ;
+  wire [9:0] \ir.args.ew.zp_b ;
+  wire [9:0] \ir.args.ew.zp_out ;
+  wire [36:0] \ir.args.load ;
+  wire [15:0] \ir.args.load.count ;
+  wire [1:0] \ir.args.load.mask ;
+  wire [3:0] \ir.args.load.page ;
+  wire [4:0] \ir.args.load.row0 ;
+  wire [9:0] \ir.args.load.src ;
+  wire [384:0] \ir.args.mac ;
+  wire [2:0] \ir.args.mac.ab_m1 ;
+  wire [9:0] \ir.args.mac.act_max ;
+  wire [9:0] \ir.args.mac.act_min ;
+  wire [6:0] \ir.args.mac.b ;
+  wire [7:0] \ir.args.mac.bq ;
+  wire [7:0] \ir.args.mac.br ;
+  wire [11:0] \ir.args.mac.cin ;
+  wire [5:0] \ir.args.mac.desc_base ;
+  wire [3:0] \ir.args.mac.dh ;
+  wire [3:0] \ir.args.mac.dw ;
+  wire [7:0] \ir.args.mac.groups ;
+  wire [13:0] \ir.args.mac.img_bstep ;
+  wire [13:0] \ir.args.mac.img_delta ;
+  wire [7:0] \ir.args.mac.in_cw ;
+  wire [7:0] \ir.args.mac.in_h ;
+  wire [7:0] \ir.args.mac.in_w ;
+  wire [7:0] \ir.args.mac.kh ;
+  wire [6:0] \ir.args.mac.ki ;
+  wire [7:0] \ir.args.mac.kr ;
+  wire [7:0] \ir.args.mac.kt ;
+  wire [7:0] \ir.args.mac.kw ;
+  wire [13:0] \ir.args.mac.kx_inc ;
+  wire [13:0] \ir.args.mac.ky_inc ;
+  wire [6:0] \ir.args.mac.no ;
+  wire [15:0] \ir.args.mac.npos ;
+  wire [7:0] \ir.args.mac.nr ;
+  wire [7:0] \ir.args.mac.nt ;
+  wire [7:0] \ir.args.mac.oh ;
+  wire [11:0] \ir.args.mac.out_base ;
+  wire [7:0] \ir.args.mac.out_cw ;
+  wire [7:0] \ir.args.mac.ow ;
+  wire [3:0] \ir.args.mac.page_base ;
+  wire [5:0] \ir.args.mac.param_base ;
+  wire [3:0] \ir.args.mac.pl ;
+  wire [13:0] \ir.args.mac.pos0 ;
+  wire [13:0] \ir.args.mac.pos_bstep ;
+  wire [13:0] \ir.args.mac.pos_ux ;
+  wire [13:0] \ir.args.mac.pos_wrap ;
+  wire [3:0] \ir.args.mac.pt ;
+  wire [5:0] \ir.args.mac.role_base ;
+  wire \ir.args.mac.rowpack ;
+  wire [3:0] \ir.args.mac.sh ;
+  wire [3:0] \ir.args.mac.sw ;
+  wire \ir.args.mac.w_signed ;
+  wire [1:0] \ir.args.mac.wb_log2 ;
+  wire \ir.args.mac.x_signed ;
+  wire [7:0] \ir.args.mac.zp_in ;
+  wire [9:0] \ir.args.mac.zp_out ;
+  wire [183:0] \ir.args.pool ;
+  wire [9:0] \ir.args.pool.act_max ;
+  wire [9:0] \ir.args.pool.act_min ;
+  wire [7:0] \ir.args.pool.cw ;
+  wire [3:0] \ir.args.pool.dh ;
+  wire [3:0] \ir.args.pool.dw ;
+  wire [11:0] \ir.args.pool.in_base ;
+  wire [7:0] \ir.args.pool.in_h ;
+  wire [7:0] \ir.args.pool.in_w ;
+  wire [7:0] \ir.args.pool.kh ;
+  wire [7:0] \ir.args.pool.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \ir.args.pool.mode ;
+  wire [31:0] \ir.args.pool.mult ;
+  wire [7:0] \ir.args.pool.oh ;
+  wire [11:0] \ir.args.pool.out_base ;
+  wire [7:0] \ir.args.pool.ow ;
+  wire [3:0] \ir.args.pool.pl ;
+  wire [3:0] \ir.args.pool.pt ;
+  wire [3:0] \ir.args.pool.sh ;
+  wire [5:0] \ir.args.pool.shift ;
+  wire [3:0] \ir.args.pool.sw ;
+  wire \ir.args.pool.x_signed ;
+  wire [9:0] \ir.args.pool.zp_in ;
+  wire [9:0] \ir.args.pool.zp_out ;
+  (* enum_base_type = "Opcode" *)
+  (* enum_value_0000 = "END" *)
+  (* enum_value_0001 = "LOAD" *)
+  (* enum_value_0010 = "SYNC" *)
+  (* enum_value_0011 = "MAC" *)
+  (* enum_value_0100 = "POOL" *)
+  (* enum_value_0101 = "EW" *)
+  wire [3:0] \ir.op ;
+  wire [36:0] load__payload;
+  wire [15:0] \load__payload.count ;
+  wire [1:0] \load__payload.mask ;
+  wire [3:0] \load__payload.page ;
+  wire [4:0] \load__payload.row0 ;
+  wire [9:0] \load__payload.src ;
+  input load__ready;
+  wire load__ready;
+  output load__valid;
+  reg load__valid;
+  input loader_busy;
+  wire loader_busy;
+  wire [1:0] macro_busy;
+  input [1:0] macro_we;
+  wire [1:0] macro_we;
+  reg [15:0] pc = 16'h0000;
+  reg pf_valid = 1'h0;
+  input \port$42$1513 ;
+  wire \port$42$1513 ;
+  input \port$43$1513 ;
+  wire \port$43$1513 ;
+  input \port$44$0 ;
+  wire \port$44$0 ;
+  input \port$45$0 ;
+  wire \port$45$0 ;
+  reg retire;
+  input rst;
+  wire rst;
+  input start;
+  wire start;
+  reg [31:0] trace_n = 32'd0;
+  output [9:0] trace_w__addr;
+  wire [9:0] trace_w__addr;
+  wire [63:0] trace_w__data;
+  wire [11:0] \trace_w__data._pad ;
+  wire [31:0] \trace_w__data.cycle ;
+  wire [3:0] \trace_w__data.op ;
+  wire [15:0] \trace_w__data.pc ;
+  output trace_w__en;
+  wire trace_w__en;
+  wire [1:0] unit_en;
+  always @(posedge clk)
+    \$signal$23  <= \$39 ;
+  always @(posedge clk)
+    \$signal$24  <= \$40 ;
+  always @(posedge clk)
+    counters0 <= \$41 ;
+  always @(posedge clk)
+    counters1 <= \$42 ;
+  always @(posedge clk)
+    busy <= \$43 ;
+  always @(posedge clk)
+    done <= \$44 ;
+  always @(posedge clk)
+    error <= \$45 ;
+  always @(posedge clk)
+    ctrl_state <= \$46 ;
+  always @(posedge clk)
+    ir <= \$47 ;
+  assign \$1  = pc + 1'h1;
+  assign \$2  = in_exec ? \$1  : { 1'h0, pc };
+  assign engine_done = | { engines__ew__done, engines__pool__done, engines__mac__done };
+  assign \$3  = trace_n < 11'h400;
+  assign trace_w__en = retire & \$3 ;
+  assign \$4  = ~ loader_busy;
+  assign \$5  = ! ctrl_state;
+  assign \$6  = ctrl_state == 1'h1;
+  assign \$7  = ctrl_state == 2'h2;
+  assign \$8  = ctrl_state == 2'h3;
+  assign \$9  = ctrl_state == 3'h4;
+  assign \$10  = pc + 1'h1;
+  assign \$11  = ~ retire;
+  assign \$12  = in_exec & \$11 ;
+  assign \$13  = trace_n + 1'h1;
+  assign \$14  = \$signal$23  + 1'h1;
+  assign \$15  = | macro_we;
+  assign \$16  = \$signal$24  + 1'h1;
+  assign \$17  = ~ busy;
+  assign \$18  = start & \$17 ;
+  assign \$19  = ~ busy;
+  assign \$20  = start & \$19 ;
+  assign \$21  = busy & \port$42$1513 ;
+  assign \$22  = counters0[31:0] + 1'h1;
+  assign \$23  = ~ \port$42$1513 ;
+  assign \$24  = \port$44$0  & \$23 ;
+  assign \$25  = counters0[63:32] + 1'h1;
+  assign \$26  = counters0[95:64] + 1'h1;
+  assign \$27  = ~ busy;
+  assign \$28  = start & \$27 ;
+  assign \$29  = busy & \port$43$1513 ;
+  assign \$30  = counters1[31:0] + 1'h1;
+  assign \$31  = ~ \port$43$1513 ;
+  assign \$32  = \port$45$0  & \$31 ;
+  assign \$33  = counters1[63:32] + 1'h1;
+  assign \$34  = counters1[95:64] + 1'h1;
+  assign \$35  = ~ loader_busy;
+  always @(posedge clk)
+    pc <= \$36 ;
+  always @(posedge clk)
+    pf_valid <= \$37 ;
+  always @(posedge clk)
+    trace_n <= \$38 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = \$signal$24 ;
+    if (\$15 ) begin
+      \$40  = \$16 [31:0];
+    end
+    if (\$18 ) begin
+      \$40  = 32'd0;
+    end
+    if (rst) begin
+      \$40  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$41  = counters0;
+    (* full_case = 32'd1 *)
+    if (\$20 ) begin
+      \$41 [31:0] = 32'd0;
+      \$41 [63:32] = 32'd0;
+      \$41 [95:64] = 32'd0;
+    end else begin
+      if (\$21 ) begin
+        \$41 [31:0] = \$22 [31:0];
+      end
+      if (\$24 ) begin
+        \$41 [63:32] = \$25 [31:0];
+      end
+      if (macro_we[0]) begin
+        \$41 [95:64] = \$26 [31:0];
+      end
+    end
+    if (rst) begin
+      \$41  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$42  = counters1;
+    (* full_case = 32'd1 *)
+    if (\$28 ) begin
+      \$42 [31:0] = 32'd0;
+      \$42 [63:32] = 32'd0;
+      \$42 [95:64] = 32'd0;
+    end else begin
+      if (\$29 ) begin
+        \$42 [31:0] = \$30 [31:0];
+      end
+      if (\$32 ) begin
+        \$42 [63:32] = \$33 [31:0];
+      end
+      if (macro_we[1]) begin
+        \$42 [95:64] = \$34 [31:0];
+      end
+    end
+    if (rst) begin
+      \$42  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$43  = busy;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$43  = 1'h1;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$43  = 1'h0;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            default:
+                \$43  = 1'h0;
+          endcase
+    endcase
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$44  = done;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$44  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$44  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$45  = error;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$45  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            default:
+                \$45  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$45  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$46  = ctrl_state;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$46  = 3'h1;
+          end
+      3'h1:
+          \$46  = 3'h2;
+      3'h2:
+          \$46  = 3'h3;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$46  = 3'h0;
+            4'h1:
+                if (load__ready) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$46  = 3'h3;
+                  end else begin
+                    \$46  = 3'h2;
+                  end
+                end
+            4'h2:
+                if (\$35 ) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$46  = 3'h3;
+                  end else begin
+                    \$46  = 3'h2;
+                  end
+                end
+            4'h3:
+                \$46  = 3'h4;
+            4'h4:
+                \$46  = 3'h4;
+            4'h5:
+                \$46  = 3'h4;
+            default:
+                \$46  = 3'h0;
+          endcase
+      3'h4:
+          if (engine_done) begin
+            (* full_case = 32'd1 *)
+            if (pf_valid) begin
+              \$46  = 3'h3;
+            end else begin
+              \$46  = 3'h2;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$46  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = ir;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$47  = imem_rd__data;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                if (load__ready) begin
+                  if (pf_valid) begin
+                    \$47  = imem_rd__data;
+                  end
+                end
+            4'h2:
+                if (\$35 ) begin
+                  if (pf_valid) begin
+                    \$47  = imem_rd__data;
+                  end
+                end
+          endcase
+      3'h4:
+          if (engine_done) begin
+            if (pf_valid) begin
+              \$47  = imem_rd__data;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$47  = 389'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_exec = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          in_exec = 1'h1;
+      3'h4:
+          in_exec = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    retire = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                retire = 1'h1;
+            4'h1:
+                if (load__ready) begin
+                  retire = 1'h1;
+                end
+            4'h2:
+                if (\$4 ) begin
+                  retire = 1'h1;
+                end
+          endcase
+      3'h4:
+          if (engine_done) begin
+            retire = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    load__valid = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                load__valid = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__mac__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                engines__mac__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__pool__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                engines__pool__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__ew__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                engines__ew__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$36  = pc;
+    if (retire) begin
+      \$36  = \$10 [15:0];
+    end
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$36  = host__start_pc;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$36  = pc;
+          endcase
+    endcase
+    if (rst) begin
+      \$36  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$37  = \$12 ;
+    if (rst) begin
+      \$37  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = trace_n;
+    if (retire) begin
+      \$38  = \$13 [31:0];
+    end
+    if (\$18 ) begin
+      \$38  = 32'd0;
+    end
+    if (rst) begin
+      \$38  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$39  = \$signal$23 ;
+    if (busy) begin
+      \$39  = \$14 [31:0];
+    end
+    if (\$18 ) begin
+      \$39  = 32'd0;
+    end
+    if (rst) begin
+      \$39  = 32'd0;
+    end
+  end
+  assign imem_rd__en = 1'h1;
+  assign engines__pool__args = ir[187:4];
+  assign engines__ew__args = ir[260:4];
+  assign load__payload = ir[40:4];
+  assign host__start = start;
+  assign \$signal  = busy;
+  assign \$signal$14  = done;
+  assign \error$16  = error;
+  assign trace_w__data = entry;
+  assign macro_busy = { \port$43$1513 , \port$42$1513  };
+  assign unit_en = { \port$45$0 , \port$44$0  };
+  assign imem_rd__addr = \$2 [9:0];
+  assign trace_w__addr = trace_n[9:0];
+  assign engines__mac__args = ir[388:4];
+  assign \engines__mac__args.in_h  = ir[11:4];
+  assign \engines__mac__args.in_w  = ir[19:12];
+  assign \engines__mac__args.in_cw  = ir[27:20];
+  assign \engines__mac__args.cin  = ir[39:28];
+  assign \engines__mac__args.kh  = ir[47:40];
+  assign \engines__mac__args.kw  = ir[55:48];
+  assign \engines__mac__args.dh  = ir[59:56];
+  assign \engines__mac__args.dw  = ir[63:60];
+  assign \engines__mac__args.sh  = ir[67:64];
+  assign \engines__mac__args.sw  = ir[71:68];
+  assign \engines__mac__args.pt  = ir[75:72];
+  assign \engines__mac__args.pl  = ir[79:76];
+  assign \engines__mac__args.ow  = ir[87:80];
+  assign \engines__mac__args.oh  = ir[95:88];
+  assign \engines__mac__args.npos  = ir[111:96];
+  assign \engines__mac__args.pos0  = ir[125:112];
+  assign \engines__mac__args.kx_inc  = ir[139:126];
+  assign \engines__mac__args.ky_inc  = ir[153:140];
+  assign \engines__mac__args.pos_ux  = ir[167:154];
+  assign \engines__mac__args.pos_wrap  = ir[181:168];
+  assign \engines__mac__args.pos_bstep  = ir[195:182];
+  assign \engines__mac__args.bq  = ir[203:196];
+  assign \engines__mac__args.br  = ir[211:204];
+  assign \engines__mac__args.img_delta  = ir[225:212];
+  assign \engines__mac__args.img_bstep  = ir[239:226];
+  assign \engines__mac__args.desc_base  = ir[245:240];
+  assign \engines__mac__args.kt  = ir[253:246];
+  assign \engines__mac__args.nt  = ir[261:254];
+  assign \engines__mac__args.kr  = ir[269:262];
+  assign \engines__mac__args.nr  = ir[277:270];
+  assign \engines__mac__args.b  = ir[284:278];
+  assign \engines__mac__args.ki  = ir[291:285];
+  assign \engines__mac__args.no  = ir[298:292];
+  assign \engines__mac__args.groups  = ir[306:299];
+  assign \engines__mac__args.role_base  = ir[312:307];
+  assign \engines__mac__args.page_base  = ir[316:313];
+  assign \engines__mac__args.out_base  = ir[328:317];
+  assign \engines__mac__args.out_cw  = ir[336:329];
+  assign \engines__mac__args.param_base  = ir[342:337];
+  assign \engines__mac__args.zp_in  = ir[350:343];
+  assign \engines__mac__args.zp_out  = ir[360:351];
+  assign \engines__mac__args.act_min  = ir[370:361];
+  assign \engines__mac__args.act_max  = ir[380:371];
+  assign \engines__mac__args.ab_m1  = ir[383:381];
+  assign \engines__mac__args.wb_log2  = ir[385:384];
+  assign \engines__mac__args.x_signed  = ir[386];
+  assign \engines__mac__args.w_signed  = ir[387];
+  assign \engines__mac__args.rowpack  = ir[388];
   assign \ir.op  = ir[3:0];
   assign \ir.args  = ir[388:4];
+  assign \ir.args.load  = ir[40:4];
+  assign \ir.args.load.src  = ir[13:4];
+  assign \ir.args.load.count  = ir[29:14];
+  assign \ir.args.load.mask  = ir[31:30];
+  assign \ir.args.load.page  = ir[35:32];
+  assign \ir.args.load.row0  = ir[40:36];
   assign \ir.args.mac  = ir[388:4];
   assign \ir.args.mac.in_h  = ir[11:4];
   assign \ir.args.mac.in_w  = ir[19:12];
@@ -14528,87 +15277,216 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \ir.args.ew.zp_out  = ir[240:231];
   assign \ir.args.ew.act_min  = ir[250:241];
   assign \ir.args.ew.act_max  = ir[260:251];
-  assign \ir.args.load  = ir[40:4];
-  assign \ir.args.load.src  = ir[13:4];
-  assign \ir.args.load.count  = ir[29:14];
-  assign \ir.args.load.mask  = ir[31:30];
-  assign \ir.args.load.page  = ir[35:32];
-  assign \ir.args.load.row0  = ir[40:36];
-  assign \args$91.mode  = ir[4];
-  assign \args$91.x_signed  = ir[5];
-  assign \args$91.in_base  = ir[17:6];
-  assign \args$91.in_h  = ir[25:18];
-  assign \args$91.in_w  = ir[33:26];
-  assign \args$91.cw  = ir[41:34];
-  assign \args$91.kh  = ir[49:42];
-  assign \args$91.kw  = ir[57:50];
-  assign \args$91.sh  = ir[61:58];
-  assign \args$91.sw  = ir[65:62];
-  assign \args$91.dh  = ir[69:66];
-  assign \args$91.dw  = ir[73:70];
-  assign \args$91.pt  = ir[77:74];
-  assign \args$91.pl  = ir[81:78];
-  assign \args$91.oh  = ir[89:82];
-  assign \args$91.ow  = ir[97:90];
-  assign \args$91.out_base  = ir[109:98];
-  assign \args$91.zp_in  = ir[119:110];
-  assign \args$91.mult  = ir[151:120];
-  assign \args$91.shift  = ir[157:152];
-  assign \args$91.zp_out  = ir[167:158];
-  assign \args$91.act_min  = ir[177:168];
-  assign \args$91.act_max  = ir[187:178];
-  assign \args$92.a_base  = ir[15:4];
-  assign \args$92.b_base  = ir[27:16];
-  assign \args$92.out_base  = ir[39:28];
-  assign \args$92.npos  = ir[55:40];
-  assign \args$92.cw  = ir[63:56];
-  assign \args$92.a_stride  = ir[71:64];
-  assign \args$92.b_stride  = ir[79:72];
-  assign \args$92.out_stride  = ir[87:80];
-  assign \args$92.x_signed  = ir[88];
-  assign \args$92.has_b  = ir[89];
-  assign \args$92.rq_in  = ir[90];
-  assign \args$92.rq_out  = ir[91];
-  assign \args$92.ls  = ir[96:92];
-  assign \args$92.zp_a  = ir[106:97];
-  assign \args$92.zp_b  = ir[116:107];
-  assign \args$92.mult_a  = ir[148:117];
-  assign \args$92.shift_a  = ir[154:149];
-  assign \args$92.mult_b  = ir[186:155];
-  assign \args$92.shift_b  = ir[192:187];
-  assign \args$92.mult_o  = ir[224:193];
-  assign \args$92.shift_o  = ir[230:225];
-  assign \args$92.zp_out  = ir[240:231];
-  assign \args$92.act_min  = ir[250:241];
-  assign \args$92.act_max  = ir[260:251];
-  assign \cmd.src  = ir[13:4];
-  assign \cmd.count  = ir[29:14];
-  assign \cmd.mask  = ir[31:30];
-  assign \cmd.page  = ir[35:32];
-  assign \cmd.row0  = ir[40:36];
+  assign \engines__pool__args.mode  = ir[4];
+  assign \engines__pool__args.x_signed  = ir[5];
+  assign \engines__pool__args.in_base  = ir[17:6];
+  assign \engines__pool__args.in_h  = ir[25:18];
+  assign \engines__pool__args.in_w  = ir[33:26];
+  assign \engines__pool__args.cw  = ir[41:34];
+  assign \engines__pool__args.kh  = ir[49:42];
+  assign \engines__pool__args.kw  = ir[57:50];
+  assign \engines__pool__args.sh  = ir[61:58];
+  assign \engines__pool__args.sw  = ir[65:62];
+  assign \engines__pool__args.dh  = ir[69:66];
+  assign \engines__pool__args.dw  = ir[73:70];
+  assign \engines__pool__args.pt  = ir[77:74];
+  assign \engines__pool__args.pl  = ir[81:78];
+  assign \engines__pool__args.oh  = ir[89:82];
+  assign \engines__pool__args.ow  = ir[97:90];
+  assign \engines__pool__args.out_base  = ir[109:98];
+  assign \engines__pool__args.zp_in  = ir[119:110];
+  assign \engines__pool__args.mult  = ir[151:120];
+  assign \engines__pool__args.shift  = ir[157:152];
+  assign \engines__pool__args.zp_out  = ir[167:158];
+  assign \engines__pool__args.act_min  = ir[177:168];
+  assign \engines__pool__args.act_max  = ir[187:178];
+  assign \engines__ew__args.a_base  = ir[15:4];
+  assign \engines__ew__args.b_base  = ir[27:16];
+  assign \engines__ew__args.out_base  = ir[39:28];
+  assign \engines__ew__args.npos  = ir[55:40];
+  assign \engines__ew__args.cw  = ir[63:56];
+  assign \engines__ew__args.a_stride  = ir[71:64];
+  assign \engines__ew__args.b_stride  = ir[79:72];
+  assign \engines__ew__args.out_stride  = ir[87:80];
+  assign \engines__ew__args.x_signed  = ir[88];
+  assign \engines__ew__args.has_b  = ir[89];
+  assign \engines__ew__args.rq_in  = ir[90];
+  assign \engines__ew__args.rq_out  = ir[91];
+  assign \engines__ew__args.ls  = ir[96:92];
+  assign \engines__ew__args.zp_a  = ir[106:97];
+  assign \engines__ew__args.zp_b  = ir[116:107];
+  assign \engines__ew__args.mult_a  = ir[148:117];
+  assign \engines__ew__args.shift_a  = ir[154:149];
+  assign \engines__ew__args.mult_b  = ir[186:155];
+  assign \engines__ew__args.shift_b  = ir[192:187];
+  assign \engines__ew__args.mult_o  = ir[224:193];
+  assign \engines__ew__args.shift_o  = ir[230:225];
+  assign \engines__ew__args.zp_out  = ir[240:231];
+  assign \engines__ew__args.act_min  = ir[250:241];
+  assign \engines__ew__args.act_max  = ir[260:251];
+  assign \load__payload.src  = ir[13:4];
+  assign \load__payload.count  = ir[29:14];
+  assign \load__payload.mask  = ir[31:30];
+  assign \load__payload.page  = ir[35:32];
+  assign \load__payload.row0  = ir[40:36];
+  assign \host__report.status  = host__report[3:0];
+  assign \host__report.status.busy  = host__report[0];
+  assign \host__report.status.done  = host__report[1];
+  assign \host__report.status.error  = host__report[2];
+  assign \host__report.status.loader_busy  = host__report[3];
+  assign \host__report.pc  = host__report[19:4];
+  assign \host__report.op  = host__report[23:20];
+  assign \host__report.cycles  = host__report[55:24];
+  assign \host__report.load_cycles  = host__report[87:56];
+  assign \host__report.trace_count  = host__report[119:88];
+  assign \host__report.macros  = host__report[311:120];
+  assign \host__report.macros[0]  = host__report[215:120];
+  assign \host__report.macros[0].busy  = host__report[151:120];
+  assign \host__report.macros[0].stall  = host__report[183:152];
+  assign \host__report.macros[0].wload  = host__report[215:184];
+  assign \host__report.macros[1]  = host__report[311:216];
+  assign \host__report.macros[1].busy  = host__report[247:216];
+  assign \host__report.macros[1].stall  = host__report[279:248];
+  assign \host__report.macros[1].wload  = host__report[311:280];
   assign \entry.cycle  = entry[31:0];
   assign \entry.pc  = entry[47:32];
   assign \entry.op  = entry[51:48];
   assign \entry._pad  = entry[63:52];
+  assign \trace_w__data.cycle  = entry[31:0];
+  assign \trace_w__data.pc  = entry[47:32];
+  assign \trace_w__data.op  = entry[51:48];
+  assign \trace_w__data._pad  = entry[63:52];
+  assign \counters0.busy  = counters0[31:0];
+  assign \counters0.stall  = counters0[63:32];
+  assign \counters0.wload  = counters0[95:64];
+  assign \counters1.busy  = counters1[31:0];
+  assign \counters1.stall  = counters1[63:32];
+  assign \counters1.wload  = counters1[95:64];
+  assign \imem_rd__data.op  = imem_rd__data[3:0];
+  assign \imem_rd__data.args  = imem_rd__data[388:4];
+  assign \imem_rd__data.args.load  = imem_rd__data[40:4];
+  assign \imem_rd__data.args.load.src  = imem_rd__data[13:4];
+  assign \imem_rd__data.args.load.count  = imem_rd__data[29:14];
+  assign \imem_rd__data.args.load.mask  = imem_rd__data[31:30];
+  assign \imem_rd__data.args.load.page  = imem_rd__data[35:32];
+  assign \imem_rd__data.args.load.row0  = imem_rd__data[40:36];
+  assign \imem_rd__data.args.mac  = imem_rd__data[388:4];
+  assign \imem_rd__data.args.mac.in_h  = imem_rd__data[11:4];
+  assign \imem_rd__data.args.mac.in_w  = imem_rd__data[19:12];
+  assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[27:20];
+  assign \imem_rd__data.args.mac.cin  = imem_rd__data[39:28];
+  assign \imem_rd__data.args.mac.kh  = imem_rd__data[47:40];
+  assign \imem_rd__data.args.mac.kw  = imem_rd__data[55:48];
+  assign \imem_rd__data.args.mac.dh  = imem_rd__data[59:56];
+  assign \imem_rd__data.args.mac.dw  = imem_rd__data[63:60];
+  assign \imem_rd__data.args.mac.sh  = imem_rd__data[67:64];
+  assign \imem_rd__data.args.mac.sw  = imem_rd__data[71:68];
+  assign \imem_rd__data.args.mac.pt  = imem_rd__data[75:72];
+  assign \imem_rd__data.args.mac.pl  = imem_rd__data[79:76];
+  assign \imem_rd__data.args.mac.ow  = imem_rd__data[87:80];
+  assign \imem_rd__data.args.mac.oh  = imem_rd__data[95:88];
+  assign \imem_rd__data.args.mac.npos  = imem_rd__data[111:96];
+  assign \imem_rd__data.args.mac.pos0  = imem_rd__data[125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = imem_rd__data[139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = imem_rd__data[153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = imem_rd__data[167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = imem_rd__data[181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = imem_rd__data[195:182];
+  assign \imem_rd__data.args.mac.bq  = imem_rd__data[203:196];
+  assign \imem_rd__data.args.mac.br  = imem_rd__data[211:204];
+  assign \imem_rd__data.args.mac.img_delta  = imem_rd__data[225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = imem_rd__data[239:226];
+  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[245:240];
+  assign \imem_rd__data.args.mac.kt  = imem_rd__data[253:246];
+  assign \imem_rd__data.args.mac.nt  = imem_rd__data[261:254];
+  assign \imem_rd__data.args.mac.kr  = imem_rd__data[269:262];
+  assign \imem_rd__data.args.mac.nr  = imem_rd__data[277:270];
+  assign \imem_rd__data.args.mac.b  = imem_rd__data[284:278];
+  assign \imem_rd__data.args.mac.ki  = imem_rd__data[291:285];
+  assign \imem_rd__data.args.mac.no  = imem_rd__data[298:292];
+  assign \imem_rd__data.args.mac.groups  = imem_rd__data[306:299];
+  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[312:307];
+  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[316:313];
+  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[328:317];
+  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[336:329];
+  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[342:337];
+  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[350:343];
+  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[360:351];
+  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[370:361];
+  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[380:371];
+  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[383:381];
+  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[385:384];
+  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[386];
+  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[387];
+  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[388];
+  assign \imem_rd__data.args.pool  = imem_rd__data[187:4];
+  assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
+  assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
+  assign \imem_rd__data.args.pool.in_base  = imem_rd__data[17:6];
+  assign \imem_rd__data.args.pool.in_h  = imem_rd__data[25:18];
+  assign \imem_rd__data.args.pool.in_w  = imem_rd__data[33:26];
+  assign \imem_rd__data.args.pool.cw  = imem_rd__data[41:34];
+  assign \imem_rd__data.args.pool.kh  = imem_rd__data[49:42];
+  assign \imem_rd__data.args.pool.kw  = imem_rd__data[57:50];
+  assign \imem_rd__data.args.pool.sh  = imem_rd__data[61:58];
+  assign \imem_rd__data.args.pool.sw  = imem_rd__data[65:62];
+  assign \imem_rd__data.args.pool.dh  = imem_rd__data[69:66];
+  assign \imem_rd__data.args.pool.dw  = imem_rd__data[73:70];
+  assign \imem_rd__data.args.pool.pt  = imem_rd__data[77:74];
+  assign \imem_rd__data.args.pool.pl  = imem_rd__data[81:78];
+  assign \imem_rd__data.args.pool.oh  = imem_rd__data[89:82];
+  assign \imem_rd__data.args.pool.ow  = imem_rd__data[97:90];
+  assign \imem_rd__data.args.pool.out_base  = imem_rd__data[109:98];
+  assign \imem_rd__data.args.pool.zp_in  = imem_rd__data[119:110];
+  assign \imem_rd__data.args.pool.mult  = imem_rd__data[151:120];
+  assign \imem_rd__data.args.pool.shift  = imem_rd__data[157:152];
+  assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[167:158];
+  assign \imem_rd__data.args.pool.act_min  = imem_rd__data[177:168];
+  assign \imem_rd__data.args.pool.act_max  = imem_rd__data[187:178];
+  assign \imem_rd__data.args.ew  = imem_rd__data[260:4];
+  assign \imem_rd__data.args.ew.a_base  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.ew.b_base  = imem_rd__data[27:16];
+  assign \imem_rd__data.args.ew.out_base  = imem_rd__data[39:28];
+  assign \imem_rd__data.args.ew.npos  = imem_rd__data[55:40];
+  assign \imem_rd__data.args.ew.cw  = imem_rd__data[63:56];
+  assign \imem_rd__data.args.ew.a_stride  = imem_rd__data[71:64];
+  assign \imem_rd__data.args.ew.b_stride  = imem_rd__data[79:72];
+  assign \imem_rd__data.args.ew.out_stride  = imem_rd__data[87:80];
+  assign \imem_rd__data.args.ew.x_signed  = imem_rd__data[88];
+  assign \imem_rd__data.args.ew.has_b  = imem_rd__data[89];
+  assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[90];
+  assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[91];
+  assign \imem_rd__data.args.ew.ls  = imem_rd__data[96:92];
+  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[106:97];
+  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[116:107];
+  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[148:117];
+  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[154:149];
+  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[186:155];
+  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[192:187];
+  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[224:193];
+  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[230:225];
+  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[240:231];
+  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[250:241];
+  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[260:251];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = cycles;
+  assign entry[31:0] = \$signal$23 ;
   assign entry[63:52] = 12'h000;
-  assign imem_hword = { 4'h0, wb__adr[13:4] };
-  assign wmem_hword = { 1'h0, wb__adr[13:1] };
-  assign pmem_hword = { 5'h00, wb__adr[13:5] };
-  assign dmem_hword = { 2'h0, wb__adr[13:2] };
-  assign \imem_hword$144  = { 4'h0, wb__adr[13:4] };
-  assign amem_hword = { 1'h0, wb__adr[13:1] };
-  assign \wmem_hword$150  = { 1'h0, wb__adr[13:1] };
-  assign \pmem_hword$153  = { 5'h00, wb__adr[13:5] };
-  assign \dmem_hword$156  = { 2'h0, wb__adr[13:2] };
-  assign trace_hword = { 1'h0, wb__adr[13:1] };
-  assign \amem_hword$162  = { 1'h0, wb__adr[13:1] };
+  assign host__report[311:216] = counters1;
+  assign host__report[215:120] = counters0;
+  assign host__report[119:88] = trace_n;
+  assign host__report[87:56] = \$signal$24 ;
+  assign host__report[55:24] = \$signal$23 ;
+  assign host__report[23:20] = ir[3:0];
+  assign host__report[19:4] = pc;
+  assign host__report[3] = loader_busy;
+  assign host__report[2] = error;
+  assign host__report[1] = done;
+  assign host__report[0] = busy;
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1620$0 , \port$1626$0 , \port$1632$0 , \port$1638$0 , \port$1644$0 , \port$1650$0 , \port$1656$0 , \port$1662$0 , done, start, args, w_addr, w_en, clk);
+module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1437$0 , \port$1443$0 , \port$1449$0 , \port$1455$0 , \port$1461$0 , \port$1467$0 , \port$1473$0 , \port$1479$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -14763,6 +15641,16 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1620$0
   wire [25:0] \$97 ;
   wire [10:0] \$98 ;
   wire [10:0] \$99 ;
+  output [11:0] a_rd__addr;
+  wire [11:0] a_rd__addr;
+  input [63:0] a_rd__data;
+  wire [63:0] a_rd__data;
+  wire a_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
   input [256:0] args;
   wire [256:0] args;
   wire [11:0] \args.a_base ;
@@ -14789,6 +15677,12 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1620$0
   wire [9:0] \args.zp_a ;
   wire [9:0] \args.zp_b ;
   wire [9:0] \args.zp_out ;
+  output [11:0] b_rd__addr;
+  wire [11:0] b_rd__addr;
+  input [63:0] b_rd__data;
+  wire [63:0] b_rd__data;
+  wire b_rd__en;
+  output busy;
   reg busy = 1'h0;
   wire \busy$101 ;
   wire \busy$102 ;
@@ -14957,32 +15851,22 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1620$0
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1620$0 ;
-  wire [7:0] \port$1620$0 ;
-  output [7:0] \port$1626$0 ;
-  wire [7:0] \port$1626$0 ;
-  output [7:0] \port$1632$0 ;
-  wire [7:0] \port$1632$0 ;
-  output [7:0] \port$1638$0 ;
-  wire [7:0] \port$1638$0 ;
-  output [7:0] \port$1644$0 ;
-  wire [7:0] \port$1644$0 ;
-  output [7:0] \port$1650$0 ;
-  wire [7:0] \port$1650$0 ;
-  output [7:0] \port$1656$0 ;
-  wire [7:0] \port$1656$0 ;
-  output [7:0] \port$1662$0 ;
-  wire [7:0] \port$1662$0 ;
-  output [11:0] ra_addr;
-  wire [11:0] ra_addr;
-  input [63:0] ra_data;
-  wire [63:0] ra_data;
-  wire ra_en;
-  output [11:0] rb_addr;
-  wire [11:0] rb_addr;
-  input [63:0] rb_data;
-  wire [63:0] rb_data;
-  wire rb_en;
+  output [7:0] \port$1437$0 ;
+  wire [7:0] \port$1437$0 ;
+  output [7:0] \port$1443$0 ;
+  wire [7:0] \port$1443$0 ;
+  output [7:0] \port$1449$0 ;
+  wire [7:0] \port$1449$0 ;
+  output [7:0] \port$1455$0 ;
+  wire [7:0] \port$1455$0 ;
+  output [7:0] \port$1461$0 ;
+  wire [7:0] \port$1461$0 ;
+  output [7:0] \port$1467$0 ;
+  wire [7:0] \port$1467$0 ;
+  output [7:0] \port$1473$0 ;
+  wire [7:0] \port$1473$0 ;
+  output [7:0] \port$1479$0 ;
+  wire [7:0] \port$1479$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -15049,11 +15933,6 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1620$0
   reg [31:0] vb6 = 32'd0;
   reg [31:0] vb7 = 32'd0;
   reg [7:0] w = 8'h00;
-  output [11:0] w_addr;
-  reg [11:0] w_addr = 12'h000;
-  wire [63:0] w_data;
-  output w_en;
-  wire w_en;
   wire [511:0] x;
   wire [255:0] \x$50 ;
   wire [31:0] \x$50[0] ;
@@ -15128,22 +16007,22 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1620$0
   assign \$4  = p * args[75:68];
   assign \$5  = args[23:12] + \$4 ;
   assign \$6  = \$5  + w;
-  assign \$7  = args[84] ? { ra_data[7], ra_data[7:0] } : { 1'h0, ra_data[7:0] };
-  assign \$8  = args[84] ? { rb_data[7], rb_data[7:0] } : { 1'h0, rb_data[7:0] };
-  assign \$9  = args[84] ? { ra_data[15], ra_data[15:8] } : { 1'h0, ra_data[15:8] };
-  assign \$10  = args[84] ? { rb_data[15], rb_data[15:8] } : { 1'h0, rb_data[15:8] };
-  assign \$11  = args[84] ? { ra_data[23], ra_data[23:16] } : { 1'h0, ra_data[23:16] };
-  assign \$12  = args[84] ? { rb_data[23], rb_data[23:16] } : { 1'h0, rb_data[23:16] };
-  assign \$13  = args[84] ? { ra_data[31], ra_data[31:24] } : { 1'h0, ra_data[31:24] };
-  assign \$14  = args[84] ? { rb_data[31], rb_data[31:24] } : { 1'h0, rb_data[31:24] };
-  assign \$15  = args[84] ? { ra_data[39], ra_data[39:32] } : { 1'h0, ra_data[39:32] };
-  assign \$16  = args[84] ? { rb_data[39], rb_data[39:32] } : { 1'h0, rb_data[39:32] };
-  assign \$17  = args[84] ? { ra_data[47], ra_data[47:40] } : { 1'h0, ra_data[47:40] };
-  assign \$18  = args[84] ? { rb_data[47], rb_data[47:40] } : { 1'h0, rb_data[47:40] };
-  assign \$19  = args[84] ? { ra_data[55], ra_data[55:48] } : { 1'h0, ra_data[55:48] };
-  assign \$20  = args[84] ? { rb_data[55], rb_data[55:48] } : { 1'h0, rb_data[55:48] };
-  assign \$21  = args[84] ? { ra_data[63], ra_data[63:56] } : { 1'h0, ra_data[63:56] };
-  assign \$22  = args[84] ? { rb_data[63], rb_data[63:56] } : { 1'h0, rb_data[63:56] };
+  assign \$7  = args[84] ? { a_rd__data[7], a_rd__data[7:0] } : { 1'h0, a_rd__data[7:0] };
+  assign \$8  = args[84] ? { b_rd__data[7], b_rd__data[7:0] } : { 1'h0, b_rd__data[7:0] };
+  assign \$9  = args[84] ? { a_rd__data[15], a_rd__data[15:8] } : { 1'h0, a_rd__data[15:8] };
+  assign \$10  = args[84] ? { b_rd__data[15], b_rd__data[15:8] } : { 1'h0, b_rd__data[15:8] };
+  assign \$11  = args[84] ? { a_rd__data[23], a_rd__data[23:16] } : { 1'h0, a_rd__data[23:16] };
+  assign \$12  = args[84] ? { b_rd__data[23], b_rd__data[23:16] } : { 1'h0, b_rd__data[23:16] };
+  assign \$13  = args[84] ? { a_rd__data[31], a_rd__data[31:24] } : { 1'h0, a_rd__data[31:24] };
+  assign \$14  = args[84] ? { b_rd__data[31], b_rd__data[31:24] } : { 1'h0, b_rd__data[31:24] };
+  assign \$15  = args[84] ? { a_rd__data[39], a_rd__data[39:32] } : { 1'h0, a_rd__data[39:32] };
+  assign \$16  = args[84] ? { b_rd__data[39], b_rd__data[39:32] } : { 1'h0, b_rd__data[39:32] };
+  assign \$17  = args[84] ? { a_rd__data[47], a_rd__data[47:40] } : { 1'h0, a_rd__data[47:40] };
+  assign \$18  = args[84] ? { b_rd__data[47], b_rd__data[47:40] } : { 1'h0, b_rd__data[47:40] };
+  assign \$19  = args[84] ? { a_rd__data[55], a_rd__data[55:48] } : { 1'h0, a_rd__data[55:48] };
+  assign \$20  = args[84] ? { b_rd__data[55], b_rd__data[55:48] } : { 1'h0, b_rd__data[55:48] };
+  assign \$21  = args[84] ? { a_rd__data[63], a_rd__data[63:56] } : { 1'h0, a_rd__data[63:56] };
+  assign \$22  = args[84] ? { b_rd__data[63], b_rd__data[63:56] } : { 1'h0, b_rd__data[63:56] };
   assign \$23  = $signed(va0) << args[92:88];
   assign \$24  = $signed(vb0) << args[92:88];
   assign \$25  = $signed(va1) << args[92:88];
@@ -15535,7 +16414,7 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1620$0
   always @(posedge clk)
     ob2_7 <= ob1_7;
   always @(posedge clk)
-    w_addr <= oa2;
+    act_w__addr <= oa2;
   always @(posedge clk)
     ob3_0 <= ob2_0;
   always @(posedge clk)
@@ -15572,7 +16451,7 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1620$0
     .mult(\mult$52 ),
     .rst(rst),
     .shift(\shift$53 ),
-    .v4(w_en),
+    .v4(act_w__en),
     .x(\x$50 ),
     .y(y)
   );
@@ -15659,8 +16538,8 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1620$0
     end
   end
   assign running = busy;
-  assign ra_en = 1'h1;
-  assign rb_en = 1'h1;
+  assign a_rd__en = 1'h1;
+  assign b_rd__en = 1'h1;
   assign xa0 = { \$7 [8], \$7  };
   assign xb0 = { \$8 [8], \$8  };
   assign xa1 = { \$9 [8], \$9  };
@@ -15695,19 +16574,19 @@ module \isscc22_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1620$0
   assign ecode6 = \$73 [9:0];
   assign ecode7_sum = { \$74 [32], \$74  };
   assign ecode7 = \$78 [9:0];
-  assign o_valid = w_en;
-  assign oa3 = w_addr;
-  assign w_data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
-  assign ra_addr = \$3 [11:0];
-  assign rb_addr = \$6 [11:0];
-  assign \port$1620$0  = \$43 [7:0];
-  assign \port$1626$0  = \$48 [7:0];
-  assign \port$1632$0  = \$53 [7:0];
-  assign \port$1638$0  = \$58 [7:0];
-  assign \port$1644$0  = \$63 [7:0];
-  assign \port$1650$0  = \$68 [7:0];
-  assign \port$1656$0  = \$73 [7:0];
-  assign \port$1662$0  = \$78 [7:0];
+  assign o_valid = act_w__en;
+  assign oa3 = act_w__addr;
+  assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
+  assign a_rd__addr = \$3 [11:0];
+  assign b_rd__addr = \$6 [11:0];
+  assign \port$1437$0  = \$43 [7:0];
+  assign \port$1443$0  = \$48 [7:0];
+  assign \port$1449$0  = \$53 [7:0];
+  assign \port$1455$0  = \$58 [7:0];
+  assign \port$1461$0  = \$63 [7:0];
+  assign \port$1467$0  = \$68 [7:0];
+  assign \port$1473$0  = \$73 [7:0];
+  assign \port$1479$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -18635,8 +19514,513 @@ module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_data, w_addr, mem_page, mem_row, clk);
+module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, imem_r__data, amem_r__data, wmem_r__data, pmem_r__data, dmem_r__data, trace_r__data, imem_r__addr, imem_w__en, amem_r__addr, amem_w__en, wmem_r__addr, wmem_w__en, pmem_r__addr, pmem_w__en
+, dmem_r__addr, dmem_w__en, trace_r__addr, ctrl__report, ctrl__start, dat, wb__ack, ctrl__start_pc, wb__cyc);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [9:0] \$113 ;
+  wire [6:0] \$116 ;
+  wire [6:0] \$119 ;
+  wire \$12 ;
+  wire [10:0] \$122 ;
+  wire [7:0] \$125 ;
+  wire [6:0] \$128 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [27:0] \$16 ;
+  wire [27:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [2:0] \$22 ;
+  wire [2:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [2:0] \$28 ;
+  wire [2:0] \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [54:0] \$34 ;
+  wire [54:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire [5:0] \$40 ;
+  wire [5:0] \$41 ;
+  wire [31:0] \$42 ;
+  wire [31:0] \$43 ;
+  wire [31:0] \$44 ;
+  wire [31:0] \$45 ;
+  wire [31:0] \$46 ;
+  wire [31:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  reg \$53 ;
+  reg [2:0] \$54 ;
+  reg [15:0] \$55 ;
+  reg [31:0] \$56 ;
+  reg [3:0] \$57 ;
+  reg \$58 ;
+  reg \$59 ;
+  wire \$6 ;
+  reg [4:0] \$60 ;
+  reg [1:0] \$61 ;
+  reg \$62 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  wire amem_hslice;
+  wire [13:0] amem_hword;
+  output [11:0] amem_r__addr;
+  wire [11:0] amem_r__addr;
+  input [63:0] amem_r__data;
+  wire [63:0] amem_r__data;
+  wire amem_r__en;
+  reg amem_rsl = 1'h0;
+  wire [11:0] amem_w__addr;
+  wire [63:0] amem_w__data;
+  output [1:0] amem_w__en;
+  wire [1:0] amem_w__en;
+  input clk;
+  wire clk;
+  wire csr_hit;
+  wire [4:0] csr_idx;
+  reg [31:0] csr_r = 32'd0;
+  input [311:0] ctrl__report;
+  wire [311:0] ctrl__report;
+  wire [31:0] \ctrl__report.cycles ;
+  wire [31:0] \ctrl__report.load_cycles ;
+  wire [191:0] \ctrl__report.macros ;
+  wire [95:0] \ctrl__report.macros[0] ;
+  wire [31:0] \ctrl__report.macros[0].busy ;
+  wire [31:0] \ctrl__report.macros[0].stall ;
+  wire [31:0] \ctrl__report.macros[0].wload ;
+  wire [95:0] \ctrl__report.macros[1] ;
+  wire [31:0] \ctrl__report.macros[1].busy ;
+  wire [31:0] \ctrl__report.macros[1].stall ;
+  wire [31:0] \ctrl__report.macros[1].wload ;
+  wire [3:0] \ctrl__report.op ;
+  wire [15:0] \ctrl__report.pc ;
+  wire [3:0] \ctrl__report.status ;
+  wire \ctrl__report.status.busy ;
+  wire \ctrl__report.status.done ;
+  wire \ctrl__report.status.error ;
+  wire \ctrl__report.status.loader_busy ;
+  wire [31:0] \ctrl__report.trace_count ;
+  output ctrl__start;
+  reg ctrl__start;
+  output [15:0] ctrl__start_pc;
+  reg [15:0] ctrl__start_pc = 16'h0000;
+  output [31:0] dat;
+  reg [31:0] dat;
+  wire [1:0] dmem_hslice;
+  wire [13:0] dmem_hword;
+  output [5:0] dmem_r__addr;
+  wire [5:0] dmem_r__addr;
+  input [95:0] dmem_r__data;
+  wire [95:0] dmem_r__data;
+  wire dmem_r__en;
+  reg [1:0] dmem_rsl = 2'h0;
+  wire [5:0] dmem_w__addr;
+  wire [95:0] dmem_w__data;
+  output [2:0] dmem_w__en;
+  wire [2:0] dmem_w__en;
+  wire [3:0] imem_hslice;
+  wire [13:0] imem_hword;
+  output [9:0] imem_r__addr;
+  wire [9:0] imem_r__addr;
+  input [415:0] imem_r__data;
+  wire [415:0] imem_r__data;
+  wire imem_r__en;
+  reg [3:0] imem_rsl = 4'h0;
+  wire [9:0] imem_w__addr;
+  wire [415:0] imem_w__data;
+  output [12:0] imem_w__en;
+  wire [12:0] imem_w__en;
+  wire [13:0] off;
+  wire [4:0] pmem_hslice;
+  wire [13:0] pmem_hword;
+  output [5:0] pmem_r__addr;
+  wire [5:0] pmem_r__addr;
+  input [767:0] pmem_r__data;
+  wire [767:0] pmem_r__data;
+  wire pmem_r__en;
+  reg [4:0] pmem_rsl = 5'h00;
+  wire [5:0] pmem_w__addr;
+  wire [767:0] pmem_w__data;
+  output [23:0] pmem_w__en;
+  wire [23:0] pmem_w__en;
+  reg [2:0] r_region = 3'h0;
+  wire [2:0] region;
+  wire req;
+  input rst;
+  wire rst;
+  (* init = 16'h0000 *)
+  wire [15:0] start_pc;
+  wire trace_hslice;
+  wire [13:0] trace_hword;
+  output [9:0] trace_r__addr;
+  wire [9:0] trace_r__addr;
+  input [63:0] trace_r__data;
+  wire [63:0] trace_r__data;
+  wire trace_r__en;
+  reg trace_rsl = 1'h0;
+  (* init = 1'h0 *)
+  output wb__ack;
+  wire wb__ack;
+  input [16:0] wb__adr;
+  wire [16:0] wb__adr;
+  input wb__cyc;
+  wire wb__cyc;
+  wire [31:0] wb__dat_r;
+  input [31:0] wb__dat_w;
+  wire [31:0] wb__dat_w;
+  input [3:0] wb__sel;
+  wire [3:0] wb__sel;
+  input wb__stb;
+  wire wb__stb;
+  input wb__we;
+  wire wb__we;
+  wire wmem_hslice;
+  wire [13:0] wmem_hword;
+  output [9:0] wmem_r__addr;
+  wire [9:0] wmem_r__addr;
+  input [63:0] wmem_r__data;
+  wire [63:0] wmem_r__data;
+  wire wmem_r__en;
+  reg wmem_rsl = 1'h0;
+  wire [9:0] wmem_w__addr;
+  wire [63:0] wmem_w__data;
+  output [1:0] wmem_w__en;
+  wire [1:0] wmem_w__en;
+  wire wr;
+  assign \$31  = wr & \$30 ;
+  assign \$32  = ~ ctrl__report[0];
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = 1'h1 << wb__adr[4:0];
+  assign \$35  = \$33  ? \$34  : 55'h00000000000000;
+  assign \$36  = wb__adr[16:14] == 3'h5;
+  assign \$37  = wr & \$36 ;
+  assign \$38  = ~ ctrl__report[0];
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = 1'h1 << wb__adr[1:0];
+  assign \$41  = \$39  ? \$40  : 6'h00;
+  assign \$113  = imem_rsl * 6'h20;
+  assign \$42  = imem_r__data >> \$113 ;
+  assign \$116  = amem_rsl * 6'h20;
+  assign \$43  = amem_r__data >> \$116 ;
+  assign \$119  = wmem_rsl * 6'h20;
+  assign \$44  = wmem_r__data >> \$119 ;
+  assign \$122  = pmem_rsl * 6'h20;
+  assign \$45  = pmem_r__data >> \$122 ;
+  assign \$125  = dmem_rsl * 6'h20;
+  assign \$46  = dmem_r__data >> \$125 ;
+  assign \$128  = trace_rsl * 6'h20;
+  assign \$47  = trace_r__data >> \$128 ;
+  assign \$48  = csr_hit & wr;
+  assign \$49  = wb__adr[4:0] == 3'h4;
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ wb__we;
+  assign \$52  = csr_hit & \$51 ;
+  always @(posedge clk)
+    \$signal  <= \$53 ;
+  always @(posedge clk)
+    r_region <= \$54 ;
+  always @(posedge clk)
+    ctrl__start_pc <= \$55 ;
+  always @(posedge clk)
+    csr_r <= \$56 ;
+  always @(posedge clk)
+    imem_rsl <= \$57 ;
+  always @(posedge clk)
+    amem_rsl <= \$58 ;
+  always @(posedge clk)
+    wmem_rsl <= \$59 ;
+  always @(posedge clk)
+    pmem_rsl <= \$60 ;
+  always @(posedge clk)
+    dmem_rsl <= \$61 ;
+  always @(posedge clk)
+    trace_rsl <= \$62 ;
+  assign \$1  = wb__cyc & wb__stb;
+  assign \$2  = ~ \$signal ;
+  assign req = \$1  & \$2 ;
+  assign \$3  = req & wb__we;
+  assign \$4  = wb__sel == 4'hf;
+  assign wr = \$3  & \$4 ;
+  assign \$5  = ! wb__adr[16:14];
+  assign csr_hit = req & \$5 ;
+  assign \$6  = csr_hit & wr;
+  assign \$7  = wb__adr[4:0] == 1'h1;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  & wb__dat_w[0];
+  assign \$10  = ~ ctrl__report[0];
+  assign \$11  = \$9  & \$10 ;
+  assign \$12  = wb__adr[16:14] == 1'h1;
+  assign \$13  = wr & \$12 ;
+  assign \$14  = ~ ctrl__report[0];
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = 1'h1 << wb__adr[3:0];
+  assign \$17  = \$15  ? \$16  : 28'h0000000;
+  assign \$18  = wb__adr[16:14] == 2'h2;
+  assign \$19  = wr & \$18 ;
+  assign \$20  = ~ ctrl__report[0];
+  assign \$21  = \$19  & \$20 ;
+  assign \$22  = 1'h1 << wb__adr[0];
+  assign \$23  = \$21  ? \$22  : 3'h0;
+  assign \$24  = wb__adr[16:14] == 2'h3;
+  assign \$25  = wr & \$24 ;
+  assign \$26  = ~ ctrl__report[0];
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = 1'h1 << wb__adr[0];
+  assign \$29  = \$27  ? \$28  : 3'h0;
+  assign \$30  = wb__adr[16:14] == 3'h4;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    ctrl__start = 1'h0;
+    if (\$11 ) begin
+      ctrl__start = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    dat = 32'd0;
+    casez (r_region)
+      3'h0:
+          dat = csr_r;
+      3'h1:
+          dat = \$42 ;
+      3'h2:
+          dat = \$43 ;
+      3'h3:
+          dat = \$44 ;
+      3'h4:
+          dat = \$45 ;
+      3'h5:
+          dat = \$46 ;
+      3'h6:
+          dat = \$47 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$53  = req;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$54  = r_region;
+    if (req) begin
+      \$54  = wb__adr[16:14];
+    end
+    if (rst) begin
+      \$54  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$55  = ctrl__start_pc;
+    if (\$50 ) begin
+      \$55  = wb__dat_w[15:0];
+    end
+    if (rst) begin
+      \$55  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$56  = csr_r;
+    if (\$52 ) begin
+      (* full_case = 32'd1 *)
+      casez (wb__adr[4:0])
+        5'h00:
+            \$56  = 32'd1128877382;
+        5'h02:
+            \$56  = { 28'h0000000, ctrl__report[3:0] };
+        5'h03:
+            \$56  = { 16'h0000, ctrl__report[19:4] };
+        5'h04:
+            \$56  = { 16'h0000, ctrl__start_pc };
+        5'h05:
+            \$56  = ctrl__report[55:24];
+        5'h06:
+            \$56  = ctrl__report[87:56];
+        5'h07:
+            \$56  = ctrl__report[119:88];
+        5'h08:
+            \$56  = { 28'h0000000, ctrl__report[23:20] };
+        5'h09:
+            \$56  = 32'd8;
+        5'h0a:
+            \$56  = 32'd2;
+        5'h10:
+            \$56  = ctrl__report[151:120];
+        5'h11:
+            \$56  = ctrl__report[183:152];
+        5'h12:
+            \$56  = ctrl__report[215:184];
+        5'h14:
+            \$56  = ctrl__report[247:216];
+        5'h15:
+            \$56  = ctrl__report[279:248];
+        5'h16:
+            \$56  = ctrl__report[311:280];
+        default:
+            \$56  = 32'd0;
+      endcase
+    end
+    if (rst) begin
+      \$56  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$57  = imem_rsl;
+    if (req) begin
+      \$57  = wb__adr[3:0];
+    end
+    if (rst) begin
+      \$57  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$58  = amem_rsl;
+    if (req) begin
+      \$58  = wb__adr[0];
+    end
+    if (rst) begin
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$59  = wmem_rsl;
+    if (req) begin
+      \$59  = wb__adr[0];
+    end
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$60  = pmem_rsl;
+    if (req) begin
+      \$60  = wb__adr[4:0];
+    end
+    if (rst) begin
+      \$60  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$61  = dmem_rsl;
+    if (req) begin
+      \$61  = wb__adr[1:0];
+    end
+    if (rst) begin
+      \$61  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$62  = trace_rsl;
+    if (req) begin
+      \$62  = wb__adr[0];
+    end
+    if (rst) begin
+      \$62  = 1'h0;
+    end
+  end
+  assign region = wb__adr[16:14];
+  assign off = wb__adr[13:0];
+  assign csr_idx = wb__adr[4:0];
+  assign start_pc = ctrl__start_pc;
+  assign imem_hslice = wb__adr[3:0];
+  assign imem_r__en = 1'h1;
+  assign imem_w__addr = imem_hword[9:0];
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign amem_hslice = wb__adr[0];
+  assign amem_r__en = 1'h1;
+  assign amem_w__addr = amem_hword[11:0];
+  assign amem_w__data = { wb__dat_w, wb__dat_w };
+  assign wmem_hslice = wb__adr[0];
+  assign wmem_r__en = 1'h1;
+  assign wmem_w__addr = wmem_hword[9:0];
+  assign wmem_w__data = { wb__dat_w, wb__dat_w };
+  assign pmem_hslice = wb__adr[4:0];
+  assign pmem_r__en = 1'h1;
+  assign pmem_w__addr = pmem_hword[5:0];
+  assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign dmem_hslice = wb__adr[1:0];
+  assign dmem_r__en = 1'h1;
+  assign dmem_w__addr = dmem_hword[5:0];
+  assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign trace_hslice = wb__adr[0];
+  assign trace_r__en = 1'h1;
+  assign wb__dat_r = dat;
+  assign imem_r__addr = imem_hword[9:0];
+  assign imem_w__en = \$17 [12:0];
+  assign amem_r__addr = amem_hword[11:0];
+  assign amem_w__en = \$23 [1:0];
+  assign wmem_r__addr = wmem_hword[9:0];
+  assign wmem_w__en = \$29 [1:0];
+  assign pmem_r__addr = pmem_hword[5:0];
+  assign pmem_w__en = \$35 [23:0];
+  assign dmem_r__addr = dmem_hword[5:0];
+  assign dmem_w__en = \$41 [2:0];
+  assign trace_r__addr = trace_hword[9:0];
+  assign wb__ack = \$signal ;
+  assign \ctrl__report.status  = ctrl__report[3:0];
+  assign \ctrl__report.status.busy  = ctrl__report[0];
+  assign \ctrl__report.status.done  = ctrl__report[1];
+  assign \ctrl__report.status.error  = ctrl__report[2];
+  assign \ctrl__report.status.loader_busy  = ctrl__report[3];
+  assign \ctrl__report.pc  = ctrl__report[19:4];
+  assign \ctrl__report.op  = ctrl__report[23:20];
+  assign \ctrl__report.cycles  = ctrl__report[55:24];
+  assign \ctrl__report.load_cycles  = ctrl__report[87:56];
+  assign \ctrl__report.trace_count  = ctrl__report[119:88];
+  assign \ctrl__report.macros  = ctrl__report[311:120];
+  assign \ctrl__report.macros[0]  = ctrl__report[215:120];
+  assign \ctrl__report.macros[0].busy  = ctrl__report[151:120];
+  assign \ctrl__report.macros[0].stall  = ctrl__report[183:152];
+  assign \ctrl__report.macros[0].wload  = ctrl__report[215:184];
+  assign \ctrl__report.macros[1]  = ctrl__report[311:216];
+  assign \ctrl__report.macros[1].busy  = ctrl__report[247:216];
+  assign \ctrl__report.macros[1].stall  = ctrl__report[279:248];
+  assign \ctrl__report.macros[1].wload  = ctrl__report[311:280];
+  assign imem_hword = { 4'h0, wb__adr[13:4] };
+  assign amem_hword = { 1'h0, wb__adr[13:1] };
+  assign wmem_hword = { 1'h0, wb__adr[13:1] };
+  assign pmem_hword = { 5'h00, wb__adr[13:5] };
+  assign dmem_hword = { 2'h0, wb__adr[13:2] };
+  assign trace_hword = { 1'h0, wb__adr[13:1] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr, mem_page, mem_row, w_en, w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -18664,15 +20048,15 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   wire busy;
   input clk;
   wire clk;
-  wire [36:0] cmd;
-  wire [15:0] \cmd.count ;
-  wire [1:0] \cmd.mask ;
-  wire [3:0] \cmd.page ;
-  wire [4:0] \cmd.row0 ;
-  wire [9:0] \cmd.src ;
-  output cmd_ready;
-  wire cmd_ready;
-  wire cmd_valid;
+  wire [36:0] cmd__payload;
+  wire [15:0] \cmd__payload.count ;
+  wire [1:0] \cmd__payload.mask ;
+  wire [3:0] \cmd__payload.page ;
+  wire [4:0] \cmd__payload.row0 ;
+  wire [9:0] \cmd__payload.src ;
+  output cmd__ready;
+  wire cmd__ready;
+  wire cmd__valid;
   wire [36:0] head;
   wire [15:0] \head.count ;
   wire [1:0] \head.mask ;
@@ -18698,13 +20082,14 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   wire rst;
   (* init = 10'h000 *)
   wire [9:0] src;
-  output [9:0] w_addr;
-  reg [9:0] w_addr = 10'h000;
   input [36:0] w_data;
   wire [36:0] w_data;
-  wire [63:0] \w_data$21 ;
   input w_en;
   wire w_en;
+  output [9:0] w_rd__addr;
+  reg [9:0] w_rd__addr = 10'h000;
+  wire [63:0] w_rd__data;
+  wire w_rd__en;
   wire w_rdy;
   reg wr = 1'h0;
   reg [1:0] wr_mask = 2'h0;
@@ -18720,7 +20105,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   assign \$4  = ~ active;
   assign \$5  = \$4  & r_rdy;
   assign \$6  = | head[25:10];
-  assign \$7  = w_addr + 1'h1;
+  assign \$7  = w_rd__addr + 1'h1;
   assign \$8  = left - 1'h1;
   assign \$9  = left == 1'h1;
   assign \$10  = row == 5'h1f;
@@ -18729,7 +20114,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
   always @(posedge clk)
     active <= \$13 ;
   always @(posedge clk)
-    w_addr <= \$14 ;
+    w_rd__addr <= \$14 ;
   always @(posedge clk)
     left <= \$15 ;
   always @(posedge clk)
@@ -18754,17 +20139,17 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
-    .w_rdy(cmd_ready)
+    .w_rdy(cmd__ready)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     r_en = 1'h0;
     if (\$2 ) begin
       r_en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$13  = active;
     if (\$5 ) begin
       \$13  = \$6 ;
@@ -18779,8 +20164,8 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$14  = w_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$14  = w_rd__addr;
     if (\$5 ) begin
       \$14  = head[9:0];
     end
@@ -18792,7 +20177,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$15  = left;
     if (\$5 ) begin
       \$15  = head[25:10];
@@ -18805,7 +20190,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$16  = mask;
     if (\$5 ) begin
       \$16  = head[27:26];
@@ -18815,7 +20200,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$17  = page;
     if (\$5 ) begin
       \$17  = head[31:28];
@@ -18830,7 +20215,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$18  = row;
     if (\$5 ) begin
       \$18  = head[36:32];
@@ -18848,14 +20233,14 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$19  = active;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$20  = mem_page;
     if (active) begin
       \$20  = page;
@@ -18865,7 +20250,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$21  = mem_row;
     if (active) begin
       \$21  = row;
@@ -18875,7 +20260,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$22  = wr_mask;
     if (active) begin
       \$22  = mask;
@@ -18884,19 +20269,20 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
       \$22  = 2'h0;
     end
   end
-  assign cmd_valid = w_en;
-  assign cmd = w_data;
-  assign w_rdy = cmd_ready;
+  assign cmd__valid = w_en;
+  assign cmd__payload = w_data;
+  assign w_rdy = cmd__ready;
   assign r_data = head;
-  assign src = w_addr;
+  assign src = w_rd__addr;
+  assign w_rd__en = 1'h1;
   assign wr_page = mem_page;
   assign wr_row = mem_row;
-  assign \w_data$21  = mem_wdata;
-  assign \cmd.src  = w_data[9:0];
-  assign \cmd.count  = w_data[25:10];
-  assign \cmd.mask  = w_data[27:26];
-  assign \cmd.page  = w_data[31:28];
-  assign \cmd.row0  = w_data[36:32];
+  assign w_rd__data = mem_wdata;
+  assign \cmd__payload.src  = w_data[9:0];
+  assign \cmd__payload.count  = w_data[25:10];
+  assign \cmd__payload.mask  = w_data[27:26];
+  assign \cmd__payload.page  = w_data[31:28];
+  assign \cmd__payload.row0  = w_data[36:32];
   assign \head.src  = head[9:0];
   assign \head.count  = head[25:10];
   assign \head.mask  = head[27:26];
@@ -18905,8 +20291,8 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__data, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -18994,7 +20380,7 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__da
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -19004,7 +20390,7 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -19014,7 +20400,7 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__da
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -19035,9 +20421,9 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$227$0 , \port$228$0 , op__0__valid, op__1__valid, p_addr, \port$418$0 , \port$423$0 , \port$428$0 , \port$433$0 
-, \port$438$0 , \port$443$0 , \port$448$0 , \port$453$0 , finished, desc_addr, rd_en, \desc_addr$239 , \rd_en$241 , start, args, op__0__payload, op__1__payload, w_addr, rd_addr, \rd_addr$240 , \w_en$209 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$44$0 , \port$45$0 , op__0__valid, op__1__valid, param_rd__addr, \port$235$0 , \port$240$0 , \port$245$0 , \port$250$0 
+, \port$255$0 , \port$260$0 , \port$265$0 , \port$270$0 , finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [31:0] \$100 ;
@@ -19368,6 +20754,29 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   reg [31:0] acc1_5 = 32'd0;
   reg [31:0] acc1_6 = 32'd0;
   reg [31:0] acc1_7 = 32'd0;
+  output [11:0] act_rd__0__addr;
+  wire [11:0] act_rd__0__addr;
+  wire [63:0] act_rd__0__data;
+  output act_rd__0__en;
+  wire act_rd__0__en;
+  output [11:0] act_rd__1__addr;
+  wire [11:0] act_rd__1__addr;
+  wire [63:0] act_rd__1__data;
+  output act_rd__1__en;
+  wire act_rd__1__en;
+  wire [11:0] act_rd__addr;
+  wire [11:0] \act_rd__addr$14 ;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  input [63:0] \act_rd__data$15 ;
+  wire [63:0] \act_rd__data$15 ;
+  wire act_rd__en;
+  wire \act_rd__en$18 ;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
   reg [11:0] addr_pipe0 = 12'h000;
   reg [11:0] addr_pipe1 = 12'h000;
   reg [11:0] addr_pipe2 = 12'h000;
@@ -19426,55 +20835,55 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [384:0] \args$2 ;
-  wire [2:0] \args$2.ab_m1 ;
-  wire [9:0] \args$2.act_max ;
-  wire [9:0] \args$2.act_min ;
-  wire [6:0] \args$2.b ;
-  wire [7:0] \args$2.bq ;
-  wire [7:0] \args$2.br ;
-  wire [11:0] \args$2.cin ;
-  wire [5:0] \args$2.desc_base ;
-  wire [3:0] \args$2.dh ;
-  wire [3:0] \args$2.dw ;
-  wire [7:0] \args$2.groups ;
-  wire [13:0] \args$2.img_bstep ;
-  wire [13:0] \args$2.img_delta ;
-  wire [7:0] \args$2.in_cw ;
-  wire [7:0] \args$2.in_h ;
-  wire [7:0] \args$2.in_w ;
-  wire [7:0] \args$2.kh ;
-  wire [6:0] \args$2.ki ;
-  wire [7:0] \args$2.kr ;
-  wire [7:0] \args$2.kt ;
-  wire [7:0] \args$2.kw ;
-  wire [13:0] \args$2.kx_inc ;
-  wire [13:0] \args$2.ky_inc ;
-  wire [6:0] \args$2.no ;
-  wire [15:0] \args$2.npos ;
-  wire [7:0] \args$2.nr ;
-  wire [7:0] \args$2.nt ;
-  wire [7:0] \args$2.oh ;
-  wire [11:0] \args$2.out_base ;
-  wire [7:0] \args$2.out_cw ;
-  wire [7:0] \args$2.ow ;
-  wire [3:0] \args$2.page_base ;
-  wire [5:0] \args$2.param_base ;
-  wire [3:0] \args$2.pl ;
-  wire [13:0] \args$2.pos0 ;
-  wire [13:0] \args$2.pos_bstep ;
-  wire [13:0] \args$2.pos_ux ;
-  wire [13:0] \args$2.pos_wrap ;
-  wire [3:0] \args$2.pt ;
-  wire [5:0] \args$2.role_base ;
-  wire \args$2.rowpack ;
-  wire [3:0] \args$2.sh ;
-  wire [3:0] \args$2.sw ;
-  wire \args$2.w_signed ;
-  wire [1:0] \args$2.wb_log2 ;
-  wire \args$2.x_signed ;
-  wire [7:0] \args$2.zp_in ;
-  wire [9:0] \args$2.zp_out ;
+  wire [384:0] \args$12 ;
+  wire [2:0] \args$12.ab_m1 ;
+  wire [9:0] \args$12.act_max ;
+  wire [9:0] \args$12.act_min ;
+  wire [6:0] \args$12.b ;
+  wire [7:0] \args$12.bq ;
+  wire [7:0] \args$12.br ;
+  wire [11:0] \args$12.cin ;
+  wire [5:0] \args$12.desc_base ;
+  wire [3:0] \args$12.dh ;
+  wire [3:0] \args$12.dw ;
+  wire [7:0] \args$12.groups ;
+  wire [13:0] \args$12.img_bstep ;
+  wire [13:0] \args$12.img_delta ;
+  wire [7:0] \args$12.in_cw ;
+  wire [7:0] \args$12.in_h ;
+  wire [7:0] \args$12.in_w ;
+  wire [7:0] \args$12.kh ;
+  wire [6:0] \args$12.ki ;
+  wire [7:0] \args$12.kr ;
+  wire [7:0] \args$12.kt ;
+  wire [7:0] \args$12.kw ;
+  wire [13:0] \args$12.kx_inc ;
+  wire [13:0] \args$12.ky_inc ;
+  wire [6:0] \args$12.no ;
+  wire [15:0] \args$12.npos ;
+  wire [7:0] \args$12.nr ;
+  wire [7:0] \args$12.nt ;
+  wire [7:0] \args$12.oh ;
+  wire [11:0] \args$12.out_base ;
+  wire [7:0] \args$12.out_cw ;
+  wire [7:0] \args$12.ow ;
+  wire [3:0] \args$12.page_base ;
+  wire [5:0] \args$12.param_base ;
+  wire [3:0] \args$12.pl ;
+  wire [13:0] \args$12.pos0 ;
+  wire [13:0] \args$12.pos_bstep ;
+  wire [13:0] \args$12.pos_ux ;
+  wire [13:0] \args$12.pos_wrap ;
+  wire [3:0] \args$12.pt ;
+  wire [5:0] \args$12.role_base ;
+  wire \args$12.rowpack ;
+  wire [3:0] \args$12.sh ;
+  wire [3:0] \args$12.sw ;
+  wire \args$12.w_signed ;
+  wire [1:0] \args$12.wb_log2 ;
+  wire \args$12.x_signed ;
+  wire [7:0] \args$12.zp_in ;
+  wire [9:0] \args$12.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -19524,9 +20933,10 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   wire [6:0] bi;
-  wire [6:0] \bi$47 ;
+  wire [6:0] \bi$67 ;
+  output busy;
   reg busy = 1'h0;
-  wire \busy$215 ;
+  wire \busy$236 ;
   input clk;
   wire clk;
   wire [9:0] code0;
@@ -19545,31 +20955,49 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   wire [33:0] code6_sum;
   wire [9:0] code7;
   wire [33:0] code7_sum;
-  input [71:0] desc;
-  wire [71:0] desc;
-  input [71:0] \desc$238 ;
-  wire [71:0] \desc$238 ;
-  wire [11:0] \desc$238.c0 ;
-  wire [11:0] \desc$238.dx0 ;
-  wire [11:0] \desc$238.dy0 ;
-  wire [5:0] \desc$238.elems ;
-  wire [7:0] \desc$238.kx0 ;
-  wire [7:0] \desc$238.ky0 ;
-  wire [13:0] \desc$238.off0 ;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [5:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
-  output [5:0] \desc_addr$239 ;
-  wire [5:0] \desc_addr$239 ;
+  output [5:0] desc_rd__0__addr;
+  wire [5:0] desc_rd__0__addr;
+  wire [71:0] desc_rd__0__data;
+  wire [11:0] \desc_rd__0__data.c0 ;
+  wire [11:0] \desc_rd__0__data.dx0 ;
+  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [5:0] \desc_rd__0__data.elems ;
+  wire [7:0] \desc_rd__0__data.kx0 ;
+  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [13:0] \desc_rd__0__data.off0 ;
+  output [5:0] desc_rd__1__addr;
+  wire [5:0] desc_rd__1__addr;
+  wire [71:0] desc_rd__1__data;
+  wire [11:0] \desc_rd__1__data.c0 ;
+  wire [11:0] \desc_rd__1__data.dx0 ;
+  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [5:0] \desc_rd__1__data.elems ;
+  wire [7:0] \desc_rd__1__data.kx0 ;
+  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [13:0] \desc_rd__1__data.off0 ;
+  wire [5:0] desc_rd__addr;
+  wire [5:0] \desc_rd__addr$20 ;
+  input [71:0] desc_rd__data;
+  wire [71:0] desc_rd__data;
+  input [71:0] \desc_rd__data$21 ;
+  wire [71:0] \desc_rd__data$21 ;
+  wire [11:0] \desc_rd__data$21.c0 ;
+  wire [11:0] \desc_rd__data$21.dx0 ;
+  wire [11:0] \desc_rd__data$21.dy0 ;
+  wire [5:0] \desc_rd__data$21.elems ;
+  wire [7:0] \desc_rd__data$21.kx0 ;
+  wire [7:0] \desc_rd__data$21.ky0 ;
+  wire [13:0] \desc_rd__data$21.off0 ;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [5:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
   wire done;
   wire en;
-  wire \en$7 ;
+  wire \en$27 ;
   wire [31:0] ext0_0;
   wire [31:0] ext0_1;
   wire [31:0] ext0_2;
@@ -19590,16 +21018,16 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   output finished;
   wire finished;
   wire full;
-  wire \full$49 ;
+  wire \full$69 ;
   wire g_act0;
   wire g_act1;
   reg [7:0] g_bi = 8'h00;
   reg g_done = 1'h0;
   reg [7:0] g_kbase = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] \g_kbase$28 ;
+  wire [7:0] \g_kbase$48 ;
   (* init = 8'h00 *)
-  wire [7:0] \g_kbase$36 ;
+  wire [7:0] \g_kbase$56 ;
   reg [7:0] g_kr = 8'h00;
   wire [7:0] g_n;
   reg [7:0] g_nbase = 8'h00;
@@ -19609,8 +21037,8 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   reg [15:0] g_p0 = 16'h0000;
   wire g_round_end;
   wire go;
-  wire \go$26 ;
-  wire \go$34 ;
+  wire \go$46 ;
+  wire \go$54 ;
   wire [31:0] gsum0_l0_0;
   wire [31:0] gsum1_l0_0;
   wire [31:0] gsum2_l0_0;
@@ -19632,10 +21060,10 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   reg [3:0] i_page = 4'h0;
   reg i_valid = 1'h0;
   wire idle_next;
-  wire \idle_next$10 ;
+  wire \idle_next$30 ;
   wire issue;
   wire [6:0] kk;
-  wire [6:0] \kk$32 ;
+  wire [6:0] \kk$52 ;
   wire [255:0] mult;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
@@ -19662,7 +21090,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   wire [31:0] new1_6;
   wire [31:0] new1_7;
   wire [6:0] nn;
-  wire [6:0] \nn$33 ;
+  wire [6:0] \nn$53 ;
   wire o_valid;
   output [340:0] op__0__payload;
   wire [340:0] op__0__payload;
@@ -19780,78 +21208,79 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   wire op__1__ready;
   output op__1__valid;
   wire op__1__valid;
-  output [5:0] p_addr;
-  wire [5:0] p_addr;
-  input [767:0] p_data;
-  wire [767:0] p_data;
-  wire [95:0] \p_data[0] ;
-  wire [23:0] \p_data[0]._pad ;
-  wire [31:0] \p_data[0].bias ;
-  wire [31:0] \p_data[0].mult ;
-  wire [7:0] \p_data[0].shift ;
-  wire [95:0] \p_data[1] ;
-  wire [23:0] \p_data[1]._pad ;
-  wire [31:0] \p_data[1].bias ;
-  wire [31:0] \p_data[1].mult ;
-  wire [7:0] \p_data[1].shift ;
-  wire [95:0] \p_data[2] ;
-  wire [23:0] \p_data[2]._pad ;
-  wire [31:0] \p_data[2].bias ;
-  wire [31:0] \p_data[2].mult ;
-  wire [7:0] \p_data[2].shift ;
-  wire [95:0] \p_data[3] ;
-  wire [23:0] \p_data[3]._pad ;
-  wire [31:0] \p_data[3].bias ;
-  wire [31:0] \p_data[3].mult ;
-  wire [7:0] \p_data[3].shift ;
-  wire [95:0] \p_data[4] ;
-  wire [23:0] \p_data[4]._pad ;
-  wire [31:0] \p_data[4].bias ;
-  wire [31:0] \p_data[4].mult ;
-  wire [7:0] \p_data[4].shift ;
-  wire [95:0] \p_data[5] ;
-  wire [23:0] \p_data[5]._pad ;
-  wire [31:0] \p_data[5].bias ;
-  wire [31:0] \p_data[5].mult ;
-  wire [7:0] \p_data[5].shift ;
-  wire [95:0] \p_data[6] ;
-  wire [23:0] \p_data[6]._pad ;
-  wire [31:0] \p_data[6].bias ;
-  wire [31:0] \p_data[6].mult ;
-  wire [7:0] \p_data[6].shift ;
-  wire [95:0] \p_data[7] ;
-  wire [23:0] \p_data[7]._pad ;
-  wire [31:0] \p_data[7].bias ;
-  wire [31:0] \p_data[7].mult ;
-  wire [7:0] \p_data[7].shift ;
-  output \port$227$0 ;
-  wire \port$227$0 ;
-  output \port$228$0 ;
-  wire \port$228$0 ;
-  output [7:0] \port$418$0 ;
-  wire [7:0] \port$418$0 ;
-  output [7:0] \port$423$0 ;
-  wire [7:0] \port$423$0 ;
-  output [7:0] \port$428$0 ;
-  wire [7:0] \port$428$0 ;
-  output [7:0] \port$433$0 ;
-  wire [7:0] \port$433$0 ;
-  output [7:0] \port$438$0 ;
-  wire [7:0] \port$438$0 ;
-  output [7:0] \port$443$0 ;
-  wire [7:0] \port$443$0 ;
-  output [7:0] \port$448$0 ;
-  wire [7:0] \port$448$0 ;
-  output [7:0] \port$453$0 ;
-  wire [7:0] \port$453$0 ;
+  output [5:0] param_rd__addr;
+  wire [5:0] param_rd__addr;
+  input [767:0] param_rd__data;
+  wire [767:0] param_rd__data;
+  wire [95:0] \param_rd__data[0] ;
+  wire [23:0] \param_rd__data[0]._pad ;
+  wire [31:0] \param_rd__data[0].bias ;
+  wire [31:0] \param_rd__data[0].mult ;
+  wire [7:0] \param_rd__data[0].shift ;
+  wire [95:0] \param_rd__data[1] ;
+  wire [23:0] \param_rd__data[1]._pad ;
+  wire [31:0] \param_rd__data[1].bias ;
+  wire [31:0] \param_rd__data[1].mult ;
+  wire [7:0] \param_rd__data[1].shift ;
+  wire [95:0] \param_rd__data[2] ;
+  wire [23:0] \param_rd__data[2]._pad ;
+  wire [31:0] \param_rd__data[2].bias ;
+  wire [31:0] \param_rd__data[2].mult ;
+  wire [7:0] \param_rd__data[2].shift ;
+  wire [95:0] \param_rd__data[3] ;
+  wire [23:0] \param_rd__data[3]._pad ;
+  wire [31:0] \param_rd__data[3].bias ;
+  wire [31:0] \param_rd__data[3].mult ;
+  wire [7:0] \param_rd__data[3].shift ;
+  wire [95:0] \param_rd__data[4] ;
+  wire [23:0] \param_rd__data[4]._pad ;
+  wire [31:0] \param_rd__data[4].bias ;
+  wire [31:0] \param_rd__data[4].mult ;
+  wire [7:0] \param_rd__data[4].shift ;
+  wire [95:0] \param_rd__data[5] ;
+  wire [23:0] \param_rd__data[5]._pad ;
+  wire [31:0] \param_rd__data[5].bias ;
+  wire [31:0] \param_rd__data[5].mult ;
+  wire [7:0] \param_rd__data[5].shift ;
+  wire [95:0] \param_rd__data[6] ;
+  wire [23:0] \param_rd__data[6]._pad ;
+  wire [31:0] \param_rd__data[6].bias ;
+  wire [31:0] \param_rd__data[6].mult ;
+  wire [7:0] \param_rd__data[6].shift ;
+  wire [95:0] \param_rd__data[7] ;
+  wire [23:0] \param_rd__data[7]._pad ;
+  wire [31:0] \param_rd__data[7].bias ;
+  wire [31:0] \param_rd__data[7].mult ;
+  wire [7:0] \param_rd__data[7].shift ;
+  wire param_rd__en;
+  output [7:0] \port$235$0 ;
+  wire [7:0] \port$235$0 ;
+  output [7:0] \port$240$0 ;
+  wire [7:0] \port$240$0 ;
+  output [7:0] \port$245$0 ;
+  wire [7:0] \port$245$0 ;
+  output [7:0] \port$250$0 ;
+  wire [7:0] \port$250$0 ;
+  output [7:0] \port$255$0 ;
+  wire [7:0] \port$255$0 ;
+  output [7:0] \port$260$0 ;
+  wire [7:0] \port$260$0 ;
+  output [7:0] \port$265$0 ;
+  wire [7:0] \port$265$0 ;
+  output [7:0] \port$270$0 ;
+  wire [7:0] \port$270$0 ;
+  output \port$44$0 ;
+  wire \port$44$0 ;
+  output \port$45$0 ;
+  wire \port$45$0 ;
   wire pos_bstep;
-  wire \pos_bstep$37 ;
+  wire \pos_bstep$57 ;
   wire pos_init;
-  wire \pos_init$221 ;
+  wire \pos_init$242 ;
   wire pos_step;
-  wire \pos_step$224 ;
+  wire \pos_step$245 ;
   wire pos_valid;
-  wire \pos_valid$31 ;
+  wire \pos_valid$51 ;
   wire post_busy;
   reg [11:0] q0_addr = 12'h000;
   reg [31:0] q0_sum0 = 32'd0;
@@ -19867,18 +21296,6 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  output [11:0] \rd_addr$240 ;
-  wire [11:0] \rd_addr$240 ;
-  input [63:0] rd_data;
-  wire [63:0] rd_data;
-  input [63:0] \rd_data$242 ;
-  wire [63:0] \rd_data$242 ;
-  output rd_en;
-  wire rd_en;
-  output \rd_en$241 ;
-  wire \rd_en$241 ;
   wire res_any;
   wire res_signed;
   input res_valid__0;
@@ -20057,7 +21474,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   reg [7:0] since_final = 8'h00;
   wire spaced;
   wire stall;
-  wire \stall$13 ;
+  wire \stall$33 ;
   input start;
   wire start;
   wire [27:0] tag;
@@ -20073,7 +21490,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   wire [7:0] \tag_in.n0 ;
   wire [15:0] \tag_in.p0 ;
   wire take;
-  wire \take$64 ;
+  wire \take$84 ;
   wire [31:0] term0_0;
   wire [31:0] term0_1;
   wire [31:0] term0_2;
@@ -20091,59 +21508,54 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   wire [31:0] term1_6;
   wire [31:0] term1_7;
   wire tile_active;
-  wire \tile_active$35 ;
+  wire \tile_active$55 ;
   wire [1:0] unit_en;
-  output [11:0] w_addr;
-  reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
-  wire [63:0] \w_data$213 ;
   wire w_en;
-  output \w_en$209 ;
-  wire \w_en$209 ;
   wire w_rdy;
   wire [255:0] x;
-  wire [255:0] \x$180 ;
-  wire [31:0] \x$180[0] ;
-  wire [31:0] \x$180[1] ;
-  wire [31:0] \x$180[2] ;
-  wire [31:0] \x$180[3] ;
-  wire [31:0] \x$180[4] ;
-  wire [31:0] \x$180[5] ;
-  wire [31:0] \x$180[6] ;
-  wire [31:0] \x$180[7] ;
-  wire [255:0] \x$66 ;
-  wire [7:0] \x$66[0] ;
-  wire [7:0] \x$66[10] ;
-  wire [7:0] \x$66[11] ;
-  wire [7:0] \x$66[12] ;
-  wire [7:0] \x$66[13] ;
-  wire [7:0] \x$66[14] ;
-  wire [7:0] \x$66[15] ;
-  wire [7:0] \x$66[16] ;
-  wire [7:0] \x$66[17] ;
-  wire [7:0] \x$66[18] ;
-  wire [7:0] \x$66[19] ;
-  wire [7:0] \x$66[1] ;
-  wire [7:0] \x$66[20] ;
-  wire [7:0] \x$66[21] ;
-  wire [7:0] \x$66[22] ;
-  wire [7:0] \x$66[23] ;
-  wire [7:0] \x$66[24] ;
-  wire [7:0] \x$66[25] ;
-  wire [7:0] \x$66[26] ;
-  wire [7:0] \x$66[27] ;
-  wire [7:0] \x$66[28] ;
-  wire [7:0] \x$66[29] ;
-  wire [7:0] \x$66[2] ;
-  wire [7:0] \x$66[30] ;
-  wire [7:0] \x$66[31] ;
-  wire [7:0] \x$66[3] ;
-  wire [7:0] \x$66[4] ;
-  wire [7:0] \x$66[5] ;
-  wire [7:0] \x$66[6] ;
-  wire [7:0] \x$66[7] ;
-  wire [7:0] \x$66[8] ;
-  wire [7:0] \x$66[9] ;
+  wire [255:0] \x$201 ;
+  wire [31:0] \x$201[0] ;
+  wire [31:0] \x$201[1] ;
+  wire [31:0] \x$201[2] ;
+  wire [31:0] \x$201[3] ;
+  wire [31:0] \x$201[4] ;
+  wire [31:0] \x$201[5] ;
+  wire [31:0] \x$201[6] ;
+  wire [31:0] \x$201[7] ;
+  wire [255:0] \x$86 ;
+  wire [7:0] \x$86[0] ;
+  wire [7:0] \x$86[10] ;
+  wire [7:0] \x$86[11] ;
+  wire [7:0] \x$86[12] ;
+  wire [7:0] \x$86[13] ;
+  wire [7:0] \x$86[14] ;
+  wire [7:0] \x$86[15] ;
+  wire [7:0] \x$86[16] ;
+  wire [7:0] \x$86[17] ;
+  wire [7:0] \x$86[18] ;
+  wire [7:0] \x$86[19] ;
+  wire [7:0] \x$86[1] ;
+  wire [7:0] \x$86[20] ;
+  wire [7:0] \x$86[21] ;
+  wire [7:0] \x$86[22] ;
+  wire [7:0] \x$86[23] ;
+  wire [7:0] \x$86[24] ;
+  wire [7:0] \x$86[25] ;
+  wire [7:0] \x$86[26] ;
+  wire [7:0] \x$86[27] ;
+  wire [7:0] \x$86[28] ;
+  wire [7:0] \x$86[29] ;
+  wire [7:0] \x$86[2] ;
+  wire [7:0] \x$86[30] ;
+  wire [7:0] \x$86[31] ;
+  wire [7:0] \x$86[3] ;
+  wire [7:0] \x$86[4] ;
+  wire [7:0] \x$86[5] ;
+  wire [7:0] \x$86[6] ;
+  wire [7:0] \x$86[7] ;
+  wire [7:0] \x$86[8] ;
+  wire [7:0] \x$86[9] ;
   wire [7:0] \x[0] ;
   wire [7:0] \x[10] ;
   wire [7:0] \x[11] ;
@@ -20186,9 +21598,9 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   wire [31:0] \y[6] ;
   wire [31:0] \y[7] ;
   assign \$1  = en & busy;
-  assign \$2  = \en$7  & busy;
-  assign all_idle = & { \idle_next$10 , idle_next };
-  assign any_stall = | { \stall$13 , stall };
+  assign \$2  = \en$27  & busy;
+  assign all_idle = & { \idle_next$30 , idle_next };
+  assign any_stall = | { \stall$33 , stall };
   assign \$3  = ~ setup;
   assign \$4  = busy & \$3 ;
   assign \$5  = ~ g_done;
@@ -20209,14 +21621,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \$18  = \$17  < args[257:250];
   assign g_act0 = \$16  & \$18 ;
   assign pos_bstep = go & g_round_end;
-  assign \$19  = \en$7  & \pos_valid$31 ;
-  assign \$20  = g_kbase + \kk$32 ;
+  assign \$19  = \en$27  & \pos_valid$51 ;
+  assign \$20  = g_kbase + \kk$52 ;
   assign \$21  = \$20  < args[249:242];
   assign \$22  = \$19  & \$21 ;
-  assign \$23  = g_nbase + \nn$33 ;
+  assign \$23  = g_nbase + \nn$53 ;
   assign \$24  = \$23  < args[257:250];
   assign g_act1 = \$22  & \$24 ;
-  assign \pos_bstep$37  = go & g_round_end;
+  assign \pos_bstep$57  = go & g_round_end;
   assign \$25  = i_p0 + bi;
   assign \$26  = \$25  < args[107:92];
   assign \$27  = en & \$26 ;
@@ -20229,17 +21641,17 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \$33  = ~ i_act0;
   assign \$34  = full & op__0__ready;
   assign i_ok0 = \$33  | \$34 ;
-  assign \$35  = i_p0 + \bi$47 ;
+  assign \$35  = i_p0 + \bi$67 ;
   assign \$36  = \$35  < args[107:92];
-  assign \$37  = \en$7  & \$36 ;
-  assign \$38  = i_kbase + \kk$32 ;
+  assign \$37  = \en$27  & \$36 ;
+  assign \$38  = i_kbase + \kk$52 ;
   assign \$39  = \$38  < args[249:242];
   assign \$40  = \$37  & \$39 ;
-  assign \$41  = i_nbase + \nn$33 ;
+  assign \$41  = i_nbase + \nn$53 ;
   assign \$42  = \$41  < args[257:250];
   assign i_act1 = \$40  & \$42 ;
   assign \$43  = ~ i_act1;
-  assign \$44  = \full$49  & op__1__ready;
+  assign \$44  = \full$69  & op__1__ready;
   assign i_ok1 = \$43  | \$44 ;
   assign \$45  = args[265:258] - 1'h1;
   assign \final  = i_kr == \$45 ;
@@ -20258,7 +21670,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign op__0__valid = issue & i_act0;
   assign take = issue & i_act0;
   assign op__1__valid = issue & i_act1;
-  assign \take$64  = issue & i_act1;
+  assign \take$84  = issue & i_act1;
   assign \$56  = ! i_kr;
   assign \$57  = args[265:258] - 1'h1;
   assign \$58  = i_kr == \$57 ;
@@ -20333,9 +21745,9 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \$124  = en & \$123 ;
   assign \$125  = nn == g_nn;
   assign sel0 = \$124  & \$125 ;
-  assign \$126  = \bi$47  == g_bi;
-  assign \$127  = \en$7  & \$126 ;
-  assign \$128  = \nn$33  == g_nn;
+  assign \$126  = \bi$67  == g_bi;
+  assign \$127  = \en$27  & \$126 ;
+  assign \$128  = \nn$53  == g_nn;
   assign sel1 = \$127  & \$128 ;
   assign term0_0 = sel0 ? ser0_0 : 32'd0;
   assign term1_0 = sel1 ? ser1_0 : 32'd0;
@@ -20364,14 +21776,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \$137  = ser_p0 + g_bi;
   assign \$138  = ser_n0 + g_nn;
   assign \$139  = args[338:333] + \$138 [7:0];
-  assign \$140  = $signed(q0_sum0) + $signed(p_data[31:0]);
-  assign \$141  = $signed(q0_sum1) + $signed(p_data[127:96]);
-  assign \$142  = $signed(q0_sum2) + $signed(p_data[223:192]);
-  assign \$143  = $signed(q0_sum3) + $signed(p_data[319:288]);
-  assign \$144  = $signed(q0_sum4) + $signed(p_data[415:384]);
-  assign \$145  = $signed(q0_sum5) + $signed(p_data[511:480]);
-  assign \$146  = $signed(q0_sum6) + $signed(p_data[607:576]);
-  assign \$147  = $signed(q0_sum7) + $signed(p_data[703:672]);
+  assign \$140  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
+  assign \$141  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
+  assign \$142  = $signed(q0_sum2) + $signed(param_rd__data[223:192]);
+  assign \$143  = $signed(q0_sum3) + $signed(param_rd__data[319:288]);
+  assign \$144  = $signed(q0_sum4) + $signed(param_rd__data[415:384]);
+  assign \$145  = $signed(q0_sum5) + $signed(param_rd__data[511:480]);
+  assign \$146  = $signed(q0_sum6) + $signed(param_rd__data[607:576]);
+  assign \$147  = $signed(q0_sum7) + $signed(param_rd__data[703:672]);
   assign \$148  = $signed(y[31:0]) + $signed(args[356:347]);
   assign \$149  = $signed(\$148 ) < $signed(args[366:357]);
   assign \$150  = $signed(\$148 ) > $signed(args[376:367]);
@@ -20412,7 +21824,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \$185  = $signed(\$183 ) > $signed(args[376:367]);
   assign \$186  = \$185  ? { args[376], args[376:367] } : { 1'h0, \$183 [9:0] };
   assign \$187  = \$184  ? { args[366], args[366:357] } : \$186 ;
-  assign post_busy = i_valid | \busy$215 ;
+  assign post_busy = i_valid | \busy$236 ;
   assign \$188  = ~ setup;
   assign \$189  = busy & \$188 ;
   assign \$190  = \$189  & g_done;
@@ -20426,7 +21838,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \$197  = ~ busy;
   assign pos_init = start & \$197 ;
   assign \$198  = ~ busy;
-  assign \pos_init$221  = start & \$198 ;
+  assign \pos_init$242  = start & \$198 ;
   assign \$199  = setup_cnt + 1'h1;
   assign \$200  = \$199  < args[280:274];
   assign \$201  = setup & \$200 ;
@@ -20435,8 +21847,8 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \$203  = setup_cnt + 1'h1;
   assign \$204  = \$203  < args[280:274];
   assign \$205  = setup & \$204 ;
-  assign \$206  = \bi$47  > setup_cnt;
-  assign \pos_step$224  = \$205  & \$206 ;
+  assign \$206  = \bi$67  > setup_cnt;
+  assign \pos_step$245  = \$205  & \$206 ;
   assign \$207  = args[265:258] - 1'h1;
   assign \$208  = g_kr == \$207 ;
   assign \$209  = args[273:266] - 1'h1;
@@ -20619,7 +22031,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   always @(posedge clk)
     addr_pipe2 <= addr_pipe1;
   always @(posedge clk)
-    w_addr <= addr_pipe2;
+    act_w__addr <= addr_pipe2;
   always @(posedge clk)
     busy <= \$312 ;
   always @(posedge clk)
@@ -20627,11 +22039,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   always @(posedge clk)
     setup_cnt <= \$314 ;
   \isscc22_fabric.mac.gather0  gather0 (
+    .act_rd__addr(act_rd__0__addr),
+    .act_rd__data(act_rd__data),
+    .act_rd__en(act_rd__0__en),
     .args(args),
     .bi(bi),
     .clk(clk),
-    .desc(desc),
-    .desc_addr(desc_addr),
+    .desc_rd__addr(desc_rd__0__addr),
+    .desc_rd__data(desc_rd__data),
     .en(en),
     .full(full),
     .g_kbase(g_kbase),
@@ -20643,9 +22058,6 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     .pos_init(pos_init),
     .pos_step(pos_step),
     .pos_valid(pos_valid),
-    .rd_addr(rd_addr),
-    .rd_data(rd_data),
-    .rd_en(rd_en),
     .rst(rst),
     .stall(stall),
     .take(take),
@@ -20653,40 +22065,40 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     .x_rdy(x)
   );
   \isscc22_fabric.mac.gather1  gather1 (
+    .act_rd__addr(act_rd__1__addr),
+    .act_rd__data(\act_rd__data$15 ),
+    .act_rd__en(act_rd__1__en),
     .args(args),
-    .bi(\bi$47 ),
+    .bi(\bi$67 ),
     .clk(clk),
-    .desc(\desc$238 ),
-    .desc_addr(\desc_addr$239 ),
-    .en(\en$7 ),
-    .full(\full$49 ),
+    .desc_rd__addr(desc_rd__1__addr),
+    .desc_rd__data(\desc_rd__data$21 ),
+    .en(\en$27 ),
+    .full(\full$69 ),
     .g_kbase(g_kbase),
     .go(go),
-    .idle_next(\idle_next$10 ),
-    .kk(\kk$32 ),
-    .nn(\nn$33 ),
-    .pos_bstep(\pos_bstep$37 ),
-    .pos_init(\pos_init$221 ),
-    .pos_step(\pos_step$224 ),
-    .pos_valid(\pos_valid$31 ),
-    .rd_addr(\rd_addr$240 ),
-    .rd_data(\rd_data$242 ),
-    .rd_en(\rd_en$241 ),
+    .idle_next(\idle_next$30 ),
+    .kk(\kk$52 ),
+    .nn(\nn$53 ),
+    .pos_bstep(\pos_bstep$57 ),
+    .pos_init(\pos_init$242 ),
+    .pos_step(\pos_step$245 ),
+    .pos_valid(\pos_valid$51 ),
     .rst(rst),
-    .stall(\stall$13 ),
-    .take(\take$64 ),
+    .stall(\stall$33 ),
+    .take(\take$84 ),
     .tile_active(g_act1),
-    .x_rdy(\x$66 )
+    .x_rdy(\x$86 )
   );
   \isscc22_fabric.mac.mbqm  mbqm (
-    .busy(\busy$215 ),
+    .busy(\busy$236 ),
     .clk(clk),
     .i_valid(i_valid),
     .mult(mult),
     .rst(rst),
     .shift(shift),
-    .v4(\w_en$209 ),
-    .x(\x$180 ),
+    .v4(act_w__en),
+    .x(\x$201 ),
     .y(y)
   );
   \isscc22_fabric.mac.tags  tags (
@@ -20700,7 +22112,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$260  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -20718,7 +22130,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$261  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -20736,7 +22148,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$262  = g_nr;
     if (go) begin
       if (\$208 ) begin
@@ -20756,7 +22168,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$263  = g_nbase;
     if (go) begin
       if (\$208 ) begin
@@ -20776,7 +22188,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$264  = g_p0;
     if (go) begin
       if (\$208 ) begin
@@ -20793,7 +22205,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$265  = g_done;
     if (go) begin
       if (\$208 ) begin
@@ -20812,7 +22224,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$266  = since_final;
     if (\$218 ) begin
       \$266  = 8'h00;
@@ -20827,7 +22239,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$267  = i_page;
     if (issue) begin
       \$267  = \$227 [3:0];
@@ -20840,7 +22252,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$268  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -20858,7 +22270,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$269  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -20876,7 +22288,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$270  = i_nr;
     if (issue) begin
       if (\$229 ) begin
@@ -20896,7 +22308,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$271  = i_nbase;
     if (issue) begin
       if (\$229 ) begin
@@ -20916,7 +22328,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$272  = i_p0;
     if (issue) begin
       if (\$229 ) begin
@@ -20933,7 +22345,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$273  = i_done;
     if (issue) begin
       if (\$229 ) begin
@@ -20952,14 +22364,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$274  = acc0_0;
     if (res_any) begin
       \$274  = \$62 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$275  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -20968,14 +22380,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$276  = acc0_1;
     if (res_any) begin
       \$276  = \$66 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$277  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -20984,14 +22396,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$278  = acc0_2;
     if (res_any) begin
       \$278  = \$70 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$279  = ser0_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -21000,14 +22412,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$280  = acc0_3;
     if (res_any) begin
       \$280  = \$74 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$281  = ser0_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -21016,14 +22428,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$282  = acc0_4;
     if (res_any) begin
       \$282  = \$78 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$283  = ser0_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -21032,14 +22444,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$284  = acc0_5;
     if (res_any) begin
       \$284  = \$82 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$285  = ser0_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -21048,14 +22460,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$286  = acc0_6;
     if (res_any) begin
       \$286  = \$86 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$287  = ser0_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -21064,14 +22476,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$288  = acc0_7;
     if (res_any) begin
       \$288  = \$90 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$289  = ser0_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -21080,14 +22492,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$290  = acc1_0;
     if (res_any) begin
       \$290  = \$94 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$291  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -21096,14 +22508,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$292  = acc1_1;
     if (res_any) begin
       \$292  = \$98 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$293  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -21112,14 +22524,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$294  = acc1_2;
     if (res_any) begin
       \$294  = \$102 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$295  = ser1_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -21128,14 +22540,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$296  = acc1_3;
     if (res_any) begin
       \$296  = \$106 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$297  = ser1_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -21144,14 +22556,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$298  = acc1_4;
     if (res_any) begin
       \$298  = \$110 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$299  = ser1_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -21160,14 +22572,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$300  = acc1_5;
     if (res_any) begin
       \$300  = \$114 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$301  = ser1_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -21176,14 +22588,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$302  = acc1_6;
     if (res_any) begin
       \$302  = \$118 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$303  = ser1_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -21192,14 +22604,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$304  = acc1_7;
     if (res_any) begin
       \$304  = \$122 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$305  = ser1_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -21208,7 +22620,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$306  = ser_cnt;
     if (\$239 ) begin
       \$306  = args[302:295];
@@ -21221,7 +22633,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$307  = g_bi;
     if (\$239 ) begin
       \$307  = 8'h00;
@@ -21236,7 +22648,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$308  = g_nn;
     if (\$239 ) begin
       \$308  = 8'h00;
@@ -21254,7 +22666,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$309  = ser_p0;
     if (\$239 ) begin
       \$309  = tag[19:4];
@@ -21264,7 +22676,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$310  = ser_n0;
     if (\$239 ) begin
       \$310  = tag[27:20];
@@ -21274,14 +22686,14 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$311  = \$251 ;
     if (rst) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$312  = busy;
     if (\$256 ) begin
       \$312  = 1'h1;
@@ -21294,7 +22706,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$313  = setup;
     if (\$256 ) begin
       \$313  = 1'h1;
@@ -21311,7 +22723,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$314  = setup_cnt;
     if (\$256 ) begin
       \$314  = 8'h00;
@@ -21326,15 +22738,25 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
     end
   end
   assign \args$1  = args;
-  assign \args$2  = args;
+  assign act_rd__addr = act_rd__0__addr;
+  assign act_rd__0__data = act_rd__data;
+  assign act_rd__en = act_rd__0__en;
+  assign desc_rd__addr = desc_rd__0__addr;
+  assign desc_rd__0__data = desc_rd__data;
+  assign \args$12  = args;
+  assign \act_rd__addr$14  = act_rd__1__addr;
+  assign act_rd__1__data = \act_rd__data$15 ;
+  assign \act_rd__en$18  = act_rd__1__en;
+  assign \desc_rd__addr$20  = desc_rd__1__addr;
+  assign desc_rd__1__data = \desc_rd__data$21 ;
   assign running = busy;
   assign unit_en = { \$2 , \$1  };
-  assign \go$26  = go;
+  assign \go$46  = go;
   assign tile_active = g_act0;
-  assign \g_kbase$28  = g_kbase;
-  assign \go$34  = go;
-  assign \tile_active$35  = g_act1;
-  assign \g_kbase$36  = g_kbase;
+  assign \g_kbase$48  = g_kbase;
+  assign \go$54  = go;
+  assign \tile_active$55  = g_act1;
+  assign \g_kbase$56  = g_kbase;
   assign w_data = tag_in;
   assign w_en = issue;
   assign r_data = tag;
@@ -21381,6 +22803,7 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign gsum7_l0_0 = \$136 [31:0];
   assign g_p = \$137 [15:0];
   assign g_n = \$138 [7:0];
+  assign param_rd__en = 1'h1;
   assign q0_valid = i_valid;
   assign code0_sum = { \$148 [32], \$148  };
   assign code0 = \$152 [9:0];
@@ -21398,21 +22821,21 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign code6 = \$182 [9:0];
   assign code7_sum = { \$183 [32], \$183  };
   assign code7 = \$187 [9:0];
-  assign o_valid = \w_en$209 ;
-  assign addr_pipe3 = w_addr;
-  assign \w_data$213  = { \$187 [7:0], \$182 [7:0], \$177 [7:0], \$172 [7:0], \$167 [7:0], \$162 [7:0], \$157 [7:0], \$152 [7:0] };
+  assign o_valid = act_w__en;
+  assign addr_pipe3 = act_w__addr;
+  assign act_w__data = { \$187 [7:0], \$182 [7:0], \$177 [7:0], \$172 [7:0], \$167 [7:0], \$162 [7:0], \$157 [7:0], \$152 [7:0] };
   assign done = finished;
-  assign \port$227$0  = \$1 ;
-  assign \port$228$0  = \$2 ;
-  assign p_addr = \$139 [5:0];
-  assign \port$418$0  = \$152 [7:0];
-  assign \port$423$0  = \$157 [7:0];
-  assign \port$428$0  = \$162 [7:0];
-  assign \port$433$0  = \$167 [7:0];
-  assign \port$438$0  = \$172 [7:0];
-  assign \port$443$0  = \$177 [7:0];
-  assign \port$448$0  = \$182 [7:0];
-  assign \port$453$0  = \$187 [7:0];
+  assign \port$44$0  = \$1 ;
+  assign \port$45$0  = \$2 ;
+  assign param_rd__addr = \$139 [5:0];
+  assign \port$235$0  = \$152 [7:0];
+  assign \port$240$0  = \$157 [7:0];
+  assign \port$245$0  = \$162 [7:0];
+  assign \port$250$0  = \$167 [7:0];
+  assign \port$255$0  = \$172 [7:0];
+  assign \port$260$0  = \$177 [7:0];
+  assign \port$265$0  = \$182 [7:0];
+  assign \port$270$0  = \$187 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -21509,54 +22932,82 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \args$1.x_signed  = args[382];
   assign \args$1.w_signed  = args[383];
   assign \args$1.rowpack  = args[384];
-  assign \args$2.in_h  = args[7:0];
-  assign \args$2.in_w  = args[15:8];
-  assign \args$2.in_cw  = args[23:16];
-  assign \args$2.cin  = args[35:24];
-  assign \args$2.kh  = args[43:36];
-  assign \args$2.kw  = args[51:44];
-  assign \args$2.dh  = args[55:52];
-  assign \args$2.dw  = args[59:56];
-  assign \args$2.sh  = args[63:60];
-  assign \args$2.sw  = args[67:64];
-  assign \args$2.pt  = args[71:68];
-  assign \args$2.pl  = args[75:72];
-  assign \args$2.ow  = args[83:76];
-  assign \args$2.oh  = args[91:84];
-  assign \args$2.npos  = args[107:92];
-  assign \args$2.pos0  = args[121:108];
-  assign \args$2.kx_inc  = args[135:122];
-  assign \args$2.ky_inc  = args[149:136];
-  assign \args$2.pos_ux  = args[163:150];
-  assign \args$2.pos_wrap  = args[177:164];
-  assign \args$2.pos_bstep  = args[191:178];
-  assign \args$2.bq  = args[199:192];
-  assign \args$2.br  = args[207:200];
-  assign \args$2.img_delta  = args[221:208];
-  assign \args$2.img_bstep  = args[235:222];
-  assign \args$2.desc_base  = args[241:236];
-  assign \args$2.kt  = args[249:242];
-  assign \args$2.nt  = args[257:250];
-  assign \args$2.kr  = args[265:258];
-  assign \args$2.nr  = args[273:266];
-  assign \args$2.b  = args[280:274];
-  assign \args$2.ki  = args[287:281];
-  assign \args$2.no  = args[294:288];
-  assign \args$2.groups  = args[302:295];
-  assign \args$2.role_base  = args[308:303];
-  assign \args$2.page_base  = args[312:309];
-  assign \args$2.out_base  = args[324:313];
-  assign \args$2.out_cw  = args[332:325];
-  assign \args$2.param_base  = args[338:333];
-  assign \args$2.zp_in  = args[346:339];
-  assign \args$2.zp_out  = args[356:347];
-  assign \args$2.act_min  = args[366:357];
-  assign \args$2.act_max  = args[376:367];
-  assign \args$2.ab_m1  = args[379:377];
-  assign \args$2.wb_log2  = args[381:380];
-  assign \args$2.x_signed  = args[382];
-  assign \args$2.w_signed  = args[383];
-  assign \args$2.rowpack  = args[384];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[57:52];
+  assign \desc_rd__data.off0  = desc_rd__data[71:58];
+  assign \desc_rd__0__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__0__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__0__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__0__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__0__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__0__data.elems  = desc_rd__data[57:52];
+  assign \desc_rd__0__data.off0  = desc_rd__data[71:58];
+  assign \args$12.in_h  = args[7:0];
+  assign \args$12.in_w  = args[15:8];
+  assign \args$12.in_cw  = args[23:16];
+  assign \args$12.cin  = args[35:24];
+  assign \args$12.kh  = args[43:36];
+  assign \args$12.kw  = args[51:44];
+  assign \args$12.dh  = args[55:52];
+  assign \args$12.dw  = args[59:56];
+  assign \args$12.sh  = args[63:60];
+  assign \args$12.sw  = args[67:64];
+  assign \args$12.pt  = args[71:68];
+  assign \args$12.pl  = args[75:72];
+  assign \args$12.ow  = args[83:76];
+  assign \args$12.oh  = args[91:84];
+  assign \args$12.npos  = args[107:92];
+  assign \args$12.pos0  = args[121:108];
+  assign \args$12.kx_inc  = args[135:122];
+  assign \args$12.ky_inc  = args[149:136];
+  assign \args$12.pos_ux  = args[163:150];
+  assign \args$12.pos_wrap  = args[177:164];
+  assign \args$12.pos_bstep  = args[191:178];
+  assign \args$12.bq  = args[199:192];
+  assign \args$12.br  = args[207:200];
+  assign \args$12.img_delta  = args[221:208];
+  assign \args$12.img_bstep  = args[235:222];
+  assign \args$12.desc_base  = args[241:236];
+  assign \args$12.kt  = args[249:242];
+  assign \args$12.nt  = args[257:250];
+  assign \args$12.kr  = args[265:258];
+  assign \args$12.nr  = args[273:266];
+  assign \args$12.b  = args[280:274];
+  assign \args$12.ki  = args[287:281];
+  assign \args$12.no  = args[294:288];
+  assign \args$12.groups  = args[302:295];
+  assign \args$12.role_base  = args[308:303];
+  assign \args$12.page_base  = args[312:309];
+  assign \args$12.out_base  = args[324:313];
+  assign \args$12.out_cw  = args[332:325];
+  assign \args$12.param_base  = args[338:333];
+  assign \args$12.zp_in  = args[346:339];
+  assign \args$12.zp_out  = args[356:347];
+  assign \args$12.act_min  = args[366:357];
+  assign \args$12.act_max  = args[376:367];
+  assign \args$12.ab_m1  = args[379:377];
+  assign \args$12.wb_log2  = args[381:380];
+  assign \args$12.x_signed  = args[382];
+  assign \args$12.w_signed  = args[383];
+  assign \args$12.rowpack  = args[384];
+  assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [7:0];
+  assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [15:8];
+  assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [27:16];
+  assign \desc_rd__data$21.dx0  = \desc_rd__data$21 [39:28];
+  assign \desc_rd__data$21.c0  = \desc_rd__data$21 [51:40];
+  assign \desc_rd__data$21.elems  = \desc_rd__data$21 [57:52];
+  assign \desc_rd__data$21.off0  = \desc_rd__data$21 [71:58];
+  assign \desc_rd__1__data.ky0  = \desc_rd__data$21 [7:0];
+  assign \desc_rd__1__data.kx0  = \desc_rd__data$21 [15:8];
+  assign \desc_rd__1__data.dy0  = \desc_rd__data$21 [27:16];
+  assign \desc_rd__1__data.dx0  = \desc_rd__data$21 [39:28];
+  assign \desc_rd__1__data.c0  = \desc_rd__data$21 [51:40];
+  assign \desc_rd__1__data.elems  = \desc_rd__data$21 [57:52];
+  assign \desc_rd__1__data.off0  = \desc_rd__data$21 [71:58];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[4:1];
   assign \op__0__payload.row  = op__0__payload[9:5];
@@ -21675,38 +23126,38 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \op__1__payload.x[30]  = op__1__payload[268:261];
   assign \op__1__payload.x[31]  = op__1__payload[276:269];
   assign \op__1__payload.word  = op__1__payload[340:277];
-  assign \x$66[0]  = \x$66 [7:0];
-  assign \x$66[1]  = \x$66 [15:8];
-  assign \x$66[2]  = \x$66 [23:16];
-  assign \x$66[3]  = \x$66 [31:24];
-  assign \x$66[4]  = \x$66 [39:32];
-  assign \x$66[5]  = \x$66 [47:40];
-  assign \x$66[6]  = \x$66 [55:48];
-  assign \x$66[7]  = \x$66 [63:56];
-  assign \x$66[8]  = \x$66 [71:64];
-  assign \x$66[9]  = \x$66 [79:72];
-  assign \x$66[10]  = \x$66 [87:80];
-  assign \x$66[11]  = \x$66 [95:88];
-  assign \x$66[12]  = \x$66 [103:96];
-  assign \x$66[13]  = \x$66 [111:104];
-  assign \x$66[14]  = \x$66 [119:112];
-  assign \x$66[15]  = \x$66 [127:120];
-  assign \x$66[16]  = \x$66 [135:128];
-  assign \x$66[17]  = \x$66 [143:136];
-  assign \x$66[18]  = \x$66 [151:144];
-  assign \x$66[19]  = \x$66 [159:152];
-  assign \x$66[20]  = \x$66 [167:160];
-  assign \x$66[21]  = \x$66 [175:168];
-  assign \x$66[22]  = \x$66 [183:176];
-  assign \x$66[23]  = \x$66 [191:184];
-  assign \x$66[24]  = \x$66 [199:192];
-  assign \x$66[25]  = \x$66 [207:200];
-  assign \x$66[26]  = \x$66 [215:208];
-  assign \x$66[27]  = \x$66 [223:216];
-  assign \x$66[28]  = \x$66 [231:224];
-  assign \x$66[29]  = \x$66 [239:232];
-  assign \x$66[30]  = \x$66 [247:240];
-  assign \x$66[31]  = \x$66 [255:248];
+  assign \x$86[0]  = \x$86 [7:0];
+  assign \x$86[1]  = \x$86 [15:8];
+  assign \x$86[2]  = \x$86 [23:16];
+  assign \x$86[3]  = \x$86 [31:24];
+  assign \x$86[4]  = \x$86 [39:32];
+  assign \x$86[5]  = \x$86 [47:40];
+  assign \x$86[6]  = \x$86 [55:48];
+  assign \x$86[7]  = \x$86 [63:56];
+  assign \x$86[8]  = \x$86 [71:64];
+  assign \x$86[9]  = \x$86 [79:72];
+  assign \x$86[10]  = \x$86 [87:80];
+  assign \x$86[11]  = \x$86 [95:88];
+  assign \x$86[12]  = \x$86 [103:96];
+  assign \x$86[13]  = \x$86 [111:104];
+  assign \x$86[14]  = \x$86 [119:112];
+  assign \x$86[15]  = \x$86 [127:120];
+  assign \x$86[16]  = \x$86 [135:128];
+  assign \x$86[17]  = \x$86 [143:136];
+  assign \x$86[18]  = \x$86 [151:144];
+  assign \x$86[19]  = \x$86 [159:152];
+  assign \x$86[20]  = \x$86 [167:160];
+  assign \x$86[21]  = \x$86 [175:168];
+  assign \x$86[22]  = \x$86 [183:176];
+  assign \x$86[23]  = \x$86 [191:184];
+  assign \x$86[24]  = \x$86 [199:192];
+  assign \x$86[25]  = \x$86 [207:200];
+  assign \x$86[26]  = \x$86 [215:208];
+  assign \x$86[27]  = \x$86 [223:216];
+  assign \x$86[28]  = \x$86 [231:224];
+  assign \x$86[29]  = \x$86 [239:232];
+  assign \x$86[30]  = \x$86 [247:240];
+  assign \x$86[31]  = \x$86 [255:248];
   assign \tag_in.first  = tag_in[0];
   assign \tag_in.last  = tag_in[1];
   assign \tag_in.act  = tag_in[3:2];
@@ -21845,54 +23296,54 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \res_y__1[61]  = res_y__1[1301:1281];
   assign \res_y__1[62]  = res_y__1[1322:1302];
   assign \res_y__1[63]  = res_y__1[1343:1323];
-  assign \x$180[0]  = \x$180 [31:0];
-  assign \x$180[1]  = \x$180 [63:32];
-  assign \x$180[2]  = \x$180 [95:64];
-  assign \x$180[3]  = \x$180 [127:96];
-  assign \x$180[4]  = \x$180 [159:128];
-  assign \x$180[5]  = \x$180 [191:160];
-  assign \x$180[6]  = \x$180 [223:192];
-  assign \x$180[7]  = \x$180 [255:224];
-  assign \p_data[0]  = p_data[95:0];
-  assign \p_data[0].bias  = p_data[31:0];
-  assign \p_data[0].mult  = p_data[63:32];
-  assign \p_data[0].shift  = p_data[71:64];
-  assign \p_data[0]._pad  = p_data[95:72];
-  assign \p_data[1]  = p_data[191:96];
-  assign \p_data[1].bias  = p_data[127:96];
-  assign \p_data[1].mult  = p_data[159:128];
-  assign \p_data[1].shift  = p_data[167:160];
-  assign \p_data[1]._pad  = p_data[191:168];
-  assign \p_data[2]  = p_data[287:192];
-  assign \p_data[2].bias  = p_data[223:192];
-  assign \p_data[2].mult  = p_data[255:224];
-  assign \p_data[2].shift  = p_data[263:256];
-  assign \p_data[2]._pad  = p_data[287:264];
-  assign \p_data[3]  = p_data[383:288];
-  assign \p_data[3].bias  = p_data[319:288];
-  assign \p_data[3].mult  = p_data[351:320];
-  assign \p_data[3].shift  = p_data[359:352];
-  assign \p_data[3]._pad  = p_data[383:360];
-  assign \p_data[4]  = p_data[479:384];
-  assign \p_data[4].bias  = p_data[415:384];
-  assign \p_data[4].mult  = p_data[447:416];
-  assign \p_data[4].shift  = p_data[455:448];
-  assign \p_data[4]._pad  = p_data[479:456];
-  assign \p_data[5]  = p_data[575:480];
-  assign \p_data[5].bias  = p_data[511:480];
-  assign \p_data[5].mult  = p_data[543:512];
-  assign \p_data[5].shift  = p_data[551:544];
-  assign \p_data[5]._pad  = p_data[575:552];
-  assign \p_data[6]  = p_data[671:576];
-  assign \p_data[6].bias  = p_data[607:576];
-  assign \p_data[6].mult  = p_data[639:608];
-  assign \p_data[6].shift  = p_data[647:640];
-  assign \p_data[6]._pad  = p_data[671:648];
-  assign \p_data[7]  = p_data[767:672];
-  assign \p_data[7].bias  = p_data[703:672];
-  assign \p_data[7].mult  = p_data[735:704];
-  assign \p_data[7].shift  = p_data[743:736];
-  assign \p_data[7]._pad  = p_data[767:744];
+  assign \x$201[0]  = \x$201 [31:0];
+  assign \x$201[1]  = \x$201 [63:32];
+  assign \x$201[2]  = \x$201 [95:64];
+  assign \x$201[3]  = \x$201 [127:96];
+  assign \x$201[4]  = \x$201 [159:128];
+  assign \x$201[5]  = \x$201 [191:160];
+  assign \x$201[6]  = \x$201 [223:192];
+  assign \x$201[7]  = \x$201 [255:224];
+  assign \param_rd__data[0]  = param_rd__data[95:0];
+  assign \param_rd__data[0].bias  = param_rd__data[31:0];
+  assign \param_rd__data[0].mult  = param_rd__data[63:32];
+  assign \param_rd__data[0].shift  = param_rd__data[71:64];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[1]  = param_rd__data[191:96];
+  assign \param_rd__data[1].bias  = param_rd__data[127:96];
+  assign \param_rd__data[1].mult  = param_rd__data[159:128];
+  assign \param_rd__data[1].shift  = param_rd__data[167:160];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
+  assign \param_rd__data[2]  = param_rd__data[287:192];
+  assign \param_rd__data[2].bias  = param_rd__data[223:192];
+  assign \param_rd__data[2].mult  = param_rd__data[255:224];
+  assign \param_rd__data[2].shift  = param_rd__data[263:256];
+  assign \param_rd__data[2]._pad  = param_rd__data[287:264];
+  assign \param_rd__data[3]  = param_rd__data[383:288];
+  assign \param_rd__data[3].bias  = param_rd__data[319:288];
+  assign \param_rd__data[3].mult  = param_rd__data[351:320];
+  assign \param_rd__data[3].shift  = param_rd__data[359:352];
+  assign \param_rd__data[3]._pad  = param_rd__data[383:360];
+  assign \param_rd__data[4]  = param_rd__data[479:384];
+  assign \param_rd__data[4].bias  = param_rd__data[415:384];
+  assign \param_rd__data[4].mult  = param_rd__data[447:416];
+  assign \param_rd__data[4].shift  = param_rd__data[455:448];
+  assign \param_rd__data[4]._pad  = param_rd__data[479:456];
+  assign \param_rd__data[5]  = param_rd__data[575:480];
+  assign \param_rd__data[5].bias  = param_rd__data[511:480];
+  assign \param_rd__data[5].mult  = param_rd__data[543:512];
+  assign \param_rd__data[5].shift  = param_rd__data[551:544];
+  assign \param_rd__data[5]._pad  = param_rd__data[575:552];
+  assign \param_rd__data[6]  = param_rd__data[671:576];
+  assign \param_rd__data[6].bias  = param_rd__data[607:576];
+  assign \param_rd__data[6].mult  = param_rd__data[639:608];
+  assign \param_rd__data[6].shift  = param_rd__data[647:640];
+  assign \param_rd__data[6]._pad  = param_rd__data[671:648];
+  assign \param_rd__data[7]  = param_rd__data[767:672];
+  assign \param_rd__data[7].bias  = param_rd__data[703:672];
+  assign \param_rd__data[7].mult  = param_rd__data[735:704];
+  assign \param_rd__data[7].shift  = param_rd__data[743:736];
+  assign \param_rd__data[7]._pad  = param_rd__data[767:744];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \mult[2]  = mult[95:64];
@@ -21917,50 +23368,36 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
   assign \y[5]  = y[191:160];
   assign \y[6]  = y[223:192];
   assign \y[7]  = y[255:224];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[57:52];
-  assign \desc.off0  = desc[71:58];
-  assign \desc$238.ky0  = \desc$238 [7:0];
-  assign \desc$238.kx0  = \desc$238 [15:8];
-  assign \desc$238.dy0  = \desc$238 [27:16];
-  assign \desc$238.dx0  = \desc$238 [39:28];
-  assign \desc$238.c0  = \desc$238 [51:40];
-  assign \desc$238.elems  = \desc$238 [57:52];
-  assign \desc$238.off0  = \desc$238 [71:58];
-  assign shift[63:56] = p_data[743:736];
-  assign shift[55:48] = p_data[647:640];
-  assign shift[47:40] = p_data[551:544];
-  assign shift[39:32] = p_data[455:448];
-  assign shift[31:24] = p_data[359:352];
-  assign shift[23:16] = p_data[263:256];
-  assign shift[15:8] = p_data[167:160];
-  assign shift[7:0] = p_data[71:64];
-  assign mult[255:224] = p_data[735:704];
-  assign mult[223:192] = p_data[639:608];
-  assign mult[191:160] = p_data[543:512];
-  assign mult[159:128] = p_data[447:416];
-  assign mult[127:96] = p_data[351:320];
-  assign mult[95:64] = p_data[255:224];
-  assign mult[63:32] = p_data[159:128];
-  assign mult[31:0] = p_data[63:32];
-  assign \x$180 [255:224] = \$147 [31:0];
-  assign \x$180 [223:192] = \$146 [31:0];
-  assign \x$180 [191:160] = \$145 [31:0];
-  assign \x$180 [159:128] = \$144 [31:0];
-  assign \x$180 [127:96] = \$143 [31:0];
-  assign \x$180 [95:64] = \$142 [31:0];
-  assign \x$180 [63:32] = \$141 [31:0];
-  assign \x$180 [31:0] = \$140 [31:0];
+  assign shift[63:56] = param_rd__data[743:736];
+  assign shift[55:48] = param_rd__data[647:640];
+  assign shift[47:40] = param_rd__data[551:544];
+  assign shift[39:32] = param_rd__data[455:448];
+  assign shift[31:24] = param_rd__data[359:352];
+  assign shift[23:16] = param_rd__data[263:256];
+  assign shift[15:8] = param_rd__data[167:160];
+  assign shift[7:0] = param_rd__data[71:64];
+  assign mult[255:224] = param_rd__data[735:704];
+  assign mult[223:192] = param_rd__data[639:608];
+  assign mult[191:160] = param_rd__data[543:512];
+  assign mult[159:128] = param_rd__data[447:416];
+  assign mult[127:96] = param_rd__data[351:320];
+  assign mult[95:64] = param_rd__data[255:224];
+  assign mult[63:32] = param_rd__data[159:128];
+  assign mult[31:0] = param_rd__data[63:32];
+  assign \x$201 [255:224] = \$147 [31:0];
+  assign \x$201 [223:192] = \$146 [31:0];
+  assign \x$201 [191:160] = \$145 [31:0];
+  assign \x$201 [159:128] = \$144 [31:0];
+  assign \x$201 [127:96] = \$143 [31:0];
+  assign \x$201 [95:64] = \$142 [31:0];
+  assign \x$201 [63:32] = \$141 [31:0];
+  assign \x$201 [31:0] = \$140 [31:0];
   assign tag_in[27:20] = i_nbase;
   assign tag_in[19:4] = i_p0;
   assign tag_in[3:2] = { i_act1, i_act0 };
   assign tag_in[1] = \$58 ;
   assign tag_in[0] = \$56 ;
-  assign op__1__payload[276:21] = \x$66 ;
+  assign op__1__payload[276:21] = \x$86 ;
   assign op__1__payload[16] = args[382];
   assign op__1__payload[15] = args[383];
   assign op__1__payload[14:12] = args[379:377];
@@ -21979,1043 +23416,8 @@ module \isscc22_fabric.mac (rst, rd_data, \rd_data$242 , p_data, desc, \desc$238
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_addr, pos_valid, idle_next, rd_en, stall, args, g_kbase, bi, kk, nn, en, rd_addr
-, x_rdy, full, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire \$1 ;
-  wire [14:0] \$10 ;
-  reg [6:0] \$100 ;
-  reg [6:0] \$101 ;
-  reg \$102 ;
-  reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
-  reg [13:0] \$108 ;
-  reg \$109 ;
-  wire [12:0] \$11 ;
-  reg [11:0] \$110 ;
-  reg [5:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
-  reg [13:0] \$117 ;
-  reg [13:0] \$118 ;
-  reg \$119 ;
-  wire [14:0] \$12 ;
-  reg \$120 ;
-  reg [3:0] \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg [12:0] \$125 ;
-  reg [255:0] \$126 ;
-  reg [255:0] \$127 ;
-  reg \$128 ;
-  wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
-  wire [11:0] \$16 ;
-  wire [14:0] \$17 ;
-  wire [6:0] \$18 ;
-  wire [8:0] \$19 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
-  wire [14:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
-  wire [14:0] \$27 ;
-  wire [14:0] \$28 ;
-  wire [12:0] \$29 ;
-  wire [4:0] \$3 ;
-  wire [14:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [6:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
-  wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [14:0] \$57 ;
-  wire [13:0] \$58 ;
-  wire [15:0] \$59 ;
-  wire [9:0] \$6 ;
-  wire [13:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [12:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [11:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [9:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [14:0] \$76 ;
-  wire [13:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
-  wire \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [7:0] \$85 ;
-  wire \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
-  wire \$90 ;
-  wire [7:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [8:0] \$94 ;
-  wire [63:0] \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  reg [6:0] \$99 ;
-  reg active = 1'h0;
-  reg [13:0] addr = 14'h0000;
-  input [384:0] args;
-  wire [384:0] args;
-  wire [2:0] \args.ab_m1 ;
-  wire [9:0] \args.act_max ;
-  wire [9:0] \args.act_min ;
-  wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
-  wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
-  wire [3:0] \args.dh ;
-  wire [3:0] \args.dw ;
-  wire [7:0] \args.groups ;
-  wire [13:0] \args.img_bstep ;
-  wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
-  wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
-  wire [13:0] \args.kx_inc ;
-  wire [13:0] \args.ky_inc ;
-  wire [6:0] \args.no ;
-  wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
-  wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
-  wire [3:0] \args.page_base ;
-  wire [5:0] \args.param_base ;
-  wire [3:0] \args.pl ;
-  wire [13:0] \args.pos0 ;
-  wire [13:0] \args.pos_bstep ;
-  wire [13:0] \args.pos_ux ;
-  wire [13:0] \args.pos_wrap ;
-  wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
-  wire \args.rowpack ;
-  wire [3:0] \args.sh ;
-  wire [3:0] \args.sw ;
-  wire \args.w_signed ;
-  wire [1:0] \args.wb_log2 ;
-  wire \args.x_signed ;
-  wire [7:0] \args.zp_in ;
-  wire [9:0] \args.zp_out ;
-  reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
-  reg b_last = 1'h0;
-  reg [3:0] b_n = 4'h0;
-  reg b_oob = 1'h0;
-  reg b_valid = 1'h0;
-  output [6:0] bi;
-  reg [6:0] bi = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \bi$54 ;
-  reg [11:0] c = 12'h000;
-  input clk;
-  wire clk;
-  wire [13:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  input [71:0] desc;
-  wire [71:0] desc;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [5:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
-  output en;
-  reg en = 1'h0;
-  (* init = 1'h0 *)
-  wire \en$57 ;
-  reg first = 1'h0;
-  output full;
-  reg full = 1'h0;
-  (* init = 1'h0 *)
-  wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
-  input go;
-  wire go;
-  output idle_next;
-  wire idle_next;
-  wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
-  output [6:0] kk;
-  reg [6:0] kk = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
-  wire last;
-  wire [11:0] lim;
-  wire [3:0] n;
-  wire [11:0] n_ch;
-  output [6:0] nn;
-  reg [6:0] nn = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \nn$56 ;
-  wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
-  reg [15:0] p = 16'h0000;
-  reg [13:0] pos_addr = 14'h0000;
-  input pos_bstep;
-  wire pos_bstep;
-  input pos_init;
-  wire pos_init;
-  input pos_step;
-  wire pos_step;
-  output pos_valid;
-  wire pos_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [63:0] rd_data;
-  wire [63:0] rd_data;
-  output rd_en;
-  wire rd_en;
-  reg [5:0] rem = 6'h00;
-  reg [12:0] row_ix = 13'h0000;
-  input rst;
-  wire rst;
-  wire [4:0] sel;
-  reg [255:0] shifted;
-  wire [255:0] src;
-  output stall;
-  wire stall;
-  wire \stall$63 ;
-  reg [13:0] start;
-  input take;
-  wire take;
-  reg [13:0] tap0 = 14'h0000;
-  wire tap_end;
-  input tile_active;
-  wire tile_active;
-  wire [63:0] window;
-  wire [63:0] word;
-  wire wrap;
-  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [255:0] x;
-  wire [7:0] \x[0] ;
-  wire [7:0] \x[10] ;
-  wire [7:0] \x[11] ;
-  wire [7:0] \x[12] ;
-  wire [7:0] \x[13] ;
-  wire [7:0] \x[14] ;
-  wire [7:0] \x[15] ;
-  wire [7:0] \x[16] ;
-  wire [7:0] \x[17] ;
-  wire [7:0] \x[18] ;
-  wire [7:0] \x[19] ;
-  wire [7:0] \x[1] ;
-  wire [7:0] \x[20] ;
-  wire [7:0] \x[21] ;
-  wire [7:0] \x[22] ;
-  wire [7:0] \x[23] ;
-  wire [7:0] \x[24] ;
-  wire [7:0] \x[25] ;
-  wire [7:0] \x[26] ;
-  wire [7:0] \x[27] ;
-  wire [7:0] \x[28] ;
-  wire [7:0] \x[29] ;
-  wire [7:0] \x[2] ;
-  wire [7:0] \x[30] ;
-  wire [7:0] \x[31] ;
-  wire [7:0] \x[3] ;
-  wire [7:0] \x[4] ;
-  wire [7:0] \x[5] ;
-  wire [7:0] \x[6] ;
-  wire [7:0] \x[7] ;
-  wire [7:0] \x[8] ;
-  wire [7:0] \x[9] ;
-  reg [255:0] x_asm = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  output [255:0] x_rdy;
-  reg [255:0] x_rdy = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
-  assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
-  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
-  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
-  assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
-  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
-  assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc[39:28] });
-  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
-  assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
-  assign \$20  = kx == \$19 ;
-  assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[149:136]);
-  assign \$24  = $signed(tap0) + $signed(args[149:136]);
-  assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[135:122]);
-  assign \$28  = $signed(tap0) + $signed(args[135:122]);
-  assign \$29  = c + \$65 [3:0];
-  assign \$30  = $signed(addr) + $signed(2'h1);
-  assign \$31  = ~ stall;
-  assign \$32  = ~ stall;
-  assign \$33  = b_valid & \$32 ;
-  assign \$34  = b_valid & b_last;
-  assign \$35  = ~ stall;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 1'h0;
-  assign \$38  = args[241:236] + g_kbase;
-  assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[207:200];
-  assign \$42  = ox + 1'h1;
-  assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
-  assign \$44  = oy + \$43 ;
-  assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[199:192] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
-  assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[207:200] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
-  assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
-  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
-  assign \$58  = wrap ? args[177:164] : 14'h0000;
-  assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[221:208] : 14'h0000;
-  assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
-  assign \$63  = \$62 [11:0] < rem;
-  assign lim = \$63  ? \$62 [11:0] : { 6'h00, rem };
-  assign \$64  = lim < 4'h8;
-  assign \$65  = \$64  ? lim : 12'h008;
-  assign tap_end = \$65 [3:0] == \$62 [11:0];
-  assign last = \$65 [3:0] == rem;
-  assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
-  assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[384];
-  assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign oob = \$68  | \$73 ;
-  assign \$74  = ~ active;
-  assign idle_next = \$74  | last;
-  assign rd_en = ~ stall;
-  assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc[71:58]);
-  assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? rd_data[7:0] : args[346:339];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? rd_data[15:8] : args[346:339];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? rd_data[23:16] : args[346:339];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? rd_data[31:24] : args[346:339];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? rd_data[39:32] : args[346:339];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? rd_data[47:40] : args[346:339];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? rd_data[55:48] : args[346:339];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? rd_data[63:56] : args[346:339];
-  assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339] } >> \$94 ;
-  assign \$95  = args[384] ? window : rd_data;
-  assign word = b_oob ? { args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339] } : \$95 ;
-  assign src = b_first ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : x_asm;
-  assign \$96  = b_valid & b_last;
-  assign \$97  = \$96  & full;
-  assign \$98  = ~ take;
-  assign stall = \$97  & \$98 ;
-  always @(posedge clk)
-    bi <= \$99 ;
-  always @(posedge clk)
-    kk <= \$100 ;
-  always @(posedge clk)
-    nn <= \$101 ;
-  always @(posedge clk)
-    en <= \$102 ;
-  always @(posedge clk)
-    p <= \$103 ;
-  always @(posedge clk)
-    ox <= \$104 ;
-  always @(posedge clk)
-    oy <= \$105 ;
-  always @(posedge clk)
-    iy0 <= \$106 ;
-  always @(posedge clk)
-    ix0 <= \$107 ;
-  always @(posedge clk)
-    pos_addr <= \$108 ;
-  always @(posedge clk)
-    active <= \$109 ;
-  always @(posedge clk)
-    c <= \$110 ;
-  always @(posedge clk)
-    rem <= \$111 ;
-  always @(posedge clk)
-    ky <= \$112 ;
-  always @(posedge clk)
-    kx <= \$113 ;
-  always @(posedge clk)
-    iy <= \$114 ;
-  always @(posedge clk)
-    ix <= \$115 ;
-  always @(posedge clk)
-    row_ix <= \$116 ;
-  always @(posedge clk)
-    tap0 <= \$117 ;
-  always @(posedge clk)
-    addr <= \$118 ;
-  always @(posedge clk)
-    first <= \$119 ;
-  always @(posedge clk)
-    b_valid <= \$120 ;
-  always @(posedge clk)
-    b_n <= \$121 ;
-  always @(posedge clk)
-    b_oob <= \$122 ;
-  always @(posedge clk)
-    b_first <= \$123 ;
-  always @(posedge clk)
-    b_last <= \$124 ;
-  always @(posedge clk)
-    b_ix <= \$125 ;
-  always @(posedge clk)
-    x_rdy <= \$126 ;
-  always @(posedge clk)
-    x_asm <= \$127 ;
-  always @(posedge clk)
-    full <= \$128 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = bi;
-    if (pos_init) begin
-      \$99  = desc[6:0];
-    end
-    if (rst) begin
-      \$99  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = kk;
-    if (pos_init) begin
-      \$100  = desc[13:7];
-    end
-    if (rst) begin
-      \$100  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = nn;
-    if (pos_init) begin
-      \$101  = desc[20:14];
-    end
-    if (rst) begin
-      \$101  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = en;
-    if (pos_init) begin
-      \$102  = desc[21];
-    end
-    if (rst) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = p;
-    if (pos_init) begin
-      \$103  = 16'h0000;
-    end else if (\$1 ) begin
-      \$103  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$103  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = ox;
-    if (pos_init) begin
-      \$104  = 8'h00;
-    end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
-    end
-    if (rst) begin
-      \$104  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$105  = oy;
-    if (pos_init) begin
-      \$105  = 8'h00;
-    end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
-    end
-    if (rst) begin
-      \$105  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$106  = iy0;
-    if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
-    end
-    if (rst) begin
-      \$106  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$107  = ix0;
-    if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
-    end
-    if (rst) begin
-      \$107  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$108  = pos_addr;
-    if (pos_init) begin
-      \$108  = args[121:108];
-    end else if (\$1 ) begin
-      \$108  = \$12 [13:0];
-    end
-    if (rst) begin
-      \$108  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$109  = active;
-    if (\$13 ) begin
-      if (go) begin
-        \$109  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$109  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$110  = c;
-    if (\$13 ) begin
-      if (go) begin
-        \$110  = desc[51:40];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$110  = 12'h000;
-        end else begin
-          \$110  = \$29 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$110  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = rem;
-    if (\$13 ) begin
-      if (go) begin
-        \$111  = desc[57:52];
-      end else if (active) begin
-        \$111  = \$18 [5:0];
-      end
-    end
-    if (rst) begin
-      \$111  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = ky;
-    if (\$13 ) begin
-      if (go) begin
-        \$112  = desc[7:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$112  = \$21 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$112  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$113  = kx;
-    if (\$13 ) begin
-      if (go) begin
-        \$113  = desc[15:8];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$113  = 8'h00;
-          end else begin
-            \$113  = \$25 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$113  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$114  = iy;
-    if (\$13 ) begin
-      if (go) begin
-        \$114  = \$14 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$114  = \$22 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$114  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$115  = ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$115  = \$15 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$115  = row_ix;
-          end else begin
-            \$115  = \$26 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$115  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$116  = row_ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
-      end
-    end
-    if (rst) begin
-      \$116  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$117  = tap0;
-    if (\$13 ) begin
-      if (go) begin
-        \$117  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$117  = \$23 [13:0];
-          end else begin
-            \$117  = \$27 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$117  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$118  = addr;
-    if (\$13 ) begin
-      if (go) begin
-        \$118  = \$17 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$118  = \$24 [13:0];
-          end else begin
-            \$118  = \$28 [13:0];
-          end
-        end else begin
-          \$118  = \$30 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$118  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$119  = first;
-    if (\$13 ) begin
-      if (go) begin
-        \$119  = 1'h1;
-      end else if (active) begin
-        \$119  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$120  = b_valid;
-    if (\$31 ) begin
-      \$120  = active;
-    end
-    if (rst) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$121  = b_n;
-    if (\$31 ) begin
-      \$121  = \$65 [3:0];
-    end
-    if (rst) begin
-      \$121  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$122  = b_oob;
-    if (\$31 ) begin
-      \$122  = oob;
-    end
-    if (rst) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$123  = b_first;
-    if (\$31 ) begin
-      \$123  = first;
-    end
-    if (rst) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$124  = b_last;
-    if (\$31 ) begin
-      \$124  = last;
-    end
-    if (rst) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = b_ix;
-    if (\$31 ) begin
-      \$125  = ix;
-    end
-    if (rst) begin
-      \$125  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = x_rdy;
-    if (\$33 ) begin
-      if (b_last) begin
-        \$126  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = x_asm;
-    if (\$33 ) begin
-      (* full_case = 32'd1 *)
-      if (b_last) begin
-      end else begin
-        \$127  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = full;
-    if (\$36 ) begin
-      \$128  = 1'h1;
-    end else if (take) begin
-      \$128  = 1'h0;
-    end
-    if (rst) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    start = 14'h0000;
-    if (\$75 ) begin
-      if (go) begin
-        start = \$76 [13:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (b_n)
-      4'h1:
-          shifted = { word[7:0], src[255:8] };
-      4'h2:
-          shifted = { word[15:0], src[255:16] };
-      4'h3:
-          shifted = { word[23:0], src[255:24] };
-      4'h4:
-          shifted = { word[31:0], src[255:32] };
-      4'h5:
-          shifted = { word[39:0], src[255:40] };
-      4'h6:
-          shifted = { word[47:0], src[255:48] };
-      4'h7:
-          shifted = { word[55:0], src[255:56] };
-      4'h8:
-          shifted = { word, src[255:64] };
-      default:
-          shifted = src;
-    endcase
-  end
-  assign d_ix = \$55 [11:0];
-  assign d_addr = \$61 [13:0];
-  assign n = \$65 [3:0];
-  assign \bi$54  = bi;
-  assign \kk$55  = kk;
-  assign \nn$56  = nn;
-  assign \en$57  = en;
-  assign n_ch = \$62 [11:0];
-  assign \stall$63  = stall;
-  assign sel = \$77 [4:0];
-  assign \full$72  = full;
-  assign x = x_rdy;
-  assign desc_addr = \$40 [5:0];
-  assign rd_addr = addr[11:0];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[57:52];
-  assign \desc.off0  = desc[71:58];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[312:309];
-  assign \args.out_base  = args[324:313];
-  assign \args.out_cw  = args[332:325];
-  assign \args.param_base  = args[338:333];
-  assign \args.zp_in  = args[346:339];
-  assign \args.zp_out  = args[356:347];
-  assign \args.act_min  = args[366:357];
-  assign \args.act_max  = args[376:367];
-  assign \args.ab_m1  = args[379:377];
-  assign \args.wb_log2  = args[381:380];
-  assign \args.x_signed  = args[382];
-  assign \args.w_signed  = args[383];
-  assign \args.rowpack  = args[384];
-  assign \x[0]  = x_rdy[7:0];
-  assign \x[1]  = x_rdy[15:8];
-  assign \x[2]  = x_rdy[23:16];
-  assign \x[3]  = x_rdy[31:24];
-  assign \x[4]  = x_rdy[39:32];
-  assign \x[5]  = x_rdy[47:40];
-  assign \x[6]  = x_rdy[55:48];
-  assign \x[7]  = x_rdy[63:56];
-  assign \x[8]  = x_rdy[71:64];
-  assign \x[9]  = x_rdy[79:72];
-  assign \x[10]  = x_rdy[87:80];
-  assign \x[11]  = x_rdy[95:88];
-  assign \x[12]  = x_rdy[103:96];
-  assign \x[13]  = x_rdy[111:104];
-  assign \x[14]  = x_rdy[119:112];
-  assign \x[15]  = x_rdy[127:120];
-  assign \x[16]  = x_rdy[135:128];
-  assign \x[17]  = x_rdy[143:136];
-  assign \x[18]  = x_rdy[151:144];
-  assign \x[19]  = x_rdy[159:152];
-  assign \x[20]  = x_rdy[167:160];
-  assign \x[21]  = x_rdy[175:168];
-  assign \x[22]  = x_rdy[183:176];
-  assign \x[23]  = x_rdy[191:184];
-  assign \x[24]  = x_rdy[199:192];
-  assign \x[25]  = x_rdy[207:200];
-  assign \x[26]  = x_rdy[215:208];
-  assign \x[27]  = x_rdy[223:216];
-  assign \x[28]  = x_rdy[231:224];
-  assign \x[29]  = x_rdy[239:232];
-  assign \x[30]  = x_rdy[247:240];
-  assign \x[31]  = x_rdy[255:248];
-  assign \$16  = { 3'h0, desc[51:43] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_addr, pos_valid, idle_next, rd_en, stall, args, g_kbase, bi, kk, nn, en, rd_addr
-, x_rdy, full, clk);
+module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -23145,6 +23547,12 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire \$97 ;
   wire \$98 ;
   reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
   input [384:0] args;
@@ -23215,17 +23623,17 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire [13:0] d_iy;
   wire [8:0] d_ox;
   wire [9:0] d_oy;
-  input [71:0] desc;
-  wire [71:0] desc;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [5:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
+  output [5:0] desc_rd__addr;
+  wire [5:0] desc_rd__addr;
+  input [71:0] desc_rd__data;
+  wire [71:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [5:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
@@ -23273,12 +23681,6 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   wire pos_step;
   output pos_valid;
   wire pos_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [63:0] rd_data;
-  wire [63:0] rd_data;
-  output rd_en;
-  wire rd_en;
   reg [5:0] rem = 6'h00;
   reg [12:0] row_ix = 13'h0000;
   input rst;
@@ -23349,8 +23751,8 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
   assign \$19  = args[51:44] - 1'h1;
@@ -23371,7 +23773,7 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 1'h1;
+  assign \$37  = args[308:303] + 1'h0;
   assign \$38  = args[241:236] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
@@ -23420,29 +23822,29 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign oob = \$68  | \$73 ;
   assign \$74  = ~ active;
   assign idle_next = \$74  | last;
-  assign rd_en = ~ stall;
+  assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc[71:58]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[71:58]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
   assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? rd_data[7:0] : args[346:339];
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[346:339];
   assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? rd_data[15:8] : args[346:339];
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[346:339];
   assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? rd_data[23:16] : args[346:339];
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[346:339];
   assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? rd_data[31:24] : args[346:339];
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[346:339];
   assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? rd_data[39:32] : args[346:339];
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[346:339];
   assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? rd_data[47:40] : args[346:339];
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[346:339];
   assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? rd_data[55:48] : args[346:339];
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[346:339];
   assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? rd_data[63:56] : args[346:339];
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[346:339];
   assign \$94  = \$77 [4:0] * 4'h8;
   assign window = { args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339] } >> \$94 ;
-  assign \$95  = args[384] ? window : rd_data;
+  assign \$95  = args[384] ? window : act_rd__data;
   assign word = b_oob ? { args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339] } : \$95 ;
   assign src = b_first ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
@@ -23513,7 +23915,7 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$99  = bi;
     if (pos_init) begin
-      \$99  = desc[6:0];
+      \$99  = desc_rd__data[6:0];
     end
     if (rst) begin
       \$99  = 7'h00;
@@ -23523,7 +23925,7 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$100  = kk;
     if (pos_init) begin
-      \$100  = desc[13:7];
+      \$100  = desc_rd__data[13:7];
     end
     if (rst) begin
       \$100  = 7'h00;
@@ -23533,7 +23935,7 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$101  = nn;
     if (pos_init) begin
-      \$101  = desc[20:14];
+      \$101  = desc_rd__data[20:14];
     end
     if (rst) begin
       \$101  = 7'h00;
@@ -23543,7 +23945,7 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$102  = en;
     if (pos_init) begin
-      \$102  = desc[21];
+      \$102  = desc_rd__data[21];
     end
     if (rst) begin
       \$102  = 1'h0;
@@ -23642,7 +24044,7 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc[51:40];
+        \$110  = desc_rd__data[51:40];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -23661,7 +24063,7 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc[57:52];
+        \$111  = desc_rd__data[57:52];
       end else if (active) begin
         \$111  = \$18 [5:0];
       end
@@ -23675,7 +24077,7 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc[7:0];
+        \$112  = desc_rd__data[7:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
@@ -23693,7 +24095,7 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc[15:8];
+        \$113  = desc_rd__data[15:8];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
@@ -23956,15 +24358,15 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_addr = \$40 [5:0];
-  assign rd_addr = addr[11:0];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[57:52];
-  assign \desc.off0  = desc[71:58];
+  assign desc_rd__addr = \$40 [5:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[57:52];
+  assign \desc_rd__data.off0  = desc_rd__data[71:58];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -24045,12 +24447,1047 @@ module \isscc22_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bst
   assign \x[29]  = x_rdy[239:232];
   assign \x[30]  = x_rdy[247:240];
   assign \x[31]  = x_rdy[255:248];
-  assign \$16  = { 3'h0, desc[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  wire \$1 ;
+  wire [14:0] \$10 ;
+  reg [6:0] \$100 ;
+  reg [6:0] \$101 ;
+  reg \$102 ;
+  reg [15:0] \$103 ;
+  reg [7:0] \$104 ;
+  reg [7:0] \$105 ;
+  reg [10:0] \$106 ;
+  reg [10:0] \$107 ;
+  reg [13:0] \$108 ;
+  reg \$109 ;
+  wire [12:0] \$11 ;
+  reg [11:0] \$110 ;
+  reg [5:0] \$111 ;
+  reg [7:0] \$112 ;
+  reg [7:0] \$113 ;
+  reg [12:0] \$114 ;
+  reg [12:0] \$115 ;
+  reg [12:0] \$116 ;
+  reg [13:0] \$117 ;
+  reg [13:0] \$118 ;
+  reg \$119 ;
+  wire [14:0] \$12 ;
+  reg \$120 ;
+  reg [3:0] \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg [12:0] \$125 ;
+  reg [255:0] \$126 ;
+  reg [255:0] \$127 ;
+  reg \$128 ;
+  wire \$13 ;
+  wire [13:0] \$14 ;
+  wire [13:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [6:0] \$18 ;
+  wire [8:0] \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire [8:0] \$21 ;
+  wire [13:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [14:0] \$24 ;
+  wire [8:0] \$25 ;
+  wire [13:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [14:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire [4:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [6:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
+  wire [6:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [7:0] \$43 ;
+  wire [8:0] \$44 ;
+  wire [11:0] \$45 ;
+  wire [11:0] \$46 ;
+  wire [3:0] \$47 ;
+  wire [12:0] \$48 ;
+  wire [11:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire [11:0] \$50 ;
+  wire [11:0] \$51 ;
+  wire [11:0] \$52 ;
+  wire [11:0] \$53 ;
+  wire [11:0] \$54 ;
+  wire [12:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [14:0] \$57 ;
+  wire [13:0] \$58 ;
+  wire [15:0] \$59 ;
+  wire [9:0] \$6 ;
+  wire [13:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [12:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [11:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [9:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [14:0] \$76 ;
+  wire [13:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
+  wire [10:0] \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire \$82 ;
+  wire [7:0] \$83 ;
+  wire \$84 ;
+  wire [7:0] \$85 ;
+  wire \$86 ;
+  wire [7:0] \$87 ;
+  wire \$88 ;
+  wire [7:0] \$89 ;
+  wire [10:0] \$9 ;
+  wire \$90 ;
+  wire [7:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [8:0] \$94 ;
+  wire [63:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  reg [6:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
+  reg active = 1'h0;
+  reg [13:0] addr = 14'h0000;
+  input [384:0] args;
+  wire [384:0] args;
+  wire [2:0] \args.ab_m1 ;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [6:0] \args.b ;
+  wire [7:0] \args.bq ;
+  wire [7:0] \args.br ;
+  wire [11:0] \args.cin ;
+  wire [5:0] \args.desc_base ;
+  wire [3:0] \args.dh ;
+  wire [3:0] \args.dw ;
+  wire [7:0] \args.groups ;
+  wire [13:0] \args.img_bstep ;
+  wire [13:0] \args.img_delta ;
+  wire [7:0] \args.in_cw ;
+  wire [7:0] \args.in_h ;
+  wire [7:0] \args.in_w ;
+  wire [7:0] \args.kh ;
+  wire [6:0] \args.ki ;
+  wire [7:0] \args.kr ;
+  wire [7:0] \args.kt ;
+  wire [7:0] \args.kw ;
+  wire [13:0] \args.kx_inc ;
+  wire [13:0] \args.ky_inc ;
+  wire [6:0] \args.no ;
+  wire [15:0] \args.npos ;
+  wire [7:0] \args.nr ;
+  wire [7:0] \args.nt ;
+  wire [7:0] \args.oh ;
+  wire [11:0] \args.out_base ;
+  wire [7:0] \args.out_cw ;
+  wire [7:0] \args.ow ;
+  wire [3:0] \args.page_base ;
+  wire [5:0] \args.param_base ;
+  wire [3:0] \args.pl ;
+  wire [13:0] \args.pos0 ;
+  wire [13:0] \args.pos_bstep ;
+  wire [13:0] \args.pos_ux ;
+  wire [13:0] \args.pos_wrap ;
+  wire [3:0] \args.pt ;
+  wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
+  wire [3:0] \args.sh ;
+  wire [3:0] \args.sw ;
+  wire \args.w_signed ;
+  wire [1:0] \args.wb_log2 ;
+  wire \args.x_signed ;
+  wire [7:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_first = 1'h0;
+  reg [12:0] b_ix = 13'h0000;
+  reg b_last = 1'h0;
+  reg [3:0] b_n = 4'h0;
+  reg b_oob = 1'h0;
+  reg b_valid = 1'h0;
+  output [6:0] bi;
+  reg [6:0] bi = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \bi$54 ;
+  reg [11:0] c = 12'h000;
+  input clk;
+  wire clk;
+  wire [13:0] d_addr;
+  wire [11:0] d_ix;
+  wire [13:0] d_iy;
+  wire [8:0] d_ox;
+  wire [9:0] d_oy;
+  output [5:0] desc_rd__addr;
+  wire [5:0] desc_rd__addr;
+  input [71:0] desc_rd__data;
+  wire [71:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [5:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
+  output en;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$57 ;
+  reg first = 1'h0;
+  output full;
+  reg full = 1'h0;
+  (* init = 1'h0 *)
+  wire \full$72 ;
+  input [7:0] g_kbase;
+  wire [7:0] g_kbase;
+  input go;
+  wire go;
+  output idle_next;
+  wire idle_next;
+  wire iwrap;
+  reg [12:0] ix = 13'h0000;
+  reg [10:0] ix0 = 11'h000;
+  reg [12:0] iy = 13'h0000;
+  reg [10:0] iy0 = 11'h000;
+  output [6:0] kk;
+  reg [6:0] kk = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \kk$55 ;
+  reg [7:0] kx = 8'h00;
+  reg [7:0] ky = 8'h00;
+  wire last;
+  wire [11:0] lim;
+  wire [3:0] n;
+  wire [11:0] n_ch;
+  output [6:0] nn;
+  reg [6:0] nn = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \nn$56 ;
+  wire oob;
+  reg [7:0] ox = 8'h00;
+  reg [7:0] oy = 8'h00;
+  reg [15:0] p = 16'h0000;
+  reg [13:0] pos_addr = 14'h0000;
+  input pos_bstep;
+  wire pos_bstep;
+  input pos_init;
+  wire pos_init;
+  input pos_step;
+  wire pos_step;
+  output pos_valid;
+  wire pos_valid;
+  reg [5:0] rem = 6'h00;
+  reg [12:0] row_ix = 13'h0000;
+  input rst;
+  wire rst;
+  wire [4:0] sel;
+  reg [255:0] shifted;
+  wire [255:0] src;
+  output stall;
+  wire stall;
+  wire \stall$63 ;
+  reg [13:0] start;
+  input take;
+  wire take;
+  reg [13:0] tap0 = 14'h0000;
+  wire tap_end;
+  input tile_active;
+  wire tile_active;
+  wire [63:0] window;
+  wire [63:0] word;
+  wire wrap;
+  (* init = 256'h0000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [255:0] x;
+  wire [7:0] \x[0] ;
+  wire [7:0] \x[10] ;
+  wire [7:0] \x[11] ;
+  wire [7:0] \x[12] ;
+  wire [7:0] \x[13] ;
+  wire [7:0] \x[14] ;
+  wire [7:0] \x[15] ;
+  wire [7:0] \x[16] ;
+  wire [7:0] \x[17] ;
+  wire [7:0] \x[18] ;
+  wire [7:0] \x[19] ;
+  wire [7:0] \x[1] ;
+  wire [7:0] \x[20] ;
+  wire [7:0] \x[21] ;
+  wire [7:0] \x[22] ;
+  wire [7:0] \x[23] ;
+  wire [7:0] \x[24] ;
+  wire [7:0] \x[25] ;
+  wire [7:0] \x[26] ;
+  wire [7:0] \x[27] ;
+  wire [7:0] \x[28] ;
+  wire [7:0] \x[29] ;
+  wire [7:0] \x[2] ;
+  wire [7:0] \x[30] ;
+  wire [7:0] \x[31] ;
+  wire [7:0] \x[3] ;
+  wire [7:0] \x[4] ;
+  wire [7:0] \x[5] ;
+  wire [7:0] \x[6] ;
+  wire [7:0] \x[7] ;
+  wire [7:0] \x[8] ;
+  wire [7:0] \x[9] ;
+  reg [255:0] x_asm = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  output [255:0] x_rdy;
+  reg [255:0] x_rdy = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[71:68];
+  assign \$3  = - args[75:72];
+  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
+  assign \$5  = p + \$4 ;
+  assign \$6  = d_ox - args[83:76];
+  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
+  assign \$8  = d_oy - args[91:84];
+  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
+  assign \$10  = $signed(iy0) + $signed(d_iy);
+  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
+  assign \$13  = ~ stall;
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
+  assign \$18  = rem - \$65 [3:0];
+  assign \$19  = args[51:44] - 1'h1;
+  assign \$20  = kx == \$19 ;
+  assign \$21  = ky + 1'h1;
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
+  assign \$23  = $signed(tap0) + $signed(args[149:136]);
+  assign \$24  = $signed(tap0) + $signed(args[149:136]);
+  assign \$25  = kx + 1'h1;
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
+  assign \$27  = $signed(tap0) + $signed(args[135:122]);
+  assign \$28  = $signed(tap0) + $signed(args[135:122]);
+  assign \$29  = c + \$65 [3:0];
+  assign \$30  = $signed(addr) + $signed(2'h1);
+  assign \$31  = ~ stall;
+  assign \$32  = ~ stall;
+  assign \$33  = b_valid & \$32 ;
+  assign \$34  = b_valid & b_last;
+  assign \$35  = ~ stall;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = args[308:303] + 1'h1;
+  assign \$38  = args[241:236] + g_kbase;
+  assign \$39  = \$38  + kk;
+  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign pos_valid = p < args[107:92];
+  assign \$41  = ox + args[207:200];
+  assign \$42  = ox + 1'h1;
+  assign d_ox = pos_bstep ? \$41  : \$42 ;
+  assign wrap = d_ox >= args[83:76];
+  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
+  assign \$44  = oy + \$43 ;
+  assign d_oy = \$44  + wrap;
+  assign iwrap = d_oy >= args[91:84];
+  assign \$45  = args[199:192] * args[63:60];
+  assign \$46  = pos_bstep ? \$45  : 12'h000;
+  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign \$48  = \$46  + \$47 ;
+  assign \$49  = args[91:84] * args[63:60];
+  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign d_iy = \$48  - \$50 ;
+  assign \$51  = args[207:200] * args[67:64];
+  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
+  assign \$53  = args[83:76] * args[67:64];
+  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$55  = \$52  - \$54 ;
+  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
+  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
+  assign \$58  = wrap ? args[177:164] : 14'h0000;
+  assign \$59  = $signed(\$57 ) + $signed(\$58 );
+  assign \$60  = iwrap ? args[221:208] : 14'h0000;
+  assign \$61  = $signed(\$59 ) + $signed(\$60 );
+  assign \$62  = args[35:24] - c;
+  assign \$63  = \$62 [11:0] < rem;
+  assign lim = \$63  ? \$62 [11:0] : { 6'h00, rem };
+  assign \$64  = lim < 4'h8;
+  assign \$65  = \$64  ? lim : 12'h008;
+  assign tap_end = \$65 [3:0] == \$62 [11:0];
+  assign last = \$65 [3:0] == rem;
+  assign \$66  = $signed(iy) < $signed(1'h0);
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = ~ args[384];
+  assign \$70  = $signed(ix) < $signed(1'h0);
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = \$69  & \$72 ;
+  assign oob = \$68  | \$73 ;
+  assign \$74  = ~ active;
+  assign idle_next = \$74  | last;
+  assign act_rd__en = ~ stall;
+  assign \$75  = ~ stall;
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[71:58]);
+  assign \$77  = $signed(b_ix) + $signed(5'h08);
+  assign \$78  = args[15:8] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[346:339];
+  assign \$80  = args[15:8] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[346:339];
+  assign \$82  = args[15:8] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[346:339];
+  assign \$84  = args[15:8] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[346:339];
+  assign \$86  = args[15:8] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[346:339];
+  assign \$88  = args[15:8] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[346:339];
+  assign \$90  = args[15:8] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[346:339];
+  assign \$92  = args[15:8] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[346:339];
+  assign \$94  = \$77 [4:0] * 4'h8;
+  assign window = { args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339] } >> \$94 ;
+  assign \$95  = args[384] ? window : act_rd__data;
+  assign word = b_oob ? { args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339], args[346:339] } : \$95 ;
+  assign src = b_first ? 256'h0000000000000000000000000000000000000000000000000000000000000000 : x_asm;
+  assign \$96  = b_valid & b_last;
+  assign \$97  = \$96  & full;
+  assign \$98  = ~ take;
+  assign stall = \$97  & \$98 ;
+  always @(posedge clk)
+    bi <= \$99 ;
+  always @(posedge clk)
+    kk <= \$100 ;
+  always @(posedge clk)
+    nn <= \$101 ;
+  always @(posedge clk)
+    en <= \$102 ;
+  always @(posedge clk)
+    p <= \$103 ;
+  always @(posedge clk)
+    ox <= \$104 ;
+  always @(posedge clk)
+    oy <= \$105 ;
+  always @(posedge clk)
+    iy0 <= \$106 ;
+  always @(posedge clk)
+    ix0 <= \$107 ;
+  always @(posedge clk)
+    pos_addr <= \$108 ;
+  always @(posedge clk)
+    active <= \$109 ;
+  always @(posedge clk)
+    c <= \$110 ;
+  always @(posedge clk)
+    rem <= \$111 ;
+  always @(posedge clk)
+    ky <= \$112 ;
+  always @(posedge clk)
+    kx <= \$113 ;
+  always @(posedge clk)
+    iy <= \$114 ;
+  always @(posedge clk)
+    ix <= \$115 ;
+  always @(posedge clk)
+    row_ix <= \$116 ;
+  always @(posedge clk)
+    tap0 <= \$117 ;
+  always @(posedge clk)
+    addr <= \$118 ;
+  always @(posedge clk)
+    first <= \$119 ;
+  always @(posedge clk)
+    b_valid <= \$120 ;
+  always @(posedge clk)
+    b_n <= \$121 ;
+  always @(posedge clk)
+    b_oob <= \$122 ;
+  always @(posedge clk)
+    b_first <= \$123 ;
+  always @(posedge clk)
+    b_last <= \$124 ;
+  always @(posedge clk)
+    b_ix <= \$125 ;
+  always @(posedge clk)
+    x_rdy <= \$126 ;
+  always @(posedge clk)
+    x_asm <= \$127 ;
+  always @(posedge clk)
+    full <= \$128 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$99  = bi;
+    if (pos_init) begin
+      \$99  = desc_rd__data[6:0];
+    end
+    if (rst) begin
+      \$99  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$100  = kk;
+    if (pos_init) begin
+      \$100  = desc_rd__data[13:7];
+    end
+    if (rst) begin
+      \$100  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$101  = nn;
+    if (pos_init) begin
+      \$101  = desc_rd__data[20:14];
+    end
+    if (rst) begin
+      \$101  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$102  = en;
+    if (pos_init) begin
+      \$102  = desc_rd__data[21];
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$103  = p;
+    if (pos_init) begin
+      \$103  = 16'h0000;
+    end else if (\$1 ) begin
+      \$103  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$103  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$104  = ox;
+    if (pos_init) begin
+      \$104  = 8'h00;
+    end else if (\$1 ) begin
+      \$104  = \$7 [7:0];
+    end
+    if (rst) begin
+      \$104  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$105  = oy;
+    if (pos_init) begin
+      \$105  = 8'h00;
+    end else if (\$1 ) begin
+      \$105  = \$9 [7:0];
+    end
+    if (rst) begin
+      \$105  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$106  = iy0;
+    if (pos_init) begin
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$106  = \$10 [10:0];
+    end
+    if (rst) begin
+      \$106  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$107  = ix0;
+    if (pos_init) begin
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$107  = \$11 [10:0];
+    end
+    if (rst) begin
+      \$107  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$108  = pos_addr;
+    if (pos_init) begin
+      \$108  = args[121:108];
+    end else if (\$1 ) begin
+      \$108  = \$12 [13:0];
+    end
+    if (rst) begin
+      \$108  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$109  = active;
+    if (\$13 ) begin
+      if (go) begin
+        \$109  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$109  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$110  = c;
+    if (\$13 ) begin
+      if (go) begin
+        \$110  = desc_rd__data[51:40];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$110  = 12'h000;
+        end else begin
+          \$110  = \$29 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$110  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$111  = rem;
+    if (\$13 ) begin
+      if (go) begin
+        \$111  = desc_rd__data[57:52];
+      end else if (active) begin
+        \$111  = \$18 [5:0];
+      end
+    end
+    if (rst) begin
+      \$111  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$112  = ky;
+    if (\$13 ) begin
+      if (go) begin
+        \$112  = desc_rd__data[7:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$112  = \$21 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$112  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$113  = kx;
+    if (\$13 ) begin
+      if (go) begin
+        \$113  = desc_rd__data[15:8];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$113  = 8'h00;
+          end else begin
+            \$113  = \$25 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$113  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$114  = iy;
+    if (\$13 ) begin
+      if (go) begin
+        \$114  = \$14 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$114  = \$22 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$114  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$115  = ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$115  = \$15 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$115  = row_ix;
+          end else begin
+            \$115  = \$26 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$115  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$116  = row_ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$116  = { ix0[10], ix0[10], ix0 };
+      end
+    end
+    if (rst) begin
+      \$116  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$117  = tap0;
+    if (\$13 ) begin
+      if (go) begin
+        \$117  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$117  = \$23 [13:0];
+          end else begin
+            \$117  = \$27 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$117  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$118  = addr;
+    if (\$13 ) begin
+      if (go) begin
+        \$118  = \$17 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$118  = \$24 [13:0];
+          end else begin
+            \$118  = \$28 [13:0];
+          end
+        end else begin
+          \$118  = \$30 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$118  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$119  = first;
+    if (\$13 ) begin
+      if (go) begin
+        \$119  = 1'h1;
+      end else if (active) begin
+        \$119  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$120  = b_valid;
+    if (\$31 ) begin
+      \$120  = active;
+    end
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$121  = b_n;
+    if (\$31 ) begin
+      \$121  = \$65 [3:0];
+    end
+    if (rst) begin
+      \$121  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$122  = b_oob;
+    if (\$31 ) begin
+      \$122  = oob;
+    end
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$123  = b_first;
+    if (\$31 ) begin
+      \$123  = first;
+    end
+    if (rst) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$124  = b_last;
+    if (\$31 ) begin
+      \$124  = last;
+    end
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$125  = b_ix;
+    if (\$31 ) begin
+      \$125  = ix;
+    end
+    if (rst) begin
+      \$125  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$126  = x_rdy;
+    if (\$33 ) begin
+      if (b_last) begin
+        \$126  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$127  = x_asm;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (b_last) begin
+      end else begin
+        \$127  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$128  = full;
+    if (\$36 ) begin
+      \$128  = 1'h1;
+    end else if (take) begin
+      \$128  = 1'h0;
+    end
+    if (rst) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    start = 14'h0000;
+    if (\$75 ) begin
+      if (go) begin
+        start = \$76 [13:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    casez (b_n)
+      4'h1:
+          shifted = { word[7:0], src[255:8] };
+      4'h2:
+          shifted = { word[15:0], src[255:16] };
+      4'h3:
+          shifted = { word[23:0], src[255:24] };
+      4'h4:
+          shifted = { word[31:0], src[255:32] };
+      4'h5:
+          shifted = { word[39:0], src[255:40] };
+      4'h6:
+          shifted = { word[47:0], src[255:48] };
+      4'h7:
+          shifted = { word[55:0], src[255:56] };
+      4'h8:
+          shifted = { word, src[255:64] };
+      default:
+          shifted = src;
+    endcase
+  end
+  assign d_ix = \$55 [11:0];
+  assign d_addr = \$61 [13:0];
+  assign n = \$65 [3:0];
+  assign \bi$54  = bi;
+  assign \kk$55  = kk;
+  assign \nn$56  = nn;
+  assign \en$57  = en;
+  assign n_ch = \$62 [11:0];
+  assign \stall$63  = stall;
+  assign sel = \$77 [4:0];
+  assign \full$72  = full;
+  assign x = x_rdy;
+  assign desc_rd__addr = \$40 [5:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[57:52];
+  assign \desc_rd__data.off0  = desc_rd__data[71:58];
+  assign \args.in_h  = args[7:0];
+  assign \args.in_w  = args[15:8];
+  assign \args.in_cw  = args[23:16];
+  assign \args.cin  = args[35:24];
+  assign \args.kh  = args[43:36];
+  assign \args.kw  = args[51:44];
+  assign \args.dh  = args[55:52];
+  assign \args.dw  = args[59:56];
+  assign \args.sh  = args[63:60];
+  assign \args.sw  = args[67:64];
+  assign \args.pt  = args[71:68];
+  assign \args.pl  = args[75:72];
+  assign \args.ow  = args[83:76];
+  assign \args.oh  = args[91:84];
+  assign \args.npos  = args[107:92];
+  assign \args.pos0  = args[121:108];
+  assign \args.kx_inc  = args[135:122];
+  assign \args.ky_inc  = args[149:136];
+  assign \args.pos_ux  = args[163:150];
+  assign \args.pos_wrap  = args[177:164];
+  assign \args.pos_bstep  = args[191:178];
+  assign \args.bq  = args[199:192];
+  assign \args.br  = args[207:200];
+  assign \args.img_delta  = args[221:208];
+  assign \args.img_bstep  = args[235:222];
+  assign \args.desc_base  = args[241:236];
+  assign \args.kt  = args[249:242];
+  assign \args.nt  = args[257:250];
+  assign \args.kr  = args[265:258];
+  assign \args.nr  = args[273:266];
+  assign \args.b  = args[280:274];
+  assign \args.ki  = args[287:281];
+  assign \args.no  = args[294:288];
+  assign \args.groups  = args[302:295];
+  assign \args.role_base  = args[308:303];
+  assign \args.page_base  = args[312:309];
+  assign \args.out_base  = args[324:313];
+  assign \args.out_cw  = args[332:325];
+  assign \args.param_base  = args[338:333];
+  assign \args.zp_in  = args[346:339];
+  assign \args.zp_out  = args[356:347];
+  assign \args.act_min  = args[366:357];
+  assign \args.act_max  = args[376:367];
+  assign \args.ab_m1  = args[379:377];
+  assign \args.wb_log2  = args[381:380];
+  assign \args.x_signed  = args[382];
+  assign \args.w_signed  = args[383];
+  assign \args.rowpack  = args[384];
+  assign \x[0]  = x_rdy[7:0];
+  assign \x[1]  = x_rdy[15:8];
+  assign \x[2]  = x_rdy[23:16];
+  assign \x[3]  = x_rdy[31:24];
+  assign \x[4]  = x_rdy[39:32];
+  assign \x[5]  = x_rdy[47:40];
+  assign \x[6]  = x_rdy[55:48];
+  assign \x[7]  = x_rdy[63:56];
+  assign \x[8]  = x_rdy[71:64];
+  assign \x[9]  = x_rdy[79:72];
+  assign \x[10]  = x_rdy[87:80];
+  assign \x[11]  = x_rdy[95:88];
+  assign \x[12]  = x_rdy[103:96];
+  assign \x[13]  = x_rdy[111:104];
+  assign \x[14]  = x_rdy[119:112];
+  assign \x[15]  = x_rdy[127:120];
+  assign \x[16]  = x_rdy[135:128];
+  assign \x[17]  = x_rdy[143:136];
+  assign \x[18]  = x_rdy[151:144];
+  assign \x[19]  = x_rdy[159:152];
+  assign \x[20]  = x_rdy[167:160];
+  assign \x[21]  = x_rdy[175:168];
+  assign \x[22]  = x_rdy[183:176];
+  assign \x[23]  = x_rdy[191:184];
+  assign \x[24]  = x_rdy[199:192];
+  assign \x[25]  = x_rdy[207:200];
+  assign \x[26]  = x_rdy[215:208];
+  assign \x[27]  = x_rdy[223:216];
+  assign \x[28]  = x_rdy[231:224];
+  assign \x[29]  = x_rdy[239:232];
+  assign \x[30]  = x_rdy[247:240];
+  assign \x[31]  = x_rdy[255:248];
+  assign \$16  = { 3'h0, desc_rd__data[51:43] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -24856,28 +26293,28 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;
@@ -24984,7 +26421,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -25068,7 +26505,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -25078,7 +26515,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -25088,7 +26525,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -25109,8 +26546,8 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 , \port$1280$0 , \port$1281$0 , \port$1282$0 , \port$1283$0 , \port$1284$0 , \port$1285$0 , done, start, args, busy, w_addr, w_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \port$1096$0 , \port$1097$0 , \port$1098$0 , \port$1099$0 , \port$1100$0 , \port$1101$0 , \port$1102$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -25277,6 +26714,16 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
   reg \$signal$105  = 1'h0;
   reg \$signal$25  = 1'h0;
   reg \$signal$99  = 1'h0;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [63:0] act_rd__data;
+  wire [63:0] act_rd__data;
+  wire act_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
   input [183:0] args;
   wire [183:0] args;
   wire [9:0] \args.act_max ;
@@ -25366,22 +26813,22 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1278$0 ;
-  wire [7:0] \port$1278$0 ;
-  output [7:0] \port$1279$0 ;
-  wire [7:0] \port$1279$0 ;
-  output [7:0] \port$1280$0 ;
-  wire [7:0] \port$1280$0 ;
-  output [7:0] \port$1281$0 ;
-  wire [7:0] \port$1281$0 ;
-  output [7:0] \port$1282$0 ;
-  wire [7:0] \port$1282$0 ;
-  output [7:0] \port$1283$0 ;
-  wire [7:0] \port$1283$0 ;
-  output [7:0] \port$1284$0 ;
-  wire [7:0] \port$1284$0 ;
-  output [7:0] \port$1285$0 ;
-  wire [7:0] \port$1285$0 ;
+  output [7:0] \port$1095$0 ;
+  wire [7:0] \port$1095$0 ;
+  output [7:0] \port$1096$0 ;
+  wire [7:0] \port$1096$0 ;
+  output [7:0] \port$1097$0 ;
+  wire [7:0] \port$1097$0 ;
+  output [7:0] \port$1098$0 ;
+  wire [7:0] \port$1098$0 ;
+  output [7:0] \port$1099$0 ;
+  wire [7:0] \port$1099$0 ;
+  output [7:0] \port$1100$0 ;
+  wire [7:0] \port$1100$0 ;
+  output [7:0] \port$1101$0 ;
+  wire [7:0] \port$1101$0 ;
+  output [7:0] \port$1102$0 ;
+  wire [7:0] \port$1102$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -25425,11 +26872,6 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
   reg [31:0] r_val7 = 32'd0;
   (* init = 1'h0 *)
   wire r_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [63:0] rd_data;
-  wire [63:0] rd_data;
-  wire rd_en;
   reg [31:0] red0 = 32'd0;
   reg [31:0] red1 = 32'd0;
   reg [31:0] red2 = 32'd0;
@@ -25466,11 +26908,6 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
   reg [31:0] v6;
   reg [31:0] v7;
   reg [7:0] w = 8'h00;
-  output [11:0] w_addr;
-  reg [11:0] w_addr = 12'h000;
-  wire [63:0] w_data;
-  output w_en;
-  wire w_en;
   wire [255:0] x;
   wire [9:0] x0;
   wire [9:0] x1;
@@ -25528,56 +26965,56 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
   assign \$24  = args[85:78] - 1'h1;
   assign last_oy = oy == \$24 ;
   assign is_max = ! args[0];
-  assign \$25  = args[1] ? { rd_data[7], rd_data[7:0] } : { 1'h0, rd_data[7:0] };
+  assign \$25  = args[1] ? { act_rd__data[7], act_rd__data[7:0] } : { 1'h0, act_rd__data[7:0] };
   assign \$26  = args[0] ? 11'h000 : 11'h400;
   assign base0 = \$signal  ? { \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26  } : red0;
   assign \$27  = $signed(\$25 ) > $signed(base0);
   assign \$28  = \$27  ? { \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25  } : base0;
   assign \$29  = $signed(base0) + $signed(\$25 );
   assign \$30  = $signed(\$29 ) - $signed(args[115:106]);
-  assign \$31  = args[1] ? { rd_data[15], rd_data[15:8] } : { 1'h0, rd_data[15:8] };
+  assign \$31  = args[1] ? { act_rd__data[15], act_rd__data[15:8] } : { 1'h0, act_rd__data[15:8] };
   assign \$32  = args[0] ? 11'h000 : 11'h400;
   assign base1 = \$signal  ? { \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32  } : red1;
   assign \$33  = $signed(\$31 ) > $signed(base1);
   assign \$34  = \$33  ? { \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31  } : base1;
   assign \$35  = $signed(base1) + $signed(\$31 );
   assign \$36  = $signed(\$35 ) - $signed(args[115:106]);
-  assign \$37  = args[1] ? { rd_data[23], rd_data[23:16] } : { 1'h0, rd_data[23:16] };
+  assign \$37  = args[1] ? { act_rd__data[23], act_rd__data[23:16] } : { 1'h0, act_rd__data[23:16] };
   assign \$38  = args[0] ? 11'h000 : 11'h400;
   assign base2 = \$signal  ? { \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38  } : red2;
   assign \$39  = $signed(\$37 ) > $signed(base2);
   assign \$40  = \$39  ? { \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37  } : base2;
   assign \$41  = $signed(base2) + $signed(\$37 );
   assign \$42  = $signed(\$41 ) - $signed(args[115:106]);
-  assign \$43  = args[1] ? { rd_data[31], rd_data[31:24] } : { 1'h0, rd_data[31:24] };
+  assign \$43  = args[1] ? { act_rd__data[31], act_rd__data[31:24] } : { 1'h0, act_rd__data[31:24] };
   assign \$44  = args[0] ? 11'h000 : 11'h400;
   assign base3 = \$signal  ? { \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44  } : red3;
   assign \$45  = $signed(\$43 ) > $signed(base3);
   assign \$46  = \$45  ? { \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43  } : base3;
   assign \$47  = $signed(base3) + $signed(\$43 );
   assign \$48  = $signed(\$47 ) - $signed(args[115:106]);
-  assign \$49  = args[1] ? { rd_data[39], rd_data[39:32] } : { 1'h0, rd_data[39:32] };
+  assign \$49  = args[1] ? { act_rd__data[39], act_rd__data[39:32] } : { 1'h0, act_rd__data[39:32] };
   assign \$50  = args[0] ? 11'h000 : 11'h400;
   assign base4 = \$signal  ? { \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50  } : red4;
   assign \$51  = $signed(\$49 ) > $signed(base4);
   assign \$52  = \$51  ? { \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49  } : base4;
   assign \$53  = $signed(base4) + $signed(\$49 );
   assign \$54  = $signed(\$53 ) - $signed(args[115:106]);
-  assign \$55  = args[1] ? { rd_data[47], rd_data[47:40] } : { 1'h0, rd_data[47:40] };
+  assign \$55  = args[1] ? { act_rd__data[47], act_rd__data[47:40] } : { 1'h0, act_rd__data[47:40] };
   assign \$56  = args[0] ? 11'h000 : 11'h400;
   assign base5 = \$signal  ? { \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56  } : red5;
   assign \$57  = $signed(\$55 ) > $signed(base5);
   assign \$58  = \$57  ? { \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55  } : base5;
   assign \$59  = $signed(base5) + $signed(\$55 );
   assign \$60  = $signed(\$59 ) - $signed(args[115:106]);
-  assign \$61  = args[1] ? { rd_data[55], rd_data[55:48] } : { 1'h0, rd_data[55:48] };
+  assign \$61  = args[1] ? { act_rd__data[55], act_rd__data[55:48] } : { 1'h0, act_rd__data[55:48] };
   assign \$62  = args[0] ? 11'h000 : 11'h400;
   assign base6 = \$signal  ? { \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62  } : red6;
   assign \$63  = $signed(\$61 ) > $signed(base6);
   assign \$64  = \$63  ? { \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61  } : base6;
   assign \$65  = $signed(base6) + $signed(\$61 );
   assign \$66  = $signed(\$65 ) - $signed(args[115:106]);
-  assign \$67  = args[1] ? { rd_data[63], rd_data[63:56] } : { 1'h0, rd_data[63:56] };
+  assign \$67  = args[1] ? { act_rd__data[63], act_rd__data[63:56] } : { 1'h0, act_rd__data[63:56] };
   assign \$68  = args[0] ? 11'h000 : 11'h400;
   assign base7 = \$signal  ? { \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68  } : red7;
   assign \$69  = $signed(\$67 ) > $signed(base7);
@@ -25769,7 +27206,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
   always @(posedge clk)
     pv2_7 <= pv1_7;
   always @(posedge clk)
-    w_addr <= pa2;
+    act_w__addr <= pa2;
   always @(posedge clk)
     pv3_0 <= pv2_0;
   always @(posedge clk)
@@ -25795,12 +27232,12 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     .mult(mult),
     .rst(rst),
     .shift(shift),
-    .v4(w_en),
+    .v4(act_w__en),
     .x(x),
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -25811,7 +27248,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -25822,7 +27259,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v2 = base2;
@@ -25833,7 +27270,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v3 = base3;
@@ -25844,7 +27281,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v4 = base4;
@@ -25855,7 +27292,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v5 = base5;
@@ -25866,7 +27303,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v6 = base6;
@@ -25877,7 +27314,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v7 = base7;
@@ -25888,7 +27325,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$143  = kx;
     if (busy) begin
       \$143  = \$127 [7:0];
@@ -25904,7 +27341,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$144  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -25922,7 +27359,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$145  = w;
     if (busy) begin
       if (last_kx) begin
@@ -25942,7 +27379,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$146  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -25964,7 +27401,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$147  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -25985,7 +27422,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$148  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -26008,98 +27445,98 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$149  = busy;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$150  = oob;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$151  = \$134 ;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$152  = \$135 ;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$153  = red0;
     if (\$signal$99 ) begin
       \$153  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$154  = red1;
     if (\$signal$99 ) begin
       \$154  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$155  = red2;
     if (\$signal$99 ) begin
       \$155  = v2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$156  = red3;
     if (\$signal$99 ) begin
       \$156  = v3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$157  = red4;
     if (\$signal$99 ) begin
       \$157  = v4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$158  = red5;
     if (\$signal$99 ) begin
       \$158  = v5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$159  = red6;
     if (\$signal$99 ) begin
       \$159  = v6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$160  = red7;
     if (\$signal$99 ) begin
       \$160  = v7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$161  = \$141 ;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$162  = started;
     if (start) begin
       \$162  = 1'h1;
@@ -26114,7 +27551,7 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
   assign running = busy;
   assign iy = { \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4  };
   assign ix = { \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8  };
-  assign rd_en = 1'h1;
+  assign act_rd__en = 1'h1;
   assign tap = busy;
   assign x0 = { \$25 [8], \$25  };
   assign x1 = { \$31 [8], \$31  };
@@ -26141,18 +27578,18 @@ module \isscc22_fabric.pool (rst, rd_data, rd_addr, \port$1278$0 , \port$1279$0 
   assign avg6 = \$107 [9:0];
   assign avg7_sum = { \$108 [32], \$108  };
   assign avg7 = \$112 [9:0];
-  assign o_valid = w_en;
-  assign pa3 = w_addr;
-  assign w_data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
-  assign rd_addr = \$19 [11:0];
-  assign \port$1278$0  = \$113 [7:0];
-  assign \port$1279$0  = \$114 [7:0];
-  assign \port$1280$0  = \$115 [7:0];
-  assign \port$1281$0  = \$116 [7:0];
-  assign \port$1282$0  = \$117 [7:0];
-  assign \port$1283$0  = \$118 [7:0];
-  assign \port$1284$0  = \$119 [7:0];
-  assign \port$1285$0  = \$120 [7:0];
+  assign o_valid = act_w__en;
+  assign pa3 = act_w__addr;
+  assign act_w__data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
+  assign act_rd__addr = \$19 [11:0];
+  assign \port$1095$0  = \$113 [7:0];
+  assign \port$1096$0  = \$114 [7:0];
+  assign \port$1097$0  = \$115 [7:0];
+  assign \port$1098$0  = \$116 [7:0];
+  assign \port$1099$0  = \$117 [7:0];
+  assign \port$1100$0  = \$118 [7:0];
+  assign \port$1101$0  = \$119 [7:0];
+  assign \port$1102$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -26236,7 +27673,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -27042,28 +28479,28 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;

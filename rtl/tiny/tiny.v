@@ -2037,211 +2037,145 @@ endmodule
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r, wb__ack, done, busy, error, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
-  wire [16:0] \$1 ;
-  wire \$10 ;
-  reg [2:0] \$100 ;
-  reg [385:0] \$101 ;
-  reg [31:0] \$102 ;
-  reg [31:0] \$103 ;
-  reg [31:0] \$104 ;
-  reg [31:0] \$105 ;
-  reg [31:0] \$106 ;
-  reg [31:0] \$107 ;
-  reg \$108 ;
-  reg [2:0] \$109 ;
-  wire \$11 ;
-  reg [3:0] \$110 ;
-  reg \$111 ;
-  reg \$112 ;
-  reg [2:0] \$113 ;
-  reg [1:0] \$114 ;
-  reg \$115 ;
-  reg [15:0] \$116 ;
-  reg [31:0] \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire [7:0] \$120 ;
-  wire [7:0] \$121 ;
-  wire [7:0] \$122 ;
-  wire [7:0] \$123 ;
-  wire [7:0] \$124 ;
-  wire [7:0] \$125 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire [27:0] \$16 ;
-  wire [27:0] \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire [9:0] \$197 ;
-  wire [16:0] \$2 ;
-  wire \$20 ;
-  wire [8:0] \$200 ;
-  wire [7:0] \$203 ;
-  wire [6:0] \$206 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire [12:0] \$24 ;
-  wire [12:0] \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [5:0] \$29 ;
-  wire \$3 ;
-  wire [5:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [11:0] \$35 ;
-  wire [15:0] \$36 ;
-  wire [13:0] \$37 ;
-  wire [31:0] \$38 ;
-  wire \$39 ;
+  wire \$1 ;
+  wire [7:0] \$10 ;
+  wire [4:0] \$11 ;
+  wire [15:0] \$12 ;
+  wire [15:0] \$13 ;
+  wire [7:0] \$14 ;
+  wire [4:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [7:0] \$18 ;
+  wire [7:0] \$19 ;
+  wire [11:0] \$2 ;
+  wire [7:0] \$20 ;
+  wire [7:0] \$21 ;
+  wire [7:0] \$22 ;
+  wire [7:0] \$23 ;
+  wire [11:0] \$3 ;
   wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire [31:0] \$46 ;
-  wire [31:0] \$47 ;
-  wire [31:0] \$48 ;
-  wire [31:0] \$49 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire [32:0] \$55 ;
-  wire [16:0] \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire [32:0] \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire [32:0] \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire [32:0] \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [32:0] \$69 ;
+  wire [15:0] \$5 ;
+  wire [15:0] \$6 ;
   wire \$7 ;
-  wire [32:0] \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire [32:0] \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire [32:0] \$77 ;
-  wire [32:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire [15:0] \$84 ;
-  wire [15:0] \$85 ;
-  wire [7:0] \$86 ;
-  wire [4:0] \$87 ;
-  wire [15:0] \$88 ;
-  wire [15:0] \$89 ;
-  wire \$9 ;
-  wire [7:0] \$90 ;
-  wire [4:0] \$91 ;
-  reg [31:0] \$92 ;
-  reg [15:0] \$93 ;
-  reg \$94 ;
-  reg [31:0] \$95 ;
-  reg [31:0] \$96 ;
-  reg \$97 ;
-  reg \$98 ;
-  reg \$99 ;
+  wire [15:0] \$8 ;
+  wire [15:0] \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$129 ;
-  wire [5:0] \$signature__addr$135 ;
-  wire [5:0] \$signature__addr$141 ;
-  wire [11:0] \$signature__addr$177 ;
-  wire [415:0] \$signature__data ;
-  wire [15:0] \$signature__data$130 ;
-  wire [191:0] \$signature__data$136 ;
-  wire [95:0] \$signature__data$142 ;
-  wire [15:0] \$signature__data$178 ;
-  wire [12:0] \$signature__en ;
-  wire \$signature__en$131 ;
-  wire [5:0] \$signature__en$137 ;
-  wire [2:0] \$signature__en$143 ;
-  wire \$signature__en$179 ;
-  (* init = 1'h0 *)
-  wire ack;
-  wire amem_hslice;
-  wire \amem_hslice$163 ;
-  wire [13:0] amem_hword;
-  wire [13:0] \amem_hword$162 ;
-  reg amem_rsl = 1'h0;
+  wire [9:0] \$signature__addr$159 ;
+  wire [11:0] \$signature__addr$165 ;
+  wire [9:0] \$signature__addr$171 ;
+  wire [5:0] \$signature__addr$177 ;
+  wire [5:0] \$signature__addr$183 ;
+  wire [9:0] \$signature__addr$189 ;
+  wire [9:0] \$signature__addr$195 ;
+  wire [9:0] \$signature__addr$201 ;
+  wire [5:0] \$signature__addr$207 ;
+  wire [5:0] \$signature__addr$213 ;
+  wire [63:0] \$signature__data ;
+  wire [415:0] \$signature__data$162 ;
+  wire [15:0] \$signature__data$168 ;
+  wire [15:0] \$signature__data$174 ;
+  wire [191:0] \$signature__data$180 ;
+  wire [95:0] \$signature__data$186 ;
+  wire [63:0] \$signature__data$192 ;
+  wire [415:0] \$signature__data$197 ;
+  wire [15:0] \$signature__data$203 ;
+  wire [191:0] \$signature__data$209 ;
+  wire [95:0] \$signature__data$215 ;
+  wire \$signature__en ;
+  wire \$signature__en$163 ;
+  wire \$signature__en$169 ;
+  wire \$signature__en$175 ;
+  wire \$signature__en$181 ;
+  wire \$signature__en$187 ;
+  wire \$signature__en$193 ;
+  wire [12:0] \$signature__en$199 ;
+  wire \$signature__en$205 ;
+  wire [5:0] \$signature__en$211 ;
+  wire [2:0] \$signature__en$217 ;
+  wire [11:0] a_rd__addr;
+  wire [15:0] a_rd__data;
+  wire a_rd__en;
+  wire [11:0] act_rd__0__addr;
+  wire [15:0] act_rd__0__data;
+  wire act_rd__0__en;
+  wire [11:0] act_rd__1__addr;
+  wire [15:0] act_rd__1__data;
+  wire act_rd__1__en;
+  wire [11:0] act_rd__addr;
+  wire [15:0] act_rd__data;
+  wire act_rd__en;
+  wire [11:0] act_w__addr;
+  wire [11:0] \act_w__addr$224 ;
+  wire [11:0] \act_w__addr$225 ;
+  wire [15:0] act_w__data;
+  wire [15:0] \act_w__data$229 ;
+  wire [15:0] \act_w__data$230 ;
+  wire act_w__en;
+  wire \act_w__en$222 ;
+  wire \act_w__en$233 ;
+  wire [11:0] amem_port__addr;
+  wire [15:0] amem_port__data;
+  wire amem_port__en;
+  wire [11:0] amem_r__addr;
+  wire [15:0] amem_r__data;
+  wire amem_r__en;
+  wire [11:0] amem_w__addr;
+  wire [15:0] amem_w__data;
+  wire amem_w__en;
   wire [381:0] args;
-  wire [183:0] \args$91 ;
-  wire [9:0] \args$91.act_max ;
-  wire [9:0] \args$91.act_min ;
-  wire [7:0] \args$91.cw ;
-  wire [3:0] \args$91.dh ;
-  wire [3:0] \args$91.dw ;
-  wire [11:0] \args$91.in_base ;
-  wire [7:0] \args$91.in_h ;
-  wire [7:0] \args$91.in_w ;
-  wire [7:0] \args$91.kh ;
-  wire [7:0] \args$91.kw ;
+  wire [183:0] \args$115 ;
+  wire [9:0] \args$115.act_max ;
+  wire [9:0] \args$115.act_min ;
+  wire [7:0] \args$115.cw ;
+  wire [3:0] \args$115.dh ;
+  wire [3:0] \args$115.dw ;
+  wire [11:0] \args$115.in_base ;
+  wire [7:0] \args$115.in_h ;
+  wire [7:0] \args$115.in_w ;
+  wire [7:0] \args$115.kh ;
+  wire [7:0] \args$115.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$91.mode ;
-  wire [31:0] \args$91.mult ;
-  wire [7:0] \args$91.oh ;
-  wire [11:0] \args$91.out_base ;
-  wire [7:0] \args$91.ow ;
-  wire [3:0] \args$91.pl ;
-  wire [3:0] \args$91.pt ;
-  wire [3:0] \args$91.sh ;
-  wire [5:0] \args$91.shift ;
-  wire [3:0] \args$91.sw ;
-  wire \args$91.x_signed ;
-  wire [9:0] \args$91.zp_in ;
-  wire [9:0] \args$91.zp_out ;
-  wire [256:0] \args$92 ;
-  wire [11:0] \args$92.a_base ;
-  wire [7:0] \args$92.a_stride ;
-  wire [9:0] \args$92.act_max ;
-  wire [9:0] \args$92.act_min ;
-  wire [11:0] \args$92.b_base ;
-  wire [7:0] \args$92.b_stride ;
-  wire [7:0] \args$92.cw ;
-  wire \args$92.has_b ;
-  wire [4:0] \args$92.ls ;
-  wire [31:0] \args$92.mult_a ;
-  wire [31:0] \args$92.mult_b ;
-  wire [31:0] \args$92.mult_o ;
-  wire [15:0] \args$92.npos ;
-  wire [11:0] \args$92.out_base ;
-  wire [7:0] \args$92.out_stride ;
-  wire \args$92.rq_in ;
-  wire \args$92.rq_out ;
-  wire [5:0] \args$92.shift_a ;
-  wire [5:0] \args$92.shift_b ;
-  wire [5:0] \args$92.shift_o ;
-  wire \args$92.x_signed ;
-  wire [9:0] \args$92.zp_a ;
-  wire [9:0] \args$92.zp_b ;
-  wire [9:0] \args$92.zp_out ;
+  wire \args$115.mode ;
+  wire [31:0] \args$115.mult ;
+  wire [7:0] \args$115.oh ;
+  wire [11:0] \args$115.out_base ;
+  wire [7:0] \args$115.ow ;
+  wire [3:0] \args$115.pl ;
+  wire [3:0] \args$115.pt ;
+  wire [3:0] \args$115.sh ;
+  wire [5:0] \args$115.shift ;
+  wire [3:0] \args$115.sw ;
+  wire \args$115.x_signed ;
+  wire [9:0] \args$115.zp_in ;
+  wire [9:0] \args$115.zp_out ;
+  wire [256:0] \args$122 ;
+  wire [11:0] \args$122.a_base ;
+  wire [7:0] \args$122.a_stride ;
+  wire [9:0] \args$122.act_max ;
+  wire [9:0] \args$122.act_min ;
+  wire [11:0] \args$122.b_base ;
+  wire [7:0] \args$122.b_stride ;
+  wire [7:0] \args$122.cw ;
+  wire \args$122.has_b ;
+  wire [4:0] \args$122.ls ;
+  wire [31:0] \args$122.mult_a ;
+  wire [31:0] \args$122.mult_b ;
+  wire [31:0] \args$122.mult_o ;
+  wire [15:0] \args$122.npos ;
+  wire [11:0] \args$122.out_base ;
+  wire [7:0] \args$122.out_stride ;
+  wire \args$122.rq_in ;
+  wire \args$122.rq_out ;
+  wire [5:0] \args$122.shift_a ;
+  wire [5:0] \args$122.shift_b ;
+  wire [5:0] \args$122.shift_o ;
+  wire \args$122.x_signed ;
+  wire [9:0] \args$122.zp_a ;
+  wire [9:0] \args$122.zp_b ;
+  wire [9:0] \args$122.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -2290,195 +2224,326 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire \args.x_signed ;
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
+  wire [11:0] b_rd__addr;
+  wire [15:0] b_rd__data;
+  wire b_rd__en;
   output busy;
-  reg busy = 1'h0;
-  wire \busy$111 ;
-  wire \busy$70 ;
-  reg [31:0] busy_c0 = 32'd0;
-  reg [31:0] busy_c1 = 32'd0;
+  wire busy;
+  wire \busy$110 ;
+  wire \busy$125 ;
+  wire \busy$135 ;
+  wire \busy$148 ;
+  wire \busy$72 ;
   input clk;
   wire clk;
-  wire [31:0] cmd;
-  wire [15:0] \cmd.count ;
-  wire [1:0] \cmd.mask ;
-  wire \cmd.page ;
-  wire [2:0] \cmd.row0 ;
-  wire [9:0] \cmd.src ;
-  wire cmd_ready;
-  reg cmd_valid;
-  wire csr_hit;
-  wire [4:0] csr_idx;
-  reg [31:0] csr_r = 32'd0;
-  reg [2:0] ctrl_state = 3'h0;
-  reg [31:0] cycles = 32'd0;
-  wire [31:0] dat;
-  wire [69:0] desc;
-  wire [69:0] \desc$63 ;
-  wire [11:0] \desc$63.c0 ;
-  wire [11:0] \desc$63.dx0 ;
-  wire [11:0] \desc$63.dy0 ;
-  wire [3:0] \desc$63.elems ;
-  wire [7:0] \desc$63.kx0 ;
-  wire [7:0] \desc$63.ky0 ;
-  wire [13:0] \desc$63.off0 ;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [3:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  wire [5:0] desc_addr;
-  wire [5:0] \desc_addr$62 ;
-  wire [1:0] dmem_hslice;
-  wire [1:0] \dmem_hslice$157 ;
-  wire dmem_hwe;
-  wire [13:0] dmem_hword;
-  wire [13:0] \dmem_hword$156 ;
-  reg [1:0] dmem_rsl = 2'h0;
+  wire [31:0] cmd__payload;
+  wire [15:0] \cmd__payload.count ;
+  wire [1:0] \cmd__payload.mask ;
+  wire \cmd__payload.page ;
+  wire [2:0] \cmd__payload.row0 ;
+  wire [9:0] \cmd__payload.src ;
+  wire cmd__ready;
+  wire cmd__valid;
+  wire [311:0] ctrl__report;
+  wire [31:0] \ctrl__report.cycles ;
+  wire [31:0] \ctrl__report.load_cycles ;
+  wire [191:0] \ctrl__report.macros ;
+  wire [95:0] \ctrl__report.macros[0] ;
+  wire [31:0] \ctrl__report.macros[0].busy ;
+  wire [31:0] \ctrl__report.macros[0].stall ;
+  wire [31:0] \ctrl__report.macros[0].wload ;
+  wire [95:0] \ctrl__report.macros[1] ;
+  wire [31:0] \ctrl__report.macros[1].busy ;
+  wire [31:0] \ctrl__report.macros[1].stall ;
+  wire [31:0] \ctrl__report.macros[1].wload ;
+  wire [3:0] \ctrl__report.op ;
+  wire [15:0] \ctrl__report.pc ;
+  wire [3:0] \ctrl__report.status ;
+  wire \ctrl__report.status.busy ;
+  wire \ctrl__report.status.done ;
+  wire \ctrl__report.status.error ;
+  wire \ctrl__report.status.loader_busy ;
+  wire [31:0] \ctrl__report.trace_count ;
+  wire ctrl__start;
+  wire [15:0] ctrl__start_pc;
+  wire [5:0] desc_rd__0__addr;
+  wire [69:0] desc_rd__0__data;
+  wire [11:0] \desc_rd__0__data.c0 ;
+  wire [11:0] \desc_rd__0__data.dx0 ;
+  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [3:0] \desc_rd__0__data.elems ;
+  wire [7:0] \desc_rd__0__data.kx0 ;
+  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [13:0] \desc_rd__0__data.off0 ;
+  wire [5:0] desc_rd__1__addr;
+  wire [69:0] desc_rd__1__data;
+  wire [11:0] \desc_rd__1__data.c0 ;
+  wire [11:0] \desc_rd__1__data.dx0 ;
+  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [3:0] \desc_rd__1__data.elems ;
+  wire [7:0] \desc_rd__1__data.kx0 ;
+  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [13:0] \desc_rd__1__data.off0 ;
+  wire [5:0] dmem_r__addr;
+  wire [95:0] dmem_r__data;
+  wire dmem_r__en;
+  wire [5:0] dmem_w__addr;
+  wire [95:0] dmem_w__data;
+  wire [2:0] dmem_w__en;
   output done;
-  reg done = 1'h0;
-  (* init = 1'h0 *)
-  wire \done$102 ;
-  wire \done$105 ;
-  wire \done$106 ;
-  wire \done$107 ;
-  wire [5:0] dp__addr;
-  wire [5:0] \dp__addr$61 ;
-  wire [95:0] dp__data;
-  wire [95:0] \dp__data$64 ;
-  wire [11:0] eng_addr;
-  wire [15:0] eng_data;
-  wire eng_we;
-  wire engine_done;
-  wire [63:0] entry;
-  wire [11:0] \entry._pad ;
-  wire [31:0] \entry.cycle ;
-  wire [3:0] \entry.op ;
-  wire [15:0] \entry.pc ;
-  output error;
-  reg error = 1'h0;
-  (* init = 1'h0 *)
-  wire \error$103 ;
-  wire [9:0] fp__addr;
-  wire [415:0] fp__data;
-  wire host_a;
-  wire [3:0] imem_hslice;
-  wire [3:0] \imem_hslice$145 ;
-  wire imem_hwe;
-  wire [13:0] imem_hword;
-  wire [13:0] \imem_hword$144 ;
-  reg [3:0] imem_rsl = 4'h0;
-  reg in_exec;
-  reg [385:0] ir = 386'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [381:0] \ir.args ;
-  wire [256:0] \ir.args.ew ;
-  wire [11:0] \ir.args.ew.a_base ;
-  wire [7:0] \ir.args.ew.a_stride ;
-  wire [9:0] \ir.args.ew.act_max ;
-  wire [9:0] \ir.args.ew.act_min ;
-  wire [11:0] \ir.args.ew.b_base ;
-  wire [7:0] \ir.args.ew.b_stride ;
-  wire [7:0] \ir.args.ew.cw ;
-  wire \ir.args.ew.has_b ;
-  wire [4:0] \ir.args.ew.ls ;
-  wire [31:0] \ir.args.ew.mult_a ;
-  wire [31:0] \ir.args.ew.mult_b ;
-  wire [31:0] \ir.args.ew.mult_o ;
-  wire [15:0] \ir.args.ew.npos ;
-  wire [11:0] \ir.args.ew.out_base ;
-  wire [7:0] \ir.args.ew.out_stride ;
-  wire \ir.args.ew.rq_in ;
-  wire \ir.args.ew.rq_out ;
-  wire [5:0] \ir.args.ew.shift_a ;
-  wire [5:0] \ir.args.ew.shift_b ;
-  wire [5:0] \ir.args.ew.shift_o ;
-  wire \ir.args.ew.x_signed ;
-  wire [9:0] \ir.args.ew.zp_a ;
-  wire [9:0] \ir.args.ew.zp_b ;
-  wire [9:0] \ir.args.ew.zp_out ;
-  wire [31:0] \ir.args.load ;
-  wire [15:0] \ir.args.load.count ;
-  wire [1:0] \ir.args.load.mask ;
-  wire \ir.args.load.page ;
-  wire [2:0] \ir.args.load.row0 ;
-  wire [9:0] \ir.args.load.src ;
-  wire [381:0] \ir.args.mac ;
-  wire [2:0] \ir.args.mac.ab_m1 ;
-  wire [9:0] \ir.args.mac.act_max ;
-  wire [9:0] \ir.args.mac.act_min ;
-  wire [6:0] \ir.args.mac.b ;
-  wire [7:0] \ir.args.mac.bq ;
-  wire [7:0] \ir.args.mac.br ;
-  wire [11:0] \ir.args.mac.cin ;
-  wire [5:0] \ir.args.mac.desc_base ;
-  wire [3:0] \ir.args.mac.dh ;
-  wire [3:0] \ir.args.mac.dw ;
-  wire [7:0] \ir.args.mac.groups ;
-  wire [13:0] \ir.args.mac.img_bstep ;
-  wire [13:0] \ir.args.mac.img_delta ;
-  wire [7:0] \ir.args.mac.in_cw ;
-  wire [7:0] \ir.args.mac.in_h ;
-  wire [7:0] \ir.args.mac.in_w ;
-  wire [7:0] \ir.args.mac.kh ;
-  wire [6:0] \ir.args.mac.ki ;
-  wire [7:0] \ir.args.mac.kr ;
-  wire [7:0] \ir.args.mac.kt ;
-  wire [7:0] \ir.args.mac.kw ;
-  wire [13:0] \ir.args.mac.kx_inc ;
-  wire [13:0] \ir.args.mac.ky_inc ;
-  wire [6:0] \ir.args.mac.no ;
-  wire [15:0] \ir.args.mac.npos ;
-  wire [7:0] \ir.args.mac.nr ;
-  wire [7:0] \ir.args.mac.nt ;
-  wire [7:0] \ir.args.mac.oh ;
-  wire [11:0] \ir.args.mac.out_base ;
-  wire [7:0] \ir.args.mac.out_cw ;
-  wire [7:0] \ir.args.mac.ow ;
-  wire \ir.args.mac.page_base ;
-  wire [5:0] \ir.args.mac.param_base ;
-  wire [3:0] \ir.args.mac.pl ;
-  wire [13:0] \ir.args.mac.pos0 ;
-  wire [13:0] \ir.args.mac.pos_bstep ;
-  wire [13:0] \ir.args.mac.pos_ux ;
-  wire [13:0] \ir.args.mac.pos_wrap ;
-  wire [3:0] \ir.args.mac.pt ;
-  wire [5:0] \ir.args.mac.role_base ;
-  wire \ir.args.mac.rowpack ;
-  wire [3:0] \ir.args.mac.sh ;
-  wire [3:0] \ir.args.mac.sw ;
-  wire \ir.args.mac.w_signed ;
-  wire [1:0] \ir.args.mac.wb_log2 ;
-  wire \ir.args.mac.x_signed ;
-  wire [7:0] \ir.args.mac.zp_in ;
-  wire [9:0] \ir.args.mac.zp_out ;
-  wire [183:0] \ir.args.pool ;
-  wire [9:0] \ir.args.pool.act_max ;
-  wire [9:0] \ir.args.pool.act_min ;
-  wire [7:0] \ir.args.pool.cw ;
-  wire [3:0] \ir.args.pool.dh ;
-  wire [3:0] \ir.args.pool.dw ;
-  wire [11:0] \ir.args.pool.in_base ;
-  wire [7:0] \ir.args.pool.in_h ;
-  wire [7:0] \ir.args.pool.in_w ;
-  wire [7:0] \ir.args.pool.kh ;
-  wire [7:0] \ir.args.pool.kw ;
+  wire done;
+  wire \done$112 ;
+  wire \done$119 ;
+  wire \done$127 ;
+  wire \done$149 ;
+  wire [256:0] engines__ew__args;
+  wire [11:0] \engines__ew__args.a_base ;
+  wire [7:0] \engines__ew__args.a_stride ;
+  wire [9:0] \engines__ew__args.act_max ;
+  wire [9:0] \engines__ew__args.act_min ;
+  wire [11:0] \engines__ew__args.b_base ;
+  wire [7:0] \engines__ew__args.b_stride ;
+  wire [7:0] \engines__ew__args.cw ;
+  wire \engines__ew__args.has_b ;
+  wire [4:0] \engines__ew__args.ls ;
+  wire [31:0] \engines__ew__args.mult_a ;
+  wire [31:0] \engines__ew__args.mult_b ;
+  wire [31:0] \engines__ew__args.mult_o ;
+  wire [15:0] \engines__ew__args.npos ;
+  wire [11:0] \engines__ew__args.out_base ;
+  wire [7:0] \engines__ew__args.out_stride ;
+  wire \engines__ew__args.rq_in ;
+  wire \engines__ew__args.rq_out ;
+  wire [5:0] \engines__ew__args.shift_a ;
+  wire [5:0] \engines__ew__args.shift_b ;
+  wire [5:0] \engines__ew__args.shift_o ;
+  wire \engines__ew__args.x_signed ;
+  wire [9:0] \engines__ew__args.zp_a ;
+  wire [9:0] \engines__ew__args.zp_b ;
+  wire [9:0] \engines__ew__args.zp_out ;
+  wire engines__ew__busy;
+  wire engines__ew__done;
+  wire engines__ew__start;
+  wire [381:0] engines__mac__args;
+  wire [2:0] \engines__mac__args.ab_m1 ;
+  wire [9:0] \engines__mac__args.act_max ;
+  wire [9:0] \engines__mac__args.act_min ;
+  wire [6:0] \engines__mac__args.b ;
+  wire [7:0] \engines__mac__args.bq ;
+  wire [7:0] \engines__mac__args.br ;
+  wire [11:0] \engines__mac__args.cin ;
+  wire [5:0] \engines__mac__args.desc_base ;
+  wire [3:0] \engines__mac__args.dh ;
+  wire [3:0] \engines__mac__args.dw ;
+  wire [7:0] \engines__mac__args.groups ;
+  wire [13:0] \engines__mac__args.img_bstep ;
+  wire [13:0] \engines__mac__args.img_delta ;
+  wire [7:0] \engines__mac__args.in_cw ;
+  wire [7:0] \engines__mac__args.in_h ;
+  wire [7:0] \engines__mac__args.in_w ;
+  wire [7:0] \engines__mac__args.kh ;
+  wire [6:0] \engines__mac__args.ki ;
+  wire [7:0] \engines__mac__args.kr ;
+  wire [7:0] \engines__mac__args.kt ;
+  wire [7:0] \engines__mac__args.kw ;
+  wire [13:0] \engines__mac__args.kx_inc ;
+  wire [13:0] \engines__mac__args.ky_inc ;
+  wire [6:0] \engines__mac__args.no ;
+  wire [15:0] \engines__mac__args.npos ;
+  wire [7:0] \engines__mac__args.nr ;
+  wire [7:0] \engines__mac__args.nt ;
+  wire [7:0] \engines__mac__args.oh ;
+  wire [11:0] \engines__mac__args.out_base ;
+  wire [7:0] \engines__mac__args.out_cw ;
+  wire [7:0] \engines__mac__args.ow ;
+  wire \engines__mac__args.page_base ;
+  wire [5:0] \engines__mac__args.param_base ;
+  wire [3:0] \engines__mac__args.pl ;
+  wire [13:0] \engines__mac__args.pos0 ;
+  wire [13:0] \engines__mac__args.pos_bstep ;
+  wire [13:0] \engines__mac__args.pos_ux ;
+  wire [13:0] \engines__mac__args.pos_wrap ;
+  wire [3:0] \engines__mac__args.pt ;
+  wire [5:0] \engines__mac__args.role_base ;
+  wire \engines__mac__args.rowpack ;
+  wire [3:0] \engines__mac__args.sh ;
+  wire [3:0] \engines__mac__args.sw ;
+  wire \engines__mac__args.w_signed ;
+  wire [1:0] \engines__mac__args.wb_log2 ;
+  wire \engines__mac__args.x_signed ;
+  wire [7:0] \engines__mac__args.zp_in ;
+  wire [9:0] \engines__mac__args.zp_out ;
+  wire engines__mac__busy;
+  wire engines__mac__done;
+  wire engines__mac__start;
+  wire [183:0] engines__pool__args;
+  wire [9:0] \engines__pool__args.act_max ;
+  wire [9:0] \engines__pool__args.act_min ;
+  wire [7:0] \engines__pool__args.cw ;
+  wire [3:0] \engines__pool__args.dh ;
+  wire [3:0] \engines__pool__args.dw ;
+  wire [11:0] \engines__pool__args.in_base ;
+  wire [7:0] \engines__pool__args.in_h ;
+  wire [7:0] \engines__pool__args.in_w ;
+  wire [7:0] \engines__pool__args.kh ;
+  wire [7:0] \engines__pool__args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \ir.args.pool.mode ;
-  wire [31:0] \ir.args.pool.mult ;
-  wire [7:0] \ir.args.pool.oh ;
-  wire [11:0] \ir.args.pool.out_base ;
-  wire [7:0] \ir.args.pool.ow ;
-  wire [3:0] \ir.args.pool.pl ;
-  wire [3:0] \ir.args.pool.pt ;
-  wire [3:0] \ir.args.pool.sh ;
-  wire [5:0] \ir.args.pool.shift ;
-  wire [3:0] \ir.args.pool.sw ;
-  wire \ir.args.pool.x_signed ;
-  wire [9:0] \ir.args.pool.zp_in ;
-  wire [9:0] \ir.args.pool.zp_out ;
+  wire \engines__pool__args.mode ;
+  wire [31:0] \engines__pool__args.mult ;
+  wire [7:0] \engines__pool__args.oh ;
+  wire [11:0] \engines__pool__args.out_base ;
+  wire [7:0] \engines__pool__args.ow ;
+  wire [3:0] \engines__pool__args.pl ;
+  wire [3:0] \engines__pool__args.pt ;
+  wire [3:0] \engines__pool__args.sh ;
+  wire [5:0] \engines__pool__args.shift ;
+  wire [3:0] \engines__pool__args.sw ;
+  wire \engines__pool__args.x_signed ;
+  wire [9:0] \engines__pool__args.zp_in ;
+  wire [9:0] \engines__pool__args.zp_out ;
+  wire engines__pool__busy;
+  wire engines__pool__done;
+  wire engines__pool__start;
+  output error;
+  wire error;
+  wire \error$150 ;
+  wire [311:0] host__report;
+  wire [31:0] \host__report.cycles ;
+  wire [31:0] \host__report.load_cycles ;
+  wire [191:0] \host__report.macros ;
+  wire [95:0] \host__report.macros[0] ;
+  wire [31:0] \host__report.macros[0].busy ;
+  wire [31:0] \host__report.macros[0].stall ;
+  wire [31:0] \host__report.macros[0].wload ;
+  wire [95:0] \host__report.macros[1] ;
+  wire [31:0] \host__report.macros[1].busy ;
+  wire [31:0] \host__report.macros[1].stall ;
+  wire [31:0] \host__report.macros[1].wload ;
+  wire [3:0] \host__report.op ;
+  wire [15:0] \host__report.pc ;
+  wire [3:0] \host__report.status ;
+  wire \host__report.status.busy ;
+  wire \host__report.status.done ;
+  wire \host__report.status.error ;
+  wire \host__report.status.loader_busy ;
+  wire [31:0] \host__report.trace_count ;
+  wire host__start;
+  wire [15:0] host__start_pc;
+  wire [9:0] imem_r__addr;
+  wire [415:0] imem_r__data;
+  wire imem_r__en;
+  wire [9:0] imem_rd__addr;
+  wire [385:0] imem_rd__data;
+  wire [381:0] \imem_rd__data.args ;
+  wire [256:0] \imem_rd__data.args.ew ;
+  wire [11:0] \imem_rd__data.args.ew.a_base ;
+  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [9:0] \imem_rd__data.args.ew.act_max ;
+  wire [9:0] \imem_rd__data.args.ew.act_min ;
+  wire [11:0] \imem_rd__data.args.ew.b_base ;
+  wire [7:0] \imem_rd__data.args.ew.b_stride ;
+  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire \imem_rd__data.args.ew.has_b ;
+  wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire [31:0] \imem_rd__data.args.ew.mult_a ;
+  wire [31:0] \imem_rd__data.args.ew.mult_b ;
+  wire [31:0] \imem_rd__data.args.ew.mult_o ;
+  wire [15:0] \imem_rd__data.args.ew.npos ;
+  wire [11:0] \imem_rd__data.args.ew.out_base ;
+  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire \imem_rd__data.args.ew.rq_in ;
+  wire \imem_rd__data.args.ew.rq_out ;
+  wire [5:0] \imem_rd__data.args.ew.shift_a ;
+  wire [5:0] \imem_rd__data.args.ew.shift_b ;
+  wire [5:0] \imem_rd__data.args.ew.shift_o ;
+  wire \imem_rd__data.args.ew.x_signed ;
+  wire [9:0] \imem_rd__data.args.ew.zp_a ;
+  wire [9:0] \imem_rd__data.args.ew.zp_b ;
+  wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [31:0] \imem_rd__data.args.load ;
+  wire [15:0] \imem_rd__data.args.load.count ;
+  wire [1:0] \imem_rd__data.args.load.mask ;
+  wire \imem_rd__data.args.load.page ;
+  wire [2:0] \imem_rd__data.args.load.row0 ;
+  wire [9:0] \imem_rd__data.args.load.src ;
+  wire [381:0] \imem_rd__data.args.mac ;
+  wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
+  wire [9:0] \imem_rd__data.args.mac.act_max ;
+  wire [9:0] \imem_rd__data.args.mac.act_min ;
+  wire [6:0] \imem_rd__data.args.mac.b ;
+  wire [7:0] \imem_rd__data.args.mac.bq ;
+  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [11:0] \imem_rd__data.args.mac.cin ;
+  wire [5:0] \imem_rd__data.args.mac.desc_base ;
+  wire [3:0] \imem_rd__data.args.mac.dh ;
+  wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire [7:0] \imem_rd__data.args.mac.groups ;
+  wire [13:0] \imem_rd__data.args.mac.img_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.img_delta ;
+  wire [7:0] \imem_rd__data.args.mac.in_cw ;
+  wire [7:0] \imem_rd__data.args.mac.in_h ;
+  wire [7:0] \imem_rd__data.args.mac.in_w ;
+  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [6:0] \imem_rd__data.args.mac.ki ;
+  wire [7:0] \imem_rd__data.args.mac.kr ;
+  wire [7:0] \imem_rd__data.args.mac.kt ;
+  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [13:0] \imem_rd__data.args.mac.kx_inc ;
+  wire [13:0] \imem_rd__data.args.mac.ky_inc ;
+  wire [6:0] \imem_rd__data.args.mac.no ;
+  wire [15:0] \imem_rd__data.args.mac.npos ;
+  wire [7:0] \imem_rd__data.args.mac.nr ;
+  wire [7:0] \imem_rd__data.args.mac.nt ;
+  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [11:0] \imem_rd__data.args.mac.out_base ;
+  wire [7:0] \imem_rd__data.args.mac.out_cw ;
+  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire \imem_rd__data.args.mac.page_base ;
+  wire [5:0] \imem_rd__data.args.mac.param_base ;
+  wire [3:0] \imem_rd__data.args.mac.pl ;
+  wire [13:0] \imem_rd__data.args.mac.pos0 ;
+  wire [13:0] \imem_rd__data.args.mac.pos_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.pos_ux ;
+  wire [13:0] \imem_rd__data.args.mac.pos_wrap ;
+  wire [3:0] \imem_rd__data.args.mac.pt ;
+  wire [5:0] \imem_rd__data.args.mac.role_base ;
+  wire \imem_rd__data.args.mac.rowpack ;
+  wire [3:0] \imem_rd__data.args.mac.sh ;
+  wire [3:0] \imem_rd__data.args.mac.sw ;
+  wire \imem_rd__data.args.mac.w_signed ;
+  wire [1:0] \imem_rd__data.args.mac.wb_log2 ;
+  wire \imem_rd__data.args.mac.x_signed ;
+  wire [7:0] \imem_rd__data.args.mac.zp_in ;
+  wire [9:0] \imem_rd__data.args.mac.zp_out ;
+  wire [183:0] \imem_rd__data.args.pool ;
+  wire [9:0] \imem_rd__data.args.pool.act_max ;
+  wire [9:0] \imem_rd__data.args.pool.act_min ;
+  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [3:0] \imem_rd__data.args.pool.dh ;
+  wire [3:0] \imem_rd__data.args.pool.dw ;
+  wire [11:0] \imem_rd__data.args.pool.in_base ;
+  wire [7:0] \imem_rd__data.args.pool.in_h ;
+  wire [7:0] \imem_rd__data.args.pool.in_w ;
+  wire [7:0] \imem_rd__data.args.pool.kh ;
+  wire [7:0] \imem_rd__data.args.pool.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \imem_rd__data.args.pool.mode ;
+  wire [31:0] \imem_rd__data.args.pool.mult ;
+  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [11:0] \imem_rd__data.args.pool.out_base ;
+  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [3:0] \imem_rd__data.args.pool.pl ;
+  wire [3:0] \imem_rd__data.args.pool.pt ;
+  wire [3:0] \imem_rd__data.args.pool.sh ;
+  wire [5:0] \imem_rd__data.args.pool.shift ;
+  wire [3:0] \imem_rd__data.args.pool.sw ;
+  wire \imem_rd__data.args.pool.x_signed ;
+  wire [9:0] \imem_rd__data.args.pool.zp_in ;
+  wire [9:0] \imem_rd__data.args.pool.zp_out ;
   (* enum_base_type = "Opcode" *)
   (* enum_value_0000 = "END" *)
   (* enum_value_0001 = "LOAD" *)
@@ -2486,8 +2551,20 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
-  wire [3:0] \ir.op ;
-  reg [31:0] load_cycles = 32'd0;
+  wire [3:0] \imem_rd__data.op ;
+  wire imem_rd__en;
+  wire [9:0] imem_w__addr;
+  wire [415:0] imem_w__data;
+  wire [12:0] imem_w__en;
+  wire [31:0] load__payload;
+  wire [15:0] \load__payload.count ;
+  wire [1:0] \load__payload.mask ;
+  wire \load__payload.page ;
+  wire [2:0] \load__payload.row0 ;
+  wire [9:0] \load__payload.src ;
+  wire load__ready;
+  wire load__valid;
+  wire loader_busy;
   wire macro0__busy;
   wire macro0__mem_page;
   wire [2:0] macro0__mem_row;
@@ -2596,11 +2673,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [18:0] \macro1__res_y[7] ;
   wire [18:0] \macro1__res_y[8] ;
   wire [18:0] \macro1__res_y[9] ;
+  wire [1:0] macro_busy;
+  wire [1:0] macro_we;
   wire mem_page;
   wire [2:0] mem_row;
   wire [15:0] mem_wdata;
   wire [1:0] mem_we;
-  wire [13:0] off;
   wire [95:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
@@ -2663,43 +2741,50 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
   wire op__1__valid;
-  wire [5:0] p_addr;
-  wire [191:0] p_data;
-  wire [95:0] \p_data[0] ;
-  wire [23:0] \p_data[0]._pad ;
-  wire [31:0] \p_data[0].bias ;
-  wire [31:0] \p_data[0].mult ;
-  wire [7:0] \p_data[0].shift ;
-  wire [95:0] \p_data[1] ;
-  wire [23:0] \p_data[1]._pad ;
-  wire [31:0] \p_data[1].bias ;
-  wire [31:0] \p_data[1].mult ;
-  wire [7:0] \p_data[1].shift ;
-  reg [15:0] pc = 16'h0000;
-  reg pf_valid = 1'h0;
-  wire [2:0] pmem_hslice;
-  wire [2:0] \pmem_hslice$154 ;
-  wire pmem_hwe;
-  wire [13:0] pmem_hword;
-  wire [13:0] \pmem_hword$153 ;
-  reg [2:0] pmem_rsl = 3'h0;
-  wire [5:0] pp__addr;
-  wire [191:0] pp__data;
-  reg [2:0] r_region = 3'h0;
-  wire [11:0] ra_addr;
-  wire [15:0] ra_data;
-  wire [11:0] rb_addr;
-  wire [15:0] rb_data;
-  wire [11:0] rd_addr;
-  wire [11:0] \rd_addr$56 ;
-  wire [11:0] \rd_addr$72 ;
-  wire [15:0] rd_data;
-  wire [15:0] \rd_data$59 ;
-  wire [15:0] \rd_data$74 ;
-  wire rd_en;
-  wire \rd_en$58 ;
-  wire [2:0] region;
-  wire req;
+  wire [5:0] param_rd__addr;
+  wire [191:0] param_rd__data;
+  wire [95:0] \param_rd__data[0] ;
+  wire [23:0] \param_rd__data[0]._pad ;
+  wire [31:0] \param_rd__data[0].bias ;
+  wire [31:0] \param_rd__data[0].mult ;
+  wire [7:0] \param_rd__data[0].shift ;
+  wire [95:0] \param_rd__data[1] ;
+  wire [23:0] \param_rd__data[1]._pad ;
+  wire [31:0] \param_rd__data[1].bias ;
+  wire [31:0] \param_rd__data[1].mult ;
+  wire [7:0] \param_rd__data[1].shift ;
+  wire param_rd__en;
+  wire [5:0] pmem_r__addr;
+  wire [191:0] pmem_r__data;
+  wire pmem_r__en;
+  wire [5:0] pmem_w__addr;
+  wire [191:0] pmem_w__data;
+  wire [5:0] pmem_w__en;
+  wire [11:0] port__addr;
+  wire [5:0] \port__addr$37 ;
+  wire [11:0] \port__addr$55 ;
+  wire [5:0] \port__addr$61 ;
+  wire [5:0] \port__addr$65 ;
+  wire [11:0] \port__addr$71 ;
+  wire [11:0] \port__addr$81 ;
+  wire [9:0] \port__addr$87 ;
+  wire [9:0] \port__addr$93 ;
+  wire [15:0] port__data;
+  wire [95:0] \port__data$40 ;
+  wire [15:0] \port__data$58 ;
+  wire [95:0] \port__data$64 ;
+  wire [191:0] \port__data$68 ;
+  wire [15:0] \port__data$79 ;
+  wire [15:0] \port__data$86 ;
+  wire [15:0] \port__data$90 ;
+  wire [415:0] \port__data$96 ;
+  wire port__en;
+  wire \port__en$59 ;
+  wire \port__en$69 ;
+  wire \port__en$75 ;
+  wire \port__en$83 ;
+  wire \port__en$91 ;
+  wire \port__en$97 ;
   wire res_valid__0;
   wire res_valid__1;
   wire [303:0] res_y__0;
@@ -2736,88 +2821,56 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [18:0] \res_y__1[7] ;
   wire [18:0] \res_y__1[8] ;
   wire [18:0] \res_y__1[9] ;
-  reg retire;
-  wire [11:0] rp__addr;
-  wire [9:0] \rp__addr$146 ;
-  wire [11:0] \rp__addr$149 ;
-  wire [9:0] \rp__addr$152 ;
-  wire [5:0] \rp__addr$155 ;
-  wire [5:0] \rp__addr$158 ;
-  wire [9:0] \rp__addr$161 ;
-  wire [11:0] \rp__addr$55 ;
-  wire [15:0] rp__data;
-  wire [415:0] \rp__data$186 ;
-  wire [15:0] \rp__data$188 ;
-  wire [15:0] \rp__data$189 ;
-  wire [191:0] \rp__data$190 ;
-  wire [95:0] \rp__data$192 ;
-  wire [63:0] \rp__data$194 ;
-  wire [15:0] \rp__data$60 ;
-  wire rp__en;
-  wire \rp__en$57 ;
-  wire [11:0] rpa__addr;
-  wire [15:0] rpa__data;
-  wire rpa__en;
-  wire [11:0] rpb__addr;
-  wire [15:0] rpb__data;
-  wire rpb__en;
   input rst;
   wire rst;
-  (* init = 1'h0 *)
-  wire running;
-  reg [31:0] stall_c0 = 32'd0;
-  reg [31:0] stall_c1 = 32'd0;
-  reg start;
-  reg \start$113 ;
-  reg \start$114 ;
-  reg \start$182 ;
-  reg [15:0] start_pc = 16'h0000;
-  wire trace_hslice;
-  wire [13:0] trace_hword;
-  reg [31:0] trace_n = 32'd0;
-  reg trace_rsl = 1'h0;
-  wire [9:0] tw__addr;
-  wire [63:0] tw__data;
-  wire tw__en;
+  wire start;
+  wire \start$113 ;
+  wire \start$120 ;
+  wire [9:0] trace_r__addr;
+  wire [63:0] trace_r__data;
+  wire trace_r__en;
+  wire [9:0] trace_w__addr;
+  wire [63:0] trace_w__data;
+  wire [11:0] \trace_w__data._pad ;
+  wire [31:0] \trace_w__data.cycle ;
+  wire [3:0] \trace_w__data.op ;
+  wire [15:0] \trace_w__data.pc ;
+  wire trace_w__en;
   wire [1:0] unit_en;
-  wire [9:0] w_addr;
-  wire [11:0] \w_addr$170 ;
-  wire [11:0] \w_addr$171 ;
-  wire [11:0] \w_addr$172 ;
-  wire [15:0] w_data;
-  wire [15:0] \w_data$174 ;
-  wire [15:0] \w_data$175 ;
-  wire [15:0] \w_data$176 ;
-  wire w_en;
-  wire \w_en$167 ;
-  wire \w_en$168 ;
+  wire [1:0] \unit_en$138 ;
+  wire [9:0] w_rd__addr;
+  wire [15:0] w_rd__data;
+  wire w_rd__en;
   output wb__ack;
-  reg wb__ack = 1'h0;
+  wire wb__ack;
+  wire \wb__ack$151 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
+  wire [16:0] \wb__adr$152 ;
   input wb__cyc;
   wire wb__cyc;
+  wire \wb__cyc$153 ;
   output [31:0] wb__dat_r;
-  reg [31:0] wb__dat_r;
+  wire [31:0] wb__dat_r;
+  wire [31:0] \wb__dat_r$154 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
+  wire [31:0] \wb__dat_w$155 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
+  wire [3:0] \wb__sel$156 ;
   input wb__stb;
   wire wb__stb;
+  wire \wb__stb$157 ;
   input wb__we;
   wire wb__we;
-  reg [31:0] wload_c0 = 32'd0;
-  reg [31:0] wload_c1 = 32'd0;
-  wire wmem_hslice;
-  wire \wmem_hslice$151 ;
-  wire wmem_hwe;
-  wire [13:0] wmem_hword;
-  wire [13:0] \wmem_hword$150 ;
-  reg wmem_rsl = 1'h0;
-  wire [9:0] wp__addr;
-  wire [15:0] wp__data;
-  wire wr;
+  wire \wb__we$158 ;
+  wire [9:0] wmem_r__addr;
+  wire [15:0] wmem_r__data;
+  wire wmem_r__en;
+  wire [9:0] wmem_w__addr;
+  wire [15:0] wmem_w__data;
+  wire wmem_w__en;
   reg [15:0] amem [4095:0];
   initial begin
     amem[0] = 16'h0000;
@@ -6918,8 +6971,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     amem[4095] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$179 )
-      amem[\$37 [11:0]] <= \$38 [15:0];
+    if (amem_port__en)
+      amem[amem_port__addr] <= amem_port__data;
   end
   reg [15:0] _0_;
   reg [15:0] _1_;
@@ -6927,21 +6980,21 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   reg [15:0] _3_;
   reg [15:0] _4_;
   always @(posedge clk) begin
-    _0_ <= amem[amem_hword[11:0]];
-    _1_ <= amem[rpb__addr];
-    _2_ <= amem[rpa__addr];
-    if (\rp__en$57 ) begin
-      _3_ <= amem[\rp__addr$55 ];
+    if (port__en) begin
+      _0_ <= amem[port__addr];
     end
-    if (rp__en) begin
-      _4_ <= amem[rp__addr];
+    if (\port__en$59 ) begin
+      _1_ <= amem[\port__addr$55 ];
     end
+    _2_ <= amem[\port__addr$71 ];
+    _3_ <= amem[\port__addr$81 ];
+    _4_ <= amem[\$signature__addr$165 ];
   end
-  assign \rp__data$188  = _0_;
-  assign rb_data = _1_;
-  assign \rd_data$74  = _2_;
-  assign \rd_data$59  = _3_;
-  assign rd_data = _4_;
+  assign act_rd__0__data = _0_;
+  assign act_rd__1__data = _1_;
+  assign act_rd__data = _2_;
+  assign b_rd__data = _3_;
+  assign amem_r__data = _4_;
   reg [95:0] dmem [63:0];
   initial begin
     dmem[0] = 96'h000000000000000000000000;
@@ -7010,20 +7063,20 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$30 [0])
-      dmem[dmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$30 [1])
-      dmem[dmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$30 [2])
-      dmem[dmem_hword[5:0]][95:64] <= wb__dat_w;
+    if (\$signature__en$217 [0])
+      dmem[\$signature__addr$183 ][31:0] <= wb__dat_w;
+    if (\$signature__en$217 [1])
+      dmem[\$signature__addr$183 ][63:32] <= wb__dat_w;
+    if (\$signature__en$217 [2])
+      dmem[\$signature__addr$183 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _5_;
   always @(posedge clk) begin
-    _5_ <= dmem[\dmem_hword$156 [5:0]];
+    _5_ <= dmem[\$signature__addr$183 ];
   end
-  assign \rp__data$192  = _5_;
-  assign \dp__data$64  = dmem[\dp__addr$61 ];
-  assign dp__data = dmem[dp__addr];
+  assign \port__data$40  = dmem[\port__addr$37 ];
+  assign \port__data$64  = dmem[\port__addr$61 ];
+  assign dmem_r__data = _5_;
   reg [415:0] imem [1023:0];
   initial begin
     imem[0] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -8052,41 +8105,41 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     imem[1023] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$17 [0])
-      imem[imem_hword[9:0]][31:0] <= wb__dat_w;
-    if (\$17 [1])
-      imem[imem_hword[9:0]][63:32] <= wb__dat_w;
-    if (\$17 [2])
-      imem[imem_hword[9:0]][95:64] <= wb__dat_w;
-    if (\$17 [3])
-      imem[imem_hword[9:0]][127:96] <= wb__dat_w;
-    if (\$17 [4])
-      imem[imem_hword[9:0]][159:128] <= wb__dat_w;
-    if (\$17 [5])
-      imem[imem_hword[9:0]][191:160] <= wb__dat_w;
-    if (\$17 [6])
-      imem[imem_hword[9:0]][223:192] <= wb__dat_w;
-    if (\$17 [7])
-      imem[imem_hword[9:0]][255:224] <= wb__dat_w;
-    if (\$17 [8])
-      imem[imem_hword[9:0]][287:256] <= wb__dat_w;
-    if (\$17 [9])
-      imem[imem_hword[9:0]][319:288] <= wb__dat_w;
-    if (\$17 [10])
-      imem[imem_hword[9:0]][351:320] <= wb__dat_w;
-    if (\$17 [11])
-      imem[imem_hword[9:0]][383:352] <= wb__dat_w;
-    if (\$17 [12])
-      imem[imem_hword[9:0]][415:384] <= wb__dat_w;
+    if (\$signature__en$199 [0])
+      imem[\$signature__addr$159 ][31:0] <= wb__dat_w;
+    if (\$signature__en$199 [1])
+      imem[\$signature__addr$159 ][63:32] <= wb__dat_w;
+    if (\$signature__en$199 [2])
+      imem[\$signature__addr$159 ][95:64] <= wb__dat_w;
+    if (\$signature__en$199 [3])
+      imem[\$signature__addr$159 ][127:96] <= wb__dat_w;
+    if (\$signature__en$199 [4])
+      imem[\$signature__addr$159 ][159:128] <= wb__dat_w;
+    if (\$signature__en$199 [5])
+      imem[\$signature__addr$159 ][191:160] <= wb__dat_w;
+    if (\$signature__en$199 [6])
+      imem[\$signature__addr$159 ][223:192] <= wb__dat_w;
+    if (\$signature__en$199 [7])
+      imem[\$signature__addr$159 ][255:224] <= wb__dat_w;
+    if (\$signature__en$199 [8])
+      imem[\$signature__addr$159 ][287:256] <= wb__dat_w;
+    if (\$signature__en$199 [9])
+      imem[\$signature__addr$159 ][319:288] <= wb__dat_w;
+    if (\$signature__en$199 [10])
+      imem[\$signature__addr$159 ][351:320] <= wb__dat_w;
+    if (\$signature__en$199 [11])
+      imem[\$signature__addr$159 ][383:352] <= wb__dat_w;
+    if (\$signature__en$199 [12])
+      imem[\$signature__addr$159 ][415:384] <= wb__dat_w;
   end
   reg [415:0] _6_;
   reg [415:0] _7_;
   always @(posedge clk) begin
-    _6_ <= imem[\imem_hword$144 [9:0]];
-    _7_ <= imem[\$2 [9:0]];
+    _6_ <= imem[\port__addr$93 ];
+    _7_ <= imem[\$signature__addr$159 ];
   end
-  assign \rp__data$186  = _6_;
-  assign fp__data = _7_;
+  assign \port__data$96  = _6_;
+  assign imem_r__data = _7_;
   reg [191:0] pmem [63:0];
   initial begin
     pmem[0] = 192'h000000000000000000000000000000000000000000000000;
@@ -8155,27 +8208,27 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     pmem[63] = 192'h000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$25 [0])
-      pmem[pmem_hword[5:0]][31:0] <= wb__dat_w;
-    if (\$25 [1])
-      pmem[pmem_hword[5:0]][63:32] <= wb__dat_w;
-    if (\$25 [2])
-      pmem[pmem_hword[5:0]][95:64] <= wb__dat_w;
-    if (\$25 [3])
-      pmem[pmem_hword[5:0]][127:96] <= wb__dat_w;
-    if (\$25 [4])
-      pmem[pmem_hword[5:0]][159:128] <= wb__dat_w;
-    if (\$25 [5])
-      pmem[pmem_hword[5:0]][191:160] <= wb__dat_w;
+    if (\$signature__en$211 [0])
+      pmem[\$signature__addr$177 ][31:0] <= wb__dat_w;
+    if (\$signature__en$211 [1])
+      pmem[\$signature__addr$177 ][63:32] <= wb__dat_w;
+    if (\$signature__en$211 [2])
+      pmem[\$signature__addr$177 ][95:64] <= wb__dat_w;
+    if (\$signature__en$211 [3])
+      pmem[\$signature__addr$177 ][127:96] <= wb__dat_w;
+    if (\$signature__en$211 [4])
+      pmem[\$signature__addr$177 ][159:128] <= wb__dat_w;
+    if (\$signature__en$211 [5])
+      pmem[\$signature__addr$177 ][191:160] <= wb__dat_w;
   end
   reg [191:0] _8_;
   reg [191:0] _9_;
   always @(posedge clk) begin
-    _8_ <= pmem[\pmem_hword$153 [5:0]];
-    _9_ <= pmem[pp__addr];
+    _8_ <= pmem[\port__addr$65 ];
+    _9_ <= pmem[\$signature__addr$177 ];
   end
-  assign \rp__data$190  = _8_;
-  assign p_data = _9_;
+  assign param_rd__data = _8_;
+  assign pmem_r__data = _9_;
   reg [63:0] trace [1023:0];
   initial begin
     trace[0] = 64'h0000000000000000;
@@ -9204,14 +9257,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     trace[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (tw__en)
-      trace[trace_n[9:0]] <= entry;
+    if (\$signature__en )
+      trace[\$signature__addr ] <= \$signature__data ;
   end
   reg [63:0] _10_;
   always @(posedge clk) begin
-    _10_ <= trace[trace_hword[9:0]];
+    _10_ <= trace[\$signature__addr$189 ];
   end
-  assign \rp__data$194  = _10_;
+  assign trace_r__data = _10_;
   reg [15:0] wmem [1023:0];
   initial begin
     wmem[0] = 16'h0000;
@@ -10240,239 +10293,158 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     wmem[1023] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (wmem_hwe)
-      wmem[wmem_hword[9:0]] <= wb__dat_w[15:0];
+    if (\$signature__en$205 )
+      wmem[\$signature__addr$171 ] <= wb__dat_w[15:0];
   end
   reg [15:0] _11_;
   reg [15:0] _12_;
   always @(posedge clk) begin
-    _11_ <= wmem[\wmem_hword$150 [9:0]];
-    _12_ <= wmem[wp__addr];
+    _11_ <= wmem[\port__addr$87 ];
+    _12_ <= wmem[\$signature__addr$171 ];
   end
-  assign \rp__data$189  = _11_;
-  assign macro0__mem_wdata = _12_;
-  assign rpa__addr = \busy$70  ? \rd_addr$72  : ra_addr;
-  assign \$1  = pc + 1'h1;
-  assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign \$3  = trace_n < 11'h400;
-  assign tw__en = retire & \$3 ;
-  assign \$4  = \done$105  | \done$106 ;
-  assign engine_done = \$4  | \done$107 ;
-  assign \$5  = ~ \busy$111 ;
-  assign \$6  = ir[3:0] == 2'h3;
-  assign \$7  = ir[3:0] == 3'h4;
-  assign \$8  = ir[3:0] == 3'h5;
-  assign \$9  = wb__cyc & wb__stb;
-  assign \$10  = ~ wb__ack;
-  assign req = \$9  & \$10 ;
-  assign \$11  = req & wb__we;
-  assign \$12  = wb__sel == 4'hf;
-  assign wr = \$11  & \$12 ;
-  assign \$13  = wb__adr[16:14] == 1'h1;
-  assign \$14  = wr & \$13 ;
-  assign \$15  = ~ busy;
-  assign imem_hwe = \$14  & \$15 ;
-  assign \$16  = 1'h1 << wb__adr[3:0];
-  assign \$17  = imem_hwe ? \$16  : 28'h0000000;
-  assign \$18  = wb__adr[16:14] == 2'h3;
-  assign \$19  = wr & \$18 ;
-  assign \$20  = ~ busy;
-  assign wmem_hwe = \$19  & \$20 ;
-  assign \$21  = wb__adr[16:14] == 3'h4;
-  assign \$22  = wr & \$21 ;
-  assign \$23  = ~ busy;
-  assign pmem_hwe = \$22  & \$23 ;
-  assign \$24  = 1'h1 << wb__adr[2:0];
-  assign \$25  = pmem_hwe ? \$24  : 13'h0000;
-  assign \$26  = wb__adr[16:14] == 3'h5;
-  assign \$27  = wr & \$26 ;
-  assign \$28  = ~ busy;
-  assign dmem_hwe = \$27  & \$28 ;
-  assign \$29  = 1'h1 << wb__adr[1:0];
-  assign \$30  = dmem_hwe ? \$29  : 6'h00;
-  assign \$31  = wb__adr[16:14] == 2'h2;
-  assign \$32  = wr & \$31 ;
-  assign \$33  = ~ busy;
-  assign host_a = \$32  & \$33 ;
-  assign \$34  = w_en | \w_en$167 ;
-  assign eng_we = \$34  | \w_en$168 ;
-  assign \$35  = \w_en$167  ? \w_addr$171  : \w_addr$170 ;
-  assign eng_addr = w_en ? \w_addr$172  : \$35 ;
-  assign \$36  = \w_en$167  ? { \$123 , \$122  } : { \$125 , \$124  };
-  assign eng_data = w_en ? { \$121 , \$120  } : \$36 ;
-  assign \$37  = host_a ? \amem_hword$162  : { 2'h0, eng_addr };
-  assign \$38  = host_a ? wb__dat_w : { 16'h0000, eng_data };
-  assign \$signature__en$179  = host_a | eng_we;
-  assign \$39  = ! wb__adr[16:14];
-  assign csr_hit = req & \$39 ;
-  assign \$40  = csr_hit & wr;
-  assign \$41  = wb__adr[4:0] == 1'h1;
-  assign \$42  = \$40  & \$41 ;
-  assign \$43  = \$42  & wb__dat_w[0];
-  assign \$44  = ~ busy;
-  assign \$45  = \$43  & \$44 ;
-  assign \$197  = imem_rsl * 6'h20;
-  assign \$46  = \rp__data$186  >> \$197 ;
-  assign \$200  = pmem_rsl * 6'h20;
-  assign \$47  = \rp__data$190  >> \$200 ;
-  assign \$203  = dmem_rsl * 6'h20;
-  assign \$48  = \rp__data$192  >> \$203 ;
-  assign \$206  = trace_rsl * 6'h20;
-  assign \$49  = \rp__data$194  >> \$206 ;
-  assign \$50  = ! ctrl_state;
-  assign \$51  = ctrl_state == 1'h1;
-  assign \$52  = ctrl_state == 2'h2;
-  assign \$53  = ctrl_state == 2'h3;
-  assign \$54  = ctrl_state == 3'h4;
-  assign \$55  = trace_n + 1'h1;
-  assign \$56  = pc + 1'h1;
-  assign \$57  = ~ retire;
-  assign \$58  = in_exec & \$57 ;
-  assign \$59  = cycles + 1'h1;
-  assign \$60  = | mem_we;
-  assign \$61  = load_cycles + 1'h1;
-  assign \$62  = ~ \busy$111 ;
-  assign \$63  = ~ busy;
-  assign \$64  = \start$182  & \$63 ;
-  assign \$65  = busy & macro0__busy;
-  assign \$66  = busy_c0 + 1'h1;
-  assign \$67  = ~ macro0__busy;
-  assign \$68  = \$118  & \$67 ;
-  assign \$69  = stall_c0 + 1'h1;
-  assign \$70  = wload_c0 + 1'h1;
-  assign \$71  = ~ busy;
-  assign \$72  = \start$182  & \$71 ;
-  assign \$73  = busy & macro1__busy;
-  assign \$74  = busy_c1 + 1'h1;
-  assign \$75  = ~ macro1__busy;
-  assign \$76  = \$119  & \$75 ;
-  assign \$77  = stall_c1 + 1'h1;
-  assign \$78  = wload_c1 + 1'h1;
-  assign \$79  = csr_hit & wr;
-  assign \$80  = wb__adr[4:0] == 3'h4;
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = ~ wb__we;
-  assign \$83  = csr_hit & \$82 ;
-  always @(posedge clk)
-    trace_n <= \$92 ;
-  always @(posedge clk)
-    pc <= \$93 ;
-  always @(posedge clk)
-    pf_valid <= \$94 ;
-  always @(posedge clk)
-    cycles <= \$95 ;
-  always @(posedge clk)
-    load_cycles <= \$96 ;
-  always @(posedge clk)
-    busy <= \$97 ;
-  always @(posedge clk)
-    done <= \$98 ;
-  always @(posedge clk)
-    error <= \$99 ;
-  always @(posedge clk)
-    ctrl_state <= \$100 ;
-  always @(posedge clk)
-    ir <= \$101 ;
-  always @(posedge clk)
-    busy_c0 <= \$102 ;
-  always @(posedge clk)
-    stall_c0 <= \$103 ;
-  always @(posedge clk)
-    wload_c0 <= \$104 ;
-  always @(posedge clk)
-    busy_c1 <= \$105 ;
-  always @(posedge clk)
-    stall_c1 <= \$106 ;
-  always @(posedge clk)
-    wload_c1 <= \$107 ;
-  always @(posedge clk)
-    wb__ack <= \$108 ;
-  always @(posedge clk)
-    r_region <= \$109 ;
-  always @(posedge clk)
-    imem_rsl <= \$110 ;
-  always @(posedge clk)
-    amem_rsl <= \$111 ;
-  always @(posedge clk)
-    wmem_rsl <= \$112 ;
-  always @(posedge clk)
-    pmem_rsl <= \$113 ;
-  always @(posedge clk)
-    dmem_rsl <= \$114 ;
-  always @(posedge clk)
-    trace_rsl <= \$115 ;
-  always @(posedge clk)
-    start_pc <= \$116 ;
-  always @(posedge clk)
-    csr_r <= \$117 ;
-  \tiny_fabric.ew  ew (
-    .args(ir[260:4]),
+  assign macro0__mem_wdata = _11_;
+  assign wmem_r__data = _12_;
+  assign \port__addr$71  = \busy$72  ? act_rd__addr : a_rd__addr;
+  assign \$2  = \act_w__en$222  ? \act_w__addr$224  : act_w__addr;
+  assign \$3  = act_w__en ? \act_w__addr$225  : \$2 ;
+  assign amem_port__addr = \$1  ? \$signature__addr$165  : \$3 ;
+  assign \$5  = \act_w__en$222  ? { \$21 , \$20  } : { \$23 , \$22  };
+  assign \$6  = act_w__en ? { \$19 , \$18  } : \$5 ;
+  assign amem_port__data = \$4  ? wb__dat_w[15:0] : \$6 ;
+  assign \$7  = | { \act_w__en$233 , \act_w__en$222 , act_w__en };
+  assign amem_port__en = amem_w__en | \$7 ;
+  \tiny_fabric.ctrl  ctrl (
+    .busy(busy),
     .clk(clk),
-    .done(\done$107 ),
-    .\port$1002$0 (\$124 ),
-    .\port$1008$0 (\$125 ),
-    .ra_addr(ra_addr),
-    .ra_data(\rd_data$74 ),
-    .rb_addr(rpb__addr),
-    .rb_data(rb_data),
+    .done(done),
+    .engines__ew__done(engines__ew__done),
+    .engines__ew__start(\start$120 ),
+    .engines__mac__args(args),
+    .engines__mac__done(engines__mac__done),
+    .engines__mac__start(start),
+    .engines__pool__done(engines__pool__done),
+    .engines__pool__start(\start$113 ),
+    .entry(\$signature__data ),
+    .error(error),
+    .host__report(ctrl__report),
+    .host__start_pc(host__start_pc),
+    .imem_rd__addr(\port__addr$93 ),
+    .imem_rd__data(\port__data$96 [385:0]),
+    .load__ready(load__ready),
+    .load__valid(cmd__valid),
+    .loader_busy(loader_busy),
+    .macro_we(mem_we),
+    .\port$40$351 (macro0__busy),
+    .\port$41$351 (macro1__busy),
+    .\port$42$0 (\$16 ),
+    .\port$43$0 (\$17 ),
     .rst(rst),
-    .start(\start$114 ),
-    .w_addr(\w_addr$170 ),
-    .w_en(\w_en$168 )
+    .start(host__start),
+    .trace_w__addr(\$signature__addr ),
+    .trace_w__en(\$signature__en )
+  );
+  \tiny_fabric.ew  ew (
+    .a_rd__addr(a_rd__addr),
+    .a_rd__data(act_rd__data),
+    .act_w__addr(act_w__addr),
+    .act_w__en(\act_w__en$233 ),
+    .args(args[256:0]),
+    .b_rd__addr(\port__addr$81 ),
+    .b_rd__data(b_rd__data),
+    .busy(engines__ew__busy),
+    .clk(clk),
+    .done(engines__ew__done),
+    .\port$823$0 (\$22 ),
+    .\port$829$0 (\$23 ),
+    .rst(rst),
+    .start(\start$120 )
+  );
+  \tiny_fabric.host  host (
+    .amem_r__addr(\$signature__addr$165 ),
+    .amem_r__data(amem_r__data),
+    .amem_w__en(amem_w__en),
+    .clk(clk),
+    .ctrl__report(ctrl__report),
+    .ctrl__start(host__start),
+    .ctrl__start_pc(host__start_pc),
+    .dat(wb__dat_r),
+    .dmem_r__addr(\$signature__addr$183 ),
+    .dmem_r__data(dmem_r__data),
+    .dmem_w__en(\$signature__en$217 ),
+    .imem_r__addr(\$signature__addr$159 ),
+    .imem_r__data(imem_r__data),
+    .imem_w__en(\$signature__en$199 ),
+    .pmem_r__addr(\$signature__addr$177 ),
+    .pmem_r__data(pmem_r__data),
+    .pmem_w__en(\$signature__en$211 ),
+    .rst(rst),
+    .trace_r__addr(\$signature__addr$189 ),
+    .trace_r__data(trace_r__data),
+    .wb__ack(wb__ack),
+    .wb__adr(wb__adr),
+    .wb__cyc(wb__cyc),
+    .wb__dat_w(wb__dat_w),
+    .wb__sel(wb__sel),
+    .wb__stb(wb__stb),
+    .wb__we(wb__we),
+    .wmem_r__addr(\$signature__addr$171 ),
+    .wmem_r__data(wmem_r__data),
+    .wmem_w__en(\$signature__en$205 )
   );
   \tiny_fabric.loader  loader (
-    .busy(\busy$111 ),
+    .busy(loader_busy),
     .clk(clk),
-    .cmd_ready(cmd_ready),
+    .cmd__ready(load__ready),
     .mem_page(macro0__mem_page),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
     .mem_we(mem_we),
     .rst(rst),
-    .w_addr(wp__addr),
-    .w_data(ir[35:4]),
-    .w_en(cmd_valid)
+    .w_data(args[31:0]),
+    .w_en(cmd__valid),
+    .w_rd__addr(\port__addr$87 )
   );
   \tiny_fabric.mac  mac (
-    .args(ir[385:4]),
+    .act_rd__0__addr(port__addr),
+    .act_rd__0__en(port__en),
+    .act_rd__1__addr(\port__addr$55 ),
+    .act_rd__1__en(\port__en$59 ),
+    .act_rd__data(act_rd__0__data),
+    .\act_rd__data$15 (act_rd__1__data),
+    .act_w__addr(\act_w__addr$225 ),
+    .act_w__en(act_w__en),
+    .args(args),
+    .busy(engines__mac__busy),
     .clk(clk),
-    .desc(dp__data[69:0]),
-    .\desc$154 (\dp__data$64 [69:0]),
-    .desc_addr(dp__addr),
-    .\desc_addr$155 (\dp__addr$61 ),
-    .finished(\done$105 ),
+    .desc_rd__0__addr(\port__addr$37 ),
+    .desc_rd__1__addr(\port__addr$61 ),
+    .desc_rd__data(\port__data$40 [69:0]),
+    .\desc_rd__data$21 (\port__data$64 [69:0]),
+    .finished(engines__mac__done),
     .op__0__payload(macro0__op__payload),
     .op__0__ready(op__0__ready),
     .op__0__valid(macro0__op__valid),
     .op__1__payload(macro1__op__payload),
     .op__1__ready(op__1__ready),
     .op__1__valid(macro1__op__valid),
-    .p_addr(pp__addr),
-    .p_data(p_data),
-    .\port$221$0 (\$118 ),
-    .\port$222$0 (\$119 ),
-    .\port$340$0 (\$120 ),
-    .\port$345$0 (\$121 ),
-    .rd_addr(rp__addr),
-    .\rd_addr$156 (\rp__addr$55 ),
-    .rd_data(rd_data),
-    .\rd_data$158 (\rd_data$59 ),
-    .rd_en(rp__en),
-    .\rd_en$157 (\rp__en$57 ),
+    .param_rd__addr(\port__addr$65 ),
+    .param_rd__data(param_rd__data),
+    .\port$161$0 (\$18 ),
+    .\port$166$0 (\$19 ),
+    .\port$42$0 (\$16 ),
+    .\port$43$0 (\$17 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_y__0(res_y__0),
     .res_y__1(res_y__1),
     .rst(rst),
-    .start(start),
-    .w_addr(\w_addr$172 ),
-    .\w_en$125 (w_en)
+    .start(start)
   );
   tiny_cim_macro macro0 (
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$84 ),
+    .mem_rdata(\$8 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -10480,9 +10452,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$85 ),
-    .res_pop(\$86 ),
-    .res_total(\$87 ),
+    .res_bits(\$9 ),
+    .res_pop(\$10 ),
+    .res_total(\$11 ),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
     .rst(rst)
@@ -10491,7 +10463,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$88 ),
+    .mem_rdata(\$12 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -10499,666 +10471,27 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$89 ),
-    .res_pop(\$90 ),
-    .res_total(\$91 ),
+    .res_bits(\$13 ),
+    .res_pop(\$14 ),
+    .res_total(\$15 ),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
     .rst(rst)
   );
   \tiny_fabric.pool  pool (
-    .args(ir[187:4]),
-    .busy(\busy$70 ),
+    .act_rd__addr(act_rd__addr),
+    .act_rd__data(act_rd__data),
+    .act_w__addr(\act_w__addr$224 ),
+    .act_w__en(\act_w__en$222 ),
+    .args(args[183:0]),
+    .busy(\busy$72 ),
     .clk(clk),
-    .done(\done$106 ),
-    .\port$876$0 (\$122 ),
-    .\port$877$0 (\$123 ),
-    .rd_addr(\rd_addr$72 ),
-    .rd_data(\rd_data$74 ),
+    .done(engines__pool__done),
+    .\port$697$0 (\$20 ),
+    .\port$698$0 (\$21 ),
     .rst(rst),
-    .start(\start$113 ),
-    .w_addr(\w_addr$171 ),
-    .w_en(\w_en$167 )
+    .start(\start$113 )
   );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    in_exec = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          in_exec = 1'h1;
-      3'h4:
-          in_exec = 1'h1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    retire = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                retire = 1'h1;
-            4'h1:
-                if (cmd_ready) begin
-                  retire = 1'h1;
-                end
-            4'h2:
-                if (\$5 ) begin
-                  retire = 1'h1;
-                end
-          endcase
-      3'h4:
-          if (engine_done) begin
-            retire = 1'h1;
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    cmd_valid = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                cmd_valid = 1'h1;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    start = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                start = \$6 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$113  = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                \start$113  = \$7 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$114  = 1'h0;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                \start$114  = \$8 ;
-          endcase
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \start$182  = 1'h0;
-    if (\$45 ) begin
-      \start$182  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    wb__dat_r = 32'd0;
-    casez (r_region)
-      3'h0:
-          wb__dat_r = csr_r;
-      3'h1:
-          wb__dat_r = \$46 ;
-      3'h2:
-          wb__dat_r = { 16'h0000, \rp__data$188  };
-      3'h3:
-          wb__dat_r = { 16'h0000, \rp__data$189  };
-      3'h4:
-          wb__dat_r = \$47 ;
-      3'h5:
-          wb__dat_r = \$48 ;
-      3'h6:
-          wb__dat_r = \$49 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$92  = trace_n;
-    if (retire) begin
-      \$92  = \$55 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$92  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$92  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$93  = pc;
-    if (retire) begin
-      \$93  = \$56 [15:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$93  = start_pc;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$93  = pc;
-          endcase
-    endcase
-    if (rst) begin
-      \$93  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$94  = \$58 ;
-    if (rst) begin
-      \$94  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$95  = cycles;
-    if (busy) begin
-      \$95  = \$59 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$95  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$95  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$96  = load_cycles;
-    if (\$60 ) begin
-      \$96  = \$61 [31:0];
-    end
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$96  = 32'd0;
-          end
-    endcase
-    if (rst) begin
-      \$96  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$97  = busy;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$97  = 1'h1;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                \$97  = 1'h0;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$97  = 1'h0;
-          endcase
-    endcase
-    if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$98  = done;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$98  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$98  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$98  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$99  = error;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$99  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3, 4'h4, 4'h5:
-                /* empty */;
-            default:
-                \$99  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$99  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$100  = ctrl_state;
-    casez (ctrl_state)
-      3'h0:
-          if (\start$182 ) begin
-            \$100  = 3'h1;
-          end
-      3'h1:
-          \$100  = 3'h2;
-      3'h2:
-          \$100  = 3'h3;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                \$100  = 3'h0;
-            4'h1:
-                if (cmd_ready) begin
-                  (* full_case = 32'd1 *)
-                  if (pf_valid) begin
-                    \$100  = 3'h3;
-                  end else begin
-                    \$100  = 3'h2;
-                  end
-                end
-            4'h2:
-                if (\$62 ) begin
-                  (* full_case = 32'd1 *)
-                  if (pf_valid) begin
-                    \$100  = 3'h3;
-                  end else begin
-                    \$100  = 3'h2;
-                  end
-                end
-            4'h3, 4'h4, 4'h5:
-                \$100  = 3'h4;
-            default:
-                \$100  = 3'h0;
-          endcase
-      3'h4:
-          if (engine_done) begin
-            (* full_case = 32'd1 *)
-            if (pf_valid) begin
-              \$100  = 3'h3;
-            end else begin
-              \$100  = 3'h2;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$100  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$101  = ir;
-    casez (ctrl_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          \$101  = fp__data[385:0];
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                /* empty */;
-            4'h1:
-                if (cmd_ready) begin
-                  if (pf_valid) begin
-                    \$101  = fp__data[385:0];
-                  end
-                end
-            4'h2:
-                if (\$62 ) begin
-                  if (pf_valid) begin
-                    \$101  = fp__data[385:0];
-                  end
-                end
-          endcase
-      3'h4:
-          if (engine_done) begin
-            if (pf_valid) begin
-              \$101  = fp__data[385:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$101  = 386'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$102  = busy_c0;
-    (* full_case = 32'd1 *)
-    if (\$64 ) begin
-      \$102  = 32'd0;
-    end else begin
-      if (\$65 ) begin
-        \$102  = \$66 [31:0];
-      end
-    end
-    if (rst) begin
-      \$102  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$103  = stall_c0;
-    (* full_case = 32'd1 *)
-    if (\$64 ) begin
-      \$103  = 32'd0;
-    end else begin
-      if (\$68 ) begin
-        \$103  = \$69 [31:0];
-      end
-    end
-    if (rst) begin
-      \$103  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$104  = wload_c0;
-    (* full_case = 32'd1 *)
-    if (\$64 ) begin
-      \$104  = 32'd0;
-    end else begin
-      if (mem_we[0]) begin
-        \$104  = \$70 [31:0];
-      end
-    end
-    if (rst) begin
-      \$104  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$105  = busy_c1;
-    (* full_case = 32'd1 *)
-    if (\$72 ) begin
-      \$105  = 32'd0;
-    end else begin
-      if (\$73 ) begin
-        \$105  = \$74 [31:0];
-      end
-    end
-    if (rst) begin
-      \$105  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$106  = stall_c1;
-    (* full_case = 32'd1 *)
-    if (\$72 ) begin
-      \$106  = 32'd0;
-    end else begin
-      if (\$76 ) begin
-        \$106  = \$77 [31:0];
-      end
-    end
-    if (rst) begin
-      \$106  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$107  = wload_c1;
-    (* full_case = 32'd1 *)
-    if (\$72 ) begin
-      \$107  = 32'd0;
-    end else begin
-      if (mem_we[1]) begin
-        \$107  = \$78 [31:0];
-      end
-    end
-    if (rst) begin
-      \$107  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$108  = req;
-    if (rst) begin
-      \$108  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$109  = r_region;
-    if (req) begin
-      \$109  = wb__adr[16:14];
-    end
-    if (rst) begin
-      \$109  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$110  = imem_rsl;
-    if (req) begin
-      \$110  = wb__adr[3:0];
-    end
-    if (rst) begin
-      \$110  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$111  = amem_rsl;
-    if (req) begin
-      \$111  = 1'h0;
-    end
-    if (rst) begin
-      \$111  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$112  = wmem_rsl;
-    if (req) begin
-      \$112  = 1'h0;
-    end
-    if (rst) begin
-      \$112  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$113  = pmem_rsl;
-    if (req) begin
-      \$113  = wb__adr[2:0];
-    end
-    if (rst) begin
-      \$113  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$114  = dmem_rsl;
-    if (req) begin
-      \$114  = wb__adr[1:0];
-    end
-    if (rst) begin
-      \$114  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$115  = trace_rsl;
-    if (req) begin
-      \$115  = wb__adr[0];
-    end
-    if (rst) begin
-      \$115  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$116  = start_pc;
-    if (\$81 ) begin
-      \$116  = wb__dat_w[15:0];
-    end
-    if (rst) begin
-      \$116  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$117  = csr_r;
-    if (\$83 ) begin
-      (* full_case = 32'd1 *)
-      casez (wb__adr[4:0])
-        5'h00:
-            \$117  = 32'd1128877382;
-        5'h02:
-            \$117  = { 28'h0000000, \busy$111 , error, done, busy };
-        5'h03:
-            \$117  = { 16'h0000, pc };
-        5'h04:
-            \$117  = { 16'h0000, start_pc };
-        5'h05:
-            \$117  = cycles;
-        5'h06:
-            \$117  = load_cycles;
-        5'h07:
-            \$117  = trace_n;
-        5'h08:
-            \$117  = { 28'h0000000, ir[3:0] };
-        5'h09:
-            \$117  = 32'd2;
-        5'h0a:
-            \$117  = 32'd2;
-        5'h10:
-            \$117  = busy_c0;
-        5'h11:
-            \$117  = stall_c0;
-        5'h12:
-            \$117  = wload_c0;
-        5'h14:
-            \$117  = busy_c1;
-        5'h15:
-            \$117  = stall_c1;
-        5'h16:
-            \$117  = wload_c1;
-        default:
-            \$117  = 32'd0;
-      endcase
-    end
-    if (rst) begin
-      \$117  = 32'd0;
-    end
-  end
   assign op__0__payload = macro0__op__payload;
   assign macro0__op__ready = op__0__ready;
   assign op__0__valid = macro0__op__valid;
@@ -11168,11 +10501,11 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign mem_page = macro0__mem_page;
   assign mem_row = macro0__mem_row;
   assign mem_wdata = macro0__mem_wdata;
-  assign rd_addr = rp__addr;
-  assign rd_en = rp__en;
-  assign rp__data = rd_data;
-  assign desc_addr = dp__addr;
-  assign desc = dp__data[69:0];
+  assign act_rd__0__addr = port__addr;
+  assign port__data = act_rd__0__data;
+  assign act_rd__0__en = port__en;
+  assign desc_rd__0__addr = \port__addr$37 ;
+  assign desc_rd__0__data = \port__data$40 [69:0];
   assign op__1__payload = macro1__op__payload;
   assign macro1__op__ready = op__1__ready;
   assign op__1__valid = macro1__op__valid;
@@ -11182,72 +10515,121 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign \rd_addr$56  = \rp__addr$55 ;
-  assign \rd_en$58  = \rp__en$57 ;
-  assign \rp__data$60  = \rd_data$59 ;
-  assign \desc_addr$62  = \dp__addr$61 ;
-  assign \desc$63  = \dp__data$64 [69:0];
-  assign p_addr = pp__addr;
-  assign pp__data = p_data;
-  assign rpa__en = 1'h1;
-  assign rpa__data = \rd_data$74 ;
-  assign ra_data = \rd_data$74 ;
-  assign rb_addr = rpb__addr;
-  assign rpb__en = 1'h1;
-  assign rpb__data = rb_data;
-  assign w_addr = wp__addr;
-  assign w_data = macro0__mem_wdata;
-  assign wp__data = macro0__mem_wdata;
-  assign fp__addr = \$2 [9:0];
-  assign args = ir[385:4];
-  assign \args$91  = ir[187:4];
-  assign \args$92  = ir[260:4];
-  assign cmd = ir[35:4];
-  assign tw__addr = trace_n[9:0];
-  assign tw__data = entry;
-  assign running = busy;
-  assign \done$102  = done;
-  assign \error$103  = error;
-  assign ack = wb__ack;
-  assign region = wb__adr[16:14];
-  assign off = wb__adr[13:0];
-  assign imem_hslice = wb__adr[3:0];
-  assign \$signature__addr  = imem_hword[9:0];
-  assign \$signature__data  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en  = \$17 [12:0];
-  assign wmem_hslice = 1'h0;
-  assign \$signature__addr$129  = wmem_hword[9:0];
-  assign \$signature__data$130  = wb__dat_w[15:0];
-  assign \$signature__en$131  = wmem_hwe;
-  assign pmem_hslice = wb__adr[2:0];
-  assign \$signature__addr$135  = pmem_hword[5:0];
-  assign \$signature__data$136  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$137  = \$25 [5:0];
-  assign dmem_hslice = wb__adr[1:0];
-  assign \$signature__addr$141  = dmem_hword[5:0];
-  assign \$signature__data$142  = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign \$signature__en$143  = \$30 [2:0];
-  assign \imem_hslice$145  = wb__adr[3:0];
-  assign \rp__addr$146  = \imem_hword$144 [9:0];
-  assign amem_hslice = 1'h0;
-  assign \rp__addr$149  = amem_hword[11:0];
-  assign \wmem_hslice$151  = 1'h0;
-  assign \rp__addr$152  = \wmem_hword$150 [9:0];
-  assign \pmem_hslice$154  = wb__adr[2:0];
-  assign \rp__addr$155  = \pmem_hword$153 [5:0];
-  assign \dmem_hslice$157  = wb__adr[1:0];
-  assign \rp__addr$158  = \dmem_hword$156 [5:0];
-  assign trace_hslice = wb__adr[0];
-  assign \rp__addr$161  = trace_hword[9:0];
-  assign \amem_hslice$163  = 1'h0;
-  assign \w_data$174  = { \$125 , \$124  };
-  assign \w_data$175  = { \$123 , \$122  };
-  assign \w_data$176  = { \$121 , \$120  };
-  assign \$signature__addr$177  = \$37 [11:0];
-  assign \$signature__data$178  = \$38 [15:0];
-  assign csr_idx = wb__adr[4:0];
-  assign dat = wb__dat_r;
-  assign unit_en = { \$119 , \$118  };
+  assign act_rd__1__addr = \port__addr$55 ;
+  assign \port__data$58  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$59 ;
+  assign desc_rd__1__addr = \port__addr$61 ;
+  assign desc_rd__1__data = \port__data$64 [69:0];
+  assign param_rd__addr = \port__addr$65 ;
+  assign \port__data$68  = param_rd__data;
+  assign \port__en$69  = 1'h1;
+  assign param_rd__en = 1'h1;
+  assign a_rd__en = 1'h1;
+  assign act_rd__en = 1'h1;
+  assign \port__data$79  = act_rd__data;
+  assign a_rd__data = act_rd__data;
+  assign b_rd__addr = \port__addr$81 ;
+  assign \port__en$83  = 1'h1;
+  assign b_rd__en = 1'h1;
+  assign \port__data$86  = b_rd__data;
+  assign w_rd__addr = \port__addr$87 ;
+  assign w_rd__data = macro0__mem_wdata;
+  assign \port__data$90  = macro0__mem_wdata;
+  assign \port__en$91  = 1'h1;
+  assign w_rd__en = 1'h1;
+  assign imem_rd__addr = \port__addr$93 ;
+  assign imem_rd__data = \port__data$96 [385:0];
+  assign \port__en$97  = 1'h1;
+  assign imem_rd__en = 1'h1;
+  assign trace_w__addr = \$signature__addr ;
+  assign trace_w__data = \$signature__data ;
+  assign trace_w__en = \$signature__en ;
+  assign engines__mac__start = start;
+  assign engines__mac__args = args;
+  assign \busy$110  = engines__mac__busy;
+  assign \done$112  = engines__mac__done;
+  assign engines__pool__start = \start$113 ;
+  assign \args$115  = args[183:0];
+  assign engines__pool__args = args[183:0];
+  assign engines__pool__busy = \busy$72 ;
+  assign \done$119  = engines__pool__done;
+  assign engines__ew__start = \start$120 ;
+  assign \args$122  = args[256:0];
+  assign engines__ew__args = args[256:0];
+  assign \busy$125  = engines__ew__busy;
+  assign \done$127  = engines__ew__done;
+  assign cmd__payload = args[31:0];
+  assign load__payload = args[31:0];
+  assign cmd__ready = load__ready;
+  assign load__valid = cmd__valid;
+  assign \busy$135  = loader_busy;
+  assign macro_we = mem_we;
+  assign unit_en = { \$17 , \$16  };
+  assign \unit_en$138  = { \$17 , \$16  };
+  assign macro_busy = { macro1__busy, macro0__busy };
+  assign host__report = ctrl__report;
+  assign ctrl__start = host__start;
+  assign ctrl__start_pc = host__start_pc;
+  assign \busy$148  = busy;
+  assign \done$149  = done;
+  assign \error$150  = error;
+  assign \wb__ack$151  = wb__ack;
+  assign \wb__adr$152  = wb__adr;
+  assign \wb__cyc$153  = wb__cyc;
+  assign \wb__dat_r$154  = wb__dat_r;
+  assign \wb__dat_w$155  = wb__dat_w;
+  assign \wb__sel$156  = wb__sel;
+  assign \wb__stb$157  = wb__stb;
+  assign \wb__we$158  = wb__we;
+  assign imem_r__addr = \$signature__addr$159 ;
+  assign \$signature__data$162  = imem_r__data;
+  assign \$signature__en$163  = 1'h1;
+  assign imem_r__en = 1'h1;
+  assign amem_r__addr = \$signature__addr$165 ;
+  assign \$signature__data$168  = amem_r__data;
+  assign \$signature__en$169  = 1'h1;
+  assign amem_r__en = 1'h1;
+  assign wmem_r__addr = \$signature__addr$171 ;
+  assign \$signature__data$174  = wmem_r__data;
+  assign \$signature__en$175  = 1'h1;
+  assign wmem_r__en = 1'h1;
+  assign pmem_r__addr = \$signature__addr$177 ;
+  assign \$signature__data$180  = pmem_r__data;
+  assign \$signature__en$181  = 1'h1;
+  assign pmem_r__en = 1'h1;
+  assign dmem_r__addr = \$signature__addr$183 ;
+  assign \$signature__data$186  = dmem_r__data;
+  assign \$signature__en$187  = 1'h1;
+  assign dmem_r__en = 1'h1;
+  assign trace_r__addr = \$signature__addr$189 ;
+  assign \$signature__data$192  = trace_r__data;
+  assign \$signature__en$193  = 1'h1;
+  assign trace_r__en = 1'h1;
+  assign \$signature__addr$195  = \$signature__addr$159 ;
+  assign imem_w__addr = \$signature__addr$159 ;
+  assign \$signature__data$197  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$199 ;
+  assign \$signature__addr$201  = \$signature__addr$171 ;
+  assign wmem_w__addr = \$signature__addr$171 ;
+  assign \$signature__data$203  = wb__dat_w[15:0];
+  assign wmem_w__data = wb__dat_w[15:0];
+  assign wmem_w__en = \$signature__en$205 ;
+  assign \$signature__addr$207  = \$signature__addr$177 ;
+  assign pmem_w__addr = \$signature__addr$177 ;
+  assign \$signature__data$209  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$211 ;
+  assign \$signature__addr$213  = \$signature__addr$183 ;
+  assign dmem_w__addr = \$signature__addr$183 ;
+  assign \$signature__data$215  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign dmem_w__en = \$signature__en$217 ;
+  assign amem_w__addr = \$signature__addr$165 ;
+  assign act_w__data = { \$23 , \$22  };
+  assign \act_w__data$229  = { \$21 , \$20  };
+  assign \act_w__data$230  = { \$19 , \$18  };
+  assign amem_w__data = wb__dat_w[15:0];
   assign \macro0__op__payload.mode  = macro0__op__payload[0];
   assign \macro0__op__payload.page  = macro0__op__payload[1];
   assign \macro0__op__payload.row  = macro0__op__payload[4:2];
@@ -11318,13 +10700,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \macro0__res_y[13]  = res_y__0[265:247];
   assign \macro0__res_y[14]  = res_y__0[284:266];
   assign \macro0__res_y[15]  = res_y__0[303:285];
-  assign \desc.ky0  = dp__data[7:0];
-  assign \desc.kx0  = dp__data[15:8];
-  assign \desc.dy0  = dp__data[27:16];
-  assign \desc.dx0  = dp__data[39:28];
-  assign \desc.c0  = dp__data[51:40];
-  assign \desc.elems  = dp__data[55:52];
-  assign \desc.off0  = dp__data[69:56];
+  assign \desc_rd__0__data.ky0  = \port__data$40 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$40 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$40 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$40 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$40 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$40 [55:52];
+  assign \desc_rd__0__data.off0  = \port__data$40 [69:56];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[1];
   assign \macro1__op__payload.row  = macro1__op__payload[4:2];
@@ -11395,73 +10777,1452 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \macro1__res_y[13]  = res_y__1[265:247];
   assign \macro1__res_y[14]  = res_y__1[284:266];
   assign \macro1__res_y[15]  = res_y__1[303:285];
-  assign \desc$63.ky0  = \dp__data$64 [7:0];
-  assign \desc$63.kx0  = \dp__data$64 [15:8];
-  assign \desc$63.dy0  = \dp__data$64 [27:16];
-  assign \desc$63.dx0  = \dp__data$64 [39:28];
-  assign \desc$63.c0  = \dp__data$64 [51:40];
-  assign \desc$63.elems  = \dp__data$64 [55:52];
-  assign \desc$63.off0  = \dp__data$64 [69:56];
-  assign \p_data[0]  = p_data[95:0];
-  assign \p_data[0].bias  = p_data[31:0];
-  assign \p_data[0].mult  = p_data[63:32];
-  assign \p_data[0].shift  = p_data[71:64];
-  assign \p_data[0]._pad  = p_data[95:72];
-  assign \p_data[1]  = p_data[191:96];
-  assign \p_data[1].bias  = p_data[127:96];
-  assign \p_data[1].mult  = p_data[159:128];
-  assign \p_data[1].shift  = p_data[167:160];
-  assign \p_data[1]._pad  = p_data[191:168];
-  assign \args.in_h  = ir[11:4];
-  assign \args.in_w  = ir[19:12];
-  assign \args.in_cw  = ir[27:20];
-  assign \args.cin  = ir[39:28];
-  assign \args.kh  = ir[47:40];
-  assign \args.kw  = ir[55:48];
-  assign \args.dh  = ir[59:56];
-  assign \args.dw  = ir[63:60];
-  assign \args.sh  = ir[67:64];
-  assign \args.sw  = ir[71:68];
-  assign \args.pt  = ir[75:72];
-  assign \args.pl  = ir[79:76];
-  assign \args.ow  = ir[87:80];
-  assign \args.oh  = ir[95:88];
-  assign \args.npos  = ir[111:96];
-  assign \args.pos0  = ir[125:112];
-  assign \args.kx_inc  = ir[139:126];
-  assign \args.ky_inc  = ir[153:140];
-  assign \args.pos_ux  = ir[167:154];
-  assign \args.pos_wrap  = ir[181:168];
-  assign \args.pos_bstep  = ir[195:182];
-  assign \args.bq  = ir[203:196];
-  assign \args.br  = ir[211:204];
-  assign \args.img_delta  = ir[225:212];
-  assign \args.img_bstep  = ir[239:226];
-  assign \args.desc_base  = ir[245:240];
-  assign \args.kt  = ir[253:246];
-  assign \args.nt  = ir[261:254];
-  assign \args.kr  = ir[269:262];
-  assign \args.nr  = ir[277:270];
-  assign \args.b  = ir[284:278];
-  assign \args.ki  = ir[291:285];
-  assign \args.no  = ir[298:292];
-  assign \args.groups  = ir[306:299];
-  assign \args.role_base  = ir[312:307];
-  assign \args.page_base  = ir[313];
-  assign \args.out_base  = ir[325:314];
-  assign \args.out_cw  = ir[333:326];
-  assign \args.param_base  = ir[339:334];
-  assign \args.zp_in  = ir[347:340];
-  assign \args.zp_out  = ir[357:348];
-  assign \args.act_min  = ir[367:358];
-  assign \args.act_max  = ir[377:368];
-  assign \args.ab_m1  = ir[380:378];
-  assign \args.wb_log2  = ir[382:381];
-  assign \args.x_signed  = ir[383];
-  assign \args.w_signed  = ir[384];
-  assign \args.rowpack  = ir[385];
+  assign \desc_rd__1__data.ky0  = \port__data$64 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$64 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$64 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$64 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$64 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$64 [55:52];
+  assign \desc_rd__1__data.off0  = \port__data$64 [69:56];
+  assign \param_rd__data[0]  = param_rd__data[95:0];
+  assign \param_rd__data[0].bias  = param_rd__data[31:0];
+  assign \param_rd__data[0].mult  = param_rd__data[63:32];
+  assign \param_rd__data[0].shift  = param_rd__data[71:64];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[1]  = param_rd__data[191:96];
+  assign \param_rd__data[1].bias  = param_rd__data[127:96];
+  assign \param_rd__data[1].mult  = param_rd__data[159:128];
+  assign \param_rd__data[1].shift  = param_rd__data[167:160];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
+  assign \imem_rd__data.op  = \port__data$96 [3:0];
+  assign \imem_rd__data.args  = \port__data$96 [385:4];
+  assign \imem_rd__data.args.load  = \port__data$96 [35:4];
+  assign \imem_rd__data.args.load.src  = \port__data$96 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$96 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$96 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$96 [32];
+  assign \imem_rd__data.args.load.row0  = \port__data$96 [35:33];
+  assign \imem_rd__data.args.mac  = \port__data$96 [385:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$96 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$96 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$96 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$96 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$96 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$96 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$96 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$96 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$96 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$96 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$96 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$96 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$96 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$96 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$96 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$96 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$96 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$96 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$96 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$96 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$96 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$96 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$96 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$96 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$96 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$96 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$96 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$96 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$96 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$96 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$96 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$96 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$96 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$96 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$96 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$96 [313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$96 [325:314];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$96 [333:326];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$96 [339:334];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$96 [347:340];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$96 [357:348];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$96 [367:358];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$96 [377:368];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$96 [380:378];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$96 [382:381];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$96 [383];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$96 [384];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$96 [385];
+  assign \imem_rd__data.args.pool  = \port__data$96 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$96 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$96 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$96 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$96 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$96 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$96 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$96 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$96 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$96 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$96 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$96 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$96 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$96 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$96 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$96 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$96 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$96 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$96 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$96 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$96 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$96 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$96 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$96 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$96 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$96 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$96 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$96 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$96 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$96 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$96 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$96 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$96 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$96 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$96 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$96 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$96 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$96 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$96 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$96 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$96 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$96 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$96 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$96 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$96 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$96 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$96 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$96 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$96 [260:251];
+  assign \trace_w__data.cycle  = \$signature__data [31:0];
+  assign \trace_w__data.pc  = \$signature__data [47:32];
+  assign \trace_w__data.op  = \$signature__data [51:48];
+  assign \trace_w__data._pad  = \$signature__data [63:52];
+  assign \args.in_h  = args[7:0];
+  assign \args.in_w  = args[15:8];
+  assign \args.in_cw  = args[23:16];
+  assign \args.cin  = args[35:24];
+  assign \args.kh  = args[43:36];
+  assign \args.kw  = args[51:44];
+  assign \args.dh  = args[55:52];
+  assign \args.dw  = args[59:56];
+  assign \args.sh  = args[63:60];
+  assign \args.sw  = args[67:64];
+  assign \args.pt  = args[71:68];
+  assign \args.pl  = args[75:72];
+  assign \args.ow  = args[83:76];
+  assign \args.oh  = args[91:84];
+  assign \args.npos  = args[107:92];
+  assign \args.pos0  = args[121:108];
+  assign \args.kx_inc  = args[135:122];
+  assign \args.ky_inc  = args[149:136];
+  assign \args.pos_ux  = args[163:150];
+  assign \args.pos_wrap  = args[177:164];
+  assign \args.pos_bstep  = args[191:178];
+  assign \args.bq  = args[199:192];
+  assign \args.br  = args[207:200];
+  assign \args.img_delta  = args[221:208];
+  assign \args.img_bstep  = args[235:222];
+  assign \args.desc_base  = args[241:236];
+  assign \args.kt  = args[249:242];
+  assign \args.nt  = args[257:250];
+  assign \args.kr  = args[265:258];
+  assign \args.nr  = args[273:266];
+  assign \args.b  = args[280:274];
+  assign \args.ki  = args[287:281];
+  assign \args.no  = args[294:288];
+  assign \args.groups  = args[302:295];
+  assign \args.role_base  = args[308:303];
+  assign \args.page_base  = args[309];
+  assign \args.out_base  = args[321:310];
+  assign \args.out_cw  = args[329:322];
+  assign \args.param_base  = args[335:330];
+  assign \args.zp_in  = args[343:336];
+  assign \args.zp_out  = args[353:344];
+  assign \args.act_min  = args[363:354];
+  assign \args.act_max  = args[373:364];
+  assign \args.ab_m1  = args[376:374];
+  assign \args.wb_log2  = args[378:377];
+  assign \args.x_signed  = args[379];
+  assign \args.w_signed  = args[380];
+  assign \args.rowpack  = args[381];
+  assign \engines__mac__args.in_h  = args[7:0];
+  assign \engines__mac__args.in_w  = args[15:8];
+  assign \engines__mac__args.in_cw  = args[23:16];
+  assign \engines__mac__args.cin  = args[35:24];
+  assign \engines__mac__args.kh  = args[43:36];
+  assign \engines__mac__args.kw  = args[51:44];
+  assign \engines__mac__args.dh  = args[55:52];
+  assign \engines__mac__args.dw  = args[59:56];
+  assign \engines__mac__args.sh  = args[63:60];
+  assign \engines__mac__args.sw  = args[67:64];
+  assign \engines__mac__args.pt  = args[71:68];
+  assign \engines__mac__args.pl  = args[75:72];
+  assign \engines__mac__args.ow  = args[83:76];
+  assign \engines__mac__args.oh  = args[91:84];
+  assign \engines__mac__args.npos  = args[107:92];
+  assign \engines__mac__args.pos0  = args[121:108];
+  assign \engines__mac__args.kx_inc  = args[135:122];
+  assign \engines__mac__args.ky_inc  = args[149:136];
+  assign \engines__mac__args.pos_ux  = args[163:150];
+  assign \engines__mac__args.pos_wrap  = args[177:164];
+  assign \engines__mac__args.pos_bstep  = args[191:178];
+  assign \engines__mac__args.bq  = args[199:192];
+  assign \engines__mac__args.br  = args[207:200];
+  assign \engines__mac__args.img_delta  = args[221:208];
+  assign \engines__mac__args.img_bstep  = args[235:222];
+  assign \engines__mac__args.desc_base  = args[241:236];
+  assign \engines__mac__args.kt  = args[249:242];
+  assign \engines__mac__args.nt  = args[257:250];
+  assign \engines__mac__args.kr  = args[265:258];
+  assign \engines__mac__args.nr  = args[273:266];
+  assign \engines__mac__args.b  = args[280:274];
+  assign \engines__mac__args.ki  = args[287:281];
+  assign \engines__mac__args.no  = args[294:288];
+  assign \engines__mac__args.groups  = args[302:295];
+  assign \engines__mac__args.role_base  = args[308:303];
+  assign \engines__mac__args.page_base  = args[309];
+  assign \engines__mac__args.out_base  = args[321:310];
+  assign \engines__mac__args.out_cw  = args[329:322];
+  assign \engines__mac__args.param_base  = args[335:330];
+  assign \engines__mac__args.zp_in  = args[343:336];
+  assign \engines__mac__args.zp_out  = args[353:344];
+  assign \engines__mac__args.act_min  = args[363:354];
+  assign \engines__mac__args.act_max  = args[373:364];
+  assign \engines__mac__args.ab_m1  = args[376:374];
+  assign \engines__mac__args.wb_log2  = args[378:377];
+  assign \engines__mac__args.x_signed  = args[379];
+  assign \engines__mac__args.w_signed  = args[380];
+  assign \engines__mac__args.rowpack  = args[381];
+  assign \args$115.mode  = args[0];
+  assign \args$115.x_signed  = args[1];
+  assign \args$115.in_base  = args[13:2];
+  assign \args$115.in_h  = args[21:14];
+  assign \args$115.in_w  = args[29:22];
+  assign \args$115.cw  = args[37:30];
+  assign \args$115.kh  = args[45:38];
+  assign \args$115.kw  = args[53:46];
+  assign \args$115.sh  = args[57:54];
+  assign \args$115.sw  = args[61:58];
+  assign \args$115.dh  = args[65:62];
+  assign \args$115.dw  = args[69:66];
+  assign \args$115.pt  = args[73:70];
+  assign \args$115.pl  = args[77:74];
+  assign \args$115.oh  = args[85:78];
+  assign \args$115.ow  = args[93:86];
+  assign \args$115.out_base  = args[105:94];
+  assign \args$115.zp_in  = args[115:106];
+  assign \args$115.mult  = args[147:116];
+  assign \args$115.shift  = args[153:148];
+  assign \args$115.zp_out  = args[163:154];
+  assign \args$115.act_min  = args[173:164];
+  assign \args$115.act_max  = args[183:174];
+  assign \engines__pool__args.mode  = args[0];
+  assign \engines__pool__args.x_signed  = args[1];
+  assign \engines__pool__args.in_base  = args[13:2];
+  assign \engines__pool__args.in_h  = args[21:14];
+  assign \engines__pool__args.in_w  = args[29:22];
+  assign \engines__pool__args.cw  = args[37:30];
+  assign \engines__pool__args.kh  = args[45:38];
+  assign \engines__pool__args.kw  = args[53:46];
+  assign \engines__pool__args.sh  = args[57:54];
+  assign \engines__pool__args.sw  = args[61:58];
+  assign \engines__pool__args.dh  = args[65:62];
+  assign \engines__pool__args.dw  = args[69:66];
+  assign \engines__pool__args.pt  = args[73:70];
+  assign \engines__pool__args.pl  = args[77:74];
+  assign \engines__pool__args.oh  = args[85:78];
+  assign \engines__pool__args.ow  = args[93:86];
+  assign \engines__pool__args.out_base  = args[105:94];
+  assign \engines__pool__args.zp_in  = args[115:106];
+  assign \engines__pool__args.mult  = args[147:116];
+  assign \engines__pool__args.shift  = args[153:148];
+  assign \engines__pool__args.zp_out  = args[163:154];
+  assign \engines__pool__args.act_min  = args[173:164];
+  assign \engines__pool__args.act_max  = args[183:174];
+  assign \args$122.a_base  = args[11:0];
+  assign \args$122.b_base  = args[23:12];
+  assign \args$122.out_base  = args[35:24];
+  assign \args$122.npos  = args[51:36];
+  assign \args$122.cw  = args[59:52];
+  assign \args$122.a_stride  = args[67:60];
+  assign \args$122.b_stride  = args[75:68];
+  assign \args$122.out_stride  = args[83:76];
+  assign \args$122.x_signed  = args[84];
+  assign \args$122.has_b  = args[85];
+  assign \args$122.rq_in  = args[86];
+  assign \args$122.rq_out  = args[87];
+  assign \args$122.ls  = args[92:88];
+  assign \args$122.zp_a  = args[102:93];
+  assign \args$122.zp_b  = args[112:103];
+  assign \args$122.mult_a  = args[144:113];
+  assign \args$122.shift_a  = args[150:145];
+  assign \args$122.mult_b  = args[182:151];
+  assign \args$122.shift_b  = args[188:183];
+  assign \args$122.mult_o  = args[220:189];
+  assign \args$122.shift_o  = args[226:221];
+  assign \args$122.zp_out  = args[236:227];
+  assign \args$122.act_min  = args[246:237];
+  assign \args$122.act_max  = args[256:247];
+  assign \engines__ew__args.a_base  = args[11:0];
+  assign \engines__ew__args.b_base  = args[23:12];
+  assign \engines__ew__args.out_base  = args[35:24];
+  assign \engines__ew__args.npos  = args[51:36];
+  assign \engines__ew__args.cw  = args[59:52];
+  assign \engines__ew__args.a_stride  = args[67:60];
+  assign \engines__ew__args.b_stride  = args[75:68];
+  assign \engines__ew__args.out_stride  = args[83:76];
+  assign \engines__ew__args.x_signed  = args[84];
+  assign \engines__ew__args.has_b  = args[85];
+  assign \engines__ew__args.rq_in  = args[86];
+  assign \engines__ew__args.rq_out  = args[87];
+  assign \engines__ew__args.ls  = args[92:88];
+  assign \engines__ew__args.zp_a  = args[102:93];
+  assign \engines__ew__args.zp_b  = args[112:103];
+  assign \engines__ew__args.mult_a  = args[144:113];
+  assign \engines__ew__args.shift_a  = args[150:145];
+  assign \engines__ew__args.mult_b  = args[182:151];
+  assign \engines__ew__args.shift_b  = args[188:183];
+  assign \engines__ew__args.mult_o  = args[220:189];
+  assign \engines__ew__args.shift_o  = args[226:221];
+  assign \engines__ew__args.zp_out  = args[236:227];
+  assign \engines__ew__args.act_min  = args[246:237];
+  assign \engines__ew__args.act_max  = args[256:247];
+  assign \cmd__payload.src  = args[9:0];
+  assign \cmd__payload.count  = args[25:10];
+  assign \cmd__payload.mask  = args[27:26];
+  assign \cmd__payload.page  = args[28];
+  assign \cmd__payload.row0  = args[31:29];
+  assign \load__payload.src  = args[9:0];
+  assign \load__payload.count  = args[25:10];
+  assign \load__payload.mask  = args[27:26];
+  assign \load__payload.page  = args[28];
+  assign \load__payload.row0  = args[31:29];
+  assign \ctrl__report.status  = ctrl__report[3:0];
+  assign \ctrl__report.status.busy  = ctrl__report[0];
+  assign \ctrl__report.status.done  = ctrl__report[1];
+  assign \ctrl__report.status.error  = ctrl__report[2];
+  assign \ctrl__report.status.loader_busy  = ctrl__report[3];
+  assign \ctrl__report.pc  = ctrl__report[19:4];
+  assign \ctrl__report.op  = ctrl__report[23:20];
+  assign \ctrl__report.cycles  = ctrl__report[55:24];
+  assign \ctrl__report.load_cycles  = ctrl__report[87:56];
+  assign \ctrl__report.trace_count  = ctrl__report[119:88];
+  assign \ctrl__report.macros  = ctrl__report[311:120];
+  assign \ctrl__report.macros[0]  = ctrl__report[215:120];
+  assign \ctrl__report.macros[0].busy  = ctrl__report[151:120];
+  assign \ctrl__report.macros[0].stall  = ctrl__report[183:152];
+  assign \ctrl__report.macros[0].wload  = ctrl__report[215:184];
+  assign \ctrl__report.macros[1]  = ctrl__report[311:216];
+  assign \ctrl__report.macros[1].busy  = ctrl__report[247:216];
+  assign \ctrl__report.macros[1].stall  = ctrl__report[279:248];
+  assign \ctrl__report.macros[1].wload  = ctrl__report[311:280];
+  assign \host__report.status  = ctrl__report[3:0];
+  assign \host__report.status.busy  = ctrl__report[0];
+  assign \host__report.status.done  = ctrl__report[1];
+  assign \host__report.status.error  = ctrl__report[2];
+  assign \host__report.status.loader_busy  = ctrl__report[3];
+  assign \host__report.pc  = ctrl__report[19:4];
+  assign \host__report.op  = ctrl__report[23:20];
+  assign \host__report.cycles  = ctrl__report[55:24];
+  assign \host__report.load_cycles  = ctrl__report[87:56];
+  assign \host__report.trace_count  = ctrl__report[119:88];
+  assign \host__report.macros  = ctrl__report[311:120];
+  assign \host__report.macros[0]  = ctrl__report[215:120];
+  assign \host__report.macros[0].busy  = ctrl__report[151:120];
+  assign \host__report.macros[0].stall  = ctrl__report[183:152];
+  assign \host__report.macros[0].wload  = ctrl__report[215:184];
+  assign \host__report.macros[1]  = ctrl__report[311:216];
+  assign \host__report.macros[1].busy  = ctrl__report[247:216];
+  assign \host__report.macros[1].stall  = ctrl__report[279:248];
+  assign \host__report.macros[1].wload  = ctrl__report[311:280];
+  assign \port__en$75  = 1'h1;
+  assign \$1  = amem_w__en;
+  assign \$4  = amem_w__en;
+endmodule
+
+(* generator = "Amaranth" *)
+module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \port$42$0 , \port$43$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, trace_w__addr
+, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
+  wire [16:0] \$1 ;
+  wire [16:0] \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [32:0] \$13 ;
+  wire [32:0] \$14 ;
+  wire \$15 ;
+  wire [32:0] \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire [16:0] \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [32:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [32:0] \$25 ;
+  wire [32:0] \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire [32:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire [32:0] \$33 ;
+  wire [32:0] \$34 ;
+  wire \$35 ;
+  reg [15:0] \$36 ;
+  reg \$37 ;
+  reg [31:0] \$38 ;
+  reg [31:0] \$39 ;
+  wire \$4 ;
+  reg [31:0] \$40 ;
+  reg [95:0] \$41 ;
+  reg [95:0] \$42 ;
+  reg \$43 ;
+  reg \$44 ;
+  reg \$45 ;
+  reg [2:0] \$46 ;
+  reg [385:0] \$47 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  (* init = 1'h0 *)
+  wire \$signal ;
+  (* init = 1'h0 *)
+  wire \$signal$14 ;
+  reg [31:0] \$signal$23  = 32'd0;
+  reg [31:0] \$signal$24  = 32'd0;
+  output busy;
+  reg busy = 1'h0;
+  input clk;
+  wire clk;
+  reg [95:0] counters0 = 96'h000000000000000000000000;
+  wire [31:0] \counters0.busy ;
+  wire [31:0] \counters0.stall ;
+  wire [31:0] \counters0.wload ;
+  reg [95:0] counters1 = 96'h000000000000000000000000;
+  wire [31:0] \counters1.busy ;
+  wire [31:0] \counters1.stall ;
+  wire [31:0] \counters1.wload ;
+  reg [2:0] ctrl_state = 3'h0;
+  output done;
+  reg done = 1'h0;
+  wire engine_done;
+  wire [256:0] engines__ew__args;
+  wire [11:0] \engines__ew__args.a_base ;
+  wire [7:0] \engines__ew__args.a_stride ;
+  wire [9:0] \engines__ew__args.act_max ;
+  wire [9:0] \engines__ew__args.act_min ;
+  wire [11:0] \engines__ew__args.b_base ;
+  wire [7:0] \engines__ew__args.b_stride ;
+  wire [7:0] \engines__ew__args.cw ;
+  wire \engines__ew__args.has_b ;
+  wire [4:0] \engines__ew__args.ls ;
+  wire [31:0] \engines__ew__args.mult_a ;
+  wire [31:0] \engines__ew__args.mult_b ;
+  wire [31:0] \engines__ew__args.mult_o ;
+  wire [15:0] \engines__ew__args.npos ;
+  wire [11:0] \engines__ew__args.out_base ;
+  wire [7:0] \engines__ew__args.out_stride ;
+  wire \engines__ew__args.rq_in ;
+  wire \engines__ew__args.rq_out ;
+  wire [5:0] \engines__ew__args.shift_a ;
+  wire [5:0] \engines__ew__args.shift_b ;
+  wire [5:0] \engines__ew__args.shift_o ;
+  wire \engines__ew__args.x_signed ;
+  wire [9:0] \engines__ew__args.zp_a ;
+  wire [9:0] \engines__ew__args.zp_b ;
+  wire [9:0] \engines__ew__args.zp_out ;
+  input engines__ew__done;
+  wire engines__ew__done;
+  output engines__ew__start;
+  reg engines__ew__start;
+  output [381:0] engines__mac__args;
+  wire [381:0] engines__mac__args;
+  wire [2:0] \engines__mac__args.ab_m1 ;
+  wire [9:0] \engines__mac__args.act_max ;
+  wire [9:0] \engines__mac__args.act_min ;
+  wire [6:0] \engines__mac__args.b ;
+  wire [7:0] \engines__mac__args.bq ;
+  wire [7:0] \engines__mac__args.br ;
+  wire [11:0] \engines__mac__args.cin ;
+  wire [5:0] \engines__mac__args.desc_base ;
+  wire [3:0] \engines__mac__args.dh ;
+  wire [3:0] \engines__mac__args.dw ;
+  wire [7:0] \engines__mac__args.groups ;
+  wire [13:0] \engines__mac__args.img_bstep ;
+  wire [13:0] \engines__mac__args.img_delta ;
+  wire [7:0] \engines__mac__args.in_cw ;
+  wire [7:0] \engines__mac__args.in_h ;
+  wire [7:0] \engines__mac__args.in_w ;
+  wire [7:0] \engines__mac__args.kh ;
+  wire [6:0] \engines__mac__args.ki ;
+  wire [7:0] \engines__mac__args.kr ;
+  wire [7:0] \engines__mac__args.kt ;
+  wire [7:0] \engines__mac__args.kw ;
+  wire [13:0] \engines__mac__args.kx_inc ;
+  wire [13:0] \engines__mac__args.ky_inc ;
+  wire [6:0] \engines__mac__args.no ;
+  wire [15:0] \engines__mac__args.npos ;
+  wire [7:0] \engines__mac__args.nr ;
+  wire [7:0] \engines__mac__args.nt ;
+  wire [7:0] \engines__mac__args.oh ;
+  wire [11:0] \engines__mac__args.out_base ;
+  wire [7:0] \engines__mac__args.out_cw ;
+  wire [7:0] \engines__mac__args.ow ;
+  wire \engines__mac__args.page_base ;
+  wire [5:0] \engines__mac__args.param_base ;
+  wire [3:0] \engines__mac__args.pl ;
+  wire [13:0] \engines__mac__args.pos0 ;
+  wire [13:0] \engines__mac__args.pos_bstep ;
+  wire [13:0] \engines__mac__args.pos_ux ;
+  wire [13:0] \engines__mac__args.pos_wrap ;
+  wire [3:0] \engines__mac__args.pt ;
+  wire [5:0] \engines__mac__args.role_base ;
+  wire \engines__mac__args.rowpack ;
+  wire [3:0] \engines__mac__args.sh ;
+  wire [3:0] \engines__mac__args.sw ;
+  wire \engines__mac__args.w_signed ;
+  wire [1:0] \engines__mac__args.wb_log2 ;
+  wire \engines__mac__args.x_signed ;
+  wire [7:0] \engines__mac__args.zp_in ;
+  wire [9:0] \engines__mac__args.zp_out ;
+  input engines__mac__done;
+  wire engines__mac__done;
+  output engines__mac__start;
+  reg engines__mac__start;
+  wire [183:0] engines__pool__args;
+  wire [9:0] \engines__pool__args.act_max ;
+  wire [9:0] \engines__pool__args.act_min ;
+  wire [7:0] \engines__pool__args.cw ;
+  wire [3:0] \engines__pool__args.dh ;
+  wire [3:0] \engines__pool__args.dw ;
+  wire [11:0] \engines__pool__args.in_base ;
+  wire [7:0] \engines__pool__args.in_h ;
+  wire [7:0] \engines__pool__args.in_w ;
+  wire [7:0] \engines__pool__args.kh ;
+  wire [7:0] \engines__pool__args.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \engines__pool__args.mode ;
+  wire [31:0] \engines__pool__args.mult ;
+  wire [7:0] \engines__pool__args.oh ;
+  wire [11:0] \engines__pool__args.out_base ;
+  wire [7:0] \engines__pool__args.ow ;
+  wire [3:0] \engines__pool__args.pl ;
+  wire [3:0] \engines__pool__args.pt ;
+  wire [3:0] \engines__pool__args.sh ;
+  wire [5:0] \engines__pool__args.shift ;
+  wire [3:0] \engines__pool__args.sw ;
+  wire \engines__pool__args.x_signed ;
+  wire [9:0] \engines__pool__args.zp_in ;
+  wire [9:0] \engines__pool__args.zp_out ;
+  input engines__pool__done;
+  wire engines__pool__done;
+  output engines__pool__start;
+  reg engines__pool__start;
+  output [63:0] entry;
+  wire [63:0] entry;
+  wire [11:0] \entry._pad ;
+  wire [31:0] \entry.cycle ;
+  wire [3:0] \entry.op ;
+  wire [15:0] \entry.pc ;
+  output error;
+  reg error = 1'h0;
+  (* init = 1'h0 *)
+  wire \error$16 ;
+  output [311:0] host__report;
+  wire [311:0] host__report;
+  wire [31:0] \host__report.cycles ;
+  wire [31:0] \host__report.load_cycles ;
+  wire [191:0] \host__report.macros ;
+  wire [95:0] \host__report.macros[0] ;
+  wire [31:0] \host__report.macros[0].busy ;
+  wire [31:0] \host__report.macros[0].stall ;
+  wire [31:0] \host__report.macros[0].wload ;
+  wire [95:0] \host__report.macros[1] ;
+  wire [31:0] \host__report.macros[1].busy ;
+  wire [31:0] \host__report.macros[1].stall ;
+  wire [31:0] \host__report.macros[1].wload ;
+  wire [3:0] \host__report.op ;
+  wire [15:0] \host__report.pc ;
+  wire [3:0] \host__report.status ;
+  wire \host__report.status.busy ;
+  wire \host__report.status.done ;
+  wire \host__report.status.error ;
+  wire \host__report.status.loader_busy ;
+  wire [31:0] \host__report.trace_count ;
+  wire host__start;
+  input [15:0] host__start_pc;
+  wire [15:0] host__start_pc;
+  output [9:0] imem_rd__addr;
+  wire [9:0] imem_rd__addr;
+  input [385:0] imem_rd__data;
+  wire [385:0] imem_rd__data;
+  wire [381:0] \imem_rd__data.args ;
+  wire [256:0] \imem_rd__data.args.ew ;
+  wire [11:0] \imem_rd__data.args.ew.a_base ;
+  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [9:0] \imem_rd__data.args.ew.act_max ;
+  wire [9:0] \imem_rd__data.args.ew.act_min ;
+  wire [11:0] \imem_rd__data.args.ew.b_base ;
+  wire [7:0] \imem_rd__data.args.ew.b_stride ;
+  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire \imem_rd__data.args.ew.has_b ;
+  wire [4:0] \imem_rd__data.args.ew.ls ;
+  wire [31:0] \imem_rd__data.args.ew.mult_a ;
+  wire [31:0] \imem_rd__data.args.ew.mult_b ;
+  wire [31:0] \imem_rd__data.args.ew.mult_o ;
+  wire [15:0] \imem_rd__data.args.ew.npos ;
+  wire [11:0] \imem_rd__data.args.ew.out_base ;
+  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire \imem_rd__data.args.ew.rq_in ;
+  wire \imem_rd__data.args.ew.rq_out ;
+  wire [5:0] \imem_rd__data.args.ew.shift_a ;
+  wire [5:0] \imem_rd__data.args.ew.shift_b ;
+  wire [5:0] \imem_rd__data.args.ew.shift_o ;
+  wire \imem_rd__data.args.ew.x_signed ;
+  wire [9:0] \imem_rd__data.args.ew.zp_a ;
+  wire [9:0] \imem_rd__data.args.ew.zp_b ;
+  wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [31:0] \imem_rd__data.args.load ;
+  wire [15:0] \imem_rd__data.args.load.count ;
+  wire [1:0] \imem_rd__data.args.load.mask ;
+  wire \imem_rd__data.args.load.page ;
+  wire [2:0] \imem_rd__data.args.load.row0 ;
+  wire [9:0] \imem_rd__data.args.load.src ;
+  wire [381:0] \imem_rd__data.args.mac ;
+  wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
+  wire [9:0] \imem_rd__data.args.mac.act_max ;
+  wire [9:0] \imem_rd__data.args.mac.act_min ;
+  wire [6:0] \imem_rd__data.args.mac.b ;
+  wire [7:0] \imem_rd__data.args.mac.bq ;
+  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [11:0] \imem_rd__data.args.mac.cin ;
+  wire [5:0] \imem_rd__data.args.mac.desc_base ;
+  wire [3:0] \imem_rd__data.args.mac.dh ;
+  wire [3:0] \imem_rd__data.args.mac.dw ;
+  wire [7:0] \imem_rd__data.args.mac.groups ;
+  wire [13:0] \imem_rd__data.args.mac.img_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.img_delta ;
+  wire [7:0] \imem_rd__data.args.mac.in_cw ;
+  wire [7:0] \imem_rd__data.args.mac.in_h ;
+  wire [7:0] \imem_rd__data.args.mac.in_w ;
+  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [6:0] \imem_rd__data.args.mac.ki ;
+  wire [7:0] \imem_rd__data.args.mac.kr ;
+  wire [7:0] \imem_rd__data.args.mac.kt ;
+  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [13:0] \imem_rd__data.args.mac.kx_inc ;
+  wire [13:0] \imem_rd__data.args.mac.ky_inc ;
+  wire [6:0] \imem_rd__data.args.mac.no ;
+  wire [15:0] \imem_rd__data.args.mac.npos ;
+  wire [7:0] \imem_rd__data.args.mac.nr ;
+  wire [7:0] \imem_rd__data.args.mac.nt ;
+  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [11:0] \imem_rd__data.args.mac.out_base ;
+  wire [7:0] \imem_rd__data.args.mac.out_cw ;
+  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire \imem_rd__data.args.mac.page_base ;
+  wire [5:0] \imem_rd__data.args.mac.param_base ;
+  wire [3:0] \imem_rd__data.args.mac.pl ;
+  wire [13:0] \imem_rd__data.args.mac.pos0 ;
+  wire [13:0] \imem_rd__data.args.mac.pos_bstep ;
+  wire [13:0] \imem_rd__data.args.mac.pos_ux ;
+  wire [13:0] \imem_rd__data.args.mac.pos_wrap ;
+  wire [3:0] \imem_rd__data.args.mac.pt ;
+  wire [5:0] \imem_rd__data.args.mac.role_base ;
+  wire \imem_rd__data.args.mac.rowpack ;
+  wire [3:0] \imem_rd__data.args.mac.sh ;
+  wire [3:0] \imem_rd__data.args.mac.sw ;
+  wire \imem_rd__data.args.mac.w_signed ;
+  wire [1:0] \imem_rd__data.args.mac.wb_log2 ;
+  wire \imem_rd__data.args.mac.x_signed ;
+  wire [7:0] \imem_rd__data.args.mac.zp_in ;
+  wire [9:0] \imem_rd__data.args.mac.zp_out ;
+  wire [183:0] \imem_rd__data.args.pool ;
+  wire [9:0] \imem_rd__data.args.pool.act_max ;
+  wire [9:0] \imem_rd__data.args.pool.act_min ;
+  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [3:0] \imem_rd__data.args.pool.dh ;
+  wire [3:0] \imem_rd__data.args.pool.dw ;
+  wire [11:0] \imem_rd__data.args.pool.in_base ;
+  wire [7:0] \imem_rd__data.args.pool.in_h ;
+  wire [7:0] \imem_rd__data.args.pool.in_w ;
+  wire [7:0] \imem_rd__data.args.pool.kh ;
+  wire [7:0] \imem_rd__data.args.pool.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \imem_rd__data.args.pool.mode ;
+  wire [31:0] \imem_rd__data.args.pool.mult ;
+  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [11:0] \imem_rd__data.args.pool.out_base ;
+  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [3:0] \imem_rd__data.args.pool.pl ;
+  wire [3:0] \imem_rd__data.args.pool.pt ;
+  wire [3:0] \imem_rd__data.args.pool.sh ;
+  wire [5:0] \imem_rd__data.args.pool.shift ;
+  wire [3:0] \imem_rd__data.args.pool.sw ;
+  wire \imem_rd__data.args.pool.x_signed ;
+  wire [9:0] \imem_rd__data.args.pool.zp_in ;
+  wire [9:0] \imem_rd__data.args.pool.zp_out ;
+  (* enum_base_type = "Opcode" *)
+  (* enum_value_0000 = "END" *)
+  (* enum_value_0001 = "LOAD" *)
+  (* enum_value_0010 = "SYNC" *)
+  (* enum_value_0011 = "MAC" *)
+  (* enum_value_0100 = "POOL" *)
+  (* enum_value_0101 = "EW" *)
+  wire [3:0] \imem_rd__data.op ;
+  wire imem_rd__en;
+  reg in_exec;
+  reg [385:0] ir = 386'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [381:0] \ir.args ;
+  wire [256:0] \ir.args.ew ;
+  wire [11:0] \ir.args.ew.a_base ;
+  wire [7:0] \ir.args.ew.a_stride ;
+  wire [9:0] \ir.args.ew.act_max ;
+  wire [9:0] \ir.args.ew.act_min ;
+  wire [11:0] \ir.args.ew.b_base ;
+  wire [7:0] \ir.args.ew.b_stride ;
+  wire [7:0] \ir.args.ew.cw ;
+  wire \ir.args.ew.has_b ;
+  wire [4:0] \ir.args.ew.ls ;
+  wire [31:0] \ir.args.ew.mult_a ;
+  wire [31:0] \ir.args.ew.mult_b ;
+  wire [31:0] \ir.args.ew.mult_o ;
+  wire [15:0] \ir.args.ew.npos ;
+  wire [11:0] \ir.args.ew.out_base ;
+  wire [7:0] \ir.args.ew.out_stride ;
+  wire \ir.args.ew.rq_in ;
+  wire \ir.args.ew.rq_out ;
+  wire [5:0] \ir.args.ew.shift_a ;
+  wire [5:0] \ir.args.ew.shift_b ;
+  wire [5:0] \ir.args.ew.shift_o ;
+  wire \ir.args.ew.x_signed ;
+  wire [9:0] \ir.args.ew.zp_a ;
+  wire [9:0] \ir.args.ew.zp_b ;
+  wire [9:0] \ir.args.ew.zp_out ;
+  wire [31:0] \ir.args.load ;
+  wire [15:0] \ir.args.load.count ;
+  wire [1:0] \ir.args.load.mask ;
+  wire \ir.args.load.page ;
+  wire [2:0] \ir.args.load.row0 ;
+  wire [9:0] \ir.args.load.src ;
+  wire [381:0] \ir.args.mac ;
+  wire [2:0] \ir.args.mac.ab_m1 ;
+  wire [9:0] \ir.args.mac.act_max ;
+  wire [9:0] \ir.args.mac.act_min ;
+  wire [6:0] \ir.args.mac.b ;
+  wire [7:0] \ir.args.mac.bq ;
+  wire [7:0] \ir.args.mac.br ;
+  wire [11:0] \ir.args.mac.cin ;
+  wire [5:0] \ir.args.mac.desc_base ;
+  wire [3:0] \ir.args.mac.dh ;
+  wire [3:0] \ir.args.mac.dw ;
+  wire [7:0] \ir.args.mac.groups ;
+  wire [13:0] \ir.args.mac.img_bstep ;
+  wire [13:0] \ir.args.mac.img_delta ;
+  wire [7:0] \ir.args.mac.in_cw ;
+  wire [7:0] \ir.args.mac.in_h ;
+  wire [7:0] \ir.args.mac.in_w ;
+  wire [7:0] \ir.args.mac.kh ;
+  wire [6:0] \ir.args.mac.ki ;
+  wire [7:0] \ir.args.mac.kr ;
+  wire [7:0] \ir.args.mac.kt ;
+  wire [7:0] \ir.args.mac.kw ;
+  wire [13:0] \ir.args.mac.kx_inc ;
+  wire [13:0] \ir.args.mac.ky_inc ;
+  wire [6:0] \ir.args.mac.no ;
+  wire [15:0] \ir.args.mac.npos ;
+  wire [7:0] \ir.args.mac.nr ;
+  wire [7:0] \ir.args.mac.nt ;
+  wire [7:0] \ir.args.mac.oh ;
+  wire [11:0] \ir.args.mac.out_base ;
+  wire [7:0] \ir.args.mac.out_cw ;
+  wire [7:0] \ir.args.mac.ow ;
+  wire \ir.args.mac.page_base ;
+  wire [5:0] \ir.args.mac.param_base ;
+  wire [3:0] \ir.args.mac.pl ;
+  wire [13:0] \ir.args.mac.pos0 ;
+  wire [13:0] \ir.args.mac.pos_bstep ;
+  wire [13:0] \ir.args.mac.pos_ux ;
+  wire [13:0] \ir.args.mac.pos_wrap ;
+  wire [3:0] \ir.args.mac.pt ;
+  wire [5:0] \ir.args.mac.role_base ;
+  wire \ir.args.mac.rowpack ;
+  wire [3:0] \ir.args.mac.sh ;
+  wire [3:0] \ir.args.mac.sw ;
+  wire \ir.args.mac.w_signed ;
+  wire [1:0] \ir.args.mac.wb_log2 ;
+  wire \ir.args.mac.x_signed ;
+  wire [7:0] \ir.args.mac.zp_in ;
+  wire [9:0] \ir.args.mac.zp_out ;
+  wire [183:0] \ir.args.pool ;
+  wire [9:0] \ir.args.pool.act_max ;
+  wire [9:0] \ir.args.pool.act_min ;
+  wire [7:0] \ir.args.pool.cw ;
+  wire [3:0] \ir.args.pool.dh ;
+  wire [3:0] \ir.args.pool.dw ;
+  wire [11:0] \ir.args.pool.in_base ;
+  wire [7:0] \ir.args.pool.in_h ;
+  wire [7:0] \ir.args.pool.in_w ;
+  wire [7:0] \ir.args.pool.kh ;
+  wire [7:0] \ir.args.pool.kw ;
+  (* enum_base_type = "PoolMode" *)
+  (* enum_value_0 = "MAX" *)
+  (* enum_value_1 = "AVG" *)
+  wire \ir.args.pool.mode ;
+  wire [31:0] \ir.args.pool.mult ;
+  wire [7:0] \ir.args.pool.oh ;
+  wire [11:0] \ir.args.pool.out_base ;
+  wire [7:0] \ir.args.pool.ow ;
+  wire [3:0] \ir.args.pool.pl ;
+  wire [3:0] \ir.args.pool.pt ;
+  wire [3:0] \ir.args.pool.sh ;
+  wire [5:0] \ir.args.pool.shift ;
+  wire [3:0] \ir.args.pool.sw ;
+  wire \ir.args.pool.x_signed ;
+  wire [9:0] \ir.args.pool.zp_in ;
+  wire [9:0] \ir.args.pool.zp_out ;
+  (* enum_base_type = "Opcode" *)
+  (* enum_value_0000 = "END" *)
+  (* enum_value_0001 = "LOAD" *)
+  (* enum_value_0010 = "SYNC" *)
+  (* enum_value_0011 = "MAC" *)
+  (* enum_value_0100 = "POOL" *)
+  (* enum_value_0101 = "EW" *)
+  wire [3:0] \ir.op ;
+  wire [31:0] load__payload;
+  wire [15:0] \load__payload.count ;
+  wire [1:0] \load__payload.mask ;
+  wire \load__payload.page ;
+  wire [2:0] \load__payload.row0 ;
+  wire [9:0] \load__payload.src ;
+  input load__ready;
+  wire load__ready;
+  output load__valid;
+  reg load__valid;
+  input loader_busy;
+  wire loader_busy;
+  wire [1:0] macro_busy;
+  input [1:0] macro_we;
+  wire [1:0] macro_we;
+  reg [15:0] pc = 16'h0000;
+  reg pf_valid = 1'h0;
+  input \port$40$351 ;
+  wire \port$40$351 ;
+  input \port$41$351 ;
+  wire \port$41$351 ;
+  input \port$42$0 ;
+  wire \port$42$0 ;
+  input \port$43$0 ;
+  wire \port$43$0 ;
+  reg retire;
+  input rst;
+  wire rst;
+  input start;
+  wire start;
+  reg [31:0] trace_n = 32'd0;
+  output [9:0] trace_w__addr;
+  wire [9:0] trace_w__addr;
+  wire [63:0] trace_w__data;
+  wire [11:0] \trace_w__data._pad ;
+  wire [31:0] \trace_w__data.cycle ;
+  wire [3:0] \trace_w__data.op ;
+  wire [15:0] \trace_w__data.pc ;
+  output trace_w__en;
+  wire trace_w__en;
+  wire [1:0] unit_en;
+  always @(posedge clk)
+    \$signal$23  <= \$39 ;
+  always @(posedge clk)
+    \$signal$24  <= \$40 ;
+  always @(posedge clk)
+    counters0 <= \$41 ;
+  always @(posedge clk)
+    counters1 <= \$42 ;
+  always @(posedge clk)
+    busy <= \$43 ;
+  always @(posedge clk)
+    done <= \$44 ;
+  always @(posedge clk)
+    error <= \$45 ;
+  always @(posedge clk)
+    ctrl_state <= \$46 ;
+  always @(posedge clk)
+    ir <= \$47 ;
+  assign \$1  = pc + 1'h1;
+  assign \$2  = in_exec ? \$1  : { 1'h0, pc };
+  assign engine_done = | { engines__ew__done, engines__pool__done, engines__mac__done };
+  assign \$3  = trace_n < 11'h400;
+  assign trace_w__en = retire & \$3 ;
+  assign \$4  = ~ loader_busy;
+  assign \$5  = ! ctrl_state;
+  assign \$6  = ctrl_state == 1'h1;
+  assign \$7  = ctrl_state == 2'h2;
+  assign \$8  = ctrl_state == 2'h3;
+  assign \$9  = ctrl_state == 3'h4;
+  assign \$10  = pc + 1'h1;
+  assign \$11  = ~ retire;
+  assign \$12  = in_exec & \$11 ;
+  assign \$13  = trace_n + 1'h1;
+  assign \$14  = \$signal$23  + 1'h1;
+  assign \$15  = | macro_we;
+  assign \$16  = \$signal$24  + 1'h1;
+  assign \$17  = ~ busy;
+  assign \$18  = start & \$17 ;
+  assign \$19  = ~ busy;
+  assign \$20  = start & \$19 ;
+  assign \$21  = busy & \port$40$351 ;
+  assign \$22  = counters0[31:0] + 1'h1;
+  assign \$23  = ~ \port$40$351 ;
+  assign \$24  = \port$42$0  & \$23 ;
+  assign \$25  = counters0[63:32] + 1'h1;
+  assign \$26  = counters0[95:64] + 1'h1;
+  assign \$27  = ~ busy;
+  assign \$28  = start & \$27 ;
+  assign \$29  = busy & \port$41$351 ;
+  assign \$30  = counters1[31:0] + 1'h1;
+  assign \$31  = ~ \port$41$351 ;
+  assign \$32  = \port$43$0  & \$31 ;
+  assign \$33  = counters1[63:32] + 1'h1;
+  assign \$34  = counters1[95:64] + 1'h1;
+  assign \$35  = ~ loader_busy;
+  always @(posedge clk)
+    pc <= \$36 ;
+  always @(posedge clk)
+    pf_valid <= \$37 ;
+  always @(posedge clk)
+    trace_n <= \$38 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = \$signal$24 ;
+    if (\$15 ) begin
+      \$40  = \$16 [31:0];
+    end
+    if (\$18 ) begin
+      \$40  = 32'd0;
+    end
+    if (rst) begin
+      \$40  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$41  = counters0;
+    (* full_case = 32'd1 *)
+    if (\$20 ) begin
+      \$41 [31:0] = 32'd0;
+      \$41 [63:32] = 32'd0;
+      \$41 [95:64] = 32'd0;
+    end else begin
+      if (\$21 ) begin
+        \$41 [31:0] = \$22 [31:0];
+      end
+      if (\$24 ) begin
+        \$41 [63:32] = \$25 [31:0];
+      end
+      if (macro_we[0]) begin
+        \$41 [95:64] = \$26 [31:0];
+      end
+    end
+    if (rst) begin
+      \$41  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$42  = counters1;
+    (* full_case = 32'd1 *)
+    if (\$28 ) begin
+      \$42 [31:0] = 32'd0;
+      \$42 [63:32] = 32'd0;
+      \$42 [95:64] = 32'd0;
+    end else begin
+      if (\$29 ) begin
+        \$42 [31:0] = \$30 [31:0];
+      end
+      if (\$32 ) begin
+        \$42 [63:32] = \$33 [31:0];
+      end
+      if (macro_we[1]) begin
+        \$42 [95:64] = \$34 [31:0];
+      end
+    end
+    if (rst) begin
+      \$42  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$43  = busy;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$43  = 1'h1;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$43  = 1'h0;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            default:
+                \$43  = 1'h0;
+          endcase
+    endcase
+    if (rst) begin
+      \$43  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$44  = done;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$44  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$44  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$44  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$45  = error;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$45  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            default:
+                \$45  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$45  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$46  = ctrl_state;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$46  = 3'h1;
+          end
+      3'h1:
+          \$46  = 3'h2;
+      3'h2:
+          \$46  = 3'h3;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$46  = 3'h0;
+            4'h1:
+                if (load__ready) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$46  = 3'h3;
+                  end else begin
+                    \$46  = 3'h2;
+                  end
+                end
+            4'h2:
+                if (\$35 ) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$46  = 3'h3;
+                  end else begin
+                    \$46  = 3'h2;
+                  end
+                end
+            4'h3:
+                \$46  = 3'h4;
+            4'h4:
+                \$46  = 3'h4;
+            4'h5:
+                \$46  = 3'h4;
+            default:
+                \$46  = 3'h0;
+          endcase
+      3'h4:
+          if (engine_done) begin
+            (* full_case = 32'd1 *)
+            if (pf_valid) begin
+              \$46  = 3'h3;
+            end else begin
+              \$46  = 3'h2;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$46  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = ir;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          \$47  = imem_rd__data;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                if (load__ready) begin
+                  if (pf_valid) begin
+                    \$47  = imem_rd__data;
+                  end
+                end
+            4'h2:
+                if (\$35 ) begin
+                  if (pf_valid) begin
+                    \$47  = imem_rd__data;
+                  end
+                end
+          endcase
+      3'h4:
+          if (engine_done) begin
+            if (pf_valid) begin
+              \$47  = imem_rd__data;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$47  = 386'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    in_exec = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          in_exec = 1'h1;
+      3'h4:
+          in_exec = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    retire = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                retire = 1'h1;
+            4'h1:
+                if (load__ready) begin
+                  retire = 1'h1;
+                end
+            4'h2:
+                if (\$4 ) begin
+                  retire = 1'h1;
+                end
+          endcase
+      3'h4:
+          if (engine_done) begin
+            retire = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    load__valid = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                load__valid = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__mac__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                engines__mac__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__pool__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                engines__pool__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__ew__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                engines__ew__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$36  = pc;
+    if (retire) begin
+      \$36  = \$10 [15:0];
+    end
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$36  = host__start_pc;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$36  = pc;
+          endcase
+    endcase
+    if (rst) begin
+      \$36  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$37  = \$12 ;
+    if (rst) begin
+      \$37  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = trace_n;
+    if (retire) begin
+      \$38  = \$13 [31:0];
+    end
+    if (\$18 ) begin
+      \$38  = 32'd0;
+    end
+    if (rst) begin
+      \$38  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$39  = \$signal$23 ;
+    if (busy) begin
+      \$39  = \$14 [31:0];
+    end
+    if (\$18 ) begin
+      \$39  = 32'd0;
+    end
+    if (rst) begin
+      \$39  = 32'd0;
+    end
+  end
+  assign imem_rd__en = 1'h1;
+  assign engines__pool__args = ir[187:4];
+  assign engines__ew__args = ir[260:4];
+  assign load__payload = ir[35:4];
+  assign host__start = start;
+  assign \$signal  = busy;
+  assign \$signal$14  = done;
+  assign \error$16  = error;
+  assign trace_w__data = entry;
+  assign macro_busy = { \port$41$351 , \port$40$351  };
+  assign unit_en = { \port$43$0 , \port$42$0  };
+  assign imem_rd__addr = \$2 [9:0];
+  assign trace_w__addr = trace_n[9:0];
+  assign engines__mac__args = ir[385:4];
+  assign \engines__mac__args.in_h  = ir[11:4];
+  assign \engines__mac__args.in_w  = ir[19:12];
+  assign \engines__mac__args.in_cw  = ir[27:20];
+  assign \engines__mac__args.cin  = ir[39:28];
+  assign \engines__mac__args.kh  = ir[47:40];
+  assign \engines__mac__args.kw  = ir[55:48];
+  assign \engines__mac__args.dh  = ir[59:56];
+  assign \engines__mac__args.dw  = ir[63:60];
+  assign \engines__mac__args.sh  = ir[67:64];
+  assign \engines__mac__args.sw  = ir[71:68];
+  assign \engines__mac__args.pt  = ir[75:72];
+  assign \engines__mac__args.pl  = ir[79:76];
+  assign \engines__mac__args.ow  = ir[87:80];
+  assign \engines__mac__args.oh  = ir[95:88];
+  assign \engines__mac__args.npos  = ir[111:96];
+  assign \engines__mac__args.pos0  = ir[125:112];
+  assign \engines__mac__args.kx_inc  = ir[139:126];
+  assign \engines__mac__args.ky_inc  = ir[153:140];
+  assign \engines__mac__args.pos_ux  = ir[167:154];
+  assign \engines__mac__args.pos_wrap  = ir[181:168];
+  assign \engines__mac__args.pos_bstep  = ir[195:182];
+  assign \engines__mac__args.bq  = ir[203:196];
+  assign \engines__mac__args.br  = ir[211:204];
+  assign \engines__mac__args.img_delta  = ir[225:212];
+  assign \engines__mac__args.img_bstep  = ir[239:226];
+  assign \engines__mac__args.desc_base  = ir[245:240];
+  assign \engines__mac__args.kt  = ir[253:246];
+  assign \engines__mac__args.nt  = ir[261:254];
+  assign \engines__mac__args.kr  = ir[269:262];
+  assign \engines__mac__args.nr  = ir[277:270];
+  assign \engines__mac__args.b  = ir[284:278];
+  assign \engines__mac__args.ki  = ir[291:285];
+  assign \engines__mac__args.no  = ir[298:292];
+  assign \engines__mac__args.groups  = ir[306:299];
+  assign \engines__mac__args.role_base  = ir[312:307];
+  assign \engines__mac__args.page_base  = ir[313];
+  assign \engines__mac__args.out_base  = ir[325:314];
+  assign \engines__mac__args.out_cw  = ir[333:326];
+  assign \engines__mac__args.param_base  = ir[339:334];
+  assign \engines__mac__args.zp_in  = ir[347:340];
+  assign \engines__mac__args.zp_out  = ir[357:348];
+  assign \engines__mac__args.act_min  = ir[367:358];
+  assign \engines__mac__args.act_max  = ir[377:368];
+  assign \engines__mac__args.ab_m1  = ir[380:378];
+  assign \engines__mac__args.wb_log2  = ir[382:381];
+  assign \engines__mac__args.x_signed  = ir[383];
+  assign \engines__mac__args.w_signed  = ir[384];
+  assign \engines__mac__args.rowpack  = ir[385];
   assign \ir.op  = ir[3:0];
   assign \ir.args  = ir[385:4];
+  assign \ir.args.load  = ir[35:4];
+  assign \ir.args.load.src  = ir[13:4];
+  assign \ir.args.load.count  = ir[29:14];
+  assign \ir.args.load.mask  = ir[31:30];
+  assign \ir.args.load.page  = ir[32];
+  assign \ir.args.load.row0  = ir[35:33];
   assign \ir.args.mac  = ir[385:4];
   assign \ir.args.mac.in_h  = ir[11:4];
   assign \ir.args.mac.in_w  = ir[19:12];
@@ -11560,87 +12321,216 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \ir.args.ew.zp_out  = ir[240:231];
   assign \ir.args.ew.act_min  = ir[250:241];
   assign \ir.args.ew.act_max  = ir[260:251];
-  assign \ir.args.load  = ir[35:4];
-  assign \ir.args.load.src  = ir[13:4];
-  assign \ir.args.load.count  = ir[29:14];
-  assign \ir.args.load.mask  = ir[31:30];
-  assign \ir.args.load.page  = ir[32];
-  assign \ir.args.load.row0  = ir[35:33];
-  assign \args$91.mode  = ir[4];
-  assign \args$91.x_signed  = ir[5];
-  assign \args$91.in_base  = ir[17:6];
-  assign \args$91.in_h  = ir[25:18];
-  assign \args$91.in_w  = ir[33:26];
-  assign \args$91.cw  = ir[41:34];
-  assign \args$91.kh  = ir[49:42];
-  assign \args$91.kw  = ir[57:50];
-  assign \args$91.sh  = ir[61:58];
-  assign \args$91.sw  = ir[65:62];
-  assign \args$91.dh  = ir[69:66];
-  assign \args$91.dw  = ir[73:70];
-  assign \args$91.pt  = ir[77:74];
-  assign \args$91.pl  = ir[81:78];
-  assign \args$91.oh  = ir[89:82];
-  assign \args$91.ow  = ir[97:90];
-  assign \args$91.out_base  = ir[109:98];
-  assign \args$91.zp_in  = ir[119:110];
-  assign \args$91.mult  = ir[151:120];
-  assign \args$91.shift  = ir[157:152];
-  assign \args$91.zp_out  = ir[167:158];
-  assign \args$91.act_min  = ir[177:168];
-  assign \args$91.act_max  = ir[187:178];
-  assign \args$92.a_base  = ir[15:4];
-  assign \args$92.b_base  = ir[27:16];
-  assign \args$92.out_base  = ir[39:28];
-  assign \args$92.npos  = ir[55:40];
-  assign \args$92.cw  = ir[63:56];
-  assign \args$92.a_stride  = ir[71:64];
-  assign \args$92.b_stride  = ir[79:72];
-  assign \args$92.out_stride  = ir[87:80];
-  assign \args$92.x_signed  = ir[88];
-  assign \args$92.has_b  = ir[89];
-  assign \args$92.rq_in  = ir[90];
-  assign \args$92.rq_out  = ir[91];
-  assign \args$92.ls  = ir[96:92];
-  assign \args$92.zp_a  = ir[106:97];
-  assign \args$92.zp_b  = ir[116:107];
-  assign \args$92.mult_a  = ir[148:117];
-  assign \args$92.shift_a  = ir[154:149];
-  assign \args$92.mult_b  = ir[186:155];
-  assign \args$92.shift_b  = ir[192:187];
-  assign \args$92.mult_o  = ir[224:193];
-  assign \args$92.shift_o  = ir[230:225];
-  assign \args$92.zp_out  = ir[240:231];
-  assign \args$92.act_min  = ir[250:241];
-  assign \args$92.act_max  = ir[260:251];
-  assign \cmd.src  = ir[13:4];
-  assign \cmd.count  = ir[29:14];
-  assign \cmd.mask  = ir[31:30];
-  assign \cmd.page  = ir[32];
-  assign \cmd.row0  = ir[35:33];
+  assign \engines__pool__args.mode  = ir[4];
+  assign \engines__pool__args.x_signed  = ir[5];
+  assign \engines__pool__args.in_base  = ir[17:6];
+  assign \engines__pool__args.in_h  = ir[25:18];
+  assign \engines__pool__args.in_w  = ir[33:26];
+  assign \engines__pool__args.cw  = ir[41:34];
+  assign \engines__pool__args.kh  = ir[49:42];
+  assign \engines__pool__args.kw  = ir[57:50];
+  assign \engines__pool__args.sh  = ir[61:58];
+  assign \engines__pool__args.sw  = ir[65:62];
+  assign \engines__pool__args.dh  = ir[69:66];
+  assign \engines__pool__args.dw  = ir[73:70];
+  assign \engines__pool__args.pt  = ir[77:74];
+  assign \engines__pool__args.pl  = ir[81:78];
+  assign \engines__pool__args.oh  = ir[89:82];
+  assign \engines__pool__args.ow  = ir[97:90];
+  assign \engines__pool__args.out_base  = ir[109:98];
+  assign \engines__pool__args.zp_in  = ir[119:110];
+  assign \engines__pool__args.mult  = ir[151:120];
+  assign \engines__pool__args.shift  = ir[157:152];
+  assign \engines__pool__args.zp_out  = ir[167:158];
+  assign \engines__pool__args.act_min  = ir[177:168];
+  assign \engines__pool__args.act_max  = ir[187:178];
+  assign \engines__ew__args.a_base  = ir[15:4];
+  assign \engines__ew__args.b_base  = ir[27:16];
+  assign \engines__ew__args.out_base  = ir[39:28];
+  assign \engines__ew__args.npos  = ir[55:40];
+  assign \engines__ew__args.cw  = ir[63:56];
+  assign \engines__ew__args.a_stride  = ir[71:64];
+  assign \engines__ew__args.b_stride  = ir[79:72];
+  assign \engines__ew__args.out_stride  = ir[87:80];
+  assign \engines__ew__args.x_signed  = ir[88];
+  assign \engines__ew__args.has_b  = ir[89];
+  assign \engines__ew__args.rq_in  = ir[90];
+  assign \engines__ew__args.rq_out  = ir[91];
+  assign \engines__ew__args.ls  = ir[96:92];
+  assign \engines__ew__args.zp_a  = ir[106:97];
+  assign \engines__ew__args.zp_b  = ir[116:107];
+  assign \engines__ew__args.mult_a  = ir[148:117];
+  assign \engines__ew__args.shift_a  = ir[154:149];
+  assign \engines__ew__args.mult_b  = ir[186:155];
+  assign \engines__ew__args.shift_b  = ir[192:187];
+  assign \engines__ew__args.mult_o  = ir[224:193];
+  assign \engines__ew__args.shift_o  = ir[230:225];
+  assign \engines__ew__args.zp_out  = ir[240:231];
+  assign \engines__ew__args.act_min  = ir[250:241];
+  assign \engines__ew__args.act_max  = ir[260:251];
+  assign \load__payload.src  = ir[13:4];
+  assign \load__payload.count  = ir[29:14];
+  assign \load__payload.mask  = ir[31:30];
+  assign \load__payload.page  = ir[32];
+  assign \load__payload.row0  = ir[35:33];
+  assign \host__report.status  = host__report[3:0];
+  assign \host__report.status.busy  = host__report[0];
+  assign \host__report.status.done  = host__report[1];
+  assign \host__report.status.error  = host__report[2];
+  assign \host__report.status.loader_busy  = host__report[3];
+  assign \host__report.pc  = host__report[19:4];
+  assign \host__report.op  = host__report[23:20];
+  assign \host__report.cycles  = host__report[55:24];
+  assign \host__report.load_cycles  = host__report[87:56];
+  assign \host__report.trace_count  = host__report[119:88];
+  assign \host__report.macros  = host__report[311:120];
+  assign \host__report.macros[0]  = host__report[215:120];
+  assign \host__report.macros[0].busy  = host__report[151:120];
+  assign \host__report.macros[0].stall  = host__report[183:152];
+  assign \host__report.macros[0].wload  = host__report[215:184];
+  assign \host__report.macros[1]  = host__report[311:216];
+  assign \host__report.macros[1].busy  = host__report[247:216];
+  assign \host__report.macros[1].stall  = host__report[279:248];
+  assign \host__report.macros[1].wload  = host__report[311:280];
   assign \entry.cycle  = entry[31:0];
   assign \entry.pc  = entry[47:32];
   assign \entry.op  = entry[51:48];
   assign \entry._pad  = entry[63:52];
+  assign \trace_w__data.cycle  = entry[31:0];
+  assign \trace_w__data.pc  = entry[47:32];
+  assign \trace_w__data.op  = entry[51:48];
+  assign \trace_w__data._pad  = entry[63:52];
+  assign \counters0.busy  = counters0[31:0];
+  assign \counters0.stall  = counters0[63:32];
+  assign \counters0.wload  = counters0[95:64];
+  assign \counters1.busy  = counters1[31:0];
+  assign \counters1.stall  = counters1[63:32];
+  assign \counters1.wload  = counters1[95:64];
+  assign \imem_rd__data.op  = imem_rd__data[3:0];
+  assign \imem_rd__data.args  = imem_rd__data[385:4];
+  assign \imem_rd__data.args.load  = imem_rd__data[35:4];
+  assign \imem_rd__data.args.load.src  = imem_rd__data[13:4];
+  assign \imem_rd__data.args.load.count  = imem_rd__data[29:14];
+  assign \imem_rd__data.args.load.mask  = imem_rd__data[31:30];
+  assign \imem_rd__data.args.load.page  = imem_rd__data[32];
+  assign \imem_rd__data.args.load.row0  = imem_rd__data[35:33];
+  assign \imem_rd__data.args.mac  = imem_rd__data[385:4];
+  assign \imem_rd__data.args.mac.in_h  = imem_rd__data[11:4];
+  assign \imem_rd__data.args.mac.in_w  = imem_rd__data[19:12];
+  assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[27:20];
+  assign \imem_rd__data.args.mac.cin  = imem_rd__data[39:28];
+  assign \imem_rd__data.args.mac.kh  = imem_rd__data[47:40];
+  assign \imem_rd__data.args.mac.kw  = imem_rd__data[55:48];
+  assign \imem_rd__data.args.mac.dh  = imem_rd__data[59:56];
+  assign \imem_rd__data.args.mac.dw  = imem_rd__data[63:60];
+  assign \imem_rd__data.args.mac.sh  = imem_rd__data[67:64];
+  assign \imem_rd__data.args.mac.sw  = imem_rd__data[71:68];
+  assign \imem_rd__data.args.mac.pt  = imem_rd__data[75:72];
+  assign \imem_rd__data.args.mac.pl  = imem_rd__data[79:76];
+  assign \imem_rd__data.args.mac.ow  = imem_rd__data[87:80];
+  assign \imem_rd__data.args.mac.oh  = imem_rd__data[95:88];
+  assign \imem_rd__data.args.mac.npos  = imem_rd__data[111:96];
+  assign \imem_rd__data.args.mac.pos0  = imem_rd__data[125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = imem_rd__data[139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = imem_rd__data[153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = imem_rd__data[167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = imem_rd__data[181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = imem_rd__data[195:182];
+  assign \imem_rd__data.args.mac.bq  = imem_rd__data[203:196];
+  assign \imem_rd__data.args.mac.br  = imem_rd__data[211:204];
+  assign \imem_rd__data.args.mac.img_delta  = imem_rd__data[225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = imem_rd__data[239:226];
+  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[245:240];
+  assign \imem_rd__data.args.mac.kt  = imem_rd__data[253:246];
+  assign \imem_rd__data.args.mac.nt  = imem_rd__data[261:254];
+  assign \imem_rd__data.args.mac.kr  = imem_rd__data[269:262];
+  assign \imem_rd__data.args.mac.nr  = imem_rd__data[277:270];
+  assign \imem_rd__data.args.mac.b  = imem_rd__data[284:278];
+  assign \imem_rd__data.args.mac.ki  = imem_rd__data[291:285];
+  assign \imem_rd__data.args.mac.no  = imem_rd__data[298:292];
+  assign \imem_rd__data.args.mac.groups  = imem_rd__data[306:299];
+  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[312:307];
+  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[313];
+  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[325:314];
+  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[333:326];
+  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[339:334];
+  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[347:340];
+  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[357:348];
+  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[367:358];
+  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[377:368];
+  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[380:378];
+  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[382:381];
+  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[383];
+  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[384];
+  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[385];
+  assign \imem_rd__data.args.pool  = imem_rd__data[187:4];
+  assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
+  assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
+  assign \imem_rd__data.args.pool.in_base  = imem_rd__data[17:6];
+  assign \imem_rd__data.args.pool.in_h  = imem_rd__data[25:18];
+  assign \imem_rd__data.args.pool.in_w  = imem_rd__data[33:26];
+  assign \imem_rd__data.args.pool.cw  = imem_rd__data[41:34];
+  assign \imem_rd__data.args.pool.kh  = imem_rd__data[49:42];
+  assign \imem_rd__data.args.pool.kw  = imem_rd__data[57:50];
+  assign \imem_rd__data.args.pool.sh  = imem_rd__data[61:58];
+  assign \imem_rd__data.args.pool.sw  = imem_rd__data[65:62];
+  assign \imem_rd__data.args.pool.dh  = imem_rd__data[69:66];
+  assign \imem_rd__data.args.pool.dw  = imem_rd__data[73:70];
+  assign \imem_rd__data.args.pool.pt  = imem_rd__data[77:74];
+  assign \imem_rd__data.args.pool.pl  = imem_rd__data[81:78];
+  assign \imem_rd__data.args.pool.oh  = imem_rd__data[89:82];
+  assign \imem_rd__data.args.pool.ow  = imem_rd__data[97:90];
+  assign \imem_rd__data.args.pool.out_base  = imem_rd__data[109:98];
+  assign \imem_rd__data.args.pool.zp_in  = imem_rd__data[119:110];
+  assign \imem_rd__data.args.pool.mult  = imem_rd__data[151:120];
+  assign \imem_rd__data.args.pool.shift  = imem_rd__data[157:152];
+  assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[167:158];
+  assign \imem_rd__data.args.pool.act_min  = imem_rd__data[177:168];
+  assign \imem_rd__data.args.pool.act_max  = imem_rd__data[187:178];
+  assign \imem_rd__data.args.ew  = imem_rd__data[260:4];
+  assign \imem_rd__data.args.ew.a_base  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.ew.b_base  = imem_rd__data[27:16];
+  assign \imem_rd__data.args.ew.out_base  = imem_rd__data[39:28];
+  assign \imem_rd__data.args.ew.npos  = imem_rd__data[55:40];
+  assign \imem_rd__data.args.ew.cw  = imem_rd__data[63:56];
+  assign \imem_rd__data.args.ew.a_stride  = imem_rd__data[71:64];
+  assign \imem_rd__data.args.ew.b_stride  = imem_rd__data[79:72];
+  assign \imem_rd__data.args.ew.out_stride  = imem_rd__data[87:80];
+  assign \imem_rd__data.args.ew.x_signed  = imem_rd__data[88];
+  assign \imem_rd__data.args.ew.has_b  = imem_rd__data[89];
+  assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[90];
+  assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[91];
+  assign \imem_rd__data.args.ew.ls  = imem_rd__data[96:92];
+  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[106:97];
+  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[116:107];
+  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[148:117];
+  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[154:149];
+  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[186:155];
+  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[192:187];
+  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[224:193];
+  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[230:225];
+  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[240:231];
+  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[250:241];
+  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[260:251];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = cycles;
+  assign entry[31:0] = \$signal$23 ;
   assign entry[63:52] = 12'h000;
-  assign imem_hword = { 4'h0, wb__adr[13:4] };
-  assign wmem_hword = wb__adr[13:0];
-  assign pmem_hword = { 3'h0, wb__adr[13:3] };
-  assign dmem_hword = { 2'h0, wb__adr[13:2] };
-  assign \imem_hword$144  = { 4'h0, wb__adr[13:4] };
-  assign amem_hword = wb__adr[13:0];
-  assign \wmem_hword$150  = wb__adr[13:0];
-  assign \pmem_hword$153  = { 3'h0, wb__adr[13:3] };
-  assign \dmem_hword$156  = { 2'h0, wb__adr[13:2] };
-  assign trace_hword = { 1'h0, wb__adr[13:1] };
-  assign \amem_hword$162  = wb__adr[13:0];
+  assign host__report[311:216] = counters1;
+  assign host__report[215:120] = counters0;
+  assign host__report[119:88] = trace_n;
+  assign host__report[87:56] = \$signal$24 ;
+  assign host__report[55:24] = \$signal$23 ;
+  assign host__report[23:20] = ir[3:0];
+  assign host__report[19:4] = pc;
+  assign host__report[3] = loader_busy;
+  assign host__report[2] = error;
+  assign host__report[1] = done;
+  assign host__report[0] = busy;
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1002$0 , \port$1008$0 , done, start, args, w_addr, w_en, clk);
+module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$823$0 , \port$829$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -11705,6 +12595,16 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1002$0 , 
   wire [8:0] \$7 ;
   wire [8:0] \$8 ;
   wire [8:0] \$9 ;
+  output [11:0] a_rd__addr;
+  wire [11:0] a_rd__addr;
+  input [15:0] a_rd__data;
+  wire [15:0] a_rd__data;
+  wire a_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [15:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
   input [256:0] args;
   wire [256:0] args;
   wire [11:0] \args.a_base ;
@@ -11731,6 +12631,12 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1002$0 , 
   wire [9:0] \args.zp_a ;
   wire [9:0] \args.zp_b ;
   wire [9:0] \args.zp_out ;
+  output [11:0] b_rd__addr;
+  wire [11:0] b_rd__addr;
+  input [15:0] b_rd__data;
+  wire [15:0] b_rd__data;
+  wire b_rd__en;
+  output busy;
   reg busy = 1'h0;
   wire \busy$47 ;
   wire \busy$48 ;
@@ -11791,20 +12697,10 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1002$0 , 
   reg [31:0] ob3_0 = 32'd0;
   reg [31:0] ob3_1 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1002$0 ;
-  wire [7:0] \port$1002$0 ;
-  output [7:0] \port$1008$0 ;
-  wire [7:0] \port$1008$0 ;
-  output [11:0] ra_addr;
-  wire [11:0] ra_addr;
-  input [15:0] ra_data;
-  wire [15:0] ra_data;
-  wire ra_en;
-  output [11:0] rb_addr;
-  wire [11:0] rb_addr;
-  input [15:0] rb_data;
-  wire [15:0] rb_data;
-  wire rb_en;
+  output [7:0] \port$823$0 ;
+  wire [7:0] \port$823$0 ;
+  output [7:0] \port$829$0 ;
+  wire [7:0] \port$829$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -11835,11 +12731,6 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1002$0 , 
   reg [31:0] vb0 = 32'd0;
   reg [31:0] vb1 = 32'd0;
   reg [7:0] w = 8'h00;
-  output [11:0] w_addr;
-  reg [11:0] w_addr = 12'h000;
-  wire [15:0] w_data;
-  output w_en;
-  wire w_en;
   wire [127:0] x;
   wire [63:0] \x$26 ;
   wire [31:0] \x$26[0] ;
@@ -11973,7 +12864,7 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1002$0 , 
   always @(posedge clk)
     ob2_1 <= ob1_1;
   always @(posedge clk)
-    w_addr <= oa2;
+    act_w__addr <= oa2;
   always @(posedge clk)
     ob3_0 <= ob2_0;
   always @(posedge clk)
@@ -11986,10 +12877,10 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1002$0 , 
   assign \$4  = p * args[75:68];
   assign \$5  = args[23:12] + \$4 ;
   assign \$6  = \$5  + w;
-  assign \$7  = args[84] ? { ra_data[7], ra_data[7:0] } : { 1'h0, ra_data[7:0] };
-  assign \$8  = args[84] ? { rb_data[7], rb_data[7:0] } : { 1'h0, rb_data[7:0] };
-  assign \$9  = args[84] ? { ra_data[15], ra_data[15:8] } : { 1'h0, ra_data[15:8] };
-  assign \$10  = args[84] ? { rb_data[15], rb_data[15:8] } : { 1'h0, rb_data[15:8] };
+  assign \$7  = args[84] ? { a_rd__data[7], a_rd__data[7:0] } : { 1'h0, a_rd__data[7:0] };
+  assign \$8  = args[84] ? { b_rd__data[7], b_rd__data[7:0] } : { 1'h0, b_rd__data[7:0] };
+  assign \$9  = args[84] ? { a_rd__data[15], a_rd__data[15:8] } : { 1'h0, a_rd__data[15:8] };
+  assign \$10  = args[84] ? { b_rd__data[15], b_rd__data[15:8] } : { 1'h0, b_rd__data[15:8] };
   assign \$11  = $signed(va0) << args[92:88];
   assign \$12  = $signed(vb0) << args[92:88];
   assign \$13  = $signed(va1) << args[92:88];
@@ -12034,7 +12925,7 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1002$0 , 
     .mult(\mult$28 ),
     .rst(rst),
     .shift(\shift$29 ),
-    .v4(w_en),
+    .v4(act_w__en),
     .x(\x$26 ),
     .y(y)
   );
@@ -12121,8 +13012,8 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1002$0 , 
     end
   end
   assign running = busy;
-  assign ra_en = 1'h1;
-  assign rb_en = 1'h1;
+  assign a_rd__en = 1'h1;
+  assign b_rd__en = 1'h1;
   assign xa0 = { \$7 [8], \$7  };
   assign xb0 = { \$8 [8], \$8  };
   assign xa1 = { \$9 [8], \$9  };
@@ -12133,13 +13024,13 @@ module \tiny_fabric.ew (rst, ra_data, rb_data, ra_addr, rb_addr, \port$1002$0 , 
   assign ecode0 = \$19 [9:0];
   assign ecode1_sum = { \$20 [32], \$20  };
   assign ecode1 = \$24 [9:0];
-  assign o_valid = w_en;
-  assign oa3 = w_addr;
-  assign w_data = { \$24 [7:0], \$19 [7:0] };
-  assign ra_addr = \$3 [11:0];
-  assign rb_addr = \$6 [11:0];
-  assign \port$1002$0  = \$19 [7:0];
-  assign \port$1008$0  = \$24 [7:0];
+  assign o_valid = act_w__en;
+  assign oa3 = act_w__addr;
+  assign act_w__data = { \$24 [7:0], \$19 [7:0] };
+  assign a_rd__addr = \$3 [11:0];
+  assign b_rd__addr = \$6 [11:0];
+  assign \port$823$0  = \$19 [7:0];
+  assign \port$829$0  = \$24 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -12997,8 +13888,493 @@ module \tiny_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_data, w_addr, mem_page, mem_row, clk);
+module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, imem_r__data, amem_r__data, wmem_r__data, pmem_r__data, dmem_r__data, trace_r__data, imem_r__addr, imem_w__en, amem_r__addr, amem_w__en, wmem_r__addr, wmem_w__en, pmem_r__addr, pmem_w__en
+, dmem_r__addr, dmem_w__en, trace_r__addr, ctrl__report, ctrl__start, dat, wb__ack, ctrl__start_pc, wb__cyc);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [9:0] \$101 ;
+  wire [8:0] \$104 ;
+  wire [7:0] \$107 ;
+  wire \$11 ;
+  wire [6:0] \$110 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire [27:0] \$16 ;
+  wire [27:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire [12:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [5:0] \$34 ;
+  wire [5:0] \$35 ;
+  wire [31:0] \$36 ;
+  wire [31:0] \$37 ;
+  wire [31:0] \$38 ;
+  wire [31:0] \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  reg \$45 ;
+  reg [2:0] \$46 ;
+  reg [15:0] \$47 ;
+  reg [31:0] \$48 ;
+  reg [3:0] \$49 ;
+  wire \$5 ;
+  reg \$50 ;
+  reg \$51 ;
+  reg [2:0] \$52 ;
+  reg [1:0] \$53 ;
+  reg \$54 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  wire amem_hslice;
+  wire [13:0] amem_hword;
+  output [11:0] amem_r__addr;
+  wire [11:0] amem_r__addr;
+  input [15:0] amem_r__data;
+  wire [15:0] amem_r__data;
+  wire amem_r__en;
+  reg amem_rsl = 1'h0;
+  wire [11:0] amem_w__addr;
+  wire [15:0] amem_w__data;
+  output amem_w__en;
+  wire amem_w__en;
+  input clk;
+  wire clk;
+  wire csr_hit;
+  wire [4:0] csr_idx;
+  reg [31:0] csr_r = 32'd0;
+  input [311:0] ctrl__report;
+  wire [311:0] ctrl__report;
+  wire [31:0] \ctrl__report.cycles ;
+  wire [31:0] \ctrl__report.load_cycles ;
+  wire [191:0] \ctrl__report.macros ;
+  wire [95:0] \ctrl__report.macros[0] ;
+  wire [31:0] \ctrl__report.macros[0].busy ;
+  wire [31:0] \ctrl__report.macros[0].stall ;
+  wire [31:0] \ctrl__report.macros[0].wload ;
+  wire [95:0] \ctrl__report.macros[1] ;
+  wire [31:0] \ctrl__report.macros[1].busy ;
+  wire [31:0] \ctrl__report.macros[1].stall ;
+  wire [31:0] \ctrl__report.macros[1].wload ;
+  wire [3:0] \ctrl__report.op ;
+  wire [15:0] \ctrl__report.pc ;
+  wire [3:0] \ctrl__report.status ;
+  wire \ctrl__report.status.busy ;
+  wire \ctrl__report.status.done ;
+  wire \ctrl__report.status.error ;
+  wire \ctrl__report.status.loader_busy ;
+  wire [31:0] \ctrl__report.trace_count ;
+  output ctrl__start;
+  reg ctrl__start;
+  output [15:0] ctrl__start_pc;
+  reg [15:0] ctrl__start_pc = 16'h0000;
+  output [31:0] dat;
+  reg [31:0] dat;
+  wire [1:0] dmem_hslice;
+  wire [13:0] dmem_hword;
+  output [5:0] dmem_r__addr;
+  wire [5:0] dmem_r__addr;
+  input [95:0] dmem_r__data;
+  wire [95:0] dmem_r__data;
+  wire dmem_r__en;
+  reg [1:0] dmem_rsl = 2'h0;
+  wire [5:0] dmem_w__addr;
+  wire [95:0] dmem_w__data;
+  output [2:0] dmem_w__en;
+  wire [2:0] dmem_w__en;
+  wire [3:0] imem_hslice;
+  wire [13:0] imem_hword;
+  output [9:0] imem_r__addr;
+  wire [9:0] imem_r__addr;
+  input [415:0] imem_r__data;
+  wire [415:0] imem_r__data;
+  wire imem_r__en;
+  reg [3:0] imem_rsl = 4'h0;
+  wire [9:0] imem_w__addr;
+  wire [415:0] imem_w__data;
+  output [12:0] imem_w__en;
+  wire [12:0] imem_w__en;
+  wire [13:0] off;
+  wire [2:0] pmem_hslice;
+  wire [13:0] pmem_hword;
+  output [5:0] pmem_r__addr;
+  wire [5:0] pmem_r__addr;
+  input [191:0] pmem_r__data;
+  wire [191:0] pmem_r__data;
+  wire pmem_r__en;
+  reg [2:0] pmem_rsl = 3'h0;
+  wire [5:0] pmem_w__addr;
+  wire [191:0] pmem_w__data;
+  output [5:0] pmem_w__en;
+  wire [5:0] pmem_w__en;
+  reg [2:0] r_region = 3'h0;
+  wire [2:0] region;
+  wire req;
+  input rst;
+  wire rst;
+  (* init = 16'h0000 *)
+  wire [15:0] start_pc;
+  wire trace_hslice;
+  wire [13:0] trace_hword;
+  output [9:0] trace_r__addr;
+  wire [9:0] trace_r__addr;
+  input [63:0] trace_r__data;
+  wire [63:0] trace_r__data;
+  wire trace_r__en;
+  reg trace_rsl = 1'h0;
+  (* init = 1'h0 *)
+  output wb__ack;
+  wire wb__ack;
+  input [16:0] wb__adr;
+  wire [16:0] wb__adr;
+  input wb__cyc;
+  wire wb__cyc;
+  wire [31:0] wb__dat_r;
+  input [31:0] wb__dat_w;
+  wire [31:0] wb__dat_w;
+  input [3:0] wb__sel;
+  wire [3:0] wb__sel;
+  input wb__stb;
+  wire wb__stb;
+  input wb__we;
+  wire wb__we;
+  wire wmem_hslice;
+  wire [13:0] wmem_hword;
+  output [9:0] wmem_r__addr;
+  wire [9:0] wmem_r__addr;
+  input [15:0] wmem_r__data;
+  wire [15:0] wmem_r__data;
+  wire wmem_r__en;
+  reg wmem_rsl = 1'h0;
+  wire [9:0] wmem_w__addr;
+  wire [15:0] wmem_w__data;
+  output wmem_w__en;
+  wire wmem_w__en;
+  wire wr;
+  assign \$101  = imem_rsl * 6'h20;
+  assign \$36  = imem_r__data >> \$101 ;
+  assign \$104  = pmem_rsl * 6'h20;
+  assign \$37  = pmem_r__data >> \$104 ;
+  assign \$107  = dmem_rsl * 6'h20;
+  assign \$38  = dmem_r__data >> \$107 ;
+  assign \$110  = trace_rsl * 6'h20;
+  assign \$39  = trace_r__data >> \$110 ;
+  assign \$40  = csr_hit & wr;
+  assign \$41  = wb__adr[4:0] == 3'h4;
+  assign \$42  = \$40  & \$41 ;
+  assign \$43  = ~ wb__we;
+  assign \$44  = csr_hit & \$43 ;
+  always @(posedge clk)
+    \$signal  <= \$45 ;
+  always @(posedge clk)
+    r_region <= \$46 ;
+  always @(posedge clk)
+    ctrl__start_pc <= \$47 ;
+  always @(posedge clk)
+    csr_r <= \$48 ;
+  always @(posedge clk)
+    imem_rsl <= \$49 ;
+  always @(posedge clk)
+    amem_rsl <= \$50 ;
+  always @(posedge clk)
+    wmem_rsl <= \$51 ;
+  always @(posedge clk)
+    pmem_rsl <= \$52 ;
+  always @(posedge clk)
+    dmem_rsl <= \$53 ;
+  always @(posedge clk)
+    trace_rsl <= \$54 ;
+  assign \$1  = wb__cyc & wb__stb;
+  assign \$2  = ~ \$signal ;
+  assign req = \$1  & \$2 ;
+  assign \$3  = req & wb__we;
+  assign \$4  = wb__sel == 4'hf;
+  assign wr = \$3  & \$4 ;
+  assign \$5  = ! wb__adr[16:14];
+  assign csr_hit = req & \$5 ;
+  assign \$6  = csr_hit & wr;
+  assign \$7  = wb__adr[4:0] == 1'h1;
+  assign \$8  = \$6  & \$7 ;
+  assign \$9  = \$8  & wb__dat_w[0];
+  assign \$10  = ~ ctrl__report[0];
+  assign \$11  = \$9  & \$10 ;
+  assign \$12  = wb__adr[16:14] == 1'h1;
+  assign \$13  = wr & \$12 ;
+  assign \$14  = ~ ctrl__report[0];
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = 1'h1 << wb__adr[3:0];
+  assign \$17  = \$15  ? \$16  : 28'h0000000;
+  assign \$18  = wb__adr[16:14] == 2'h2;
+  assign \$19  = wr & \$18 ;
+  assign \$20  = ~ ctrl__report[0];
+  assign amem_w__en = \$19  & \$20 ;
+  assign \$21  = wb__adr[16:14] == 2'h3;
+  assign \$22  = wr & \$21 ;
+  assign \$23  = ~ ctrl__report[0];
+  assign wmem_w__en = \$22  & \$23 ;
+  assign \$24  = wb__adr[16:14] == 3'h4;
+  assign \$25  = wr & \$24 ;
+  assign \$26  = ~ ctrl__report[0];
+  assign \$27  = \$25  & \$26 ;
+  assign \$28  = 1'h1 << wb__adr[2:0];
+  assign \$29  = \$27  ? \$28  : 13'h0000;
+  assign \$30  = wb__adr[16:14] == 3'h5;
+  assign \$31  = wr & \$30 ;
+  assign \$32  = ~ ctrl__report[0];
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = 1'h1 << wb__adr[1:0];
+  assign \$35  = \$33  ? \$34  : 6'h00;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    ctrl__start = 1'h0;
+    if (\$11 ) begin
+      ctrl__start = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    dat = 32'd0;
+    casez (r_region)
+      3'h0:
+          dat = csr_r;
+      3'h1:
+          dat = \$36 ;
+      3'h2:
+          dat = { 16'h0000, amem_r__data };
+      3'h3:
+          dat = { 16'h0000, wmem_r__data };
+      3'h4:
+          dat = \$37 ;
+      3'h5:
+          dat = \$38 ;
+      3'h6:
+          dat = \$39 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$45  = req;
+    if (rst) begin
+      \$45  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$46  = r_region;
+    if (req) begin
+      \$46  = wb__adr[16:14];
+    end
+    if (rst) begin
+      \$46  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$47  = ctrl__start_pc;
+    if (\$42 ) begin
+      \$47  = wb__dat_w[15:0];
+    end
+    if (rst) begin
+      \$47  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$48  = csr_r;
+    if (\$44 ) begin
+      (* full_case = 32'd1 *)
+      casez (wb__adr[4:0])
+        5'h00:
+            \$48  = 32'd1128877382;
+        5'h02:
+            \$48  = { 28'h0000000, ctrl__report[3:0] };
+        5'h03:
+            \$48  = { 16'h0000, ctrl__report[19:4] };
+        5'h04:
+            \$48  = { 16'h0000, ctrl__start_pc };
+        5'h05:
+            \$48  = ctrl__report[55:24];
+        5'h06:
+            \$48  = ctrl__report[87:56];
+        5'h07:
+            \$48  = ctrl__report[119:88];
+        5'h08:
+            \$48  = { 28'h0000000, ctrl__report[23:20] };
+        5'h09:
+            \$48  = 32'd2;
+        5'h0a:
+            \$48  = 32'd2;
+        5'h10:
+            \$48  = ctrl__report[151:120];
+        5'h11:
+            \$48  = ctrl__report[183:152];
+        5'h12:
+            \$48  = ctrl__report[215:184];
+        5'h14:
+            \$48  = ctrl__report[247:216];
+        5'h15:
+            \$48  = ctrl__report[279:248];
+        5'h16:
+            \$48  = ctrl__report[311:280];
+        default:
+            \$48  = 32'd0;
+      endcase
+    end
+    if (rst) begin
+      \$48  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$49  = imem_rsl;
+    if (req) begin
+      \$49  = wb__adr[3:0];
+    end
+    if (rst) begin
+      \$49  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$50  = amem_rsl;
+    if (req) begin
+      \$50  = 1'h0;
+    end
+    if (rst) begin
+      \$50  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$51  = wmem_rsl;
+    if (req) begin
+      \$51  = 1'h0;
+    end
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$52  = pmem_rsl;
+    if (req) begin
+      \$52  = wb__adr[2:0];
+    end
+    if (rst) begin
+      \$52  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$53  = dmem_rsl;
+    if (req) begin
+      \$53  = wb__adr[1:0];
+    end
+    if (rst) begin
+      \$53  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$54  = trace_rsl;
+    if (req) begin
+      \$54  = wb__adr[0];
+    end
+    if (rst) begin
+      \$54  = 1'h0;
+    end
+  end
+  assign region = wb__adr[16:14];
+  assign off = wb__adr[13:0];
+  assign csr_idx = wb__adr[4:0];
+  assign start_pc = ctrl__start_pc;
+  assign imem_hslice = wb__adr[3:0];
+  assign imem_r__en = 1'h1;
+  assign imem_w__addr = imem_hword[9:0];
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign amem_hslice = 1'h0;
+  assign amem_r__en = 1'h1;
+  assign amem_w__addr = amem_hword[11:0];
+  assign amem_w__data = wb__dat_w[15:0];
+  assign wmem_hslice = 1'h0;
+  assign wmem_r__en = 1'h1;
+  assign wmem_w__addr = wmem_hword[9:0];
+  assign wmem_w__data = wb__dat_w[15:0];
+  assign pmem_hslice = wb__adr[2:0];
+  assign pmem_r__en = 1'h1;
+  assign pmem_w__addr = pmem_hword[5:0];
+  assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign dmem_hslice = wb__adr[1:0];
+  assign dmem_r__en = 1'h1;
+  assign dmem_w__addr = dmem_hword[5:0];
+  assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign trace_hslice = wb__adr[0];
+  assign trace_r__en = 1'h1;
+  assign wb__dat_r = dat;
+  assign imem_r__addr = imem_hword[9:0];
+  assign imem_w__en = \$17 [12:0];
+  assign amem_r__addr = amem_hword[11:0];
+  assign wmem_r__addr = wmem_hword[9:0];
+  assign pmem_r__addr = pmem_hword[5:0];
+  assign pmem_w__en = \$29 [5:0];
+  assign dmem_r__addr = dmem_hword[5:0];
+  assign dmem_w__en = \$35 [2:0];
+  assign trace_r__addr = trace_hword[9:0];
+  assign wb__ack = \$signal ;
+  assign \ctrl__report.status  = ctrl__report[3:0];
+  assign \ctrl__report.status.busy  = ctrl__report[0];
+  assign \ctrl__report.status.done  = ctrl__report[1];
+  assign \ctrl__report.status.error  = ctrl__report[2];
+  assign \ctrl__report.status.loader_busy  = ctrl__report[3];
+  assign \ctrl__report.pc  = ctrl__report[19:4];
+  assign \ctrl__report.op  = ctrl__report[23:20];
+  assign \ctrl__report.cycles  = ctrl__report[55:24];
+  assign \ctrl__report.load_cycles  = ctrl__report[87:56];
+  assign \ctrl__report.trace_count  = ctrl__report[119:88];
+  assign \ctrl__report.macros  = ctrl__report[311:120];
+  assign \ctrl__report.macros[0]  = ctrl__report[215:120];
+  assign \ctrl__report.macros[0].busy  = ctrl__report[151:120];
+  assign \ctrl__report.macros[0].stall  = ctrl__report[183:152];
+  assign \ctrl__report.macros[0].wload  = ctrl__report[215:184];
+  assign \ctrl__report.macros[1]  = ctrl__report[311:216];
+  assign \ctrl__report.macros[1].busy  = ctrl__report[247:216];
+  assign \ctrl__report.macros[1].stall  = ctrl__report[279:248];
+  assign \ctrl__report.macros[1].wload  = ctrl__report[311:280];
+  assign imem_hword = { 4'h0, wb__adr[13:4] };
+  assign amem_hword = wb__adr[13:0];
+  assign wmem_hword = wb__adr[13:0];
+  assign pmem_hword = { 3'h0, wb__adr[13:3] };
+  assign dmem_hword = { 2'h0, wb__adr[13:2] };
+  assign trace_hword = { 1'h0, wb__adr[13:1] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr, mem_page, mem_row, w_en, w_data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -13026,15 +14402,15 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
   wire busy;
   input clk;
   wire clk;
-  wire [31:0] cmd;
-  wire [15:0] \cmd.count ;
-  wire [1:0] \cmd.mask ;
-  wire \cmd.page ;
-  wire [2:0] \cmd.row0 ;
-  wire [9:0] \cmd.src ;
-  output cmd_ready;
-  wire cmd_ready;
-  wire cmd_valid;
+  wire [31:0] cmd__payload;
+  wire [15:0] \cmd__payload.count ;
+  wire [1:0] \cmd__payload.mask ;
+  wire \cmd__payload.page ;
+  wire [2:0] \cmd__payload.row0 ;
+  wire [9:0] \cmd__payload.src ;
+  output cmd__ready;
+  wire cmd__ready;
+  wire cmd__valid;
   wire [31:0] head;
   wire [15:0] \head.count ;
   wire [1:0] \head.mask ;
@@ -13060,13 +14436,14 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
   wire rst;
   (* init = 10'h000 *)
   wire [9:0] src;
-  output [9:0] w_addr;
-  reg [9:0] w_addr = 10'h000;
   input [31:0] w_data;
   wire [31:0] w_data;
-  wire [15:0] \w_data$21 ;
   input w_en;
   wire w_en;
+  output [9:0] w_rd__addr;
+  reg [9:0] w_rd__addr = 10'h000;
+  wire [15:0] w_rd__data;
+  wire w_rd__en;
   wire w_rdy;
   reg wr = 1'h0;
   reg [1:0] wr_mask = 2'h0;
@@ -13082,7 +14459,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
   assign \$4  = ~ active;
   assign \$5  = \$4  & r_rdy;
   assign \$6  = | head[25:10];
-  assign \$7  = w_addr + 1'h1;
+  assign \$7  = w_rd__addr + 1'h1;
   assign \$8  = left - 1'h1;
   assign \$9  = left == 1'h1;
   assign \$10  = row == 3'h7;
@@ -13091,7 +14468,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
   always @(posedge clk)
     active <= \$13 ;
   always @(posedge clk)
-    w_addr <= \$14 ;
+    w_rd__addr <= \$14 ;
   always @(posedge clk)
     left <= \$15 ;
   always @(posedge clk)
@@ -13116,17 +14493,17 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
-    .w_rdy(cmd_ready)
+    .w_rdy(cmd__ready)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     r_en = 1'h0;
     if (\$2 ) begin
       r_en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$13  = active;
     if (\$5 ) begin
       \$13  = \$6 ;
@@ -13141,8 +14518,8 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$14  = w_addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$14  = w_rd__addr;
     if (\$5 ) begin
       \$14  = head[9:0];
     end
@@ -13154,7 +14531,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$15  = left;
     if (\$5 ) begin
       \$15  = head[25:10];
@@ -13167,7 +14544,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$16  = mask;
     if (\$5 ) begin
       \$16  = head[27:26];
@@ -13177,7 +14554,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$17  = page;
     if (\$5 ) begin
       \$17  = head[28];
@@ -13192,7 +14569,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$18  = row;
     if (\$5 ) begin
       \$18  = head[31:29];
@@ -13210,14 +14587,14 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$19  = active;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$20  = mem_page;
     if (active) begin
       \$20  = page;
@@ -13227,7 +14604,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$21  = mem_row;
     if (active) begin
       \$21  = row;
@@ -13237,7 +14614,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$22  = wr_mask;
     if (active) begin
       \$22  = mask;
@@ -13246,19 +14623,20 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
       \$22  = 2'h0;
     end
   end
-  assign cmd_valid = w_en;
-  assign cmd = w_data;
-  assign w_rdy = cmd_ready;
+  assign cmd__valid = w_en;
+  assign cmd__payload = w_data;
+  assign w_rdy = cmd__ready;
   assign r_data = head;
-  assign src = w_addr;
+  assign src = w_rd__addr;
+  assign w_rd__en = 1'h1;
   assign wr_page = mem_page;
   assign wr_row = mem_row;
-  assign \w_data$21  = mem_wdata;
-  assign \cmd.src  = w_data[9:0];
-  assign \cmd.count  = w_data[25:10];
-  assign \cmd.mask  = w_data[27:26];
-  assign \cmd.page  = w_data[28];
-  assign \cmd.row0  = w_data[31:29];
+  assign w_rd__data = mem_wdata;
+  assign \cmd__payload.src  = w_data[9:0];
+  assign \cmd__payload.count  = w_data[25:10];
+  assign \cmd__payload.mask  = w_data[27:26];
+  assign \cmd__payload.page  = w_data[28];
+  assign \cmd__payload.row0  = w_data[31:29];
   assign \head.src  = head[9:0];
   assign \head.count  = head[25:10];
   assign \head.mask  = head[27:26];
@@ -13267,8 +14645,8 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd_ready, w_en, w_dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__data, r_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -13356,7 +14734,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__data,
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -13366,7 +14744,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__data,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -13376,7 +14754,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__data,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -13397,9 +14775,9 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, w_en, w_port__data,
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$221$0 , \port$222$0 , op__0__valid, op__1__valid, p_addr, \port$340$0 , \port$345$0 , finished, desc_addr
-, rd_en, \desc_addr$155 , \rd_en$157 , start, args, op__0__payload, op__1__payload, w_addr, rd_addr, \rd_addr$156 , \w_en$125 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$42$0 , \port$43$0 , op__0__valid, op__1__valid, param_rd__addr, \port$161$0 , \port$166$0 , finished, desc_rd__0__addr
+, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -13604,6 +14982,29 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   reg [31:0] acc0_1 = 32'd0;
   reg [31:0] acc1_0 = 32'd0;
   reg [31:0] acc1_1 = 32'd0;
+  output [11:0] act_rd__0__addr;
+  wire [11:0] act_rd__0__addr;
+  wire [15:0] act_rd__0__data;
+  output act_rd__0__en;
+  wire act_rd__0__en;
+  output [11:0] act_rd__1__addr;
+  wire [11:0] act_rd__1__addr;
+  wire [15:0] act_rd__1__data;
+  output act_rd__1__en;
+  wire act_rd__1__en;
+  wire [11:0] act_rd__addr;
+  wire [11:0] \act_rd__addr$14 ;
+  input [15:0] act_rd__data;
+  wire [15:0] act_rd__data;
+  input [15:0] \act_rd__data$15 ;
+  wire [15:0] \act_rd__data$15 ;
+  wire act_rd__en;
+  wire \act_rd__en$18 ;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [15:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
   reg [11:0] addr_pipe0 = 12'h000;
   reg [11:0] addr_pipe1 = 12'h000;
   reg [11:0] addr_pipe2 = 12'h000;
@@ -13662,55 +15063,55 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [381:0] \args$2 ;
-  wire [2:0] \args$2.ab_m1 ;
-  wire [9:0] \args$2.act_max ;
-  wire [9:0] \args$2.act_min ;
-  wire [6:0] \args$2.b ;
-  wire [7:0] \args$2.bq ;
-  wire [7:0] \args$2.br ;
-  wire [11:0] \args$2.cin ;
-  wire [5:0] \args$2.desc_base ;
-  wire [3:0] \args$2.dh ;
-  wire [3:0] \args$2.dw ;
-  wire [7:0] \args$2.groups ;
-  wire [13:0] \args$2.img_bstep ;
-  wire [13:0] \args$2.img_delta ;
-  wire [7:0] \args$2.in_cw ;
-  wire [7:0] \args$2.in_h ;
-  wire [7:0] \args$2.in_w ;
-  wire [7:0] \args$2.kh ;
-  wire [6:0] \args$2.ki ;
-  wire [7:0] \args$2.kr ;
-  wire [7:0] \args$2.kt ;
-  wire [7:0] \args$2.kw ;
-  wire [13:0] \args$2.kx_inc ;
-  wire [13:0] \args$2.ky_inc ;
-  wire [6:0] \args$2.no ;
-  wire [15:0] \args$2.npos ;
-  wire [7:0] \args$2.nr ;
-  wire [7:0] \args$2.nt ;
-  wire [7:0] \args$2.oh ;
-  wire [11:0] \args$2.out_base ;
-  wire [7:0] \args$2.out_cw ;
-  wire [7:0] \args$2.ow ;
-  wire \args$2.page_base ;
-  wire [5:0] \args$2.param_base ;
-  wire [3:0] \args$2.pl ;
-  wire [13:0] \args$2.pos0 ;
-  wire [13:0] \args$2.pos_bstep ;
-  wire [13:0] \args$2.pos_ux ;
-  wire [13:0] \args$2.pos_wrap ;
-  wire [3:0] \args$2.pt ;
-  wire [5:0] \args$2.role_base ;
-  wire \args$2.rowpack ;
-  wire [3:0] \args$2.sh ;
-  wire [3:0] \args$2.sw ;
-  wire \args$2.w_signed ;
-  wire [1:0] \args$2.wb_log2 ;
-  wire \args$2.x_signed ;
-  wire [7:0] \args$2.zp_in ;
-  wire [9:0] \args$2.zp_out ;
+  wire [381:0] \args$12 ;
+  wire [2:0] \args$12.ab_m1 ;
+  wire [9:0] \args$12.act_max ;
+  wire [9:0] \args$12.act_min ;
+  wire [6:0] \args$12.b ;
+  wire [7:0] \args$12.bq ;
+  wire [7:0] \args$12.br ;
+  wire [11:0] \args$12.cin ;
+  wire [5:0] \args$12.desc_base ;
+  wire [3:0] \args$12.dh ;
+  wire [3:0] \args$12.dw ;
+  wire [7:0] \args$12.groups ;
+  wire [13:0] \args$12.img_bstep ;
+  wire [13:0] \args$12.img_delta ;
+  wire [7:0] \args$12.in_cw ;
+  wire [7:0] \args$12.in_h ;
+  wire [7:0] \args$12.in_w ;
+  wire [7:0] \args$12.kh ;
+  wire [6:0] \args$12.ki ;
+  wire [7:0] \args$12.kr ;
+  wire [7:0] \args$12.kt ;
+  wire [7:0] \args$12.kw ;
+  wire [13:0] \args$12.kx_inc ;
+  wire [13:0] \args$12.ky_inc ;
+  wire [6:0] \args$12.no ;
+  wire [15:0] \args$12.npos ;
+  wire [7:0] \args$12.nr ;
+  wire [7:0] \args$12.nt ;
+  wire [7:0] \args$12.oh ;
+  wire [11:0] \args$12.out_base ;
+  wire [7:0] \args$12.out_cw ;
+  wire [7:0] \args$12.ow ;
+  wire \args$12.page_base ;
+  wire [5:0] \args$12.param_base ;
+  wire [3:0] \args$12.pl ;
+  wire [13:0] \args$12.pos0 ;
+  wire [13:0] \args$12.pos_bstep ;
+  wire [13:0] \args$12.pos_ux ;
+  wire [13:0] \args$12.pos_wrap ;
+  wire [3:0] \args$12.pt ;
+  wire [5:0] \args$12.role_base ;
+  wire \args$12.rowpack ;
+  wire [3:0] \args$12.sh ;
+  wire [3:0] \args$12.sw ;
+  wire \args$12.w_signed ;
+  wire [1:0] \args$12.wb_log2 ;
+  wire \args$12.x_signed ;
+  wire [7:0] \args$12.zp_in ;
+  wire [9:0] \args$12.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -13760,40 +15161,59 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   wire [6:0] bi;
-  wire [6:0] \bi$47 ;
+  wire [6:0] \bi$67 ;
+  output busy;
   reg busy = 1'h0;
-  wire \busy$131 ;
+  wire \busy$152 ;
   input clk;
   wire clk;
   wire [9:0] code0;
   wire [33:0] code0_sum;
   wire [9:0] code1;
   wire [33:0] code1_sum;
-  input [69:0] desc;
-  wire [69:0] desc;
-  input [69:0] \desc$154 ;
-  wire [69:0] \desc$154 ;
-  wire [11:0] \desc$154.c0 ;
-  wire [11:0] \desc$154.dx0 ;
-  wire [11:0] \desc$154.dy0 ;
-  wire [3:0] \desc$154.elems ;
-  wire [7:0] \desc$154.kx0 ;
-  wire [7:0] \desc$154.ky0 ;
-  wire [13:0] \desc$154.off0 ;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [3:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
-  output [5:0] \desc_addr$155 ;
-  wire [5:0] \desc_addr$155 ;
+  output [5:0] desc_rd__0__addr;
+  wire [5:0] desc_rd__0__addr;
+  wire [69:0] desc_rd__0__data;
+  wire [11:0] \desc_rd__0__data.c0 ;
+  wire [11:0] \desc_rd__0__data.dx0 ;
+  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [3:0] \desc_rd__0__data.elems ;
+  wire [7:0] \desc_rd__0__data.kx0 ;
+  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [13:0] \desc_rd__0__data.off0 ;
+  output [5:0] desc_rd__1__addr;
+  wire [5:0] desc_rd__1__addr;
+  wire [69:0] desc_rd__1__data;
+  wire [11:0] \desc_rd__1__data.c0 ;
+  wire [11:0] \desc_rd__1__data.dx0 ;
+  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [3:0] \desc_rd__1__data.elems ;
+  wire [7:0] \desc_rd__1__data.kx0 ;
+  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [13:0] \desc_rd__1__data.off0 ;
+  wire [5:0] desc_rd__addr;
+  wire [5:0] \desc_rd__addr$20 ;
+  input [69:0] desc_rd__data;
+  wire [69:0] desc_rd__data;
+  input [69:0] \desc_rd__data$21 ;
+  wire [69:0] \desc_rd__data$21 ;
+  wire [11:0] \desc_rd__data$21.c0 ;
+  wire [11:0] \desc_rd__data$21.dx0 ;
+  wire [11:0] \desc_rd__data$21.dy0 ;
+  wire [3:0] \desc_rd__data$21.elems ;
+  wire [7:0] \desc_rd__data$21.kx0 ;
+  wire [7:0] \desc_rd__data$21.ky0 ;
+  wire [13:0] \desc_rd__data$21.off0 ;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [3:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
   wire done;
   wire en;
-  wire \en$7 ;
+  wire \en$27 ;
   wire [31:0] ext0_0;
   wire [31:0] ext0_1;
   wire [31:0] ext1_0;
@@ -13802,16 +15222,16 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   output finished;
   wire finished;
   wire full;
-  wire \full$49 ;
+  wire \full$69 ;
   wire g_act0;
   wire g_act1;
   reg [7:0] g_bi = 8'h00;
   reg g_done = 1'h0;
   reg [7:0] g_kbase = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] \g_kbase$28 ;
+  wire [7:0] \g_kbase$48 ;
   (* init = 8'h00 *)
-  wire [7:0] \g_kbase$36 ;
+  wire [7:0] \g_kbase$56 ;
   reg [7:0] g_kr = 8'h00;
   wire [7:0] g_n;
   reg [7:0] g_nbase = 8'h00;
@@ -13821,8 +15241,8 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   reg [15:0] g_p0 = 16'h0000;
   wire g_round_end;
   wire go;
-  wire \go$26 ;
-  wire \go$34 ;
+  wire \go$46 ;
+  wire \go$54 ;
   wire [31:0] gsum0_l0_0;
   wire [31:0] gsum1_l0_0;
   wire i_act0;
@@ -13838,10 +15258,10 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   reg i_page = 1'h0;
   reg i_valid = 1'h0;
   wire idle_next;
-  wire \idle_next$10 ;
+  wire \idle_next$30 ;
   wire issue;
   wire [6:0] kk;
-  wire [6:0] \kk$32 ;
+  wire [6:0] \kk$52 ;
   wire [63:0] mult;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
@@ -13850,7 +15270,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire [31:0] new1_0;
   wire [31:0] new1_1;
   wire [6:0] nn;
-  wire [6:0] \nn$33 ;
+  wire [6:0] \nn$53 ;
   wire o_valid;
   output [95:0] op__0__payload;
   wire [95:0] op__0__payload;
@@ -13920,36 +15340,37 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire op__1__ready;
   output op__1__valid;
   wire op__1__valid;
-  output [5:0] p_addr;
-  wire [5:0] p_addr;
-  input [191:0] p_data;
-  wire [191:0] p_data;
-  wire [95:0] \p_data[0] ;
-  wire [23:0] \p_data[0]._pad ;
-  wire [31:0] \p_data[0].bias ;
-  wire [31:0] \p_data[0].mult ;
-  wire [7:0] \p_data[0].shift ;
-  wire [95:0] \p_data[1] ;
-  wire [23:0] \p_data[1]._pad ;
-  wire [31:0] \p_data[1].bias ;
-  wire [31:0] \p_data[1].mult ;
-  wire [7:0] \p_data[1].shift ;
-  output \port$221$0 ;
-  wire \port$221$0 ;
-  output \port$222$0 ;
-  wire \port$222$0 ;
-  output [7:0] \port$340$0 ;
-  wire [7:0] \port$340$0 ;
-  output [7:0] \port$345$0 ;
-  wire [7:0] \port$345$0 ;
+  output [5:0] param_rd__addr;
+  wire [5:0] param_rd__addr;
+  input [191:0] param_rd__data;
+  wire [191:0] param_rd__data;
+  wire [95:0] \param_rd__data[0] ;
+  wire [23:0] \param_rd__data[0]._pad ;
+  wire [31:0] \param_rd__data[0].bias ;
+  wire [31:0] \param_rd__data[0].mult ;
+  wire [7:0] \param_rd__data[0].shift ;
+  wire [95:0] \param_rd__data[1] ;
+  wire [23:0] \param_rd__data[1]._pad ;
+  wire [31:0] \param_rd__data[1].bias ;
+  wire [31:0] \param_rd__data[1].mult ;
+  wire [7:0] \param_rd__data[1].shift ;
+  wire param_rd__en;
+  output [7:0] \port$161$0 ;
+  wire [7:0] \port$161$0 ;
+  output [7:0] \port$166$0 ;
+  wire [7:0] \port$166$0 ;
+  output \port$42$0 ;
+  wire \port$42$0 ;
+  output \port$43$0 ;
+  wire \port$43$0 ;
   wire pos_bstep;
-  wire \pos_bstep$37 ;
+  wire \pos_bstep$57 ;
   wire pos_init;
-  wire \pos_init$137 ;
+  wire \pos_init$158 ;
   wire pos_step;
-  wire \pos_step$140 ;
+  wire \pos_step$161 ;
   wire pos_valid;
-  wire \pos_valid$31 ;
+  wire \pos_valid$51 ;
   wire post_busy;
   reg [11:0] q0_addr = 12'h000;
   reg [31:0] q0_sum0 = 32'd0;
@@ -13959,18 +15380,6 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire [27:0] r_data;
   wire r_en;
   wire r_rdy;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  output [11:0] \rd_addr$156 ;
-  wire [11:0] \rd_addr$156 ;
-  input [15:0] rd_data;
-  wire [15:0] rd_data;
-  input [15:0] \rd_data$158 ;
-  wire [15:0] \rd_data$158 ;
-  output rd_en;
-  wire rd_en;
-  output \rd_en$157 ;
-  wire \rd_en$157 ;
   wire res_any;
   wire res_signed;
   input res_valid__0;
@@ -14035,7 +15444,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   reg [7:0] since_final = 8'h00;
   wire spaced;
   wire stall;
-  wire \stall$13 ;
+  wire \stall$33 ;
   input start;
   wire start;
   wire [27:0] tag;
@@ -14051,35 +15460,30 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire [7:0] \tag_in.n0 ;
   wire [15:0] \tag_in.p0 ;
   wire take;
-  wire \take$64 ;
+  wire \take$84 ;
   wire [31:0] term0_0;
   wire [31:0] term0_1;
   wire [31:0] term1_0;
   wire [31:0] term1_1;
   wire tile_active;
-  wire \tile_active$35 ;
+  wire \tile_active$55 ;
   wire [1:0] unit_en;
-  output [11:0] w_addr;
-  reg [11:0] w_addr = 12'h000;
   wire [27:0] w_data;
-  wire [15:0] \w_data$129 ;
   wire w_en;
-  output \w_en$125 ;
-  wire \w_en$125 ;
   wire w_rdy;
   wire [63:0] x;
-  wire [63:0] \x$114 ;
-  wire [31:0] \x$114[0] ;
-  wire [31:0] \x$114[1] ;
-  wire [63:0] \x$66 ;
-  wire [7:0] \x$66[0] ;
-  wire [7:0] \x$66[1] ;
-  wire [7:0] \x$66[2] ;
-  wire [7:0] \x$66[3] ;
-  wire [7:0] \x$66[4] ;
-  wire [7:0] \x$66[5] ;
-  wire [7:0] \x$66[6] ;
-  wire [7:0] \x$66[7] ;
+  wire [63:0] \x$135 ;
+  wire [31:0] \x$135[0] ;
+  wire [31:0] \x$135[1] ;
+  wire [63:0] \x$86 ;
+  wire [7:0] \x$86[0] ;
+  wire [7:0] \x$86[1] ;
+  wire [7:0] \x$86[2] ;
+  wire [7:0] \x$86[3] ;
+  wire [7:0] \x$86[4] ;
+  wire [7:0] \x$86[5] ;
+  wire [7:0] \x$86[6] ;
+  wire [7:0] \x$86[7] ;
   wire [7:0] \x[0] ;
   wire [7:0] \x[1] ;
   wire [7:0] \x[2] ;
@@ -14092,9 +15496,9 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   wire [31:0] \y[0] ;
   wire [31:0] \y[1] ;
   assign \$1  = en & busy;
-  assign \$2  = \en$7  & busy;
-  assign all_idle = & { \idle_next$10 , idle_next };
-  assign any_stall = | { \stall$13 , stall };
+  assign \$2  = \en$27  & busy;
+  assign all_idle = & { \idle_next$30 , idle_next };
+  assign any_stall = | { \stall$33 , stall };
   assign \$3  = ~ setup;
   assign \$4  = busy & \$3 ;
   assign \$5  = ~ g_done;
@@ -14115,14 +15519,14 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \$18  = \$17  < args[257:250];
   assign g_act0 = \$16  & \$18 ;
   assign pos_bstep = go & g_round_end;
-  assign \$19  = \en$7  & \pos_valid$31 ;
-  assign \$20  = g_kbase + \kk$32 ;
+  assign \$19  = \en$27  & \pos_valid$51 ;
+  assign \$20  = g_kbase + \kk$52 ;
   assign \$21  = \$20  < args[249:242];
   assign \$22  = \$19  & \$21 ;
-  assign \$23  = g_nbase + \nn$33 ;
+  assign \$23  = g_nbase + \nn$53 ;
   assign \$24  = \$23  < args[257:250];
   assign g_act1 = \$22  & \$24 ;
-  assign \pos_bstep$37  = go & g_round_end;
+  assign \pos_bstep$57  = go & g_round_end;
   assign \$25  = i_p0 + bi;
   assign \$26  = \$25  < args[107:92];
   assign \$27  = en & \$26 ;
@@ -14135,17 +15539,17 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \$33  = ~ i_act0;
   assign \$34  = full & op__0__ready;
   assign i_ok0 = \$33  | \$34 ;
-  assign \$35  = i_p0 + \bi$47 ;
+  assign \$35  = i_p0 + \bi$67 ;
   assign \$36  = \$35  < args[107:92];
-  assign \$37  = \en$7  & \$36 ;
-  assign \$38  = i_kbase + \kk$32 ;
+  assign \$37  = \en$27  & \$36 ;
+  assign \$38  = i_kbase + \kk$52 ;
   assign \$39  = \$38  < args[249:242];
   assign \$40  = \$37  & \$39 ;
-  assign \$41  = i_nbase + \nn$33 ;
+  assign \$41  = i_nbase + \nn$53 ;
   assign \$42  = \$41  < args[257:250];
   assign i_act1 = \$40  & \$42 ;
   assign \$43  = ~ i_act1;
-  assign \$44  = \full$49  & op__1__ready;
+  assign \$44  = \full$69  & op__1__ready;
   assign i_ok1 = \$43  | \$44 ;
   assign \$45  = args[265:258] - 1'h1;
   assign \final  = i_kr == \$45 ;
@@ -14164,7 +15568,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign op__0__valid = issue & i_act0;
   assign take = issue & i_act0;
   assign op__1__valid = issue & i_act1;
-  assign \take$64  = issue & i_act1;
+  assign \take$84  = issue & i_act1;
   assign \$56  = ! i_kr;
   assign \$57  = args[265:258] - 1'h1;
   assign \$58  = i_kr == \$57 ;
@@ -14191,9 +15595,9 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \$76  = en & \$75 ;
   assign \$77  = nn == g_nn;
   assign sel0 = \$76  & \$77 ;
-  assign \$78  = \bi$47  == g_bi;
-  assign \$79  = \en$7  & \$78 ;
-  assign \$80  = \nn$33  == g_nn;
+  assign \$78  = \bi$67  == g_bi;
+  assign \$79  = \en$27  & \$78 ;
+  assign \$80  = \nn$53  == g_nn;
   assign sel1 = \$79  & \$80 ;
   assign term0_0 = sel0 ? ser0_0 : 32'd0;
   assign term1_0 = sel1 ? ser1_0 : 32'd0;
@@ -14204,8 +15608,8 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \$83  = ser_p0 + g_bi;
   assign \$84  = ser_n0 + g_nn;
   assign \$85  = args[335:330] + \$84 [7:0];
-  assign \$86  = $signed(q0_sum0) + $signed(p_data[31:0]);
-  assign \$87  = $signed(q0_sum1) + $signed(p_data[127:96]);
+  assign \$86  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
+  assign \$87  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
   assign \$88  = $signed(y[31:0]) + $signed(args[353:344]);
   assign \$89  = $signed(\$88 ) < $signed(args[363:354]);
   assign \$90  = $signed(\$88 ) > $signed(args[373:364]);
@@ -14216,7 +15620,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \$95  = $signed(\$93 ) > $signed(args[373:364]);
   assign \$96  = \$95  ? { args[373], args[373:364] } : { 1'h0, \$93 [9:0] };
   assign \$97  = \$94  ? { args[363], args[363:354] } : \$96 ;
-  assign post_busy = i_valid | \busy$131 ;
+  assign post_busy = i_valid | \busy$152 ;
   assign \$98  = ~ setup;
   assign \$99  = busy & \$98 ;
   assign \$100  = \$99  & g_done;
@@ -14230,7 +15634,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \$107  = ~ busy;
   assign pos_init = start & \$107 ;
   assign \$108  = ~ busy;
-  assign \pos_init$137  = start & \$108 ;
+  assign \pos_init$158  = start & \$108 ;
   assign \$109  = setup_cnt + 1'h1;
   assign \$110  = \$109  < args[280:274];
   assign \$111  = setup & \$110 ;
@@ -14239,8 +15643,8 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \$113  = setup_cnt + 1'h1;
   assign \$114  = \$113  < args[280:274];
   assign \$115  = setup & \$114 ;
-  assign \$116  = \bi$47  > setup_cnt;
-  assign \pos_step$140  = \$115  & \$116 ;
+  assign \$116  = \bi$67  > setup_cnt;
+  assign \pos_step$161  = \$115  & \$116 ;
   assign \$117  = args[265:258] - 1'h1;
   assign \$118  = g_kr == \$117 ;
   assign \$119  = args[273:266] - 1'h1;
@@ -14363,7 +15767,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   always @(posedge clk)
     addr_pipe2 <= addr_pipe1;
   always @(posedge clk)
-    w_addr <= addr_pipe2;
+    act_w__addr <= addr_pipe2;
   always @(posedge clk)
     busy <= \$198 ;
   always @(posedge clk)
@@ -14371,11 +15775,14 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   always @(posedge clk)
     setup_cnt <= \$200 ;
   \tiny_fabric.mac.gather0  gather0 (
+    .act_rd__addr(act_rd__0__addr),
+    .act_rd__data(act_rd__data),
+    .act_rd__en(act_rd__0__en),
     .args(args),
     .bi(bi),
     .clk(clk),
-    .desc(desc),
-    .desc_addr(desc_addr),
+    .desc_rd__addr(desc_rd__0__addr),
+    .desc_rd__data(desc_rd__data),
     .en(en),
     .full(full),
     .g_kbase(g_kbase),
@@ -14387,9 +15794,6 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     .pos_init(pos_init),
     .pos_step(pos_step),
     .pos_valid(pos_valid),
-    .rd_addr(rd_addr),
-    .rd_data(rd_data),
-    .rd_en(rd_en),
     .rst(rst),
     .stall(stall),
     .take(take),
@@ -14397,40 +15801,40 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     .x_rdy(x)
   );
   \tiny_fabric.mac.gather1  gather1 (
+    .act_rd__addr(act_rd__1__addr),
+    .act_rd__data(\act_rd__data$15 ),
+    .act_rd__en(act_rd__1__en),
     .args(args),
-    .bi(\bi$47 ),
+    .bi(\bi$67 ),
     .clk(clk),
-    .desc(\desc$154 ),
-    .desc_addr(\desc_addr$155 ),
-    .en(\en$7 ),
-    .full(\full$49 ),
+    .desc_rd__addr(desc_rd__1__addr),
+    .desc_rd__data(\desc_rd__data$21 ),
+    .en(\en$27 ),
+    .full(\full$69 ),
     .g_kbase(g_kbase),
     .go(go),
-    .idle_next(\idle_next$10 ),
-    .kk(\kk$32 ),
-    .nn(\nn$33 ),
-    .pos_bstep(\pos_bstep$37 ),
-    .pos_init(\pos_init$137 ),
-    .pos_step(\pos_step$140 ),
-    .pos_valid(\pos_valid$31 ),
-    .rd_addr(\rd_addr$156 ),
-    .rd_data(\rd_data$158 ),
-    .rd_en(\rd_en$157 ),
+    .idle_next(\idle_next$30 ),
+    .kk(\kk$52 ),
+    .nn(\nn$53 ),
+    .pos_bstep(\pos_bstep$57 ),
+    .pos_init(\pos_init$158 ),
+    .pos_step(\pos_step$161 ),
+    .pos_valid(\pos_valid$51 ),
     .rst(rst),
-    .stall(\stall$13 ),
-    .take(\take$64 ),
+    .stall(\stall$33 ),
+    .take(\take$84 ),
     .tile_active(g_act1),
-    .x_rdy(\x$66 )
+    .x_rdy(\x$86 )
   );
   \tiny_fabric.mac.mbqm  mbqm (
-    .busy(\busy$131 ),
+    .busy(\busy$152 ),
     .clk(clk),
     .i_valid(i_valid),
     .mult(mult),
     .rst(rst),
     .shift(shift),
-    .v4(\w_en$125 ),
-    .x(\x$114 ),
+    .v4(act_w__en),
+    .x(\x$135 ),
     .y(y)
   );
   \tiny_fabric.mac.tags  tags (
@@ -14444,7 +15848,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$170  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -14462,7 +15866,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$171  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -14480,7 +15884,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$172  = g_nr;
     if (go) begin
       if (\$118 ) begin
@@ -14500,7 +15904,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$173  = g_nbase;
     if (go) begin
       if (\$118 ) begin
@@ -14520,7 +15924,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$174  = g_p0;
     if (go) begin
       if (\$118 ) begin
@@ -14537,7 +15941,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$175  = g_done;
     if (go) begin
       if (\$118 ) begin
@@ -14556,7 +15960,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$176  = since_final;
     if (\$128 ) begin
       \$176  = 8'h00;
@@ -14571,7 +15975,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$177  = i_page;
     if (issue) begin
       \$177  = \$137 [0];
@@ -14584,7 +15988,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$178  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -14602,7 +16006,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$179  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -14620,7 +16024,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$180  = i_nr;
     if (issue) begin
       if (\$139 ) begin
@@ -14640,7 +16044,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$181  = i_nbase;
     if (issue) begin
       if (\$139 ) begin
@@ -14660,7 +16064,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$182  = i_p0;
     if (issue) begin
       if (\$139 ) begin
@@ -14677,7 +16081,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$183  = i_done;
     if (issue) begin
       if (\$139 ) begin
@@ -14696,14 +16100,14 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$184  = acc0_0;
     if (res_any) begin
       \$184  = \$62 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$185  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -14712,14 +16116,14 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$186  = acc0_1;
     if (res_any) begin
       \$186  = \$66 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$187  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -14728,14 +16132,14 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$188  = acc1_0;
     if (res_any) begin
       \$188  = \$70 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$189  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -14744,14 +16148,14 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$190  = acc1_1;
     if (res_any) begin
       \$190  = \$74 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$191  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -14760,7 +16164,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$192  = ser_cnt;
     if (\$149 ) begin
       \$192  = args[302:295];
@@ -14773,7 +16177,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$193  = g_bi;
     if (\$149 ) begin
       \$193  = 8'h00;
@@ -14788,7 +16192,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$194  = g_nn;
     if (\$149 ) begin
       \$194  = 8'h00;
@@ -14806,7 +16210,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$195  = ser_p0;
     if (\$149 ) begin
       \$195  = tag[19:4];
@@ -14816,7 +16220,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$196  = ser_n0;
     if (\$149 ) begin
       \$196  = tag[27:20];
@@ -14826,14 +16230,14 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$197  = \$161 ;
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$198  = busy;
     if (\$166 ) begin
       \$198  = 1'h1;
@@ -14846,7 +16250,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$199  = setup;
     if (\$166 ) begin
       \$199  = 1'h1;
@@ -14863,7 +16267,7 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$200  = setup_cnt;
     if (\$166 ) begin
       \$200  = 8'h00;
@@ -14878,15 +16282,25 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
     end
   end
   assign \args$1  = args;
-  assign \args$2  = args;
+  assign act_rd__addr = act_rd__0__addr;
+  assign act_rd__0__data = act_rd__data;
+  assign act_rd__en = act_rd__0__en;
+  assign desc_rd__addr = desc_rd__0__addr;
+  assign desc_rd__0__data = desc_rd__data;
+  assign \args$12  = args;
+  assign \act_rd__addr$14  = act_rd__1__addr;
+  assign act_rd__1__data = \act_rd__data$15 ;
+  assign \act_rd__en$18  = act_rd__1__en;
+  assign \desc_rd__addr$20  = desc_rd__1__addr;
+  assign desc_rd__1__data = \desc_rd__data$21 ;
   assign running = busy;
   assign unit_en = { \$2 , \$1  };
-  assign \go$26  = go;
+  assign \go$46  = go;
   assign tile_active = g_act0;
-  assign \g_kbase$28  = g_kbase;
-  assign \go$34  = go;
-  assign \tile_active$35  = g_act1;
-  assign \g_kbase$36  = g_kbase;
+  assign \g_kbase$48  = g_kbase;
+  assign \go$54  = go;
+  assign \tile_active$55  = g_act1;
+  assign \g_kbase$56  = g_kbase;
   assign w_data = tag_in;
   assign w_en = issue;
   assign r_data = tag;
@@ -14903,20 +16317,21 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign gsum1_l0_0 = \$82 [31:0];
   assign g_p = \$83 [15:0];
   assign g_n = \$84 [7:0];
+  assign param_rd__en = 1'h1;
   assign q0_valid = i_valid;
   assign code0_sum = { \$88 [32], \$88  };
   assign code0 = \$92 [9:0];
   assign code1_sum = { \$93 [32], \$93  };
   assign code1 = \$97 [9:0];
-  assign o_valid = \w_en$125 ;
-  assign addr_pipe3 = w_addr;
-  assign \w_data$129  = { \$97 [7:0], \$92 [7:0] };
+  assign o_valid = act_w__en;
+  assign addr_pipe3 = act_w__addr;
+  assign act_w__data = { \$97 [7:0], \$92 [7:0] };
   assign done = finished;
-  assign \port$221$0  = \$1 ;
-  assign \port$222$0  = \$2 ;
-  assign p_addr = \$85 [5:0];
-  assign \port$340$0  = \$92 [7:0];
-  assign \port$345$0  = \$97 [7:0];
+  assign \port$42$0  = \$1 ;
+  assign \port$43$0  = \$2 ;
+  assign param_rd__addr = \$85 [5:0];
+  assign \port$161$0  = \$92 [7:0];
+  assign \port$166$0  = \$97 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -15013,54 +16428,82 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \args$1.x_signed  = args[379];
   assign \args$1.w_signed  = args[380];
   assign \args$1.rowpack  = args[381];
-  assign \args$2.in_h  = args[7:0];
-  assign \args$2.in_w  = args[15:8];
-  assign \args$2.in_cw  = args[23:16];
-  assign \args$2.cin  = args[35:24];
-  assign \args$2.kh  = args[43:36];
-  assign \args$2.kw  = args[51:44];
-  assign \args$2.dh  = args[55:52];
-  assign \args$2.dw  = args[59:56];
-  assign \args$2.sh  = args[63:60];
-  assign \args$2.sw  = args[67:64];
-  assign \args$2.pt  = args[71:68];
-  assign \args$2.pl  = args[75:72];
-  assign \args$2.ow  = args[83:76];
-  assign \args$2.oh  = args[91:84];
-  assign \args$2.npos  = args[107:92];
-  assign \args$2.pos0  = args[121:108];
-  assign \args$2.kx_inc  = args[135:122];
-  assign \args$2.ky_inc  = args[149:136];
-  assign \args$2.pos_ux  = args[163:150];
-  assign \args$2.pos_wrap  = args[177:164];
-  assign \args$2.pos_bstep  = args[191:178];
-  assign \args$2.bq  = args[199:192];
-  assign \args$2.br  = args[207:200];
-  assign \args$2.img_delta  = args[221:208];
-  assign \args$2.img_bstep  = args[235:222];
-  assign \args$2.desc_base  = args[241:236];
-  assign \args$2.kt  = args[249:242];
-  assign \args$2.nt  = args[257:250];
-  assign \args$2.kr  = args[265:258];
-  assign \args$2.nr  = args[273:266];
-  assign \args$2.b  = args[280:274];
-  assign \args$2.ki  = args[287:281];
-  assign \args$2.no  = args[294:288];
-  assign \args$2.groups  = args[302:295];
-  assign \args$2.role_base  = args[308:303];
-  assign \args$2.page_base  = args[309];
-  assign \args$2.out_base  = args[321:310];
-  assign \args$2.out_cw  = args[329:322];
-  assign \args$2.param_base  = args[335:330];
-  assign \args$2.zp_in  = args[343:336];
-  assign \args$2.zp_out  = args[353:344];
-  assign \args$2.act_min  = args[363:354];
-  assign \args$2.act_max  = args[373:364];
-  assign \args$2.ab_m1  = args[376:374];
-  assign \args$2.wb_log2  = args[378:377];
-  assign \args$2.x_signed  = args[379];
-  assign \args$2.w_signed  = args[380];
-  assign \args$2.rowpack  = args[381];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[55:52];
+  assign \desc_rd__data.off0  = desc_rd__data[69:56];
+  assign \desc_rd__0__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__0__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__0__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__0__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__0__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__0__data.elems  = desc_rd__data[55:52];
+  assign \desc_rd__0__data.off0  = desc_rd__data[69:56];
+  assign \args$12.in_h  = args[7:0];
+  assign \args$12.in_w  = args[15:8];
+  assign \args$12.in_cw  = args[23:16];
+  assign \args$12.cin  = args[35:24];
+  assign \args$12.kh  = args[43:36];
+  assign \args$12.kw  = args[51:44];
+  assign \args$12.dh  = args[55:52];
+  assign \args$12.dw  = args[59:56];
+  assign \args$12.sh  = args[63:60];
+  assign \args$12.sw  = args[67:64];
+  assign \args$12.pt  = args[71:68];
+  assign \args$12.pl  = args[75:72];
+  assign \args$12.ow  = args[83:76];
+  assign \args$12.oh  = args[91:84];
+  assign \args$12.npos  = args[107:92];
+  assign \args$12.pos0  = args[121:108];
+  assign \args$12.kx_inc  = args[135:122];
+  assign \args$12.ky_inc  = args[149:136];
+  assign \args$12.pos_ux  = args[163:150];
+  assign \args$12.pos_wrap  = args[177:164];
+  assign \args$12.pos_bstep  = args[191:178];
+  assign \args$12.bq  = args[199:192];
+  assign \args$12.br  = args[207:200];
+  assign \args$12.img_delta  = args[221:208];
+  assign \args$12.img_bstep  = args[235:222];
+  assign \args$12.desc_base  = args[241:236];
+  assign \args$12.kt  = args[249:242];
+  assign \args$12.nt  = args[257:250];
+  assign \args$12.kr  = args[265:258];
+  assign \args$12.nr  = args[273:266];
+  assign \args$12.b  = args[280:274];
+  assign \args$12.ki  = args[287:281];
+  assign \args$12.no  = args[294:288];
+  assign \args$12.groups  = args[302:295];
+  assign \args$12.role_base  = args[308:303];
+  assign \args$12.page_base  = args[309];
+  assign \args$12.out_base  = args[321:310];
+  assign \args$12.out_cw  = args[329:322];
+  assign \args$12.param_base  = args[335:330];
+  assign \args$12.zp_in  = args[343:336];
+  assign \args$12.zp_out  = args[353:344];
+  assign \args$12.act_min  = args[363:354];
+  assign \args$12.act_max  = args[373:364];
+  assign \args$12.ab_m1  = args[376:374];
+  assign \args$12.wb_log2  = args[378:377];
+  assign \args$12.x_signed  = args[379];
+  assign \args$12.w_signed  = args[380];
+  assign \args$12.rowpack  = args[381];
+  assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [7:0];
+  assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [15:8];
+  assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [27:16];
+  assign \desc_rd__data$21.dx0  = \desc_rd__data$21 [39:28];
+  assign \desc_rd__data$21.c0  = \desc_rd__data$21 [51:40];
+  assign \desc_rd__data$21.elems  = \desc_rd__data$21 [55:52];
+  assign \desc_rd__data$21.off0  = \desc_rd__data$21 [69:56];
+  assign \desc_rd__1__data.ky0  = \desc_rd__data$21 [7:0];
+  assign \desc_rd__1__data.kx0  = \desc_rd__data$21 [15:8];
+  assign \desc_rd__1__data.dy0  = \desc_rd__data$21 [27:16];
+  assign \desc_rd__1__data.dx0  = \desc_rd__data$21 [39:28];
+  assign \desc_rd__1__data.c0  = \desc_rd__data$21 [51:40];
+  assign \desc_rd__1__data.elems  = \desc_rd__data$21 [55:52];
+  assign \desc_rd__1__data.off0  = \desc_rd__data$21 [69:56];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[1];
   assign \op__0__payload.row  = op__0__payload[4:2];
@@ -15107,14 +16550,14 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \op__1__payload.x[6]  = op__1__payload[71:64];
   assign \op__1__payload.x[7]  = op__1__payload[79:72];
   assign \op__1__payload.word  = op__1__payload[95:80];
-  assign \x$66[0]  = \x$66 [7:0];
-  assign \x$66[1]  = \x$66 [15:8];
-  assign \x$66[2]  = \x$66 [23:16];
-  assign \x$66[3]  = \x$66 [31:24];
-  assign \x$66[4]  = \x$66 [39:32];
-  assign \x$66[5]  = \x$66 [47:40];
-  assign \x$66[6]  = \x$66 [55:48];
-  assign \x$66[7]  = \x$66 [63:56];
+  assign \x$86[0]  = \x$86 [7:0];
+  assign \x$86[1]  = \x$86 [15:8];
+  assign \x$86[2]  = \x$86 [23:16];
+  assign \x$86[3]  = \x$86 [31:24];
+  assign \x$86[4]  = \x$86 [39:32];
+  assign \x$86[5]  = \x$86 [47:40];
+  assign \x$86[6]  = \x$86 [55:48];
+  assign \x$86[7]  = \x$86 [63:56];
   assign \tag_in.first  = tag_in[0];
   assign \tag_in.last  = tag_in[1];
   assign \tag_in.act  = tag_in[3:2];
@@ -15157,50 +16600,36 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
   assign \res_y__1[13]  = res_y__1[265:247];
   assign \res_y__1[14]  = res_y__1[284:266];
   assign \res_y__1[15]  = res_y__1[303:285];
-  assign \x$114[0]  = \x$114 [31:0];
-  assign \x$114[1]  = \x$114 [63:32];
-  assign \p_data[0]  = p_data[95:0];
-  assign \p_data[0].bias  = p_data[31:0];
-  assign \p_data[0].mult  = p_data[63:32];
-  assign \p_data[0].shift  = p_data[71:64];
-  assign \p_data[0]._pad  = p_data[95:72];
-  assign \p_data[1]  = p_data[191:96];
-  assign \p_data[1].bias  = p_data[127:96];
-  assign \p_data[1].mult  = p_data[159:128];
-  assign \p_data[1].shift  = p_data[167:160];
-  assign \p_data[1]._pad  = p_data[191:168];
+  assign \x$135[0]  = \x$135 [31:0];
+  assign \x$135[1]  = \x$135 [63:32];
+  assign \param_rd__data[0]  = param_rd__data[95:0];
+  assign \param_rd__data[0].bias  = param_rd__data[31:0];
+  assign \param_rd__data[0].mult  = param_rd__data[63:32];
+  assign \param_rd__data[0].shift  = param_rd__data[71:64];
+  assign \param_rd__data[0]._pad  = param_rd__data[95:72];
+  assign \param_rd__data[1]  = param_rd__data[191:96];
+  assign \param_rd__data[1].bias  = param_rd__data[127:96];
+  assign \param_rd__data[1].mult  = param_rd__data[159:128];
+  assign \param_rd__data[1].shift  = param_rd__data[167:160];
+  assign \param_rd__data[1]._pad  = param_rd__data[191:168];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \shift[0]  = shift[7:0];
   assign \shift[1]  = shift[15:8];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[55:52];
-  assign \desc.off0  = desc[69:56];
-  assign \desc$154.ky0  = \desc$154 [7:0];
-  assign \desc$154.kx0  = \desc$154 [15:8];
-  assign \desc$154.dy0  = \desc$154 [27:16];
-  assign \desc$154.dx0  = \desc$154 [39:28];
-  assign \desc$154.c0  = \desc$154 [51:40];
-  assign \desc$154.elems  = \desc$154 [55:52];
-  assign \desc$154.off0  = \desc$154 [69:56];
-  assign shift[15:8] = p_data[167:160];
-  assign shift[7:0] = p_data[71:64];
-  assign mult[63:32] = p_data[159:128];
-  assign mult[31:0] = p_data[63:32];
-  assign \x$114 [63:32] = \$87 [31:0];
-  assign \x$114 [31:0] = \$86 [31:0];
+  assign shift[15:8] = param_rd__data[167:160];
+  assign shift[7:0] = param_rd__data[71:64];
+  assign mult[63:32] = param_rd__data[159:128];
+  assign mult[31:0] = param_rd__data[63:32];
+  assign \x$135 [63:32] = \$87 [31:0];
+  assign \x$135 [31:0] = \$86 [31:0];
   assign tag_in[27:20] = i_nbase;
   assign tag_in[19:4] = i_p0;
   assign tag_in[3:2] = { i_act1, i_act0 };
   assign tag_in[1] = \$58 ;
   assign tag_in[0] = \$56 ;
-  assign op__1__payload[79:16] = \x$66 ;
+  assign op__1__payload[79:16] = \x$86 ;
   assign op__1__payload[11] = args[379];
   assign op__1__payload[10] = args[380];
   assign op__1__payload[9:7] = args[376:374];
@@ -15219,959 +16648,8 @@ module \tiny_fabric.mac (rst, rd_data, \rd_data$158 , p_data, desc, \desc$154 , 
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.mac.gather0 (rst, rd_data, desc, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_addr, pos_valid, idle_next, rd_en, stall, args, g_kbase, bi, kk, nn, en, rd_addr
-, x_rdy, full, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
-  wire \$1 ;
-  wire [14:0] \$10 ;
-  reg [7:0] \$100 ;
-  reg [7:0] \$101 ;
-  reg [12:0] \$102 ;
-  reg [12:0] \$103 ;
-  reg [12:0] \$104 ;
-  reg [13:0] \$105 ;
-  reg [13:0] \$106 ;
-  reg \$107 ;
-  reg \$108 ;
-  reg [1:0] \$109 ;
-  wire [12:0] \$11 ;
-  reg \$110 ;
-  reg \$111 ;
-  reg \$112 ;
-  reg [12:0] \$113 ;
-  reg [63:0] \$114 ;
-  reg [63:0] \$115 ;
-  reg \$116 ;
-  wire [14:0] \$12 ;
-  wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
-  wire [11:0] \$16 ;
-  wire [14:0] \$17 ;
-  wire [4:0] \$18 ;
-  wire [8:0] \$19 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
-  wire [14:0] \$23 ;
-  wire [14:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
-  wire [14:0] \$27 ;
-  wire [14:0] \$28 ;
-  wire [12:0] \$29 ;
-  wire [4:0] \$3 ;
-  wire [14:0] \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [6:0] \$37 ;
-  wire [8:0] \$38 ;
-  wire [9:0] \$39 ;
-  wire [6:0] \$4 ;
-  wire [9:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
-  wire [14:0] \$56 ;
-  wire [14:0] \$57 ;
-  wire [13:0] \$58 ;
-  wire [15:0] \$59 ;
-  wire [9:0] \$6 ;
-  wire [13:0] \$60 ;
-  wire [16:0] \$61 ;
-  wire [12:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [11:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [9:0] \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [14:0] \$76 ;
-  wire [13:0] \$77 ;
-  wire \$78 ;
-  wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
-  wire \$80 ;
-  wire [7:0] \$81 ;
-  wire [6:0] \$82 ;
-  wire [15:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  reg [6:0] \$87 ;
-  reg [6:0] \$88 ;
-  reg [6:0] \$89 ;
-  wire [10:0] \$9 ;
-  reg \$90 ;
-  reg [15:0] \$91 ;
-  reg [7:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg [10:0] \$94 ;
-  reg [10:0] \$95 ;
-  reg [13:0] \$96 ;
-  reg \$97 ;
-  reg [11:0] \$98 ;
-  reg [3:0] \$99 ;
-  reg active = 1'h0;
-  reg [13:0] addr = 14'h0000;
-  input [381:0] args;
-  wire [381:0] args;
-  wire [2:0] \args.ab_m1 ;
-  wire [9:0] \args.act_max ;
-  wire [9:0] \args.act_min ;
-  wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
-  wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
-  wire [3:0] \args.dh ;
-  wire [3:0] \args.dw ;
-  wire [7:0] \args.groups ;
-  wire [13:0] \args.img_bstep ;
-  wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
-  wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
-  wire [13:0] \args.kx_inc ;
-  wire [13:0] \args.ky_inc ;
-  wire [6:0] \args.no ;
-  wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
-  wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
-  wire \args.page_base ;
-  wire [5:0] \args.param_base ;
-  wire [3:0] \args.pl ;
-  wire [13:0] \args.pos0 ;
-  wire [13:0] \args.pos_bstep ;
-  wire [13:0] \args.pos_ux ;
-  wire [13:0] \args.pos_wrap ;
-  wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
-  wire \args.rowpack ;
-  wire [3:0] \args.sh ;
-  wire [3:0] \args.sw ;
-  wire \args.w_signed ;
-  wire [1:0] \args.wb_log2 ;
-  wire \args.x_signed ;
-  wire [7:0] \args.zp_in ;
-  wire [9:0] \args.zp_out ;
-  reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
-  reg b_last = 1'h0;
-  reg [1:0] b_n = 2'h0;
-  reg b_oob = 1'h0;
-  reg b_valid = 1'h0;
-  output [6:0] bi;
-  reg [6:0] bi = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \bi$54 ;
-  reg [11:0] c = 12'h000;
-  input clk;
-  wire clk;
-  wire [13:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  input [69:0] desc;
-  wire [69:0] desc;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [3:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
-  output en;
-  reg en = 1'h0;
-  (* init = 1'h0 *)
-  wire \en$57 ;
-  reg first = 1'h0;
-  output full;
-  reg full = 1'h0;
-  (* init = 1'h0 *)
-  wire \full$72 ;
-  input [7:0] g_kbase;
-  wire [7:0] g_kbase;
-  input go;
-  wire go;
-  output idle_next;
-  wire idle_next;
-  wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
-  output [6:0] kk;
-  reg [6:0] kk = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
-  wire last;
-  wire [11:0] lim;
-  wire [1:0] n;
-  wire [11:0] n_ch;
-  output [6:0] nn;
-  reg [6:0] nn = 7'h00;
-  (* init = 7'h00 *)
-  wire [6:0] \nn$56 ;
-  wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
-  reg [15:0] p = 16'h0000;
-  reg [13:0] pos_addr = 14'h0000;
-  input pos_bstep;
-  wire pos_bstep;
-  input pos_init;
-  wire pos_init;
-  input pos_step;
-  wire pos_step;
-  output pos_valid;
-  wire pos_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [15:0] rd_data;
-  wire [15:0] rd_data;
-  output rd_en;
-  wire rd_en;
-  reg [3:0] rem = 4'h0;
-  reg [12:0] row_ix = 13'h0000;
-  input rst;
-  wire rst;
-  wire [2:0] sel;
-  reg [63:0] shifted;
-  wire [63:0] src;
-  output stall;
-  wire stall;
-  wire \stall$63 ;
-  reg [13:0] start;
-  input take;
-  wire take;
-  reg [13:0] tap0 = 14'h0000;
-  wire tap_end;
-  input tile_active;
-  wire tile_active;
-  wire [15:0] window;
-  wire [15:0] word;
-  wire wrap;
-  (* init = 64'h0000000000000000 *)
-  wire [63:0] x;
-  wire [7:0] \x[0] ;
-  wire [7:0] \x[1] ;
-  wire [7:0] \x[2] ;
-  wire [7:0] \x[3] ;
-  wire [7:0] \x[4] ;
-  wire [7:0] \x[5] ;
-  wire [7:0] \x[6] ;
-  wire [7:0] \x[7] ;
-  reg [63:0] x_asm = 64'h0000000000000000;
-  output [63:0] x_rdy;
-  reg [63:0] x_rdy = 64'h0000000000000000;
-  assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
-  assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
-  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
-  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
-  assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
-  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
-  assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc[39:28] });
-  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
-  assign \$18  = rem - \$65 [1:0];
-  assign \$19  = args[51:44] - 1'h1;
-  assign \$20  = kx == \$19 ;
-  assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[149:136]);
-  assign \$24  = $signed(tap0) + $signed(args[149:136]);
-  assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[135:122]);
-  assign \$28  = $signed(tap0) + $signed(args[135:122]);
-  assign \$29  = c + \$65 [1:0];
-  assign \$30  = $signed(addr) + $signed(2'h1);
-  assign \$31  = ~ stall;
-  assign \$32  = ~ stall;
-  assign \$33  = b_valid & \$32 ;
-  assign \$34  = b_valid & b_last;
-  assign \$35  = ~ stall;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 1'h0;
-  assign \$38  = args[241:236] + g_kbase;
-  assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[207:200];
-  assign \$42  = ox + 1'h1;
-  assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
-  assign \$44  = oy + \$43 ;
-  assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[199:192] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
-  assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
-  assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[207:200] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
-  assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
-  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
-  assign \$58  = wrap ? args[177:164] : 14'h0000;
-  assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[221:208] : 14'h0000;
-  assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
-  assign \$63  = \$62 [11:0] < rem;
-  assign lim = \$63  ? \$62 [11:0] : { 8'h00, rem };
-  assign \$64  = lim < 2'h2;
-  assign \$65  = \$64  ? lim : 12'h002;
-  assign tap_end = \$65 [1:0] == \$62 [11:0];
-  assign last = \$65 [1:0] == rem;
-  assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
-  assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[381];
-  assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
-  assign \$72  = \$70  | \$71 ;
-  assign \$73  = \$69  & \$72 ;
-  assign oob = \$68  | \$73 ;
-  assign \$74  = ~ active;
-  assign idle_next = \$74  | last;
-  assign rd_en = ~ stall;
-  assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc[69:56]);
-  assign \$77  = $signed(b_ix) + $signed(3'h2);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? rd_data[7:0] : args[343:336];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? rd_data[15:8] : args[343:336];
-  assign \$82  = \$77 [2:0] * 4'h8;
-  assign window = { args[343:336], args[343:336], \$81 , \$79 , args[343:336], args[343:336] } >> \$82 ;
-  assign \$83  = args[381] ? window : rd_data;
-  assign word = b_oob ? { args[343:336], args[343:336] } : \$83 ;
-  assign src = b_first ? 64'h0000000000000000 : x_asm;
-  assign \$84  = b_valid & b_last;
-  assign \$85  = \$84  & full;
-  assign \$86  = ~ take;
-  assign stall = \$85  & \$86 ;
-  always @(posedge clk)
-    bi <= \$87 ;
-  always @(posedge clk)
-    kk <= \$88 ;
-  always @(posedge clk)
-    nn <= \$89 ;
-  always @(posedge clk)
-    en <= \$90 ;
-  always @(posedge clk)
-    p <= \$91 ;
-  always @(posedge clk)
-    ox <= \$92 ;
-  always @(posedge clk)
-    oy <= \$93 ;
-  always @(posedge clk)
-    iy0 <= \$94 ;
-  always @(posedge clk)
-    ix0 <= \$95 ;
-  always @(posedge clk)
-    pos_addr <= \$96 ;
-  always @(posedge clk)
-    active <= \$97 ;
-  always @(posedge clk)
-    c <= \$98 ;
-  always @(posedge clk)
-    rem <= \$99 ;
-  always @(posedge clk)
-    ky <= \$100 ;
-  always @(posedge clk)
-    kx <= \$101 ;
-  always @(posedge clk)
-    iy <= \$102 ;
-  always @(posedge clk)
-    ix <= \$103 ;
-  always @(posedge clk)
-    row_ix <= \$104 ;
-  always @(posedge clk)
-    tap0 <= \$105 ;
-  always @(posedge clk)
-    addr <= \$106 ;
-  always @(posedge clk)
-    first <= \$107 ;
-  always @(posedge clk)
-    b_valid <= \$108 ;
-  always @(posedge clk)
-    b_n <= \$109 ;
-  always @(posedge clk)
-    b_oob <= \$110 ;
-  always @(posedge clk)
-    b_first <= \$111 ;
-  always @(posedge clk)
-    b_last <= \$112 ;
-  always @(posedge clk)
-    b_ix <= \$113 ;
-  always @(posedge clk)
-    x_rdy <= \$114 ;
-  always @(posedge clk)
-    x_asm <= \$115 ;
-  always @(posedge clk)
-    full <= \$116 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$87  = bi;
-    if (pos_init) begin
-      \$87  = desc[6:0];
-    end
-    if (rst) begin
-      \$87  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$88  = kk;
-    if (pos_init) begin
-      \$88  = desc[13:7];
-    end
-    if (rst) begin
-      \$88  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$89  = nn;
-    if (pos_init) begin
-      \$89  = desc[20:14];
-    end
-    if (rst) begin
-      \$89  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$90  = en;
-    if (pos_init) begin
-      \$90  = desc[21];
-    end
-    if (rst) begin
-      \$90  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = p;
-    if (pos_init) begin
-      \$91  = 16'h0000;
-    end else if (\$1 ) begin
-      \$91  = \$5 [15:0];
-    end
-    if (rst) begin
-      \$91  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = ox;
-    if (pos_init) begin
-      \$92  = 8'h00;
-    end else if (\$1 ) begin
-      \$92  = \$7 [7:0];
-    end
-    if (rst) begin
-      \$92  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = oy;
-    if (pos_init) begin
-      \$93  = 8'h00;
-    end else if (\$1 ) begin
-      \$93  = \$9 [7:0];
-    end
-    if (rst) begin
-      \$93  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = iy0;
-    if (pos_init) begin
-      \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
-    end else if (\$1 ) begin
-      \$94  = \$10 [10:0];
-    end
-    if (rst) begin
-      \$94  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = ix0;
-    if (pos_init) begin
-      \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
-    end else if (\$1 ) begin
-      \$95  = \$11 [10:0];
-    end
-    if (rst) begin
-      \$95  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$96  = pos_addr;
-    if (pos_init) begin
-      \$96  = args[121:108];
-    end else if (\$1 ) begin
-      \$96  = \$12 [13:0];
-    end
-    if (rst) begin
-      \$96  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$97  = active;
-    if (\$13 ) begin
-      if (go) begin
-        \$97  = tile_active;
-      end else if (active) begin
-        if (last) begin
-          \$97  = 1'h0;
-        end
-      end
-    end
-    if (rst) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$98  = c;
-    if (\$13 ) begin
-      if (go) begin
-        \$98  = desc[51:40];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          \$98  = 12'h000;
-        end else begin
-          \$98  = \$29 [11:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$98  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = rem;
-    if (\$13 ) begin
-      if (go) begin
-        \$99  = desc[55:52];
-      end else if (active) begin
-        \$99  = \$18 [3:0];
-      end
-    end
-    if (rst) begin
-      \$99  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = ky;
-    if (\$13 ) begin
-      if (go) begin
-        \$100  = desc[7:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$100  = \$21 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$100  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = kx;
-    if (\$13 ) begin
-      if (go) begin
-        \$101  = desc[15:8];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$101  = 8'h00;
-          end else begin
-            \$101  = \$25 [7:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$101  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = iy;
-    if (\$13 ) begin
-      if (go) begin
-        \$102  = \$14 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          if (\$20 ) begin
-            \$102  = \$22 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$102  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$103  = \$15 [12:0];
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$103  = row_ix;
-          end else begin
-            \$103  = \$26 [12:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$103  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = row_ix;
-    if (\$13 ) begin
-      if (go) begin
-        \$104  = { ix0[10], ix0[10], ix0 };
-      end
-    end
-    if (rst) begin
-      \$104  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$105  = tap0;
-    if (\$13 ) begin
-      if (go) begin
-        \$105  = start;
-      end else if (active) begin
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$105  = \$23 [13:0];
-          end else begin
-            \$105  = \$27 [13:0];
-          end
-        end
-      end
-    end
-    if (rst) begin
-      \$105  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$106  = addr;
-    if (\$13 ) begin
-      if (go) begin
-        \$106  = \$17 [13:0];
-      end else if (active) begin
-        (* full_case = 32'd1 *)
-        if (tap_end) begin
-          (* full_case = 32'd1 *)
-          if (\$20 ) begin
-            \$106  = \$24 [13:0];
-          end else begin
-            \$106  = \$28 [13:0];
-          end
-        end else begin
-          \$106  = \$30 [13:0];
-        end
-      end
-    end
-    if (rst) begin
-      \$106  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$107  = first;
-    if (\$13 ) begin
-      if (go) begin
-        \$107  = 1'h1;
-      end else if (active) begin
-        \$107  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$107  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$108  = b_valid;
-    if (\$31 ) begin
-      \$108  = active;
-    end
-    if (rst) begin
-      \$108  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$109  = b_n;
-    if (\$31 ) begin
-      \$109  = \$65 [1:0];
-    end
-    if (rst) begin
-      \$109  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$110  = b_oob;
-    if (\$31 ) begin
-      \$110  = oob;
-    end
-    if (rst) begin
-      \$110  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = b_first;
-    if (\$31 ) begin
-      \$111  = first;
-    end
-    if (rst) begin
-      \$111  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = b_last;
-    if (\$31 ) begin
-      \$112  = last;
-    end
-    if (rst) begin
-      \$112  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$113  = b_ix;
-    if (\$31 ) begin
-      \$113  = ix;
-    end
-    if (rst) begin
-      \$113  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$114  = x_rdy;
-    if (\$33 ) begin
-      if (b_last) begin
-        \$114  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$115  = x_asm;
-    if (\$33 ) begin
-      (* full_case = 32'd1 *)
-      if (b_last) begin
-      end else begin
-        \$115  = shifted;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$116  = full;
-    if (\$36 ) begin
-      \$116  = 1'h1;
-    end else if (take) begin
-      \$116  = 1'h0;
-    end
-    if (rst) begin
-      \$116  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    start = 14'h0000;
-    if (\$75 ) begin
-      if (go) begin
-        start = \$76 [13:0];
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    (* full_case = 32'd1 *)
-    casez (b_n)
-      2'h1:
-          shifted = { word[7:0], src[63:8] };
-      2'h2:
-          shifted = { word, src[63:16] };
-      default:
-          shifted = src;
-    endcase
-  end
-  assign d_ix = \$55 [11:0];
-  assign d_addr = \$61 [13:0];
-  assign n = \$65 [1:0];
-  assign \bi$54  = bi;
-  assign \kk$55  = kk;
-  assign \nn$56  = nn;
-  assign \en$57  = en;
-  assign n_ch = \$62 [11:0];
-  assign \stall$63  = stall;
-  assign sel = \$77 [2:0];
-  assign \full$72  = full;
-  assign x = x_rdy;
-  assign desc_addr = \$40 [5:0];
-  assign rd_addr = addr[11:0];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[55:52];
-  assign \desc.off0  = desc[69:56];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[309];
-  assign \args.out_base  = args[321:310];
-  assign \args.out_cw  = args[329:322];
-  assign \args.param_base  = args[335:330];
-  assign \args.zp_in  = args[343:336];
-  assign \args.zp_out  = args[353:344];
-  assign \args.act_min  = args[363:354];
-  assign \args.act_max  = args[373:364];
-  assign \args.ab_m1  = args[376:374];
-  assign \args.wb_log2  = args[378:377];
-  assign \args.x_signed  = args[379];
-  assign \args.w_signed  = args[380];
-  assign \args.rowpack  = args[381];
-  assign \x[0]  = x_rdy[7:0];
-  assign \x[1]  = x_rdy[15:8];
-  assign \x[2]  = x_rdy[23:16];
-  assign \x[3]  = x_rdy[31:24];
-  assign \x[4]  = x_rdy[39:32];
-  assign \x[5]  = x_rdy[47:40];
-  assign \x[6]  = x_rdy[55:48];
-  assign \x[7]  = x_rdy[63:56];
-  assign \$16  = { 1'h0, desc[51:41] };
-endmodule
-
-(* generator = "Amaranth" *)
-module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_addr, pos_valid, idle_next, rd_en, stall, args, g_kbase, bi, kk, nn, en, rd_addr
-, x_rdy, full, clk);
+module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
@@ -16289,6 +16767,12 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   reg \$97 ;
   reg [11:0] \$98 ;
   reg [3:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [15:0] act_rd__data;
+  wire [15:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
   input [381:0] args;
@@ -16359,17 +16843,17 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   wire [13:0] d_iy;
   wire [8:0] d_ox;
   wire [9:0] d_oy;
-  input [69:0] desc;
-  wire [69:0] desc;
-  wire [11:0] \desc.c0 ;
-  wire [11:0] \desc.dx0 ;
-  wire [11:0] \desc.dy0 ;
-  wire [3:0] \desc.elems ;
-  wire [7:0] \desc.kx0 ;
-  wire [7:0] \desc.ky0 ;
-  wire [13:0] \desc.off0 ;
-  output [5:0] desc_addr;
-  wire [5:0] desc_addr;
+  output [5:0] desc_rd__addr;
+  wire [5:0] desc_rd__addr;
+  input [69:0] desc_rd__data;
+  wire [69:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [3:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
   (* init = 1'h0 *)
@@ -16417,12 +16901,6 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   wire pos_step;
   output pos_valid;
   wire pos_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [15:0] rd_data;
-  wire [15:0] rd_data;
-  output rd_en;
-  wire rd_en;
   reg [3:0] rem = 4'h0;
   reg [12:0] row_ix = 13'h0000;
   input rst;
@@ -16469,8 +16947,8 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [1:0];
   assign \$19  = args[51:44] - 1'h1;
@@ -16491,7 +16969,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 1'h1;
+  assign \$37  = args[308:303] + 1'h0;
   assign \$38  = args[241:236] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
@@ -16540,17 +17018,17 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign oob = \$68  | \$73 ;
   assign \$74  = ~ active;
   assign idle_next = \$74  | last;
-  assign rd_en = ~ stall;
+  assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc[69:56]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[69:56]);
   assign \$77  = $signed(b_ix) + $signed(3'h2);
   assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? rd_data[7:0] : args[343:336];
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[343:336];
   assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? rd_data[15:8] : args[343:336];
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[343:336];
   assign \$82  = \$77 [2:0] * 4'h8;
   assign window = { args[343:336], args[343:336], \$81 , \$79 , args[343:336], args[343:336] } >> \$82 ;
-  assign \$83  = args[381] ? window : rd_data;
+  assign \$83  = args[381] ? window : act_rd__data;
   assign word = b_oob ? { args[343:336], args[343:336] } : \$83 ;
   assign src = b_first ? 64'h0000000000000000 : x_asm;
   assign \$84  = b_valid & b_last;
@@ -16621,7 +17099,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$87  = bi;
     if (pos_init) begin
-      \$87  = desc[6:0];
+      \$87  = desc_rd__data[6:0];
     end
     if (rst) begin
       \$87  = 7'h00;
@@ -16631,7 +17109,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$88  = kk;
     if (pos_init) begin
-      \$88  = desc[13:7];
+      \$88  = desc_rd__data[13:7];
     end
     if (rst) begin
       \$88  = 7'h00;
@@ -16641,7 +17119,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$89  = nn;
     if (pos_init) begin
-      \$89  = desc[20:14];
+      \$89  = desc_rd__data[20:14];
     end
     if (rst) begin
       \$89  = 7'h00;
@@ -16651,7 +17129,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
     if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$90  = en;
     if (pos_init) begin
-      \$90  = desc[21];
+      \$90  = desc_rd__data[21];
     end
     if (rst) begin
       \$90  = 1'h0;
@@ -16750,7 +17228,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
-        \$98  = desc[51:40];
+        \$98  = desc_rd__data[51:40];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -16769,7 +17247,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$99  = desc[55:52];
+        \$99  = desc_rd__data[55:52];
       end else if (active) begin
         \$99  = \$18 [3:0];
       end
@@ -16783,7 +17261,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$100  = desc[7:0];
+        \$100  = desc_rd__data[7:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
@@ -16801,7 +17279,7 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$101  = desc[15:8];
+        \$101  = desc_rd__data[15:8];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
@@ -17052,15 +17530,15 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign sel = \$77 [2:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_addr = \$40 [5:0];
-  assign rd_addr = addr[11:0];
-  assign \desc.ky0  = desc[7:0];
-  assign \desc.kx0  = desc[15:8];
-  assign \desc.dy0  = desc[27:16];
-  assign \desc.dx0  = desc[39:28];
-  assign \desc.c0  = desc[51:40];
-  assign \desc.elems  = desc[55:52];
-  assign \desc.off0  = desc[69:56];
+  assign desc_rd__addr = \$40 [5:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[55:52];
+  assign \desc_rd__data.off0  = desc_rd__data[69:56];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -17117,12 +17595,963 @@ module \tiny_fabric.mac.gather1 (rst, rd_data, desc, go, tile_active, pos_bstep,
   assign \x[5]  = x_rdy[47:40];
   assign \x[6]  = x_rdy[55:48];
   assign \x[7]  = x_rdy[63:56];
-  assign \$16  = { 1'h0, desc[51:41] };
+  assign \$16  = { 1'h0, desc_rd__data[51:41] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
+, full, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  wire \$1 ;
+  wire [14:0] \$10 ;
+  reg [7:0] \$100 ;
+  reg [7:0] \$101 ;
+  reg [12:0] \$102 ;
+  reg [12:0] \$103 ;
+  reg [12:0] \$104 ;
+  reg [13:0] \$105 ;
+  reg [13:0] \$106 ;
+  reg \$107 ;
+  reg \$108 ;
+  reg [1:0] \$109 ;
+  wire [12:0] \$11 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg [12:0] \$113 ;
+  reg [63:0] \$114 ;
+  reg [63:0] \$115 ;
+  reg \$116 ;
+  wire [14:0] \$12 ;
+  wire \$13 ;
+  wire [13:0] \$14 ;
+  wire [13:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [14:0] \$17 ;
+  wire [4:0] \$18 ;
+  wire [8:0] \$19 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire [8:0] \$21 ;
+  wire [13:0] \$22 ;
+  wire [14:0] \$23 ;
+  wire [14:0] \$24 ;
+  wire [8:0] \$25 ;
+  wire [13:0] \$26 ;
+  wire [14:0] \$27 ;
+  wire [14:0] \$28 ;
+  wire [12:0] \$29 ;
+  wire [4:0] \$3 ;
+  wire [14:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [6:0] \$37 ;
+  wire [8:0] \$38 ;
+  wire [9:0] \$39 ;
+  wire [6:0] \$4 ;
+  wire [9:0] \$40 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [7:0] \$43 ;
+  wire [8:0] \$44 ;
+  wire [11:0] \$45 ;
+  wire [11:0] \$46 ;
+  wire [3:0] \$47 ;
+  wire [12:0] \$48 ;
+  wire [11:0] \$49 ;
+  wire [16:0] \$5 ;
+  wire [11:0] \$50 ;
+  wire [11:0] \$51 ;
+  wire [11:0] \$52 ;
+  wire [11:0] \$53 ;
+  wire [11:0] \$54 ;
+  wire [12:0] \$55 ;
+  wire [14:0] \$56 ;
+  wire [14:0] \$57 ;
+  wire [13:0] \$58 ;
+  wire [15:0] \$59 ;
+  wire [9:0] \$6 ;
+  wire [13:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [12:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire [11:0] \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [9:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire [14:0] \$76 ;
+  wire [13:0] \$77 ;
+  wire \$78 ;
+  wire [7:0] \$79 ;
+  wire [10:0] \$8 ;
+  wire \$80 ;
+  wire [7:0] \$81 ;
+  wire [6:0] \$82 ;
+  wire [15:0] \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  reg [6:0] \$87 ;
+  reg [6:0] \$88 ;
+  reg [6:0] \$89 ;
+  wire [10:0] \$9 ;
+  reg \$90 ;
+  reg [15:0] \$91 ;
+  reg [7:0] \$92 ;
+  reg [7:0] \$93 ;
+  reg [10:0] \$94 ;
+  reg [10:0] \$95 ;
+  reg [13:0] \$96 ;
+  reg \$97 ;
+  reg [11:0] \$98 ;
+  reg [3:0] \$99 ;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [15:0] act_rd__data;
+  wire [15:0] act_rd__data;
+  output act_rd__en;
+  wire act_rd__en;
+  reg active = 1'h0;
+  reg [13:0] addr = 14'h0000;
+  input [381:0] args;
+  wire [381:0] args;
+  wire [2:0] \args.ab_m1 ;
+  wire [9:0] \args.act_max ;
+  wire [9:0] \args.act_min ;
+  wire [6:0] \args.b ;
+  wire [7:0] \args.bq ;
+  wire [7:0] \args.br ;
+  wire [11:0] \args.cin ;
+  wire [5:0] \args.desc_base ;
+  wire [3:0] \args.dh ;
+  wire [3:0] \args.dw ;
+  wire [7:0] \args.groups ;
+  wire [13:0] \args.img_bstep ;
+  wire [13:0] \args.img_delta ;
+  wire [7:0] \args.in_cw ;
+  wire [7:0] \args.in_h ;
+  wire [7:0] \args.in_w ;
+  wire [7:0] \args.kh ;
+  wire [6:0] \args.ki ;
+  wire [7:0] \args.kr ;
+  wire [7:0] \args.kt ;
+  wire [7:0] \args.kw ;
+  wire [13:0] \args.kx_inc ;
+  wire [13:0] \args.ky_inc ;
+  wire [6:0] \args.no ;
+  wire [15:0] \args.npos ;
+  wire [7:0] \args.nr ;
+  wire [7:0] \args.nt ;
+  wire [7:0] \args.oh ;
+  wire [11:0] \args.out_base ;
+  wire [7:0] \args.out_cw ;
+  wire [7:0] \args.ow ;
+  wire \args.page_base ;
+  wire [5:0] \args.param_base ;
+  wire [3:0] \args.pl ;
+  wire [13:0] \args.pos0 ;
+  wire [13:0] \args.pos_bstep ;
+  wire [13:0] \args.pos_ux ;
+  wire [13:0] \args.pos_wrap ;
+  wire [3:0] \args.pt ;
+  wire [5:0] \args.role_base ;
+  wire \args.rowpack ;
+  wire [3:0] \args.sh ;
+  wire [3:0] \args.sw ;
+  wire \args.w_signed ;
+  wire [1:0] \args.wb_log2 ;
+  wire \args.x_signed ;
+  wire [7:0] \args.zp_in ;
+  wire [9:0] \args.zp_out ;
+  reg b_first = 1'h0;
+  reg [12:0] b_ix = 13'h0000;
+  reg b_last = 1'h0;
+  reg [1:0] b_n = 2'h0;
+  reg b_oob = 1'h0;
+  reg b_valid = 1'h0;
+  output [6:0] bi;
+  reg [6:0] bi = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \bi$54 ;
+  reg [11:0] c = 12'h000;
+  input clk;
+  wire clk;
+  wire [13:0] d_addr;
+  wire [11:0] d_ix;
+  wire [13:0] d_iy;
+  wire [8:0] d_ox;
+  wire [9:0] d_oy;
+  output [5:0] desc_rd__addr;
+  wire [5:0] desc_rd__addr;
+  input [69:0] desc_rd__data;
+  wire [69:0] desc_rd__data;
+  wire [11:0] \desc_rd__data.c0 ;
+  wire [11:0] \desc_rd__data.dx0 ;
+  wire [11:0] \desc_rd__data.dy0 ;
+  wire [3:0] \desc_rd__data.elems ;
+  wire [7:0] \desc_rd__data.kx0 ;
+  wire [7:0] \desc_rd__data.ky0 ;
+  wire [13:0] \desc_rd__data.off0 ;
+  output en;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$57 ;
+  reg first = 1'h0;
+  output full;
+  reg full = 1'h0;
+  (* init = 1'h0 *)
+  wire \full$72 ;
+  input [7:0] g_kbase;
+  wire [7:0] g_kbase;
+  input go;
+  wire go;
+  output idle_next;
+  wire idle_next;
+  wire iwrap;
+  reg [12:0] ix = 13'h0000;
+  reg [10:0] ix0 = 11'h000;
+  reg [12:0] iy = 13'h0000;
+  reg [10:0] iy0 = 11'h000;
+  output [6:0] kk;
+  reg [6:0] kk = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \kk$55 ;
+  reg [7:0] kx = 8'h00;
+  reg [7:0] ky = 8'h00;
+  wire last;
+  wire [11:0] lim;
+  wire [1:0] n;
+  wire [11:0] n_ch;
+  output [6:0] nn;
+  reg [6:0] nn = 7'h00;
+  (* init = 7'h00 *)
+  wire [6:0] \nn$56 ;
+  wire oob;
+  reg [7:0] ox = 8'h00;
+  reg [7:0] oy = 8'h00;
+  reg [15:0] p = 16'h0000;
+  reg [13:0] pos_addr = 14'h0000;
+  input pos_bstep;
+  wire pos_bstep;
+  input pos_init;
+  wire pos_init;
+  input pos_step;
+  wire pos_step;
+  output pos_valid;
+  wire pos_valid;
+  reg [3:0] rem = 4'h0;
+  reg [12:0] row_ix = 13'h0000;
+  input rst;
+  wire rst;
+  wire [2:0] sel;
+  reg [63:0] shifted;
+  wire [63:0] src;
+  output stall;
+  wire stall;
+  wire \stall$63 ;
+  reg [13:0] start;
+  input take;
+  wire take;
+  reg [13:0] tap0 = 14'h0000;
+  wire tap_end;
+  input tile_active;
+  wire tile_active;
+  wire [15:0] window;
+  wire [15:0] word;
+  wire wrap;
+  (* init = 64'h0000000000000000 *)
+  wire [63:0] x;
+  wire [7:0] \x[0] ;
+  wire [7:0] \x[1] ;
+  wire [7:0] \x[2] ;
+  wire [7:0] \x[3] ;
+  wire [7:0] \x[4] ;
+  wire [7:0] \x[5] ;
+  wire [7:0] \x[6] ;
+  wire [7:0] \x[7] ;
+  reg [63:0] x_asm = 64'h0000000000000000;
+  output [63:0] x_rdy;
+  reg [63:0] x_rdy = 64'h0000000000000000;
+  assign \$1  = pos_step | pos_bstep;
+  assign \$2  = - args[71:68];
+  assign \$3  = - args[75:72];
+  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
+  assign \$5  = p + \$4 ;
+  assign \$6  = d_ox - args[83:76];
+  assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
+  assign \$8  = d_oy - args[91:84];
+  assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
+  assign \$10  = $signed(iy0) + $signed(d_iy);
+  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
+  assign \$13  = ~ stall;
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
+  assign \$18  = rem - \$65 [1:0];
+  assign \$19  = args[51:44] - 1'h1;
+  assign \$20  = kx == \$19 ;
+  assign \$21  = ky + 1'h1;
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
+  assign \$23  = $signed(tap0) + $signed(args[149:136]);
+  assign \$24  = $signed(tap0) + $signed(args[149:136]);
+  assign \$25  = kx + 1'h1;
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
+  assign \$27  = $signed(tap0) + $signed(args[135:122]);
+  assign \$28  = $signed(tap0) + $signed(args[135:122]);
+  assign \$29  = c + \$65 [1:0];
+  assign \$30  = $signed(addr) + $signed(2'h1);
+  assign \$31  = ~ stall;
+  assign \$32  = ~ stall;
+  assign \$33  = b_valid & \$32 ;
+  assign \$34  = b_valid & b_last;
+  assign \$35  = ~ stall;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = args[308:303] + 1'h1;
+  assign \$38  = args[241:236] + g_kbase;
+  assign \$39  = \$38  + kk;
+  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign pos_valid = p < args[107:92];
+  assign \$41  = ox + args[207:200];
+  assign \$42  = ox + 1'h1;
+  assign d_ox = pos_bstep ? \$41  : \$42 ;
+  assign wrap = d_ox >= args[83:76];
+  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
+  assign \$44  = oy + \$43 ;
+  assign d_oy = \$44  + wrap;
+  assign iwrap = d_oy >= args[91:84];
+  assign \$45  = args[199:192] * args[63:60];
+  assign \$46  = pos_bstep ? \$45  : 12'h000;
+  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign \$48  = \$46  + \$47 ;
+  assign \$49  = args[91:84] * args[63:60];
+  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign d_iy = \$48  - \$50 ;
+  assign \$51  = args[207:200] * args[67:64];
+  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
+  assign \$53  = args[83:76] * args[67:64];
+  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$55  = \$52  - \$54 ;
+  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
+  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
+  assign \$58  = wrap ? args[177:164] : 14'h0000;
+  assign \$59  = $signed(\$57 ) + $signed(\$58 );
+  assign \$60  = iwrap ? args[221:208] : 14'h0000;
+  assign \$61  = $signed(\$59 ) + $signed(\$60 );
+  assign \$62  = args[35:24] - c;
+  assign \$63  = \$62 [11:0] < rem;
+  assign lim = \$63  ? \$62 [11:0] : { 8'h00, rem };
+  assign \$64  = lim < 2'h2;
+  assign \$65  = \$64  ? lim : 12'h002;
+  assign tap_end = \$65 [1:0] == \$62 [11:0];
+  assign last = \$65 [1:0] == rem;
+  assign \$66  = $signed(iy) < $signed(1'h0);
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$68  = \$66  | \$67 ;
+  assign \$69  = ~ args[381];
+  assign \$70  = $signed(ix) < $signed(1'h0);
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$72  = \$70  | \$71 ;
+  assign \$73  = \$69  & \$72 ;
+  assign oob = \$68  | \$73 ;
+  assign \$74  = ~ active;
+  assign idle_next = \$74  | last;
+  assign act_rd__en = ~ stall;
+  assign \$75  = ~ stall;
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[69:56]);
+  assign \$77  = $signed(b_ix) + $signed(3'h2);
+  assign \$78  = args[15:8] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[343:336];
+  assign \$80  = args[15:8] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[343:336];
+  assign \$82  = \$77 [2:0] * 4'h8;
+  assign window = { args[343:336], args[343:336], \$81 , \$79 , args[343:336], args[343:336] } >> \$82 ;
+  assign \$83  = args[381] ? window : act_rd__data;
+  assign word = b_oob ? { args[343:336], args[343:336] } : \$83 ;
+  assign src = b_first ? 64'h0000000000000000 : x_asm;
+  assign \$84  = b_valid & b_last;
+  assign \$85  = \$84  & full;
+  assign \$86  = ~ take;
+  assign stall = \$85  & \$86 ;
+  always @(posedge clk)
+    bi <= \$87 ;
+  always @(posedge clk)
+    kk <= \$88 ;
+  always @(posedge clk)
+    nn <= \$89 ;
+  always @(posedge clk)
+    en <= \$90 ;
+  always @(posedge clk)
+    p <= \$91 ;
+  always @(posedge clk)
+    ox <= \$92 ;
+  always @(posedge clk)
+    oy <= \$93 ;
+  always @(posedge clk)
+    iy0 <= \$94 ;
+  always @(posedge clk)
+    ix0 <= \$95 ;
+  always @(posedge clk)
+    pos_addr <= \$96 ;
+  always @(posedge clk)
+    active <= \$97 ;
+  always @(posedge clk)
+    c <= \$98 ;
+  always @(posedge clk)
+    rem <= \$99 ;
+  always @(posedge clk)
+    ky <= \$100 ;
+  always @(posedge clk)
+    kx <= \$101 ;
+  always @(posedge clk)
+    iy <= \$102 ;
+  always @(posedge clk)
+    ix <= \$103 ;
+  always @(posedge clk)
+    row_ix <= \$104 ;
+  always @(posedge clk)
+    tap0 <= \$105 ;
+  always @(posedge clk)
+    addr <= \$106 ;
+  always @(posedge clk)
+    first <= \$107 ;
+  always @(posedge clk)
+    b_valid <= \$108 ;
+  always @(posedge clk)
+    b_n <= \$109 ;
+  always @(posedge clk)
+    b_oob <= \$110 ;
+  always @(posedge clk)
+    b_first <= \$111 ;
+  always @(posedge clk)
+    b_last <= \$112 ;
+  always @(posedge clk)
+    b_ix <= \$113 ;
+  always @(posedge clk)
+    x_rdy <= \$114 ;
+  always @(posedge clk)
+    x_asm <= \$115 ;
+  always @(posedge clk)
+    full <= \$116 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$87  = bi;
+    if (pos_init) begin
+      \$87  = desc_rd__data[6:0];
+    end
+    if (rst) begin
+      \$87  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$88  = kk;
+    if (pos_init) begin
+      \$88  = desc_rd__data[13:7];
+    end
+    if (rst) begin
+      \$88  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$89  = nn;
+    if (pos_init) begin
+      \$89  = desc_rd__data[20:14];
+    end
+    if (rst) begin
+      \$89  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$90  = en;
+    if (pos_init) begin
+      \$90  = desc_rd__data[21];
+    end
+    if (rst) begin
+      \$90  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$91  = p;
+    if (pos_init) begin
+      \$91  = 16'h0000;
+    end else if (\$1 ) begin
+      \$91  = \$5 [15:0];
+    end
+    if (rst) begin
+      \$91  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$92  = ox;
+    if (pos_init) begin
+      \$92  = 8'h00;
+    end else if (\$1 ) begin
+      \$92  = \$7 [7:0];
+    end
+    if (rst) begin
+      \$92  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$93  = oy;
+    if (pos_init) begin
+      \$93  = 8'h00;
+    end else if (\$1 ) begin
+      \$93  = \$9 [7:0];
+    end
+    if (rst) begin
+      \$93  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$94  = iy0;
+    if (pos_init) begin
+      \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+    end else if (\$1 ) begin
+      \$94  = \$10 [10:0];
+    end
+    if (rst) begin
+      \$94  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$95  = ix0;
+    if (pos_init) begin
+      \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+    end else if (\$1 ) begin
+      \$95  = \$11 [10:0];
+    end
+    if (rst) begin
+      \$95  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$96  = pos_addr;
+    if (pos_init) begin
+      \$96  = args[121:108];
+    end else if (\$1 ) begin
+      \$96  = \$12 [13:0];
+    end
+    if (rst) begin
+      \$96  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$97  = active;
+    if (\$13 ) begin
+      if (go) begin
+        \$97  = tile_active;
+      end else if (active) begin
+        if (last) begin
+          \$97  = 1'h0;
+        end
+      end
+    end
+    if (rst) begin
+      \$97  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$98  = c;
+    if (\$13 ) begin
+      if (go) begin
+        \$98  = desc_rd__data[51:40];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          \$98  = 12'h000;
+        end else begin
+          \$98  = \$29 [11:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$98  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$99  = rem;
+    if (\$13 ) begin
+      if (go) begin
+        \$99  = desc_rd__data[55:52];
+      end else if (active) begin
+        \$99  = \$18 [3:0];
+      end
+    end
+    if (rst) begin
+      \$99  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$100  = ky;
+    if (\$13 ) begin
+      if (go) begin
+        \$100  = desc_rd__data[7:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$100  = \$21 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$100  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$101  = kx;
+    if (\$13 ) begin
+      if (go) begin
+        \$101  = desc_rd__data[15:8];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$101  = 8'h00;
+          end else begin
+            \$101  = \$25 [7:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$101  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$102  = iy;
+    if (\$13 ) begin
+      if (go) begin
+        \$102  = \$14 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          if (\$20 ) begin
+            \$102  = \$22 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$102  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$103  = ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$103  = \$15 [12:0];
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$103  = row_ix;
+          end else begin
+            \$103  = \$26 [12:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$103  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$104  = row_ix;
+    if (\$13 ) begin
+      if (go) begin
+        \$104  = { ix0[10], ix0[10], ix0 };
+      end
+    end
+    if (rst) begin
+      \$104  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$105  = tap0;
+    if (\$13 ) begin
+      if (go) begin
+        \$105  = start;
+      end else if (active) begin
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$105  = \$23 [13:0];
+          end else begin
+            \$105  = \$27 [13:0];
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$105  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$106  = addr;
+    if (\$13 ) begin
+      if (go) begin
+        \$106  = \$17 [13:0];
+      end else if (active) begin
+        (* full_case = 32'd1 *)
+        if (tap_end) begin
+          (* full_case = 32'd1 *)
+          if (\$20 ) begin
+            \$106  = \$24 [13:0];
+          end else begin
+            \$106  = \$28 [13:0];
+          end
+        end else begin
+          \$106  = \$30 [13:0];
+        end
+      end
+    end
+    if (rst) begin
+      \$106  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$107  = first;
+    if (\$13 ) begin
+      if (go) begin
+        \$107  = 1'h1;
+      end else if (active) begin
+        \$107  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$107  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$108  = b_valid;
+    if (\$31 ) begin
+      \$108  = active;
+    end
+    if (rst) begin
+      \$108  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$109  = b_n;
+    if (\$31 ) begin
+      \$109  = \$65 [1:0];
+    end
+    if (rst) begin
+      \$109  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$110  = b_oob;
+    if (\$31 ) begin
+      \$110  = oob;
+    end
+    if (rst) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$111  = b_first;
+    if (\$31 ) begin
+      \$111  = first;
+    end
+    if (rst) begin
+      \$111  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$112  = b_last;
+    if (\$31 ) begin
+      \$112  = last;
+    end
+    if (rst) begin
+      \$112  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$113  = b_ix;
+    if (\$31 ) begin
+      \$113  = ix;
+    end
+    if (rst) begin
+      \$113  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$114  = x_rdy;
+    if (\$33 ) begin
+      if (b_last) begin
+        \$114  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$115  = x_asm;
+    if (\$33 ) begin
+      (* full_case = 32'd1 *)
+      if (b_last) begin
+      end else begin
+        \$115  = shifted;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$116  = full;
+    if (\$36 ) begin
+      \$116  = 1'h1;
+    end else if (take) begin
+      \$116  = 1'h0;
+    end
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    start = 14'h0000;
+    if (\$75 ) begin
+      if (go) begin
+        start = \$76 [13:0];
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    (* full_case = 32'd1 *)
+    casez (b_n)
+      2'h1:
+          shifted = { word[7:0], src[63:8] };
+      2'h2:
+          shifted = { word, src[63:16] };
+      default:
+          shifted = src;
+    endcase
+  end
+  assign d_ix = \$55 [11:0];
+  assign d_addr = \$61 [13:0];
+  assign n = \$65 [1:0];
+  assign \bi$54  = bi;
+  assign \kk$55  = kk;
+  assign \nn$56  = nn;
+  assign \en$57  = en;
+  assign n_ch = \$62 [11:0];
+  assign \stall$63  = stall;
+  assign sel = \$77 [2:0];
+  assign \full$72  = full;
+  assign x = x_rdy;
+  assign desc_rd__addr = \$40 [5:0];
+  assign act_rd__addr = addr[11:0];
+  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
+  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
+  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
+  assign \desc_rd__data.c0  = desc_rd__data[51:40];
+  assign \desc_rd__data.elems  = desc_rd__data[55:52];
+  assign \desc_rd__data.off0  = desc_rd__data[69:56];
+  assign \args.in_h  = args[7:0];
+  assign \args.in_w  = args[15:8];
+  assign \args.in_cw  = args[23:16];
+  assign \args.cin  = args[35:24];
+  assign \args.kh  = args[43:36];
+  assign \args.kw  = args[51:44];
+  assign \args.dh  = args[55:52];
+  assign \args.dw  = args[59:56];
+  assign \args.sh  = args[63:60];
+  assign \args.sw  = args[67:64];
+  assign \args.pt  = args[71:68];
+  assign \args.pl  = args[75:72];
+  assign \args.ow  = args[83:76];
+  assign \args.oh  = args[91:84];
+  assign \args.npos  = args[107:92];
+  assign \args.pos0  = args[121:108];
+  assign \args.kx_inc  = args[135:122];
+  assign \args.ky_inc  = args[149:136];
+  assign \args.pos_ux  = args[163:150];
+  assign \args.pos_wrap  = args[177:164];
+  assign \args.pos_bstep  = args[191:178];
+  assign \args.bq  = args[199:192];
+  assign \args.br  = args[207:200];
+  assign \args.img_delta  = args[221:208];
+  assign \args.img_bstep  = args[235:222];
+  assign \args.desc_base  = args[241:236];
+  assign \args.kt  = args[249:242];
+  assign \args.nt  = args[257:250];
+  assign \args.kr  = args[265:258];
+  assign \args.nr  = args[273:266];
+  assign \args.b  = args[280:274];
+  assign \args.ki  = args[287:281];
+  assign \args.no  = args[294:288];
+  assign \args.groups  = args[302:295];
+  assign \args.role_base  = args[308:303];
+  assign \args.page_base  = args[309];
+  assign \args.out_base  = args[321:310];
+  assign \args.out_cw  = args[329:322];
+  assign \args.param_base  = args[335:330];
+  assign \args.zp_in  = args[343:336];
+  assign \args.zp_out  = args[353:344];
+  assign \args.act_min  = args[363:354];
+  assign \args.act_max  = args[373:364];
+  assign \args.ab_m1  = args[376:374];
+  assign \args.wb_log2  = args[378:377];
+  assign \args.x_signed  = args[379];
+  assign \args.w_signed  = args[380];
+  assign \args.rowpack  = args[381];
+  assign \x[0]  = x_rdy[7:0];
+  assign \x[1]  = x_rdy[15:8];
+  assign \x[2]  = x_rdy[23:16];
+  assign \x[3]  = x_rdy[31:24];
+  assign \x[4]  = x_rdy[39:32];
+  assign \x[5]  = x_rdy[47:40];
+  assign \x[6]  = x_rdy[55:48];
+  assign \x[7]  = x_rdy[63:56];
+  assign \$16  = { 1'h0, desc_rd__data[51:41] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$11 ;
@@ -17352,28 +18781,28 @@ module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   assign \$36  = \$35  ? 31'h7fffffff : 31'h00000000;
   assign \$37  = $signed(nudged0) + $signed({ 1'h0, \$36  });
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$57  = i_valid;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$58  = v1;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$59  = v2;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$60  = v3;
     if (rst) begin
       \$60  = 1'h0;
@@ -17408,7 +18837,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -17492,7 +18921,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -17502,7 +18931,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -17512,7 +18941,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -17533,8 +18962,8 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , done, start, args, busy, w_addr, w_en, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$698$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -17623,6 +19052,16 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
   reg \$signal$25  = 1'h0;
   reg \$signal$51  = 1'h0;
   reg \$signal$57  = 1'h0;
+  output [11:0] act_rd__addr;
+  wire [11:0] act_rd__addr;
+  input [15:0] act_rd__data;
+  wire [15:0] act_rd__data;
+  wire act_rd__en;
+  output [11:0] act_w__addr;
+  reg [11:0] act_w__addr = 12'h000;
+  wire [15:0] act_w__data;
+  output act_w__en;
+  wire act_w__en;
   input [183:0] args;
   wire [183:0] args;
   wire [9:0] \args.act_max ;
@@ -17688,10 +19127,10 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$876$0 ;
-  wire [7:0] \port$876$0 ;
-  output [7:0] \port$877$0 ;
-  wire [7:0] \port$877$0 ;
+  output [7:0] \port$697$0 ;
+  wire [7:0] \port$697$0 ;
+  output [7:0] \port$698$0 ;
+  wire [7:0] \port$698$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv1_0 = 10'h000;
@@ -17705,11 +19144,6 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
   reg [31:0] r_val1 = 32'd0;
   (* init = 1'h0 *)
   wire r_valid;
-  output [11:0] rd_addr;
-  wire [11:0] rd_addr;
-  input [15:0] rd_data;
-  wire [15:0] rd_data;
-  wire rd_en;
   reg [31:0] red0 = 32'd0;
   reg [31:0] red1 = 32'd0;
   input rst;
@@ -17728,11 +19162,6 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
   reg [31:0] v0;
   reg [31:0] v1;
   reg [7:0] w = 8'h00;
-  output [11:0] w_addr;
-  reg [11:0] w_addr = 12'h000;
-  wire [15:0] w_data;
-  output w_en;
-  wire w_en;
   wire [63:0] x;
   wire [9:0] x0;
   wire [9:0] x1;
@@ -17757,14 +19186,14 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
   assign \$24  = args[85:78] - 1'h1;
   assign last_oy = oy == \$24 ;
   assign is_max = ! args[0];
-  assign \$25  = args[1] ? { rd_data[7], rd_data[7:0] } : { 1'h0, rd_data[7:0] };
+  assign \$25  = args[1] ? { act_rd__data[7], act_rd__data[7:0] } : { 1'h0, act_rd__data[7:0] };
   assign \$26  = args[0] ? 11'h000 : 11'h400;
   assign base0 = \$signal  ? { \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26 [10], \$26  } : red0;
   assign \$27  = $signed(\$25 ) > $signed(base0);
   assign \$28  = \$27  ? { \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25  } : base0;
   assign \$29  = $signed(base0) + $signed(\$25 );
   assign \$30  = $signed(\$29 ) - $signed(args[115:106]);
-  assign \$31  = args[1] ? { rd_data[15], rd_data[15:8] } : { 1'h0, rd_data[15:8] };
+  assign \$31  = args[1] ? { act_rd__data[15], act_rd__data[15:8] } : { 1'h0, act_rd__data[15:8] };
   assign \$32  = args[0] ? 11'h000 : 11'h400;
   assign base1 = \$signal  ? { \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32  } : red1;
   assign \$33  = $signed(\$31 ) > $signed(base1);
@@ -17860,7 +19289,7 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
   always @(posedge clk)
     pv2_1 <= pv1_1;
   always @(posedge clk)
-    w_addr <= pa2;
+    act_w__addr <= pa2;
   always @(posedge clk)
     pv3_0 <= pv2_0;
   always @(posedge clk)
@@ -17889,12 +19318,12 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
     .mult(mult),
     .rst(rst),
     .shift(shift),
-    .v4(w_en),
+    .v4(act_w__en),
     .x(x),
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -17905,7 +19334,7 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -17916,7 +19345,7 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$71  = kx;
     if (busy) begin
       \$71  = \$55 [7:0];
@@ -17932,7 +19361,7 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$72  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -17950,7 +19379,7 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$73  = w;
     if (busy) begin
       if (last_kx) begin
@@ -17970,7 +19399,7 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$74  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -17992,7 +19421,7 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$75  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -18013,7 +19442,7 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$76  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -18036,56 +19465,56 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$77  = busy;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$78  = oob;
     if (rst) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$79  = \$62 ;
     if (rst) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$80  = \$63 ;
     if (rst) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$81  = red0;
     if (\$signal$51 ) begin
       \$81  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$82  = red1;
     if (\$signal$51 ) begin
       \$82  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$83  = \$69 ;
     if (rst) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$84  = started;
     if (start) begin
       \$84  = 1'h1;
@@ -18100,7 +19529,7 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
   assign running = busy;
   assign iy = { \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4  };
   assign ix = { \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8  };
-  assign rd_en = 1'h1;
+  assign act_rd__en = 1'h1;
   assign tap = busy;
   assign x0 = { \$25 [8], \$25  };
   assign x1 = { \$31 [8], \$31  };
@@ -18109,12 +19538,12 @@ module \tiny_fabric.pool (rst, rd_data, rd_addr, \port$876$0 , \port$877$0 , don
   assign avg0 = \$41 [9:0];
   assign avg1_sum = { \$42 [32], \$42  };
   assign avg1 = \$46 [9:0];
-  assign o_valid = w_en;
-  assign pa3 = w_addr;
-  assign w_data = { \$48 [7:0], \$47 [7:0] };
-  assign rd_addr = \$19 [11:0];
-  assign \port$876$0  = \$47 [7:0];
-  assign \port$877$0  = \$48 [7:0];
+  assign o_valid = act_w__en;
+  assign pa3 = act_w__addr;
+  assign act_w__data = { \$48 [7:0], \$47 [7:0] };
+  assign act_rd__addr = \$19 [11:0];
+  assign \port$697$0  = \$47 [7:0];
+  assign \port$698$0  = \$48 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -18156,7 +19585,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$11 ;
@@ -18386,28 +19815,28 @@ module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   assign \$36  = \$35  ? 31'h7fffffff : 31'h00000000;
   assign \$37  = $signed(nudged0) + $signed({ 1'h0, \$36  });
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$57  = i_valid;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$58  = v1;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$59  = v2;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$60  = v3;
     if (rst) begin
       \$60  = 1'h0;
