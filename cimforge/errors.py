@@ -33,7 +33,7 @@ USER_ERROR_TYPES: tuple[tuple[str, str], ...] = (
     ("cimforge.golden.onnx_import", "OnnxImportError"),
     ("cimforge.golden.requant", "NumericsError"),
     ("cimforge.compiler.tiling", "CompileError"),
-    ("cimforge.compiler.partition.network", "PartitionError"),
+    ("cimforge.compiler.partition", "PartitionError"),  # exported by the package wherever it is defined
 )
 
 

@@ -7,6 +7,7 @@ onnxruntime's fused integer kernels) and the codes are compared element by eleme
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -108,10 +109,14 @@ def _fixed_batch(proto) -> int | None:
     return None
 
 
+#: onnxruntime's message prefix: error code, source location and the C++ signature of the function that failed
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : (\S+:\d+ [^(]*\(.*?\) (?=[A-Z]))?")
+
+
 def _ort_failure(what: str, e: Exception):
     from ..errors import UserError
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return UserError(f"onnxruntime cannot {what}: {first}")
+    return UserError(f"onnxruntime cannot {what}: {_ORT_PREFIX.sub('', first) or first}")
 
 
 def run_onnx(model, inputs: Mapping[str, np.ndarray], output_names: list[str] | None = None) -> list[np.ndarray]:

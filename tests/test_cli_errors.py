@@ -121,13 +121,16 @@ def test_internal_error_says_bug(capsys, monkeypatch):
 
 
 def test_user_error_types_are_mapped_without_importing():
+    from cimforge.compiler.partition import PartitionError
     from cimforge.compiler.tiling import CompileError
     from cimforge.config import ConfigError
     from cimforge.golden.ir import IRError
+    from cimforge.golden.onnx_import import OnnxImportError
 
     assert is_user_error(ConfigError("macro.rows", 3, "a power of two"))
     assert is_user_error(IRError("layer 'x': invalid kernel"))
     assert is_user_error(CompileError("layer 'x' does not fit"))
+    assert is_user_error(OnnxImportError("unsupported operator")) and is_user_error(PartitionError("cycle"))
     assert is_user_error(UserError("--x: allowed y"))
     assert not is_user_error(KeyError("x")) and not is_user_error(ValueError("x"))
     with pytest.raises(ValueError, match="one line"):

@@ -67,3 +67,17 @@ def test_golden_cli_input_file_float_and_codes(tmp_path, capsys):
     assert "top-1 accuracy" not in c
     agreement = [line for line in f.splitlines() if "identical" in line]
     assert agreement and agreement == [line for line in c.splitlines() if "identical" in line]
+
+
+def test_golden_model_onnxruntime_refuses(tmp_path, capsys):
+    """The importer accepts the model, onnxruntime does not (a future IR version): one line naming onnxruntime."""
+    import onnx
+
+    proto = onnx.load(str(MODELS_DIR / "digits_cnn_qop.onnx"))
+    proto.ir_version = 99
+    onnx.save(proto, tmp_path / "ir99.onnx")
+    assert main(["golden", str(tmp_path / "ir99.onnx"), "--samples", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    print(err)
+    assert err.startswith("cimforge golden: error: onnxruntime cannot load the model: Unsupported model IR version: 99")
+    assert "\n" not in err and "Traceback" not in err
