@@ -357,13 +357,18 @@ class CimMacro(wiring.Component):
     def __init__(self, cfg: MacroConfig, library: VerilogLibrary | None = None):
         self.cfg = cfg
         self.library = library
-        tile_pop = _bits_for(cfg.tile_cols)
-        super().__init__({
+        super().__init__(self.signature_for(cfg))
+
+    @staticmethod
+    def signature_for(cfg: MacroConfig) -> wiring.Signature:
+        """The macro's ports for ``cfg`` (the members above), from which benches and drivers derive theirs:
+        the Verilog port of member ``path`` is ``"__".join(path)``."""
+        return wiring.Signature({
             "op": In(stream.Signature(macro_op_layout(cfg))),
             "mem_we": In(1), "mem_re": In(1), "mem_page": In(cfg.page_width), "mem_row": In(cfg.row_width),
             "mem_wdata": In(cfg.cols), "mem_rdata": Out(cfg.cols),
             "res_valid": Out(1), "res_y": Out(macro_result_layout(cfg)),
-            "res_bits": Out(cfg.cols), "res_pop": Out(data.ArrayLayout(tile_pop, cfg.n_tiles)),
+            "res_bits": Out(cfg.cols), "res_pop": Out(data.ArrayLayout(_bits_for(cfg.tile_cols), cfg.n_tiles)),
             "res_total": Out(_bits_for(cfg.cols)),
             "busy": Out(1),
         })
