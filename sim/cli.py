@@ -189,6 +189,9 @@ def _data(args, label: str, graph, default_dataset: str | None) -> tuple[np.ndar
 
     q_in = graph.inputs[0]
     dataset = args.dataset or (default_dataset if args.input is None and args.random is None else None)
+    if args.seed is not None and (dataset or args.input is not None):
+        raise UserError(f"--seed {args.seed}: seeds --random inputs (or the --macro stimulus), not "
+                        f"{'--input' if args.input is not None else f'the {dataset} data set'}")
     if dataset:
         x, y = load_dataset(dataset)
         if tuple(x.shape[1:]) != tuple(q_in.shape) or len(graph.inputs) != 1:
@@ -201,7 +204,7 @@ def _data(args, label: str, graph, default_dataset: str | None) -> tuple[np.ndar
         what, default_n = f"{args.input.name}", None
     else:
         n = args.random or max(DEFAULT_RANDOM, args.start + (args.images or 0))
-        seed = args.seed or 0
+        seed = 0 if args.seed is None else args.seed
         x, y = random_inputs(graph, n, seed), None
         what, default_n = f"random inputs (seed {seed}{'' if args.random else ', the default without data'})", None
     total = len(x)

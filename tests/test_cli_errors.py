@@ -65,6 +65,7 @@ def test_golden_not_a_model(capsys, tmp_path):
     (["sim", "--start", "400", "--images", "100"], ["--start 400 --images 100", "<= 450"]),
     (["sim", "--random", "4", "--start", "4"], ["--start 4", "0..3"]),
     (["sim", "--preset", "nosuch"], ["--preset", "nosuch", "tiny"]),
+    (["sim", "--seed", "3"], ["--seed 3", "--random", "digits data set"]),
     (["sim", "--macro", "--config", "x.toml"], ["--config", "--preset"]),
     (["sim", "--sim", "modelsim"], ["--sim", "verilator", "icarus"]),
 ])
