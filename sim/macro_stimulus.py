@@ -34,11 +34,7 @@ __all__ = ["macro_ports", "MACRO_PORTS", "GEOMETRY_SEED", "N_GEOMETRIES", "rando
 
 @lru_cache(maxsize=None)
 def _macro_signature(cfg: MacroConfig) -> wiring.Signature:
-    # Until gen/macro.py offers the signature without an instance: the constructor only builds the signature,
-    # and the instance is never elaborated, so silence Amaranth's unused-elaboratable warning.
-    macro = CimMacro(cfg)
-    macro._MustUse__silence = True
-    return macro.signature
+    return CimMacro.signature_for(cfg)
 
 
 def macro_ports(cfg: MacroConfig) -> dict[str, tuple[wiring.Flow, int]]:
