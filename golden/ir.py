@@ -48,6 +48,7 @@ __all__ = [
     "IRError", "DTYPE_RANGES", "TensorInfo", "Requant", "GemmView",
     "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Concat", "Reshape", "Clamp",
     "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
+    "LayerShape", "ShapeGraph", "SHAPE_ONLY_KINDS", "with_flattened_sources",
 ]
 
 #: Activation dtypes and their integer ranges.
@@ -842,3 +843,278 @@ def with_clamp(layer: Layer, act_min: int, act_max: int) -> Layer:
     if lo > hi:  # an empty interval: every output is the one code nearest both bounds
         lo = hi = min(max(int(act_min), layer.act_min), layer.act_max)
     return replace(layer, act_min=lo, act_max=hi)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shape-only view: layer kinds and shapes without weights or quantisation
+
+
+#: Kinds a :class:`LayerShape` may have besides the IR's own (:data:`LAYER_KINDS`): operators of float models
+#: that the IR has no class for.
+SHAPE_ONLY_KINDS: dict[str, str] = {
+    "unary": "a layer without weights that passes its first input on (activation, normalisation, dropout, "
+             "transpose, quantize/dequantize, a constant bias add, ...)",
+    "merge": "an element-wise operator of two or more computed tensors other than an add (Mul, Max, ...)",
+    "other": "an operator the importer does not know (its data is taken to flow through all its inputs)",
+}
+
+
+def _shape(owner: str, name: str, value, known: bool) -> tuple[int, ...] | None:
+    """A per-sample shape; for a layer that may not know it (``known`` False), None when any dimension is not a
+    positive integer (symbolic, missing)."""
+    dims = None if value is None else tuple(value)
+    if not known and (dims is None or not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims)):
+        return None
+    if known and not dims:
+        _fail(owner, name, value, "a known per-sample shape of positive integers")
+    return _pos_ints(owner, name, dims, len(dims))
+
+
+@dataclass(frozen=True, eq=False)
+class LayerShape:
+    """One layer as shapes only: its kind, tensor names and per-sample shapes, no weights, no quantisation.
+
+    The view a partitioner or a what-if cost study needs of a model, quantized or not: :meth:`ShapeGraph.of`
+    makes it from a :class:`Graph` (each layer keeps its IR layer in ``source``), and
+    :func:`cimforge.golden.onnx_import.load_onnx_shapes` from any ONNX model, float ones included.
+
+    Parameters
+    ----------
+    name : str
+    kind : str
+        An IR kind (:data:`LAYER_KINDS`: ``"conv2d"``, ``"dense"``, ``"maxpool"``, ...) or one of
+        :data:`SHAPE_ONLY_KINDS`. A shape-only ``conv2d`` may have one or three spatial axes too (float models'
+        1-D and 3-D convolutions; the cost models use only areas).
+    inputs : tuple of str
+        Computed (non-constant) input tensors; for weighted and unary layers the first is the data.
+    outputs : tuple of str
+    input_shapes : tuple of (tuple of int or None)
+        Per-sample shapes of ``inputs`` (None where unknown; weighted layers need them known). A
+        :class:`Conv2d` input is ``(C, *spatial)``, a :class:`Dense` input ``(..., features)`` (leading axes are
+        positions, e.g. a sequence).
+    output_shape : tuple of int or None
+        Per-sample shape of the first output.
+    op : str
+        The operator it was made from (ONNX op type, or the IR class name).
+    kernel, stride : tuple of int
+        Window of a convolution or pooling layer, one entry per spatial axis.
+    groups : int
+        Convolution groups (divide the input and output channels).
+    axis : int
+        Per-sample concatenation axis (``"concat"``).
+    source_shape : tuple of int or None
+        For a :class:`Dense` layer reading a flattened ``(C, H, W)`` map: that map's shape (the compiler reads
+        the map in place, ``cimforge.compiler.cost.layer_cost(..., source_shape=...)``).
+    source : Layer or None
+        The IR layer this view was made from (not compared).
+
+    Each layer states its own shapes: the view checks names and order, not that a producer's output shape is
+    its consumer's input shape (declared topologies fold pooling into the next layer's input).
+    """
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    input_shapes: tuple[tuple[int, ...] | None, ...]
+    output_shape: tuple[int, ...] | None
+    op: str = ""
+    kernel: tuple[int, ...] = ()
+    stride: tuple[int, ...] = ()
+    groups: int = 1
+    axis: int = 0
+    source_shape: tuple[int, ...] | None = None
+    source: Layer | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        owner = f"{self.kind} layer {self.name!r}"
+        if not isinstance(self.name, str) or not self.name:
+            _fail("layer", "name", self.name, "a non-empty string")
+        if self.kind not in LAYER_KINDS and self.kind not in SHAPE_ONLY_KINDS:
+            _fail(owner, "kind", self.kind, f"one of {', '.join([*LAYER_KINDS, *SHAPE_ONLY_KINDS])}")
+        for f in ("inputs", "outputs"):
+            object.__setattr__(self, f, tuple(getattr(self, f)))
+        if not self.outputs:
+            _fail(owner, "outputs", self.outputs, "at least one output tensor")
+        if len(self.input_shapes) != len(self.inputs):
+            _fail(owner, "input_shapes", self.input_shapes, f"one shape per input ({len(self.inputs)})")
+        w = self.weighted
+        object.__setattr__(self, "input_shapes", tuple(_shape(owner, "input shape", s, w) for s in self.input_shapes))
+        object.__setattr__(self, "output_shape", _shape(owner, "output shape", self.output_shape, w))
+        object.__setattr__(self, "kernel", _pos_ints(owner, "kernel", self.kernel, len(tuple(self.kernel))))
+        object.__setattr__(self, "stride", _pos_ints(owner, "stride", self.stride, len(tuple(self.stride))))
+        if self.source_shape is not None:
+            object.__setattr__(self, "source_shape", _pos_ints(owner, "source_shape", self.source_shape, 3))
+        if w:
+            self._check_weighted(owner)
+
+    def _check_weighted(self, owner: str):
+        if len(self.inputs) != 1:
+            _fail(owner, "inputs", self.inputs, "exactly one computed input")
+        x, y = self.input_shapes[0], self.output_shape
+        if self.kind == "conv2d":
+            if len(x) < 2 or len(y) != len(x):
+                _fail(owner, "shapes", (x, y), "(C, *spatial) in and out, of the same rank")
+            if len(self.kernel) != len(x) - 1:
+                _fail(owner, "kernel", self.kernel, f"{len(x) - 1} entries (one per spatial axis)")
+        g = self.groups
+        if isinstance(g, bool) or int(g) != g or g < 1 or self.in_channels % g or self.out_channels % g:
+            _fail(owner, "groups", g, f"a positive integer dividing {self.in_channels} and {self.out_channels}")
+
+    @property
+    def weighted(self) -> bool:
+        """True for ``conv2d`` and ``dense`` (the layers a compiler maps onto macros)."""
+        return self.kind in ("conv2d", "dense")
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The first input's shape."""
+        return self.input_shapes[0] if self.input_shapes else None
+
+    @property
+    def output(self) -> str:
+        """The first output tensor."""
+        return self.outputs[0]
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels (``conv2d``) or features (``dense``)."""
+        x = self.input_shape
+        return int(x[0] if self.kind == "conv2d" else x[-1])
+
+    @property
+    def out_channels(self) -> int:
+        """Output channels (``conv2d``) or features (``dense``)."""
+        y = self.output_shape
+        return int(y[0] if self.kind == "conv2d" else y[-1])
+
+    @property
+    def gemm(self) -> GemmView:
+        """The layer as GEMMs, as :attr:`Conv2d.gemm` / :attr:`Dense.gemm` (``M`` counts a dense layer's leading
+        positions); weighted layers only."""
+        if not self.weighted:
+            _fail(f"{self.kind} layer {self.name!r}", "kind", self.kind, "conv2d or dense for a GEMM view")
+        g = self.groups
+        if self.kind == "conv2d":
+            return GemmView(M=int(np.prod(self.output_shape[1:])), K=self.in_channels // g * int(np.prod(self.kernel)),
+                            N=self.out_channels // g, groups=g)
+        return GemmView(M=int(np.prod(self.output_shape[:-1])), K=self.in_channels, N=self.out_channels, groups=1)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per sample (0 without weights)."""
+        return self.gemm.macs if self.weighted else 0
+
+    @property
+    def weight_count(self) -> int:
+        """Weights (0 without weights)."""
+        if not self.weighted:
+            return 0
+        g = self.gemm
+        return g.K * g.N * g.groups
+
+
+@dataclass(frozen=True, eq=False)
+class ShapeGraph:
+    """A model as :class:`LayerShape` objects in topological order: the shape-only view of a :class:`Graph`
+    (:meth:`of`) or of a float ONNX model (:func:`cimforge.golden.onnx_import.load_onnx_shapes`).
+
+    Parameters
+    ----------
+    name : str
+    inputs : mapping of str to (tuple of int or None)
+        Graph inputs and their per-sample shapes.
+    layers : tuple of LayerShape
+        Topologically ordered; every tensor is produced once, by a graph input or one layer.
+    outputs : tuple of str
+    source : str
+        Where it came from (a file, ``"ir"`` for a view of a :class:`Graph`, or ``"declared"``).
+    """
+
+    name: str
+    inputs: Mapping[str, tuple[int, ...] | None]
+    layers: tuple[LayerShape, ...]
+    outputs: tuple[str, ...] = ()
+    source: str = "declared"
+    _producer: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "inputs", dict(self.inputs))
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        owner = f"graph {self.name!r}"
+        known, names = set(self.inputs), set()
+        for layer in self.layers:
+            if not isinstance(layer, LayerShape):
+                _fail(owner, "layers", layer, "LayerShape objects")
+            if layer.name in names:
+                _fail(owner, "layer name", layer.name, "unique layer names")
+            names.add(layer.name)
+            for t in layer.inputs:
+                if t not in known:
+                    _fail(owner, f"input of layer {layer.name!r}", t,
+                          "a tensor produced earlier (layers must be topologically ordered)")
+            for t in layer.outputs:
+                if t in known:
+                    _fail(owner, f"output of layer {layer.name!r}", t, "a tensor produced only once")
+                known.add(t)
+                self._producer[t] = layer
+        for t in self.outputs:
+            if t not in known:
+                _fail(owner, "outputs", t, "a graph input or layer output")
+
+    @classmethod
+    def of(cls, graph: Graph) -> "ShapeGraph":
+        """The shape-only view of a quantized :class:`Graph`; each layer keeps its IR layer in ``source``."""
+        layers = []
+        for l in graph.layers:
+            kw: dict = {}
+            if isinstance(l, (Conv2d, _Window)):
+                kw = dict(kernel=l.kernel, stride=l.stride, groups=getattr(l, "groups", 1))
+            elif isinstance(l, Concat):
+                kw = dict(axis=l.axis)
+            layers.append(LayerShape(l.name, l.kind, tuple(t.name for t in l.inputs), (l.output.name,),
+                                     l.input_shapes, l.output_shape, op=type(l).__name__, source=l, **kw))
+        layers = with_flattened_sources(layers)
+        return cls(graph.name, {t.name: t.shape for t in graph.inputs}, tuple(layers), graph.outputs, "ir")
+
+    def producer(self, tensor: str) -> LayerShape | None:
+        """The layer producing ``tensor`` (None for a graph input or an unknown name)."""
+        return self._producer.get(tensor)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The first graph input's per-sample shape (``()`` when unknown)."""
+        return next(iter(self.inputs.values()), None) or ()
+
+    @property
+    def weighted_layers(self) -> list[LayerShape]:
+        """Conv2d and Dense layers, in order."""
+        return [layer for layer in self.layers if layer.weighted]
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per sample."""
+        return sum(layer.macs for layer in self.layers)
+
+
+#: Operators a flattened map may pass through on its way to a Dense layer (besides reshapes).
+_FLAT_PASSTHROUGH = ("QuantizeLinear", "DequantizeLinear")
+
+
+def with_flattened_sources(layers: list[LayerShape]) -> list[LayerShape]:
+    """``layers`` with ``source_shape`` set on each Dense layer that reads a flattened ``(C, H, W)`` map: the
+    first shape of ``C * H * W`` elements found walking back through reshapes (and quantize/dequantize)."""
+    producer = {t: l for l in layers for t in l.outputs}
+    out = []
+    for layer in layers:
+        if layer.kind == "dense" and layer.source_shape is None:
+            t = layer.inputs[0]
+            while t in producer and (producer[t].kind == "reshape" or producer[t].op in _FLAT_PASSTHROUGH):
+                p = producer[t]
+                t, s = p.inputs[0], p.input_shapes[0]
+                if s is not None and len(s) == 3 and s[0] * s[1] * s[2] == layer.in_channels:
+                    layer = replace(layer, source_shape=s)
+                    break
+        out.append(layer)
+    return out
