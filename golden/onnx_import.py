@@ -23,7 +23,10 @@ shapes, a file that does not parse) raises :class:`OnnxImportError` naming the n
 from __future__ import annotations
 
 import math
+import warnings
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +36,8 @@ from .ir import (AvgPool, Clamp, CLAMPABLE, Concat, Conv2d, Dense, GlobalAvgPool
                  Reshape, TensorInfo, Add, conv_output_size, with_clamp)
 from .requant import NumericsError
 
-__all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS"]
+__all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS", "load_onnx_shapes", "UnknownOpWarning",
+           "unknown_ops_message"]
 
 
 class OnnxImportError(ValueError):
@@ -868,3 +872,304 @@ def load_onnx(model, name: str | None = None) -> Graph:
     # models often have; the importer checks what it uses and wraps anything unexpected per node.
     name = name or proto.graph.name or "model"
     return _Importer(proto, name).run()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shape-only import: any ONNX model (float, QDQ or QOperator) as a ShapeGraph, for partitioning and what-if cost
+# studies. Shapes come from ONNX shape inference; weights may be initializers or constant subgraphs (the
+# topologies shipped with the onnx package build theirs with ConstantOfShape). Nothing is quantized or executed.
+
+
+class UnknownOpWarning(UserWarning):
+    """A shape-only import met operators it does not know and carried them as ``"other"`` layers (the message
+    names them)."""
+
+
+#: Weighted operators: op type -> (data input index, weight input index).
+_SHAPE_WEIGHTED = {
+    "Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3),
+    "Gemm": (0, 1), "MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3), "QGemm": (0, 3),
+}
+_SHAPE_CONV = {"Conv", "ConvInteger", "QLinearConv"}
+#: Operators without weights whose data is their first computed input.
+_SHAPE_UNARY = {
+    "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus",
+    "Softsign", "Gelu", "Erf", "Softmax", "LogSoftmax", "BatchNormalization", "InstanceNormalization",
+    "LayerNormalization", "LRN", "Dropout", "Identity", "Cast", "QuantizeLinear", "DequantizeLinear",
+    "DynamicQuantizeLinear", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool",
+    "QLinearAveragePool", "QLinearGlobalAveragePool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+    "Pad", "Resize", "Upsample", "Split", "Slice", "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Floor",
+    "Ceil", "Round", "Sign", "Not", "ReduceMean", "ReduceMax", "ReduceSum", "QLinearLeakyRelu", "QLinearSigmoid",
+}
+#: Element-wise operators of two or more computed tensors (residual adds and the like).
+_SHAPE_MERGE = {"Add", "Sum", "Sub", "Mul", "Div", "Max", "Min", "Mean", "QLinearAdd", "QLinearMul"}
+_SHAPE_CONCAT = {"Concat", "QLinearConcat"}
+#: Operators whose outputs are constants when their inputs are (shape computations, weight construction).
+_SHAPE_CONST = {"Constant", "ConstantOfShape"}
+_SHAPE_KNOWN = frozenset(_SHAPE_WEIGHTED) | _SHAPE_UNARY | _SHAPE_MERGE | _SHAPE_CONCAT | _SHAPE_CONST | {
+    "Shape", "Gather", "Range"}
+#: IR kinds of the operators that have an IR class; the other known ones are ``"unary"``.
+_SHAPE_KIND = {"MaxPool": "maxpool", "AveragePool": "avgpool", "QLinearAveragePool": "avgpool",
+               "GlobalAveragePool": "global_avgpool", "QLinearGlobalAveragePool": "global_avgpool",
+               "Reshape": "reshape", "Flatten": "reshape", "Squeeze": "reshape", "Unsqueeze": "reshape",
+               "Relu": "clamp", "Clip": "clamp"}
+#: Contrib (com.microsoft) ops ONNX shape inference does not know, whose output has their first input's shape.
+_SAME_SHAPE = {"QLinearAdd", "QLinearMul", "QLinearLeakyRelu", "QLinearSigmoid", "QuickGelu", "FusedGelu"}
+
+
+def load_onnx_shapes(path: str | Path, input_shapes: dict[str, tuple[int, ...]] | None = None,
+                     name: str | None = None):
+    """Read any ONNX model (float, QDQ or QOperator) as a :class:`~cimforge.golden.ir.ShapeGraph`.
+
+    Every computed node becomes a :class:`~cimforge.golden.ir.LayerShape`: convolutions and matrix products
+    with constant weights are ``conv2d`` / ``dense`` with their shapes, operators the IR has a class for take
+    its kind, the other known ones are ``unary`` / ``merge``, and unknown operators (and products of two
+    computed tensors) are ``other``. The batch dimension (symbolic or 1) is dropped.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.onnx`` file.
+    input_shapes : mapping, optional
+        Shapes to impose on graph inputs (``{"data_0": (1, 3, 224, 224)}``, batch included) before shape
+        inference, for models with symbolic spatial dimensions.
+    name : str, optional
+        Graph name (default: the file's stem).
+
+    Raises
+    ------
+    OnnxImportError
+        The file cannot be read, shape inference fails, or a weighted layer's shapes stay unknown (the message
+        names the node and the tensor).
+
+    Warns
+    -----
+    UnknownOpWarning
+        Unknown operators, carried as ``other`` layers.
+    """
+    path = Path(path)
+    key = tuple(sorted((k, tuple(v)) for k, v in (input_shapes or {}).items()))
+    try:
+        stat = path.stat()
+    except OSError as e:
+        raise OnnxImportError(f"model {str(path)!r}: cannot read it ({e.strerror})") from None
+    view, unknown = _load_shapes_cached(str(path.resolve()), stat.st_mtime_ns, key, name or path.stem)
+    if unknown:
+        note = " (where ONNX cannot infer their output, it is taken to have their first input's shape)"
+        warnings.warn(UnknownOpWarning(unknown_ops_message(view.name, unknown, note)), stacklevel=2)
+    return view
+
+
+def unknown_ops_message(model: str, unknown: dict[str, list[str]], note: str = "") -> str:
+    """The :class:`UnknownOpWarning` text: each unknown op with (up to four of) its nodes."""
+    parts = [f"{op} (node{'s' if len(ns) > 1 else ''} {', '.join(ns[:4])}{', ...' if len(ns) > 4 else ''})"
+             for op, ns in sorted(unknown.items())]
+    return f"model {model!r}: unknown ops carried as zero-cost layers: " + "; ".join(parts) + note
+
+
+@lru_cache(maxsize=32)
+def _load_shapes_cached(path: str, mtime: int, input_shapes: tuple, name: str):
+    import onnx
+    from onnx import shape_inference
+
+    try:
+        model = onnx.load(path)
+    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError and others
+        raise OnnxImportError(f"model {path!r}: not a readable ONNX file ({type(e).__name__}: {e})") from None
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    for inp_name, shape in input_shapes:
+        inputs = [i for i in graph.input if i.name == inp_name]
+        if not inputs:
+            real = [i.name for i in graph.input if i.name not in inits]
+            raise OnnxImportError(f"model {path!r}: no graph input {inp_name!r}; inputs are {real}")
+        dims = inputs[0].type.tensor_type.shape.dim
+        del dims[:]
+        for d in shape:
+            dims.add().dim_value = int(d)
+    # Contrib ops (QLinearAdd, ...) stop ONNX shape inference; fill their outputs in and infer again.
+    for _ in range(16):
+        try:
+            model = shape_inference.infer_shapes(model, data_prop=True)
+        except Exception as e:  # noqa: BLE001 - any inference failure is reported with its text
+            raise OnnxImportError(f"model {path!r}: ONNX shape inference failed: {e}") from None
+        shapes, types = _shape_table(model.graph)
+        added = _propagate_contrib_shapes(list(model.graph.node), shapes, _const_tensors(model.graph))
+        if not added:
+            break
+        for t, (shape, like) in added.items():
+            elem = types.get(t) or types.get(like) or onnx.TensorProto.FLOAT
+            model.graph.value_info.append(onnx.helper.make_tensor_value_info(t, elem, list(shape)))
+    return _ShapeBuilder(model.graph, path).build(name)
+
+
+def _dims(vi) -> tuple | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
+
+
+def _shape_table(graph) -> tuple[dict[str, tuple | None], dict[str, int]]:
+    shapes: dict[str, tuple | None] = {}
+    types: dict[str, int] = {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        shapes[vi.name] = _dims(vi)
+        types[vi.name] = vi.type.tensor_type.elem_type
+    for init in graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+    return shapes, types
+
+
+def _const_tensors(graph) -> set[str]:
+    """Initializers and everything computed from constants only (weights built by ConstantOfShape, shapes)."""
+    const = {i.name for i in graph.initializer}
+    for n in graph.node:
+        ins = [i for i in n.input if i]
+        if n.op_type in _SHAPE_CONST or n.op_type == "Shape" or (ins and all(i in const for i in ins)):
+            const.update(o for o in n.output if o)
+    return const
+
+
+def _node_attr(node, name: str, default):
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _propagate_contrib_shapes(nodes: list, shapes: dict, const: set) -> dict[str, tuple[tuple, str]]:
+    """Output shapes of contrib ops whose inputs' shapes are known and outputs' are not: ``{tensor: (shape,
+    first input)}`` (the input gives the element type)."""
+    added: dict[str, tuple] = {}
+    for n in nodes:
+        out = n.output[0] if n.output else None
+        if not out or shapes.get(out) is not None:
+            continue
+        ins = [i for i in n.input if i and i not in const]
+        first = shapes.get(ins[0]) if ins else None
+        if first is None or not all(isinstance(d, int) for d in first[1:]):
+            continue
+        if n.op_type in _SAME_SHAPE or n.op_type not in _SHAPE_KNOWN:
+            # Unknown ops are assumed to keep their first input's shape (the warning says so).
+            added[out] = first
+        elif n.op_type == "QLinearGlobalAveragePool" and len(first) >= 3:
+            added[out] = tuple(first[:2]) + (1,) * (len(first) - 2)
+        elif n.op_type == "QLinearConcat":
+            # inputs: y_scale, y_zp, then (x, scale, zp) triples
+            xs = [shapes.get(n.input[k]) for k in range(2, len(n.input), 3)]
+            axis = int(_node_attr(n, "axis", 1)) % len(first)
+            if all(x is not None and len(x) == len(first) for x in xs):
+                added[out] = tuple(sum(x[axis] for x in xs) if d == axis else first[d] for d in range(len(first)))
+    for t, shape in added.items():
+        shapes[t] = shape
+    return {t: (shape, next(i for i in n.input if i and i not in const))
+            for n in nodes for t, shape in added.items() if n.output and n.output[0] == t}
+
+
+@dataclass
+class _ShapeBuilder:
+    """One pass over an inferred ONNX graph making the :class:`LayerShape` of every computed node."""
+
+    graph: object
+    source: str
+
+    def __post_init__(self):
+        self.shapes, _ = _shape_table(self.graph)
+        self.const = _const_tensors(self.graph)
+        self.producer = {o: n for n in self.graph.node for o in n.output}
+
+    def build(self, name: str):
+        from .ir import LayerShape, ShapeGraph, with_flattened_sources
+
+        nodes = list(self.graph.node)
+        for k, n in enumerate(nodes):
+            if not n.name:
+                n.name = f"{n.op_type}_{k}"
+        real = [i for i in self.graph.input if i.name not in self.const]
+        if not real:
+            raise OnnxImportError(f"model {self.source!r}: the graph has no non-constant input")
+        layers: list[LayerShape] = []
+        unknown: dict[str, list[str]] = defaultdict(list)
+        for n in nodes:
+            if all(o in self.const for o in n.output if o):
+                continue
+            kind, kw = self.kind(n)
+            if kind == "other":
+                unknown[n.op_type].append(n.name)
+            ins = [n.input[_SHAPE_WEIGHTED[n.op_type][0]]] if kind in ("conv2d", "dense") else self.act_inputs(n)
+            if kind not in ("conv2d", "dense"):
+                kw.update(input_shapes=tuple(self.per_sample(i) for i in ins), output_shape=self.per_sample(n.output[0]))
+            try:
+                layers.append(LayerShape(n.name, kind, tuple(ins), tuple(o for o in n.output if o), op=n.op_type, **kw))
+            except IRError as e:
+                raise OnnxImportError(str(e), node=n.name, op=n.op_type) from None
+        inputs = {i.name: self.per_sample(i.name) for i in real}
+        outputs = tuple(o.name for o in self.graph.output if o.name not in self.const)
+        try:
+            view = ShapeGraph(name, inputs, tuple(with_flattened_sources(layers)), outputs, self.source)
+        except IRError as e:
+            raise OnnxImportError(str(e), node=name) from None
+        return view, dict(unknown)
+
+    def per_sample(self, tensor: str) -> tuple | None:
+        s = self.shapes.get(tensor)
+        return None if s is None else tuple(s[1:])
+
+    def act_inputs(self, n) -> list[str]:
+        ins = [i for i in n.input if i and i not in self.const]
+        return ins[:1] if n.op_type in _SHAPE_UNARY and ins else ins
+
+    def kind(self, n) -> tuple[str, dict]:
+        """The view's kind of node ``n`` and, for weighted layers, their shapes and window."""
+        op = n.op_type
+        if op in _SHAPE_WEIGHTED and not (op in ("MatMul", "MatMulInteger", "Gemm")
+                                          and n.input[_SHAPE_WEIGHTED[op][1]] not in self.const):
+            return ("conv2d", self.conv(n)) if op in _SHAPE_CONV else ("dense", self.dense(n))
+        if op not in _SHAPE_KNOWN or op in _SHAPE_WEIGHTED:
+            return "other", {}  # unknown ops, and products of two computed tensors (attention)
+        if op in _SHAPE_CONCAT:
+            axis = int(_node_attr(n, "axis", 1))
+            return "concat", {"axis": axis - 1 if axis > 0 else axis}
+        if op in _SHAPE_MERGE and len(self.act_inputs(n)) >= 2:
+            return ("add" if op in ("Add", "Sum", "QLinearAdd") and len(self.act_inputs(n)) == 2 else "merge"), {}
+        kind = _SHAPE_KIND.get(op, "unary")
+        if kind in ("maxpool", "avgpool") and _node_attr(n, "kernel_shape", None):
+            k = tuple(_node_attr(n, "kernel_shape", ()))
+            return kind, {"kernel": k, "stride": tuple(_node_attr(n, "strides", (1,) * len(k)))}
+        return kind, {}
+
+    def known(self, tensor: str, node, rank: tuple[int, ...]) -> tuple[int, ...]:
+        shape = self.shapes.get(tensor)
+        if shape is None or len(shape) not in rank or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+            raise OnnxImportError(
+                f"cannot infer the shape of tensor {tensor!r} ({'input' if tensor in node.input else 'output'} of "
+                f"{node.op_type} node {node.name!r}): got {shape}; give the input shape (input_shapes, or "
+                f"--input-shape NAME=1x3x224x224 on the command line)")
+        return shape
+
+    def conv(self, n) -> dict:
+        x, w = n.input[_SHAPE_WEIGHTED[n.op_type][0]], n.input[_SHAPE_WEIGHTED[n.op_type][1]]
+        xs, ys = self.known(x, n, (3, 4, 5)), self.known(n.output[0], n, (3, 4, 5))
+        ws = self.shapes.get(w)
+        kernel = tuple(_node_attr(n, "kernel_shape", ())) or (tuple(ws[2:]) if ws and len(ws) > 2 else None)
+        if not kernel:
+            raise OnnxImportError(f"cannot infer the kernel of {n.op_type} node {n.name!r}: no kernel_shape and "
+                                  f"weight {w!r} has shape {ws}")
+        stride = tuple(_node_attr(n, "strides", (1,) * len(kernel)))
+        return dict(input_shapes=(tuple(xs[1:]),), output_shape=tuple(ys[1:]), kernel=kernel, stride=stride,
+                    groups=int(_node_attr(n, "group", 1)))
+
+    def dense(self, n) -> dict:
+        x, w, y = n.input[_SHAPE_WEIGHTED[n.op_type][0]], n.input[_SHAPE_WEIGHTED[n.op_type][1]], n.output[0]
+        xs, ws = self.known(x, n, (2, 3, 4)), self.shapes.get(w)
+        if self.shapes.get(y) is None and ws and len(ws) == 2 and all(isinstance(d, int) for d in ws):
+            # Contrib ops (QGemm) have no ONNX shape inference: the output follows from the weight's shape.
+            n_out = ws[0] if _node_attr(n, "transB", 0) else ws[1]
+            self.shapes[y] = tuple(xs[:-1]) + (n_out,)
+        ys = self.known(y, n, (2, 3, 4))
+        k = int(xs[0] if n.op_type == "Gemm" and _node_attr(n, "transA", 0) else xs[-1])
+        # leading axes of the output are positions (a sequence): the input is taken to have the same
+        return dict(input_shapes=((*ys[1:-1], k),), output_shape=tuple(ys[1:]))
