@@ -8,33 +8,41 @@ import itertools
 import numpy as np
 import pytest
 
-from cimforge.compiler.partition import Layer, Network, plan_training
+from cimforge.compiler.partition import Dataflow, Edge, plan_training
 from cimforge.compiler.partition.dp import Problem, brute_force, evaluate, solve
-from cimforge.compiler.partition.network import Edge
 from cimforge.compiler.partition.tables import TYPE_SETS
 from cimforge.compiler.partition.training import Accelerators, TrainingModel, run_hierarchy, policy_for
+from cimforge.golden.ir import LayerShape
 
 SEED = 20261124
 
 
-def random_network(rng: np.random.Generator, n: int) -> Network:
+def _fc(name: str, fin: int, fout: int) -> LayerShape:
+    return LayerShape(name, "dense", ("x",), (name,), ((fin,),), (fout,), op="Gemm")
+
+
+def _conv(name: str, cin: int, cout: int, hw: int, k: int) -> LayerShape:
+    return LayerShape(name, "conv2d", ("x",), (name,), ((cin, hw, hw),), (cout, hw, hw), op="Conv", kernel=(k, k),
+                      stride=(1, 1))
+
+
+def random_network(rng: np.random.Generator, n: int) -> Dataflow:
     """A small DAG: a chain, plus random skip, concat-share and shortcut (block) edges."""
     layers = []
     for i in range(n):
         if i >= n - 1 and rng.random() < 0.5:
-            layers.append(Layer(f"fc{i}", "Gemm", "fc", int(rng.integers(16, 512)), int(rng.integers(8, 512))))
+            layers.append(_fc(f"fc{i}", int(rng.integers(16, 512)), int(rng.integers(8, 512))))
         else:
             k = int(rng.choice([1, 3, 5]))
             hw = int(rng.choice([7, 14, 28]))
-            layers.append(Layer(f"c{i}", "Conv", "conv", int(rng.integers(3, 256)), int(rng.integers(8, 256)),
-                                (hw, hw), (hw, hw), (k, k)))
+            layers.append(_conv(f"c{i}", int(rng.integers(3, 256)), int(rng.integers(8, 256)), hw, k))
     edges = {(i, i + 1, "inter"): 1.0 for i in range(n - 1)}
     for _ in range(int(rng.integers(0, n))):
         s = int(rng.integers(0, n - 1))
         d = int(rng.integers(s + 1, n))
         kind = "block" if rng.random() < 0.5 else "inter"
         edges[(s, d, kind)] = float(rng.choice([0.25, 0.5, 1.0]))
-    return Network("random", layers, [Edge(s, d, w, k) for (s, d, k), w in sorted(edges.items())])
+    return Dataflow("random", layers, [Edge(s, d, w, k) for (s, d, k), w in sorted(edges.items())])
 
 
 def test_solve_equals_brute_force_on_random_problems():

@@ -6,11 +6,13 @@ from dataclasses import replace
 
 import pytest
 
+from cimforge.compiler.cost import LayerCost, Parallelism
 from cimforge.compiler.partition import PartitionError, load_model
-from cimforge.compiler.partition.fabric_cost import (LayerCost, Parallelism, analytic_layer_cost, cycle_model,
-                                                     pages_per_macro)
+from cimforge.compiler.partition.fabric_cost import analytic_layer_cost, cycle_model, pages_per_macro
 from cimforge.compiler.partition.inference import compare_inference, parallelisms, plan_inference, scale_to_fabric
-from cimforge.compiler.partition.zoo import MODELS_DIR, digits_cnn
+from cimforge.compiler.partition.report import split_label
+from cimforge.compiler.partition.zoo import digits_cnn
+from cimforge.golden.datasets import MODELS_DIR
 from cimforge.config import CimConfig, FabricConfig, MacroConfig
 from cimforge.presets import get_preset
 
@@ -21,10 +23,9 @@ def digits_networks():
     nets = [digits_cnn()]
     try:
         from cimforge.golden.onnx_import import load_onnx as golden_load
-        from cimforge.compiler.partition.ir_import import from_ir
 
         if (MODELS_DIR / "digits_cnn_qop.onnx").exists():
-            nets.append(from_ir(golden_load(str(MODELS_DIR / "digits_cnn_qop.onnx"))))
+            nets.append(golden_load(str(MODELS_DIR / "digits_cnn_qop.onnx")))
     except ImportError:
         pass
     return nets
@@ -72,7 +73,7 @@ def test_digits_mapping_figures_on_a_four_page_fabric():
     plans = compare_inference(digits_cnn(), cfg, 1, layer_cost=analytic_layer_cost)
     assert {k: p.per_batch_cycles for k, p in plans.items()} == {"dp": 1364, "mp": 810, "search": 330}
     s = plans["search"]
-    assert [str(m.par) for m in s.mappings] == ["4x1x1", "1x2x2", "1x1x2"]
+    assert [split_label(m.par) for m in s.mappings] == ["4x1x1", "1x2x2", "1x1x2"]
     assert all(m.resident for m in s.mappings) and s.reload_cycles == 0
     # All-data-parallel replicates conv2's 4 pages on 4 macros: it cannot stay resident, so it reloads.
     assert not plans["dp"].mappings[1].resident and plans["dp"].reload_cycles == 1024
@@ -84,7 +85,7 @@ def test_real_topology_scaled_to_the_fabric(model, fabric):
     # AlexNet scaled down keeps its grouped convolutions with groups of 6 channels, which the fabric cannot run
     # (test below): it is mapped with the analytic model; SqueezeNet with the fabric compiler's own model.
     net = scale_to_fabric(load_model(model), BIG, spatial_div=4)
-    bits = sum(l.weight_elems for l in net.weighted) * 8
+    bits = sum(l.weight_count for l in net.weighted_layers) * 8
     assert bits <= BIG.fabric.n_macros * BIG.macro.bits < 2 * bits * 4  # the smallest power-of-two divisor
     plans = compare_inference(net, BIG, 4, layer_cost=None if fabric else analytic_layer_cost)
     assert all(p.cycle_model.startswith("cimforge.compiler.cost") == fabric for p in plans.values())
@@ -138,7 +139,7 @@ def test_fabric_model_skips_splits_the_compiler_rejects():
     cfg = get_preset("default")
     cfg = replace(cfg, macro=replace(cfg.macro, pages=1))
     fn, _ = cycle_model()
-    conv2 = digits_cnn().weighted[1]
+    conv2 = digits_cnn().weighted_layers[1]
     with pytest.raises(ValueError, match="partial sums are not spilled"):
         fn(conv2, cfg, Parallelism(4, 1, 1), 1)
     for strategy in ("search", "dp", "mp"):
@@ -160,12 +161,11 @@ def test_fabric_plans_compile(batch):
     # with the residency the plan assumed and the plan's figures from the same per-layer model.
     from cimforge.compiler.compile import compile_graph
     from cimforge.compiler.cost import Parallelism as FabricParallelism
-    from cimforge.compiler.partition.ir_import import from_ir
     from cimforge.golden.onnx_import import load_onnx as golden_load
 
     graph = golden_load(str(MODELS_DIR / "digits_cnn_qop.onnx"))
     cfg = get_preset("default")
-    plans = compare_inference(from_ir(graph), cfg, batch)
+    plans = compare_inference(graph, cfg, batch)
     for name, plan in plans.items():
         assert plan.cycle_model == "cimforge.compiler.cost.layer_cost" and plan.schedule == "sequential"
         par = {k: FabricParallelism(p.batch, p.in_ch, p.out_ch) for k, p in plan.parallelism_by_layer().items()}
@@ -178,7 +178,7 @@ def test_fabric_plans_compile(batch):
 
 def test_analytic_cost_follows_the_macro_contract():
     cfg = get_preset("default")  # 64 rows, 64 cols, 4 pages
-    conv2 = digits_cnn().weighted[1]  # K = 72, N = 16: 2 row tiles x 2 column tiles (8 weights per row)
+    conv2 = digits_cnn().weighted_layers[1]  # K = 72, N = 16: 2 row tiles x 2 column tiles (8 weights per row)
     c = analytic_layer_cost(conv2, cfg, Parallelism(1, 1, 1))
     assert c.pages == 4 and c.compute_cycles == 4 * 16 * (8 + 2) and c.weight_load_cycles == 4 * 64
     c = analytic_layer_cost(conv2, cfg, Parallelism(1, 2, 2), batch=3)
@@ -213,7 +213,7 @@ def test_ir_layers_for_the_compilers_cycle_model():
     pytest.importorskip("cimforge.golden.ir")
     from cimforge.compiler.partition.fabric_cost import ir_layer
 
-    for l in [*load_model("alexnet").weighted[:3], *digits_cnn().weighted]:
+    for l in [*load_model("alexnet").weighted_layers[:3], *digits_cnn().weighted_layers]:
         ir = ir_layer(l)
-        assert ir.gemm.M == l.gemm[0] and ir.gemm.K == l.gemm[1] and ir.gemm.N == l.gemm[2]
+        assert ir.gemm.M == l.gemm.M and ir.gemm.K == l.gemm.K and ir.gemm.N == l.gemm.N
         assert ir.gemm.groups == l.groups

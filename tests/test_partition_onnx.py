@@ -6,9 +6,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from cimforge.compiler.partition import PartitionError, UnknownOpWarning, load_model, load_onnx
-from cimforge.compiler.partition.ir_import import from_ir
-from cimforge.compiler.partition.zoo import MODELS_DIR, ONNX_LIGHT, digits_cnn, light_dir
+from cimforge.compiler.partition import PartitionError, UnknownOpWarning, dataflow, load_model, load_onnx
+from cimforge.compiler.partition.zoo import ONNX_LIGHT, digits_cnn, light_dir
+from cimforge.golden.datasets import MODELS_DIR
 
 # (weighted layers, shortcut edges) of each shipped topology
 EXPECTED = {"alexnet": (8, 0), "vgg19": (19, 0), "resnet50": (54, 15), "squeezenet": (26, 0),
@@ -25,21 +25,23 @@ def test_shipped_topologies_load_with_batch_one(name):
     real = [i for i in m.graph.input if i.name not in inits]
     assert len(real) == 1
     assert [d.dim_value for d in real[0].type.tensor_type.shape.dim] == [1, 3, 224, 224]
-    net = load_model(name)
+    net = dataflow(load_model(name))
     assert (len(net.weighted), sum(e.kind == "block" for e in net.edges)) == EXPECTED[name]
     assert net.input_shape == (3, 224, 224)
     assert not net.carried
 
 
 def test_layer_shapes_of_real_topologies():
-    alex = load_model("alexnet").weighted
-    assert (alex[0].in_ch, alex[0].out_ch, alex[0].kernel, alex[0].stride, alex[0].out_hw) == (3, 96, (11, 11), (4, 4), (54, 54))
-    assert alex[1].groups == 2 and alex[1].weight_elems == 256 * 48 * 25
-    assert (alex[5].kind, alex[5].in_ch, alex[5].out_ch, alex[5].flat_hw) == ("fc", 9216, 4096, (6, 6))
-    vgg = load_model("vgg19")
+    alex = dataflow(load_model("alexnet")).weighted
+    assert (alex[0].in_channels, alex[0].out_channels, alex[0].kernel, alex[0].stride, alex[0].output_shape[1:]) == \
+        (3, 96, (11, 11), (4, 4), (54, 54))
+    assert alex[1].groups == 2 and alex[1].weight_count == 256 * 48 * 25
+    assert (alex[5].kind, alex[5].in_channels, alex[5].out_channels, alex[5].source_shape[1:]) == \
+        ("dense", 9216, 4096, (6, 6))
+    vgg = dataflow(load_model("vgg19"))
     assert sum(l.macs for l in vgg.weighted) == pytest.approx(19.6e9, rel=0.01)
     # Inception concatenates four branches: the next block's layers get edges from all four, by channel share.
-    inc = load_model("inception_v1")
+    inc = dataflow(load_model("inception_v1"))
     shares = [e.share for e in inc.edges if e.dst == 9]
     assert len(shares) == 4 and sum(shares) == pytest.approx(1.0)
 
@@ -52,19 +54,21 @@ def test_digits_models_from_onnx_and_from_the_ir_agree():
         path = MODELS_DIR / f"{stem}.onnx"
         if not path.exists():
             pytest.skip(f"{path} not made yet")
-        a = load_onnx(path)
-        shapes = [(l.kind, l.in_ch, l.out_ch, l.in_hw, l.out_hw, l.kernel) for l in a.weighted]
+        a = dataflow(load_onnx(path))
+        shapes = [(l.kind, l.in_channels, l.out_channels, l.input_shape[1:], l.output_shape[1:], l.kernel)
+                  for l in a.weighted]
         edges = [(e.src, e.dst, e.kind) for e in a.edges]
         if "qdq" in stem or "qop" in stem:
-            b = from_ir(golden_load(str(path)))
-            assert [(l.kind, l.in_ch, l.out_ch, l.in_hw, l.out_hw, l.kernel) for l in b.weighted] == shapes
+            b = dataflow(golden_load(str(path)))
+            assert [(l.kind, l.in_channels, l.out_channels, l.input_shape[1:], l.output_shape[1:], l.kernel)
+                    for l in b.weighted] == shapes
             assert [(e.src, e.dst, e.kind) for e in b.edges] == edges
             assert all(l.source is not None for l in b.weighted)
-    cnn = load_onnx(MODELS_DIR / "digits_cnn_float.onnx")
-    builtin = digits_cnn()
-    assert [(l.in_ch, l.out_ch, l.in_hw, l.out_hw) for l in cnn.weighted] == \
-        [(l.in_ch, l.out_ch, l.in_hw, l.out_hw) for l in builtin.weighted]
-    res = load_onnx(MODELS_DIR / "digits_resnet_qop.onnx")
+    cnn = dataflow(load_onnx(MODELS_DIR / "digits_cnn_float.onnx"))
+    builtin = dataflow(digits_cnn())
+    assert [(l.in_channels, l.out_channels, l.input_shape[1:], l.output_shape[1:]) for l in cnn.weighted] == \
+        [(l.in_channels, l.out_channels, l.input_shape[1:], l.output_shape[1:]) for l in builtin.weighted]
+    res = dataflow(load_onnx(MODELS_DIR / "digits_resnet_qop.onnx"))
     assert [(e.src, e.dst) for e in res.edges if e.kind == "block"] == [(1, 3)]
 
 
@@ -89,11 +93,11 @@ def test_unknown_ops_are_carried_with_a_warning(tmp_path):
     c2, w2 = _conv("c2", "b", "z", 8, 4)
     p = _model(tmp_path, [c1, odd, c2], [w1, w2], ["N", 3, 16, 16], opsets=(("", 13), ("my.ops", 1)))
     with pytest.warns(UnknownOpWarning, match=r"FancyActivation \(node fancy\)"):
-        net = load_onnx(p)
-    assert [l.kind for l in net.layers] == ["conv", "other", "conv"]
-    assert net.layers[1].name == "fancy" and net.layers[1].weight_elems == 0
+        net = dataflow(load_onnx(p))
+    assert [l.kind for l in net.layers] == ["conv2d", "other", "conv2d"]
+    assert net.layers[1].name == "fancy" and net.layers[1].weight_count == 0
     assert [(e.src, e.dst) for e in net.edges] == [(0, 2)]  # the data is followed through the unknown op
-    assert net.weighted[1].in_hw == (16, 16)
+    assert net.weighted[1].input_shape[1:] == (16, 16)
 
 
 def test_uninferable_shapes_give_a_clear_error(tmp_path):
@@ -102,7 +106,7 @@ def test_uninferable_shapes_give_a_clear_error(tmp_path):
     with pytest.raises(PartitionError, match=r"cannot infer the shape of tensor 'x' \(input of Conv node 'c1'\).*--input-shape"):
         load_onnx(p)
     net = load_onnx(p, {"x": (1, 3, 32, 32)})
-    assert net.weighted[0].out_hw == (32, 32)
+    assert net.weighted_layers[0].output_shape[1:] == (32, 32)
     with pytest.raises(PartitionError, match="no graph input 'y'"):
         load_onnx(p, {"y": (1, 3, 32, 32)})
 

@@ -14,7 +14,6 @@ import pytest
 from cimforge.compiler.compile import compile_graph
 from cimforge.compiler.cost import Parallelism as FabricParallelism
 from cimforge.compiler.partition.inference import compare_inference
-from cimforge.compiler.partition.ir_import import from_ir
 from cimforge.golden.ir import Conv2d, Dense
 from cimforge.presets import get_preset
 
@@ -31,7 +30,7 @@ def test_digits_cnn_measured_cycles_confirm_the_predicted_ordering():
     graph = load_digits_model("digits_cnn_qop")
     cfg = get_preset("default")
     assert cfg.fabric.n_macros >= 4, "the acceptance asks for a fabric of at least 4 macros"
-    plans = compare_inference(from_ir(graph), cfg, batch=1)
+    plans = compare_inference(graph, cfg, batch=1)
     assert all(p.cycle_model == "cimforge.compiler.cost.layer_cost" for p in plans.values())
     pred = {k: p.per_batch_cycles for k, p in plans.items()}
     assert pred["search"] < pred["dp"] and pred["search"] < pred["mp"], pred  # what the RTL is to confirm
@@ -85,7 +84,7 @@ def test_batch_plans_equal_measured_cycles():
     batch = 4
     graph = load_digits_model("digits_cnn_qop")
     cfg = get_preset("default")
-    plans = compare_inference(from_ir(graph), cfg, batch=batch)
+    plans = compare_inference(graph, cfg, batch=batch)
     inputs, _, gold = digits_batch(graph, 0, batch)
     progs = {name: compile_graph(graph, cfg, batch=batch, parallelism={
         k: FabricParallelism(p.batch, p.in_ch, p.out_ch) for k, p in plan.parallelism_by_layer().items()})

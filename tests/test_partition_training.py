@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cimforge.compiler.partition import (Accelerators, PartitionError, PType, compare_strategies, load_model,
-                                         plan_training, sequential)
+from cimforge.compiler.partition import (Accelerators, PartitionError, PType, compare_strategies, dataflow,
+                                         load_model, plan_training, sequential)
 from cimforge.compiler.partition.reference import reference_partition
 from cimforge.compiler.partition.tables import TYPE_SETS, block_parts, convert, inter_parts, Layout
 from cimforge.compiler.partition.training import BASELINES, TrainingModel, TrainingPlan, run_hierarchy
@@ -92,7 +92,7 @@ def test_exact_dp_not_worse_than_the_authors_shortcut_heuristic():
     model = TrainingModel(net, 512)
     ref = reference_partition(model, 7, TYPE_SETS["accpar"])
     acc = Accelerators.homogeneous(128)
-    ref_plan = TrainingPlan(net, 512, acc, "accpar", "reference",
+    ref_plan = TrainingPlan(model.net, 512, acc, "accpar", "reference",
                             run_hierarchy(model, acc, lambda m, s, a, h, lo: (ref[h][0], True)))
     mine = plan_training(net, acc, 512, "accpar")
     for h in range(7):
@@ -107,7 +107,7 @@ def test_exact_dp_not_worse_than_the_authors_shortcut_heuristic():
 
 
 def test_resnet50_from_onnx_has_acccpar_shortcuts():
-    net = load_model("resnet50")
+    net = dataflow(load_model("resnet50"))
     blocks = [(e.src, e.dst) for e in net.edges if e.kind == "block"]
     # 12 identity blocks; the merges before the three projection blocks feed two layers each.
     assert len(blocks) == 15

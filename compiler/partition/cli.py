@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .network import PartitionError
+from .dataflow import PartitionError
 
 __all__ = ["add_arguments", "run"]
 
@@ -51,18 +51,28 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+def _parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    name, _, dims = text.rpartition("=")
+    try:
+        shape = tuple(int(x) for x in dims.lower().split("x"))
+    except ValueError:
+        raise PartitionError(f"input shape {text!r}: expected NAME=DxDxD (e.g. data_0=1x3x224x224)") from None
+    return name, shape
+
+
 def _run(args: argparse.Namespace) -> int:
-    from .onnx_import import _parse_shape
+    from .dataflow import dataflow
     from .report import format_table
     from .zoo import load_model
 
     shapes = dict(_parse_shape(s) for s in args.input_shape)
     t0 = time.perf_counter()
     net = load_model(args.model, shapes or None)
+    flow = dataflow(net)
     t_load = time.perf_counter() - t0
     report = None if args.no_report else Path(args.report or f"build/partition/{Path(args.model).stem}_{args.mode}.md")
-    print(f"model {net.name}: {len(net.weighted)} weighted layers, {len(net.carried)} carried at zero cost, "
-          f"{len(net.edges)} edges ({sum(e.kind == 'block' for e in net.edges)} shortcut); loaded in {t_load:.2f} s")
+    print(f"model {flow.name}: {len(flow.weighted)} weighted layers, {len(flow.carried)} carried at zero cost, "
+          f"{len(flow.edges)} edges ({sum(e.kind == 'block' for e in flow.edges)} shortcut); loaded in {t_load:.2f} s")
     if args.mode == "training":
         return _training(args, net, report, format_table)
     return _inference(args, net, report, format_table)

@@ -1,9 +1,14 @@
-"""The per-layer cycle model the inference partitioner asks, and an analytic stand-in for it.
+"""The per-layer cycle models the inference partitioner asks: the fabric compiler's own, and an analytic model of
+the macro contract for schedules the fabric does not run.
 
-The compiler owns the fabric's cycle model (``cimforge.compiler.cost.layer_cost(layer, cfg, par)``, with
-``Parallelism(batch, in_ch, out_ch)``); :func:`cycle_model` returns it when that module exists, so the partitioner
-predicts with the same numbers the fabric is compiled with. Until then :func:`analytic_layer_cost` stands in,
-written from the macro contract (ARCHITECTURE.md sections 3 and 6):
+:func:`cycle_model` is ``cimforge.compiler.cost.layer_cost`` as the partitioner calls it, ``f(layer, cfg, par,
+batch) -> LayerCost`` over :class:`cimforge.golden.ir.LayerShape` layers: the partitioner predicts with the very
+numbers the fabric is compiled with. ``Parallelism`` and ``LayerCost`` are the compiler's
+(:mod:`cimforge.compiler.cost`); a cost's ``pages`` here is what the layer holds per macro over all its passes.
+
+:func:`analytic_layer_cost` prices what the fabric's compiler does not run (a pipeline of layers on disjoint
+macros, grouped convolutions in groups of less than a word), from the macro contract (docs/architecture.md
+sections 3 and 6):
 
 * a layer is ``groups`` GEMMs ``(M x K) @ (K x N)`` per sample; a page holds ``rows x cols`` bits, i.e. a tile
   of ``R`` reduction rows by ``C / wb`` weights; the layer needs ``ceil(K / R) * groups * ceil(N / (C / wb))``
@@ -22,117 +27,69 @@ written from the macro contract (ARCHITECTURE.md sections 3 and 6):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, Callable
 
-__all__ = [
-    "Parallelism", "LayerCost", "analytic_layer_cost", "pages_per_macro", "cycle_model", "ir_layer", "MAC_LATENCY",
-]
+import numpy as np
+
+from cimforge.compiler import cost as compiler_cost
+from cimforge.compiler.cost import LayerCost, Parallelism
+from cimforge.golden.ir import Conv2d, Dense, LayerShape, TensorInfo
+
+__all__ = ["analytic_layer_cost", "pages_per_macro", "cycle_model", "ir_layer", "MAC_LATENCY", "tiles"]
 
 #: Fixed pipeline latency of a macro operation in the analytic model (cycles, added to ``ab``).
 MAC_LATENCY = 2
-
-
-@dataclass(frozen=True)
-class Parallelism:
-    """Macro groups splitting a layer: by ``batch`` (replicas, data parallel), by ``in_ch`` (reduction, partial
-    sums added) and by ``out_ch`` (output channels). Same fields as ``cimforge.compiler.cost.Parallelism``."""
-
-    batch: int = 1
-    in_ch: int = 1
-    out_ch: int = 1
-
-    def __post_init__(self) -> None:
-        for f in ("batch", "in_ch", "out_ch"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Parallelism.{f} = {v!r}: allowed a positive integer")
-
-    @property
-    def macros(self) -> int:
-        return self.batch * self.in_ch * self.out_ch
-
-    def __str__(self) -> str:
-        return f"{self.batch}x{self.in_ch}x{self.out_ch}"
-
-
-@dataclass(frozen=True)
-class LayerCost:
-    """Cycles and traffic of one layer for one batch (fields of the compiler's ``LayerCost``, plus ``pages``:
-    the weight pages the busiest macro holds).
-
-    ``cycles`` is what the layer costs per batch when its weights are *not* resident (``compute_cycles`` plus
-    ``weight_load_cycles``, the loads a streamed layer pays every batch); ``setup_load_cycles`` is the one-off
-    load of resident weights (default ``weight_load_cycles``; the fabric reloads streamed weights for every
-    image, so there the two differ)."""
-
-    cycles: int
-    compute_cycles: int
-    weight_load_cycles: int
-    psum_traffic_bits: int
-    act_traffic_bits: int
-    pages: int = 0
-    resident_load_cycles: int | None = None
-
-    @property
-    def setup_load_cycles(self) -> int:
-        """Cycles to load the weights once (a resident layer's setup)."""
-        return self.weight_load_cycles if self.resident_load_cycles is None else self.resident_load_cycles
 
 
 def _precisions(cfg: Any) -> tuple[int, int]:
     return min(8, cfg.macro.max_ab), min(8, cfg.macro.max_wb)
 
 
-def _tiles(layer: Any, cfg: Any) -> tuple[int, int]:
-    """``(k_tiles, n_tiles)``: pages along the reduction and along the outputs (all groups)."""
+def tiles(layer: Any, cfg: Any) -> tuple[int, int]:
+    """``(k_tiles, n_tiles)`` of the analytic model: pages along the reduction and along the outputs (all
+    groups) of a weighted layer (anything with a ``gemm`` view)."""
     _, wb = _precisions(cfg)
-    _, K, N = layer.gemm
+    g = layer.gemm
     per_row = cfg.macro.cols // wb
-    return math.ceil(K / cfg.macro.rows), layer.groups * math.ceil(N / per_row)
+    return math.ceil(g.K / cfg.macro.rows), g.groups * math.ceil(g.N / per_row)
 
 
 def pages_per_macro(layer: Any, cfg: Any, par: Parallelism) -> int:
-    """Weight pages the busiest macro holds under ``par``."""
-    kt, nt = _tiles(layer, cfg)
+    """Weight pages the busiest macro holds under ``par`` (analytic model)."""
+    kt, nt = tiles(layer, cfg)
     return math.ceil(kt / par.in_ch) * math.ceil(nt / par.out_ch)
 
 
 def analytic_layer_cost(layer: Any, cfg: Any, par: Parallelism, batch: int = 1) -> LayerCost:
-    """Cycles of ``layer`` (a :class:`~.network.Layer`) on ``cfg``'s macros under ``par`` for ``batch`` samples."""
+    """Cycles of a weighted ``layer`` (a :class:`LayerShape` or an IR layer) on ``cfg``'s macros under ``par`` for
+    ``batch`` samples, from the macro contract (module docstring)."""
     ab, _ = _precisions(cfg)
-    M, K, _ = layer.gemm
-    kt, nt = _tiles(layer, cfg)
+    g = layer.gemm
+    kt, nt = tiles(layer, cfg)
     pages = pages_per_macro(layer, cfg, par)
-    positions = batch * M
+    positions = batch * g.M
     compute = pages * math.ceil(positions / par.batch) * (ab + MAC_LATENCY)
     load = par.batch * kt * nt * cfg.macro.rows
-    outputs = positions * layer.out_ch
+    outputs = positions * g.N * g.groups
     psum = outputs * (par.in_ch - 1) * cfg.macro.acc_width
-    act = positions * K * layer.groups * ab * par.out_ch
-    return LayerCost(compute + load, compute, load, psum, act, pages)
+    act = positions * g.K * g.groups * ab * par.out_ch
+    return LayerCost(compute + load, compute, load, psum, act, pages, macros=par.macros)
 
 
 def cycle_model() -> tuple[Callable[..., LayerCost], str]:
-    """The per-layer cost function to use, ``f(layer, cfg, par, batch) -> LayerCost``, and its name.
+    """The fabric's per-layer cost function, ``f(layer, cfg, par, batch) -> LayerCost``, and its name.
 
-    ``cimforge.compiler.cost.layer_cost`` when the compiler provides it, else :func:`analytic_layer_cost`.
-    The compiler's model is marked ``fabric = True`` and carries ``splits(layer, cfg)``: the plans it prices are
-    what :func:`cimforge.compiler.compile.compile_graph` runs, so the search takes the fabric's rules with it
-    (see :func:`.inference.plan_inference`). Splits the fabric cannot run raise ``ValueError``
-    (``cimforge.compiler.tiling.CompileError``); the search treats them as infeasible.
+    It is ``cimforge.compiler.cost.layer_cost``, marked ``fabric = True`` and carrying ``splits(layer, cfg,
+    batch)``: the plans it prices are what :func:`cimforge.compiler.compile.compile_graph` runs, so the search
+    takes the fabric's rules with it (see :func:`.inference.plan_inference`). Splits the fabric cannot run raise
+    ``ValueError`` (``cimforge.compiler.tiling.CompileError``); the search treats them as infeasible.
     """
-    try:
-        from cimforge.compiler import cost as compiler_cost
-    except ImportError:
-        return analytic_layer_cost, "analytic (cimforge.compiler.partition.fabric_cost)"
-    if not (hasattr(compiler_cost, "layer_cost") and hasattr(compiler_cost, "Parallelism")):
-        return analytic_layer_cost, "analytic (cimforge.compiler.cost lacks layer_cost/Parallelism)"
-    return _compiler_adapter(compiler_cost), "cimforge.compiler.cost.layer_cost"
+    return _fabric_cost(), "cimforge.compiler.cost.layer_cost"
 
 
-def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
-    """``f(layer, cfg, par, batch)`` over ``mod.layer_cost`` (``Parallelism(batch, in_ch, out_ch)``).
+def _fabric_cost() -> Callable[..., LayerCost]:
+    """``f(layer, cfg, par, batch)`` over ``cimforge.compiler.cost.layer_cost``.
 
     The fabric runs a batch as ``compile_graph(..., batch=B)`` does: each pass of a weighted layer walks the
     output positions of every image of the batch (a split's ``batch`` replicas share them), so its fixed
@@ -140,27 +97,15 @@ def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
     """
     ir_cache: dict[int, Any] = {}
 
-    def source(layer: Any) -> Any:
+    def source(layer: LayerShape) -> Any:
         return layer.source if layer.source is not None else ir_cache.setdefault(id(layer), ir_layer(layer))
 
-    def source_shape(layer: Any) -> tuple[int, int, int] | None:
-        # compile_graph reads a Dense layer's flattened input in place: its geometry is the source map's
-        if layer.kind == "fc" and tuple(layer.flat_hw) != (1, 1):
-            h, w = layer.flat_hw
-            return (layer.in_ch // (h * w), h, w)
-        return None
-
-    def cost(layer: Any, cfg: Any, par: Parallelism, batch: int = 1) -> LayerCost:
-        p = mod.Parallelism(par.batch, par.in_ch, par.out_ch)
-        c = mod.layer_cost(source(layer), cfg, p, source_shape=source_shape(layer), images=batch)
-        load = int(c.weight_load_cycles)
-        compute = int(c.compute_cycles)
+    def cost(layer: LayerShape, cfg: Any, par: Parallelism, batch: int = 1) -> LayerCost:
+        c = compiler_cost.layer_cost(source(layer), cfg, par, source_shape=layer.source_shape, images=batch)
         # pages per macro over all the layer's passes (what compile_graph adds up to decide residency)
-        pages = (getattr(c, "pages", None) or pages_per_macro(layer, cfg, par)) * max(1, len(getattr(c, "passes", ())))
-        return LayerCost(int(c.cycles), compute, load, int(c.psum_traffic_bits), int(c.act_traffic_bits), int(pages),
-                         resident_load_cycles=load)
+        return replace(c, pages=int(c.pages or pages_per_macro(layer, cfg, par)) * max(1, len(c.passes)))
 
-    def splits(layer: Any, cfg: Any, batch: int = 1) -> list[Parallelism]:
+    def splits(layer: LayerShape, cfg: Any, batch: int = 1) -> list[Parallelism]:
         """The splits the compiler would consider for ``layer`` (``cimforge.compiler.cost.valid_parallelisms``
         on the layer's tiles and the positions of ``batch`` images); some may still not fit the pages."""
         from cimforge.compiler.tiling import geometry, group_geometries, k_tiles, rowpack_ok
@@ -168,36 +113,39 @@ def _compiler_adapter(mod: Any) -> Callable[..., LayerCost]:
 
         src = source(layer)
         rp = rowpack_ok(src, lanes(cfg), cfg.macro.rows)  # as layer_cost assumes
-        g = geometry(src, source_shape(layer)) if layer.kind == "fc" else \
+        g = geometry(src, layer.source_shape) if layer.kind == "dense" else \
             group_geometries(src, lanes(cfg), rowpack=rp)[0][0]
         kt, nt = len(k_tiles(g, cfg)), -(-g.cout // lanes(cfg))
-        return [Parallelism(q.batch, q.in_ch, q.out_ch) for q in mod.valid_parallelisms(cfg, kt, nt, g.npos * batch)]
+        return compiler_cost.valid_parallelisms(cfg, kt, nt, g.npos * batch)
 
     cost.fabric = True
     cost.splits = splits
     return cost
 
 
-def ir_layer(layer: Any) -> Any:
+def _hw(dims: tuple[int, ...]) -> tuple[int, int]:
+    """A spatial extent as ``(h, w)``: 1-D as ``(n, 1)``, 3-D and more folded into ``(product, 1)``."""
+    return (dims[0], dims[1]) if len(dims) == 2 else (math.prod(dims), 1)
+
+
+def ir_layer(layer: LayerShape) -> Any:
     """A :mod:`cimforge.golden.ir` layer with ``layer``'s shapes (weights all one, so that every tap counts: the
-    compiler does not walk taps that are zero in every filter; unit scales), for cost models that take IR
-    layers; padding is chosen to give the recorded output size."""
-    import numpy as np
-
-    from cimforge.golden.ir import Conv2d, Dense, TensorInfo
-
+    compiler does not walk taps that are zero in every filter; unit scales), for the compiler's cost model;
+    padding is chosen to give the recorded output size."""
     def t(name: str, shape: tuple[int, ...]) -> TensorInfo:
         return TensorInfo(name, shape, "int8", 1.0, 0)
 
-    if layer.kind == "conv":
-        (h, w), (ho, wo), (kh, kw), (sh, sw) = layer.in_hw, layer.out_hw, layer.kernel, layer.stride
+    if layer.kind == "conv2d":
+        (h, w), (ho, wo) = _hw(layer.input_shape[1:]), _hw(layer.output_shape[1:])
+        (kh, kw), (sh, sw) = _hw(layer.kernel), _hw(layer.stride or (1,) * len(layer.kernel))
+        ci, co, g = layer.in_channels, layer.out_channels, layer.groups
         pad_h, pad_w = max(0, (ho - 1) * sh + kh - h), max(0, (wo - 1) * sw + kw - w)
-        weight = np.ones((layer.out_ch, layer.in_ch // layer.groups, kh, kw), np.int8)
-        return Conv2d(name=layer.name, inputs=(t(layer.name + ":in", (layer.in_ch, h, w)),),
-                      output=t(layer.name + ":out", (layer.out_ch, ho, wo)), weight=weight, stride=(sh, sw),
-                      padding=(pad_h // 2, pad_w // 2, pad_h - pad_h // 2, pad_w - pad_w // 2), groups=layer.groups)
-    if layer.kind == "fc":
-        return Dense(name=layer.name, inputs=(t(layer.name + ":in", (layer.in_ch,)),),
-                     output=t(layer.name + ":out", (layer.out_ch,)),
-                     weight=np.ones((layer.out_ch, layer.in_ch), np.int8))
+        return Conv2d(name=layer.name, inputs=(t(layer.name + ":in", (ci, h, w)),),
+                      output=t(layer.name + ":out", (co, ho, wo)), weight=np.ones((co, ci // g, kh, kw), np.int8),
+                      stride=(sh, sw), padding=(pad_h // 2, pad_w // 2, pad_h - pad_h // 2, pad_w - pad_w // 2),
+                      groups=g)
+    if layer.kind == "dense":
+        return Dense(name=layer.name, inputs=(t(layer.name + ":in", (layer.in_channels,)),),
+                     output=t(layer.name + ":out", (layer.out_channels,)),
+                     weight=np.ones((layer.out_channels, layer.in_channels), np.int8))
     raise ValueError(f"layer {layer.name!r}: kind {layer.kind!r} has no IR form")

@@ -1,4 +1,5 @@
-"""Inference partitioning on the cimforge fabric: a :class:`~.fabric_cost.Parallelism` per layer and a schedule.
+"""Inference partitioning on the cimforge fabric: a ``Parallelism`` (:mod:`cimforge.compiler.cost`) per layer and
+a schedule.
 
 There are no gradients in inference; what costs is weight storage (pages), weight loading, partial sums and
 activations (all from the per-layer cycle model, :func:`.fabric_cost.cycle_model`). Two schedules:
@@ -20,7 +21,7 @@ With the fabric compiler's cycle model (``fabric`` set on the cost function, :fu
 the search keeps to what :func:`cimforge.compiler.compile.compile_graph` runs, so every plan compiles:
 
 * splits the compiler raises ``CompileError`` for (a reduction beyond the K-split's pages, groups that are not
-  whole words) are infeasible; a layer without any feasible split is a :class:`~.network.PartitionError`;
+  whole words) are infeasible; a layer without any feasible split is a :class:`~.dataflow.PartitionError`;
 * a weighted layer's pass walks the output positions of every image of the batch (the compiler's merged
   passes), and its replicas share them, so ``batch`` is bounded by the positions of the batch;
 * the schedule is sequential (every pass uses macros ``0 .. b*k*n - 1``: no pipelining across macro groups);
@@ -30,13 +31,16 @@ the search keeps to what :func:`cimforge.compiler.compile.compile_graph` runs, s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .fabric_cost import LayerCost, Parallelism, cycle_model
-from .network import Layer, Network, PartitionError
+from cimforge.compiler.cost import LayerCost, Parallelism
+from cimforge.golden.ir import LayerShape, ShapeGraph
+
+from .dataflow import Dataflow, PartitionError, as_view, dataflow
+from .fabric_cost import cycle_model, tiles
 
 __all__ = ["LayerMapping", "InferencePlan", "plan_inference", "compare_inference", "parallelisms",
            "INFERENCE_STRATEGIES", "scale_to_fabric"]
@@ -63,7 +67,7 @@ class LayerMapping:
     """One weighted layer's mapping: its parallelism, the macros it runs on (``first``, ``count``), whether its
     weights stay resident, its stage (pipeline) and its cost for one batch."""
 
-    layer: Layer
+    layer: LayerShape
     par: Parallelism
     cost: LayerCost
     resident: bool
@@ -81,7 +85,7 @@ class LayerMapping:
 class InferencePlan:
     """A mapping of every weighted layer and the schedule's figures (cycles)."""
 
-    network: Network
+    network: Dataflow
     cfg: Any
     batch: int
     strategy: str
@@ -96,7 +100,7 @@ class InferencePlan:
     @property
     def setup_cycles(self) -> int:
         """One-off weight load of the resident layers."""
-        return sum(m.cost.setup_load_cycles for m in self.mappings if m.resident)
+        return sum(m.cost.weight_load_cycles for m in self.mappings if m.resident)
 
     @property
     def reload_cycles(self) -> int:
@@ -121,14 +125,14 @@ class InferencePlan:
         return {m.layer.name: m.par for m in self.mappings}
 
 
-CostFn = Callable[[Layer, Any, Parallelism, int], LayerCost]
+CostFn = Callable[[LayerShape, Any, Parallelism, int], LayerCost]
 
 
 class _Costs:
     """Memoised per-layer costs; ``None`` for a split the cost model rejects (it raised ``ValueError``, e.g. the
     compiler's ``CompileError``), with the reason kept in :attr:`errors`."""
 
-    def __init__(self, layers: Sequence[Layer], cfg: Any, batch: int, fn: CostFn):
+    def __init__(self, layers: Sequence[LayerShape], cfg: Any, batch: int, fn: CostFn):
         self.layers, self.cfg, self.batch, self.fn = layers, cfg, batch, fn
         self.memo: dict[tuple[int, Parallelism], LayerCost | None] = {}
         self.errors: dict[int, str] = {}
@@ -147,7 +151,7 @@ class _Costs:
         return [p for p in pars if self(l, p) is not None]
 
 
-def _useful(layer: Layer, cfg: Any, batch: int, pars: Sequence[Parallelism], fn: CostFn) -> list[Parallelism]:
+def _useful(layer: LayerShape, cfg: Any, batch: int, pars: Sequence[Parallelism], fn: CostFn) -> list[Parallelism]:
     """Drop splits finer than the layer has tiles or positions (they only idle macros); with the fabric's model,
     keep to the compiler's own splits (replicas share the batch's positions)."""
     if getattr(fn, "fabric", False):
@@ -156,10 +160,8 @@ def _useful(layer: Layer, cfg: Any, batch: int, pars: Sequence[Parallelism], fn:
         except ValueError:  # the layer cannot run at all; reported with its reason by the caller
             return []
         return [p for p in pars if p in allowed]
-    from .fabric_cost import _tiles
-
-    kt, nt = _tiles(layer, cfg)
-    positions = batch * layer.gemm[0]
+    kt, nt = tiles(layer, cfg)
+    positions = batch * layer.gemm.M
     return [p for p in pars if p.in_ch <= kt and p.out_ch <= nt and p.batch <= positions]
 
 
@@ -292,13 +294,13 @@ def _pipeline(costs: _Costs, options: list[list[Parallelism]], n_macros: int, pa
     return int(f[L, M]), stages[::-1], choices
 
 
-def plan_inference(net: Network, cfg: Any, batch: int = 1, strategy: str = "search",
+def plan_inference(net: Any, cfg: Any, batch: int = 1, strategy: str = "search",
                    layer_cost: CostFn | None = None, n_macros: int | None = None) -> InferencePlan:
     """Map ``net``'s weighted layers onto ``cfg``'s fabric.
 
     Parameters
     ----------
-    net : Network
+    net : cimforge.golden.ir.Graph, ShapeGraph or Dataflow
     cfg : cimforge.config.CimConfig
     batch : int
         Samples per batch.
@@ -324,6 +326,7 @@ def plan_inference(net: Network, cfg: Any, batch: int = 1, strategy: str = "sear
     if fabric and M > cfg.fabric.n_macros:
         raise PartitionError(f"n_macros = {M}: the fabric has {cfg.fabric.n_macros} (fabric.n_macros)")
     P = cfg.macro.pages
+    net = dataflow(net)
     layers = list(net.weighted)
     costs = _Costs(layers, cfg, batch, fn)
     every = parallelisms(M)
@@ -359,7 +362,7 @@ def plan_inference(net: Network, cfg: Any, batch: int = 1, strategy: str = "sear
                          {k: v[0] for k, v in plans.items()})
 
 
-def _why_unmappable(layer: Layer, cfg: Any, fn: CostFn) -> str:
+def _why_unmappable(layer: LayerShape, cfg: Any, fn: CostFn) -> str:
     try:
         fn.splits(layer, cfg)
     except (AttributeError, ValueError) as e:
@@ -367,20 +370,62 @@ def _why_unmappable(layer: Layer, cfg: Any, fn: CostFn) -> str:
     return "no split the cost model accepts"
 
 
-def compare_inference(net: Network, cfg: Any, batch: int = 1, layer_cost: CostFn | None = None,
+def compare_inference(net: Any, cfg: Any, batch: int = 1, layer_cost: CostFn | None = None,
                       n_macros: int | None = None) -> dict[str, InferencePlan]:
     """Plans for ``dp``, ``mp`` and ``search``."""
     return {s: plan_inference(net, cfg, batch, s, layer_cost, n_macros) for s in ("dp", "mp", "search")}
 
 
-def scale_to_fabric(net: Network, cfg: Any, fill: float = 1.0, spatial_div: int = 1) -> Network:
+def scale_to_fabric(net: Any, cfg: Any, fill: float = 1.0, spatial_div: int = 1) -> ShapeGraph:
     """``net`` with its channels divided by the smallest power of two that makes its int8 weights fit ``fill``
     times the fabric's weight storage (``n_macros * pages * rows * cols`` bits)."""
     capacity = fill * cfg.fabric.n_macros * cfg.macro.bits
     div = 1
     while True:
-        scaled = net.scaled(div, spatial_div)
-        bits = sum(l.weight_elems for l in scaled.weighted) * min(8, cfg.macro.max_wb)
+        small = scaled(net, div, spatial_div)
+        bits = sum(l.weight_count for l in small.weighted_layers) * min(8, cfg.macro.max_wb)
         if bits <= capacity or div > 1 << 16:
-            return scaled
+            return small
         div *= 2
+
+
+def scaled(net: Any, channel_div: int = 1, spatial_div: int = 1, name: str | None = None) -> ShapeGraph:
+    """The shape-only view of ``net`` with its weighted layers' channels divided by ``channel_div`` and their maps
+    by ``spatial_div`` (ceilings, at least 1; the network's input channels and groups are kept when they would not
+    divide), to fit a real topology to a small fabric. Layers without weights keep their shapes (the
+    partitioner's costs are the weighted layers'); the scaled layers drop their IR ``source``."""
+    if channel_div < 1 or spatial_div < 1:
+        raise PartitionError(f"scaled: divisors must be >= 1, got {channel_div}, {spatial_div}")
+    view = as_view(net)
+
+    def ch(c: int) -> int:
+        return max(1, -(-c // channel_div))
+
+    def hw(p: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(max(1, -(-d // spatial_div)) for d in p)
+
+    first = view.weighted_layers[0]
+    layers = [_scaled_layer(l, l is first, ch, hw) if l.weighted else l for l in view.layers]
+    return ShapeGraph(name or f"{view.name}/c{channel_div}s{spatial_div}", view.inputs, tuple(layers),
+                      view.outputs, view.source)
+
+
+def _scaled_layer(l: LayerShape, first: bool, ch: Callable, hw: Callable) -> LayerShape:
+    in_ch, src = (l.in_channels if first else ch(l.in_channels)), l.source_shape
+    if src is not None and src[1:] != (1, 1):  # a flattened map: its channels and its area scale
+        c, fh, fw = src[0], *hw(src[1:])
+        src = (ch(c), fh, fw)
+        in_ch = src[0] * fh * fw
+    elif src is not None:
+        src = (in_ch, 1, 1)
+    out_ch = ch(l.out_channels)
+    # Depthwise stays depthwise; other grouped layers keep the largest group count that still divides.
+    groups = min(in_ch, out_ch) if l.groups == l.in_channels == l.out_channels else l.groups
+    while in_ch % groups or out_ch % groups:
+        groups -= 1
+    x, y = l.input_shape, l.output_shape
+    if l.kind == "conv2d":
+        shapes = ((in_ch, *hw(x[1:])),), (out_ch, *hw(y[1:]))
+    else:
+        shapes = ((*x[:-1], in_ch),), (*y[:-1], out_ch)
+    return replace(l, input_shapes=shapes[0], output_shape=shapes[1], groups=groups, source_shape=src, source=None)

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .network import PartitionError
+from .dataflow import PartitionError
 from .tables import PType, block_table, inter_table
 from .training import TrainingModel
 

@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from cimforge.compiler.cost import Parallelism
+from cimforge.golden.ir import LayerShape
+
+from .dataflow import out_positions
 from .inference import InferencePlan
 from .training import STRATEGIES, TrainingPlan
 
-__all__ = ["training_rows", "strategy_rows", "inference_rows", "inference_summary_rows", "format_table",
-           "markdown_table", "write_training_report", "write_inference_report"]
+__all__ = ["describe", "split_label", "training_rows", "strategy_rows", "inference_rows", "inference_summary_rows",
+           "format_table", "markdown_table", "write_training_report", "write_inference_report"]
 
 
 def _m(x: float) -> str:
     """Millions with three significant digits."""
     return f"{x / 1e6:.4g}"
+
+
+def _hw(dims: tuple[int, ...]) -> tuple[int, int]:
+    return (dims[0], dims[1]) if len(dims) == 2 else (math.prod(dims), 1)
+
+
+def describe(layer: LayerShape) -> str:
+    """A short shape string: ``3x224x224 -> 96x54x54 k11 s4`` (conv2d), ``9216 -> 4096`` (dense)."""
+    if layer.kind == "conv2d":
+        (h, w), (ho, wo) = _hw(layer.input_shape[1:]), _hw(layer.output_shape[1:])
+        (k0, k1), s0 = _hw(layer.kernel), _hw(layer.stride or (1,))[0]
+        g = f" g{layer.groups}" if layer.groups > 1 else ""
+        return (f"{layer.in_channels}x{h}x{w} -> {layer.out_channels}x{ho}x{wo} k{k0}" + (f"x{k1}" if k1 != k0 else "")
+                + (f" s{s0}" if s0 > 1 else "") + g)
+    if layer.kind == "dense":
+        seq = f" (x{out_positions(layer)})" if out_positions(layer) > 1 else ""
+        return f"{layer.in_channels} -> {layer.out_channels}{seq}"
+    return "(zero cost)"
+
+
+def split_label(par: Parallelism) -> str:
+    """``"BxKxN"``: a split's replicas, reduction groups and output groups."""
+    return f"{par.batch}x{par.in_ch}x{par.out_ch}"
 
 
 def training_rows(plan: TrainingPlan) -> tuple[list[str], list[list[str]]]:
@@ -28,7 +56,7 @@ def training_rows(plan: TrainingPlan) -> tuple[list[str], list[list[str]]]:
     macs = plan.compute_macs() / plan.accelerators.n
     rows = []
     for i, l in enumerate(plan.network.weighted):
-        rows.append([str(i), l.name, l.describe(), " ".join(types[i]) or "-", _m(plain[i]), _m(weighted[i]),
+        rows.append([str(i), l.name, describe(l), " ".join(types[i]) or "-", _m(plain[i]), _m(weighted[i]),
                      f"{macs[i] / 1e9:.4g}"])
     rows.append(["", "total", "", "", _m(plan.total_plain), _m(plan.total_weighted), f"{macs.sum() / 1e9:.4g}"])
     return header, rows
@@ -53,7 +81,7 @@ def inference_rows(plan: InferencePlan) -> tuple[list[str], list[list[str]]]:
               "wload cyc", "psum kbit", "act kbit", "cyc/batch"]
     rows = []
     for i, m in enumerate(plan.mappings):
-        rows.append([str(i), m.layer.name, m.layer.describe(), str(m.par),
+        rows.append([str(i), m.layer.name, describe(m.layer), split_label(m.par),
                      f"{m.first_macro}..{m.first_macro + m.n_macros - 1}", str(m.stage), str(m.cost.pages),
                      "yes" if m.resident else "no", str(m.cost.compute_cycles), str(m.cost.weight_load_cycles),
                      f"{m.cost.psum_traffic_bits / 1e3:.4g}", f"{m.cost.act_traffic_bits / 1e3:.4g}",

@@ -21,13 +21,14 @@ split the multiply-accumulates in the same ratio), and the communication tables 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .dataflow import Dataflow, PartitionError, dataflow, in_positions, out_positions
 from .dp import Problem, Solution, solve
-from .network import Network, PartitionError
 from .tables import PType, TYPE_SETS, block_table, inter_table
 
 __all__ = [
@@ -110,21 +111,28 @@ class TrainingModel:
 
     Sizes are three arrays over the weighted layers: the batch ``b``, input channels ``ci`` and output channels
     ``co`` each layer's tensors have at the current level (floats: a split by ``alpha`` need not be integral).
+
+    Parameters
+    ----------
+    net : cimforge.golden.ir.Graph, ShapeGraph or Dataflow
+    batch : int
     """
 
-    def __init__(self, net: Network, batch: int):
+    def __init__(self, net: Any, batch: int):
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise PartitionError(f"batch = {batch!r}: expected a positive integer")
+        net = dataflow(net)
         self.net, self.batch = net, batch
         w = net.weighted
         self.n = len(w)
-        self.ifmap = np.array([l.ifmap for l in w], float)
-        self.ofmap = np.array([l.ofmap for l in w], float)
-        self.kg = np.array([l.ksize / l.groups for l in w], float)
-        self.is_fc = np.array([l.kind == "fc" for l in w])
+        self.ifmap = np.array([in_positions(l) for l in w], float)
+        self.ofmap = np.array([out_positions(l) for l in w], float)
+        # kernel area per group (a dense layer's kernel is its one position)
+        self.kg = np.array([(math.prod(l.kernel) if l.kind == "conv2d" else 1) / l.groups for l in w], float)
+        self.is_fc = np.array([l.kind == "dense" for l in w])
         self.macs = np.array([l.macs for l in w], float)
         self.edges = net.var_edges()
-        self.sizes0 = np.array([[batch] * self.n, [l.in_ch for l in w], [l.out_ch for l in w]], float)
+        self.sizes0 = np.array([[batch] * self.n, [l.in_channels for l in w], [l.out_channels for l in w]], float)
 
     # costs ------------------------------------------------------------------------------------------------
     def intra(self, sizes: np.ndarray) -> np.ndarray:
@@ -200,7 +208,7 @@ class TrainingPlan:
         ``levels[h]``: the ``2^h`` groups at level ``h``, in order.
     """
 
-    network: Network
+    network: Dataflow
     batch: int
     accelerators: Accelerators
     strategy: str
@@ -323,13 +331,13 @@ def run_hierarchy(model: TrainingModel, acc: Accelerators, policy: Policy) -> li
     return levels
 
 
-def plan_training(net: Network, accelerators: int | Accelerators, batch: int, strategy: str = "accpar",
+def plan_training(net: Any, accelerators: int | Accelerators, batch: int, strategy: str = "accpar",
                   search: str = "greedy", objective: str = "plain", max_table: int = 3 ** 11) -> TrainingPlan:
     """Partition ``net`` for training on an array.
 
     Parameters
     ----------
-    net : Network
+    net : cimforge.golden.ir.Graph, ShapeGraph or Dataflow
     accelerators : int or Accelerators
         A power of two (homogeneous) or an :class:`Accelerators`.
     batch : int
@@ -355,7 +363,7 @@ def plan_training(net: Network, accelerators: int | Accelerators, batch: int, st
         policy = _joint_policy(model, acc, strategy, objective)
     else:
         raise PartitionError(f"search {search!r}: allowed greedy, joint")
-    return TrainingPlan(net, batch, acc, strategy, search, run_hierarchy(model, acc, policy))
+    return TrainingPlan(model.net, batch, acc, strategy, search, run_hierarchy(model, acc, policy))
 
 
 def _joint_policy(model: TrainingModel, acc: Accelerators, strategy: str, objective: str,
@@ -407,7 +415,7 @@ def _joint_policy(model: TrainingModel, acc: Accelerators, strategy: str, object
     return lambda m, sizes, alpha, h, lo: (per_level[h], sol.exact)
 
 
-def compare_strategies(net: Network, accelerators: int | Accelerators, batch: int,
+def compare_strategies(net: Any, accelerators: int | Accelerators, batch: int,
                        strategies: Sequence[str] = ("dp", "mp", "owt", "hypar", "accpar"),
                        search: str = "greedy") -> dict[str, TrainingPlan]:
     """Plans for several strategies (same network, batch and array)."""

@@ -1,5 +1,6 @@
 """Named topologies: the real CNNs shipped with the onnx package, the project's digits models, and the layer
-lists the AccPar authors evaluate (declared shapes, as in their networks/Alexnet.txt and ``gen_resnet``).
+lists the AccPar authors evaluate (declared shapes, as in their networks/Alexnet.txt and ``gen_resnet``), all as
+:class:`cimforge.golden.ir.ShapeGraph` views.
 
 The onnx package's ``backend/test/data/light`` models carry batch 1 and 3 x 224 x 224 inputs (checked for every
 file); the cost models take the batch as a parameter.
@@ -8,11 +9,16 @@ file); the cost models take the batch as a parameter.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable, Mapping
 
-from .network import Layer, Network, PartitionError, chain, sequential
+from cimforge.golden.datasets import MODELS_DIR
+from cimforge.golden.ir import IRError, LayerShape, ShapeGraph, with_flattened_sources
+from cimforge.golden.onnx_import import OnnxImportError, load_onnx_shapes
 
-__all__ = ["ONNX_LIGHT", "light_dir", "resolve", "load_model", "digits_cnn", "accpar_alexnet", "accpar_resnet50",
-           "MODELS_DIR"]
+from .dataflow import PartitionError
+
+__all__ = ["ONNX_LIGHT", "light_dir", "resolve", "load_model", "load_onnx", "sequential", "digits_cnn",
+           "accpar_alexnet", "accpar_resnet50"]
 
 #: Short name -> file in onnx/backend/test/data/light/.
 ONNX_LIGHT = {
@@ -21,8 +27,6 @@ ONNX_LIGHT = {
     "inception_v2": "light_inception_v2.onnx", "densenet121": "light_densenet121.onnx",
     "shufflenet": "light_shufflenet.onnx", "zfnet512": "light_zfnet512.onnx",
 }
-#: The project's model fixtures (digits CNN and its residual variant), written by models/make_digits_models.py.
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 def light_dir() -> Path:
@@ -31,7 +35,71 @@ def light_dir() -> Path:
     return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
 
-def digits_cnn() -> Network:
+def load_onnx(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+              name: str | None = None) -> ShapeGraph:
+    """:func:`cimforge.golden.onnx_import.load_onnx_shapes` with its errors as :class:`PartitionError`."""
+    try:
+        return load_onnx_shapes(path, dict(input_shapes or {}), name)
+    except OnnxImportError as e:
+        raise PartitionError(str(e)) from None
+
+
+def _layer(name: str, kind: str, x: str, in_shape: tuple, out_shape: tuple, **kw) -> LayerShape:
+    op = {"conv2d": "Conv", "dense": "Gemm", "maxpool": "MaxPool", "clamp": "Relu", "reshape": "Flatten"}[kind]
+    return LayerShape(name, kind, (x,), (name,), (in_shape,), out_shape, op=op, **kw)
+
+
+def sequential(name: str, input_shape: tuple[int, int, int], specs: Iterable[tuple]) -> ShapeGraph:
+    """Build a chain from simple specs, computing shapes like ONNX does.
+
+    Specs: ``("conv", out_ch, k, stride=1, pad=0, groups=1)``, ``("pool", k, stride=k)`` (max or average: the
+    same shapes), ``("fc", out_features)``, and shape-preserving ``("relu",)``. A ``fc`` after a map flattens it.
+    Weighted layers are named ``conv<i>`` / ``fc<i>`` by their position among the weighted layers.
+
+    Examples
+    --------
+    The digits CNN of ``models/``: ``sequential("digits", (1, 8, 8), [("conv", 8, 3, 1, 1), ("relu",),
+    ("pool", 2), ("conv", 16, 3, 1, 1), ("relu",), ("pool", 2), ("fc", 10)])``.
+    """
+    shape, x, weighted = tuple(input_shape), "input", 0
+    layers: list[LayerShape] = []
+    try:
+        for n, spec in enumerate(specs):
+            op, *args = spec
+            if op == "conv":
+                out_ch, k, *rest = args
+                s, p, g = (list(rest) + [1, 0, 1][len(rest):])[:3]
+                c, h, w = shape
+                ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+                if ho < 1 or wo < 1:
+                    raise PartitionError(f"sequential {name!r}: spec {n} {spec} gives an empty map from {h}x{w}")
+                new = _layer(f"conv{weighted}", "conv2d", x, shape, (out_ch, ho, wo), kernel=(k, k), stride=(s, s),
+                             groups=g)
+                weighted += 1
+            elif op == "pool":
+                k, *rest = args
+                s = rest[0] if rest else k
+                c, h, w = shape
+                new = _layer(f"pool{n}", "maxpool", x, shape, (c, (h - k) // s + 1, (w - k) // s + 1),
+                             kernel=(k, k), stride=(s, s))
+            elif op == "fc":
+                if len(shape) == 3:
+                    layers.append(_layer(f"flatten{n}", "reshape", x, shape, (shape[0] * shape[1] * shape[2],)))
+                    x, shape = layers[-1].output, layers[-1].output_shape
+                new = _layer(f"fc{weighted}", "dense", x, shape, (args[0],))
+                weighted += 1
+            elif op == "relu":
+                new = _layer(f"relu{n}", "clamp", x, shape, shape)
+            else:
+                raise PartitionError(f"sequential {name!r}: unknown spec {spec!r}; allowed conv, pool, fc, relu")
+            layers.append(new)
+            x, shape = new.output, new.output_shape
+        return ShapeGraph(name, {"input": tuple(input_shape)}, tuple(with_flattened_sources(layers)), (x,))
+    except IRError as e:
+        raise PartitionError(f"sequential {name!r}: {e}") from None
+
+
+def digits_cnn() -> ShapeGraph:
     """The digits CNN's topology before its co-design for 64-row macros (8x8x1 input, conv3x3 8ch, ReLU, pool,
     conv3x3 16ch, ReLU, pool, FC 10), built without an ONNX file; models/digits_cnn_float.onnx now has an 8x8
     stem and 8-tap 3x3 kernels (models/make_digits_models.py)."""
@@ -39,29 +107,45 @@ def digits_cnn() -> Network:
                                                 ("conv", 16, 3, 1, 1), ("relu",), ("pool", 2), ("fc", 10)])
 
 
-def accpar_alexnet() -> Network:
+def _conv(name: str, x: str, ci: int, h: int, k: int, co: int, ho: int) -> LayerShape:
+    """A declared convolution (stride 1: the authors' lists give the output size, not the stride)."""
+    return _layer(name, "conv2d", x, (ci, h, h), (co, ho, ho), kernel=(k, k), stride=(1, 1))
+
+
+def accpar_alexnet() -> ShapeGraph:
     """AlexNet as the AccPar authors declare it (networks/Alexnet.txt: pooling folded into the next layer)."""
     convs = [(3, 224, 11, 96, 55), (96, 55, 5, 256, 27), (256, 27, 3, 384, 13), (384, 13, 3, 384, 13),
              (384, 13, 3, 256, 6)]
-    layers = [Layer(f"conv{i + 1}", "Conv", "conv", ci, co, (h, h), (ho, ho), (k, k))
-              for i, (ci, h, k, co, ho) in enumerate(convs)]
-    layers += [Layer(f"fc{i + 1}", "Gemm", "fc", ci, co) for i, (ci, co) in
-               enumerate([(9216, 4096), (4096, 4096), (4096, 1000)])]
-    return chain("accpar_alexnet", layers, input_shape=(3, 224, 224))
+    layers, x = [], "input"
+    for i, (ci, h, k, co, ho) in enumerate(convs):
+        layers.append(_conv(f"conv{i + 1}", x, ci, h, k, co, ho))
+        x = layers[-1].output
+    for i, (ci, co) in enumerate([(9216, 4096), (4096, 4096), (4096, 1000)]):
+        layers.append(_layer(f"fc{i + 1}", "dense", x, (ci,), (co,)))
+        x = layers[-1].output
+    return ShapeGraph("accpar_alexnet", {"input": (3, 224, 224)}, tuple(layers), (x,))
 
 
-def accpar_resnet50() -> Network:
+def accpar_resnet50() -> ShapeGraph:
     """ResNet-50 as the AccPar authors generate it (``gen_resnet(50)``: 49 convolutions without the projection
-    shortcuts, every block's input taken as its bottleneck width, one fc), with a shortcut into each layer ``l``
-    with ``l % 3 == 1, l > 3`` from layer ``l - 3`` (``is_layer_short_cut_in``)."""
-    layers = [Layer("cv1", "Conv", "conv", 3, 64, (224, 224), (56, 56), (7, 7))]
+    shortcuts, every block's input taken as its bottleneck width, one fc). Each bottleneck block's output is added
+    to its input, which gives the authors' shortcuts (``is_layer_short_cut_in``): into each weighted layer ``l``
+    with ``l % 3 == 1, l > 3`` from layer ``l - 3``."""
+    layers = [_conv("cv1", "input", 3, 224, 7, 64, 56)]
+    x, n_conv = layers[0].output, 1
     for stage, (repeat, width, hw) in enumerate([(3, 64, 56), (4, 128, 28), (6, 256, 14), (3, 512, 7)], start=2):
         for _ in range(repeat):
+            block_in = x
             for k, co in ((1, width), (3, width), (1, 4 * width)):
-                layers.append(Layer(f"cv{stage}{len(layers) + 1}", "Conv", "conv", width, co, (hw, hw), (hw, hw), (k, k)))
-    layers.append(Layer("fc", "Gemm", "fc", 2048, 1000))
-    blocks = [(l - 3, l) for l in range(4, 50) if l % 3 == 1]
-    return chain("accpar_resnet50", layers, blocks, input_shape=(3, 224, 224))
+                n_conv += 1
+                layers.append(_conv(f"cv{stage}{n_conv}", x, width, hw, k, co, hw))
+                x = layers[-1].output
+            merged = f"res{n_conv}"
+            layers.append(LayerShape(merged, "add", (x, block_in), (merged,), ((4 * width, hw, hw),) * 2,
+                                     (4 * width, hw, hw), op="Add"))
+            x = merged
+    layers.append(_layer("fc", "dense", x, (2048,), (1000,)))
+    return ShapeGraph("accpar_resnet50", {"input": (3, 224, 224)}, tuple(layers), ("fc",))
 
 
 _BUILTIN = {"accpar_alexnet": accpar_alexnet, "accpar_resnet50": accpar_resnet50}
@@ -84,11 +168,9 @@ def resolve(model: str) -> Path | None:
                          + ", ".join([*ONNX_LIGHT, "digits", "digits_resnet", *_BUILTIN]))
 
 
-def load_model(model: str, input_shapes: dict | None = None) -> Network:
-    """A network by name or path (see :func:`resolve`). ``digits`` falls back to :func:`digits_cnn` when
+def load_model(model: str, input_shapes: dict | None = None) -> ShapeGraph:
+    """A topology by name or path (see :func:`resolve`). ``digits`` falls back to :func:`digits_cnn` when
     models/ has no ONNX file."""
-    from .onnx_import import load_onnx
-
     if model in _BUILTIN:
         return _BUILTIN[model]()
     path = resolve(model)
