@@ -14,15 +14,13 @@ from ..config import CimConfig
 from .engine import LoaderTiming
 from .isa import load_layout
 
-__all__ = ["WeightLoader", "LOAD_TIMING", "LOAD_OVERHEAD"]
+__all__ = ["WeightLoader", "LOAD_TIMING"]
 
 #: Read latency of the weight memory (a synchronous read port): a row is written the cycle after its read.
 _READ_LATENCY = 1
 #: The loader's timing: a command pops in one cycle, then reads one row per cycle and writes each a read latency
 #: later; back to back, the next pop overlaps the last write.
 LOAD_TIMING = LoaderTiming(overhead=1 + _READ_LATENCY, per_command=1)
-#: Loader cycles per command beyond one per row (the pop cycle and the last write's read latency).
-LOAD_OVERHEAD = LOAD_TIMING.overhead
 
 
 class WeightLoader(wiring.Component):

@@ -15,16 +15,16 @@ from .engine import VectorTiming, engine_members
 from .isa import DIM, LANE_BITS, POS, PoolMode, addr_width, ew_layout, lanes, pool_layout
 from .requant import MBQM_LATENCY, Mbqm, clamp_code
 
-__all__ = ["PoolEngine", "EwEngine", "POOL_TIMING", "EW_TIMING", "POOL_LATENCY", "EW_LATENCY"]
+__all__ = ["PoolEngine", "EwEngine", "POOL_TIMING", "EW_TIMING"]
 
-#: Cycles from a window's last tap address to its memory write (read, reduce, requantise).
-POOL_LATENCY = 2 + MBQM_LATENCY
-#: Cycles from a word's read address to its memory write (read, input stage, two requantisations, sum).
-EW_LATENCY = 3 + 2 * MBQM_LATENCY
+# Cycles from a window's last tap address to its memory write (read, reduce, requantise).
+_POOL_PIPELINE = 2 + MBQM_LATENCY
+# Cycles from a word's read address to its memory write (read, input stage, two requantisations, sum).
+_EW_PIPELINE = 3 + 2 * MBQM_LATENCY
 #: ``POOL``: one tap per cycle, plus the start register, the pipeline and the done cycle.
-POOL_TIMING = VectorTiming(extra=1 + POOL_LATENCY + 1, per_item=1)
+POOL_TIMING = VectorTiming(extra=1 + _POOL_PIPELINE + 1, per_item=1)
 #: ``EW``: one word per cycle, plus the start register, the pipeline and the done cycle.
-EW_TIMING = VectorTiming(extra=1 + EW_LATENCY + 1, per_item=1)
+EW_TIMING = VectorTiming(extra=1 + _EW_PIPELINE + 1, per_item=1)
 
 
 def _act_read(cfg: CimConfig) -> In:

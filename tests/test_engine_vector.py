@@ -63,7 +63,7 @@ def test_ew_engine(kind, seed):
 
 
 def test_vector_timing_follows_the_pipelines():
-    # the cost model's historic constants: POOL_LATENCY + 2 and EW_LATENCY + 2
+    # the start register, the pipeline (read, reduce or two stages of requantisation, sum) and the done cycle
     assert PoolEngine.TIMING.extra == 8 and EW_TIMING.extra == 13
     assert PoolEngine.TIMING.per_item == EwEngine.TIMING.per_item == 1
     assert {instr_spec(op).engine for op in (Opcode.POOL, Opcode.EW)} == {PoolEngine.name, EwEngine.name}
