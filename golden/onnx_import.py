@@ -1101,7 +1101,8 @@ class _ShapeBuilder:
                 unknown[n.op_type].append(n.name)
             ins = [n.input[_SHAPE_WEIGHTED[n.op_type][0]]] if kind in ("conv2d", "dense") else self.act_inputs(n)
             if kind not in ("conv2d", "dense"):
-                kw.update(input_shapes=tuple(self.per_sample(i) for i in ins), output_shape=self.per_sample(n.output[0]))
+                kw.update(input_shapes=tuple(self.per_sample(i) for i in ins),
+                          output_shape=self.per_sample(n.output[0]))
             try:
                 layers.append(LayerShape(n.name, kind, tuple(ins), tuple(o for o in n.output if o), op=n.op_type, **kw))
             except IRError as e:

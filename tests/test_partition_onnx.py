@@ -120,3 +120,45 @@ def test_unreadable_files_and_unknown_names(tmp_path):
         load_onnx(bad)
     with pytest.raises(PartitionError, match="known names: alexnet"):
         load_model("no_such_model")
+
+
+def test_shape_view_of_the_ir_keeps_the_ir_layers():
+    from cimforge.golden.ir import ShapeGraph
+    from cimforge.golden.onnx_import import load_onnx as golden_load
+
+    graph = golden_load(str(MODELS_DIR / "digits_resnet_qop.onnx"))
+    view = ShapeGraph.of(graph)
+    assert [l.kind for l in view.layers] == [l.kind for l in graph.layers]
+    assert all(v.source is l and v.input_shapes == l.input_shapes for v, l in zip(view.layers, graph.layers))
+    assert [v.gemm for v in view.weighted_layers] == [l.gemm for l in graph.weighted_layers]
+    assert view.macs == graph.macs and view.input_shape == graph.inputs[0].shape
+    # the partitioner takes the Graph itself: the same layers and edges as through the view
+    edges = [(e.src, e.dst, e.kind) for e in dataflow(graph).edges]
+    assert edges == [(e.src, e.dst, e.kind) for e in dataflow(view).edges]
+
+
+def test_shape_view_errors_name_the_layer_and_field():
+    from cimforge.golden.ir import IRError, LayerShape, ShapeGraph
+
+    def conv(**kw):
+        args = dict(name="c", kind="conv2d", inputs=("x",), outputs=("y",), input_shapes=((6, 8, 8),),
+                    output_shape=(4, 8, 8), kernel=(3, 3))
+        return LayerShape(**{**args, **kw})
+
+    with pytest.raises(IRError, match=r"conv2d layer 'c': invalid groups = 4: allowed a positive integer dividing 6"):
+        conv(groups=4)
+    with pytest.raises(IRError, match=r"invalid kind = 'softmax2': allowed one of conv2d, dense, .*, other"):
+        conv(kind="softmax2")
+    with pytest.raises(IRError, match=r"conv2d layer 'c': invalid input shape = None"):
+        conv(input_shapes=(None,))
+    with pytest.raises(IRError, match=r"conv2d layer 'c': invalid kernel = \(3,\): allowed 2 entries"):
+        conv(kernel=(3,))
+    # a zero-cost layer may not know its shapes; a weighted one must
+    assert LayerShape("u", "other", ("x",), ("z",), (("N", 3),), None).input_shapes == (None,)
+    with pytest.raises(IRError, match=r"input of layer 'c'.*'x'.*topologically ordered"):
+        ShapeGraph("g", {"w": (6, 8, 8)}, (conv(),))
+    with pytest.raises(PartitionError, match="expected a cimforge.golden.ir.Graph or ShapeGraph, got str"):
+        dataflow("alexnet")
+    with pytest.raises(PartitionError, match="no weighted"):
+        relu = LayerShape("r", "clamp", ("x",), ("y",), ((6, 8, 8),), (6, 8, 8))
+        dataflow(ShapeGraph("g", {"x": (6, 8, 8)}, (relu,)))
