@@ -38,7 +38,7 @@ from cimforge.golden.ir import Graph, IRError, LayerShape, ShapeGraph
 from cimforge.golden.onnx_import import UnknownOpWarning, unknown_ops_message
 
 __all__ = ["PartitionError", "UnknownOpWarning", "Edge", "Dataflow", "dataflow", "as_view", "ROLES",
-           "in_positions", "out_positions", "Node", "trace_edges"]
+           "in_positions", "out_positions", "plane", "Node", "trace_edges"]
 
 
 class PartitionError(ValueError):
@@ -207,9 +207,15 @@ def out_positions(layer: LayerShape) -> int:
     return layer.gemm.M
 
 
+def plane(dims: Sequence[int]) -> tuple[int, int]:
+    """A spatial extent as ``(h, w)``: 1-D as ``(n, 1)``, 3-D and more folded into ``(product, 1)`` (the cost
+    models use areas only)."""
+    return (dims[0], dims[1]) if len(dims) == 2 else (math.prod(dims), 1)
+
+
 @dataclass
 class Node:
-    """A node of the source graph.
+    """A layer of the view as the trace sees it: its role and its computed inputs and outputs.
 
     Parameters
     ----------

@@ -36,6 +36,8 @@ from cimforge.compiler import cost as compiler_cost
 from cimforge.compiler.cost import LayerCost, Parallelism
 from cimforge.golden.ir import Conv2d, Dense, LayerShape, TensorInfo
 
+from .dataflow import plane
+
 __all__ = ["analytic_layer_cost", "pages_per_macro", "cycle_model", "ir_layer", "MAC_LATENCY", "tiles"]
 
 #: Fixed pipeline latency of a macro operation in the analytic model (cycles, added to ``ab``).
@@ -123,11 +125,6 @@ def _fabric_cost() -> Callable[..., LayerCost]:
     return cost
 
 
-def _hw(dims: tuple[int, ...]) -> tuple[int, int]:
-    """A spatial extent as ``(h, w)``: 1-D as ``(n, 1)``, 3-D and more folded into ``(product, 1)``."""
-    return (dims[0], dims[1]) if len(dims) == 2 else (math.prod(dims), 1)
-
-
 def ir_layer(layer: LayerShape) -> Any:
     """A :mod:`cimforge.golden.ir` layer with ``layer``'s shapes (weights all one, so that every tap counts: the
     compiler does not walk taps that are zero in every filter; unit scales), for the compiler's cost model;
@@ -136,8 +133,8 @@ def ir_layer(layer: LayerShape) -> Any:
         return TensorInfo(name, shape, "int8", 1.0, 0)
 
     if layer.kind == "conv2d":
-        (h, w), (ho, wo) = _hw(layer.input_shape[1:]), _hw(layer.output_shape[1:])
-        (kh, kw), (sh, sw) = _hw(layer.kernel), _hw(layer.stride or (1,) * len(layer.kernel))
+        (h, w), (ho, wo) = plane(layer.input_shape[1:]), plane(layer.output_shape[1:])
+        (kh, kw), (sh, sw) = plane(layer.kernel), plane(layer.stride or (1,) * len(layer.kernel))
         ci, co, g = layer.in_channels, layer.out_channels, layer.groups
         pad_h, pad_w = max(0, (ho - 1) * sh + kh - h), max(0, (wo - 1) * sw + kw - w)
         return Conv2d(name=layer.name, inputs=(t(layer.name + ":in", (ci, h, w)),),

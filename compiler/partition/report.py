@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -11,7 +10,7 @@ import numpy as np
 from cimforge.compiler.cost import Parallelism
 from cimforge.golden.ir import LayerShape
 
-from .dataflow import out_positions
+from .dataflow import out_positions, plane
 from .inference import InferencePlan
 from .training import STRATEGIES, TrainingPlan
 
@@ -24,15 +23,11 @@ def _m(x: float) -> str:
     return f"{x / 1e6:.4g}"
 
 
-def _hw(dims: tuple[int, ...]) -> tuple[int, int]:
-    return (dims[0], dims[1]) if len(dims) == 2 else (math.prod(dims), 1)
-
-
 def describe(layer: LayerShape) -> str:
     """A short shape string: ``3x224x224 -> 96x54x54 k11 s4`` (conv2d), ``9216 -> 4096`` (dense)."""
     if layer.kind == "conv2d":
-        (h, w), (ho, wo) = _hw(layer.input_shape[1:]), _hw(layer.output_shape[1:])
-        (k0, k1), s0 = _hw(layer.kernel), _hw(layer.stride or (1,))[0]
+        (h, w), (ho, wo) = plane(layer.input_shape[1:]), plane(layer.output_shape[1:])
+        (k0, k1), s0 = plane(layer.kernel), plane(layer.stride or (1,))[0]
         g = f" g{layer.groups}" if layer.groups > 1 else ""
         return (f"{layer.in_channels}x{h}x{w} -> {layer.out_channels}x{ho}x{wo} k{k0}" + (f"x{k1}" if k1 != k0 else "")
                 + (f" s{s0}" if s0 > 1 else "") + g)
