@@ -33,6 +33,11 @@ Every layer is a frozen dataclass holding the :class:`TensorInfo` of its inputs 
 is self-contained (``run_layer(layer, *arrays)`` needs nothing else); derived fixed-point parameters are
 computed in ``__post_init__`` from the float scales and cannot disagree with them. Invalid layers raise
 :class:`IRError` naming the layer, the field, the value and what is allowed.
+
+**Shape-only view.** :class:`ShapeGraph` / :class:`LayerShape` give a model's layer kinds and per-sample shapes
+without weights or quantisation: :meth:`ShapeGraph.of` of a :class:`Graph` (each layer keeps its IR layer), or of
+a float ONNX model (:func:`cimforge.golden.onnx_import.load_onnx_shapes`). The partitioner works on either; the
+golden runner and the compiler need a :class:`Graph`.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ Every IR tensor keeps the name of the ONNX tensor holding the same codes (the QO
 The batch dimension (the first of every tensor) may be symbolic; every other dimension must be a fixed
 positive integer. Anything else (an unsupported operator or attribute, a float-only model, dynamic or missing
 shapes, a file that does not parse) raises :class:`OnnxImportError` naming the node, its operator and why.
+
+:func:`load_onnx_shapes` is the shape-only mode: any model, float ones included (the onnx package's AlexNet,
+VGG-19, ResNet-50, ...), read as a :class:`~cimforge.golden.ir.ShapeGraph` of layer kinds and shapes, for the
+partitioner and what-if cost studies; unknown operators are carried with an :class:`UnknownOpWarning`.
 """
 
 from __future__ import annotations
