@@ -162,3 +162,11 @@ def test_shape_view_errors_name_the_layer_and_field():
     with pytest.raises(PartitionError, match="no weighted"):
         relu = LayerShape("r", "clamp", ("x",), ("y",), ((6, 8, 8),), (6, 8, 8))
         dataflow(ShapeGraph("g", {"x": (6, 8, 8)}, (relu,)))
+
+
+def test_every_ir_kind_has_a_role_in_the_data_flow():
+    # a new IR layer kind must say how data flows through it (else the partitioner carries it with a warning)
+    from cimforge.compiler.partition.dataflow import ROLES
+    from cimforge.golden.ir import LAYER_KINDS, SHAPE_ONLY_KINDS
+
+    assert set(LAYER_KINDS) | set(SHAPE_ONLY_KINDS) <= set(ROLES)
