@@ -245,12 +245,44 @@ def _show_tail(log: Path | None) -> None:
         print("---", file=sys.stderr)
 
 
+#: Seconds of RTL generation after which ``cimforge sim`` says that it is generating (a cached design is instant).
+GENERATION_NOTICE = 3.0
+
+
+def _generate_rtl(cfg) -> Path:
+    """The fabric's Verilog (generated once per configuration, cached); a generation that takes a while says so
+    on the terminal (Amaranth elaborates a large fabric for minutes)."""
+    import threading
+    import time
+
+    from .fabric_runner import fabric_verilog
+
+    said = []
+
+    def say():
+        said.append(True)
+        print(f"generating the Verilog of '{cfg.name}' ({cfg.fabric.n_macros} macros of {cfg.macro.rows}x"
+              f"{cfg.macro.cols}; first time for this configuration and generator, cached under build/rtl) ...",
+              flush=True)
+
+    t0 = time.perf_counter()
+    notice = threading.Timer(GENERATION_NOTICE, say)
+    notice.daemon = True
+    notice.start()
+    try:
+        _, vpath = fabric_verilog(cfg)
+    finally:
+        notice.cancel()
+    if said:
+        print(f"generated {vpath} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return vpath
+
+
 def _run_model(args, cfg, label: str, graph, data, report: Path) -> bool:
     from tqdm import tqdm
 
     from .cosim import simulate
-    from .fabric_runner import fabric_verilog
-    from .tools import captured, simulator_log
+    from .tools import simulator_log
 
     x, y, what = data
     log = None if args.verbose else report / "sim.log"
@@ -260,8 +292,7 @@ def _run_model(args, cfg, label: str, graph, data, report: Path) -> bool:
           f"{log if log else 'shown (--verbose)'}", flush=True)
     with simulator_log(log, announce=tqdm.write):
         try:
-            with captured():
-                _, vpath = fabric_verilog(cfg)
+            vpath = _generate_rtl(cfg)
             with tqdm(total=len(x), unit="img", desc=label[:24], file=sys.stdout, dynamic_ncols=True) as bar:
                 res = simulate(graph, cfg, x, labels=y, sim=args.sim, batch=args.batch, batches_per_launch=1,
                                progress=bar, merge_images=not args.per_image_passes)

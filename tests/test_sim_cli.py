@@ -128,6 +128,25 @@ def test_several_models_report_each(iss_fabric, tmp_path, capsys):
         assert _report(tmp_path / name)["bit_exact"]
 
 
+def test_slow_generation_says_so(iss_fabric, monkeypatch, tmp_path, capsys):
+    import time
+
+    import cimforge.sim.cli as sim_cli
+    import cimforge.sim.fabric_runner as fabric_runner
+
+    def slow(cfg):
+        time.sleep(0.5)
+        return f"{cfg.name}_fabric", Path("slow.v")
+    monkeypatch.setattr(sim_cli, "GENERATION_NOTICE", 0.1)
+    monkeypatch.setattr(fabric_runner, "fabric_verilog", slow)
+    assert main(["sim", "--images", "1", "--report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "generating the Verilog of 'default' (4 macros of 64x64; first time" in out and "generated slow.v in" in out
+    monkeypatch.setattr(sim_cli, "GENERATION_NOTICE", 5.0)
+    assert main(["sim", "--images", "1", "--report", str(tmp_path)]) == 0
+    assert "generating" not in capsys.readouterr().out
+
+
 def test_failed_run_shows_the_log_tail(monkeypatch, tmp_path, capsys):
     import cimforge.sim.cosim as cosim
     import cimforge.sim.fabric_runner as fabric_runner
