@@ -22,8 +22,8 @@ import numpy as np
 
 from ..errors import UserError, existing_file, int_at_least
 
-__all__ = ["add_arguments", "run", "load_model", "resolve_model", "NamedModel", "committed_models", "read_inputs", "random_inputs", "to_codes", "onnx_feeds",
-           "LABEL_KEYS"]
+__all__ = ["add_arguments", "run", "load_model", "resolve_model", "NamedModel", "committed_models", "read_inputs",
+           "random_inputs", "to_codes", "onnx_feeds", "LABEL_KEYS"]
 
 #: Names an ``.npz`` input file may give its labels (integer class per image; optional).
 LABEL_KEYS = ("labels", "label", "y")

@@ -50,7 +50,8 @@ def build_user_model(path: Path, seed: int = USER_SEED, batch: int | None = 1, f
              helper.make_node("Flatten", ["p2"], ["f"]),
              helper.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1)]
     n = batch if batch else "N"
-    graph = helper.make_graph(nodes, "user_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, *USER_SHAPE])],
+    graph = helper.make_graph(nodes, "user_cnn",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, *USER_SHAPE])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, 10])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8

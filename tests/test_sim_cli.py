@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from cimforge.cli import main
-from cimforge.golden.datasets import MODELS_DIR, load_digits_split
+from cimforge.golden.datasets import load_digits_split
 from test_cli_compile import USER_SEED, USER_SHAPE, build_user_model
 
 ROOT = Path(__file__).resolve().parent.parent
