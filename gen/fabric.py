@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import CimConfig
 from .controller import Controller
 from .engine import connect_control
-from .host import WishboneHost, padded_width, wishbone_signature
+from .host import REGION_BITS, WishboneHost, padded_width, wishbone_signature
 from .isa import CSR, MAGIC, desc_layout, host_map, instr_layout, lanes, param_layout, trace_layout
 from .library import VerilogLibrary, instantiate
 from .loader import WeightLoader
@@ -38,17 +38,6 @@ __all__ = ["CimFabric", "ENGINES", "wishbone_signature", "fabric_params"]
 #: The fabric's engines by their :class:`~cimforge.gen.isa.InstrSpec` engine name; the fabric instantiates
 #: them in this order, which is also the priority of their activation memory writes (they never run at once).
 ENGINES = {cls.name: cls for cls in (MacEngine, PoolEngine, EwEngine, WeightLoader)}
-
-#: Host-accessible memories: region name -> (word width, depth) of the configuration.
-_MEMORIES = {
-    "imem": lambda cfg: (instr_layout(cfg).size, cfg.controller.program_depth),
-    "amem": lambda cfg: (8 * lanes(cfg), cfg.fabric.act_depth),
-    "wmem": lambda cfg: (cfg.macro.cols, cfg.fabric.weight_depth),
-    "pmem": lambda cfg: (param_layout(cfg).size, cfg.fabric.param_depth),
-    "dmem": lambda cfg: (desc_layout(cfg).size, cfg.fabric.desc_depth),
-    "trace": lambda cfg: (trace_layout().size, cfg.controller.trace_depth),
-}
-
 
 def _read(m: Module, mem: memory.Memory, user, domain: str = "sync") -> None:
     """Attach a user's read port (an ``In(memory.ReadPort.Signature(...))`` member of an engine or the
@@ -109,18 +98,18 @@ class CimFabric(wiring.Component):
         self.library = library
         self.hbits, self.regions = host_map(cfg)
         super().__init__({
-            "wb": In(wishbone_signature(self.hbits + 3)),
+            "wb": In(wishbone_signature(self.hbits + REGION_BITS)),
             "done": Out(1), "busy": Out(1), "error": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        mems = {}
-        for name, spec in _MEMORIES.items():
-            width, depth = spec(cfg)
-            mems[name] = m.submodules[name] = memory.Memory(shape=unsigned(padded_width(width)), depth=depth,
-                                                            init=[])
+        mems = {}  # every memory of the host address map, its words padded to 32-bit host slices
+        for reg in self.regions.values():
+            if reg.name != "csr":
+                mems[reg.name] = m.submodules[reg.name] = memory.Memory(shape=unsigned(padded_width(reg.width)),
+                                                                        depth=reg.depth, init=[])
         macros = self._macros(m)
         engines = {}
         for name, cls in ENGINES.items():
@@ -208,7 +197,7 @@ def fabric_params(cfg: CimConfig) -> dict:
     """The fabric's part of ``params.json``: lanes, the host address map, CSRs and the packed-word widths."""
     bits, regions = host_map(cfg)
     return {
-        "lanes": lanes(cfg), "bus": "wishbone-b4-classic", "bus_addr_bits": bits + 3,
+        "lanes": lanes(cfg), "bus": "wishbone-b4-classic", "bus_addr_bits": bits + REGION_BITS,
         "regions": {r.name: {"index": r.index, "depth": r.depth, "width": r.width, "slices": r.slices}
                     for r in regions.values()},
         "csr": dict(CSR), "magic": MAGIC,
