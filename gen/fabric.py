@@ -3,7 +3,7 @@
 ::
 
     Wishbone B4 (classic, 32-bit) ──► WishboneHost (gen/host.py): CSRs, every memory through 32-bit slices
-    Controller (gen/controller.py): fetch ─► dispatch by InstrSpec.engine ─┬─► "loader" ─► WeightLoader (queue)
+    Controller (gen/controller.py): fetch ─► dispatch by InstrSpec.engine ─┬─► "loader" ─► WeightLoader
                                                                            ├─► "mac"    ─► MacEngine
                                                                            ├─► "pool"   ─► PoolEngine
                                                                            └─► "ew"     ─► EwEngine
