@@ -121,6 +121,16 @@ def test_user_model_random_default(iss_fabric, user_model, tmp_path, capsys):
     assert _report(tmp_path)["images"] == 2 and "random inputs (seed 3) 3..4" in capsys.readouterr().out
 
 
+def test_user_model_qoperator_free_batch(iss_fabric, tmp_path, capsys):
+    """The same network in onnxruntime's QOperator form with a free batch dimension: compiled and run too."""
+    model = build_user_model(tmp_path / "user_qop.onnx", batch=None, fmt="qop")
+    assert main(["compile", str(model), "--out", str(tmp_path / "c")]) == 0
+    assert main(["sim", "--model", str(model), "--random", "3", "--seed", "1", "--report", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    rep = _report(tmp_path / "r")
+    assert rep["bit_exact"] and rep["images"] == 3 and [r["kind"] for r in rep["layers"]].count("conv2d") == 2
+
+
 def test_several_models_report_each(iss_fabric, tmp_path, capsys):
     assert main(["sim", "--model", "all", "--images", "2", "--report", str(tmp_path)]) == 0
     capsys.readouterr()
