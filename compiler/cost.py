@@ -25,7 +25,7 @@ RTL's trace memory records, one rule per opcode (:data:`INSTR_CYCLES`). Which pa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..config import INT8_BITS, CimConfig
 from ..gen.controller import CONTROLLER_TIMING
@@ -114,12 +114,21 @@ class LayerCost:
         return self.ideal_cycles / self.cycles if self.cycles else 0.0
 
 
-def occupancy(g: ConvGeom, cfg: CimConfig) -> float:
-    """Share of the bit cells an operation of the layer can use at all: its reduction tiles fill
-    ``K / (kt * rows)`` of the rows and its output-channel tiles ``cout / (nt * lanes)`` of the columns.
-    Utilisation can never exceed it (a column sums every row of its page; an output takes whole columns)."""
-    kt, nt = len(k_tiles(g, cfg)), n_tiles(g, cfg)
-    return g.K / (kt * cfg.macro.rows) * g.cout / (nt * lanes(cfg))
+def occupancy(g: ConvGeom | Sequence[ConvGeom], cfg: CimConfig) -> float:
+    """Share of the bit cells an operation of the layer can use at all (its utilisation bound): of the
+    ``kt * rows`` rows of its reduction tiles and the ``nt * lanes`` columns of its output-channel tiles, each
+    output column uses ``real_k`` rows (``K``, or a super-group's ``taps * Cin/groups``: its block-diagonal
+    zeros are cells that compute nothing), so ``real_k * cout / (kt * rows * nt * lanes)``. Utilisation can
+    never exceed it (a column sums every row of its page; an output takes whole columns).
+
+    ``g`` may be the geometries of every group of a layer: the bound is then over all their operations
+    (real MACs per position over the cells of every operation), which a smaller last super-group lowers a
+    little. A depthwise ``k x k`` convolution's super-group of one word is bounded by
+    ``k*k / (kt * rows)`` (docs/grouped-conv.md)."""
+    geos = [g] if isinstance(g, ConvGeom) else list(g)
+    used = sum(geo.real_k * geo.cout for geo in geos)
+    cells = sum(len(k_tiles(geo, cfg)) * cfg.macro.rows * n_tiles(geo, cfg) * lanes(cfg) for geo in geos)
+    return used / cells
 
 
 def ideal_cycles(macs: int, cfg: CimConfig, ab: int = INT8_BITS, wb: int = INT8_BITS) -> float:

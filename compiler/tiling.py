@@ -19,12 +19,20 @@ Conventions shared with the RTL (:mod:`cimforge.gen.gather`, :mod:`cimforge.gen.
   stored one image row per word, lane ``x`` = pixel ``x``. Its convolution is walked a kernel row per word:
   each step selects the ``kw`` lanes under the window (padding lanes get the zero point), so an ``8 x 8``
   kernel on one channel takes 8 gather steps, not 64. K tiles are then whole kernel rows.
+* A **grouped** convolution (depthwise included) runs as dense convolutions over **super-groups**: the fewest
+  consecutive groups whose input and output channels are both whole activation words (``m`` groups, ``m`` the
+  smallest with ``m * Cin/groups`` and ``m * Cout/groups`` multiples of ``lanes``; one word of ``lanes``
+  channels for a depthwise convolution; the last super-group takes what is left of a tensor whose channels are
+  not whole words). A super-group's weights are its groups' filters block-diagonally (zero where an output
+  channel's group does not read an input channel); ``ConvGeom.reads`` keeps the channels an output really
+  reads, so ``ConvGeom.macs`` counts real MACs, not the zeros (docs/grouped-conv.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from math import gcd, lcm
 
 import numpy as np
 
@@ -32,8 +40,8 @@ from ..config import CimConfig
 from ..gen.isa import lanes, pack_lanes_array
 from ..golden.ir import Conv2d, Dense, Layer
 
-__all__ = ["ConvGeom", "KTile", "geometry", "group_geometries", "k_tiles", "tile_steps", "page_words", "rowpack_ok",
-           "CompileError"]
+__all__ = ["ConvGeom", "KTile", "geometry", "group_geometries", "super_groups", "k_tiles", "tile_steps", "page_words",
+           "rowpack_ok", "CompileError"]
 
 
 class CompileError(ValueError):
@@ -66,6 +74,9 @@ class ConvGeom:
     weight: np.ndarray = field(default=None, repr=False)
     #: The input is row-packed (one word per image row); see the module notes.
     rowpack: bool = False
+    #: Input channels each output channel reads per tap: ``Cin/groups`` of a grouped convolution's
+    #: super-group (its weights are zero elsewhere), None for a dense one (all ``cin``).
+    reads: int | None = None
 
     @cached_property
     def taps(self) -> int:
@@ -92,37 +103,54 @@ class ConvGeom:
         return self.oh * self.ow
 
     @property
+    def real_k(self) -> int:
+        """Reduction elements an output channel really uses per position: ``K`` less the zeros of a
+        super-group's block-diagonal weights."""
+        return self.taps * (self.cin if self.reads is None else self.reads)
+
+    @property
     def macs(self) -> int:
-        return self.npos * self.K * self.cout
+        """MACs of the layer (kept taps, real weights: a super-group's zeros are not counted)."""
+        return self.npos * self.real_k * self.cout
+
+
+def super_groups(layer: Layer, lanes_: int) -> list[tuple[int, int, int, int]]:
+    """The super-groups of a convolution: ``[(in_ch0, in_ch1, out_ch0, out_ch1), ...]`` channel ranges, each
+    the fewest consecutive groups whose input and output channels start on a word and fill whole words (the
+    last one takes the rest of the tensor). One range covering everything for ``groups = 1``; one per group
+    for groups of whole words."""
+    g = layer.groups
+    cin_g, cout_g = layer.in_channels // g, layer.out_channels // g
+    m = min(g, lcm(lanes_ // gcd(lanes_, cin_g), lanes_ // gcd(lanes_, cout_g)))
+    return [(i * cin_g, min(i + m, g) * cin_g, i * cout_g, min(i + m, g) * cout_g) for i in range(0, g, m)]
 
 
 def group_geometries(layer: Layer, lanes_: int | None = None, rowpack: bool = False
                      ) -> list[tuple[ConvGeom, int, int]]:
-    """A grouped convolution as one :class:`ConvGeom` per group, with the word offsets of the group's input and
-    output channels: ``[(geom, in_word, out_word), ...]``. With ``lanes_`` given, each group's channels must be
-    whole activation words (the gather and the write-back address words).
-
-    Raises
-    ------
-    CompileError
-        A group's channels are not whole words (e.g. a depthwise convolution).
-    """
+    """A convolution as one :class:`ConvGeom` per super-group (see the module notes), with the word offsets of
+    its input and output channels: ``[(geom, in_word, out_word), ...]``. Groups of whole words are their own
+    super-groups; ``lanes_`` None treats every group as whole (one geometry per group, word offsets in
+    channels)."""
     g = layer.groups
     cin_g, cout_g = layer.in_channels // g, layer.out_channels // g
-    if lanes_ is not None and g > 1 and (cin_g % lanes_ or cout_g % lanes_):
-        raise CompileError(f"conv2d layer {layer.name!r}: groups = {g} with {cin_g} input and {cout_g} output "
-                           f"channels per group: allowed groups of whole activation words (multiples of {lanes_} "
-                           f"channels), or groups = 1")
     _, h, w = layer.input.shape
     _, oh, ow = layer.output.shape
     kh, kw = layer.kernel
     pt, pl, _, _ = layer.padding
     wt = np.asarray(layer.weight, dtype=np.int64)
+    L = lanes_ or 1
     out = []
-    for i in range(g):
-        geo = ConvGeom(layer.name, cin_g, h, w, cout_g, kh, kw, *layer.stride, *layer.dilation, pt, pl, oh, ow,
-                       wt[i * cout_g:(i + 1) * cout_g], rowpack)
-        out.append((geo, i * cin_g // (lanes_ or 1), i * cout_g // (lanes_ or 1)))
+    for i0, i1, o0, o1 in super_groups(layer, L):
+        if i1 - i0 == cin_g:  # one group: its filters as they are
+            sub = wt[o0:o1]
+        else:  # several groups: block-diagonal, output channel co reads the cin_g channels of its group
+            sub = np.zeros((o1 - o0, i1 - i0, kh, kw), dtype=np.int64)
+            for co in range(o0, o1):
+                c0 = (co // cout_g) * cin_g - i0
+                sub[co - o0, c0:c0 + cin_g] = wt[co]
+        geo = ConvGeom(layer.name, i1 - i0, h, w, o1 - o0, kh, kw, *layer.stride, *layer.dilation, pt, pl, oh, ow,
+                       sub, rowpack, reads=cin_g if g > 1 else None)
+        out.append((geo, i0 // L, o0 // L))
     return out
 
 
@@ -148,18 +176,13 @@ def geometry(layer: Layer, source_shape: tuple[int, ...] | None = None, rowpack:
     Raises
     ------
     CompileError
-        Grouped convolutions or other layer kinds.
+        Grouped convolutions (see :func:`group_geometries`) or other layer kinds.
     """
     if isinstance(layer, Conv2d):
         if layer.groups != 1:
-            raise CompileError(f"conv2d layer {layer.name!r}: groups = {layer.groups}: allowed 1 (grouped and "
-                               f"depthwise convolutions are not mapped onto the fabric)")
-        cin, h, w = layer.input.shape
-        _, oh, ow = layer.output.shape
-        kh, kw = layer.kernel
-        pt, pl, _, _ = layer.padding
-        return ConvGeom(layer.name, cin, h, w, layer.out_channels, kh, kw, *layer.stride, *layer.dilation, pt, pl,
-                        oh, ow, np.asarray(layer.weight, dtype=np.int64), rowpack)
+            raise CompileError(f"conv2d layer {layer.name!r}: groups = {layer.groups}: allowed 1 (a grouped "
+                               f"convolution is one geometry per super-group: group_geometries)")
+        return group_geometries(layer, rowpack=rowpack)[0][0]
     if isinstance(layer, Dense):
         wt = np.asarray(layer.weight, dtype=np.int64)
         if source_shape is None or len(source_shape) == 1:

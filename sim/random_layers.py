@@ -1,6 +1,7 @@
 """Random single-layer graphs (layer IR) for verification: convolutions covering padding, stride, dilation and
-channel-count regimes, pools, residual adds, clamps and concatenations, with random quantisation. Used by the
-compiler tests (instruction-set model) and the RTL tests alike."""
+channel-count regimes, grouped and depthwise convolutions of any group size, pools, residual adds, clamps and
+concatenations, with random quantisation. Used by the compiler tests (instruction-set model) and the RTL tests
+alike."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 
 from ..golden import ir
 
-__all__ = ["random_tensor", "random_conv_graph", "random_vector_graph", "VECTOR_KINDS"]
+__all__ = ["random_tensor", "random_conv_graph", "random_grouped_conv_graph", "random_vector_graph", "VECTOR_KINDS",
+           "GROUPED_KINDS", "extreme_depthwise_graph", "tiny_mobilenet_onnx"]
 
 VECTOR_KINDS = ("maxpool", "avgpool", "gap", "add", "clamp", "concat")
 
@@ -20,12 +22,9 @@ def random_tensor(name, shape, rng, dtype=None) -> ir.TensorInfo:
     return ir.TensorInfo(name, tuple(shape), dtype, float(rng.uniform(0.01, 0.1)), int(rng.integers(lo, hi + 1)))
 
 
-def random_conv_graph(rng, cfg=None, *, cin: int | None = None, kmax: int = 4) -> ir.Graph:
-    """A graph of one random convolution ``x -> y`` (input ``x``, output ``y``, layer ``conv``).
-
-    ``cin`` fixes the input channels (one channel and ``kmax`` up to 8 exercise row-packed inputs). A third of
-    the graphs have their last taps zero in every filter (structured sparsity the compiler does not walk)."""
-    cin = int(rng.choice([1, 2, 3, 5, 8, 9, 16, 20, 70, 150])) if cin is None else cin
+def _random_window(rng, kmax: int) -> tuple:
+    """A random input plane, kernel, stride, dilation and padding that give at least one output:
+    ``(h, w, kh, kw, sh, sw, dh, dw, pads, oh, ow)``."""
     h, w = int(rng.integers(1, 9)), int(rng.integers(1, 9))
     kh, kw = int(rng.integers(1, min(kmax, h + 2) + 1)), int(rng.integers(1, min(kmax, w + 2) + 1))
     sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
@@ -37,20 +36,64 @@ def random_conv_graph(rng, cfg=None, *, cin: int | None = None, kmax: int = 4) -
         pads[1] += 1
     oh = ir.conv_output_size(h, kh, sh, pads[0], pads[2], dh)
     ow = ir.conv_output_size(w, kw, sw, pads[1], pads[3], dw)
+    return h, w, kh, kw, sh, sw, dh, dw, pads, oh, ow
+
+
+def random_conv_graph(rng, cfg=None, *, cin: int | None = None, kmax: int = 4) -> ir.Graph:
+    """A graph of one random convolution ``x -> y`` (input ``x``, output ``y``, layer ``conv``).
+
+    ``cin`` fixes the input channels (one channel and ``kmax`` up to 8 exercise row-packed inputs). A third of
+    the graphs have their last taps zero in every filter (structured sparsity the compiler does not walk)."""
+    cin = int(rng.choice([1, 2, 3, 5, 8, 9, 16, 20, 70, 150])) if cin is None else cin
+    h, w, kh, kw, sh, sw, dh, dw, pads, oh, ow = _random_window(rng, kmax)
     cout = int(rng.integers(1, 21))
+    return _conv_graph(rng, cin, cout, (h, w, kh, kw, sh, sw, dh, dw, pads, oh, ow))
+
+
+def _conv_graph(rng, cin: int, cout: int, window: tuple, groups: int = 1, corner: bool = False) -> ir.Graph:
+    """The graph of one random convolution of ``groups`` groups over ``window`` (:func:`_random_window`); a
+    third have their last taps pruned. ``corner``: the first weight of every filter is -128 (the most
+    negative weight)."""
+    h, w, kh, kw, sh, sw, dh, dw, pads, oh, ow = window
     x = random_tensor("x", (cin, h, w), rng)
     y = random_tensor("y", (cout, oh, ow), rng)
-    wt = rng.integers(-128, 128, (cout, cin, kh, kw)).astype(np.int8)
+    wt = rng.integers(-128, 128, (cout, cin // groups, kh, kw)).astype(np.int8)
     if kh * kw > 1 and rng.random() < 1 / 3:  # prune the last taps of every filter
         cut = int(rng.integers(1, kh * kw))
-        wt.reshape(cout, cin, kh * kw)[:, :, kh * kw - cut:] = 0
+        wt.reshape(cout, cin // groups, kh * kw)[:, :, kh * kw - cut:] = 0
+    if corner:
+        wt[:, 0, 0, 0] = -128
     bias = rng.integers(-5000, 5000, cout).astype(np.int32)
     layer = ir.Conv2d(name="conv", inputs=(x,), output=y, weight=wt, bias=bias,
                       weight_scale=rng.uniform(0.001, 0.01, cout) if rng.random() < 0.5 else 0.005,
-                      stride=(sh, sw), padding=tuple(pads), dilation=(dh, dw))
+                      stride=(sh, sw), padding=tuple(pads), dilation=(dh, dw), groups=groups)
     if rng.random() < 0.5:
         layer = ir.with_clamp(layer, y.zero_point, y.qmax)
     return ir.Graph("conv", (x,), (layer,), ("y",))
+
+
+#: The grouped convolutions :func:`random_grouped_conv_graph` draws.
+GROUPED_KINDS = ("depthwise", "multiplier", "grouped")
+
+
+def random_grouped_conv_graph(rng, kind: str | None = None, kmax: int = 4) -> ir.Graph:
+    """A graph of one random grouped convolution ``x -> y`` (layer ``conv``) of ``kind`` (one of
+    :data:`GROUPED_KINDS`, default random): ``depthwise`` (one channel per group, ``groups = channels``, channel
+    counts that are and are not whole activation words), ``multiplier`` (one input and 2-3 output channels per
+    group) or ``grouped`` (2-6 groups of 1-9 input and 1-6 output channels, group sizes that do and do not
+    divide the lanes). Every filter's first weight is -128."""
+    kind = kind or str(rng.choice(GROUPED_KINDS))
+    if kind == "depthwise":
+        g = int(rng.choice([1, 2, 3, 5, 8, 12, 16, 20, 24, 32]))
+        cin_g, cout_g = 1, 1
+    elif kind == "multiplier":
+        g, cin_g, cout_g = int(rng.choice([2, 3, 5, 8, 12])), 1, int(rng.integers(2, 4))
+    elif kind == "grouped":
+        g = int(rng.integers(2, 7))
+        cin_g, cout_g = int(rng.choice([1, 2, 3, 4, 5, 8, 9])), int(rng.choice([1, 2, 3, 4, 6]))
+    else:
+        raise ValueError(f"kind {kind!r}: allowed one of {GROUPED_KINDS}")
+    return _conv_graph(rng, g * cin_g, g * cout_g, _random_window(rng, kmax), groups=g, corner=True)
 
 
 def random_vector_graph(kind: str, rng) -> ir.Graph:
@@ -91,3 +134,82 @@ def random_vector_graph(kind: str, rng) -> ir.Graph:
     return ir.Graph("g", (x,), (layer,), ("y",))
 
 
+
+
+def extreme_depthwise_graph(channels: int = 13, batch: int = 2) -> tuple[ir.Graph, np.ndarray]:
+    """A 3x3 depthwise convolution (layer ``conv``) with every weight -128 over an int8 input whose zero point
+    is -128, and ``batch`` inputs of codes -128 (the second image with a 2x2 patch of 127): the most negative
+    products and the largest sums over 9 taps, padding at the zero point. Returns the graph and the input."""
+    x = ir.TensorInfo("x", (channels, 4, 4), "int8", 0.05, -128)
+    y = ir.TensorInfo("y", (channels, 4, 4), "int8", 0.05, 3)
+    layer = ir.Conv2d(name="conv", inputs=(x,), output=y, weight=np.full((channels, 1, 3, 3), -128, np.int8),
+                      groups=channels, padding=(1, 1, 1, 1), bias=np.full(channels, -7, np.int32),
+                      weight_scale=0.001)
+    xs = np.full((batch, channels, 4, 4), -128, np.int8)
+    xs[1:, :, 1:3, 1:3] = 127
+    return ir.Graph("conv", (x,), (layer,), ("y",)), xs
+
+
+def tiny_mobilenet_onnx(seed: int, calib: int = 16) -> bytes:
+    """A small MobileNet-style classifier as a quantized ONNX model (QDQ, per-channel int8 weights), sized for
+    the default preset: a 3x3 stride-2 stem, three depthwise 3x3 + pointwise 1x1 blocks (8, 12 and 20 channels,
+    the last two not whole words of 8 lanes; the second of stride 2) with ReLU6, a global average pool and a
+    Gemm to 10 classes, on a ``3 x 16 x 16`` input. Weights and the calibration data (``calib`` images) are
+    drawn from ``seed``; quantized with ``onnxruntime.quantization.quantize_static``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+
+    def const(name, a):
+        inits.append(numpy_helper.from_array(np.asarray(a, np.float32), name))
+        return name
+
+    def conv(x, name, cin, cout, k, stride, groups, relu6=True):
+        std = np.sqrt(2.0 / (cin // groups * k * k))
+        w = const(f"{name}.w", rng.normal(0, std, (cout, cin // groups, k, k)))
+        b = const(f"{name}.b", rng.normal(0, 0.1, cout))
+        nodes.append(helper.make_node("Conv", [x, w, b], [f"{name}.y"], name=name, kernel_shape=[k, k],
+                                      strides=[stride, stride], pads=[k // 2] * 4, group=groups))
+        if not relu6:
+            return f"{name}.y"
+        nodes.append(helper.make_node("Clip", [f"{name}.y", const(f"{name}.lo", 0.0), const(f"{name}.hi", 6.0)],
+                                      [f"{name}.r"], name=f"{name}.relu6"))
+        return f"{name}.r"
+
+    x = conv("input", "stem", 3, 8, 3, 2, 1)
+    cin = 8
+    for i, (cout, stride) in enumerate([(12, 1), (20, 2), (32, 1)]):
+        x = conv(x, f"dw{i}", cin, cin, 3, stride, cin)
+        x = conv(x, f"pw{i}", cin, cout, 1, 1, 1)
+        cin = cout
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"))
+    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], name="flatten", axis=1))
+    nodes.append(helper.make_node("Gemm", ["flat", const("fc.w", rng.normal(0, 0.2, (10, cin))),
+                                           const("fc.b", rng.normal(0, 0.1, 10))], ["logits"], name="fc",
+                                  transB=1))
+    graph = helper.make_graph(nodes, "tiny_mobilenet",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    data = [rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32) for _ in range(calib)]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(data)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"input": x}
+
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "q.onnx"
+        onnx.save(model, str(src))
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        return dst.read_bytes()

@@ -106,3 +106,46 @@ def test_gather_steps_and_pruned_taps():
     assert [(t.elems, tile_steps(t, pruned, 8)) for t in k_tiles(pruned, DEFAULT)] == [(64, 8)]
     wt[1, 3, 2, 2] = 1  # one filter still uses the tap: it is walked
     assert geometry(_conv(8, 3, wt)).K == 72
+
+
+def _depthwise(c, k, stride=1):
+    x = ir.TensorInfo("x", (c, 6, 6), "int8", 0.05, -3)
+    y = ir.TensorInfo("y", (c, 6 // stride, 6 // stride), "int8", 0.05, 0)
+    p = (k - 1) // 2
+    return ir.Conv2d(name="dw", inputs=(x,), output=y, weight=np.ones((c, 1, k, k), np.int8), groups=c,
+                     bias=np.zeros(c, np.int32), weight_scale=0.01, stride=(stride, stride),
+                     padding=(p, p, k - 1 - p, k - 1 - p))
+
+
+@pytest.mark.parametrize("rows, k, kt", [(64, 3, 2), (32, 3, 3), (128, 3, 1), (64, 5, 4), (16, 3, 5)])
+def test_depthwise_bound_and_real_macs(rows, k, kt):
+    """A depthwise k x k layer runs a word of channels per super-group (diagonal weights over kt tiles of whole
+    taps): its bound is k*k / (kt * rows), at most 1/lanes; its ideal cycles count the real MACs (the IR's),
+    not the zeros; 20 channels = two whole words and a half one."""
+    from cimforge.compiler.planning import layer_geometries
+    cfg = replace(DEFAULT, macro=replace(DEFAULT.macro, rows=rows))
+    layer = _depthwise(20, k)
+    geos = [geo for geo, _, _ in layer_geometries(layer, cfg)]
+    assert [(geo.cin, geo.cout) for geo in geos] == [(8, 8), (8, 8), (4, 4)]
+    assert [len(k_tiles(geo, cfg)) for geo in geos[:2]] == [kt, kt]
+    assert cost.occupancy(geos[0], cfg) == pytest.approx(k * k / (kt * rows))
+    assert cost.occupancy(geos[0], cfg) <= 1 / lanes(cfg)
+    assert sum(geo.macs for geo in geos) == layer.macs
+    c = layer_cost(layer, cfg)
+    assert c.ideal_cycles == pytest.approx(cost.ideal_cycles(layer.macs, cfg))
+
+
+@pytest.mark.parametrize("c, groups, stride", [(20, 20, 1), (13, 13, 2), (24, 3, 1), (12, 4, 2)])
+def test_grouped_layer_cost_is_its_passes(c, groups, stride):
+    """layer_cost of a grouped layer (super-groups of two geometries when the channels are not whole words)
+    is the sum of the compiled program's MAC passes, each its own cost-model cycles."""
+    from cimforge.compiler.compile import compile_graph
+    layer = _depthwise(c, 3, stride)
+    if groups != c:
+        layer = ir.Conv2d(name="dw", inputs=layer.inputs, output=layer.output, groups=groups,
+                          weight=np.ones((c, c // groups, 3, 3), np.int8), bias=layer.bias, weight_scale=0.01,
+                          stride=layer.stride, padding=layer.padding)
+    g = ir.Graph("g", layer.inputs, (layer,), (layer.output.name,))
+    prog = compile_graph(g, DEFAULT, stream=True)
+    passes = sum(cost.mac_instr_cycles(prog, pc) for pc in prog.pass_at)
+    assert layer_cost(layer, DEFAULT).compute_cycles == passes

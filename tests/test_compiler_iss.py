@@ -16,14 +16,17 @@ import pytest
 from cimforge.compiler.compile import compile_graph
 from cimforge.compiler.cost import Parallelism, valid_parallelisms
 from cimforge.compiler.iss import run_program
-from cimforge.compiler.tiling import CompileError, geometry, k_tiles, rowpack_ok
+from cimforge.compiler.planning import layer_geometries, n_tiles
+from cimforge.compiler.tiling import CompileError, geometry, group_geometries, k_tiles, rowpack_ok
 from cimforge.config import MacroConfig
 from cimforge.gen.isa import lanes
 from cimforge.golden import ir
 from cimforge.golden.runner import run_graph
 from cimforge.presets import get_preset
 from cimforge.sim.cosim import MODELS, digits_batch, load_digits_model
-from cimforge.sim.random_layers import random_conv_graph, random_tensor, random_vector_graph
+from cimforge.sim.random_layers import (GROUPED_KINDS, extreme_depthwise_graph, random_conv_graph,
+                                        random_grouped_conv_graph, random_tensor, random_vector_graph,
+                                        tiny_mobilenet_onnx)
 
 DEFAULT = get_preset("default")
 FABRICS = {
@@ -131,15 +134,100 @@ def test_wrong_input_shape():
         prog.input_words({})
 
 
-def test_depthwise_conv_rejected():
+def test_depthwise_conv_is_one_super_group_of_a_word():
+    """A depthwise convolution of 4 channels (half a word) is one dense convolution of its 4 channels whose
+    weights are diagonal; its MACs are the real ones (9 per output), not the zeros."""
     rng = np.random.default_rng(0)
     x = random_tensor("x", (4, 4, 4), rng)
     y = random_tensor("y", (4, 4, 4), rng)
-    layer = ir.Conv2d(name="dw", inputs=(x,), output=y, weight=np.ones((4, 1, 3, 3), np.int8), groups=4,
-                      padding=(1, 1, 1, 1))
-    with pytest.raises(CompileError, match=r"groups = 4 with 1 input and 1 output channels per group: allowed "
-                                           r"groups of whole activation words \(multiples of 8 channels\)"):
-        compile_graph(ir.Graph("g", (x,), (layer,), ("y",)), DEFAULT)
+    wt = rng.integers(-128, 128, (4, 1, 3, 3)).astype(np.int8)
+    layer = ir.Conv2d(name="dw", inputs=(x,), output=y, weight=wt, groups=4, padding=(1, 1, 1, 1))
+    [(geo, in_word, out_word)] = group_geometries(layer, lanes(DEFAULT))
+    assert (geo.cin, geo.cout, geo.reads, in_word, out_word) == (4, 4, 1, 0, 0)
+    assert np.array_equal(geo.weight[np.arange(4), np.arange(4)], wt[:, 0])
+    assert np.count_nonzero(geo.weight) == np.count_nonzero(wt)
+    assert geo.macs == layer.macs == 16 * 9 * 4
+    g = ir.Graph("g", (x,), (layer,), ("y",))
+    xs = rng.integers(x.qmin, x.qmax + 1, (2, *x.shape)).astype(x.dtype)
+    got, _ = run_program(compile_graph(g, DEFAULT, batch=2), {"x": xs})
+    assert np.array_equal(got["y"], run_graph(g, xs)["y"])
+
+
+@pytest.mark.parametrize("groups, cin_g, cout_g, words", [
+    (24, 1, 1, [(8, 8, 0, 0), (8, 8, 1, 1), (8, 8, 2, 2)]),    # depthwise: a word of channels each
+    (12, 1, 1, [(8, 8, 0, 0), (4, 4, 1, 1)]),                  # the last word half full
+    (3, 3, 3, [(9, 9, 0, 0)]),                                 # ShuffleNet-like groups = 3 of 3: one super-group
+    (6, 4, 4, [(8, 8, 0, 0), (8, 8, 1, 1), (8, 8, 2, 2)]),     # two groups of half a word each
+    (4, 2, 6, [(8, 24, 0, 0)]),                                # lcm of the input (4) and output (4/3) groups
+    (2, 8, 16, [(8, 16, 0, 0), (8, 16, 1, 2)]),                # whole words: one per group, as before
+])
+def test_super_groups(groups, cin_g, cout_g, words):
+    """Super-groups: the fewest consecutive groups whose input and output channels are whole words."""
+    rng = np.random.default_rng(groups)
+    x = random_tensor("x", (groups * cin_g, 3, 3), rng)
+    y = random_tensor("y", (groups * cout_g, 3, 3), rng)
+    layer = ir.Conv2d(name="gc", inputs=(x,), output=y, groups=groups,
+                      weight=rng.integers(-128, 128, (groups * cout_g, cin_g, 1, 1)).astype(np.int8))
+    geos = group_geometries(layer, lanes(DEFAULT))
+    assert [(geo.cin, geo.cout, i, o) for geo, i, o in geos] == words
+    assert sum(geo.macs for geo, _, _ in geos) == layer.macs
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_random_grouped_conv_every_split(seed):
+    """A random grouped or depthwise convolution (any group size, channels that are not whole words, any
+    stride, padding and dilation, most negative weights and codes) under splits the fabric can run, on random
+    macro geometries (4, 8 and 16 lanes), equals the golden operator."""
+    rng = np.random.default_rng(3000 + seed)
+    cfg = replace(DEFAULT, macro=MacroConfig(rows=int(rng.choice([16, 32, 64])), pages=8,
+                                             cols=int(rng.choice([32, 64, 128]))),
+                  fabric=replace(DEFAULT.fabric, n_macros=int(rng.choice([1, 2, 4]))))
+    g = random_grouped_conv_graph(rng, GROUPED_KINDS[seed % 3])
+    layer = g.layers[0]
+    print(f"seed {3000 + seed}: {layer.input.shape} groups {layer.groups} k{layer.kernel} s{layer.stride} "
+          f"d{layer.dilation} p{layer.padding} -> {layer.output.shape}; macro {cfg.macro.rows}x{cfg.macro.cols}, "
+          f"{cfg.fabric.n_macros} macros")
+    x = rng.integers(layer.input.qmin, layer.input.qmax + 1, (2, *layer.input.shape)).astype(layer.input.dtype)
+    x[0, :, 0, 0] = layer.input.qmin  # the most negative (int8) or zero (uint8) codes
+    gold = run_graph(g, x)
+    geo = layer_geometries(layer, cfg)[0][0]
+    splits = valid_parallelisms(cfg, len(k_tiles(geo, cfg)), n_tiles(geo, cfg), geo.npos * 2)
+    ran = 0
+    for par in [None] + splits:
+        try:
+            prog = compile_graph(g, cfg, batch=2, parallelism=None if par is None else {"conv": par})
+        except CompileError as e:
+            assert "reduction" in str(e) and par is not None  # only a K-split too small for the pages
+            continue
+        got, _ = run_program(prog, {"x": x})
+        assert np.array_equal(got["y"], gold["y"]), f"split {par} differs"
+        ran += 1
+    assert ran
+
+
+def test_depthwise_most_negative_codes_and_weights():
+    """Every code and every weight at its most negative value (int8 -128 x -128 over 9 taps, plus padding
+    at the zero point): exact, channels not a multiple of the lanes."""
+    g, xs = extreme_depthwise_graph(13)
+    gold = run_graph(g, xs)
+    got, _ = run_program(compile_graph(g, DEFAULT, batch=2), {"x": xs})
+    assert np.array_equal(got["y"], gold["y"])
+
+
+def test_tiny_mobilenet_iss():
+    """A MobileNet-style model (stem, depthwise 3x3 + pointwise blocks with ReLU6 on 8, 12 and 20 channels, global
+    average pool, Gemm), quantized by onnxruntime (QDQ, per-channel), fits the default preset and equals the
+    golden model on every tensor."""
+    from cimforge.golden.onnx_import import load_onnx
+    g = load_onnx(tiny_mobilenet_onnx(12), name="tiny_mobilenet")
+    assert sum(getattr(layer, "groups", 1) > 1 for layer in g.weighted_layers) == 3
+    t = g.inputs[0]
+    xs = np.random.default_rng(12).integers(t.qmin, t.qmax + 1, (3, *t.shape)).astype(t.dtype)
+    gold = run_graph(g, xs)
+    for merge in (True, False):
+        got, _ = run_program(compile_graph(g, DEFAULT, batch=3, merge_images=merge), {t.name: xs})
+        for name in gold:
+            assert np.array_equal(got[name], gold[name]), f"tensor {name} differs (merge_images={merge})"
 
 
 @pytest.mark.parametrize("groups", [2, 3])

@@ -11,16 +11,17 @@ from __future__ import annotations
 from ...bits import exact_log2
 from ...config import INT8_BITS, CimConfig
 from ...gen.isa import Opcode, desc_layout, lanes, param_layout
+from ...gen.loader import LOAD_TIMING
 from ...golden.ir import Conv2d, Dense, Layer
 from ..cost import (LayerCost, Parallelism, choose_parallelism, ideal_cycles, plan_cycles,
                     weight_load_cycles)
 from ..planning import layer_geometries, mac_plan, n_tiles
 from ..program import MacPass
 from ..state import CompileState, GroupPlan, Step, emit_instr, pack_checked
-from ..tiling import CompileError, ConvGeom, page_words
+from ..tiling import CompileError, ConvGeom, k_tiles, page_words
 from .base import Lowering
 
-__all__ = ["LOWERING", "LAYERS", "weight_loads", "emit_loads", "mac_args"]
+__all__ = ["LOWERING", "LAYERS", "group_splits", "weight_loads", "emit_loads", "mac_args"]
 
 #: The IR classes this module lowers.
 LAYERS = (Conv2d, Dense)
@@ -34,16 +35,36 @@ def _groups(state: CompileState, layer: Layer) -> list[tuple[tuple[str, int], Gr
 
 
 def plan(state: CompileState, layer: Layer) -> None:
-    """Geometry of each group and the layer's split (requested, else the cost model's choice for a pass over
-    the images a pass walks); the passes follow once residency is known."""
+    """Geometry of each group (super-group of a grouped convolution) and its split: the requested one, else the
+    cost model's choice for a pass over the images a pass walks; the passes follow once residency is known."""
     if layer.input.dtype not in ("int8", "uint8"):
         raise CompileError(f"layer {layer.name!r}: input dtype {layer.input.dtype}: allowed int8, uint8")
     geos = layer_geometries(layer, state.cfg, rowpack=layer.input.name in state.rowpacked,
                             source_shape=state.layouts.phys[layer.input.name])
     images = state.batch if state.merge_images else 1
-    par = state.parallelism.get(layer.name) or choose_parallelism(geos[0][0], state.cfg, images=images)
-    for gi, (g, in_off, out_off) in enumerate(geos):
+    pars = group_splits([g for g, _, _ in geos], state.cfg, state.parallelism.get(layer.name), images)
+    for gi, ((g, in_off, out_off), par) in enumerate(zip(geos, pars)):
         state.plans[(layer.name, gi)] = GroupPlan(g, par, in_off, out_off, None)
+
+
+def group_splits(geos: list[ConvGeom], cfg: CimConfig, par: Parallelism | None, images: int
+                 ) -> list[Parallelism]:
+    """The split of each group of a layer: ``par`` for the first (largest) group and, fitted to its fewer
+    tiles, for a smaller last super-group; without ``par``, the cost model's choice for each distinct
+    geometry."""
+    out, chosen = [], {}
+    for gi, g in enumerate(geos):
+        shape = (g.cin, g.cout, g.taps)
+        if par is None:
+            if shape not in chosen:
+                chosen[shape] = choose_parallelism(g, cfg, images=images)
+            out.append(chosen[shape])
+        elif gi == 0 or shape == (geos[0].cin, geos[0].cout, geos[0].taps):
+            out.append(par)
+        else:  # a split never uses more K or N parts than the group has tiles
+            kt, nt = len(k_tiles(g, cfg)), n_tiles(g, cfg)
+            out.append(Parallelism(par.batch, min(par.in_ch, kt), min(par.out_ch, nt)))
+    return out
 
 
 # -- place ---------------------------------------------------------------------------------------------------
@@ -56,6 +77,7 @@ def place(state: CompileState, layer: Layer) -> None:
     L = lanes(cfg)
     dlay, play = desc_layout(cfg), param_layout(cfg)
     cw_in = prog.tensors[(0, layer.input.name)].cw  # the stored input's words per pixel
+    descs: dict[tuple, int] = {}  # super-groups with the same tiles share their descriptors
     for key, gp in _groups(state, layer):
         g, tiles = gp.geom, gp.plan.tiles
         nt = n_tiles(g, cfg)
@@ -64,13 +86,15 @@ def place(state: CompileState, layer: Layer) -> None:
                 words = page_words(g, t, n, cfg)
                 state.wblocks[(*key, k, n)] = (len(prog.wmem), len(words))
                 prog.wmem.extend(words)
-        state.desc_base[key] = len(prog.dmem)
-        for t in tiles:
-            prog.dmem.append(pack_checked(layer.name, dlay, {
-                "ky0": t.ky0, "kx0": t.kx0, "dy0": t.ky0 * g.dh, "dx0": t.kx0 * g.dw, "c0": t.c0, "elems": t.elems,
-                "off0": t.ky0 * g.dh if g.rowpack else (t.ky0 * g.dh * g.w + t.kx0 * g.dw) * cw_in}))
+        words = [pack_checked(layer.name, dlay, {
+            "ky0": t.ky0, "kx0": t.kx0, "dy0": t.ky0 * g.dh, "dx0": t.kx0 * g.dw, "c0": t.c0, "elems": t.elems,
+            "off0": t.ky0 * g.dh if g.rowpack else (t.ky0 * g.dh * g.w + t.kx0 * g.dw) * cw_in}) for t in tiles]
+        if tuple(words) not in descs:
+            descs[tuple(words)] = len(prog.dmem)
+            prog.dmem.extend(words)
+        state.desc_base[key] = descs[tuple(words)]
         state.param_base[key] = len(prog.pmem)
-        prog.pmem.extend(pack_checked(layer.name, play, lanes_) for lanes_ in _params(layer, key[1] * g.cout,
+        prog.pmem.extend(pack_checked(layer.name, play, lanes_) for lanes_ in _params(layer, gp.out_off * L,
                                                                                         g.cout, nt, L))
 
 
@@ -205,24 +229,30 @@ def _walk(g: ConvGeom, base: int, image_base: int, cw: int, bq: int, br: int) ->
 
 def cost(layer: Layer, cfg: CimConfig, par: Parallelism | None, source_shape: tuple[int, ...] | None,
          images: int) -> LayerCost:
-    """Every pass of every group over ``images`` images' positions, and one load of the weights."""
+    """Every pass of every group over ``images`` images' positions, and one load of the weights (a grouped
+    convolution's super-groups alike counted once per distinct geometry, a smaller last one on its own)."""
     L = lanes(cfg)
     groups = [geo for geo, _, _ in layer_geometries(layer, cfg, source_shape=source_shape)]
-    g = groups[0]
-    par = par or choose_parallelism(g, cfg, images=images)
-    plan_ = mac_plan(g, cfg, par)
-    n_groups = len(groups)
-    npos = g.npos * images
-    compute = n_groups * plan_cycles(plan_, npos)
-    nt = n_tiles(g, cfg)
-    wl = weight_load_cycles(plan_, nt, n_groups)
-    nr_total = -(-nt // par.out_ch)
-    act_bits = n_groups * npos * (nr_total * g.K + g.cout) * INT8_BITS
-    psum = n_groups * npos * nt * L * 32 * (par.in_ch - 1)  # int32 partial sums per extra macro of a K-split
+    pars = group_splits(groups, cfg, par, images)
+    kinds: dict[tuple, list] = {}  # distinct geometry -> [geometry, split, count]
+    for g, p in zip(groups, pars):
+        kinds.setdefault((g.cin, g.cout, g.taps), [g, p, 0])[2] += 1
+    compute = wl = act_bits = psum = 0
+    plans = []
+    for g, p, n_groups in kinds.values():
+        plan_ = mac_plan(g, cfg, p)
+        plans.append(plan_)
+        npos = g.npos * images
+        nt = n_tiles(g, cfg)
+        compute += n_groups * plan_cycles(plan_, npos)
+        wl += weight_load_cycles(plan_, nt, n_groups) - LOAD_TIMING.overhead  # the overhead once per layer
+        act_bits += n_groups * npos * (-(-nt // p.out_ch) * g.K + g.cout) * INT8_BITS
+        psum += n_groups * npos * nt * L * 32 * (p.in_ch - 1)  # int32 partial sums per extra macro of a K-split
+    wl += LOAD_TIMING.overhead
     return LayerCost(cycles=compute + wl, compute_cycles=compute, weight_load_cycles=wl,
-                     psum_traffic_bits=psum, act_traffic_bits=act_bits, pages=plan_.first_pass_pages,
-                     macros=par.macros, ideal_cycles=ideal_cycles(sum(geo.macs for geo in groups), cfg),
-                     passes=plan_.passes)
+                     psum_traffic_bits=psum, act_traffic_bits=act_bits, pages=plans[0].first_pass_pages,
+                     macros=pars[0].macros, ideal_cycles=ideal_cycles(sum(geo.macs for geo in groups), cfg),
+                     passes=plans[0].passes)
 
 
 LOWERING = Lowering("MAC passes", (Opcode.LOAD, Opcode.SYNC, Opcode.MAC), emit, cost, plan=plan, place=place,
