@@ -138,12 +138,13 @@ def run_onnx(model, inputs: Mapping[str, np.ndarray], output_names: list[str] | 
         onnxruntime refuses the model or the inputs (its first message line).
     """
     import onnx
-    import onnxruntime as ort
+
+    from .onnx_build import ort_session
 
     proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else \
         onnx.load_from_string(bytes(model)) if isinstance(model, (bytes, bytearray)) else model
     try:
-        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        sess = ort_session(proto)
     except Exception as e:  # noqa: BLE001 - onnxruntime's errors share no base class worth naming
         raise _ort_failure("load the model", e) from None
     names = [i.name for i in sess.get_inputs()]

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserError
 from .tools import setup_verilator
 
 __all__ = ["WAIVERS", "LintReport", "lint", "add_arguments", "run"]
@@ -120,12 +121,14 @@ def run(args: argparse.Namespace) -> int:
     targets = []
     if args.file:
         if not args.top:
-            raise SystemExit("cimforge lint: --file needs --top")
+            raise UserError("--file needs --top MODULE")
         targets.append((Path(args.file), args.top))
     for name in args.preset or ([] if args.file else list(PRESETS)):
+        if name not in PRESETS:
+            raise UserError(f"--preset {name!r}: allowed {', '.join(PRESETS)}")
         params = Path("rtl") / name / "params.json"
         if not params.exists():
-            raise SystemExit(f"cimforge lint: {params} missing: run `make generate` first")
+            raise UserError(f"--preset {name}: {params} missing: run `make generate` first")
         import json
         tops = json.loads(params.read_text())["modules"]
         for top in tops.values():

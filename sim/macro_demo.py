@@ -20,8 +20,9 @@ from .tools import available_simulators, run_cocotb
 def main(args: argparse.Namespace) -> int:
     cfg = get_preset(getattr(args, "preset", None) or "default")
     m = cfg.macro
-    n_ops = getattr(args, "ops", None) or 400
-    seed = getattr(args, "seed", None) or 2026
+    # None means "not given"; 0 is a real seed and a real (if empty) run, never the default
+    n_ops = 400 if getattr(args, "ops", None) is None else args.ops
+    seed = 2026 if getattr(args, "seed", None) is None else args.seed
     print(f"macro '{cfg.name}': rows={m.rows} pages={m.pages} cols={m.cols} (max wb {m.max_wb}, max ab "
           f"{m.max_ab}, {m.acc_width}-bit results); seed {seed}, {n_ops} random operations after the corners")
     with tempfile.TemporaryDirectory() as tmp:

@@ -121,6 +121,13 @@ def test_make_digits_models_is_reproducible(tmp_path):
         assert (tmp_path / f.name).read_bytes() == f.read_bytes(), f"{f.name} differs when regenerated"
 
 
+#: 7-bit weights (onnxruntime's ``reduce_range``): onnxruntime's u8 x s8 kernels (QLinearConv of uint8
+#: activations) multiply with VPMADDUBSW on CPUs without VNNI and saturate a pair of full-range products at 16
+#: bits, so with 8-bit weights its QOperator output is not the operator's definition (measured on this AVX2
+#: machine with onnxruntime 1.32: 88.5% identical, 57 LSB off); the golden model is exact either way.
+REDUCE_RANGE = True
+
+
 @pytest.mark.parametrize("name", ["digits_cnn", "digits_resnet"])
 @pytest.mark.parametrize("fmt", ["qop", "qdq"])
 def test_uint8_activation_models(tmp_path, split, name, fmt):
@@ -138,7 +145,7 @@ def test_uint8_activation_models(tmp_path, split, name, fmt):
     path = tmp_path / f"{name}_u8_{fmt}.onnx"
     quantize_static(str(MODELS_DIR / f"{name}_float.onnx"), str(path), Reader(),
                     quant_format=QuantFormat.QOperator if fmt == "qop" else QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=REDUCE_RANGE)
     graph = load_onnx(path)
     assert all(t.dtype == "uint8" for t in graph.tensors.values())
     ref = ort_tensors(path, graph, {"image": split.x_test})
