@@ -1,0 +1,1 @@
+"""Graph processing on the CIM fabric (GraphR): graph input, block tiling, algorithms, their golden models."""
