@@ -10,14 +10,18 @@ Conventions (stable; the compiler relies on them)
   ``(C, H, W)``, a vector ``(F,)``. Arrays handed to the runner carry a leading batch axis ``(N, *shape)``.
 * **Activations** are int8 or uint8 with a per-tensor ``scale`` and ``zero_point``:
   ``real = scale * (q - zero_point)``.
-* **Weights** are int8 with zero point 0 and a scale per output channel (``weight_scale`` has one entry per
-  output channel even when the model is per-tensor; ``per_channel`` says which). Layouts: :class:`Conv2d`
-  ``(Cout, Cin/groups, kh, kw)`` (ONNX OIHW); :class:`Dense` ``(out_features, in_features)``.
+* **Weights** are int8 codes with a scale per output channel (``weight_scale`` has one entry per output
+  channel even when the model is per-tensor; ``per_channel`` says which) and a zero point per output channel
+  (``weight_zero_point``: 0 for symmetric weights, the only case the fabric runs; a uint8 model's codes are
+  stored shifted by -128, see :class:`Conv2d`). Layouts: :class:`Conv2d` ``(Cout, Cin/groups, kh, kw)`` (ONNX
+  OIHW); :class:`Dense` ``(out_features, in_features)``.
 * **Bias** is int32 with scale ``input.scale * weight_scale[c]`` and zero point 0 (all zeros when absent).
 * **Accumulator** of a weighted layer at output channel ``c``:
   ``acc = bias[c] + sum_k (x[k] - input.zero_point) * w[c, k]`` where padded taps hold ``input.zero_point``
   (real zero), so ``acc = folded_bias[c] + sum_k x[k] * w[c, k]`` with ``folded_bias = bias - zp_in * sum_k w``
-  holds everywhere, borders included: a macro may multiply the raw int8/uint8 codes.
+  holds everywhere, borders included: a macro may multiply the raw int8/uint8 codes. With a weight zero point
+  ``zp_w[c]`` the accumulator is ``bias[c] + sum_k (x[k] - zp_in) * (w[c, k] - zp_w[c])``: the above minus the
+  correction ``zp_w[c] * sum_k (x[k] - zp_in)`` (the window's activation sum).
 * **Requantisation** (ARCHITECTURE.md section 5): ``out = clamp(zp_out + MultiplyByQuantizedMultiplier(acc, M,
   shift), act_min, act_max)`` with ``(M, shift)`` from TFLite's ``QuantizeMultiplier`` of the real multiplier
   (``input.scale * weight_scale[c] / output.scale`` for weighted layers), see :class:`Requant`. ``act_min`` /
@@ -52,12 +56,13 @@ from .requant import quantize_multipliers
 __all__ = [
     "IRError", "DTYPE_RANGES", "TensorInfo", "Requant", "GemmView",
     "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Concat", "Reshape", "Clamp",
-    "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
+    "Softmax", "LRN", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
     "LayerShape", "ShapeGraph", "SHAPE_ONLY_KINDS", "with_flattened_sources",
 ]
 
-#: Activation dtypes and their integer ranges.
-DTYPE_RANGES: dict[str, tuple[int, int]] = {"int8": (-128, 127), "uint8": (0, 255)}
+#: Tensor dtypes and their integer ranges: int8 / uint8 activations, and int32 for the raw accumulators of
+#: :class:`ConvInteger` / :class:`MatMulInteger` (which only those layers may produce and no layer reads).
+DTYPE_RANGES: dict[str, tuple[int, int]] = {"int8": (-128, 127), "uint8": (0, 255), "int32": (-2**31, 2**31 - 1)}
 
 
 class IRError(ValueError):
@@ -116,7 +121,7 @@ class TensorInfo:
             _fail("tensor", "name", self.name, "a non-empty string")
         object.__setattr__(self, "shape", _pos_ints(owner, "shape", self.shape, len(tuple(self.shape))))
         if self.dtype not in DTYPE_RANGES:
-            _fail(owner, "dtype", self.dtype, "'int8' or 'uint8'")
+            _fail(owner, "dtype", self.dtype, "'int8' or 'uint8' (or 'int32' for integer-output layers)")
         scale = float(self.scale)
         if not np.isfinite(scale) or scale <= 0:
             _fail(owner, "scale", self.scale, "a finite float > 0")
@@ -233,6 +238,8 @@ class Layer:
 
     kind: ClassVar[str] = "layer"
     n_inputs: ClassVar[int | None] = 1
+    #: True for the layers whose output is a raw int32 accumulator (ConvInteger, MatMulInteger).
+    int32_output: ClassVar[bool] = False
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))
@@ -243,6 +250,11 @@ class Layer:
         for t in (*self.inputs, self.output):
             if not isinstance(t, TensorInfo):
                 self._fail("inputs/output", t, "TensorInfo objects")
+        for t in self.inputs:
+            if t.dtype == "int32":
+                self._fail("input dtype", (t.name, t.dtype), "int8 or uint8 (int32 tensors are graph outputs only)")
+        if (self.output.dtype == "int32") != self.int32_output:
+            self._fail("output dtype", self.output.dtype, "int32" if self.int32_output else "int8 or uint8")
 
     def _fail(self, field_: str, value, allowed: str):
         _fail(f"{self.kind} layer {self.name!r}", field_, value, allowed)
@@ -285,12 +297,21 @@ class Layer:
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class _Weighted(Layer):
-    """Fields and helpers shared by :class:`Conv2d` and :class:`Dense`: int8 weights (zero point 0), int32 bias,
-    per-output-channel weight scales, the derived per-channel :class:`Requant` and the fused output clamp."""
+    """Fields and helpers shared by :class:`Conv2d` and :class:`Dense`: int8 weight codes with a zero point per
+    output channel (0 for symmetric weights, the fabric's case), int32 bias, per-output-channel weight scales, the
+    derived per-channel :class:`Requant` and the fused output clamp.
+
+    ``weight_zero_point`` : int or array of int, one per output channel, in -128..127
+        Real weight ``(weight - weight_zero_point) * weight_scale``. A uint8 model's codes and zero points are
+        stored shifted by -128 (``q - 128``, ``zp - 128``), which leaves every difference ``w - zp`` unchanged.
+        The accumulator is ``bias + sum (x - zp_in) * (w - zp_w)`` = ``bias + sum (x - zp_in) * w - zp_w *
+        sum (x - zp_in)``: the correction term is the weight zero point times the window's activation sum.
+    """
 
     weight: np.ndarray
     bias: np.ndarray | None = None
     weight_scale: np.ndarray | float = 1.0
+    weight_zero_point: np.ndarray | int = 0
     act_min: int | None = None
     act_max: int | None = None
     requant: Requant = field(init=False, repr=False)
@@ -318,7 +339,14 @@ class _Weighted(Layer):
             ws = np.full(n_out, float(ws.ravel()[0]))
         if ws.shape != (n_out,) or not np.all(np.isfinite(ws)) or np.any(ws <= 0):
             self._fail("weight_scale", self.weight_scale, f"a positive scale or {n_out} positive scales")
-        for name, v in (("weight", w), ("bias", b), ("weight_scale", ws)):
+        wz = np.asarray(self.weight_zero_point)
+        if wz.size == 1:
+            wz = np.full(n_out, wz.ravel()[0])
+        if wz.shape != (n_out,) or wz.size and (np.any(wz != np.round(wz)) or wz.min() < -128 or wz.max() > 127):
+            self._fail("weight_zero_point", self.weight_zero_point,
+                       f"an integer or {n_out} integers in -128..127 (uint8 codes shifted by -128)")
+        wz = wz.astype(np.int64)
+        for name, v in (("weight", w), ("bias", b), ("weight_scale", ws), ("weight_zero_point", wz)):
             v = np.array(v)
             v.setflags(write=False)
             object.__setattr__(self, name, v)
@@ -330,6 +358,12 @@ class _Weighted(Layer):
     def per_channel(self) -> bool:
         """True when the weight scales differ between output channels."""
         return bool(np.unique(self.weight_scale).size > 1)
+
+    @property
+    def has_weight_zero_point(self) -> bool:
+        """True when some output channel's weights have a non-zero zero point (the accumulator then needs the
+        correction term ``zp_w * sum (x - zp_in)``; :attr:`folded_bias` alone does not describe it)."""
+        return bool(np.any(self.weight_zero_point))
 
     @property
     def macs(self) -> int:
@@ -445,22 +479,29 @@ class Dense(_Weighted):
     Parameters
     ----------
     weight : numpy.ndarray of int8, shape ``(out_features, in_features)``
-    bias, weight_scale, act_min, act_max
+    bias, weight_scale, weight_zero_point, act_min, act_max
         As for :class:`Conv2d`.
     """
 
     kind: ClassVar[str] = "dense"
+    #: True for the subclasses over leading positions (:class:`MatMul`, :class:`MatMulInteger`).
+    over_positions: ClassVar[bool] = False
 
     def __post_init__(self):
         super().__post_init__()
-        if len(self.input.shape) != 1:
+        if len(self.input.shape) != 1 and not self.over_positions:
             self._fail("input shape", self.input.shape, "(in_features,): flatten first")
         w = np.asarray(self.weight)
         if w.ndim != 2:
             self._fail("weight.shape", w.shape, "(out_features, in_features)")
-        self._check_weights((w.shape[0], self.input.shape[0]))
-        if self.output.shape != (w.shape[0],):
-            self._fail("output shape", self.output.shape, f"({w.shape[0]},)")
+        self._check_weights((w.shape[0], self.input.shape[-1]))
+        if self.output.shape != (*self.input.shape[:-1], w.shape[0]):
+            self._fail("output shape", self.output.shape, f"{(*self.input.shape[:-1], w.shape[0])}")
+
+    @property
+    def positions(self) -> int:
+        """Leading positions per sample (1 for a vector input)."""
+        return int(np.prod(self.input.shape[:-1], dtype=np.int64))
 
     @property
     def in_features(self) -> int:
@@ -472,7 +513,7 @@ class Dense(_Weighted):
 
     @property
     def gemm(self) -> GemmView:
-        return GemmView(M=1, K=self.in_features, N=self.out_features, groups=1)
+        return GemmView(M=self.positions, K=self.in_features, N=self.out_features, groups=1)
 
     def weight_matrix(self, group: int = 0) -> np.ndarray:
         """The ``(K, N)`` int8 weight matrix (the transpose of ``weight``)."""
@@ -706,9 +747,108 @@ class Clamp(Layer):
         self._check_clamp()
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Softmax(Layer):
+    """Softmax over the per-sample ``axes`` (one axis, or every axis from one on: ONNX opset < 13 flattens the
+    trailing axes), from int8/uint8 codes to int8/uint8 codes.
+
+    ``method`` says which onnxruntime computation the golden operator reproduces (docs/operators.md):
+
+    * ``"table"``: com.microsoft ``QLinearSoftmax``: a float32 table of ``exp((x - x_max + b) * s_in)`` (``b``
+      keeps the sum below float32's range), a float32 sum in element order, then ``rint(t * floor(1 / s_out) /
+      sum) + zp_out`` with onnxruntime's saturation (uint8: at 255; int8: above 255 only, so a code above 127
+      wraps, as onnxruntime's kernel does).
+    * ``"float"``: ``DequantizeLinear -> Softmax -> QuantizeLinear``: the real softmax of the dequantized input,
+      computed in float64, then quantized (round half to even, saturate).
+
+    The fabric has no engine for it: it is computed on the host side of a run (the golden operator).
+    """
+
+    axes: tuple[int, ...] = (-1,)
+    method: str = "float"
+
+    kind: ClassVar[str] = "softmax"
+    METHODS: ClassVar[tuple[str, ...]] = ("float", "table")
+
+    def __post_init__(self):
+        super().__post_init__()
+        rank = len(self.input.shape)
+        axes = tuple(int(a) + rank if int(a) < 0 else int(a) for a in self.axes)
+        if not axes or list(axes) != list(range(axes[0], axes[0] + len(axes))) or axes[0] < 0 or axes[-1] >= rank \
+                or (len(axes) > 1 and axes[-1] != rank - 1):
+            self._fail("axes", self.axes, f"one per-sample axis, or every axis from one on, of rank {rank}")
+        object.__setattr__(self, "axes", axes)
+        if self.method not in self.METHODS:
+            self._fail("method", self.method, f"one of {self.METHODS}")
+        if self.input.shape != self.output.shape:
+            self._fail("output shape", self.output.shape, f"the input's {self.input.shape}")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class LRN(Layer):
+    """Local response normalisation across channels (ONNX ``LRN``), between a ``DequantizeLinear`` and a
+    ``QuantizeLinear``: ``y = x / (bias + alpha / size * sum x[c']**2)**beta`` over the channels
+    ``c - floor((size-1)/2) .. c + ceil((size-1)/2)`` (clipped to the tensor), computed in float64 on the
+    dequantized input and quantized into the output (round half to even, saturate).
+
+    The fabric has no engine for it: golden model only (docs/operators.md).
+    """
+
+    size: int
+    alpha: float = 1e-4
+    beta: float = 0.75
+    bias: float = 1.0
+
+    kind: ClassVar[str] = "lrn"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.size, bool) or int(self.size) != self.size or self.size < 1:
+            self._fail("size", self.size, "an integer >= 1")
+        for f in ("alpha", "beta", "bias"):
+            v = float(getattr(self, f))
+            if not np.isfinite(v):
+                self._fail(f, v, "a finite float")
+            object.__setattr__(self, f, v)
+        if len(self.input.shape) < 1 or self.input.shape != self.output.shape:
+            self._fail("output shape", self.output.shape, f"the input's {self.input.shape} (channels first)")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class ConvInteger(Conv2d):
+    """ONNX ``ConvInteger``: the raw int32 accumulator ``sum (x - zp_x) * (w - zp_w)`` of a convolution, no bias,
+    no requantisation. The input's ``scale`` is 1 (the operator has none), its ``zero_point`` is ``x_zero_point``;
+    the weight scale is 1; the output is an int32 tensor (scale 1, zero point 0) that no other layer reads.
+    Golden model only: the fabric produces requantised int8 codes, not int32 outputs."""
+
+    kind: ClassVar[str] = "conv_integer"
+    int32_output: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MatMul(Dense):
+    """A :class:`Dense` layer over leading positions, ``(..., F) -> (..., out_features)``: an N-D (batched)
+    ``QLinearMatMul`` / QDQ ``MatMul`` with a constant 2-D ``B``, the same weights at every position.
+    Golden model only for now (the MAC lowering takes vectors)."""
+
+    kind: ClassVar[str] = "matmul"
+    over_positions: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MatMulInteger(Dense):
+    """ONNX ``MatMulInteger`` with a constant ``B``: the raw int32 ``sum (a - zp_a) * (b - zp_b)`` over the last
+    axis, at every leading position; as :class:`ConvInteger` for the rest."""
+
+    kind: ClassVar[str] = "matmul_integer"
+    int32_output: ClassVar[bool] = True
+    over_positions: ClassVar[bool] = True
+
+
 #: kind -> layer class
 LAYER_KINDS: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Reshape, Clamp)}
+    cls.kind: cls for cls in (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Reshape, Clamp, Softmax,
+                              LRN, MatMul, ConvInteger, MatMulInteger)}
 
 #: Layers whose output is requantised and may carry a fused clamp.
 CLAMPABLE = (Conv2d, Dense, AvgPool, GlobalAvgPool, Add, Clamp)

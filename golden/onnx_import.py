@@ -36,8 +36,9 @@ from typing import Callable
 
 import numpy as np
 
-from .ir import (AvgPool, Clamp, CLAMPABLE, Concat, Conv2d, Dense, GlobalAvgPool, Graph, IRError, Layer, MaxPool,
-                 Reshape, TensorInfo, Add, conv_output_size, with_clamp)
+from .ir import (LRN, AvgPool, Clamp, CLAMPABLE, Concat, Conv2d, ConvInteger, Dense, GlobalAvgPool, Graph, IRError,
+                 Layer, MatMul, MatMulInteger, MaxPool, Reshape, Softmax, TensorInfo, Add, conv_output_size,
+                 with_clamp)
 from .requant import NumericsError
 
 __all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS", "load_onnx_shapes", "UnknownOpWarning",
@@ -63,7 +64,8 @@ class OnnxImportError(ValueError):
 
 
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd",
-              "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "ConvInteger", "MatMulInteger"}
+              "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax", "ConvInteger",
+              "MatMulInteger"}
 _ONNX_DOMAINS = ("", "ai.onnx")
 _MS = "com.microsoft"
 _DTYPES = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8"}
@@ -98,6 +100,17 @@ class _ConstDequant:
     scale: np.ndarray
     zp: np.ndarray
     axis: int
+
+
+@dataclass
+class _Shuffle:
+    """The channel shuffle ``Reshape (g, C/g, H, W) -> Transpose (1, 0, 2, 3)`` of the IR tensor ``src``
+    ``(C, H, W)``, waiting for the ``Reshape`` back to ``(C, H, W)`` that makes it a permutation; ``dequant``
+    when it is a float tensor (QDQ form)."""
+    src: TensorInfo
+    groups: int
+    shape: tuple[int, ...]
+    dequant: bool
 
 
 @dataclass
@@ -157,8 +170,14 @@ class _Importer:
 
     def codes(self, node, i: int, what: str = "input") -> TensorInfo:
         v = self.get(node, i, what)
+        if isinstance(v, _Codes) and v.info.dtype == "int32":
+            self.fail(node, f"{what} {node.input[i]!r} is the int32 output of a ConvInteger / MatMulInteger: "
+                            f"only a graph output may hold one")
         if isinstance(v, _Codes):
             return v.info
+        if isinstance(v, _Shuffle):
+            self.fail(node, f"{what} {node.input[i]!r} is a channel shuffle's transposed tensor; only a Reshape "
+                            f"back to (C, H, W) may read it")
         if isinstance(v, (_Dequant, _FloatInput)) or isinstance(v, _Pending):
             self.fail(node, f"{what} {node.input[i]!r} is a float tensor; this operator needs int8/uint8 codes")
         self.fail(node, f"{what} {node.input[i]!r} is a constant; this operator needs a computed tensor")
@@ -167,6 +186,9 @@ class _Importer:
         v = self.get(node, i, what)
         if isinstance(v, _Dequant):
             return v.info
+        if isinstance(v, _Shuffle):
+            self.fail(node, f"{what} {node.input[i]!r} is a channel shuffle's transposed tensor; only a Reshape "
+                            f"back to (C, H, W) may read it")
         if isinstance(v, _Pending):
             self.fail(node, f"{what} {node.input[i]!r} is the float output of node {v.node!r} ({v.op}) with no "
                             f"QuantizeLinear in between: only quantized tensors may pass between layers")
@@ -205,8 +227,12 @@ class _Importer:
             self.fail(node, f"{what} {info.name!r} is given scale/zero point/dtype {q}, but its producer made "
                             f"{(info.scale, info.zero_point, info.dtype)}")
 
-    def weights(self, node, q: np.ndarray, zp, axis: int, what: str = "weight") -> np.ndarray:
-        """Integer weights with the zero point removed, as int8 (exact; error if they do not fit)."""
+    def weights(self, node, q: np.ndarray, zp, axis: int, what: str = "weight") -> tuple[np.ndarray, np.ndarray]:
+        """Integer weights as int8 codes and their zero point per channel along ``axis`` (exact).
+
+        Where ``q - zp`` fits int8 (symmetric weights: zero point 0 for int8, 128 for uint8) the codes are
+        ``q - zp`` and the zero points 0, as before zero points were supported; otherwise the codes themselves
+        (a uint8 model's shifted by -128, with its zero points) and the zero points."""
         q = np.asarray(q)
         if not np.issubdtype(q.dtype, np.integer) or q.dtype.itemsize > 1:
             self.fail(node, f"{what} has dtype {q.dtype}: weights must be int8 (or uint8)")
@@ -216,10 +242,11 @@ class _Importer:
         shape = [1] * q.ndim
         shape[axis] = z.size
         w = q.astype(np.int64) - z.reshape(shape)
-        if w.size and (w.min() < -128 or w.max() > 127):
-            self.fail(node, f"{what} minus its zero point {z[:4]} leaves int8: weights must be symmetric "
-                            f"(zero point 0 for int8, 128 for uint8)")
-        return w.astype(np.int8)
+        if not w.size or (w.min() >= -128 and w.max() <= 127):
+            return w.astype(np.int8), np.zeros(q.shape[axis], np.int64)
+        shift = 128 if q.dtype == np.uint8 else 0
+        codes = (q.astype(np.int64) - shift).astype(np.int8)
+        return codes, np.broadcast_to(z - shift, (q.shape[axis],)).astype(np.int64)
 
     def weight_scale(self, node, scale, n_out: int, what: str = "weight") -> np.ndarray:
         s = np.asarray(scale, dtype=np.float32).ravel()
@@ -315,7 +342,7 @@ class _Importer:
 
     # -- shared layer builders ---------------------------------------------------------------------------
 
-    def conv(self, node, x: TensorInfo, w: np.ndarray, w_scale, bias_v):
+    def conv(self, node, x: TensorInfo, w: np.ndarray, w_scale, bias_v, w_zp=0, cls=Conv2d):
         a = self.attrs(node)
         if w.ndim != 4 or len(x.shape) != 3:
             self.fail(node, f"only 2-D convolutions on (C, H, W) inputs are supported (weight {w.shape}, "
@@ -330,23 +357,27 @@ class _Importer:
         shape = (w.shape[0], *geo["out_hw"])
 
         def make(out: TensorInfo) -> Layer:
-            return Conv2d(name=self.layer_name(node), inputs=(x,), output=out, weight=w, bias=bias,
-                          weight_scale=ws, stride=geo["stride"], padding=geo["padding"], dilation=geo["dilation"],
-                          groups=groups)
+            return cls(name=self.layer_name(node), inputs=(x,), output=out, weight=w, bias=bias, weight_scale=ws,
+                       weight_zero_point=w_zp, stride=geo["stride"], padding=geo["padding"],
+                       dilation=geo["dilation"], groups=groups)
         return shape, make
 
-    def dense(self, node, x: TensorInfo, w: np.ndarray, w_scale, bias_v):
-        """``w`` is ``(out_features, in_features)``."""
-        if len(x.shape) != 1:
+    def dense(self, node, x: TensorInfo, w: np.ndarray, w_scale, bias_v, w_zp=0, cls=None):
+        """``w`` is ``(out_features, in_features)``. A matrix product (MatMul, QLinearMatMul) over an N-D input
+        ``(..., features)`` is a :class:`~cimforge.golden.ir.MatMul` (the same weights at every position)."""
+        positions = node.op_type in ("MatMul", "QLinearMatMul", "MatMulInteger")
+        if len(x.shape) != 1 and not positions:
             self.fail(node, f"input must be (N, features); per-sample shape {x.shape}: flatten first")
-        if w.ndim != 2 or w.shape[1] != x.shape[0]:
-            self.fail(node, f"weight shape {w.shape} does not match {x.shape[0]} input features")
+        if w.ndim != 2 or w.shape[1] != x.shape[-1]:
+            self.fail(node, f"weight shape {w.shape} does not match {x.shape[-1]} input features")
         ws = self.weight_scale(node, w_scale, w.shape[0])
         bias = self.bias(node, bias_v, x.scale, ws, w.shape[0])
+        cls = cls or (Dense if len(x.shape) == 1 else MatMul)
 
         def make(out: TensorInfo) -> Layer:
-            return Dense(name=self.layer_name(node), inputs=(x,), output=out, weight=w, bias=bias, weight_scale=ws)
-        return (w.shape[0],), make
+            return cls(name=self.layer_name(node), inputs=(x,), output=out, weight=w, bias=bias, weight_scale=ws,
+                       weight_zero_point=w_zp)
+        return (*x.shape[:-1], w.shape[0]), make
 
     def pool(self, node, x: TensorInfo, kind: str):
         a = self.attrs(node)
@@ -442,6 +473,10 @@ class _Importer:
         src = self.get(node, 0)
         scale, zp, dtype = self.qparams(node, 1, 2, "output")  # refuses per-axis scales of activations
         name = node.output[0]
+        if isinstance(src, _Shuffle):  # QDQ around the shuffle's Transpose: the same codes
+            self.check_quant(node, src.src, (scale, zp, dtype), "input")
+            self.values[name] = src
+            return
         if isinstance(src, _FloatInput):
             info = self.build(node, TensorInfo, name, src.shape, dtype, scale, zp)
             self.inputs.append(info)
@@ -488,6 +523,10 @@ class _Importer:
             axis = axis + src.value.ndim if axis < 0 else axis
             self.values[node.output[0]] = _ConstDequant(src.value, scale, zp, axis)
             return
+        if isinstance(src, _Shuffle):
+            self.check_quant(node, src.src, self.qparams(node, 1, 2, "input"), "input")
+            self.values[node.output[0]] = src
+            return
         info = self.codes(node, 0)
         self.check_quant(node, info, self.qparams(node, 1, 2, "input"), "input")
         self.values[node.output[0]] = _Dequant(info)
@@ -502,8 +541,8 @@ class _Importer:
         x = self.codes(node, 0)
         self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
         wq = self.const(node, 3, "weight")
-        w = self.weights(node, wq, self.const(node, 5, "weight zero point"), axis=0)
-        shape, make = self.conv(node, x, w, self.const(node, 4, "weight scale"), self.optional(node, 8))
+        w, wz = self.weights(node, wq, self.const(node, 5, "weight zero point"), axis=0)
+        shape, make = self.conv(node, x, w, self.const(node, 4, "weight scale"), self.optional(node, 8), wz)
         self.emit(self.build(node, make, self.out_info(node, 6, 7, shape)))
 
     def op_QLinearMatMul(self, node):
@@ -512,8 +551,8 @@ class _Importer:
         b = self.const(node, 3, "B")
         if b.ndim != 2:
             self.fail(node, f"B must be a 2-D constant (K, N), has shape {b.shape}")
-        w = self.weights(node, b, self.const(node, 5, "B zero point"), axis=1).T
-        shape, make = self.dense(node, x, w, self.const(node, 4, "B scale"), None)
+        w, wz = self.weights(node, b, self.const(node, 5, "B zero point"), axis=1)
+        shape, make = self.dense(node, x, w.T, self.const(node, 4, "B scale"), None, wz)
         self.emit(self.build(node, make, self.out_info(node, 6, 7, shape)))
 
     def op_QGemm(self, node):
@@ -527,9 +566,9 @@ class _Importer:
         self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
         b = self.const(node, 3, "B")
         trans = a.get("transB", 0)
-        w = self.weights(node, b, self.const(node, 5, "B zero point"), axis=0 if trans else 1)
+        w, wz = self.weights(node, b, self.const(node, 5, "B zero point"), axis=0 if trans else 1)
         w = w if trans else w.T
-        shape, make = self.dense(node, x, w, self.const(node, 4, "B scale"), self.optional(node, 6))
+        shape, make = self.dense(node, x, w, self.const(node, 4, "B scale"), self.optional(node, 6), wz)
         self.emit(self.build(node, make, self.out_info(node, 7, 8, shape)))
 
     def op_QLinearAdd(self, node):
@@ -584,6 +623,18 @@ class _Importer:
         self._float_or_codes(node, lambda x: self.pool(node, x, "max"), on_codes)
 
     def op_Reshape(self, node):
+        v = self.get(node, 0)
+        if isinstance(v, _Shuffle):
+            target = self.reshape_shape(node, replace(v.src, shape=v.shape))
+            if target != v.src.shape:
+                self.fail(node, f"a channel shuffle must be reshaped back to {v.src.shape}, not {target}")
+            shape, make = self.shuffle_conv(node, v)
+            if v.dequant:
+                self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+            else:
+                self.emit(self.build(node, make, v.src.renamed(node.output[0], shape)))
+            return
+
         def make_float(x):
             return self.reshape_shape(node, x), lambda out: Reshape(name=self.layer_name(node), inputs=(x,),
                                                                      output=out)
@@ -647,12 +698,13 @@ class _Importer:
         if np.asarray(v.scale).size > 1 and v.axis != axis_out:
             self.fail(node, f"per-channel weight scales must run along the output-channel axis {axis_out}, "
                             f"not axis {v.axis}")
-        return self.weights(node, v.q, v.zp, axis=axis_out), v.scale
+        w, wz = self.weights(node, v.q, v.zp, axis=axis_out)
+        return w, v.scale, wz
 
     def op_Conv(self, node):
         x = self.dequant(node, 0)
-        w, ws = self.const_weights(node, 1, 0)
-        shape, make = self.conv(node, x, w, ws, self.optional(node, 2))
+        w, ws, wz = self.const_weights(node, 1, 0)
+        shape, make = self.conv(node, x, w, ws, self.optional(node, 2), wz)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
     def op_Gemm(self, node):
@@ -661,16 +713,16 @@ class _Importer:
             self.fail(node, "only transA=0, alpha=1 and beta=1 are supported")
         x = self.dequant(node, 0)
         trans = a.get("transB", 0)
-        w, ws = self.const_weights(node, 1, 0 if trans else 1)
-        shape, make = self.dense(node, x, w if trans else w.T, ws, self.optional(node, 2))
+        w, ws, wz = self.const_weights(node, 1, 0 if trans else 1)
+        shape, make = self.dense(node, x, w if trans else w.T, ws, self.optional(node, 2), wz)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
     def op_MatMul(self, node):
         x = self.dequant(node, 0)
-        w, ws = self.const_weights(node, 1, 1)
+        w, ws, wz = self.const_weights(node, 1, 1)
         if w.ndim != 2:
             self.fail(node, f"B must be 2-D (K, N), has shape {w.shape}")
-        shape, make = self.dense(node, x, w.T, ws, None)
+        shape, make = self.dense(node, x, w.T, ws, None, wz)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
     def op_Add(self, node):
@@ -702,6 +754,180 @@ class _Importer:
         xs = [self.dequant(node, i) for i in range(len(node.input))]
         shape, make = self.concat_make(node, xs)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+
+    # -- operators: beyond the MAC layers (docs/operators.md) --------------------------------------------------
+
+    @property
+    def opset(self) -> int:
+        """The model's opset of the default domain."""
+        return next((o.version for o in self.proto.opset_import if o.domain in _ONNX_DOMAINS), 1)
+
+    def softmax_axes(self, node, rank: int, opset: int) -> tuple[int, ...]:
+        """Per-sample axes of a softmax: one axis from opset 13 (default -1), else every axis from ``axis`` on
+        (default 1), as ONNX defines them."""
+        axis = self.attrs(node).get("axis", -1 if opset >= 13 else 1)
+        axis = axis + rank + 1 if axis < 0 else axis
+        if not 1 <= axis <= rank:
+            self.fail(node, f"axis {self.attrs(node).get('axis')} is the batch axis or out of range")
+        return (axis - 1,) if opset >= 13 else tuple(range(axis - 1, rank))
+
+    def op_Softmax(self, node):
+        x = self.dequant(node, 0)
+        axes = self.softmax_axes(node, len(x.shape), self.opset)
+        self.values[node.output[0]] = _Pending(
+            node.name or node.output[0], node.op_type, x.shape,
+            lambda out: Softmax(name=self.layer_name(node), inputs=(x,), output=out, axes=axes, method="float"))
+
+    def op_QLinearSoftmax(self, node):
+        x = self.codes(node, 0)
+        self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
+        opset = self.attrs(node).get("opset")
+        if opset is None:
+            self.fail(node, "missing opset attribute (onnxruntime needs it to read axis)")
+        axes = self.softmax_axes(node, len(x.shape), int(opset))
+        out = self.out_info(node, 3, 4, x.shape)
+        self.emit(self.build(node, Softmax, name=self.layer_name(node), inputs=(x,), output=out, axes=axes,
+                             method="table"))
+
+    def op_LRN(self, node):
+        a = self.attrs(node)
+        if "size" not in a:
+            self.fail(node, "missing size attribute")
+        x = self.dequant(node, 0)
+        kw = dict(size=int(a["size"]), alpha=float(a.get("alpha", 1e-4)), beta=float(a.get("beta", 0.75)),
+                  bias=float(a.get("bias", 1.0)))
+        self.values[node.output[0]] = _Pending(
+            node.name or node.output[0], node.op_type, x.shape,
+            lambda out: LRN(name=self.layer_name(node), inputs=(x,), output=out, **kw))
+
+    def real_const(self, node, i: int, what: str) -> np.ndarray:
+        """A constant's real values (float64): a float initializer or DequantizeLinear of an integer one."""
+        v = self.get(node, i, what)
+        if isinstance(v, _Const) and np.issubdtype(np.asarray(v.value).dtype, np.floating):
+            return np.asarray(v.value, dtype=np.float64)
+        if isinstance(v, _ConstDequant):
+            q = np.asarray(v.q, np.float64)
+            shape = [1] * q.ndim
+            if np.asarray(v.scale).size > 1:
+                shape[v.axis] = np.asarray(v.scale).size
+            s = np.asarray(v.scale, np.float32).astype(np.float64).reshape(shape if np.asarray(v.scale).size > 1 else ())
+            z = np.asarray(v.zp, np.float64).reshape(shape if np.asarray(v.zp).size > 1 else ())
+            return ((q - z) * s).astype(np.float32).astype(np.float64)
+        self.fail(node, f"{what} {node.input[i]!r} must be a constant (float, or DequantizeLinear of an initializer)")
+
+    def op_BatchNormalization(self, node):
+        """A BatchNormalization left between DequantizeLinear and QuantizeLinear: the per-channel affine
+        ``a * x + b`` as a depthwise 1x1 convolution, quantized as onnxruntime quantizes a convolution's
+        weights (per channel, symmetric int8: ``w = +-127``, ``s_w = |a| / 127``; bias int32 at ``s_in * s_w``)."""
+        a = self.attrs(node)
+        if a.get("training_mode", 0) or len([o for o in node.output if o]) > 1:
+            self.fail(node, "training mode (running mean / variance outputs) is not supported")
+        x = self.dequant(node, 0)
+        if len(x.shape) != 3:
+            self.fail(node, f"only (C, H, W) inputs are supported, per-sample shape {x.shape}")
+        c = x.shape[0]
+        gamma, beta, mean, var = (self.real_const(node, i, w).ravel() for i, w in
+                                  ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
+        if not all(v.size == c for v in (gamma, beta, mean, var)):
+            self.fail(node, f"scale, B, mean and var must have {c} values (one per channel)")
+        mult = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+        shift = beta - mean * mult
+        w = np.where(mult > 0, 127, np.where(mult < 0, -127, 0)).astype(np.int8).reshape(c, 1, 1, 1)
+        ws = np.where(mult != 0, np.abs(mult) / 127.0, 1.0).astype(np.float32)
+        bias = self.bias(node, _Const(shift), x.scale, ws.astype(np.float64), c)
+        shape = x.shape
+
+        def make(out: TensorInfo) -> Layer:
+            return Conv2d(name=self.layer_name(node), inputs=(x,), output=out, weight=w, bias=bias,
+                          weight_scale=ws.astype(np.float64), groups=c)
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+
+    def op_Sum(self, node):
+        """n-ary float Sum between DequantizeLinear and QuantizeLinear: one quantized Add, or a chain of them
+        whose intermediate sums are quantized like the output (an extra rounding per link)."""
+        xs = [self.dequant(node, i) for i in range(len(node.input))]
+        if len(xs) < 2:
+            self.fail(node, f"Sum of {len(xs)} input: at least two are needed")
+        if any(t.shape != xs[0].shape for t in xs):
+            self.fail(node, f"broadcasting sum {[t.shape for t in xs]} is not supported")
+        name = self.layer_name(node)
+
+        def make(out: TensorInfo) -> Layer:
+            acc = xs[0]
+            for k, t in enumerate(xs[1:-1], start=1):
+                part = out.renamed(f"{out.name}/sum{k}")
+                self.emit(self.build(node, Add, name=f"{name}/{k}", inputs=(acc, t), output=part))
+                acc = part
+            return Add(name=name if len(xs) == 2 else f"{name}/{len(xs) - 1}", inputs=(acc, xs[-1]), output=out)
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, xs[0].shape, make)
+
+    def op_Transpose(self, node):
+        """The middle of a channel shuffle: ``Reshape (C, H, W) -> (g, C/g, H, W)``, ``Transpose (0, 2, 1, 3,
+        4)``; the Reshape back to ``(C, H, W)`` makes it a 1x1 convolution by a permutation matrix."""
+        v = self.get(node, 0)
+        info = self.dequant(node, 0) if not isinstance(v, _Codes) else self.codes(node, 0)
+        perm = list(self.attrs(node).get("perm", []))
+        producer = next((i for i, l in enumerate(self.layers) if l.output.name == info.name), None)
+        layer = None if producer is None else self.layers[producer]
+        if (perm != [0, 2, 1, 3, 4] or not isinstance(layer, Reshape) or len(layer.input.shape) != 3
+                or len(info.shape) != 4 or info.shape[0] * info.shape[1] != layer.input.shape[0]
+                or info.shape[2:] != layer.input.shape[1:]):
+            self.fail(node, f"only the channel shuffle Reshape (N, g, C/g, H, W) -> Transpose perm (0, 2, 1, 3, 4) "
+                            f"-> Reshape (N, C, H, W) is supported (perm {perm}, input {info.shape})")
+        if self.consumers.get(info.name, 0) != 1 or info.name in self.graph_outputs:
+            self.fail(node, f"the reshaped tensor {info.name!r} has other consumers: cannot fold the shuffle")
+        del self.layers[producer]
+        g, cg = info.shape[0], info.shape[1]
+        self.values[node.output[0]] = _Shuffle(layer.input, g, (cg, g, *info.shape[2:]), not isinstance(v, _Codes))
+
+    def shuffle_conv(self, node, sh: _Shuffle):
+        """The permutation ``out[b*g + a] = x[a*C/g + b]`` as a 1x1 convolution: weights 1 where an output
+        channel takes an input channel, weight scale 1, bias 0; with the input's quantisation in and out the
+        requantisation multiplier is exactly 1.0, which MultiplyByQuantizedMultiplier applies exactly in both
+        rounding forms (docs/operators.md), so the codes are copied."""
+        c, (cg, g) = sh.src.shape[0], sh.shape[:2]
+        w = np.zeros((c, c, 1, 1), np.int8)
+        for a_ in range(g):
+            for b_ in range(cg):
+                w[b_ * g + a_, a_ * cg + b_] = 1
+        return sh.src.shape, lambda out: Conv2d(name=self.layer_name(node), inputs=(sh.src,), output=out, weight=w,
+                                                weight_scale=1.0)
+
+    def op_ConvInteger(self, node):
+        x = self.codes(node, 0)
+        if self.integer_zp(node, 2, x.dtype) != x.zero_point:
+            self.fail(node, f"x_zero_point {self.integer_zp(node, 2, x.dtype)} differs from the zero point "
+                            f"{x.zero_point} of {x.name!r}")
+        w, wz = self.weights(node, self.const(node, 1, "weight"), self.optional_const(node, 3), axis=0)
+        shape, make = self.conv(node, x, w, 1.0, None, wz, cls=ConvInteger)
+        self.emit(self.build(node, make, TensorInfo(node.output[0], shape, "int32", 1.0, 0)))
+
+    def op_MatMulInteger(self, node):
+        x = self.codes(node, 0)
+        if self.integer_zp(node, 2, x.dtype) != x.zero_point:
+            self.fail(node, f"a_zero_point {self.integer_zp(node, 2, x.dtype)} differs from the zero point "
+                            f"{x.zero_point} of {x.name!r}")
+        b = self.const(node, 1, "B")
+        if b.ndim != 2:
+            self.fail(node, f"B must be a 2-D constant (K, N), has shape {b.shape}")
+        w, wz = self.weights(node, b, self.optional_const(node, 3), axis=1)
+        shape, make = self.dense(node, x, w.T, 1.0, None, wz, cls=MatMulInteger)
+        self.emit(self.build(node, make, TensorInfo(node.output[0], shape, "int32", 1.0, 0)))
+
+    def optional_const(self, node, i: int):
+        return None if self.optional(node, i) is None else self.const(node, i, f"input {i}")
+
+    def integer_zp(self, node, i: int, dtype: str | None = None) -> int:
+        """The scalar zero point input ``i`` of ConvInteger / MatMulInteger (0 when absent)."""
+        z = self.optional_const(node, i)
+        if z is None:
+            return 0
+        z = np.asarray(z)
+        if z.size != 1:
+            self.fail(node, f"input zero point must be a scalar, has shape {z.shape}")
+        if z.dtype not in _DTYPES or (dtype is not None and _DTYPES[z.dtype] != dtype):
+            self.fail(node, f"input zero point has dtype {z.dtype}, the input is {dtype}")
+        return int(z.ravel()[0])
 
     # -- driver -----------------------------------------------------------------------------------------------
 
@@ -791,6 +1017,10 @@ class _Importer:
             for i, x in enumerate(node.input):
                 if x != name:
                     continue
+                if node.op_type in ("ConvInteger", "MatMulInteger") and i == 0:  # no scale: 1
+                    info = self.build(node, TensorInfo, name, shape, dtype, 1.0, self.integer_zp(node, 2, dtype))
+                    self.inputs.append(info)
+                    return info
                 if node.op_type == "DequantizeLinear" and i == 0:
                     idx = (1, 2)
                 elif node.op_type in _QLINEAR_INPUTS and i in _QLINEAR_INPUTS[node.op_type](len(node.input)):
@@ -823,9 +1053,9 @@ class _FakeNode:
 _QLINEAR_INPUTS = {
     "QLinearConv": lambda n: (0,), "QLinearMatMul": lambda n: (0,), "QGemm": lambda n: (0,),
     "QLinearAdd": lambda n: (0, 3), "QLinearAveragePool": lambda n: (0,), "QLinearGlobalAveragePool": lambda n: (0,),
-    "QLinearConcat": lambda n: tuple(range(2, n, 3)),
+    "QLinearConcat": lambda n: tuple(range(2, n, 3)), "QLinearSoftmax": lambda n: (0,),
 }
-_MS_OPS = {"QGemm", "QLinearAdd", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat"}
+_MS_OPS = {"QGemm", "QLinearAdd", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax"}
 #: Operator types the importer understands.
 SUPPORTED_OPS = tuple(sorted(n[3:] for n in dir(_Importer) if n.startswith("op_")))
 

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import (Add, AvgPool, Clamp, Concat, Conv2d, Dense, GlobalAvgPool, IRError, Layer, MaxPool, Requant,
-                 Reshape, TensorInfo)
+from .ir import (LRN, Add, AvgPool, Clamp, Concat, Conv2d, ConvInteger, Dense, GlobalAvgPool, IRError, Layer,
+                 MatMulInteger, MaxPool, Requant, Reshape, Softmax, TensorInfo)
 from .requant import NumericsError, multiply_by_quantized_multiplier, requantize
 
 __all__ = [
     "quantize", "dequantize", "im2col", "window_sum",
     "conv2d_acc", "conv2d", "dense_acc", "dense", "max_pool", "avg_pool", "global_avg_pool",
-    "add", "concat", "reshape", "clamp", "requantize_layer",
+    "add", "concat", "reshape", "clamp", "requantize_layer", "softmax", "lrn", "conv_integer", "matmul_integer",
+    "softmax_table",
 ]
 
 
@@ -106,6 +107,9 @@ def conv2d_acc(layer: Conv2d, x) -> np.ndarray:
     cols = (cols - layer.input.zero_point).astype(np.float64)
     w = np.stack([layer.weight_matrix(i) for i in range(g)]).astype(np.float64)  # (g, K, Ng)
     y = np.matmul(cols, w)  # (N, g, M, Ng)
+    if layer.has_weight_zero_point:  # minus zp_w[c] times the window's activation sum
+        zw = layer.weight_zero_point.reshape(g, 1, -1).astype(np.float64)  # (g, 1, Ng)
+        y = y - cols.sum(axis=3, keepdims=True) * zw
     y = y.transpose(0, 1, 3, 2).reshape(x.shape[0], layer.out_channels, ho, wo)
     return _to_int32_acc(layer, y, layer.bias[None, :, None, None])
 
@@ -117,7 +121,7 @@ def requantize_layer(layer: Layer, acc: np.ndarray, requant: Requant, channel_ax
     m, s = requant.multiplier, requant.shift
     if channel_axis is not None and m.ndim == 1:
         shape = [1] * acc.ndim
-        shape[channel_axis] = m.size
+        shape[channel_axis] = m.size  # (an axis counted from the end for a Dense over positions)
         m, s = m.reshape(shape), s.reshape(shape)
     y = requantize(acc, m, s, layer.output.zero_point, layer.act_min, layer.act_max, rounding)
     return y.astype(layer.output.np_dtype)
@@ -129,15 +133,29 @@ def conv2d(layer: Conv2d, x, rounding: str | None = None) -> np.ndarray:
 
 
 def dense_acc(layer: Dense, x) -> np.ndarray:
-    """int32 accumulators of a :class:`~cimforge.golden.ir.Dense`, shaped ``(N, out_features)``."""
+    """int32 accumulators of a :class:`~cimforge.golden.ir.Dense`, shaped ``(N, ..., out_features)``."""
     x = _check_input(layer, x, layer.input)
-    y = (x.astype(np.float64) - layer.input.zero_point) @ layer.weight.T.astype(np.float64)
-    return _to_int32_acc(layer, y, layer.bias[None, :])
+    xc = x.astype(np.float64) - layer.input.zero_point
+    y = xc @ layer.weight.T.astype(np.float64)
+    if layer.has_weight_zero_point:  # minus zp_w[c] times the activation sum
+        y = y - xc.sum(axis=-1, keepdims=True) * layer.weight_zero_point.astype(np.float64)
+    return _to_int32_acc(layer, y, layer.bias)
 
 
 def dense(layer: Dense, x, rounding: str | None = None) -> np.ndarray:
     """Output codes of a :class:`~cimforge.golden.ir.Dense`."""
-    return requantize_layer(layer, dense_acc(layer, x), layer.requant, channel_axis=1, rounding=rounding)
+    return requantize_layer(layer, dense_acc(layer, x), layer.requant, channel_axis=-1, rounding=rounding)
+
+
+def conv_integer(layer: ConvInteger, x, rounding: str | None = None) -> np.ndarray:
+    """ONNX ``ConvInteger``: the int32 accumulators themselves (no bias, no requantisation; ``rounding`` is
+    accepted for the common signature and has nothing to round)."""
+    return conv2d_acc(layer, x).astype(np.int32)
+
+
+def matmul_integer(layer: MatMulInteger, x, rounding: str | None = None) -> np.ndarray:
+    """ONNX ``MatMulInteger`` with a constant ``B``: the int32 accumulators (as :func:`conv_integer`)."""
+    return dense_acc(layer, x).astype(np.int32)
 
 
 def max_pool(layer: MaxPool, x, rounding: str | None = None) -> np.ndarray:
@@ -209,3 +227,67 @@ def clamp(layer: Clamp, x, rounding: str | None = None) -> np.ndarray:
     """Clamp codes to ``[act_min, act_max]``."""
     x = _check_input(layer, x, layer.input)
     return np.clip(x, layer.act_min, layer.act_max).astype(layer.output.np_dtype)
+
+
+def softmax_table(x_scale: float, reduce_len: int) -> tuple[np.ndarray, float]:
+    """onnxruntime's ``QLinearSoftmax`` table: ``table[i] = float32(exp((i - 255 + b) * x_scale))`` for
+    ``i = x - x_max + 255`` in ``0..255``, computed in double, with the shift ``b = max(0, log(FLT_MAX /
+    reduce_len) - 5) / x_scale`` that keeps a sum of ``reduce_len`` entries below float32's maximum.
+
+    Returns
+    -------
+    (numpy.ndarray of float32, float)
+        The table and ``b``.
+    """
+    s = float(np.float32(x_scale))
+    b = max(0.0, float(np.log(float(np.finfo(np.float32).max) / reduce_len)) - 5.0) / s
+    i = np.arange(256, dtype=np.float64)
+    return np.exp((i - 255.0 + b) * s).astype(np.float32), b
+
+
+def _softmax_rows(layer: Softmax, x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``x`` as ``(rows, D)`` with the softmax axes last, and the shape to move it back from."""
+    first = layer.axes[0] + 1
+    moved = np.moveaxis(x, first, -1) if len(layer.axes) == 1 else x
+    return moved.reshape(-1, int(np.prod(moved.shape[-len(layer.axes):]))), moved.shape
+
+
+def softmax(layer: Softmax, x, rounding: str | None = None) -> np.ndarray:
+    """Softmax codes as onnxruntime computes them (``layer.method``, see :class:`~cimforge.golden.ir.Softmax`).
+    ``rounding`` is accepted for the common signature; no fixed-point requantisation is involved."""
+    x = _check_input(layer, x, layer.input)
+    rows, moved = _softmax_rows(layer, x.astype(np.int64))
+    out = layer.output
+    if layer.method == "table":
+        table, _ = softmax_table(layer.input.scale, rows.shape[1])
+        t = table[rows - rows.max(axis=1, keepdims=True) + 255]  # float32
+        total = np.cumsum(t, axis=1, dtype=np.float32)[:, -1:]  # one float32 sum in element order
+        y_scale = np.floor(np.float32(1.0) / np.float32(out.scale)).astype(np.float32)
+        q = np.rint((t * y_scale) / total).astype(np.int64) + out.zero_point
+        # onnxruntime saturates only above 255; an int8 code above 127 wraps (its static_cast<int8_t>)
+        q = np.minimum(q, 255)
+        y = q if out.dtype == "uint8" else (q + 128) % 256 - 128
+    else:
+        real = (rows - layer.input.zero_point) * float(layer.input.scale)
+        e = np.exp(real - real.max(axis=1, keepdims=True))
+        y = quantize(e / e.sum(axis=1, keepdims=True), out).astype(np.int64)
+    y = y.reshape(moved)
+    if len(layer.axes) == 1:
+        y = np.moveaxis(y, -1, layer.axes[0] + 1)
+    return y.astype(out.np_dtype)
+
+
+def lrn(layer: LRN, x, rounding: str | None = None) -> np.ndarray:
+    """ONNX ``LRN`` on the dequantized input in float64, quantized into the output (see
+    :class:`~cimforge.golden.ir.LRN`); ``rounding`` is accepted for the common signature."""
+    x = _check_input(layer, x, layer.input)
+    real = (x.astype(np.float64) - layer.input.zero_point) * float(np.float32(layer.input.scale))
+    sq = real * real
+    c = real.shape[1]
+    lo, hi = (layer.size - 1) // 2, -(-(layer.size - 1) // 2)
+    csum = np.concatenate([np.zeros_like(sq[:, :1]), np.cumsum(sq, axis=1)], axis=1)
+    idx = np.arange(c)
+    top, bottom = np.minimum(idx + hi + 1, c), np.maximum(idx - lo, 0)
+    square_sum = np.take(csum, top, axis=1) - np.take(csum, bottom, axis=1)
+    y = real / (layer.bias + layer.alpha / layer.size * square_sum) ** layer.beta
+    return quantize(y, layer.output)

@@ -140,10 +140,11 @@ def test_reshape_keeps_batch():
 # --- errors -----------------------------------------------------------------------------------------------------------
 
 def test_error_unsupported_op_names_node_and_op():
-    softmax = helper.make_node("Softmax", ["c"], ["s"], name="the_softmax", axis=1)
-    model = _qdq_conv(None, extra_nodes=[softmax])
-    model.graph.node[-2].input[0] = "s"  # q_out now quantizes the softmax output
-    with pytest.raises(OnnxImportError, match=r"node 'the_softmax' \(Softmax\): operator Softmax .* not supported"):
+    # (Softmax was the example until it became supported; Hardmax has no IR kind)
+    hardmax = helper.make_node("Hardmax", ["c"], ["s"], name="the_hardmax", axis=1)
+    model = _qdq_conv(None, extra_nodes=[hardmax])
+    model.graph.node[-2].input[0] = "s"  # q_out now quantizes the hardmax output
+    with pytest.raises(OnnxImportError, match=r"node 'the_hardmax' \(Hardmax\): operator Hardmax .* not supported"):
         load_onnx(model)
 
 
