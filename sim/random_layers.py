@@ -10,7 +10,8 @@ import numpy as np
 from ..golden import ir
 
 __all__ = ["random_tensor", "random_conv_graph", "random_grouped_conv_graph", "random_vector_graph", "VECTOR_KINDS",
-           "GROUPED_KINDS", "extreme_depthwise_graph", "tiny_mobilenet_onnx"]
+           "GROUPED_KINDS", "extreme_depthwise_graph", "tiny_mobilenet_onnx",
+           "separable_cnn_onnx", "TINY_SET"]
 
 VECTOR_KINDS = ("maxpool", "avgpool", "gap", "add", "clamp", "concat")
 
@@ -152,10 +153,40 @@ def extreme_depthwise_graph(channels: int = 13, batch: int = 2) -> tuple[ir.Grap
 
 def tiny_mobilenet_onnx(seed: int, calib: int = 16) -> bytes:
     """A small MobileNet-style classifier as a quantized ONNX model (QDQ, per-channel int8 weights), sized for
-    the default preset: a 3x3 stride-2 stem, three depthwise 3x3 + pointwise 1x1 blocks (8, 12 and 20 channels,
-    the last two not whole words of 8 lanes; the second of stride 2) with ReLU6, a global average pool and a
-    Gemm to 10 classes, on a ``3 x 16 x 16`` input. Weights and the calibration data (``calib`` images) are
-    drawn from ``seed``; quantized with ``onnxruntime.quantization.quantize_static``."""
+    the default preset: a 3x3 stride-2 stem of 8 channels, three depthwise 3x3 + pointwise 1x1 blocks (8, 12 and
+    20 depthwise channels, the last two not whole words of 8 lanes; the second of stride 2) with ReLU6, a global
+    average pool and a Gemm to 10 classes, on a ``3 x 16 x 16`` input (:func:`separable_cnn_onnx`)."""
+    return separable_cnn_onnx(seed, (3, 16, 16), (8, (3, 3), 2), [(12, 1), (20, 2), (32, 1)], 10, calib=calib,
+                              name="tiny_mobilenet")
+
+
+#: MLPerf Tiny's DS-CNN keyword spotting topology (1x49x10 MFCC input, 64 channels, 12 classes), MobileNetV1
+#: 0.25 of its visual wake words (3x96x96, 2 classes) and a narrow MobileNetV2, as :func:`separable_cnn_onnx`
+#: arguments.
+TINY_SET = {
+    "ds_cnn": ((1, 49, 10), (64, (10, 4), 2), [(64, 1)] * 4, 12),
+    "mobilenet_v1_025": ((3, 96, 96), (8, (3, 3), 2),
+                         [(16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2)] + [(128, 1)] * 5
+                         + [(256, 2), (256, 1)], 2),
+    # MobileNetV2's topology (expansion 6, inverted residuals) at width 0.35 on 3x32x32, sized for ISS tests
+    "mobilenet_v2_035_32": ((3, 32, 32), (16, (3, 3), 2), [(8, 1, 1), (8, 2, 6), (8, 1, 6), (16, 2, 6), (16, 1, 6),
+                                                          (24, 1, 6), (32, 2, 6), (32, 1, 6), (112, 1, 6)], 10),
+}
+
+
+def separable_cnn_onnx(seed: int, input_shape: tuple[int, int, int], stem: tuple, blocks: list[tuple[int, int]],
+                       classes: int, calib: int = 16, name: str = "separable_cnn") -> bytes:
+    """A depthwise-separable CNN (MobileNetV1 / V2, DS-CNN) as a quantized ONNX model: a stem convolution
+    ``stem = (channels, (kh, kw), stride)`` with "same" padding, blocks ``(channels, stride)`` of a depthwise
+    3x3 (stride ``stride``) and a pointwise 1x1 to ``channels``, or ``(channels, stride, t)`` MobileNetV2
+    inverted residuals (1x1 expansion by ``t`` unless 1, depthwise 3x3, linear 1x1 projection, residual add
+    when the shape allows), each convolution but a projection followed by ReLU6, then a global average pool
+    and a Gemm to ``classes``. Weights and ``calib`` calibration inputs (uniform 0..1) are
+    drawn from ``seed``; quantized by ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8
+    weights, int8 activations)."""
+    import tempfile
+    from pathlib import Path
+
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -163,39 +194,52 @@ def tiny_mobilenet_onnx(seed: int, calib: int = 16) -> bytes:
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
 
-    def const(name, a):
-        inits.append(numpy_helper.from_array(np.asarray(a, np.float32), name))
-        return name
+    def const(cname, a):
+        inits.append(numpy_helper.from_array(np.asarray(a, np.float32), cname))
+        return cname
 
-    def conv(x, name, cin, cout, k, stride, groups, relu6=True):
-        std = np.sqrt(2.0 / (cin // groups * k * k))
-        w = const(f"{name}.w", rng.normal(0, std, (cout, cin // groups, k, k)))
-        b = const(f"{name}.b", rng.normal(0, 0.1, cout))
-        nodes.append(helper.make_node("Conv", [x, w, b], [f"{name}.y"], name=name, kernel_shape=[k, k],
-                                      strides=[stride, stride], pads=[k // 2] * 4, group=groups))
+    def conv(x, hw, cname, cin, cout, k, stride, groups, relu6=True):
+        std = np.sqrt(2.0 / (cin // groups * k[0] * k[1]))
+        w = const(f"{cname}.w", rng.normal(0, std, (cout, cin // groups, *k)))
+        b = const(f"{cname}.b", rng.normal(0, 0.1, cout))
+        out = [-(-n // stride) for n in hw]
+        pad = [max(0, (o - 1) * stride + kk - n) for o, kk, n in zip(out, k, hw)]
+        nodes.append(helper.make_node("Conv", [x, w, b], [f"{cname}.y"], name=cname, kernel_shape=list(k),
+                                      strides=[stride, stride], group=groups,
+                                      pads=[pad[0] // 2, pad[1] // 2, pad[0] - pad[0] // 2, pad[1] - pad[1] // 2]))
         if not relu6:
-            return f"{name}.y"
-        nodes.append(helper.make_node("Clip", [f"{name}.y", const(f"{name}.lo", 0.0), const(f"{name}.hi", 6.0)],
-                                      [f"{name}.r"], name=f"{name}.relu6"))
-        return f"{name}.r"
+            return f"{cname}.y", out
+        nodes.append(helper.make_node("Clip", [f"{cname}.y", const(f"{cname}.lo", 0.0), const(f"{cname}.hi", 6.0)],
+                                      [f"{cname}.r"], name=f"{cname}.relu6"))
+        return f"{cname}.r", out
 
-    x = conv("input", "stem", 3, 8, 3, 2, 1)
-    cin = 8
-    for i, (cout, stride) in enumerate([(12, 1), (20, 2), (32, 1)]):
-        x = conv(x, f"dw{i}", cin, cin, 3, stride, cin)
-        x = conv(x, f"pw{i}", cin, cout, 1, 1, 1)
+    c0, k0, s0 = stem
+    x, hw = conv("input", input_shape[1:], "stem", input_shape[0], c0, k0, s0, 1)
+    cin = c0
+    for i, (cout, stride, *expand) in enumerate(blocks):
+        if not expand:  # MobileNetV1 / DS-CNN: depthwise, pointwise
+            x, hw = conv(x, hw, f"dw{i}", cin, cin, (3, 3), stride, cin)
+            x, hw = conv(x, hw, f"pw{i}", cin, cout, (1, 1), 1, 1)
+        else:  # MobileNetV2's inverted residual: expand, depthwise, linear projection, residual add
+            block_in, mid = x, cin * expand[0]
+            y, hw = conv(x, hw, f"ex{i}", cin, mid, (1, 1), 1, 1) if expand[0] > 1 else (x, hw)
+            y, hw = conv(y, hw, f"dw{i}", mid, mid, (3, 3), stride, mid)
+            x, hw = conv(y, hw, f"pj{i}", mid, cout, (1, 1), 1, 1, relu6=False)
+            if stride == 1 and cin == cout:
+                nodes.append(helper.make_node("Add", [block_in, x], [f"add{i}"], name=f"add{i}"))
+                x = f"add{i}"
         cin = cout
     nodes.append(helper.make_node("GlobalAveragePool", [x], ["gap"], name="gap"))
     nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], name="flatten", axis=1))
-    nodes.append(helper.make_node("Gemm", ["flat", const("fc.w", rng.normal(0, 0.2, (10, cin))),
-                                           const("fc.b", rng.normal(0, 0.1, 10))], ["logits"], name="fc",
+    nodes.append(helper.make_node("Gemm", ["flat", const("fc.w", rng.normal(0, 0.2, (classes, cin))),
+                                           const("fc.b", rng.normal(0, 0.1, classes))], ["logits"], name="fc",
                                   transB=1))
-    graph = helper.make_graph(nodes, "tiny_mobilenet",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    graph = helper.make_graph(nodes, name,
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, *input_shape])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, classes])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    data = [rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32) for _ in range(calib)]
+    data = [rng.uniform(0, 1, (1, *input_shape)).astype(np.float32) for _ in range(calib)]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -205,8 +249,6 @@ def tiny_mobilenet_onnx(seed: int, calib: int = 16) -> bytes:
             x = next(self.it, None)
             return None if x is None else {"input": x}
 
-    import tempfile
-    from pathlib import Path
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "q.onnx"
         onnx.save(model, str(src))
