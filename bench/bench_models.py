@@ -1,0 +1,144 @@
+"""Print, for every model of the model sets and every quantized form, what the toolkit does with it today.
+
+Columns: build time (first build; cached builds are instant: ``--rebuild`` forces one), whether
+``golden.onnx_import.load_onnx`` imports it (else the importer's message: node and operator), the layer-by-layer
+agreement with onnxruntime in both rounding forms (worst tensor's share of identical elements, largest
+difference in LSB, and whether the acceptance bound is met; each layer fed onnxruntime's own inputs,
+``golden.compare.layerwise``), and whether ``cimforge compile MODEL --preset default`` maps it (else the
+compiler's one-line error).
+
+    .venv/bin/python bench/bench_models.py                    # the tiny set, 4 forms each
+    .venv/bin/python bench/bench_models.py --set imagenet --samples 1
+    .venv/bin/python bench/bench_models.py resnet8 ds_cnn --forms qdq-pc qop-pt --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FORMS = ("qdq-pc", "qdq-pt", "qop-pc", "qop-pt")
+
+
+@dataclass
+class Row:
+    model: str
+    form: str
+    build_s: float = 0.0
+    imported: str = ""
+    agreement: dict = field(default_factory=dict)  # rounding -> (worst fraction, max diff, ok) or error text
+    compiled: str = ""
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache=None) -> Row:
+    """Build one model in one form and measure import, agreement (both roundings) and compile."""
+    from cimforge.golden import model_sets as ms
+    from cimforge.golden.cli import onnx_feeds, to_codes
+    from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.golden.requant import ROUNDING_MODES
+
+    fmt, scales = form.split("-")
+    row = Row(model, form)
+    t = time.perf_counter()
+    kwargs = dict(fmt=fmt, per_channel=scales == "pc", seed=seed, cache=cache)
+    path = ms.build(model, **kwargs)
+    if rebuild:
+        path.unlink()
+        t = time.perf_counter()
+        path = ms.build(model, **kwargs)
+    row.build_s = time.perf_counter() - t
+    try:
+        graph = load_onnx(path)
+    except Exception as e:  # the importer's message is the measurement
+        row.imported = _one_line(e)
+        return row
+    row.imported = "yes"
+    x = ms.sample_inputs(model, samples, seed + 1)
+    try:
+        codes = to_codes(graph, x)
+        ref = ort_tensors(path, graph, onnx_feeds(graph, x, codes))
+        for rounding in ROUNDING_MODES:
+            a = compare_tensors(layerwise(graph, ref, rounding), ref)
+            row.agreement[rounding] = (a.worst_fraction, a.max_diff, a.ok(AGREEMENT_MIN, MAX_LSB))
+    except Exception as e:
+        row.agreement = {r: _one_line(e) for r in ROUNDING_MODES}
+    row.compiled = compile_default(path)
+    return row
+
+
+def compile_default(path) -> str:
+    """``cimforge compile PATH --preset default --out TMP`` in this process: "yes" or its one-line error."""
+    from cimforge.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(["compile", str(path), "--preset", "default", "--out", tmp])
+        except SystemExit as e:
+            rc = e.code
+    if rc == 0:
+        return "yes"
+    lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+    return (lines[-1] if lines else f"exit {rc}").replace("cimforge compile: error: ", "")
+
+
+def _agreement_cell(v) -> str:
+    if not v:
+        return "-"
+    if isinstance(v, str):
+        return v
+    frac, diff, ok = v
+    return f"{100 * frac:.3f}% / {diff} LSB ({'met' if ok else 'NOT met'})"
+
+
+def format_table(rows: list[Row], markdown: bool) -> str:
+    head = ["model", "form", "build s", "imports", "double (worst tensor / max)", "single (worst tensor / max)",
+            "compile default"]
+    cells = [[r.model, r.form, f"{r.build_s:.1f}", r.imported, _agreement_cell(r.agreement.get("double")),
+              _agreement_cell(r.agreement.get("single")), r.compiled or "-"] for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+        return "\n".join(lines)
+    return "\n".join("  ".join(c for c in row) for row in [head, *cells])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cimforge.golden import model_sets as ms
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("models", nargs="*", help=f"models (default: the --set); known: {', '.join(ms.MODELS)}")
+    p.add_argument("--set", choices=("tiny", "imagenet", "all"), default="tiny")
+    p.add_argument("--forms", nargs="+", choices=FORMS, default=list(FORMS))
+    p.add_argument("--samples", type=int, default=4, help="test inputs per model (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rebuild", action="store_true", help="rebuild each model to time its build")
+    p.add_argument("--markdown", action="store_true")
+    args = p.parse_args(argv)
+    models = args.models or {"tiny": ms.TINY_SET, "imagenet": ms.IMAGENET_SET,
+                             "all": ms.TINY_SET + ms.IMAGENET_SET}[args.set]
+    rows = []
+    for m in models:
+        for f in args.forms:
+            rows.append(measure(m, f, args.samples, args.seed, args.rebuild))
+            print(format_table(rows[-1:], False).splitlines()[-1], file=sys.stderr, flush=True)
+    print(format_table(rows, args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    np.set_printoptions(linewidth=160)
+    raise SystemExit(main())

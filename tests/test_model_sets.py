@@ -1,0 +1,225 @@
+"""The model sets (cimforge.golden.model_sets): every model builds, deterministically, runs in onnxruntime, has
+random weights, and the tiny set imports and agrees with onnxruntime layer by layer.
+
+Agreement cases that do not meet the bound today are marked xfail with the measured cause (KNOWN_GAPS), so that
+a regression elsewhere fails and the gaps stay listed; a model the importer refuses xfails with the importer's
+own message. bench/bench_models.py prints the whole table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from cimforge.golden import model_sets as ms
+
+FORMS = [("qdq", True), ("qdq", False), ("qop", True), ("qop", False)]
+FORM_IDS = ["qdq-pc", "qdq-pt", "qop-pc", "qop-pt"]
+SEED = 0
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One cache for the module (the builds are shared by its tests)."""
+    return tmp_path_factory.mktemp("models")
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _weights(path) -> dict[str, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def _run_ort(path, x: np.ndarray) -> np.ndarray:
+    """onnxruntime on ``x``, one sample at a time when the model fixes its batch."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    feed = s.get_inputs()[0]
+    if isinstance(feed.shape[0], int):
+        return np.concatenate([s.run(None, {feed.name: x[i:i + 1]})[0] for i in range(len(x))])
+    return s.run(None, {feed.name: x})[0]
+
+
+def _check_random_weights(path, quantized: bool) -> None:
+    """Every weight tensor (more than one element, not a shape) holds more than one value, and so does every
+    bias; float weights are not the onnx package's 0.02 fill."""
+    w = _weights(path)
+    checked = 0
+    for name, a in w.items():
+        if a.size <= 1 or a.dtype == np.int64 or name.endswith("zero_point"):
+            continue  # shapes, axes; zero points are 0 for symmetric int8 weights
+        if quantized and a.dtype == np.float32:
+            continue  # scales of per-tensor quantization etc.
+        distinct = np.unique(a).size
+        assert distinct > 1, f"{path.name}: initializer {name!r} {a.shape} is constant ({a.ravel()[0]})"
+        checked += 1
+    assert checked >= 2, f"{path.name}: only {checked} weight tensors found"
+
+
+# -- the lists --------------------------------------------------------------------------------------------------
+
+def test_sets_list_every_model_once():
+    assert ms.TINY_SET == ("resnet8", "ds_cnn", "mobilenet_v1_025", "autoencoder")
+    assert set(ms.IMAGENET_SET) == {*ms.LIGHT_FILES, "mobilenet_v2"}
+    assert set(ms.TINY_SET) | set(ms.IMAGENET_SET) == set(ms.MODELS)
+    for name in ms.LIGHT_FILES:
+        assert (ms.light_dir() / ms.LIGHT_FILES[name]).is_file(), name
+
+
+def test_bad_names_are_refused_with_the_allowed_values(cache):
+    with pytest.raises(ValueError, match="allowed resnet8"):
+        ms.build("resnet9", cache=cache)
+    with pytest.raises(ValueError, match="allowed qdq, qop"):
+        ms.build("resnet8", fmt="qlinear", cache=cache)
+    with pytest.raises(ValueError, match="allowed int8, uint8"):
+        ms.build("resnet8", activations="int4", cache=cache)
+
+
+def test_data_is_seeded_and_calibration_differs_from_samples():
+    a, b = ms.sample_inputs("resnet8", 3, seed=5), ms.sample_inputs("resnet8", 3, seed=5)
+    assert a.shape == (3, 3, 32, 32) and a.dtype == np.float32 and np.array_equal(a, b)
+    assert not np.array_equal(a, ms.sample_inputs("resnet8", 3, seed=6))
+    assert not np.array_equal(a, ms.calibration_data("resnet8", 3, seed=5))
+    assert ms.calibration_data("autoencoder").shape == (ms.MODELS["autoencoder"].calibration_samples, 640)
+
+
+# -- the cache --------------------------------------------------------------------------------------------------
+
+def test_cache_key_depends_on_every_option():
+    base = dict(form="qdq", per_channel=True, seed=0)
+    keys = {ms.cache_key("resnet8", **base), ms.cache_key("ds_cnn", **base),
+            ms.cache_key("resnet8", **{**base, "form": "qop"}), ms.cache_key("resnet8", **{**base, "seed": 1}),
+            ms.cache_key("resnet8", **{**base, "per_channel": False})}
+    assert len(keys) == 5
+
+
+def test_cache_dir_from_argument_environment_or_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("CIMFORGE_MODELS_CACHE", raising=False)
+    assert ms.cache_dir().parts[-2:] == ("build", "models")
+    monkeypatch.setenv("CIMFORGE_MODELS_CACHE", str(tmp_path / "env"))
+    assert ms.cache_dir() == tmp_path / "env"
+    assert ms.cache_dir(tmp_path / "arg") == tmp_path / "arg"
+
+
+def test_corrupt_entry_is_rebuilt_and_an_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
+    path = ms.build("ds_cnn", "qop", False, cache=tmp_path)
+    good = path.read_bytes()
+    assert ms.build("ds_cnn", "qop", False, cache=tmp_path) == path  # cached: same file
+    path.write_bytes(good[: len(good) // 2])  # truncated, as by a crash of something else
+    assert ms.build("ds_cnn", "qop", False, cache=tmp_path).read_bytes() == good
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ms, "_quantize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ms.build("ds_cnn", "qop", True, cache=tmp_path)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert not [n for n in left if n.startswith("ds_cnn-qop-pc") or n.endswith(".tmp")], left
+
+
+# -- the tiny set -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ms.TINY_SET)
+def test_tiny_model_is_deterministic_random_and_runs(name, cache, tmp_path):
+    print(f"seed {SEED}")
+    f = ms.float_model(name, SEED, cache)
+    assert f.read_bytes() == ms.float_proto(name, SEED).SerializeToString()
+    _check_random_weights(f, quantized=False)
+    x = ms.sample_inputs(name, 2, SEED)
+    y = _run_ort(f, x)
+    assert np.isfinite(y).all() and y.shape[0] == 2
+    assert not np.allclose(y[0], y[1]), "two inputs, one output: the weights do not reach the output"
+    for fmt, pc in (("qdq", True), ("qop", False)):
+        q = ms.build(name, fmt, pc, SEED, cache=cache)
+        again = ms.build(name, fmt, pc, SEED, cache=tmp_path)  # a fresh build elsewhere: byte-identical
+        assert again != q and _sha(again) == _sha(q), f"{name} {fmt}: two builds differ"
+        _check_random_weights(q, quantized=True)
+        yq = _run_ort(q, x)
+        assert yq.shape == y.shape and np.isfinite(yq).all()
+
+
+def test_another_seed_gives_other_weights(cache):
+    a, b = _weights(ms.float_model("resnet8", 0, cache)), _weights(ms.float_model("resnet8", 1, cache))
+    assert a.keys() == b.keys()
+    assert not np.array_equal(a["conv1.weight"], b["conv1.weight"])
+
+
+@pytest.mark.parametrize("name", ms.TINY_SET)
+def test_tiny_topology_follows_the_reference(name, cache):
+    """Layer counts of the MLPerf Tiny reference models (mlcommons/tiny benchmark/training)."""
+    import onnx
+    g = onnx.load(str(ms.float_model(name, SEED, cache))).graph
+    ops = [n.op_type for n in g.node]
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    depthwise = [n for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    expected = {"resnet8": (9, 0, 1, 7, 3), "ds_cnn": (9, 4, 1, 9, 0), "mobilenet_v1_025": (27, 13, 1, 27, 0),
+                "autoencoder": (0, 0, 10, 9, 0)}[name]
+    assert (len(convs), len(depthwise), ops.count("Gemm"), ops.count("BatchNormalization"),
+            ops.count("Add")) == expected
+
+
+#: Agreement cases below the bound today, with the measured cause (bench/bench_models.py prints the figures).
+#: Double rounding differs on about 2**-(right+1) of every requantised output (docs/golden.md).
+_BN = ("the unfolded BatchNormalization, imported as an int8 per-channel affine, differs from onnxruntime's "
+       "float BatchNormalization on 0.1-0.4% of elements")
+_POOL = ("the 8x8 average pool rounds exact ties (sum % 64 == 32) half up, onnxruntime half to even (about 0.8% "
+         "of its elements)")
+_DOUBLE = "double rounding (2**-(right+1) of each requantised output; 3-10% on the final average pools)"
+KNOWN_GAPS = {("resnet8", "single"): f"{_BN}; {_POOL}", ("resnet8", "double"): _DOUBLE,
+              ("ds_cnn", "single"): _BN, ("ds_cnn", "double"): _DOUBLE,
+              ("mobilenet_v1_025", "single"): _BN, ("mobilenet_v1_025", "double"): _DOUBLE}
+
+
+@pytest.mark.parametrize("rounding", ["single", "double"])
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+@pytest.mark.parametrize("name", ms.TINY_SET)
+def test_tiny_model_agrees_with_onnxruntime(name, form, rounding, cache, request):
+    from cimforge.golden.cli import onnx_feeds, to_codes
+    from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
+    from cimforge.golden.onnx_import import OnnxImportError, load_onnx
+
+    path = ms.build(name, *form, SEED, cache=cache)
+    try:
+        graph = load_onnx(path)
+    except OnnxImportError as e:
+        pytest.xfail(str(e))
+    x = ms.sample_inputs(name, 4, SEED + 1)
+    print(f"{name} {path.name}: seed {SEED}, inputs seed {SEED + 1}")
+    codes = to_codes(graph, x)
+    ref = ort_tensors(path, graph, onnx_feeds(graph, x, codes))
+    a = compare_tensors(layerwise(graph, ref, rounding), ref)
+    print(a.format(per_tensor=True))
+    assert a.max_diff <= MAX_LSB, f"{name}: a layer differs by {a.max_diff} LSB from onnxruntime"
+    if not a.ok(AGREEMENT_MIN, MAX_LSB) and (name, rounding) in KNOWN_GAPS:
+        worst = min(a.tensors, key=lambda t: t.fraction)
+        pytest.xfail(f"{KNOWN_GAPS[name, rounding]} (worst tensor {worst.name}: {100 * worst.fraction:.3f}%)")
+    assert a.ok(AGREEMENT_MIN, MAX_LSB), f"{name} ({rounding}): worst tensor {100 * a.worst_fraction:.3f}%"
+
+
+# -- the ImageNet set (slow: 224x224 models, VGG-19 is 548 MB in float) ----------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ms.IMAGENET_SET)
+def test_imagenet_model_is_deterministic_random_and_runs(name, cache, tmp_path):
+    print(f"seed {SEED}")
+    f = ms.float_model(name, SEED, cache)
+    assert _sha(f) == hashlib.sha256(ms.float_proto(name, SEED).SerializeToString()).hexdigest()
+    _check_random_weights(f, quantized=False)
+    if name in ms.LIGHT_FILES:
+        import onnx
+        assert not [n for n in onnx.load(str(f)).graph.node if n.op_type == "ConstantOfShape"]
+    x = ms.sample_inputs(name, 1, SEED)
+    assert np.isfinite(_run_ort(f, x)).all()
+    q = ms.build(name, "qdq", True, SEED, cache=cache)
+    assert _sha(ms.build(name, "qdq", True, SEED, cache=tmp_path)) == _sha(q), f"{name}: two builds differ"
+    _check_random_weights(q, quantized=True)
+    assert np.isfinite(_run_ort(q, x)).all()
