@@ -162,6 +162,18 @@ class FabricConfig:
         SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, ARCHITECTURE.md section 5, the default) or
         ``"single"`` (TFLite's single-rounding form: closest to onnxruntime's float rounding). The golden model
         implements both; the RTL builds the one chosen.
+    ext_depth : int
+        Words of the external memory behind the fabric's AXI4 master port (1024..2**24), one bus beat each
+        (``gen.axi.ext_width(cfg)`` bits: the wider of an activation and a weight word, a power of two). It sets
+        the width of the ``DMA`` instruction's external addresses and the size of the simulation model
+        (docs/memory.md).
+    ext_latency : int
+        The external memory's latency in cycles (1..1024): from a read address handshake to the first data beat,
+        and from a write's last data beat to its response. Part of the timing contract the cost model predicts
+        (docs/memory.md); the simulation model (``gen/extmem.py``) has exactly this latency.
+    ext_interval : int
+        Cycles per data beat of the external memory (1..64): its bandwidth is one beat every ``ext_interval``
+        cycles, in each direction.
     """
 
     n_macros: int = 4
@@ -173,6 +185,10 @@ class FabricConfig:
     # arithmetic
     acc_width: int = 32
     rounding: str = "double"
+    # external memory (docs/memory.md)
+    ext_depth: int = 1 << 20
+    ext_latency: int = 32
+    ext_interval: int = 1
 
     def __post_init__(self) -> None:
         _check_int("fabric", "n_macros", self.n_macros, 1, 64)
@@ -182,6 +198,9 @@ class FabricConfig:
         _check_int("fabric", "weight_depth", self.weight_depth, 16, 65536)
         _check_int("fabric", "param_depth", self.param_depth, 4, 4096)
         _check_int("fabric", "desc_depth", self.desc_depth, 4, 4096)
+        _check_int("fabric", "ext_depth", self.ext_depth, 1024, 1 << 24)
+        _check_int("fabric", "ext_latency", self.ext_latency, 1, 1024)
+        _check_int("fabric", "ext_interval", self.ext_interval, 1, 64)
         if self.acc_width != 32:
             raise ConfigError("fabric.acc_width", self.acc_width, "32 (int32 accumulators, TFLite requantisation)")
 
