@@ -58,7 +58,7 @@ __all__ = ["TINY_SET", "IMAGENET_SET", "MODELS", "LIGHT_FILES", "FORMATS", "BUIL
            "randomize_light", "light_dir"]
 
 #: Bump when a builder changes what it writes: every cached model is rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 #: Quantized forms :func:`build` makes: onnxruntime's QuantFormat.QDQ and QuantFormat.QOperator.
 FORMATS = ("qdq", "qop")
 OPSET = 13
@@ -384,13 +384,14 @@ def _light_to_opset13(proto):
 
 def randomize_light(proto, rng: np.random.Generator):
     """A copy of a light model with every ``ConstantOfShape`` weight replaced by a seeded random initializer of
-    the same shape, chosen by its role (which operator reads it, at which input), initializers dropped from the
-    graph inputs, and the opset converted to 13.
+    the same shape, chosen by its role (which operator reads it, at which input, looking through an Unsqueeze
+    or Reshape on the way), initializers dropped from the graph inputs, and the opset raised to 13
+    (:func:`_light_to_opset13`).
 
-    Roles: a Conv or Gemm weight is He-scaled by its fan-in (Gemm's ``transB`` respected; :func:`_he`), a bias is normal with
-    sigma 0.1, a BatchNormalization's four parameters come together (:func:`_bn_params`; gain 1/2 when its
-    output feeds a Sum or Add: the residual branch), a per-channel Mul (through an Unsqueeze) is uniform in
-    0.5..1.5 and a per-channel Add normal with sigma 0.1. A constant in any other role keeps its fill value.
+    Roles: a Conv or Gemm weight is He-scaled by its fan-in (:func:`_he`; Gemm's ``transB`` respected), a bias
+    is normal with sigma 0.1, a BatchNormalization's four parameters come together (:func:`_bn_params`; gain 1/2
+    when its output feeds a Sum or Add: the residual branch), a per-channel Mul is uniform in 0.5..1.5 and a
+    per-channel Add normal with sigma 0.1. A constant in any other role keeps its fill value.
     """
     from onnx import numpy_helper
 
@@ -412,8 +413,8 @@ def randomize_light(proto, rng: np.random.Generator):
 
     def role(name: str) -> tuple[object, int] | None:
         users = consumers.get(name, [])
-        if len(users) == 1 and users[0][0].op_type == "Unsqueeze":
-            users = consumers.get(users[0][0].output[0], [])
+        if len(users) == 1 and users[0][0].op_type in ("Unsqueeze", "Reshape") and users[0][1] == 0:
+            users = consumers.get(users[0][0].output[0], [])  # a weight reshaped on its way (inception_v1)
         return users[0] if len(users) == 1 else None
 
     for node in g.node:  # BatchNormalization parameters in fours, in node order (deterministic)
@@ -431,7 +432,9 @@ def randomize_light(proto, rng: np.random.Generator):
             values[out] = _he(rng, shape, int(np.prod(shape[1:])), r[0].input[0] in rectified)
         elif op == "Gemm" and idx == 1:
             trans_b = any(a.name == "transB" and a.i for a in r[0].attribute)
-            values[out] = _he(rng, shape, shape[1] if trans_b else shape[0], r[0].input[0] in rectified)
+            dims = [d for d in shape if d != 1] or [1, 1]  # (1, 1, N, K) reshaped to (N, K) in inception_v1
+            fan_in = dims[-1] if trans_b else dims[0]
+            values[out] = _he(rng, shape, fan_in, r[0].input[0] in rectified)
         elif (op in ("Conv", "Gemm") and idx == 2) or op == "Add":
             values[out] = _bias(rng, int(np.prod(shape))).reshape(shape)
         elif op == "Mul":
