@@ -9,6 +9,7 @@ Presets are copies of the defaults with a few fields changed (see :mod:`cimforge
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -54,11 +55,23 @@ class ConfigError(ValueError):
         super().__init__(f"invalid {field} = {value!r}: allowed {allowed}")
 
 
+def _is_int(value: Any) -> bool:
+    """An integer and not a bool: ``8.0`` and ``True`` compare equal to integers, so ``==`` and ``in`` checks
+    alone would let them through to elaboration."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: A design name: an ASCII identifier (it prefixes every Verilog module and names ``<name>.v``). Non-ASCII letters
+#: pass ``str.isalnum`` but become escaped Verilog identifiers that tools cannot find by name; the length bound
+#: keeps ``<name>_cim_macro_...`` module and file names far below the file system's 255 bytes.
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
 def _check_int(block: str, name: str, value: Any, lo: int, hi: int | None = None, extra: str = "") -> None:
     allowed = f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}"
     if extra:
         allowed += f" {extra}"
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not _is_int(value):
         raise ConfigError(f"{block}.{name}", value, allowed)
     if value < lo or (hi is not None and value > hi):
         raise ConfigError(f"{block}.{name}", value, allowed)
@@ -94,7 +107,7 @@ class MacroConfig:
     def __post_init__(self) -> None:
         _check_int("macro", "rows", self.rows, 1, 1024)
         _check_int("macro", "pages", self.pages, 1, 64)
-        if self.max_wb not in WEIGHT_BITS or isinstance(self.max_wb, bool):
+        if not _is_int(self.max_wb) or self.max_wb not in WEIGHT_BITS:
             raise ConfigError("macro.max_wb", self.max_wb, f"one of {list(WEIGHT_BITS)}")
         _check_int("macro", "max_ab", self.max_ab, ACT_BITS[0], ACT_BITS[-1])
         _check_int("macro", "cols", self.cols, 1, 1024, extra=f"and a multiple of macro.max_wb ({self.max_wb})")
@@ -192,7 +205,7 @@ class FabricConfig:
 
     def __post_init__(self) -> None:
         _check_int("fabric", "n_macros", self.n_macros, 1, 64)
-        if self.rounding not in ROUNDINGS:
+        if not isinstance(self.rounding, str) or self.rounding not in ROUNDINGS:
             raise ConfigError("fabric.rounding", self.rounding, "one of " + ", ".join(ROUNDINGS))
         _check_int("fabric", "act_depth", self.act_depth, 64, 65536)
         _check_int("fabric", "weight_depth", self.weight_depth, 16, 65536)
@@ -201,7 +214,7 @@ class FabricConfig:
         _check_int("fabric", "ext_depth", self.ext_depth, 1024, 1 << 24)
         _check_int("fabric", "ext_latency", self.ext_latency, 1, 1024)
         _check_int("fabric", "ext_interval", self.ext_interval, 1, 64)
-        if self.acc_width != 32:
+        if not _is_int(self.acc_width) or self.acc_width != 32:
             raise ConfigError("fabric.acc_width", self.acc_width, "32 (int32 accumulators, TFLite requantisation)")
 
 
@@ -247,9 +260,9 @@ class CimConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or not self.name.replace("_", "").isalnum() \
-                or not self.name[0].isalpha():
-            raise ConfigError("name", self.name, "a non-empty identifier of letters, digits and '_'")
+        if not isinstance(self.name, str) or not NAME_PATTERN.fullmatch(self.name):
+            raise ConfigError("name", self.name, "an ASCII identifier: a letter, then up to 63 letters, digits "
+                                                 "or '_' (it names the Verilog modules)")
         for block, cls in (("macro", MacroConfig), ("fabric", FabricConfig), ("controller", ControllerConfig)):
             if not isinstance(getattr(self, block), cls):
                 raise ConfigError(block, getattr(self, block), f"a {cls.__name__}")
@@ -306,9 +319,12 @@ def load_config(path: str | Path) -> CimConfig:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
         raise ConfigError("config file", str(path), f"a readable TOML file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError("config file", str(path), f"a UTF-8 TOML file (byte {e.object[e.start]:#04x} at offset "
+                                                    f"{e.start} is not UTF-8)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

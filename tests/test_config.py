@@ -110,3 +110,37 @@ def test_precision_constants():
     from cimforge.gen.isa import LANE_BITS
     assert ACT_BITS == tuple(range(1, 9)) and WEIGHT_BITS == (1, 2, 4, 8)
     assert INT8_BITS == LANE_BITS == 8 and INT8_BITS in ACT_BITS and INT8_BITS in WEIGHT_BITS
+
+
+@pytest.mark.parametrize("block, kwargs, field", [
+    ("macro", {"max_wb": 8.0}, "macro.max_wb"),      # 8.0 == 8 and 8.0 in (1, 2, 4, 8): equality alone passes it
+    ("macro", {"max_wb": True}, "macro.max_wb"),     # True == 1
+    ("macro", {"max_ab": 8.0}, "macro.max_ab"),
+    ("fabric", {"acc_width": 32.0}, "fabric.acc_width"),
+    ("fabric", {"n_macros": True}, "fabric.n_macros"),
+    ("fabric", {"rounding": ["single"]}, "fabric.rounding"),
+    ("controller", {"load_queue": 8.0}, "controller.load_queue"),
+])
+def test_integers_are_integers(block, kwargs, field):
+    """Issue 15, class "integers are integers": a float or a bool equal to an allowed value is refused by name."""
+    from cimforge import ControllerConfig, FabricConfig
+    cls = {"macro": MacroConfig, "fabric": FabricConfig, "controller": ControllerConfig}[block]
+    with pytest.raises(ConfigError) as err:
+        cls(**kwargs)
+    assert err.value.field == field, str(err.value)
+
+
+@pytest.mark.parametrize("name", ["désign", "Ω", "a" * 65, "9lives", "_x", "a-b", ""])
+def test_design_names_are_ascii_identifiers(name):
+    """Non-ASCII names gave escaped Verilog identifiers that lint could not find; too long names too long files."""
+    with pytest.raises(ConfigError, match="ASCII identifier") as err:
+        CimConfig(name=name)
+    assert err.value.field == "name"
+    assert CimConfig(name="a" * 64).name == "a" * 64
+
+
+def test_config_file_not_utf8_is_a_config_error(tmp_path):
+    (tmp_path / "c.toml").write_bytes(b'name = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match="UTF-8") as err:
+        load_config(tmp_path / "c.toml")
+    assert err.value.field == "config file" and "0xe9" in str(err.value)
