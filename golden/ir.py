@@ -756,8 +756,8 @@ class Softmax(Layer):
 
     * ``"table"``: com.microsoft ``QLinearSoftmax``: a float32 table of ``exp((x - x_max + b) * s_in)`` (``b``
       keeps the sum below float32's range), a float32 sum in element order, then ``rint(t * floor(1 / s_out) /
-      sum) + zp_out`` with onnxruntime's saturation (uint8: at 255; int8: above 255 only, so a code above 127
-      wraps, as onnxruntime's kernel does).
+      sum) + zp_out``, saturated to the output dtype (onnxruntime 1.32's kernel; some older sources of it let
+      an int8 code above 127 wrap instead).
     * ``"float"``: ``DequantizeLinear -> Softmax -> QuantizeLinear``: the real softmax of the dequantized input,
       computed in float64, then quantized (round half to even, saturate).
 

@@ -263,10 +263,7 @@ def softmax(layer: Softmax, x, rounding: str | None = None) -> np.ndarray:
         t = table[rows - rows.max(axis=1, keepdims=True) + 255]  # float32
         total = np.cumsum(t, axis=1, dtype=np.float32)[:, -1:]  # one float32 sum in element order
         y_scale = np.floor(np.float32(1.0) / np.float32(out.scale)).astype(np.float32)
-        q = np.rint((t * y_scale) / total).astype(np.int64) + out.zero_point
-        # onnxruntime saturates only above 255; an int8 code above 127 wraps (its static_cast<int8_t>)
-        q = np.minimum(q, 255)
-        y = q if out.dtype == "uint8" else (q + 128) % 256 - 128
+        y = np.clip(np.rint((t * y_scale) / total).astype(np.int64) + out.zero_point, out.qmin, out.qmax)
     else:
         real = (rows - layer.input.zero_point) * float(layer.input.scale)
         e = np.exp(real - real.max(axis=1, keepdims=True))

@@ -1,0 +1,470 @@
+"""The operators beyond convolution and pooling, against onnxruntime: softmax (QLinearSoftmax and
+DequantizeLinear-Softmax-QuantizeLinear), LRN, an unfolded BatchNormalization, n-ary Sum, the channel shuffle,
+Clip(0, 6), weights with zero points (uint8, quantize_static(weight_type=QUInt8)), N-D QLinearMatMul, ConvInteger
+and MatMulInteger.
+
+Each case builds a small model with onnx.helper inside the test, quantizes it with onnxruntime's
+``quantize_static`` on seeded random calibration data where the operator comes from quantization (or builds the
+quantized node itself), imports it, and compares every IR tensor with onnxruntime's value layer by layer
+(``compare.layerwise``): each tensor within 1 LSB, and for requantising layers at least 99.9 % identical with
+``single`` rounding. Seeds are fixed and printed (``-s``).
+
+No case pairs uint8 activations with int8 weights (onnxruntime's U8S8 kernels; also uint8 weights with zero point
+128, which it converts to int8): without AVX-VNNI (this machine) they sum pairs of products with int16
+saturation and differ from the exact result by many LSB. tests/test_golden_ops_ort.py's uint8 cases fail on such
+a machine for that reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from cimforge.compiler.compile import compile_graph
+from cimforge.compiler.tiling import CompileError
+from cimforge.golden import ir
+from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, ort_tensors
+from cimforge.golden.onnx_build import make_model, qparams, run_ort
+from cimforge.golden.onnx_import import load_onnx
+from cimforge.golden.requant import multiply_by_quantized_multiplier, quantize_multiplier
+from cimforge.golden.runner import run_graph, run_layer
+from cimforge.presets import get_preset
+
+SEED = 2024
+N = 6
+
+
+# -- helpers -------------------------------------------------------------------------------------------------------
+
+def _float_model(nodes, x_shape, y_name, inits, opset=17):
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *x_shape])],
+        [helper.make_tensor_value_info(y_name, TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def _quantize(model, tmp_path, rng, x_shape, fmt="qdq", act="int8", weight="int8", **extra):
+    """``quantize_static`` of ``model`` on 16 seeded random calibration inputs; returns the quantized proto."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.data = iter([{"x": rng.standard_normal((1, *x_shape)).astype(np.float32)} for _ in range(16)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    src, dst = tmp_path / "float.onnx", tmp_path / f"q_{fmt}.onnx"
+    onnx.save(model, str(src))
+    qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ if fmt == "qdq" else
+                    QuantFormat.QOperator, activation_type=qt[act], weight_type=qt[weight],
+                    per_channel=extra.pop("per_channel", False), extra_options=extra or None)
+    return onnx.load(str(dst))
+
+
+def _layerwise(tag, model, x, requantised=True):
+    """Every IR tensor against onnxruntime's, layer by layer (each layer from onnxruntime's values of its inputs;
+    a tensor onnxruntime does not have, such as the inner sums of a Sum chain, from the golden model): max 1 LSB;
+    with single rounding >= 99.9 % identical where ``requantised``. Returns the graph."""
+    graph = load_onnx(model)
+    ref = ort_tensors(model, graph, {"x": x})
+    for mode in ("single", "double"):
+        vals = {}
+        for layer in graph.layers:
+            ins = [ref[t.name] if t.name in ref else vals[t.name] for t in layer.inputs]
+            vals[layer.output.name] = run_layer(layer, *ins, rounding=mode)
+        got = {k: v for k, v in vals.items() if k in ref}
+        a = compare_tensors(got, {k: ref[k] for k in got})
+        print(f"{tag} [{mode}]: {a.equal}/{a.elements} identical ({100 * a.fraction:.3f}%), max {a.max_diff} LSB")
+        assert got and a.max_diff <= MAX_LSB, f"{tag} [{mode}]: {a.format()}"
+        if mode == "single" and requantised:
+            assert a.worst_fraction >= AGREEMENT_MIN, f"{tag} [{mode}]: {a.format()}"
+    return graph
+
+
+def _exact_acc(layer, x):
+    """The accumulators of a Conv2d / Dense evaluated directly from the definition in float64 (no im2col, no
+    correction term): ``bias + sum (x - zp_in) * (w - zp_w)``; an independent check of the golden operator where
+    onnxruntime's own kernels are not exact (see the module docstring)."""
+    xc = x.astype(np.float64) - layer.input.zero_point
+    wz = layer.weight_zero_point.reshape(-1, *([1] * (layer.weight.ndim - 1)))
+    w = layer.weight.astype(np.float64) - wz
+    if isinstance(layer, ir.Dense):
+        return xc @ w.T + layer.bias
+    (pt, pl, pb, pr), (kh, kw), (ho, wo) = layer.padding, layer.kernel, layer.output.shape[1:]
+    xp = np.pad(xc, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    (sh, sw), g = layer.stride, layer.groups
+    y = np.zeros((x.shape[0], layer.out_channels, ho, wo))
+    n, cg = layer.out_channels // g, layer.in_channels // g
+    for ky in range(kh):
+        for kx in range(kw):
+            win = xp[:, :, ky:ky + sh * (ho - 1) + 1:sh, kx:kx + sw * (wo - 1) + 1:sw]
+            for gi in range(g):
+                y[:, gi * n:(gi + 1) * n] += np.einsum("nchw,oc->nohw", win[:, gi * cg:(gi + 1) * cg],
+                                                       w[gi * n:(gi + 1) * n, :, ky, kx])
+    return y + layer.bias[None, :, None, None]
+
+
+def _exact_codes(layer, x):
+    """Output codes from :func:`_exact_acc`, requantised in float64 (round half to even, as onnxruntime)."""
+    acc = _exact_acc(layer, x)
+    shape = (1, -1) + (1,) * (acc.ndim - 2) if isinstance(layer, ir.Conv2d) else (-1,)
+    real = acc * layer.input.scale * layer.weight_scale.reshape(shape) / layer.output.scale
+    return np.clip(np.rint(real) + layer.output.zero_point, layer.act_min, layer.act_max)
+
+
+def _conv(name, x, y, rng, cin, cout, k=3, pads=1, group=1):
+    w = (rng.standard_normal((cout, cin // group, k, k)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal(cout) * 0.1).astype(np.float32)
+    node = helper.make_node("Conv", [x, f"{name}_w", f"{name}_b"], [y], name=name, pads=[pads] * 4, group=group)
+    return node, {f"{name}_w": w, f"{name}_b": b}
+
+
+# -- the identity requantisation the channel shuffle relies on -----------------------------------------------------
+
+def test_multiplier_one_is_exact_in_both_roundings():
+    m, s = quantize_multiplier(1.0)
+    assert (m, s) == (2**30, 1)
+    x = np.concatenate([np.arange(-70000, 70000), [-2**30, 2**30 - 1, -2**29, 2**29]])
+    for mode in ("single", "double"):
+        np.testing.assert_array_equal(multiply_by_quantized_multiplier(x, m, s, mode), x)
+
+
+# -- softmax -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", range(8))
+def test_qlinearsoftmax_random(case):
+    rng = np.random.default_rng([SEED, case])
+    print(f"seed [{SEED}, {case}]")
+    dtype = ["uint8", "int8"][case % 2]
+    opset = [13, 12][case // 2 % 2]
+    shape = [(10,), (4, 7), (3, 2, 5), (1000,)][case // 2 % 4 if case < 6 else 3]
+    axis = -1 if opset >= 13 else 1
+    lo, hi = (0, 255) if dtype == "uint8" else (-128, 127)
+    x = rng.integers(lo, hi + 1, (N, *shape)).astype(dtype)
+    x_scale = float(np.float32(rng.uniform(0.02, 0.3)))
+    x_zp = int(rng.integers(lo, hi + 1))
+    y_zp = 0 if dtype == "uint8" else -128
+    init = {**qparams("x", x_scale, x_zp, dtype), **qparams("y", 1 / 256, y_zp, dtype)}
+    node = helper.make_node("QLinearSoftmax", ["x", "x_scale", "x_zp", "y_scale", "y_zp"], ["y"], name="sm",
+                            domain="com.microsoft", axis=axis, opset=opset)
+    model = make_model([node], {"x": (np.dtype(dtype), shape)}, {"y": np.dtype(dtype)}, init)
+    graph = load_onnx(model)
+    (layer,) = graph.layers
+    assert isinstance(layer, ir.Softmax) and layer.method == "table"
+    ref = run_ort(model, {"x": x})[0]
+    got = run_graph(graph, {"x": x})[graph.outputs[0]]
+    a = compare_tensors({"y": got}, {"y": ref})
+    print(f"QLinearSoftmax {dtype} opset {opset} {shape}: {a.equal}/{a.elements} identical, max {a.max_diff}")
+    assert a.max_diff == 0
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_dq_softmax_q_random(case):
+    rng = np.random.default_rng([SEED, 10 + case])
+    print(f"seed [{SEED}, {10 + case}]")
+    dtype = ["uint8", "int8"][case % 2]
+    shape = [(10,), (5, 8)][case // 2]
+    lo, hi = (0, 255) if dtype == "uint8" else (-128, 127)
+    x = rng.integers(lo, hi + 1, (N * 50, *shape)).astype(dtype)
+    x_scale, x_zp = float(np.float32(rng.uniform(0.02, 0.2))), int(rng.integers(lo, hi + 1))
+    y_zp = 0 if dtype == "uint8" else -128
+    init = {**qparams("x", x_scale, x_zp, dtype), **qparams("y", 1 / 256, y_zp, dtype)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "x_scale", "x_zp"], ["xf"]),
+             helper.make_node("Softmax", ["xf"], ["s"], name="sm", axis=-1),
+             helper.make_node("QuantizeLinear", ["s", "y_scale", "y_zp"], ["y"])]
+    model = make_model(nodes, {"x": (np.dtype(dtype), shape)}, {"y": np.dtype(dtype)}, init)
+    graph = load_onnx(model)
+    assert isinstance(graph.layers[0], ir.Softmax) and graph.layers[0].method == "float"
+    ref = run_ort(model, {"x": x})[0]
+    got = run_graph(graph, {"x": x})[graph.outputs[0]]
+    a = compare_tensors({"y": got}, {"y": ref})
+    print(f"DQ-Softmax-Q {dtype} {shape}: {a.equal}/{a.elements} identical ({100 * a.fraction:.4f}%), "
+          f"max {a.max_diff}")
+    assert a.max_diff <= MAX_LSB and a.fraction >= AGREEMENT_MIN
+
+
+@pytest.mark.parametrize("fmt", ["qoperator"])
+def test_classifier_softmax_quantized_by_onnxruntime(fmt, tmp_path):
+    """Gemm -> Softmax quantized by quantize_static: QLinearSoftmax at the end of the classifier."""
+    rng = np.random.default_rng([SEED, 20])
+    print(f"seed [{SEED}, 20]")
+    w = (rng.standard_normal((10, 16)) * 0.5).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["z"], name="fc", transB=1),
+             helper.make_node("Softmax", ["z"], ["y"], name="sm", axis=-1)]
+    model = _quantize(_float_model(nodes, (16,), "y", {"w": w, "b": np.zeros(10)}, opset=13), tmp_path, rng,
+                      (16,), fmt=fmt)
+    x = rng.standard_normal((64, 16)).astype(np.float32)
+    graph = _layerwise(f"gemm-softmax {fmt}", model, x)
+    assert [type(layer).__name__ for layer in graph.layers] == ["Dense", "Softmax"]
+    with pytest.raises(CompileError, match=r"layer '.*': kind softmax does not run on the fabric .* host side"):
+        compile_graph(graph, get_preset("default"))
+
+
+# -- LRN -----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_lrn_between_convolutions(fmt, tmp_path):
+    rng = np.random.default_rng([SEED, 30])
+    print(f"seed [{SEED}, 30]")
+    c1, i1 = _conv("c1", "x", "a", rng, 3, 8)
+    c2, i2 = _conv("c2", "n", "y", rng, 8, 4)
+    nodes = [c1, helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("LRN", ["r"], ["n"], name="lrn", size=5, alpha=1e-2, beta=0.75, bias=2.0), c2]
+    model = _quantize(_float_model(nodes, (3, 8, 8), "y", {**i1, **i2}), tmp_path, rng, (3, 8, 8), fmt=fmt)
+    x = rng.standard_normal((N, 3, 8, 8)).astype(np.float32)
+    graph = _layerwise(f"conv-lrn-conv {fmt}", model, x)
+    assert "LRN" in [type(layer).__name__ for layer in graph.layers]
+    with pytest.raises(CompileError, match=r"kind lrn does not run on the fabric"):
+        compile_graph(graph, get_preset("default"))
+
+
+# -- folded at import: BatchNormalization, Sum, channel shuffle, Clip ----------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_batchnorm_after_add_is_a_depthwise_conv(fmt, tmp_path):
+    """A BatchNormalization that cannot fold into a convolution (it follows an Add) becomes a per-channel
+    affine: a depthwise 1x1 convolution with +-127 weights."""
+    rng = np.random.default_rng([SEED, 40])
+    print(f"seed [{SEED}, 40]")
+    c1, i1 = _conv("c1", "x", "a", rng, 4, 6)
+    c2, i2 = _conv("c2", "x", "b", rng, 4, 6)
+    c3, i3 = _conv("c3", "n", "y", rng, 6, 3)
+    bn = {"g": rng.uniform(0.5, 2.0, 6) * rng.choice([-1, 1], 6), "beta": rng.standard_normal(6) * 0.2,
+          "mean": rng.standard_normal(6) * 0.3, "var": rng.uniform(0.5, 2.0, 6)}
+    nodes = [c1, c2, helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+             helper.make_node("BatchNormalization", ["s", "g", "beta", "mean", "var"], ["n"], name="bn"), c3]
+    model = _quantize(_float_model(nodes, (4, 6, 6), "y", {**i1, **i2, **i3, **bn}), tmp_path, rng, (4, 6, 6),
+                      fmt=fmt)
+    x = rng.standard_normal((N * 4, 4, 6, 6)).astype(np.float32)
+    graph = _layerwise(f"add-bn {fmt}", model, x, requantised=False)
+    dw = [layer for layer in graph.layers if isinstance(layer, ir.Conv2d) and layer.is_depthwise]
+    assert len(dw) == 1 and set(np.abs(dw[0].weight.ravel())) <= {127}
+    # The weights are exact (+-127 * |a|/127); the int32 bias is rounded at s_in * s_w, up to half of
+    # s_in * s_w / s_out output LSB: only outputs that close to a rounding tie can differ from onnxruntime's float
+    # BatchNormalization (about twice that fraction).
+    bn_layer = dw[0]
+    err = 0.5 * bn_layer.input.scale * bn_layer.weight_scale.max() / bn_layer.output.scale
+    ref = ort_tensors(model, graph, {"x": x})
+    got = run_layer(bn_layer, ref[bn_layer.input.name], rounding="single")
+    a = compare_tensors({"bn": got}, {"bn": ref[bn_layer.output.name]})
+    print(f"add-bn {fmt}: bias error up to {err:.4f} LSB, {100 * (1 - a.fraction):.3f}% differ")
+    assert a.max_diff <= 1 and 1 - a.fraction <= 4 * err + 4 / a.elements
+
+
+@pytest.mark.parametrize("n_inputs", [2, 3])
+def test_sum_is_a_chain_of_adds(n_inputs, tmp_path):
+    rng = np.random.default_rng([SEED, 50 + n_inputs])
+    print(f"seed [{SEED}, {50 + n_inputs}]")
+    convs, inits = [], {}
+    for i in range(n_inputs):
+        c, ini = _conv(f"c{i}", "x", f"a{i}", rng, 3, 4)
+        convs.append(c)
+        inits.update(ini)
+    last, ini = _conv("last", "s", "y", rng, 4, 2)
+    nodes = convs + [helper.make_node("Sum", [f"a{i}" for i in range(n_inputs)], ["s"], name="sum"), last]
+    model = _quantize(_float_model(nodes, (3, 5, 5), "y", {**inits, **ini}), tmp_path, rng, (3, 5, 5))
+    x = rng.standard_normal((N, 3, 5, 5)).astype(np.float32)
+    graph = _layerwise(f"sum of {n_inputs}", model, x, requantised=n_inputs == 2)
+    assert sum(isinstance(layer, ir.Add) for layer in graph.layers) == n_inputs - 1
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_channel_shuffle_is_a_permutation_conv(fmt, tmp_path):
+    rng = np.random.default_rng([SEED, 60])
+    print(f"seed [{SEED}, 60]")
+    g, cg = 3, 4
+    c1, i1 = _conv("c1", "x", "a", rng, 4, g * cg, k=1, pads=0, group=1)
+    c2, i2 = _conv("c2", "s", "y", rng, g * cg, 4)
+    shapes = {"shape5": np.array([0, g, cg, 5, 5]), "shape4": np.array([0, g * cg, 5, 5])}
+    nodes = [c1, helper.make_node("Reshape", ["a", "shape5"], ["r5"], name="split"),
+             helper.make_node("Transpose", ["r5"], ["t5"], name="shuffle", perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["t5", "shape4"], ["s"], name="merge"), c2]
+    fm = _float_model(nodes, (4, 5, 5), "y", {**i1, **i2})
+    for k, v in shapes.items():
+        fm.graph.initializer.append(numpy_helper.from_array(v.astype(np.int64), k))
+    model = _quantize(fm, tmp_path, rng, (4, 5, 5), fmt=fmt)
+    x = rng.standard_normal((N, 4, 5, 5)).astype(np.float32)
+    graph = _layerwise(f"shuffle {fmt}", model, x)
+    perm = [layer for layer in graph.layers if layer.name.startswith("merge")]
+    assert len(perm) == 1 and isinstance(perm[0], ir.Conv2d) and perm[0].kernel == (1, 1)
+    assert not any(isinstance(layer, ir.Reshape) for layer in graph.layers)
+    # the permutation with its identity requantisation copies the codes: out[b*g + a] = x[a*cg + b]
+    src = run_graph(graph, ops_input(graph, x))
+    moved = src[perm[0].input.name].reshape(N, g, cg, 5, 5).transpose(0, 2, 1, 3, 4).reshape(N, g * cg, 5, 5)
+    np.testing.assert_array_equal(src[perm[0].output.name], moved)
+
+
+def ops_acc(layer, x):
+    from cimforge.golden import ops
+    return (ops.conv2d_acc if isinstance(layer, ir.Conv2d) else ops.dense_acc)(layer, x)
+
+
+def ops_input(graph, x):
+    from cimforge.golden import ops
+    return {graph.inputs[0].name: ops.quantize(x, graph.inputs[0])}
+
+
+def test_clip_0_6_is_relu6(tmp_path):
+    rng = np.random.default_rng([SEED, 70])
+    print(f"seed [{SEED}, 70]")
+    c1, i1 = _conv("c1", "x", "a", rng, 3, 4)
+    nodes = [c1, helper.make_node("Clip", ["a", "lo", "hi"], ["y"], name="relu6")]
+    model = _quantize(_float_model(nodes, (3, 6, 6), "y", {**i1, "lo": np.float32(0), "hi": np.float32(6)}),
+                      tmp_path, rng, (3, 6, 6))
+    x = (rng.standard_normal((N, 3, 6, 6)) * 4).astype(np.float32)
+    graph = _layerwise("conv-clip(0,6)", model, x)
+    (conv,) = graph.layers
+    out = conv.output
+    assert conv.act_min == max(out.qmin, out.zero_point)
+    assert conv.act_max == min(out.qmax, out.zero_point + int(np.rint(6 / out.scale)))
+
+
+# -- weights with zero points ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_uint8_weights_with_zero_points(fmt, symmetric, per_channel, tmp_path):
+    """quantize_static(weight_type=QUInt8): symmetric weights (zero point 128) are plain int8 weights;
+    asymmetric ones keep their zero points and the golden convolution and matrix product subtract the
+    correction term."""
+    case = 100 + 4 * (fmt == "qdq") + 2 * symmetric + per_channel
+    rng = np.random.default_rng([SEED, case])
+    print(f"seed [{SEED}, {case}]")
+    c1, i1 = _conv("c1", "x", "a", rng, 3, 5)
+    i1["c1_w"] = i1["c1_w"] + 0.2  # off-centre weights: asymmetric zero points far from 128
+    w = (rng.standard_normal((5 * 4 * 4, 7)) * 0.2 + 0.1).astype(np.float32)
+    nodes = [c1, helper.make_node("Relu", ["a"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
+             helper.make_node("MatMul", ["f", "fc_w"], ["y"], name="fc")]
+    model = _quantize(_float_model(nodes, (3, 4, 4), "y", {**i1, "fc_w": w}), tmp_path, rng, (3, 4, 4), fmt=fmt,
+                      act="uint8", weight="uint8", per_channel=per_channel, WeightSymmetric=symmetric)
+    x = rng.standard_normal((32, 3, 4, 4)).astype(np.float32)
+    tag = f"uint8 weights {fmt} {'symmetric' if symmetric else 'asymmetric'} {'per-channel' if per_channel else 'per-tensor'}"
+    if fmt == "qoperator" and per_channel:
+        # onnxruntime's QLinearConv turns per-channel uint8 weights into int8 ones and runs its U8S8 kernel,
+        # which saturates here (up to 45 LSB off): judge the golden operators by the exact evaluation instead
+        graph = load_onnx(model)
+        ref = ort_tensors(model, graph, {"x": x})
+        for layer in graph.weighted_layers:
+            xin = ref[layer.input.name]
+            np.testing.assert_array_equal(ops_acc(layer, xin), _exact_acc(layer, xin))
+            got = run_layer(layer, xin, rounding="single")
+            a = compare_tensors({"y": got}, {"y": _exact_codes(layer, xin)})
+            print(f"{tag} {layer.name} vs exact evaluation: {a.equal}/{a.elements} identical, max {a.max_diff}")
+            assert a.max_diff <= MAX_LSB and a.fraction >= AGREEMENT_MIN
+    else:
+        graph = _layerwise(tag, model, x)
+    weighted = graph.weighted_layers
+    assert len(weighted) == 2
+    # onnxruntime's zero points (its QDQ quantizer keeps per-channel uint8 weights symmetric even when asked not
+    # to); full-range uint8 codes minus a zero point other than 128 leave int8, so those keep theirs
+    zps = np.concatenate([numpy_helper.to_array(i).ravel() for i in model.graph.initializer
+                          if i.name.endswith("_w_zero_point")])
+    if symmetric or np.all(zps == 128):
+        assert not any(layer.has_weight_zero_point for layer in weighted)
+    else:
+        assert any(layer.has_weight_zero_point for layer in weighted)
+        with pytest.raises(CompileError, match=r"weight zero point"):
+            compile_graph(graph, get_preset("default"))
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_nd_qlinearmatmul_random(case):
+    rng = np.random.default_rng([SEED, 200 + case])
+    print(f"seed [{SEED}, {200 + case}]")
+    # onnxruntime has no int8 x uint8 QLinearMatMul and its uint8 x int8 one saturates (module docstring)
+    dtype = ["uint8", "int8"][case % 2]
+    w_dtype = np.uint8 if dtype == "uint8" else np.int8
+    lead = [(3,), (2, 4), (5,)][case // 2]
+    k, n = int(rng.integers(4, 20)), int(rng.integers(2, 9))
+    lo, hi = (0, 255) if dtype == "uint8" else (-128, 127)
+    x = rng.integers(lo, hi + 1, (N, *lead, k)).astype(dtype)
+    b = rng.integers(0, 256, (k, n)).astype(np.uint8) if w_dtype == np.uint8 else \
+        rng.integers(-128, 128, (k, n)).astype(np.int8)
+    b_zp = int(rng.integers(60, 200)) if w_dtype == np.uint8 else int(rng.integers(-20, 20))
+    x_scale, w_scale = float(np.float32(rng.uniform(0.01, 0.05))), float(np.float32(rng.uniform(0.005, 0.03)))
+    real = ((x.astype(np.float64) - (x_zp := int(rng.integers(lo, hi + 1)))) @ (b.astype(np.float64) - b_zp)
+            * x_scale * w_scale)
+    y_scale = float(np.float32((np.percentile(real, 99) - np.percentile(real, 1)) / 255))
+    y_zp = int(np.clip(np.rint(lo - np.percentile(real, 1) / y_scale), lo, hi))
+    init = {**qparams("x", x_scale, x_zp, dtype), "b": b, **qparams("b", w_scale, b_zp, w_dtype),
+            **qparams("y", y_scale, y_zp, dtype)}
+    node = helper.make_node("QLinearMatMul", ["x", "x_scale", "x_zp", "b", "b_scale", "b_zp", "y_scale", "y_zp"],
+                            ["y"], name="mm")
+    model = make_model([node], {"x": (np.dtype(dtype), (*lead, k))}, {"y": np.dtype(dtype)}, init)
+    graph = load_onnx(model)
+    (layer,) = graph.layers
+    assert isinstance(layer, ir.MatMul) and layer.output.shape == (*lead, n)
+    ref = run_ort(model, {"x": x})[0]
+    for mode in ("single", "double"):
+        got = run_graph(graph, {"x": x}, rounding=mode)[graph.outputs[0]]
+        a = compare_tensors({"y": got}, {"y": ref})
+        print(f"N-D QLinearMatMul {dtype} x {np.dtype(w_dtype)} (zp {b_zp}) {lead}x{k}x{n} [{mode}]: "
+              f"{a.equal}/{a.elements} identical, max {a.max_diff} LSB")
+        assert a.max_diff <= MAX_LSB
+        if mode == "single":
+            assert a.fraction >= AGREEMENT_MIN
+    # the (positions, features) graph input is refused first, as any tensor that is not (C, H, W) or (F,)
+    with pytest.raises(CompileError, match=r"kind matmul does not run on the fabric|allowed \(C, H, W\) or \(F,\)"):
+        compile_graph(graph, get_preset("default"))
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_conv_integer_and_matmul_integer_random(case):
+    rng = np.random.default_rng([SEED, 300 + case])
+    print(f"seed [{SEED}, {300 + case}]")
+    x_dtype = ["uint8", "int8"][case % 2]
+    w_dtype = ["uint8", "int8"][case // 2 % 2]
+    lo, hi = (0, 255) if x_dtype == "uint8" else (-128, 127)
+    wlo, whi = (0, 255) if w_dtype == "uint8" else (-128, 127)
+    x_zp, w_zp = int(rng.integers(lo, hi + 1)), int(rng.integers(wlo, whi + 1))
+    if case < 4:  # ConvInteger
+        cin, cout, kk = int(rng.integers(1, 5)), int(rng.integers(1, 6)), int(rng.integers(1, 4))
+        shape = (cin, 7, 6)
+        w = rng.integers(wlo, whi + 1, (cout, cin, kk, kk)).astype(w_dtype)
+        w_zps = np.array(w_zp, w_dtype) if case % 3 else rng.integers(wlo, whi + 1, cout).astype(w_dtype)
+        node = helper.make_node("ConvInteger", ["x", "w", "x_zp", "w_zp"], ["y"], name="ci", pads=[1, 0, 0, 1],
+                                strides=[1, 2])
+        cls = ir.ConvInteger
+    else:  # MatMulInteger, N-D
+        k, n = int(rng.integers(3, 30)), int(rng.integers(1, 8))
+        shape = (3, k)
+        w = rng.integers(wlo, whi + 1, (k, n)).astype(w_dtype)
+        w_zps = rng.integers(wlo, whi + 1, n).astype(w_dtype)  # per column
+        node = helper.make_node("MatMulInteger", ["x", "w", "x_zp", "w_zp"], ["y"], name="mi")
+        cls = ir.MatMulInteger
+    x = rng.integers(lo, hi + 1, (N, *shape)).astype(x_dtype)
+    init = {"w": w, "x_zp": np.array(x_zp, x_dtype), "w_zp": w_zps}
+    model = make_model([node], {"x": (np.dtype(x_dtype), shape)}, {"y": np.dtype(np.int32)}, init)
+    graph = load_onnx(model)
+    (layer,) = graph.layers
+    assert type(layer) is cls and layer.output.dtype == "int32"
+    got = run_graph(graph, {"x": x})[graph.outputs[0]]
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, _exact_acc(layer, x))
+    ref = run_ort(model, {"x": x})[0]
+    print(f"{cls.__name__} x {x_dtype} (zp {x_zp}) w {w_dtype} zp {np.asarray(w_zps).ravel()[:4]}: "
+          f"{int((got == ref).sum())}/{ref.size} identical to onnxruntime")
+    if x_dtype == w_dtype:  # mixed signedness: onnxruntime's kernels saturate here (module docstring)
+        np.testing.assert_array_equal(got, ref)
+    with pytest.raises(CompileError, match=rf"kind {cls.kind} does not run on the fabric|allowed \(C, H, W\)"):
+        compile_graph(graph, get_preset("default"))
+
+
+def test_int32_tensors_only_leave_the_graph():
+    x = ir.TensorInfo("x", (4,), "uint8", 1.0, 3)
+    mi = ir.MatMulInteger(name="mi", inputs=(x,), output=ir.TensorInfo("y", (2,), "int32", 1.0, 0),
+                          weight=np.ones((2, 4), np.int8))
+    with pytest.raises(ir.IRError, match=r"dense layer 'fc': invalid input dtype"):
+        ir.Dense(name="fc", inputs=(mi.output,), output=ir.TensorInfo("z", (2,), "int8", 1.0, 0),
+                 weight=np.ones((2, 2), np.int8))
+    with pytest.raises(ir.IRError, match=r"dense layer 'fc': invalid output dtype = 'int32'"):
+        ir.Dense(name="fc", inputs=(x,), output=ir.TensorInfo("z", (2,), "int32", 1.0, 0),
+                 weight=np.ones((2, 4), np.int8))
