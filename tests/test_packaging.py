@@ -22,32 +22,34 @@ import pytest
 from cimforge.golden.datasets import DIGITS_SPLIT, MODELS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
-PACKAGES: list[str] = SETUPTOOLS["packages"]
-PACKAGE_DIR: dict[str, str] = SETUPTOOLS["package-dir"]
-PACKAGE_DATA: dict[str, list[str]] = SETUPTOOLS["package-data"]
 #: What the code reads from the models folder (golden/datasets.py, sim/cosim.py, the CLI's defaults).
 MODEL_FILES = ("digits_split.json", "digits_models.json", "digits_cnn_qop.onnx", "digits_cnn_qdq.onnx",
                "digits_resnet_qop.onnx", "digits_resnet_qdq.onnx", "digits_cnn_float.onnx",
                "digits_resnet_float.onnx")
 
 
-def _source_dir(package: str, root: Path = ROOT) -> Path:
+def _setuptools(root: Path = ROOT) -> dict:
+    """``[tool.setuptools]`` of ``root/pyproject.toml`` (read afresh: another engineer may add a package while
+    the tests run, and the wheel is judged by the pyproject it was built from)."""
+    return tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
+def _source_dir(package: str, root: Path = ROOT, setup: dict | None = None) -> Path:
     """The folder a package is built from: its own package-dir entry, else its parent's plus its last name."""
-    if package in PACKAGE_DIR:
-        return root / PACKAGE_DIR[package]
+    package_dir = (setup or _setuptools(root))["package-dir"]
+    if package in package_dir:
+        return root / package_dir[package]
     parent, _, name = package.rpartition(".")
-    return _source_dir(parent, root) / name
+    return _source_dir(parent, root, setup) / name
 
 
 def _expected_files(root: Path) -> set[str]:
     """Every file the wheel built from ``root`` must hold: each listed package's modules and package data."""
-    files = set()
-    for package in PACKAGES:
-        src, dest = _source_dir(package, root), package.replace(".", "/")
+    setup, files = _setuptools(root), set()
+    for package in setup["packages"]:
+        src, dest = _source_dir(package, root, setup), package.replace(".", "/")
         files |= {f"{dest}/{p.name}" for p in src.glob("*.py")}
-        for pattern in PACKAGE_DATA.get(package, []):
+        for pattern in setup["package-data"].get(package, []):
             files |= {f"{dest}/{p.relative_to(src).as_posix()}" for p in src.glob(pattern)}
     return files
 
@@ -55,15 +57,16 @@ def _expected_files(root: Path) -> set[str]:
 def test_every_package_folder_is_listed():
     """A subpackage added under a mapped folder but not named in pyproject's packages would be left out of the
     wheel silently (an editable install still finds it); so would a data folder without a package entry."""
-    listed = {_source_dir(p).resolve() for p in PACKAGES}
-    for root in {_source_dir(p) for p in PACKAGE_DIR}:
+    setup = _setuptools()
+    listed = {_source_dir(p, ROOT, setup).resolve() for p in setup["packages"]}
+    for root in {_source_dir(p, ROOT, setup) for p in setup["package-dir"]}:
         for init in root.rglob("__init__.py"):
             assert init.parent.resolve() in listed, f"{init.parent.relative_to(ROOT)} is not in pyproject's packages"
-    for package in PACKAGE_DATA:
-        assert package in PACKAGES, f"package-data for {package!r}, which is not in packages"
+    for package in setup["package-data"]:
+        assert package in setup["packages"], f"package-data for {package!r}, which is not in packages"
     # The data folders the code reads are packages of their own (no 'absent from packages' warning).
-    assert _source_dir("cimforge.synth.baselines") == ROOT / "synth" / "baselines"
-    assert _source_dir("cimforge.models") == ROOT / "models"
+    assert _source_dir("cimforge.synth.baselines", ROOT, setup) == ROOT / "synth" / "baselines"
+    assert _source_dir("cimforge.models", ROOT, setup) == ROOT / "models"
 
 
 def test_models_dir_is_the_models_package():
@@ -84,7 +87,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    for top in sorted({Path(d).parts[0] for d in PACKAGE_DIR.values()}):
+    for top in sorted({Path(d).parts[0] for d in _setuptools(src)["package-dir"].values()}):
         shutil.copytree(ROOT / top, src / top, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp / "dist"
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
@@ -126,7 +129,8 @@ def test_wheel_entry_point(wheel):
         (ep_name,) = [n for n in z.namelist() if n.endswith(".dist-info/entry_points.txt")]
         eps = configparser.ConfigParser()
         eps.read_string(z.read(ep_name).decode())
-    assert dict(eps["console_scripts"]) == PYPROJECT["project"]["scripts"] == {"cimforge": "cimforge.cli:main"}
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert dict(eps["console_scripts"]) == scripts == {"cimforge": "cimforge.cli:main"}
 
 
 @pytest.fixture(scope="module")
