@@ -41,7 +41,7 @@ from .ir import (LRN, AvgPool, Clamp, CLAMPABLE, Concat, Conv2d, ConvInteger, De
                  with_clamp)
 from .requant import NumericsError
 
-__all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS", "load_onnx_shapes", "UnknownOpWarning",
+__all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_OPS", "IMPORTS_TO", "load_onnx_shapes", "UnknownOpWarning",
            "unknown_ops_message"]
 
 
@@ -1058,6 +1058,44 @@ _QLINEAR_INPUTS = {
 _MS_OPS = {"QGemm", "QLinearAdd", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax"}
 #: Operator types the importer understands.
 SUPPORTED_OPS = tuple(sorted(n[3:] for n in dir(_Importer) if n.startswith("op_")))
+
+#: ONNX operator -> (IR kinds it imports to, how); the operator support table (docs/operators.md) is generated
+#: from it, and tests/test_golden_ops_operators.py checks it names every operator of :data:`SUPPORTED_OPS`.
+IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
+    "QLinearConv": (("conv2d",), "QOperator"),
+    "Conv": (("conv2d",), "QDQ"),
+    "ConvInteger": (("conv_integer",), "int32 output"),
+    "QLinearMatMul": (("dense", "matmul"), "QOperator; an N-D input is a `matmul`"),
+    "MatMul": (("dense", "matmul"), "QDQ; an N-D input is a `matmul`"),
+    "MatMulInteger": (("matmul_integer",), "int32 output"),
+    "QGemm": (("dense",), "QOperator (com.microsoft)"),
+    "Gemm": (("dense",), "QDQ"),
+    "QLinearAdd": (("add",), "QOperator (com.microsoft)"),
+    "Add": (("add",), "float add between DequantizeLinear and QuantizeLinear"),
+    "Sum": (("add",), "n-ary float Sum: a chain of n - 1 adds"),
+    "MaxPool": (("maxpool",), "on codes or QDQ"),
+    "QLinearAveragePool": (("avgpool",), "QOperator (com.microsoft)"),
+    "AveragePool": (("avgpool",), "QDQ"),
+    "QLinearGlobalAveragePool": (("global_avgpool",), "QOperator (com.microsoft)"),
+    "GlobalAveragePool": (("global_avgpool",), "QDQ"),
+    "QLinearConcat": (("concat",), "QOperator (com.microsoft)"),
+    "Concat": (("concat",), "on codes or QDQ"),
+    "Reshape": (("reshape", "conv2d"), "a channel shuffle's last Reshape is a permutation `conv2d`"),
+    "Flatten": (("reshape",), "axis 1"),
+    "Transpose": (("conv2d",), "only the channel shuffle (perm 0, 2, 1, 3, 4): a permutation 1x1 `conv2d`"),
+    "Relu": (("clamp",), "fused into the producer's output clamp where exact, else a `clamp`"),
+    "Clip": (("clamp",), "ReLU6 / Clip: fused into the producer's output clamp where exact, else a `clamp`"),
+    "BatchNormalization": (("conv2d",), "left between DequantizeLinear and QuantizeLinear: a depthwise 1x1 "
+                                        "`conv2d`"),
+    "QLinearSoftmax": (("softmax",), "com.microsoft; `method` \"table\""),
+    "Softmax": (("softmax",), "between DequantizeLinear and QuantizeLinear; `method` \"float\""),
+    "LRN": (("lrn",), "between DequantizeLinear and QuantizeLinear"),
+    "QuantizeLinear": ((), "graph-input quantisation, or the end of a QDQ layer"),
+    "DequantizeLinear": ((), "the start of a QDQ layer, or weights and biases"),
+    "Identity": ((), "no layer"),
+    "Dropout": ((), "no layer (inference)"),
+    "Constant": ((), "a constant"),
+}
 
 
 def load_onnx(model, name: str | None = None) -> Graph:

@@ -468,3 +468,23 @@ def test_int32_tensors_only_leave_the_graph():
     with pytest.raises(ir.IRError, match=r"dense layer 'fc': invalid output dtype = 'int32'"):
         ir.Dense(name="fc", inputs=(x,), output=ir.TensorInfo("z", (2,), "int32", 1.0, 0),
                  weight=np.ones((2, 4), np.int8))
+
+
+# -- the support table -----------------------------------------------------------------------------------------------
+
+def test_docs_operators_md_is_fresh():
+    """docs/operators.md is what the registries render (regenerate with the command it names)."""
+    from pathlib import Path
+
+    from cimforge.compiler.lowering import support
+
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "operators.md").read_text()
+    assert committed == support.operators_markdown(), f"docs/operators.md is stale: run `{support.MARKDOWN_COMMAND}`"
+
+
+def test_the_import_table_names_every_operator_and_kind():
+    from cimforge.golden.onnx_import import IMPORTS_TO, SUPPORTED_OPS
+
+    assert set(IMPORTS_TO) == set(SUPPORTED_OPS)
+    kinds = {k for ks, _ in IMPORTS_TO.values() for k in ks}
+    assert kinds == set(ir.LAYER_KINDS), "every kind is made by some operator, and no operator names another"

@@ -13,7 +13,7 @@ from ..state import Step, TensorLayouts
 from ..tiling import CompileError
 from .base import Lowering
 
-__all__ = ["LOWERING", "LAYERS", "HOST_REASONS", "refusal"]
+__all__ = ["LOWERING", "LAYERS", "HOST_REASONS", "HOST_SIDE", "refusal"]
 
 #: The IR classes this module "lowers" (refuses), with why the fabric does not run them.
 HOST_REASONS: dict[type[Layer], str] = {
@@ -23,6 +23,9 @@ HOST_REASONS: dict[type[Layer], str] = {
     ConvInteger: "its output is a raw int32 accumulator, the fabric writes requantised int8 codes",
     MatMulInteger: "its output is a raw int32 accumulator, the fabric writes requantised int8 codes",
 }
+#: The kinds that belong on the host side of a run (the end of a classifier, a normalisation): the others are
+#: golden-model operators only.
+HOST_SIDE = (Softmax, LRN)
 LAYERS = tuple(HOST_REASONS)
 
 

@@ -1,0 +1,133 @@
+"""The operator support table (docs/operators.md), rendered from the registries: for every IR layer kind
+(:data:`cimforge.golden.ir.LAYER_KINDS`) the ONNX operators that import to it
+(:data:`cimforge.golden.onnx_import.IMPORTS_TO`), its golden operator (:data:`cimforge.golden.runner.LAYER_FUNCTIONS`)
+and where it runs (:data:`cimforge.compiler.lowering.LOWERINGS`: a fabric lowering, the host side of a run, or the
+golden model only). ``python -m cimforge.compiler.lowering.support --markdown > docs/operators.md``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["operators_markdown", "MARKDOWN_COMMAND", "where_it_runs"]
+
+MARKDOWN_COMMAND = "python -m cimforge.compiler.lowering.support --markdown > docs/operators.md"
+
+_INTRO = """\
+Every layer kind of the IR (golden/ir.py), the ONNX operators the importer turns into it, the golden operator
+that computes it, and where it runs in a simulation: on the fabric (the lowering that maps it onto an engine),
+on the **host** side of a run (no engine; the golden operator computes it from the fabric's output), or in the
+**golden only** (the compiler refuses it with a `CompileError` naming the layer and its kind). How the golden
+model is judged against onnxruntime: docs/golden.md; adding a kind: docs/adding-an-operation.md."""
+
+_NOTES = """\
+## Which computation each operator reproduces, and what is exact
+
+**Softmax.** Two golden computations, one per form, each the one that reproduces onnxruntime's result:
+
+* `QLinearSoftmax` (com.microsoft, the QOperator form) is computed as onnxruntime's CPU kernel does: a table of
+  `float32(exp((i - 255 + b) * s_in))` for `i = x - max(x) + 255` (computed in double; `b = max(0, log(FLT_MAX
+  / D) - 5) / s_in` keeps the sum of `D` entries finite), a float32 sum in element order, then
+  `rint(t * floor(1 / s_out) / sum) + zp_out` saturated to the dtype. This is float arithmetic in the same order
+  as the kernel, so it is bit-exact (tests/test_golden_ops_operators.py: 0 LSB on every case, int8 and uint8,
+  opset 12's flattened axes and opset 13's single axis). TFLite's integer softmax was not chosen: it is a
+  different function of the codes (its own exp and reciprocal approximations) and would differ from
+  onnxruntime by 1 LSB on a visible fraction of the outputs, for no hardware gain (no engine runs either).
+* `DequantizeLinear -> Softmax -> QuantizeLinear` (QDQ, or a model written so) is the real softmax of the
+  dequantized codes in float64, quantized with round half to even. onnxruntime computes the softmax in float32
+  with its own exp; the two agree except where a value falls within float32 rounding of a quantisation tie
+  (measured: >= 99.9 % identical, max 1 LSB).
+
+**LRN** is only ever between a `DequantizeLinear` and a `QuantizeLinear` (onnxruntime does not quantize it):
+the ONNX definition on the dequantized input in float64, then quantized. Same judgement as the float softmax:
+within 1 LSB, identical except near ties.
+
+**BatchNormalization** left between `DequantizeLinear` and `QuantizeLinear` (not folded into a convolution,
+e.g. after a concatenation or an add) is the per-channel affine `a x + b` (`a = scale / sqrt(var + eps)`,
+`b = B - mean a`) as a depthwise 1x1 `conv2d`, quantized as onnxruntime quantizes convolution weights: per
+channel symmetric int8, so `w = +-127` and `s_w = |a| / 127` (exact up to float32 rounding of the scale), and
+an int32 bias at `s_in s_w`. The bias is the one rounded quantity: it is off by at most half of `s_in s_w /
+s_out` output LSB (0.005 LSB in the test), so outputs within that distance of a rounding tie may differ from
+onnxruntime's float BatchNormalization by 1 LSB (measured 0.4 %; the test asserts the bound).
+
+**Sum** of two inputs is exactly an `add` (TFLite's integer addition). Of `n > 2` inputs it is a chain of
+`n - 1` adds whose inner sums are quantized like the output: each link rounds once more, so the result is
+within 1 LSB of onnxruntime's float sum but not >= 99.9 % identical (measured 94 % for three inputs), and an
+inner sum saturates where the partial sum leaves the output's range. ResNet-50's Sums have two inputs.
+
+**Channel shuffle** (`Reshape (N, g, C/g, H, W) -> Transpose (0, 2, 1, 3, 4) -> Reshape (N, C, H, W)`, in QDQ
+or on codes) is a 1x1 `conv2d` whose weights are the permutation matrix (`w[b g + a, a C/g + b] = 1`), weight
+scale 1 and bias 0, so the MAC engine runs it with no new RTL. Input and output share the quantisation, so the
+requantisation multiplier is exactly 1.0: `QuantizeMultiplier(1.0) = (2**30, 1)` and
+`MultiplyByQuantizedMultiplier(x, 2**30, 1) = x` for every accumulator in both rounding forms (`double`:
+`SRDHM(2x, 2**30) = x`, no right shift; `single`: `(x 2**30 + 2**29) >> 30 = x`; tested for |x| up to 2**30),
+so the codes are copied exactly.
+
+**Clip / ReLU6.** `Clip(0, 6)` and any Clip with constant bounds fuse into the producer's output clamp,
+converted to codes exactly (quantisation is monotonic); on codes (QOperator) they clamp the codes themselves.
+
+**Weights with zero points** (uint8 weights from `quantize_static(weight_type=QUInt8)`, per tensor or per
+channel): weights whose codes minus the zero point fit int8 (symmetric: zero point 0, or 128 for uint8) are
+stored as plain int8 weights as before; others keep their zero point (`weight_zero_point`, a uint8 model's
+codes and zero points shifted by -128, which leaves every `w - zp` unchanged). The golden convolution and
+matrix product compute `bias + sum (x - zp_in) w - zp_w sum (x - zp_in)`: the correction term is the weight
+zero point times the window's activation sum, exact in int64. The compiler refuses non-zero weight zero points
+by name (the MAC engine has no correction term yet).
+
+**N-D matrix products** (`QLinearMatMul` / QDQ `MatMul` with a constant 2-D `B` on a `(..., K)` input) are a
+`matmul`: a `dense` over leading positions; golden only for now. **ConvInteger / MatMulInteger** give the raw
+int32 accumulators (an `int32` tensor, which only these layers produce and no layer reads): exact.
+
+**onnxruntime's mixed-signedness kernels.** On a CPU without AVX-VNNI (the test machine), onnxruntime's
+uint8 x int8 kernels (also uint8 weights with zero point 128, and per-channel uint8 weights, which it converts
+to int8) add pairs of products with int16 saturation and differ from the exact result by many LSB; its int8 x
+uint8 `ConvInteger` / `MatMulInteger` likewise. The tests judge those combinations against an exact float64
+evaluation of the same integer model instead (the golden operators match it exactly)."""
+
+
+def where_it_runs(cls) -> str:
+    """``"host"``, ``"golden only"`` or the fabric lowering's name (with its instructions) for an IR class."""
+    from . import LOWERINGS, host
+
+    low = LOWERINGS[cls]
+    if low is host.LOWERING:
+        return "host" if cls in host.HOST_SIDE else "golden only"
+    ops = ", ".join(f"`{op.name}`" for op in low.opcodes)
+    return f"fabric: {low.name}" + (f" ({ops})" if ops else "")
+
+
+def operators_markdown() -> str:
+    """docs/operators.md: the support table per IR kind, the table per ONNX operator, and the notes."""
+    from ...golden.ir import LAYER_KINDS
+    from ...golden.onnx_import import IMPORTS_TO
+    from ...golden.runner import LAYER_FUNCTIONS
+
+    lines = ["# Operator support", "",
+             f"<!-- Generated from the registries by `{MARKDOWN_COMMAND}`; do not edit. -->", "", _INTRO, "",
+             "| IR kind | IR class | ONNX operators | golden operator | runs on |", "|---|---|---|---|---|"]
+    for kind, cls in LAYER_KINDS.items():
+        onnx_ops = ", ".join(f"`{op}`" for op, (kinds, _) in IMPORTS_TO.items() if kind in kinds) or "-"
+        fn = LAYER_FUNCTIONS[cls]
+        lines.append(f"| `{kind}` | `{cls.__name__}` | {onnx_ops} | `{fn.__module__.split('.')[-1]}.{fn.__name__}` "
+                     f"| {where_it_runs(cls)} |")
+    lines += ["", "## ONNX operators", "", "| ONNX operator | IR kinds | how |", "|---|---|---|"]
+    for op, (kinds, how) in sorted(IMPORTS_TO.items()):
+        lines.append(f"| `{op}` | {', '.join(f'`{k}`' for k in kinds) or '-'} | {how} |")
+    lines += ["", "Any other operator is refused with an `OnnxImportError` naming the node and the operator.", "",
+              _NOTES, ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """``python -m cimforge.compiler.lowering.support --markdown``: print docs/operators.md."""
+    parser = argparse.ArgumentParser(prog="python -m cimforge.compiler.lowering.support")
+    parser.add_argument("--markdown", action="store_true", help="print the operator support table")
+    args = parser.parse_args(argv)
+    if not args.markdown:
+        parser.error("nothing to do: give --markdown")
+    sys.stdout.write(operators_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
