@@ -30,7 +30,8 @@ per block.
 Quantized models are cached under :func:`cache_dir` (``build/models`` below the working directory, or
 ``$CIMFORGE_MODELS_CACHE``), named by a hash of the model, the options, the seed, the onnx and onnxruntime
 versions and :data:`BUILDER_VERSION`, and written atomically (a temporary file, then ``os.replace``) with a
-SHA-256 beside them, so an interrupted build never leaves a half-written model and a corrupt entry is rebuilt.
+SHA-256 beside them, so an interrupted build never leaves a half-written model and a corrupt entry is rebuilt;
+a new build removes the entries of the same model and options with another key.
 
 Example
 -------
@@ -535,7 +536,19 @@ def _cached(path: Path, make: Callable[[Path], None]) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _prune(path)
     return path
+
+
+def _prune(path: Path) -> None:
+    """Remove the entries of the same model and options with another key (older builder or tool versions), so
+    the cache does not grow by a VGG-19 per version."""
+    prefix = path.name[: path.name.rindex("-") + 1]  # "<name>-<form>-s<seed>-"
+    for old in path.parent.glob(prefix + "*.onnx"):
+        if old != path and len(old.name) == len(path.name):
+            for f in (old, old.with_name(old.name + ".sha256")):
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
 
 
 def _save(proto, path: Path) -> None:

@@ -126,6 +126,14 @@ def test_corrupt_entry_is_rebuilt_and_an_interrupted_build_leaves_nothing(tmp_pa
     assert not [n for n in left if n.startswith("ds_cnn-qop-pc") or n.endswith(".tmp")], left
 
 
+def test_a_new_builder_version_replaces_the_old_entry(tmp_path, monkeypatch):
+    old = ms.build("ds_cnn", "qop", False, cache=tmp_path)
+    monkeypatch.setattr(ms, "BUILDER_VERSION", ms.BUILDER_VERSION + 1)
+    new = ms.build("ds_cnn", "qop", False, cache=tmp_path)
+    assert new != old and new.is_file() and not old.exists()
+    assert not old.with_name(old.name + ".sha256").exists()
+
+
 # -- the tiny set -----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ms.TINY_SET)
