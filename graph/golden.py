@@ -15,8 +15,9 @@ matrix-vector pattern of GraphR, docs/graph.md section 1):
 * **PageRank**: ranks in fixed point, ``2**FRAC_BITS`` = 1. Per iteration ``c[u] = round(r[u] / outdeg[u])``
   (the host), ``y = A^T c`` (the SpMV on the macros: MAC mode, one-bit weights, ``c`` applied as
   :data:`SLICES` unsigned 8-bit slices), then ``r'[v] = (D * (y[v] + dangling // n)) >> DAMP_BITS + teleport``
-  with ``D = round(alpha * 2**DAMP_BITS)``; stop when ``sum |r' - r| < n * tol * 2**FRAC_BITS`` (networkx's
-  rule) or after ``max_iter`` iterations. :func:`pagerank_bound` is the stated L1 error bound against
+  with ``D = round(alpha * 2**DAMP_BITS)``; stop when ``sum |r' - r|`` is below :func:`pagerank_limit`
+  (``tol`` in L1, an absolute tolerance: networkx's ``n * tol`` is loose on large graphs; at least 4 LSB per
+  vertex, the rounding floor) or after ``max_iter`` iterations. :func:`pagerank_bound` is the stated L1 error bound against
   networkx's float result.
 """
 
@@ -30,7 +31,7 @@ from ..errors import UserError
 from .io import GraphData
 
 __all__ = ["DIST_BITS", "INF", "FRAC_BITS", "DAMP_BITS", "SLICES", "GraphResult", "bfs", "sssp", "cc",
-           "pagerank", "pagerank_bound", "ALGORITHMS", "run_golden"]
+           "pagerank", "pagerank_bound", "pagerank_limit", "ALGORITHMS", "run_golden"]
 
 #: Width of an SSSP distance; ``INF`` (all ones) marks an unreached vertex.
 DIST_BITS = 32
@@ -178,13 +179,18 @@ def pagerank_update(y: np.ndarray, rank: np.ndarray, outdeg: np.ndarray, alpha: 
     return ((damp * (y + dangling // n)) >> DAMP_BITS) + teleport
 
 
+def pagerank_limit(n: int, tol: float) -> int:
+    """The L1 step (in LSB) below which PageRank stops: ``tol`` or the rounding floor of 4 LSB per vertex."""
+    return max(int(tol * (1 << FRAC_BITS)), 4 * n)
+
+
 def pagerank(graph: GraphData, source: int | None = None, *, alpha: float = 0.85, tol: float = 1e-6,
-             max_iter: int = 100) -> GraphResult:
+             max_iter: int = 200) -> GraphResult:
     """Fixed-point PageRank (module docstring); arcs unweighted. ``source`` is ignored."""
     n = graph.n
     outdeg = graph.out_degree()
     rank = np.full(n, (1 << FRAC_BITS) // n, dtype=np.int64)
-    limit = n * tol * (1 << FRAC_BITS)
+    limit = pagerank_limit(n, tol)
     active = []
     for _ in range(max_iter):
         active.append(np.ones(n, dtype=bool))
@@ -197,17 +203,19 @@ def pagerank(graph: GraphData, source: int | None = None, *, alpha: float = 0.85
     return GraphResult("pagerank", rank, len(active), active)
 
 
-def pagerank_bound(graph: GraphData, tol: float = 1e-6, alpha: float = 0.85) -> float:
-    """The stated L1 bound between :func:`pagerank` and ``networkx.pagerank(weight=None, tol=tol)``.
+def pagerank_bound(graph: GraphData, tol: float = 1e-6, alpha: float = 0.85, ref_tol: float = 1e-10) -> float:
+    """The stated L1 bound between :func:`pagerank` (``tol``) and ``networkx.pagerank(weight=None,
+    tol=ref_tol)``.
 
     Each iteration rounds at most half an LSB per arc (the contributions) and one LSB per vertex (the damping
     shift, the dangling share and the teleport term): at most ``arcs / 2 + 3 n`` LSB of L1 error, damped by
-    ``alpha`` per iteration, so at most ``(arcs / 2 + 3 n) / (1 - alpha)`` LSB in total. Both stop when an
-    iteration moves less than ``n * tol`` in L1; a contraction by ``alpha`` is then within
-    ``n * tol * alpha / (1 - alpha)`` of its fixed point, for each of the two.
+    ``alpha`` per iteration, so at most ``(arcs / 2 + 3 n) / (1 - alpha)`` LSB in total. A contraction by
+    ``alpha`` that stops on a step below ``eps`` is within ``eps * alpha / (1 - alpha)`` of its fixed point:
+    ``eps`` = :func:`pagerank_limit` here, ``n * ref_tol`` for networkx.
     """
     lsb = 2.0 ** -FRAC_BITS
-    return (graph.arcs / 2 + 3 * graph.n) * lsb / (1 - alpha) + 2 * graph.n * tol * alpha / (1 - alpha)
+    eps = pagerank_limit(graph.n, tol) * lsb
+    return ((graph.arcs / 2 + 3 * graph.n) * lsb + (eps + graph.n * ref_tol) * alpha) / (1 - alpha)
 
 
 #: The algorithms by their command-line names.

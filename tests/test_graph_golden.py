@@ -46,7 +46,7 @@ def check_cc(g):
 
 def check_pagerank(g):
     res = golden.pagerank(g)
-    ref = nx.pagerank(to_networkx(g), weight=None, tol=1e-6, max_iter=200)
+    ref = nx.pagerank(to_networkx(g), weight=None, tol=1e-10, max_iter=1000)
     want = np.array([ref[i] for i in range(g.n)])
     err = np.abs(res.floats() - want).sum()
     bound = golden.pagerank_bound(g)

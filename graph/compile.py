@@ -1,0 +1,367 @@
+"""The graph compiler: blocks placed in macro pages, one program per round, its execution and its cycles.
+
+An algorithm runs as synchronous rounds (:mod:`cimforge.graph.golden`); the host builds each round's program
+from what changed in the previous round, so a round touches only the non-empty blocks whose source segment
+holds an active vertex (BFS: the frontier; SSSP/CC: the vertices changed last round; PageRank: every block).
+
+Per processed block the round program has one block instruction (docs/graph.md section 4):
+
+* ``GBFS`` (BFS, the BITWISE mode): one macro operation ``AND(frontier word, stored row r)`` per destination
+  row ``r`` that holds an arc and whose destination is not visited yet (the visited mask), back to back one per
+  cycle; a destination is reached when the popcount is non-zero; the reached bits are OR-ed into the
+  destination segment's next-frontier word.
+* ``GSPMV`` (PageRank, the MAC mode at one-bit weights): :data:`~cimforge.graph.golden.SLICES` unsigned 8-bit
+  operations of the block's contributions, shift-added per destination lane.
+* ``GRELAX`` (SSSP, CC): one arc per cycle, ``min(d[v], d[u] + w)`` (CC: ``w = 0``).
+
+Blocks are resident (loaded once by a prologue of ``LOAD``s and a ``SYNC``) when they fit the pages of all
+macros, else streamed through a ring of pages: each block's ``LOAD`` is queued before the previous block's
+instruction and a ``SYNC`` precedes each block instruction. Cycles follow the controller and loader rules of
+:mod:`cimforge.compiler.cost` (the same ``INSTR_CYCLES`` entries for ``LOAD``, ``SYNC``, ``END``) and the
+block instructions' rules below (:data:`BLOCK_TIMING`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..config import CimConfig
+from ..errors import UserError
+from ..gen.controller import CONTROLLER_TIMING
+from ..gen.graph_engine import GBFS_TIMING, gbfs_cycles
+from ..gen.isa import Opcode
+from . import golden
+from .io import GraphData
+from .tiling import Tiling, choose_order, order, tile
+
+__all__ = ["GraphPlan", "compile_graph", "BlockTiming", "BLOCK_TIMING", "GraphRun", "execute", "ORIENT"]
+
+#: Orientation of the blocks each algorithm reads (:mod:`cimforge.graph.tiling`).
+ORIENT = {"bfs": "pull", "sssp": "pull", "cc": "pull", "pagerank": "push"}
+
+
+@dataclass(frozen=True)
+class BlockTiming:
+    """Cycles of the block instructions, EXEC to done inclusive: ``per_item`` per row operation, macro
+    operation or arc, plus ``extra``.
+
+    ``GBFS`` is the graph engine's (:data:`cimforge.gen.graph_engine.GBFS_TIMING`, measured on its RTL);
+    ``GSPMV`` and ``GRELAX`` are the cycle rules of engines not built yet (docs/graph.md section 6): a MAC
+    operation of ``ab = 8`` cycles per slice plus the macro latency, the result register and the write; one arc
+    per cycle through a read, add-min and write pipeline.
+    """
+
+    gbfs_extra: int = GBFS_TIMING.extra
+    gspmv_per_op: int = 8
+    gspmv_extra: int = 4
+    grelax_extra: int = 4
+
+
+BLOCK_TIMING = BlockTiming()
+
+
+@dataclass
+class GraphPlan:
+    """A compiled graph: blocks, their order and their places.
+
+    Attributes
+    ----------
+    cfg : CimConfig
+    algo : str
+    tiling : Tiling
+    blocks : list
+        Non-empty blocks in streaming order.
+    order_name : str
+        The chosen order (:data:`cimforge.graph.tiling.ORDERS`) and ``order_figures`` every order's vector
+        traffic on this graph (why it was chosen).
+    resident : bool
+        Every block has a page of its own (else pages are a ring).
+    place : list of (int, int)
+        Per block (streaming order): macro and page (resident) or ring slot.
+    """
+
+    cfg: CimConfig
+    algo: str
+    tiling: Tiling
+    blocks: list
+    order_name: str
+    order_figures: dict
+    resident: bool
+    place: list
+
+    @property
+    def graph(self) -> GraphData:
+        return self.tiling.graph
+
+
+def compile_graph(graph: GraphData, algo: str, cfg: CimConfig, block_order: str | None = None) -> GraphPlan:
+    """Tile ``graph`` for ``algo`` on ``cfg``'s macros, order the blocks (``block_order`` or the one that
+    moves the fewest vector words) and place them in pages."""
+    if algo not in ORIENT:
+        raise UserError(f"algorithm {algo!r}: allowed {', '.join(ORIENT)}")
+    m = cfg.macro
+    t = tile(graph, m.rows, m.cols, ORIENT[algo], symmetric=(algo == "cc"))
+    best, figures = choose_order(t)
+    name = block_order or best
+    blocks = order(t, name)
+    n_mac, pages = cfg.fabric.n_macros, m.pages
+    resident = len(blocks) <= n_mac * pages
+    if resident:
+        place = [(i % n_mac, i // n_mac) for i in range(len(blocks))]
+    else:  # a ring: block k in slot k mod (macros * pages)
+        place = [(i % n_mac, (i // n_mac) % pages) for i in range(len(blocks))]
+    return GraphPlan(cfg, algo, t, blocks, name, figures, resident, place)
+
+
+@dataclass
+class GraphRun:
+    """What executing a plan gave.
+
+    Attributes
+    ----------
+    result : golden.GraphResult
+        Values and rounds, as the golden model defines them.
+    cycles : int
+        Predicted cycles of every round's program (prologue included), ``round_cycles`` per round.
+    processed, skipped_empty, skipped_inactive : int
+        Block instructions executed, summed over rounds; blocks never stored (empty) times rounds; non-empty
+        blocks not visited in a round because no vertex of their source segment was active.
+    macro_ops : int
+        Macro operations (BITWISE or MAC) executed.
+    programs : list
+        Each round's instruction list ``(opcode name, args)``.
+    """
+
+    result: golden.GraphResult
+    cycles: int
+    round_cycles: list
+    processed: int
+    skipped_empty: int
+    skipped_inactive: int
+    macro_ops: int
+    relax_arcs: int
+    programs: list = field(default_factory=list)
+
+
+def _block_arcs(plan: GraphPlan, b):
+    """Source and destination vertices and weights of a block's arcs."""
+    g, t = plan.graph, plan.tiling
+    s_lo, _ = t.source_segment(b)
+    d_lo, _ = t.dest_segment(b)
+    src_local, dst_local = (b.c, b.r) if t.orient == "pull" else (b.r, b.c)
+    w = g.weight[b.arcs] if plan.algo == "sssp" else np.zeros(len(b.arcs), dtype=np.int64)
+    return s_lo + src_local, d_lo + dst_local, w
+
+
+def _instr_cycles(kind: str, args: dict) -> int:
+    bt = BLOCK_TIMING
+    if kind == "GBFS":
+        return gbfs_cycles(args["rows"])
+    if kind == "GSPMV":
+        return golden.SLICES * bt.gspmv_per_op + bt.gspmv_extra
+    return args["arcs"] + bt.grelax_extra
+
+
+def round_cycles(plan: GraphPlan, program: list) -> int:
+    """Cycles of one round's program, from its first fetch to ``END``'s retire inclusive, by the controller's
+    rules and the ``LOAD``/``SYNC``/``END`` rules of :data:`cimforge.compiler.cost.INSTR_CYCLES`."""
+    from ..compiler.cost import INSTR_CYCLES, Timeline
+    tl = Timeline(SimpleNamespace(cfg=plan.cfg))
+    t, overhead, done = 0, CONTROLLER_TIMING.start, 0
+    for kind, args in program:
+        e = t + overhead
+        if kind in Opcode.__members__:
+            done = INSTR_CYCLES[Opcode[kind]](tl, e, args, 0)
+        else:
+            done = e + _instr_cycles(kind, args) - 1
+        t = done + 1
+        overhead = CONTROLLER_TIMING.prefetched if done > e else CONTROLLER_TIMING.short
+    return done + 1
+
+
+def _load(plan: GraphPlan, k: int) -> tuple:
+    mac, page = plan.place[k]
+    return ("LOAD", {"src": 0, "count": plan.cfg.macro.rows, "mask": 1 << mac, "page": page, "row0": 0})
+
+
+def _program(plan: GraphPlan, items: list) -> list:
+    """A round's program around its block instructions ``items`` (``(block index, kind, args)``)."""
+    prog = []
+    if not plan.resident:
+        for j, (k, kind, args) in enumerate(items):
+            if j == 0:
+                prog += [_load(plan, k), ("SYNC", None)]
+            if j + 1 < len(items):
+                prog.append(_load(plan, items[j + 1][0]))
+            prog.append((kind, args))
+            if j + 1 < len(items):
+                prog.append(("SYNC", None))
+    else:
+        prog += [(kind, args) for _, kind, args in items]
+    return prog + [("END", None)]
+
+
+def _prologue(plan: GraphPlan) -> list:
+    if not plan.resident or not plan.blocks:
+        return []
+    return [_load(plan, k) for k in range(len(plan.blocks))] + [("SYNC", None), ("END", None)]
+
+
+class _Pages:
+    """Each block's page image (rows x cols bits), as the macros hold it: the block instructions read the
+    stored bits, not the graph."""
+
+    def __init__(self, plan: GraphPlan):
+        m = plan.cfg.macro
+        self.bits = [b.bits(m.rows, m.cols) for b in plan.blocks]
+
+
+def execute(plan: GraphPlan, source: int | None = None, *, alpha: float = 0.85, tol: float = 1e-6,
+            max_iter: int = 200) -> GraphRun:
+    """Run ``plan``'s algorithm round by round on the block images, as the fabric executes its programs, and
+    predict every round's cycles. The values equal :func:`cimforge.graph.golden.run_golden`'s bit for bit
+    (tests/test_graph_compile.py)."""
+    g, t = plan.graph, plan.tiling
+    algo = plan.algo
+    if algo in ("bfs", "sssp"):
+        if source is None:
+            raise UserError(f"{algo}: needs --source (a vertex)")
+        source = golden._check_vertex(g, source)
+    if algo == "sssp":
+        golden._check_weights(g)
+    pages = _Pages(plan)
+    stats = dict(processed=0, inactive=0, ops=0, arcs=0)
+    programs, cycles = [], []
+    pro = _prologue(plan)
+    if pro:
+        programs.append(pro)
+        cycles.append(round_cycles(plan, pro))
+    step = {"bfs": _bfs_rounds, "sssp": _relax_rounds, "cc": _relax_rounds, "pagerank": _pagerank_rounds}[algo]
+    res = step(plan, pages, source, stats, programs, cycles, alpha=alpha, tol=tol, max_iter=max_iter)
+    rounds = res.rounds
+    return GraphRun(res, sum(cycles), cycles, stats["processed"], t.skipped * rounds, stats["inactive"],
+                    stats["ops"], stats["arcs"], programs)
+
+
+def _segment_active(t: Tiling, active: np.ndarray, b) -> bool:
+    lo, hi = t.source_segment(b)
+    return bool(active[lo:hi].any())
+
+
+def _bfs_rounds(plan, pages, source, stats, programs, cycles, **_):
+    g, t = plan.graph, plan.tiling
+    n, rows, cols = g.n, plan.cfg.macro.rows, plan.cfg.macro.cols
+    level = np.full(n, -1, dtype=np.int64)
+    frontier = np.zeros(n, dtype=bool)
+    frontier[source] = True
+    visited = frontier.copy()
+    level[source] = 0
+    active_log, k = [], 0
+    while frontier.any():
+        active_log.append(frontier.copy())
+        reach = np.zeros(n, dtype=bool)
+        items = []
+        for idx, b in enumerate(plan.blocks):
+            if not _segment_active(t, frontier, b):
+                stats["inactive"] += 1
+                continue
+            d_lo, d_hi = t.dest_segment(b)
+            s_lo, s_hi = t.source_segment(b)
+            page = pages.bits[idx]
+            used = page.any(axis=1)
+            unvisited = np.zeros(rows, dtype=bool)
+            unvisited[:d_hi - d_lo] = ~visited[d_lo:d_hi]
+            issue = np.flatnonzero(used & unvisited)
+            if not len(issue):
+                stats["inactive"] += 1
+                continue
+            word = np.zeros(cols, dtype=np.int64)
+            word[:s_hi - s_lo] = frontier[s_lo:s_hi]
+            # one BITWISE AND per issued row; reached when its popcount is non-zero
+            hit = (page[issue].astype(np.int64) & word).sum(axis=1) > 0
+            reach[d_lo + issue[hit]] = True
+            mask = int(sum(1 << int(r) for r in issue))
+            items.append((idx, "GBFS", {"rows": mask, "block": idx}))
+            stats["processed"] += 1
+            stats["ops"] += len(issue)
+        prog = _program(plan, items)
+        programs.append(prog)
+        cycles.append(round_cycles(plan, prog))
+        frontier = reach & ~visited
+        visited |= frontier
+        k += 1
+        level[frontier] = k
+    return golden.GraphResult("bfs", level, len(active_log), active_log)
+
+
+def _relax_rounds(plan, pages, source, stats, programs, cycles, **_):
+    g, t, algo = plan.graph, plan.tiling, plan.algo
+    if algo == "sssp":
+        values = np.full(g.n, golden.INF, dtype=np.int64)
+        values[source] = 0
+        changed = values != golden.INF
+    else:
+        values = np.arange(g.n, dtype=np.int64)
+        changed = np.ones(g.n, dtype=bool)
+    arcs = [_block_arcs(plan, b) for b in plan.blocks]
+    active_log = []
+    while True:
+        active_log.append(changed.copy())
+        new = values.copy()
+        items = []
+        for idx, b in enumerate(plan.blocks):
+            if not _segment_active(t, changed, b):
+                stats["inactive"] += 1
+                continue
+            s, d, w = arcs[idx]
+            np.minimum.at(new, d, np.minimum(values[s] + w, golden.INF))
+            items.append((idx, "GRELAX", {"arcs": len(s), "block": idx}))
+            stats["processed"] += 1
+            stats["arcs"] += len(s)
+        prog = _program(plan, items)
+        programs.append(prog)
+        cycles.append(round_cycles(plan, prog))
+        changed = new != values
+        values = new
+        if not changed.any():
+            return golden.GraphResult(algo, values, len(active_log), active_log)
+
+
+def _pagerank_rounds(plan, pages, source, stats, programs, cycles, *, alpha, tol, max_iter):
+    g, t = plan.graph, plan.tiling
+    rows, cols = plan.cfg.macro.rows, plan.cfg.macro.cols
+    n = g.n
+    outdeg = g.out_degree()
+    rank = np.full(n, (1 << golden.FRAC_BITS) // n, dtype=np.int64)
+    limit = golden.pagerank_limit(n, tol)
+    active_log = []
+    for _ in range(max_iter):
+        active_log.append(np.ones(n, dtype=bool))
+        c = golden.contributions(rank, outdeg)
+        y = np.zeros(n, dtype=np.int64)
+        items = []
+        for idx, b in enumerate(plan.blocks):
+            s_lo, s_hi = t.source_segment(b)
+            d_lo, d_hi = t.dest_segment(b)
+            x = np.zeros(rows, dtype=np.int64)
+            x[:s_hi - s_lo] = c[s_lo:s_hi]
+            w = pages.bits[idx].astype(np.int64)
+            acc = np.zeros(cols, dtype=np.int64)
+            for sl in range(golden.SLICES):  # unsigned 8-bit slices, MAC mode, one-bit weights
+                acc += ((x >> (8 * sl)) & 0xFF) @ w << (8 * sl)
+            y[d_lo:d_hi] += acc[:d_hi - d_lo]
+            items.append((idx, "GSPMV", {"block": idx}))
+            stats["processed"] += 1
+            stats["ops"] += golden.SLICES
+        prog = _program(plan, items)
+        programs.append(prog)
+        cycles.append(round_cycles(plan, prog))
+        new = golden.pagerank_update(y, rank, outdeg, alpha)
+        err = int(np.abs(new - rank).sum())
+        rank = new
+        if err < limit:
+            break
+    return golden.GraphResult("pagerank", rank, len(active_log), active_log)
