@@ -6,10 +6,11 @@ holds an active vertex (BFS: the frontier; SSSP/CC: the vertices changed last ro
 
 Per processed block the round program has one block instruction (docs/graph.md section 4):
 
-* ``GBFS`` (BFS, the BITWISE mode): one macro operation ``AND(frontier word, stored row r)`` per destination
-  row ``r`` that holds an arc and whose destination is not visited yet (the visited mask), back to back one per
-  cycle; a destination is reached when the popcount is non-zero; the reached bits are OR-ed into the
-  destination segment's next-frontier word.
+* ``GBFS`` (BFS, the BITWISE mode; :mod:`cimforge.gen.graph_engine`): one macro operation
+  ``AND(frontier word, stored row r)`` per destination row ``r`` that holds an arc and whose destination is not
+  visited yet (the visited mask), back to back one per cycle; a destination is reached when the popcount is
+  non-zero; the reached bits are OR-ed into the destination segment's next-frontier word (activation word
+  ``grid[1] + dest segment``; the frontier of source segment ``j`` is word ``j``).
 * ``GSPMV`` (PageRank, the MAC mode at one-bit weights): :data:`~cimforge.graph.golden.SLICES` unsigned 8-bit
   operations of the block's contributions, shift-added per destination lane.
 * ``GRELAX`` (SSSP, CC): one arc per cycle, ``min(d[v], d[u] + w)`` (CC: ``w = 0``).
@@ -31,7 +32,7 @@ import numpy as np
 from ..config import CimConfig
 from ..errors import UserError
 from ..gen.controller import CONTROLLER_TIMING
-from ..gen.graph_engine import GBFS_TIMING, gbfs_cycles
+from ..gen.graph_engine import GBFS_TIMING, gbfs_cycles, gbfs_fields
 from ..gen.isa import Opcode
 from . import golden
 from .io import GraphData
@@ -130,7 +131,8 @@ class GraphRun:
         Block instructions executed, summed over rounds; blocks never stored (empty) times rounds; non-empty
         blocks not visited in a round because no vertex of their source segment was active.
     macro_ops : int
-        Macro operations (BITWISE or MAC) executed.
+        Macro operations (BITWISE or MAC) executed; ``macro_cycles`` their compute cycles (1 per BITWISE
+        operation, ``ab = 8`` per MAC operation).
     programs : list
         Each round's instruction list ``(opcode name, args)``.
     """
@@ -142,6 +144,7 @@ class GraphRun:
     skipped_empty: int
     skipped_inactive: int
     macro_ops: int
+    macro_cycles: int
     relax_arcs: int
     programs: list = field(default_factory=list)
 
@@ -242,8 +245,9 @@ def execute(plan: GraphPlan, source: int | None = None, *, alpha: float = 0.85, 
     step = {"bfs": _bfs_rounds, "sssp": _relax_rounds, "cc": _relax_rounds, "pagerank": _pagerank_rounds}[algo]
     res = step(plan, pages, source, stats, programs, cycles, alpha=alpha, tol=tol, max_iter=max_iter)
     rounds = res.rounds
+    per_op = BLOCK_TIMING.gspmv_per_op if algo == "pagerank" else 1
     return GraphRun(res, sum(cycles), cycles, stats["processed"], t.skipped * rounds, stats["inactive"],
-                    stats["ops"], stats["arcs"], programs)
+                    stats["ops"], stats["ops"] * per_op, stats["arcs"], programs)
 
 
 def _segment_active(t: Tiling, active: np.ndarray, b) -> bool:
@@ -284,7 +288,10 @@ def _bfs_rounds(plan, pages, source, stats, programs, cycles, **_):
             hit = (page[issue].astype(np.int64) & word).sum(axis=1) > 0
             reach[d_lo + issue[hit]] = True
             mask = int(sum(1 << int(r) for r in issue))
-            items.append((idx, "GBFS", {"rows": mask, "block": idx}))
+            mac, pg = plan.place[idx]
+            items.append((idx, "GBFS", {**gbfs_fields(plan.cfg, macro=mac, page=pg, rows=mask,
+                                                      src=t.source_index(b), dst=t.grid[1] + t.dest_index(b)),
+                                        "block": idx}))
             stats["processed"] += 1
             stats["ops"] += len(issue)
         prog = _program(plan, items)

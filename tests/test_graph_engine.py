@@ -6,71 +6,28 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Module, unsigned
-from amaranth.lib import memory, wiring
 from amaranth.sim import Simulator
 
-from cimforge.gen.graph_engine import GraphEngine, gbfs_cycles, gbfs_fields, gbfs_layout
-from cimforge.gen.isa import LANE_BITS, lanes, pack_word
-from cimforge.gen.macro import CimMacro
+from cimforge.gen.graph_engine import gbfs_cycles, gbfs_fields
 from cimforge.golden.macro import MacroModel
+from cimforge.graph.compile import compile_graph, execute
+from cimforge.graph.io import load_graph
+from cimforge.graph.run import EngineBench, run_bfs_rtl
 from cimforge.presets import get_preset
-
-
-class Bench(Elaboratable):
-    def __init__(self, cfg, amem_init):
-        self.cfg = cfg
-        self.eng = GraphEngine(cfg)
-        self.macros = [CimMacro(cfg.macro) for _ in range(cfg.fabric.n_macros)]
-        init = [0] * cfg.fabric.act_depth
-        for a, w in amem_init.items():
-            init[a] = w
-        self.amem = memory.Memory(shape=unsigned(LANE_BITS * lanes(cfg)), depth=cfg.fabric.act_depth, init=init)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.eng, m.submodules.amem = self.eng, self.amem
-        for i, mac in enumerate(self.macros):
-            m.submodules[f"macro{i}"] = mac
-            wiring.connect(m, self.eng.op[i], mac.op)
-            m.d.comb += [self.eng.res_valid[i].eq(mac.res_valid), self.eng.res_total[i].eq(mac.res_total)]
-        wiring.connect(m, self.eng.src_rd, self.amem.read_port())
-        wiring.connect(m, self.eng.dst_rd, self.amem.read_port())
-        wiring.connect(m, self.eng.act_w, self.amem.write_port())
-        return m
 
 
 def _run(cfg, pages, amem, instrs):
     """Write ``pages`` ({(macro, page): bits rows x cols}) through the macros' write ports, then execute
     ``instrs`` (GBFS argument dicts) one at a time; returns the activation words and each one's cycles."""
-    bench = Bench(cfg, amem)
+    bench = EngineBench(cfg, amem)
     out, cycles = {}, []
 
     async def tb(ctx):
         for (mi, pg), bits in pages.items():
-            mac = bench.macros[mi]
-            for r, row in enumerate(bits):
-                ctx.set(mac.mem_we, 1)
-                ctx.set(mac.mem_page, pg)
-                ctx.set(mac.mem_row, r)
-                ctx.set(mac.mem_wdata, int(sum(int(b) << c for c, b in enumerate(row))))
-                await ctx.tick()
-            ctx.set(mac.mem_we, 0)
+            await bench.write_page(ctx, mi, pg, bits)
         await ctx.tick()
-        e = bench.eng
         for args in instrs:
-            ctx.set(e.args.as_value(), pack_word(gbfs_layout(cfg), args))
-            ctx.set(e.start, 1)
-            n = 1
-            while True:
-                if ctx.get(e.done) and n > 1:
-                    break
-                await ctx.tick()
-                ctx.set(e.start, 0)
-                n += 1
-                assert n < 1000
-            await ctx.tick()
-            cycles.append(n)
+            cycles.append(await bench.execute(ctx, args))
         for a in sorted({i["dst"] for i in instrs}):
             out[a] = ctx.get(bench.amem.data[a])
 
@@ -121,3 +78,17 @@ def test_gbfs_random_blocks(preset, seed):
     for a, w in got.items():
         assert w == want[a], f"word {a}: {w:#x} != {want[a]:#x}"
     assert cycles == [gbfs_cycles(i["rows"]) for i in instrs]
+
+
+@pytest.mark.parametrize("spec,preset", [("florentine", "tiny"), ("karate", "tiny"),
+                                         pytest.param("lesmis", "default", marks=pytest.mark.slow)])
+def test_bfs_on_the_engine_rtl(spec, preset):
+    """Every round's GBFS instructions of the compiled BFS on the engine's RTL: levels bit-exact with the golden
+    model (and so networkx), the same instructions as the compiler's programs, cycles measured = predicted."""
+    g = load_graph(spec)
+    plan = compile_graph(g, "bfs", get_preset(preset))
+    src = g.n - 1
+    r = run_bfs_rtl(plan, src, execute(plan, src))
+    print(spec, preset, r["instructions"], "GBFS, cycles", r["measured"], r["predicted"])
+    assert r["bit_exact"] and r["same_program"]
+    assert r["measured"] == r["predicted"] and r["instructions"] > 0
