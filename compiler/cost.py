@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 from ..config import INT8_BITS, CimConfig
 from ..gen.controller import CONTROLLER_TIMING
+from ..gen.dma import dma_command_cycles
 from ..gen.isa import Opcode, decode_op, lanes
 from ..gen.loader import LOAD_TIMING
 from ..gen.mac_engine import MAC_TIMING
@@ -337,15 +338,24 @@ class Timeline:
     program: object
     queue: list = field(default_factory=list)
     loader_free: int = 0
+    dma_queue: list = field(default_factory=list)  # the same for the DMA engine (docs/memory.md)
+    dma_free: int = 0
+
+
+def _queue_room(queue: list, e: int, depth: int) -> int:
+    """The first cycle from ``e`` on at which a command queue of ``depth`` entries has room (entries of
+    ``queue`` are (pop, idle) cycles): an entry holds its slot up to its pop cycle (the FIFO's level drops the
+    cycle after)."""
+    pending = [p for p in queue if p[0] >= e]
+    while len(pending) >= depth:
+        e = min(p[0] for p in pending) + 1
+        pending = [p for p in queue if p[0] >= e]
+    return e
 
 
 def _load_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
     """A ``LOAD`` queues in its EXEC cycle once the queue has room; the loader pops it when free."""
-    depth = tl.program.cfg.controller.load_queue
-    pending = [p for p in tl.queue if p[0] > e]
-    while len(pending) >= depth:
-        e = min(p[0] for p in pending)
-        pending = [p for p in tl.queue if p[0] > e]
+    e = _queue_room(tl.queue, e, tl.program.cfg.controller.load_queue)
     pop = max(e + 1, tl.loader_free)
     cnt = args["count"]
     tl.loader_free = pop + load_cycles(cnt)
@@ -357,6 +367,22 @@ def _load_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
 def _sync_retire(tl: Timeline, e: int, args, pc: int) -> int:
     """``SYNC`` retires when the loader is idle."""
     return max([q[1] for q in tl.queue] + [e])
+
+
+def _dma_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
+    """A ``DMA`` queues like a ``LOAD``; the engine pops it when free and runs it for
+    :func:`cimforge.gen.dma.dma_command_cycles` (bursts, external latency and bandwidth)."""
+    cfg = tl.program.cfg
+    e = _queue_room(tl.dma_queue, e, cfg.controller.load_queue)
+    pop = max(e + 1, tl.dma_free)
+    tl.dma_free = pop + dma_command_cycles(cfg, args)
+    tl.dma_queue.append((pop, tl.dma_free))
+    return e
+
+
+def _dsync_retire(tl: Timeline, e: int, args, pc: int) -> int:
+    """``DSYNC`` retires when the DMA engine is idle."""
+    return max([q[1] for q in tl.dma_queue] + [e])
 
 
 def _mac_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
@@ -384,6 +410,8 @@ INSTR_CYCLES: dict[Opcode, Callable[[Timeline, int, dict | None, int], int]] = {
     Opcode.MAC: _mac_retire,
     Opcode.POOL: _pool_retire,
     Opcode.EW: _ew_retire,
+    Opcode.DMA: _dma_retire,
+    Opcode.DSYNC: _dsync_retire,
 }
 
 

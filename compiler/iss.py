@@ -14,8 +14,8 @@ from typing import Callable
 import numpy as np
 
 from ..config import CimConfig
-from ..gen.isa import (Opcode, PoolMode, decode_op, desc_layout, lanes, pack_lanes, param_layout, role_layout,
-                       unpack_lanes, unpack_word)
+from ..gen.isa import (LANE_BITS, Opcode, PoolMode, decode_op, desc_layout, lanes, pack_lanes, param_layout,
+                       role_layout, unpack_lanes, unpack_word)
 from ..golden.macro import MacroModel
 from ..golden.requant import multiply_by_quantized_multiplier as mbqm
 from .program import Program
@@ -49,6 +49,7 @@ class FabricModel:
         self.ops_per_macro = [0] * f.n_macros
         self.rounding = f.rounding  # the requantisation form the RTL builds
         self.trace: list[int] = []
+        self.ext: dict[int, int] = {}  # the external memory (DMA), sparse: words never written read 0
 
     def load_program(self, prog: Program) -> None:
         self.code = list(prog.code)
@@ -263,6 +264,26 @@ class FabricModel:
                 y = np.clip(s + a["zp_out"], a["act_min"], a["act_max"])
                 self.amem[a["out_base"] + p * a["out_stride"] + w] = pack_lanes(y)
 
+    def _dma(self, a: dict) -> None:
+        """``DMA``: the tile's words one by one, as the RTL moves them (the on-chip word in the low bits of a
+        beat, the rest of a stored beat zero)."""
+        f = self.cfg.fabric
+        onchip, depth, width = ((self.wmem, f.weight_depth, self.cfg.macro.cols) if a["wmem"] else
+                                (self.amem, f.act_depth, LANE_BITS * self.L))
+        for r in range(a["rows"]):
+            for i in range(a["len"]):
+                e, o = a["ext"] + r * a["ext_stride"] + i, a["addr"] + r * a["stride"] + i
+                if e >= f.ext_depth or o >= depth:
+                    raise RuntimeError(f"DMA word ({r}, {i}): external {e} (depth {f.ext_depth}) or on-chip "
+                                       f"{o} (depth {depth}) out of range")
+                if a["store"]:
+                    self.ext[e] = onchip[o]
+                else:
+                    onchip[o] = self.ext.get(e, 0) & ((1 << width) - 1)
+
+    def _dsync(self, a) -> None:
+        """Transfers complete at once here: nothing to wait for."""
+
 
 #: Returned by an executor when the controller stops.
 STOP = object()
@@ -277,6 +298,8 @@ EXECUTORS: dict[Opcode, Callable[[FabricModel, dict | None], object]] = {
     Opcode.MAC: FabricModel._mac,
     Opcode.POOL: FabricModel._pool,
     Opcode.EW: FabricModel._ew,
+    Opcode.DMA: FabricModel._dma,
+    Opcode.DSYNC: FabricModel._dsync,
 }
 
 

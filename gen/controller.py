@@ -2,8 +2,9 @@
 
 The controller executes one instruction at a time and dispatches it by its
 :class:`~cimforge.gen.isa.InstrSpec`: an instruction whose spec names a compute engine starts that engine
-(``start`` for one cycle, its arguments on ``args``) and waits for its ``done``; ``LOAD`` only queues a command
-to the weight loader's stream; ``END`` and ``SYNC`` are the controller's own. While an instruction executes, the
+(``start`` for one cycle, its arguments on ``args``) and waits for its ``done``; ``LOAD`` and ``DMA`` only queue a
+command to the weight loader's or the DMA engine's stream (:data:`QUEUED`); ``END``, ``SYNC`` (waits for the
+loader) and ``DSYNC`` (waits for the DMA engine) are the controller's own. While an instruction executes, the
 program memory's port reads the next one (prefetch), so an instruction that takes more than one cycle is followed
 by the next one's execution at once (:data:`CONTROLLER_TIMING`).
 
@@ -22,10 +23,11 @@ from amaranth.utils import ceil_log2
 
 from ..config import CimConfig
 from .engine import ControllerTiming, control_signature
-from .isa import INSTRUCTIONS, Opcode, instr_layout, load_layout, status_layout, trace_layout
+from .dma import DmaEngine
+from .isa import INSTRUCTIONS, Opcode, dma_layout, instr_layout, load_layout, status_layout, trace_layout
 from .loader import WeightLoader
 
-__all__ = ["Controller", "CONTROLLER_TIMING", "host_link", "report_layout", "counter_layout"]
+__all__ = ["Controller", "CONTROLLER_TIMING", "QUEUED", "host_link", "report_layout", "counter_layout"]
 
 #: FETCH and DECODE before a run's first instruction; DECODE after a one-cycle instruction (its EXEC addressed
 #: the next word, the port delivers it a cycle later); nothing after a longer one (prefetched while it ran).
@@ -55,9 +57,14 @@ def host_link(cfg: CimConfig) -> wiring.Signature:
     return wiring.Signature({"start": In(1), "start_pc": In(PC_BITS), "report": Out(report_layout(cfg))})
 
 
+#: Engines fed by a command queue (their instruction only queues), each with the instruction that waits for it
+#: to drain.
+QUEUED = {WeightLoader.name: Opcode.SYNC, DmaEngine.name: Opcode.DSYNC}
+
+
 def _compute_specs() -> list:
     """The instructions that start a compute engine and wait for it."""
-    return [s for s in INSTRUCTIONS if s.engine not in (None, WeightLoader.name)]
+    return [s for s in INSTRUCTIONS if s.engine is not None and s.engine not in QUEUED]
 
 
 class Controller(wiring.Component):
@@ -79,6 +86,8 @@ class Controller(wiring.Component):
         One control port per compute engine, named by its ``InstrSpec.engine``.
     load : Out(stream.Signature(load_layout)); loader_busy : In(1)
         The weight loader's command queue and its state (``SYNC`` waits for it).
+    dma : Out(stream.Signature(dma_layout)); dma_busy : In(1)
+        The DMA engine's command queue and its state (``DSYNC`` waits for it).
     macro_busy, unit_en, macro_we : In(n_macros)
         Per macro: computing, taking part in the running pass, being written (for the counters).
     busy, done, error : Out(1)
@@ -92,7 +101,7 @@ class Controller(wiring.Component):
 
     TIMING = CONTROLLER_TIMING
     #: The instructions the controller executes itself (their spec names no engine).
-    OWN = (Opcode.END, Opcode.SYNC)
+    OWN = (Opcode.END, Opcode.SYNC, Opcode.DSYNC)
 
     def __init__(self, cfg: CimConfig):
         self.cfg = cfg
@@ -108,6 +117,7 @@ class Controller(wiring.Component):
             "trace_w": In(memory.WritePort.Signature(addr_width=ceil_log2(c.trace_depth), shape=trace_layout())),
             "engines": Out(wiring.Signature(engines)),
             "load": Out(stream.Signature(load_layout(cfg))), "loader_busy": In(1),
+            "dma": Out(stream.Signature(dma_layout(cfg))), "dma_busy": In(1),
             "macro_busy": In(n), "unit_en": In(n), "macro_we": In(n),
             "busy": Out(1), "done": Out(1), "error": Out(1),
         })
@@ -128,8 +138,11 @@ class Controller(wiring.Component):
         engines = {s.engine: (s, getattr(self.engines, s.engine)) for s in _compute_specs()}
         for spec, port in engines.values():
             m.d.comb += port.args.eq(ir.args[spec.name.lower()])
-        load_spec, = (s for s in INSTRUCTIONS if s.engine == WeightLoader.name)
-        m.d.comb += self.load.payload.eq(ir.args[load_spec.name.lower()])
+        queues = {WeightLoader.name: (self.load, self.loader_busy), DmaEngine.name: (self.dma, self.dma_busy)}
+        waits = {QUEUED[name]: busy for name, (_, busy) in queues.items()}
+        for spec in INSTRUCTIONS:
+            if spec.engine in queues:
+                m.d.comb += queues[spec.engine][0].payload.eq(ir.args[spec.name.lower()])
         retire = Signal()
         start = Signal()
         m.d.comb += start.eq(self.host.start)
@@ -162,13 +175,14 @@ class Controller(wiring.Component):
                                 m.d.comb += retire.eq(1)
                                 m.d.sync += [running.eq(0), done.eq(1), pc.eq(pc)]
                                 m.next = "IDLE"
-                            elif spec.op == Opcode.SYNC:
-                                with m.If(~self.loader_busy):
+                            elif spec.op in waits:
+                                with m.If(~waits[spec.op]):
                                     m.d.comb += retire.eq(1)
                                     self._next_instruction(m, ir, fp, pf_valid)
-                            elif spec.engine == WeightLoader.name:
-                                m.d.comb += self.load.valid.eq(1)
-                                with m.If(self.load.ready):
+                            elif spec.engine in queues:
+                                queue = queues[spec.engine][0]
+                                m.d.comb += queue.valid.eq(1)
+                                with m.If(queue.ready):
                                     m.d.comb += retire.eq(1)
                                     self._next_instruction(m, ir, fp, pf_valid)
                             else:

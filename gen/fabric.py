@@ -6,7 +6,8 @@
     Controller (gen/controller.py): fetch ─► dispatch by InstrSpec.engine ─┬─► "loader" ─► WeightLoader
                                                                            ├─► "mac"    ─► MacEngine
                                                                            ├─► "pool"   ─► PoolEngine
-                                                                           └─► "ew"     ─► EwEngine
+                                                                           ├─► "ew"     ─► EwEngine
+                                                                           └─► "dma"    ─► DmaEngine (AXI4)
     memories: program, activations (read ports: one per gather unit, two for the vector engines, one for the
     host), weights, per-channel parameters, tile descriptors, retired-instruction trace
 
@@ -23,7 +24,9 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
+from .axi import axi4_signature, ext_width
 from .controller import Controller
+from .dma import DmaEngine
 from .engine import connect_control
 from .host import REGION_BITS, WishboneHost, padded_width, wishbone_signature
 from .isa import CSR, MAGIC, desc_layout, host_map, instr_layout, lanes, param_layout, trace_layout
@@ -37,7 +40,7 @@ __all__ = ["CimFabric", "ENGINES", "wishbone_signature", "fabric_params"]
 
 #: The fabric's engines by their :class:`~cimforge.gen.isa.InstrSpec` engine name; the fabric instantiates
 #: them in this order, which is also the priority of their activation memory writes (they never run at once).
-ENGINES = {cls.name: cls for cls in (MacEngine, PoolEngine, EwEngine, WeightLoader)}
+ENGINES = {cls.name: cls for cls in (MacEngine, PoolEngine, EwEngine, WeightLoader, DmaEngine)}
 
 def _read(m: Module, mem: memory.Memory, user, domain: str = "sync") -> None:
     """Attach a user's read port (an ``In(memory.ReadPort.Signature(...))`` member of an engine or the
@@ -86,6 +89,8 @@ class CimFabric(wiring.Component):
     -------
     wb : In(wishbone_signature)
         Host bus.
+    axi : Out(axi4_signature(ext_width(cfg)))
+        AXI4 master port to the external memory (the DMA engine's; docs/memory.md).
     done : Out(1)
         The program reached ``END`` (level, until the next start).
     busy : Out(1)
@@ -99,6 +104,7 @@ class CimFabric(wiring.Component):
         self.hbits, self.regions = host_map(cfg)
         super().__init__({
             "wb": In(wishbone_signature(self.hbits + REGION_BITS)),
+            "axi": Out(axi4_signature(ext_width(cfg))),
             "done": Out(1), "busy": Out(1), "error": Out(1),
         })
 
@@ -121,6 +127,7 @@ class CimFabric(wiring.Component):
         self._wire_vector(m, engines, mems)
         self._wire_control(m, ctrl, host, macros, engines, mems)
         self._wire_host(m, host, engines, mems)
+        self._wire_dma(m, engines[DmaEngine.name], mems)
         return m
 
     def _macros(self, m: Module) -> list:
@@ -173,6 +180,8 @@ class CimFabric(wiring.Component):
             connect_control(m, getattr(ctrl.engines, name), engines[name])
         ld, mac_e = engines[WeightLoader.name], engines[MacEngine.name]
         wiring.connect(m, ctrl.load, ld.cmd)
+        wiring.connect(m, ctrl.dma, engines[DmaEngine.name].cmd)
+        m.d.comb += ctrl.dma_busy.eq(engines[DmaEngine.name].busy)
         m.d.comb += [ctrl.loader_busy.eq(ld.busy), ctrl.macro_we.eq(ld.mem_we), ctrl.unit_en.eq(mac_e.unit_en),
                      ctrl.macro_busy.eq(Cat(mac.busy for mac in macros))]
         wiring.connect(m, ctrl.host, host.ctrl)
@@ -191,6 +200,15 @@ class CimFabric(wiring.Component):
         act_w = [e.act_w for e in engines.values() if "act_w" in e.signature.members]
         amem_port = mems["amem"].write_port(granularity=host.amem_w.signature.granularity)
         _shared_write(m, amem_port, host.amem_w, act_w)
+
+
+    def _wire_dma(self, m: Module, dma: DmaEngine, mems: dict) -> None:
+        """The DMA engine: the AXI4 port, and a read and a write port of its own on the activation and weight
+        memories, so that transfers run beside the engines (the compiler keeps their words apart)."""
+        wiring.connect(m, dma.axi, wiring.flipped(self.axi))
+        for name in ("amem", "wmem"):
+            wiring.connect(m, getattr(dma, f"{name}_r"), mems[name].read_port())
+            wiring.connect(m, getattr(dma, f"{name}_w"), mems[name].write_port())
 
 
 def fabric_params(cfg: CimConfig) -> dict:

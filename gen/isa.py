@@ -32,10 +32,10 @@ from ..bits import ceil_log2, index_bits
 from ..config import INT8_BITS, CimConfig
 
 __all__ = ["Opcode", "PoolMode", "InstrSpec", "INSTRUCTIONS", "instr_spec", "lanes", "addr_width", "instr_layout",
-           "mac_layout", "pool_layout", "ew_layout", "load_layout", "desc_layout", "role_layout", "param_layout",
-           "trace_layout", "status_layout", "encode", "decode_op", "pack_word", "unpack_word", "LANE_BITS",
-           "pack_lanes", "unpack_lanes", "pack_lanes_array", "unpack_lanes_array", "host_map", "HostRegion", "CSR",
-           "MAGIC", "Field", "isa_markdown", "MARKDOWN_COMMAND"]
+           "mac_layout", "pool_layout", "ew_layout", "load_layout", "dma_layout", "desc_layout", "role_layout",
+           "param_layout", "trace_layout", "status_layout", "encode", "decode_op", "pack_word", "unpack_word",
+           "LANE_BITS", "pack_lanes", "unpack_lanes", "pack_lanes_array", "unpack_lanes_array", "host_map",
+           "HostRegion", "CSR", "MAGIC", "Field", "isa_markdown", "MARKDOWN_COMMAND"]
 
 #: Value of the read-only ID register (``"CIMF"``).
 MAGIC = 0x43494D46
@@ -50,6 +50,8 @@ class Opcode(enum.Enum, shape=unsigned(4)):
     MAC = 3
     POOL = 4
     EW = 5
+    DMA = 6
+    DSYNC = 7
 
 
 class PoolMode(enum.Enum, shape=unsigned(1)):
@@ -267,6 +269,26 @@ def load_layout(cfg: CimConfig) -> data.StructLayout:
     ]
 
 
+@_documented
+def dma_layout(cfg: CimConfig) -> data.StructLayout:
+    """Arguments of ``DMA``: move a 2-D tile of ``rows`` rows of ``len`` words between the external memory and
+    an on-chip memory, row ``r`` word ``i`` at external word ``ext + r*ext_stride + i`` and on-chip word
+    ``addr + r*stride + i``. Each row is a sequence of AXI4 ``INCR`` bursts split at 256 beats and at 4 KB
+    boundaries (docs/memory.md gives the exact cycles)."""
+    f = cfg.fabric
+    ext, onchip = index_bits(f.ext_depth), index_bits(max(f.act_depth, f.weight_depth))
+    return [
+        ("store", unsigned(1), "0: external memory to on-chip memory (load), 1: on-chip to external (store)"),
+        ("wmem", unsigned(1), "the on-chip memory: 0 the activation memory, 1 the weight memory"),
+        ("ext", unsigned(ext), "first external word (one bus beat)"),
+        ("addr", unsigned(onchip), "first on-chip word"),
+        ("rows", unsigned(POS), "rows of the tile"),
+        ("len", unsigned(POS), "words per row"),
+        ("ext_stride", unsigned(ext), "external words from one row's start to the next"),
+        ("stride", unsigned(onchip), "on-chip words from one row's start to the next"),
+    ]
+
+
 @dataclass(frozen=True)
 class InstrSpec:
     """One instruction of the ISA: the single place that ties an opcode to its arguments and its engine.
@@ -279,7 +301,7 @@ class InstrSpec:
     layout : callable or None
         ``layout(cfg)`` is the arguments' layout; None for an instruction without arguments.
     engine : str or None
-        The engine that executes it (``"loader"``, ``"mac"``, ``"pool"``, ``"ew"``), None for the
+        The engine that executes it (``"loader"``, ``"mac"``, ``"pool"``, ``"ew"``, ``"dma"``), None for the
         controller's own instructions.
     doc : str
         One line on what the instruction does (docs/isa.md is generated from it).
@@ -307,6 +329,10 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
               "Max or average pooling window pass (average: window sum then requantisation)."),
     InstrSpec(Opcode.EW, "EW", ew_layout, "ew",
               "Element-wise pass: residual add (TFLite integer scheme), clamp, requantising copy."),
+    InstrSpec(Opcode.DMA, "DMA", dma_layout, "dma",
+              "Queue a 2-D tile transfer between the external memory (AXI4) and the activation or weight "
+              "memory; runs beside later instructions (docs/memory.md)."),
+    InstrSpec(Opcode.DSYNC, "DSYNC", None, None, "Wait until every queued ``DMA`` transfer has finished."),
 )
 
 _BY_OP = {spec.op.value: spec for spec in INSTRUCTIONS}

@@ -151,7 +151,7 @@ def test_instruction_without_engine_is_refused(monkeypatch):
 
 def test_one_control_port_per_compute_engine():
     ports = Controller(TINY).engines.signature.members
-    assert set(ports) == {s.engine for s in INSTRUCTIONS if s.engine not in (None, WeightLoader.name)}
+    assert set(ports) == {s.engine for s in INSTRUCTIONS if s.engine not in (None, *controller_mod.QUEUED)}
     for s in INSTRUCTIONS:
         if s.engine in ports:
             assert ports[s.engine].signature == control_signature(s.layout(TINY))
