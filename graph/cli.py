@@ -214,7 +214,7 @@ def report_lines(r: dict) -> list[str]:
         + ", ".join(f"'{k}' {v['words']}" for k, v in r["order_figures"].items()) + ")",
         f"utilisation: {100 * r['utilisation']:.2f} % of macro cycles compute ({r['macro_ops']} macro operations)",
         f"estimated at {1e3 / r['clock_ns']:.0f} MHz ({r['clock_ns']} ns, synth/energy.py's clock): "
-        f"{r['time_s'] * 1e6:.1f} us, macro energy {r["energy_uj"] * 1e3:.3f} nJ",
+        f"{r['time_s'] * 1e6:.1f} us, macro energy {r['energy_uj'] * 1e3:.3f} nJ",
     ]
     if "cpu" in r:
         c = r["cpu"]
