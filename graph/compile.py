@@ -176,6 +176,8 @@ def round_cycles(plan: GraphPlan, program: list) -> int:
     t, overhead, done = 0, CONTROLLER_TIMING.start, 0
     for kind, args in program:
         e = t + overhead
+        # loads popped and finished by now cannot delay this instruction: kept out, the queue stays short
+        tl.queue = [q for q in tl.queue if q[0] > e or q[1] > e]
         if kind in Opcode.__members__:
             done = INSTR_CYCLES[Opcode[kind]](tl, e, args, 0)
         else:
@@ -222,11 +224,22 @@ class _Pages:
         self.bits = [b.bits(m.rows, m.cols) for b in plan.blocks]
 
 
+#: Above this many non-empty blocks :func:`execute` takes the golden model's rounds instead of executing each
+#: block image in Python (bit-exact on every graph tested below it, tests/test_graph_compile.py).
+BLOCK_EXEC_LIMIT = 2000
+
+
 def execute(plan: GraphPlan, source: int | None = None, *, alpha: float = 0.85, tol: float = 1e-6,
-            max_iter: int = 200) -> GraphRun:
+            max_iter: int = 200, per_block: bool | None = None) -> GraphRun:
     """Run ``plan``'s algorithm round by round on the block images, as the fabric executes its programs, and
     predict every round's cycles. The values equal :func:`cimforge.graph.golden.run_golden`'s bit for bit
-    (tests/test_graph_compile.py)."""
+    (tests/test_graph_compile.py). With ``per_block`` False (default above :data:`BLOCK_EXEC_LIMIT` blocks)
+    the values and each round's active vertices are the golden model's and only the programs and their cycles
+    are built from the blocks (:func:`_programs_from_golden`)."""
+    if per_block is None:
+        per_block = len(plan.blocks) <= BLOCK_EXEC_LIMIT
+    if not per_block:
+        return _programs_from_golden(plan, source, alpha=alpha, tol=tol, max_iter=max_iter)
     g, t = plan.graph, plan.tiling
     algo = plan.algo
     if algo in ("bfs", "sssp"):
@@ -372,3 +385,65 @@ def _pagerank_rounds(plan, pages, source, stats, programs, cycles, *, alpha, tol
         if err < limit:
             break
     return golden.GraphResult("pagerank", rank, len(active_log), active_log)
+
+
+def _programs_from_golden(plan: GraphPlan, source, *, alpha, tol, max_iter) -> GraphRun:
+    """The round programs and cycles of :func:`execute` from the golden model's rounds (vectorised over
+    blocks: the same processed blocks, row masks and arc counts as the per-block execution)."""
+    g, t, algo, cfg = plan.graph, plan.tiling, plan.algo, plan.cfg
+    if algo == "pagerank":
+        res = golden.pagerank(g, alpha=alpha, tol=tol, max_iter=max_iter)
+    else:
+        res = golden.run_golden(algo, g, source)
+    nb = len(plan.blocks)
+    cols = t.cols if t.orient == "pull" else t.rows
+    src_seg = np.array([t.source_index(b) for b in plan.blocks], dtype=np.int64)
+    n_seg = t.grid[1] if t.orient == "pull" else t.grid[0]
+    programs = []
+    pro = _prologue(plan)
+    cycles = [round_cycles(plan, pro)] if pro else []
+    if pro:
+        programs.append(pro)
+    stats = dict(processed=0, inactive=0, ops=0, arcs=0)
+    if algo == "bfs":  # each block's used rows: (block, macro row, destination)
+        blk = np.concatenate([np.full(len(b.used_rows()), i) for i, b in enumerate(plan.blocks)])
+        row = np.concatenate([b.used_rows() for b in plan.blocks])
+        dst = np.array([t.dest_segment(b)[0] for b in plan.blocks], dtype=np.int64)[blk] + row
+    narcs = np.array([len(b.arcs) for b in plan.blocks], dtype=np.int64)
+    last = None
+    for k, active in enumerate(res.active):
+        pad = np.zeros(n_seg * cols, dtype=bool)
+        pad[:g.n] = active
+        seg_on = pad.reshape(n_seg, cols).any(axis=1)[src_seg]
+        items = []
+        if algo == "bfs":
+            unvisited = (res.values == -1) | (res.values > k)
+            take = seg_on[blk] & unvisited[dst]
+            masks = np.zeros(nb, dtype=np.uint64)
+            np.bitwise_or.at(masks, blk[take], np.left_shift(np.uint64(1), row[take].astype(np.uint64)))
+            for i in np.flatnonzero(masks):
+                mac, pg = plan.place[i]
+                b = plan.blocks[i]
+                items.append((i, "GBFS", {**gbfs_fields(cfg, macro=mac, page=pg, rows=int(masks[i]),
+                                                         src=t.source_index(b), dst=t.grid[1] + t.dest_index(b)),
+                                          "block": int(i)}))
+            stats["ops"] += int(take.sum())
+        elif algo == "pagerank":
+            items = [(i, "GSPMV", {"block": i}) for i in range(nb)]
+            stats["ops"] += golden.SLICES * nb
+        else:
+            for i in np.flatnonzero(seg_on):
+                items.append((i, "GRELAX", {"arcs": int(narcs[i]), "block": int(i)}))
+            stats["arcs"] += int(narcs[seg_on].sum())
+        stats["processed"] += len(items)
+        stats["inactive"] += nb - len(items)
+        prog = _program(plan, items)
+        programs.append(prog)
+        if algo == "pagerank" and last is not None:
+            cycles.append(last)  # the same program every iteration
+        else:
+            last = round_cycles(plan, prog)
+            cycles.append(last)
+    per_op = BLOCK_TIMING.gspmv_per_op if algo == "pagerank" else 1
+    return GraphRun(res, sum(cycles), cycles, stats["processed"], t.skipped * res.rounds, stats["inactive"],
+                    stats["ops"], stats["ops"] * per_op, stats["arcs"], programs)

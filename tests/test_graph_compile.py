@@ -28,6 +28,10 @@ def test_execute_equals_golden(spec, preset):
         ref = golden.run_golden(algo, g, src)
         np.testing.assert_array_equal(run.result.values, ref.values)
         assert run.result.rounds == ref.rounds
+        fast = execute(plan, src, per_block=False)  # the large-graph path builds the same programs
+        assert fast.programs == run.programs and fast.cycles == run.cycles
+        assert (fast.processed, fast.skipped_inactive, fast.macro_ops) == (run.processed, run.skipped_inactive,
+                                                                            run.macro_ops)
         assert run.cycles == sum(run.round_cycles) > 0
         t = plan.tiling
         assert len(plan.blocks) + t.skipped == t.total
