@@ -11,7 +11,7 @@ from ..golden import ir
 
 __all__ = ["random_tensor", "random_conv_graph", "random_grouped_conv_graph", "random_vector_graph", "VECTOR_KINDS",
            "GROUPED_KINDS", "extreme_depthwise_graph", "tiny_mobilenet_onnx",
-           "separable_cnn_onnx", "TINY_SET"]
+           "separable_cnn_onnx", "TINY_SET", "deep_memories"]
 
 VECTOR_KINDS = ("maxpool", "avgpool", "gap", "add", "clamp", "concat")
 
@@ -172,6 +172,17 @@ TINY_SET = {
     "mobilenet_v2_035_32": ((3, 32, 32), (16, (3, 3), 2), [(8, 1, 1), (8, 2, 6), (8, 1, 6), (16, 2, 6), (16, 1, 6),
                                                           (24, 1, 6), (32, 2, 6), (32, 1, 6), (112, 1, 6)], 10),
 }
+
+
+def deep_memories(cfg):
+    """``cfg`` with memories deep enough to hold every model of :data:`TINY_SET` whole (activation and weight
+    memories of 65536 words, 512 parameter and 128 descriptor words, 2048 instructions and trace entries): the
+    default preset's 4096 activation and 1024 weight words need the memory system of "Real networks I" for
+    them."""
+    from dataclasses import replace
+    return replace(cfg, name="deep",
+                   fabric=replace(cfg.fabric, act_depth=65536, weight_depth=65536, param_depth=512, desc_depth=128),
+                   controller=replace(cfg.controller, program_depth=2048, trace_depth=2048))
 
 
 def separable_cnn_onnx(seed: int, input_shape: tuple[int, int, int], stem: tuple, blocks: list[tuple[int, int]],

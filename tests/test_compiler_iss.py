@@ -264,26 +264,19 @@ def test_bad_parallelism():
         compile_graph(g, DEFAULT, parallelism={"/3/MaxPool": Parallelism()})
 
 
-#: The default macros with memories deep enough for the tiny set's separable CNNs held whole (the default
-#: preset's 4096 activation and 1024 weight words need the memory system of "Real networks I").
-DEEP = replace(DEFAULT, name="deep", fabric=replace(DEFAULT.fabric, act_depth=65536, weight_depth=65536,
-                                                    param_depth=512, desc_depth=128),
-               controller=replace(DEFAULT.controller, program_depth=2048, trace_depth=2048))
-
-
 @pytest.mark.parametrize("model", ["ds_cnn", pytest.param("mobilenet_v1_025", marks=pytest.mark.slow),
                                    "mobilenet_v2_035_32"])
 def test_separable_cnns_iss(model):
     """DS-CNN (1x49x10, 64 channels), MobileNetV1 0.25 (3x96x96) and a MobileNetV2 (inverted residuals,
-    expansion 6, depthwise layers of 16..192 channels), quantized by onnxruntime (QDQ, per-channel, seed 1):
-    ISS = golden on every tensor."""
+    expansion 6, depthwise layers of 16..192 channels), quantized by onnxruntime (QDQ, per-channel, seed 1), on
+    the default macros with deeper memories: ISS = golden on every tensor."""
     from cimforge.golden.onnx_import import load_onnx
-    from cimforge.sim.random_layers import TINY_SET, separable_cnn_onnx
+    from cimforge.sim.random_layers import TINY_SET, deep_memories, separable_cnn_onnx
     g = load_onnx(separable_cnn_onnx(1, *TINY_SET[model], name=model), name=model)
     assert any(getattr(layer, "is_depthwise", False) for layer in g.weighted_layers)
     t = g.inputs[0]
     xs = np.random.default_rng(1).integers(t.qmin, t.qmax + 1, (1, *t.shape)).astype(t.dtype)
     gold = run_graph(g, xs)
-    got, _ = run_program(compile_graph(g, DEEP, batch=1), {t.name: xs})
+    got, _ = run_program(compile_graph(g, deep_memories(DEFAULT), batch=1), {t.name: xs})
     for name in gold:
         assert np.array_equal(got[name], gold[name]), f"{model}: tensor {name} differs"
