@@ -817,14 +817,18 @@ class _Importer:
 
     def op_BatchNormalization(self, node):
         """A BatchNormalization left between DequantizeLinear and QuantizeLinear: the per-channel affine
-        ``a * x + b`` as a depthwise 1x1 convolution, quantized as onnxruntime quantizes a convolution's
-        weights (per channel, symmetric int8: ``w = +-127``, ``s_w = |a| / 127``; bias int32 at ``s_in * s_w``)."""
+        ``a * x + b`` as a depthwise 1x1 convolution (a diagonal :class:`~cimforge.golden.ir.Dense` on a vector),
+        with per-channel symmetric int8 weights as onnxruntime quantizes a convolution's (``w = +-|w|``,
+        ``s_w = |a| / |w|``: the weight exact up to float32) and an int32 bias at ``s_in * s_w``, the one rounded
+        quantity. Once the output's quantisation is known, each channel takes the magnitude ``|w|`` in 64..127
+        and the bias (rounded to nearest, or one either side) whose integer result agrees with the real affine,
+        quantized, on the most input codes (see :func:`_bn_magnitudes`)."""
         a = self.attrs(node)
         if a.get("training_mode", 0) or len([o for o in node.output if o]) > 1:
             self.fail(node, "training mode (running mean / variance outputs) is not supported")
         x = self.dequant(node, 0)
-        if len(x.shape) != 3:
-            self.fail(node, f"only (C, H, W) inputs are supported, per-sample shape {x.shape}")
+        if len(x.shape) not in (1, 3):
+            self.fail(node, f"only (C, H, W) and (C,) inputs are supported, per-sample shape {x.shape}")
         c = x.shape[0]
         gamma, beta, mean, var = (self.real_const(node, i, w).ravel() for i, w in
                                   ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
@@ -832,15 +836,19 @@ class _Importer:
             self.fail(node, f"scale, B, mean and var must have {c} values (one per channel)")
         mult = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))
         shift = beta - mean * mult
-        w = np.where(mult > 0, 127, np.where(mult < 0, -127, 0)).astype(np.int8).reshape(c, 1, 1, 1)
-        ws = np.where(mult != 0, np.abs(mult) / 127.0, 1.0).astype(np.float32)
-        bias = self.bias(node, _Const(shift), x.scale, ws.astype(np.float64), c)
-        shape = x.shape
+        name = self.layer_name(node)
 
         def make(out: TensorInfo) -> Layer:
-            return Conv2d(name=self.layer_name(node), inputs=(x,), output=out, weight=w, bias=bias,
-                          weight_scale=ws.astype(np.float64), groups=c)
-        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+            mag, nudge = _bn_magnitudes(x, out, mult, shift,
+                                        lambda ws: self.bias(node, _Const(shift), x.scale, ws, c))
+            ws = np.where(mult != 0, np.abs(mult) / mag, 1.0).astype(np.float32).astype(np.float64)
+            w = (np.sign(mult) * mag).astype(np.int8)
+            bias = (self.bias(node, _Const(shift), x.scale, ws, c).astype(np.int64) + nudge).astype(np.int32)
+            if len(x.shape) == 1:
+                return Dense(name=name, inputs=(x,), output=out, weight=np.diag(w), bias=bias, weight_scale=ws)
+            return Conv2d(name=name, inputs=(x,), output=out, weight=w.reshape(c, 1, 1, 1), bias=bias,
+                          weight_scale=ws, groups=c)
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, x.shape, make)
 
     def op_Sum(self, node):
         """n-ary float Sum between DequantizeLinear and QuantizeLinear: one quantized Add, or a chain of them
@@ -1035,6 +1043,37 @@ class _Importer:
                 return info
         raise OnnxImportError("integer graph input with no quantized consumer stating its scale and zero point",
                               node=name)
+
+
+def _bn_magnitudes(x: TensorInfo, out: TensorInfo, mult: np.ndarray, shift: np.ndarray,
+                   bias_of) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel, the weight magnitude in 64..127 and the bias nudge (0, -1 or +1 from the nearest) for a
+    BatchNormalization's affine ``mult * x + shift`` whose integer result (bias ``bias_of(weight_scales)`` plus
+    the nudge, requantised) equals the real affine quantized into ``out`` on the most of the input's codes in
+    single rounding, then in double rounding (ties: no nudge, then the larger magnitude). Every magnitude gives
+    an exact weight; they differ in how the int32 bias rounds, so this picks a bias that lands on no
+    quantisation tie the input's codes can reach, where one exists (then the layer is exact on every code)."""
+    from .requant import quantize_multipliers, requantize
+
+    codes = np.arange(x.qmin, x.qmax + 1, dtype=np.int64)
+    real = (codes - x.zero_point) * float(np.float32(x.scale))
+    want = np.clip(np.rint((mult[:, None] * real[None, :] + shift[:, None]) / out.scale) + out.zero_point,
+                   out.qmin, out.qmax)
+    best, nudge = np.full(mult.size, 127), np.zeros(mult.size, np.int64)
+    best_bad = np.full(mult.size, np.iinfo(np.int64).max)
+    for m in range(127, 63, -1):
+        ws = np.where(mult != 0, np.abs(mult) / m, 1.0).astype(np.float32).astype(np.float64)
+        base = bias_of(ws).astype(np.int64)
+        mq, sq = quantize_multipliers(x.scale * ws / out.scale)
+        for d in (0, -1, 1):
+            acc = (base + d)[:, None] + (np.sign(mult) * m).astype(np.int64)[:, None] * (codes - x.zero_point)
+            bad = np.zeros(mult.size, np.int64)
+            for mode, weight in (("single", 1024), ("double", 1)):  # single first: it can agree everywhere
+                got = requantize(acc, mq[:, None], sq[:, None], out.zero_point, out.qmin, out.qmax, mode)
+                bad += weight * (got != want).sum(axis=1)
+            better = bad < best_bad
+            best, nudge, best_bad = np.where(better, m, best), np.where(better, d, nudge), np.where(better, bad, best_bad)
+    return best, nudge
 
 
 @dataclass

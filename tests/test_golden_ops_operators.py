@@ -230,7 +230,8 @@ def test_lrn_between_convolutions(fmt, tmp_path):
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
 def test_batchnorm_after_add_is_a_depthwise_conv(fmt, tmp_path):
     """A BatchNormalization that cannot fold into a convolution (it follows an Add) becomes a per-channel
-    affine: a depthwise 1x1 convolution with +-127 weights."""
+    affine: a depthwise 1x1 convolution with int8 weights of magnitude 64..127 (each channel's magnitude the
+    one whose bias rounds best)."""
     rng = np.random.default_rng([SEED, 40])
     print(f"seed [{SEED}, 40]")
     c1, i1 = _conv("c1", "x", "a", rng, 4, 6)
@@ -243,10 +244,10 @@ def test_batchnorm_after_add_is_a_depthwise_conv(fmt, tmp_path):
     model = _quantize(_float_model(nodes, (4, 6, 6), "y", {**i1, **i2, **i3, **bn}), tmp_path, rng, (4, 6, 6),
                       fmt=fmt)
     x = rng.standard_normal((N * 4, 4, 6, 6)).astype(np.float32)
-    graph = _layerwise(f"add-bn {fmt}", model, x, requantised=False)
+    graph = _layerwise(f"add-bn {fmt}", model, x)
     dw = [layer for layer in graph.layers if isinstance(layer, ir.Conv2d) and layer.is_depthwise]
-    assert len(dw) == 1 and set(np.abs(dw[0].weight.ravel())) <= {127}
-    # The weights are exact (+-127 * |a|/127); the int32 bias is rounded at s_in * s_w, up to half of
+    assert len(dw) == 1 and np.all((np.abs(dw[0].weight) >= 64) & (np.abs(dw[0].weight) <= 127))
+    # The weights are exact (w * |a|/|w|); the int32 bias is rounded at s_in * s_w, at worst half of
     # s_in * s_w / s_out output LSB: only outputs that close to a rounding tie can differ from onnxruntime's float
     # BatchNormalization (about twice that fraction).
     bn_layer = dw[0]
@@ -256,6 +257,24 @@ def test_batchnorm_after_add_is_a_depthwise_conv(fmt, tmp_path):
     a = compare_tensors({"bn": got}, {"bn": ref[bn_layer.output.name]})
     print(f"add-bn {fmt}: bias error up to {err:.4f} LSB, {100 * (1 - a.fraction):.3f}% differ")
     assert a.max_diff <= 1 and 1 - a.fraction <= 4 * err + 4 / a.elements
+
+
+def test_batchnorm_on_vectors_is_a_diagonal_dense(tmp_path):
+    rng = np.random.default_rng([SEED, 45])
+    print(f"seed [{SEED}, 45]")
+    w1, w2 = (rng.standard_normal((12, 10)) * 0.4).astype(np.float32), (rng.standard_normal((4, 12)) * 0.4)
+    bn = {"g": rng.uniform(0.5, 2.0, 12), "beta": rng.standard_normal(12) * 0.2,
+          "mean": rng.standard_normal(12) * 0.3, "var": rng.uniform(0.5, 2.0, 12)}
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["a"], name="fc1", transB=1),
+             helper.make_node("BatchNormalization", ["a", "g", "beta", "mean", "var"], ["n"], name="bn"),
+             helper.make_node("Relu", ["n"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="fc2", transB=1)]
+    inits = {"w1": w1, "b1": np.zeros(12), "w2": w2, "b2": np.zeros(4), **bn}
+    model = _quantize(_float_model(nodes, (10,), "y", inits), tmp_path, rng, (10,))
+    x = rng.standard_normal((256, 10)).astype(np.float32)
+    graph = _layerwise("gemm-bn-relu-gemm", model, x)
+    diag = graph.layer("bn")
+    assert isinstance(diag, ir.Dense) and np.count_nonzero(diag.weight) == 12 and diag.act_min == diag.output.zero_point
 
 
 @pytest.mark.parametrize("n_inputs", [2, 3])
