@@ -507,3 +507,30 @@ def test_the_import_table_names_every_operator_and_kind():
     assert set(IMPORTS_TO) == set(SUPPORTED_OPS)
     kinds = {k for ks, _ in IMPORTS_TO.values() for k in ks}
     assert kinds == set(ir.LAYER_KINDS), "every kind is made by some operator, and no operator names another"
+
+
+def test_a_final_softmax_runs_on_the_host_side_of_a_run(tmp_path):
+    """split_host_tail cuts a classifier before its softmax: the fabric program (here the ISS) computes the rest,
+    the host applies the golden softmax to its output, and together they equal the golden model."""
+    from cimforge.compiler.iss import run_program
+    from cimforge.compiler.lowering.host import split_host_tail
+
+    rng = np.random.default_rng([SEED, 400])
+    print(f"seed [{SEED}, 400]")
+    w = (rng.standard_normal((10, 16)) * 0.5).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["z"], name="fc", transB=1),
+             helper.make_node("Softmax", ["z"], ["y"], name="sm", axis=-1)]
+    model = _quantize(_float_model(nodes, (16,), "y", {"w": w, "b": np.zeros(10)}, opset=13), tmp_path, rng,
+                      (16,), fmt="qoperator")
+    graph = load_onnx(model)
+    split = split_host_tail(graph)
+    assert [type(layer) for layer in split.tail] == [ir.Softmax]
+    assert split.fabric.outputs == (graph.layers[0].output.name,)
+    codes = ops_input(graph, rng.standard_normal((4, 16)).astype(np.float32))
+    prog = compile_graph(split.fabric, get_preset("default"), batch=4)
+    fabric_tensors, _ = run_program(prog, codes)
+    whole = split.finish(fabric_tensors)
+    golden = run_graph(graph, codes)
+    for name in graph.outputs:
+        np.testing.assert_array_equal(whole[name], golden[name])
+    assert split_host_tail(split.fabric).tail == ()

@@ -18,7 +18,12 @@ Every layer kind of the IR (golden/ir.py), the ONNX operators the importer turns
 that computes it, and where it runs in a simulation: on the fabric (the lowering that maps it onto an engine),
 on the **host** side of a run (no engine; the golden operator computes it from the fabric's output), or in the
 **golden only** (the compiler refuses it with a `CompileError` naming the layer and its kind). How the golden
-model is judged against onnxruntime: docs/golden.md; adding a kind: docs/adding-an-operation.md."""
+model is judged against onnxruntime: docs/golden.md; adding a kind: docs/adding-an-operation.md.
+
+A graph that ends in host-side layers (a classifier's softmax) runs as
+`split = cimforge.compiler.lowering.host.split_host_tail(graph)`: `compile_graph(split.fabric, ...)` compiles
+everything before them, and `split.finish(tensors)` applies the tail's golden operators to the fabric's output
+tensors (tested against the ISS: equal to the golden model on every tensor)."""
 
 _NOTES = """\
 ## Which computation each operator reproduces, and what is exact
