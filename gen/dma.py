@@ -109,6 +109,9 @@ class DmaEngine(wiring.Component):
         Command queue input (a ``DMA`` instruction's arguments).
     busy : Out(1)
         A command is queued or in progress (``DSYNC`` waits for it to fall).
+    error : Out(1)
+        The running or last command got a response other than ``OKAY`` or with an ID other than 0 (set with
+        that response, cleared when the next command pops); the transfer goes on regardless.
     axi : Out(axi4_signature(ext_width))
         The AXI4 master port.
     amem_r, wmem_r : In(memory.ReadPort.Signature)
@@ -126,7 +129,7 @@ class DmaEngine(wiring.Component):
         f = cfg.fabric
         self.widths = {"amem": LANE_BITS * lanes(cfg), "wmem": cfg.macro.cols}
         depths = {"amem": f.act_depth, "wmem": f.weight_depth}
-        members = {"cmd": In(stream.Signature(dma_layout(cfg))), "busy": Out(1),
+        members = {"cmd": In(stream.Signature(dma_layout(cfg))), "busy": Out(1), "error": Out(1),
                    "axi": Out(axi4_signature(ext_width(cfg)))}
         for mem, width in self.widths.items():
             aw, shape = ceil_log2(depths[mem]), unsigned(padded_width(width))
@@ -199,10 +202,16 @@ class DmaEngine(wiring.Component):
             with m.Else():
                 m.next = "IDLE"
 
+        error = Signal()
+        m.d.comb += self.error.eq(error)
+        with m.If((r_hs & ((axi.rresp != 0) | (axi.rid != 0))) | (axi.bvalid & axi.bready &
+                                                                  ((axi.bresp != 0) | (axi.bid != 0)))):
+            m.d.sync += error.eq(1)
         with m.FSM(name="dma") as fsm:
             with m.State("IDLE"):
                 with m.If(q.r_rdy):
                     m.d.comb += q.r_en.eq(1)
+                    m.d.sync += error.eq(0)
                     m.d.sync += [store.eq(head.store), wmem.eq(head.wmem), length.eq(head.len),
                                  ext_stride.eq(head.ext_stride), stride.eq(head.stride), ext_row.eq(head.ext),
                                  ext_ptr.eq(head.ext), on_row.eq(head.addr), on_ptr.eq(head.addr),

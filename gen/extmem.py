@@ -167,5 +167,6 @@ class CimSystem(wiring.Component):
         m.submodules.extmem = self.extmem
         wiring.connect(m, fab.axi, self.extmem.axi)
         wiring.connect(m, wiring.flipped(self.wb), fab.wb)
-        m.d.comb += [self.done.eq(fab.done), self.busy.eq(fab.busy), self.error.eq(fab.error)]
+        m.d.comb += [self.done.eq(fab.done), self.busy.eq(fab.busy), self.error.eq(fab.error),
+                     self.dma_error.eq(fab.dma_error)]
         return m

@@ -96,6 +96,8 @@ class CimFabric(wiring.Component):
     busy : Out(1)
     error : Out(1)
         The controller stopped at an unknown opcode.
+    dma_error : Out(1)
+        The DMA engine's last command got an error response (:class:`cimforge.gen.dma.DmaEngine`).
     """
 
     def __init__(self, cfg: CimConfig, library: VerilogLibrary | None = None):
@@ -105,7 +107,7 @@ class CimFabric(wiring.Component):
         super().__init__({
             "wb": In(wishbone_signature(self.hbits + REGION_BITS)),
             "axi": Out(axi4_signature(ext_width(cfg))),
-            "done": Out(1), "busy": Out(1), "error": Out(1),
+            "done": Out(1), "busy": Out(1), "error": Out(1), "dma_error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -116,6 +118,7 @@ class CimFabric(wiring.Component):
             if reg.name != "csr":
                 mems[reg.name] = m.submodules[reg.name] = memory.Memory(shape=unsigned(padded_width(reg.width)),
                                                                         depth=reg.depth, init=[])
+        self.memories = mems  # for simulator backdoor access (Amaranth's ``MemoryData``), after elaboration
         macros = self._macros(m)
         engines = {}
         for name, cls in ENGINES.items():
@@ -206,6 +209,7 @@ class CimFabric(wiring.Component):
         """The DMA engine: the AXI4 port, and a read and a write port of its own on the activation and weight
         memories, so that transfers run beside the engines (the compiler keeps their words apart)."""
         wiring.connect(m, dma.axi, wiring.flipped(self.axi))
+        m.d.comb += self.dma_error.eq(dma.error)
         for name in ("amem", "wmem"):
             wiring.connect(m, getattr(dma, f"{name}_r"), mems[name].read_port())
             wiring.connect(m, getattr(dma, f"{name}_w"), mems[name].write_port())
