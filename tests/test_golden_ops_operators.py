@@ -190,16 +190,21 @@ def test_dq_softmax_q_random(case):
     assert a.max_diff <= MAX_LSB and a.fraction >= AGREEMENT_MIN
 
 
+def _classifier(rng, tmp_path, fmt):
+    """Gemm(16 -> 10) -> Softmax, quantized by quantize_static."""
+    w = (rng.standard_normal((10, 16)) * 0.5).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["z"], name="fc", transB=1),
+             helper.make_node("Softmax", ["z"], ["y"], name="sm", axis=-1)]
+    return _quantize(_float_model(nodes, (16,), "y", {"w": w, "b": np.zeros(10)}, opset=13), tmp_path, rng,
+                     (16,), fmt=fmt)
+
+
 @pytest.mark.parametrize("fmt", ["qoperator"])
 def test_classifier_softmax_quantized_by_onnxruntime(fmt, tmp_path):
     """Gemm -> Softmax quantized by quantize_static: QLinearSoftmax at the end of the classifier."""
     rng = np.random.default_rng([SEED, 20])
     print(f"seed [{SEED}, 20]")
-    w = (rng.standard_normal((10, 16)) * 0.5).astype(np.float32)
-    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["z"], name="fc", transB=1),
-             helper.make_node("Softmax", ["z"], ["y"], name="sm", axis=-1)]
-    model = _quantize(_float_model(nodes, (16,), "y", {"w": w, "b": np.zeros(10)}, opset=13), tmp_path, rng,
-                      (16,), fmt=fmt)
+    model = _classifier(rng, tmp_path, fmt)
     x = rng.standard_normal((64, 16)).astype(np.float32)
     graph = _layerwise(f"gemm-softmax {fmt}", model, x)
     assert [type(layer).__name__ for layer in graph.layers] == ["Dense", "Softmax"]
@@ -517,11 +522,7 @@ def test_a_final_softmax_runs_on_the_host_side_of_a_run(tmp_path):
 
     rng = np.random.default_rng([SEED, 400])
     print(f"seed [{SEED}, 400]")
-    w = (rng.standard_normal((10, 16)) * 0.5).astype(np.float32)
-    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["z"], name="fc", transB=1),
-             helper.make_node("Softmax", ["z"], ["y"], name="sm", axis=-1)]
-    model = _quantize(_float_model(nodes, (16,), "y", {"w": w, "b": np.zeros(10)}, opset=13), tmp_path, rng,
-                      (16,), fmt="qoperator")
+    model = _classifier(rng, tmp_path, "qoperator")
     graph = load_onnx(model)
     split = split_host_tail(graph)
     assert [type(layer) for layer in split.tail] == [ir.Softmax]
