@@ -37,10 +37,12 @@ from ..gen.layouts import BitOp, MacroMode, macro_op_layout, wb_log2
 from ..gen.macro import CimMacro
 from ..gen.requant import MBQM_LATENCY, Mbqm
 from ..golden.macro import LATENCY
+from ..golden.requant import INT32_MAX, INT32_MIN, ROUNDING_MODES
 from .yosys import DEFAULT_TIMEOUT, YosysError, run_steps
 
-__all__ = ["MacroMode_", "MacroModes", "MacroMiter", "RequantMiter", "ProofResult", "prove_macro",
-           "prove_requant", "macro_bound", "FORMAL_DIR"]
+__all__ = ["MacroModes", "MacroMiter", "MacFormMiter", "mac_reference", "macro_bound", "prove_macro",
+           "RequantMiter", "mbqm_operands", "mbqm_finish", "mbqm_reference", "prove_requant",
+           "ProofResult", "run_sat", "FORMAL_DIR", "CELLS", "MBQM_OPERANDS", "MBQM_PRODUCT"]
 
 #: Yosys name of a column tile's bit cells in the flattened miter (after ``memory``, word k is ``<name>[k]``).
 CELLS = "dut.tile{tile}.storage.cells"
@@ -96,9 +98,6 @@ class MacroModes:
         if self.mode != MacroMode.MAC:
             parts.append("op" + ("x" if self.bop is None else self.bop.name.lower()))
         return "_".join(parts)
-
-
-MacroMode_ = MacroMode  # re-export for callers that build MacroModes without importing gen.layouts
 
 
 def _miter_signature(cfg: MacroConfig) -> dict:
@@ -424,39 +423,42 @@ def macro_bound(cfg: MacroConfig) -> int:
 # requantisation
 # ------------------------------------------------------------------------------------------------------------
 
-INT32_MIN = -(2 ** 31)
-INT32_MAX = 2 ** 31 - 1
-
-
 def _clip32(m: Module, v, name: str) -> Signal:
     out = Signal(signed(32), name=name)
     m.d.comb += out.eq(Mux(v > INT32_MAX, INT32_MAX, Mux(v < INT32_MIN, INT32_MIN, v)))
     return out
 
 
-def mbqm_reference(m: Module, x, mult, shift, rounding: str, name: str = "ref") -> Signal:
-    """Word-level ``multiply_by_quantized_multiplier(x, mult, shift, rounding)`` of :mod:`cimforge.golden.requant`
-    (combinational), written after the golden model's numpy expressions, not after the pipeline."""
+def mbqm_operands(m: Module, x, shift, rounding: str, name: str = "ref") -> Signal:
+    """The multiplicand of ``multiply_by_quantized_multiplier``: ``clip(x << max(shift, 0))`` for ``"double"``
+    (the golden model's saturating left shift), ``x`` itself for ``"single"``."""
     if rounding == "single":
-        total = Signal(7, name=f"{name}_total")     # 1..62
+        return x
+    left = Signal(5, name=f"{name}_left")
+    m.d.comb += left.eq(Mux(shift > 0, shift, 0))
+    return _clip32(m, x << left, f"{name}_shifted")
+
+
+def mbqm_finish(m: Module, prod, a, mult, shift, rounding: str, name: str = "ref") -> Signal:
+    """The rest of ``multiply_by_quantized_multiplier`` given the 64-bit product ``prod = a * mult`` of
+    :func:`mbqm_operands`' ``a`` and the multiplier (combinational), after the golden model's expressions."""
+    if rounding == "single":
+        total = Signal(7, name=f"{name}_total")     # 31 - shift: 1..62
         half_at = Signal(7, name=f"{name}_half_at")
         m.d.comb += [total.eq(31 - shift), half_at.eq(30 - shift)]
-        prod = Signal(signed(66), name=f"{name}_prod")
-        m.d.comb += prod.eq(x * mult + (Const(1, 64) << half_at))
-        return _clip32(m, prod >> total, f"{name}_y")
-    # double: clip(x << left), SaturatingRoundingDoublingHighMul, RoundingDivideByPOT
-    left = Signal(5, name=f"{name}_left")
-    right = Signal(6, name=f"{name}_right")
-    m.d.comb += [left.eq(Mux(shift > 0, shift, 0)), right.eq(Mux(shift < 0, -shift, 0))]
-    shifted = _clip32(m, x << left, f"{name}_shifted")
-    ab = Signal(signed(64), name=f"{name}_ab")
-    m.d.comb += ab.eq(shifted * mult)
-    v = Signal(signed(65), name=f"{name}_v")
-    m.d.comb += v.eq(ab + Mux(ab >= 0, 1 << 30, 1 - (1 << 30)))
-    high = Signal(signed(33), name=f"{name}_high")  # C division: truncate towards zero
+        nudged = Signal(signed(66), name=f"{name}_nudged")
+        m.d.comb += nudged.eq(prod + (Const(1, 64) << half_at))
+        return _clip32(m, nudged >> total, f"{name}_y")
+    # SaturatingRoundingDoublingHighMul: nudge, C division truncating towards zero, the one overflow
+    v = Signal(signed(66), name=f"{name}_v")
+    m.d.comb += v.eq(prod + Mux(prod >= 0, 1 << 30, 1 - (1 << 30)))
+    high = Signal(signed(34), name=f"{name}_high")
     m.d.comb += high.eq(Mux(v >= 0, v >> 31, -((-v) >> 31)))
     srdhm = Signal(signed(32), name=f"{name}_srdhm")
-    m.d.comb += srdhm.eq(Mux((shifted == INT32_MIN) & (mult == INT32_MIN), INT32_MAX, high))
+    m.d.comb += srdhm.eq(Mux((a == INT32_MIN) & (mult == INT32_MIN), INT32_MAX, high))
+    # RoundingDivideByPOT by right = max(-shift, 0): ties away from zero
+    right = Signal(6, name=f"{name}_right")
+    m.d.comb += right.eq(Mux(shift < 0, -shift, 0))
     mask = Signal(32, name=f"{name}_mask")
     m.d.comb += mask.eq((Const(1, 33) << right) - 1)
     remainder = Signal(32, name=f"{name}_rem")
@@ -468,30 +470,50 @@ def mbqm_reference(m: Module, x, mult, shift, rounding: str, name: str = "ref") 
     return y
 
 
-class RequantMiter(wiring.Component):
-    """One lane of :class:`Mbqm` against :func:`mbqm_reference` on the inputs of ``MBQM_LATENCY`` cycles earlier.
+def mbqm_reference(m: Module, x, mult, shift, rounding: str, name: str = "ref") -> Signal:
+    """Word-level ``multiply_by_quantized_multiplier(x, mult, shift, rounding)`` of :mod:`cimforge.golden.requant`
+    (combinational): :func:`mbqm_finish` of the product of :func:`mbqm_operands`."""
+    a = mbqm_operands(m, x, shift, rounding, name)
+    prod = Signal(signed(64), name=f"{name}_prod")
+    m.d.comb += prod.eq(a * mult)
+    return mbqm_finish(m, prod, a, mult, shift, rounding, name)
 
-    Assumptions: ``shift`` in -31..30 (the golden model's range); ``mult_bits`` / ``x_bits``, when given, limit
-    ``mult`` / ``x`` to that many low bits sign-extended (a smaller multiplier for the SAT solver; the rest of
-    the datapath keeps its 32-bit width). Assertions: ``o_valid`` equals ``i_valid`` delayed by
-    ``MBQM_LATENCY``; when ``o_valid``, ``y`` equals the delayed reference.
+
+#: Yosys names of lane 0's multiplier operand and product registers inside an Mbqm (gen/requant.py ``x1_{k}``,
+#: ``m1_{k}``, ``prod{k}``; the same in both rounding forms).
+MBQM_OPERANDS = ("x1_0", "m1_0")
+MBQM_PRODUCT = "prod0"
+
+
+def _check_rounding(rounding: str) -> None:
+    if rounding not in ROUNDING_MODES:
+        raise ValueError(f"rounding must be one of {ROUNDING_MODES}, not {rounding!r}")
+
+
+class RequantMiter(wiring.Component):
+    """One lane of :class:`Mbqm` against the word-level reference on the inputs of ``MBQM_LATENCY`` cycles earlier.
+
+    The reference is evaluated in steps, each value delayed as the pipeline delays it (a pure delay, so the
+    output is still ``multiply_by_quantized_multiplier`` of the input ``MBQM_LATENCY`` cycles earlier): its
+    operands one cycle after the input (``ref_a1``, ``ref_b1``: the DUT's ``x1``, ``m1``), its product
+    ``ref_prod2`` two cycles after (the DUT's ``prod``), its result ``MBQM_LATENCY`` after.
+    :func:`prove_requant` cuts the DUT's product register and drives it from ``ref_prod2`` while proving the DUT's
+    operand registers equal to ``ref_a1``, ``ref_b1``: the two 32 x 32 products (one yosys ``$mul`` each, same
+    shapes) are then equal by those operands, and the SAT solver never compares two multipliers.
+
+    Assumption: ``shift`` in -31..30 (the golden model's range). Assertions: ``o_valid`` equals ``i_valid``
+    delayed by ``MBQM_LATENCY``; when ``o_valid``, ``y`` equals the delayed reference.
 
     Parameters
     ----------
     rounding : {"double", "single"}
-    x_bits, mult_bits : int, optional
     dut : callable, optional
         ``dut(rounding)`` builds the design under test (default ``Mbqm(1, rounding=rounding)``).
     """
 
-    def __init__(self, rounding: str = "double", *, x_bits: int | None = None, mult_bits: int | None = None,
-                 dut: Callable[[str], wiring.Component] | None = None):
-        if rounding not in ("double", "single"):
-            raise ValueError(f"rounding must be 'double' or 'single', not {rounding!r}")
-        for nm, v in (("x_bits", x_bits), ("mult_bits", mult_bits)):
-            if v is not None and not 2 <= v <= 32:
-                raise ValueError(f"{nm} = {v!r}: allowed 2..32 or None")
-        self.rounding, self.x_bits, self.mult_bits = rounding, x_bits, mult_bits
+    def __init__(self, rounding: str = "double", *, dut: Callable[[str], wiring.Component] | None = None):
+        _check_rounding(rounding)
+        self.rounding = rounding
         self.dut_factory = dut or (lambda r: Mbqm(1, rounding=r))
         super().__init__({"i_valid": In(1), "x": In(signed(32)), "mult": In(signed(32)), "shift": In(signed(8))})
 
@@ -501,15 +523,23 @@ class RequantMiter(wiring.Component):
         m.d.comb += [dut.i_valid.eq(self.i_valid), dut.x[0].eq(self.x), dut.mult[0].eq(self.mult),
                      dut.shift[0].eq(self.shift)]
         m.d.comb += Assume((self.shift >= -31) & (self.shift <= 30))
-        for value, bits in ((self.x, self.x_bits), (self.mult, self.mult_bits)):
-            if bits is not None and bits < 32:
-                m.d.comb += Assume(value == value[:bits].as_signed())
-        ref = mbqm_reference(m, self.x, self.mult, self.shift, self.rounding)
-        v, q = self.i_valid, ref
+        a = mbqm_operands(m, self.x, self.shift, self.rounding)
+        a1, b1 = Signal(signed(32), name="ref_a1"), Signal(signed(32), name="ref_b1")
+        a2, b2 = Signal(signed(32), name="ref_a2"), Signal(signed(32), name="ref_b2")
+        s1, s2 = Signal(signed(8), name="ref_s1"), Signal(signed(8), name="ref_s2")
+        prod2 = Signal(signed(64), name="ref_prod2")
+        m.d.sync += [a1.eq(a), b1.eq(self.mult), s1.eq(self.shift),
+                     a2.eq(a1), b2.eq(b1), s2.eq(s1), prod2.eq(a1 * b1)]
+        q = mbqm_finish(m, prod2, a2, b2, s2, self.rounding)
+        for stage in range(2, MBQM_LATENCY):
+            nq = Signal(signed(32), name=f"ref_y{stage + 1}")
+            m.d.sync += nq.eq(q)
+            q = nq
+        v = self.i_valid
         for stage in range(MBQM_LATENCY):
-            nv, nq = Signal(name=f"ref_valid{stage}"), Signal(signed(32), name=f"ref_y{stage}")
-            m.d.sync += [nv.eq(v), nq.eq(q)]
-            v, q = nv, nq
+            nv = Signal(name=f"ref_valid{stage + 1}")
+            m.d.sync += nv.eq(v)
+            v = nv
         _obligation(m, "o_valid", 1, dut.o_valid == v)
         _obligation(m, "y", v, dut.y[0] == q)
         return m
@@ -561,7 +591,8 @@ class ProofResult:
 
 def run_sat(component: wiring.Component, name: str, steps: int, *, workdir: Path | None = None,
             timeout: float = DEFAULT_TIMEOUT, free_init: Sequence[str] = (),
-            equal_init: Sequence[tuple[str, str]] = ()) -> ProofResult:
+            equal_init: Sequence[tuple[str, str]] = (), cut: Sequence[str] = (),
+            equal: Sequence[tuple[str, str]] = (), prove_equal: Sequence[tuple[str, str]] = ()) -> ProofResult:
     """Convert ``component`` (its properties as ``$check`` cells) and prove its assertions for ``steps`` steps.
 
     The Yosys flow: ``proc``, ``flatten``, ``memory`` (memories to flip-flops: ``sat`` has no memory model),
@@ -571,7 +602,9 @@ def run_sat(component: wiring.Component, name: str, steps: int, *, workdir: Path
 
     ``free_init`` (Yosys selection patterns of wires) drops those registers' initial values, and
     ``equal_init`` (pairs of signals) makes them equal in the first step instead: how the macro proof starts
-    from arbitrary but equal weights in the macro's cells and the shadow copy.
+    from arbitrary but equal weights in the macro's cells and the shadow copy. ``cut`` (wires) become free
+    (``cutpoint``), ``equal`` pairs are made equal in every step, and ``prove_equal`` pairs are proven equal in
+    every step besides the assertions: how the requantisation proof replaces a product by the reference's.
 
     Raises
     ------
@@ -584,21 +617,27 @@ def run_sat(component: wiring.Component, name: str, steps: int, *, workdir: Path
     (workdir / "miter.il").write_text(text)
     (workdir / "cex.vcd").unlink(missing_ok=True)
     checks = sorted(set(re.findall(r"^\s*wire width 1 \\(" + OK_PREFIX + r"\w+)$", text, re.M)))
-    show = [arg for c in checks for arg in ("-show", c)]
+    show = [arg for c in [*checks, *(w for pair in prove_equal for w in pair)] for arg in ("-show", c)]
     if re.search(r"^\s*wire width 1 input \d+\s+\\rst$", text, re.M):
         # sequential: base case of a temporal induction, which proves step 1, 2, ... in turn, each with the
         # earlier steps' assertions known to hold (much faster than one `sat -seq` problem over all steps)
         sat = ["sat", "-tempinduct-baseonly", "-maxsteps", str(steps), "-set", "rst", "0"]
         for lhs, rhs in equal_init:
             sat += ["-set-at", "1", lhs, rhs]
+        for lhs, rhs in equal:
+            sat += ["-set", lhs, rhs]
+        for lhs, rhs in prove_equal:
+            sat += ["-prove", lhs, rhs]
     else:
         steps = 0  # combinational: one SAT problem over the free inputs
         sat = ["sat"]
     sat += ["-set-assumes", "-prove-asserts", "-show-inputs", *show, "-dump_vcd", "cex.vcd"]
+    keep = [f"setattr -set keep 1 w:{w}" for pair in (*equal, *prove_equal) for w in pair]  # named after opt
     script = [
         ("read", ["read_rtlil miter.il", "hierarchy -top miter"]),
-        ("prepare", ["proc", "flatten", "memory", "chformal -lower", "async2sync", "dffunmap", "opt -fast",
-                     "opt_clean"] + [f"setattr -unset init w:{w}" for w in free_init] + ["stat"]),
+        ("prepare", ["proc", "flatten", *keep, "memory", "chformal -lower", "async2sync", "dffunmap", "opt -fast",
+                     "opt_clean"] + [f"setattr -unset init w:{w}" for w in free_init]
+                    + [f"cutpoint w:{w}" for w in cut] + (["opt_clean"] if cut else []) + ["stat"]),
         ("prove", [" ".join(sat)]),
     ]
     start = time.monotonic()
@@ -608,9 +647,21 @@ def run_sat(component: wiring.Component, name: str, steps: int, *, workdir: Path
         return ProofResult(name, True, steps, seconds, workdir)
     if not re.search(r"model found( for base case)?: FAIL!", log):
         raise YosysError("prove", "sat printed neither SUCCESS nor FAIL", workdir / "proof.log")
-    failures = sorted((int(t), c[len(OK_PREFIX):]) for t, c in
-                      re.findall(r"^\s*(\d+)\s+\\(" + OK_PREFIX + r"\w+)\s+0\s", log, re.M))
-    return ProofResult(name, False, steps, seconds, workdir, failures)
+    return ProofResult(name, False, steps, seconds, workdir, _failures(log, prove_equal))
+
+
+def _failures(log: str, prove_equal: Sequence[tuple[str, str]]) -> list:
+    """(step, obligation) pairs that fail in the model Yosys printed: ``ok_*`` signals at 0, and ``prove_equal``
+    pairs whose two sides differ (named after the left side's last component, e.g. ``x1_0``)."""
+    values = {}
+    for t, sig, bits in re.findall(r"^\s*(\d+)\s+\\(\S+)\s+\S+\s+\S+\s+([01x]+)\s*$", log, re.M):
+        values[int(t), sig] = bits
+    out = {(t, sig[len(OK_PREFIX):]) for (t, sig), bits in values.items() if sig.startswith(OK_PREFIX) and bits == "0"}
+    for lhs, rhs in prove_equal:
+        for (t, sig), bits in values.items():
+            if sig == lhs and (t, rhs) in values and values[t, rhs] != bits:
+                out.add((t, lhs.rsplit(".", 1)[-1]))
+    return sorted(out)
 
 
 def prove_macro(cfg: MacroConfig, modes: MacroModes | None = None, *, steps: int | None = None,
@@ -624,18 +675,26 @@ def prove_macro(cfg: MacroConfig, modes: MacroModes | None = None, *, steps: int
     ProofResult
     """
     modes = modes or MacroModes()
+    modes.check(cfg)  # before the miter exists (a miter that raises in its constructor warns as unused)
     steps = macro_bound(cfg) if steps is None else steps
     name = name or (f"macro_r{cfg.rows}_p{cfg.pages}_c{cfg.cols}_w{cfg.max_wb}_a{cfg.max_ab}_{modes.label()}")
     miter = MacroMiter(cfg, modes, dut, form=form, cells=cells)
     return run_sat(miter, name, steps, timeout=timeout, free_init=miter.free_init(), equal_init=miter.equal_init())
 
 
-def prove_requant(rounding: str = "double", *, x_bits: int | None = None, mult_bits: int | None = None,
-                  dut: Callable[[str], wiring.Component] | None = None, name: str | None = None,
-                  timeout: float = DEFAULT_TIMEOUT) -> ProofResult:
-    """Prove :class:`RequantMiter` over ``MBQM_LATENCY + 1`` steps: every output the pipeline can produce
-    (the pipeline has no feedback, so the output at a step is a function of the inputs ``MBQM_LATENCY`` steps
-    before)."""
-    name = name or f"requant_{rounding}_x{x_bits or 32}_m{mult_bits or 32}"
-    miter = RequantMiter(rounding, x_bits=x_bits, mult_bits=mult_bits, dut=dut)
-    return run_sat(miter, name, MBQM_LATENCY + 1, timeout=timeout)
+def prove_requant(rounding: str = "double", *, dut: Callable[[str], wiring.Component] | None = None,
+                  path: str = "dut", name: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> ProofResult:
+    """Prove :class:`RequantMiter` over ``MBQM_LATENCY + 1`` steps: every output the pipeline can produce (the
+    pipeline has no feedback, so its output at a step is a function of the inputs ``MBQM_LATENCY`` steps
+    before, and steps ``MBQM_LATENCY + 1`` onwards are all alike), full 32-bit operands and every shift.
+    The DUT's product register is cut and driven by the reference's product; its operand registers are proven
+    equal to the reference's (docs/formal.md). ``path``: the Mbqm lane's hierarchy in the flattened miter
+    (``dut``, or deeper when ``dut`` wraps one).
+    """
+    _check_rounding(rounding)
+    name = name or f"requant_{rounding}"
+    miter = RequantMiter(rounding, dut=dut)
+    ops = [f"{path}.{r}" for r in MBQM_OPERANDS]
+    product = f"{path}.{MBQM_PRODUCT}"
+    return run_sat(miter, name, MBQM_LATENCY + 1, timeout=timeout, cut=[product], equal=[(product, "ref_prod2")],
+                   prove_equal=[(ops[0], "ref_a1"), (ops[1], "ref_b1")])
