@@ -5386,7 +5386,9 @@ endmodule
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r, wb__ack, done, busy, error, wb__cyc);
+module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, axi__rdata, axi__rresp, axi__rlast, axi__rvalid, clk, rst, wb__dat_r, wb__ack, axi__awid
+, axi__awaddr, axi__awlen, axi__awsize, axi__awburst, axi__awlock, axi__awcache, axi__awprot, axi__awqos, axi__awvalid, axi__wdata, axi__wstrb, axi__wlast, axi__wvalid, axi__bready, axi__arid, axi__araddr, axi__arlen, axi__arsize, axi__arburst, axi__arlock, axi__arcache
+, axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
   wire \$1 ;
   wire [63:0] \$10 ;
   wire [63:0] \$11 ;
@@ -5436,43 +5438,56 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [7:0] \$51 ;
   wire [7:0] \$52 ;
   wire [7:0] \$53 ;
+  wire [22:0] \$54 ;
   wire [63:0] \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire [1:0] \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$209 ;
-  wire [11:0] \$signature__addr$215 ;
-  wire [9:0] \$signature__addr$221 ;
-  wire [5:0] \$signature__addr$227 ;
-  wire [5:0] \$signature__addr$233 ;
-  wire [9:0] \$signature__addr$239 ;
-  wire [9:0] \$signature__addr$245 ;
-  wire [9:0] \$signature__addr$251 ;
-  wire [5:0] \$signature__addr$257 ;
-  wire [5:0] \$signature__addr$263 ;
+  wire [9:0] \$signature__addr$255 ;
+  wire [11:0] \$signature__addr$261 ;
+  wire [9:0] \$signature__addr$267 ;
+  wire [5:0] \$signature__addr$273 ;
+  wire [5:0] \$signature__addr$279 ;
+  wire [9:0] \$signature__addr$285 ;
+  wire [9:0] \$signature__addr$291 ;
+  wire [9:0] \$signature__addr$297 ;
+  wire [5:0] \$signature__addr$303 ;
+  wire [5:0] \$signature__addr$309 ;
+  wire [11:0] \$signature__addr$368 ;
+  wire [11:0] \$signature__addr$374 ;
+  wire [9:0] \$signature__addr$380 ;
+  wire [9:0] \$signature__addr$386 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$212 ;
-  wire [63:0] \$signature__data$218 ;
-  wire [63:0] \$signature__data$224 ;
-  wire [767:0] \$signature__data$230 ;
-  wire [95:0] \$signature__data$236 ;
-  wire [63:0] \$signature__data$242 ;
-  wire [415:0] \$signature__data$247 ;
-  wire [63:0] \$signature__data$253 ;
-  wire [767:0] \$signature__data$259 ;
-  wire [95:0] \$signature__data$265 ;
+  wire [415:0] \$signature__data$258 ;
+  wire [63:0] \$signature__data$264 ;
+  wire [63:0] \$signature__data$270 ;
+  wire [767:0] \$signature__data$276 ;
+  wire [95:0] \$signature__data$282 ;
+  wire [63:0] \$signature__data$288 ;
+  wire [415:0] \$signature__data$293 ;
+  wire [63:0] \$signature__data$299 ;
+  wire [767:0] \$signature__data$305 ;
+  wire [95:0] \$signature__data$311 ;
+  wire [63:0] \$signature__data$371 ;
+  wire [63:0] \$signature__data$376 ;
+  wire [63:0] \$signature__data$383 ;
+  wire [63:0] \$signature__data$388 ;
   wire \$signature__en ;
-  wire \$signature__en$213 ;
-  wire \$signature__en$219 ;
-  wire \$signature__en$225 ;
-  wire \$signature__en$231 ;
-  wire \$signature__en$237 ;
-  wire \$signature__en$243 ;
-  wire [12:0] \$signature__en$249 ;
-  wire [1:0] \$signature__en$255 ;
-  wire [23:0] \$signature__en$261 ;
-  wire [2:0] \$signature__en$267 ;
+  wire \$signature__en$259 ;
+  wire \$signature__en$265 ;
+  wire \$signature__en$271 ;
+  wire \$signature__en$277 ;
+  wire \$signature__en$283 ;
+  wire \$signature__en$289 ;
+  wire [12:0] \$signature__en$295 ;
+  wire [1:0] \$signature__en$301 ;
+  wire [23:0] \$signature__en$307 ;
+  wire [2:0] \$signature__en$313 ;
+  wire \$signature__en$372 ;
+  wire \$signature__en$378 ;
+  wire \$signature__en$384 ;
+  wire \$signature__en$390 ;
   wire [11:0] a_rd__addr;
   wire [63:0] a_rd__data;
   wire a_rd__en;
@@ -5492,76 +5507,82 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [63:0] act_rd__data;
   wire act_rd__en;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$274 ;
-  wire [11:0] \act_w__addr$275 ;
+  wire [11:0] \act_w__addr$320 ;
+  wire [11:0] \act_w__addr$321 ;
   wire [63:0] act_w__data;
-  wire [63:0] \act_w__data$279 ;
-  wire [63:0] \act_w__data$280 ;
+  wire [63:0] \act_w__data$325 ;
+  wire [63:0] \act_w__data$326 ;
   wire act_w__en;
-  wire \act_w__en$272 ;
-  wire \act_w__en$283 ;
+  wire \act_w__en$318 ;
+  wire \act_w__en$329 ;
   wire [11:0] amem_port__addr;
   wire [63:0] amem_port__data;
   wire [1:0] amem_port__en;
   wire [11:0] amem_r__addr;
+  wire [11:0] \amem_r__addr$369 ;
   wire [63:0] amem_r__data;
+  wire [63:0] \amem_r__data$370 ;
   wire amem_r__en;
+  wire \amem_r__en$373 ;
   wire [11:0] amem_w__addr;
+  wire [11:0] \amem_w__addr$375 ;
   wire [63:0] amem_w__data;
+  wire [63:0] \amem_w__data$377 ;
   wire [1:0] amem_w__en;
+  wire \amem_w__en$379 ;
   wire [383:0] args;
-  wire [183:0] \args$163 ;
-  wire [9:0] \args$163.act_max ;
-  wire [9:0] \args$163.act_min ;
-  wire [7:0] \args$163.cw ;
-  wire [3:0] \args$163.dh ;
-  wire [3:0] \args$163.dw ;
-  wire [11:0] \args$163.in_base ;
-  wire [7:0] \args$163.in_h ;
-  wire [7:0] \args$163.in_w ;
-  wire [7:0] \args$163.kh ;
-  wire [7:0] \args$163.kw ;
+  wire [183:0] \args$201 ;
+  wire [9:0] \args$201.act_max ;
+  wire [9:0] \args$201.act_min ;
+  wire [7:0] \args$201.cw ;
+  wire [3:0] \args$201.dh ;
+  wire [3:0] \args$201.dw ;
+  wire [11:0] \args$201.in_base ;
+  wire [7:0] \args$201.in_h ;
+  wire [7:0] \args$201.in_w ;
+  wire [7:0] \args$201.kh ;
+  wire [7:0] \args$201.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$163.mode ;
-  wire [31:0] \args$163.mult ;
-  wire [7:0] \args$163.oh ;
-  wire [11:0] \args$163.out_base ;
-  wire [7:0] \args$163.ow ;
-  wire [3:0] \args$163.pl ;
-  wire [3:0] \args$163.pt ;
-  wire [3:0] \args$163.sh ;
-  wire [5:0] \args$163.shift ;
-  wire [3:0] \args$163.sw ;
-  wire \args$163.x_signed ;
-  wire [9:0] \args$163.zp_in ;
-  wire [9:0] \args$163.zp_out ;
-  wire [256:0] \args$170 ;
-  wire [11:0] \args$170.a_base ;
-  wire [7:0] \args$170.a_stride ;
-  wire [9:0] \args$170.act_max ;
-  wire [9:0] \args$170.act_min ;
-  wire [11:0] \args$170.b_base ;
-  wire [7:0] \args$170.b_stride ;
-  wire [7:0] \args$170.cw ;
-  wire \args$170.has_b ;
-  wire [4:0] \args$170.ls ;
-  wire [31:0] \args$170.mult_a ;
-  wire [31:0] \args$170.mult_b ;
-  wire [31:0] \args$170.mult_o ;
-  wire [15:0] \args$170.npos ;
-  wire [11:0] \args$170.out_base ;
-  wire [7:0] \args$170.out_stride ;
-  wire \args$170.rq_in ;
-  wire \args$170.rq_out ;
-  wire [5:0] \args$170.shift_a ;
-  wire [5:0] \args$170.shift_b ;
-  wire [5:0] \args$170.shift_o ;
-  wire \args$170.x_signed ;
-  wire [9:0] \args$170.zp_a ;
-  wire [9:0] \args$170.zp_b ;
-  wire [9:0] \args$170.zp_out ;
+  wire \args$201.mode ;
+  wire [31:0] \args$201.mult ;
+  wire [7:0] \args$201.oh ;
+  wire [11:0] \args$201.out_base ;
+  wire [7:0] \args$201.ow ;
+  wire [3:0] \args$201.pl ;
+  wire [3:0] \args$201.pt ;
+  wire [3:0] \args$201.sh ;
+  wire [5:0] \args$201.shift ;
+  wire [3:0] \args$201.sw ;
+  wire \args$201.x_signed ;
+  wire [9:0] \args$201.zp_in ;
+  wire [9:0] \args$201.zp_out ;
+  wire [256:0] \args$208 ;
+  wire [11:0] \args$208.a_base ;
+  wire [7:0] \args$208.a_stride ;
+  wire [9:0] \args$208.act_max ;
+  wire [9:0] \args$208.act_min ;
+  wire [11:0] \args$208.b_base ;
+  wire [7:0] \args$208.b_stride ;
+  wire [7:0] \args$208.cw ;
+  wire \args$208.has_b ;
+  wire [4:0] \args$208.ls ;
+  wire [31:0] \args$208.mult_a ;
+  wire [31:0] \args$208.mult_b ;
+  wire [31:0] \args$208.mult_o ;
+  wire [15:0] \args$208.npos ;
+  wire [11:0] \args$208.out_base ;
+  wire [7:0] \args$208.out_stride ;
+  wire \args$208.rq_in ;
+  wire \args$208.rq_out ;
+  wire [5:0] \args$208.shift_a ;
+  wire [5:0] \args$208.shift_b ;
+  wire [5:0] \args$208.shift_o ;
+  wire \args$208.x_signed ;
+  wire [9:0] \args$208.zp_a ;
+  wire [9:0] \args$208.zp_b ;
+  wire [9:0] \args$208.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -5610,26 +5631,149 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire \args.x_signed ;
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
+  output [31:0] axi__araddr;
+  wire [31:0] axi__araddr;
+  wire [31:0] \axi__araddr$330 ;
+  output [1:0] axi__arburst;
+  wire [1:0] axi__arburst;
+  wire [1:0] \axi__arburst$331 ;
+  output [3:0] axi__arcache;
+  wire [3:0] axi__arcache;
+  wire [3:0] \axi__arcache$332 ;
+  output axi__arid;
+  wire axi__arid;
+  wire \axi__arid$333 ;
+  output [7:0] axi__arlen;
+  wire [7:0] axi__arlen;
+  wire [7:0] \axi__arlen$334 ;
+  output axi__arlock;
+  wire axi__arlock;
+  wire \axi__arlock$335 ;
+  output [2:0] axi__arprot;
+  wire [2:0] axi__arprot;
+  wire [2:0] \axi__arprot$336 ;
+  output [3:0] axi__arqos;
+  wire [3:0] axi__arqos;
+  wire [3:0] \axi__arqos$337 ;
+  input axi__arready;
+  wire axi__arready;
+  wire \axi__arready$338 ;
+  output [2:0] axi__arsize;
+  wire [2:0] axi__arsize;
+  wire [2:0] \axi__arsize$339 ;
+  output axi__arvalid;
+  wire axi__arvalid;
+  wire \axi__arvalid$340 ;
+  output [31:0] axi__awaddr;
+  wire [31:0] axi__awaddr;
+  wire [31:0] \axi__awaddr$341 ;
+  output [1:0] axi__awburst;
+  wire [1:0] axi__awburst;
+  wire [1:0] \axi__awburst$342 ;
+  output [3:0] axi__awcache;
+  wire [3:0] axi__awcache;
+  wire [3:0] \axi__awcache$343 ;
+  output axi__awid;
+  wire axi__awid;
+  wire \axi__awid$344 ;
+  output [7:0] axi__awlen;
+  wire [7:0] axi__awlen;
+  wire [7:0] \axi__awlen$345 ;
+  output axi__awlock;
+  wire axi__awlock;
+  wire \axi__awlock$346 ;
+  output [2:0] axi__awprot;
+  wire [2:0] axi__awprot;
+  wire [2:0] \axi__awprot$347 ;
+  output [3:0] axi__awqos;
+  wire [3:0] axi__awqos;
+  wire [3:0] \axi__awqos$348 ;
+  input axi__awready;
+  wire axi__awready;
+  wire \axi__awready$349 ;
+  output [2:0] axi__awsize;
+  wire [2:0] axi__awsize;
+  wire [2:0] \axi__awsize$350 ;
+  output axi__awvalid;
+  wire axi__awvalid;
+  wire \axi__awvalid$351 ;
+  input axi__bid;
+  wire axi__bid;
+  wire \axi__bid$352 ;
+  output axi__bready;
+  wire axi__bready;
+  wire \axi__bready$353 ;
+  input [1:0] axi__bresp;
+  wire [1:0] axi__bresp;
+  wire [1:0] \axi__bresp$354 ;
+  input axi__bvalid;
+  wire axi__bvalid;
+  wire \axi__bvalid$355 ;
+  input [63:0] axi__rdata;
+  wire [63:0] axi__rdata;
+  wire [63:0] \axi__rdata$356 ;
+  input axi__rid;
+  wire axi__rid;
+  wire \axi__rid$357 ;
+  input axi__rlast;
+  wire axi__rlast;
+  wire \axi__rlast$358 ;
+  output axi__rready;
+  wire axi__rready;
+  wire \axi__rready$359 ;
+  input [1:0] axi__rresp;
+  wire [1:0] axi__rresp;
+  wire [1:0] \axi__rresp$360 ;
+  input axi__rvalid;
+  wire axi__rvalid;
+  wire \axi__rvalid$361 ;
+  output [63:0] axi__wdata;
+  wire [63:0] axi__wdata;
+  wire [63:0] \axi__wdata$362 ;
+  output axi__wlast;
+  wire axi__wlast;
+  wire \axi__wlast$363 ;
+  input axi__wready;
+  wire axi__wready;
+  wire \axi__wready$364 ;
+  output [7:0] axi__wstrb;
+  wire [7:0] axi__wstrb;
+  wire [7:0] \axi__wstrb$365 ;
+  output axi__wvalid;
+  wire axi__wvalid;
+  wire \axi__wvalid$366 ;
   wire [11:0] b_rd__addr;
   wire [63:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$120 ;
   wire \busy$158 ;
-  wire \busy$173 ;
-  wire \busy$183 ;
-  wire \busy$198 ;
+  wire \busy$196 ;
+  wire \busy$211 ;
+  wire \busy$227 ;
+  wire \busy$229 ;
+  wire \busy$244 ;
   input clk;
   wire clk;
   wire [38:0] cmd__payload;
+  wire [97:0] \cmd__payload$220 ;
+  wire [11:0] \cmd__payload$220.addr ;
+  wire [19:0] \cmd__payload$220.ext ;
+  wire [19:0] \cmd__payload$220.ext_stride ;
+  wire [15:0] \cmd__payload$220.len ;
+  wire [15:0] \cmd__payload$220.rows ;
+  wire \cmd__payload$220.store ;
+  wire [11:0] \cmd__payload$220.stride ;
+  wire \cmd__payload$220.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [3:0] \cmd__payload.mask ;
   wire [2:0] \cmd__payload.page ;
   wire [5:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
+  wire \cmd__ready$223 ;
   wire cmd__valid;
+  wire \cmd__valid$224 ;
   wire [503:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -5696,6 +5840,20 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [7:0] \desc_rd__3__data.kx0 ;
   wire [7:0] \desc_rd__3__data.ky0 ;
   wire [13:0] \desc_rd__3__data.off0 ;
+  wire [97:0] dma__payload;
+  wire [11:0] \dma__payload.addr ;
+  wire [19:0] \dma__payload.ext ;
+  wire [19:0] \dma__payload.ext_stride ;
+  wire [15:0] \dma__payload.len ;
+  wire [15:0] \dma__payload.rows ;
+  wire \dma__payload.store ;
+  wire [11:0] \dma__payload.stride ;
+  wire \dma__payload.wmem ;
+  wire dma__ready;
+  wire dma__valid;
+  wire dma_busy;
+  output dma_error;
+  wire dma_error;
   wire [5:0] dmem_r__addr;
   wire [95:0] dmem_r__data;
   wire dmem_r__en;
@@ -5704,10 +5862,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$160 ;
-  wire \done$167 ;
-  wire \done$175 ;
-  wire \done$199 ;
+  wire \done$198 ;
+  wire \done$205 ;
+  wire \done$213 ;
+  wire \done$245 ;
   wire [256:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
   wire [7:0] \engines__ew__args.a_stride ;
@@ -5820,7 +5978,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire engines__pool__start;
   output error;
   wire error;
-  wire \error$200 ;
+  wire \error$246 ;
+  wire \error$367 ;
   wire [503:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -5857,6 +6016,15 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [9:0] imem_rd__addr;
   wire [387:0] imem_rd__data;
   wire [383:0] \imem_rd__data.args ;
+  wire [97:0] \imem_rd__data.args.dma ;
+  wire [11:0] \imem_rd__data.args.dma.addr ;
+  wire [19:0] \imem_rd__data.args.dma.ext ;
+  wire [19:0] \imem_rd__data.args.dma.ext_stride ;
+  wire [15:0] \imem_rd__data.args.dma.len ;
+  wire [15:0] \imem_rd__data.args.dma.rows ;
+  wire \imem_rd__data.args.dma.store ;
+  wire [11:0] \imem_rd__data.args.dma.stride ;
+  wire \imem_rd__data.args.dma.wmem ;
   wire [256:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
   wire [7:0] \imem_rd__data.args.ew.a_stride ;
@@ -5971,6 +6139,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
+  (* enum_value_0110 = "DMA" *)
+  (* enum_value_0111 = "DSYNC" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
@@ -7021,40 +7191,40 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [767:0] pmem_w__data;
   wire [23:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [11:0] \port__addr$103 ;
-  wire [5:0] \port__addr$109 ;
-  wire [5:0] \port__addr$113 ;
-  wire [11:0] \port__addr$119 ;
-  wire [11:0] \port__addr$129 ;
-  wire [9:0] \port__addr$135 ;
-  wire [9:0] \port__addr$141 ;
-  wire [5:0] \port__addr$37 ;
-  wire [11:0] \port__addr$55 ;
-  wire [5:0] \port__addr$61 ;
-  wire [11:0] \port__addr$79 ;
-  wire [5:0] \port__addr$85 ;
+  wire [11:0] \port__addr$117 ;
+  wire [5:0] \port__addr$123 ;
+  wire [11:0] \port__addr$141 ;
+  wire [5:0] \port__addr$147 ;
+  wire [5:0] \port__addr$151 ;
+  wire [11:0] \port__addr$157 ;
+  wire [11:0] \port__addr$167 ;
+  wire [9:0] \port__addr$173 ;
+  wire [9:0] \port__addr$179 ;
+  wire [5:0] \port__addr$75 ;
+  wire [11:0] \port__addr$93 ;
+  wire [5:0] \port__addr$99 ;
   wire [63:0] port__data;
-  wire [63:0] \port__data$106 ;
-  wire [95:0] \port__data$112 ;
-  wire [767:0] \port__data$116 ;
-  wire [63:0] \port__data$127 ;
-  wire [63:0] \port__data$134 ;
-  wire [63:0] \port__data$138 ;
-  wire [415:0] \port__data$144 ;
-  wire [95:0] \port__data$40 ;
-  wire [63:0] \port__data$58 ;
-  wire [95:0] \port__data$64 ;
-  wire [63:0] \port__data$82 ;
-  wire [95:0] \port__data$88 ;
+  wire [95:0] \port__data$102 ;
+  wire [63:0] \port__data$120 ;
+  wire [95:0] \port__data$126 ;
+  wire [63:0] \port__data$144 ;
+  wire [95:0] \port__data$150 ;
+  wire [767:0] \port__data$154 ;
+  wire [63:0] \port__data$165 ;
+  wire [63:0] \port__data$172 ;
+  wire [63:0] \port__data$176 ;
+  wire [415:0] \port__data$182 ;
+  wire [95:0] \port__data$78 ;
+  wire [63:0] \port__data$96 ;
   wire port__en;
-  wire \port__en$107 ;
-  wire \port__en$117 ;
-  wire \port__en$123 ;
-  wire \port__en$131 ;
-  wire \port__en$139 ;
+  wire \port__en$121 ;
   wire \port__en$145 ;
-  wire \port__en$59 ;
-  wire \port__en$83 ;
+  wire \port__en$155 ;
+  wire \port__en$161 ;
+  wire \port__en$169 ;
+  wire \port__en$177 ;
+  wire \port__en$183 ;
+  wire \port__en$97 ;
   wire res_valid__0;
   wire res_valid__1;
   wire res_valid__2;
@@ -7322,8 +7492,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   input rst;
   wire rst;
   wire start;
-  wire \start$161 ;
-  wire \start$168 ;
+  wire \start$199 ;
+  wire \start$206 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -7335,40 +7505,46 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [3:0] unit_en;
-  wire [3:0] \unit_en$186 ;
+  wire [3:0] \unit_en$232 ;
   wire [9:0] w_rd__addr;
   wire [63:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$201 ;
+  wire \wb__ack$247 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$202 ;
+  wire [16:0] \wb__adr$248 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$203 ;
+  wire \wb__cyc$249 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$204 ;
+  wire [31:0] \wb__dat_r$250 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$205 ;
+  wire [31:0] \wb__dat_w$251 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$206 ;
+  wire [3:0] \wb__sel$252 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$207 ;
+  wire \wb__stb$253 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$208 ;
+  wire \wb__we$254 ;
   wire [9:0] wmem_r__addr;
+  wire [9:0] \wmem_r__addr$381 ;
   wire [63:0] wmem_r__data;
+  wire [63:0] \wmem_r__data$382 ;
   wire wmem_r__en;
+  wire \wmem_r__en$385 ;
   wire [9:0] wmem_w__addr;
+  wire [9:0] \wmem_w__addr$387 ;
   wire [63:0] wmem_w__data;
+  wire [63:0] \wmem_w__data$389 ;
   wire [1:0] wmem_w__en;
+  wire \wmem_w__en$391 ;
   reg [63:0] amem [4095:0];
   initial begin
     amem[0] = 64'h0000000000000000;
@@ -11474,6 +11650,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     if (amem_port__en[1])
       amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
+  always @(posedge clk) begin
+    if (\$signature__en$378 )
+      amem[\$signature__addr$368 ] <= axi__rdata;
+  end
   reg [63:0] _0_;
   reg [63:0] _1_;
   reg [63:0] _2_;
@@ -11481,22 +11661,26 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   reg [63:0] _4_;
   reg [63:0] _5_;
   reg [63:0] _6_;
+  reg [63:0] _7_;
   always @(posedge clk) begin
     if (port__en) begin
       _0_ <= amem[port__addr];
     end
-    if (\port__en$59 ) begin
-      _1_ <= amem[\port__addr$55 ];
+    if (\port__en$97 ) begin
+      _1_ <= amem[\port__addr$93 ];
     end
-    if (\port__en$83 ) begin
-      _2_ <= amem[\port__addr$79 ];
+    if (\port__en$121 ) begin
+      _2_ <= amem[\port__addr$117 ];
     end
-    if (\port__en$107 ) begin
-      _3_ <= amem[\port__addr$103 ];
+    if (\port__en$145 ) begin
+      _3_ <= amem[\port__addr$141 ];
     end
-    _4_ <= amem[\port__addr$119 ];
-    _5_ <= amem[\port__addr$129 ];
-    _6_ <= amem[\$signature__addr$215 ];
+    _4_ <= amem[\port__addr$157 ];
+    _5_ <= amem[\port__addr$167 ];
+    _6_ <= amem[\$signature__addr$261 ];
+    if (\$signature__en$372 ) begin
+      _7_ <= amem[\$signature__addr$368 ];
+    end
   end
   assign act_rd__0__data = _0_;
   assign act_rd__1__data = _1_;
@@ -11505,6 +11689,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign act_rd__data = _4_;
   assign b_rd__data = _5_;
   assign amem_r__data = _6_;
+  assign \amem_r__data$370  = _7_;
   reg [95:0] dmem [63:0];
   initial begin
     dmem[0] = 96'h000000000000000000000000;
@@ -11573,22 +11758,22 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$267 [0])
-      dmem[\$signature__addr$233 ][31:0] <= wb__dat_w;
-    if (\$signature__en$267 [1])
-      dmem[\$signature__addr$233 ][63:32] <= wb__dat_w;
-    if (\$signature__en$267 [2])
-      dmem[\$signature__addr$233 ][95:64] <= wb__dat_w;
+    if (\$signature__en$313 [0])
+      dmem[\$signature__addr$279 ][31:0] <= wb__dat_w;
+    if (\$signature__en$313 [1])
+      dmem[\$signature__addr$279 ][63:32] <= wb__dat_w;
+    if (\$signature__en$313 [2])
+      dmem[\$signature__addr$279 ][95:64] <= wb__dat_w;
   end
-  reg [95:0] _7_;
+  reg [95:0] _8_;
   always @(posedge clk) begin
-    _7_ <= dmem[\$signature__addr$233 ];
+    _8_ <= dmem[\$signature__addr$279 ];
   end
-  assign \port__data$40  = dmem[\port__addr$37 ];
-  assign \port__data$64  = dmem[\port__addr$61 ];
-  assign \port__data$88  = dmem[\port__addr$85 ];
-  assign \port__data$112  = dmem[\port__addr$109 ];
-  assign dmem_r__data = _7_;
+  assign \port__data$78  = dmem[\port__addr$75 ];
+  assign \port__data$102  = dmem[\port__addr$99 ];
+  assign \port__data$126  = dmem[\port__addr$123 ];
+  assign \port__data$150  = dmem[\port__addr$147 ];
+  assign dmem_r__data = _8_;
   reg [415:0] imem [1023:0];
   initial begin
     imem[0] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -12617,41 +12802,41 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     imem[1023] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$249 [0])
-      imem[\$signature__addr$209 ][31:0] <= wb__dat_w;
-    if (\$signature__en$249 [1])
-      imem[\$signature__addr$209 ][63:32] <= wb__dat_w;
-    if (\$signature__en$249 [2])
-      imem[\$signature__addr$209 ][95:64] <= wb__dat_w;
-    if (\$signature__en$249 [3])
-      imem[\$signature__addr$209 ][127:96] <= wb__dat_w;
-    if (\$signature__en$249 [4])
-      imem[\$signature__addr$209 ][159:128] <= wb__dat_w;
-    if (\$signature__en$249 [5])
-      imem[\$signature__addr$209 ][191:160] <= wb__dat_w;
-    if (\$signature__en$249 [6])
-      imem[\$signature__addr$209 ][223:192] <= wb__dat_w;
-    if (\$signature__en$249 [7])
-      imem[\$signature__addr$209 ][255:224] <= wb__dat_w;
-    if (\$signature__en$249 [8])
-      imem[\$signature__addr$209 ][287:256] <= wb__dat_w;
-    if (\$signature__en$249 [9])
-      imem[\$signature__addr$209 ][319:288] <= wb__dat_w;
-    if (\$signature__en$249 [10])
-      imem[\$signature__addr$209 ][351:320] <= wb__dat_w;
-    if (\$signature__en$249 [11])
-      imem[\$signature__addr$209 ][383:352] <= wb__dat_w;
-    if (\$signature__en$249 [12])
-      imem[\$signature__addr$209 ][415:384] <= wb__dat_w;
+    if (\$signature__en$295 [0])
+      imem[\$signature__addr$255 ][31:0] <= wb__dat_w;
+    if (\$signature__en$295 [1])
+      imem[\$signature__addr$255 ][63:32] <= wb__dat_w;
+    if (\$signature__en$295 [2])
+      imem[\$signature__addr$255 ][95:64] <= wb__dat_w;
+    if (\$signature__en$295 [3])
+      imem[\$signature__addr$255 ][127:96] <= wb__dat_w;
+    if (\$signature__en$295 [4])
+      imem[\$signature__addr$255 ][159:128] <= wb__dat_w;
+    if (\$signature__en$295 [5])
+      imem[\$signature__addr$255 ][191:160] <= wb__dat_w;
+    if (\$signature__en$295 [6])
+      imem[\$signature__addr$255 ][223:192] <= wb__dat_w;
+    if (\$signature__en$295 [7])
+      imem[\$signature__addr$255 ][255:224] <= wb__dat_w;
+    if (\$signature__en$295 [8])
+      imem[\$signature__addr$255 ][287:256] <= wb__dat_w;
+    if (\$signature__en$295 [9])
+      imem[\$signature__addr$255 ][319:288] <= wb__dat_w;
+    if (\$signature__en$295 [10])
+      imem[\$signature__addr$255 ][351:320] <= wb__dat_w;
+    if (\$signature__en$295 [11])
+      imem[\$signature__addr$255 ][383:352] <= wb__dat_w;
+    if (\$signature__en$295 [12])
+      imem[\$signature__addr$255 ][415:384] <= wb__dat_w;
   end
-  reg [415:0] _8_;
   reg [415:0] _9_;
+  reg [415:0] _10_;
   always @(posedge clk) begin
-    _8_ <= imem[\port__addr$141 ];
-    _9_ <= imem[\$signature__addr$209 ];
+    _9_ <= imem[\port__addr$179 ];
+    _10_ <= imem[\$signature__addr$255 ];
   end
-  assign \port__data$144  = _8_;
-  assign imem_r__data = _9_;
+  assign \port__data$182  = _9_;
+  assign imem_r__data = _10_;
   reg [767:0] pmem [63:0];
   initial begin
     pmem[0] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -12720,63 +12905,63 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     pmem[63] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$261 [0])
-      pmem[\$signature__addr$227 ][31:0] <= wb__dat_w;
-    if (\$signature__en$261 [1])
-      pmem[\$signature__addr$227 ][63:32] <= wb__dat_w;
-    if (\$signature__en$261 [2])
-      pmem[\$signature__addr$227 ][95:64] <= wb__dat_w;
-    if (\$signature__en$261 [3])
-      pmem[\$signature__addr$227 ][127:96] <= wb__dat_w;
-    if (\$signature__en$261 [4])
-      pmem[\$signature__addr$227 ][159:128] <= wb__dat_w;
-    if (\$signature__en$261 [5])
-      pmem[\$signature__addr$227 ][191:160] <= wb__dat_w;
-    if (\$signature__en$261 [6])
-      pmem[\$signature__addr$227 ][223:192] <= wb__dat_w;
-    if (\$signature__en$261 [7])
-      pmem[\$signature__addr$227 ][255:224] <= wb__dat_w;
-    if (\$signature__en$261 [8])
-      pmem[\$signature__addr$227 ][287:256] <= wb__dat_w;
-    if (\$signature__en$261 [9])
-      pmem[\$signature__addr$227 ][319:288] <= wb__dat_w;
-    if (\$signature__en$261 [10])
-      pmem[\$signature__addr$227 ][351:320] <= wb__dat_w;
-    if (\$signature__en$261 [11])
-      pmem[\$signature__addr$227 ][383:352] <= wb__dat_w;
-    if (\$signature__en$261 [12])
-      pmem[\$signature__addr$227 ][415:384] <= wb__dat_w;
-    if (\$signature__en$261 [13])
-      pmem[\$signature__addr$227 ][447:416] <= wb__dat_w;
-    if (\$signature__en$261 [14])
-      pmem[\$signature__addr$227 ][479:448] <= wb__dat_w;
-    if (\$signature__en$261 [15])
-      pmem[\$signature__addr$227 ][511:480] <= wb__dat_w;
-    if (\$signature__en$261 [16])
-      pmem[\$signature__addr$227 ][543:512] <= wb__dat_w;
-    if (\$signature__en$261 [17])
-      pmem[\$signature__addr$227 ][575:544] <= wb__dat_w;
-    if (\$signature__en$261 [18])
-      pmem[\$signature__addr$227 ][607:576] <= wb__dat_w;
-    if (\$signature__en$261 [19])
-      pmem[\$signature__addr$227 ][639:608] <= wb__dat_w;
-    if (\$signature__en$261 [20])
-      pmem[\$signature__addr$227 ][671:640] <= wb__dat_w;
-    if (\$signature__en$261 [21])
-      pmem[\$signature__addr$227 ][703:672] <= wb__dat_w;
-    if (\$signature__en$261 [22])
-      pmem[\$signature__addr$227 ][735:704] <= wb__dat_w;
-    if (\$signature__en$261 [23])
-      pmem[\$signature__addr$227 ][767:736] <= wb__dat_w;
+    if (\$signature__en$307 [0])
+      pmem[\$signature__addr$273 ][31:0] <= wb__dat_w;
+    if (\$signature__en$307 [1])
+      pmem[\$signature__addr$273 ][63:32] <= wb__dat_w;
+    if (\$signature__en$307 [2])
+      pmem[\$signature__addr$273 ][95:64] <= wb__dat_w;
+    if (\$signature__en$307 [3])
+      pmem[\$signature__addr$273 ][127:96] <= wb__dat_w;
+    if (\$signature__en$307 [4])
+      pmem[\$signature__addr$273 ][159:128] <= wb__dat_w;
+    if (\$signature__en$307 [5])
+      pmem[\$signature__addr$273 ][191:160] <= wb__dat_w;
+    if (\$signature__en$307 [6])
+      pmem[\$signature__addr$273 ][223:192] <= wb__dat_w;
+    if (\$signature__en$307 [7])
+      pmem[\$signature__addr$273 ][255:224] <= wb__dat_w;
+    if (\$signature__en$307 [8])
+      pmem[\$signature__addr$273 ][287:256] <= wb__dat_w;
+    if (\$signature__en$307 [9])
+      pmem[\$signature__addr$273 ][319:288] <= wb__dat_w;
+    if (\$signature__en$307 [10])
+      pmem[\$signature__addr$273 ][351:320] <= wb__dat_w;
+    if (\$signature__en$307 [11])
+      pmem[\$signature__addr$273 ][383:352] <= wb__dat_w;
+    if (\$signature__en$307 [12])
+      pmem[\$signature__addr$273 ][415:384] <= wb__dat_w;
+    if (\$signature__en$307 [13])
+      pmem[\$signature__addr$273 ][447:416] <= wb__dat_w;
+    if (\$signature__en$307 [14])
+      pmem[\$signature__addr$273 ][479:448] <= wb__dat_w;
+    if (\$signature__en$307 [15])
+      pmem[\$signature__addr$273 ][511:480] <= wb__dat_w;
+    if (\$signature__en$307 [16])
+      pmem[\$signature__addr$273 ][543:512] <= wb__dat_w;
+    if (\$signature__en$307 [17])
+      pmem[\$signature__addr$273 ][575:544] <= wb__dat_w;
+    if (\$signature__en$307 [18])
+      pmem[\$signature__addr$273 ][607:576] <= wb__dat_w;
+    if (\$signature__en$307 [19])
+      pmem[\$signature__addr$273 ][639:608] <= wb__dat_w;
+    if (\$signature__en$307 [20])
+      pmem[\$signature__addr$273 ][671:640] <= wb__dat_w;
+    if (\$signature__en$307 [21])
+      pmem[\$signature__addr$273 ][703:672] <= wb__dat_w;
+    if (\$signature__en$307 [22])
+      pmem[\$signature__addr$273 ][735:704] <= wb__dat_w;
+    if (\$signature__en$307 [23])
+      pmem[\$signature__addr$273 ][767:736] <= wb__dat_w;
   end
-  reg [767:0] _10_;
   reg [767:0] _11_;
+  reg [767:0] _12_;
   always @(posedge clk) begin
-    _10_ <= pmem[\port__addr$113 ];
-    _11_ <= pmem[\$signature__addr$227 ];
+    _11_ <= pmem[\port__addr$151 ];
+    _12_ <= pmem[\$signature__addr$273 ];
   end
-  assign param_rd__data = _10_;
-  assign pmem_r__data = _11_;
+  assign param_rd__data = _11_;
+  assign pmem_r__data = _12_;
   reg [63:0] trace [1023:0];
   initial begin
     trace[0] = 64'h0000000000000000;
@@ -13808,11 +13993,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
   end
-  reg [63:0] _12_;
+  reg [63:0] _13_;
   always @(posedge clk) begin
-    _12_ <= trace[\$signature__addr$239 ];
+    _13_ <= trace[\$signature__addr$285 ];
   end
-  assign trace_r__data = _12_;
+  assign trace_r__data = _13_;
   reg [63:0] wmem [1023:0];
   initial begin
     wmem[0] = 64'h0000000000000000;
@@ -14841,90 +15026,138 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     wmem[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$255 [0])
-      wmem[\$signature__addr$221 ][31:0] <= wb__dat_w;
-    if (\$signature__en$255 [1])
-      wmem[\$signature__addr$221 ][63:32] <= wb__dat_w;
+    if (\$signature__en$301 [0])
+      wmem[\$signature__addr$267 ][31:0] <= wb__dat_w;
+    if (\$signature__en$301 [1])
+      wmem[\$signature__addr$267 ][63:32] <= wb__dat_w;
   end
-  reg [63:0] _13_;
-  reg [63:0] _14_;
   always @(posedge clk) begin
-    _13_ <= wmem[\port__addr$135 ];
-    _14_ <= wmem[\$signature__addr$221 ];
+    if (\$signature__en$390 )
+      wmem[\$signature__addr$368 [9:0]] <= axi__rdata;
   end
-  assign macro0__mem_wdata = _13_;
-  assign wmem_r__data = _14_;
-  assign \port__addr$119  = \busy$120  ? act_rd__addr : a_rd__addr;
+  reg [63:0] _14_;
+  reg [63:0] _15_;
+  reg [63:0] _16_;
+  always @(posedge clk) begin
+    _14_ <= wmem[\port__addr$173 ];
+    _15_ <= wmem[\$signature__addr$267 ];
+    if (\$signature__en$384 ) begin
+      _16_ <= wmem[\$signature__addr$368 [9:0]];
+    end
+  end
+  assign macro0__mem_wdata = _14_;
+  assign wmem_r__data = _15_;
+  assign \wmem_r__data$382  = _16_;
+  assign \port__addr$157  = \busy$158  ? act_rd__addr : a_rd__addr;
   assign \$1  = | amem_w__en;
-  assign \$2  = \act_w__en$272  ? \act_w__addr$274  : act_w__addr;
-  assign \$3  = act_w__en ? \act_w__addr$275  : \$2 ;
-  assign amem_port__addr = \$1  ? \$signature__addr$215  : \$3 ;
+  assign \$2  = \act_w__en$318  ? \act_w__addr$320  : act_w__addr;
+  assign \$3  = act_w__en ? \act_w__addr$321  : \$2 ;
+  assign amem_port__addr = \$1  ? \$signature__addr$261  : \$3 ;
   assign \$4  = | amem_w__en;
-  assign \$5  = \act_w__en$272  ? { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  } : { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  };
+  assign \$5  = \act_w__en$318  ? { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  } : { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  };
   assign \$6  = act_w__en ? { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  } : \$5 ;
   assign amem_port__data = \$4  ? { wb__dat_w, wb__dat_w } : \$6 ;
   assign \$7  = | amem_w__en;
-  assign \$8  = | { \act_w__en$283 , \act_w__en$272 , act_w__en };
+  assign \$8  = | { \act_w__en$329 , \act_w__en$318 , act_w__en };
   assign \$9  = \$8  ? 2'h3 : 2'h0;
   assign amem_port__en = \$7  ? amem_w__en : \$9 ;
   \default_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
+    .dma__ready(dma__ready),
+    .dma__valid(\cmd__valid$224 ),
+    .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$168 ),
+    .engines__ew__start(\start$206 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$161 ),
+    .engines__pool__start(\start$199 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$141 ),
-    .imem_rd__data(\port__data$144 [387:0]),
+    .imem_rd__addr(\port__addr$179 ),
+    .imem_rd__data(\port__data$182 [387:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$46$1577 (macro0__busy),
-    .\port$47$1577 (macro1__busy),
-    .\port$48$1577 (macro2__busy),
-    .\port$49$1577 (macro3__busy),
-    .\port$50$0 (\$26 ),
-    .\port$51$0 (\$27 ),
-    .\port$52$0 (\$28 ),
-    .\port$53$0 (\$29 ),
+    .\port$50$1577 (macro0__busy),
+    .\port$51$1577 (macro1__busy),
+    .\port$52$1577 (macro2__busy),
+    .\port$53$1577 (macro3__busy),
+    .\port$54$0 (\$26 ),
+    .\port$55$0 (\$27 ),
+    .\port$56$0 (\$28 ),
+    .\port$57$0 (\$29 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
+  \default_fabric.dma  dma (
+    .amem_r__addr(\$signature__addr$368 ),
+    .amem_r__data(\amem_r__data$370 ),
+    .amem_r__en(\$signature__en$372 ),
+    .amem_w__data(axi__rdata),
+    .amem_w__en(\$signature__en$378 ),
+    .axi__arlen(axi__arlen),
+    .axi__arready(axi__arready),
+    .axi__arvalid(axi__arvalid),
+    .axi__awlen(axi__awlen),
+    .axi__awready(axi__awready),
+    .axi__awvalid(axi__awvalid),
+    .axi__bid(axi__bid),
+    .axi__bready(axi__bready),
+    .axi__bresp(axi__bresp),
+    .axi__bvalid(axi__bvalid),
+    .axi__rid(axi__rid),
+    .axi__rready(axi__rready),
+    .axi__rresp(axi__rresp),
+    .axi__rvalid(axi__rvalid),
+    .axi__wlast(axi__wlast),
+    .axi__wready(axi__wready),
+    .axi__wvalid(axi__wvalid),
+    .busy(dma_busy),
+    .clk(clk),
+    .cmd__ready(dma__ready),
+    .error(dma_error),
+    .\port$2841$0 (\$54 ),
+    .rd_data(axi__wdata),
+    .rst(rst),
+    .w_data(args[97:0]),
+    .w_en(\cmd__valid$224 ),
+    .wmem_r__data(\wmem_r__data$382 ),
+    .wmem_r__en(\$signature__en$384 ),
+    .wmem_w__en(\$signature__en$390 )
+  );
   \default_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(act_rd__data),
     .act_w__addr(act_w__addr),
-    .act_w__en(\act_w__en$283 ),
+    .act_w__en(\act_w__en$329 ),
     .args(args[256:0]),
-    .b_rd__addr(\port__addr$129 ),
+    .b_rd__addr(\port__addr$167 ),
     .b_rd__data(b_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1909$0 (\$46 ),
-    .\port$1915$0 (\$47 ),
-    .\port$1921$0 (\$48 ),
-    .\port$1927$0 (\$49 ),
-    .\port$1933$0 (\$50 ),
-    .\port$1939$0 (\$51 ),
-    .\port$1945$0 (\$52 ),
-    .\port$1951$0 (\$53 ),
+    .\port$1913$0 (\$46 ),
+    .\port$1919$0 (\$47 ),
+    .\port$1925$0 (\$48 ),
+    .\port$1931$0 (\$49 ),
+    .\port$1937$0 (\$50 ),
+    .\port$1943$0 (\$51 ),
+    .\port$1949$0 (\$52 ),
+    .\port$1955$0 (\$53 ),
     .rst(rst),
-    .start(\start$168 )
+    .start(\start$206 )
   );
   \default_fabric.host  host (
-    .amem_r__addr(\$signature__addr$215 ),
+    .amem_r__addr(\$signature__addr$261 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -14932,17 +15165,17 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$233 ),
+    .dmem_r__addr(\$signature__addr$279 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$267 ),
-    .imem_r__addr(\$signature__addr$209 ),
+    .dmem_w__en(\$signature__en$313 ),
+    .imem_r__addr(\$signature__addr$255 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$249 ),
-    .pmem_r__addr(\$signature__addr$227 ),
+    .imem_w__en(\$signature__en$295 ),
+    .pmem_r__addr(\$signature__addr$273 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$261 ),
+    .pmem_w__en(\$signature__en$307 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$239 ),
+    .trace_r__addr(\$signature__addr$285 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -14951,9 +15184,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$221 ),
+    .wmem_r__addr(\$signature__addr$267 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$255 )
+    .wmem_w__en(\$signature__en$301 )
   );
   \default_fabric.loader  loader (
     .busy(loader_busy),
@@ -14966,34 +15199,34 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .rst(rst),
     .w_data(args[38:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$135 )
+    .w_rd__addr(\port__addr$173 )
   );
   \default_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$55 ),
-    .act_rd__1__en(\port__en$59 ),
-    .act_rd__2__addr(\port__addr$79 ),
-    .act_rd__2__en(\port__en$83 ),
-    .act_rd__3__addr(\port__addr$103 ),
-    .act_rd__3__en(\port__en$107 ),
+    .act_rd__1__addr(\port__addr$93 ),
+    .act_rd__1__en(\port__en$97 ),
+    .act_rd__2__addr(\port__addr$117 ),
+    .act_rd__2__en(\port__en$121 ),
+    .act_rd__3__addr(\port__addr$141 ),
+    .act_rd__3__en(\port__en$145 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
     .\act_rd__data$26 (act_rd__2__data),
     .\act_rd__data$37 (act_rd__3__data),
-    .act_w__addr(\act_w__addr$275 ),
+    .act_w__addr(\act_w__addr$321 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$37 ),
-    .desc_rd__1__addr(\port__addr$61 ),
-    .desc_rd__2__addr(\port__addr$85 ),
-    .desc_rd__3__addr(\port__addr$109 ),
-    .desc_rd__data(\port__data$40 [72:0]),
-    .\desc_rd__data$21 (\port__data$64 [72:0]),
-    .\desc_rd__data$32 (\port__data$88 [72:0]),
-    .\desc_rd__data$43 (\port__data$112 [72:0]),
+    .desc_rd__0__addr(\port__addr$75 ),
+    .desc_rd__1__addr(\port__addr$99 ),
+    .desc_rd__2__addr(\port__addr$123 ),
+    .desc_rd__3__addr(\port__addr$147 ),
+    .desc_rd__data(\port__data$78 [72:0]),
+    .\desc_rd__data$21 (\port__data$102 [72:0]),
+    .\desc_rd__data$32 (\port__data$126 [72:0]),
+    .\desc_rd__data$43 (\port__data$150 [72:0]),
     .finished(engines__mac__done),
     .op__0__payload(macro0__op__payload),
     .op__0__ready(op__0__ready),
@@ -15007,20 +15240,20 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__3__payload(macro3__op__payload),
     .op__3__ready(op__3__ready),
     .op__3__valid(macro3__op__valid),
-    .param_rd__addr(\port__addr$113 ),
+    .param_rd__addr(\port__addr$151 ),
     .param_rd__data(param_rd__data),
-    .\port$391$0 (\$30 ),
-    .\port$396$0 (\$31 ),
-    .\port$401$0 (\$32 ),
-    .\port$406$0 (\$33 ),
-    .\port$411$0 (\$34 ),
-    .\port$416$0 (\$35 ),
-    .\port$421$0 (\$36 ),
-    .\port$426$0 (\$37 ),
-    .\port$50$0 (\$26 ),
-    .\port$51$0 (\$27 ),
-    .\port$52$0 (\$28 ),
-    .\port$53$0 (\$29 ),
+    .\port$395$0 (\$30 ),
+    .\port$400$0 (\$31 ),
+    .\port$405$0 (\$32 ),
+    .\port$410$0 (\$33 ),
+    .\port$415$0 (\$34 ),
+    .\port$420$0 (\$35 ),
+    .\port$425$0 (\$36 ),
+    .\port$430$0 (\$37 ),
+    .\port$54$0 (\$26 ),
+    .\port$55$0 (\$27 ),
+    .\port$56$0 (\$28 ),
+    .\port$57$0 (\$29 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_valid__2(res_valid__2),
@@ -15111,22 +15344,22 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   \default_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(act_rd__data),
-    .act_w__addr(\act_w__addr$274 ),
-    .act_w__en(\act_w__en$272 ),
+    .act_w__addr(\act_w__addr$320 ),
+    .act_w__en(\act_w__en$318 ),
     .args(args[183:0]),
-    .busy(\busy$120 ),
+    .busy(\busy$158 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1567$0 (\$38 ),
-    .\port$1568$0 (\$39 ),
-    .\port$1569$0 (\$40 ),
-    .\port$1570$0 (\$41 ),
-    .\port$1571$0 (\$42 ),
-    .\port$1572$0 (\$43 ),
-    .\port$1573$0 (\$44 ),
-    .\port$1574$0 (\$45 ),
+    .\port$1571$0 (\$38 ),
+    .\port$1572$0 (\$39 ),
+    .\port$1573$0 (\$40 ),
+    .\port$1574$0 (\$41 ),
+    .\port$1575$0 (\$42 ),
+    .\port$1576$0 (\$43 ),
+    .\port$1577$0 (\$44 ),
+    .\port$1578$0 (\$45 ),
     .rst(rst),
-    .start(\start$161 )
+    .start(\start$199 )
   );
   assign op__0__payload = macro0__op__payload;
   assign macro0__op__ready = op__0__ready;
@@ -15140,8 +15373,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$37 ;
-  assign desc_rd__0__data = \port__data$40 [72:0];
+  assign desc_rd__0__addr = \port__addr$75 ;
+  assign desc_rd__0__data = \port__data$78 [72:0];
   assign op__1__payload = macro1__op__payload;
   assign macro1__op__ready = op__1__ready;
   assign op__1__valid = macro1__op__valid;
@@ -15151,11 +15384,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$55 ;
-  assign \port__data$58  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$59 ;
-  assign desc_rd__1__addr = \port__addr$61 ;
-  assign desc_rd__1__data = \port__data$64 [72:0];
+  assign act_rd__1__addr = \port__addr$93 ;
+  assign \port__data$96  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$97 ;
+  assign desc_rd__1__addr = \port__addr$99 ;
+  assign desc_rd__1__data = \port__data$102 [72:0];
   assign op__2__payload = macro2__op__payload;
   assign macro2__op__ready = op__2__ready;
   assign op__2__valid = macro2__op__valid;
@@ -15165,11 +15398,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign macro2__mem_page = macro0__mem_page;
   assign macro2__mem_row = macro0__mem_row;
   assign macro2__mem_wdata = macro0__mem_wdata;
-  assign act_rd__2__addr = \port__addr$79 ;
-  assign \port__data$82  = act_rd__2__data;
-  assign act_rd__2__en = \port__en$83 ;
-  assign desc_rd__2__addr = \port__addr$85 ;
-  assign desc_rd__2__data = \port__data$88 [72:0];
+  assign act_rd__2__addr = \port__addr$117 ;
+  assign \port__data$120  = act_rd__2__data;
+  assign act_rd__2__en = \port__en$121 ;
+  assign desc_rd__2__addr = \port__addr$123 ;
+  assign desc_rd__2__data = \port__data$126 [72:0];
   assign op__3__payload = macro3__op__payload;
   assign macro3__op__ready = op__3__ready;
   assign op__3__valid = macro3__op__valid;
@@ -15179,121 +15412,198 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign macro3__mem_page = macro0__mem_page;
   assign macro3__mem_row = macro0__mem_row;
   assign macro3__mem_wdata = macro0__mem_wdata;
-  assign act_rd__3__addr = \port__addr$103 ;
-  assign \port__data$106  = act_rd__3__data;
-  assign act_rd__3__en = \port__en$107 ;
-  assign desc_rd__3__addr = \port__addr$109 ;
-  assign desc_rd__3__data = \port__data$112 [72:0];
-  assign param_rd__addr = \port__addr$113 ;
-  assign \port__data$116  = param_rd__data;
-  assign \port__en$117  = 1'h1;
+  assign act_rd__3__addr = \port__addr$141 ;
+  assign \port__data$144  = act_rd__3__data;
+  assign act_rd__3__en = \port__en$145 ;
+  assign desc_rd__3__addr = \port__addr$147 ;
+  assign desc_rd__3__data = \port__data$150 [72:0];
+  assign param_rd__addr = \port__addr$151 ;
+  assign \port__data$154  = param_rd__data;
+  assign \port__en$155  = 1'h1;
   assign param_rd__en = 1'h1;
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
-  assign \port__data$127  = act_rd__data;
+  assign \port__data$165  = act_rd__data;
   assign a_rd__data = act_rd__data;
-  assign b_rd__addr = \port__addr$129 ;
-  assign \port__en$131  = 1'h1;
+  assign b_rd__addr = \port__addr$167 ;
+  assign \port__en$169  = 1'h1;
   assign b_rd__en = 1'h1;
-  assign \port__data$134  = b_rd__data;
-  assign w_rd__addr = \port__addr$135 ;
+  assign \port__data$172  = b_rd__data;
+  assign w_rd__addr = \port__addr$173 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$138  = macro0__mem_wdata;
-  assign \port__en$139  = 1'h1;
+  assign \port__data$176  = macro0__mem_wdata;
+  assign \port__en$177  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$141 ;
-  assign imem_rd__data = \port__data$144 [387:0];
-  assign \port__en$145  = 1'h1;
+  assign imem_rd__addr = \port__addr$179 ;
+  assign imem_rd__data = \port__data$182 [387:0];
+  assign \port__en$183  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$158  = engines__mac__busy;
-  assign \done$160  = engines__mac__done;
-  assign engines__pool__start = \start$161 ;
-  assign \args$163  = args[183:0];
+  assign \busy$196  = engines__mac__busy;
+  assign \done$198  = engines__mac__done;
+  assign engines__pool__start = \start$199 ;
+  assign \args$201  = args[183:0];
   assign engines__pool__args = args[183:0];
-  assign engines__pool__busy = \busy$120 ;
-  assign \done$167  = engines__pool__done;
-  assign engines__ew__start = \start$168 ;
-  assign \args$170  = args[256:0];
+  assign engines__pool__busy = \busy$158 ;
+  assign \done$205  = engines__pool__done;
+  assign engines__ew__start = \start$206 ;
+  assign \args$208  = args[256:0];
   assign engines__ew__args = args[256:0];
-  assign \busy$173  = engines__ew__busy;
-  assign \done$175  = engines__ew__done;
+  assign \busy$211  = engines__ew__busy;
+  assign \done$213  = engines__ew__done;
   assign cmd__payload = args[38:0];
   assign load__payload = args[38:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \busy$183  = loader_busy;
+  assign \cmd__payload$220  = args[97:0];
+  assign dma__payload = args[97:0];
+  assign \cmd__ready$223  = dma__ready;
+  assign dma__valid = \cmd__valid$224 ;
+  assign \busy$227  = dma_busy;
+  assign \busy$229  = loader_busy;
   assign macro_we = mem_we;
   assign unit_en = { \$29 , \$28 , \$27 , \$26  };
-  assign \unit_en$186  = { \$29 , \$28 , \$27 , \$26  };
+  assign \unit_en$232  = { \$29 , \$28 , \$27 , \$26  };
   assign macro_busy = { macro3__busy, macro2__busy, macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$198  = busy;
-  assign \done$199  = done;
-  assign \error$200  = error;
-  assign \wb__ack$201  = wb__ack;
-  assign \wb__adr$202  = wb__adr;
-  assign \wb__cyc$203  = wb__cyc;
-  assign \wb__dat_r$204  = wb__dat_r;
-  assign \wb__dat_w$205  = wb__dat_w;
-  assign \wb__sel$206  = wb__sel;
-  assign \wb__stb$207  = wb__stb;
-  assign \wb__we$208  = wb__we;
-  assign imem_r__addr = \$signature__addr$209 ;
-  assign \$signature__data$212  = imem_r__data;
-  assign \$signature__en$213  = 1'h1;
+  assign \busy$244  = busy;
+  assign \done$245  = done;
+  assign \error$246  = error;
+  assign \wb__ack$247  = wb__ack;
+  assign \wb__adr$248  = wb__adr;
+  assign \wb__cyc$249  = wb__cyc;
+  assign \wb__dat_r$250  = wb__dat_r;
+  assign \wb__dat_w$251  = wb__dat_w;
+  assign \wb__sel$252  = wb__sel;
+  assign \wb__stb$253  = wb__stb;
+  assign \wb__we$254  = wb__we;
+  assign imem_r__addr = \$signature__addr$255 ;
+  assign \$signature__data$258  = imem_r__data;
+  assign \$signature__en$259  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$215 ;
-  assign \$signature__data$218  = amem_r__data;
-  assign \$signature__en$219  = 1'h1;
+  assign amem_r__addr = \$signature__addr$261 ;
+  assign \$signature__data$264  = amem_r__data;
+  assign \$signature__en$265  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$221 ;
-  assign \$signature__data$224  = wmem_r__data;
-  assign \$signature__en$225  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$267 ;
+  assign \$signature__data$270  = wmem_r__data;
+  assign \$signature__en$271  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$227 ;
-  assign \$signature__data$230  = pmem_r__data;
-  assign \$signature__en$231  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$273 ;
+  assign \$signature__data$276  = pmem_r__data;
+  assign \$signature__en$277  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$233 ;
-  assign \$signature__data$236  = dmem_r__data;
-  assign \$signature__en$237  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$279 ;
+  assign \$signature__data$282  = dmem_r__data;
+  assign \$signature__en$283  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$239 ;
-  assign \$signature__data$242  = trace_r__data;
-  assign \$signature__en$243  = 1'h1;
+  assign trace_r__addr = \$signature__addr$285 ;
+  assign \$signature__data$288  = trace_r__data;
+  assign \$signature__en$289  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$245  = \$signature__addr$209 ;
-  assign imem_w__addr = \$signature__addr$209 ;
-  assign \$signature__data$247  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$291  = \$signature__addr$255 ;
+  assign imem_w__addr = \$signature__addr$255 ;
+  assign \$signature__data$293  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$249 ;
-  assign \$signature__addr$251  = \$signature__addr$221 ;
-  assign wmem_w__addr = \$signature__addr$221 ;
-  assign \$signature__data$253  = { wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$295 ;
+  assign \$signature__addr$297  = \$signature__addr$267 ;
+  assign wmem_w__addr = \$signature__addr$267 ;
+  assign \$signature__data$299  = { wb__dat_w, wb__dat_w };
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
-  assign wmem_w__en = \$signature__en$255 ;
-  assign \$signature__addr$257  = \$signature__addr$227 ;
-  assign pmem_w__addr = \$signature__addr$227 ;
-  assign \$signature__data$259  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$301 ;
+  assign \$signature__addr$303  = \$signature__addr$273 ;
+  assign pmem_w__addr = \$signature__addr$273 ;
+  assign \$signature__data$305  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$261 ;
-  assign \$signature__addr$263  = \$signature__addr$233 ;
-  assign dmem_w__addr = \$signature__addr$233 ;
-  assign \$signature__data$265  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$307 ;
+  assign \$signature__addr$309  = \$signature__addr$279 ;
+  assign dmem_w__addr = \$signature__addr$279 ;
+  assign \$signature__data$311  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$267 ;
-  assign amem_w__addr = \$signature__addr$215 ;
+  assign dmem_w__en = \$signature__en$313 ;
+  assign amem_w__addr = \$signature__addr$261 ;
   assign act_w__data = { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  };
-  assign \act_w__data$279  = { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  };
-  assign \act_w__data$280  = { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  };
+  assign \act_w__data$325  = { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  };
+  assign \act_w__data$326  = { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  };
   assign amem_w__data = { wb__dat_w, wb__dat_w };
+  assign \axi__araddr$330  = { 9'h000, \$54  };
+  assign \axi__arburst$331  = 2'h1;
+  assign \axi__arcache$332  = 4'h3;
+  assign \axi__arid$333  = 1'h0;
+  assign \axi__arlen$334  = axi__arlen;
+  assign \axi__arlock$335  = 1'h0;
+  assign \axi__arprot$336  = 3'h0;
+  assign \axi__arqos$337  = 4'h0;
+  assign \axi__arready$338  = axi__arready;
+  assign \axi__arsize$339  = 3'h3;
+  assign \axi__arvalid$340  = axi__arvalid;
+  assign \axi__awaddr$341  = { 9'h000, \$54  };
+  assign \axi__awburst$342  = 2'h1;
+  assign \axi__awcache$343  = 4'h3;
+  assign \axi__awid$344  = 1'h0;
+  assign \axi__awlen$345  = axi__awlen;
+  assign \axi__awlock$346  = 1'h0;
+  assign \axi__awprot$347  = 3'h0;
+  assign \axi__awqos$348  = 4'h0;
+  assign \axi__awready$349  = axi__awready;
+  assign \axi__awsize$350  = 3'h3;
+  assign \axi__awvalid$351  = axi__awvalid;
+  assign \axi__bid$352  = axi__bid;
+  assign \axi__bready$353  = axi__bready;
+  assign \axi__bresp$354  = axi__bresp;
+  assign \axi__bvalid$355  = axi__bvalid;
+  assign \axi__rdata$356  = axi__rdata;
+  assign \axi__rid$357  = axi__rid;
+  assign \axi__rlast$358  = axi__rlast;
+  assign \axi__rready$359  = axi__rready;
+  assign \axi__rresp$360  = axi__rresp;
+  assign \axi__rvalid$361  = axi__rvalid;
+  assign \axi__wdata$362  = axi__wdata;
+  assign \axi__wlast$363  = axi__wlast;
+  assign \axi__wready$364  = axi__wready;
+  assign \axi__wstrb$365  = 8'hff;
+  assign \axi__wvalid$366  = axi__wvalid;
+  assign \error$367  = dma_error;
+  assign \amem_r__addr$369  = \$signature__addr$368 ;
+  assign \$signature__data$371  = \amem_r__data$370 ;
+  assign \amem_r__en$373  = \$signature__en$372 ;
+  assign \$signature__addr$374  = \$signature__addr$368 ;
+  assign \amem_w__addr$375  = \$signature__addr$368 ;
+  assign \$signature__data$376  = axi__rdata;
+  assign \amem_w__data$377  = axi__rdata;
+  assign \amem_w__en$379  = \$signature__en$378 ;
+  assign \$signature__addr$380  = \$signature__addr$368 [9:0];
+  assign \wmem_r__addr$381  = \$signature__addr$368 [9:0];
+  assign \$signature__data$383  = \wmem_r__data$382 ;
+  assign \wmem_r__en$385  = \$signature__en$384 ;
+  assign \$signature__addr$386  = \$signature__addr$368 [9:0];
+  assign \wmem_w__addr$387  = \$signature__addr$368 [9:0];
+  assign \$signature__data$388  = axi__rdata;
+  assign \wmem_w__data$389  = axi__rdata;
+  assign \wmem_w__en$391  = \$signature__en$390 ;
+  assign axi__awid = 1'h0;
+  assign axi__awaddr = { 9'h000, \$54  };
+  assign axi__awsize = 3'h3;
+  assign axi__awburst = 2'h1;
+  assign axi__awlock = 1'h0;
+  assign axi__awcache = 4'h3;
+  assign axi__awprot = 3'h0;
+  assign axi__awqos = 4'h0;
+  assign axi__wstrb = 8'hff;
+  assign axi__arid = 1'h0;
+  assign axi__araddr = { 9'h000, \$54  };
+  assign axi__arsize = 3'h3;
+  assign axi__arburst = 2'h1;
+  assign axi__arlock = 1'h0;
+  assign axi__arcache = 4'h3;
+  assign axi__arprot = 3'h0;
+  assign axi__arqos = 4'h0;
   assign \macro0__op__payload.mode  = macro0__op__payload[0];
   assign \macro0__op__payload.page  = macro0__op__payload[3:1];
   assign \macro0__op__payload.row  = macro0__op__payload[9:4];
@@ -15572,13 +15882,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro0__res_y[61]  = res_y__0[1363:1342];
   assign \macro0__res_y[62]  = res_y__0[1385:1364];
   assign \macro0__res_y[63]  = res_y__0[1407:1386];
-  assign \desc_rd__0__data.ky0  = \port__data$40 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$40 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$40 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$40 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$40 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$40 [58:52];
-  assign \desc_rd__0__data.off0  = \port__data$40 [72:59];
+  assign \desc_rd__0__data.ky0  = \port__data$78 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$78 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$78 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$78 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$78 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$78 [58:52];
+  assign \desc_rd__0__data.off0  = \port__data$78 [72:59];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[3:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:4];
@@ -15857,13 +16167,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro1__res_y[61]  = res_y__1[1363:1342];
   assign \macro1__res_y[62]  = res_y__1[1385:1364];
   assign \macro1__res_y[63]  = res_y__1[1407:1386];
-  assign \desc_rd__1__data.ky0  = \port__data$64 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$64 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$64 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$64 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$64 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$64 [58:52];
-  assign \desc_rd__1__data.off0  = \port__data$64 [72:59];
+  assign \desc_rd__1__data.ky0  = \port__data$102 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$102 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$102 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$102 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$102 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$102 [58:52];
+  assign \desc_rd__1__data.off0  = \port__data$102 [72:59];
   assign \macro2__op__payload.mode  = macro2__op__payload[0];
   assign \macro2__op__payload.page  = macro2__op__payload[3:1];
   assign \macro2__op__payload.row  = macro2__op__payload[9:4];
@@ -16142,13 +16452,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro2__res_y[61]  = res_y__2[1363:1342];
   assign \macro2__res_y[62]  = res_y__2[1385:1364];
   assign \macro2__res_y[63]  = res_y__2[1407:1386];
-  assign \desc_rd__2__data.ky0  = \port__data$88 [7:0];
-  assign \desc_rd__2__data.kx0  = \port__data$88 [15:8];
-  assign \desc_rd__2__data.dy0  = \port__data$88 [27:16];
-  assign \desc_rd__2__data.dx0  = \port__data$88 [39:28];
-  assign \desc_rd__2__data.c0  = \port__data$88 [51:40];
-  assign \desc_rd__2__data.elems  = \port__data$88 [58:52];
-  assign \desc_rd__2__data.off0  = \port__data$88 [72:59];
+  assign \desc_rd__2__data.ky0  = \port__data$126 [7:0];
+  assign \desc_rd__2__data.kx0  = \port__data$126 [15:8];
+  assign \desc_rd__2__data.dy0  = \port__data$126 [27:16];
+  assign \desc_rd__2__data.dx0  = \port__data$126 [39:28];
+  assign \desc_rd__2__data.c0  = \port__data$126 [51:40];
+  assign \desc_rd__2__data.elems  = \port__data$126 [58:52];
+  assign \desc_rd__2__data.off0  = \port__data$126 [72:59];
   assign \macro3__op__payload.mode  = macro3__op__payload[0];
   assign \macro3__op__payload.page  = macro3__op__payload[3:1];
   assign \macro3__op__payload.row  = macro3__op__payload[9:4];
@@ -16427,13 +16737,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro3__res_y[61]  = res_y__3[1363:1342];
   assign \macro3__res_y[62]  = res_y__3[1385:1364];
   assign \macro3__res_y[63]  = res_y__3[1407:1386];
-  assign \desc_rd__3__data.ky0  = \port__data$112 [7:0];
-  assign \desc_rd__3__data.kx0  = \port__data$112 [15:8];
-  assign \desc_rd__3__data.dy0  = \port__data$112 [27:16];
-  assign \desc_rd__3__data.dx0  = \port__data$112 [39:28];
-  assign \desc_rd__3__data.c0  = \port__data$112 [51:40];
-  assign \desc_rd__3__data.elems  = \port__data$112 [58:52];
-  assign \desc_rd__3__data.off0  = \port__data$112 [72:59];
+  assign \desc_rd__3__data.ky0  = \port__data$150 [7:0];
+  assign \desc_rd__3__data.kx0  = \port__data$150 [15:8];
+  assign \desc_rd__3__data.dy0  = \port__data$150 [27:16];
+  assign \desc_rd__3__data.dx0  = \port__data$150 [39:28];
+  assign \desc_rd__3__data.c0  = \port__data$150 [51:40];
+  assign \desc_rd__3__data.elems  = \port__data$150 [58:52];
+  assign \desc_rd__3__data.off0  = \port__data$150 [72:59];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -16474,112 +16784,121 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \param_rd__data[7].mult  = param_rd__data[735:704];
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
   assign \param_rd__data[7]._pad  = param_rd__data[767:744];
-  assign \imem_rd__data.op  = \port__data$144 [3:0];
-  assign \imem_rd__data.args  = \port__data$144 [387:4];
-  assign \imem_rd__data.args.load  = \port__data$144 [42:4];
-  assign \imem_rd__data.args.load.src  = \port__data$144 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$144 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$144 [33:30];
-  assign \imem_rd__data.args.load.page  = \port__data$144 [36:34];
-  assign \imem_rd__data.args.load.row0  = \port__data$144 [42:37];
-  assign \imem_rd__data.args.mac  = \port__data$144 [387:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$144 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$144 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$144 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$144 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$144 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$144 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$144 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$144 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$144 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$144 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$144 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$144 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$144 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$144 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$144 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$144 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$144 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$144 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$144 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$144 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$144 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$144 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$144 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$144 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$144 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$144 [245:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$144 [253:246];
-  assign \imem_rd__data.args.mac.nt  = \port__data$144 [261:254];
-  assign \imem_rd__data.args.mac.kr  = \port__data$144 [269:262];
-  assign \imem_rd__data.args.mac.nr  = \port__data$144 [277:270];
-  assign \imem_rd__data.args.mac.b  = \port__data$144 [284:278];
-  assign \imem_rd__data.args.mac.ki  = \port__data$144 [291:285];
-  assign \imem_rd__data.args.mac.no  = \port__data$144 [298:292];
-  assign \imem_rd__data.args.mac.groups  = \port__data$144 [306:299];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$144 [312:307];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$144 [315:313];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$144 [327:316];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$144 [335:328];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$144 [341:336];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$144 [349:342];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$144 [359:350];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$144 [369:360];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$144 [379:370];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$144 [382:380];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$144 [384:383];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$144 [385];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$144 [386];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$144 [387];
-  assign \imem_rd__data.args.pool  = \port__data$144 [187:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$144 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$144 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$144 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$144 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$144 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$144 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$144 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$144 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$144 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$144 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$144 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$144 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$144 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$144 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$144 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$144 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$144 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$144 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$144 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$144 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$144 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$144 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$144 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$144 [260:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$144 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$144 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$144 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$144 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$144 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$144 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$144 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$144 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$144 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$144 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$144 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$144 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$144 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$144 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$144 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$144 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$144 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$144 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$144 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$144 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$144 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$144 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$144 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$144 [260:251];
+  assign \imem_rd__data.op  = \port__data$182 [3:0];
+  assign \imem_rd__data.args  = \port__data$182 [387:4];
+  assign \imem_rd__data.args.load  = \port__data$182 [42:4];
+  assign \imem_rd__data.args.load.src  = \port__data$182 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$182 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$182 [33:30];
+  assign \imem_rd__data.args.load.page  = \port__data$182 [36:34];
+  assign \imem_rd__data.args.load.row0  = \port__data$182 [42:37];
+  assign \imem_rd__data.args.mac  = \port__data$182 [387:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$182 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$182 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$182 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$182 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$182 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$182 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$182 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$182 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$182 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$182 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$182 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$182 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$182 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$182 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$182 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$182 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$182 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$182 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$182 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$182 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$182 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$182 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$182 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$182 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$182 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$182 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$182 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$182 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$182 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$182 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$182 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$182 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$182 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$182 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$182 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$182 [315:313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$182 [327:316];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$182 [335:328];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$182 [341:336];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$182 [349:342];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$182 [359:350];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$182 [369:360];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$182 [379:370];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$182 [382:380];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$182 [384:383];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$182 [385];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$182 [386];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$182 [387];
+  assign \imem_rd__data.args.pool  = \port__data$182 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$182 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$182 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$182 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$182 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$182 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$182 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$182 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$182 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$182 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$182 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$182 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$182 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$182 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$182 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$182 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$182 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$182 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$182 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$182 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$182 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$182 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$182 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$182 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$182 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$182 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$182 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$182 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$182 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$182 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$182 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$182 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$182 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$182 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$182 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$182 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$182 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$182 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$182 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$182 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$182 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$182 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$182 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$182 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$182 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$182 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$182 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$182 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$182 [260:251];
+  assign \imem_rd__data.args.dma  = \port__data$182 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$182 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$182 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$182 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$182 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$182 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$182 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$182 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$182 [101:90];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -16680,29 +16999,29 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \engines__mac__args.x_signed  = args[381];
   assign \engines__mac__args.w_signed  = args[382];
   assign \engines__mac__args.rowpack  = args[383];
-  assign \args$163.mode  = args[0];
-  assign \args$163.x_signed  = args[1];
-  assign \args$163.in_base  = args[13:2];
-  assign \args$163.in_h  = args[21:14];
-  assign \args$163.in_w  = args[29:22];
-  assign \args$163.cw  = args[37:30];
-  assign \args$163.kh  = args[45:38];
-  assign \args$163.kw  = args[53:46];
-  assign \args$163.sh  = args[57:54];
-  assign \args$163.sw  = args[61:58];
-  assign \args$163.dh  = args[65:62];
-  assign \args$163.dw  = args[69:66];
-  assign \args$163.pt  = args[73:70];
-  assign \args$163.pl  = args[77:74];
-  assign \args$163.oh  = args[85:78];
-  assign \args$163.ow  = args[93:86];
-  assign \args$163.out_base  = args[105:94];
-  assign \args$163.zp_in  = args[115:106];
-  assign \args$163.mult  = args[147:116];
-  assign \args$163.shift  = args[153:148];
-  assign \args$163.zp_out  = args[163:154];
-  assign \args$163.act_min  = args[173:164];
-  assign \args$163.act_max  = args[183:174];
+  assign \args$201.mode  = args[0];
+  assign \args$201.x_signed  = args[1];
+  assign \args$201.in_base  = args[13:2];
+  assign \args$201.in_h  = args[21:14];
+  assign \args$201.in_w  = args[29:22];
+  assign \args$201.cw  = args[37:30];
+  assign \args$201.kh  = args[45:38];
+  assign \args$201.kw  = args[53:46];
+  assign \args$201.sh  = args[57:54];
+  assign \args$201.sw  = args[61:58];
+  assign \args$201.dh  = args[65:62];
+  assign \args$201.dw  = args[69:66];
+  assign \args$201.pt  = args[73:70];
+  assign \args$201.pl  = args[77:74];
+  assign \args$201.oh  = args[85:78];
+  assign \args$201.ow  = args[93:86];
+  assign \args$201.out_base  = args[105:94];
+  assign \args$201.zp_in  = args[115:106];
+  assign \args$201.mult  = args[147:116];
+  assign \args$201.shift  = args[153:148];
+  assign \args$201.zp_out  = args[163:154];
+  assign \args$201.act_min  = args[173:164];
+  assign \args$201.act_max  = args[183:174];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -16726,30 +17045,30 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \engines__pool__args.zp_out  = args[163:154];
   assign \engines__pool__args.act_min  = args[173:164];
   assign \engines__pool__args.act_max  = args[183:174];
-  assign \args$170.a_base  = args[11:0];
-  assign \args$170.b_base  = args[23:12];
-  assign \args$170.out_base  = args[35:24];
-  assign \args$170.npos  = args[51:36];
-  assign \args$170.cw  = args[59:52];
-  assign \args$170.a_stride  = args[67:60];
-  assign \args$170.b_stride  = args[75:68];
-  assign \args$170.out_stride  = args[83:76];
-  assign \args$170.x_signed  = args[84];
-  assign \args$170.has_b  = args[85];
-  assign \args$170.rq_in  = args[86];
-  assign \args$170.rq_out  = args[87];
-  assign \args$170.ls  = args[92:88];
-  assign \args$170.zp_a  = args[102:93];
-  assign \args$170.zp_b  = args[112:103];
-  assign \args$170.mult_a  = args[144:113];
-  assign \args$170.shift_a  = args[150:145];
-  assign \args$170.mult_b  = args[182:151];
-  assign \args$170.shift_b  = args[188:183];
-  assign \args$170.mult_o  = args[220:189];
-  assign \args$170.shift_o  = args[226:221];
-  assign \args$170.zp_out  = args[236:227];
-  assign \args$170.act_min  = args[246:237];
-  assign \args$170.act_max  = args[256:247];
+  assign \args$208.a_base  = args[11:0];
+  assign \args$208.b_base  = args[23:12];
+  assign \args$208.out_base  = args[35:24];
+  assign \args$208.npos  = args[51:36];
+  assign \args$208.cw  = args[59:52];
+  assign \args$208.a_stride  = args[67:60];
+  assign \args$208.b_stride  = args[75:68];
+  assign \args$208.out_stride  = args[83:76];
+  assign \args$208.x_signed  = args[84];
+  assign \args$208.has_b  = args[85];
+  assign \args$208.rq_in  = args[86];
+  assign \args$208.rq_out  = args[87];
+  assign \args$208.ls  = args[92:88];
+  assign \args$208.zp_a  = args[102:93];
+  assign \args$208.zp_b  = args[112:103];
+  assign \args$208.mult_a  = args[144:113];
+  assign \args$208.shift_a  = args[150:145];
+  assign \args$208.mult_b  = args[182:151];
+  assign \args$208.shift_b  = args[188:183];
+  assign \args$208.mult_o  = args[220:189];
+  assign \args$208.shift_o  = args[226:221];
+  assign \args$208.zp_out  = args[236:227];
+  assign \args$208.act_min  = args[246:237];
+  assign \args$208.act_max  = args[256:247];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -16784,6 +17103,22 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \load__payload.mask  = args[29:26];
   assign \load__payload.page  = args[32:30];
   assign \load__payload.row0  = args[38:33];
+  assign \cmd__payload$220.store  = args[0];
+  assign \cmd__payload$220.wmem  = args[1];
+  assign \cmd__payload$220.ext  = args[21:2];
+  assign \cmd__payload$220.addr  = args[33:22];
+  assign \cmd__payload$220.rows  = args[49:34];
+  assign \cmd__payload$220.len  = args[65:50];
+  assign \cmd__payload$220.ext_stride  = args[85:66];
+  assign \cmd__payload$220.stride  = args[97:86];
+  assign \dma__payload.store  = args[0];
+  assign \dma__payload.wmem  = args[1];
+  assign \dma__payload.ext  = args[21:2];
+  assign \dma__payload.addr  = args[33:22];
+  assign \dma__payload.rows  = args[49:34];
+  assign \dma__payload.len  = args[65:50];
+  assign \dma__payload.ext_stride  = args[85:66];
+  assign \dma__payload.stride  = args[97:86];
   assign \ctrl__report.status  = ctrl__report[3:0];
   assign \ctrl__report.status.busy  = ctrl__report[0];
   assign \ctrl__report.status.done  = ctrl__report[1];
@@ -16838,84 +17173,86 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \host__report.macros[3].busy  = ctrl__report[439:408];
   assign \host__report.macros[3].stall  = ctrl__report[471:440];
   assign \host__report.macros[3].wload  = ctrl__report[503:472];
-  assign \port__en$123  = 1'h1;
+  assign \port__en$161  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 , \port$48$1577 , \port$49$1577 , \port$50$0 , \port$51$0 , \port$52$0 , \port$53$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, imem_rd__addr, trace_w__en, host__report, entry, load__valid
-, engines__mac__start, engines__pool__start, engines__ew__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 , \port$52$1577 , \port$53$1577 , \port$54$0 , \port$55$0 , \port$56$0 , \port$57$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, imem_rd__addr, trace_w__en, host__report
+, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire \$11 ;
+  wire \$10 ;
+  wire [16:0] \$11 ;
   wire \$12 ;
-  wire [32:0] \$13 ;
+  wire \$13 ;
   wire [32:0] \$14 ;
-  wire \$15 ;
-  wire [32:0] \$16 ;
-  wire \$17 ;
+  wire [32:0] \$15 ;
+  wire \$16 ;
+  wire [32:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire [16:0] \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [32:0] \$22 ;
-  wire \$23 ;
+  wire \$22 ;
+  wire [32:0] \$23 ;
   wire \$24 ;
-  wire [32:0] \$25 ;
+  wire \$25 ;
   wire [32:0] \$26 ;
-  wire \$27 ;
+  wire [32:0] \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire [32:0] \$30 ;
-  wire \$31 ;
+  wire \$30 ;
+  wire [32:0] \$31 ;
   wire \$32 ;
-  wire [32:0] \$33 ;
+  wire \$33 ;
   wire [32:0] \$34 ;
-  wire \$35 ;
+  wire [32:0] \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire [32:0] \$38 ;
-  wire \$39 ;
+  wire \$38 ;
+  wire [32:0] \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [32:0] \$41 ;
+  wire \$41 ;
   wire [32:0] \$42 ;
-  wire \$43 ;
+  wire [32:0] \$43 ;
   wire \$44 ;
   wire \$45 ;
-  wire [32:0] \$46 ;
-  wire \$47 ;
+  wire \$46 ;
+  wire [32:0] \$47 ;
   wire \$48 ;
-  wire [32:0] \$49 ;
+  wire \$49 ;
   wire \$5 ;
   wire [32:0] \$50 ;
-  wire \$51 ;
-  reg [15:0] \$52 ;
-  reg \$53 ;
-  reg [31:0] \$54 ;
-  reg [31:0] \$55 ;
+  wire [32:0] \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  reg [15:0] \$54 ;
+  reg \$55 ;
   reg [31:0] \$56 ;
-  reg [95:0] \$57 ;
-  reg [95:0] \$58 ;
+  reg [31:0] \$57 ;
+  reg [31:0] \$58 ;
   reg [95:0] \$59 ;
   wire \$6 ;
   reg [95:0] \$60 ;
-  reg \$61 ;
-  reg \$62 ;
+  reg [95:0] \$61 ;
+  reg [95:0] \$62 ;
   reg \$63 ;
-  reg [2:0] \$64 ;
-  reg [387:0] \$65 ;
+  reg \$64 ;
+  reg \$65 ;
+  reg [2:0] \$66 ;
+  reg [387:0] \$67 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$14 ;
-  reg [31:0] \$signal$23  = 32'd0;
+  wire \$signal$15 ;
   reg [31:0] \$signal$24  = 32'd0;
+  reg [31:0] \$signal$25  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -16937,6 +17274,21 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   wire [31:0] \counters3.stall ;
   wire [31:0] \counters3.wload ;
   reg [2:0] ctrl_state = 3'h0;
+  wire [97:0] dma__payload;
+  wire [11:0] \dma__payload.addr ;
+  wire [19:0] \dma__payload.ext ;
+  wire [19:0] \dma__payload.ext_stride ;
+  wire [15:0] \dma__payload.len ;
+  wire [15:0] \dma__payload.rows ;
+  wire \dma__payload.store ;
+  wire [11:0] \dma__payload.stride ;
+  wire \dma__payload.wmem ;
+  input dma__ready;
+  wire dma__ready;
+  output dma__valid;
+  reg dma__valid;
+  input dma_busy;
+  wire dma_busy;
   output done;
   reg done = 1'h0;
   wire engine_done;
@@ -17063,7 +17415,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$16 ;
+  wire \error$17 ;
   output [503:0] host__report;
   wire [503:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -17101,6 +17453,15 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   input [387:0] imem_rd__data;
   wire [387:0] imem_rd__data;
   wire [383:0] \imem_rd__data.args ;
+  wire [97:0] \imem_rd__data.args.dma ;
+  wire [11:0] \imem_rd__data.args.dma.addr ;
+  wire [19:0] \imem_rd__data.args.dma.ext ;
+  wire [19:0] \imem_rd__data.args.dma.ext_stride ;
+  wire [15:0] \imem_rd__data.args.dma.len ;
+  wire [15:0] \imem_rd__data.args.dma.rows ;
+  wire \imem_rd__data.args.dma.store ;
+  wire [11:0] \imem_rd__data.args.dma.stride ;
+  wire \imem_rd__data.args.dma.wmem ;
   wire [256:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
   wire [7:0] \imem_rd__data.args.ew.a_stride ;
@@ -17215,11 +17576,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
+  (* enum_value_0110 = "DMA" *)
+  (* enum_value_0111 = "DSYNC" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
   reg [387:0] ir = 388'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [383:0] \ir.args ;
+  wire [97:0] \ir.args.dma ;
+  wire [11:0] \ir.args.dma.addr ;
+  wire [19:0] \ir.args.dma.ext ;
+  wire [19:0] \ir.args.dma.ext_stride ;
+  wire [15:0] \ir.args.dma.len ;
+  wire [15:0] \ir.args.dma.rows ;
+  wire \ir.args.dma.store ;
+  wire [11:0] \ir.args.dma.stride ;
+  wire \ir.args.dma.wmem ;
   wire [256:0] \ir.args.ew ;
   wire [11:0] \ir.args.ew.a_base ;
   wire [7:0] \ir.args.ew.a_stride ;
@@ -17334,6 +17706,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
+  (* enum_value_0110 = "DMA" *)
+  (* enum_value_0111 = "DSYNC" *)
   wire [3:0] \ir.op ;
   wire [38:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -17352,22 +17726,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   wire [3:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$46$1577 ;
-  wire \port$46$1577 ;
-  input \port$47$1577 ;
-  wire \port$47$1577 ;
-  input \port$48$1577 ;
-  wire \port$48$1577 ;
-  input \port$49$1577 ;
-  wire \port$49$1577 ;
-  input \port$50$0 ;
-  wire \port$50$0 ;
-  input \port$51$0 ;
-  wire \port$51$0 ;
-  input \port$52$0 ;
-  wire \port$52$0 ;
-  input \port$53$0 ;
-  wire \port$53$0 ;
+  input \port$50$1577 ;
+  wire \port$50$1577 ;
+  input \port$51$1577 ;
+  wire \port$51$1577 ;
+  input \port$52$1577 ;
+  wire \port$52$1577 ;
+  input \port$53$1577 ;
+  wire \port$53$1577 ;
+  input \port$54$0 ;
+  wire \port$54$0 ;
+  input \port$55$0 ;
+  wire \port$55$0 ;
+  input \port$56$0 ;
+  wire \port$56$0 ;
+  input \port$57$0 ;
+  wire \port$57$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -17384,87 +17758,89 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   output trace_w__en;
   wire trace_w__en;
   wire [3:0] unit_en;
-  assign \$33  = counters1[63:32] + 1'h1;
-  assign \$34  = counters1[95:64] + 1'h1;
-  assign \$35  = ~ busy;
-  assign \$36  = start & \$35 ;
-  assign \$37  = busy & \port$48$1577 ;
-  assign \$38  = counters2[31:0] + 1'h1;
-  assign \$39  = ~ \port$48$1577 ;
-  assign \$40  = \port$52$0  & \$39 ;
-  assign \$41  = counters2[63:32] + 1'h1;
-  assign \$42  = counters2[95:64] + 1'h1;
-  assign \$43  = ~ busy;
-  assign \$44  = start & \$43 ;
-  assign \$45  = busy & \port$49$1577 ;
-  assign \$46  = counters3[31:0] + 1'h1;
-  assign \$47  = ~ \port$49$1577 ;
-  assign \$48  = \port$53$0  & \$47 ;
-  assign \$49  = counters3[63:32] + 1'h1;
-  assign \$50  = counters3[95:64] + 1'h1;
-  assign \$51  = ~ loader_busy;
+  assign \$31  = counters1[31:0] + 1'h1;
+  assign \$32  = ~ \port$51$1577 ;
+  assign \$33  = \port$55$0  & \$32 ;
+  assign \$34  = counters1[63:32] + 1'h1;
+  assign \$35  = counters1[95:64] + 1'h1;
+  assign \$36  = ~ busy;
+  assign \$37  = start & \$36 ;
+  assign \$38  = busy & \port$52$1577 ;
+  assign \$39  = counters2[31:0] + 1'h1;
+  assign \$40  = ~ \port$52$1577 ;
+  assign \$41  = \port$56$0  & \$40 ;
+  assign \$42  = counters2[63:32] + 1'h1;
+  assign \$43  = counters2[95:64] + 1'h1;
+  assign \$44  = ~ busy;
+  assign \$45  = start & \$44 ;
+  assign \$46  = busy & \port$53$1577 ;
+  assign \$47  = counters3[31:0] + 1'h1;
+  assign \$48  = ~ \port$53$1577 ;
+  assign \$49  = \port$57$0  & \$48 ;
+  assign \$50  = counters3[63:32] + 1'h1;
+  assign \$51  = counters3[95:64] + 1'h1;
+  assign \$52  = ~ loader_busy;
+  assign \$53  = ~ dma_busy;
   always @(posedge clk)
-    pc <= \$52 ;
+    pc <= \$54 ;
   always @(posedge clk)
-    pf_valid <= \$53 ;
+    pf_valid <= \$55 ;
   always @(posedge clk)
-    trace_n <= \$54 ;
+    trace_n <= \$56 ;
   always @(posedge clk)
-    \$signal$23  <= \$55 ;
+    \$signal$24  <= \$57 ;
   always @(posedge clk)
-    \$signal$24  <= \$56 ;
+    \$signal$25  <= \$58 ;
   always @(posedge clk)
-    counters0 <= \$57 ;
+    counters0 <= \$59 ;
   always @(posedge clk)
-    counters1 <= \$58 ;
+    counters1 <= \$60 ;
   always @(posedge clk)
-    counters2 <= \$59 ;
+    counters2 <= \$61 ;
   always @(posedge clk)
-    counters3 <= \$60 ;
+    counters3 <= \$62 ;
   always @(posedge clk)
-    busy <= \$61 ;
+    busy <= \$63 ;
   always @(posedge clk)
-    done <= \$62 ;
+    done <= \$64 ;
   always @(posedge clk)
-    error <= \$63 ;
+    error <= \$65 ;
   always @(posedge clk)
-    ctrl_state <= \$64 ;
+    ctrl_state <= \$66 ;
   always @(posedge clk)
-    ir <= \$65 ;
+    ir <= \$67 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
   assign engine_done = | { engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
-  assign \$5  = ! ctrl_state;
-  assign \$6  = ctrl_state == 1'h1;
-  assign \$7  = ctrl_state == 2'h2;
-  assign \$8  = ctrl_state == 2'h3;
-  assign \$9  = ctrl_state == 3'h4;
-  assign \$10  = pc + 1'h1;
-  assign \$11  = ~ retire;
-  assign \$12  = in_exec & \$11 ;
-  assign \$13  = trace_n + 1'h1;
-  assign \$14  = \$signal$23  + 1'h1;
-  assign \$15  = | macro_we;
-  assign \$16  = \$signal$24  + 1'h1;
-  assign \$17  = ~ busy;
-  assign \$18  = start & \$17 ;
-  assign \$19  = ~ busy;
-  assign \$20  = start & \$19 ;
-  assign \$21  = busy & \port$46$1577 ;
-  assign \$22  = counters0[31:0] + 1'h1;
-  assign \$23  = ~ \port$46$1577 ;
-  assign \$24  = \port$50$0  & \$23 ;
-  assign \$25  = counters0[63:32] + 1'h1;
-  assign \$26  = counters0[95:64] + 1'h1;
-  assign \$27  = ~ busy;
-  assign \$28  = start & \$27 ;
-  assign \$29  = busy & \port$47$1577 ;
-  assign \$30  = counters1[31:0] + 1'h1;
-  assign \$31  = ~ \port$47$1577 ;
-  assign \$32  = \port$51$0  & \$31 ;
+  assign \$5  = ~ dma_busy;
+  assign \$6  = ! ctrl_state;
+  assign \$7  = ctrl_state == 1'h1;
+  assign \$8  = ctrl_state == 2'h2;
+  assign \$9  = ctrl_state == 2'h3;
+  assign \$10  = ctrl_state == 3'h4;
+  assign \$11  = pc + 1'h1;
+  assign \$12  = ~ retire;
+  assign \$13  = in_exec & \$12 ;
+  assign \$14  = trace_n + 1'h1;
+  assign \$15  = \$signal$24  + 1'h1;
+  assign \$16  = | macro_we;
+  assign \$17  = \$signal$25  + 1'h1;
+  assign \$18  = ~ busy;
+  assign \$19  = start & \$18 ;
+  assign \$20  = ~ busy;
+  assign \$21  = start & \$20 ;
+  assign \$22  = busy & \port$50$1577 ;
+  assign \$23  = counters0[31:0] + 1'h1;
+  assign \$24  = ~ \port$50$1577 ;
+  assign \$25  = \port$54$0  & \$24 ;
+  assign \$26  = counters0[63:32] + 1'h1;
+  assign \$27  = counters0[95:64] + 1'h1;
+  assign \$28  = ~ busy;
+  assign \$29  = start & \$28 ;
+  assign \$30  = busy & \port$51$1577 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_exec = 1'h0;
@@ -17501,6 +17877,20 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
                 end
             4'h2:
                 if (\$4 ) begin
+                  retire = 1'h1;
+                end
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                if (dma__ready) begin
+                  retire = 1'h1;
+                end
+            4'h7:
+                if (\$5 ) begin
                   retire = 1'h1;
                 end
           endcase
@@ -17606,14 +17996,43 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$52  = pc;
+    dma__valid = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                dma__valid = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$54  = pc;
     if (retire) begin
-      \$52  = \$10 [15:0];
+      \$54  = \$11 [15:0];
     end
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$52  = host__start_pc;
+            \$54  = host__start_pc;
           end
       3'h1:
           /* empty */;
@@ -17622,122 +18041,76 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
       3'h3:
           casez (ir[3:0])
             4'h0:
-                \$52  = pc;
+                \$54  = pc;
           endcase
     endcase
     if (rst) begin
-      \$52  = 16'h0000;
+      \$54  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$53  = \$12 ;
+    \$55  = \$13 ;
     if (rst) begin
-      \$53  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$54  = trace_n;
+    \$56  = trace_n;
     if (retire) begin
-      \$54  = \$13 [31:0];
+      \$56  = \$14 [31:0];
     end
-    if (\$18 ) begin
-      \$54  = 32'd0;
+    if (\$19 ) begin
+      \$56  = 32'd0;
     end
     if (rst) begin
-      \$54  = 32'd0;
+      \$56  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$55  = \$signal$23 ;
+    \$57  = \$signal$24 ;
     if (busy) begin
-      \$55  = \$14 [31:0];
+      \$57  = \$15 [31:0];
     end
-    if (\$18 ) begin
-      \$55  = 32'd0;
+    if (\$19 ) begin
+      \$57  = 32'd0;
     end
     if (rst) begin
-      \$55  = 32'd0;
+      \$57  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$56  = \$signal$24 ;
-    if (\$15 ) begin
-      \$56  = \$16 [31:0];
+    \$58  = \$signal$25 ;
+    if (\$16 ) begin
+      \$58  = \$17 [31:0];
     end
-    if (\$18 ) begin
-      \$56  = 32'd0;
+    if (\$19 ) begin
+      \$58  = 32'd0;
     end
     if (rst) begin
-      \$56  = 32'd0;
+      \$58  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = counters0;
+    \$59  = counters0;
     (* full_case = 32'd1 *)
-    if (\$20 ) begin
-      \$57 [31:0] = 32'd0;
-      \$57 [63:32] = 32'd0;
-      \$57 [95:64] = 32'd0;
-    end else begin
-      if (\$21 ) begin
-        \$57 [31:0] = \$22 [31:0];
-      end
-      if (\$24 ) begin
-        \$57 [63:32] = \$25 [31:0];
-      end
-      if (macro_we[0]) begin
-        \$57 [95:64] = \$26 [31:0];
-      end
-    end
-    if (rst) begin
-      \$57  = 96'h000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = counters1;
-    (* full_case = 32'd1 *)
-    if (\$28 ) begin
-      \$58 [31:0] = 32'd0;
-      \$58 [63:32] = 32'd0;
-      \$58 [95:64] = 32'd0;
-    end else begin
-      if (\$29 ) begin
-        \$58 [31:0] = \$30 [31:0];
-      end
-      if (\$32 ) begin
-        \$58 [63:32] = \$33 [31:0];
-      end
-      if (macro_we[1]) begin
-        \$58 [95:64] = \$34 [31:0];
-      end
-    end
-    if (rst) begin
-      \$58  = 96'h000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$59  = counters2;
-    (* full_case = 32'd1 *)
-    if (\$36 ) begin
+    if (\$21 ) begin
       \$59 [31:0] = 32'd0;
       \$59 [63:32] = 32'd0;
       \$59 [95:64] = 32'd0;
     end else begin
-      if (\$37 ) begin
-        \$59 [31:0] = \$38 [31:0];
+      if (\$22 ) begin
+        \$59 [31:0] = \$23 [31:0];
       end
-      if (\$40 ) begin
-        \$59 [63:32] = \$41 [31:0];
+      if (\$25 ) begin
+        \$59 [63:32] = \$26 [31:0];
       end
-      if (macro_we[2]) begin
-        \$59 [95:64] = \$42 [31:0];
+      if (macro_we[0]) begin
+        \$59 [95:64] = \$27 [31:0];
       end
     end
     if (rst) begin
@@ -17746,21 +18119,21 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$60  = counters3;
+    \$60  = counters1;
     (* full_case = 32'd1 *)
-    if (\$44 ) begin
+    if (\$29 ) begin
       \$60 [31:0] = 32'd0;
       \$60 [63:32] = 32'd0;
       \$60 [95:64] = 32'd0;
     end else begin
-      if (\$45 ) begin
-        \$60 [31:0] = \$46 [31:0];
+      if (\$30 ) begin
+        \$60 [31:0] = \$31 [31:0];
       end
-      if (\$48 ) begin
-        \$60 [63:32] = \$49 [31:0];
+      if (\$33 ) begin
+        \$60 [63:32] = \$34 [31:0];
       end
-      if (macro_we[3]) begin
-        \$60 [95:64] = \$50 [31:0];
+      if (macro_we[1]) begin
+        \$60 [95:64] = \$35 [31:0];
       end
     end
     if (rst) begin
@@ -17769,11 +18142,57 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$61  = busy;
+    \$61  = counters2;
+    (* full_case = 32'd1 *)
+    if (\$37 ) begin
+      \$61 [31:0] = 32'd0;
+      \$61 [63:32] = 32'd0;
+      \$61 [95:64] = 32'd0;
+    end else begin
+      if (\$38 ) begin
+        \$61 [31:0] = \$39 [31:0];
+      end
+      if (\$41 ) begin
+        \$61 [63:32] = \$42 [31:0];
+      end
+      if (macro_we[2]) begin
+        \$61 [95:64] = \$43 [31:0];
+      end
+    end
+    if (rst) begin
+      \$61  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$62  = counters3;
+    (* full_case = 32'd1 *)
+    if (\$45 ) begin
+      \$62 [31:0] = 32'd0;
+      \$62 [63:32] = 32'd0;
+      \$62 [95:64] = 32'd0;
+    end else begin
+      if (\$46 ) begin
+        \$62 [31:0] = \$47 [31:0];
+      end
+      if (\$49 ) begin
+        \$62 [63:32] = \$50 [31:0];
+      end
+      if (macro_we[3]) begin
+        \$62 [95:64] = \$51 [31:0];
+      end
+    end
+    if (rst) begin
+      \$62  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$63  = busy;
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$61  = 1'h1;
+            \$63  = 1'h1;
           end
       3'h1:
           /* empty */;
@@ -17783,7 +18202,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                \$61  = 1'h0;
+                \$63  = 1'h0;
             4'h1:
                 /* empty */;
             4'h2:
@@ -17794,65 +18213,12 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
                 /* empty */;
             4'h5:
                 /* empty */;
-            default:
-                \$61  = 1'h0;
-          endcase
-    endcase
-    if (rst) begin
-      \$61  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$62  = done;
-    casez (ctrl_state)
-      3'h0:
-          if (start) begin
-            \$62  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$62  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$62  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$63  = error;
-    casez (ctrl_state)
-      3'h0:
-          if (start) begin
-            \$63  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
+            4'h6:
                 /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3:
-                /* empty */;
-            4'h4:
-                /* empty */;
-            4'h5:
+            4'h7:
                 /* empty */;
             default:
-                \$63  = 1'h1;
+                \$63  = 1'h0;
           endcase
     endcase
     if (rst) begin
@@ -17861,72 +18227,151 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$64  = ctrl_state;
+    \$64  = done;
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$64  = 3'h1;
+            \$64  = 1'h0;
           end
       3'h1:
-          \$64  = 3'h2;
+          /* empty */;
       3'h2:
-          \$64  = 3'h3;
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$64  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$64  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$65  = error;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$65  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
       3'h3:
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                \$64  = 3'h0;
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            default:
+                \$65  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$65  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$66  = ctrl_state;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$66  = 3'h1;
+          end
+      3'h1:
+          \$66  = 3'h2;
+      3'h2:
+          \$66  = 3'h3;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$66  = 3'h0;
             4'h1:
                 if (load__ready) begin
                   (* full_case = 32'd1 *)
                   if (pf_valid) begin
-                    \$64  = 3'h3;
+                    \$66  = 3'h3;
                   end else begin
-                    \$64  = 3'h2;
+                    \$66  = 3'h2;
                   end
                 end
             4'h2:
-                if (\$51 ) begin
+                if (\$52 ) begin
                   (* full_case = 32'd1 *)
                   if (pf_valid) begin
-                    \$64  = 3'h3;
+                    \$66  = 3'h3;
                   end else begin
-                    \$64  = 3'h2;
+                    \$66  = 3'h2;
                   end
                 end
             4'h3:
-                \$64  = 3'h4;
+                \$66  = 3'h4;
             4'h4:
-                \$64  = 3'h4;
+                \$66  = 3'h4;
             4'h5:
-                \$64  = 3'h4;
+                \$66  = 3'h4;
+            4'h6:
+                if (dma__ready) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$66  = 3'h3;
+                  end else begin
+                    \$66  = 3'h2;
+                  end
+                end
+            4'h7:
+                if (\$53 ) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$66  = 3'h3;
+                  end else begin
+                    \$66  = 3'h2;
+                  end
+                end
             default:
-                \$64  = 3'h0;
+                \$66  = 3'h0;
           endcase
       3'h4:
           if (engine_done) begin
             (* full_case = 32'd1 *)
             if (pf_valid) begin
-              \$64  = 3'h3;
+              \$66  = 3'h3;
             end else begin
-              \$64  = 3'h2;
+              \$66  = 3'h2;
             end
           end
     endcase
     if (rst) begin
-      \$64  = 3'h0;
+      \$66  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$65  = ir;
+    \$67  = ir;
     casez (ctrl_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$65  = imem_rd__data;
+          \$67  = imem_rd__data;
       3'h3:
           casez (ir[3:0])
             4'h0:
@@ -17934,38 +18379,57 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
             4'h1:
                 if (load__ready) begin
                   if (pf_valid) begin
-                    \$65  = imem_rd__data;
+                    \$67  = imem_rd__data;
                   end
                 end
             4'h2:
-                if (\$51 ) begin
+                if (\$52 ) begin
                   if (pf_valid) begin
-                    \$65  = imem_rd__data;
+                    \$67  = imem_rd__data;
+                  end
+                end
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                if (dma__ready) begin
+                  if (pf_valid) begin
+                    \$67  = imem_rd__data;
+                  end
+                end
+            4'h7:
+                if (\$53 ) begin
+                  if (pf_valid) begin
+                    \$67  = imem_rd__data;
                   end
                 end
           endcase
       3'h4:
           if (engine_done) begin
             if (pf_valid) begin
-              \$65  = imem_rd__data;
+              \$67  = imem_rd__data;
             end
           end
     endcase
     if (rst) begin
-      \$65  = 388'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$67  = 388'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[187:4];
   assign engines__ew__args = ir[260:4];
   assign load__payload = ir[42:4];
+  assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$14  = done;
-  assign \error$16  = error;
+  assign \$signal$15  = done;
+  assign \error$17  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$49$1577 , \port$48$1577 , \port$47$1577 , \port$46$1577  };
-  assign unit_en = { \port$53$0 , \port$52$0 , \port$51$0 , \port$50$0  };
+  assign macro_busy = { \port$53$1577 , \port$52$1577 , \port$51$1577 , \port$50$1577  };
+  assign unit_en = { \port$57$0 , \port$56$0 , \port$55$0 , \port$54$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
   assign engines__mac__args = ir[387:4];
@@ -18123,6 +18587,15 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   assign \ir.args.ew.zp_out  = ir[240:231];
   assign \ir.args.ew.act_min  = ir[250:241];
   assign \ir.args.ew.act_max  = ir[260:251];
+  assign \ir.args.dma  = ir[101:4];
+  assign \ir.args.dma.store  = ir[4];
+  assign \ir.args.dma.wmem  = ir[5];
+  assign \ir.args.dma.ext  = ir[25:6];
+  assign \ir.args.dma.addr  = ir[37:26];
+  assign \ir.args.dma.rows  = ir[53:38];
+  assign \ir.args.dma.len  = ir[69:54];
+  assign \ir.args.dma.ext_stride  = ir[89:70];
+  assign \ir.args.dma.stride  = ir[101:90];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -18175,6 +18648,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   assign \load__payload.mask  = ir[33:30];
   assign \load__payload.page  = ir[36:34];
   assign \load__payload.row0  = ir[42:37];
+  assign \dma__payload.store  = ir[4];
+  assign \dma__payload.wmem  = ir[5];
+  assign \dma__payload.ext  = ir[25:6];
+  assign \dma__payload.addr  = ir[37:26];
+  assign \dma__payload.rows  = ir[53:38];
+  assign \dma__payload.len  = ir[69:54];
+  assign \dma__payload.ext_stride  = ir[89:70];
+  assign \dma__payload.stride  = ir[101:90];
   assign \host__report.status  = host__report[3:0];
   assign \host__report.status.busy  = host__report[0];
   assign \host__report.status.done  = host__report[1];
@@ -18328,17 +18809,26 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
   assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[240:231];
   assign \imem_rd__data.args.ew.act_min  = imem_rd__data[250:241];
   assign \imem_rd__data.args.ew.act_max  = imem_rd__data[260:251];
+  assign \imem_rd__data.args.dma  = imem_rd__data[101:4];
+  assign \imem_rd__data.args.dma.store  = imem_rd__data[4];
+  assign \imem_rd__data.args.dma.wmem  = imem_rd__data[5];
+  assign \imem_rd__data.args.dma.ext  = imem_rd__data[25:6];
+  assign \imem_rd__data.args.dma.addr  = imem_rd__data[37:26];
+  assign \imem_rd__data.args.dma.rows  = imem_rd__data[53:38];
+  assign \imem_rd__data.args.dma.len  = imem_rd__data[69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = imem_rd__data[89:70];
+  assign \imem_rd__data.args.dma.stride  = imem_rd__data[101:90];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$23 ;
+  assign entry[31:0] = \$signal$24 ;
   assign entry[63:52] = 12'h000;
   assign host__report[503:408] = counters3;
   assign host__report[407:312] = counters2;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$24 ;
-  assign host__report[55:24] = \$signal$23 ;
+  assign host__report[87:56] = \$signal$25 ;
+  assign host__report[55:24] = \$signal$24 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -18348,8 +18838,1078 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$46$1577 , \port$47$1577 ,
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1909$0 , \port$1915$0 , \port$1921$0 , \port$1927$0 , \port$1933$0 , \port$1939$0 , \port$1945$0 , \port$1951$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2841$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+, wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire [10:0] \$1 ;
+  wire [9:0] \$10 ;
+  wire [9:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire [9:0] \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [9:0] \$42 ;
+  wire [9:0] \$43 ;
+  wire \$44 ;
+  wire [9:0] \$45 ;
+  wire [12:0] \$46 ;
+  wire [9:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire [20:0] \$51 ;
+  wire [16:0] \$52 ;
+  wire [16:0] \$53 ;
+  wire [20:0] \$54 ;
+  wire [20:0] \$55 ;
+  wire [12:0] \$56 ;
+  wire [12:0] \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire [9:0] \$6 ;
+  wire [20:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [16:0] \$62 ;
+  wire [20:0] \$63 ;
+  wire [20:0] \$64 ;
+  wire [12:0] \$65 ;
+  wire [12:0] \$66 ;
+  wire [12:0] \$67 ;
+  wire [9:0] \$68 ;
+  wire \$69 ;
+  wire [15:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  reg \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg [15:0] \$75 ;
+  reg [19:0] \$76 ;
+  reg [11:0] \$77 ;
+  reg [19:0] \$78 ;
+  reg [19:0] \$79 ;
+  wire [22:0] \$8 ;
+  reg [11:0] \$80 ;
+  reg [11:0] \$81 ;
+  reg [15:0] \$82 ;
+  reg [15:0] \$83 ;
+  reg [8:0] \$84 ;
+  reg [8:0] \$85 ;
+  reg [1:0] \$86 ;
+  reg \$87 ;
+  wire [9:0] \$9 ;
+  reg [19:0] \$like  = 20'h00000;
+  reg [15:0] \$like$11  = 16'h0000;
+  (* init = 12'h000 *)
+  wire [11:0] \$like$31 ;
+  reg [19:0] \$like$70  = 20'h00000;
+  reg [11:0] \$like$71  = 12'h000;
+  reg [19:0] \$like$72  = 20'h00000;
+  reg [11:0] \$like$73  = 12'h000;
+  reg [15:0] \$like$74  = 16'h0000;
+  reg \$signal ;
+  reg \$signal$51  = 1'h0;
+  reg \$signal$55 ;
+  wire [31:0] addr;
+  output [11:0] amem_r__addr;
+  reg [11:0] amem_r__addr = 12'h000;
+  input [63:0] amem_r__data;
+  wire [63:0] amem_r__data;
+  output amem_r__en;
+  wire amem_r__en;
+  (* init = 12'h000 *)
+  wire [11:0] amem_w__addr;
+  input [63:0] amem_w__data;
+  wire [63:0] amem_w__data;
+  output amem_w__en;
+  wire amem_w__en;
+  wire [31:0] axi__araddr;
+  wire [1:0] axi__arburst;
+  wire [3:0] axi__arcache;
+  output [7:0] axi__arlen;
+  wire [7:0] axi__arlen;
+  input axi__arready;
+  wire axi__arready;
+  wire [2:0] axi__arsize;
+  output axi__arvalid;
+  reg axi__arvalid;
+  wire [31:0] axi__awaddr;
+  wire [1:0] axi__awburst;
+  wire [3:0] axi__awcache;
+  output [7:0] axi__awlen;
+  wire [7:0] axi__awlen;
+  input axi__awready;
+  wire axi__awready;
+  wire [2:0] axi__awsize;
+  output axi__awvalid;
+  reg axi__awvalid;
+  input axi__bid;
+  wire axi__bid;
+  output axi__bready;
+  reg axi__bready;
+  input [1:0] axi__bresp;
+  wire [1:0] axi__bresp;
+  input axi__bvalid;
+  wire axi__bvalid;
+  wire [63:0] axi__rdata;
+  input axi__rid;
+  wire axi__rid;
+  output axi__rready;
+  reg axi__rready;
+  input [1:0] axi__rresp;
+  wire [1:0] axi__rresp;
+  input axi__rvalid;
+  wire axi__rvalid;
+  wire [63:0] axi__wdata;
+  output axi__wlast;
+  wire axi__wlast;
+  input axi__wready;
+  wire axi__wready;
+  wire [7:0] axi__wstrb;
+  output axi__wvalid;
+  reg axi__wvalid;
+  reg [8:0] beats = 9'h000;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  wire [97:0] cmd__payload;
+  wire [11:0] \cmd__payload.addr ;
+  wire [19:0] \cmd__payload.ext ;
+  wire [19:0] \cmd__payload.ext_stride ;
+  wire [15:0] \cmd__payload.len ;
+  wire [15:0] \cmd__payload.rows ;
+  wire \cmd__payload.store ;
+  wire [11:0] \cmd__payload.stride ;
+  wire \cmd__payload.wmem ;
+  output cmd__ready;
+  wire cmd__ready;
+  wire cmd__valid;
+  reg [1:0] dma_state = 2'h0;
+  output error;
+  reg error = 1'h0;
+  (* init = 1'h0 *)
+  wire \error$46 ;
+  wire [97:0] head;
+  wire [11:0] \head.addr ;
+  wire [19:0] \head.ext ;
+  wire [19:0] \head.ext_stride ;
+  wire [15:0] \head.len ;
+  wire [15:0] \head.rows ;
+  wire \head.store ;
+  wire [11:0] \head.stride ;
+  wire \head.wmem ;
+  reg [8:0] issued = 9'h000;
+  reg [15:0] length = 16'h0000;
+  wire [8:0] n;
+  output [22:0] \port$2841$0 ;
+  wire [22:0] \port$2841$0 ;
+  wire [97:0] r_data;
+  reg r_en;
+  reg r_hs;
+  wire r_rdy;
+  output [63:0] rd_data;
+  wire [63:0] rd_data;
+  input rst;
+  wire rst;
+  wire [9:0] to_boundary;
+  input [97:0] w_data;
+  wire [97:0] w_data;
+  input w_en;
+  wire w_en;
+  wire w_rdy;
+  reg wmem = 1'h0;
+  wire [9:0] wmem_r__addr;
+  input [63:0] wmem_r__data;
+  wire [63:0] wmem_r__data;
+  output wmem_r__en;
+  wire wmem_r__en;
+  wire [9:0] wmem_w__addr;
+  wire [63:0] wmem_w__data;
+  output wmem_w__en;
+  wire wmem_w__en;
+  reg wv = 1'h0;
+  assign rd_data = wmem ? wmem_r__data : amem_r__data;
+  assign \$12  = ! wmem;
+  assign amem_r__en = \$signal  & \$12 ;
+  assign wmem_r__en = \$signal  & \$13 ;
+  assign \$14  = ! wmem;
+  assign amem_w__en = r_hs & \$14 ;
+  assign wmem_w__en = r_hs & \$15 ;
+  assign \$16  = ~ \$signal$51 ;
+  assign \$17  = ~ wv;
+  assign \$18  = wv & axi__wready;
+  assign \$19  = issued != \$7 [8:0];
+  assign \$20  = ~ wv;
+  assign \$21  = \$20  | \$signal$55 ;
+  assign \$22  = \$19  & \$21 ;
+  assign \$23  = ~ \$24 ;
+  assign busy = r_rdy | \$23 ;
+  assign \$24  = ! dma_state;
+  assign \$25  = dma_state == 1'h1;
+  assign \$26  = dma_state == 2'h2;
+  assign \$27  = dma_state == 2'h3;
+  assign \$28  = | axi__rresp;
+  assign \$30  = \$28  | \$29 ;
+  assign \$31  = r_hs & \$30 ;
+  assign \$32  = axi__bvalid & axi__bready;
+  assign \$33  = | axi__bresp;
+  assign \$35  = \$33  | \$34 ;
+  assign \$36  = \$32  & \$35 ;
+  assign \$37  = \$31  | \$36 ;
+  assign \$38  = | head[49:34];
+  assign \$39  = | head[65:50];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$signal$51  ? axi__awready : axi__arready;
+  assign \$42  = beats + 1'h1;
+  assign \$43  = \$7 [8:0] - 1'h1;
+  assign \$44  = beats == \$43 ;
+  assign \$45  = beats + 1'h1;
+  assign \$46  = amem_r__addr + 1'h1;
+  assign \$47  = \$7 [8:0] - 1'h1;
+  assign \$48  = beats == \$47 ;
+  assign \$49  = \$like$11  != \$7 [8:0];
+  assign \$50  = \$like$74  != 1'h1;
+  assign \$51  = \$like  + \$7 [8:0];
+  assign \$52  = \$like$11  - \$7 [8:0];
+  assign \$53  = \$like$74  - 1'h1;
+  assign \$54  = \$like$72  + \$like$70 ;
+  assign \$55  = \$like$72  + \$like$70 ;
+  assign \$56  = \$like$73  + \$like$71 ;
+  assign \$57  = \$like$73  + \$like$71 ;
+  assign \$58  = \$like$11  != \$7 [8:0];
+  assign \$59  = \$like$74  != 1'h1;
+  assign \$60  = \$like  + \$7 [8:0];
+  assign \$61  = \$like$11  - \$7 [8:0];
+  assign \$62  = \$like$74  - 1'h1;
+  assign \$63  = \$like$72  + \$like$70 ;
+  assign \$64  = \$like$72  + \$like$70 ;
+  assign \$65  = \$like$73  + \$like$71 ;
+  assign \$66  = \$like$73  + \$like$71 ;
+  assign \$67  = amem_r__addr + 1'h1;
+  assign \$68  = issued + 1'h1;
+  assign \$69  = ~ \$signal$55 ;
+  assign \$70  = wv & \$69 ;
+  assign \$71  = \$signal  | \$70 ;
+  always @(posedge clk)
+    error <= \$72 ;
+  always @(posedge clk)
+    \$signal$51  <= \$73 ;
+  always @(posedge clk)
+    wmem <= \$74 ;
+  always @(posedge clk)
+    length <= \$75 ;
+  always @(posedge clk)
+    \$like$70  <= \$76 ;
+  always @(posedge clk)
+    \$like$71  <= \$77 ;
+  always @(posedge clk)
+    \$like$72  <= \$78 ;
+  always @(posedge clk)
+    \$like  <= \$79 ;
+  always @(posedge clk)
+    \$like$73  <= \$80 ;
+  always @(posedge clk)
+    amem_r__addr <= \$81 ;
+  always @(posedge clk)
+    \$like$11  <= \$82 ;
+  always @(posedge clk)
+    \$like$74  <= \$83 ;
+  always @(posedge clk)
+    beats <= \$84 ;
+  always @(posedge clk)
+    issued <= \$85 ;
+  always @(posedge clk)
+    dma_state <= \$86 ;
+  always @(posedge clk)
+    wv <= \$87 ;
+  assign \$1  = 10'h200 - \$like [8:0];
+  assign \$2  = \$1 [9:0] < 9'h100;
+  assign \$3  = \$2  ? \$1 [9:0] : 10'h100;
+  assign \$4  = \$like$11  < \$3 ;
+  assign \$5  = \$1 [9:0] < 9'h100;
+  assign \$6  = \$5  ? \$1 [9:0] : 10'h100;
+  assign \$7  = \$4  ? \$like$11  : { 6'h00, \$6  };
+  assign \$9  = \$7 [8:0] - 1'h1;
+  assign \$10  = \$7 [8:0] - 1'h1;
+  assign \$11  = \$7 [8:0] - 1'h1;
+  assign axi__wlast = beats == \$11 ;
+  \default_fabric.dma.queue  queue (
+    .clk(clk),
+    .r_data(head),
+    .r_en(r_en),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(w_data),
+    .w_rdy(cmd__ready)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    r_en = 1'h0;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            r_en = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__awvalid = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          axi__awvalid = \$signal$51 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__arvalid = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          axi__arvalid = \$16 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$signal  = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\$signal$51 ) begin
+            \$signal  = \$17 ;
+          end
+      2'h2:
+          if (\$signal$51 ) begin
+            \$signal  = \$22 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__wvalid = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (\$signal$51 ) begin
+            axi__wvalid = wv;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$signal$55  = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (\$signal$51 ) begin
+            \$signal$55  = \$18 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__rready = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            axi__rready = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    r_hs = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            r_hs = axi__rvalid;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__bready = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          /* empty */;
+      2'h3:
+          axi__bready = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$72  = error;
+    if (\$37 ) begin
+      \$72  = 1'h1;
+    end
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$72  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$72  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$73  = \$signal$51 ;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$73  = head[0];
+          end
+    endcase
+    if (rst) begin
+      \$73  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$74  = wmem;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$74  = head[1];
+          end
+    endcase
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$75  = length;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$75  = head[65:50];
+          end
+    endcase
+    if (rst) begin
+      \$75  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$76  = \$like$70 ;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$76  = head[85:66];
+          end
+    endcase
+    if (rst) begin
+      \$76  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$77  = \$like$71 ;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$77  = head[97:86];
+          end
+    endcase
+    if (rst) begin
+      \$77  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$78  = \$like$72 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$78  = head[21:2];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$78  = \$54 [19:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$78  = \$63 [19:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$78  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$79  = \$like ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$79  = head[21:2];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                  \$79  = \$51 [19:0];
+                end else if (\$50 ) begin
+                  \$79  = \$55 [19:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+              \$79  = \$60 [19:0];
+            end else if (\$59 ) begin
+              \$79  = \$64 [19:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$79  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$80  = \$like$73 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$80  = head[33:22];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$80  = \$56 [11:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$80  = \$65 [11:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$80  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$81  = amem_r__addr;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$81  = head[33:22];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              \$81  = \$46 [11:0];
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$81  = \$57 [11:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$81  = \$66 [11:0];
+            end
+          end
+    endcase
+    if (\$signal ) begin
+      \$81  = \$67 [11:0];
+    end
+    if (rst) begin
+      \$81  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$82  = \$like$11 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$82  = head[65:50];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                  \$82  = \$52 [15:0];
+                end else if (\$50 ) begin
+                  \$82  = length;
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+              \$82  = \$61 [15:0];
+            end else if (\$59 ) begin
+              \$82  = length;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$82  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$83  = \$like$74 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$83  = head[49:34];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$83  = \$53 [15:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$83  = \$62 [15:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$83  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$84  = beats;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$84  = 9'h000;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+            if (\$signal$55 ) begin
+              \$84  = \$42 [8:0];
+            end
+          end else begin
+            if (r_hs) begin
+              \$84  = \$45 [8:0];
+              if (\$48 ) begin
+                \$84  = 9'h000;
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            \$84  = 9'h000;
+          end
+    endcase
+    if (rst) begin
+      \$84  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$85  = issued;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$85  = 9'h000;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                \$85  = 9'h000;
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            \$85  = 9'h000;
+          end
+    endcase
+    if (\$signal ) begin
+      \$85  = \$68 [8:0];
+    end
+    if (rst) begin
+      \$85  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$86  = dma_state;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            if (\$40 ) begin
+              \$86  = 2'h1;
+            end
+          end
+      2'h1:
+          if (\$41 ) begin
+            \$86  = 2'h2;
+          end
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+            if (\$signal$55 ) begin
+              if (\$44 ) begin
+                \$86  = 2'h3;
+              end
+            end
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                (* full_case = 32'd1 *)
+                if (\$49 ) begin
+                  \$86  = 2'h1;
+                end else if (\$50 ) begin
+                  \$86  = 2'h1;
+                end else begin
+                  \$86  = 2'h0;
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            (* full_case = 32'd1 *)
+            if (\$58 ) begin
+              \$86  = 2'h1;
+            end else if (\$59 ) begin
+              \$86  = 2'h1;
+            end else begin
+              \$86  = 2'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$86  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$87  = \$71 ;
+    if (rst) begin
+      \$87  = 1'h0;
+    end
+  end
+  assign cmd__valid = w_en;
+  assign cmd__payload = w_data;
+  assign w_rdy = cmd__ready;
+  assign r_data = head;
+  assign to_boundary = \$1 [9:0];
+  assign n = \$7 [8:0];
+  assign addr = { 9'h000, \$8  };
+  assign axi__awaddr = { 9'h000, \$8  };
+  assign axi__awsize = 3'h3;
+  assign axi__awburst = 2'h1;
+  assign axi__awcache = 4'h3;
+  assign axi__araddr = { 9'h000, \$8  };
+  assign axi__arsize = 3'h3;
+  assign axi__arburst = 2'h1;
+  assign axi__arcache = 4'h3;
+  assign axi__wstrb = 8'hff;
+  assign \$like$31  = amem_r__addr;
+  assign wmem_r__addr = amem_r__addr[9:0];
+  assign amem_w__addr = amem_r__addr;
+  assign axi__rdata = amem_w__data;
+  assign wmem_w__addr = amem_r__addr[9:0];
+  assign wmem_w__data = amem_w__data;
+  assign axi__wdata = rd_data;
+  assign \error$46  = error;
+  assign \port$2841$0  = \$8 ;
+  assign axi__awlen = \$9 [7:0];
+  assign axi__arlen = \$10 [7:0];
+  assign \cmd__payload.store  = w_data[0];
+  assign \cmd__payload.wmem  = w_data[1];
+  assign \cmd__payload.ext  = w_data[21:2];
+  assign \cmd__payload.addr  = w_data[33:22];
+  assign \cmd__payload.rows  = w_data[49:34];
+  assign \cmd__payload.len  = w_data[65:50];
+  assign \cmd__payload.ext_stride  = w_data[85:66];
+  assign \cmd__payload.stride  = w_data[97:86];
+  assign \head.store  = head[0];
+  assign \head.wmem  = head[1];
+  assign \head.ext  = head[21:2];
+  assign \head.addr  = head[33:22];
+  assign \head.rows  = head[49:34];
+  assign \head.len  = head[65:50];
+  assign \head.ext_stride  = head[85:66];
+  assign \head.stride  = head[97:86];
+  assign \$8  = { \$like , 3'h0 };
+  assign \$13  = wmem;
+  assign \$15  = wmem;
+  assign \$29  = axi__rid;
+  assign \$34  = axi__bid;
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [4:0] \$14 ;
+  reg [2:0] \$15 ;
+  reg [2:0] \$16 ;
+  reg [3:0] \$17 ;
+  wire [3:0] \$2 ;
+  wire \$3 ;
+  wire [3:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire [4:0] \$9 ;
+  input clk;
+  wire clk;
+  (* init = 3'h0 *)
+  wire [2:0] consume;
+  reg [3:0] level = 4'h0;
+  (* init = 3'h0 *)
+  wire [2:0] produce;
+  output [97:0] r_data;
+  wire [97:0] r_data;
+  input r_en;
+  wire r_en;
+  (* init = 4'h0 *)
+  wire [3:0] r_level;
+  reg [2:0] r_port__addr = 3'h0;
+  wire [97:0] r_port__data;
+  output r_rdy;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire [97:0] w_data;
+  input w_en;
+  wire w_en;
+  (* init = 4'h0 *)
+  wire [3:0] w_level;
+  reg [2:0] w_port__addr = 3'h0;
+  input [97:0] w_port__data;
+  wire [97:0] w_port__data;
+  wire w_port__en;
+  output w_rdy;
+  wire w_rdy;
+  reg [97:0] storage [7:0];
+  initial begin
+    storage[0] = 98'h0000000000000000000000000;
+    storage[1] = 98'h0000000000000000000000000;
+    storage[2] = 98'h0000000000000000000000000;
+    storage[3] = 98'h0000000000000000000000000;
+    storage[4] = 98'h0000000000000000000000000;
+    storage[5] = 98'h0000000000000000000000000;
+    storage[6] = 98'h0000000000000000000000000;
+    storage[7] = 98'h0000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (w_port__en)
+      storage[w_port__addr] <= w_port__data;
+  end
+  assign r_data = storage[r_port__addr];
+  assign w_rdy = level != 4'h8;
+  assign r_rdy = | level;
+  assign w_port__en = w_en & w_rdy;
+  assign \$1  = w_rdy & w_en;
+  assign \$2  = w_port__addr + 1'h1;
+  assign \$3  = r_rdy & r_en;
+  assign \$4  = r_port__addr + 1'h1;
+  assign \$5  = w_rdy & w_en;
+  assign \$6  = r_rdy & r_en;
+  assign \$7  = ~ \$6 ;
+  assign \$8  = \$5  & \$7 ;
+  assign \$9  = level + 1'h1;
+  assign \$10  = r_rdy & r_en;
+  assign \$11  = w_rdy & w_en;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$10  & \$12 ;
+  assign \$14  = level - 1'h1;
+  always @(posedge clk)
+    w_port__addr <= \$15 ;
+  always @(posedge clk)
+    r_port__addr <= \$16 ;
+  always @(posedge clk)
+    level <= \$17 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$15  = w_port__addr;
+    if (\$1 ) begin
+      \$15  = \$2 [2:0];
+    end
+    if (rst) begin
+      \$15  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$16  = r_port__addr;
+    if (\$3 ) begin
+      \$16  = \$4 [2:0];
+    end
+    if (rst) begin
+      \$16  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$17  = level;
+    if (\$8 ) begin
+      \$17  = \$9 [3:0];
+    end
+    if (\$13 ) begin
+      \$17  = \$14 [3:0];
+    end
+    if (rst) begin
+      \$17  = 4'h0;
+    end
+  end
+  assign w_level = level;
+  assign r_level = level;
+  assign produce = w_port__addr;
+  assign w_data = w_port__data;
+  assign consume = r_port__addr;
+  assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1913$0 , \port$1919$0 , \port$1925$0 , \port$1931$0 , \port$1937$0 , \port$1943$0 , \port$1949$0 , \port$1955$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
   wire [10:0] \$100 ;
@@ -18713,22 +20273,22 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1909$0 ;
-  wire [7:0] \port$1909$0 ;
-  output [7:0] \port$1915$0 ;
-  wire [7:0] \port$1915$0 ;
-  output [7:0] \port$1921$0 ;
-  wire [7:0] \port$1921$0 ;
-  output [7:0] \port$1927$0 ;
-  wire [7:0] \port$1927$0 ;
-  output [7:0] \port$1933$0 ;
-  wire [7:0] \port$1933$0 ;
-  output [7:0] \port$1939$0 ;
-  wire [7:0] \port$1939$0 ;
-  output [7:0] \port$1945$0 ;
-  wire [7:0] \port$1945$0 ;
-  output [7:0] \port$1951$0 ;
-  wire [7:0] \port$1951$0 ;
+  output [7:0] \port$1913$0 ;
+  wire [7:0] \port$1913$0 ;
+  output [7:0] \port$1919$0 ;
+  wire [7:0] \port$1919$0 ;
+  output [7:0] \port$1925$0 ;
+  wire [7:0] \port$1925$0 ;
+  output [7:0] \port$1931$0 ;
+  wire [7:0] \port$1931$0 ;
+  output [7:0] \port$1937$0 ;
+  wire [7:0] \port$1937$0 ;
+  output [7:0] \port$1943$0 ;
+  wire [7:0] \port$1943$0 ;
+  output [7:0] \port$1949$0 ;
+  wire [7:0] \port$1949$0 ;
+  output [7:0] \port$1955$0 ;
+  wire [7:0] \port$1955$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -19318,7 +20878,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$147  = w;
     if (busy) begin
       \$147  = \$89 [7:0];
@@ -19334,7 +20894,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$148  = p;
     if (busy) begin
       if (\$91 ) begin
@@ -19349,7 +20909,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$149  = busy;
     if (busy) begin
       if (\$91 ) begin
@@ -19366,28 +20926,28 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$150  = busy;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$151  = s1_valid;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$152  = \o_valid$177 ;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$153  = started;
     if (start) begin
       \$153  = 1'h1;
@@ -19441,14 +21001,14 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1909$0  = \$43 [7:0];
-  assign \port$1915$0  = \$48 [7:0];
-  assign \port$1921$0  = \$53 [7:0];
-  assign \port$1927$0  = \$58 [7:0];
-  assign \port$1933$0  = \$63 [7:0];
-  assign \port$1939$0  = \$68 [7:0];
-  assign \port$1945$0  = \$73 [7:0];
-  assign \port$1951$0  = \$78 [7:0];
+  assign \port$1913$0  = \$43 [7:0];
+  assign \port$1919$0  = \$48 [7:0];
+  assign \port$1925$0  = \$53 [7:0];
+  assign \port$1931$0  = \$58 [7:0];
+  assign \port$1937$0  = \$63 [7:0];
+  assign \port$1943$0  = \$68 [7:0];
+  assign \port$1949$0  = \$73 [7:0];
+  assign \port$1955$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -19645,7 +21205,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -21219,28 +22779,28 @@ module \default_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   always @(posedge clk)
     r2_4 <= r1_4;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$449  = i_valid;
     if (rst) begin
       \$449  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$450  = v1;
     if (rst) begin
       \$450  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$451  = v2;
     if (rst) begin
       \$451  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$452  = v3;
     if (rst) begin
       \$452  = 1'h0;
@@ -21443,7 +23003,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -22249,28 +23809,28 @@ module \default_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;
@@ -22378,7 +23938,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, imem_r__data, amem_r__data, wmem_r__data, pmem_r__data, dmem_r__data, trace_r__data, imem_r__addr, imem_w__en, amem_r__addr, amem_w__en, wmem_r__addr, wmem_w__en, pmem_r__addr, pmem_w__en
 , dmem_r__addr, dmem_w__en, trace_r__addr, ctrl__report, ctrl__start, dat, wb__ack, ctrl__start_pc, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -22663,14 +24223,14 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$29  = \$27  ? \$28  : 3'h0;
   assign \$30  = wb__adr[16:14] == 3'h4;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     ctrl__start = 1'h0;
     if (\$11 ) begin
       ctrl__start = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     dat = 32'd0;
     casez (r_region)
       3'h0:
@@ -22690,14 +24250,14 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$53  = req;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$54  = r_region;
     if (req) begin
       \$54  = wb__adr[16:14];
@@ -22707,7 +24267,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$55  = ctrl__start_pc;
     if (\$50 ) begin
       \$55  = wb__dat_w[15:0];
@@ -22717,7 +24277,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$56  = csr_r;
     if (\$52 ) begin
       (* full_case = 32'd1 *)
@@ -22775,7 +24335,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$57  = imem_rsl;
     if (req) begin
       \$57  = wb__adr[3:0];
@@ -22785,7 +24345,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$58  = amem_rsl;
     if (req) begin
       \$58  = wb__adr[0];
@@ -22795,7 +24355,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$59  = wmem_rsl;
     if (req) begin
       \$59  = wb__adr[0];
@@ -22805,7 +24365,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$60  = pmem_rsl;
     if (req) begin
       \$60  = wb__adr[4:0];
@@ -22815,7 +24375,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$61  = dmem_rsl;
     if (req) begin
       \$61  = wb__adr[1:0];
@@ -22825,7 +24385,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$62  = trace_rsl;
     if (req) begin
       \$62  = wb__adr[0];
@@ -22910,7 +24470,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr, mem_page, mem_row, w_en, w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [3:0] \$11 ;
@@ -23032,14 +24592,14 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     .w_rdy(cmd__ready)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     r_en = 1'h0;
     if (\$2 ) begin
       r_en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$13  = active;
     if (\$5 ) begin
       \$13  = \$6 ;
@@ -23054,7 +24614,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$14  = w_rd__addr;
     if (\$5 ) begin
       \$14  = head[9:0];
@@ -23067,7 +24627,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$15  = left;
     if (\$5 ) begin
       \$15  = head[25:10];
@@ -23080,7 +24640,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$16  = mask;
     if (\$5 ) begin
       \$16  = head[29:26];
@@ -23090,7 +24650,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$17  = page;
     if (\$5 ) begin
       \$17  = head[32:30];
@@ -23105,7 +24665,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$18  = row;
     if (\$5 ) begin
       \$18  = head[38:33];
@@ -23123,14 +24683,14 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$19  = active;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$20  = mem_page;
     if (active) begin
       \$20  = page;
@@ -23140,7 +24700,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$21  = mem_row;
     if (active) begin
       \$21  = row;
@@ -23150,7 +24710,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$22  = wr_mask;
     if (active) begin
       \$22  = mask;
@@ -23182,7 +24742,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -23270,7 +24830,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -23280,7 +24840,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -23290,7 +24850,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -23312,9 +24872,9 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$26 , \act_rd__data$37 , param_rd__data, desc_rd__data, \desc_rd__data$21 , \desc_rd__data$32 , \desc_rd__data$43 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready, res_valid__3
-, res_y__3, \port$50$0 , \port$51$0 , \port$52$0 , \port$53$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, \port$391$0 , \port$396$0 , \port$401$0 , \port$406$0 , \port$411$0 , \port$416$0 , \port$421$0 , \port$426$0 , finished, desc_rd__0__addr, act_rd__0__en
+, res_y__3, \port$54$0 , \port$55$0 , \port$56$0 , \port$57$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, \port$395$0 , \port$400$0 , \port$405$0 , \port$410$0 , \port$415$0 , \port$420$0 , \port$425$0 , \port$430$0 , finished, desc_rd__0__addr, act_rd__0__en
 , desc_rd__1__addr, act_rd__1__en, desc_rd__2__addr, act_rd__2__en, desc_rd__3__addr, act_rd__3__en, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_rd__2__addr, act_rd__3__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -24794,30 +26354,30 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
   wire param_rd__en;
-  output [7:0] \port$391$0 ;
-  wire [7:0] \port$391$0 ;
-  output [7:0] \port$396$0 ;
-  wire [7:0] \port$396$0 ;
-  output [7:0] \port$401$0 ;
-  wire [7:0] \port$401$0 ;
-  output [7:0] \port$406$0 ;
-  wire [7:0] \port$406$0 ;
-  output [7:0] \port$411$0 ;
-  wire [7:0] \port$411$0 ;
-  output [7:0] \port$416$0 ;
-  wire [7:0] \port$416$0 ;
-  output [7:0] \port$421$0 ;
-  wire [7:0] \port$421$0 ;
-  output [7:0] \port$426$0 ;
-  wire [7:0] \port$426$0 ;
-  output \port$50$0 ;
-  wire \port$50$0 ;
-  output \port$51$0 ;
-  wire \port$51$0 ;
-  output \port$52$0 ;
-  wire \port$52$0 ;
-  output \port$53$0 ;
-  wire \port$53$0 ;
+  output [7:0] \port$395$0 ;
+  wire [7:0] \port$395$0 ;
+  output [7:0] \port$400$0 ;
+  wire [7:0] \port$400$0 ;
+  output [7:0] \port$405$0 ;
+  wire [7:0] \port$405$0 ;
+  output [7:0] \port$410$0 ;
+  wire [7:0] \port$410$0 ;
+  output [7:0] \port$415$0 ;
+  wire [7:0] \port$415$0 ;
+  output [7:0] \port$420$0 ;
+  wire [7:0] \port$420$0 ;
+  output [7:0] \port$425$0 ;
+  wire [7:0] \port$425$0 ;
+  output [7:0] \port$430$0 ;
+  wire [7:0] \port$430$0 ;
+  output \port$54$0 ;
+  wire \port$54$0 ;
+  output \port$55$0 ;
+  wire \port$55$0 ;
+  output \port$56$0 ;
+  wire \port$56$0 ;
+  output \port$57$0 ;
+  wire \port$57$0 ;
   wire pos_bstep;
   wire \pos_bstep$101 ;
   wire \pos_bstep$85 ;
@@ -26315,7 +27875,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$413  = ser0_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -26324,14 +27884,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$414  = acc0_5;
     if (res_any) begin
       \$414  = \$116 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$415  = ser0_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -26340,14 +27900,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$416  = acc0_6;
     if (res_any) begin
       \$416  = \$120 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$417  = ser0_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -26356,14 +27916,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$418  = acc0_7;
     if (res_any) begin
       \$418  = \$124 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$419  = ser0_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -26372,14 +27932,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$420  = acc1_0;
     if (res_any) begin
       \$420  = \$128 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$421  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -26388,14 +27948,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$422  = acc1_1;
     if (res_any) begin
       \$422  = \$132 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$423  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -26404,14 +27964,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$424  = acc1_2;
     if (res_any) begin
       \$424  = \$136 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$425  = ser1_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -26420,14 +27980,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$426  = acc1_3;
     if (res_any) begin
       \$426  = \$140 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$427  = ser1_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -26436,14 +27996,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$428  = acc1_4;
     if (res_any) begin
       \$428  = \$144 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$429  = ser1_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -26452,14 +28012,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$430  = acc1_5;
     if (res_any) begin
       \$430  = \$148 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$431  = ser1_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -26468,14 +28028,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$432  = acc1_6;
     if (res_any) begin
       \$432  = \$152 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$433  = ser1_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -26484,14 +28044,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$434  = acc1_7;
     if (res_any) begin
       \$434  = \$156 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$435  = ser1_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -26500,14 +28060,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$436  = acc2_0;
     if (res_any) begin
       \$436  = \$160 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$437  = ser2_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -26516,14 +28076,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$438  = acc2_1;
     if (res_any) begin
       \$438  = \$164 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$439  = ser2_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -26532,14 +28092,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$440  = acc2_2;
     if (res_any) begin
       \$440  = \$168 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$441  = ser2_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -26548,14 +28108,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$442  = acc2_3;
     if (res_any) begin
       \$442  = \$172 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$443  = ser2_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -26564,14 +28124,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$444  = acc2_4;
     if (res_any) begin
       \$444  = \$176 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$445  = ser2_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -26580,14 +28140,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$446  = acc2_5;
     if (res_any) begin
       \$446  = \$180 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$447  = ser2_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -26596,14 +28156,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$448  = acc2_6;
     if (res_any) begin
       \$448  = \$184 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$449  = ser2_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -26612,14 +28172,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$450  = acc2_7;
     if (res_any) begin
       \$450  = \$188 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$451  = ser2_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -26628,14 +28188,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$452  = acc3_0;
     if (res_any) begin
       \$452  = \$192 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$453  = ser3_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -26644,14 +28204,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$454  = acc3_1;
     if (res_any) begin
       \$454  = \$196 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$455  = ser3_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -26660,14 +28220,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$456  = acc3_2;
     if (res_any) begin
       \$456  = \$200 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$457  = ser3_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -26676,14 +28236,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$458  = acc3_3;
     if (res_any) begin
       \$458  = \$204 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$459  = ser3_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -26692,14 +28252,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$460  = acc3_4;
     if (res_any) begin
       \$460  = \$208 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$461  = ser3_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -26708,14 +28268,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$462  = acc3_5;
     if (res_any) begin
       \$462  = \$212 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$463  = ser3_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -26724,14 +28284,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$464  = acc3_6;
     if (res_any) begin
       \$464  = \$216 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$465  = ser3_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -26740,14 +28300,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$466  = acc3_7;
     if (res_any) begin
       \$466  = \$220 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$467  = ser3_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -26756,7 +28316,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$468  = ser_cnt;
     if (\$369 ) begin
       \$468  = args[302:295];
@@ -26769,7 +28329,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$469  = g_bi;
     if (\$369 ) begin
       \$469  = 8'h00;
@@ -26784,7 +28344,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$470  = g_nn;
     if (\$369 ) begin
       \$470  = 8'h00;
@@ -26802,7 +28362,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$471  = ser_p0;
     if (\$369 ) begin
       \$471  = tag[21:6];
@@ -26812,7 +28372,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$472  = ser_n0;
     if (\$369 ) begin
       \$472  = tag[29:22];
@@ -26822,14 +28382,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$473  = \$381 ;
     if (rst) begin
       \$473  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$474  = busy;
     if (\$386 ) begin
       \$474  = 1'h1;
@@ -26842,7 +28402,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$475  = setup;
     if (\$386 ) begin
       \$475  = 1'h1;
@@ -26859,7 +28419,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$476  = setup_cnt;
     if (\$386 ) begin
       \$476  = 8'h00;
@@ -26874,7 +28434,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$390  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -26892,7 +28452,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$391  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -26910,7 +28470,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$392  = g_nr;
     if (go) begin
       if (\$338 ) begin
@@ -26930,7 +28490,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$393  = g_nbase;
     if (go) begin
       if (\$338 ) begin
@@ -26950,7 +28510,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$394  = g_p0;
     if (go) begin
       if (\$338 ) begin
@@ -26967,7 +28527,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$395  = g_done;
     if (go) begin
       if (\$338 ) begin
@@ -26986,7 +28546,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$396  = since_final;
     if (\$348 ) begin
       \$396  = 8'h00;
@@ -27001,7 +28561,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$397  = i_page;
     if (issue) begin
       \$397  = \$357 [2:0];
@@ -27014,7 +28574,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$398  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -27032,7 +28592,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$399  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -27050,7 +28610,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$400  = i_nr;
     if (issue) begin
       if (\$359 ) begin
@@ -27070,7 +28630,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$401  = i_nbase;
     if (issue) begin
       if (\$359 ) begin
@@ -27090,7 +28650,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$402  = i_p0;
     if (issue) begin
       if (\$359 ) begin
@@ -27107,7 +28667,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$403  = i_done;
     if (issue) begin
       if (\$359 ) begin
@@ -27126,14 +28686,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$404  = acc0_0;
     if (res_any) begin
       \$404  = \$96 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$405  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -27142,14 +28702,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$406  = acc0_1;
     if (res_any) begin
       \$406  = \$100 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$407  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -27158,14 +28718,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$408  = acc0_2;
     if (res_any) begin
       \$408  = \$104 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$409  = ser0_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -27174,14 +28734,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$410  = acc0_3;
     if (res_any) begin
       \$410  = \$108 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$411  = ser0_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -27190,7 +28750,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$412  = acc0_4;
     if (res_any) begin
       \$412  = \$112 [31:0];
@@ -27350,19 +28910,19 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign addr_pipe3 = act_w__addr;
   assign act_w__data = { \$307 [7:0], \$302 [7:0], \$297 [7:0], \$292 [7:0], \$287 [7:0], \$282 [7:0], \$277 [7:0], \$272 [7:0] };
   assign done = finished;
-  assign \port$50$0  = \$1 ;
-  assign \port$51$0  = \$2 ;
-  assign \port$52$0  = \$3 ;
-  assign \port$53$0  = \$4 ;
+  assign \port$54$0  = \$1 ;
+  assign \port$55$0  = \$2 ;
+  assign \port$56$0  = \$3 ;
+  assign \port$57$0  = \$4 ;
   assign param_rd__addr = \$259 [5:0];
-  assign \port$391$0  = \$272 [7:0];
-  assign \port$396$0  = \$277 [7:0];
-  assign \port$401$0  = \$282 [7:0];
-  assign \port$406$0  = \$287 [7:0];
-  assign \port$411$0  = \$292 [7:0];
-  assign \port$416$0  = \$297 [7:0];
-  assign \port$421$0  = \$302 [7:0];
-  assign \port$426$0  = \$307 [7:0];
+  assign \port$395$0  = \$272 [7:0];
+  assign \port$400$0  = \$277 [7:0];
+  assign \port$405$0  = \$282 [7:0];
+  assign \port$410$0  = \$287 [7:0];
+  assign \port$415$0  = \$292 [7:0];
+  assign \port$420$0  = \$297 [7:0];
+  assign \port$425$0  = \$302 [7:0];
+  assign \port$430$0  = \$307 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -28619,7 +30179,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -29145,7 +30705,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -29155,7 +30715,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -29165,7 +30725,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -29175,7 +30735,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -29185,7 +30745,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -29197,7 +30757,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -29209,7 +30769,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -29221,7 +30781,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -29233,7 +30793,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -29245,7 +30805,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -29257,7 +30817,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -29273,7 +30833,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -29292,7 +30852,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -29306,7 +30866,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -29324,7 +30884,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -29345,7 +30905,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -29363,7 +30923,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -29384,7 +30944,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -29396,7 +30956,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -29417,7 +30977,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -29441,7 +31001,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -29455,7 +31015,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -29465,7 +31025,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -29475,7 +31035,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -29485,7 +31045,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -29495,7 +31055,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -29505,7 +31065,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -29515,7 +31075,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -29524,7 +31084,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -29535,7 +31095,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -29547,7 +31107,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -29556,7 +31116,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -29718,7 +31278,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -30244,7 +31804,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -30254,7 +31814,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -30264,7 +31824,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -30274,7 +31834,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -30284,7 +31844,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -30296,7 +31856,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -30308,7 +31868,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -30320,7 +31880,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -30332,7 +31892,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -30344,7 +31904,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -30356,7 +31916,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -30372,7 +31932,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -30391,7 +31951,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -30405,7 +31965,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -30423,7 +31983,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -30444,7 +32004,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -30462,7 +32022,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -30483,7 +32043,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -30495,7 +32055,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -30516,7 +32076,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -30540,7 +32100,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -30554,7 +32114,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -30564,7 +32124,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -30574,7 +32134,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -30584,7 +32144,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -30594,7 +32154,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -30604,7 +32164,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -30614,7 +32174,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -30623,7 +32183,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -30634,7 +32194,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -30646,7 +32206,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -30655,7 +32215,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -30817,7 +32377,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -31343,7 +32903,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -31353,7 +32913,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -31363,7 +32923,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -31373,7 +32933,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -31383,7 +32943,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -31395,7 +32955,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -31407,7 +32967,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -31419,7 +32979,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -31431,7 +32991,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -31443,7 +33003,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -31455,7 +33015,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -31471,7 +33031,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -31490,7 +33050,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -31504,7 +33064,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -31522,7 +33082,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -31543,7 +33103,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -31561,7 +33121,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -31582,7 +33142,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -31594,7 +33154,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -31615,7 +33175,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -31639,7 +33199,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -31653,7 +33213,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -31663,7 +33223,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -31673,7 +33233,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -31683,7 +33243,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -31693,7 +33253,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -31703,7 +33263,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -31713,7 +33273,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -31722,7 +33282,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -31733,7 +33293,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -31745,7 +33305,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -31754,7 +33314,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -31916,7 +33476,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -32442,7 +34002,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -32452,7 +34012,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -32462,7 +34022,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -32472,7 +34032,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -32482,7 +34042,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -32494,7 +34054,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -32506,7 +34066,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -32518,7 +34078,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -32530,7 +34090,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -32542,7 +34102,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -32554,7 +34114,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -32570,7 +34130,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -32589,7 +34149,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -32603,7 +34163,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -32621,7 +34181,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -32642,7 +34202,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -32660,7 +34220,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -32681,7 +34241,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -32693,7 +34253,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -32714,7 +34274,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -32738,7 +34298,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -32752,7 +34312,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -32762,7 +34322,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -32772,7 +34332,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -32782,7 +34342,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -32792,7 +34352,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -32802,7 +34362,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -32812,7 +34372,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -32821,7 +34381,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -32832,7 +34392,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -32844,7 +34404,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -32853,7 +34413,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -33014,7 +34574,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -33820,28 +35380,28 @@ module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;
@@ -33948,7 +35508,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -34032,7 +35592,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -34042,7 +35602,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -34052,7 +35612,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -34073,8 +35633,8 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \port$1568$0 , \port$1569$0 , \port$1570$0 , \port$1571$0 , \port$1572$0 , \port$1573$0 , \port$1574$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \port$1572$0 , \port$1573$0 , \port$1574$0 , \port$1575$0 , \port$1576$0 , \port$1577$0 , \port$1578$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -34340,14 +35900,6 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1567$0 ;
-  wire [7:0] \port$1567$0 ;
-  output [7:0] \port$1568$0 ;
-  wire [7:0] \port$1568$0 ;
-  output [7:0] \port$1569$0 ;
-  wire [7:0] \port$1569$0 ;
-  output [7:0] \port$1570$0 ;
-  wire [7:0] \port$1570$0 ;
   output [7:0] \port$1571$0 ;
   wire [7:0] \port$1571$0 ;
   output [7:0] \port$1572$0 ;
@@ -34356,6 +35908,14 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
   wire [7:0] \port$1573$0 ;
   output [7:0] \port$1574$0 ;
   wire [7:0] \port$1574$0 ;
+  output [7:0] \port$1575$0 ;
+  wire [7:0] \port$1575$0 ;
+  output [7:0] \port$1576$0 ;
+  wire [7:0] \port$1576$0 ;
+  output [7:0] \port$1577$0 ;
+  wire [7:0] \port$1577$0 ;
+  output [7:0] \port$1578$0 ;
+  wire [7:0] \port$1578$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -34764,7 +36324,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -34775,7 +36335,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -34786,7 +36346,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v2 = base2;
@@ -34797,7 +36357,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v3 = base3;
@@ -34808,7 +36368,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v4 = base4;
@@ -34819,7 +36379,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v5 = base5;
@@ -34830,7 +36390,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v6 = base6;
@@ -34841,7 +36401,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v7 = base7;
@@ -34852,7 +36412,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$143  = kx;
     if (busy) begin
       \$143  = \$127 [7:0];
@@ -34868,7 +36428,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$144  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -34886,7 +36446,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$145  = w;
     if (busy) begin
       if (last_kx) begin
@@ -34906,7 +36466,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$146  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -34928,7 +36488,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$147  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -34949,7 +36509,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$148  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -34972,98 +36532,98 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$149  = busy;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$150  = oob;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$151  = \$134 ;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$152  = \$135 ;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$153  = red0;
     if (\$signal$99 ) begin
       \$153  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$154  = red1;
     if (\$signal$99 ) begin
       \$154  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$155  = red2;
     if (\$signal$99 ) begin
       \$155  = v2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$156  = red3;
     if (\$signal$99 ) begin
       \$156  = v3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$157  = red4;
     if (\$signal$99 ) begin
       \$157  = v4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$158  = red5;
     if (\$signal$99 ) begin
       \$158  = v5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$159  = red6;
     if (\$signal$99 ) begin
       \$159  = v6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$160  = red7;
     if (\$signal$99 ) begin
       \$160  = v7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$161  = \$141 ;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$162  = started;
     if (start) begin
       \$162  = 1'h1;
@@ -35109,14 +36669,14 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1567$0 , \po
   assign pa3 = act_w__addr;
   assign act_w__data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1567$0  = \$113 [7:0];
-  assign \port$1568$0  = \$114 [7:0];
-  assign \port$1569$0  = \$115 [7:0];
-  assign \port$1570$0  = \$116 [7:0];
-  assign \port$1571$0  = \$117 [7:0];
-  assign \port$1572$0  = \$118 [7:0];
-  assign \port$1573$0  = \$119 [7:0];
-  assign \port$1574$0  = \$120 [7:0];
+  assign \port$1571$0  = \$113 [7:0];
+  assign \port$1572$0  = \$114 [7:0];
+  assign \port$1573$0  = \$115 [7:0];
+  assign \port$1574$0  = \$116 [7:0];
+  assign \port$1575$0  = \$117 [7:0];
+  assign \port$1576$0  = \$118 [7:0];
+  assign \port$1577$0  = \$119 [7:0];
+  assign \port$1578$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -35200,7 +36760,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -36006,28 +37566,28 @@ module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;

@@ -4276,7 +4276,9 @@ endmodule
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r, wb__ack, done, busy, error, wb__cyc);
+module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, axi__rdata, axi__rresp, axi__rlast, axi__rvalid, clk, rst, wb__dat_r, wb__ack, axi__awid
+, axi__awaddr, axi__awlen, axi__awsize, axi__awburst, axi__awlock, axi__awcache, axi__awprot, axi__awqos, axi__awvalid, axi__wdata, axi__wstrb, axi__wlast, axi__wvalid, axi__bready, axi__arid, axi__araddr, axi__arlen, axi__arsize, axi__arburst, axi__arlock, axi__arcache
+, axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
   wire \$1 ;
   wire [63:0] \$10 ;
   wire [63:0] \$11 ;
@@ -4315,44 +4317,57 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [7:0] \$41 ;
   wire [7:0] \$42 ;
   wire [7:0] \$43 ;
+  wire [22:0] \$44 ;
   wire [63:0] \$5 ;
   wire [63:0] \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire [1:0] \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$159 ;
-  wire [11:0] \$signature__addr$165 ;
-  wire [9:0] \$signature__addr$171 ;
-  wire [5:0] \$signature__addr$177 ;
-  wire [5:0] \$signature__addr$183 ;
-  wire [9:0] \$signature__addr$189 ;
-  wire [9:0] \$signature__addr$195 ;
-  wire [9:0] \$signature__addr$201 ;
-  wire [5:0] \$signature__addr$207 ;
-  wire [5:0] \$signature__addr$213 ;
+  wire [9:0] \$signature__addr$205 ;
+  wire [11:0] \$signature__addr$211 ;
+  wire [9:0] \$signature__addr$217 ;
+  wire [5:0] \$signature__addr$223 ;
+  wire [5:0] \$signature__addr$229 ;
+  wire [9:0] \$signature__addr$235 ;
+  wire [9:0] \$signature__addr$241 ;
+  wire [9:0] \$signature__addr$247 ;
+  wire [5:0] \$signature__addr$253 ;
+  wire [5:0] \$signature__addr$259 ;
+  wire [11:0] \$signature__addr$318 ;
+  wire [11:0] \$signature__addr$324 ;
+  wire [9:0] \$signature__addr$330 ;
+  wire [9:0] \$signature__addr$336 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$162 ;
-  wire [63:0] \$signature__data$168 ;
-  wire [63:0] \$signature__data$174 ;
-  wire [767:0] \$signature__data$180 ;
-  wire [95:0] \$signature__data$186 ;
-  wire [63:0] \$signature__data$192 ;
-  wire [415:0] \$signature__data$197 ;
-  wire [63:0] \$signature__data$203 ;
-  wire [767:0] \$signature__data$209 ;
-  wire [95:0] \$signature__data$215 ;
+  wire [415:0] \$signature__data$208 ;
+  wire [63:0] \$signature__data$214 ;
+  wire [63:0] \$signature__data$220 ;
+  wire [767:0] \$signature__data$226 ;
+  wire [95:0] \$signature__data$232 ;
+  wire [63:0] \$signature__data$238 ;
+  wire [415:0] \$signature__data$243 ;
+  wire [63:0] \$signature__data$249 ;
+  wire [767:0] \$signature__data$255 ;
+  wire [95:0] \$signature__data$261 ;
+  wire [63:0] \$signature__data$321 ;
+  wire [63:0] \$signature__data$326 ;
+  wire [63:0] \$signature__data$333 ;
+  wire [63:0] \$signature__data$338 ;
   wire \$signature__en ;
-  wire \$signature__en$163 ;
-  wire \$signature__en$169 ;
-  wire \$signature__en$175 ;
-  wire \$signature__en$181 ;
-  wire \$signature__en$187 ;
-  wire \$signature__en$193 ;
-  wire [12:0] \$signature__en$199 ;
-  wire [1:0] \$signature__en$205 ;
-  wire [23:0] \$signature__en$211 ;
-  wire [2:0] \$signature__en$217 ;
+  wire \$signature__en$209 ;
+  wire \$signature__en$215 ;
+  wire \$signature__en$221 ;
+  wire \$signature__en$227 ;
+  wire \$signature__en$233 ;
+  wire \$signature__en$239 ;
+  wire [12:0] \$signature__en$245 ;
+  wire [1:0] \$signature__en$251 ;
+  wire [23:0] \$signature__en$257 ;
+  wire [2:0] \$signature__en$263 ;
+  wire \$signature__en$322 ;
+  wire \$signature__en$328 ;
+  wire \$signature__en$334 ;
+  wire \$signature__en$340 ;
   wire [11:0] a_rd__addr;
   wire [63:0] a_rd__data;
   wire a_rd__en;
@@ -4366,76 +4381,82 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [63:0] act_rd__data;
   wire act_rd__en;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$224 ;
-  wire [11:0] \act_w__addr$225 ;
+  wire [11:0] \act_w__addr$270 ;
+  wire [11:0] \act_w__addr$271 ;
   wire [63:0] act_w__data;
-  wire [63:0] \act_w__data$229 ;
-  wire [63:0] \act_w__data$230 ;
+  wire [63:0] \act_w__data$275 ;
+  wire [63:0] \act_w__data$276 ;
   wire act_w__en;
-  wire \act_w__en$222 ;
-  wire \act_w__en$233 ;
+  wire \act_w__en$268 ;
+  wire \act_w__en$279 ;
   wire [11:0] amem_port__addr;
   wire [63:0] amem_port__data;
   wire [1:0] amem_port__en;
   wire [11:0] amem_r__addr;
+  wire [11:0] \amem_r__addr$319 ;
   wire [63:0] amem_r__data;
+  wire [63:0] \amem_r__data$320 ;
   wire amem_r__en;
+  wire \amem_r__en$323 ;
   wire [11:0] amem_w__addr;
+  wire [11:0] \amem_w__addr$325 ;
   wire [63:0] amem_w__data;
+  wire [63:0] \amem_w__data$327 ;
   wire [1:0] amem_w__en;
+  wire \amem_w__en$329 ;
   wire [384:0] args;
-  wire [183:0] \args$115 ;
-  wire [9:0] \args$115.act_max ;
-  wire [9:0] \args$115.act_min ;
-  wire [7:0] \args$115.cw ;
-  wire [3:0] \args$115.dh ;
-  wire [3:0] \args$115.dw ;
-  wire [11:0] \args$115.in_base ;
-  wire [7:0] \args$115.in_h ;
-  wire [7:0] \args$115.in_w ;
-  wire [7:0] \args$115.kh ;
-  wire [7:0] \args$115.kw ;
+  wire [183:0] \args$153 ;
+  wire [9:0] \args$153.act_max ;
+  wire [9:0] \args$153.act_min ;
+  wire [7:0] \args$153.cw ;
+  wire [3:0] \args$153.dh ;
+  wire [3:0] \args$153.dw ;
+  wire [11:0] \args$153.in_base ;
+  wire [7:0] \args$153.in_h ;
+  wire [7:0] \args$153.in_w ;
+  wire [7:0] \args$153.kh ;
+  wire [7:0] \args$153.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$115.mode ;
-  wire [31:0] \args$115.mult ;
-  wire [7:0] \args$115.oh ;
-  wire [11:0] \args$115.out_base ;
-  wire [7:0] \args$115.ow ;
-  wire [3:0] \args$115.pl ;
-  wire [3:0] \args$115.pt ;
-  wire [3:0] \args$115.sh ;
-  wire [5:0] \args$115.shift ;
-  wire [3:0] \args$115.sw ;
-  wire \args$115.x_signed ;
-  wire [9:0] \args$115.zp_in ;
-  wire [9:0] \args$115.zp_out ;
-  wire [256:0] \args$122 ;
-  wire [11:0] \args$122.a_base ;
-  wire [7:0] \args$122.a_stride ;
-  wire [9:0] \args$122.act_max ;
-  wire [9:0] \args$122.act_min ;
-  wire [11:0] \args$122.b_base ;
-  wire [7:0] \args$122.b_stride ;
-  wire [7:0] \args$122.cw ;
-  wire \args$122.has_b ;
-  wire [4:0] \args$122.ls ;
-  wire [31:0] \args$122.mult_a ;
-  wire [31:0] \args$122.mult_b ;
-  wire [31:0] \args$122.mult_o ;
-  wire [15:0] \args$122.npos ;
-  wire [11:0] \args$122.out_base ;
-  wire [7:0] \args$122.out_stride ;
-  wire \args$122.rq_in ;
-  wire \args$122.rq_out ;
-  wire [5:0] \args$122.shift_a ;
-  wire [5:0] \args$122.shift_b ;
-  wire [5:0] \args$122.shift_o ;
-  wire \args$122.x_signed ;
-  wire [9:0] \args$122.zp_a ;
-  wire [9:0] \args$122.zp_b ;
-  wire [9:0] \args$122.zp_out ;
+  wire \args$153.mode ;
+  wire [31:0] \args$153.mult ;
+  wire [7:0] \args$153.oh ;
+  wire [11:0] \args$153.out_base ;
+  wire [7:0] \args$153.ow ;
+  wire [3:0] \args$153.pl ;
+  wire [3:0] \args$153.pt ;
+  wire [3:0] \args$153.sh ;
+  wire [5:0] \args$153.shift ;
+  wire [3:0] \args$153.sw ;
+  wire \args$153.x_signed ;
+  wire [9:0] \args$153.zp_in ;
+  wire [9:0] \args$153.zp_out ;
+  wire [256:0] \args$160 ;
+  wire [11:0] \args$160.a_base ;
+  wire [7:0] \args$160.a_stride ;
+  wire [9:0] \args$160.act_max ;
+  wire [9:0] \args$160.act_min ;
+  wire [11:0] \args$160.b_base ;
+  wire [7:0] \args$160.b_stride ;
+  wire [7:0] \args$160.cw ;
+  wire \args$160.has_b ;
+  wire [4:0] \args$160.ls ;
+  wire [31:0] \args$160.mult_a ;
+  wire [31:0] \args$160.mult_b ;
+  wire [31:0] \args$160.mult_o ;
+  wire [15:0] \args$160.npos ;
+  wire [11:0] \args$160.out_base ;
+  wire [7:0] \args$160.out_stride ;
+  wire \args$160.rq_in ;
+  wire \args$160.rq_out ;
+  wire [5:0] \args$160.shift_a ;
+  wire [5:0] \args$160.shift_b ;
+  wire [5:0] \args$160.shift_o ;
+  wire \args$160.x_signed ;
+  wire [9:0] \args$160.zp_a ;
+  wire [9:0] \args$160.zp_b ;
+  wire [9:0] \args$160.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -4484,26 +4505,149 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire \args.x_signed ;
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
+  output [31:0] axi__araddr;
+  wire [31:0] axi__araddr;
+  wire [31:0] \axi__araddr$280 ;
+  output [1:0] axi__arburst;
+  wire [1:0] axi__arburst;
+  wire [1:0] \axi__arburst$281 ;
+  output [3:0] axi__arcache;
+  wire [3:0] axi__arcache;
+  wire [3:0] \axi__arcache$282 ;
+  output axi__arid;
+  wire axi__arid;
+  wire \axi__arid$283 ;
+  output [7:0] axi__arlen;
+  wire [7:0] axi__arlen;
+  wire [7:0] \axi__arlen$284 ;
+  output axi__arlock;
+  wire axi__arlock;
+  wire \axi__arlock$285 ;
+  output [2:0] axi__arprot;
+  wire [2:0] axi__arprot;
+  wire [2:0] \axi__arprot$286 ;
+  output [3:0] axi__arqos;
+  wire [3:0] axi__arqos;
+  wire [3:0] \axi__arqos$287 ;
+  input axi__arready;
+  wire axi__arready;
+  wire \axi__arready$288 ;
+  output [2:0] axi__arsize;
+  wire [2:0] axi__arsize;
+  wire [2:0] \axi__arsize$289 ;
+  output axi__arvalid;
+  wire axi__arvalid;
+  wire \axi__arvalid$290 ;
+  output [31:0] axi__awaddr;
+  wire [31:0] axi__awaddr;
+  wire [31:0] \axi__awaddr$291 ;
+  output [1:0] axi__awburst;
+  wire [1:0] axi__awburst;
+  wire [1:0] \axi__awburst$292 ;
+  output [3:0] axi__awcache;
+  wire [3:0] axi__awcache;
+  wire [3:0] \axi__awcache$293 ;
+  output axi__awid;
+  wire axi__awid;
+  wire \axi__awid$294 ;
+  output [7:0] axi__awlen;
+  wire [7:0] axi__awlen;
+  wire [7:0] \axi__awlen$295 ;
+  output axi__awlock;
+  wire axi__awlock;
+  wire \axi__awlock$296 ;
+  output [2:0] axi__awprot;
+  wire [2:0] axi__awprot;
+  wire [2:0] \axi__awprot$297 ;
+  output [3:0] axi__awqos;
+  wire [3:0] axi__awqos;
+  wire [3:0] \axi__awqos$298 ;
+  input axi__awready;
+  wire axi__awready;
+  wire \axi__awready$299 ;
+  output [2:0] axi__awsize;
+  wire [2:0] axi__awsize;
+  wire [2:0] \axi__awsize$300 ;
+  output axi__awvalid;
+  wire axi__awvalid;
+  wire \axi__awvalid$301 ;
+  input axi__bid;
+  wire axi__bid;
+  wire \axi__bid$302 ;
+  output axi__bready;
+  wire axi__bready;
+  wire \axi__bready$303 ;
+  input [1:0] axi__bresp;
+  wire [1:0] axi__bresp;
+  wire [1:0] \axi__bresp$304 ;
+  input axi__bvalid;
+  wire axi__bvalid;
+  wire \axi__bvalid$305 ;
+  input [63:0] axi__rdata;
+  wire [63:0] axi__rdata;
+  wire [63:0] \axi__rdata$306 ;
+  input axi__rid;
+  wire axi__rid;
+  wire \axi__rid$307 ;
+  input axi__rlast;
+  wire axi__rlast;
+  wire \axi__rlast$308 ;
+  output axi__rready;
+  wire axi__rready;
+  wire \axi__rready$309 ;
+  input [1:0] axi__rresp;
+  wire [1:0] axi__rresp;
+  wire [1:0] \axi__rresp$310 ;
+  input axi__rvalid;
+  wire axi__rvalid;
+  wire \axi__rvalid$311 ;
+  output [63:0] axi__wdata;
+  wire [63:0] axi__wdata;
+  wire [63:0] \axi__wdata$312 ;
+  output axi__wlast;
+  wire axi__wlast;
+  wire \axi__wlast$313 ;
+  input axi__wready;
+  wire axi__wready;
+  wire \axi__wready$314 ;
+  output [7:0] axi__wstrb;
+  wire [7:0] axi__wstrb;
+  wire [7:0] \axi__wstrb$315 ;
+  output axi__wvalid;
+  wire axi__wvalid;
+  wire \axi__wvalid$316 ;
   wire [11:0] b_rd__addr;
   wire [63:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
   wire \busy$110 ;
-  wire \busy$125 ;
-  wire \busy$135 ;
   wire \busy$148 ;
-  wire \busy$72 ;
+  wire \busy$163 ;
+  wire \busy$179 ;
+  wire \busy$181 ;
+  wire \busy$194 ;
   input clk;
   wire clk;
   wire [36:0] cmd__payload;
+  wire [97:0] \cmd__payload$172 ;
+  wire [11:0] \cmd__payload$172.addr ;
+  wire [19:0] \cmd__payload$172.ext ;
+  wire [19:0] \cmd__payload$172.ext_stride ;
+  wire [15:0] \cmd__payload$172.len ;
+  wire [15:0] \cmd__payload$172.rows ;
+  wire \cmd__payload$172.store ;
+  wire [11:0] \cmd__payload$172.stride ;
+  wire \cmd__payload$172.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [1:0] \cmd__payload.mask ;
   wire [3:0] \cmd__payload.page ;
   wire [4:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
+  wire \cmd__ready$175 ;
   wire cmd__valid;
+  wire \cmd__valid$176 ;
   wire [311:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -4544,6 +4688,20 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [7:0] \desc_rd__1__data.kx0 ;
   wire [7:0] \desc_rd__1__data.ky0 ;
   wire [13:0] \desc_rd__1__data.off0 ;
+  wire [97:0] dma__payload;
+  wire [11:0] \dma__payload.addr ;
+  wire [19:0] \dma__payload.ext ;
+  wire [19:0] \dma__payload.ext_stride ;
+  wire [15:0] \dma__payload.len ;
+  wire [15:0] \dma__payload.rows ;
+  wire \dma__payload.store ;
+  wire [11:0] \dma__payload.stride ;
+  wire \dma__payload.wmem ;
+  wire dma__ready;
+  wire dma__valid;
+  wire dma_busy;
+  output dma_error;
+  wire dma_error;
   wire [5:0] dmem_r__addr;
   wire [95:0] dmem_r__data;
   wire dmem_r__en;
@@ -4552,10 +4710,10 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$112 ;
-  wire \done$119 ;
-  wire \done$127 ;
-  wire \done$149 ;
+  wire \done$150 ;
+  wire \done$157 ;
+  wire \done$165 ;
+  wire \done$195 ;
   wire [256:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
   wire [7:0] \engines__ew__args.a_stride ;
@@ -4668,7 +4826,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire engines__pool__start;
   output error;
   wire error;
-  wire \error$150 ;
+  wire \error$196 ;
+  wire \error$317 ;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -4697,6 +4856,15 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [9:0] imem_rd__addr;
   wire [388:0] imem_rd__data;
   wire [384:0] \imem_rd__data.args ;
+  wire [97:0] \imem_rd__data.args.dma ;
+  wire [11:0] \imem_rd__data.args.dma.addr ;
+  wire [19:0] \imem_rd__data.args.dma.ext ;
+  wire [19:0] \imem_rd__data.args.dma.ext_stride ;
+  wire [15:0] \imem_rd__data.args.dma.len ;
+  wire [15:0] \imem_rd__data.args.dma.rows ;
+  wire \imem_rd__data.args.dma.store ;
+  wire [11:0] \imem_rd__data.args.dma.stride ;
+  wire \imem_rd__data.args.dma.wmem ;
   wire [256:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
   wire [7:0] \imem_rd__data.args.ew.a_stride ;
@@ -4811,6 +4979,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
+  (* enum_value_0110 = "DMA" *)
+  (* enum_value_0111 = "DSYNC" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
@@ -5243,29 +5413,29 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [767:0] pmem_w__data;
   wire [23:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [5:0] \port__addr$37 ;
-  wire [11:0] \port__addr$55 ;
-  wire [5:0] \port__addr$61 ;
-  wire [5:0] \port__addr$65 ;
-  wire [11:0] \port__addr$71 ;
-  wire [11:0] \port__addr$81 ;
-  wire [9:0] \port__addr$87 ;
-  wire [9:0] \port__addr$93 ;
+  wire [5:0] \port__addr$103 ;
+  wire [11:0] \port__addr$109 ;
+  wire [11:0] \port__addr$119 ;
+  wire [9:0] \port__addr$125 ;
+  wire [9:0] \port__addr$131 ;
+  wire [5:0] \port__addr$75 ;
+  wire [11:0] \port__addr$93 ;
+  wire [5:0] \port__addr$99 ;
   wire [63:0] port__data;
-  wire [95:0] \port__data$40 ;
-  wire [63:0] \port__data$58 ;
-  wire [95:0] \port__data$64 ;
-  wire [767:0] \port__data$68 ;
-  wire [63:0] \port__data$79 ;
-  wire [63:0] \port__data$86 ;
-  wire [63:0] \port__data$90 ;
-  wire [415:0] \port__data$96 ;
+  wire [95:0] \port__data$102 ;
+  wire [767:0] \port__data$106 ;
+  wire [63:0] \port__data$117 ;
+  wire [63:0] \port__data$124 ;
+  wire [63:0] \port__data$128 ;
+  wire [415:0] \port__data$134 ;
+  wire [95:0] \port__data$78 ;
+  wire [63:0] \port__data$96 ;
   wire port__en;
-  wire \port__en$59 ;
-  wire \port__en$69 ;
-  wire \port__en$75 ;
-  wire \port__en$83 ;
-  wire \port__en$91 ;
+  wire \port__en$107 ;
+  wire \port__en$113 ;
+  wire \port__en$121 ;
+  wire \port__en$129 ;
+  wire \port__en$135 ;
   wire \port__en$97 ;
   wire res_valid__0;
   wire res_valid__1;
@@ -5402,8 +5572,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   input rst;
   wire rst;
   wire start;
-  wire \start$113 ;
-  wire \start$120 ;
+  wire \start$151 ;
+  wire \start$158 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -5415,40 +5585,46 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [1:0] unit_en;
-  wire [1:0] \unit_en$138 ;
+  wire [1:0] \unit_en$184 ;
   wire [9:0] w_rd__addr;
   wire [63:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$151 ;
+  wire \wb__ack$197 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$152 ;
+  wire [16:0] \wb__adr$198 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$153 ;
+  wire \wb__cyc$199 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$154 ;
+  wire [31:0] \wb__dat_r$200 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$155 ;
+  wire [31:0] \wb__dat_w$201 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$156 ;
+  wire [3:0] \wb__sel$202 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$157 ;
+  wire \wb__stb$203 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$158 ;
+  wire \wb__we$204 ;
   wire [9:0] wmem_r__addr;
+  wire [9:0] \wmem_r__addr$331 ;
   wire [63:0] wmem_r__data;
+  wire [63:0] \wmem_r__data$332 ;
   wire wmem_r__en;
+  wire \wmem_r__en$335 ;
   wire [9:0] wmem_w__addr;
+  wire [9:0] \wmem_w__addr$337 ;
   wire [63:0] wmem_w__data;
+  wire [63:0] \wmem_w__data$339 ;
   wire [1:0] wmem_w__en;
+  wire \wmem_w__en$341 ;
   reg [63:0] amem [4095:0];
   initial begin
     amem[0] = 64'h0000000000000000;
@@ -9554,27 +9730,36 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     if (amem_port__en[1])
       amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
+  always @(posedge clk) begin
+    if (\$signature__en$328 )
+      amem[\$signature__addr$318 ] <= axi__rdata;
+  end
   reg [63:0] _0_;
   reg [63:0] _1_;
   reg [63:0] _2_;
   reg [63:0] _3_;
   reg [63:0] _4_;
+  reg [63:0] _5_;
   always @(posedge clk) begin
     if (port__en) begin
       _0_ <= amem[port__addr];
     end
-    if (\port__en$59 ) begin
-      _1_ <= amem[\port__addr$55 ];
+    if (\port__en$97 ) begin
+      _1_ <= amem[\port__addr$93 ];
     end
-    _2_ <= amem[\port__addr$71 ];
-    _3_ <= amem[\port__addr$81 ];
-    _4_ <= amem[\$signature__addr$165 ];
+    _2_ <= amem[\port__addr$109 ];
+    _3_ <= amem[\port__addr$119 ];
+    _4_ <= amem[\$signature__addr$211 ];
+    if (\$signature__en$322 ) begin
+      _5_ <= amem[\$signature__addr$318 ];
+    end
   end
   assign act_rd__0__data = _0_;
   assign act_rd__1__data = _1_;
   assign act_rd__data = _2_;
   assign b_rd__data = _3_;
   assign amem_r__data = _4_;
+  assign \amem_r__data$320  = _5_;
   reg [95:0] dmem [63:0];
   initial begin
     dmem[0] = 96'h000000000000000000000000;
@@ -9643,20 +9828,20 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$217 [0])
-      dmem[\$signature__addr$183 ][31:0] <= wb__dat_w;
-    if (\$signature__en$217 [1])
-      dmem[\$signature__addr$183 ][63:32] <= wb__dat_w;
-    if (\$signature__en$217 [2])
-      dmem[\$signature__addr$183 ][95:64] <= wb__dat_w;
+    if (\$signature__en$263 [0])
+      dmem[\$signature__addr$229 ][31:0] <= wb__dat_w;
+    if (\$signature__en$263 [1])
+      dmem[\$signature__addr$229 ][63:32] <= wb__dat_w;
+    if (\$signature__en$263 [2])
+      dmem[\$signature__addr$229 ][95:64] <= wb__dat_w;
   end
-  reg [95:0] _5_;
+  reg [95:0] _6_;
   always @(posedge clk) begin
-    _5_ <= dmem[\$signature__addr$183 ];
+    _6_ <= dmem[\$signature__addr$229 ];
   end
-  assign \port__data$40  = dmem[\port__addr$37 ];
-  assign \port__data$64  = dmem[\port__addr$61 ];
-  assign dmem_r__data = _5_;
+  assign \port__data$78  = dmem[\port__addr$75 ];
+  assign \port__data$102  = dmem[\port__addr$99 ];
+  assign dmem_r__data = _6_;
   reg [415:0] imem [1023:0];
   initial begin
     imem[0] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -10685,41 +10870,41 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     imem[1023] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$199 [0])
-      imem[\$signature__addr$159 ][31:0] <= wb__dat_w;
-    if (\$signature__en$199 [1])
-      imem[\$signature__addr$159 ][63:32] <= wb__dat_w;
-    if (\$signature__en$199 [2])
-      imem[\$signature__addr$159 ][95:64] <= wb__dat_w;
-    if (\$signature__en$199 [3])
-      imem[\$signature__addr$159 ][127:96] <= wb__dat_w;
-    if (\$signature__en$199 [4])
-      imem[\$signature__addr$159 ][159:128] <= wb__dat_w;
-    if (\$signature__en$199 [5])
-      imem[\$signature__addr$159 ][191:160] <= wb__dat_w;
-    if (\$signature__en$199 [6])
-      imem[\$signature__addr$159 ][223:192] <= wb__dat_w;
-    if (\$signature__en$199 [7])
-      imem[\$signature__addr$159 ][255:224] <= wb__dat_w;
-    if (\$signature__en$199 [8])
-      imem[\$signature__addr$159 ][287:256] <= wb__dat_w;
-    if (\$signature__en$199 [9])
-      imem[\$signature__addr$159 ][319:288] <= wb__dat_w;
-    if (\$signature__en$199 [10])
-      imem[\$signature__addr$159 ][351:320] <= wb__dat_w;
-    if (\$signature__en$199 [11])
-      imem[\$signature__addr$159 ][383:352] <= wb__dat_w;
-    if (\$signature__en$199 [12])
-      imem[\$signature__addr$159 ][415:384] <= wb__dat_w;
+    if (\$signature__en$245 [0])
+      imem[\$signature__addr$205 ][31:0] <= wb__dat_w;
+    if (\$signature__en$245 [1])
+      imem[\$signature__addr$205 ][63:32] <= wb__dat_w;
+    if (\$signature__en$245 [2])
+      imem[\$signature__addr$205 ][95:64] <= wb__dat_w;
+    if (\$signature__en$245 [3])
+      imem[\$signature__addr$205 ][127:96] <= wb__dat_w;
+    if (\$signature__en$245 [4])
+      imem[\$signature__addr$205 ][159:128] <= wb__dat_w;
+    if (\$signature__en$245 [5])
+      imem[\$signature__addr$205 ][191:160] <= wb__dat_w;
+    if (\$signature__en$245 [6])
+      imem[\$signature__addr$205 ][223:192] <= wb__dat_w;
+    if (\$signature__en$245 [7])
+      imem[\$signature__addr$205 ][255:224] <= wb__dat_w;
+    if (\$signature__en$245 [8])
+      imem[\$signature__addr$205 ][287:256] <= wb__dat_w;
+    if (\$signature__en$245 [9])
+      imem[\$signature__addr$205 ][319:288] <= wb__dat_w;
+    if (\$signature__en$245 [10])
+      imem[\$signature__addr$205 ][351:320] <= wb__dat_w;
+    if (\$signature__en$245 [11])
+      imem[\$signature__addr$205 ][383:352] <= wb__dat_w;
+    if (\$signature__en$245 [12])
+      imem[\$signature__addr$205 ][415:384] <= wb__dat_w;
   end
-  reg [415:0] _6_;
   reg [415:0] _7_;
+  reg [415:0] _8_;
   always @(posedge clk) begin
-    _6_ <= imem[\port__addr$93 ];
-    _7_ <= imem[\$signature__addr$159 ];
+    _7_ <= imem[\port__addr$131 ];
+    _8_ <= imem[\$signature__addr$205 ];
   end
-  assign \port__data$96  = _6_;
-  assign imem_r__data = _7_;
+  assign \port__data$134  = _7_;
+  assign imem_r__data = _8_;
   reg [767:0] pmem [63:0];
   initial begin
     pmem[0] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -10788,63 +10973,63 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     pmem[63] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$211 [0])
-      pmem[\$signature__addr$177 ][31:0] <= wb__dat_w;
-    if (\$signature__en$211 [1])
-      pmem[\$signature__addr$177 ][63:32] <= wb__dat_w;
-    if (\$signature__en$211 [2])
-      pmem[\$signature__addr$177 ][95:64] <= wb__dat_w;
-    if (\$signature__en$211 [3])
-      pmem[\$signature__addr$177 ][127:96] <= wb__dat_w;
-    if (\$signature__en$211 [4])
-      pmem[\$signature__addr$177 ][159:128] <= wb__dat_w;
-    if (\$signature__en$211 [5])
-      pmem[\$signature__addr$177 ][191:160] <= wb__dat_w;
-    if (\$signature__en$211 [6])
-      pmem[\$signature__addr$177 ][223:192] <= wb__dat_w;
-    if (\$signature__en$211 [7])
-      pmem[\$signature__addr$177 ][255:224] <= wb__dat_w;
-    if (\$signature__en$211 [8])
-      pmem[\$signature__addr$177 ][287:256] <= wb__dat_w;
-    if (\$signature__en$211 [9])
-      pmem[\$signature__addr$177 ][319:288] <= wb__dat_w;
-    if (\$signature__en$211 [10])
-      pmem[\$signature__addr$177 ][351:320] <= wb__dat_w;
-    if (\$signature__en$211 [11])
-      pmem[\$signature__addr$177 ][383:352] <= wb__dat_w;
-    if (\$signature__en$211 [12])
-      pmem[\$signature__addr$177 ][415:384] <= wb__dat_w;
-    if (\$signature__en$211 [13])
-      pmem[\$signature__addr$177 ][447:416] <= wb__dat_w;
-    if (\$signature__en$211 [14])
-      pmem[\$signature__addr$177 ][479:448] <= wb__dat_w;
-    if (\$signature__en$211 [15])
-      pmem[\$signature__addr$177 ][511:480] <= wb__dat_w;
-    if (\$signature__en$211 [16])
-      pmem[\$signature__addr$177 ][543:512] <= wb__dat_w;
-    if (\$signature__en$211 [17])
-      pmem[\$signature__addr$177 ][575:544] <= wb__dat_w;
-    if (\$signature__en$211 [18])
-      pmem[\$signature__addr$177 ][607:576] <= wb__dat_w;
-    if (\$signature__en$211 [19])
-      pmem[\$signature__addr$177 ][639:608] <= wb__dat_w;
-    if (\$signature__en$211 [20])
-      pmem[\$signature__addr$177 ][671:640] <= wb__dat_w;
-    if (\$signature__en$211 [21])
-      pmem[\$signature__addr$177 ][703:672] <= wb__dat_w;
-    if (\$signature__en$211 [22])
-      pmem[\$signature__addr$177 ][735:704] <= wb__dat_w;
-    if (\$signature__en$211 [23])
-      pmem[\$signature__addr$177 ][767:736] <= wb__dat_w;
+    if (\$signature__en$257 [0])
+      pmem[\$signature__addr$223 ][31:0] <= wb__dat_w;
+    if (\$signature__en$257 [1])
+      pmem[\$signature__addr$223 ][63:32] <= wb__dat_w;
+    if (\$signature__en$257 [2])
+      pmem[\$signature__addr$223 ][95:64] <= wb__dat_w;
+    if (\$signature__en$257 [3])
+      pmem[\$signature__addr$223 ][127:96] <= wb__dat_w;
+    if (\$signature__en$257 [4])
+      pmem[\$signature__addr$223 ][159:128] <= wb__dat_w;
+    if (\$signature__en$257 [5])
+      pmem[\$signature__addr$223 ][191:160] <= wb__dat_w;
+    if (\$signature__en$257 [6])
+      pmem[\$signature__addr$223 ][223:192] <= wb__dat_w;
+    if (\$signature__en$257 [7])
+      pmem[\$signature__addr$223 ][255:224] <= wb__dat_w;
+    if (\$signature__en$257 [8])
+      pmem[\$signature__addr$223 ][287:256] <= wb__dat_w;
+    if (\$signature__en$257 [9])
+      pmem[\$signature__addr$223 ][319:288] <= wb__dat_w;
+    if (\$signature__en$257 [10])
+      pmem[\$signature__addr$223 ][351:320] <= wb__dat_w;
+    if (\$signature__en$257 [11])
+      pmem[\$signature__addr$223 ][383:352] <= wb__dat_w;
+    if (\$signature__en$257 [12])
+      pmem[\$signature__addr$223 ][415:384] <= wb__dat_w;
+    if (\$signature__en$257 [13])
+      pmem[\$signature__addr$223 ][447:416] <= wb__dat_w;
+    if (\$signature__en$257 [14])
+      pmem[\$signature__addr$223 ][479:448] <= wb__dat_w;
+    if (\$signature__en$257 [15])
+      pmem[\$signature__addr$223 ][511:480] <= wb__dat_w;
+    if (\$signature__en$257 [16])
+      pmem[\$signature__addr$223 ][543:512] <= wb__dat_w;
+    if (\$signature__en$257 [17])
+      pmem[\$signature__addr$223 ][575:544] <= wb__dat_w;
+    if (\$signature__en$257 [18])
+      pmem[\$signature__addr$223 ][607:576] <= wb__dat_w;
+    if (\$signature__en$257 [19])
+      pmem[\$signature__addr$223 ][639:608] <= wb__dat_w;
+    if (\$signature__en$257 [20])
+      pmem[\$signature__addr$223 ][671:640] <= wb__dat_w;
+    if (\$signature__en$257 [21])
+      pmem[\$signature__addr$223 ][703:672] <= wb__dat_w;
+    if (\$signature__en$257 [22])
+      pmem[\$signature__addr$223 ][735:704] <= wb__dat_w;
+    if (\$signature__en$257 [23])
+      pmem[\$signature__addr$223 ][767:736] <= wb__dat_w;
   end
-  reg [767:0] _8_;
   reg [767:0] _9_;
+  reg [767:0] _10_;
   always @(posedge clk) begin
-    _8_ <= pmem[\port__addr$65 ];
-    _9_ <= pmem[\$signature__addr$177 ];
+    _9_ <= pmem[\port__addr$103 ];
+    _10_ <= pmem[\$signature__addr$223 ];
   end
-  assign param_rd__data = _8_;
-  assign pmem_r__data = _9_;
+  assign param_rd__data = _9_;
+  assign pmem_r__data = _10_;
   reg [63:0] trace [1023:0];
   initial begin
     trace[0] = 64'h0000000000000000;
@@ -11876,11 +12061,11 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
   end
-  reg [63:0] _10_;
+  reg [63:0] _11_;
   always @(posedge clk) begin
-    _10_ <= trace[\$signature__addr$189 ];
+    _11_ <= trace[\$signature__addr$235 ];
   end
-  assign trace_r__data = _10_;
+  assign trace_r__data = _11_;
   reg [63:0] wmem [1023:0];
   initial begin
     wmem[0] = 64'h0000000000000000;
@@ -12909,86 +13094,134 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     wmem[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$205 [0])
-      wmem[\$signature__addr$171 ][31:0] <= wb__dat_w;
-    if (\$signature__en$205 [1])
-      wmem[\$signature__addr$171 ][63:32] <= wb__dat_w;
+    if (\$signature__en$251 [0])
+      wmem[\$signature__addr$217 ][31:0] <= wb__dat_w;
+    if (\$signature__en$251 [1])
+      wmem[\$signature__addr$217 ][63:32] <= wb__dat_w;
   end
-  reg [63:0] _11_;
-  reg [63:0] _12_;
   always @(posedge clk) begin
-    _11_ <= wmem[\port__addr$87 ];
-    _12_ <= wmem[\$signature__addr$171 ];
+    if (\$signature__en$340 )
+      wmem[\$signature__addr$318 [9:0]] <= axi__rdata;
   end
-  assign macro0__mem_wdata = _11_;
-  assign wmem_r__data = _12_;
-  assign \port__addr$71  = \busy$72  ? act_rd__addr : a_rd__addr;
+  reg [63:0] _12_;
+  reg [63:0] _13_;
+  reg [63:0] _14_;
+  always @(posedge clk) begin
+    _12_ <= wmem[\port__addr$125 ];
+    _13_ <= wmem[\$signature__addr$217 ];
+    if (\$signature__en$334 ) begin
+      _14_ <= wmem[\$signature__addr$318 [9:0]];
+    end
+  end
+  assign macro0__mem_wdata = _12_;
+  assign wmem_r__data = _13_;
+  assign \wmem_r__data$332  = _14_;
+  assign \port__addr$109  = \busy$110  ? act_rd__addr : a_rd__addr;
   assign \$1  = | amem_w__en;
-  assign \$2  = \act_w__en$222  ? \act_w__addr$224  : act_w__addr;
-  assign \$3  = act_w__en ? \act_w__addr$225  : \$2 ;
-  assign amem_port__addr = \$1  ? \$signature__addr$165  : \$3 ;
+  assign \$2  = \act_w__en$268  ? \act_w__addr$270  : act_w__addr;
+  assign \$3  = act_w__en ? \act_w__addr$271  : \$2 ;
+  assign amem_port__addr = \$1  ? \$signature__addr$211  : \$3 ;
   assign \$4  = | amem_w__en;
-  assign \$5  = \act_w__en$222  ? { \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  } : { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  };
+  assign \$5  = \act_w__en$268  ? { \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  } : { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  };
   assign \$6  = act_w__en ? { \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  } : \$5 ;
   assign amem_port__data = \$4  ? { wb__dat_w, wb__dat_w } : \$6 ;
   assign \$7  = | amem_w__en;
-  assign \$8  = | { \act_w__en$233 , \act_w__en$222 , act_w__en };
+  assign \$8  = | { \act_w__en$279 , \act_w__en$268 , act_w__en };
   assign \$9  = \$8  ? 2'h3 : 2'h0;
   assign amem_port__en = \$7  ? amem_w__en : \$9 ;
   \isscc22_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
+    .dma__ready(dma__ready),
+    .dma__valid(\cmd__valid$176 ),
+    .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$120 ),
+    .engines__ew__start(\start$158 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$113 ),
+    .engines__pool__start(\start$151 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$93 ),
-    .imem_rd__data(\port__data$96 [388:0]),
+    .imem_rd__addr(\port__addr$131 ),
+    .imem_rd__data(\port__data$134 [388:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$42$1513 (macro0__busy),
-    .\port$43$1513 (macro1__busy),
-    .\port$44$0 (\$18 ),
-    .\port$45$0 (\$19 ),
+    .\port$46$1513 (macro0__busy),
+    .\port$47$1513 (macro1__busy),
+    .\port$48$0 (\$18 ),
+    .\port$49$0 (\$19 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
+  \isscc22_fabric.dma  dma (
+    .amem_r__addr(\$signature__addr$318 ),
+    .amem_r__data(\amem_r__data$320 ),
+    .amem_r__en(\$signature__en$322 ),
+    .amem_w__data(axi__rdata),
+    .amem_w__en(\$signature__en$328 ),
+    .axi__arlen(axi__arlen),
+    .axi__arready(axi__arready),
+    .axi__arvalid(axi__arvalid),
+    .axi__awlen(axi__awlen),
+    .axi__awready(axi__awready),
+    .axi__awvalid(axi__awvalid),
+    .axi__bid(axi__bid),
+    .axi__bready(axi__bready),
+    .axi__bresp(axi__bresp),
+    .axi__bvalid(axi__bvalid),
+    .axi__rid(axi__rid),
+    .axi__rready(axi__rready),
+    .axi__rresp(axi__rresp),
+    .axi__rvalid(axi__rvalid),
+    .axi__wlast(axi__wlast),
+    .axi__wready(axi__wready),
+    .axi__wvalid(axi__wvalid),
+    .busy(dma_busy),
+    .clk(clk),
+    .cmd__ready(dma__ready),
+    .error(dma_error),
+    .\port$2369$0 (\$44 ),
+    .rd_data(axi__wdata),
+    .rst(rst),
+    .w_data(args[97:0]),
+    .w_en(\cmd__valid$176 ),
+    .wmem_r__data(\wmem_r__data$332 ),
+    .wmem_r__en(\$signature__en$334 ),
+    .wmem_w__en(\$signature__en$340 )
+  );
   \isscc22_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(act_rd__data),
     .act_w__addr(act_w__addr),
-    .act_w__en(\act_w__en$233 ),
+    .act_w__en(\act_w__en$279 ),
     .args(args[256:0]),
-    .b_rd__addr(\port__addr$81 ),
+    .b_rd__addr(\port__addr$119 ),
     .b_rd__data(b_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1437$0 (\$36 ),
-    .\port$1443$0 (\$37 ),
-    .\port$1449$0 (\$38 ),
-    .\port$1455$0 (\$39 ),
-    .\port$1461$0 (\$40 ),
-    .\port$1467$0 (\$41 ),
-    .\port$1473$0 (\$42 ),
-    .\port$1479$0 (\$43 ),
+    .\port$1441$0 (\$36 ),
+    .\port$1447$0 (\$37 ),
+    .\port$1453$0 (\$38 ),
+    .\port$1459$0 (\$39 ),
+    .\port$1465$0 (\$40 ),
+    .\port$1471$0 (\$41 ),
+    .\port$1477$0 (\$42 ),
+    .\port$1483$0 (\$43 ),
     .rst(rst),
-    .start(\start$120 )
+    .start(\start$158 )
   );
   \isscc22_fabric.host  host (
-    .amem_r__addr(\$signature__addr$165 ),
+    .amem_r__addr(\$signature__addr$211 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -12996,17 +13229,17 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$183 ),
+    .dmem_r__addr(\$signature__addr$229 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$217 ),
-    .imem_r__addr(\$signature__addr$159 ),
+    .dmem_w__en(\$signature__en$263 ),
+    .imem_r__addr(\$signature__addr$205 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$199 ),
-    .pmem_r__addr(\$signature__addr$177 ),
+    .imem_w__en(\$signature__en$245 ),
+    .pmem_r__addr(\$signature__addr$223 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$211 ),
+    .pmem_w__en(\$signature__en$257 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$189 ),
+    .trace_r__addr(\$signature__addr$235 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -13015,9 +13248,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$171 ),
+    .wmem_r__addr(\$signature__addr$217 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$205 )
+    .wmem_w__en(\$signature__en$251 )
   );
   \isscc22_fabric.loader  loader (
     .busy(loader_busy),
@@ -13030,24 +13263,24 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .rst(rst),
     .w_data(args[36:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$87 )
+    .w_rd__addr(\port__addr$125 )
   );
   \isscc22_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$55 ),
-    .act_rd__1__en(\port__en$59 ),
+    .act_rd__1__addr(\port__addr$93 ),
+    .act_rd__1__en(\port__en$97 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
-    .act_w__addr(\act_w__addr$225 ),
+    .act_w__addr(\act_w__addr$271 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$37 ),
-    .desc_rd__1__addr(\port__addr$61 ),
-    .desc_rd__data(\port__data$40 [71:0]),
-    .\desc_rd__data$21 (\port__data$64 [71:0]),
+    .desc_rd__0__addr(\port__addr$75 ),
+    .desc_rd__1__addr(\port__addr$99 ),
+    .desc_rd__data(\port__data$78 [71:0]),
+    .\desc_rd__data$21 (\port__data$102 [71:0]),
     .finished(engines__mac__done),
     .op__0__payload(macro0__op__payload),
     .op__0__ready(op__0__ready),
@@ -13055,18 +13288,18 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
     .op__1__payload(macro1__op__payload),
     .op__1__ready(op__1__ready),
     .op__1__valid(macro1__op__valid),
-    .param_rd__addr(\port__addr$65 ),
+    .param_rd__addr(\port__addr$103 ),
     .param_rd__data(param_rd__data),
-    .\port$235$0 (\$20 ),
-    .\port$240$0 (\$21 ),
-    .\port$245$0 (\$22 ),
-    .\port$250$0 (\$23 ),
-    .\port$255$0 (\$24 ),
-    .\port$260$0 (\$25 ),
-    .\port$265$0 (\$26 ),
-    .\port$270$0 (\$27 ),
-    .\port$44$0 (\$18 ),
-    .\port$45$0 (\$19 ),
+    .\port$239$0 (\$20 ),
+    .\port$244$0 (\$21 ),
+    .\port$249$0 (\$22 ),
+    .\port$254$0 (\$23 ),
+    .\port$259$0 (\$24 ),
+    .\port$264$0 (\$25 ),
+    .\port$269$0 (\$26 ),
+    .\port$274$0 (\$27 ),
+    .\port$48$0 (\$18 ),
+    .\port$49$0 (\$19 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_y__0(res_y__0),
@@ -13115,22 +13348,22 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   \isscc22_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(act_rd__data),
-    .act_w__addr(\act_w__addr$224 ),
-    .act_w__en(\act_w__en$222 ),
+    .act_w__addr(\act_w__addr$270 ),
+    .act_w__en(\act_w__en$268 ),
     .args(args[183:0]),
-    .busy(\busy$72 ),
+    .busy(\busy$110 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1095$0 (\$28 ),
-    .\port$1096$0 (\$29 ),
-    .\port$1097$0 (\$30 ),
-    .\port$1098$0 (\$31 ),
-    .\port$1099$0 (\$32 ),
-    .\port$1100$0 (\$33 ),
-    .\port$1101$0 (\$34 ),
-    .\port$1102$0 (\$35 ),
+    .\port$1099$0 (\$28 ),
+    .\port$1100$0 (\$29 ),
+    .\port$1101$0 (\$30 ),
+    .\port$1102$0 (\$31 ),
+    .\port$1103$0 (\$32 ),
+    .\port$1104$0 (\$33 ),
+    .\port$1105$0 (\$34 ),
+    .\port$1106$0 (\$35 ),
     .rst(rst),
-    .start(\start$113 )
+    .start(\start$151 )
   );
   assign op__0__payload = macro0__op__payload;
   assign macro0__op__ready = op__0__ready;
@@ -13144,8 +13377,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$37 ;
-  assign desc_rd__0__data = \port__data$40 [71:0];
+  assign desc_rd__0__addr = \port__addr$75 ;
+  assign desc_rd__0__data = \port__data$78 [71:0];
   assign op__1__payload = macro1__op__payload;
   assign macro1__op__ready = op__1__ready;
   assign op__1__valid = macro1__op__valid;
@@ -13155,121 +13388,198 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$55 ;
-  assign \port__data$58  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$59 ;
-  assign desc_rd__1__addr = \port__addr$61 ;
-  assign desc_rd__1__data = \port__data$64 [71:0];
-  assign param_rd__addr = \port__addr$65 ;
-  assign \port__data$68  = param_rd__data;
-  assign \port__en$69  = 1'h1;
+  assign act_rd__1__addr = \port__addr$93 ;
+  assign \port__data$96  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$97 ;
+  assign desc_rd__1__addr = \port__addr$99 ;
+  assign desc_rd__1__data = \port__data$102 [71:0];
+  assign param_rd__addr = \port__addr$103 ;
+  assign \port__data$106  = param_rd__data;
+  assign \port__en$107  = 1'h1;
   assign param_rd__en = 1'h1;
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
-  assign \port__data$79  = act_rd__data;
+  assign \port__data$117  = act_rd__data;
   assign a_rd__data = act_rd__data;
-  assign b_rd__addr = \port__addr$81 ;
-  assign \port__en$83  = 1'h1;
+  assign b_rd__addr = \port__addr$119 ;
+  assign \port__en$121  = 1'h1;
   assign b_rd__en = 1'h1;
-  assign \port__data$86  = b_rd__data;
-  assign w_rd__addr = \port__addr$87 ;
+  assign \port__data$124  = b_rd__data;
+  assign w_rd__addr = \port__addr$125 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$90  = macro0__mem_wdata;
-  assign \port__en$91  = 1'h1;
+  assign \port__data$128  = macro0__mem_wdata;
+  assign \port__en$129  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$93 ;
-  assign imem_rd__data = \port__data$96 [388:0];
-  assign \port__en$97  = 1'h1;
+  assign imem_rd__addr = \port__addr$131 ;
+  assign imem_rd__data = \port__data$134 [388:0];
+  assign \port__en$135  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$110  = engines__mac__busy;
-  assign \done$112  = engines__mac__done;
-  assign engines__pool__start = \start$113 ;
-  assign \args$115  = args[183:0];
+  assign \busy$148  = engines__mac__busy;
+  assign \done$150  = engines__mac__done;
+  assign engines__pool__start = \start$151 ;
+  assign \args$153  = args[183:0];
   assign engines__pool__args = args[183:0];
-  assign engines__pool__busy = \busy$72 ;
-  assign \done$119  = engines__pool__done;
-  assign engines__ew__start = \start$120 ;
-  assign \args$122  = args[256:0];
+  assign engines__pool__busy = \busy$110 ;
+  assign \done$157  = engines__pool__done;
+  assign engines__ew__start = \start$158 ;
+  assign \args$160  = args[256:0];
   assign engines__ew__args = args[256:0];
-  assign \busy$125  = engines__ew__busy;
-  assign \done$127  = engines__ew__done;
+  assign \busy$163  = engines__ew__busy;
+  assign \done$165  = engines__ew__done;
   assign cmd__payload = args[36:0];
   assign load__payload = args[36:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \busy$135  = loader_busy;
+  assign \cmd__payload$172  = args[97:0];
+  assign dma__payload = args[97:0];
+  assign \cmd__ready$175  = dma__ready;
+  assign dma__valid = \cmd__valid$176 ;
+  assign \busy$179  = dma_busy;
+  assign \busy$181  = loader_busy;
   assign macro_we = mem_we;
   assign unit_en = { \$19 , \$18  };
-  assign \unit_en$138  = { \$19 , \$18  };
+  assign \unit_en$184  = { \$19 , \$18  };
   assign macro_busy = { macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$148  = busy;
-  assign \done$149  = done;
-  assign \error$150  = error;
-  assign \wb__ack$151  = wb__ack;
-  assign \wb__adr$152  = wb__adr;
-  assign \wb__cyc$153  = wb__cyc;
-  assign \wb__dat_r$154  = wb__dat_r;
-  assign \wb__dat_w$155  = wb__dat_w;
-  assign \wb__sel$156  = wb__sel;
-  assign \wb__stb$157  = wb__stb;
-  assign \wb__we$158  = wb__we;
-  assign imem_r__addr = \$signature__addr$159 ;
-  assign \$signature__data$162  = imem_r__data;
-  assign \$signature__en$163  = 1'h1;
+  assign \busy$194  = busy;
+  assign \done$195  = done;
+  assign \error$196  = error;
+  assign \wb__ack$197  = wb__ack;
+  assign \wb__adr$198  = wb__adr;
+  assign \wb__cyc$199  = wb__cyc;
+  assign \wb__dat_r$200  = wb__dat_r;
+  assign \wb__dat_w$201  = wb__dat_w;
+  assign \wb__sel$202  = wb__sel;
+  assign \wb__stb$203  = wb__stb;
+  assign \wb__we$204  = wb__we;
+  assign imem_r__addr = \$signature__addr$205 ;
+  assign \$signature__data$208  = imem_r__data;
+  assign \$signature__en$209  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$165 ;
-  assign \$signature__data$168  = amem_r__data;
-  assign \$signature__en$169  = 1'h1;
+  assign amem_r__addr = \$signature__addr$211 ;
+  assign \$signature__data$214  = amem_r__data;
+  assign \$signature__en$215  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$171 ;
-  assign \$signature__data$174  = wmem_r__data;
-  assign \$signature__en$175  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$217 ;
+  assign \$signature__data$220  = wmem_r__data;
+  assign \$signature__en$221  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$177 ;
-  assign \$signature__data$180  = pmem_r__data;
-  assign \$signature__en$181  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$223 ;
+  assign \$signature__data$226  = pmem_r__data;
+  assign \$signature__en$227  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$183 ;
-  assign \$signature__data$186  = dmem_r__data;
-  assign \$signature__en$187  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$229 ;
+  assign \$signature__data$232  = dmem_r__data;
+  assign \$signature__en$233  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$189 ;
-  assign \$signature__data$192  = trace_r__data;
-  assign \$signature__en$193  = 1'h1;
+  assign trace_r__addr = \$signature__addr$235 ;
+  assign \$signature__data$238  = trace_r__data;
+  assign \$signature__en$239  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$195  = \$signature__addr$159 ;
-  assign imem_w__addr = \$signature__addr$159 ;
-  assign \$signature__data$197  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$241  = \$signature__addr$205 ;
+  assign imem_w__addr = \$signature__addr$205 ;
+  assign \$signature__data$243  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$199 ;
-  assign \$signature__addr$201  = \$signature__addr$171 ;
-  assign wmem_w__addr = \$signature__addr$171 ;
-  assign \$signature__data$203  = { wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$245 ;
+  assign \$signature__addr$247  = \$signature__addr$217 ;
+  assign wmem_w__addr = \$signature__addr$217 ;
+  assign \$signature__data$249  = { wb__dat_w, wb__dat_w };
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
-  assign wmem_w__en = \$signature__en$205 ;
-  assign \$signature__addr$207  = \$signature__addr$177 ;
-  assign pmem_w__addr = \$signature__addr$177 ;
-  assign \$signature__data$209  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$251 ;
+  assign \$signature__addr$253  = \$signature__addr$223 ;
+  assign pmem_w__addr = \$signature__addr$223 ;
+  assign \$signature__data$255  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$211 ;
-  assign \$signature__addr$213  = \$signature__addr$183 ;
-  assign dmem_w__addr = \$signature__addr$183 ;
-  assign \$signature__data$215  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$257 ;
+  assign \$signature__addr$259  = \$signature__addr$229 ;
+  assign dmem_w__addr = \$signature__addr$229 ;
+  assign \$signature__data$261  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$217 ;
-  assign amem_w__addr = \$signature__addr$165 ;
+  assign dmem_w__en = \$signature__en$263 ;
+  assign amem_w__addr = \$signature__addr$211 ;
   assign act_w__data = { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  };
-  assign \act_w__data$229  = { \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
-  assign \act_w__data$230  = { \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  };
+  assign \act_w__data$275  = { \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
+  assign \act_w__data$276  = { \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  };
   assign amem_w__data = { wb__dat_w, wb__dat_w };
+  assign \axi__araddr$280  = { 9'h000, \$44  };
+  assign \axi__arburst$281  = 2'h1;
+  assign \axi__arcache$282  = 4'h3;
+  assign \axi__arid$283  = 1'h0;
+  assign \axi__arlen$284  = axi__arlen;
+  assign \axi__arlock$285  = 1'h0;
+  assign \axi__arprot$286  = 3'h0;
+  assign \axi__arqos$287  = 4'h0;
+  assign \axi__arready$288  = axi__arready;
+  assign \axi__arsize$289  = 3'h3;
+  assign \axi__arvalid$290  = axi__arvalid;
+  assign \axi__awaddr$291  = { 9'h000, \$44  };
+  assign \axi__awburst$292  = 2'h1;
+  assign \axi__awcache$293  = 4'h3;
+  assign \axi__awid$294  = 1'h0;
+  assign \axi__awlen$295  = axi__awlen;
+  assign \axi__awlock$296  = 1'h0;
+  assign \axi__awprot$297  = 3'h0;
+  assign \axi__awqos$298  = 4'h0;
+  assign \axi__awready$299  = axi__awready;
+  assign \axi__awsize$300  = 3'h3;
+  assign \axi__awvalid$301  = axi__awvalid;
+  assign \axi__bid$302  = axi__bid;
+  assign \axi__bready$303  = axi__bready;
+  assign \axi__bresp$304  = axi__bresp;
+  assign \axi__bvalid$305  = axi__bvalid;
+  assign \axi__rdata$306  = axi__rdata;
+  assign \axi__rid$307  = axi__rid;
+  assign \axi__rlast$308  = axi__rlast;
+  assign \axi__rready$309  = axi__rready;
+  assign \axi__rresp$310  = axi__rresp;
+  assign \axi__rvalid$311  = axi__rvalid;
+  assign \axi__wdata$312  = axi__wdata;
+  assign \axi__wlast$313  = axi__wlast;
+  assign \axi__wready$314  = axi__wready;
+  assign \axi__wstrb$315  = 8'hff;
+  assign \axi__wvalid$316  = axi__wvalid;
+  assign \error$317  = dma_error;
+  assign \amem_r__addr$319  = \$signature__addr$318 ;
+  assign \$signature__data$321  = \amem_r__data$320 ;
+  assign \amem_r__en$323  = \$signature__en$322 ;
+  assign \$signature__addr$324  = \$signature__addr$318 ;
+  assign \amem_w__addr$325  = \$signature__addr$318 ;
+  assign \$signature__data$326  = axi__rdata;
+  assign \amem_w__data$327  = axi__rdata;
+  assign \amem_w__en$329  = \$signature__en$328 ;
+  assign \$signature__addr$330  = \$signature__addr$318 [9:0];
+  assign \wmem_r__addr$331  = \$signature__addr$318 [9:0];
+  assign \$signature__data$333  = \wmem_r__data$332 ;
+  assign \wmem_r__en$335  = \$signature__en$334 ;
+  assign \$signature__addr$336  = \$signature__addr$318 [9:0];
+  assign \wmem_w__addr$337  = \$signature__addr$318 [9:0];
+  assign \$signature__data$338  = axi__rdata;
+  assign \wmem_w__data$339  = axi__rdata;
+  assign \wmem_w__en$341  = \$signature__en$340 ;
+  assign axi__awid = 1'h0;
+  assign axi__awaddr = { 9'h000, \$44  };
+  assign axi__awsize = 3'h3;
+  assign axi__awburst = 2'h1;
+  assign axi__awlock = 1'h0;
+  assign axi__awcache = 4'h3;
+  assign axi__awprot = 3'h0;
+  assign axi__awqos = 4'h0;
+  assign axi__wstrb = 8'hff;
+  assign axi__arid = 1'h0;
+  assign axi__araddr = { 9'h000, \$44  };
+  assign axi__arsize = 3'h3;
+  assign axi__arburst = 2'h1;
+  assign axi__arlock = 1'h0;
+  assign axi__arcache = 4'h3;
+  assign axi__arprot = 3'h0;
+  assign axi__arqos = 4'h0;
   assign \macro0__op__payload.mode  = macro0__op__payload[0];
   assign \macro0__op__payload.page  = macro0__op__payload[4:1];
   assign \macro0__op__payload.row  = macro0__op__payload[9:5];
@@ -13484,13 +13794,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro0__res_y[61]  = res_y__0[1301:1281];
   assign \macro0__res_y[62]  = res_y__0[1322:1302];
   assign \macro0__res_y[63]  = res_y__0[1343:1323];
-  assign \desc_rd__0__data.ky0  = \port__data$40 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$40 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$40 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$40 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$40 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$40 [57:52];
-  assign \desc_rd__0__data.off0  = \port__data$40 [71:58];
+  assign \desc_rd__0__data.ky0  = \port__data$78 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$78 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$78 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$78 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$78 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$78 [57:52];
+  assign \desc_rd__0__data.off0  = \port__data$78 [71:58];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[4:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:5];
@@ -13705,13 +14015,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \macro1__res_y[61]  = res_y__1[1301:1281];
   assign \macro1__res_y[62]  = res_y__1[1322:1302];
   assign \macro1__res_y[63]  = res_y__1[1343:1323];
-  assign \desc_rd__1__data.ky0  = \port__data$64 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$64 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$64 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$64 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$64 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$64 [57:52];
-  assign \desc_rd__1__data.off0  = \port__data$64 [71:58];
+  assign \desc_rd__1__data.ky0  = \port__data$102 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$102 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$102 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$102 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$102 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$102 [57:52];
+  assign \desc_rd__1__data.off0  = \port__data$102 [71:58];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -13752,112 +14062,121 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \param_rd__data[7].mult  = param_rd__data[735:704];
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
   assign \param_rd__data[7]._pad  = param_rd__data[767:744];
-  assign \imem_rd__data.op  = \port__data$96 [3:0];
-  assign \imem_rd__data.args  = \port__data$96 [388:4];
-  assign \imem_rd__data.args.load  = \port__data$96 [40:4];
-  assign \imem_rd__data.args.load.src  = \port__data$96 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$96 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$96 [31:30];
-  assign \imem_rd__data.args.load.page  = \port__data$96 [35:32];
-  assign \imem_rd__data.args.load.row0  = \port__data$96 [40:36];
-  assign \imem_rd__data.args.mac  = \port__data$96 [388:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$96 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$96 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$96 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$96 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$96 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$96 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$96 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$96 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$96 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$96 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$96 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$96 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$96 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$96 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$96 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$96 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$96 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$96 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$96 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$96 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$96 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$96 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$96 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$96 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$96 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$96 [245:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$96 [253:246];
-  assign \imem_rd__data.args.mac.nt  = \port__data$96 [261:254];
-  assign \imem_rd__data.args.mac.kr  = \port__data$96 [269:262];
-  assign \imem_rd__data.args.mac.nr  = \port__data$96 [277:270];
-  assign \imem_rd__data.args.mac.b  = \port__data$96 [284:278];
-  assign \imem_rd__data.args.mac.ki  = \port__data$96 [291:285];
-  assign \imem_rd__data.args.mac.no  = \port__data$96 [298:292];
-  assign \imem_rd__data.args.mac.groups  = \port__data$96 [306:299];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$96 [312:307];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$96 [316:313];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$96 [328:317];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$96 [336:329];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$96 [342:337];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$96 [350:343];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$96 [360:351];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$96 [370:361];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$96 [380:371];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$96 [383:381];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$96 [385:384];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$96 [386];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$96 [387];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$96 [388];
-  assign \imem_rd__data.args.pool  = \port__data$96 [187:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$96 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$96 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$96 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$96 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$96 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$96 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$96 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$96 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$96 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$96 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$96 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$96 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$96 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$96 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$96 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$96 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$96 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$96 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$96 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$96 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$96 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$96 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$96 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$96 [260:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$96 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$96 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$96 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$96 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$96 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$96 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$96 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$96 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$96 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$96 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$96 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$96 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$96 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$96 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$96 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$96 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$96 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$96 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$96 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$96 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$96 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$96 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$96 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$96 [260:251];
+  assign \imem_rd__data.op  = \port__data$134 [3:0];
+  assign \imem_rd__data.args  = \port__data$134 [388:4];
+  assign \imem_rd__data.args.load  = \port__data$134 [40:4];
+  assign \imem_rd__data.args.load.src  = \port__data$134 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$134 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$134 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$134 [35:32];
+  assign \imem_rd__data.args.load.row0  = \port__data$134 [40:36];
+  assign \imem_rd__data.args.mac  = \port__data$134 [388:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$134 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$134 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$134 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$134 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$134 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$134 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$134 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$134 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$134 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$134 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$134 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$134 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$134 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$134 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$134 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$134 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$134 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$134 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$134 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$134 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$134 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$134 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$134 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$134 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$134 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$134 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$134 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$134 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$134 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$134 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$134 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$134 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$134 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$134 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$134 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$134 [316:313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$134 [328:317];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$134 [336:329];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$134 [342:337];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$134 [350:343];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$134 [360:351];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$134 [370:361];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$134 [380:371];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$134 [383:381];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$134 [385:384];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$134 [386];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$134 [387];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$134 [388];
+  assign \imem_rd__data.args.pool  = \port__data$134 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$134 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$134 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$134 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$134 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$134 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$134 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$134 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$134 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$134 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$134 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$134 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$134 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$134 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$134 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$134 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$134 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$134 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$134 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$134 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$134 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$134 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$134 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$134 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$134 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$134 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$134 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$134 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$134 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$134 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$134 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$134 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$134 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$134 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$134 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$134 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$134 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$134 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$134 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$134 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$134 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$134 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$134 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$134 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$134 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$134 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$134 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$134 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$134 [260:251];
+  assign \imem_rd__data.args.dma  = \port__data$134 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$134 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$134 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$134 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$134 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$134 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$134 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$134 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$134 [101:90];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -13958,29 +14277,29 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \engines__mac__args.x_signed  = args[382];
   assign \engines__mac__args.w_signed  = args[383];
   assign \engines__mac__args.rowpack  = args[384];
-  assign \args$115.mode  = args[0];
-  assign \args$115.x_signed  = args[1];
-  assign \args$115.in_base  = args[13:2];
-  assign \args$115.in_h  = args[21:14];
-  assign \args$115.in_w  = args[29:22];
-  assign \args$115.cw  = args[37:30];
-  assign \args$115.kh  = args[45:38];
-  assign \args$115.kw  = args[53:46];
-  assign \args$115.sh  = args[57:54];
-  assign \args$115.sw  = args[61:58];
-  assign \args$115.dh  = args[65:62];
-  assign \args$115.dw  = args[69:66];
-  assign \args$115.pt  = args[73:70];
-  assign \args$115.pl  = args[77:74];
-  assign \args$115.oh  = args[85:78];
-  assign \args$115.ow  = args[93:86];
-  assign \args$115.out_base  = args[105:94];
-  assign \args$115.zp_in  = args[115:106];
-  assign \args$115.mult  = args[147:116];
-  assign \args$115.shift  = args[153:148];
-  assign \args$115.zp_out  = args[163:154];
-  assign \args$115.act_min  = args[173:164];
-  assign \args$115.act_max  = args[183:174];
+  assign \args$153.mode  = args[0];
+  assign \args$153.x_signed  = args[1];
+  assign \args$153.in_base  = args[13:2];
+  assign \args$153.in_h  = args[21:14];
+  assign \args$153.in_w  = args[29:22];
+  assign \args$153.cw  = args[37:30];
+  assign \args$153.kh  = args[45:38];
+  assign \args$153.kw  = args[53:46];
+  assign \args$153.sh  = args[57:54];
+  assign \args$153.sw  = args[61:58];
+  assign \args$153.dh  = args[65:62];
+  assign \args$153.dw  = args[69:66];
+  assign \args$153.pt  = args[73:70];
+  assign \args$153.pl  = args[77:74];
+  assign \args$153.oh  = args[85:78];
+  assign \args$153.ow  = args[93:86];
+  assign \args$153.out_base  = args[105:94];
+  assign \args$153.zp_in  = args[115:106];
+  assign \args$153.mult  = args[147:116];
+  assign \args$153.shift  = args[153:148];
+  assign \args$153.zp_out  = args[163:154];
+  assign \args$153.act_min  = args[173:164];
+  assign \args$153.act_max  = args[183:174];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -14004,30 +14323,30 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \engines__pool__args.zp_out  = args[163:154];
   assign \engines__pool__args.act_min  = args[173:164];
   assign \engines__pool__args.act_max  = args[183:174];
-  assign \args$122.a_base  = args[11:0];
-  assign \args$122.b_base  = args[23:12];
-  assign \args$122.out_base  = args[35:24];
-  assign \args$122.npos  = args[51:36];
-  assign \args$122.cw  = args[59:52];
-  assign \args$122.a_stride  = args[67:60];
-  assign \args$122.b_stride  = args[75:68];
-  assign \args$122.out_stride  = args[83:76];
-  assign \args$122.x_signed  = args[84];
-  assign \args$122.has_b  = args[85];
-  assign \args$122.rq_in  = args[86];
-  assign \args$122.rq_out  = args[87];
-  assign \args$122.ls  = args[92:88];
-  assign \args$122.zp_a  = args[102:93];
-  assign \args$122.zp_b  = args[112:103];
-  assign \args$122.mult_a  = args[144:113];
-  assign \args$122.shift_a  = args[150:145];
-  assign \args$122.mult_b  = args[182:151];
-  assign \args$122.shift_b  = args[188:183];
-  assign \args$122.mult_o  = args[220:189];
-  assign \args$122.shift_o  = args[226:221];
-  assign \args$122.zp_out  = args[236:227];
-  assign \args$122.act_min  = args[246:237];
-  assign \args$122.act_max  = args[256:247];
+  assign \args$160.a_base  = args[11:0];
+  assign \args$160.b_base  = args[23:12];
+  assign \args$160.out_base  = args[35:24];
+  assign \args$160.npos  = args[51:36];
+  assign \args$160.cw  = args[59:52];
+  assign \args$160.a_stride  = args[67:60];
+  assign \args$160.b_stride  = args[75:68];
+  assign \args$160.out_stride  = args[83:76];
+  assign \args$160.x_signed  = args[84];
+  assign \args$160.has_b  = args[85];
+  assign \args$160.rq_in  = args[86];
+  assign \args$160.rq_out  = args[87];
+  assign \args$160.ls  = args[92:88];
+  assign \args$160.zp_a  = args[102:93];
+  assign \args$160.zp_b  = args[112:103];
+  assign \args$160.mult_a  = args[144:113];
+  assign \args$160.shift_a  = args[150:145];
+  assign \args$160.mult_b  = args[182:151];
+  assign \args$160.shift_b  = args[188:183];
+  assign \args$160.mult_o  = args[220:189];
+  assign \args$160.shift_o  = args[226:221];
+  assign \args$160.zp_out  = args[236:227];
+  assign \args$160.act_min  = args[246:237];
+  assign \args$160.act_max  = args[256:247];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -14062,6 +14381,22 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \load__payload.mask  = args[27:26];
   assign \load__payload.page  = args[31:28];
   assign \load__payload.row0  = args[36:32];
+  assign \cmd__payload$172.store  = args[0];
+  assign \cmd__payload$172.wmem  = args[1];
+  assign \cmd__payload$172.ext  = args[21:2];
+  assign \cmd__payload$172.addr  = args[33:22];
+  assign \cmd__payload$172.rows  = args[49:34];
+  assign \cmd__payload$172.len  = args[65:50];
+  assign \cmd__payload$172.ext_stride  = args[85:66];
+  assign \cmd__payload$172.stride  = args[97:86];
+  assign \dma__payload.store  = args[0];
+  assign \dma__payload.wmem  = args[1];
+  assign \dma__payload.ext  = args[21:2];
+  assign \dma__payload.addr  = args[33:22];
+  assign \dma__payload.rows  = args[49:34];
+  assign \dma__payload.len  = args[65:50];
+  assign \dma__payload.ext_stride  = args[85:66];
+  assign \dma__payload.stride  = args[97:86];
   assign \ctrl__report.status  = ctrl__report[3:0];
   assign \ctrl__report.status.busy  = ctrl__report[0];
   assign \ctrl__report.status.done  = ctrl__report[1];
@@ -14100,55 +14435,57 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb
   assign \host__report.macros[1].busy  = ctrl__report[247:216];
   assign \host__report.macros[1].stall  = ctrl__report[279:248];
   assign \host__report.macros[1].wload  = ctrl__report[311:280];
-  assign \port__en$75  = 1'h1;
+  assign \port__en$113  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 , \port$44$0 , \port$45$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, trace_w__addr
-, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 , \port$48$0 , \port$49$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start
+, engines__ew__start, dma__valid, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire \$11 ;
+  wire \$10 ;
+  wire [16:0] \$11 ;
   wire \$12 ;
-  wire [32:0] \$13 ;
+  wire \$13 ;
   wire [32:0] \$14 ;
-  wire \$15 ;
-  wire [32:0] \$16 ;
-  wire \$17 ;
+  wire [32:0] \$15 ;
+  wire \$16 ;
+  wire [32:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire [16:0] \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [32:0] \$22 ;
-  wire \$23 ;
+  wire \$22 ;
+  wire [32:0] \$23 ;
   wire \$24 ;
-  wire [32:0] \$25 ;
+  wire \$25 ;
   wire [32:0] \$26 ;
-  wire \$27 ;
+  wire [32:0] \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire [32:0] \$30 ;
-  wire \$31 ;
+  wire \$30 ;
+  wire [32:0] \$31 ;
   wire \$32 ;
-  wire [32:0] \$33 ;
+  wire \$33 ;
   wire [32:0] \$34 ;
-  wire \$35 ;
-  reg [15:0] \$36 ;
-  reg \$37 ;
-  reg [31:0] \$38 ;
-  reg [31:0] \$39 ;
+  wire [32:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  reg [15:0] \$38 ;
+  reg \$39 ;
   wire \$4 ;
   reg [31:0] \$40 ;
-  reg [95:0] \$41 ;
-  reg [95:0] \$42 ;
-  reg \$43 ;
-  reg \$44 ;
+  reg [31:0] \$41 ;
+  reg [31:0] \$42 ;
+  reg [95:0] \$43 ;
+  reg [95:0] \$44 ;
   reg \$45 ;
-  reg [2:0] \$46 ;
-  reg [388:0] \$47 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg [2:0] \$48 ;
+  reg [388:0] \$49 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -14157,9 +14494,9 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$14 ;
-  reg [31:0] \$signal$23  = 32'd0;
+  wire \$signal$15 ;
   reg [31:0] \$signal$24  = 32'd0;
+  reg [31:0] \$signal$25  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -14173,6 +14510,21 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   wire [31:0] \counters1.stall ;
   wire [31:0] \counters1.wload ;
   reg [2:0] ctrl_state = 3'h0;
+  wire [97:0] dma__payload;
+  wire [11:0] \dma__payload.addr ;
+  wire [19:0] \dma__payload.ext ;
+  wire [19:0] \dma__payload.ext_stride ;
+  wire [15:0] \dma__payload.len ;
+  wire [15:0] \dma__payload.rows ;
+  wire \dma__payload.store ;
+  wire [11:0] \dma__payload.stride ;
+  wire \dma__payload.wmem ;
+  input dma__ready;
+  wire dma__ready;
+  output dma__valid;
+  reg dma__valid;
+  input dma_busy;
+  wire dma_busy;
   output done;
   reg done = 1'h0;
   wire engine_done;
@@ -14299,7 +14651,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$16 ;
+  wire \error$17 ;
   output [311:0] host__report;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -14329,6 +14681,15 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   input [388:0] imem_rd__data;
   wire [388:0] imem_rd__data;
   wire [384:0] \imem_rd__data.args ;
+  wire [97:0] \imem_rd__data.args.dma ;
+  wire [11:0] \imem_rd__data.args.dma.addr ;
+  wire [19:0] \imem_rd__data.args.dma.ext ;
+  wire [19:0] \imem_rd__data.args.dma.ext_stride ;
+  wire [15:0] \imem_rd__data.args.dma.len ;
+  wire [15:0] \imem_rd__data.args.dma.rows ;
+  wire \imem_rd__data.args.dma.store ;
+  wire [11:0] \imem_rd__data.args.dma.stride ;
+  wire \imem_rd__data.args.dma.wmem ;
   wire [256:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
   wire [7:0] \imem_rd__data.args.ew.a_stride ;
@@ -14443,11 +14804,22 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
+  (* enum_value_0110 = "DMA" *)
+  (* enum_value_0111 = "DSYNC" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
   reg [388:0] ir = 389'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [384:0] \ir.args ;
+  wire [97:0] \ir.args.dma ;
+  wire [11:0] \ir.args.dma.addr ;
+  wire [19:0] \ir.args.dma.ext ;
+  wire [19:0] \ir.args.dma.ext_stride ;
+  wire [15:0] \ir.args.dma.len ;
+  wire [15:0] \ir.args.dma.rows ;
+  wire \ir.args.dma.store ;
+  wire [11:0] \ir.args.dma.stride ;
+  wire \ir.args.dma.wmem ;
   wire [256:0] \ir.args.ew ;
   wire [11:0] \ir.args.ew.a_base ;
   wire [7:0] \ir.args.ew.a_stride ;
@@ -14562,6 +14934,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
+  (* enum_value_0110 = "DMA" *)
+  (* enum_value_0111 = "DSYNC" *)
   wire [3:0] \ir.op ;
   wire [36:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -14580,14 +14954,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   wire [1:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$42$1513 ;
-  wire \port$42$1513 ;
-  input \port$43$1513 ;
-  wire \port$43$1513 ;
-  input \port$44$0 ;
-  wire \port$44$0 ;
-  input \port$45$0 ;
-  wire \port$45$0 ;
+  input \port$46$1513 ;
+  wire \port$46$1513 ;
+  input \port$47$1513 ;
+  wire \port$47$1513 ;
+  input \port$48$0 ;
+  wire \port$48$0 ;
+  input \port$49$0 ;
+  wire \port$49$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -14605,73 +14979,82 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   wire trace_w__en;
   wire [1:0] unit_en;
   always @(posedge clk)
-    \$signal$23  <= \$39 ;
+    pf_valid <= \$39 ;
   always @(posedge clk)
-    \$signal$24  <= \$40 ;
+    trace_n <= \$40 ;
   always @(posedge clk)
-    counters0 <= \$41 ;
+    \$signal$24  <= \$41 ;
   always @(posedge clk)
-    counters1 <= \$42 ;
+    \$signal$25  <= \$42 ;
   always @(posedge clk)
-    busy <= \$43 ;
+    counters0 <= \$43 ;
   always @(posedge clk)
-    done <= \$44 ;
+    counters1 <= \$44 ;
   always @(posedge clk)
-    error <= \$45 ;
+    busy <= \$45 ;
   always @(posedge clk)
-    ctrl_state <= \$46 ;
+    done <= \$46 ;
   always @(posedge clk)
-    ir <= \$47 ;
+    error <= \$47 ;
+  always @(posedge clk)
+    ctrl_state <= \$48 ;
+  always @(posedge clk)
+    ir <= \$49 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
   assign engine_done = | { engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
-  assign \$5  = ! ctrl_state;
-  assign \$6  = ctrl_state == 1'h1;
-  assign \$7  = ctrl_state == 2'h2;
-  assign \$8  = ctrl_state == 2'h3;
-  assign \$9  = ctrl_state == 3'h4;
-  assign \$10  = pc + 1'h1;
-  assign \$11  = ~ retire;
-  assign \$12  = in_exec & \$11 ;
-  assign \$13  = trace_n + 1'h1;
-  assign \$14  = \$signal$23  + 1'h1;
-  assign \$15  = | macro_we;
-  assign \$16  = \$signal$24  + 1'h1;
-  assign \$17  = ~ busy;
-  assign \$18  = start & \$17 ;
-  assign \$19  = ~ busy;
-  assign \$20  = start & \$19 ;
-  assign \$21  = busy & \port$42$1513 ;
-  assign \$22  = counters0[31:0] + 1'h1;
-  assign \$23  = ~ \port$42$1513 ;
-  assign \$24  = \port$44$0  & \$23 ;
-  assign \$25  = counters0[63:32] + 1'h1;
-  assign \$26  = counters0[95:64] + 1'h1;
-  assign \$27  = ~ busy;
-  assign \$28  = start & \$27 ;
-  assign \$29  = busy & \port$43$1513 ;
-  assign \$30  = counters1[31:0] + 1'h1;
-  assign \$31  = ~ \port$43$1513 ;
-  assign \$32  = \port$45$0  & \$31 ;
-  assign \$33  = counters1[63:32] + 1'h1;
-  assign \$34  = counters1[95:64] + 1'h1;
-  assign \$35  = ~ loader_busy;
+  assign \$5  = ~ dma_busy;
+  assign \$6  = ! ctrl_state;
+  assign \$7  = ctrl_state == 1'h1;
+  assign \$8  = ctrl_state == 2'h2;
+  assign \$9  = ctrl_state == 2'h3;
+  assign \$10  = ctrl_state == 3'h4;
+  assign \$11  = pc + 1'h1;
+  assign \$12  = ~ retire;
+  assign \$13  = in_exec & \$12 ;
+  assign \$14  = trace_n + 1'h1;
+  assign \$15  = \$signal$24  + 1'h1;
+  assign \$16  = | macro_we;
+  assign \$17  = \$signal$25  + 1'h1;
+  assign \$18  = ~ busy;
+  assign \$19  = start & \$18 ;
+  assign \$20  = ~ busy;
+  assign \$21  = start & \$20 ;
+  assign \$22  = busy & \port$46$1513 ;
+  assign \$23  = counters0[31:0] + 1'h1;
+  assign \$24  = ~ \port$46$1513 ;
+  assign \$25  = \port$48$0  & \$24 ;
+  assign \$26  = counters0[63:32] + 1'h1;
+  assign \$27  = counters0[95:64] + 1'h1;
+  assign \$28  = ~ busy;
+  assign \$29  = start & \$28 ;
+  assign \$30  = busy & \port$47$1513 ;
+  assign \$31  = counters1[31:0] + 1'h1;
+  assign \$32  = ~ \port$47$1513 ;
+  assign \$33  = \port$49$0  & \$32 ;
+  assign \$34  = counters1[63:32] + 1'h1;
+  assign \$35  = counters1[95:64] + 1'h1;
+  assign \$36  = ~ loader_busy;
+  assign \$37  = ~ dma_busy;
   always @(posedge clk)
-    pc <= \$36 ;
-  always @(posedge clk)
-    pf_valid <= \$37 ;
-  always @(posedge clk)
-    trace_n <= \$38 ;
+    pc <= \$38 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = \$signal$24 ;
-    if (\$15 ) begin
-      \$40  = \$16 [31:0];
+    \$39  = \$13 ;
+    if (rst) begin
+      \$39  = 1'h0;
     end
-    if (\$18 ) begin
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = trace_n;
+    if (retire) begin
+      \$40  = \$14 [31:0];
+    end
+    if (\$19 ) begin
       \$40  = 32'd0;
     end
     if (rst) begin
@@ -14680,57 +15063,83 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = counters0;
+    \$41  = \$signal$24 ;
+    if (busy) begin
+      \$41  = \$15 [31:0];
+    end
+    if (\$19 ) begin
+      \$41  = 32'd0;
+    end
+    if (rst) begin
+      \$41  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$42  = \$signal$25 ;
+    if (\$16 ) begin
+      \$42  = \$17 [31:0];
+    end
+    if (\$19 ) begin
+      \$42  = 32'd0;
+    end
+    if (rst) begin
+      \$42  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$43  = counters0;
     (* full_case = 32'd1 *)
-    if (\$20 ) begin
-      \$41 [31:0] = 32'd0;
-      \$41 [63:32] = 32'd0;
-      \$41 [95:64] = 32'd0;
+    if (\$21 ) begin
+      \$43 [31:0] = 32'd0;
+      \$43 [63:32] = 32'd0;
+      \$43 [95:64] = 32'd0;
     end else begin
-      if (\$21 ) begin
-        \$41 [31:0] = \$22 [31:0];
+      if (\$22 ) begin
+        \$43 [31:0] = \$23 [31:0];
       end
-      if (\$24 ) begin
-        \$41 [63:32] = \$25 [31:0];
+      if (\$25 ) begin
+        \$43 [63:32] = \$26 [31:0];
       end
       if (macro_we[0]) begin
-        \$41 [95:64] = \$26 [31:0];
+        \$43 [95:64] = \$27 [31:0];
       end
     end
     if (rst) begin
-      \$41  = 96'h000000000000000000000000;
+      \$43  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = counters1;
+    \$44  = counters1;
     (* full_case = 32'd1 *)
-    if (\$28 ) begin
-      \$42 [31:0] = 32'd0;
-      \$42 [63:32] = 32'd0;
-      \$42 [95:64] = 32'd0;
+    if (\$29 ) begin
+      \$44 [31:0] = 32'd0;
+      \$44 [63:32] = 32'd0;
+      \$44 [95:64] = 32'd0;
     end else begin
-      if (\$29 ) begin
-        \$42 [31:0] = \$30 [31:0];
+      if (\$30 ) begin
+        \$44 [31:0] = \$31 [31:0];
       end
-      if (\$32 ) begin
-        \$42 [63:32] = \$33 [31:0];
+      if (\$33 ) begin
+        \$44 [63:32] = \$34 [31:0];
       end
       if (macro_we[1]) begin
-        \$42 [95:64] = \$34 [31:0];
+        \$44 [95:64] = \$35 [31:0];
       end
     end
     if (rst) begin
-      \$42  = 96'h000000000000000000000000;
+      \$44  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = busy;
+    \$45  = busy;
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$43  = 1'h1;
+            \$45  = 1'h1;
           end
       3'h1:
           /* empty */;
@@ -14740,7 +15149,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                \$43  = 1'h0;
+                \$45  = 1'h0;
             4'h1:
                 /* empty */;
             4'h2:
@@ -14751,65 +15160,12 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
                 /* empty */;
             4'h5:
                 /* empty */;
-            default:
-                \$43  = 1'h0;
-          endcase
-    endcase
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = done;
-    casez (ctrl_state)
-      3'h0:
-          if (start) begin
-            \$44  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$44  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = error;
-    casez (ctrl_state)
-      3'h0:
-          if (start) begin
-            \$45  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
+            4'h6:
                 /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3:
-                /* empty */;
-            4'h4:
-                /* empty */;
-            4'h5:
+            4'h7:
                 /* empty */;
             default:
-                \$45  = 1'h1;
+                \$45  = 1'h0;
           endcase
     endcase
     if (rst) begin
@@ -14818,72 +15174,151 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = ctrl_state;
+    \$46  = done;
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$46  = 3'h1;
+            \$46  = 1'h0;
           end
       3'h1:
-          \$46  = 3'h2;
+          /* empty */;
       3'h2:
-          \$46  = 3'h3;
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$46  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = error;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$47  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
       3'h3:
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                \$46  = 3'h0;
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            default:
+                \$47  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$48  = ctrl_state;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$48  = 3'h1;
+          end
+      3'h1:
+          \$48  = 3'h2;
+      3'h2:
+          \$48  = 3'h3;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$48  = 3'h0;
             4'h1:
                 if (load__ready) begin
                   (* full_case = 32'd1 *)
                   if (pf_valid) begin
-                    \$46  = 3'h3;
+                    \$48  = 3'h3;
                   end else begin
-                    \$46  = 3'h2;
+                    \$48  = 3'h2;
                   end
                 end
             4'h2:
-                if (\$35 ) begin
+                if (\$36 ) begin
                   (* full_case = 32'd1 *)
                   if (pf_valid) begin
-                    \$46  = 3'h3;
+                    \$48  = 3'h3;
                   end else begin
-                    \$46  = 3'h2;
+                    \$48  = 3'h2;
                   end
                 end
             4'h3:
-                \$46  = 3'h4;
+                \$48  = 3'h4;
             4'h4:
-                \$46  = 3'h4;
+                \$48  = 3'h4;
             4'h5:
-                \$46  = 3'h4;
+                \$48  = 3'h4;
+            4'h6:
+                if (dma__ready) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$48  = 3'h3;
+                  end else begin
+                    \$48  = 3'h2;
+                  end
+                end
+            4'h7:
+                if (\$37 ) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$48  = 3'h3;
+                  end else begin
+                    \$48  = 3'h2;
+                  end
+                end
             default:
-                \$46  = 3'h0;
+                \$48  = 3'h0;
           endcase
       3'h4:
           if (engine_done) begin
             (* full_case = 32'd1 *)
             if (pf_valid) begin
-              \$46  = 3'h3;
+              \$48  = 3'h3;
             end else begin
-              \$46  = 3'h2;
+              \$48  = 3'h2;
             end
           end
     endcase
     if (rst) begin
-      \$46  = 3'h0;
+      \$48  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$47  = ir;
+    \$49  = ir;
     casez (ctrl_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$47  = imem_rd__data;
+          \$49  = imem_rd__data;
       3'h3:
           casez (ir[3:0])
             4'h0:
@@ -14891,25 +15326,43 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
             4'h1:
                 if (load__ready) begin
                   if (pf_valid) begin
-                    \$47  = imem_rd__data;
+                    \$49  = imem_rd__data;
                   end
                 end
             4'h2:
-                if (\$35 ) begin
+                if (\$36 ) begin
                   if (pf_valid) begin
-                    \$47  = imem_rd__data;
+                    \$49  = imem_rd__data;
+                  end
+                end
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                if (dma__ready) begin
+                  if (pf_valid) begin
+                    \$49  = imem_rd__data;
+                  end
+                end
+            4'h7:
+                if (\$37 ) begin
+                  if (pf_valid) begin
+                    \$49  = imem_rd__data;
                   end
                 end
           endcase
       3'h4:
           if (engine_done) begin
             if (pf_valid) begin
-              \$47  = imem_rd__data;
+              \$49  = imem_rd__data;
             end
           end
     endcase
     if (rst) begin
-      \$47  = 389'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$49  = 389'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -14948,6 +15401,20 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
                 end
             4'h2:
                 if (\$4 ) begin
+                  retire = 1'h1;
+                end
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                if (dma__ready) begin
+                  retire = 1'h1;
+                end
+            4'h7:
+                if (\$5 ) begin
                   retire = 1'h1;
                 end
           endcase
@@ -15053,14 +15520,43 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$36  = pc;
+    dma__valid = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                dma__valid = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = pc;
     if (retire) begin
-      \$36  = \$10 [15:0];
+      \$38  = \$11 [15:0];
     end
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$36  = host__start_pc;
+            \$38  = host__start_pc;
           end
       3'h1:
           /* empty */;
@@ -15069,57 +15565,25 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
       3'h3:
           casez (ir[3:0])
             4'h0:
-                \$36  = pc;
+                \$38  = pc;
           endcase
     endcase
     if (rst) begin
-      \$36  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$37  = \$12 ;
-    if (rst) begin
-      \$37  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = trace_n;
-    if (retire) begin
-      \$38  = \$13 [31:0];
-    end
-    if (\$18 ) begin
-      \$38  = 32'd0;
-    end
-    if (rst) begin
-      \$38  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$39  = \$signal$23 ;
-    if (busy) begin
-      \$39  = \$14 [31:0];
-    end
-    if (\$18 ) begin
-      \$39  = 32'd0;
-    end
-    if (rst) begin
-      \$39  = 32'd0;
+      \$38  = 16'h0000;
     end
   end
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[187:4];
   assign engines__ew__args = ir[260:4];
   assign load__payload = ir[40:4];
+  assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$14  = done;
-  assign \error$16  = error;
+  assign \$signal$15  = done;
+  assign \error$17  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$43$1513 , \port$42$1513  };
-  assign unit_en = { \port$45$0 , \port$44$0  };
+  assign macro_busy = { \port$47$1513 , \port$46$1513  };
+  assign unit_en = { \port$49$0 , \port$48$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
   assign engines__mac__args = ir[388:4];
@@ -15277,6 +15741,15 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   assign \ir.args.ew.zp_out  = ir[240:231];
   assign \ir.args.ew.act_min  = ir[250:241];
   assign \ir.args.ew.act_max  = ir[260:251];
+  assign \ir.args.dma  = ir[101:4];
+  assign \ir.args.dma.store  = ir[4];
+  assign \ir.args.dma.wmem  = ir[5];
+  assign \ir.args.dma.ext  = ir[25:6];
+  assign \ir.args.dma.addr  = ir[37:26];
+  assign \ir.args.dma.rows  = ir[53:38];
+  assign \ir.args.dma.len  = ir[69:54];
+  assign \ir.args.dma.ext_stride  = ir[89:70];
+  assign \ir.args.dma.stride  = ir[101:90];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -15329,6 +15802,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   assign \load__payload.mask  = ir[31:30];
   assign \load__payload.page  = ir[35:32];
   assign \load__payload.row0  = ir[40:36];
+  assign \dma__payload.store  = ir[4];
+  assign \dma__payload.wmem  = ir[5];
+  assign \dma__payload.ext  = ir[25:6];
+  assign \dma__payload.addr  = ir[37:26];
+  assign \dma__payload.rows  = ir[53:38];
+  assign \dma__payload.len  = ir[69:54];
+  assign \dma__payload.ext_stride  = ir[89:70];
+  assign \dma__payload.stride  = ir[101:90];
   assign \host__report.status  = host__report[3:0];
   assign \host__report.status.busy  = host__report[0];
   assign \host__report.status.done  = host__report[1];
@@ -15468,15 +15949,24 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
   assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[240:231];
   assign \imem_rd__data.args.ew.act_min  = imem_rd__data[250:241];
   assign \imem_rd__data.args.ew.act_max  = imem_rd__data[260:251];
+  assign \imem_rd__data.args.dma  = imem_rd__data[101:4];
+  assign \imem_rd__data.args.dma.store  = imem_rd__data[4];
+  assign \imem_rd__data.args.dma.wmem  = imem_rd__data[5];
+  assign \imem_rd__data.args.dma.ext  = imem_rd__data[25:6];
+  assign \imem_rd__data.args.dma.addr  = imem_rd__data[37:26];
+  assign \imem_rd__data.args.dma.rows  = imem_rd__data[53:38];
+  assign \imem_rd__data.args.dma.len  = imem_rd__data[69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = imem_rd__data[89:70];
+  assign \imem_rd__data.args.dma.stride  = imem_rd__data[101:90];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$23 ;
+  assign entry[31:0] = \$signal$24 ;
   assign entry[63:52] = 12'h000;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$24 ;
-  assign host__report[55:24] = \$signal$23 ;
+  assign host__report[87:56] = \$signal$25 ;
+  assign host__report[55:24] = \$signal$24 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -15486,8 +15976,1078 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$42$1513 , \port$43$1513 ,
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1437$0 , \port$1443$0 , \port$1449$0 , \port$1455$0 , \port$1461$0 , \port$1467$0 , \port$1473$0 , \port$1479$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2369$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+, wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire [10:0] \$1 ;
+  wire [9:0] \$10 ;
+  wire [9:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire [9:0] \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [9:0] \$42 ;
+  wire [9:0] \$43 ;
+  wire \$44 ;
+  wire [9:0] \$45 ;
+  wire [12:0] \$46 ;
+  wire [9:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire [20:0] \$51 ;
+  wire [16:0] \$52 ;
+  wire [16:0] \$53 ;
+  wire [20:0] \$54 ;
+  wire [20:0] \$55 ;
+  wire [12:0] \$56 ;
+  wire [12:0] \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire [9:0] \$6 ;
+  wire [20:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [16:0] \$62 ;
+  wire [20:0] \$63 ;
+  wire [20:0] \$64 ;
+  wire [12:0] \$65 ;
+  wire [12:0] \$66 ;
+  wire [12:0] \$67 ;
+  wire [9:0] \$68 ;
+  wire \$69 ;
+  wire [15:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  reg \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg [15:0] \$75 ;
+  reg [19:0] \$76 ;
+  reg [11:0] \$77 ;
+  reg [19:0] \$78 ;
+  reg [19:0] \$79 ;
+  wire [22:0] \$8 ;
+  reg [11:0] \$80 ;
+  reg [11:0] \$81 ;
+  reg [15:0] \$82 ;
+  reg [15:0] \$83 ;
+  reg [8:0] \$84 ;
+  reg [8:0] \$85 ;
+  reg [1:0] \$86 ;
+  reg \$87 ;
+  wire [9:0] \$9 ;
+  reg [19:0] \$like  = 20'h00000;
+  reg [15:0] \$like$11  = 16'h0000;
+  (* init = 12'h000 *)
+  wire [11:0] \$like$31 ;
+  reg [19:0] \$like$70  = 20'h00000;
+  reg [11:0] \$like$71  = 12'h000;
+  reg [19:0] \$like$72  = 20'h00000;
+  reg [11:0] \$like$73  = 12'h000;
+  reg [15:0] \$like$74  = 16'h0000;
+  reg \$signal ;
+  reg \$signal$51  = 1'h0;
+  reg \$signal$55 ;
+  wire [31:0] addr;
+  output [11:0] amem_r__addr;
+  reg [11:0] amem_r__addr = 12'h000;
+  input [63:0] amem_r__data;
+  wire [63:0] amem_r__data;
+  output amem_r__en;
+  wire amem_r__en;
+  (* init = 12'h000 *)
+  wire [11:0] amem_w__addr;
+  input [63:0] amem_w__data;
+  wire [63:0] amem_w__data;
+  output amem_w__en;
+  wire amem_w__en;
+  wire [31:0] axi__araddr;
+  wire [1:0] axi__arburst;
+  wire [3:0] axi__arcache;
+  output [7:0] axi__arlen;
+  wire [7:0] axi__arlen;
+  input axi__arready;
+  wire axi__arready;
+  wire [2:0] axi__arsize;
+  output axi__arvalid;
+  reg axi__arvalid;
+  wire [31:0] axi__awaddr;
+  wire [1:0] axi__awburst;
+  wire [3:0] axi__awcache;
+  output [7:0] axi__awlen;
+  wire [7:0] axi__awlen;
+  input axi__awready;
+  wire axi__awready;
+  wire [2:0] axi__awsize;
+  output axi__awvalid;
+  reg axi__awvalid;
+  input axi__bid;
+  wire axi__bid;
+  output axi__bready;
+  reg axi__bready;
+  input [1:0] axi__bresp;
+  wire [1:0] axi__bresp;
+  input axi__bvalid;
+  wire axi__bvalid;
+  wire [63:0] axi__rdata;
+  input axi__rid;
+  wire axi__rid;
+  output axi__rready;
+  reg axi__rready;
+  input [1:0] axi__rresp;
+  wire [1:0] axi__rresp;
+  input axi__rvalid;
+  wire axi__rvalid;
+  wire [63:0] axi__wdata;
+  output axi__wlast;
+  wire axi__wlast;
+  input axi__wready;
+  wire axi__wready;
+  wire [7:0] axi__wstrb;
+  output axi__wvalid;
+  reg axi__wvalid;
+  reg [8:0] beats = 9'h000;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  wire [97:0] cmd__payload;
+  wire [11:0] \cmd__payload.addr ;
+  wire [19:0] \cmd__payload.ext ;
+  wire [19:0] \cmd__payload.ext_stride ;
+  wire [15:0] \cmd__payload.len ;
+  wire [15:0] \cmd__payload.rows ;
+  wire \cmd__payload.store ;
+  wire [11:0] \cmd__payload.stride ;
+  wire \cmd__payload.wmem ;
+  output cmd__ready;
+  wire cmd__ready;
+  wire cmd__valid;
+  reg [1:0] dma_state = 2'h0;
+  output error;
+  reg error = 1'h0;
+  (* init = 1'h0 *)
+  wire \error$46 ;
+  wire [97:0] head;
+  wire [11:0] \head.addr ;
+  wire [19:0] \head.ext ;
+  wire [19:0] \head.ext_stride ;
+  wire [15:0] \head.len ;
+  wire [15:0] \head.rows ;
+  wire \head.store ;
+  wire [11:0] \head.stride ;
+  wire \head.wmem ;
+  reg [8:0] issued = 9'h000;
+  reg [15:0] length = 16'h0000;
+  wire [8:0] n;
+  output [22:0] \port$2369$0 ;
+  wire [22:0] \port$2369$0 ;
+  wire [97:0] r_data;
+  reg r_en;
+  reg r_hs;
+  wire r_rdy;
+  output [63:0] rd_data;
+  wire [63:0] rd_data;
+  input rst;
+  wire rst;
+  wire [9:0] to_boundary;
+  input [97:0] w_data;
+  wire [97:0] w_data;
+  input w_en;
+  wire w_en;
+  wire w_rdy;
+  reg wmem = 1'h0;
+  wire [9:0] wmem_r__addr;
+  input [63:0] wmem_r__data;
+  wire [63:0] wmem_r__data;
+  output wmem_r__en;
+  wire wmem_r__en;
+  wire [9:0] wmem_w__addr;
+  wire [63:0] wmem_w__data;
+  output wmem_w__en;
+  wire wmem_w__en;
+  reg wv = 1'h0;
+  assign rd_data = wmem ? wmem_r__data : amem_r__data;
+  assign \$12  = ! wmem;
+  assign amem_r__en = \$signal  & \$12 ;
+  assign wmem_r__en = \$signal  & \$13 ;
+  assign \$14  = ! wmem;
+  assign amem_w__en = r_hs & \$14 ;
+  assign wmem_w__en = r_hs & \$15 ;
+  assign \$16  = ~ \$signal$51 ;
+  assign \$17  = ~ wv;
+  assign \$18  = wv & axi__wready;
+  assign \$19  = issued != \$7 [8:0];
+  assign \$20  = ~ wv;
+  assign \$21  = \$20  | \$signal$55 ;
+  assign \$22  = \$19  & \$21 ;
+  assign \$23  = ~ \$24 ;
+  assign busy = r_rdy | \$23 ;
+  assign \$24  = ! dma_state;
+  assign \$25  = dma_state == 1'h1;
+  assign \$26  = dma_state == 2'h2;
+  assign \$27  = dma_state == 2'h3;
+  assign \$28  = | axi__rresp;
+  assign \$30  = \$28  | \$29 ;
+  assign \$31  = r_hs & \$30 ;
+  assign \$32  = axi__bvalid & axi__bready;
+  assign \$33  = | axi__bresp;
+  assign \$35  = \$33  | \$34 ;
+  assign \$36  = \$32  & \$35 ;
+  assign \$37  = \$31  | \$36 ;
+  assign \$38  = | head[49:34];
+  assign \$39  = | head[65:50];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$signal$51  ? axi__awready : axi__arready;
+  assign \$42  = beats + 1'h1;
+  assign \$43  = \$7 [8:0] - 1'h1;
+  assign \$44  = beats == \$43 ;
+  assign \$45  = beats + 1'h1;
+  assign \$46  = amem_r__addr + 1'h1;
+  assign \$47  = \$7 [8:0] - 1'h1;
+  assign \$48  = beats == \$47 ;
+  assign \$49  = \$like$11  != \$7 [8:0];
+  assign \$50  = \$like$74  != 1'h1;
+  assign \$51  = \$like  + \$7 [8:0];
+  assign \$52  = \$like$11  - \$7 [8:0];
+  assign \$53  = \$like$74  - 1'h1;
+  assign \$54  = \$like$72  + \$like$70 ;
+  assign \$55  = \$like$72  + \$like$70 ;
+  assign \$56  = \$like$73  + \$like$71 ;
+  assign \$57  = \$like$73  + \$like$71 ;
+  assign \$58  = \$like$11  != \$7 [8:0];
+  assign \$59  = \$like$74  != 1'h1;
+  assign \$60  = \$like  + \$7 [8:0];
+  assign \$61  = \$like$11  - \$7 [8:0];
+  assign \$62  = \$like$74  - 1'h1;
+  assign \$63  = \$like$72  + \$like$70 ;
+  assign \$64  = \$like$72  + \$like$70 ;
+  assign \$65  = \$like$73  + \$like$71 ;
+  assign \$66  = \$like$73  + \$like$71 ;
+  assign \$67  = amem_r__addr + 1'h1;
+  assign \$68  = issued + 1'h1;
+  assign \$69  = ~ \$signal$55 ;
+  assign \$70  = wv & \$69 ;
+  assign \$71  = \$signal  | \$70 ;
+  always @(posedge clk)
+    error <= \$72 ;
+  always @(posedge clk)
+    \$signal$51  <= \$73 ;
+  always @(posedge clk)
+    wmem <= \$74 ;
+  always @(posedge clk)
+    length <= \$75 ;
+  always @(posedge clk)
+    \$like$70  <= \$76 ;
+  always @(posedge clk)
+    \$like$71  <= \$77 ;
+  always @(posedge clk)
+    \$like$72  <= \$78 ;
+  always @(posedge clk)
+    \$like  <= \$79 ;
+  always @(posedge clk)
+    \$like$73  <= \$80 ;
+  always @(posedge clk)
+    amem_r__addr <= \$81 ;
+  always @(posedge clk)
+    \$like$11  <= \$82 ;
+  always @(posedge clk)
+    \$like$74  <= \$83 ;
+  always @(posedge clk)
+    beats <= \$84 ;
+  always @(posedge clk)
+    issued <= \$85 ;
+  always @(posedge clk)
+    dma_state <= \$86 ;
+  always @(posedge clk)
+    wv <= \$87 ;
+  assign \$1  = 10'h200 - \$like [8:0];
+  assign \$2  = \$1 [9:0] < 9'h100;
+  assign \$3  = \$2  ? \$1 [9:0] : 10'h100;
+  assign \$4  = \$like$11  < \$3 ;
+  assign \$5  = \$1 [9:0] < 9'h100;
+  assign \$6  = \$5  ? \$1 [9:0] : 10'h100;
+  assign \$7  = \$4  ? \$like$11  : { 6'h00, \$6  };
+  assign \$9  = \$7 [8:0] - 1'h1;
+  assign \$10  = \$7 [8:0] - 1'h1;
+  assign \$11  = \$7 [8:0] - 1'h1;
+  assign axi__wlast = beats == \$11 ;
+  \isscc22_fabric.dma.queue  queue (
+    .clk(clk),
+    .r_data(head),
+    .r_en(r_en),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(w_data),
+    .w_rdy(cmd__ready)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    r_en = 1'h0;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            r_en = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__awvalid = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          axi__awvalid = \$signal$51 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__arvalid = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          axi__arvalid = \$16 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$signal  = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\$signal$51 ) begin
+            \$signal  = \$17 ;
+          end
+      2'h2:
+          if (\$signal$51 ) begin
+            \$signal  = \$22 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__wvalid = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (\$signal$51 ) begin
+            axi__wvalid = wv;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$signal$55  = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (\$signal$51 ) begin
+            \$signal$55  = \$18 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__rready = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            axi__rready = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    r_hs = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            r_hs = axi__rvalid;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__bready = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          /* empty */;
+      2'h3:
+          axi__bready = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$72  = error;
+    if (\$37 ) begin
+      \$72  = 1'h1;
+    end
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$72  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$72  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$73  = \$signal$51 ;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$73  = head[0];
+          end
+    endcase
+    if (rst) begin
+      \$73  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$74  = wmem;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$74  = head[1];
+          end
+    endcase
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$75  = length;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$75  = head[65:50];
+          end
+    endcase
+    if (rst) begin
+      \$75  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$76  = \$like$70 ;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$76  = head[85:66];
+          end
+    endcase
+    if (rst) begin
+      \$76  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$77  = \$like$71 ;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$77  = head[97:86];
+          end
+    endcase
+    if (rst) begin
+      \$77  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$78  = \$like$72 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$78  = head[21:2];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$78  = \$54 [19:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$78  = \$63 [19:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$78  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$79  = \$like ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$79  = head[21:2];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                  \$79  = \$51 [19:0];
+                end else if (\$50 ) begin
+                  \$79  = \$55 [19:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+              \$79  = \$60 [19:0];
+            end else if (\$59 ) begin
+              \$79  = \$64 [19:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$79  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$80  = \$like$73 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$80  = head[33:22];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$80  = \$56 [11:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$80  = \$65 [11:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$80  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$81  = amem_r__addr;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$81  = head[33:22];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              \$81  = \$46 [11:0];
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$81  = \$57 [11:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$81  = \$66 [11:0];
+            end
+          end
+    endcase
+    if (\$signal ) begin
+      \$81  = \$67 [11:0];
+    end
+    if (rst) begin
+      \$81  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$82  = \$like$11 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$82  = head[65:50];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                  \$82  = \$52 [15:0];
+                end else if (\$50 ) begin
+                  \$82  = length;
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+              \$82  = \$61 [15:0];
+            end else if (\$59 ) begin
+              \$82  = length;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$82  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$83  = \$like$74 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$83  = head[49:34];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$83  = \$53 [15:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$83  = \$62 [15:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$83  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$84  = beats;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$84  = 9'h000;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+            if (\$signal$55 ) begin
+              \$84  = \$42 [8:0];
+            end
+          end else begin
+            if (r_hs) begin
+              \$84  = \$45 [8:0];
+              if (\$48 ) begin
+                \$84  = 9'h000;
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            \$84  = 9'h000;
+          end
+    endcase
+    if (rst) begin
+      \$84  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$85  = issued;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$85  = 9'h000;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                \$85  = 9'h000;
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            \$85  = 9'h000;
+          end
+    endcase
+    if (\$signal ) begin
+      \$85  = \$68 [8:0];
+    end
+    if (rst) begin
+      \$85  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$86  = dma_state;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            if (\$40 ) begin
+              \$86  = 2'h1;
+            end
+          end
+      2'h1:
+          if (\$41 ) begin
+            \$86  = 2'h2;
+          end
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+            if (\$signal$55 ) begin
+              if (\$44 ) begin
+                \$86  = 2'h3;
+              end
+            end
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                (* full_case = 32'd1 *)
+                if (\$49 ) begin
+                  \$86  = 2'h1;
+                end else if (\$50 ) begin
+                  \$86  = 2'h1;
+                end else begin
+                  \$86  = 2'h0;
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            (* full_case = 32'd1 *)
+            if (\$58 ) begin
+              \$86  = 2'h1;
+            end else if (\$59 ) begin
+              \$86  = 2'h1;
+            end else begin
+              \$86  = 2'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$86  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$87  = \$71 ;
+    if (rst) begin
+      \$87  = 1'h0;
+    end
+  end
+  assign cmd__valid = w_en;
+  assign cmd__payload = w_data;
+  assign w_rdy = cmd__ready;
+  assign r_data = head;
+  assign to_boundary = \$1 [9:0];
+  assign n = \$7 [8:0];
+  assign addr = { 9'h000, \$8  };
+  assign axi__awaddr = { 9'h000, \$8  };
+  assign axi__awsize = 3'h3;
+  assign axi__awburst = 2'h1;
+  assign axi__awcache = 4'h3;
+  assign axi__araddr = { 9'h000, \$8  };
+  assign axi__arsize = 3'h3;
+  assign axi__arburst = 2'h1;
+  assign axi__arcache = 4'h3;
+  assign axi__wstrb = 8'hff;
+  assign \$like$31  = amem_r__addr;
+  assign wmem_r__addr = amem_r__addr[9:0];
+  assign amem_w__addr = amem_r__addr;
+  assign axi__rdata = amem_w__data;
+  assign wmem_w__addr = amem_r__addr[9:0];
+  assign wmem_w__data = amem_w__data;
+  assign axi__wdata = rd_data;
+  assign \error$46  = error;
+  assign \port$2369$0  = \$8 ;
+  assign axi__awlen = \$9 [7:0];
+  assign axi__arlen = \$10 [7:0];
+  assign \cmd__payload.store  = w_data[0];
+  assign \cmd__payload.wmem  = w_data[1];
+  assign \cmd__payload.ext  = w_data[21:2];
+  assign \cmd__payload.addr  = w_data[33:22];
+  assign \cmd__payload.rows  = w_data[49:34];
+  assign \cmd__payload.len  = w_data[65:50];
+  assign \cmd__payload.ext_stride  = w_data[85:66];
+  assign \cmd__payload.stride  = w_data[97:86];
+  assign \head.store  = head[0];
+  assign \head.wmem  = head[1];
+  assign \head.ext  = head[21:2];
+  assign \head.addr  = head[33:22];
+  assign \head.rows  = head[49:34];
+  assign \head.len  = head[65:50];
+  assign \head.ext_stride  = head[85:66];
+  assign \head.stride  = head[97:86];
+  assign \$8  = { \$like , 3'h0 };
+  assign \$13  = wmem;
+  assign \$15  = wmem;
+  assign \$29  = axi__rid;
+  assign \$34  = axi__bid;
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [4:0] \$14 ;
+  reg [2:0] \$15 ;
+  reg [2:0] \$16 ;
+  reg [3:0] \$17 ;
+  wire [3:0] \$2 ;
+  wire \$3 ;
+  wire [3:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire [4:0] \$9 ;
+  input clk;
+  wire clk;
+  (* init = 3'h0 *)
+  wire [2:0] consume;
+  reg [3:0] level = 4'h0;
+  (* init = 3'h0 *)
+  wire [2:0] produce;
+  output [97:0] r_data;
+  wire [97:0] r_data;
+  input r_en;
+  wire r_en;
+  (* init = 4'h0 *)
+  wire [3:0] r_level;
+  reg [2:0] r_port__addr = 3'h0;
+  wire [97:0] r_port__data;
+  output r_rdy;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire [97:0] w_data;
+  input w_en;
+  wire w_en;
+  (* init = 4'h0 *)
+  wire [3:0] w_level;
+  reg [2:0] w_port__addr = 3'h0;
+  input [97:0] w_port__data;
+  wire [97:0] w_port__data;
+  wire w_port__en;
+  output w_rdy;
+  wire w_rdy;
+  reg [97:0] storage [7:0];
+  initial begin
+    storage[0] = 98'h0000000000000000000000000;
+    storage[1] = 98'h0000000000000000000000000;
+    storage[2] = 98'h0000000000000000000000000;
+    storage[3] = 98'h0000000000000000000000000;
+    storage[4] = 98'h0000000000000000000000000;
+    storage[5] = 98'h0000000000000000000000000;
+    storage[6] = 98'h0000000000000000000000000;
+    storage[7] = 98'h0000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (w_port__en)
+      storage[w_port__addr] <= w_port__data;
+  end
+  assign r_data = storage[r_port__addr];
+  assign w_rdy = level != 4'h8;
+  assign r_rdy = | level;
+  assign w_port__en = w_en & w_rdy;
+  assign \$1  = w_rdy & w_en;
+  assign \$2  = w_port__addr + 1'h1;
+  assign \$3  = r_rdy & r_en;
+  assign \$4  = r_port__addr + 1'h1;
+  assign \$5  = w_rdy & w_en;
+  assign \$6  = r_rdy & r_en;
+  assign \$7  = ~ \$6 ;
+  assign \$8  = \$5  & \$7 ;
+  assign \$9  = level + 1'h1;
+  assign \$10  = r_rdy & r_en;
+  assign \$11  = w_rdy & w_en;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$10  & \$12 ;
+  assign \$14  = level - 1'h1;
+  always @(posedge clk)
+    w_port__addr <= \$15 ;
+  always @(posedge clk)
+    r_port__addr <= \$16 ;
+  always @(posedge clk)
+    level <= \$17 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$15  = w_port__addr;
+    if (\$1 ) begin
+      \$15  = \$2 [2:0];
+    end
+    if (rst) begin
+      \$15  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$16  = r_port__addr;
+    if (\$3 ) begin
+      \$16  = \$4 [2:0];
+    end
+    if (rst) begin
+      \$16  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$17  = level;
+    if (\$8 ) begin
+      \$17  = \$9 [3:0];
+    end
+    if (\$13 ) begin
+      \$17  = \$14 [3:0];
+    end
+    if (rst) begin
+      \$17  = 4'h0;
+    end
+  end
+  assign w_level = level;
+  assign r_level = level;
+  assign produce = w_port__addr;
+  assign w_data = w_port__data;
+  assign consume = r_port__addr;
+  assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1441$0 , \port$1447$0 , \port$1453$0 , \port$1459$0 , \port$1465$0 , \port$1471$0 , \port$1477$0 , \port$1483$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
   wire [10:0] \$100 ;
@@ -15851,22 +17411,22 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1437$0 ;
-  wire [7:0] \port$1437$0 ;
-  output [7:0] \port$1443$0 ;
-  wire [7:0] \port$1443$0 ;
-  output [7:0] \port$1449$0 ;
-  wire [7:0] \port$1449$0 ;
-  output [7:0] \port$1455$0 ;
-  wire [7:0] \port$1455$0 ;
-  output [7:0] \port$1461$0 ;
-  wire [7:0] \port$1461$0 ;
-  output [7:0] \port$1467$0 ;
-  wire [7:0] \port$1467$0 ;
-  output [7:0] \port$1473$0 ;
-  wire [7:0] \port$1473$0 ;
-  output [7:0] \port$1479$0 ;
-  wire [7:0] \port$1479$0 ;
+  output [7:0] \port$1441$0 ;
+  wire [7:0] \port$1441$0 ;
+  output [7:0] \port$1447$0 ;
+  wire [7:0] \port$1447$0 ;
+  output [7:0] \port$1453$0 ;
+  wire [7:0] \port$1453$0 ;
+  output [7:0] \port$1459$0 ;
+  wire [7:0] \port$1459$0 ;
+  output [7:0] \port$1465$0 ;
+  wire [7:0] \port$1465$0 ;
+  output [7:0] \port$1471$0 ;
+  wire [7:0] \port$1471$0 ;
+  output [7:0] \port$1477$0 ;
+  wire [7:0] \port$1477$0 ;
+  output [7:0] \port$1483$0 ;
+  wire [7:0] \port$1483$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -16456,7 +18016,7 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$147  = w;
     if (busy) begin
       \$147  = \$89 [7:0];
@@ -16472,7 +18032,7 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$148  = p;
     if (busy) begin
       if (\$91 ) begin
@@ -16487,7 +18047,7 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$149  = busy;
     if (busy) begin
       if (\$91 ) begin
@@ -16504,28 +18064,28 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$150  = busy;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$151  = s1_valid;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$152  = \o_valid$177 ;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$153  = started;
     if (start) begin
       \$153  = 1'h1;
@@ -16579,14 +18139,14 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1437$0  = \$43 [7:0];
-  assign \port$1443$0  = \$48 [7:0];
-  assign \port$1449$0  = \$53 [7:0];
-  assign \port$1455$0  = \$58 [7:0];
-  assign \port$1461$0  = \$63 [7:0];
-  assign \port$1467$0  = \$68 [7:0];
-  assign \port$1473$0  = \$73 [7:0];
-  assign \port$1479$0  = \$78 [7:0];
+  assign \port$1441$0  = \$43 [7:0];
+  assign \port$1447$0  = \$48 [7:0];
+  assign \port$1453$0  = \$53 [7:0];
+  assign \port$1459$0  = \$58 [7:0];
+  assign \port$1465$0  = \$63 [7:0];
+  assign \port$1471$0  = \$68 [7:0];
+  assign \port$1477$0  = \$73 [7:0];
+  assign \port$1483$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -16783,7 +18343,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -18357,28 +19917,28 @@ module \isscc22_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   always @(posedge clk)
     r2_4 <= r1_4;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$449  = i_valid;
     if (rst) begin
       \$449  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$450  = v1;
     if (rst) begin
       \$450  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$451  = v2;
     if (rst) begin
       \$451  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$452  = v3;
     if (rst) begin
       \$452  = 1'h0;
@@ -18581,7 +20141,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -19387,28 +20947,28 @@ module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;
@@ -19516,7 +21076,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, imem_r__data, amem_r__data, wmem_r__data, pmem_r__data, dmem_r__data, trace_r__data, imem_r__addr, imem_w__en, amem_r__addr, amem_w__en, wmem_r__addr, wmem_w__en, pmem_r__addr, pmem_w__en
 , dmem_r__addr, dmem_w__en, trace_r__addr, ctrl__report, ctrl__start, dat, wb__ack, ctrl__start_pc, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -19793,14 +21353,14 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$29  = \$27  ? \$28  : 3'h0;
   assign \$30  = wb__adr[16:14] == 3'h4;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     ctrl__start = 1'h0;
     if (\$11 ) begin
       ctrl__start = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     dat = 32'd0;
     casez (r_region)
       3'h0:
@@ -19820,14 +21380,14 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$53  = req;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$54  = r_region;
     if (req) begin
       \$54  = wb__adr[16:14];
@@ -19837,7 +21397,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$55  = ctrl__start_pc;
     if (\$50 ) begin
       \$55  = wb__dat_w[15:0];
@@ -19847,7 +21407,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$56  = csr_r;
     if (\$52 ) begin
       (* full_case = 32'd1 *)
@@ -19893,7 +21453,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$57  = imem_rsl;
     if (req) begin
       \$57  = wb__adr[3:0];
@@ -19903,7 +21463,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$58  = amem_rsl;
     if (req) begin
       \$58  = wb__adr[0];
@@ -19913,7 +21473,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$59  = wmem_rsl;
     if (req) begin
       \$59  = wb__adr[0];
@@ -19923,7 +21483,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$60  = pmem_rsl;
     if (req) begin
       \$60  = wb__adr[4:0];
@@ -19933,7 +21493,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$61  = dmem_rsl;
     if (req) begin
       \$61  = wb__adr[1:0];
@@ -19943,7 +21503,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$62  = trace_rsl;
     if (req) begin
       \$62  = wb__adr[0];
@@ -20020,7 +21580,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr, mem_page, mem_row, w_en, w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -20142,14 +21702,14 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     .w_rdy(cmd__ready)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     r_en = 1'h0;
     if (\$2 ) begin
       r_en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$13  = active;
     if (\$5 ) begin
       \$13  = \$6 ;
@@ -20164,7 +21724,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$14  = w_rd__addr;
     if (\$5 ) begin
       \$14  = head[9:0];
@@ -20177,7 +21737,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$15  = left;
     if (\$5 ) begin
       \$15  = head[25:10];
@@ -20190,7 +21750,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$16  = mask;
     if (\$5 ) begin
       \$16  = head[27:26];
@@ -20200,7 +21760,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$17  = page;
     if (\$5 ) begin
       \$17  = head[31:28];
@@ -20215,7 +21775,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$18  = row;
     if (\$5 ) begin
       \$18  = head[36:32];
@@ -20233,14 +21793,14 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$19  = active;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$20  = mem_page;
     if (active) begin
       \$20  = page;
@@ -20250,7 +21810,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$21  = mem_row;
     if (active) begin
       \$21  = row;
@@ -20260,7 +21820,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$22  = wr_mask;
     if (active) begin
       \$22  = mask;
@@ -20292,7 +21852,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -20380,7 +21940,7 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -20390,7 +21950,7 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -20400,7 +21960,7 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -20421,9 +21981,9 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$44$0 , \port$45$0 , op__0__valid, op__1__valid, param_rd__addr, \port$235$0 , \port$240$0 , \port$245$0 , \port$250$0 
-, \port$255$0 , \port$260$0 , \port$265$0 , \port$270$0 , finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$48$0 , \port$49$0 , op__0__valid, op__1__valid, param_rd__addr, \port$239$0 , \port$244$0 , \port$249$0 , \port$254$0 
+, \port$259$0 , \port$264$0 , \port$269$0 , \port$274$0 , finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [31:0] \$100 ;
@@ -21253,26 +22813,26 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
   wire param_rd__en;
-  output [7:0] \port$235$0 ;
-  wire [7:0] \port$235$0 ;
-  output [7:0] \port$240$0 ;
-  wire [7:0] \port$240$0 ;
-  output [7:0] \port$245$0 ;
-  wire [7:0] \port$245$0 ;
-  output [7:0] \port$250$0 ;
-  wire [7:0] \port$250$0 ;
-  output [7:0] \port$255$0 ;
-  wire [7:0] \port$255$0 ;
-  output [7:0] \port$260$0 ;
-  wire [7:0] \port$260$0 ;
-  output [7:0] \port$265$0 ;
-  wire [7:0] \port$265$0 ;
-  output [7:0] \port$270$0 ;
-  wire [7:0] \port$270$0 ;
-  output \port$44$0 ;
-  wire \port$44$0 ;
-  output \port$45$0 ;
-  wire \port$45$0 ;
+  output [7:0] \port$239$0 ;
+  wire [7:0] \port$239$0 ;
+  output [7:0] \port$244$0 ;
+  wire [7:0] \port$244$0 ;
+  output [7:0] \port$249$0 ;
+  wire [7:0] \port$249$0 ;
+  output [7:0] \port$254$0 ;
+  wire [7:0] \port$254$0 ;
+  output [7:0] \port$259$0 ;
+  wire [7:0] \port$259$0 ;
+  output [7:0] \port$264$0 ;
+  wire [7:0] \port$264$0 ;
+  output [7:0] \port$269$0 ;
+  wire [7:0] \port$269$0 ;
+  output [7:0] \port$274$0 ;
+  wire [7:0] \port$274$0 ;
+  output \port$48$0 ;
+  wire \port$48$0 ;
+  output \port$49$0 ;
+  wire \port$49$0 ;
   wire pos_bstep;
   wire \pos_bstep$57 ;
   wire pos_init;
@@ -22112,7 +23672,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$260  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -22130,7 +23690,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$261  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -22148,7 +23708,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$262  = g_nr;
     if (go) begin
       if (\$208 ) begin
@@ -22168,7 +23728,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$263  = g_nbase;
     if (go) begin
       if (\$208 ) begin
@@ -22188,7 +23748,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$264  = g_p0;
     if (go) begin
       if (\$208 ) begin
@@ -22205,7 +23765,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$265  = g_done;
     if (go) begin
       if (\$208 ) begin
@@ -22224,7 +23784,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$266  = since_final;
     if (\$218 ) begin
       \$266  = 8'h00;
@@ -22239,7 +23799,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$267  = i_page;
     if (issue) begin
       \$267  = \$227 [3:0];
@@ -22252,7 +23812,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$268  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -22270,7 +23830,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$269  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -22288,7 +23848,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$270  = i_nr;
     if (issue) begin
       if (\$229 ) begin
@@ -22308,7 +23868,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$271  = i_nbase;
     if (issue) begin
       if (\$229 ) begin
@@ -22328,7 +23888,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$272  = i_p0;
     if (issue) begin
       if (\$229 ) begin
@@ -22345,7 +23905,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$273  = i_done;
     if (issue) begin
       if (\$229 ) begin
@@ -22364,14 +23924,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$274  = acc0_0;
     if (res_any) begin
       \$274  = \$62 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$275  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -22380,14 +23940,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$276  = acc0_1;
     if (res_any) begin
       \$276  = \$66 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$277  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -22396,14 +23956,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$278  = acc0_2;
     if (res_any) begin
       \$278  = \$70 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$279  = ser0_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -22412,14 +23972,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$280  = acc0_3;
     if (res_any) begin
       \$280  = \$74 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$281  = ser0_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -22428,14 +23988,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$282  = acc0_4;
     if (res_any) begin
       \$282  = \$78 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$283  = ser0_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -22444,14 +24004,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$284  = acc0_5;
     if (res_any) begin
       \$284  = \$82 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$285  = ser0_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -22460,14 +24020,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$286  = acc0_6;
     if (res_any) begin
       \$286  = \$86 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$287  = ser0_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -22476,14 +24036,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$288  = acc0_7;
     if (res_any) begin
       \$288  = \$90 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$289  = ser0_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -22492,14 +24052,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$290  = acc1_0;
     if (res_any) begin
       \$290  = \$94 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$291  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -22508,14 +24068,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$292  = acc1_1;
     if (res_any) begin
       \$292  = \$98 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$293  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -22524,14 +24084,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$294  = acc1_2;
     if (res_any) begin
       \$294  = \$102 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$295  = ser1_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -22540,14 +24100,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$296  = acc1_3;
     if (res_any) begin
       \$296  = \$106 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$297  = ser1_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -22556,14 +24116,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$298  = acc1_4;
     if (res_any) begin
       \$298  = \$110 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$299  = ser1_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -22572,14 +24132,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$300  = acc1_5;
     if (res_any) begin
       \$300  = \$114 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$301  = ser1_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -22588,14 +24148,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$302  = acc1_6;
     if (res_any) begin
       \$302  = \$118 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$303  = ser1_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -22604,14 +24164,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$304  = acc1_7;
     if (res_any) begin
       \$304  = \$122 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$305  = ser1_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -22620,7 +24180,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$306  = ser_cnt;
     if (\$239 ) begin
       \$306  = args[302:295];
@@ -22633,7 +24193,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$307  = g_bi;
     if (\$239 ) begin
       \$307  = 8'h00;
@@ -22648,7 +24208,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$308  = g_nn;
     if (\$239 ) begin
       \$308  = 8'h00;
@@ -22666,7 +24226,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$309  = ser_p0;
     if (\$239 ) begin
       \$309  = tag[19:4];
@@ -22676,7 +24236,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$310  = ser_n0;
     if (\$239 ) begin
       \$310  = tag[27:20];
@@ -22686,14 +24246,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$311  = \$251 ;
     if (rst) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$312  = busy;
     if (\$256 ) begin
       \$312  = 1'h1;
@@ -22706,7 +24266,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$313  = setup;
     if (\$256 ) begin
       \$313  = 1'h1;
@@ -22723,7 +24283,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$314  = setup_cnt;
     if (\$256 ) begin
       \$314  = 8'h00;
@@ -22825,17 +24385,17 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign addr_pipe3 = act_w__addr;
   assign act_w__data = { \$187 [7:0], \$182 [7:0], \$177 [7:0], \$172 [7:0], \$167 [7:0], \$162 [7:0], \$157 [7:0], \$152 [7:0] };
   assign done = finished;
-  assign \port$44$0  = \$1 ;
-  assign \port$45$0  = \$2 ;
+  assign \port$48$0  = \$1 ;
+  assign \port$49$0  = \$2 ;
   assign param_rd__addr = \$139 [5:0];
-  assign \port$235$0  = \$152 [7:0];
-  assign \port$240$0  = \$157 [7:0];
-  assign \port$245$0  = \$162 [7:0];
-  assign \port$250$0  = \$167 [7:0];
-  assign \port$255$0  = \$172 [7:0];
-  assign \port$260$0  = \$177 [7:0];
-  assign \port$265$0  = \$182 [7:0];
-  assign \port$270$0  = \$187 [7:0];
+  assign \port$239$0  = \$152 [7:0];
+  assign \port$244$0  = \$157 [7:0];
+  assign \port$249$0  = \$162 [7:0];
+  assign \port$254$0  = \$167 [7:0];
+  assign \port$259$0  = \$172 [7:0];
+  assign \port$264$0  = \$177 [7:0];
+  assign \port$269$0  = \$182 [7:0];
+  assign \port$274$0  = \$187 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -23418,7 +24978,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -23912,7 +25472,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -23922,7 +25482,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -23932,7 +25492,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -23942,7 +25502,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -23952,7 +25512,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -23964,7 +25524,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -23976,7 +25536,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -23988,7 +25548,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -24000,7 +25560,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -24012,7 +25572,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -24024,7 +25584,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -24040,7 +25600,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -24059,7 +25619,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -24073,7 +25633,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -24091,7 +25651,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -24112,7 +25672,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -24130,7 +25690,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -24151,7 +25711,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -24163,7 +25723,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -24184,7 +25744,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -24208,7 +25768,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -24222,7 +25782,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -24232,7 +25792,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -24242,7 +25802,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -24252,7 +25812,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -24262,7 +25822,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -24272,7 +25832,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -24282,7 +25842,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -24291,7 +25851,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -24302,7 +25862,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -24314,7 +25874,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -24323,7 +25883,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -24453,7 +26013,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -24947,7 +26507,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -24957,7 +26517,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -24967,7 +26527,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -24977,7 +26537,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -24987,7 +26547,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -24999,7 +26559,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -25011,7 +26571,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -25023,7 +26583,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -25035,7 +26595,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -25047,7 +26607,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -25059,7 +26619,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -25075,7 +26635,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -25094,7 +26654,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -25108,7 +26668,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -25126,7 +26686,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -25147,7 +26707,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -25165,7 +26725,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -25186,7 +26746,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -25198,7 +26758,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -25219,7 +26779,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -25243,7 +26803,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -25257,7 +26817,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -25267,7 +26827,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -25277,7 +26837,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -25287,7 +26847,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -25297,7 +26857,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -25307,7 +26867,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -25317,7 +26877,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -25326,7 +26886,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -25337,7 +26897,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -25349,7 +26909,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -25358,7 +26918,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -25487,7 +27047,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -26293,28 +27853,28 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;
@@ -26421,7 +27981,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -26505,7 +28065,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -26515,7 +28075,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -26525,7 +28085,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -26546,8 +28106,8 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \port$1096$0 , \port$1097$0 , \port$1098$0 , \port$1099$0 , \port$1100$0 , \port$1101$0 , \port$1102$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \port$1100$0 , \port$1101$0 , \port$1102$0 , \port$1103$0 , \port$1104$0 , \port$1105$0 , \port$1106$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -26813,14 +28373,6 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1095$0 ;
-  wire [7:0] \port$1095$0 ;
-  output [7:0] \port$1096$0 ;
-  wire [7:0] \port$1096$0 ;
-  output [7:0] \port$1097$0 ;
-  wire [7:0] \port$1097$0 ;
-  output [7:0] \port$1098$0 ;
-  wire [7:0] \port$1098$0 ;
   output [7:0] \port$1099$0 ;
   wire [7:0] \port$1099$0 ;
   output [7:0] \port$1100$0 ;
@@ -26829,6 +28381,14 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
   wire [7:0] \port$1101$0 ;
   output [7:0] \port$1102$0 ;
   wire [7:0] \port$1102$0 ;
+  output [7:0] \port$1103$0 ;
+  wire [7:0] \port$1103$0 ;
+  output [7:0] \port$1104$0 ;
+  wire [7:0] \port$1104$0 ;
+  output [7:0] \port$1105$0 ;
+  wire [7:0] \port$1105$0 ;
+  output [7:0] \port$1106$0 ;
+  wire [7:0] \port$1106$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -27237,7 +28797,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -27248,7 +28808,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -27259,7 +28819,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v2 = base2;
@@ -27270,7 +28830,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v3 = base3;
@@ -27281,7 +28841,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v4 = base4;
@@ -27292,7 +28852,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v5 = base5;
@@ -27303,7 +28863,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v6 = base6;
@@ -27314,7 +28874,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v7 = base7;
@@ -27325,7 +28885,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$143  = kx;
     if (busy) begin
       \$143  = \$127 [7:0];
@@ -27341,7 +28901,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$144  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -27359,7 +28919,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$145  = w;
     if (busy) begin
       if (last_kx) begin
@@ -27379,7 +28939,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$146  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -27401,7 +28961,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$147  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -27422,7 +28982,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$148  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -27445,98 +29005,98 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$149  = busy;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$150  = oob;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$151  = \$134 ;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$152  = \$135 ;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$153  = red0;
     if (\$signal$99 ) begin
       \$153  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$154  = red1;
     if (\$signal$99 ) begin
       \$154  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$155  = red2;
     if (\$signal$99 ) begin
       \$155  = v2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$156  = red3;
     if (\$signal$99 ) begin
       \$156  = v3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$157  = red4;
     if (\$signal$99 ) begin
       \$157  = v4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$158  = red5;
     if (\$signal$99 ) begin
       \$158  = v5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$159  = red6;
     if (\$signal$99 ) begin
       \$159  = v6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$160  = red7;
     if (\$signal$99 ) begin
       \$160  = v7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$161  = \$141 ;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$162  = started;
     if (start) begin
       \$162  = 1'h1;
@@ -27582,14 +29142,14 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1095$0 , \po
   assign pa3 = act_w__addr;
   assign act_w__data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1095$0  = \$113 [7:0];
-  assign \port$1096$0  = \$114 [7:0];
-  assign \port$1097$0  = \$115 [7:0];
-  assign \port$1098$0  = \$116 [7:0];
-  assign \port$1099$0  = \$117 [7:0];
-  assign \port$1100$0  = \$118 [7:0];
-  assign \port$1101$0  = \$119 [7:0];
-  assign \port$1102$0  = \$120 [7:0];
+  assign \port$1099$0  = \$113 [7:0];
+  assign \port$1100$0  = \$114 [7:0];
+  assign \port$1101$0  = \$115 [7:0];
+  assign \port$1102$0  = \$116 [7:0];
+  assign \port$1103$0  = \$117 [7:0];
+  assign \port$1104$0  = \$118 [7:0];
+  assign \port$1105$0  = \$119 [7:0];
+  assign \port$1106$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -27673,7 +29233,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -28479,28 +30039,28 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;

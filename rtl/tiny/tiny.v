@@ -2036,7 +2036,9 @@ endmodule
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r, wb__ack, done, busy, error, wb__cyc);
+module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, axi__rdata, axi__rresp, axi__rlast, axi__rvalid, clk, rst, wb__dat_r, wb__ack, axi__awid
+, axi__awaddr, axi__awlen, axi__awsize, axi__awburst, axi__awlock, axi__awcache, axi__awprot, axi__awqos, axi__awvalid, axi__wdata, axi__wstrb, axi__wlast, axi__wvalid, axi__bready, axi__arid, axi__araddr, axi__arlen, axi__arsize, axi__arburst, axi__arlock, axi__arcache
+, axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
   wire \$1 ;
   wire [7:0] \$10 ;
   wire [4:0] \$11 ;
@@ -2053,6 +2055,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [7:0] \$21 ;
   wire [7:0] \$22 ;
   wire [7:0] \$23 ;
+  wire [20:0] \$24 ;
   wire [11:0] \$3 ;
   wire \$4 ;
   wire [15:0] \$5 ;
@@ -2061,38 +2064,50 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [15:0] \$8 ;
   wire [15:0] \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$159 ;
-  wire [11:0] \$signature__addr$165 ;
-  wire [9:0] \$signature__addr$171 ;
-  wire [5:0] \$signature__addr$177 ;
-  wire [5:0] \$signature__addr$183 ;
-  wire [9:0] \$signature__addr$189 ;
-  wire [9:0] \$signature__addr$195 ;
-  wire [9:0] \$signature__addr$201 ;
-  wire [5:0] \$signature__addr$207 ;
-  wire [5:0] \$signature__addr$213 ;
+  wire [9:0] \$signature__addr$205 ;
+  wire [11:0] \$signature__addr$211 ;
+  wire [9:0] \$signature__addr$217 ;
+  wire [5:0] \$signature__addr$223 ;
+  wire [5:0] \$signature__addr$229 ;
+  wire [9:0] \$signature__addr$235 ;
+  wire [9:0] \$signature__addr$241 ;
+  wire [9:0] \$signature__addr$247 ;
+  wire [5:0] \$signature__addr$253 ;
+  wire [5:0] \$signature__addr$259 ;
+  wire [11:0] \$signature__addr$318 ;
+  wire [11:0] \$signature__addr$324 ;
+  wire [9:0] \$signature__addr$330 ;
+  wire [9:0] \$signature__addr$336 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$162 ;
-  wire [15:0] \$signature__data$168 ;
-  wire [15:0] \$signature__data$174 ;
-  wire [191:0] \$signature__data$180 ;
-  wire [95:0] \$signature__data$186 ;
-  wire [63:0] \$signature__data$192 ;
-  wire [415:0] \$signature__data$197 ;
-  wire [15:0] \$signature__data$203 ;
-  wire [191:0] \$signature__data$209 ;
-  wire [95:0] \$signature__data$215 ;
+  wire [415:0] \$signature__data$208 ;
+  wire [15:0] \$signature__data$214 ;
+  wire [15:0] \$signature__data$220 ;
+  wire [191:0] \$signature__data$226 ;
+  wire [95:0] \$signature__data$232 ;
+  wire [63:0] \$signature__data$238 ;
+  wire [415:0] \$signature__data$243 ;
+  wire [15:0] \$signature__data$249 ;
+  wire [191:0] \$signature__data$255 ;
+  wire [95:0] \$signature__data$261 ;
+  wire [15:0] \$signature__data$321 ;
+  wire [15:0] \$signature__data$326 ;
+  wire [15:0] \$signature__data$333 ;
+  wire [15:0] \$signature__data$338 ;
   wire \$signature__en ;
-  wire \$signature__en$163 ;
-  wire \$signature__en$169 ;
-  wire \$signature__en$175 ;
-  wire \$signature__en$181 ;
-  wire \$signature__en$187 ;
-  wire \$signature__en$193 ;
-  wire [12:0] \$signature__en$199 ;
-  wire \$signature__en$205 ;
-  wire [5:0] \$signature__en$211 ;
-  wire [2:0] \$signature__en$217 ;
+  wire \$signature__en$209 ;
+  wire \$signature__en$215 ;
+  wire \$signature__en$221 ;
+  wire \$signature__en$227 ;
+  wire \$signature__en$233 ;
+  wire \$signature__en$239 ;
+  wire [12:0] \$signature__en$245 ;
+  wire \$signature__en$251 ;
+  wire [5:0] \$signature__en$257 ;
+  wire [2:0] \$signature__en$263 ;
+  wire \$signature__en$322 ;
+  wire \$signature__en$328 ;
+  wire \$signature__en$334 ;
+  wire \$signature__en$340 ;
   wire [11:0] a_rd__addr;
   wire [15:0] a_rd__data;
   wire a_rd__en;
@@ -2106,76 +2121,82 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [15:0] act_rd__data;
   wire act_rd__en;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$224 ;
-  wire [11:0] \act_w__addr$225 ;
+  wire [11:0] \act_w__addr$270 ;
+  wire [11:0] \act_w__addr$271 ;
   wire [15:0] act_w__data;
-  wire [15:0] \act_w__data$229 ;
-  wire [15:0] \act_w__data$230 ;
+  wire [15:0] \act_w__data$275 ;
+  wire [15:0] \act_w__data$276 ;
   wire act_w__en;
-  wire \act_w__en$222 ;
-  wire \act_w__en$233 ;
+  wire \act_w__en$268 ;
+  wire \act_w__en$279 ;
   wire [11:0] amem_port__addr;
   wire [15:0] amem_port__data;
   wire amem_port__en;
   wire [11:0] amem_r__addr;
+  wire [11:0] \amem_r__addr$319 ;
   wire [15:0] amem_r__data;
+  wire [15:0] \amem_r__data$320 ;
   wire amem_r__en;
+  wire \amem_r__en$323 ;
   wire [11:0] amem_w__addr;
+  wire [11:0] \amem_w__addr$325 ;
   wire [15:0] amem_w__data;
+  wire [15:0] \amem_w__data$327 ;
   wire amem_w__en;
+  wire \amem_w__en$329 ;
   wire [381:0] args;
-  wire [183:0] \args$115 ;
-  wire [9:0] \args$115.act_max ;
-  wire [9:0] \args$115.act_min ;
-  wire [7:0] \args$115.cw ;
-  wire [3:0] \args$115.dh ;
-  wire [3:0] \args$115.dw ;
-  wire [11:0] \args$115.in_base ;
-  wire [7:0] \args$115.in_h ;
-  wire [7:0] \args$115.in_w ;
-  wire [7:0] \args$115.kh ;
-  wire [7:0] \args$115.kw ;
+  wire [183:0] \args$153 ;
+  wire [9:0] \args$153.act_max ;
+  wire [9:0] \args$153.act_min ;
+  wire [7:0] \args$153.cw ;
+  wire [3:0] \args$153.dh ;
+  wire [3:0] \args$153.dw ;
+  wire [11:0] \args$153.in_base ;
+  wire [7:0] \args$153.in_h ;
+  wire [7:0] \args$153.in_w ;
+  wire [7:0] \args$153.kh ;
+  wire [7:0] \args$153.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$115.mode ;
-  wire [31:0] \args$115.mult ;
-  wire [7:0] \args$115.oh ;
-  wire [11:0] \args$115.out_base ;
-  wire [7:0] \args$115.ow ;
-  wire [3:0] \args$115.pl ;
-  wire [3:0] \args$115.pt ;
-  wire [3:0] \args$115.sh ;
-  wire [5:0] \args$115.shift ;
-  wire [3:0] \args$115.sw ;
-  wire \args$115.x_signed ;
-  wire [9:0] \args$115.zp_in ;
-  wire [9:0] \args$115.zp_out ;
-  wire [256:0] \args$122 ;
-  wire [11:0] \args$122.a_base ;
-  wire [7:0] \args$122.a_stride ;
-  wire [9:0] \args$122.act_max ;
-  wire [9:0] \args$122.act_min ;
-  wire [11:0] \args$122.b_base ;
-  wire [7:0] \args$122.b_stride ;
-  wire [7:0] \args$122.cw ;
-  wire \args$122.has_b ;
-  wire [4:0] \args$122.ls ;
-  wire [31:0] \args$122.mult_a ;
-  wire [31:0] \args$122.mult_b ;
-  wire [31:0] \args$122.mult_o ;
-  wire [15:0] \args$122.npos ;
-  wire [11:0] \args$122.out_base ;
-  wire [7:0] \args$122.out_stride ;
-  wire \args$122.rq_in ;
-  wire \args$122.rq_out ;
-  wire [5:0] \args$122.shift_a ;
-  wire [5:0] \args$122.shift_b ;
-  wire [5:0] \args$122.shift_o ;
-  wire \args$122.x_signed ;
-  wire [9:0] \args$122.zp_a ;
-  wire [9:0] \args$122.zp_b ;
-  wire [9:0] \args$122.zp_out ;
+  wire \args$153.mode ;
+  wire [31:0] \args$153.mult ;
+  wire [7:0] \args$153.oh ;
+  wire [11:0] \args$153.out_base ;
+  wire [7:0] \args$153.ow ;
+  wire [3:0] \args$153.pl ;
+  wire [3:0] \args$153.pt ;
+  wire [3:0] \args$153.sh ;
+  wire [5:0] \args$153.shift ;
+  wire [3:0] \args$153.sw ;
+  wire \args$153.x_signed ;
+  wire [9:0] \args$153.zp_in ;
+  wire [9:0] \args$153.zp_out ;
+  wire [256:0] \args$160 ;
+  wire [11:0] \args$160.a_base ;
+  wire [7:0] \args$160.a_stride ;
+  wire [9:0] \args$160.act_max ;
+  wire [9:0] \args$160.act_min ;
+  wire [11:0] \args$160.b_base ;
+  wire [7:0] \args$160.b_stride ;
+  wire [7:0] \args$160.cw ;
+  wire \args$160.has_b ;
+  wire [4:0] \args$160.ls ;
+  wire [31:0] \args$160.mult_a ;
+  wire [31:0] \args$160.mult_b ;
+  wire [31:0] \args$160.mult_o ;
+  wire [15:0] \args$160.npos ;
+  wire [11:0] \args$160.out_base ;
+  wire [7:0] \args$160.out_stride ;
+  wire \args$160.rq_in ;
+  wire \args$160.rq_out ;
+  wire [5:0] \args$160.shift_a ;
+  wire [5:0] \args$160.shift_b ;
+  wire [5:0] \args$160.shift_o ;
+  wire \args$160.x_signed ;
+  wire [9:0] \args$160.zp_a ;
+  wire [9:0] \args$160.zp_b ;
+  wire [9:0] \args$160.zp_out ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -2224,26 +2245,149 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire \args.x_signed ;
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
+  output [31:0] axi__araddr;
+  wire [31:0] axi__araddr;
+  wire [31:0] \axi__araddr$280 ;
+  output [1:0] axi__arburst;
+  wire [1:0] axi__arburst;
+  wire [1:0] \axi__arburst$281 ;
+  output [3:0] axi__arcache;
+  wire [3:0] axi__arcache;
+  wire [3:0] \axi__arcache$282 ;
+  output axi__arid;
+  wire axi__arid;
+  wire \axi__arid$283 ;
+  output [7:0] axi__arlen;
+  wire [7:0] axi__arlen;
+  wire [7:0] \axi__arlen$284 ;
+  output axi__arlock;
+  wire axi__arlock;
+  wire \axi__arlock$285 ;
+  output [2:0] axi__arprot;
+  wire [2:0] axi__arprot;
+  wire [2:0] \axi__arprot$286 ;
+  output [3:0] axi__arqos;
+  wire [3:0] axi__arqos;
+  wire [3:0] \axi__arqos$287 ;
+  input axi__arready;
+  wire axi__arready;
+  wire \axi__arready$288 ;
+  output [2:0] axi__arsize;
+  wire [2:0] axi__arsize;
+  wire [2:0] \axi__arsize$289 ;
+  output axi__arvalid;
+  wire axi__arvalid;
+  wire \axi__arvalid$290 ;
+  output [31:0] axi__awaddr;
+  wire [31:0] axi__awaddr;
+  wire [31:0] \axi__awaddr$291 ;
+  output [1:0] axi__awburst;
+  wire [1:0] axi__awburst;
+  wire [1:0] \axi__awburst$292 ;
+  output [3:0] axi__awcache;
+  wire [3:0] axi__awcache;
+  wire [3:0] \axi__awcache$293 ;
+  output axi__awid;
+  wire axi__awid;
+  wire \axi__awid$294 ;
+  output [7:0] axi__awlen;
+  wire [7:0] axi__awlen;
+  wire [7:0] \axi__awlen$295 ;
+  output axi__awlock;
+  wire axi__awlock;
+  wire \axi__awlock$296 ;
+  output [2:0] axi__awprot;
+  wire [2:0] axi__awprot;
+  wire [2:0] \axi__awprot$297 ;
+  output [3:0] axi__awqos;
+  wire [3:0] axi__awqos;
+  wire [3:0] \axi__awqos$298 ;
+  input axi__awready;
+  wire axi__awready;
+  wire \axi__awready$299 ;
+  output [2:0] axi__awsize;
+  wire [2:0] axi__awsize;
+  wire [2:0] \axi__awsize$300 ;
+  output axi__awvalid;
+  wire axi__awvalid;
+  wire \axi__awvalid$301 ;
+  input axi__bid;
+  wire axi__bid;
+  wire \axi__bid$302 ;
+  output axi__bready;
+  wire axi__bready;
+  wire \axi__bready$303 ;
+  input [1:0] axi__bresp;
+  wire [1:0] axi__bresp;
+  wire [1:0] \axi__bresp$304 ;
+  input axi__bvalid;
+  wire axi__bvalid;
+  wire \axi__bvalid$305 ;
+  input [15:0] axi__rdata;
+  wire [15:0] axi__rdata;
+  wire [15:0] \axi__rdata$306 ;
+  input axi__rid;
+  wire axi__rid;
+  wire \axi__rid$307 ;
+  input axi__rlast;
+  wire axi__rlast;
+  wire \axi__rlast$308 ;
+  output axi__rready;
+  wire axi__rready;
+  wire \axi__rready$309 ;
+  input [1:0] axi__rresp;
+  wire [1:0] axi__rresp;
+  wire [1:0] \axi__rresp$310 ;
+  input axi__rvalid;
+  wire axi__rvalid;
+  wire \axi__rvalid$311 ;
+  output [15:0] axi__wdata;
+  wire [15:0] axi__wdata;
+  wire [15:0] \axi__wdata$312 ;
+  output axi__wlast;
+  wire axi__wlast;
+  wire \axi__wlast$313 ;
+  input axi__wready;
+  wire axi__wready;
+  wire \axi__wready$314 ;
+  output [1:0] axi__wstrb;
+  wire [1:0] axi__wstrb;
+  wire [1:0] \axi__wstrb$315 ;
+  output axi__wvalid;
+  wire axi__wvalid;
+  wire \axi__wvalid$316 ;
   wire [11:0] b_rd__addr;
   wire [15:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
   wire \busy$110 ;
-  wire \busy$125 ;
-  wire \busy$135 ;
   wire \busy$148 ;
-  wire \busy$72 ;
+  wire \busy$163 ;
+  wire \busy$179 ;
+  wire \busy$181 ;
+  wire \busy$194 ;
   input clk;
   wire clk;
   wire [31:0] cmd__payload;
+  wire [97:0] \cmd__payload$172 ;
+  wire [11:0] \cmd__payload$172.addr ;
+  wire [19:0] \cmd__payload$172.ext ;
+  wire [19:0] \cmd__payload$172.ext_stride ;
+  wire [15:0] \cmd__payload$172.len ;
+  wire [15:0] \cmd__payload$172.rows ;
+  wire \cmd__payload$172.store ;
+  wire [11:0] \cmd__payload$172.stride ;
+  wire \cmd__payload$172.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [1:0] \cmd__payload.mask ;
   wire \cmd__payload.page ;
   wire [2:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
+  wire \cmd__ready$175 ;
   wire cmd__valid;
+  wire \cmd__valid$176 ;
   wire [311:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -2284,6 +2428,20 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [7:0] \desc_rd__1__data.kx0 ;
   wire [7:0] \desc_rd__1__data.ky0 ;
   wire [13:0] \desc_rd__1__data.off0 ;
+  wire [97:0] dma__payload;
+  wire [11:0] \dma__payload.addr ;
+  wire [19:0] \dma__payload.ext ;
+  wire [19:0] \dma__payload.ext_stride ;
+  wire [15:0] \dma__payload.len ;
+  wire [15:0] \dma__payload.rows ;
+  wire \dma__payload.store ;
+  wire [11:0] \dma__payload.stride ;
+  wire \dma__payload.wmem ;
+  wire dma__ready;
+  wire dma__valid;
+  wire dma_busy;
+  output dma_error;
+  wire dma_error;
   wire [5:0] dmem_r__addr;
   wire [95:0] dmem_r__data;
   wire dmem_r__en;
@@ -2292,10 +2450,10 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$112 ;
-  wire \done$119 ;
-  wire \done$127 ;
-  wire \done$149 ;
+  wire \done$150 ;
+  wire \done$157 ;
+  wire \done$165 ;
+  wire \done$195 ;
   wire [256:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
   wire [7:0] \engines__ew__args.a_stride ;
@@ -2408,7 +2566,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire engines__pool__start;
   output error;
   wire error;
-  wire \error$150 ;
+  wire \error$196 ;
+  wire \error$317 ;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -2437,6 +2596,15 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [9:0] imem_rd__addr;
   wire [385:0] imem_rd__data;
   wire [381:0] \imem_rd__data.args ;
+  wire [97:0] \imem_rd__data.args.dma ;
+  wire [11:0] \imem_rd__data.args.dma.addr ;
+  wire [19:0] \imem_rd__data.args.dma.ext ;
+  wire [19:0] \imem_rd__data.args.dma.ext_stride ;
+  wire [15:0] \imem_rd__data.args.dma.len ;
+  wire [15:0] \imem_rd__data.args.dma.rows ;
+  wire \imem_rd__data.args.dma.store ;
+  wire [11:0] \imem_rd__data.args.dma.stride ;
+  wire \imem_rd__data.args.dma.wmem ;
   wire [256:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
   wire [7:0] \imem_rd__data.args.ew.a_stride ;
@@ -2551,6 +2719,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
+  (* enum_value_0110 = "DMA" *)
+  (* enum_value_0111 = "DSYNC" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
@@ -2761,29 +2931,29 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [191:0] pmem_w__data;
   wire [5:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [5:0] \port__addr$37 ;
-  wire [11:0] \port__addr$55 ;
-  wire [5:0] \port__addr$61 ;
-  wire [5:0] \port__addr$65 ;
-  wire [11:0] \port__addr$71 ;
-  wire [11:0] \port__addr$81 ;
-  wire [9:0] \port__addr$87 ;
-  wire [9:0] \port__addr$93 ;
+  wire [5:0] \port__addr$103 ;
+  wire [11:0] \port__addr$109 ;
+  wire [11:0] \port__addr$119 ;
+  wire [9:0] \port__addr$125 ;
+  wire [9:0] \port__addr$131 ;
+  wire [5:0] \port__addr$75 ;
+  wire [11:0] \port__addr$93 ;
+  wire [5:0] \port__addr$99 ;
   wire [15:0] port__data;
-  wire [95:0] \port__data$40 ;
-  wire [15:0] \port__data$58 ;
-  wire [95:0] \port__data$64 ;
-  wire [191:0] \port__data$68 ;
-  wire [15:0] \port__data$79 ;
-  wire [15:0] \port__data$86 ;
-  wire [15:0] \port__data$90 ;
-  wire [415:0] \port__data$96 ;
+  wire [95:0] \port__data$102 ;
+  wire [191:0] \port__data$106 ;
+  wire [15:0] \port__data$117 ;
+  wire [15:0] \port__data$124 ;
+  wire [15:0] \port__data$128 ;
+  wire [415:0] \port__data$134 ;
+  wire [95:0] \port__data$78 ;
+  wire [15:0] \port__data$96 ;
   wire port__en;
-  wire \port__en$59 ;
-  wire \port__en$69 ;
-  wire \port__en$75 ;
-  wire \port__en$83 ;
-  wire \port__en$91 ;
+  wire \port__en$107 ;
+  wire \port__en$113 ;
+  wire \port__en$121 ;
+  wire \port__en$129 ;
+  wire \port__en$135 ;
   wire \port__en$97 ;
   wire res_valid__0;
   wire res_valid__1;
@@ -2824,8 +2994,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   input rst;
   wire rst;
   wire start;
-  wire \start$113 ;
-  wire \start$120 ;
+  wire \start$151 ;
+  wire \start$158 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -2837,40 +3007,46 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [1:0] unit_en;
-  wire [1:0] \unit_en$138 ;
+  wire [1:0] \unit_en$184 ;
   wire [9:0] w_rd__addr;
   wire [15:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$151 ;
+  wire \wb__ack$197 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$152 ;
+  wire [16:0] \wb__adr$198 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$153 ;
+  wire \wb__cyc$199 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$154 ;
+  wire [31:0] \wb__dat_r$200 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$155 ;
+  wire [31:0] \wb__dat_w$201 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$156 ;
+  wire [3:0] \wb__sel$202 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$157 ;
+  wire \wb__stb$203 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$158 ;
+  wire \wb__we$204 ;
   wire [9:0] wmem_r__addr;
+  wire [9:0] \wmem_r__addr$331 ;
   wire [15:0] wmem_r__data;
+  wire [15:0] \wmem_r__data$332 ;
   wire wmem_r__en;
+  wire \wmem_r__en$335 ;
   wire [9:0] wmem_w__addr;
+  wire [9:0] \wmem_w__addr$337 ;
   wire [15:0] wmem_w__data;
+  wire [15:0] \wmem_w__data$339 ;
   wire wmem_w__en;
+  wire \wmem_w__en$341 ;
   reg [15:0] amem [4095:0];
   initial begin
     amem[0] = 16'h0000;
@@ -6974,27 +7150,36 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     if (amem_port__en)
       amem[amem_port__addr] <= amem_port__data;
   end
+  always @(posedge clk) begin
+    if (\$signature__en$328 )
+      amem[\$signature__addr$318 ] <= axi__rdata;
+  end
   reg [15:0] _0_;
   reg [15:0] _1_;
   reg [15:0] _2_;
   reg [15:0] _3_;
   reg [15:0] _4_;
+  reg [15:0] _5_;
   always @(posedge clk) begin
     if (port__en) begin
       _0_ <= amem[port__addr];
     end
-    if (\port__en$59 ) begin
-      _1_ <= amem[\port__addr$55 ];
+    if (\port__en$97 ) begin
+      _1_ <= amem[\port__addr$93 ];
     end
-    _2_ <= amem[\port__addr$71 ];
-    _3_ <= amem[\port__addr$81 ];
-    _4_ <= amem[\$signature__addr$165 ];
+    _2_ <= amem[\port__addr$109 ];
+    _3_ <= amem[\port__addr$119 ];
+    _4_ <= amem[\$signature__addr$211 ];
+    if (\$signature__en$322 ) begin
+      _5_ <= amem[\$signature__addr$318 ];
+    end
   end
   assign act_rd__0__data = _0_;
   assign act_rd__1__data = _1_;
   assign act_rd__data = _2_;
   assign b_rd__data = _3_;
   assign amem_r__data = _4_;
+  assign \amem_r__data$320  = _5_;
   reg [95:0] dmem [63:0];
   initial begin
     dmem[0] = 96'h000000000000000000000000;
@@ -7063,20 +7248,20 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$217 [0])
-      dmem[\$signature__addr$183 ][31:0] <= wb__dat_w;
-    if (\$signature__en$217 [1])
-      dmem[\$signature__addr$183 ][63:32] <= wb__dat_w;
-    if (\$signature__en$217 [2])
-      dmem[\$signature__addr$183 ][95:64] <= wb__dat_w;
+    if (\$signature__en$263 [0])
+      dmem[\$signature__addr$229 ][31:0] <= wb__dat_w;
+    if (\$signature__en$263 [1])
+      dmem[\$signature__addr$229 ][63:32] <= wb__dat_w;
+    if (\$signature__en$263 [2])
+      dmem[\$signature__addr$229 ][95:64] <= wb__dat_w;
   end
-  reg [95:0] _5_;
+  reg [95:0] _6_;
   always @(posedge clk) begin
-    _5_ <= dmem[\$signature__addr$183 ];
+    _6_ <= dmem[\$signature__addr$229 ];
   end
-  assign \port__data$40  = dmem[\port__addr$37 ];
-  assign \port__data$64  = dmem[\port__addr$61 ];
-  assign dmem_r__data = _5_;
+  assign \port__data$78  = dmem[\port__addr$75 ];
+  assign \port__data$102  = dmem[\port__addr$99 ];
+  assign dmem_r__data = _6_;
   reg [415:0] imem [1023:0];
   initial begin
     imem[0] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -8105,41 +8290,41 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     imem[1023] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$199 [0])
-      imem[\$signature__addr$159 ][31:0] <= wb__dat_w;
-    if (\$signature__en$199 [1])
-      imem[\$signature__addr$159 ][63:32] <= wb__dat_w;
-    if (\$signature__en$199 [2])
-      imem[\$signature__addr$159 ][95:64] <= wb__dat_w;
-    if (\$signature__en$199 [3])
-      imem[\$signature__addr$159 ][127:96] <= wb__dat_w;
-    if (\$signature__en$199 [4])
-      imem[\$signature__addr$159 ][159:128] <= wb__dat_w;
-    if (\$signature__en$199 [5])
-      imem[\$signature__addr$159 ][191:160] <= wb__dat_w;
-    if (\$signature__en$199 [6])
-      imem[\$signature__addr$159 ][223:192] <= wb__dat_w;
-    if (\$signature__en$199 [7])
-      imem[\$signature__addr$159 ][255:224] <= wb__dat_w;
-    if (\$signature__en$199 [8])
-      imem[\$signature__addr$159 ][287:256] <= wb__dat_w;
-    if (\$signature__en$199 [9])
-      imem[\$signature__addr$159 ][319:288] <= wb__dat_w;
-    if (\$signature__en$199 [10])
-      imem[\$signature__addr$159 ][351:320] <= wb__dat_w;
-    if (\$signature__en$199 [11])
-      imem[\$signature__addr$159 ][383:352] <= wb__dat_w;
-    if (\$signature__en$199 [12])
-      imem[\$signature__addr$159 ][415:384] <= wb__dat_w;
+    if (\$signature__en$245 [0])
+      imem[\$signature__addr$205 ][31:0] <= wb__dat_w;
+    if (\$signature__en$245 [1])
+      imem[\$signature__addr$205 ][63:32] <= wb__dat_w;
+    if (\$signature__en$245 [2])
+      imem[\$signature__addr$205 ][95:64] <= wb__dat_w;
+    if (\$signature__en$245 [3])
+      imem[\$signature__addr$205 ][127:96] <= wb__dat_w;
+    if (\$signature__en$245 [4])
+      imem[\$signature__addr$205 ][159:128] <= wb__dat_w;
+    if (\$signature__en$245 [5])
+      imem[\$signature__addr$205 ][191:160] <= wb__dat_w;
+    if (\$signature__en$245 [6])
+      imem[\$signature__addr$205 ][223:192] <= wb__dat_w;
+    if (\$signature__en$245 [7])
+      imem[\$signature__addr$205 ][255:224] <= wb__dat_w;
+    if (\$signature__en$245 [8])
+      imem[\$signature__addr$205 ][287:256] <= wb__dat_w;
+    if (\$signature__en$245 [9])
+      imem[\$signature__addr$205 ][319:288] <= wb__dat_w;
+    if (\$signature__en$245 [10])
+      imem[\$signature__addr$205 ][351:320] <= wb__dat_w;
+    if (\$signature__en$245 [11])
+      imem[\$signature__addr$205 ][383:352] <= wb__dat_w;
+    if (\$signature__en$245 [12])
+      imem[\$signature__addr$205 ][415:384] <= wb__dat_w;
   end
-  reg [415:0] _6_;
   reg [415:0] _7_;
+  reg [415:0] _8_;
   always @(posedge clk) begin
-    _6_ <= imem[\port__addr$93 ];
-    _7_ <= imem[\$signature__addr$159 ];
+    _7_ <= imem[\port__addr$131 ];
+    _8_ <= imem[\$signature__addr$205 ];
   end
-  assign \port__data$96  = _6_;
-  assign imem_r__data = _7_;
+  assign \port__data$134  = _7_;
+  assign imem_r__data = _8_;
   reg [191:0] pmem [63:0];
   initial begin
     pmem[0] = 192'h000000000000000000000000000000000000000000000000;
@@ -8208,27 +8393,27 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     pmem[63] = 192'h000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$211 [0])
-      pmem[\$signature__addr$177 ][31:0] <= wb__dat_w;
-    if (\$signature__en$211 [1])
-      pmem[\$signature__addr$177 ][63:32] <= wb__dat_w;
-    if (\$signature__en$211 [2])
-      pmem[\$signature__addr$177 ][95:64] <= wb__dat_w;
-    if (\$signature__en$211 [3])
-      pmem[\$signature__addr$177 ][127:96] <= wb__dat_w;
-    if (\$signature__en$211 [4])
-      pmem[\$signature__addr$177 ][159:128] <= wb__dat_w;
-    if (\$signature__en$211 [5])
-      pmem[\$signature__addr$177 ][191:160] <= wb__dat_w;
+    if (\$signature__en$257 [0])
+      pmem[\$signature__addr$223 ][31:0] <= wb__dat_w;
+    if (\$signature__en$257 [1])
+      pmem[\$signature__addr$223 ][63:32] <= wb__dat_w;
+    if (\$signature__en$257 [2])
+      pmem[\$signature__addr$223 ][95:64] <= wb__dat_w;
+    if (\$signature__en$257 [3])
+      pmem[\$signature__addr$223 ][127:96] <= wb__dat_w;
+    if (\$signature__en$257 [4])
+      pmem[\$signature__addr$223 ][159:128] <= wb__dat_w;
+    if (\$signature__en$257 [5])
+      pmem[\$signature__addr$223 ][191:160] <= wb__dat_w;
   end
-  reg [191:0] _8_;
   reg [191:0] _9_;
+  reg [191:0] _10_;
   always @(posedge clk) begin
-    _8_ <= pmem[\port__addr$65 ];
-    _9_ <= pmem[\$signature__addr$177 ];
+    _9_ <= pmem[\port__addr$103 ];
+    _10_ <= pmem[\$signature__addr$223 ];
   end
-  assign param_rd__data = _8_;
-  assign pmem_r__data = _9_;
+  assign param_rd__data = _9_;
+  assign pmem_r__data = _10_;
   reg [63:0] trace [1023:0];
   initial begin
     trace[0] = 64'h0000000000000000;
@@ -9260,11 +9445,11 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
   end
-  reg [63:0] _10_;
+  reg [63:0] _11_;
   always @(posedge clk) begin
-    _10_ <= trace[\$signature__addr$189 ];
+    _11_ <= trace[\$signature__addr$235 ];
   end
-  assign trace_r__data = _10_;
+  assign trace_r__data = _11_;
   reg [15:0] wmem [1023:0];
   initial begin
     wmem[0] = 16'h0000;
@@ -10293,74 +10478,122 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     wmem[1023] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$205 )
-      wmem[\$signature__addr$171 ] <= wb__dat_w[15:0];
+    if (\$signature__en$251 )
+      wmem[\$signature__addr$217 ] <= wb__dat_w[15:0];
   end
-  reg [15:0] _11_;
-  reg [15:0] _12_;
   always @(posedge clk) begin
-    _11_ <= wmem[\port__addr$87 ];
-    _12_ <= wmem[\$signature__addr$171 ];
+    if (\$signature__en$340 )
+      wmem[\$signature__addr$318 [9:0]] <= axi__rdata;
   end
-  assign macro0__mem_wdata = _11_;
-  assign wmem_r__data = _12_;
-  assign \port__addr$71  = \busy$72  ? act_rd__addr : a_rd__addr;
-  assign \$2  = \act_w__en$222  ? \act_w__addr$224  : act_w__addr;
-  assign \$3  = act_w__en ? \act_w__addr$225  : \$2 ;
-  assign amem_port__addr = \$1  ? \$signature__addr$165  : \$3 ;
-  assign \$5  = \act_w__en$222  ? { \$21 , \$20  } : { \$23 , \$22  };
+  reg [15:0] _12_;
+  reg [15:0] _13_;
+  reg [15:0] _14_;
+  always @(posedge clk) begin
+    _12_ <= wmem[\port__addr$125 ];
+    _13_ <= wmem[\$signature__addr$217 ];
+    if (\$signature__en$334 ) begin
+      _14_ <= wmem[\$signature__addr$318 [9:0]];
+    end
+  end
+  assign macro0__mem_wdata = _12_;
+  assign wmem_r__data = _13_;
+  assign \wmem_r__data$332  = _14_;
+  assign \port__addr$109  = \busy$110  ? act_rd__addr : a_rd__addr;
+  assign \$2  = \act_w__en$268  ? \act_w__addr$270  : act_w__addr;
+  assign \$3  = act_w__en ? \act_w__addr$271  : \$2 ;
+  assign amem_port__addr = \$1  ? \$signature__addr$211  : \$3 ;
+  assign \$5  = \act_w__en$268  ? { \$21 , \$20  } : { \$23 , \$22  };
   assign \$6  = act_w__en ? { \$19 , \$18  } : \$5 ;
   assign amem_port__data = \$4  ? wb__dat_w[15:0] : \$6 ;
-  assign \$7  = | { \act_w__en$233 , \act_w__en$222 , act_w__en };
+  assign \$7  = | { \act_w__en$279 , \act_w__en$268 , act_w__en };
   assign amem_port__en = amem_w__en | \$7 ;
   \tiny_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
+    .dma__ready(dma__ready),
+    .dma__valid(\cmd__valid$176 ),
+    .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$120 ),
+    .engines__ew__start(\start$158 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$113 ),
+    .engines__pool__start(\start$151 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$93 ),
-    .imem_rd__data(\port__data$96 [385:0]),
+    .imem_rd__addr(\port__addr$131 ),
+    .imem_rd__data(\port__data$134 [385:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$40$351 (macro0__busy),
-    .\port$41$351 (macro1__busy),
-    .\port$42$0 (\$16 ),
-    .\port$43$0 (\$17 ),
+    .\port$44$351 (macro0__busy),
+    .\port$45$351 (macro1__busy),
+    .\port$46$0 (\$16 ),
+    .\port$47$0 (\$17 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
+  \tiny_fabric.dma  dma (
+    .amem_r__addr(\$signature__addr$318 ),
+    .amem_r__data(\amem_r__data$320 ),
+    .amem_r__en(\$signature__en$322 ),
+    .amem_w__data(axi__rdata),
+    .amem_w__en(\$signature__en$328 ),
+    .axi__arlen(axi__arlen),
+    .axi__arready(axi__arready),
+    .axi__arvalid(axi__arvalid),
+    .axi__awlen(axi__awlen),
+    .axi__awready(axi__awready),
+    .axi__awvalid(axi__awvalid),
+    .axi__bid(axi__bid),
+    .axi__bready(axi__bready),
+    .axi__bresp(axi__bresp),
+    .axi__bvalid(axi__bvalid),
+    .axi__rid(axi__rid),
+    .axi__rready(axi__rready),
+    .axi__rresp(axi__rresp),
+    .axi__rvalid(axi__rvalid),
+    .axi__wlast(axi__wlast),
+    .axi__wready(axi__wready),
+    .axi__wvalid(axi__wvalid),
+    .busy(dma_busy),
+    .clk(clk),
+    .cmd__ready(dma__ready),
+    .error(dma_error),
+    .\port$1125$0 (\$24 ),
+    .rd_data(axi__wdata),
+    .rst(rst),
+    .w_data(args[97:0]),
+    .w_en(\cmd__valid$176 ),
+    .wmem_r__data(\wmem_r__data$332 ),
+    .wmem_r__en(\$signature__en$334 ),
+    .wmem_w__en(\$signature__en$340 )
+  );
   \tiny_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(act_rd__data),
     .act_w__addr(act_w__addr),
-    .act_w__en(\act_w__en$233 ),
+    .act_w__en(\act_w__en$279 ),
     .args(args[256:0]),
-    .b_rd__addr(\port__addr$81 ),
+    .b_rd__addr(\port__addr$119 ),
     .b_rd__data(b_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$823$0 (\$22 ),
-    .\port$829$0 (\$23 ),
+    .\port$827$0 (\$22 ),
+    .\port$833$0 (\$23 ),
     .rst(rst),
-    .start(\start$120 )
+    .start(\start$158 )
   );
   \tiny_fabric.host  host (
-    .amem_r__addr(\$signature__addr$165 ),
+    .amem_r__addr(\$signature__addr$211 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -10368,17 +10601,17 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$183 ),
+    .dmem_r__addr(\$signature__addr$229 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$217 ),
-    .imem_r__addr(\$signature__addr$159 ),
+    .dmem_w__en(\$signature__en$263 ),
+    .imem_r__addr(\$signature__addr$205 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$199 ),
-    .pmem_r__addr(\$signature__addr$177 ),
+    .imem_w__en(\$signature__en$245 ),
+    .pmem_r__addr(\$signature__addr$223 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$211 ),
+    .pmem_w__en(\$signature__en$257 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$189 ),
+    .trace_r__addr(\$signature__addr$235 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -10387,9 +10620,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$171 ),
+    .wmem_r__addr(\$signature__addr$217 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$205 )
+    .wmem_w__en(\$signature__en$251 )
   );
   \tiny_fabric.loader  loader (
     .busy(loader_busy),
@@ -10402,24 +10635,24 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .rst(rst),
     .w_data(args[31:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$87 )
+    .w_rd__addr(\port__addr$125 )
   );
   \tiny_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$55 ),
-    .act_rd__1__en(\port__en$59 ),
+    .act_rd__1__addr(\port__addr$93 ),
+    .act_rd__1__en(\port__en$97 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
-    .act_w__addr(\act_w__addr$225 ),
+    .act_w__addr(\act_w__addr$271 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$37 ),
-    .desc_rd__1__addr(\port__addr$61 ),
-    .desc_rd__data(\port__data$40 [69:0]),
-    .\desc_rd__data$21 (\port__data$64 [69:0]),
+    .desc_rd__0__addr(\port__addr$75 ),
+    .desc_rd__1__addr(\port__addr$99 ),
+    .desc_rd__data(\port__data$78 [69:0]),
+    .\desc_rd__data$21 (\port__data$102 [69:0]),
     .finished(engines__mac__done),
     .op__0__payload(macro0__op__payload),
     .op__0__ready(op__0__ready),
@@ -10427,12 +10660,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
     .op__1__payload(macro1__op__payload),
     .op__1__ready(op__1__ready),
     .op__1__valid(macro1__op__valid),
-    .param_rd__addr(\port__addr$65 ),
+    .param_rd__addr(\port__addr$103 ),
     .param_rd__data(param_rd__data),
-    .\port$161$0 (\$18 ),
-    .\port$166$0 (\$19 ),
-    .\port$42$0 (\$16 ),
-    .\port$43$0 (\$17 ),
+    .\port$165$0 (\$18 ),
+    .\port$170$0 (\$19 ),
+    .\port$46$0 (\$16 ),
+    .\port$47$0 (\$17 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_y__0(res_y__0),
@@ -10481,16 +10714,16 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   \tiny_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(act_rd__data),
-    .act_w__addr(\act_w__addr$224 ),
-    .act_w__en(\act_w__en$222 ),
+    .act_w__addr(\act_w__addr$270 ),
+    .act_w__en(\act_w__en$268 ),
     .args(args[183:0]),
-    .busy(\busy$72 ),
+    .busy(\busy$110 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$697$0 (\$20 ),
-    .\port$698$0 (\$21 ),
+    .\port$701$0 (\$20 ),
+    .\port$702$0 (\$21 ),
     .rst(rst),
-    .start(\start$113 )
+    .start(\start$151 )
   );
   assign op__0__payload = macro0__op__payload;
   assign macro0__op__ready = op__0__ready;
@@ -10504,8 +10737,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$37 ;
-  assign desc_rd__0__data = \port__data$40 [69:0];
+  assign desc_rd__0__addr = \port__addr$75 ;
+  assign desc_rd__0__data = \port__data$78 [69:0];
   assign op__1__payload = macro1__op__payload;
   assign macro1__op__ready = op__1__ready;
   assign op__1__valid = macro1__op__valid;
@@ -10515,121 +10748,198 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$55 ;
-  assign \port__data$58  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$59 ;
-  assign desc_rd__1__addr = \port__addr$61 ;
-  assign desc_rd__1__data = \port__data$64 [69:0];
-  assign param_rd__addr = \port__addr$65 ;
-  assign \port__data$68  = param_rd__data;
-  assign \port__en$69  = 1'h1;
+  assign act_rd__1__addr = \port__addr$93 ;
+  assign \port__data$96  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$97 ;
+  assign desc_rd__1__addr = \port__addr$99 ;
+  assign desc_rd__1__data = \port__data$102 [69:0];
+  assign param_rd__addr = \port__addr$103 ;
+  assign \port__data$106  = param_rd__data;
+  assign \port__en$107  = 1'h1;
   assign param_rd__en = 1'h1;
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
-  assign \port__data$79  = act_rd__data;
+  assign \port__data$117  = act_rd__data;
   assign a_rd__data = act_rd__data;
-  assign b_rd__addr = \port__addr$81 ;
-  assign \port__en$83  = 1'h1;
+  assign b_rd__addr = \port__addr$119 ;
+  assign \port__en$121  = 1'h1;
   assign b_rd__en = 1'h1;
-  assign \port__data$86  = b_rd__data;
-  assign w_rd__addr = \port__addr$87 ;
+  assign \port__data$124  = b_rd__data;
+  assign w_rd__addr = \port__addr$125 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$90  = macro0__mem_wdata;
-  assign \port__en$91  = 1'h1;
+  assign \port__data$128  = macro0__mem_wdata;
+  assign \port__en$129  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$93 ;
-  assign imem_rd__data = \port__data$96 [385:0];
-  assign \port__en$97  = 1'h1;
+  assign imem_rd__addr = \port__addr$131 ;
+  assign imem_rd__data = \port__data$134 [385:0];
+  assign \port__en$135  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$110  = engines__mac__busy;
-  assign \done$112  = engines__mac__done;
-  assign engines__pool__start = \start$113 ;
-  assign \args$115  = args[183:0];
+  assign \busy$148  = engines__mac__busy;
+  assign \done$150  = engines__mac__done;
+  assign engines__pool__start = \start$151 ;
+  assign \args$153  = args[183:0];
   assign engines__pool__args = args[183:0];
-  assign engines__pool__busy = \busy$72 ;
-  assign \done$119  = engines__pool__done;
-  assign engines__ew__start = \start$120 ;
-  assign \args$122  = args[256:0];
+  assign engines__pool__busy = \busy$110 ;
+  assign \done$157  = engines__pool__done;
+  assign engines__ew__start = \start$158 ;
+  assign \args$160  = args[256:0];
   assign engines__ew__args = args[256:0];
-  assign \busy$125  = engines__ew__busy;
-  assign \done$127  = engines__ew__done;
+  assign \busy$163  = engines__ew__busy;
+  assign \done$165  = engines__ew__done;
   assign cmd__payload = args[31:0];
   assign load__payload = args[31:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \busy$135  = loader_busy;
+  assign \cmd__payload$172  = args[97:0];
+  assign dma__payload = args[97:0];
+  assign \cmd__ready$175  = dma__ready;
+  assign dma__valid = \cmd__valid$176 ;
+  assign \busy$179  = dma_busy;
+  assign \busy$181  = loader_busy;
   assign macro_we = mem_we;
   assign unit_en = { \$17 , \$16  };
-  assign \unit_en$138  = { \$17 , \$16  };
+  assign \unit_en$184  = { \$17 , \$16  };
   assign macro_busy = { macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$148  = busy;
-  assign \done$149  = done;
-  assign \error$150  = error;
-  assign \wb__ack$151  = wb__ack;
-  assign \wb__adr$152  = wb__adr;
-  assign \wb__cyc$153  = wb__cyc;
-  assign \wb__dat_r$154  = wb__dat_r;
-  assign \wb__dat_w$155  = wb__dat_w;
-  assign \wb__sel$156  = wb__sel;
-  assign \wb__stb$157  = wb__stb;
-  assign \wb__we$158  = wb__we;
-  assign imem_r__addr = \$signature__addr$159 ;
-  assign \$signature__data$162  = imem_r__data;
-  assign \$signature__en$163  = 1'h1;
+  assign \busy$194  = busy;
+  assign \done$195  = done;
+  assign \error$196  = error;
+  assign \wb__ack$197  = wb__ack;
+  assign \wb__adr$198  = wb__adr;
+  assign \wb__cyc$199  = wb__cyc;
+  assign \wb__dat_r$200  = wb__dat_r;
+  assign \wb__dat_w$201  = wb__dat_w;
+  assign \wb__sel$202  = wb__sel;
+  assign \wb__stb$203  = wb__stb;
+  assign \wb__we$204  = wb__we;
+  assign imem_r__addr = \$signature__addr$205 ;
+  assign \$signature__data$208  = imem_r__data;
+  assign \$signature__en$209  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$165 ;
-  assign \$signature__data$168  = amem_r__data;
-  assign \$signature__en$169  = 1'h1;
+  assign amem_r__addr = \$signature__addr$211 ;
+  assign \$signature__data$214  = amem_r__data;
+  assign \$signature__en$215  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$171 ;
-  assign \$signature__data$174  = wmem_r__data;
-  assign \$signature__en$175  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$217 ;
+  assign \$signature__data$220  = wmem_r__data;
+  assign \$signature__en$221  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$177 ;
-  assign \$signature__data$180  = pmem_r__data;
-  assign \$signature__en$181  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$223 ;
+  assign \$signature__data$226  = pmem_r__data;
+  assign \$signature__en$227  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$183 ;
-  assign \$signature__data$186  = dmem_r__data;
-  assign \$signature__en$187  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$229 ;
+  assign \$signature__data$232  = dmem_r__data;
+  assign \$signature__en$233  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$189 ;
-  assign \$signature__data$192  = trace_r__data;
-  assign \$signature__en$193  = 1'h1;
+  assign trace_r__addr = \$signature__addr$235 ;
+  assign \$signature__data$238  = trace_r__data;
+  assign \$signature__en$239  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$195  = \$signature__addr$159 ;
-  assign imem_w__addr = \$signature__addr$159 ;
-  assign \$signature__data$197  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$241  = \$signature__addr$205 ;
+  assign imem_w__addr = \$signature__addr$205 ;
+  assign \$signature__data$243  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$199 ;
-  assign \$signature__addr$201  = \$signature__addr$171 ;
-  assign wmem_w__addr = \$signature__addr$171 ;
-  assign \$signature__data$203  = wb__dat_w[15:0];
+  assign imem_w__en = \$signature__en$245 ;
+  assign \$signature__addr$247  = \$signature__addr$217 ;
+  assign wmem_w__addr = \$signature__addr$217 ;
+  assign \$signature__data$249  = wb__dat_w[15:0];
   assign wmem_w__data = wb__dat_w[15:0];
-  assign wmem_w__en = \$signature__en$205 ;
-  assign \$signature__addr$207  = \$signature__addr$177 ;
-  assign pmem_w__addr = \$signature__addr$177 ;
-  assign \$signature__data$209  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$251 ;
+  assign \$signature__addr$253  = \$signature__addr$223 ;
+  assign pmem_w__addr = \$signature__addr$223 ;
+  assign \$signature__data$255  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$211 ;
-  assign \$signature__addr$213  = \$signature__addr$183 ;
-  assign dmem_w__addr = \$signature__addr$183 ;
-  assign \$signature__data$215  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$257 ;
+  assign \$signature__addr$259  = \$signature__addr$229 ;
+  assign dmem_w__addr = \$signature__addr$229 ;
+  assign \$signature__data$261  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$217 ;
-  assign amem_w__addr = \$signature__addr$165 ;
+  assign dmem_w__en = \$signature__en$263 ;
+  assign amem_w__addr = \$signature__addr$211 ;
   assign act_w__data = { \$23 , \$22  };
-  assign \act_w__data$229  = { \$21 , \$20  };
-  assign \act_w__data$230  = { \$19 , \$18  };
+  assign \act_w__data$275  = { \$21 , \$20  };
+  assign \act_w__data$276  = { \$19 , \$18  };
   assign amem_w__data = wb__dat_w[15:0];
+  assign \axi__araddr$280  = { 11'h000, \$24  };
+  assign \axi__arburst$281  = 2'h1;
+  assign \axi__arcache$282  = 4'h3;
+  assign \axi__arid$283  = 1'h0;
+  assign \axi__arlen$284  = axi__arlen;
+  assign \axi__arlock$285  = 1'h0;
+  assign \axi__arprot$286  = 3'h0;
+  assign \axi__arqos$287  = 4'h0;
+  assign \axi__arready$288  = axi__arready;
+  assign \axi__arsize$289  = 3'h1;
+  assign \axi__arvalid$290  = axi__arvalid;
+  assign \axi__awaddr$291  = { 11'h000, \$24  };
+  assign \axi__awburst$292  = 2'h1;
+  assign \axi__awcache$293  = 4'h3;
+  assign \axi__awid$294  = 1'h0;
+  assign \axi__awlen$295  = axi__awlen;
+  assign \axi__awlock$296  = 1'h0;
+  assign \axi__awprot$297  = 3'h0;
+  assign \axi__awqos$298  = 4'h0;
+  assign \axi__awready$299  = axi__awready;
+  assign \axi__awsize$300  = 3'h1;
+  assign \axi__awvalid$301  = axi__awvalid;
+  assign \axi__bid$302  = axi__bid;
+  assign \axi__bready$303  = axi__bready;
+  assign \axi__bresp$304  = axi__bresp;
+  assign \axi__bvalid$305  = axi__bvalid;
+  assign \axi__rdata$306  = axi__rdata;
+  assign \axi__rid$307  = axi__rid;
+  assign \axi__rlast$308  = axi__rlast;
+  assign \axi__rready$309  = axi__rready;
+  assign \axi__rresp$310  = axi__rresp;
+  assign \axi__rvalid$311  = axi__rvalid;
+  assign \axi__wdata$312  = axi__wdata;
+  assign \axi__wlast$313  = axi__wlast;
+  assign \axi__wready$314  = axi__wready;
+  assign \axi__wstrb$315  = 2'h3;
+  assign \axi__wvalid$316  = axi__wvalid;
+  assign \error$317  = dma_error;
+  assign \amem_r__addr$319  = \$signature__addr$318 ;
+  assign \$signature__data$321  = \amem_r__data$320 ;
+  assign \amem_r__en$323  = \$signature__en$322 ;
+  assign \$signature__addr$324  = \$signature__addr$318 ;
+  assign \amem_w__addr$325  = \$signature__addr$318 ;
+  assign \$signature__data$326  = axi__rdata;
+  assign \amem_w__data$327  = axi__rdata;
+  assign \amem_w__en$329  = \$signature__en$328 ;
+  assign \$signature__addr$330  = \$signature__addr$318 [9:0];
+  assign \wmem_r__addr$331  = \$signature__addr$318 [9:0];
+  assign \$signature__data$333  = \wmem_r__data$332 ;
+  assign \wmem_r__en$335  = \$signature__en$334 ;
+  assign \$signature__addr$336  = \$signature__addr$318 [9:0];
+  assign \wmem_w__addr$337  = \$signature__addr$318 [9:0];
+  assign \$signature__data$338  = axi__rdata;
+  assign \wmem_w__data$339  = axi__rdata;
+  assign \wmem_w__en$341  = \$signature__en$340 ;
+  assign axi__awid = 1'h0;
+  assign axi__awaddr = { 11'h000, \$24  };
+  assign axi__awsize = 3'h1;
+  assign axi__awburst = 2'h1;
+  assign axi__awlock = 1'h0;
+  assign axi__awcache = 4'h3;
+  assign axi__awprot = 3'h0;
+  assign axi__awqos = 4'h0;
+  assign axi__wstrb = 2'h3;
+  assign axi__arid = 1'h0;
+  assign axi__araddr = { 11'h000, \$24  };
+  assign axi__arsize = 3'h1;
+  assign axi__arburst = 2'h1;
+  assign axi__arlock = 1'h0;
+  assign axi__arcache = 4'h3;
+  assign axi__arprot = 3'h0;
+  assign axi__arqos = 4'h0;
   assign \macro0__op__payload.mode  = macro0__op__payload[0];
   assign \macro0__op__payload.page  = macro0__op__payload[1];
   assign \macro0__op__payload.row  = macro0__op__payload[4:2];
@@ -10700,13 +11010,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \macro0__res_y[13]  = res_y__0[265:247];
   assign \macro0__res_y[14]  = res_y__0[284:266];
   assign \macro0__res_y[15]  = res_y__0[303:285];
-  assign \desc_rd__0__data.ky0  = \port__data$40 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$40 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$40 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$40 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$40 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$40 [55:52];
-  assign \desc_rd__0__data.off0  = \port__data$40 [69:56];
+  assign \desc_rd__0__data.ky0  = \port__data$78 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$78 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$78 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$78 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$78 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$78 [55:52];
+  assign \desc_rd__0__data.off0  = \port__data$78 [69:56];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[1];
   assign \macro1__op__payload.row  = macro1__op__payload[4:2];
@@ -10777,13 +11087,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \macro1__res_y[13]  = res_y__1[265:247];
   assign \macro1__res_y[14]  = res_y__1[284:266];
   assign \macro1__res_y[15]  = res_y__1[303:285];
-  assign \desc_rd__1__data.ky0  = \port__data$64 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$64 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$64 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$64 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$64 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$64 [55:52];
-  assign \desc_rd__1__data.off0  = \port__data$64 [69:56];
+  assign \desc_rd__1__data.ky0  = \port__data$102 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$102 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$102 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$102 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$102 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$102 [55:52];
+  assign \desc_rd__1__data.off0  = \port__data$102 [69:56];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -10794,112 +11104,121 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \param_rd__data[1].mult  = param_rd__data[159:128];
   assign \param_rd__data[1].shift  = param_rd__data[167:160];
   assign \param_rd__data[1]._pad  = param_rd__data[191:168];
-  assign \imem_rd__data.op  = \port__data$96 [3:0];
-  assign \imem_rd__data.args  = \port__data$96 [385:4];
-  assign \imem_rd__data.args.load  = \port__data$96 [35:4];
-  assign \imem_rd__data.args.load.src  = \port__data$96 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$96 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$96 [31:30];
-  assign \imem_rd__data.args.load.page  = \port__data$96 [32];
-  assign \imem_rd__data.args.load.row0  = \port__data$96 [35:33];
-  assign \imem_rd__data.args.mac  = \port__data$96 [385:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$96 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$96 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$96 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$96 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$96 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$96 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$96 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$96 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$96 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$96 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$96 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$96 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$96 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$96 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$96 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$96 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$96 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$96 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$96 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$96 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$96 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$96 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$96 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$96 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$96 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$96 [245:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$96 [253:246];
-  assign \imem_rd__data.args.mac.nt  = \port__data$96 [261:254];
-  assign \imem_rd__data.args.mac.kr  = \port__data$96 [269:262];
-  assign \imem_rd__data.args.mac.nr  = \port__data$96 [277:270];
-  assign \imem_rd__data.args.mac.b  = \port__data$96 [284:278];
-  assign \imem_rd__data.args.mac.ki  = \port__data$96 [291:285];
-  assign \imem_rd__data.args.mac.no  = \port__data$96 [298:292];
-  assign \imem_rd__data.args.mac.groups  = \port__data$96 [306:299];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$96 [312:307];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$96 [313];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$96 [325:314];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$96 [333:326];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$96 [339:334];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$96 [347:340];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$96 [357:348];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$96 [367:358];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$96 [377:368];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$96 [380:378];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$96 [382:381];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$96 [383];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$96 [384];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$96 [385];
-  assign \imem_rd__data.args.pool  = \port__data$96 [187:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$96 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$96 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$96 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$96 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$96 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$96 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$96 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$96 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$96 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$96 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$96 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$96 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$96 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$96 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$96 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$96 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$96 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$96 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$96 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$96 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$96 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$96 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$96 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$96 [260:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$96 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$96 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$96 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$96 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$96 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$96 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$96 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$96 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$96 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$96 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$96 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$96 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$96 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$96 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$96 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$96 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$96 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$96 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$96 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$96 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$96 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$96 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$96 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$96 [260:251];
+  assign \imem_rd__data.op  = \port__data$134 [3:0];
+  assign \imem_rd__data.args  = \port__data$134 [385:4];
+  assign \imem_rd__data.args.load  = \port__data$134 [35:4];
+  assign \imem_rd__data.args.load.src  = \port__data$134 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$134 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$134 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$134 [32];
+  assign \imem_rd__data.args.load.row0  = \port__data$134 [35:33];
+  assign \imem_rd__data.args.mac  = \port__data$134 [385:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$134 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$134 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$134 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$134 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$134 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$134 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$134 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$134 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$134 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$134 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$134 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$134 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$134 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$134 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$134 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$134 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$134 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$134 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$134 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$134 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$134 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$134 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$134 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$134 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$134 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$134 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$134 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$134 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$134 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$134 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$134 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$134 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$134 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$134 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$134 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$134 [313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$134 [325:314];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$134 [333:326];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$134 [339:334];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$134 [347:340];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$134 [357:348];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$134 [367:358];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$134 [377:368];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$134 [380:378];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$134 [382:381];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$134 [383];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$134 [384];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$134 [385];
+  assign \imem_rd__data.args.pool  = \port__data$134 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$134 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$134 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$134 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$134 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$134 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$134 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$134 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$134 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$134 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$134 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$134 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$134 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$134 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$134 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$134 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$134 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$134 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$134 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$134 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$134 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$134 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$134 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$134 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$134 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$134 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$134 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$134 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$134 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$134 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$134 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$134 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$134 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$134 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$134 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$134 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$134 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$134 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$134 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$134 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$134 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$134 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$134 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$134 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$134 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$134 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$134 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$134 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$134 [260:251];
+  assign \imem_rd__data.args.dma  = \port__data$134 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$134 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$134 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$134 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$134 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$134 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$134 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$134 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$134 [101:90];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -11000,29 +11319,29 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \engines__mac__args.x_signed  = args[379];
   assign \engines__mac__args.w_signed  = args[380];
   assign \engines__mac__args.rowpack  = args[381];
-  assign \args$115.mode  = args[0];
-  assign \args$115.x_signed  = args[1];
-  assign \args$115.in_base  = args[13:2];
-  assign \args$115.in_h  = args[21:14];
-  assign \args$115.in_w  = args[29:22];
-  assign \args$115.cw  = args[37:30];
-  assign \args$115.kh  = args[45:38];
-  assign \args$115.kw  = args[53:46];
-  assign \args$115.sh  = args[57:54];
-  assign \args$115.sw  = args[61:58];
-  assign \args$115.dh  = args[65:62];
-  assign \args$115.dw  = args[69:66];
-  assign \args$115.pt  = args[73:70];
-  assign \args$115.pl  = args[77:74];
-  assign \args$115.oh  = args[85:78];
-  assign \args$115.ow  = args[93:86];
-  assign \args$115.out_base  = args[105:94];
-  assign \args$115.zp_in  = args[115:106];
-  assign \args$115.mult  = args[147:116];
-  assign \args$115.shift  = args[153:148];
-  assign \args$115.zp_out  = args[163:154];
-  assign \args$115.act_min  = args[173:164];
-  assign \args$115.act_max  = args[183:174];
+  assign \args$153.mode  = args[0];
+  assign \args$153.x_signed  = args[1];
+  assign \args$153.in_base  = args[13:2];
+  assign \args$153.in_h  = args[21:14];
+  assign \args$153.in_w  = args[29:22];
+  assign \args$153.cw  = args[37:30];
+  assign \args$153.kh  = args[45:38];
+  assign \args$153.kw  = args[53:46];
+  assign \args$153.sh  = args[57:54];
+  assign \args$153.sw  = args[61:58];
+  assign \args$153.dh  = args[65:62];
+  assign \args$153.dw  = args[69:66];
+  assign \args$153.pt  = args[73:70];
+  assign \args$153.pl  = args[77:74];
+  assign \args$153.oh  = args[85:78];
+  assign \args$153.ow  = args[93:86];
+  assign \args$153.out_base  = args[105:94];
+  assign \args$153.zp_in  = args[115:106];
+  assign \args$153.mult  = args[147:116];
+  assign \args$153.shift  = args[153:148];
+  assign \args$153.zp_out  = args[163:154];
+  assign \args$153.act_min  = args[173:164];
+  assign \args$153.act_max  = args[183:174];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -11046,30 +11365,30 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \engines__pool__args.zp_out  = args[163:154];
   assign \engines__pool__args.act_min  = args[173:164];
   assign \engines__pool__args.act_max  = args[183:174];
-  assign \args$122.a_base  = args[11:0];
-  assign \args$122.b_base  = args[23:12];
-  assign \args$122.out_base  = args[35:24];
-  assign \args$122.npos  = args[51:36];
-  assign \args$122.cw  = args[59:52];
-  assign \args$122.a_stride  = args[67:60];
-  assign \args$122.b_stride  = args[75:68];
-  assign \args$122.out_stride  = args[83:76];
-  assign \args$122.x_signed  = args[84];
-  assign \args$122.has_b  = args[85];
-  assign \args$122.rq_in  = args[86];
-  assign \args$122.rq_out  = args[87];
-  assign \args$122.ls  = args[92:88];
-  assign \args$122.zp_a  = args[102:93];
-  assign \args$122.zp_b  = args[112:103];
-  assign \args$122.mult_a  = args[144:113];
-  assign \args$122.shift_a  = args[150:145];
-  assign \args$122.mult_b  = args[182:151];
-  assign \args$122.shift_b  = args[188:183];
-  assign \args$122.mult_o  = args[220:189];
-  assign \args$122.shift_o  = args[226:221];
-  assign \args$122.zp_out  = args[236:227];
-  assign \args$122.act_min  = args[246:237];
-  assign \args$122.act_max  = args[256:247];
+  assign \args$160.a_base  = args[11:0];
+  assign \args$160.b_base  = args[23:12];
+  assign \args$160.out_base  = args[35:24];
+  assign \args$160.npos  = args[51:36];
+  assign \args$160.cw  = args[59:52];
+  assign \args$160.a_stride  = args[67:60];
+  assign \args$160.b_stride  = args[75:68];
+  assign \args$160.out_stride  = args[83:76];
+  assign \args$160.x_signed  = args[84];
+  assign \args$160.has_b  = args[85];
+  assign \args$160.rq_in  = args[86];
+  assign \args$160.rq_out  = args[87];
+  assign \args$160.ls  = args[92:88];
+  assign \args$160.zp_a  = args[102:93];
+  assign \args$160.zp_b  = args[112:103];
+  assign \args$160.mult_a  = args[144:113];
+  assign \args$160.shift_a  = args[150:145];
+  assign \args$160.mult_b  = args[182:151];
+  assign \args$160.shift_b  = args[188:183];
+  assign \args$160.mult_o  = args[220:189];
+  assign \args$160.shift_o  = args[226:221];
+  assign \args$160.zp_out  = args[236:227];
+  assign \args$160.act_min  = args[246:237];
+  assign \args$160.act_max  = args[256:247];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -11104,6 +11423,22 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \load__payload.mask  = args[27:26];
   assign \load__payload.page  = args[28];
   assign \load__payload.row0  = args[31:29];
+  assign \cmd__payload$172.store  = args[0];
+  assign \cmd__payload$172.wmem  = args[1];
+  assign \cmd__payload$172.ext  = args[21:2];
+  assign \cmd__payload$172.addr  = args[33:22];
+  assign \cmd__payload$172.rows  = args[49:34];
+  assign \cmd__payload$172.len  = args[65:50];
+  assign \cmd__payload$172.ext_stride  = args[85:66];
+  assign \cmd__payload$172.stride  = args[97:86];
+  assign \dma__payload.store  = args[0];
+  assign \dma__payload.wmem  = args[1];
+  assign \dma__payload.ext  = args[21:2];
+  assign \dma__payload.addr  = args[33:22];
+  assign \dma__payload.rows  = args[49:34];
+  assign \dma__payload.len  = args[65:50];
+  assign \dma__payload.ext_stride  = args[85:66];
+  assign \dma__payload.stride  = args[97:86];
   assign \ctrl__report.status  = ctrl__report[3:0];
   assign \ctrl__report.status.busy  = ctrl__report[0];
   assign \ctrl__report.status.done  = ctrl__report[1];
@@ -11142,57 +11477,59 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__d
   assign \host__report.macros[1].busy  = ctrl__report[247:216];
   assign \host__report.macros[1].stall  = ctrl__report[279:248];
   assign \host__report.macros[1].wload  = ctrl__report[311:280];
-  assign \port__en$75  = 1'h1;
+  assign \port__en$113  = 1'h1;
   assign \$1  = amem_w__en;
   assign \$4  = amem_w__en;
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \port$42$0 , \port$43$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, trace_w__addr
-, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \port$46$0 , \port$47$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start
+, engines__ew__start, dma__valid, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire \$11 ;
+  wire \$10 ;
+  wire [16:0] \$11 ;
   wire \$12 ;
-  wire [32:0] \$13 ;
+  wire \$13 ;
   wire [32:0] \$14 ;
-  wire \$15 ;
-  wire [32:0] \$16 ;
-  wire \$17 ;
+  wire [32:0] \$15 ;
+  wire \$16 ;
+  wire [32:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire [16:0] \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [32:0] \$22 ;
-  wire \$23 ;
+  wire \$22 ;
+  wire [32:0] \$23 ;
   wire \$24 ;
-  wire [32:0] \$25 ;
+  wire \$25 ;
   wire [32:0] \$26 ;
-  wire \$27 ;
+  wire [32:0] \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire [32:0] \$30 ;
-  wire \$31 ;
+  wire \$30 ;
+  wire [32:0] \$31 ;
   wire \$32 ;
-  wire [32:0] \$33 ;
+  wire \$33 ;
   wire [32:0] \$34 ;
-  wire \$35 ;
-  reg [15:0] \$36 ;
-  reg \$37 ;
-  reg [31:0] \$38 ;
-  reg [31:0] \$39 ;
+  wire [32:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  reg [15:0] \$38 ;
+  reg \$39 ;
   wire \$4 ;
   reg [31:0] \$40 ;
-  reg [95:0] \$41 ;
-  reg [95:0] \$42 ;
-  reg \$43 ;
-  reg \$44 ;
+  reg [31:0] \$41 ;
+  reg [31:0] \$42 ;
+  reg [95:0] \$43 ;
+  reg [95:0] \$44 ;
   reg \$45 ;
-  reg [2:0] \$46 ;
-  reg [385:0] \$47 ;
+  reg \$46 ;
+  reg \$47 ;
+  reg [2:0] \$48 ;
+  reg [385:0] \$49 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -11201,9 +11538,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$14 ;
-  reg [31:0] \$signal$23  = 32'd0;
+  wire \$signal$15 ;
   reg [31:0] \$signal$24  = 32'd0;
+  reg [31:0] \$signal$25  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -11217,6 +11554,21 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   wire [31:0] \counters1.stall ;
   wire [31:0] \counters1.wload ;
   reg [2:0] ctrl_state = 3'h0;
+  wire [97:0] dma__payload;
+  wire [11:0] \dma__payload.addr ;
+  wire [19:0] \dma__payload.ext ;
+  wire [19:0] \dma__payload.ext_stride ;
+  wire [15:0] \dma__payload.len ;
+  wire [15:0] \dma__payload.rows ;
+  wire \dma__payload.store ;
+  wire [11:0] \dma__payload.stride ;
+  wire \dma__payload.wmem ;
+  input dma__ready;
+  wire dma__ready;
+  output dma__valid;
+  reg dma__valid;
+  input dma_busy;
+  wire dma_busy;
   output done;
   reg done = 1'h0;
   wire engine_done;
@@ -11343,7 +11695,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$16 ;
+  wire \error$17 ;
   output [311:0] host__report;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -11373,6 +11725,15 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   input [385:0] imem_rd__data;
   wire [385:0] imem_rd__data;
   wire [381:0] \imem_rd__data.args ;
+  wire [97:0] \imem_rd__data.args.dma ;
+  wire [11:0] \imem_rd__data.args.dma.addr ;
+  wire [19:0] \imem_rd__data.args.dma.ext ;
+  wire [19:0] \imem_rd__data.args.dma.ext_stride ;
+  wire [15:0] \imem_rd__data.args.dma.len ;
+  wire [15:0] \imem_rd__data.args.dma.rows ;
+  wire \imem_rd__data.args.dma.store ;
+  wire [11:0] \imem_rd__data.args.dma.stride ;
+  wire \imem_rd__data.args.dma.wmem ;
   wire [256:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
   wire [7:0] \imem_rd__data.args.ew.a_stride ;
@@ -11487,11 +11848,22 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
+  (* enum_value_0110 = "DMA" *)
+  (* enum_value_0111 = "DSYNC" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
   reg [385:0] ir = 386'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire [381:0] \ir.args ;
+  wire [97:0] \ir.args.dma ;
+  wire [11:0] \ir.args.dma.addr ;
+  wire [19:0] \ir.args.dma.ext ;
+  wire [19:0] \ir.args.dma.ext_stride ;
+  wire [15:0] \ir.args.dma.len ;
+  wire [15:0] \ir.args.dma.rows ;
+  wire \ir.args.dma.store ;
+  wire [11:0] \ir.args.dma.stride ;
+  wire \ir.args.dma.wmem ;
   wire [256:0] \ir.args.ew ;
   wire [11:0] \ir.args.ew.a_base ;
   wire [7:0] \ir.args.ew.a_stride ;
@@ -11606,6 +11978,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   (* enum_value_0011 = "MAC" *)
   (* enum_value_0100 = "POOL" *)
   (* enum_value_0101 = "EW" *)
+  (* enum_value_0110 = "DMA" *)
+  (* enum_value_0111 = "DSYNC" *)
   wire [3:0] \ir.op ;
   wire [31:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -11624,14 +11998,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   wire [1:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$40$351 ;
-  wire \port$40$351 ;
-  input \port$41$351 ;
-  wire \port$41$351 ;
-  input \port$42$0 ;
-  wire \port$42$0 ;
-  input \port$43$0 ;
-  wire \port$43$0 ;
+  input \port$44$351 ;
+  wire \port$44$351 ;
+  input \port$45$351 ;
+  wire \port$45$351 ;
+  input \port$46$0 ;
+  wire \port$46$0 ;
+  input \port$47$0 ;
+  wire \port$47$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -11649,73 +12023,82 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   wire trace_w__en;
   wire [1:0] unit_en;
   always @(posedge clk)
-    \$signal$23  <= \$39 ;
+    pf_valid <= \$39 ;
   always @(posedge clk)
-    \$signal$24  <= \$40 ;
+    trace_n <= \$40 ;
   always @(posedge clk)
-    counters0 <= \$41 ;
+    \$signal$24  <= \$41 ;
   always @(posedge clk)
-    counters1 <= \$42 ;
+    \$signal$25  <= \$42 ;
   always @(posedge clk)
-    busy <= \$43 ;
+    counters0 <= \$43 ;
   always @(posedge clk)
-    done <= \$44 ;
+    counters1 <= \$44 ;
   always @(posedge clk)
-    error <= \$45 ;
+    busy <= \$45 ;
   always @(posedge clk)
-    ctrl_state <= \$46 ;
+    done <= \$46 ;
   always @(posedge clk)
-    ir <= \$47 ;
+    error <= \$47 ;
+  always @(posedge clk)
+    ctrl_state <= \$48 ;
+  always @(posedge clk)
+    ir <= \$49 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
   assign engine_done = | { engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
-  assign \$5  = ! ctrl_state;
-  assign \$6  = ctrl_state == 1'h1;
-  assign \$7  = ctrl_state == 2'h2;
-  assign \$8  = ctrl_state == 2'h3;
-  assign \$9  = ctrl_state == 3'h4;
-  assign \$10  = pc + 1'h1;
-  assign \$11  = ~ retire;
-  assign \$12  = in_exec & \$11 ;
-  assign \$13  = trace_n + 1'h1;
-  assign \$14  = \$signal$23  + 1'h1;
-  assign \$15  = | macro_we;
-  assign \$16  = \$signal$24  + 1'h1;
-  assign \$17  = ~ busy;
-  assign \$18  = start & \$17 ;
-  assign \$19  = ~ busy;
-  assign \$20  = start & \$19 ;
-  assign \$21  = busy & \port$40$351 ;
-  assign \$22  = counters0[31:0] + 1'h1;
-  assign \$23  = ~ \port$40$351 ;
-  assign \$24  = \port$42$0  & \$23 ;
-  assign \$25  = counters0[63:32] + 1'h1;
-  assign \$26  = counters0[95:64] + 1'h1;
-  assign \$27  = ~ busy;
-  assign \$28  = start & \$27 ;
-  assign \$29  = busy & \port$41$351 ;
-  assign \$30  = counters1[31:0] + 1'h1;
-  assign \$31  = ~ \port$41$351 ;
-  assign \$32  = \port$43$0  & \$31 ;
-  assign \$33  = counters1[63:32] + 1'h1;
-  assign \$34  = counters1[95:64] + 1'h1;
-  assign \$35  = ~ loader_busy;
+  assign \$5  = ~ dma_busy;
+  assign \$6  = ! ctrl_state;
+  assign \$7  = ctrl_state == 1'h1;
+  assign \$8  = ctrl_state == 2'h2;
+  assign \$9  = ctrl_state == 2'h3;
+  assign \$10  = ctrl_state == 3'h4;
+  assign \$11  = pc + 1'h1;
+  assign \$12  = ~ retire;
+  assign \$13  = in_exec & \$12 ;
+  assign \$14  = trace_n + 1'h1;
+  assign \$15  = \$signal$24  + 1'h1;
+  assign \$16  = | macro_we;
+  assign \$17  = \$signal$25  + 1'h1;
+  assign \$18  = ~ busy;
+  assign \$19  = start & \$18 ;
+  assign \$20  = ~ busy;
+  assign \$21  = start & \$20 ;
+  assign \$22  = busy & \port$44$351 ;
+  assign \$23  = counters0[31:0] + 1'h1;
+  assign \$24  = ~ \port$44$351 ;
+  assign \$25  = \port$46$0  & \$24 ;
+  assign \$26  = counters0[63:32] + 1'h1;
+  assign \$27  = counters0[95:64] + 1'h1;
+  assign \$28  = ~ busy;
+  assign \$29  = start & \$28 ;
+  assign \$30  = busy & \port$45$351 ;
+  assign \$31  = counters1[31:0] + 1'h1;
+  assign \$32  = ~ \port$45$351 ;
+  assign \$33  = \port$47$0  & \$32 ;
+  assign \$34  = counters1[63:32] + 1'h1;
+  assign \$35  = counters1[95:64] + 1'h1;
+  assign \$36  = ~ loader_busy;
+  assign \$37  = ~ dma_busy;
   always @(posedge clk)
-    pc <= \$36 ;
-  always @(posedge clk)
-    pf_valid <= \$37 ;
-  always @(posedge clk)
-    trace_n <= \$38 ;
+    pc <= \$38 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$40  = \$signal$24 ;
-    if (\$15 ) begin
-      \$40  = \$16 [31:0];
+    \$39  = \$13 ;
+    if (rst) begin
+      \$39  = 1'h0;
     end
-    if (\$18 ) begin
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$40  = trace_n;
+    if (retire) begin
+      \$40  = \$14 [31:0];
+    end
+    if (\$19 ) begin
       \$40  = 32'd0;
     end
     if (rst) begin
@@ -11724,57 +12107,83 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = counters0;
+    \$41  = \$signal$24 ;
+    if (busy) begin
+      \$41  = \$15 [31:0];
+    end
+    if (\$19 ) begin
+      \$41  = 32'd0;
+    end
+    if (rst) begin
+      \$41  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$42  = \$signal$25 ;
+    if (\$16 ) begin
+      \$42  = \$17 [31:0];
+    end
+    if (\$19 ) begin
+      \$42  = 32'd0;
+    end
+    if (rst) begin
+      \$42  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$43  = counters0;
     (* full_case = 32'd1 *)
-    if (\$20 ) begin
-      \$41 [31:0] = 32'd0;
-      \$41 [63:32] = 32'd0;
-      \$41 [95:64] = 32'd0;
+    if (\$21 ) begin
+      \$43 [31:0] = 32'd0;
+      \$43 [63:32] = 32'd0;
+      \$43 [95:64] = 32'd0;
     end else begin
-      if (\$21 ) begin
-        \$41 [31:0] = \$22 [31:0];
+      if (\$22 ) begin
+        \$43 [31:0] = \$23 [31:0];
       end
-      if (\$24 ) begin
-        \$41 [63:32] = \$25 [31:0];
+      if (\$25 ) begin
+        \$43 [63:32] = \$26 [31:0];
       end
       if (macro_we[0]) begin
-        \$41 [95:64] = \$26 [31:0];
+        \$43 [95:64] = \$27 [31:0];
       end
     end
     if (rst) begin
-      \$41  = 96'h000000000000000000000000;
+      \$43  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = counters1;
+    \$44  = counters1;
     (* full_case = 32'd1 *)
-    if (\$28 ) begin
-      \$42 [31:0] = 32'd0;
-      \$42 [63:32] = 32'd0;
-      \$42 [95:64] = 32'd0;
+    if (\$29 ) begin
+      \$44 [31:0] = 32'd0;
+      \$44 [63:32] = 32'd0;
+      \$44 [95:64] = 32'd0;
     end else begin
-      if (\$29 ) begin
-        \$42 [31:0] = \$30 [31:0];
+      if (\$30 ) begin
+        \$44 [31:0] = \$31 [31:0];
       end
-      if (\$32 ) begin
-        \$42 [63:32] = \$33 [31:0];
+      if (\$33 ) begin
+        \$44 [63:32] = \$34 [31:0];
       end
       if (macro_we[1]) begin
-        \$42 [95:64] = \$34 [31:0];
+        \$44 [95:64] = \$35 [31:0];
       end
     end
     if (rst) begin
-      \$42  = 96'h000000000000000000000000;
+      \$44  = 96'h000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$43  = busy;
+    \$45  = busy;
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$43  = 1'h1;
+            \$45  = 1'h1;
           end
       3'h1:
           /* empty */;
@@ -11784,7 +12193,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                \$43  = 1'h0;
+                \$45  = 1'h0;
             4'h1:
                 /* empty */;
             4'h2:
@@ -11795,65 +12204,12 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
                 /* empty */;
             4'h5:
                 /* empty */;
-            default:
-                \$43  = 1'h0;
-          endcase
-    endcase
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$44  = done;
-    casez (ctrl_state)
-      3'h0:
-          if (start) begin
-            \$44  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          casez (ir[3:0])
-            4'h0:
-                \$44  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$45  = error;
-    casez (ctrl_state)
-      3'h0:
-          if (start) begin
-            \$45  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
+            4'h6:
                 /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3:
-                /* empty */;
-            4'h4:
-                /* empty */;
-            4'h5:
+            4'h7:
                 /* empty */;
             default:
-                \$45  = 1'h1;
+                \$45  = 1'h0;
           endcase
     endcase
     if (rst) begin
@@ -11862,72 +12218,151 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$46  = ctrl_state;
+    \$46  = done;
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$46  = 3'h1;
+            \$46  = 1'h0;
           end
       3'h1:
-          \$46  = 3'h2;
+          /* empty */;
       3'h2:
-          \$46  = 3'h3;
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$46  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$46  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$47  = error;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$47  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
       3'h3:
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                \$46  = 3'h0;
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            default:
+                \$47  = 1'h1;
+          endcase
+    endcase
+    if (rst) begin
+      \$47  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$48  = ctrl_state;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$48  = 3'h1;
+          end
+      3'h1:
+          \$48  = 3'h2;
+      3'h2:
+          \$48  = 3'h3;
+      3'h3:
+          (* full_case = 32'd1 *)
+          casez (ir[3:0])
+            4'h0:
+                \$48  = 3'h0;
             4'h1:
                 if (load__ready) begin
                   (* full_case = 32'd1 *)
                   if (pf_valid) begin
-                    \$46  = 3'h3;
+                    \$48  = 3'h3;
                   end else begin
-                    \$46  = 3'h2;
+                    \$48  = 3'h2;
                   end
                 end
             4'h2:
-                if (\$35 ) begin
+                if (\$36 ) begin
                   (* full_case = 32'd1 *)
                   if (pf_valid) begin
-                    \$46  = 3'h3;
+                    \$48  = 3'h3;
                   end else begin
-                    \$46  = 3'h2;
+                    \$48  = 3'h2;
                   end
                 end
             4'h3:
-                \$46  = 3'h4;
+                \$48  = 3'h4;
             4'h4:
-                \$46  = 3'h4;
+                \$48  = 3'h4;
             4'h5:
-                \$46  = 3'h4;
+                \$48  = 3'h4;
+            4'h6:
+                if (dma__ready) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$48  = 3'h3;
+                  end else begin
+                    \$48  = 3'h2;
+                  end
+                end
+            4'h7:
+                if (\$37 ) begin
+                  (* full_case = 32'd1 *)
+                  if (pf_valid) begin
+                    \$48  = 3'h3;
+                  end else begin
+                    \$48  = 3'h2;
+                  end
+                end
             default:
-                \$46  = 3'h0;
+                \$48  = 3'h0;
           endcase
       3'h4:
           if (engine_done) begin
             (* full_case = 32'd1 *)
             if (pf_valid) begin
-              \$46  = 3'h3;
+              \$48  = 3'h3;
             end else begin
-              \$46  = 3'h2;
+              \$48  = 3'h2;
             end
           end
     endcase
     if (rst) begin
-      \$46  = 3'h0;
+      \$48  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$47  = ir;
+    \$49  = ir;
     casez (ctrl_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$47  = imem_rd__data;
+          \$49  = imem_rd__data;
       3'h3:
           casez (ir[3:0])
             4'h0:
@@ -11935,25 +12370,43 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
             4'h1:
                 if (load__ready) begin
                   if (pf_valid) begin
-                    \$47  = imem_rd__data;
+                    \$49  = imem_rd__data;
                   end
                 end
             4'h2:
-                if (\$35 ) begin
+                if (\$36 ) begin
                   if (pf_valid) begin
-                    \$47  = imem_rd__data;
+                    \$49  = imem_rd__data;
+                  end
+                end
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                if (dma__ready) begin
+                  if (pf_valid) begin
+                    \$49  = imem_rd__data;
+                  end
+                end
+            4'h7:
+                if (\$37 ) begin
+                  if (pf_valid) begin
+                    \$49  = imem_rd__data;
                   end
                 end
           endcase
       3'h4:
           if (engine_done) begin
             if (pf_valid) begin
-              \$47  = imem_rd__data;
+              \$49  = imem_rd__data;
             end
           end
     endcase
     if (rst) begin
-      \$47  = 386'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$49  = 386'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -11992,6 +12445,20 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
                 end
             4'h2:
                 if (\$4 ) begin
+                  retire = 1'h1;
+                end
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                if (dma__ready) begin
+                  retire = 1'h1;
+                end
+            4'h7:
+                if (\$5 ) begin
                   retire = 1'h1;
                 end
           endcase
@@ -12097,14 +12564,43 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$36  = pc;
+    dma__valid = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                dma__valid = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = pc;
     if (retire) begin
-      \$36  = \$10 [15:0];
+      \$38  = \$11 [15:0];
     end
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$36  = host__start_pc;
+            \$38  = host__start_pc;
           end
       3'h1:
           /* empty */;
@@ -12113,57 +12609,25 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
       3'h3:
           casez (ir[3:0])
             4'h0:
-                \$36  = pc;
+                \$38  = pc;
           endcase
     endcase
     if (rst) begin
-      \$36  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$37  = \$12 ;
-    if (rst) begin
-      \$37  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = trace_n;
-    if (retire) begin
-      \$38  = \$13 [31:0];
-    end
-    if (\$18 ) begin
-      \$38  = 32'd0;
-    end
-    if (rst) begin
-      \$38  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$39  = \$signal$23 ;
-    if (busy) begin
-      \$39  = \$14 [31:0];
-    end
-    if (\$18 ) begin
-      \$39  = 32'd0;
-    end
-    if (rst) begin
-      \$39  = 32'd0;
+      \$38  = 16'h0000;
     end
   end
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[187:4];
   assign engines__ew__args = ir[260:4];
   assign load__payload = ir[35:4];
+  assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$14  = done;
-  assign \error$16  = error;
+  assign \$signal$15  = done;
+  assign \error$17  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$41$351 , \port$40$351  };
-  assign unit_en = { \port$43$0 , \port$42$0  };
+  assign macro_busy = { \port$45$351 , \port$44$351  };
+  assign unit_en = { \port$47$0 , \port$46$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
   assign engines__mac__args = ir[385:4];
@@ -12321,6 +12785,15 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   assign \ir.args.ew.zp_out  = ir[240:231];
   assign \ir.args.ew.act_min  = ir[250:241];
   assign \ir.args.ew.act_max  = ir[260:251];
+  assign \ir.args.dma  = ir[101:4];
+  assign \ir.args.dma.store  = ir[4];
+  assign \ir.args.dma.wmem  = ir[5];
+  assign \ir.args.dma.ext  = ir[25:6];
+  assign \ir.args.dma.addr  = ir[37:26];
+  assign \ir.args.dma.rows  = ir[53:38];
+  assign \ir.args.dma.len  = ir[69:54];
+  assign \ir.args.dma.ext_stride  = ir[89:70];
+  assign \ir.args.dma.stride  = ir[101:90];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -12373,6 +12846,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   assign \load__payload.mask  = ir[31:30];
   assign \load__payload.page  = ir[32];
   assign \load__payload.row0  = ir[35:33];
+  assign \dma__payload.store  = ir[4];
+  assign \dma__payload.wmem  = ir[5];
+  assign \dma__payload.ext  = ir[25:6];
+  assign \dma__payload.addr  = ir[37:26];
+  assign \dma__payload.rows  = ir[53:38];
+  assign \dma__payload.len  = ir[69:54];
+  assign \dma__payload.ext_stride  = ir[89:70];
+  assign \dma__payload.stride  = ir[101:90];
   assign \host__report.status  = host__report[3:0];
   assign \host__report.status.busy  = host__report[0];
   assign \host__report.status.done  = host__report[1];
@@ -12512,15 +12993,24 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
   assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[240:231];
   assign \imem_rd__data.args.ew.act_min  = imem_rd__data[250:241];
   assign \imem_rd__data.args.ew.act_max  = imem_rd__data[260:251];
+  assign \imem_rd__data.args.dma  = imem_rd__data[101:4];
+  assign \imem_rd__data.args.dma.store  = imem_rd__data[4];
+  assign \imem_rd__data.args.dma.wmem  = imem_rd__data[5];
+  assign \imem_rd__data.args.dma.ext  = imem_rd__data[25:6];
+  assign \imem_rd__data.args.dma.addr  = imem_rd__data[37:26];
+  assign \imem_rd__data.args.dma.rows  = imem_rd__data[53:38];
+  assign \imem_rd__data.args.dma.len  = imem_rd__data[69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = imem_rd__data[89:70];
+  assign \imem_rd__data.args.dma.stride  = imem_rd__data[101:90];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$23 ;
+  assign entry[31:0] = \$signal$24 ;
   assign entry[63:52] = 12'h000;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$24 ;
-  assign host__report[55:24] = \$signal$23 ;
+  assign host__report[87:56] = \$signal$25 ;
+  assign host__report[55:24] = \$signal$24 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -12530,8 +13020,1078 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$40$351 , \port$41$351 , \por
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$823$0 , \port$829$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1125$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+, wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
+  wire [12:0] \$1 ;
+  wire [9:0] \$10 ;
+  wire [9:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire [11:0] \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire [9:0] \$42 ;
+  wire [9:0] \$43 ;
+  wire \$44 ;
+  wire [9:0] \$45 ;
+  wire [12:0] \$46 ;
+  wire [9:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire [20:0] \$51 ;
+  wire [16:0] \$52 ;
+  wire [16:0] \$53 ;
+  wire [20:0] \$54 ;
+  wire [20:0] \$55 ;
+  wire [12:0] \$56 ;
+  wire [12:0] \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire [11:0] \$6 ;
+  wire [20:0] \$60 ;
+  wire [16:0] \$61 ;
+  wire [16:0] \$62 ;
+  wire [20:0] \$63 ;
+  wire [20:0] \$64 ;
+  wire [12:0] \$65 ;
+  wire [12:0] \$66 ;
+  wire [12:0] \$67 ;
+  wire [9:0] \$68 ;
+  wire \$69 ;
+  wire [15:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  reg \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg [15:0] \$75 ;
+  reg [19:0] \$76 ;
+  reg [11:0] \$77 ;
+  reg [19:0] \$78 ;
+  reg [19:0] \$79 ;
+  wire [20:0] \$8 ;
+  reg [11:0] \$80 ;
+  reg [11:0] \$81 ;
+  reg [15:0] \$82 ;
+  reg [15:0] \$83 ;
+  reg [8:0] \$84 ;
+  reg [8:0] \$85 ;
+  reg [1:0] \$86 ;
+  reg \$87 ;
+  wire [9:0] \$9 ;
+  reg [19:0] \$like  = 20'h00000;
+  reg [15:0] \$like$11  = 16'h0000;
+  (* init = 12'h000 *)
+  wire [11:0] \$like$31 ;
+  reg [19:0] \$like$70  = 20'h00000;
+  reg [11:0] \$like$71  = 12'h000;
+  reg [19:0] \$like$72  = 20'h00000;
+  reg [11:0] \$like$73  = 12'h000;
+  reg [15:0] \$like$74  = 16'h0000;
+  reg \$signal ;
+  reg \$signal$51  = 1'h0;
+  reg \$signal$55 ;
+  wire [31:0] addr;
+  output [11:0] amem_r__addr;
+  reg [11:0] amem_r__addr = 12'h000;
+  input [15:0] amem_r__data;
+  wire [15:0] amem_r__data;
+  output amem_r__en;
+  wire amem_r__en;
+  (* init = 12'h000 *)
+  wire [11:0] amem_w__addr;
+  input [15:0] amem_w__data;
+  wire [15:0] amem_w__data;
+  output amem_w__en;
+  wire amem_w__en;
+  wire [31:0] axi__araddr;
+  wire [1:0] axi__arburst;
+  wire [3:0] axi__arcache;
+  output [7:0] axi__arlen;
+  wire [7:0] axi__arlen;
+  input axi__arready;
+  wire axi__arready;
+  wire [2:0] axi__arsize;
+  output axi__arvalid;
+  reg axi__arvalid;
+  wire [31:0] axi__awaddr;
+  wire [1:0] axi__awburst;
+  wire [3:0] axi__awcache;
+  output [7:0] axi__awlen;
+  wire [7:0] axi__awlen;
+  input axi__awready;
+  wire axi__awready;
+  wire [2:0] axi__awsize;
+  output axi__awvalid;
+  reg axi__awvalid;
+  input axi__bid;
+  wire axi__bid;
+  output axi__bready;
+  reg axi__bready;
+  input [1:0] axi__bresp;
+  wire [1:0] axi__bresp;
+  input axi__bvalid;
+  wire axi__bvalid;
+  wire [15:0] axi__rdata;
+  input axi__rid;
+  wire axi__rid;
+  output axi__rready;
+  reg axi__rready;
+  input [1:0] axi__rresp;
+  wire [1:0] axi__rresp;
+  input axi__rvalid;
+  wire axi__rvalid;
+  wire [15:0] axi__wdata;
+  output axi__wlast;
+  wire axi__wlast;
+  input axi__wready;
+  wire axi__wready;
+  wire [1:0] axi__wstrb;
+  output axi__wvalid;
+  reg axi__wvalid;
+  reg [8:0] beats = 9'h000;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  wire [97:0] cmd__payload;
+  wire [11:0] \cmd__payload.addr ;
+  wire [19:0] \cmd__payload.ext ;
+  wire [19:0] \cmd__payload.ext_stride ;
+  wire [15:0] \cmd__payload.len ;
+  wire [15:0] \cmd__payload.rows ;
+  wire \cmd__payload.store ;
+  wire [11:0] \cmd__payload.stride ;
+  wire \cmd__payload.wmem ;
+  output cmd__ready;
+  wire cmd__ready;
+  wire cmd__valid;
+  reg [1:0] dma_state = 2'h0;
+  output error;
+  reg error = 1'h0;
+  (* init = 1'h0 *)
+  wire \error$46 ;
+  wire [97:0] head;
+  wire [11:0] \head.addr ;
+  wire [19:0] \head.ext ;
+  wire [19:0] \head.ext_stride ;
+  wire [15:0] \head.len ;
+  wire [15:0] \head.rows ;
+  wire \head.store ;
+  wire [11:0] \head.stride ;
+  wire \head.wmem ;
+  reg [8:0] issued = 9'h000;
+  reg [15:0] length = 16'h0000;
+  wire [8:0] n;
+  output [20:0] \port$1125$0 ;
+  wire [20:0] \port$1125$0 ;
+  wire [97:0] r_data;
+  reg r_en;
+  reg r_hs;
+  wire r_rdy;
+  output [15:0] rd_data;
+  wire [15:0] rd_data;
+  input rst;
+  wire rst;
+  wire [11:0] to_boundary;
+  input [97:0] w_data;
+  wire [97:0] w_data;
+  input w_en;
+  wire w_en;
+  wire w_rdy;
+  reg wmem = 1'h0;
+  wire [9:0] wmem_r__addr;
+  input [15:0] wmem_r__data;
+  wire [15:0] wmem_r__data;
+  output wmem_r__en;
+  wire wmem_r__en;
+  wire [9:0] wmem_w__addr;
+  wire [15:0] wmem_w__data;
+  output wmem_w__en;
+  wire wmem_w__en;
+  reg wv = 1'h0;
+  assign rd_data = wmem ? wmem_r__data : amem_r__data;
+  assign \$12  = ! wmem;
+  assign amem_r__en = \$signal  & \$12 ;
+  assign wmem_r__en = \$signal  & \$13 ;
+  assign \$14  = ! wmem;
+  assign amem_w__en = r_hs & \$14 ;
+  assign wmem_w__en = r_hs & \$15 ;
+  assign \$16  = ~ \$signal$51 ;
+  assign \$17  = ~ wv;
+  assign \$18  = wv & axi__wready;
+  assign \$19  = issued != \$7 [8:0];
+  assign \$20  = ~ wv;
+  assign \$21  = \$20  | \$signal$55 ;
+  assign \$22  = \$19  & \$21 ;
+  assign \$23  = ~ \$24 ;
+  assign busy = r_rdy | \$23 ;
+  assign \$24  = ! dma_state;
+  assign \$25  = dma_state == 1'h1;
+  assign \$26  = dma_state == 2'h2;
+  assign \$27  = dma_state == 2'h3;
+  assign \$28  = | axi__rresp;
+  assign \$30  = \$28  | \$29 ;
+  assign \$31  = r_hs & \$30 ;
+  assign \$32  = axi__bvalid & axi__bready;
+  assign \$33  = | axi__bresp;
+  assign \$35  = \$33  | \$34 ;
+  assign \$36  = \$32  & \$35 ;
+  assign \$37  = \$31  | \$36 ;
+  assign \$38  = | head[49:34];
+  assign \$39  = | head[65:50];
+  assign \$40  = \$38  & \$39 ;
+  assign \$41  = \$signal$51  ? axi__awready : axi__arready;
+  assign \$42  = beats + 1'h1;
+  assign \$43  = \$7 [8:0] - 1'h1;
+  assign \$44  = beats == \$43 ;
+  assign \$45  = beats + 1'h1;
+  assign \$46  = amem_r__addr + 1'h1;
+  assign \$47  = \$7 [8:0] - 1'h1;
+  assign \$48  = beats == \$47 ;
+  assign \$49  = \$like$11  != \$7 [8:0];
+  assign \$50  = \$like$74  != 1'h1;
+  assign \$51  = \$like  + \$7 [8:0];
+  assign \$52  = \$like$11  - \$7 [8:0];
+  assign \$53  = \$like$74  - 1'h1;
+  assign \$54  = \$like$72  + \$like$70 ;
+  assign \$55  = \$like$72  + \$like$70 ;
+  assign \$56  = \$like$73  + \$like$71 ;
+  assign \$57  = \$like$73  + \$like$71 ;
+  assign \$58  = \$like$11  != \$7 [8:0];
+  assign \$59  = \$like$74  != 1'h1;
+  assign \$60  = \$like  + \$7 [8:0];
+  assign \$61  = \$like$11  - \$7 [8:0];
+  assign \$62  = \$like$74  - 1'h1;
+  assign \$63  = \$like$72  + \$like$70 ;
+  assign \$64  = \$like$72  + \$like$70 ;
+  assign \$65  = \$like$73  + \$like$71 ;
+  assign \$66  = \$like$73  + \$like$71 ;
+  assign \$67  = amem_r__addr + 1'h1;
+  assign \$68  = issued + 1'h1;
+  assign \$69  = ~ \$signal$55 ;
+  assign \$70  = wv & \$69 ;
+  assign \$71  = \$signal  | \$70 ;
+  always @(posedge clk)
+    error <= \$72 ;
+  always @(posedge clk)
+    \$signal$51  <= \$73 ;
+  always @(posedge clk)
+    wmem <= \$74 ;
+  always @(posedge clk)
+    length <= \$75 ;
+  always @(posedge clk)
+    \$like$70  <= \$76 ;
+  always @(posedge clk)
+    \$like$71  <= \$77 ;
+  always @(posedge clk)
+    \$like$72  <= \$78 ;
+  always @(posedge clk)
+    \$like  <= \$79 ;
+  always @(posedge clk)
+    \$like$73  <= \$80 ;
+  always @(posedge clk)
+    amem_r__addr <= \$81 ;
+  always @(posedge clk)
+    \$like$11  <= \$82 ;
+  always @(posedge clk)
+    \$like$74  <= \$83 ;
+  always @(posedge clk)
+    beats <= \$84 ;
+  always @(posedge clk)
+    issued <= \$85 ;
+  always @(posedge clk)
+    dma_state <= \$86 ;
+  always @(posedge clk)
+    wv <= \$87 ;
+  assign \$1  = 12'h800 - \$like [10:0];
+  assign \$2  = \$1 [11:0] < 9'h100;
+  assign \$3  = \$2  ? \$1 [11:0] : 12'h100;
+  assign \$4  = \$like$11  < \$3 ;
+  assign \$5  = \$1 [11:0] < 9'h100;
+  assign \$6  = \$5  ? \$1 [11:0] : 12'h100;
+  assign \$7  = \$4  ? \$like$11  : { 4'h0, \$6  };
+  assign \$9  = \$7 [8:0] - 1'h1;
+  assign \$10  = \$7 [8:0] - 1'h1;
+  assign \$11  = \$7 [8:0] - 1'h1;
+  assign axi__wlast = beats == \$11 ;
+  \tiny_fabric.dma.queue  queue (
+    .clk(clk),
+    .r_data(head),
+    .r_en(r_en),
+    .r_rdy(r_rdy),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(w_data),
+    .w_rdy(cmd__ready)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    r_en = 1'h0;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            r_en = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__awvalid = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          axi__awvalid = \$signal$51 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__arvalid = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          axi__arvalid = \$16 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$signal  = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\$signal$51 ) begin
+            \$signal  = \$17 ;
+          end
+      2'h2:
+          if (\$signal$51 ) begin
+            \$signal  = \$22 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__wvalid = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (\$signal$51 ) begin
+            axi__wvalid = wv;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$signal$55  = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (\$signal$51 ) begin
+            \$signal$55  = \$18 ;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__rready = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            axi__rready = 1'h1;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    r_hs = 1'h0;
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            r_hs = axi__rvalid;
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    axi__bready = 1'h0;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          /* empty */;
+      2'h3:
+          axi__bready = 1'h1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$72  = error;
+    if (\$37 ) begin
+      \$72  = 1'h1;
+    end
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$72  = 1'h0;
+          end
+    endcase
+    if (rst) begin
+      \$72  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$73  = \$signal$51 ;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$73  = head[0];
+          end
+    endcase
+    if (rst) begin
+      \$73  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$74  = wmem;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$74  = head[1];
+          end
+    endcase
+    if (rst) begin
+      \$74  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$75  = length;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$75  = head[65:50];
+          end
+    endcase
+    if (rst) begin
+      \$75  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$76  = \$like$70 ;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$76  = head[85:66];
+          end
+    endcase
+    if (rst) begin
+      \$76  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$77  = \$like$71 ;
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$77  = head[97:86];
+          end
+    endcase
+    if (rst) begin
+      \$77  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$78  = \$like$72 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$78  = head[21:2];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$78  = \$54 [19:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$78  = \$63 [19:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$78  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$79  = \$like ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$79  = head[21:2];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                  \$79  = \$51 [19:0];
+                end else if (\$50 ) begin
+                  \$79  = \$55 [19:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+              \$79  = \$60 [19:0];
+            end else if (\$59 ) begin
+              \$79  = \$64 [19:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$79  = 20'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$80  = \$like$73 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$80  = head[33:22];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$80  = \$56 [11:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$80  = \$65 [11:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$80  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$81  = amem_r__addr;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$81  = head[33:22];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              \$81  = \$46 [11:0];
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$81  = \$57 [11:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$81  = \$66 [11:0];
+            end
+          end
+    endcase
+    if (\$signal ) begin
+      \$81  = \$67 [11:0];
+    end
+    if (rst) begin
+      \$81  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$82  = \$like$11 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$82  = head[65:50];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                  \$82  = \$52 [15:0];
+                end else if (\$50 ) begin
+                  \$82  = length;
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+              \$82  = \$61 [15:0];
+            end else if (\$59 ) begin
+              \$82  = length;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$82  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$83  = \$like$74 ;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$83  = head[49:34];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                if (\$49 ) begin
+                end else if (\$50 ) begin
+                  \$83  = \$53 [15:0];
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            if (\$58 ) begin
+            end else if (\$59 ) begin
+              \$83  = \$62 [15:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$83  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$84  = beats;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$84  = 9'h000;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+            if (\$signal$55 ) begin
+              \$84  = \$42 [8:0];
+            end
+          end else begin
+            if (r_hs) begin
+              \$84  = \$45 [8:0];
+              if (\$48 ) begin
+                \$84  = 9'h000;
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            \$84  = 9'h000;
+          end
+    endcase
+    if (rst) begin
+      \$84  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$85  = issued;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            \$85  = 9'h000;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                \$85  = 9'h000;
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            \$85  = 9'h000;
+          end
+    endcase
+    if (\$signal ) begin
+      \$85  = \$68 [8:0];
+    end
+    if (rst) begin
+      \$85  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$86  = dma_state;
+    (* full_case = 32'd1 *)
+    casez (dma_state)
+      2'h0:
+          if (r_rdy) begin
+            if (\$40 ) begin
+              \$86  = 2'h1;
+            end
+          end
+      2'h1:
+          if (\$41 ) begin
+            \$86  = 2'h2;
+          end
+      2'h2:
+          (* full_case = 32'd1 *)
+          if (\$signal$51 ) begin
+            if (\$signal$55 ) begin
+              if (\$44 ) begin
+                \$86  = 2'h3;
+              end
+            end
+          end else begin
+            if (r_hs) begin
+              if (\$48 ) begin
+                (* full_case = 32'd1 *)
+                if (\$49 ) begin
+                  \$86  = 2'h1;
+                end else if (\$50 ) begin
+                  \$86  = 2'h1;
+                end else begin
+                  \$86  = 2'h0;
+                end
+              end
+            end
+          end
+      2'h3:
+          if (axi__bvalid) begin
+            (* full_case = 32'd1 *)
+            if (\$58 ) begin
+              \$86  = 2'h1;
+            end else if (\$59 ) begin
+              \$86  = 2'h1;
+            end else begin
+              \$86  = 2'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$86  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$87  = \$71 ;
+    if (rst) begin
+      \$87  = 1'h0;
+    end
+  end
+  assign cmd__valid = w_en;
+  assign cmd__payload = w_data;
+  assign w_rdy = cmd__ready;
+  assign r_data = head;
+  assign to_boundary = \$1 [11:0];
+  assign n = \$7 [8:0];
+  assign addr = { 11'h000, \$8  };
+  assign axi__awaddr = { 11'h000, \$8  };
+  assign axi__awsize = 3'h1;
+  assign axi__awburst = 2'h1;
+  assign axi__awcache = 4'h3;
+  assign axi__araddr = { 11'h000, \$8  };
+  assign axi__arsize = 3'h1;
+  assign axi__arburst = 2'h1;
+  assign axi__arcache = 4'h3;
+  assign axi__wstrb = 2'h3;
+  assign \$like$31  = amem_r__addr;
+  assign wmem_r__addr = amem_r__addr[9:0];
+  assign amem_w__addr = amem_r__addr;
+  assign axi__rdata = amem_w__data;
+  assign wmem_w__addr = amem_r__addr[9:0];
+  assign wmem_w__data = amem_w__data;
+  assign axi__wdata = rd_data;
+  assign \error$46  = error;
+  assign \port$1125$0  = \$8 ;
+  assign axi__awlen = \$9 [7:0];
+  assign axi__arlen = \$10 [7:0];
+  assign \cmd__payload.store  = w_data[0];
+  assign \cmd__payload.wmem  = w_data[1];
+  assign \cmd__payload.ext  = w_data[21:2];
+  assign \cmd__payload.addr  = w_data[33:22];
+  assign \cmd__payload.rows  = w_data[49:34];
+  assign \cmd__payload.len  = w_data[65:50];
+  assign \cmd__payload.ext_stride  = w_data[85:66];
+  assign \cmd__payload.stride  = w_data[97:86];
+  assign \head.store  = head[0];
+  assign \head.wmem  = head[1];
+  assign \head.ext  = head[21:2];
+  assign \head.addr  = head[33:22];
+  assign \head.rows  = head[49:34];
+  assign \head.len  = head[65:50];
+  assign \head.ext_stride  = head[85:66];
+  assign \head.stride  = head[97:86];
+  assign \$8  = { \$like , 1'h0 };
+  assign \$13  = wmem;
+  assign \$15  = wmem;
+  assign \$29  = axi__rid;
+  assign \$34  = axi__bid;
+endmodule
+
+(* generator = "Amaranth" *)
+module \tiny_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [4:0] \$14 ;
+  reg [2:0] \$15 ;
+  reg [2:0] \$16 ;
+  reg [3:0] \$17 ;
+  wire [3:0] \$2 ;
+  wire \$3 ;
+  wire [3:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire [4:0] \$9 ;
+  input clk;
+  wire clk;
+  (* init = 3'h0 *)
+  wire [2:0] consume;
+  reg [3:0] level = 4'h0;
+  (* init = 3'h0 *)
+  wire [2:0] produce;
+  output [97:0] r_data;
+  wire [97:0] r_data;
+  input r_en;
+  wire r_en;
+  (* init = 4'h0 *)
+  wire [3:0] r_level;
+  reg [2:0] r_port__addr = 3'h0;
+  wire [97:0] r_port__data;
+  output r_rdy;
+  wire r_rdy;
+  input rst;
+  wire rst;
+  wire [97:0] w_data;
+  input w_en;
+  wire w_en;
+  (* init = 4'h0 *)
+  wire [3:0] w_level;
+  reg [2:0] w_port__addr = 3'h0;
+  input [97:0] w_port__data;
+  wire [97:0] w_port__data;
+  wire w_port__en;
+  output w_rdy;
+  wire w_rdy;
+  reg [97:0] storage [7:0];
+  initial begin
+    storage[0] = 98'h0000000000000000000000000;
+    storage[1] = 98'h0000000000000000000000000;
+    storage[2] = 98'h0000000000000000000000000;
+    storage[3] = 98'h0000000000000000000000000;
+    storage[4] = 98'h0000000000000000000000000;
+    storage[5] = 98'h0000000000000000000000000;
+    storage[6] = 98'h0000000000000000000000000;
+    storage[7] = 98'h0000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (w_port__en)
+      storage[w_port__addr] <= w_port__data;
+  end
+  assign r_data = storage[r_port__addr];
+  assign w_rdy = level != 4'h8;
+  assign r_rdy = | level;
+  assign w_port__en = w_en & w_rdy;
+  assign \$1  = w_rdy & w_en;
+  assign \$2  = w_port__addr + 1'h1;
+  assign \$3  = r_rdy & r_en;
+  assign \$4  = r_port__addr + 1'h1;
+  assign \$5  = w_rdy & w_en;
+  assign \$6  = r_rdy & r_en;
+  assign \$7  = ~ \$6 ;
+  assign \$8  = \$5  & \$7 ;
+  assign \$9  = level + 1'h1;
+  assign \$10  = r_rdy & r_en;
+  assign \$11  = w_rdy & w_en;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$10  & \$12 ;
+  assign \$14  = level - 1'h1;
+  always @(posedge clk)
+    w_port__addr <= \$15 ;
+  always @(posedge clk)
+    r_port__addr <= \$16 ;
+  always @(posedge clk)
+    level <= \$17 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$15  = w_port__addr;
+    if (\$1 ) begin
+      \$15  = \$2 [2:0];
+    end
+    if (rst) begin
+      \$15  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$16  = r_port__addr;
+    if (\$3 ) begin
+      \$16  = \$4 [2:0];
+    end
+    if (rst) begin
+      \$16  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$17  = level;
+    if (\$8 ) begin
+      \$17  = \$9 [3:0];
+    end
+    if (\$13 ) begin
+      \$17  = \$14 [3:0];
+    end
+    if (rst) begin
+      \$17  = 4'h0;
+    end
+  end
+  assign w_level = level;
+  assign r_level = level;
+  assign produce = w_port__addr;
+  assign w_data = w_port__data;
+  assign consume = r_port__addr;
+  assign r_port__data = r_data;
+endmodule
+
+(* generator = "Amaranth" *)
+module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$827$0 , \port$833$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
   wire [62:0] \$11 ;
@@ -12697,10 +14257,10 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   reg [31:0] ob3_0 = 32'd0;
   reg [31:0] ob3_1 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$823$0 ;
-  wire [7:0] \port$823$0 ;
-  output [7:0] \port$829$0 ;
-  wire [7:0] \port$829$0 ;
+  output [7:0] \port$827$0 ;
+  wire [7:0] \port$827$0 ;
+  output [7:0] \port$833$0 ;
+  wire [7:0] \port$833$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -12930,7 +14490,7 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$57  = w;
     if (busy) begin
       \$57  = \$35 [7:0];
@@ -12946,7 +14506,7 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$58  = p;
     if (busy) begin
       if (\$37 ) begin
@@ -12961,7 +14521,7 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$59  = busy;
     if (busy) begin
       if (\$37 ) begin
@@ -12978,28 +14538,28 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$60  = busy;
     if (rst) begin
       \$60  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$61  = s1_valid;
     if (rst) begin
       \$61  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$62  = \o_valid$75 ;
     if (rst) begin
       \$62  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$63  = started;
     if (start) begin
       \$63  = 1'h1;
@@ -13029,8 +14589,8 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign act_w__data = { \$24 [7:0], \$19 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$823$0  = \$19 [7:0];
-  assign \port$829$0  = \$24 [7:0];
+  assign \port$827$0  = \$19 [7:0];
+  assign \port$833$0  = \$24 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -13101,7 +14661,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire \$100 ;
@@ -13523,28 +15083,28 @@ module \tiny_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   always @(posedge clk)
     y3 <= \$52 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$113  = i_valid;
     if (rst) begin
       \$113  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$114  = v1;
     if (rst) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$115  = v2;
     if (rst) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$116  = v3;
     if (rst) begin
       \$116  = 1'h0;
@@ -13603,7 +15163,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$11 ;
@@ -13833,28 +15393,28 @@ module \tiny_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   assign \$36  = \$35  ? 31'h7fffffff : 31'h00000000;
   assign \$37  = $signed(nudged0) + $signed({ 1'h0, \$36  });
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$57  = i_valid;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$58  = v1;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$59  = v2;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$60  = v3;
     if (rst) begin
       \$60  = 1'h0;
@@ -13890,7 +15450,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, imem_r__data, amem_r__data, wmem_r__data, pmem_r__data, dmem_r__data, trace_r__data, imem_r__addr, imem_w__en, amem_r__addr, amem_w__en, wmem_r__addr, wmem_w__en, pmem_r__addr, pmem_w__en
 , dmem_r__addr, dmem_w__en, trace_r__addr, ctrl__report, ctrl__start, dat, wb__ack, ctrl__start_pc, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [9:0] \$101 ;
@@ -14149,14 +15709,14 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
   assign \$34  = 1'h1 << wb__adr[1:0];
   assign \$35  = \$33  ? \$34  : 6'h00;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     ctrl__start = 1'h0;
     if (\$11 ) begin
       ctrl__start = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     dat = 32'd0;
     casez (r_region)
       3'h0:
@@ -14176,14 +15736,14 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$45  = req;
     if (rst) begin
       \$45  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$46  = r_region;
     if (req) begin
       \$46  = wb__adr[16:14];
@@ -14193,7 +15753,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$47  = ctrl__start_pc;
     if (\$42 ) begin
       \$47  = wb__dat_w[15:0];
@@ -14203,7 +15763,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$48  = csr_r;
     if (\$44 ) begin
       (* full_case = 32'd1 *)
@@ -14249,7 +15809,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$49  = imem_rsl;
     if (req) begin
       \$49  = wb__adr[3:0];
@@ -14259,7 +15819,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$50  = amem_rsl;
     if (req) begin
       \$50  = 1'h0;
@@ -14269,7 +15829,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$51  = wmem_rsl;
     if (req) begin
       \$51  = 1'h0;
@@ -14279,7 +15839,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$52  = pmem_rsl;
     if (req) begin
       \$52  = wb__adr[2:0];
@@ -14289,7 +15849,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$53  = dmem_rsl;
     if (req) begin
       \$53  = wb__adr[1:0];
@@ -14299,7 +15859,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$54  = trace_rsl;
     if (req) begin
       \$54  = wb__adr[0];
@@ -14374,7 +15934,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr, mem_page, mem_row, w_en, w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -14496,14 +16056,14 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     .w_rdy(cmd__ready)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     r_en = 1'h0;
     if (\$2 ) begin
       r_en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$13  = active;
     if (\$5 ) begin
       \$13  = \$6 ;
@@ -14518,7 +16078,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$14  = w_rd__addr;
     if (\$5 ) begin
       \$14  = head[9:0];
@@ -14531,7 +16091,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$15  = left;
     if (\$5 ) begin
       \$15  = head[25:10];
@@ -14544,7 +16104,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$16  = mask;
     if (\$5 ) begin
       \$16  = head[27:26];
@@ -14554,7 +16114,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$17  = page;
     if (\$5 ) begin
       \$17  = head[28];
@@ -14569,7 +16129,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$18  = row;
     if (\$5 ) begin
       \$18  = head[31:29];
@@ -14587,14 +16147,14 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$19  = active;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$20  = mem_page;
     if (active) begin
       \$20  = page;
@@ -14604,7 +16164,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$21  = mem_row;
     if (active) begin
       \$21  = row;
@@ -14614,7 +16174,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$22  = wr_mask;
     if (active) begin
       \$22  = mask;
@@ -14646,7 +16206,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -14734,7 +16294,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -14744,7 +16304,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -14754,7 +16314,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -14775,9 +16335,9 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$42$0 , \port$43$0 , op__0__valid, op__1__valid, param_rd__addr, \port$161$0 , \port$166$0 , finished, desc_rd__0__addr
+module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$46$0 , \port$47$0 , op__0__valid, op__1__valid, param_rd__addr, \port$165$0 , \port$170$0 , finished, desc_rd__0__addr
 , act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -15355,14 +16915,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [31:0] \param_rd__data[1].mult ;
   wire [7:0] \param_rd__data[1].shift ;
   wire param_rd__en;
-  output [7:0] \port$161$0 ;
-  wire [7:0] \port$161$0 ;
-  output [7:0] \port$166$0 ;
-  wire [7:0] \port$166$0 ;
-  output \port$42$0 ;
-  wire \port$42$0 ;
-  output \port$43$0 ;
-  wire \port$43$0 ;
+  output [7:0] \port$165$0 ;
+  wire [7:0] \port$165$0 ;
+  output [7:0] \port$170$0 ;
+  wire [7:0] \port$170$0 ;
+  output \port$46$0 ;
+  wire \port$46$0 ;
+  output \port$47$0 ;
+  wire \port$47$0 ;
   wire pos_bstep;
   wire \pos_bstep$57 ;
   wire pos_init;
@@ -15848,7 +17408,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$170  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -15866,7 +17426,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$171  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -15884,7 +17444,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$172  = g_nr;
     if (go) begin
       if (\$118 ) begin
@@ -15904,7 +17464,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$173  = g_nbase;
     if (go) begin
       if (\$118 ) begin
@@ -15924,7 +17484,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$174  = g_p0;
     if (go) begin
       if (\$118 ) begin
@@ -15941,7 +17501,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$175  = g_done;
     if (go) begin
       if (\$118 ) begin
@@ -15960,7 +17520,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$176  = since_final;
     if (\$128 ) begin
       \$176  = 8'h00;
@@ -15975,7 +17535,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$177  = i_page;
     if (issue) begin
       \$177  = \$137 [0];
@@ -15988,7 +17548,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$178  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -16006,7 +17566,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$179  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -16024,7 +17584,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$180  = i_nr;
     if (issue) begin
       if (\$139 ) begin
@@ -16044,7 +17604,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$181  = i_nbase;
     if (issue) begin
       if (\$139 ) begin
@@ -16064,7 +17624,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$182  = i_p0;
     if (issue) begin
       if (\$139 ) begin
@@ -16081,7 +17641,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$183  = i_done;
     if (issue) begin
       if (\$139 ) begin
@@ -16100,14 +17660,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$184  = acc0_0;
     if (res_any) begin
       \$184  = \$62 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$185  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -16116,14 +17676,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$186  = acc0_1;
     if (res_any) begin
       \$186  = \$66 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$187  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -16132,14 +17692,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$188  = acc1_0;
     if (res_any) begin
       \$188  = \$70 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$189  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -16148,14 +17708,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$190  = acc1_1;
     if (res_any) begin
       \$190  = \$74 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$191  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -16164,7 +17724,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$192  = ser_cnt;
     if (\$149 ) begin
       \$192  = args[302:295];
@@ -16177,7 +17737,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$193  = g_bi;
     if (\$149 ) begin
       \$193  = 8'h00;
@@ -16192,7 +17752,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$194  = g_nn;
     if (\$149 ) begin
       \$194  = 8'h00;
@@ -16210,7 +17770,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$195  = ser_p0;
     if (\$149 ) begin
       \$195  = tag[19:4];
@@ -16220,7 +17780,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$196  = ser_n0;
     if (\$149 ) begin
       \$196  = tag[27:20];
@@ -16230,14 +17790,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$197  = \$161 ;
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$198  = busy;
     if (\$166 ) begin
       \$198  = 1'h1;
@@ -16250,7 +17810,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$199  = setup;
     if (\$166 ) begin
       \$199  = 1'h1;
@@ -16267,7 +17827,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$200  = setup_cnt;
     if (\$166 ) begin
       \$200  = 8'h00;
@@ -16327,11 +17887,11 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign addr_pipe3 = act_w__addr;
   assign act_w__data = { \$97 [7:0], \$92 [7:0] };
   assign done = finished;
-  assign \port$42$0  = \$1 ;
-  assign \port$43$0  = \$2 ;
+  assign \port$46$0  = \$1 ;
+  assign \port$47$0  = \$2 ;
   assign param_rd__addr = \$85 [5:0];
-  assign \port$161$0  = \$92 [7:0];
-  assign \port$166$0  = \$97 [7:0];
+  assign \port$165$0  = \$92 [7:0];
+  assign \port$170$0  = \$97 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -16650,7 +18210,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [7:0] \$100 ;
@@ -17096,7 +18656,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   always @(posedge clk)
     full <= \$116 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$87  = bi;
     if (pos_init) begin
       \$87  = desc_rd__data[6:0];
@@ -17106,7 +18666,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$88  = kk;
     if (pos_init) begin
       \$88  = desc_rd__data[13:7];
@@ -17116,7 +18676,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$89  = nn;
     if (pos_init) begin
       \$89  = desc_rd__data[20:14];
@@ -17126,7 +18686,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$90  = en;
     if (pos_init) begin
       \$90  = desc_rd__data[21];
@@ -17136,7 +18696,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$91  = p;
     if (pos_init) begin
       \$91  = 16'h0000;
@@ -17148,7 +18708,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$92  = ox;
     if (pos_init) begin
       \$92  = 8'h00;
@@ -17160,7 +18720,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$93  = oy;
     if (pos_init) begin
       \$93  = 8'h00;
@@ -17172,7 +18732,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$94  = iy0;
     if (pos_init) begin
       \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -17184,7 +18744,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$95  = ix0;
     if (pos_init) begin
       \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -17196,7 +18756,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$96  = pos_addr;
     if (pos_init) begin
       \$96  = args[121:108];
@@ -17208,7 +18768,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$97  = active;
     if (\$13 ) begin
       if (go) begin
@@ -17224,7 +18784,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
@@ -17243,7 +18803,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -17257,7 +18817,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -17275,7 +18835,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -17296,7 +18856,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$102  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -17314,7 +18874,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$103  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -17335,7 +18895,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$104  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -17347,7 +18907,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$105  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -17368,7 +18928,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$106  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -17392,7 +18952,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$107  = first;
     if (\$13 ) begin
       if (go) begin
@@ -17406,7 +18966,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$108  = b_valid;
     if (\$31 ) begin
       \$108  = active;
@@ -17416,7 +18976,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$109  = b_n;
     if (\$31 ) begin
       \$109  = \$65 [1:0];
@@ -17426,7 +18986,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$110  = b_oob;
     if (\$31 ) begin
       \$110  = oob;
@@ -17436,7 +18996,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$111  = b_first;
     if (\$31 ) begin
       \$111  = first;
@@ -17446,7 +19006,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$112  = b_last;
     if (\$31 ) begin
       \$112  = last;
@@ -17456,7 +19016,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$113  = b_ix;
     if (\$31 ) begin
       \$113  = ix;
@@ -17466,7 +19026,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$114  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -17475,7 +19035,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$115  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -17486,7 +19046,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$116  = full;
     if (\$36 ) begin
       \$116  = 1'h1;
@@ -17498,7 +19058,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -17507,7 +19067,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       2'h1:
@@ -17601,7 +19161,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [7:0] \$100 ;
@@ -18047,7 +19607,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   always @(posedge clk)
     full <= \$116 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$87  = bi;
     if (pos_init) begin
       \$87  = desc_rd__data[6:0];
@@ -18057,7 +19617,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$88  = kk;
     if (pos_init) begin
       \$88  = desc_rd__data[13:7];
@@ -18067,7 +19627,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$89  = nn;
     if (pos_init) begin
       \$89  = desc_rd__data[20:14];
@@ -18077,7 +19637,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$90  = en;
     if (pos_init) begin
       \$90  = desc_rd__data[21];
@@ -18087,7 +19647,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$91  = p;
     if (pos_init) begin
       \$91  = 16'h0000;
@@ -18099,7 +19659,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$92  = ox;
     if (pos_init) begin
       \$92  = 8'h00;
@@ -18111,7 +19671,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$93  = oy;
     if (pos_init) begin
       \$93  = 8'h00;
@@ -18123,7 +19683,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$94  = iy0;
     if (pos_init) begin
       \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -18135,7 +19695,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$95  = ix0;
     if (pos_init) begin
       \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -18147,7 +19707,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$96  = pos_addr;
     if (pos_init) begin
       \$96  = args[121:108];
@@ -18159,7 +19719,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$97  = active;
     if (\$13 ) begin
       if (go) begin
@@ -18175,7 +19735,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
@@ -18194,7 +19754,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -18208,7 +19768,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -18226,7 +19786,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -18247,7 +19807,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$102  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -18265,7 +19825,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$103  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -18286,7 +19846,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$104  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -18298,7 +19858,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$105  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -18319,7 +19879,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$106  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -18343,7 +19903,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$107  = first;
     if (\$13 ) begin
       if (go) begin
@@ -18357,7 +19917,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$108  = b_valid;
     if (\$31 ) begin
       \$108  = active;
@@ -18367,7 +19927,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$109  = b_n;
     if (\$31 ) begin
       \$109  = \$65 [1:0];
@@ -18377,7 +19937,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$110  = b_oob;
     if (\$31 ) begin
       \$110  = oob;
@@ -18387,7 +19947,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$111  = b_first;
     if (\$31 ) begin
       \$111  = first;
@@ -18397,7 +19957,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$112  = b_last;
     if (\$31 ) begin
       \$112  = last;
@@ -18407,7 +19967,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$113  = b_ix;
     if (\$31 ) begin
       \$113  = ix;
@@ -18417,7 +19977,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$114  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -18426,7 +19986,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$115  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -18437,7 +19997,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$116  = full;
     if (\$36 ) begin
       \$116  = 1'h1;
@@ -18449,7 +20009,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -18458,7 +20018,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       2'h1:
@@ -18551,7 +20111,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$11 ;
@@ -18781,28 +20341,28 @@ module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   assign \$36  = \$35  ? 31'h7fffffff : 31'h00000000;
   assign \$37  = $signed(nudged0) + $signed({ 1'h0, \$36  });
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$57  = i_valid;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$58  = v1;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$59  = v2;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$60  = v3;
     if (rst) begin
       \$60  = 1'h0;
@@ -18837,7 +20397,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -18921,7 +20481,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -18931,7 +20491,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -18941,7 +20501,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -18962,8 +20522,8 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$698$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$702$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -19127,10 +20687,10 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$697$0 ;
-  wire [7:0] \port$697$0 ;
-  output [7:0] \port$698$0 ;
-  wire [7:0] \port$698$0 ;
+  output [7:0] \port$701$0 ;
+  wire [7:0] \port$701$0 ;
+  output [7:0] \port$702$0 ;
+  wire [7:0] \port$702$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv1_0 = 10'h000;
@@ -19323,7 +20883,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -19334,7 +20894,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -19345,7 +20905,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$71  = kx;
     if (busy) begin
       \$71  = \$55 [7:0];
@@ -19361,7 +20921,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$72  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -19379,7 +20939,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$73  = w;
     if (busy) begin
       if (last_kx) begin
@@ -19399,7 +20959,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$74  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -19421,7 +20981,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$75  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -19442,7 +21002,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$76  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -19465,56 +21025,56 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$77  = busy;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$78  = oob;
     if (rst) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$79  = \$62 ;
     if (rst) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$80  = \$63 ;
     if (rst) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$81  = red0;
     if (\$signal$51 ) begin
       \$81  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$82  = red1;
     if (\$signal$51 ) begin
       \$82  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$83  = \$69 ;
     if (rst) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$84  = started;
     if (start) begin
       \$84  = 1'h1;
@@ -19542,8 +21102,8 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$697$0 , \port$6
   assign pa3 = act_w__addr;
   assign act_w__data = { \$48 [7:0], \$47 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$697$0  = \$47 [7:0];
-  assign \port$698$0  = \$48 [7:0];
+  assign \port$701$0  = \$47 [7:0];
+  assign \port$702$0  = \$48 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -19585,7 +21145,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$11 ;
@@ -19815,28 +21375,28 @@ module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   assign \$36  = \$35  ? 31'h7fffffff : 31'h00000000;
   assign \$37  = $signed(nudged0) + $signed({ 1'h0, \$36  });
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$57  = i_valid;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$58  = v1;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$59  = v2;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$60  = v3;
     if (rst) begin
       \$60  = 1'h0;
