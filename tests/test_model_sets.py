@@ -175,22 +175,33 @@ def test_tiny_topology_follows_the_reference(name, cache):
             ops.count("Add")) == expected
 
 
-#: Agreement cases below the bound today, with the measured cause (bench/bench_models.py prints the figures).
-#: Double rounding differs on about 2**-(right+1) of every requantised output (docs/golden.md).
-_BN = ("the unfolded BatchNormalization, imported as an int8 per-channel affine, differs from onnxruntime's "
-       "float BatchNormalization on 0.1-0.4% of elements")
-_POOL = ("the 8x8 average pool rounds exact ties (sum % 64 == 32) half up, onnxruntime half to even (about 0.8% "
-         "of its elements)")
-_DOUBLE = "double rounding (2**-(right+1) of each requantised output; 3-10% on the final average pools)"
-KNOWN_GAPS = {("resnet8", "single"): f"{_BN}; {_POOL}", ("resnet8", "double"): _DOUBLE,
-              ("ds_cnn", "single"): _BN, ("ds_cnn", "double"): _DOUBLE,
-              ("mobilenet_v1_025", "single"): _BN, ("mobilenet_v1_025", "double"): _DOUBLE}
+#: Agreement cases below the bound today, (model or "*", format or "*", rounding) -> the measured cause
+#: (bench/bench_models.py prints the figures; docs/golden.md explains double rounding).
+KNOWN_GAPS = {
+    ("*", "*", "double"): "double rounding differs on about 2**-(right+1) of every requantised output "
+                          "(0.1-0.8% of each convolution, 3-10% of the final average pools)",
+    ("resnet8", "qdq", "single"): "the 8x8 average pool (float AveragePool between DequantizeLinear and "
+                                  "QuantizeLinear) rounds exact ties (sum % 64 == 32) half up, onnxruntime half to "
+                                  "even: about 0.8% of its elements; QLinearAveragePool (qop) agrees",
+    ("autoencoder", "qdq", "single"): "one element of 512 (relu3: a Dense with its BatchNormalization) differs by "
+                                      "1 LSB; the qop form agrees exactly",
+}
+
+
+def _known_gap(name: str, fmt: str, rounding: str) -> str | None:
+    for key in ((name, fmt, rounding), (name, "*", rounding), ("*", fmt, rounding), ("*", "*", rounding)):
+        if key in KNOWN_GAPS:
+            return KNOWN_GAPS[key]
+    return None
+
+
+_REFERENCE: dict = {}
 
 
 @pytest.mark.parametrize("rounding", ["single", "double"])
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
 @pytest.mark.parametrize("name", ms.TINY_SET)
-def test_tiny_model_agrees_with_onnxruntime(name, form, rounding, cache, request):
+def test_tiny_model_agrees_with_onnxruntime(name, form, rounding, cache):
     from cimforge.golden.cli import onnx_feeds, to_codes
     from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
     from cimforge.golden.onnx_import import OnnxImportError, load_onnx
@@ -200,16 +211,18 @@ def test_tiny_model_agrees_with_onnxruntime(name, form, rounding, cache, request
         graph = load_onnx(path)
     except OnnxImportError as e:
         pytest.xfail(str(e))
-    x = ms.sample_inputs(name, 4, SEED + 1)
     print(f"{name} {path.name}: seed {SEED}, inputs seed {SEED + 1}")
-    codes = to_codes(graph, x)
-    ref = ort_tensors(path, graph, onnx_feeds(graph, x, codes))
+    if path not in _REFERENCE:  # onnxruntime's tensors, shared by the two roundings
+        x = ms.sample_inputs(name, 4, SEED + 1)
+        _REFERENCE[path] = ort_tensors(path, graph, onnx_feeds(graph, x, to_codes(graph, x)))
+    ref = _REFERENCE[path]
     a = compare_tensors(layerwise(graph, ref, rounding), ref)
     print(a.format(per_tensor=True))
     assert a.max_diff <= MAX_LSB, f"{name}: a layer differs by {a.max_diff} LSB from onnxruntime"
-    if not a.ok(AGREEMENT_MIN, MAX_LSB) and (name, rounding) in KNOWN_GAPS:
+    gap = _known_gap(name, form[0], rounding)
+    if not a.ok(AGREEMENT_MIN, MAX_LSB) and gap:
         worst = min(a.tensors, key=lambda t: t.fraction)
-        pytest.xfail(f"{KNOWN_GAPS[name, rounding]} (worst tensor {worst.name}: {100 * worst.fraction:.3f}%)")
+        pytest.xfail(f"{gap} (worst tensor {worst.name}: {100 * worst.fraction:.3f}%)")
     assert a.ok(AGREEMENT_MIN, MAX_LSB), f"{name} ({rounding}): worst tensor {100 * a.worst_fraction:.3f}%"
 
 
