@@ -4,7 +4,8 @@ Columns: build time (first build; cached builds are instant: ``--rebuild`` force
 ``golden.onnx_import.load_onnx`` imports it (else the importer's message: node and operator), the layer-by-layer
 agreement with onnxruntime in both rounding forms (worst tensor's share of identical elements, largest
 difference in LSB, and whether the acceptance bound is met; each layer fed onnxruntime's own inputs,
-``golden.compare.layerwise``), and whether ``cimforge compile MODEL --preset default`` maps it (else the
+``golden.compare.layerwise``), end to end (the golden model run from the input: the largest difference of any
+tensor, and the share of inputs whose top-1 class agrees with onnxruntime's), and whether ``cimforge compile MODEL --preset default`` maps it (else the
 compiler's one-line error), and the same without a final Softmax (which runs on the host side).
 
     .venv/bin/python bench/bench_models.py                    # the tiny set, 4 forms each
@@ -34,6 +35,7 @@ class Row:
     build_s: float = 0.0
     imported: str = ""
     agreement: dict = field(default_factory=dict)  # rounding -> (worst fraction, max diff, ok) or error text
+    end_to_end: dict = field(default_factory=dict)  # rounding -> (max diff of any tensor, top-1 agreement)
     compiled: str = ""
     body: str = ""  # compile without the trailing host-side layers (Softmax), when there are any
 
@@ -50,6 +52,7 @@ def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache
     from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
     from cimforge.golden.onnx_import import load_onnx
     from cimforge.golden.requant import ROUNDING_MODES
+    from cimforge.golden.runner import run_graph
 
     fmt, scales = form.split("-")
     row = Row(model, form)
@@ -74,6 +77,10 @@ def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache
         for rounding in ROUNDING_MODES:
             a = compare_tensors(layerwise(graph, ref, rounding), ref)
             row.agreement[rounding] = (a.worst_fraction, a.max_diff, a.ok(AGREEMENT_MIN, MAX_LSB))
+            golden = run_graph(graph, codes, rounding=rounding)
+            out = graph.outputs[0]
+            top1 = np.mean(golden[out].reshape(len(x), -1).argmax(1) == ref[out].reshape(len(x), -1).argmax(1))
+            row.end_to_end[rounding] = (compare_tensors(golden, ref).max_diff, float(top1))
     except Exception as e:
         row.agreement = {r: _one_line(e) for r in ROUNDING_MODES}
     row.compiled = compile_default(path)
@@ -127,11 +134,18 @@ def _agreement_cell(v) -> str:
     return f"{100 * frac:.3f}% / {diff} LSB ({'met' if ok else 'NOT met'})"
 
 
+def _e2e_cell(v) -> str:
+    return "-" if not v else f"{v[0]} LSB, {100 * v[1]:.0f}%"
+
+
 def format_table(rows: list[Row], markdown: bool) -> str:
     head = ["model", "form", "build s", "imports", "double (worst tensor / max)", "single (worst tensor / max)",
-            "compile default", "compile default without the final Softmax"]
+            "end to end double / single (max diff, top-1)", "compile default",
+            "compile default without the final Softmax"]
     cells = [[r.model, r.form, f"{r.build_s:.1f}", r.imported, _agreement_cell(r.agreement.get("double")),
-              _agreement_cell(r.agreement.get("single")), r.compiled or "-", r.body or "-"] for r in rows]
+              _agreement_cell(r.agreement.get("single")),
+              " / ".join(_e2e_cell(r.end_to_end.get(k)) for k in ("double", "single")),
+              r.compiled or "-", r.body or "-"] for r in rows]
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]

@@ -523,21 +523,40 @@ def _cached(path: Path, make: Callable[[Path], None]) -> Path:
         if sidecar.read_text().strip() == _digest(path):
             return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    _remove_stale_temporaries(path)
+    tmp = _temporary(path)
     try:
         make(Path(tmp))
         digest = _digest(Path(tmp))
         os.replace(tmp, path)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(digest + "\n")
+        tmp = _temporary(path)
+        Path(tmp).write_text(digest + "\n")
         os.replace(tmp, sidecar)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     _prune(path)
     return path
+
+
+def _temporary(path: Path) -> str:
+    """A new empty file beside ``path`` with the permissions of an ordinary file (mkstemp makes it 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
+def _remove_stale_temporaries(path: Path, age_s: float = 3600.0) -> None:
+    """Remove temporary files of ``path`` older than ``age_s``: a build killed by a signal leaves its temporary
+    file behind, and no build (VGG-19 takes about a minute) runs that long."""
+    import time
+    for old in path.parent.glob(path.stem + ".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - old.stat().st_mtime > age_s:
+                old.unlink()
 
 
 def _prune(path: Path) -> None:

@@ -126,6 +126,21 @@ def test_corrupt_entry_is_rebuilt_and_an_interrupted_build_leaves_nothing(tmp_pa
     assert not [n for n in left if n.startswith("ds_cnn-qop-pc") or n.endswith(".tmp")], left
 
 
+def test_entries_are_ordinary_files_and_stale_temporaries_go(tmp_path):
+    import os
+    import time
+    stem = ms.build("ds_cnn", "qdq", False, cache=tmp_path).stem
+    killed = tmp_path / f"{stem}.abc123.tmp"  # what a build killed by a signal leaves
+    killed.write_bytes(b"")
+    os.utime(killed, (time.time() - 7200, time.time() - 7200))
+    (tmp_path / f"{stem}.onnx.sha256").write_text("0\n")  # digest mismatch: rebuilt
+    path = ms.build("ds_cnn", "qdq", False, cache=tmp_path)
+    assert not killed.exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_new_builder_version_replaces_the_old_entry(tmp_path, monkeypatch):
     old = ms.build("ds_cnn", "qop", False, cache=tmp_path)
     monkeypatch.setattr(ms, "BUILDER_VERSION", ms.BUILDER_VERSION + 1)
