@@ -11,8 +11,11 @@ Any other exception is a bug: its traceback is printed with a line saying so, ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 import traceback
 
 from .errors import INTERNAL_EXIT, USER_EXIT, is_user_error
@@ -114,10 +117,36 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # a bad option (one line printed) or --help: a code, as from any other error
         return e.code if isinstance(e.code, int) else USER_EXIT
+    with _sigterm_raises():
+        try:
+            return int(importlib.import_module(args._module).run(args) or 0)
+        except _Terminated:
+            print(f"cimforge {args.command}: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
+        except KeyboardInterrupt:
+            print(f"cimforge {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as e:  # noqa: BLE001 - the one place that turns exceptions into exit codes
+            return _report(args.command, e, args.debug)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that clean-up (``finally``, temporary directories) runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While a command runs, SIGTERM raises :class:`_Terminated` instead of killing the process outright, so an
+    output directory being replaced (:func:`cimforge.outputs.replace_dir`) is left as it was."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
-    except KeyboardInterrupt:
-        print(f"cimforge {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - the one place that turns exceptions into exit codes
-        return _report(args.command, e, args.debug)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -14,11 +14,13 @@ error classes (``ConfigError``, ``IRError``, ``CompileError``, ...) and need not
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import sys
 from pathlib import Path
 
 __all__ = ["UserError", "USER_ERROR_TYPES", "USER_EXIT", "INTERNAL_EXIT", "is_user_error", "int_at_least",
-           "existing_file", "output_dir"]
+           "positive_float", "existing_file", "output_dir"]
 
 #: Exit code of a user error (argparse's own for bad options).
 USER_EXIT = 2
@@ -52,9 +54,17 @@ class UserError(Exception):
         super().__init__(message)
 
 
+#: errno values of an OSError that are the environment's, not a bug: no space, a read-only file system, no
+#: permission, too long a name (the message names the file).
+USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG})
+
+
 def is_user_error(exc: BaseException) -> bool:
-    """True when ``exc`` is a :class:`UserError` or one of :data:`USER_ERROR_TYPES`."""
+    """True when ``exc`` is a :class:`UserError`, one of :data:`USER_ERROR_TYPES`, or an OSError of
+    :data:`USER_ERRNOS` (a full disk while writing outputs is not a bug)."""
     if isinstance(exc, UserError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in USER_ERRNOS:
         return True
     for module, name in USER_ERROR_TYPES:
         cls = getattr(sys.modules.get(module), name, None)
@@ -74,6 +84,20 @@ def int_at_least(lo: int):
             raise argparse.ArgumentTypeError(f"{value}: allowed an integer >= {lo}")
         return value
     parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def positive_float(hi: float):
+    """An argparse ``type``: a finite number in ``(0, hi]`` (``nan``, ``inf``, 0 and negatives refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number: allowed a number in (0, {hi:g}]") from None
+        if not math.isfinite(value) or not 0 < value <= hi:
+            raise argparse.ArgumentTypeError(f"{text}: allowed a finite number in (0, {hi:g}]")
+        return value
+    parse.__name__ = f"number in (0, {hi:g}]"
     return parse
 
 

@@ -8,8 +8,6 @@ byte-identical output and the committed rtl/ can be checked for freshness.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -69,33 +67,20 @@ def params(cfg: CimConfig, modules: dict[str, str]) -> dict:
     }
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so that a failure never leaves a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def generate(cfg: CimConfig, out_dir: str | Path) -> list[Path]:
     """Write ``<name>.v`` (every module of the design: the macro and the fabric tops) and ``params.json`` into
     ``out_dir``; return the paths.
 
-    Everything is elaborated before anything is written, so an error leaves ``out_dir`` as it was.
+    The output location is checked before elaboration (:func:`cimforge.outputs.check_output_dir`), and the
+    directory is replaced as a whole (:func:`cimforge.outputs.replace_dir`): after an error, Ctrl-C or SIGTERM it
+    is either as it was or complete, never a new ``.v`` beside a stale ``params.json``.
     """
+    from ..outputs import check_output_dir, replace_dir
     from .fabric import fabric_params
-    out = Path(out_dir)
+    out = check_output_dir("--out", out_dir)
     tops, text = design_verilog(cfg)
     files = {f"{cfg.name}.v": HEADER.format(version=__version__, name=cfg.name) + text}
     files["params.json"] = json.dumps({**params(cfg, tops), "fabric": fabric_params(cfg)}, indent=2,
                                       sort_keys=True) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fname, content in files.items():
-        _write_atomic(out / fname, content)
-        paths.append(out / fname)
-    return paths
+    replace_dir(out, files)
+    return [out / fname for fname in files]

@@ -320,7 +320,10 @@ def run(args: argparse.Namespace) -> int:
         return main(args)
     from ..compiler.compile import compile_graph
 
+    from ..gen.size import check_generation_size
+
     cfg = config_from_options(args)
+    check_generation_size(cfg, "sim")
     models = _models(args)
     _check_simulator(args.sim)
     jobs = []

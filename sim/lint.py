@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, existing_file
 from .tools import setup_verilator
 
 __all__ = ["WAIVERS", "LintReport", "lint", "add_arguments", "run"]
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if args.file:
         if not args.top:
             raise UserError("--file needs --top MODULE")
-        targets.append((Path(args.file), args.top))
+        targets.append((existing_file("--file", args.file, (".v", ".sv")), args.top))
     for name in args.preset or ([] if args.file else list(PRESETS)):
         if name not in PRESETS:
             raise UserError(f"--preset {name!r}: allowed {', '.join(PRESETS)}")

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..outputs import read_json_cache, write_atomic
+
 __all__ = ["SIMULATORS", "available_simulators", "setup_verilator", "has_icarus", "build_key", "build_dir_for",
            "run_cocotb", "verilator_public", "simulator_log", "captured", "log_tail", "SimulatorFailed",
            "build_estimate"]
@@ -222,9 +224,35 @@ def build_estimate(sim: str, sources: Sequence[Path]) -> float:
 def _record_build_time(sim: str, sources: Sequence[Path], seconds: float) -> None:
     times = _read_build_times()
     times[sim] = {"mb": sum(Path(s).stat().st_size for s in sources) / 1e6, "seconds": round(seconds, 1)}
-    tmp = BUILD_ROOT / f".{_BUILD_TIMES}.{os.getpid()}"
-    tmp.write_text(json.dumps(times, indent=1))
-    os.replace(tmp, BUILD_ROOT / _BUILD_TIMES)  # atomic: a reader never sees half a file
+    write_atomic(BUILD_ROOT / _BUILD_TIMES, json.dumps(times, indent=1))  # a reader never sees half a file
+
+
+#: The file a finished build leaves, per simulator: the model the runner executes.
+_BUILD_PRODUCT = {"verilator": "Vtop", "icarus": "sim.vvp"}
+
+
+def _build_current(stamp: Path, sim: str) -> bool:
+    """True when the build directory holds a finished build: the stamp is written (atomically) only after the
+    build, and records the size of the model, so a killed build, a deleted or truncated model or a corrupt stamp
+    means rebuild (the stamp is removed). An empty stamp of an older cimforge counts when the model exists."""
+    product = stamp.parent / _BUILD_PRODUCT[sim]
+    if not stamp.exists():
+        return False
+    if stamp.stat().st_size == 0:
+        ok = product.is_file() and product.stat().st_size > 0
+    else:
+        data = read_json_cache(stamp)
+        ok = (isinstance(data, dict) and product.is_file()
+              and data.get("product") == product.name and data.get("size") == product.stat().st_size)
+    if not ok:
+        stamp.unlink(missing_ok=True)
+    return ok
+
+
+def _stamp_build(stamp: Path, sim: str) -> None:
+    product = stamp.parent / _BUILD_PRODUCT[sim]
+    size = product.stat().st_size if product.is_file() else -1
+    write_atomic(stamp, json.dumps({"product": product.name, "size": size}) + "\n")
 
 
 def _duration(seconds: float) -> str:
@@ -268,7 +296,7 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
     sources = [Path(s).resolve() for s in sources]
     if public is not None and sim == "verilator":
         vlt = sources[0].with_suffix(f".{toplevel}.vlt")
-        vlt.write_text(verilator_public(toplevel, public))
+        write_atomic(vlt, verilator_public(toplevel, public))  # read by a concurrent build of the same sources
         # given as a build argument: cocotb's runner wants HDL files only among its sources
         build_args = [*build_args, "--no-public-flat-rw", str(vlt)]
     key = build_key(sources, sim, toplevel, tuple(build_args), waves, cxx_opt, tuple(public or ()))
@@ -277,7 +305,7 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
     log = active_log()
     with _locked(BUILD_ROOT / f".{sim}-{toplevel}-{key}.lock"):
         stamp = bdir / ".built"
-        cached = stamp.exists()
+        cached = _build_current(stamp, sim)
         if cached:
             # let build() set up the runner's state, but run none of its commands: the build is current
             runner._execute = lambda cmds, cwd: None
@@ -302,7 +330,7 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
         if cached:
             del runner._execute
         else:
-            stamp.touch()
+            _stamp_build(stamp, sim)
             seconds = time.perf_counter() - t0
             _record_build_time(sim, sources, seconds)
             _announce(f"built the {sim} model of {toplevel} in {_duration(seconds)} ({bdir})")

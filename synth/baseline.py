@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from ..outputs import write_atomic
 
 __all__ = ["BASELINE_DIR", "TOLERANCES", "baseline_from_report", "compare", "load_baseline", "save_baseline",
            "BaselineError"]
@@ -100,5 +101,5 @@ def save_baseline(rep: dict, directory: str | Path = BASELINE_DIR) -> Path:
     """Write the baseline of ``rep``'s design."""
     path = Path(directory) / f"{rep['design']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(baseline_from_report(rep), indent=1, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(baseline_from_report(rep), indent=1, sort_keys=True) + "\n")
     return path

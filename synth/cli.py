@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..outputs import write_atomic
 from ..config import load_config
 from ..presets import get_preset
 from .yosys import DEFAULT_TIMEOUT, YosysError
@@ -70,7 +71,11 @@ def _calibrate() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..gen.size import check_generation_size
+
     cfgs = [get_preset(n) for n in args.preset] + [load_config(f) for f in args.config]
+    for cfg in cfgs:
+        check_generation_size(cfg, "synth")
     if not cfgs and not args.sweep and not args.calibrate:
         print("cimforge synth: error: give --preset NAME, --config FILE, --sweep or --calibrate", file=sys.stderr)
         return 2
@@ -94,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
                   f"transistors ({t['transistors_per_bit']:.1f}/bit), depth {t['depth_flat']} "
                   f"({time.perf_counter() - t0:.1f} s) -> {', '.join(str(p) for p in paths)}")
         if reports:
-            (out / "summary.md").write_text("# Synthesis summary (estimates)\n\n" + summary_table(reports) + "\n"
-                                            + reports[0]["calibration"]["statement"] + "\n")
-            (out / "summary.json").write_text(json.dumps(
+            write_atomic(out / "summary.md", "# Synthesis summary (estimates)\n\n" + summary_table(reports) + "\n"
+                         + reports[0]["calibration"]["statement"] + "\n")
+            write_atomic(out / "summary.json", json.dumps(
                 {r["design"]: {"totals": r["totals"], "ppa_native": r["ppa"]["by_precision"][-1]} for r in reports},
                 indent=1, sort_keys=True) + "\n")
             print(summary_table(reports), end="")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..outputs import write_atomic
 from ..config import WEIGHT_BITS, CimConfig, config_to_dict
 from .calibrate import calibration_report
 from .energy import CALIBRATED, EVENTS, PUBLISHED, TECH, MacroOp, macro_figures
@@ -270,6 +271,6 @@ def write_report(rep: dict, out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     js = out / f"{rep['design']}.json"
     md = out / f"{rep['design']}.md"
-    js.write_text(json.dumps(rep, indent=1, sort_keys=True) + "\n")
-    md.write_text(render_markdown(rep))
+    write_atomic(js, json.dumps(rep, indent=1, sort_keys=True) + "\n")
+    write_atomic(md, render_markdown(rep))
     return [js, md]

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..outputs import write_atomic
 from ..config import CimConfig, FabricConfig, MacroConfig
 from .energy import PUBLISHED, TECH, MacroOp, ideal_tops
 from .report import build_report
@@ -183,6 +184,6 @@ def write_sweep(rows: list[dict], out_dir: str | Path) -> list[Path]:
     """``sweep.json``, ``sweep.md`` and the plots into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
-    (out / "sweep.md").write_text(summary_markdown(rows))
+    write_atomic(out / "sweep.json", json.dumps(rows, indent=1, sort_keys=True) + "\n")
+    write_atomic(out / "sweep.md", summary_markdown(rows))
     return [out / "sweep.json", out / "sweep.md"] + plot_sweep(rows, out)

@@ -28,6 +28,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..outputs import read_json_cache, write_atomic
 from .yosys import DEFAULT_TIMEOUT, ENV_COMMAND, YosysError, run_steps
 
 __all__ = ["ModuleStats", "SynthResult", "synthesize", "default_cache_dir", "is_flip_flop", "FLOW_VERSION"]
@@ -258,12 +259,27 @@ def synthesize(sources: list[str | Path], *, top: str | None = None, flat_depth:
     result_file = workdir / "result.json"
     with open(workdir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker asking for the same design waits, then reuses
-        if use_cache and result_file.exists():
-            return SynthResult.from_dict(json.loads(result_file.read_text()), workdir=str(workdir))
+        if use_cache:
+            cached = _cached_result(result_file, workdir)
+            if cached is not None:
+                return cached
         result_file.unlink(missing_ok=True)
         for p, n in zip(paths, names):
             shutil.copyfile(p, workdir / n)
         run_steps(steps, workdir, timeout=timeout, name="synth")
         result = _parse(workdir, top, flat_depth)
-        result_file.write_text(json.dumps(result.to_dict(), indent=1, sort_keys=True) + "\n")
+        write_atomic(result_file, json.dumps(result.to_dict(), indent=1, sort_keys=True) + "\n")
         return result
+
+
+def _cached_result(result_file: Path, workdir: Path) -> SynthResult | None:
+    """The cached result, or None when there is none or it is corrupt (a truncated or hand-edited
+    ``result.json`` from an older, non-atomic write or a full disk): the entry is then removed and rebuilt."""
+    data = read_json_cache(result_file)
+    if data is None:
+        return None
+    try:
+        return SynthResult.from_dict(data, workdir=str(workdir))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        result_file.unlink(missing_ok=True)
+        return None
