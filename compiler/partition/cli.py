@@ -11,9 +11,18 @@ import sys
 import time
 from pathlib import Path
 
+from cimforge.errors import int_at_least, positive_float
+
 from .dataflow import PartitionError
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "MAX_ACCELERATORS", "MAX_BATCH"]
+
+#: Largest training array: the hierarchy of 2^H accelerators (the search is exponential in nothing else, but
+#: an array is a tuple of throughputs: 2^40 of them is a MemoryError, not a plan).
+MAX_ACCELERATORS = 1024
+#: Largest batch either mode accepts (costs are products of it; larger says nothing new and overflows int64
+#: position counts on big models).
+MAX_BATCH = 1 << 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "inception_v2, densenet121, shufflenet, zfnet512, digits, digits_resnet, "
                                       "accpar_alexnet, accpar_resnet50")
     parser.add_argument("--mode", choices=("training", "inference"), default="training")
-    parser.add_argument("--accelerators", "-n", type=int, default=None,
+    parser.add_argument("--accelerators", "-n", type=int_at_least(1), default=None,
                         help="training: accelerators, a power of two (default 16); inference: macros "
                              "(default: the preset's n_macros)")
-    parser.add_argument("--batch", "-b", type=int, default=None, help="batch (default 512 training, 1 inference)")
+    parser.add_argument("--batch", "-b", type=int_at_least(1), default=None,
+                        help=f"batch, 1..{MAX_BATCH} (default 512 training, 1 inference)")
     parser.add_argument("--strategy", default=None,
                         help="strategy to detail: training dp|mp|tp|owt|hypar|accpar (default accpar); "
                              "inference search|dp|mp (default search)")
@@ -32,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training: level-by-level DP (the papers) or one DP over all levels (small H)")
     parser.add_argument("--throughputs", default=None,
                         help="heterogeneous array: COUNTxTHROUGHPUT,... (e.g. 8x1,8x2) or T,T,...")
-    parser.add_argument("--bytes-per-element", type=float, default=2.0, help="training tensors (default 2: bf16)")
-    parser.add_argument("--preset", default="default", help="inference: fabric preset (tiny, default, isscc22)")
+    parser.add_argument("--bytes-per-element", type=positive_float(64), default=2.0,
+                        help="training tensors, a number in (0, 64] (default 2: bf16)")
+    parser.add_argument("--preset", default=None, help="inference: fabric preset (tiny, default, isscc22; default: "
+                                                       "default)")
     parser.add_argument("--config", default=None, help="inference: fabric configuration TOML (overrides --preset)")
     parser.add_argument("--scale-to-fabric", action="store_true",
                         help="inference: divide the model's channels until its weights fit the fabric")
@@ -54,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
 def _parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
     name, _, dims = text.rpartition("=")
     try:
-        shape = tuple(int(x) for x in dims.lower().split("x"))
+        shape = tuple(int(x, 10) for x in dims.lower().split("x"))
     except ValueError:
-        raise PartitionError(f"input shape {text!r}: expected NAME=DxDxD (e.g. data_0=1x3x224x224)") from None
+        shape = ()
+    if not name or not shape or any(d < 1 or d > 1 << 20 for d in shape):
+        raise PartitionError(f"--input-shape {text!r}: allowed NAME=DxDx...xD with each D in 1..{1 << 20} "
+                             "(e.g. data_0=1x3x224x224)")
     return name, shape
 
 
@@ -66,16 +81,26 @@ def _run(args: argparse.Namespace) -> int:
     from .zoo import load_model
 
     shapes = dict(_parse_shape(s) for s in args.input_shape)
+    if args.batch is not None and args.batch > MAX_BATCH:
+        raise PartitionError(f"--batch {args.batch}: allowed 1..{MAX_BATCH}")
+    if args.mode == "training" and args.accelerators is not None:
+        n = args.accelerators
+        if n > MAX_ACCELERATORS or n & (n - 1):
+            raise PartitionError(f"--accelerators {n}: training needs a power of two, 1..{MAX_ACCELERATORS}")
+    cfg = _inference_config(args) if args.mode == "inference" else None
+    report = None if args.no_report else Path(args.report or f"build/partition/{Path(args.model).stem}_{args.mode}.md")
+    if report is not None:
+        from cimforge.outputs import check_output_dir
+        check_output_dir("--report (its folder)", report.parent)
     t0 = time.perf_counter()
     net = load_model(args.model, shapes or None)
     flow = dataflow(net)
     t_load = time.perf_counter() - t0
-    report = None if args.no_report else Path(args.report or f"build/partition/{Path(args.model).stem}_{args.mode}.md")
     print(f"model {flow.name}: {len(flow.weighted)} weighted layers, {len(flow.carried)} carried at zero cost, "
           f"{len(flow.edges)} edges ({sum(e.kind == 'block' for e in flow.edges)} shortcut); loaded in {t_load:.2f} s")
     if args.mode == "training":
         return _training(args, net, report, format_table)
-    return _inference(args, net, report, format_table)
+    return _inference(args, net, cfg, report, format_table)
 
 
 def _training(args, net, report, format_table) -> int:
@@ -109,18 +134,25 @@ def _training(args, net, report, format_table) -> int:
     return 0
 
 
-def _inference(args, net, report, format_table) -> int:
-    from cimforge.config import load_config
-    from cimforge.presets import get_preset
+def _inference_config(args):
+    """The fabric of ``--mode inference``, checked before the model is loaded: a preset or file the compiler
+    accepts (``compiler.compile.check_config``: int8 needs max_wb = max_ab = 8), with ``-n`` macros."""
+    from dataclasses import replace
 
+    from cimforge.cli import config_from_options
+    from cimforge.compiler.compile import check_config
+
+    cfg = config_from_options(args)
+    if args.accelerators:
+        cfg = replace(cfg, fabric=replace(cfg.fabric, n_macros=args.accelerators))
+    check_config(cfg)
+    return cfg
+
+
+def _inference(args, net, cfg, report, format_table) -> int:
     from .inference import INFERENCE_STRATEGIES, compare_inference, scale_to_fabric
     from .report import inference_rows, inference_summary_rows, write_inference_report
 
-    cfg = load_config(args.config) if args.config else get_preset(args.preset)
-    if args.accelerators:
-        from dataclasses import replace
-
-        cfg = replace(cfg, fabric=replace(cfg.fabric, n_macros=args.accelerators))
     if args.scale_to_fabric:
         net = scale_to_fabric(net, cfg)
         print(f"scaled to the fabric: {net.name}")

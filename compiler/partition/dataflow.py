@@ -48,7 +48,9 @@ class PartitionError(ValueError):
 #: Role of each layer kind in the data flow (kinds not listed are carried, with an :class:`UnknownOpWarning`).
 ROLES = {"conv2d": "weighted", "dense": "weighted", "other": "carried", "concat": "concat", "add": "merge",
          "merge": "merge", "maxpool": "unary", "avgpool": "unary", "global_avgpool": "unary", "reshape": "unary",
-         "clamp": "unary", "unary": "unary"}
+         "clamp": "unary", "unary": "unary", "softmax": "unary", "lrn": "unary",
+         # golden-only weighted kinds (the compiler maps Conv2d and Dense only): data flows through the first input
+         "matmul": "unary", "conv_integer": "unary", "matmul_integer": "unary"}
 
 
 @dataclass(frozen=True)
@@ -236,9 +238,43 @@ class Node:
     shares: list[float] = field(default_factory=list)
 
 
+def check_acyclic(nodes: Sequence[Node]) -> None:
+    """Raise :class:`PartitionError` naming the nodes of a cycle, if the data flow of ``nodes`` has one (Kahn's
+    algorithm over tensor producers: the walks below would otherwise loop forever on a cyclic graph).
+
+    A tensor no node produces is an input; a node is ready once every input of it is.
+    """
+    producer = {o: n.name for n in nodes for o in n.outputs}
+    waiting = {n.name: {producer[i] for i in n.inputs if i in producer} for n in nodes}
+    users: dict[str, list[str]] = defaultdict(list)
+    for name, deps in waiting.items():
+        for d in deps:
+            users[d].append(name)
+    ready = [name for name, deps in waiting.items() if not deps]
+    done = set()
+    while ready:
+        name = ready.pop()
+        done.add(name)
+        for u in users[name]:
+            waiting[u].discard(name)
+            if not waiting[u] and u not in done:
+                ready.append(u)
+    stuck = [n.name for n in nodes if n.name not in done]
+    if stuck:
+        raise PartitionError(f"the graph has a cycle through {len(stuck)} node(s) ({', '.join(stuck[:4])}"
+                             f"{', ...' if len(stuck) > 4 else ''}): allowed an acyclic data flow")
+
+
 def trace_edges(nodes: Sequence[Node], layer_of: dict[str, int]) -> tuple[Edge, ...]:
     """Edges between weighted layers. ``layer_of`` maps the name of each weighted and carried node to its index
-    in :attr:`Dataflow.layers` (topological order)."""
+    in :attr:`Dataflow.layers` (topological order).
+
+    Raises
+    ------
+    PartitionError
+        The data flow has a cycle (:func:`check_acyclic`).
+    """
+    check_acyclic(nodes)
     producer: dict[str, Node] = {}
     consumers: dict[str, list[Node]] = defaultdict(list)
     for n in nodes:

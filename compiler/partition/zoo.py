@@ -37,11 +37,80 @@ def light_dir() -> Path:
 
 def load_onnx(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
               name: str | None = None) -> ShapeGraph:
-    """:func:`cimforge.golden.onnx_import.load_onnx_shapes` with its errors as :class:`PartitionError`."""
+    """:func:`cimforge.golden.onnx_import.load_onnx_shapes` with its errors as :class:`PartitionError`; imposed
+    input shapes must agree with the model (:func:`check_imposed_shapes`)."""
     try:
-        return load_onnx_shapes(path, dict(input_shapes or {}), name)
+        if input_shapes:
+            check_imposed_shapes(path, input_shapes)
+        view = load_onnx_shapes(path, dict(input_shapes or {}), name)
     except OnnxImportError as e:
         raise PartitionError(str(e)) from None
+    if input_shapes:
+        _check_weights_agree(path, view)
+    return view
+
+
+def _graph(path: str | Path):
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False).graph
+    except Exception as e:  # noqa: BLE001 - onnx raises DecodeError and others
+        raise PartitionError(f"model {str(path)!r}: not a readable ONNX file ({type(e).__name__}: {e})") from None
+
+
+def check_imposed_shapes(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Raise :class:`PartitionError` when an imposed input shape (``--input-shape``) has another rank than the
+    model's declared input, or another size on an axis the model fixes (the batch axis, 0, is free)."""
+    graph = _graph(path)
+    declared = {i.name: i for i in graph.input}
+    for name, shape in input_shapes.items():
+        if name not in declared:
+            continue  # load_onnx_shapes names the inputs there are
+        t = declared[name].type.tensor_type
+        if not t.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        text = "x".join(str(d) for d in shape)
+        want = "x".join(str(d) if d else "?" for d in dims)
+        if len(dims) != len(shape):
+            raise PartitionError(f"--input-shape {name}={text}: rank {len(shape)}, the model declares {name!r} as "
+                                 f"{want} (rank {len(dims)})")
+        for axis, (d, s) in enumerate(zip(dims, shape)):
+            if axis and d and d != s:
+                raise PartitionError(f"--input-shape {name}={text}: axis {axis} is {s}, the model fixes it at {d} "
+                                     f"({name!r} is {want})")
+
+
+def _check_weights_agree(path: str | Path, view: ShapeGraph) -> None:
+    """Every weighted layer's input (from the imposed shapes, through ONNX shape inference) must fit its weights:
+    convolution input channels = weight channels x groups, dense features = the weight's reduction axis."""
+    from onnx import helper
+
+    from cimforge.golden.onnx_import import _SHAPE_WEIGHTED
+
+    graph = _graph(path)
+    inits = {i.name: tuple(i.dims) for i in graph.initializer}
+    nodes = {n.name or f"{n.op_type}_{k}": n for k, n in enumerate(graph.node)}
+    for layer in view.weighted_layers:
+        n = nodes.get(layer.name)
+        if n is None or n.op_type not in _SHAPE_WEIGHTED:
+            continue
+        ws = inits.get(n.input[_SHAPE_WEIGHTED[n.op_type][1]])
+        x = layer.input_shapes[0] if layer.input_shapes else None
+        if not ws or not x or len(ws) < 2:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if layer.kind == "conv2d":
+            want = ws[1] * int(attrs.get("group", 1))
+            got = x[0]
+        else:
+            want = ws[1] if attrs.get("transB", 0) else ws[-2]
+            got = x[-1]
+        if want != got:
+            raise PartitionError(f"--input-shape: layer {layer.name!r} ({n.op_type}) gets {got} input "
+                                 f"{'channels' if layer.kind == 'conv2d' else 'features'}, its weights "
+                                 f"{list(ws)} take {want}: the imposed input shape contradicts the weights")
 
 
 def _layer(name: str, kind: str, x: str, in_shape: tuple, out_shape: tuple, **kw) -> LayerShape:
