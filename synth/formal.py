@@ -42,7 +42,7 @@ from .yosys import DEFAULT_TIMEOUT, YosysError, run_steps
 
 __all__ = ["MacroModes", "MacroMiter", "MacFormMiter", "mac_reference", "macro_bound", "prove_macro",
            "RequantMiter", "mbqm_operands", "mbqm_finish", "mbqm_reference", "prove_requant",
-           "ProofResult", "run_sat", "FORMAL_DIR", "CELLS", "MBQM_OPERANDS", "MBQM_PRODUCT"]
+           "ProofResult", "run_sat", "MACRO_SUITE", "MACRO_SLOW_SUITE", "FORMAL_DIR", "CELLS", "MBQM_OPERANDS", "MBQM_PRODUCT"]
 
 #: Yosys name of a column tile's bit cells in the flattened miter (after ``memory``, word k is ``<name>[k]``).
 CELLS = "dut.tile{tile}.storage.cells"
@@ -413,6 +413,20 @@ class MacFormMiter(wiring.Component):
         return m
 
 
+#: Macro geometries of the default proof suite (each proof well under a minute on a 2-core machine) and of the
+#: slow one; every mode is free in one proof per geometry (tests/test_formal_macro.py, ``cimforge formal``).
+MACRO_SUITE = (
+    MacroConfig(rows=2, pages=1, cols=2, max_wb=2, max_ab=2),
+    MacroConfig(rows=2, pages=2, cols=4, max_wb=2, max_ab=2),
+    MacroConfig(rows=4, pages=1, cols=2, max_wb=2, max_ab=2),
+)
+MACRO_SLOW_SUITE = (
+    MacroConfig(rows=3, pages=2, cols=4, max_wb=2, max_ab=2),
+    MacroConfig(rows=4, pages=2, cols=2, max_wb=2, max_ab=3),
+    MacroConfig(rows=2, pages=1, cols=8, max_wb=4, max_ab=2),
+)
+
+
 def macro_bound(cfg: MacroConfig) -> int:
     """Time steps of a macro proof: two operations of the longest kind back to back, the second's result seen
     (the weights start arbitrary, so no step is spent writing them; docs/formal.md)."""
@@ -562,6 +576,11 @@ class ProofResult:
         The bound (time steps from the initial state).
     seconds : float
         Wall time of the Yosys run (conversion not included).
+    cpu_seconds : float, optional
+        The CPU time Yosys reports for the run (less than ``seconds`` on a loaded machine).
+    unbounded : bool
+        Proven by temporal induction (holds in every step, not only the first ``steps``; ``steps`` is then the
+        induction length).
     workdir : pathlib.Path
         RTLIL (``miter.il``), script (``proof.ys``), log (``proof.log``) and, on failure, ``cex.vcd``.
     failures : list of (int, str)
@@ -574,6 +593,8 @@ class ProofResult:
     seconds: float
     workdir: Path
     failures: list = field(default_factory=list)
+    cpu_seconds: float | None = None
+    unbounded: bool = False
 
     @property
     def failing_step(self) -> int | None:
@@ -582,23 +603,27 @@ class ProofResult:
 
     def __str__(self) -> str:
         if self.proven:
-            what = "proven"
+            what = "proven for every step (k-induction)" if self.unbounded else "proven"
         else:
             first = ", ".join(f"{c} at step {t}" for t, c in self.failures[:3]) or "an assertion"
             what = f"COUNTEREXAMPLE: {first} ({self.workdir / 'cex.vcd'})"
-        return f"{self.name}: {what}; bound {self.steps} steps, {self.seconds:.1f} s"
+        cpu = "" if self.cpu_seconds is None else f" ({self.cpu_seconds:.1f} s CPU)"
+        return f"{self.name}: {what}; bound {self.steps} steps, {self.seconds:.1f} s{cpu}"
 
 
 def run_sat(component: wiring.Component, name: str, steps: int, *, workdir: Path | None = None,
             timeout: float = DEFAULT_TIMEOUT, free_init: Sequence[str] = (),
             equal_init: Sequence[tuple[str, str]] = (), cut: Sequence[str] = (),
-            equal: Sequence[tuple[str, str]] = (), prove_equal: Sequence[tuple[str, str]] = ()) -> ProofResult:
+            equal: Sequence[tuple[str, str]] = (), prove_equal: Sequence[tuple[str, str]] = (),
+            induction: bool = False) -> ProofResult:
     """Convert ``component`` (its properties as ``$check`` cells) and prove its assertions for ``steps`` steps.
 
     The Yosys flow: ``proc``, ``flatten``, ``memory`` (memories to flip-flops: ``sat`` has no memory model),
     ``chformal -lower`` (``$check`` to ``$assert`` / ``$assume``), ``async2sync`` and ``dffunmap`` (plain
-    ``$dff`` cells), ``opt``, then ``sat -seq steps -set-assumes -prove-asserts`` from the initial values
-    (every register's ``init``, i.e. its reset value; the reset input held low).
+    ``$dff`` cells), ``opt``, then ``sat -tempinduct-baseonly -maxsteps steps -set-assumes -prove-asserts`` (the
+    base case of a temporal induction: steps 1..``steps`` in turn) from the initial values (every register's
+    ``init``, i.e. its reset value; the reset input held low), or with ``induction`` the full temporal induction
+    up to length ``steps``. A combinational component (no ``rst`` port) gets one ``sat -prove-asserts``.
 
     ``free_init`` (Yosys selection patterns of wires) drops those registers' initial values, and
     ``equal_init`` (pairs of signals) makes them equal in the first step instead: how the macro proof starts
@@ -621,7 +646,8 @@ def run_sat(component: wiring.Component, name: str, steps: int, *, workdir: Path
     if re.search(r"^\s*wire width 1 input \d+\s+\\rst$", text, re.M):
         # sequential: base case of a temporal induction, which proves step 1, 2, ... in turn, each with the
         # earlier steps' assertions known to hold (much faster than one `sat -seq` problem over all steps)
-        sat = ["sat", "-tempinduct-baseonly", "-maxsteps", str(steps), "-set", "rst", "0"]
+        mode = "-tempinduct" if induction else "-tempinduct-baseonly"
+        sat = ["sat", mode, "-maxsteps", str(steps), "-set", "rst", "0"]
         for lhs, rhs in equal_init:
             sat += ["-set-at", "1", lhs, rhs]
         for lhs, rhs in equal:
@@ -643,11 +669,17 @@ def run_sat(component: wiring.Component, name: str, steps: int, *, workdir: Path
     start = time.monotonic()
     log = run_steps(script, workdir, timeout=timeout, name="proof")
     seconds = time.monotonic() - start
+    cpu = re.findall(r"End of script\..*? user: ([0-9.]+)s", log)
+    cpu_seconds = float(cpu[-1]) if cpu else None
+    if "Induction step proven: SUCCESS!" in log:
+        length = int(re.findall(r"Trying induction with length (\d+)", log)[-1])
+        return ProofResult(name, True, length, seconds, workdir, cpu_seconds=cpu_seconds, unbounded=True)
     if re.search(r"no model found: SUCCESS!|proved base case for \d+ steps: SUCCESS!", log):
-        return ProofResult(name, True, steps, seconds, workdir)
+        return ProofResult(name, True, steps, seconds, workdir, cpu_seconds=cpu_seconds)
     if not re.search(r"model found( for base case)?: FAIL!", log):
-        raise YosysError("prove", "sat printed neither SUCCESS nor FAIL", workdir / "proof.log")
-    return ProofResult(name, False, steps, seconds, workdir, _failures(log, prove_equal))
+        # e.g. an induction that did not close within `steps`: not a counterexample, not a proof
+        raise YosysError("prove", "sat printed neither a proof nor a counterexample", workdir / "proof.log")
+    return ProofResult(name, False, steps, seconds, workdir, _failures(log, prove_equal), cpu_seconds)
 
 
 def _failures(log: str, prove_equal: Sequence[tuple[str, str]]) -> list:
@@ -684,9 +716,9 @@ def prove_macro(cfg: MacroConfig, modes: MacroModes | None = None, *, steps: int
 
 def prove_requant(rounding: str = "double", *, dut: Callable[[str], wiring.Component] | None = None,
                   path: str = "dut", name: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> ProofResult:
-    """Prove :class:`RequantMiter` over ``MBQM_LATENCY + 1`` steps: every output the pipeline can produce (the
-    pipeline has no feedback, so its output at a step is a function of the inputs ``MBQM_LATENCY`` steps
-    before, and steps ``MBQM_LATENCY + 1`` onwards are all alike), full 32-bit operands and every shift.
+    """Prove :class:`RequantMiter` for every step by temporal induction (it closes at length ``MBQM_LATENCY``:
+    the pipeline has no feedback, so its output is a function of the inputs ``MBQM_LATENCY`` steps before),
+    full 32-bit operands and every shift.
     The DUT's product register is cut and driven by the reference's product; its operand registers are proven
     equal to the reference's (docs/formal.md). ``path``: the Mbqm lane's hierarchy in the flattened miter
     (``dut``, or deeper when ``dut`` wraps one).
@@ -697,4 +729,4 @@ def prove_requant(rounding: str = "double", *, dut: Callable[[str], wiring.Compo
     ops = [f"{path}.{r}" for r in MBQM_OPERANDS]
     product = f"{path}.{MBQM_PRODUCT}"
     return run_sat(miter, name, MBQM_LATENCY + 1, timeout=timeout, cut=[product], equal=[(product, "ref_prod2")],
-                   prove_equal=[(ops[0], "ref_a1"), (ops[1], "ref_b1")])
+                   prove_equal=[(ops[0], "ref_a1"), (ops[1], "ref_b1")], induction=True)

@@ -14,21 +14,14 @@ from amaranth.lib import wiring
 from cimforge.config import MacroConfig
 from cimforge.gen.layouts import BitOp, MacroMode
 from cimforge.gen.macro import CimMacro
-from cimforge.synth.formal import CELLS, MacFormMiter, MacroModes, macro_bound, prove_macro, run_sat
+from cimforge.synth.formal import (CELLS, MACRO_SLOW_SUITE, MACRO_SUITE, MacFormMiter, MacroModes, macro_bound,
+                                   prove_macro, run_sat)
 from cimforge.synth.yosys import YosysError
 
 # Geometries of the default suite (each proof well under a minute here) and of the slow one. Every mode of the
 # geometry is free in one proof: wb, ab, signedness, skip, MAC or BITWISE and every BitOp at once.
-FAST = [
-    MacroConfig(rows=2, pages=1, cols=2, max_wb=2, max_ab=2),
-    MacroConfig(rows=2, pages=2, cols=4, max_wb=2, max_ab=2),
-    MacroConfig(rows=4, pages=1, cols=2, max_wb=2, max_ab=2),
-]
-SLOW = [
-    MacroConfig(rows=3, pages=2, cols=4, max_wb=2, max_ab=2),
-    MacroConfig(rows=4, pages=2, cols=2, max_wb=2, max_ab=3),
-    MacroConfig(rows=2, pages=1, cols=8, max_wb=4, max_ab=2),
-]
+FAST = list(MACRO_SUITE)
+SLOW = list(MACRO_SLOW_SUITE)
 
 
 def _id(cfg: MacroConfig) -> str:
@@ -165,3 +158,30 @@ def test_mode_label():
     assert MacroModes(mode=MacroMode.MAC, wb=2, ab=1, w_signed=True, x_signed=False, skip=True).label() \
         == "mac_w2_a1_suk"
     assert MacroModes(mode=MacroMode.BITWISE, bop=BitOp.NOR).label() == "bitwise_opnor"
+
+
+# --- the command line -----------------------------------------------------------------------------------------
+
+def _cli_args(argv):
+    import argparse
+
+    from cimforge.synth import formal_cli
+    p = argparse.ArgumentParser()
+    formal_cli.add_arguments(p)
+    return formal_cli, p.parse_args(argv)
+
+
+@pytest.mark.synth
+def test_cli_proves_one_geometry(capsys):
+    cli, args = _cli_args(["--rows", "2", "--pages", "1", "--cols", "2", "--max-wb", "2", "--max-ab", "2",
+                           "--only", "macro"])
+    assert cli.run(args) == 0
+    out = capsys.readouterr().out
+    assert "forms_r2p1c2w2a2: proven" in out and "2 of 2 proofs hold" in out
+
+
+def test_cli_partial_geometry_is_a_user_error():
+    from cimforge.errors import UserError
+    cli, args = _cli_args(["--rows", "2"])
+    with pytest.raises(UserError, match="--max-ab"):
+        cli.run(args)

@@ -103,7 +103,7 @@ class _Wrapped(wiring.Component):
 
 @pytest.mark.synth
 @pytest.mark.parametrize("rounding", ["double", "single"])
-@pytest.mark.parametrize("where", ["x", "y"])
+@pytest.mark.parametrize("where", ["x", pytest.param("y", marks=pytest.mark.slow)])  # y: ~40 s each
 def test_injected_bug_gives_counterexample(rounding, where):
     res = prove_requant(rounding, dut=lambda r: _Wrapped(r, where), path="dut.inner",
                         name=f"bug_requant_{rounding}_{where}")
