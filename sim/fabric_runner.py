@@ -21,8 +21,8 @@ from ..config import CimConfig, config_to_dict
 from ..gen.isa import CSR, MAGIC, host_map, status_layout, trace_layout, unpack_word
 from .tools import run_cocotb
 
-__all__ = ["fabric_verilog", "run_fabric", "run_programs", "FabricRun", "RunResult", "SimTimeout", "FabricError",
-           "RTL_CACHE"]
+__all__ = ["fabric_verilog", "system_verilog", "run_fabric", "run_programs", "FabricRun", "RunResult", "SimTimeout",
+           "FabricError", "RTL_CACHE"]
 
 RTL_CACHE = Path(os.environ.get("CIMFORGE_BUILD_DIR", Path.cwd() / "build" / "sim")).parent / "rtl"
 _GEN_DIR = Path(__file__).resolve().parent.parent / "gen"
@@ -41,6 +41,7 @@ def _generator_hash(cfg: CimConfig) -> str:
 #: the ports. Nothing else is made public, which keeps Verilator's model small and fast (cocotb's runner would
 #: otherwise export every net: a 90 MB C++ model of the default fabric, 9-minute builds, 1 300 cycles/s).
 PUBLIC = ("amem", "imem", "wmem", "pmem", "dmem", "trace", "clk", "rst", "wb__*", "done", "busy", "error")
+_MEMORIES = ("amem", "imem", "wmem", "pmem", "dmem", "trace")
 #: Extra Verilator options: keep the module hierarchy (the macro and its column tiles are compiled once).
 VERILATOR_ARGS = ("-fno-inline",)
 #: C++ optimisation of the Verilator model: -O3 runs the default fabric 3x faster than Verilator's -Os for the
@@ -62,6 +63,28 @@ def fabric_verilog(cfg: CimConfig, out_dir: Path | None = None) -> tuple[str, Pa
             d.mkdir(parents=True, exist_ok=True)
             for f in Path(tmp).iterdir():
                 os.replace(f, d / f.name)
+    return top, path
+
+
+def system_verilog(cfg: CimConfig, ext_init: list[int]) -> tuple[str, Path]:
+    """(top module name, Verilog path) of :class:`cimforge.gen.extmem.CimSystem`: the fabric with the external
+    memory model on its AXI4 port, holding ``ext_init`` from the start (all-zero memory contents elided:
+    :func:`cimforge.gen.meminit.elide_zero_init`); generated once per configuration, contents and generator."""
+    from amaranth.back import verilog
+    from ..gen.extmem import CimSystem
+    from ..gen.library import VerilogLibrary
+    from ..gen.meminit import elide_zero_init
+    key = hashlib.sha256((_generator_hash(cfg) + ",".join(map(hex, ext_init))).encode()).hexdigest()[:16]
+    top = f"{cfg.name}_system"
+    path = RTL_CACHE / f"{top}-{key}" / f"{top}.v"
+    if not path.exists():
+        lib = VerilogLibrary(prefix=f"{cfg.name}_")
+        with elide_zero_init():
+            text = verilog.convert(CimSystem(cfg, library=lib, ext_init=ext_init), name=top, emit_src=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(lib.verilog() + text)
+        os.replace(tmp, path)
     return top, path
 
 
@@ -145,13 +168,18 @@ def run_fabric(cfg: CimConfig, program, batches: list[dict[str, np.ndarray]], *,
 
 def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: str = "backdoor",
                  timeout_cycles: int | None = None, wmem: list[int] | None = None, code: list[int] | None = None,
-                 extra_args: tuple = ()) -> FabricRun:
+                 extra_args: tuple = (), design: tuple[str, Path] | None = None,
+                 extra_reads: tuple = ()) -> FabricRun:
     """Run several ``(program, inputs)`` items in one simulator launch (a program is loaded when it differs
-    from the previous item's); see :func:`run_fabric`."""
+    from the previous item's); see :func:`run_fabric`. ``design`` replaces the fabric by another top with the
+    same host members, as (top module, Verilog path), e.g. :func:`system_verilog` (``bus`` mode only: its
+    memories are not at the top); ``extra_reads`` are more ``(base, count)`` activation ranges to read back."""
     from ..compiler.cost import program_timing
     if mode not in ("backdoor", "bus"):
         raise ValueError(f"mode must be 'backdoor' or 'bus', not {mode!r}")
-    top, vpath = fabric_verilog(cfg)
+    if design is not None and mode != "bus":
+        raise ValueError(f"a design other than the fabric runs in mode 'bus', not {mode!r}")
+    top, vpath = design or fabric_verilog(cfg)
     hbits, regions = host_map(cfg)
     with tempfile.TemporaryDirectory(prefix="cimforge-job-") as tmp:
         res_path = Path(tmp) / "results.json"
@@ -162,7 +190,7 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
             n = next(iter(batch.values())).shape[0]
             ranges = sorted({(p.base, p.words) for (i, _), p in program.tensors.items() if i < n})
             limit = timeout_cycles or 4 * (program_timing(program)[-1] + 1) + 10000
-            run = {"writes": _runs_of(words), "reads": _merge(ranges), "timeout": limit}
+            run = {"writes": _runs_of(words), "reads": _merge(ranges + list(extra_reads)), "timeout": limit}
             if program is not last:
                 run["load"] = {"imem": _hex(code if code is not None else program.code),
                                "wmem": _hex(wmem if wmem is not None else program.wmem),
@@ -178,8 +206,9 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
         job_path = Path(tmp) / "job.json"
         job_path.write_text(json.dumps(job))
         if sim == "verilator":
+            public = PUBLIC if design is None else tuple(n for n in PUBLIC if n not in _MEMORIES) + ("dma_error",)
             run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)},
-                       build_args=list(VERILATOR_ARGS + extra_args), public=PUBLIC, cxx_opt=CXX_OPT)
+                       build_args=list(VERILATOR_ARGS + extra_args), public=public, cxx_opt=CXX_OPT)
         else:
             run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)})
         raw = json.loads(res_path.read_text())
