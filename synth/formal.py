@@ -8,8 +8,9 @@ proves and assumes):
 - :class:`MacroMiter`: the bit-serial :class:`~cimforge.gen.macro.CimMacro` beside a word-level model of the
   contract of docs/macro.md, built from the same :class:`~cimforge.config.MacroConfig`: a shadow copy of the
   weights written through the same write port, ``y[j] = sum_r x[r] * w(page, r, j)`` with the operation's wb,
-  ab and signedness as one multiply-add per weight, BITWISE ``op(word, W[page][row])`` with its popcounts,
-  the read-back word, and the cycle of every ``op.ready``, ``busy`` and ``res_valid`` (docs/macro.md, Timing).
+  ab and signedness (:func:`mac_reference`; the proof uses its bit-plane grouping, which :class:`MacFormMiter`
+  proves equal to the product form), BITWISE ``op(word, W[page][row])`` with its popcounts, the read-back
+  word, and the cycle of every ``op.ready``, ``busy`` and ``res_valid`` (docs/macro.md, Timing).
 - :class:`RequantMiter`: the pipelined :class:`~cimforge.gen.requant.Mbqm` beside a combinational
   ``multiply_by_quantized_multiplier`` of :mod:`cimforge.golden.requant` (either rounding form) applied to the
   inputs of :data:`~cimforge.gen.requant.MBQM_LATENCY` cycles earlier.
@@ -42,7 +43,8 @@ from .yosys import DEFAULT_TIMEOUT, YosysError, run_steps
 
 __all__ = ["MacroModes", "MacroMiter", "MacFormMiter", "mac_reference", "macro_bound", "prove_macro",
            "RequantMiter", "mbqm_operands", "mbqm_finish", "mbqm_reference", "prove_requant",
-           "ProofResult", "run_sat", "MACRO_SUITE", "MACRO_SLOW_SUITE", "FORMAL_DIR", "CELLS", "MBQM_OPERANDS", "MBQM_PRODUCT"]
+           "ProofResult", "run_sat", "MACRO_SUITE", "MACRO_SLOW_SUITE", "FORMAL_DIR", "CELLS", "MBQM_OPERANDS",
+           "MBQM_PRODUCT"]
 
 #: Yosys name of a column tile's bit cells in the flattened miter (after ``memory``, word k is ``<name>[k]``).
 CELLS = "dut.tile{tile}.storage.cells"
@@ -146,6 +148,11 @@ class MacroMiter(wiring.Component):
     dut : callable, optional
         ``dut(cfg)`` builds the design under test, a component with the macro's signature (default
         :class:`CimMacro`); tests pass a deliberately broken one.
+    form : {"planes", "word"}
+        Which form of :func:`mac_reference` the MAC results are compared with.
+    cells : str
+        Yosys name of tile ``{tile}``'s bit cells in the flattened miter (default :data:`CELLS`; deeper when
+        ``dut`` wraps a macro): :meth:`equal_init` equates them with the shadow copy in the first step.
     """
 
     def __init__(self, cfg: MacroConfig, modes: MacroModes | None = None,
@@ -184,8 +191,9 @@ class MacroMiter(wiring.Component):
                 m.d.comb += getattr(p, name).eq(value)  # a later comb assignment wins: the field is a constant
         # legal operations only (the contract's range checks, done by pack_macro_op in software)
         max_wb_l2 = wb_log2(cfg.max_wb)
+        max_bop = max(b.value for b in BitOp)
         m.d.comb += Assume(~self.op_valid | ((p.page < cfg.pages) & (p.row < cfg.rows) & (p.wb_log2 <= max_wb_l2)
-                                              & (p.ab_m1 < cfg.max_ab) & (p.bop.as_value() <= max(b.value for b in BitOp))))
+                                              & (p.ab_m1 < cfg.max_ab) & (p.bop.as_value() <= max_bop)))
         return p
 
     @staticmethod
@@ -393,7 +401,8 @@ class MacFormMiter(wiring.Component):
         self.cfg = cfg
         self.modes = modes or MacroModes()
         self.modes.check(cfg)
-        super().__init__({"x": In(data.ArrayLayout(cfg.max_ab, cfg.rows)), "words": In(data.ArrayLayout(cfg.cols, cfg.rows)),
+        super().__init__({"x": In(data.ArrayLayout(cfg.max_ab, cfg.rows)),
+                          "words": In(data.ArrayLayout(cfg.cols, cfg.rows)),
                           "ab_m1": In(3), "wb_log2": In(2), "x_signed": In(1), "w_signed": In(1)})
 
     def elaborate(self, platform):
@@ -419,10 +428,10 @@ MACRO_SUITE = (
     MacroConfig(rows=2, pages=1, cols=2, max_wb=2, max_ab=2),
     MacroConfig(rows=2, pages=2, cols=4, max_wb=2, max_ab=2),
     MacroConfig(rows=4, pages=1, cols=2, max_wb=2, max_ab=2),
+    MacroConfig(rows=2, pages=2, cols=2, max_wb=2, max_ab=3),
 )
 MACRO_SLOW_SUITE = (
     MacroConfig(rows=3, pages=2, cols=4, max_wb=2, max_ab=2),
-    MacroConfig(rows=4, pages=2, cols=2, max_wb=2, max_ab=3),
     MacroConfig(rows=2, pages=1, cols=8, max_wb=4, max_ab=2),
 )
 
@@ -576,8 +585,9 @@ class ProofResult:
         The bound (time steps from the initial state).
     seconds : float
         Wall time of the Yosys run (conversion not included).
-    cpu_seconds : float, optional
-        The CPU time Yosys reports for the run (less than ``seconds`` on a loaded machine).
+    yosys_seconds : float, optional
+        The time Yosys reports for its script (without the start-up of the WebAssembly runtime; under WASI
+        Yosys's "user" time is not CPU time, so both are wall times).
     unbounded : bool
         Proven by temporal induction (holds in every step, not only the first ``steps``; ``steps`` is then the
         induction length).
@@ -593,7 +603,7 @@ class ProofResult:
     seconds: float
     workdir: Path
     failures: list = field(default_factory=list)
-    cpu_seconds: float | None = None
+    yosys_seconds: float | None = None
     unbounded: bool = False
 
     @property
@@ -607,8 +617,8 @@ class ProofResult:
         else:
             first = ", ".join(f"{c} at step {t}" for t, c in self.failures[:3]) or "an assertion"
             what = f"COUNTEREXAMPLE: {first} ({self.workdir / 'cex.vcd'})"
-        cpu = "" if self.cpu_seconds is None else f" ({self.cpu_seconds:.1f} s CPU)"
-        return f"{self.name}: {what}; bound {self.steps} steps, {self.seconds:.1f} s{cpu}"
+        yt = "" if self.yosys_seconds is None else f" (Yosys {self.yosys_seconds:.1f} s)"
+        return f"{self.name}: {what}; bound {self.steps} steps, {self.seconds:.1f} s{yt}"
 
 
 def run_sat(component: wiring.Component, name: str, steps: int, *, workdir: Path | None = None,
@@ -669,17 +679,17 @@ def run_sat(component: wiring.Component, name: str, steps: int, *, workdir: Path
     start = time.monotonic()
     log = run_steps(script, workdir, timeout=timeout, name="proof")
     seconds = time.monotonic() - start
-    cpu = re.findall(r"End of script\..*? user: ([0-9.]+)s", log)
-    cpu_seconds = float(cpu[-1]) if cpu else None
+    yt = re.findall(r"End of script\..*? time: ([0-9.]+)s", log)
+    yosys_seconds = float(yt[-1]) if yt else None
     if "Induction step proven: SUCCESS!" in log:
         length = int(re.findall(r"Trying induction with length (\d+)", log)[-1])
-        return ProofResult(name, True, length, seconds, workdir, cpu_seconds=cpu_seconds, unbounded=True)
+        return ProofResult(name, True, length, seconds, workdir, yosys_seconds=yosys_seconds, unbounded=True)
     if re.search(r"no model found: SUCCESS!|proved base case for \d+ steps: SUCCESS!", log):
-        return ProofResult(name, True, steps, seconds, workdir, cpu_seconds=cpu_seconds)
+        return ProofResult(name, True, steps, seconds, workdir, yosys_seconds=yosys_seconds)
     if not re.search(r"model found( for base case)?: FAIL!", log):
         # e.g. an induction that did not close within `steps`: not a counterexample, not a proof
         raise YosysError("prove", "sat printed neither a proof nor a counterexample", workdir / "proof.log")
-    return ProofResult(name, False, steps, seconds, workdir, _failures(log, prove_equal), cpu_seconds)
+    return ProofResult(name, False, steps, seconds, workdir, _failures(log, prove_equal), yosys_seconds)
 
 
 def _failures(log: str, prove_equal: Sequence[tuple[str, str]]) -> list:

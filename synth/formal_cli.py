@@ -25,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slow", action="store_true", help="also the slow macro geometries (minutes)")
     p.add_argument("--only", choices=("macro", "requant"), help="run only the macro or the requantisation proofs")
     for name in ("rows", "pages", "cols", "max-wb", "max-ab"):
-        p.add_argument(f"--{name}", type=int_at_least(1), metavar="N", help="prove this one macro geometry instead of the suite "
-                                                               "(all five options together)")
+        p.add_argument(f"--{name}", type=int_at_least(1), metavar="N",
+                       help="prove this one macro geometry instead of the suite (all five options together)")
     p.add_argument("--timeout", type=positive_float(7 * 24 * 3600), default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"seconds one Yosys run may take (default {DEFAULT_TIMEOUT:g})")
 
