@@ -59,7 +59,7 @@ __all__ = ["TINY_SET", "IMAGENET_SET", "MODELS", "LIGHT_FILES", "FORMATS", "BUIL
            "randomize_light", "light_dir"]
 
 #: Bump when a builder changes what it writes: every cached model is rebuilt.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 #: Quantized forms :func:`build` makes: onnxruntime's QuantFormat.QDQ and QuantFormat.QOperator.
 FORMATS = ("qdq", "qop")
 OPSET = 13
@@ -335,6 +335,9 @@ def _constant_fill(node) -> float | None:
     return 0.0
 
 
+#: Operators whose non-first inputs :func:`randomize_light` draws at random.
+_PARAM_USERS = {"Conv", "Gemm", "BatchNormalization", "Mul", "Add"}
+
 #: What the light models' operators need to move from opset 9 to 13 (checked: the others did not change).
 _LIGHT_OPS = {"ConstantOfShape", "Conv", "BatchNormalization", "Relu", "MaxPool", "Sum", "AveragePool", "Reshape",
               "Gemm", "Softmax", "Concat", "Dropout", "GlobalAveragePool", "Transpose", "LRN", "Unsqueeze", "Mul",
@@ -384,8 +387,8 @@ def _light_to_opset13(proto):
 
 
 def randomize_light(proto, rng: np.random.Generator):
-    """A copy of a light model with every ``ConstantOfShape`` weight replaced by a seeded random initializer of
-    the same shape, chosen by its role (which operator reads it, at which input, looking through an Unsqueeze
+    """A copy of a light model with every ``ConstantOfShape`` weight (and every float initializer in a
+    parameter's role) replaced by a seeded random initializer of the same shape, chosen by its role (which operator reads it, at which input, looking through an Unsqueeze
     or Reshape on the way), initializers dropped from the graph inputs, and the opset raised to 13
     (:func:`_light_to_opset13`).
 
@@ -404,8 +407,6 @@ def randomize_light(proto, rng: np.random.Generator):
         for i, name in enumerate(node.input):
             consumers.setdefault(name, []).append((node, i))
     fills = {n.output[0]: n for n in g.node if n.op_type == "ConstantOfShape" and n.input[0] in inits}
-    shapes = {out: tuple(int(d) for d in inits[n.input[0]]) for out, n in fills.items()}
-    values: dict[str, np.ndarray] = {}
     rectified: set[str] = set()
     for node in g.node:
         data = [i for i in node.input if i not in inits and i not in fills]
@@ -418,13 +419,22 @@ def randomize_light(proto, rng: np.random.Generator):
             users = consumers.get(users[0][0].output[0], [])  # a weight reshaped on its way (inception_v1)
         return users[0] if len(users) == 1 else None
 
+    # the parameters to draw: every fill, and the few float initializers some models carry over from training
+    # (resnet50's first BatchNormalizations, densenet121's BatchNormalization scale 1 / bias 0, a bias of
+    # 1e-5 in shufflenet): with random weights around them they would scale the signal arbitrarily
+    shapes = {out: tuple(int(d) for d in inits[n.input[0]]) for out, n in fills.items()}
+    for t in g.initializer:
+        r = role(t.name)
+        if inits[t.name].dtype == np.float32 and r and r[0].op_type in _PARAM_USERS and r[1] > 0:
+            shapes[t.name] = inits[t.name].shape
+    values: dict[str, np.ndarray] = {}
     for node in g.node:  # BatchNormalization parameters in fours, in node order (deterministic)
-        if node.op_type == "BatchNormalization" and all(i in fills for i in node.input[1:5]):
+        if node.op_type == "BatchNormalization" and all(i in shapes for i in node.input[1:5]):
             c = shapes[node.input[1]][0]
             residual = any(u.op_type in ("Sum", "Add") for u, _ in consumers.get(node.output[0], []))
             for name, a in zip(node.input[1:5], _bn_params(rng, c, 0.5 if residual else 1.0)):
                 values[name] = a
-    for out, fill in fills.items():
+    for out in shapes:
         if out in values:
             continue
         shape, r = shapes[out], role(out)
@@ -440,14 +450,14 @@ def randomize_light(proto, rng: np.random.Generator):
             values[out] = _bias(rng, int(np.prod(shape))).reshape(shape)
         elif op == "Mul":
             values[out] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
-        else:
-            values[out] = np.full(shape, _constant_fill(fill), np.float32)
+        elif out in fills:
+            values[out] = np.full(shape, _constant_fill(fills[out]), np.float32)
     keep = [n for n in g.node if n.output[0] not in fills]
     del g.node[:]
     g.node.extend(keep)
     used = {i for n in g.node for i in n.input}
-    new_inits = [t for t in g.initializer if t.name in used]
-    new_inits += [numpy_helper.from_array(values[o], o) for o in fills]
+    new_inits = [t for t in g.initializer if t.name in used and t.name not in values]
+    new_inits += [numpy_helper.from_array(values[o], o) for o in shapes if o in values]
     del g.initializer[:]
     g.initializer.extend(new_inits)
     graph_inputs = [i for i in g.input if i.name not in inits]  # IR 3 listed every initializer as an input
