@@ -686,8 +686,11 @@ def run_sat(component: wiring.Component, name: str, steps: int, *, workdir: Path
         return ProofResult(name, True, length, seconds, workdir, yosys_seconds=yosys_seconds, unbounded=True)
     if re.search(r"no model found: SUCCESS!|proved base case for \d+ steps: SUCCESS!", log):
         return ProofResult(name, True, steps, seconds, workdir, yosys_seconds=yosys_seconds)
+    if "Reached maximum number of time steps -> proof failed" in log:
+        # the base case held for every length tried but the induction step never did: neither proof nor bug
+        raise YosysError("prove", f"the induction did not close within {steps} steps (no counterexample from "
+                                  "the initial state either)", workdir / "proof.log")
     if not re.search(r"model found( for base case)?: FAIL!", log):
-        # e.g. an induction that did not close within `steps`: not a counterexample, not a proof
         raise YosysError("prove", "sat printed neither a proof nor a counterexample", workdir / "proof.log")
     return ProofResult(name, False, steps, seconds, workdir, _failures(log, prove_equal), yosys_seconds)
 
