@@ -106,11 +106,13 @@ class _ConstDequant:
 class _Shuffle:
     """The channel shuffle ``Reshape (g, C/g, H, W) -> Transpose (1, 0, 2, 3)`` of the IR tensor ``src``
     ``(C, H, W)``, waiting for the ``Reshape`` back to ``(C, H, W)`` that makes it a permutation; ``dequant``
-    when it is a float tensor (QDQ form)."""
+    when it is a float tensor (QDQ form). ``pending``: the shuffle of a float result that was never quantized
+    (QOperator form with float BatchNormalization -> Relu -> shuffle), ``src`` then its shape only."""
     src: TensorInfo
     groups: int
     shape: tuple[int, ...]
     dequant: bool
+    pending: "_Pending | None" = None
 
 
 @dataclass
@@ -131,6 +133,11 @@ class _Pending:
     make: Callable[[TensorInfo], Layer]
     lo: float = -math.inf
     hi: float = math.inf
+    #: For a float Reshape of another pending result: that result (a channel shuffle may follow).
+    reshaped: "_Pending | None" = None
+    #: The result of an operator onnxruntime leaves in float (LRN, BatchNormalization): a MaxPool, Reshape or
+    #: channel shuffle may follow it before the QuantizeLinear (:meth:`_Importer.after_float`).
+    float_only: bool = False
 
 
 @dataclass
@@ -607,20 +614,40 @@ class _Importer:
 
     # -- operators: on codes (QOperator) or on dequantized tensors (QDQ) --------------------------------------
 
-    def _float_or_codes(self, node, make_float, make_codes):
+    def _float_or_codes(self, node, make_float, make_codes, monotonic: bool = False):
+        """``make_codes(info)`` on codes, else a pending float layer; a ``monotonic`` operator (MaxPool, Reshape)
+        may also follow another float operator directly (:meth:`after_float`)."""
         v = self.get(node, 0)
         if isinstance(v, _Codes):
             make_codes(v.info)
+        elif isinstance(v, _Pending) and v.float_only and monotonic:
+            self.values[node.output[0]] = self.after_float(node, v, make_float)
         else:
             x = self.dequant(node, 0)
             shape, make = make_float(x)
             self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
+    def after_float(self, node, p: _Pending, make_float) -> _Pending:
+        """An operator that commutes with quantisation (a max or a reshape: quantisation is monotonic and element
+        by element) applied to the float result ``p`` of another operator, as onnxruntime leaves e.g. LRN ->
+        MaxPool: ``p``'s layer is quantized like this operator's output, then this operator runs on the codes.
+        ``Q(max(y)) = max(Q(y))``, so this is exact."""
+        if self.consumers.get(node.input[0], 0) != 1 or node.input[0] in self.graph_outputs:
+            self.fail(node, f"the float tensor {node.input[0]!r} has other consumers: cannot quantize it for this one")
+        shape, _ = make_float(TensorInfo(node.input[0], p.shape, "int8", 1.0, 0))  # the shape only
+
+        def make(out: TensorInfo) -> Layer:
+            pre = out.renamed(f"{out.name}/{node.op_type}_input", p.shape)
+            self.finish(_FakeNode(p.node, p.op, pre.name), p, pre)
+            return make_float(pre)[1](out)
+        return _Pending(node.name or node.output[0], node.op_type, shape, make,
+                        reshaped=p if node.op_type in ("Reshape", "Flatten") else None, float_only=True)
+
     def op_MaxPool(self, node):
         def on_codes(x):
             shape, make = self.pool(node, x, "max")
             self.emit(self.build(node, make, x.renamed(node.output[0], shape)))
-        self._float_or_codes(node, lambda x: self.pool(node, x, "max"), on_codes)
+        self._float_or_codes(node, lambda x: self.pool(node, x, "max"), on_codes, monotonic=True)
 
     def op_Reshape(self, node):
         v = self.get(node, 0)
@@ -629,7 +656,13 @@ class _Importer:
             if target != v.src.shape:
                 self.fail(node, f"a channel shuffle must be reshaped back to {v.src.shape}, not {target}")
             shape, make = self.shuffle_conv(node, v)
-            if v.dequant:
+            if v.pending is not None:  # the float result is quantized like the shuffle's output: exact
+                def make(out: TensorInfo, sh=v) -> Layer:
+                    pre = out.renamed(f"{out.name}/shuffle_input", sh.src.shape)
+                    self.finish(_FakeNode(sh.pending.node, sh.pending.op, pre.name), sh.pending, pre)
+                    return self.shuffle_conv(node, replace(sh, src=pre))[1](out)
+                self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+            elif v.dequant:
                 self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
             else:
                 self.emit(self.build(node, make, v.src.renamed(node.output[0], shape)))
@@ -642,7 +675,7 @@ class _Importer:
         def on_codes(x):
             out = x.renamed(node.output[0], self.reshape_shape(node, x))
             self.emit(self.build(node, Reshape, name=self.layer_name(node), inputs=(x,), output=out))
-        self._float_or_codes(node, make_float, on_codes)
+        self._float_or_codes(node, make_float, on_codes, monotonic=True)
 
     op_Flatten = op_Reshape
 
@@ -674,9 +707,9 @@ class _Importer:
         elif isinstance(v, _Pending):
             if self.consumers.get(node.input[0], 0) != 1:
                 self.fail(node, f"the float tensor {node.input[0]!r} has other consumers: cannot fuse")
-            self.values[node.output[0]] = _Pending(
-                v.node, v.op, v.shape, v.make, max(v.lo, -math.inf if lo is None else float(lo)),
-                min(v.hi, math.inf if hi is None else float(hi)))
+            self.values[node.output[0]] = replace(
+                v, lo=max(v.lo, -math.inf if lo is None else float(lo)),
+                hi=min(v.hi, math.inf if hi is None else float(hi)))
         else:
             x = self.dequant(node, 0)
             self.values[node.output[0]] = _Pending(
@@ -798,7 +831,7 @@ class _Importer:
                   bias=float(a.get("bias", 1.0)))
         self.values[node.output[0]] = _Pending(
             node.name or node.output[0], node.op_type, x.shape,
-            lambda out: LRN(name=self.layer_name(node), inputs=(x,), output=out, **kw))
+            lambda out: LRN(name=self.layer_name(node), inputs=(x,), output=out, **kw), float_only=True)
 
     def real_const(self, node, i: int, what: str) -> np.ndarray:
         """A constant's real values (float64): a float initializer or DequantizeLinear of an integer one."""
@@ -822,7 +855,7 @@ class _Importer:
         ``s_w = |a| / |w|``: the weight exact up to float32) and an int32 bias at ``s_in * s_w``, the one rounded
         quantity. Once the output's quantisation is known, each channel takes the magnitude ``|w|`` in 64..127
         and the bias (rounded to nearest, or one either side) whose integer result agrees with the real affine,
-        quantized, on the most input codes (see :func:`_bn_magnitudes`)."""
+        quantized, on the most input codes in single rounding (see :func:`_bn_magnitudes`)."""
         a = self.attrs(node)
         if a.get("training_mode", 0) or len([o for o in node.output if o]) > 1:
             self.fail(node, "training mode (running mean / variance outputs) is not supported")
@@ -848,7 +881,8 @@ class _Importer:
                 return Dense(name=name, inputs=(x,), output=out, weight=np.diag(w), bias=bias, weight_scale=ws)
             return Conv2d(name=name, inputs=(x,), output=out, weight=w.reshape(c, 1, 1, 1), bias=bias,
                           weight_scale=ws, groups=c)
-        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, x.shape, make)
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, x.shape, make,
+                                               float_only=True)
 
     def op_Sum(self, node):
         """n-ary float Sum between DequantizeLinear and QuantizeLinear: one quantized Add, or a chain of them
@@ -873,8 +907,18 @@ class _Importer:
         """The middle of a channel shuffle: ``Reshape (C, H, W) -> (g, C/g, H, W)``, ``Transpose (0, 2, 1, 3,
         4)``; the Reshape back to ``(C, H, W)`` makes it a 1x1 convolution by a permutation matrix."""
         v = self.get(node, 0)
-        info = self.dequant(node, 0) if not isinstance(v, _Codes) else self.codes(node, 0)
         perm = list(self.attrs(node).get("perm", []))
+        if isinstance(v, _Pending) and v.reshaped is not None:  # all float: quantized after the shuffle
+            src = v.reshaped.shape
+            if (perm != [0, 2, 1, 3, 4] or len(src) != 3 or len(v.shape) != 4 or v.shape[0] * v.shape[1] != src[0]
+                    or v.shape[2:] != src[1:] or (v.lo, v.hi) != (-math.inf, math.inf)):
+                self.fail(node, f"only the channel shuffle Reshape (N, g, C/g, H, W) -> Transpose perm (0, 2, 1, 3, "
+                                f"4) -> Reshape (N, C, H, W) is supported (perm {perm}, input {v.shape})")
+            g, cg = v.shape[0], v.shape[1]
+            self.values[node.output[0]] = _Shuffle(TensorInfo(node.input[0], src, "int8", 1.0, 0), g,
+                                                   (cg, g, *v.shape[2:]), True, v.reshaped)
+            return
+        info = self.dequant(node, 0) if not isinstance(v, _Codes) else self.codes(node, 0)
         producer = next((i for i, l in enumerate(self.layers) if l.output.name == info.name), None)
         layer = None if producer is None else self.layers[producer]
         if (perm != [0, 2, 1, 3, 4] or not isinstance(layer, Reshape) or len(layer.input.shape) != 3
@@ -1049,30 +1093,33 @@ def _bn_magnitudes(x: TensorInfo, out: TensorInfo, mult: np.ndarray, shift: np.n
                    bias_of) -> tuple[np.ndarray, np.ndarray]:
     """Per channel, the weight magnitude in 64..127 and the bias nudge (0, -1 or +1 from the nearest) for a
     BatchNormalization's affine ``mult * x + shift`` whose integer result (bias ``bias_of(weight_scales)`` plus
-    the nudge, requantised) equals the real affine quantized into ``out`` on the most of the input's codes in
-    single rounding, then in double rounding (ties: no nudge, then the larger magnitude). Every magnitude gives
-    an exact weight; they differ in how the int32 bias rounds, so this picks a bias that lands on no
-    quantisation tie the input's codes can reach, where one exists (then the layer is exact on every code)."""
+    the nudge, requantised in single rounding) equals the real affine quantized into ``out`` on the most of the
+    input's codes: the first candidate (127 without nudge, then down) that agrees on every code, else the best.
+    Every magnitude gives an exact weight; they differ in how the int32 bias rounds, so this picks a bias that
+    lands on no quantisation tie the input's codes can reach, where one exists (then the layer is exact on every
+    code)."""
     from .requant import quantize_multipliers, requantize
 
-    codes = np.arange(x.qmin, x.qmax + 1, dtype=np.int64)
-    real = (codes - x.zero_point) * float(np.float32(x.scale))
-    want = np.clip(np.rint((mult[:, None] * real[None, :] + shift[:, None]) / out.scale) + out.zero_point,
-                   out.qmin, out.qmax)
+    codes = np.arange(x.qmin, x.qmax + 1, dtype=np.int64) - x.zero_point
+    want = np.clip(np.rint((mult[:, None] * (codes * float(np.float32(x.scale)))[None, :] + shift[:, None])
+                           / out.scale) + out.zero_point, out.qmin, out.qmax)
     best, nudge = np.full(mult.size, 127), np.zeros(mult.size, np.int64)
     best_bad = np.full(mult.size, np.iinfo(np.int64).max)
     for m in range(127, 63, -1):
+        todo = np.nonzero(best_bad > 0)[0]  # channels without a candidate that agrees everywhere yet
+        if not todo.size:
+            break
         ws = np.where(mult != 0, np.abs(mult) / m, 1.0).astype(np.float32).astype(np.float64)
-        base = bias_of(ws).astype(np.int64)
-        mq, sq = quantize_multipliers(x.scale * ws / out.scale)
+        base = bias_of(ws).astype(np.int64)[todo]
+        mq, sq = quantize_multipliers(x.scale * ws[todo] / out.scale)
         for d in (0, -1, 1):
-            acc = (base + d)[:, None] + (np.sign(mult) * m).astype(np.int64)[:, None] * (codes - x.zero_point)
-            bad = np.zeros(mult.size, np.int64)
-            for mode, weight in (("single", 1024), ("double", 1)):  # single first: it can agree everywhere
-                got = requantize(acc, mq[:, None], sq[:, None], out.zero_point, out.qmin, out.qmax, mode)
-                bad += weight * (got != want).sum(axis=1)
-            better = bad < best_bad
-            best, nudge, best_bad = np.where(better, m, best), np.where(better, d, nudge), np.where(better, bad, best_bad)
+            acc = (base + d)[:, None] + (np.sign(mult[todo]) * m).astype(np.int64)[:, None] * codes[None, :]
+            got = requantize(acc, mq[:, None], sq[:, None], out.zero_point, out.qmin, out.qmax, "single")
+            bad = (got != want[todo]).sum(axis=1)
+            better = bad < best_bad[todo]
+            best[todo] = np.where(better, m, best[todo])
+            nudge[todo] = np.where(better, d, nudge[todo])
+            best_bad[todo] = np.where(better, bad, best_bad[todo])
     return best, nudge
 
 

@@ -220,12 +220,16 @@ def test_lrn_between_convolutions(fmt, tmp_path):
     print(f"seed [{SEED}, 30]")
     c1, i1 = _conv("c1", "x", "a", rng, 3, 8)
     c2, i2 = _conv("c2", "n", "y", rng, 8, 4)
+    # LRN -> MaxPool as AlexNet has it: onnxruntime leaves both in float, the importer quantizes the LRN like
+    # the pool's output (exact: a max commutes with a monotonic quantisation)
     nodes = [c1, helper.make_node("Relu", ["a"], ["r"]),
-             helper.make_node("LRN", ["r"], ["n"], name="lrn", size=5, alpha=1e-2, beta=0.75, bias=2.0), c2]
+             helper.make_node("LRN", ["r"], ["l"], name="lrn", size=5, alpha=1e-2, beta=0.75, bias=2.0),
+             helper.make_node("MaxPool", ["l"], ["n"], name="pool", kernel_shape=[3, 3], strides=[1, 1],
+                              pads=[1, 1, 1, 1]), c2]
     model = _quantize(_float_model(nodes, (3, 8, 8), "y", {**i1, **i2}), tmp_path, rng, (3, 8, 8), fmt=fmt)
     x = rng.standard_normal((N, 3, 8, 8)).astype(np.float32)
     graph = _layerwise(f"conv-lrn-conv {fmt}", model, x)
-    assert "LRN" in [type(layer).__name__ for layer in graph.layers]
+    assert {"LRN", "MaxPool"} <= {type(layer).__name__ for layer in graph.layers}
     with pytest.raises(CompileError, match=r"kind lrn does not run on the fabric"):
         compile_graph(graph, get_preset("default"))
 
@@ -299,15 +303,25 @@ def test_sum_is_a_chain_of_adds(n_inputs, tmp_path):
     assert sum(isinstance(layer, ir.Add) for layer in graph.layers) == n_inputs - 1
 
 
+@pytest.mark.parametrize("bn", [False, True])
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
-def test_channel_shuffle_is_a_permutation_conv(fmt, tmp_path):
+def test_channel_shuffle_is_a_permutation_conv(fmt, bn, tmp_path):
+    """With ``bn``, ShuffleNet's Conv -> BatchNormalization -> Relu before the shuffle (QOperator: all of it
+    float until the QuantizeLinear after the shuffle)."""
     rng = np.random.default_rng([SEED, 60])
     print(f"seed [{SEED}, 60]")
     g, cg = 3, 4
-    c1, i1 = _conv("c1", "x", "a", rng, 4, g * cg, k=1, pads=0, group=1)
+    c1, i1 = _conv("c1", "x", "a0" if bn else "a", rng, 4, g * cg, k=1, pads=0, group=1)
+    if bn:
+        i1.update({"g": rng.uniform(0.5, 2.0, g * cg), "beta": rng.standard_normal(g * cg) * 0.2,
+                   "mean": rng.standard_normal(g * cg) * 0.3, "var": rng.uniform(0.5, 2.0, g * cg)})
+        c1 = [c1, helper.make_node("BatchNormalization", ["a0", "g", "beta", "mean", "var"], ["b0"], name="bn"),
+              helper.make_node("Relu", ["b0"], ["a"])]
+    else:
+        c1 = [c1]
     c2, i2 = _conv("c2", "s", "y", rng, g * cg, 4)
     shapes = {"shape5": np.array([0, g, cg, 5, 5]), "shape4": np.array([0, g * cg, 5, 5])}
-    nodes = [c1, helper.make_node("Reshape", ["a", "shape5"], ["r5"], name="split"),
+    nodes = [*c1, helper.make_node("Reshape", ["a", "shape5"], ["r5"], name="split"),
              helper.make_node("Transpose", ["r5"], ["t5"], name="shuffle", perm=[0, 2, 1, 3, 4]),
              helper.make_node("Reshape", ["t5", "shape4"], ["s"], name="merge"), c2]
     fm = _float_model(nodes, (4, 5, 5), "y", {**i1, **i2})

@@ -47,6 +47,15 @@ _NOTES = """\
 the ONNX definition on the dequantized input in float64, then quantized. Same judgement as the float softmax:
 within 1 LSB, identical except near ties.
 
+**Float chains.** onnxruntime leaves LRN and BatchNormalization in float, and the operators after them too
+until the next quantized one (AlexNet: `LRN -> MaxPool -> QuantizeLinear`; ShuffleNet in QOperator form:
+`BatchNormalization -> Relu -> Reshape -> Transpose -> Reshape -> QuantizeLinear`). A MaxPool, Reshape or
+channel shuffle after such a float result is imported by quantizing the float result like the chain's output
+and running the operator on the codes: exact, because a max and a permutation commute with a monotonic
+quantisation. A float result that reaches an operator that does not commute with quantisation (an add, an
+average) is refused by name (ShuffleNet: `BatchNormalization -> Sum` in QOperator form, `Sum -> AveragePool`
+in QDQ form).
+
 **BatchNormalization** left between `DequantizeLinear` and `QuantizeLinear` (not folded into a convolution:
 onnxruntime quantizes between the convolution and it, or it follows an add or a concatenation) is the
 per-channel affine `a x + b` (`a = scale / sqrt(var + eps)`, `b = B - mean a`) as a depthwise 1x1 `conv2d`
