@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..outputs import write_atomic
+from ..errors import positive_float
+from ..outputs import check_output_dir, write_atomic
 from ..config import load_config
 from ..presets import get_preset
 from .yosys import DEFAULT_TIMEOUT, YosysError
@@ -29,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", action="append", default=[], metavar="NAME", help="a preset (repeatable)")
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="a TOML configuration (repeatable)")
     p.add_argument("--out", default="build/synth", metavar="DIR", help="output directory (default build/synth)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+    p.add_argument("--timeout", type=positive_float(7 * 24 * 3600), default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"seconds one Yosys run may take (default {DEFAULT_TIMEOUT:g})")
     p.add_argument("--scope", choices=("macro", "all"), default="macro",
                    help="synthesise the macro (default) or the whole accelerator, fabric memories included (slow)")
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if not cfgs and not args.sweep and not args.calibrate:
         print("cimforge synth: error: give --preset NAME, --config FILE, --sweep or --calibrate", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    out = check_output_dir("--out", args.out)
     status = 0
     try:
         if args.calibrate:
