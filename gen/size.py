@@ -17,29 +17,32 @@ from ..errors import UserError
 __all__ = ["GENERATION_LIMIT_S", "generation_estimate", "design_terms", "check_generation_size"]
 
 #: The bound: a generation estimated to take longer than this (CPU seconds on one core of the reference
-#: machine) is refused. The shipped presets take 10-30 s.
-GENERATION_LIMIT_S = 600.0
+#: machine; the resident memory grows about 9 MB per second of it, so about 1.2 GB at the bound) is refused.
+#: The shipped presets take 3-8 s.
+GENERATION_LIMIT_S = 120.0
 
-#: Fitted cost per unit of each term of :func:`design_terms` (CPU seconds), and the fixed part.
-_FIXED_S = 8.0
+#: Fitted cost per unit of each term of :func:`design_terms` (CPU seconds) and the fixed part, from generations
+#: of the default preset varied one size at a time (docs/reliability.md): 64 -> 256 rows and columns +21 s,
+#: 4 -> 32 macros +14 s, +12 288 activation / +15 360 weight words (64-bit) +1.1 / +2.1 s, 8 -> 64 pages +0 s.
+_FIXED_S = 3.1
 _COST_S = {
-    "macro_cells": 2.0e-4,   # per bit cell of the macro (rows x cols x pages), elaborated once
-    "macro_logic": 2.5e-3,   # per row x column of the macro's adder trees and serialisers
-    "macros": 0.9,           # per macro instance (its gather unit, ports and fabric wiring)
-    "memory_words": 1.2e-4,  # per word of the fabric's memories
+    "macro_logic": 3.2e-4,   # per row x column of the macro (adder trees, serialisers; converted once)
+    "macros": 0.5,           # per macro instance (its gather unit, ports and fabric wiring)
+    "memory_bits": 1.7e-6,   # per bit of the fabric's memories
 }
 
 
 def design_terms(cfg: CimConfig) -> dict[str, int]:
-    """The sizes that drive generation time: bit cells and logic of the macro (converted once and instantiated
-    ``n_macros`` times), the macro instances, and the words of the fabric's memories."""
+    """The sizes that drive generation time: the macro's rows x columns (converted once and instantiated
+    ``n_macros`` times), the macro instances, and the bits of the fabric's memories (activations, weights,
+    parameters, descriptors, program, trace). The macro's pages cost nothing measurable (8 -> 64 pages: +0 s)."""
     m, f, c = cfg.macro, cfg.fabric, cfg.controller
+    lanes = m.cols // m.max_wb
     return {
-        "macro_cells": m.rows * m.cols * m.pages,
         "macro_logic": m.rows * m.cols,
         "macros": f.n_macros,
-        "memory_words": f.act_depth + f.weight_depth + f.param_depth + f.desc_depth + c.program_depth
-                        + c.trace_depth,
+        "memory_bits": f.act_depth * lanes * 8 + f.weight_depth * m.cols + f.param_depth * lanes * 72
+                       + f.desc_depth * 64 + c.program_depth * 64 + c.trace_depth * 52,
     }
 
 
@@ -59,4 +62,4 @@ def check_generation_size(cfg: CimConfig, command: str = "generate") -> None:
     what = ", ".join(f"{k} = {v:,} ({s:.0f} s)" for s, k, v in share)
     raise UserError(f"design '{cfg.name}' is too large for `cimforge {command}`: estimated {est:.0f} s of "
                     f"elaboration (largest terms: {what}); allowed at most {GENERATION_LIMIT_S:.0f} s: reduce "
-                    "macro.rows x macro.cols x macro.pages, fabric.n_macros or the memory depths")
+                    "macro.rows x macro.cols, fabric.n_macros or the memory depths")
