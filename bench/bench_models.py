@@ -6,7 +6,8 @@ agreement with onnxruntime in both rounding forms (worst tensor's share of ident
 difference in LSB, and whether the acceptance bound is met; each layer fed onnxruntime's own inputs,
 ``golden.compare.layerwise``), end to end (the golden model run from the input: the largest difference of any
 tensor, and the share of inputs whose top-1 class agrees with onnxruntime's), and whether ``cimforge compile MODEL --preset default`` maps it (else the
-compiler's one-line error), and the same without a final Softmax (which runs on the host side).
+compiler's one-line error), and the same for the graph without the layers the host side of a run applies (a final
+Softmax; ``compiler.lowering.host.split_host_tail``).
 
     .venv/bin/python bench/bench_models.py                    # the tiny set, 4 forms each
     .venv/bin/python bench/bench_models.py --set imagenet --samples 1
@@ -89,21 +90,18 @@ def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache
 
 
 def compile_body(graph) -> str:
-    """``compile_graph`` on the default preset of ``graph`` without its trailing Softmax layers (which run on
-    the host side of a run, and whose refusal would hide what the rest of the network needs): "yes", its error,
-    or "-" when the graph does not end in one."""
+    """``compile_graph`` on the default preset of the fabric part of ``graph`` (``split_host_tail``: without the
+    trailing layers the host side of a run applies, e.g. a final Softmax, whose refusal by ``cimforge compile``
+    would hide what the rest of the network needs): "yes", its error, or "-" when there is no such tail."""
     from cimforge.compiler.compile import compile_graph
-    from cimforge.golden.ir import Graph, Softmax
+    from cimforge.compiler.lowering.host import split_host_tail
     from cimforge.presets import get_preset
 
-    layers = list(graph.layers)
-    while layers and isinstance(layers[-1], Softmax):
-        layers.pop()
-    if len(layers) == len(graph.layers) or not layers:
+    split = split_host_tail(graph)
+    if not split.tail:
         return "-"
-    body = Graph(graph.name, graph.inputs, tuple(layers), (layers[-1].output.name,))
     try:
-        compile_graph(body, get_preset("default"))
+        compile_graph(split.fabric, get_preset("default"))
     except Exception as e:
         return _one_line(e)
     return "yes"
@@ -141,7 +139,7 @@ def _e2e_cell(v) -> str:
 def format_table(rows: list[Row], markdown: bool) -> str:
     head = ["model", "form", "build s", "imports", "double (worst tensor / max)", "single (worst tensor / max)",
             "end to end double / single (max diff, top-1)", "compile default",
-            "compile default without the final Softmax"]
+            "compile default, fabric part (split_host_tail)"]
     cells = [[r.model, r.form, f"{r.build_s:.1f}", r.imported, _agreement_cell(r.agreement.get("double")),
               _agreement_cell(r.agreement.get("single")),
               " / ".join(_e2e_cell(r.end_to_end.get(k)) for k in ("double", "single")),
