@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 JOBS    ?= 2
 PRESETS := tiny default isscc22
 
-.PHONY: all venv generate sim sim-macro synth golden models test test-fast lint bench clean
+.PHONY: all venv generate sim sim-macro synth golden models test test-fast lint coverage bench clean
 
 all: generate
 
@@ -55,6 +55,10 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m cimforge lint
+
+## Verilator line and toggle coverage of the macro and fabric benches, per module (docs/coverage.md)
+coverage: $(STAMP)
+	$(PY) -m cimforge.sim.coverage --preset default
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
