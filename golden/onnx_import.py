@@ -478,6 +478,9 @@ class _Importer:
 
     def op_QuantizeLinear(self, node):
         src = self.get(node, 0)
+        if isinstance(src, _Const):  # a weight computed by the graph (Reshape of an initializer), then quantized
+            self.values[node.output[0]] = _Const(self.quantize_const(node, src.value))
+            return
         scale, zp, dtype = self.qparams(node, 1, 2, "output")  # refuses per-axis scales of activations
         name = node.output[0]
         if isinstance(src, _Shuffle):  # QDQ around the shuffle's Transpose: the same codes
@@ -496,10 +499,54 @@ class _Importer:
                 self.fail(node, f"requantising {node.input[0]!r} from {(src.info.scale, src.info.zero_point)} to "
                                 f"{(scale, zp)} through float is not supported")
             self.values[name] = _Codes(src.info)
-        elif isinstance(src, _Const):
-            self.fail(node, "quantizing a constant at run time is not supported")
         else:
             self.fail(node, f"input {node.input[0]!r} is already quantized")
+
+    def quantize_const(self, node, x: np.ndarray) -> np.ndarray:
+        """QuantizeLinear of a constant, folded: ``saturate(rint(x / scale) + zp)`` per tensor or along
+        ``axis``, float32 division, ties to even (as onnxruntime)."""
+        scale = np.asarray(self.const(node, 1, "scale"), np.float32)
+        zp_v = self.optional(node, 2)
+        zp = np.zeros((), np.uint8) if zp_v is None else np.asarray(self.const(node, 2, "zero point"))
+        if zp.dtype not in _DTYPES:
+            self.fail(node, f"zero point has dtype {zp.dtype}: int8 or uint8 expected")
+        x = np.asarray(x, np.float32)
+        shape = [1] * x.ndim
+        if scale.size > 1:
+            axis = self.attrs(node).get("axis", 1)
+            shape[axis + x.ndim if axis < 0 else axis] = scale.size
+        q = np.rint(x / scale.reshape(shape if scale.size > 1 else ())) + zp.astype(np.float64).reshape(
+            shape if zp.size > 1 else ())
+        info = np.iinfo(zp.dtype)
+        return np.clip(q, info.min, info.max).astype(zp.dtype)
+
+    def fold(self, node) -> bool:
+        """Constant folding: a shape operator (Reshape, Flatten, Squeeze, Unsqueeze, Transpose) whose data is a
+        constant gives a constant (weights built by the graph). Returns whether ``node`` was folded."""
+        if node.op_type not in _FOLDABLE or not node.input or not isinstance(self.values.get(node.input[0]), _Const):
+            return False
+        x = np.asarray(self.values[node.input[0]].value)
+        a = self.attrs(node)
+        if node.op_type == "Reshape":
+            target = [int(v) for v in np.asarray(self.const(node, 1, "shape")).ravel()]
+            y = x.reshape([x.shape[i] if v == 0 and not a.get("allowzero", 0) else v for i, v in enumerate(target)])
+        elif node.op_type == "Flatten":
+            axis = a.get("axis", 1) % max(x.ndim, 1)
+            y = x.reshape(int(np.prod(x.shape[:axis])), -1)
+        elif node.op_type == "Transpose":
+            y = np.transpose(x, a.get("perm"))
+        else:  # Squeeze / Unsqueeze: axes from the attribute (opset < 13) or the second input
+            axes = a.get("axes")
+            if axes is None and len(node.input) > 1 and node.input[1]:
+                axes = [int(v) for v in np.asarray(self.const(node, 1, "axes")).ravel()]
+            if node.op_type == "Squeeze":
+                y = np.squeeze(x, axis=None if axes is None else tuple(axes))
+            else:
+                y = x
+                for ax in sorted(v + x.ndim + len(axes) if v < 0 else v for v in axes):
+                    y = np.expand_dims(y, ax)
+        self.values[node.output[0]] = _Const(y)
+        return True
 
     def finish(self, node, p: _Pending, out: TensorInfo):
         """Build a pending QDQ layer with its QuantizeLinear's output, fusing a Relu/Clip clamp."""
@@ -1008,11 +1055,13 @@ class _Importer:
             if node.domain not in (*_ONNX_DOMAINS, _MS):
                 self.fail(node, f"operator domain {node.domain!r} is not supported")
             handler = getattr(self, f"op_{node.op_type}", None)
-            if handler is None or (node.domain == _MS) != (node.op_type in _MS_OPS):
+            folded = node.op_type in _FOLDABLE and isinstance(self.values.get(node.input[0] if node.input else ""),
+                                                              _Const)
+            if not folded and (handler is None or (node.domain == _MS) != (node.op_type in _MS_OPS)):
                 self.fail(node, f"operator {node.op_type} (domain {node.domain or 'ai.onnx'!r}) is not supported; "
                                 f"supported: {', '.join(SUPPORTED_OPS)}")
             try:
-                handler(node)
+                self.fold(node) if folded else handler(node)
             except OnnxImportError:
                 raise
             except Exception as e:  # noqa: BLE001 - a malformed node must still be named, never a raw traceback
@@ -1141,6 +1190,8 @@ _QLINEAR_INPUTS = {
     "QLinearAdd": lambda n: (0, 3), "QLinearAveragePool": lambda n: (0,), "QLinearGlobalAveragePool": lambda n: (0,),
     "QLinearConcat": lambda n: tuple(range(2, n, 3)), "QLinearSoftmax": lambda n: (0,),
 }
+#: Shape operators folded when their data is a constant (:meth:`_Importer.fold`).
+_FOLDABLE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"}
 _MS_OPS = {"QGemm", "QLinearAdd", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax"}
 #: Operator types the importer understands.
 SUPPORTED_OPS = tuple(sorted(n[3:] for n in dir(_Importer) if n.startswith("op_")))

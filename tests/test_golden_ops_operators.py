@@ -549,3 +549,20 @@ def test_a_final_softmax_runs_on_the_host_side_of_a_run(tmp_path):
     for name in graph.outputs:
         np.testing.assert_array_equal(whole[name], golden[name])
     assert split_host_tail(split.fabric).tail == ()
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_weights_reshaped_by_the_graph_are_folded(fmt, tmp_path):
+    """Inception-v1's classifier reshapes its weight initializer in the graph; onnxruntime then quantizes the
+    result as an activation (QuantizeLinear of a constant). The importer folds both."""
+    rng = np.random.default_rng([SEED, 500])
+    print(f"seed [{SEED}, 500]")
+    w = (rng.standard_normal(10 * 16) * 0.4).astype(np.float32)
+    nodes = [helper.make_node("Reshape", ["w_flat", "w_shape"], ["w"], name="wshape"),
+             helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)]
+    fm = _float_model(nodes, (16,), "y", {"w_flat": w, "b": np.zeros(10)})
+    fm.graph.initializer.append(numpy_helper.from_array(np.array([10, 16], np.int64), "w_shape"))
+    model = _quantize(fm, tmp_path, rng, (16,), fmt=fmt)
+    assert "Reshape" in {n.op_type for n in model.graph.node}
+    graph = _layerwise(f"reshaped weights {fmt}", model, rng.standard_normal((64, 16)).astype(np.float32))
+    assert [type(layer) for layer in graph.layers] == [ir.Dense]

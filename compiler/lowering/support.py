@@ -54,7 +54,8 @@ channel shuffle after such a float result is imported by quantizing the float re
 and running the operator on the codes: exact, because a max and a permutation commute with a monotonic
 quantisation. A float result that reaches an operator that does not commute with quantisation (an add, an
 average) is refused by name (ShuffleNet: `BatchNormalization -> Sum` in QOperator form, `Sum -> AveragePool`
-in QDQ form).
+in QDQ form; ResNet-50: `BatchNormalization -> Sum` in QOperator form; DenseNet-121's BatchNormalization
+decomposed into `QLinearMul` by a constant is not an operator the importer knows).
 
 **BatchNormalization** left between `DequantizeLinear` and `QuantizeLinear` (not folded into a convolution:
 onnxruntime quantizes between the convolution and it, or it follows an add or a concatenation) is the
@@ -81,6 +82,10 @@ requantisation multiplier is exactly 1.0: `QuantizeMultiplier(1.0) = (2**30, 1)`
 `MultiplyByQuantizedMultiplier(x, 2**30, 1) = x` for every accumulator in both rounding forms (`double`:
 `SRDHM(2x, 2**30) = x`, no right shift; `single`: `(x 2**30 + 2**29) >> 30 = x`; tested for |x| up to 2**30),
 so the codes are copied exactly.
+
+**Constant folding.** A Reshape, Flatten, Squeeze, Unsqueeze or Transpose of a constant, and a
+QuantizeLinear of one (Inception-v1 reshapes its classifier weights in the graph, and onnxruntime then
+quantizes them as an activation), are computed at import: exact.
 
 **Clip / ReLU6.** `Clip(0, 6)` and any Clip with constant bounds fuse into the producer's output clamp,
 converted to codes exactly (quantisation is monotonic); on codes (QOperator) they clamp the codes themselves.
