@@ -22,6 +22,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..bits import exact_log2
 from ..config import CimConfig
 from .isa import CH, DIM, PAR, SMALL, addr_width, desc_layout, lanes, mac_layout, role_layout
 
@@ -237,7 +238,7 @@ class GatherUnit(wiring.Component):
         """The tile's first channel word (``c0 // lanes``), a descriptor-derived constant division."""
         L = self.lanes
         if L & (L - 1) == 0:
-            return d.c0 >> (L.bit_length() - 1)
+            return d.c0 >> exact_log2(L)
         cw0 = Signal(CH, name="cw0")
         m.d.comb += cw0.eq(d.c0 // L)
         return cw0

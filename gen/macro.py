@@ -22,6 +22,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigne
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..bits import count_bits, exact_log2
 from ..config import MacroConfig, WEIGHT_BITS
 from ..golden.macro import LATENCY
 from .layouts import BitOp, MacroMode, macro_op_layout, macro_result_layout
@@ -29,11 +30,6 @@ from .library import VerilogLibrary, instantiate
 
 __all__ = ["CimMacro", "ColumnTile", "TileStorage", "TileCompute", "TileAccum", "LATENCY", "popcount",
            "sum_tree", "column_counts"]
-
-
-def _bits_for(n: int) -> int:
-    """Bits of an unsigned counter holding 0..n."""
-    return max(1, n.bit_length())
 
 
 def sum_tree(m: Module, terms: list, name: str, shape=None):
@@ -155,7 +151,7 @@ class TileCompute(wiring.Component):
 
     def __init__(self, rows: int, width: int):
         self.rows, self.width = rows, width
-        self.pw = _bits_for(rows) + width + 1
+        self.pw = count_bits(rows) + width + 1
         super().__init__({
             "words": In(data.ArrayLayout(width, rows)), "x_plane": In(rows),
             "wb_log2": In(2), "w_signed": In(1), "neg": In(1),
@@ -177,7 +173,7 @@ class TileCompute(wiring.Component):
         planes = column_counts(m, masked, width, "csa")
         pc = []
         for b in range(width):
-            s = Signal(_bits_for(rows), name=f"pc{b}")
+            s = Signal(count_bits(rows), name=f"pc{b}")
             m.d.comb += s.eq(Cat(p[b] for p in planes))
             pc.append(s)
         # unsigned weight sums for each precision, built pairwise from the narrower ones
@@ -187,7 +183,7 @@ class TileCompute(wiring.Component):
             half = sums[wb // 2]
             level = []
             for k in range(width // wb):
-                s = Signal(_bits_for(rows) + wb, name=f"u{wb}_{k}")
+                s = Signal(count_bits(rows) + wb, name=f"u{wb}_{k}")
                 m.d.comb += s.eq(half[2 * k] + (half[2 * k + 1] << (wb // 2)))
                 level.append(s)
             sums[wb] = level
@@ -198,7 +194,7 @@ class TileCompute(wiring.Component):
                 for wb in WEIGHT_BITS:
                     if wb > width:
                         continue
-                    with m.Case(wb.bit_length() - 1):
+                    with m.Case(exact_log2(wb)):
                         if k < width // wb:
                             msb = pc[k * wb + wb - 1]
                             m.d.comb += lane.eq(sums[wb][k] - Mux(self.w_signed, msb << wb, 0))
@@ -269,7 +265,7 @@ class ColumnTile(wiring.Component):
     def __init__(self, cfg: MacroConfig):
         self.cfg = cfg
         w = cfg.tile_cols
-        self.pw = _bits_for(cfg.rows) + w + 1
+        self.pw = count_bits(cfg.rows) + w + 1
         super().__init__({
             "we": In(1), "wpage": In(cfg.page_width), "wrow": In(cfg.row_width), "wdata": In(w),
             "ren": In(1), "rpage": In(cfg.page_width), "rrow": In(cfg.row_width), "rdata": Out(w),
@@ -277,7 +273,7 @@ class ColumnTile(wiring.Component):
             "neg": In(1),
             "acc_en": In(1), "acc_first": In(1), "acc_t": In(3),
             "acc": Out(data.ArrayLayout(cfg.acc_width, w)),
-            "bword": In(w), "bop": In(BitOp), "ben": In(1), "bits": Out(w), "pop": Out(_bits_for(w)),
+            "bword": In(w), "bop": In(BitOp), "ben": In(1), "bits": Out(w), "pop": Out(count_bits(w)),
         })
 
     @staticmethod
@@ -368,8 +364,8 @@ class CimMacro(wiring.Component):
             "mem_we": In(1), "mem_re": In(1), "mem_page": In(cfg.page_width), "mem_row": In(cfg.row_width),
             "mem_wdata": In(cfg.cols), "mem_rdata": Out(cfg.cols),
             "res_valid": Out(1), "res_y": Out(macro_result_layout(cfg)),
-            "res_bits": Out(cfg.cols), "res_pop": Out(data.ArrayLayout(_bits_for(cfg.tile_cols), cfg.n_tiles)),
-            "res_total": Out(_bits_for(cfg.cols)),
+            "res_bits": Out(cfg.cols), "res_pop": Out(data.ArrayLayout(count_bits(cfg.tile_cols), cfg.n_tiles)),
+            "res_total": Out(count_bits(cfg.cols)),
             "busy": Out(1),
         })
 
@@ -509,7 +505,7 @@ class CimMacro(wiring.Component):
                     if wb > cfg.max_wb:
                         continue
                     per_tile = w // wb
-                    with m.Case(wb.bit_length() - 1):
+                    with m.Case(exact_log2(wb)):
                         if j < cfg.cols // wb:
                             m.d.comb += self.res_y[j].eq(tiles[j // per_tile].acc[j % per_tile])
         return m
