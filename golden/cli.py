@@ -35,7 +35,11 @@ def load_model(path, option: str = "MODEL"):
     """Import the quantized ONNX model at ``path`` (a :class:`~cimforge.errors.UserError` naming ``option``
     when it is not a readable file; the importer's own errors name the node)."""
     from .onnx_import import load_onnx
-    return load_onnx(existing_file(option, path, (".onnx",)))
+    graph = load_onnx(existing_file(option, path, (".onnx",)))
+    if not graph.outputs:  # the importer accepts it; every command reads the first output
+        raise UserError(f"{option} {str(path)!r}: the graph has no output (allowed a model with at least one "
+                        "graph output)")
+    return graph
 
 
 def committed_models() -> list[str]:

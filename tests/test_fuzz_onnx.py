@@ -142,3 +142,25 @@ def test_importer_regressions():
             load_onnx(m)
         except Exception as e:  # noqa: BLE001
             assert is_user_error(e), f"{type(e).__name__}: {e}"
+
+
+@pytest.mark.parametrize("mutate", ["no_output", "opset5", "elem99", "ir99"])
+def test_golden_command_on_models_onnxruntime_rejects(tmp_path, capsys, mutate):
+    """Issue 15: ``golden`` on models the importer accepts and onnxruntime then rejects (odd opsets, no graph
+    output, unknown element types) raised tracebacks; now each is one line, exit 2."""
+    from cimforge.cli import main
+
+    m = onnx.ModelProto.FromString(MODELS["digits_cnn_qop"])
+    if mutate == "no_output":
+        del m.graph.output[:]
+    elif mutate == "opset5":
+        m.opset_import[0].version = 5
+    elif mutate == "elem99":
+        m.graph.output[0].type.tensor_type.elem_type = 99
+    else:
+        m.ir_version = 99
+    path = tmp_path / f"{mutate}.onnx"
+    onnx.save(m, path)
+    assert main(["golden", str(path), "--samples", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cimforge golden: error: ") and "Traceback" not in err, err
