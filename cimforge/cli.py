@@ -33,6 +33,7 @@ COMMANDS = {
     "golden": ("cimforge.golden.cli", "run an int8 ONNX model on the golden model; accuracy and onnxruntime agreement"),
     "partition": ("cimforge.compiler.partition.cli", "HyPar/AccPar partitioning of a model across accelerators"),
     "synth": ("cimforge.synth.cli", "yosys synthesis and PPA reports"),
+    "formal": ("cimforge.synth.formal_cli", "formal equivalence proofs of the macro and the requantisation unit (yosys sat)"),
     "graph": ("cimforge.graph.cli", "BFS, SSSP, CC or PageRank compiled for the fabric, checked against networkx"),
 }
 
