@@ -94,7 +94,8 @@ def test_cyclic_graph_is_an_error_not_a_hang(capsys, tmp_path):
     g = helper.make_graph(nodes, "cyc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
                           [helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 4, 8, 8])], [w, w1])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "cyc.onnx")
-    _error(capsys, ["partition", str(tmp_path / "cyc.onnx"), "--no-report"], "'add'", "topologically ordered")
+    _error(capsys, ["partition", str(tmp_path / "cyc.onnx"), "--no-report"], "'add'", "later node 'relu'",
+           "topological order (no cycle)")
 
 
 def test_every_walk_of_the_data_flow_detects_cycles():
@@ -105,3 +106,23 @@ def test_every_walk_of_the_data_flow_detects_cycles():
     with pytest.raises(PartitionError, match=r"cycle through 3 node\(s\) \(u1, u2, w3\)"):
         trace_edges(nodes, {"w0": 0, "u1": 1, "u2": 2, "w3": 3})
     check_acyclic(nodes[:1] + [Node("u1", "unary", ["a"], ["b"])])  # a chain is fine
+
+
+@pytest.mark.parametrize("mutate, named", [
+    ("no_initializer", ["is neither a graph input, an initializer nor a node's output", "QLinearConv node"]),
+    ("opset5", ["does not exist in opset 5"]),
+])
+def test_clear_cause_instead_of_give_the_input_shape(capsys, tmp_path, mutate, named):
+    """Issue 15: a missing initializer or an old opset were reported as "give the input shape"."""
+    import onnx
+
+    m = onnx.load(MODEL)
+    if mutate == "no_initializer":
+        w = next(n for n in m.graph.node if n.op_type == "QLinearConv").input[3]
+        m.graph.initializer.remove(next(i for i in m.graph.initializer if i.name == w))
+    else:
+        m.opset_import[0].version = 5
+    onnx.save(m, tmp_path / "m.onnx")
+    rc = main(["partition", str(tmp_path / "m.onnx"), "--no-report"])
+    err = capsys.readouterr().err
+    assert rc == USER_EXIT and all(n in err for n in named) and "give the input shape" not in err, err

@@ -44,19 +44,55 @@ def load_onnx(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | No
             check_imposed_shapes(path, input_shapes)
         view = load_onnx_shapes(path, dict(input_shapes or {}), name)
     except OnnxImportError as e:
-        raise PartitionError(str(e)) from None
+        raise PartitionError(_diagnose(path) or str(e)) from None
     if input_shapes:
         _check_weights_agree(path, view)
     return view
 
 
 def _graph(path: str | Path):
+    return _model(path).graph
+
+
+def _model(path: str | Path):
     import onnx
 
     try:
-        return onnx.load(str(path), load_external_data=False).graph
+        return onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - onnx raises DecodeError and others
         raise PartitionError(f"model {str(path)!r}: not a readable ONNX file ({type(e).__name__}: {e})") from None
+
+
+def _diagnose(path: str | Path) -> str | None:
+    """A clearer cause than "give the input shape" when shape inference stopped because of the model itself: a
+    tensor nothing defines (a missing initializer) or an operator its opset does not have (an old opset)."""
+    from onnx import defs
+
+    try:
+        model = _model(path)
+    except PartitionError:
+        return None
+    graph = model.graph
+    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    defined = {i.name for i in graph.initializer} | {i.name for i in graph.input}
+    producer = {o: m.name or m.op_type for m in graph.node for o in m.output if o}
+    for n in graph.node:
+        for t in n.input:
+            if t and t not in defined and t in producer:
+                return (f"model {str(path)!r}: input {t!r} of {n.op_type} node {n.name!r} is produced by a later "
+                        f"node {producer[t]!r}: allowed nodes in topological order (no cycle)")
+            if t and t not in defined:
+                return (f"model {str(path)!r}: input {t!r} of {n.op_type} node {n.name!r} is neither a graph input, "
+                        "an initializer nor a node's output (a missing initializer?)")
+        defined.update(o for o in n.output if o)
+        domain = n.domain or "ai.onnx"
+        if domain == "ai.onnx" and domain in opsets:
+            try:
+                defs.get_schema(n.op_type, opsets[domain], "")
+            except defs.SchemaError:
+                return (f"model {str(path)!r}: {n.op_type} node {n.name!r} does not exist in opset {opsets[domain]} "
+                        f"of ai.onnx (the model's opset); allowed an opset that defines every operator it uses")
+    return None
 
 
 def check_imposed_shapes(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]]) -> None:
