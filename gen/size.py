@@ -4,9 +4,9 @@ Every configuration field has a range (:mod:`cimforge.config`), but the ranges m
 1024 x 1024 bits with 64 pages and 65536-word memories are each allowed and together take far longer and far
 more memory to elaborate than anyone waits for. :func:`generation_estimate` predicts the CPU seconds of one
 generation (Amaranth elaboration and Verilog conversion) from the sizes that drive it, fitted to measurements on
-the project's 2-core machine (docs/reliability.md has the table); :func:`check_generation_size` refuses, before
-any elaboration, a design whose estimate exceeds :data:`GENERATION_LIMIT_S`, naming the figure and the fields
-that drive it.
+the project's 2-core machine (docs/reliability.md has the table), and :func:`memory_estimate` its peak resident
+memory; :func:`check_generation_size` refuses, before any elaboration, a design whose estimates exceed
+:data:`GENERATION_LIMIT_S` or :data:`MEMORY_LIMIT_MB`, naming the figures and the fields that drive them.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 from ..config import CimConfig
 from ..errors import UserError
 
-__all__ = ["GENERATION_LIMIT_S", "generation_estimate", "design_terms", "check_generation_size"]
+__all__ = ["GENERATION_LIMIT_S", "MEMORY_LIMIT_MB", "generation_estimate", "memory_estimate", "design_terms",
+           "check_generation_size"]
 
-#: The bound: a generation estimated to take longer than this (CPU seconds on one core of the reference
-#: machine; the resident memory grows about 9 MB per second of it, so about 1.2 GB at the bound) is refused.
-#: The shipped presets take 3-8 s.
+#: The time bound: a generation estimated to take longer than this (CPU seconds on one core of the reference
+#: machine) is refused. The shipped presets take 3-8 s.
 GENERATION_LIMIT_S = 120.0
 
 #: Fitted cost per unit of each term of :func:`design_terms` (CPU seconds) and the fixed part, from generations
@@ -46,6 +46,19 @@ def design_terms(cfg: CimConfig) -> dict[str, int]:
     }
 
 
+#: The memory bound: a generation estimated to need more resident memory than this (MB) is refused.
+MEMORY_LIMIT_MB = 2048.0
+#: Fitted resident memory (MB) per unit of each term and the interpreter's own: the memories dominate (the
+#: default preset with 65 536 activation words: 618 MB), then macros and the macro's size.
+_BASE_MB = 100.0
+_MB = {"macro_logic": 1.0e-3, "macros": 5.8, "memory_bits": 1.2e-4}
+
+
+def memory_estimate(cfg: CimConfig) -> float:
+    """Predicted peak resident memory (MB) of generating ``cfg``."""
+    return _BASE_MB + sum(_MB[k] * v for k, v in design_terms(cfg).items())
+
+
 def generation_estimate(cfg: CimConfig) -> float:
     """Predicted CPU seconds of generating ``cfg`` (elaboration and Verilog conversion) on one core."""
     return _FIXED_S + sum(_COST_S[k] * v for k, v in design_terms(cfg).items())
@@ -54,12 +67,13 @@ def generation_estimate(cfg: CimConfig) -> float:
 def check_generation_size(cfg: CimConfig, command: str = "generate") -> None:
     """Raise :class:`~cimforge.errors.UserError` before elaboration when ``cfg`` is estimated to take longer than
     :data:`GENERATION_LIMIT_S` to generate; the message names the estimate, the bound and the largest terms."""
-    est = generation_estimate(cfg)
-    if est <= GENERATION_LIMIT_S:
+    est, mem = generation_estimate(cfg), memory_estimate(cfg)
+    if est <= GENERATION_LIMIT_S and mem <= MEMORY_LIMIT_MB:
         return
     terms = design_terms(cfg)
     share = sorted(((_COST_S[k] * v, k, v) for k, v in terms.items()), reverse=True)[:2]
     what = ", ".join(f"{k} = {v:,} ({s:.0f} s)" for s, k, v in share)
-    raise UserError(f"design '{cfg.name}' is too large for `cimforge {command}`: estimated {est:.0f} s of "
-                    f"elaboration (largest terms: {what}); allowed at most {GENERATION_LIMIT_S:.0f} s: reduce "
-                    "macro.rows x macro.cols, fabric.n_macros or the memory depths")
+    raise UserError(f"design '{cfg.name}' is too large for `cimforge {command}`: estimated {est:.0f} s and "
+                    f"{mem:.0f} MB of elaboration (largest terms: {what}); allowed at most {GENERATION_LIMIT_S:.0f} s "
+                    f"and {MEMORY_LIMIT_MB:.0f} MB: reduce macro.rows x macro.cols, fabric.n_macros or the memory "
+                    "depths")

@@ -194,6 +194,12 @@ def test_design_size_bound(capsys, tmp_path):
     huge = {"macro": {"rows": 1024, "cols": 1024, "pages": 64}, "fabric": {"n_macros": 64}}
     with pytest.raises(UserError, match="too large"):
         check_generation_size(config_from_dict(huge))
+    from cimforge.gen.size import MEMORY_LIMIT_MB, memory_estimate
+    deep = config_from_dict({"macro": {"rows": 256, "cols": 256}, "fabric": {"act_depth": 65536}})
+    assert generation_estimate(deep) < GENERATION_LIMIT_S < 10 * generation_estimate(deep)
+    assert memory_estimate(deep) > MEMORY_LIMIT_MB  # refused for its memory (gigabytes), not its time
+    with pytest.raises(UserError, match="MB"):
+        check_generation_size(deep)
     path = tmp_path / "huge.toml"
     import tomli_w
     path.write_text(tomli_w.dumps(huge))
@@ -202,5 +208,5 @@ def test_design_size_bound(capsys, tmp_path):
         assert main(argv) == USER_EXIT
         err = capsys.readouterr().err
         assert err.startswith(f"cimforge {argv[0]}: error: design 'default' is too large"), err
-        assert f"at most {GENERATION_LIMIT_S:.0f} s" in err
+        assert f"at most {GENERATION_LIMIT_S:.0f} s" in err and "MB" in err
     assert not (tmp_path / "o").exists()
