@@ -210,3 +210,24 @@ def test_design_size_bound(capsys, tmp_path):
         assert err.startswith(f"cimforge {argv[0]}: error: design 'default' is too large"), err
         assert f"at most {GENERATION_LIMIT_S:.0f} s" in err and "MB" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_long_generation_shows_progress(tmp_path, monkeypatch, capsys):
+    """A generation that runs past PROGRESS_AFTER says what it elaborates, its estimate, then how long so far."""
+    import time
+
+    import cimforge.gen.cli as gen_cli
+    import cimforge.gen.emit as emit
+
+    def slow(cfg):
+        time.sleep(0.6)
+        return {"macro": "m", "fabric": "f"}, "module f;\n"
+
+    monkeypatch.setattr(emit, "design_verilog", slow)
+    monkeypatch.setattr("cimforge.gen.fabric.fabric_params", lambda cfg: {})
+    monkeypatch.setattr(gen_cli, "PROGRESS_AFTER", 0.05)
+    real = gen_cli._progress
+    monkeypatch.setattr(gen_cli, "_progress", lambda cfg, t0, done: real(cfg, t0, done, every=0.2))
+    assert main(["generate", "--preset", "tiny", "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "elaborating 'tiny' (2 macros of 8x16x2; estimated" in err and "still elaborating" in err, err
