@@ -100,3 +100,29 @@ def test_tiny_mobilenet_rtl():
         print(f"{row.layer:8s} {row.measured:8.1f} cycles per image, utilisation {100 * row.utilisation:5.2f}% "
               f"bound {100 * bound:5.2f}%")
         assert row.utilisation <= bound + 1e-9
+
+
+def test_tiny_set_separable_cnns_rtl():
+    """DS-CNN, MobileNetV1 0.25 (3x96x96) and a MobileNetV2 (inverted residuals) quantized by onnxruntime, in
+    one launch on the default macros with memories deep enough to hold them (sim/random_layers.deep_memories;
+    the default preset's memories need "Real networks I"): RTL = golden on every tensor, program_timing =
+    trace; per-layer utilisation and bound printed."""
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.sim.fabric_check import layer_rows
+    from cimforge.sim.random_layers import TINY_SET, deep_memories, separable_cnn_onnx
+
+    cfg = deep_memories(DEFAULT)
+    items, golds = [], []
+    for name in TINY_SET:
+        g = load_onnx(separable_cnn_onnx(1, *TINY_SET[name], name=name), name=name)
+        t = g.inputs[0]
+        x = np.random.default_rng(1).integers(t.qmin, t.qmax + 1, (1, *t.shape)).astype(t.dtype)
+        x.flat[0] = t.qmin
+        golds.append(run_graph(g, x))
+        items.append((compile_graph(g, cfg, batch=1), {t.name: x}))
+    runs = _check_runs(cfg, items, golds, 1)
+    for (prog, _), run in zip(items, runs):
+        for row in layer_rows(prog, run.trace):
+            if row.occupancy is not None:
+                print(f"{prog.graph.name} {row.layer:6s} {row.measured:8.0f} cycles, utilisation "
+                      f"{100 * row.utilisation:5.2f}% bound {100 * row.occupancy:5.2f}%")
