@@ -716,8 +716,7 @@ class _Importer:
             return
 
         def make_float(x):
-            return self.reshape_shape(node, x), lambda out: Reshape(name=self.layer_name(node), inputs=(x,),
-                                                                     output=out)
+            return self.reshape_shape(node, x), lambda out: self.reshape_requant(node, x, out)
 
         def on_codes(x):
             out = x.renamed(node.output[0], self.reshape_shape(node, x))
@@ -725,6 +724,17 @@ class _Importer:
         self._float_or_codes(node, make_float, on_codes, monotonic=True)
 
     op_Flatten = op_Reshape
+
+    def reshape_requant(self, node, x: TensorInfo, out: TensorInfo) -> Layer:
+        """A QDQ Reshape; when its QuantizeLinear changes the quantisation (Inception-v1's classifier), the
+        reshape keeps the input's and a one-input :class:`~cimforge.golden.ir.Concat` requantises the codes
+        (``s_in / s_out``, as a requantising copy does)."""
+        name = self.layer_name(node)
+        if x.same_quant(out):
+            return Reshape(name=name, inputs=(x,), output=out)
+        mid = x.renamed(f"{out.name}/reshaped", out.shape)
+        self.emit(self.build(node, Reshape, name=name, inputs=(x,), output=mid))
+        return Concat(name=f"{name}/requant", inputs=(mid,), output=out, axis=0)
 
     def clip_bounds(self, node) -> tuple[float | None, float | None]:
         if node.op_type == "Relu":

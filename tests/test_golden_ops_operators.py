@@ -566,3 +566,24 @@ def test_weights_reshaped_by_the_graph_are_folded(fmt, tmp_path):
     assert "Reshape" in {n.op_type for n in model.graph.node}
     graph = _layerwise(f"reshaped weights {fmt}", model, rng.standard_normal((64, 16)).astype(np.float32))
     assert [type(layer) for layer in graph.layers] == [ir.Dense]
+
+
+def test_qdq_reshape_that_changes_the_quantisation():
+    """DequantizeLinear -> Reshape -> QuantizeLinear with another scale (Inception-v1's classifier): a reshape
+    and a one-input requantising concat, within 1 LSB of onnxruntime."""
+    rng = np.random.default_rng([SEED, 600])
+    print(f"seed [{SEED}, 600]")
+    x = rng.integers(-128, 128, (64, 8, 2, 2)).astype(np.int8)
+    init = {**qparams("x", 0.05, 3, np.int8), **qparams("y", 0.07, -10, np.int8), "shape": np.array([0, 32])}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "x_scale", "x_zp"], ["xf"]),
+             helper.make_node("Reshape", ["xf", "shape"], ["r"], name="flat"),
+             helper.make_node("QuantizeLinear", ["r", "y_scale", "y_zp"], ["y"])]
+    model = make_model(nodes, {"x": (np.dtype(np.int8), (8, 2, 2))}, {"y": (np.dtype(np.int8), 2)}, init)
+    graph = load_onnx(model)
+    assert [type(layer) for layer in graph.layers] == [ir.Reshape, ir.Concat]
+    ref = run_ort(model, {"x": x})[0]
+    for mode in ("single", "double"):
+        got = run_graph(graph, {"x": x}, rounding=mode)[graph.outputs[0]]
+        a = compare_tensors({"y": got}, {"y": ref})
+        print(f"reshape + requantise [{mode}]: {a.equal}/{a.elements} identical, max {a.max_diff}")
+        assert a.max_diff <= MAX_LSB and (mode == "double" or a.fraction >= AGREEMENT_MIN)
