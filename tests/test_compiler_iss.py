@@ -1,8 +1,10 @@
 """The compiler and the encoder against the golden model, through the instruction-set model (no simulator).
 
 Both digits CNNs on fabrics of 1, 2 and 4 macros and several macro geometries (resident and streamed weights),
-and randomised single layers (convolutions with every padding/stride/dilation and channel count regime, dense
-layers, pools, residual adds, clamps, concatenations) under every split the fabric can run. Seeds are fixed and
+and randomised single layers (convolutions with every padding/stride/dilation and channel count regime, grouped
+and depthwise convolutions of any group size, dense layers, pools, residual adds, clamps, concatenations) under
+every split the fabric can run; depthwise-separable CNNs quantized by onnxruntime (a MobileNet-style model on the
+default preset, DS-CNN, MobileNetV1 0.25, a MobileNetV2). Seeds are fixed and
 printed.
 """
 

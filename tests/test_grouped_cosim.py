@@ -1,10 +1,11 @@
 """Grouped and depthwise convolutions on the generated fabric RTL under cocotb, against the golden model.
 
 Random grouped layers (depthwise with channel counts that are not whole words, channel multipliers, groups that
-do not divide the lanes; most negative codes and weights) on a small fabric, and a MobileNet-style model
-quantized by onnxruntime on the default preset: bit-exact on every tensor, and the cost model's retire cycle of
-every instruction equal to the trace's. The per-layer report (utilisation and its bound) is printed; the bound
-of a depthwise layer is explained in docs/grouped-conv.md. Seeds are fixed and printed.
+do not divide the lanes; most negative codes and weights) on a small fabric, a MobileNet-style model quantized
+by onnxruntime on the default preset, and DS-CNN, MobileNetV1 0.25 and a MobileNetV2 on the default macros with
+deeper memories: bit-exact on every tensor, and the cost model's retire cycle of every instruction equal to
+the trace's. The per-layer report (utilisation and its bound) is printed; the bound of a depthwise layer is
+explained in docs/grouped-conv.md. Seeds are fixed and printed.
 """
 
 from __future__ import annotations
