@@ -25,8 +25,11 @@ class FakeRunner:
 
     def build(self, build_dir, **kw):
         build_dir.mkdir(parents=True, exist_ok=True)
-        code = "import sys; print('verilator noise'); print('warning noise', file=sys.stderr)"
-        self._execute([[sys.executable, "-c", code + ("; sys.exit(1)" if self.fail_build else "")]], None)
+        # like Verilator: the model binary (Vtop) is the build's product, which the build stamp records
+        code = ("import sys; print('verilator noise'); print('warning noise', file=sys.stderr); "
+                "open(sys.argv[1], 'wb').write(b'model')")
+        self._execute([[sys.executable, "-c", code.replace("; open", "; sys.exit(1); open") if self.fail_build
+                        else code, str(build_dir / "Vtop")]], None)
 
     def test(self, results_xml, **kw):
         subprocess.run([sys.executable, "-c", "print('cocotb banner ' * 3)"], check=True)
