@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 from ..config import INT8_BITS, CimConfig
 from ..gen.controller import CONTROLLER_TIMING
 from ..gen.dma import dma_command_cycles
+from ..gen.graph_engine import gbfs_cycles
 from ..gen.isa import Opcode, decode_op, lanes
 from ..gen.loader import LOAD_TIMING
 from ..gen.mac_engine import MAC_TIMING
@@ -397,6 +398,12 @@ def _ew_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
     return e + ew_cycles(args["npos"] * args["cw"]) - 1
 
 
+def _gbfs_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
+    """``GBFS``: one cycle per selected row plus the engine's fixed cycles
+    (:func:`cimforge.gen.graph_engine.gbfs_cycles`)."""
+    return e + gbfs_cycles(args["rows"]) - 1
+
+
 def _end_retire(tl: Timeline, e: int, args, pc: int) -> int:
     return e
 
@@ -412,6 +419,7 @@ INSTR_CYCLES: dict[Opcode, Callable[[Timeline, int, dict | None, int], int]] = {
     Opcode.EW: _ew_retire,
     Opcode.DMA: _dma_retire,
     Opcode.DSYNC: _dsync_retire,
+    Opcode.GBFS: _gbfs_retire,
 }
 
 

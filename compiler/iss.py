@@ -218,6 +218,19 @@ class FabricModel:
                 addr += 1
         return [0] * (R - len(out)) + out
 
+    def _gbfs(self, a: dict) -> None:
+        """``GBFS``: a BITWISE AND of the frontier word with each selected row, reached bits OR-ed into ``dst``."""
+        mac, cols = self.macros[a["macro"]], self.cfg.macro.cols
+        word = self.amem[a["src"]] & ((1 << cols) - 1)
+        reached = 0
+        for r in range(self.cfg.macro.rows):
+            if a["rows"] >> r & 1:
+                _, _, total = mac.bitwise(a["page"], r, word, "AND")
+                reached |= (total != 0) << r
+                self.ops += 1
+                self.ops_per_macro[a["macro"]] += 1
+        self.amem[a["dst"]] |= reached
+
     def _pool(self, a: dict) -> None:
         signed = bool(a["x_signed"])
         L = self.L
@@ -298,6 +311,7 @@ EXECUTORS: dict[Opcode, Callable[[FabricModel, dict | None], object]] = {
     Opcode.MAC: FabricModel._mac,
     Opcode.POOL: FabricModel._pool,
     Opcode.EW: FabricModel._ew,
+    Opcode.GBFS: FabricModel._gbfs,
     Opcode.DMA: FabricModel._dma,
     Opcode.DSYNC: FabricModel._dsync,
 }

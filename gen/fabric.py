@@ -7,7 +7,8 @@
                                                                            ├─► "mac"    ─► MacEngine
                                                                            ├─► "pool"   ─► PoolEngine
                                                                            ├─► "ew"     ─► EwEngine
-                                                                           └─► "dma"    ─► DmaEngine (AXI4)
+                                                                           ├─► "dma"    ─► DmaEngine (AXI4)
+                                                                           └─► "graph"  ─► GraphEngine (GBFS)
     memories: program, activations (read ports: one per gather unit, two for the vector engines, one for the
     host), weights, per-channel parameters, tile descriptors, retired-instruction trace
 
@@ -27,6 +28,7 @@ from ..config import CimConfig
 from .axi import axi4_signature, ext_width
 from .controller import Controller
 from .dma import DmaEngine
+from .graph_engine import GraphEngine
 from .engine import connect_control
 from .host import REGION_BITS, WishboneHost, padded_width, wishbone_signature
 from .isa import CSR, MAGIC, desc_layout, host_map, instr_layout, lanes, param_layout, trace_layout
@@ -40,7 +42,7 @@ __all__ = ["CimFabric", "ENGINES", "wishbone_signature", "fabric_params"]
 
 #: The fabric's engines by their :class:`~cimforge.gen.isa.InstrSpec` engine name; the fabric instantiates
 #: them in this order, which is also the priority of their activation memory writes (they never run at once).
-ENGINES = {cls.name: cls for cls in (MacEngine, PoolEngine, EwEngine, WeightLoader, DmaEngine)}
+ENGINES = {cls.name: cls for cls in (MacEngine, PoolEngine, EwEngine, WeightLoader, DmaEngine, GraphEngine)}
 
 def _read(m: Module, mem: memory.Memory, user, domain: str = "sync") -> None:
     """Attach a user's read port (an ``In(memory.ReadPort.Signature(...))`` member of an engine or the
@@ -153,10 +155,15 @@ class CimFabric(wiring.Component):
 
     @staticmethod
     def _wire_macros(m: Module, macros: list, engines: dict, mems: dict) -> None:
-        """The MAC engine's operations and results, the loader's writes and every gather unit's ports."""
-        mac_e, ld = engines[MacEngine.name], engines[WeightLoader.name]
+        """The MAC engine's operations and results (the graph engine's BITWISE operations while it is busy: the
+        two never run at once), the loader's writes and every gather unit's ports."""
+        mac_e, ld, gr = engines[MacEngine.name], engines[WeightLoader.name], engines[GraphEngine.name]
         for i, mac in enumerate(macros):
-            wiring.connect(m, mac_e.op[i], mac.op)
+            src = [mac_e.op[i], gr.op[i]]
+            m.d.comb += [mac.op.valid.eq(Mux(gr.busy, src[1].valid, src[0].valid)),
+                         mac.op.payload.eq(Mux(gr.busy, src[1].payload.as_value(), src[0].payload.as_value())),
+                         src[0].ready.eq(mac.op.ready), src[1].ready.eq(mac.op.ready),
+                         gr.res_valid[i].eq(mac.res_valid), gr.res_total[i].eq(mac.res_total)]
             m.d.comb += [mac_e.res_valid[i].eq(mac.res_valid), mac_e.res_y[i].eq(mac.res_y),
                          mac.mem_we.eq(ld.mem_we[i]), mac.mem_page.eq(ld.mem_page), mac.mem_row.eq(ld.mem_row),
                          mac.mem_wdata.eq(ld.mem_wdata)]
@@ -166,11 +173,12 @@ class CimFabric(wiring.Component):
 
     @staticmethod
     def _wire_vector(m: Module, engines: dict, mems: dict) -> None:
-        """The vector engines share two activation read ports (POOL's, EW's operand a; EW's operand b) and the
-        weight loader reads the weight memory."""
-        pool_e, ew_e = engines[PoolEngine.name], engines[EwEngine.name]
-        _shared_read(m, mems["amem"], [(pool_e.busy, pool_e.act_rd), (ew_e.busy, ew_e.a_rd)])
-        _shared_read(m, mems["amem"], [(ew_e.busy, ew_e.b_rd)])
+        """The vector engines and the graph engine share two activation read ports (GBFS's frontier, POOL's, EW's
+        operand a; GBFS's next frontier, EW's operand b) and the weight loader reads the weight memory."""
+        pool_e, ew_e, gr = engines[PoolEngine.name], engines[EwEngine.name], engines[GraphEngine.name]
+        _shared_read(m, mems["amem"], [(gr.busy, gr.src_rd), (pool_e.busy, pool_e.act_rd),
+                                       (ew_e.busy, ew_e.a_rd)])
+        _shared_read(m, mems["amem"], [(gr.busy, gr.dst_rd), (ew_e.busy, ew_e.b_rd)])
         _read(m, mems["wmem"], engines[WeightLoader.name].w_rd)
 
     def _wire_control(self, m: Module, ctrl: Controller, host: WishboneHost, macros: list, engines: dict,

@@ -18,14 +18,13 @@ An empty ``rows`` mask only reads and writes back ``dst``.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Const, Module, Signal
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import CimConfig
 from ..golden.macro import LATENCY
 from .engine import VectorTiming, engine_members
-from ..bits import index_bits
-from .isa import LANE_BITS, addr_width, lanes
+from .isa import LANE_BITS, addr_width, gbfs_layout, lanes
 from .layouts import BitOp, MacroMode, macro_op_layout
 from .macro import CimMacro
 
@@ -42,28 +41,6 @@ def gbfs_cycles(rows: int) -> int:
     """Cycles of a ``GBFS`` instruction (EXEC to done inclusive) with row mask ``rows``."""
     k = bin(rows).count("1")
     return k * GBFS_TIMING.per_item + GBFS_TIMING.extra if k else 3
-
-
-def gbfs_layout(cfg: CimConfig) -> data.StructLayout:
-    """Arguments of ``GBFS``: for each set bit ``r`` of ``rows``, ``AND(amem[src], W[macro][page][r])``;
-    ``amem[dst] |= reached`` (module docstring).
-
-    Fields
-    ------
-    macro : the macro holding the block
-    page : its page
-    rows : the destination rows to expand, one bit per macro row
-    src : activation word of the frontier bits of the block's sources (bit ``c`` = source ``c``)
-    dst : activation word of the next-frontier bits of its destinations (bit ``r`` = destination ``r``)
-    """
-    aw = addr_width(cfg)
-    return data.StructLayout({
-        "macro": index_bits(cfg.fabric.n_macros),
-        "page": cfg.macro.page_width,
-        "rows": cfg.macro.rows,
-        "src": aw,
-        "dst": aw,
-    })
 
 
 def gbfs_fields(cfg: CimConfig, *, macro: int, page: int, rows: int, src: int, dst: int) -> dict:

@@ -32,7 +32,8 @@ from ..bits import ceil_log2, index_bits
 from ..config import INT8_BITS, CimConfig
 
 __all__ = ["Opcode", "PoolMode", "InstrSpec", "INSTRUCTIONS", "instr_spec", "lanes", "addr_width", "instr_layout",
-           "mac_layout", "pool_layout", "ew_layout", "load_layout", "dma_layout", "desc_layout", "role_layout",
+           "mac_layout", "pool_layout", "ew_layout", "load_layout", "dma_layout", "gbfs_layout", "desc_layout",
+           "role_layout",
            "param_layout", "trace_layout", "status_layout", "encode", "decode_op", "pack_word", "unpack_word",
            "LANE_BITS", "pack_lanes", "unpack_lanes", "pack_lanes_array", "unpack_lanes_array", "host_map",
            "HostRegion", "CSR", "MAGIC", "Field", "isa_markdown", "MARKDOWN_COMMAND"]
@@ -52,6 +53,7 @@ class Opcode(enum.Enum, shape=unsigned(4)):
     EW = 5
     DMA = 6
     DSYNC = 7
+    GBFS = 8
 
 
 class PoolMode(enum.Enum, shape=unsigned(1)):
@@ -270,6 +272,23 @@ def load_layout(cfg: CimConfig) -> data.StructLayout:
 
 
 @_documented
+def gbfs_layout(cfg: CimConfig) -> data.StructLayout:
+    """Arguments of ``GBFS``: for each set bit ``r`` of ``rows``, one BITWISE operation
+    ``AND(amem[src], W[macro][page][r])`` (the block's destination row ``r`` against the frontier bits of its
+    sources); ``amem[dst] |= reached``, bit ``r`` set when that operation's popcount is non-zero
+    (:mod:`cimforge.gen.graph_engine`, docs/graph.md)."""
+    aw = addr_width(cfg)
+    return [
+        ("macro", unsigned(index_bits(cfg.fabric.n_macros)), "the macro holding the block"),
+        ("page", unsigned(cfg.macro.page_width), "its page"),
+        ("rows", unsigned(cfg.macro.rows), "the destination rows to expand, one bit per macro row"),
+        ("src", unsigned(aw), "activation word of the frontier bits of the block's sources (bit ``c``: source "
+                              "``c``)"),
+        ("dst", unsigned(aw), "activation word of the reached bits of its destinations (bit ``r``: row ``r``)"),
+    ]
+
+
+@_documented
 def dma_layout(cfg: CimConfig) -> data.StructLayout:
     """Arguments of ``DMA``: move a 2-D tile of ``rows`` rows of ``len`` words between the external memory and
     an on-chip memory, row ``r`` word ``i`` at external word ``ext + r*ext_stride + i`` and on-chip word
@@ -333,6 +352,9 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
               "Queue a 2-D tile transfer between the external memory (AXI4) and the activation or weight "
               "memory; runs beside later instructions (docs/memory.md)."),
     InstrSpec(Opcode.DSYNC, "DSYNC", None, None, "Wait until every queued ``DMA`` transfer has finished."),
+    InstrSpec(Opcode.GBFS, "GBFS", gbfs_layout, "graph",
+              "BFS frontier expansion over one adjacency block: a BITWISE AND of the frontier word with each "
+              "selected row of a macro page, reached destinations OR-ed into an activation word (docs/graph.md)."),
 )
 
 _BY_OP = {spec.op.value: spec for spec in INSTRUCTIONS}

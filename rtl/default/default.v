@@ -5389,29 +5389,29 @@ endmodule
 module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, axi__rdata, axi__rresp, axi__rlast, axi__rvalid, clk, rst, wb__dat_r, wb__ack, axi__awid
 , axi__awaddr, axi__awlen, axi__awsize, axi__awburst, axi__awlock, axi__awcache, axi__awprot, axi__awqos, axi__awvalid, axi__wdata, axi__wstrb, axi__wlast, axi__wvalid, axi__bready, axi__arid, axi__araddr, axi__arlen, axi__arsize, axi__arburst, axi__arlock, axi__arcache
 , axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
-  wire \$1 ;
+  wire [11:0] \$1 ;
   wire [63:0] \$10 ;
-  wire [63:0] \$11 ;
-  wire [31:0] \$12 ;
-  wire [6:0] \$13 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [1:0] \$13 ;
   wire [63:0] \$14 ;
   wire [63:0] \$15 ;
   wire [31:0] \$16 ;
-  wire [6:0] \$17 ;
+  wire [63:0] \$17 ;
   wire [63:0] \$18 ;
-  wire [63:0] \$19 ;
-  wire [11:0] \$2 ;
-  wire [31:0] \$20 ;
-  wire [6:0] \$21 ;
-  wire [63:0] \$22 ;
+  wire [31:0] \$19 ;
+  wire \$2 ;
+  wire [63:0] \$20 ;
+  wire [63:0] \$21 ;
+  wire [31:0] \$22 ;
   wire [63:0] \$23 ;
-  wire [31:0] \$24 ;
-  wire [6:0] \$25 ;
+  wire [63:0] \$24 ;
+  wire [31:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
-  wire [11:0] \$3 ;
+  wire \$3 ;
   wire [7:0] \$30 ;
   wire [7:0] \$31 ;
   wire [7:0] \$32 ;
@@ -5422,7 +5422,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \$37 ;
   wire [7:0] \$38 ;
   wire [7:0] \$39 ;
-  wire \$4 ;
+  wire [11:0] \$4 ;
   wire [7:0] \$40 ;
   wire [7:0] \$41 ;
   wire [7:0] \$42 ;
@@ -5433,61 +5433,61 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \$47 ;
   wire [7:0] \$48 ;
   wire [7:0] \$49 ;
-  wire [63:0] \$5 ;
+  wire [11:0] \$5 ;
   wire [7:0] \$50 ;
   wire [7:0] \$51 ;
   wire [7:0] \$52 ;
   wire [7:0] \$53 ;
   wire [22:0] \$54 ;
-  wire [63:0] \$6 ;
+  wire [11:0] \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  wire [1:0] \$9 ;
+  wire [63:0] \$8 ;
+  wire [63:0] \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$255 ;
-  wire [11:0] \$signature__addr$261 ;
-  wire [9:0] \$signature__addr$267 ;
-  wire [5:0] \$signature__addr$273 ;
-  wire [5:0] \$signature__addr$279 ;
-  wire [9:0] \$signature__addr$285 ;
-  wire [9:0] \$signature__addr$291 ;
-  wire [9:0] \$signature__addr$297 ;
-  wire [5:0] \$signature__addr$303 ;
-  wire [5:0] \$signature__addr$309 ;
-  wire [11:0] \$signature__addr$368 ;
-  wire [11:0] \$signature__addr$374 ;
-  wire [9:0] \$signature__addr$380 ;
-  wire [9:0] \$signature__addr$386 ;
+  wire [9:0] \$signature__addr$293 ;
+  wire [11:0] \$signature__addr$299 ;
+  wire [9:0] \$signature__addr$305 ;
+  wire [5:0] \$signature__addr$311 ;
+  wire [5:0] \$signature__addr$317 ;
+  wire [9:0] \$signature__addr$323 ;
+  wire [9:0] \$signature__addr$329 ;
+  wire [9:0] \$signature__addr$335 ;
+  wire [5:0] \$signature__addr$341 ;
+  wire [5:0] \$signature__addr$347 ;
+  wire [11:0] \$signature__addr$409 ;
+  wire [11:0] \$signature__addr$415 ;
+  wire [9:0] \$signature__addr$421 ;
+  wire [9:0] \$signature__addr$427 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$258 ;
-  wire [63:0] \$signature__data$264 ;
-  wire [63:0] \$signature__data$270 ;
-  wire [767:0] \$signature__data$276 ;
-  wire [95:0] \$signature__data$282 ;
-  wire [63:0] \$signature__data$288 ;
-  wire [415:0] \$signature__data$293 ;
-  wire [63:0] \$signature__data$299 ;
-  wire [767:0] \$signature__data$305 ;
-  wire [95:0] \$signature__data$311 ;
-  wire [63:0] \$signature__data$371 ;
-  wire [63:0] \$signature__data$376 ;
-  wire [63:0] \$signature__data$383 ;
-  wire [63:0] \$signature__data$388 ;
+  wire [415:0] \$signature__data$296 ;
+  wire [63:0] \$signature__data$302 ;
+  wire [63:0] \$signature__data$308 ;
+  wire [767:0] \$signature__data$314 ;
+  wire [95:0] \$signature__data$320 ;
+  wire [63:0] \$signature__data$326 ;
+  wire [415:0] \$signature__data$331 ;
+  wire [63:0] \$signature__data$337 ;
+  wire [767:0] \$signature__data$343 ;
+  wire [95:0] \$signature__data$349 ;
+  wire [63:0] \$signature__data$412 ;
+  wire [63:0] \$signature__data$417 ;
+  wire [63:0] \$signature__data$424 ;
+  wire [63:0] \$signature__data$429 ;
   wire \$signature__en ;
-  wire \$signature__en$259 ;
-  wire \$signature__en$265 ;
-  wire \$signature__en$271 ;
-  wire \$signature__en$277 ;
-  wire \$signature__en$283 ;
-  wire \$signature__en$289 ;
-  wire [12:0] \$signature__en$295 ;
-  wire [1:0] \$signature__en$301 ;
-  wire [23:0] \$signature__en$307 ;
-  wire [2:0] \$signature__en$313 ;
-  wire \$signature__en$372 ;
-  wire \$signature__en$378 ;
-  wire \$signature__en$384 ;
-  wire \$signature__en$390 ;
+  wire \$signature__en$297 ;
+  wire \$signature__en$303 ;
+  wire \$signature__en$309 ;
+  wire \$signature__en$315 ;
+  wire \$signature__en$321 ;
+  wire \$signature__en$327 ;
+  wire [12:0] \$signature__en$333 ;
+  wire [1:0] \$signature__en$339 ;
+  wire [23:0] \$signature__en$345 ;
+  wire [2:0] \$signature__en$351 ;
+  wire \$signature__en$413 ;
+  wire \$signature__en$419 ;
+  wire \$signature__en$425 ;
+  wire \$signature__en$431 ;
   wire [11:0] a_rd__addr;
   wire [63:0] a_rd__data;
   wire a_rd__en;
@@ -5507,82 +5507,91 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] act_rd__data;
   wire act_rd__en;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$320 ;
-  wire [11:0] \act_w__addr$321 ;
+  wire [11:0] \act_w__addr$359 ;
+  wire [11:0] \act_w__addr$360 ;
+  wire [11:0] \act_w__addr$361 ;
   wire [63:0] act_w__data;
-  wire [63:0] \act_w__data$325 ;
-  wire [63:0] \act_w__data$326 ;
+  wire [63:0] \act_w__data$365 ;
+  wire [63:0] \act_w__data$366 ;
+  wire [63:0] \act_w__data$367 ;
   wire act_w__en;
-  wire \act_w__en$318 ;
-  wire \act_w__en$329 ;
+  wire \act_w__en$356 ;
+  wire \act_w__en$357 ;
+  wire \act_w__en$370 ;
   wire [11:0] amem_port__addr;
   wire [63:0] amem_port__data;
   wire [1:0] amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$369 ;
+  wire [11:0] \amem_r__addr$410 ;
   wire [63:0] amem_r__data;
-  wire [63:0] \amem_r__data$370 ;
+  wire [63:0] \amem_r__data$411 ;
   wire amem_r__en;
-  wire \amem_r__en$373 ;
+  wire \amem_r__en$414 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$375 ;
+  wire [11:0] \amem_w__addr$416 ;
   wire [63:0] amem_w__data;
-  wire [63:0] \amem_w__data$377 ;
+  wire [63:0] \amem_w__data$418 ;
   wire [1:0] amem_w__en;
-  wire \amem_w__en$379 ;
+  wire \amem_w__en$420 ;
   wire [383:0] args;
-  wire [183:0] \args$201 ;
-  wire [9:0] \args$201.act_max ;
-  wire [9:0] \args$201.act_min ;
-  wire [7:0] \args$201.cw ;
-  wire [3:0] \args$201.dh ;
-  wire [3:0] \args$201.dw ;
-  wire [11:0] \args$201.in_base ;
-  wire [7:0] \args$201.in_h ;
-  wire [7:0] \args$201.in_w ;
-  wire [7:0] \args$201.kh ;
-  wire [7:0] \args$201.kw ;
+  wire [183:0] \args$232 ;
+  wire [9:0] \args$232.act_max ;
+  wire [9:0] \args$232.act_min ;
+  wire [7:0] \args$232.cw ;
+  wire [3:0] \args$232.dh ;
+  wire [3:0] \args$232.dw ;
+  wire [11:0] \args$232.in_base ;
+  wire [7:0] \args$232.in_h ;
+  wire [7:0] \args$232.in_w ;
+  wire [7:0] \args$232.kh ;
+  wire [7:0] \args$232.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$201.mode ;
-  wire [31:0] \args$201.mult ;
-  wire [7:0] \args$201.oh ;
-  wire [11:0] \args$201.out_base ;
-  wire [7:0] \args$201.ow ;
-  wire [3:0] \args$201.pl ;
-  wire [3:0] \args$201.pt ;
-  wire [3:0] \args$201.sh ;
-  wire [5:0] \args$201.shift ;
-  wire [3:0] \args$201.sw ;
-  wire \args$201.x_signed ;
-  wire [9:0] \args$201.zp_in ;
-  wire [9:0] \args$201.zp_out ;
-  wire [256:0] \args$208 ;
-  wire [11:0] \args$208.a_base ;
-  wire [7:0] \args$208.a_stride ;
-  wire [9:0] \args$208.act_max ;
-  wire [9:0] \args$208.act_min ;
-  wire [11:0] \args$208.b_base ;
-  wire [7:0] \args$208.b_stride ;
-  wire [7:0] \args$208.cw ;
-  wire \args$208.has_b ;
-  wire [4:0] \args$208.ls ;
-  wire [31:0] \args$208.mult_a ;
-  wire [31:0] \args$208.mult_b ;
-  wire [31:0] \args$208.mult_o ;
-  wire [15:0] \args$208.npos ;
-  wire [11:0] \args$208.out_base ;
-  wire [7:0] \args$208.out_stride ;
-  wire \args$208.rq_in ;
-  wire \args$208.rq_out ;
-  wire [5:0] \args$208.shift_a ;
-  wire [5:0] \args$208.shift_b ;
-  wire [5:0] \args$208.shift_o ;
-  wire \args$208.x_signed ;
-  wire [9:0] \args$208.zp_a ;
-  wire [9:0] \args$208.zp_b ;
-  wire [9:0] \args$208.zp_out ;
+  wire \args$232.mode ;
+  wire [31:0] \args$232.mult ;
+  wire [7:0] \args$232.oh ;
+  wire [11:0] \args$232.out_base ;
+  wire [7:0] \args$232.ow ;
+  wire [3:0] \args$232.pl ;
+  wire [3:0] \args$232.pt ;
+  wire [3:0] \args$232.sh ;
+  wire [5:0] \args$232.shift ;
+  wire [3:0] \args$232.sw ;
+  wire \args$232.x_signed ;
+  wire [9:0] \args$232.zp_in ;
+  wire [9:0] \args$232.zp_out ;
+  wire [256:0] \args$239 ;
+  wire [11:0] \args$239.a_base ;
+  wire [7:0] \args$239.a_stride ;
+  wire [9:0] \args$239.act_max ;
+  wire [9:0] \args$239.act_min ;
+  wire [11:0] \args$239.b_base ;
+  wire [7:0] \args$239.b_stride ;
+  wire [7:0] \args$239.cw ;
+  wire \args$239.has_b ;
+  wire [4:0] \args$239.ls ;
+  wire [31:0] \args$239.mult_a ;
+  wire [31:0] \args$239.mult_b ;
+  wire [31:0] \args$239.mult_o ;
+  wire [15:0] \args$239.npos ;
+  wire [11:0] \args$239.out_base ;
+  wire [7:0] \args$239.out_stride ;
+  wire \args$239.rq_in ;
+  wire \args$239.rq_out ;
+  wire [5:0] \args$239.shift_a ;
+  wire [5:0] \args$239.shift_b ;
+  wire [5:0] \args$239.shift_o ;
+  wire \args$239.x_signed ;
+  wire [9:0] \args$239.zp_a ;
+  wire [9:0] \args$239.zp_b ;
+  wire [9:0] \args$239.zp_out ;
+  wire [92:0] \args$247 ;
+  wire [11:0] \args$247.dst ;
+  wire [1:0] \args$247.macro ;
+  wire [2:0] \args$247.page ;
+  wire [63:0] \args$247.rows ;
+  wire [11:0] \args$247.src ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -5633,147 +5642,148 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$330 ;
+  wire [31:0] \axi__araddr$371 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$331 ;
+  wire [1:0] \axi__arburst$372 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$332 ;
+  wire [3:0] \axi__arcache$373 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$333 ;
+  wire \axi__arid$374 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$334 ;
+  wire [7:0] \axi__arlen$375 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$335 ;
+  wire \axi__arlock$376 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$336 ;
+  wire [2:0] \axi__arprot$377 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$337 ;
+  wire [3:0] \axi__arqos$378 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$338 ;
+  wire \axi__arready$379 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$339 ;
+  wire [2:0] \axi__arsize$380 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$340 ;
+  wire \axi__arvalid$381 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$341 ;
+  wire [31:0] \axi__awaddr$382 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$342 ;
+  wire [1:0] \axi__awburst$383 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$343 ;
+  wire [3:0] \axi__awcache$384 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$344 ;
+  wire \axi__awid$385 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$345 ;
+  wire [7:0] \axi__awlen$386 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$346 ;
+  wire \axi__awlock$387 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$347 ;
+  wire [2:0] \axi__awprot$388 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$348 ;
+  wire [3:0] \axi__awqos$389 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$349 ;
+  wire \axi__awready$390 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$350 ;
+  wire [2:0] \axi__awsize$391 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$351 ;
+  wire \axi__awvalid$392 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$352 ;
+  wire \axi__bid$393 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$353 ;
+  wire \axi__bready$394 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$354 ;
+  wire [1:0] \axi__bresp$395 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$355 ;
+  wire \axi__bvalid$396 ;
   input [63:0] axi__rdata;
   wire [63:0] axi__rdata;
-  wire [63:0] \axi__rdata$356 ;
+  wire [63:0] \axi__rdata$397 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$357 ;
+  wire \axi__rid$398 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$358 ;
+  wire \axi__rlast$399 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$359 ;
+  wire \axi__rready$400 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$360 ;
+  wire [1:0] \axi__rresp$401 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$361 ;
+  wire \axi__rvalid$402 ;
   output [63:0] axi__wdata;
   wire [63:0] axi__wdata;
-  wire [63:0] \axi__wdata$362 ;
+  wire [63:0] \axi__wdata$403 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$363 ;
+  wire \axi__wlast$404 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$364 ;
+  wire \axi__wready$405 ;
   output [7:0] axi__wstrb;
   wire [7:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$365 ;
+  wire [7:0] \axi__wstrb$406 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$366 ;
+  wire \axi__wvalid$407 ;
   wire [11:0] b_rd__addr;
   wire [63:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$158 ;
-  wire \busy$196 ;
-  wire \busy$211 ;
+  wire \busy$183 ;
   wire \busy$227 ;
-  wire \busy$229 ;
-  wire \busy$244 ;
+  wire \busy$242 ;
+  wire \busy$265 ;
+  wire \busy$267 ;
+  wire \busy$282 ;
+  wire \busy$52 ;
   input clk;
   wire clk;
   wire [38:0] cmd__payload;
-  wire [97:0] \cmd__payload$220 ;
-  wire [11:0] \cmd__payload$220.addr ;
-  wire [19:0] \cmd__payload$220.ext ;
-  wire [19:0] \cmd__payload$220.ext_stride ;
-  wire [15:0] \cmd__payload$220.len ;
-  wire [15:0] \cmd__payload$220.rows ;
-  wire \cmd__payload$220.store ;
-  wire [11:0] \cmd__payload$220.stride ;
-  wire \cmd__payload$220.wmem ;
+  wire [97:0] \cmd__payload$258 ;
+  wire [11:0] \cmd__payload$258.addr ;
+  wire [19:0] \cmd__payload$258.ext ;
+  wire [19:0] \cmd__payload$258.ext_stride ;
+  wire [15:0] \cmd__payload$258.len ;
+  wire [15:0] \cmd__payload$258.rows ;
+  wire \cmd__payload$258.store ;
+  wire [11:0] \cmd__payload$258.stride ;
+  wire \cmd__payload$258.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [3:0] \cmd__payload.mask ;
   wire [2:0] \cmd__payload.page ;
   wire [5:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$223 ;
+  wire \cmd__ready$261 ;
   wire cmd__valid;
-  wire \cmd__valid$224 ;
+  wire \cmd__valid$262 ;
   wire [503:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -5862,10 +5872,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$198 ;
-  wire \done$205 ;
-  wire \done$213 ;
-  wire \done$245 ;
+  wire \done$229 ;
+  wire \done$236 ;
+  wire \done$244 ;
+  wire \done$251 ;
+  wire \done$283 ;
+  wire [11:0] dst_rd__addr;
+  wire [63:0] dst_rd__data;
+  wire dst_rd__en;
   wire [256:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
   wire [7:0] \engines__ew__args.a_stride ;
@@ -5894,6 +5908,15 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__ew__busy;
   wire engines__ew__done;
   wire engines__ew__start;
+  wire [92:0] engines__graph__args;
+  wire [11:0] \engines__graph__args.dst ;
+  wire [1:0] \engines__graph__args.macro ;
+  wire [2:0] \engines__graph__args.page ;
+  wire [63:0] \engines__graph__args.rows ;
+  wire [11:0] \engines__graph__args.src ;
+  wire engines__graph__busy;
+  wire engines__graph__done;
+  wire engines__graph__start;
   wire [383:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
@@ -5978,8 +6001,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__pool__start;
   output error;
   wire error;
-  wire \error$246 ;
-  wire \error$367 ;
+  wire \error$284 ;
+  wire \error$408 ;
   wire [503:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -6050,6 +6073,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \imem_rd__data.args.ew.zp_a ;
   wire [9:0] \imem_rd__data.args.ew.zp_b ;
   wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [92:0] \imem_rd__data.args.gbfs ;
+  wire [11:0] \imem_rd__data.args.gbfs.dst ;
+  wire [1:0] \imem_rd__data.args.gbfs.macro ;
+  wire [2:0] \imem_rd__data.args.gbfs.page ;
+  wire [63:0] \imem_rd__data.args.gbfs.rows ;
+  wire [11:0] \imem_rd__data.args.gbfs.src ;
   wire [38:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [3:0] \imem_rd__data.args.load.mask ;
@@ -6141,6 +6170,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   (* enum_value_0101 = "EW" *)
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
+  (* enum_value_1000 = "GBFS" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
@@ -6247,6 +6277,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \macro0__op__payload.x_signed ;
   wire macro0__op__ready;
   wire macro0__op__valid;
+  wire [6:0] macro0__res_total;
   wire macro0__res_valid;
   wire [1407:0] macro0__res_y;
   wire [21:0] \macro0__res_y[0] ;
@@ -6405,6 +6436,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \macro1__op__payload.x_signed ;
   wire macro1__op__ready;
   wire macro1__op__valid;
+  wire [6:0] macro1__res_total;
   wire macro1__res_valid;
   wire [1407:0] macro1__res_y;
   wire [21:0] \macro1__res_y[0] ;
@@ -6563,6 +6595,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \macro2__op__payload.x_signed ;
   wire macro2__op__ready;
   wire macro2__op__valid;
+  wire [6:0] macro2__res_total;
   wire macro2__res_valid;
   wire [1407:0] macro2__res_y;
   wire [21:0] \macro2__res_y[0] ;
@@ -6721,6 +6754,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \macro3__op__payload.x_signed ;
   wire macro3__op__ready;
   wire macro3__op__valid;
+  wire [6:0] macro3__res_total;
   wire macro3__res_valid;
   wire [1407:0] macro3__res_y;
   wire [21:0] \macro3__res_y[0] ;
@@ -6794,6 +6828,91 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] mem_wdata;
   wire [3:0] mem_we;
   wire [596:0] op__0__payload;
+  wire [596:0] \op__0__payload$57 ;
+  wire [2:0] \op__0__payload$57.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload$57.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload$57.mode ;
+  wire [2:0] \op__0__payload$57.page ;
+  wire [5:0] \op__0__payload$57.row ;
+  wire \op__0__payload$57.skip ;
+  wire \op__0__payload$57.w_signed ;
+  wire [1:0] \op__0__payload$57.wb_log2 ;
+  wire [63:0] \op__0__payload$57.word ;
+  wire [511:0] \op__0__payload$57.x ;
+  wire [7:0] \op__0__payload$57.x[0] ;
+  wire [7:0] \op__0__payload$57.x[10] ;
+  wire [7:0] \op__0__payload$57.x[11] ;
+  wire [7:0] \op__0__payload$57.x[12] ;
+  wire [7:0] \op__0__payload$57.x[13] ;
+  wire [7:0] \op__0__payload$57.x[14] ;
+  wire [7:0] \op__0__payload$57.x[15] ;
+  wire [7:0] \op__0__payload$57.x[16] ;
+  wire [7:0] \op__0__payload$57.x[17] ;
+  wire [7:0] \op__0__payload$57.x[18] ;
+  wire [7:0] \op__0__payload$57.x[19] ;
+  wire [7:0] \op__0__payload$57.x[1] ;
+  wire [7:0] \op__0__payload$57.x[20] ;
+  wire [7:0] \op__0__payload$57.x[21] ;
+  wire [7:0] \op__0__payload$57.x[22] ;
+  wire [7:0] \op__0__payload$57.x[23] ;
+  wire [7:0] \op__0__payload$57.x[24] ;
+  wire [7:0] \op__0__payload$57.x[25] ;
+  wire [7:0] \op__0__payload$57.x[26] ;
+  wire [7:0] \op__0__payload$57.x[27] ;
+  wire [7:0] \op__0__payload$57.x[28] ;
+  wire [7:0] \op__0__payload$57.x[29] ;
+  wire [7:0] \op__0__payload$57.x[2] ;
+  wire [7:0] \op__0__payload$57.x[30] ;
+  wire [7:0] \op__0__payload$57.x[31] ;
+  wire [7:0] \op__0__payload$57.x[32] ;
+  wire [7:0] \op__0__payload$57.x[33] ;
+  wire [7:0] \op__0__payload$57.x[34] ;
+  wire [7:0] \op__0__payload$57.x[35] ;
+  wire [7:0] \op__0__payload$57.x[36] ;
+  wire [7:0] \op__0__payload$57.x[37] ;
+  wire [7:0] \op__0__payload$57.x[38] ;
+  wire [7:0] \op__0__payload$57.x[39] ;
+  wire [7:0] \op__0__payload$57.x[3] ;
+  wire [7:0] \op__0__payload$57.x[40] ;
+  wire [7:0] \op__0__payload$57.x[41] ;
+  wire [7:0] \op__0__payload$57.x[42] ;
+  wire [7:0] \op__0__payload$57.x[43] ;
+  wire [7:0] \op__0__payload$57.x[44] ;
+  wire [7:0] \op__0__payload$57.x[45] ;
+  wire [7:0] \op__0__payload$57.x[46] ;
+  wire [7:0] \op__0__payload$57.x[47] ;
+  wire [7:0] \op__0__payload$57.x[48] ;
+  wire [7:0] \op__0__payload$57.x[49] ;
+  wire [7:0] \op__0__payload$57.x[4] ;
+  wire [7:0] \op__0__payload$57.x[50] ;
+  wire [7:0] \op__0__payload$57.x[51] ;
+  wire [7:0] \op__0__payload$57.x[52] ;
+  wire [7:0] \op__0__payload$57.x[53] ;
+  wire [7:0] \op__0__payload$57.x[54] ;
+  wire [7:0] \op__0__payload$57.x[55] ;
+  wire [7:0] \op__0__payload$57.x[56] ;
+  wire [7:0] \op__0__payload$57.x[57] ;
+  wire [7:0] \op__0__payload$57.x[58] ;
+  wire [7:0] \op__0__payload$57.x[59] ;
+  wire [7:0] \op__0__payload$57.x[5] ;
+  wire [7:0] \op__0__payload$57.x[60] ;
+  wire [7:0] \op__0__payload$57.x[61] ;
+  wire [7:0] \op__0__payload$57.x[62] ;
+  wire [7:0] \op__0__payload$57.x[63] ;
+  wire [7:0] \op__0__payload$57.x[6] ;
+  wire [7:0] \op__0__payload$57.x[7] ;
+  wire [7:0] \op__0__payload$57.x[8] ;
+  wire [7:0] \op__0__payload$57.x[9] ;
+  wire \op__0__payload$57.x_signed ;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -6879,8 +6998,95 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__0__payload.x[9] ;
   wire \op__0__payload.x_signed ;
   wire op__0__ready;
+  wire \op__0__ready$60 ;
   wire op__0__valid;
+  wire \op__0__valid$54 ;
   wire [596:0] op__1__payload;
+  wire [596:0] \op__1__payload$91 ;
+  wire [2:0] \op__1__payload$91.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload$91.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload$91.mode ;
+  wire [2:0] \op__1__payload$91.page ;
+  wire [5:0] \op__1__payload$91.row ;
+  wire \op__1__payload$91.skip ;
+  wire \op__1__payload$91.w_signed ;
+  wire [1:0] \op__1__payload$91.wb_log2 ;
+  wire [63:0] \op__1__payload$91.word ;
+  wire [511:0] \op__1__payload$91.x ;
+  wire [7:0] \op__1__payload$91.x[0] ;
+  wire [7:0] \op__1__payload$91.x[10] ;
+  wire [7:0] \op__1__payload$91.x[11] ;
+  wire [7:0] \op__1__payload$91.x[12] ;
+  wire [7:0] \op__1__payload$91.x[13] ;
+  wire [7:0] \op__1__payload$91.x[14] ;
+  wire [7:0] \op__1__payload$91.x[15] ;
+  wire [7:0] \op__1__payload$91.x[16] ;
+  wire [7:0] \op__1__payload$91.x[17] ;
+  wire [7:0] \op__1__payload$91.x[18] ;
+  wire [7:0] \op__1__payload$91.x[19] ;
+  wire [7:0] \op__1__payload$91.x[1] ;
+  wire [7:0] \op__1__payload$91.x[20] ;
+  wire [7:0] \op__1__payload$91.x[21] ;
+  wire [7:0] \op__1__payload$91.x[22] ;
+  wire [7:0] \op__1__payload$91.x[23] ;
+  wire [7:0] \op__1__payload$91.x[24] ;
+  wire [7:0] \op__1__payload$91.x[25] ;
+  wire [7:0] \op__1__payload$91.x[26] ;
+  wire [7:0] \op__1__payload$91.x[27] ;
+  wire [7:0] \op__1__payload$91.x[28] ;
+  wire [7:0] \op__1__payload$91.x[29] ;
+  wire [7:0] \op__1__payload$91.x[2] ;
+  wire [7:0] \op__1__payload$91.x[30] ;
+  wire [7:0] \op__1__payload$91.x[31] ;
+  wire [7:0] \op__1__payload$91.x[32] ;
+  wire [7:0] \op__1__payload$91.x[33] ;
+  wire [7:0] \op__1__payload$91.x[34] ;
+  wire [7:0] \op__1__payload$91.x[35] ;
+  wire [7:0] \op__1__payload$91.x[36] ;
+  wire [7:0] \op__1__payload$91.x[37] ;
+  wire [7:0] \op__1__payload$91.x[38] ;
+  wire [7:0] \op__1__payload$91.x[39] ;
+  wire [7:0] \op__1__payload$91.x[3] ;
+  wire [7:0] \op__1__payload$91.x[40] ;
+  wire [7:0] \op__1__payload$91.x[41] ;
+  wire [7:0] \op__1__payload$91.x[42] ;
+  wire [7:0] \op__1__payload$91.x[43] ;
+  wire [7:0] \op__1__payload$91.x[44] ;
+  wire [7:0] \op__1__payload$91.x[45] ;
+  wire [7:0] \op__1__payload$91.x[46] ;
+  wire [7:0] \op__1__payload$91.x[47] ;
+  wire [7:0] \op__1__payload$91.x[48] ;
+  wire [7:0] \op__1__payload$91.x[49] ;
+  wire [7:0] \op__1__payload$91.x[4] ;
+  wire [7:0] \op__1__payload$91.x[50] ;
+  wire [7:0] \op__1__payload$91.x[51] ;
+  wire [7:0] \op__1__payload$91.x[52] ;
+  wire [7:0] \op__1__payload$91.x[53] ;
+  wire [7:0] \op__1__payload$91.x[54] ;
+  wire [7:0] \op__1__payload$91.x[55] ;
+  wire [7:0] \op__1__payload$91.x[56] ;
+  wire [7:0] \op__1__payload$91.x[57] ;
+  wire [7:0] \op__1__payload$91.x[58] ;
+  wire [7:0] \op__1__payload$91.x[59] ;
+  wire [7:0] \op__1__payload$91.x[5] ;
+  wire [7:0] \op__1__payload$91.x[60] ;
+  wire [7:0] \op__1__payload$91.x[61] ;
+  wire [7:0] \op__1__payload$91.x[62] ;
+  wire [7:0] \op__1__payload$91.x[63] ;
+  wire [7:0] \op__1__payload$91.x[6] ;
+  wire [7:0] \op__1__payload$91.x[7] ;
+  wire [7:0] \op__1__payload$91.x[8] ;
+  wire [7:0] \op__1__payload$91.x[9] ;
+  wire \op__1__payload$91.x_signed ;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -6966,8 +7172,95 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__1__payload.x[9] ;
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
+  wire \op__1__ready$94 ;
   wire op__1__valid;
+  wire \op__1__valid$88 ;
   wire [596:0] op__2__payload;
+  wire [596:0] \op__2__payload$121 ;
+  wire [2:0] \op__2__payload$121.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__2__payload$121.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__2__payload$121.mode ;
+  wire [2:0] \op__2__payload$121.page ;
+  wire [5:0] \op__2__payload$121.row ;
+  wire \op__2__payload$121.skip ;
+  wire \op__2__payload$121.w_signed ;
+  wire [1:0] \op__2__payload$121.wb_log2 ;
+  wire [63:0] \op__2__payload$121.word ;
+  wire [511:0] \op__2__payload$121.x ;
+  wire [7:0] \op__2__payload$121.x[0] ;
+  wire [7:0] \op__2__payload$121.x[10] ;
+  wire [7:0] \op__2__payload$121.x[11] ;
+  wire [7:0] \op__2__payload$121.x[12] ;
+  wire [7:0] \op__2__payload$121.x[13] ;
+  wire [7:0] \op__2__payload$121.x[14] ;
+  wire [7:0] \op__2__payload$121.x[15] ;
+  wire [7:0] \op__2__payload$121.x[16] ;
+  wire [7:0] \op__2__payload$121.x[17] ;
+  wire [7:0] \op__2__payload$121.x[18] ;
+  wire [7:0] \op__2__payload$121.x[19] ;
+  wire [7:0] \op__2__payload$121.x[1] ;
+  wire [7:0] \op__2__payload$121.x[20] ;
+  wire [7:0] \op__2__payload$121.x[21] ;
+  wire [7:0] \op__2__payload$121.x[22] ;
+  wire [7:0] \op__2__payload$121.x[23] ;
+  wire [7:0] \op__2__payload$121.x[24] ;
+  wire [7:0] \op__2__payload$121.x[25] ;
+  wire [7:0] \op__2__payload$121.x[26] ;
+  wire [7:0] \op__2__payload$121.x[27] ;
+  wire [7:0] \op__2__payload$121.x[28] ;
+  wire [7:0] \op__2__payload$121.x[29] ;
+  wire [7:0] \op__2__payload$121.x[2] ;
+  wire [7:0] \op__2__payload$121.x[30] ;
+  wire [7:0] \op__2__payload$121.x[31] ;
+  wire [7:0] \op__2__payload$121.x[32] ;
+  wire [7:0] \op__2__payload$121.x[33] ;
+  wire [7:0] \op__2__payload$121.x[34] ;
+  wire [7:0] \op__2__payload$121.x[35] ;
+  wire [7:0] \op__2__payload$121.x[36] ;
+  wire [7:0] \op__2__payload$121.x[37] ;
+  wire [7:0] \op__2__payload$121.x[38] ;
+  wire [7:0] \op__2__payload$121.x[39] ;
+  wire [7:0] \op__2__payload$121.x[3] ;
+  wire [7:0] \op__2__payload$121.x[40] ;
+  wire [7:0] \op__2__payload$121.x[41] ;
+  wire [7:0] \op__2__payload$121.x[42] ;
+  wire [7:0] \op__2__payload$121.x[43] ;
+  wire [7:0] \op__2__payload$121.x[44] ;
+  wire [7:0] \op__2__payload$121.x[45] ;
+  wire [7:0] \op__2__payload$121.x[46] ;
+  wire [7:0] \op__2__payload$121.x[47] ;
+  wire [7:0] \op__2__payload$121.x[48] ;
+  wire [7:0] \op__2__payload$121.x[49] ;
+  wire [7:0] \op__2__payload$121.x[4] ;
+  wire [7:0] \op__2__payload$121.x[50] ;
+  wire [7:0] \op__2__payload$121.x[51] ;
+  wire [7:0] \op__2__payload$121.x[52] ;
+  wire [7:0] \op__2__payload$121.x[53] ;
+  wire [7:0] \op__2__payload$121.x[54] ;
+  wire [7:0] \op__2__payload$121.x[55] ;
+  wire [7:0] \op__2__payload$121.x[56] ;
+  wire [7:0] \op__2__payload$121.x[57] ;
+  wire [7:0] \op__2__payload$121.x[58] ;
+  wire [7:0] \op__2__payload$121.x[59] ;
+  wire [7:0] \op__2__payload$121.x[5] ;
+  wire [7:0] \op__2__payload$121.x[60] ;
+  wire [7:0] \op__2__payload$121.x[61] ;
+  wire [7:0] \op__2__payload$121.x[62] ;
+  wire [7:0] \op__2__payload$121.x[63] ;
+  wire [7:0] \op__2__payload$121.x[6] ;
+  wire [7:0] \op__2__payload$121.x[7] ;
+  wire [7:0] \op__2__payload$121.x[8] ;
+  wire [7:0] \op__2__payload$121.x[9] ;
+  wire \op__2__payload$121.x_signed ;
   wire [2:0] \op__2__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -7053,8 +7346,95 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__2__payload.x[9] ;
   wire \op__2__payload.x_signed ;
   wire op__2__ready;
+  wire \op__2__ready$124 ;
   wire op__2__valid;
+  wire \op__2__valid$118 ;
   wire [596:0] op__3__payload;
+  wire [596:0] \op__3__payload$151 ;
+  wire [2:0] \op__3__payload$151.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__3__payload$151.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__3__payload$151.mode ;
+  wire [2:0] \op__3__payload$151.page ;
+  wire [5:0] \op__3__payload$151.row ;
+  wire \op__3__payload$151.skip ;
+  wire \op__3__payload$151.w_signed ;
+  wire [1:0] \op__3__payload$151.wb_log2 ;
+  wire [63:0] \op__3__payload$151.word ;
+  wire [511:0] \op__3__payload$151.x ;
+  wire [7:0] \op__3__payload$151.x[0] ;
+  wire [7:0] \op__3__payload$151.x[10] ;
+  wire [7:0] \op__3__payload$151.x[11] ;
+  wire [7:0] \op__3__payload$151.x[12] ;
+  wire [7:0] \op__3__payload$151.x[13] ;
+  wire [7:0] \op__3__payload$151.x[14] ;
+  wire [7:0] \op__3__payload$151.x[15] ;
+  wire [7:0] \op__3__payload$151.x[16] ;
+  wire [7:0] \op__3__payload$151.x[17] ;
+  wire [7:0] \op__3__payload$151.x[18] ;
+  wire [7:0] \op__3__payload$151.x[19] ;
+  wire [7:0] \op__3__payload$151.x[1] ;
+  wire [7:0] \op__3__payload$151.x[20] ;
+  wire [7:0] \op__3__payload$151.x[21] ;
+  wire [7:0] \op__3__payload$151.x[22] ;
+  wire [7:0] \op__3__payload$151.x[23] ;
+  wire [7:0] \op__3__payload$151.x[24] ;
+  wire [7:0] \op__3__payload$151.x[25] ;
+  wire [7:0] \op__3__payload$151.x[26] ;
+  wire [7:0] \op__3__payload$151.x[27] ;
+  wire [7:0] \op__3__payload$151.x[28] ;
+  wire [7:0] \op__3__payload$151.x[29] ;
+  wire [7:0] \op__3__payload$151.x[2] ;
+  wire [7:0] \op__3__payload$151.x[30] ;
+  wire [7:0] \op__3__payload$151.x[31] ;
+  wire [7:0] \op__3__payload$151.x[32] ;
+  wire [7:0] \op__3__payload$151.x[33] ;
+  wire [7:0] \op__3__payload$151.x[34] ;
+  wire [7:0] \op__3__payload$151.x[35] ;
+  wire [7:0] \op__3__payload$151.x[36] ;
+  wire [7:0] \op__3__payload$151.x[37] ;
+  wire [7:0] \op__3__payload$151.x[38] ;
+  wire [7:0] \op__3__payload$151.x[39] ;
+  wire [7:0] \op__3__payload$151.x[3] ;
+  wire [7:0] \op__3__payload$151.x[40] ;
+  wire [7:0] \op__3__payload$151.x[41] ;
+  wire [7:0] \op__3__payload$151.x[42] ;
+  wire [7:0] \op__3__payload$151.x[43] ;
+  wire [7:0] \op__3__payload$151.x[44] ;
+  wire [7:0] \op__3__payload$151.x[45] ;
+  wire [7:0] \op__3__payload$151.x[46] ;
+  wire [7:0] \op__3__payload$151.x[47] ;
+  wire [7:0] \op__3__payload$151.x[48] ;
+  wire [7:0] \op__3__payload$151.x[49] ;
+  wire [7:0] \op__3__payload$151.x[4] ;
+  wire [7:0] \op__3__payload$151.x[50] ;
+  wire [7:0] \op__3__payload$151.x[51] ;
+  wire [7:0] \op__3__payload$151.x[52] ;
+  wire [7:0] \op__3__payload$151.x[53] ;
+  wire [7:0] \op__3__payload$151.x[54] ;
+  wire [7:0] \op__3__payload$151.x[55] ;
+  wire [7:0] \op__3__payload$151.x[56] ;
+  wire [7:0] \op__3__payload$151.x[57] ;
+  wire [7:0] \op__3__payload$151.x[58] ;
+  wire [7:0] \op__3__payload$151.x[59] ;
+  wire [7:0] \op__3__payload$151.x[5] ;
+  wire [7:0] \op__3__payload$151.x[60] ;
+  wire [7:0] \op__3__payload$151.x[61] ;
+  wire [7:0] \op__3__payload$151.x[62] ;
+  wire [7:0] \op__3__payload$151.x[63] ;
+  wire [7:0] \op__3__payload$151.x[6] ;
+  wire [7:0] \op__3__payload$151.x[7] ;
+  wire [7:0] \op__3__payload$151.x[8] ;
+  wire [7:0] \op__3__payload$151.x[9] ;
+  wire \op__3__payload$151.x_signed ;
   wire [2:0] \op__3__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -7140,7 +7520,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__3__payload.x[9] ;
   wire \op__3__payload.x_signed ;
   wire op__3__ready;
+  wire \op__3__ready$154 ;
   wire op__3__valid;
+  wire \op__3__valid$148 ;
   wire [5:0] param_rd__addr;
   wire [767:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
@@ -7191,44 +7573,52 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [767:0] pmem_w__data;
   wire [23:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [11:0] \port__addr$117 ;
-  wire [5:0] \port__addr$123 ;
-  wire [11:0] \port__addr$141 ;
-  wire [5:0] \port__addr$147 ;
-  wire [5:0] \port__addr$151 ;
-  wire [11:0] \port__addr$157 ;
-  wire [11:0] \port__addr$167 ;
-  wire [9:0] \port__addr$173 ;
-  wire [9:0] \port__addr$179 ;
-  wire [5:0] \port__addr$75 ;
-  wire [11:0] \port__addr$93 ;
-  wire [5:0] \port__addr$99 ;
+  wire [11:0] \port__addr$106 ;
+  wire [5:0] \port__addr$112 ;
+  wire [11:0] \port__addr$136 ;
+  wire [5:0] \port__addr$142 ;
+  wire [11:0] \port__addr$166 ;
+  wire [5:0] \port__addr$172 ;
+  wire [5:0] \port__addr$176 ;
+  wire [11:0] \port__addr$182 ;
+  wire [11:0] \port__addr$195 ;
+  wire [9:0] \port__addr$204 ;
+  wire [9:0] \port__addr$210 ;
+  wire [5:0] \port__addr$82 ;
   wire [63:0] port__data;
-  wire [95:0] \port__data$102 ;
-  wire [63:0] \port__data$120 ;
-  wire [95:0] \port__data$126 ;
-  wire [63:0] \port__data$144 ;
-  wire [95:0] \port__data$150 ;
-  wire [767:0] \port__data$154 ;
-  wire [63:0] \port__data$165 ;
-  wire [63:0] \port__data$172 ;
-  wire [63:0] \port__data$176 ;
-  wire [415:0] \port__data$182 ;
-  wire [95:0] \port__data$78 ;
-  wire [63:0] \port__data$96 ;
+  wire [63:0] \port__data$109 ;
+  wire [95:0] \port__data$115 ;
+  wire [63:0] \port__data$139 ;
+  wire [95:0] \port__data$145 ;
+  wire [63:0] \port__data$169 ;
+  wire [95:0] \port__data$175 ;
+  wire [767:0] \port__data$179 ;
+  wire [63:0] \port__data$192 ;
+  wire [63:0] \port__data$202 ;
+  wire [63:0] \port__data$207 ;
+  wire [415:0] \port__data$213 ;
+  wire [95:0] \port__data$85 ;
   wire port__en;
-  wire \port__en$121 ;
-  wire \port__en$145 ;
-  wire \port__en$155 ;
-  wire \port__en$161 ;
-  wire \port__en$169 ;
-  wire \port__en$177 ;
-  wire \port__en$183 ;
-  wire \port__en$97 ;
+  wire \port__en$110 ;
+  wire \port__en$140 ;
+  wire \port__en$170 ;
+  wire \port__en$180 ;
+  wire \port__en$187 ;
+  wire \port__en$198 ;
+  wire \port__en$208 ;
+  wire \port__en$214 ;
+  wire [6:0] res_total__0;
+  wire [6:0] res_total__1;
+  wire [6:0] res_total__2;
+  wire [6:0] res_total__3;
   wire res_valid__0;
+  wire \res_valid__0$65 ;
   wire res_valid__1;
+  wire \res_valid__1$99 ;
   wire res_valid__2;
+  wire \res_valid__2$129 ;
   wire res_valid__3;
+  wire \res_valid__3$159 ;
   wire [1407:0] res_y__0;
   wire [21:0] \res_y__0[0] ;
   wire [21:0] \res_y__0[10] ;
@@ -7491,9 +7881,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [21:0] \res_y__3[9] ;
   input rst;
   wire rst;
+  wire [11:0] src_rd__addr;
+  wire [63:0] src_rd__data;
+  wire src_rd__en;
   wire start;
-  wire \start$199 ;
-  wire \start$206 ;
+  wire \start$230 ;
+  wire \start$237 ;
+  wire \start$245 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -7505,46 +7899,46 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [3:0] unit_en;
-  wire [3:0] \unit_en$232 ;
+  wire [3:0] \unit_en$270 ;
   wire [9:0] w_rd__addr;
   wire [63:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$247 ;
+  wire \wb__ack$285 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$248 ;
+  wire [16:0] \wb__adr$286 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$249 ;
+  wire \wb__cyc$287 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$250 ;
+  wire [31:0] \wb__dat_r$288 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$251 ;
+  wire [31:0] \wb__dat_w$289 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$252 ;
+  wire [3:0] \wb__sel$290 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$253 ;
+  wire \wb__stb$291 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$254 ;
+  wire \wb__we$292 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$381 ;
+  wire [9:0] \wmem_r__addr$422 ;
   wire [63:0] wmem_r__data;
-  wire [63:0] \wmem_r__data$382 ;
+  wire [63:0] \wmem_r__data$423 ;
   wire wmem_r__en;
-  wire \wmem_r__en$385 ;
+  wire \wmem_r__en$426 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$387 ;
+  wire [9:0] \wmem_w__addr$428 ;
   wire [63:0] wmem_w__data;
-  wire [63:0] \wmem_w__data$389 ;
+  wire [63:0] \wmem_w__data$430 ;
   wire [1:0] wmem_w__en;
-  wire \wmem_w__en$391 ;
+  wire \wmem_w__en$432 ;
   reg [63:0] amem [4095:0];
   initial begin
     amem[0] = 64'h0000000000000000;
@@ -11651,8 +12045,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
       amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
   always @(posedge clk) begin
-    if (\$signature__en$378 )
-      amem[\$signature__addr$368 ] <= axi__rdata;
+    if (\$signature__en$419 )
+      amem[\$signature__addr$409 ] <= axi__rdata;
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -11666,30 +12060,30 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     if (port__en) begin
       _0_ <= amem[port__addr];
     end
-    if (\port__en$97 ) begin
-      _1_ <= amem[\port__addr$93 ];
+    if (\port__en$110 ) begin
+      _1_ <= amem[\port__addr$106 ];
     end
-    if (\port__en$121 ) begin
-      _2_ <= amem[\port__addr$117 ];
+    if (\port__en$140 ) begin
+      _2_ <= amem[\port__addr$136 ];
     end
-    if (\port__en$145 ) begin
-      _3_ <= amem[\port__addr$141 ];
+    if (\port__en$170 ) begin
+      _3_ <= amem[\port__addr$166 ];
     end
-    _4_ <= amem[\port__addr$157 ];
-    _5_ <= amem[\port__addr$167 ];
-    _6_ <= amem[\$signature__addr$261 ];
-    if (\$signature__en$372 ) begin
-      _7_ <= amem[\$signature__addr$368 ];
+    _4_ <= amem[\port__addr$182 ];
+    _5_ <= amem[\port__addr$195 ];
+    _6_ <= amem[\$signature__addr$299 ];
+    if (\$signature__en$413 ) begin
+      _7_ <= amem[\$signature__addr$409 ];
     end
   end
   assign act_rd__0__data = _0_;
   assign act_rd__1__data = _1_;
   assign act_rd__2__data = _2_;
   assign act_rd__3__data = _3_;
-  assign act_rd__data = _4_;
-  assign b_rd__data = _5_;
+  assign src_rd__data = _4_;
+  assign dst_rd__data = _5_;
   assign amem_r__data = _6_;
-  assign \amem_r__data$370  = _7_;
+  assign \amem_r__data$411  = _7_;
   reg [95:0] dmem [63:0];
   initial begin
     dmem[0] = 96'h000000000000000000000000;
@@ -11758,21 +12152,21 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$313 [0])
-      dmem[\$signature__addr$279 ][31:0] <= wb__dat_w;
-    if (\$signature__en$313 [1])
-      dmem[\$signature__addr$279 ][63:32] <= wb__dat_w;
-    if (\$signature__en$313 [2])
-      dmem[\$signature__addr$279 ][95:64] <= wb__dat_w;
+    if (\$signature__en$351 [0])
+      dmem[\$signature__addr$317 ][31:0] <= wb__dat_w;
+    if (\$signature__en$351 [1])
+      dmem[\$signature__addr$317 ][63:32] <= wb__dat_w;
+    if (\$signature__en$351 [2])
+      dmem[\$signature__addr$317 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _8_;
   always @(posedge clk) begin
-    _8_ <= dmem[\$signature__addr$279 ];
+    _8_ <= dmem[\$signature__addr$317 ];
   end
-  assign \port__data$78  = dmem[\port__addr$75 ];
-  assign \port__data$102  = dmem[\port__addr$99 ];
-  assign \port__data$126  = dmem[\port__addr$123 ];
-  assign \port__data$150  = dmem[\port__addr$147 ];
+  assign \port__data$85  = dmem[\port__addr$82 ];
+  assign \port__data$115  = dmem[\port__addr$112 ];
+  assign \port__data$145  = dmem[\port__addr$142 ];
+  assign \port__data$175  = dmem[\port__addr$172 ];
   assign dmem_r__data = _8_;
   reg [415:0] imem [1023:0];
   initial begin
@@ -12802,40 +13196,40 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     imem[1023] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$295 [0])
-      imem[\$signature__addr$255 ][31:0] <= wb__dat_w;
-    if (\$signature__en$295 [1])
-      imem[\$signature__addr$255 ][63:32] <= wb__dat_w;
-    if (\$signature__en$295 [2])
-      imem[\$signature__addr$255 ][95:64] <= wb__dat_w;
-    if (\$signature__en$295 [3])
-      imem[\$signature__addr$255 ][127:96] <= wb__dat_w;
-    if (\$signature__en$295 [4])
-      imem[\$signature__addr$255 ][159:128] <= wb__dat_w;
-    if (\$signature__en$295 [5])
-      imem[\$signature__addr$255 ][191:160] <= wb__dat_w;
-    if (\$signature__en$295 [6])
-      imem[\$signature__addr$255 ][223:192] <= wb__dat_w;
-    if (\$signature__en$295 [7])
-      imem[\$signature__addr$255 ][255:224] <= wb__dat_w;
-    if (\$signature__en$295 [8])
-      imem[\$signature__addr$255 ][287:256] <= wb__dat_w;
-    if (\$signature__en$295 [9])
-      imem[\$signature__addr$255 ][319:288] <= wb__dat_w;
-    if (\$signature__en$295 [10])
-      imem[\$signature__addr$255 ][351:320] <= wb__dat_w;
-    if (\$signature__en$295 [11])
-      imem[\$signature__addr$255 ][383:352] <= wb__dat_w;
-    if (\$signature__en$295 [12])
-      imem[\$signature__addr$255 ][415:384] <= wb__dat_w;
+    if (\$signature__en$333 [0])
+      imem[\$signature__addr$293 ][31:0] <= wb__dat_w;
+    if (\$signature__en$333 [1])
+      imem[\$signature__addr$293 ][63:32] <= wb__dat_w;
+    if (\$signature__en$333 [2])
+      imem[\$signature__addr$293 ][95:64] <= wb__dat_w;
+    if (\$signature__en$333 [3])
+      imem[\$signature__addr$293 ][127:96] <= wb__dat_w;
+    if (\$signature__en$333 [4])
+      imem[\$signature__addr$293 ][159:128] <= wb__dat_w;
+    if (\$signature__en$333 [5])
+      imem[\$signature__addr$293 ][191:160] <= wb__dat_w;
+    if (\$signature__en$333 [6])
+      imem[\$signature__addr$293 ][223:192] <= wb__dat_w;
+    if (\$signature__en$333 [7])
+      imem[\$signature__addr$293 ][255:224] <= wb__dat_w;
+    if (\$signature__en$333 [8])
+      imem[\$signature__addr$293 ][287:256] <= wb__dat_w;
+    if (\$signature__en$333 [9])
+      imem[\$signature__addr$293 ][319:288] <= wb__dat_w;
+    if (\$signature__en$333 [10])
+      imem[\$signature__addr$293 ][351:320] <= wb__dat_w;
+    if (\$signature__en$333 [11])
+      imem[\$signature__addr$293 ][383:352] <= wb__dat_w;
+    if (\$signature__en$333 [12])
+      imem[\$signature__addr$293 ][415:384] <= wb__dat_w;
   end
   reg [415:0] _9_;
   reg [415:0] _10_;
   always @(posedge clk) begin
-    _9_ <= imem[\port__addr$179 ];
-    _10_ <= imem[\$signature__addr$255 ];
+    _9_ <= imem[\port__addr$210 ];
+    _10_ <= imem[\$signature__addr$293 ];
   end
-  assign \port__data$182  = _9_;
+  assign \port__data$213  = _9_;
   assign imem_r__data = _10_;
   reg [767:0] pmem [63:0];
   initial begin
@@ -12905,60 +13299,60 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     pmem[63] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$307 [0])
-      pmem[\$signature__addr$273 ][31:0] <= wb__dat_w;
-    if (\$signature__en$307 [1])
-      pmem[\$signature__addr$273 ][63:32] <= wb__dat_w;
-    if (\$signature__en$307 [2])
-      pmem[\$signature__addr$273 ][95:64] <= wb__dat_w;
-    if (\$signature__en$307 [3])
-      pmem[\$signature__addr$273 ][127:96] <= wb__dat_w;
-    if (\$signature__en$307 [4])
-      pmem[\$signature__addr$273 ][159:128] <= wb__dat_w;
-    if (\$signature__en$307 [5])
-      pmem[\$signature__addr$273 ][191:160] <= wb__dat_w;
-    if (\$signature__en$307 [6])
-      pmem[\$signature__addr$273 ][223:192] <= wb__dat_w;
-    if (\$signature__en$307 [7])
-      pmem[\$signature__addr$273 ][255:224] <= wb__dat_w;
-    if (\$signature__en$307 [8])
-      pmem[\$signature__addr$273 ][287:256] <= wb__dat_w;
-    if (\$signature__en$307 [9])
-      pmem[\$signature__addr$273 ][319:288] <= wb__dat_w;
-    if (\$signature__en$307 [10])
-      pmem[\$signature__addr$273 ][351:320] <= wb__dat_w;
-    if (\$signature__en$307 [11])
-      pmem[\$signature__addr$273 ][383:352] <= wb__dat_w;
-    if (\$signature__en$307 [12])
-      pmem[\$signature__addr$273 ][415:384] <= wb__dat_w;
-    if (\$signature__en$307 [13])
-      pmem[\$signature__addr$273 ][447:416] <= wb__dat_w;
-    if (\$signature__en$307 [14])
-      pmem[\$signature__addr$273 ][479:448] <= wb__dat_w;
-    if (\$signature__en$307 [15])
-      pmem[\$signature__addr$273 ][511:480] <= wb__dat_w;
-    if (\$signature__en$307 [16])
-      pmem[\$signature__addr$273 ][543:512] <= wb__dat_w;
-    if (\$signature__en$307 [17])
-      pmem[\$signature__addr$273 ][575:544] <= wb__dat_w;
-    if (\$signature__en$307 [18])
-      pmem[\$signature__addr$273 ][607:576] <= wb__dat_w;
-    if (\$signature__en$307 [19])
-      pmem[\$signature__addr$273 ][639:608] <= wb__dat_w;
-    if (\$signature__en$307 [20])
-      pmem[\$signature__addr$273 ][671:640] <= wb__dat_w;
-    if (\$signature__en$307 [21])
-      pmem[\$signature__addr$273 ][703:672] <= wb__dat_w;
-    if (\$signature__en$307 [22])
-      pmem[\$signature__addr$273 ][735:704] <= wb__dat_w;
-    if (\$signature__en$307 [23])
-      pmem[\$signature__addr$273 ][767:736] <= wb__dat_w;
+    if (\$signature__en$345 [0])
+      pmem[\$signature__addr$311 ][31:0] <= wb__dat_w;
+    if (\$signature__en$345 [1])
+      pmem[\$signature__addr$311 ][63:32] <= wb__dat_w;
+    if (\$signature__en$345 [2])
+      pmem[\$signature__addr$311 ][95:64] <= wb__dat_w;
+    if (\$signature__en$345 [3])
+      pmem[\$signature__addr$311 ][127:96] <= wb__dat_w;
+    if (\$signature__en$345 [4])
+      pmem[\$signature__addr$311 ][159:128] <= wb__dat_w;
+    if (\$signature__en$345 [5])
+      pmem[\$signature__addr$311 ][191:160] <= wb__dat_w;
+    if (\$signature__en$345 [6])
+      pmem[\$signature__addr$311 ][223:192] <= wb__dat_w;
+    if (\$signature__en$345 [7])
+      pmem[\$signature__addr$311 ][255:224] <= wb__dat_w;
+    if (\$signature__en$345 [8])
+      pmem[\$signature__addr$311 ][287:256] <= wb__dat_w;
+    if (\$signature__en$345 [9])
+      pmem[\$signature__addr$311 ][319:288] <= wb__dat_w;
+    if (\$signature__en$345 [10])
+      pmem[\$signature__addr$311 ][351:320] <= wb__dat_w;
+    if (\$signature__en$345 [11])
+      pmem[\$signature__addr$311 ][383:352] <= wb__dat_w;
+    if (\$signature__en$345 [12])
+      pmem[\$signature__addr$311 ][415:384] <= wb__dat_w;
+    if (\$signature__en$345 [13])
+      pmem[\$signature__addr$311 ][447:416] <= wb__dat_w;
+    if (\$signature__en$345 [14])
+      pmem[\$signature__addr$311 ][479:448] <= wb__dat_w;
+    if (\$signature__en$345 [15])
+      pmem[\$signature__addr$311 ][511:480] <= wb__dat_w;
+    if (\$signature__en$345 [16])
+      pmem[\$signature__addr$311 ][543:512] <= wb__dat_w;
+    if (\$signature__en$345 [17])
+      pmem[\$signature__addr$311 ][575:544] <= wb__dat_w;
+    if (\$signature__en$345 [18])
+      pmem[\$signature__addr$311 ][607:576] <= wb__dat_w;
+    if (\$signature__en$345 [19])
+      pmem[\$signature__addr$311 ][639:608] <= wb__dat_w;
+    if (\$signature__en$345 [20])
+      pmem[\$signature__addr$311 ][671:640] <= wb__dat_w;
+    if (\$signature__en$345 [21])
+      pmem[\$signature__addr$311 ][703:672] <= wb__dat_w;
+    if (\$signature__en$345 [22])
+      pmem[\$signature__addr$311 ][735:704] <= wb__dat_w;
+    if (\$signature__en$345 [23])
+      pmem[\$signature__addr$311 ][767:736] <= wb__dat_w;
   end
   reg [767:0] _11_;
   reg [767:0] _12_;
   always @(posedge clk) begin
-    _11_ <= pmem[\port__addr$151 ];
-    _12_ <= pmem[\$signature__addr$273 ];
+    _11_ <= pmem[\port__addr$176 ];
+    _12_ <= pmem[\$signature__addr$311 ];
   end
   assign param_rd__data = _11_;
   assign pmem_r__data = _12_;
@@ -13995,7 +14389,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   end
   reg [63:0] _13_;
   always @(posedge clk) begin
-    _13_ <= trace[\$signature__addr$285 ];
+    _13_ <= trace[\$signature__addr$323 ];
   end
   assign trace_r__data = _13_;
   reg [63:0] wmem [1023:0];
@@ -15026,84 +15420,98 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     wmem[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$301 [0])
-      wmem[\$signature__addr$267 ][31:0] <= wb__dat_w;
-    if (\$signature__en$301 [1])
-      wmem[\$signature__addr$267 ][63:32] <= wb__dat_w;
+    if (\$signature__en$339 [0])
+      wmem[\$signature__addr$305 ][31:0] <= wb__dat_w;
+    if (\$signature__en$339 [1])
+      wmem[\$signature__addr$305 ][63:32] <= wb__dat_w;
   end
   always @(posedge clk) begin
-    if (\$signature__en$390 )
-      wmem[\$signature__addr$368 [9:0]] <= axi__rdata;
+    if (\$signature__en$431 )
+      wmem[\$signature__addr$409 [9:0]] <= axi__rdata;
   end
   reg [63:0] _14_;
   reg [63:0] _15_;
   reg [63:0] _16_;
   always @(posedge clk) begin
-    _14_ <= wmem[\port__addr$173 ];
-    _15_ <= wmem[\$signature__addr$267 ];
-    if (\$signature__en$384 ) begin
-      _16_ <= wmem[\$signature__addr$368 [9:0]];
+    _14_ <= wmem[\port__addr$204 ];
+    _15_ <= wmem[\$signature__addr$305 ];
+    if (\$signature__en$425 ) begin
+      _16_ <= wmem[\$signature__addr$409 [9:0]];
     end
   end
   assign macro0__mem_wdata = _14_;
   assign wmem_r__data = _15_;
-  assign \wmem_r__data$382  = _16_;
-  assign \port__addr$157  = \busy$158  ? act_rd__addr : a_rd__addr;
-  assign \$1  = | amem_w__en;
-  assign \$2  = \act_w__en$318  ? \act_w__addr$320  : act_w__addr;
-  assign \$3  = act_w__en ? \act_w__addr$321  : \$2 ;
-  assign amem_port__addr = \$1  ? \$signature__addr$261  : \$3 ;
-  assign \$4  = | amem_w__en;
-  assign \$5  = \act_w__en$318  ? { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  } : { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  };
-  assign \$6  = act_w__en ? { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  } : \$5 ;
-  assign amem_port__data = \$4  ? { wb__dat_w, wb__dat_w } : \$6 ;
+  assign \wmem_r__data$423  = _16_;
+  assign macro0__op__valid = \busy$52  ? \op__0__valid$54  : op__0__valid;
+  assign macro0__op__payload = \busy$52  ? \op__0__payload$57  : op__0__payload;
+  assign macro1__op__valid = \busy$52  ? \op__1__valid$88  : op__1__valid;
+  assign macro1__op__payload = \busy$52  ? \op__1__payload$91  : op__1__payload;
+  assign macro2__op__valid = \busy$52  ? \op__2__valid$118  : op__2__valid;
+  assign macro2__op__payload = \busy$52  ? \op__2__payload$121  : op__2__payload;
+  assign macro3__op__valid = \busy$52  ? \op__3__valid$148  : op__3__valid;
+  assign macro3__op__payload = \busy$52  ? \op__3__payload$151  : op__3__payload;
+  assign \$1  = \busy$183  ? act_rd__addr : a_rd__addr;
+  assign \port__addr$182  = \busy$52  ? args[80:69] : \$1 ;
+  assign \port__addr$195  = \busy$52  ? args[92:81] : b_rd__addr;
+  assign \$3  = | amem_w__en;
+  assign \$4  = \act_w__en$357  ? \act_w__addr$359  : args[92:81];
+  assign \$5  = \act_w__en$356  ? \act_w__addr$360  : \$4 ;
+  assign \$6  = act_w__en ? \act_w__addr$361  : \$5 ;
+  assign amem_port__addr = \$3  ? \$signature__addr$299  : \$6 ;
   assign \$7  = | amem_w__en;
-  assign \$8  = | { \act_w__en$329 , \act_w__en$318 , act_w__en };
-  assign \$9  = \$8  ? 2'h3 : 2'h0;
-  assign amem_port__en = \$7  ? amem_w__en : \$9 ;
+  assign \$8  = \act_w__en$357  ? { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  } : act_w__data;
+  assign \$9  = \act_w__en$356  ? { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  } : \$8 ;
+  assign \$10  = act_w__en ? { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  } : \$9 ;
+  assign amem_port__data = \$7  ? { wb__dat_w, wb__dat_w } : \$10 ;
+  assign \$11  = | amem_w__en;
+  assign \$12  = | { engines__graph__done, \act_w__en$357 , \act_w__en$356 , act_w__en };
+  assign \$13  = \$12  ? 2'h3 : 2'h0;
+  assign amem_port__en = \$11  ? amem_w__en : \$13 ;
   \default_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$224 ),
+    .dma__valid(\cmd__valid$262 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$206 ),
+    .engines__ew__start(\start$237 ),
+    .engines__graph__done(engines__graph__done),
+    .engines__graph__start(\start$245 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$199 ),
+    .engines__pool__start(\start$230 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$179 ),
-    .imem_rd__data(\port__data$182 [387:0]),
+    .imem_rd__addr(\port__addr$210 ),
+    .imem_rd__data(\port__data$213 [387:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$50$1577 (macro0__busy),
-    .\port$51$1577 (macro1__busy),
-    .\port$52$1577 (macro2__busy),
-    .\port$53$1577 (macro3__busy),
-    .\port$54$0 (\$26 ),
-    .\port$55$0 (\$27 ),
-    .\port$56$0 (\$28 ),
-    .\port$57$0 (\$29 ),
+    .\port$64$1577 (macro0__busy),
+    .\port$65$1577 (macro1__busy),
+    .\port$66$1577 (macro2__busy),
+    .\port$67$1577 (macro3__busy),
+    .\port$68$0 (\$26 ),
+    .\port$69$0 (\$27 ),
+    .\port$70$0 (\$28 ),
+    .\port$71$0 (\$29 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \default_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$368 ),
-    .amem_r__data(\amem_r__data$370 ),
-    .amem_r__en(\$signature__en$372 ),
+    .amem_r__addr(\$signature__addr$409 ),
+    .amem_r__data(\amem_r__data$411 ),
+    .amem_r__en(\$signature__en$413 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$378 ),
+    .amem_w__en(\$signature__en$419 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -15125,39 +15533,70 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$2841$0 (\$54 ),
+    .\port$2855$0 (\$54 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$224 ),
-    .wmem_r__data(\wmem_r__data$382 ),
-    .wmem_r__en(\$signature__en$384 ),
-    .wmem_w__en(\$signature__en$390 )
+    .w_en(\cmd__valid$262 ),
+    .wmem_r__data(\wmem_r__data$423 ),
+    .wmem_r__en(\$signature__en$425 ),
+    .wmem_w__en(\$signature__en$431 )
   );
   \default_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
-    .a_rd__data(act_rd__data),
-    .act_w__addr(act_w__addr),
-    .act_w__en(\act_w__en$329 ),
+    .a_rd__data(src_rd__data),
+    .act_w__addr(\act_w__addr$359 ),
+    .act_w__en(\act_w__en$357 ),
     .args(args[256:0]),
-    .b_rd__addr(\port__addr$167 ),
-    .b_rd__data(b_rd__data),
+    .b_rd__addr(b_rd__addr),
+    .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1913$0 (\$46 ),
-    .\port$1919$0 (\$47 ),
-    .\port$1925$0 (\$48 ),
-    .\port$1931$0 (\$49 ),
-    .\port$1937$0 (\$50 ),
-    .\port$1943$0 (\$51 ),
-    .\port$1949$0 (\$52 ),
-    .\port$1955$0 (\$53 ),
+    .\port$1927$0 (\$46 ),
+    .\port$1933$0 (\$47 ),
+    .\port$1939$0 (\$48 ),
+    .\port$1945$0 (\$49 ),
+    .\port$1951$0 (\$50 ),
+    .\port$1957$0 (\$51 ),
+    .\port$1963$0 (\$52 ),
+    .\port$1969$0 (\$53 ),
     .rst(rst),
-    .start(\start$206 )
+    .start(\start$237 )
+  );
+  \default_fabric.graph  graph (
+    .act_w__data(act_w__data),
+    .args(args[92:0]),
+    .busy(\busy$52 ),
+    .clk(clk),
+    .dst_rd__data(dst_rd__data),
+    .finish(engines__graph__done),
+    .op__0__payload(\op__0__payload$57 ),
+    .op__0__ready(op__0__ready),
+    .op__0__valid(\op__0__valid$54 ),
+    .op__1__payload(\op__1__payload$91 ),
+    .op__1__ready(op__1__ready),
+    .op__1__valid(\op__1__valid$88 ),
+    .op__2__payload(\op__2__payload$121 ),
+    .op__2__ready(op__2__ready),
+    .op__2__valid(\op__2__valid$118 ),
+    .op__3__payload(\op__3__payload$151 ),
+    .op__3__ready(op__3__ready),
+    .op__3__valid(\op__3__valid$148 ),
+    .res_total__0(res_total__0),
+    .res_total__1(res_total__1),
+    .res_total__2(res_total__2),
+    .res_total__3(res_total__3),
+    .res_valid__0(res_valid__0),
+    .res_valid__1(res_valid__1),
+    .res_valid__2(res_valid__2),
+    .res_valid__3(res_valid__3),
+    .rst(rst),
+    .src_rd__data(src_rd__data),
+    .start(\start$245 )
   );
   \default_fabric.host  host (
-    .amem_r__addr(\$signature__addr$261 ),
+    .amem_r__addr(\$signature__addr$299 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -15165,17 +15604,17 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$279 ),
+    .dmem_r__addr(\$signature__addr$317 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$313 ),
-    .imem_r__addr(\$signature__addr$255 ),
+    .dmem_w__en(\$signature__en$351 ),
+    .imem_r__addr(\$signature__addr$293 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$295 ),
-    .pmem_r__addr(\$signature__addr$273 ),
+    .imem_w__en(\$signature__en$333 ),
+    .pmem_r__addr(\$signature__addr$311 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$307 ),
+    .pmem_w__en(\$signature__en$345 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$285 ),
+    .trace_r__addr(\$signature__addr$323 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -15184,9 +15623,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$267 ),
+    .wmem_r__addr(\$signature__addr$305 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$301 )
+    .wmem_w__en(\$signature__en$339 )
   );
   \default_fabric.loader  loader (
     .busy(loader_busy),
@@ -15199,61 +15638,61 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .rst(rst),
     .w_data(args[38:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$173 )
+    .w_rd__addr(\port__addr$204 )
   );
   \default_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$93 ),
-    .act_rd__1__en(\port__en$97 ),
-    .act_rd__2__addr(\port__addr$117 ),
-    .act_rd__2__en(\port__en$121 ),
-    .act_rd__3__addr(\port__addr$141 ),
-    .act_rd__3__en(\port__en$145 ),
+    .act_rd__1__addr(\port__addr$106 ),
+    .act_rd__1__en(\port__en$110 ),
+    .act_rd__2__addr(\port__addr$136 ),
+    .act_rd__2__en(\port__en$140 ),
+    .act_rd__3__addr(\port__addr$166 ),
+    .act_rd__3__en(\port__en$170 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
     .\act_rd__data$26 (act_rd__2__data),
     .\act_rd__data$37 (act_rd__3__data),
-    .act_w__addr(\act_w__addr$321 ),
+    .act_w__addr(\act_w__addr$361 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$75 ),
-    .desc_rd__1__addr(\port__addr$99 ),
-    .desc_rd__2__addr(\port__addr$123 ),
-    .desc_rd__3__addr(\port__addr$147 ),
-    .desc_rd__data(\port__data$78 [72:0]),
-    .\desc_rd__data$21 (\port__data$102 [72:0]),
-    .\desc_rd__data$32 (\port__data$126 [72:0]),
-    .\desc_rd__data$43 (\port__data$150 [72:0]),
+    .desc_rd__0__addr(\port__addr$82 ),
+    .desc_rd__1__addr(\port__addr$112 ),
+    .desc_rd__2__addr(\port__addr$142 ),
+    .desc_rd__3__addr(\port__addr$172 ),
+    .desc_rd__data(\port__data$85 [72:0]),
+    .\desc_rd__data$21 (\port__data$115 [72:0]),
+    .\desc_rd__data$32 (\port__data$145 [72:0]),
+    .\desc_rd__data$43 (\port__data$175 [72:0]),
     .finished(engines__mac__done),
-    .op__0__payload(macro0__op__payload),
+    .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
-    .op__0__valid(macro0__op__valid),
-    .op__1__payload(macro1__op__payload),
+    .op__0__valid(op__0__valid),
+    .op__1__payload(op__1__payload),
     .op__1__ready(op__1__ready),
-    .op__1__valid(macro1__op__valid),
-    .op__2__payload(macro2__op__payload),
+    .op__1__valid(op__1__valid),
+    .op__2__payload(op__2__payload),
     .op__2__ready(op__2__ready),
-    .op__2__valid(macro2__op__valid),
-    .op__3__payload(macro3__op__payload),
+    .op__2__valid(op__2__valid),
+    .op__3__payload(op__3__payload),
     .op__3__ready(op__3__ready),
-    .op__3__valid(macro3__op__valid),
-    .param_rd__addr(\port__addr$151 ),
+    .op__3__valid(op__3__valid),
+    .param_rd__addr(\port__addr$176 ),
     .param_rd__data(param_rd__data),
-    .\port$395$0 (\$30 ),
-    .\port$400$0 (\$31 ),
-    .\port$405$0 (\$32 ),
-    .\port$410$0 (\$33 ),
-    .\port$415$0 (\$34 ),
-    .\port$420$0 (\$35 ),
-    .\port$425$0 (\$36 ),
-    .\port$430$0 (\$37 ),
-    .\port$54$0 (\$26 ),
-    .\port$55$0 (\$27 ),
-    .\port$56$0 (\$28 ),
-    .\port$57$0 (\$29 ),
+    .\port$409$0 (\$30 ),
+    .\port$414$0 (\$31 ),
+    .\port$419$0 (\$32 ),
+    .\port$424$0 (\$33 ),
+    .\port$429$0 (\$34 ),
+    .\port$434$0 (\$35 ),
+    .\port$439$0 (\$36 ),
+    .\port$444$0 (\$37 ),
+    .\port$68$0 (\$26 ),
+    .\port$69$0 (\$27 ),
+    .\port$70$0 (\$28 ),
+    .\port$71$0 (\$29 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_valid__2(res_valid__2),
@@ -15269,7 +15708,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$10 ),
+    .mem_rdata(\$14 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -15277,9 +15716,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$11 ),
-    .res_pop(\$12 ),
-    .res_total(\$13 ),
+    .res_bits(\$15 ),
+    .res_pop(\$16 ),
+    .res_total(res_total__0),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
     .rst(rst)
@@ -15288,7 +15727,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$14 ),
+    .mem_rdata(\$17 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -15296,9 +15735,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$15 ),
-    .res_pop(\$16 ),
-    .res_total(\$17 ),
+    .res_bits(\$18 ),
+    .res_pop(\$19 ),
+    .res_total(res_total__1),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
     .rst(rst)
@@ -15307,7 +15746,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro2__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$18 ),
+    .mem_rdata(\$20 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -15315,9 +15754,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro2__op__payload),
     .op__ready(op__2__ready),
     .op__valid(macro2__op__valid),
-    .res_bits(\$19 ),
-    .res_pop(\$20 ),
-    .res_total(\$21 ),
+    .res_bits(\$21 ),
+    .res_pop(\$22 ),
+    .res_total(res_total__2),
     .res_valid(res_valid__2),
     .res_y(res_y__2),
     .rst(rst)
@@ -15326,7 +15765,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro3__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$22 ),
+    .mem_rdata(\$23 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -15334,37 +15773,38 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro3__op__payload),
     .op__ready(op__3__ready),
     .op__valid(macro3__op__valid),
-    .res_bits(\$23 ),
-    .res_pop(\$24 ),
-    .res_total(\$25 ),
+    .res_bits(\$24 ),
+    .res_pop(\$25 ),
+    .res_total(res_total__3),
     .res_valid(res_valid__3),
     .res_y(res_y__3),
     .rst(rst)
   );
   \default_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
-    .act_rd__data(act_rd__data),
-    .act_w__addr(\act_w__addr$320 ),
-    .act_w__en(\act_w__en$318 ),
+    .act_rd__data(src_rd__data),
+    .act_w__addr(\act_w__addr$360 ),
+    .act_w__en(\act_w__en$356 ),
     .args(args[183:0]),
-    .busy(\busy$158 ),
+    .busy(\busy$183 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1571$0 (\$38 ),
-    .\port$1572$0 (\$39 ),
-    .\port$1573$0 (\$40 ),
-    .\port$1574$0 (\$41 ),
-    .\port$1575$0 (\$42 ),
-    .\port$1576$0 (\$43 ),
-    .\port$1577$0 (\$44 ),
-    .\port$1578$0 (\$45 ),
+    .\port$1585$0 (\$38 ),
+    .\port$1586$0 (\$39 ),
+    .\port$1587$0 (\$40 ),
+    .\port$1588$0 (\$41 ),
+    .\port$1589$0 (\$42 ),
+    .\port$1590$0 (\$43 ),
+    .\port$1591$0 (\$44 ),
+    .\port$1592$0 (\$45 ),
     .rst(rst),
-    .start(\start$199 )
+    .start(\start$230 )
   );
-  assign op__0__payload = macro0__op__payload;
   assign macro0__op__ready = op__0__ready;
-  assign op__0__valid = macro0__op__valid;
+  assign \op__0__ready$60  = op__0__ready;
   assign macro0__res_valid = res_valid__0;
+  assign macro0__res_total = res_total__0;
+  assign \res_valid__0$65  = res_valid__0;
   assign macro0__res_y = res_y__0;
   assign macro0__mem_we = mem_we[0];
   assign mem_page = macro0__mem_page;
@@ -15373,220 +15813,234 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$75 ;
-  assign desc_rd__0__data = \port__data$78 [72:0];
-  assign op__1__payload = macro1__op__payload;
+  assign desc_rd__0__addr = \port__addr$82 ;
+  assign desc_rd__0__data = \port__data$85 [72:0];
   assign macro1__op__ready = op__1__ready;
-  assign op__1__valid = macro1__op__valid;
+  assign \op__1__ready$94  = op__1__ready;
   assign macro1__res_valid = res_valid__1;
+  assign macro1__res_total = res_total__1;
+  assign \res_valid__1$99  = res_valid__1;
   assign macro1__res_y = res_y__1;
   assign macro1__mem_we = mem_we[1];
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$93 ;
-  assign \port__data$96  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$97 ;
-  assign desc_rd__1__addr = \port__addr$99 ;
-  assign desc_rd__1__data = \port__data$102 [72:0];
-  assign op__2__payload = macro2__op__payload;
+  assign act_rd__1__addr = \port__addr$106 ;
+  assign \port__data$109  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$110 ;
+  assign desc_rd__1__addr = \port__addr$112 ;
+  assign desc_rd__1__data = \port__data$115 [72:0];
   assign macro2__op__ready = op__2__ready;
-  assign op__2__valid = macro2__op__valid;
+  assign \op__2__ready$124  = op__2__ready;
   assign macro2__res_valid = res_valid__2;
+  assign macro2__res_total = res_total__2;
+  assign \res_valid__2$129  = res_valid__2;
   assign macro2__res_y = res_y__2;
   assign macro2__mem_we = mem_we[2];
   assign macro2__mem_page = macro0__mem_page;
   assign macro2__mem_row = macro0__mem_row;
   assign macro2__mem_wdata = macro0__mem_wdata;
-  assign act_rd__2__addr = \port__addr$117 ;
-  assign \port__data$120  = act_rd__2__data;
-  assign act_rd__2__en = \port__en$121 ;
-  assign desc_rd__2__addr = \port__addr$123 ;
-  assign desc_rd__2__data = \port__data$126 [72:0];
-  assign op__3__payload = macro3__op__payload;
+  assign act_rd__2__addr = \port__addr$136 ;
+  assign \port__data$139  = act_rd__2__data;
+  assign act_rd__2__en = \port__en$140 ;
+  assign desc_rd__2__addr = \port__addr$142 ;
+  assign desc_rd__2__data = \port__data$145 [72:0];
   assign macro3__op__ready = op__3__ready;
-  assign op__3__valid = macro3__op__valid;
+  assign \op__3__ready$154  = op__3__ready;
   assign macro3__res_valid = res_valid__3;
+  assign macro3__res_total = res_total__3;
+  assign \res_valid__3$159  = res_valid__3;
   assign macro3__res_y = res_y__3;
   assign macro3__mem_we = mem_we[3];
   assign macro3__mem_page = macro0__mem_page;
   assign macro3__mem_row = macro0__mem_row;
   assign macro3__mem_wdata = macro0__mem_wdata;
-  assign act_rd__3__addr = \port__addr$141 ;
-  assign \port__data$144  = act_rd__3__data;
-  assign act_rd__3__en = \port__en$145 ;
-  assign desc_rd__3__addr = \port__addr$147 ;
-  assign desc_rd__3__data = \port__data$150 [72:0];
-  assign param_rd__addr = \port__addr$151 ;
-  assign \port__data$154  = param_rd__data;
-  assign \port__en$155  = 1'h1;
+  assign act_rd__3__addr = \port__addr$166 ;
+  assign \port__data$169  = act_rd__3__data;
+  assign act_rd__3__en = \port__en$170 ;
+  assign desc_rd__3__addr = \port__addr$172 ;
+  assign desc_rd__3__data = \port__data$175 [72:0];
+  assign param_rd__addr = \port__addr$176 ;
+  assign \port__data$179  = param_rd__data;
+  assign \port__en$180  = 1'h1;
   assign param_rd__en = 1'h1;
+  assign src_rd__addr = args[80:69];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
-  assign \port__data$165  = act_rd__data;
-  assign a_rd__data = act_rd__data;
-  assign b_rd__addr = \port__addr$167 ;
-  assign \port__en$169  = 1'h1;
+  assign src_rd__en = 1'h1;
+  assign \port__data$192  = src_rd__data;
+  assign act_rd__data = src_rd__data;
+  assign a_rd__data = src_rd__data;
+  assign dst_rd__addr = args[92:81];
   assign b_rd__en = 1'h1;
-  assign \port__data$172  = b_rd__data;
-  assign w_rd__addr = \port__addr$173 ;
+  assign dst_rd__en = 1'h1;
+  assign \port__data$202  = dst_rd__data;
+  assign b_rd__data = dst_rd__data;
+  assign w_rd__addr = \port__addr$204 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$176  = macro0__mem_wdata;
-  assign \port__en$177  = 1'h1;
+  assign \port__data$207  = macro0__mem_wdata;
+  assign \port__en$208  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$179 ;
-  assign imem_rd__data = \port__data$182 [387:0];
-  assign \port__en$183  = 1'h1;
+  assign imem_rd__addr = \port__addr$210 ;
+  assign imem_rd__data = \port__data$213 [387:0];
+  assign \port__en$214  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$196  = engines__mac__busy;
-  assign \done$198  = engines__mac__done;
-  assign engines__pool__start = \start$199 ;
-  assign \args$201  = args[183:0];
+  assign \busy$227  = engines__mac__busy;
+  assign \done$229  = engines__mac__done;
+  assign engines__pool__start = \start$230 ;
+  assign \args$232  = args[183:0];
   assign engines__pool__args = args[183:0];
-  assign engines__pool__busy = \busy$158 ;
-  assign \done$205  = engines__pool__done;
-  assign engines__ew__start = \start$206 ;
-  assign \args$208  = args[256:0];
+  assign engines__pool__busy = \busy$183 ;
+  assign \done$236  = engines__pool__done;
+  assign engines__ew__start = \start$237 ;
+  assign \args$239  = args[256:0];
   assign engines__ew__args = args[256:0];
-  assign \busy$211  = engines__ew__busy;
-  assign \done$213  = engines__ew__done;
+  assign \busy$242  = engines__ew__busy;
+  assign \done$244  = engines__ew__done;
+  assign engines__graph__start = \start$245 ;
+  assign \args$247  = args[92:0];
+  assign engines__graph__args = args[92:0];
+  assign engines__graph__busy = \busy$52 ;
+  assign \done$251  = engines__graph__done;
   assign cmd__payload = args[38:0];
   assign load__payload = args[38:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$220  = args[97:0];
+  assign \cmd__payload$258  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$223  = dma__ready;
-  assign dma__valid = \cmd__valid$224 ;
-  assign \busy$227  = dma_busy;
-  assign \busy$229  = loader_busy;
+  assign \cmd__ready$261  = dma__ready;
+  assign dma__valid = \cmd__valid$262 ;
+  assign \busy$265  = dma_busy;
+  assign \busy$267  = loader_busy;
   assign macro_we = mem_we;
   assign unit_en = { \$29 , \$28 , \$27 , \$26  };
-  assign \unit_en$232  = { \$29 , \$28 , \$27 , \$26  };
+  assign \unit_en$270  = { \$29 , \$28 , \$27 , \$26  };
   assign macro_busy = { macro3__busy, macro2__busy, macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$244  = busy;
-  assign \done$245  = done;
-  assign \error$246  = error;
-  assign \wb__ack$247  = wb__ack;
-  assign \wb__adr$248  = wb__adr;
-  assign \wb__cyc$249  = wb__cyc;
-  assign \wb__dat_r$250  = wb__dat_r;
-  assign \wb__dat_w$251  = wb__dat_w;
-  assign \wb__sel$252  = wb__sel;
-  assign \wb__stb$253  = wb__stb;
-  assign \wb__we$254  = wb__we;
-  assign imem_r__addr = \$signature__addr$255 ;
-  assign \$signature__data$258  = imem_r__data;
-  assign \$signature__en$259  = 1'h1;
+  assign \busy$282  = busy;
+  assign \done$283  = done;
+  assign \error$284  = error;
+  assign \wb__ack$285  = wb__ack;
+  assign \wb__adr$286  = wb__adr;
+  assign \wb__cyc$287  = wb__cyc;
+  assign \wb__dat_r$288  = wb__dat_r;
+  assign \wb__dat_w$289  = wb__dat_w;
+  assign \wb__sel$290  = wb__sel;
+  assign \wb__stb$291  = wb__stb;
+  assign \wb__we$292  = wb__we;
+  assign imem_r__addr = \$signature__addr$293 ;
+  assign \$signature__data$296  = imem_r__data;
+  assign \$signature__en$297  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$261 ;
-  assign \$signature__data$264  = amem_r__data;
-  assign \$signature__en$265  = 1'h1;
+  assign amem_r__addr = \$signature__addr$299 ;
+  assign \$signature__data$302  = amem_r__data;
+  assign \$signature__en$303  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$267 ;
-  assign \$signature__data$270  = wmem_r__data;
-  assign \$signature__en$271  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$305 ;
+  assign \$signature__data$308  = wmem_r__data;
+  assign \$signature__en$309  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$273 ;
-  assign \$signature__data$276  = pmem_r__data;
-  assign \$signature__en$277  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$311 ;
+  assign \$signature__data$314  = pmem_r__data;
+  assign \$signature__en$315  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$279 ;
-  assign \$signature__data$282  = dmem_r__data;
-  assign \$signature__en$283  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$317 ;
+  assign \$signature__data$320  = dmem_r__data;
+  assign \$signature__en$321  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$285 ;
-  assign \$signature__data$288  = trace_r__data;
-  assign \$signature__en$289  = 1'h1;
+  assign trace_r__addr = \$signature__addr$323 ;
+  assign \$signature__data$326  = trace_r__data;
+  assign \$signature__en$327  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$291  = \$signature__addr$255 ;
-  assign imem_w__addr = \$signature__addr$255 ;
-  assign \$signature__data$293  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$329  = \$signature__addr$293 ;
+  assign imem_w__addr = \$signature__addr$293 ;
+  assign \$signature__data$331  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$295 ;
-  assign \$signature__addr$297  = \$signature__addr$267 ;
-  assign wmem_w__addr = \$signature__addr$267 ;
-  assign \$signature__data$299  = { wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$333 ;
+  assign \$signature__addr$335  = \$signature__addr$305 ;
+  assign wmem_w__addr = \$signature__addr$305 ;
+  assign \$signature__data$337  = { wb__dat_w, wb__dat_w };
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
-  assign wmem_w__en = \$signature__en$301 ;
-  assign \$signature__addr$303  = \$signature__addr$273 ;
-  assign pmem_w__addr = \$signature__addr$273 ;
-  assign \$signature__data$305  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$339 ;
+  assign \$signature__addr$341  = \$signature__addr$311 ;
+  assign pmem_w__addr = \$signature__addr$311 ;
+  assign \$signature__data$343  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$307 ;
-  assign \$signature__addr$309  = \$signature__addr$279 ;
-  assign dmem_w__addr = \$signature__addr$279 ;
-  assign \$signature__data$311  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$345 ;
+  assign \$signature__addr$347  = \$signature__addr$317 ;
+  assign dmem_w__addr = \$signature__addr$317 ;
+  assign \$signature__data$349  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$313 ;
-  assign amem_w__addr = \$signature__addr$261 ;
-  assign act_w__data = { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  };
-  assign \act_w__data$325  = { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  };
-  assign \act_w__data$326  = { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  };
+  assign dmem_w__en = \$signature__en$351 ;
+  assign act_w__addr = args[92:81];
+  assign amem_w__addr = \$signature__addr$299 ;
+  assign \act_w__data$365  = { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  };
+  assign \act_w__data$366  = { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  };
+  assign \act_w__data$367  = { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  };
   assign amem_w__data = { wb__dat_w, wb__dat_w };
-  assign \axi__araddr$330  = { 9'h000, \$54  };
-  assign \axi__arburst$331  = 2'h1;
-  assign \axi__arcache$332  = 4'h3;
-  assign \axi__arid$333  = 1'h0;
-  assign \axi__arlen$334  = axi__arlen;
-  assign \axi__arlock$335  = 1'h0;
-  assign \axi__arprot$336  = 3'h0;
-  assign \axi__arqos$337  = 4'h0;
-  assign \axi__arready$338  = axi__arready;
-  assign \axi__arsize$339  = 3'h3;
-  assign \axi__arvalid$340  = axi__arvalid;
-  assign \axi__awaddr$341  = { 9'h000, \$54  };
-  assign \axi__awburst$342  = 2'h1;
-  assign \axi__awcache$343  = 4'h3;
-  assign \axi__awid$344  = 1'h0;
-  assign \axi__awlen$345  = axi__awlen;
-  assign \axi__awlock$346  = 1'h0;
-  assign \axi__awprot$347  = 3'h0;
-  assign \axi__awqos$348  = 4'h0;
-  assign \axi__awready$349  = axi__awready;
-  assign \axi__awsize$350  = 3'h3;
-  assign \axi__awvalid$351  = axi__awvalid;
-  assign \axi__bid$352  = axi__bid;
-  assign \axi__bready$353  = axi__bready;
-  assign \axi__bresp$354  = axi__bresp;
-  assign \axi__bvalid$355  = axi__bvalid;
-  assign \axi__rdata$356  = axi__rdata;
-  assign \axi__rid$357  = axi__rid;
-  assign \axi__rlast$358  = axi__rlast;
-  assign \axi__rready$359  = axi__rready;
-  assign \axi__rresp$360  = axi__rresp;
-  assign \axi__rvalid$361  = axi__rvalid;
-  assign \axi__wdata$362  = axi__wdata;
-  assign \axi__wlast$363  = axi__wlast;
-  assign \axi__wready$364  = axi__wready;
-  assign \axi__wstrb$365  = 8'hff;
-  assign \axi__wvalid$366  = axi__wvalid;
-  assign \error$367  = dma_error;
-  assign \amem_r__addr$369  = \$signature__addr$368 ;
-  assign \$signature__data$371  = \amem_r__data$370 ;
-  assign \amem_r__en$373  = \$signature__en$372 ;
-  assign \$signature__addr$374  = \$signature__addr$368 ;
-  assign \amem_w__addr$375  = \$signature__addr$368 ;
-  assign \$signature__data$376  = axi__rdata;
-  assign \amem_w__data$377  = axi__rdata;
-  assign \amem_w__en$379  = \$signature__en$378 ;
-  assign \$signature__addr$380  = \$signature__addr$368 [9:0];
-  assign \wmem_r__addr$381  = \$signature__addr$368 [9:0];
-  assign \$signature__data$383  = \wmem_r__data$382 ;
-  assign \wmem_r__en$385  = \$signature__en$384 ;
-  assign \$signature__addr$386  = \$signature__addr$368 [9:0];
-  assign \wmem_w__addr$387  = \$signature__addr$368 [9:0];
-  assign \$signature__data$388  = axi__rdata;
-  assign \wmem_w__data$389  = axi__rdata;
-  assign \wmem_w__en$391  = \$signature__en$390 ;
+  assign \act_w__en$370  = engines__graph__done;
+  assign \axi__araddr$371  = { 9'h000, \$54  };
+  assign \axi__arburst$372  = 2'h1;
+  assign \axi__arcache$373  = 4'h3;
+  assign \axi__arid$374  = 1'h0;
+  assign \axi__arlen$375  = axi__arlen;
+  assign \axi__arlock$376  = 1'h0;
+  assign \axi__arprot$377  = 3'h0;
+  assign \axi__arqos$378  = 4'h0;
+  assign \axi__arready$379  = axi__arready;
+  assign \axi__arsize$380  = 3'h3;
+  assign \axi__arvalid$381  = axi__arvalid;
+  assign \axi__awaddr$382  = { 9'h000, \$54  };
+  assign \axi__awburst$383  = 2'h1;
+  assign \axi__awcache$384  = 4'h3;
+  assign \axi__awid$385  = 1'h0;
+  assign \axi__awlen$386  = axi__awlen;
+  assign \axi__awlock$387  = 1'h0;
+  assign \axi__awprot$388  = 3'h0;
+  assign \axi__awqos$389  = 4'h0;
+  assign \axi__awready$390  = axi__awready;
+  assign \axi__awsize$391  = 3'h3;
+  assign \axi__awvalid$392  = axi__awvalid;
+  assign \axi__bid$393  = axi__bid;
+  assign \axi__bready$394  = axi__bready;
+  assign \axi__bresp$395  = axi__bresp;
+  assign \axi__bvalid$396  = axi__bvalid;
+  assign \axi__rdata$397  = axi__rdata;
+  assign \axi__rid$398  = axi__rid;
+  assign \axi__rlast$399  = axi__rlast;
+  assign \axi__rready$400  = axi__rready;
+  assign \axi__rresp$401  = axi__rresp;
+  assign \axi__rvalid$402  = axi__rvalid;
+  assign \axi__wdata$403  = axi__wdata;
+  assign \axi__wlast$404  = axi__wlast;
+  assign \axi__wready$405  = axi__wready;
+  assign \axi__wstrb$406  = 8'hff;
+  assign \axi__wvalid$407  = axi__wvalid;
+  assign \error$408  = dma_error;
+  assign \amem_r__addr$410  = \$signature__addr$409 ;
+  assign \$signature__data$412  = \amem_r__data$411 ;
+  assign \amem_r__en$414  = \$signature__en$413 ;
+  assign \$signature__addr$415  = \$signature__addr$409 ;
+  assign \amem_w__addr$416  = \$signature__addr$409 ;
+  assign \$signature__data$417  = axi__rdata;
+  assign \amem_w__data$418  = axi__rdata;
+  assign \amem_w__en$420  = \$signature__en$419 ;
+  assign \$signature__addr$421  = \$signature__addr$409 [9:0];
+  assign \wmem_r__addr$422  = \$signature__addr$409 [9:0];
+  assign \$signature__data$424  = \wmem_r__data$423 ;
+  assign \wmem_r__en$426  = \$signature__en$425 ;
+  assign \$signature__addr$427  = \$signature__addr$409 [9:0];
+  assign \wmem_w__addr$428  = \$signature__addr$409 [9:0];
+  assign \$signature__data$429  = axi__rdata;
+  assign \wmem_w__data$430  = axi__rdata;
+  assign \wmem_w__en$432  = \$signature__en$431 ;
   assign axi__awid = 1'h0;
   assign axi__awaddr = { 9'h000, \$54  };
   assign axi__awsize = 3'h3;
@@ -15679,81 +16133,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro0__op__payload.x[62]  = macro0__op__payload[524:517];
   assign \macro0__op__payload.x[63]  = macro0__op__payload[532:525];
   assign \macro0__op__payload.word  = macro0__op__payload[596:533];
-  assign \op__0__payload.mode  = macro0__op__payload[0];
-  assign \op__0__payload.page  = macro0__op__payload[3:1];
-  assign \op__0__payload.row  = macro0__op__payload[9:4];
-  assign \op__0__payload.wb_log2  = macro0__op__payload[11:10];
-  assign \op__0__payload.ab_m1  = macro0__op__payload[14:12];
-  assign \op__0__payload.w_signed  = macro0__op__payload[15];
-  assign \op__0__payload.x_signed  = macro0__op__payload[16];
-  assign \op__0__payload.skip  = macro0__op__payload[17];
-  assign \op__0__payload.bop  = macro0__op__payload[20:18];
-  assign \op__0__payload.x  = macro0__op__payload[532:21];
-  assign \op__0__payload.x[0]  = macro0__op__payload[28:21];
-  assign \op__0__payload.x[1]  = macro0__op__payload[36:29];
-  assign \op__0__payload.x[2]  = macro0__op__payload[44:37];
-  assign \op__0__payload.x[3]  = macro0__op__payload[52:45];
-  assign \op__0__payload.x[4]  = macro0__op__payload[60:53];
-  assign \op__0__payload.x[5]  = macro0__op__payload[68:61];
-  assign \op__0__payload.x[6]  = macro0__op__payload[76:69];
-  assign \op__0__payload.x[7]  = macro0__op__payload[84:77];
-  assign \op__0__payload.x[8]  = macro0__op__payload[92:85];
-  assign \op__0__payload.x[9]  = macro0__op__payload[100:93];
-  assign \op__0__payload.x[10]  = macro0__op__payload[108:101];
-  assign \op__0__payload.x[11]  = macro0__op__payload[116:109];
-  assign \op__0__payload.x[12]  = macro0__op__payload[124:117];
-  assign \op__0__payload.x[13]  = macro0__op__payload[132:125];
-  assign \op__0__payload.x[14]  = macro0__op__payload[140:133];
-  assign \op__0__payload.x[15]  = macro0__op__payload[148:141];
-  assign \op__0__payload.x[16]  = macro0__op__payload[156:149];
-  assign \op__0__payload.x[17]  = macro0__op__payload[164:157];
-  assign \op__0__payload.x[18]  = macro0__op__payload[172:165];
-  assign \op__0__payload.x[19]  = macro0__op__payload[180:173];
-  assign \op__0__payload.x[20]  = macro0__op__payload[188:181];
-  assign \op__0__payload.x[21]  = macro0__op__payload[196:189];
-  assign \op__0__payload.x[22]  = macro0__op__payload[204:197];
-  assign \op__0__payload.x[23]  = macro0__op__payload[212:205];
-  assign \op__0__payload.x[24]  = macro0__op__payload[220:213];
-  assign \op__0__payload.x[25]  = macro0__op__payload[228:221];
-  assign \op__0__payload.x[26]  = macro0__op__payload[236:229];
-  assign \op__0__payload.x[27]  = macro0__op__payload[244:237];
-  assign \op__0__payload.x[28]  = macro0__op__payload[252:245];
-  assign \op__0__payload.x[29]  = macro0__op__payload[260:253];
-  assign \op__0__payload.x[30]  = macro0__op__payload[268:261];
-  assign \op__0__payload.x[31]  = macro0__op__payload[276:269];
-  assign \op__0__payload.x[32]  = macro0__op__payload[284:277];
-  assign \op__0__payload.x[33]  = macro0__op__payload[292:285];
-  assign \op__0__payload.x[34]  = macro0__op__payload[300:293];
-  assign \op__0__payload.x[35]  = macro0__op__payload[308:301];
-  assign \op__0__payload.x[36]  = macro0__op__payload[316:309];
-  assign \op__0__payload.x[37]  = macro0__op__payload[324:317];
-  assign \op__0__payload.x[38]  = macro0__op__payload[332:325];
-  assign \op__0__payload.x[39]  = macro0__op__payload[340:333];
-  assign \op__0__payload.x[40]  = macro0__op__payload[348:341];
-  assign \op__0__payload.x[41]  = macro0__op__payload[356:349];
-  assign \op__0__payload.x[42]  = macro0__op__payload[364:357];
-  assign \op__0__payload.x[43]  = macro0__op__payload[372:365];
-  assign \op__0__payload.x[44]  = macro0__op__payload[380:373];
-  assign \op__0__payload.x[45]  = macro0__op__payload[388:381];
-  assign \op__0__payload.x[46]  = macro0__op__payload[396:389];
-  assign \op__0__payload.x[47]  = macro0__op__payload[404:397];
-  assign \op__0__payload.x[48]  = macro0__op__payload[412:405];
-  assign \op__0__payload.x[49]  = macro0__op__payload[420:413];
-  assign \op__0__payload.x[50]  = macro0__op__payload[428:421];
-  assign \op__0__payload.x[51]  = macro0__op__payload[436:429];
-  assign \op__0__payload.x[52]  = macro0__op__payload[444:437];
-  assign \op__0__payload.x[53]  = macro0__op__payload[452:445];
-  assign \op__0__payload.x[54]  = macro0__op__payload[460:453];
-  assign \op__0__payload.x[55]  = macro0__op__payload[468:461];
-  assign \op__0__payload.x[56]  = macro0__op__payload[476:469];
-  assign \op__0__payload.x[57]  = macro0__op__payload[484:477];
-  assign \op__0__payload.x[58]  = macro0__op__payload[492:485];
-  assign \op__0__payload.x[59]  = macro0__op__payload[500:493];
-  assign \op__0__payload.x[60]  = macro0__op__payload[508:501];
-  assign \op__0__payload.x[61]  = macro0__op__payload[516:509];
-  assign \op__0__payload.x[62]  = macro0__op__payload[524:517];
-  assign \op__0__payload.x[63]  = macro0__op__payload[532:525];
-  assign \op__0__payload.word  = macro0__op__payload[596:533];
+  assign \op__0__payload.mode  = op__0__payload[0];
+  assign \op__0__payload.page  = op__0__payload[3:1];
+  assign \op__0__payload.row  = op__0__payload[9:4];
+  assign \op__0__payload.wb_log2  = op__0__payload[11:10];
+  assign \op__0__payload.ab_m1  = op__0__payload[14:12];
+  assign \op__0__payload.w_signed  = op__0__payload[15];
+  assign \op__0__payload.x_signed  = op__0__payload[16];
+  assign \op__0__payload.skip  = op__0__payload[17];
+  assign \op__0__payload.bop  = op__0__payload[20:18];
+  assign \op__0__payload.x  = op__0__payload[532:21];
+  assign \op__0__payload.x[0]  = op__0__payload[28:21];
+  assign \op__0__payload.x[1]  = op__0__payload[36:29];
+  assign \op__0__payload.x[2]  = op__0__payload[44:37];
+  assign \op__0__payload.x[3]  = op__0__payload[52:45];
+  assign \op__0__payload.x[4]  = op__0__payload[60:53];
+  assign \op__0__payload.x[5]  = op__0__payload[68:61];
+  assign \op__0__payload.x[6]  = op__0__payload[76:69];
+  assign \op__0__payload.x[7]  = op__0__payload[84:77];
+  assign \op__0__payload.x[8]  = op__0__payload[92:85];
+  assign \op__0__payload.x[9]  = op__0__payload[100:93];
+  assign \op__0__payload.x[10]  = op__0__payload[108:101];
+  assign \op__0__payload.x[11]  = op__0__payload[116:109];
+  assign \op__0__payload.x[12]  = op__0__payload[124:117];
+  assign \op__0__payload.x[13]  = op__0__payload[132:125];
+  assign \op__0__payload.x[14]  = op__0__payload[140:133];
+  assign \op__0__payload.x[15]  = op__0__payload[148:141];
+  assign \op__0__payload.x[16]  = op__0__payload[156:149];
+  assign \op__0__payload.x[17]  = op__0__payload[164:157];
+  assign \op__0__payload.x[18]  = op__0__payload[172:165];
+  assign \op__0__payload.x[19]  = op__0__payload[180:173];
+  assign \op__0__payload.x[20]  = op__0__payload[188:181];
+  assign \op__0__payload.x[21]  = op__0__payload[196:189];
+  assign \op__0__payload.x[22]  = op__0__payload[204:197];
+  assign \op__0__payload.x[23]  = op__0__payload[212:205];
+  assign \op__0__payload.x[24]  = op__0__payload[220:213];
+  assign \op__0__payload.x[25]  = op__0__payload[228:221];
+  assign \op__0__payload.x[26]  = op__0__payload[236:229];
+  assign \op__0__payload.x[27]  = op__0__payload[244:237];
+  assign \op__0__payload.x[28]  = op__0__payload[252:245];
+  assign \op__0__payload.x[29]  = op__0__payload[260:253];
+  assign \op__0__payload.x[30]  = op__0__payload[268:261];
+  assign \op__0__payload.x[31]  = op__0__payload[276:269];
+  assign \op__0__payload.x[32]  = op__0__payload[284:277];
+  assign \op__0__payload.x[33]  = op__0__payload[292:285];
+  assign \op__0__payload.x[34]  = op__0__payload[300:293];
+  assign \op__0__payload.x[35]  = op__0__payload[308:301];
+  assign \op__0__payload.x[36]  = op__0__payload[316:309];
+  assign \op__0__payload.x[37]  = op__0__payload[324:317];
+  assign \op__0__payload.x[38]  = op__0__payload[332:325];
+  assign \op__0__payload.x[39]  = op__0__payload[340:333];
+  assign \op__0__payload.x[40]  = op__0__payload[348:341];
+  assign \op__0__payload.x[41]  = op__0__payload[356:349];
+  assign \op__0__payload.x[42]  = op__0__payload[364:357];
+  assign \op__0__payload.x[43]  = op__0__payload[372:365];
+  assign \op__0__payload.x[44]  = op__0__payload[380:373];
+  assign \op__0__payload.x[45]  = op__0__payload[388:381];
+  assign \op__0__payload.x[46]  = op__0__payload[396:389];
+  assign \op__0__payload.x[47]  = op__0__payload[404:397];
+  assign \op__0__payload.x[48]  = op__0__payload[412:405];
+  assign \op__0__payload.x[49]  = op__0__payload[420:413];
+  assign \op__0__payload.x[50]  = op__0__payload[428:421];
+  assign \op__0__payload.x[51]  = op__0__payload[436:429];
+  assign \op__0__payload.x[52]  = op__0__payload[444:437];
+  assign \op__0__payload.x[53]  = op__0__payload[452:445];
+  assign \op__0__payload.x[54]  = op__0__payload[460:453];
+  assign \op__0__payload.x[55]  = op__0__payload[468:461];
+  assign \op__0__payload.x[56]  = op__0__payload[476:469];
+  assign \op__0__payload.x[57]  = op__0__payload[484:477];
+  assign \op__0__payload.x[58]  = op__0__payload[492:485];
+  assign \op__0__payload.x[59]  = op__0__payload[500:493];
+  assign \op__0__payload.x[60]  = op__0__payload[508:501];
+  assign \op__0__payload.x[61]  = op__0__payload[516:509];
+  assign \op__0__payload.x[62]  = op__0__payload[524:517];
+  assign \op__0__payload.x[63]  = op__0__payload[532:525];
+  assign \op__0__payload.word  = op__0__payload[596:533];
+  assign \op__0__payload$57.mode  = \op__0__payload$57 [0];
+  assign \op__0__payload$57.page  = \op__0__payload$57 [3:1];
+  assign \op__0__payload$57.row  = \op__0__payload$57 [9:4];
+  assign \op__0__payload$57.wb_log2  = \op__0__payload$57 [11:10];
+  assign \op__0__payload$57.ab_m1  = \op__0__payload$57 [14:12];
+  assign \op__0__payload$57.w_signed  = \op__0__payload$57 [15];
+  assign \op__0__payload$57.x_signed  = \op__0__payload$57 [16];
+  assign \op__0__payload$57.skip  = \op__0__payload$57 [17];
+  assign \op__0__payload$57.bop  = \op__0__payload$57 [20:18];
+  assign \op__0__payload$57.x  = \op__0__payload$57 [532:21];
+  assign \op__0__payload$57.x[0]  = \op__0__payload$57 [28:21];
+  assign \op__0__payload$57.x[1]  = \op__0__payload$57 [36:29];
+  assign \op__0__payload$57.x[2]  = \op__0__payload$57 [44:37];
+  assign \op__0__payload$57.x[3]  = \op__0__payload$57 [52:45];
+  assign \op__0__payload$57.x[4]  = \op__0__payload$57 [60:53];
+  assign \op__0__payload$57.x[5]  = \op__0__payload$57 [68:61];
+  assign \op__0__payload$57.x[6]  = \op__0__payload$57 [76:69];
+  assign \op__0__payload$57.x[7]  = \op__0__payload$57 [84:77];
+  assign \op__0__payload$57.x[8]  = \op__0__payload$57 [92:85];
+  assign \op__0__payload$57.x[9]  = \op__0__payload$57 [100:93];
+  assign \op__0__payload$57.x[10]  = \op__0__payload$57 [108:101];
+  assign \op__0__payload$57.x[11]  = \op__0__payload$57 [116:109];
+  assign \op__0__payload$57.x[12]  = \op__0__payload$57 [124:117];
+  assign \op__0__payload$57.x[13]  = \op__0__payload$57 [132:125];
+  assign \op__0__payload$57.x[14]  = \op__0__payload$57 [140:133];
+  assign \op__0__payload$57.x[15]  = \op__0__payload$57 [148:141];
+  assign \op__0__payload$57.x[16]  = \op__0__payload$57 [156:149];
+  assign \op__0__payload$57.x[17]  = \op__0__payload$57 [164:157];
+  assign \op__0__payload$57.x[18]  = \op__0__payload$57 [172:165];
+  assign \op__0__payload$57.x[19]  = \op__0__payload$57 [180:173];
+  assign \op__0__payload$57.x[20]  = \op__0__payload$57 [188:181];
+  assign \op__0__payload$57.x[21]  = \op__0__payload$57 [196:189];
+  assign \op__0__payload$57.x[22]  = \op__0__payload$57 [204:197];
+  assign \op__0__payload$57.x[23]  = \op__0__payload$57 [212:205];
+  assign \op__0__payload$57.x[24]  = \op__0__payload$57 [220:213];
+  assign \op__0__payload$57.x[25]  = \op__0__payload$57 [228:221];
+  assign \op__0__payload$57.x[26]  = \op__0__payload$57 [236:229];
+  assign \op__0__payload$57.x[27]  = \op__0__payload$57 [244:237];
+  assign \op__0__payload$57.x[28]  = \op__0__payload$57 [252:245];
+  assign \op__0__payload$57.x[29]  = \op__0__payload$57 [260:253];
+  assign \op__0__payload$57.x[30]  = \op__0__payload$57 [268:261];
+  assign \op__0__payload$57.x[31]  = \op__0__payload$57 [276:269];
+  assign \op__0__payload$57.x[32]  = \op__0__payload$57 [284:277];
+  assign \op__0__payload$57.x[33]  = \op__0__payload$57 [292:285];
+  assign \op__0__payload$57.x[34]  = \op__0__payload$57 [300:293];
+  assign \op__0__payload$57.x[35]  = \op__0__payload$57 [308:301];
+  assign \op__0__payload$57.x[36]  = \op__0__payload$57 [316:309];
+  assign \op__0__payload$57.x[37]  = \op__0__payload$57 [324:317];
+  assign \op__0__payload$57.x[38]  = \op__0__payload$57 [332:325];
+  assign \op__0__payload$57.x[39]  = \op__0__payload$57 [340:333];
+  assign \op__0__payload$57.x[40]  = \op__0__payload$57 [348:341];
+  assign \op__0__payload$57.x[41]  = \op__0__payload$57 [356:349];
+  assign \op__0__payload$57.x[42]  = \op__0__payload$57 [364:357];
+  assign \op__0__payload$57.x[43]  = \op__0__payload$57 [372:365];
+  assign \op__0__payload$57.x[44]  = \op__0__payload$57 [380:373];
+  assign \op__0__payload$57.x[45]  = \op__0__payload$57 [388:381];
+  assign \op__0__payload$57.x[46]  = \op__0__payload$57 [396:389];
+  assign \op__0__payload$57.x[47]  = \op__0__payload$57 [404:397];
+  assign \op__0__payload$57.x[48]  = \op__0__payload$57 [412:405];
+  assign \op__0__payload$57.x[49]  = \op__0__payload$57 [420:413];
+  assign \op__0__payload$57.x[50]  = \op__0__payload$57 [428:421];
+  assign \op__0__payload$57.x[51]  = \op__0__payload$57 [436:429];
+  assign \op__0__payload$57.x[52]  = \op__0__payload$57 [444:437];
+  assign \op__0__payload$57.x[53]  = \op__0__payload$57 [452:445];
+  assign \op__0__payload$57.x[54]  = \op__0__payload$57 [460:453];
+  assign \op__0__payload$57.x[55]  = \op__0__payload$57 [468:461];
+  assign \op__0__payload$57.x[56]  = \op__0__payload$57 [476:469];
+  assign \op__0__payload$57.x[57]  = \op__0__payload$57 [484:477];
+  assign \op__0__payload$57.x[58]  = \op__0__payload$57 [492:485];
+  assign \op__0__payload$57.x[59]  = \op__0__payload$57 [500:493];
+  assign \op__0__payload$57.x[60]  = \op__0__payload$57 [508:501];
+  assign \op__0__payload$57.x[61]  = \op__0__payload$57 [516:509];
+  assign \op__0__payload$57.x[62]  = \op__0__payload$57 [524:517];
+  assign \op__0__payload$57.x[63]  = \op__0__payload$57 [532:525];
+  assign \op__0__payload$57.word  = \op__0__payload$57 [596:533];
   assign \res_y__0[0]  = res_y__0[21:0];
   assign \res_y__0[1]  = res_y__0[43:22];
   assign \res_y__0[2]  = res_y__0[65:44];
@@ -15882,13 +16411,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro0__res_y[61]  = res_y__0[1363:1342];
   assign \macro0__res_y[62]  = res_y__0[1385:1364];
   assign \macro0__res_y[63]  = res_y__0[1407:1386];
-  assign \desc_rd__0__data.ky0  = \port__data$78 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$78 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$78 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$78 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$78 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$78 [58:52];
-  assign \desc_rd__0__data.off0  = \port__data$78 [72:59];
+  assign \desc_rd__0__data.ky0  = \port__data$85 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$85 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$85 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$85 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$85 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$85 [58:52];
+  assign \desc_rd__0__data.off0  = \port__data$85 [72:59];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[3:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:4];
@@ -15964,81 +16493,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro1__op__payload.x[62]  = macro1__op__payload[524:517];
   assign \macro1__op__payload.x[63]  = macro1__op__payload[532:525];
   assign \macro1__op__payload.word  = macro1__op__payload[596:533];
-  assign \op__1__payload.mode  = macro1__op__payload[0];
-  assign \op__1__payload.page  = macro1__op__payload[3:1];
-  assign \op__1__payload.row  = macro1__op__payload[9:4];
-  assign \op__1__payload.wb_log2  = macro1__op__payload[11:10];
-  assign \op__1__payload.ab_m1  = macro1__op__payload[14:12];
-  assign \op__1__payload.w_signed  = macro1__op__payload[15];
-  assign \op__1__payload.x_signed  = macro1__op__payload[16];
-  assign \op__1__payload.skip  = macro1__op__payload[17];
-  assign \op__1__payload.bop  = macro1__op__payload[20:18];
-  assign \op__1__payload.x  = macro1__op__payload[532:21];
-  assign \op__1__payload.x[0]  = macro1__op__payload[28:21];
-  assign \op__1__payload.x[1]  = macro1__op__payload[36:29];
-  assign \op__1__payload.x[2]  = macro1__op__payload[44:37];
-  assign \op__1__payload.x[3]  = macro1__op__payload[52:45];
-  assign \op__1__payload.x[4]  = macro1__op__payload[60:53];
-  assign \op__1__payload.x[5]  = macro1__op__payload[68:61];
-  assign \op__1__payload.x[6]  = macro1__op__payload[76:69];
-  assign \op__1__payload.x[7]  = macro1__op__payload[84:77];
-  assign \op__1__payload.x[8]  = macro1__op__payload[92:85];
-  assign \op__1__payload.x[9]  = macro1__op__payload[100:93];
-  assign \op__1__payload.x[10]  = macro1__op__payload[108:101];
-  assign \op__1__payload.x[11]  = macro1__op__payload[116:109];
-  assign \op__1__payload.x[12]  = macro1__op__payload[124:117];
-  assign \op__1__payload.x[13]  = macro1__op__payload[132:125];
-  assign \op__1__payload.x[14]  = macro1__op__payload[140:133];
-  assign \op__1__payload.x[15]  = macro1__op__payload[148:141];
-  assign \op__1__payload.x[16]  = macro1__op__payload[156:149];
-  assign \op__1__payload.x[17]  = macro1__op__payload[164:157];
-  assign \op__1__payload.x[18]  = macro1__op__payload[172:165];
-  assign \op__1__payload.x[19]  = macro1__op__payload[180:173];
-  assign \op__1__payload.x[20]  = macro1__op__payload[188:181];
-  assign \op__1__payload.x[21]  = macro1__op__payload[196:189];
-  assign \op__1__payload.x[22]  = macro1__op__payload[204:197];
-  assign \op__1__payload.x[23]  = macro1__op__payload[212:205];
-  assign \op__1__payload.x[24]  = macro1__op__payload[220:213];
-  assign \op__1__payload.x[25]  = macro1__op__payload[228:221];
-  assign \op__1__payload.x[26]  = macro1__op__payload[236:229];
-  assign \op__1__payload.x[27]  = macro1__op__payload[244:237];
-  assign \op__1__payload.x[28]  = macro1__op__payload[252:245];
-  assign \op__1__payload.x[29]  = macro1__op__payload[260:253];
-  assign \op__1__payload.x[30]  = macro1__op__payload[268:261];
-  assign \op__1__payload.x[31]  = macro1__op__payload[276:269];
-  assign \op__1__payload.x[32]  = macro1__op__payload[284:277];
-  assign \op__1__payload.x[33]  = macro1__op__payload[292:285];
-  assign \op__1__payload.x[34]  = macro1__op__payload[300:293];
-  assign \op__1__payload.x[35]  = macro1__op__payload[308:301];
-  assign \op__1__payload.x[36]  = macro1__op__payload[316:309];
-  assign \op__1__payload.x[37]  = macro1__op__payload[324:317];
-  assign \op__1__payload.x[38]  = macro1__op__payload[332:325];
-  assign \op__1__payload.x[39]  = macro1__op__payload[340:333];
-  assign \op__1__payload.x[40]  = macro1__op__payload[348:341];
-  assign \op__1__payload.x[41]  = macro1__op__payload[356:349];
-  assign \op__1__payload.x[42]  = macro1__op__payload[364:357];
-  assign \op__1__payload.x[43]  = macro1__op__payload[372:365];
-  assign \op__1__payload.x[44]  = macro1__op__payload[380:373];
-  assign \op__1__payload.x[45]  = macro1__op__payload[388:381];
-  assign \op__1__payload.x[46]  = macro1__op__payload[396:389];
-  assign \op__1__payload.x[47]  = macro1__op__payload[404:397];
-  assign \op__1__payload.x[48]  = macro1__op__payload[412:405];
-  assign \op__1__payload.x[49]  = macro1__op__payload[420:413];
-  assign \op__1__payload.x[50]  = macro1__op__payload[428:421];
-  assign \op__1__payload.x[51]  = macro1__op__payload[436:429];
-  assign \op__1__payload.x[52]  = macro1__op__payload[444:437];
-  assign \op__1__payload.x[53]  = macro1__op__payload[452:445];
-  assign \op__1__payload.x[54]  = macro1__op__payload[460:453];
-  assign \op__1__payload.x[55]  = macro1__op__payload[468:461];
-  assign \op__1__payload.x[56]  = macro1__op__payload[476:469];
-  assign \op__1__payload.x[57]  = macro1__op__payload[484:477];
-  assign \op__1__payload.x[58]  = macro1__op__payload[492:485];
-  assign \op__1__payload.x[59]  = macro1__op__payload[500:493];
-  assign \op__1__payload.x[60]  = macro1__op__payload[508:501];
-  assign \op__1__payload.x[61]  = macro1__op__payload[516:509];
-  assign \op__1__payload.x[62]  = macro1__op__payload[524:517];
-  assign \op__1__payload.x[63]  = macro1__op__payload[532:525];
-  assign \op__1__payload.word  = macro1__op__payload[596:533];
+  assign \op__1__payload.mode  = op__1__payload[0];
+  assign \op__1__payload.page  = op__1__payload[3:1];
+  assign \op__1__payload.row  = op__1__payload[9:4];
+  assign \op__1__payload.wb_log2  = op__1__payload[11:10];
+  assign \op__1__payload.ab_m1  = op__1__payload[14:12];
+  assign \op__1__payload.w_signed  = op__1__payload[15];
+  assign \op__1__payload.x_signed  = op__1__payload[16];
+  assign \op__1__payload.skip  = op__1__payload[17];
+  assign \op__1__payload.bop  = op__1__payload[20:18];
+  assign \op__1__payload.x  = op__1__payload[532:21];
+  assign \op__1__payload.x[0]  = op__1__payload[28:21];
+  assign \op__1__payload.x[1]  = op__1__payload[36:29];
+  assign \op__1__payload.x[2]  = op__1__payload[44:37];
+  assign \op__1__payload.x[3]  = op__1__payload[52:45];
+  assign \op__1__payload.x[4]  = op__1__payload[60:53];
+  assign \op__1__payload.x[5]  = op__1__payload[68:61];
+  assign \op__1__payload.x[6]  = op__1__payload[76:69];
+  assign \op__1__payload.x[7]  = op__1__payload[84:77];
+  assign \op__1__payload.x[8]  = op__1__payload[92:85];
+  assign \op__1__payload.x[9]  = op__1__payload[100:93];
+  assign \op__1__payload.x[10]  = op__1__payload[108:101];
+  assign \op__1__payload.x[11]  = op__1__payload[116:109];
+  assign \op__1__payload.x[12]  = op__1__payload[124:117];
+  assign \op__1__payload.x[13]  = op__1__payload[132:125];
+  assign \op__1__payload.x[14]  = op__1__payload[140:133];
+  assign \op__1__payload.x[15]  = op__1__payload[148:141];
+  assign \op__1__payload.x[16]  = op__1__payload[156:149];
+  assign \op__1__payload.x[17]  = op__1__payload[164:157];
+  assign \op__1__payload.x[18]  = op__1__payload[172:165];
+  assign \op__1__payload.x[19]  = op__1__payload[180:173];
+  assign \op__1__payload.x[20]  = op__1__payload[188:181];
+  assign \op__1__payload.x[21]  = op__1__payload[196:189];
+  assign \op__1__payload.x[22]  = op__1__payload[204:197];
+  assign \op__1__payload.x[23]  = op__1__payload[212:205];
+  assign \op__1__payload.x[24]  = op__1__payload[220:213];
+  assign \op__1__payload.x[25]  = op__1__payload[228:221];
+  assign \op__1__payload.x[26]  = op__1__payload[236:229];
+  assign \op__1__payload.x[27]  = op__1__payload[244:237];
+  assign \op__1__payload.x[28]  = op__1__payload[252:245];
+  assign \op__1__payload.x[29]  = op__1__payload[260:253];
+  assign \op__1__payload.x[30]  = op__1__payload[268:261];
+  assign \op__1__payload.x[31]  = op__1__payload[276:269];
+  assign \op__1__payload.x[32]  = op__1__payload[284:277];
+  assign \op__1__payload.x[33]  = op__1__payload[292:285];
+  assign \op__1__payload.x[34]  = op__1__payload[300:293];
+  assign \op__1__payload.x[35]  = op__1__payload[308:301];
+  assign \op__1__payload.x[36]  = op__1__payload[316:309];
+  assign \op__1__payload.x[37]  = op__1__payload[324:317];
+  assign \op__1__payload.x[38]  = op__1__payload[332:325];
+  assign \op__1__payload.x[39]  = op__1__payload[340:333];
+  assign \op__1__payload.x[40]  = op__1__payload[348:341];
+  assign \op__1__payload.x[41]  = op__1__payload[356:349];
+  assign \op__1__payload.x[42]  = op__1__payload[364:357];
+  assign \op__1__payload.x[43]  = op__1__payload[372:365];
+  assign \op__1__payload.x[44]  = op__1__payload[380:373];
+  assign \op__1__payload.x[45]  = op__1__payload[388:381];
+  assign \op__1__payload.x[46]  = op__1__payload[396:389];
+  assign \op__1__payload.x[47]  = op__1__payload[404:397];
+  assign \op__1__payload.x[48]  = op__1__payload[412:405];
+  assign \op__1__payload.x[49]  = op__1__payload[420:413];
+  assign \op__1__payload.x[50]  = op__1__payload[428:421];
+  assign \op__1__payload.x[51]  = op__1__payload[436:429];
+  assign \op__1__payload.x[52]  = op__1__payload[444:437];
+  assign \op__1__payload.x[53]  = op__1__payload[452:445];
+  assign \op__1__payload.x[54]  = op__1__payload[460:453];
+  assign \op__1__payload.x[55]  = op__1__payload[468:461];
+  assign \op__1__payload.x[56]  = op__1__payload[476:469];
+  assign \op__1__payload.x[57]  = op__1__payload[484:477];
+  assign \op__1__payload.x[58]  = op__1__payload[492:485];
+  assign \op__1__payload.x[59]  = op__1__payload[500:493];
+  assign \op__1__payload.x[60]  = op__1__payload[508:501];
+  assign \op__1__payload.x[61]  = op__1__payload[516:509];
+  assign \op__1__payload.x[62]  = op__1__payload[524:517];
+  assign \op__1__payload.x[63]  = op__1__payload[532:525];
+  assign \op__1__payload.word  = op__1__payload[596:533];
+  assign \op__1__payload$91.mode  = \op__1__payload$91 [0];
+  assign \op__1__payload$91.page  = \op__1__payload$91 [3:1];
+  assign \op__1__payload$91.row  = \op__1__payload$91 [9:4];
+  assign \op__1__payload$91.wb_log2  = \op__1__payload$91 [11:10];
+  assign \op__1__payload$91.ab_m1  = \op__1__payload$91 [14:12];
+  assign \op__1__payload$91.w_signed  = \op__1__payload$91 [15];
+  assign \op__1__payload$91.x_signed  = \op__1__payload$91 [16];
+  assign \op__1__payload$91.skip  = \op__1__payload$91 [17];
+  assign \op__1__payload$91.bop  = \op__1__payload$91 [20:18];
+  assign \op__1__payload$91.x  = \op__1__payload$91 [532:21];
+  assign \op__1__payload$91.x[0]  = \op__1__payload$91 [28:21];
+  assign \op__1__payload$91.x[1]  = \op__1__payload$91 [36:29];
+  assign \op__1__payload$91.x[2]  = \op__1__payload$91 [44:37];
+  assign \op__1__payload$91.x[3]  = \op__1__payload$91 [52:45];
+  assign \op__1__payload$91.x[4]  = \op__1__payload$91 [60:53];
+  assign \op__1__payload$91.x[5]  = \op__1__payload$91 [68:61];
+  assign \op__1__payload$91.x[6]  = \op__1__payload$91 [76:69];
+  assign \op__1__payload$91.x[7]  = \op__1__payload$91 [84:77];
+  assign \op__1__payload$91.x[8]  = \op__1__payload$91 [92:85];
+  assign \op__1__payload$91.x[9]  = \op__1__payload$91 [100:93];
+  assign \op__1__payload$91.x[10]  = \op__1__payload$91 [108:101];
+  assign \op__1__payload$91.x[11]  = \op__1__payload$91 [116:109];
+  assign \op__1__payload$91.x[12]  = \op__1__payload$91 [124:117];
+  assign \op__1__payload$91.x[13]  = \op__1__payload$91 [132:125];
+  assign \op__1__payload$91.x[14]  = \op__1__payload$91 [140:133];
+  assign \op__1__payload$91.x[15]  = \op__1__payload$91 [148:141];
+  assign \op__1__payload$91.x[16]  = \op__1__payload$91 [156:149];
+  assign \op__1__payload$91.x[17]  = \op__1__payload$91 [164:157];
+  assign \op__1__payload$91.x[18]  = \op__1__payload$91 [172:165];
+  assign \op__1__payload$91.x[19]  = \op__1__payload$91 [180:173];
+  assign \op__1__payload$91.x[20]  = \op__1__payload$91 [188:181];
+  assign \op__1__payload$91.x[21]  = \op__1__payload$91 [196:189];
+  assign \op__1__payload$91.x[22]  = \op__1__payload$91 [204:197];
+  assign \op__1__payload$91.x[23]  = \op__1__payload$91 [212:205];
+  assign \op__1__payload$91.x[24]  = \op__1__payload$91 [220:213];
+  assign \op__1__payload$91.x[25]  = \op__1__payload$91 [228:221];
+  assign \op__1__payload$91.x[26]  = \op__1__payload$91 [236:229];
+  assign \op__1__payload$91.x[27]  = \op__1__payload$91 [244:237];
+  assign \op__1__payload$91.x[28]  = \op__1__payload$91 [252:245];
+  assign \op__1__payload$91.x[29]  = \op__1__payload$91 [260:253];
+  assign \op__1__payload$91.x[30]  = \op__1__payload$91 [268:261];
+  assign \op__1__payload$91.x[31]  = \op__1__payload$91 [276:269];
+  assign \op__1__payload$91.x[32]  = \op__1__payload$91 [284:277];
+  assign \op__1__payload$91.x[33]  = \op__1__payload$91 [292:285];
+  assign \op__1__payload$91.x[34]  = \op__1__payload$91 [300:293];
+  assign \op__1__payload$91.x[35]  = \op__1__payload$91 [308:301];
+  assign \op__1__payload$91.x[36]  = \op__1__payload$91 [316:309];
+  assign \op__1__payload$91.x[37]  = \op__1__payload$91 [324:317];
+  assign \op__1__payload$91.x[38]  = \op__1__payload$91 [332:325];
+  assign \op__1__payload$91.x[39]  = \op__1__payload$91 [340:333];
+  assign \op__1__payload$91.x[40]  = \op__1__payload$91 [348:341];
+  assign \op__1__payload$91.x[41]  = \op__1__payload$91 [356:349];
+  assign \op__1__payload$91.x[42]  = \op__1__payload$91 [364:357];
+  assign \op__1__payload$91.x[43]  = \op__1__payload$91 [372:365];
+  assign \op__1__payload$91.x[44]  = \op__1__payload$91 [380:373];
+  assign \op__1__payload$91.x[45]  = \op__1__payload$91 [388:381];
+  assign \op__1__payload$91.x[46]  = \op__1__payload$91 [396:389];
+  assign \op__1__payload$91.x[47]  = \op__1__payload$91 [404:397];
+  assign \op__1__payload$91.x[48]  = \op__1__payload$91 [412:405];
+  assign \op__1__payload$91.x[49]  = \op__1__payload$91 [420:413];
+  assign \op__1__payload$91.x[50]  = \op__1__payload$91 [428:421];
+  assign \op__1__payload$91.x[51]  = \op__1__payload$91 [436:429];
+  assign \op__1__payload$91.x[52]  = \op__1__payload$91 [444:437];
+  assign \op__1__payload$91.x[53]  = \op__1__payload$91 [452:445];
+  assign \op__1__payload$91.x[54]  = \op__1__payload$91 [460:453];
+  assign \op__1__payload$91.x[55]  = \op__1__payload$91 [468:461];
+  assign \op__1__payload$91.x[56]  = \op__1__payload$91 [476:469];
+  assign \op__1__payload$91.x[57]  = \op__1__payload$91 [484:477];
+  assign \op__1__payload$91.x[58]  = \op__1__payload$91 [492:485];
+  assign \op__1__payload$91.x[59]  = \op__1__payload$91 [500:493];
+  assign \op__1__payload$91.x[60]  = \op__1__payload$91 [508:501];
+  assign \op__1__payload$91.x[61]  = \op__1__payload$91 [516:509];
+  assign \op__1__payload$91.x[62]  = \op__1__payload$91 [524:517];
+  assign \op__1__payload$91.x[63]  = \op__1__payload$91 [532:525];
+  assign \op__1__payload$91.word  = \op__1__payload$91 [596:533];
   assign \res_y__1[0]  = res_y__1[21:0];
   assign \res_y__1[1]  = res_y__1[43:22];
   assign \res_y__1[2]  = res_y__1[65:44];
@@ -16167,13 +16771,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro1__res_y[61]  = res_y__1[1363:1342];
   assign \macro1__res_y[62]  = res_y__1[1385:1364];
   assign \macro1__res_y[63]  = res_y__1[1407:1386];
-  assign \desc_rd__1__data.ky0  = \port__data$102 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$102 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$102 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$102 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$102 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$102 [58:52];
-  assign \desc_rd__1__data.off0  = \port__data$102 [72:59];
+  assign \desc_rd__1__data.ky0  = \port__data$115 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$115 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$115 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$115 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$115 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$115 [58:52];
+  assign \desc_rd__1__data.off0  = \port__data$115 [72:59];
   assign \macro2__op__payload.mode  = macro2__op__payload[0];
   assign \macro2__op__payload.page  = macro2__op__payload[3:1];
   assign \macro2__op__payload.row  = macro2__op__payload[9:4];
@@ -16249,81 +16853,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro2__op__payload.x[62]  = macro2__op__payload[524:517];
   assign \macro2__op__payload.x[63]  = macro2__op__payload[532:525];
   assign \macro2__op__payload.word  = macro2__op__payload[596:533];
-  assign \op__2__payload.mode  = macro2__op__payload[0];
-  assign \op__2__payload.page  = macro2__op__payload[3:1];
-  assign \op__2__payload.row  = macro2__op__payload[9:4];
-  assign \op__2__payload.wb_log2  = macro2__op__payload[11:10];
-  assign \op__2__payload.ab_m1  = macro2__op__payload[14:12];
-  assign \op__2__payload.w_signed  = macro2__op__payload[15];
-  assign \op__2__payload.x_signed  = macro2__op__payload[16];
-  assign \op__2__payload.skip  = macro2__op__payload[17];
-  assign \op__2__payload.bop  = macro2__op__payload[20:18];
-  assign \op__2__payload.x  = macro2__op__payload[532:21];
-  assign \op__2__payload.x[0]  = macro2__op__payload[28:21];
-  assign \op__2__payload.x[1]  = macro2__op__payload[36:29];
-  assign \op__2__payload.x[2]  = macro2__op__payload[44:37];
-  assign \op__2__payload.x[3]  = macro2__op__payload[52:45];
-  assign \op__2__payload.x[4]  = macro2__op__payload[60:53];
-  assign \op__2__payload.x[5]  = macro2__op__payload[68:61];
-  assign \op__2__payload.x[6]  = macro2__op__payload[76:69];
-  assign \op__2__payload.x[7]  = macro2__op__payload[84:77];
-  assign \op__2__payload.x[8]  = macro2__op__payload[92:85];
-  assign \op__2__payload.x[9]  = macro2__op__payload[100:93];
-  assign \op__2__payload.x[10]  = macro2__op__payload[108:101];
-  assign \op__2__payload.x[11]  = macro2__op__payload[116:109];
-  assign \op__2__payload.x[12]  = macro2__op__payload[124:117];
-  assign \op__2__payload.x[13]  = macro2__op__payload[132:125];
-  assign \op__2__payload.x[14]  = macro2__op__payload[140:133];
-  assign \op__2__payload.x[15]  = macro2__op__payload[148:141];
-  assign \op__2__payload.x[16]  = macro2__op__payload[156:149];
-  assign \op__2__payload.x[17]  = macro2__op__payload[164:157];
-  assign \op__2__payload.x[18]  = macro2__op__payload[172:165];
-  assign \op__2__payload.x[19]  = macro2__op__payload[180:173];
-  assign \op__2__payload.x[20]  = macro2__op__payload[188:181];
-  assign \op__2__payload.x[21]  = macro2__op__payload[196:189];
-  assign \op__2__payload.x[22]  = macro2__op__payload[204:197];
-  assign \op__2__payload.x[23]  = macro2__op__payload[212:205];
-  assign \op__2__payload.x[24]  = macro2__op__payload[220:213];
-  assign \op__2__payload.x[25]  = macro2__op__payload[228:221];
-  assign \op__2__payload.x[26]  = macro2__op__payload[236:229];
-  assign \op__2__payload.x[27]  = macro2__op__payload[244:237];
-  assign \op__2__payload.x[28]  = macro2__op__payload[252:245];
-  assign \op__2__payload.x[29]  = macro2__op__payload[260:253];
-  assign \op__2__payload.x[30]  = macro2__op__payload[268:261];
-  assign \op__2__payload.x[31]  = macro2__op__payload[276:269];
-  assign \op__2__payload.x[32]  = macro2__op__payload[284:277];
-  assign \op__2__payload.x[33]  = macro2__op__payload[292:285];
-  assign \op__2__payload.x[34]  = macro2__op__payload[300:293];
-  assign \op__2__payload.x[35]  = macro2__op__payload[308:301];
-  assign \op__2__payload.x[36]  = macro2__op__payload[316:309];
-  assign \op__2__payload.x[37]  = macro2__op__payload[324:317];
-  assign \op__2__payload.x[38]  = macro2__op__payload[332:325];
-  assign \op__2__payload.x[39]  = macro2__op__payload[340:333];
-  assign \op__2__payload.x[40]  = macro2__op__payload[348:341];
-  assign \op__2__payload.x[41]  = macro2__op__payload[356:349];
-  assign \op__2__payload.x[42]  = macro2__op__payload[364:357];
-  assign \op__2__payload.x[43]  = macro2__op__payload[372:365];
-  assign \op__2__payload.x[44]  = macro2__op__payload[380:373];
-  assign \op__2__payload.x[45]  = macro2__op__payload[388:381];
-  assign \op__2__payload.x[46]  = macro2__op__payload[396:389];
-  assign \op__2__payload.x[47]  = macro2__op__payload[404:397];
-  assign \op__2__payload.x[48]  = macro2__op__payload[412:405];
-  assign \op__2__payload.x[49]  = macro2__op__payload[420:413];
-  assign \op__2__payload.x[50]  = macro2__op__payload[428:421];
-  assign \op__2__payload.x[51]  = macro2__op__payload[436:429];
-  assign \op__2__payload.x[52]  = macro2__op__payload[444:437];
-  assign \op__2__payload.x[53]  = macro2__op__payload[452:445];
-  assign \op__2__payload.x[54]  = macro2__op__payload[460:453];
-  assign \op__2__payload.x[55]  = macro2__op__payload[468:461];
-  assign \op__2__payload.x[56]  = macro2__op__payload[476:469];
-  assign \op__2__payload.x[57]  = macro2__op__payload[484:477];
-  assign \op__2__payload.x[58]  = macro2__op__payload[492:485];
-  assign \op__2__payload.x[59]  = macro2__op__payload[500:493];
-  assign \op__2__payload.x[60]  = macro2__op__payload[508:501];
-  assign \op__2__payload.x[61]  = macro2__op__payload[516:509];
-  assign \op__2__payload.x[62]  = macro2__op__payload[524:517];
-  assign \op__2__payload.x[63]  = macro2__op__payload[532:525];
-  assign \op__2__payload.word  = macro2__op__payload[596:533];
+  assign \op__2__payload.mode  = op__2__payload[0];
+  assign \op__2__payload.page  = op__2__payload[3:1];
+  assign \op__2__payload.row  = op__2__payload[9:4];
+  assign \op__2__payload.wb_log2  = op__2__payload[11:10];
+  assign \op__2__payload.ab_m1  = op__2__payload[14:12];
+  assign \op__2__payload.w_signed  = op__2__payload[15];
+  assign \op__2__payload.x_signed  = op__2__payload[16];
+  assign \op__2__payload.skip  = op__2__payload[17];
+  assign \op__2__payload.bop  = op__2__payload[20:18];
+  assign \op__2__payload.x  = op__2__payload[532:21];
+  assign \op__2__payload.x[0]  = op__2__payload[28:21];
+  assign \op__2__payload.x[1]  = op__2__payload[36:29];
+  assign \op__2__payload.x[2]  = op__2__payload[44:37];
+  assign \op__2__payload.x[3]  = op__2__payload[52:45];
+  assign \op__2__payload.x[4]  = op__2__payload[60:53];
+  assign \op__2__payload.x[5]  = op__2__payload[68:61];
+  assign \op__2__payload.x[6]  = op__2__payload[76:69];
+  assign \op__2__payload.x[7]  = op__2__payload[84:77];
+  assign \op__2__payload.x[8]  = op__2__payload[92:85];
+  assign \op__2__payload.x[9]  = op__2__payload[100:93];
+  assign \op__2__payload.x[10]  = op__2__payload[108:101];
+  assign \op__2__payload.x[11]  = op__2__payload[116:109];
+  assign \op__2__payload.x[12]  = op__2__payload[124:117];
+  assign \op__2__payload.x[13]  = op__2__payload[132:125];
+  assign \op__2__payload.x[14]  = op__2__payload[140:133];
+  assign \op__2__payload.x[15]  = op__2__payload[148:141];
+  assign \op__2__payload.x[16]  = op__2__payload[156:149];
+  assign \op__2__payload.x[17]  = op__2__payload[164:157];
+  assign \op__2__payload.x[18]  = op__2__payload[172:165];
+  assign \op__2__payload.x[19]  = op__2__payload[180:173];
+  assign \op__2__payload.x[20]  = op__2__payload[188:181];
+  assign \op__2__payload.x[21]  = op__2__payload[196:189];
+  assign \op__2__payload.x[22]  = op__2__payload[204:197];
+  assign \op__2__payload.x[23]  = op__2__payload[212:205];
+  assign \op__2__payload.x[24]  = op__2__payload[220:213];
+  assign \op__2__payload.x[25]  = op__2__payload[228:221];
+  assign \op__2__payload.x[26]  = op__2__payload[236:229];
+  assign \op__2__payload.x[27]  = op__2__payload[244:237];
+  assign \op__2__payload.x[28]  = op__2__payload[252:245];
+  assign \op__2__payload.x[29]  = op__2__payload[260:253];
+  assign \op__2__payload.x[30]  = op__2__payload[268:261];
+  assign \op__2__payload.x[31]  = op__2__payload[276:269];
+  assign \op__2__payload.x[32]  = op__2__payload[284:277];
+  assign \op__2__payload.x[33]  = op__2__payload[292:285];
+  assign \op__2__payload.x[34]  = op__2__payload[300:293];
+  assign \op__2__payload.x[35]  = op__2__payload[308:301];
+  assign \op__2__payload.x[36]  = op__2__payload[316:309];
+  assign \op__2__payload.x[37]  = op__2__payload[324:317];
+  assign \op__2__payload.x[38]  = op__2__payload[332:325];
+  assign \op__2__payload.x[39]  = op__2__payload[340:333];
+  assign \op__2__payload.x[40]  = op__2__payload[348:341];
+  assign \op__2__payload.x[41]  = op__2__payload[356:349];
+  assign \op__2__payload.x[42]  = op__2__payload[364:357];
+  assign \op__2__payload.x[43]  = op__2__payload[372:365];
+  assign \op__2__payload.x[44]  = op__2__payload[380:373];
+  assign \op__2__payload.x[45]  = op__2__payload[388:381];
+  assign \op__2__payload.x[46]  = op__2__payload[396:389];
+  assign \op__2__payload.x[47]  = op__2__payload[404:397];
+  assign \op__2__payload.x[48]  = op__2__payload[412:405];
+  assign \op__2__payload.x[49]  = op__2__payload[420:413];
+  assign \op__2__payload.x[50]  = op__2__payload[428:421];
+  assign \op__2__payload.x[51]  = op__2__payload[436:429];
+  assign \op__2__payload.x[52]  = op__2__payload[444:437];
+  assign \op__2__payload.x[53]  = op__2__payload[452:445];
+  assign \op__2__payload.x[54]  = op__2__payload[460:453];
+  assign \op__2__payload.x[55]  = op__2__payload[468:461];
+  assign \op__2__payload.x[56]  = op__2__payload[476:469];
+  assign \op__2__payload.x[57]  = op__2__payload[484:477];
+  assign \op__2__payload.x[58]  = op__2__payload[492:485];
+  assign \op__2__payload.x[59]  = op__2__payload[500:493];
+  assign \op__2__payload.x[60]  = op__2__payload[508:501];
+  assign \op__2__payload.x[61]  = op__2__payload[516:509];
+  assign \op__2__payload.x[62]  = op__2__payload[524:517];
+  assign \op__2__payload.x[63]  = op__2__payload[532:525];
+  assign \op__2__payload.word  = op__2__payload[596:533];
+  assign \op__2__payload$121.mode  = \op__2__payload$121 [0];
+  assign \op__2__payload$121.page  = \op__2__payload$121 [3:1];
+  assign \op__2__payload$121.row  = \op__2__payload$121 [9:4];
+  assign \op__2__payload$121.wb_log2  = \op__2__payload$121 [11:10];
+  assign \op__2__payload$121.ab_m1  = \op__2__payload$121 [14:12];
+  assign \op__2__payload$121.w_signed  = \op__2__payload$121 [15];
+  assign \op__2__payload$121.x_signed  = \op__2__payload$121 [16];
+  assign \op__2__payload$121.skip  = \op__2__payload$121 [17];
+  assign \op__2__payload$121.bop  = \op__2__payload$121 [20:18];
+  assign \op__2__payload$121.x  = \op__2__payload$121 [532:21];
+  assign \op__2__payload$121.x[0]  = \op__2__payload$121 [28:21];
+  assign \op__2__payload$121.x[1]  = \op__2__payload$121 [36:29];
+  assign \op__2__payload$121.x[2]  = \op__2__payload$121 [44:37];
+  assign \op__2__payload$121.x[3]  = \op__2__payload$121 [52:45];
+  assign \op__2__payload$121.x[4]  = \op__2__payload$121 [60:53];
+  assign \op__2__payload$121.x[5]  = \op__2__payload$121 [68:61];
+  assign \op__2__payload$121.x[6]  = \op__2__payload$121 [76:69];
+  assign \op__2__payload$121.x[7]  = \op__2__payload$121 [84:77];
+  assign \op__2__payload$121.x[8]  = \op__2__payload$121 [92:85];
+  assign \op__2__payload$121.x[9]  = \op__2__payload$121 [100:93];
+  assign \op__2__payload$121.x[10]  = \op__2__payload$121 [108:101];
+  assign \op__2__payload$121.x[11]  = \op__2__payload$121 [116:109];
+  assign \op__2__payload$121.x[12]  = \op__2__payload$121 [124:117];
+  assign \op__2__payload$121.x[13]  = \op__2__payload$121 [132:125];
+  assign \op__2__payload$121.x[14]  = \op__2__payload$121 [140:133];
+  assign \op__2__payload$121.x[15]  = \op__2__payload$121 [148:141];
+  assign \op__2__payload$121.x[16]  = \op__2__payload$121 [156:149];
+  assign \op__2__payload$121.x[17]  = \op__2__payload$121 [164:157];
+  assign \op__2__payload$121.x[18]  = \op__2__payload$121 [172:165];
+  assign \op__2__payload$121.x[19]  = \op__2__payload$121 [180:173];
+  assign \op__2__payload$121.x[20]  = \op__2__payload$121 [188:181];
+  assign \op__2__payload$121.x[21]  = \op__2__payload$121 [196:189];
+  assign \op__2__payload$121.x[22]  = \op__2__payload$121 [204:197];
+  assign \op__2__payload$121.x[23]  = \op__2__payload$121 [212:205];
+  assign \op__2__payload$121.x[24]  = \op__2__payload$121 [220:213];
+  assign \op__2__payload$121.x[25]  = \op__2__payload$121 [228:221];
+  assign \op__2__payload$121.x[26]  = \op__2__payload$121 [236:229];
+  assign \op__2__payload$121.x[27]  = \op__2__payload$121 [244:237];
+  assign \op__2__payload$121.x[28]  = \op__2__payload$121 [252:245];
+  assign \op__2__payload$121.x[29]  = \op__2__payload$121 [260:253];
+  assign \op__2__payload$121.x[30]  = \op__2__payload$121 [268:261];
+  assign \op__2__payload$121.x[31]  = \op__2__payload$121 [276:269];
+  assign \op__2__payload$121.x[32]  = \op__2__payload$121 [284:277];
+  assign \op__2__payload$121.x[33]  = \op__2__payload$121 [292:285];
+  assign \op__2__payload$121.x[34]  = \op__2__payload$121 [300:293];
+  assign \op__2__payload$121.x[35]  = \op__2__payload$121 [308:301];
+  assign \op__2__payload$121.x[36]  = \op__2__payload$121 [316:309];
+  assign \op__2__payload$121.x[37]  = \op__2__payload$121 [324:317];
+  assign \op__2__payload$121.x[38]  = \op__2__payload$121 [332:325];
+  assign \op__2__payload$121.x[39]  = \op__2__payload$121 [340:333];
+  assign \op__2__payload$121.x[40]  = \op__2__payload$121 [348:341];
+  assign \op__2__payload$121.x[41]  = \op__2__payload$121 [356:349];
+  assign \op__2__payload$121.x[42]  = \op__2__payload$121 [364:357];
+  assign \op__2__payload$121.x[43]  = \op__2__payload$121 [372:365];
+  assign \op__2__payload$121.x[44]  = \op__2__payload$121 [380:373];
+  assign \op__2__payload$121.x[45]  = \op__2__payload$121 [388:381];
+  assign \op__2__payload$121.x[46]  = \op__2__payload$121 [396:389];
+  assign \op__2__payload$121.x[47]  = \op__2__payload$121 [404:397];
+  assign \op__2__payload$121.x[48]  = \op__2__payload$121 [412:405];
+  assign \op__2__payload$121.x[49]  = \op__2__payload$121 [420:413];
+  assign \op__2__payload$121.x[50]  = \op__2__payload$121 [428:421];
+  assign \op__2__payload$121.x[51]  = \op__2__payload$121 [436:429];
+  assign \op__2__payload$121.x[52]  = \op__2__payload$121 [444:437];
+  assign \op__2__payload$121.x[53]  = \op__2__payload$121 [452:445];
+  assign \op__2__payload$121.x[54]  = \op__2__payload$121 [460:453];
+  assign \op__2__payload$121.x[55]  = \op__2__payload$121 [468:461];
+  assign \op__2__payload$121.x[56]  = \op__2__payload$121 [476:469];
+  assign \op__2__payload$121.x[57]  = \op__2__payload$121 [484:477];
+  assign \op__2__payload$121.x[58]  = \op__2__payload$121 [492:485];
+  assign \op__2__payload$121.x[59]  = \op__2__payload$121 [500:493];
+  assign \op__2__payload$121.x[60]  = \op__2__payload$121 [508:501];
+  assign \op__2__payload$121.x[61]  = \op__2__payload$121 [516:509];
+  assign \op__2__payload$121.x[62]  = \op__2__payload$121 [524:517];
+  assign \op__2__payload$121.x[63]  = \op__2__payload$121 [532:525];
+  assign \op__2__payload$121.word  = \op__2__payload$121 [596:533];
   assign \res_y__2[0]  = res_y__2[21:0];
   assign \res_y__2[1]  = res_y__2[43:22];
   assign \res_y__2[2]  = res_y__2[65:44];
@@ -16452,13 +17131,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro2__res_y[61]  = res_y__2[1363:1342];
   assign \macro2__res_y[62]  = res_y__2[1385:1364];
   assign \macro2__res_y[63]  = res_y__2[1407:1386];
-  assign \desc_rd__2__data.ky0  = \port__data$126 [7:0];
-  assign \desc_rd__2__data.kx0  = \port__data$126 [15:8];
-  assign \desc_rd__2__data.dy0  = \port__data$126 [27:16];
-  assign \desc_rd__2__data.dx0  = \port__data$126 [39:28];
-  assign \desc_rd__2__data.c0  = \port__data$126 [51:40];
-  assign \desc_rd__2__data.elems  = \port__data$126 [58:52];
-  assign \desc_rd__2__data.off0  = \port__data$126 [72:59];
+  assign \desc_rd__2__data.ky0  = \port__data$145 [7:0];
+  assign \desc_rd__2__data.kx0  = \port__data$145 [15:8];
+  assign \desc_rd__2__data.dy0  = \port__data$145 [27:16];
+  assign \desc_rd__2__data.dx0  = \port__data$145 [39:28];
+  assign \desc_rd__2__data.c0  = \port__data$145 [51:40];
+  assign \desc_rd__2__data.elems  = \port__data$145 [58:52];
+  assign \desc_rd__2__data.off0  = \port__data$145 [72:59];
   assign \macro3__op__payload.mode  = macro3__op__payload[0];
   assign \macro3__op__payload.page  = macro3__op__payload[3:1];
   assign \macro3__op__payload.row  = macro3__op__payload[9:4];
@@ -16534,81 +17213,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro3__op__payload.x[62]  = macro3__op__payload[524:517];
   assign \macro3__op__payload.x[63]  = macro3__op__payload[532:525];
   assign \macro3__op__payload.word  = macro3__op__payload[596:533];
-  assign \op__3__payload.mode  = macro3__op__payload[0];
-  assign \op__3__payload.page  = macro3__op__payload[3:1];
-  assign \op__3__payload.row  = macro3__op__payload[9:4];
-  assign \op__3__payload.wb_log2  = macro3__op__payload[11:10];
-  assign \op__3__payload.ab_m1  = macro3__op__payload[14:12];
-  assign \op__3__payload.w_signed  = macro3__op__payload[15];
-  assign \op__3__payload.x_signed  = macro3__op__payload[16];
-  assign \op__3__payload.skip  = macro3__op__payload[17];
-  assign \op__3__payload.bop  = macro3__op__payload[20:18];
-  assign \op__3__payload.x  = macro3__op__payload[532:21];
-  assign \op__3__payload.x[0]  = macro3__op__payload[28:21];
-  assign \op__3__payload.x[1]  = macro3__op__payload[36:29];
-  assign \op__3__payload.x[2]  = macro3__op__payload[44:37];
-  assign \op__3__payload.x[3]  = macro3__op__payload[52:45];
-  assign \op__3__payload.x[4]  = macro3__op__payload[60:53];
-  assign \op__3__payload.x[5]  = macro3__op__payload[68:61];
-  assign \op__3__payload.x[6]  = macro3__op__payload[76:69];
-  assign \op__3__payload.x[7]  = macro3__op__payload[84:77];
-  assign \op__3__payload.x[8]  = macro3__op__payload[92:85];
-  assign \op__3__payload.x[9]  = macro3__op__payload[100:93];
-  assign \op__3__payload.x[10]  = macro3__op__payload[108:101];
-  assign \op__3__payload.x[11]  = macro3__op__payload[116:109];
-  assign \op__3__payload.x[12]  = macro3__op__payload[124:117];
-  assign \op__3__payload.x[13]  = macro3__op__payload[132:125];
-  assign \op__3__payload.x[14]  = macro3__op__payload[140:133];
-  assign \op__3__payload.x[15]  = macro3__op__payload[148:141];
-  assign \op__3__payload.x[16]  = macro3__op__payload[156:149];
-  assign \op__3__payload.x[17]  = macro3__op__payload[164:157];
-  assign \op__3__payload.x[18]  = macro3__op__payload[172:165];
-  assign \op__3__payload.x[19]  = macro3__op__payload[180:173];
-  assign \op__3__payload.x[20]  = macro3__op__payload[188:181];
-  assign \op__3__payload.x[21]  = macro3__op__payload[196:189];
-  assign \op__3__payload.x[22]  = macro3__op__payload[204:197];
-  assign \op__3__payload.x[23]  = macro3__op__payload[212:205];
-  assign \op__3__payload.x[24]  = macro3__op__payload[220:213];
-  assign \op__3__payload.x[25]  = macro3__op__payload[228:221];
-  assign \op__3__payload.x[26]  = macro3__op__payload[236:229];
-  assign \op__3__payload.x[27]  = macro3__op__payload[244:237];
-  assign \op__3__payload.x[28]  = macro3__op__payload[252:245];
-  assign \op__3__payload.x[29]  = macro3__op__payload[260:253];
-  assign \op__3__payload.x[30]  = macro3__op__payload[268:261];
-  assign \op__3__payload.x[31]  = macro3__op__payload[276:269];
-  assign \op__3__payload.x[32]  = macro3__op__payload[284:277];
-  assign \op__3__payload.x[33]  = macro3__op__payload[292:285];
-  assign \op__3__payload.x[34]  = macro3__op__payload[300:293];
-  assign \op__3__payload.x[35]  = macro3__op__payload[308:301];
-  assign \op__3__payload.x[36]  = macro3__op__payload[316:309];
-  assign \op__3__payload.x[37]  = macro3__op__payload[324:317];
-  assign \op__3__payload.x[38]  = macro3__op__payload[332:325];
-  assign \op__3__payload.x[39]  = macro3__op__payload[340:333];
-  assign \op__3__payload.x[40]  = macro3__op__payload[348:341];
-  assign \op__3__payload.x[41]  = macro3__op__payload[356:349];
-  assign \op__3__payload.x[42]  = macro3__op__payload[364:357];
-  assign \op__3__payload.x[43]  = macro3__op__payload[372:365];
-  assign \op__3__payload.x[44]  = macro3__op__payload[380:373];
-  assign \op__3__payload.x[45]  = macro3__op__payload[388:381];
-  assign \op__3__payload.x[46]  = macro3__op__payload[396:389];
-  assign \op__3__payload.x[47]  = macro3__op__payload[404:397];
-  assign \op__3__payload.x[48]  = macro3__op__payload[412:405];
-  assign \op__3__payload.x[49]  = macro3__op__payload[420:413];
-  assign \op__3__payload.x[50]  = macro3__op__payload[428:421];
-  assign \op__3__payload.x[51]  = macro3__op__payload[436:429];
-  assign \op__3__payload.x[52]  = macro3__op__payload[444:437];
-  assign \op__3__payload.x[53]  = macro3__op__payload[452:445];
-  assign \op__3__payload.x[54]  = macro3__op__payload[460:453];
-  assign \op__3__payload.x[55]  = macro3__op__payload[468:461];
-  assign \op__3__payload.x[56]  = macro3__op__payload[476:469];
-  assign \op__3__payload.x[57]  = macro3__op__payload[484:477];
-  assign \op__3__payload.x[58]  = macro3__op__payload[492:485];
-  assign \op__3__payload.x[59]  = macro3__op__payload[500:493];
-  assign \op__3__payload.x[60]  = macro3__op__payload[508:501];
-  assign \op__3__payload.x[61]  = macro3__op__payload[516:509];
-  assign \op__3__payload.x[62]  = macro3__op__payload[524:517];
-  assign \op__3__payload.x[63]  = macro3__op__payload[532:525];
-  assign \op__3__payload.word  = macro3__op__payload[596:533];
+  assign \op__3__payload.mode  = op__3__payload[0];
+  assign \op__3__payload.page  = op__3__payload[3:1];
+  assign \op__3__payload.row  = op__3__payload[9:4];
+  assign \op__3__payload.wb_log2  = op__3__payload[11:10];
+  assign \op__3__payload.ab_m1  = op__3__payload[14:12];
+  assign \op__3__payload.w_signed  = op__3__payload[15];
+  assign \op__3__payload.x_signed  = op__3__payload[16];
+  assign \op__3__payload.skip  = op__3__payload[17];
+  assign \op__3__payload.bop  = op__3__payload[20:18];
+  assign \op__3__payload.x  = op__3__payload[532:21];
+  assign \op__3__payload.x[0]  = op__3__payload[28:21];
+  assign \op__3__payload.x[1]  = op__3__payload[36:29];
+  assign \op__3__payload.x[2]  = op__3__payload[44:37];
+  assign \op__3__payload.x[3]  = op__3__payload[52:45];
+  assign \op__3__payload.x[4]  = op__3__payload[60:53];
+  assign \op__3__payload.x[5]  = op__3__payload[68:61];
+  assign \op__3__payload.x[6]  = op__3__payload[76:69];
+  assign \op__3__payload.x[7]  = op__3__payload[84:77];
+  assign \op__3__payload.x[8]  = op__3__payload[92:85];
+  assign \op__3__payload.x[9]  = op__3__payload[100:93];
+  assign \op__3__payload.x[10]  = op__3__payload[108:101];
+  assign \op__3__payload.x[11]  = op__3__payload[116:109];
+  assign \op__3__payload.x[12]  = op__3__payload[124:117];
+  assign \op__3__payload.x[13]  = op__3__payload[132:125];
+  assign \op__3__payload.x[14]  = op__3__payload[140:133];
+  assign \op__3__payload.x[15]  = op__3__payload[148:141];
+  assign \op__3__payload.x[16]  = op__3__payload[156:149];
+  assign \op__3__payload.x[17]  = op__3__payload[164:157];
+  assign \op__3__payload.x[18]  = op__3__payload[172:165];
+  assign \op__3__payload.x[19]  = op__3__payload[180:173];
+  assign \op__3__payload.x[20]  = op__3__payload[188:181];
+  assign \op__3__payload.x[21]  = op__3__payload[196:189];
+  assign \op__3__payload.x[22]  = op__3__payload[204:197];
+  assign \op__3__payload.x[23]  = op__3__payload[212:205];
+  assign \op__3__payload.x[24]  = op__3__payload[220:213];
+  assign \op__3__payload.x[25]  = op__3__payload[228:221];
+  assign \op__3__payload.x[26]  = op__3__payload[236:229];
+  assign \op__3__payload.x[27]  = op__3__payload[244:237];
+  assign \op__3__payload.x[28]  = op__3__payload[252:245];
+  assign \op__3__payload.x[29]  = op__3__payload[260:253];
+  assign \op__3__payload.x[30]  = op__3__payload[268:261];
+  assign \op__3__payload.x[31]  = op__3__payload[276:269];
+  assign \op__3__payload.x[32]  = op__3__payload[284:277];
+  assign \op__3__payload.x[33]  = op__3__payload[292:285];
+  assign \op__3__payload.x[34]  = op__3__payload[300:293];
+  assign \op__3__payload.x[35]  = op__3__payload[308:301];
+  assign \op__3__payload.x[36]  = op__3__payload[316:309];
+  assign \op__3__payload.x[37]  = op__3__payload[324:317];
+  assign \op__3__payload.x[38]  = op__3__payload[332:325];
+  assign \op__3__payload.x[39]  = op__3__payload[340:333];
+  assign \op__3__payload.x[40]  = op__3__payload[348:341];
+  assign \op__3__payload.x[41]  = op__3__payload[356:349];
+  assign \op__3__payload.x[42]  = op__3__payload[364:357];
+  assign \op__3__payload.x[43]  = op__3__payload[372:365];
+  assign \op__3__payload.x[44]  = op__3__payload[380:373];
+  assign \op__3__payload.x[45]  = op__3__payload[388:381];
+  assign \op__3__payload.x[46]  = op__3__payload[396:389];
+  assign \op__3__payload.x[47]  = op__3__payload[404:397];
+  assign \op__3__payload.x[48]  = op__3__payload[412:405];
+  assign \op__3__payload.x[49]  = op__3__payload[420:413];
+  assign \op__3__payload.x[50]  = op__3__payload[428:421];
+  assign \op__3__payload.x[51]  = op__3__payload[436:429];
+  assign \op__3__payload.x[52]  = op__3__payload[444:437];
+  assign \op__3__payload.x[53]  = op__3__payload[452:445];
+  assign \op__3__payload.x[54]  = op__3__payload[460:453];
+  assign \op__3__payload.x[55]  = op__3__payload[468:461];
+  assign \op__3__payload.x[56]  = op__3__payload[476:469];
+  assign \op__3__payload.x[57]  = op__3__payload[484:477];
+  assign \op__3__payload.x[58]  = op__3__payload[492:485];
+  assign \op__3__payload.x[59]  = op__3__payload[500:493];
+  assign \op__3__payload.x[60]  = op__3__payload[508:501];
+  assign \op__3__payload.x[61]  = op__3__payload[516:509];
+  assign \op__3__payload.x[62]  = op__3__payload[524:517];
+  assign \op__3__payload.x[63]  = op__3__payload[532:525];
+  assign \op__3__payload.word  = op__3__payload[596:533];
+  assign \op__3__payload$151.mode  = \op__3__payload$151 [0];
+  assign \op__3__payload$151.page  = \op__3__payload$151 [3:1];
+  assign \op__3__payload$151.row  = \op__3__payload$151 [9:4];
+  assign \op__3__payload$151.wb_log2  = \op__3__payload$151 [11:10];
+  assign \op__3__payload$151.ab_m1  = \op__3__payload$151 [14:12];
+  assign \op__3__payload$151.w_signed  = \op__3__payload$151 [15];
+  assign \op__3__payload$151.x_signed  = \op__3__payload$151 [16];
+  assign \op__3__payload$151.skip  = \op__3__payload$151 [17];
+  assign \op__3__payload$151.bop  = \op__3__payload$151 [20:18];
+  assign \op__3__payload$151.x  = \op__3__payload$151 [532:21];
+  assign \op__3__payload$151.x[0]  = \op__3__payload$151 [28:21];
+  assign \op__3__payload$151.x[1]  = \op__3__payload$151 [36:29];
+  assign \op__3__payload$151.x[2]  = \op__3__payload$151 [44:37];
+  assign \op__3__payload$151.x[3]  = \op__3__payload$151 [52:45];
+  assign \op__3__payload$151.x[4]  = \op__3__payload$151 [60:53];
+  assign \op__3__payload$151.x[5]  = \op__3__payload$151 [68:61];
+  assign \op__3__payload$151.x[6]  = \op__3__payload$151 [76:69];
+  assign \op__3__payload$151.x[7]  = \op__3__payload$151 [84:77];
+  assign \op__3__payload$151.x[8]  = \op__3__payload$151 [92:85];
+  assign \op__3__payload$151.x[9]  = \op__3__payload$151 [100:93];
+  assign \op__3__payload$151.x[10]  = \op__3__payload$151 [108:101];
+  assign \op__3__payload$151.x[11]  = \op__3__payload$151 [116:109];
+  assign \op__3__payload$151.x[12]  = \op__3__payload$151 [124:117];
+  assign \op__3__payload$151.x[13]  = \op__3__payload$151 [132:125];
+  assign \op__3__payload$151.x[14]  = \op__3__payload$151 [140:133];
+  assign \op__3__payload$151.x[15]  = \op__3__payload$151 [148:141];
+  assign \op__3__payload$151.x[16]  = \op__3__payload$151 [156:149];
+  assign \op__3__payload$151.x[17]  = \op__3__payload$151 [164:157];
+  assign \op__3__payload$151.x[18]  = \op__3__payload$151 [172:165];
+  assign \op__3__payload$151.x[19]  = \op__3__payload$151 [180:173];
+  assign \op__3__payload$151.x[20]  = \op__3__payload$151 [188:181];
+  assign \op__3__payload$151.x[21]  = \op__3__payload$151 [196:189];
+  assign \op__3__payload$151.x[22]  = \op__3__payload$151 [204:197];
+  assign \op__3__payload$151.x[23]  = \op__3__payload$151 [212:205];
+  assign \op__3__payload$151.x[24]  = \op__3__payload$151 [220:213];
+  assign \op__3__payload$151.x[25]  = \op__3__payload$151 [228:221];
+  assign \op__3__payload$151.x[26]  = \op__3__payload$151 [236:229];
+  assign \op__3__payload$151.x[27]  = \op__3__payload$151 [244:237];
+  assign \op__3__payload$151.x[28]  = \op__3__payload$151 [252:245];
+  assign \op__3__payload$151.x[29]  = \op__3__payload$151 [260:253];
+  assign \op__3__payload$151.x[30]  = \op__3__payload$151 [268:261];
+  assign \op__3__payload$151.x[31]  = \op__3__payload$151 [276:269];
+  assign \op__3__payload$151.x[32]  = \op__3__payload$151 [284:277];
+  assign \op__3__payload$151.x[33]  = \op__3__payload$151 [292:285];
+  assign \op__3__payload$151.x[34]  = \op__3__payload$151 [300:293];
+  assign \op__3__payload$151.x[35]  = \op__3__payload$151 [308:301];
+  assign \op__3__payload$151.x[36]  = \op__3__payload$151 [316:309];
+  assign \op__3__payload$151.x[37]  = \op__3__payload$151 [324:317];
+  assign \op__3__payload$151.x[38]  = \op__3__payload$151 [332:325];
+  assign \op__3__payload$151.x[39]  = \op__3__payload$151 [340:333];
+  assign \op__3__payload$151.x[40]  = \op__3__payload$151 [348:341];
+  assign \op__3__payload$151.x[41]  = \op__3__payload$151 [356:349];
+  assign \op__3__payload$151.x[42]  = \op__3__payload$151 [364:357];
+  assign \op__3__payload$151.x[43]  = \op__3__payload$151 [372:365];
+  assign \op__3__payload$151.x[44]  = \op__3__payload$151 [380:373];
+  assign \op__3__payload$151.x[45]  = \op__3__payload$151 [388:381];
+  assign \op__3__payload$151.x[46]  = \op__3__payload$151 [396:389];
+  assign \op__3__payload$151.x[47]  = \op__3__payload$151 [404:397];
+  assign \op__3__payload$151.x[48]  = \op__3__payload$151 [412:405];
+  assign \op__3__payload$151.x[49]  = \op__3__payload$151 [420:413];
+  assign \op__3__payload$151.x[50]  = \op__3__payload$151 [428:421];
+  assign \op__3__payload$151.x[51]  = \op__3__payload$151 [436:429];
+  assign \op__3__payload$151.x[52]  = \op__3__payload$151 [444:437];
+  assign \op__3__payload$151.x[53]  = \op__3__payload$151 [452:445];
+  assign \op__3__payload$151.x[54]  = \op__3__payload$151 [460:453];
+  assign \op__3__payload$151.x[55]  = \op__3__payload$151 [468:461];
+  assign \op__3__payload$151.x[56]  = \op__3__payload$151 [476:469];
+  assign \op__3__payload$151.x[57]  = \op__3__payload$151 [484:477];
+  assign \op__3__payload$151.x[58]  = \op__3__payload$151 [492:485];
+  assign \op__3__payload$151.x[59]  = \op__3__payload$151 [500:493];
+  assign \op__3__payload$151.x[60]  = \op__3__payload$151 [508:501];
+  assign \op__3__payload$151.x[61]  = \op__3__payload$151 [516:509];
+  assign \op__3__payload$151.x[62]  = \op__3__payload$151 [524:517];
+  assign \op__3__payload$151.x[63]  = \op__3__payload$151 [532:525];
+  assign \op__3__payload$151.word  = \op__3__payload$151 [596:533];
   assign \res_y__3[0]  = res_y__3[21:0];
   assign \res_y__3[1]  = res_y__3[43:22];
   assign \res_y__3[2]  = res_y__3[65:44];
@@ -16737,13 +17491,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro3__res_y[61]  = res_y__3[1363:1342];
   assign \macro3__res_y[62]  = res_y__3[1385:1364];
   assign \macro3__res_y[63]  = res_y__3[1407:1386];
-  assign \desc_rd__3__data.ky0  = \port__data$150 [7:0];
-  assign \desc_rd__3__data.kx0  = \port__data$150 [15:8];
-  assign \desc_rd__3__data.dy0  = \port__data$150 [27:16];
-  assign \desc_rd__3__data.dx0  = \port__data$150 [39:28];
-  assign \desc_rd__3__data.c0  = \port__data$150 [51:40];
-  assign \desc_rd__3__data.elems  = \port__data$150 [58:52];
-  assign \desc_rd__3__data.off0  = \port__data$150 [72:59];
+  assign \desc_rd__3__data.ky0  = \port__data$175 [7:0];
+  assign \desc_rd__3__data.kx0  = \port__data$175 [15:8];
+  assign \desc_rd__3__data.dy0  = \port__data$175 [27:16];
+  assign \desc_rd__3__data.dx0  = \port__data$175 [39:28];
+  assign \desc_rd__3__data.c0  = \port__data$175 [51:40];
+  assign \desc_rd__3__data.elems  = \port__data$175 [58:52];
+  assign \desc_rd__3__data.off0  = \port__data$175 [72:59];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -16784,121 +17538,127 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \param_rd__data[7].mult  = param_rd__data[735:704];
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
   assign \param_rd__data[7]._pad  = param_rd__data[767:744];
-  assign \imem_rd__data.op  = \port__data$182 [3:0];
-  assign \imem_rd__data.args  = \port__data$182 [387:4];
-  assign \imem_rd__data.args.load  = \port__data$182 [42:4];
-  assign \imem_rd__data.args.load.src  = \port__data$182 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$182 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$182 [33:30];
-  assign \imem_rd__data.args.load.page  = \port__data$182 [36:34];
-  assign \imem_rd__data.args.load.row0  = \port__data$182 [42:37];
-  assign \imem_rd__data.args.mac  = \port__data$182 [387:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$182 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$182 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$182 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$182 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$182 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$182 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$182 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$182 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$182 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$182 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$182 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$182 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$182 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$182 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$182 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$182 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$182 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$182 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$182 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$182 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$182 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$182 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$182 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$182 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$182 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$182 [245:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$182 [253:246];
-  assign \imem_rd__data.args.mac.nt  = \port__data$182 [261:254];
-  assign \imem_rd__data.args.mac.kr  = \port__data$182 [269:262];
-  assign \imem_rd__data.args.mac.nr  = \port__data$182 [277:270];
-  assign \imem_rd__data.args.mac.b  = \port__data$182 [284:278];
-  assign \imem_rd__data.args.mac.ki  = \port__data$182 [291:285];
-  assign \imem_rd__data.args.mac.no  = \port__data$182 [298:292];
-  assign \imem_rd__data.args.mac.groups  = \port__data$182 [306:299];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$182 [312:307];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$182 [315:313];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$182 [327:316];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$182 [335:328];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$182 [341:336];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$182 [349:342];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$182 [359:350];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$182 [369:360];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$182 [379:370];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$182 [382:380];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$182 [384:383];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$182 [385];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$182 [386];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$182 [387];
-  assign \imem_rd__data.args.pool  = \port__data$182 [187:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$182 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$182 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$182 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$182 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$182 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$182 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$182 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$182 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$182 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$182 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$182 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$182 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$182 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$182 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$182 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$182 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$182 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$182 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$182 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$182 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$182 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$182 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$182 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$182 [260:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$182 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$182 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$182 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$182 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$182 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$182 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$182 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$182 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$182 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$182 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$182 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$182 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$182 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$182 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$182 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$182 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$182 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$182 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$182 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$182 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$182 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$182 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$182 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$182 [260:251];
-  assign \imem_rd__data.args.dma  = \port__data$182 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$182 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$182 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$182 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$182 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$182 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$182 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$182 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$182 [101:90];
+  assign \imem_rd__data.op  = \port__data$213 [3:0];
+  assign \imem_rd__data.args  = \port__data$213 [387:4];
+  assign \imem_rd__data.args.load  = \port__data$213 [42:4];
+  assign \imem_rd__data.args.load.src  = \port__data$213 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$213 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$213 [33:30];
+  assign \imem_rd__data.args.load.page  = \port__data$213 [36:34];
+  assign \imem_rd__data.args.load.row0  = \port__data$213 [42:37];
+  assign \imem_rd__data.args.mac  = \port__data$213 [387:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$213 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$213 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$213 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$213 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$213 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$213 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$213 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$213 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$213 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$213 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$213 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$213 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$213 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$213 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$213 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$213 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$213 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$213 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$213 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$213 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$213 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$213 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$213 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$213 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$213 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$213 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$213 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$213 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$213 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$213 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$213 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$213 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$213 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$213 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$213 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$213 [315:313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$213 [327:316];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$213 [335:328];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$213 [341:336];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$213 [349:342];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$213 [359:350];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$213 [369:360];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$213 [379:370];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$213 [382:380];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$213 [384:383];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$213 [385];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$213 [386];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$213 [387];
+  assign \imem_rd__data.args.pool  = \port__data$213 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$213 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$213 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$213 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$213 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$213 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$213 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$213 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$213 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$213 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$213 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$213 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$213 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$213 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$213 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$213 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$213 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$213 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$213 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$213 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$213 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$213 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$213 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$213 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$213 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$213 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$213 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$213 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$213 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$213 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$213 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$213 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$213 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$213 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$213 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$213 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$213 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$213 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$213 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$213 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$213 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$213 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$213 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$213 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$213 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$213 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$213 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$213 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$213 [260:251];
+  assign \imem_rd__data.args.dma  = \port__data$213 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$213 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$213 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$213 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$213 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$213 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$213 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$213 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$213 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$213 [96:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$213 [5:4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$213 [8:6];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$213 [72:9];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$213 [84:73];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$213 [96:85];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -16999,29 +17759,29 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__mac__args.x_signed  = args[381];
   assign \engines__mac__args.w_signed  = args[382];
   assign \engines__mac__args.rowpack  = args[383];
-  assign \args$201.mode  = args[0];
-  assign \args$201.x_signed  = args[1];
-  assign \args$201.in_base  = args[13:2];
-  assign \args$201.in_h  = args[21:14];
-  assign \args$201.in_w  = args[29:22];
-  assign \args$201.cw  = args[37:30];
-  assign \args$201.kh  = args[45:38];
-  assign \args$201.kw  = args[53:46];
-  assign \args$201.sh  = args[57:54];
-  assign \args$201.sw  = args[61:58];
-  assign \args$201.dh  = args[65:62];
-  assign \args$201.dw  = args[69:66];
-  assign \args$201.pt  = args[73:70];
-  assign \args$201.pl  = args[77:74];
-  assign \args$201.oh  = args[85:78];
-  assign \args$201.ow  = args[93:86];
-  assign \args$201.out_base  = args[105:94];
-  assign \args$201.zp_in  = args[115:106];
-  assign \args$201.mult  = args[147:116];
-  assign \args$201.shift  = args[153:148];
-  assign \args$201.zp_out  = args[163:154];
-  assign \args$201.act_min  = args[173:164];
-  assign \args$201.act_max  = args[183:174];
+  assign \args$232.mode  = args[0];
+  assign \args$232.x_signed  = args[1];
+  assign \args$232.in_base  = args[13:2];
+  assign \args$232.in_h  = args[21:14];
+  assign \args$232.in_w  = args[29:22];
+  assign \args$232.cw  = args[37:30];
+  assign \args$232.kh  = args[45:38];
+  assign \args$232.kw  = args[53:46];
+  assign \args$232.sh  = args[57:54];
+  assign \args$232.sw  = args[61:58];
+  assign \args$232.dh  = args[65:62];
+  assign \args$232.dw  = args[69:66];
+  assign \args$232.pt  = args[73:70];
+  assign \args$232.pl  = args[77:74];
+  assign \args$232.oh  = args[85:78];
+  assign \args$232.ow  = args[93:86];
+  assign \args$232.out_base  = args[105:94];
+  assign \args$232.zp_in  = args[115:106];
+  assign \args$232.mult  = args[147:116];
+  assign \args$232.shift  = args[153:148];
+  assign \args$232.zp_out  = args[163:154];
+  assign \args$232.act_min  = args[173:164];
+  assign \args$232.act_max  = args[183:174];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -17045,30 +17805,30 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__pool__args.zp_out  = args[163:154];
   assign \engines__pool__args.act_min  = args[173:164];
   assign \engines__pool__args.act_max  = args[183:174];
-  assign \args$208.a_base  = args[11:0];
-  assign \args$208.b_base  = args[23:12];
-  assign \args$208.out_base  = args[35:24];
-  assign \args$208.npos  = args[51:36];
-  assign \args$208.cw  = args[59:52];
-  assign \args$208.a_stride  = args[67:60];
-  assign \args$208.b_stride  = args[75:68];
-  assign \args$208.out_stride  = args[83:76];
-  assign \args$208.x_signed  = args[84];
-  assign \args$208.has_b  = args[85];
-  assign \args$208.rq_in  = args[86];
-  assign \args$208.rq_out  = args[87];
-  assign \args$208.ls  = args[92:88];
-  assign \args$208.zp_a  = args[102:93];
-  assign \args$208.zp_b  = args[112:103];
-  assign \args$208.mult_a  = args[144:113];
-  assign \args$208.shift_a  = args[150:145];
-  assign \args$208.mult_b  = args[182:151];
-  assign \args$208.shift_b  = args[188:183];
-  assign \args$208.mult_o  = args[220:189];
-  assign \args$208.shift_o  = args[226:221];
-  assign \args$208.zp_out  = args[236:227];
-  assign \args$208.act_min  = args[246:237];
-  assign \args$208.act_max  = args[256:247];
+  assign \args$239.a_base  = args[11:0];
+  assign \args$239.b_base  = args[23:12];
+  assign \args$239.out_base  = args[35:24];
+  assign \args$239.npos  = args[51:36];
+  assign \args$239.cw  = args[59:52];
+  assign \args$239.a_stride  = args[67:60];
+  assign \args$239.b_stride  = args[75:68];
+  assign \args$239.out_stride  = args[83:76];
+  assign \args$239.x_signed  = args[84];
+  assign \args$239.has_b  = args[85];
+  assign \args$239.rq_in  = args[86];
+  assign \args$239.rq_out  = args[87];
+  assign \args$239.ls  = args[92:88];
+  assign \args$239.zp_a  = args[102:93];
+  assign \args$239.zp_b  = args[112:103];
+  assign \args$239.mult_a  = args[144:113];
+  assign \args$239.shift_a  = args[150:145];
+  assign \args$239.mult_b  = args[182:151];
+  assign \args$239.shift_b  = args[188:183];
+  assign \args$239.mult_o  = args[220:189];
+  assign \args$239.shift_o  = args[226:221];
+  assign \args$239.zp_out  = args[236:227];
+  assign \args$239.act_min  = args[246:237];
+  assign \args$239.act_max  = args[256:247];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -17093,6 +17853,16 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__ew__args.zp_out  = args[236:227];
   assign \engines__ew__args.act_min  = args[246:237];
   assign \engines__ew__args.act_max  = args[256:247];
+  assign \args$247.macro  = args[1:0];
+  assign \args$247.page  = args[4:2];
+  assign \args$247.rows  = args[68:5];
+  assign \args$247.src  = args[80:69];
+  assign \args$247.dst  = args[92:81];
+  assign \engines__graph__args.macro  = args[1:0];
+  assign \engines__graph__args.page  = args[4:2];
+  assign \engines__graph__args.rows  = args[68:5];
+  assign \engines__graph__args.src  = args[80:69];
+  assign \engines__graph__args.dst  = args[92:81];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[29:26];
@@ -17103,14 +17873,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \load__payload.mask  = args[29:26];
   assign \load__payload.page  = args[32:30];
   assign \load__payload.row0  = args[38:33];
-  assign \cmd__payload$220.store  = args[0];
-  assign \cmd__payload$220.wmem  = args[1];
-  assign \cmd__payload$220.ext  = args[21:2];
-  assign \cmd__payload$220.addr  = args[33:22];
-  assign \cmd__payload$220.rows  = args[49:34];
-  assign \cmd__payload$220.len  = args[65:50];
-  assign \cmd__payload$220.ext_stride  = args[85:66];
-  assign \cmd__payload$220.stride  = args[97:86];
+  assign \cmd__payload$258.store  = args[0];
+  assign \cmd__payload$258.wmem  = args[1];
+  assign \cmd__payload$258.ext  = args[21:2];
+  assign \cmd__payload$258.addr  = args[33:22];
+  assign \cmd__payload$258.rows  = args[49:34];
+  assign \cmd__payload$258.len  = args[65:50];
+  assign \cmd__payload$258.ext_stride  = args[85:66];
+  assign \cmd__payload$258.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -17173,12 +17943,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \host__report.macros[3].busy  = ctrl__report[439:408];
   assign \host__report.macros[3].stall  = ctrl__report[471:440];
   assign \host__report.macros[3].wload  = ctrl__report[503:472];
-  assign \port__en$161  = 1'h1;
+  assign \$2  = 1'h1;
+  assign \port__en$187  = \$2 ;
+  assign \port__en$198  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 , \port$52$1577 , \port$53$1577 , \port$54$0 , \port$55$0 , \port$56$0 , \port$57$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, imem_rd__addr, trace_w__en, host__report
-, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 , \port$66$1577 , \port$67$1577 , \port$68$0 , \port$69$0 , \port$70$0 , \port$71$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, imem_rd__addr, trace_w__en
+, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -17250,9 +18022,9 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$15 ;
-  reg [31:0] \$signal$24  = 32'd0;
-  reg [31:0] \$signal$25  = 32'd0;
+  wire \$signal$16 ;
+  reg [31:0] \$signal$26  = 32'd0;
+  reg [31:0] \$signal$27  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -17321,6 +18093,16 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   wire engines__ew__done;
   output engines__ew__start;
   reg engines__ew__start;
+  wire [92:0] engines__graph__args;
+  wire [11:0] \engines__graph__args.dst ;
+  wire [1:0] \engines__graph__args.macro ;
+  wire [2:0] \engines__graph__args.page ;
+  wire [63:0] \engines__graph__args.rows ;
+  wire [11:0] \engines__graph__args.src ;
+  input engines__graph__done;
+  wire engines__graph__done;
+  output engines__graph__start;
+  reg engines__graph__start;
   output [383:0] engines__mac__args;
   wire [383:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
@@ -17415,7 +18197,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$17 ;
+  wire \error$18 ;
   output [503:0] host__report;
   wire [503:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -17487,6 +18269,12 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   wire [9:0] \imem_rd__data.args.ew.zp_a ;
   wire [9:0] \imem_rd__data.args.ew.zp_b ;
   wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [92:0] \imem_rd__data.args.gbfs ;
+  wire [11:0] \imem_rd__data.args.gbfs.dst ;
+  wire [1:0] \imem_rd__data.args.gbfs.macro ;
+  wire [2:0] \imem_rd__data.args.gbfs.page ;
+  wire [63:0] \imem_rd__data.args.gbfs.rows ;
+  wire [11:0] \imem_rd__data.args.gbfs.src ;
   wire [38:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [3:0] \imem_rd__data.args.load.mask ;
@@ -17578,6 +18366,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   (* enum_value_0101 = "EW" *)
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
+  (* enum_value_1000 = "GBFS" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
@@ -17617,6 +18406,12 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   wire [9:0] \ir.args.ew.zp_a ;
   wire [9:0] \ir.args.ew.zp_b ;
   wire [9:0] \ir.args.ew.zp_out ;
+  wire [92:0] \ir.args.gbfs ;
+  wire [11:0] \ir.args.gbfs.dst ;
+  wire [1:0] \ir.args.gbfs.macro ;
+  wire [2:0] \ir.args.gbfs.page ;
+  wire [63:0] \ir.args.gbfs.rows ;
+  wire [11:0] \ir.args.gbfs.src ;
   wire [38:0] \ir.args.load ;
   wire [15:0] \ir.args.load.count ;
   wire [3:0] \ir.args.load.mask ;
@@ -17708,6 +18503,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   (* enum_value_0101 = "EW" *)
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
+  (* enum_value_1000 = "GBFS" *)
   wire [3:0] \ir.op ;
   wire [38:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -17726,22 +18522,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   wire [3:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$50$1577 ;
-  wire \port$50$1577 ;
-  input \port$51$1577 ;
-  wire \port$51$1577 ;
-  input \port$52$1577 ;
-  wire \port$52$1577 ;
-  input \port$53$1577 ;
-  wire \port$53$1577 ;
-  input \port$54$0 ;
-  wire \port$54$0 ;
-  input \port$55$0 ;
-  wire \port$55$0 ;
-  input \port$56$0 ;
-  wire \port$56$0 ;
-  input \port$57$0 ;
-  wire \port$57$0 ;
+  input \port$64$1577 ;
+  wire \port$64$1577 ;
+  input \port$65$1577 ;
+  wire \port$65$1577 ;
+  input \port$66$1577 ;
+  wire \port$66$1577 ;
+  input \port$67$1577 ;
+  wire \port$67$1577 ;
+  input \port$68$0 ;
+  wire \port$68$0 ;
+  input \port$69$0 ;
+  wire \port$69$0 ;
+  input \port$70$0 ;
+  wire \port$70$0 ;
+  input \port$71$0 ;
+  wire \port$71$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -17759,24 +18555,24 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   wire trace_w__en;
   wire [3:0] unit_en;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$51$1577 ;
-  assign \$33  = \port$55$0  & \$32 ;
+  assign \$32  = ~ \port$65$1577 ;
+  assign \$33  = \port$69$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ busy;
   assign \$37  = start & \$36 ;
-  assign \$38  = busy & \port$52$1577 ;
+  assign \$38  = busy & \port$66$1577 ;
   assign \$39  = counters2[31:0] + 1'h1;
-  assign \$40  = ~ \port$52$1577 ;
-  assign \$41  = \port$56$0  & \$40 ;
+  assign \$40  = ~ \port$66$1577 ;
+  assign \$41  = \port$70$0  & \$40 ;
   assign \$42  = counters2[63:32] + 1'h1;
   assign \$43  = counters2[95:64] + 1'h1;
   assign \$44  = ~ busy;
   assign \$45  = start & \$44 ;
-  assign \$46  = busy & \port$53$1577 ;
+  assign \$46  = busy & \port$67$1577 ;
   assign \$47  = counters3[31:0] + 1'h1;
-  assign \$48  = ~ \port$53$1577 ;
-  assign \$49  = \port$57$0  & \$48 ;
+  assign \$48  = ~ \port$67$1577 ;
+  assign \$49  = \port$71$0  & \$48 ;
   assign \$50  = counters3[63:32] + 1'h1;
   assign \$51  = counters3[95:64] + 1'h1;
   assign \$52  = ~ loader_busy;
@@ -17788,9 +18584,9 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   always @(posedge clk)
     trace_n <= \$56 ;
   always @(posedge clk)
-    \$signal$24  <= \$57 ;
+    \$signal$26  <= \$57 ;
   always @(posedge clk)
-    \$signal$25  <= \$58 ;
+    \$signal$27  <= \$58 ;
   always @(posedge clk)
     counters0 <= \$59 ;
   always @(posedge clk)
@@ -17811,7 +18607,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
     ir <= \$67 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -17825,22 +18621,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$24  + 1'h1;
+  assign \$15  = \$signal$26  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$25  + 1'h1;
+  assign \$17  = \$signal$27  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$50$1577 ;
+  assign \$22  = busy & \port$64$1577 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$50$1577 ;
-  assign \$25  = \port$54$0  & \$24 ;
+  assign \$24  = ~ \port$64$1577 ;
+  assign \$25  = \port$68$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$51$1577 ;
+  assign \$30  = busy & \port$65$1577 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_exec = 1'h0;
@@ -18025,6 +18821,39 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__graph__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                engines__graph__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$54  = pc;
     if (retire) begin
       \$54  = \$11 [15:0];
@@ -18070,7 +18899,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = \$signal$24 ;
+    \$57  = \$signal$26 ;
     if (busy) begin
       \$57  = \$15 [31:0];
     end
@@ -18083,7 +18912,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = \$signal$25 ;
+    \$58  = \$signal$27 ;
     if (\$16 ) begin
       \$58  = \$17 [31:0];
     end
@@ -18217,6 +19046,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
                 /* empty */;
             4'h7:
                 /* empty */;
+            4'h8:
+                /* empty */;
             default:
                 \$63  = 1'h0;
           endcase
@@ -18277,6 +19108,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
             4'h6:
                 /* empty */;
             4'h7:
+                /* empty */;
+            4'h8:
                 /* empty */;
             default:
                 \$65  = 1'h1;
@@ -18345,6 +19178,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
                     \$66  = 3'h2;
                   end
                 end
+            4'h8:
+                \$66  = 3'h4;
             default:
                 \$66  = 3'h0;
           endcase
@@ -18421,15 +19256,16 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[187:4];
   assign engines__ew__args = ir[260:4];
+  assign engines__graph__args = ir[96:4];
   assign load__payload = ir[42:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$15  = done;
-  assign \error$17  = error;
+  assign \$signal$16  = done;
+  assign \error$18  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$53$1577 , \port$52$1577 , \port$51$1577 , \port$50$1577  };
-  assign unit_en = { \port$57$0 , \port$56$0 , \port$55$0 , \port$54$0  };
+  assign macro_busy = { \port$67$1577 , \port$66$1577 , \port$65$1577 , \port$64$1577  };
+  assign unit_en = { \port$71$0 , \port$70$0 , \port$69$0 , \port$68$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
   assign engines__mac__args = ir[387:4];
@@ -18596,6 +19432,12 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   assign \ir.args.dma.len  = ir[69:54];
   assign \ir.args.dma.ext_stride  = ir[89:70];
   assign \ir.args.dma.stride  = ir[101:90];
+  assign \ir.args.gbfs  = ir[96:4];
+  assign \ir.args.gbfs.macro  = ir[5:4];
+  assign \ir.args.gbfs.page  = ir[8:6];
+  assign \ir.args.gbfs.rows  = ir[72:9];
+  assign \ir.args.gbfs.src  = ir[84:73];
+  assign \ir.args.gbfs.dst  = ir[96:85];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -18643,6 +19485,11 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   assign \engines__ew__args.zp_out  = ir[240:231];
   assign \engines__ew__args.act_min  = ir[250:241];
   assign \engines__ew__args.act_max  = ir[260:251];
+  assign \engines__graph__args.macro  = ir[5:4];
+  assign \engines__graph__args.page  = ir[8:6];
+  assign \engines__graph__args.rows  = ir[72:9];
+  assign \engines__graph__args.src  = ir[84:73];
+  assign \engines__graph__args.dst  = ir[96:85];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[33:30];
@@ -18818,17 +19665,23 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
   assign \imem_rd__data.args.dma.len  = imem_rd__data[69:54];
   assign \imem_rd__data.args.dma.ext_stride  = imem_rd__data[89:70];
   assign \imem_rd__data.args.dma.stride  = imem_rd__data[101:90];
+  assign \imem_rd__data.args.gbfs  = imem_rd__data[96:4];
+  assign \imem_rd__data.args.gbfs.macro  = imem_rd__data[5:4];
+  assign \imem_rd__data.args.gbfs.page  = imem_rd__data[8:6];
+  assign \imem_rd__data.args.gbfs.rows  = imem_rd__data[72:9];
+  assign \imem_rd__data.args.gbfs.src  = imem_rd__data[84:73];
+  assign \imem_rd__data.args.gbfs.dst  = imem_rd__data[96:85];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$24 ;
+  assign entry[31:0] = \$signal$26 ;
   assign entry[63:52] = 12'h000;
   assign host__report[503:408] = counters3;
   assign host__report[407:312] = counters2;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$25 ;
-  assign host__report[55:24] = \$signal$24 ;
+  assign host__report[87:56] = \$signal$27 ;
+  assign host__report[55:24] = \$signal$26 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -18838,7 +19691,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$50$1577 , \port$51$1577 ,
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2841$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2855$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [10:0] \$1 ;
@@ -19032,8 +19885,8 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$2841$0 ;
-  wire [22:0] \port$2841$0 ;
+  output [22:0] \port$2855$0 ;
+  wire [22:0] \port$2855$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -19751,7 +20604,7 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$2841$0  = \$8 ;
+  assign \port$2855$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -19908,7 +20761,7 @@ module \default_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1913$0 , \port$1919$0 , \port$1925$0 , \port$1931$0 , \port$1937$0 , \port$1943$0 , \port$1949$0 , \port$1955$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1927$0 , \port$1933$0 , \port$1939$0 , \port$1945$0 , \port$1951$0 , \port$1957$0 , \port$1963$0 , \port$1969$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -20273,22 +21126,22 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1913$0 ;
-  wire [7:0] \port$1913$0 ;
-  output [7:0] \port$1919$0 ;
-  wire [7:0] \port$1919$0 ;
-  output [7:0] \port$1925$0 ;
-  wire [7:0] \port$1925$0 ;
-  output [7:0] \port$1931$0 ;
-  wire [7:0] \port$1931$0 ;
-  output [7:0] \port$1937$0 ;
-  wire [7:0] \port$1937$0 ;
-  output [7:0] \port$1943$0 ;
-  wire [7:0] \port$1943$0 ;
-  output [7:0] \port$1949$0 ;
-  wire [7:0] \port$1949$0 ;
-  output [7:0] \port$1955$0 ;
-  wire [7:0] \port$1955$0 ;
+  output [7:0] \port$1927$0 ;
+  wire [7:0] \port$1927$0 ;
+  output [7:0] \port$1933$0 ;
+  wire [7:0] \port$1933$0 ;
+  output [7:0] \port$1939$0 ;
+  wire [7:0] \port$1939$0 ;
+  output [7:0] \port$1945$0 ;
+  wire [7:0] \port$1945$0 ;
+  output [7:0] \port$1951$0 ;
+  wire [7:0] \port$1951$0 ;
+  output [7:0] \port$1957$0 ;
+  wire [7:0] \port$1957$0 ;
+  output [7:0] \port$1963$0 ;
+  wire [7:0] \port$1963$0 ;
+  output [7:0] \port$1969$0 ;
+  wire [7:0] \port$1969$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -21001,14 +21854,14 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1913$0  = \$43 [7:0];
-  assign \port$1919$0  = \$48 [7:0];
-  assign \port$1925$0  = \$53 [7:0];
-  assign \port$1931$0  = \$58 [7:0];
-  assign \port$1937$0  = \$63 [7:0];
-  assign \port$1943$0  = \$68 [7:0];
-  assign \port$1949$0  = \$73 [7:0];
-  assign \port$1955$0  = \$78 [7:0];
+  assign \port$1927$0  = \$43 [7:0];
+  assign \port$1933$0  = \$48 [7:0];
+  assign \port$1939$0  = \$53 [7:0];
+  assign \port$1945$0  = \$58 [7:0];
+  assign \port$1951$0  = \$63 [7:0];
+  assign \port$1957$0  = \$68 [7:0];
+  assign \port$1963$0  = \$73 [7:0];
+  assign \port$1969$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -23936,9 +24789,1350 @@ module \default_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
+module \default_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_valid__0, res_total__0, op__1__ready, res_valid__1, res_total__1, op__2__ready, res_valid__2, res_total__2, op__3__ready, res_valid__3, res_total__3, op__0__valid, op__1__valid, op__2__valid, op__3__valid, finish, act_w__data
+, op__0__payload, op__1__payload, op__2__payload, op__3__payload, busy, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire \$1 ;
+  wire [126:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [63:0] \$12 ;
+  reg \$13 ;
+  wire \$14 ;
+  wire [126:0] \$15 ;
+  wire [63:0] \$16 ;
+  wire [63:0] \$17 ;
+  reg [6:0] \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire [126:0] \$20 ;
+  wire [63:0] \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  reg [63:0] \$24 ;
+  reg [63:0] \$25 ;
+  reg [63:0] \$26 ;
+  reg \$27 ;
+  reg \$28 ;
+  reg [63:0] \$29 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  reg \$8 ;
+  wire \$9 ;
+  wire [11:0] act_w__addr;
+  output [63:0] act_w__data;
+  wire [63:0] act_w__data;
+  wire act_w__en;
+  input [92:0] args;
+  wire [92:0] args;
+  wire [11:0] \args.dst ;
+  wire [1:0] \args.macro ;
+  wire [2:0] \args.page ;
+  wire [63:0] \args.rows ;
+  wire [11:0] \args.src ;
+  output busy;
+  reg busy = 1'h0;
+  input clk;
+  wire clk;
+  wire done;
+  wire [11:0] dst_rd__addr;
+  input [63:0] dst_rd__data;
+  wire [63:0] dst_rd__data;
+  wire dst_rd__en;
+  output finish;
+  wire finish;
+  reg [5:0] issue_row;
+  reg issuing = 1'h0;
+  reg [63:0] old = 64'h0000000000000000;
+  output [596:0] op__0__payload;
+  wire [596:0] op__0__payload;
+  wire [2:0] \op__0__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload.mode ;
+  wire [2:0] \op__0__payload.page ;
+  wire [5:0] \op__0__payload.row ;
+  wire \op__0__payload.skip ;
+  wire \op__0__payload.w_signed ;
+  wire [1:0] \op__0__payload.wb_log2 ;
+  wire [63:0] \op__0__payload.word ;
+  wire [511:0] \op__0__payload.x ;
+  wire [7:0] \op__0__payload.x[0] ;
+  wire [7:0] \op__0__payload.x[10] ;
+  wire [7:0] \op__0__payload.x[11] ;
+  wire [7:0] \op__0__payload.x[12] ;
+  wire [7:0] \op__0__payload.x[13] ;
+  wire [7:0] \op__0__payload.x[14] ;
+  wire [7:0] \op__0__payload.x[15] ;
+  wire [7:0] \op__0__payload.x[16] ;
+  wire [7:0] \op__0__payload.x[17] ;
+  wire [7:0] \op__0__payload.x[18] ;
+  wire [7:0] \op__0__payload.x[19] ;
+  wire [7:0] \op__0__payload.x[1] ;
+  wire [7:0] \op__0__payload.x[20] ;
+  wire [7:0] \op__0__payload.x[21] ;
+  wire [7:0] \op__0__payload.x[22] ;
+  wire [7:0] \op__0__payload.x[23] ;
+  wire [7:0] \op__0__payload.x[24] ;
+  wire [7:0] \op__0__payload.x[25] ;
+  wire [7:0] \op__0__payload.x[26] ;
+  wire [7:0] \op__0__payload.x[27] ;
+  wire [7:0] \op__0__payload.x[28] ;
+  wire [7:0] \op__0__payload.x[29] ;
+  wire [7:0] \op__0__payload.x[2] ;
+  wire [7:0] \op__0__payload.x[30] ;
+  wire [7:0] \op__0__payload.x[31] ;
+  wire [7:0] \op__0__payload.x[32] ;
+  wire [7:0] \op__0__payload.x[33] ;
+  wire [7:0] \op__0__payload.x[34] ;
+  wire [7:0] \op__0__payload.x[35] ;
+  wire [7:0] \op__0__payload.x[36] ;
+  wire [7:0] \op__0__payload.x[37] ;
+  wire [7:0] \op__0__payload.x[38] ;
+  wire [7:0] \op__0__payload.x[39] ;
+  wire [7:0] \op__0__payload.x[3] ;
+  wire [7:0] \op__0__payload.x[40] ;
+  wire [7:0] \op__0__payload.x[41] ;
+  wire [7:0] \op__0__payload.x[42] ;
+  wire [7:0] \op__0__payload.x[43] ;
+  wire [7:0] \op__0__payload.x[44] ;
+  wire [7:0] \op__0__payload.x[45] ;
+  wire [7:0] \op__0__payload.x[46] ;
+  wire [7:0] \op__0__payload.x[47] ;
+  wire [7:0] \op__0__payload.x[48] ;
+  wire [7:0] \op__0__payload.x[49] ;
+  wire [7:0] \op__0__payload.x[4] ;
+  wire [7:0] \op__0__payload.x[50] ;
+  wire [7:0] \op__0__payload.x[51] ;
+  wire [7:0] \op__0__payload.x[52] ;
+  wire [7:0] \op__0__payload.x[53] ;
+  wire [7:0] \op__0__payload.x[54] ;
+  wire [7:0] \op__0__payload.x[55] ;
+  wire [7:0] \op__0__payload.x[56] ;
+  wire [7:0] \op__0__payload.x[57] ;
+  wire [7:0] \op__0__payload.x[58] ;
+  wire [7:0] \op__0__payload.x[59] ;
+  wire [7:0] \op__0__payload.x[5] ;
+  wire [7:0] \op__0__payload.x[60] ;
+  wire [7:0] \op__0__payload.x[61] ;
+  wire [7:0] \op__0__payload.x[62] ;
+  wire [7:0] \op__0__payload.x[63] ;
+  wire [7:0] \op__0__payload.x[6] ;
+  wire [7:0] \op__0__payload.x[7] ;
+  wire [7:0] \op__0__payload.x[8] ;
+  wire [7:0] \op__0__payload.x[9] ;
+  wire \op__0__payload.x_signed ;
+  input op__0__ready;
+  wire op__0__ready;
+  output op__0__valid;
+  wire op__0__valid;
+  output [596:0] op__1__payload;
+  wire [596:0] op__1__payload;
+  wire [2:0] \op__1__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload.mode ;
+  wire [2:0] \op__1__payload.page ;
+  wire [5:0] \op__1__payload.row ;
+  wire \op__1__payload.skip ;
+  wire \op__1__payload.w_signed ;
+  wire [1:0] \op__1__payload.wb_log2 ;
+  wire [63:0] \op__1__payload.word ;
+  wire [511:0] \op__1__payload.x ;
+  wire [7:0] \op__1__payload.x[0] ;
+  wire [7:0] \op__1__payload.x[10] ;
+  wire [7:0] \op__1__payload.x[11] ;
+  wire [7:0] \op__1__payload.x[12] ;
+  wire [7:0] \op__1__payload.x[13] ;
+  wire [7:0] \op__1__payload.x[14] ;
+  wire [7:0] \op__1__payload.x[15] ;
+  wire [7:0] \op__1__payload.x[16] ;
+  wire [7:0] \op__1__payload.x[17] ;
+  wire [7:0] \op__1__payload.x[18] ;
+  wire [7:0] \op__1__payload.x[19] ;
+  wire [7:0] \op__1__payload.x[1] ;
+  wire [7:0] \op__1__payload.x[20] ;
+  wire [7:0] \op__1__payload.x[21] ;
+  wire [7:0] \op__1__payload.x[22] ;
+  wire [7:0] \op__1__payload.x[23] ;
+  wire [7:0] \op__1__payload.x[24] ;
+  wire [7:0] \op__1__payload.x[25] ;
+  wire [7:0] \op__1__payload.x[26] ;
+  wire [7:0] \op__1__payload.x[27] ;
+  wire [7:0] \op__1__payload.x[28] ;
+  wire [7:0] \op__1__payload.x[29] ;
+  wire [7:0] \op__1__payload.x[2] ;
+  wire [7:0] \op__1__payload.x[30] ;
+  wire [7:0] \op__1__payload.x[31] ;
+  wire [7:0] \op__1__payload.x[32] ;
+  wire [7:0] \op__1__payload.x[33] ;
+  wire [7:0] \op__1__payload.x[34] ;
+  wire [7:0] \op__1__payload.x[35] ;
+  wire [7:0] \op__1__payload.x[36] ;
+  wire [7:0] \op__1__payload.x[37] ;
+  wire [7:0] \op__1__payload.x[38] ;
+  wire [7:0] \op__1__payload.x[39] ;
+  wire [7:0] \op__1__payload.x[3] ;
+  wire [7:0] \op__1__payload.x[40] ;
+  wire [7:0] \op__1__payload.x[41] ;
+  wire [7:0] \op__1__payload.x[42] ;
+  wire [7:0] \op__1__payload.x[43] ;
+  wire [7:0] \op__1__payload.x[44] ;
+  wire [7:0] \op__1__payload.x[45] ;
+  wire [7:0] \op__1__payload.x[46] ;
+  wire [7:0] \op__1__payload.x[47] ;
+  wire [7:0] \op__1__payload.x[48] ;
+  wire [7:0] \op__1__payload.x[49] ;
+  wire [7:0] \op__1__payload.x[4] ;
+  wire [7:0] \op__1__payload.x[50] ;
+  wire [7:0] \op__1__payload.x[51] ;
+  wire [7:0] \op__1__payload.x[52] ;
+  wire [7:0] \op__1__payload.x[53] ;
+  wire [7:0] \op__1__payload.x[54] ;
+  wire [7:0] \op__1__payload.x[55] ;
+  wire [7:0] \op__1__payload.x[56] ;
+  wire [7:0] \op__1__payload.x[57] ;
+  wire [7:0] \op__1__payload.x[58] ;
+  wire [7:0] \op__1__payload.x[59] ;
+  wire [7:0] \op__1__payload.x[5] ;
+  wire [7:0] \op__1__payload.x[60] ;
+  wire [7:0] \op__1__payload.x[61] ;
+  wire [7:0] \op__1__payload.x[62] ;
+  wire [7:0] \op__1__payload.x[63] ;
+  wire [7:0] \op__1__payload.x[6] ;
+  wire [7:0] \op__1__payload.x[7] ;
+  wire [7:0] \op__1__payload.x[8] ;
+  wire [7:0] \op__1__payload.x[9] ;
+  wire \op__1__payload.x_signed ;
+  input op__1__ready;
+  wire op__1__ready;
+  output op__1__valid;
+  wire op__1__valid;
+  output [596:0] op__2__payload;
+  wire [596:0] op__2__payload;
+  wire [2:0] \op__2__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__2__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__2__payload.mode ;
+  wire [2:0] \op__2__payload.page ;
+  wire [5:0] \op__2__payload.row ;
+  wire \op__2__payload.skip ;
+  wire \op__2__payload.w_signed ;
+  wire [1:0] \op__2__payload.wb_log2 ;
+  wire [63:0] \op__2__payload.word ;
+  wire [511:0] \op__2__payload.x ;
+  wire [7:0] \op__2__payload.x[0] ;
+  wire [7:0] \op__2__payload.x[10] ;
+  wire [7:0] \op__2__payload.x[11] ;
+  wire [7:0] \op__2__payload.x[12] ;
+  wire [7:0] \op__2__payload.x[13] ;
+  wire [7:0] \op__2__payload.x[14] ;
+  wire [7:0] \op__2__payload.x[15] ;
+  wire [7:0] \op__2__payload.x[16] ;
+  wire [7:0] \op__2__payload.x[17] ;
+  wire [7:0] \op__2__payload.x[18] ;
+  wire [7:0] \op__2__payload.x[19] ;
+  wire [7:0] \op__2__payload.x[1] ;
+  wire [7:0] \op__2__payload.x[20] ;
+  wire [7:0] \op__2__payload.x[21] ;
+  wire [7:0] \op__2__payload.x[22] ;
+  wire [7:0] \op__2__payload.x[23] ;
+  wire [7:0] \op__2__payload.x[24] ;
+  wire [7:0] \op__2__payload.x[25] ;
+  wire [7:0] \op__2__payload.x[26] ;
+  wire [7:0] \op__2__payload.x[27] ;
+  wire [7:0] \op__2__payload.x[28] ;
+  wire [7:0] \op__2__payload.x[29] ;
+  wire [7:0] \op__2__payload.x[2] ;
+  wire [7:0] \op__2__payload.x[30] ;
+  wire [7:0] \op__2__payload.x[31] ;
+  wire [7:0] \op__2__payload.x[32] ;
+  wire [7:0] \op__2__payload.x[33] ;
+  wire [7:0] \op__2__payload.x[34] ;
+  wire [7:0] \op__2__payload.x[35] ;
+  wire [7:0] \op__2__payload.x[36] ;
+  wire [7:0] \op__2__payload.x[37] ;
+  wire [7:0] \op__2__payload.x[38] ;
+  wire [7:0] \op__2__payload.x[39] ;
+  wire [7:0] \op__2__payload.x[3] ;
+  wire [7:0] \op__2__payload.x[40] ;
+  wire [7:0] \op__2__payload.x[41] ;
+  wire [7:0] \op__2__payload.x[42] ;
+  wire [7:0] \op__2__payload.x[43] ;
+  wire [7:0] \op__2__payload.x[44] ;
+  wire [7:0] \op__2__payload.x[45] ;
+  wire [7:0] \op__2__payload.x[46] ;
+  wire [7:0] \op__2__payload.x[47] ;
+  wire [7:0] \op__2__payload.x[48] ;
+  wire [7:0] \op__2__payload.x[49] ;
+  wire [7:0] \op__2__payload.x[4] ;
+  wire [7:0] \op__2__payload.x[50] ;
+  wire [7:0] \op__2__payload.x[51] ;
+  wire [7:0] \op__2__payload.x[52] ;
+  wire [7:0] \op__2__payload.x[53] ;
+  wire [7:0] \op__2__payload.x[54] ;
+  wire [7:0] \op__2__payload.x[55] ;
+  wire [7:0] \op__2__payload.x[56] ;
+  wire [7:0] \op__2__payload.x[57] ;
+  wire [7:0] \op__2__payload.x[58] ;
+  wire [7:0] \op__2__payload.x[59] ;
+  wire [7:0] \op__2__payload.x[5] ;
+  wire [7:0] \op__2__payload.x[60] ;
+  wire [7:0] \op__2__payload.x[61] ;
+  wire [7:0] \op__2__payload.x[62] ;
+  wire [7:0] \op__2__payload.x[63] ;
+  wire [7:0] \op__2__payload.x[6] ;
+  wire [7:0] \op__2__payload.x[7] ;
+  wire [7:0] \op__2__payload.x[8] ;
+  wire [7:0] \op__2__payload.x[9] ;
+  wire \op__2__payload.x_signed ;
+  input op__2__ready;
+  wire op__2__ready;
+  output op__2__valid;
+  wire op__2__valid;
+  output [596:0] op__3__payload;
+  wire [596:0] op__3__payload;
+  wire [2:0] \op__3__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__3__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__3__payload.mode ;
+  wire [2:0] \op__3__payload.page ;
+  wire [5:0] \op__3__payload.row ;
+  wire \op__3__payload.skip ;
+  wire \op__3__payload.w_signed ;
+  wire [1:0] \op__3__payload.wb_log2 ;
+  wire [63:0] \op__3__payload.word ;
+  wire [511:0] \op__3__payload.x ;
+  wire [7:0] \op__3__payload.x[0] ;
+  wire [7:0] \op__3__payload.x[10] ;
+  wire [7:0] \op__3__payload.x[11] ;
+  wire [7:0] \op__3__payload.x[12] ;
+  wire [7:0] \op__3__payload.x[13] ;
+  wire [7:0] \op__3__payload.x[14] ;
+  wire [7:0] \op__3__payload.x[15] ;
+  wire [7:0] \op__3__payload.x[16] ;
+  wire [7:0] \op__3__payload.x[17] ;
+  wire [7:0] \op__3__payload.x[18] ;
+  wire [7:0] \op__3__payload.x[19] ;
+  wire [7:0] \op__3__payload.x[1] ;
+  wire [7:0] \op__3__payload.x[20] ;
+  wire [7:0] \op__3__payload.x[21] ;
+  wire [7:0] \op__3__payload.x[22] ;
+  wire [7:0] \op__3__payload.x[23] ;
+  wire [7:0] \op__3__payload.x[24] ;
+  wire [7:0] \op__3__payload.x[25] ;
+  wire [7:0] \op__3__payload.x[26] ;
+  wire [7:0] \op__3__payload.x[27] ;
+  wire [7:0] \op__3__payload.x[28] ;
+  wire [7:0] \op__3__payload.x[29] ;
+  wire [7:0] \op__3__payload.x[2] ;
+  wire [7:0] \op__3__payload.x[30] ;
+  wire [7:0] \op__3__payload.x[31] ;
+  wire [7:0] \op__3__payload.x[32] ;
+  wire [7:0] \op__3__payload.x[33] ;
+  wire [7:0] \op__3__payload.x[34] ;
+  wire [7:0] \op__3__payload.x[35] ;
+  wire [7:0] \op__3__payload.x[36] ;
+  wire [7:0] \op__3__payload.x[37] ;
+  wire [7:0] \op__3__payload.x[38] ;
+  wire [7:0] \op__3__payload.x[39] ;
+  wire [7:0] \op__3__payload.x[3] ;
+  wire [7:0] \op__3__payload.x[40] ;
+  wire [7:0] \op__3__payload.x[41] ;
+  wire [7:0] \op__3__payload.x[42] ;
+  wire [7:0] \op__3__payload.x[43] ;
+  wire [7:0] \op__3__payload.x[44] ;
+  wire [7:0] \op__3__payload.x[45] ;
+  wire [7:0] \op__3__payload.x[46] ;
+  wire [7:0] \op__3__payload.x[47] ;
+  wire [7:0] \op__3__payload.x[48] ;
+  wire [7:0] \op__3__payload.x[49] ;
+  wire [7:0] \op__3__payload.x[4] ;
+  wire [7:0] \op__3__payload.x[50] ;
+  wire [7:0] \op__3__payload.x[51] ;
+  wire [7:0] \op__3__payload.x[52] ;
+  wire [7:0] \op__3__payload.x[53] ;
+  wire [7:0] \op__3__payload.x[54] ;
+  wire [7:0] \op__3__payload.x[55] ;
+  wire [7:0] \op__3__payload.x[56] ;
+  wire [7:0] \op__3__payload.x[57] ;
+  wire [7:0] \op__3__payload.x[58] ;
+  wire [7:0] \op__3__payload.x[59] ;
+  wire [7:0] \op__3__payload.x[5] ;
+  wire [7:0] \op__3__payload.x[60] ;
+  wire [7:0] \op__3__payload.x[61] ;
+  wire [7:0] \op__3__payload.x[62] ;
+  wire [7:0] \op__3__payload.x[63] ;
+  wire [7:0] \op__3__payload.x[6] ;
+  wire [7:0] \op__3__payload.x[7] ;
+  wire [7:0] \op__3__payload.x[8] ;
+  wire [7:0] \op__3__payload.x[9] ;
+  wire \op__3__payload.x_signed ;
+  input op__3__ready;
+  wire op__3__ready;
+  output op__3__valid;
+  wire op__3__valid;
+  reg [63:0] pending = 64'h0000000000000000;
+  reg [63:0] reached = 64'h0000000000000000;
+  input [6:0] res_total__0;
+  wire [6:0] res_total__0;
+  input [6:0] res_total__1;
+  wire [6:0] res_total__1;
+  input [6:0] res_total__2;
+  wire [6:0] res_total__2;
+  input [6:0] res_total__3;
+  wire [6:0] res_total__3;
+  input res_valid__0;
+  wire res_valid__0;
+  input res_valid__1;
+  wire res_valid__1;
+  input res_valid__2;
+  wire res_valid__2;
+  input res_valid__3;
+  wire res_valid__3;
+  reg [5:0] result_row;
+  input rst;
+  wire rst;
+  wire [11:0] src_rd__addr;
+  input [63:0] src_rd__data;
+  wire [63:0] src_rd__data;
+  wire src_rd__en;
+  input start;
+  wire start;
+  (* init = 1'h0 *)
+  wire started;
+  reg [63:0] waiting = 64'h0000000000000000;
+  wire want;
+  assign \$1  = | pending;
+  assign want = busy & \$1 ;
+  assign \$2  = ! args[1:0];
+  assign op__0__valid = want & \$2 ;
+  assign \$3  = args[1:0] == 1'h1;
+  assign op__1__valid = want & \$3 ;
+  assign \$4  = args[1:0] == 2'h2;
+  assign op__2__valid = want & \$4 ;
+  assign \$5  = args[1:0] == 2'h3;
+  assign op__3__valid = want & \$5 ;
+  assign \$6  = | waiting;
+  assign \$7  = ~ \$6 ;
+  assign finish = issuing & \$7 ;
+  assign act_w__data = old | reached;
+  assign \$9  = want & \$8 ;
+  assign \$10  = 1'h1 << issue_row;
+  assign \$11  = ~ \$10 [63:0];
+  assign \$12  = pending & \$11 ;
+  assign \$14  = busy & \$13 ;
+  assign \$15  = 1'h1 << result_row;
+  assign \$16  = ~ \$15 [63:0];
+  assign \$17  = waiting & \$16 ;
+  assign \$19  = | \$18 ;
+  assign \$20  = 1'h1 << result_row;
+  assign \$21  = reached | \$20 [63:0];
+  assign \$22  = ~ issuing;
+  assign \$23  = busy & \$22 ;
+  always @(posedge clk)
+    pending <= \$24 ;
+  always @(posedge clk)
+    waiting <= \$25 ;
+  always @(posedge clk)
+    reached <= \$26 ;
+  always @(posedge clk)
+    busy <= \$27 ;
+  always @(posedge clk)
+    issuing <= \$28 ;
+  always @(posedge clk)
+    old <= \$29 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$8  = op__0__ready;
+      2'h1:
+          \$8  = op__1__ready;
+      2'h2:
+          \$8  = op__2__ready;
+      2'h3:
+          \$8  = op__3__ready;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$13  = res_valid__0;
+      2'h1:
+          \$13  = res_valid__1;
+      2'h2:
+          \$13  = res_valid__2;
+      2'h3:
+          \$13  = res_valid__3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$18  = res_total__0;
+      2'h1:
+          \$18  = res_total__1;
+      2'h2:
+          \$18  = res_total__2;
+      2'h3:
+          \$18  = res_total__3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    issue_row = 6'h00;
+    if (pending[63]) begin
+      issue_row = 6'h3f;
+    end
+    if (pending[62]) begin
+      issue_row = 6'h3e;
+    end
+    if (pending[61]) begin
+      issue_row = 6'h3d;
+    end
+    if (pending[60]) begin
+      issue_row = 6'h3c;
+    end
+    if (pending[59]) begin
+      issue_row = 6'h3b;
+    end
+    if (pending[58]) begin
+      issue_row = 6'h3a;
+    end
+    if (pending[57]) begin
+      issue_row = 6'h39;
+    end
+    if (pending[56]) begin
+      issue_row = 6'h38;
+    end
+    if (pending[55]) begin
+      issue_row = 6'h37;
+    end
+    if (pending[54]) begin
+      issue_row = 6'h36;
+    end
+    if (pending[53]) begin
+      issue_row = 6'h35;
+    end
+    if (pending[52]) begin
+      issue_row = 6'h34;
+    end
+    if (pending[51]) begin
+      issue_row = 6'h33;
+    end
+    if (pending[50]) begin
+      issue_row = 6'h32;
+    end
+    if (pending[49]) begin
+      issue_row = 6'h31;
+    end
+    if (pending[48]) begin
+      issue_row = 6'h30;
+    end
+    if (pending[47]) begin
+      issue_row = 6'h2f;
+    end
+    if (pending[46]) begin
+      issue_row = 6'h2e;
+    end
+    if (pending[45]) begin
+      issue_row = 6'h2d;
+    end
+    if (pending[44]) begin
+      issue_row = 6'h2c;
+    end
+    if (pending[43]) begin
+      issue_row = 6'h2b;
+    end
+    if (pending[42]) begin
+      issue_row = 6'h2a;
+    end
+    if (pending[41]) begin
+      issue_row = 6'h29;
+    end
+    if (pending[40]) begin
+      issue_row = 6'h28;
+    end
+    if (pending[39]) begin
+      issue_row = 6'h27;
+    end
+    if (pending[38]) begin
+      issue_row = 6'h26;
+    end
+    if (pending[37]) begin
+      issue_row = 6'h25;
+    end
+    if (pending[36]) begin
+      issue_row = 6'h24;
+    end
+    if (pending[35]) begin
+      issue_row = 6'h23;
+    end
+    if (pending[34]) begin
+      issue_row = 6'h22;
+    end
+    if (pending[33]) begin
+      issue_row = 6'h21;
+    end
+    if (pending[32]) begin
+      issue_row = 6'h20;
+    end
+    if (pending[31]) begin
+      issue_row = 6'h1f;
+    end
+    if (pending[30]) begin
+      issue_row = 6'h1e;
+    end
+    if (pending[29]) begin
+      issue_row = 6'h1d;
+    end
+    if (pending[28]) begin
+      issue_row = 6'h1c;
+    end
+    if (pending[27]) begin
+      issue_row = 6'h1b;
+    end
+    if (pending[26]) begin
+      issue_row = 6'h1a;
+    end
+    if (pending[25]) begin
+      issue_row = 6'h19;
+    end
+    if (pending[24]) begin
+      issue_row = 6'h18;
+    end
+    if (pending[23]) begin
+      issue_row = 6'h17;
+    end
+    if (pending[22]) begin
+      issue_row = 6'h16;
+    end
+    if (pending[21]) begin
+      issue_row = 6'h15;
+    end
+    if (pending[20]) begin
+      issue_row = 6'h14;
+    end
+    if (pending[19]) begin
+      issue_row = 6'h13;
+    end
+    if (pending[18]) begin
+      issue_row = 6'h12;
+    end
+    if (pending[17]) begin
+      issue_row = 6'h11;
+    end
+    if (pending[16]) begin
+      issue_row = 6'h10;
+    end
+    if (pending[15]) begin
+      issue_row = 6'h0f;
+    end
+    if (pending[14]) begin
+      issue_row = 6'h0e;
+    end
+    if (pending[13]) begin
+      issue_row = 6'h0d;
+    end
+    if (pending[12]) begin
+      issue_row = 6'h0c;
+    end
+    if (pending[11]) begin
+      issue_row = 6'h0b;
+    end
+    if (pending[10]) begin
+      issue_row = 6'h0a;
+    end
+    if (pending[9]) begin
+      issue_row = 6'h09;
+    end
+    if (pending[8]) begin
+      issue_row = 6'h08;
+    end
+    if (pending[7]) begin
+      issue_row = 6'h07;
+    end
+    if (pending[6]) begin
+      issue_row = 6'h06;
+    end
+    if (pending[5]) begin
+      issue_row = 6'h05;
+    end
+    if (pending[4]) begin
+      issue_row = 6'h04;
+    end
+    if (pending[3]) begin
+      issue_row = 6'h03;
+    end
+    if (pending[2]) begin
+      issue_row = 6'h02;
+    end
+    if (pending[1]) begin
+      issue_row = 6'h01;
+    end
+    if (pending[0]) begin
+      issue_row = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    result_row = 6'h00;
+    if (waiting[63]) begin
+      result_row = 6'h3f;
+    end
+    if (waiting[62]) begin
+      result_row = 6'h3e;
+    end
+    if (waiting[61]) begin
+      result_row = 6'h3d;
+    end
+    if (waiting[60]) begin
+      result_row = 6'h3c;
+    end
+    if (waiting[59]) begin
+      result_row = 6'h3b;
+    end
+    if (waiting[58]) begin
+      result_row = 6'h3a;
+    end
+    if (waiting[57]) begin
+      result_row = 6'h39;
+    end
+    if (waiting[56]) begin
+      result_row = 6'h38;
+    end
+    if (waiting[55]) begin
+      result_row = 6'h37;
+    end
+    if (waiting[54]) begin
+      result_row = 6'h36;
+    end
+    if (waiting[53]) begin
+      result_row = 6'h35;
+    end
+    if (waiting[52]) begin
+      result_row = 6'h34;
+    end
+    if (waiting[51]) begin
+      result_row = 6'h33;
+    end
+    if (waiting[50]) begin
+      result_row = 6'h32;
+    end
+    if (waiting[49]) begin
+      result_row = 6'h31;
+    end
+    if (waiting[48]) begin
+      result_row = 6'h30;
+    end
+    if (waiting[47]) begin
+      result_row = 6'h2f;
+    end
+    if (waiting[46]) begin
+      result_row = 6'h2e;
+    end
+    if (waiting[45]) begin
+      result_row = 6'h2d;
+    end
+    if (waiting[44]) begin
+      result_row = 6'h2c;
+    end
+    if (waiting[43]) begin
+      result_row = 6'h2b;
+    end
+    if (waiting[42]) begin
+      result_row = 6'h2a;
+    end
+    if (waiting[41]) begin
+      result_row = 6'h29;
+    end
+    if (waiting[40]) begin
+      result_row = 6'h28;
+    end
+    if (waiting[39]) begin
+      result_row = 6'h27;
+    end
+    if (waiting[38]) begin
+      result_row = 6'h26;
+    end
+    if (waiting[37]) begin
+      result_row = 6'h25;
+    end
+    if (waiting[36]) begin
+      result_row = 6'h24;
+    end
+    if (waiting[35]) begin
+      result_row = 6'h23;
+    end
+    if (waiting[34]) begin
+      result_row = 6'h22;
+    end
+    if (waiting[33]) begin
+      result_row = 6'h21;
+    end
+    if (waiting[32]) begin
+      result_row = 6'h20;
+    end
+    if (waiting[31]) begin
+      result_row = 6'h1f;
+    end
+    if (waiting[30]) begin
+      result_row = 6'h1e;
+    end
+    if (waiting[29]) begin
+      result_row = 6'h1d;
+    end
+    if (waiting[28]) begin
+      result_row = 6'h1c;
+    end
+    if (waiting[27]) begin
+      result_row = 6'h1b;
+    end
+    if (waiting[26]) begin
+      result_row = 6'h1a;
+    end
+    if (waiting[25]) begin
+      result_row = 6'h19;
+    end
+    if (waiting[24]) begin
+      result_row = 6'h18;
+    end
+    if (waiting[23]) begin
+      result_row = 6'h17;
+    end
+    if (waiting[22]) begin
+      result_row = 6'h16;
+    end
+    if (waiting[21]) begin
+      result_row = 6'h15;
+    end
+    if (waiting[20]) begin
+      result_row = 6'h14;
+    end
+    if (waiting[19]) begin
+      result_row = 6'h13;
+    end
+    if (waiting[18]) begin
+      result_row = 6'h12;
+    end
+    if (waiting[17]) begin
+      result_row = 6'h11;
+    end
+    if (waiting[16]) begin
+      result_row = 6'h10;
+    end
+    if (waiting[15]) begin
+      result_row = 6'h0f;
+    end
+    if (waiting[14]) begin
+      result_row = 6'h0e;
+    end
+    if (waiting[13]) begin
+      result_row = 6'h0d;
+    end
+    if (waiting[12]) begin
+      result_row = 6'h0c;
+    end
+    if (waiting[11]) begin
+      result_row = 6'h0b;
+    end
+    if (waiting[10]) begin
+      result_row = 6'h0a;
+    end
+    if (waiting[9]) begin
+      result_row = 6'h09;
+    end
+    if (waiting[8]) begin
+      result_row = 6'h08;
+    end
+    if (waiting[7]) begin
+      result_row = 6'h07;
+    end
+    if (waiting[6]) begin
+      result_row = 6'h06;
+    end
+    if (waiting[5]) begin
+      result_row = 6'h05;
+    end
+    if (waiting[4]) begin
+      result_row = 6'h04;
+    end
+    if (waiting[3]) begin
+      result_row = 6'h03;
+    end
+    if (waiting[2]) begin
+      result_row = 6'h02;
+    end
+    if (waiting[1]) begin
+      result_row = 6'h01;
+    end
+    if (waiting[0]) begin
+      result_row = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$24  = pending;
+    if (\$9 ) begin
+      \$24  = \$12 ;
+    end
+    if (start) begin
+      \$24  = args[68:5];
+    end
+    if (rst) begin
+      \$24  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$25  = waiting;
+    if (\$14 ) begin
+      \$25  = \$17 ;
+    end
+    if (start) begin
+      \$25  = args[68:5];
+    end
+    if (rst) begin
+      \$25  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$26  = reached;
+    if (\$14 ) begin
+      if (\$19 ) begin
+        \$26  = \$21 ;
+      end
+    end
+    if (start) begin
+      \$26  = 64'h0000000000000000;
+    end
+    if (rst) begin
+      \$26  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$27  = busy;
+    if (start) begin
+      \$27  = 1'h1;
+    end
+    if (finish) begin
+      \$27  = 1'h0;
+    end
+    if (rst) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$28  = issuing;
+    if (start) begin
+      \$28  = 1'h0;
+    end else if (\$23 ) begin
+      \$28  = 1'h1;
+    end
+    if (finish) begin
+      \$28  = 1'h0;
+    end
+    if (rst) begin
+      \$28  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$29  = old;
+    if (start) begin
+    end else if (\$23 ) begin
+      \$29  = dst_rd__data;
+    end
+    if (rst) begin
+      \$29  = 64'h0000000000000000;
+    end
+  end
+  assign src_rd__addr = args[80:69];
+  assign src_rd__en = 1'h1;
+  assign dst_rd__addr = args[92:81];
+  assign dst_rd__en = 1'h1;
+  assign started = busy;
+  assign act_w__addr = args[92:81];
+  assign act_w__en = finish;
+  assign done = finish;
+  assign \args.macro  = args[1:0];
+  assign \args.page  = args[4:2];
+  assign \args.rows  = args[68:5];
+  assign \args.src  = args[80:69];
+  assign \args.dst  = args[92:81];
+  assign \op__0__payload.mode  = op__0__payload[0];
+  assign \op__0__payload.page  = op__0__payload[3:1];
+  assign \op__0__payload.row  = op__0__payload[9:4];
+  assign \op__0__payload.wb_log2  = op__0__payload[11:10];
+  assign \op__0__payload.ab_m1  = op__0__payload[14:12];
+  assign \op__0__payload.w_signed  = op__0__payload[15];
+  assign \op__0__payload.x_signed  = op__0__payload[16];
+  assign \op__0__payload.skip  = op__0__payload[17];
+  assign \op__0__payload.bop  = op__0__payload[20:18];
+  assign \op__0__payload.x  = op__0__payload[532:21];
+  assign \op__0__payload.x[0]  = op__0__payload[28:21];
+  assign \op__0__payload.x[1]  = op__0__payload[36:29];
+  assign \op__0__payload.x[2]  = op__0__payload[44:37];
+  assign \op__0__payload.x[3]  = op__0__payload[52:45];
+  assign \op__0__payload.x[4]  = op__0__payload[60:53];
+  assign \op__0__payload.x[5]  = op__0__payload[68:61];
+  assign \op__0__payload.x[6]  = op__0__payload[76:69];
+  assign \op__0__payload.x[7]  = op__0__payload[84:77];
+  assign \op__0__payload.x[8]  = op__0__payload[92:85];
+  assign \op__0__payload.x[9]  = op__0__payload[100:93];
+  assign \op__0__payload.x[10]  = op__0__payload[108:101];
+  assign \op__0__payload.x[11]  = op__0__payload[116:109];
+  assign \op__0__payload.x[12]  = op__0__payload[124:117];
+  assign \op__0__payload.x[13]  = op__0__payload[132:125];
+  assign \op__0__payload.x[14]  = op__0__payload[140:133];
+  assign \op__0__payload.x[15]  = op__0__payload[148:141];
+  assign \op__0__payload.x[16]  = op__0__payload[156:149];
+  assign \op__0__payload.x[17]  = op__0__payload[164:157];
+  assign \op__0__payload.x[18]  = op__0__payload[172:165];
+  assign \op__0__payload.x[19]  = op__0__payload[180:173];
+  assign \op__0__payload.x[20]  = op__0__payload[188:181];
+  assign \op__0__payload.x[21]  = op__0__payload[196:189];
+  assign \op__0__payload.x[22]  = op__0__payload[204:197];
+  assign \op__0__payload.x[23]  = op__0__payload[212:205];
+  assign \op__0__payload.x[24]  = op__0__payload[220:213];
+  assign \op__0__payload.x[25]  = op__0__payload[228:221];
+  assign \op__0__payload.x[26]  = op__0__payload[236:229];
+  assign \op__0__payload.x[27]  = op__0__payload[244:237];
+  assign \op__0__payload.x[28]  = op__0__payload[252:245];
+  assign \op__0__payload.x[29]  = op__0__payload[260:253];
+  assign \op__0__payload.x[30]  = op__0__payload[268:261];
+  assign \op__0__payload.x[31]  = op__0__payload[276:269];
+  assign \op__0__payload.x[32]  = op__0__payload[284:277];
+  assign \op__0__payload.x[33]  = op__0__payload[292:285];
+  assign \op__0__payload.x[34]  = op__0__payload[300:293];
+  assign \op__0__payload.x[35]  = op__0__payload[308:301];
+  assign \op__0__payload.x[36]  = op__0__payload[316:309];
+  assign \op__0__payload.x[37]  = op__0__payload[324:317];
+  assign \op__0__payload.x[38]  = op__0__payload[332:325];
+  assign \op__0__payload.x[39]  = op__0__payload[340:333];
+  assign \op__0__payload.x[40]  = op__0__payload[348:341];
+  assign \op__0__payload.x[41]  = op__0__payload[356:349];
+  assign \op__0__payload.x[42]  = op__0__payload[364:357];
+  assign \op__0__payload.x[43]  = op__0__payload[372:365];
+  assign \op__0__payload.x[44]  = op__0__payload[380:373];
+  assign \op__0__payload.x[45]  = op__0__payload[388:381];
+  assign \op__0__payload.x[46]  = op__0__payload[396:389];
+  assign \op__0__payload.x[47]  = op__0__payload[404:397];
+  assign \op__0__payload.x[48]  = op__0__payload[412:405];
+  assign \op__0__payload.x[49]  = op__0__payload[420:413];
+  assign \op__0__payload.x[50]  = op__0__payload[428:421];
+  assign \op__0__payload.x[51]  = op__0__payload[436:429];
+  assign \op__0__payload.x[52]  = op__0__payload[444:437];
+  assign \op__0__payload.x[53]  = op__0__payload[452:445];
+  assign \op__0__payload.x[54]  = op__0__payload[460:453];
+  assign \op__0__payload.x[55]  = op__0__payload[468:461];
+  assign \op__0__payload.x[56]  = op__0__payload[476:469];
+  assign \op__0__payload.x[57]  = op__0__payload[484:477];
+  assign \op__0__payload.x[58]  = op__0__payload[492:485];
+  assign \op__0__payload.x[59]  = op__0__payload[500:493];
+  assign \op__0__payload.x[60]  = op__0__payload[508:501];
+  assign \op__0__payload.x[61]  = op__0__payload[516:509];
+  assign \op__0__payload.x[62]  = op__0__payload[524:517];
+  assign \op__0__payload.x[63]  = op__0__payload[532:525];
+  assign \op__0__payload.word  = op__0__payload[596:533];
+  assign \op__1__payload.mode  = op__1__payload[0];
+  assign \op__1__payload.page  = op__1__payload[3:1];
+  assign \op__1__payload.row  = op__1__payload[9:4];
+  assign \op__1__payload.wb_log2  = op__1__payload[11:10];
+  assign \op__1__payload.ab_m1  = op__1__payload[14:12];
+  assign \op__1__payload.w_signed  = op__1__payload[15];
+  assign \op__1__payload.x_signed  = op__1__payload[16];
+  assign \op__1__payload.skip  = op__1__payload[17];
+  assign \op__1__payload.bop  = op__1__payload[20:18];
+  assign \op__1__payload.x  = op__1__payload[532:21];
+  assign \op__1__payload.x[0]  = op__1__payload[28:21];
+  assign \op__1__payload.x[1]  = op__1__payload[36:29];
+  assign \op__1__payload.x[2]  = op__1__payload[44:37];
+  assign \op__1__payload.x[3]  = op__1__payload[52:45];
+  assign \op__1__payload.x[4]  = op__1__payload[60:53];
+  assign \op__1__payload.x[5]  = op__1__payload[68:61];
+  assign \op__1__payload.x[6]  = op__1__payload[76:69];
+  assign \op__1__payload.x[7]  = op__1__payload[84:77];
+  assign \op__1__payload.x[8]  = op__1__payload[92:85];
+  assign \op__1__payload.x[9]  = op__1__payload[100:93];
+  assign \op__1__payload.x[10]  = op__1__payload[108:101];
+  assign \op__1__payload.x[11]  = op__1__payload[116:109];
+  assign \op__1__payload.x[12]  = op__1__payload[124:117];
+  assign \op__1__payload.x[13]  = op__1__payload[132:125];
+  assign \op__1__payload.x[14]  = op__1__payload[140:133];
+  assign \op__1__payload.x[15]  = op__1__payload[148:141];
+  assign \op__1__payload.x[16]  = op__1__payload[156:149];
+  assign \op__1__payload.x[17]  = op__1__payload[164:157];
+  assign \op__1__payload.x[18]  = op__1__payload[172:165];
+  assign \op__1__payload.x[19]  = op__1__payload[180:173];
+  assign \op__1__payload.x[20]  = op__1__payload[188:181];
+  assign \op__1__payload.x[21]  = op__1__payload[196:189];
+  assign \op__1__payload.x[22]  = op__1__payload[204:197];
+  assign \op__1__payload.x[23]  = op__1__payload[212:205];
+  assign \op__1__payload.x[24]  = op__1__payload[220:213];
+  assign \op__1__payload.x[25]  = op__1__payload[228:221];
+  assign \op__1__payload.x[26]  = op__1__payload[236:229];
+  assign \op__1__payload.x[27]  = op__1__payload[244:237];
+  assign \op__1__payload.x[28]  = op__1__payload[252:245];
+  assign \op__1__payload.x[29]  = op__1__payload[260:253];
+  assign \op__1__payload.x[30]  = op__1__payload[268:261];
+  assign \op__1__payload.x[31]  = op__1__payload[276:269];
+  assign \op__1__payload.x[32]  = op__1__payload[284:277];
+  assign \op__1__payload.x[33]  = op__1__payload[292:285];
+  assign \op__1__payload.x[34]  = op__1__payload[300:293];
+  assign \op__1__payload.x[35]  = op__1__payload[308:301];
+  assign \op__1__payload.x[36]  = op__1__payload[316:309];
+  assign \op__1__payload.x[37]  = op__1__payload[324:317];
+  assign \op__1__payload.x[38]  = op__1__payload[332:325];
+  assign \op__1__payload.x[39]  = op__1__payload[340:333];
+  assign \op__1__payload.x[40]  = op__1__payload[348:341];
+  assign \op__1__payload.x[41]  = op__1__payload[356:349];
+  assign \op__1__payload.x[42]  = op__1__payload[364:357];
+  assign \op__1__payload.x[43]  = op__1__payload[372:365];
+  assign \op__1__payload.x[44]  = op__1__payload[380:373];
+  assign \op__1__payload.x[45]  = op__1__payload[388:381];
+  assign \op__1__payload.x[46]  = op__1__payload[396:389];
+  assign \op__1__payload.x[47]  = op__1__payload[404:397];
+  assign \op__1__payload.x[48]  = op__1__payload[412:405];
+  assign \op__1__payload.x[49]  = op__1__payload[420:413];
+  assign \op__1__payload.x[50]  = op__1__payload[428:421];
+  assign \op__1__payload.x[51]  = op__1__payload[436:429];
+  assign \op__1__payload.x[52]  = op__1__payload[444:437];
+  assign \op__1__payload.x[53]  = op__1__payload[452:445];
+  assign \op__1__payload.x[54]  = op__1__payload[460:453];
+  assign \op__1__payload.x[55]  = op__1__payload[468:461];
+  assign \op__1__payload.x[56]  = op__1__payload[476:469];
+  assign \op__1__payload.x[57]  = op__1__payload[484:477];
+  assign \op__1__payload.x[58]  = op__1__payload[492:485];
+  assign \op__1__payload.x[59]  = op__1__payload[500:493];
+  assign \op__1__payload.x[60]  = op__1__payload[508:501];
+  assign \op__1__payload.x[61]  = op__1__payload[516:509];
+  assign \op__1__payload.x[62]  = op__1__payload[524:517];
+  assign \op__1__payload.x[63]  = op__1__payload[532:525];
+  assign \op__1__payload.word  = op__1__payload[596:533];
+  assign \op__2__payload.mode  = op__2__payload[0];
+  assign \op__2__payload.page  = op__2__payload[3:1];
+  assign \op__2__payload.row  = op__2__payload[9:4];
+  assign \op__2__payload.wb_log2  = op__2__payload[11:10];
+  assign \op__2__payload.ab_m1  = op__2__payload[14:12];
+  assign \op__2__payload.w_signed  = op__2__payload[15];
+  assign \op__2__payload.x_signed  = op__2__payload[16];
+  assign \op__2__payload.skip  = op__2__payload[17];
+  assign \op__2__payload.bop  = op__2__payload[20:18];
+  assign \op__2__payload.x  = op__2__payload[532:21];
+  assign \op__2__payload.x[0]  = op__2__payload[28:21];
+  assign \op__2__payload.x[1]  = op__2__payload[36:29];
+  assign \op__2__payload.x[2]  = op__2__payload[44:37];
+  assign \op__2__payload.x[3]  = op__2__payload[52:45];
+  assign \op__2__payload.x[4]  = op__2__payload[60:53];
+  assign \op__2__payload.x[5]  = op__2__payload[68:61];
+  assign \op__2__payload.x[6]  = op__2__payload[76:69];
+  assign \op__2__payload.x[7]  = op__2__payload[84:77];
+  assign \op__2__payload.x[8]  = op__2__payload[92:85];
+  assign \op__2__payload.x[9]  = op__2__payload[100:93];
+  assign \op__2__payload.x[10]  = op__2__payload[108:101];
+  assign \op__2__payload.x[11]  = op__2__payload[116:109];
+  assign \op__2__payload.x[12]  = op__2__payload[124:117];
+  assign \op__2__payload.x[13]  = op__2__payload[132:125];
+  assign \op__2__payload.x[14]  = op__2__payload[140:133];
+  assign \op__2__payload.x[15]  = op__2__payload[148:141];
+  assign \op__2__payload.x[16]  = op__2__payload[156:149];
+  assign \op__2__payload.x[17]  = op__2__payload[164:157];
+  assign \op__2__payload.x[18]  = op__2__payload[172:165];
+  assign \op__2__payload.x[19]  = op__2__payload[180:173];
+  assign \op__2__payload.x[20]  = op__2__payload[188:181];
+  assign \op__2__payload.x[21]  = op__2__payload[196:189];
+  assign \op__2__payload.x[22]  = op__2__payload[204:197];
+  assign \op__2__payload.x[23]  = op__2__payload[212:205];
+  assign \op__2__payload.x[24]  = op__2__payload[220:213];
+  assign \op__2__payload.x[25]  = op__2__payload[228:221];
+  assign \op__2__payload.x[26]  = op__2__payload[236:229];
+  assign \op__2__payload.x[27]  = op__2__payload[244:237];
+  assign \op__2__payload.x[28]  = op__2__payload[252:245];
+  assign \op__2__payload.x[29]  = op__2__payload[260:253];
+  assign \op__2__payload.x[30]  = op__2__payload[268:261];
+  assign \op__2__payload.x[31]  = op__2__payload[276:269];
+  assign \op__2__payload.x[32]  = op__2__payload[284:277];
+  assign \op__2__payload.x[33]  = op__2__payload[292:285];
+  assign \op__2__payload.x[34]  = op__2__payload[300:293];
+  assign \op__2__payload.x[35]  = op__2__payload[308:301];
+  assign \op__2__payload.x[36]  = op__2__payload[316:309];
+  assign \op__2__payload.x[37]  = op__2__payload[324:317];
+  assign \op__2__payload.x[38]  = op__2__payload[332:325];
+  assign \op__2__payload.x[39]  = op__2__payload[340:333];
+  assign \op__2__payload.x[40]  = op__2__payload[348:341];
+  assign \op__2__payload.x[41]  = op__2__payload[356:349];
+  assign \op__2__payload.x[42]  = op__2__payload[364:357];
+  assign \op__2__payload.x[43]  = op__2__payload[372:365];
+  assign \op__2__payload.x[44]  = op__2__payload[380:373];
+  assign \op__2__payload.x[45]  = op__2__payload[388:381];
+  assign \op__2__payload.x[46]  = op__2__payload[396:389];
+  assign \op__2__payload.x[47]  = op__2__payload[404:397];
+  assign \op__2__payload.x[48]  = op__2__payload[412:405];
+  assign \op__2__payload.x[49]  = op__2__payload[420:413];
+  assign \op__2__payload.x[50]  = op__2__payload[428:421];
+  assign \op__2__payload.x[51]  = op__2__payload[436:429];
+  assign \op__2__payload.x[52]  = op__2__payload[444:437];
+  assign \op__2__payload.x[53]  = op__2__payload[452:445];
+  assign \op__2__payload.x[54]  = op__2__payload[460:453];
+  assign \op__2__payload.x[55]  = op__2__payload[468:461];
+  assign \op__2__payload.x[56]  = op__2__payload[476:469];
+  assign \op__2__payload.x[57]  = op__2__payload[484:477];
+  assign \op__2__payload.x[58]  = op__2__payload[492:485];
+  assign \op__2__payload.x[59]  = op__2__payload[500:493];
+  assign \op__2__payload.x[60]  = op__2__payload[508:501];
+  assign \op__2__payload.x[61]  = op__2__payload[516:509];
+  assign \op__2__payload.x[62]  = op__2__payload[524:517];
+  assign \op__2__payload.x[63]  = op__2__payload[532:525];
+  assign \op__2__payload.word  = op__2__payload[596:533];
+  assign \op__3__payload.mode  = op__3__payload[0];
+  assign \op__3__payload.page  = op__3__payload[3:1];
+  assign \op__3__payload.row  = op__3__payload[9:4];
+  assign \op__3__payload.wb_log2  = op__3__payload[11:10];
+  assign \op__3__payload.ab_m1  = op__3__payload[14:12];
+  assign \op__3__payload.w_signed  = op__3__payload[15];
+  assign \op__3__payload.x_signed  = op__3__payload[16];
+  assign \op__3__payload.skip  = op__3__payload[17];
+  assign \op__3__payload.bop  = op__3__payload[20:18];
+  assign \op__3__payload.x  = op__3__payload[532:21];
+  assign \op__3__payload.x[0]  = op__3__payload[28:21];
+  assign \op__3__payload.x[1]  = op__3__payload[36:29];
+  assign \op__3__payload.x[2]  = op__3__payload[44:37];
+  assign \op__3__payload.x[3]  = op__3__payload[52:45];
+  assign \op__3__payload.x[4]  = op__3__payload[60:53];
+  assign \op__3__payload.x[5]  = op__3__payload[68:61];
+  assign \op__3__payload.x[6]  = op__3__payload[76:69];
+  assign \op__3__payload.x[7]  = op__3__payload[84:77];
+  assign \op__3__payload.x[8]  = op__3__payload[92:85];
+  assign \op__3__payload.x[9]  = op__3__payload[100:93];
+  assign \op__3__payload.x[10]  = op__3__payload[108:101];
+  assign \op__3__payload.x[11]  = op__3__payload[116:109];
+  assign \op__3__payload.x[12]  = op__3__payload[124:117];
+  assign \op__3__payload.x[13]  = op__3__payload[132:125];
+  assign \op__3__payload.x[14]  = op__3__payload[140:133];
+  assign \op__3__payload.x[15]  = op__3__payload[148:141];
+  assign \op__3__payload.x[16]  = op__3__payload[156:149];
+  assign \op__3__payload.x[17]  = op__3__payload[164:157];
+  assign \op__3__payload.x[18]  = op__3__payload[172:165];
+  assign \op__3__payload.x[19]  = op__3__payload[180:173];
+  assign \op__3__payload.x[20]  = op__3__payload[188:181];
+  assign \op__3__payload.x[21]  = op__3__payload[196:189];
+  assign \op__3__payload.x[22]  = op__3__payload[204:197];
+  assign \op__3__payload.x[23]  = op__3__payload[212:205];
+  assign \op__3__payload.x[24]  = op__3__payload[220:213];
+  assign \op__3__payload.x[25]  = op__3__payload[228:221];
+  assign \op__3__payload.x[26]  = op__3__payload[236:229];
+  assign \op__3__payload.x[27]  = op__3__payload[244:237];
+  assign \op__3__payload.x[28]  = op__3__payload[252:245];
+  assign \op__3__payload.x[29]  = op__3__payload[260:253];
+  assign \op__3__payload.x[30]  = op__3__payload[268:261];
+  assign \op__3__payload.x[31]  = op__3__payload[276:269];
+  assign \op__3__payload.x[32]  = op__3__payload[284:277];
+  assign \op__3__payload.x[33]  = op__3__payload[292:285];
+  assign \op__3__payload.x[34]  = op__3__payload[300:293];
+  assign \op__3__payload.x[35]  = op__3__payload[308:301];
+  assign \op__3__payload.x[36]  = op__3__payload[316:309];
+  assign \op__3__payload.x[37]  = op__3__payload[324:317];
+  assign \op__3__payload.x[38]  = op__3__payload[332:325];
+  assign \op__3__payload.x[39]  = op__3__payload[340:333];
+  assign \op__3__payload.x[40]  = op__3__payload[348:341];
+  assign \op__3__payload.x[41]  = op__3__payload[356:349];
+  assign \op__3__payload.x[42]  = op__3__payload[364:357];
+  assign \op__3__payload.x[43]  = op__3__payload[372:365];
+  assign \op__3__payload.x[44]  = op__3__payload[380:373];
+  assign \op__3__payload.x[45]  = op__3__payload[388:381];
+  assign \op__3__payload.x[46]  = op__3__payload[396:389];
+  assign \op__3__payload.x[47]  = op__3__payload[404:397];
+  assign \op__3__payload.x[48]  = op__3__payload[412:405];
+  assign \op__3__payload.x[49]  = op__3__payload[420:413];
+  assign \op__3__payload.x[50]  = op__3__payload[428:421];
+  assign \op__3__payload.x[51]  = op__3__payload[436:429];
+  assign \op__3__payload.x[52]  = op__3__payload[444:437];
+  assign \op__3__payload.x[53]  = op__3__payload[452:445];
+  assign \op__3__payload.x[54]  = op__3__payload[460:453];
+  assign \op__3__payload.x[55]  = op__3__payload[468:461];
+  assign \op__3__payload.x[56]  = op__3__payload[476:469];
+  assign \op__3__payload.x[57]  = op__3__payload[484:477];
+  assign \op__3__payload.x[58]  = op__3__payload[492:485];
+  assign \op__3__payload.x[59]  = op__3__payload[500:493];
+  assign \op__3__payload.x[60]  = op__3__payload[508:501];
+  assign \op__3__payload.x[61]  = op__3__payload[516:509];
+  assign \op__3__payload.x[62]  = op__3__payload[524:517];
+  assign \op__3__payload.x[63]  = op__3__payload[532:525];
+  assign \op__3__payload.word  = op__3__payload[596:533];
+  assign op__3__payload[596:533] = src_rd__data;
+  assign op__3__payload[20:18] = 3'h0;
+  assign op__3__payload[9:4] = issue_row;
+  assign op__3__payload[3:1] = args[4:2];
+  assign op__3__payload[0] = 1'h1;
+  assign { op__3__payload[532:21], op__3__payload[17:10] } = 520'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign op__2__payload[596:533] = src_rd__data;
+  assign op__2__payload[20:18] = 3'h0;
+  assign op__2__payload[9:4] = issue_row;
+  assign op__2__payload[3:1] = args[4:2];
+  assign op__2__payload[0] = 1'h1;
+  assign { op__2__payload[532:21], op__2__payload[17:10] } = 520'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign op__1__payload[596:533] = src_rd__data;
+  assign op__1__payload[20:18] = 3'h0;
+  assign op__1__payload[9:4] = issue_row;
+  assign op__1__payload[3:1] = args[4:2];
+  assign op__1__payload[0] = 1'h1;
+  assign { op__1__payload[532:21], op__1__payload[17:10] } = 520'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign op__0__payload[596:533] = src_rd__data;
+  assign op__0__payload[20:18] = 3'h0;
+  assign op__0__payload[9:4] = issue_row;
+  assign op__0__payload[3:1] = args[4:2];
+  assign op__0__payload[0] = 1'h1;
+  assign { op__0__payload[532:21], op__0__payload[17:10] } = 520'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+endmodule
+
+(* generator = "Amaranth" *)
 module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, imem_r__data, amem_r__data, wmem_r__data, pmem_r__data, dmem_r__data, trace_r__data, imem_r__addr, imem_w__en, amem_r__addr, amem_w__en, wmem_r__addr, wmem_w__en, pmem_r__addr, pmem_w__en
 , dmem_r__addr, dmem_w__en, trace_r__addr, ctrl__report, ctrl__start, dat, wb__ack, ctrl__start_pc, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -24223,14 +26417,14 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$29  = \$27  ? \$28  : 3'h0;
   assign \$30  = wb__adr[16:14] == 3'h4;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     ctrl__start = 1'h0;
     if (\$11 ) begin
       ctrl__start = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     dat = 32'd0;
     casez (r_region)
       3'h0:
@@ -24250,14 +26444,14 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$53  = req;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$54  = r_region;
     if (req) begin
       \$54  = wb__adr[16:14];
@@ -24267,7 +26461,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$55  = ctrl__start_pc;
     if (\$50 ) begin
       \$55  = wb__dat_w[15:0];
@@ -24277,7 +26471,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$56  = csr_r;
     if (\$52 ) begin
       (* full_case = 32'd1 *)
@@ -24335,7 +26529,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = imem_rsl;
     if (req) begin
       \$57  = wb__adr[3:0];
@@ -24345,7 +26539,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$58  = amem_rsl;
     if (req) begin
       \$58  = wb__adr[0];
@@ -24355,7 +26549,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$59  = wmem_rsl;
     if (req) begin
       \$59  = wb__adr[0];
@@ -24365,7 +26559,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$60  = pmem_rsl;
     if (req) begin
       \$60  = wb__adr[4:0];
@@ -24375,7 +26569,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$61  = dmem_rsl;
     if (req) begin
       \$61  = wb__adr[1:0];
@@ -24385,7 +26579,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$62  = trace_rsl;
     if (req) begin
       \$62  = wb__adr[0];
@@ -24470,7 +26664,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr, mem_page, mem_row, w_en, w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [3:0] \$11 ;
@@ -24592,14 +26786,14 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     .w_rdy(cmd__ready)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     r_en = 1'h0;
     if (\$2 ) begin
       r_en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$13  = active;
     if (\$5 ) begin
       \$13  = \$6 ;
@@ -24614,7 +26808,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$14  = w_rd__addr;
     if (\$5 ) begin
       \$14  = head[9:0];
@@ -24627,7 +26821,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$15  = left;
     if (\$5 ) begin
       \$15  = head[25:10];
@@ -24640,7 +26834,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$16  = mask;
     if (\$5 ) begin
       \$16  = head[29:26];
@@ -24650,7 +26844,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$17  = page;
     if (\$5 ) begin
       \$17  = head[32:30];
@@ -24665,7 +26859,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$18  = row;
     if (\$5 ) begin
       \$18  = head[38:33];
@@ -24683,14 +26877,14 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$19  = active;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$20  = mem_page;
     if (active) begin
       \$20  = page;
@@ -24700,7 +26894,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$21  = mem_row;
     if (active) begin
       \$21  = row;
@@ -24710,7 +26904,7 @@ module \default_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$22  = wr_mask;
     if (active) begin
       \$22  = mask;
@@ -24742,7 +26936,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -24830,7 +27024,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -24840,7 +27034,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -24850,7 +27044,7 @@ module \default_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -24872,9 +27066,9 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$26 , \act_rd__data$37 , param_rd__data, desc_rd__data, \desc_rd__data$21 , \desc_rd__data$32 , \desc_rd__data$43 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready, res_valid__3
-, res_y__3, \port$54$0 , \port$55$0 , \port$56$0 , \port$57$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, \port$395$0 , \port$400$0 , \port$405$0 , \port$410$0 , \port$415$0 , \port$420$0 , \port$425$0 , \port$430$0 , finished, desc_rd__0__addr, act_rd__0__en
+, res_y__3, \port$68$0 , \port$69$0 , \port$70$0 , \port$71$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, \port$409$0 , \port$414$0 , \port$419$0 , \port$424$0 , \port$429$0 , \port$434$0 , \port$439$0 , \port$444$0 , finished, desc_rd__0__addr, act_rd__0__en
 , desc_rd__1__addr, act_rd__1__en, desc_rd__2__addr, act_rd__2__en, desc_rd__3__addr, act_rd__3__en, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_rd__2__addr, act_rd__3__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [32:0] \$100 ;
@@ -26354,30 +28548,30 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
   wire param_rd__en;
-  output [7:0] \port$395$0 ;
-  wire [7:0] \port$395$0 ;
-  output [7:0] \port$400$0 ;
-  wire [7:0] \port$400$0 ;
-  output [7:0] \port$405$0 ;
-  wire [7:0] \port$405$0 ;
-  output [7:0] \port$410$0 ;
-  wire [7:0] \port$410$0 ;
-  output [7:0] \port$415$0 ;
-  wire [7:0] \port$415$0 ;
-  output [7:0] \port$420$0 ;
-  wire [7:0] \port$420$0 ;
-  output [7:0] \port$425$0 ;
-  wire [7:0] \port$425$0 ;
-  output [7:0] \port$430$0 ;
-  wire [7:0] \port$430$0 ;
-  output \port$54$0 ;
-  wire \port$54$0 ;
-  output \port$55$0 ;
-  wire \port$55$0 ;
-  output \port$56$0 ;
-  wire \port$56$0 ;
-  output \port$57$0 ;
-  wire \port$57$0 ;
+  output [7:0] \port$409$0 ;
+  wire [7:0] \port$409$0 ;
+  output [7:0] \port$414$0 ;
+  wire [7:0] \port$414$0 ;
+  output [7:0] \port$419$0 ;
+  wire [7:0] \port$419$0 ;
+  output [7:0] \port$424$0 ;
+  wire [7:0] \port$424$0 ;
+  output [7:0] \port$429$0 ;
+  wire [7:0] \port$429$0 ;
+  output [7:0] \port$434$0 ;
+  wire [7:0] \port$434$0 ;
+  output [7:0] \port$439$0 ;
+  wire [7:0] \port$439$0 ;
+  output [7:0] \port$444$0 ;
+  wire [7:0] \port$444$0 ;
+  output \port$68$0 ;
+  wire \port$68$0 ;
+  output \port$69$0 ;
+  wire \port$69$0 ;
+  output \port$70$0 ;
+  wire \port$70$0 ;
+  output \port$71$0 ;
+  wire \port$71$0 ;
   wire pos_bstep;
   wire \pos_bstep$101 ;
   wire \pos_bstep$85 ;
@@ -27875,7 +30069,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$413  = ser0_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -27884,14 +30078,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$414  = acc0_5;
     if (res_any) begin
       \$414  = \$116 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$415  = ser0_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -27900,14 +30094,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$416  = acc0_6;
     if (res_any) begin
       \$416  = \$120 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$417  = ser0_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -27916,14 +30110,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$418  = acc0_7;
     if (res_any) begin
       \$418  = \$124 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$419  = ser0_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -27932,14 +30126,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$420  = acc1_0;
     if (res_any) begin
       \$420  = \$128 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$421  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -27948,14 +30142,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$422  = acc1_1;
     if (res_any) begin
       \$422  = \$132 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$423  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -27964,14 +30158,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$424  = acc1_2;
     if (res_any) begin
       \$424  = \$136 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$425  = ser1_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -27980,14 +30174,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$426  = acc1_3;
     if (res_any) begin
       \$426  = \$140 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$427  = ser1_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -27996,14 +30190,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$428  = acc1_4;
     if (res_any) begin
       \$428  = \$144 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$429  = ser1_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -28012,14 +30206,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$430  = acc1_5;
     if (res_any) begin
       \$430  = \$148 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$431  = ser1_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -28028,14 +30222,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$432  = acc1_6;
     if (res_any) begin
       \$432  = \$152 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$433  = ser1_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -28044,14 +30238,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$434  = acc1_7;
     if (res_any) begin
       \$434  = \$156 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$435  = ser1_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -28060,14 +30254,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$436  = acc2_0;
     if (res_any) begin
       \$436  = \$160 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$437  = ser2_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -28076,14 +30270,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$438  = acc2_1;
     if (res_any) begin
       \$438  = \$164 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$439  = ser2_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -28092,14 +30286,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$440  = acc2_2;
     if (res_any) begin
       \$440  = \$168 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$441  = ser2_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -28108,14 +30302,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$442  = acc2_3;
     if (res_any) begin
       \$442  = \$172 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$443  = ser2_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -28124,14 +30318,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$444  = acc2_4;
     if (res_any) begin
       \$444  = \$176 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$445  = ser2_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -28140,14 +30334,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$446  = acc2_5;
     if (res_any) begin
       \$446  = \$180 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$447  = ser2_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -28156,14 +30350,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$448  = acc2_6;
     if (res_any) begin
       \$448  = \$184 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$449  = ser2_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -28172,14 +30366,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$450  = acc2_7;
     if (res_any) begin
       \$450  = \$188 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$451  = ser2_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -28188,14 +30382,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$452  = acc3_0;
     if (res_any) begin
       \$452  = \$192 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$453  = ser3_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -28204,14 +30398,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$454  = acc3_1;
     if (res_any) begin
       \$454  = \$196 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$455  = ser3_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -28220,14 +30414,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$456  = acc3_2;
     if (res_any) begin
       \$456  = \$200 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$457  = ser3_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -28236,14 +30430,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$458  = acc3_3;
     if (res_any) begin
       \$458  = \$204 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$459  = ser3_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -28252,14 +30446,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$460  = acc3_4;
     if (res_any) begin
       \$460  = \$208 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$461  = ser3_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -28268,14 +30462,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$462  = acc3_5;
     if (res_any) begin
       \$462  = \$212 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$463  = ser3_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -28284,14 +30478,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$464  = acc3_6;
     if (res_any) begin
       \$464  = \$216 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$465  = ser3_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -28300,14 +30494,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$466  = acc3_7;
     if (res_any) begin
       \$466  = \$220 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$467  = ser3_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -28316,7 +30510,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$468  = ser_cnt;
     if (\$369 ) begin
       \$468  = args[302:295];
@@ -28329,7 +30523,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$469  = g_bi;
     if (\$369 ) begin
       \$469  = 8'h00;
@@ -28344,7 +30538,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$470  = g_nn;
     if (\$369 ) begin
       \$470  = 8'h00;
@@ -28362,7 +30556,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$471  = ser_p0;
     if (\$369 ) begin
       \$471  = tag[21:6];
@@ -28372,7 +30566,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$472  = ser_n0;
     if (\$369 ) begin
       \$472  = tag[29:22];
@@ -28382,14 +30576,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$473  = \$381 ;
     if (rst) begin
       \$473  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$474  = busy;
     if (\$386 ) begin
       \$474  = 1'h1;
@@ -28402,7 +30596,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$475  = setup;
     if (\$386 ) begin
       \$475  = 1'h1;
@@ -28419,7 +30613,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$476  = setup_cnt;
     if (\$386 ) begin
       \$476  = 8'h00;
@@ -28434,7 +30628,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$390  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -28452,7 +30646,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$391  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -28470,7 +30664,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$392  = g_nr;
     if (go) begin
       if (\$338 ) begin
@@ -28490,7 +30684,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$393  = g_nbase;
     if (go) begin
       if (\$338 ) begin
@@ -28510,7 +30704,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$394  = g_p0;
     if (go) begin
       if (\$338 ) begin
@@ -28527,7 +30721,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$395  = g_done;
     if (go) begin
       if (\$338 ) begin
@@ -28546,7 +30740,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$396  = since_final;
     if (\$348 ) begin
       \$396  = 8'h00;
@@ -28561,7 +30755,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$397  = i_page;
     if (issue) begin
       \$397  = \$357 [2:0];
@@ -28574,7 +30768,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$398  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -28592,7 +30786,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$399  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -28610,7 +30804,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$400  = i_nr;
     if (issue) begin
       if (\$359 ) begin
@@ -28630,7 +30824,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$401  = i_nbase;
     if (issue) begin
       if (\$359 ) begin
@@ -28650,7 +30844,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$402  = i_p0;
     if (issue) begin
       if (\$359 ) begin
@@ -28667,7 +30861,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$403  = i_done;
     if (issue) begin
       if (\$359 ) begin
@@ -28686,14 +30880,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$404  = acc0_0;
     if (res_any) begin
       \$404  = \$96 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$405  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -28702,14 +30896,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$406  = acc0_1;
     if (res_any) begin
       \$406  = \$100 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$407  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -28718,14 +30912,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$408  = acc0_2;
     if (res_any) begin
       \$408  = \$104 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$409  = ser0_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -28734,14 +30928,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$410  = acc0_3;
     if (res_any) begin
       \$410  = \$108 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$411  = ser0_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -28750,7 +30944,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$412  = acc0_4;
     if (res_any) begin
       \$412  = \$112 [31:0];
@@ -28910,19 +31104,19 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign addr_pipe3 = act_w__addr;
   assign act_w__data = { \$307 [7:0], \$302 [7:0], \$297 [7:0], \$292 [7:0], \$287 [7:0], \$282 [7:0], \$277 [7:0], \$272 [7:0] };
   assign done = finished;
-  assign \port$54$0  = \$1 ;
-  assign \port$55$0  = \$2 ;
-  assign \port$56$0  = \$3 ;
-  assign \port$57$0  = \$4 ;
+  assign \port$68$0  = \$1 ;
+  assign \port$69$0  = \$2 ;
+  assign \port$70$0  = \$3 ;
+  assign \port$71$0  = \$4 ;
   assign param_rd__addr = \$259 [5:0];
-  assign \port$395$0  = \$272 [7:0];
-  assign \port$400$0  = \$277 [7:0];
-  assign \port$405$0  = \$282 [7:0];
-  assign \port$410$0  = \$287 [7:0];
-  assign \port$415$0  = \$292 [7:0];
-  assign \port$420$0  = \$297 [7:0];
-  assign \port$425$0  = \$302 [7:0];
-  assign \port$430$0  = \$307 [7:0];
+  assign \port$409$0  = \$272 [7:0];
+  assign \port$414$0  = \$277 [7:0];
+  assign \port$419$0  = \$282 [7:0];
+  assign \port$424$0  = \$287 [7:0];
+  assign \port$429$0  = \$292 [7:0];
+  assign \port$434$0  = \$297 [7:0];
+  assign \port$439$0  = \$302 [7:0];
+  assign \port$444$0  = \$307 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -30179,7 +32373,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -30705,7 +32899,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -30715,7 +32909,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -30725,7 +32919,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -30735,7 +32929,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -30745,7 +32939,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -30757,7 +32951,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -30769,7 +32963,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -30781,7 +32975,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -30793,7 +32987,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -30805,7 +32999,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -30817,7 +33011,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -30833,7 +33027,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -30852,7 +33046,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -30866,7 +33060,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -30884,7 +33078,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -30905,7 +33099,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -30923,7 +33117,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -30944,7 +33138,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -30956,7 +33150,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -30977,7 +33171,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -31001,7 +33195,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -31015,7 +33209,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -31025,7 +33219,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -31035,7 +33229,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -31045,7 +33239,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -31055,7 +33249,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -31065,7 +33259,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -31075,7 +33269,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -31084,7 +33278,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -31095,7 +33289,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -31107,7 +33301,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -31116,7 +33310,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -31278,7 +33472,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -31804,7 +33998,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -31814,7 +34008,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -31824,7 +34018,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -31834,7 +34028,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -31844,7 +34038,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -31856,7 +34050,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -31868,7 +34062,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -31880,7 +34074,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -31892,7 +34086,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -31904,7 +34098,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -31916,7 +34110,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -31932,7 +34126,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -31951,7 +34145,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -31965,7 +34159,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -31983,7 +34177,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -32004,7 +34198,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -32022,7 +34216,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -32043,7 +34237,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -32055,7 +34249,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -32076,7 +34270,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -32100,7 +34294,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -32114,7 +34308,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -32124,7 +34318,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -32134,7 +34328,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -32144,7 +34338,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -32154,7 +34348,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -32164,7 +34358,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -32174,7 +34368,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -32183,7 +34377,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -32194,7 +34388,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -32206,7 +34400,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -32215,7 +34409,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -32377,7 +34571,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -32903,7 +35097,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -32913,7 +35107,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -32923,7 +35117,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -32933,7 +35127,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -32943,7 +35137,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -32955,7 +35149,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -32967,7 +35161,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -32979,7 +35173,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -32991,7 +35185,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -33003,7 +35197,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -33015,7 +35209,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -33031,7 +35225,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -33050,7 +35244,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -33064,7 +35258,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -33082,7 +35276,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -33103,7 +35297,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -33121,7 +35315,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -33142,7 +35336,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -33154,7 +35348,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -33175,7 +35369,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -33199,7 +35393,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -33213,7 +35407,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -33223,7 +35417,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -33233,7 +35427,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -33243,7 +35437,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -33253,7 +35447,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -33263,7 +35457,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -33273,7 +35467,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -33282,7 +35476,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -33293,7 +35487,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -33305,7 +35499,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -33314,7 +35508,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -33476,7 +35670,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -34002,7 +36196,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -34012,7 +36206,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -34022,7 +36216,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -34032,7 +36226,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -34042,7 +36236,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -34054,7 +36248,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -34066,7 +36260,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -34078,7 +36272,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -34090,7 +36284,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -34102,7 +36296,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -34114,7 +36308,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -34130,7 +36324,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -34149,7 +36343,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -34163,7 +36357,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -34181,7 +36375,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -34202,7 +36396,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -34220,7 +36414,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -34241,7 +36435,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -34253,7 +36447,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -34274,7 +36468,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -34298,7 +36492,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -34312,7 +36506,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -34322,7 +36516,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -34332,7 +36526,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -34342,7 +36536,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -34352,7 +36546,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -34362,7 +36556,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -34372,7 +36566,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -34381,7 +36575,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -34392,7 +36586,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -34404,7 +36598,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -34413,7 +36607,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -34574,7 +36768,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -35380,28 +37574,28 @@ module \default_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;
@@ -35508,7 +37702,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -35592,7 +37786,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -35602,7 +37796,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -35612,7 +37806,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -35633,8 +37827,8 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \port$1572$0 , \port$1573$0 , \port$1574$0 , \port$1575$0 , \port$1576$0 , \port$1577$0 , \port$1578$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1585$0 , \port$1586$0 , \port$1587$0 , \port$1588$0 , \port$1589$0 , \port$1590$0 , \port$1591$0 , \port$1592$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -35900,22 +38094,22 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1571$0 ;
-  wire [7:0] \port$1571$0 ;
-  output [7:0] \port$1572$0 ;
-  wire [7:0] \port$1572$0 ;
-  output [7:0] \port$1573$0 ;
-  wire [7:0] \port$1573$0 ;
-  output [7:0] \port$1574$0 ;
-  wire [7:0] \port$1574$0 ;
-  output [7:0] \port$1575$0 ;
-  wire [7:0] \port$1575$0 ;
-  output [7:0] \port$1576$0 ;
-  wire [7:0] \port$1576$0 ;
-  output [7:0] \port$1577$0 ;
-  wire [7:0] \port$1577$0 ;
-  output [7:0] \port$1578$0 ;
-  wire [7:0] \port$1578$0 ;
+  output [7:0] \port$1585$0 ;
+  wire [7:0] \port$1585$0 ;
+  output [7:0] \port$1586$0 ;
+  wire [7:0] \port$1586$0 ;
+  output [7:0] \port$1587$0 ;
+  wire [7:0] \port$1587$0 ;
+  output [7:0] \port$1588$0 ;
+  wire [7:0] \port$1588$0 ;
+  output [7:0] \port$1589$0 ;
+  wire [7:0] \port$1589$0 ;
+  output [7:0] \port$1590$0 ;
+  wire [7:0] \port$1590$0 ;
+  output [7:0] \port$1591$0 ;
+  wire [7:0] \port$1591$0 ;
+  output [7:0] \port$1592$0 ;
+  wire [7:0] \port$1592$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -36324,7 +38518,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -36335,7 +38529,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -36346,7 +38540,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v2 = base2;
@@ -36357,7 +38551,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v3 = base3;
@@ -36368,7 +38562,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v4 = base4;
@@ -36379,7 +38573,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v5 = base5;
@@ -36390,7 +38584,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v6 = base6;
@@ -36401,7 +38595,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v7 = base7;
@@ -36412,7 +38606,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$143  = kx;
     if (busy) begin
       \$143  = \$127 [7:0];
@@ -36428,7 +38622,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$144  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -36446,7 +38640,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$145  = w;
     if (busy) begin
       if (last_kx) begin
@@ -36466,7 +38660,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$146  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -36488,7 +38682,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$147  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -36509,7 +38703,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$148  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -36532,98 +38726,98 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$149  = busy;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$150  = oob;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$151  = \$134 ;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$152  = \$135 ;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$153  = red0;
     if (\$signal$99 ) begin
       \$153  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$154  = red1;
     if (\$signal$99 ) begin
       \$154  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$155  = red2;
     if (\$signal$99 ) begin
       \$155  = v2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$156  = red3;
     if (\$signal$99 ) begin
       \$156  = v3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$157  = red4;
     if (\$signal$99 ) begin
       \$157  = v4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$158  = red5;
     if (\$signal$99 ) begin
       \$158  = v5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$159  = red6;
     if (\$signal$99 ) begin
       \$159  = v6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$160  = red7;
     if (\$signal$99 ) begin
       \$160  = v7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$161  = \$141 ;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$162  = started;
     if (start) begin
       \$162  = 1'h1;
@@ -36669,14 +38863,14 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1571$0 , \po
   assign pa3 = act_w__addr;
   assign act_w__data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1571$0  = \$113 [7:0];
-  assign \port$1572$0  = \$114 [7:0];
-  assign \port$1573$0  = \$115 [7:0];
-  assign \port$1574$0  = \$116 [7:0];
-  assign \port$1575$0  = \$117 [7:0];
-  assign \port$1576$0  = \$118 [7:0];
-  assign \port$1577$0  = \$119 [7:0];
-  assign \port$1578$0  = \$120 [7:0];
+  assign \port$1585$0  = \$113 [7:0];
+  assign \port$1586$0  = \$114 [7:0];
+  assign \port$1587$0  = \$115 [7:0];
+  assign \port$1588$0  = \$116 [7:0];
+  assign \port$1589$0  = \$117 [7:0];
+  assign \port$1590$0  = \$118 [7:0];
+  assign \port$1591$0  = \$119 [7:0];
+  assign \port$1592$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -36760,7 +38954,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -37566,28 +39760,28 @@ module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;

@@ -4279,20 +4279,20 @@ endmodule
 module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, axi__rdata, axi__rresp, axi__rlast, axi__rvalid, clk, rst, wb__dat_r, wb__ack, axi__awid
 , axi__awaddr, axi__awlen, axi__awsize, axi__awburst, axi__awlock, axi__awcache, axi__awprot, axi__awqos, axi__awvalid, axi__wdata, axi__wstrb, axi__wlast, axi__wvalid, axi__bready, axi__arid, axi__araddr, axi__arlen, axi__arsize, axi__arburst, axi__arlock, axi__arcache
 , axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
-  wire \$1 ;
+  wire [11:0] \$1 ;
   wire [63:0] \$10 ;
-  wire [63:0] \$11 ;
-  wire [31:0] \$12 ;
-  wire [6:0] \$13 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire [1:0] \$13 ;
   wire [63:0] \$14 ;
   wire [63:0] \$15 ;
   wire [31:0] \$16 ;
-  wire [6:0] \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire [11:0] \$2 ;
-  wire [7:0] \$20 ;
-  wire [7:0] \$21 ;
+  wire [63:0] \$17 ;
+  wire [63:0] \$18 ;
+  wire [31:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
   wire [7:0] \$22 ;
   wire [7:0] \$23 ;
   wire [7:0] \$24 ;
@@ -4301,7 +4301,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \$27 ;
   wire [7:0] \$28 ;
   wire [7:0] \$29 ;
-  wire [11:0] \$3 ;
+  wire \$3 ;
   wire [7:0] \$30 ;
   wire [7:0] \$31 ;
   wire [7:0] \$32 ;
@@ -4312,62 +4312,64 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \$37 ;
   wire [7:0] \$38 ;
   wire [7:0] \$39 ;
-  wire \$4 ;
+  wire [11:0] \$4 ;
   wire [7:0] \$40 ;
   wire [7:0] \$41 ;
   wire [7:0] \$42 ;
   wire [7:0] \$43 ;
-  wire [22:0] \$44 ;
-  wire [63:0] \$5 ;
-  wire [63:0] \$6 ;
+  wire [7:0] \$44 ;
+  wire [7:0] \$45 ;
+  wire [22:0] \$46 ;
+  wire [11:0] \$5 ;
+  wire [11:0] \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  wire [1:0] \$9 ;
+  wire [63:0] \$8 ;
+  wire [63:0] \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$205 ;
-  wire [11:0] \$signature__addr$211 ;
-  wire [9:0] \$signature__addr$217 ;
-  wire [5:0] \$signature__addr$223 ;
-  wire [5:0] \$signature__addr$229 ;
-  wire [9:0] \$signature__addr$235 ;
-  wire [9:0] \$signature__addr$241 ;
-  wire [9:0] \$signature__addr$247 ;
-  wire [5:0] \$signature__addr$253 ;
-  wire [5:0] \$signature__addr$259 ;
-  wire [11:0] \$signature__addr$318 ;
-  wire [11:0] \$signature__addr$324 ;
-  wire [9:0] \$signature__addr$330 ;
-  wire [9:0] \$signature__addr$336 ;
+  wire [9:0] \$signature__addr$231 ;
+  wire [11:0] \$signature__addr$237 ;
+  wire [9:0] \$signature__addr$243 ;
+  wire [5:0] \$signature__addr$249 ;
+  wire [5:0] \$signature__addr$255 ;
+  wire [9:0] \$signature__addr$261 ;
+  wire [9:0] \$signature__addr$267 ;
+  wire [9:0] \$signature__addr$273 ;
+  wire [5:0] \$signature__addr$279 ;
+  wire [5:0] \$signature__addr$285 ;
+  wire [11:0] \$signature__addr$347 ;
+  wire [11:0] \$signature__addr$353 ;
+  wire [9:0] \$signature__addr$359 ;
+  wire [9:0] \$signature__addr$365 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$208 ;
-  wire [63:0] \$signature__data$214 ;
-  wire [63:0] \$signature__data$220 ;
-  wire [767:0] \$signature__data$226 ;
-  wire [95:0] \$signature__data$232 ;
-  wire [63:0] \$signature__data$238 ;
-  wire [415:0] \$signature__data$243 ;
-  wire [63:0] \$signature__data$249 ;
-  wire [767:0] \$signature__data$255 ;
-  wire [95:0] \$signature__data$261 ;
-  wire [63:0] \$signature__data$321 ;
-  wire [63:0] \$signature__data$326 ;
-  wire [63:0] \$signature__data$333 ;
-  wire [63:0] \$signature__data$338 ;
+  wire [415:0] \$signature__data$234 ;
+  wire [63:0] \$signature__data$240 ;
+  wire [63:0] \$signature__data$246 ;
+  wire [767:0] \$signature__data$252 ;
+  wire [95:0] \$signature__data$258 ;
+  wire [63:0] \$signature__data$264 ;
+  wire [415:0] \$signature__data$269 ;
+  wire [63:0] \$signature__data$275 ;
+  wire [767:0] \$signature__data$281 ;
+  wire [95:0] \$signature__data$287 ;
+  wire [63:0] \$signature__data$350 ;
+  wire [63:0] \$signature__data$355 ;
+  wire [63:0] \$signature__data$362 ;
+  wire [63:0] \$signature__data$367 ;
   wire \$signature__en ;
-  wire \$signature__en$209 ;
-  wire \$signature__en$215 ;
-  wire \$signature__en$221 ;
-  wire \$signature__en$227 ;
-  wire \$signature__en$233 ;
-  wire \$signature__en$239 ;
-  wire [12:0] \$signature__en$245 ;
-  wire [1:0] \$signature__en$251 ;
-  wire [23:0] \$signature__en$257 ;
-  wire [2:0] \$signature__en$263 ;
-  wire \$signature__en$322 ;
-  wire \$signature__en$328 ;
-  wire \$signature__en$334 ;
-  wire \$signature__en$340 ;
+  wire \$signature__en$235 ;
+  wire \$signature__en$241 ;
+  wire \$signature__en$247 ;
+  wire \$signature__en$253 ;
+  wire \$signature__en$259 ;
+  wire \$signature__en$265 ;
+  wire [12:0] \$signature__en$271 ;
+  wire [1:0] \$signature__en$277 ;
+  wire [23:0] \$signature__en$283 ;
+  wire [2:0] \$signature__en$289 ;
+  wire \$signature__en$351 ;
+  wire \$signature__en$357 ;
+  wire \$signature__en$363 ;
+  wire \$signature__en$369 ;
   wire [11:0] a_rd__addr;
   wire [63:0] a_rd__data;
   wire a_rd__en;
@@ -4381,82 +4383,91 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] act_rd__data;
   wire act_rd__en;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$270 ;
-  wire [11:0] \act_w__addr$271 ;
+  wire [11:0] \act_w__addr$297 ;
+  wire [11:0] \act_w__addr$298 ;
+  wire [11:0] \act_w__addr$299 ;
   wire [63:0] act_w__data;
-  wire [63:0] \act_w__data$275 ;
-  wire [63:0] \act_w__data$276 ;
+  wire [63:0] \act_w__data$303 ;
+  wire [63:0] \act_w__data$304 ;
+  wire [63:0] \act_w__data$305 ;
   wire act_w__en;
-  wire \act_w__en$268 ;
-  wire \act_w__en$279 ;
+  wire \act_w__en$294 ;
+  wire \act_w__en$295 ;
+  wire \act_w__en$308 ;
   wire [11:0] amem_port__addr;
   wire [63:0] amem_port__data;
   wire [1:0] amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$319 ;
+  wire [11:0] \amem_r__addr$348 ;
   wire [63:0] amem_r__data;
-  wire [63:0] \amem_r__data$320 ;
+  wire [63:0] \amem_r__data$349 ;
   wire amem_r__en;
-  wire \amem_r__en$323 ;
+  wire \amem_r__en$352 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$325 ;
+  wire [11:0] \amem_w__addr$354 ;
   wire [63:0] amem_w__data;
-  wire [63:0] \amem_w__data$327 ;
+  wire [63:0] \amem_w__data$356 ;
   wire [1:0] amem_w__en;
-  wire \amem_w__en$329 ;
+  wire \amem_w__en$358 ;
   wire [384:0] args;
-  wire [183:0] \args$153 ;
-  wire [9:0] \args$153.act_max ;
-  wire [9:0] \args$153.act_min ;
-  wire [7:0] \args$153.cw ;
-  wire [3:0] \args$153.dh ;
-  wire [3:0] \args$153.dw ;
-  wire [11:0] \args$153.in_base ;
-  wire [7:0] \args$153.in_h ;
-  wire [7:0] \args$153.in_w ;
-  wire [7:0] \args$153.kh ;
-  wire [7:0] \args$153.kw ;
+  wire [183:0] \args$172 ;
+  wire [9:0] \args$172.act_max ;
+  wire [9:0] \args$172.act_min ;
+  wire [7:0] \args$172.cw ;
+  wire [3:0] \args$172.dh ;
+  wire [3:0] \args$172.dw ;
+  wire [11:0] \args$172.in_base ;
+  wire [7:0] \args$172.in_h ;
+  wire [7:0] \args$172.in_w ;
+  wire [7:0] \args$172.kh ;
+  wire [7:0] \args$172.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$153.mode ;
-  wire [31:0] \args$153.mult ;
-  wire [7:0] \args$153.oh ;
-  wire [11:0] \args$153.out_base ;
-  wire [7:0] \args$153.ow ;
-  wire [3:0] \args$153.pl ;
-  wire [3:0] \args$153.pt ;
-  wire [3:0] \args$153.sh ;
-  wire [5:0] \args$153.shift ;
-  wire [3:0] \args$153.sw ;
-  wire \args$153.x_signed ;
-  wire [9:0] \args$153.zp_in ;
-  wire [9:0] \args$153.zp_out ;
-  wire [256:0] \args$160 ;
-  wire [11:0] \args$160.a_base ;
-  wire [7:0] \args$160.a_stride ;
-  wire [9:0] \args$160.act_max ;
-  wire [9:0] \args$160.act_min ;
-  wire [11:0] \args$160.b_base ;
-  wire [7:0] \args$160.b_stride ;
-  wire [7:0] \args$160.cw ;
-  wire \args$160.has_b ;
-  wire [4:0] \args$160.ls ;
-  wire [31:0] \args$160.mult_a ;
-  wire [31:0] \args$160.mult_b ;
-  wire [31:0] \args$160.mult_o ;
-  wire [15:0] \args$160.npos ;
-  wire [11:0] \args$160.out_base ;
-  wire [7:0] \args$160.out_stride ;
-  wire \args$160.rq_in ;
-  wire \args$160.rq_out ;
-  wire [5:0] \args$160.shift_a ;
-  wire [5:0] \args$160.shift_b ;
-  wire [5:0] \args$160.shift_o ;
-  wire \args$160.x_signed ;
-  wire [9:0] \args$160.zp_a ;
-  wire [9:0] \args$160.zp_b ;
-  wire [9:0] \args$160.zp_out ;
+  wire \args$172.mode ;
+  wire [31:0] \args$172.mult ;
+  wire [7:0] \args$172.oh ;
+  wire [11:0] \args$172.out_base ;
+  wire [7:0] \args$172.ow ;
+  wire [3:0] \args$172.pl ;
+  wire [3:0] \args$172.pt ;
+  wire [3:0] \args$172.sh ;
+  wire [5:0] \args$172.shift ;
+  wire [3:0] \args$172.sw ;
+  wire \args$172.x_signed ;
+  wire [9:0] \args$172.zp_in ;
+  wire [9:0] \args$172.zp_out ;
+  wire [256:0] \args$179 ;
+  wire [11:0] \args$179.a_base ;
+  wire [7:0] \args$179.a_stride ;
+  wire [9:0] \args$179.act_max ;
+  wire [9:0] \args$179.act_min ;
+  wire [11:0] \args$179.b_base ;
+  wire [7:0] \args$179.b_stride ;
+  wire [7:0] \args$179.cw ;
+  wire \args$179.has_b ;
+  wire [4:0] \args$179.ls ;
+  wire [31:0] \args$179.mult_a ;
+  wire [31:0] \args$179.mult_b ;
+  wire [31:0] \args$179.mult_o ;
+  wire [15:0] \args$179.npos ;
+  wire [11:0] \args$179.out_base ;
+  wire [7:0] \args$179.out_stride ;
+  wire \args$179.rq_in ;
+  wire \args$179.rq_out ;
+  wire [5:0] \args$179.shift_a ;
+  wire [5:0] \args$179.shift_b ;
+  wire [5:0] \args$179.shift_o ;
+  wire \args$179.x_signed ;
+  wire [9:0] \args$179.zp_a ;
+  wire [9:0] \args$179.zp_b ;
+  wire [9:0] \args$179.zp_out ;
+  wire [60:0] \args$187 ;
+  wire [11:0] \args$187.dst ;
+  wire \args$187.macro ;
+  wire [3:0] \args$187.page ;
+  wire [31:0] \args$187.rows ;
+  wire [11:0] \args$187.src ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -4507,147 +4518,148 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$280 ;
+  wire [31:0] \axi__araddr$309 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$281 ;
+  wire [1:0] \axi__arburst$310 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$282 ;
+  wire [3:0] \axi__arcache$311 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$283 ;
+  wire \axi__arid$312 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$284 ;
+  wire [7:0] \axi__arlen$313 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$285 ;
+  wire \axi__arlock$314 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$286 ;
+  wire [2:0] \axi__arprot$315 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$287 ;
+  wire [3:0] \axi__arqos$316 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$288 ;
+  wire \axi__arready$317 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$289 ;
+  wire [2:0] \axi__arsize$318 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$290 ;
+  wire \axi__arvalid$319 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$291 ;
+  wire [31:0] \axi__awaddr$320 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$292 ;
+  wire [1:0] \axi__awburst$321 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$293 ;
+  wire [3:0] \axi__awcache$322 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$294 ;
+  wire \axi__awid$323 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$295 ;
+  wire [7:0] \axi__awlen$324 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$296 ;
+  wire \axi__awlock$325 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$297 ;
+  wire [2:0] \axi__awprot$326 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$298 ;
+  wire [3:0] \axi__awqos$327 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$299 ;
+  wire \axi__awready$328 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$300 ;
+  wire [2:0] \axi__awsize$329 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$301 ;
+  wire \axi__awvalid$330 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$302 ;
+  wire \axi__bid$331 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$303 ;
+  wire \axi__bready$332 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$304 ;
+  wire [1:0] \axi__bresp$333 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$305 ;
+  wire \axi__bvalid$334 ;
   input [63:0] axi__rdata;
   wire [63:0] axi__rdata;
-  wire [63:0] \axi__rdata$306 ;
+  wire [63:0] \axi__rdata$335 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$307 ;
+  wire \axi__rid$336 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$308 ;
+  wire \axi__rlast$337 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$309 ;
+  wire \axi__rready$338 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$310 ;
+  wire [1:0] \axi__rresp$339 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$311 ;
+  wire \axi__rvalid$340 ;
   output [63:0] axi__wdata;
   wire [63:0] axi__wdata;
-  wire [63:0] \axi__wdata$312 ;
+  wire [63:0] \axi__wdata$341 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$313 ;
+  wire \axi__wlast$342 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$314 ;
+  wire \axi__wready$343 ;
   output [7:0] axi__wstrb;
   wire [7:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$315 ;
+  wire [7:0] \axi__wstrb$344 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$316 ;
+  wire \axi__wvalid$345 ;
   wire [11:0] b_rd__addr;
   wire [63:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$110 ;
-  wire \busy$148 ;
-  wire \busy$163 ;
-  wire \busy$179 ;
-  wire \busy$181 ;
-  wire \busy$194 ;
+  wire \busy$123 ;
+  wire \busy$167 ;
+  wire \busy$182 ;
+  wire \busy$205 ;
+  wire \busy$207 ;
+  wire \busy$220 ;
+  wire \busy$52 ;
   input clk;
   wire clk;
   wire [36:0] cmd__payload;
-  wire [97:0] \cmd__payload$172 ;
-  wire [11:0] \cmd__payload$172.addr ;
-  wire [19:0] \cmd__payload$172.ext ;
-  wire [19:0] \cmd__payload$172.ext_stride ;
-  wire [15:0] \cmd__payload$172.len ;
-  wire [15:0] \cmd__payload$172.rows ;
-  wire \cmd__payload$172.store ;
-  wire [11:0] \cmd__payload$172.stride ;
-  wire \cmd__payload$172.wmem ;
+  wire [97:0] \cmd__payload$198 ;
+  wire [11:0] \cmd__payload$198.addr ;
+  wire [19:0] \cmd__payload$198.ext ;
+  wire [19:0] \cmd__payload$198.ext_stride ;
+  wire [15:0] \cmd__payload$198.len ;
+  wire [15:0] \cmd__payload$198.rows ;
+  wire \cmd__payload$198.store ;
+  wire [11:0] \cmd__payload$198.stride ;
+  wire \cmd__payload$198.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [1:0] \cmd__payload.mask ;
   wire [3:0] \cmd__payload.page ;
   wire [4:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$175 ;
+  wire \cmd__ready$201 ;
   wire cmd__valid;
-  wire \cmd__valid$176 ;
+  wire \cmd__valid$202 ;
   wire [311:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -4710,10 +4722,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$150 ;
-  wire \done$157 ;
-  wire \done$165 ;
-  wire \done$195 ;
+  wire \done$169 ;
+  wire \done$176 ;
+  wire \done$184 ;
+  wire \done$191 ;
+  wire \done$221 ;
+  wire [11:0] dst_rd__addr;
+  wire [63:0] dst_rd__data;
+  wire dst_rd__en;
   wire [256:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
   wire [7:0] \engines__ew__args.a_stride ;
@@ -4742,6 +4758,15 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__ew__busy;
   wire engines__ew__done;
   wire engines__ew__start;
+  wire [60:0] engines__graph__args;
+  wire [11:0] \engines__graph__args.dst ;
+  wire \engines__graph__args.macro ;
+  wire [3:0] \engines__graph__args.page ;
+  wire [31:0] \engines__graph__args.rows ;
+  wire [11:0] \engines__graph__args.src ;
+  wire engines__graph__busy;
+  wire engines__graph__done;
+  wire engines__graph__start;
   wire [384:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
@@ -4826,8 +4851,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__pool__start;
   output error;
   wire error;
-  wire \error$196 ;
-  wire \error$317 ;
+  wire \error$222 ;
+  wire \error$346 ;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -4890,6 +4915,12 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \imem_rd__data.args.ew.zp_a ;
   wire [9:0] \imem_rd__data.args.ew.zp_b ;
   wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [60:0] \imem_rd__data.args.gbfs ;
+  wire [11:0] \imem_rd__data.args.gbfs.dst ;
+  wire \imem_rd__data.args.gbfs.macro ;
+  wire [3:0] \imem_rd__data.args.gbfs.page ;
+  wire [31:0] \imem_rd__data.args.gbfs.rows ;
+  wire [11:0] \imem_rd__data.args.gbfs.src ;
   wire [36:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [1:0] \imem_rd__data.args.load.mask ;
@@ -4981,6 +5012,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   (* enum_value_0101 = "EW" *)
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
+  (* enum_value_1000 = "GBFS" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
@@ -5055,6 +5087,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \macro0__op__payload.x_signed ;
   wire macro0__op__ready;
   wire macro0__op__valid;
+  wire [6:0] macro0__res_total;
   wire macro0__res_valid;
   wire [1343:0] macro0__res_y;
   wire [20:0] \macro0__res_y[0] ;
@@ -5181,6 +5214,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \macro1__op__payload.x_signed ;
   wire macro1__op__ready;
   wire macro1__op__valid;
+  wire [6:0] macro1__res_total;
   wire macro1__res_valid;
   wire [1343:0] macro1__res_y;
   wire [20:0] \macro1__res_y[0] ;
@@ -5254,6 +5288,59 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] mem_wdata;
   wire [1:0] mem_we;
   wire [340:0] op__0__payload;
+  wire [340:0] \op__0__payload$57 ;
+  wire [2:0] \op__0__payload$57.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload$57.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload$57.mode ;
+  wire [3:0] \op__0__payload$57.page ;
+  wire [4:0] \op__0__payload$57.row ;
+  wire \op__0__payload$57.skip ;
+  wire \op__0__payload$57.w_signed ;
+  wire [1:0] \op__0__payload$57.wb_log2 ;
+  wire [63:0] \op__0__payload$57.word ;
+  wire [255:0] \op__0__payload$57.x ;
+  wire [7:0] \op__0__payload$57.x[0] ;
+  wire [7:0] \op__0__payload$57.x[10] ;
+  wire [7:0] \op__0__payload$57.x[11] ;
+  wire [7:0] \op__0__payload$57.x[12] ;
+  wire [7:0] \op__0__payload$57.x[13] ;
+  wire [7:0] \op__0__payload$57.x[14] ;
+  wire [7:0] \op__0__payload$57.x[15] ;
+  wire [7:0] \op__0__payload$57.x[16] ;
+  wire [7:0] \op__0__payload$57.x[17] ;
+  wire [7:0] \op__0__payload$57.x[18] ;
+  wire [7:0] \op__0__payload$57.x[19] ;
+  wire [7:0] \op__0__payload$57.x[1] ;
+  wire [7:0] \op__0__payload$57.x[20] ;
+  wire [7:0] \op__0__payload$57.x[21] ;
+  wire [7:0] \op__0__payload$57.x[22] ;
+  wire [7:0] \op__0__payload$57.x[23] ;
+  wire [7:0] \op__0__payload$57.x[24] ;
+  wire [7:0] \op__0__payload$57.x[25] ;
+  wire [7:0] \op__0__payload$57.x[26] ;
+  wire [7:0] \op__0__payload$57.x[27] ;
+  wire [7:0] \op__0__payload$57.x[28] ;
+  wire [7:0] \op__0__payload$57.x[29] ;
+  wire [7:0] \op__0__payload$57.x[2] ;
+  wire [7:0] \op__0__payload$57.x[30] ;
+  wire [7:0] \op__0__payload$57.x[31] ;
+  wire [7:0] \op__0__payload$57.x[3] ;
+  wire [7:0] \op__0__payload$57.x[4] ;
+  wire [7:0] \op__0__payload$57.x[5] ;
+  wire [7:0] \op__0__payload$57.x[6] ;
+  wire [7:0] \op__0__payload$57.x[7] ;
+  wire [7:0] \op__0__payload$57.x[8] ;
+  wire [7:0] \op__0__payload$57.x[9] ;
+  wire \op__0__payload$57.x_signed ;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -5307,8 +5394,63 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__0__payload.x[9] ;
   wire \op__0__payload.x_signed ;
   wire op__0__ready;
+  wire \op__0__ready$60 ;
   wire op__0__valid;
+  wire \op__0__valid$54 ;
   wire [340:0] op__1__payload;
+  wire [340:0] \op__1__payload$91 ;
+  wire [2:0] \op__1__payload$91.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload$91.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload$91.mode ;
+  wire [3:0] \op__1__payload$91.page ;
+  wire [4:0] \op__1__payload$91.row ;
+  wire \op__1__payload$91.skip ;
+  wire \op__1__payload$91.w_signed ;
+  wire [1:0] \op__1__payload$91.wb_log2 ;
+  wire [63:0] \op__1__payload$91.word ;
+  wire [255:0] \op__1__payload$91.x ;
+  wire [7:0] \op__1__payload$91.x[0] ;
+  wire [7:0] \op__1__payload$91.x[10] ;
+  wire [7:0] \op__1__payload$91.x[11] ;
+  wire [7:0] \op__1__payload$91.x[12] ;
+  wire [7:0] \op__1__payload$91.x[13] ;
+  wire [7:0] \op__1__payload$91.x[14] ;
+  wire [7:0] \op__1__payload$91.x[15] ;
+  wire [7:0] \op__1__payload$91.x[16] ;
+  wire [7:0] \op__1__payload$91.x[17] ;
+  wire [7:0] \op__1__payload$91.x[18] ;
+  wire [7:0] \op__1__payload$91.x[19] ;
+  wire [7:0] \op__1__payload$91.x[1] ;
+  wire [7:0] \op__1__payload$91.x[20] ;
+  wire [7:0] \op__1__payload$91.x[21] ;
+  wire [7:0] \op__1__payload$91.x[22] ;
+  wire [7:0] \op__1__payload$91.x[23] ;
+  wire [7:0] \op__1__payload$91.x[24] ;
+  wire [7:0] \op__1__payload$91.x[25] ;
+  wire [7:0] \op__1__payload$91.x[26] ;
+  wire [7:0] \op__1__payload$91.x[27] ;
+  wire [7:0] \op__1__payload$91.x[28] ;
+  wire [7:0] \op__1__payload$91.x[29] ;
+  wire [7:0] \op__1__payload$91.x[2] ;
+  wire [7:0] \op__1__payload$91.x[30] ;
+  wire [7:0] \op__1__payload$91.x[31] ;
+  wire [7:0] \op__1__payload$91.x[3] ;
+  wire [7:0] \op__1__payload$91.x[4] ;
+  wire [7:0] \op__1__payload$91.x[5] ;
+  wire [7:0] \op__1__payload$91.x[6] ;
+  wire [7:0] \op__1__payload$91.x[7] ;
+  wire [7:0] \op__1__payload$91.x[8] ;
+  wire [7:0] \op__1__payload$91.x[9] ;
+  wire \op__1__payload$91.x_signed ;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -5362,7 +5504,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__1__payload.x[9] ;
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
+  wire \op__1__ready$94 ;
   wire op__1__valid;
+  wire \op__1__valid$88 ;
   wire [5:0] param_rd__addr;
   wire [767:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
@@ -5413,32 +5557,36 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [767:0] pmem_w__data;
   wire [23:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [5:0] \port__addr$103 ;
-  wire [11:0] \port__addr$109 ;
-  wire [11:0] \port__addr$119 ;
-  wire [9:0] \port__addr$125 ;
-  wire [9:0] \port__addr$131 ;
-  wire [5:0] \port__addr$75 ;
-  wire [11:0] \port__addr$93 ;
-  wire [5:0] \port__addr$99 ;
+  wire [11:0] \port__addr$106 ;
+  wire [5:0] \port__addr$112 ;
+  wire [5:0] \port__addr$116 ;
+  wire [11:0] \port__addr$122 ;
+  wire [11:0] \port__addr$135 ;
+  wire [9:0] \port__addr$144 ;
+  wire [9:0] \port__addr$150 ;
+  wire [5:0] \port__addr$82 ;
   wire [63:0] port__data;
-  wire [95:0] \port__data$102 ;
-  wire [767:0] \port__data$106 ;
-  wire [63:0] \port__data$117 ;
-  wire [63:0] \port__data$124 ;
-  wire [63:0] \port__data$128 ;
-  wire [415:0] \port__data$134 ;
-  wire [95:0] \port__data$78 ;
-  wire [63:0] \port__data$96 ;
+  wire [63:0] \port__data$109 ;
+  wire [95:0] \port__data$115 ;
+  wire [767:0] \port__data$119 ;
+  wire [63:0] \port__data$132 ;
+  wire [63:0] \port__data$142 ;
+  wire [63:0] \port__data$147 ;
+  wire [415:0] \port__data$153 ;
+  wire [95:0] \port__data$85 ;
   wire port__en;
-  wire \port__en$107 ;
-  wire \port__en$113 ;
-  wire \port__en$121 ;
-  wire \port__en$129 ;
-  wire \port__en$135 ;
-  wire \port__en$97 ;
+  wire \port__en$110 ;
+  wire \port__en$120 ;
+  wire \port__en$127 ;
+  wire \port__en$138 ;
+  wire \port__en$148 ;
+  wire \port__en$154 ;
+  wire [6:0] res_total__0;
+  wire [6:0] res_total__1;
   wire res_valid__0;
+  wire \res_valid__0$65 ;
   wire res_valid__1;
+  wire \res_valid__1$99 ;
   wire [1343:0] res_y__0;
   wire [20:0] \res_y__0[0] ;
   wire [20:0] \res_y__0[10] ;
@@ -5571,9 +5719,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [20:0] \res_y__1[9] ;
   input rst;
   wire rst;
+  wire [11:0] src_rd__addr;
+  wire [63:0] src_rd__data;
+  wire src_rd__en;
   wire start;
-  wire \start$151 ;
-  wire \start$158 ;
+  wire \start$170 ;
+  wire \start$177 ;
+  wire \start$185 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -5585,46 +5737,46 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [1:0] unit_en;
-  wire [1:0] \unit_en$184 ;
+  wire [1:0] \unit_en$210 ;
   wire [9:0] w_rd__addr;
   wire [63:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$197 ;
+  wire \wb__ack$223 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$198 ;
+  wire [16:0] \wb__adr$224 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$199 ;
+  wire \wb__cyc$225 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$200 ;
+  wire [31:0] \wb__dat_r$226 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$201 ;
+  wire [31:0] \wb__dat_w$227 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$202 ;
+  wire [3:0] \wb__sel$228 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$203 ;
+  wire \wb__stb$229 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$204 ;
+  wire \wb__we$230 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$331 ;
+  wire [9:0] \wmem_r__addr$360 ;
   wire [63:0] wmem_r__data;
-  wire [63:0] \wmem_r__data$332 ;
+  wire [63:0] \wmem_r__data$361 ;
   wire wmem_r__en;
-  wire \wmem_r__en$335 ;
+  wire \wmem_r__en$364 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$337 ;
+  wire [9:0] \wmem_w__addr$366 ;
   wire [63:0] wmem_w__data;
-  wire [63:0] \wmem_w__data$339 ;
+  wire [63:0] \wmem_w__data$368 ;
   wire [1:0] wmem_w__en;
-  wire \wmem_w__en$341 ;
+  wire \wmem_w__en$370 ;
   reg [63:0] amem [4095:0];
   initial begin
     amem[0] = 64'h0000000000000000;
@@ -9731,8 +9883,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
       amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
   always @(posedge clk) begin
-    if (\$signature__en$328 )
-      amem[\$signature__addr$318 ] <= axi__rdata;
+    if (\$signature__en$357 )
+      amem[\$signature__addr$347 ] <= axi__rdata;
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -9744,22 +9896,22 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     if (port__en) begin
       _0_ <= amem[port__addr];
     end
-    if (\port__en$97 ) begin
-      _1_ <= amem[\port__addr$93 ];
+    if (\port__en$110 ) begin
+      _1_ <= amem[\port__addr$106 ];
     end
-    _2_ <= amem[\port__addr$109 ];
-    _3_ <= amem[\port__addr$119 ];
-    _4_ <= amem[\$signature__addr$211 ];
-    if (\$signature__en$322 ) begin
-      _5_ <= amem[\$signature__addr$318 ];
+    _2_ <= amem[\port__addr$122 ];
+    _3_ <= amem[\port__addr$135 ];
+    _4_ <= amem[\$signature__addr$237 ];
+    if (\$signature__en$351 ) begin
+      _5_ <= amem[\$signature__addr$347 ];
     end
   end
   assign act_rd__0__data = _0_;
   assign act_rd__1__data = _1_;
-  assign act_rd__data = _2_;
-  assign b_rd__data = _3_;
+  assign src_rd__data = _2_;
+  assign dst_rd__data = _3_;
   assign amem_r__data = _4_;
-  assign \amem_r__data$320  = _5_;
+  assign \amem_r__data$349  = _5_;
   reg [95:0] dmem [63:0];
   initial begin
     dmem[0] = 96'h000000000000000000000000;
@@ -9828,19 +9980,19 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$263 [0])
-      dmem[\$signature__addr$229 ][31:0] <= wb__dat_w;
-    if (\$signature__en$263 [1])
-      dmem[\$signature__addr$229 ][63:32] <= wb__dat_w;
-    if (\$signature__en$263 [2])
-      dmem[\$signature__addr$229 ][95:64] <= wb__dat_w;
+    if (\$signature__en$289 [0])
+      dmem[\$signature__addr$255 ][31:0] <= wb__dat_w;
+    if (\$signature__en$289 [1])
+      dmem[\$signature__addr$255 ][63:32] <= wb__dat_w;
+    if (\$signature__en$289 [2])
+      dmem[\$signature__addr$255 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _6_;
   always @(posedge clk) begin
-    _6_ <= dmem[\$signature__addr$229 ];
+    _6_ <= dmem[\$signature__addr$255 ];
   end
-  assign \port__data$78  = dmem[\port__addr$75 ];
-  assign \port__data$102  = dmem[\port__addr$99 ];
+  assign \port__data$85  = dmem[\port__addr$82 ];
+  assign \port__data$115  = dmem[\port__addr$112 ];
   assign dmem_r__data = _6_;
   reg [415:0] imem [1023:0];
   initial begin
@@ -10870,40 +11022,40 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     imem[1023] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$245 [0])
-      imem[\$signature__addr$205 ][31:0] <= wb__dat_w;
-    if (\$signature__en$245 [1])
-      imem[\$signature__addr$205 ][63:32] <= wb__dat_w;
-    if (\$signature__en$245 [2])
-      imem[\$signature__addr$205 ][95:64] <= wb__dat_w;
-    if (\$signature__en$245 [3])
-      imem[\$signature__addr$205 ][127:96] <= wb__dat_w;
-    if (\$signature__en$245 [4])
-      imem[\$signature__addr$205 ][159:128] <= wb__dat_w;
-    if (\$signature__en$245 [5])
-      imem[\$signature__addr$205 ][191:160] <= wb__dat_w;
-    if (\$signature__en$245 [6])
-      imem[\$signature__addr$205 ][223:192] <= wb__dat_w;
-    if (\$signature__en$245 [7])
-      imem[\$signature__addr$205 ][255:224] <= wb__dat_w;
-    if (\$signature__en$245 [8])
-      imem[\$signature__addr$205 ][287:256] <= wb__dat_w;
-    if (\$signature__en$245 [9])
-      imem[\$signature__addr$205 ][319:288] <= wb__dat_w;
-    if (\$signature__en$245 [10])
-      imem[\$signature__addr$205 ][351:320] <= wb__dat_w;
-    if (\$signature__en$245 [11])
-      imem[\$signature__addr$205 ][383:352] <= wb__dat_w;
-    if (\$signature__en$245 [12])
-      imem[\$signature__addr$205 ][415:384] <= wb__dat_w;
+    if (\$signature__en$271 [0])
+      imem[\$signature__addr$231 ][31:0] <= wb__dat_w;
+    if (\$signature__en$271 [1])
+      imem[\$signature__addr$231 ][63:32] <= wb__dat_w;
+    if (\$signature__en$271 [2])
+      imem[\$signature__addr$231 ][95:64] <= wb__dat_w;
+    if (\$signature__en$271 [3])
+      imem[\$signature__addr$231 ][127:96] <= wb__dat_w;
+    if (\$signature__en$271 [4])
+      imem[\$signature__addr$231 ][159:128] <= wb__dat_w;
+    if (\$signature__en$271 [5])
+      imem[\$signature__addr$231 ][191:160] <= wb__dat_w;
+    if (\$signature__en$271 [6])
+      imem[\$signature__addr$231 ][223:192] <= wb__dat_w;
+    if (\$signature__en$271 [7])
+      imem[\$signature__addr$231 ][255:224] <= wb__dat_w;
+    if (\$signature__en$271 [8])
+      imem[\$signature__addr$231 ][287:256] <= wb__dat_w;
+    if (\$signature__en$271 [9])
+      imem[\$signature__addr$231 ][319:288] <= wb__dat_w;
+    if (\$signature__en$271 [10])
+      imem[\$signature__addr$231 ][351:320] <= wb__dat_w;
+    if (\$signature__en$271 [11])
+      imem[\$signature__addr$231 ][383:352] <= wb__dat_w;
+    if (\$signature__en$271 [12])
+      imem[\$signature__addr$231 ][415:384] <= wb__dat_w;
   end
   reg [415:0] _7_;
   reg [415:0] _8_;
   always @(posedge clk) begin
-    _7_ <= imem[\port__addr$131 ];
-    _8_ <= imem[\$signature__addr$205 ];
+    _7_ <= imem[\port__addr$150 ];
+    _8_ <= imem[\$signature__addr$231 ];
   end
-  assign \port__data$134  = _7_;
+  assign \port__data$153  = _7_;
   assign imem_r__data = _8_;
   reg [767:0] pmem [63:0];
   initial begin
@@ -10973,60 +11125,60 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     pmem[63] = 768'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$257 [0])
-      pmem[\$signature__addr$223 ][31:0] <= wb__dat_w;
-    if (\$signature__en$257 [1])
-      pmem[\$signature__addr$223 ][63:32] <= wb__dat_w;
-    if (\$signature__en$257 [2])
-      pmem[\$signature__addr$223 ][95:64] <= wb__dat_w;
-    if (\$signature__en$257 [3])
-      pmem[\$signature__addr$223 ][127:96] <= wb__dat_w;
-    if (\$signature__en$257 [4])
-      pmem[\$signature__addr$223 ][159:128] <= wb__dat_w;
-    if (\$signature__en$257 [5])
-      pmem[\$signature__addr$223 ][191:160] <= wb__dat_w;
-    if (\$signature__en$257 [6])
-      pmem[\$signature__addr$223 ][223:192] <= wb__dat_w;
-    if (\$signature__en$257 [7])
-      pmem[\$signature__addr$223 ][255:224] <= wb__dat_w;
-    if (\$signature__en$257 [8])
-      pmem[\$signature__addr$223 ][287:256] <= wb__dat_w;
-    if (\$signature__en$257 [9])
-      pmem[\$signature__addr$223 ][319:288] <= wb__dat_w;
-    if (\$signature__en$257 [10])
-      pmem[\$signature__addr$223 ][351:320] <= wb__dat_w;
-    if (\$signature__en$257 [11])
-      pmem[\$signature__addr$223 ][383:352] <= wb__dat_w;
-    if (\$signature__en$257 [12])
-      pmem[\$signature__addr$223 ][415:384] <= wb__dat_w;
-    if (\$signature__en$257 [13])
-      pmem[\$signature__addr$223 ][447:416] <= wb__dat_w;
-    if (\$signature__en$257 [14])
-      pmem[\$signature__addr$223 ][479:448] <= wb__dat_w;
-    if (\$signature__en$257 [15])
-      pmem[\$signature__addr$223 ][511:480] <= wb__dat_w;
-    if (\$signature__en$257 [16])
-      pmem[\$signature__addr$223 ][543:512] <= wb__dat_w;
-    if (\$signature__en$257 [17])
-      pmem[\$signature__addr$223 ][575:544] <= wb__dat_w;
-    if (\$signature__en$257 [18])
-      pmem[\$signature__addr$223 ][607:576] <= wb__dat_w;
-    if (\$signature__en$257 [19])
-      pmem[\$signature__addr$223 ][639:608] <= wb__dat_w;
-    if (\$signature__en$257 [20])
-      pmem[\$signature__addr$223 ][671:640] <= wb__dat_w;
-    if (\$signature__en$257 [21])
-      pmem[\$signature__addr$223 ][703:672] <= wb__dat_w;
-    if (\$signature__en$257 [22])
-      pmem[\$signature__addr$223 ][735:704] <= wb__dat_w;
-    if (\$signature__en$257 [23])
-      pmem[\$signature__addr$223 ][767:736] <= wb__dat_w;
+    if (\$signature__en$283 [0])
+      pmem[\$signature__addr$249 ][31:0] <= wb__dat_w;
+    if (\$signature__en$283 [1])
+      pmem[\$signature__addr$249 ][63:32] <= wb__dat_w;
+    if (\$signature__en$283 [2])
+      pmem[\$signature__addr$249 ][95:64] <= wb__dat_w;
+    if (\$signature__en$283 [3])
+      pmem[\$signature__addr$249 ][127:96] <= wb__dat_w;
+    if (\$signature__en$283 [4])
+      pmem[\$signature__addr$249 ][159:128] <= wb__dat_w;
+    if (\$signature__en$283 [5])
+      pmem[\$signature__addr$249 ][191:160] <= wb__dat_w;
+    if (\$signature__en$283 [6])
+      pmem[\$signature__addr$249 ][223:192] <= wb__dat_w;
+    if (\$signature__en$283 [7])
+      pmem[\$signature__addr$249 ][255:224] <= wb__dat_w;
+    if (\$signature__en$283 [8])
+      pmem[\$signature__addr$249 ][287:256] <= wb__dat_w;
+    if (\$signature__en$283 [9])
+      pmem[\$signature__addr$249 ][319:288] <= wb__dat_w;
+    if (\$signature__en$283 [10])
+      pmem[\$signature__addr$249 ][351:320] <= wb__dat_w;
+    if (\$signature__en$283 [11])
+      pmem[\$signature__addr$249 ][383:352] <= wb__dat_w;
+    if (\$signature__en$283 [12])
+      pmem[\$signature__addr$249 ][415:384] <= wb__dat_w;
+    if (\$signature__en$283 [13])
+      pmem[\$signature__addr$249 ][447:416] <= wb__dat_w;
+    if (\$signature__en$283 [14])
+      pmem[\$signature__addr$249 ][479:448] <= wb__dat_w;
+    if (\$signature__en$283 [15])
+      pmem[\$signature__addr$249 ][511:480] <= wb__dat_w;
+    if (\$signature__en$283 [16])
+      pmem[\$signature__addr$249 ][543:512] <= wb__dat_w;
+    if (\$signature__en$283 [17])
+      pmem[\$signature__addr$249 ][575:544] <= wb__dat_w;
+    if (\$signature__en$283 [18])
+      pmem[\$signature__addr$249 ][607:576] <= wb__dat_w;
+    if (\$signature__en$283 [19])
+      pmem[\$signature__addr$249 ][639:608] <= wb__dat_w;
+    if (\$signature__en$283 [20])
+      pmem[\$signature__addr$249 ][671:640] <= wb__dat_w;
+    if (\$signature__en$283 [21])
+      pmem[\$signature__addr$249 ][703:672] <= wb__dat_w;
+    if (\$signature__en$283 [22])
+      pmem[\$signature__addr$249 ][735:704] <= wb__dat_w;
+    if (\$signature__en$283 [23])
+      pmem[\$signature__addr$249 ][767:736] <= wb__dat_w;
   end
   reg [767:0] _9_;
   reg [767:0] _10_;
   always @(posedge clk) begin
-    _9_ <= pmem[\port__addr$103 ];
-    _10_ <= pmem[\$signature__addr$223 ];
+    _9_ <= pmem[\port__addr$116 ];
+    _10_ <= pmem[\$signature__addr$249 ];
   end
   assign param_rd__data = _9_;
   assign pmem_r__data = _10_;
@@ -12063,7 +12215,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
-    _11_ <= trace[\$signature__addr$235 ];
+    _11_ <= trace[\$signature__addr$261 ];
   end
   assign trace_r__data = _11_;
   reg [63:0] wmem [1023:0];
@@ -13094,80 +13246,90 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     wmem[1023] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$251 [0])
-      wmem[\$signature__addr$217 ][31:0] <= wb__dat_w;
-    if (\$signature__en$251 [1])
-      wmem[\$signature__addr$217 ][63:32] <= wb__dat_w;
+    if (\$signature__en$277 [0])
+      wmem[\$signature__addr$243 ][31:0] <= wb__dat_w;
+    if (\$signature__en$277 [1])
+      wmem[\$signature__addr$243 ][63:32] <= wb__dat_w;
   end
   always @(posedge clk) begin
-    if (\$signature__en$340 )
-      wmem[\$signature__addr$318 [9:0]] <= axi__rdata;
+    if (\$signature__en$369 )
+      wmem[\$signature__addr$347 [9:0]] <= axi__rdata;
   end
   reg [63:0] _12_;
   reg [63:0] _13_;
   reg [63:0] _14_;
   always @(posedge clk) begin
-    _12_ <= wmem[\port__addr$125 ];
-    _13_ <= wmem[\$signature__addr$217 ];
-    if (\$signature__en$334 ) begin
-      _14_ <= wmem[\$signature__addr$318 [9:0]];
+    _12_ <= wmem[\port__addr$144 ];
+    _13_ <= wmem[\$signature__addr$243 ];
+    if (\$signature__en$363 ) begin
+      _14_ <= wmem[\$signature__addr$347 [9:0]];
     end
   end
   assign macro0__mem_wdata = _12_;
   assign wmem_r__data = _13_;
-  assign \wmem_r__data$332  = _14_;
-  assign \port__addr$109  = \busy$110  ? act_rd__addr : a_rd__addr;
-  assign \$1  = | amem_w__en;
-  assign \$2  = \act_w__en$268  ? \act_w__addr$270  : act_w__addr;
-  assign \$3  = act_w__en ? \act_w__addr$271  : \$2 ;
-  assign amem_port__addr = \$1  ? \$signature__addr$211  : \$3 ;
-  assign \$4  = | amem_w__en;
-  assign \$5  = \act_w__en$268  ? { \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  } : { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  };
-  assign \$6  = act_w__en ? { \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  } : \$5 ;
-  assign amem_port__data = \$4  ? { wb__dat_w, wb__dat_w } : \$6 ;
+  assign \wmem_r__data$361  = _14_;
+  assign macro0__op__valid = \busy$52  ? \op__0__valid$54  : op__0__valid;
+  assign macro0__op__payload = \busy$52  ? \op__0__payload$57  : op__0__payload;
+  assign macro1__op__valid = \busy$52  ? \op__1__valid$88  : op__1__valid;
+  assign macro1__op__payload = \busy$52  ? \op__1__payload$91  : op__1__payload;
+  assign \$1  = \busy$123  ? act_rd__addr : a_rd__addr;
+  assign \port__addr$122  = \busy$52  ? args[48:37] : \$1 ;
+  assign \port__addr$135  = \busy$52  ? args[60:49] : b_rd__addr;
+  assign \$3  = | amem_w__en;
+  assign \$4  = \act_w__en$295  ? \act_w__addr$297  : args[60:49];
+  assign \$5  = \act_w__en$294  ? \act_w__addr$298  : \$4 ;
+  assign \$6  = act_w__en ? \act_w__addr$299  : \$5 ;
+  assign amem_port__addr = \$3  ? \$signature__addr$237  : \$6 ;
   assign \$7  = | amem_w__en;
-  assign \$8  = | { \act_w__en$279 , \act_w__en$268 , act_w__en };
-  assign \$9  = \$8  ? 2'h3 : 2'h0;
-  assign amem_port__en = \$7  ? amem_w__en : \$9 ;
+  assign \$8  = \act_w__en$295  ? { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  } : act_w__data;
+  assign \$9  = \act_w__en$294  ? { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  } : \$8 ;
+  assign \$10  = act_w__en ? { \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22  } : \$9 ;
+  assign amem_port__data = \$7  ? { wb__dat_w, wb__dat_w } : \$10 ;
+  assign \$11  = | amem_w__en;
+  assign \$12  = | { engines__graph__done, \act_w__en$295 , \act_w__en$294 , act_w__en };
+  assign \$13  = \$12  ? 2'h3 : 2'h0;
+  assign amem_port__en = \$11  ? amem_w__en : \$13 ;
   \isscc22_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$176 ),
+    .dma__valid(\cmd__valid$202 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$158 ),
+    .engines__ew__start(\start$177 ),
+    .engines__graph__done(engines__graph__done),
+    .engines__graph__start(\start$185 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$151 ),
+    .engines__pool__start(\start$170 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$131 ),
-    .imem_rd__data(\port__data$134 [388:0]),
+    .imem_rd__addr(\port__addr$150 ),
+    .imem_rd__data(\port__data$153 [388:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$46$1513 (macro0__busy),
-    .\port$47$1513 (macro1__busy),
-    .\port$48$0 (\$18 ),
-    .\port$49$0 (\$19 ),
+    .\port$56$1513 (macro0__busy),
+    .\port$57$1513 (macro1__busy),
+    .\port$58$0 (\$20 ),
+    .\port$59$0 (\$21 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \isscc22_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$318 ),
-    .amem_r__data(\amem_r__data$320 ),
-    .amem_r__en(\$signature__en$322 ),
+    .amem_r__addr(\$signature__addr$347 ),
+    .amem_r__data(\amem_r__data$349 ),
+    .amem_r__en(\$signature__en$351 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$328 ),
+    .amem_w__en(\$signature__en$357 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -13189,39 +13351,60 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$2369$0 (\$44 ),
+    .\port$2379$0 (\$46 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$176 ),
-    .wmem_r__data(\wmem_r__data$332 ),
-    .wmem_r__en(\$signature__en$334 ),
-    .wmem_w__en(\$signature__en$340 )
+    .w_en(\cmd__valid$202 ),
+    .wmem_r__data(\wmem_r__data$361 ),
+    .wmem_r__en(\$signature__en$363 ),
+    .wmem_w__en(\$signature__en$369 )
   );
   \isscc22_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
-    .a_rd__data(act_rd__data),
-    .act_w__addr(act_w__addr),
-    .act_w__en(\act_w__en$279 ),
+    .a_rd__data(src_rd__data),
+    .act_w__addr(\act_w__addr$297 ),
+    .act_w__en(\act_w__en$295 ),
     .args(args[256:0]),
-    .b_rd__addr(\port__addr$119 ),
-    .b_rd__data(b_rd__data),
+    .b_rd__addr(b_rd__addr),
+    .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1441$0 (\$36 ),
-    .\port$1447$0 (\$37 ),
-    .\port$1453$0 (\$38 ),
-    .\port$1459$0 (\$39 ),
-    .\port$1465$0 (\$40 ),
-    .\port$1471$0 (\$41 ),
-    .\port$1477$0 (\$42 ),
-    .\port$1483$0 (\$43 ),
+    .\port$1451$0 (\$38 ),
+    .\port$1457$0 (\$39 ),
+    .\port$1463$0 (\$40 ),
+    .\port$1469$0 (\$41 ),
+    .\port$1475$0 (\$42 ),
+    .\port$1481$0 (\$43 ),
+    .\port$1487$0 (\$44 ),
+    .\port$1493$0 (\$45 ),
     .rst(rst),
-    .start(\start$158 )
+    .start(\start$177 )
+  );
+  \isscc22_fabric.graph  graph (
+    .act_w__data(act_w__data),
+    .args(args[60:0]),
+    .busy(\busy$52 ),
+    .clk(clk),
+    .dst_rd__data(dst_rd__data),
+    .finish(engines__graph__done),
+    .op__0__payload(\op__0__payload$57 ),
+    .op__0__ready(op__0__ready),
+    .op__0__valid(\op__0__valid$54 ),
+    .op__1__payload(\op__1__payload$91 ),
+    .op__1__ready(op__1__ready),
+    .op__1__valid(\op__1__valid$88 ),
+    .res_total__0(res_total__0),
+    .res_total__1(res_total__1),
+    .res_valid__0(res_valid__0),
+    .res_valid__1(res_valid__1),
+    .rst(rst),
+    .src_rd__data(src_rd__data),
+    .start(\start$185 )
   );
   \isscc22_fabric.host  host (
-    .amem_r__addr(\$signature__addr$211 ),
+    .amem_r__addr(\$signature__addr$237 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -13229,17 +13412,17 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$229 ),
+    .dmem_r__addr(\$signature__addr$255 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$263 ),
-    .imem_r__addr(\$signature__addr$205 ),
+    .dmem_w__en(\$signature__en$289 ),
+    .imem_r__addr(\$signature__addr$231 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$245 ),
-    .pmem_r__addr(\$signature__addr$223 ),
+    .imem_w__en(\$signature__en$271 ),
+    .pmem_r__addr(\$signature__addr$249 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$257 ),
+    .pmem_w__en(\$signature__en$283 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$235 ),
+    .trace_r__addr(\$signature__addr$261 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -13248,9 +13431,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$217 ),
+    .wmem_r__addr(\$signature__addr$243 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$251 )
+    .wmem_w__en(\$signature__en$277 )
   );
   \isscc22_fabric.loader  loader (
     .busy(loader_busy),
@@ -13263,43 +13446,43 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .rst(rst),
     .w_data(args[36:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$125 )
+    .w_rd__addr(\port__addr$144 )
   );
   \isscc22_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$93 ),
-    .act_rd__1__en(\port__en$97 ),
+    .act_rd__1__addr(\port__addr$106 ),
+    .act_rd__1__en(\port__en$110 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
-    .act_w__addr(\act_w__addr$271 ),
+    .act_w__addr(\act_w__addr$299 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$75 ),
-    .desc_rd__1__addr(\port__addr$99 ),
-    .desc_rd__data(\port__data$78 [71:0]),
-    .\desc_rd__data$21 (\port__data$102 [71:0]),
+    .desc_rd__0__addr(\port__addr$82 ),
+    .desc_rd__1__addr(\port__addr$112 ),
+    .desc_rd__data(\port__data$85 [71:0]),
+    .\desc_rd__data$21 (\port__data$115 [71:0]),
     .finished(engines__mac__done),
-    .op__0__payload(macro0__op__payload),
+    .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
-    .op__0__valid(macro0__op__valid),
-    .op__1__payload(macro1__op__payload),
+    .op__0__valid(op__0__valid),
+    .op__1__payload(op__1__payload),
     .op__1__ready(op__1__ready),
-    .op__1__valid(macro1__op__valid),
-    .param_rd__addr(\port__addr$103 ),
+    .op__1__valid(op__1__valid),
+    .param_rd__addr(\port__addr$116 ),
     .param_rd__data(param_rd__data),
-    .\port$239$0 (\$20 ),
-    .\port$244$0 (\$21 ),
     .\port$249$0 (\$22 ),
     .\port$254$0 (\$23 ),
     .\port$259$0 (\$24 ),
     .\port$264$0 (\$25 ),
     .\port$269$0 (\$26 ),
     .\port$274$0 (\$27 ),
-    .\port$48$0 (\$18 ),
-    .\port$49$0 (\$19 ),
+    .\port$279$0 (\$28 ),
+    .\port$284$0 (\$29 ),
+    .\port$58$0 (\$20 ),
+    .\port$59$0 (\$21 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_y__0(res_y__0),
@@ -13311,7 +13494,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$10 ),
+    .mem_rdata(\$14 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -13319,9 +13502,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$11 ),
-    .res_pop(\$12 ),
-    .res_total(\$13 ),
+    .res_bits(\$15 ),
+    .res_pop(\$16 ),
+    .res_total(res_total__0),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
     .rst(rst)
@@ -13330,7 +13513,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$14 ),
+    .mem_rdata(\$17 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -13338,37 +13521,38 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$15 ),
-    .res_pop(\$16 ),
-    .res_total(\$17 ),
+    .res_bits(\$18 ),
+    .res_pop(\$19 ),
+    .res_total(res_total__1),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
     .rst(rst)
   );
   \isscc22_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
-    .act_rd__data(act_rd__data),
-    .act_w__addr(\act_w__addr$270 ),
-    .act_w__en(\act_w__en$268 ),
+    .act_rd__data(src_rd__data),
+    .act_w__addr(\act_w__addr$298 ),
+    .act_w__en(\act_w__en$294 ),
     .args(args[183:0]),
-    .busy(\busy$110 ),
+    .busy(\busy$123 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1099$0 (\$28 ),
-    .\port$1100$0 (\$29 ),
-    .\port$1101$0 (\$30 ),
-    .\port$1102$0 (\$31 ),
-    .\port$1103$0 (\$32 ),
-    .\port$1104$0 (\$33 ),
-    .\port$1105$0 (\$34 ),
-    .\port$1106$0 (\$35 ),
+    .\port$1109$0 (\$30 ),
+    .\port$1110$0 (\$31 ),
+    .\port$1111$0 (\$32 ),
+    .\port$1112$0 (\$33 ),
+    .\port$1113$0 (\$34 ),
+    .\port$1114$0 (\$35 ),
+    .\port$1115$0 (\$36 ),
+    .\port$1116$0 (\$37 ),
     .rst(rst),
-    .start(\start$151 )
+    .start(\start$170 )
   );
-  assign op__0__payload = macro0__op__payload;
   assign macro0__op__ready = op__0__ready;
-  assign op__0__valid = macro0__op__valid;
+  assign \op__0__ready$60  = op__0__ready;
   assign macro0__res_valid = res_valid__0;
+  assign macro0__res_total = res_total__0;
+  assign \res_valid__0$65  = res_valid__0;
   assign macro0__res_y = res_y__0;
   assign macro0__mem_we = mem_we[0];
   assign mem_page = macro0__mem_page;
@@ -13377,194 +13561,206 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$75 ;
-  assign desc_rd__0__data = \port__data$78 [71:0];
-  assign op__1__payload = macro1__op__payload;
+  assign desc_rd__0__addr = \port__addr$82 ;
+  assign desc_rd__0__data = \port__data$85 [71:0];
   assign macro1__op__ready = op__1__ready;
-  assign op__1__valid = macro1__op__valid;
+  assign \op__1__ready$94  = op__1__ready;
   assign macro1__res_valid = res_valid__1;
+  assign macro1__res_total = res_total__1;
+  assign \res_valid__1$99  = res_valid__1;
   assign macro1__res_y = res_y__1;
   assign macro1__mem_we = mem_we[1];
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$93 ;
-  assign \port__data$96  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$97 ;
-  assign desc_rd__1__addr = \port__addr$99 ;
-  assign desc_rd__1__data = \port__data$102 [71:0];
-  assign param_rd__addr = \port__addr$103 ;
-  assign \port__data$106  = param_rd__data;
-  assign \port__en$107  = 1'h1;
+  assign act_rd__1__addr = \port__addr$106 ;
+  assign \port__data$109  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$110 ;
+  assign desc_rd__1__addr = \port__addr$112 ;
+  assign desc_rd__1__data = \port__data$115 [71:0];
+  assign param_rd__addr = \port__addr$116 ;
+  assign \port__data$119  = param_rd__data;
+  assign \port__en$120  = 1'h1;
   assign param_rd__en = 1'h1;
+  assign src_rd__addr = args[48:37];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
-  assign \port__data$117  = act_rd__data;
-  assign a_rd__data = act_rd__data;
-  assign b_rd__addr = \port__addr$119 ;
-  assign \port__en$121  = 1'h1;
+  assign src_rd__en = 1'h1;
+  assign \port__data$132  = src_rd__data;
+  assign act_rd__data = src_rd__data;
+  assign a_rd__data = src_rd__data;
+  assign dst_rd__addr = args[60:49];
   assign b_rd__en = 1'h1;
-  assign \port__data$124  = b_rd__data;
-  assign w_rd__addr = \port__addr$125 ;
+  assign dst_rd__en = 1'h1;
+  assign \port__data$142  = dst_rd__data;
+  assign b_rd__data = dst_rd__data;
+  assign w_rd__addr = \port__addr$144 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$128  = macro0__mem_wdata;
-  assign \port__en$129  = 1'h1;
+  assign \port__data$147  = macro0__mem_wdata;
+  assign \port__en$148  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$131 ;
-  assign imem_rd__data = \port__data$134 [388:0];
-  assign \port__en$135  = 1'h1;
+  assign imem_rd__addr = \port__addr$150 ;
+  assign imem_rd__data = \port__data$153 [388:0];
+  assign \port__en$154  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$148  = engines__mac__busy;
-  assign \done$150  = engines__mac__done;
-  assign engines__pool__start = \start$151 ;
-  assign \args$153  = args[183:0];
+  assign \busy$167  = engines__mac__busy;
+  assign \done$169  = engines__mac__done;
+  assign engines__pool__start = \start$170 ;
+  assign \args$172  = args[183:0];
   assign engines__pool__args = args[183:0];
-  assign engines__pool__busy = \busy$110 ;
-  assign \done$157  = engines__pool__done;
-  assign engines__ew__start = \start$158 ;
-  assign \args$160  = args[256:0];
+  assign engines__pool__busy = \busy$123 ;
+  assign \done$176  = engines__pool__done;
+  assign engines__ew__start = \start$177 ;
+  assign \args$179  = args[256:0];
   assign engines__ew__args = args[256:0];
-  assign \busy$163  = engines__ew__busy;
-  assign \done$165  = engines__ew__done;
+  assign \busy$182  = engines__ew__busy;
+  assign \done$184  = engines__ew__done;
+  assign engines__graph__start = \start$185 ;
+  assign \args$187  = args[60:0];
+  assign engines__graph__args = args[60:0];
+  assign engines__graph__busy = \busy$52 ;
+  assign \done$191  = engines__graph__done;
   assign cmd__payload = args[36:0];
   assign load__payload = args[36:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$172  = args[97:0];
+  assign \cmd__payload$198  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$175  = dma__ready;
-  assign dma__valid = \cmd__valid$176 ;
-  assign \busy$179  = dma_busy;
-  assign \busy$181  = loader_busy;
+  assign \cmd__ready$201  = dma__ready;
+  assign dma__valid = \cmd__valid$202 ;
+  assign \busy$205  = dma_busy;
+  assign \busy$207  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$19 , \$18  };
-  assign \unit_en$184  = { \$19 , \$18  };
+  assign unit_en = { \$21 , \$20  };
+  assign \unit_en$210  = { \$21 , \$20  };
   assign macro_busy = { macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$194  = busy;
-  assign \done$195  = done;
-  assign \error$196  = error;
-  assign \wb__ack$197  = wb__ack;
-  assign \wb__adr$198  = wb__adr;
-  assign \wb__cyc$199  = wb__cyc;
-  assign \wb__dat_r$200  = wb__dat_r;
-  assign \wb__dat_w$201  = wb__dat_w;
-  assign \wb__sel$202  = wb__sel;
-  assign \wb__stb$203  = wb__stb;
-  assign \wb__we$204  = wb__we;
-  assign imem_r__addr = \$signature__addr$205 ;
-  assign \$signature__data$208  = imem_r__data;
-  assign \$signature__en$209  = 1'h1;
+  assign \busy$220  = busy;
+  assign \done$221  = done;
+  assign \error$222  = error;
+  assign \wb__ack$223  = wb__ack;
+  assign \wb__adr$224  = wb__adr;
+  assign \wb__cyc$225  = wb__cyc;
+  assign \wb__dat_r$226  = wb__dat_r;
+  assign \wb__dat_w$227  = wb__dat_w;
+  assign \wb__sel$228  = wb__sel;
+  assign \wb__stb$229  = wb__stb;
+  assign \wb__we$230  = wb__we;
+  assign imem_r__addr = \$signature__addr$231 ;
+  assign \$signature__data$234  = imem_r__data;
+  assign \$signature__en$235  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$211 ;
-  assign \$signature__data$214  = amem_r__data;
-  assign \$signature__en$215  = 1'h1;
+  assign amem_r__addr = \$signature__addr$237 ;
+  assign \$signature__data$240  = amem_r__data;
+  assign \$signature__en$241  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$217 ;
-  assign \$signature__data$220  = wmem_r__data;
-  assign \$signature__en$221  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$243 ;
+  assign \$signature__data$246  = wmem_r__data;
+  assign \$signature__en$247  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$223 ;
-  assign \$signature__data$226  = pmem_r__data;
-  assign \$signature__en$227  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$249 ;
+  assign \$signature__data$252  = pmem_r__data;
+  assign \$signature__en$253  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$229 ;
-  assign \$signature__data$232  = dmem_r__data;
-  assign \$signature__en$233  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$255 ;
+  assign \$signature__data$258  = dmem_r__data;
+  assign \$signature__en$259  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$235 ;
-  assign \$signature__data$238  = trace_r__data;
-  assign \$signature__en$239  = 1'h1;
+  assign trace_r__addr = \$signature__addr$261 ;
+  assign \$signature__data$264  = trace_r__data;
+  assign \$signature__en$265  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$241  = \$signature__addr$205 ;
-  assign imem_w__addr = \$signature__addr$205 ;
-  assign \$signature__data$243  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$267  = \$signature__addr$231 ;
+  assign imem_w__addr = \$signature__addr$231 ;
+  assign \$signature__data$269  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$245 ;
-  assign \$signature__addr$247  = \$signature__addr$217 ;
-  assign wmem_w__addr = \$signature__addr$217 ;
-  assign \$signature__data$249  = { wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$271 ;
+  assign \$signature__addr$273  = \$signature__addr$243 ;
+  assign wmem_w__addr = \$signature__addr$243 ;
+  assign \$signature__data$275  = { wb__dat_w, wb__dat_w };
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
-  assign wmem_w__en = \$signature__en$251 ;
-  assign \$signature__addr$253  = \$signature__addr$223 ;
-  assign pmem_w__addr = \$signature__addr$223 ;
-  assign \$signature__data$255  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$277 ;
+  assign \$signature__addr$279  = \$signature__addr$249 ;
+  assign pmem_w__addr = \$signature__addr$249 ;
+  assign \$signature__data$281  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$257 ;
-  assign \$signature__addr$259  = \$signature__addr$229 ;
-  assign dmem_w__addr = \$signature__addr$229 ;
-  assign \$signature__data$261  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$283 ;
+  assign \$signature__addr$285  = \$signature__addr$255 ;
+  assign dmem_w__addr = \$signature__addr$255 ;
+  assign \$signature__data$287  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$263 ;
-  assign amem_w__addr = \$signature__addr$211 ;
-  assign act_w__data = { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  };
-  assign \act_w__data$275  = { \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28  };
-  assign \act_w__data$276  = { \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20  };
+  assign dmem_w__en = \$signature__en$289 ;
+  assign act_w__addr = args[60:49];
+  assign amem_w__addr = \$signature__addr$237 ;
+  assign \act_w__data$303  = { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  };
+  assign \act_w__data$304  = { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  };
+  assign \act_w__data$305  = { \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22  };
   assign amem_w__data = { wb__dat_w, wb__dat_w };
-  assign \axi__araddr$280  = { 9'h000, \$44  };
-  assign \axi__arburst$281  = 2'h1;
-  assign \axi__arcache$282  = 4'h3;
-  assign \axi__arid$283  = 1'h0;
-  assign \axi__arlen$284  = axi__arlen;
-  assign \axi__arlock$285  = 1'h0;
-  assign \axi__arprot$286  = 3'h0;
-  assign \axi__arqos$287  = 4'h0;
-  assign \axi__arready$288  = axi__arready;
-  assign \axi__arsize$289  = 3'h3;
-  assign \axi__arvalid$290  = axi__arvalid;
-  assign \axi__awaddr$291  = { 9'h000, \$44  };
-  assign \axi__awburst$292  = 2'h1;
-  assign \axi__awcache$293  = 4'h3;
-  assign \axi__awid$294  = 1'h0;
-  assign \axi__awlen$295  = axi__awlen;
-  assign \axi__awlock$296  = 1'h0;
-  assign \axi__awprot$297  = 3'h0;
-  assign \axi__awqos$298  = 4'h0;
-  assign \axi__awready$299  = axi__awready;
-  assign \axi__awsize$300  = 3'h3;
-  assign \axi__awvalid$301  = axi__awvalid;
-  assign \axi__bid$302  = axi__bid;
-  assign \axi__bready$303  = axi__bready;
-  assign \axi__bresp$304  = axi__bresp;
-  assign \axi__bvalid$305  = axi__bvalid;
-  assign \axi__rdata$306  = axi__rdata;
-  assign \axi__rid$307  = axi__rid;
-  assign \axi__rlast$308  = axi__rlast;
-  assign \axi__rready$309  = axi__rready;
-  assign \axi__rresp$310  = axi__rresp;
-  assign \axi__rvalid$311  = axi__rvalid;
-  assign \axi__wdata$312  = axi__wdata;
-  assign \axi__wlast$313  = axi__wlast;
-  assign \axi__wready$314  = axi__wready;
-  assign \axi__wstrb$315  = 8'hff;
-  assign \axi__wvalid$316  = axi__wvalid;
-  assign \error$317  = dma_error;
-  assign \amem_r__addr$319  = \$signature__addr$318 ;
-  assign \$signature__data$321  = \amem_r__data$320 ;
-  assign \amem_r__en$323  = \$signature__en$322 ;
-  assign \$signature__addr$324  = \$signature__addr$318 ;
-  assign \amem_w__addr$325  = \$signature__addr$318 ;
-  assign \$signature__data$326  = axi__rdata;
-  assign \amem_w__data$327  = axi__rdata;
-  assign \amem_w__en$329  = \$signature__en$328 ;
-  assign \$signature__addr$330  = \$signature__addr$318 [9:0];
-  assign \wmem_r__addr$331  = \$signature__addr$318 [9:0];
-  assign \$signature__data$333  = \wmem_r__data$332 ;
-  assign \wmem_r__en$335  = \$signature__en$334 ;
-  assign \$signature__addr$336  = \$signature__addr$318 [9:0];
-  assign \wmem_w__addr$337  = \$signature__addr$318 [9:0];
-  assign \$signature__data$338  = axi__rdata;
-  assign \wmem_w__data$339  = axi__rdata;
-  assign \wmem_w__en$341  = \$signature__en$340 ;
+  assign \act_w__en$308  = engines__graph__done;
+  assign \axi__araddr$309  = { 9'h000, \$46  };
+  assign \axi__arburst$310  = 2'h1;
+  assign \axi__arcache$311  = 4'h3;
+  assign \axi__arid$312  = 1'h0;
+  assign \axi__arlen$313  = axi__arlen;
+  assign \axi__arlock$314  = 1'h0;
+  assign \axi__arprot$315  = 3'h0;
+  assign \axi__arqos$316  = 4'h0;
+  assign \axi__arready$317  = axi__arready;
+  assign \axi__arsize$318  = 3'h3;
+  assign \axi__arvalid$319  = axi__arvalid;
+  assign \axi__awaddr$320  = { 9'h000, \$46  };
+  assign \axi__awburst$321  = 2'h1;
+  assign \axi__awcache$322  = 4'h3;
+  assign \axi__awid$323  = 1'h0;
+  assign \axi__awlen$324  = axi__awlen;
+  assign \axi__awlock$325  = 1'h0;
+  assign \axi__awprot$326  = 3'h0;
+  assign \axi__awqos$327  = 4'h0;
+  assign \axi__awready$328  = axi__awready;
+  assign \axi__awsize$329  = 3'h3;
+  assign \axi__awvalid$330  = axi__awvalid;
+  assign \axi__bid$331  = axi__bid;
+  assign \axi__bready$332  = axi__bready;
+  assign \axi__bresp$333  = axi__bresp;
+  assign \axi__bvalid$334  = axi__bvalid;
+  assign \axi__rdata$335  = axi__rdata;
+  assign \axi__rid$336  = axi__rid;
+  assign \axi__rlast$337  = axi__rlast;
+  assign \axi__rready$338  = axi__rready;
+  assign \axi__rresp$339  = axi__rresp;
+  assign \axi__rvalid$340  = axi__rvalid;
+  assign \axi__wdata$341  = axi__wdata;
+  assign \axi__wlast$342  = axi__wlast;
+  assign \axi__wready$343  = axi__wready;
+  assign \axi__wstrb$344  = 8'hff;
+  assign \axi__wvalid$345  = axi__wvalid;
+  assign \error$346  = dma_error;
+  assign \amem_r__addr$348  = \$signature__addr$347 ;
+  assign \$signature__data$350  = \amem_r__data$349 ;
+  assign \amem_r__en$352  = \$signature__en$351 ;
+  assign \$signature__addr$353  = \$signature__addr$347 ;
+  assign \amem_w__addr$354  = \$signature__addr$347 ;
+  assign \$signature__data$355  = axi__rdata;
+  assign \amem_w__data$356  = axi__rdata;
+  assign \amem_w__en$358  = \$signature__en$357 ;
+  assign \$signature__addr$359  = \$signature__addr$347 [9:0];
+  assign \wmem_r__addr$360  = \$signature__addr$347 [9:0];
+  assign \$signature__data$362  = \wmem_r__data$361 ;
+  assign \wmem_r__en$364  = \$signature__en$363 ;
+  assign \$signature__addr$365  = \$signature__addr$347 [9:0];
+  assign \wmem_w__addr$366  = \$signature__addr$347 [9:0];
+  assign \$signature__data$367  = axi__rdata;
+  assign \wmem_w__data$368  = axi__rdata;
+  assign \wmem_w__en$370  = \$signature__en$369 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 9'h000, \$44  };
+  assign axi__awaddr = { 9'h000, \$46  };
   assign axi__awsize = 3'h3;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -13573,7 +13769,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 8'hff;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 9'h000, \$44  };
+  assign axi__araddr = { 9'h000, \$46  };
   assign axi__arsize = 3'h3;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -13623,49 +13819,92 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro0__op__payload.x[30]  = macro0__op__payload[268:261];
   assign \macro0__op__payload.x[31]  = macro0__op__payload[276:269];
   assign \macro0__op__payload.word  = macro0__op__payload[340:277];
-  assign \op__0__payload.mode  = macro0__op__payload[0];
-  assign \op__0__payload.page  = macro0__op__payload[4:1];
-  assign \op__0__payload.row  = macro0__op__payload[9:5];
-  assign \op__0__payload.wb_log2  = macro0__op__payload[11:10];
-  assign \op__0__payload.ab_m1  = macro0__op__payload[14:12];
-  assign \op__0__payload.w_signed  = macro0__op__payload[15];
-  assign \op__0__payload.x_signed  = macro0__op__payload[16];
-  assign \op__0__payload.skip  = macro0__op__payload[17];
-  assign \op__0__payload.bop  = macro0__op__payload[20:18];
-  assign \op__0__payload.x  = macro0__op__payload[276:21];
-  assign \op__0__payload.x[0]  = macro0__op__payload[28:21];
-  assign \op__0__payload.x[1]  = macro0__op__payload[36:29];
-  assign \op__0__payload.x[2]  = macro0__op__payload[44:37];
-  assign \op__0__payload.x[3]  = macro0__op__payload[52:45];
-  assign \op__0__payload.x[4]  = macro0__op__payload[60:53];
-  assign \op__0__payload.x[5]  = macro0__op__payload[68:61];
-  assign \op__0__payload.x[6]  = macro0__op__payload[76:69];
-  assign \op__0__payload.x[7]  = macro0__op__payload[84:77];
-  assign \op__0__payload.x[8]  = macro0__op__payload[92:85];
-  assign \op__0__payload.x[9]  = macro0__op__payload[100:93];
-  assign \op__0__payload.x[10]  = macro0__op__payload[108:101];
-  assign \op__0__payload.x[11]  = macro0__op__payload[116:109];
-  assign \op__0__payload.x[12]  = macro0__op__payload[124:117];
-  assign \op__0__payload.x[13]  = macro0__op__payload[132:125];
-  assign \op__0__payload.x[14]  = macro0__op__payload[140:133];
-  assign \op__0__payload.x[15]  = macro0__op__payload[148:141];
-  assign \op__0__payload.x[16]  = macro0__op__payload[156:149];
-  assign \op__0__payload.x[17]  = macro0__op__payload[164:157];
-  assign \op__0__payload.x[18]  = macro0__op__payload[172:165];
-  assign \op__0__payload.x[19]  = macro0__op__payload[180:173];
-  assign \op__0__payload.x[20]  = macro0__op__payload[188:181];
-  assign \op__0__payload.x[21]  = macro0__op__payload[196:189];
-  assign \op__0__payload.x[22]  = macro0__op__payload[204:197];
-  assign \op__0__payload.x[23]  = macro0__op__payload[212:205];
-  assign \op__0__payload.x[24]  = macro0__op__payload[220:213];
-  assign \op__0__payload.x[25]  = macro0__op__payload[228:221];
-  assign \op__0__payload.x[26]  = macro0__op__payload[236:229];
-  assign \op__0__payload.x[27]  = macro0__op__payload[244:237];
-  assign \op__0__payload.x[28]  = macro0__op__payload[252:245];
-  assign \op__0__payload.x[29]  = macro0__op__payload[260:253];
-  assign \op__0__payload.x[30]  = macro0__op__payload[268:261];
-  assign \op__0__payload.x[31]  = macro0__op__payload[276:269];
-  assign \op__0__payload.word  = macro0__op__payload[340:277];
+  assign \op__0__payload.mode  = op__0__payload[0];
+  assign \op__0__payload.page  = op__0__payload[4:1];
+  assign \op__0__payload.row  = op__0__payload[9:5];
+  assign \op__0__payload.wb_log2  = op__0__payload[11:10];
+  assign \op__0__payload.ab_m1  = op__0__payload[14:12];
+  assign \op__0__payload.w_signed  = op__0__payload[15];
+  assign \op__0__payload.x_signed  = op__0__payload[16];
+  assign \op__0__payload.skip  = op__0__payload[17];
+  assign \op__0__payload.bop  = op__0__payload[20:18];
+  assign \op__0__payload.x  = op__0__payload[276:21];
+  assign \op__0__payload.x[0]  = op__0__payload[28:21];
+  assign \op__0__payload.x[1]  = op__0__payload[36:29];
+  assign \op__0__payload.x[2]  = op__0__payload[44:37];
+  assign \op__0__payload.x[3]  = op__0__payload[52:45];
+  assign \op__0__payload.x[4]  = op__0__payload[60:53];
+  assign \op__0__payload.x[5]  = op__0__payload[68:61];
+  assign \op__0__payload.x[6]  = op__0__payload[76:69];
+  assign \op__0__payload.x[7]  = op__0__payload[84:77];
+  assign \op__0__payload.x[8]  = op__0__payload[92:85];
+  assign \op__0__payload.x[9]  = op__0__payload[100:93];
+  assign \op__0__payload.x[10]  = op__0__payload[108:101];
+  assign \op__0__payload.x[11]  = op__0__payload[116:109];
+  assign \op__0__payload.x[12]  = op__0__payload[124:117];
+  assign \op__0__payload.x[13]  = op__0__payload[132:125];
+  assign \op__0__payload.x[14]  = op__0__payload[140:133];
+  assign \op__0__payload.x[15]  = op__0__payload[148:141];
+  assign \op__0__payload.x[16]  = op__0__payload[156:149];
+  assign \op__0__payload.x[17]  = op__0__payload[164:157];
+  assign \op__0__payload.x[18]  = op__0__payload[172:165];
+  assign \op__0__payload.x[19]  = op__0__payload[180:173];
+  assign \op__0__payload.x[20]  = op__0__payload[188:181];
+  assign \op__0__payload.x[21]  = op__0__payload[196:189];
+  assign \op__0__payload.x[22]  = op__0__payload[204:197];
+  assign \op__0__payload.x[23]  = op__0__payload[212:205];
+  assign \op__0__payload.x[24]  = op__0__payload[220:213];
+  assign \op__0__payload.x[25]  = op__0__payload[228:221];
+  assign \op__0__payload.x[26]  = op__0__payload[236:229];
+  assign \op__0__payload.x[27]  = op__0__payload[244:237];
+  assign \op__0__payload.x[28]  = op__0__payload[252:245];
+  assign \op__0__payload.x[29]  = op__0__payload[260:253];
+  assign \op__0__payload.x[30]  = op__0__payload[268:261];
+  assign \op__0__payload.x[31]  = op__0__payload[276:269];
+  assign \op__0__payload.word  = op__0__payload[340:277];
+  assign \op__0__payload$57.mode  = \op__0__payload$57 [0];
+  assign \op__0__payload$57.page  = \op__0__payload$57 [4:1];
+  assign \op__0__payload$57.row  = \op__0__payload$57 [9:5];
+  assign \op__0__payload$57.wb_log2  = \op__0__payload$57 [11:10];
+  assign \op__0__payload$57.ab_m1  = \op__0__payload$57 [14:12];
+  assign \op__0__payload$57.w_signed  = \op__0__payload$57 [15];
+  assign \op__0__payload$57.x_signed  = \op__0__payload$57 [16];
+  assign \op__0__payload$57.skip  = \op__0__payload$57 [17];
+  assign \op__0__payload$57.bop  = \op__0__payload$57 [20:18];
+  assign \op__0__payload$57.x  = \op__0__payload$57 [276:21];
+  assign \op__0__payload$57.x[0]  = \op__0__payload$57 [28:21];
+  assign \op__0__payload$57.x[1]  = \op__0__payload$57 [36:29];
+  assign \op__0__payload$57.x[2]  = \op__0__payload$57 [44:37];
+  assign \op__0__payload$57.x[3]  = \op__0__payload$57 [52:45];
+  assign \op__0__payload$57.x[4]  = \op__0__payload$57 [60:53];
+  assign \op__0__payload$57.x[5]  = \op__0__payload$57 [68:61];
+  assign \op__0__payload$57.x[6]  = \op__0__payload$57 [76:69];
+  assign \op__0__payload$57.x[7]  = \op__0__payload$57 [84:77];
+  assign \op__0__payload$57.x[8]  = \op__0__payload$57 [92:85];
+  assign \op__0__payload$57.x[9]  = \op__0__payload$57 [100:93];
+  assign \op__0__payload$57.x[10]  = \op__0__payload$57 [108:101];
+  assign \op__0__payload$57.x[11]  = \op__0__payload$57 [116:109];
+  assign \op__0__payload$57.x[12]  = \op__0__payload$57 [124:117];
+  assign \op__0__payload$57.x[13]  = \op__0__payload$57 [132:125];
+  assign \op__0__payload$57.x[14]  = \op__0__payload$57 [140:133];
+  assign \op__0__payload$57.x[15]  = \op__0__payload$57 [148:141];
+  assign \op__0__payload$57.x[16]  = \op__0__payload$57 [156:149];
+  assign \op__0__payload$57.x[17]  = \op__0__payload$57 [164:157];
+  assign \op__0__payload$57.x[18]  = \op__0__payload$57 [172:165];
+  assign \op__0__payload$57.x[19]  = \op__0__payload$57 [180:173];
+  assign \op__0__payload$57.x[20]  = \op__0__payload$57 [188:181];
+  assign \op__0__payload$57.x[21]  = \op__0__payload$57 [196:189];
+  assign \op__0__payload$57.x[22]  = \op__0__payload$57 [204:197];
+  assign \op__0__payload$57.x[23]  = \op__0__payload$57 [212:205];
+  assign \op__0__payload$57.x[24]  = \op__0__payload$57 [220:213];
+  assign \op__0__payload$57.x[25]  = \op__0__payload$57 [228:221];
+  assign \op__0__payload$57.x[26]  = \op__0__payload$57 [236:229];
+  assign \op__0__payload$57.x[27]  = \op__0__payload$57 [244:237];
+  assign \op__0__payload$57.x[28]  = \op__0__payload$57 [252:245];
+  assign \op__0__payload$57.x[29]  = \op__0__payload$57 [260:253];
+  assign \op__0__payload$57.x[30]  = \op__0__payload$57 [268:261];
+  assign \op__0__payload$57.x[31]  = \op__0__payload$57 [276:269];
+  assign \op__0__payload$57.word  = \op__0__payload$57 [340:277];
   assign \res_y__0[0]  = res_y__0[20:0];
   assign \res_y__0[1]  = res_y__0[41:21];
   assign \res_y__0[2]  = res_y__0[62:42];
@@ -13794,13 +14033,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro0__res_y[61]  = res_y__0[1301:1281];
   assign \macro0__res_y[62]  = res_y__0[1322:1302];
   assign \macro0__res_y[63]  = res_y__0[1343:1323];
-  assign \desc_rd__0__data.ky0  = \port__data$78 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$78 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$78 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$78 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$78 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$78 [57:52];
-  assign \desc_rd__0__data.off0  = \port__data$78 [71:58];
+  assign \desc_rd__0__data.ky0  = \port__data$85 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$85 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$85 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$85 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$85 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$85 [57:52];
+  assign \desc_rd__0__data.off0  = \port__data$85 [71:58];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[4:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:5];
@@ -13844,49 +14083,92 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro1__op__payload.x[30]  = macro1__op__payload[268:261];
   assign \macro1__op__payload.x[31]  = macro1__op__payload[276:269];
   assign \macro1__op__payload.word  = macro1__op__payload[340:277];
-  assign \op__1__payload.mode  = macro1__op__payload[0];
-  assign \op__1__payload.page  = macro1__op__payload[4:1];
-  assign \op__1__payload.row  = macro1__op__payload[9:5];
-  assign \op__1__payload.wb_log2  = macro1__op__payload[11:10];
-  assign \op__1__payload.ab_m1  = macro1__op__payload[14:12];
-  assign \op__1__payload.w_signed  = macro1__op__payload[15];
-  assign \op__1__payload.x_signed  = macro1__op__payload[16];
-  assign \op__1__payload.skip  = macro1__op__payload[17];
-  assign \op__1__payload.bop  = macro1__op__payload[20:18];
-  assign \op__1__payload.x  = macro1__op__payload[276:21];
-  assign \op__1__payload.x[0]  = macro1__op__payload[28:21];
-  assign \op__1__payload.x[1]  = macro1__op__payload[36:29];
-  assign \op__1__payload.x[2]  = macro1__op__payload[44:37];
-  assign \op__1__payload.x[3]  = macro1__op__payload[52:45];
-  assign \op__1__payload.x[4]  = macro1__op__payload[60:53];
-  assign \op__1__payload.x[5]  = macro1__op__payload[68:61];
-  assign \op__1__payload.x[6]  = macro1__op__payload[76:69];
-  assign \op__1__payload.x[7]  = macro1__op__payload[84:77];
-  assign \op__1__payload.x[8]  = macro1__op__payload[92:85];
-  assign \op__1__payload.x[9]  = macro1__op__payload[100:93];
-  assign \op__1__payload.x[10]  = macro1__op__payload[108:101];
-  assign \op__1__payload.x[11]  = macro1__op__payload[116:109];
-  assign \op__1__payload.x[12]  = macro1__op__payload[124:117];
-  assign \op__1__payload.x[13]  = macro1__op__payload[132:125];
-  assign \op__1__payload.x[14]  = macro1__op__payload[140:133];
-  assign \op__1__payload.x[15]  = macro1__op__payload[148:141];
-  assign \op__1__payload.x[16]  = macro1__op__payload[156:149];
-  assign \op__1__payload.x[17]  = macro1__op__payload[164:157];
-  assign \op__1__payload.x[18]  = macro1__op__payload[172:165];
-  assign \op__1__payload.x[19]  = macro1__op__payload[180:173];
-  assign \op__1__payload.x[20]  = macro1__op__payload[188:181];
-  assign \op__1__payload.x[21]  = macro1__op__payload[196:189];
-  assign \op__1__payload.x[22]  = macro1__op__payload[204:197];
-  assign \op__1__payload.x[23]  = macro1__op__payload[212:205];
-  assign \op__1__payload.x[24]  = macro1__op__payload[220:213];
-  assign \op__1__payload.x[25]  = macro1__op__payload[228:221];
-  assign \op__1__payload.x[26]  = macro1__op__payload[236:229];
-  assign \op__1__payload.x[27]  = macro1__op__payload[244:237];
-  assign \op__1__payload.x[28]  = macro1__op__payload[252:245];
-  assign \op__1__payload.x[29]  = macro1__op__payload[260:253];
-  assign \op__1__payload.x[30]  = macro1__op__payload[268:261];
-  assign \op__1__payload.x[31]  = macro1__op__payload[276:269];
-  assign \op__1__payload.word  = macro1__op__payload[340:277];
+  assign \op__1__payload.mode  = op__1__payload[0];
+  assign \op__1__payload.page  = op__1__payload[4:1];
+  assign \op__1__payload.row  = op__1__payload[9:5];
+  assign \op__1__payload.wb_log2  = op__1__payload[11:10];
+  assign \op__1__payload.ab_m1  = op__1__payload[14:12];
+  assign \op__1__payload.w_signed  = op__1__payload[15];
+  assign \op__1__payload.x_signed  = op__1__payload[16];
+  assign \op__1__payload.skip  = op__1__payload[17];
+  assign \op__1__payload.bop  = op__1__payload[20:18];
+  assign \op__1__payload.x  = op__1__payload[276:21];
+  assign \op__1__payload.x[0]  = op__1__payload[28:21];
+  assign \op__1__payload.x[1]  = op__1__payload[36:29];
+  assign \op__1__payload.x[2]  = op__1__payload[44:37];
+  assign \op__1__payload.x[3]  = op__1__payload[52:45];
+  assign \op__1__payload.x[4]  = op__1__payload[60:53];
+  assign \op__1__payload.x[5]  = op__1__payload[68:61];
+  assign \op__1__payload.x[6]  = op__1__payload[76:69];
+  assign \op__1__payload.x[7]  = op__1__payload[84:77];
+  assign \op__1__payload.x[8]  = op__1__payload[92:85];
+  assign \op__1__payload.x[9]  = op__1__payload[100:93];
+  assign \op__1__payload.x[10]  = op__1__payload[108:101];
+  assign \op__1__payload.x[11]  = op__1__payload[116:109];
+  assign \op__1__payload.x[12]  = op__1__payload[124:117];
+  assign \op__1__payload.x[13]  = op__1__payload[132:125];
+  assign \op__1__payload.x[14]  = op__1__payload[140:133];
+  assign \op__1__payload.x[15]  = op__1__payload[148:141];
+  assign \op__1__payload.x[16]  = op__1__payload[156:149];
+  assign \op__1__payload.x[17]  = op__1__payload[164:157];
+  assign \op__1__payload.x[18]  = op__1__payload[172:165];
+  assign \op__1__payload.x[19]  = op__1__payload[180:173];
+  assign \op__1__payload.x[20]  = op__1__payload[188:181];
+  assign \op__1__payload.x[21]  = op__1__payload[196:189];
+  assign \op__1__payload.x[22]  = op__1__payload[204:197];
+  assign \op__1__payload.x[23]  = op__1__payload[212:205];
+  assign \op__1__payload.x[24]  = op__1__payload[220:213];
+  assign \op__1__payload.x[25]  = op__1__payload[228:221];
+  assign \op__1__payload.x[26]  = op__1__payload[236:229];
+  assign \op__1__payload.x[27]  = op__1__payload[244:237];
+  assign \op__1__payload.x[28]  = op__1__payload[252:245];
+  assign \op__1__payload.x[29]  = op__1__payload[260:253];
+  assign \op__1__payload.x[30]  = op__1__payload[268:261];
+  assign \op__1__payload.x[31]  = op__1__payload[276:269];
+  assign \op__1__payload.word  = op__1__payload[340:277];
+  assign \op__1__payload$91.mode  = \op__1__payload$91 [0];
+  assign \op__1__payload$91.page  = \op__1__payload$91 [4:1];
+  assign \op__1__payload$91.row  = \op__1__payload$91 [9:5];
+  assign \op__1__payload$91.wb_log2  = \op__1__payload$91 [11:10];
+  assign \op__1__payload$91.ab_m1  = \op__1__payload$91 [14:12];
+  assign \op__1__payload$91.w_signed  = \op__1__payload$91 [15];
+  assign \op__1__payload$91.x_signed  = \op__1__payload$91 [16];
+  assign \op__1__payload$91.skip  = \op__1__payload$91 [17];
+  assign \op__1__payload$91.bop  = \op__1__payload$91 [20:18];
+  assign \op__1__payload$91.x  = \op__1__payload$91 [276:21];
+  assign \op__1__payload$91.x[0]  = \op__1__payload$91 [28:21];
+  assign \op__1__payload$91.x[1]  = \op__1__payload$91 [36:29];
+  assign \op__1__payload$91.x[2]  = \op__1__payload$91 [44:37];
+  assign \op__1__payload$91.x[3]  = \op__1__payload$91 [52:45];
+  assign \op__1__payload$91.x[4]  = \op__1__payload$91 [60:53];
+  assign \op__1__payload$91.x[5]  = \op__1__payload$91 [68:61];
+  assign \op__1__payload$91.x[6]  = \op__1__payload$91 [76:69];
+  assign \op__1__payload$91.x[7]  = \op__1__payload$91 [84:77];
+  assign \op__1__payload$91.x[8]  = \op__1__payload$91 [92:85];
+  assign \op__1__payload$91.x[9]  = \op__1__payload$91 [100:93];
+  assign \op__1__payload$91.x[10]  = \op__1__payload$91 [108:101];
+  assign \op__1__payload$91.x[11]  = \op__1__payload$91 [116:109];
+  assign \op__1__payload$91.x[12]  = \op__1__payload$91 [124:117];
+  assign \op__1__payload$91.x[13]  = \op__1__payload$91 [132:125];
+  assign \op__1__payload$91.x[14]  = \op__1__payload$91 [140:133];
+  assign \op__1__payload$91.x[15]  = \op__1__payload$91 [148:141];
+  assign \op__1__payload$91.x[16]  = \op__1__payload$91 [156:149];
+  assign \op__1__payload$91.x[17]  = \op__1__payload$91 [164:157];
+  assign \op__1__payload$91.x[18]  = \op__1__payload$91 [172:165];
+  assign \op__1__payload$91.x[19]  = \op__1__payload$91 [180:173];
+  assign \op__1__payload$91.x[20]  = \op__1__payload$91 [188:181];
+  assign \op__1__payload$91.x[21]  = \op__1__payload$91 [196:189];
+  assign \op__1__payload$91.x[22]  = \op__1__payload$91 [204:197];
+  assign \op__1__payload$91.x[23]  = \op__1__payload$91 [212:205];
+  assign \op__1__payload$91.x[24]  = \op__1__payload$91 [220:213];
+  assign \op__1__payload$91.x[25]  = \op__1__payload$91 [228:221];
+  assign \op__1__payload$91.x[26]  = \op__1__payload$91 [236:229];
+  assign \op__1__payload$91.x[27]  = \op__1__payload$91 [244:237];
+  assign \op__1__payload$91.x[28]  = \op__1__payload$91 [252:245];
+  assign \op__1__payload$91.x[29]  = \op__1__payload$91 [260:253];
+  assign \op__1__payload$91.x[30]  = \op__1__payload$91 [268:261];
+  assign \op__1__payload$91.x[31]  = \op__1__payload$91 [276:269];
+  assign \op__1__payload$91.word  = \op__1__payload$91 [340:277];
   assign \res_y__1[0]  = res_y__1[20:0];
   assign \res_y__1[1]  = res_y__1[41:21];
   assign \res_y__1[2]  = res_y__1[62:42];
@@ -14015,13 +14297,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro1__res_y[61]  = res_y__1[1301:1281];
   assign \macro1__res_y[62]  = res_y__1[1322:1302];
   assign \macro1__res_y[63]  = res_y__1[1343:1323];
-  assign \desc_rd__1__data.ky0  = \port__data$102 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$102 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$102 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$102 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$102 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$102 [57:52];
-  assign \desc_rd__1__data.off0  = \port__data$102 [71:58];
+  assign \desc_rd__1__data.ky0  = \port__data$115 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$115 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$115 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$115 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$115 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$115 [57:52];
+  assign \desc_rd__1__data.off0  = \port__data$115 [71:58];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -14062,121 +14344,127 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \param_rd__data[7].mult  = param_rd__data[735:704];
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
   assign \param_rd__data[7]._pad  = param_rd__data[767:744];
-  assign \imem_rd__data.op  = \port__data$134 [3:0];
-  assign \imem_rd__data.args  = \port__data$134 [388:4];
-  assign \imem_rd__data.args.load  = \port__data$134 [40:4];
-  assign \imem_rd__data.args.load.src  = \port__data$134 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$134 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$134 [31:30];
-  assign \imem_rd__data.args.load.page  = \port__data$134 [35:32];
-  assign \imem_rd__data.args.load.row0  = \port__data$134 [40:36];
-  assign \imem_rd__data.args.mac  = \port__data$134 [388:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$134 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$134 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$134 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$134 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$134 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$134 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$134 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$134 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$134 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$134 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$134 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$134 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$134 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$134 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$134 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$134 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$134 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$134 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$134 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$134 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$134 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$134 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$134 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$134 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$134 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$134 [245:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$134 [253:246];
-  assign \imem_rd__data.args.mac.nt  = \port__data$134 [261:254];
-  assign \imem_rd__data.args.mac.kr  = \port__data$134 [269:262];
-  assign \imem_rd__data.args.mac.nr  = \port__data$134 [277:270];
-  assign \imem_rd__data.args.mac.b  = \port__data$134 [284:278];
-  assign \imem_rd__data.args.mac.ki  = \port__data$134 [291:285];
-  assign \imem_rd__data.args.mac.no  = \port__data$134 [298:292];
-  assign \imem_rd__data.args.mac.groups  = \port__data$134 [306:299];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$134 [312:307];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$134 [316:313];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$134 [328:317];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$134 [336:329];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$134 [342:337];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$134 [350:343];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$134 [360:351];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$134 [370:361];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$134 [380:371];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$134 [383:381];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$134 [385:384];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$134 [386];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$134 [387];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$134 [388];
-  assign \imem_rd__data.args.pool  = \port__data$134 [187:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$134 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$134 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$134 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$134 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$134 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$134 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$134 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$134 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$134 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$134 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$134 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$134 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$134 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$134 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$134 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$134 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$134 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$134 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$134 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$134 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$134 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$134 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$134 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$134 [260:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$134 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$134 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$134 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$134 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$134 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$134 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$134 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$134 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$134 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$134 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$134 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$134 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$134 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$134 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$134 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$134 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$134 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$134 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$134 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$134 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$134 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$134 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$134 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$134 [260:251];
-  assign \imem_rd__data.args.dma  = \port__data$134 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$134 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$134 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$134 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$134 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$134 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$134 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$134 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$134 [101:90];
+  assign \imem_rd__data.op  = \port__data$153 [3:0];
+  assign \imem_rd__data.args  = \port__data$153 [388:4];
+  assign \imem_rd__data.args.load  = \port__data$153 [40:4];
+  assign \imem_rd__data.args.load.src  = \port__data$153 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$153 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$153 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$153 [35:32];
+  assign \imem_rd__data.args.load.row0  = \port__data$153 [40:36];
+  assign \imem_rd__data.args.mac  = \port__data$153 [388:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$153 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$153 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$153 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$153 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$153 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$153 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$153 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$153 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$153 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$153 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$153 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$153 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$153 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$153 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$153 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$153 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$153 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$153 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$153 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$153 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$153 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$153 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$153 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$153 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$153 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$153 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$153 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$153 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$153 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$153 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$153 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$153 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$153 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$153 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$153 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$153 [316:313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$153 [328:317];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$153 [336:329];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$153 [342:337];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$153 [350:343];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$153 [360:351];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$153 [370:361];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$153 [380:371];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$153 [383:381];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$153 [385:384];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$153 [386];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$153 [387];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$153 [388];
+  assign \imem_rd__data.args.pool  = \port__data$153 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$153 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$153 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$153 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$153 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$153 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$153 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$153 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$153 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$153 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$153 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$153 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$153 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$153 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$153 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$153 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$153 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$153 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$153 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$153 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$153 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$153 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$153 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$153 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$153 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$153 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$153 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$153 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$153 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$153 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$153 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$153 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$153 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$153 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$153 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$153 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$153 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$153 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$153 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$153 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$153 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$153 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$153 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$153 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$153 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$153 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$153 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$153 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$153 [260:251];
+  assign \imem_rd__data.args.dma  = \port__data$153 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$153 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$153 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$153 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$153 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$153 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$153 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$153 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$153 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$153 [64:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$153 [4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$153 [8:5];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$153 [40:9];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$153 [52:41];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$153 [64:53];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -14277,29 +14565,29 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__mac__args.x_signed  = args[382];
   assign \engines__mac__args.w_signed  = args[383];
   assign \engines__mac__args.rowpack  = args[384];
-  assign \args$153.mode  = args[0];
-  assign \args$153.x_signed  = args[1];
-  assign \args$153.in_base  = args[13:2];
-  assign \args$153.in_h  = args[21:14];
-  assign \args$153.in_w  = args[29:22];
-  assign \args$153.cw  = args[37:30];
-  assign \args$153.kh  = args[45:38];
-  assign \args$153.kw  = args[53:46];
-  assign \args$153.sh  = args[57:54];
-  assign \args$153.sw  = args[61:58];
-  assign \args$153.dh  = args[65:62];
-  assign \args$153.dw  = args[69:66];
-  assign \args$153.pt  = args[73:70];
-  assign \args$153.pl  = args[77:74];
-  assign \args$153.oh  = args[85:78];
-  assign \args$153.ow  = args[93:86];
-  assign \args$153.out_base  = args[105:94];
-  assign \args$153.zp_in  = args[115:106];
-  assign \args$153.mult  = args[147:116];
-  assign \args$153.shift  = args[153:148];
-  assign \args$153.zp_out  = args[163:154];
-  assign \args$153.act_min  = args[173:164];
-  assign \args$153.act_max  = args[183:174];
+  assign \args$172.mode  = args[0];
+  assign \args$172.x_signed  = args[1];
+  assign \args$172.in_base  = args[13:2];
+  assign \args$172.in_h  = args[21:14];
+  assign \args$172.in_w  = args[29:22];
+  assign \args$172.cw  = args[37:30];
+  assign \args$172.kh  = args[45:38];
+  assign \args$172.kw  = args[53:46];
+  assign \args$172.sh  = args[57:54];
+  assign \args$172.sw  = args[61:58];
+  assign \args$172.dh  = args[65:62];
+  assign \args$172.dw  = args[69:66];
+  assign \args$172.pt  = args[73:70];
+  assign \args$172.pl  = args[77:74];
+  assign \args$172.oh  = args[85:78];
+  assign \args$172.ow  = args[93:86];
+  assign \args$172.out_base  = args[105:94];
+  assign \args$172.zp_in  = args[115:106];
+  assign \args$172.mult  = args[147:116];
+  assign \args$172.shift  = args[153:148];
+  assign \args$172.zp_out  = args[163:154];
+  assign \args$172.act_min  = args[173:164];
+  assign \args$172.act_max  = args[183:174];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -14323,30 +14611,30 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__pool__args.zp_out  = args[163:154];
   assign \engines__pool__args.act_min  = args[173:164];
   assign \engines__pool__args.act_max  = args[183:174];
-  assign \args$160.a_base  = args[11:0];
-  assign \args$160.b_base  = args[23:12];
-  assign \args$160.out_base  = args[35:24];
-  assign \args$160.npos  = args[51:36];
-  assign \args$160.cw  = args[59:52];
-  assign \args$160.a_stride  = args[67:60];
-  assign \args$160.b_stride  = args[75:68];
-  assign \args$160.out_stride  = args[83:76];
-  assign \args$160.x_signed  = args[84];
-  assign \args$160.has_b  = args[85];
-  assign \args$160.rq_in  = args[86];
-  assign \args$160.rq_out  = args[87];
-  assign \args$160.ls  = args[92:88];
-  assign \args$160.zp_a  = args[102:93];
-  assign \args$160.zp_b  = args[112:103];
-  assign \args$160.mult_a  = args[144:113];
-  assign \args$160.shift_a  = args[150:145];
-  assign \args$160.mult_b  = args[182:151];
-  assign \args$160.shift_b  = args[188:183];
-  assign \args$160.mult_o  = args[220:189];
-  assign \args$160.shift_o  = args[226:221];
-  assign \args$160.zp_out  = args[236:227];
-  assign \args$160.act_min  = args[246:237];
-  assign \args$160.act_max  = args[256:247];
+  assign \args$179.a_base  = args[11:0];
+  assign \args$179.b_base  = args[23:12];
+  assign \args$179.out_base  = args[35:24];
+  assign \args$179.npos  = args[51:36];
+  assign \args$179.cw  = args[59:52];
+  assign \args$179.a_stride  = args[67:60];
+  assign \args$179.b_stride  = args[75:68];
+  assign \args$179.out_stride  = args[83:76];
+  assign \args$179.x_signed  = args[84];
+  assign \args$179.has_b  = args[85];
+  assign \args$179.rq_in  = args[86];
+  assign \args$179.rq_out  = args[87];
+  assign \args$179.ls  = args[92:88];
+  assign \args$179.zp_a  = args[102:93];
+  assign \args$179.zp_b  = args[112:103];
+  assign \args$179.mult_a  = args[144:113];
+  assign \args$179.shift_a  = args[150:145];
+  assign \args$179.mult_b  = args[182:151];
+  assign \args$179.shift_b  = args[188:183];
+  assign \args$179.mult_o  = args[220:189];
+  assign \args$179.shift_o  = args[226:221];
+  assign \args$179.zp_out  = args[236:227];
+  assign \args$179.act_min  = args[246:237];
+  assign \args$179.act_max  = args[256:247];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -14371,6 +14659,16 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__ew__args.zp_out  = args[236:227];
   assign \engines__ew__args.act_min  = args[246:237];
   assign \engines__ew__args.act_max  = args[256:247];
+  assign \args$187.macro  = args[0];
+  assign \args$187.page  = args[4:1];
+  assign \args$187.rows  = args[36:5];
+  assign \args$187.src  = args[48:37];
+  assign \args$187.dst  = args[60:49];
+  assign \engines__graph__args.macro  = args[0];
+  assign \engines__graph__args.page  = args[4:1];
+  assign \engines__graph__args.rows  = args[36:5];
+  assign \engines__graph__args.src  = args[48:37];
+  assign \engines__graph__args.dst  = args[60:49];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -14381,14 +14679,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \load__payload.mask  = args[27:26];
   assign \load__payload.page  = args[31:28];
   assign \load__payload.row0  = args[36:32];
-  assign \cmd__payload$172.store  = args[0];
-  assign \cmd__payload$172.wmem  = args[1];
-  assign \cmd__payload$172.ext  = args[21:2];
-  assign \cmd__payload$172.addr  = args[33:22];
-  assign \cmd__payload$172.rows  = args[49:34];
-  assign \cmd__payload$172.len  = args[65:50];
-  assign \cmd__payload$172.ext_stride  = args[85:66];
-  assign \cmd__payload$172.stride  = args[97:86];
+  assign \cmd__payload$198.store  = args[0];
+  assign \cmd__payload$198.wmem  = args[1];
+  assign \cmd__payload$198.ext  = args[21:2];
+  assign \cmd__payload$198.addr  = args[33:22];
+  assign \cmd__payload$198.rows  = args[49:34];
+  assign \cmd__payload$198.len  = args[65:50];
+  assign \cmd__payload$198.ext_stride  = args[85:66];
+  assign \cmd__payload$198.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -14435,12 +14733,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \host__report.macros[1].busy  = ctrl__report[247:216];
   assign \host__report.macros[1].stall  = ctrl__report[279:248];
   assign \host__report.macros[1].wload  = ctrl__report[311:280];
-  assign \port__en$113  = 1'h1;
+  assign \$2  = 1'h1;
+  assign \port__en$127  = \$2 ;
+  assign \port__en$138  = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 , \port$48$0 , \port$49$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start
-, engines__ew__start, dma__valid, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 , \port$58$0 , \port$59$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start
+, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -14494,9 +14794,9 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$15 ;
-  reg [31:0] \$signal$24  = 32'd0;
-  reg [31:0] \$signal$25  = 32'd0;
+  wire \$signal$16 ;
+  reg [31:0] \$signal$26  = 32'd0;
+  reg [31:0] \$signal$27  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -14557,6 +14857,16 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   wire engines__ew__done;
   output engines__ew__start;
   reg engines__ew__start;
+  wire [60:0] engines__graph__args;
+  wire [11:0] \engines__graph__args.dst ;
+  wire \engines__graph__args.macro ;
+  wire [3:0] \engines__graph__args.page ;
+  wire [31:0] \engines__graph__args.rows ;
+  wire [11:0] \engines__graph__args.src ;
+  input engines__graph__done;
+  wire engines__graph__done;
+  output engines__graph__start;
+  reg engines__graph__start;
   output [384:0] engines__mac__args;
   wire [384:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
@@ -14651,7 +14961,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$17 ;
+  wire \error$18 ;
   output [311:0] host__report;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -14715,6 +15025,12 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   wire [9:0] \imem_rd__data.args.ew.zp_a ;
   wire [9:0] \imem_rd__data.args.ew.zp_b ;
   wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [60:0] \imem_rd__data.args.gbfs ;
+  wire [11:0] \imem_rd__data.args.gbfs.dst ;
+  wire \imem_rd__data.args.gbfs.macro ;
+  wire [3:0] \imem_rd__data.args.gbfs.page ;
+  wire [31:0] \imem_rd__data.args.gbfs.rows ;
+  wire [11:0] \imem_rd__data.args.gbfs.src ;
   wire [36:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [1:0] \imem_rd__data.args.load.mask ;
@@ -14806,6 +15122,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   (* enum_value_0101 = "EW" *)
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
+  (* enum_value_1000 = "GBFS" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
@@ -14845,6 +15162,12 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   wire [9:0] \ir.args.ew.zp_a ;
   wire [9:0] \ir.args.ew.zp_b ;
   wire [9:0] \ir.args.ew.zp_out ;
+  wire [60:0] \ir.args.gbfs ;
+  wire [11:0] \ir.args.gbfs.dst ;
+  wire \ir.args.gbfs.macro ;
+  wire [3:0] \ir.args.gbfs.page ;
+  wire [31:0] \ir.args.gbfs.rows ;
+  wire [11:0] \ir.args.gbfs.src ;
   wire [36:0] \ir.args.load ;
   wire [15:0] \ir.args.load.count ;
   wire [1:0] \ir.args.load.mask ;
@@ -14936,6 +15259,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   (* enum_value_0101 = "EW" *)
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
+  (* enum_value_1000 = "GBFS" *)
   wire [3:0] \ir.op ;
   wire [36:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -14954,14 +15278,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   wire [1:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$46$1513 ;
-  wire \port$46$1513 ;
-  input \port$47$1513 ;
-  wire \port$47$1513 ;
-  input \port$48$0 ;
-  wire \port$48$0 ;
-  input \port$49$0 ;
-  wire \port$49$0 ;
+  input \port$56$1513 ;
+  wire \port$56$1513 ;
+  input \port$57$1513 ;
+  wire \port$57$1513 ;
+  input \port$58$0 ;
+  wire \port$58$0 ;
+  input \port$59$0 ;
+  wire \port$59$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -14979,13 +15303,15 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   wire trace_w__en;
   wire [1:0] unit_en;
   always @(posedge clk)
+    pc <= \$38 ;
+  always @(posedge clk)
     pf_valid <= \$39 ;
   always @(posedge clk)
     trace_n <= \$40 ;
   always @(posedge clk)
-    \$signal$24  <= \$41 ;
+    \$signal$26  <= \$41 ;
   always @(posedge clk)
-    \$signal$25  <= \$42 ;
+    \$signal$27  <= \$42 ;
   always @(posedge clk)
     counters0 <= \$43 ;
   always @(posedge clk)
@@ -15002,7 +15328,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
     ir <= \$49 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -15016,31 +15342,29 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$24  + 1'h1;
+  assign \$15  = \$signal$26  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$25  + 1'h1;
+  assign \$17  = \$signal$27  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$46$1513 ;
+  assign \$22  = busy & \port$56$1513 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$46$1513 ;
-  assign \$25  = \port$48$0  & \$24 ;
+  assign \$24  = ~ \port$56$1513 ;
+  assign \$25  = \port$58$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$47$1513 ;
+  assign \$30  = busy & \port$57$1513 ;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$47$1513 ;
-  assign \$33  = \port$49$0  & \$32 ;
+  assign \$32  = ~ \port$57$1513 ;
+  assign \$33  = \port$59$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ loader_busy;
   assign \$37  = ~ dma_busy;
-  always @(posedge clk)
-    pc <= \$38 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$39  = \$13 ;
@@ -15063,7 +15387,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = \$signal$24 ;
+    \$41  = \$signal$26 ;
     if (busy) begin
       \$41  = \$15 [31:0];
     end
@@ -15076,7 +15400,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = \$signal$25 ;
+    \$42  = \$signal$27 ;
     if (\$16 ) begin
       \$42  = \$17 [31:0];
     end
@@ -15164,6 +15488,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
                 /* empty */;
             4'h7:
                 /* empty */;
+            4'h8:
+                /* empty */;
             default:
                 \$45  = 1'h0;
           endcase
@@ -15224,6 +15550,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
             4'h6:
                 /* empty */;
             4'h7:
+                /* empty */;
+            4'h8:
                 /* empty */;
             default:
                 \$47  = 1'h1;
@@ -15292,6 +15620,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
                     \$48  = 3'h2;
                   end
                 end
+            4'h8:
+                \$48  = 3'h4;
             default:
                 \$48  = 3'h0;
           endcase
@@ -15549,6 +15879,39 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__graph__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                engines__graph__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$38  = pc;
     if (retire) begin
       \$38  = \$11 [15:0];
@@ -15575,15 +15938,16 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[187:4];
   assign engines__ew__args = ir[260:4];
+  assign engines__graph__args = ir[64:4];
   assign load__payload = ir[40:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$15  = done;
-  assign \error$17  = error;
+  assign \$signal$16  = done;
+  assign \error$18  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$47$1513 , \port$46$1513  };
-  assign unit_en = { \port$49$0 , \port$48$0  };
+  assign macro_busy = { \port$57$1513 , \port$56$1513  };
+  assign unit_en = { \port$59$0 , \port$58$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
   assign engines__mac__args = ir[388:4];
@@ -15750,6 +16114,12 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   assign \ir.args.dma.len  = ir[69:54];
   assign \ir.args.dma.ext_stride  = ir[89:70];
   assign \ir.args.dma.stride  = ir[101:90];
+  assign \ir.args.gbfs  = ir[64:4];
+  assign \ir.args.gbfs.macro  = ir[4];
+  assign \ir.args.gbfs.page  = ir[8:5];
+  assign \ir.args.gbfs.rows  = ir[40:9];
+  assign \ir.args.gbfs.src  = ir[52:41];
+  assign \ir.args.gbfs.dst  = ir[64:53];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -15797,6 +16167,11 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   assign \engines__ew__args.zp_out  = ir[240:231];
   assign \engines__ew__args.act_min  = ir[250:241];
   assign \engines__ew__args.act_max  = ir[260:251];
+  assign \engines__graph__args.macro  = ir[4];
+  assign \engines__graph__args.page  = ir[8:5];
+  assign \engines__graph__args.rows  = ir[40:9];
+  assign \engines__graph__args.src  = ir[52:41];
+  assign \engines__graph__args.dst  = ir[64:53];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -15958,15 +16333,21 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
   assign \imem_rd__data.args.dma.len  = imem_rd__data[69:54];
   assign \imem_rd__data.args.dma.ext_stride  = imem_rd__data[89:70];
   assign \imem_rd__data.args.dma.stride  = imem_rd__data[101:90];
+  assign \imem_rd__data.args.gbfs  = imem_rd__data[64:4];
+  assign \imem_rd__data.args.gbfs.macro  = imem_rd__data[4];
+  assign \imem_rd__data.args.gbfs.page  = imem_rd__data[8:5];
+  assign \imem_rd__data.args.gbfs.rows  = imem_rd__data[40:9];
+  assign \imem_rd__data.args.gbfs.src  = imem_rd__data[52:41];
+  assign \imem_rd__data.args.gbfs.dst  = imem_rd__data[64:53];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$24 ;
+  assign entry[31:0] = \$signal$26 ;
   assign entry[63:52] = 12'h000;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$25 ;
-  assign host__report[55:24] = \$signal$24 ;
+  assign host__report[87:56] = \$signal$27 ;
+  assign host__report[55:24] = \$signal$26 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -15976,7 +16357,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$46$1513 , \port$47$1513 ,
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2369$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2379$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [10:0] \$1 ;
@@ -16170,8 +16551,8 @@ module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$2369$0 ;
-  wire [22:0] \port$2369$0 ;
+  output [22:0] \port$2379$0 ;
+  wire [22:0] \port$2379$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -16889,7 +17270,7 @@ module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$2369$0  = \$8 ;
+  assign \port$2379$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -17046,7 +17427,7 @@ module \isscc22_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1441$0 , \port$1447$0 , \port$1453$0 , \port$1459$0 , \port$1465$0 , \port$1471$0 , \port$1477$0 , \port$1483$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1451$0 , \port$1457$0 , \port$1463$0 , \port$1469$0 , \port$1475$0 , \port$1481$0 , \port$1487$0 , \port$1493$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -17411,22 +17792,22 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1441$0 ;
-  wire [7:0] \port$1441$0 ;
-  output [7:0] \port$1447$0 ;
-  wire [7:0] \port$1447$0 ;
-  output [7:0] \port$1453$0 ;
-  wire [7:0] \port$1453$0 ;
-  output [7:0] \port$1459$0 ;
-  wire [7:0] \port$1459$0 ;
-  output [7:0] \port$1465$0 ;
-  wire [7:0] \port$1465$0 ;
-  output [7:0] \port$1471$0 ;
-  wire [7:0] \port$1471$0 ;
-  output [7:0] \port$1477$0 ;
-  wire [7:0] \port$1477$0 ;
-  output [7:0] \port$1483$0 ;
-  wire [7:0] \port$1483$0 ;
+  output [7:0] \port$1451$0 ;
+  wire [7:0] \port$1451$0 ;
+  output [7:0] \port$1457$0 ;
+  wire [7:0] \port$1457$0 ;
+  output [7:0] \port$1463$0 ;
+  wire [7:0] \port$1463$0 ;
+  output [7:0] \port$1469$0 ;
+  wire [7:0] \port$1469$0 ;
+  output [7:0] \port$1475$0 ;
+  wire [7:0] \port$1475$0 ;
+  output [7:0] \port$1481$0 ;
+  wire [7:0] \port$1481$0 ;
+  output [7:0] \port$1487$0 ;
+  wire [7:0] \port$1487$0 ;
+  output [7:0] \port$1493$0 ;
+  wire [7:0] \port$1493$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -18139,14 +18520,14 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1441$0  = \$43 [7:0];
-  assign \port$1447$0  = \$48 [7:0];
-  assign \port$1453$0  = \$53 [7:0];
-  assign \port$1459$0  = \$58 [7:0];
-  assign \port$1465$0  = \$63 [7:0];
-  assign \port$1471$0  = \$68 [7:0];
-  assign \port$1477$0  = \$73 [7:0];
-  assign \port$1483$0  = \$78 [7:0];
+  assign \port$1451$0  = \$43 [7:0];
+  assign \port$1457$0  = \$48 [7:0];
+  assign \port$1463$0  = \$53 [7:0];
+  assign \port$1469$0  = \$58 [7:0];
+  assign \port$1475$0  = \$63 [7:0];
+  assign \port$1481$0  = \$68 [7:0];
+  assign \port$1487$0  = \$73 [7:0];
+  assign \port$1493$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -21074,9 +21455,661 @@ module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
+module \isscc22_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_valid__0, res_total__0, op__1__ready, res_valid__1, res_total__1, op__0__valid, op__1__valid, finish, act_w__data, op__0__payload, op__1__payload, busy, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire \$1 ;
+  wire [31:0] \$10 ;
+  reg \$11 ;
+  wire \$12 ;
+  wire [62:0] \$13 ;
+  wire [31:0] \$14 ;
+  wire [31:0] \$15 ;
+  reg [6:0] \$16 ;
+  wire \$17 ;
+  wire [62:0] \$18 ;
+  wire [31:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  reg [31:0] \$22 ;
+  reg [31:0] \$23 ;
+  reg [31:0] \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg [63:0] \$27 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  reg \$6 ;
+  wire \$7 ;
+  wire [62:0] \$8 ;
+  wire [31:0] \$9 ;
+  wire [11:0] act_w__addr;
+  output [63:0] act_w__data;
+  wire [63:0] act_w__data;
+  wire act_w__en;
+  input [60:0] args;
+  wire [60:0] args;
+  wire [11:0] \args.dst ;
+  wire \args.macro ;
+  wire [3:0] \args.page ;
+  wire [31:0] \args.rows ;
+  wire [11:0] \args.src ;
+  output busy;
+  reg busy = 1'h0;
+  input clk;
+  wire clk;
+  wire done;
+  wire [11:0] dst_rd__addr;
+  input [63:0] dst_rd__data;
+  wire [63:0] dst_rd__data;
+  wire dst_rd__en;
+  output finish;
+  wire finish;
+  reg [4:0] issue_row;
+  reg issuing = 1'h0;
+  reg [63:0] old = 64'h0000000000000000;
+  output [340:0] op__0__payload;
+  wire [340:0] op__0__payload;
+  wire [2:0] \op__0__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload.mode ;
+  wire [3:0] \op__0__payload.page ;
+  wire [4:0] \op__0__payload.row ;
+  wire \op__0__payload.skip ;
+  wire \op__0__payload.w_signed ;
+  wire [1:0] \op__0__payload.wb_log2 ;
+  wire [63:0] \op__0__payload.word ;
+  wire [255:0] \op__0__payload.x ;
+  wire [7:0] \op__0__payload.x[0] ;
+  wire [7:0] \op__0__payload.x[10] ;
+  wire [7:0] \op__0__payload.x[11] ;
+  wire [7:0] \op__0__payload.x[12] ;
+  wire [7:0] \op__0__payload.x[13] ;
+  wire [7:0] \op__0__payload.x[14] ;
+  wire [7:0] \op__0__payload.x[15] ;
+  wire [7:0] \op__0__payload.x[16] ;
+  wire [7:0] \op__0__payload.x[17] ;
+  wire [7:0] \op__0__payload.x[18] ;
+  wire [7:0] \op__0__payload.x[19] ;
+  wire [7:0] \op__0__payload.x[1] ;
+  wire [7:0] \op__0__payload.x[20] ;
+  wire [7:0] \op__0__payload.x[21] ;
+  wire [7:0] \op__0__payload.x[22] ;
+  wire [7:0] \op__0__payload.x[23] ;
+  wire [7:0] \op__0__payload.x[24] ;
+  wire [7:0] \op__0__payload.x[25] ;
+  wire [7:0] \op__0__payload.x[26] ;
+  wire [7:0] \op__0__payload.x[27] ;
+  wire [7:0] \op__0__payload.x[28] ;
+  wire [7:0] \op__0__payload.x[29] ;
+  wire [7:0] \op__0__payload.x[2] ;
+  wire [7:0] \op__0__payload.x[30] ;
+  wire [7:0] \op__0__payload.x[31] ;
+  wire [7:0] \op__0__payload.x[3] ;
+  wire [7:0] \op__0__payload.x[4] ;
+  wire [7:0] \op__0__payload.x[5] ;
+  wire [7:0] \op__0__payload.x[6] ;
+  wire [7:0] \op__0__payload.x[7] ;
+  wire [7:0] \op__0__payload.x[8] ;
+  wire [7:0] \op__0__payload.x[9] ;
+  wire \op__0__payload.x_signed ;
+  input op__0__ready;
+  wire op__0__ready;
+  output op__0__valid;
+  wire op__0__valid;
+  output [340:0] op__1__payload;
+  wire [340:0] op__1__payload;
+  wire [2:0] \op__1__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload.mode ;
+  wire [3:0] \op__1__payload.page ;
+  wire [4:0] \op__1__payload.row ;
+  wire \op__1__payload.skip ;
+  wire \op__1__payload.w_signed ;
+  wire [1:0] \op__1__payload.wb_log2 ;
+  wire [63:0] \op__1__payload.word ;
+  wire [255:0] \op__1__payload.x ;
+  wire [7:0] \op__1__payload.x[0] ;
+  wire [7:0] \op__1__payload.x[10] ;
+  wire [7:0] \op__1__payload.x[11] ;
+  wire [7:0] \op__1__payload.x[12] ;
+  wire [7:0] \op__1__payload.x[13] ;
+  wire [7:0] \op__1__payload.x[14] ;
+  wire [7:0] \op__1__payload.x[15] ;
+  wire [7:0] \op__1__payload.x[16] ;
+  wire [7:0] \op__1__payload.x[17] ;
+  wire [7:0] \op__1__payload.x[18] ;
+  wire [7:0] \op__1__payload.x[19] ;
+  wire [7:0] \op__1__payload.x[1] ;
+  wire [7:0] \op__1__payload.x[20] ;
+  wire [7:0] \op__1__payload.x[21] ;
+  wire [7:0] \op__1__payload.x[22] ;
+  wire [7:0] \op__1__payload.x[23] ;
+  wire [7:0] \op__1__payload.x[24] ;
+  wire [7:0] \op__1__payload.x[25] ;
+  wire [7:0] \op__1__payload.x[26] ;
+  wire [7:0] \op__1__payload.x[27] ;
+  wire [7:0] \op__1__payload.x[28] ;
+  wire [7:0] \op__1__payload.x[29] ;
+  wire [7:0] \op__1__payload.x[2] ;
+  wire [7:0] \op__1__payload.x[30] ;
+  wire [7:0] \op__1__payload.x[31] ;
+  wire [7:0] \op__1__payload.x[3] ;
+  wire [7:0] \op__1__payload.x[4] ;
+  wire [7:0] \op__1__payload.x[5] ;
+  wire [7:0] \op__1__payload.x[6] ;
+  wire [7:0] \op__1__payload.x[7] ;
+  wire [7:0] \op__1__payload.x[8] ;
+  wire [7:0] \op__1__payload.x[9] ;
+  wire \op__1__payload.x_signed ;
+  input op__1__ready;
+  wire op__1__ready;
+  output op__1__valid;
+  wire op__1__valid;
+  reg [31:0] pending = 32'd0;
+  reg [31:0] reached = 32'd0;
+  input [6:0] res_total__0;
+  wire [6:0] res_total__0;
+  input [6:0] res_total__1;
+  wire [6:0] res_total__1;
+  input res_valid__0;
+  wire res_valid__0;
+  input res_valid__1;
+  wire res_valid__1;
+  reg [4:0] result_row;
+  input rst;
+  wire rst;
+  wire [11:0] src_rd__addr;
+  input [63:0] src_rd__data;
+  wire [63:0] src_rd__data;
+  wire src_rd__en;
+  input start;
+  wire start;
+  (* init = 1'h0 *)
+  wire started;
+  reg [31:0] waiting = 32'd0;
+  wire want;
+  assign \$1  = | pending;
+  assign want = busy & \$1 ;
+  assign \$2  = ! args[0];
+  assign op__0__valid = want & \$2 ;
+  assign op__1__valid = want & \$3 ;
+  assign \$4  = | waiting;
+  assign \$5  = ~ \$4 ;
+  assign finish = issuing & \$5 ;
+  assign act_w__data = old | { 32'h00000000, reached };
+  assign \$7  = want & \$6 ;
+  assign \$8  = 1'h1 << issue_row;
+  assign \$9  = ~ \$8 [31:0];
+  assign \$10  = pending & \$9 ;
+  assign \$12  = busy & \$11 ;
+  assign \$13  = 1'h1 << result_row;
+  assign \$14  = ~ \$13 [31:0];
+  assign \$15  = waiting & \$14 ;
+  assign \$17  = | \$16 ;
+  assign \$18  = 1'h1 << result_row;
+  assign \$19  = reached | \$18 [31:0];
+  assign \$20  = ~ issuing;
+  assign \$21  = busy & \$20 ;
+  always @(posedge clk)
+    pending <= \$22 ;
+  always @(posedge clk)
+    waiting <= \$23 ;
+  always @(posedge clk)
+    reached <= \$24 ;
+  always @(posedge clk)
+    busy <= \$25 ;
+  always @(posedge clk)
+    issuing <= \$26 ;
+  always @(posedge clk)
+    old <= \$27 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$6  = op__0__ready;
+      1'h1:
+          \$6  = op__1__ready;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$11  = res_valid__0;
+      1'h1:
+          \$11  = res_valid__1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$16  = res_total__0;
+      1'h1:
+          \$16  = res_total__1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    issue_row = 5'h00;
+    if (pending[31]) begin
+      issue_row = 5'h1f;
+    end
+    if (pending[30]) begin
+      issue_row = 5'h1e;
+    end
+    if (pending[29]) begin
+      issue_row = 5'h1d;
+    end
+    if (pending[28]) begin
+      issue_row = 5'h1c;
+    end
+    if (pending[27]) begin
+      issue_row = 5'h1b;
+    end
+    if (pending[26]) begin
+      issue_row = 5'h1a;
+    end
+    if (pending[25]) begin
+      issue_row = 5'h19;
+    end
+    if (pending[24]) begin
+      issue_row = 5'h18;
+    end
+    if (pending[23]) begin
+      issue_row = 5'h17;
+    end
+    if (pending[22]) begin
+      issue_row = 5'h16;
+    end
+    if (pending[21]) begin
+      issue_row = 5'h15;
+    end
+    if (pending[20]) begin
+      issue_row = 5'h14;
+    end
+    if (pending[19]) begin
+      issue_row = 5'h13;
+    end
+    if (pending[18]) begin
+      issue_row = 5'h12;
+    end
+    if (pending[17]) begin
+      issue_row = 5'h11;
+    end
+    if (pending[16]) begin
+      issue_row = 5'h10;
+    end
+    if (pending[15]) begin
+      issue_row = 5'h0f;
+    end
+    if (pending[14]) begin
+      issue_row = 5'h0e;
+    end
+    if (pending[13]) begin
+      issue_row = 5'h0d;
+    end
+    if (pending[12]) begin
+      issue_row = 5'h0c;
+    end
+    if (pending[11]) begin
+      issue_row = 5'h0b;
+    end
+    if (pending[10]) begin
+      issue_row = 5'h0a;
+    end
+    if (pending[9]) begin
+      issue_row = 5'h09;
+    end
+    if (pending[8]) begin
+      issue_row = 5'h08;
+    end
+    if (pending[7]) begin
+      issue_row = 5'h07;
+    end
+    if (pending[6]) begin
+      issue_row = 5'h06;
+    end
+    if (pending[5]) begin
+      issue_row = 5'h05;
+    end
+    if (pending[4]) begin
+      issue_row = 5'h04;
+    end
+    if (pending[3]) begin
+      issue_row = 5'h03;
+    end
+    if (pending[2]) begin
+      issue_row = 5'h02;
+    end
+    if (pending[1]) begin
+      issue_row = 5'h01;
+    end
+    if (pending[0]) begin
+      issue_row = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    result_row = 5'h00;
+    if (waiting[31]) begin
+      result_row = 5'h1f;
+    end
+    if (waiting[30]) begin
+      result_row = 5'h1e;
+    end
+    if (waiting[29]) begin
+      result_row = 5'h1d;
+    end
+    if (waiting[28]) begin
+      result_row = 5'h1c;
+    end
+    if (waiting[27]) begin
+      result_row = 5'h1b;
+    end
+    if (waiting[26]) begin
+      result_row = 5'h1a;
+    end
+    if (waiting[25]) begin
+      result_row = 5'h19;
+    end
+    if (waiting[24]) begin
+      result_row = 5'h18;
+    end
+    if (waiting[23]) begin
+      result_row = 5'h17;
+    end
+    if (waiting[22]) begin
+      result_row = 5'h16;
+    end
+    if (waiting[21]) begin
+      result_row = 5'h15;
+    end
+    if (waiting[20]) begin
+      result_row = 5'h14;
+    end
+    if (waiting[19]) begin
+      result_row = 5'h13;
+    end
+    if (waiting[18]) begin
+      result_row = 5'h12;
+    end
+    if (waiting[17]) begin
+      result_row = 5'h11;
+    end
+    if (waiting[16]) begin
+      result_row = 5'h10;
+    end
+    if (waiting[15]) begin
+      result_row = 5'h0f;
+    end
+    if (waiting[14]) begin
+      result_row = 5'h0e;
+    end
+    if (waiting[13]) begin
+      result_row = 5'h0d;
+    end
+    if (waiting[12]) begin
+      result_row = 5'h0c;
+    end
+    if (waiting[11]) begin
+      result_row = 5'h0b;
+    end
+    if (waiting[10]) begin
+      result_row = 5'h0a;
+    end
+    if (waiting[9]) begin
+      result_row = 5'h09;
+    end
+    if (waiting[8]) begin
+      result_row = 5'h08;
+    end
+    if (waiting[7]) begin
+      result_row = 5'h07;
+    end
+    if (waiting[6]) begin
+      result_row = 5'h06;
+    end
+    if (waiting[5]) begin
+      result_row = 5'h05;
+    end
+    if (waiting[4]) begin
+      result_row = 5'h04;
+    end
+    if (waiting[3]) begin
+      result_row = 5'h03;
+    end
+    if (waiting[2]) begin
+      result_row = 5'h02;
+    end
+    if (waiting[1]) begin
+      result_row = 5'h01;
+    end
+    if (waiting[0]) begin
+      result_row = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$22  = pending;
+    if (\$7 ) begin
+      \$22  = \$10 ;
+    end
+    if (start) begin
+      \$22  = args[36:5];
+    end
+    if (rst) begin
+      \$22  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$23  = waiting;
+    if (\$12 ) begin
+      \$23  = \$15 ;
+    end
+    if (start) begin
+      \$23  = args[36:5];
+    end
+    if (rst) begin
+      \$23  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$24  = reached;
+    if (\$12 ) begin
+      if (\$17 ) begin
+        \$24  = \$19 ;
+      end
+    end
+    if (start) begin
+      \$24  = 32'd0;
+    end
+    if (rst) begin
+      \$24  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$25  = busy;
+    if (start) begin
+      \$25  = 1'h1;
+    end
+    if (finish) begin
+      \$25  = 1'h0;
+    end
+    if (rst) begin
+      \$25  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$26  = issuing;
+    if (start) begin
+      \$26  = 1'h0;
+    end else if (\$21 ) begin
+      \$26  = 1'h1;
+    end
+    if (finish) begin
+      \$26  = 1'h0;
+    end
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$27  = old;
+    if (start) begin
+    end else if (\$21 ) begin
+      \$27  = dst_rd__data;
+    end
+    if (rst) begin
+      \$27  = 64'h0000000000000000;
+    end
+  end
+  assign src_rd__addr = args[48:37];
+  assign src_rd__en = 1'h1;
+  assign dst_rd__addr = args[60:49];
+  assign dst_rd__en = 1'h1;
+  assign started = busy;
+  assign act_w__addr = args[60:49];
+  assign act_w__en = finish;
+  assign done = finish;
+  assign \args.macro  = args[0];
+  assign \args.page  = args[4:1];
+  assign \args.rows  = args[36:5];
+  assign \args.src  = args[48:37];
+  assign \args.dst  = args[60:49];
+  assign \op__0__payload.mode  = op__0__payload[0];
+  assign \op__0__payload.page  = op__0__payload[4:1];
+  assign \op__0__payload.row  = op__0__payload[9:5];
+  assign \op__0__payload.wb_log2  = op__0__payload[11:10];
+  assign \op__0__payload.ab_m1  = op__0__payload[14:12];
+  assign \op__0__payload.w_signed  = op__0__payload[15];
+  assign \op__0__payload.x_signed  = op__0__payload[16];
+  assign \op__0__payload.skip  = op__0__payload[17];
+  assign \op__0__payload.bop  = op__0__payload[20:18];
+  assign \op__0__payload.x  = op__0__payload[276:21];
+  assign \op__0__payload.x[0]  = op__0__payload[28:21];
+  assign \op__0__payload.x[1]  = op__0__payload[36:29];
+  assign \op__0__payload.x[2]  = op__0__payload[44:37];
+  assign \op__0__payload.x[3]  = op__0__payload[52:45];
+  assign \op__0__payload.x[4]  = op__0__payload[60:53];
+  assign \op__0__payload.x[5]  = op__0__payload[68:61];
+  assign \op__0__payload.x[6]  = op__0__payload[76:69];
+  assign \op__0__payload.x[7]  = op__0__payload[84:77];
+  assign \op__0__payload.x[8]  = op__0__payload[92:85];
+  assign \op__0__payload.x[9]  = op__0__payload[100:93];
+  assign \op__0__payload.x[10]  = op__0__payload[108:101];
+  assign \op__0__payload.x[11]  = op__0__payload[116:109];
+  assign \op__0__payload.x[12]  = op__0__payload[124:117];
+  assign \op__0__payload.x[13]  = op__0__payload[132:125];
+  assign \op__0__payload.x[14]  = op__0__payload[140:133];
+  assign \op__0__payload.x[15]  = op__0__payload[148:141];
+  assign \op__0__payload.x[16]  = op__0__payload[156:149];
+  assign \op__0__payload.x[17]  = op__0__payload[164:157];
+  assign \op__0__payload.x[18]  = op__0__payload[172:165];
+  assign \op__0__payload.x[19]  = op__0__payload[180:173];
+  assign \op__0__payload.x[20]  = op__0__payload[188:181];
+  assign \op__0__payload.x[21]  = op__0__payload[196:189];
+  assign \op__0__payload.x[22]  = op__0__payload[204:197];
+  assign \op__0__payload.x[23]  = op__0__payload[212:205];
+  assign \op__0__payload.x[24]  = op__0__payload[220:213];
+  assign \op__0__payload.x[25]  = op__0__payload[228:221];
+  assign \op__0__payload.x[26]  = op__0__payload[236:229];
+  assign \op__0__payload.x[27]  = op__0__payload[244:237];
+  assign \op__0__payload.x[28]  = op__0__payload[252:245];
+  assign \op__0__payload.x[29]  = op__0__payload[260:253];
+  assign \op__0__payload.x[30]  = op__0__payload[268:261];
+  assign \op__0__payload.x[31]  = op__0__payload[276:269];
+  assign \op__0__payload.word  = op__0__payload[340:277];
+  assign \op__1__payload.mode  = op__1__payload[0];
+  assign \op__1__payload.page  = op__1__payload[4:1];
+  assign \op__1__payload.row  = op__1__payload[9:5];
+  assign \op__1__payload.wb_log2  = op__1__payload[11:10];
+  assign \op__1__payload.ab_m1  = op__1__payload[14:12];
+  assign \op__1__payload.w_signed  = op__1__payload[15];
+  assign \op__1__payload.x_signed  = op__1__payload[16];
+  assign \op__1__payload.skip  = op__1__payload[17];
+  assign \op__1__payload.bop  = op__1__payload[20:18];
+  assign \op__1__payload.x  = op__1__payload[276:21];
+  assign \op__1__payload.x[0]  = op__1__payload[28:21];
+  assign \op__1__payload.x[1]  = op__1__payload[36:29];
+  assign \op__1__payload.x[2]  = op__1__payload[44:37];
+  assign \op__1__payload.x[3]  = op__1__payload[52:45];
+  assign \op__1__payload.x[4]  = op__1__payload[60:53];
+  assign \op__1__payload.x[5]  = op__1__payload[68:61];
+  assign \op__1__payload.x[6]  = op__1__payload[76:69];
+  assign \op__1__payload.x[7]  = op__1__payload[84:77];
+  assign \op__1__payload.x[8]  = op__1__payload[92:85];
+  assign \op__1__payload.x[9]  = op__1__payload[100:93];
+  assign \op__1__payload.x[10]  = op__1__payload[108:101];
+  assign \op__1__payload.x[11]  = op__1__payload[116:109];
+  assign \op__1__payload.x[12]  = op__1__payload[124:117];
+  assign \op__1__payload.x[13]  = op__1__payload[132:125];
+  assign \op__1__payload.x[14]  = op__1__payload[140:133];
+  assign \op__1__payload.x[15]  = op__1__payload[148:141];
+  assign \op__1__payload.x[16]  = op__1__payload[156:149];
+  assign \op__1__payload.x[17]  = op__1__payload[164:157];
+  assign \op__1__payload.x[18]  = op__1__payload[172:165];
+  assign \op__1__payload.x[19]  = op__1__payload[180:173];
+  assign \op__1__payload.x[20]  = op__1__payload[188:181];
+  assign \op__1__payload.x[21]  = op__1__payload[196:189];
+  assign \op__1__payload.x[22]  = op__1__payload[204:197];
+  assign \op__1__payload.x[23]  = op__1__payload[212:205];
+  assign \op__1__payload.x[24]  = op__1__payload[220:213];
+  assign \op__1__payload.x[25]  = op__1__payload[228:221];
+  assign \op__1__payload.x[26]  = op__1__payload[236:229];
+  assign \op__1__payload.x[27]  = op__1__payload[244:237];
+  assign \op__1__payload.x[28]  = op__1__payload[252:245];
+  assign \op__1__payload.x[29]  = op__1__payload[260:253];
+  assign \op__1__payload.x[30]  = op__1__payload[268:261];
+  assign \op__1__payload.x[31]  = op__1__payload[276:269];
+  assign \op__1__payload.word  = op__1__payload[340:277];
+  assign op__1__payload[340:277] = src_rd__data;
+  assign op__1__payload[20:18] = 3'h0;
+  assign op__1__payload[9:5] = issue_row;
+  assign op__1__payload[4:1] = args[4:1];
+  assign op__1__payload[0] = 1'h1;
+  assign { op__1__payload[276:21], op__1__payload[17:10] } = 264'h000000000000000000000000000000000000000000000000000000000000000000;
+  assign op__0__payload[340:277] = src_rd__data;
+  assign op__0__payload[20:18] = 3'h0;
+  assign op__0__payload[9:5] = issue_row;
+  assign op__0__payload[4:1] = args[4:1];
+  assign op__0__payload[0] = 1'h1;
+  assign { op__0__payload[276:21], op__0__payload[17:10] } = 264'h000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$3  = args[0];
+endmodule
+
+(* generator = "Amaranth" *)
 module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, imem_r__data, amem_r__data, wmem_r__data, pmem_r__data, dmem_r__data, trace_r__data, imem_r__addr, imem_w__en, amem_r__addr, amem_w__en, wmem_r__addr, wmem_w__en, pmem_r__addr, pmem_w__en
 , dmem_r__addr, dmem_w__en, trace_r__addr, ctrl__report, ctrl__start, dat, wb__ack, ctrl__start_pc, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -21353,14 +22386,14 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$29  = \$27  ? \$28  : 3'h0;
   assign \$30  = wb__adr[16:14] == 3'h4;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     ctrl__start = 1'h0;
     if (\$11 ) begin
       ctrl__start = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     dat = 32'd0;
     casez (r_region)
       3'h0:
@@ -21380,14 +22413,14 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$53  = req;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$54  = r_region;
     if (req) begin
       \$54  = wb__adr[16:14];
@@ -21397,7 +22430,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$55  = ctrl__start_pc;
     if (\$50 ) begin
       \$55  = wb__dat_w[15:0];
@@ -21407,7 +22440,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$56  = csr_r;
     if (\$52 ) begin
       (* full_case = 32'd1 *)
@@ -21453,7 +22486,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = imem_rsl;
     if (req) begin
       \$57  = wb__adr[3:0];
@@ -21463,7 +22496,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$58  = amem_rsl;
     if (req) begin
       \$58  = wb__adr[0];
@@ -21473,7 +22506,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$59  = wmem_rsl;
     if (req) begin
       \$59  = wb__adr[0];
@@ -21483,7 +22516,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$60  = pmem_rsl;
     if (req) begin
       \$60  = wb__adr[4:0];
@@ -21493,7 +22526,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$61  = dmem_rsl;
     if (req) begin
       \$61  = wb__adr[1:0];
@@ -21503,7 +22536,7 @@ module \isscc22_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$62  = trace_rsl;
     if (req) begin
       \$62  = wb__adr[0];
@@ -21580,7 +22613,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr, mem_page, mem_row, w_en, w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [4:0] \$11 ;
@@ -21702,14 +22735,14 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     .w_rdy(cmd__ready)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     r_en = 1'h0;
     if (\$2 ) begin
       r_en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$13  = active;
     if (\$5 ) begin
       \$13  = \$6 ;
@@ -21724,7 +22757,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$14  = w_rd__addr;
     if (\$5 ) begin
       \$14  = head[9:0];
@@ -21737,7 +22770,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$15  = left;
     if (\$5 ) begin
       \$15  = head[25:10];
@@ -21750,7 +22783,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$16  = mask;
     if (\$5 ) begin
       \$16  = head[27:26];
@@ -21760,7 +22793,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$17  = page;
     if (\$5 ) begin
       \$17  = head[31:28];
@@ -21775,7 +22808,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$18  = row;
     if (\$5 ) begin
       \$18  = head[36:32];
@@ -21793,14 +22826,14 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$19  = active;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$20  = mem_page;
     if (active) begin
       \$20  = page;
@@ -21810,7 +22843,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$21  = mem_row;
     if (active) begin
       \$21  = row;
@@ -21820,7 +22853,7 @@ module \isscc22_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$22  = wr_mask;
     if (active) begin
       \$22  = mask;
@@ -21852,7 +22885,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -21940,7 +22973,7 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -21950,7 +22983,7 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -21960,7 +22993,7 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -21981,9 +23014,9 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$48$0 , \port$49$0 , op__0__valid, op__1__valid, param_rd__addr, \port$239$0 , \port$244$0 , \port$249$0 , \port$254$0 
-, \port$259$0 , \port$264$0 , \port$269$0 , \port$274$0 , finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$58$0 , \port$59$0 , op__0__valid, op__1__valid, param_rd__addr, \port$249$0 , \port$254$0 , \port$259$0 , \port$264$0 
+, \port$269$0 , \port$274$0 , \port$279$0 , \port$284$0 , finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [31:0] \$100 ;
@@ -22813,10 +23846,6 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
   wire param_rd__en;
-  output [7:0] \port$239$0 ;
-  wire [7:0] \port$239$0 ;
-  output [7:0] \port$244$0 ;
-  wire [7:0] \port$244$0 ;
   output [7:0] \port$249$0 ;
   wire [7:0] \port$249$0 ;
   output [7:0] \port$254$0 ;
@@ -22829,10 +23858,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [7:0] \port$269$0 ;
   output [7:0] \port$274$0 ;
   wire [7:0] \port$274$0 ;
-  output \port$48$0 ;
-  wire \port$48$0 ;
-  output \port$49$0 ;
-  wire \port$49$0 ;
+  output [7:0] \port$279$0 ;
+  wire [7:0] \port$279$0 ;
+  output [7:0] \port$284$0 ;
+  wire [7:0] \port$284$0 ;
+  output \port$58$0 ;
+  wire \port$58$0 ;
+  output \port$59$0 ;
+  wire \port$59$0 ;
   wire pos_bstep;
   wire \pos_bstep$57 ;
   wire pos_init;
@@ -23672,7 +24705,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$260  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -23690,7 +24723,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$261  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -23708,7 +24741,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$262  = g_nr;
     if (go) begin
       if (\$208 ) begin
@@ -23728,7 +24761,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$263  = g_nbase;
     if (go) begin
       if (\$208 ) begin
@@ -23748,7 +24781,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$264  = g_p0;
     if (go) begin
       if (\$208 ) begin
@@ -23765,7 +24798,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$265  = g_done;
     if (go) begin
       if (\$208 ) begin
@@ -23784,7 +24817,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$266  = since_final;
     if (\$218 ) begin
       \$266  = 8'h00;
@@ -23799,7 +24832,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$267  = i_page;
     if (issue) begin
       \$267  = \$227 [3:0];
@@ -23812,7 +24845,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$268  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -23830,7 +24863,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$269  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -23848,7 +24881,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$270  = i_nr;
     if (issue) begin
       if (\$229 ) begin
@@ -23868,7 +24901,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$271  = i_nbase;
     if (issue) begin
       if (\$229 ) begin
@@ -23888,7 +24921,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$272  = i_p0;
     if (issue) begin
       if (\$229 ) begin
@@ -23905,7 +24938,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$273  = i_done;
     if (issue) begin
       if (\$229 ) begin
@@ -23924,14 +24957,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$274  = acc0_0;
     if (res_any) begin
       \$274  = \$62 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$275  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -23940,14 +24973,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$276  = acc0_1;
     if (res_any) begin
       \$276  = \$66 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$277  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -23956,14 +24989,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$278  = acc0_2;
     if (res_any) begin
       \$278  = \$70 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$279  = ser0_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -23972,14 +25005,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$280  = acc0_3;
     if (res_any) begin
       \$280  = \$74 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$281  = ser0_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -23988,14 +25021,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$282  = acc0_4;
     if (res_any) begin
       \$282  = \$78 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$283  = ser0_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -24004,14 +25037,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$284  = acc0_5;
     if (res_any) begin
       \$284  = \$82 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$285  = ser0_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -24020,14 +25053,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$286  = acc0_6;
     if (res_any) begin
       \$286  = \$86 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$287  = ser0_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -24036,14 +25069,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$288  = acc0_7;
     if (res_any) begin
       \$288  = \$90 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$289  = ser0_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -24052,14 +25085,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$290  = acc1_0;
     if (res_any) begin
       \$290  = \$94 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$291  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -24068,14 +25101,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$292  = acc1_1;
     if (res_any) begin
       \$292  = \$98 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$293  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -24084,14 +25117,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$294  = acc1_2;
     if (res_any) begin
       \$294  = \$102 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$295  = ser1_2;
     if (res_any) begin
       if (tag[1]) begin
@@ -24100,14 +25133,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$296  = acc1_3;
     if (res_any) begin
       \$296  = \$106 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$297  = ser1_3;
     if (res_any) begin
       if (tag[1]) begin
@@ -24116,14 +25149,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$298  = acc1_4;
     if (res_any) begin
       \$298  = \$110 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$299  = ser1_4;
     if (res_any) begin
       if (tag[1]) begin
@@ -24132,14 +25165,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$300  = acc1_5;
     if (res_any) begin
       \$300  = \$114 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$301  = ser1_5;
     if (res_any) begin
       if (tag[1]) begin
@@ -24148,14 +25181,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$302  = acc1_6;
     if (res_any) begin
       \$302  = \$118 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$303  = ser1_6;
     if (res_any) begin
       if (tag[1]) begin
@@ -24164,14 +25197,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$304  = acc1_7;
     if (res_any) begin
       \$304  = \$122 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$305  = ser1_7;
     if (res_any) begin
       if (tag[1]) begin
@@ -24180,7 +25213,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$306  = ser_cnt;
     if (\$239 ) begin
       \$306  = args[302:295];
@@ -24193,7 +25226,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$307  = g_bi;
     if (\$239 ) begin
       \$307  = 8'h00;
@@ -24208,7 +25241,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$308  = g_nn;
     if (\$239 ) begin
       \$308  = 8'h00;
@@ -24226,7 +25259,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$309  = ser_p0;
     if (\$239 ) begin
       \$309  = tag[19:4];
@@ -24236,7 +25269,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$310  = ser_n0;
     if (\$239 ) begin
       \$310  = tag[27:20];
@@ -24246,14 +25279,14 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$311  = \$251 ;
     if (rst) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$312  = busy;
     if (\$256 ) begin
       \$312  = 1'h1;
@@ -24266,7 +25299,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$313  = setup;
     if (\$256 ) begin
       \$313  = 1'h1;
@@ -24283,7 +25316,7 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$314  = setup_cnt;
     if (\$256 ) begin
       \$314  = 8'h00;
@@ -24385,17 +25418,17 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign addr_pipe3 = act_w__addr;
   assign act_w__data = { \$187 [7:0], \$182 [7:0], \$177 [7:0], \$172 [7:0], \$167 [7:0], \$162 [7:0], \$157 [7:0], \$152 [7:0] };
   assign done = finished;
-  assign \port$48$0  = \$1 ;
-  assign \port$49$0  = \$2 ;
+  assign \port$58$0  = \$1 ;
+  assign \port$59$0  = \$2 ;
   assign param_rd__addr = \$139 [5:0];
-  assign \port$239$0  = \$152 [7:0];
-  assign \port$244$0  = \$157 [7:0];
-  assign \port$249$0  = \$162 [7:0];
-  assign \port$254$0  = \$167 [7:0];
-  assign \port$259$0  = \$172 [7:0];
-  assign \port$264$0  = \$177 [7:0];
-  assign \port$269$0  = \$182 [7:0];
-  assign \port$274$0  = \$187 [7:0];
+  assign \port$249$0  = \$152 [7:0];
+  assign \port$254$0  = \$157 [7:0];
+  assign \port$259$0  = \$162 [7:0];
+  assign \port$264$0  = \$167 [7:0];
+  assign \port$269$0  = \$172 [7:0];
+  assign \port$274$0  = \$177 [7:0];
+  assign \port$279$0  = \$182 [7:0];
+  assign \port$284$0  = \$187 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -24978,7 +26011,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -25472,7 +26505,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -25482,7 +26515,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -25492,7 +26525,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -25502,7 +26535,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -25512,7 +26545,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -25524,7 +26557,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -25536,7 +26569,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -25548,7 +26581,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -25560,7 +26593,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -25572,7 +26605,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -25584,7 +26617,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -25600,7 +26633,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -25619,7 +26652,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -25633,7 +26666,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -25651,7 +26684,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -25672,7 +26705,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -25690,7 +26723,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -25711,7 +26744,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -25723,7 +26756,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -25744,7 +26777,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -25768,7 +26801,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -25782,7 +26815,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -25792,7 +26825,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -25802,7 +26835,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -25812,7 +26845,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -25822,7 +26855,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -25832,7 +26865,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -25842,7 +26875,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -25851,7 +26884,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -25862,7 +26895,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -25874,7 +26907,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -25883,7 +26916,7 @@ module \isscc22_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -26013,7 +27046,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [6:0] \$100 ;
@@ -26507,7 +27540,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   always @(posedge clk)
     full <= \$128 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$99  = bi;
     if (pos_init) begin
       \$99  = desc_rd__data[6:0];
@@ -26517,7 +27550,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$100  = kk;
     if (pos_init) begin
       \$100  = desc_rd__data[13:7];
@@ -26527,7 +27560,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$101  = nn;
     if (pos_init) begin
       \$101  = desc_rd__data[20:14];
@@ -26537,7 +27570,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$102  = en;
     if (pos_init) begin
       \$102  = desc_rd__data[21];
@@ -26547,7 +27580,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$103  = p;
     if (pos_init) begin
       \$103  = 16'h0000;
@@ -26559,7 +27592,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$104  = ox;
     if (pos_init) begin
       \$104  = 8'h00;
@@ -26571,7 +27604,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$105  = oy;
     if (pos_init) begin
       \$105  = 8'h00;
@@ -26583,7 +27616,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$106  = iy0;
     if (pos_init) begin
       \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -26595,7 +27628,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$107  = ix0;
     if (pos_init) begin
       \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -26607,7 +27640,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
       \$108  = args[121:108];
@@ -26619,7 +27652,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$109  = active;
     if (\$13 ) begin
       if (go) begin
@@ -26635,7 +27668,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
@@ -26654,7 +27687,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -26668,7 +27701,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -26686,7 +27719,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -26707,7 +27740,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -26725,7 +27758,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -26746,7 +27779,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -26758,7 +27791,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$117  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -26779,7 +27812,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$118  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -26803,7 +27836,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$119  = first;
     if (\$13 ) begin
       if (go) begin
@@ -26817,7 +27850,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$120  = b_valid;
     if (\$31 ) begin
       \$120  = active;
@@ -26827,7 +27860,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$121  = b_n;
     if (\$31 ) begin
       \$121  = \$65 [3:0];
@@ -26837,7 +27870,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$122  = b_oob;
     if (\$31 ) begin
       \$122  = oob;
@@ -26847,7 +27880,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$123  = b_first;
     if (\$31 ) begin
       \$123  = first;
@@ -26857,7 +27890,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$124  = b_last;
     if (\$31 ) begin
       \$124  = last;
@@ -26867,7 +27900,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$125  = b_ix;
     if (\$31 ) begin
       \$125  = ix;
@@ -26877,7 +27910,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$126  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -26886,7 +27919,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$127  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -26897,7 +27930,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$128  = full;
     if (\$36 ) begin
       \$128  = 1'h1;
@@ -26909,7 +27942,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -26918,7 +27951,7 @@ module \isscc22_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       4'h1:
@@ -27047,7 +28080,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -27853,28 +28886,28 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;
@@ -27981,7 +29014,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -28065,7 +29098,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -28075,7 +29108,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -28085,7 +29118,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -28106,8 +29139,8 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \port$1100$0 , \port$1101$0 , \port$1102$0 , \port$1103$0 , \port$1104$0 , \port$1105$0 , \port$1106$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1109$0 , \port$1110$0 , \port$1111$0 , \port$1112$0 , \port$1113$0 , \port$1114$0 , \port$1115$0 , \port$1116$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -28373,22 +29406,22 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1099$0 ;
-  wire [7:0] \port$1099$0 ;
-  output [7:0] \port$1100$0 ;
-  wire [7:0] \port$1100$0 ;
-  output [7:0] \port$1101$0 ;
-  wire [7:0] \port$1101$0 ;
-  output [7:0] \port$1102$0 ;
-  wire [7:0] \port$1102$0 ;
-  output [7:0] \port$1103$0 ;
-  wire [7:0] \port$1103$0 ;
-  output [7:0] \port$1104$0 ;
-  wire [7:0] \port$1104$0 ;
-  output [7:0] \port$1105$0 ;
-  wire [7:0] \port$1105$0 ;
-  output [7:0] \port$1106$0 ;
-  wire [7:0] \port$1106$0 ;
+  output [7:0] \port$1109$0 ;
+  wire [7:0] \port$1109$0 ;
+  output [7:0] \port$1110$0 ;
+  wire [7:0] \port$1110$0 ;
+  output [7:0] \port$1111$0 ;
+  wire [7:0] \port$1111$0 ;
+  output [7:0] \port$1112$0 ;
+  wire [7:0] \port$1112$0 ;
+  output [7:0] \port$1113$0 ;
+  wire [7:0] \port$1113$0 ;
+  output [7:0] \port$1114$0 ;
+  wire [7:0] \port$1114$0 ;
+  output [7:0] \port$1115$0 ;
+  wire [7:0] \port$1115$0 ;
+  output [7:0] \port$1116$0 ;
+  wire [7:0] \port$1116$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -28797,7 +29830,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -28808,7 +29841,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -28819,7 +29852,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v2 = base2;
@@ -28830,7 +29863,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v3 = base3;
@@ -28841,7 +29874,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v4 = base4;
@@ -28852,7 +29885,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v5 = base5;
@@ -28863,7 +29896,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v6 = base6;
@@ -28874,7 +29907,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v7 = base7;
@@ -28885,7 +29918,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$143  = kx;
     if (busy) begin
       \$143  = \$127 [7:0];
@@ -28901,7 +29934,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$144  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -28919,7 +29952,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$145  = w;
     if (busy) begin
       if (last_kx) begin
@@ -28939,7 +29972,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$146  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -28961,7 +29994,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$147  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -28982,7 +30015,7 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$148  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -29005,98 +30038,98 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$149  = busy;
     if (rst) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$150  = oob;
     if (rst) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$151  = \$134 ;
     if (rst) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$152  = \$135 ;
     if (rst) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$153  = red0;
     if (\$signal$99 ) begin
       \$153  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$154  = red1;
     if (\$signal$99 ) begin
       \$154  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$155  = red2;
     if (\$signal$99 ) begin
       \$155  = v2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$156  = red3;
     if (\$signal$99 ) begin
       \$156  = v3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$157  = red4;
     if (\$signal$99 ) begin
       \$157  = v4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$158  = red5;
     if (\$signal$99 ) begin
       \$158  = v5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$159  = red6;
     if (\$signal$99 ) begin
       \$159  = v6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$160  = red7;
     if (\$signal$99 ) begin
       \$160  = v7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$161  = \$141 ;
     if (rst) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$162  = started;
     if (start) begin
       \$162  = 1'h1;
@@ -29142,14 +30175,14 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1099$0 , \po
   assign pa3 = act_w__addr;
   assign act_w__data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1099$0  = \$113 [7:0];
-  assign \port$1100$0  = \$114 [7:0];
-  assign \port$1101$0  = \$115 [7:0];
-  assign \port$1102$0  = \$116 [7:0];
-  assign \port$1103$0  = \$117 [7:0];
-  assign \port$1104$0  = \$118 [7:0];
-  assign \port$1105$0  = \$119 [7:0];
-  assign \port$1106$0  = \$120 [7:0];
+  assign \port$1109$0  = \$113 [7:0];
+  assign \port$1110$0  = \$114 [7:0];
+  assign \port$1111$0  = \$115 [7:0];
+  assign \port$1112$0  = \$116 [7:0];
+  assign \port$1113$0  = \$117 [7:0];
+  assign \port$1114$0  = \$118 [7:0];
+  assign \port$1115$0  = \$119 [7:0];
+  assign \port$1116$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -29233,7 +30266,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [64:0] \$100 ;
@@ -30039,28 +31072,28 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   always @(posedge clk)
     y7 <= \$104 [31:0];
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$225  = i_valid;
     if (rst) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$226  = v1;
     if (rst) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$227  = v2;
     if (rst) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$228  = v3;
     if (rst) begin
       \$228  = 1'h0;

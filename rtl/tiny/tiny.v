@@ -2039,75 +2039,77 @@ endmodule
 module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, axi__rdata, axi__rresp, axi__rlast, axi__rvalid, clk, rst, wb__dat_r, wb__ack, axi__awid
 , axi__awaddr, axi__awlen, axi__awsize, axi__awburst, axi__awlock, axi__awcache, axi__awprot, axi__awqos, axi__awvalid, axi__wdata, axi__wstrb, axi__wlast, axi__wvalid, axi__bready, axi__arid, axi__araddr, axi__arlen, axi__arsize, axi__arburst, axi__arlock, axi__arcache
 , axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
-  wire \$1 ;
-  wire [7:0] \$10 ;
-  wire [4:0] \$11 ;
+  wire [11:0] \$1 ;
+  wire [15:0] \$10 ;
+  wire \$11 ;
   wire [15:0] \$12 ;
   wire [15:0] \$13 ;
   wire [7:0] \$14 ;
-  wire [4:0] \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [7:0] \$18 ;
-  wire [7:0] \$19 ;
-  wire [11:0] \$2 ;
+  wire [15:0] \$15 ;
+  wire [15:0] \$16 ;
+  wire [7:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
   wire [7:0] \$20 ;
   wire [7:0] \$21 ;
   wire [7:0] \$22 ;
   wire [7:0] \$23 ;
-  wire [20:0] \$24 ;
-  wire [11:0] \$3 ;
-  wire \$4 ;
-  wire [15:0] \$5 ;
-  wire [15:0] \$6 ;
+  wire [7:0] \$24 ;
+  wire [7:0] \$25 ;
+  wire [20:0] \$26 ;
+  wire \$3 ;
+  wire [11:0] \$4 ;
+  wire [11:0] \$5 ;
+  wire [11:0] \$6 ;
   wire \$7 ;
   wire [15:0] \$8 ;
   wire [15:0] \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$205 ;
-  wire [11:0] \$signature__addr$211 ;
-  wire [9:0] \$signature__addr$217 ;
-  wire [5:0] \$signature__addr$223 ;
-  wire [5:0] \$signature__addr$229 ;
-  wire [9:0] \$signature__addr$235 ;
-  wire [9:0] \$signature__addr$241 ;
-  wire [9:0] \$signature__addr$247 ;
-  wire [5:0] \$signature__addr$253 ;
-  wire [5:0] \$signature__addr$259 ;
-  wire [11:0] \$signature__addr$318 ;
-  wire [11:0] \$signature__addr$324 ;
-  wire [9:0] \$signature__addr$330 ;
-  wire [9:0] \$signature__addr$336 ;
+  wire [9:0] \$signature__addr$231 ;
+  wire [11:0] \$signature__addr$237 ;
+  wire [9:0] \$signature__addr$243 ;
+  wire [5:0] \$signature__addr$249 ;
+  wire [5:0] \$signature__addr$255 ;
+  wire [9:0] \$signature__addr$261 ;
+  wire [9:0] \$signature__addr$267 ;
+  wire [9:0] \$signature__addr$273 ;
+  wire [5:0] \$signature__addr$279 ;
+  wire [5:0] \$signature__addr$285 ;
+  wire [11:0] \$signature__addr$347 ;
+  wire [11:0] \$signature__addr$353 ;
+  wire [9:0] \$signature__addr$359 ;
+  wire [9:0] \$signature__addr$365 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$208 ;
-  wire [15:0] \$signature__data$214 ;
-  wire [15:0] \$signature__data$220 ;
-  wire [191:0] \$signature__data$226 ;
-  wire [95:0] \$signature__data$232 ;
-  wire [63:0] \$signature__data$238 ;
-  wire [415:0] \$signature__data$243 ;
-  wire [15:0] \$signature__data$249 ;
-  wire [191:0] \$signature__data$255 ;
-  wire [95:0] \$signature__data$261 ;
-  wire [15:0] \$signature__data$321 ;
-  wire [15:0] \$signature__data$326 ;
-  wire [15:0] \$signature__data$333 ;
-  wire [15:0] \$signature__data$338 ;
+  wire [415:0] \$signature__data$234 ;
+  wire [15:0] \$signature__data$240 ;
+  wire [15:0] \$signature__data$246 ;
+  wire [191:0] \$signature__data$252 ;
+  wire [95:0] \$signature__data$258 ;
+  wire [63:0] \$signature__data$264 ;
+  wire [415:0] \$signature__data$269 ;
+  wire [15:0] \$signature__data$275 ;
+  wire [191:0] \$signature__data$281 ;
+  wire [95:0] \$signature__data$287 ;
+  wire [15:0] \$signature__data$350 ;
+  wire [15:0] \$signature__data$355 ;
+  wire [15:0] \$signature__data$362 ;
+  wire [15:0] \$signature__data$367 ;
   wire \$signature__en ;
-  wire \$signature__en$209 ;
-  wire \$signature__en$215 ;
-  wire \$signature__en$221 ;
-  wire \$signature__en$227 ;
-  wire \$signature__en$233 ;
-  wire \$signature__en$239 ;
-  wire [12:0] \$signature__en$245 ;
-  wire \$signature__en$251 ;
-  wire [5:0] \$signature__en$257 ;
-  wire [2:0] \$signature__en$263 ;
-  wire \$signature__en$322 ;
-  wire \$signature__en$328 ;
-  wire \$signature__en$334 ;
-  wire \$signature__en$340 ;
+  wire \$signature__en$235 ;
+  wire \$signature__en$241 ;
+  wire \$signature__en$247 ;
+  wire \$signature__en$253 ;
+  wire \$signature__en$259 ;
+  wire \$signature__en$265 ;
+  wire [12:0] \$signature__en$271 ;
+  wire \$signature__en$277 ;
+  wire [5:0] \$signature__en$283 ;
+  wire [2:0] \$signature__en$289 ;
+  wire \$signature__en$351 ;
+  wire \$signature__en$357 ;
+  wire \$signature__en$363 ;
+  wire \$signature__en$369 ;
   wire [11:0] a_rd__addr;
   wire [15:0] a_rd__data;
   wire a_rd__en;
@@ -2121,82 +2123,91 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] act_rd__data;
   wire act_rd__en;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$270 ;
-  wire [11:0] \act_w__addr$271 ;
+  wire [11:0] \act_w__addr$297 ;
+  wire [11:0] \act_w__addr$298 ;
+  wire [11:0] \act_w__addr$299 ;
   wire [15:0] act_w__data;
-  wire [15:0] \act_w__data$275 ;
-  wire [15:0] \act_w__data$276 ;
+  wire [15:0] \act_w__data$303 ;
+  wire [15:0] \act_w__data$304 ;
+  wire [15:0] \act_w__data$305 ;
   wire act_w__en;
-  wire \act_w__en$268 ;
-  wire \act_w__en$279 ;
+  wire \act_w__en$294 ;
+  wire \act_w__en$295 ;
+  wire \act_w__en$308 ;
   wire [11:0] amem_port__addr;
   wire [15:0] amem_port__data;
   wire amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$319 ;
+  wire [11:0] \amem_r__addr$348 ;
   wire [15:0] amem_r__data;
-  wire [15:0] \amem_r__data$320 ;
+  wire [15:0] \amem_r__data$349 ;
   wire amem_r__en;
-  wire \amem_r__en$323 ;
+  wire \amem_r__en$352 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$325 ;
+  wire [11:0] \amem_w__addr$354 ;
   wire [15:0] amem_w__data;
-  wire [15:0] \amem_w__data$327 ;
+  wire [15:0] \amem_w__data$356 ;
   wire amem_w__en;
-  wire \amem_w__en$329 ;
+  wire \amem_w__en$358 ;
   wire [381:0] args;
-  wire [183:0] \args$153 ;
-  wire [9:0] \args$153.act_max ;
-  wire [9:0] \args$153.act_min ;
-  wire [7:0] \args$153.cw ;
-  wire [3:0] \args$153.dh ;
-  wire [3:0] \args$153.dw ;
-  wire [11:0] \args$153.in_base ;
-  wire [7:0] \args$153.in_h ;
-  wire [7:0] \args$153.in_w ;
-  wire [7:0] \args$153.kh ;
-  wire [7:0] \args$153.kw ;
+  wire [183:0] \args$172 ;
+  wire [9:0] \args$172.act_max ;
+  wire [9:0] \args$172.act_min ;
+  wire [7:0] \args$172.cw ;
+  wire [3:0] \args$172.dh ;
+  wire [3:0] \args$172.dw ;
+  wire [11:0] \args$172.in_base ;
+  wire [7:0] \args$172.in_h ;
+  wire [7:0] \args$172.in_w ;
+  wire [7:0] \args$172.kh ;
+  wire [7:0] \args$172.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$153.mode ;
-  wire [31:0] \args$153.mult ;
-  wire [7:0] \args$153.oh ;
-  wire [11:0] \args$153.out_base ;
-  wire [7:0] \args$153.ow ;
-  wire [3:0] \args$153.pl ;
-  wire [3:0] \args$153.pt ;
-  wire [3:0] \args$153.sh ;
-  wire [5:0] \args$153.shift ;
-  wire [3:0] \args$153.sw ;
-  wire \args$153.x_signed ;
-  wire [9:0] \args$153.zp_in ;
-  wire [9:0] \args$153.zp_out ;
-  wire [256:0] \args$160 ;
-  wire [11:0] \args$160.a_base ;
-  wire [7:0] \args$160.a_stride ;
-  wire [9:0] \args$160.act_max ;
-  wire [9:0] \args$160.act_min ;
-  wire [11:0] \args$160.b_base ;
-  wire [7:0] \args$160.b_stride ;
-  wire [7:0] \args$160.cw ;
-  wire \args$160.has_b ;
-  wire [4:0] \args$160.ls ;
-  wire [31:0] \args$160.mult_a ;
-  wire [31:0] \args$160.mult_b ;
-  wire [31:0] \args$160.mult_o ;
-  wire [15:0] \args$160.npos ;
-  wire [11:0] \args$160.out_base ;
-  wire [7:0] \args$160.out_stride ;
-  wire \args$160.rq_in ;
-  wire \args$160.rq_out ;
-  wire [5:0] \args$160.shift_a ;
-  wire [5:0] \args$160.shift_b ;
-  wire [5:0] \args$160.shift_o ;
-  wire \args$160.x_signed ;
-  wire [9:0] \args$160.zp_a ;
-  wire [9:0] \args$160.zp_b ;
-  wire [9:0] \args$160.zp_out ;
+  wire \args$172.mode ;
+  wire [31:0] \args$172.mult ;
+  wire [7:0] \args$172.oh ;
+  wire [11:0] \args$172.out_base ;
+  wire [7:0] \args$172.ow ;
+  wire [3:0] \args$172.pl ;
+  wire [3:0] \args$172.pt ;
+  wire [3:0] \args$172.sh ;
+  wire [5:0] \args$172.shift ;
+  wire [3:0] \args$172.sw ;
+  wire \args$172.x_signed ;
+  wire [9:0] \args$172.zp_in ;
+  wire [9:0] \args$172.zp_out ;
+  wire [256:0] \args$179 ;
+  wire [11:0] \args$179.a_base ;
+  wire [7:0] \args$179.a_stride ;
+  wire [9:0] \args$179.act_max ;
+  wire [9:0] \args$179.act_min ;
+  wire [11:0] \args$179.b_base ;
+  wire [7:0] \args$179.b_stride ;
+  wire [7:0] \args$179.cw ;
+  wire \args$179.has_b ;
+  wire [4:0] \args$179.ls ;
+  wire [31:0] \args$179.mult_a ;
+  wire [31:0] \args$179.mult_b ;
+  wire [31:0] \args$179.mult_o ;
+  wire [15:0] \args$179.npos ;
+  wire [11:0] \args$179.out_base ;
+  wire [7:0] \args$179.out_stride ;
+  wire \args$179.rq_in ;
+  wire \args$179.rq_out ;
+  wire [5:0] \args$179.shift_a ;
+  wire [5:0] \args$179.shift_b ;
+  wire [5:0] \args$179.shift_o ;
+  wire \args$179.x_signed ;
+  wire [9:0] \args$179.zp_a ;
+  wire [9:0] \args$179.zp_b ;
+  wire [9:0] \args$179.zp_out ;
+  wire [33:0] \args$187 ;
+  wire [11:0] \args$187.dst ;
+  wire \args$187.macro ;
+  wire \args$187.page ;
+  wire [7:0] \args$187.rows ;
+  wire [11:0] \args$187.src ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -2247,147 +2258,148 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$280 ;
+  wire [31:0] \axi__araddr$309 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$281 ;
+  wire [1:0] \axi__arburst$310 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$282 ;
+  wire [3:0] \axi__arcache$311 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$283 ;
+  wire \axi__arid$312 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$284 ;
+  wire [7:0] \axi__arlen$313 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$285 ;
+  wire \axi__arlock$314 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$286 ;
+  wire [2:0] \axi__arprot$315 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$287 ;
+  wire [3:0] \axi__arqos$316 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$288 ;
+  wire \axi__arready$317 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$289 ;
+  wire [2:0] \axi__arsize$318 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$290 ;
+  wire \axi__arvalid$319 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$291 ;
+  wire [31:0] \axi__awaddr$320 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$292 ;
+  wire [1:0] \axi__awburst$321 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$293 ;
+  wire [3:0] \axi__awcache$322 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$294 ;
+  wire \axi__awid$323 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$295 ;
+  wire [7:0] \axi__awlen$324 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$296 ;
+  wire \axi__awlock$325 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$297 ;
+  wire [2:0] \axi__awprot$326 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$298 ;
+  wire [3:0] \axi__awqos$327 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$299 ;
+  wire \axi__awready$328 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$300 ;
+  wire [2:0] \axi__awsize$329 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$301 ;
+  wire \axi__awvalid$330 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$302 ;
+  wire \axi__bid$331 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$303 ;
+  wire \axi__bready$332 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$304 ;
+  wire [1:0] \axi__bresp$333 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$305 ;
+  wire \axi__bvalid$334 ;
   input [15:0] axi__rdata;
   wire [15:0] axi__rdata;
-  wire [15:0] \axi__rdata$306 ;
+  wire [15:0] \axi__rdata$335 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$307 ;
+  wire \axi__rid$336 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$308 ;
+  wire \axi__rlast$337 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$309 ;
+  wire \axi__rready$338 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$310 ;
+  wire [1:0] \axi__rresp$339 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$311 ;
+  wire \axi__rvalid$340 ;
   output [15:0] axi__wdata;
   wire [15:0] axi__wdata;
-  wire [15:0] \axi__wdata$312 ;
+  wire [15:0] \axi__wdata$341 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$313 ;
+  wire \axi__wlast$342 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$314 ;
+  wire \axi__wready$343 ;
   output [1:0] axi__wstrb;
   wire [1:0] axi__wstrb;
-  wire [1:0] \axi__wstrb$315 ;
+  wire [1:0] \axi__wstrb$344 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$316 ;
+  wire \axi__wvalid$345 ;
   wire [11:0] b_rd__addr;
   wire [15:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$110 ;
-  wire \busy$148 ;
-  wire \busy$163 ;
-  wire \busy$179 ;
-  wire \busy$181 ;
-  wire \busy$194 ;
+  wire \busy$123 ;
+  wire \busy$167 ;
+  wire \busy$182 ;
+  wire \busy$205 ;
+  wire \busy$207 ;
+  wire \busy$220 ;
+  wire \busy$52 ;
   input clk;
   wire clk;
   wire [31:0] cmd__payload;
-  wire [97:0] \cmd__payload$172 ;
-  wire [11:0] \cmd__payload$172.addr ;
-  wire [19:0] \cmd__payload$172.ext ;
-  wire [19:0] \cmd__payload$172.ext_stride ;
-  wire [15:0] \cmd__payload$172.len ;
-  wire [15:0] \cmd__payload$172.rows ;
-  wire \cmd__payload$172.store ;
-  wire [11:0] \cmd__payload$172.stride ;
-  wire \cmd__payload$172.wmem ;
+  wire [97:0] \cmd__payload$198 ;
+  wire [11:0] \cmd__payload$198.addr ;
+  wire [19:0] \cmd__payload$198.ext ;
+  wire [19:0] \cmd__payload$198.ext_stride ;
+  wire [15:0] \cmd__payload$198.len ;
+  wire [15:0] \cmd__payload$198.rows ;
+  wire \cmd__payload$198.store ;
+  wire [11:0] \cmd__payload$198.stride ;
+  wire \cmd__payload$198.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [1:0] \cmd__payload.mask ;
   wire \cmd__payload.page ;
   wire [2:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$175 ;
+  wire \cmd__ready$201 ;
   wire cmd__valid;
-  wire \cmd__valid$176 ;
+  wire \cmd__valid$202 ;
   wire [311:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -2450,10 +2462,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$150 ;
-  wire \done$157 ;
-  wire \done$165 ;
-  wire \done$195 ;
+  wire \done$169 ;
+  wire \done$176 ;
+  wire \done$184 ;
+  wire \done$191 ;
+  wire \done$221 ;
+  wire [11:0] dst_rd__addr;
+  wire [15:0] dst_rd__data;
+  wire dst_rd__en;
   wire [256:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
   wire [7:0] \engines__ew__args.a_stride ;
@@ -2482,6 +2498,15 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__ew__busy;
   wire engines__ew__done;
   wire engines__ew__start;
+  wire [33:0] engines__graph__args;
+  wire [11:0] \engines__graph__args.dst ;
+  wire \engines__graph__args.macro ;
+  wire \engines__graph__args.page ;
+  wire [7:0] \engines__graph__args.rows ;
+  wire [11:0] \engines__graph__args.src ;
+  wire engines__graph__busy;
+  wire engines__graph__done;
+  wire engines__graph__start;
   wire [381:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
@@ -2566,8 +2591,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__pool__start;
   output error;
   wire error;
-  wire \error$196 ;
-  wire \error$317 ;
+  wire \error$222 ;
+  wire \error$346 ;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -2630,6 +2655,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [9:0] \imem_rd__data.args.ew.zp_a ;
   wire [9:0] \imem_rd__data.args.ew.zp_b ;
   wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [33:0] \imem_rd__data.args.gbfs ;
+  wire [11:0] \imem_rd__data.args.gbfs.dst ;
+  wire \imem_rd__data.args.gbfs.macro ;
+  wire \imem_rd__data.args.gbfs.page ;
+  wire [7:0] \imem_rd__data.args.gbfs.rows ;
+  wire [11:0] \imem_rd__data.args.gbfs.src ;
   wire [31:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [1:0] \imem_rd__data.args.load.mask ;
@@ -2721,6 +2752,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   (* enum_value_0101 = "EW" *)
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
+  (* enum_value_1000 = "GBFS" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
@@ -2771,6 +2803,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \macro0__op__payload.x_signed ;
   wire macro0__op__ready;
   wire macro0__op__valid;
+  wire [4:0] macro0__res_total;
   wire macro0__res_valid;
   wire [303:0] macro0__res_y;
   wire [18:0] \macro0__res_y[0] ;
@@ -2825,6 +2858,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \macro1__op__payload.x_signed ;
   wire macro1__op__ready;
   wire macro1__op__valid;
+  wire [4:0] macro1__res_total;
   wire macro1__res_valid;
   wire [303:0] macro1__res_y;
   wire [18:0] \macro1__res_y[0] ;
@@ -2850,6 +2884,35 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] mem_wdata;
   wire [1:0] mem_we;
   wire [95:0] op__0__payload;
+  wire [95:0] \op__0__payload$57 ;
+  wire [2:0] \op__0__payload$57.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload$57.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload$57.mode ;
+  wire \op__0__payload$57.page ;
+  wire [2:0] \op__0__payload$57.row ;
+  wire \op__0__payload$57.skip ;
+  wire \op__0__payload$57.w_signed ;
+  wire [1:0] \op__0__payload$57.wb_log2 ;
+  wire [15:0] \op__0__payload$57.word ;
+  wire [63:0] \op__0__payload$57.x ;
+  wire [7:0] \op__0__payload$57.x[0] ;
+  wire [7:0] \op__0__payload$57.x[1] ;
+  wire [7:0] \op__0__payload$57.x[2] ;
+  wire [7:0] \op__0__payload$57.x[3] ;
+  wire [7:0] \op__0__payload$57.x[4] ;
+  wire [7:0] \op__0__payload$57.x[5] ;
+  wire [7:0] \op__0__payload$57.x[6] ;
+  wire [7:0] \op__0__payload$57.x[7] ;
+  wire \op__0__payload$57.x_signed ;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -2879,8 +2942,39 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [7:0] \op__0__payload.x[7] ;
   wire \op__0__payload.x_signed ;
   wire op__0__ready;
+  wire \op__0__ready$60 ;
   wire op__0__valid;
+  wire \op__0__valid$54 ;
   wire [95:0] op__1__payload;
+  wire [95:0] \op__1__payload$91 ;
+  wire [2:0] \op__1__payload$91.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload$91.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload$91.mode ;
+  wire \op__1__payload$91.page ;
+  wire [2:0] \op__1__payload$91.row ;
+  wire \op__1__payload$91.skip ;
+  wire \op__1__payload$91.w_signed ;
+  wire [1:0] \op__1__payload$91.wb_log2 ;
+  wire [15:0] \op__1__payload$91.word ;
+  wire [63:0] \op__1__payload$91.x ;
+  wire [7:0] \op__1__payload$91.x[0] ;
+  wire [7:0] \op__1__payload$91.x[1] ;
+  wire [7:0] \op__1__payload$91.x[2] ;
+  wire [7:0] \op__1__payload$91.x[3] ;
+  wire [7:0] \op__1__payload$91.x[4] ;
+  wire [7:0] \op__1__payload$91.x[5] ;
+  wire [7:0] \op__1__payload$91.x[6] ;
+  wire [7:0] \op__1__payload$91.x[7] ;
+  wire \op__1__payload$91.x_signed ;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -2910,7 +3004,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [7:0] \op__1__payload.x[7] ;
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
+  wire \op__1__ready$94 ;
   wire op__1__valid;
+  wire \op__1__valid$88 ;
   wire [5:0] param_rd__addr;
   wire [191:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
@@ -2931,32 +3027,36 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [191:0] pmem_w__data;
   wire [5:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [5:0] \port__addr$103 ;
-  wire [11:0] \port__addr$109 ;
-  wire [11:0] \port__addr$119 ;
-  wire [9:0] \port__addr$125 ;
-  wire [9:0] \port__addr$131 ;
-  wire [5:0] \port__addr$75 ;
-  wire [11:0] \port__addr$93 ;
-  wire [5:0] \port__addr$99 ;
+  wire [11:0] \port__addr$106 ;
+  wire [5:0] \port__addr$112 ;
+  wire [5:0] \port__addr$116 ;
+  wire [11:0] \port__addr$122 ;
+  wire [11:0] \port__addr$135 ;
+  wire [9:0] \port__addr$144 ;
+  wire [9:0] \port__addr$150 ;
+  wire [5:0] \port__addr$82 ;
   wire [15:0] port__data;
-  wire [95:0] \port__data$102 ;
-  wire [191:0] \port__data$106 ;
-  wire [15:0] \port__data$117 ;
-  wire [15:0] \port__data$124 ;
-  wire [15:0] \port__data$128 ;
-  wire [415:0] \port__data$134 ;
-  wire [95:0] \port__data$78 ;
-  wire [15:0] \port__data$96 ;
+  wire [15:0] \port__data$109 ;
+  wire [95:0] \port__data$115 ;
+  wire [191:0] \port__data$119 ;
+  wire [15:0] \port__data$132 ;
+  wire [15:0] \port__data$142 ;
+  wire [15:0] \port__data$147 ;
+  wire [415:0] \port__data$153 ;
+  wire [95:0] \port__data$85 ;
   wire port__en;
-  wire \port__en$107 ;
-  wire \port__en$113 ;
-  wire \port__en$121 ;
-  wire \port__en$129 ;
-  wire \port__en$135 ;
-  wire \port__en$97 ;
+  wire \port__en$110 ;
+  wire \port__en$120 ;
+  wire \port__en$127 ;
+  wire \port__en$138 ;
+  wire \port__en$148 ;
+  wire \port__en$154 ;
+  wire [4:0] res_total__0;
+  wire [4:0] res_total__1;
   wire res_valid__0;
+  wire \res_valid__0$65 ;
   wire res_valid__1;
+  wire \res_valid__1$99 ;
   wire [303:0] res_y__0;
   wire [18:0] \res_y__0[0] ;
   wire [18:0] \res_y__0[10] ;
@@ -2993,9 +3093,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [18:0] \res_y__1[9] ;
   input rst;
   wire rst;
+  wire [11:0] src_rd__addr;
+  wire [15:0] src_rd__data;
+  wire src_rd__en;
   wire start;
-  wire \start$151 ;
-  wire \start$158 ;
+  wire \start$170 ;
+  wire \start$177 ;
+  wire \start$185 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -3007,46 +3111,46 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [1:0] unit_en;
-  wire [1:0] \unit_en$184 ;
+  wire [1:0] \unit_en$210 ;
   wire [9:0] w_rd__addr;
   wire [15:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$197 ;
+  wire \wb__ack$223 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$198 ;
+  wire [16:0] \wb__adr$224 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$199 ;
+  wire \wb__cyc$225 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$200 ;
+  wire [31:0] \wb__dat_r$226 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$201 ;
+  wire [31:0] \wb__dat_w$227 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$202 ;
+  wire [3:0] \wb__sel$228 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$203 ;
+  wire \wb__stb$229 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$204 ;
+  wire \wb__we$230 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$331 ;
+  wire [9:0] \wmem_r__addr$360 ;
   wire [15:0] wmem_r__data;
-  wire [15:0] \wmem_r__data$332 ;
+  wire [15:0] \wmem_r__data$361 ;
   wire wmem_r__en;
-  wire \wmem_r__en$335 ;
+  wire \wmem_r__en$364 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$337 ;
+  wire [9:0] \wmem_w__addr$366 ;
   wire [15:0] wmem_w__data;
-  wire [15:0] \wmem_w__data$339 ;
+  wire [15:0] \wmem_w__data$368 ;
   wire wmem_w__en;
-  wire \wmem_w__en$341 ;
+  wire \wmem_w__en$370 ;
   reg [15:0] amem [4095:0];
   initial begin
     amem[0] = 16'h0000;
@@ -7151,8 +7255,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
       amem[amem_port__addr] <= amem_port__data;
   end
   always @(posedge clk) begin
-    if (\$signature__en$328 )
-      amem[\$signature__addr$318 ] <= axi__rdata;
+    if (\$signature__en$357 )
+      amem[\$signature__addr$347 ] <= axi__rdata;
   end
   reg [15:0] _0_;
   reg [15:0] _1_;
@@ -7164,22 +7268,22 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     if (port__en) begin
       _0_ <= amem[port__addr];
     end
-    if (\port__en$97 ) begin
-      _1_ <= amem[\port__addr$93 ];
+    if (\port__en$110 ) begin
+      _1_ <= amem[\port__addr$106 ];
     end
-    _2_ <= amem[\port__addr$109 ];
-    _3_ <= amem[\port__addr$119 ];
-    _4_ <= amem[\$signature__addr$211 ];
-    if (\$signature__en$322 ) begin
-      _5_ <= amem[\$signature__addr$318 ];
+    _2_ <= amem[\port__addr$122 ];
+    _3_ <= amem[\port__addr$135 ];
+    _4_ <= amem[\$signature__addr$237 ];
+    if (\$signature__en$351 ) begin
+      _5_ <= amem[\$signature__addr$347 ];
     end
   end
   assign act_rd__0__data = _0_;
   assign act_rd__1__data = _1_;
-  assign act_rd__data = _2_;
-  assign b_rd__data = _3_;
+  assign src_rd__data = _2_;
+  assign dst_rd__data = _3_;
   assign amem_r__data = _4_;
-  assign \amem_r__data$320  = _5_;
+  assign \amem_r__data$349  = _5_;
   reg [95:0] dmem [63:0];
   initial begin
     dmem[0] = 96'h000000000000000000000000;
@@ -7248,19 +7352,19 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     dmem[63] = 96'h000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$263 [0])
-      dmem[\$signature__addr$229 ][31:0] <= wb__dat_w;
-    if (\$signature__en$263 [1])
-      dmem[\$signature__addr$229 ][63:32] <= wb__dat_w;
-    if (\$signature__en$263 [2])
-      dmem[\$signature__addr$229 ][95:64] <= wb__dat_w;
+    if (\$signature__en$289 [0])
+      dmem[\$signature__addr$255 ][31:0] <= wb__dat_w;
+    if (\$signature__en$289 [1])
+      dmem[\$signature__addr$255 ][63:32] <= wb__dat_w;
+    if (\$signature__en$289 [2])
+      dmem[\$signature__addr$255 ][95:64] <= wb__dat_w;
   end
   reg [95:0] _6_;
   always @(posedge clk) begin
-    _6_ <= dmem[\$signature__addr$229 ];
+    _6_ <= dmem[\$signature__addr$255 ];
   end
-  assign \port__data$78  = dmem[\port__addr$75 ];
-  assign \port__data$102  = dmem[\port__addr$99 ];
+  assign \port__data$85  = dmem[\port__addr$82 ];
+  assign \port__data$115  = dmem[\port__addr$112 ];
   assign dmem_r__data = _6_;
   reg [415:0] imem [1023:0];
   initial begin
@@ -8290,40 +8394,40 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     imem[1023] = 416'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$245 [0])
-      imem[\$signature__addr$205 ][31:0] <= wb__dat_w;
-    if (\$signature__en$245 [1])
-      imem[\$signature__addr$205 ][63:32] <= wb__dat_w;
-    if (\$signature__en$245 [2])
-      imem[\$signature__addr$205 ][95:64] <= wb__dat_w;
-    if (\$signature__en$245 [3])
-      imem[\$signature__addr$205 ][127:96] <= wb__dat_w;
-    if (\$signature__en$245 [4])
-      imem[\$signature__addr$205 ][159:128] <= wb__dat_w;
-    if (\$signature__en$245 [5])
-      imem[\$signature__addr$205 ][191:160] <= wb__dat_w;
-    if (\$signature__en$245 [6])
-      imem[\$signature__addr$205 ][223:192] <= wb__dat_w;
-    if (\$signature__en$245 [7])
-      imem[\$signature__addr$205 ][255:224] <= wb__dat_w;
-    if (\$signature__en$245 [8])
-      imem[\$signature__addr$205 ][287:256] <= wb__dat_w;
-    if (\$signature__en$245 [9])
-      imem[\$signature__addr$205 ][319:288] <= wb__dat_w;
-    if (\$signature__en$245 [10])
-      imem[\$signature__addr$205 ][351:320] <= wb__dat_w;
-    if (\$signature__en$245 [11])
-      imem[\$signature__addr$205 ][383:352] <= wb__dat_w;
-    if (\$signature__en$245 [12])
-      imem[\$signature__addr$205 ][415:384] <= wb__dat_w;
+    if (\$signature__en$271 [0])
+      imem[\$signature__addr$231 ][31:0] <= wb__dat_w;
+    if (\$signature__en$271 [1])
+      imem[\$signature__addr$231 ][63:32] <= wb__dat_w;
+    if (\$signature__en$271 [2])
+      imem[\$signature__addr$231 ][95:64] <= wb__dat_w;
+    if (\$signature__en$271 [3])
+      imem[\$signature__addr$231 ][127:96] <= wb__dat_w;
+    if (\$signature__en$271 [4])
+      imem[\$signature__addr$231 ][159:128] <= wb__dat_w;
+    if (\$signature__en$271 [5])
+      imem[\$signature__addr$231 ][191:160] <= wb__dat_w;
+    if (\$signature__en$271 [6])
+      imem[\$signature__addr$231 ][223:192] <= wb__dat_w;
+    if (\$signature__en$271 [7])
+      imem[\$signature__addr$231 ][255:224] <= wb__dat_w;
+    if (\$signature__en$271 [8])
+      imem[\$signature__addr$231 ][287:256] <= wb__dat_w;
+    if (\$signature__en$271 [9])
+      imem[\$signature__addr$231 ][319:288] <= wb__dat_w;
+    if (\$signature__en$271 [10])
+      imem[\$signature__addr$231 ][351:320] <= wb__dat_w;
+    if (\$signature__en$271 [11])
+      imem[\$signature__addr$231 ][383:352] <= wb__dat_w;
+    if (\$signature__en$271 [12])
+      imem[\$signature__addr$231 ][415:384] <= wb__dat_w;
   end
   reg [415:0] _7_;
   reg [415:0] _8_;
   always @(posedge clk) begin
-    _7_ <= imem[\port__addr$131 ];
-    _8_ <= imem[\$signature__addr$205 ];
+    _7_ <= imem[\port__addr$150 ];
+    _8_ <= imem[\$signature__addr$231 ];
   end
-  assign \port__data$134  = _7_;
+  assign \port__data$153  = _7_;
   assign imem_r__data = _8_;
   reg [191:0] pmem [63:0];
   initial begin
@@ -8393,24 +8497,24 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     pmem[63] = 192'h000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$257 [0])
-      pmem[\$signature__addr$223 ][31:0] <= wb__dat_w;
-    if (\$signature__en$257 [1])
-      pmem[\$signature__addr$223 ][63:32] <= wb__dat_w;
-    if (\$signature__en$257 [2])
-      pmem[\$signature__addr$223 ][95:64] <= wb__dat_w;
-    if (\$signature__en$257 [3])
-      pmem[\$signature__addr$223 ][127:96] <= wb__dat_w;
-    if (\$signature__en$257 [4])
-      pmem[\$signature__addr$223 ][159:128] <= wb__dat_w;
-    if (\$signature__en$257 [5])
-      pmem[\$signature__addr$223 ][191:160] <= wb__dat_w;
+    if (\$signature__en$283 [0])
+      pmem[\$signature__addr$249 ][31:0] <= wb__dat_w;
+    if (\$signature__en$283 [1])
+      pmem[\$signature__addr$249 ][63:32] <= wb__dat_w;
+    if (\$signature__en$283 [2])
+      pmem[\$signature__addr$249 ][95:64] <= wb__dat_w;
+    if (\$signature__en$283 [3])
+      pmem[\$signature__addr$249 ][127:96] <= wb__dat_w;
+    if (\$signature__en$283 [4])
+      pmem[\$signature__addr$249 ][159:128] <= wb__dat_w;
+    if (\$signature__en$283 [5])
+      pmem[\$signature__addr$249 ][191:160] <= wb__dat_w;
   end
   reg [191:0] _9_;
   reg [191:0] _10_;
   always @(posedge clk) begin
-    _9_ <= pmem[\port__addr$103 ];
-    _10_ <= pmem[\$signature__addr$223 ];
+    _9_ <= pmem[\port__addr$116 ];
+    _10_ <= pmem[\$signature__addr$249 ];
   end
   assign param_rd__data = _9_;
   assign pmem_r__data = _10_;
@@ -9447,7 +9551,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
-    _11_ <= trace[\$signature__addr$235 ];
+    _11_ <= trace[\$signature__addr$261 ];
   end
   assign trace_r__data = _11_;
   reg [15:0] wmem [1023:0];
@@ -10478,74 +10582,84 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     wmem[1023] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\$signature__en$251 )
-      wmem[\$signature__addr$217 ] <= wb__dat_w[15:0];
+    if (\$signature__en$277 )
+      wmem[\$signature__addr$243 ] <= wb__dat_w[15:0];
   end
   always @(posedge clk) begin
-    if (\$signature__en$340 )
-      wmem[\$signature__addr$318 [9:0]] <= axi__rdata;
+    if (\$signature__en$369 )
+      wmem[\$signature__addr$347 [9:0]] <= axi__rdata;
   end
   reg [15:0] _12_;
   reg [15:0] _13_;
   reg [15:0] _14_;
   always @(posedge clk) begin
-    _12_ <= wmem[\port__addr$125 ];
-    _13_ <= wmem[\$signature__addr$217 ];
-    if (\$signature__en$334 ) begin
-      _14_ <= wmem[\$signature__addr$318 [9:0]];
+    _12_ <= wmem[\port__addr$144 ];
+    _13_ <= wmem[\$signature__addr$243 ];
+    if (\$signature__en$363 ) begin
+      _14_ <= wmem[\$signature__addr$347 [9:0]];
     end
   end
   assign macro0__mem_wdata = _12_;
   assign wmem_r__data = _13_;
-  assign \wmem_r__data$332  = _14_;
-  assign \port__addr$109  = \busy$110  ? act_rd__addr : a_rd__addr;
-  assign \$2  = \act_w__en$268  ? \act_w__addr$270  : act_w__addr;
-  assign \$3  = act_w__en ? \act_w__addr$271  : \$2 ;
-  assign amem_port__addr = \$1  ? \$signature__addr$211  : \$3 ;
-  assign \$5  = \act_w__en$268  ? { \$21 , \$20  } : { \$23 , \$22  };
-  assign \$6  = act_w__en ? { \$19 , \$18  } : \$5 ;
-  assign amem_port__data = \$4  ? wb__dat_w[15:0] : \$6 ;
-  assign \$7  = | { \act_w__en$279 , \act_w__en$268 , act_w__en };
-  assign amem_port__en = amem_w__en | \$7 ;
+  assign \wmem_r__data$361  = _14_;
+  assign macro0__op__valid = \busy$52  ? \op__0__valid$54  : op__0__valid;
+  assign macro0__op__payload = \busy$52  ? \op__0__payload$57  : op__0__payload;
+  assign macro1__op__valid = \busy$52  ? \op__1__valid$88  : op__1__valid;
+  assign macro1__op__payload = \busy$52  ? \op__1__payload$91  : op__1__payload;
+  assign \$1  = \busy$123  ? act_rd__addr : a_rd__addr;
+  assign \port__addr$122  = \busy$52  ? args[21:10] : \$1 ;
+  assign \port__addr$135  = \busy$52  ? args[33:22] : b_rd__addr;
+  assign \$4  = \act_w__en$295  ? \act_w__addr$297  : args[33:22];
+  assign \$5  = \act_w__en$294  ? \act_w__addr$298  : \$4 ;
+  assign \$6  = act_w__en ? \act_w__addr$299  : \$5 ;
+  assign amem_port__addr = \$3  ? \$signature__addr$237  : \$6 ;
+  assign \$8  = \act_w__en$295  ? { \$25 , \$24  } : act_w__data;
+  assign \$9  = \act_w__en$294  ? { \$23 , \$22  } : \$8 ;
+  assign \$10  = act_w__en ? { \$21 , \$20  } : \$9 ;
+  assign amem_port__data = \$7  ? wb__dat_w[15:0] : \$10 ;
+  assign \$11  = | { engines__graph__done, \act_w__en$295 , \act_w__en$294 , act_w__en };
+  assign amem_port__en = amem_w__en | \$11 ;
   \tiny_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$176 ),
+    .dma__valid(\cmd__valid$202 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$158 ),
+    .engines__ew__start(\start$177 ),
+    .engines__graph__done(engines__graph__done),
+    .engines__graph__start(\start$185 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$151 ),
+    .engines__pool__start(\start$170 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$131 ),
-    .imem_rd__data(\port__data$134 [385:0]),
+    .imem_rd__addr(\port__addr$150 ),
+    .imem_rd__data(\port__data$153 [385:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$44$351 (macro0__busy),
-    .\port$45$351 (macro1__busy),
-    .\port$46$0 (\$16 ),
-    .\port$47$0 (\$17 ),
+    .\port$54$351 (macro0__busy),
+    .\port$55$351 (macro1__busy),
+    .\port$56$0 (\$18 ),
+    .\port$57$0 (\$19 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \tiny_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$318 ),
-    .amem_r__data(\amem_r__data$320 ),
-    .amem_r__en(\$signature__en$322 ),
+    .amem_r__addr(\$signature__addr$347 ),
+    .amem_r__data(\amem_r__data$349 ),
+    .amem_r__en(\$signature__en$351 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$328 ),
+    .amem_w__en(\$signature__en$357 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -10567,33 +10681,54 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$1125$0 (\$24 ),
+    .\port$1135$0 (\$26 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$176 ),
-    .wmem_r__data(\wmem_r__data$332 ),
-    .wmem_r__en(\$signature__en$334 ),
-    .wmem_w__en(\$signature__en$340 )
+    .w_en(\cmd__valid$202 ),
+    .wmem_r__data(\wmem_r__data$361 ),
+    .wmem_r__en(\$signature__en$363 ),
+    .wmem_w__en(\$signature__en$369 )
   );
   \tiny_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
-    .a_rd__data(act_rd__data),
-    .act_w__addr(act_w__addr),
-    .act_w__en(\act_w__en$279 ),
+    .a_rd__data(src_rd__data),
+    .act_w__addr(\act_w__addr$297 ),
+    .act_w__en(\act_w__en$295 ),
     .args(args[256:0]),
-    .b_rd__addr(\port__addr$119 ),
-    .b_rd__data(b_rd__data),
+    .b_rd__addr(b_rd__addr),
+    .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$827$0 (\$22 ),
-    .\port$833$0 (\$23 ),
+    .\port$837$0 (\$24 ),
+    .\port$843$0 (\$25 ),
     .rst(rst),
-    .start(\start$158 )
+    .start(\start$177 )
+  );
+  \tiny_fabric.graph  graph (
+    .act_w__data(act_w__data),
+    .args(args[33:0]),
+    .busy(\busy$52 ),
+    .clk(clk),
+    .dst_rd__data(dst_rd__data),
+    .finish(engines__graph__done),
+    .op__0__payload(\op__0__payload$57 ),
+    .op__0__ready(op__0__ready),
+    .op__0__valid(\op__0__valid$54 ),
+    .op__1__payload(\op__1__payload$91 ),
+    .op__1__ready(op__1__ready),
+    .op__1__valid(\op__1__valid$88 ),
+    .res_total__0(res_total__0),
+    .res_total__1(res_total__1),
+    .res_valid__0(res_valid__0),
+    .res_valid__1(res_valid__1),
+    .rst(rst),
+    .src_rd__data(src_rd__data),
+    .start(\start$185 )
   );
   \tiny_fabric.host  host (
-    .amem_r__addr(\$signature__addr$211 ),
+    .amem_r__addr(\$signature__addr$237 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -10601,17 +10736,17 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$229 ),
+    .dmem_r__addr(\$signature__addr$255 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$263 ),
-    .imem_r__addr(\$signature__addr$205 ),
+    .dmem_w__en(\$signature__en$289 ),
+    .imem_r__addr(\$signature__addr$231 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$245 ),
-    .pmem_r__addr(\$signature__addr$223 ),
+    .imem_w__en(\$signature__en$271 ),
+    .pmem_r__addr(\$signature__addr$249 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$257 ),
+    .pmem_w__en(\$signature__en$283 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$235 ),
+    .trace_r__addr(\$signature__addr$261 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -10620,9 +10755,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$217 ),
+    .wmem_r__addr(\$signature__addr$243 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$251 )
+    .wmem_w__en(\$signature__en$277 )
   );
   \tiny_fabric.loader  loader (
     .busy(loader_busy),
@@ -10635,37 +10770,37 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .rst(rst),
     .w_data(args[31:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$125 )
+    .w_rd__addr(\port__addr$144 )
   );
   \tiny_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$93 ),
-    .act_rd__1__en(\port__en$97 ),
+    .act_rd__1__addr(\port__addr$106 ),
+    .act_rd__1__en(\port__en$110 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
-    .act_w__addr(\act_w__addr$271 ),
+    .act_w__addr(\act_w__addr$299 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$75 ),
-    .desc_rd__1__addr(\port__addr$99 ),
-    .desc_rd__data(\port__data$78 [69:0]),
-    .\desc_rd__data$21 (\port__data$102 [69:0]),
+    .desc_rd__0__addr(\port__addr$82 ),
+    .desc_rd__1__addr(\port__addr$112 ),
+    .desc_rd__data(\port__data$85 [69:0]),
+    .\desc_rd__data$21 (\port__data$115 [69:0]),
     .finished(engines__mac__done),
-    .op__0__payload(macro0__op__payload),
+    .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
-    .op__0__valid(macro0__op__valid),
-    .op__1__payload(macro1__op__payload),
+    .op__0__valid(op__0__valid),
+    .op__1__payload(op__1__payload),
     .op__1__ready(op__1__ready),
-    .op__1__valid(macro1__op__valid),
-    .param_rd__addr(\port__addr$103 ),
+    .op__1__valid(op__1__valid),
+    .param_rd__addr(\port__addr$116 ),
     .param_rd__data(param_rd__data),
-    .\port$165$0 (\$18 ),
-    .\port$170$0 (\$19 ),
-    .\port$46$0 (\$16 ),
-    .\port$47$0 (\$17 ),
+    .\port$175$0 (\$20 ),
+    .\port$180$0 (\$21 ),
+    .\port$56$0 (\$18 ),
+    .\port$57$0 (\$19 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_y__0(res_y__0),
@@ -10677,7 +10812,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$8 ),
+    .mem_rdata(\$12 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -10685,9 +10820,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$9 ),
-    .res_pop(\$10 ),
-    .res_total(\$11 ),
+    .res_bits(\$13 ),
+    .res_pop(\$14 ),
+    .res_total(res_total__0),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
     .rst(rst)
@@ -10696,7 +10831,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$12 ),
+    .mem_rdata(\$15 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -10704,31 +10839,32 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$13 ),
-    .res_pop(\$14 ),
-    .res_total(\$15 ),
+    .res_bits(\$16 ),
+    .res_pop(\$17 ),
+    .res_total(res_total__1),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
     .rst(rst)
   );
   \tiny_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
-    .act_rd__data(act_rd__data),
-    .act_w__addr(\act_w__addr$270 ),
-    .act_w__en(\act_w__en$268 ),
+    .act_rd__data(src_rd__data),
+    .act_w__addr(\act_w__addr$298 ),
+    .act_w__en(\act_w__en$294 ),
     .args(args[183:0]),
-    .busy(\busy$110 ),
+    .busy(\busy$123 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$701$0 (\$20 ),
-    .\port$702$0 (\$21 ),
+    .\port$711$0 (\$22 ),
+    .\port$712$0 (\$23 ),
     .rst(rst),
-    .start(\start$151 )
+    .start(\start$170 )
   );
-  assign op__0__payload = macro0__op__payload;
   assign macro0__op__ready = op__0__ready;
-  assign op__0__valid = macro0__op__valid;
+  assign \op__0__ready$60  = op__0__ready;
   assign macro0__res_valid = res_valid__0;
+  assign macro0__res_total = res_total__0;
+  assign \res_valid__0$65  = res_valid__0;
   assign macro0__res_y = res_y__0;
   assign macro0__mem_we = mem_we[0];
   assign mem_page = macro0__mem_page;
@@ -10737,194 +10873,206 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$75 ;
-  assign desc_rd__0__data = \port__data$78 [69:0];
-  assign op__1__payload = macro1__op__payload;
+  assign desc_rd__0__addr = \port__addr$82 ;
+  assign desc_rd__0__data = \port__data$85 [69:0];
   assign macro1__op__ready = op__1__ready;
-  assign op__1__valid = macro1__op__valid;
+  assign \op__1__ready$94  = op__1__ready;
   assign macro1__res_valid = res_valid__1;
+  assign macro1__res_total = res_total__1;
+  assign \res_valid__1$99  = res_valid__1;
   assign macro1__res_y = res_y__1;
   assign macro1__mem_we = mem_we[1];
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$93 ;
-  assign \port__data$96  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$97 ;
-  assign desc_rd__1__addr = \port__addr$99 ;
-  assign desc_rd__1__data = \port__data$102 [69:0];
-  assign param_rd__addr = \port__addr$103 ;
-  assign \port__data$106  = param_rd__data;
-  assign \port__en$107  = 1'h1;
+  assign act_rd__1__addr = \port__addr$106 ;
+  assign \port__data$109  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$110 ;
+  assign desc_rd__1__addr = \port__addr$112 ;
+  assign desc_rd__1__data = \port__data$115 [69:0];
+  assign param_rd__addr = \port__addr$116 ;
+  assign \port__data$119  = param_rd__data;
+  assign \port__en$120  = 1'h1;
   assign param_rd__en = 1'h1;
+  assign src_rd__addr = args[21:10];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
-  assign \port__data$117  = act_rd__data;
-  assign a_rd__data = act_rd__data;
-  assign b_rd__addr = \port__addr$119 ;
-  assign \port__en$121  = 1'h1;
+  assign src_rd__en = 1'h1;
+  assign \port__data$132  = src_rd__data;
+  assign act_rd__data = src_rd__data;
+  assign a_rd__data = src_rd__data;
+  assign dst_rd__addr = args[33:22];
   assign b_rd__en = 1'h1;
-  assign \port__data$124  = b_rd__data;
-  assign w_rd__addr = \port__addr$125 ;
+  assign dst_rd__en = 1'h1;
+  assign \port__data$142  = dst_rd__data;
+  assign b_rd__data = dst_rd__data;
+  assign w_rd__addr = \port__addr$144 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$128  = macro0__mem_wdata;
-  assign \port__en$129  = 1'h1;
+  assign \port__data$147  = macro0__mem_wdata;
+  assign \port__en$148  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$131 ;
-  assign imem_rd__data = \port__data$134 [385:0];
-  assign \port__en$135  = 1'h1;
+  assign imem_rd__addr = \port__addr$150 ;
+  assign imem_rd__data = \port__data$153 [385:0];
+  assign \port__en$154  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$148  = engines__mac__busy;
-  assign \done$150  = engines__mac__done;
-  assign engines__pool__start = \start$151 ;
-  assign \args$153  = args[183:0];
+  assign \busy$167  = engines__mac__busy;
+  assign \done$169  = engines__mac__done;
+  assign engines__pool__start = \start$170 ;
+  assign \args$172  = args[183:0];
   assign engines__pool__args = args[183:0];
-  assign engines__pool__busy = \busy$110 ;
-  assign \done$157  = engines__pool__done;
-  assign engines__ew__start = \start$158 ;
-  assign \args$160  = args[256:0];
+  assign engines__pool__busy = \busy$123 ;
+  assign \done$176  = engines__pool__done;
+  assign engines__ew__start = \start$177 ;
+  assign \args$179  = args[256:0];
   assign engines__ew__args = args[256:0];
-  assign \busy$163  = engines__ew__busy;
-  assign \done$165  = engines__ew__done;
+  assign \busy$182  = engines__ew__busy;
+  assign \done$184  = engines__ew__done;
+  assign engines__graph__start = \start$185 ;
+  assign \args$187  = args[33:0];
+  assign engines__graph__args = args[33:0];
+  assign engines__graph__busy = \busy$52 ;
+  assign \done$191  = engines__graph__done;
   assign cmd__payload = args[31:0];
   assign load__payload = args[31:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$172  = args[97:0];
+  assign \cmd__payload$198  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$175  = dma__ready;
-  assign dma__valid = \cmd__valid$176 ;
-  assign \busy$179  = dma_busy;
-  assign \busy$181  = loader_busy;
+  assign \cmd__ready$201  = dma__ready;
+  assign dma__valid = \cmd__valid$202 ;
+  assign \busy$205  = dma_busy;
+  assign \busy$207  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$17 , \$16  };
-  assign \unit_en$184  = { \$17 , \$16  };
+  assign unit_en = { \$19 , \$18  };
+  assign \unit_en$210  = { \$19 , \$18  };
   assign macro_busy = { macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$194  = busy;
-  assign \done$195  = done;
-  assign \error$196  = error;
-  assign \wb__ack$197  = wb__ack;
-  assign \wb__adr$198  = wb__adr;
-  assign \wb__cyc$199  = wb__cyc;
-  assign \wb__dat_r$200  = wb__dat_r;
-  assign \wb__dat_w$201  = wb__dat_w;
-  assign \wb__sel$202  = wb__sel;
-  assign \wb__stb$203  = wb__stb;
-  assign \wb__we$204  = wb__we;
-  assign imem_r__addr = \$signature__addr$205 ;
-  assign \$signature__data$208  = imem_r__data;
-  assign \$signature__en$209  = 1'h1;
+  assign \busy$220  = busy;
+  assign \done$221  = done;
+  assign \error$222  = error;
+  assign \wb__ack$223  = wb__ack;
+  assign \wb__adr$224  = wb__adr;
+  assign \wb__cyc$225  = wb__cyc;
+  assign \wb__dat_r$226  = wb__dat_r;
+  assign \wb__dat_w$227  = wb__dat_w;
+  assign \wb__sel$228  = wb__sel;
+  assign \wb__stb$229  = wb__stb;
+  assign \wb__we$230  = wb__we;
+  assign imem_r__addr = \$signature__addr$231 ;
+  assign \$signature__data$234  = imem_r__data;
+  assign \$signature__en$235  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$211 ;
-  assign \$signature__data$214  = amem_r__data;
-  assign \$signature__en$215  = 1'h1;
+  assign amem_r__addr = \$signature__addr$237 ;
+  assign \$signature__data$240  = amem_r__data;
+  assign \$signature__en$241  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$217 ;
-  assign \$signature__data$220  = wmem_r__data;
-  assign \$signature__en$221  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$243 ;
+  assign \$signature__data$246  = wmem_r__data;
+  assign \$signature__en$247  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$223 ;
-  assign \$signature__data$226  = pmem_r__data;
-  assign \$signature__en$227  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$249 ;
+  assign \$signature__data$252  = pmem_r__data;
+  assign \$signature__en$253  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$229 ;
-  assign \$signature__data$232  = dmem_r__data;
-  assign \$signature__en$233  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$255 ;
+  assign \$signature__data$258  = dmem_r__data;
+  assign \$signature__en$259  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$235 ;
-  assign \$signature__data$238  = trace_r__data;
-  assign \$signature__en$239  = 1'h1;
+  assign trace_r__addr = \$signature__addr$261 ;
+  assign \$signature__data$264  = trace_r__data;
+  assign \$signature__en$265  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$241  = \$signature__addr$205 ;
-  assign imem_w__addr = \$signature__addr$205 ;
-  assign \$signature__data$243  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$267  = \$signature__addr$231 ;
+  assign imem_w__addr = \$signature__addr$231 ;
+  assign \$signature__data$269  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$245 ;
-  assign \$signature__addr$247  = \$signature__addr$217 ;
-  assign wmem_w__addr = \$signature__addr$217 ;
-  assign \$signature__data$249  = wb__dat_w[15:0];
+  assign imem_w__en = \$signature__en$271 ;
+  assign \$signature__addr$273  = \$signature__addr$243 ;
+  assign wmem_w__addr = \$signature__addr$243 ;
+  assign \$signature__data$275  = wb__dat_w[15:0];
   assign wmem_w__data = wb__dat_w[15:0];
-  assign wmem_w__en = \$signature__en$251 ;
-  assign \$signature__addr$253  = \$signature__addr$223 ;
-  assign pmem_w__addr = \$signature__addr$223 ;
-  assign \$signature__data$255  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$277 ;
+  assign \$signature__addr$279  = \$signature__addr$249 ;
+  assign pmem_w__addr = \$signature__addr$249 ;
+  assign \$signature__data$281  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$257 ;
-  assign \$signature__addr$259  = \$signature__addr$229 ;
-  assign dmem_w__addr = \$signature__addr$229 ;
-  assign \$signature__data$261  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$283 ;
+  assign \$signature__addr$285  = \$signature__addr$255 ;
+  assign dmem_w__addr = \$signature__addr$255 ;
+  assign \$signature__data$287  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$263 ;
-  assign amem_w__addr = \$signature__addr$211 ;
-  assign act_w__data = { \$23 , \$22  };
-  assign \act_w__data$275  = { \$21 , \$20  };
-  assign \act_w__data$276  = { \$19 , \$18  };
+  assign dmem_w__en = \$signature__en$289 ;
+  assign act_w__addr = args[33:22];
+  assign amem_w__addr = \$signature__addr$237 ;
+  assign \act_w__data$303  = { \$25 , \$24  };
+  assign \act_w__data$304  = { \$23 , \$22  };
+  assign \act_w__data$305  = { \$21 , \$20  };
   assign amem_w__data = wb__dat_w[15:0];
-  assign \axi__araddr$280  = { 11'h000, \$24  };
-  assign \axi__arburst$281  = 2'h1;
-  assign \axi__arcache$282  = 4'h3;
-  assign \axi__arid$283  = 1'h0;
-  assign \axi__arlen$284  = axi__arlen;
-  assign \axi__arlock$285  = 1'h0;
-  assign \axi__arprot$286  = 3'h0;
-  assign \axi__arqos$287  = 4'h0;
-  assign \axi__arready$288  = axi__arready;
-  assign \axi__arsize$289  = 3'h1;
-  assign \axi__arvalid$290  = axi__arvalid;
-  assign \axi__awaddr$291  = { 11'h000, \$24  };
-  assign \axi__awburst$292  = 2'h1;
-  assign \axi__awcache$293  = 4'h3;
-  assign \axi__awid$294  = 1'h0;
-  assign \axi__awlen$295  = axi__awlen;
-  assign \axi__awlock$296  = 1'h0;
-  assign \axi__awprot$297  = 3'h0;
-  assign \axi__awqos$298  = 4'h0;
-  assign \axi__awready$299  = axi__awready;
-  assign \axi__awsize$300  = 3'h1;
-  assign \axi__awvalid$301  = axi__awvalid;
-  assign \axi__bid$302  = axi__bid;
-  assign \axi__bready$303  = axi__bready;
-  assign \axi__bresp$304  = axi__bresp;
-  assign \axi__bvalid$305  = axi__bvalid;
-  assign \axi__rdata$306  = axi__rdata;
-  assign \axi__rid$307  = axi__rid;
-  assign \axi__rlast$308  = axi__rlast;
-  assign \axi__rready$309  = axi__rready;
-  assign \axi__rresp$310  = axi__rresp;
-  assign \axi__rvalid$311  = axi__rvalid;
-  assign \axi__wdata$312  = axi__wdata;
-  assign \axi__wlast$313  = axi__wlast;
-  assign \axi__wready$314  = axi__wready;
-  assign \axi__wstrb$315  = 2'h3;
-  assign \axi__wvalid$316  = axi__wvalid;
-  assign \error$317  = dma_error;
-  assign \amem_r__addr$319  = \$signature__addr$318 ;
-  assign \$signature__data$321  = \amem_r__data$320 ;
-  assign \amem_r__en$323  = \$signature__en$322 ;
-  assign \$signature__addr$324  = \$signature__addr$318 ;
-  assign \amem_w__addr$325  = \$signature__addr$318 ;
-  assign \$signature__data$326  = axi__rdata;
-  assign \amem_w__data$327  = axi__rdata;
-  assign \amem_w__en$329  = \$signature__en$328 ;
-  assign \$signature__addr$330  = \$signature__addr$318 [9:0];
-  assign \wmem_r__addr$331  = \$signature__addr$318 [9:0];
-  assign \$signature__data$333  = \wmem_r__data$332 ;
-  assign \wmem_r__en$335  = \$signature__en$334 ;
-  assign \$signature__addr$336  = \$signature__addr$318 [9:0];
-  assign \wmem_w__addr$337  = \$signature__addr$318 [9:0];
-  assign \$signature__data$338  = axi__rdata;
-  assign \wmem_w__data$339  = axi__rdata;
-  assign \wmem_w__en$341  = \$signature__en$340 ;
+  assign \act_w__en$308  = engines__graph__done;
+  assign \axi__araddr$309  = { 11'h000, \$26  };
+  assign \axi__arburst$310  = 2'h1;
+  assign \axi__arcache$311  = 4'h3;
+  assign \axi__arid$312  = 1'h0;
+  assign \axi__arlen$313  = axi__arlen;
+  assign \axi__arlock$314  = 1'h0;
+  assign \axi__arprot$315  = 3'h0;
+  assign \axi__arqos$316  = 4'h0;
+  assign \axi__arready$317  = axi__arready;
+  assign \axi__arsize$318  = 3'h1;
+  assign \axi__arvalid$319  = axi__arvalid;
+  assign \axi__awaddr$320  = { 11'h000, \$26  };
+  assign \axi__awburst$321  = 2'h1;
+  assign \axi__awcache$322  = 4'h3;
+  assign \axi__awid$323  = 1'h0;
+  assign \axi__awlen$324  = axi__awlen;
+  assign \axi__awlock$325  = 1'h0;
+  assign \axi__awprot$326  = 3'h0;
+  assign \axi__awqos$327  = 4'h0;
+  assign \axi__awready$328  = axi__awready;
+  assign \axi__awsize$329  = 3'h1;
+  assign \axi__awvalid$330  = axi__awvalid;
+  assign \axi__bid$331  = axi__bid;
+  assign \axi__bready$332  = axi__bready;
+  assign \axi__bresp$333  = axi__bresp;
+  assign \axi__bvalid$334  = axi__bvalid;
+  assign \axi__rdata$335  = axi__rdata;
+  assign \axi__rid$336  = axi__rid;
+  assign \axi__rlast$337  = axi__rlast;
+  assign \axi__rready$338  = axi__rready;
+  assign \axi__rresp$339  = axi__rresp;
+  assign \axi__rvalid$340  = axi__rvalid;
+  assign \axi__wdata$341  = axi__wdata;
+  assign \axi__wlast$342  = axi__wlast;
+  assign \axi__wready$343  = axi__wready;
+  assign \axi__wstrb$344  = 2'h3;
+  assign \axi__wvalid$345  = axi__wvalid;
+  assign \error$346  = dma_error;
+  assign \amem_r__addr$348  = \$signature__addr$347 ;
+  assign \$signature__data$350  = \amem_r__data$349 ;
+  assign \amem_r__en$352  = \$signature__en$351 ;
+  assign \$signature__addr$353  = \$signature__addr$347 ;
+  assign \amem_w__addr$354  = \$signature__addr$347 ;
+  assign \$signature__data$355  = axi__rdata;
+  assign \amem_w__data$356  = axi__rdata;
+  assign \amem_w__en$358  = \$signature__en$357 ;
+  assign \$signature__addr$359  = \$signature__addr$347 [9:0];
+  assign \wmem_r__addr$360  = \$signature__addr$347 [9:0];
+  assign \$signature__data$362  = \wmem_r__data$361 ;
+  assign \wmem_r__en$364  = \$signature__en$363 ;
+  assign \$signature__addr$365  = \$signature__addr$347 [9:0];
+  assign \wmem_w__addr$366  = \$signature__addr$347 [9:0];
+  assign \$signature__data$367  = axi__rdata;
+  assign \wmem_w__data$368  = axi__rdata;
+  assign \wmem_w__en$370  = \$signature__en$369 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 11'h000, \$24  };
+  assign axi__awaddr = { 11'h000, \$26  };
   assign axi__awsize = 3'h1;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -10933,7 +11081,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 2'h3;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 11'h000, \$24  };
+  assign axi__araddr = { 11'h000, \$26  };
   assign axi__arsize = 3'h1;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -10959,25 +11107,44 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \macro0__op__payload.x[6]  = macro0__op__payload[71:64];
   assign \macro0__op__payload.x[7]  = macro0__op__payload[79:72];
   assign \macro0__op__payload.word  = macro0__op__payload[95:80];
-  assign \op__0__payload.mode  = macro0__op__payload[0];
-  assign \op__0__payload.page  = macro0__op__payload[1];
-  assign \op__0__payload.row  = macro0__op__payload[4:2];
-  assign \op__0__payload.wb_log2  = macro0__op__payload[6:5];
-  assign \op__0__payload.ab_m1  = macro0__op__payload[9:7];
-  assign \op__0__payload.w_signed  = macro0__op__payload[10];
-  assign \op__0__payload.x_signed  = macro0__op__payload[11];
-  assign \op__0__payload.skip  = macro0__op__payload[12];
-  assign \op__0__payload.bop  = macro0__op__payload[15:13];
-  assign \op__0__payload.x  = macro0__op__payload[79:16];
-  assign \op__0__payload.x[0]  = macro0__op__payload[23:16];
-  assign \op__0__payload.x[1]  = macro0__op__payload[31:24];
-  assign \op__0__payload.x[2]  = macro0__op__payload[39:32];
-  assign \op__0__payload.x[3]  = macro0__op__payload[47:40];
-  assign \op__0__payload.x[4]  = macro0__op__payload[55:48];
-  assign \op__0__payload.x[5]  = macro0__op__payload[63:56];
-  assign \op__0__payload.x[6]  = macro0__op__payload[71:64];
-  assign \op__0__payload.x[7]  = macro0__op__payload[79:72];
-  assign \op__0__payload.word  = macro0__op__payload[95:80];
+  assign \op__0__payload.mode  = op__0__payload[0];
+  assign \op__0__payload.page  = op__0__payload[1];
+  assign \op__0__payload.row  = op__0__payload[4:2];
+  assign \op__0__payload.wb_log2  = op__0__payload[6:5];
+  assign \op__0__payload.ab_m1  = op__0__payload[9:7];
+  assign \op__0__payload.w_signed  = op__0__payload[10];
+  assign \op__0__payload.x_signed  = op__0__payload[11];
+  assign \op__0__payload.skip  = op__0__payload[12];
+  assign \op__0__payload.bop  = op__0__payload[15:13];
+  assign \op__0__payload.x  = op__0__payload[79:16];
+  assign \op__0__payload.x[0]  = op__0__payload[23:16];
+  assign \op__0__payload.x[1]  = op__0__payload[31:24];
+  assign \op__0__payload.x[2]  = op__0__payload[39:32];
+  assign \op__0__payload.x[3]  = op__0__payload[47:40];
+  assign \op__0__payload.x[4]  = op__0__payload[55:48];
+  assign \op__0__payload.x[5]  = op__0__payload[63:56];
+  assign \op__0__payload.x[6]  = op__0__payload[71:64];
+  assign \op__0__payload.x[7]  = op__0__payload[79:72];
+  assign \op__0__payload.word  = op__0__payload[95:80];
+  assign \op__0__payload$57.mode  = \op__0__payload$57 [0];
+  assign \op__0__payload$57.page  = \op__0__payload$57 [1];
+  assign \op__0__payload$57.row  = \op__0__payload$57 [4:2];
+  assign \op__0__payload$57.wb_log2  = \op__0__payload$57 [6:5];
+  assign \op__0__payload$57.ab_m1  = \op__0__payload$57 [9:7];
+  assign \op__0__payload$57.w_signed  = \op__0__payload$57 [10];
+  assign \op__0__payload$57.x_signed  = \op__0__payload$57 [11];
+  assign \op__0__payload$57.skip  = \op__0__payload$57 [12];
+  assign \op__0__payload$57.bop  = \op__0__payload$57 [15:13];
+  assign \op__0__payload$57.x  = \op__0__payload$57 [79:16];
+  assign \op__0__payload$57.x[0]  = \op__0__payload$57 [23:16];
+  assign \op__0__payload$57.x[1]  = \op__0__payload$57 [31:24];
+  assign \op__0__payload$57.x[2]  = \op__0__payload$57 [39:32];
+  assign \op__0__payload$57.x[3]  = \op__0__payload$57 [47:40];
+  assign \op__0__payload$57.x[4]  = \op__0__payload$57 [55:48];
+  assign \op__0__payload$57.x[5]  = \op__0__payload$57 [63:56];
+  assign \op__0__payload$57.x[6]  = \op__0__payload$57 [71:64];
+  assign \op__0__payload$57.x[7]  = \op__0__payload$57 [79:72];
+  assign \op__0__payload$57.word  = \op__0__payload$57 [95:80];
   assign \res_y__0[0]  = res_y__0[18:0];
   assign \res_y__0[1]  = res_y__0[37:19];
   assign \res_y__0[2]  = res_y__0[56:38];
@@ -11010,13 +11177,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \macro0__res_y[13]  = res_y__0[265:247];
   assign \macro0__res_y[14]  = res_y__0[284:266];
   assign \macro0__res_y[15]  = res_y__0[303:285];
-  assign \desc_rd__0__data.ky0  = \port__data$78 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$78 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$78 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$78 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$78 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$78 [55:52];
-  assign \desc_rd__0__data.off0  = \port__data$78 [69:56];
+  assign \desc_rd__0__data.ky0  = \port__data$85 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$85 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$85 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$85 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$85 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$85 [55:52];
+  assign \desc_rd__0__data.off0  = \port__data$85 [69:56];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[1];
   assign \macro1__op__payload.row  = macro1__op__payload[4:2];
@@ -11036,25 +11203,44 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \macro1__op__payload.x[6]  = macro1__op__payload[71:64];
   assign \macro1__op__payload.x[7]  = macro1__op__payload[79:72];
   assign \macro1__op__payload.word  = macro1__op__payload[95:80];
-  assign \op__1__payload.mode  = macro1__op__payload[0];
-  assign \op__1__payload.page  = macro1__op__payload[1];
-  assign \op__1__payload.row  = macro1__op__payload[4:2];
-  assign \op__1__payload.wb_log2  = macro1__op__payload[6:5];
-  assign \op__1__payload.ab_m1  = macro1__op__payload[9:7];
-  assign \op__1__payload.w_signed  = macro1__op__payload[10];
-  assign \op__1__payload.x_signed  = macro1__op__payload[11];
-  assign \op__1__payload.skip  = macro1__op__payload[12];
-  assign \op__1__payload.bop  = macro1__op__payload[15:13];
-  assign \op__1__payload.x  = macro1__op__payload[79:16];
-  assign \op__1__payload.x[0]  = macro1__op__payload[23:16];
-  assign \op__1__payload.x[1]  = macro1__op__payload[31:24];
-  assign \op__1__payload.x[2]  = macro1__op__payload[39:32];
-  assign \op__1__payload.x[3]  = macro1__op__payload[47:40];
-  assign \op__1__payload.x[4]  = macro1__op__payload[55:48];
-  assign \op__1__payload.x[5]  = macro1__op__payload[63:56];
-  assign \op__1__payload.x[6]  = macro1__op__payload[71:64];
-  assign \op__1__payload.x[7]  = macro1__op__payload[79:72];
-  assign \op__1__payload.word  = macro1__op__payload[95:80];
+  assign \op__1__payload.mode  = op__1__payload[0];
+  assign \op__1__payload.page  = op__1__payload[1];
+  assign \op__1__payload.row  = op__1__payload[4:2];
+  assign \op__1__payload.wb_log2  = op__1__payload[6:5];
+  assign \op__1__payload.ab_m1  = op__1__payload[9:7];
+  assign \op__1__payload.w_signed  = op__1__payload[10];
+  assign \op__1__payload.x_signed  = op__1__payload[11];
+  assign \op__1__payload.skip  = op__1__payload[12];
+  assign \op__1__payload.bop  = op__1__payload[15:13];
+  assign \op__1__payload.x  = op__1__payload[79:16];
+  assign \op__1__payload.x[0]  = op__1__payload[23:16];
+  assign \op__1__payload.x[1]  = op__1__payload[31:24];
+  assign \op__1__payload.x[2]  = op__1__payload[39:32];
+  assign \op__1__payload.x[3]  = op__1__payload[47:40];
+  assign \op__1__payload.x[4]  = op__1__payload[55:48];
+  assign \op__1__payload.x[5]  = op__1__payload[63:56];
+  assign \op__1__payload.x[6]  = op__1__payload[71:64];
+  assign \op__1__payload.x[7]  = op__1__payload[79:72];
+  assign \op__1__payload.word  = op__1__payload[95:80];
+  assign \op__1__payload$91.mode  = \op__1__payload$91 [0];
+  assign \op__1__payload$91.page  = \op__1__payload$91 [1];
+  assign \op__1__payload$91.row  = \op__1__payload$91 [4:2];
+  assign \op__1__payload$91.wb_log2  = \op__1__payload$91 [6:5];
+  assign \op__1__payload$91.ab_m1  = \op__1__payload$91 [9:7];
+  assign \op__1__payload$91.w_signed  = \op__1__payload$91 [10];
+  assign \op__1__payload$91.x_signed  = \op__1__payload$91 [11];
+  assign \op__1__payload$91.skip  = \op__1__payload$91 [12];
+  assign \op__1__payload$91.bop  = \op__1__payload$91 [15:13];
+  assign \op__1__payload$91.x  = \op__1__payload$91 [79:16];
+  assign \op__1__payload$91.x[0]  = \op__1__payload$91 [23:16];
+  assign \op__1__payload$91.x[1]  = \op__1__payload$91 [31:24];
+  assign \op__1__payload$91.x[2]  = \op__1__payload$91 [39:32];
+  assign \op__1__payload$91.x[3]  = \op__1__payload$91 [47:40];
+  assign \op__1__payload$91.x[4]  = \op__1__payload$91 [55:48];
+  assign \op__1__payload$91.x[5]  = \op__1__payload$91 [63:56];
+  assign \op__1__payload$91.x[6]  = \op__1__payload$91 [71:64];
+  assign \op__1__payload$91.x[7]  = \op__1__payload$91 [79:72];
+  assign \op__1__payload$91.word  = \op__1__payload$91 [95:80];
   assign \res_y__1[0]  = res_y__1[18:0];
   assign \res_y__1[1]  = res_y__1[37:19];
   assign \res_y__1[2]  = res_y__1[56:38];
@@ -11087,13 +11273,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \macro1__res_y[13]  = res_y__1[265:247];
   assign \macro1__res_y[14]  = res_y__1[284:266];
   assign \macro1__res_y[15]  = res_y__1[303:285];
-  assign \desc_rd__1__data.ky0  = \port__data$102 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$102 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$102 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$102 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$102 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$102 [55:52];
-  assign \desc_rd__1__data.off0  = \port__data$102 [69:56];
+  assign \desc_rd__1__data.ky0  = \port__data$115 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$115 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$115 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$115 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$115 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$115 [55:52];
+  assign \desc_rd__1__data.off0  = \port__data$115 [69:56];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -11104,121 +11290,127 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \param_rd__data[1].mult  = param_rd__data[159:128];
   assign \param_rd__data[1].shift  = param_rd__data[167:160];
   assign \param_rd__data[1]._pad  = param_rd__data[191:168];
-  assign \imem_rd__data.op  = \port__data$134 [3:0];
-  assign \imem_rd__data.args  = \port__data$134 [385:4];
-  assign \imem_rd__data.args.load  = \port__data$134 [35:4];
-  assign \imem_rd__data.args.load.src  = \port__data$134 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$134 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$134 [31:30];
-  assign \imem_rd__data.args.load.page  = \port__data$134 [32];
-  assign \imem_rd__data.args.load.row0  = \port__data$134 [35:33];
-  assign \imem_rd__data.args.mac  = \port__data$134 [385:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$134 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$134 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$134 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$134 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$134 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$134 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$134 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$134 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$134 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$134 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$134 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$134 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$134 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$134 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$134 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$134 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$134 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$134 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$134 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$134 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$134 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$134 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$134 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$134 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$134 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$134 [245:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$134 [253:246];
-  assign \imem_rd__data.args.mac.nt  = \port__data$134 [261:254];
-  assign \imem_rd__data.args.mac.kr  = \port__data$134 [269:262];
-  assign \imem_rd__data.args.mac.nr  = \port__data$134 [277:270];
-  assign \imem_rd__data.args.mac.b  = \port__data$134 [284:278];
-  assign \imem_rd__data.args.mac.ki  = \port__data$134 [291:285];
-  assign \imem_rd__data.args.mac.no  = \port__data$134 [298:292];
-  assign \imem_rd__data.args.mac.groups  = \port__data$134 [306:299];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$134 [312:307];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$134 [313];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$134 [325:314];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$134 [333:326];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$134 [339:334];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$134 [347:340];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$134 [357:348];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$134 [367:358];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$134 [377:368];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$134 [380:378];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$134 [382:381];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$134 [383];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$134 [384];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$134 [385];
-  assign \imem_rd__data.args.pool  = \port__data$134 [187:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$134 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$134 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$134 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$134 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$134 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$134 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$134 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$134 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$134 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$134 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$134 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$134 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$134 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$134 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$134 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$134 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$134 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$134 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$134 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$134 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$134 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$134 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$134 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$134 [260:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$134 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$134 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$134 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$134 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$134 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$134 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$134 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$134 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$134 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$134 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$134 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$134 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$134 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$134 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$134 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$134 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$134 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$134 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$134 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$134 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$134 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$134 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$134 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$134 [260:251];
-  assign \imem_rd__data.args.dma  = \port__data$134 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$134 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$134 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$134 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$134 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$134 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$134 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$134 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$134 [101:90];
+  assign \imem_rd__data.op  = \port__data$153 [3:0];
+  assign \imem_rd__data.args  = \port__data$153 [385:4];
+  assign \imem_rd__data.args.load  = \port__data$153 [35:4];
+  assign \imem_rd__data.args.load.src  = \port__data$153 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$153 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$153 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$153 [32];
+  assign \imem_rd__data.args.load.row0  = \port__data$153 [35:33];
+  assign \imem_rd__data.args.mac  = \port__data$153 [385:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$153 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$153 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$153 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$153 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$153 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$153 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$153 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$153 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$153 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$153 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$153 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$153 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$153 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$153 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$153 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$153 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$153 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$153 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$153 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$153 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$153 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$153 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$153 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$153 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$153 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$153 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$153 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$153 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$153 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$153 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$153 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$153 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$153 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$153 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$153 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$153 [313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$153 [325:314];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$153 [333:326];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$153 [339:334];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$153 [347:340];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$153 [357:348];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$153 [367:358];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$153 [377:368];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$153 [380:378];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$153 [382:381];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$153 [383];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$153 [384];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$153 [385];
+  assign \imem_rd__data.args.pool  = \port__data$153 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$153 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$153 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$153 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$153 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$153 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$153 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$153 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$153 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$153 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$153 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$153 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$153 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$153 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$153 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$153 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$153 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$153 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$153 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$153 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$153 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$153 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$153 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$153 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$153 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$153 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$153 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$153 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$153 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$153 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$153 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$153 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$153 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$153 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$153 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$153 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$153 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$153 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$153 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$153 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$153 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$153 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$153 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$153 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$153 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$153 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$153 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$153 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$153 [260:251];
+  assign \imem_rd__data.args.dma  = \port__data$153 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$153 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$153 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$153 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$153 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$153 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$153 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$153 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$153 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$153 [37:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$153 [4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$153 [5];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$153 [13:6];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$153 [25:14];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$153 [37:26];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -11319,29 +11511,29 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__mac__args.x_signed  = args[379];
   assign \engines__mac__args.w_signed  = args[380];
   assign \engines__mac__args.rowpack  = args[381];
-  assign \args$153.mode  = args[0];
-  assign \args$153.x_signed  = args[1];
-  assign \args$153.in_base  = args[13:2];
-  assign \args$153.in_h  = args[21:14];
-  assign \args$153.in_w  = args[29:22];
-  assign \args$153.cw  = args[37:30];
-  assign \args$153.kh  = args[45:38];
-  assign \args$153.kw  = args[53:46];
-  assign \args$153.sh  = args[57:54];
-  assign \args$153.sw  = args[61:58];
-  assign \args$153.dh  = args[65:62];
-  assign \args$153.dw  = args[69:66];
-  assign \args$153.pt  = args[73:70];
-  assign \args$153.pl  = args[77:74];
-  assign \args$153.oh  = args[85:78];
-  assign \args$153.ow  = args[93:86];
-  assign \args$153.out_base  = args[105:94];
-  assign \args$153.zp_in  = args[115:106];
-  assign \args$153.mult  = args[147:116];
-  assign \args$153.shift  = args[153:148];
-  assign \args$153.zp_out  = args[163:154];
-  assign \args$153.act_min  = args[173:164];
-  assign \args$153.act_max  = args[183:174];
+  assign \args$172.mode  = args[0];
+  assign \args$172.x_signed  = args[1];
+  assign \args$172.in_base  = args[13:2];
+  assign \args$172.in_h  = args[21:14];
+  assign \args$172.in_w  = args[29:22];
+  assign \args$172.cw  = args[37:30];
+  assign \args$172.kh  = args[45:38];
+  assign \args$172.kw  = args[53:46];
+  assign \args$172.sh  = args[57:54];
+  assign \args$172.sw  = args[61:58];
+  assign \args$172.dh  = args[65:62];
+  assign \args$172.dw  = args[69:66];
+  assign \args$172.pt  = args[73:70];
+  assign \args$172.pl  = args[77:74];
+  assign \args$172.oh  = args[85:78];
+  assign \args$172.ow  = args[93:86];
+  assign \args$172.out_base  = args[105:94];
+  assign \args$172.zp_in  = args[115:106];
+  assign \args$172.mult  = args[147:116];
+  assign \args$172.shift  = args[153:148];
+  assign \args$172.zp_out  = args[163:154];
+  assign \args$172.act_min  = args[173:164];
+  assign \args$172.act_max  = args[183:174];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -11365,30 +11557,30 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__pool__args.zp_out  = args[163:154];
   assign \engines__pool__args.act_min  = args[173:164];
   assign \engines__pool__args.act_max  = args[183:174];
-  assign \args$160.a_base  = args[11:0];
-  assign \args$160.b_base  = args[23:12];
-  assign \args$160.out_base  = args[35:24];
-  assign \args$160.npos  = args[51:36];
-  assign \args$160.cw  = args[59:52];
-  assign \args$160.a_stride  = args[67:60];
-  assign \args$160.b_stride  = args[75:68];
-  assign \args$160.out_stride  = args[83:76];
-  assign \args$160.x_signed  = args[84];
-  assign \args$160.has_b  = args[85];
-  assign \args$160.rq_in  = args[86];
-  assign \args$160.rq_out  = args[87];
-  assign \args$160.ls  = args[92:88];
-  assign \args$160.zp_a  = args[102:93];
-  assign \args$160.zp_b  = args[112:103];
-  assign \args$160.mult_a  = args[144:113];
-  assign \args$160.shift_a  = args[150:145];
-  assign \args$160.mult_b  = args[182:151];
-  assign \args$160.shift_b  = args[188:183];
-  assign \args$160.mult_o  = args[220:189];
-  assign \args$160.shift_o  = args[226:221];
-  assign \args$160.zp_out  = args[236:227];
-  assign \args$160.act_min  = args[246:237];
-  assign \args$160.act_max  = args[256:247];
+  assign \args$179.a_base  = args[11:0];
+  assign \args$179.b_base  = args[23:12];
+  assign \args$179.out_base  = args[35:24];
+  assign \args$179.npos  = args[51:36];
+  assign \args$179.cw  = args[59:52];
+  assign \args$179.a_stride  = args[67:60];
+  assign \args$179.b_stride  = args[75:68];
+  assign \args$179.out_stride  = args[83:76];
+  assign \args$179.x_signed  = args[84];
+  assign \args$179.has_b  = args[85];
+  assign \args$179.rq_in  = args[86];
+  assign \args$179.rq_out  = args[87];
+  assign \args$179.ls  = args[92:88];
+  assign \args$179.zp_a  = args[102:93];
+  assign \args$179.zp_b  = args[112:103];
+  assign \args$179.mult_a  = args[144:113];
+  assign \args$179.shift_a  = args[150:145];
+  assign \args$179.mult_b  = args[182:151];
+  assign \args$179.shift_b  = args[188:183];
+  assign \args$179.mult_o  = args[220:189];
+  assign \args$179.shift_o  = args[226:221];
+  assign \args$179.zp_out  = args[236:227];
+  assign \args$179.act_min  = args[246:237];
+  assign \args$179.act_max  = args[256:247];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -11413,6 +11605,16 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__ew__args.zp_out  = args[236:227];
   assign \engines__ew__args.act_min  = args[246:237];
   assign \engines__ew__args.act_max  = args[256:247];
+  assign \args$187.macro  = args[0];
+  assign \args$187.page  = args[1];
+  assign \args$187.rows  = args[9:2];
+  assign \args$187.src  = args[21:10];
+  assign \args$187.dst  = args[33:22];
+  assign \engines__graph__args.macro  = args[0];
+  assign \engines__graph__args.page  = args[1];
+  assign \engines__graph__args.rows  = args[9:2];
+  assign \engines__graph__args.src  = args[21:10];
+  assign \engines__graph__args.dst  = args[33:22];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -11423,14 +11625,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \load__payload.mask  = args[27:26];
   assign \load__payload.page  = args[28];
   assign \load__payload.row0  = args[31:29];
-  assign \cmd__payload$172.store  = args[0];
-  assign \cmd__payload$172.wmem  = args[1];
-  assign \cmd__payload$172.ext  = args[21:2];
-  assign \cmd__payload$172.addr  = args[33:22];
-  assign \cmd__payload$172.rows  = args[49:34];
-  assign \cmd__payload$172.len  = args[65:50];
-  assign \cmd__payload$172.ext_stride  = args[85:66];
-  assign \cmd__payload$172.stride  = args[97:86];
+  assign \cmd__payload$198.store  = args[0];
+  assign \cmd__payload$198.wmem  = args[1];
+  assign \cmd__payload$198.ext  = args[21:2];
+  assign \cmd__payload$198.addr  = args[33:22];
+  assign \cmd__payload$198.rows  = args[49:34];
+  assign \cmd__payload$198.len  = args[65:50];
+  assign \cmd__payload$198.ext_stride  = args[85:66];
+  assign \cmd__payload$198.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -11477,14 +11679,16 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \host__report.macros[1].busy  = ctrl__report[247:216];
   assign \host__report.macros[1].stall  = ctrl__report[279:248];
   assign \host__report.macros[1].wload  = ctrl__report[311:280];
-  assign \port__en$113  = 1'h1;
-  assign \$1  = amem_w__en;
-  assign \$4  = amem_w__en;
+  assign \$2  = 1'h1;
+  assign \port__en$127  = \$2 ;
+  assign \port__en$138  = 1'h1;
+  assign \$3  = amem_w__en;
+  assign \$7  = amem_w__en;
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \port$46$0 , \port$47$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start
-, engines__ew__start, dma__valid, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \port$56$0 , \port$57$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start
+, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -11538,9 +11742,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$15 ;
-  reg [31:0] \$signal$24  = 32'd0;
-  reg [31:0] \$signal$25  = 32'd0;
+  wire \$signal$16 ;
+  reg [31:0] \$signal$26  = 32'd0;
+  reg [31:0] \$signal$27  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -11601,6 +11805,16 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   wire engines__ew__done;
   output engines__ew__start;
   reg engines__ew__start;
+  wire [33:0] engines__graph__args;
+  wire [11:0] \engines__graph__args.dst ;
+  wire \engines__graph__args.macro ;
+  wire \engines__graph__args.page ;
+  wire [7:0] \engines__graph__args.rows ;
+  wire [11:0] \engines__graph__args.src ;
+  input engines__graph__done;
+  wire engines__graph__done;
+  output engines__graph__start;
+  reg engines__graph__start;
   output [381:0] engines__mac__args;
   wire [381:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
@@ -11695,7 +11909,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$17 ;
+  wire \error$18 ;
   output [311:0] host__report;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -11759,6 +11973,12 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   wire [9:0] \imem_rd__data.args.ew.zp_a ;
   wire [9:0] \imem_rd__data.args.ew.zp_b ;
   wire [9:0] \imem_rd__data.args.ew.zp_out ;
+  wire [33:0] \imem_rd__data.args.gbfs ;
+  wire [11:0] \imem_rd__data.args.gbfs.dst ;
+  wire \imem_rd__data.args.gbfs.macro ;
+  wire \imem_rd__data.args.gbfs.page ;
+  wire [7:0] \imem_rd__data.args.gbfs.rows ;
+  wire [11:0] \imem_rd__data.args.gbfs.src ;
   wire [31:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [1:0] \imem_rd__data.args.load.mask ;
@@ -11850,6 +12070,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   (* enum_value_0101 = "EW" *)
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
+  (* enum_value_1000 = "GBFS" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
@@ -11889,6 +12110,12 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   wire [9:0] \ir.args.ew.zp_a ;
   wire [9:0] \ir.args.ew.zp_b ;
   wire [9:0] \ir.args.ew.zp_out ;
+  wire [33:0] \ir.args.gbfs ;
+  wire [11:0] \ir.args.gbfs.dst ;
+  wire \ir.args.gbfs.macro ;
+  wire \ir.args.gbfs.page ;
+  wire [7:0] \ir.args.gbfs.rows ;
+  wire [11:0] \ir.args.gbfs.src ;
   wire [31:0] \ir.args.load ;
   wire [15:0] \ir.args.load.count ;
   wire [1:0] \ir.args.load.mask ;
@@ -11980,6 +12207,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   (* enum_value_0101 = "EW" *)
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
+  (* enum_value_1000 = "GBFS" *)
   wire [3:0] \ir.op ;
   wire [31:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -11998,14 +12226,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   wire [1:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$44$351 ;
-  wire \port$44$351 ;
-  input \port$45$351 ;
-  wire \port$45$351 ;
-  input \port$46$0 ;
-  wire \port$46$0 ;
-  input \port$47$0 ;
-  wire \port$47$0 ;
+  input \port$54$351 ;
+  wire \port$54$351 ;
+  input \port$55$351 ;
+  wire \port$55$351 ;
+  input \port$56$0 ;
+  wire \port$56$0 ;
+  input \port$57$0 ;
+  wire \port$57$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -12023,13 +12251,15 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   wire trace_w__en;
   wire [1:0] unit_en;
   always @(posedge clk)
+    pc <= \$38 ;
+  always @(posedge clk)
     pf_valid <= \$39 ;
   always @(posedge clk)
     trace_n <= \$40 ;
   always @(posedge clk)
-    \$signal$24  <= \$41 ;
+    \$signal$26  <= \$41 ;
   always @(posedge clk)
-    \$signal$25  <= \$42 ;
+    \$signal$27  <= \$42 ;
   always @(posedge clk)
     counters0 <= \$43 ;
   always @(posedge clk)
@@ -12046,7 +12276,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
     ir <= \$49 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -12060,31 +12290,29 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$24  + 1'h1;
+  assign \$15  = \$signal$26  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$25  + 1'h1;
+  assign \$17  = \$signal$27  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$44$351 ;
+  assign \$22  = busy & \port$54$351 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$44$351 ;
-  assign \$25  = \port$46$0  & \$24 ;
+  assign \$24  = ~ \port$54$351 ;
+  assign \$25  = \port$56$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$45$351 ;
+  assign \$30  = busy & \port$55$351 ;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$45$351 ;
-  assign \$33  = \port$47$0  & \$32 ;
+  assign \$32  = ~ \port$55$351 ;
+  assign \$33  = \port$57$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ loader_busy;
   assign \$37  = ~ dma_busy;
-  always @(posedge clk)
-    pc <= \$38 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$39  = \$13 ;
@@ -12107,7 +12335,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = \$signal$24 ;
+    \$41  = \$signal$26 ;
     if (busy) begin
       \$41  = \$15 [31:0];
     end
@@ -12120,7 +12348,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = \$signal$25 ;
+    \$42  = \$signal$27 ;
     if (\$16 ) begin
       \$42  = \$17 [31:0];
     end
@@ -12208,6 +12436,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
                 /* empty */;
             4'h7:
                 /* empty */;
+            4'h8:
+                /* empty */;
             default:
                 \$45  = 1'h0;
           endcase
@@ -12268,6 +12498,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
             4'h6:
                 /* empty */;
             4'h7:
+                /* empty */;
+            4'h8:
                 /* empty */;
             default:
                 \$47  = 1'h1;
@@ -12336,6 +12568,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
                     \$48  = 3'h2;
                   end
                 end
+            4'h8:
+                \$48  = 3'h4;
             default:
                 \$48  = 3'h0;
           endcase
@@ -12593,6 +12827,39 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__graph__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                engines__graph__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$38  = pc;
     if (retire) begin
       \$38  = \$11 [15:0];
@@ -12619,15 +12886,16 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[187:4];
   assign engines__ew__args = ir[260:4];
+  assign engines__graph__args = ir[37:4];
   assign load__payload = ir[35:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$15  = done;
-  assign \error$17  = error;
+  assign \$signal$16  = done;
+  assign \error$18  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$45$351 , \port$44$351  };
-  assign unit_en = { \port$47$0 , \port$46$0  };
+  assign macro_busy = { \port$55$351 , \port$54$351  };
+  assign unit_en = { \port$57$0 , \port$56$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
   assign engines__mac__args = ir[385:4];
@@ -12794,6 +13062,12 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   assign \ir.args.dma.len  = ir[69:54];
   assign \ir.args.dma.ext_stride  = ir[89:70];
   assign \ir.args.dma.stride  = ir[101:90];
+  assign \ir.args.gbfs  = ir[37:4];
+  assign \ir.args.gbfs.macro  = ir[4];
+  assign \ir.args.gbfs.page  = ir[5];
+  assign \ir.args.gbfs.rows  = ir[13:6];
+  assign \ir.args.gbfs.src  = ir[25:14];
+  assign \ir.args.gbfs.dst  = ir[37:26];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -12841,6 +13115,11 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   assign \engines__ew__args.zp_out  = ir[240:231];
   assign \engines__ew__args.act_min  = ir[250:241];
   assign \engines__ew__args.act_max  = ir[260:251];
+  assign \engines__graph__args.macro  = ir[4];
+  assign \engines__graph__args.page  = ir[5];
+  assign \engines__graph__args.rows  = ir[13:6];
+  assign \engines__graph__args.src  = ir[25:14];
+  assign \engines__graph__args.dst  = ir[37:26];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -13002,15 +13281,21 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
   assign \imem_rd__data.args.dma.len  = imem_rd__data[69:54];
   assign \imem_rd__data.args.dma.ext_stride  = imem_rd__data[89:70];
   assign \imem_rd__data.args.dma.stride  = imem_rd__data[101:90];
+  assign \imem_rd__data.args.gbfs  = imem_rd__data[37:4];
+  assign \imem_rd__data.args.gbfs.macro  = imem_rd__data[4];
+  assign \imem_rd__data.args.gbfs.page  = imem_rd__data[5];
+  assign \imem_rd__data.args.gbfs.rows  = imem_rd__data[13:6];
+  assign \imem_rd__data.args.gbfs.src  = imem_rd__data[25:14];
+  assign \imem_rd__data.args.gbfs.dst  = imem_rd__data[37:26];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$24 ;
+  assign entry[31:0] = \$signal$26 ;
   assign entry[63:52] = 12'h000;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$25 ;
-  assign host__report[55:24] = \$signal$24 ;
+  assign host__report[87:56] = \$signal$27 ;
+  assign host__report[55:24] = \$signal$26 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -13020,7 +13305,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$44$351 , \port$45$351 , \por
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1125$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1135$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [12:0] \$1 ;
@@ -13214,8 +13499,8 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [20:0] \port$1125$0 ;
-  wire [20:0] \port$1125$0 ;
+  output [20:0] \port$1135$0 ;
+  wire [20:0] \port$1135$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -13933,7 +14218,7 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$1125$0  = \$8 ;
+  assign \port$1135$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -14090,7 +14375,7 @@ module \tiny_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$827$0 , \port$833$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$837$0 , \port$843$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -14257,10 +14542,10 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   reg [31:0] ob3_0 = 32'd0;
   reg [31:0] ob3_1 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$827$0 ;
-  wire [7:0] \port$827$0 ;
-  output [7:0] \port$833$0 ;
-  wire [7:0] \port$833$0 ;
+  output [7:0] \port$837$0 ;
+  wire [7:0] \port$837$0 ;
+  output [7:0] \port$843$0 ;
+  wire [7:0] \port$843$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -14589,8 +14874,8 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign act_w__data = { \$24 [7:0], \$19 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$827$0  = \$19 [7:0];
-  assign \port$833$0  = \$24 [7:0];
+  assign \port$837$0  = \$19 [7:0];
+  assign \port$843$0  = \$24 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -15448,9 +15733,421 @@ module \tiny_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
+module \tiny_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_valid__0, res_total__0, op__1__ready, res_valid__1, res_total__1, op__0__valid, op__1__valid, finish, act_w__data, op__0__payload, op__1__payload, busy, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire \$1 ;
+  wire [7:0] \$10 ;
+  reg \$11 ;
+  wire \$12 ;
+  wire [14:0] \$13 ;
+  wire [7:0] \$14 ;
+  wire [7:0] \$15 ;
+  reg [4:0] \$16 ;
+  wire \$17 ;
+  wire [14:0] \$18 ;
+  wire [7:0] \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  reg [7:0] \$22 ;
+  reg [7:0] \$23 ;
+  reg [7:0] \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg [15:0] \$27 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  reg \$6 ;
+  wire \$7 ;
+  wire [14:0] \$8 ;
+  wire [7:0] \$9 ;
+  wire [11:0] act_w__addr;
+  output [15:0] act_w__data;
+  wire [15:0] act_w__data;
+  wire act_w__en;
+  input [33:0] args;
+  wire [33:0] args;
+  wire [11:0] \args.dst ;
+  wire \args.macro ;
+  wire \args.page ;
+  wire [7:0] \args.rows ;
+  wire [11:0] \args.src ;
+  output busy;
+  reg busy = 1'h0;
+  input clk;
+  wire clk;
+  wire done;
+  wire [11:0] dst_rd__addr;
+  input [15:0] dst_rd__data;
+  wire [15:0] dst_rd__data;
+  wire dst_rd__en;
+  output finish;
+  wire finish;
+  reg [2:0] issue_row;
+  reg issuing = 1'h0;
+  reg [15:0] old = 16'h0000;
+  output [95:0] op__0__payload;
+  wire [95:0] op__0__payload;
+  wire [2:0] \op__0__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload.mode ;
+  wire \op__0__payload.page ;
+  wire [2:0] \op__0__payload.row ;
+  wire \op__0__payload.skip ;
+  wire \op__0__payload.w_signed ;
+  wire [1:0] \op__0__payload.wb_log2 ;
+  wire [15:0] \op__0__payload.word ;
+  wire [63:0] \op__0__payload.x ;
+  wire [7:0] \op__0__payload.x[0] ;
+  wire [7:0] \op__0__payload.x[1] ;
+  wire [7:0] \op__0__payload.x[2] ;
+  wire [7:0] \op__0__payload.x[3] ;
+  wire [7:0] \op__0__payload.x[4] ;
+  wire [7:0] \op__0__payload.x[5] ;
+  wire [7:0] \op__0__payload.x[6] ;
+  wire [7:0] \op__0__payload.x[7] ;
+  wire \op__0__payload.x_signed ;
+  input op__0__ready;
+  wire op__0__ready;
+  output op__0__valid;
+  wire op__0__valid;
+  output [95:0] op__1__payload;
+  wire [95:0] op__1__payload;
+  wire [2:0] \op__1__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload.mode ;
+  wire \op__1__payload.page ;
+  wire [2:0] \op__1__payload.row ;
+  wire \op__1__payload.skip ;
+  wire \op__1__payload.w_signed ;
+  wire [1:0] \op__1__payload.wb_log2 ;
+  wire [15:0] \op__1__payload.word ;
+  wire [63:0] \op__1__payload.x ;
+  wire [7:0] \op__1__payload.x[0] ;
+  wire [7:0] \op__1__payload.x[1] ;
+  wire [7:0] \op__1__payload.x[2] ;
+  wire [7:0] \op__1__payload.x[3] ;
+  wire [7:0] \op__1__payload.x[4] ;
+  wire [7:0] \op__1__payload.x[5] ;
+  wire [7:0] \op__1__payload.x[6] ;
+  wire [7:0] \op__1__payload.x[7] ;
+  wire \op__1__payload.x_signed ;
+  input op__1__ready;
+  wire op__1__ready;
+  output op__1__valid;
+  wire op__1__valid;
+  reg [7:0] pending = 8'h00;
+  reg [7:0] reached = 8'h00;
+  input [4:0] res_total__0;
+  wire [4:0] res_total__0;
+  input [4:0] res_total__1;
+  wire [4:0] res_total__1;
+  input res_valid__0;
+  wire res_valid__0;
+  input res_valid__1;
+  wire res_valid__1;
+  reg [2:0] result_row;
+  input rst;
+  wire rst;
+  wire [11:0] src_rd__addr;
+  input [15:0] src_rd__data;
+  wire [15:0] src_rd__data;
+  wire src_rd__en;
+  input start;
+  wire start;
+  (* init = 1'h0 *)
+  wire started;
+  reg [7:0] waiting = 8'h00;
+  wire want;
+  assign \$1  = | pending;
+  assign want = busy & \$1 ;
+  assign \$2  = ! args[0];
+  assign op__0__valid = want & \$2 ;
+  assign op__1__valid = want & \$3 ;
+  assign \$4  = | waiting;
+  assign \$5  = ~ \$4 ;
+  assign finish = issuing & \$5 ;
+  assign act_w__data = old | { 8'h00, reached };
+  assign \$7  = want & \$6 ;
+  assign \$8  = 1'h1 << issue_row;
+  assign \$9  = ~ \$8 [7:0];
+  assign \$10  = pending & \$9 ;
+  assign \$12  = busy & \$11 ;
+  assign \$13  = 1'h1 << result_row;
+  assign \$14  = ~ \$13 [7:0];
+  assign \$15  = waiting & \$14 ;
+  assign \$17  = | \$16 ;
+  assign \$18  = 1'h1 << result_row;
+  assign \$19  = reached | \$18 [7:0];
+  assign \$20  = ~ issuing;
+  assign \$21  = busy & \$20 ;
+  always @(posedge clk)
+    pending <= \$22 ;
+  always @(posedge clk)
+    waiting <= \$23 ;
+  always @(posedge clk)
+    reached <= \$24 ;
+  always @(posedge clk)
+    busy <= \$25 ;
+  always @(posedge clk)
+    issuing <= \$26 ;
+  always @(posedge clk)
+    old <= \$27 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$6  = op__0__ready;
+      1'h1:
+          \$6  = op__1__ready;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$11  = res_valid__0;
+      1'h1:
+          \$11  = res_valid__1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$16  = res_total__0;
+      1'h1:
+          \$16  = res_total__1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    issue_row = 3'h0;
+    if (pending[7]) begin
+      issue_row = 3'h7;
+    end
+    if (pending[6]) begin
+      issue_row = 3'h6;
+    end
+    if (pending[5]) begin
+      issue_row = 3'h5;
+    end
+    if (pending[4]) begin
+      issue_row = 3'h4;
+    end
+    if (pending[3]) begin
+      issue_row = 3'h3;
+    end
+    if (pending[2]) begin
+      issue_row = 3'h2;
+    end
+    if (pending[1]) begin
+      issue_row = 3'h1;
+    end
+    if (pending[0]) begin
+      issue_row = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    result_row = 3'h0;
+    if (waiting[7]) begin
+      result_row = 3'h7;
+    end
+    if (waiting[6]) begin
+      result_row = 3'h6;
+    end
+    if (waiting[5]) begin
+      result_row = 3'h5;
+    end
+    if (waiting[4]) begin
+      result_row = 3'h4;
+    end
+    if (waiting[3]) begin
+      result_row = 3'h3;
+    end
+    if (waiting[2]) begin
+      result_row = 3'h2;
+    end
+    if (waiting[1]) begin
+      result_row = 3'h1;
+    end
+    if (waiting[0]) begin
+      result_row = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$22  = pending;
+    if (\$7 ) begin
+      \$22  = \$10 ;
+    end
+    if (start) begin
+      \$22  = args[9:2];
+    end
+    if (rst) begin
+      \$22  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$23  = waiting;
+    if (\$12 ) begin
+      \$23  = \$15 ;
+    end
+    if (start) begin
+      \$23  = args[9:2];
+    end
+    if (rst) begin
+      \$23  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$24  = reached;
+    if (\$12 ) begin
+      if (\$17 ) begin
+        \$24  = \$19 ;
+      end
+    end
+    if (start) begin
+      \$24  = 8'h00;
+    end
+    if (rst) begin
+      \$24  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$25  = busy;
+    if (start) begin
+      \$25  = 1'h1;
+    end
+    if (finish) begin
+      \$25  = 1'h0;
+    end
+    if (rst) begin
+      \$25  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$26  = issuing;
+    if (start) begin
+      \$26  = 1'h0;
+    end else if (\$21 ) begin
+      \$26  = 1'h1;
+    end
+    if (finish) begin
+      \$26  = 1'h0;
+    end
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$27  = old;
+    if (start) begin
+    end else if (\$21 ) begin
+      \$27  = dst_rd__data;
+    end
+    if (rst) begin
+      \$27  = 16'h0000;
+    end
+  end
+  assign src_rd__addr = args[21:10];
+  assign src_rd__en = 1'h1;
+  assign dst_rd__addr = args[33:22];
+  assign dst_rd__en = 1'h1;
+  assign started = busy;
+  assign act_w__addr = args[33:22];
+  assign act_w__en = finish;
+  assign done = finish;
+  assign \args.macro  = args[0];
+  assign \args.page  = args[1];
+  assign \args.rows  = args[9:2];
+  assign \args.src  = args[21:10];
+  assign \args.dst  = args[33:22];
+  assign \op__0__payload.mode  = op__0__payload[0];
+  assign \op__0__payload.page  = op__0__payload[1];
+  assign \op__0__payload.row  = op__0__payload[4:2];
+  assign \op__0__payload.wb_log2  = op__0__payload[6:5];
+  assign \op__0__payload.ab_m1  = op__0__payload[9:7];
+  assign \op__0__payload.w_signed  = op__0__payload[10];
+  assign \op__0__payload.x_signed  = op__0__payload[11];
+  assign \op__0__payload.skip  = op__0__payload[12];
+  assign \op__0__payload.bop  = op__0__payload[15:13];
+  assign \op__0__payload.x  = op__0__payload[79:16];
+  assign \op__0__payload.x[0]  = op__0__payload[23:16];
+  assign \op__0__payload.x[1]  = op__0__payload[31:24];
+  assign \op__0__payload.x[2]  = op__0__payload[39:32];
+  assign \op__0__payload.x[3]  = op__0__payload[47:40];
+  assign \op__0__payload.x[4]  = op__0__payload[55:48];
+  assign \op__0__payload.x[5]  = op__0__payload[63:56];
+  assign \op__0__payload.x[6]  = op__0__payload[71:64];
+  assign \op__0__payload.x[7]  = op__0__payload[79:72];
+  assign \op__0__payload.word  = op__0__payload[95:80];
+  assign \op__1__payload.mode  = op__1__payload[0];
+  assign \op__1__payload.page  = op__1__payload[1];
+  assign \op__1__payload.row  = op__1__payload[4:2];
+  assign \op__1__payload.wb_log2  = op__1__payload[6:5];
+  assign \op__1__payload.ab_m1  = op__1__payload[9:7];
+  assign \op__1__payload.w_signed  = op__1__payload[10];
+  assign \op__1__payload.x_signed  = op__1__payload[11];
+  assign \op__1__payload.skip  = op__1__payload[12];
+  assign \op__1__payload.bop  = op__1__payload[15:13];
+  assign \op__1__payload.x  = op__1__payload[79:16];
+  assign \op__1__payload.x[0]  = op__1__payload[23:16];
+  assign \op__1__payload.x[1]  = op__1__payload[31:24];
+  assign \op__1__payload.x[2]  = op__1__payload[39:32];
+  assign \op__1__payload.x[3]  = op__1__payload[47:40];
+  assign \op__1__payload.x[4]  = op__1__payload[55:48];
+  assign \op__1__payload.x[5]  = op__1__payload[63:56];
+  assign \op__1__payload.x[6]  = op__1__payload[71:64];
+  assign \op__1__payload.x[7]  = op__1__payload[79:72];
+  assign \op__1__payload.word  = op__1__payload[95:80];
+  assign op__1__payload[95:80] = src_rd__data;
+  assign op__1__payload[15:13] = 3'h0;
+  assign op__1__payload[4:2] = issue_row;
+  assign op__1__payload[1] = args[1];
+  assign op__1__payload[0] = 1'h1;
+  assign { op__1__payload[79:16], op__1__payload[12:5] } = 72'h000000000000000000;
+  assign op__0__payload[95:80] = src_rd__data;
+  assign op__0__payload[15:13] = 3'h0;
+  assign op__0__payload[4:2] = issue_row;
+  assign op__0__payload[1] = args[1];
+  assign op__0__payload[0] = 1'h1;
+  assign { op__0__payload[79:16], op__0__payload[12:5] } = 72'h000000000000000000;
+  assign \$3  = args[0];
+endmodule
+
+(* generator = "Amaranth" *)
 module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, imem_r__data, amem_r__data, wmem_r__data, pmem_r__data, dmem_r__data, trace_r__data, imem_r__addr, imem_w__en, amem_r__addr, amem_w__en, wmem_r__addr, wmem_w__en, pmem_r__addr, pmem_w__en
 , dmem_r__addr, dmem_w__en, trace_r__addr, ctrl__report, ctrl__start, dat, wb__ack, ctrl__start_pc, wb__cyc);
-  reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [9:0] \$101 ;
@@ -15709,14 +16406,14 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
   assign \$34  = 1'h1 << wb__adr[1:0];
   assign \$35  = \$33  ? \$34  : 6'h00;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     ctrl__start = 1'h0;
     if (\$11 ) begin
       ctrl__start = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     dat = 32'd0;
     casez (r_region)
       3'h0:
@@ -15736,14 +16433,14 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$45  = req;
     if (rst) begin
       \$45  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$46  = r_region;
     if (req) begin
       \$46  = wb__adr[16:14];
@@ -15753,7 +16450,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$47  = ctrl__start_pc;
     if (\$42 ) begin
       \$47  = wb__dat_w[15:0];
@@ -15763,7 +16460,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$48  = csr_r;
     if (\$44 ) begin
       (* full_case = 32'd1 *)
@@ -15809,7 +16506,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$49  = imem_rsl;
     if (req) begin
       \$49  = wb__adr[3:0];
@@ -15819,7 +16516,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$50  = amem_rsl;
     if (req) begin
       \$50  = 1'h0;
@@ -15829,7 +16526,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$51  = wmem_rsl;
     if (req) begin
       \$51  = 1'h0;
@@ -15839,7 +16536,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$52  = pmem_rsl;
     if (req) begin
       \$52  = wb__adr[2:0];
@@ -15849,7 +16546,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$53  = dmem_rsl;
     if (req) begin
       \$53  = wb__adr[1:0];
@@ -15859,7 +16556,7 @@ module \tiny_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$54  = trace_rsl;
     if (req) begin
       \$54  = wb__adr[0];
@@ -15934,7 +16631,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr, mem_page, mem_row, w_en, w_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -16056,14 +16753,14 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     .w_rdy(cmd__ready)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     r_en = 1'h0;
     if (\$2 ) begin
       r_en = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$13  = active;
     if (\$5 ) begin
       \$13  = \$6 ;
@@ -16078,7 +16775,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$14  = w_rd__addr;
     if (\$5 ) begin
       \$14  = head[9:0];
@@ -16091,7 +16788,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$15  = left;
     if (\$5 ) begin
       \$15  = head[25:10];
@@ -16104,7 +16801,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$16  = mask;
     if (\$5 ) begin
       \$16  = head[27:26];
@@ -16114,7 +16811,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$17  = page;
     if (\$5 ) begin
       \$17  = head[28];
@@ -16129,7 +16826,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$18  = row;
     if (\$5 ) begin
       \$18  = head[31:29];
@@ -16147,14 +16844,14 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$19  = active;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$20  = mem_page;
     if (active) begin
       \$20  = page;
@@ -16164,7 +16861,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$21  = mem_row;
     if (active) begin
       \$21  = row;
@@ -16174,7 +16871,7 @@ module \tiny_fabric.loader (rst, mem_wdata, mem_we, busy, cmd__ready, w_rd__addr
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$22  = wr_mask;
     if (active) begin
       \$22  = mask;
@@ -16206,7 +16903,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -16294,7 +16991,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [2:0];
@@ -16304,7 +17001,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [2:0];
@@ -16314,7 +17011,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [3:0];
@@ -16335,9 +17032,9 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$46$0 , \port$47$0 , op__0__valid, op__1__valid, param_rd__addr, \port$165$0 , \port$170$0 , finished, desc_rd__0__addr
+module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$56$0 , \port$57$0 , op__0__valid, op__1__valid, param_rd__addr, \port$175$0 , \port$180$0 , finished, desc_rd__0__addr
 , act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -16915,14 +17612,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [31:0] \param_rd__data[1].mult ;
   wire [7:0] \param_rd__data[1].shift ;
   wire param_rd__en;
-  output [7:0] \port$165$0 ;
-  wire [7:0] \port$165$0 ;
-  output [7:0] \port$170$0 ;
-  wire [7:0] \port$170$0 ;
-  output \port$46$0 ;
-  wire \port$46$0 ;
-  output \port$47$0 ;
-  wire \port$47$0 ;
+  output [7:0] \port$175$0 ;
+  wire [7:0] \port$175$0 ;
+  output [7:0] \port$180$0 ;
+  wire [7:0] \port$180$0 ;
+  output \port$56$0 ;
+  wire \port$56$0 ;
+  output \port$57$0 ;
+  wire \port$57$0 ;
   wire pos_bstep;
   wire \pos_bstep$57 ;
   wire pos_init;
@@ -17408,7 +18105,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     .w_rdy(w_rdy)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$170  = g_kr;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -17426,7 +18123,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$171  = g_kbase;
     if (go) begin
       (* full_case = 32'd1 *)
@@ -17444,7 +18141,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$172  = g_nr;
     if (go) begin
       if (\$118 ) begin
@@ -17464,7 +18161,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$173  = g_nbase;
     if (go) begin
       if (\$118 ) begin
@@ -17484,7 +18181,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$174  = g_p0;
     if (go) begin
       if (\$118 ) begin
@@ -17501,7 +18198,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$175  = g_done;
     if (go) begin
       if (\$118 ) begin
@@ -17520,7 +18217,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$176  = since_final;
     if (\$128 ) begin
       \$176  = 8'h00;
@@ -17535,7 +18232,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$177  = i_page;
     if (issue) begin
       \$177  = \$137 [0];
@@ -17548,7 +18245,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$178  = i_kr;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -17566,7 +18263,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$179  = i_kbase;
     if (issue) begin
       (* full_case = 32'd1 *)
@@ -17584,7 +18281,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$180  = i_nr;
     if (issue) begin
       if (\$139 ) begin
@@ -17604,7 +18301,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$181  = i_nbase;
     if (issue) begin
       if (\$139 ) begin
@@ -17624,7 +18321,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$182  = i_p0;
     if (issue) begin
       if (\$139 ) begin
@@ -17641,7 +18338,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$183  = i_done;
     if (issue) begin
       if (\$139 ) begin
@@ -17660,14 +18357,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$184  = acc0_0;
     if (res_any) begin
       \$184  = \$62 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$185  = ser0_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -17676,14 +18373,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$186  = acc0_1;
     if (res_any) begin
       \$186  = \$66 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$187  = ser0_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -17692,14 +18389,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$188  = acc1_0;
     if (res_any) begin
       \$188  = \$70 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$189  = ser1_0;
     if (res_any) begin
       if (tag[1]) begin
@@ -17708,14 +18405,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$190  = acc1_1;
     if (res_any) begin
       \$190  = \$74 [31:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$191  = ser1_1;
     if (res_any) begin
       if (tag[1]) begin
@@ -17724,7 +18421,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$192  = ser_cnt;
     if (\$149 ) begin
       \$192  = args[302:295];
@@ -17737,7 +18434,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$193  = g_bi;
     if (\$149 ) begin
       \$193  = 8'h00;
@@ -17752,7 +18449,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$194  = g_nn;
     if (\$149 ) begin
       \$194  = 8'h00;
@@ -17770,7 +18467,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$195  = ser_p0;
     if (\$149 ) begin
       \$195  = tag[19:4];
@@ -17780,7 +18477,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$196  = ser_n0;
     if (\$149 ) begin
       \$196  = tag[27:20];
@@ -17790,14 +18487,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$197  = \$161 ;
     if (rst) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$198  = busy;
     if (\$166 ) begin
       \$198  = 1'h1;
@@ -17810,7 +18507,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$199  = setup;
     if (\$166 ) begin
       \$199  = 1'h1;
@@ -17827,7 +18524,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$200  = setup_cnt;
     if (\$166 ) begin
       \$200  = 8'h00;
@@ -17887,11 +18584,11 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign addr_pipe3 = act_w__addr;
   assign act_w__data = { \$97 [7:0], \$92 [7:0] };
   assign done = finished;
-  assign \port$46$0  = \$1 ;
-  assign \port$47$0  = \$2 ;
+  assign \port$56$0  = \$1 ;
+  assign \port$57$0  = \$2 ;
   assign param_rd__addr = \$85 [5:0];
-  assign \port$165$0  = \$92 [7:0];
-  assign \port$170$0  = \$97 [7:0];
+  assign \port$175$0  = \$92 [7:0];
+  assign \port$180$0  = \$97 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -18210,7 +18907,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [7:0] \$100 ;
@@ -18656,7 +19353,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   always @(posedge clk)
     full <= \$116 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$87  = bi;
     if (pos_init) begin
       \$87  = desc_rd__data[6:0];
@@ -18666,7 +19363,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$88  = kk;
     if (pos_init) begin
       \$88  = desc_rd__data[13:7];
@@ -18676,7 +19373,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$89  = nn;
     if (pos_init) begin
       \$89  = desc_rd__data[20:14];
@@ -18686,7 +19383,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$90  = en;
     if (pos_init) begin
       \$90  = desc_rd__data[21];
@@ -18696,7 +19393,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$91  = p;
     if (pos_init) begin
       \$91  = 16'h0000;
@@ -18708,7 +19405,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$92  = ox;
     if (pos_init) begin
       \$92  = 8'h00;
@@ -18720,7 +19417,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$93  = oy;
     if (pos_init) begin
       \$93  = 8'h00;
@@ -18732,7 +19429,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$94  = iy0;
     if (pos_init) begin
       \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -18744,7 +19441,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$95  = ix0;
     if (pos_init) begin
       \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -18756,7 +19453,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$96  = pos_addr;
     if (pos_init) begin
       \$96  = args[121:108];
@@ -18768,7 +19465,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$97  = active;
     if (\$13 ) begin
       if (go) begin
@@ -18784,7 +19481,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
@@ -18803,7 +19500,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -18817,7 +19514,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -18835,7 +19532,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -18856,7 +19553,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$102  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -18874,7 +19571,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$103  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -18895,7 +19592,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$104  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -18907,7 +19604,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$105  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -18928,7 +19625,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$106  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -18952,7 +19649,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$107  = first;
     if (\$13 ) begin
       if (go) begin
@@ -18966,7 +19663,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$108  = b_valid;
     if (\$31 ) begin
       \$108  = active;
@@ -18976,7 +19673,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$109  = b_n;
     if (\$31 ) begin
       \$109  = \$65 [1:0];
@@ -18986,7 +19683,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$110  = b_oob;
     if (\$31 ) begin
       \$110  = oob;
@@ -18996,7 +19693,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$111  = b_first;
     if (\$31 ) begin
       \$111  = first;
@@ -19006,7 +19703,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$112  = b_last;
     if (\$31 ) begin
       \$112  = last;
@@ -19016,7 +19713,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$113  = b_ix;
     if (\$31 ) begin
       \$113  = ix;
@@ -19026,7 +19723,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$114  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -19035,7 +19732,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$115  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -19046,7 +19743,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$116  = full;
     if (\$36 ) begin
       \$116  = 1'h1;
@@ -19058,7 +19755,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -19067,7 +19764,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       2'h1:
@@ -19161,7 +19858,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_active, pos_bstep, take, pos_init, pos_step, desc_rd__addr, pos_valid, idle_next, act_rd__en, stall, g_kbase, bi, kk, nn, en, act_rd__addr, x_rdy
 , full, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [14:0] \$10 ;
   reg [7:0] \$100 ;
@@ -19607,7 +20304,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   always @(posedge clk)
     full <= \$116 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$87  = bi;
     if (pos_init) begin
       \$87  = desc_rd__data[6:0];
@@ -19617,7 +20314,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$88  = kk;
     if (pos_init) begin
       \$88  = desc_rd__data[13:7];
@@ -19627,7 +20324,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$89  = nn;
     if (pos_init) begin
       \$89  = desc_rd__data[20:14];
@@ -19637,7 +20334,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$90  = en;
     if (pos_init) begin
       \$90  = desc_rd__data[21];
@@ -19647,7 +20344,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$91  = p;
     if (pos_init) begin
       \$91  = 16'h0000;
@@ -19659,7 +20356,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$92  = ox;
     if (pos_init) begin
       \$92  = 8'h00;
@@ -19671,7 +20368,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$93  = oy;
     if (pos_init) begin
       \$93  = 8'h00;
@@ -19683,7 +20380,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$94  = iy0;
     if (pos_init) begin
       \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
@@ -19695,7 +20392,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$95  = ix0;
     if (pos_init) begin
       \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
@@ -19707,7 +20404,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$96  = pos_addr;
     if (pos_init) begin
       \$96  = args[121:108];
@@ -19719,7 +20416,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$97  = active;
     if (\$13 ) begin
       if (go) begin
@@ -19735,7 +20432,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
@@ -19754,7 +20451,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
@@ -19768,7 +20465,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
@@ -19786,7 +20483,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
@@ -19807,7 +20504,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$102  = iy;
     if (\$13 ) begin
       if (go) begin
@@ -19825,7 +20522,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$103  = ix;
     if (\$13 ) begin
       if (go) begin
@@ -19846,7 +20543,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$104  = row_ix;
     if (\$13 ) begin
       if (go) begin
@@ -19858,7 +20555,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$105  = tap0;
     if (\$13 ) begin
       if (go) begin
@@ -19879,7 +20576,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$106  = addr;
     if (\$13 ) begin
       if (go) begin
@@ -19903,7 +20600,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$107  = first;
     if (\$13 ) begin
       if (go) begin
@@ -19917,7 +20614,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$108  = b_valid;
     if (\$31 ) begin
       \$108  = active;
@@ -19927,7 +20624,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$109  = b_n;
     if (\$31 ) begin
       \$109  = \$65 [1:0];
@@ -19937,7 +20634,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$110  = b_oob;
     if (\$31 ) begin
       \$110  = oob;
@@ -19947,7 +20644,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$111  = b_first;
     if (\$31 ) begin
       \$111  = first;
@@ -19957,7 +20654,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$112  = b_last;
     if (\$31 ) begin
       \$112  = last;
@@ -19967,7 +20664,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$113  = b_ix;
     if (\$31 ) begin
       \$113  = ix;
@@ -19977,7 +20674,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$114  = x_rdy;
     if (\$33 ) begin
       if (b_last) begin
@@ -19986,7 +20683,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$115  = x_asm;
     if (\$33 ) begin
       (* full_case = 32'd1 *)
@@ -19997,7 +20694,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$116  = full;
     if (\$36 ) begin
       \$116  = 1'h1;
@@ -20009,7 +20706,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     start = 14'h0000;
     if (\$75 ) begin
       if (go) begin
@@ -20018,7 +20715,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     (* full_case = 32'd1 *)
     casez (b_n)
       2'h1:
@@ -20111,7 +20808,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$11 ;
@@ -20341,28 +21038,28 @@ module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   assign \$36  = \$35  ? 31'h7fffffff : 31'h00000000;
   assign \$37  = $signed(nudged0) + $signed({ 1'h0, \$36  });
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$57  = i_valid;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$58  = v1;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$59  = v2;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$60  = v3;
     if (rst) begin
       \$60  = 1'h0;
@@ -20397,7 +21094,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -20481,7 +21178,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
   always @(posedge clk)
     level <= \$17 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$15  = w_port__addr;
     if (\$1 ) begin
       \$15  = \$2 [1:0];
@@ -20491,7 +21188,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$16  = r_port__addr;
     if (\$3 ) begin
       \$16  = \$4 [1:0];
@@ -20501,7 +21198,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$17  = level;
     if (\$8 ) begin
       \$17  = \$9 [2:0];
@@ -20522,8 +21219,8 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$702$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$711$0 , \port$712$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -20687,10 +21384,10 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$701$0 ;
-  wire [7:0] \port$701$0 ;
-  output [7:0] \port$702$0 ;
-  wire [7:0] \port$702$0 ;
+  output [7:0] \port$711$0 ;
+  wire [7:0] \port$711$0 ;
+  output [7:0] \port$712$0 ;
+  wire [7:0] \port$712$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv1_0 = 10'h000;
@@ -20883,7 +21580,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
     .y(y)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v0 = base0;
@@ -20894,7 +21591,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     (* full_case = 32'd1 *)
     if (\$signal$25 ) begin
       v1 = base1;
@@ -20905,7 +21602,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$71  = kx;
     if (busy) begin
       \$71  = \$55 [7:0];
@@ -20921,7 +21618,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$72  = ky;
     if (busy) begin
       if (last_kx) begin
@@ -20939,7 +21636,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$73  = w;
     if (busy) begin
       if (last_kx) begin
@@ -20959,7 +21656,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$74  = ox;
     if (busy) begin
       if (last_kx) begin
@@ -20981,7 +21678,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$75  = oy;
     if (busy) begin
       if (last_kx) begin
@@ -21002,7 +21699,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$76  = busy;
     if (busy) begin
       if (last_kx) begin
@@ -21025,56 +21722,56 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$77  = busy;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$78  = oob;
     if (rst) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$79  = \$62 ;
     if (rst) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$80  = \$63 ;
     if (rst) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$81  = red0;
     if (\$signal$51 ) begin
       \$81  = v0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$82  = red1;
     if (\$signal$51 ) begin
       \$82  = v1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$83  = \$69 ;
     if (rst) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$84  = started;
     if (start) begin
       \$84  = 1'h1;
@@ -21102,8 +21799,8 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$701$0 , \port$7
   assign pa3 = act_w__addr;
   assign act_w__data = { \$48 [7:0], \$47 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$701$0  = \$47 [7:0];
-  assign \port$702$0  = \$48 [7:0];
+  assign \port$711$0  = \$47 [7:0];
+  assign \port$712$0  = \$48 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -21145,7 +21842,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire [31:0] \$10 ;
   wire [31:0] \$11 ;
@@ -21375,28 +22072,28 @@ module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   assign \$36  = \$35  ? 31'h7fffffff : 31'h00000000;
   assign \$37  = $signed(nudged0) + $signed({ 1'h0, \$36  });
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$57  = i_valid;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$58  = v1;
     if (rst) begin
       \$58  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$59  = v2;
     if (rst) begin
       \$59  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$60  = v3;
     if (rst) begin
       \$60  = 1'h0;
