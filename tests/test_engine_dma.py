@@ -73,6 +73,7 @@ def run_dma(cfg, commands: list[dict], ext_init: list[int], amem_init: list[int]
         out["wmem"] = [ctx.get(mems["wmem"].data[i]) for i in range(f.weight_depth)]
         out["queued"] = queued
         out["idle"] = cycle
+        out["error"] = ctx.get(dma.error)  # the model answers OKAY with ID 0
     sim = Simulator(m)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
@@ -160,3 +161,4 @@ def test_dma_random_tiles(preset, latency, interval):
     assert got["wmem"] == model.wmem
     assert got["ext"] == [model.ext.get(i, 0) for i in range(f.ext_depth)]
     assert (got["queued"], got["idle"]) == predicted(cfg, cmds)
+    assert got["error"] == 0
