@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                  "first vertex)")
     p.add_argument("--order", choices=("source", "dest"), help="block order (default: the one moving the "
                                                                "fewest vector words)")
+    p.add_argument("--reorder", choices=("none", "rcm"), default="none",
+                   help="renumber the vertices first (rcm: reverse Cuthill-McKee, fewer non-empty blocks)")
     p.add_argument("--rtl", action="store_true", help="BFS: also run every GBFS instruction on the graph "
                                                       "engine's RTL (Amaranth simulator; small graphs)")
     add_config_options(p)
@@ -230,6 +232,9 @@ def run(args: argparse.Namespace) -> int:
     from .io import load_graph
     cfg = config_from_options(args)
     graph = load_graph(args.graph, directed=args.directed)
+    if args.reorder == "rcm":
+        from .tiling import rcm_permutation
+        graph = graph.permuted(rcm_permutation(graph))
     r = analyse(args.algo, graph, cfg, args.source, args.order, rtl=args.rtl)
     print("\n".join(report_lines(r)))
     return 0 if r["bit_exact"] and r["networkx"].startswith("matches") else 1

@@ -17,8 +17,8 @@ matrix-vector pattern of GraphR, docs/graph.md section 1):
   :data:`SLICES` unsigned 8-bit slices), then ``r'[v] = (D * (y[v] + dangling // n)) >> DAMP_BITS + teleport``
   with ``D = round(alpha * 2**DAMP_BITS)``; stop when ``sum |r' - r|`` is below :func:`pagerank_limit`
   (``tol`` in L1, an absolute tolerance: networkx's ``n * tol`` is loose on large graphs; at least 4 LSB per
-  vertex, the rounding floor) or after ``max_iter`` iterations. :func:`pagerank_bound` is the stated L1 error bound against
-  networkx's float result.
+  vertex, the rounding floor) or after ``max_iter`` iterations. :func:`pagerank_bound` is the stated L1 error
+  bound against networkx's float result.
 """
 
 from __future__ import annotations
