@@ -319,6 +319,7 @@ def run(args: argparse.Namespace) -> int:
         from .macro_demo import main
         return main(args)
     from ..compiler.compile import compile_graph
+    from ..compiler.lowering.host import split_host_tail
 
     from ..gen.size import check_generation_size
 
@@ -329,7 +330,8 @@ def run(args: argparse.Namespace) -> int:
     jobs = []
     for label, graph, dataset in models:  # every option and the compilation checked before the first long run
         data = _data(args, label, graph, dataset)
-        compile_graph(graph, cfg, batch=args.batch or 1, merge_images=not args.per_image_passes)
+        compile_graph(split_host_tail(graph).fabric, cfg, batch=args.batch or 1,
+                      merge_images=not args.per_image_passes)
         jobs.append((label, graph, data, _report_dir(args, label, cfg, len(models) > 1)))
     ok = True
     for job in jobs:

@@ -26,10 +26,12 @@ USER_SEED = 5
 USER_SHAPE = (1, 12, 12)
 
 
-def build_user_model(path: Path, seed: int = USER_SEED, batch: int | None = 1, fmt: str = "qdq") -> Path:
+def build_user_model(path: Path, seed: int = USER_SEED, batch: int | None = 1, fmt: str = "qdq",
+                     softmax: bool = False) -> Path:
     """Conv 3x3 (1->8) + ReLU, MaxPool, Conv 3x3 (8->16) + ReLU, MaxPool, Flatten, Gemm (->10), float32 weights
     drawn with ``seed``, quantized statically (int8 activations and weights) on 16 seeded random images;
-    written to ``path`` (the float model beside it as ``<stem>_float.onnx``). ``batch=None``: a free batch."""
+    written to ``path`` (the float model beside it as ``<stem>_float.onnx``). ``batch=None``: a free batch;
+    ``softmax``: a classifier's final Softmax after the Gemm."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -48,7 +50,9 @@ def build_user_model(path: Path, seed: int = USER_SEED, batch: int | None = 1, f
              helper.make_node("Relu", ["c2"], ["r2"]),
              helper.make_node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
              helper.make_node("Flatten", ["p2"], ["f"]),
-             helper.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1)]
+             helper.make_node("Gemm", ["f", "w3", "b3"], ["g" if softmax else "y"], transB=1)]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["g"], ["y"], axis=1))
     n = batch if batch else "N"
     graph = helper.make_graph(nodes, "user_cnn",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, *USER_SHAPE])],

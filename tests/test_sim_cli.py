@@ -233,3 +233,14 @@ def test_rtl_user_model_from_codes(user_model, tmp_path):
     assert rep["top1_agreement"] == 1.0 and r.returncode == 0
     assert _screen_lines(r.stdout) + _screen_lines(r.stderr) <= SCREEN
     assert (tmp_path / "report.md").read_text().count("| conv2d |") == 2
+
+
+def test_user_model_with_softmax_runs_its_tail_on_the_host(iss_fabric, tmp_path, capsys):
+    """A classifier ending in Softmax: the fabric runs everything before it, the host applies the golden softmax
+    to the fabric's output, and every tensor (the softmax's included) equals the golden model."""
+    from test_cli_compile import build_user_model
+
+    model = build_user_model(tmp_path / "user_softmax.onnx", softmax=True)
+    assert main(["sim", "--model", str(model), "--random", "3", "--seed", "4", "--report", str(tmp_path / "r")]) == 0
+    rep = _report(tmp_path / "r")
+    assert rep["bit_exact"] and rep["images"] == 3 and rep["top1_agreement"] == 1.0
