@@ -148,12 +148,14 @@ def write_program(prog, out: Path, fmt: str = "hex") -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from ..compiler.compile import compile_graph
+    from ..compiler.lowering.host import split_host_tail
     from ..golden.cli import resolve_model
 
     cfg = config_from_options(args)
     named = resolve_model(args.model)
     out = output_dir("--out", args.out)
-    prog = compile_graph(named.graph, cfg, batch=args.batch, merge_images=not args.per_image_passes)
+    split = split_host_tail(named.graph)  # a trailing softmax is the host's (docs/operators.md)
+    prog = compile_graph(split.fabric, cfg, batch=args.batch, merge_images=not args.per_image_passes)
     paths = write_program(prog, out, args.format)
     cycles = json.loads((out / "cycles.json").read_text())
     print(f"{named.label} on '{cfg.name}': {len(prog.code)} instructions, {len(prog.wmem)} weight words, "
@@ -167,5 +169,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{layer['layer'][-44:]:<44} {layer['kind']:<15} {cyc:>9} {ideal:>8} "
               f"{pct(layer['utilisation']):>6} {pct(layer['bound']):>6}")
     print(f"predicted: {cycles['run_cycles']} cycles per run, {cycles['per_image_cycles'][0]:.0f} per image (layers)")
+    if split.tail:
+        print(f"on the host side of a run: {', '.join(f'{layer.kind} {layer.name!r}' for layer in split.tail)}")
     print(f"wrote {', '.join(p.name for p in paths)} to {out}")
     return 0

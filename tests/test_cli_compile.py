@@ -138,3 +138,10 @@ def test_compile_errors(tmp_path, capsys):
     assert main(["compile", "digits_cnn_qop", "--preset", "tiny", "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err.strip()
     assert "layer '/0/Conv_quant'" in err and "\n" not in err
+
+
+def test_compile_leaves_a_trailing_softmax_to_the_host(tmp_path, capsys):
+    model = build_user_model(tmp_path / "user_softmax.onnx", softmax=True)
+    assert main(["compile", str(model), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "on the host side of a run: softmax" in out and (tmp_path / "out" / "listing.txt").exists()
