@@ -451,6 +451,3 @@ def mac_instr_cycles(program, pc: int, args: dict | None = None) -> int:
     steps = [tile_steps(t, mp.geom, lanes(program.cfg)) for t in mp.tiles]
     return mac_pass_cycles(mp.npos, steps, mp.nt, mp.par)
 
-
-#: The old private name, until sim/fabric_check.py imports :func:`mac_instr_cycles`.
-_mac_instr_cycles = mac_instr_cycles

@@ -68,10 +68,10 @@ def layer_rows(program: Program, trace: list[dict], image: int = 0,
     pred_stamps = program_timing(program)
     predicted = _intervals(program, dict(enumerate(pred_stamps)), image)
     rows = []
-    geoms = {mp.layer: mp.geom for mp in program.passes}
-    macs: dict[str, int] = {}  # MACs the fabric computes (kept taps), summed over a grouped layer's groups
+    geoms: dict[str, list] = {}  # every group's geometry per layer (a last super-group may differ)
     for (name, _), geo in {(mp.layer, mp.group): mp.geom for mp in program.passes}.items():
-        macs[name] = macs.get(name, 0) + geo.macs
+        geoms.setdefault(name, []).append(geo)
+    macs = {name: sum(geo.macs for geo in geos) for name, geos in geoms.items()}  # kept taps, real MACs
     for layer in program.graph.layers:
         if layer.name not in measured:
             continue
@@ -163,7 +163,7 @@ def expected_counters(program: Program, inputs: dict[str, np.ndarray]) -> dict:
     """The performance counters a run of ``program`` on ``inputs`` must end with: total cycles, loader write
     cycles, and per macro ``[busy, stall, weight-write]`` (the register order), derived from the program
     (operations counted by the instruction-set model, pass lengths by the cost model, rows by the loads)."""
-    from ..compiler.cost import _mac_instr_cycles
+    from ..compiler.cost import mac_instr_cycles
     from ..compiler.iss import run_program
     from ..gen.isa import Opcode, decode_op
     cfg = program.cfg
@@ -182,7 +182,7 @@ def expected_counters(program: Program, inputs: dict[str, np.ndarray]) -> dict:
                 if args["mask"] >> m & 1:
                     wload[m] += args["count"]
         elif op == Opcode.MAC.value:
-            running = _mac_instr_cycles(program, pc, args) - 1  # the engine runs from after EXEC to done
+            running = mac_instr_cycles(program, pc, args) - 1  # the engine runs from after EXEC to done
             for m in range(min(n, program.pass_at[pc].par.macros)):
                 enabled[m] += running
     stamps = program_timing(program)

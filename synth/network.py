@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from ..config import CimConfig
+from ..golden.datasets import MODELS_DIR
 from .energy import CALIBRATED, TECH, Constants, MacroOp, Technology, cycle_counts, op_energy_fj
 
 __all__ = ["LayerActivity", "network_figures", "activity_from_graph", "chunk_cycles", "digits_figures",
            "DIGITS_MODEL", "PROVISIONAL"]
 
 #: The demo network (models/make_digits_models.py).
-DIGITS_MODEL = Path(__file__).resolve().parents[1] / "models" / "digits_cnn_qop.onnx"
+DIGITS_MODEL = MODELS_DIR / "digits_cnn_qop.onnx"
 
 PROVISIONAL = ("derived from the golden layer IR with the direct weight-stationary mapping (the compiler's op "
                "counts were not available); zero bit planes measured on the data by the golden runner")
