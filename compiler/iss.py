@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..bits import ceil_log2
 from ..config import CimConfig
 from ..gen.isa import (LANE_BITS, Opcode, PoolMode, decode_op, desc_layout, lanes, pack_lanes, param_layout,
                        role_layout, unpack_lanes, unpack_word)
@@ -166,7 +167,7 @@ class FabricModel:
     def _serialize(self, a: dict, roles: list, acc: list, r: int, nr: int) -> None:
         """Sum each output group's partial sums over its K-split, requantise and write it."""
         b, no = a["b"], a["no"]
-        aw = 1 << (len(self.amem) - 1).bit_length()
+        aw = 1 << ceil_log2(len(self.amem))
         pl = param_layout(self.cfg)
         for g in range(a["groups"]):
             g_bi, g_nn = g // no, g % no

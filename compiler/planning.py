@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..bits import ceil_log2
 from ..config import CimConfig
 from ..gen.isa import lanes
 from ..golden.ir import Conv2d, Layer
@@ -85,7 +86,7 @@ def mac_plan(g: ConvGeom, cfg: CimConfig, par: Parallelism, pages_avail: int | N
     pages = cfg.macro.pages if pages_avail is None else pages_avail
     kr = -(-kt // par.in_ch)
     if kr > pages:
-        need = 1 << (-(-kt // pages) - 1).bit_length()
+        need = 1 << ceil_log2(-(-kt // pages))
         raise CompileError(f"layer {g.name!r}: reduction of {g.K} elements needs {kt} tiles of <= {cfg.macro.rows} "
                            f"rows, {kr} pages per macro with in_ch = {par.in_ch}; macro.pages = {pages}: allowed "
                            f"in_ch >= {need} (partial sums are not spilled to memory)")

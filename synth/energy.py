@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..bits import count_bits
 from ..config import MacroConfig
 from ..golden.macro import op_cycles
 
@@ -104,7 +105,7 @@ class Technology:
 
 TECH = Technology()
 
-#: The published macro (SEED-NOTES section 1).
+#: The published macro (ISSCC 2022 11.7, the reference design; its source below).
 PUBLISHED = {
     "tops_per_w": 27.38, "tops_per_w_range": (19.21, 35.55), "mb_per_mm2": 1.041, "bits": 32768,
     "transistors_per_bit": 10, "node_nm": 28, "vdd": 0.8, "clock_ns": 3.0,
@@ -147,10 +148,6 @@ class MacroOp:
     wb: int = 8
 
 
-def _bits_for(n: int) -> int:
-    return max(1, n.bit_length())
-
-
 def tree_adders(widths: list[int]) -> int:
     """1-bit full adders of the balanced adder tree the generator builds over terms of ``widths`` bits.
 
@@ -182,7 +179,7 @@ def cycle_counts(m: MacroConfig, op: MacroOp) -> dict[str, float]:
     - ``reg``: the pipeline register (``pw`` bits) and the accumulator (``acc_width``) of each active lane.
     """
     R, C = m.rows, m.cols
-    s = _bits_for(R)
+    s = count_bits(R)
     pw = s + m.max_wb + 1
     lanes = C // op.wb
     column_tree = tree_adders([1] * R)

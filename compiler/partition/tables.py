@@ -16,7 +16,7 @@ costs, per side, ``alpha (1 - alpha) S`` between rows and columns, ``max(alpha, 
 duplicate, and nothing from a duplicate (``Matrix::Com_Cost_Matrix`` in linghaosong/AccPar src/accpar.cpp, with
 ``alpha = 1/2``: 1/4 and 1/2). The inter-layer cost of edge ``p -> c`` moves ``F`` from ``p``'s output layout to
 ``c``'s input layout and ``E`` back; both tensors have the size of ``c``'s input. At ``alpha = 1/2`` this gives the
-papers' table exactly (``Layer::Com_Cost_Inter_Layer``; SEED-NOTES section 3)::
+papers' table exactly (``Layer::Com_Cost_Inter_Layer``; AccPar, HPCA 2020, and HyPar, HPCA 2019)::
 
     prev\\this   I             II           III
     I           0             .25(F+E)     .5F

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ...bits import exact_log2
 from .dataflow import Dataflow, PartitionError, dataflow, in_positions, out_positions
 from .dp import Problem, Solution, solve
 from .tables import PType, TYPE_SETS, block_table, inter_table
@@ -99,7 +100,7 @@ class Accelerators:
 
     @property
     def levels(self) -> int:
-        return self.n.bit_length() - 1
+        return exact_log2(self.n)
 
     @property
     def homogeneous_array(self) -> bool:
