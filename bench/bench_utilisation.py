@@ -2,7 +2,7 @@
 
 The cycle model predicts every instruction's retire cycle exactly as the RTL measures it (asserted on Verilator
 by tests/test_top_cosim.py and tests/test_partition_rtl.py), so this sweep runs in seconds without a simulator.
-For each design point (macro rows, pages, macros) and each model it prints the utilisation (ARCHITECTURE.md
+For each design point (macro rows, pages, macros) and each model it prints the utilisation (docs/architecture.md
 section 6) of every conv layer and of the conv layers together, with one ``MAC`` pass per layer over the images
 of a run (the compiler's default) and with one pass per image. Usage::
 

@@ -21,13 +21,18 @@ from .bits import ceil_log2, index_bits
 
 __all__ = [
     "ConfigError", "MacroConfig", "FabricConfig", "ControllerConfig", "CimConfig",
-    "WEIGHT_BITS", "ACT_BITS", "INT8_BITS", "load_config", "save_config", "config_from_dict", "config_to_dict",
+    "WEIGHT_BITS", "ACT_BITS", "INT8_BITS", "ROUNDINGS", "DEFAULT_ROUNDING", "load_config", "save_config",
+    "config_from_dict", "config_to_dict",
 ]
 
 #: Weight precisions a macro operation may select (columns per weight).
 WEIGHT_BITS = (1, 2, 4, 8)
 #: Requantisation rounding forms (see :mod:`cimforge.golden.requant`).
 ROUNDINGS = ("double", "single")
+#: The form a design builds and the golden model uses unless told otherwise: TFLite's single rounding, the one
+#: that meets the agreement bound against onnxruntime (docs/golden.md); gemmlowp's double rounding stays
+#: selectable (``fabric.rounding = "double"``).
+DEFAULT_ROUNDING = "single"
 #: Activation precisions a macro operation may select (bit-serial cycles per operation).
 ACT_BITS = tuple(range(1, 9))
 #: Bits of the int8 / uint8 codes of quantised tensors: the precision the compiler runs activations and
@@ -79,7 +84,7 @@ def _check_int(block: str, name: str, value: Any, lo: int, hi: int | None = None
 
 @dataclass(frozen=True)
 class MacroConfig:
-    """One digital SRAM compute-in-memory macro (ARCHITECTURE.md section 3).
+    """One digital SRAM compute-in-memory macro (docs/architecture.md section 3).
 
     Parameters
     ----------
@@ -150,7 +155,7 @@ class MacroConfig:
 
 @dataclass(frozen=True)
 class FabricConfig:
-    """The tiling fabric around the macros (ARCHITECTURE.md section 4; docs/fabric.md).
+    """The tiling fabric around the macros (docs/architecture.md section 4; docs/fabric.md).
 
     Parameters
     ----------
@@ -171,10 +176,10 @@ class FabricConfig:
     acc_width : int
         Width of the partial-sum adders and requantisation input (32: TFLite int32 accumulators).
     rounding : str
-        Requantisation rounding, one of :data:`ROUNDINGS`: ``"double"`` (gemmlowp's
-        SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, ARCHITECTURE.md section 5, the default) or
-        ``"single"`` (TFLite's single-rounding form: closest to onnxruntime's float rounding). The golden model
-        implements both; the RTL builds the one chosen.
+        Requantisation rounding, one of :data:`ROUNDINGS`: ``"single"`` (TFLite's single-rounding form,
+        closest to onnxruntime's float rounding: the default, :data:`DEFAULT_ROUNDING`) or ``"double"``
+        (gemmlowp's SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, docs/architecture.md section 5).
+        The golden model implements both; the RTL builds the one chosen.
     ext_depth : int
         Words of the external memory behind the fabric's AXI4 master port (1024..2**24), one bus beat each
         (``gen.axi.ext_width(cfg)`` bits: the wider of an activation and a weight word, a power of two). It sets
@@ -197,7 +202,7 @@ class FabricConfig:
     desc_depth: int = 64
     # arithmetic
     acc_width: int = 32
-    rounding: str = "double"
+    rounding: str = DEFAULT_ROUNDING
     # external memory (docs/memory.md)
     ext_depth: int = 1 << 20
     ext_latency: int = 32
@@ -220,7 +225,7 @@ class FabricConfig:
 
 @dataclass(frozen=True)
 class ControllerConfig:
-    """The program-driven controller (ARCHITECTURE.md section 4; docs/fabric.md).
+    """The program-driven controller (docs/architecture.md section 4; docs/fabric.md).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""The digital SRAM compute-in-memory macro (ARCHITECTURE.md section 3), as Amaranth components.
+"""The digital SRAM compute-in-memory macro (docs/architecture.md section 3), as Amaranth components.
 
 Structure (why: generation time and Verilog size must follow the unique logic, not the bit count)::
 

@@ -1,7 +1,7 @@
 """Integer requantisation in hardware: TFLite's ``MultiplyByQuantizedMultiplier``, bit-exact with
 :func:`cimforge.golden.requant.multiply_by_quantized_multiplier`, pipelined over :data:`MBQM_LATENCY` cycles, in
 either rounding form of the golden model (the design's ``fabric.rounding``): ``"double"`` (saturating left
-shift, gemmlowp ``SaturatingRoundingDoublingHighMul``, ``RoundingDivideByPOT``: ARCHITECTURE.md section 5) or
+shift, gemmlowp ``SaturatingRoundingDoublingHighMul``, ``RoundingDivideByPOT``: docs/architecture.md section 5) or
 ``"single"`` (TFLite's single-rounding form: one 64-bit product, one rounding shift, saturation).
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+from ..config import DEFAULT_ROUNDING, ROUNDINGS
 
 __all__ = ["Mbqm", "MBQM_LATENCY", "clamp_code"]
 
@@ -43,11 +45,11 @@ class Mbqm(wiring.Component):
     y : Out(ArrayLayout(signed(32), lanes))
     """
 
-    def __init__(self, lanes: int, shift_width: int = 8, rounding: str = "double"):
+    def __init__(self, lanes: int, shift_width: int = 8, rounding: str = DEFAULT_ROUNDING):
         if lanes < 1:
             raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
-        if rounding not in ("double", "single"):
-            raise ValueError(f"rounding must be 'double' or 'single', not {rounding!r}")
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, not {rounding!r}")
         self.lanes = lanes
         self.rounding = rounding
         super().__init__({

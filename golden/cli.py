@@ -181,7 +181,7 @@ def onnx_feeds(graph, data, codes) -> dict[str, np.ndarray]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .datasets import DATASETS
-    from .requant import ROUNDING_MODES
+    from .requant import DEFAULT_ROUNDING, ROUNDING_MODES
 
     parser.add_argument("model", help="quantized ONNX model (QOperator or QDQ form), or a committed digits model's "
                         "name")
@@ -197,7 +197,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int_at_least(1), help="use only the first N images")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the random inputs (default 0)")
     parser.add_argument("--rounding", choices=ROUNDING_MODES, default=None,
-                        help="requantisation rounding (default: the architecture's, 'double')")
+                        help=f"requantisation rounding (default: {DEFAULT_ROUNDING!r}, what a design builds unless "
+                             "fabric.rounding says otherwise)")
     parser.add_argument("--per-tensor", action="store_true", help="print agreement per tensor")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 unless the layer-by-layer agreement meets the acceptance bounds")

@@ -22,7 +22,7 @@ Conventions (stable; the compiler relies on them)
   holds everywhere, borders included: a macro may multiply the raw int8/uint8 codes. With a weight zero point
   ``zp_w[c]`` the accumulator is ``bias[c] + sum_k (x[k] - zp_in) * (w[c, k] - zp_w[c])``: the above minus the
   correction ``zp_w[c] * sum_k (x[k] - zp_in)`` (the window's activation sum).
-* **Requantisation** (ARCHITECTURE.md section 5): ``out = clamp(zp_out + MultiplyByQuantizedMultiplier(acc, M,
+* **Requantisation** (docs/architecture.md section 5): ``out = clamp(zp_out + MultiplyByQuantizedMultiplier(acc, M,
   shift), act_min, act_max)`` with ``(M, shift)`` from TFLite's ``QuantizeMultiplier`` of the real multiplier
   (``input.scale * weight_scale[c] / output.scale`` for weighted layers), see :class:`Requant`. ``act_min`` /
   ``act_max`` are the output dtype's range narrowed by a fused ReLU / ReLU6 / Clip.

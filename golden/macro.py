@@ -1,4 +1,4 @@
-"""Golden model of one CIM macro: the semantics of ARCHITECTURE.md section 3, vectorised numpy, no cycles.
+"""Golden model of one CIM macro: the semantics of docs/architecture.md section 3, vectorised numpy, no cycles.
 
 The RTL (:mod:`cimforge.gen.macro`) and every bench are judged against this model. Storage is a bit array
 ``W[page, row, col]``; a MAC operation reads one page and returns, for each of the ``cols // wb`` weights of a row,

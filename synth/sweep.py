@@ -7,7 +7,7 @@ precision (``b x b`` MACs) with the calibrated energy model. Outputs, in the swe
 ``sweep.json`` / ``sweep.md``          one row per point (the summary table)
 ``transistors_per_bit.png``            transistors per stored bit vs pages, against the published 10T cell
 ``energy_per_mac.png``                 energy per MAC vs rows, per precision
-``ideal_tops.png``                     ideal TOPS (ARCHITECTURE.md section 6 peak) vs rows, per precision
+``ideal_tops.png``                     ideal TOPS (docs/architecture.md section 6 peak) vs rows, per precision
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ FABRICS = {
     "1macro": replace(DEFAULT, fabric=replace(DEFAULT.fabric, n_macros=1)),
     "2macro": replace(DEFAULT, fabric=replace(DEFAULT.fabric, n_macros=2)),
     "isscc22": get_preset("isscc22"),
-    "single_rounding": replace(DEFAULT, fabric=replace(DEFAULT.fabric, rounding="single")),
+    "double_rounding": replace(DEFAULT, fabric=replace(DEFAULT.fabric, rounding="double")),
     "r72c128x3": replace(DEFAULT, macro=MacroConfig(rows=72, pages=2, cols=128), fabric=replace(DEFAULT.fabric,
                                                                                                  n_macros=3)),
 }

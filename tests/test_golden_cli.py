@@ -3,6 +3,7 @@
 import numpy as np
 
 from cimforge.cli import main
+from cimforge.config import DEFAULT_ROUNDING
 from cimforge.golden.datasets import MODELS_DIR
 
 
@@ -20,7 +21,7 @@ def test_golden_cli_on_digits(capsys):
 def test_golden_cli_random_inputs_and_default_rounding(capsys):
     rc = main(["golden", str(MODELS_DIR / "digits_cnn_qop.onnx"), "--samples", "8", "--per-tensor"])
     out = capsys.readouterr().out
-    assert rc == 0 and "random inputs: 8 samples, seed 0" in out and "double rounding" in out
+    assert rc == 0 and "random inputs: 8 samples, seed 0" in out and f"{DEFAULT_ROUNDING} rounding" in out
     assert "/0/Conv_output_0_quantized" in out
 
 

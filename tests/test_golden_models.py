@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from cimforge.config import DEFAULT_ROUNDING
 from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
 from cimforge.golden.datasets import MODELS_DIR, load_digits_split
 from cimforge.golden.ir import Add, Concat, Conv2d, Dense, Reshape, MaxPool
@@ -98,7 +99,7 @@ def _right_shift(layer) -> int | None:
 def test_agreement_with_onnxruntime(evaluated, split, rounding):
     name, graph, golden, ref = evaluated
     local = compare_tensors(layerwise(graph, ref, rounding), ref)
-    e2e = compare_tensors(golden if rounding == "double" else run_float(graph, split.x_test, rounding), ref)
+    e2e = compare_tensors(golden if rounding == DEFAULT_ROUNDING else run_float(graph, split.x_test, rounding), ref)
     print(f"{name} [{rounding} rounding], layer by layer:\n{local.format()}")
     print(f"{name} [{rounding} rounding], end to end:\n{e2e.format(per_tensor=False)}")
     assert len(local.tensors) == len(graph.layers)

@@ -46,7 +46,7 @@ def _assert_cosim(res, label: str) -> None:
 @pytest.mark.parametrize("model", MODELS)
 def test_cnn_default_fabric(model, merge):
     """8 images, one run: bit-exact, cost model exact, and every conv layer at >= 70 % utilisation with one
-    pass per image, >= 90 % with one pass over the run's images (ARCHITECTURE.md section 6)."""
+    pass per image, >= 90 % with one pass over the run's images (docs/architecture.md section 6)."""
     res = cosimulate(load_digits_model(model), DEFAULT, 8, merge_images=merge)
     _assert_cosim(res, f"{model} ({'merged' if merge else 'per image'})")
     floor = 0.9 if merge else 0.7
@@ -151,8 +151,9 @@ SWEEP = {
     "1macro": replace(DEFAULT, fabric=replace(DEFAULT.fabric, n_macros=1)),
     "2macro": replace(DEFAULT, fabric=replace(DEFAULT.fabric, n_macros=2)),
     "isscc22": get_preset("isscc22"),
-    # TFLite's single-rounding requantisation in the RTL, checked against the golden model's same form
-    "single_rounding": replace(DEFAULT, fabric=replace(DEFAULT.fabric, rounding="single")),
+    # the other requantisation form (gemmlowp's double rounding; the default is single) in the RTL, checked
+    # against the golden model's same form
+    "double_rounding": replace(DEFAULT, fabric=replace(DEFAULT.fabric, rounding="double")),
 }
 
 
@@ -160,7 +161,7 @@ SWEEP = {
 @pytest.mark.parametrize("fabric", list(SWEEP))
 def test_fabric_sweep(fabric):
     """The same networks on fabrics of 1 and 2 macros (4: the default cases), on the ISSCC'22 geometry and with
-    single-rounding requantisation."""
+    double-rounding requantisation (not the default)."""
     cfg = SWEEP[fabric]
     for model in MODELS:
         res = cosimulate(load_digits_model(model), cfg, 6)

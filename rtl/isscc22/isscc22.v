@@ -13351,7 +13351,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$2379$0 (\$46 ),
+    .\port$1539$0 (\$46 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
@@ -13371,14 +13371,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1451$0 (\$38 ),
-    .\port$1457$0 (\$39 ),
-    .\port$1463$0 (\$40 ),
-    .\port$1469$0 (\$41 ),
-    .\port$1475$0 (\$42 ),
-    .\port$1481$0 (\$43 ),
-    .\port$1487$0 (\$44 ),
-    .\port$1493$0 (\$45 ),
+    .\port$1115$0 (\$38 ),
+    .\port$1121$0 (\$39 ),
+    .\port$1127$0 (\$40 ),
+    .\port$1133$0 (\$41 ),
+    .\port$1139$0 (\$42 ),
+    .\port$1145$0 (\$43 ),
+    .\port$1151$0 (\$44 ),
+    .\port$1157$0 (\$45 ),
     .rst(rst),
     .start(\start$177 )
   );
@@ -13537,14 +13537,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(\busy$123 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1109$0 (\$30 ),
-    .\port$1110$0 (\$31 ),
-    .\port$1111$0 (\$32 ),
-    .\port$1112$0 (\$33 ),
-    .\port$1113$0 (\$34 ),
-    .\port$1114$0 (\$35 ),
-    .\port$1115$0 (\$36 ),
-    .\port$1116$0 (\$37 ),
+    .\port$941$0 (\$30 ),
+    .\port$942$0 (\$31 ),
+    .\port$943$0 (\$32 ),
+    .\port$944$0 (\$33 ),
+    .\port$945$0 (\$34 ),
+    .\port$946$0 (\$35 ),
+    .\port$947$0 (\$36 ),
+    .\port$948$0 (\$37 ),
     .rst(rst),
     .start(\start$170 )
   );
@@ -16357,7 +16357,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2379$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1539$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [10:0] \$1 ;
@@ -16551,8 +16551,8 @@ module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$2379$0 ;
-  wire [22:0] \port$2379$0 ;
+  output [22:0] \port$1539$0 ;
+  wire [22:0] \port$1539$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -17270,7 +17270,7 @@ module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$2379$0  = \$8 ;
+  assign \port$1539$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -17427,7 +17427,7 @@ module \isscc22_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1451$0 , \port$1457$0 , \port$1463$0 , \port$1469$0 , \port$1475$0 , \port$1481$0 , \port$1487$0 , \port$1493$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1115$0 , \port$1121$0 , \port$1127$0 , \port$1133$0 , \port$1139$0 , \port$1145$0 , \port$1151$0 , \port$1157$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -17792,22 +17792,22 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1451$0 ;
-  wire [7:0] \port$1451$0 ;
-  output [7:0] \port$1457$0 ;
-  wire [7:0] \port$1457$0 ;
-  output [7:0] \port$1463$0 ;
-  wire [7:0] \port$1463$0 ;
-  output [7:0] \port$1469$0 ;
-  wire [7:0] \port$1469$0 ;
-  output [7:0] \port$1475$0 ;
-  wire [7:0] \port$1475$0 ;
-  output [7:0] \port$1481$0 ;
-  wire [7:0] \port$1481$0 ;
-  output [7:0] \port$1487$0 ;
-  wire [7:0] \port$1487$0 ;
-  output [7:0] \port$1493$0 ;
-  wire [7:0] \port$1493$0 ;
+  output [7:0] \port$1115$0 ;
+  wire [7:0] \port$1115$0 ;
+  output [7:0] \port$1121$0 ;
+  wire [7:0] \port$1121$0 ;
+  output [7:0] \port$1127$0 ;
+  wire [7:0] \port$1127$0 ;
+  output [7:0] \port$1133$0 ;
+  wire [7:0] \port$1133$0 ;
+  output [7:0] \port$1139$0 ;
+  wire [7:0] \port$1139$0 ;
+  output [7:0] \port$1145$0 ;
+  wire [7:0] \port$1145$0 ;
+  output [7:0] \port$1151$0 ;
+  wire [7:0] \port$1151$0 ;
+  output [7:0] \port$1157$0 ;
+  wire [7:0] \port$1157$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -18520,14 +18520,14 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1451$0  = \$43 [7:0];
-  assign \port$1457$0  = \$48 [7:0];
-  assign \port$1463$0  = \$53 [7:0];
-  assign \port$1469$0  = \$58 [7:0];
-  assign \port$1475$0  = \$63 [7:0];
-  assign \port$1481$0  = \$68 [7:0];
-  assign \port$1487$0  = \$73 [7:0];
-  assign \port$1493$0  = \$78 [7:0];
+  assign \port$1115$0  = \$43 [7:0];
+  assign \port$1121$0  = \$48 [7:0];
+  assign \port$1127$0  = \$53 [7:0];
+  assign \port$1133$0  = \$58 [7:0];
+  assign \port$1139$0  = \$63 [7:0];
+  assign \port$1145$0  = \$68 [7:0];
+  assign \port$1151$0  = \$73 [7:0];
+  assign \port$1157$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -18725,512 +18725,208 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire \$1 ;
-  wire [31:0] \$10 ;
-  wire [64:0] \$100 ;
-  wire [31:0] \$101 ;
-  wire [31:0] \$102 ;
-  wire \$103 ;
+  wire [6:0] \$1 ;
+  wire [6:0] \$10 ;
+  wire [65:0] \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire [32:0] \$103 ;
   wire [32:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire [32:0] \$107 ;
-  wire [32:0] \$108 ;
-  wire [63:0] \$109 ;
-  wire [31:0] \$11 ;
+  wire [6:0] \$105 ;
+  wire [6:0] \$106 ;
+  wire [63:0] \$107 ;
+  wire [65:0] \$108 ;
+  wire \$109 ;
+  wire [63:0] \$11 ;
   wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire [64:0] \$113 ;
-  wire [31:0] \$114 ;
-  wire [31:0] \$115 ;
-  wire \$116 ;
-  wire [32:0] \$117 ;
+  wire [32:0] \$111 ;
+  wire [32:0] \$112 ;
+  wire [6:0] \$113 ;
+  wire [6:0] \$114 ;
+  wire [63:0] \$115 ;
+  wire [65:0] \$116 ;
+  wire \$117 ;
   wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
+  wire [32:0] \$119 ;
+  wire [65:0] \$12 ;
   wire [32:0] \$120 ;
-  wire [32:0] \$121 ;
-  wire [63:0] \$122 ;
-  wire \$123 ;
-  wire \$124 ;
+  wire [6:0] \$121 ;
+  wire [6:0] \$122 ;
+  wire [63:0] \$123 ;
+  wire [65:0] \$124 ;
   wire \$125 ;
-  wire [64:0] \$126 ;
-  wire [31:0] \$127 ;
-  wire [31:0] \$128 ;
-  wire \$129 ;
-  wire [32:0] \$13 ;
-  wire [32:0] \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire [32:0] \$133 ;
-  wire [32:0] \$134 ;
-  wire [63:0] \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire [64:0] \$139 ;
+  wire \$126 ;
+  wire [32:0] \$127 ;
+  wire [32:0] \$128 ;
+  wire [126:0] \$129 ;
+  wire \$13 ;
+  wire [126:0] \$130 ;
+  wire [126:0] \$131 ;
+  wire [126:0] \$132 ;
+  wire [126:0] \$133 ;
+  wire [126:0] \$134 ;
+  wire [126:0] \$135 ;
+  wire [126:0] \$136 ;
+  wire [126:0] \$137 ;
+  wire [126:0] \$138 ;
+  wire [126:0] \$139 ;
   wire \$14 ;
-  wire [31:0] \$140 ;
-  wire [31:0] \$141 ;
-  wire \$142 ;
-  wire [32:0] \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [32:0] \$146 ;
-  wire [32:0] \$147 ;
-  wire [63:0] \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire [64:0] \$152 ;
-  wire [31:0] \$153 ;
-  wire [31:0] \$154 ;
-  wire \$155 ;
-  wire [32:0] \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire [32:0] \$159 ;
+  wire [126:0] \$140 ;
+  wire [126:0] \$141 ;
+  wire [126:0] \$142 ;
+  wire [126:0] \$143 ;
+  wire [126:0] \$144 ;
+  reg \$145 ;
+  reg \$146 ;
+  reg \$147 ;
+  reg \$148 ;
+  wire [32:0] \$15 ;
   wire [32:0] \$16 ;
-  wire [32:0] \$160 ;
-  wire [63:0] \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire [64:0] \$165 ;
-  wire [31:0] \$166 ;
-  wire [31:0] \$167 ;
-  wire \$168 ;
-  wire [32:0] \$169 ;
-  wire [32:0] \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire [32:0] \$172 ;
-  wire [32:0] \$173 ;
-  wire [63:0] \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire [64:0] \$178 ;
-  wire [31:0] \$179 ;
-  wire [63:0] \$18 ;
-  wire [31:0] \$180 ;
-  wire \$181 ;
-  wire [32:0] \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire [32:0] \$185 ;
-  wire [32:0] \$186 ;
-  wire [63:0] \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire [64:0] \$191 ;
-  wire [31:0] \$192 ;
-  wire [31:0] \$193 ;
-  wire \$194 ;
-  wire [32:0] \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire [32:0] \$198 ;
-  wire [32:0] \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire [63:0] \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire [64:0] \$204 ;
-  wire [31:0] \$205 ;
-  wire [31:0] \$206 ;
-  wire \$207 ;
-  wire [32:0] \$208 ;
-  wire \$209 ;
+  wire [6:0] \$17 ;
+  wire [6:0] \$18 ;
+  wire [63:0] \$19 ;
+  wire [6:0] \$2 ;
+  wire [65:0] \$20 ;
   wire \$21 ;
-  wire [5:0] \$210 ;
-  wire \$211 ;
-  wire [6:0] \$212 ;
-  wire [6:0] \$213 ;
-  wire [62:0] \$214 ;
-  wire \$215 ;
-  wire [31:0] \$216 ;
-  wire \$217 ;
-  wire [30:0] \$218 ;
-  wire [65:0] \$219 ;
-  wire [64:0] \$22 ;
-  wire [63:0] \$220 ;
-  wire [64:0] \$221 ;
-  wire [31:0] \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire [5:0] \$225 ;
-  wire \$226 ;
-  wire [6:0] \$227 ;
-  wire [6:0] \$228 ;
-  wire [62:0] \$229 ;
-  wire [31:0] \$23 ;
-  wire \$230 ;
-  wire [31:0] \$231 ;
-  wire \$232 ;
-  wire [30:0] \$233 ;
-  wire [65:0] \$234 ;
-  wire [63:0] \$235 ;
-  wire [64:0] \$236 ;
-  wire [31:0] \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [31:0] \$24 ;
-  wire [5:0] \$240 ;
-  wire \$241 ;
-  wire [6:0] \$242 ;
-  wire [6:0] \$243 ;
-  wire [62:0] \$244 ;
-  wire \$245 ;
-  wire [31:0] \$246 ;
-  wire \$247 ;
-  wire [30:0] \$248 ;
-  wire [65:0] \$249 ;
-  wire \$25 ;
-  wire [63:0] \$250 ;
-  wire [64:0] \$251 ;
-  wire [31:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire [5:0] \$255 ;
-  wire \$256 ;
-  wire [6:0] \$257 ;
-  wire [6:0] \$258 ;
-  wire [62:0] \$259 ;
-  wire [32:0] \$26 ;
-  wire \$260 ;
-  wire [31:0] \$261 ;
-  wire \$262 ;
-  wire [30:0] \$263 ;
-  wire [65:0] \$264 ;
-  wire [63:0] \$265 ;
-  wire [64:0] \$266 ;
-  wire [31:0] \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire [5:0] \$270 ;
-  wire \$271 ;
-  wire [6:0] \$272 ;
-  wire [6:0] \$273 ;
-  wire [62:0] \$274 ;
-  wire \$275 ;
-  wire [31:0] \$276 ;
-  wire \$277 ;
-  wire [30:0] \$278 ;
-  wire [65:0] \$279 ;
-  wire \$28 ;
-  wire [63:0] \$280 ;
-  wire [64:0] \$281 ;
-  wire [31:0] \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire [5:0] \$285 ;
-  wire \$286 ;
-  wire [6:0] \$287 ;
-  wire [6:0] \$288 ;
-  wire [62:0] \$289 ;
-  wire [32:0] \$29 ;
-  wire \$290 ;
-  wire [31:0] \$291 ;
-  wire \$292 ;
-  wire [30:0] \$293 ;
-  wire [65:0] \$294 ;
-  wire [63:0] \$295 ;
-  wire [64:0] \$296 ;
-  wire [31:0] \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire [32:0] \$3 ;
-  wire [32:0] \$30 ;
-  wire [5:0] \$300 ;
-  wire \$301 ;
-  wire [6:0] \$302 ;
-  wire [6:0] \$303 ;
-  wire [62:0] \$304 ;
-  wire \$305 ;
-  wire [31:0] \$306 ;
-  wire \$307 ;
-  wire [30:0] \$308 ;
-  wire [65:0] \$309 ;
-  wire [63:0] \$31 ;
-  wire [63:0] \$310 ;
-  wire [64:0] \$311 ;
-  wire [31:0] \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire [5:0] \$315 ;
-  wire \$316 ;
-  wire [6:0] \$317 ;
-  wire [6:0] \$318 ;
-  wire [62:0] \$319 ;
-  wire \$32 ;
-  wire \$320 ;
-  wire [31:0] \$321 ;
-  wire \$322 ;
-  wire [30:0] \$323 ;
-  wire [65:0] \$324 ;
-  wire [63:0] \$325 ;
-  wire [64:0] \$326 ;
-  wire [31:0] \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire [5:0] \$330 ;
-  wire \$331 ;
-  wire [6:0] \$332 ;
-  wire [6:0] \$333 ;
-  wire [62:0] \$334 ;
-  wire \$335 ;
-  wire [31:0] \$336 ;
-  wire \$337 ;
-  wire [30:0] \$338 ;
-  wire [65:0] \$339 ;
-  wire \$34 ;
-  wire [63:0] \$340 ;
-  wire [64:0] \$341 ;
-  wire [31:0] \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire [5:0] \$345 ;
-  wire \$346 ;
-  wire [6:0] \$347 ;
-  wire [6:0] \$348 ;
-  wire [62:0] \$349 ;
-  wire [64:0] \$35 ;
-  wire \$350 ;
-  wire [31:0] \$351 ;
-  wire \$352 ;
-  wire [30:0] \$353 ;
-  wire [65:0] \$354 ;
-  wire [63:0] \$355 ;
-  wire [64:0] \$356 ;
-  wire [31:0] \$357 ;
-  wire \$358 ;
-  wire \$359 ;
-  wire [31:0] \$36 ;
-  wire [5:0] \$360 ;
-  wire \$361 ;
-  wire [6:0] \$362 ;
-  wire [6:0] \$363 ;
-  wire [62:0] \$364 ;
-  wire \$365 ;
-  wire [31:0] \$366 ;
-  wire \$367 ;
-  wire [30:0] \$368 ;
-  wire [65:0] \$369 ;
-  wire [31:0] \$37 ;
-  wire [63:0] \$370 ;
-  wire [64:0] \$371 ;
-  wire [31:0] \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire [5:0] \$375 ;
-  wire \$376 ;
-  wire [6:0] \$377 ;
-  wire [6:0] \$378 ;
-  wire [62:0] \$379 ;
+  wire \$22 ;
+  wire [32:0] \$23 ;
+  wire [32:0] \$24 ;
+  wire [6:0] \$25 ;
+  wire [6:0] \$26 ;
+  wire [63:0] \$27 ;
+  wire [65:0] \$28 ;
+  wire \$29 ;
+  wire [63:0] \$3 ;
+  wire \$30 ;
+  wire [32:0] \$31 ;
+  wire [32:0] \$32 ;
+  wire [6:0] \$33 ;
+  wire [6:0] \$34 ;
+  wire [63:0] \$35 ;
+  wire [65:0] \$36 ;
+  wire \$37 ;
   wire \$38 ;
-  wire \$380 ;
-  wire [31:0] \$381 ;
-  wire \$382 ;
-  wire [30:0] \$383 ;
-  wire [65:0] \$384 ;
-  wire [63:0] \$385 ;
-  wire [64:0] \$386 ;
-  wire [31:0] \$387 ;
-  wire \$388 ;
-  wire \$389 ;
   wire [32:0] \$39 ;
-  wire [5:0] \$390 ;
-  wire \$391 ;
-  wire [6:0] \$392 ;
-  wire [6:0] \$393 ;
-  wire [62:0] \$394 ;
-  wire \$395 ;
-  wire [31:0] \$396 ;
-  wire \$397 ;
-  wire [30:0] \$398 ;
-  wire [65:0] \$399 ;
-  wire [32:0] \$4 ;
-  wire \$40 ;
-  wire [63:0] \$400 ;
-  wire [64:0] \$401 ;
-  wire [31:0] \$402 ;
-  wire \$403 ;
-  wire \$404 ;
-  wire [5:0] \$405 ;
-  wire \$406 ;
-  wire [6:0] \$407 ;
-  wire [6:0] \$408 ;
-  wire [62:0] \$409 ;
-  wire \$41 ;
-  wire \$410 ;
-  wire [31:0] \$411 ;
-  wire \$412 ;
-  wire [30:0] \$413 ;
-  wire [65:0] \$414 ;
-  wire [63:0] \$415 ;
-  wire [64:0] \$416 ;
-  wire [31:0] \$417 ;
-  wire \$418 ;
-  wire \$419 ;
-  wire [32:0] \$42 ;
-  wire [5:0] \$420 ;
-  wire \$421 ;
-  wire [6:0] \$422 ;
-  wire [6:0] \$423 ;
-  wire [62:0] \$424 ;
-  wire \$425 ;
-  wire [31:0] \$426 ;
-  wire \$427 ;
-  wire [30:0] \$428 ;
-  wire [65:0] \$429 ;
-  wire [32:0] \$43 ;
-  wire [63:0] \$430 ;
-  wire [64:0] \$431 ;
-  wire [31:0] \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  wire [5:0] \$435 ;
-  wire \$436 ;
-  wire [6:0] \$437 ;
-  wire [6:0] \$438 ;
-  wire [62:0] \$439 ;
-  wire [63:0] \$44 ;
-  wire \$440 ;
-  wire [31:0] \$441 ;
-  wire \$442 ;
-  wire [30:0] \$443 ;
-  wire [65:0] \$444 ;
-  wire [63:0] \$445 ;
-  wire [64:0] \$446 ;
-  wire [31:0] \$447 ;
-  wire \$448 ;
-  reg \$449 ;
+  wire [65:0] \$4 ;
+  wire [32:0] \$40 ;
+  wire [6:0] \$41 ;
+  wire [6:0] \$42 ;
+  wire [63:0] \$43 ;
+  wire [65:0] \$44 ;
   wire \$45 ;
-  reg \$450 ;
-  reg \$451 ;
-  reg \$452 ;
   wire \$46 ;
-  wire \$47 ;
-  wire [64:0] \$48 ;
-  wire [31:0] \$49 ;
-  wire [63:0] \$5 ;
-  wire [31:0] \$50 ;
-  wire \$51 ;
-  wire [32:0] \$52 ;
+  wire [32:0] \$47 ;
+  wire [32:0] \$48 ;
+  wire [6:0] \$49 ;
+  wire \$5 ;
+  wire [6:0] \$50 ;
+  wire [63:0] \$51 ;
+  wire [65:0] \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire [32:0] \$55 ;
   wire [32:0] \$56 ;
-  wire [63:0] \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [6:0] \$57 ;
+  wire [6:0] \$58 ;
+  wire [63:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [64:0] \$61 ;
-  wire [31:0] \$62 ;
-  wire [31:0] \$63 ;
-  wire \$64 ;
-  wire [32:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [32:0] \$68 ;
-  wire [32:0] \$69 ;
-  wire \$7 ;
-  wire [63:0] \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire [64:0] \$74 ;
-  wire [31:0] \$75 ;
-  wire [31:0] \$76 ;
+  wire [65:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [32:0] \$63 ;
+  wire [32:0] \$64 ;
+  wire [6:0] \$65 ;
+  wire [6:0] \$66 ;
+  wire [63:0] \$67 ;
+  wire [65:0] \$68 ;
+  wire \$69 ;
+  wire [32:0] \$7 ;
+  wire \$70 ;
+  wire [32:0] \$71 ;
+  wire [32:0] \$72 ;
+  wire [6:0] \$73 ;
+  wire [6:0] \$74 ;
+  wire [63:0] \$75 ;
+  wire [65:0] \$76 ;
   wire \$77 ;
-  wire [32:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire [32:0] \$81 ;
-  wire [32:0] \$82 ;
+  wire \$78 ;
+  wire [32:0] \$79 ;
+  wire [32:0] \$8 ;
+  wire [32:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [6:0] \$82 ;
   wire [63:0] \$83 ;
-  wire \$84 ;
+  wire [65:0] \$84 ;
   wire \$85 ;
   wire \$86 ;
-  wire [64:0] \$87 ;
-  wire [31:0] \$88 ;
-  wire [31:0] \$89 ;
-  wire [64:0] \$9 ;
-  wire \$90 ;
-  wire [32:0] \$91 ;
-  wire \$92 ;
+  wire [32:0] \$87 ;
+  wire [32:0] \$88 ;
+  wire [6:0] \$89 ;
+  wire [6:0] \$9 ;
+  wire [6:0] \$90 ;
+  wire [63:0] \$91 ;
+  wire [65:0] \$92 ;
   wire \$93 ;
-  wire [32:0] \$94 ;
+  wire \$94 ;
   wire [32:0] \$95 ;
-  wire [63:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  wire [64:0] biased0;
-  wire [64:0] biased1;
-  wire [64:0] biased10;
-  wire [64:0] biased11;
-  wire [64:0] biased12;
-  wire [64:0] biased13;
-  wire [64:0] biased14;
-  wire [64:0] biased15;
-  wire [64:0] biased2;
-  wire [64:0] biased3;
-  wire [64:0] biased4;
-  wire [64:0] biased5;
-  wire [64:0] biased6;
-  wire [64:0] biased7;
-  wire [64:0] biased8;
-  wire [64:0] biased9;
+  wire [32:0] \$96 ;
+  wire [6:0] \$97 ;
+  wire [6:0] \$98 ;
+  wire [63:0] \$99 ;
   output busy;
   wire busy;
   input clk;
   wire clk;
-  reg [31:0] high0 = 32'd0;
-  reg [31:0] high1 = 32'd0;
-  reg [31:0] high10 = 32'd0;
-  reg [31:0] high11 = 32'd0;
-  reg [31:0] high12 = 32'd0;
-  reg [31:0] high13 = 32'd0;
-  reg [31:0] high14 = 32'd0;
-  reg [31:0] high15 = 32'd0;
-  reg [31:0] high2 = 32'd0;
-  reg [31:0] high3 = 32'd0;
-  reg [31:0] high4 = 32'd0;
-  reg [31:0] high5 = 32'd0;
-  reg [31:0] high6 = 32'd0;
-  reg [31:0] high7 = 32'd0;
-  reg [31:0] high8 = 32'd0;
-  reg [31:0] high9 = 32'd0;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h1_10 = 6'h00;
+  reg [5:0] h1_11 = 6'h00;
+  reg [5:0] h1_12 = 6'h00;
+  reg [5:0] h1_13 = 6'h00;
+  reg [5:0] h1_14 = 6'h00;
+  reg [5:0] h1_15 = 6'h00;
+  reg [5:0] h1_2 = 6'h00;
+  reg [5:0] h1_3 = 6'h00;
+  reg [5:0] h1_4 = 6'h00;
+  reg [5:0] h1_5 = 6'h00;
+  reg [5:0] h1_6 = 6'h00;
+  reg [5:0] h1_7 = 6'h00;
+  reg [5:0] h1_8 = 6'h00;
+  reg [5:0] h1_9 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  reg [5:0] h2_10 = 6'h00;
+  reg [5:0] h2_11 = 6'h00;
+  reg [5:0] h2_12 = 6'h00;
+  reg [5:0] h2_13 = 6'h00;
+  reg [5:0] h2_14 = 6'h00;
+  reg [5:0] h2_15 = 6'h00;
+  reg [5:0] h2_2 = 6'h00;
+  reg [5:0] h2_3 = 6'h00;
+  reg [5:0] h2_4 = 6'h00;
+  reg [5:0] h2_5 = 6'h00;
+  reg [5:0] h2_6 = 6'h00;
+  reg [5:0] h2_7 = 6'h00;
+  reg [5:0] h2_8 = 6'h00;
+  reg [5:0] h2_9 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
+  wire [63:0] half10;
+  wire [63:0] half11;
+  wire [63:0] half12;
+  wire [63:0] half13;
+  wire [63:0] half14;
+  wire [63:0] half15;
+  wire [63:0] half2;
+  wire [63:0] half3;
+  wire [63:0] half4;
+  wire [63:0] half5;
+  wire [63:0] half6;
+  wire [63:0] half7;
+  wire [63:0] half8;
+  wire [63:0] half9;
   input i_valid;
   wire i_valid;
-  wire [4:0] left0;
-  wire [4:0] left1;
-  wire [4:0] left10;
-  wire [4:0] left11;
-  wire [4:0] left12;
-  wire [4:0] left13;
-  wire [4:0] left14;
-  wire [4:0] left15;
-  wire [4:0] left2;
-  wire [4:0] left3;
-  wire [4:0] left4;
-  wire [4:0] left5;
-  wire [4:0] left6;
-  wire [4:0] left7;
-  wire [4:0] left8;
-  wire [4:0] left9;
   reg [31:0] m1_0 = 32'd0;
   reg [31:0] m1_1 = 32'd0;
   reg [31:0] m1_10 = 32'd0;
@@ -19247,22 +18943,6 @@ module \isscc22_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   reg [31:0] m1_7 = 32'd0;
   reg [31:0] m1_8 = 32'd0;
   reg [31:0] m1_9 = 32'd0;
-  wire [31:0] mask0;
-  wire [31:0] mask1;
-  wire [31:0] mask10;
-  wire [31:0] mask11;
-  wire [31:0] mask12;
-  wire [31:0] mask13;
-  wire [31:0] mask14;
-  wire [31:0] mask15;
-  wire [31:0] mask2;
-  wire [31:0] mask3;
-  wire [31:0] mask4;
-  wire [31:0] mask5;
-  wire [31:0] mask6;
-  wire [31:0] mask7;
-  wire [31:0] mask8;
-  wire [31:0] mask9;
   input [511:0] mult;
   wire [511:0] mult;
   wire [31:0] \mult[0] ;
@@ -19281,40 +18961,24 @@ module \isscc22_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   wire [31:0] \mult[7] ;
   wire [31:0] \mult[8] ;
   wire [31:0] \mult[9] ;
-  wire [64:0] nudged0;
-  wire [64:0] nudged1;
-  wire [64:0] nudged10;
-  wire [64:0] nudged11;
-  wire [64:0] nudged12;
-  wire [64:0] nudged13;
-  wire [64:0] nudged14;
-  wire [64:0] nudged15;
-  wire [64:0] nudged2;
-  wire [64:0] nudged3;
-  wire [64:0] nudged4;
-  wire [64:0] nudged5;
-  wire [64:0] nudged6;
-  wire [64:0] nudged7;
-  wire [64:0] nudged8;
-  wire [64:0] nudged9;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
+  reg [64:0] nudged10 = 65'h00000000000000000;
+  reg [64:0] nudged11 = 65'h00000000000000000;
+  reg [64:0] nudged12 = 65'h00000000000000000;
+  reg [64:0] nudged13 = 65'h00000000000000000;
+  reg [64:0] nudged14 = 65'h00000000000000000;
+  reg [64:0] nudged15 = 65'h00000000000000000;
+  reg [64:0] nudged2 = 65'h00000000000000000;
+  reg [64:0] nudged3 = 65'h00000000000000000;
+  reg [64:0] nudged4 = 65'h00000000000000000;
+  reg [64:0] nudged5 = 65'h00000000000000000;
+  reg [64:0] nudged6 = 65'h00000000000000000;
+  reg [64:0] nudged7 = 65'h00000000000000000;
+  reg [64:0] nudged8 = 65'h00000000000000000;
+  reg [64:0] nudged9 = 65'h00000000000000000;
   (* init = 1'h0 *)
   wire o_valid;
-  reg ovf0 = 1'h0;
-  reg ovf1 = 1'h0;
-  reg ovf10 = 1'h0;
-  reg ovf11 = 1'h0;
-  reg ovf12 = 1'h0;
-  reg ovf13 = 1'h0;
-  reg ovf14 = 1'h0;
-  reg ovf15 = 1'h0;
-  reg ovf2 = 1'h0;
-  reg ovf3 = 1'h0;
-  reg ovf4 = 1'h0;
-  reg ovf5 = 1'h0;
-  reg ovf6 = 1'h0;
-  reg ovf7 = 1'h0;
-  reg ovf8 = 1'h0;
-  reg ovf9 = 1'h0;
   reg [63:0] prod0 = 64'h0000000000000000;
   reg [63:0] prod1 = 64'h0000000000000000;
   reg [63:0] prod10 = 64'h0000000000000000;
@@ -19331,86 +18995,6 @@ module \isscc22_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   reg [63:0] prod7 = 64'h0000000000000000;
   reg [63:0] prod8 = 64'h0000000000000000;
   reg [63:0] prod9 = 64'h0000000000000000;
-  reg [4:0] r1_0 = 5'h00;
-  reg [4:0] r1_1 = 5'h00;
-  reg [4:0] r1_10 = 5'h00;
-  reg [4:0] r1_11 = 5'h00;
-  reg [4:0] r1_12 = 5'h00;
-  reg [4:0] r1_13 = 5'h00;
-  reg [4:0] r1_14 = 5'h00;
-  reg [4:0] r1_15 = 5'h00;
-  reg [4:0] r1_2 = 5'h00;
-  reg [4:0] r1_3 = 5'h00;
-  reg [4:0] r1_4 = 5'h00;
-  reg [4:0] r1_5 = 5'h00;
-  reg [4:0] r1_6 = 5'h00;
-  reg [4:0] r1_7 = 5'h00;
-  reg [4:0] r1_8 = 5'h00;
-  reg [4:0] r1_9 = 5'h00;
-  reg [4:0] r2_0 = 5'h00;
-  reg [4:0] r2_1 = 5'h00;
-  reg [4:0] r2_10 = 5'h00;
-  reg [4:0] r2_11 = 5'h00;
-  reg [4:0] r2_12 = 5'h00;
-  reg [4:0] r2_13 = 5'h00;
-  reg [4:0] r2_14 = 5'h00;
-  reg [4:0] r2_15 = 5'h00;
-  reg [4:0] r2_2 = 5'h00;
-  reg [4:0] r2_3 = 5'h00;
-  reg [4:0] r2_4 = 5'h00;
-  reg [4:0] r2_5 = 5'h00;
-  reg [4:0] r2_6 = 5'h00;
-  reg [4:0] r2_7 = 5'h00;
-  reg [4:0] r2_8 = 5'h00;
-  reg [4:0] r2_9 = 5'h00;
-  reg [4:0] r3_0 = 5'h00;
-  reg [4:0] r3_1 = 5'h00;
-  reg [4:0] r3_10 = 5'h00;
-  reg [4:0] r3_11 = 5'h00;
-  reg [4:0] r3_12 = 5'h00;
-  reg [4:0] r3_13 = 5'h00;
-  reg [4:0] r3_14 = 5'h00;
-  reg [4:0] r3_15 = 5'h00;
-  reg [4:0] r3_2 = 5'h00;
-  reg [4:0] r3_3 = 5'h00;
-  reg [4:0] r3_4 = 5'h00;
-  reg [4:0] r3_5 = 5'h00;
-  reg [4:0] r3_6 = 5'h00;
-  reg [4:0] r3_7 = 5'h00;
-  reg [4:0] r3_8 = 5'h00;
-  reg [4:0] r3_9 = 5'h00;
-  wire [31:0] rem0;
-  wire [31:0] rem1;
-  wire [31:0] rem10;
-  wire [31:0] rem11;
-  wire [31:0] rem12;
-  wire [31:0] rem13;
-  wire [31:0] rem14;
-  wire [31:0] rem15;
-  wire [31:0] rem2;
-  wire [31:0] rem3;
-  wire [31:0] rem4;
-  wire [31:0] rem5;
-  wire [31:0] rem6;
-  wire [31:0] rem7;
-  wire [31:0] rem8;
-  wire [31:0] rem9;
-  wire [4:0] right0;
-  wire [4:0] right1;
-  wire [4:0] right10;
-  wire [4:0] right11;
-  wire [4:0] right12;
-  wire [4:0] right13;
-  wire [4:0] right14;
-  wire [4:0] right15;
-  wire [4:0] right2;
-  wire [4:0] right3;
-  wire [4:0] right4;
-  wire [4:0] right5;
-  wire [4:0] right6;
-  wire [4:0] right7;
-  wire [4:0] right8;
-  wire [4:0] right9;
   input rst;
   wire rst;
   input [95:0] shift;
@@ -19431,43 +19015,75 @@ module \isscc22_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   wire [5:0] \shift[7] ;
   wire [5:0] \shift[8] ;
   wire [5:0] \shift[9] ;
-  wire [32:0] thr0;
-  wire [32:0] thr1;
-  wire [32:0] thr10;
-  wire [32:0] thr11;
-  wire [32:0] thr12;
-  wire [32:0] thr13;
-  wire [32:0] thr14;
-  wire [32:0] thr15;
-  wire [32:0] thr2;
-  wire [32:0] thr3;
-  wire [32:0] thr4;
-  wire [32:0] thr5;
-  wire [32:0] thr6;
-  wire [32:0] thr7;
-  wire [32:0] thr8;
-  wire [32:0] thr9;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  wire [64:0] shifted10;
+  wire [64:0] shifted11;
+  wire [64:0] shifted12;
+  wire [64:0] shifted13;
+  wire [64:0] shifted14;
+  wire [64:0] shifted15;
+  wire [64:0] shifted2;
+  wire [64:0] shifted3;
+  wire [64:0] shifted4;
+  wire [64:0] shifted5;
+  wire [64:0] shifted6;
+  wire [64:0] shifted7;
+  wire [64:0] shifted8;
+  wire [64:0] shifted9;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t1_10 = 6'h00;
+  reg [5:0] t1_11 = 6'h00;
+  reg [5:0] t1_12 = 6'h00;
+  reg [5:0] t1_13 = 6'h00;
+  reg [5:0] t1_14 = 6'h00;
+  reg [5:0] t1_15 = 6'h00;
+  reg [5:0] t1_2 = 6'h00;
+  reg [5:0] t1_3 = 6'h00;
+  reg [5:0] t1_4 = 6'h00;
+  reg [5:0] t1_5 = 6'h00;
+  reg [5:0] t1_6 = 6'h00;
+  reg [5:0] t1_7 = 6'h00;
+  reg [5:0] t1_8 = 6'h00;
+  reg [5:0] t1_9 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t2_10 = 6'h00;
+  reg [5:0] t2_11 = 6'h00;
+  reg [5:0] t2_12 = 6'h00;
+  reg [5:0] t2_13 = 6'h00;
+  reg [5:0] t2_14 = 6'h00;
+  reg [5:0] t2_15 = 6'h00;
+  reg [5:0] t2_2 = 6'h00;
+  reg [5:0] t2_3 = 6'h00;
+  reg [5:0] t2_4 = 6'h00;
+  reg [5:0] t2_5 = 6'h00;
+  reg [5:0] t2_6 = 6'h00;
+  reg [5:0] t2_7 = 6'h00;
+  reg [5:0] t2_8 = 6'h00;
+  reg [5:0] t2_9 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
+  reg [5:0] t3_10 = 6'h00;
+  reg [5:0] t3_11 = 6'h00;
+  reg [5:0] t3_12 = 6'h00;
+  reg [5:0] t3_13 = 6'h00;
+  reg [5:0] t3_14 = 6'h00;
+  reg [5:0] t3_15 = 6'h00;
+  reg [5:0] t3_2 = 6'h00;
+  reg [5:0] t3_3 = 6'h00;
+  reg [5:0] t3_4 = 6'h00;
+  reg [5:0] t3_5 = 6'h00;
+  reg [5:0] t3_6 = 6'h00;
+  reg [5:0] t3_7 = 6'h00;
+  reg [5:0] t3_8 = 6'h00;
+  reg [5:0] t3_9 = 6'h00;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg v3 = 1'h0;
   output v4;
   reg v4 = 1'h0;
-  wire [63:0] wide0;
-  wire [63:0] wide1;
-  wire [63:0] wide10;
-  wire [63:0] wide11;
-  wire [63:0] wide12;
-  wire [63:0] wide13;
-  wire [63:0] wide14;
-  wire [63:0] wide15;
-  wire [63:0] wide2;
-  wire [63:0] wide3;
-  wire [63:0] wide4;
-  wire [63:0] wide5;
-  wire [63:0] wide6;
-  wire [63:0] wide7;
-  wire [63:0] wide8;
-  wire [63:0] wide9;
   input [511:0] x;
   wire [511:0] x;
   reg [31:0] x1_0 = 32'd0;
@@ -19536,876 +19152,556 @@ module \isscc22_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   wire [31:0] \y[7] ;
   wire [31:0] \y[8] ;
   wire [31:0] \y[9] ;
-  always @(posedge clk)
-    high4 <= \$62 ;
-  always @(posedge clk)
-    r3_4 <= r2_4;
-  always @(posedge clk)
-    y4 <= \$65 [31:0];
-  always @(posedge clk)
-    x1_5 <= \$69 [31:0];
-  always @(posedge clk)
-    m1_5 <= mult[191:160];
-  always @(posedge clk)
-    r1_5 <= \$288 [4:0];
-  always @(posedge clk)
-    prod5 <= \$70 ;
-  always @(posedge clk)
-    ovf5 <= \$73 ;
-  always @(posedge clk)
-    r2_5 <= r1_5;
-  always @(posedge clk)
-    high5 <= \$75 ;
-  always @(posedge clk)
-    r3_5 <= r2_5;
-  always @(posedge clk)
-    y5 <= \$78 [31:0];
-  always @(posedge clk)
-    x1_6 <= \$82 [31:0];
-  always @(posedge clk)
-    m1_6 <= mult[223:192];
-  always @(posedge clk)
-    r1_6 <= \$303 [4:0];
-  always @(posedge clk)
-    prod6 <= \$83 ;
-  always @(posedge clk)
-    ovf6 <= \$86 ;
-  always @(posedge clk)
-    r2_6 <= r1_6;
-  always @(posedge clk)
-    high6 <= \$88 ;
-  always @(posedge clk)
-    r3_6 <= r2_6;
-  always @(posedge clk)
-    y6 <= \$91 [31:0];
-  always @(posedge clk)
-    x1_7 <= \$95 [31:0];
-  always @(posedge clk)
-    m1_7 <= mult[255:224];
-  always @(posedge clk)
-    r1_7 <= \$318 [4:0];
-  always @(posedge clk)
-    prod7 <= \$96 ;
-  always @(posedge clk)
-    ovf7 <= \$99 ;
-  always @(posedge clk)
-    r2_7 <= r1_7;
-  always @(posedge clk)
-    high7 <= \$101 ;
-  always @(posedge clk)
-    r3_7 <= r2_7;
-  always @(posedge clk)
-    y7 <= \$104 [31:0];
-  always @(posedge clk)
-    x1_8 <= \$108 [31:0];
-  always @(posedge clk)
-    m1_8 <= mult[287:256];
-  always @(posedge clk)
-    r1_8 <= \$333 [4:0];
-  always @(posedge clk)
-    prod8 <= \$109 ;
-  always @(posedge clk)
-    ovf8 <= \$112 ;
-  always @(posedge clk)
-    r2_8 <= r1_8;
-  always @(posedge clk)
-    high8 <= \$114 ;
-  always @(posedge clk)
-    r3_8 <= r2_8;
-  always @(posedge clk)
-    y8 <= \$117 [31:0];
-  always @(posedge clk)
-    x1_9 <= \$121 [31:0];
-  always @(posedge clk)
-    m1_9 <= mult[319:288];
-  always @(posedge clk)
-    r1_9 <= \$348 [4:0];
-  always @(posedge clk)
-    prod9 <= \$122 ;
-  always @(posedge clk)
-    ovf9 <= \$125 ;
-  always @(posedge clk)
-    r2_9 <= r1_9;
-  always @(posedge clk)
-    high9 <= \$127 ;
-  always @(posedge clk)
-    r3_9 <= r2_9;
-  always @(posedge clk)
-    y9 <= \$130 [31:0];
-  always @(posedge clk)
-    x1_10 <= \$134 [31:0];
-  always @(posedge clk)
-    m1_10 <= mult[351:320];
-  always @(posedge clk)
-    r1_10 <= \$363 [4:0];
-  always @(posedge clk)
-    prod10 <= \$135 ;
-  always @(posedge clk)
-    ovf10 <= \$138 ;
-  always @(posedge clk)
-    r2_10 <= r1_10;
-  always @(posedge clk)
-    high10 <= \$140 ;
-  always @(posedge clk)
-    r3_10 <= r2_10;
-  always @(posedge clk)
-    y10 <= \$143 [31:0];
-  always @(posedge clk)
-    x1_11 <= \$147 [31:0];
-  always @(posedge clk)
-    m1_11 <= mult[383:352];
-  always @(posedge clk)
-    r1_11 <= \$378 [4:0];
-  always @(posedge clk)
-    prod11 <= \$148 ;
-  always @(posedge clk)
-    ovf11 <= \$151 ;
-  always @(posedge clk)
-    r2_11 <= r1_11;
-  always @(posedge clk)
-    high11 <= \$153 ;
-  always @(posedge clk)
-    r3_11 <= r2_11;
-  always @(posedge clk)
-    y11 <= \$156 [31:0];
-  always @(posedge clk)
-    x1_12 <= \$160 [31:0];
-  always @(posedge clk)
-    m1_12 <= mult[415:384];
-  always @(posedge clk)
-    r1_12 <= \$393 [4:0];
-  always @(posedge clk)
-    prod12 <= \$161 ;
-  always @(posedge clk)
-    ovf12 <= \$164 ;
-  always @(posedge clk)
-    r2_12 <= r1_12;
-  always @(posedge clk)
-    high12 <= \$166 ;
-  always @(posedge clk)
-    r3_12 <= r2_12;
-  always @(posedge clk)
-    y12 <= \$169 [31:0];
-  always @(posedge clk)
-    x1_13 <= \$173 [31:0];
-  always @(posedge clk)
-    m1_13 <= mult[447:416];
-  always @(posedge clk)
-    r1_13 <= \$408 [4:0];
-  always @(posedge clk)
-    prod13 <= \$174 ;
-  always @(posedge clk)
-    ovf13 <= \$177 ;
-  always @(posedge clk)
-    r2_13 <= r1_13;
-  always @(posedge clk)
-    high13 <= \$179 ;
-  always @(posedge clk)
-    r3_13 <= r2_13;
-  always @(posedge clk)
-    y13 <= \$182 [31:0];
-  always @(posedge clk)
-    x1_14 <= \$186 [31:0];
-  always @(posedge clk)
-    m1_14 <= mult[479:448];
-  always @(posedge clk)
-    r1_14 <= \$423 [4:0];
-  always @(posedge clk)
-    prod14 <= \$187 ;
-  always @(posedge clk)
-    ovf14 <= \$190 ;
-  always @(posedge clk)
-    r2_14 <= r1_14;
-  always @(posedge clk)
-    high14 <= \$192 ;
-  always @(posedge clk)
-    r3_14 <= r2_14;
-  always @(posedge clk)
-    y14 <= \$195 [31:0];
-  always @(posedge clk)
-    x1_15 <= \$199 [31:0];
-  always @(posedge clk)
-    m1_15 <= mult[511:480];
-  always @(posedge clk)
-    r1_15 <= \$438 [4:0];
-  always @(posedge clk)
-    prod15 <= \$200 ;
-  always @(posedge clk)
-    ovf15 <= \$203 ;
-  always @(posedge clk)
-    r2_15 <= r1_15;
-  always @(posedge clk)
-    high15 <= \$205 ;
-  always @(posedge clk)
-    r3_15 <= r2_15;
-  always @(posedge clk)
-    y15 <= \$208 [31:0];
-  assign \$1  = $signed(\$214 ) > $signed(32'd2147483647);
-  assign \$2  = $signed(\$214 ) < $signed(32'd2147483648);
-  assign \$3  = \$2  ? 33'h180000000 : { 1'h0, \$214 [31:0] };
-  assign \$4  = \$1  ? 33'h07fffffff : \$3 ;
-  assign \$5  = $signed(x1_0) * $signed(m1_0);
-  assign \$6  = x1_0 == 32'd2147483648;
-  assign \$7  = m1_0 == 32'd2147483648;
-  assign \$8  = \$6  & \$7 ;
-  assign \$10  = ovf0 ? 32'd2147483647 : \$9 [31:0];
-  assign \$11  = $signed(high0) >>> r3_0;
-  assign \$12  = rem0 > thr0;
-  assign \$13  = $signed(\$11 ) + $signed({ 1'h0, \$12  });
-  assign \$14  = $signed(\$229 ) > $signed(32'd2147483647);
-  assign \$15  = $signed(\$229 ) < $signed(32'd2147483648);
-  assign \$16  = \$15  ? 33'h180000000 : { 1'h0, \$229 [31:0] };
-  assign \$17  = \$14  ? 33'h07fffffff : \$16 ;
-  assign \$18  = $signed(x1_1) * $signed(m1_1);
-  assign \$19  = x1_1 == 32'd2147483648;
-  assign \$20  = m1_1 == 32'd2147483648;
-  assign \$21  = \$19  & \$20 ;
-  assign \$23  = ovf1 ? 32'd2147483647 : \$22 [31:0];
-  assign \$24  = $signed(high1) >>> r3_1;
-  assign \$25  = rem1 > thr1;
-  assign \$26  = $signed(\$24 ) + $signed({ 1'h0, \$25  });
-  assign \$27  = $signed(\$244 ) > $signed(32'd2147483647);
-  assign \$28  = $signed(\$244 ) < $signed(32'd2147483648);
-  assign \$29  = \$28  ? 33'h180000000 : { 1'h0, \$244 [31:0] };
-  assign \$30  = \$27  ? 33'h07fffffff : \$29 ;
-  assign \$31  = $signed(x1_2) * $signed(m1_2);
-  assign \$32  = x1_2 == 32'd2147483648;
-  assign \$33  = m1_2 == 32'd2147483648;
-  assign \$34  = \$32  & \$33 ;
-  assign \$36  = ovf2 ? 32'd2147483647 : \$35 [31:0];
-  assign \$37  = $signed(high2) >>> r3_2;
-  assign \$38  = rem2 > thr2;
-  assign \$39  = $signed(\$37 ) + $signed({ 1'h0, \$38  });
-  assign \$40  = $signed(\$259 ) > $signed(32'd2147483647);
-  assign \$41  = $signed(\$259 ) < $signed(32'd2147483648);
-  assign \$42  = \$41  ? 33'h180000000 : { 1'h0, \$259 [31:0] };
-  assign \$43  = \$40  ? 33'h07fffffff : \$42 ;
-  assign \$44  = $signed(x1_3) * $signed(m1_3);
-  assign \$45  = x1_3 == 32'd2147483648;
-  assign \$46  = m1_3 == 32'd2147483648;
-  assign \$47  = \$45  & \$46 ;
-  assign \$49  = ovf3 ? 32'd2147483647 : \$48 [31:0];
-  assign \$50  = $signed(high3) >>> r3_3;
-  assign \$51  = rem3 > thr3;
-  assign \$52  = $signed(\$50 ) + $signed({ 1'h0, \$51  });
-  assign \$53  = $signed(\$274 ) > $signed(32'd2147483647);
-  assign \$54  = $signed(\$274 ) < $signed(32'd2147483648);
-  assign \$55  = \$54  ? 33'h180000000 : { 1'h0, \$274 [31:0] };
+  assign \$1  = $signed(6'h1f) - $signed(shift[5:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[5:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$129 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[11:6]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[11:6]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$130 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign \$17  = $signed(6'h1f) - $signed(shift[17:12]);
+  assign \$18  = $signed(6'h1e) - $signed(shift[17:12]);
+  assign \$19  = $signed(x1_2) * $signed(m1_2);
+  assign \$20  = $signed(prod2) + $signed({ 1'h0, \$131 [63:0] });
+  assign \$21  = $signed(shifted2) > $signed(32'd2147483647);
+  assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
+  assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
+  assign \$24  = \$21  ? 33'h07fffffff : \$23 ;
+  assign \$25  = $signed(6'h1f) - $signed(shift[23:18]);
+  assign \$26  = $signed(6'h1e) - $signed(shift[23:18]);
+  assign \$27  = $signed(x1_3) * $signed(m1_3);
+  assign \$28  = $signed(prod3) + $signed({ 1'h0, \$132 [63:0] });
+  assign \$29  = $signed(shifted3) > $signed(32'd2147483647);
+  assign \$30  = $signed(shifted3) < $signed(32'd2147483648);
+  assign \$31  = \$30  ? 33'h180000000 : { 1'h0, shifted3[31:0] };
+  assign \$32  = \$29  ? 33'h07fffffff : \$31 ;
+  assign \$33  = $signed(6'h1f) - $signed(shift[29:24]);
+  assign \$34  = $signed(6'h1e) - $signed(shift[29:24]);
+  assign \$35  = $signed(x1_4) * $signed(m1_4);
+  assign \$36  = $signed(prod4) + $signed({ 1'h0, \$133 [63:0] });
+  assign \$37  = $signed(shifted4) > $signed(32'd2147483647);
+  assign \$38  = $signed(shifted4) < $signed(32'd2147483648);
+  assign \$39  = \$38  ? 33'h180000000 : { 1'h0, shifted4[31:0] };
+  assign \$40  = \$37  ? 33'h07fffffff : \$39 ;
+  assign \$41  = $signed(6'h1f) - $signed(shift[35:30]);
+  assign \$42  = $signed(6'h1e) - $signed(shift[35:30]);
+  assign \$43  = $signed(x1_5) * $signed(m1_5);
+  assign \$44  = $signed(prod5) + $signed({ 1'h0, \$134 [63:0] });
+  assign \$45  = $signed(shifted5) > $signed(32'd2147483647);
+  assign \$46  = $signed(shifted5) < $signed(32'd2147483648);
+  assign \$47  = \$46  ? 33'h180000000 : { 1'h0, shifted5[31:0] };
+  assign \$48  = \$45  ? 33'h07fffffff : \$47 ;
+  assign \$49  = $signed(6'h1f) - $signed(shift[41:36]);
+  assign \$50  = $signed(6'h1e) - $signed(shift[41:36]);
+  assign \$51  = $signed(x1_6) * $signed(m1_6);
+  assign \$52  = $signed(prod6) + $signed({ 1'h0, \$135 [63:0] });
+  assign \$53  = $signed(shifted6) > $signed(32'd2147483647);
+  assign \$54  = $signed(shifted6) < $signed(32'd2147483648);
+  assign \$55  = \$54  ? 33'h180000000 : { 1'h0, shifted6[31:0] };
   assign \$56  = \$53  ? 33'h07fffffff : \$55 ;
-  assign \$57  = $signed(x1_4) * $signed(m1_4);
-  assign \$58  = x1_4 == 32'd2147483648;
-  assign \$59  = m1_4 == 32'd2147483648;
-  assign \$60  = \$58  & \$59 ;
-  assign \$62  = ovf4 ? 32'd2147483647 : \$61 [31:0];
-  assign \$63  = $signed(high4) >>> r3_4;
-  assign \$64  = rem4 > thr4;
-  assign \$65  = $signed(\$63 ) + $signed({ 1'h0, \$64  });
-  assign \$66  = $signed(\$289 ) > $signed(32'd2147483647);
-  assign \$67  = $signed(\$289 ) < $signed(32'd2147483648);
-  assign \$68  = \$67  ? 33'h180000000 : { 1'h0, \$289 [31:0] };
-  assign \$69  = \$66  ? 33'h07fffffff : \$68 ;
-  assign \$70  = $signed(x1_5) * $signed(m1_5);
-  assign \$71  = x1_5 == 32'd2147483648;
-  assign \$72  = m1_5 == 32'd2147483648;
-  assign \$73  = \$71  & \$72 ;
-  assign \$75  = ovf5 ? 32'd2147483647 : \$74 [31:0];
-  assign \$76  = $signed(high5) >>> r3_5;
-  assign \$77  = rem5 > thr5;
-  assign \$78  = $signed(\$76 ) + $signed({ 1'h0, \$77  });
-  assign \$79  = $signed(\$304 ) > $signed(32'd2147483647);
-  assign \$80  = $signed(\$304 ) < $signed(32'd2147483648);
-  assign \$81  = \$80  ? 33'h180000000 : { 1'h0, \$304 [31:0] };
-  assign \$82  = \$79  ? 33'h07fffffff : \$81 ;
-  assign \$83  = $signed(x1_6) * $signed(m1_6);
-  assign \$84  = x1_6 == 32'd2147483648;
-  assign \$85  = m1_6 == 32'd2147483648;
-  assign \$86  = \$84  & \$85 ;
-  assign \$88  = ovf6 ? 32'd2147483647 : \$87 [31:0];
-  assign \$89  = $signed(high6) >>> r3_6;
-  assign \$90  = rem6 > thr6;
-  assign \$91  = $signed(\$89 ) + $signed({ 1'h0, \$90  });
-  assign \$92  = $signed(\$319 ) > $signed(32'd2147483647);
-  assign \$93  = $signed(\$319 ) < $signed(32'd2147483648);
-  assign \$94  = \$93  ? 33'h180000000 : { 1'h0, \$319 [31:0] };
-  assign \$95  = \$92  ? 33'h07fffffff : \$94 ;
-  assign \$96  = $signed(x1_7) * $signed(m1_7);
-  assign \$97  = x1_7 == 32'd2147483648;
-  assign \$98  = m1_7 == 32'd2147483648;
-  assign \$99  = \$97  & \$98 ;
-  assign \$101  = ovf7 ? 32'd2147483647 : \$100 [31:0];
-  assign \$102  = $signed(high7) >>> r3_7;
-  assign \$103  = rem7 > thr7;
-  assign \$104  = $signed(\$102 ) + $signed({ 1'h0, \$103  });
-  assign \$105  = $signed(\$334 ) > $signed(32'd2147483647);
-  assign \$106  = $signed(\$334 ) < $signed(32'd2147483648);
-  assign \$107  = \$106  ? 33'h180000000 : { 1'h0, \$334 [31:0] };
-  assign \$108  = \$105  ? 33'h07fffffff : \$107 ;
-  assign \$109  = $signed(x1_8) * $signed(m1_8);
-  assign \$110  = x1_8 == 32'd2147483648;
-  assign \$111  = m1_8 == 32'd2147483648;
-  assign \$112  = \$110  & \$111 ;
-  assign \$114  = ovf8 ? 32'd2147483647 : \$113 [31:0];
-  assign \$115  = $signed(high8) >>> r3_8;
-  assign \$116  = rem8 > thr8;
-  assign \$117  = $signed(\$115 ) + $signed({ 1'h0, \$116  });
-  assign \$118  = $signed(\$349 ) > $signed(32'd2147483647);
-  assign \$119  = $signed(\$349 ) < $signed(32'd2147483648);
-  assign \$120  = \$119  ? 33'h180000000 : { 1'h0, \$349 [31:0] };
-  assign \$121  = \$118  ? 33'h07fffffff : \$120 ;
-  assign \$122  = $signed(x1_9) * $signed(m1_9);
-  assign \$123  = x1_9 == 32'd2147483648;
-  assign \$124  = m1_9 == 32'd2147483648;
-  assign \$125  = \$123  & \$124 ;
-  assign \$127  = ovf9 ? 32'd2147483647 : \$126 [31:0];
-  assign \$128  = $signed(high9) >>> r3_9;
-  assign \$129  = rem9 > thr9;
-  assign \$130  = $signed(\$128 ) + $signed({ 1'h0, \$129  });
-  assign \$131  = $signed(\$364 ) > $signed(32'd2147483647);
-  assign \$132  = $signed(\$364 ) < $signed(32'd2147483648);
-  assign \$133  = \$132  ? 33'h180000000 : { 1'h0, \$364 [31:0] };
-  assign \$134  = \$131  ? 33'h07fffffff : \$133 ;
-  assign \$135  = $signed(x1_10) * $signed(m1_10);
-  assign \$136  = x1_10 == 32'd2147483648;
-  assign \$137  = m1_10 == 32'd2147483648;
-  assign \$138  = \$136  & \$137 ;
-  assign \$140  = ovf10 ? 32'd2147483647 : \$139 [31:0];
-  assign \$141  = $signed(high10) >>> r3_10;
-  assign \$142  = rem10 > thr10;
-  assign \$143  = $signed(\$141 ) + $signed({ 1'h0, \$142  });
-  assign \$144  = $signed(\$379 ) > $signed(32'd2147483647);
-  assign \$145  = $signed(\$379 ) < $signed(32'd2147483648);
-  assign \$146  = \$145  ? 33'h180000000 : { 1'h0, \$379 [31:0] };
-  assign \$147  = \$144  ? 33'h07fffffff : \$146 ;
-  assign \$148  = $signed(x1_11) * $signed(m1_11);
-  assign \$149  = x1_11 == 32'd2147483648;
-  assign \$150  = m1_11 == 32'd2147483648;
-  assign \$151  = \$149  & \$150 ;
-  assign \$153  = ovf11 ? 32'd2147483647 : \$152 [31:0];
-  assign \$154  = $signed(high11) >>> r3_11;
-  assign \$155  = rem11 > thr11;
-  assign \$156  = $signed(\$154 ) + $signed({ 1'h0, \$155  });
-  assign \$157  = $signed(\$394 ) > $signed(32'd2147483647);
-  assign \$158  = $signed(\$394 ) < $signed(32'd2147483648);
-  assign \$159  = \$158  ? 33'h180000000 : { 1'h0, \$394 [31:0] };
-  assign \$160  = \$157  ? 33'h07fffffff : \$159 ;
-  assign \$161  = $signed(x1_12) * $signed(m1_12);
-  assign \$162  = x1_12 == 32'd2147483648;
-  assign \$163  = m1_12 == 32'd2147483648;
-  assign \$164  = \$162  & \$163 ;
-  assign \$166  = ovf12 ? 32'd2147483647 : \$165 [31:0];
-  assign \$167  = $signed(high12) >>> r3_12;
-  assign \$168  = rem12 > thr12;
-  assign \$169  = $signed(\$167 ) + $signed({ 1'h0, \$168  });
-  assign \$170  = $signed(\$409 ) > $signed(32'd2147483647);
-  assign \$171  = $signed(\$409 ) < $signed(32'd2147483648);
-  assign \$172  = \$171  ? 33'h180000000 : { 1'h0, \$409 [31:0] };
-  assign \$173  = \$170  ? 33'h07fffffff : \$172 ;
-  assign \$174  = $signed(x1_13) * $signed(m1_13);
-  assign \$175  = x1_13 == 32'd2147483648;
-  assign \$176  = m1_13 == 32'd2147483648;
-  assign \$177  = \$175  & \$176 ;
-  assign \$179  = ovf13 ? 32'd2147483647 : \$178 [31:0];
-  assign \$180  = $signed(high13) >>> r3_13;
-  assign \$181  = rem13 > thr13;
-  assign \$182  = $signed(\$180 ) + $signed({ 1'h0, \$181  });
-  assign \$183  = $signed(\$424 ) > $signed(32'd2147483647);
-  assign \$184  = $signed(\$424 ) < $signed(32'd2147483648);
-  assign \$185  = \$184  ? 33'h180000000 : { 1'h0, \$424 [31:0] };
-  assign \$186  = \$183  ? 33'h07fffffff : \$185 ;
-  assign \$187  = $signed(x1_14) * $signed(m1_14);
-  assign \$188  = x1_14 == 32'd2147483648;
-  assign \$189  = m1_14 == 32'd2147483648;
-  assign \$190  = \$188  & \$189 ;
-  assign \$192  = ovf14 ? 32'd2147483647 : \$191 [31:0];
-  assign \$193  = $signed(high14) >>> r3_14;
-  assign \$194  = rem14 > thr14;
-  assign \$195  = $signed(\$193 ) + $signed({ 1'h0, \$194  });
-  assign \$196  = $signed(\$439 ) > $signed(32'd2147483647);
-  assign \$197  = $signed(\$439 ) < $signed(32'd2147483648);
-  assign \$198  = \$197  ? 33'h180000000 : { 1'h0, \$439 [31:0] };
-  assign \$199  = \$196  ? 33'h07fffffff : \$198 ;
-  assign \$200  = $signed(x1_15) * $signed(m1_15);
-  assign \$201  = x1_15 == 32'd2147483648;
-  assign \$202  = m1_15 == 32'd2147483648;
-  assign \$203  = \$201  & \$202 ;
-  assign \$205  = ovf15 ? 32'd2147483647 : \$204 [31:0];
-  assign \$206  = $signed(high15) >>> r3_15;
-  assign \$207  = rem15 > thr15;
-  assign \$208  = $signed(\$206 ) + $signed({ 1'h0, \$207  });
+  assign \$57  = $signed(6'h1f) - $signed(shift[47:42]);
+  assign \$58  = $signed(6'h1e) - $signed(shift[47:42]);
+  assign \$59  = $signed(x1_7) * $signed(m1_7);
+  assign \$60  = $signed(prod7) + $signed({ 1'h0, \$136 [63:0] });
+  assign \$61  = $signed(shifted7) > $signed(32'd2147483647);
+  assign \$62  = $signed(shifted7) < $signed(32'd2147483648);
+  assign \$63  = \$62  ? 33'h180000000 : { 1'h0, shifted7[31:0] };
+  assign \$64  = \$61  ? 33'h07fffffff : \$63 ;
+  assign \$65  = $signed(6'h1f) - $signed(shift[53:48]);
+  assign \$66  = $signed(6'h1e) - $signed(shift[53:48]);
+  assign \$67  = $signed(x1_8) * $signed(m1_8);
+  assign \$68  = $signed(prod8) + $signed({ 1'h0, \$137 [63:0] });
+  assign \$69  = $signed(shifted8) > $signed(32'd2147483647);
+  assign \$70  = $signed(shifted8) < $signed(32'd2147483648);
+  assign \$71  = \$70  ? 33'h180000000 : { 1'h0, shifted8[31:0] };
+  assign \$72  = \$69  ? 33'h07fffffff : \$71 ;
+  assign \$73  = $signed(6'h1f) - $signed(shift[59:54]);
+  assign \$74  = $signed(6'h1e) - $signed(shift[59:54]);
+  assign \$75  = $signed(x1_9) * $signed(m1_9);
+  assign \$76  = $signed(prod9) + $signed({ 1'h0, \$138 [63:0] });
+  assign \$77  = $signed(shifted9) > $signed(32'd2147483647);
+  assign \$78  = $signed(shifted9) < $signed(32'd2147483648);
+  assign \$79  = \$78  ? 33'h180000000 : { 1'h0, shifted9[31:0] };
+  assign \$80  = \$77  ? 33'h07fffffff : \$79 ;
+  assign \$81  = $signed(6'h1f) - $signed(shift[65:60]);
+  assign \$82  = $signed(6'h1e) - $signed(shift[65:60]);
+  assign \$83  = $signed(x1_10) * $signed(m1_10);
+  assign \$84  = $signed(prod10) + $signed({ 1'h0, \$139 [63:0] });
+  assign \$85  = $signed(shifted10) > $signed(32'd2147483647);
+  assign \$86  = $signed(shifted10) < $signed(32'd2147483648);
+  assign \$87  = \$86  ? 33'h180000000 : { 1'h0, shifted10[31:0] };
+  assign \$88  = \$85  ? 33'h07fffffff : \$87 ;
+  assign \$89  = $signed(6'h1f) - $signed(shift[71:66]);
+  assign \$90  = $signed(6'h1e) - $signed(shift[71:66]);
+  assign \$91  = $signed(x1_11) * $signed(m1_11);
+  assign \$92  = $signed(prod11) + $signed({ 1'h0, \$140 [63:0] });
+  assign \$93  = $signed(shifted11) > $signed(32'd2147483647);
+  assign \$94  = $signed(shifted11) < $signed(32'd2147483648);
+  assign \$95  = \$94  ? 33'h180000000 : { 1'h0, shifted11[31:0] };
+  assign \$96  = \$93  ? 33'h07fffffff : \$95 ;
+  assign \$97  = $signed(6'h1f) - $signed(shift[77:72]);
+  assign \$98  = $signed(6'h1e) - $signed(shift[77:72]);
+  assign \$99  = $signed(x1_12) * $signed(m1_12);
+  assign \$100  = $signed(prod12) + $signed({ 1'h0, \$141 [63:0] });
+  assign \$101  = $signed(shifted12) > $signed(32'd2147483647);
+  assign \$102  = $signed(shifted12) < $signed(32'd2147483648);
+  assign \$103  = \$102  ? 33'h180000000 : { 1'h0, shifted12[31:0] };
+  assign \$104  = \$101  ? 33'h07fffffff : \$103 ;
+  assign \$105  = $signed(6'h1f) - $signed(shift[83:78]);
+  assign \$106  = $signed(6'h1e) - $signed(shift[83:78]);
+  assign \$107  = $signed(x1_13) * $signed(m1_13);
+  assign \$108  = $signed(prod13) + $signed({ 1'h0, \$142 [63:0] });
+  assign \$109  = $signed(shifted13) > $signed(32'd2147483647);
+  assign \$110  = $signed(shifted13) < $signed(32'd2147483648);
+  assign \$111  = \$110  ? 33'h180000000 : { 1'h0, shifted13[31:0] };
+  assign \$112  = \$109  ? 33'h07fffffff : \$111 ;
+  assign \$113  = $signed(6'h1f) - $signed(shift[89:84]);
+  assign \$114  = $signed(6'h1e) - $signed(shift[89:84]);
+  assign \$115  = $signed(x1_14) * $signed(m1_14);
+  assign \$116  = $signed(prod14) + $signed({ 1'h0, \$143 [63:0] });
+  assign \$117  = $signed(shifted14) > $signed(32'd2147483647);
+  assign \$118  = $signed(shifted14) < $signed(32'd2147483648);
+  assign \$119  = \$118  ? 33'h180000000 : { 1'h0, shifted14[31:0] };
+  assign \$120  = \$117  ? 33'h07fffffff : \$119 ;
+  assign \$121  = $signed(6'h1f) - $signed(shift[95:90]);
+  assign \$122  = $signed(6'h1e) - $signed(shift[95:90]);
+  assign \$123  = $signed(x1_15) * $signed(m1_15);
+  assign \$124  = $signed(prod15) + $signed({ 1'h0, \$144 [63:0] });
+  assign \$125  = $signed(shifted15) > $signed(32'd2147483647);
+  assign \$126  = $signed(shifted15) < $signed(32'd2147483648);
+  assign \$127  = \$126  ? 33'h180000000 : { 1'h0, shifted15[31:0] };
+  assign \$128  = \$125  ? 33'h07fffffff : \$127 ;
   assign busy = | { v4, v3, v2, v1 };
-  assign \$209  = $signed(shift[5:0]) > $signed(1'h0);
-  assign \$210  = \$209  ? shift[5:0] : 6'h00;
-  assign \$211  = $signed(shift[5:0]) < $signed(1'h0);
-  assign \$212  = - $signed(shift[5:0]);
-  assign \$213  = \$211  ? \$212  : 7'h00;
-  assign \$214  = $signed(x[31:0]) << \$210 [4:0];
-  assign \$215  = $signed(prod0) >= $signed(1'h0);
-  assign \$216  = \$215  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged0 = $signed(prod0) + $signed(\$216 );
-  assign \$217  = $signed(nudged0) < $signed(1'h0);
-  assign \$218  = \$217  ? 31'h7fffffff : 31'h00000000;
-  assign \$219  = $signed(nudged0) + $signed({ 1'h0, \$218  });
-  assign \$220  = 1'h1 << r3_0;
-  assign \$221  = \$220  - 1'h1;
-  assign rem0 = high0 & \$221 [31:0];
-  assign \$223  = $signed(high0) < $signed(1'h0);
-  assign thr0 = \$222  + \$223 ;
-  assign \$224  = $signed(shift[11:6]) > $signed(1'h0);
-  assign \$225  = \$224  ? shift[11:6] : 6'h00;
-  assign \$226  = $signed(shift[11:6]) < $signed(1'h0);
-  assign \$227  = - $signed(shift[11:6]);
-  assign \$228  = \$226  ? \$227  : 7'h00;
-  assign \$229  = $signed(x[63:32]) << \$225 [4:0];
-  assign \$230  = $signed(prod1) >= $signed(1'h0);
-  assign \$231  = \$230  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged1 = $signed(prod1) + $signed(\$231 );
-  assign \$232  = $signed(nudged1) < $signed(1'h0);
-  assign \$233  = \$232  ? 31'h7fffffff : 31'h00000000;
-  assign \$234  = $signed(nudged1) + $signed({ 1'h0, \$233  });
-  assign \$235  = 1'h1 << r3_1;
-  assign \$236  = \$235  - 1'h1;
-  assign rem1 = high1 & \$236 [31:0];
-  assign \$238  = $signed(high1) < $signed(1'h0);
-  assign thr1 = \$237  + \$238 ;
-  assign \$239  = $signed(shift[17:12]) > $signed(1'h0);
-  assign \$240  = \$239  ? shift[17:12] : 6'h00;
-  assign \$241  = $signed(shift[17:12]) < $signed(1'h0);
-  assign \$242  = - $signed(shift[17:12]);
-  assign \$243  = \$241  ? \$242  : 7'h00;
-  assign \$244  = $signed(x[95:64]) << \$240 [4:0];
-  assign \$245  = $signed(prod2) >= $signed(1'h0);
-  assign \$246  = \$245  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged2 = $signed(prod2) + $signed(\$246 );
-  assign \$247  = $signed(nudged2) < $signed(1'h0);
-  assign \$248  = \$247  ? 31'h7fffffff : 31'h00000000;
-  assign \$249  = $signed(nudged2) + $signed({ 1'h0, \$248  });
-  assign \$250  = 1'h1 << r3_2;
-  assign \$251  = \$250  - 1'h1;
-  assign rem2 = high2 & \$251 [31:0];
-  assign \$253  = $signed(high2) < $signed(1'h0);
-  assign thr2 = \$252  + \$253 ;
-  assign \$254  = $signed(shift[23:18]) > $signed(1'h0);
-  assign \$255  = \$254  ? shift[23:18] : 6'h00;
-  assign \$256  = $signed(shift[23:18]) < $signed(1'h0);
-  assign \$257  = - $signed(shift[23:18]);
-  assign \$258  = \$256  ? \$257  : 7'h00;
-  assign \$259  = $signed(x[127:96]) << \$255 [4:0];
-  assign \$260  = $signed(prod3) >= $signed(1'h0);
-  assign \$261  = \$260  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged3 = $signed(prod3) + $signed(\$261 );
-  assign \$262  = $signed(nudged3) < $signed(1'h0);
-  assign \$263  = \$262  ? 31'h7fffffff : 31'h00000000;
-  assign \$264  = $signed(nudged3) + $signed({ 1'h0, \$263  });
-  assign \$265  = 1'h1 << r3_3;
-  assign \$266  = \$265  - 1'h1;
-  assign rem3 = high3 & \$266 [31:0];
-  assign \$268  = $signed(high3) < $signed(1'h0);
-  assign thr3 = \$267  + \$268 ;
-  assign \$269  = $signed(shift[29:24]) > $signed(1'h0);
-  assign \$270  = \$269  ? shift[29:24] : 6'h00;
-  assign \$271  = $signed(shift[29:24]) < $signed(1'h0);
-  assign \$272  = - $signed(shift[29:24]);
-  assign \$273  = \$271  ? \$272  : 7'h00;
-  assign \$274  = $signed(x[159:128]) << \$270 [4:0];
-  assign \$275  = $signed(prod4) >= $signed(1'h0);
-  assign \$276  = \$275  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged4 = $signed(prod4) + $signed(\$276 );
-  assign \$277  = $signed(nudged4) < $signed(1'h0);
-  assign \$278  = \$277  ? 31'h7fffffff : 31'h00000000;
-  assign \$279  = $signed(nudged4) + $signed({ 1'h0, \$278  });
-  assign \$280  = 1'h1 << r3_4;
-  assign \$281  = \$280  - 1'h1;
-  assign rem4 = high4 & \$281 [31:0];
-  assign \$283  = $signed(high4) < $signed(1'h0);
-  assign thr4 = \$282  + \$283 ;
-  assign \$284  = $signed(shift[35:30]) > $signed(1'h0);
-  assign \$285  = \$284  ? shift[35:30] : 6'h00;
-  assign \$286  = $signed(shift[35:30]) < $signed(1'h0);
-  assign \$287  = - $signed(shift[35:30]);
-  assign \$288  = \$286  ? \$287  : 7'h00;
-  assign \$289  = $signed(x[191:160]) << \$285 [4:0];
-  assign \$290  = $signed(prod5) >= $signed(1'h0);
-  assign \$291  = \$290  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged5 = $signed(prod5) + $signed(\$291 );
-  assign \$292  = $signed(nudged5) < $signed(1'h0);
-  assign \$293  = \$292  ? 31'h7fffffff : 31'h00000000;
-  assign \$294  = $signed(nudged5) + $signed({ 1'h0, \$293  });
-  assign \$295  = 1'h1 << r3_5;
-  assign \$296  = \$295  - 1'h1;
-  assign rem5 = high5 & \$296 [31:0];
-  assign \$298  = $signed(high5) < $signed(1'h0);
-  assign thr5 = \$297  + \$298 ;
-  assign \$299  = $signed(shift[41:36]) > $signed(1'h0);
-  assign \$300  = \$299  ? shift[41:36] : 6'h00;
-  assign \$301  = $signed(shift[41:36]) < $signed(1'h0);
-  assign \$302  = - $signed(shift[41:36]);
-  assign \$303  = \$301  ? \$302  : 7'h00;
-  assign \$304  = $signed(x[223:192]) << \$300 [4:0];
-  assign \$305  = $signed(prod6) >= $signed(1'h0);
-  assign \$306  = \$305  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged6 = $signed(prod6) + $signed(\$306 );
-  assign \$307  = $signed(nudged6) < $signed(1'h0);
-  assign \$308  = \$307  ? 31'h7fffffff : 31'h00000000;
-  assign \$309  = $signed(nudged6) + $signed({ 1'h0, \$308  });
-  assign \$310  = 1'h1 << r3_6;
-  assign \$311  = \$310  - 1'h1;
-  assign rem6 = high6 & \$311 [31:0];
-  assign \$313  = $signed(high6) < $signed(1'h0);
-  assign thr6 = \$312  + \$313 ;
-  assign \$314  = $signed(shift[47:42]) > $signed(1'h0);
-  assign \$315  = \$314  ? shift[47:42] : 6'h00;
-  assign \$316  = $signed(shift[47:42]) < $signed(1'h0);
-  assign \$317  = - $signed(shift[47:42]);
-  assign \$318  = \$316  ? \$317  : 7'h00;
-  assign \$319  = $signed(x[255:224]) << \$315 [4:0];
-  assign \$320  = $signed(prod7) >= $signed(1'h0);
-  assign \$321  = \$320  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged7 = $signed(prod7) + $signed(\$321 );
-  assign \$322  = $signed(nudged7) < $signed(1'h0);
-  assign \$323  = \$322  ? 31'h7fffffff : 31'h00000000;
-  assign \$324  = $signed(nudged7) + $signed({ 1'h0, \$323  });
-  assign \$325  = 1'h1 << r3_7;
-  assign \$326  = \$325  - 1'h1;
-  assign rem7 = high7 & \$326 [31:0];
-  assign \$328  = $signed(high7) < $signed(1'h0);
-  assign thr7 = \$327  + \$328 ;
-  assign \$329  = $signed(shift[53:48]) > $signed(1'h0);
-  assign \$330  = \$329  ? shift[53:48] : 6'h00;
-  assign \$331  = $signed(shift[53:48]) < $signed(1'h0);
-  assign \$332  = - $signed(shift[53:48]);
-  assign \$333  = \$331  ? \$332  : 7'h00;
-  assign \$334  = $signed(x[287:256]) << \$330 [4:0];
-  assign \$335  = $signed(prod8) >= $signed(1'h0);
-  assign \$336  = \$335  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged8 = $signed(prod8) + $signed(\$336 );
-  assign \$337  = $signed(nudged8) < $signed(1'h0);
-  assign \$338  = \$337  ? 31'h7fffffff : 31'h00000000;
-  assign \$339  = $signed(nudged8) + $signed({ 1'h0, \$338  });
-  assign \$340  = 1'h1 << r3_8;
-  assign \$341  = \$340  - 1'h1;
-  assign rem8 = high8 & \$341 [31:0];
-  assign \$343  = $signed(high8) < $signed(1'h0);
-  assign thr8 = \$342  + \$343 ;
-  assign \$344  = $signed(shift[59:54]) > $signed(1'h0);
-  assign \$345  = \$344  ? shift[59:54] : 6'h00;
-  assign \$346  = $signed(shift[59:54]) < $signed(1'h0);
-  assign \$347  = - $signed(shift[59:54]);
-  assign \$348  = \$346  ? \$347  : 7'h00;
-  assign \$349  = $signed(x[319:288]) << \$345 [4:0];
-  assign \$350  = $signed(prod9) >= $signed(1'h0);
-  assign \$351  = \$350  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged9 = $signed(prod9) + $signed(\$351 );
-  assign \$352  = $signed(nudged9) < $signed(1'h0);
-  assign \$353  = \$352  ? 31'h7fffffff : 31'h00000000;
-  assign \$354  = $signed(nudged9) + $signed({ 1'h0, \$353  });
-  assign \$355  = 1'h1 << r3_9;
-  assign \$356  = \$355  - 1'h1;
-  assign rem9 = high9 & \$356 [31:0];
-  assign \$358  = $signed(high9) < $signed(1'h0);
-  assign thr9 = \$357  + \$358 ;
-  assign \$359  = $signed(shift[65:60]) > $signed(1'h0);
-  assign \$360  = \$359  ? shift[65:60] : 6'h00;
-  assign \$361  = $signed(shift[65:60]) < $signed(1'h0);
-  assign \$362  = - $signed(shift[65:60]);
-  assign \$363  = \$361  ? \$362  : 7'h00;
-  assign \$364  = $signed(x[351:320]) << \$360 [4:0];
-  assign \$365  = $signed(prod10) >= $signed(1'h0);
-  assign \$366  = \$365  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged10 = $signed(prod10) + $signed(\$366 );
-  assign \$367  = $signed(nudged10) < $signed(1'h0);
-  assign \$368  = \$367  ? 31'h7fffffff : 31'h00000000;
-  assign \$369  = $signed(nudged10) + $signed({ 1'h0, \$368  });
-  assign \$370  = 1'h1 << r3_10;
-  assign \$371  = \$370  - 1'h1;
-  assign rem10 = high10 & \$371 [31:0];
-  assign \$373  = $signed(high10) < $signed(1'h0);
-  assign thr10 = \$372  + \$373 ;
-  assign \$374  = $signed(shift[71:66]) > $signed(1'h0);
-  assign \$375  = \$374  ? shift[71:66] : 6'h00;
-  assign \$376  = $signed(shift[71:66]) < $signed(1'h0);
-  assign \$377  = - $signed(shift[71:66]);
-  assign \$378  = \$376  ? \$377  : 7'h00;
-  assign \$379  = $signed(x[383:352]) << \$375 [4:0];
-  assign \$380  = $signed(prod11) >= $signed(1'h0);
-  assign \$381  = \$380  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged11 = $signed(prod11) + $signed(\$381 );
-  assign \$382  = $signed(nudged11) < $signed(1'h0);
-  assign \$383  = \$382  ? 31'h7fffffff : 31'h00000000;
-  assign \$384  = $signed(nudged11) + $signed({ 1'h0, \$383  });
-  assign \$385  = 1'h1 << r3_11;
-  assign \$386  = \$385  - 1'h1;
-  assign rem11 = high11 & \$386 [31:0];
-  assign \$388  = $signed(high11) < $signed(1'h0);
-  assign thr11 = \$387  + \$388 ;
-  assign \$389  = $signed(shift[77:72]) > $signed(1'h0);
-  assign \$390  = \$389  ? shift[77:72] : 6'h00;
-  assign \$391  = $signed(shift[77:72]) < $signed(1'h0);
-  assign \$392  = - $signed(shift[77:72]);
-  assign \$393  = \$391  ? \$392  : 7'h00;
-  assign \$394  = $signed(x[415:384]) << \$390 [4:0];
-  assign \$395  = $signed(prod12) >= $signed(1'h0);
-  assign \$396  = \$395  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged12 = $signed(prod12) + $signed(\$396 );
-  assign \$397  = $signed(nudged12) < $signed(1'h0);
-  assign \$398  = \$397  ? 31'h7fffffff : 31'h00000000;
-  assign \$399  = $signed(nudged12) + $signed({ 1'h0, \$398  });
-  assign \$400  = 1'h1 << r3_12;
-  assign \$401  = \$400  - 1'h1;
-  assign rem12 = high12 & \$401 [31:0];
-  assign \$403  = $signed(high12) < $signed(1'h0);
-  assign thr12 = \$402  + \$403 ;
-  assign \$404  = $signed(shift[83:78]) > $signed(1'h0);
-  assign \$405  = \$404  ? shift[83:78] : 6'h00;
-  assign \$406  = $signed(shift[83:78]) < $signed(1'h0);
-  assign \$407  = - $signed(shift[83:78]);
-  assign \$408  = \$406  ? \$407  : 7'h00;
-  assign \$409  = $signed(x[447:416]) << \$405 [4:0];
-  assign \$410  = $signed(prod13) >= $signed(1'h0);
-  assign \$411  = \$410  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged13 = $signed(prod13) + $signed(\$411 );
-  assign \$412  = $signed(nudged13) < $signed(1'h0);
-  assign \$413  = \$412  ? 31'h7fffffff : 31'h00000000;
-  assign \$414  = $signed(nudged13) + $signed({ 1'h0, \$413  });
-  assign \$415  = 1'h1 << r3_13;
-  assign \$416  = \$415  - 1'h1;
-  assign rem13 = high13 & \$416 [31:0];
-  assign \$418  = $signed(high13) < $signed(1'h0);
-  assign thr13 = \$417  + \$418 ;
-  assign \$419  = $signed(shift[89:84]) > $signed(1'h0);
-  assign \$420  = \$419  ? shift[89:84] : 6'h00;
-  assign \$421  = $signed(shift[89:84]) < $signed(1'h0);
-  assign \$422  = - $signed(shift[89:84]);
-  assign \$423  = \$421  ? \$422  : 7'h00;
-  assign \$424  = $signed(x[479:448]) << \$420 [4:0];
-  assign \$425  = $signed(prod14) >= $signed(1'h0);
-  assign \$426  = \$425  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged14 = $signed(prod14) + $signed(\$426 );
-  assign \$427  = $signed(nudged14) < $signed(1'h0);
-  assign \$428  = \$427  ? 31'h7fffffff : 31'h00000000;
-  assign \$429  = $signed(nudged14) + $signed({ 1'h0, \$428  });
-  assign \$430  = 1'h1 << r3_14;
-  assign \$431  = \$430  - 1'h1;
-  assign rem14 = high14 & \$431 [31:0];
-  assign \$433  = $signed(high14) < $signed(1'h0);
-  assign thr14 = \$432  + \$433 ;
-  assign \$434  = $signed(shift[95:90]) > $signed(1'h0);
-  assign \$435  = \$434  ? shift[95:90] : 6'h00;
-  assign \$436  = $signed(shift[95:90]) < $signed(1'h0);
-  assign \$437  = - $signed(shift[95:90]);
-  assign \$438  = \$436  ? \$437  : 7'h00;
-  assign \$439  = $signed(x[511:480]) << \$435 [4:0];
-  assign \$440  = $signed(prod15) >= $signed(1'h0);
-  assign \$441  = \$440  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged15 = $signed(prod15) + $signed(\$441 );
-  assign \$442  = $signed(nudged15) < $signed(1'h0);
-  assign \$443  = \$442  ? 31'h7fffffff : 31'h00000000;
-  assign \$444  = $signed(nudged15) + $signed({ 1'h0, \$443  });
-  assign \$445  = 1'h1 << r3_15;
-  assign \$446  = \$445  - 1'h1;
-  assign rem15 = high15 & \$446 [31:0];
-  assign \$448  = $signed(high15) < $signed(1'h0);
-  assign thr15 = \$447  + \$448 ;
+  assign \$129  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$130  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
+  assign \$131  = 1'h1 << h2_2;
+  assign shifted2 = $signed(nudged2) >>> t3_2;
+  assign \$132  = 1'h1 << h2_3;
+  assign shifted3 = $signed(nudged3) >>> t3_3;
+  assign \$133  = 1'h1 << h2_4;
+  assign shifted4 = $signed(nudged4) >>> t3_4;
+  assign \$134  = 1'h1 << h2_5;
+  assign shifted5 = $signed(nudged5) >>> t3_5;
+  assign \$135  = 1'h1 << h2_6;
+  assign shifted6 = $signed(nudged6) >>> t3_6;
+  assign \$136  = 1'h1 << h2_7;
+  assign shifted7 = $signed(nudged7) >>> t3_7;
+  assign \$137  = 1'h1 << h2_8;
+  assign shifted8 = $signed(nudged8) >>> t3_8;
+  assign \$138  = 1'h1 << h2_9;
+  assign shifted9 = $signed(nudged9) >>> t3_9;
+  assign \$139  = 1'h1 << h2_10;
+  assign shifted10 = $signed(nudged10) >>> t3_10;
+  assign \$140  = 1'h1 << h2_11;
+  assign shifted11 = $signed(nudged11) >>> t3_11;
+  assign \$141  = 1'h1 << h2_12;
+  assign shifted12 = $signed(nudged12) >>> t3_12;
+  assign \$142  = 1'h1 << h2_13;
+  assign shifted13 = $signed(nudged13) >>> t3_13;
+  assign \$143  = 1'h1 << h2_14;
+  assign shifted14 = $signed(nudged14) >>> t3_14;
+  assign \$144  = 1'h1 << h2_15;
+  assign shifted15 = $signed(nudged15) >>> t3_15;
   always @(posedge clk)
-    v1 <= \$449 ;
+    v1 <= \$145 ;
   always @(posedge clk)
-    v2 <= \$450 ;
+    v2 <= \$146 ;
   always @(posedge clk)
-    v3 <= \$451 ;
+    v3 <= \$147 ;
   always @(posedge clk)
-    v4 <= \$452 ;
+    v4 <= \$148 ;
   always @(posedge clk)
-    x1_0 <= \$4 [31:0];
+    x1_0 <= x[31:0];
   always @(posedge clk)
     m1_0 <= mult[31:0];
   always @(posedge clk)
-    r1_0 <= \$213 [4:0];
+    t1_0 <= \$1 [5:0];
   always @(posedge clk)
-    prod0 <= \$5 ;
+    h1_0 <= \$2 [5:0];
   always @(posedge clk)
-    ovf0 <= \$8 ;
+    prod0 <= \$3 ;
   always @(posedge clk)
-    r2_0 <= r1_0;
+    t2_0 <= t1_0;
   always @(posedge clk)
-    high0 <= \$10 ;
+    h2_0 <= h1_0;
   always @(posedge clk)
-    r3_0 <= r2_0;
+    nudged0 <= \$4 [64:0];
   always @(posedge clk)
-    y0 <= \$13 [31:0];
+    t3_0 <= t2_0;
   always @(posedge clk)
-    x1_1 <= \$17 [31:0];
+    y0 <= \$8 [31:0];
+  always @(posedge clk)
+    x1_1 <= x[63:32];
   always @(posedge clk)
     m1_1 <= mult[63:32];
   always @(posedge clk)
-    r1_1 <= \$228 [4:0];
+    t1_1 <= \$9 [5:0];
   always @(posedge clk)
-    prod1 <= \$18 ;
+    h1_1 <= \$10 [5:0];
   always @(posedge clk)
-    ovf1 <= \$21 ;
+    prod1 <= \$11 ;
   always @(posedge clk)
-    r2_1 <= r1_1;
+    t2_1 <= t1_1;
   always @(posedge clk)
-    high1 <= \$23 ;
+    h2_1 <= h1_1;
   always @(posedge clk)
-    r3_1 <= r2_1;
+    nudged1 <= \$12 [64:0];
   always @(posedge clk)
-    y1 <= \$26 [31:0];
+    t3_1 <= t2_1;
   always @(posedge clk)
-    x1_2 <= \$30 [31:0];
+    y1 <= \$16 [31:0];
+  always @(posedge clk)
+    x1_2 <= x[95:64];
   always @(posedge clk)
     m1_2 <= mult[95:64];
   always @(posedge clk)
-    r1_2 <= \$243 [4:0];
+    t1_2 <= \$17 [5:0];
   always @(posedge clk)
-    prod2 <= \$31 ;
+    h1_2 <= \$18 [5:0];
   always @(posedge clk)
-    ovf2 <= \$34 ;
+    prod2 <= \$19 ;
   always @(posedge clk)
-    r2_2 <= r1_2;
+    t2_2 <= t1_2;
   always @(posedge clk)
-    high2 <= \$36 ;
+    h2_2 <= h1_2;
   always @(posedge clk)
-    r3_2 <= r2_2;
+    nudged2 <= \$20 [64:0];
   always @(posedge clk)
-    y2 <= \$39 [31:0];
+    t3_2 <= t2_2;
   always @(posedge clk)
-    x1_3 <= \$43 [31:0];
+    y2 <= \$24 [31:0];
+  always @(posedge clk)
+    x1_3 <= x[127:96];
   always @(posedge clk)
     m1_3 <= mult[127:96];
   always @(posedge clk)
-    r1_3 <= \$258 [4:0];
+    t1_3 <= \$25 [5:0];
   always @(posedge clk)
-    prod3 <= \$44 ;
+    h1_3 <= \$26 [5:0];
   always @(posedge clk)
-    ovf3 <= \$47 ;
+    prod3 <= \$27 ;
   always @(posedge clk)
-    r2_3 <= r1_3;
+    t2_3 <= t1_3;
   always @(posedge clk)
-    high3 <= \$49 ;
+    h2_3 <= h1_3;
   always @(posedge clk)
-    r3_3 <= r2_3;
+    nudged3 <= \$28 [64:0];
   always @(posedge clk)
-    y3 <= \$52 [31:0];
+    t3_3 <= t2_3;
   always @(posedge clk)
-    x1_4 <= \$56 [31:0];
+    y3 <= \$32 [31:0];
+  always @(posedge clk)
+    x1_4 <= x[159:128];
   always @(posedge clk)
     m1_4 <= mult[159:128];
   always @(posedge clk)
-    r1_4 <= \$273 [4:0];
+    t1_4 <= \$33 [5:0];
   always @(posedge clk)
-    prod4 <= \$57 ;
+    h1_4 <= \$34 [5:0];
   always @(posedge clk)
-    ovf4 <= \$60 ;
+    prod4 <= \$35 ;
   always @(posedge clk)
-    r2_4 <= r1_4;
+    t2_4 <= t1_4;
+  always @(posedge clk)
+    h2_4 <= h1_4;
+  always @(posedge clk)
+    nudged4 <= \$36 [64:0];
+  always @(posedge clk)
+    t3_4 <= t2_4;
+  always @(posedge clk)
+    y4 <= \$40 [31:0];
+  always @(posedge clk)
+    x1_5 <= x[191:160];
+  always @(posedge clk)
+    m1_5 <= mult[191:160];
+  always @(posedge clk)
+    t1_5 <= \$41 [5:0];
+  always @(posedge clk)
+    h1_5 <= \$42 [5:0];
+  always @(posedge clk)
+    prod5 <= \$43 ;
+  always @(posedge clk)
+    t2_5 <= t1_5;
+  always @(posedge clk)
+    h2_5 <= h1_5;
+  always @(posedge clk)
+    nudged5 <= \$44 [64:0];
+  always @(posedge clk)
+    t3_5 <= t2_5;
+  always @(posedge clk)
+    y5 <= \$48 [31:0];
+  always @(posedge clk)
+    x1_6 <= x[223:192];
+  always @(posedge clk)
+    m1_6 <= mult[223:192];
+  always @(posedge clk)
+    t1_6 <= \$49 [5:0];
+  always @(posedge clk)
+    h1_6 <= \$50 [5:0];
+  always @(posedge clk)
+    prod6 <= \$51 ;
+  always @(posedge clk)
+    t2_6 <= t1_6;
+  always @(posedge clk)
+    h2_6 <= h1_6;
+  always @(posedge clk)
+    nudged6 <= \$52 [64:0];
+  always @(posedge clk)
+    t3_6 <= t2_6;
+  always @(posedge clk)
+    y6 <= \$56 [31:0];
+  always @(posedge clk)
+    x1_7 <= x[255:224];
+  always @(posedge clk)
+    m1_7 <= mult[255:224];
+  always @(posedge clk)
+    t1_7 <= \$57 [5:0];
+  always @(posedge clk)
+    h1_7 <= \$58 [5:0];
+  always @(posedge clk)
+    prod7 <= \$59 ;
+  always @(posedge clk)
+    t2_7 <= t1_7;
+  always @(posedge clk)
+    h2_7 <= h1_7;
+  always @(posedge clk)
+    nudged7 <= \$60 [64:0];
+  always @(posedge clk)
+    t3_7 <= t2_7;
+  always @(posedge clk)
+    y7 <= \$64 [31:0];
+  always @(posedge clk)
+    x1_8 <= x[287:256];
+  always @(posedge clk)
+    m1_8 <= mult[287:256];
+  always @(posedge clk)
+    t1_8 <= \$65 [5:0];
+  always @(posedge clk)
+    h1_8 <= \$66 [5:0];
+  always @(posedge clk)
+    prod8 <= \$67 ;
+  always @(posedge clk)
+    t2_8 <= t1_8;
+  always @(posedge clk)
+    h2_8 <= h1_8;
+  always @(posedge clk)
+    nudged8 <= \$68 [64:0];
+  always @(posedge clk)
+    t3_8 <= t2_8;
+  always @(posedge clk)
+    y8 <= \$72 [31:0];
+  always @(posedge clk)
+    x1_9 <= x[319:288];
+  always @(posedge clk)
+    m1_9 <= mult[319:288];
+  always @(posedge clk)
+    t1_9 <= \$73 [5:0];
+  always @(posedge clk)
+    h1_9 <= \$74 [5:0];
+  always @(posedge clk)
+    prod9 <= \$75 ;
+  always @(posedge clk)
+    t2_9 <= t1_9;
+  always @(posedge clk)
+    h2_9 <= h1_9;
+  always @(posedge clk)
+    nudged9 <= \$76 [64:0];
+  always @(posedge clk)
+    t3_9 <= t2_9;
+  always @(posedge clk)
+    y9 <= \$80 [31:0];
+  always @(posedge clk)
+    x1_10 <= x[351:320];
+  always @(posedge clk)
+    m1_10 <= mult[351:320];
+  always @(posedge clk)
+    t1_10 <= \$81 [5:0];
+  always @(posedge clk)
+    h1_10 <= \$82 [5:0];
+  always @(posedge clk)
+    prod10 <= \$83 ;
+  always @(posedge clk)
+    t2_10 <= t1_10;
+  always @(posedge clk)
+    h2_10 <= h1_10;
+  always @(posedge clk)
+    nudged10 <= \$84 [64:0];
+  always @(posedge clk)
+    t3_10 <= t2_10;
+  always @(posedge clk)
+    y10 <= \$88 [31:0];
+  always @(posedge clk)
+    x1_11 <= x[383:352];
+  always @(posedge clk)
+    m1_11 <= mult[383:352];
+  always @(posedge clk)
+    t1_11 <= \$89 [5:0];
+  always @(posedge clk)
+    h1_11 <= \$90 [5:0];
+  always @(posedge clk)
+    prod11 <= \$91 ;
+  always @(posedge clk)
+    t2_11 <= t1_11;
+  always @(posedge clk)
+    h2_11 <= h1_11;
+  always @(posedge clk)
+    nudged11 <= \$92 [64:0];
+  always @(posedge clk)
+    t3_11 <= t2_11;
+  always @(posedge clk)
+    y11 <= \$96 [31:0];
+  always @(posedge clk)
+    x1_12 <= x[415:384];
+  always @(posedge clk)
+    m1_12 <= mult[415:384];
+  always @(posedge clk)
+    t1_12 <= \$97 [5:0];
+  always @(posedge clk)
+    h1_12 <= \$98 [5:0];
+  always @(posedge clk)
+    prod12 <= \$99 ;
+  always @(posedge clk)
+    t2_12 <= t1_12;
+  always @(posedge clk)
+    h2_12 <= h1_12;
+  always @(posedge clk)
+    nudged12 <= \$100 [64:0];
+  always @(posedge clk)
+    t3_12 <= t2_12;
+  always @(posedge clk)
+    y12 <= \$104 [31:0];
+  always @(posedge clk)
+    x1_13 <= x[447:416];
+  always @(posedge clk)
+    m1_13 <= mult[447:416];
+  always @(posedge clk)
+    t1_13 <= \$105 [5:0];
+  always @(posedge clk)
+    h1_13 <= \$106 [5:0];
+  always @(posedge clk)
+    prod13 <= \$107 ;
+  always @(posedge clk)
+    t2_13 <= t1_13;
+  always @(posedge clk)
+    h2_13 <= h1_13;
+  always @(posedge clk)
+    nudged13 <= \$108 [64:0];
+  always @(posedge clk)
+    t3_13 <= t2_13;
+  always @(posedge clk)
+    y13 <= \$112 [31:0];
+  always @(posedge clk)
+    x1_14 <= x[479:448];
+  always @(posedge clk)
+    m1_14 <= mult[479:448];
+  always @(posedge clk)
+    t1_14 <= \$113 [5:0];
+  always @(posedge clk)
+    h1_14 <= \$114 [5:0];
+  always @(posedge clk)
+    prod14 <= \$115 ;
+  always @(posedge clk)
+    t2_14 <= t1_14;
+  always @(posedge clk)
+    h2_14 <= h1_14;
+  always @(posedge clk)
+    nudged14 <= \$116 [64:0];
+  always @(posedge clk)
+    t3_14 <= t2_14;
+  always @(posedge clk)
+    y14 <= \$120 [31:0];
+  always @(posedge clk)
+    x1_15 <= x[511:480];
+  always @(posedge clk)
+    m1_15 <= mult[511:480];
+  always @(posedge clk)
+    t1_15 <= \$121 [5:0];
+  always @(posedge clk)
+    h1_15 <= \$122 [5:0];
+  always @(posedge clk)
+    prod15 <= \$123 ;
+  always @(posedge clk)
+    t2_15 <= t1_15;
+  always @(posedge clk)
+    h2_15 <= h1_15;
+  always @(posedge clk)
+    nudged15 <= \$124 [64:0];
+  always @(posedge clk)
+    t3_15 <= t2_15;
+  always @(posedge clk)
+    y15 <= \$128 [31:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$449  = i_valid;
+    \$145  = i_valid;
     if (rst) begin
-      \$449  = 1'h0;
+      \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$450  = v1;
+    \$146  = v1;
     if (rst) begin
-      \$450  = 1'h0;
+      \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$451  = v2;
+    \$147  = v2;
     if (rst) begin
-      \$451  = 1'h0;
+      \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$452  = v3;
+    \$148  = v3;
     if (rst) begin
-      \$452  = 1'h0;
+      \$148  = 1'h0;
     end
   end
-  assign wide0 = { \$214 [62], \$214  };
-  assign right0 = \$213 [4:0];
-  assign biased0 = \$219 [64:0];
-  assign wide1 = { \$229 [62], \$229  };
-  assign right1 = \$228 [4:0];
-  assign biased1 = \$234 [64:0];
-  assign wide2 = { \$244 [62], \$244  };
-  assign right2 = \$243 [4:0];
-  assign biased2 = \$249 [64:0];
-  assign wide3 = { \$259 [62], \$259  };
-  assign right3 = \$258 [4:0];
-  assign biased3 = \$264 [64:0];
-  assign wide4 = { \$274 [62], \$274  };
-  assign right4 = \$273 [4:0];
-  assign biased4 = \$279 [64:0];
-  assign wide5 = { \$289 [62], \$289  };
-  assign right5 = \$288 [4:0];
-  assign biased5 = \$294 [64:0];
-  assign wide6 = { \$304 [62], \$304  };
-  assign right6 = \$303 [4:0];
-  assign biased6 = \$309 [64:0];
-  assign wide7 = { \$319 [62], \$319  };
-  assign right7 = \$318 [4:0];
-  assign biased7 = \$324 [64:0];
-  assign wide8 = { \$334 [62], \$334  };
-  assign right8 = \$333 [4:0];
-  assign biased8 = \$339 [64:0];
-  assign wide9 = { \$349 [62], \$349  };
-  assign right9 = \$348 [4:0];
-  assign biased9 = \$354 [64:0];
-  assign wide10 = { \$364 [62], \$364  };
-  assign right10 = \$363 [4:0];
-  assign biased10 = \$369 [64:0];
-  assign wide11 = { \$379 [62], \$379  };
-  assign right11 = \$378 [4:0];
-  assign biased11 = \$384 [64:0];
-  assign wide12 = { \$394 [62], \$394  };
-  assign right12 = \$393 [4:0];
-  assign biased12 = \$399 [64:0];
-  assign wide13 = { \$409 [62], \$409  };
-  assign right13 = \$408 [4:0];
-  assign biased13 = \$414 [64:0];
-  assign wide14 = { \$424 [62], \$424  };
-  assign right14 = \$423 [4:0];
-  assign biased14 = \$429 [64:0];
-  assign wide15 = { \$439 [62], \$439  };
-  assign right15 = \$438 [4:0];
-  assign biased15 = \$444 [64:0];
+  assign half0 = \$129 [63:0];
+  assign half1 = \$130 [63:0];
+  assign half2 = \$131 [63:0];
+  assign half3 = \$132 [63:0];
+  assign half4 = \$133 [63:0];
+  assign half5 = \$134 [63:0];
+  assign half6 = \$135 [63:0];
+  assign half7 = \$136 [63:0];
+  assign half8 = \$137 [63:0];
+  assign half9 = \$138 [63:0];
+  assign half10 = \$139 [63:0];
+  assign half11 = \$140 [63:0];
+  assign half12 = \$141 [63:0];
+  assign half13 = \$142 [63:0];
+  assign half14 = \$143 [63:0];
+  assign half15 = \$144 [63:0];
   assign o_valid = v4;
-  assign left0 = \$210 [4:0];
-  assign mask0 = \$221 [31:0];
-  assign left1 = \$225 [4:0];
-  assign mask1 = \$236 [31:0];
-  assign left2 = \$240 [4:0];
-  assign mask2 = \$251 [31:0];
-  assign left3 = \$255 [4:0];
-  assign mask3 = \$266 [31:0];
-  assign left4 = \$270 [4:0];
-  assign mask4 = \$281 [31:0];
-  assign left5 = \$285 [4:0];
-  assign mask5 = \$296 [31:0];
-  assign left6 = \$300 [4:0];
-  assign mask6 = \$311 [31:0];
-  assign left7 = \$315 [4:0];
-  assign mask7 = \$326 [31:0];
-  assign left8 = \$330 [4:0];
-  assign mask8 = \$341 [31:0];
-  assign left9 = \$345 [4:0];
-  assign mask9 = \$356 [31:0];
-  assign left10 = \$360 [4:0];
-  assign mask10 = \$371 [31:0];
-  assign left11 = \$375 [4:0];
-  assign mask11 = \$386 [31:0];
-  assign left12 = \$390 [4:0];
-  assign mask12 = \$401 [31:0];
-  assign left13 = \$405 [4:0];
-  assign mask13 = \$416 [31:0];
-  assign left14 = \$420 [4:0];
-  assign mask14 = \$431 [31:0];
-  assign left15 = \$435 [4:0];
-  assign mask15 = \$446 [31:0];
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
+  assign \x[2]  = x[95:64];
+  assign \x[3]  = x[127:96];
+  assign \x[4]  = x[159:128];
+  assign \x[5]  = x[191:160];
+  assign \x[6]  = x[223:192];
+  assign \x[7]  = x[255:224];
+  assign \x[8]  = x[287:256];
+  assign \x[9]  = x[319:288];
+  assign \x[10]  = x[351:320];
+  assign \x[11]  = x[383:352];
+  assign \x[12]  = x[415:384];
+  assign \x[13]  = x[447:416];
+  assign \x[14]  = x[479:448];
+  assign \x[15]  = x[511:480];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \mult[2]  = mult[95:64];
@@ -20438,22 +19734,6 @@ module \isscc22_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   assign \shift[13]  = shift[83:78];
   assign \shift[14]  = shift[89:84];
   assign \shift[15]  = shift[95:90];
-  assign \x[0]  = x[31:0];
-  assign \x[1]  = x[63:32];
-  assign \x[2]  = x[95:64];
-  assign \x[3]  = x[127:96];
-  assign \x[4]  = x[159:128];
-  assign \x[5]  = x[191:160];
-  assign \x[6]  = x[223:192];
-  assign \x[7]  = x[255:224];
-  assign \x[8]  = x[287:256];
-  assign \x[9]  = x[319:288];
-  assign \x[10]  = x[351:320];
-  assign \x[11]  = x[383:352];
-  assign \x[12]  = x[415:384];
-  assign \x[13]  = x[447:416];
-  assign \x[14]  = x[479:448];
-  assign \x[15]  = x[511:480];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
   assign \y[2]  = y[95:64];
@@ -20486,301 +19766,117 @@ module \isscc22_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   assign y[95:64] = y2;
   assign y[63:32] = y1;
   assign y[31:0] = y0;
-  assign \$9  = { \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64], \$219 [64:31] };
-  assign \$222  = { 1'h0, \$221 [31:1] };
-  assign \$22  = { \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64], \$234 [64:31] };
-  assign \$237  = { 1'h0, \$236 [31:1] };
-  assign \$35  = { \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64], \$249 [64:31] };
-  assign \$252  = { 1'h0, \$251 [31:1] };
-  assign \$48  = { \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64], \$264 [64:31] };
-  assign \$267  = { 1'h0, \$266 [31:1] };
-  assign \$61  = { \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64], \$279 [64:31] };
-  assign \$282  = { 1'h0, \$281 [31:1] };
-  assign \$74  = { \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64], \$294 [64:31] };
-  assign \$297  = { 1'h0, \$296 [31:1] };
-  assign \$87  = { \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64], \$309 [64:31] };
-  assign \$312  = { 1'h0, \$311 [31:1] };
-  assign \$100  = { \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64], \$324 [64:31] };
-  assign \$327  = { 1'h0, \$326 [31:1] };
-  assign \$113  = { \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64], \$339 [64:31] };
-  assign \$342  = { 1'h0, \$341 [31:1] };
-  assign \$126  = { \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64], \$354 [64:31] };
-  assign \$357  = { 1'h0, \$356 [31:1] };
-  assign \$139  = { \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64], \$369 [64:31] };
-  assign \$372  = { 1'h0, \$371 [31:1] };
-  assign \$152  = { \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64], \$384 [64:31] };
-  assign \$387  = { 1'h0, \$386 [31:1] };
-  assign \$165  = { \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64], \$399 [64:31] };
-  assign \$402  = { 1'h0, \$401 [31:1] };
-  assign \$178  = { \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64], \$414 [64:31] };
-  assign \$417  = { 1'h0, \$416 [31:1] };
-  assign \$191  = { \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64], \$429 [64:31] };
-  assign \$432  = { 1'h0, \$431 [31:1] };
-  assign \$204  = { \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64], \$444 [64:31] };
-  assign \$447  = { 1'h0, \$446 [31:1] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire \$1 ;
-  wire [31:0] \$10 ;
-  wire [64:0] \$100 ;
-  wire [31:0] \$101 ;
-  wire [31:0] \$102 ;
-  wire \$103 ;
-  wire [32:0] \$104 ;
-  wire \$105 ;
-  wire [5:0] \$106 ;
-  wire \$107 ;
-  wire [6:0] \$108 ;
-  wire [6:0] \$109 ;
-  wire [31:0] \$11 ;
-  wire [62:0] \$110 ;
-  wire \$111 ;
-  wire [31:0] \$112 ;
-  wire \$113 ;
-  wire [30:0] \$114 ;
-  wire [65:0] \$115 ;
-  wire [63:0] \$116 ;
-  wire [64:0] \$117 ;
-  wire [31:0] \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire [5:0] \$121 ;
-  wire \$122 ;
-  wire [6:0] \$123 ;
-  wire [6:0] \$124 ;
-  wire [62:0] \$125 ;
-  wire \$126 ;
-  wire [31:0] \$127 ;
-  wire \$128 ;
-  wire [30:0] \$129 ;
-  wire [32:0] \$13 ;
-  wire [65:0] \$130 ;
-  wire [63:0] \$131 ;
-  wire [64:0] \$132 ;
-  wire [31:0] \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [5:0] \$136 ;
-  wire \$137 ;
-  wire [6:0] \$138 ;
-  wire [6:0] \$139 ;
+  wire [6:0] \$1 ;
+  wire [6:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [65:0] \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  wire [62:0] \$140 ;
-  wire \$141 ;
-  wire [31:0] \$142 ;
-  wire \$143 ;
-  wire [30:0] \$144 ;
-  wire [65:0] \$145 ;
-  wire [63:0] \$146 ;
-  wire [64:0] \$147 ;
-  wire [31:0] \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire [5:0] \$151 ;
-  wire \$152 ;
-  wire [6:0] \$153 ;
-  wire [6:0] \$154 ;
-  wire [62:0] \$155 ;
-  wire \$156 ;
-  wire [31:0] \$157 ;
-  wire \$158 ;
-  wire [30:0] \$159 ;
+  wire [32:0] \$15 ;
   wire [32:0] \$16 ;
-  wire [65:0] \$160 ;
-  wire [63:0] \$161 ;
-  wire [64:0] \$162 ;
-  wire [31:0] \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire [5:0] \$166 ;
-  wire \$167 ;
-  wire [6:0] \$168 ;
-  wire [6:0] \$169 ;
-  wire [32:0] \$17 ;
-  wire [62:0] \$170 ;
-  wire \$171 ;
-  wire [31:0] \$172 ;
-  wire \$173 ;
-  wire [30:0] \$174 ;
-  wire [65:0] \$175 ;
-  wire [63:0] \$176 ;
-  wire [64:0] \$177 ;
-  wire [31:0] \$178 ;
-  wire \$179 ;
-  wire [63:0] \$18 ;
-  wire \$180 ;
-  wire [5:0] \$181 ;
-  wire \$182 ;
-  wire [6:0] \$183 ;
-  wire [6:0] \$184 ;
-  wire [62:0] \$185 ;
-  wire \$186 ;
-  wire [31:0] \$187 ;
-  wire \$188 ;
-  wire [30:0] \$189 ;
-  wire \$19 ;
-  wire [65:0] \$190 ;
-  wire [63:0] \$191 ;
-  wire [64:0] \$192 ;
-  wire [31:0] \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire [5:0] \$196 ;
-  wire \$197 ;
-  wire [6:0] \$198 ;
-  wire [6:0] \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire [62:0] \$200 ;
-  wire \$201 ;
-  wire [31:0] \$202 ;
-  wire \$203 ;
-  wire [30:0] \$204 ;
-  wire [65:0] \$205 ;
-  wire [63:0] \$206 ;
-  wire [64:0] \$207 ;
-  wire [31:0] \$208 ;
-  wire \$209 ;
+  wire [6:0] \$17 ;
+  wire [6:0] \$18 ;
+  wire [63:0] \$19 ;
+  wire [6:0] \$2 ;
+  wire [65:0] \$20 ;
   wire \$21 ;
-  wire \$210 ;
-  wire [5:0] \$211 ;
-  wire \$212 ;
-  wire [6:0] \$213 ;
-  wire [6:0] \$214 ;
-  wire [62:0] \$215 ;
-  wire \$216 ;
-  wire [31:0] \$217 ;
-  wire \$218 ;
-  wire [30:0] \$219 ;
-  wire [64:0] \$22 ;
-  wire [65:0] \$220 ;
-  wire [63:0] \$221 ;
-  wire [64:0] \$222 ;
-  wire [31:0] \$223 ;
-  wire \$224 ;
-  reg \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  wire [31:0] \$23 ;
-  wire [31:0] \$24 ;
-  wire \$25 ;
-  wire [32:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [32:0] \$29 ;
-  wire [32:0] \$3 ;
-  wire [32:0] \$30 ;
-  wire [63:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [64:0] \$35 ;
-  wire [31:0] \$36 ;
-  wire [31:0] \$37 ;
+  wire \$22 ;
+  wire [32:0] \$23 ;
+  wire [32:0] \$24 ;
+  wire [6:0] \$25 ;
+  wire [6:0] \$26 ;
+  wire [63:0] \$27 ;
+  wire [65:0] \$28 ;
+  wire \$29 ;
+  wire [63:0] \$3 ;
+  wire \$30 ;
+  wire [32:0] \$31 ;
+  wire [32:0] \$32 ;
+  wire [6:0] \$33 ;
+  wire [6:0] \$34 ;
+  wire [63:0] \$35 ;
+  wire [65:0] \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire [32:0] \$39 ;
-  wire [32:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [32:0] \$42 ;
-  wire [32:0] \$43 ;
-  wire [63:0] \$44 ;
+  wire [65:0] \$4 ;
+  wire [32:0] \$40 ;
+  wire [6:0] \$41 ;
+  wire [6:0] \$42 ;
+  wire [63:0] \$43 ;
+  wire [65:0] \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire [64:0] \$48 ;
-  wire [31:0] \$49 ;
-  wire [63:0] \$5 ;
-  wire [31:0] \$50 ;
-  wire \$51 ;
-  wire [32:0] \$52 ;
+  wire [32:0] \$47 ;
+  wire [32:0] \$48 ;
+  wire [6:0] \$49 ;
+  wire \$5 ;
+  wire [6:0] \$50 ;
+  wire [63:0] \$51 ;
+  wire [65:0] \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire [32:0] \$55 ;
   wire [32:0] \$56 ;
-  wire [63:0] \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [6:0] \$57 ;
+  wire [6:0] \$58 ;
+  wire [63:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [64:0] \$61 ;
-  wire [31:0] \$62 ;
-  wire [31:0] \$63 ;
-  wire \$64 ;
-  wire [32:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [32:0] \$68 ;
-  wire [32:0] \$69 ;
-  wire \$7 ;
-  wire [63:0] \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire [64:0] \$74 ;
-  wire [31:0] \$75 ;
-  wire [31:0] \$76 ;
-  wire \$77 ;
-  wire [32:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire [32:0] \$81 ;
-  wire [32:0] \$82 ;
-  wire [63:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [64:0] \$87 ;
-  wire [31:0] \$88 ;
-  wire [31:0] \$89 ;
-  wire [64:0] \$9 ;
-  wire \$90 ;
-  wire [32:0] \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire [32:0] \$94 ;
-  wire [32:0] \$95 ;
-  wire [63:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  wire [64:0] biased0;
-  wire [64:0] biased1;
-  wire [64:0] biased2;
-  wire [64:0] biased3;
-  wire [64:0] biased4;
-  wire [64:0] biased5;
-  wire [64:0] biased6;
-  wire [64:0] biased7;
+  wire [65:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [32:0] \$63 ;
+  wire [32:0] \$64 ;
+  wire [126:0] \$65 ;
+  wire [126:0] \$66 ;
+  wire [126:0] \$67 ;
+  wire [126:0] \$68 ;
+  wire [126:0] \$69 ;
+  wire [32:0] \$7 ;
+  wire [126:0] \$70 ;
+  wire [126:0] \$71 ;
+  wire [126:0] \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  wire [32:0] \$8 ;
+  wire [6:0] \$9 ;
   output busy;
   wire busy;
   input clk;
   wire clk;
-  reg [31:0] high0 = 32'd0;
-  reg [31:0] high1 = 32'd0;
-  reg [31:0] high2 = 32'd0;
-  reg [31:0] high3 = 32'd0;
-  reg [31:0] high4 = 32'd0;
-  reg [31:0] high5 = 32'd0;
-  reg [31:0] high6 = 32'd0;
-  reg [31:0] high7 = 32'd0;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h1_2 = 6'h00;
+  reg [5:0] h1_3 = 6'h00;
+  reg [5:0] h1_4 = 6'h00;
+  reg [5:0] h1_5 = 6'h00;
+  reg [5:0] h1_6 = 6'h00;
+  reg [5:0] h1_7 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  reg [5:0] h2_2 = 6'h00;
+  reg [5:0] h2_3 = 6'h00;
+  reg [5:0] h2_4 = 6'h00;
+  reg [5:0] h2_5 = 6'h00;
+  reg [5:0] h2_6 = 6'h00;
+  reg [5:0] h2_7 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
+  wire [63:0] half2;
+  wire [63:0] half3;
+  wire [63:0] half4;
+  wire [63:0] half5;
+  wire [63:0] half6;
+  wire [63:0] half7;
   input i_valid;
   wire i_valid;
-  wire [4:0] left0;
-  wire [4:0] left1;
-  wire [4:0] left2;
-  wire [4:0] left3;
-  wire [4:0] left4;
-  wire [4:0] left5;
-  wire [4:0] left6;
-  wire [4:0] left7;
   reg [31:0] m1_0 = 32'd0;
   reg [31:0] m1_1 = 32'd0;
   reg [31:0] m1_2 = 32'd0;
@@ -20789,14 +19885,6 @@ module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
   reg [31:0] m1_5 = 32'd0;
   reg [31:0] m1_6 = 32'd0;
   reg [31:0] m1_7 = 32'd0;
-  wire [31:0] mask0;
-  wire [31:0] mask1;
-  wire [31:0] mask2;
-  wire [31:0] mask3;
-  wire [31:0] mask4;
-  wire [31:0] mask5;
-  wire [31:0] mask6;
-  wire [31:0] mask7;
   input [255:0] mult;
   wire [255:0] mult;
   wire [31:0] \mult[0] ;
@@ -20807,24 +19895,16 @@ module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
   wire [31:0] \mult[5] ;
   wire [31:0] \mult[6] ;
   wire [31:0] \mult[7] ;
-  wire [64:0] nudged0;
-  wire [64:0] nudged1;
-  wire [64:0] nudged2;
-  wire [64:0] nudged3;
-  wire [64:0] nudged4;
-  wire [64:0] nudged5;
-  wire [64:0] nudged6;
-  wire [64:0] nudged7;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
+  reg [64:0] nudged2 = 65'h00000000000000000;
+  reg [64:0] nudged3 = 65'h00000000000000000;
+  reg [64:0] nudged4 = 65'h00000000000000000;
+  reg [64:0] nudged5 = 65'h00000000000000000;
+  reg [64:0] nudged6 = 65'h00000000000000000;
+  reg [64:0] nudged7 = 65'h00000000000000000;
   (* init = 1'h0 *)
   wire o_valid;
-  reg ovf0 = 1'h0;
-  reg ovf1 = 1'h0;
-  reg ovf2 = 1'h0;
-  reg ovf3 = 1'h0;
-  reg ovf4 = 1'h0;
-  reg ovf5 = 1'h0;
-  reg ovf6 = 1'h0;
-  reg ovf7 = 1'h0;
   reg [63:0] prod0 = 64'h0000000000000000;
   reg [63:0] prod1 = 64'h0000000000000000;
   reg [63:0] prod2 = 64'h0000000000000000;
@@ -20833,46 +19913,6 @@ module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
   reg [63:0] prod5 = 64'h0000000000000000;
   reg [63:0] prod6 = 64'h0000000000000000;
   reg [63:0] prod7 = 64'h0000000000000000;
-  reg [4:0] r1_0 = 5'h00;
-  reg [4:0] r1_1 = 5'h00;
-  reg [4:0] r1_2 = 5'h00;
-  reg [4:0] r1_3 = 5'h00;
-  reg [4:0] r1_4 = 5'h00;
-  reg [4:0] r1_5 = 5'h00;
-  reg [4:0] r1_6 = 5'h00;
-  reg [4:0] r1_7 = 5'h00;
-  reg [4:0] r2_0 = 5'h00;
-  reg [4:0] r2_1 = 5'h00;
-  reg [4:0] r2_2 = 5'h00;
-  reg [4:0] r2_3 = 5'h00;
-  reg [4:0] r2_4 = 5'h00;
-  reg [4:0] r2_5 = 5'h00;
-  reg [4:0] r2_6 = 5'h00;
-  reg [4:0] r2_7 = 5'h00;
-  reg [4:0] r3_0 = 5'h00;
-  reg [4:0] r3_1 = 5'h00;
-  reg [4:0] r3_2 = 5'h00;
-  reg [4:0] r3_3 = 5'h00;
-  reg [4:0] r3_4 = 5'h00;
-  reg [4:0] r3_5 = 5'h00;
-  reg [4:0] r3_6 = 5'h00;
-  reg [4:0] r3_7 = 5'h00;
-  wire [31:0] rem0;
-  wire [31:0] rem1;
-  wire [31:0] rem2;
-  wire [31:0] rem3;
-  wire [31:0] rem4;
-  wire [31:0] rem5;
-  wire [31:0] rem6;
-  wire [31:0] rem7;
-  wire [4:0] right0;
-  wire [4:0] right1;
-  wire [4:0] right2;
-  wire [4:0] right3;
-  wire [4:0] right4;
-  wire [4:0] right5;
-  wire [4:0] right6;
-  wire [4:0] right7;
   input rst;
   wire rst;
   input [47:0] shift;
@@ -20885,27 +19925,43 @@ module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
   wire [5:0] \shift[5] ;
   wire [5:0] \shift[6] ;
   wire [5:0] \shift[7] ;
-  wire [32:0] thr0;
-  wire [32:0] thr1;
-  wire [32:0] thr2;
-  wire [32:0] thr3;
-  wire [32:0] thr4;
-  wire [32:0] thr5;
-  wire [32:0] thr6;
-  wire [32:0] thr7;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  wire [64:0] shifted2;
+  wire [64:0] shifted3;
+  wire [64:0] shifted4;
+  wire [64:0] shifted5;
+  wire [64:0] shifted6;
+  wire [64:0] shifted7;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t1_2 = 6'h00;
+  reg [5:0] t1_3 = 6'h00;
+  reg [5:0] t1_4 = 6'h00;
+  reg [5:0] t1_5 = 6'h00;
+  reg [5:0] t1_6 = 6'h00;
+  reg [5:0] t1_7 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t2_2 = 6'h00;
+  reg [5:0] t2_3 = 6'h00;
+  reg [5:0] t2_4 = 6'h00;
+  reg [5:0] t2_5 = 6'h00;
+  reg [5:0] t2_6 = 6'h00;
+  reg [5:0] t2_7 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
+  reg [5:0] t3_2 = 6'h00;
+  reg [5:0] t3_3 = 6'h00;
+  reg [5:0] t3_4 = 6'h00;
+  reg [5:0] t3_5 = 6'h00;
+  reg [5:0] t3_6 = 6'h00;
+  reg [5:0] t3_7 = 6'h00;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg v3 = 1'h0;
   output v4;
   reg v4 = 1'h0;
-  wire [63:0] wide0;
-  wire [63:0] wide1;
-  wire [63:0] wide2;
-  wire [63:0] wide3;
-  wire [63:0] wide4;
-  wire [63:0] wide5;
-  wire [63:0] wide6;
-  wire [63:0] wide7;
   input [255:0] x;
   wire [255:0] x;
   reg [31:0] x1_0 = 32'd0;
@@ -20942,460 +19998,300 @@ module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
   wire [31:0] \y[5] ;
   wire [31:0] \y[6] ;
   wire [31:0] \y[7] ;
-  assign \$1  = $signed(\$110 ) > $signed(32'd2147483647);
-  assign \$2  = $signed(\$110 ) < $signed(32'd2147483648);
-  assign \$3  = \$2  ? 33'h180000000 : { 1'h0, \$110 [31:0] };
-  assign \$4  = \$1  ? 33'h07fffffff : \$3 ;
-  assign \$5  = $signed(x1_0) * $signed(m1_0);
-  assign \$6  = x1_0 == 32'd2147483648;
-  assign \$7  = m1_0 == 32'd2147483648;
-  assign \$8  = \$6  & \$7 ;
-  assign \$10  = ovf0 ? 32'd2147483647 : \$9 [31:0];
-  assign \$11  = $signed(high0) >>> r3_0;
-  assign \$12  = rem0 > thr0;
-  assign \$13  = $signed(\$11 ) + $signed({ 1'h0, \$12  });
-  assign \$14  = $signed(\$125 ) > $signed(32'd2147483647);
-  assign \$15  = $signed(\$125 ) < $signed(32'd2147483648);
-  assign \$16  = \$15  ? 33'h180000000 : { 1'h0, \$125 [31:0] };
-  assign \$17  = \$14  ? 33'h07fffffff : \$16 ;
-  assign \$18  = $signed(x1_1) * $signed(m1_1);
-  assign \$19  = x1_1 == 32'd2147483648;
-  assign \$20  = m1_1 == 32'd2147483648;
-  assign \$21  = \$19  & \$20 ;
-  assign \$23  = ovf1 ? 32'd2147483647 : \$22 [31:0];
-  assign \$24  = $signed(high1) >>> r3_1;
-  assign \$25  = rem1 > thr1;
-  assign \$26  = $signed(\$24 ) + $signed({ 1'h0, \$25  });
-  assign \$27  = $signed(\$140 ) > $signed(32'd2147483647);
-  assign \$28  = $signed(\$140 ) < $signed(32'd2147483648);
-  assign \$29  = \$28  ? 33'h180000000 : { 1'h0, \$140 [31:0] };
-  assign \$30  = \$27  ? 33'h07fffffff : \$29 ;
-  assign \$31  = $signed(x1_2) * $signed(m1_2);
-  assign \$32  = x1_2 == 32'd2147483648;
-  assign \$33  = m1_2 == 32'd2147483648;
-  assign \$34  = \$32  & \$33 ;
-  assign \$36  = ovf2 ? 32'd2147483647 : \$35 [31:0];
-  assign \$37  = $signed(high2) >>> r3_2;
-  assign \$38  = rem2 > thr2;
-  assign \$39  = $signed(\$37 ) + $signed({ 1'h0, \$38  });
-  assign \$40  = $signed(\$155 ) > $signed(32'd2147483647);
-  assign \$41  = $signed(\$155 ) < $signed(32'd2147483648);
-  assign \$42  = \$41  ? 33'h180000000 : { 1'h0, \$155 [31:0] };
-  assign \$43  = \$40  ? 33'h07fffffff : \$42 ;
-  assign \$44  = $signed(x1_3) * $signed(m1_3);
-  assign \$45  = x1_3 == 32'd2147483648;
-  assign \$46  = m1_3 == 32'd2147483648;
-  assign \$47  = \$45  & \$46 ;
-  assign \$49  = ovf3 ? 32'd2147483647 : \$48 [31:0];
-  assign \$50  = $signed(high3) >>> r3_3;
-  assign \$51  = rem3 > thr3;
-  assign \$52  = $signed(\$50 ) + $signed({ 1'h0, \$51  });
-  assign \$53  = $signed(\$170 ) > $signed(32'd2147483647);
-  assign \$54  = $signed(\$170 ) < $signed(32'd2147483648);
-  assign \$55  = \$54  ? 33'h180000000 : { 1'h0, \$170 [31:0] };
+  assign \$24  = \$21  ? 33'h07fffffff : \$23 ;
+  assign \$25  = $signed(6'h1f) - $signed(shift[23:18]);
+  assign \$26  = $signed(6'h1e) - $signed(shift[23:18]);
+  assign \$27  = $signed(x1_3) * $signed(m1_3);
+  assign \$28  = $signed(prod3) + $signed({ 1'h0, \$68 [63:0] });
+  assign \$29  = $signed(shifted3) > $signed(32'd2147483647);
+  assign \$30  = $signed(shifted3) < $signed(32'd2147483648);
+  assign \$31  = \$30  ? 33'h180000000 : { 1'h0, shifted3[31:0] };
+  assign \$32  = \$29  ? 33'h07fffffff : \$31 ;
+  assign \$33  = $signed(6'h1f) - $signed(shift[29:24]);
+  assign \$34  = $signed(6'h1e) - $signed(shift[29:24]);
+  assign \$35  = $signed(x1_4) * $signed(m1_4);
+  assign \$36  = $signed(prod4) + $signed({ 1'h0, \$69 [63:0] });
+  assign \$37  = $signed(shifted4) > $signed(32'd2147483647);
+  assign \$38  = $signed(shifted4) < $signed(32'd2147483648);
+  assign \$39  = \$38  ? 33'h180000000 : { 1'h0, shifted4[31:0] };
+  assign \$40  = \$37  ? 33'h07fffffff : \$39 ;
+  assign \$41  = $signed(6'h1f) - $signed(shift[35:30]);
+  assign \$42  = $signed(6'h1e) - $signed(shift[35:30]);
+  assign \$43  = $signed(x1_5) * $signed(m1_5);
+  assign \$44  = $signed(prod5) + $signed({ 1'h0, \$70 [63:0] });
+  assign \$45  = $signed(shifted5) > $signed(32'd2147483647);
+  assign \$46  = $signed(shifted5) < $signed(32'd2147483648);
+  assign \$47  = \$46  ? 33'h180000000 : { 1'h0, shifted5[31:0] };
+  assign \$48  = \$45  ? 33'h07fffffff : \$47 ;
+  assign \$49  = $signed(6'h1f) - $signed(shift[41:36]);
+  assign \$50  = $signed(6'h1e) - $signed(shift[41:36]);
+  assign \$51  = $signed(x1_6) * $signed(m1_6);
+  assign \$52  = $signed(prod6) + $signed({ 1'h0, \$71 [63:0] });
+  assign \$53  = $signed(shifted6) > $signed(32'd2147483647);
+  assign \$54  = $signed(shifted6) < $signed(32'd2147483648);
+  assign \$55  = \$54  ? 33'h180000000 : { 1'h0, shifted6[31:0] };
   assign \$56  = \$53  ? 33'h07fffffff : \$55 ;
-  assign \$57  = $signed(x1_4) * $signed(m1_4);
-  assign \$58  = x1_4 == 32'd2147483648;
-  assign \$59  = m1_4 == 32'd2147483648;
-  assign \$60  = \$58  & \$59 ;
-  assign \$62  = ovf4 ? 32'd2147483647 : \$61 [31:0];
-  assign \$63  = $signed(high4) >>> r3_4;
-  assign \$64  = rem4 > thr4;
-  assign \$65  = $signed(\$63 ) + $signed({ 1'h0, \$64  });
-  assign \$66  = $signed(\$185 ) > $signed(32'd2147483647);
-  assign \$67  = $signed(\$185 ) < $signed(32'd2147483648);
-  assign \$68  = \$67  ? 33'h180000000 : { 1'h0, \$185 [31:0] };
-  assign \$69  = \$66  ? 33'h07fffffff : \$68 ;
-  assign \$70  = $signed(x1_5) * $signed(m1_5);
-  assign \$71  = x1_5 == 32'd2147483648;
-  assign \$72  = m1_5 == 32'd2147483648;
-  assign \$73  = \$71  & \$72 ;
-  assign \$75  = ovf5 ? 32'd2147483647 : \$74 [31:0];
-  assign \$76  = $signed(high5) >>> r3_5;
-  assign \$77  = rem5 > thr5;
-  assign \$78  = $signed(\$76 ) + $signed({ 1'h0, \$77  });
-  assign \$79  = $signed(\$200 ) > $signed(32'd2147483647);
-  assign \$80  = $signed(\$200 ) < $signed(32'd2147483648);
-  assign \$81  = \$80  ? 33'h180000000 : { 1'h0, \$200 [31:0] };
-  assign \$82  = \$79  ? 33'h07fffffff : \$81 ;
-  assign \$83  = $signed(x1_6) * $signed(m1_6);
-  assign \$84  = x1_6 == 32'd2147483648;
-  assign \$85  = m1_6 == 32'd2147483648;
-  assign \$86  = \$84  & \$85 ;
-  assign \$88  = ovf6 ? 32'd2147483647 : \$87 [31:0];
-  assign \$89  = $signed(high6) >>> r3_6;
-  assign \$90  = rem6 > thr6;
-  assign \$91  = $signed(\$89 ) + $signed({ 1'h0, \$90  });
-  assign \$92  = $signed(\$215 ) > $signed(32'd2147483647);
-  assign \$93  = $signed(\$215 ) < $signed(32'd2147483648);
-  assign \$94  = \$93  ? 33'h180000000 : { 1'h0, \$215 [31:0] };
-  assign \$95  = \$92  ? 33'h07fffffff : \$94 ;
-  assign \$96  = $signed(x1_7) * $signed(m1_7);
-  assign \$97  = x1_7 == 32'd2147483648;
-  assign \$98  = m1_7 == 32'd2147483648;
-  assign \$99  = \$97  & \$98 ;
-  assign \$101  = ovf7 ? 32'd2147483647 : \$100 [31:0];
-  assign \$102  = $signed(high7) >>> r3_7;
-  assign \$103  = rem7 > thr7;
-  assign \$104  = $signed(\$102 ) + $signed({ 1'h0, \$103  });
+  assign \$57  = $signed(6'h1f) - $signed(shift[47:42]);
+  assign \$58  = $signed(6'h1e) - $signed(shift[47:42]);
+  assign \$59  = $signed(x1_7) * $signed(m1_7);
+  assign \$60  = $signed(prod7) + $signed({ 1'h0, \$72 [63:0] });
+  assign \$61  = $signed(shifted7) > $signed(32'd2147483647);
+  assign \$62  = $signed(shifted7) < $signed(32'd2147483648);
+  assign \$63  = \$62  ? 33'h180000000 : { 1'h0, shifted7[31:0] };
+  assign \$64  = \$61  ? 33'h07fffffff : \$63 ;
   assign busy = | { v4, v3, v2, v1 };
-  assign \$105  = $signed(shift[5:0]) > $signed(1'h0);
-  assign \$106  = \$105  ? shift[5:0] : 6'h00;
-  assign \$107  = $signed(shift[5:0]) < $signed(1'h0);
-  assign \$108  = - $signed(shift[5:0]);
-  assign \$109  = \$107  ? \$108  : 7'h00;
-  assign \$110  = $signed(x[31:0]) << \$106 [4:0];
-  assign \$111  = $signed(prod0) >= $signed(1'h0);
-  assign \$112  = \$111  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged0 = $signed(prod0) + $signed(\$112 );
-  assign \$113  = $signed(nudged0) < $signed(1'h0);
-  assign \$114  = \$113  ? 31'h7fffffff : 31'h00000000;
-  assign \$115  = $signed(nudged0) + $signed({ 1'h0, \$114  });
-  assign \$116  = 1'h1 << r3_0;
-  assign \$117  = \$116  - 1'h1;
-  assign rem0 = high0 & \$117 [31:0];
-  assign \$119  = $signed(high0) < $signed(1'h0);
-  assign thr0 = \$118  + \$119 ;
-  assign \$120  = $signed(shift[11:6]) > $signed(1'h0);
-  assign \$121  = \$120  ? shift[11:6] : 6'h00;
-  assign \$122  = $signed(shift[11:6]) < $signed(1'h0);
-  assign \$123  = - $signed(shift[11:6]);
-  assign \$124  = \$122  ? \$123  : 7'h00;
-  assign \$125  = $signed(x[63:32]) << \$121 [4:0];
-  assign \$126  = $signed(prod1) >= $signed(1'h0);
-  assign \$127  = \$126  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged1 = $signed(prod1) + $signed(\$127 );
-  assign \$128  = $signed(nudged1) < $signed(1'h0);
-  assign \$129  = \$128  ? 31'h7fffffff : 31'h00000000;
-  assign \$130  = $signed(nudged1) + $signed({ 1'h0, \$129  });
-  assign \$131  = 1'h1 << r3_1;
-  assign \$132  = \$131  - 1'h1;
-  assign rem1 = high1 & \$132 [31:0];
-  assign \$134  = $signed(high1) < $signed(1'h0);
-  assign thr1 = \$133  + \$134 ;
-  assign \$135  = $signed(shift[17:12]) > $signed(1'h0);
-  assign \$136  = \$135  ? shift[17:12] : 6'h00;
-  assign \$137  = $signed(shift[17:12]) < $signed(1'h0);
-  assign \$138  = - $signed(shift[17:12]);
-  assign \$139  = \$137  ? \$138  : 7'h00;
-  assign \$140  = $signed(x[95:64]) << \$136 [4:0];
-  assign \$141  = $signed(prod2) >= $signed(1'h0);
-  assign \$142  = \$141  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged2 = $signed(prod2) + $signed(\$142 );
-  assign \$143  = $signed(nudged2) < $signed(1'h0);
-  assign \$144  = \$143  ? 31'h7fffffff : 31'h00000000;
-  assign \$145  = $signed(nudged2) + $signed({ 1'h0, \$144  });
-  assign \$146  = 1'h1 << r3_2;
-  assign \$147  = \$146  - 1'h1;
-  assign rem2 = high2 & \$147 [31:0];
-  assign \$149  = $signed(high2) < $signed(1'h0);
-  assign thr2 = \$148  + \$149 ;
-  assign \$150  = $signed(shift[23:18]) > $signed(1'h0);
-  assign \$151  = \$150  ? shift[23:18] : 6'h00;
-  assign \$152  = $signed(shift[23:18]) < $signed(1'h0);
-  assign \$153  = - $signed(shift[23:18]);
-  assign \$154  = \$152  ? \$153  : 7'h00;
-  assign \$155  = $signed(x[127:96]) << \$151 [4:0];
-  assign \$156  = $signed(prod3) >= $signed(1'h0);
-  assign \$157  = \$156  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged3 = $signed(prod3) + $signed(\$157 );
-  assign \$158  = $signed(nudged3) < $signed(1'h0);
-  assign \$159  = \$158  ? 31'h7fffffff : 31'h00000000;
-  assign \$160  = $signed(nudged3) + $signed({ 1'h0, \$159  });
-  assign \$161  = 1'h1 << r3_3;
-  assign \$162  = \$161  - 1'h1;
-  assign rem3 = high3 & \$162 [31:0];
-  assign \$164  = $signed(high3) < $signed(1'h0);
-  assign thr3 = \$163  + \$164 ;
-  assign \$165  = $signed(shift[29:24]) > $signed(1'h0);
-  assign \$166  = \$165  ? shift[29:24] : 6'h00;
-  assign \$167  = $signed(shift[29:24]) < $signed(1'h0);
-  assign \$168  = - $signed(shift[29:24]);
-  assign \$169  = \$167  ? \$168  : 7'h00;
-  assign \$170  = $signed(x[159:128]) << \$166 [4:0];
-  assign \$171  = $signed(prod4) >= $signed(1'h0);
-  assign \$172  = \$171  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged4 = $signed(prod4) + $signed(\$172 );
-  assign \$173  = $signed(nudged4) < $signed(1'h0);
-  assign \$174  = \$173  ? 31'h7fffffff : 31'h00000000;
-  assign \$175  = $signed(nudged4) + $signed({ 1'h0, \$174  });
-  assign \$176  = 1'h1 << r3_4;
-  assign \$177  = \$176  - 1'h1;
-  assign rem4 = high4 & \$177 [31:0];
-  assign \$179  = $signed(high4) < $signed(1'h0);
-  assign thr4 = \$178  + \$179 ;
-  assign \$180  = $signed(shift[35:30]) > $signed(1'h0);
-  assign \$181  = \$180  ? shift[35:30] : 6'h00;
-  assign \$182  = $signed(shift[35:30]) < $signed(1'h0);
-  assign \$183  = - $signed(shift[35:30]);
-  assign \$184  = \$182  ? \$183  : 7'h00;
-  assign \$185  = $signed(x[191:160]) << \$181 [4:0];
-  assign \$186  = $signed(prod5) >= $signed(1'h0);
-  assign \$187  = \$186  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged5 = $signed(prod5) + $signed(\$187 );
-  assign \$188  = $signed(nudged5) < $signed(1'h0);
-  assign \$189  = \$188  ? 31'h7fffffff : 31'h00000000;
-  assign \$190  = $signed(nudged5) + $signed({ 1'h0, \$189  });
-  assign \$191  = 1'h1 << r3_5;
-  assign \$192  = \$191  - 1'h1;
-  assign rem5 = high5 & \$192 [31:0];
-  assign \$194  = $signed(high5) < $signed(1'h0);
-  assign thr5 = \$193  + \$194 ;
-  assign \$195  = $signed(shift[41:36]) > $signed(1'h0);
-  assign \$196  = \$195  ? shift[41:36] : 6'h00;
-  assign \$197  = $signed(shift[41:36]) < $signed(1'h0);
-  assign \$198  = - $signed(shift[41:36]);
-  assign \$199  = \$197  ? \$198  : 7'h00;
-  assign \$200  = $signed(x[223:192]) << \$196 [4:0];
-  assign \$201  = $signed(prod6) >= $signed(1'h0);
-  assign \$202  = \$201  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged6 = $signed(prod6) + $signed(\$202 );
-  assign \$203  = $signed(nudged6) < $signed(1'h0);
-  assign \$204  = \$203  ? 31'h7fffffff : 31'h00000000;
-  assign \$205  = $signed(nudged6) + $signed({ 1'h0, \$204  });
-  assign \$206  = 1'h1 << r3_6;
-  assign \$207  = \$206  - 1'h1;
-  assign rem6 = high6 & \$207 [31:0];
-  assign \$209  = $signed(high6) < $signed(1'h0);
-  assign thr6 = \$208  + \$209 ;
-  assign \$210  = $signed(shift[47:42]) > $signed(1'h0);
-  assign \$211  = \$210  ? shift[47:42] : 6'h00;
-  assign \$212  = $signed(shift[47:42]) < $signed(1'h0);
-  assign \$213  = - $signed(shift[47:42]);
-  assign \$214  = \$212  ? \$213  : 7'h00;
-  assign \$215  = $signed(x[255:224]) << \$211 [4:0];
-  assign \$216  = $signed(prod7) >= $signed(1'h0);
-  assign \$217  = \$216  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged7 = $signed(prod7) + $signed(\$217 );
-  assign \$218  = $signed(nudged7) < $signed(1'h0);
-  assign \$219  = \$218  ? 31'h7fffffff : 31'h00000000;
-  assign \$220  = $signed(nudged7) + $signed({ 1'h0, \$219  });
-  assign \$221  = 1'h1 << r3_7;
-  assign \$222  = \$221  - 1'h1;
-  assign rem7 = high7 & \$222 [31:0];
-  assign \$224  = $signed(high7) < $signed(1'h0);
-  assign thr7 = \$223  + \$224 ;
+  assign \$65  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$66  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
+  assign \$67  = 1'h1 << h2_2;
+  assign shifted2 = $signed(nudged2) >>> t3_2;
+  assign \$68  = 1'h1 << h2_3;
+  assign shifted3 = $signed(nudged3) >>> t3_3;
+  assign \$69  = 1'h1 << h2_4;
+  assign shifted4 = $signed(nudged4) >>> t3_4;
+  assign \$70  = 1'h1 << h2_5;
+  assign shifted5 = $signed(nudged5) >>> t3_5;
+  assign \$71  = 1'h1 << h2_6;
+  assign shifted6 = $signed(nudged6) >>> t3_6;
+  assign \$72  = 1'h1 << h2_7;
+  assign shifted7 = $signed(nudged7) >>> t3_7;
   always @(posedge clk)
-    v1 <= \$225 ;
+    v1 <= \$73 ;
   always @(posedge clk)
-    v2 <= \$226 ;
+    v2 <= \$74 ;
   always @(posedge clk)
-    v3 <= \$227 ;
+    v3 <= \$75 ;
   always @(posedge clk)
-    v4 <= \$228 ;
+    v4 <= \$76 ;
   always @(posedge clk)
-    x1_0 <= \$4 [31:0];
+    x1_0 <= x[31:0];
   always @(posedge clk)
     m1_0 <= mult[31:0];
   always @(posedge clk)
-    r1_0 <= \$109 [4:0];
+    t1_0 <= \$1 [5:0];
   always @(posedge clk)
-    prod0 <= \$5 ;
+    h1_0 <= \$2 [5:0];
   always @(posedge clk)
-    ovf0 <= \$8 ;
+    prod0 <= \$3 ;
   always @(posedge clk)
-    r2_0 <= r1_0;
+    t2_0 <= t1_0;
   always @(posedge clk)
-    high0 <= \$10 ;
+    h2_0 <= h1_0;
   always @(posedge clk)
-    r3_0 <= r2_0;
+    nudged0 <= \$4 [64:0];
   always @(posedge clk)
-    y0 <= \$13 [31:0];
+    t3_0 <= t2_0;
   always @(posedge clk)
-    x1_1 <= \$17 [31:0];
+    y0 <= \$8 [31:0];
+  always @(posedge clk)
+    x1_1 <= x[63:32];
   always @(posedge clk)
     m1_1 <= mult[63:32];
   always @(posedge clk)
-    r1_1 <= \$124 [4:0];
+    t1_1 <= \$9 [5:0];
   always @(posedge clk)
-    prod1 <= \$18 ;
+    h1_1 <= \$10 [5:0];
   always @(posedge clk)
-    ovf1 <= \$21 ;
+    prod1 <= \$11 ;
   always @(posedge clk)
-    r2_1 <= r1_1;
+    t2_1 <= t1_1;
   always @(posedge clk)
-    high1 <= \$23 ;
+    h2_1 <= h1_1;
   always @(posedge clk)
-    r3_1 <= r2_1;
+    nudged1 <= \$12 [64:0];
   always @(posedge clk)
-    y1 <= \$26 [31:0];
+    t3_1 <= t2_1;
   always @(posedge clk)
-    x1_2 <= \$30 [31:0];
+    y1 <= \$16 [31:0];
+  always @(posedge clk)
+    x1_2 <= x[95:64];
   always @(posedge clk)
     m1_2 <= mult[95:64];
   always @(posedge clk)
-    r1_2 <= \$139 [4:0];
+    t1_2 <= \$17 [5:0];
   always @(posedge clk)
-    prod2 <= \$31 ;
+    h1_2 <= \$18 [5:0];
   always @(posedge clk)
-    ovf2 <= \$34 ;
+    prod2 <= \$19 ;
   always @(posedge clk)
-    r2_2 <= r1_2;
+    t2_2 <= t1_2;
   always @(posedge clk)
-    high2 <= \$36 ;
+    h2_2 <= h1_2;
   always @(posedge clk)
-    r3_2 <= r2_2;
+    nudged2 <= \$20 [64:0];
   always @(posedge clk)
-    y2 <= \$39 [31:0];
+    t3_2 <= t2_2;
   always @(posedge clk)
-    x1_3 <= \$43 [31:0];
+    y2 <= \$24 [31:0];
+  always @(posedge clk)
+    x1_3 <= x[127:96];
   always @(posedge clk)
     m1_3 <= mult[127:96];
   always @(posedge clk)
-    r1_3 <= \$154 [4:0];
+    t1_3 <= \$25 [5:0];
   always @(posedge clk)
-    prod3 <= \$44 ;
+    h1_3 <= \$26 [5:0];
   always @(posedge clk)
-    ovf3 <= \$47 ;
+    prod3 <= \$27 ;
   always @(posedge clk)
-    r2_3 <= r1_3;
+    t2_3 <= t1_3;
   always @(posedge clk)
-    high3 <= \$49 ;
+    h2_3 <= h1_3;
   always @(posedge clk)
-    r3_3 <= r2_3;
+    nudged3 <= \$28 [64:0];
   always @(posedge clk)
-    y3 <= \$52 [31:0];
+    t3_3 <= t2_3;
   always @(posedge clk)
-    x1_4 <= \$56 [31:0];
+    y3 <= \$32 [31:0];
+  always @(posedge clk)
+    x1_4 <= x[159:128];
   always @(posedge clk)
     m1_4 <= mult[159:128];
   always @(posedge clk)
-    r1_4 <= \$169 [4:0];
+    t1_4 <= \$33 [5:0];
   always @(posedge clk)
-    prod4 <= \$57 ;
+    h1_4 <= \$34 [5:0];
   always @(posedge clk)
-    ovf4 <= \$60 ;
+    prod4 <= \$35 ;
   always @(posedge clk)
-    r2_4 <= r1_4;
+    t2_4 <= t1_4;
   always @(posedge clk)
-    high4 <= \$62 ;
+    h2_4 <= h1_4;
   always @(posedge clk)
-    r3_4 <= r2_4;
+    nudged4 <= \$36 [64:0];
   always @(posedge clk)
-    y4 <= \$65 [31:0];
+    t3_4 <= t2_4;
   always @(posedge clk)
-    x1_5 <= \$69 [31:0];
+    y4 <= \$40 [31:0];
+  always @(posedge clk)
+    x1_5 <= x[191:160];
   always @(posedge clk)
     m1_5 <= mult[191:160];
   always @(posedge clk)
-    r1_5 <= \$184 [4:0];
+    t1_5 <= \$41 [5:0];
   always @(posedge clk)
-    prod5 <= \$70 ;
+    h1_5 <= \$42 [5:0];
   always @(posedge clk)
-    ovf5 <= \$73 ;
+    prod5 <= \$43 ;
   always @(posedge clk)
-    r2_5 <= r1_5;
+    t2_5 <= t1_5;
   always @(posedge clk)
-    high5 <= \$75 ;
+    h2_5 <= h1_5;
   always @(posedge clk)
-    r3_5 <= r2_5;
+    nudged5 <= \$44 [64:0];
   always @(posedge clk)
-    y5 <= \$78 [31:0];
+    t3_5 <= t2_5;
   always @(posedge clk)
-    x1_6 <= \$82 [31:0];
+    y5 <= \$48 [31:0];
+  always @(posedge clk)
+    x1_6 <= x[223:192];
   always @(posedge clk)
     m1_6 <= mult[223:192];
   always @(posedge clk)
-    r1_6 <= \$199 [4:0];
+    t1_6 <= \$49 [5:0];
   always @(posedge clk)
-    prod6 <= \$83 ;
+    h1_6 <= \$50 [5:0];
   always @(posedge clk)
-    ovf6 <= \$86 ;
+    prod6 <= \$51 ;
   always @(posedge clk)
-    r2_6 <= r1_6;
+    t2_6 <= t1_6;
   always @(posedge clk)
-    high6 <= \$88 ;
+    h2_6 <= h1_6;
   always @(posedge clk)
-    r3_6 <= r2_6;
+    nudged6 <= \$52 [64:0];
   always @(posedge clk)
-    y6 <= \$91 [31:0];
+    t3_6 <= t2_6;
   always @(posedge clk)
-    x1_7 <= \$95 [31:0];
+    y6 <= \$56 [31:0];
+  always @(posedge clk)
+    x1_7 <= x[255:224];
   always @(posedge clk)
     m1_7 <= mult[255:224];
   always @(posedge clk)
-    r1_7 <= \$214 [4:0];
+    t1_7 <= \$57 [5:0];
   always @(posedge clk)
-    prod7 <= \$96 ;
+    h1_7 <= \$58 [5:0];
   always @(posedge clk)
-    ovf7 <= \$99 ;
+    prod7 <= \$59 ;
   always @(posedge clk)
-    r2_7 <= r1_7;
+    t2_7 <= t1_7;
   always @(posedge clk)
-    high7 <= \$101 ;
+    h2_7 <= h1_7;
   always @(posedge clk)
-    r3_7 <= r2_7;
+    nudged7 <= \$60 [64:0];
   always @(posedge clk)
-    y7 <= \$104 [31:0];
+    t3_7 <= t2_7;
+  always @(posedge clk)
+    y7 <= \$64 [31:0];
+  assign \$1  = $signed(6'h1f) - $signed(shift[5:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[5:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$65 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[11:6]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[11:6]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$66 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign \$17  = $signed(6'h1f) - $signed(shift[17:12]);
+  assign \$18  = $signed(6'h1e) - $signed(shift[17:12]);
+  assign \$19  = $signed(x1_2) * $signed(m1_2);
+  assign \$20  = $signed(prod2) + $signed({ 1'h0, \$67 [63:0] });
+  assign \$21  = $signed(shifted2) > $signed(32'd2147483647);
+  assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
+  assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$225  = i_valid;
+    \$73  = i_valid;
     if (rst) begin
-      \$225  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$226  = v1;
+    \$74  = v1;
     if (rst) begin
-      \$226  = 1'h0;
+      \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$227  = v2;
+    \$75  = v2;
     if (rst) begin
-      \$227  = 1'h0;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$228  = v3;
+    \$76  = v3;
     if (rst) begin
-      \$228  = 1'h0;
+      \$76  = 1'h0;
     end
   end
-  assign wide0 = { \$110 [62], \$110  };
-  assign right0 = \$109 [4:0];
-  assign biased0 = \$115 [64:0];
-  assign wide1 = { \$125 [62], \$125  };
-  assign right1 = \$124 [4:0];
-  assign biased1 = \$130 [64:0];
-  assign wide2 = { \$140 [62], \$140  };
-  assign right2 = \$139 [4:0];
-  assign biased2 = \$145 [64:0];
-  assign wide3 = { \$155 [62], \$155  };
-  assign right3 = \$154 [4:0];
-  assign biased3 = \$160 [64:0];
-  assign wide4 = { \$170 [62], \$170  };
-  assign right4 = \$169 [4:0];
-  assign biased4 = \$175 [64:0];
-  assign wide5 = { \$185 [62], \$185  };
-  assign right5 = \$184 [4:0];
-  assign biased5 = \$190 [64:0];
-  assign wide6 = { \$200 [62], \$200  };
-  assign right6 = \$199 [4:0];
-  assign biased6 = \$205 [64:0];
-  assign wide7 = { \$215 [62], \$215  };
-  assign right7 = \$214 [4:0];
-  assign biased7 = \$220 [64:0];
+  assign half0 = \$65 [63:0];
+  assign half1 = \$66 [63:0];
+  assign half2 = \$67 [63:0];
+  assign half3 = \$68 [63:0];
+  assign half4 = \$69 [63:0];
+  assign half5 = \$70 [63:0];
+  assign half6 = \$71 [63:0];
+  assign half7 = \$72 [63:0];
   assign o_valid = v4;
-  assign left0 = \$106 [4:0];
-  assign mask0 = \$117 [31:0];
-  assign left1 = \$121 [4:0];
-  assign mask1 = \$132 [31:0];
-  assign left2 = \$136 [4:0];
-  assign mask2 = \$147 [31:0];
-  assign left3 = \$151 [4:0];
-  assign mask3 = \$162 [31:0];
-  assign left4 = \$166 [4:0];
-  assign mask4 = \$177 [31:0];
-  assign left5 = \$181 [4:0];
-  assign mask5 = \$192 [31:0];
-  assign left6 = \$196 [4:0];
-  assign mask6 = \$207 [31:0];
-  assign left7 = \$211 [4:0];
-  assign mask7 = \$222 [31:0];
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
+  assign \x[2]  = x[95:64];
+  assign \x[3]  = x[127:96];
+  assign \x[4]  = x[159:128];
+  assign \x[5]  = x[191:160];
+  assign \x[6]  = x[223:192];
+  assign \x[7]  = x[255:224];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \mult[2]  = mult[95:64];
@@ -21412,14 +20308,6 @@ module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
   assign \shift[5]  = shift[35:30];
   assign \shift[6]  = shift[41:36];
   assign \shift[7]  = shift[47:42];
-  assign \x[0]  = x[31:0];
-  assign \x[1]  = x[63:32];
-  assign \x[2]  = x[95:64];
-  assign \x[3]  = x[127:96];
-  assign \x[4]  = x[159:128];
-  assign \x[5]  = x[191:160];
-  assign \x[6]  = x[223:192];
-  assign \x[7]  = x[255:224];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
   assign \y[2]  = y[95:64];
@@ -21436,22 +20324,6 @@ module \isscc22_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
   assign y[95:64] = y2;
   assign y[63:32] = y1;
   assign y[31:0] = y0;
-  assign \$9  = { \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64:31] };
-  assign \$118  = { 1'h0, \$117 [31:1] };
-  assign \$22  = { \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64:31] };
-  assign \$133  = { 1'h0, \$132 [31:1] };
-  assign \$35  = { \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64:31] };
-  assign \$148  = { 1'h0, \$147 [31:1] };
-  assign \$48  = { \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64:31] };
-  assign \$163  = { 1'h0, \$162 [31:1] };
-  assign \$61  = { \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64:31] };
-  assign \$178  = { 1'h0, \$177 [31:1] };
-  assign \$74  = { \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64:31] };
-  assign \$193  = { 1'h0, \$192 [31:1] };
-  assign \$87  = { \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64:31] };
-  assign \$208  = { 1'h0, \$207 [31:1] };
-  assign \$100  = { \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64:31] };
-  assign \$223  = { 1'h0, \$222 [31:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -28081,264 +26953,112 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire \$1 ;
-  wire [31:0] \$10 ;
-  wire [64:0] \$100 ;
-  wire [31:0] \$101 ;
-  wire [31:0] \$102 ;
-  wire \$103 ;
-  wire [32:0] \$104 ;
-  wire \$105 ;
-  wire [7:0] \$106 ;
-  wire \$107 ;
-  wire [8:0] \$108 ;
-  wire [8:0] \$109 ;
-  wire [31:0] \$11 ;
-  wire [62:0] \$110 ;
-  wire \$111 ;
-  wire [31:0] \$112 ;
-  wire \$113 ;
-  wire [30:0] \$114 ;
-  wire [65:0] \$115 ;
-  wire [63:0] \$116 ;
-  wire [64:0] \$117 ;
-  wire [31:0] \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire [7:0] \$121 ;
-  wire \$122 ;
-  wire [8:0] \$123 ;
-  wire [8:0] \$124 ;
-  wire [62:0] \$125 ;
-  wire \$126 ;
-  wire [31:0] \$127 ;
-  wire \$128 ;
-  wire [30:0] \$129 ;
-  wire [32:0] \$13 ;
-  wire [65:0] \$130 ;
-  wire [63:0] \$131 ;
-  wire [64:0] \$132 ;
-  wire [31:0] \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [7:0] \$136 ;
-  wire \$137 ;
-  wire [8:0] \$138 ;
-  wire [8:0] \$139 ;
+  wire [8:0] \$1 ;
+  wire [8:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [65:0] \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  wire [62:0] \$140 ;
-  wire \$141 ;
-  wire [31:0] \$142 ;
-  wire \$143 ;
-  wire [30:0] \$144 ;
-  wire [65:0] \$145 ;
-  wire [63:0] \$146 ;
-  wire [64:0] \$147 ;
-  wire [31:0] \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire [7:0] \$151 ;
-  wire \$152 ;
-  wire [8:0] \$153 ;
-  wire [8:0] \$154 ;
-  wire [62:0] \$155 ;
-  wire \$156 ;
-  wire [31:0] \$157 ;
-  wire \$158 ;
-  wire [30:0] \$159 ;
+  wire [32:0] \$15 ;
   wire [32:0] \$16 ;
-  wire [65:0] \$160 ;
-  wire [63:0] \$161 ;
-  wire [64:0] \$162 ;
-  wire [31:0] \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire [7:0] \$166 ;
-  wire \$167 ;
-  wire [8:0] \$168 ;
-  wire [8:0] \$169 ;
-  wire [32:0] \$17 ;
-  wire [62:0] \$170 ;
-  wire \$171 ;
-  wire [31:0] \$172 ;
-  wire \$173 ;
-  wire [30:0] \$174 ;
-  wire [65:0] \$175 ;
-  wire [63:0] \$176 ;
-  wire [64:0] \$177 ;
-  wire [31:0] \$178 ;
-  wire \$179 ;
-  wire [63:0] \$18 ;
-  wire \$180 ;
-  wire [7:0] \$181 ;
-  wire \$182 ;
-  wire [8:0] \$183 ;
-  wire [8:0] \$184 ;
-  wire [62:0] \$185 ;
-  wire \$186 ;
-  wire [31:0] \$187 ;
-  wire \$188 ;
-  wire [30:0] \$189 ;
-  wire \$19 ;
-  wire [65:0] \$190 ;
-  wire [63:0] \$191 ;
-  wire [64:0] \$192 ;
-  wire [31:0] \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire [7:0] \$196 ;
-  wire \$197 ;
-  wire [8:0] \$198 ;
-  wire [8:0] \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire [62:0] \$200 ;
-  wire \$201 ;
-  wire [31:0] \$202 ;
-  wire \$203 ;
-  wire [30:0] \$204 ;
-  wire [65:0] \$205 ;
-  wire [63:0] \$206 ;
-  wire [64:0] \$207 ;
-  wire [31:0] \$208 ;
-  wire \$209 ;
+  wire [8:0] \$17 ;
+  wire [8:0] \$18 ;
+  wire [63:0] \$19 ;
+  wire [8:0] \$2 ;
+  wire [65:0] \$20 ;
   wire \$21 ;
-  wire \$210 ;
-  wire [7:0] \$211 ;
-  wire \$212 ;
-  wire [8:0] \$213 ;
-  wire [8:0] \$214 ;
-  wire [62:0] \$215 ;
-  wire \$216 ;
-  wire [31:0] \$217 ;
-  wire \$218 ;
-  wire [30:0] \$219 ;
-  wire [64:0] \$22 ;
-  wire [65:0] \$220 ;
-  wire [63:0] \$221 ;
-  wire [64:0] \$222 ;
-  wire [31:0] \$223 ;
-  wire \$224 ;
-  reg \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  wire [31:0] \$23 ;
-  wire [31:0] \$24 ;
-  wire \$25 ;
-  wire [32:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [32:0] \$29 ;
-  wire [32:0] \$3 ;
-  wire [32:0] \$30 ;
-  wire [63:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [64:0] \$35 ;
-  wire [31:0] \$36 ;
-  wire [31:0] \$37 ;
+  wire \$22 ;
+  wire [32:0] \$23 ;
+  wire [32:0] \$24 ;
+  wire [8:0] \$25 ;
+  wire [8:0] \$26 ;
+  wire [63:0] \$27 ;
+  wire [65:0] \$28 ;
+  wire \$29 ;
+  wire [63:0] \$3 ;
+  wire \$30 ;
+  wire [32:0] \$31 ;
+  wire [32:0] \$32 ;
+  wire [8:0] \$33 ;
+  wire [8:0] \$34 ;
+  wire [63:0] \$35 ;
+  wire [65:0] \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire [32:0] \$39 ;
-  wire [32:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [32:0] \$42 ;
-  wire [32:0] \$43 ;
-  wire [63:0] \$44 ;
+  wire [65:0] \$4 ;
+  wire [32:0] \$40 ;
+  wire [8:0] \$41 ;
+  wire [8:0] \$42 ;
+  wire [63:0] \$43 ;
+  wire [65:0] \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire [64:0] \$48 ;
-  wire [31:0] \$49 ;
-  wire [63:0] \$5 ;
-  wire [31:0] \$50 ;
-  wire \$51 ;
-  wire [32:0] \$52 ;
+  wire [32:0] \$47 ;
+  wire [32:0] \$48 ;
+  wire [8:0] \$49 ;
+  wire \$5 ;
+  wire [8:0] \$50 ;
+  wire [63:0] \$51 ;
+  wire [65:0] \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire [32:0] \$55 ;
   wire [32:0] \$56 ;
-  wire [63:0] \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [8:0] \$57 ;
+  wire [8:0] \$58 ;
+  wire [63:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [64:0] \$61 ;
-  wire [31:0] \$62 ;
-  wire [31:0] \$63 ;
-  wire \$64 ;
-  wire [32:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [32:0] \$68 ;
-  wire [32:0] \$69 ;
-  wire \$7 ;
-  wire [63:0] \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire [64:0] \$74 ;
-  wire [31:0] \$75 ;
-  wire [31:0] \$76 ;
-  wire \$77 ;
-  wire [32:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire [32:0] \$81 ;
-  wire [32:0] \$82 ;
-  wire [63:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [64:0] \$87 ;
-  wire [31:0] \$88 ;
-  wire [31:0] \$89 ;
-  wire [64:0] \$9 ;
-  wire \$90 ;
-  wire [32:0] \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire [32:0] \$94 ;
-  wire [32:0] \$95 ;
-  wire [63:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  wire [64:0] biased0;
-  wire [64:0] biased1;
-  wire [64:0] biased2;
-  wire [64:0] biased3;
-  wire [64:0] biased4;
-  wire [64:0] biased5;
-  wire [64:0] biased6;
-  wire [64:0] biased7;
+  wire [65:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [32:0] \$63 ;
+  wire [32:0] \$64 ;
+  wire [126:0] \$65 ;
+  wire [126:0] \$66 ;
+  wire [126:0] \$67 ;
+  wire [126:0] \$68 ;
+  wire [126:0] \$69 ;
+  wire [32:0] \$7 ;
+  wire [126:0] \$70 ;
+  wire [126:0] \$71 ;
+  wire [126:0] \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  wire [32:0] \$8 ;
+  wire [8:0] \$9 ;
   output busy;
   wire busy;
   input clk;
   wire clk;
-  reg [31:0] high0 = 32'd0;
-  reg [31:0] high1 = 32'd0;
-  reg [31:0] high2 = 32'd0;
-  reg [31:0] high3 = 32'd0;
-  reg [31:0] high4 = 32'd0;
-  reg [31:0] high5 = 32'd0;
-  reg [31:0] high6 = 32'd0;
-  reg [31:0] high7 = 32'd0;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h1_2 = 6'h00;
+  reg [5:0] h1_3 = 6'h00;
+  reg [5:0] h1_4 = 6'h00;
+  reg [5:0] h1_5 = 6'h00;
+  reg [5:0] h1_6 = 6'h00;
+  reg [5:0] h1_7 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  reg [5:0] h2_2 = 6'h00;
+  reg [5:0] h2_3 = 6'h00;
+  reg [5:0] h2_4 = 6'h00;
+  reg [5:0] h2_5 = 6'h00;
+  reg [5:0] h2_6 = 6'h00;
+  reg [5:0] h2_7 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
+  wire [63:0] half2;
+  wire [63:0] half3;
+  wire [63:0] half4;
+  wire [63:0] half5;
+  wire [63:0] half6;
+  wire [63:0] half7;
   input i_valid;
   wire i_valid;
-  wire [4:0] left0;
-  wire [4:0] left1;
-  wire [4:0] left2;
-  wire [4:0] left3;
-  wire [4:0] left4;
-  wire [4:0] left5;
-  wire [4:0] left6;
-  wire [4:0] left7;
   reg [31:0] m1_0 = 32'd0;
   reg [31:0] m1_1 = 32'd0;
   reg [31:0] m1_2 = 32'd0;
@@ -28347,14 +27067,6 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   reg [31:0] m1_5 = 32'd0;
   reg [31:0] m1_6 = 32'd0;
   reg [31:0] m1_7 = 32'd0;
-  wire [31:0] mask0;
-  wire [31:0] mask1;
-  wire [31:0] mask2;
-  wire [31:0] mask3;
-  wire [31:0] mask4;
-  wire [31:0] mask5;
-  wire [31:0] mask6;
-  wire [31:0] mask7;
   input [255:0] mult;
   wire [255:0] mult;
   wire [31:0] \mult[0] ;
@@ -28365,24 +27077,16 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   wire [31:0] \mult[5] ;
   wire [31:0] \mult[6] ;
   wire [31:0] \mult[7] ;
-  wire [64:0] nudged0;
-  wire [64:0] nudged1;
-  wire [64:0] nudged2;
-  wire [64:0] nudged3;
-  wire [64:0] nudged4;
-  wire [64:0] nudged5;
-  wire [64:0] nudged6;
-  wire [64:0] nudged7;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
+  reg [64:0] nudged2 = 65'h00000000000000000;
+  reg [64:0] nudged3 = 65'h00000000000000000;
+  reg [64:0] nudged4 = 65'h00000000000000000;
+  reg [64:0] nudged5 = 65'h00000000000000000;
+  reg [64:0] nudged6 = 65'h00000000000000000;
+  reg [64:0] nudged7 = 65'h00000000000000000;
   (* init = 1'h0 *)
   wire o_valid;
-  reg ovf0 = 1'h0;
-  reg ovf1 = 1'h0;
-  reg ovf2 = 1'h0;
-  reg ovf3 = 1'h0;
-  reg ovf4 = 1'h0;
-  reg ovf5 = 1'h0;
-  reg ovf6 = 1'h0;
-  reg ovf7 = 1'h0;
   reg [63:0] prod0 = 64'h0000000000000000;
   reg [63:0] prod1 = 64'h0000000000000000;
   reg [63:0] prod2 = 64'h0000000000000000;
@@ -28391,46 +27095,6 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   reg [63:0] prod5 = 64'h0000000000000000;
   reg [63:0] prod6 = 64'h0000000000000000;
   reg [63:0] prod7 = 64'h0000000000000000;
-  reg [4:0] r1_0 = 5'h00;
-  reg [4:0] r1_1 = 5'h00;
-  reg [4:0] r1_2 = 5'h00;
-  reg [4:0] r1_3 = 5'h00;
-  reg [4:0] r1_4 = 5'h00;
-  reg [4:0] r1_5 = 5'h00;
-  reg [4:0] r1_6 = 5'h00;
-  reg [4:0] r1_7 = 5'h00;
-  reg [4:0] r2_0 = 5'h00;
-  reg [4:0] r2_1 = 5'h00;
-  reg [4:0] r2_2 = 5'h00;
-  reg [4:0] r2_3 = 5'h00;
-  reg [4:0] r2_4 = 5'h00;
-  reg [4:0] r2_5 = 5'h00;
-  reg [4:0] r2_6 = 5'h00;
-  reg [4:0] r2_7 = 5'h00;
-  reg [4:0] r3_0 = 5'h00;
-  reg [4:0] r3_1 = 5'h00;
-  reg [4:0] r3_2 = 5'h00;
-  reg [4:0] r3_3 = 5'h00;
-  reg [4:0] r3_4 = 5'h00;
-  reg [4:0] r3_5 = 5'h00;
-  reg [4:0] r3_6 = 5'h00;
-  reg [4:0] r3_7 = 5'h00;
-  wire [31:0] rem0;
-  wire [31:0] rem1;
-  wire [31:0] rem2;
-  wire [31:0] rem3;
-  wire [31:0] rem4;
-  wire [31:0] rem5;
-  wire [31:0] rem6;
-  wire [31:0] rem7;
-  wire [4:0] right0;
-  wire [4:0] right1;
-  wire [4:0] right2;
-  wire [4:0] right3;
-  wire [4:0] right4;
-  wire [4:0] right5;
-  wire [4:0] right6;
-  wire [4:0] right7;
   input rst;
   wire rst;
   input [63:0] shift;
@@ -28443,27 +27107,43 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   wire [7:0] \shift[5] ;
   wire [7:0] \shift[6] ;
   wire [7:0] \shift[7] ;
-  wire [32:0] thr0;
-  wire [32:0] thr1;
-  wire [32:0] thr2;
-  wire [32:0] thr3;
-  wire [32:0] thr4;
-  wire [32:0] thr5;
-  wire [32:0] thr6;
-  wire [32:0] thr7;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  wire [64:0] shifted2;
+  wire [64:0] shifted3;
+  wire [64:0] shifted4;
+  wire [64:0] shifted5;
+  wire [64:0] shifted6;
+  wire [64:0] shifted7;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t1_2 = 6'h00;
+  reg [5:0] t1_3 = 6'h00;
+  reg [5:0] t1_4 = 6'h00;
+  reg [5:0] t1_5 = 6'h00;
+  reg [5:0] t1_6 = 6'h00;
+  reg [5:0] t1_7 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t2_2 = 6'h00;
+  reg [5:0] t2_3 = 6'h00;
+  reg [5:0] t2_4 = 6'h00;
+  reg [5:0] t2_5 = 6'h00;
+  reg [5:0] t2_6 = 6'h00;
+  reg [5:0] t2_7 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
+  reg [5:0] t3_2 = 6'h00;
+  reg [5:0] t3_3 = 6'h00;
+  reg [5:0] t3_4 = 6'h00;
+  reg [5:0] t3_5 = 6'h00;
+  reg [5:0] t3_6 = 6'h00;
+  reg [5:0] t3_7 = 6'h00;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg v3 = 1'h0;
   output v4;
   reg v4 = 1'h0;
-  wire [63:0] wide0;
-  wire [63:0] wide1;
-  wire [63:0] wide2;
-  wire [63:0] wide3;
-  wire [63:0] wide4;
-  wire [63:0] wide5;
-  wire [63:0] wide6;
-  wire [63:0] wide7;
   input [255:0] x;
   wire [255:0] x;
   reg [31:0] x1_0 = 32'd0;
@@ -28500,460 +27180,300 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   wire [31:0] \y[5] ;
   wire [31:0] \y[6] ;
   wire [31:0] \y[7] ;
-  assign \$1  = $signed(\$110 ) > $signed(32'd2147483647);
-  assign \$2  = $signed(\$110 ) < $signed(32'd2147483648);
-  assign \$3  = \$2  ? 33'h180000000 : { 1'h0, \$110 [31:0] };
-  assign \$4  = \$1  ? 33'h07fffffff : \$3 ;
-  assign \$5  = $signed(x1_0) * $signed(m1_0);
-  assign \$6  = x1_0 == 32'd2147483648;
-  assign \$7  = m1_0 == 32'd2147483648;
-  assign \$8  = \$6  & \$7 ;
-  assign \$10  = ovf0 ? 32'd2147483647 : \$9 [31:0];
-  assign \$11  = $signed(high0) >>> r3_0;
-  assign \$12  = rem0 > thr0;
-  assign \$13  = $signed(\$11 ) + $signed({ 1'h0, \$12  });
-  assign \$14  = $signed(\$125 ) > $signed(32'd2147483647);
-  assign \$15  = $signed(\$125 ) < $signed(32'd2147483648);
-  assign \$16  = \$15  ? 33'h180000000 : { 1'h0, \$125 [31:0] };
-  assign \$17  = \$14  ? 33'h07fffffff : \$16 ;
-  assign \$18  = $signed(x1_1) * $signed(m1_1);
-  assign \$19  = x1_1 == 32'd2147483648;
-  assign \$20  = m1_1 == 32'd2147483648;
-  assign \$21  = \$19  & \$20 ;
-  assign \$23  = ovf1 ? 32'd2147483647 : \$22 [31:0];
-  assign \$24  = $signed(high1) >>> r3_1;
-  assign \$25  = rem1 > thr1;
-  assign \$26  = $signed(\$24 ) + $signed({ 1'h0, \$25  });
-  assign \$27  = $signed(\$140 ) > $signed(32'd2147483647);
-  assign \$28  = $signed(\$140 ) < $signed(32'd2147483648);
-  assign \$29  = \$28  ? 33'h180000000 : { 1'h0, \$140 [31:0] };
-  assign \$30  = \$27  ? 33'h07fffffff : \$29 ;
-  assign \$31  = $signed(x1_2) * $signed(m1_2);
-  assign \$32  = x1_2 == 32'd2147483648;
-  assign \$33  = m1_2 == 32'd2147483648;
-  assign \$34  = \$32  & \$33 ;
-  assign \$36  = ovf2 ? 32'd2147483647 : \$35 [31:0];
-  assign \$37  = $signed(high2) >>> r3_2;
-  assign \$38  = rem2 > thr2;
-  assign \$39  = $signed(\$37 ) + $signed({ 1'h0, \$38  });
-  assign \$40  = $signed(\$155 ) > $signed(32'd2147483647);
-  assign \$41  = $signed(\$155 ) < $signed(32'd2147483648);
-  assign \$42  = \$41  ? 33'h180000000 : { 1'h0, \$155 [31:0] };
-  assign \$43  = \$40  ? 33'h07fffffff : \$42 ;
-  assign \$44  = $signed(x1_3) * $signed(m1_3);
-  assign \$45  = x1_3 == 32'd2147483648;
-  assign \$46  = m1_3 == 32'd2147483648;
-  assign \$47  = \$45  & \$46 ;
-  assign \$49  = ovf3 ? 32'd2147483647 : \$48 [31:0];
-  assign \$50  = $signed(high3) >>> r3_3;
-  assign \$51  = rem3 > thr3;
-  assign \$52  = $signed(\$50 ) + $signed({ 1'h0, \$51  });
-  assign \$53  = $signed(\$170 ) > $signed(32'd2147483647);
-  assign \$54  = $signed(\$170 ) < $signed(32'd2147483648);
-  assign \$55  = \$54  ? 33'h180000000 : { 1'h0, \$170 [31:0] };
+  assign \$24  = \$21  ? 33'h07fffffff : \$23 ;
+  assign \$25  = $signed(6'h1f) - $signed(shift[31:24]);
+  assign \$26  = $signed(6'h1e) - $signed(shift[31:24]);
+  assign \$27  = $signed(x1_3) * $signed(m1_3);
+  assign \$28  = $signed(prod3) + $signed({ 1'h0, \$68 [63:0] });
+  assign \$29  = $signed(shifted3) > $signed(32'd2147483647);
+  assign \$30  = $signed(shifted3) < $signed(32'd2147483648);
+  assign \$31  = \$30  ? 33'h180000000 : { 1'h0, shifted3[31:0] };
+  assign \$32  = \$29  ? 33'h07fffffff : \$31 ;
+  assign \$33  = $signed(6'h1f) - $signed(shift[39:32]);
+  assign \$34  = $signed(6'h1e) - $signed(shift[39:32]);
+  assign \$35  = $signed(x1_4) * $signed(m1_4);
+  assign \$36  = $signed(prod4) + $signed({ 1'h0, \$69 [63:0] });
+  assign \$37  = $signed(shifted4) > $signed(32'd2147483647);
+  assign \$38  = $signed(shifted4) < $signed(32'd2147483648);
+  assign \$39  = \$38  ? 33'h180000000 : { 1'h0, shifted4[31:0] };
+  assign \$40  = \$37  ? 33'h07fffffff : \$39 ;
+  assign \$41  = $signed(6'h1f) - $signed(shift[47:40]);
+  assign \$42  = $signed(6'h1e) - $signed(shift[47:40]);
+  assign \$43  = $signed(x1_5) * $signed(m1_5);
+  assign \$44  = $signed(prod5) + $signed({ 1'h0, \$70 [63:0] });
+  assign \$45  = $signed(shifted5) > $signed(32'd2147483647);
+  assign \$46  = $signed(shifted5) < $signed(32'd2147483648);
+  assign \$47  = \$46  ? 33'h180000000 : { 1'h0, shifted5[31:0] };
+  assign \$48  = \$45  ? 33'h07fffffff : \$47 ;
+  assign \$49  = $signed(6'h1f) - $signed(shift[55:48]);
+  assign \$50  = $signed(6'h1e) - $signed(shift[55:48]);
+  assign \$51  = $signed(x1_6) * $signed(m1_6);
+  assign \$52  = $signed(prod6) + $signed({ 1'h0, \$71 [63:0] });
+  assign \$53  = $signed(shifted6) > $signed(32'd2147483647);
+  assign \$54  = $signed(shifted6) < $signed(32'd2147483648);
+  assign \$55  = \$54  ? 33'h180000000 : { 1'h0, shifted6[31:0] };
   assign \$56  = \$53  ? 33'h07fffffff : \$55 ;
-  assign \$57  = $signed(x1_4) * $signed(m1_4);
-  assign \$58  = x1_4 == 32'd2147483648;
-  assign \$59  = m1_4 == 32'd2147483648;
-  assign \$60  = \$58  & \$59 ;
-  assign \$62  = ovf4 ? 32'd2147483647 : \$61 [31:0];
-  assign \$63  = $signed(high4) >>> r3_4;
-  assign \$64  = rem4 > thr4;
-  assign \$65  = $signed(\$63 ) + $signed({ 1'h0, \$64  });
-  assign \$66  = $signed(\$185 ) > $signed(32'd2147483647);
-  assign \$67  = $signed(\$185 ) < $signed(32'd2147483648);
-  assign \$68  = \$67  ? 33'h180000000 : { 1'h0, \$185 [31:0] };
-  assign \$69  = \$66  ? 33'h07fffffff : \$68 ;
-  assign \$70  = $signed(x1_5) * $signed(m1_5);
-  assign \$71  = x1_5 == 32'd2147483648;
-  assign \$72  = m1_5 == 32'd2147483648;
-  assign \$73  = \$71  & \$72 ;
-  assign \$75  = ovf5 ? 32'd2147483647 : \$74 [31:0];
-  assign \$76  = $signed(high5) >>> r3_5;
-  assign \$77  = rem5 > thr5;
-  assign \$78  = $signed(\$76 ) + $signed({ 1'h0, \$77  });
-  assign \$79  = $signed(\$200 ) > $signed(32'd2147483647);
-  assign \$80  = $signed(\$200 ) < $signed(32'd2147483648);
-  assign \$81  = \$80  ? 33'h180000000 : { 1'h0, \$200 [31:0] };
-  assign \$82  = \$79  ? 33'h07fffffff : \$81 ;
-  assign \$83  = $signed(x1_6) * $signed(m1_6);
-  assign \$84  = x1_6 == 32'd2147483648;
-  assign \$85  = m1_6 == 32'd2147483648;
-  assign \$86  = \$84  & \$85 ;
-  assign \$88  = ovf6 ? 32'd2147483647 : \$87 [31:0];
-  assign \$89  = $signed(high6) >>> r3_6;
-  assign \$90  = rem6 > thr6;
-  assign \$91  = $signed(\$89 ) + $signed({ 1'h0, \$90  });
-  assign \$92  = $signed(\$215 ) > $signed(32'd2147483647);
-  assign \$93  = $signed(\$215 ) < $signed(32'd2147483648);
-  assign \$94  = \$93  ? 33'h180000000 : { 1'h0, \$215 [31:0] };
-  assign \$95  = \$92  ? 33'h07fffffff : \$94 ;
-  assign \$96  = $signed(x1_7) * $signed(m1_7);
-  assign \$97  = x1_7 == 32'd2147483648;
-  assign \$98  = m1_7 == 32'd2147483648;
-  assign \$99  = \$97  & \$98 ;
-  assign \$101  = ovf7 ? 32'd2147483647 : \$100 [31:0];
-  assign \$102  = $signed(high7) >>> r3_7;
-  assign \$103  = rem7 > thr7;
-  assign \$104  = $signed(\$102 ) + $signed({ 1'h0, \$103  });
+  assign \$57  = $signed(6'h1f) - $signed(shift[63:56]);
+  assign \$58  = $signed(6'h1e) - $signed(shift[63:56]);
+  assign \$59  = $signed(x1_7) * $signed(m1_7);
+  assign \$60  = $signed(prod7) + $signed({ 1'h0, \$72 [63:0] });
+  assign \$61  = $signed(shifted7) > $signed(32'd2147483647);
+  assign \$62  = $signed(shifted7) < $signed(32'd2147483648);
+  assign \$63  = \$62  ? 33'h180000000 : { 1'h0, shifted7[31:0] };
+  assign \$64  = \$61  ? 33'h07fffffff : \$63 ;
   assign busy = | { v4, v3, v2, v1 };
-  assign \$105  = $signed(shift[7:0]) > $signed(1'h0);
-  assign \$106  = \$105  ? shift[7:0] : 8'h00;
-  assign \$107  = $signed(shift[7:0]) < $signed(1'h0);
-  assign \$108  = - $signed(shift[7:0]);
-  assign \$109  = \$107  ? \$108  : 9'h000;
-  assign \$110  = $signed(x[31:0]) << \$106 [4:0];
-  assign \$111  = $signed(prod0) >= $signed(1'h0);
-  assign \$112  = \$111  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged0 = $signed(prod0) + $signed(\$112 );
-  assign \$113  = $signed(nudged0) < $signed(1'h0);
-  assign \$114  = \$113  ? 31'h7fffffff : 31'h00000000;
-  assign \$115  = $signed(nudged0) + $signed({ 1'h0, \$114  });
-  assign \$116  = 1'h1 << r3_0;
-  assign \$117  = \$116  - 1'h1;
-  assign rem0 = high0 & \$117 [31:0];
-  assign \$119  = $signed(high0) < $signed(1'h0);
-  assign thr0 = \$118  + \$119 ;
-  assign \$120  = $signed(shift[15:8]) > $signed(1'h0);
-  assign \$121  = \$120  ? shift[15:8] : 8'h00;
-  assign \$122  = $signed(shift[15:8]) < $signed(1'h0);
-  assign \$123  = - $signed(shift[15:8]);
-  assign \$124  = \$122  ? \$123  : 9'h000;
-  assign \$125  = $signed(x[63:32]) << \$121 [4:0];
-  assign \$126  = $signed(prod1) >= $signed(1'h0);
-  assign \$127  = \$126  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged1 = $signed(prod1) + $signed(\$127 );
-  assign \$128  = $signed(nudged1) < $signed(1'h0);
-  assign \$129  = \$128  ? 31'h7fffffff : 31'h00000000;
-  assign \$130  = $signed(nudged1) + $signed({ 1'h0, \$129  });
-  assign \$131  = 1'h1 << r3_1;
-  assign \$132  = \$131  - 1'h1;
-  assign rem1 = high1 & \$132 [31:0];
-  assign \$134  = $signed(high1) < $signed(1'h0);
-  assign thr1 = \$133  + \$134 ;
-  assign \$135  = $signed(shift[23:16]) > $signed(1'h0);
-  assign \$136  = \$135  ? shift[23:16] : 8'h00;
-  assign \$137  = $signed(shift[23:16]) < $signed(1'h0);
-  assign \$138  = - $signed(shift[23:16]);
-  assign \$139  = \$137  ? \$138  : 9'h000;
-  assign \$140  = $signed(x[95:64]) << \$136 [4:0];
-  assign \$141  = $signed(prod2) >= $signed(1'h0);
-  assign \$142  = \$141  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged2 = $signed(prod2) + $signed(\$142 );
-  assign \$143  = $signed(nudged2) < $signed(1'h0);
-  assign \$144  = \$143  ? 31'h7fffffff : 31'h00000000;
-  assign \$145  = $signed(nudged2) + $signed({ 1'h0, \$144  });
-  assign \$146  = 1'h1 << r3_2;
-  assign \$147  = \$146  - 1'h1;
-  assign rem2 = high2 & \$147 [31:0];
-  assign \$149  = $signed(high2) < $signed(1'h0);
-  assign thr2 = \$148  + \$149 ;
-  assign \$150  = $signed(shift[31:24]) > $signed(1'h0);
-  assign \$151  = \$150  ? shift[31:24] : 8'h00;
-  assign \$152  = $signed(shift[31:24]) < $signed(1'h0);
-  assign \$153  = - $signed(shift[31:24]);
-  assign \$154  = \$152  ? \$153  : 9'h000;
-  assign \$155  = $signed(x[127:96]) << \$151 [4:0];
-  assign \$156  = $signed(prod3) >= $signed(1'h0);
-  assign \$157  = \$156  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged3 = $signed(prod3) + $signed(\$157 );
-  assign \$158  = $signed(nudged3) < $signed(1'h0);
-  assign \$159  = \$158  ? 31'h7fffffff : 31'h00000000;
-  assign \$160  = $signed(nudged3) + $signed({ 1'h0, \$159  });
-  assign \$161  = 1'h1 << r3_3;
-  assign \$162  = \$161  - 1'h1;
-  assign rem3 = high3 & \$162 [31:0];
-  assign \$164  = $signed(high3) < $signed(1'h0);
-  assign thr3 = \$163  + \$164 ;
-  assign \$165  = $signed(shift[39:32]) > $signed(1'h0);
-  assign \$166  = \$165  ? shift[39:32] : 8'h00;
-  assign \$167  = $signed(shift[39:32]) < $signed(1'h0);
-  assign \$168  = - $signed(shift[39:32]);
-  assign \$169  = \$167  ? \$168  : 9'h000;
-  assign \$170  = $signed(x[159:128]) << \$166 [4:0];
-  assign \$171  = $signed(prod4) >= $signed(1'h0);
-  assign \$172  = \$171  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged4 = $signed(prod4) + $signed(\$172 );
-  assign \$173  = $signed(nudged4) < $signed(1'h0);
-  assign \$174  = \$173  ? 31'h7fffffff : 31'h00000000;
-  assign \$175  = $signed(nudged4) + $signed({ 1'h0, \$174  });
-  assign \$176  = 1'h1 << r3_4;
-  assign \$177  = \$176  - 1'h1;
-  assign rem4 = high4 & \$177 [31:0];
-  assign \$179  = $signed(high4) < $signed(1'h0);
-  assign thr4 = \$178  + \$179 ;
-  assign \$180  = $signed(shift[47:40]) > $signed(1'h0);
-  assign \$181  = \$180  ? shift[47:40] : 8'h00;
-  assign \$182  = $signed(shift[47:40]) < $signed(1'h0);
-  assign \$183  = - $signed(shift[47:40]);
-  assign \$184  = \$182  ? \$183  : 9'h000;
-  assign \$185  = $signed(x[191:160]) << \$181 [4:0];
-  assign \$186  = $signed(prod5) >= $signed(1'h0);
-  assign \$187  = \$186  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged5 = $signed(prod5) + $signed(\$187 );
-  assign \$188  = $signed(nudged5) < $signed(1'h0);
-  assign \$189  = \$188  ? 31'h7fffffff : 31'h00000000;
-  assign \$190  = $signed(nudged5) + $signed({ 1'h0, \$189  });
-  assign \$191  = 1'h1 << r3_5;
-  assign \$192  = \$191  - 1'h1;
-  assign rem5 = high5 & \$192 [31:0];
-  assign \$194  = $signed(high5) < $signed(1'h0);
-  assign thr5 = \$193  + \$194 ;
-  assign \$195  = $signed(shift[55:48]) > $signed(1'h0);
-  assign \$196  = \$195  ? shift[55:48] : 8'h00;
-  assign \$197  = $signed(shift[55:48]) < $signed(1'h0);
-  assign \$198  = - $signed(shift[55:48]);
-  assign \$199  = \$197  ? \$198  : 9'h000;
-  assign \$200  = $signed(x[223:192]) << \$196 [4:0];
-  assign \$201  = $signed(prod6) >= $signed(1'h0);
-  assign \$202  = \$201  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged6 = $signed(prod6) + $signed(\$202 );
-  assign \$203  = $signed(nudged6) < $signed(1'h0);
-  assign \$204  = \$203  ? 31'h7fffffff : 31'h00000000;
-  assign \$205  = $signed(nudged6) + $signed({ 1'h0, \$204  });
-  assign \$206  = 1'h1 << r3_6;
-  assign \$207  = \$206  - 1'h1;
-  assign rem6 = high6 & \$207 [31:0];
-  assign \$209  = $signed(high6) < $signed(1'h0);
-  assign thr6 = \$208  + \$209 ;
-  assign \$210  = $signed(shift[63:56]) > $signed(1'h0);
-  assign \$211  = \$210  ? shift[63:56] : 8'h00;
-  assign \$212  = $signed(shift[63:56]) < $signed(1'h0);
-  assign \$213  = - $signed(shift[63:56]);
-  assign \$214  = \$212  ? \$213  : 9'h000;
-  assign \$215  = $signed(x[255:224]) << \$211 [4:0];
-  assign \$216  = $signed(prod7) >= $signed(1'h0);
-  assign \$217  = \$216  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged7 = $signed(prod7) + $signed(\$217 );
-  assign \$218  = $signed(nudged7) < $signed(1'h0);
-  assign \$219  = \$218  ? 31'h7fffffff : 31'h00000000;
-  assign \$220  = $signed(nudged7) + $signed({ 1'h0, \$219  });
-  assign \$221  = 1'h1 << r3_7;
-  assign \$222  = \$221  - 1'h1;
-  assign rem7 = high7 & \$222 [31:0];
-  assign \$224  = $signed(high7) < $signed(1'h0);
-  assign thr7 = \$223  + \$224 ;
+  assign \$65  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$66  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
+  assign \$67  = 1'h1 << h2_2;
+  assign shifted2 = $signed(nudged2) >>> t3_2;
+  assign \$68  = 1'h1 << h2_3;
+  assign shifted3 = $signed(nudged3) >>> t3_3;
+  assign \$69  = 1'h1 << h2_4;
+  assign shifted4 = $signed(nudged4) >>> t3_4;
+  assign \$70  = 1'h1 << h2_5;
+  assign shifted5 = $signed(nudged5) >>> t3_5;
+  assign \$71  = 1'h1 << h2_6;
+  assign shifted6 = $signed(nudged6) >>> t3_6;
+  assign \$72  = 1'h1 << h2_7;
+  assign shifted7 = $signed(nudged7) >>> t3_7;
   always @(posedge clk)
-    v1 <= \$225 ;
+    v1 <= \$73 ;
   always @(posedge clk)
-    v2 <= \$226 ;
+    v2 <= \$74 ;
   always @(posedge clk)
-    v3 <= \$227 ;
+    v3 <= \$75 ;
   always @(posedge clk)
-    v4 <= \$228 ;
+    v4 <= \$76 ;
   always @(posedge clk)
-    x1_0 <= \$4 [31:0];
+    x1_0 <= x[31:0];
   always @(posedge clk)
     m1_0 <= mult[31:0];
   always @(posedge clk)
-    r1_0 <= \$109 [4:0];
+    t1_0 <= \$1 [5:0];
   always @(posedge clk)
-    prod0 <= \$5 ;
+    h1_0 <= \$2 [5:0];
   always @(posedge clk)
-    ovf0 <= \$8 ;
+    prod0 <= \$3 ;
   always @(posedge clk)
-    r2_0 <= r1_0;
+    t2_0 <= t1_0;
   always @(posedge clk)
-    high0 <= \$10 ;
+    h2_0 <= h1_0;
   always @(posedge clk)
-    r3_0 <= r2_0;
+    nudged0 <= \$4 [64:0];
   always @(posedge clk)
-    y0 <= \$13 [31:0];
+    t3_0 <= t2_0;
   always @(posedge clk)
-    x1_1 <= \$17 [31:0];
+    y0 <= \$8 [31:0];
+  always @(posedge clk)
+    x1_1 <= x[63:32];
   always @(posedge clk)
     m1_1 <= mult[63:32];
   always @(posedge clk)
-    r1_1 <= \$124 [4:0];
+    t1_1 <= \$9 [5:0];
   always @(posedge clk)
-    prod1 <= \$18 ;
+    h1_1 <= \$10 [5:0];
   always @(posedge clk)
-    ovf1 <= \$21 ;
+    prod1 <= \$11 ;
   always @(posedge clk)
-    r2_1 <= r1_1;
+    t2_1 <= t1_1;
   always @(posedge clk)
-    high1 <= \$23 ;
+    h2_1 <= h1_1;
   always @(posedge clk)
-    r3_1 <= r2_1;
+    nudged1 <= \$12 [64:0];
   always @(posedge clk)
-    y1 <= \$26 [31:0];
+    t3_1 <= t2_1;
   always @(posedge clk)
-    x1_2 <= \$30 [31:0];
+    y1 <= \$16 [31:0];
+  always @(posedge clk)
+    x1_2 <= x[95:64];
   always @(posedge clk)
     m1_2 <= mult[95:64];
   always @(posedge clk)
-    r1_2 <= \$139 [4:0];
+    t1_2 <= \$17 [5:0];
   always @(posedge clk)
-    prod2 <= \$31 ;
+    h1_2 <= \$18 [5:0];
   always @(posedge clk)
-    ovf2 <= \$34 ;
+    prod2 <= \$19 ;
   always @(posedge clk)
-    r2_2 <= r1_2;
+    t2_2 <= t1_2;
   always @(posedge clk)
-    high2 <= \$36 ;
+    h2_2 <= h1_2;
   always @(posedge clk)
-    r3_2 <= r2_2;
+    nudged2 <= \$20 [64:0];
   always @(posedge clk)
-    y2 <= \$39 [31:0];
+    t3_2 <= t2_2;
   always @(posedge clk)
-    x1_3 <= \$43 [31:0];
+    y2 <= \$24 [31:0];
+  always @(posedge clk)
+    x1_3 <= x[127:96];
   always @(posedge clk)
     m1_3 <= mult[127:96];
   always @(posedge clk)
-    r1_3 <= \$154 [4:0];
+    t1_3 <= \$25 [5:0];
   always @(posedge clk)
-    prod3 <= \$44 ;
+    h1_3 <= \$26 [5:0];
   always @(posedge clk)
-    ovf3 <= \$47 ;
+    prod3 <= \$27 ;
   always @(posedge clk)
-    r2_3 <= r1_3;
+    t2_3 <= t1_3;
   always @(posedge clk)
-    high3 <= \$49 ;
+    h2_3 <= h1_3;
   always @(posedge clk)
-    r3_3 <= r2_3;
+    nudged3 <= \$28 [64:0];
   always @(posedge clk)
-    y3 <= \$52 [31:0];
+    t3_3 <= t2_3;
   always @(posedge clk)
-    x1_4 <= \$56 [31:0];
+    y3 <= \$32 [31:0];
+  always @(posedge clk)
+    x1_4 <= x[159:128];
   always @(posedge clk)
     m1_4 <= mult[159:128];
   always @(posedge clk)
-    r1_4 <= \$169 [4:0];
+    t1_4 <= \$33 [5:0];
   always @(posedge clk)
-    prod4 <= \$57 ;
+    h1_4 <= \$34 [5:0];
   always @(posedge clk)
-    ovf4 <= \$60 ;
+    prod4 <= \$35 ;
   always @(posedge clk)
-    r2_4 <= r1_4;
+    t2_4 <= t1_4;
   always @(posedge clk)
-    high4 <= \$62 ;
+    h2_4 <= h1_4;
   always @(posedge clk)
-    r3_4 <= r2_4;
+    nudged4 <= \$36 [64:0];
   always @(posedge clk)
-    y4 <= \$65 [31:0];
+    t3_4 <= t2_4;
   always @(posedge clk)
-    x1_5 <= \$69 [31:0];
+    y4 <= \$40 [31:0];
+  always @(posedge clk)
+    x1_5 <= x[191:160];
   always @(posedge clk)
     m1_5 <= mult[191:160];
   always @(posedge clk)
-    r1_5 <= \$184 [4:0];
+    t1_5 <= \$41 [5:0];
   always @(posedge clk)
-    prod5 <= \$70 ;
+    h1_5 <= \$42 [5:0];
   always @(posedge clk)
-    ovf5 <= \$73 ;
+    prod5 <= \$43 ;
   always @(posedge clk)
-    r2_5 <= r1_5;
+    t2_5 <= t1_5;
   always @(posedge clk)
-    high5 <= \$75 ;
+    h2_5 <= h1_5;
   always @(posedge clk)
-    r3_5 <= r2_5;
+    nudged5 <= \$44 [64:0];
   always @(posedge clk)
-    y5 <= \$78 [31:0];
+    t3_5 <= t2_5;
   always @(posedge clk)
-    x1_6 <= \$82 [31:0];
+    y5 <= \$48 [31:0];
+  always @(posedge clk)
+    x1_6 <= x[223:192];
   always @(posedge clk)
     m1_6 <= mult[223:192];
   always @(posedge clk)
-    r1_6 <= \$199 [4:0];
+    t1_6 <= \$49 [5:0];
   always @(posedge clk)
-    prod6 <= \$83 ;
+    h1_6 <= \$50 [5:0];
   always @(posedge clk)
-    ovf6 <= \$86 ;
+    prod6 <= \$51 ;
   always @(posedge clk)
-    r2_6 <= r1_6;
+    t2_6 <= t1_6;
   always @(posedge clk)
-    high6 <= \$88 ;
+    h2_6 <= h1_6;
   always @(posedge clk)
-    r3_6 <= r2_6;
+    nudged6 <= \$52 [64:0];
   always @(posedge clk)
-    y6 <= \$91 [31:0];
+    t3_6 <= t2_6;
   always @(posedge clk)
-    x1_7 <= \$95 [31:0];
+    y6 <= \$56 [31:0];
+  always @(posedge clk)
+    x1_7 <= x[255:224];
   always @(posedge clk)
     m1_7 <= mult[255:224];
   always @(posedge clk)
-    r1_7 <= \$214 [4:0];
+    t1_7 <= \$57 [5:0];
   always @(posedge clk)
-    prod7 <= \$96 ;
+    h1_7 <= \$58 [5:0];
   always @(posedge clk)
-    ovf7 <= \$99 ;
+    prod7 <= \$59 ;
   always @(posedge clk)
-    r2_7 <= r1_7;
+    t2_7 <= t1_7;
   always @(posedge clk)
-    high7 <= \$101 ;
+    h2_7 <= h1_7;
   always @(posedge clk)
-    r3_7 <= r2_7;
+    nudged7 <= \$60 [64:0];
   always @(posedge clk)
-    y7 <= \$104 [31:0];
+    t3_7 <= t2_7;
+  always @(posedge clk)
+    y7 <= \$64 [31:0];
+  assign \$1  = $signed(6'h1f) - $signed(shift[7:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[7:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$65 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[15:8]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[15:8]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$66 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign \$17  = $signed(6'h1f) - $signed(shift[23:16]);
+  assign \$18  = $signed(6'h1e) - $signed(shift[23:16]);
+  assign \$19  = $signed(x1_2) * $signed(m1_2);
+  assign \$20  = $signed(prod2) + $signed({ 1'h0, \$67 [63:0] });
+  assign \$21  = $signed(shifted2) > $signed(32'd2147483647);
+  assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
+  assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$225  = i_valid;
+    \$73  = i_valid;
     if (rst) begin
-      \$225  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$226  = v1;
+    \$74  = v1;
     if (rst) begin
-      \$226  = 1'h0;
+      \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$227  = v2;
+    \$75  = v2;
     if (rst) begin
-      \$227  = 1'h0;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$228  = v3;
+    \$76  = v3;
     if (rst) begin
-      \$228  = 1'h0;
+      \$76  = 1'h0;
     end
   end
-  assign wide0 = { \$110 [62], \$110  };
-  assign right0 = \$109 [4:0];
-  assign biased0 = \$115 [64:0];
-  assign wide1 = { \$125 [62], \$125  };
-  assign right1 = \$124 [4:0];
-  assign biased1 = \$130 [64:0];
-  assign wide2 = { \$140 [62], \$140  };
-  assign right2 = \$139 [4:0];
-  assign biased2 = \$145 [64:0];
-  assign wide3 = { \$155 [62], \$155  };
-  assign right3 = \$154 [4:0];
-  assign biased3 = \$160 [64:0];
-  assign wide4 = { \$170 [62], \$170  };
-  assign right4 = \$169 [4:0];
-  assign biased4 = \$175 [64:0];
-  assign wide5 = { \$185 [62], \$185  };
-  assign right5 = \$184 [4:0];
-  assign biased5 = \$190 [64:0];
-  assign wide6 = { \$200 [62], \$200  };
-  assign right6 = \$199 [4:0];
-  assign biased6 = \$205 [64:0];
-  assign wide7 = { \$215 [62], \$215  };
-  assign right7 = \$214 [4:0];
-  assign biased7 = \$220 [64:0];
+  assign half0 = \$65 [63:0];
+  assign half1 = \$66 [63:0];
+  assign half2 = \$67 [63:0];
+  assign half3 = \$68 [63:0];
+  assign half4 = \$69 [63:0];
+  assign half5 = \$70 [63:0];
+  assign half6 = \$71 [63:0];
+  assign half7 = \$72 [63:0];
   assign o_valid = v4;
-  assign left0 = \$106 [4:0];
-  assign mask0 = \$117 [31:0];
-  assign left1 = \$121 [4:0];
-  assign mask1 = \$132 [31:0];
-  assign left2 = \$136 [4:0];
-  assign mask2 = \$147 [31:0];
-  assign left3 = \$151 [4:0];
-  assign mask3 = \$162 [31:0];
-  assign left4 = \$166 [4:0];
-  assign mask4 = \$177 [31:0];
-  assign left5 = \$181 [4:0];
-  assign mask5 = \$192 [31:0];
-  assign left6 = \$196 [4:0];
-  assign mask6 = \$207 [31:0];
-  assign left7 = \$211 [4:0];
-  assign mask7 = \$222 [31:0];
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
+  assign \x[2]  = x[95:64];
+  assign \x[3]  = x[127:96];
+  assign \x[4]  = x[159:128];
+  assign \x[5]  = x[191:160];
+  assign \x[6]  = x[223:192];
+  assign \x[7]  = x[255:224];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \mult[2]  = mult[95:64];
@@ -28970,14 +27490,6 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   assign \shift[5]  = shift[47:40];
   assign \shift[6]  = shift[55:48];
   assign \shift[7]  = shift[63:56];
-  assign \x[0]  = x[31:0];
-  assign \x[1]  = x[63:32];
-  assign \x[2]  = x[95:64];
-  assign \x[3]  = x[127:96];
-  assign \x[4]  = x[159:128];
-  assign \x[5]  = x[191:160];
-  assign \x[6]  = x[223:192];
-  assign \x[7]  = x[255:224];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
   assign \y[2]  = y[95:64];
@@ -28994,22 +27506,6 @@ module \isscc22_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk)
   assign y[95:64] = y2;
   assign y[63:32] = y1;
   assign y[31:0] = y0;
-  assign \$9  = { \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64:31] };
-  assign \$118  = { 1'h0, \$117 [31:1] };
-  assign \$22  = { \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64:31] };
-  assign \$133  = { 1'h0, \$132 [31:1] };
-  assign \$35  = { \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64:31] };
-  assign \$148  = { 1'h0, \$147 [31:1] };
-  assign \$48  = { \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64:31] };
-  assign \$163  = { 1'h0, \$162 [31:1] };
-  assign \$61  = { \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64:31] };
-  assign \$178  = { 1'h0, \$177 [31:1] };
-  assign \$74  = { \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64:31] };
-  assign \$193  = { 1'h0, \$192 [31:1] };
-  assign \$87  = { \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64:31] };
-  assign \$208  = { 1'h0, \$207 [31:1] };
-  assign \$100  = { \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64:31] };
-  assign \$223  = { 1'h0, \$222 [31:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -29139,7 +27635,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1109$0 , \port$1110$0 , \port$1111$0 , \port$1112$0 , \port$1113$0 , \port$1114$0 , \port$1115$0 , \port$1116$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$941$0 , \port$942$0 , \port$943$0 , \port$944$0 , \port$945$0 , \port$946$0 , \port$947$0 , \port$948$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -29406,22 +27902,22 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1109$0 , \po
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1109$0 ;
-  wire [7:0] \port$1109$0 ;
-  output [7:0] \port$1110$0 ;
-  wire [7:0] \port$1110$0 ;
-  output [7:0] \port$1111$0 ;
-  wire [7:0] \port$1111$0 ;
-  output [7:0] \port$1112$0 ;
-  wire [7:0] \port$1112$0 ;
-  output [7:0] \port$1113$0 ;
-  wire [7:0] \port$1113$0 ;
-  output [7:0] \port$1114$0 ;
-  wire [7:0] \port$1114$0 ;
-  output [7:0] \port$1115$0 ;
-  wire [7:0] \port$1115$0 ;
-  output [7:0] \port$1116$0 ;
-  wire [7:0] \port$1116$0 ;
+  output [7:0] \port$941$0 ;
+  wire [7:0] \port$941$0 ;
+  output [7:0] \port$942$0 ;
+  wire [7:0] \port$942$0 ;
+  output [7:0] \port$943$0 ;
+  wire [7:0] \port$943$0 ;
+  output [7:0] \port$944$0 ;
+  wire [7:0] \port$944$0 ;
+  output [7:0] \port$945$0 ;
+  wire [7:0] \port$945$0 ;
+  output [7:0] \port$946$0 ;
+  wire [7:0] \port$946$0 ;
+  output [7:0] \port$947$0 ;
+  wire [7:0] \port$947$0 ;
+  output [7:0] \port$948$0 ;
+  wire [7:0] \port$948$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -30175,14 +28671,14 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1109$0 , \po
   assign pa3 = act_w__addr;
   assign act_w__data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1109$0  = \$113 [7:0];
-  assign \port$1110$0  = \$114 [7:0];
-  assign \port$1111$0  = \$115 [7:0];
-  assign \port$1112$0  = \$116 [7:0];
-  assign \port$1113$0  = \$117 [7:0];
-  assign \port$1114$0  = \$118 [7:0];
-  assign \port$1115$0  = \$119 [7:0];
-  assign \port$1116$0  = \$120 [7:0];
+  assign \port$941$0  = \$113 [7:0];
+  assign \port$942$0  = \$114 [7:0];
+  assign \port$943$0  = \$115 [7:0];
+  assign \port$944$0  = \$116 [7:0];
+  assign \port$945$0  = \$117 [7:0];
+  assign \port$946$0  = \$118 [7:0];
+  assign \port$947$0  = \$119 [7:0];
+  assign \port$948$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -30267,264 +28763,112 @@ endmodule
 (* generator = "Amaranth" *)
 module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire \$1 ;
-  wire [31:0] \$10 ;
-  wire [64:0] \$100 ;
-  wire [31:0] \$101 ;
-  wire [31:0] \$102 ;
-  wire \$103 ;
-  wire [32:0] \$104 ;
-  wire \$105 ;
-  wire [5:0] \$106 ;
-  wire \$107 ;
-  wire [6:0] \$108 ;
-  wire [6:0] \$109 ;
-  wire [31:0] \$11 ;
-  wire [62:0] \$110 ;
-  wire \$111 ;
-  wire [31:0] \$112 ;
-  wire \$113 ;
-  wire [30:0] \$114 ;
-  wire [65:0] \$115 ;
-  wire [63:0] \$116 ;
-  wire [64:0] \$117 ;
-  wire [31:0] \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire [5:0] \$121 ;
-  wire \$122 ;
-  wire [6:0] \$123 ;
-  wire [6:0] \$124 ;
-  wire [62:0] \$125 ;
-  wire \$126 ;
-  wire [31:0] \$127 ;
-  wire \$128 ;
-  wire [30:0] \$129 ;
-  wire [32:0] \$13 ;
-  wire [65:0] \$130 ;
-  wire [63:0] \$131 ;
-  wire [64:0] \$132 ;
-  wire [31:0] \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire [5:0] \$136 ;
-  wire \$137 ;
-  wire [6:0] \$138 ;
-  wire [6:0] \$139 ;
+  wire [6:0] \$1 ;
+  wire [6:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [65:0] \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  wire [62:0] \$140 ;
-  wire \$141 ;
-  wire [31:0] \$142 ;
-  wire \$143 ;
-  wire [30:0] \$144 ;
-  wire [65:0] \$145 ;
-  wire [63:0] \$146 ;
-  wire [64:0] \$147 ;
-  wire [31:0] \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire [5:0] \$151 ;
-  wire \$152 ;
-  wire [6:0] \$153 ;
-  wire [6:0] \$154 ;
-  wire [62:0] \$155 ;
-  wire \$156 ;
-  wire [31:0] \$157 ;
-  wire \$158 ;
-  wire [30:0] \$159 ;
+  wire [32:0] \$15 ;
   wire [32:0] \$16 ;
-  wire [65:0] \$160 ;
-  wire [63:0] \$161 ;
-  wire [64:0] \$162 ;
-  wire [31:0] \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire [5:0] \$166 ;
-  wire \$167 ;
-  wire [6:0] \$168 ;
-  wire [6:0] \$169 ;
-  wire [32:0] \$17 ;
-  wire [62:0] \$170 ;
-  wire \$171 ;
-  wire [31:0] \$172 ;
-  wire \$173 ;
-  wire [30:0] \$174 ;
-  wire [65:0] \$175 ;
-  wire [63:0] \$176 ;
-  wire [64:0] \$177 ;
-  wire [31:0] \$178 ;
-  wire \$179 ;
-  wire [63:0] \$18 ;
-  wire \$180 ;
-  wire [5:0] \$181 ;
-  wire \$182 ;
-  wire [6:0] \$183 ;
-  wire [6:0] \$184 ;
-  wire [62:0] \$185 ;
-  wire \$186 ;
-  wire [31:0] \$187 ;
-  wire \$188 ;
-  wire [30:0] \$189 ;
-  wire \$19 ;
-  wire [65:0] \$190 ;
-  wire [63:0] \$191 ;
-  wire [64:0] \$192 ;
-  wire [31:0] \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire [5:0] \$196 ;
-  wire \$197 ;
-  wire [6:0] \$198 ;
-  wire [6:0] \$199 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire [62:0] \$200 ;
-  wire \$201 ;
-  wire [31:0] \$202 ;
-  wire \$203 ;
-  wire [30:0] \$204 ;
-  wire [65:0] \$205 ;
-  wire [63:0] \$206 ;
-  wire [64:0] \$207 ;
-  wire [31:0] \$208 ;
-  wire \$209 ;
+  wire [6:0] \$17 ;
+  wire [6:0] \$18 ;
+  wire [63:0] \$19 ;
+  wire [6:0] \$2 ;
+  wire [65:0] \$20 ;
   wire \$21 ;
-  wire \$210 ;
-  wire [5:0] \$211 ;
-  wire \$212 ;
-  wire [6:0] \$213 ;
-  wire [6:0] \$214 ;
-  wire [62:0] \$215 ;
-  wire \$216 ;
-  wire [31:0] \$217 ;
-  wire \$218 ;
-  wire [30:0] \$219 ;
-  wire [64:0] \$22 ;
-  wire [65:0] \$220 ;
-  wire [63:0] \$221 ;
-  wire [64:0] \$222 ;
-  wire [31:0] \$223 ;
-  wire \$224 ;
-  reg \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  wire [31:0] \$23 ;
-  wire [31:0] \$24 ;
-  wire \$25 ;
-  wire [32:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [32:0] \$29 ;
-  wire [32:0] \$3 ;
-  wire [32:0] \$30 ;
-  wire [63:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [64:0] \$35 ;
-  wire [31:0] \$36 ;
-  wire [31:0] \$37 ;
+  wire \$22 ;
+  wire [32:0] \$23 ;
+  wire [32:0] \$24 ;
+  wire [6:0] \$25 ;
+  wire [6:0] \$26 ;
+  wire [63:0] \$27 ;
+  wire [65:0] \$28 ;
+  wire \$29 ;
+  wire [63:0] \$3 ;
+  wire \$30 ;
+  wire [32:0] \$31 ;
+  wire [32:0] \$32 ;
+  wire [6:0] \$33 ;
+  wire [6:0] \$34 ;
+  wire [63:0] \$35 ;
+  wire [65:0] \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire [32:0] \$39 ;
-  wire [32:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [32:0] \$42 ;
-  wire [32:0] \$43 ;
-  wire [63:0] \$44 ;
+  wire [65:0] \$4 ;
+  wire [32:0] \$40 ;
+  wire [6:0] \$41 ;
+  wire [6:0] \$42 ;
+  wire [63:0] \$43 ;
+  wire [65:0] \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire [64:0] \$48 ;
-  wire [31:0] \$49 ;
-  wire [63:0] \$5 ;
-  wire [31:0] \$50 ;
-  wire \$51 ;
-  wire [32:0] \$52 ;
+  wire [32:0] \$47 ;
+  wire [32:0] \$48 ;
+  wire [6:0] \$49 ;
+  wire \$5 ;
+  wire [6:0] \$50 ;
+  wire [63:0] \$51 ;
+  wire [65:0] \$52 ;
   wire \$53 ;
   wire \$54 ;
   wire [32:0] \$55 ;
   wire [32:0] \$56 ;
-  wire [63:0] \$57 ;
-  wire \$58 ;
-  wire \$59 ;
+  wire [6:0] \$57 ;
+  wire [6:0] \$58 ;
+  wire [63:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [64:0] \$61 ;
-  wire [31:0] \$62 ;
-  wire [31:0] \$63 ;
-  wire \$64 ;
-  wire [32:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [32:0] \$68 ;
-  wire [32:0] \$69 ;
-  wire \$7 ;
-  wire [63:0] \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire [64:0] \$74 ;
-  wire [31:0] \$75 ;
-  wire [31:0] \$76 ;
-  wire \$77 ;
-  wire [32:0] \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire [32:0] \$81 ;
-  wire [32:0] \$82 ;
-  wire [63:0] \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [64:0] \$87 ;
-  wire [31:0] \$88 ;
-  wire [31:0] \$89 ;
-  wire [64:0] \$9 ;
-  wire \$90 ;
-  wire [32:0] \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire [32:0] \$94 ;
-  wire [32:0] \$95 ;
-  wire [63:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  wire [64:0] biased0;
-  wire [64:0] biased1;
-  wire [64:0] biased2;
-  wire [64:0] biased3;
-  wire [64:0] biased4;
-  wire [64:0] biased5;
-  wire [64:0] biased6;
-  wire [64:0] biased7;
+  wire [65:0] \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [32:0] \$63 ;
+  wire [32:0] \$64 ;
+  wire [126:0] \$65 ;
+  wire [126:0] \$66 ;
+  wire [126:0] \$67 ;
+  wire [126:0] \$68 ;
+  wire [126:0] \$69 ;
+  wire [32:0] \$7 ;
+  wire [126:0] \$70 ;
+  wire [126:0] \$71 ;
+  wire [126:0] \$72 ;
+  reg \$73 ;
+  reg \$74 ;
+  reg \$75 ;
+  reg \$76 ;
+  wire [32:0] \$8 ;
+  wire [6:0] \$9 ;
   output busy;
   wire busy;
   input clk;
   wire clk;
-  reg [31:0] high0 = 32'd0;
-  reg [31:0] high1 = 32'd0;
-  reg [31:0] high2 = 32'd0;
-  reg [31:0] high3 = 32'd0;
-  reg [31:0] high4 = 32'd0;
-  reg [31:0] high5 = 32'd0;
-  reg [31:0] high6 = 32'd0;
-  reg [31:0] high7 = 32'd0;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h1_2 = 6'h00;
+  reg [5:0] h1_3 = 6'h00;
+  reg [5:0] h1_4 = 6'h00;
+  reg [5:0] h1_5 = 6'h00;
+  reg [5:0] h1_6 = 6'h00;
+  reg [5:0] h1_7 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  reg [5:0] h2_2 = 6'h00;
+  reg [5:0] h2_3 = 6'h00;
+  reg [5:0] h2_4 = 6'h00;
+  reg [5:0] h2_5 = 6'h00;
+  reg [5:0] h2_6 = 6'h00;
+  reg [5:0] h2_7 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
+  wire [63:0] half2;
+  wire [63:0] half3;
+  wire [63:0] half4;
+  wire [63:0] half5;
+  wire [63:0] half6;
+  wire [63:0] half7;
   input i_valid;
   wire i_valid;
-  wire [4:0] left0;
-  wire [4:0] left1;
-  wire [4:0] left2;
-  wire [4:0] left3;
-  wire [4:0] left4;
-  wire [4:0] left5;
-  wire [4:0] left6;
-  wire [4:0] left7;
   reg [31:0] m1_0 = 32'd0;
   reg [31:0] m1_1 = 32'd0;
   reg [31:0] m1_2 = 32'd0;
@@ -30533,14 +28877,6 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   reg [31:0] m1_5 = 32'd0;
   reg [31:0] m1_6 = 32'd0;
   reg [31:0] m1_7 = 32'd0;
-  wire [31:0] mask0;
-  wire [31:0] mask1;
-  wire [31:0] mask2;
-  wire [31:0] mask3;
-  wire [31:0] mask4;
-  wire [31:0] mask5;
-  wire [31:0] mask6;
-  wire [31:0] mask7;
   input [255:0] mult;
   wire [255:0] mult;
   wire [31:0] \mult[0] ;
@@ -30551,24 +28887,16 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   wire [31:0] \mult[5] ;
   wire [31:0] \mult[6] ;
   wire [31:0] \mult[7] ;
-  wire [64:0] nudged0;
-  wire [64:0] nudged1;
-  wire [64:0] nudged2;
-  wire [64:0] nudged3;
-  wire [64:0] nudged4;
-  wire [64:0] nudged5;
-  wire [64:0] nudged6;
-  wire [64:0] nudged7;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
+  reg [64:0] nudged2 = 65'h00000000000000000;
+  reg [64:0] nudged3 = 65'h00000000000000000;
+  reg [64:0] nudged4 = 65'h00000000000000000;
+  reg [64:0] nudged5 = 65'h00000000000000000;
+  reg [64:0] nudged6 = 65'h00000000000000000;
+  reg [64:0] nudged7 = 65'h00000000000000000;
   (* init = 1'h0 *)
   wire o_valid;
-  reg ovf0 = 1'h0;
-  reg ovf1 = 1'h0;
-  reg ovf2 = 1'h0;
-  reg ovf3 = 1'h0;
-  reg ovf4 = 1'h0;
-  reg ovf5 = 1'h0;
-  reg ovf6 = 1'h0;
-  reg ovf7 = 1'h0;
   reg [63:0] prod0 = 64'h0000000000000000;
   reg [63:0] prod1 = 64'h0000000000000000;
   reg [63:0] prod2 = 64'h0000000000000000;
@@ -30577,46 +28905,6 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   reg [63:0] prod5 = 64'h0000000000000000;
   reg [63:0] prod6 = 64'h0000000000000000;
   reg [63:0] prod7 = 64'h0000000000000000;
-  reg [4:0] r1_0 = 5'h00;
-  reg [4:0] r1_1 = 5'h00;
-  reg [4:0] r1_2 = 5'h00;
-  reg [4:0] r1_3 = 5'h00;
-  reg [4:0] r1_4 = 5'h00;
-  reg [4:0] r1_5 = 5'h00;
-  reg [4:0] r1_6 = 5'h00;
-  reg [4:0] r1_7 = 5'h00;
-  reg [4:0] r2_0 = 5'h00;
-  reg [4:0] r2_1 = 5'h00;
-  reg [4:0] r2_2 = 5'h00;
-  reg [4:0] r2_3 = 5'h00;
-  reg [4:0] r2_4 = 5'h00;
-  reg [4:0] r2_5 = 5'h00;
-  reg [4:0] r2_6 = 5'h00;
-  reg [4:0] r2_7 = 5'h00;
-  reg [4:0] r3_0 = 5'h00;
-  reg [4:0] r3_1 = 5'h00;
-  reg [4:0] r3_2 = 5'h00;
-  reg [4:0] r3_3 = 5'h00;
-  reg [4:0] r3_4 = 5'h00;
-  reg [4:0] r3_5 = 5'h00;
-  reg [4:0] r3_6 = 5'h00;
-  reg [4:0] r3_7 = 5'h00;
-  wire [31:0] rem0;
-  wire [31:0] rem1;
-  wire [31:0] rem2;
-  wire [31:0] rem3;
-  wire [31:0] rem4;
-  wire [31:0] rem5;
-  wire [31:0] rem6;
-  wire [31:0] rem7;
-  wire [4:0] right0;
-  wire [4:0] right1;
-  wire [4:0] right2;
-  wire [4:0] right3;
-  wire [4:0] right4;
-  wire [4:0] right5;
-  wire [4:0] right6;
-  wire [4:0] right7;
   input rst;
   wire rst;
   input [47:0] shift;
@@ -30629,27 +28917,43 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   wire [5:0] \shift[5] ;
   wire [5:0] \shift[6] ;
   wire [5:0] \shift[7] ;
-  wire [32:0] thr0;
-  wire [32:0] thr1;
-  wire [32:0] thr2;
-  wire [32:0] thr3;
-  wire [32:0] thr4;
-  wire [32:0] thr5;
-  wire [32:0] thr6;
-  wire [32:0] thr7;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  wire [64:0] shifted2;
+  wire [64:0] shifted3;
+  wire [64:0] shifted4;
+  wire [64:0] shifted5;
+  wire [64:0] shifted6;
+  wire [64:0] shifted7;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t1_2 = 6'h00;
+  reg [5:0] t1_3 = 6'h00;
+  reg [5:0] t1_4 = 6'h00;
+  reg [5:0] t1_5 = 6'h00;
+  reg [5:0] t1_6 = 6'h00;
+  reg [5:0] t1_7 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t2_2 = 6'h00;
+  reg [5:0] t2_3 = 6'h00;
+  reg [5:0] t2_4 = 6'h00;
+  reg [5:0] t2_5 = 6'h00;
+  reg [5:0] t2_6 = 6'h00;
+  reg [5:0] t2_7 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
+  reg [5:0] t3_2 = 6'h00;
+  reg [5:0] t3_3 = 6'h00;
+  reg [5:0] t3_4 = 6'h00;
+  reg [5:0] t3_5 = 6'h00;
+  reg [5:0] t3_6 = 6'h00;
+  reg [5:0] t3_7 = 6'h00;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg v3 = 1'h0;
   output v4;
   reg v4 = 1'h0;
-  wire [63:0] wide0;
-  wire [63:0] wide1;
-  wire [63:0] wide2;
-  wire [63:0] wide3;
-  wire [63:0] wide4;
-  wire [63:0] wide5;
-  wire [63:0] wide6;
-  wire [63:0] wide7;
   input [255:0] x;
   wire [255:0] x;
   reg [31:0] x1_0 = 32'd0;
@@ -30686,460 +28990,300 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   wire [31:0] \y[5] ;
   wire [31:0] \y[6] ;
   wire [31:0] \y[7] ;
-  assign \$1  = $signed(\$110 ) > $signed(32'd2147483647);
-  assign \$2  = $signed(\$110 ) < $signed(32'd2147483648);
-  assign \$3  = \$2  ? 33'h180000000 : { 1'h0, \$110 [31:0] };
-  assign \$4  = \$1  ? 33'h07fffffff : \$3 ;
-  assign \$5  = $signed(x1_0) * $signed(m1_0);
-  assign \$6  = x1_0 == 32'd2147483648;
-  assign \$7  = m1_0 == 32'd2147483648;
-  assign \$8  = \$6  & \$7 ;
-  assign \$10  = ovf0 ? 32'd2147483647 : \$9 [31:0];
-  assign \$11  = $signed(high0) >>> r3_0;
-  assign \$12  = rem0 > thr0;
-  assign \$13  = $signed(\$11 ) + $signed({ 1'h0, \$12  });
-  assign \$14  = $signed(\$125 ) > $signed(32'd2147483647);
-  assign \$15  = $signed(\$125 ) < $signed(32'd2147483648);
-  assign \$16  = \$15  ? 33'h180000000 : { 1'h0, \$125 [31:0] };
-  assign \$17  = \$14  ? 33'h07fffffff : \$16 ;
-  assign \$18  = $signed(x1_1) * $signed(m1_1);
-  assign \$19  = x1_1 == 32'd2147483648;
-  assign \$20  = m1_1 == 32'd2147483648;
-  assign \$21  = \$19  & \$20 ;
-  assign \$23  = ovf1 ? 32'd2147483647 : \$22 [31:0];
-  assign \$24  = $signed(high1) >>> r3_1;
-  assign \$25  = rem1 > thr1;
-  assign \$26  = $signed(\$24 ) + $signed({ 1'h0, \$25  });
-  assign \$27  = $signed(\$140 ) > $signed(32'd2147483647);
-  assign \$28  = $signed(\$140 ) < $signed(32'd2147483648);
-  assign \$29  = \$28  ? 33'h180000000 : { 1'h0, \$140 [31:0] };
-  assign \$30  = \$27  ? 33'h07fffffff : \$29 ;
-  assign \$31  = $signed(x1_2) * $signed(m1_2);
-  assign \$32  = x1_2 == 32'd2147483648;
-  assign \$33  = m1_2 == 32'd2147483648;
-  assign \$34  = \$32  & \$33 ;
-  assign \$36  = ovf2 ? 32'd2147483647 : \$35 [31:0];
-  assign \$37  = $signed(high2) >>> r3_2;
-  assign \$38  = rem2 > thr2;
-  assign \$39  = $signed(\$37 ) + $signed({ 1'h0, \$38  });
-  assign \$40  = $signed(\$155 ) > $signed(32'd2147483647);
-  assign \$41  = $signed(\$155 ) < $signed(32'd2147483648);
-  assign \$42  = \$41  ? 33'h180000000 : { 1'h0, \$155 [31:0] };
-  assign \$43  = \$40  ? 33'h07fffffff : \$42 ;
-  assign \$44  = $signed(x1_3) * $signed(m1_3);
-  assign \$45  = x1_3 == 32'd2147483648;
-  assign \$46  = m1_3 == 32'd2147483648;
-  assign \$47  = \$45  & \$46 ;
-  assign \$49  = ovf3 ? 32'd2147483647 : \$48 [31:0];
-  assign \$50  = $signed(high3) >>> r3_3;
-  assign \$51  = rem3 > thr3;
-  assign \$52  = $signed(\$50 ) + $signed({ 1'h0, \$51  });
-  assign \$53  = $signed(\$170 ) > $signed(32'd2147483647);
-  assign \$54  = $signed(\$170 ) < $signed(32'd2147483648);
-  assign \$55  = \$54  ? 33'h180000000 : { 1'h0, \$170 [31:0] };
+  assign \$24  = \$21  ? 33'h07fffffff : \$23 ;
+  assign \$25  = $signed(6'h1f) - $signed(shift[23:18]);
+  assign \$26  = $signed(6'h1e) - $signed(shift[23:18]);
+  assign \$27  = $signed(x1_3) * $signed(m1_3);
+  assign \$28  = $signed(prod3) + $signed({ 1'h0, \$68 [63:0] });
+  assign \$29  = $signed(shifted3) > $signed(32'd2147483647);
+  assign \$30  = $signed(shifted3) < $signed(32'd2147483648);
+  assign \$31  = \$30  ? 33'h180000000 : { 1'h0, shifted3[31:0] };
+  assign \$32  = \$29  ? 33'h07fffffff : \$31 ;
+  assign \$33  = $signed(6'h1f) - $signed(shift[29:24]);
+  assign \$34  = $signed(6'h1e) - $signed(shift[29:24]);
+  assign \$35  = $signed(x1_4) * $signed(m1_4);
+  assign \$36  = $signed(prod4) + $signed({ 1'h0, \$69 [63:0] });
+  assign \$37  = $signed(shifted4) > $signed(32'd2147483647);
+  assign \$38  = $signed(shifted4) < $signed(32'd2147483648);
+  assign \$39  = \$38  ? 33'h180000000 : { 1'h0, shifted4[31:0] };
+  assign \$40  = \$37  ? 33'h07fffffff : \$39 ;
+  assign \$41  = $signed(6'h1f) - $signed(shift[35:30]);
+  assign \$42  = $signed(6'h1e) - $signed(shift[35:30]);
+  assign \$43  = $signed(x1_5) * $signed(m1_5);
+  assign \$44  = $signed(prod5) + $signed({ 1'h0, \$70 [63:0] });
+  assign \$45  = $signed(shifted5) > $signed(32'd2147483647);
+  assign \$46  = $signed(shifted5) < $signed(32'd2147483648);
+  assign \$47  = \$46  ? 33'h180000000 : { 1'h0, shifted5[31:0] };
+  assign \$48  = \$45  ? 33'h07fffffff : \$47 ;
+  assign \$49  = $signed(6'h1f) - $signed(shift[41:36]);
+  assign \$50  = $signed(6'h1e) - $signed(shift[41:36]);
+  assign \$51  = $signed(x1_6) * $signed(m1_6);
+  assign \$52  = $signed(prod6) + $signed({ 1'h0, \$71 [63:0] });
+  assign \$53  = $signed(shifted6) > $signed(32'd2147483647);
+  assign \$54  = $signed(shifted6) < $signed(32'd2147483648);
+  assign \$55  = \$54  ? 33'h180000000 : { 1'h0, shifted6[31:0] };
   assign \$56  = \$53  ? 33'h07fffffff : \$55 ;
-  assign \$57  = $signed(x1_4) * $signed(m1_4);
-  assign \$58  = x1_4 == 32'd2147483648;
-  assign \$59  = m1_4 == 32'd2147483648;
-  assign \$60  = \$58  & \$59 ;
-  assign \$62  = ovf4 ? 32'd2147483647 : \$61 [31:0];
-  assign \$63  = $signed(high4) >>> r3_4;
-  assign \$64  = rem4 > thr4;
-  assign \$65  = $signed(\$63 ) + $signed({ 1'h0, \$64  });
-  assign \$66  = $signed(\$185 ) > $signed(32'd2147483647);
-  assign \$67  = $signed(\$185 ) < $signed(32'd2147483648);
-  assign \$68  = \$67  ? 33'h180000000 : { 1'h0, \$185 [31:0] };
-  assign \$69  = \$66  ? 33'h07fffffff : \$68 ;
-  assign \$70  = $signed(x1_5) * $signed(m1_5);
-  assign \$71  = x1_5 == 32'd2147483648;
-  assign \$72  = m1_5 == 32'd2147483648;
-  assign \$73  = \$71  & \$72 ;
-  assign \$75  = ovf5 ? 32'd2147483647 : \$74 [31:0];
-  assign \$76  = $signed(high5) >>> r3_5;
-  assign \$77  = rem5 > thr5;
-  assign \$78  = $signed(\$76 ) + $signed({ 1'h0, \$77  });
-  assign \$79  = $signed(\$200 ) > $signed(32'd2147483647);
-  assign \$80  = $signed(\$200 ) < $signed(32'd2147483648);
-  assign \$81  = \$80  ? 33'h180000000 : { 1'h0, \$200 [31:0] };
-  assign \$82  = \$79  ? 33'h07fffffff : \$81 ;
-  assign \$83  = $signed(x1_6) * $signed(m1_6);
-  assign \$84  = x1_6 == 32'd2147483648;
-  assign \$85  = m1_6 == 32'd2147483648;
-  assign \$86  = \$84  & \$85 ;
-  assign \$88  = ovf6 ? 32'd2147483647 : \$87 [31:0];
-  assign \$89  = $signed(high6) >>> r3_6;
-  assign \$90  = rem6 > thr6;
-  assign \$91  = $signed(\$89 ) + $signed({ 1'h0, \$90  });
-  assign \$92  = $signed(\$215 ) > $signed(32'd2147483647);
-  assign \$93  = $signed(\$215 ) < $signed(32'd2147483648);
-  assign \$94  = \$93  ? 33'h180000000 : { 1'h0, \$215 [31:0] };
-  assign \$95  = \$92  ? 33'h07fffffff : \$94 ;
-  assign \$96  = $signed(x1_7) * $signed(m1_7);
-  assign \$97  = x1_7 == 32'd2147483648;
-  assign \$98  = m1_7 == 32'd2147483648;
-  assign \$99  = \$97  & \$98 ;
-  assign \$101  = ovf7 ? 32'd2147483647 : \$100 [31:0];
-  assign \$102  = $signed(high7) >>> r3_7;
-  assign \$103  = rem7 > thr7;
-  assign \$104  = $signed(\$102 ) + $signed({ 1'h0, \$103  });
+  assign \$57  = $signed(6'h1f) - $signed(shift[47:42]);
+  assign \$58  = $signed(6'h1e) - $signed(shift[47:42]);
+  assign \$59  = $signed(x1_7) * $signed(m1_7);
+  assign \$60  = $signed(prod7) + $signed({ 1'h0, \$72 [63:0] });
+  assign \$61  = $signed(shifted7) > $signed(32'd2147483647);
+  assign \$62  = $signed(shifted7) < $signed(32'd2147483648);
+  assign \$63  = \$62  ? 33'h180000000 : { 1'h0, shifted7[31:0] };
+  assign \$64  = \$61  ? 33'h07fffffff : \$63 ;
   assign busy = | { v4, v3, v2, v1 };
-  assign \$105  = $signed(shift[5:0]) > $signed(1'h0);
-  assign \$106  = \$105  ? shift[5:0] : 6'h00;
-  assign \$107  = $signed(shift[5:0]) < $signed(1'h0);
-  assign \$108  = - $signed(shift[5:0]);
-  assign \$109  = \$107  ? \$108  : 7'h00;
-  assign \$110  = $signed(x[31:0]) << \$106 [4:0];
-  assign \$111  = $signed(prod0) >= $signed(1'h0);
-  assign \$112  = \$111  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged0 = $signed(prod0) + $signed(\$112 );
-  assign \$113  = $signed(nudged0) < $signed(1'h0);
-  assign \$114  = \$113  ? 31'h7fffffff : 31'h00000000;
-  assign \$115  = $signed(nudged0) + $signed({ 1'h0, \$114  });
-  assign \$116  = 1'h1 << r3_0;
-  assign \$117  = \$116  - 1'h1;
-  assign rem0 = high0 & \$117 [31:0];
-  assign \$119  = $signed(high0) < $signed(1'h0);
-  assign thr0 = \$118  + \$119 ;
-  assign \$120  = $signed(shift[11:6]) > $signed(1'h0);
-  assign \$121  = \$120  ? shift[11:6] : 6'h00;
-  assign \$122  = $signed(shift[11:6]) < $signed(1'h0);
-  assign \$123  = - $signed(shift[11:6]);
-  assign \$124  = \$122  ? \$123  : 7'h00;
-  assign \$125  = $signed(x[63:32]) << \$121 [4:0];
-  assign \$126  = $signed(prod1) >= $signed(1'h0);
-  assign \$127  = \$126  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged1 = $signed(prod1) + $signed(\$127 );
-  assign \$128  = $signed(nudged1) < $signed(1'h0);
-  assign \$129  = \$128  ? 31'h7fffffff : 31'h00000000;
-  assign \$130  = $signed(nudged1) + $signed({ 1'h0, \$129  });
-  assign \$131  = 1'h1 << r3_1;
-  assign \$132  = \$131  - 1'h1;
-  assign rem1 = high1 & \$132 [31:0];
-  assign \$134  = $signed(high1) < $signed(1'h0);
-  assign thr1 = \$133  + \$134 ;
-  assign \$135  = $signed(shift[17:12]) > $signed(1'h0);
-  assign \$136  = \$135  ? shift[17:12] : 6'h00;
-  assign \$137  = $signed(shift[17:12]) < $signed(1'h0);
-  assign \$138  = - $signed(shift[17:12]);
-  assign \$139  = \$137  ? \$138  : 7'h00;
-  assign \$140  = $signed(x[95:64]) << \$136 [4:0];
-  assign \$141  = $signed(prod2) >= $signed(1'h0);
-  assign \$142  = \$141  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged2 = $signed(prod2) + $signed(\$142 );
-  assign \$143  = $signed(nudged2) < $signed(1'h0);
-  assign \$144  = \$143  ? 31'h7fffffff : 31'h00000000;
-  assign \$145  = $signed(nudged2) + $signed({ 1'h0, \$144  });
-  assign \$146  = 1'h1 << r3_2;
-  assign \$147  = \$146  - 1'h1;
-  assign rem2 = high2 & \$147 [31:0];
-  assign \$149  = $signed(high2) < $signed(1'h0);
-  assign thr2 = \$148  + \$149 ;
-  assign \$150  = $signed(shift[23:18]) > $signed(1'h0);
-  assign \$151  = \$150  ? shift[23:18] : 6'h00;
-  assign \$152  = $signed(shift[23:18]) < $signed(1'h0);
-  assign \$153  = - $signed(shift[23:18]);
-  assign \$154  = \$152  ? \$153  : 7'h00;
-  assign \$155  = $signed(x[127:96]) << \$151 [4:0];
-  assign \$156  = $signed(prod3) >= $signed(1'h0);
-  assign \$157  = \$156  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged3 = $signed(prod3) + $signed(\$157 );
-  assign \$158  = $signed(nudged3) < $signed(1'h0);
-  assign \$159  = \$158  ? 31'h7fffffff : 31'h00000000;
-  assign \$160  = $signed(nudged3) + $signed({ 1'h0, \$159  });
-  assign \$161  = 1'h1 << r3_3;
-  assign \$162  = \$161  - 1'h1;
-  assign rem3 = high3 & \$162 [31:0];
-  assign \$164  = $signed(high3) < $signed(1'h0);
-  assign thr3 = \$163  + \$164 ;
-  assign \$165  = $signed(shift[29:24]) > $signed(1'h0);
-  assign \$166  = \$165  ? shift[29:24] : 6'h00;
-  assign \$167  = $signed(shift[29:24]) < $signed(1'h0);
-  assign \$168  = - $signed(shift[29:24]);
-  assign \$169  = \$167  ? \$168  : 7'h00;
-  assign \$170  = $signed(x[159:128]) << \$166 [4:0];
-  assign \$171  = $signed(prod4) >= $signed(1'h0);
-  assign \$172  = \$171  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged4 = $signed(prod4) + $signed(\$172 );
-  assign \$173  = $signed(nudged4) < $signed(1'h0);
-  assign \$174  = \$173  ? 31'h7fffffff : 31'h00000000;
-  assign \$175  = $signed(nudged4) + $signed({ 1'h0, \$174  });
-  assign \$176  = 1'h1 << r3_4;
-  assign \$177  = \$176  - 1'h1;
-  assign rem4 = high4 & \$177 [31:0];
-  assign \$179  = $signed(high4) < $signed(1'h0);
-  assign thr4 = \$178  + \$179 ;
-  assign \$180  = $signed(shift[35:30]) > $signed(1'h0);
-  assign \$181  = \$180  ? shift[35:30] : 6'h00;
-  assign \$182  = $signed(shift[35:30]) < $signed(1'h0);
-  assign \$183  = - $signed(shift[35:30]);
-  assign \$184  = \$182  ? \$183  : 7'h00;
-  assign \$185  = $signed(x[191:160]) << \$181 [4:0];
-  assign \$186  = $signed(prod5) >= $signed(1'h0);
-  assign \$187  = \$186  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged5 = $signed(prod5) + $signed(\$187 );
-  assign \$188  = $signed(nudged5) < $signed(1'h0);
-  assign \$189  = \$188  ? 31'h7fffffff : 31'h00000000;
-  assign \$190  = $signed(nudged5) + $signed({ 1'h0, \$189  });
-  assign \$191  = 1'h1 << r3_5;
-  assign \$192  = \$191  - 1'h1;
-  assign rem5 = high5 & \$192 [31:0];
-  assign \$194  = $signed(high5) < $signed(1'h0);
-  assign thr5 = \$193  + \$194 ;
-  assign \$195  = $signed(shift[41:36]) > $signed(1'h0);
-  assign \$196  = \$195  ? shift[41:36] : 6'h00;
-  assign \$197  = $signed(shift[41:36]) < $signed(1'h0);
-  assign \$198  = - $signed(shift[41:36]);
-  assign \$199  = \$197  ? \$198  : 7'h00;
-  assign \$200  = $signed(x[223:192]) << \$196 [4:0];
-  assign \$201  = $signed(prod6) >= $signed(1'h0);
-  assign \$202  = \$201  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged6 = $signed(prod6) + $signed(\$202 );
-  assign \$203  = $signed(nudged6) < $signed(1'h0);
-  assign \$204  = \$203  ? 31'h7fffffff : 31'h00000000;
-  assign \$205  = $signed(nudged6) + $signed({ 1'h0, \$204  });
-  assign \$206  = 1'h1 << r3_6;
-  assign \$207  = \$206  - 1'h1;
-  assign rem6 = high6 & \$207 [31:0];
-  assign \$209  = $signed(high6) < $signed(1'h0);
-  assign thr6 = \$208  + \$209 ;
-  assign \$210  = $signed(shift[47:42]) > $signed(1'h0);
-  assign \$211  = \$210  ? shift[47:42] : 6'h00;
-  assign \$212  = $signed(shift[47:42]) < $signed(1'h0);
-  assign \$213  = - $signed(shift[47:42]);
-  assign \$214  = \$212  ? \$213  : 7'h00;
-  assign \$215  = $signed(x[255:224]) << \$211 [4:0];
-  assign \$216  = $signed(prod7) >= $signed(1'h0);
-  assign \$217  = \$216  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged7 = $signed(prod7) + $signed(\$217 );
-  assign \$218  = $signed(nudged7) < $signed(1'h0);
-  assign \$219  = \$218  ? 31'h7fffffff : 31'h00000000;
-  assign \$220  = $signed(nudged7) + $signed({ 1'h0, \$219  });
-  assign \$221  = 1'h1 << r3_7;
-  assign \$222  = \$221  - 1'h1;
-  assign rem7 = high7 & \$222 [31:0];
-  assign \$224  = $signed(high7) < $signed(1'h0);
-  assign thr7 = \$223  + \$224 ;
+  assign \$65  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$66  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
+  assign \$67  = 1'h1 << h2_2;
+  assign shifted2 = $signed(nudged2) >>> t3_2;
+  assign \$68  = 1'h1 << h2_3;
+  assign shifted3 = $signed(nudged3) >>> t3_3;
+  assign \$69  = 1'h1 << h2_4;
+  assign shifted4 = $signed(nudged4) >>> t3_4;
+  assign \$70  = 1'h1 << h2_5;
+  assign shifted5 = $signed(nudged5) >>> t3_5;
+  assign \$71  = 1'h1 << h2_6;
+  assign shifted6 = $signed(nudged6) >>> t3_6;
+  assign \$72  = 1'h1 << h2_7;
+  assign shifted7 = $signed(nudged7) >>> t3_7;
   always @(posedge clk)
-    v1 <= \$225 ;
+    v1 <= \$73 ;
   always @(posedge clk)
-    v2 <= \$226 ;
+    v2 <= \$74 ;
   always @(posedge clk)
-    v3 <= \$227 ;
+    v3 <= \$75 ;
   always @(posedge clk)
-    v4 <= \$228 ;
+    v4 <= \$76 ;
   always @(posedge clk)
-    x1_0 <= \$4 [31:0];
+    x1_0 <= x[31:0];
   always @(posedge clk)
     m1_0 <= mult[31:0];
   always @(posedge clk)
-    r1_0 <= \$109 [4:0];
+    t1_0 <= \$1 [5:0];
   always @(posedge clk)
-    prod0 <= \$5 ;
+    h1_0 <= \$2 [5:0];
   always @(posedge clk)
-    ovf0 <= \$8 ;
+    prod0 <= \$3 ;
   always @(posedge clk)
-    r2_0 <= r1_0;
+    t2_0 <= t1_0;
   always @(posedge clk)
-    high0 <= \$10 ;
+    h2_0 <= h1_0;
   always @(posedge clk)
-    r3_0 <= r2_0;
+    nudged0 <= \$4 [64:0];
   always @(posedge clk)
-    y0 <= \$13 [31:0];
+    t3_0 <= t2_0;
   always @(posedge clk)
-    x1_1 <= \$17 [31:0];
+    y0 <= \$8 [31:0];
+  always @(posedge clk)
+    x1_1 <= x[63:32];
   always @(posedge clk)
     m1_1 <= mult[63:32];
   always @(posedge clk)
-    r1_1 <= \$124 [4:0];
+    t1_1 <= \$9 [5:0];
   always @(posedge clk)
-    prod1 <= \$18 ;
+    h1_1 <= \$10 [5:0];
   always @(posedge clk)
-    ovf1 <= \$21 ;
+    prod1 <= \$11 ;
   always @(posedge clk)
-    r2_1 <= r1_1;
+    t2_1 <= t1_1;
   always @(posedge clk)
-    high1 <= \$23 ;
+    h2_1 <= h1_1;
   always @(posedge clk)
-    r3_1 <= r2_1;
+    nudged1 <= \$12 [64:0];
   always @(posedge clk)
-    y1 <= \$26 [31:0];
+    t3_1 <= t2_1;
   always @(posedge clk)
-    x1_2 <= \$30 [31:0];
+    y1 <= \$16 [31:0];
+  always @(posedge clk)
+    x1_2 <= x[95:64];
   always @(posedge clk)
     m1_2 <= mult[95:64];
   always @(posedge clk)
-    r1_2 <= \$139 [4:0];
+    t1_2 <= \$17 [5:0];
   always @(posedge clk)
-    prod2 <= \$31 ;
+    h1_2 <= \$18 [5:0];
   always @(posedge clk)
-    ovf2 <= \$34 ;
+    prod2 <= \$19 ;
   always @(posedge clk)
-    r2_2 <= r1_2;
+    t2_2 <= t1_2;
   always @(posedge clk)
-    high2 <= \$36 ;
+    h2_2 <= h1_2;
   always @(posedge clk)
-    r3_2 <= r2_2;
+    nudged2 <= \$20 [64:0];
   always @(posedge clk)
-    y2 <= \$39 [31:0];
+    t3_2 <= t2_2;
   always @(posedge clk)
-    x1_3 <= \$43 [31:0];
+    y2 <= \$24 [31:0];
+  always @(posedge clk)
+    x1_3 <= x[127:96];
   always @(posedge clk)
     m1_3 <= mult[127:96];
   always @(posedge clk)
-    r1_3 <= \$154 [4:0];
+    t1_3 <= \$25 [5:0];
   always @(posedge clk)
-    prod3 <= \$44 ;
+    h1_3 <= \$26 [5:0];
   always @(posedge clk)
-    ovf3 <= \$47 ;
+    prod3 <= \$27 ;
   always @(posedge clk)
-    r2_3 <= r1_3;
+    t2_3 <= t1_3;
   always @(posedge clk)
-    high3 <= \$49 ;
+    h2_3 <= h1_3;
   always @(posedge clk)
-    r3_3 <= r2_3;
+    nudged3 <= \$28 [64:0];
   always @(posedge clk)
-    y3 <= \$52 [31:0];
+    t3_3 <= t2_3;
   always @(posedge clk)
-    x1_4 <= \$56 [31:0];
+    y3 <= \$32 [31:0];
+  always @(posedge clk)
+    x1_4 <= x[159:128];
   always @(posedge clk)
     m1_4 <= mult[159:128];
   always @(posedge clk)
-    r1_4 <= \$169 [4:0];
+    t1_4 <= \$33 [5:0];
   always @(posedge clk)
-    prod4 <= \$57 ;
+    h1_4 <= \$34 [5:0];
   always @(posedge clk)
-    ovf4 <= \$60 ;
+    prod4 <= \$35 ;
   always @(posedge clk)
-    r2_4 <= r1_4;
+    t2_4 <= t1_4;
   always @(posedge clk)
-    high4 <= \$62 ;
+    h2_4 <= h1_4;
   always @(posedge clk)
-    r3_4 <= r2_4;
+    nudged4 <= \$36 [64:0];
   always @(posedge clk)
-    y4 <= \$65 [31:0];
+    t3_4 <= t2_4;
   always @(posedge clk)
-    x1_5 <= \$69 [31:0];
+    y4 <= \$40 [31:0];
+  always @(posedge clk)
+    x1_5 <= x[191:160];
   always @(posedge clk)
     m1_5 <= mult[191:160];
   always @(posedge clk)
-    r1_5 <= \$184 [4:0];
+    t1_5 <= \$41 [5:0];
   always @(posedge clk)
-    prod5 <= \$70 ;
+    h1_5 <= \$42 [5:0];
   always @(posedge clk)
-    ovf5 <= \$73 ;
+    prod5 <= \$43 ;
   always @(posedge clk)
-    r2_5 <= r1_5;
+    t2_5 <= t1_5;
   always @(posedge clk)
-    high5 <= \$75 ;
+    h2_5 <= h1_5;
   always @(posedge clk)
-    r3_5 <= r2_5;
+    nudged5 <= \$44 [64:0];
   always @(posedge clk)
-    y5 <= \$78 [31:0];
+    t3_5 <= t2_5;
   always @(posedge clk)
-    x1_6 <= \$82 [31:0];
+    y5 <= \$48 [31:0];
+  always @(posedge clk)
+    x1_6 <= x[223:192];
   always @(posedge clk)
     m1_6 <= mult[223:192];
   always @(posedge clk)
-    r1_6 <= \$199 [4:0];
+    t1_6 <= \$49 [5:0];
   always @(posedge clk)
-    prod6 <= \$83 ;
+    h1_6 <= \$50 [5:0];
   always @(posedge clk)
-    ovf6 <= \$86 ;
+    prod6 <= \$51 ;
   always @(posedge clk)
-    r2_6 <= r1_6;
+    t2_6 <= t1_6;
   always @(posedge clk)
-    high6 <= \$88 ;
+    h2_6 <= h1_6;
   always @(posedge clk)
-    r3_6 <= r2_6;
+    nudged6 <= \$52 [64:0];
   always @(posedge clk)
-    y6 <= \$91 [31:0];
+    t3_6 <= t2_6;
   always @(posedge clk)
-    x1_7 <= \$95 [31:0];
+    y6 <= \$56 [31:0];
+  always @(posedge clk)
+    x1_7 <= x[255:224];
   always @(posedge clk)
     m1_7 <= mult[255:224];
   always @(posedge clk)
-    r1_7 <= \$214 [4:0];
+    t1_7 <= \$57 [5:0];
   always @(posedge clk)
-    prod7 <= \$96 ;
+    h1_7 <= \$58 [5:0];
   always @(posedge clk)
-    ovf7 <= \$99 ;
+    prod7 <= \$59 ;
   always @(posedge clk)
-    r2_7 <= r1_7;
+    t2_7 <= t1_7;
   always @(posedge clk)
-    high7 <= \$101 ;
+    h2_7 <= h1_7;
   always @(posedge clk)
-    r3_7 <= r2_7;
+    nudged7 <= \$60 [64:0];
   always @(posedge clk)
-    y7 <= \$104 [31:0];
+    t3_7 <= t2_7;
+  always @(posedge clk)
+    y7 <= \$64 [31:0];
+  assign \$1  = $signed(6'h1f) - $signed(shift[5:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[5:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$65 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[11:6]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[11:6]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$66 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign \$17  = $signed(6'h1f) - $signed(shift[17:12]);
+  assign \$18  = $signed(6'h1e) - $signed(shift[17:12]);
+  assign \$19  = $signed(x1_2) * $signed(m1_2);
+  assign \$20  = $signed(prod2) + $signed({ 1'h0, \$67 [63:0] });
+  assign \$21  = $signed(shifted2) > $signed(32'd2147483647);
+  assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
+  assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$225  = i_valid;
+    \$73  = i_valid;
     if (rst) begin
-      \$225  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$226  = v1;
+    \$74  = v1;
     if (rst) begin
-      \$226  = 1'h0;
+      \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$227  = v2;
+    \$75  = v2;
     if (rst) begin
-      \$227  = 1'h0;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$228  = v3;
+    \$76  = v3;
     if (rst) begin
-      \$228  = 1'h0;
+      \$76  = 1'h0;
     end
   end
-  assign wide0 = { \$110 [62], \$110  };
-  assign right0 = \$109 [4:0];
-  assign biased0 = \$115 [64:0];
-  assign wide1 = { \$125 [62], \$125  };
-  assign right1 = \$124 [4:0];
-  assign biased1 = \$130 [64:0];
-  assign wide2 = { \$140 [62], \$140  };
-  assign right2 = \$139 [4:0];
-  assign biased2 = \$145 [64:0];
-  assign wide3 = { \$155 [62], \$155  };
-  assign right3 = \$154 [4:0];
-  assign biased3 = \$160 [64:0];
-  assign wide4 = { \$170 [62], \$170  };
-  assign right4 = \$169 [4:0];
-  assign biased4 = \$175 [64:0];
-  assign wide5 = { \$185 [62], \$185  };
-  assign right5 = \$184 [4:0];
-  assign biased5 = \$190 [64:0];
-  assign wide6 = { \$200 [62], \$200  };
-  assign right6 = \$199 [4:0];
-  assign biased6 = \$205 [64:0];
-  assign wide7 = { \$215 [62], \$215  };
-  assign right7 = \$214 [4:0];
-  assign biased7 = \$220 [64:0];
+  assign half0 = \$65 [63:0];
+  assign half1 = \$66 [63:0];
+  assign half2 = \$67 [63:0];
+  assign half3 = \$68 [63:0];
+  assign half4 = \$69 [63:0];
+  assign half5 = \$70 [63:0];
+  assign half6 = \$71 [63:0];
+  assign half7 = \$72 [63:0];
   assign o_valid = v4;
-  assign left0 = \$106 [4:0];
-  assign mask0 = \$117 [31:0];
-  assign left1 = \$121 [4:0];
-  assign mask1 = \$132 [31:0];
-  assign left2 = \$136 [4:0];
-  assign mask2 = \$147 [31:0];
-  assign left3 = \$151 [4:0];
-  assign mask3 = \$162 [31:0];
-  assign left4 = \$166 [4:0];
-  assign mask4 = \$177 [31:0];
-  assign left5 = \$181 [4:0];
-  assign mask5 = \$192 [31:0];
-  assign left6 = \$196 [4:0];
-  assign mask6 = \$207 [31:0];
-  assign left7 = \$211 [4:0];
-  assign mask7 = \$222 [31:0];
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
+  assign \x[2]  = x[95:64];
+  assign \x[3]  = x[127:96];
+  assign \x[4]  = x[159:128];
+  assign \x[5]  = x[191:160];
+  assign \x[6]  = x[223:192];
+  assign \x[7]  = x[255:224];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \mult[2]  = mult[95:64];
@@ -31156,14 +29300,6 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   assign \shift[5]  = shift[35:30];
   assign \shift[6]  = shift[41:36];
   assign \shift[7]  = shift[47:42];
-  assign \x[0]  = x[31:0];
-  assign \x[1]  = x[63:32];
-  assign \x[2]  = x[95:64];
-  assign \x[3]  = x[127:96];
-  assign \x[4]  = x[159:128];
-  assign \x[5]  = x[191:160];
-  assign \x[6]  = x[223:192];
-  assign \x[7]  = x[255:224];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
   assign \y[2]  = y[95:64];
@@ -31180,20 +29316,4 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   assign y[95:64] = y2;
   assign y[63:32] = y1;
   assign y[31:0] = y0;
-  assign \$9  = { \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64], \$115 [64:31] };
-  assign \$118  = { 1'h0, \$117 [31:1] };
-  assign \$22  = { \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64], \$130 [64:31] };
-  assign \$133  = { 1'h0, \$132 [31:1] };
-  assign \$35  = { \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64], \$145 [64:31] };
-  assign \$148  = { 1'h0, \$147 [31:1] };
-  assign \$48  = { \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64], \$160 [64:31] };
-  assign \$163  = { 1'h0, \$162 [31:1] };
-  assign \$61  = { \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64], \$175 [64:31] };
-  assign \$178  = { 1'h0, \$177 [31:1] };
-  assign \$74  = { \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64], \$190 [64:31] };
-  assign \$193  = { 1'h0, \$192 [31:1] };
-  assign \$87  = { \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64], \$205 [64:31] };
-  assign \$208  = { 1'h0, \$207 [31:1] };
-  assign \$100  = { \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64], \$220 [64:31] };
-  assign \$223  = { 1'h0, \$222 [31:1] };
 endmodule

@@ -10681,7 +10681,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$1135$0 (\$26 ),
+    .\port$925$0 (\$26 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
@@ -10701,8 +10701,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$837$0 (\$24 ),
-    .\port$843$0 (\$25 ),
+    .\port$753$0 (\$24 ),
+    .\port$759$0 (\$25 ),
     .rst(rst),
     .start(\start$177 )
   );
@@ -10855,8 +10855,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .busy(\busy$123 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$711$0 (\$22 ),
-    .\port$712$0 (\$23 ),
+    .\port$669$0 (\$22 ),
+    .\port$670$0 (\$23 ),
     .rst(rst),
     .start(\start$170 )
   );
@@ -13305,7 +13305,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1135$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$925$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [12:0] \$1 ;
@@ -13499,8 +13499,8 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [20:0] \port$1135$0 ;
-  wire [20:0] \port$1135$0 ;
+  output [20:0] \port$925$0 ;
+  wire [20:0] \port$925$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -14218,7 +14218,7 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$1135$0  = \$8 ;
+  assign \port$925$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -14375,7 +14375,7 @@ module \tiny_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$837$0 , \port$843$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$753$0 , \port$759$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -14542,10 +14542,10 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   reg [31:0] ob3_0 = 32'd0;
   reg [31:0] ob3_1 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$837$0 ;
-  wire [7:0] \port$837$0 ;
-  output [7:0] \port$843$0 ;
-  wire [7:0] \port$843$0 ;
+  output [7:0] \port$753$0 ;
+  wire [7:0] \port$753$0 ;
+  output [7:0] \port$759$0 ;
+  wire [7:0] \port$759$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -14874,8 +14874,8 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign act_w__data = { \$24 [7:0], \$19 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$837$0  = \$19 [7:0];
-  assign \port$843$0  = \$24 [7:0];
+  assign \port$753$0  = \$19 [7:0];
+  assign \port$759$0  = \$24 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -14947,188 +14947,84 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
-  wire \$1 ;
-  wire [31:0] \$10 ;
-  wire \$100 ;
-  wire [6:0] \$101 ;
-  wire [6:0] \$102 ;
-  wire [62:0] \$103 ;
-  wire \$104 ;
-  wire [31:0] \$105 ;
-  wire \$106 ;
-  wire [30:0] \$107 ;
-  wire [65:0] \$108 ;
-  wire [63:0] \$109 ;
-  wire [31:0] \$11 ;
-  wire [64:0] \$110 ;
-  wire [31:0] \$111 ;
-  wire \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  wire \$12 ;
-  wire [32:0] \$13 ;
+  wire [6:0] \$1 ;
+  wire [6:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [65:0] \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  wire \$15 ;
+  wire [32:0] \$15 ;
   wire [32:0] \$16 ;
-  wire [32:0] \$17 ;
-  wire [63:0] \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
+  wire [6:0] \$17 ;
+  wire [6:0] \$18 ;
+  wire [63:0] \$19 ;
+  wire [6:0] \$2 ;
+  wire [65:0] \$20 ;
   wire \$21 ;
-  wire [64:0] \$22 ;
-  wire [31:0] \$23 ;
-  wire [31:0] \$24 ;
-  wire \$25 ;
-  wire [32:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [32:0] \$29 ;
-  wire [32:0] \$3 ;
-  wire [32:0] \$30 ;
-  wire [63:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [64:0] \$35 ;
-  wire [31:0] \$36 ;
-  wire [31:0] \$37 ;
-  wire \$38 ;
-  wire [32:0] \$39 ;
-  wire [32:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire [32:0] \$42 ;
-  wire [32:0] \$43 ;
-  wire [63:0] \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire [64:0] \$48 ;
-  wire [31:0] \$49 ;
-  wire [63:0] \$5 ;
-  wire [31:0] \$50 ;
-  wire \$51 ;
-  wire [32:0] \$52 ;
-  wire \$53 ;
-  wire [5:0] \$54 ;
-  wire \$55 ;
-  wire [6:0] \$56 ;
-  wire [6:0] \$57 ;
-  wire [62:0] \$58 ;
-  wire \$59 ;
+  wire \$22 ;
+  wire [32:0] \$23 ;
+  wire [32:0] \$24 ;
+  wire [6:0] \$25 ;
+  wire [6:0] \$26 ;
+  wire [63:0] \$27 ;
+  wire [65:0] \$28 ;
+  wire \$29 ;
+  wire [63:0] \$3 ;
+  wire \$30 ;
+  wire [32:0] \$31 ;
+  wire [32:0] \$32 ;
+  wire [126:0] \$33 ;
+  wire [126:0] \$34 ;
+  wire [126:0] \$35 ;
+  wire [126:0] \$36 ;
+  reg \$37 ;
+  reg \$38 ;
+  reg \$39 ;
+  wire [65:0] \$4 ;
+  reg \$40 ;
+  wire \$5 ;
   wire \$6 ;
-  wire [31:0] \$60 ;
-  wire \$61 ;
-  wire [30:0] \$62 ;
-  wire [65:0] \$63 ;
-  wire [63:0] \$64 ;
-  wire [64:0] \$65 ;
-  wire [31:0] \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire [5:0] \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire [6:0] \$71 ;
-  wire [6:0] \$72 ;
-  wire [62:0] \$73 ;
-  wire \$74 ;
-  wire [31:0] \$75 ;
-  wire \$76 ;
-  wire [30:0] \$77 ;
-  wire [65:0] \$78 ;
-  wire [63:0] \$79 ;
-  wire \$8 ;
-  wire [64:0] \$80 ;
-  wire [31:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire [5:0] \$84 ;
-  wire \$85 ;
-  wire [6:0] \$86 ;
-  wire [6:0] \$87 ;
-  wire [62:0] \$88 ;
-  wire \$89 ;
-  wire [64:0] \$9 ;
-  wire [31:0] \$90 ;
-  wire \$91 ;
-  wire [30:0] \$92 ;
-  wire [65:0] \$93 ;
-  wire [63:0] \$94 ;
-  wire [64:0] \$95 ;
-  wire [31:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire [5:0] \$99 ;
-  wire [64:0] biased0;
-  wire [64:0] biased1;
-  wire [64:0] biased2;
-  wire [64:0] biased3;
+  wire [32:0] \$7 ;
+  wire [32:0] \$8 ;
+  wire [6:0] \$9 ;
   output busy;
   wire busy;
   input clk;
   wire clk;
-  reg [31:0] high0 = 32'd0;
-  reg [31:0] high1 = 32'd0;
-  reg [31:0] high2 = 32'd0;
-  reg [31:0] high3 = 32'd0;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h1_2 = 6'h00;
+  reg [5:0] h1_3 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  reg [5:0] h2_2 = 6'h00;
+  reg [5:0] h2_3 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
+  wire [63:0] half2;
+  wire [63:0] half3;
   input i_valid;
   wire i_valid;
-  wire [4:0] left0;
-  wire [4:0] left1;
-  wire [4:0] left2;
-  wire [4:0] left3;
   reg [31:0] m1_0 = 32'd0;
   reg [31:0] m1_1 = 32'd0;
   reg [31:0] m1_2 = 32'd0;
   reg [31:0] m1_3 = 32'd0;
-  wire [31:0] mask0;
-  wire [31:0] mask1;
-  wire [31:0] mask2;
-  wire [31:0] mask3;
   input [127:0] mult;
   wire [127:0] mult;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
   wire [31:0] \mult[2] ;
   wire [31:0] \mult[3] ;
-  wire [64:0] nudged0;
-  wire [64:0] nudged1;
-  wire [64:0] nudged2;
-  wire [64:0] nudged3;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
+  reg [64:0] nudged2 = 65'h00000000000000000;
+  reg [64:0] nudged3 = 65'h00000000000000000;
   (* init = 1'h0 *)
   wire o_valid;
-  reg ovf0 = 1'h0;
-  reg ovf1 = 1'h0;
-  reg ovf2 = 1'h0;
-  reg ovf3 = 1'h0;
   reg [63:0] prod0 = 64'h0000000000000000;
   reg [63:0] prod1 = 64'h0000000000000000;
   reg [63:0] prod2 = 64'h0000000000000000;
   reg [63:0] prod3 = 64'h0000000000000000;
-  reg [4:0] r1_0 = 5'h00;
-  reg [4:0] r1_1 = 5'h00;
-  reg [4:0] r1_2 = 5'h00;
-  reg [4:0] r1_3 = 5'h00;
-  reg [4:0] r2_0 = 5'h00;
-  reg [4:0] r2_1 = 5'h00;
-  reg [4:0] r2_2 = 5'h00;
-  reg [4:0] r2_3 = 5'h00;
-  reg [4:0] r3_0 = 5'h00;
-  reg [4:0] r3_1 = 5'h00;
-  reg [4:0] r3_2 = 5'h00;
-  reg [4:0] r3_3 = 5'h00;
-  wire [31:0] rem0;
-  wire [31:0] rem1;
-  wire [31:0] rem2;
-  wire [31:0] rem3;
-  wire [4:0] right0;
-  wire [4:0] right1;
-  wire [4:0] right2;
-  wire [4:0] right3;
   input rst;
   wire rst;
   input [23:0] shift;
@@ -15137,19 +15033,27 @@ module \tiny_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   wire [5:0] \shift[1] ;
   wire [5:0] \shift[2] ;
   wire [5:0] \shift[3] ;
-  wire [32:0] thr0;
-  wire [32:0] thr1;
-  wire [32:0] thr2;
-  wire [32:0] thr3;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  wire [64:0] shifted2;
+  wire [64:0] shifted3;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t1_2 = 6'h00;
+  reg [5:0] t1_3 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t2_2 = 6'h00;
+  reg [5:0] t2_3 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
+  reg [5:0] t3_2 = 6'h00;
+  reg [5:0] t3_3 = 6'h00;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg v3 = 1'h0;
   output v4;
   reg v4 = 1'h0;
-  wire [63:0] wide0;
-  wire [63:0] wide1;
-  wire [63:0] wide2;
-  wire [63:0] wide3;
   input [127:0] x;
   wire [127:0] x;
   reg [31:0] x1_0 = 32'd0;
@@ -15170,252 +15074,172 @@ module \tiny_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   wire [31:0] \y[1] ;
   wire [31:0] \y[2] ;
   wire [31:0] \y[3] ;
-  assign \$1  = $signed(\$58 ) > $signed(32'd2147483647);
-  assign \$2  = $signed(\$58 ) < $signed(32'd2147483648);
-  assign \$3  = \$2  ? 33'h180000000 : { 1'h0, \$58 [31:0] };
-  assign \$4  = \$1  ? 33'h07fffffff : \$3 ;
-  assign \$5  = $signed(x1_0) * $signed(m1_0);
-  assign \$6  = x1_0 == 32'd2147483648;
-  assign \$7  = m1_0 == 32'd2147483648;
-  assign \$8  = \$6  & \$7 ;
-  assign \$10  = ovf0 ? 32'd2147483647 : \$9 [31:0];
-  assign \$11  = $signed(high0) >>> r3_0;
-  assign \$12  = rem0 > thr0;
-  assign \$13  = $signed(\$11 ) + $signed({ 1'h0, \$12  });
-  assign \$14  = $signed(\$73 ) > $signed(32'd2147483647);
-  assign \$15  = $signed(\$73 ) < $signed(32'd2147483648);
-  assign \$16  = \$15  ? 33'h180000000 : { 1'h0, \$73 [31:0] };
-  assign \$17  = \$14  ? 33'h07fffffff : \$16 ;
-  assign \$18  = $signed(x1_1) * $signed(m1_1);
-  assign \$19  = x1_1 == 32'd2147483648;
-  assign \$20  = m1_1 == 32'd2147483648;
-  assign \$21  = \$19  & \$20 ;
-  assign \$23  = ovf1 ? 32'd2147483647 : \$22 [31:0];
-  assign \$24  = $signed(high1) >>> r3_1;
-  assign \$25  = rem1 > thr1;
-  assign \$26  = $signed(\$24 ) + $signed({ 1'h0, \$25  });
-  assign \$27  = $signed(\$88 ) > $signed(32'd2147483647);
-  assign \$28  = $signed(\$88 ) < $signed(32'd2147483648);
-  assign \$29  = \$28  ? 33'h180000000 : { 1'h0, \$88 [31:0] };
-  assign \$30  = \$27  ? 33'h07fffffff : \$29 ;
-  assign \$31  = $signed(x1_2) * $signed(m1_2);
-  assign \$32  = x1_2 == 32'd2147483648;
-  assign \$33  = m1_2 == 32'd2147483648;
-  assign \$34  = \$32  & \$33 ;
-  assign \$36  = ovf2 ? 32'd2147483647 : \$35 [31:0];
-  assign \$37  = $signed(high2) >>> r3_2;
-  assign \$38  = rem2 > thr2;
-  assign \$39  = $signed(\$37 ) + $signed({ 1'h0, \$38  });
-  assign \$40  = $signed(\$103 ) > $signed(32'd2147483647);
-  assign \$41  = $signed(\$103 ) < $signed(32'd2147483648);
-  assign \$42  = \$41  ? 33'h180000000 : { 1'h0, \$103 [31:0] };
-  assign \$43  = \$40  ? 33'h07fffffff : \$42 ;
-  assign \$44  = $signed(x1_3) * $signed(m1_3);
-  assign \$45  = x1_3 == 32'd2147483648;
-  assign \$46  = m1_3 == 32'd2147483648;
-  assign \$47  = \$45  & \$46 ;
-  assign \$49  = ovf3 ? 32'd2147483647 : \$48 [31:0];
-  assign \$50  = $signed(high3) >>> r3_3;
-  assign \$51  = rem3 > thr3;
-  assign \$52  = $signed(\$50 ) + $signed({ 1'h0, \$51  });
-  assign busy = | { v4, v3, v2, v1 };
-  assign \$53  = $signed(shift[5:0]) > $signed(1'h0);
-  assign \$54  = \$53  ? shift[5:0] : 6'h00;
-  assign \$55  = $signed(shift[5:0]) < $signed(1'h0);
-  assign \$56  = - $signed(shift[5:0]);
-  assign \$57  = \$55  ? \$56  : 7'h00;
-  assign \$58  = $signed(x[31:0]) << \$54 [4:0];
-  assign \$59  = $signed(prod0) >= $signed(1'h0);
-  assign \$60  = \$59  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged0 = $signed(prod0) + $signed(\$60 );
-  assign \$61  = $signed(nudged0) < $signed(1'h0);
-  assign \$62  = \$61  ? 31'h7fffffff : 31'h00000000;
-  assign \$63  = $signed(nudged0) + $signed({ 1'h0, \$62  });
-  assign \$64  = 1'h1 << r3_0;
-  assign \$65  = \$64  - 1'h1;
-  assign rem0 = high0 & \$65 [31:0];
-  assign \$67  = $signed(high0) < $signed(1'h0);
-  assign thr0 = \$66  + \$67 ;
-  assign \$68  = $signed(shift[11:6]) > $signed(1'h0);
-  assign \$69  = \$68  ? shift[11:6] : 6'h00;
-  assign \$70  = $signed(shift[11:6]) < $signed(1'h0);
-  assign \$71  = - $signed(shift[11:6]);
-  assign \$72  = \$70  ? \$71  : 7'h00;
-  assign \$73  = $signed(x[63:32]) << \$69 [4:0];
-  assign \$74  = $signed(prod1) >= $signed(1'h0);
-  assign \$75  = \$74  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged1 = $signed(prod1) + $signed(\$75 );
-  assign \$76  = $signed(nudged1) < $signed(1'h0);
-  assign \$77  = \$76  ? 31'h7fffffff : 31'h00000000;
-  assign \$78  = $signed(nudged1) + $signed({ 1'h0, \$77  });
-  assign \$79  = 1'h1 << r3_1;
-  assign \$80  = \$79  - 1'h1;
-  assign rem1 = high1 & \$80 [31:0];
-  assign \$82  = $signed(high1) < $signed(1'h0);
-  assign thr1 = \$81  + \$82 ;
-  assign \$83  = $signed(shift[17:12]) > $signed(1'h0);
-  assign \$84  = \$83  ? shift[17:12] : 6'h00;
-  assign \$85  = $signed(shift[17:12]) < $signed(1'h0);
-  assign \$86  = - $signed(shift[17:12]);
-  assign \$87  = \$85  ? \$86  : 7'h00;
-  assign \$88  = $signed(x[95:64]) << \$84 [4:0];
-  assign \$89  = $signed(prod2) >= $signed(1'h0);
-  assign \$90  = \$89  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged2 = $signed(prod2) + $signed(\$90 );
-  assign \$91  = $signed(nudged2) < $signed(1'h0);
-  assign \$92  = \$91  ? 31'h7fffffff : 31'h00000000;
-  assign \$93  = $signed(nudged2) + $signed({ 1'h0, \$92  });
-  assign \$94  = 1'h1 << r3_2;
-  assign \$95  = \$94  - 1'h1;
-  assign rem2 = high2 & \$95 [31:0];
-  assign \$97  = $signed(high2) < $signed(1'h0);
-  assign thr2 = \$96  + \$97 ;
-  assign \$98  = $signed(shift[23:18]) > $signed(1'h0);
-  assign \$99  = \$98  ? shift[23:18] : 6'h00;
-  assign \$100  = $signed(shift[23:18]) < $signed(1'h0);
-  assign \$101  = - $signed(shift[23:18]);
-  assign \$102  = \$100  ? \$101  : 7'h00;
-  assign \$103  = $signed(x[127:96]) << \$99 [4:0];
-  assign \$104  = $signed(prod3) >= $signed(1'h0);
-  assign \$105  = \$104  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged3 = $signed(prod3) + $signed(\$105 );
-  assign \$106  = $signed(nudged3) < $signed(1'h0);
-  assign \$107  = \$106  ? 31'h7fffffff : 31'h00000000;
-  assign \$108  = $signed(nudged3) + $signed({ 1'h0, \$107  });
-  assign \$109  = 1'h1 << r3_3;
-  assign \$110  = \$109  - 1'h1;
-  assign rem3 = high3 & \$110 [31:0];
-  assign \$112  = $signed(high3) < $signed(1'h0);
-  assign thr3 = \$111  + \$112 ;
   always @(posedge clk)
-    v1 <= \$113 ;
-  always @(posedge clk)
-    v2 <= \$114 ;
-  always @(posedge clk)
-    v3 <= \$115 ;
-  always @(posedge clk)
-    v4 <= \$116 ;
-  always @(posedge clk)
-    x1_0 <= \$4 [31:0];
-  always @(posedge clk)
-    m1_0 <= mult[31:0];
-  always @(posedge clk)
-    r1_0 <= \$57 [4:0];
-  always @(posedge clk)
-    prod0 <= \$5 ;
-  always @(posedge clk)
-    ovf0 <= \$8 ;
-  always @(posedge clk)
-    r2_0 <= r1_0;
-  always @(posedge clk)
-    high0 <= \$10 ;
-  always @(posedge clk)
-    r3_0 <= r2_0;
-  always @(posedge clk)
-    y0 <= \$13 [31:0];
-  always @(posedge clk)
-    x1_1 <= \$17 [31:0];
+    x1_1 <= x[63:32];
   always @(posedge clk)
     m1_1 <= mult[63:32];
   always @(posedge clk)
-    r1_1 <= \$72 [4:0];
+    t1_1 <= \$9 [5:0];
   always @(posedge clk)
-    prod1 <= \$18 ;
+    h1_1 <= \$10 [5:0];
   always @(posedge clk)
-    ovf1 <= \$21 ;
+    prod1 <= \$11 ;
   always @(posedge clk)
-    r2_1 <= r1_1;
+    t2_1 <= t1_1;
   always @(posedge clk)
-    high1 <= \$23 ;
+    h2_1 <= h1_1;
   always @(posedge clk)
-    r3_1 <= r2_1;
+    nudged1 <= \$12 [64:0];
   always @(posedge clk)
-    y1 <= \$26 [31:0];
+    t3_1 <= t2_1;
   always @(posedge clk)
-    x1_2 <= \$30 [31:0];
+    y1 <= \$16 [31:0];
+  always @(posedge clk)
+    x1_2 <= x[95:64];
   always @(posedge clk)
     m1_2 <= mult[95:64];
   always @(posedge clk)
-    r1_2 <= \$87 [4:0];
+    t1_2 <= \$17 [5:0];
   always @(posedge clk)
-    prod2 <= \$31 ;
+    h1_2 <= \$18 [5:0];
   always @(posedge clk)
-    ovf2 <= \$34 ;
+    prod2 <= \$19 ;
   always @(posedge clk)
-    r2_2 <= r1_2;
+    t2_2 <= t1_2;
   always @(posedge clk)
-    high2 <= \$36 ;
+    h2_2 <= h1_2;
   always @(posedge clk)
-    r3_2 <= r2_2;
+    nudged2 <= \$20 [64:0];
   always @(posedge clk)
-    y2 <= \$39 [31:0];
+    t3_2 <= t2_2;
   always @(posedge clk)
-    x1_3 <= \$43 [31:0];
+    y2 <= \$24 [31:0];
+  always @(posedge clk)
+    x1_3 <= x[127:96];
   always @(posedge clk)
     m1_3 <= mult[127:96];
   always @(posedge clk)
-    r1_3 <= \$102 [4:0];
+    t1_3 <= \$25 [5:0];
   always @(posedge clk)
-    prod3 <= \$44 ;
+    h1_3 <= \$26 [5:0];
   always @(posedge clk)
-    ovf3 <= \$47 ;
+    prod3 <= \$27 ;
   always @(posedge clk)
-    r2_3 <= r1_3;
+    t2_3 <= t1_3;
   always @(posedge clk)
-    high3 <= \$49 ;
+    h2_3 <= h1_3;
   always @(posedge clk)
-    r3_3 <= r2_3;
+    nudged3 <= \$28 [64:0];
   always @(posedge clk)
-    y3 <= \$52 [31:0];
+    t3_3 <= t2_3;
+  always @(posedge clk)
+    y3 <= \$32 [31:0];
+  assign \$1  = $signed(6'h1f) - $signed(shift[5:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[5:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$33 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[11:6]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[11:6]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$34 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign \$17  = $signed(6'h1f) - $signed(shift[17:12]);
+  assign \$18  = $signed(6'h1e) - $signed(shift[17:12]);
+  assign \$19  = $signed(x1_2) * $signed(m1_2);
+  assign \$20  = $signed(prod2) + $signed({ 1'h0, \$35 [63:0] });
+  assign \$21  = $signed(shifted2) > $signed(32'd2147483647);
+  assign \$22  = $signed(shifted2) < $signed(32'd2147483648);
+  assign \$23  = \$22  ? 33'h180000000 : { 1'h0, shifted2[31:0] };
+  assign \$24  = \$21  ? 33'h07fffffff : \$23 ;
+  assign \$25  = $signed(6'h1f) - $signed(shift[23:18]);
+  assign \$26  = $signed(6'h1e) - $signed(shift[23:18]);
+  assign \$27  = $signed(x1_3) * $signed(m1_3);
+  assign \$28  = $signed(prod3) + $signed({ 1'h0, \$36 [63:0] });
+  assign \$29  = $signed(shifted3) > $signed(32'd2147483647);
+  assign \$30  = $signed(shifted3) < $signed(32'd2147483648);
+  assign \$31  = \$30  ? 33'h180000000 : { 1'h0, shifted3[31:0] };
+  assign \$32  = \$29  ? 33'h07fffffff : \$31 ;
+  assign busy = | { v4, v3, v2, v1 };
+  assign \$33  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$34  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
+  assign \$35  = 1'h1 << h2_2;
+  assign shifted2 = $signed(nudged2) >>> t3_2;
+  assign \$36  = 1'h1 << h2_3;
+  assign shifted3 = $signed(nudged3) >>> t3_3;
+  always @(posedge clk)
+    v1 <= \$37 ;
+  always @(posedge clk)
+    v2 <= \$38 ;
+  always @(posedge clk)
+    v3 <= \$39 ;
+  always @(posedge clk)
+    v4 <= \$40 ;
+  always @(posedge clk)
+    x1_0 <= x[31:0];
+  always @(posedge clk)
+    m1_0 <= mult[31:0];
+  always @(posedge clk)
+    t1_0 <= \$1 [5:0];
+  always @(posedge clk)
+    h1_0 <= \$2 [5:0];
+  always @(posedge clk)
+    prod0 <= \$3 ;
+  always @(posedge clk)
+    t2_0 <= t1_0;
+  always @(posedge clk)
+    h2_0 <= h1_0;
+  always @(posedge clk)
+    nudged0 <= \$4 [64:0];
+  always @(posedge clk)
+    t3_0 <= t2_0;
+  always @(posedge clk)
+    y0 <= \$8 [31:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$113  = i_valid;
+    \$37  = i_valid;
     if (rst) begin
-      \$113  = 1'h0;
+      \$37  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$114  = v1;
+    \$38  = v1;
     if (rst) begin
-      \$114  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$115  = v2;
+    \$39  = v2;
     if (rst) begin
-      \$115  = 1'h0;
+      \$39  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$116  = v3;
+    \$40  = v3;
     if (rst) begin
-      \$116  = 1'h0;
+      \$40  = 1'h0;
     end
   end
-  assign wide0 = { \$58 [62], \$58  };
-  assign right0 = \$57 [4:0];
-  assign biased0 = \$63 [64:0];
-  assign wide1 = { \$73 [62], \$73  };
-  assign right1 = \$72 [4:0];
-  assign biased1 = \$78 [64:0];
-  assign wide2 = { \$88 [62], \$88  };
-  assign right2 = \$87 [4:0];
-  assign biased2 = \$93 [64:0];
-  assign wide3 = { \$103 [62], \$103  };
-  assign right3 = \$102 [4:0];
-  assign biased3 = \$108 [64:0];
+  assign half0 = \$33 [63:0];
+  assign half1 = \$34 [63:0];
+  assign half2 = \$35 [63:0];
+  assign half3 = \$36 [63:0];
   assign o_valid = v4;
-  assign left0 = \$54 [4:0];
-  assign mask0 = \$65 [31:0];
-  assign left1 = \$69 [4:0];
-  assign mask1 = \$80 [31:0];
-  assign left2 = \$84 [4:0];
-  assign mask2 = \$95 [31:0];
-  assign left3 = \$99 [4:0];
-  assign mask3 = \$110 [31:0];
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
+  assign \x[2]  = x[95:64];
+  assign \x[3]  = x[127:96];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \mult[2]  = mult[95:64];
@@ -15424,10 +15248,6 @@ module \tiny_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   assign \shift[1]  = shift[11:6];
   assign \shift[2]  = shift[17:12];
   assign \shift[3]  = shift[23:18];
-  assign \x[0]  = x[31:0];
-  assign \x[1]  = x[63:32];
-  assign \x[2]  = x[95:64];
-  assign \x[3]  = x[127:96];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
   assign \y[2]  = y[95:64];
@@ -15436,132 +15256,76 @@ module \tiny_fabric.ew.mq_in (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   assign y[95:64] = y2;
   assign y[63:32] = y1;
   assign y[31:0] = y0;
-  assign \$9  = { \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64], \$63 [64:31] };
-  assign \$66  = { 1'h0, \$65 [31:1] };
-  assign \$22  = { \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64], \$78 [64:31] };
-  assign \$81  = { 1'h0, \$80 [31:1] };
-  assign \$35  = { \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64], \$93 [64:31] };
-  assign \$96  = { 1'h0, \$95 [31:1] };
-  assign \$48  = { \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64], \$108 [64:31] };
-  assign \$111  = { 1'h0, \$110 [31:1] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \tiny_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire \$1 ;
-  wire [31:0] \$10 ;
-  wire [31:0] \$11 ;
-  wire \$12 ;
-  wire [32:0] \$13 ;
+  wire [6:0] \$1 ;
+  wire [6:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [65:0] \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  wire \$15 ;
+  wire [32:0] \$15 ;
   wire [32:0] \$16 ;
-  wire [32:0] \$17 ;
-  wire [63:0] \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [64:0] \$22 ;
-  wire [31:0] \$23 ;
-  wire [31:0] \$24 ;
-  wire \$25 ;
-  wire [32:0] \$26 ;
-  wire \$27 ;
-  wire [5:0] \$28 ;
-  wire \$29 ;
-  wire [32:0] \$3 ;
-  wire [6:0] \$30 ;
-  wire [6:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire \$33 ;
-  wire [31:0] \$34 ;
-  wire \$35 ;
-  wire [30:0] \$36 ;
-  wire [65:0] \$37 ;
-  wire [63:0] \$38 ;
-  wire [64:0] \$39 ;
-  wire [32:0] \$4 ;
-  wire [31:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [5:0] \$43 ;
-  wire \$44 ;
-  wire [6:0] \$45 ;
-  wire [6:0] \$46 ;
-  wire [62:0] \$47 ;
-  wire \$48 ;
-  wire [31:0] \$49 ;
-  wire [63:0] \$5 ;
-  wire \$50 ;
-  wire [30:0] \$51 ;
-  wire [65:0] \$52 ;
-  wire [63:0] \$53 ;
-  wire [64:0] \$54 ;
-  wire [31:0] \$55 ;
-  wire \$56 ;
-  reg \$57 ;
-  reg \$58 ;
-  reg \$59 ;
+  wire [126:0] \$17 ;
+  wire [126:0] \$18 ;
+  reg \$19 ;
+  wire [6:0] \$2 ;
+  reg \$20 ;
+  reg \$21 ;
+  reg \$22 ;
+  wire [63:0] \$3 ;
+  wire [65:0] \$4 ;
+  wire \$5 ;
   wire \$6 ;
-  reg \$60 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire [64:0] \$9 ;
-  wire [64:0] biased0;
-  wire [64:0] biased1;
+  wire [32:0] \$7 ;
+  wire [32:0] \$8 ;
+  wire [6:0] \$9 ;
   output busy;
   wire busy;
   input clk;
   wire clk;
-  reg [31:0] high0 = 32'd0;
-  reg [31:0] high1 = 32'd0;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
   input i_valid;
   wire i_valid;
-  wire [4:0] left0;
-  wire [4:0] left1;
   reg [31:0] m1_0 = 32'd0;
   reg [31:0] m1_1 = 32'd0;
-  wire [31:0] mask0;
-  wire [31:0] mask1;
   input [63:0] mult;
   wire [63:0] mult;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
-  wire [64:0] nudged0;
-  wire [64:0] nudged1;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
   (* init = 1'h0 *)
   wire o_valid;
-  reg ovf0 = 1'h0;
-  reg ovf1 = 1'h0;
   reg [63:0] prod0 = 64'h0000000000000000;
   reg [63:0] prod1 = 64'h0000000000000000;
-  reg [4:0] r1_0 = 5'h00;
-  reg [4:0] r1_1 = 5'h00;
-  reg [4:0] r2_0 = 5'h00;
-  reg [4:0] r2_1 = 5'h00;
-  reg [4:0] r3_0 = 5'h00;
-  reg [4:0] r3_1 = 5'h00;
-  wire [31:0] rem0;
-  wire [31:0] rem1;
-  wire [4:0] right0;
-  wire [4:0] right1;
   input rst;
   wire rst;
   input [11:0] shift;
   wire [11:0] shift;
   wire [5:0] \shift[0] ;
   wire [5:0] \shift[1] ;
-  wire [32:0] thr0;
-  wire [32:0] thr1;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg v3 = 1'h0;
   output v4;
   reg v4 = 1'h0;
-  wire [63:0] wide0;
-  wire [63:0] wide1;
   input [63:0] x;
   wire [63:0] x;
   reg [31:0] x1_0 = 32'd0;
@@ -15574,162 +15338,116 @@ module \tiny_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg [31:0] y1 = 32'd0;
   wire [31:0] \y[0] ;
   wire [31:0] \y[1] ;
-  assign \$38  = 1'h1 << r3_0;
-  assign \$39  = \$38  - 1'h1;
-  assign rem0 = high0 & \$39 [31:0];
-  assign \$41  = $signed(high0) < $signed(1'h0);
-  assign thr0 = \$40  + \$41 ;
-  assign \$42  = $signed(shift[11:6]) > $signed(1'h0);
-  assign \$43  = \$42  ? shift[11:6] : 6'h00;
-  assign \$44  = $signed(shift[11:6]) < $signed(1'h0);
-  assign \$45  = - $signed(shift[11:6]);
-  assign \$46  = \$44  ? \$45  : 7'h00;
-  assign \$47  = $signed(x[63:32]) << \$43 [4:0];
-  assign \$48  = $signed(prod1) >= $signed(1'h0);
-  assign \$49  = \$48  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged1 = $signed(prod1) + $signed(\$49 );
-  assign \$50  = $signed(nudged1) < $signed(1'h0);
-  assign \$51  = \$50  ? 31'h7fffffff : 31'h00000000;
-  assign \$52  = $signed(nudged1) + $signed({ 1'h0, \$51  });
-  assign \$53  = 1'h1 << r3_1;
-  assign \$54  = \$53  - 1'h1;
-  assign rem1 = high1 & \$54 [31:0];
-  assign \$56  = $signed(high1) < $signed(1'h0);
-  assign thr1 = \$55  + \$56 ;
+  assign \$1  = $signed(6'h1f) - $signed(shift[5:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[5:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$17 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[11:6]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[11:6]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$18 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign busy = | { v4, v3, v2, v1 };
+  assign \$17  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$18  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
   always @(posedge clk)
-    v1 <= \$57 ;
+    v1 <= \$19 ;
   always @(posedge clk)
-    v2 <= \$58 ;
+    v2 <= \$20 ;
   always @(posedge clk)
-    v3 <= \$59 ;
+    v3 <= \$21 ;
   always @(posedge clk)
-    v4 <= \$60 ;
+    v4 <= \$22 ;
   always @(posedge clk)
-    x1_0 <= \$4 [31:0];
+    x1_0 <= x[31:0];
   always @(posedge clk)
     m1_0 <= mult[31:0];
   always @(posedge clk)
-    r1_0 <= \$31 [4:0];
+    t1_0 <= \$1 [5:0];
   always @(posedge clk)
-    prod0 <= \$5 ;
+    h1_0 <= \$2 [5:0];
   always @(posedge clk)
-    ovf0 <= \$8 ;
+    prod0 <= \$3 ;
   always @(posedge clk)
-    r2_0 <= r1_0;
+    t2_0 <= t1_0;
   always @(posedge clk)
-    high0 <= \$10 ;
+    h2_0 <= h1_0;
   always @(posedge clk)
-    r3_0 <= r2_0;
+    nudged0 <= \$4 [64:0];
   always @(posedge clk)
-    y0 <= \$13 [31:0];
+    t3_0 <= t2_0;
   always @(posedge clk)
-    x1_1 <= \$17 [31:0];
+    y0 <= \$8 [31:0];
+  always @(posedge clk)
+    x1_1 <= x[63:32];
   always @(posedge clk)
     m1_1 <= mult[63:32];
   always @(posedge clk)
-    r1_1 <= \$46 [4:0];
+    t1_1 <= \$9 [5:0];
   always @(posedge clk)
-    prod1 <= \$18 ;
+    h1_1 <= \$10 [5:0];
   always @(posedge clk)
-    ovf1 <= \$21 ;
+    prod1 <= \$11 ;
   always @(posedge clk)
-    r2_1 <= r1_1;
+    t2_1 <= t1_1;
   always @(posedge clk)
-    high1 <= \$23 ;
+    h2_1 <= h1_1;
   always @(posedge clk)
-    r3_1 <= r2_1;
+    nudged1 <= \$12 [64:0];
   always @(posedge clk)
-    y1 <= \$26 [31:0];
-  assign \$1  = $signed(\$32 ) > $signed(32'd2147483647);
-  assign \$2  = $signed(\$32 ) < $signed(32'd2147483648);
-  assign \$3  = \$2  ? 33'h180000000 : { 1'h0, \$32 [31:0] };
-  assign \$4  = \$1  ? 33'h07fffffff : \$3 ;
-  assign \$5  = $signed(x1_0) * $signed(m1_0);
-  assign \$6  = x1_0 == 32'd2147483648;
-  assign \$7  = m1_0 == 32'd2147483648;
-  assign \$8  = \$6  & \$7 ;
-  assign \$10  = ovf0 ? 32'd2147483647 : \$9 [31:0];
-  assign \$11  = $signed(high0) >>> r3_0;
-  assign \$12  = rem0 > thr0;
-  assign \$13  = $signed(\$11 ) + $signed({ 1'h0, \$12  });
-  assign \$14  = $signed(\$47 ) > $signed(32'd2147483647);
-  assign \$15  = $signed(\$47 ) < $signed(32'd2147483648);
-  assign \$16  = \$15  ? 33'h180000000 : { 1'h0, \$47 [31:0] };
-  assign \$17  = \$14  ? 33'h07fffffff : \$16 ;
-  assign \$18  = $signed(x1_1) * $signed(m1_1);
-  assign \$19  = x1_1 == 32'd2147483648;
-  assign \$20  = m1_1 == 32'd2147483648;
-  assign \$21  = \$19  & \$20 ;
-  assign \$23  = ovf1 ? 32'd2147483647 : \$22 [31:0];
-  assign \$24  = $signed(high1) >>> r3_1;
-  assign \$25  = rem1 > thr1;
-  assign \$26  = $signed(\$24 ) + $signed({ 1'h0, \$25  });
-  assign busy = | { v4, v3, v2, v1 };
-  assign \$27  = $signed(shift[5:0]) > $signed(1'h0);
-  assign \$28  = \$27  ? shift[5:0] : 6'h00;
-  assign \$29  = $signed(shift[5:0]) < $signed(1'h0);
-  assign \$30  = - $signed(shift[5:0]);
-  assign \$31  = \$29  ? \$30  : 7'h00;
-  assign \$32  = $signed(x[31:0]) << \$28 [4:0];
-  assign \$33  = $signed(prod0) >= $signed(1'h0);
-  assign \$34  = \$33  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged0 = $signed(prod0) + $signed(\$34 );
-  assign \$35  = $signed(nudged0) < $signed(1'h0);
-  assign \$36  = \$35  ? 31'h7fffffff : 31'h00000000;
-  assign \$37  = $signed(nudged0) + $signed({ 1'h0, \$36  });
+    t3_1 <= t2_1;
+  always @(posedge clk)
+    y1 <= \$16 [31:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$57  = i_valid;
+    \$19  = i_valid;
     if (rst) begin
-      \$57  = 1'h0;
+      \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$58  = v1;
+    \$20  = v1;
     if (rst) begin
-      \$58  = 1'h0;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$59  = v2;
+    \$21  = v2;
     if (rst) begin
-      \$59  = 1'h0;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$60  = v3;
+    \$22  = v3;
     if (rst) begin
-      \$60  = 1'h0;
+      \$22  = 1'h0;
     end
   end
-  assign wide0 = { \$32 [62], \$32  };
-  assign right0 = \$31 [4:0];
-  assign biased0 = \$37 [64:0];
-  assign wide1 = { \$47 [62], \$47  };
-  assign right1 = \$46 [4:0];
-  assign biased1 = \$52 [64:0];
+  assign half0 = \$17 [63:0];
+  assign half1 = \$18 [63:0];
   assign o_valid = v4;
-  assign left0 = \$28 [4:0];
-  assign mask0 = \$39 [31:0];
-  assign left1 = \$43 [4:0];
-  assign mask1 = \$54 [31:0];
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \shift[0]  = shift[5:0];
   assign \shift[1]  = shift[11:6];
-  assign \x[0]  = x[31:0];
-  assign \x[1]  = x[63:32];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
   assign y[63:32] = y1;
   assign y[31:0] = y0;
-  assign \$9  = { \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64:31] };
-  assign \$40  = { 1'h0, \$39 [31:1] };
-  assign \$22  = { \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64:31] };
-  assign \$55  = { 1'h0, \$54 [31:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -20809,119 +20527,71 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire \$1 ;
-  wire [31:0] \$10 ;
-  wire [31:0] \$11 ;
-  wire \$12 ;
-  wire [32:0] \$13 ;
+  wire [8:0] \$1 ;
+  wire [8:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [65:0] \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  wire \$15 ;
+  wire [32:0] \$15 ;
   wire [32:0] \$16 ;
-  wire [32:0] \$17 ;
-  wire [63:0] \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [64:0] \$22 ;
-  wire [31:0] \$23 ;
-  wire [31:0] \$24 ;
-  wire \$25 ;
-  wire [32:0] \$26 ;
-  wire \$27 ;
-  wire [7:0] \$28 ;
-  wire \$29 ;
-  wire [32:0] \$3 ;
-  wire [8:0] \$30 ;
-  wire [8:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire \$33 ;
-  wire [31:0] \$34 ;
-  wire \$35 ;
-  wire [30:0] \$36 ;
-  wire [65:0] \$37 ;
-  wire [63:0] \$38 ;
-  wire [64:0] \$39 ;
-  wire [32:0] \$4 ;
-  wire [31:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [7:0] \$43 ;
-  wire \$44 ;
-  wire [8:0] \$45 ;
-  wire [8:0] \$46 ;
-  wire [62:0] \$47 ;
-  wire \$48 ;
-  wire [31:0] \$49 ;
-  wire [63:0] \$5 ;
-  wire \$50 ;
-  wire [30:0] \$51 ;
-  wire [65:0] \$52 ;
-  wire [63:0] \$53 ;
-  wire [64:0] \$54 ;
-  wire [31:0] \$55 ;
-  wire \$56 ;
-  reg \$57 ;
-  reg \$58 ;
-  reg \$59 ;
+  wire [126:0] \$17 ;
+  wire [126:0] \$18 ;
+  reg \$19 ;
+  wire [8:0] \$2 ;
+  reg \$20 ;
+  reg \$21 ;
+  reg \$22 ;
+  wire [63:0] \$3 ;
+  wire [65:0] \$4 ;
+  wire \$5 ;
   wire \$6 ;
-  reg \$60 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire [64:0] \$9 ;
-  wire [64:0] biased0;
-  wire [64:0] biased1;
+  wire [32:0] \$7 ;
+  wire [32:0] \$8 ;
+  wire [8:0] \$9 ;
   output busy;
   wire busy;
   input clk;
   wire clk;
-  reg [31:0] high0 = 32'd0;
-  reg [31:0] high1 = 32'd0;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
   input i_valid;
   wire i_valid;
-  wire [4:0] left0;
-  wire [4:0] left1;
   reg [31:0] m1_0 = 32'd0;
   reg [31:0] m1_1 = 32'd0;
-  wire [31:0] mask0;
-  wire [31:0] mask1;
   input [63:0] mult;
   wire [63:0] mult;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
-  wire [64:0] nudged0;
-  wire [64:0] nudged1;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
   (* init = 1'h0 *)
   wire o_valid;
-  reg ovf0 = 1'h0;
-  reg ovf1 = 1'h0;
   reg [63:0] prod0 = 64'h0000000000000000;
   reg [63:0] prod1 = 64'h0000000000000000;
-  reg [4:0] r1_0 = 5'h00;
-  reg [4:0] r1_1 = 5'h00;
-  reg [4:0] r2_0 = 5'h00;
-  reg [4:0] r2_1 = 5'h00;
-  reg [4:0] r3_0 = 5'h00;
-  reg [4:0] r3_1 = 5'h00;
-  wire [31:0] rem0;
-  wire [31:0] rem1;
-  wire [4:0] right0;
-  wire [4:0] right1;
   input rst;
   wire rst;
   input [15:0] shift;
   wire [15:0] shift;
   wire [7:0] \shift[0] ;
   wire [7:0] \shift[1] ;
-  wire [32:0] thr0;
-  wire [32:0] thr1;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg v3 = 1'h0;
   output v4;
   reg v4 = 1'h0;
-  wire [63:0] wide0;
-  wire [63:0] wide1;
   input [63:0] x;
   wire [63:0] x;
   reg [31:0] x1_0 = 32'd0;
@@ -20934,162 +20604,116 @@ module \tiny_fabric.mac.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg [31:0] y1 = 32'd0;
   wire [31:0] \y[0] ;
   wire [31:0] \y[1] ;
-  assign \$38  = 1'h1 << r3_0;
-  assign \$39  = \$38  - 1'h1;
-  assign rem0 = high0 & \$39 [31:0];
-  assign \$41  = $signed(high0) < $signed(1'h0);
-  assign thr0 = \$40  + \$41 ;
-  assign \$42  = $signed(shift[15:8]) > $signed(1'h0);
-  assign \$43  = \$42  ? shift[15:8] : 8'h00;
-  assign \$44  = $signed(shift[15:8]) < $signed(1'h0);
-  assign \$45  = - $signed(shift[15:8]);
-  assign \$46  = \$44  ? \$45  : 9'h000;
-  assign \$47  = $signed(x[63:32]) << \$43 [4:0];
-  assign \$48  = $signed(prod1) >= $signed(1'h0);
-  assign \$49  = \$48  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged1 = $signed(prod1) + $signed(\$49 );
-  assign \$50  = $signed(nudged1) < $signed(1'h0);
-  assign \$51  = \$50  ? 31'h7fffffff : 31'h00000000;
-  assign \$52  = $signed(nudged1) + $signed({ 1'h0, \$51  });
-  assign \$53  = 1'h1 << r3_1;
-  assign \$54  = \$53  - 1'h1;
-  assign rem1 = high1 & \$54 [31:0];
-  assign \$56  = $signed(high1) < $signed(1'h0);
-  assign thr1 = \$55  + \$56 ;
+  assign \$1  = $signed(6'h1f) - $signed(shift[7:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[7:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$17 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[15:8]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[15:8]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$18 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign busy = | { v4, v3, v2, v1 };
+  assign \$17  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$18  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
   always @(posedge clk)
-    v1 <= \$57 ;
+    v1 <= \$19 ;
   always @(posedge clk)
-    v2 <= \$58 ;
+    v2 <= \$20 ;
   always @(posedge clk)
-    v3 <= \$59 ;
+    v3 <= \$21 ;
   always @(posedge clk)
-    v4 <= \$60 ;
+    v4 <= \$22 ;
   always @(posedge clk)
-    x1_0 <= \$4 [31:0];
+    x1_0 <= x[31:0];
   always @(posedge clk)
     m1_0 <= mult[31:0];
   always @(posedge clk)
-    r1_0 <= \$31 [4:0];
+    t1_0 <= \$1 [5:0];
   always @(posedge clk)
-    prod0 <= \$5 ;
+    h1_0 <= \$2 [5:0];
   always @(posedge clk)
-    ovf0 <= \$8 ;
+    prod0 <= \$3 ;
   always @(posedge clk)
-    r2_0 <= r1_0;
+    t2_0 <= t1_0;
   always @(posedge clk)
-    high0 <= \$10 ;
+    h2_0 <= h1_0;
   always @(posedge clk)
-    r3_0 <= r2_0;
+    nudged0 <= \$4 [64:0];
   always @(posedge clk)
-    y0 <= \$13 [31:0];
+    t3_0 <= t2_0;
   always @(posedge clk)
-    x1_1 <= \$17 [31:0];
+    y0 <= \$8 [31:0];
+  always @(posedge clk)
+    x1_1 <= x[63:32];
   always @(posedge clk)
     m1_1 <= mult[63:32];
   always @(posedge clk)
-    r1_1 <= \$46 [4:0];
+    t1_1 <= \$9 [5:0];
   always @(posedge clk)
-    prod1 <= \$18 ;
+    h1_1 <= \$10 [5:0];
   always @(posedge clk)
-    ovf1 <= \$21 ;
+    prod1 <= \$11 ;
   always @(posedge clk)
-    r2_1 <= r1_1;
+    t2_1 <= t1_1;
   always @(posedge clk)
-    high1 <= \$23 ;
+    h2_1 <= h1_1;
   always @(posedge clk)
-    r3_1 <= r2_1;
+    nudged1 <= \$12 [64:0];
   always @(posedge clk)
-    y1 <= \$26 [31:0];
-  assign \$1  = $signed(\$32 ) > $signed(32'd2147483647);
-  assign \$2  = $signed(\$32 ) < $signed(32'd2147483648);
-  assign \$3  = \$2  ? 33'h180000000 : { 1'h0, \$32 [31:0] };
-  assign \$4  = \$1  ? 33'h07fffffff : \$3 ;
-  assign \$5  = $signed(x1_0) * $signed(m1_0);
-  assign \$6  = x1_0 == 32'd2147483648;
-  assign \$7  = m1_0 == 32'd2147483648;
-  assign \$8  = \$6  & \$7 ;
-  assign \$10  = ovf0 ? 32'd2147483647 : \$9 [31:0];
-  assign \$11  = $signed(high0) >>> r3_0;
-  assign \$12  = rem0 > thr0;
-  assign \$13  = $signed(\$11 ) + $signed({ 1'h0, \$12  });
-  assign \$14  = $signed(\$47 ) > $signed(32'd2147483647);
-  assign \$15  = $signed(\$47 ) < $signed(32'd2147483648);
-  assign \$16  = \$15  ? 33'h180000000 : { 1'h0, \$47 [31:0] };
-  assign \$17  = \$14  ? 33'h07fffffff : \$16 ;
-  assign \$18  = $signed(x1_1) * $signed(m1_1);
-  assign \$19  = x1_1 == 32'd2147483648;
-  assign \$20  = m1_1 == 32'd2147483648;
-  assign \$21  = \$19  & \$20 ;
-  assign \$23  = ovf1 ? 32'd2147483647 : \$22 [31:0];
-  assign \$24  = $signed(high1) >>> r3_1;
-  assign \$25  = rem1 > thr1;
-  assign \$26  = $signed(\$24 ) + $signed({ 1'h0, \$25  });
-  assign busy = | { v4, v3, v2, v1 };
-  assign \$27  = $signed(shift[7:0]) > $signed(1'h0);
-  assign \$28  = \$27  ? shift[7:0] : 8'h00;
-  assign \$29  = $signed(shift[7:0]) < $signed(1'h0);
-  assign \$30  = - $signed(shift[7:0]);
-  assign \$31  = \$29  ? \$30  : 9'h000;
-  assign \$32  = $signed(x[31:0]) << \$28 [4:0];
-  assign \$33  = $signed(prod0) >= $signed(1'h0);
-  assign \$34  = \$33  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged0 = $signed(prod0) + $signed(\$34 );
-  assign \$35  = $signed(nudged0) < $signed(1'h0);
-  assign \$36  = \$35  ? 31'h7fffffff : 31'h00000000;
-  assign \$37  = $signed(nudged0) + $signed({ 1'h0, \$36  });
+    t3_1 <= t2_1;
+  always @(posedge clk)
+    y1 <= \$16 [31:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$57  = i_valid;
+    \$19  = i_valid;
     if (rst) begin
-      \$57  = 1'h0;
+      \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$58  = v1;
+    \$20  = v1;
     if (rst) begin
-      \$58  = 1'h0;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$59  = v2;
+    \$21  = v2;
     if (rst) begin
-      \$59  = 1'h0;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$60  = v3;
+    \$22  = v3;
     if (rst) begin
-      \$60  = 1'h0;
+      \$22  = 1'h0;
     end
   end
-  assign wide0 = { \$32 [62], \$32  };
-  assign right0 = \$31 [4:0];
-  assign biased0 = \$37 [64:0];
-  assign wide1 = { \$47 [62], \$47  };
-  assign right1 = \$46 [4:0];
-  assign biased1 = \$52 [64:0];
+  assign half0 = \$17 [63:0];
+  assign half1 = \$18 [63:0];
   assign o_valid = v4;
-  assign left0 = \$28 [4:0];
-  assign mask0 = \$39 [31:0];
-  assign left1 = \$43 [4:0];
-  assign mask1 = \$54 [31:0];
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \shift[0]  = shift[7:0];
   assign \shift[1]  = shift[15:8];
-  assign \x[0]  = x[31:0];
-  assign \x[1]  = x[63:32];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
   assign y[63:32] = y1;
   assign y[31:0] = y0;
-  assign \$9  = { \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64:31] };
-  assign \$40  = { 1'h0, \$39 [31:1] };
-  assign \$22  = { \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64:31] };
-  assign \$55  = { 1'h0, \$54 [31:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21219,7 +20843,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$711$0 , \port$712$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$669$0 , \port$670$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -21384,10 +21008,10 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$711$0 , \port$7
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$711$0 ;
-  wire [7:0] \port$711$0 ;
-  output [7:0] \port$712$0 ;
-  wire [7:0] \port$712$0 ;
+  output [7:0] \port$669$0 ;
+  wire [7:0] \port$669$0 ;
+  output [7:0] \port$670$0 ;
+  wire [7:0] \port$670$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv1_0 = 10'h000;
@@ -21799,8 +21423,8 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$711$0 , \port$7
   assign pa3 = act_w__addr;
   assign act_w__data = { \$48 [7:0], \$47 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$711$0  = \$47 [7:0];
-  assign \port$712$0  = \$48 [7:0];
+  assign \port$669$0  = \$47 [7:0];
+  assign \port$670$0  = \$48 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -21843,119 +21467,71 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire \$1 ;
-  wire [31:0] \$10 ;
-  wire [31:0] \$11 ;
-  wire \$12 ;
-  wire [32:0] \$13 ;
+  wire [6:0] \$1 ;
+  wire [6:0] \$10 ;
+  wire [63:0] \$11 ;
+  wire [65:0] \$12 ;
+  wire \$13 ;
   wire \$14 ;
-  wire \$15 ;
+  wire [32:0] \$15 ;
   wire [32:0] \$16 ;
-  wire [32:0] \$17 ;
-  wire [63:0] \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [64:0] \$22 ;
-  wire [31:0] \$23 ;
-  wire [31:0] \$24 ;
-  wire \$25 ;
-  wire [32:0] \$26 ;
-  wire \$27 ;
-  wire [5:0] \$28 ;
-  wire \$29 ;
-  wire [32:0] \$3 ;
-  wire [6:0] \$30 ;
-  wire [6:0] \$31 ;
-  wire [62:0] \$32 ;
-  wire \$33 ;
-  wire [31:0] \$34 ;
-  wire \$35 ;
-  wire [30:0] \$36 ;
-  wire [65:0] \$37 ;
-  wire [63:0] \$38 ;
-  wire [64:0] \$39 ;
-  wire [32:0] \$4 ;
-  wire [31:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [5:0] \$43 ;
-  wire \$44 ;
-  wire [6:0] \$45 ;
-  wire [6:0] \$46 ;
-  wire [62:0] \$47 ;
-  wire \$48 ;
-  wire [31:0] \$49 ;
-  wire [63:0] \$5 ;
-  wire \$50 ;
-  wire [30:0] \$51 ;
-  wire [65:0] \$52 ;
-  wire [63:0] \$53 ;
-  wire [64:0] \$54 ;
-  wire [31:0] \$55 ;
-  wire \$56 ;
-  reg \$57 ;
-  reg \$58 ;
-  reg \$59 ;
+  wire [126:0] \$17 ;
+  wire [126:0] \$18 ;
+  reg \$19 ;
+  wire [6:0] \$2 ;
+  reg \$20 ;
+  reg \$21 ;
+  reg \$22 ;
+  wire [63:0] \$3 ;
+  wire [65:0] \$4 ;
+  wire \$5 ;
   wire \$6 ;
-  reg \$60 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire [64:0] \$9 ;
-  wire [64:0] biased0;
-  wire [64:0] biased1;
+  wire [32:0] \$7 ;
+  wire [32:0] \$8 ;
+  wire [6:0] \$9 ;
   output busy;
   wire busy;
   input clk;
   wire clk;
-  reg [31:0] high0 = 32'd0;
-  reg [31:0] high1 = 32'd0;
+  reg [5:0] h1_0 = 6'h00;
+  reg [5:0] h1_1 = 6'h00;
+  reg [5:0] h2_0 = 6'h00;
+  reg [5:0] h2_1 = 6'h00;
+  wire [63:0] half0;
+  wire [63:0] half1;
   input i_valid;
   wire i_valid;
-  wire [4:0] left0;
-  wire [4:0] left1;
   reg [31:0] m1_0 = 32'd0;
   reg [31:0] m1_1 = 32'd0;
-  wire [31:0] mask0;
-  wire [31:0] mask1;
   input [63:0] mult;
   wire [63:0] mult;
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
-  wire [64:0] nudged0;
-  wire [64:0] nudged1;
+  reg [64:0] nudged0 = 65'h00000000000000000;
+  reg [64:0] nudged1 = 65'h00000000000000000;
   (* init = 1'h0 *)
   wire o_valid;
-  reg ovf0 = 1'h0;
-  reg ovf1 = 1'h0;
   reg [63:0] prod0 = 64'h0000000000000000;
   reg [63:0] prod1 = 64'h0000000000000000;
-  reg [4:0] r1_0 = 5'h00;
-  reg [4:0] r1_1 = 5'h00;
-  reg [4:0] r2_0 = 5'h00;
-  reg [4:0] r2_1 = 5'h00;
-  reg [4:0] r3_0 = 5'h00;
-  reg [4:0] r3_1 = 5'h00;
-  wire [31:0] rem0;
-  wire [31:0] rem1;
-  wire [4:0] right0;
-  wire [4:0] right1;
   input rst;
   wire rst;
   input [11:0] shift;
   wire [11:0] shift;
   wire [5:0] \shift[0] ;
   wire [5:0] \shift[1] ;
-  wire [32:0] thr0;
-  wire [32:0] thr1;
+  wire [64:0] shifted0;
+  wire [64:0] shifted1;
+  reg [5:0] t1_0 = 6'h00;
+  reg [5:0] t1_1 = 6'h00;
+  reg [5:0] t2_0 = 6'h00;
+  reg [5:0] t2_1 = 6'h00;
+  reg [5:0] t3_0 = 6'h00;
+  reg [5:0] t3_1 = 6'h00;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg v3 = 1'h0;
   output v4;
   reg v4 = 1'h0;
-  wire [63:0] wide0;
-  wire [63:0] wide1;
   input [63:0] x;
   wire [63:0] x;
   reg [31:0] x1_0 = 32'd0;
@@ -21968,160 +21544,114 @@ module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   reg [31:0] y1 = 32'd0;
   wire [31:0] \y[0] ;
   wire [31:0] \y[1] ;
-  assign \$38  = 1'h1 << r3_0;
-  assign \$39  = \$38  - 1'h1;
-  assign rem0 = high0 & \$39 [31:0];
-  assign \$41  = $signed(high0) < $signed(1'h0);
-  assign thr0 = \$40  + \$41 ;
-  assign \$42  = $signed(shift[11:6]) > $signed(1'h0);
-  assign \$43  = \$42  ? shift[11:6] : 6'h00;
-  assign \$44  = $signed(shift[11:6]) < $signed(1'h0);
-  assign \$45  = - $signed(shift[11:6]);
-  assign \$46  = \$44  ? \$45  : 7'h00;
-  assign \$47  = $signed(x[63:32]) << \$43 [4:0];
-  assign \$48  = $signed(prod1) >= $signed(1'h0);
-  assign \$49  = \$48  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged1 = $signed(prod1) + $signed(\$49 );
-  assign \$50  = $signed(nudged1) < $signed(1'h0);
-  assign \$51  = \$50  ? 31'h7fffffff : 31'h00000000;
-  assign \$52  = $signed(nudged1) + $signed({ 1'h0, \$51  });
-  assign \$53  = 1'h1 << r3_1;
-  assign \$54  = \$53  - 1'h1;
-  assign rem1 = high1 & \$54 [31:0];
-  assign \$56  = $signed(high1) < $signed(1'h0);
-  assign thr1 = \$55  + \$56 ;
+  assign \$1  = $signed(6'h1f) - $signed(shift[5:0]);
+  assign \$2  = $signed(6'h1e) - $signed(shift[5:0]);
+  assign \$3  = $signed(x1_0) * $signed(m1_0);
+  assign \$4  = $signed(prod0) + $signed({ 1'h0, \$17 [63:0] });
+  assign \$5  = $signed(shifted0) > $signed(32'd2147483647);
+  assign \$6  = $signed(shifted0) < $signed(32'd2147483648);
+  assign \$7  = \$6  ? 33'h180000000 : { 1'h0, shifted0[31:0] };
+  assign \$8  = \$5  ? 33'h07fffffff : \$7 ;
+  assign \$9  = $signed(6'h1f) - $signed(shift[11:6]);
+  assign \$10  = $signed(6'h1e) - $signed(shift[11:6]);
+  assign \$11  = $signed(x1_1) * $signed(m1_1);
+  assign \$12  = $signed(prod1) + $signed({ 1'h0, \$18 [63:0] });
+  assign \$13  = $signed(shifted1) > $signed(32'd2147483647);
+  assign \$14  = $signed(shifted1) < $signed(32'd2147483648);
+  assign \$15  = \$14  ? 33'h180000000 : { 1'h0, shifted1[31:0] };
+  assign \$16  = \$13  ? 33'h07fffffff : \$15 ;
+  assign busy = | { v4, v3, v2, v1 };
+  assign \$17  = 1'h1 << h2_0;
+  assign shifted0 = $signed(nudged0) >>> t3_0;
+  assign \$18  = 1'h1 << h2_1;
+  assign shifted1 = $signed(nudged1) >>> t3_1;
   always @(posedge clk)
-    v1 <= \$57 ;
+    v1 <= \$19 ;
   always @(posedge clk)
-    v2 <= \$58 ;
+    v2 <= \$20 ;
   always @(posedge clk)
-    v3 <= \$59 ;
+    v3 <= \$21 ;
   always @(posedge clk)
-    v4 <= \$60 ;
+    v4 <= \$22 ;
   always @(posedge clk)
-    x1_0 <= \$4 [31:0];
+    x1_0 <= x[31:0];
   always @(posedge clk)
     m1_0 <= mult[31:0];
   always @(posedge clk)
-    r1_0 <= \$31 [4:0];
+    t1_0 <= \$1 [5:0];
   always @(posedge clk)
-    prod0 <= \$5 ;
+    h1_0 <= \$2 [5:0];
   always @(posedge clk)
-    ovf0 <= \$8 ;
+    prod0 <= \$3 ;
   always @(posedge clk)
-    r2_0 <= r1_0;
+    t2_0 <= t1_0;
   always @(posedge clk)
-    high0 <= \$10 ;
+    h2_0 <= h1_0;
   always @(posedge clk)
-    r3_0 <= r2_0;
+    nudged0 <= \$4 [64:0];
   always @(posedge clk)
-    y0 <= \$13 [31:0];
+    t3_0 <= t2_0;
   always @(posedge clk)
-    x1_1 <= \$17 [31:0];
+    y0 <= \$8 [31:0];
+  always @(posedge clk)
+    x1_1 <= x[63:32];
   always @(posedge clk)
     m1_1 <= mult[63:32];
   always @(posedge clk)
-    r1_1 <= \$46 [4:0];
+    t1_1 <= \$9 [5:0];
   always @(posedge clk)
-    prod1 <= \$18 ;
+    h1_1 <= \$10 [5:0];
   always @(posedge clk)
-    ovf1 <= \$21 ;
+    prod1 <= \$11 ;
   always @(posedge clk)
-    r2_1 <= r1_1;
+    t2_1 <= t1_1;
   always @(posedge clk)
-    high1 <= \$23 ;
+    h2_1 <= h1_1;
   always @(posedge clk)
-    r3_1 <= r2_1;
+    nudged1 <= \$12 [64:0];
   always @(posedge clk)
-    y1 <= \$26 [31:0];
-  assign \$1  = $signed(\$32 ) > $signed(32'd2147483647);
-  assign \$2  = $signed(\$32 ) < $signed(32'd2147483648);
-  assign \$3  = \$2  ? 33'h180000000 : { 1'h0, \$32 [31:0] };
-  assign \$4  = \$1  ? 33'h07fffffff : \$3 ;
-  assign \$5  = $signed(x1_0) * $signed(m1_0);
-  assign \$6  = x1_0 == 32'd2147483648;
-  assign \$7  = m1_0 == 32'd2147483648;
-  assign \$8  = \$6  & \$7 ;
-  assign \$10  = ovf0 ? 32'd2147483647 : \$9 [31:0];
-  assign \$11  = $signed(high0) >>> r3_0;
-  assign \$12  = rem0 > thr0;
-  assign \$13  = $signed(\$11 ) + $signed({ 1'h0, \$12  });
-  assign \$14  = $signed(\$47 ) > $signed(32'd2147483647);
-  assign \$15  = $signed(\$47 ) < $signed(32'd2147483648);
-  assign \$16  = \$15  ? 33'h180000000 : { 1'h0, \$47 [31:0] };
-  assign \$17  = \$14  ? 33'h07fffffff : \$16 ;
-  assign \$18  = $signed(x1_1) * $signed(m1_1);
-  assign \$19  = x1_1 == 32'd2147483648;
-  assign \$20  = m1_1 == 32'd2147483648;
-  assign \$21  = \$19  & \$20 ;
-  assign \$23  = ovf1 ? 32'd2147483647 : \$22 [31:0];
-  assign \$24  = $signed(high1) >>> r3_1;
-  assign \$25  = rem1 > thr1;
-  assign \$26  = $signed(\$24 ) + $signed({ 1'h0, \$25  });
-  assign busy = | { v4, v3, v2, v1 };
-  assign \$27  = $signed(shift[5:0]) > $signed(1'h0);
-  assign \$28  = \$27  ? shift[5:0] : 6'h00;
-  assign \$29  = $signed(shift[5:0]) < $signed(1'h0);
-  assign \$30  = - $signed(shift[5:0]);
-  assign \$31  = \$29  ? \$30  : 7'h00;
-  assign \$32  = $signed(x[31:0]) << \$28 [4:0];
-  assign \$33  = $signed(prod0) >= $signed(1'h0);
-  assign \$34  = \$33  ? 32'd1073741824 : 32'd3221225473;
-  assign nudged0 = $signed(prod0) + $signed(\$34 );
-  assign \$35  = $signed(nudged0) < $signed(1'h0);
-  assign \$36  = \$35  ? 31'h7fffffff : 31'h00000000;
-  assign \$37  = $signed(nudged0) + $signed({ 1'h0, \$36  });
+    t3_1 <= t2_1;
+  always @(posedge clk)
+    y1 <= \$16 [31:0];
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$57  = i_valid;
+    \$19  = i_valid;
     if (rst) begin
-      \$57  = 1'h0;
+      \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$58  = v1;
+    \$20  = v1;
     if (rst) begin
-      \$58  = 1'h0;
+      \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$59  = v2;
+    \$21  = v2;
     if (rst) begin
-      \$59  = 1'h0;
+      \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$60  = v3;
+    \$22  = v3;
     if (rst) begin
-      \$60  = 1'h0;
+      \$22  = 1'h0;
     end
   end
-  assign wide0 = { \$32 [62], \$32  };
-  assign right0 = \$31 [4:0];
-  assign biased0 = \$37 [64:0];
-  assign wide1 = { \$47 [62], \$47  };
-  assign right1 = \$46 [4:0];
-  assign biased1 = \$52 [64:0];
+  assign half0 = \$17 [63:0];
+  assign half1 = \$18 [63:0];
   assign o_valid = v4;
-  assign left0 = \$28 [4:0];
-  assign mask0 = \$39 [31:0];
-  assign left1 = \$43 [4:0];
-  assign mask1 = \$54 [31:0];
+  assign \x[0]  = x[31:0];
+  assign \x[1]  = x[63:32];
   assign \mult[0]  = mult[31:0];
   assign \mult[1]  = mult[63:32];
   assign \shift[0]  = shift[5:0];
   assign \shift[1]  = shift[11:6];
-  assign \x[0]  = x[31:0];
-  assign \x[1]  = x[63:32];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
   assign y[63:32] = y1;
   assign y[31:0] = y0;
-  assign \$9  = { \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64], \$37 [64:31] };
-  assign \$40  = { 1'h0, \$39 [31:1] };
-  assign \$22  = { \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64], \$52 [64:31] };
-  assign \$55  = { 1'h0, \$54 [31:1] };
 endmodule
