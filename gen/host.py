@@ -15,6 +15,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from ..bits import ceil_log2
 from ..config import CimConfig
 from .controller import PC_BITS, counter_layout, host_link
 from .isa import CSR, MAGIC, host_map, lanes
@@ -123,7 +124,7 @@ class WishboneHost(wiring.Component):
 
     def _slice(self, m: Module, reg, off):
         """(word address, slice index) of the bus offset within memory region ``reg``."""
-        sb = (reg.slices - 1).bit_length()
+        sb = ceil_log2(reg.slices)
         word = Signal(self.hbits, name=f"{reg.name}_hword")
         sl = Signal(max(1, sb), name=f"{reg.name}_hslice")
         m.d.comb += [word.eq(off >> sb), sl.eq(off[:sb] if sb else 0)]

@@ -33,6 +33,7 @@ from amaranth.hdl import Array, Assert, Assume, Cat, Const, Module, Mux, Signal,
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In
 
+from ..bits import count_bits
 from ..config import WEIGHT_BITS, MacroConfig
 from ..gen.layouts import BitOp, MacroMode, macro_op_layout, wb_log2
 from ..gen.macro import CimMacro
@@ -189,7 +190,7 @@ class MacroMiter(wiring.Component):
         for name, value in fixed.items():
             if value is not None:
                 m.d.comb += getattr(p, name).eq(value)  # a later comb assignment wins: the field is a constant
-        # legal operations only (the contract's range checks, done by pack_macro_op in software)
+        # legal operations only (the contract's range checks, done by gen.layouts.macro_op_fields in software)
         max_wb_l2 = wb_log2(cfg.max_wb)
         max_bop = max(b.value for b in BitOp)
         m.d.comb += Assume(~self.op_valid | ((p.page < cfg.pages) & (p.row < cfg.rows) & (p.wb_log2 <= max_wb_l2)
@@ -317,11 +318,11 @@ class MacroMiter(wiring.Component):
                            (BitOp.XNOR, ~(a ^ b))):
                 with m.Case(bop):
                     m.d.comb += bits.eq(f)
-        tile_bits = max(1, cfg.tile_cols.bit_length())
+        tile_bits = count_bits(cfg.tile_cols)
         pops = Signal(data.ArrayLayout(tile_bits, cfg.n_tiles), name="ref_pops")
         for i in range(cfg.n_tiles):
             m.d.comb += pops[i].eq(_popcount(bits[i * cfg.tile_cols:(i + 1) * cfg.tile_cols]))
-        total = Signal(max(1, cfg.cols.bit_length()), name="ref_total")
+        total = Signal(count_bits(cfg.cols), name="ref_total")
         m.d.comb += total.eq(_popcount(bits))
         return bits, pops, total
 
