@@ -177,6 +177,9 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
     from ..compiler.cost import program_timing
     if mode not in ("backdoor", "bus"):
         raise ValueError(f"mode must be 'backdoor' or 'bus', not {mode!r}")
+    if timeout_cycles is not None and (isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int)
+                                       or timeout_cycles < 1):
+        raise ValueError(f"timeout_cycles = {timeout_cycles!r}: allowed an integer >= 1, or None for the default")
     if design is not None and mode != "bus":
         raise ValueError(f"a design other than the fabric runs in mode 'bus', not {mode!r}")
     top, vpath = design or fabric_verilog(cfg)
@@ -189,7 +192,7 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
             words = program.input_words(batch)
             n = next(iter(batch.values())).shape[0]
             ranges = sorted({(p.base, p.words) for (i, _), p in program.tensors.items() if i < n})
-            limit = timeout_cycles or 4 * (program_timing(program)[-1] + 1) + 10000
+            limit = 4 * (program_timing(program)[-1] + 1) + 10000 if timeout_cycles is None else timeout_cycles
             run = {"writes": _runs_of(words), "reads": _merge(ranges + list(extra_reads)), "timeout": limit}
             if program is not last:
                 run["load"] = {"imem": _hex(code if code is not None else program.code),
