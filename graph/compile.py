@@ -271,11 +271,7 @@ def _segment_active(t: Tiling, active: np.ndarray, b) -> bool:
 def _bfs_rounds(plan, pages, source, stats, programs, cycles, **_):
     g, t = plan.graph, plan.tiling
     n, rows, cols = g.n, plan.cfg.macro.rows, plan.cfg.macro.cols
-    level = np.full(n, -1, dtype=np.int64)
-    frontier = np.zeros(n, dtype=bool)
-    frontier[source] = True
-    visited = frontier.copy()
-    level[source] = 0
+    level, frontier, visited = golden.bfs_start(n, source)
     active_log, k = [], 0
     while frontier.any():
         active_log.append(frontier.copy())

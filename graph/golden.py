@@ -81,14 +81,20 @@ def _check_vertex(graph: GraphData, source: int) -> int:
     return int(source)
 
 
+def bfs_start(n: int, source: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The state of a BFS from ``source`` before its first round: (levels, frontier, visited), every level -1
+    but the source's 0; shared by the golden model and the graph compiler's round loop."""
+    level = np.full(n, -1, dtype=np.int64)
+    frontier = np.zeros(n, dtype=bool)
+    frontier[source] = True
+    level[source] = 0
+    return level, frontier, frontier.copy()
+
+
 def bfs(graph: GraphData, source: int) -> GraphResult:
     """BFS levels from ``source`` (a vertex number) by frontier expansion (module docstring)."""
     s = _check_vertex(graph, source)
-    level = np.full(graph.n, -1, dtype=np.int64)
-    frontier = np.zeros(graph.n, dtype=bool)
-    frontier[s] = True
-    visited = frontier.copy()
-    level[s] = 0
+    level, frontier, visited = bfs_start(graph.n, s)
     active, k = [], 0
     while frontier.any():
         active.append(frontier.copy())
