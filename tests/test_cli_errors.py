@@ -68,6 +68,9 @@ def test_golden_not_a_model(capsys, tmp_path):
     (["sim", "--seed", "3"], ["--seed 3", "--random", "digits data set"]),
     (["sim", "--macro", "--config", "x.toml"], ["--config", "--preset"]),
     (["sim", "--sim", "modelsim"], ["--sim", "verilator", "icarus"]),
+    (["sim", "--macro", "--ops", "0"], ["--ops", ">= 1"]),
+    (["lint", "--preset", "nosuch"], ["--preset", "nosuch", "tiny, default, isscc22"]),
+    (["lint", "--file", "x.v"], ["--file", "--top"]),
 ])
 def test_sim_options(capsys, argv, named):
     _user_error(capsys, argv, *named)
