@@ -1,0 +1,1 @@
+"""Design-space exploration: ``cimforge explore`` over configurations and models, on Dask, with Pareto reports."""
