@@ -13,6 +13,7 @@ from typing import Callable
 from amaranth.back import verilog
 from amaranth.hdl import ClockSignal, Instance, ResetSignal
 from amaranth.lib import wiring
+from .meminit import elide_zero_init
 
 __all__ = ["VerilogLibrary", "instantiate"]
 
@@ -38,7 +39,8 @@ class VerilogLibrary:
         full = self.prefix + name
         comp = factory()
         if full not in self._modules:
-            self._modules[full] = verilog.convert(comp, name=full, emit_src=False)
+            with elide_zero_init():  # memories' all-zero contents are not written bit by bit (gen/meminit.py)
+                self._modules[full] = verilog.convert(comp, name=full, emit_src=False)
         return full, comp
 
     @property
