@@ -5,7 +5,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 JOBS    ?= 2
-PRESETS := tiny default isscc22
+PRESETS := tiny default isscc22 imagenet
 
 .PHONY: all venv generate sim sim-macro synth golden models test test-fast lint coverage bench clean
 

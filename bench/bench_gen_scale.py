@@ -1,10 +1,10 @@
 """Scale of generation (issue 11, item 4): generation time, peak memory, Verilog size and Verilator build time of
-each preset and of the candidate ``imagenet`` fabric, with and without the all-zero memory contents
+each preset (the ``imagenet`` one included), with and without the all-zero memory contents
 (:func:`cimforge.gen.meminit.elide_zero_init`).
 
 ::
 
-    .venv/bin/python bench/bench_gen_scale.py                  # every preset and the candidate, both forms
+    .venv/bin/python bench/bench_gen_scale.py                  # every preset, both forms
     .venv/bin/python bench/bench_gen_scale.py --only imagenet --no-build
     .venv/bin/python bench/bench_gen_scale.py --only default --elide only
 
@@ -23,22 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from cimforge.config import ControllerConfig, FabricConfig
-from cimforge.presets import DEFAULT, PRESETS
+from cimforge.presets import PRESETS
 
-#: The candidate ``imagenet`` fabric: 16 macros of the default geometry and the buffers the tiled ImageNet set
-#: needs on chip (issue 11: a 64 K-word activation buffer holds ResNet-50's largest tiles with their halo,
-#: weights stream through a 64 K-word weight buffer; the external memory holds ResNet-50's 25.5 M weights
-#: and its activations: 16 M words of 8 bytes).
-IMAGENET = replace(DEFAULT, name="imagenet",
-                   fabric=FabricConfig(n_macros=16, act_depth=65536, weight_depth=65536, param_depth=4096,
-                                       desc_depth=1024, ext_depth=1 << 24),
-                   controller=ControllerConfig(program_depth=65536, trace_depth=65536, load_queue=16))
-
-CONFIGS = {**PRESETS, "imagenet": IMAGENET}
+CONFIGS = dict(PRESETS)
 
 _CHILD = r"""
 import json, resource, sys, time

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .config import CimConfig, ConfigError, FabricConfig, MacroConfig
+from .config import CimConfig, ConfigError, ControllerConfig, FabricConfig, MacroConfig
 
 __all__ = ["PRESETS", "get_preset"]
 
@@ -20,6 +20,13 @@ PRESETS: dict[str, CimConfig] = {
     # 64 bitlines, signed INT8 x INT8 with a 21-bit result; two macros as in the ZigZag-IMC model.
     "isscc22": replace(DEFAULT, name="isscc22", macro=MacroConfig(rows=32, pages=16, cols=64),
                        fabric=FabricConfig(n_macros=2)),
+    # The ImageNet set (ResNet-50, SqueezeNet, ... at 224x224): 16 macros of the default geometry, on-chip
+    # buffers of 64 K words (activation tiles with their halo; weight page images streamed through), and an
+    # external memory of 16 M words (8 bytes each: ResNet-50's 25.5 M weights and every activation tensor).
+    "imagenet": replace(DEFAULT, name="imagenet",
+                        fabric=FabricConfig(n_macros=16, act_depth=65536, weight_depth=65536, param_depth=4096,
+                                            desc_depth=1024, ext_depth=1 << 24),
+                        controller=ControllerConfig(program_depth=65536, trace_depth=65536, load_queue=16)),
 }
 
 

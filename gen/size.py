@@ -23,12 +23,14 @@ GENERATION_LIMIT_S = 120.0
 
 #: Fitted cost per unit of each term of :func:`design_terms` (CPU seconds) and the fixed part, from generations
 #: of the default preset varied one size at a time (docs/reliability.md): 64 -> 256 rows and columns +21 s,
-#: 4 -> 32 macros +14 s, +12 288 activation / +15 360 weight words (64-bit) +1.1 / +2.1 s, 8 -> 64 pages +0 s.
+#: 4 -> 16 macros +10 s (the ``imagenet`` preset: 18 s), 4 K -> 64 K activation and weight words -1 s (noise:
+#: all-zero contents are elided, gen/meminit.py, so a memory costs its declaration, not its bits), 8 -> 64
+#: pages +0 s.
 _FIXED_S = 3.1
 _COST_S = {
     "macro_logic": 3.2e-4,   # per row x column of the macro (adder trees, serialisers; converted once)
-    "macros": 0.5,           # per macro instance (its gather unit, ports and fabric wiring)
-    "memory_bits": 1.7e-6,   # per bit of the fabric's memories
+    "macros": 0.8,           # per macro instance (its gather unit, ports and fabric wiring)
+    "memory_bits": 5e-8,     # per bit of the fabric's memories (contents elided: little left)
 }
 
 
@@ -48,10 +50,11 @@ def design_terms(cfg: CimConfig) -> dict[str, int]:
 
 #: The memory bound: a generation estimated to need more resident memory than this (MB) is refused.
 MEMORY_LIMIT_MB = 2048.0
-#: Fitted resident memory (MB) per unit of each term and the interpreter's own: the memories dominate (the
-#: default preset with 65 536 activation words: 618 MB), then macros and the macro's size.
+#: Fitted resident memory (MB) per unit of each term and the interpreter's own: macros and the macro's size
+#: dominate (``imagenet``: 224 MB; 256 x 256 macros with 65 536 activation words: 287 MB); the memories' bits
+#: cost little since their all-zero contents are elided (before: 618 MB for 65 536 activation words).
 _BASE_MB = 100.0
-_MB = {"macro_logic": 1.0e-3, "macros": 5.8, "memory_bits": 1.2e-4}
+_MB = {"macro_logic": 2.0e-3, "macros": 5.8, "memory_bits": 2.0e-6}
 
 
 def memory_estimate(cfg: CimConfig) -> float:

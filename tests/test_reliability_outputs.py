@@ -197,9 +197,12 @@ def test_design_size_bound(capsys, tmp_path):
     from cimforge.gen.size import MEMORY_LIMIT_MB, memory_estimate
     deep = config_from_dict({"macro": {"rows": 256, "cols": 256}, "fabric": {"act_depth": 65536}})
     assert generation_estimate(deep) < GENERATION_LIMIT_S < 10 * generation_estimate(deep)
-    assert memory_estimate(deep) > MEMORY_LIMIT_MB  # refused for its memory (gigabytes), not its time
-    with pytest.raises(UserError, match="MB"):
-        check_generation_size(deep)
+    assert memory_estimate(deep) < MEMORY_LIMIT_MB  # deep memories are cheap: their zero contents are elided
+    check_generation_size(deep)
+    wide = config_from_dict({"macro": {"rows": 1024, "cols": 1024}, "fabric": {"n_macros": 1}})
+    assert memory_estimate(wide) > MEMORY_LIMIT_MB  # a megabit macro: gigabytes of elaboration
+    with pytest.raises(UserError, match="MB of elaboration"):
+        check_generation_size(wide)
     path = tmp_path / "huge.toml"
     import tomli_w
     path.write_text(tomli_w.dumps(huge))
