@@ -213,13 +213,16 @@ def layerwise(graph: Graph, reference: Mapping[str, np.ndarray], rounding: str |
     """Each layer's golden output computed from the *reference's* values of its inputs.
 
     This isolates each operator: a 1 LSB difference in one layer is not propagated (and amplified by the
-    following scales) into the next, as it is in an end-to-end run. Layers whose inputs the reference lacks are
+    following scales) into the next, as it is in an end-to-end run. A tensor the reference lacks (one the
+    importer adds inside a chain onnxruntime computes in float, e.g. ``<name>/quantized``) is taken from this
+    golden computation, so the chain is judged at its end as a whole; layers with an input neither has are
     skipped.
     """
     from .runner import run_layer
 
     out = {}
     for layer in graph.layers:
-        if all(t.name in reference for t in layer.inputs):
-            out[layer.output.name] = run_layer(layer, *(reference[t.name] for t in layer.inputs), rounding=rounding)
+        src = [reference[t.name] if t.name in reference else out.get(t.name) for t in layer.inputs]
+        if all(v is not None for v in src):
+            out[layer.output.name] = run_layer(layer, *src, rounding=rounding)
     return out

@@ -64,7 +64,8 @@ class OnnxImportError(ValueError):
 
 
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd",
-              "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax", "ConvInteger",
+              "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax", "QLinearMul",
+              "ConvInteger",
               "MatMulInteger"}
 _ONNX_DOMAINS = ("", "ai.onnx")
 _MS = "com.microsoft"
@@ -138,6 +139,10 @@ class _Pending:
     #: The result of an operator onnxruntime leaves in float (LRN, BatchNormalization): a MaxPool, Reshape or
     #: channel shuffle may follow it before the QuantizeLinear (:meth:`_Importer.after_float`).
     float_only: bool = False
+    #: The real values the result can take (from its inputs' code ranges), when known: the range of the int8
+    #: tensor it is quantized into when an operator that does not commute with quantisation reads it
+    #: (:meth:`_Importer.quantized_input`).
+    real_range: tuple[float, float] | None = None
 
 
 @dataclass
@@ -493,7 +498,11 @@ class _Importer:
             self.float_inputs[src.name] = name
             self.values[name] = _Codes(info)
         elif isinstance(src, _Pending):
-            self.finish(node, src, self.build(node, TensorInfo, name, src.shape, dtype, scale, zp))
+            info = self.build(node, TensorInfo, name, src.shape, dtype, scale, zp)
+            self.finish(node, src, info)
+            # another reader of the same float tensor (QOperator ResNet-50: the residual stream feeds the next
+            # block's Sum in float) reads it as quantized here: the fabric holds int8 tensors only
+            self.values[node.input[0]] = _Dequant(info)
         elif isinstance(src, _Dequant):
             if (src.info.scale, src.info.zero_point, src.info.dtype) != (scale, zp, dtype):
                 self.fail(node, f"requantising {node.input[0]!r} from {(src.info.scale, src.info.zero_point)} to "
@@ -625,7 +634,42 @@ class _Importer:
         shape, make = self.dense(node, x, w, self.const(node, 4, "B scale"), self.optional(node, 6), wz)
         self.emit(self.build(node, make, self.out_info(node, 7, 8, shape)))
 
+    def qlinear_const(self, node, i: int) -> np.ndarray | None:
+        """The real values of a QLinear binary operator's constant input ``i`` (codes with their scale and zero
+        point, dequantized in float32 as onnxruntime does), or None when it is a computed tensor."""
+        v = self.get(node, i)
+        if not isinstance(v, _Const):
+            return None
+        q = np.asarray(v.value)
+        if q.dtype not in _DTYPES:
+            self.fail(node, f"constant input {node.input[i]!r} has dtype {q.dtype}: int8 or uint8 codes expected")
+        scale = np.asarray(self.const(node, i + 1, "constant scale"), np.float32)
+        zp = np.asarray(self.const(node, i + 2, "constant zero point")).astype(np.int32)
+        if scale.size != 1 or zp.size != 1:
+            self.fail(node, "constant input: per-tensor scale and zero point expected")
+        return ((q.astype(np.int32) - zp.ravel()[0]).astype(np.float32) * scale.ravel()[0]).astype(np.float64)
+
+    def qlinear_affine(self, node, binary: str):
+        """QLinearMul / QLinearAdd of codes and a per-channel constant (DenseNet-121's BatchNormalization
+        decomposed into a product and a sum): the per-channel affine on codes."""
+        k = next(i for i in (0, 3) if isinstance(self.get(node, i), _Const))
+        x = self.codes(node, 3 - k)
+        self.check_quant(node, x, self.qparams(node, 4 - k, 5 - k, "input"), "input")
+        value = self.channel_const(node, k, x, self.qlinear_const(node, k))
+        mult, shift = (value, np.zeros_like(value)) if binary == "mul" else (np.ones_like(value), value)
+        p = self.affine(node, x, mult, shift)
+        self.emit(self.build(node, p.make, self.out_info(node, 6, 7, x.shape)))
+
+    def op_QLinearMul(self, node):
+        if not any(isinstance(self.get(node, i), _Const) for i in (0, 3)):
+            self.fail(node, "only a product with a constant (per channel or scalar) is supported, not of two "
+                            "computed tensors")
+        self.qlinear_affine(node, "mul")
+
     def op_QLinearAdd(self, node):
+        if any(isinstance(self.get(node, i), _Const) for i in (0, 3)):
+            self.qlinear_affine(node, "add")
+            return
         xs = []
         for i in (0, 3):
             x = self.codes(node, i)
@@ -688,7 +732,49 @@ class _Importer:
             self.finish(_FakeNode(p.node, p.op, pre.name), p, pre)
             return make_float(pre)[1](out)
         return _Pending(node.name or node.output[0], node.op_type, shape, make,
-                        reshaped=p if node.op_type in ("Reshape", "Flatten") else None, float_only=True)
+                        reshaped=p if node.op_type in ("Reshape", "Flatten") else None, float_only=True,
+                        real_range=self.clamped_range(p))
+
+    @staticmethod
+    def clamped_range(p: _Pending) -> tuple[float, float] | None:
+        """``p``'s real range narrowed by its fused Relu / Clip bounds."""
+        if p.real_range is None:
+            return None
+        return max(p.real_range[0], p.lo), min(p.real_range[1], p.hi)
+
+    def quantized_input(self, node, i: int, what: str = "input") -> TensorInfo:
+        """Input ``i`` of an operator that does not commute with quantisation (an add, an average) as a quantized
+        tensor: a dequantized tensor's codes, or the float result of another operator that onnxruntime never
+        quantizes (QOperator ``BatchNormalization -> Sum``, QDQ ``Sum -> Relu -> AveragePool``), quantized into an
+        int8 tensor ``<name>/quantized`` whose range covers every value its inputs' codes can give (the fabric
+        holds int8 tensors only). That extra rounding is the one inexact step of the import (docs/operators.md)."""
+        v = self.get(node, i, what)
+        if not isinstance(v, _Pending):
+            return self.dequant(node, i, what)
+        rng = self.clamped_range(v)
+        if rng is None:
+            self.fail(node, f"{what} {node.input[i]!r} is the float output of node {v.node!r} ({v.op}) with no "
+                            f"QuantizeLinear in between, and its range is unknown: only quantized tensors, or the "
+                            f"float results of BatchNormalization, Sum, Add, Mul, Relu may pass between layers")
+        info = self.range_quant(node, f"{node.input[i]}/quantized", v.shape, *rng)
+        self.finish(_FakeNode(v.node, v.op, info.name), v, info)
+        self.values[node.input[i]] = _Dequant(info)  # one quantized copy for every reader
+        return info
+
+    def range_quant(self, node, name: str, shape, lo: float, hi: float, dtype: str = "int8") -> TensorInfo:
+        """The quantisation onnxruntime's calibration would give a tensor whose values span ``lo .. hi``: the
+        range widened to include 0, ``scale = (hi - lo) / (qmax - qmin)`` (float32), ``zp = rint(qmin - lo /
+        scale)``."""
+        lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+        qmin, qmax = (-128, 127) if dtype == "int8" else (0, 255)
+        scale = float(np.float32((hi - lo) / (qmax - qmin))) if hi > lo else 1.0
+        zp = int(np.clip(np.rint(qmin - lo / scale), qmin, qmax))
+        return self.build(node, TensorInfo, name, tuple(shape), dtype, scale, zp)
+
+    @staticmethod
+    def info_range(x: TensorInfo) -> tuple[float, float]:
+        """The real values the codes of ``x`` can stand for."""
+        return x.scale * (x.qmin - x.zero_point), x.scale * (x.qmax - x.zero_point)
 
     def op_MaxPool(self, node):
         def on_codes(x):
@@ -816,22 +902,74 @@ class _Importer:
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
 
     def op_Add(self, node):
-        xs = [self.dequant(node, i) for i in (0, 1)]
+        """A float add of two computed tensors (a quantized :class:`~cimforge.golden.ir.Add`), or of a tensor and a
+        per-channel constant (DenseNet-121's decomposed BatchNormalization: the per-channel affine ``x + b``)."""
+        k = self.constant_operand(node)
+        if k is not None:
+            x = self.quantized_input(node, 1 - k)
+            shift = self.channel_const(node, k, x)
+            self.values[node.output[0]] = self.affine(node, x, np.ones_like(shift), shift)
+            return
+        xs = [self.quantized_input(node, i) for i in (0, 1)]
         if xs[0].shape != xs[1].shape:
             self.fail(node, f"broadcasting add {xs[0].shape} + {xs[1].shape} is not supported")
         self.values[node.output[0]] = _Pending(
             node.name or node.output[0], node.op_type, xs[0].shape,
-            lambda out: Add(name=self.layer_name(node), inputs=tuple(xs), output=out))
+            lambda out: Add(name=self.layer_name(node), inputs=tuple(xs), output=out),
+            real_range=self.sum_range(xs))
+
+    def op_Mul(self, node):
+        """A float product of a tensor and a per-channel (or scalar) constant: the per-channel affine ``a x``."""
+        k = self.constant_operand(node)
+        if k is None:
+            self.fail(node, "only a product with a constant (per channel or scalar) is supported, not of two "
+                            "computed tensors")
+        x = self.quantized_input(node, 1 - k)
+        mult = self.channel_const(node, k, x)
+        self.values[node.output[0]] = self.affine(node, x, mult, np.zeros_like(mult))
 
     def op_AveragePool(self, node):
-        x = self.dequant(node, 0)
+        chain = isinstance(self.get(node, 0), _Pending)  # inside a float chain (QDQ ResNet-50's Sum -> pool)
+        x = self.quantized_input(node, 0)
         shape, make = self.pool(node, x, "avg")
-        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make,
+                                               real_range=self.info_range(x), float_only=chain)
 
     def op_GlobalAveragePool(self, node):
-        x = self.dequant(node, 0)
+        chain = isinstance(self.get(node, 0), _Pending)  # inside a float chain (QDQ ResNet-50's Sum -> pool)
+        x = self.quantized_input(node, 0)
         shape, make = self.pool(node, x, "global")
-        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make)
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make,
+                                               real_range=self.info_range(x), float_only=chain)
+
+    def sum_range(self, xs: list[TensorInfo]) -> tuple[float, float]:
+        """The real range of a sum of ``xs``."""
+        ranges = [self.info_range(t) for t in xs]
+        return sum(r[0] for r in ranges), sum(r[1] for r in ranges)
+
+    def constant_operand(self, node) -> int | None:
+        """Which of a binary operator's two inputs is a constant (0 or 1), or None."""
+        consts = [i for i in (0, 1) if isinstance(self.get(node, i), (_Const, _ConstDequant))]
+        if len(consts) == 2:
+            self.fail(node, "both inputs are constants")
+        return consts[0] if consts else None
+
+    def channel_const(self, node, i: int, x: TensorInfo, value: np.ndarray | None = None) -> np.ndarray:
+        """Constant input ``i`` (real values; ``value`` when given) broadcast along the channel axis of ``x``: one
+        value per channel. Only a scalar or a per-channel constant (``(C, 1, 1)``, ``(1, C, 1, 1)``, ``(C,)`` on a
+        vector) is supported: anything else would not be a per-channel affine."""
+        v = np.asarray(self.real_const(node, i, "constant") if value is None else value, np.float64)
+        c, rank = x.shape[0], len(x.shape)
+        dims = list(v.shape)
+        while len(dims) > rank:  # a leading batch axis of 1
+            if dims[0] != 1:
+                self.fail(node, f"constant {node.input[i]!r} of shape {v.shape} varies along the batch axis")
+            dims.pop(0)
+        dims = [1] * (rank - len(dims)) + dims
+        if any(d != 1 for d in dims[1:]) or dims[0] not in (1, c):
+            self.fail(node, f"constant {node.input[i]!r} of shape {v.shape} is not per channel for the input "
+                            f"(N, {', '.join(map(str, x.shape))}): only a scalar or (C, 1, 1) is supported")
+        return np.broadcast_to(v.reshape(-1), (c,)).astype(np.float64) if v.size > 1 else np.full(c, float(v.ravel()[0]))
 
     def op_Concat(self, node):
         if all(isinstance(self.get(node, i), _Codes) for i in range(len(node.input))):
@@ -916,17 +1054,27 @@ class _Importer:
         a = self.attrs(node)
         if a.get("training_mode", 0) or len([o for o in node.output if o]) > 1:
             self.fail(node, "training mode (running mean / variance outputs) is not supported")
-        x = self.dequant(node, 0)
-        if len(x.shape) not in (1, 3):
-            self.fail(node, f"only (C, H, W) and (C,) inputs are supported, per-sample shape {x.shape}")
+        x = self.quantized_input(node, 0)
         c = x.shape[0]
         gamma, beta, mean, var = (self.real_const(node, i, w).ravel() for i, w in
                                   ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
         if not all(v.size == c for v in (gamma, beta, mean, var)):
             self.fail(node, f"scale, B, mean and var must have {c} values (one per channel)")
         mult = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))
-        shift = beta - mean * mult
+        self.values[node.output[0]] = self.affine(node, x, mult, beta - mean * mult)
+
+    def affine(self, node, x: TensorInfo, mult: np.ndarray, shift: np.ndarray) -> _Pending:
+        """The pending layer of the per-channel affine ``mult[c] * x + shift[c]`` (BatchNormalization, a Mul or Add
+        by a per-channel constant): a depthwise 1x1 :class:`~cimforge.golden.ir.Conv2d` (a diagonal
+        :class:`~cimforge.golden.ir.Dense` on a vector) whose weights and bias :func:`_bn_magnitudes` chooses once
+        the output's quantisation is known (see :meth:`op_BatchNormalization`)."""
+        if len(x.shape) not in (1, 3):
+            self.fail(node, f"only (C, H, W) and (C,) inputs are supported, per-sample shape {x.shape}")
+        c = x.shape[0]
+        mult, shift = np.asarray(mult, np.float64), np.asarray(shift, np.float64)
         name = self.layer_name(node)
+        lo, hi = self.info_range(x)
+        ends = np.stack([mult * lo + shift, mult * hi + shift])
 
         def make(out: TensorInfo) -> Layer:
             mag, nudge = _bn_magnitudes(x, out, mult, shift,
@@ -938,13 +1086,13 @@ class _Importer:
                 return Dense(name=name, inputs=(x,), output=out, weight=np.diag(w), bias=bias, weight_scale=ws)
             return Conv2d(name=name, inputs=(x,), output=out, weight=w.reshape(c, 1, 1, 1), bias=bias,
                           weight_scale=ws, groups=c)
-        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, x.shape, make,
-                                               float_only=True)
+        return _Pending(node.name or node.output[0], node.op_type, x.shape, make, float_only=True,
+                        real_range=(float(ends.min()), float(ends.max())))
 
     def op_Sum(self, node):
         """n-ary float Sum between DequantizeLinear and QuantizeLinear: one quantized Add, or a chain of them
         whose intermediate sums are quantized like the output (an extra rounding per link)."""
-        xs = [self.dequant(node, i) for i in range(len(node.input))]
+        xs = [self.quantized_input(node, i) for i in range(len(node.input))]
         if len(xs) < 2:
             self.fail(node, f"Sum of {len(xs)} input: at least two are needed")
         if any(t.shape != xs[0].shape for t in xs):
@@ -958,7 +1106,8 @@ class _Importer:
                 self.emit(self.build(node, Add, name=f"{name}/{k}", inputs=(acc, t), output=part))
                 acc = part
             return Add(name=name if len(xs) == 2 else f"{name}/{len(xs) - 1}", inputs=(acc, xs[-1]), output=out)
-        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, xs[0].shape, make)
+        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, xs[0].shape, make,
+                                               real_range=self.sum_range(xs))
 
     def op_Transpose(self, node):
         """The middle of a channel shuffle: ``Reshape (C, H, W) -> (g, C/g, H, W)``, ``Transpose (0, 2, 1, 3,
@@ -1197,12 +1346,12 @@ class _FakeNode:
 #: QLinear operators: input index of each quantized activation (followed by its scale and zero point).
 _QLINEAR_INPUTS = {
     "QLinearConv": lambda n: (0,), "QLinearMatMul": lambda n: (0,), "QGemm": lambda n: (0,),
-    "QLinearAdd": lambda n: (0, 3), "QLinearAveragePool": lambda n: (0,), "QLinearGlobalAveragePool": lambda n: (0,),
+    "QLinearAdd": lambda n: (0, 3), "QLinearMul": lambda n: (0, 3), "QLinearAveragePool": lambda n: (0,), "QLinearGlobalAveragePool": lambda n: (0,),
     "QLinearConcat": lambda n: tuple(range(2, n, 3)), "QLinearSoftmax": lambda n: (0,),
 }
 #: Shape operators folded when their data is a constant (:meth:`_Importer.fold`).
 _FOLDABLE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose"}
-_MS_OPS = {"QGemm", "QLinearAdd", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax"}
+_MS_OPS = {"QGemm", "QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSoftmax"}
 #: Operator types the importer understands.
 SUPPORTED_OPS = tuple(sorted(n[3:] for n in dir(_Importer) if n.startswith("op_")))
 
@@ -1217,8 +1366,13 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
     "MatMulInteger": (("matmul_integer",), "int32 output"),
     "QGemm": (("dense",), "QOperator (com.microsoft)"),
     "Gemm": (("dense",), "QDQ"),
-    "QLinearAdd": (("add",), "QOperator (com.microsoft)"),
-    "Add": (("add",), "float add between DequantizeLinear and QuantizeLinear"),
+    "QLinearAdd": (("add", "conv2d"), "QOperator (com.microsoft); with a per-channel constant a depthwise 1x1 "
+                                      "`conv2d`"),
+    "QLinearMul": (("conv2d",), "com.microsoft, by a per-channel constant: a depthwise 1x1 `conv2d`"),
+    "Add": (("add", "conv2d"), "float add between DequantizeLinear and QuantizeLinear; with a per-channel "
+                               "constant a depthwise 1x1 `conv2d`"),
+    "Mul": (("conv2d",), "by a per-channel constant, between DequantizeLinear and QuantizeLinear: a depthwise "
+                         "1x1 `conv2d`"),
     "Sum": (("add",), "n-ary float Sum: a chain of n - 1 adds"),
     "MaxPool": (("maxpool",), "on codes or QDQ"),
     "QLinearAveragePool": (("avgpool",), "QOperator (com.microsoft)"),

@@ -587,3 +587,75 @@ def test_qdq_reshape_that_changes_the_quantisation():
         a = compare_tensors({"y": got}, {"y": ref})
         print(f"reshape + requantise [{mode}]: {a.equal}/{a.elements} identical, max {a.max_diff}")
         assert a.max_diff <= MAX_LSB and (mode == "double" or a.fraction >= AGREEMENT_MIN)
+
+
+# -- per-channel affines by constants, and float chains onnxruntime never quantizes -------------------------------
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_mul_and_add_by_a_per_channel_constant_are_depthwise_convs(fmt, tmp_path):
+    """DenseNet-121's decomposed BatchNormalization: Mul by a (C, 1, 1) constant, Add of one (QLinearMul /
+    QLinearAdd with a quantized constant in QOperator form) are per-channel affines (depthwise 1x1 convs)."""
+    rng = np.random.default_rng([SEED, 80])
+    print(f"seed [{SEED}, 80]")
+    c1, i1 = _conv("c1", "x", "a", rng, 3, 5)
+    c2, i2 = _conv("c2", "r", "y", rng, 5, 2)
+    inits = {**i1, **i2, "m": rng.uniform(0.5, 1.5, (5, 1, 1)), "b": rng.standard_normal((5, 1, 1)) * 0.2}
+    nodes = [c1, helper.make_node("Mul", ["a", "m"], ["am"], name="mul"),
+             helper.make_node("Add", ["am", "b"], ["ab"], name="add"), helper.make_node("Relu", ["ab"], ["r"]), c2]
+    model = _quantize(_float_model(nodes, (3, 6, 6), "y", inits), tmp_path, rng, (3, 6, 6), fmt=fmt)
+    ops = {n.op_type for n in model.graph.node}
+    assert ({"QLinearMul", "QLinearAdd"} <= ops) if fmt == "qoperator" else ({"Mul", "Add"} <= ops)
+    x = rng.standard_normal((N * 4, 3, 6, 6)).astype(np.float32)
+    graph = _layerwise(f"mul-add {fmt}", model, x)
+    dw = [layer for layer in graph.layers if isinstance(layer, ir.Conv2d) and layer.is_depthwise]
+    assert len(dw) == 2 and not any(isinstance(layer, ir.Add) for layer in graph.layers)
+
+
+def test_product_of_two_computed_tensors_is_refused():
+    from cimforge.golden.onnx_import import OnnxImportError
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             helper.make_node("Mul", ["d", "d"], ["p"], name="square"),
+             helper.make_node("QuantizeLinear", ["p", "s", "z"], ["y"])]
+    model = make_model(nodes, {"x": (np.float32, (4,))}, {"y": np.int8},
+                       {"s": np.float32(0.1), "z": np.int8(0)})
+    with pytest.raises(OnnxImportError, match=r"node 'square' \(Mul\): only a product with a constant"):
+        load_onnx(model)
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_float_residual_chains_are_quantized_into_int8_intermediates(fmt, tmp_path):
+    """ResNet-50's block end: BatchNormalization on both branches -> Sum -> Relu -> AveragePool (QOperator: the
+    BatchNormalizations and the Sum stay float; QDQ: Sum -> Relu -> AveragePool does). The float results are
+    quantized into ``<name>/quantized`` tensors covering their whole range, and the chain runs on existing
+    kinds: within 2 LSB of onnxruntime's float chain at its end, every other tensor within the bound."""
+    rng = np.random.default_rng([SEED, 81])
+    print(f"seed [{SEED}, 81]")
+    c1, i1 = _conv("c1", "x", "a", rng, 3, 4)
+    c2, i2 = _conv("c2", "x", "b", rng, 3, 4)
+    inits = {**i1, **i2}
+    for k in ("1", "2"):
+        inits.update({f"g{k}": rng.uniform(0.5, 1.5, 4), f"be{k}": rng.standard_normal(4) * 0.2,
+                      f"m{k}": rng.standard_normal(4) * 0.2, f"v{k}": rng.uniform(0.5, 1.5, 4)})
+    nodes = [c1, c2,
+             helper.make_node("BatchNormalization", ["a", "g1", "be1", "m1", "v1"], ["na"], name="bn1"),
+             helper.make_node("BatchNormalization", ["b", "g2", "be2", "m2", "v2"], ["nb"], name="bn2"),
+             helper.make_node("Sum", ["na", "nb"], ["s"], name="sum"), helper.make_node("Relu", ["s"], ["r"]),
+             helper.make_node("AveragePool", ["r"], ["p"], name="pool", kernel_shape=[3, 3], strides=[3, 3]),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], name="fc", transB=1)]
+    inits.update(fw=rng.standard_normal((3, 16)) * 0.3, fb=np.zeros(3))
+    model = _quantize(_float_model(nodes, (3, 6, 6), "y", inits), tmp_path, rng, (3, 6, 6), fmt=fmt)
+    graph = load_onnx(model)
+    assert any(t.endswith("/quantized") for t in graph.tensors)
+    assert sum(isinstance(layer, ir.Add) for layer in graph.layers) == 1
+    x = rng.standard_normal((N * 4, 3, 6, 6)).astype(np.float32)
+    from cimforge.golden.compare import layerwise
+    ref = ort_tensors(model, graph, {"x": x})
+    a = compare_tensors(layerwise(graph, ref, "single"), ref)
+    print(a.format())
+    assert a.max_diff <= 2
+    chain = {layer.output.name for layer in graph.layers if isinstance(layer, (ir.Add, ir.AvgPool, ir.Reshape))}
+    assert all(t.fraction >= AGREEMENT_MIN and t.max_diff <= MAX_LSB for t in a.tensors if t.name not in chain), \
+        a.format()
+    compile_graph(graph, get_preset("default"))  # existing kinds only: the fabric runs it
