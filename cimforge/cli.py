@@ -35,6 +35,8 @@ COMMANDS = {
     "synth": ("cimforge.synth.cli", "yosys synthesis and PPA reports"),
     "formal": ("cimforge.synth.formal_cli", "formal equivalence proofs of the macro and the requantisation unit (yosys sat)"),
     "graph": ("cimforge.graph.cli", "BFS, SSSP, CC or PageRank compiled for the fabric, checked against networkx"),
+    "explore": ("cimforge.explore.cli", "design-space exploration over configurations and models on Dask: Pareto "
+                                        "fronts of area, energy and latency"),
 }
 
 
