@@ -38,6 +38,7 @@ EXPENSIVE = [
     ("cimforge.synth.sweep", "run_sweep"),
     ("cimforge.synth.formal_cli", "prove_macro"), ("cimforge.synth.formal_cli", "prove_requant"),
     ("cimforge.synth.formal_cli", "run_sat"),
+    ("cimforge.explore.search", "explore"), ("cimforge.explore.runner", "dask_client"),
 ]
 
 OPTIONS = {
@@ -53,6 +54,8 @@ OPTIONS = {
     "synth": ["--preset", "--config", "--out", "--timeout", "--scope", "--no-flat", "--no-cache",
               "--check-baselines", "--sweep", "--calibrate"],
     "formal": ["--slow", "--only", "--rows", "--pages", "--cols", "--max-wb", "--max-ab", "--timeout"],
+    "explore": ["--space", "--model", "--out", "--scheduler", "--serial", "--workers", "--search", "--trials",
+                "--rtl-fraction", "--rtl-images", "--cache", "--no-progress"],
 }
 NUMBERS = ["0", "1", "2", "3", "4", "-1", "-5", "16", "449", "450", "1000000", str(1 << 40), "1e3", "nan", "inf",
            "-0", "0x10", "", " 3", "x", "2.5"]
