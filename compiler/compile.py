@@ -20,6 +20,7 @@ from ..golden.ir import Graph
 from .cost import Parallelism
 from .lowering import lowering_for
 from .lowering.mac import emit_loads, weight_loads
+from .memory import MEMORY_MODES, assign_band_pages, emit_external, order_bands, stage_weights, weight_words
 from .planning import mac_plan
 from .program import Program, TensorPlace
 from .state import CompileState, TensorLayouts, emit_instr, pack_checked
@@ -38,7 +39,7 @@ def max_batch(graph: Graph, cfg: CimConfig) -> int:
 
 def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
                   parallelism: dict[str, Parallelism] | None = None, stream: bool | None = None,
-                  merge_images: bool = True) -> Program:
+                  merge_images: bool = True, memory: str = "auto") -> Program:
     """Compile ``graph`` for ``cfg``.
 
     Parameters
@@ -53,6 +54,11 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         One ``MAC`` pass per layer covers every image of the run (its positions run over all images, so the
         pass's fixed set-up and drain are paid once per run, and streamed weights are loaded once per run);
         the program then runs layer by layer. False: every image has its own passes, image by image.
+    memory : {"auto", "onchip", "external"}
+        Where graph tensors live (:data:`~cimforge.compiler.memory.MEMORY_MODES`): ``auto`` keeps them in the
+        activation memory when every tensor of every image fits it and the weights fit the weight memory, else
+        in the external memory, each layer then running in row bands staged by ``DMA``
+        (:mod:`cimforge.compiler.memory`; images one after another).
 
     Raises
     ------
@@ -63,12 +69,15 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
     check_config(cfg)
     if not isinstance(batch, int) or batch < 1:
         raise CompileError(f"batch = {batch!r}: allowed an integer >= 1")
+    if memory not in MEMORY_MODES:
+        raise CompileError(f"memory = {memory!r}: allowed {', '.join(MEMORY_MODES)}")
     parallelism = dict(parallelism or {})
     unknown = set(parallelism) - {layer.name for layer in graph.weighted_layers}
     if unknown:
         raise CompileError(f"parallelism given for {sorted(unknown)}: not weighted layers of graph {graph.name!r}")
     prog = Program(cfg=cfg, graph=graph, batch=batch)
     state = CompileState(graph, cfg, batch, merge_images, stream, parallelism, prog, TensorLayouts(graph))
+    state.memory = memory
     for compile_pass in PASSES:
         compile_pass(state)
     return prog
@@ -99,7 +108,9 @@ def check_weights(state: CompileState) -> None:
 def place_tensors(state: CompileState) -> None:
     """Every tensor of every image in the activation memory, the images of a tensor back to back (so one MAC
     pass walks all images of a layer: image i of a tensor is i * words further on); aliases share their
-    owner's words. One-channel graph inputs are stored row-packed where every reader can walk them so."""
+    owner's words. One-channel graph inputs are stored row-packed where every reader can walk them so.
+    In external mode (``memory``; ``auto`` when the tensors or the weights do not fit on chip) the same layout
+    is in the external memory, and images run one after another (:mod:`cimforge.compiler.memory`)."""
     graph, cfg, prog, lay, batch = state.graph, state.cfg, state.prog, state.layouts, state.batch
     L = lanes(cfg)
     state.rowpacked = _rowpacked_inputs(graph, lay, cfg)
@@ -113,9 +124,21 @@ def place_tensors(state: CompileState) -> None:
             prog.tensors[(i, name)] = replace(place, image=i, base=base)
         if owner == name:
             addr += batch * place.words
-    if addr > cfg.fabric.act_depth:
+    f = cfg.fabric
+    external = state.memory == "external" or (state.memory == "auto" and (
+        addr > f.act_depth or weight_words(state) > f.weight_depth))
+    if external:
+        if addr > f.ext_depth:
+            raise CompileError(f"external memory too small: {batch} image(s) of graph {graph.name!r} need {addr} "
+                               f"words, fabric.ext_depth = {f.ext_depth}: allowed fabric.ext_depth >= {addr}")
+        state.external = prog.external = True
+        state.ext_used = addr
+        state.merge_images = False
+    elif addr > f.act_depth:
+        fit = max_batch(graph, cfg)
+        allowed = f"batch <= {fit}" if fit else f"fabric.act_depth >= {addr // batch}"
         raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} words, "
-                           f"fabric.act_depth = {cfg.fabric.act_depth}: allowed batch <= {max_batch(graph, cfg)}")
+                           f"fabric.act_depth = {f.act_depth}: allowed {allowed}, or memory='external'")
 
 
 def _rowpacked_inputs(graph: Graph, lay: TensorLayouts, cfg: CimConfig) -> set[str]:
@@ -178,13 +201,19 @@ def tile_and_place_weights(state: CompileState) -> None:
     for what, mem, field_ in (("weight", prog.wmem, "weight_depth"), ("parameter", prog.pmem, "param_depth"),
                               ("descriptor", prog.dmem, "desc_depth")):
         depth = getattr(cfg.fabric, field_)
-        if len(mem) > depth:
+        if len(mem) > depth and not (state.external and what == "weight"):  # external: stage_weights
             raise CompileError(f"{what} memory too small for graph {state.graph.name!r}: needs {len(mem)} words, "
-                               f"fabric.{field_} = {depth}")
+                               f"fabric.{field_} = {depth}: allowed fabric.{field_} >= {len(mem)}")
+    if state.external:
+        stage_weights(state)
 
 
 def order_steps(state: CompileState) -> None:
-    """Program order: merged, layer by layer with each step over every image; else image by image."""
+    """Program order: merged, layer by layer with each step over every image; else image by image; in external
+    mode image by image, layer by layer, band by band (:func:`~cimforge.compiler.memory.order_bands`)."""
+    if state.external:
+        order_bands(state)
+        return
     runs = [(0, state.batch)] if state.merge_images else [(i, 1) for i in range(state.batch)]
     for image, images in runs:
         for layer in state.graph.layers:
@@ -194,7 +223,11 @@ def order_steps(state: CompileState) -> None:
 
 def assign_pages(state: CompileState) -> None:
     """Pages of each pass: resident weights one after another (every image's passes use the first run's),
-    streamed weights in a ring; then the loads that fill them."""
+    streamed weights in a ring; then the loads that fill them (external mode:
+    :func:`~cimforge.compiler.memory.assign_band_pages`)."""
+    if state.external:
+        assign_band_pages(state)
+        return
     P, resident = state.cfg.macro.pages, state.resident
     first = [mp for mp in state.order if mp.image == 0]
     ptr = 0
@@ -216,7 +249,10 @@ def assign_pages(state: CompileState) -> None:
 
 def emit(state: CompileState) -> None:
     """The instructions: resident weights loaded by a prologue ending in ``SYNC`` (else the first pass's loads),
-    each step by its layer's lowering, ``END``."""
+    each step by its layer's lowering, ``END`` (external mode: :func:`~cimforge.compiler.memory.emit_external`)."""
+    if state.external:
+        emit_external(state)
+        return
     prog = state.prog
     if state.resident:
         for mp in state.order:
@@ -233,7 +269,7 @@ def emit(state: CompileState) -> None:
     if len(prog.code) > cfg.controller.program_depth:
         raise CompileError(f"program of {len(prog.code)} instructions for batch {state.batch}: "
                            f"controller.program_depth = {cfg.controller.program_depth}: lower the batch")
-    prog.options = {"stream": not state.resident}
+    prog.options = {"stream": not state.resident, "memory": "onchip"}
 
 
 #: The passes of :func:`compile_graph`, in order.

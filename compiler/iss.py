@@ -9,6 +9,7 @@ failing RTL run is compared with, instruction by instruction.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Callable
 
 import numpy as np
@@ -324,7 +325,11 @@ def run_program(prog: Program, inputs: dict[str, np.ndarray], model: FabricModel
     every tensor of the N images and the model (for its memories)."""
     model = model or FabricModel(prog.cfg)
     model.load_program(prog)
-    model.write_words(prog.input_words(inputs))
+    if prog.external:  # tensors and (some) weights in the external memory (compiler/memory.py)
+        model.ext.update(prog.ext_init)
+        model.ext.update(prog.input_words(inputs))
+    else:
+        model.write_words(prog.input_words(inputs))
     model.run()
     n = next(iter(inputs.values())).shape[0]
-    return prog.read_tensors(model.amem, n), model
+    return prog.read_tensors(defaultdict(int, model.ext) if prog.external else model.amem, n), model

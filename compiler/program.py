@@ -79,6 +79,13 @@ class MacPass:
     group: int = 0
     in_off: int = 0
     out_off: int = 0
+    #: The whole layer's geometry when this pass computes a row band of it (``geom`` is the band's), else None.
+    full_geom: object = None
+
+    @property
+    def layer_geom(self):
+        """The geometry of the whole layer (group): ``full_geom`` for a band's pass, else ``geom``."""
+        return self.geom if self.full_geom is None else self.full_geom
 
     @property
     def npos(self) -> int:
@@ -155,7 +162,16 @@ class Program:
     pass_at : dict
         ``pc -> MacPass`` of every ``MAC`` instruction.
     options : dict
-        Compile options the program was built with (``stream``).
+        Compile options the program was built with (``stream``, ``memory``).
+    external : bool
+        Graph tensors live in the external memory (``TensorPlace.base`` is then an external word address; the
+        activation memory only stages row bands, docs/memory.md section 8); else in the activation memory.
+    ext_init : dict
+        External memory words the host loads before a run besides the inputs (``{address: word}``: the weights
+        when they do not fit the weight memory).
+    access : dict
+        External mode: ``pc -> (reads, writes)`` activation ranges ``[(base, words), ...]`` of each compute
+        instruction (:func:`cimforge.compiler.memory.check_hazards`).
     """
 
     cfg: CimConfig
@@ -172,6 +188,9 @@ class Program:
     prologue: list = field(default_factory=list)
     pass_at: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
+    external: bool = False
+    ext_init: dict = field(default_factory=dict)
+    access: dict = field(default_factory=dict)
 
     @property
     def lanes(self) -> int:

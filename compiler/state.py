@@ -13,7 +13,7 @@ from .planning import MacPlan
 from .program import InstrInfo, MacPass, Program
 from .tiling import CompileError, ConvGeom
 
-__all__ = ["CompileState", "GroupPlan", "Step", "TensorLayouts", "stored_shape", "emit_instr", "pack_checked"]
+__all__ = ["CompileState", "GroupPlan", "Band", "Step", "TensorLayouts", "stored_shape", "emit_instr", "pack_checked"]
 
 
 def stored_shape(t: TensorInfo) -> tuple[int, int, int]:
@@ -67,13 +67,26 @@ class GroupPlan:
 
 
 @dataclass(frozen=True)
+class Band:
+    """Output rows ``o0 .. o1 - 1`` of a layer run on a sub-image (external-memory mode,
+    :mod:`cimforge.compiler.memory`): ``pt`` is the padding above the band's first input row (the layer's own
+    on the first band, else 0)."""
+
+    o0: int
+    o1: int
+    pt: int
+
+
+@dataclass(frozen=True)
 class Step:
     """One item of the program order: a ``MAC`` pass (``mac`` set, ``image`` its first image) or the
-    instructions of a layer without weights for one image."""
+    instructions of a layer without weights for one image; ``band`` the output rows it computes when the layer
+    runs in row bands (None: the whole layer)."""
 
     layer: Layer
     image: int
     mac: MacPass | None = None
+    band: Band | None = None
 
 
 @dataclass
@@ -103,6 +116,9 @@ class CompileState:
         Program order.
     order : list of MacPass
         The ``MAC`` passes in program order (weight loads of the next one overlap the current one).
+    wstream : WeightStream or None
+        How ``LOAD``s get their page images when the weights live in the external memory
+        (:class:`cimforge.compiler.memory.WeightStream`).
     """
 
     graph: Graph
@@ -121,6 +137,16 @@ class CompileState:
     role_base: dict = field(default_factory=dict)
     steps: list = field(default_factory=list)
     order: list = field(default_factory=list)
+    #: Where tensors live as requested (:data:`cimforge.compiler.memory.MEMORY_MODES`).
+    memory: str = "auto"
+    #: Graph tensors live in the external memory (:mod:`cimforge.compiler.memory`).
+    external: bool = False
+    #: External words the tensors take (external mode); the weights follow them.
+    ext_used: int = 0
+    #: The bands of every layer in program order (external mode).
+    units: list = field(default_factory=list)
+    #: Weights streamed from the external memory through the weight memory (external mode), else None.
+    wstream: object = None
     _next: dict = field(default_factory=dict, repr=False)
 
     @property

@@ -21,7 +21,7 @@ from ..state import CompileState, GroupPlan, Step, emit_instr, pack_checked
 from ..tiling import CompileError, ConvGeom, k_tiles, page_words
 from .base import Lowering
 
-__all__ = ["LOWERING", "LAYERS", "group_splits", "weight_loads", "emit_loads", "mac_args"]
+__all__ = ["LOWERING", "LAYERS", "group_splits", "weight_loads", "merge_loads", "emit_loads", "mac_args"]
 
 #: The IR classes this module lowers.
 LAYERS = (Conv2d, Dense)
@@ -81,11 +81,11 @@ def place(state: CompileState, layer: Layer) -> None:
     for key, gp in _groups(state, layer):
         g, tiles = gp.geom, gp.plan.tiles
         nt = n_tiles(g, cfg)
-        for k, t in enumerate(tiles):
-            for n in range(nt):
-                words = page_words(g, t, n, cfg)
-                state.wblocks[(*key, k, n)] = (len(prog.wmem), len(words))
-                prog.wmem.extend(words)
+        for n, k in _image_order(gp.par, len(tiles), nt):
+            t = tiles[k]
+            words = page_words(g, t, n, cfg)
+            state.wblocks[(*key, k, n)] = (len(prog.wmem), len(words))
+            prog.wmem.extend(words)
         words = [pack_checked(layer.name, dlay, {
             "ky0": t.ky0, "kx0": t.kx0, "dy0": t.ky0 * g.dh, "dx0": t.kx0 * g.dw, "c0": t.c0, "elems": t.elems,
             "off0": t.ky0 * g.dh if g.rowpack else (t.ky0 * g.dh * g.w + t.kx0 * g.dw) * cw_in}) for t in tiles]
@@ -138,23 +138,51 @@ def steps(state: CompileState, layer: Layer, image: int, images: int) -> list[St
 # -- emit ----------------------------------------------------------------------------------------------------
 
 
+def _image_order(par: Parallelism, kt: int, n1: int, n0: int = 0) -> list[tuple[int, int]]:
+    """``(n tile, k tile)`` of the page images of N tiles ``n0 .. n1 - 1`` in weight-memory (and load) order:
+    N tile outer, so that a pass's images are one contiguous run; then the K-split's macro, then the reduction
+    rounds, so that the images one macro takes into consecutive pages follow each other (one ``LOAD``)."""
+    return [(n, k) for n in range(n0, n1) for kk in range(par.in_ch) for k in range(kk, kt, par.in_ch)]
+
+
 def weight_loads(mp: MacPass, state: CompileState) -> list[dict]:
     """``LOAD`` arguments filling the pages of ``mp``: one per (K tile, N tile), to every replica at once."""
     par, R = mp.par, state.cfg.macro.rows
     loads = []
-    for nl in range(mp.nt):
-        n = mp.n_base + nl
-        for k in range(len(mp.tiles)):
-            mask = 0
-            for bi in range(par.batch):
-                mask |= 1 << ((bi * par.in_ch + k % par.in_ch) * par.out_ch + nl % par.out_ch)
-            src, rows = state.wblocks[(mp.layer, mp.group, k, n)]
-            loads.append({"src": src, "count": rows, "mask": mask, "page": mp.page_of(k, n), "row0": R - rows})
-    return loads
+    for n, k in _image_order(par, len(mp.tiles), mp.n_base + mp.nt, mp.n_base):
+        nl = n - mp.n_base
+        mask = 0
+        for bi in range(par.batch):
+            mask |= 1 << ((bi * par.in_ch + k % par.in_ch) * par.out_ch + nl % par.out_ch)
+        src, rows = state.wblocks[(mp.layer, mp.group, k, n)]
+        loads.append({"src": src, "count": rows, "mask": mask, "page": mp.page_of(k, n), "row0": R - rows})
+    cap = state.wstream.half if state.wstream is not None else None
+    return merge_loads(loads, R, cap)
+
+
+def merge_loads(loads: list[dict], rows: int, cap: int | None = None) -> list[dict]:
+    """Consecutive ``LOAD``s as one where the loader's walk continues exactly (it wraps from a page's last row to
+    the next page's row 0): same macros, contiguous sources, the first ending on a page's last row and the next
+    starting at row 0 of the next page; at most ``cap`` rows each."""
+    out: list[dict] = []
+    for ld in loads:
+        p = out[-1] if out else None
+        if (p is not None and p["mask"] == ld["mask"] and p["src"] + p["count"] == ld["src"]
+                and ld["row0"] == 0 and (p["row0"] + p["count"]) % rows == 0
+                and p["page"] + (p["row0"] + p["count"]) // rows == ld["page"]
+                and (cap is None or p["count"] + ld["count"] <= cap)):
+            p["count"] += ld["count"]
+        else:
+            out.append(dict(ld))
+    return out
 
 
 def emit_loads(state: CompileState, mp: MacPass) -> None:
-    """The ``LOAD`` instructions of ``mp``'s pages."""
+    """The ``LOAD`` instructions of ``mp``'s pages (brought into the weight memory first when the weights live
+    in the external memory: ``state.wstream``)."""
+    if state.wstream is not None:
+        state.wstream.emit_loads(state, mp)
+        return
     for ld in mp.loads:
         emit_instr(state, Opcode.LOAD, mp.layer, mp.image_label, f"page {ld['page']} rows {ld['row0']}+"
                    f"{ld['count']} macros {ld['mask']:#x}", **ld)

@@ -14,7 +14,7 @@ from ..state import CompileState, Step, emit_instr
 from ..tiling import CompileError
 from .base import Lowering, per_image_cost
 
-__all__ = ["LOWERING", "LAYERS"]
+__all__ = ["LOWERING", "LAYERS", "pool_args"]
 
 #: The IR classes this module lowers.
 LAYERS = (MaxPool, AvgPool, GlobalAvgPool)
@@ -28,12 +28,14 @@ def _window(layer: Layer, h: int, w: int) -> tuple[int, ...]:
     return kh, kw, sh, sw, dh, dw, layer.padding[0], layer.padding[1]
 
 
-def emit(state: CompileState, step: Step) -> None:
-    layer, image = step.layer, step.image
-    src, dst = state.prog.tensors[(image, layer.input.name)], state.prog.tensors[(image, layer.output.name)]
+def pool_args(layer: Layer, src, dst, pt: int | None = None) -> dict:
+    """``POOL`` arguments of ``layer`` from stored input ``src`` to ``dst`` (``TensorPlace``s; a row band's
+    places in external-memory mode, ``pt`` then the band's top padding instead of the layer's)."""
     c, h, w = src.phys
     _, oh, ow = dst.phys
-    kh, kw, sh, sw, dh, dw, pt, pl = _window(layer, h, w)
+    kh, kw, sh, sw, dh, dw, pt0, pl = _window(layer, h, w)
+    pt = pt0 if pt is None else pt
+    sh, sw = (1 if oh == 1 else sh), (1 if ow == 1 else sw)  # one output row/column: its stride moves nothing
     args = {"x_signed": int(layer.input.dtype == "int8"), "in_base": src.base, "in_h": h, "in_w": w,
             "cw": src.cw, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "dh": dh, "dw": dw, "pt": pt, "pl": pl,
             "oh": oh, "ow": ow, "out_base": dst.base}
@@ -47,6 +49,14 @@ def emit(state: CompileState, step: Step) -> None:
         args.update(mode=PoolMode.AVG, zp_in=layer.input.zero_point, mult=int(rq.multiplier.ravel()[0]),
                     shift=int(rq.shift.ravel()[0]), zp_out=layer.output.zero_point, act_min=layer.act_min,
                     act_max=layer.act_max)
+    return args
+
+
+def emit(state: CompileState, step: Step) -> None:
+    layer, image = step.layer, step.image
+    src, dst = state.prog.tensors[(image, layer.input.name)], state.prog.tensors[(image, layer.output.name)]
+    args = pool_args(layer, src, dst, None if step.band is None else step.band.pt)
+    kh, kw = args["kh"], args["kw"]
     emit_instr(state, Opcode.POOL, layer.name, image, f"{layer.kind} {kh}x{kw}", **args)
 
 

@@ -1,0 +1,542 @@
+"""External-memory mode: graph tensors (and weights that do not fit the weight memory) live in the external
+memory; the activation memory stages row bands of them, moved by ``DMA`` and overlapped with compute.
+
+When a graph's tensors do not fit the activation memory (every tensor of every image kept, so that the host can
+check them all), :func:`~cimforge.compiler.compile.compile_graph` places them in the external memory instead
+(``memory="auto"``, or forced with ``memory="external"``), row-contiguous in the layout they would have on chip
+(pixel by pixel, row-major; docs/fabric.md section 2), so that a band of rows is one contiguous run of
+external words and one ``DMA`` row. Each layer then runs as *units*, one per band of output rows
+(:class:`Unit`): a band is the layer on a sub-image (the input rows the band's windows read, with their halo;
+the top padding only on the first band; the output rows of the band), small enough that two consecutive units
+fit the activation memory at once. The schedule per unit (docs/memory.md section 8):
+
+* wait (``DSYNC``) for the unit's input band, which was queued before the previous unit's compute when its rows
+  were already stored and the staging memory had room (double buffering), else load it now and wait;
+* queue the previous unit's output band to the external memory (it runs beside this unit's compute);
+* queue the next unit's input band (prefetch) when it does not need this unit's output;
+* the layer's compute instructions on the staged band (``MAC`` passes with their weight loads, ``POOL``,
+  ``EW``); the output band stays on chip until the next unit queues its store.
+
+The DMA engine runs its commands in order, so a band loaded after another band's store reads what the store
+wrote; on chip, a staging region is reused only after the compute that reads it has retired (inputs) or after
+a ``DSYNC`` that follows its store (outputs). Weights that do not fit the weight memory live in the external
+memory too and come in through two halves of the weight memory, page images of one pass contiguous
+(:class:`WeightStream`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..gen.isa import Opcode, lanes
+from ..golden.ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Layer, MaxPool
+from .program import MacPass, TensorPlace
+from .state import Band, CompileState, Step, emit_instr
+from .tiling import CompileError
+
+__all__ = ["MEMORY_MODES", "Unit", "Staging", "WeightStream", "input_rows", "layer_bands", "order_bands",
+           "assign_band_pages", "emit_external", "stage_weights", "weight_words", "sync_stalls", "check_hazards",
+           "DMA_MAX_LEN"]
+
+#: Where graph tensors live: ``auto`` (on chip when every tensor of every image fits the activation memory and
+#: the weights fit the weight memory, else external), ``onchip``, ``external``.
+MEMORY_MODES = ("auto", "onchip", "external")
+
+#: Instructions whose engine reads and writes the activation memory.
+_COMPUTE = ("MAC", "POOL", "EW")
+
+#: Words one ``DMA`` row moves at most (its ``len`` field).
+DMA_MAX_LEN = (1 << 16) - 1
+
+
+def weight_words(state: CompileState) -> int:
+    """Weight-memory words of every page image of the graph (what :func:`tile_and_place_weights` writes)."""
+    from .planning import layer_geometries
+    from .tiling import k_tiles
+    from .planning import n_tiles
+    cfg, total = state.cfg, 0
+    for layer in state.graph.weighted_layers:
+        geos = layer_geometries(layer, cfg, rowpack=layer.input.name in state.rowpacked,
+                                source_shape=state.layouts.phys[layer.input.name])
+        for g, _, _ in geos:
+            total += sum(t.elems for t in k_tiles(g, cfg)) * n_tiles(g, cfg)
+    return total
+
+
+# -- bands ------------------------------------------------------------------------------------------------------
+
+
+def _window(layer: Layer) -> tuple[int, int, int, int] | None:
+    """``(kh, sh, dh, pt)`` of the rows a layer's output row reads, None when every output reads the whole
+    input (a dense layer, a global pool)."""
+    if isinstance(layer, (Conv2d, MaxPool, AvgPool)):
+        return layer.kernel[0], layer.stride[0], layer.dilation[0], layer.padding[0]
+    if isinstance(layer, (Dense, GlobalAvgPool)):
+        return None
+    return 1, 1, 1, 0  # element-wise layers and concatenations: row for row
+
+
+def input_rows(layer: Layer, h: int, o0: int, o1: int) -> tuple[int, int, int]:
+    """``(r0, r1, pt)``: the rows ``r0 .. r1 - 1`` of an ``h``-row input that output rows ``o0 .. o1 - 1`` read
+    (the halo included), and the padding above row ``r0`` the band's first window sees."""
+    win = _window(layer)
+    if win is None:
+        return 0, h, 0
+    kh, sh, dh, pt = win
+    top = o0 * sh - pt
+    r0 = min(h, max(0, top))
+    r1 = max(r0, min(h, (o1 - 1) * sh - pt + (kh - 1) * dh + 1))
+    return r0, r1, max(0, r0 - top)  # a band whose windows all lie in the bottom padding reads no row
+
+
+def _row_words(place: TensorPlace) -> int:
+    """Words of one stored row of a tensor."""
+    return 1 if place.rowpack else place.phys[2] * place.cw
+
+
+def _unit_words(state: CompileState, layer: Layer, image: int, o0: int, o1: int) -> tuple[int, int]:
+    """(input words, output words) of the band of output rows ``o0 .. o1 - 1``."""
+    T = state.prog.tensors
+    words_in = 0
+    for t in layer.inputs:
+        p = T[(image, t.name)]
+        r0, r1, _ = input_rows(layer, p.phys[1], o0, o1)
+        words_in += (r1 - r0) * _row_words(p)
+    return words_in, (o1 - o0) * _row_words(T[(image, layer.output.name)])
+
+
+def layer_bands(state: CompileState, layer: Layer, image: int) -> list[tuple[int, int]]:
+    """The output row bands of ``layer``: the fewest equal bands whose input (with halo) and output fit half the
+    activation memory (two units at once: double buffering), else the whole of it.
+
+    Raises
+    ------
+    CompileError
+        Not even a band of one output row fits ``fabric.act_depth``; the message names the layer, the buffer and
+        the smallest depth that would fit.
+    """
+    D = state.cfg.fabric.act_depth
+    oh = state.prog.tensors[(image, layer.output.name)].phys[1]
+    candidates = [1] if _window(layer) is None else range(1, oh + 1)
+    for budget in (D // 2, D):
+        for nb in candidates:
+            rows = -(-oh // nb)
+            bands = [(o, min(oh, o + rows)) for o in range(0, oh, rows)]
+            if max(sum(_unit_words(state, layer, image, o0, o1)) for o0, o1 in bands) <= budget:
+                return bands
+    one = 0 if _window(layer) is None else 1
+    need = max(sum(_unit_words(state, layer, image, o, o + 1 if one else oh)) for o in range(0, oh if one else 1))
+    what = "one output row band (its input rows with the halo and the output row)" if one else \
+        "the whole input and output (every output reads the whole input)"
+    raise CompileError(f"layer {layer.name!r}: {what} needs {need} activation words, fabric.act_depth = {D}: "
+                       f"allowed fabric.act_depth >= {need}")
+
+
+@dataclass
+class Unit:
+    """One band of one layer of one image: what the schedule stages and computes together.
+
+    Attributes
+    ----------
+    layer : Layer
+    image : int
+    band : Band
+    ins : list of (str, int, int)
+        ``(tensor name as the layer reads it, r0, r1)``: the input rows staged, in the order of
+        ``layer.inputs``.
+    steps : list of Step
+        The band's compute (one per ``MAC`` pass, or the layer's vector instructions).
+    in_words, out_words : int
+    index : int
+        Position in the program order.
+    """
+
+    layer: Layer
+    image: int
+    band: Band
+    ins: list
+    steps: list
+    in_words: int
+    out_words: int
+    index: int = 0
+
+
+def _band_pass(mp: MacPass, layer: Layer, r0: int, r1: int, band: Band) -> MacPass:
+    """``mp`` restricted to a band: the geometry of the sub-image (input rows ``r0 .. r1 - 1``, the band's top
+    padding, the band's output rows)."""
+    g = mp.geom
+    if not isinstance(layer, Conv2d) or (r1 - r0, band.pt, band.o1 - band.o0) == (g.h, g.pt, g.oh):
+        return mp
+    sub = replace(g, h=r1 - r0, pt=band.pt, oh=band.o1 - band.o0)
+    out = replace(mp, geom=sub, full_geom=g, loads=[])
+    return out
+
+
+def order_bands(state: CompileState) -> None:
+    """Program order in external mode: image by image, layer by layer, band by band (``state.units``), and the
+    ``MAC`` passes in that order (``state.order``)."""
+    from .lowering import lowering_for
+    units = []
+    for image in range(state.batch):
+        for layer in state.graph.layers:
+            base = lowering_for(layer).steps(state, layer, image, 1)
+            if not base:  # a view of another tensor: nothing to run
+                continue
+            for o0, o1 in layer_bands(state, layer, image):
+                rows = [(t.name, *input_rows(layer, state.prog.tensors[(image, t.name)].phys[1], o0, o1))
+                        for t in layer.inputs]
+                band = Band(o0, o1, rows[0][3])
+                ins = [(n, r0, r1) for n, r0, r1, _ in rows]
+                if base[0].mac is not None:
+                    steps = [Step(layer, image, _band_pass(st.mac, layer, rows[0][1], rows[0][2], band), band)
+                             for st in base]
+                else:
+                    steps = [Step(layer, image, band=band)]
+                w_in, w_out = _unit_words(state, layer, image, o0, o1)
+                units.append(Unit(layer, image, band, ins, steps, w_in, w_out, len(units)))
+    state.units = units
+    state.steps = [st for u in units for st in u.steps]
+    state.set_order([st.mac for st in state.steps if st.mac is not None])
+
+
+def assign_band_pages(state: CompileState) -> None:
+    """Pages of each band's passes: resident weights once per pass of the layer (every band reuses them);
+    streamed weights in a ring, a band's pass reusing its pages when the pass before it left them intact (the
+    next band of a layer whose passes all fit the pages), else loading them."""
+    from .lowering.mac import weight_loads
+    if state.resident:
+        assign_resident_pages(state)
+        return
+    P = state.cfg.macro.pages
+    owner: list = [None] * P  # pass key whose weights each page holds
+    where: dict = {}
+    ptr = 0
+    for mp in state.order:
+        key = (mp.layer, mp.group, mp.n_base)
+        b = where.get(key)
+        if b is not None and all(owner[p] == key for p in range(b, b + mp.pages)):
+            mp.page_base, mp.loads = b, []
+            continue
+        if ptr + mp.pages > P:
+            ptr = 0
+        mp.page_base = ptr
+        for p in range(ptr, ptr + mp.pages):
+            owner[p] = key
+        where[key] = ptr
+        ptr += mp.pages
+        mp.loads = weight_loads(mp, state)
+
+
+def assign_resident_pages(state: CompileState) -> None:
+    """Resident weights in external mode: each distinct pass one after another, loaded once by the prologue."""
+    from .lowering.mac import weight_loads
+    where: dict = {}
+    ptr = 0
+    for mp in state.order:
+        key = (mp.layer, mp.group, mp.n_base)
+        if key in where:
+            mp.page_base, mp.loads = where[key], []
+            continue
+        mp.page_base = where[key] = ptr
+        ptr += mp.pages
+        mp.loads = weight_loads(mp, state)
+
+
+# -- weights from the external memory ---------------------------------------------------------------------------
+
+
+def stage_weights(state: CompileState) -> None:
+    """Weights beyond ``fabric.weight_depth`` (external mode): the weight-memory image moves to the external
+    memory after the tensors, and ``LOAD``s get their page images through :class:`WeightStream`."""
+    prog, cfg = state.prog, state.cfg
+    if len(prog.wmem) <= cfg.fabric.weight_depth:
+        return
+    base = -(-state.ext_used // 512) * 512  # a 4 KB boundary (512 words of 64 bits): whole bursts
+    end = base + len(prog.wmem)
+    if end > cfg.fabric.ext_depth:
+        raise CompileError(f"external memory too small for graph {state.graph.name!r}: tensors and weights need "
+                           f"{end} words, fabric.ext_depth = {cfg.fabric.ext_depth}: allowed fabric.ext_depth >= "
+                           f"{end}")
+    prog.ext_init = {base + i: w for i, w in enumerate(prog.wmem)}
+    state.wstream = WeightStream(base, cfg.fabric.weight_depth // 2)
+    prog.wmem = []
+
+
+@dataclass
+class WeightStream:
+    """Page images from the external memory into the weight memory, then into the pages.
+
+    The weight memory is two halves used in turn: a chunk of a pass's page images (contiguous, at most half the
+    weight memory) is brought into the next half by one ``DMA`` (``wmem = 1``), a ``DSYNC`` waits for it, and
+    its ``LOAD``s are queued; a half is refilled only after a ``SYNC`` has seen the loads that read it finish.
+
+    Attributes
+    ----------
+    ext_base : int
+        External word of weight-memory word 0 of the page images.
+    half : int
+        Words of one half of the weight memory.
+    """
+
+    ext_base: int
+    half: int
+    next: int = 0
+    pending: list = field(default_factory=lambda: [False, False])
+
+    def emit_loads(self, state: CompileState, mp: MacPass) -> None:
+        chunks: list[list[dict]] = []
+        for ld in mp.loads:
+            if ld["count"] > self.half:
+                raise CompileError(f"layer {mp.layer!r}: a page image of {ld['count']} words does not fit half of "
+                                   f"the weight memory (fabric.weight_depth = {2 * self.half}): allowed "
+                                   f"fabric.weight_depth >= {2 * ld['count']}")
+            c = chunks[-1] if chunks else None
+            if c and c[-1]["src"] + c[-1]["count"] == ld["src"] and \
+                    ld["src"] + ld["count"] - c[0]["src"] <= self.half:
+                c.append(ld)
+            else:
+                chunks.append([ld])
+        for chunk in chunks:
+            h = self.next
+            self.next ^= 1
+            if self.pending[h]:
+                emit_instr(state, Opcode.SYNC, mp.layer, mp.image_label, f"weight memory half {h} read")
+                self.pending = [False, False]
+            src0 = chunk[0]["src"]
+            words = chunk[-1]["src"] + chunk[-1]["count"] - src0
+            emit_instr(state, Opcode.DMA, mp.layer, mp.image_label, f"weights {words} words -> half {h}",
+                       store=0, wmem=1, ext=self.ext_base + src0, addr=h * self.half, rows=1, len=words,
+                       ext_stride=0, stride=0)
+            emit_instr(state, Opcode.DSYNC, mp.layer, mp.image_label, "weights in")
+            for ld in chunk:
+                args = dict(ld, src=h * self.half + ld["src"] - src0)
+                emit_instr(state, Opcode.LOAD, mp.layer, mp.image_label, f"page {ld['page']} rows {ld['row0']}+"
+                           f"{ld['count']} macros {ld['mask']:#x}", **args)
+            self.pending[h] = True
+
+
+# -- staging and the schedule ----------------------------------------------------------------------------------
+
+
+class Staging:
+    """First-fit allocation of staging regions in the activation memory. A region is *busy* (an engine or a
+    queued load uses it), or *storing* (a queued store reads it: free after the next ``DSYNC``)."""
+
+    def __init__(self, depth: int):
+        self.depth = depth
+        self.regions: dict[int, tuple[int, str]] = {}  # base -> (words, state)
+
+    def alloc(self, words: int) -> int | None:
+        """The lowest base of ``words`` free words, marked busy; None if there is none."""
+        words = max(1, words)  # every region its own base
+        at = 0
+        for base in sorted(self.regions):
+            if base - at >= words:
+                break
+            at = max(at, base + self.regions[base][0])
+        if at + words > self.depth:
+            return None
+        self.regions[at] = (words, "busy")
+        return at
+
+    def free(self, base: int) -> None:
+        del self.regions[base]
+
+    def storing(self, base: int) -> None:
+        self.regions[base] = (self.regions[base][0], "storing")
+
+    def synced(self) -> None:
+        """A ``DSYNC`` retired: every queued store is done."""
+        self.regions = {b: r for b, r in self.regions.items() if r[1] != "storing"}
+
+
+def _dma(state: CompileState, store: int, ext: int, addr: int, words: int, layer: str, image: int,
+         text: str) -> None:
+    for off in range(0, words, DMA_MAX_LEN):
+        n = min(DMA_MAX_LEN, words - off)
+        emit_instr(state, Opcode.DMA, layer, image, text, store=store, wmem=0, ext=ext + off, addr=addr + off,
+                   rows=1, len=n, ext_stride=0, stride=0)
+
+
+def _load_unit(state: CompileState, u: Unit, base: int) -> dict:
+    """Queue the unit's input bands into ``base``; returns the staged places ``{(image, name): TensorPlace}``."""
+    T = state.prog.tensors
+    staged, at = {}, base
+    for name, r0, r1 in u.ins:
+        p = T[(u.image, name)]
+        rw = _row_words(p)
+        if (u.image, name) not in staged:
+            _dma(state, 0, p.base + r0 * rw, at, (r1 - r0) * rw, u.layer.name, u.image,
+                 f"in {name} rows {r0}..{r1 - 1}")
+            staged[(u.image, name)] = replace(p, base=at, phys=(p.phys[0], r1 - r0, p.phys[2]))
+        at += (r1 - r0) * rw
+    return staged
+
+
+def _producers(units: list[Unit], owner: dict[str, str]) -> dict[int, int]:
+    """Unit index -> the highest index of a unit whose output rows it reads (-1: only graph inputs); ``owner``
+    maps a tensor to the one whose words it shares."""
+    made: dict[tuple[int, str], list[tuple[int, int, int]]] = {}
+    out = {}
+    for u in units:
+        hi = -1
+        for name, r0, r1 in u.ins:
+            for idx, o0, o1 in made.get((u.image, owner[name]), []):
+                if o0 < r1 and r0 < o1:
+                    hi = max(hi, idx)
+        out[u.index] = hi
+        made.setdefault((u.image, u.layer.output.name), []).append((u.index, u.band.o0, u.band.o1))
+    return out
+
+
+def emit_external(state: CompileState) -> None:
+    """The instructions of an external-mode program (see the module notes), then ``END``."""
+    from .lowering import lowering_for
+    from .lowering.mac import emit_loads
+    prog, cfg = state.prog, state.cfg
+    units = state.units
+    if state.resident:
+        for mp in state.order:
+            if mp.loads:
+                emit_loads(state, mp)
+        emit_instr(state, Opcode.SYNC, None, None, "weights resident")
+        prog.prologue = list(range(len(prog.code)))
+    elif state.order and state.order[0].loads:
+        emit_loads(state, state.order[0])
+    producers = _producers(units, state.layouts.owner)
+    staging = Staging(cfg.fabric.act_depth)
+    prefetched: dict[int, tuple[int, dict]] = {}
+    prev = None  # (unit, output base, output place) awaiting its store
+    T = prog.tensors
+
+    def store(item) -> None:
+        u, base, place = item
+        rw = _row_words(place)
+        _dma(state, 1, place.base + u.band.o0 * rw, base, u.out_words, u.layer.name, u.image,
+             f"out {u.layer.output.name} rows {u.band.o0}..{u.band.o1 - 1}")
+        staging.storing(base)
+
+    def dsync(u: Unit, text: str) -> None:
+        emit_instr(state, Opcode.DSYNC, u.layer.name, u.image, text)
+        staging.synced()
+
+    for i, u in enumerate(units):
+        if u.index in prefetched:
+            dsync(u, "input band in")
+            if prev:
+                store(prev)
+            in_base, staged = prefetched.pop(u.index)
+        else:
+            if prev:
+                store(prev)
+            in_base = staging.alloc(u.in_words)
+            if in_base is None:
+                dsync(u, "staging memory free")
+                in_base = staging.alloc(u.in_words)
+            staged = _load_unit(state, u, in_base)
+            dsync(u, "input band in")
+        out_base = staging.alloc(u.out_words)
+        if out_base is None:
+            dsync(u, "staging memory free")
+            out_base = staging.alloc(u.out_words)
+        nxt = units[i + 1] if i + 1 < len(units) else None
+        if nxt is not None and producers[nxt.index] < u.index:
+            b = staging.alloc(nxt.in_words)
+            if b is not None:
+                prefetched[nxt.index] = (b, _load_unit(state, nxt, b))
+        out_place = T[(u.image, u.layer.output.name)]
+        staged[(u.image, u.layer.output.name)] = replace(
+            out_place, base=out_base, phys=(out_place.phys[0], u.band.o1 - u.band.o0, out_place.phys[2]))
+        prog.tensors = staged
+        first = len(prog.code)
+        try:
+            for st in u.steps:
+                lowering_for(st.layer).emit(state, st)
+        finally:
+            prog.tensors = T
+        for pc in range(first, len(prog.code)):  # what the band's compute touches (check_hazards)
+            if prog.instrs[pc].op in _COMPUTE:
+                prog.access[pc] = ([(in_base, u.in_words)], [(out_base, u.out_words)])
+        staging.free(in_base)
+        prev = (u, out_base, out_place)
+    if prev:
+        store(prev)
+        dsync(prev[0], "outputs stored")
+    emit_instr(state, Opcode.END, None, None, "end")
+    if len(prog.code) > cfg.controller.program_depth:
+        raise CompileError(f"program of {len(prog.code)} instructions for batch {state.batch}: "
+                           f"controller.program_depth = {cfg.controller.program_depth}: allowed "
+                           f"controller.program_depth >= {len(prog.code)} (or a smaller batch)")
+    prog.options = {"stream": not state.resident, "memory": "external"}
+
+
+# -- reports ---------------------------------------------------------------------------------------------------
+
+
+def sync_stalls(program, stamps: list[int]) -> list[tuple[int, int]]:
+    """Per instruction ``(exec cycle, cycles waited)`` from retire stamps (predicted or measured): a ``DSYNC``
+    waits on the external memory, a ``SYNC`` on the weight loader; other instructions report 0. The EXEC
+    cycles follow the controller's rule (docs/fabric.md section 5): after an instruction that took one cycle
+    a decode cycle, after a longer one none."""
+    from ..gen.controller import CONTROLLER_TIMING
+    from ..gen.isa import decode_op
+    out = []
+    e = CONTROLLER_TIMING.start
+    for pc, done in enumerate(stamps):
+        op, _ = decode_op(program.cfg, program.code[pc])
+        waits = op in (Opcode.DSYNC.value, Opcode.SYNC.value)
+        out.append((e, done - e if waits else 0))
+        e = done + 1 + (CONTROLLER_TIMING.prefetched if done > e else CONTROLLER_TIMING.short)
+    return out
+
+
+def check_hazards(program, stamps: list[int] | None = None) -> list[str]:
+    """Every overlap, in time and in on-chip words, of a ``DMA`` with the compute instructions (activation
+    memory) or with the loader's reads (weight memory), by the predicted timing (``stamps``, default
+    :func:`~cimforge.compiler.cost.program_timing`): the DMA engine has its own memory ports, so the compiler
+    alone keeps its words apart (docs/memory.md section 3). The instruction-set model moves a tile at once and
+    cannot see such a race; this does. Returns one line per hazard (empty: none)."""
+    from ..gen.dma import dma_command_cycles
+    from ..gen.isa import decode_op
+    from ..gen.loader import LOAD_TIMING
+    from .cost import program_timing
+    cfg = program.cfg
+    stamps = program_timing(program) if stamps is None else stamps
+    execs = sync_stalls(program, stamps)
+    dma_free = load_free = 0
+    dmas, loads, computes = [], [], []
+    for pc, done in enumerate(stamps):
+        op, a = decode_op(cfg, program.code[pc])
+        e = execs[pc][0]
+        if op == Opcode.DMA.value:
+            pop = max(done + 1, dma_free)
+            dma_free = pop + dma_command_cycles(cfg, a)
+            span = (a["rows"] - 1) * a["stride"] + a["len"] if a["rows"] and a["len"] else 0
+            dmas.append((pc, pop, dma_free, a["wmem"], a["addr"], span, a["store"]))
+        elif op == Opcode.LOAD.value:
+            pop = max(done + 1, load_free)
+            load_free = pop + a["count"] + LOAD_TIMING.per_command
+            loads.append((pc, pop, pop + a["count"] + LOAD_TIMING.overhead, a["src"], a["count"]))
+        elif pc in program.access:
+            computes.append((pc, e, done, *program.access[pc]))
+
+    def meet(a0, n0, a1, n1):
+        return a0 < a1 + n1 and a1 < a0 + n0
+
+    out = []
+    for pc, t0, t1, wmem, addr, n, store in dmas:
+        if not n:
+            continue
+        if wmem:
+            out += [f"pc {pc}: DMA into weight words {addr}..{addr + n - 1} in cycles {t0}..{t1} while LOAD pc "
+                    f"{lp} reads {src}..{src + cnt - 1} in {l0}..{l1}"
+                    for lp, l0, l1, src, cnt in loads if l0 <= t1 and t0 <= l1 and meet(addr, n, src, cnt)]
+            continue
+        for cp, c0, c1, reads, writes in computes:
+            if c0 > t1 or t0 > c1:
+                continue
+            hit = writes + ([] if store else reads)
+            if any(meet(addr, n, b, m) for b, m in hit):
+                out.append(f"pc {pc}: DMA {'from' if store else 'into'} activation words {addr}..{addr + n - 1} in "
+                           f"cycles {t0}..{t1} while {program.describe(cp)} uses them in {c0}..{c1}")
+    return out

@@ -1,0 +1,142 @@
+"""External-memory mode of the compiler (cimforge.compiler.memory): tensors in the external memory, layers in
+row bands staged through the activation memory by DMA, weights streamed from the external memory through the
+weight memory. The instruction-set model must equal the golden model on every tensor; the predicted timing must
+show no DMA racing an engine on the same words (the ISS moves a tile at once, so it cannot see one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cimforge.compiler.compile import compile_graph
+from cimforge.compiler.cost import program_timing
+from cimforge.compiler.iss import run_program
+from cimforge.compiler.memory import check_hazards, sync_stalls
+from cimforge.compiler.tiling import CompileError
+from cimforge.gen.isa import Opcode, encode
+from cimforge.golden.runner import run_graph
+from cimforge.presets import get_preset
+from cimforge.sim.cosim import load_digits_model
+from cimforge.sim.random_layers import random_conv_graph, random_grouped_conv_graph
+
+SEED = 11
+
+
+def _fabric(cfg, **fields):
+    return replace(cfg, fabric=replace(cfg.fabric, **fields))
+
+
+def _inputs(g, rng, n=1):
+    return {t.name: rng.integers(t.qmin, t.qmax + 1, (n, *t.shape)).astype(t.dtype) for t in g.inputs}
+
+
+def _check(g, cfg, xs, **options):
+    """Compile external, run the ISS, compare every tensor; returns the program."""
+    prog = compile_graph(g, cfg, memory="external", **options)
+    assert prog.external
+    got, _ = run_program(prog, xs)
+    gold = run_graph(g, xs, rounding=cfg.fabric.rounding)
+    for name in gold:
+        assert np.array_equal(got[name], gold[name]), f"tensor {name!r} differs"
+    assert check_hazards(prog) == []
+    return prog
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_random_conv_in_bands_equals_golden(case):
+    """Random convolutions (strides, dilations, padding, pruned taps, grouped and depthwise) with the smallest
+    staging memory: 64 words, or, when not even one output row band fits, the size the error names (which must
+    then fit)."""
+    rng = np.random.default_rng(SEED + case)
+    print(f"seed {SEED + case}")
+    cfg = _fabric(get_preset("default"), act_depth=64, ext_latency=int(rng.integers(1, 40)),
+                  ext_interval=int(rng.integers(1, 3)))
+    g = random_grouped_conv_graph(rng, kmax=3) if case % 3 == 2 else random_conv_graph(rng, cfg, kmax=3)
+    try:
+        compile_graph(g, cfg, memory="external")
+    except CompileError as e:
+        msg = str(e)
+        assert "fabric.act_depth = 64: allowed fabric.act_depth >= " in msg, msg
+        cfg = _fabric(cfg, act_depth=int(msg.rsplit(">= ", 1)[1]))
+    prog = _check(g, cfg, _inputs(g, rng, 2), batch=2)
+    assert sum(1 for i in prog.instrs if i.op == "DSYNC") >= 2
+
+
+def test_residual_network_in_tight_staging_memory():
+    """The digits ResNet (residual adds, pooling) with 64 activation words: bands of one or two rows, no room
+    to double-buffer some layers (then a DSYNC before each load), every tensor exact."""
+    g = load_digits_model("digits_resnet_qdq")
+    cfg = _fabric(get_preset("default"), act_depth=64)
+    rng = np.random.default_rng(SEED)
+    prog = _check(g, cfg, _inputs(g, rng, 2), batch=2)
+    bands = {layer.name: len(layer_bands_of(prog, cfg, g, layer)) for layer in g.layers if layer.kind == "conv2d"}
+    assert max(bands.values()) >= 4, bands
+
+
+def layer_bands_of(prog, cfg, g, layer):
+    return sorted({(i.text) for i in prog.instrs if i.layer == layer.name and i.op == "DMA" and "out" in i.text})
+
+
+def test_weights_from_external_memory():
+    """Weights beyond fabric.weight_depth: page images come by DMA into two halves of the weight memory."""
+    g = load_digits_model("digits_cnn_qop")
+    cfg = _fabric(get_preset("default"), weight_depth=128)
+    rng = np.random.default_rng(SEED)
+    prog = _check(g, cfg, _inputs(g, rng, 1))
+    assert prog.wmem == [] and prog.ext_init
+    wdma = [i for i in prog.instrs if i.op == "DMA" and i.text.startswith("weights")]
+    assert len(wdma) >= len(prog.ext_init) // 64
+
+
+def test_auto_chooses_external_only_when_needed():
+    g = load_digits_model("digits_cnn_qop")
+    assert not compile_graph(g, get_preset("default")).external
+    assert compile_graph(g, _fabric(get_preset("default"), act_depth=128)).external  # its tensors need 130
+    assert compile_graph(g, _fabric(get_preset("default"), weight_depth=256)).external  # its weights 320
+    with pytest.raises(CompileError, match="memory = 'disk': allowed auto, onchip, external"):
+        compile_graph(g, get_preset("default"), memory="disk")
+
+
+def test_a_layer_that_cannot_fit_names_the_smallest_buffer():
+    """A 3x3 convolution over 40 channels of 30 pixels a row: one output row band needs its 3 input rows and
+    the output row; the error names the layer, the buffer and that size, and that size compiles."""
+    from cimforge.golden import ir
+    from cimforge.sim.random_layers import random_tensor
+    rng = np.random.default_rng(SEED)
+    x, y = random_tensor("x", (40, 6, 30), rng), random_tensor("y", (8, 6, 30), rng)
+    conv = ir.Conv2d(name="wide", inputs=(x,), output=y, weight=rng.integers(-128, 128, (8, 40, 3, 3)).astype(np.int8),
+                     bias=np.zeros(8, np.int32), weight_scale=0.005, padding=(1, 1, 1, 1))
+    g = ir.Graph("g", (x,), (conv,), ("y",))
+    need = 3 * 30 * 5 + 30 * 1  # 3 input rows of 5 words a pixel, one output row of 1 word a pixel
+    with pytest.raises(CompileError, match=rf"layer 'wide': one output row band .* needs {need} activation words, "
+                                           rf"fabric.act_depth = 256: allowed fabric.act_depth >= {need}"):
+        compile_graph(g, _fabric(get_preset("default"), act_depth=256), memory="external")
+    _check(g, _fabric(get_preset("default"), act_depth=need), _inputs(g, rng))
+
+
+def test_hazard_check_sees_a_missing_dsync():
+    """Dropping the DSYNC that waits for an input band lets the band's compute read words the DMA is still
+    writing: the check names both instructions."""
+    g = load_digits_model("digits_cnn_qop")
+    cfg = _fabric(get_preset("default"), act_depth=64)
+    prog = compile_graph(g, cfg, memory="external")
+    assert check_hazards(prog) == []
+    pc = next(i.pc for i in prog.instrs if i.op == "DSYNC" and i.text == "input band in")
+    nop = encode(cfg, Opcode.SYNC)  # same length, waits for nothing the DMA does
+    bad = replace(prog, code=prog.code[:pc] + [nop] + prog.code[pc + 1:])
+    hz = check_hazards(bad)
+    assert hz and "DMA into activation words" in hz[0], hz
+
+
+def test_stalls_are_the_dsync_waits():
+    g = load_digits_model("digits_cnn_qop")
+    prog = compile_graph(g, _fabric(get_preset("default"), act_depth=64), memory="external")
+    stamps = program_timing(prog)
+    st = sync_stalls(prog, stamps)
+    waits = {prog.instrs[pc].op for pc, (_, w) in enumerate(st) if w}
+    assert waits <= {"DSYNC", "SYNC"} and "DSYNC" in waits
+    for pc, (e, w) in enumerate(st):
+        assert stamps[pc] >= e and (w == 0 or stamps[pc] - e == w)
