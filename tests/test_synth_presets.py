@@ -21,7 +21,7 @@ from cimforge.synth.report import build_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.synth]
 
-SHIPPED = ["tiny", "default", "isscc22"]
+SHIPPED = ["tiny", "default", "isscc22", "imagenet"]
 
 
 @pytest.fixture(scope="session")
