@@ -5,9 +5,9 @@
   parameters; each generation of ``population`` points is asked of the study, evaluated together (in parallel on
   Dask) and told back with three objectives to minimise, area (mm^2), energy per inference (nJ, summed over the
   models) and latency (predicted cycles per inference, summed over the models). A point that a model does not
-  fit is infeasible by the number of models it does not fit (optuna's ``constraints_func``), so feasible points
-  rank first; a point that breaks a constraint, or makes no valid configuration, or that no model fits, is told
-  as failed. The search stops after ``trials`` distinct points (or after ``4 x trials`` asks, when the space is
+  fit is infeasible by the number of models it does not fit (``Trial.set_constraint`` from optuna 5 on, the
+  sampler's ``constraints_func`` before), so feasible points rank first; a point that breaks a constraint, or
+  makes no valid configuration, or that no model fits, is told as failed. The search stops after ``trials`` distinct points (or after ``4 x trials`` asks, when the space is
   too small to hold that many).
 
 ``search.method = "auto"`` is exhaustive when the space holds at most ``search.exhaustive_max`` points.
@@ -137,8 +137,11 @@ def _nsga2(space: Space, models: list, runner: Runner, synth_cache: str | None, 
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed,
-                                            constraints_func=lambda t: [float(t.user_attrs.get("violation", 0))])
+    # optuna 5 deprecates constraints_func for Trial.set_constraint; pyproject allows optuna >= 3.6
+    new_api = hasattr(optuna.trial.Trial, "set_constraint")
+    sampler = optuna.samplers.NSGAIISampler(
+        population_size=population, seed=seed,
+        **({} if new_api else {"constraints_func": lambda t: [t.user_attrs.get("models_not_fitting", 0.0)]}))
     study = optuna.create_study(directions=["minimize"] * len(OBJECTIVES), sampler=sampler)
     order: list[str] = []
     asks = 0
@@ -164,7 +167,11 @@ def _nsga2(space: Space, models: list, runner: Runner, synth_cache: str | None, 
             if obj is None:
                 study.tell(trial, state=TrialState.FAIL)
                 continue
-            trial.set_user_attr("violation", len(models) - len(pr.fitting()))
+            violation = float(len(models) - len(pr.fitting()))
+            if new_api:
+                trial.set_constraint("models_not_fitting", violation)
+            else:
+                trial.set_user_attr("models_not_fitting", violation)
             study.tell(trial, [obj[k] for k in OBJECTIVES])
         generation += 1
         log(f"NSGA-II generation {generation}: {len(order)} distinct points evaluated ({asks} asked)")
@@ -181,6 +188,8 @@ def explore(space: Space, models: list, runner: Runner, *, method: str | None = 
     ----------
     method, trials, rtl_fraction, rtl_images
         Override the space file's ``search.method``, ``search.trials``, ``rtl.fraction``, ``rtl.images``.
+        ``rtl_fraction = 0`` skips the RTL checks: for tests of the search alone (``cimforge explore`` always
+        checks at least one point).
     synth_cache : str, optional
         Synthesis cache folder (default :func:`cimforge.synth.synthesize.default_cache_dir`).
     log_dir : str, optional
@@ -203,7 +212,7 @@ def explore(space: Space, models: list, runner: Runner, *, method: str | None = 
     ex.invalid = list(invalid.values())
     fraction = space.rtl["fraction"] if rtl_fraction is None else rtl_fraction
     images = space.rtl["images"] if rtl_images is None else rtl_images
-    chosen = _spot_points(ex.points, fraction, space.search["seed"])
+    chosen = _spot_points(ex.points, fraction, space.search["seed"]) if fraction > 0 else []
     what = {"kind": "rtl", "images": images, "seed": 0}
     jobs = [Job(result_key(pr.point.key, m.digest, what), "rtl", config_to_dict(pr.point.config), m,
                 (images, 0, log_dir), f"{pr.point.config.name}/{m.label}")
