@@ -54,7 +54,7 @@ import numpy as np
 from .requant import quantize_multipliers
 
 __all__ = [
-    "IRError", "DTYPE_RANGES", "TensorInfo", "Requant", "GemmView",
+    "IRError", "DTYPE_RANGES", "POOL_METHODS", "TensorInfo", "Requant", "GemmView",
     "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Concat", "Reshape", "Clamp",
     "Softmax", "LRN", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
     "LayerShape", "ShapeGraph", "SHAPE_ONLY_KINDS", "with_flattened_sources",
@@ -568,6 +568,10 @@ class MaxPool(_Window):
                        f"the input's {(self.input.dtype, self.input.scale, self.input.zero_point)}")
 
 
+#: How an average pool computes (:attr:`AvgPool.method`).
+POOL_METHODS = ("integer", "float")
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class AvgPool(_Window):
     """Average pooling as a window sum followed by requantisation.
@@ -588,6 +592,10 @@ class AvgPool(_Window):
     count_include_pad: bool = False
     act_min: int | None = None
     act_max: int | None = None
+    #: ``"integer"``: the window sum and fixed-point requantisation above (the fabric's POOL engine,
+    #: onnxruntime's ``QLinearAveragePool``); ``"float"``: onnxruntime's float ``DequantizeLinear -> AveragePool
+    #: -> QuantizeLinear`` in float32 (golden model only; see :func:`cimforge.golden.ops.avg_pool`).
+    method: str = "integer"
     divisors: np.ndarray = field(init=False, repr=False)
     requant: Requant = field(init=False, repr=False)
 
@@ -607,6 +615,8 @@ class AvgPool(_Window):
                            taps(w, wo, kw, self.stride[1], self.padding[1], self.dilation[1])).astype(np.int64)
         div.setflags(write=False)
         object.__setattr__(self, "divisors", div)
+        if self.method not in POOL_METHODS:
+            self._fail("method", self.method, f"one of {POOL_METHODS}")
         object.__setattr__(self, "requant", Requant(self.input.scale / (self.output.scale * div)))
         self._check_clamp()
 
@@ -618,6 +628,8 @@ class GlobalAvgPool(Layer):
 
     act_min: int | None = None
     act_max: int | None = None
+    #: As :attr:`AvgPool.method`.
+    method: str = "integer"
     requant: Requant = field(init=False, repr=False)
 
     kind: ClassVar[str] = "global_avgpool"
@@ -630,6 +642,8 @@ class GlobalAvgPool(Layer):
         if self.output.shape != (c, 1, 1):
             self._fail("output shape", self.output.shape, f"{(c, 1, 1)}")
         object.__setattr__(self, "requant", Requant(self.input.scale / (self.output.scale * h * w)))
+        if self.method not in POOL_METHODS:
+            self._fail("method", self.method, f"one of {POOL_METHODS}")
         self._check_clamp()
 
     @property

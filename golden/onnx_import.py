@@ -36,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-from .ir import (LRN, AvgPool, Clamp, CLAMPABLE, Concat, Conv2d, ConvInteger, Dense, GlobalAvgPool, Graph, IRError,
+from .ir import (LRN, POOL_METHODS, AvgPool, Clamp, CLAMPABLE, Concat, Conv2d, ConvInteger, Dense, GlobalAvgPool, Graph, IRError,
                  Layer, MatMul, MatMulInteger, MaxPool, Reshape, Softmax, TensorInfo, Add, conv_output_size,
                  with_clamp)
 from .requant import NumericsError
@@ -156,6 +156,8 @@ class _Importer:
     consumers: dict = field(default_factory=dict)
     layer_names: set = field(default_factory=set)
     graph_outputs: set = field(default_factory=set)
+    #: How a float (QDQ) average pool is computed (see :func:`load_onnx`).
+    float_pools: str = "float"
 
     # -- helpers ------------------------------------------------------------------------------------------
 
@@ -391,12 +393,14 @@ class _Importer:
                        weight_zero_point=w_zp)
         return (*x.shape[:-1], w.shape[0]), make
 
-    def pool(self, node, x: TensorInfo, kind: str):
+    def pool(self, node, x: TensorInfo, kind: str, method: str = "integer"):
+        """Shape and maker of a pooling layer; ``method`` of an average (see :func:`load_onnx`)."""
         a = self.attrs(node)
         if len(x.shape) != 3:
             self.fail(node, f"pooling needs a (C, H, W) input, got {x.shape}")
         if kind == "global":
-            return (x.shape[0], 1, 1), lambda out: GlobalAvgPool(name=self.layer_name(node), inputs=(x,), output=out)
+            return (x.shape[0], 1, 1), lambda out: GlobalAvgPool(name=self.layer_name(node), inputs=(x,), output=out,
+                                                                 method=method)
         kernel = tuple(a.get("kernel_shape", ()))
         geo = self.window(node, a, x.shape[1:], kernel)
         shape = (x.shape[0], *geo["out_hw"])
@@ -408,7 +412,8 @@ class _Importer:
                 self.fail(node, "storage_order=1 is not supported")
             return shape, lambda out: MaxPool(name=self.layer_name(node), inputs=(x,), output=out, **kw)
         return shape, lambda out: AvgPool(name=self.layer_name(node), inputs=(x,), output=out,
-                                          count_include_pad=bool(a.get("count_include_pad", 0)), **kw)
+                                          count_include_pad=bool(a.get("count_include_pad", 0)),
+                                          method=method, **kw)
 
     def reshape_shape(self, node, x: TensorInfo) -> tuple[int, ...]:
         """Per-sample output shape of Reshape / Flatten; the batch dimension must pass through."""
@@ -931,14 +936,14 @@ class _Importer:
     def op_AveragePool(self, node):
         chain = isinstance(self.get(node, 0), _Pending)  # inside a float chain (QDQ ResNet-50's Sum -> pool)
         x = self.quantized_input(node, 0)
-        shape, make = self.pool(node, x, "avg")
+        shape, make = self.pool(node, x, "avg", method=self.float_pools)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make,
                                                real_range=self.info_range(x), float_only=chain)
 
     def op_GlobalAveragePool(self, node):
         chain = isinstance(self.get(node, 0), _Pending)  # inside a float chain (QDQ ResNet-50's Sum -> pool)
         x = self.quantized_input(node, 0)
-        shape, make = self.pool(node, x, "global")
+        shape, make = self.pool(node, x, "global", method=self.float_pools)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make,
                                                real_range=self.info_range(x), float_only=chain)
 
@@ -1060,8 +1065,12 @@ class _Importer:
                                   ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
         if not all(v.size == c for v in (gamma, beta, mean, var)):
             self.fail(node, f"scale, B, mean and var must have {c} values (one per channel)")
-        mult = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))
-        self.values[node.output[0]] = self.affine(node, x, mult, beta - mean * mult)
+        # in float32, in onnxruntime's order: new_scale = scale / sqrt(var + eps), new_bias = B - mean * new_scale
+        f32 = np.float32
+        inv_std = f32(1.0) / np.sqrt(var.astype(f32) + f32(a.get("epsilon", 1e-5)))
+        mult = inv_std * gamma.astype(f32)
+        shift = beta.astype(f32) - mean.astype(f32) * mult
+        self.values[node.output[0]] = self.affine(node, x, mult.astype(np.float64), shift.astype(np.float64))
 
     def affine(self, node, x: TensorInfo, mult: np.ndarray, shift: np.ndarray) -> _Pending:
         """The pending layer of the per-channel affine ``mult[c] * x + shift[c]`` (BatchNormalization, a Mul or Add
@@ -1309,8 +1318,12 @@ def _bn_magnitudes(x: TensorInfo, out: TensorInfo, mult: np.ndarray, shift: np.n
     from .requant import quantize_multipliers, requantize
 
     codes = np.arange(x.qmin, x.qmax + 1, dtype=np.int64) - x.zero_point
-    want = np.clip(np.rint((mult[:, None] * (codes * float(np.float32(x.scale)))[None, :] + shift[:, None])
-                           / out.scale) + out.zero_point, out.qmin, out.qmax)
+    # the target: onnxruntime's float32 evaluation (DequantizeLinear, x * mult + shift in float32 as its
+    # BatchNormalization / Mul / Add kernels compute it, QuantizeLinear), so that an input whose real result lies
+    # within float32 rounding of a tie comes out as onnxruntime's does
+    real = codes.astype(np.float32) * np.float32(x.scale)
+    y = real[None, :] * mult.astype(np.float32)[:, None] + shift.astype(np.float32)[:, None]
+    want = np.clip(np.rint(y / np.float32(out.scale)).astype(np.float64) + out.zero_point, out.qmin, out.qmax)
     best, nudge = np.full(mult.size, 127), np.zeros(mult.size, np.int64)
     best_bad = np.full(mult.size, np.iinfo(np.int64).max)
     for m in range(127, 63, -1):
@@ -1399,7 +1412,7 @@ IMPORTS_TO: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-def load_onnx(model, name: str | None = None) -> Graph:
+def load_onnx(model, name: str | None = None, *, float_pools: str = "float") -> Graph:
     """Import a quantized ONNX model.
 
     Parameters
@@ -1407,6 +1420,12 @@ def load_onnx(model, name: str | None = None) -> Graph:
     model : str, pathlib.Path, bytes or onnx.ModelProto
     name : str, optional
         Graph name (default: the file stem or the ONNX graph name).
+    float_pools : {"float", "integer"}
+        The ``method`` of an average pool onnxruntime computes in float (QDQ ``AveragePool`` /
+        ``GlobalAveragePool`` between ``DequantizeLinear`` and ``QuantizeLinear``): ``"float"`` (default) its
+        float32 computation, which the golden model reproduces exactly (a window sum on a quantisation tie
+        rounds to even, or off it by float32 rounding); ``"integer"`` the fixed-point form the fabric's POOL
+        engine computes (ties round up), within 1 LSB of it (:data:`~cimforge.golden.ir.POOL_METHODS`).
 
     Returns
     -------
@@ -1444,7 +1463,9 @@ def load_onnx(model, name: str | None = None) -> Graph:
     # No onnx.checker here: it refuses graph outputs without a shape, which onnxruntime accepts and hand-made
     # models often have; the importer checks what it uses and wraps anything unexpected per node.
     name = name or proto.graph.name or "model"
-    return _Importer(proto, name).run()
+    if float_pools not in POOL_METHODS:
+        raise OnnxImportError(f"float_pools {float_pools!r}: allowed {', '.join(POOL_METHODS)}")
+    return _Importer(proto, name, float_pools=float_pools).run()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -177,17 +177,90 @@ def window_sum(x, zero_point: int, kernel, stride, padding, dilation, out_hw) ->
     return acc
 
 
+def _float_pool(layer, x, kernel, stride, padding, dilation, divisors) -> np.ndarray:
+    """onnxruntime's float ``DequantizeLinear -> AveragePool -> QuantizeLinear`` (``method="float"``): the codes
+    dequantized in float32, summed in float32 in the order of the MLAS pooling kernel onnxruntime picks
+    (:func:`_mlas_window_sums`), divided by the tap count in float32, then ``QuantizeLinear`` (float32 division
+    by the output scale, ``rint``: ties to even) and the layer's clamp. The same float32 operations in the same
+    order as its kernel, so a window sum that lands on a quantisation tie, or just off it by float32 rounding,
+    rounds the same way."""
+    real = (np.asarray(x, np.int32) - layer.input.zero_point).astype(np.float32) * np.float32(layer.input.scale)
+    acc = _mlas_window_sums(real, kernel, stride, padding, dilation, layer.output.shape[1:])
+    avg = acc / np.asarray(divisors, np.float32)
+    q = np.rint(avg / np.float32(layer.output.scale)).astype(np.float64) + layer.output.zero_point
+    return np.clip(q, layer.act_min, layer.act_max).astype(layer.output.np_dtype)
+
+
+def _mlas_window_sums(real: np.ndarray, kernel, stride, padding, dilation, out_hw) -> np.ndarray:
+    """float32 window sums of ``real`` ``(N, C, H, W)`` in MLAS's order (onnxruntime's ``MlasPool``):
+
+    * the window is the whole plane (stride 1, no padding): the global kernel, four float32 lanes over the
+      flattened plane (lane ``j`` sums elements ``j, j + 4, ...``), reduced as ``(l0 + l2) + (l1 + l3)``, then the
+      elements after the last full vector one by one;
+    * width stride <= 2 and kernels <= 32 (no dilation): the vector kernel, column sums over the window's rows
+      (top to bottom), then those summed across the window's columns (left to right, padded columns adding 0);
+    * otherwise the generic kernel: row-major over the window's taps inside the input.
+    """
+    n, c, h, w = real.shape
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
+    pt, pl, pb, pr = padding
+    f32 = np.float32
+    if (kh, kw) == (h, w) and (sh, sw) == (1, 1) and not any(padding):
+        flat = real.reshape(n, c, h * w)
+        full = (h * w) // 4 * 4
+        lanes = np.zeros((n, c, 4), f32)
+        for k in range(0, full, 4):
+            lanes = lanes + flat[:, :, k:k + 4]
+        acc = (lanes[:, :, 0] + lanes[:, :, 2]) + (lanes[:, :, 1] + lanes[:, :, 3])
+        for k in range(full, h * w):
+            acc = acc + flat[:, :, k]
+        return acc.reshape(n, c, 1, 1)
+    rows = [(max(oy * sh - pt, 0), min(oy * sh - pt + kh, h)) for oy in range(ho)]
+    cols = [(max(ox * sw - pl, 0), min(ox * sw - pl + kw, w)) for ox in range(wo)]
+    out = np.zeros((n, c, ho, wo), f32)
+    if sw <= 2 and kh <= 32 and kw <= 32 and dilation == (1, 1):
+        for oy, (y0, y1) in enumerate(rows):
+            colsum = real[:, :, y0].copy()
+            for y in range(y0 + 1, y1):
+                colsum = colsum + real[:, :, y]
+            padded = np.concatenate([np.zeros((n, c, pl), f32), colsum, np.zeros((n, c, pr + kw), f32)], axis=2)
+            acc = padded[:, :, 0:sw * (wo - 1) + 1:sw].copy()
+            for kx in range(1, kw):
+                acc = acc + padded[:, :, kx:kx + sw * (wo - 1) + 1:sw]
+            out[:, :, oy] = acc
+        return out
+    dh, dw = dilation
+    for oy in range(ho):
+        for ox in range(wo):
+            acc = np.zeros((n, c), f32)
+            for ky in range(kh):
+                y = oy * sh - pt + ky * dh
+                if not 0 <= y < h:
+                    continue
+                for kx in range(kw):
+                    xx = ox * sw - pl + kx * dw
+                    if 0 <= xx < w:
+                        acc = acc + real[:, :, y, xx]
+            out[:, :, oy, ox] = acc
+    return out
+
+
 def avg_pool(layer: AvgPool, x, rounding: str | None = None) -> np.ndarray:
-    """Window sum then requantisation by ``s_in / (s_out * divisor)`` (see :class:`~cimforge.golden.ir.AvgPool`)."""
+    """Window sum then requantisation by ``s_in / (s_out * divisor)`` (see :class:`~cimforge.golden.ir.AvgPool`);
+    onnxruntime's float pool where ``layer.method == "float"`` (:func:`_float_pool`; ``rounding`` unused)."""
     x = _check_input(layer, x, layer.input)
+    if layer.method == "float":
+        return _float_pool(layer, x, layer.kernel, layer.stride, layer.padding, layer.dilation, layer.divisors)
     acc = window_sum(x, layer.input.zero_point, layer.kernel, layer.stride, layer.padding, layer.dilation,
                      layer.output.shape[1:])
     return requantize_layer(layer, acc, layer.requant, channel_axis=None, rounding=rounding)
 
 
 def global_avg_pool(layer: GlobalAvgPool, x, rounding: str | None = None) -> np.ndarray:
-    """Plane sum then requantisation by ``s_in / (s_out * H * W)``."""
+    """Plane sum then requantisation by ``s_in / (s_out * H * W)``; as :func:`avg_pool` for ``method``."""
     x = _check_input(layer, x, layer.input)
+    if layer.method == "float":
+        return _float_pool(layer, x, layer.input.shape[1:], (1, 1), (0, 0, 0, 0), (1, 1), layer.divisor)
     acc = (x.astype(np.int64) - layer.input.zero_point).sum(axis=(2, 3), keepdims=True)
     return requantize_layer(layer, acc, layer.requant, channel_axis=None, rounding=rounding)
 

@@ -659,3 +659,51 @@ def test_float_residual_chains_are_quantized_into_int8_intermediates(fmt, tmp_pa
     assert all(t.fraction >= AGREEMENT_MIN and t.max_diff <= MAX_LSB for t in a.tensors if t.name not in chain), \
         a.format()
     compile_graph(graph, get_preset("default"))  # existing kinds only: the fabric runs it
+
+
+# -- float average pools (QDQ): onnxruntime's float32 computation, reproduced ------------------------------------
+
+POOL_CASES = [  # (op, input (C, H, W), attributes, which MLAS kernel)
+    ("AveragePool", (3, 8, 8), dict(kernel_shape=[8, 8], strides=[8, 8]), "generic"),
+    ("AveragePool", (3, 9, 9), dict(kernel_shape=[3, 3], strides=[3, 3]), "generic"),
+    ("AveragePool", (3, 8, 8), dict(kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]), "vector"),
+    ("AveragePool", (3, 7, 7), dict(kernel_shape=[7, 7], strides=[1, 1], pads=[0, 0, 1, 1]), "vector"),
+    ("AveragePool", (2, 9, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                                    count_include_pad=1), "vector"),
+    ("AveragePool", (3, 7, 7), dict(kernel_shape=[7, 7], strides=[1, 1]), "global"),
+    ("GlobalAveragePool", (4, 6, 6), {}, "global"),
+    ("GlobalAveragePool", (4, 5, 5), {}, "global"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(POOL_CASES)))
+def test_float_average_pools_agree_exactly_with_onnxruntime(case):
+    """DequantizeLinear -> AveragePool -> QuantizeLinear with equal scales (so that window sums land exactly on
+    quantisation ties, which onnxruntime rounds to even, or just off them by float32 rounding): the golden
+    ``method="float"`` is identical to onnxruntime on every element; the fabric's ``"integer"`` form is within
+    1 LSB."""
+    op, shape, attrs, kernel = POOL_CASES[case]
+    seed = [SEED, 90, case]
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}: {op} {shape} {attrs} ({kernel} kernel)")
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["d"]),
+             helper.make_node(op, ["d"], ["p"], name="pool", **attrs),
+             helper.make_node("QuantizeLinear", ["p", "s", "z"], ["y"])]
+    model = make_model(nodes, {"x": (np.int8, shape)}, {"y": np.int8},
+                       {"s": np.float32(rng.uniform(0.01, 0.1)), "z": np.int8(rng.integers(-20, 20))})
+    x = rng.integers(-128, 128, (64, *shape)).astype(np.int8)
+    ref = run_ort(model, {"x": x})[0]
+    for method, exact in (("float", True), ("integer", False)):
+        graph = load_onnx(model, float_pools=method)
+        assert graph.layers[0].method == method
+        got = run_graph(graph, x)[graph.outputs[0]]
+        a = compare_tensors({"y": got}, {"y": ref})
+        print(f"  {method}: {a.equal}/{a.elements} identical, max {a.max_diff} LSB")
+        assert a.max_diff <= (0 if exact else 1)
+
+
+def test_float_pools_option_is_checked():
+    from cimforge.golden.onnx_import import OnnxImportError
+    with pytest.raises(OnnxImportError, match="float_pools .half.: allowed integer, float"):
+        load_onnx(make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (np.int8, (2,))}, {"y": np.int8}),
+                  float_pools="half")

@@ -68,6 +68,16 @@ by a per-channel constant** (DenseNet-121's BatchNormalization decomposed into a
 per-channel affine below, with a scale `a` or a shift `b` only: DenseNet-121 meets the agreement bound in both
 forms.
 
+**Average pools in QDQ form** (`DequantizeLinear -> AveragePool / GlobalAveragePool -> QuantizeLinear`) are
+computed by onnxruntime in float32 with its MLAS pooling kernels, whose summation order depends on the geometry
+(whole-plane windows: four lanes then `(l0 + l2) + (l1 + l3)`; width stride <= 2: column sums then across the
+columns; otherwise row-major), and `QuantizeLinear` rounds ties to even. The golden model reproduces that
+(`method="float"`, the default of `load_onnx(float_pools=...)`): identical to onnxruntime on every element,
+ties and float32 near-ties included (tests/test_golden_ops_operators.py, every kernel). The fabric's POOL
+engine computes the integer form (`method="integer"`: window sum and fixed-point requantisation, ties up),
+within 1 LSB; `load_onnx(path, float_pools="integer")` imports that form for a run on the fabric. The
+BatchNormalization affine below likewise targets onnxruntime's float32 evaluation.
+
 **BatchNormalization** left between `DequantizeLinear` and `QuantizeLinear` (not folded into a convolution:
 onnxruntime quantizes between the convolution and it, or it follows an add or a concatenation) is the
 per-channel affine `a x + b` (`a = scale / sqrt(var + eps)`, `b = B - mean a`) as a depthwise 1x1 `conv2d`
