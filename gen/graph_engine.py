@@ -110,7 +110,9 @@ class GraphEngine(wiring.Component):
         waiting = Signal(R)     # rows issued or to issue whose results have not arrived, in row order
         old = Signal(LANE_BITS * lanes(self.cfg))
         reached = Signal(R)
-        m.d.comb += self.busy.eq(started)
+        # busy from the EXEC cycle on: the fabric gives the shared activation read ports to the busy engine, and
+        # the frontier and next-frontier words are addressed in EXEC (their data is used the cycle after)
+        m.d.comb += self.busy.eq(started | self.start)
 
         row = _lowest(m, pending, R, "issue_row")
         res_row = _lowest(m, waiting, R, "result_row")

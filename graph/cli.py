@@ -3,8 +3,9 @@ the fabric, executed, checked and costed.
 
 The report: the result summary; ``matches networkx`` (or how it differs: BFS, SSSP, CC exactly, components up
 to relabelling, PageRank within :func:`cimforge.graph.golden.pagerank_bound`); the fabric's execution against
-the golden model (``bit-exact``); with ``--rtl`` (BFS, resident blocks) each ``GBFS`` on the graph engine's
-RTL in Amaranth's simulator, its cycles measured; cycles predicted; blocks processed and skipped;
+the golden model (``bit-exact``); with ``--rtl`` every round's programs on the generated fabric in Verilator
+(:mod:`cimforge.graph.fabric`: ``bit-exact`` against the golden model, cycles measured and predicted; ``--rtl
+engine``: each ``GBFS`` on the graph engine's RTL in Amaranth's simulator); cycles predicted; blocks processed and skipped;
 utilisation; time and macro energy at the energy model's clock (:mod:`cimforge.synth.energy`); and the same
 algorithm's time on this CPU (scipy.sparse.csgraph and networkx, measured in the same run), as a ratio.
 """
@@ -36,8 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                                "fewest vector words)")
     p.add_argument("--reorder", choices=("none", "rcm"), default="none",
                    help="renumber the vertices first (rcm: reverse Cuthill-McKee, fewer non-empty blocks)")
-    p.add_argument("--rtl", action="store_true", help="BFS: also run every GBFS instruction on the graph "
-                                                      "engine's RTL (Amaranth simulator; small graphs)")
+    p.add_argument("--rtl", nargs="?", const="verilator", choices=("verilator", "engine"),
+                   help="also run on the RTL: 'verilator' (the default with --rtl): every round's programs on the "
+                        "generated fabric in Verilator, bit-exact and cycles checked; 'engine': BFS's GBFS "
+                        "instructions on the graph engine and macros in Amaranth's simulator (small graphs)")
     add_config_options(p)
 
 
@@ -154,8 +157,13 @@ def _energy_pj(plan, run) -> float:
     return run.macro_ops * per / 1000
 
 
-def analyse(algo: str, graph, cfg, source=None, block_order=None, rtl: bool = False, cpu: bool = True) -> dict:
-    """Compile, execute and check ``algo`` on ``graph`` for ``cfg``; every figure of the report as a dict."""
+#: The algorithms each ``--rtl`` choice runs.
+RTL_ALGORITHMS = {"verilator": ("bfs",), "engine": ("bfs",)}
+
+
+def analyse(algo: str, graph, cfg, source=None, block_order=None, rtl: str | None = None, cpu: bool = True) -> dict:
+    """Compile, execute and check ``algo`` on ``graph`` for ``cfg``; every figure of the report as a dict.
+    ``rtl``: None, ``"verilator"`` (the fabric, :func:`cimforge.graph.fabric.run_on_fabric`) or ``"engine"``."""
     from ..synth.energy import TECH
     from . import golden
     from .compile import compile_graph, execute
@@ -183,10 +191,14 @@ def analyse(algo: str, graph, cfg, source=None, block_order=None, rtl: bool = Fa
     out["time_s"] = run_.cycles * TECH.clock_ns * 1e-9
     out["energy_uj"] = _energy_pj(plan, run_) * 1e-6
     if rtl:
-        from .run import run_bfs_rtl
-        if algo != "bfs":
-            raise UserError(f"--rtl: only bfs runs on the RTL so far (got {algo})")
-        out["rtl"] = run_bfs_rtl(plan, src, run_)
+        if algo not in RTL_ALGORITHMS[rtl]:
+            raise UserError(f"--rtl {rtl}: runs {', '.join(RTL_ALGORITHMS[rtl])} so far (got {algo})")
+        if rtl == "engine":
+            from .run import run_bfs_rtl
+            out["rtl"] = run_bfs_rtl(plan, src, run_)
+        else:
+            from .fabric import run_on_fabric
+            out["fabric_rtl"] = run_on_fabric(plan, run_)
     if cpu:
         out["cpu"] = cpu_time(algo, graph, src)
     return out
@@ -207,6 +219,14 @@ def report_lines(r: dict) -> list[str]:
                      f"cycles measured {x['measured']} = predicted {x['predicted']}"
                      if x["measured"] == x["predicted"] else
                      f"RTL: cycles measured {x['measured']} != predicted {x['predicted']}")
+    if "fabric_rtl" in r:
+        x = r["fabric_rtl"]
+        lines.append(f"RTL (generated fabric, Verilator): "
+                     + ("bit-exact" if x["bit_exact"] else f"DIFFERS ({x['first_difference']})")
+                     + f" with the golden model over {x['runs']} runs ({x['instructions']} instructions); "
+                     f"cycles measured {x['measured']}, predicted {x['predicted']}"
+                     + (", every retire stamp as predicted" if x["stamps_equal"] else
+                        f", retire stamps differ: {x.get('first_stamp_difference')}"))
     lines += [
         f"cycles predicted: {r['cycles']} (controller, loader and block-instruction rules; "
         f"{'resident' if r['resident'] else 'streamed'} pages)",
@@ -237,4 +257,10 @@ def run(args: argparse.Namespace) -> int:
         graph = graph.permuted(rcm_permutation(graph))
     r = analyse(args.algo, graph, cfg, args.source, args.order, rtl=args.rtl)
     print("\n".join(report_lines(r)))
-    return 0 if r["bit_exact"] and r["networkx"].startswith("matches") else 1
+    ok = r["bit_exact"] and r["networkx"].startswith("matches")
+    if "fabric_rtl" in r:
+        x = r["fabric_rtl"]
+        ok = ok and x["bit_exact"] and x["stamps_equal"] and x["measured"] == x["predicted"] == r["cycles"]
+    if "rtl" in r:
+        ok = ok and r["rtl"]["bit_exact"] and r["rtl"]["measured"] == r["rtl"]["predicted"]
+    return 0 if ok else 1

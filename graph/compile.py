@@ -38,7 +38,8 @@ from . import golden
 from .io import GraphData
 from .tiling import Tiling, choose_order, order, tile
 
-__all__ = ["GraphPlan", "compile_graph", "BlockTiming", "BLOCK_TIMING", "GraphRun", "execute", "ORIENT"]
+__all__ = ["GraphPlan", "compile_graph", "BlockTiming", "BLOCK_TIMING", "GraphRun", "execute", "ORIENT", "split_runs",
+           "run_capacity", "round_cycles"]
 
 #: Orientation of the blocks each algorithm reads (:mod:`cimforge.graph.tiling`).
 ORIENT = {"bfs": "pull", "sssp": "pull", "cc": "pull", "pagerank": "push"}
@@ -169,50 +170,95 @@ def _instr_cycles(kind: str, args: dict) -> int:
 
 
 def round_cycles(plan: GraphPlan, program: list) -> int:
-    """Cycles of one round's program, from its first fetch to ``END``'s retire inclusive, by the controller's
-    rules and the ``LOAD``/``SYNC``/``END`` rules of :data:`cimforge.compiler.cost.INSTR_CYCLES`."""
+    """Cycles of one round's program, from its first fetch to the last ``END``'s retire inclusive, by the
+    controller's rules and the ``LOAD``/``SYNC``/``END`` rules of :data:`cimforge.compiler.cost.INSTR_CYCLES`.
+    A round may be several runs (each ending with ``END``, the host starting the next): their cycles add up."""
     from ..compiler.cost import INSTR_CYCLES, Timeline
-    tl = Timeline(SimpleNamespace(cfg=plan.cfg))
-    t, overhead, done = 0, CONTROLLER_TIMING.start, 0
-    for kind, args in program:
-        e = t + overhead
-        # loads popped and finished by now cannot delay this instruction: kept out, the queue stays short
-        tl.queue = [q for q in tl.queue if q[0] > e or q[1] > e]
-        if kind in Opcode.__members__:
-            done = INSTR_CYCLES[Opcode[kind]](tl, e, args, 0)
-        else:
-            done = e + _instr_cycles(kind, args) - 1
-        t = done + 1
-        overhead = CONTROLLER_TIMING.prefetched if done > e else CONTROLLER_TIMING.short
-    return done + 1
+    total = 0
+    for run in split_runs(program):
+        tl = Timeline(SimpleNamespace(cfg=plan.cfg))
+        t, overhead, done = 0, CONTROLLER_TIMING.start, 0
+        for kind, args in run:
+            e = t + overhead
+            # loads popped and finished by now cannot delay this instruction: kept out, the queue stays short
+            tl.queue = [q for q in tl.queue if q[0] > e or q[1] > e]
+            if kind in Opcode.__members__:
+                done = INSTR_CYCLES[Opcode[kind]](tl, e, args, 0)
+            else:
+                done = e + _instr_cycles(kind, args) - 1
+            t = done + 1
+            overhead = CONTROLLER_TIMING.prefetched if done > e else CONTROLLER_TIMING.short
+        total += done + 1
+    return total
 
 
-def _load(plan: GraphPlan, k: int) -> tuple:
-    mac, page = plan.place[k]
-    return ("LOAD", {"src": 0, "count": plan.cfg.macro.rows, "mask": 1 << mac, "page": page, "row0": 0})
+def split_runs(program: list) -> list:
+    """A round's instruction list cut after each ``END``: the runs the host starts one after the other."""
+    runs, cur = [], []
+    for item in program:
+        cur.append(item)
+        if item[0] == "END":
+            runs.append(cur)
+            cur = []
+    return runs + ([cur] if cur else [])
+
+
+def run_capacity(cfg: CimConfig) -> tuple[int, int]:
+    """(blocks, instructions) one run may hold: its blocks' page images must fit the weight memory (the host
+    writes it before the run) and its instructions the program and trace memories."""
+    return cfg.fabric.weight_depth // cfg.macro.rows, min(cfg.controller.program_depth, cfg.controller.trace_depth)
+
+
+def _load(plan: GraphPlan, k: int, slot: tuple, src: int) -> tuple:
+    """The ``LOAD`` of block ``k``'s page image from weight word ``src`` into ``slot`` (macro, page); ``block``
+    says which block the host puts at ``src`` (not an instruction field)."""
+    mac, page = slot
+    return ("LOAD", {"src": src, "count": plan.cfg.macro.rows, "mask": 1 << mac, "page": page, "row0": 0,
+                     "block": k})
 
 
 def _program(plan: GraphPlan, items: list) -> list:
-    """A round's program around its block instructions ``items`` (``(block index, kind, args)``)."""
+    """A round's program around its block instructions ``items`` (``(block index, kind, args)``), one or more
+    runs. Resident blocks: the instructions (in runs of at most the program memory's depth). A ring: the
+    round's ``j``-th block goes to slot ``j`` mod (macros x pages), so the page a block instruction reads is
+    never the one the next block's ``LOAD`` (queued before it) writes; a run holds as many blocks as the
+    weight memory does."""
+    blocks_cap, instr_cap = run_capacity(plan.cfg)
     prog = []
-    if not plan.resident:
-        for j, (k, kind, args) in enumerate(items):
+    if plan.resident:
+        per = instr_cap - 1
+        for lo in range(0, len(items), per):
+            prog += [(kind, args) for _, kind, args in items[lo:lo + per]] + [("END", None)]
+        return prog or [("END", None)]
+    n_mac, pages = plan.cfg.fabric.n_macros, plan.cfg.macro.pages
+    rows = plan.cfg.macro.rows
+    per = max(1, min(blocks_cap, (instr_cap - 3) // 3))
+    for lo in range(0, len(items), per):
+        group = items[lo:lo + per]
+        slots = [((lo + j) % n_mac, ((lo + j) // n_mac) % pages) for j in range(len(group))]
+        for j, (k, kind, args) in enumerate(group):
             if j == 0:
-                prog += [_load(plan, k), ("SYNC", None)]
-            if j + 1 < len(items):
-                prog.append(_load(plan, items[j + 1][0]))
-            prog.append((kind, args))
-            if j + 1 < len(items):
+                prog += [_load(plan, k, slots[0], 0), ("SYNC", None)]
+            if j + 1 < len(group):
+                prog.append(_load(plan, group[j + 1][0], slots[j + 1], (j + 1) * rows))
+            prog.append((kind, {**args, "macro": slots[j][0], "page": slots[j][1]} if "page" in args else args))
+            if j + 1 < len(group):
                 prog.append(("SYNC", None))
-    else:
-        prog += [(kind, args) for _, kind, args in items]
-    return prog + [("END", None)]
+        prog.append(("END", None))
+    return prog or [("END", None)]
 
 
 def _prologue(plan: GraphPlan) -> list:
+    """Resident blocks: their ``LOAD``s and a ``SYNC``, in runs of as many blocks as the weight memory holds."""
     if not plan.resident or not plan.blocks:
         return []
-    return [_load(plan, k) for k in range(len(plan.blocks))] + [("SYNC", None), ("END", None)]
+    blocks_cap, _ = run_capacity(plan.cfg)
+    prog = []
+    for lo in range(0, len(plan.blocks), blocks_cap):
+        ks = range(lo, min(lo + blocks_cap, len(plan.blocks)))
+        prog += [_load(plan, k, plan.place[k], (k - lo) * plan.cfg.macro.rows) for k in ks]
+        prog += [("SYNC", None), ("END", None)]
+    return prog
 
 
 class _Pages:

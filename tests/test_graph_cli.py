@@ -17,7 +17,7 @@ def test_report(algo, capsys):
 
 
 def test_rtl_report(capsys):
-    assert main(["graph", "bfs", "--graph", "florentine", "--preset", "tiny", "--rtl"]) == 0
+    assert main(["graph", "bfs", "--graph", "florentine", "--preset", "tiny", "--rtl", "engine"]) == 0
     out = capsys.readouterr().out
     assert "RTL (graph engine + macros, Amaranth simulator): bit-exact" in out
 
@@ -33,7 +33,8 @@ def test_bad_input(tmp_path, capsys):
              (["bfs", "--graph", "karate", "--source", "77"], "not a vertex of karate"),
              (["bfs", "--graph", str(bad)], "bad.txt line 2"),
              (["cc", "--graph", "er:n=10"], "missing field 'p'"),
-             (["sssp", "--graph", "karate", "--rtl"], "--rtl: only bfs")]
+             (["pagerank", "--graph", "karate", "--rtl", "engine"], "--rtl engine: runs bfs so far"),
+             (["bfs", "--graph", "karate", "--rtl", "fpga"], "--rtl: invalid choice: 'fpga'")]
     for argv, msg in cases:
         assert main(["graph", *argv, "--preset", "tiny"]) == 2
         err = capsys.readouterr().err.strip()

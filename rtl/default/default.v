@@ -15829,8 +15829,8 @@ module \default_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_valid__0, res_total__0, op__1__ready, res_valid__1, res_total__1, op__2__ready, res_valid__2, res_total__2, op__3__ready, res_valid__3, res_total__3, op__0__valid, op__1__valid, op__2__valid, op__3__valid, finish, act_w__data
-, op__0__payload, op__1__payload, op__2__payload, op__3__payload, busy, start, args, clk);
+module \default_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_valid__0, res_total__0, op__1__ready, res_valid__1, res_total__1, op__2__ready, res_valid__2, res_total__2, op__3__ready, res_valid__3, res_total__3, busy, op__0__valid, op__1__valid, op__2__valid, op__3__valid, finish
+, act_w__data, op__0__payload, op__1__payload, op__2__payload, op__3__payload, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [126:0] \$10 ;
@@ -15873,7 +15873,7 @@ module \default_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res
   wire [63:0] \args.rows ;
   wire [11:0] \args.src ;
   output busy;
-  reg busy = 1'h0;
+  wire busy;
   input clk;
   wire clk;
   wire done;
@@ -16273,12 +16273,12 @@ module \default_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res
   wire src_rd__en;
   input start;
   wire start;
-  (* init = 1'h0 *)
-  wire started;
+  reg started = 1'h0;
   reg [63:0] waiting = 64'h0000000000000000;
   wire want;
+  assign busy = started | start;
   assign \$1  = | pending;
-  assign want = busy & \$1 ;
+  assign want = started & \$1 ;
   assign \$2  = ! args[1:0];
   assign op__0__valid = want & \$2 ;
   assign \$3  = args[1:0] == 1'h1;
@@ -16295,7 +16295,7 @@ module \default_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res
   assign \$10  = 1'h1 << issue_row;
   assign \$11  = ~ \$10 [63:0];
   assign \$12  = pending & \$11 ;
-  assign \$14  = busy & \$13 ;
+  assign \$14  = started & \$13 ;
   assign \$15  = 1'h1 << result_row;
   assign \$16  = ~ \$15 [63:0];
   assign \$17  = waiting & \$16 ;
@@ -16303,7 +16303,7 @@ module \default_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res
   assign \$20  = 1'h1 << result_row;
   assign \$21  = reached | \$20 [63:0];
   assign \$22  = ~ issuing;
-  assign \$23  = busy & \$22 ;
+  assign \$23  = started & \$22 ;
   always @(posedge clk)
     pending <= \$24 ;
   always @(posedge clk)
@@ -16311,7 +16311,7 @@ module \default_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res
   always @(posedge clk)
     reached <= \$26 ;
   always @(posedge clk)
-    busy <= \$27 ;
+    started <= \$27 ;
   always @(posedge clk)
     issuing <= \$28 ;
   always @(posedge clk)
@@ -16793,7 +16793,7 @@ module \default_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$27  = busy;
+    \$27  = started;
     if (start) begin
       \$27  = 1'h1;
     end
@@ -16834,7 +16834,6 @@ module \default_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res
   assign src_rd__en = 1'h1;
   assign dst_rd__addr = args[92:81];
   assign dst_rd__en = 1'h1;
-  assign started = busy;
   assign act_w__addr = args[92:81];
   assign act_w__en = finish;
   assign done = finish;

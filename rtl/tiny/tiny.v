@@ -8115,7 +8115,7 @@ module \tiny_fabric.ew.mq_out (rst, busy, x, mult, shift, i_valid, v4, y, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_valid__0, res_total__0, op__1__ready, res_valid__1, res_total__1, op__0__valid, op__1__valid, finish, act_w__data, op__0__payload, op__1__payload, busy, start, args, clk);
+module \tiny_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_valid__0, res_total__0, op__1__ready, res_valid__1, res_total__1, busy, op__0__valid, op__1__valid, finish, act_w__data, op__0__payload, op__1__payload, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
@@ -8156,7 +8156,7 @@ module \tiny_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_va
   wire [7:0] \args.rows ;
   wire [11:0] \args.src ;
   output busy;
-  reg busy = 1'h0;
+  wire busy;
   input clk;
   wire clk;
   wire done;
@@ -8256,12 +8256,12 @@ module \tiny_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_va
   wire src_rd__en;
   input start;
   wire start;
-  (* init = 1'h0 *)
-  wire started;
+  reg started = 1'h0;
   reg [7:0] waiting = 8'h00;
   wire want;
+  assign busy = started | start;
   assign \$1  = | pending;
-  assign want = busy & \$1 ;
+  assign want = started & \$1 ;
   assign \$2  = ! args[0];
   assign op__0__valid = want & \$2 ;
   assign op__1__valid = want & \$3 ;
@@ -8273,7 +8273,7 @@ module \tiny_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_va
   assign \$8  = 1'h1 << issue_row;
   assign \$9  = ~ \$8 [7:0];
   assign \$10  = pending & \$9 ;
-  assign \$12  = busy & \$11 ;
+  assign \$12  = started & \$11 ;
   assign \$13  = 1'h1 << result_row;
   assign \$14  = ~ \$13 [7:0];
   assign \$15  = waiting & \$14 ;
@@ -8281,7 +8281,7 @@ module \tiny_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_va
   assign \$18  = 1'h1 << result_row;
   assign \$19  = reached | \$18 [7:0];
   assign \$20  = ~ issuing;
-  assign \$21  = busy & \$20 ;
+  assign \$21  = started & \$20 ;
   always @(posedge clk)
     pending <= \$22 ;
   always @(posedge clk)
@@ -8289,7 +8289,7 @@ module \tiny_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_va
   always @(posedge clk)
     reached <= \$24 ;
   always @(posedge clk)
-    busy <= \$25 ;
+    started <= \$25 ;
   always @(posedge clk)
     issuing <= \$26 ;
   always @(posedge clk)
@@ -8423,7 +8423,7 @@ module \tiny_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_va
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$25  = busy;
+    \$25  = started;
     if (start) begin
       \$25  = 1'h1;
     end
@@ -8464,7 +8464,6 @@ module \tiny_fabric.graph (rst, src_rd__data, dst_rd__data, op__0__ready, res_va
   assign src_rd__en = 1'h1;
   assign dst_rd__addr = args[33:22];
   assign dst_rd__en = 1'h1;
-  assign started = busy;
   assign act_w__addr = args[33:22];
   assign act_w__en = finish;
   assign done = finish;
