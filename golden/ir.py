@@ -54,7 +54,7 @@ import numpy as np
 from .requant import quantize_multipliers
 
 __all__ = [
-    "IRError", "DTYPE_RANGES", "POOL_METHODS", "TensorInfo", "Requant", "GemmView",
+    "IRError", "DTYPE_RANGES", "POOL_METHODS", "WEIGHT_BITS", "TensorInfo", "Requant", "GemmView",
     "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Concat", "Reshape", "Clamp",
     "Softmax", "LRN", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
     "LayerShape", "ShapeGraph", "SHAPE_ONLY_KINDS", "with_flattened_sources",
@@ -360,6 +360,16 @@ class _Weighted(Layer):
         return bool(np.unique(self.weight_scale).size > 1)
 
     @property
+    def weight_bits(self) -> int:
+        """The smallest of 1, 2, 4 and 8 bits whose signed range holds every real integer weight ``w - zp_w``
+        (1 bit: -1 and 0; ``b`` bits: ``-2**(b-1) .. 2**(b-1) - 1``): the macro's run-time weight precision a
+        layer can use without changing a result (an int4-quantized model's layers give 4)."""
+        w = self.weight.astype(np.int64).reshape(self.weight.shape[0], -1) - self.weight_zero_point[:, None]
+        lo, hi = (int(w.min()), int(w.max())) if w.size else (0, 0)
+        return next(b for b in WEIGHT_BITS if -(1 << (b - 1)) <= lo and hi <= (1 << (b - 1)) - 1) \
+            if -128 <= lo and hi <= 127 else 8
+
+    @property
     def has_weight_zero_point(self) -> bool:
         """True when some output channel's weights have a non-zero zero point (the accumulator then needs the
         correction term ``zp_w * sum (x - zp_in)``; :attr:`folded_bias` alone does not describe it)."""
@@ -567,6 +577,9 @@ class MaxPool(_Window):
             self._fail("output quantisation", (self.output.dtype, self.output.scale, self.output.zero_point),
                        f"the input's {(self.input.dtype, self.input.scale, self.input.zero_point)}")
 
+
+#: Weight precisions a weighted layer reports (:attr:`Conv2d.weight_bits`), smallest first.
+WEIGHT_BITS = (1, 2, 4, 8)
 
 #: How an average pool computes (:attr:`AvgPool.method`).
 POOL_METHODS = ("integer", "float")

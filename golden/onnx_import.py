@@ -479,7 +479,7 @@ class _Importer:
         a = {attr.name: attr for attr in node.attribute}
         if "value" not in a:
             self.fail(node, f"only the 'value' form of Constant is supported, got {sorted(a)}")
-        self.values[node.output[0]] = _Const(numpy_helper.to_array(a["value"].t))
+        self.values[node.output[0]] = _Const(_widen_4bit(numpy_helper.to_array(a["value"].t)))
 
     def op_Identity(self, node):
         self.values[node.output[0]] = self.get(node, 0)
@@ -1208,7 +1208,7 @@ class _Importer:
                                   f"quantize it first (onnxruntime.quantization.quantize_static)", node=self.name)
         for init in g.initializer:
             try:
-                self.values[init.name] = _Const(numpy_helper.to_array(init))
+                self.values[init.name] = _Const(_widen_4bit(numpy_helper.to_array(init)))
             except Exception as e:  # noqa: BLE001 - any decoding failure means a corrupted initializer
                 raise OnnxImportError(f"initializer cannot be decoded: {e}", node=init.name) from None
         self.graph_outputs = {o.name for o in g.output}
@@ -1342,6 +1342,18 @@ def _bn_magnitudes(x: TensorInfo, out: TensorInfo, mult: np.ndarray, shift: np.n
             nudge[todo] = np.where(better, d, nudge[todo])
             best_bad[todo] = np.where(better, bad, best_bad[todo])
     return best, nudge
+
+
+def _widen_4bit(a: np.ndarray) -> np.ndarray:
+    """ONNX int4 / uint4 tensors (opset 21; ``quantize_static(weight_type=QuantType.QInt4)``'s weights, decoded
+    by onnx as ml_dtypes' int4 / uint4) as int8 / uint8 arrays of the same values: small integers, exact. Other
+    arrays unchanged."""
+    name = getattr(a.dtype, "name", "")
+    if name == "int4":
+        return a.astype(np.int8)
+    if name == "uint4":
+        return a.astype(np.uint8)
+    return a
 
 
 @dataclass

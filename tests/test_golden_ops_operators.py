@@ -707,3 +707,51 @@ def test_float_pools_option_is_checked():
     with pytest.raises(OnnxImportError, match="float_pools .half.: allowed integer, float"):
         load_onnx(make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (np.int8, (2,))}, {"y": np.int8}),
                   float_pools="half")
+
+
+# -- 4-bit weights (opset 21) and the precision a layer needs ------------------------------------------------------
+
+@pytest.mark.parametrize("weight,per_channel", [("QInt4", True), ("QInt4", False), ("QUInt4", True)])
+def test_int4_weights_quantized_by_onnxruntime(weight, per_channel, tmp_path):
+    """quantize_static(weight_type=QuantType.QInt4 / QUInt4) on an opset 21 model: the 4-bit weights import as
+    small int8 codes, agree with onnxruntime, and the layers report ``weight_bits`` 4 (the 8-bit layer 8)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    seed = [SEED, 95, int(per_channel), len(weight)]
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}: {weight} per_channel={per_channel}")
+    c1, i1 = _conv("c1", "x", "a", rng, 3, 6)
+    c2, i2 = _conv("c2", "r", "y", rng, 6, 2, k=1, pads=0)
+    nodes = [c1, helper.make_node("Relu", ["a"], ["r"]), c2]
+    model = _float_model(nodes, (3, 6, 6), "y", {**i1, **i2}, opset=21)
+    model.ir_version = 10
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.data = iter([{"x": rng.standard_normal((1, 3, 6, 6)).astype(np.float32)} for _ in range(16)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    src, dst = tmp_path / "float.onnx", tmp_path / "int4.onnx"
+    onnx.save(model, str(src))
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                    weight_type=getattr(QuantType, weight), per_channel=per_channel)
+    q = onnx.load(str(dst))
+    four = {TensorProto.INT4, TensorProto.UINT4}
+    assert sum(t.data_type in four for t in q.graph.initializer) >= 2, "quantize_static wrote no 4-bit weights"
+    x = rng.standard_normal((N * 4, 3, 6, 6)).astype(np.float32)
+    graph = _layerwise(f"{weight} pc={per_channel}", q, x)
+    assert [layer.weight_bits for layer in graph.layers if isinstance(layer, ir.Conv2d)] == [4, 4]
+
+
+def test_weight_bits_is_the_smallest_signed_width():
+    t_in = ir.TensorInfo("i", (4,), "int8", 0.1, 0)
+    t_out = ir.TensorInfo("o", (2,), "int8", 0.1, 0)
+    for w, bits in (([[0, -1, 0, 0], [-1, 0, 0, 0]], 1), ([[1, -2, 0, 0], [0, 0, 0, 0]], 2),
+                    ([[7, -8, 0, 0], [0, 0, 0, 0]], 4), ([[8, 0, 0, 0], [0, 0, 0, 0]], 8),
+                    ([[-9, 0, 0, 0], [0, 0, 0, 0]], 8), ([[0, 0, 0, 0], [0, 0, 0, 0]], 1)):
+        assert ir.Dense(name="d", inputs=(t_in,), output=t_out, weight=np.array(w, np.int8)).weight_bits == bits, w
+    # with a zero point the real weights w - zp decide: codes 3..5 around 4 are -1..1
+    d = ir.Dense(name="z", inputs=(t_in,), output=t_out, weight=np.array([[3, 4, 5, 4]] * 2, np.int8),
+                 weight_zero_point=4)
+    assert d.weight_bits == 2
