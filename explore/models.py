@@ -21,6 +21,9 @@ __all__ = ["ModelRef", "resolve_models", "TINY_ALIAS"]
 
 #: ``--model tiny``: every model of the MLPerf Tiny set.
 TINY_ALIAS = "tiny"
+#: Imported graphs kept per process, by (digest, label).
+_GRAPH_CACHE = 16
+_GRAPHS: dict = {}
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,15 @@ class ModelRef:
         return hashlib.sha256(self.onnx).hexdigest()
 
     def graph(self):
-        """The model as a layer-IR graph (imported from the bytes)."""
-        from ..golden.onnx_import import load_onnx
-        return load_onnx(self.onnx, name=self.label)
+        """The model as a layer-IR graph (imported from the bytes once per process: the compiler and the
+        cost model only read it, and a worker evaluates the same models for every point)."""
+        key = (self.digest, self.label)
+        if key not in _GRAPHS:
+            from ..golden.onnx_import import load_onnx
+            if len(_GRAPHS) >= _GRAPH_CACHE:
+                _GRAPHS.pop(next(iter(_GRAPHS)))
+            _GRAPHS[key] = load_onnx(self.onnx, name=self.label)
+        return _GRAPHS[key]
 
     def inputs(self, graph, n: int, seed: int = 0) -> np.ndarray:
         """``n`` test inputs for RTL checks: digits test images, the model set's seeded samples, or seeded
