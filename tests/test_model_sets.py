@@ -195,6 +195,12 @@ def test_tiny_topology_follows_the_reference(name, cache):
 KNOWN_GAPS = {
     ("*", "*", "double"): "double rounding differs on about 2**-(right+1) of every requantised output "
                           "(0.1-0.8% of each convolution, 3-10% of the final average pools)",
+    ("resnet50", "*", "single"): "the float chains onnxruntime never quantizes (QDQ: Sum -> Relu -> AveragePool "
+                                 "at the end, its pooled tensor 95.4% identical; QOperator: BatchNormalization -> "
+                                 "Sum residual streams, 70-80% identical, up to 12 LSB where a stream saturates its "
+                                 "int8 copy) go through int8 intermediates (docs/operators.md, float chains)",
+    ("shufflenet", "*", "single"): "as resnet50: the float Sum -> Relu -> AveragePool tail (QDQ) and "
+                                   "BatchNormalization -> Sum (QOperator) go through int8 intermediates",
     ("autoencoder", "qdq", "single"): "one element of 512 (relu3: its BatchNormalization as a diagonal Dense) "
                                       "differs by 1 LSB: onnxruntime's float32 result is 134.5006 LSB, 0.0006 above "
                                       "a tie, and no int8 weight magnitude / bias nudge fits that channel's 256 "
@@ -258,3 +264,35 @@ def test_imagenet_model_is_deterministic_random_and_runs(name, cache, tmp_path):
     assert _sha(ms.build(name, "qdq", True, SEED, cache=tmp_path)) == _sha(q), f"{name}: two builds differ"
     _check_random_weights(q, quantized=True)
     assert np.isfinite(_run_ort(q, x)).all()
+
+
+IMAGENET_FORMS = [("qdq", True), ("qop", False)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", IMAGENET_FORMS, ids=["qdq-pc", "qop-pt"])
+@pytest.mark.parametrize("name", ms.IMAGENET_SET)
+def test_imagenet_model_agrees_with_onnxruntime(name, form, cache):
+    """One input per model, single rounding (the default), layer by layer; the known gaps xfail with the
+    measured figure. End to end, the golden model's top-1 class is onnxruntime's."""
+    from cimforge.golden.cli import onnx_feeds, to_codes
+    from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
+    from cimforge.golden.onnx_import import load_onnx
+    from cimforge.golden.runner import run_graph
+
+    path = ms.build(name, *form, SEED, cache=cache)
+    graph = load_onnx(path)
+    print(f"{name} {path.name}: seed {SEED}, inputs seed {SEED + 1}")
+    x = ms.sample_inputs(name, 1, SEED + 1)
+    codes = to_codes(graph, x)
+    ref = ort_tensors(path, graph, onnx_feeds(graph, x, codes))
+    a = compare_tensors(layerwise(graph, ref, "single"), ref)
+    print(a.format(per_tensor=False))
+    out = graph.outputs[0]
+    golden = run_graph(graph, codes, rounding="single")
+    assert golden[out].reshape(1, -1).argmax(1) == ref[out].reshape(1, -1).argmax(1), f"{name}: top-1 differs"
+    gap = _known_gap(name, form[0], "single")
+    if not a.ok(AGREEMENT_MIN, MAX_LSB) and gap:
+        worst = min(a.tensors, key=lambda t: t.fraction)
+        pytest.xfail(f"{gap} (worst tensor {worst.name}: {100 * worst.fraction:.3f}%, max {a.max_diff} LSB)")
+    assert a.ok(AGREEMENT_MIN, MAX_LSB), f"{name}: worst tensor {100 * a.worst_fraction:.3f}%, max {a.max_diff}"
