@@ -172,16 +172,21 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
                  extra_reads: tuple = ()) -> FabricRun:
     """Run several ``(program, inputs)`` items in one simulator launch (a program is loaded when it differs
     from the previous item's); see :func:`run_fabric`. ``design`` replaces the fabric by another top with the
-    same host members, as (top module, Verilog path), e.g. :func:`system_verilog` (``bus`` mode only: its
-    memories are not at the top); ``extra_reads`` are more ``(base, count)`` activation ranges to read back."""
+    same host members, as (top module, Verilog path), e.g. :func:`system_verilog` (its
+    memories are one level down, loaded by backdoor or over the bus); ``extra_reads`` are more ``(base, count)``
+    activation ranges to read back. A program whose tensors live in the external memory
+    (``Program.external``) runs on that system (:func:`system_verilog` without initial contents): its inputs
+    and external weights are written into the external memory model and its tensors read back from it by
+    backdoor."""
     from ..compiler.cost import program_timing
     if mode not in ("backdoor", "bus"):
         raise ValueError(f"mode must be 'backdoor' or 'bus', not {mode!r}")
     if timeout_cycles is not None and (isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int)
                                        or timeout_cycles < 1):
         raise ValueError(f"timeout_cycles = {timeout_cycles!r}: allowed an integer >= 1, or None for the default")
-    if design is not None and mode != "bus":
-        raise ValueError(f"a design other than the fabric runs in mode 'bus', not {mode!r}")
+    if any(getattr(p, "external", False) for p, _ in items) and design is None:
+        design = system_verilog(cfg, [])  # tensors in the external memory: the system with its model
+    system = design is not None
     top, vpath = design or fabric_verilog(cfg)
     hbits, regions = host_map(cfg)
     with tempfile.TemporaryDirectory(prefix="cimforge-job-") as tmp:
@@ -193,7 +198,11 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
             n = next(iter(batch.values())).shape[0]
             ranges = sorted({(p.base, p.words) for (i, _), p in program.tensors.items() if i < n})
             limit = 4 * (program_timing(program)[-1] + 1) + 10000 if timeout_cycles is None else timeout_cycles
-            run = {"writes": _runs_of(words), "reads": _merge(ranges + list(extra_reads)), "timeout": limit}
+            if getattr(program, "external", False):  # tensors (and weights) in the external memory, by backdoor
+                run = {"writes": [], "reads": _merge(list(extra_reads)), "timeout": limit,
+                       "ext_writes": _runs_of({**program.ext_init, **words}), "ext_reads": _merge(ranges)}
+            else:
+                run = {"writes": _runs_of(words), "reads": _merge(ranges + list(extra_reads)), "timeout": limit}
             if program is not last:
                 run["load"] = {"imem": _hex(code if code is not None else program.code),
                                "wmem": _hex(wmem if wmem is not None else program.wmem),
@@ -201,7 +210,7 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
                 last = program
             runs.append(run)
         job = {
-            "mode": mode, "hbits": hbits, "magic": MAGIC, "csr": CSR, "n_macros": cfg.fabric.n_macros,
+            "mode": mode, "system": system, "hbits": hbits, "magic": MAGIC, "csr": CSR, "n_macros": cfg.fabric.n_macros,
             "trace_depth": cfg.controller.trace_depth,
             "regions": {r.name: {"index": r.index, "slices": r.slices, "width": r.width} for r in regions.values()},
             "runs": runs, "results": str(res_path),
@@ -210,15 +219,16 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
         job_path.write_text(json.dumps(job))
         if sim == "verilator":
             public = PUBLIC if design is None else tuple(n for n in PUBLIC if n not in _MEMORIES) + ("dma_error",)
+            sub = () if design is None else (str(_system_public(top, vpath)),)
             run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)},
-                       build_args=list(VERILATOR_ARGS + extra_args), public=public, cxx_opt=CXX_OPT)
+                       build_args=list(VERILATOR_ARGS + extra_args + sub), public=public, cxx_opt=CXX_OPT)
         else:
             run_cocotb(sim, [vpath], top, "cimforge.sim.fabric_tb", env={"CIMFORGE_FABRIC_JOB": str(job_path)})
         raw = json.loads(res_path.read_text())
     out = FabricRun(load_wall=raw["load_wall"], sim=sim)
     for (program, _), r, job_run in zip(items, raw["runs"], runs):
         words: dict[int, int] = {}
-        for base, ws in r["reads"]:
+        for base, ws in r["reads"] + r.get("ext_reads", []):
             for i, w in enumerate(ws):
                 words[base + i] = int(w, 16)
         trace = [_trace_entry(int(w)) for w in r["trace"]]
@@ -232,6 +242,22 @@ def run_programs(cfg: CimConfig, items: list, *, sim: str = "verilator", mode: s
             raise FabricError(f"{sim}: the controller stopped with an error at {program.describe(rr.pc)} "
                               f"(opcode register {rr.opcode}: not an instruction)")
     return out
+
+
+def _system_public(top: str, vpath: Path) -> Path:
+    """A Verilator configuration making the system's memories public for backdoor access: the fabric's (one
+    level down, module ``<top>.fabric``) and the external memory model's array (``<top>.extmem``,
+    :data:`cimforge.gen.extmem.EXT_ARRAY`)."""
+    from ..gen.extmem import EXT_ARRAY
+    lines = ["`verilator_config"] + [f'public_flat_rw -module "{top}.fabric" -var "{m}"' for m in _MEMORIES]
+    lines.append(f'public_flat_rw -module "{top}.{EXT_ARRAY[0]}" -var "{EXT_ARRAY[1]}"')
+    path = vpath.with_suffix(".memories.vlt")
+    text = "\n".join(lines) + "\n"
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path
 
 
 def _trace_entry(word: int) -> dict[str, int]:

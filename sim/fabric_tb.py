@@ -36,6 +36,8 @@ class Host:
         self.hbits = job["hbits"]
         self.regions = job["regions"]
         self.backdoor = job["mode"] == "backdoor"
+        # the system top (fabric + external memory model) has the fabric's memories one level down
+        self.mems = dut.fabric if job.get("system") else dut
 
     def addr(self, region: str, word: int, slice_: int = 0) -> int:
         r = self.regions[region]
@@ -43,7 +45,7 @@ class Host:
 
     async def write_mem(self, region: str, base: int, words: list[int]) -> None:
         if self.backdoor:
-            mem = getattr(self.dut, region)
+            mem = getattr(self.mems, region)
             for i, w in enumerate(words):
                 mem[base + i].value = w
             return
@@ -54,7 +56,7 @@ class Host:
 
     async def read_mem(self, region: str, base: int, count: int) -> list[int]:
         if self.backdoor:
-            mem = getattr(self.dut, region)
+            mem = getattr(self.mems, region)
             return [int(mem[base + i].value) for i in range(count)]
         n = -(-self.regions[region]["width"] // 32)
         out = []
@@ -64,6 +66,17 @@ class Host:
                 w |= (await self.bus.read(self.addr(region, base + i, s))) << (32 * s)
             out.append(w)
         return out
+
+    def write_ext(self, runs: list) -> None:
+        """External memory words by backdoor (``[[base, [hex words]], ...]``): the model's array."""
+        mem = self.dut.extmem.mem
+        for base, words in runs:
+            for i, w in enumerate(words):
+                mem[base + i].value = int(w, 16)
+
+    def read_ext(self, base: int, count: int) -> list[int]:
+        mem = self.dut.extmem.mem
+        return [int(mem[base + i].value) for i in range(count)]
 
     async def csr(self, name: str) -> int:
         return await self.bus.read(self.addr("csr", self.job["csr"][name]))
@@ -92,6 +105,7 @@ async def run_job(dut):
         t0 = time.perf_counter()
         for base, words in run["writes"]:
             await host.write_mem("amem", base, [int(w, 16) for w in words])
+        host.write_ext(run.get("ext_writes", []))
         res["write_wall"] = time.perf_counter() - t0
         await host.bus.write(host.addr("csr", job["csr"]["START_PC"]), 0)
         await host.bus.write(host.addr("csr", job["csr"]["CTRL"]), 1)
@@ -114,6 +128,8 @@ async def run_job(dut):
         res["reads"] = []
         for base, count in run["reads"]:
             res["reads"].append([base, [hex(w) for w in await host.read_mem("amem", base, count)]])
+        res["ext_reads"] = [[base, [hex(w) for w in host.read_ext(base, count)]] for base, count in
+                            run.get("ext_reads", [])]
         res["read_wall"] = time.perf_counter() - t2
         res["bus_accesses"] = host.bus.accesses
         results["runs"].append(res)
