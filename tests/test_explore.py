@@ -169,3 +169,29 @@ def test_runner_computes_each_new_key_once_and_keeps_errors_out_of_the_cache(tmp
     assert (again.computed, again.cached, again.errors) == (1, 2, 1)  # only the error is tried again
     assert backend.seen[3:] == ["e3"]
     assert json.loads(ResultCache(tmp_path).path("a1").read_text()) == {"key": "a1", "status": "ok"}
+
+
+class _Interrupted(_Counting):
+    """Ctrl-C after ``after`` results."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.after = after
+
+    def map(self, jobs):
+        for i, item in enumerate(super().map(jobs)):
+            if i == self.after:
+                raise KeyboardInterrupt
+            yield item
+
+
+def test_an_interrupted_run_keeps_what_it_finished_and_the_next_run_resumes(tmp_path):
+    jobs = [Job(f"k{i}", "eval", {}, None) for i in range(6)]
+    with pytest.raises(KeyboardInterrupt):
+        Runner(ResultCache(tmp_path), _Interrupted(after=4)).run(jobs)
+    assert sorted(p.stem for p in tmp_path.rglob("*.json")) == ["k0", "k1", "k2", "k3"]
+    backend = _Counting()
+    resumed = Runner(ResultCache(tmp_path), backend)
+    got = resumed.run(jobs)
+    assert sorted(got) == [f"k{i}" for i in range(6)]
+    assert backend.seen == ["k4", "k5"] and (resumed.computed, resumed.cached) == (2, 4)
