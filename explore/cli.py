@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     from .search import explore
     from .space import load_space
 
+    if args.workers and (args.serial or args.scheduler):
+        raise UserError(f"--workers with {'--serial' if args.serial else '--scheduler'}: the local cluster's worker "
+                        "count; allowed without them")
     space = load_space(existing_file("--space", args.space, (".toml",)))
     models = resolve_models(args.model)
     out = output_dir("--out", args.out or Path(default_cache_dir()).parent / space.name)
@@ -91,8 +94,6 @@ def run(args: argparse.Namespace) -> int:
     if args.serial:
         ex = explore(space, models, Runner(cache, SerialBackend(), progress=not args.no_progress), **kwargs)
     else:
-        if args.workers and args.scheduler:
-            raise UserError("--workers with --scheduler: the scheduler's cluster has its own workers; allowed one")
         with dask_client(args.scheduler, args.workers) as client:
             ex = explore(space, models, Runner(cache, DaskBackend(client), progress=not args.no_progress), **kwargs)
     wall = time.perf_counter() - t0

@@ -110,6 +110,7 @@ def test_bad_models_and_options_are_named(tmp_path, capsys):
              (["--model", str(tmp_path / "missing.onnx")], "no such file"),
              (["--model", "digits_cnn_qop", "--rtl-fraction", "0"], "--rtl-fraction"),
              (["--model", "digits_cnn_qop", "--workers", "0"], "--workers"),
+             (["--model", "digits_cnn_qop", "--workers", "2"], "--workers with --serial"),
              (["--model", "digits_cnn_qop", "--serial", "--scheduler", "tcp://x:1"], "not allowed with")]
     for extra, message in cases:
         rc = main(["explore", "--space", str(path), *extra, "--out", str(tmp_path / "o"), "--serial"]
