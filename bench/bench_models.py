@@ -2,7 +2,8 @@
 
 Columns: build time (first build; cached builds are instant: ``--rebuild`` forces one), whether
 ``golden.onnx_import.load_onnx`` imports it (else the importer's message: node and operator), the layer-by-layer
-agreement with onnxruntime in both rounding forms (worst tensor's share of identical elements, largest
+agreement with onnxruntime in both rounding forms (imported with ``numerics="onnx"``; the compile columns use the
+fabric's form, the default) (worst tensor's share of identical elements, largest
 difference in LSB, and whether the acceptance bound is met; each layer fed onnxruntime's own inputs,
 ``golden.compare.layerwise``), end to end (the golden model run from the input: the largest difference of any
 tensor, and the share of inputs whose top-1 class agrees with onnxruntime's), and whether ``cimforge compile MODEL --preset default`` maps it (else the
@@ -66,7 +67,7 @@ def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache
         path = ms.build(model, **kwargs)
     row.build_s = time.perf_counter() - t
     try:
-        graph = load_onnx(path)
+        graph = load_onnx(path, numerics="onnx")  # judged as onnxruntime computes; compiled in the fabric's form
     except Exception as e:  # the importer's message is the measurement
         row.imported = _one_line(e)
         return row
@@ -85,7 +86,7 @@ def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache
     except Exception as e:
         row.agreement = {r: _one_line(e) for r in ROUNDING_MODES}
     row.compiled = compile_default(path)
-    row.body = compile_body(graph)
+    row.body = compile_body(load_onnx(path))
     return row
 
 

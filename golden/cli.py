@@ -31,11 +31,12 @@ LABEL_KEYS = ("labels", "label", "y")
 
 # -- model input data (shared by the commands) ------------------------------------------------------------------
 
-def load_model(path, option: str = "MODEL"):
+def load_model(path, option: str = "MODEL", numerics: str = "fabric"):
     """Import the quantized ONNX model at ``path`` (a :class:`~cimforge.errors.UserError` naming ``option``
-    when it is not a readable file; the importer's own errors name the node)."""
+    when it is not a readable file; the importer's own errors name the node) in ``numerics`` (``"fabric"``, what
+    a simulation runs, or ``"onnx"``: see :func:`~cimforge.golden.onnx_import.load_onnx`)."""
     from .onnx_import import load_onnx
-    graph = load_onnx(existing_file(option, path, (".onnx",)))
+    graph = load_onnx(existing_file(option, path, (".onnx",)), numerics=numerics)
     if not graph.outputs:  # the importer accepts it; every command reads the first output
         raise UserError(f"{option} {str(path)!r}: the graph has no output (allowed a model with at least one "
                         "graph output)")
@@ -61,18 +62,18 @@ class NamedModel:
     dataset: str | None
 
 
-def resolve_model(name, option: str = "MODEL") -> NamedModel:
+def resolve_model(name, option: str = "MODEL", numerics: str = "fabric") -> NamedModel:
     """The model a user names: a committed digits model by name (default data set ``digits``), else a quantized
-    ONNX file (label: the file's stem)."""
+    ONNX file (label: the file's stem), imported in ``numerics`` (:func:`load_model`)."""
     from .datasets import MODELS_DIR
 
     known = committed_models()
     text = str(name)
     if text in known:
         path = MODELS_DIR / f"{text}.onnx"
-        return NamedModel(text, path, load_model(path, option), "digits")
+        return NamedModel(text, path, load_model(path, option, numerics), "digits")
     if text.lower().endswith(".onnx") or "/" in text or Path(text).exists():
-        return NamedModel(Path(text).stem, Path(text), load_model(text, option), None)
+        return NamedModel(Path(text).stem, Path(text), load_model(text, option, numerics), None)
     raise UserError(f"{option} {text!r}: allowed a quantized .onnx file or one of {', '.join(known)}")
 
 
@@ -181,6 +182,7 @@ def onnx_feeds(graph, data, codes) -> dict[str, np.ndarray]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .datasets import DATASETS
+    from .onnx_import import NUMERICS
     from .requant import DEFAULT_ROUNDING, ROUNDING_MODES
 
     parser.add_argument("model", help="quantized ONNX model (QOperator or QDQ form), or a committed digits model's "
@@ -199,6 +201,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounding", choices=ROUNDING_MODES, default=None,
                         help=f"requantisation rounding (default: {DEFAULT_ROUNDING!r}, what a design builds unless "
                              "fabric.rounding says otherwise)")
+    parser.add_argument("--numerics", choices=NUMERICS, default="onnx",
+                        help="how the parts onnxruntime computes in float are modelled: 'onnx' (default) its float32 "
+                             "computation, 'fabric' what the fabric computes (the form cimforge sim runs)")
     parser.add_argument("--per-tensor", action="store_true", help="print agreement per tensor")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 unless the layer-by-layer agreement meets the acceptance bounds")
@@ -237,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     from .runner import run_graph
 
     rounding = args.rounding or DEFAULT_ROUNDING
-    named = resolve_model(args.model)
+    named = resolve_model(args.model, numerics=args.numerics)
     graph = named.graph
     print(graph.summary())
     x, labels = _data(args, graph)

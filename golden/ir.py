@@ -56,7 +56,7 @@ from .requant import quantize_multipliers
 __all__ = [
     "IRError", "DTYPE_RANGES", "POOL_METHODS", "WEIGHT_BITS", "TensorInfo", "Requant", "GemmView",
     "Layer", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Add", "Concat", "Reshape", "Clamp",
-    "Softmax", "LRN", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
+    "Softmax", "LRN", "FloatChain", "FLOAT_OPS", "MatMul", "ConvInteger", "MatMulInteger", "Graph", "conv_output_size", "LAYER_KINDS", "CLAMPABLE", "with_clamp",
     "LayerShape", "ShapeGraph", "SHAPE_ONLY_KINDS", "with_flattened_sources",
 ]
 
@@ -872,13 +872,58 @@ class MatMulInteger(Dense):
     over_positions: ClassVar[bool] = True
 
 
+#: Operations of a :class:`FloatChain` expression (the first entry of each node).
+FLOAT_OPS = ("dq", "affine", "sum", "clip", "pool", "reshape")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class FloatChain(Layer):
+    """A chain of operators onnxruntime computes in float32 between quantized tensors (``load_onnx(...,
+    numerics="onnx")``): ResNet-50's ``Sum -> Relu -> AveragePool`` (QDQ), its ``BatchNormalization -> Sum``
+    residual streams (QOperator), a BatchNormalization left in float. The golden operator evaluates ``expr`` in
+    float32 in onnxruntime's order and quantizes the result into ``output`` (round half to even, then the clamp):
+    exact against onnxruntime. The fabric has no engine for float arithmetic: golden model only (the fabric's
+    form of the same chain uses int8 intermediates, ``numerics="fabric"``).
+
+    ``expr`` is a tree of tuples, the first entry naming the operation (:data:`FLOAT_OPS`):
+    ``("dq", i)`` input ``i`` dequantized; ``("affine", e, mult, shift)`` ``e * mult[c] + shift[c]`` (float32
+    arrays, one value per channel); ``("sum", (e1, e2, ...))`` added left to right; ``("clip", e, lo, hi)``;
+    ``("pool", e, kernel, stride, padding, dilation, divisors, out_hw)`` an average pool (MLAS's summation
+    order); ``("reshape", e, shape)`` a per-sample reshape.
+    """
+
+    expr: tuple
+    act_min: int | None = None
+    act_max: int | None = None
+
+    kind: ClassVar[str] = "float_chain"
+    n_inputs: ClassVar[int | None] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+
+        def check(e):
+            if not isinstance(e, tuple) or not e or e[0] not in FLOAT_OPS:
+                self._fail("expr", e if not isinstance(e, tuple) else e[:1], f"a tuple naming one of {FLOAT_OPS}")
+            if e[0] == "dq":
+                if not 0 <= int(e[1]) < len(self.inputs):
+                    self._fail("expr input", e[1], f"0..{len(self.inputs) - 1}")
+            elif e[0] == "sum":
+                for child in e[1]:
+                    check(child)
+            else:
+                check(e[1])
+        check(self.expr)
+        self._check_clamp()
+
+
 #: kind -> layer class
 LAYER_KINDS: dict[str, type[Layer]] = {
     cls.kind: cls for cls in (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Reshape, Clamp, Softmax,
-                              LRN, MatMul, ConvInteger, MatMulInteger)}
+                              LRN, MatMul, ConvInteger, MatMulInteger, FloatChain)}
 
 #: Layers whose output is requantised and may carry a fused clamp.
-CLAMPABLE = (Conv2d, Dense, AvgPool, GlobalAvgPool, Add, Clamp)
+CLAMPABLE = (Conv2d, Dense, AvgPool, GlobalAvgPool, Add, Clamp, FloatChain)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import (LRN, Add, AvgPool, Clamp, Concat, Conv2d, ConvInteger, Dense, GlobalAvgPool, IRError, Layer,
+from .ir import (LRN, Add, AvgPool, Clamp, Concat, Conv2d, ConvInteger, Dense, FloatChain, GlobalAvgPool, IRError,
+                 Layer,
                  MatMulInteger, MaxPool, Requant, Reshape, Softmax, TensorInfo)
 from .requant import NumericsError, multiply_by_quantized_multiplier, requantize
 
@@ -22,7 +23,7 @@ __all__ = [
     "quantize", "dequantize", "im2col", "window_sum",
     "conv2d_acc", "conv2d", "dense_acc", "dense", "max_pool", "avg_pool", "global_avg_pool",
     "add", "concat", "reshape", "clamp", "requantize_layer", "softmax", "lrn", "conv_integer", "matmul_integer",
-    "softmax_table",
+    "softmax_table", "float_chain",
 ]
 
 
@@ -361,3 +362,39 @@ def lrn(layer: LRN, x, rounding: str | None = None) -> np.ndarray:
     square_sum = np.take(csum, top, axis=1) - np.take(csum, bottom, axis=1)
     y = real / (layer.bias + layer.alpha / layer.size * square_sum) ** layer.beta
     return quantize(y, layer.output)
+
+
+def float_chain(layer: FloatChain, *xs, rounding: str | None = None) -> np.ndarray:
+    """A :class:`~cimforge.golden.ir.FloatChain`: its expression in float32, as onnxruntime evaluates each
+    operator (DequantizeLinear ``(q - zp) * s``; BatchNormalization / Mul / Add by constants ``x * mult + shift``;
+    Sum left to right; Relu / Clip; an average pool in MLAS's order, :func:`_mlas_window_sums`), then
+    QuantizeLinear (``rint(v / s_out) + zp``) and the clamp. ``rounding`` is accepted for the common signature."""
+    xs = [_check_input(layer, x, t) for x, t in zip(xs, layer.inputs)]
+    f32 = np.float32
+
+    def per_channel(a, v):
+        return np.asarray(a, f32).reshape((1, -1) + (1,) * (v.ndim - 2))
+
+    def ev(e):
+        op = e[0]
+        if op == "dq":
+            t = layer.inputs[e[1]]
+            return (xs[e[1]].astype(np.int32) - t.zero_point).astype(f32) * f32(t.scale)
+        if op == "sum":
+            acc = ev(e[1][0])
+            for child in e[1][1:]:
+                acc = acc + ev(child)
+            return acc
+        v = ev(e[1])
+        if op == "affine":
+            return v * per_channel(e[2], v) + per_channel(e[3], v)
+        if op == "clip":
+            return np.clip(v, f32(e[2]), f32(e[3])).astype(f32)
+        if op == "pool":
+            kernel, stride, padding, dilation, divisors, out_hw = e[2:]
+            return _mlas_window_sums(v, kernel, stride, padding, dilation, out_hw) / np.asarray(divisors, f32)
+        return v.reshape(v.shape[0], *e[2])  # reshape
+    v = ev(layer.expr)
+    out = layer.output
+    q = np.rint(v / f32(out.scale)).astype(np.float64) + out.zero_point
+    return np.clip(q.reshape(q.shape[0], *out.shape), layer.act_min, layer.act_max).astype(out.np_dtype)

@@ -609,6 +609,13 @@ def test_mul_and_add_by_a_per_channel_constant_are_depthwise_convs(fmt, tmp_path
     graph = _layerwise(f"mul-add {fmt}", model, x)
     dw = [layer for layer in graph.layers if isinstance(layer, ir.Conv2d) and layer.is_depthwise]
     assert len(dw) == 2 and not any(isinstance(layer, ir.Add) for layer in graph.layers)
+    if fmt == "qdq":  # numerics "onnx": each a float_chain, exact
+        from cimforge.golden.compare import layerwise
+        exact = load_onnx(model, numerics="onnx")
+        assert sum(isinstance(layer, ir.FloatChain) for layer in exact.layers) == 2
+        ref = ort_tensors(model, exact, {"x": x})
+        a = compare_tensors(layerwise(exact, ref, "single"), ref)
+        assert a.max_diff == 0, a.format()
 
 
 def test_product_of_two_computed_tensors_is_refused():
@@ -659,6 +666,15 @@ def test_float_residual_chains_are_quantized_into_int8_intermediates(fmt, tmp_pa
     assert all(t.fraction >= AGREEMENT_MIN and t.max_diff <= MAX_LSB for t in a.tensors if t.name not in chain), \
         a.format()
     compile_graph(graph, get_preset("default"))  # existing kinds only: the fabric runs it
+    # numerics "onnx": the chain is one float_chain layer, float32 as onnxruntime: every tensor within the bound
+    exact = load_onnx(model, numerics="onnx")
+    chains = [layer for layer in exact.layers if isinstance(layer, ir.FloatChain)]
+    assert chains and not any(t.endswith("/quantized") for t in exact.tensors)
+    a = compare_tensors(layerwise(exact, ref, "single"), ref)
+    print(a.format())
+    assert a.ok(AGREEMENT_MIN, MAX_LSB), a.format()
+    with pytest.raises(CompileError, match=r"kind float_chain does not run on the fabric"):
+        compile_graph(exact, get_preset("default"))
 
 
 # -- float average pools (QDQ): onnxruntime's float32 computation, reproduced ------------------------------------
@@ -680,8 +696,8 @@ POOL_CASES = [  # (op, input (C, H, W), attributes, which MLAS kernel)
 def test_float_average_pools_agree_exactly_with_onnxruntime(case):
     """DequantizeLinear -> AveragePool -> QuantizeLinear with equal scales (so that window sums land exactly on
     quantisation ties, which onnxruntime rounds to even, or just off them by float32 rounding): the golden
-    ``method="float"`` is identical to onnxruntime on every element; the fabric's ``"integer"`` form is within
-    1 LSB."""
+    ``method="float"`` (``numerics="onnx"``) is identical to onnxruntime on every element; the fabric's
+    ``"integer"`` form (the default ``numerics="fabric"``) is within 1 LSB."""
     op, shape, attrs, kernel = POOL_CASES[case]
     seed = [SEED, 90, case]
     rng = np.random.default_rng(seed)
@@ -693,8 +709,8 @@ def test_float_average_pools_agree_exactly_with_onnxruntime(case):
                        {"s": np.float32(rng.uniform(0.01, 0.1)), "z": np.int8(rng.integers(-20, 20))})
     x = rng.integers(-128, 128, (64, *shape)).astype(np.int8)
     ref = run_ort(model, {"x": x})[0]
-    for method, exact in (("float", True), ("integer", False)):
-        graph = load_onnx(model, float_pools=method)
+    for numerics, method, exact in (("onnx", "float", True), ("fabric", "integer", False)):
+        graph = load_onnx(model, numerics=numerics)
         assert graph.layers[0].method == method
         got = run_graph(graph, x)[graph.outputs[0]]
         a = compare_tensors({"y": got}, {"y": ref})
@@ -702,11 +718,11 @@ def test_float_average_pools_agree_exactly_with_onnxruntime(case):
         assert a.max_diff <= (0 if exact else 1)
 
 
-def test_float_pools_option_is_checked():
+def test_numerics_option_is_checked():
     from cimforge.golden.onnx_import import OnnxImportError
-    with pytest.raises(OnnxImportError, match="float_pools .half.: allowed integer, float"):
+    with pytest.raises(OnnxImportError, match="numerics 'exact': allowed fabric, onnx"):
         load_onnx(make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (np.int8, (2,))}, {"y": np.int8}),
-                  float_pools="half")
+                  numerics="exact")
 
 
 # -- 4-bit weights (opset 21) and the precision a layer needs ------------------------------------------------------

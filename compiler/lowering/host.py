@@ -12,7 +12,7 @@ from typing import Mapping
 import numpy as np
 
 from ...config import CimConfig
-from ...golden.ir import LRN, ConvInteger, Graph, Layer, MatMul, MatMulInteger, Softmax
+from ...golden.ir import LRN, ConvInteger, FloatChain, Graph, Layer, MatMul, MatMulInteger, Softmax
 from ..cost import LayerCost
 from ..state import Step, TensorLayouts
 from ..tiling import CompileError
@@ -27,6 +27,8 @@ HOST_REASONS: dict[type[Layer], str] = {
     MatMul: "a matrix product over positions: the MAC lowering takes vectors and feature maps",
     ConvInteger: "its output is a raw int32 accumulator, the fabric writes requantised int8 codes",
     MatMulInteger: "its output is a raw int32 accumulator, the fabric writes requantised int8 codes",
+    FloatChain: "float32 arithmetic, imported with numerics='onnx'; the fabric runs the chain's int8 form "
+                "(load_onnx's default numerics='fabric')",
 }
 #: The kinds that belong on the host side of a run (the end of a classifier, a normalisation): the others are
 #: golden-model operators only.

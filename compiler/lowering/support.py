@@ -53,17 +53,28 @@ until the next quantized one (AlexNet: `LRN -> MaxPool -> QuantizeLinear`; Shuff
 channel shuffle after such a float result is imported by quantizing the float result like the chain's output
 and running the operator on the codes: exact, because a max and a permutation commute with a monotonic
 quantisation. A float result that reaches an operator that does not commute with quantisation (an add, an
-average) is quantized first into an int8 tensor `<name>/quantized` whose range covers every value the chain's
-input codes can give (calibration-style scale and zero point, so nothing saturates), and the operator runs on
-its codes with the existing kinds: ResNet-50 and ShuffleNet in QDQ form (`Sum -> Relu -> AveragePool ->
-Reshape -> QuantizeLinear`: an `add` with its ReLU clamp, then an `avgpool`), and in QOperator form
-(`BatchNormalization -> Sum -> Relu -> QuantizeLinear`: each BatchNormalization a depthwise 1x1 `conv2d`, then
-an `add`; where ResNet-50 reads the residual stream's float value again in the next block, it reads its
-quantized copy). That extra rounding is not what onnxruntime computes, which keeps these sums in float: measured
-on one input each (`layerwise`), the QDQ tail's pooled tensor is 95.4 % identical (max 1 LSB) in ResNet-50, and
-the QOperator residual sums 70-80 % (max 2 LSB, 12 where a residual stream saturated its int8 copy). Exact
-agreement needs a wider intermediate than the fabric's int8 tensors (an add whose inputs carry a per-channel
-affine, or an average over the add's int32 sums): see docs/golden.md. **Mul / QLinearMul / Add / QLinearAdd
+average) is imported in one of two forms, `load_onnx(path, numerics=...)`:
+
+* `numerics="fabric"` (the default, what `cimforge sim` and `cimforge compile` run): the float result is
+  quantized first into an int8 tensor `<name>/quantized` whose range covers every value the chain's input codes
+  can give (calibration-style scale and zero point, so nothing saturates), and the operator runs on its codes
+  with the existing kinds: ResNet-50 and ShuffleNet in QDQ form (`Sum -> Relu -> AveragePool -> Reshape ->
+  QuantizeLinear`: an `add` with its ReLU clamp, then an `avgpool`), and in QOperator form
+  (`BatchNormalization -> Sum -> Relu -> QuantizeLinear`: each BatchNormalization a depthwise 1x1 `conv2d`,
+  then an `add`; where ResNet-50 reads the residual stream's float value again in the next block, it reads its
+  quantized copy). That extra rounding is not what onnxruntime computes: measured on one input each
+  (`layerwise`), the QDQ tail's pooled tensor is 95.4 % identical (max 1 LSB) in ResNet-50, and the QOperator
+  residual sums 70-80 % (max 2 LSB, 12 where a residual stream saturated its int8 copy).
+* `numerics="onnx"` (what `cimforge golden`, bench/bench_models.py and the model-set tests judge): every
+  operator onnxruntime computes in float32 (BatchNormalization, Sum, Add, Mul, Relu, average pools, between a
+  DequantizeLinear and a QuantizeLinear) is one golden-only `float_chain` layer that evaluates the chain in
+  float32 in onnxruntime's order and quantizes its end; a float value read again later (the QOperator residual
+  stream) is re-evaluated from its quantized leaves, so it is the same float value. Measured: ResNet-50 and
+  ShuffleNet then meet the agreement bound in both forms (>= 99.99 % identical, max 1 LSB). The fabric has
+  no float engine: an exact fabric form needs an add whose inputs carry a per-channel affine and an average
+  over the add's int32 sums (wider than the fabric's int8 tensors).
+
+**Mul / QLinearMul / Add / QLinearAdd
 by a per-channel constant** (DenseNet-121's BatchNormalization decomposed into a product and a sum) are the
 per-channel affine below, with a scale `a` or a shift `b` only: DenseNet-121 meets the agreement bound in both
 forms.
@@ -72,10 +83,10 @@ forms.
 computed by onnxruntime in float32 with its MLAS pooling kernels, whose summation order depends on the geometry
 (whole-plane windows: four lanes then `(l0 + l2) + (l1 + l3)`; width stride <= 2: column sums then across the
 columns; otherwise row-major), and `QuantizeLinear` rounds ties to even. The golden model reproduces that
-(`method="float"`, the default of `load_onnx(float_pools=...)`): identical to onnxruntime on every element,
-ties and float32 near-ties included (tests/test_golden_ops_operators.py, every kernel). The fabric's POOL
-engine computes the integer form (`method="integer"`: window sum and fixed-point requantisation, ties up),
-within 1 LSB; `load_onnx(path, float_pools="integer")` imports that form for a run on the fabric. The
+(`method="float"`, with `load_onnx(numerics="onnx")`): identical to onnxruntime on every element, ties and
+float32 near-ties included (tests/test_golden_ops_operators.py, every kernel). The fabric's POOL engine
+computes the integer form (`method="integer"`, the default `numerics="fabric"`: window sum and fixed-point
+requantisation, ties up), within 1 LSB (0.8 % of ResNet-8's 8x8 pool outputs are exact ties). The
 BatchNormalization affine below likewise targets onnxruntime's float32 evaluation.
 
 **BatchNormalization** left between `DequantizeLinear` and `QuantizeLinear` (not folded into a convolution:
