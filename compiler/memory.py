@@ -118,6 +118,10 @@ def layer_bands(state: CompileState, layer: Layer, image: int) -> list[tuple[int
     D = state.cfg.fabric.act_depth
     oh = state.prog.tensors[(image, layer.output.name)].phys[1]
     candidates = [1] if _window(layer) is None else range(1, oh + 1)
+    if len(candidates) > 2 and sum(_unit_words(state, layer, image, 0, oh)) > D // 4:
+        # a layer too big to stay on chip for the next one: three bands at least, so that the next layer's
+        # first band (which reads a little past this layer's first band) can be loaded while the last one runs
+        candidates = range(3, oh + 1)
     for budget in (D // 2, D):
         for nb in candidates:
             rows = -(-oh // nb)
@@ -168,8 +172,7 @@ def _band_pass(mp: MacPass, layer: Layer, r0: int, r1: int, band: Band) -> MacPa
     if not isinstance(layer, Conv2d) or (r1 - r0, band.pt, band.o1 - band.o0) == (g.h, g.pt, g.oh):
         return mp
     sub = replace(g, h=r1 - r0, pt=band.pt, oh=band.o1 - band.o0)
-    out = replace(mp, geom=sub, full_geom=g, loads=[])
-    return out
+    return replace(mp, geom=sub, full_geom=g, row0=band.o0, loads=[])
 
 
 def order_bands(state: CompileState) -> None:
@@ -258,7 +261,11 @@ def stage_weights(state: CompileState) -> None:
                            f"{end} words, fabric.ext_depth = {cfg.fabric.ext_depth}: allowed fabric.ext_depth >= "
                            f"{end}")
     prog.ext_init = {base + i: w for i, w in enumerate(prog.wmem)}
-    state.wstream = WeightStream(base, cfg.fabric.weight_depth // 2)
+    spans: dict[str, tuple[int, int]] = {}
+    for (layer, *_), (src, rows) in state.wblocks.items():
+        lo, hi = spans.get(layer, (src, src + rows))
+        spans[layer] = (min(lo, src), max(hi, src + rows))
+    state.wstream = WeightStream(base, cfg.fabric.weight_depth // 2, spans)
     prog.wmem = []
 
 
@@ -266,9 +273,12 @@ def stage_weights(state: CompileState) -> None:
 class WeightStream:
     """Page images from the external memory into the weight memory, then into the pages.
 
-    The weight memory is two halves used in turn: a chunk of a pass's page images (contiguous, at most half the
-    weight memory) is brought into the next half by one ``DMA`` (``wmem = 1``), a ``DSYNC`` waits for it, and
-    its ``LOAD``s are queued; a half is refilled only after a ``SYNC`` has seen the loads that read it finish.
+    The weight memory is two halves. A layer whose page images fit one half is *cached*: one ``DMA``
+    (``wmem = 1``) brings them all into a half, queued at the start of the unit before the layer's first band
+    (:meth:`prefetch`, so that it runs beside that unit's compute and the unit-start ``DSYNC`` covers it), and
+    every band's ``LOAD``s read them there. A larger layer comes in chunks of at most a half: each chunk's
+    ``DMA``, a ``DSYNC``, its ``LOAD``s. A half is refilled only after a ``SYNC`` has seen the loads that read it
+    finish.
 
     Attributes
     ----------
@@ -276,14 +286,55 @@ class WeightStream:
         External word of weight-memory word 0 of the page images.
     half : int
         Words of one half of the weight memory.
+    spans : dict
+        Layer -> ``(first, end)`` page-image words of its weights (contiguous: :func:`tile_and_place_weights`).
     """
 
     ext_base: int
     half: int
+    spans: dict = field(default_factory=dict)
     next: int = 0
     pending: list = field(default_factory=lambda: [False, False])
+    cached: dict = field(default_factory=dict)  # layer -> (half, pc of its DMA)
+
+    def _take(self, state: CompileState, h: int, layer: str, image) -> None:
+        """Half ``h`` for new contents: wait for the loads that read it, forget what it held."""
+        if self.pending[h]:
+            emit_instr(state, Opcode.SYNC, layer, image, f"weight memory half {h} read")
+            self.pending = [False, False]
+        self.cached = {k: v for k, v in self.cached.items() if v[0] != h}
+
+    def cacheable(self, layer: str) -> bool:
+        lo, hi = self.spans.get(layer, (0, 0))
+        return 0 < hi - lo <= self.half
+
+    def prefetch(self, state: CompileState, layer: str, image, keep: str | None = None) -> None:
+        """Queue the ``DMA`` of cacheable ``layer``'s page images into a half that ``keep``'s are not in."""
+        if layer in self.cached or not self.cacheable(layer):
+            return
+        h = self.next
+        if keep in self.cached and self.cached[keep][0] == h:
+            h ^= 1
+        self.next = h ^ 1
+        self._take(state, h, layer, image)
+        lo, hi = self.spans[layer]
+        pc = emit_instr(state, Opcode.DMA, layer, image, f"weights {hi - lo} words -> half {h}", store=0, wmem=1,
+                        ext=self.ext_base + lo, addr=h * self.half, rows=1, len=hi - lo, ext_stride=0, stride=0)
+        self.cached[layer] = (h, pc)
 
     def emit_loads(self, state: CompileState, mp: MacPass) -> None:
+        if not mp.loads:
+            return
+        if self.cacheable(mp.layer):
+            self.prefetch(state, mp.layer, mp.image_label)
+            h, pc = self.cached[mp.layer]
+            if not any(i.op == "DSYNC" for i in state.prog.instrs[pc + 1:]):
+                emit_instr(state, Opcode.DSYNC, mp.layer, mp.image_label, "weights in")
+            lo = self.spans[mp.layer][0]
+            for ld in mp.loads:
+                self._load(state, mp, dict(ld, src=h * self.half + ld["src"] - lo))
+            self.pending[h] = True
+            return
         chunks: list[list[dict]] = []
         for ld in mp.loads:
             if ld["count"] > self.half:
@@ -299,9 +350,7 @@ class WeightStream:
         for chunk in chunks:
             h = self.next
             self.next ^= 1
-            if self.pending[h]:
-                emit_instr(state, Opcode.SYNC, mp.layer, mp.image_label, f"weight memory half {h} read")
-                self.pending = [False, False]
+            self._take(state, h, mp.layer, mp.image_label)
             src0 = chunk[0]["src"]
             words = chunk[-1]["src"] + chunk[-1]["count"] - src0
             emit_instr(state, Opcode.DMA, mp.layer, mp.image_label, f"weights {words} words -> half {h}",
@@ -309,45 +358,60 @@ class WeightStream:
                        ext_stride=0, stride=0)
             emit_instr(state, Opcode.DSYNC, mp.layer, mp.image_label, "weights in")
             for ld in chunk:
-                args = dict(ld, src=h * self.half + ld["src"] - src0)
-                emit_instr(state, Opcode.LOAD, mp.layer, mp.image_label, f"page {ld['page']} rows {ld['row0']}+"
-                           f"{ld['count']} macros {ld['mask']:#x}", **args)
+                self._load(state, mp, dict(ld, src=h * self.half + ld["src"] - src0))
             self.pending[h] = True
+
+    @staticmethod
+    def _load(state: CompileState, mp: MacPass, args: dict) -> None:
+        emit_instr(state, Opcode.LOAD, mp.layer, mp.image_label, f"page {args['page']} rows {args['row0']}+"
+                   f"{args['count']} macros {args['mask']:#x}", **args)
 
 
 # -- staging and the schedule ----------------------------------------------------------------------------------
 
 
 class Staging:
-    """First-fit allocation of staging regions in the activation memory. A region is *busy* (an engine or a
-    queued load uses it), or *storing* (a queued store reads it: free after the next ``DSYNC``)."""
+    """First-fit allocation of staging regions in the activation memory. A region is held while an engine or a
+    queued load uses it (*pinned*) or while a queued store reads it (*storing*, until the next ``DSYNC``); it is
+    free when neither holds."""
 
     def __init__(self, depth: int):
         self.depth = depth
-        self.regions: dict[int, tuple[int, str]] = {}  # base -> (words, state)
+        self.regions: dict[int, list] = {}  # base -> [words, pinned, storing]
 
-    def alloc(self, words: int) -> int | None:
-        """The lowest base of ``words`` free words, marked busy; None if there is none."""
+    def alloc(self, words: int, top: bool = False) -> int | None:
+        """The lowest (``top``: the highest) base of ``words`` free words, pinned; None if there is none. Inputs
+        come from the bottom, outputs from the top, which keeps the free words in one run."""
         words = max(1, words)  # every region its own base
-        at = 0
+        gaps, at = [], 0
         for base in sorted(self.regions):
-            if base - at >= words:
-                break
+            gaps.append((at, base))
             at = max(at, base + self.regions[base][0])
-        if at + words > self.depth:
+        gaps.append((at, self.depth))
+        fits = [(a, b) for a, b in gaps if b - a >= words]
+        if not fits:
             return None
-        self.regions[at] = (words, "busy")
-        return at
+        base = fits[-1][1] - words if top else fits[0][0]
+        self.regions[base] = [words, True, False]
+        return base
 
-    def free(self, base: int) -> None:
-        del self.regions[base]
+    def unpin(self, base: int) -> None:
+        """The engines are done with the region."""
+        r = self.regions[base]
+        r[1] = False
+        if not r[2]:
+            del self.regions[base]
 
     def storing(self, base: int) -> None:
-        self.regions[base] = (self.regions[base][0], "storing")
+        self.regions[base][2] = True
 
     def synced(self) -> None:
         """A ``DSYNC`` retired: every queued store is done."""
-        self.regions = {b: r for b, r in self.regions.items() if r[1] != "storing"}
+        for base in list(self.regions):
+            r = self.regions[base]
+            r[2] = False
+            if not r[1]:
+                del self.regions[base]
 
 
 def _dma(state: CompileState, store: int, ext: int, addr: int, words: int, layer: str, image: int,
@@ -358,29 +422,57 @@ def _dma(state: CompileState, store: int, ext: int, addr: int, words: int, layer
                    rows=1, len=n, ext_stride=0, stride=0)
 
 
-def _load_unit(state: CompileState, u: Unit, base: int) -> dict:
-    """Queue the unit's input bands into ``base``; returns the staged places ``{(image, name): TensorPlace}``."""
+def _forwarded(state: CompileState, u: Unit, prev: Unit | None, name: str, r0: int, r1: int) -> bool:
+    """Input rows ``r0 .. r1 - 1`` of ``name`` are all in the previous unit's output band, still on chip, and
+    the three regions (that band, the unit's input and output) fit half the activation memory (so that keeping
+    the band never leaves the unit's output without room)."""
+    return (prev is not None and prev.image == u.image and r0 < r1
+            and state.layouts.owner[name] == prev.layer.output.name and prev.band.o0 <= r0 and r1 <= prev.band.o1
+            and prev.out_words + u.in_words + u.out_words <= state.cfg.fabric.act_depth // 2)
+
+
+def _load_words(state: CompileState, u: Unit, prev: Unit | None) -> int:
+    """Words of the unit's input bands that come by DMA (the others are forwarded from ``prev``)."""
+    T = state.prog.tensors
+    return sum((r1 - r0) * _row_words(T[(u.image, n)]) for n, r0, r1 in u.ins
+               if not _forwarded(state, u, prev, n, r0, r1))
+
+
+def _load_unit(state: CompileState, u: Unit, base: int | None, prev: Unit | None, prev_base: int | None) -> dict:
+    """Queue the unit's input bands that are not on chip into ``base`` on; the staged places
+    ``{(image, name): TensorPlace}`` (forwarded bands in ``prev``'s output region at ``prev_base``)."""
     T = state.prog.tensors
     staged, at = {}, base
     for name, r0, r1 in u.ins:
         p = T[(u.image, name)]
         rw = _row_words(p)
-        if (u.image, name) not in staged:
+        if (u.image, name) in staged:
+            continue
+        if r0 == r1:  # a band whose windows lie in the bottom padding: no row to read, any base
+            where = 0
+        elif _forwarded(state, u, prev, name, r0, r1):
+            where = prev_base + (r0 - prev.band.o0) * rw
+        else:
             _dma(state, 0, p.base + r0 * rw, at, (r1 - r0) * rw, u.layer.name, u.image,
                  f"in {name} rows {r0}..{r1 - 1}")
-            staged[(u.image, name)] = replace(p, base=at, phys=(p.phys[0], r1 - r0, p.phys[2]))
-        at += (r1 - r0) * rw
+            where = at
+            at += (r1 - r0) * rw
+        staged[(u.image, name)] = replace(p, base=where, phys=(p.phys[0], r1 - r0, p.phys[2]))
     return staged
 
 
-def _producers(units: list[Unit], owner: dict[str, str]) -> dict[int, int]:
-    """Unit index -> the highest index of a unit whose output rows it reads (-1: only graph inputs); ``owner``
-    maps a tensor to the one whose words it shares."""
+def _producers(units: list[Unit], state: CompileState) -> dict[int, int]:
+    """Unit index -> the highest index of a unit whose output rows it must load (-1: only graph inputs, or all
+    forwarded from the unit before it)."""
+    owner = state.layouts.owner
     made: dict[tuple[int, str], list[tuple[int, int, int]]] = {}
     out = {}
-    for u in units:
+    for k, u in enumerate(units):
+        prev = units[k - 1] if k else None
         hi = -1
         for name, r0, r1 in u.ins:
+            if _forwarded(state, u, prev, name, r0, r1):
+                continue
             for idx, o0, o1 in made.get((u.image, owner[name]), []):
                 if o0 < r1 and r0 < o1:
                     hi = max(hi, idx)
@@ -403,16 +495,15 @@ def emit_external(state: CompileState) -> None:
         prog.prologue = list(range(len(prog.code)))
     elif state.order and state.order[0].loads:
         emit_loads(state, state.order[0])
-    producers = _producers(units, state.layouts.owner)
+    producers = _producers(units, state)
     staging = Staging(cfg.fabric.act_depth)
-    prefetched: dict[int, tuple[int, dict]] = {}
-    prev = None  # (unit, output base, output place) awaiting its store
+    prefetched: dict[int, tuple[int | None, dict]] = {}
+    prev, prev_base = None, None  # the unit before, its output region (its store not queued yet)
     T = prog.tensors
 
-    def store(item) -> None:
-        u, base, place = item
-        rw = _row_words(place)
-        _dma(state, 1, place.base + u.band.o0 * rw, base, u.out_words, u.layer.name, u.image,
+    def store(u: Unit, base: int) -> None:
+        place = T[(u.image, u.layer.output.name)]
+        _dma(state, 1, place.base + u.band.o0 * _row_words(place), base, u.out_words, u.layer.name, u.image,
              f"out {u.layer.output.name} rows {u.band.o0}..{u.band.o1 - 1}")
         staging.storing(base)
 
@@ -420,30 +511,45 @@ def emit_external(state: CompileState) -> None:
         emit_instr(state, Opcode.DSYNC, u.layer.name, u.image, text)
         staging.synced()
 
+    def alloc(u: Unit, words: int, top: bool = False) -> int | None:
+        if not words:
+            return None
+        base = staging.alloc(words, top)
+        if base is None:
+            dsync(u, "staging memory free")
+            base = staging.alloc(words, top)
+        if base is None:  # cannot happen while units fit (layer_bands) and forwarding keeps to its bound
+            raise CompileError(f"layer {u.layer.name!r}: no staging room for {words} words in "
+                               f"fabric.act_depth = {cfg.fabric.act_depth} (a compiler bug: please report it)")
+        return base
+
     for i, u in enumerate(units):
         if u.index in prefetched:
             dsync(u, "input band in")
             if prev:
-                store(prev)
+                store(prev, prev_base)
             in_base, staged = prefetched.pop(u.index)
         else:
             if prev:
-                store(prev)
-            in_base = staging.alloc(u.in_words)
-            if in_base is None:
-                dsync(u, "staging memory free")
-                in_base = staging.alloc(u.in_words)
-            staged = _load_unit(state, u, in_base)
-            dsync(u, "input band in")
-        out_base = staging.alloc(u.out_words)
-        if out_base is None:
-            dsync(u, "staging memory free")
-            out_base = staging.alloc(u.out_words)
+                store(prev, prev_base)
+            in_base = alloc(u, _load_words(state, u, prev))
+            staged = _load_unit(state, u, in_base, prev, prev_base)
+            if in_base is not None:
+                dsync(u, "input band in")
+        if state.wstream is not None:  # the next weighted layer's page images, beside this unit's compute
+            later = next((v for v in units[i + 1:] if v.layer is not u.layer and v.steps[0].mac is not None), None)
+            if later is not None:
+                state.wstream.prefetch(state, later.layer.name, u.image, keep=u.layer.name)
+        if prev is not None and not any(_forwarded(state, u, prev, *x) for x in u.ins):
+            staging.unpin(prev_base)  # not read by this unit: free once its store is done
+            prev_base = None
+        out_base = alloc(u, u.out_words, top=True)
         nxt = units[i + 1] if i + 1 < len(units) else None
         if nxt is not None and producers[nxt.index] < u.index:
-            b = staging.alloc(nxt.in_words)
+            words = _load_words(state, nxt, u)
+            b = staging.alloc(words) if words else None
             if b is not None:
-                prefetched[nxt.index] = (b, _load_unit(state, nxt, b))
+                prefetched[nxt.index] = (b, _load_unit(state, nxt, b, u, out_base))
         out_place = T[(u.image, u.layer.output.name)]
         staged[(u.image, u.layer.output.name)] = replace(
             out_place, base=out_base, phys=(out_place.phys[0], u.band.o1 - u.band.o0, out_place.phys[2]))
@@ -456,12 +562,16 @@ def emit_external(state: CompileState) -> None:
             prog.tensors = T
         for pc in range(first, len(prog.code)):  # what the band's compute touches (check_hazards)
             if prog.instrs[pc].op in _COMPUTE:
-                prog.access[pc] = ([(in_base, u.in_words)], [(out_base, u.out_words)])
-        staging.free(in_base)
-        prev = (u, out_base, out_place)
+                prog.access[pc] = ([(p.base, p.words) for k, p in staged.items() if k[1] != u.layer.output.name],
+                                   [(out_base, u.out_words)])
+        if in_base is not None:
+            staging.unpin(in_base)
+        if prev_base is not None:
+            staging.unpin(prev_base)  # read by this unit's compute (forwarded); its store was queued
+        prev, prev_base = u, out_base
     if prev:
-        store(prev)
-        dsync(prev[0], "outputs stored")
+        store(prev, prev_base)
+        dsync(prev, "outputs stored")
     emit_instr(state, Opcode.END, None, None, "end")
     if len(prog.code) > cfg.controller.program_depth:
         raise CompileError(f"program of {len(prog.code)} instructions for batch {state.batch}: "

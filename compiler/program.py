@@ -81,6 +81,8 @@ class MacPass:
     out_off: int = 0
     #: The whole layer's geometry when this pass computes a row band of it (``geom`` is the band's), else None.
     full_geom: object = None
+    #: The band's first output row (0 for a whole layer).
+    row0: int = 0
 
     @property
     def layer_geom(self):

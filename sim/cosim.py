@@ -135,7 +135,8 @@ class Cosim:
             col = [rows[i] for rows in self.rows]
             out.append(LayerRow(r0.layer, r0.kind, round(np.mean([r.measured for r in col])),
                                 round(np.mean([r.predicted for r in col])), r0.ideal,
-                                all(r.exact for r in col if r.exact is not None), r0.occupancy))
+                                all(r.exact for r in col if r.exact is not None), r0.occupancy,
+                                round(np.mean([r.stall for r in col]))))
         return out
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import INT8_BITS
 from ..compiler.cost import ideal_cycles, occupancy, program_timing
+from ..compiler.memory import sync_stalls
 from ..compiler.program import Program
 from ..golden.ir import Conv2d, Dense
 
@@ -34,6 +35,8 @@ class LayerRow:
     ideal: float
     exact: bool | None = None
     occupancy: float | None = None
+    #: Cycles the layer's ``DSYNC``s waited on the external memory (measured).
+    stall: int = 0
 
     @property
     def error(self) -> float:
@@ -64,12 +67,20 @@ def _intervals(program: Program, stamps: dict[int, int], image: int) -> dict[str
 def layer_rows(program: Program, trace: list[dict], image: int = 0,
                exact: dict[str, bool] | None = None) -> list[LayerRow]:
     """Per-layer rows of ``image`` (measured from ``trace``, predicted by :func:`program_timing`)."""
-    measured = _intervals(program, {t["pc"]: t["cycle"] for t in trace}, image)
+    stamps = {t["pc"]: t["cycle"] for t in trace}
+    measured = _intervals(program, stamps, image)
+    stalls: dict[str, int] = {}
+    if sorted(stamps) == list(range(len(stamps))):  # a straight-line run: every pc once, in order
+        waits = sync_stalls(program, [stamps[pc] for pc in range(len(stamps))])
+        for pc, (_, w) in enumerate(waits):
+            info = program.instrs[pc]
+            if w and info.op == "DSYNC" and info.layer is not None and info.image in (image, None):
+                stalls[info.layer] = stalls.get(info.layer, 0) + w
     pred_stamps = program_timing(program)
     predicted = _intervals(program, dict(enumerate(pred_stamps)), image)
     rows = []
     geoms: dict[str, list] = {}  # every group's geometry per layer (a last super-group may differ)
-    for (name, _), geo in {(mp.layer, mp.group): mp.geom for mp in program.passes}.items():
+    for (name, _), geo in {(mp.layer, mp.group): mp.layer_geom for mp in program.passes}.items():
         geoms.setdefault(name, []).append(geo)
     macs = {name: sum(geo.macs for geo in geos) for name, geos in geoms.items()}  # kept taps, real MACs
     for layer in program.graph.layers:
@@ -79,7 +90,8 @@ def layer_rows(program: Program, trace: list[dict], image: int = 0,
         ideal = ideal_cycles(macs[layer.name], program.cfg) if weighted else 0.0
         occ = occupancy(geoms[layer.name], program.cfg) if weighted else None
         rows.append(LayerRow(layer.name, layer.kind, measured[layer.name], predicted[layer.name], ideal,
-                             None if exact is None else exact.get(layer.output.name), occ))
+                             None if exact is None else exact.get(layer.output.name), occ,
+                             stalls.get(layer.name, 0)))
     return rows
 
 
@@ -111,9 +123,14 @@ def _provenance(program: Program, layer, index: tuple, image: int, trace: list[d
     if not passes:
         return ""
     L = program.lanes
+    band = ""
     if isinstance(layer, Conv2d):
         c, y, x = index
-        pos = y * layer.output.shape[2] + x
+        # a layer run in row bands (external mode): the band's passes, the position within the band
+        passes = [mp for mp in passes if mp.row0 <= y < mp.row0 + mp.geom.oh] or passes
+        if passes[0].full_geom is not None:
+            band = f"in row band {passes[0].row0}..{passes[0].row0 + passes[0].geom.oh - 1} "
+        pos = (y - passes[0].row0) * layer.output.shape[2] + x
     else:
         (c,) = index
         pos = 0
@@ -125,7 +142,8 @@ def _provenance(program: Program, layer, index: tuple, image: int, trace: list[d
     macros = sorted({mp.macro_of(pos, k, n) for k in range(kt)})
     pages = sorted({mp.page_of(k, n) for k in range(kt)})
     pc = next(pc for pc, p in program.pass_at.items() if p is mp)
-    text = (f"computed by output-channel tile {n} (lane {c % L}) at position {pos} from reduction tiles 0..{kt - 1} "
+    text = (f"computed {band}by output-channel tile {n} (lane {c % L}) at position {pos} from reduction tiles "
+            f"0..{kt - 1} "
             f"on macro(s) {macros}, page(s) {pages}, split {mp.par}, instruction pc {pc}")
     if trace:
         stamps = {t["pc"]: t["cycle"] for t in trace}
