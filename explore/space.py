@@ -115,7 +115,8 @@ class Space:
     base : CimConfig
         What every point starts from.
     axes : dict of str to list
-        Dotted field -> the values it takes, in order.
+        Dotted field -> the values it takes, in order (two or more: a field given one value is part of
+        ``base``).
     constraints : list of str
         Expressions every point must meet.
     search, rtl : dict
@@ -208,6 +209,8 @@ def parse_space(data: dict, *, where: Path | None = None, name: str = "space") -
         raise UserError(f"space key {unknown[0]!r}: allowed {', '.join(_TOP_KEYS)}")
     base = _base(data, where)
     axes = _axes(data.get("fields"))
+    base = _fix(base, {k: v[0] for k, v in axes.items() if len(v) == 1})
+    axes = {k: v for k, v in axes.items() if len(v) > 1}
     constraints = data.get("constraints", [])
     if isinstance(constraints, str):
         constraints = [constraints]
@@ -240,6 +243,21 @@ def _base(data: dict, where: Path | None) -> CimConfig:
     if name not in PRESETS:
         raise UserError(f"base = {name!r}: allowed one of {', '.join(PRESETS)} (or base_config = FILE)")
     return PRESETS[name]
+
+
+def _fix(base: CimConfig, fixed: dict) -> CimConfig:
+    """``base`` with the fields that take one value in the space set to it (they are no axes: a point's label
+    and the search see only what varies)."""
+    if not fixed:
+        return base
+    data = config_to_dict(base)
+    for dotted, value in fixed.items():
+        block, name = dotted.split(".")
+        data[block][name] = value
+    try:
+        return config_from_dict(data)
+    except ConfigError as e:
+        raise UserError(f"fields.{e.field}: {e}") from None
 
 
 def _axes(section) -> dict[str, list]:

@@ -34,8 +34,8 @@ macro.pages = { min = 2, max = 6, step = 2 }
 fabric.n_macros = [1, 2, 3, 2]
 fabric.rounding = "double"
 '''))
-    assert sp.axes == {"macro.rows": [8, 16, 32], "macro.pages": [2, 4, 6], "fabric.n_macros": [1, 2, 3],
-                       "fabric.rounding": ["double"]}
+    assert sp.axes == {"macro.rows": [8, 16, 32], "macro.pages": [2, 4, 6], "fabric.n_macros": [1, 2, 3]}
+    assert sp.base.fabric.rounding == "double"  # one value: part of the base, not an axis
     assert sp.size == 27
     pts = sp.points()
     got = {(dict(p.values)["macro.rows"], dict(p.values)["macro.pages"], dict(p.values)["fabric.n_macros"])
@@ -87,6 +87,7 @@ BAD_SPACES = [
     ('[fields]\nmacro.rows = [8]\n[rtl]\nfraction = 0\n', "rtl.fraction = 0: allowed a number in (0, 1]"),
     ('[fields]\nmacro.rows = [8]\n[rtl]\nimages = 2.5\n', "rtl.images = 2.5: allowed int"),
     ('[fields\n', "not valid TOML"),
+    ('[fields]\nmacro.rows = [8, 16]\nmacro.pages = 0\n', "fields.macro.pages: invalid macro.pages = 0"),
 ]
 
 
