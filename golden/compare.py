@@ -194,19 +194,43 @@ def ort_tensors(model, graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[s
     existing = {o.name for o in g.output}
     produced = {o for n in g.node for o in n.output} | {i.name for i in g.input}
     names = [t for t in graph.tensors if t in produced]
+    four_bit = _four_bit_tensors(g)
+    fetch = {}  # IR tensor -> the ONNX output that holds its codes
     for t in names:
-        if t not in existing:
-            elem = onnx.helper.np_dtype_to_tensor_dtype(graph.tensors[t].np_dtype)
+        elem = onnx.helper.np_dtype_to_tensor_dtype(graph.tensors[t].np_dtype)
+        if t in four_bit:  # onnxruntime returns no 4-bit arrays: a Cast to the IR's int8 / uint8 (exact)
+            fetch[t] = f"{t}/as_{graph.tensors[t].dtype}"
+            g.node.append(onnx.helper.make_node("Cast", [t], [fetch[t]], to=elem))
+            g.output.append(onnx.helper.make_tensor_value_info(fetch[t], elem, None))
+        elif t not in existing:
             g.output.append(onnx.helper.make_tensor_value_info(t, elem, None))
     out_names = [o.name for o in g.output]
     values = dict(zip(out_names, run_onnx(proto_copy, inputs, out_names)))
+    values.update({t: values[f] for t, f in fetch.items()})
     result = {}
     for t in names:
         v = values.get(t)
         if v is None:  # a graph input of codes
             v = np.asarray(inputs[t])
-        result[t] = np.asarray(v).reshape(v.shape[0], *graph.tensors[t].shape)
+        v = np.asarray(v)
+        result[t] = v.reshape(v.shape[0], *graph.tensors[t].shape)
     return result
+
+
+def _four_bit_tensors(g) -> dict[str, int]:
+    """Outputs of QuantizeLinear / QLinear nodes whose zero point is an int4 / uint4 initializer (their ONNX
+    element type; the IR holds such codes as int8 / uint8)."""
+    import onnx
+
+    four = {t.name: t.data_type for t in g.initializer if t.data_type in (onnx.TensorProto.INT4,
+                                                                          onnx.TensorProto.UINT4)}
+    out = {}
+    for n in g.node:
+        zp = n.input[2] if n.op_type == "QuantizeLinear" and len(n.input) > 2 else \
+            n.input[7] if n.op_type in ("QLinearConv", "QLinearMatMul") and len(n.input) > 7 else None
+        if zp in four:
+            out[n.output[0]] = four[zp]
+    return out
 
 
 def layerwise(graph: Graph, reference: Mapping[str, np.ndarray], rounding: str | None = None) -> dict[str, np.ndarray]:

@@ -165,6 +165,10 @@ class _Importer:
     #: Float tensors already quantized whose float value another operator reads again (QOperator ResNet-50's
     #: residual stream): their float32 expression, for ``numerics="onnx"``.
     float_exprs: dict = field(default_factory=dict)
+    #: Zero-point initializers that were int4 / uint4, with the code range they allow.
+    narrow_zp: dict = field(default_factory=dict)
+    #: Tensors quantized with such a zero point, with their code range (:meth:`note_narrow`).
+    narrow_out: dict = field(default_factory=dict)
 
     @property
     def float_pools(self) -> str:
@@ -320,8 +324,27 @@ class _Importer:
         return name
 
     def emit(self, layer: Layer):
+        narrow = self.narrow_out.get(layer.output.name)
+        if narrow is not None and (layer.output.qmin, layer.output.qmax) != narrow \
+                and (getattr(layer, "act_min", None), getattr(layer, "act_max", None)) != narrow:
+            # a 4-bit activation (int4 / uint4 zero point): the producer's clamp narrows to its range, as
+            # QuantizeLinear saturates to it; a producer without a clamp gets a Clamp layer after it
+            if isinstance(layer, CLAMPABLE):
+                layer = with_clamp(layer, *narrow)
+            else:
+                out = layer.output
+                wide = replace(layer, output=out.renamed(out.name + "/unclamped"))
+                self.layers.append(wide)
+                layer = Clamp(name=layer.name + "/clamp", inputs=(wide.output,), output=out, act_min=narrow[0],
+                              act_max=narrow[1])
         self.layers.append(layer)
         self.values[layer.output.name] = _Codes(layer.output)
+
+    def note_narrow(self, node, i_zp: int | None, tensor: str) -> None:
+        """Record that ``tensor`` is quantized with a 4-bit zero point (input ``i_zp``): its codes span only
+        -8..7 (int4) or 0..15 (uint4), held as int8 / uint8 codes."""
+        if i_zp is not None and i_zp < len(node.input) and node.input[i_zp] in self.narrow_zp:
+            self.narrow_out[tensor] = self.narrow_zp[node.input[i_zp]]
 
     def build(self, node, make, *args, **kw):
         """Construct an IR layer, turning IR validation errors into import errors on this node."""
@@ -509,8 +532,16 @@ class _Importer:
             self.check_quant(node, src.src, (scale, zp, dtype), "input")
             self.values[name] = src
             return
+        self.note_narrow(node, 2, name)
         if isinstance(src, _FloatInput):
             info = self.build(node, TensorInfo, name, src.shape, dtype, scale, zp)
+            if name in self.narrow_out:  # 4-bit input codes: quantized in the int8 range, then clamped
+                wide = info.renamed(name + "/unclamped")
+                self.inputs.append(wide)
+                self.float_inputs[src.name] = wide.name
+                self.emit(Clamp(name=f"{name}/clamp", inputs=(wide,), output=info, act_min=self.narrow_out[name][0],
+                                act_max=self.narrow_out[name][1]))
+                return
             self.inputs.append(info)
             self.float_inputs[src.name] = name
             self.values[name] = _Codes(info)
@@ -617,6 +648,7 @@ class _Importer:
 
     def out_info(self, node, i_scale: int, i_zp: int, shape) -> TensorInfo:
         scale, zp, dtype = self.qparams(node, i_scale, i_zp, "output")
+        self.note_narrow(node, i_zp, node.output[0])
         return self.build(node, TensorInfo, node.output[0], tuple(shape), dtype, scale, zp)
 
     def op_QLinearConv(self, node):
@@ -1313,6 +1345,7 @@ class _Importer:
     # -- driver -----------------------------------------------------------------------------------------------
 
     def run(self) -> Graph:
+        import onnx
         from onnx import numpy_helper
 
         g = self.proto.graph
@@ -1321,6 +1354,8 @@ class _Importer:
             raise OnnxImportError(f"float-only model: none of its operators ({', '.join(sorted(ops))}) is quantized; "
                                   f"quantize it first (onnxruntime.quantization.quantize_static)", node=self.name)
         for init in g.initializer:
+            if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+                self.narrow_zp[init.name] = (-8, 7) if init.data_type == onnx.TensorProto.INT4 else (0, 15)
             try:
                 self.values[init.name] = _Const(_widen_4bit(numpy_helper.to_array(init)))
             except Exception as e:  # noqa: BLE001 - any decoding failure means a corrupted initializer

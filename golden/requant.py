@@ -104,9 +104,19 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 def quantize_multipliers(reals) -> tuple[np.ndarray, np.ndarray]:
     """:func:`quantize_multiplier` element-wise; returns int64 arrays ``(M, shift)`` shaped like ``reals``."""
     reals = np.asarray(reals, dtype=np.float64)
-    pairs = [quantize_multiplier(r) for r in reals.ravel()]
-    m = np.array([p[0] for p in pairs], dtype=np.int64).reshape(reals.shape)
-    s = np.array([p[1] for p in pairs], dtype=np.int64).reshape(reals.shape)
+    if reals.size and (not np.all(np.isfinite(reals)) or np.any(reals < 0)):
+        bad = reals[~np.isfinite(reals) | (reals < 0)].ravel()[0]
+        raise ValueError(f"real multiplier must be finite and >= 0, not {float(bad)!r}")
+    # the scalar function's steps on whole arrays (a BatchNormalization's magnitude search quantizes thousands)
+    q, shift = np.frexp(reals)
+    q_fixed = np.floor(q * 2.0**31 + 0.5)  # exact in float64: q * 2**31 < 2**31
+    up = q_fixed == 2.0**31
+    q_fixed = np.where(up, q_fixed / 2, q_fixed)
+    shift = shift + up
+    zero = (reals == 0.0) | (shift < -31)
+    big = shift > 30
+    m = np.where(zero, 0, np.where(big, INT32_MAX, q_fixed)).astype(np.int64)
+    s = np.where(zero, 0, np.where(big, 30, shift)).astype(np.int64)
     return m, s
 
 

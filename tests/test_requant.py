@@ -223,3 +223,17 @@ def test_requantize_per_channel_broadcast():
     for c in range(3):
         np.testing.assert_array_equal(y[:, c], [[ref_mbqm(int(a), int(m[c]), int(s[c])) for a in row]
                                                 for row in acc[:, c]])
+
+
+def test_quantize_multipliers_vectorised_equals_the_scalar_function():
+    """The array form (frexp on whole arrays) gives exactly the scalar QuantizeMultiplier's (M, shift), over
+    random reals of every magnitude and the edge cases (0, underflow below 2**-32, saturation, mantissa round-up)."""
+    seed = 7
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    reals = np.concatenate([rng.uniform(0, 1, 5000), 10.0 ** rng.uniform(-12, 12, 5000),
+                            [0.0, 2**-32, 2**-33, 2**31, 1e30, 0.5, 1.0, 1 - 2**-40, 2**-31]])
+    m, s = quantize_multipliers(reals)
+    assert [(int(a), int(b)) for a, b in zip(m, s)] == [quantize_multiplier(r) for r in reals]
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        quantize_multipliers([1.0, -0.5])
