@@ -1,6 +1,7 @@
 """``cimforge golden``: accuracy and agreement report, error exit codes."""
 
 import numpy as np
+import pytest
 
 from cimforge.cli import main
 from cimforge.config import DEFAULT_ROUNDING
@@ -82,3 +83,27 @@ def test_golden_model_onnxruntime_refuses(tmp_path, capsys):
     print(err)
     assert err.startswith("cimforge golden: error: onnxruntime cannot load the model: Unsupported model IR version: 99")
     assert "\n" not in err and "Traceback" not in err
+
+
+def test_golden_cli_numerics_option(capsys):
+    """--numerics fabric judges what the fabric runs (the form cimforge sim simulates); onnx is the default."""
+    rc = main(["golden", str(MODELS_DIR / "digits_resnet_qdq.onnx"), "--samples", "4", "--numerics", "fabric"])
+    assert rc == 0 and "acceptance" in capsys.readouterr().out
+    assert main(["golden", str(MODELS_DIR / "digits_resnet_qdq.onnx"), "--numerics", "exact"]) == 2
+    assert "--numerics" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,fmt,per_channel", [("resnet50", "qop", False), ("shufflenet", "qdq", True)])
+def test_golden_cli_on_imagenet_models(name, fmt, per_channel, capsys):
+    """A fixed-batch ImageNet-set model (batch 1, as the onnx package's) as a user runs it, with its float
+    chains (ResNet-50's residual streams in QOperator form, ShuffleNet's Sum -> Relu -> AveragePool in QDQ
+    form): the acceptance bound is met (--check exits 1 otherwise)."""
+    from cimforge.golden import model_sets as ms
+
+    path = ms.build(name, fmt, per_channel, 0)
+    print(f"{path.name}: seed 0")
+    rc = main(["golden", str(path), "--samples", "2", "--check"])
+    out = capsys.readouterr().out
+    print(out[-800:])
+    assert rc == 0 and "random inputs: 2 samples, seed 0" in out and ": met" in out
