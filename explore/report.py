@@ -68,24 +68,23 @@ def fronts(ex: Exploration) -> dict[tuple[str, str], dict[str, list[tuple[PointR
 
 
 def best_points(ex: Exploration) -> list[tuple[str, PointResult, dict, str]]:
-    """(why, point, objectives, scope) of the best points (see the module docstring)."""
+    """(why, point, objectives, scope) of the best points (see the module docstring); a point best in several
+    objectives is listed once, with every reason."""
     scopes = _scopes(ex)
     use = [ALL] if scopes.get(ALL) else [m.label for m in ex.models]
-    out, seen = [], set()
+    out: dict[tuple[str, str], list] = {}
     for scope in use:
         items = scopes.get(scope, [])
         if not items:
             continue
         for k, label in OBJECTIVES.items():
             pr, obj = min(items, key=lambda it: (it[1][k], it[0].point.key))
-            if (scope, pr.point.key) not in seen:
-                seen.add((scope, pr.point.key))
-                out.append((f"least {label}", pr, obj, scope))
+            entry = out.setdefault((scope, pr.point.key), [[], pr, obj, scope])
+            entry[0].append(f"least {label}")
         for pr, obj in pareto_front(items, tuple(OBJECTIVES), lambda it, k: it[1][k]):
-            if (scope, pr.point.key) not in seen and len(out) < MAX_BEST:
-                seen.add((scope, pr.point.key))
-                out.append(("on the 3-objective Pareto front", pr, obj, scope))
-    return out
+            if (scope, pr.point.key) not in out and len(out) < MAX_BEST:
+                out[(scope, pr.point.key)] = [["on the 3-objective Pareto front"], pr, obj, scope]
+    return [("; ".join(why), pr, obj, scope) for why, pr, obj, scope in out.values()]
 
 
 def table_rows(ex: Exploration) -> list[dict]:

@@ -197,3 +197,50 @@ def test_an_interrupted_run_keeps_what_it_finished_and_the_next_run_resumes(tmp_
     got = resumed.run(jobs)
     assert sorted(got) == [f"k{i}" for i in range(6)]
     assert backend.seen == ["k4", "k5"] and (resumed.computed, resumed.cached) == (2, 4)
+
+
+def test_report_of_hand_made_results_has_every_point_fronts_and_loadable_best_configs(tmp_path):
+    """The report of an exploration with known figures (no synthesis: the results are written here): two
+    models, one of which does not fit one point; the fronts and best points are the ones worked out by hand."""
+    from cimforge.config import load_config
+    from cimforge.explore.models import ModelRef
+    from cimforge.explore.report import ALL, best_points, fronts, write_report
+    from cimforge.explore.search import Exploration, PointResult
+
+    sp = parse_space({"name": "hand", "fields": {"macro": {"rows": [16, 32, 64]}}})
+    pts = sp.points()
+    figures = {16: (1.0, 30.0, 900), 32: (2.0, 20.0, 500), 64: (4.0, 25.0, 400)}  # area, energy, cycles
+    models = [ModelRef("a", b"a", "file"), ModelRef("b", b"b", "file")]
+    ex = Exploration(sp, models, "exhaustive")
+    for p in pts:
+        area, energy, cycles = figures[p.config.macro.rows]
+        ok = {"status": "ok", "area_mm2": area, "transistors": int(area * 1e6), "energy_per_inference_nj": energy,
+              "cycles_per_inference": cycles, "run_cycles": cycles + 10, "utilisation": 0.5}
+        res = {"a": ok, "b": dict(ok) if p.config.macro.rows != 16 else
+               {"status": "no_fit", "reason": "activation memory too small"}}
+        ex.points.append(PointResult(p, res, {"a": {"status": "pass", "images": 2, "reason": None,
+                                                    "measured_cycles_per_inference": [cycles] * 2, "seconds": 1.0}}
+                                     if p.config.macro.rows == 32 else {}))
+    f = fronts(ex)
+    names = {r: next(p.config.name for p in pts if p.config.macro.rows == r) for r in figures}
+    assert [pr.point.config.name for pr, _ in f[("area_mm2", "energy_nj")]["a"]] == [names[16], names[32]]
+    assert [pr.point.config.name for pr, _ in f[("area_mm2", "latency_cycles")]["a"]] == [names[r] for r in (16, 32, 64)]
+    assert [pr.point.config.name for pr, _ in f[("energy_nj", "latency_cycles")][ALL]] == [names[32], names[64]]
+    assert {o["energy_nj"] for _, o in f[("area_mm2", "energy_nj")][ALL]} == {40.0}  # 32 rows: 20 + 20
+    best = best_points(ex)
+    assert [(why, pr.point.config.macro.rows) for why, pr, _, _ in best] == \
+        [("least area (mm^2); least energy per inference (nJ)", 32), ("least latency (cycles per inference)", 64)]
+    written = write_report(ex, tmp_path, {"wall time": "1 s"})
+    assert {p.name for p in written} >= {"report.md", "report.html", "points.csv", "results.json",
+                                         "pareto_area_mm2_energy_nj.png"}
+    csv_lines = (tmp_path / "points.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 6 and any("no_fit" in line and "activation memory" in line for line in csv_lines)
+    md = (tmp_path / "report.md").read_text()
+    assert "| `%s` | a | pass | 2 | [500, 500] |" % names[32] in md and "- wall time: 1 s" in md
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<table>") == 3 and '<img alt="pareto_area_mm2_energy_nj.png"' in html
+    for name in (names[32], names[64]):
+        cfg = load_config(tmp_path / "best" / f"{name}.toml")
+        assert cfg.name == name and cfg == next(p.config for p in pts if p.config.name == name)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [p["values"]["macro.rows"] for p in data["points"]] == [16, 32, 64]
