@@ -56,6 +56,8 @@ def _intervals(program: Program, stamps: dict[int, int], image: int) -> dict[str
     for info in program.instrs:
         if info.op not in COMPUTE:
             continue
+        if info.pc not in stamps:  # past the trace memory's depth: not measured
+            break
         if info.layer is not None and (info.image == image or info.image is None):
             share = shares.get(info.pc, 1) if info.image is None else 1
             delta = stamps[info.pc] - last

@@ -5,9 +5,9 @@ layers run in row bands staged by DMA (cimforge.compiler.memory); the fabric is 
 external memory model on its AXI4 port, loaded and read back by backdoor.
 
 The default preset's parameter, descriptor and program memories (64, 64 and 1024 words) are too small for
-these models (they need up to 685, 104 and 3967), and no DMA reaches them, so the test widens exactly those
-three depths (TINY_FABRIC); the activation memory (4096 words), weight memory (1024), pages and macros are the
-preset's.
+these models (they need up to 685, 104 and 5577), and no DMA reaches them, so the test widens exactly those
+memories and the trace (which must hold every instruction for the per-instruction check): TINY_FABRIC. The
+activation memory (4096 words), weight memory (1024), pages and macros are the preset's.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ IMAGES = 2
 _D = get_preset("default")
 #: The default preset with the memories no DMA reaches made large enough for the tiny set.
 TINY_FABRIC = replace(_D, fabric=replace(_D.fabric, param_depth=1024, desc_depth=128),
-                      controller=replace(_D.controller, program_depth=4096))
+                      controller=replace(_D.controller, program_depth=8192, trace_depth=8192))
 
 
 @pytest.mark.parametrize("name", ms.TINY_SET)
