@@ -31,6 +31,8 @@ from ..config import INT8_BITS, CimConfig
 from ..gen.controller import CONTROLLER_TIMING
 from ..gen.dma import dma_command_cycles
 from ..gen.graph_engine import gbfs_cycles
+from ..gen.graph_relax import grelax_cycles
+from ..gen.graph_spmv import gspmv_cycles
 from ..gen.isa import Opcode, decode_op, lanes
 from ..gen.loader import LOAD_TIMING
 from ..gen.mac_engine import MAC_TIMING
@@ -404,6 +406,16 @@ def _gbfs_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
     return e + gbfs_cycles(args["rows"]) - 1
 
 
+def _grelax_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
+    """``GRELAX``: one cycle per arc plus the engine's pipeline (:func:`cimforge.gen.graph_relax.grelax_cycles`)."""
+    return e + grelax_cycles(args["count"]) - 1
+
+
+def _gspmv_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
+    """``GSPMV``: a constant of the configuration (:func:`cimforge.gen.graph_spmv.gspmv_cycles`)."""
+    return e + gspmv_cycles(tl.program.cfg) - 1
+
+
 def _end_retire(tl: Timeline, e: int, args, pc: int) -> int:
     return e
 
@@ -420,6 +432,8 @@ INSTR_CYCLES: dict[Opcode, Callable[[Timeline, int, dict | None, int], int]] = {
     Opcode.DMA: _dma_retire,
     Opcode.DSYNC: _dsync_retire,
     Opcode.GBFS: _gbfs_retire,
+    Opcode.GRELAX: _grelax_retire,
+    Opcode.GSPMV: _gspmv_retire,
 }
 
 

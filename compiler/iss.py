@@ -233,6 +233,36 @@ class FabricModel:
                 self.ops_per_macro[a["macro"]] += 1
         self.amem[a["dst"]] |= reached
 
+    def _grelax(self, a: dict) -> None:
+        """``GRELAX``: per arc word, ``new[v] = min(new[v], sat(old[u] + w))`` in arc order (the RTL forwards each
+        write to the next arc, so this sequential form is exact)."""
+        from ..gen.graph_relax import relax_arc_layout, relax_value_bits
+        lay, vb = relax_arc_layout(self.cfg), relax_value_bits(self.cfg)
+        inf = (1 << vb) - 1
+        for i in range(a["count"]):
+            arc = unpack_word(lay, self.amem[a["arcs"] + i] & ((1 << lay.size) - 1))
+            old = self.amem[a["old"] + arc["src"]] & inf
+            dst = a["new"] + arc["dst"]
+            self.amem[dst] = min(self.amem[dst] & inf, min(old + arc["weight"], inf))
+
+    def _gspmv(self, a: dict) -> None:
+        """``GSPMV``: per slice a MAC operation (``wb = 1``, ``ab = 8``, unsigned) of the slice's activation words
+        with the page, shift-added, added into ``y .. y + cols - 1`` (words wrap at their width)."""
+        from ..gen.graph_spmv import SPMV_SLICES, slice_words
+        rows, cols, rl = self.cfg.macro.rows, self.cfg.macro.cols, slice_words(self.cfg)
+        mac, width = self.macros[a["macro"]], LANE_BITS * self.L
+        acc = np.zeros(cols, dtype=object)
+        for s in range(SPMV_SLICES):
+            x = []
+            for k in range(rl):
+                x += self._codes(self.amem[a["x"] + s * rl + k], False)
+            y = mac.mac(np.array(x[:rows], dtype=np.int64), a["page"], wb=1, ab=8, w_signed=False, x_signed=False)
+            acc += np.array([int(v) << (8 * s) for v in y], dtype=object)
+            self.ops += 1
+            self.ops_per_macro[a["macro"]] += 1
+        for c in range(cols):
+            self.amem[a["y"] + c] = (self.amem[a["y"] + c] + int(acc[c])) % (1 << width)
+
     def _pool(self, a: dict) -> None:
         signed = bool(a["x_signed"])
         L = self.L
@@ -314,6 +344,8 @@ EXECUTORS: dict[Opcode, Callable[[FabricModel, dict | None], object]] = {
     Opcode.POOL: FabricModel._pool,
     Opcode.EW: FabricModel._ew,
     Opcode.GBFS: FabricModel._gbfs,
+    Opcode.GRELAX: FabricModel._grelax,
+    Opcode.GSPMV: FabricModel._gspmv,
     Opcode.DMA: FabricModel._dma,
     Opcode.DSYNC: FabricModel._dsync,
 }

@@ -8,7 +8,9 @@
                                                                            ├─► "pool"   ─► PoolEngine
                                                                            ├─► "ew"     ─► EwEngine
                                                                            ├─► "dma"    ─► DmaEngine (AXI4)
-                                                                           └─► "graph"  ─► GraphEngine (GBFS)
+                                                                           ├─► "graph"  ─► GraphEngine (GBFS)
+                                                                           ├─► "relax"  ─► RelaxEngine (GRELAX)
+                                                                           └─► "spmv"   ─► SpmvEngine (GSPMV)
     memories: program, activations (read ports: one per gather unit, two for the vector engines, one for the
     host), weights, per-channel parameters, tile descriptors, retired-instruction trace
 
@@ -29,6 +31,8 @@ from .axi import axi4_signature, ext_width
 from .controller import Controller
 from .dma import DmaEngine
 from .graph_engine import GraphEngine
+from .graph_relax import RelaxEngine
+from .graph_spmv import SpmvEngine
 from .engine import connect_control
 from .host import REGION_BITS, WishboneHost, padded_width, wishbone_signature
 from .isa import CSR, MAGIC, desc_layout, host_map, instr_layout, lanes, param_layout, trace_layout
@@ -42,7 +46,8 @@ __all__ = ["CimFabric", "ENGINES", "wishbone_signature", "fabric_params"]
 
 #: The fabric's engines by their :class:`~cimforge.gen.isa.InstrSpec` engine name; the fabric instantiates
 #: them in this order, which is also the priority of their activation memory writes (they never run at once).
-ENGINES = {cls.name: cls for cls in (MacEngine, PoolEngine, EwEngine, WeightLoader, DmaEngine, GraphEngine)}
+ENGINES = {cls.name: cls for cls in (MacEngine, PoolEngine, EwEngine, WeightLoader, DmaEngine, GraphEngine,
+                                     RelaxEngine, SpmvEngine)}
 
 def _read(m: Module, mem: memory.Memory, user, domain: str = "sync") -> None:
     """Attach a user's read port (an ``In(memory.ReadPort.Signature(...))`` member of an engine or the
@@ -155,15 +160,19 @@ class CimFabric(wiring.Component):
 
     @staticmethod
     def _wire_macros(m: Module, macros: list, engines: dict, mems: dict) -> None:
-        """The MAC engine's operations and results (the graph engine's BITWISE operations while it is busy: the
-        two never run at once), the loader's writes and every gather unit's ports."""
+        """The MAC engine's operations and results (the graph engines' operations while one is busy: they never
+        run at once), the loader's writes and every gather unit's ports."""
         mac_e, ld, gr = engines[MacEngine.name], engines[WeightLoader.name], engines[GraphEngine.name]
+        sp = engines[SpmvEngine.name]
         for i, mac in enumerate(macros):
-            src = [mac_e.op[i], gr.op[i]]
-            m.d.comb += [mac.op.valid.eq(Mux(gr.busy, src[1].valid, src[0].valid)),
-                         mac.op.payload.eq(Mux(gr.busy, src[1].payload.as_value(), src[0].payload.as_value())),
-                         src[0].ready.eq(mac.op.ready), src[1].ready.eq(mac.op.ready),
-                         gr.res_valid[i].eq(mac.res_valid), gr.res_total[i].eq(mac.res_total)]
+            valid, payload = mac_e.op[i].valid, mac_e.op[i].payload.as_value()
+            for e in (sp, gr):
+                valid, payload = Mux(e.busy, e.op[i].valid, valid), Mux(e.busy, e.op[i].payload.as_value(), payload)
+            m.d.comb += [mac.op.valid.eq(valid), mac.op.payload.eq(payload),
+                         mac_e.op[i].ready.eq(mac.op.ready), gr.op[i].ready.eq(mac.op.ready),
+                         sp.op[i].ready.eq(mac.op.ready),
+                         gr.res_valid[i].eq(mac.res_valid), gr.res_total[i].eq(mac.res_total),
+                         sp.res_valid[i].eq(mac.res_valid), sp.res_y[i].eq(mac.res_y)]
             m.d.comb += [mac_e.res_valid[i].eq(mac.res_valid), mac_e.res_y[i].eq(mac.res_y),
                          mac.mem_we.eq(ld.mem_we[i]), mac.mem_page.eq(ld.mem_page), mac.mem_row.eq(ld.mem_row),
                          mac.mem_wdata.eq(ld.mem_wdata)]
@@ -173,12 +182,15 @@ class CimFabric(wiring.Component):
 
     @staticmethod
     def _wire_vector(m: Module, engines: dict, mems: dict) -> None:
-        """The vector engines and the graph engine share two activation read ports (GBFS's frontier, POOL's, EW's
-        operand a; GBFS's next frontier, EW's operand b) and the weight loader reads the weight memory."""
+        """The vector engines and the graph engines share two activation read ports (GBFS's frontier, GRELAX's
+        old values, GSPMV's words, POOL's, EW's operand a; GBFS's next frontier, GRELAX's new values, EW's operand b; GRELAX
+        reads its arc words through a third port of its own) and the weight loader reads the weight memory."""
         pool_e, ew_e, gr = engines[PoolEngine.name], engines[EwEngine.name], engines[GraphEngine.name]
-        _shared_read(m, mems["amem"], [(gr.busy, gr.src_rd), (pool_e.busy, pool_e.act_rd),
-                                       (ew_e.busy, ew_e.a_rd)])
-        _shared_read(m, mems["amem"], [(gr.busy, gr.dst_rd), (ew_e.busy, ew_e.b_rd)])
+        rx, sp = engines[RelaxEngine.name], engines[SpmvEngine.name]
+        _shared_read(m, mems["amem"], [(gr.busy, gr.src_rd), (rx.busy, rx.old_rd), (sp.busy, sp.rd),
+                                       (pool_e.busy, pool_e.act_rd), (ew_e.busy, ew_e.a_rd)])
+        _shared_read(m, mems["amem"], [(gr.busy, gr.dst_rd), (rx.busy, rx.new_rd), (ew_e.busy, ew_e.b_rd)])
+        _read(m, mems["amem"], rx.arc_rd)
         _read(m, mems["wmem"], engines[WeightLoader.name].w_rd)
 
     def _wire_control(self, m: Module, ctrl: Controller, host: WishboneHost, macros: list, engines: dict,

@@ -32,7 +32,7 @@ from ..bits import ceil_log2, index_bits
 from ..config import INT8_BITS, CimConfig
 
 __all__ = ["Opcode", "PoolMode", "InstrSpec", "INSTRUCTIONS", "instr_spec", "lanes", "addr_width", "instr_layout",
-           "mac_layout", "pool_layout", "ew_layout", "load_layout", "dma_layout", "gbfs_layout", "desc_layout",
+           "mac_layout", "pool_layout", "ew_layout", "load_layout", "dma_layout", "gbfs_layout", "grelax_layout", "gspmv_layout", "desc_layout",
            "role_layout",
            "param_layout", "trace_layout", "status_layout", "encode", "decode_op", "pack_word", "unpack_word",
            "LANE_BITS", "pack_lanes", "unpack_lanes", "pack_lanes_array", "unpack_lanes_array", "host_map",
@@ -54,6 +54,8 @@ class Opcode(enum.Enum, shape=unsigned(4)):
     DMA = 6
     DSYNC = 7
     GBFS = 8
+    GRELAX = 9
+    GSPMV = 10
 
 
 class PoolMode(enum.Enum, shape=unsigned(1)):
@@ -289,6 +291,35 @@ def gbfs_layout(cfg: CimConfig) -> data.StructLayout:
 
 
 @_documented
+def grelax_layout(cfg: CimConfig) -> data.StructLayout:
+    """Arguments of ``GRELAX``: for each of ``count`` arc words from ``arcs`` (source ``u``, destination ``v``,
+    weight ``w``), ``amem[new + v] = min(amem[new + v], sat(amem[old + u] + w))``, one arc per cycle
+    (:mod:`cimforge.gen.graph_relax`, docs/graph.md)."""
+    aw = addr_width(cfg)
+    return [
+        ("arcs", unsigned(aw), "activation word of the block's first arc"),
+        ("count", unsigned(aw + 1), "arcs to relax"),
+        ("old", unsigned(aw), "activation word of vertex 0's value of the previous round (read only)"),
+        ("new", unsigned(aw), "activation word of vertex 0's value of this round (read, minimum written)"),
+    ]
+
+
+@_documented
+def gspmv_layout(cfg: CimConfig) -> data.StructLayout:
+    """Arguments of ``GSPMV``: the block in ``page`` of ``macro`` (row = source, bit column = destination)
+    times the sources' contributions, four unsigned 8-bit slices from activation word ``x`` on (one MAC
+    operation each, ``wb = 1``, ``ab = 8``), shift-added and added into the words ``y .. y + cols - 1``
+    (:mod:`cimforge.gen.graph_spmv`, docs/graph.md)."""
+    aw = addr_width(cfg)
+    return [
+        ("macro", unsigned(index_bits(cfg.fabric.n_macros)), "the macro holding the block"),
+        ("page", unsigned(cfg.macro.page_width), "its page"),
+        ("x", unsigned(aw), "activation word of the first slice word of the block's source contributions"),
+        ("y", unsigned(aw), "activation word of the block's first destination sum (one per word)"),
+    ]
+
+
+@_documented
 def dma_layout(cfg: CimConfig) -> data.StructLayout:
     """Arguments of ``DMA``: move a 2-D tile of ``rows`` rows of ``len`` words between the external memory and
     an on-chip memory, row ``r`` word ``i`` at external word ``ext + r*ext_stride + i`` and on-chip word
@@ -355,6 +386,12 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
     InstrSpec(Opcode.GBFS, "GBFS", gbfs_layout, "graph",
               "BFS frontier expansion over one adjacency block: a BITWISE AND of the frontier word with each "
               "selected row of a macro page, reached destinations OR-ed into an activation word (docs/graph.md)."),
+    InstrSpec(Opcode.GRELAX, "GRELAX", grelax_layout, "relax",
+              "Bellman-Ford / label-propagation relaxation over one block's arcs: per arc, the minimum of the "
+              "destination's value and the source's previous value plus the weight (docs/graph.md)."),
+    InstrSpec(Opcode.GSPMV, "GSPMV", gspmv_layout, "spmv",
+              "PageRank's SpMV over one adjacency block in the macros' MAC mode: four 8-bit slices of the "
+              "sources' contributions times one-bit weights, shift-added into the destinations' sums (docs/graph.md)."),
 )
 
 _BY_OP = {spec.op.value: spec for spec in INSTRUCTIONS}

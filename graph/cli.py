@@ -158,7 +158,7 @@ def _energy_pj(plan, run) -> float:
 
 
 #: The algorithms each ``--rtl`` choice runs.
-RTL_ALGORITHMS = {"verilator": ("bfs",), "engine": ("bfs",)}
+RTL_ALGORITHMS = {"verilator": ("bfs", "sssp", "cc", "pagerank"), "engine": ("bfs",)}
 
 
 def analyse(algo: str, graph, cfg, source=None, block_order=None, rtl: str | None = None, cpu: bool = True) -> dict:

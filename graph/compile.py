@@ -11,15 +11,17 @@ Per processed block the round program has one block instruction (docs/graph.md s
   visited yet (the visited mask), back to back one per cycle; a destination is reached when the popcount is
   non-zero; the reached bits are OR-ed into the destination segment's next-frontier word (activation word
   ``grid[1] + dest segment``; the frontier of source segment ``j`` is word ``j``).
-* ``GSPMV`` (PageRank, the MAC mode at one-bit weights): :data:`~cimforge.graph.golden.SLICES` unsigned 8-bit
-  operations of the block's contributions, shift-added per destination lane.
-* ``GRELAX`` (SSSP, CC): one arc per cycle, ``min(d[v], d[u] + w)`` (CC: ``w = 0``).
+* ``GSPMV`` (PageRank, the MAC mode at one-bit weights; :mod:`cimforge.gen.graph_spmv`):
+  :data:`~cimforge.graph.golden.SLICES` unsigned 8-bit operations of the block's contributions, shift-added per
+  destination lane and added into the destinations' sums (:func:`spmv_layout`).
+* ``GRELAX`` (SSSP, CC; :mod:`cimforge.gen.graph_relax`): one arc per cycle, ``new[v] = min(new[v], old[u] +
+  w)`` (CC: ``w = 0``), the arcs as activation words (:func:`relax_layout`).
 
 Blocks are resident (loaded once by a prologue of ``LOAD``s and a ``SYNC``) when they fit the pages of all
 macros, else streamed through a ring of pages: each block's ``LOAD`` is queued before the previous block's
 instruction and a ``SYNC`` precedes each block instruction. Cycles follow the controller and loader rules of
 :mod:`cimforge.compiler.cost` (the same ``INSTR_CYCLES`` entries for ``LOAD``, ``SYNC``, ``END``) and the
-block instructions' rules below (:data:`BLOCK_TIMING`).
+block instructions' entries there (their engines' timing, measured on the RTL).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from ..config import CimConfig
 from ..errors import UserError
 from ..gen.controller import CONTROLLER_TIMING
 from ..gen.graph_engine import GBFS_TIMING, gbfs_cycles, gbfs_fields
+from ..gen.graph_relax import RELAX_VALUE_BITS, relax_arc_layout, relax_value_bits
+from ..gen.graph_spmv import SPMV_AB, SPMV_SLICES, slice_words
+from ..gen.isa import LANE_BITS, lanes
 from ..gen.isa import Opcode
 from . import golden
 from .io import GraphData
@@ -50,16 +55,13 @@ class BlockTiming:
     """Cycles of the block instructions, EXEC to done inclusive: ``per_item`` per row operation, macro
     operation or arc, plus ``extra``.
 
-    ``GBFS`` is the graph engine's (:data:`cimforge.gen.graph_engine.GBFS_TIMING`, measured on its RTL);
-    ``GSPMV`` and ``GRELAX`` are the cycle rules of engines not built yet (docs/graph.md section 6): a MAC
-    operation of ``ab = 8`` cycles per slice plus the macro latency, the result register and the write; one arc
-    per cycle through a read, add-min and write pipeline.
+    Every block instruction is an instruction of the ISA whose cycles are
+    :data:`cimforge.compiler.cost.INSTR_CYCLES`'s (its engine's timing, measured on the RTL); these are what
+    the utilisation counts: a BITWISE operation 1 compute cycle, a MAC operation ``ab = 8``.
     """
 
     gbfs_extra: int = GBFS_TIMING.extra
-    gspmv_per_op: int = 8
-    gspmv_extra: int = 4
-    grelax_extra: int = 4
+    gspmv_per_op: int = SPMV_AB
 
 
 BLOCK_TIMING = BlockTiming()
@@ -110,12 +112,88 @@ def compile_graph(graph: GraphData, algo: str, cfg: CimConfig, block_order: str 
     name = block_order or best
     blocks = order(t, name)
     n_mac, pages = cfg.fabric.n_macros, m.pages
+    if algo in RELAX:
+        _check_relax(graph, algo, cfg)
+        # arc words after the two value arrays; resident when every block's arcs fit at once
+        counts = [len(b.arcs) for b in blocks]
+        resident = 2 * graph.n + sum(counts) <= cfg.fabric.act_depth
+        place = list(2 * graph.n + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)) if counts else []
+        return GraphPlan(cfg, algo, t, blocks, name, figures, resident, [int(p) for p in place])
+    if algo == "pagerank":
+        _check_spmv(graph, cfg, t)
     resident = len(blocks) <= n_mac * pages
     if resident:
         place = [(i % n_mac, i // n_mac) for i in range(len(blocks))]
     else:  # a ring: block k in slot k mod (macros * pages)
         place = [(i % n_mac, (i // n_mac) % pages) for i in range(len(blocks))]
     return GraphPlan(cfg, algo, t, blocks, name, figures, resident, place)
+
+
+#: The algorithms whose blocks run on the relaxation engine (``GRELAX``): no pages, arcs in activation words.
+RELAX = ("sssp", "cc")
+
+
+def relax_layout(cfg: CimConfig, n: int) -> dict:
+    """Where a relaxation round keeps its words: ``old`` values at 0, ``new`` at ``n``, arcs from ``2n``."""
+    return {"old": 0, "new": n, "arcs": 2 * n}
+
+
+def _check_relax(graph: GraphData, algo: str, cfg: CimConfig) -> None:
+    """SSSP and CC need 32-bit values and a whole arc per activation word, both value arrays in the activation
+    memory and (SSSP) every weight in the arc word's weight field."""
+    word = LANE_BITS * lanes(cfg)
+    lay = relax_arc_layout(cfg)
+    need = 2 * lay["src"].shape.width + RELAX_VALUE_BITS
+    if relax_value_bits(cfg) < RELAX_VALUE_BITS or need > word:
+        raise UserError(f"{algo} on '{cfg.name}': its {word}-bit activation words hold no GRELAX arc (needs "
+                        f"{need} bits: two vertex indices and a {RELAX_VALUE_BITS}-bit weight); allowed: a "
+                        f"configuration with lanes >= {-(-need // LANE_BITS)} (presets default, isscc22)")
+    if 2 * graph.n + 1 > cfg.fabric.act_depth:
+        raise UserError(f"{algo}: {graph.n} vertices need {2 * graph.n} activation words for their values, "
+                        f"fabric.act_depth is {cfg.fabric.act_depth} (allowed: at most "
+                        f"{(cfg.fabric.act_depth - 1) // 2} vertices)")
+    wmax = (1 << lay["weight"].shape.width) - 1
+    if algo == "sssp" and graph.arcs and int(graph.weight.max()) > wmax:
+        i = int(np.argmax(graph.weight))
+        raise UserError(f"sssp: edge ({graph.ids[graph.src[i]]!r}, {graph.ids[graph.dst[i]]!r}) weight "
+                        f"{int(graph.weight[i])} does not fit the {lay['weight'].shape.width}-bit arc weight "
+                        f"(allowed 0..{wmax})")
+
+
+def spmv_layout(cfg: CimConfig, tiling: Tiling) -> dict:
+    """Where a PageRank iteration keeps its words: the contributions' slice words from 0 (source segment ``j``
+    from ``j * SLICES * slice_words``), the destinations' sums from ``y`` (vertex ``v`` at ``y + v``)."""
+    x_words = tiling.grid[0] * SPMV_SLICES * slice_words(cfg)
+    return {"x": 0, "y": x_words, "words": x_words + tiling.grid[1] * tiling.cols}
+
+
+def _check_spmv(graph: GraphData, cfg: CimConfig, t: Tiling) -> None:
+    """PageRank needs 8-bit activation slices, sums of up to 40 bits in an activation word, and its words in the
+    activation memory."""
+    word = LANE_BITS * lanes(cfg)
+    if cfg.macro.max_ab < SPMV_AB or word < 40:
+        raise UserError(f"pagerank on '{cfg.name}': needs macro.max_ab >= {SPMV_AB} and activation words of at "
+                        f"least 40 bits (has max_ab {cfg.macro.max_ab}, {word}-bit words); allowed: a "
+                        f"configuration with lanes >= 5 (presets default, isscc22)")
+    need = spmv_layout(cfg, t)["words"]
+    if need > cfg.fabric.act_depth:
+        raise UserError(f"pagerank: {graph.n} vertices need {need} activation words (contribution slices and "
+                        f"sums), fabric.act_depth is {cfg.fabric.act_depth}")
+
+
+def _spmv_args(plan: "GraphPlan", idx: int) -> dict:
+    """A block's ``GSPMV`` arguments (macro and page: its place; a ring moves them)."""
+    t, b = plan.tiling, plan.blocks[idx]
+    lay = spmv_layout(plan.cfg, t)
+    mac, page = plan.place[idx]
+    return {"macro": mac, "page": page, "x": lay["x"] + t.source_index(b) * SPMV_SLICES * slice_words(plan.cfg),
+            "y": lay["y"] + t.dest_segment(b)[0]}
+
+
+def _relax_args(plan: "GraphPlan", idx: int) -> dict:
+    """A block's ``GRELAX`` arguments with its resident arc words (a streamed run moves ``arcs``)."""
+    lay = relax_layout(plan.cfg, plan.graph.n)
+    return {"arcs": plan.place[idx], "count": len(plan.blocks[idx].arcs), "old": lay["old"], "new": lay["new"]}
 
 
 @dataclass
@@ -160,15 +238,6 @@ def _block_arcs(plan: GraphPlan, b):
     return s_lo + src_local, d_lo + dst_local, w
 
 
-def _instr_cycles(kind: str, args: dict) -> int:
-    bt = BLOCK_TIMING
-    if kind == "GBFS":
-        return gbfs_cycles(args["rows"])
-    if kind == "GSPMV":
-        return golden.SLICES * bt.gspmv_per_op + bt.gspmv_extra
-    return args["arcs"] + bt.grelax_extra
-
-
 def round_cycles(plan: GraphPlan, program: list) -> int:
     """Cycles of one round's program, from its first fetch to the last ``END``'s retire inclusive, by the
     controller's rules and the ``LOAD``/``SYNC``/``END`` rules of :data:`cimforge.compiler.cost.INSTR_CYCLES`.
@@ -182,10 +251,7 @@ def round_cycles(plan: GraphPlan, program: list) -> int:
             e = t + overhead
             # loads popped and finished by now cannot delay this instruction: kept out, the queue stays short
             tl.queue = [q for q in tl.queue if q[0] > e or q[1] > e]
-            if kind in Opcode.__members__:
-                done = INSTR_CYCLES[Opcode[kind]](tl, e, args, 0)
-            else:
-                done = e + _instr_cycles(kind, args) - 1
+            done = INSTR_CYCLES[Opcode[kind]](tl, e, args, 0)
             t = done + 1
             overhead = CONTROLLER_TIMING.prefetched if done > e else CONTROLLER_TIMING.short
         total += done + 1
@@ -225,7 +291,21 @@ def _program(plan: GraphPlan, items: list) -> list:
     weight memory does."""
     blocks_cap, instr_cap = run_capacity(plan.cfg)
     prog = []
-    if plan.resident:
+    if plan.algo in RELAX and not plan.resident:
+        # runs of as many blocks as the activation memory holds arcs beside the values, arcs from 2n on
+        # (a block with more arcs than that is relaxed in pieces: ``first`` is the piece's first arc)
+        room = plan.cfg.fabric.act_depth - 2 * plan.graph.n
+        run, used = [], 0
+        for k, kind, args in items:
+            for first in range(0, max(1, args["count"]), room):
+                count = min(room, args["count"] - first)
+                if run and (used + count > room or len(run) + 1 >= instr_cap):
+                    prog += run + [("END", None)]
+                    run, used = [], 0
+                run.append((kind, {**args, "arcs": 2 * plan.graph.n + used, "count": count, "first": first}))
+                used += count
+        return prog + run + [("END", None)]
+    if plan.resident or plan.algo in RELAX:
         per = instr_cap - 1
         for lo in range(0, len(items), per):
             prog += [(kind, args) for _, kind, args in items[lo:lo + per]] + [("END", None)]
@@ -249,8 +329,9 @@ def _program(plan: GraphPlan, items: list) -> list:
 
 
 def _prologue(plan: GraphPlan) -> list:
-    """Resident blocks: their ``LOAD``s and a ``SYNC``, in runs of as many blocks as the weight memory holds."""
-    if not plan.resident or not plan.blocks:
+    """Resident blocks: their ``LOAD``s and a ``SYNC``, in runs of as many blocks as the weight memory holds
+    (the relaxation engine's arcs are activation words: no prologue)."""
+    if not plan.resident or not plan.blocks or plan.algo in RELAX:
         return []
     blocks_cap, _ = run_capacity(plan.cfg)
     prog = []
@@ -369,9 +450,10 @@ def _relax_rounds(plan, pages, source, stats, programs, cycles, **_):
         values = np.arange(g.n, dtype=np.int64)
         changed = np.ones(g.n, dtype=bool)
     arcs = [_block_arcs(plan, b) for b in plan.blocks]
-    active_log = []
+    active_log, states = [], []
     while True:
         active_log.append(changed.copy())
+        states.append(values)
         new = values.copy()
         items = []
         for idx, b in enumerate(plan.blocks):
@@ -380,7 +462,7 @@ def _relax_rounds(plan, pages, source, stats, programs, cycles, **_):
                 continue
             s, d, w = arcs[idx]
             np.minimum.at(new, d, np.minimum(values[s] + w, golden.INF))
-            items.append((idx, "GRELAX", {"arcs": len(s), "block": idx}))
+            items.append((idx, "GRELAX", {**_relax_args(plan, idx), "block": idx}))
             stats["processed"] += 1
             stats["arcs"] += len(s)
         prog = _program(plan, items)
@@ -389,7 +471,7 @@ def _relax_rounds(plan, pages, source, stats, programs, cycles, **_):
         changed = new != values
         values = new
         if not changed.any():
-            return golden.GraphResult(algo, values, len(active_log), active_log)
+            return golden.GraphResult(algo, values, len(active_log), active_log, states)
 
 
 def _pagerank_rounds(plan, pages, source, stats, programs, cycles, *, alpha, tol, max_iter):
@@ -399,9 +481,10 @@ def _pagerank_rounds(plan, pages, source, stats, programs, cycles, *, alpha, tol
     outdeg = g.out_degree()
     rank = np.full(n, (1 << golden.FRAC_BITS) // n, dtype=np.int64)
     limit = golden.pagerank_limit(n, tol)
-    active_log = []
+    active_log, states = [], []
     for _ in range(max_iter):
         active_log.append(np.ones(n, dtype=bool))
+        states.append(rank)
         c = golden.contributions(rank, outdeg)
         y = np.zeros(n, dtype=np.int64)
         items = []
@@ -415,7 +498,7 @@ def _pagerank_rounds(plan, pages, source, stats, programs, cycles, *, alpha, tol
             for sl in range(golden.SLICES):  # unsigned 8-bit slices, MAC mode, one-bit weights
                 acc += ((x >> (8 * sl)) & 0xFF) @ w << (8 * sl)
             y[d_lo:d_hi] += acc[:d_hi - d_lo]
-            items.append((idx, "GSPMV", {"block": idx}))
+            items.append((idx, "GSPMV", {**_spmv_args(plan, idx), "block": idx}))
             stats["processed"] += 1
             stats["ops"] += golden.SLICES
         prog = _program(plan, items)
@@ -426,7 +509,7 @@ def _pagerank_rounds(plan, pages, source, stats, programs, cycles, *, alpha, tol
         rank = new
         if err < limit:
             break
-    return golden.GraphResult("pagerank", rank, len(active_log), active_log)
+    return golden.GraphResult("pagerank", rank, len(active_log), active_log, states)
 
 
 def _programs_from_golden(plan: GraphPlan, source, *, alpha, tol, max_iter) -> GraphRun:
@@ -471,11 +554,11 @@ def _programs_from_golden(plan: GraphPlan, source, *, alpha, tol, max_iter) -> G
                                           "block": int(i)}))
             stats["ops"] += int(take.sum())
         elif algo == "pagerank":
-            items = [(i, "GSPMV", {"block": i}) for i in range(nb)]
+            items = [(i, "GSPMV", {**_spmv_args(plan, i), "block": i}) for i in range(nb)]
             stats["ops"] += golden.SLICES * nb
         else:
             for i in np.flatnonzero(seg_on):
-                items.append((i, "GRELAX", {"arcs": int(narcs[i]), "block": int(i)}))
+                items.append((i, "GRELAX", {**_relax_args(plan, int(i)), "block": int(i)}))
             stats["arcs"] += int(narcs[seg_on].sum())
         stats["processed"] += len(items)
         stats["inactive"] += nb - len(items)

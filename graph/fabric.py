@@ -26,10 +26,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..gen.isa import Opcode, encode, instr_spec
-from .compile import GraphPlan, GraphRun, split_runs
+from ..gen.isa import Opcode, encode, instr_spec, lanes, pack_lanes_array
+from ..gen.graph_relax import relax_arc_layout, relax_value_bits
+from ..gen.graph_spmv import SPMV_SLICES, slice_words
+from .compile import RELAX, GraphPlan, GraphRun, _block_arcs, relax_layout, spmv_layout, split_runs
 
-__all__ = ["GraphProgram", "fabric_programs", "run_on_fabric", "words_of_bits", "bits_of_words"]
+__all__ = ["GraphProgram", "fabric_programs", "run_on_fabric", "arc_words", "words_of_bits", "bits_of_words"]
 
 
 def words_of_bits(bits: np.ndarray, width: int) -> list[int]:
@@ -128,70 +130,171 @@ def _bfs_io(plan: GraphPlan, frontier: np.ndarray) -> tuple[dict, list]:
     return writes, [(n_src, n_dst)]
 
 
+def _relax_io(plan: GraphPlan, values: np.ndarray) -> tuple[dict, list]:
+    """A relaxation round's vectors: ``old`` and ``new`` both the values before the round, ``new`` read back."""
+    lay = relax_layout(plan.cfg, plan.graph.n)
+    vals = [int(v) for v in values]
+    writes = {lay["old"] + i: v for i, v in enumerate(vals)}
+    writes.update({lay["new"] + i: v for i, v in enumerate(vals)})
+    return writes, [(lay["new"], plan.graph.n)]
+
+
+def _spmv_io(plan: GraphPlan, rank: np.ndarray) -> tuple[dict, list]:
+    """A PageRank iteration's vectors: the contributions ``round(r[u] / outdeg[u])`` as slice words
+    (:func:`cimforge.graph.compile.spmv_layout`) and the cleared sums, read back."""
+    from . import golden
+    cfg, t = plan.cfg, plan.tiling
+    lay = spmv_layout(cfg, t)
+    L, rl, rows = lanes(cfg), slice_words(cfg), cfg.macro.rows
+    c = np.zeros(t.grid[0] * rows, dtype=np.int64)
+    c[:plan.graph.n] = golden.contributions(rank, plan.graph.out_degree())
+    seg = c.reshape(t.grid[0], rows)
+    words = []
+    for j in range(t.grid[0]):
+        for s in range(SPMV_SLICES):
+            b = np.zeros(rl * L, dtype=np.int64)
+            b[:rows] = (seg[j] >> (8 * s)) & 0xFF
+            words += [int(w) for w in pack_lanes_array(b.reshape(rl, L))]
+    writes = {lay["x"] + i: w for i, w in enumerate(words)}
+    ny = t.grid[1] * t.cols
+    writes.update({lay["y"] + i: 0 for i in range(ny)})
+    return writes, [(lay["y"], ny)]
+
+
+def arc_words(plan: GraphPlan, block: int) -> list[int]:
+    """The arc words of a block (:func:`cimforge.gen.graph_relax.relax_arc_layout`: source, destination,
+    weight; CC: weight 0), in the block's arc order."""
+    lay = relax_arc_layout(plan.cfg)
+    s, d, w = _block_arcs(plan, plan.blocks[block])
+    f = {name: lay[name] for name in ("src", "dst", "weight")}
+    word = (s.astype(np.uint64) << np.uint64(f["src"].offset)) | (d.astype(np.uint64) << np.uint64(f["dst"].offset)) \
+        | (w.astype(np.uint64) << np.uint64(f["weight"].offset))
+    return [int(x) for x in word]
+
+
 def fabric_programs(plan: GraphPlan, run: GraphRun) -> list[GraphProgram]:
     """Every run of ``run``'s programs (prologue first) as :class:`GraphProgram` s, with each round's vectors
-    from the golden rounds ``run.result.active`` (module docstring)."""
-    if plan.algo != "bfs":
-        raise NotImplementedError(f"{plan.algo} does not run on the fabric's RTL yet")
+    from the golden rounds (module docstring) and, for ``GRELAX``, the arc words the run reads (written once
+    when every block's arcs stay in place, else before each run)."""
     first_round = len(run.programs) - run.result.rounds
     out = []
+    held: dict[int, tuple] = {}  # arc word address -> (block, first arc) the activation memory holds there
     for p, prog in enumerate(run.programs):
         rnd = p - first_round
         runs = [_run_program(plan, r, rnd) for r in split_runs(prog)]
         if rnd >= 0:
-            runs[0].writes, runs[-1].reads = _bfs_io(plan, run.result.active[rnd])
+            if plan.algo == "bfs":
+                runs[0].writes, runs[-1].reads = _bfs_io(plan, run.result.active[rnd])
+            elif plan.algo == "pagerank":
+                runs[0].writes, runs[-1].reads = _spmv_io(plan, run.result.states[rnd])
+            else:
+                runs[0].writes, runs[-1].reads = _relax_io(plan, run.result.states[rnd])
+        if plan.algo in RELAX:
+            for gp, r in zip(runs, split_runs(prog)):
+                for kind, args in r:
+                    key = (args["block"], args.get("first", 0)) if kind == "GRELAX" else None
+                    if key is not None and held.get(args["arcs"]) != key:
+                        words = arc_words(plan, args["block"])[key[1]:key[1] + args["count"]]
+                        gp.writes.update({args["arcs"] + i: w for i, w in enumerate(words)})
+                        held[args["arcs"]] = key
         out += runs
     return out
 
 
-def run_on_fabric(plan: GraphPlan, run: GraphRun, *, sim: str = "verilator") -> dict:
-    """Run ``run``'s programs on the fabric's RTL and check them (module docstring).
+def _execute(plan: GraphPlan, progs: list, sim: str) -> list:
+    """Per run: (words read, cycles, retire stamps); the ISS (``sim="iss"``) has no clock: its cycles and
+    stamps are None."""
+    if sim == "iss":
+        from ..compiler.iss import FabricModel
+        model = FabricModel(plan.cfg)  # memories and pages persist between runs, as on the RTL
+        out = []
+        for p in progs:
+            model.load_program(p)
+            model.write_words(p.writes)
+            model.run()
+            out.append(({b + i: model.amem[b + i] for b, c in p.reads for i in range(c)}, None, None))
+        return out
+    from ..sim.fabric_runner import run_programs
+    items = [(p, {"round": np.zeros((1, 1), dtype=np.int64)}) for p in progs]
+    fab = run_programs(plan.cfg, items, sim=sim)
+    return [(rr.words, rr.cycles, [e["cycle"] for e in rr.trace]) for rr in fab.runs]
+
+
+def run_on_fabric(plan: GraphPlan, run: GraphRun, *, sim: str = "verilator", alpha: float = 0.85) -> dict:
+    """Run ``run``'s programs on the fabric's RTL (``sim``: ``"verilator"``, ``"icarus"``) or on the
+    instruction-set model (``"iss"``, no cycles) and check them (module docstring).
 
     Returns
     -------
     dict
-        ``values`` (the result as read from the RTL), ``bit_exact`` (every round's words equal the golden
+        ``values`` (the result as read from the fabric), ``bit_exact`` (every round's words equal the golden
         state), ``first_difference`` (None or where the first round differs), ``measured`` and ``predicted``
         cycles (sums over runs), ``stamps_equal`` (every instruction's retire stamp predicted), ``runs``,
-        ``instructions`` and the simulator's wall time ``wall``.
+        ``instructions``, ``sim``.
     """
     from ..compiler.cost import program_timing
-    from ..sim.fabric_runner import run_programs
     progs = fabric_programs(plan, run)
-    items = [(p, {"round": np.zeros((1, 1), dtype=np.int64)}) for p in progs]
-    fab = run_programs(plan.cfg, items, sim=sim)
-    g, t = plan.graph, plan.tiling
-    out = {"measured": 0, "predicted": 0, "stamps_equal": True, "runs": len(progs),
-           "instructions": sum(len(p.code) for p in progs), "first_difference": None,
-           "wall": fab.run_wall + fab.load_wall}
-    level = np.full(g.n, -1, dtype=np.int64)
-    source = np.flatnonzero(run.result.active[0])
-    level[source] = 0
+    results = _execute(plan, progs, sim)
+    g = plan.graph
+    out = {"measured": 0, "predicted": 0, "stamps_equal": True, "runs": len(progs), "sim": sim,
+           "instructions": sum(len(p.code) for p in progs), "first_difference": None}
+    bfs = plan.algo == "bfs"
+    values = np.full(g.n, -1, dtype=np.int64) if bfs else run.result.states[0].copy()
+    if bfs:
+        values[run.result.active[0]] = 0
     rows = plan.cfg.macro.rows
-    for p, rr in zip(progs, fab.runs):
+    vmask = (1 << relax_value_bits(plan.cfg)) - 1
+
+    def differ(text):
+        if out["first_difference"] is None:
+            out["first_difference"] = text
+
+    for p, (words, cycles, trace) in zip(progs, results):
         stamps = program_timing(p)
-        out["measured"] += rr.cycles
         out["predicted"] += stamps[-1] + 1
-        if [e["cycle"] for e in rr.trace] != stamps and out["stamps_equal"]:
-            out["stamps_equal"] = False
-            out["first_stamp_difference"] = next(
-                (p.describe(i), e["cycle"], s) for i, (e, s) in enumerate(zip(rr.trace, stamps)) if e["cycle"] != s) \
-                if len(rr.trace) == len(stamps) else (f"{len(rr.trace)} trace entries, {len(stamps)} predicted",)
-        if p.round >= 0 and p.reads:
-            base, count = p.reads[0]
-            words = [rr.words[base + i] for i in range(count)]
-            k = p.round
-            if any(w >> rows for w in words) and out["first_difference"] is None:
-                out["first_difference"] = f"round {k}: next-frontier words with bits above row {rows - 1}: " + \
-                    ", ".join(hex(w) for w in words if w >> rows)
-            got = bits_of_words([w & ((1 << rows) - 1) for w in words], rows)[:g.n].astype(bool)
-            want = run.result.active[k + 1] if k + 1 < run.result.rounds else np.zeros(g.n, dtype=bool)
-            if not np.array_equal(got, want) and out["first_difference"] is None:
+        if cycles is not None:
+            out["measured"] += cycles
+            if trace != stamps and out["stamps_equal"]:
+                out["stamps_equal"] = False
+                out["first_stamp_difference"] = next(
+                    (p.describe(i), t, s) for i, (t, s) in enumerate(zip(trace, stamps)) if t != s) \
+                    if len(trace) == len(stamps) else (f"{len(trace)} trace entries, {len(stamps)} predicted",)
+        if p.round < 0 or not p.reads:
+            continue
+        base, count = p.reads[0]
+        got_words = [words[base + i] for i in range(count)]
+        k, last = p.round, p.round + 1 == run.result.rounds
+        if bfs:
+            if any(w >> rows for w in got_words):
+                differ(f"round {k}: next-frontier words with bits above row {rows - 1}: "
+                       + ", ".join(hex(w) for w in got_words if w >> rows))
+            got = bits_of_words([w & ((1 << rows) - 1) for w in got_words], rows)[:g.n].astype(bool)
+            want = np.zeros(g.n, dtype=bool) if last else run.result.active[k + 1]
+            values[got & (values < 0)] = k + 1
+        elif plan.algo == "pagerank":  # the sums, then the host's update from the fabric's sums
+            from . import golden
+            outdeg = g.out_degree()
+            state = run.result.states[k]
+            got = np.array(got_words[:g.n], dtype=np.int64)
+            want = golden.spmv(g, golden.contributions(state, outdeg))
+            if not np.array_equal(got, want):
                 v = int(np.flatnonzero(got != want)[0])
-                out["first_difference"] = (f"round {k}: vertex {g.ids[v]!r} reached {bool(got[v])} on the RTL, "
-                                           f"{bool(want[v])} in the golden model")
-            level[got & (level < 0)] = k + 1
-    out["values"] = level
-    out["bit_exact"] = out["first_difference"] is None and bool(np.array_equal(level, run.result.values))
-    out["model_cycles"] = run.cycles
+                differ(f"round {k}: vertex {g.ids[v]!r}: sum {got[v]} on the fabric, {want[v]} in the golden model")
+            got = golden.pagerank_update(got, state, outdeg, alpha)
+            want = run.result.values if last else run.result.states[k + 1]
+            values = got
+        else:
+            if any(w & ~vmask for w in got_words):
+                differ(f"round {k}: value words with bits above bit {vmask.bit_length() - 1}")
+            got = np.array([w & vmask for w in got_words], dtype=np.int64)
+            want = run.result.values if last else run.result.states[k + 1]
+            values = got
+        if not np.array_equal(got, want):
+            v = int(np.flatnonzero(got != want)[0])
+            differ(f"round {k}: vertex {g.ids[v]!r}: {got[v]} on the fabric, {want[v]} in the golden model")
+    out["values"] = values
+    out["bit_exact"] = out["first_difference"] is None and bool(np.array_equal(values, run.result.values))
+    if sim == "iss":
+        out["measured"] = None
+        out["stamps_equal"] = None
     return out

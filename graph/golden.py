@@ -61,12 +61,15 @@ class GraphResult:
         Per round, the vertices whose values are read that round (BFS: the frontier, SSSP/CC: the vertices that
         changed in the previous round; PageRank: all), as bool arrays: a round only reads blocks whose source
         range holds an active vertex.
+    states : list or None
+        SSSP, CC, PageRank: per round, the values before it (the fabric's rounds are checked against them one by one).
     """
 
     algo: str
     values: np.ndarray
     rounds: int
     active: list
+    states: list | None = None
 
     def floats(self) -> np.ndarray:
         """PageRank ranks as floats (other algorithms: the values)."""
@@ -124,9 +127,10 @@ def _min_rounds(graph: GraphData, values: np.ndarray, weights: np.ndarray | None
     if algo == "cc" and graph.directed:
         src, dst = np.concatenate([graph.src, graph.dst]), np.concatenate([graph.dst, graph.src])
     changed = values != INF if weights is not None else np.ones(graph.n, dtype=bool)
-    active = []
+    active, states = [], []
     while True:
         active.append(changed.copy())
+        states.append(values)
         use = changed[src]
         cand = values[src[use]]
         if weights is not None:
@@ -136,7 +140,7 @@ def _min_rounds(graph: GraphData, values: np.ndarray, weights: np.ndarray | None
         changed = new != values
         values = new
         if not changed.any():
-            return GraphResult(algo, values, len(active), active)
+            return GraphResult(algo, values, len(active), active, states)
 
 
 def sssp(graph: GraphData, source: int) -> GraphResult:
@@ -197,16 +201,17 @@ def pagerank(graph: GraphData, source: int | None = None, *, alpha: float = 0.85
     outdeg = graph.out_degree()
     rank = np.full(n, (1 << FRAC_BITS) // n, dtype=np.int64)
     limit = pagerank_limit(n, tol)
-    active = []
+    active, states = [], []
     for _ in range(max_iter):
         active.append(np.ones(n, dtype=bool))
+        states.append(rank)
         y = spmv(graph, contributions(rank, outdeg))
         new = pagerank_update(y, rank, outdeg, alpha)
         err = int(np.abs(new - rank).sum())
         rank = new
         if err < limit:
             break
-    return GraphResult("pagerank", rank, len(active), active)
+    return GraphResult("pagerank", rank, len(active), active, states)
 
 
 def pagerank_bound(graph: GraphData, tol: float = 1e-6, alpha: float = 0.85, ref_tol: float = 1e-10) -> float:

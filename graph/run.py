@@ -23,7 +23,7 @@ from ..gen.graph_engine import GraphEngine, gbfs_cycles, gbfs_layout
 from ..gen.isa import LANE_BITS, lanes, pack_word
 from ..gen.macro import CimMacro
 
-__all__ = ["EngineBench", "run_bfs_rtl", "word_of_bits"]
+__all__ = ["EngineBench", "run_bfs_rtl", "word_of_bits", "write_page", "execute"]
 
 
 def word_of_bits(bits) -> int:
@@ -32,11 +32,13 @@ def word_of_bits(bits) -> int:
 
 
 class EngineBench(Elaboratable):
-    """A graph engine wired to ``cfg``'s macros and an activation memory (initial words ``amem``)."""
+    """A graph engine (``engine``: :class:`~cimforge.gen.graph_engine.GraphEngine` or another engine with
+    macro ports) wired to ``cfg``'s macros and an activation memory (initial words ``amem``): each of its
+    memory read ports on a port of its own, its results from the macros' result members it has."""
 
-    def __init__(self, cfg, amem: dict[int, int] | None = None):
+    def __init__(self, cfg, amem: dict[int, int] | None = None, engine=GraphEngine):
         self.cfg = cfg
-        self.eng = GraphEngine(cfg)
+        self.eng = engine(cfg)
         self.macros = [CimMacro(cfg.macro) for _ in range(cfg.fabric.n_macros)]
         init = [0] * cfg.fabric.act_depth
         for a, w in (amem or {}).items():
@@ -46,40 +48,52 @@ class EngineBench(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.eng, m.submodules.amem = self.eng, self.amem
-        for i, mac in enumerate(self.macros):
+        for i, mac in enumerate(self.macros if "op" in self.eng.signature.members else []):
             m.submodules[f"macro{i}"] = mac
             wiring.connect(m, self.eng.op[i], mac.op)
-            m.d.comb += [self.eng.res_valid[i].eq(mac.res_valid), self.eng.res_total[i].eq(mac.res_total)]
-        wiring.connect(m, self.eng.src_rd, self.amem.read_port())
-        wiring.connect(m, self.eng.dst_rd, self.amem.read_port())
+            for name in ("res_valid", "res_total", "res_y"):
+                if name in self.eng.signature.members:
+                    m.d.comb += getattr(self.eng, name)[i].eq(getattr(mac, name))
+        for name, member in self.eng.signature.members.items():
+            if member.is_signature and isinstance(member.signature, memory.ReadPort.Signature):
+                wiring.connect(m, getattr(self.eng, name), self.amem.read_port())
         wiring.connect(m, self.eng.act_w, self.amem.write_port())
         return m
 
     async def write_page(self, ctx, macro: int, page: int, bits: np.ndarray) -> None:
         """Write a page image (rows x cols bits) through the macro's write port, a row per cycle."""
-        mac = self.macros[macro]
-        for r, row in enumerate(bits):
-            ctx.set(mac.mem_we, 1)
-            ctx.set(mac.mem_page, page)
-            ctx.set(mac.mem_row, r)
-            ctx.set(mac.mem_wdata, word_of_bits(row))
-            await ctx.tick()
-        ctx.set(mac.mem_we, 0)
+        await write_page(ctx, self.macros[macro], page, bits)
 
     async def execute(self, ctx, args: dict, max_cycles: int = 10_000) -> int:
         """One ``GBFS``: its cycles, EXEC to ``done`` inclusive."""
-        e = self.eng
-        ctx.set(e.args.as_value(), pack_word(gbfs_layout(self.cfg), args))
-        ctx.set(e.start, 1)
-        n = 1
-        while not (ctx.get(e.done) and n > 1):
-            await ctx.tick()
-            ctx.set(e.start, 0)
-            n += 1
-            if n > max_cycles:
-                raise RuntimeError(f"GBFS {args}: no done within {max_cycles} cycles")
+        return await execute(ctx, self.eng, pack_word(gbfs_layout(self.cfg), args), max_cycles)
+
+
+async def write_page(ctx, mac, page: int, bits: np.ndarray) -> None:
+    """Write a page image (rows x cols bits) through macro ``mac``'s write port, a row per cycle."""
+    for r, row in enumerate(bits):
+        ctx.set(mac.mem_we, 1)
+        ctx.set(mac.mem_page, page)
+        ctx.set(mac.mem_row, r)
+        ctx.set(mac.mem_wdata, word_of_bits(row))
         await ctx.tick()
-        return n
+    ctx.set(mac.mem_we, 0)
+
+
+async def execute(ctx, engine, args_word: int, max_cycles: int = 10_000) -> int:
+    """One instruction on an engine, as the controller starts it (``start`` for one cycle with ``args``
+    held): its cycles, EXEC to ``done`` inclusive."""
+    ctx.set(engine.args.as_value(), args_word)
+    ctx.set(engine.start, 1)
+    n = 1
+    while not (ctx.get(engine.done) and n > 1):
+        await ctx.tick()
+        ctx.set(engine.start, 0)
+        n += 1
+        if n > max_cycles:
+            raise RuntimeError(f"{type(engine).__name__} args {args_word:#x}: no done within {max_cycles} cycles")
+    await ctx.tick()
+    return n
 
 
 def run_bfs_rtl(plan, source: int, model_run=None) -> dict:

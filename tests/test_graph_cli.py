@@ -9,7 +9,7 @@ from cimforge.cli import main
 
 @pytest.mark.parametrize("algo", ["bfs", "sssp", "cc", "pagerank"])
 def test_report(algo, capsys):
-    assert main(["graph", algo, "--graph", "florentine", "--preset", "tiny", "--source", "Medici"]) == 0
+    assert main(["graph", algo, "--graph", "florentine", "--preset", "default", "--source", "Medici"]) == 0
     out = capsys.readouterr().out
     assert "matches networkx" in out and "bit-exact with the golden model" in out
     for what in ("cycles predicted", "skipped empty", "utilisation", "MHz", "scipy.sparse", "speed-up"):
@@ -34,12 +34,14 @@ def test_bad_input(tmp_path, capsys):
              (["bfs", "--graph", str(bad)], "bad.txt line 2"),
              (["cc", "--graph", "er:n=10"], "missing field 'p'"),
              (["pagerank", "--graph", "karate", "--rtl", "engine"], "--rtl engine: runs bfs so far"),
+             (["cc", "--graph", "karate", "--preset", "tiny"], "cc on 'tiny': its 16-bit"),
              (["bfs", "--graph", "karate", "--rtl", "fpga"], "--rtl: invalid choice: 'fpga'")]
     for argv, msg in cases:
-        assert main(["graph", *argv, "--preset", "tiny"]) == 2
+        argv = argv if "--preset" in argv else [*argv, "--preset", "default"]
+        assert main(["graph", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert msg in err and "\n" not in err, err
     # self loops and an isolated vertex (5 with only its loop): correct results
-    for algo in ("bfs", "cc", "pagerank"):
-        assert main(["graph", algo, "--graph", str(loops), "--preset", "tiny", "--source", "1"]) == 0
+    for algo in ("bfs", "sssp", "cc", "pagerank"):
+        assert main(["graph", algo, "--graph", str(loops), "--preset", "default", "--source", "1"]) == 0
         assert "matches networkx" in capsys.readouterr().out

@@ -4875,105 +4875,124 @@ endmodule
 module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, axi__rdata, axi__rresp, axi__rlast, axi__rvalid, clk, rst, wb__dat_r, wb__ack, axi__awid
 , axi__awaddr, axi__awlen, axi__awsize, axi__awburst, axi__awlock, axi__awcache, axi__awprot, axi__awqos, axi__awvalid, axi__wdata, axi__wstrb, axi__wlast, axi__wvalid, axi__bready, axi__arid, axi__araddr, axi__arlen, axi__arsize, axi__arburst, axi__arlock, axi__arcache
 , axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
-  wire [11:0] \$1 ;
-  wire [63:0] \$10 ;
-  wire \$11 ;
+  wire \$1 ;
+  wire [11:0] \$10 ;
+  wire [11:0] \$11 ;
   wire \$12 ;
-  wire [1:0] \$13 ;
-  wire [63:0] \$14 ;
-  wire [63:0] \$15 ;
-  wire [31:0] \$16 ;
-  wire [63:0] \$17 ;
-  wire [63:0] \$18 ;
-  wire [31:0] \$19 ;
-  wire \$2 ;
-  wire [63:0] \$20 ;
-  wire [63:0] \$21 ;
-  wire [31:0] \$22 ;
-  wire [63:0] \$23 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire [11:0] \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [11:0] \$18 ;
+  wire [11:0] \$19 ;
+  wire [596:0] \$2 ;
+  wire [11:0] \$20 ;
+  wire [11:0] \$21 ;
+  wire [11:0] \$22 ;
+  wire \$23 ;
   wire [63:0] \$24 ;
-  wire [31:0] \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
+  wire [63:0] \$25 ;
+  wire [63:0] \$26 ;
+  wire [63:0] \$27 ;
+  wire [63:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire [7:0] \$30 ;
-  wire [7:0] \$31 ;
-  wire [7:0] \$32 ;
-  wire [7:0] \$33 ;
-  wire [7:0] \$34 ;
-  wire [7:0] \$35 ;
-  wire [7:0] \$36 ;
-  wire [7:0] \$37 ;
-  wire [7:0] \$38 ;
-  wire [7:0] \$39 ;
-  wire [11:0] \$4 ;
-  wire [7:0] \$40 ;
-  wire [7:0] \$41 ;
-  wire [7:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [7:0] \$44 ;
-  wire [7:0] \$45 ;
-  wire [7:0] \$46 ;
-  wire [7:0] \$47 ;
+  wire \$30 ;
+  wire [1:0] \$31 ;
+  wire [63:0] \$32 ;
+  wire [63:0] \$33 ;
+  wire [31:0] \$34 ;
+  wire [63:0] \$35 ;
+  wire [63:0] \$36 ;
+  wire [31:0] \$37 ;
+  wire [63:0] \$38 ;
+  wire [63:0] \$39 ;
+  wire [596:0] \$4 ;
+  wire [31:0] \$40 ;
+  wire [63:0] \$41 ;
+  wire [63:0] \$42 ;
+  wire [31:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
   wire [7:0] \$48 ;
   wire [7:0] \$49 ;
-  wire [11:0] \$5 ;
+  wire \$5 ;
   wire [7:0] \$50 ;
   wire [7:0] \$51 ;
   wire [7:0] \$52 ;
   wire [7:0] \$53 ;
-  wire [22:0] \$54 ;
-  wire [11:0] \$6 ;
+  wire [7:0] \$54 ;
+  wire [7:0] \$55 ;
+  wire [7:0] \$56 ;
+  wire [7:0] \$57 ;
+  wire [7:0] \$58 ;
+  wire [7:0] \$59 ;
+  wire [596:0] \$6 ;
+  wire [7:0] \$60 ;
+  wire [7:0] \$61 ;
+  wire [7:0] \$62 ;
+  wire [7:0] \$63 ;
+  wire [7:0] \$64 ;
+  wire [7:0] \$65 ;
+  wire [7:0] \$66 ;
+  wire [7:0] \$67 ;
+  wire [7:0] \$68 ;
+  wire [7:0] \$69 ;
   wire \$7 ;
-  wire [63:0] \$8 ;
-  wire [63:0] \$9 ;
+  wire [7:0] \$70 ;
+  wire [7:0] \$71 ;
+  wire [22:0] \$72 ;
+  wire [31:0] \$73 ;
+  wire [596:0] \$8 ;
+  wire [11:0] \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$293 ;
-  wire [11:0] \$signature__addr$299 ;
-  wire [9:0] \$signature__addr$305 ;
-  wire [5:0] \$signature__addr$311 ;
-  wire [5:0] \$signature__addr$317 ;
-  wire [9:0] \$signature__addr$323 ;
-  wire [9:0] \$signature__addr$329 ;
-  wire [9:0] \$signature__addr$335 ;
-  wire [5:0] \$signature__addr$341 ;
-  wire [5:0] \$signature__addr$347 ;
-  wire [11:0] \$signature__addr$409 ;
-  wire [11:0] \$signature__addr$415 ;
-  wire [9:0] \$signature__addr$421 ;
-  wire [9:0] \$signature__addr$427 ;
+  wire [11:0] \$signature__addr$344 ;
+  wire [11:0] \$signature__addr$350 ;
+  wire [9:0] \$signature__addr$356 ;
+  wire [9:0] \$signature__addr$362 ;
+  wire [6:0] \$signature__addr$368 ;
+  wire [9:0] \$signature__addr$374 ;
+  wire [11:0] \$signature__addr$380 ;
+  wire [9:0] \$signature__addr$386 ;
+  wire [9:0] \$signature__addr$392 ;
+  wire [6:0] \$signature__addr$398 ;
+  wire [11:0] \$signature__addr$466 ;
+  wire [11:0] \$signature__addr$472 ;
+  wire [9:0] \$signature__addr$478 ;
+  wire [9:0] \$signature__addr$484 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$296 ;
-  wire [63:0] \$signature__data$302 ;
-  wire [63:0] \$signature__data$308 ;
-  wire [767:0] \$signature__data$314 ;
-  wire [95:0] \$signature__data$320 ;
-  wire [63:0] \$signature__data$326 ;
-  wire [415:0] \$signature__data$331 ;
-  wire [63:0] \$signature__data$337 ;
-  wire [767:0] \$signature__data$343 ;
-  wire [95:0] \$signature__data$349 ;
-  wire [63:0] \$signature__data$412 ;
-  wire [63:0] \$signature__data$417 ;
-  wire [63:0] \$signature__data$424 ;
-  wire [63:0] \$signature__data$429 ;
+  wire [415:0] \$signature__data$347 ;
+  wire [63:0] \$signature__data$353 ;
+  wire [63:0] \$signature__data$359 ;
+  wire [767:0] \$signature__data$365 ;
+  wire [95:0] \$signature__data$371 ;
+  wire [63:0] \$signature__data$377 ;
+  wire [415:0] \$signature__data$382 ;
+  wire [63:0] \$signature__data$388 ;
+  wire [767:0] \$signature__data$394 ;
+  wire [95:0] \$signature__data$400 ;
+  wire [63:0] \$signature__data$469 ;
+  wire [63:0] \$signature__data$474 ;
+  wire [63:0] \$signature__data$481 ;
+  wire [63:0] \$signature__data$486 ;
   wire \$signature__en ;
-  wire \$signature__en$297 ;
-  wire \$signature__en$303 ;
-  wire \$signature__en$309 ;
-  wire \$signature__en$315 ;
-  wire \$signature__en$321 ;
-  wire \$signature__en$327 ;
-  wire [12:0] \$signature__en$333 ;
-  wire [1:0] \$signature__en$339 ;
-  wire [23:0] \$signature__en$345 ;
-  wire [2:0] \$signature__en$351 ;
-  wire \$signature__en$413 ;
-  wire \$signature__en$419 ;
-  wire \$signature__en$425 ;
-  wire \$signature__en$431 ;
+  wire \$signature__en$348 ;
+  wire \$signature__en$354 ;
+  wire \$signature__en$360 ;
+  wire \$signature__en$366 ;
+  wire \$signature__en$372 ;
+  wire \$signature__en$378 ;
+  wire [12:0] \$signature__en$384 ;
+  wire [1:0] \$signature__en$390 ;
+  wire [23:0] \$signature__en$396 ;
+  wire [2:0] \$signature__en$402 ;
+  wire \$signature__en$470 ;
+  wire \$signature__en$476 ;
+  wire \$signature__en$482 ;
+  wire \$signature__en$488 ;
   wire [11:0] a_rd__addr;
   wire [63:0] a_rd__data;
   wire a_rd__en;
@@ -4993,91 +5012,110 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] act_rd__data;
   wire act_rd__en;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$359 ;
-  wire [11:0] \act_w__addr$360 ;
-  wire [11:0] \act_w__addr$361 ;
+  wire [11:0] \act_w__addr$412 ;
+  wire [11:0] \act_w__addr$413 ;
+  wire [11:0] \act_w__addr$414 ;
+  wire [11:0] \act_w__addr$415 ;
+  wire [11:0] \act_w__addr$416 ;
   wire [63:0] act_w__data;
-  wire [63:0] \act_w__data$365 ;
-  wire [63:0] \act_w__data$366 ;
-  wire [63:0] \act_w__data$367 ;
+  wire [63:0] \act_w__data$420 ;
+  wire [63:0] \act_w__data$421 ;
+  wire [63:0] \act_w__data$422 ;
+  wire [63:0] \act_w__data$423 ;
+  wire [63:0] \act_w__data$424 ;
   wire act_w__en;
-  wire \act_w__en$356 ;
-  wire \act_w__en$357 ;
-  wire \act_w__en$370 ;
+  wire \act_w__en$407 ;
+  wire \act_w__en$408 ;
+  wire \act_w__en$409 ;
+  wire \act_w__en$410 ;
+  wire \act_w__en$427 ;
   wire [11:0] amem_port__addr;
   wire [63:0] amem_port__data;
   wire [1:0] amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$410 ;
+  wire [11:0] \amem_r__addr$467 ;
   wire [63:0] amem_r__data;
-  wire [63:0] \amem_r__data$411 ;
+  wire [63:0] \amem_r__data$468 ;
   wire amem_r__en;
-  wire \amem_r__en$414 ;
+  wire \amem_r__en$471 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$416 ;
+  wire [11:0] \amem_w__addr$473 ;
   wire [63:0] amem_w__data;
-  wire [63:0] \amem_w__data$418 ;
+  wire [63:0] \amem_w__data$475 ;
   wire [1:0] amem_w__en;
-  wire \amem_w__en$420 ;
-  wire [383:0] args;
-  wire [183:0] \args$232 ;
-  wire [9:0] \args$232.act_max ;
-  wire [9:0] \args$232.act_min ;
-  wire [7:0] \args$232.cw ;
-  wire [3:0] \args$232.dh ;
-  wire [3:0] \args$232.dw ;
-  wire [11:0] \args$232.in_base ;
-  wire [7:0] \args$232.in_h ;
-  wire [7:0] \args$232.in_w ;
-  wire [7:0] \args$232.kh ;
-  wire [7:0] \args$232.kw ;
+  wire \amem_w__en$477 ;
+  wire [11:0] arc_rd__addr;
+  wire [63:0] arc_rd__data;
+  wire arc_rd__en;
+  wire [389:0] args;
+  wire [183:0] \args$269 ;
+  wire [9:0] \args$269.act_max ;
+  wire [9:0] \args$269.act_min ;
+  wire [7:0] \args$269.cw ;
+  wire [3:0] \args$269.dh ;
+  wire [3:0] \args$269.dw ;
+  wire [11:0] \args$269.in_base ;
+  wire [7:0] \args$269.in_h ;
+  wire [7:0] \args$269.in_w ;
+  wire [7:0] \args$269.kh ;
+  wire [7:0] \args$269.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$232.mode ;
-  wire [31:0] \args$232.mult ;
-  wire [7:0] \args$232.oh ;
-  wire [11:0] \args$232.out_base ;
-  wire [7:0] \args$232.ow ;
-  wire [3:0] \args$232.pl ;
-  wire [3:0] \args$232.pt ;
-  wire [3:0] \args$232.sh ;
-  wire [5:0] \args$232.shift ;
-  wire [3:0] \args$232.sw ;
-  wire \args$232.x_signed ;
-  wire [9:0] \args$232.zp_in ;
-  wire [9:0] \args$232.zp_out ;
-  wire [256:0] \args$239 ;
-  wire [11:0] \args$239.a_base ;
-  wire [7:0] \args$239.a_stride ;
-  wire [9:0] \args$239.act_max ;
-  wire [9:0] \args$239.act_min ;
-  wire [11:0] \args$239.b_base ;
-  wire [7:0] \args$239.b_stride ;
-  wire [7:0] \args$239.cw ;
-  wire \args$239.has_b ;
-  wire [4:0] \args$239.ls ;
-  wire [31:0] \args$239.mult_a ;
-  wire [31:0] \args$239.mult_b ;
-  wire [31:0] \args$239.mult_o ;
-  wire [15:0] \args$239.npos ;
-  wire [11:0] \args$239.out_base ;
-  wire [7:0] \args$239.out_stride ;
-  wire \args$239.rq_in ;
-  wire \args$239.rq_out ;
-  wire [5:0] \args$239.shift_a ;
-  wire [5:0] \args$239.shift_b ;
-  wire [5:0] \args$239.shift_o ;
-  wire \args$239.x_signed ;
-  wire [9:0] \args$239.zp_a ;
-  wire [9:0] \args$239.zp_b ;
-  wire [9:0] \args$239.zp_out ;
-  wire [92:0] \args$247 ;
-  wire [11:0] \args$247.dst ;
-  wire [1:0] \args$247.macro ;
-  wire [2:0] \args$247.page ;
-  wire [63:0] \args$247.rows ;
-  wire [11:0] \args$247.src ;
+  wire \args$269.mode ;
+  wire [31:0] \args$269.mult ;
+  wire [7:0] \args$269.oh ;
+  wire [11:0] \args$269.out_base ;
+  wire [7:0] \args$269.ow ;
+  wire [3:0] \args$269.pl ;
+  wire [3:0] \args$269.pt ;
+  wire [3:0] \args$269.sh ;
+  wire [5:0] \args$269.shift ;
+  wire [3:0] \args$269.sw ;
+  wire \args$269.x_signed ;
+  wire [9:0] \args$269.zp_in ;
+  wire [9:0] \args$269.zp_out ;
+  wire [256:0] \args$276 ;
+  wire [11:0] \args$276.a_base ;
+  wire [7:0] \args$276.a_stride ;
+  wire [9:0] \args$276.act_max ;
+  wire [9:0] \args$276.act_min ;
+  wire [11:0] \args$276.b_base ;
+  wire [7:0] \args$276.b_stride ;
+  wire [7:0] \args$276.cw ;
+  wire \args$276.has_b ;
+  wire [4:0] \args$276.ls ;
+  wire [31:0] \args$276.mult_a ;
+  wire [31:0] \args$276.mult_b ;
+  wire [31:0] \args$276.mult_o ;
+  wire [15:0] \args$276.npos ;
+  wire [11:0] \args$276.out_base ;
+  wire [7:0] \args$276.out_stride ;
+  wire \args$276.rq_in ;
+  wire \args$276.rq_out ;
+  wire [5:0] \args$276.shift_a ;
+  wire [5:0] \args$276.shift_b ;
+  wire [5:0] \args$276.shift_o ;
+  wire \args$276.x_signed ;
+  wire [9:0] \args$276.zp_a ;
+  wire [9:0] \args$276.zp_b ;
+  wire [9:0] \args$276.zp_out ;
+  wire [92:0] \args$284 ;
+  wire [11:0] \args$284.dst ;
+  wire [1:0] \args$284.macro ;
+  wire [2:0] \args$284.page ;
+  wire [63:0] \args$284.rows ;
+  wire [11:0] \args$284.src ;
+  wire [48:0] \args$291 ;
+  wire [11:0] \args$291.arcs ;
+  wire [12:0] \args$291.count ;
+  wire [11:0] \args$291.new ;
+  wire [11:0] \args$291.old ;
+  wire [28:0] \args$298 ;
+  wire [1:0] \args$298.macro ;
+  wire [2:0] \args$298.page ;
+  wire [11:0] \args$298.x ;
+  wire [11:0] \args$298.y ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -5085,7 +5123,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \args.bq ;
   wire [7:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
+  wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
@@ -5110,14 +5148,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [5:0] \args.param_base ;
+  wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
   wire [13:0] \args.pos_bstep ;
   wire [13:0] \args.pos_ux ;
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
+  wire [6:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -5128,148 +5166,150 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$371 ;
+  wire [31:0] \axi__araddr$428 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$372 ;
+  wire [1:0] \axi__arburst$429 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$373 ;
+  wire [3:0] \axi__arcache$430 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$374 ;
+  wire \axi__arid$431 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$375 ;
+  wire [7:0] \axi__arlen$432 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$376 ;
+  wire \axi__arlock$433 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$377 ;
+  wire [2:0] \axi__arprot$434 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$378 ;
+  wire [3:0] \axi__arqos$435 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$379 ;
+  wire \axi__arready$436 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$380 ;
+  wire [2:0] \axi__arsize$437 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$381 ;
+  wire \axi__arvalid$438 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$382 ;
+  wire [31:0] \axi__awaddr$439 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$383 ;
+  wire [1:0] \axi__awburst$440 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$384 ;
+  wire [3:0] \axi__awcache$441 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$385 ;
+  wire \axi__awid$442 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$386 ;
+  wire [7:0] \axi__awlen$443 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$387 ;
+  wire \axi__awlock$444 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$388 ;
+  wire [2:0] \axi__awprot$445 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$389 ;
+  wire [3:0] \axi__awqos$446 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$390 ;
+  wire \axi__awready$447 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$391 ;
+  wire [2:0] \axi__awsize$448 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$392 ;
+  wire \axi__awvalid$449 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$393 ;
+  wire \axi__bid$450 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$394 ;
+  wire \axi__bready$451 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$395 ;
+  wire [1:0] \axi__bresp$452 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$396 ;
+  wire \axi__bvalid$453 ;
   input [63:0] axi__rdata;
   wire [63:0] axi__rdata;
-  wire [63:0] \axi__rdata$397 ;
+  wire [63:0] \axi__rdata$454 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$398 ;
+  wire \axi__rid$455 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$399 ;
+  wire \axi__rlast$456 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$400 ;
+  wire \axi__rready$457 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$401 ;
+  wire [1:0] \axi__rresp$458 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$402 ;
+  wire \axi__rvalid$459 ;
   output [63:0] axi__wdata;
   wire [63:0] axi__wdata;
-  wire [63:0] \axi__wdata$403 ;
+  wire [63:0] \axi__wdata$460 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$404 ;
+  wire \axi__wlast$461 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$405 ;
+  wire \axi__wready$462 ;
   output [7:0] axi__wstrb;
   wire [7:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$406 ;
+  wire [7:0] \axi__wstrb$463 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$407 ;
+  wire \axi__wvalid$464 ;
   wire [11:0] b_rd__addr;
   wire [63:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$183 ;
-  wire \busy$227 ;
-  wire \busy$242 ;
-  wire \busy$265 ;
-  wire \busy$267 ;
-  wire \busy$282 ;
+  wire \busy$204 ;
+  wire \busy$205 ;
+  wire \busy$264 ;
+  wire \busy$279 ;
+  wire \busy$316 ;
+  wire \busy$318 ;
+  wire \busy$333 ;
   wire \busy$52 ;
+  wire \busy$53 ;
   input clk;
   wire clk;
   wire [38:0] cmd__payload;
-  wire [97:0] \cmd__payload$258 ;
-  wire [11:0] \cmd__payload$258.addr ;
-  wire [19:0] \cmd__payload$258.ext ;
-  wire [19:0] \cmd__payload$258.ext_stride ;
-  wire [15:0] \cmd__payload$258.len ;
-  wire [15:0] \cmd__payload$258.rows ;
-  wire \cmd__payload$258.store ;
-  wire [11:0] \cmd__payload$258.stride ;
-  wire \cmd__payload$258.wmem ;
+  wire [97:0] \cmd__payload$309 ;
+  wire [11:0] \cmd__payload$309.addr ;
+  wire [19:0] \cmd__payload$309.ext ;
+  wire [19:0] \cmd__payload$309.ext_stride ;
+  wire [15:0] \cmd__payload$309.len ;
+  wire [15:0] \cmd__payload$309.rows ;
+  wire \cmd__payload$309.store ;
+  wire [11:0] \cmd__payload$309.stride ;
+  wire \cmd__payload$309.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [3:0] \cmd__payload.mask ;
   wire [2:0] \cmd__payload.page ;
   wire [5:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$261 ;
+  wire \cmd__ready$312 ;
   wire cmd__valid;
-  wire \cmd__valid$262 ;
+  wire \cmd__valid$313 ;
   wire [503:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -5300,7 +5340,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [31:0] \ctrl__report.trace_count ;
   wire ctrl__start;
   wire [15:0] ctrl__start_pc;
-  wire [5:0] desc_rd__0__addr;
+  wire [6:0] desc_rd__0__addr;
   wire [72:0] desc_rd__0__data;
   wire [11:0] \desc_rd__0__data.c0 ;
   wire [11:0] \desc_rd__0__data.dx0 ;
@@ -5309,7 +5349,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \desc_rd__0__data.kx0 ;
   wire [7:0] \desc_rd__0__data.ky0 ;
   wire [13:0] \desc_rd__0__data.off0 ;
-  wire [5:0] desc_rd__1__addr;
+  wire [6:0] desc_rd__1__addr;
   wire [72:0] desc_rd__1__data;
   wire [11:0] \desc_rd__1__data.c0 ;
   wire [11:0] \desc_rd__1__data.dx0 ;
@@ -5318,7 +5358,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \desc_rd__1__data.kx0 ;
   wire [7:0] \desc_rd__1__data.ky0 ;
   wire [13:0] \desc_rd__1__data.off0 ;
-  wire [5:0] desc_rd__2__addr;
+  wire [6:0] desc_rd__2__addr;
   wire [72:0] desc_rd__2__data;
   wire [11:0] \desc_rd__2__data.c0 ;
   wire [11:0] \desc_rd__2__data.dx0 ;
@@ -5327,7 +5367,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \desc_rd__2__data.kx0 ;
   wire [7:0] \desc_rd__2__data.ky0 ;
   wire [13:0] \desc_rd__2__data.off0 ;
-  wire [5:0] desc_rd__3__addr;
+  wire [6:0] desc_rd__3__addr;
   wire [72:0] desc_rd__3__data;
   wire [11:0] \desc_rd__3__data.c0 ;
   wire [11:0] \desc_rd__3__data.dx0 ;
@@ -5350,19 +5390,21 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire dma_busy;
   output dma_error;
   wire dma_error;
-  wire [5:0] dmem_r__addr;
+  wire [6:0] dmem_r__addr;
   wire [95:0] dmem_r__data;
   wire dmem_r__en;
-  wire [5:0] dmem_w__addr;
+  wire [6:0] dmem_w__addr;
   wire [95:0] dmem_w__data;
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$229 ;
-  wire \done$236 ;
-  wire \done$244 ;
-  wire \done$251 ;
-  wire \done$283 ;
+  wire \done$266 ;
+  wire \done$273 ;
+  wire \done$281 ;
+  wire \done$288 ;
+  wire \done$295 ;
+  wire \done$302 ;
+  wire \done$334 ;
   wire [11:0] dst_rd__addr;
   wire [63:0] dst_rd__data;
   wire dst_rd__en;
@@ -5403,7 +5445,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__graph__busy;
   wire engines__graph__done;
   wire engines__graph__start;
-  wire [383:0] engines__mac__args;
+  wire [389:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
@@ -5411,7 +5453,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \engines__mac__args.bq ;
   wire [7:0] \engines__mac__args.br ;
   wire [11:0] \engines__mac__args.cin ;
-  wire [5:0] \engines__mac__args.desc_base ;
+  wire [6:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
   wire [3:0] \engines__mac__args.dw ;
   wire [7:0] \engines__mac__args.groups ;
@@ -5436,14 +5478,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \engines__mac__args.out_cw ;
   wire [7:0] \engines__mac__args.ow ;
   wire [2:0] \engines__mac__args.page_base ;
-  wire [5:0] \engines__mac__args.param_base ;
+  wire [9:0] \engines__mac__args.param_base ;
   wire [3:0] \engines__mac__args.pl ;
   wire [13:0] \engines__mac__args.pos0 ;
   wire [13:0] \engines__mac__args.pos_bstep ;
   wire [13:0] \engines__mac__args.pos_ux ;
   wire [13:0] \engines__mac__args.pos_wrap ;
   wire [3:0] \engines__mac__args.pt ;
-  wire [5:0] \engines__mac__args.role_base ;
+  wire [6:0] \engines__mac__args.role_base ;
   wire \engines__mac__args.rowpack ;
   wire [3:0] \engines__mac__args.sh ;
   wire [3:0] \engines__mac__args.sw ;
@@ -5485,10 +5527,26 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__pool__busy;
   wire engines__pool__done;
   wire engines__pool__start;
+  wire [48:0] engines__relax__args;
+  wire [11:0] \engines__relax__args.arcs ;
+  wire [12:0] \engines__relax__args.count ;
+  wire [11:0] \engines__relax__args.new ;
+  wire [11:0] \engines__relax__args.old ;
+  wire engines__relax__busy;
+  wire engines__relax__done;
+  wire engines__relax__start;
+  wire [28:0] engines__spmv__args;
+  wire [1:0] \engines__spmv__args.macro ;
+  wire [2:0] \engines__spmv__args.page ;
+  wire [11:0] \engines__spmv__args.x ;
+  wire [11:0] \engines__spmv__args.y ;
+  wire engines__spmv__busy;
+  wire engines__spmv__done;
+  wire engines__spmv__start;
   output error;
   wire error;
-  wire \error$284 ;
-  wire \error$408 ;
+  wire \error$335 ;
+  wire \error$465 ;
   wire [503:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -5519,12 +5577,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [31:0] \host__report.trace_count ;
   wire host__start;
   wire [15:0] host__start_pc;
-  wire [9:0] imem_r__addr;
+  wire [11:0] imem_r__addr;
   wire [415:0] imem_r__data;
   wire imem_r__en;
-  wire [9:0] imem_rd__addr;
-  wire [387:0] imem_rd__data;
-  wire [383:0] \imem_rd__data.args ;
+  wire [11:0] imem_rd__addr;
+  wire [393:0] imem_rd__data;
+  wire [389:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -5565,13 +5623,23 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [2:0] \imem_rd__data.args.gbfs.page ;
   wire [63:0] \imem_rd__data.args.gbfs.rows ;
   wire [11:0] \imem_rd__data.args.gbfs.src ;
+  wire [48:0] \imem_rd__data.args.grelax ;
+  wire [11:0] \imem_rd__data.args.grelax.arcs ;
+  wire [12:0] \imem_rd__data.args.grelax.count ;
+  wire [11:0] \imem_rd__data.args.grelax.new ;
+  wire [11:0] \imem_rd__data.args.grelax.old ;
+  wire [28:0] \imem_rd__data.args.gspmv ;
+  wire [1:0] \imem_rd__data.args.gspmv.macro ;
+  wire [2:0] \imem_rd__data.args.gspmv.page ;
+  wire [11:0] \imem_rd__data.args.gspmv.x ;
+  wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [38:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [3:0] \imem_rd__data.args.load.mask ;
   wire [2:0] \imem_rd__data.args.load.page ;
   wire [5:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [383:0] \imem_rd__data.args.mac ;
+  wire [389:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
@@ -5579,7 +5647,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \imem_rd__data.args.mac.bq ;
   wire [7:0] \imem_rd__data.args.mac.br ;
   wire [11:0] \imem_rd__data.args.mac.cin ;
-  wire [5:0] \imem_rd__data.args.mac.desc_base ;
+  wire [6:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
   wire [3:0] \imem_rd__data.args.mac.dw ;
   wire [7:0] \imem_rd__data.args.mac.groups ;
@@ -5604,14 +5672,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \imem_rd__data.args.mac.out_cw ;
   wire [7:0] \imem_rd__data.args.mac.ow ;
   wire [2:0] \imem_rd__data.args.mac.page_base ;
-  wire [5:0] \imem_rd__data.args.mac.param_base ;
+  wire [9:0] \imem_rd__data.args.mac.param_base ;
   wire [3:0] \imem_rd__data.args.mac.pl ;
   wire [13:0] \imem_rd__data.args.mac.pos0 ;
   wire [13:0] \imem_rd__data.args.mac.pos_bstep ;
   wire [13:0] \imem_rd__data.args.mac.pos_ux ;
   wire [13:0] \imem_rd__data.args.mac.pos_wrap ;
   wire [3:0] \imem_rd__data.args.mac.pt ;
-  wire [5:0] \imem_rd__data.args.mac.role_base ;
+  wire [6:0] \imem_rd__data.args.mac.role_base ;
   wire \imem_rd__data.args.mac.rowpack ;
   wire [3:0] \imem_rd__data.args.mac.sh ;
   wire [3:0] \imem_rd__data.args.mac.sw ;
@@ -5657,9 +5725,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
   (* enum_value_1000 = "GBFS" *)
+  (* enum_value_1001 = "GRELAX" *)
+  (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
-  wire [9:0] imem_w__addr;
+  wire [11:0] imem_w__addr;
   wire [415:0] imem_w__data;
   wire [12:0] imem_w__en;
   wire [38:0] load__payload;
@@ -6313,92 +6383,183 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [5:0] mem_row;
   wire [63:0] mem_wdata;
   wire [3:0] mem_we;
+  wire [11:0] new_rd__addr;
+  wire [63:0] new_rd__data;
+  wire new_rd__en;
+  wire [11:0] old_rd__addr;
+  wire [63:0] old_rd__data;
+  wire old_rd__en;
   wire [596:0] op__0__payload;
-  wire [596:0] \op__0__payload$57 ;
-  wire [2:0] \op__0__payload$57.ab_m1 ;
+  wire [596:0] \op__0__payload$59 ;
+  wire [2:0] \op__0__payload$59.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__0__payload$57.bop ;
+  wire [2:0] \op__0__payload$59.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__0__payload$57.mode ;
-  wire [2:0] \op__0__payload$57.page ;
-  wire [5:0] \op__0__payload$57.row ;
-  wire \op__0__payload$57.skip ;
-  wire \op__0__payload$57.w_signed ;
-  wire [1:0] \op__0__payload$57.wb_log2 ;
-  wire [63:0] \op__0__payload$57.word ;
-  wire [511:0] \op__0__payload$57.x ;
-  wire [7:0] \op__0__payload$57.x[0] ;
-  wire [7:0] \op__0__payload$57.x[10] ;
-  wire [7:0] \op__0__payload$57.x[11] ;
-  wire [7:0] \op__0__payload$57.x[12] ;
-  wire [7:0] \op__0__payload$57.x[13] ;
-  wire [7:0] \op__0__payload$57.x[14] ;
-  wire [7:0] \op__0__payload$57.x[15] ;
-  wire [7:0] \op__0__payload$57.x[16] ;
-  wire [7:0] \op__0__payload$57.x[17] ;
-  wire [7:0] \op__0__payload$57.x[18] ;
-  wire [7:0] \op__0__payload$57.x[19] ;
-  wire [7:0] \op__0__payload$57.x[1] ;
-  wire [7:0] \op__0__payload$57.x[20] ;
-  wire [7:0] \op__0__payload$57.x[21] ;
-  wire [7:0] \op__0__payload$57.x[22] ;
-  wire [7:0] \op__0__payload$57.x[23] ;
-  wire [7:0] \op__0__payload$57.x[24] ;
-  wire [7:0] \op__0__payload$57.x[25] ;
-  wire [7:0] \op__0__payload$57.x[26] ;
-  wire [7:0] \op__0__payload$57.x[27] ;
-  wire [7:0] \op__0__payload$57.x[28] ;
-  wire [7:0] \op__0__payload$57.x[29] ;
-  wire [7:0] \op__0__payload$57.x[2] ;
-  wire [7:0] \op__0__payload$57.x[30] ;
-  wire [7:0] \op__0__payload$57.x[31] ;
-  wire [7:0] \op__0__payload$57.x[32] ;
-  wire [7:0] \op__0__payload$57.x[33] ;
-  wire [7:0] \op__0__payload$57.x[34] ;
-  wire [7:0] \op__0__payload$57.x[35] ;
-  wire [7:0] \op__0__payload$57.x[36] ;
-  wire [7:0] \op__0__payload$57.x[37] ;
-  wire [7:0] \op__0__payload$57.x[38] ;
-  wire [7:0] \op__0__payload$57.x[39] ;
-  wire [7:0] \op__0__payload$57.x[3] ;
-  wire [7:0] \op__0__payload$57.x[40] ;
-  wire [7:0] \op__0__payload$57.x[41] ;
-  wire [7:0] \op__0__payload$57.x[42] ;
-  wire [7:0] \op__0__payload$57.x[43] ;
-  wire [7:0] \op__0__payload$57.x[44] ;
-  wire [7:0] \op__0__payload$57.x[45] ;
-  wire [7:0] \op__0__payload$57.x[46] ;
-  wire [7:0] \op__0__payload$57.x[47] ;
-  wire [7:0] \op__0__payload$57.x[48] ;
-  wire [7:0] \op__0__payload$57.x[49] ;
-  wire [7:0] \op__0__payload$57.x[4] ;
-  wire [7:0] \op__0__payload$57.x[50] ;
-  wire [7:0] \op__0__payload$57.x[51] ;
-  wire [7:0] \op__0__payload$57.x[52] ;
-  wire [7:0] \op__0__payload$57.x[53] ;
-  wire [7:0] \op__0__payload$57.x[54] ;
-  wire [7:0] \op__0__payload$57.x[55] ;
-  wire [7:0] \op__0__payload$57.x[56] ;
-  wire [7:0] \op__0__payload$57.x[57] ;
-  wire [7:0] \op__0__payload$57.x[58] ;
-  wire [7:0] \op__0__payload$57.x[59] ;
-  wire [7:0] \op__0__payload$57.x[5] ;
-  wire [7:0] \op__0__payload$57.x[60] ;
-  wire [7:0] \op__0__payload$57.x[61] ;
-  wire [7:0] \op__0__payload$57.x[62] ;
-  wire [7:0] \op__0__payload$57.x[63] ;
-  wire [7:0] \op__0__payload$57.x[6] ;
-  wire [7:0] \op__0__payload$57.x[7] ;
-  wire [7:0] \op__0__payload$57.x[8] ;
-  wire [7:0] \op__0__payload$57.x[9] ;
-  wire \op__0__payload$57.x_signed ;
+  wire \op__0__payload$59.mode ;
+  wire [2:0] \op__0__payload$59.page ;
+  wire [5:0] \op__0__payload$59.row ;
+  wire \op__0__payload$59.skip ;
+  wire \op__0__payload$59.w_signed ;
+  wire [1:0] \op__0__payload$59.wb_log2 ;
+  wire [63:0] \op__0__payload$59.word ;
+  wire [511:0] \op__0__payload$59.x ;
+  wire [7:0] \op__0__payload$59.x[0] ;
+  wire [7:0] \op__0__payload$59.x[10] ;
+  wire [7:0] \op__0__payload$59.x[11] ;
+  wire [7:0] \op__0__payload$59.x[12] ;
+  wire [7:0] \op__0__payload$59.x[13] ;
+  wire [7:0] \op__0__payload$59.x[14] ;
+  wire [7:0] \op__0__payload$59.x[15] ;
+  wire [7:0] \op__0__payload$59.x[16] ;
+  wire [7:0] \op__0__payload$59.x[17] ;
+  wire [7:0] \op__0__payload$59.x[18] ;
+  wire [7:0] \op__0__payload$59.x[19] ;
+  wire [7:0] \op__0__payload$59.x[1] ;
+  wire [7:0] \op__0__payload$59.x[20] ;
+  wire [7:0] \op__0__payload$59.x[21] ;
+  wire [7:0] \op__0__payload$59.x[22] ;
+  wire [7:0] \op__0__payload$59.x[23] ;
+  wire [7:0] \op__0__payload$59.x[24] ;
+  wire [7:0] \op__0__payload$59.x[25] ;
+  wire [7:0] \op__0__payload$59.x[26] ;
+  wire [7:0] \op__0__payload$59.x[27] ;
+  wire [7:0] \op__0__payload$59.x[28] ;
+  wire [7:0] \op__0__payload$59.x[29] ;
+  wire [7:0] \op__0__payload$59.x[2] ;
+  wire [7:0] \op__0__payload$59.x[30] ;
+  wire [7:0] \op__0__payload$59.x[31] ;
+  wire [7:0] \op__0__payload$59.x[32] ;
+  wire [7:0] \op__0__payload$59.x[33] ;
+  wire [7:0] \op__0__payload$59.x[34] ;
+  wire [7:0] \op__0__payload$59.x[35] ;
+  wire [7:0] \op__0__payload$59.x[36] ;
+  wire [7:0] \op__0__payload$59.x[37] ;
+  wire [7:0] \op__0__payload$59.x[38] ;
+  wire [7:0] \op__0__payload$59.x[39] ;
+  wire [7:0] \op__0__payload$59.x[3] ;
+  wire [7:0] \op__0__payload$59.x[40] ;
+  wire [7:0] \op__0__payload$59.x[41] ;
+  wire [7:0] \op__0__payload$59.x[42] ;
+  wire [7:0] \op__0__payload$59.x[43] ;
+  wire [7:0] \op__0__payload$59.x[44] ;
+  wire [7:0] \op__0__payload$59.x[45] ;
+  wire [7:0] \op__0__payload$59.x[46] ;
+  wire [7:0] \op__0__payload$59.x[47] ;
+  wire [7:0] \op__0__payload$59.x[48] ;
+  wire [7:0] \op__0__payload$59.x[49] ;
+  wire [7:0] \op__0__payload$59.x[4] ;
+  wire [7:0] \op__0__payload$59.x[50] ;
+  wire [7:0] \op__0__payload$59.x[51] ;
+  wire [7:0] \op__0__payload$59.x[52] ;
+  wire [7:0] \op__0__payload$59.x[53] ;
+  wire [7:0] \op__0__payload$59.x[54] ;
+  wire [7:0] \op__0__payload$59.x[55] ;
+  wire [7:0] \op__0__payload$59.x[56] ;
+  wire [7:0] \op__0__payload$59.x[57] ;
+  wire [7:0] \op__0__payload$59.x[58] ;
+  wire [7:0] \op__0__payload$59.x[59] ;
+  wire [7:0] \op__0__payload$59.x[5] ;
+  wire [7:0] \op__0__payload$59.x[60] ;
+  wire [7:0] \op__0__payload$59.x[61] ;
+  wire [7:0] \op__0__payload$59.x[62] ;
+  wire [7:0] \op__0__payload$59.x[63] ;
+  wire [7:0] \op__0__payload$59.x[6] ;
+  wire [7:0] \op__0__payload$59.x[7] ;
+  wire [7:0] \op__0__payload$59.x[8] ;
+  wire [7:0] \op__0__payload$59.x[9] ;
+  wire \op__0__payload$59.x_signed ;
+  wire [596:0] \op__0__payload$60 ;
+  wire [2:0] \op__0__payload$60.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload$60.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload$60.mode ;
+  wire [2:0] \op__0__payload$60.page ;
+  wire [5:0] \op__0__payload$60.row ;
+  wire \op__0__payload$60.skip ;
+  wire \op__0__payload$60.w_signed ;
+  wire [1:0] \op__0__payload$60.wb_log2 ;
+  wire [63:0] \op__0__payload$60.word ;
+  wire [511:0] \op__0__payload$60.x ;
+  wire [7:0] \op__0__payload$60.x[0] ;
+  wire [7:0] \op__0__payload$60.x[10] ;
+  wire [7:0] \op__0__payload$60.x[11] ;
+  wire [7:0] \op__0__payload$60.x[12] ;
+  wire [7:0] \op__0__payload$60.x[13] ;
+  wire [7:0] \op__0__payload$60.x[14] ;
+  wire [7:0] \op__0__payload$60.x[15] ;
+  wire [7:0] \op__0__payload$60.x[16] ;
+  wire [7:0] \op__0__payload$60.x[17] ;
+  wire [7:0] \op__0__payload$60.x[18] ;
+  wire [7:0] \op__0__payload$60.x[19] ;
+  wire [7:0] \op__0__payload$60.x[1] ;
+  wire [7:0] \op__0__payload$60.x[20] ;
+  wire [7:0] \op__0__payload$60.x[21] ;
+  wire [7:0] \op__0__payload$60.x[22] ;
+  wire [7:0] \op__0__payload$60.x[23] ;
+  wire [7:0] \op__0__payload$60.x[24] ;
+  wire [7:0] \op__0__payload$60.x[25] ;
+  wire [7:0] \op__0__payload$60.x[26] ;
+  wire [7:0] \op__0__payload$60.x[27] ;
+  wire [7:0] \op__0__payload$60.x[28] ;
+  wire [7:0] \op__0__payload$60.x[29] ;
+  wire [7:0] \op__0__payload$60.x[2] ;
+  wire [7:0] \op__0__payload$60.x[30] ;
+  wire [7:0] \op__0__payload$60.x[31] ;
+  wire [7:0] \op__0__payload$60.x[32] ;
+  wire [7:0] \op__0__payload$60.x[33] ;
+  wire [7:0] \op__0__payload$60.x[34] ;
+  wire [7:0] \op__0__payload$60.x[35] ;
+  wire [7:0] \op__0__payload$60.x[36] ;
+  wire [7:0] \op__0__payload$60.x[37] ;
+  wire [7:0] \op__0__payload$60.x[38] ;
+  wire [7:0] \op__0__payload$60.x[39] ;
+  wire [7:0] \op__0__payload$60.x[3] ;
+  wire [7:0] \op__0__payload$60.x[40] ;
+  wire [7:0] \op__0__payload$60.x[41] ;
+  wire [7:0] \op__0__payload$60.x[42] ;
+  wire [7:0] \op__0__payload$60.x[43] ;
+  wire [7:0] \op__0__payload$60.x[44] ;
+  wire [7:0] \op__0__payload$60.x[45] ;
+  wire [7:0] \op__0__payload$60.x[46] ;
+  wire [7:0] \op__0__payload$60.x[47] ;
+  wire [7:0] \op__0__payload$60.x[48] ;
+  wire [7:0] \op__0__payload$60.x[49] ;
+  wire [7:0] \op__0__payload$60.x[4] ;
+  wire [7:0] \op__0__payload$60.x[50] ;
+  wire [7:0] \op__0__payload$60.x[51] ;
+  wire [7:0] \op__0__payload$60.x[52] ;
+  wire [7:0] \op__0__payload$60.x[53] ;
+  wire [7:0] \op__0__payload$60.x[54] ;
+  wire [7:0] \op__0__payload$60.x[55] ;
+  wire [7:0] \op__0__payload$60.x[56] ;
+  wire [7:0] \op__0__payload$60.x[57] ;
+  wire [7:0] \op__0__payload$60.x[58] ;
+  wire [7:0] \op__0__payload$60.x[59] ;
+  wire [7:0] \op__0__payload$60.x[5] ;
+  wire [7:0] \op__0__payload$60.x[60] ;
+  wire [7:0] \op__0__payload$60.x[61] ;
+  wire [7:0] \op__0__payload$60.x[62] ;
+  wire [7:0] \op__0__payload$60.x[63] ;
+  wire [7:0] \op__0__payload$60.x[6] ;
+  wire [7:0] \op__0__payload$60.x[7] ;
+  wire [7:0] \op__0__payload$60.x[8] ;
+  wire [7:0] \op__0__payload$60.x[9] ;
+  wire \op__0__payload$60.x_signed ;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -6484,95 +6645,182 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__0__payload.x[9] ;
   wire \op__0__payload.x_signed ;
   wire op__0__ready;
-  wire \op__0__ready$60 ;
+  wire \op__0__ready$63 ;
+  wire \op__0__ready$64 ;
   wire op__0__valid;
-  wire \op__0__valid$54 ;
+  wire \op__0__valid$55 ;
+  wire \op__0__valid$56 ;
   wire [596:0] op__1__payload;
-  wire [596:0] \op__1__payload$91 ;
-  wire [2:0] \op__1__payload$91.ab_m1 ;
+  wire [596:0] \op__1__payload$98 ;
+  wire [2:0] \op__1__payload$98.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__1__payload$91.bop ;
+  wire [2:0] \op__1__payload$98.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__1__payload$91.mode ;
-  wire [2:0] \op__1__payload$91.page ;
-  wire [5:0] \op__1__payload$91.row ;
-  wire \op__1__payload$91.skip ;
-  wire \op__1__payload$91.w_signed ;
-  wire [1:0] \op__1__payload$91.wb_log2 ;
-  wire [63:0] \op__1__payload$91.word ;
-  wire [511:0] \op__1__payload$91.x ;
-  wire [7:0] \op__1__payload$91.x[0] ;
-  wire [7:0] \op__1__payload$91.x[10] ;
-  wire [7:0] \op__1__payload$91.x[11] ;
-  wire [7:0] \op__1__payload$91.x[12] ;
-  wire [7:0] \op__1__payload$91.x[13] ;
-  wire [7:0] \op__1__payload$91.x[14] ;
-  wire [7:0] \op__1__payload$91.x[15] ;
-  wire [7:0] \op__1__payload$91.x[16] ;
-  wire [7:0] \op__1__payload$91.x[17] ;
-  wire [7:0] \op__1__payload$91.x[18] ;
-  wire [7:0] \op__1__payload$91.x[19] ;
-  wire [7:0] \op__1__payload$91.x[1] ;
-  wire [7:0] \op__1__payload$91.x[20] ;
-  wire [7:0] \op__1__payload$91.x[21] ;
-  wire [7:0] \op__1__payload$91.x[22] ;
-  wire [7:0] \op__1__payload$91.x[23] ;
-  wire [7:0] \op__1__payload$91.x[24] ;
-  wire [7:0] \op__1__payload$91.x[25] ;
-  wire [7:0] \op__1__payload$91.x[26] ;
-  wire [7:0] \op__1__payload$91.x[27] ;
-  wire [7:0] \op__1__payload$91.x[28] ;
-  wire [7:0] \op__1__payload$91.x[29] ;
-  wire [7:0] \op__1__payload$91.x[2] ;
-  wire [7:0] \op__1__payload$91.x[30] ;
-  wire [7:0] \op__1__payload$91.x[31] ;
-  wire [7:0] \op__1__payload$91.x[32] ;
-  wire [7:0] \op__1__payload$91.x[33] ;
-  wire [7:0] \op__1__payload$91.x[34] ;
-  wire [7:0] \op__1__payload$91.x[35] ;
-  wire [7:0] \op__1__payload$91.x[36] ;
-  wire [7:0] \op__1__payload$91.x[37] ;
-  wire [7:0] \op__1__payload$91.x[38] ;
-  wire [7:0] \op__1__payload$91.x[39] ;
-  wire [7:0] \op__1__payload$91.x[3] ;
-  wire [7:0] \op__1__payload$91.x[40] ;
-  wire [7:0] \op__1__payload$91.x[41] ;
-  wire [7:0] \op__1__payload$91.x[42] ;
-  wire [7:0] \op__1__payload$91.x[43] ;
-  wire [7:0] \op__1__payload$91.x[44] ;
-  wire [7:0] \op__1__payload$91.x[45] ;
-  wire [7:0] \op__1__payload$91.x[46] ;
-  wire [7:0] \op__1__payload$91.x[47] ;
-  wire [7:0] \op__1__payload$91.x[48] ;
-  wire [7:0] \op__1__payload$91.x[49] ;
-  wire [7:0] \op__1__payload$91.x[4] ;
-  wire [7:0] \op__1__payload$91.x[50] ;
-  wire [7:0] \op__1__payload$91.x[51] ;
-  wire [7:0] \op__1__payload$91.x[52] ;
-  wire [7:0] \op__1__payload$91.x[53] ;
-  wire [7:0] \op__1__payload$91.x[54] ;
-  wire [7:0] \op__1__payload$91.x[55] ;
-  wire [7:0] \op__1__payload$91.x[56] ;
-  wire [7:0] \op__1__payload$91.x[57] ;
-  wire [7:0] \op__1__payload$91.x[58] ;
-  wire [7:0] \op__1__payload$91.x[59] ;
-  wire [7:0] \op__1__payload$91.x[5] ;
-  wire [7:0] \op__1__payload$91.x[60] ;
-  wire [7:0] \op__1__payload$91.x[61] ;
-  wire [7:0] \op__1__payload$91.x[62] ;
-  wire [7:0] \op__1__payload$91.x[63] ;
-  wire [7:0] \op__1__payload$91.x[6] ;
-  wire [7:0] \op__1__payload$91.x[7] ;
-  wire [7:0] \op__1__payload$91.x[8] ;
-  wire [7:0] \op__1__payload$91.x[9] ;
-  wire \op__1__payload$91.x_signed ;
+  wire \op__1__payload$98.mode ;
+  wire [2:0] \op__1__payload$98.page ;
+  wire [5:0] \op__1__payload$98.row ;
+  wire \op__1__payload$98.skip ;
+  wire \op__1__payload$98.w_signed ;
+  wire [1:0] \op__1__payload$98.wb_log2 ;
+  wire [63:0] \op__1__payload$98.word ;
+  wire [511:0] \op__1__payload$98.x ;
+  wire [7:0] \op__1__payload$98.x[0] ;
+  wire [7:0] \op__1__payload$98.x[10] ;
+  wire [7:0] \op__1__payload$98.x[11] ;
+  wire [7:0] \op__1__payload$98.x[12] ;
+  wire [7:0] \op__1__payload$98.x[13] ;
+  wire [7:0] \op__1__payload$98.x[14] ;
+  wire [7:0] \op__1__payload$98.x[15] ;
+  wire [7:0] \op__1__payload$98.x[16] ;
+  wire [7:0] \op__1__payload$98.x[17] ;
+  wire [7:0] \op__1__payload$98.x[18] ;
+  wire [7:0] \op__1__payload$98.x[19] ;
+  wire [7:0] \op__1__payload$98.x[1] ;
+  wire [7:0] \op__1__payload$98.x[20] ;
+  wire [7:0] \op__1__payload$98.x[21] ;
+  wire [7:0] \op__1__payload$98.x[22] ;
+  wire [7:0] \op__1__payload$98.x[23] ;
+  wire [7:0] \op__1__payload$98.x[24] ;
+  wire [7:0] \op__1__payload$98.x[25] ;
+  wire [7:0] \op__1__payload$98.x[26] ;
+  wire [7:0] \op__1__payload$98.x[27] ;
+  wire [7:0] \op__1__payload$98.x[28] ;
+  wire [7:0] \op__1__payload$98.x[29] ;
+  wire [7:0] \op__1__payload$98.x[2] ;
+  wire [7:0] \op__1__payload$98.x[30] ;
+  wire [7:0] \op__1__payload$98.x[31] ;
+  wire [7:0] \op__1__payload$98.x[32] ;
+  wire [7:0] \op__1__payload$98.x[33] ;
+  wire [7:0] \op__1__payload$98.x[34] ;
+  wire [7:0] \op__1__payload$98.x[35] ;
+  wire [7:0] \op__1__payload$98.x[36] ;
+  wire [7:0] \op__1__payload$98.x[37] ;
+  wire [7:0] \op__1__payload$98.x[38] ;
+  wire [7:0] \op__1__payload$98.x[39] ;
+  wire [7:0] \op__1__payload$98.x[3] ;
+  wire [7:0] \op__1__payload$98.x[40] ;
+  wire [7:0] \op__1__payload$98.x[41] ;
+  wire [7:0] \op__1__payload$98.x[42] ;
+  wire [7:0] \op__1__payload$98.x[43] ;
+  wire [7:0] \op__1__payload$98.x[44] ;
+  wire [7:0] \op__1__payload$98.x[45] ;
+  wire [7:0] \op__1__payload$98.x[46] ;
+  wire [7:0] \op__1__payload$98.x[47] ;
+  wire [7:0] \op__1__payload$98.x[48] ;
+  wire [7:0] \op__1__payload$98.x[49] ;
+  wire [7:0] \op__1__payload$98.x[4] ;
+  wire [7:0] \op__1__payload$98.x[50] ;
+  wire [7:0] \op__1__payload$98.x[51] ;
+  wire [7:0] \op__1__payload$98.x[52] ;
+  wire [7:0] \op__1__payload$98.x[53] ;
+  wire [7:0] \op__1__payload$98.x[54] ;
+  wire [7:0] \op__1__payload$98.x[55] ;
+  wire [7:0] \op__1__payload$98.x[56] ;
+  wire [7:0] \op__1__payload$98.x[57] ;
+  wire [7:0] \op__1__payload$98.x[58] ;
+  wire [7:0] \op__1__payload$98.x[59] ;
+  wire [7:0] \op__1__payload$98.x[5] ;
+  wire [7:0] \op__1__payload$98.x[60] ;
+  wire [7:0] \op__1__payload$98.x[61] ;
+  wire [7:0] \op__1__payload$98.x[62] ;
+  wire [7:0] \op__1__payload$98.x[63] ;
+  wire [7:0] \op__1__payload$98.x[6] ;
+  wire [7:0] \op__1__payload$98.x[7] ;
+  wire [7:0] \op__1__payload$98.x[8] ;
+  wire [7:0] \op__1__payload$98.x[9] ;
+  wire \op__1__payload$98.x_signed ;
+  wire [596:0] \op__1__payload$99 ;
+  wire [2:0] \op__1__payload$99.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload$99.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload$99.mode ;
+  wire [2:0] \op__1__payload$99.page ;
+  wire [5:0] \op__1__payload$99.row ;
+  wire \op__1__payload$99.skip ;
+  wire \op__1__payload$99.w_signed ;
+  wire [1:0] \op__1__payload$99.wb_log2 ;
+  wire [63:0] \op__1__payload$99.word ;
+  wire [511:0] \op__1__payload$99.x ;
+  wire [7:0] \op__1__payload$99.x[0] ;
+  wire [7:0] \op__1__payload$99.x[10] ;
+  wire [7:0] \op__1__payload$99.x[11] ;
+  wire [7:0] \op__1__payload$99.x[12] ;
+  wire [7:0] \op__1__payload$99.x[13] ;
+  wire [7:0] \op__1__payload$99.x[14] ;
+  wire [7:0] \op__1__payload$99.x[15] ;
+  wire [7:0] \op__1__payload$99.x[16] ;
+  wire [7:0] \op__1__payload$99.x[17] ;
+  wire [7:0] \op__1__payload$99.x[18] ;
+  wire [7:0] \op__1__payload$99.x[19] ;
+  wire [7:0] \op__1__payload$99.x[1] ;
+  wire [7:0] \op__1__payload$99.x[20] ;
+  wire [7:0] \op__1__payload$99.x[21] ;
+  wire [7:0] \op__1__payload$99.x[22] ;
+  wire [7:0] \op__1__payload$99.x[23] ;
+  wire [7:0] \op__1__payload$99.x[24] ;
+  wire [7:0] \op__1__payload$99.x[25] ;
+  wire [7:0] \op__1__payload$99.x[26] ;
+  wire [7:0] \op__1__payload$99.x[27] ;
+  wire [7:0] \op__1__payload$99.x[28] ;
+  wire [7:0] \op__1__payload$99.x[29] ;
+  wire [7:0] \op__1__payload$99.x[2] ;
+  wire [7:0] \op__1__payload$99.x[30] ;
+  wire [7:0] \op__1__payload$99.x[31] ;
+  wire [7:0] \op__1__payload$99.x[32] ;
+  wire [7:0] \op__1__payload$99.x[33] ;
+  wire [7:0] \op__1__payload$99.x[34] ;
+  wire [7:0] \op__1__payload$99.x[35] ;
+  wire [7:0] \op__1__payload$99.x[36] ;
+  wire [7:0] \op__1__payload$99.x[37] ;
+  wire [7:0] \op__1__payload$99.x[38] ;
+  wire [7:0] \op__1__payload$99.x[39] ;
+  wire [7:0] \op__1__payload$99.x[3] ;
+  wire [7:0] \op__1__payload$99.x[40] ;
+  wire [7:0] \op__1__payload$99.x[41] ;
+  wire [7:0] \op__1__payload$99.x[42] ;
+  wire [7:0] \op__1__payload$99.x[43] ;
+  wire [7:0] \op__1__payload$99.x[44] ;
+  wire [7:0] \op__1__payload$99.x[45] ;
+  wire [7:0] \op__1__payload$99.x[46] ;
+  wire [7:0] \op__1__payload$99.x[47] ;
+  wire [7:0] \op__1__payload$99.x[48] ;
+  wire [7:0] \op__1__payload$99.x[49] ;
+  wire [7:0] \op__1__payload$99.x[4] ;
+  wire [7:0] \op__1__payload$99.x[50] ;
+  wire [7:0] \op__1__payload$99.x[51] ;
+  wire [7:0] \op__1__payload$99.x[52] ;
+  wire [7:0] \op__1__payload$99.x[53] ;
+  wire [7:0] \op__1__payload$99.x[54] ;
+  wire [7:0] \op__1__payload$99.x[55] ;
+  wire [7:0] \op__1__payload$99.x[56] ;
+  wire [7:0] \op__1__payload$99.x[57] ;
+  wire [7:0] \op__1__payload$99.x[58] ;
+  wire [7:0] \op__1__payload$99.x[59] ;
+  wire [7:0] \op__1__payload$99.x[5] ;
+  wire [7:0] \op__1__payload$99.x[60] ;
+  wire [7:0] \op__1__payload$99.x[61] ;
+  wire [7:0] \op__1__payload$99.x[62] ;
+  wire [7:0] \op__1__payload$99.x[63] ;
+  wire [7:0] \op__1__payload$99.x[6] ;
+  wire [7:0] \op__1__payload$99.x[7] ;
+  wire [7:0] \op__1__payload$99.x[8] ;
+  wire [7:0] \op__1__payload$99.x[9] ;
+  wire \op__1__payload$99.x_signed ;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -6658,95 +6906,182 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__1__payload.x[9] ;
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
-  wire \op__1__ready$94 ;
+  wire \op__1__ready$102 ;
+  wire \op__1__ready$103 ;
   wire op__1__valid;
-  wire \op__1__valid$88 ;
+  wire \op__1__valid$94 ;
+  wire \op__1__valid$95 ;
   wire [596:0] op__2__payload;
-  wire [596:0] \op__2__payload$121 ;
-  wire [2:0] \op__2__payload$121.ab_m1 ;
+  wire [596:0] \op__2__payload$133 ;
+  wire [2:0] \op__2__payload$133.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__2__payload$121.bop ;
+  wire [2:0] \op__2__payload$133.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__2__payload$121.mode ;
-  wire [2:0] \op__2__payload$121.page ;
-  wire [5:0] \op__2__payload$121.row ;
-  wire \op__2__payload$121.skip ;
-  wire \op__2__payload$121.w_signed ;
-  wire [1:0] \op__2__payload$121.wb_log2 ;
-  wire [63:0] \op__2__payload$121.word ;
-  wire [511:0] \op__2__payload$121.x ;
-  wire [7:0] \op__2__payload$121.x[0] ;
-  wire [7:0] \op__2__payload$121.x[10] ;
-  wire [7:0] \op__2__payload$121.x[11] ;
-  wire [7:0] \op__2__payload$121.x[12] ;
-  wire [7:0] \op__2__payload$121.x[13] ;
-  wire [7:0] \op__2__payload$121.x[14] ;
-  wire [7:0] \op__2__payload$121.x[15] ;
-  wire [7:0] \op__2__payload$121.x[16] ;
-  wire [7:0] \op__2__payload$121.x[17] ;
-  wire [7:0] \op__2__payload$121.x[18] ;
-  wire [7:0] \op__2__payload$121.x[19] ;
-  wire [7:0] \op__2__payload$121.x[1] ;
-  wire [7:0] \op__2__payload$121.x[20] ;
-  wire [7:0] \op__2__payload$121.x[21] ;
-  wire [7:0] \op__2__payload$121.x[22] ;
-  wire [7:0] \op__2__payload$121.x[23] ;
-  wire [7:0] \op__2__payload$121.x[24] ;
-  wire [7:0] \op__2__payload$121.x[25] ;
-  wire [7:0] \op__2__payload$121.x[26] ;
-  wire [7:0] \op__2__payload$121.x[27] ;
-  wire [7:0] \op__2__payload$121.x[28] ;
-  wire [7:0] \op__2__payload$121.x[29] ;
-  wire [7:0] \op__2__payload$121.x[2] ;
-  wire [7:0] \op__2__payload$121.x[30] ;
-  wire [7:0] \op__2__payload$121.x[31] ;
-  wire [7:0] \op__2__payload$121.x[32] ;
-  wire [7:0] \op__2__payload$121.x[33] ;
-  wire [7:0] \op__2__payload$121.x[34] ;
-  wire [7:0] \op__2__payload$121.x[35] ;
-  wire [7:0] \op__2__payload$121.x[36] ;
-  wire [7:0] \op__2__payload$121.x[37] ;
-  wire [7:0] \op__2__payload$121.x[38] ;
-  wire [7:0] \op__2__payload$121.x[39] ;
-  wire [7:0] \op__2__payload$121.x[3] ;
-  wire [7:0] \op__2__payload$121.x[40] ;
-  wire [7:0] \op__2__payload$121.x[41] ;
-  wire [7:0] \op__2__payload$121.x[42] ;
-  wire [7:0] \op__2__payload$121.x[43] ;
-  wire [7:0] \op__2__payload$121.x[44] ;
-  wire [7:0] \op__2__payload$121.x[45] ;
-  wire [7:0] \op__2__payload$121.x[46] ;
-  wire [7:0] \op__2__payload$121.x[47] ;
-  wire [7:0] \op__2__payload$121.x[48] ;
-  wire [7:0] \op__2__payload$121.x[49] ;
-  wire [7:0] \op__2__payload$121.x[4] ;
-  wire [7:0] \op__2__payload$121.x[50] ;
-  wire [7:0] \op__2__payload$121.x[51] ;
-  wire [7:0] \op__2__payload$121.x[52] ;
-  wire [7:0] \op__2__payload$121.x[53] ;
-  wire [7:0] \op__2__payload$121.x[54] ;
-  wire [7:0] \op__2__payload$121.x[55] ;
-  wire [7:0] \op__2__payload$121.x[56] ;
-  wire [7:0] \op__2__payload$121.x[57] ;
-  wire [7:0] \op__2__payload$121.x[58] ;
-  wire [7:0] \op__2__payload$121.x[59] ;
-  wire [7:0] \op__2__payload$121.x[5] ;
-  wire [7:0] \op__2__payload$121.x[60] ;
-  wire [7:0] \op__2__payload$121.x[61] ;
-  wire [7:0] \op__2__payload$121.x[62] ;
-  wire [7:0] \op__2__payload$121.x[63] ;
-  wire [7:0] \op__2__payload$121.x[6] ;
-  wire [7:0] \op__2__payload$121.x[7] ;
-  wire [7:0] \op__2__payload$121.x[8] ;
-  wire [7:0] \op__2__payload$121.x[9] ;
-  wire \op__2__payload$121.x_signed ;
+  wire \op__2__payload$133.mode ;
+  wire [2:0] \op__2__payload$133.page ;
+  wire [5:0] \op__2__payload$133.row ;
+  wire \op__2__payload$133.skip ;
+  wire \op__2__payload$133.w_signed ;
+  wire [1:0] \op__2__payload$133.wb_log2 ;
+  wire [63:0] \op__2__payload$133.word ;
+  wire [511:0] \op__2__payload$133.x ;
+  wire [7:0] \op__2__payload$133.x[0] ;
+  wire [7:0] \op__2__payload$133.x[10] ;
+  wire [7:0] \op__2__payload$133.x[11] ;
+  wire [7:0] \op__2__payload$133.x[12] ;
+  wire [7:0] \op__2__payload$133.x[13] ;
+  wire [7:0] \op__2__payload$133.x[14] ;
+  wire [7:0] \op__2__payload$133.x[15] ;
+  wire [7:0] \op__2__payload$133.x[16] ;
+  wire [7:0] \op__2__payload$133.x[17] ;
+  wire [7:0] \op__2__payload$133.x[18] ;
+  wire [7:0] \op__2__payload$133.x[19] ;
+  wire [7:0] \op__2__payload$133.x[1] ;
+  wire [7:0] \op__2__payload$133.x[20] ;
+  wire [7:0] \op__2__payload$133.x[21] ;
+  wire [7:0] \op__2__payload$133.x[22] ;
+  wire [7:0] \op__2__payload$133.x[23] ;
+  wire [7:0] \op__2__payload$133.x[24] ;
+  wire [7:0] \op__2__payload$133.x[25] ;
+  wire [7:0] \op__2__payload$133.x[26] ;
+  wire [7:0] \op__2__payload$133.x[27] ;
+  wire [7:0] \op__2__payload$133.x[28] ;
+  wire [7:0] \op__2__payload$133.x[29] ;
+  wire [7:0] \op__2__payload$133.x[2] ;
+  wire [7:0] \op__2__payload$133.x[30] ;
+  wire [7:0] \op__2__payload$133.x[31] ;
+  wire [7:0] \op__2__payload$133.x[32] ;
+  wire [7:0] \op__2__payload$133.x[33] ;
+  wire [7:0] \op__2__payload$133.x[34] ;
+  wire [7:0] \op__2__payload$133.x[35] ;
+  wire [7:0] \op__2__payload$133.x[36] ;
+  wire [7:0] \op__2__payload$133.x[37] ;
+  wire [7:0] \op__2__payload$133.x[38] ;
+  wire [7:0] \op__2__payload$133.x[39] ;
+  wire [7:0] \op__2__payload$133.x[3] ;
+  wire [7:0] \op__2__payload$133.x[40] ;
+  wire [7:0] \op__2__payload$133.x[41] ;
+  wire [7:0] \op__2__payload$133.x[42] ;
+  wire [7:0] \op__2__payload$133.x[43] ;
+  wire [7:0] \op__2__payload$133.x[44] ;
+  wire [7:0] \op__2__payload$133.x[45] ;
+  wire [7:0] \op__2__payload$133.x[46] ;
+  wire [7:0] \op__2__payload$133.x[47] ;
+  wire [7:0] \op__2__payload$133.x[48] ;
+  wire [7:0] \op__2__payload$133.x[49] ;
+  wire [7:0] \op__2__payload$133.x[4] ;
+  wire [7:0] \op__2__payload$133.x[50] ;
+  wire [7:0] \op__2__payload$133.x[51] ;
+  wire [7:0] \op__2__payload$133.x[52] ;
+  wire [7:0] \op__2__payload$133.x[53] ;
+  wire [7:0] \op__2__payload$133.x[54] ;
+  wire [7:0] \op__2__payload$133.x[55] ;
+  wire [7:0] \op__2__payload$133.x[56] ;
+  wire [7:0] \op__2__payload$133.x[57] ;
+  wire [7:0] \op__2__payload$133.x[58] ;
+  wire [7:0] \op__2__payload$133.x[59] ;
+  wire [7:0] \op__2__payload$133.x[5] ;
+  wire [7:0] \op__2__payload$133.x[60] ;
+  wire [7:0] \op__2__payload$133.x[61] ;
+  wire [7:0] \op__2__payload$133.x[62] ;
+  wire [7:0] \op__2__payload$133.x[63] ;
+  wire [7:0] \op__2__payload$133.x[6] ;
+  wire [7:0] \op__2__payload$133.x[7] ;
+  wire [7:0] \op__2__payload$133.x[8] ;
+  wire [7:0] \op__2__payload$133.x[9] ;
+  wire \op__2__payload$133.x_signed ;
+  wire [596:0] \op__2__payload$134 ;
+  wire [2:0] \op__2__payload$134.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__2__payload$134.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__2__payload$134.mode ;
+  wire [2:0] \op__2__payload$134.page ;
+  wire [5:0] \op__2__payload$134.row ;
+  wire \op__2__payload$134.skip ;
+  wire \op__2__payload$134.w_signed ;
+  wire [1:0] \op__2__payload$134.wb_log2 ;
+  wire [63:0] \op__2__payload$134.word ;
+  wire [511:0] \op__2__payload$134.x ;
+  wire [7:0] \op__2__payload$134.x[0] ;
+  wire [7:0] \op__2__payload$134.x[10] ;
+  wire [7:0] \op__2__payload$134.x[11] ;
+  wire [7:0] \op__2__payload$134.x[12] ;
+  wire [7:0] \op__2__payload$134.x[13] ;
+  wire [7:0] \op__2__payload$134.x[14] ;
+  wire [7:0] \op__2__payload$134.x[15] ;
+  wire [7:0] \op__2__payload$134.x[16] ;
+  wire [7:0] \op__2__payload$134.x[17] ;
+  wire [7:0] \op__2__payload$134.x[18] ;
+  wire [7:0] \op__2__payload$134.x[19] ;
+  wire [7:0] \op__2__payload$134.x[1] ;
+  wire [7:0] \op__2__payload$134.x[20] ;
+  wire [7:0] \op__2__payload$134.x[21] ;
+  wire [7:0] \op__2__payload$134.x[22] ;
+  wire [7:0] \op__2__payload$134.x[23] ;
+  wire [7:0] \op__2__payload$134.x[24] ;
+  wire [7:0] \op__2__payload$134.x[25] ;
+  wire [7:0] \op__2__payload$134.x[26] ;
+  wire [7:0] \op__2__payload$134.x[27] ;
+  wire [7:0] \op__2__payload$134.x[28] ;
+  wire [7:0] \op__2__payload$134.x[29] ;
+  wire [7:0] \op__2__payload$134.x[2] ;
+  wire [7:0] \op__2__payload$134.x[30] ;
+  wire [7:0] \op__2__payload$134.x[31] ;
+  wire [7:0] \op__2__payload$134.x[32] ;
+  wire [7:0] \op__2__payload$134.x[33] ;
+  wire [7:0] \op__2__payload$134.x[34] ;
+  wire [7:0] \op__2__payload$134.x[35] ;
+  wire [7:0] \op__2__payload$134.x[36] ;
+  wire [7:0] \op__2__payload$134.x[37] ;
+  wire [7:0] \op__2__payload$134.x[38] ;
+  wire [7:0] \op__2__payload$134.x[39] ;
+  wire [7:0] \op__2__payload$134.x[3] ;
+  wire [7:0] \op__2__payload$134.x[40] ;
+  wire [7:0] \op__2__payload$134.x[41] ;
+  wire [7:0] \op__2__payload$134.x[42] ;
+  wire [7:0] \op__2__payload$134.x[43] ;
+  wire [7:0] \op__2__payload$134.x[44] ;
+  wire [7:0] \op__2__payload$134.x[45] ;
+  wire [7:0] \op__2__payload$134.x[46] ;
+  wire [7:0] \op__2__payload$134.x[47] ;
+  wire [7:0] \op__2__payload$134.x[48] ;
+  wire [7:0] \op__2__payload$134.x[49] ;
+  wire [7:0] \op__2__payload$134.x[4] ;
+  wire [7:0] \op__2__payload$134.x[50] ;
+  wire [7:0] \op__2__payload$134.x[51] ;
+  wire [7:0] \op__2__payload$134.x[52] ;
+  wire [7:0] \op__2__payload$134.x[53] ;
+  wire [7:0] \op__2__payload$134.x[54] ;
+  wire [7:0] \op__2__payload$134.x[55] ;
+  wire [7:0] \op__2__payload$134.x[56] ;
+  wire [7:0] \op__2__payload$134.x[57] ;
+  wire [7:0] \op__2__payload$134.x[58] ;
+  wire [7:0] \op__2__payload$134.x[59] ;
+  wire [7:0] \op__2__payload$134.x[5] ;
+  wire [7:0] \op__2__payload$134.x[60] ;
+  wire [7:0] \op__2__payload$134.x[61] ;
+  wire [7:0] \op__2__payload$134.x[62] ;
+  wire [7:0] \op__2__payload$134.x[63] ;
+  wire [7:0] \op__2__payload$134.x[6] ;
+  wire [7:0] \op__2__payload$134.x[7] ;
+  wire [7:0] \op__2__payload$134.x[8] ;
+  wire [7:0] \op__2__payload$134.x[9] ;
+  wire \op__2__payload$134.x_signed ;
   wire [2:0] \op__2__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -6832,95 +7167,182 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__2__payload.x[9] ;
   wire \op__2__payload.x_signed ;
   wire op__2__ready;
-  wire \op__2__ready$124 ;
+  wire \op__2__ready$137 ;
+  wire \op__2__ready$138 ;
   wire op__2__valid;
-  wire \op__2__valid$118 ;
+  wire \op__2__valid$129 ;
+  wire \op__2__valid$130 ;
   wire [596:0] op__3__payload;
-  wire [596:0] \op__3__payload$151 ;
-  wire [2:0] \op__3__payload$151.ab_m1 ;
+  wire [596:0] \op__3__payload$168 ;
+  wire [2:0] \op__3__payload$168.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__3__payload$151.bop ;
+  wire [2:0] \op__3__payload$168.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__3__payload$151.mode ;
-  wire [2:0] \op__3__payload$151.page ;
-  wire [5:0] \op__3__payload$151.row ;
-  wire \op__3__payload$151.skip ;
-  wire \op__3__payload$151.w_signed ;
-  wire [1:0] \op__3__payload$151.wb_log2 ;
-  wire [63:0] \op__3__payload$151.word ;
-  wire [511:0] \op__3__payload$151.x ;
-  wire [7:0] \op__3__payload$151.x[0] ;
-  wire [7:0] \op__3__payload$151.x[10] ;
-  wire [7:0] \op__3__payload$151.x[11] ;
-  wire [7:0] \op__3__payload$151.x[12] ;
-  wire [7:0] \op__3__payload$151.x[13] ;
-  wire [7:0] \op__3__payload$151.x[14] ;
-  wire [7:0] \op__3__payload$151.x[15] ;
-  wire [7:0] \op__3__payload$151.x[16] ;
-  wire [7:0] \op__3__payload$151.x[17] ;
-  wire [7:0] \op__3__payload$151.x[18] ;
-  wire [7:0] \op__3__payload$151.x[19] ;
-  wire [7:0] \op__3__payload$151.x[1] ;
-  wire [7:0] \op__3__payload$151.x[20] ;
-  wire [7:0] \op__3__payload$151.x[21] ;
-  wire [7:0] \op__3__payload$151.x[22] ;
-  wire [7:0] \op__3__payload$151.x[23] ;
-  wire [7:0] \op__3__payload$151.x[24] ;
-  wire [7:0] \op__3__payload$151.x[25] ;
-  wire [7:0] \op__3__payload$151.x[26] ;
-  wire [7:0] \op__3__payload$151.x[27] ;
-  wire [7:0] \op__3__payload$151.x[28] ;
-  wire [7:0] \op__3__payload$151.x[29] ;
-  wire [7:0] \op__3__payload$151.x[2] ;
-  wire [7:0] \op__3__payload$151.x[30] ;
-  wire [7:0] \op__3__payload$151.x[31] ;
-  wire [7:0] \op__3__payload$151.x[32] ;
-  wire [7:0] \op__3__payload$151.x[33] ;
-  wire [7:0] \op__3__payload$151.x[34] ;
-  wire [7:0] \op__3__payload$151.x[35] ;
-  wire [7:0] \op__3__payload$151.x[36] ;
-  wire [7:0] \op__3__payload$151.x[37] ;
-  wire [7:0] \op__3__payload$151.x[38] ;
-  wire [7:0] \op__3__payload$151.x[39] ;
-  wire [7:0] \op__3__payload$151.x[3] ;
-  wire [7:0] \op__3__payload$151.x[40] ;
-  wire [7:0] \op__3__payload$151.x[41] ;
-  wire [7:0] \op__3__payload$151.x[42] ;
-  wire [7:0] \op__3__payload$151.x[43] ;
-  wire [7:0] \op__3__payload$151.x[44] ;
-  wire [7:0] \op__3__payload$151.x[45] ;
-  wire [7:0] \op__3__payload$151.x[46] ;
-  wire [7:0] \op__3__payload$151.x[47] ;
-  wire [7:0] \op__3__payload$151.x[48] ;
-  wire [7:0] \op__3__payload$151.x[49] ;
-  wire [7:0] \op__3__payload$151.x[4] ;
-  wire [7:0] \op__3__payload$151.x[50] ;
-  wire [7:0] \op__3__payload$151.x[51] ;
-  wire [7:0] \op__3__payload$151.x[52] ;
-  wire [7:0] \op__3__payload$151.x[53] ;
-  wire [7:0] \op__3__payload$151.x[54] ;
-  wire [7:0] \op__3__payload$151.x[55] ;
-  wire [7:0] \op__3__payload$151.x[56] ;
-  wire [7:0] \op__3__payload$151.x[57] ;
-  wire [7:0] \op__3__payload$151.x[58] ;
-  wire [7:0] \op__3__payload$151.x[59] ;
-  wire [7:0] \op__3__payload$151.x[5] ;
-  wire [7:0] \op__3__payload$151.x[60] ;
-  wire [7:0] \op__3__payload$151.x[61] ;
-  wire [7:0] \op__3__payload$151.x[62] ;
-  wire [7:0] \op__3__payload$151.x[63] ;
-  wire [7:0] \op__3__payload$151.x[6] ;
-  wire [7:0] \op__3__payload$151.x[7] ;
-  wire [7:0] \op__3__payload$151.x[8] ;
-  wire [7:0] \op__3__payload$151.x[9] ;
-  wire \op__3__payload$151.x_signed ;
+  wire \op__3__payload$168.mode ;
+  wire [2:0] \op__3__payload$168.page ;
+  wire [5:0] \op__3__payload$168.row ;
+  wire \op__3__payload$168.skip ;
+  wire \op__3__payload$168.w_signed ;
+  wire [1:0] \op__3__payload$168.wb_log2 ;
+  wire [63:0] \op__3__payload$168.word ;
+  wire [511:0] \op__3__payload$168.x ;
+  wire [7:0] \op__3__payload$168.x[0] ;
+  wire [7:0] \op__3__payload$168.x[10] ;
+  wire [7:0] \op__3__payload$168.x[11] ;
+  wire [7:0] \op__3__payload$168.x[12] ;
+  wire [7:0] \op__3__payload$168.x[13] ;
+  wire [7:0] \op__3__payload$168.x[14] ;
+  wire [7:0] \op__3__payload$168.x[15] ;
+  wire [7:0] \op__3__payload$168.x[16] ;
+  wire [7:0] \op__3__payload$168.x[17] ;
+  wire [7:0] \op__3__payload$168.x[18] ;
+  wire [7:0] \op__3__payload$168.x[19] ;
+  wire [7:0] \op__3__payload$168.x[1] ;
+  wire [7:0] \op__3__payload$168.x[20] ;
+  wire [7:0] \op__3__payload$168.x[21] ;
+  wire [7:0] \op__3__payload$168.x[22] ;
+  wire [7:0] \op__3__payload$168.x[23] ;
+  wire [7:0] \op__3__payload$168.x[24] ;
+  wire [7:0] \op__3__payload$168.x[25] ;
+  wire [7:0] \op__3__payload$168.x[26] ;
+  wire [7:0] \op__3__payload$168.x[27] ;
+  wire [7:0] \op__3__payload$168.x[28] ;
+  wire [7:0] \op__3__payload$168.x[29] ;
+  wire [7:0] \op__3__payload$168.x[2] ;
+  wire [7:0] \op__3__payload$168.x[30] ;
+  wire [7:0] \op__3__payload$168.x[31] ;
+  wire [7:0] \op__3__payload$168.x[32] ;
+  wire [7:0] \op__3__payload$168.x[33] ;
+  wire [7:0] \op__3__payload$168.x[34] ;
+  wire [7:0] \op__3__payload$168.x[35] ;
+  wire [7:0] \op__3__payload$168.x[36] ;
+  wire [7:0] \op__3__payload$168.x[37] ;
+  wire [7:0] \op__3__payload$168.x[38] ;
+  wire [7:0] \op__3__payload$168.x[39] ;
+  wire [7:0] \op__3__payload$168.x[3] ;
+  wire [7:0] \op__3__payload$168.x[40] ;
+  wire [7:0] \op__3__payload$168.x[41] ;
+  wire [7:0] \op__3__payload$168.x[42] ;
+  wire [7:0] \op__3__payload$168.x[43] ;
+  wire [7:0] \op__3__payload$168.x[44] ;
+  wire [7:0] \op__3__payload$168.x[45] ;
+  wire [7:0] \op__3__payload$168.x[46] ;
+  wire [7:0] \op__3__payload$168.x[47] ;
+  wire [7:0] \op__3__payload$168.x[48] ;
+  wire [7:0] \op__3__payload$168.x[49] ;
+  wire [7:0] \op__3__payload$168.x[4] ;
+  wire [7:0] \op__3__payload$168.x[50] ;
+  wire [7:0] \op__3__payload$168.x[51] ;
+  wire [7:0] \op__3__payload$168.x[52] ;
+  wire [7:0] \op__3__payload$168.x[53] ;
+  wire [7:0] \op__3__payload$168.x[54] ;
+  wire [7:0] \op__3__payload$168.x[55] ;
+  wire [7:0] \op__3__payload$168.x[56] ;
+  wire [7:0] \op__3__payload$168.x[57] ;
+  wire [7:0] \op__3__payload$168.x[58] ;
+  wire [7:0] \op__3__payload$168.x[59] ;
+  wire [7:0] \op__3__payload$168.x[5] ;
+  wire [7:0] \op__3__payload$168.x[60] ;
+  wire [7:0] \op__3__payload$168.x[61] ;
+  wire [7:0] \op__3__payload$168.x[62] ;
+  wire [7:0] \op__3__payload$168.x[63] ;
+  wire [7:0] \op__3__payload$168.x[6] ;
+  wire [7:0] \op__3__payload$168.x[7] ;
+  wire [7:0] \op__3__payload$168.x[8] ;
+  wire [7:0] \op__3__payload$168.x[9] ;
+  wire \op__3__payload$168.x_signed ;
+  wire [596:0] \op__3__payload$169 ;
+  wire [2:0] \op__3__payload$169.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__3__payload$169.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__3__payload$169.mode ;
+  wire [2:0] \op__3__payload$169.page ;
+  wire [5:0] \op__3__payload$169.row ;
+  wire \op__3__payload$169.skip ;
+  wire \op__3__payload$169.w_signed ;
+  wire [1:0] \op__3__payload$169.wb_log2 ;
+  wire [63:0] \op__3__payload$169.word ;
+  wire [511:0] \op__3__payload$169.x ;
+  wire [7:0] \op__3__payload$169.x[0] ;
+  wire [7:0] \op__3__payload$169.x[10] ;
+  wire [7:0] \op__3__payload$169.x[11] ;
+  wire [7:0] \op__3__payload$169.x[12] ;
+  wire [7:0] \op__3__payload$169.x[13] ;
+  wire [7:0] \op__3__payload$169.x[14] ;
+  wire [7:0] \op__3__payload$169.x[15] ;
+  wire [7:0] \op__3__payload$169.x[16] ;
+  wire [7:0] \op__3__payload$169.x[17] ;
+  wire [7:0] \op__3__payload$169.x[18] ;
+  wire [7:0] \op__3__payload$169.x[19] ;
+  wire [7:0] \op__3__payload$169.x[1] ;
+  wire [7:0] \op__3__payload$169.x[20] ;
+  wire [7:0] \op__3__payload$169.x[21] ;
+  wire [7:0] \op__3__payload$169.x[22] ;
+  wire [7:0] \op__3__payload$169.x[23] ;
+  wire [7:0] \op__3__payload$169.x[24] ;
+  wire [7:0] \op__3__payload$169.x[25] ;
+  wire [7:0] \op__3__payload$169.x[26] ;
+  wire [7:0] \op__3__payload$169.x[27] ;
+  wire [7:0] \op__3__payload$169.x[28] ;
+  wire [7:0] \op__3__payload$169.x[29] ;
+  wire [7:0] \op__3__payload$169.x[2] ;
+  wire [7:0] \op__3__payload$169.x[30] ;
+  wire [7:0] \op__3__payload$169.x[31] ;
+  wire [7:0] \op__3__payload$169.x[32] ;
+  wire [7:0] \op__3__payload$169.x[33] ;
+  wire [7:0] \op__3__payload$169.x[34] ;
+  wire [7:0] \op__3__payload$169.x[35] ;
+  wire [7:0] \op__3__payload$169.x[36] ;
+  wire [7:0] \op__3__payload$169.x[37] ;
+  wire [7:0] \op__3__payload$169.x[38] ;
+  wire [7:0] \op__3__payload$169.x[39] ;
+  wire [7:0] \op__3__payload$169.x[3] ;
+  wire [7:0] \op__3__payload$169.x[40] ;
+  wire [7:0] \op__3__payload$169.x[41] ;
+  wire [7:0] \op__3__payload$169.x[42] ;
+  wire [7:0] \op__3__payload$169.x[43] ;
+  wire [7:0] \op__3__payload$169.x[44] ;
+  wire [7:0] \op__3__payload$169.x[45] ;
+  wire [7:0] \op__3__payload$169.x[46] ;
+  wire [7:0] \op__3__payload$169.x[47] ;
+  wire [7:0] \op__3__payload$169.x[48] ;
+  wire [7:0] \op__3__payload$169.x[49] ;
+  wire [7:0] \op__3__payload$169.x[4] ;
+  wire [7:0] \op__3__payload$169.x[50] ;
+  wire [7:0] \op__3__payload$169.x[51] ;
+  wire [7:0] \op__3__payload$169.x[52] ;
+  wire [7:0] \op__3__payload$169.x[53] ;
+  wire [7:0] \op__3__payload$169.x[54] ;
+  wire [7:0] \op__3__payload$169.x[55] ;
+  wire [7:0] \op__3__payload$169.x[56] ;
+  wire [7:0] \op__3__payload$169.x[57] ;
+  wire [7:0] \op__3__payload$169.x[58] ;
+  wire [7:0] \op__3__payload$169.x[59] ;
+  wire [7:0] \op__3__payload$169.x[5] ;
+  wire [7:0] \op__3__payload$169.x[60] ;
+  wire [7:0] \op__3__payload$169.x[61] ;
+  wire [7:0] \op__3__payload$169.x[62] ;
+  wire [7:0] \op__3__payload$169.x[63] ;
+  wire [7:0] \op__3__payload$169.x[6] ;
+  wire [7:0] \op__3__payload$169.x[7] ;
+  wire [7:0] \op__3__payload$169.x[8] ;
+  wire [7:0] \op__3__payload$169.x[9] ;
+  wire \op__3__payload$169.x_signed ;
   wire [2:0] \op__3__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -7006,10 +7428,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__3__payload.x[9] ;
   wire \op__3__payload.x_signed ;
   wire op__3__ready;
-  wire \op__3__ready$154 ;
+  wire \op__3__ready$172 ;
+  wire \op__3__ready$173 ;
   wire op__3__valid;
-  wire \op__3__valid$148 ;
-  wire [5:0] param_rd__addr;
+  wire \op__3__valid$164 ;
+  wire \op__3__valid$165 ;
+  wire [9:0] param_rd__addr;
   wire [767:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
   wire [23:0] \param_rd__data[0]._pad ;
@@ -7052,60 +7476,135 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
   wire param_rd__en;
-  wire [5:0] pmem_r__addr;
+  wire [9:0] pmem_r__addr;
   wire [767:0] pmem_r__data;
   wire pmem_r__en;
-  wire [5:0] pmem_w__addr;
+  wire [9:0] pmem_w__addr;
   wire [767:0] pmem_w__data;
   wire [23:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [11:0] \port__addr$106 ;
-  wire [5:0] \port__addr$112 ;
-  wire [11:0] \port__addr$136 ;
-  wire [5:0] \port__addr$142 ;
-  wire [11:0] \port__addr$166 ;
-  wire [5:0] \port__addr$172 ;
-  wire [5:0] \port__addr$176 ;
-  wire [11:0] \port__addr$182 ;
-  wire [11:0] \port__addr$195 ;
-  wire [9:0] \port__addr$204 ;
-  wire [9:0] \port__addr$210 ;
-  wire [5:0] \port__addr$82 ;
+  wire [11:0] \port__addr$117 ;
+  wire [6:0] \port__addr$123 ;
+  wire [11:0] \port__addr$152 ;
+  wire [6:0] \port__addr$158 ;
+  wire [11:0] \port__addr$187 ;
+  wire [6:0] \port__addr$193 ;
+  wire [9:0] \port__addr$197 ;
+  wire [11:0] \port__addr$203 ;
+  wire [11:0] \port__addr$223 ;
+  wire [11:0] \port__addr$235 ;
+  wire [9:0] \port__addr$241 ;
+  wire [11:0] \port__addr$247 ;
+  wire [6:0] \port__addr$88 ;
   wire [63:0] port__data;
-  wire [63:0] \port__data$109 ;
-  wire [95:0] \port__data$115 ;
-  wire [63:0] \port__data$139 ;
-  wire [95:0] \port__data$145 ;
-  wire [63:0] \port__data$169 ;
-  wire [95:0] \port__data$175 ;
-  wire [767:0] \port__data$179 ;
-  wire [63:0] \port__data$192 ;
-  wire [63:0] \port__data$202 ;
-  wire [63:0] \port__data$207 ;
-  wire [415:0] \port__data$213 ;
-  wire [95:0] \port__data$85 ;
+  wire [63:0] \port__data$120 ;
+  wire [95:0] \port__data$126 ;
+  wire [63:0] \port__data$155 ;
+  wire [95:0] \port__data$161 ;
+  wire [63:0] \port__data$190 ;
+  wire [95:0] \port__data$196 ;
+  wire [767:0] \port__data$200 ;
+  wire [63:0] \port__data$218 ;
+  wire [63:0] \port__data$232 ;
+  wire [63:0] \port__data$238 ;
+  wire [63:0] \port__data$244 ;
+  wire [415:0] \port__data$250 ;
+  wire [95:0] \port__data$91 ;
   wire port__en;
-  wire \port__en$110 ;
-  wire \port__en$140 ;
-  wire \port__en$170 ;
-  wire \port__en$180 ;
-  wire \port__en$187 ;
-  wire \port__en$198 ;
-  wire \port__en$208 ;
-  wire \port__en$214 ;
+  wire \port__en$121 ;
+  wire \port__en$156 ;
+  wire \port__en$191 ;
+  wire \port__en$201 ;
+  wire \port__en$211 ;
+  wire \port__en$227 ;
+  wire \port__en$239 ;
+  wire \port__en$245 ;
+  wire \port__en$251 ;
+  wire [11:0] rd__addr;
+  wire [63:0] rd__data;
+  wire rd__en;
   wire [6:0] res_total__0;
   wire [6:0] res_total__1;
   wire [6:0] res_total__2;
   wire [6:0] res_total__3;
   wire res_valid__0;
-  wire \res_valid__0$65 ;
+  wire \res_valid__0$69 ;
+  wire \res_valid__0$72 ;
   wire res_valid__1;
-  wire \res_valid__1$99 ;
+  wire \res_valid__1$108 ;
+  wire \res_valid__1$111 ;
   wire res_valid__2;
-  wire \res_valid__2$129 ;
+  wire \res_valid__2$143 ;
+  wire \res_valid__2$146 ;
   wire res_valid__3;
-  wire \res_valid__3$159 ;
+  wire \res_valid__3$178 ;
+  wire \res_valid__3$181 ;
   wire [1407:0] res_y__0;
+  wire [1407:0] \res_y__0$73 ;
+  wire [21:0] \res_y__0$73[0] ;
+  wire [21:0] \res_y__0$73[10] ;
+  wire [21:0] \res_y__0$73[11] ;
+  wire [21:0] \res_y__0$73[12] ;
+  wire [21:0] \res_y__0$73[13] ;
+  wire [21:0] \res_y__0$73[14] ;
+  wire [21:0] \res_y__0$73[15] ;
+  wire [21:0] \res_y__0$73[16] ;
+  wire [21:0] \res_y__0$73[17] ;
+  wire [21:0] \res_y__0$73[18] ;
+  wire [21:0] \res_y__0$73[19] ;
+  wire [21:0] \res_y__0$73[1] ;
+  wire [21:0] \res_y__0$73[20] ;
+  wire [21:0] \res_y__0$73[21] ;
+  wire [21:0] \res_y__0$73[22] ;
+  wire [21:0] \res_y__0$73[23] ;
+  wire [21:0] \res_y__0$73[24] ;
+  wire [21:0] \res_y__0$73[25] ;
+  wire [21:0] \res_y__0$73[26] ;
+  wire [21:0] \res_y__0$73[27] ;
+  wire [21:0] \res_y__0$73[28] ;
+  wire [21:0] \res_y__0$73[29] ;
+  wire [21:0] \res_y__0$73[2] ;
+  wire [21:0] \res_y__0$73[30] ;
+  wire [21:0] \res_y__0$73[31] ;
+  wire [21:0] \res_y__0$73[32] ;
+  wire [21:0] \res_y__0$73[33] ;
+  wire [21:0] \res_y__0$73[34] ;
+  wire [21:0] \res_y__0$73[35] ;
+  wire [21:0] \res_y__0$73[36] ;
+  wire [21:0] \res_y__0$73[37] ;
+  wire [21:0] \res_y__0$73[38] ;
+  wire [21:0] \res_y__0$73[39] ;
+  wire [21:0] \res_y__0$73[3] ;
+  wire [21:0] \res_y__0$73[40] ;
+  wire [21:0] \res_y__0$73[41] ;
+  wire [21:0] \res_y__0$73[42] ;
+  wire [21:0] \res_y__0$73[43] ;
+  wire [21:0] \res_y__0$73[44] ;
+  wire [21:0] \res_y__0$73[45] ;
+  wire [21:0] \res_y__0$73[46] ;
+  wire [21:0] \res_y__0$73[47] ;
+  wire [21:0] \res_y__0$73[48] ;
+  wire [21:0] \res_y__0$73[49] ;
+  wire [21:0] \res_y__0$73[4] ;
+  wire [21:0] \res_y__0$73[50] ;
+  wire [21:0] \res_y__0$73[51] ;
+  wire [21:0] \res_y__0$73[52] ;
+  wire [21:0] \res_y__0$73[53] ;
+  wire [21:0] \res_y__0$73[54] ;
+  wire [21:0] \res_y__0$73[55] ;
+  wire [21:0] \res_y__0$73[56] ;
+  wire [21:0] \res_y__0$73[57] ;
+  wire [21:0] \res_y__0$73[58] ;
+  wire [21:0] \res_y__0$73[59] ;
+  wire [21:0] \res_y__0$73[5] ;
+  wire [21:0] \res_y__0$73[60] ;
+  wire [21:0] \res_y__0$73[61] ;
+  wire [21:0] \res_y__0$73[62] ;
+  wire [21:0] \res_y__0$73[63] ;
+  wire [21:0] \res_y__0$73[6] ;
+  wire [21:0] \res_y__0$73[7] ;
+  wire [21:0] \res_y__0$73[8] ;
+  wire [21:0] \res_y__0$73[9] ;
   wire [21:0] \res_y__0[0] ;
   wire [21:0] \res_y__0[10] ;
   wire [21:0] \res_y__0[11] ;
@@ -7171,6 +7670,71 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [21:0] \res_y__0[8] ;
   wire [21:0] \res_y__0[9] ;
   wire [1407:0] res_y__1;
+  wire [1407:0] \res_y__1$112 ;
+  wire [21:0] \res_y__1$112[0] ;
+  wire [21:0] \res_y__1$112[10] ;
+  wire [21:0] \res_y__1$112[11] ;
+  wire [21:0] \res_y__1$112[12] ;
+  wire [21:0] \res_y__1$112[13] ;
+  wire [21:0] \res_y__1$112[14] ;
+  wire [21:0] \res_y__1$112[15] ;
+  wire [21:0] \res_y__1$112[16] ;
+  wire [21:0] \res_y__1$112[17] ;
+  wire [21:0] \res_y__1$112[18] ;
+  wire [21:0] \res_y__1$112[19] ;
+  wire [21:0] \res_y__1$112[1] ;
+  wire [21:0] \res_y__1$112[20] ;
+  wire [21:0] \res_y__1$112[21] ;
+  wire [21:0] \res_y__1$112[22] ;
+  wire [21:0] \res_y__1$112[23] ;
+  wire [21:0] \res_y__1$112[24] ;
+  wire [21:0] \res_y__1$112[25] ;
+  wire [21:0] \res_y__1$112[26] ;
+  wire [21:0] \res_y__1$112[27] ;
+  wire [21:0] \res_y__1$112[28] ;
+  wire [21:0] \res_y__1$112[29] ;
+  wire [21:0] \res_y__1$112[2] ;
+  wire [21:0] \res_y__1$112[30] ;
+  wire [21:0] \res_y__1$112[31] ;
+  wire [21:0] \res_y__1$112[32] ;
+  wire [21:0] \res_y__1$112[33] ;
+  wire [21:0] \res_y__1$112[34] ;
+  wire [21:0] \res_y__1$112[35] ;
+  wire [21:0] \res_y__1$112[36] ;
+  wire [21:0] \res_y__1$112[37] ;
+  wire [21:0] \res_y__1$112[38] ;
+  wire [21:0] \res_y__1$112[39] ;
+  wire [21:0] \res_y__1$112[3] ;
+  wire [21:0] \res_y__1$112[40] ;
+  wire [21:0] \res_y__1$112[41] ;
+  wire [21:0] \res_y__1$112[42] ;
+  wire [21:0] \res_y__1$112[43] ;
+  wire [21:0] \res_y__1$112[44] ;
+  wire [21:0] \res_y__1$112[45] ;
+  wire [21:0] \res_y__1$112[46] ;
+  wire [21:0] \res_y__1$112[47] ;
+  wire [21:0] \res_y__1$112[48] ;
+  wire [21:0] \res_y__1$112[49] ;
+  wire [21:0] \res_y__1$112[4] ;
+  wire [21:0] \res_y__1$112[50] ;
+  wire [21:0] \res_y__1$112[51] ;
+  wire [21:0] \res_y__1$112[52] ;
+  wire [21:0] \res_y__1$112[53] ;
+  wire [21:0] \res_y__1$112[54] ;
+  wire [21:0] \res_y__1$112[55] ;
+  wire [21:0] \res_y__1$112[56] ;
+  wire [21:0] \res_y__1$112[57] ;
+  wire [21:0] \res_y__1$112[58] ;
+  wire [21:0] \res_y__1$112[59] ;
+  wire [21:0] \res_y__1$112[5] ;
+  wire [21:0] \res_y__1$112[60] ;
+  wire [21:0] \res_y__1$112[61] ;
+  wire [21:0] \res_y__1$112[62] ;
+  wire [21:0] \res_y__1$112[63] ;
+  wire [21:0] \res_y__1$112[6] ;
+  wire [21:0] \res_y__1$112[7] ;
+  wire [21:0] \res_y__1$112[8] ;
+  wire [21:0] \res_y__1$112[9] ;
   wire [21:0] \res_y__1[0] ;
   wire [21:0] \res_y__1[10] ;
   wire [21:0] \res_y__1[11] ;
@@ -7236,6 +7800,71 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [21:0] \res_y__1[8] ;
   wire [21:0] \res_y__1[9] ;
   wire [1407:0] res_y__2;
+  wire [1407:0] \res_y__2$147 ;
+  wire [21:0] \res_y__2$147[0] ;
+  wire [21:0] \res_y__2$147[10] ;
+  wire [21:0] \res_y__2$147[11] ;
+  wire [21:0] \res_y__2$147[12] ;
+  wire [21:0] \res_y__2$147[13] ;
+  wire [21:0] \res_y__2$147[14] ;
+  wire [21:0] \res_y__2$147[15] ;
+  wire [21:0] \res_y__2$147[16] ;
+  wire [21:0] \res_y__2$147[17] ;
+  wire [21:0] \res_y__2$147[18] ;
+  wire [21:0] \res_y__2$147[19] ;
+  wire [21:0] \res_y__2$147[1] ;
+  wire [21:0] \res_y__2$147[20] ;
+  wire [21:0] \res_y__2$147[21] ;
+  wire [21:0] \res_y__2$147[22] ;
+  wire [21:0] \res_y__2$147[23] ;
+  wire [21:0] \res_y__2$147[24] ;
+  wire [21:0] \res_y__2$147[25] ;
+  wire [21:0] \res_y__2$147[26] ;
+  wire [21:0] \res_y__2$147[27] ;
+  wire [21:0] \res_y__2$147[28] ;
+  wire [21:0] \res_y__2$147[29] ;
+  wire [21:0] \res_y__2$147[2] ;
+  wire [21:0] \res_y__2$147[30] ;
+  wire [21:0] \res_y__2$147[31] ;
+  wire [21:0] \res_y__2$147[32] ;
+  wire [21:0] \res_y__2$147[33] ;
+  wire [21:0] \res_y__2$147[34] ;
+  wire [21:0] \res_y__2$147[35] ;
+  wire [21:0] \res_y__2$147[36] ;
+  wire [21:0] \res_y__2$147[37] ;
+  wire [21:0] \res_y__2$147[38] ;
+  wire [21:0] \res_y__2$147[39] ;
+  wire [21:0] \res_y__2$147[3] ;
+  wire [21:0] \res_y__2$147[40] ;
+  wire [21:0] \res_y__2$147[41] ;
+  wire [21:0] \res_y__2$147[42] ;
+  wire [21:0] \res_y__2$147[43] ;
+  wire [21:0] \res_y__2$147[44] ;
+  wire [21:0] \res_y__2$147[45] ;
+  wire [21:0] \res_y__2$147[46] ;
+  wire [21:0] \res_y__2$147[47] ;
+  wire [21:0] \res_y__2$147[48] ;
+  wire [21:0] \res_y__2$147[49] ;
+  wire [21:0] \res_y__2$147[4] ;
+  wire [21:0] \res_y__2$147[50] ;
+  wire [21:0] \res_y__2$147[51] ;
+  wire [21:0] \res_y__2$147[52] ;
+  wire [21:0] \res_y__2$147[53] ;
+  wire [21:0] \res_y__2$147[54] ;
+  wire [21:0] \res_y__2$147[55] ;
+  wire [21:0] \res_y__2$147[56] ;
+  wire [21:0] \res_y__2$147[57] ;
+  wire [21:0] \res_y__2$147[58] ;
+  wire [21:0] \res_y__2$147[59] ;
+  wire [21:0] \res_y__2$147[5] ;
+  wire [21:0] \res_y__2$147[60] ;
+  wire [21:0] \res_y__2$147[61] ;
+  wire [21:0] \res_y__2$147[62] ;
+  wire [21:0] \res_y__2$147[63] ;
+  wire [21:0] \res_y__2$147[6] ;
+  wire [21:0] \res_y__2$147[7] ;
+  wire [21:0] \res_y__2$147[8] ;
+  wire [21:0] \res_y__2$147[9] ;
   wire [21:0] \res_y__2[0] ;
   wire [21:0] \res_y__2[10] ;
   wire [21:0] \res_y__2[11] ;
@@ -7301,6 +7930,71 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [21:0] \res_y__2[8] ;
   wire [21:0] \res_y__2[9] ;
   wire [1407:0] res_y__3;
+  wire [1407:0] \res_y__3$182 ;
+  wire [21:0] \res_y__3$182[0] ;
+  wire [21:0] \res_y__3$182[10] ;
+  wire [21:0] \res_y__3$182[11] ;
+  wire [21:0] \res_y__3$182[12] ;
+  wire [21:0] \res_y__3$182[13] ;
+  wire [21:0] \res_y__3$182[14] ;
+  wire [21:0] \res_y__3$182[15] ;
+  wire [21:0] \res_y__3$182[16] ;
+  wire [21:0] \res_y__3$182[17] ;
+  wire [21:0] \res_y__3$182[18] ;
+  wire [21:0] \res_y__3$182[19] ;
+  wire [21:0] \res_y__3$182[1] ;
+  wire [21:0] \res_y__3$182[20] ;
+  wire [21:0] \res_y__3$182[21] ;
+  wire [21:0] \res_y__3$182[22] ;
+  wire [21:0] \res_y__3$182[23] ;
+  wire [21:0] \res_y__3$182[24] ;
+  wire [21:0] \res_y__3$182[25] ;
+  wire [21:0] \res_y__3$182[26] ;
+  wire [21:0] \res_y__3$182[27] ;
+  wire [21:0] \res_y__3$182[28] ;
+  wire [21:0] \res_y__3$182[29] ;
+  wire [21:0] \res_y__3$182[2] ;
+  wire [21:0] \res_y__3$182[30] ;
+  wire [21:0] \res_y__3$182[31] ;
+  wire [21:0] \res_y__3$182[32] ;
+  wire [21:0] \res_y__3$182[33] ;
+  wire [21:0] \res_y__3$182[34] ;
+  wire [21:0] \res_y__3$182[35] ;
+  wire [21:0] \res_y__3$182[36] ;
+  wire [21:0] \res_y__3$182[37] ;
+  wire [21:0] \res_y__3$182[38] ;
+  wire [21:0] \res_y__3$182[39] ;
+  wire [21:0] \res_y__3$182[3] ;
+  wire [21:0] \res_y__3$182[40] ;
+  wire [21:0] \res_y__3$182[41] ;
+  wire [21:0] \res_y__3$182[42] ;
+  wire [21:0] \res_y__3$182[43] ;
+  wire [21:0] \res_y__3$182[44] ;
+  wire [21:0] \res_y__3$182[45] ;
+  wire [21:0] \res_y__3$182[46] ;
+  wire [21:0] \res_y__3$182[47] ;
+  wire [21:0] \res_y__3$182[48] ;
+  wire [21:0] \res_y__3$182[49] ;
+  wire [21:0] \res_y__3$182[4] ;
+  wire [21:0] \res_y__3$182[50] ;
+  wire [21:0] \res_y__3$182[51] ;
+  wire [21:0] \res_y__3$182[52] ;
+  wire [21:0] \res_y__3$182[53] ;
+  wire [21:0] \res_y__3$182[54] ;
+  wire [21:0] \res_y__3$182[55] ;
+  wire [21:0] \res_y__3$182[56] ;
+  wire [21:0] \res_y__3$182[57] ;
+  wire [21:0] \res_y__3$182[58] ;
+  wire [21:0] \res_y__3$182[59] ;
+  wire [21:0] \res_y__3$182[5] ;
+  wire [21:0] \res_y__3$182[60] ;
+  wire [21:0] \res_y__3$182[61] ;
+  wire [21:0] \res_y__3$182[62] ;
+  wire [21:0] \res_y__3$182[63] ;
+  wire [21:0] \res_y__3$182[6] ;
+  wire [21:0] \res_y__3$182[7] ;
+  wire [21:0] \res_y__3$182[8] ;
+  wire [21:0] \res_y__3$182[9] ;
   wire [21:0] \res_y__3[0] ;
   wire [21:0] \res_y__3[10] ;
   wire [21:0] \res_y__3[11] ;
@@ -7371,9 +8065,11 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] src_rd__data;
   wire src_rd__en;
   wire start;
-  wire \start$230 ;
-  wire \start$237 ;
-  wire \start$245 ;
+  wire \start$267 ;
+  wire \start$274 ;
+  wire \start$282 ;
+  wire \start$289 ;
+  wire \start$296 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -7385,46 +8081,46 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [3:0] unit_en;
-  wire [3:0] \unit_en$270 ;
+  wire [3:0] \unit_en$321 ;
   wire [9:0] w_rd__addr;
   wire [63:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$285 ;
-  input [16:0] wb__adr;
-  wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$286 ;
+  wire \wb__ack$336 ;
+  input [18:0] wb__adr;
+  wire [18:0] wb__adr;
+  wire [18:0] \wb__adr$337 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$287 ;
+  wire \wb__cyc$338 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$288 ;
+  wire [31:0] \wb__dat_r$339 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$289 ;
+  wire [31:0] \wb__dat_w$340 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$290 ;
+  wire [3:0] \wb__sel$341 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$291 ;
+  wire \wb__stb$342 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$292 ;
+  wire \wb__we$343 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$422 ;
+  wire [9:0] \wmem_r__addr$479 ;
   wire [63:0] wmem_r__data;
-  wire [63:0] \wmem_r__data$423 ;
+  wire [63:0] \wmem_r__data$480 ;
   wire wmem_r__en;
-  wire \wmem_r__en$426 ;
+  wire \wmem_r__en$483 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$428 ;
+  wire [9:0] \wmem_w__addr$485 ;
   wire [63:0] wmem_w__data;
-  wire [63:0] \wmem_w__data$430 ;
+  wire [63:0] \wmem_w__data$487 ;
   wire [1:0] wmem_w__en;
-  wire \wmem_w__en$432 ;
+  wire \wmem_w__en$489 ;
   reg [63:0] amem [4095:0];
   always @(posedge clk) begin
     if (amem_port__en[0])
@@ -7433,8 +8129,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
       amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
   always @(posedge clk) begin
-    if (\$signature__en$419 )
-      amem[\$signature__addr$409 ] <= axi__rdata;
+    if (\$signature__en$476 )
+      amem[\$signature__addr$466 ] <= axi__rdata;
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -7444,24 +8140,26 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   reg [63:0] _5_;
   reg [63:0] _6_;
   reg [63:0] _7_;
+  reg [63:0] _8_;
   always @(posedge clk) begin
     if (port__en) begin
       _0_ <= amem[port__addr];
     end
-    if (\port__en$110 ) begin
-      _1_ <= amem[\port__addr$106 ];
+    if (\port__en$121 ) begin
+      _1_ <= amem[\port__addr$117 ];
     end
-    if (\port__en$140 ) begin
-      _2_ <= amem[\port__addr$136 ];
+    if (\port__en$156 ) begin
+      _2_ <= amem[\port__addr$152 ];
     end
-    if (\port__en$170 ) begin
-      _3_ <= amem[\port__addr$166 ];
+    if (\port__en$191 ) begin
+      _3_ <= amem[\port__addr$187 ];
     end
-    _4_ <= amem[\port__addr$182 ];
-    _5_ <= amem[\port__addr$195 ];
-    _6_ <= amem[\$signature__addr$299 ];
-    if (\$signature__en$413 ) begin
-      _7_ <= amem[\$signature__addr$409 ];
+    _4_ <= amem[\port__addr$203 ];
+    _5_ <= amem[\port__addr$223 ];
+    _6_ <= amem[\port__addr$235 ];
+    _7_ <= amem[\$signature__addr$350 ];
+    if (\$signature__en$470 ) begin
+      _8_ <= amem[\$signature__addr$466 ];
     end
   end
   assign act_rd__0__data = _0_;
@@ -7470,226 +8168,246 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign act_rd__3__data = _3_;
   assign src_rd__data = _4_;
   assign dst_rd__data = _5_;
-  assign amem_r__data = _6_;
-  assign \amem_r__data$411  = _7_;
-  reg [95:0] dmem [63:0];
+  assign arc_rd__data = _6_;
+  assign amem_r__data = _7_;
+  assign \amem_r__data$468  = _8_;
+  reg [95:0] dmem [127:0];
   always @(posedge clk) begin
-    if (\$signature__en$351 [0])
-      dmem[\$signature__addr$317 ][31:0] <= wb__dat_w;
-    if (\$signature__en$351 [1])
-      dmem[\$signature__addr$317 ][63:32] <= wb__dat_w;
-    if (\$signature__en$351 [2])
-      dmem[\$signature__addr$317 ][95:64] <= wb__dat_w;
+    if (\$signature__en$402 [0])
+      dmem[\$signature__addr$368 ][31:0] <= wb__dat_w;
+    if (\$signature__en$402 [1])
+      dmem[\$signature__addr$368 ][63:32] <= wb__dat_w;
+    if (\$signature__en$402 [2])
+      dmem[\$signature__addr$368 ][95:64] <= wb__dat_w;
   end
-  reg [95:0] _8_;
+  reg [95:0] _9_;
   always @(posedge clk) begin
-    _8_ <= dmem[\$signature__addr$317 ];
+    _9_ <= dmem[\$signature__addr$368 ];
   end
-  assign \port__data$85  = dmem[\port__addr$82 ];
-  assign \port__data$115  = dmem[\port__addr$112 ];
-  assign \port__data$145  = dmem[\port__addr$142 ];
-  assign \port__data$175  = dmem[\port__addr$172 ];
-  assign dmem_r__data = _8_;
-  reg [415:0] imem [1023:0];
+  assign \port__data$91  = dmem[\port__addr$88 ];
+  assign \port__data$126  = dmem[\port__addr$123 ];
+  assign \port__data$161  = dmem[\port__addr$158 ];
+  assign \port__data$196  = dmem[\port__addr$193 ];
+  assign dmem_r__data = _9_;
+  reg [415:0] imem [4095:0];
   always @(posedge clk) begin
-    if (\$signature__en$333 [0])
-      imem[\$signature__addr$293 ][31:0] <= wb__dat_w;
-    if (\$signature__en$333 [1])
-      imem[\$signature__addr$293 ][63:32] <= wb__dat_w;
-    if (\$signature__en$333 [2])
-      imem[\$signature__addr$293 ][95:64] <= wb__dat_w;
-    if (\$signature__en$333 [3])
-      imem[\$signature__addr$293 ][127:96] <= wb__dat_w;
-    if (\$signature__en$333 [4])
-      imem[\$signature__addr$293 ][159:128] <= wb__dat_w;
-    if (\$signature__en$333 [5])
-      imem[\$signature__addr$293 ][191:160] <= wb__dat_w;
-    if (\$signature__en$333 [6])
-      imem[\$signature__addr$293 ][223:192] <= wb__dat_w;
-    if (\$signature__en$333 [7])
-      imem[\$signature__addr$293 ][255:224] <= wb__dat_w;
-    if (\$signature__en$333 [8])
-      imem[\$signature__addr$293 ][287:256] <= wb__dat_w;
-    if (\$signature__en$333 [9])
-      imem[\$signature__addr$293 ][319:288] <= wb__dat_w;
-    if (\$signature__en$333 [10])
-      imem[\$signature__addr$293 ][351:320] <= wb__dat_w;
-    if (\$signature__en$333 [11])
-      imem[\$signature__addr$293 ][383:352] <= wb__dat_w;
-    if (\$signature__en$333 [12])
-      imem[\$signature__addr$293 ][415:384] <= wb__dat_w;
+    if (\$signature__en$384 [0])
+      imem[\$signature__addr$344 ][31:0] <= wb__dat_w;
+    if (\$signature__en$384 [1])
+      imem[\$signature__addr$344 ][63:32] <= wb__dat_w;
+    if (\$signature__en$384 [2])
+      imem[\$signature__addr$344 ][95:64] <= wb__dat_w;
+    if (\$signature__en$384 [3])
+      imem[\$signature__addr$344 ][127:96] <= wb__dat_w;
+    if (\$signature__en$384 [4])
+      imem[\$signature__addr$344 ][159:128] <= wb__dat_w;
+    if (\$signature__en$384 [5])
+      imem[\$signature__addr$344 ][191:160] <= wb__dat_w;
+    if (\$signature__en$384 [6])
+      imem[\$signature__addr$344 ][223:192] <= wb__dat_w;
+    if (\$signature__en$384 [7])
+      imem[\$signature__addr$344 ][255:224] <= wb__dat_w;
+    if (\$signature__en$384 [8])
+      imem[\$signature__addr$344 ][287:256] <= wb__dat_w;
+    if (\$signature__en$384 [9])
+      imem[\$signature__addr$344 ][319:288] <= wb__dat_w;
+    if (\$signature__en$384 [10])
+      imem[\$signature__addr$344 ][351:320] <= wb__dat_w;
+    if (\$signature__en$384 [11])
+      imem[\$signature__addr$344 ][383:352] <= wb__dat_w;
+    if (\$signature__en$384 [12])
+      imem[\$signature__addr$344 ][415:384] <= wb__dat_w;
   end
-  reg [415:0] _9_;
   reg [415:0] _10_;
+  reg [415:0] _11_;
   always @(posedge clk) begin
-    _9_ <= imem[\port__addr$210 ];
-    _10_ <= imem[\$signature__addr$293 ];
+    _10_ <= imem[\port__addr$247 ];
+    _11_ <= imem[\$signature__addr$344 ];
   end
-  assign \port__data$213  = _9_;
-  assign imem_r__data = _10_;
-  reg [767:0] pmem [63:0];
+  assign \port__data$250  = _10_;
+  assign imem_r__data = _11_;
+  reg [767:0] pmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$345 [0])
-      pmem[\$signature__addr$311 ][31:0] <= wb__dat_w;
-    if (\$signature__en$345 [1])
-      pmem[\$signature__addr$311 ][63:32] <= wb__dat_w;
-    if (\$signature__en$345 [2])
-      pmem[\$signature__addr$311 ][95:64] <= wb__dat_w;
-    if (\$signature__en$345 [3])
-      pmem[\$signature__addr$311 ][127:96] <= wb__dat_w;
-    if (\$signature__en$345 [4])
-      pmem[\$signature__addr$311 ][159:128] <= wb__dat_w;
-    if (\$signature__en$345 [5])
-      pmem[\$signature__addr$311 ][191:160] <= wb__dat_w;
-    if (\$signature__en$345 [6])
-      pmem[\$signature__addr$311 ][223:192] <= wb__dat_w;
-    if (\$signature__en$345 [7])
-      pmem[\$signature__addr$311 ][255:224] <= wb__dat_w;
-    if (\$signature__en$345 [8])
-      pmem[\$signature__addr$311 ][287:256] <= wb__dat_w;
-    if (\$signature__en$345 [9])
-      pmem[\$signature__addr$311 ][319:288] <= wb__dat_w;
-    if (\$signature__en$345 [10])
-      pmem[\$signature__addr$311 ][351:320] <= wb__dat_w;
-    if (\$signature__en$345 [11])
-      pmem[\$signature__addr$311 ][383:352] <= wb__dat_w;
-    if (\$signature__en$345 [12])
-      pmem[\$signature__addr$311 ][415:384] <= wb__dat_w;
-    if (\$signature__en$345 [13])
-      pmem[\$signature__addr$311 ][447:416] <= wb__dat_w;
-    if (\$signature__en$345 [14])
-      pmem[\$signature__addr$311 ][479:448] <= wb__dat_w;
-    if (\$signature__en$345 [15])
-      pmem[\$signature__addr$311 ][511:480] <= wb__dat_w;
-    if (\$signature__en$345 [16])
-      pmem[\$signature__addr$311 ][543:512] <= wb__dat_w;
-    if (\$signature__en$345 [17])
-      pmem[\$signature__addr$311 ][575:544] <= wb__dat_w;
-    if (\$signature__en$345 [18])
-      pmem[\$signature__addr$311 ][607:576] <= wb__dat_w;
-    if (\$signature__en$345 [19])
-      pmem[\$signature__addr$311 ][639:608] <= wb__dat_w;
-    if (\$signature__en$345 [20])
-      pmem[\$signature__addr$311 ][671:640] <= wb__dat_w;
-    if (\$signature__en$345 [21])
-      pmem[\$signature__addr$311 ][703:672] <= wb__dat_w;
-    if (\$signature__en$345 [22])
-      pmem[\$signature__addr$311 ][735:704] <= wb__dat_w;
-    if (\$signature__en$345 [23])
-      pmem[\$signature__addr$311 ][767:736] <= wb__dat_w;
+    if (\$signature__en$396 [0])
+      pmem[\$signature__addr$362 ][31:0] <= wb__dat_w;
+    if (\$signature__en$396 [1])
+      pmem[\$signature__addr$362 ][63:32] <= wb__dat_w;
+    if (\$signature__en$396 [2])
+      pmem[\$signature__addr$362 ][95:64] <= wb__dat_w;
+    if (\$signature__en$396 [3])
+      pmem[\$signature__addr$362 ][127:96] <= wb__dat_w;
+    if (\$signature__en$396 [4])
+      pmem[\$signature__addr$362 ][159:128] <= wb__dat_w;
+    if (\$signature__en$396 [5])
+      pmem[\$signature__addr$362 ][191:160] <= wb__dat_w;
+    if (\$signature__en$396 [6])
+      pmem[\$signature__addr$362 ][223:192] <= wb__dat_w;
+    if (\$signature__en$396 [7])
+      pmem[\$signature__addr$362 ][255:224] <= wb__dat_w;
+    if (\$signature__en$396 [8])
+      pmem[\$signature__addr$362 ][287:256] <= wb__dat_w;
+    if (\$signature__en$396 [9])
+      pmem[\$signature__addr$362 ][319:288] <= wb__dat_w;
+    if (\$signature__en$396 [10])
+      pmem[\$signature__addr$362 ][351:320] <= wb__dat_w;
+    if (\$signature__en$396 [11])
+      pmem[\$signature__addr$362 ][383:352] <= wb__dat_w;
+    if (\$signature__en$396 [12])
+      pmem[\$signature__addr$362 ][415:384] <= wb__dat_w;
+    if (\$signature__en$396 [13])
+      pmem[\$signature__addr$362 ][447:416] <= wb__dat_w;
+    if (\$signature__en$396 [14])
+      pmem[\$signature__addr$362 ][479:448] <= wb__dat_w;
+    if (\$signature__en$396 [15])
+      pmem[\$signature__addr$362 ][511:480] <= wb__dat_w;
+    if (\$signature__en$396 [16])
+      pmem[\$signature__addr$362 ][543:512] <= wb__dat_w;
+    if (\$signature__en$396 [17])
+      pmem[\$signature__addr$362 ][575:544] <= wb__dat_w;
+    if (\$signature__en$396 [18])
+      pmem[\$signature__addr$362 ][607:576] <= wb__dat_w;
+    if (\$signature__en$396 [19])
+      pmem[\$signature__addr$362 ][639:608] <= wb__dat_w;
+    if (\$signature__en$396 [20])
+      pmem[\$signature__addr$362 ][671:640] <= wb__dat_w;
+    if (\$signature__en$396 [21])
+      pmem[\$signature__addr$362 ][703:672] <= wb__dat_w;
+    if (\$signature__en$396 [22])
+      pmem[\$signature__addr$362 ][735:704] <= wb__dat_w;
+    if (\$signature__en$396 [23])
+      pmem[\$signature__addr$362 ][767:736] <= wb__dat_w;
   end
-  reg [767:0] _11_;
   reg [767:0] _12_;
+  reg [767:0] _13_;
   always @(posedge clk) begin
-    _11_ <= pmem[\port__addr$176 ];
-    _12_ <= pmem[\$signature__addr$311 ];
+    _12_ <= pmem[\port__addr$197 ];
+    _13_ <= pmem[\$signature__addr$362 ];
   end
-  assign param_rd__data = _11_;
-  assign pmem_r__data = _12_;
+  assign param_rd__data = _12_;
+  assign pmem_r__data = _13_;
   reg [63:0] trace [1023:0];
   always @(posedge clk) begin
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
   end
-  reg [63:0] _13_;
+  reg [63:0] _14_;
   always @(posedge clk) begin
-    _13_ <= trace[\$signature__addr$323 ];
+    _14_ <= trace[\$signature__addr$374 ];
   end
-  assign trace_r__data = _13_;
+  assign trace_r__data = _14_;
   reg [63:0] wmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$339 [0])
-      wmem[\$signature__addr$305 ][31:0] <= wb__dat_w;
-    if (\$signature__en$339 [1])
-      wmem[\$signature__addr$305 ][63:32] <= wb__dat_w;
+    if (\$signature__en$390 [0])
+      wmem[\$signature__addr$356 ][31:0] <= wb__dat_w;
+    if (\$signature__en$390 [1])
+      wmem[\$signature__addr$356 ][63:32] <= wb__dat_w;
   end
   always @(posedge clk) begin
-    if (\$signature__en$431 )
-      wmem[\$signature__addr$409 [9:0]] <= axi__rdata;
+    if (\$signature__en$488 )
+      wmem[\$signature__addr$466 [9:0]] <= axi__rdata;
   end
-  reg [63:0] _14_;
   reg [63:0] _15_;
   reg [63:0] _16_;
+  reg [63:0] _17_;
   always @(posedge clk) begin
-    _14_ <= wmem[\port__addr$204 ];
-    _15_ <= wmem[\$signature__addr$305 ];
-    if (\$signature__en$425 ) begin
-      _16_ <= wmem[\$signature__addr$409 [9:0]];
+    _15_ <= wmem[\port__addr$241 ];
+    _16_ <= wmem[\$signature__addr$356 ];
+    if (\$signature__en$482 ) begin
+      _17_ <= wmem[\$signature__addr$466 [9:0]];
     end
   end
-  assign macro0__mem_wdata = _14_;
-  assign wmem_r__data = _15_;
-  assign \wmem_r__data$423  = _16_;
-  assign macro0__op__valid = \busy$52  ? \op__0__valid$54  : op__0__valid;
-  assign macro0__op__payload = \busy$52  ? \op__0__payload$57  : op__0__payload;
-  assign macro1__op__valid = \busy$52  ? \op__1__valid$88  : op__1__valid;
-  assign macro1__op__payload = \busy$52  ? \op__1__payload$91  : op__1__payload;
-  assign macro2__op__valid = \busy$52  ? \op__2__valid$118  : op__2__valid;
-  assign macro2__op__payload = \busy$52  ? \op__2__payload$121  : op__2__payload;
-  assign macro3__op__valid = \busy$52  ? \op__3__valid$148  : op__3__valid;
-  assign macro3__op__payload = \busy$52  ? \op__3__payload$151  : op__3__payload;
-  assign \$1  = \busy$183  ? act_rd__addr : a_rd__addr;
-  assign \port__addr$182  = \busy$52  ? args[80:69] : \$1 ;
-  assign \port__addr$195  = \busy$52  ? args[92:81] : b_rd__addr;
-  assign \$3  = | amem_w__en;
-  assign \$4  = \act_w__en$357  ? \act_w__addr$359  : args[92:81];
-  assign \$5  = \act_w__en$356  ? \act_w__addr$360  : \$4 ;
-  assign \$6  = act_w__en ? \act_w__addr$361  : \$5 ;
-  assign amem_port__addr = \$3  ? \$signature__addr$299  : \$6 ;
-  assign \$7  = | amem_w__en;
-  assign \$8  = \act_w__en$357  ? { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  } : act_w__data;
-  assign \$9  = \act_w__en$356  ? { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  } : \$8 ;
-  assign \$10  = act_w__en ? { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  } : \$9 ;
-  assign amem_port__data = \$7  ? { wb__dat_w, wb__dat_w } : \$10 ;
-  assign \$11  = | amem_w__en;
-  assign \$12  = | { engines__graph__done, \act_w__en$357 , \act_w__en$356 , act_w__en };
-  assign \$13  = \$12  ? 2'h3 : 2'h0;
-  assign amem_port__en = \$11  ? amem_w__en : \$13 ;
+  assign macro0__mem_wdata = _15_;
+  assign wmem_r__data = _16_;
+  assign \wmem_r__data$480  = _17_;
+  assign \$17  = | amem_w__en;
+  assign \$18  = \act_w__en$410  ? \act_w__addr$412  : act_w__addr;
+  assign \$19  = engines__graph__done ? args[92:81] : \$18 ;
+  assign \$20  = \act_w__en$408  ? \act_w__addr$414  : \$19 ;
+  assign \$21  = \act_w__en$407  ? \act_w__addr$415  : \$20 ;
+  assign \$22  = act_w__en ? \act_w__addr$416  : \$21 ;
+  assign amem_port__addr = \$17  ? \$signature__addr$350  : \$22 ;
+  assign \$23  = | amem_w__en;
+  assign \$24  = \act_w__en$410  ? { 32'h00000000, \$73  } : act_w__data;
+  assign \$25  = engines__graph__done ? \act_w__data$421  : \$24 ;
+  assign \$26  = \act_w__en$408  ? { \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64  } : \$25 ;
+  assign \$27  = \act_w__en$407  ? { \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  } : \$26 ;
+  assign \$28  = act_w__en ? { \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  } : \$27 ;
+  assign amem_port__data = \$23  ? { wb__dat_w, wb__dat_w } : \$28 ;
+  assign \$29  = | amem_w__en;
+  assign \$30  = | { \act_w__en$427 , \act_w__en$410 , engines__graph__done, \act_w__en$408 , \act_w__en$407 , act_w__en };
+  assign \$31  = \$30  ? 2'h3 : 2'h0;
+  assign amem_port__en = \$29  ? amem_w__en : \$31 ;
+  assign \$1  = \busy$53  ? \op__0__valid$55  : op__0__valid;
+  assign macro0__op__valid = \busy$52  ? \op__0__valid$56  : \$1 ;
+  assign \$2  = \busy$53  ? \op__0__payload$59  : op__0__payload;
+  assign macro0__op__payload = \busy$52  ? \op__0__payload$60  : \$2 ;
+  assign \$3  = \busy$53  ? \op__1__valid$94  : op__1__valid;
+  assign macro1__op__valid = \busy$52  ? \op__1__valid$95  : \$3 ;
+  assign \$4  = \busy$53  ? \op__1__payload$98  : op__1__payload;
+  assign macro1__op__payload = \busy$52  ? \op__1__payload$99  : \$4 ;
+  assign \$5  = \busy$53  ? \op__2__valid$129  : op__2__valid;
+  assign macro2__op__valid = \busy$52  ? \op__2__valid$130  : \$5 ;
+  assign \$6  = \busy$53  ? \op__2__payload$133  : op__2__payload;
+  assign macro2__op__payload = \busy$52  ? \op__2__payload$134  : \$6 ;
+  assign \$7  = \busy$53  ? \op__3__valid$164  : op__3__valid;
+  assign macro3__op__valid = \busy$52  ? \op__3__valid$165  : \$7 ;
+  assign \$8  = \busy$53  ? \op__3__payload$168  : op__3__payload;
+  assign macro3__op__payload = \busy$52  ? \op__3__payload$169  : \$8 ;
+  assign \$9  = \busy$205  ? act_rd__addr : a_rd__addr;
+  assign \$10  = \busy$53  ? rd__addr : \$9 ;
+  assign \$11  = \busy$204  ? old_rd__addr : \$10 ;
+  assign \port__addr$203  = \busy$52  ? args[80:69] : \$11 ;
+  assign \$15  = \busy$204  ? new_rd__addr : b_rd__addr;
+  assign \port__addr$223  = \busy$52  ? args[92:81] : \$15 ;
   \default_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$262 ),
+    .dma__valid(\cmd__valid$313 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$237 ),
+    .engines__ew__start(\start$274 ),
     .engines__graph__done(engines__graph__done),
-    .engines__graph__start(\start$245 ),
+    .engines__graph__start(\start$282 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$230 ),
+    .engines__pool__start(\start$267 ),
+    .engines__relax__done(engines__relax__done),
+    .engines__relax__start(\start$289 ),
+    .engines__spmv__done(engines__spmv__done),
+    .engines__spmv__start(\start$296 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$210 ),
-    .imem_rd__data(\port__data$213 [387:0]),
+    .imem_rd__addr(\port__addr$247 ),
+    .imem_rd__data(\port__data$250 [393:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$64$1577 (macro0__busy),
-    .\port$65$1577 (macro1__busy),
-    .\port$66$1577 (macro2__busy),
-    .\port$67$1577 (macro3__busy),
-    .\port$68$0 (\$26 ),
-    .\port$69$0 (\$27 ),
-    .\port$70$0 (\$28 ),
-    .\port$71$0 (\$29 ),
+    .\port$83$1577 (macro0__busy),
+    .\port$84$1577 (macro1__busy),
+    .\port$85$1577 (macro2__busy),
+    .\port$86$1577 (macro3__busy),
+    .\port$87$0 (\$44 ),
+    .\port$88$0 (\$45 ),
+    .\port$89$0 (\$46 ),
+    .\port$90$0 (\$47 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \default_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$409 ),
-    .amem_r__data(\amem_r__data$411 ),
-    .amem_r__en(\$signature__en$413 ),
+    .amem_r__addr(\$signature__addr$466 ),
+    .amem_r__data(\amem_r__data$468 ),
+    .amem_r__en(\$signature__en$470 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$419 ),
+    .amem_w__en(\$signature__en$476 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -7711,56 +8429,56 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$2015$0 (\$54 ),
+    .\port$2034$0 (\$72 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$262 ),
-    .wmem_r__data(\wmem_r__data$423 ),
-    .wmem_r__en(\$signature__en$425 ),
-    .wmem_w__en(\$signature__en$431 )
+    .w_en(\cmd__valid$313 ),
+    .wmem_r__data(\wmem_r__data$480 ),
+    .wmem_r__en(\$signature__en$482 ),
+    .wmem_w__en(\$signature__en$488 )
   );
   \default_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$359 ),
-    .act_w__en(\act_w__en$357 ),
+    .act_w__addr(\act_w__addr$414 ),
+    .act_w__en(\act_w__en$408 ),
     .args(args[256:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1591$0 (\$46 ),
-    .\port$1597$0 (\$47 ),
-    .\port$1603$0 (\$48 ),
-    .\port$1609$0 (\$49 ),
-    .\port$1615$0 (\$50 ),
-    .\port$1621$0 (\$51 ),
-    .\port$1627$0 (\$52 ),
-    .\port$1633$0 (\$53 ),
+    .\port$1610$0 (\$64 ),
+    .\port$1616$0 (\$65 ),
+    .\port$1622$0 (\$66 ),
+    .\port$1628$0 (\$67 ),
+    .\port$1634$0 (\$68 ),
+    .\port$1640$0 (\$69 ),
+    .\port$1646$0 (\$70 ),
+    .\port$1652$0 (\$71 ),
     .rst(rst),
-    .start(\start$237 )
+    .start(\start$274 )
   );
   \default_fabric.graph  graph (
-    .act_w__data(act_w__data),
+    .act_w__data(\act_w__data$421 ),
     .args(args[92:0]),
     .busy(\busy$52 ),
     .clk(clk),
     .dst_rd__data(dst_rd__data),
     .finish(engines__graph__done),
-    .op__0__payload(\op__0__payload$57 ),
+    .op__0__payload(\op__0__payload$60 ),
     .op__0__ready(op__0__ready),
-    .op__0__valid(\op__0__valid$54 ),
-    .op__1__payload(\op__1__payload$91 ),
+    .op__0__valid(\op__0__valid$56 ),
+    .op__1__payload(\op__1__payload$99 ),
     .op__1__ready(op__1__ready),
-    .op__1__valid(\op__1__valid$88 ),
-    .op__2__payload(\op__2__payload$121 ),
+    .op__1__valid(\op__1__valid$95 ),
+    .op__2__payload(\op__2__payload$134 ),
     .op__2__ready(op__2__ready),
-    .op__2__valid(\op__2__valid$118 ),
-    .op__3__payload(\op__3__payload$151 ),
+    .op__2__valid(\op__2__valid$130 ),
+    .op__3__payload(\op__3__payload$169 ),
     .op__3__ready(op__3__ready),
-    .op__3__valid(\op__3__valid$148 ),
+    .op__3__valid(\op__3__valid$165 ),
     .res_total__0(res_total__0),
     .res_total__1(res_total__1),
     .res_total__2(res_total__2),
@@ -7771,10 +8489,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .res_valid__3(res_valid__3),
     .rst(rst),
     .src_rd__data(src_rd__data),
-    .start(\start$245 )
+    .start(\start$282 )
   );
   \default_fabric.host  host (
-    .amem_r__addr(\$signature__addr$299 ),
+    .amem_r__addr(\$signature__addr$350 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -7782,17 +8500,17 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$317 ),
+    .dmem_r__addr(\$signature__addr$368 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$351 ),
-    .imem_r__addr(\$signature__addr$293 ),
+    .dmem_w__en(\$signature__en$402 ),
+    .imem_r__addr(\$signature__addr$344 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$333 ),
-    .pmem_r__addr(\$signature__addr$311 ),
+    .imem_w__en(\$signature__en$384 ),
+    .pmem_r__addr(\$signature__addr$362 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$345 ),
+    .pmem_w__en(\$signature__en$396 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$323 ),
+    .trace_r__addr(\$signature__addr$374 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -7801,9 +8519,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$305 ),
+    .wmem_r__addr(\$signature__addr$356 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$339 )
+    .wmem_w__en(\$signature__en$390 )
   );
   \default_fabric.loader  loader (
     .busy(loader_busy),
@@ -7816,34 +8534,34 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .rst(rst),
     .w_data(args[38:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$204 )
+    .w_rd__addr(\port__addr$241 )
   );
   \default_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$106 ),
-    .act_rd__1__en(\port__en$110 ),
-    .act_rd__2__addr(\port__addr$136 ),
-    .act_rd__2__en(\port__en$140 ),
-    .act_rd__3__addr(\port__addr$166 ),
-    .act_rd__3__en(\port__en$170 ),
+    .act_rd__1__addr(\port__addr$117 ),
+    .act_rd__1__en(\port__en$121 ),
+    .act_rd__2__addr(\port__addr$152 ),
+    .act_rd__2__en(\port__en$156 ),
+    .act_rd__3__addr(\port__addr$187 ),
+    .act_rd__3__en(\port__en$191 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
     .\act_rd__data$26 (act_rd__2__data),
     .\act_rd__data$37 (act_rd__3__data),
-    .act_w__addr(\act_w__addr$361 ),
+    .act_w__addr(\act_w__addr$416 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$82 ),
-    .desc_rd__1__addr(\port__addr$112 ),
-    .desc_rd__2__addr(\port__addr$142 ),
-    .desc_rd__3__addr(\port__addr$172 ),
-    .desc_rd__data(\port__data$85 [72:0]),
-    .\desc_rd__data$21 (\port__data$115 [72:0]),
-    .\desc_rd__data$32 (\port__data$145 [72:0]),
-    .\desc_rd__data$43 (\port__data$175 [72:0]),
+    .desc_rd__0__addr(\port__addr$88 ),
+    .desc_rd__1__addr(\port__addr$123 ),
+    .desc_rd__2__addr(\port__addr$158 ),
+    .desc_rd__3__addr(\port__addr$193 ),
+    .desc_rd__data(\port__data$91 [72:0]),
+    .\desc_rd__data$21 (\port__data$126 [72:0]),
+    .\desc_rd__data$32 (\port__data$161 [72:0]),
+    .\desc_rd__data$43 (\port__data$196 [72:0]),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
@@ -7857,20 +8575,20 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__3__payload(op__3__payload),
     .op__3__ready(op__3__ready),
     .op__3__valid(op__3__valid),
-    .param_rd__addr(\port__addr$176 ),
+    .param_rd__addr(\port__addr$197 ),
     .param_rd__data(param_rd__data),
-    .\port$409$0 (\$30 ),
-    .\port$414$0 (\$31 ),
-    .\port$419$0 (\$32 ),
-    .\port$424$0 (\$33 ),
-    .\port$429$0 (\$34 ),
-    .\port$434$0 (\$35 ),
-    .\port$439$0 (\$36 ),
-    .\port$444$0 (\$37 ),
-    .\port$68$0 (\$26 ),
-    .\port$69$0 (\$27 ),
-    .\port$70$0 (\$28 ),
-    .\port$71$0 (\$29 ),
+    .\port$428$0 (\$48 ),
+    .\port$433$0 (\$49 ),
+    .\port$438$0 (\$50 ),
+    .\port$443$0 (\$51 ),
+    .\port$448$0 (\$52 ),
+    .\port$453$0 (\$53 ),
+    .\port$458$0 (\$54 ),
+    .\port$463$0 (\$55 ),
+    .\port$87$0 (\$44 ),
+    .\port$88$0 (\$45 ),
+    .\port$89$0 (\$46 ),
+    .\port$90$0 (\$47 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_valid__2(res_valid__2),
@@ -7886,7 +8604,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$14 ),
+    .mem_rdata(\$32 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -7894,8 +8612,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$15 ),
-    .res_pop(\$16 ),
+    .res_bits(\$33 ),
+    .res_pop(\$34 ),
     .res_total(res_total__0),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
@@ -7905,7 +8623,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$17 ),
+    .mem_rdata(\$35 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -7913,8 +8631,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$18 ),
-    .res_pop(\$19 ),
+    .res_bits(\$36 ),
+    .res_pop(\$37 ),
     .res_total(res_total__1),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
@@ -7924,7 +8642,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro2__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$20 ),
+    .mem_rdata(\$38 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -7932,8 +8650,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro2__op__payload),
     .op__ready(op__2__ready),
     .op__valid(macro2__op__valid),
-    .res_bits(\$21 ),
-    .res_pop(\$22 ),
+    .res_bits(\$39 ),
+    .res_pop(\$40 ),
     .res_total(res_total__2),
     .res_valid(res_valid__2),
     .res_y(res_y__2),
@@ -7943,7 +8661,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro3__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$23 ),
+    .mem_rdata(\$41 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -7951,8 +8669,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro3__op__payload),
     .op__ready(op__3__ready),
     .op__valid(macro3__op__valid),
-    .res_bits(\$24 ),
-    .res_pop(\$25 ),
+    .res_bits(\$42 ),
+    .res_pop(\$43 ),
     .res_total(res_total__3),
     .res_valid(res_valid__3),
     .res_y(res_y__3),
@@ -7961,29 +8679,82 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   \default_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$360 ),
-    .act_w__en(\act_w__en$356 ),
+    .act_w__addr(\act_w__addr$415 ),
+    .act_w__en(\act_w__en$407 ),
     .args(args[183:0]),
-    .busy(\busy$183 ),
+    .busy(\busy$205 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1417$0 (\$38 ),
-    .\port$1418$0 (\$39 ),
-    .\port$1419$0 (\$40 ),
-    .\port$1420$0 (\$41 ),
-    .\port$1421$0 (\$42 ),
-    .\port$1422$0 (\$43 ),
-    .\port$1423$0 (\$44 ),
-    .\port$1424$0 (\$45 ),
+    .\port$1436$0 (\$56 ),
+    .\port$1437$0 (\$57 ),
+    .\port$1438$0 (\$58 ),
+    .\port$1439$0 (\$59 ),
+    .\port$1440$0 (\$60 ),
+    .\port$1441$0 (\$61 ),
+    .\port$1442$0 (\$62 ),
+    .\port$1443$0 (\$63 ),
     .rst(rst),
-    .start(\start$230 )
+    .start(\start$267 )
+  );
+  \default_fabric.relax  relax (
+    .act_w__addr(\act_w__addr$412 ),
+    .act_w__en(\act_w__en$410 ),
+    .arc_rd__addr(\port__addr$235 ),
+    .arc_rd__data(arc_rd__data),
+    .args(args[48:0]),
+    .busy(\busy$204 ),
+    .clk(clk),
+    .finish(engines__relax__done),
+    .new_rd__addr(new_rd__addr),
+    .new_rd__data(dst_rd__data),
+    .old_rd__addr(old_rd__addr),
+    .old_rd__data(src_rd__data),
+    .\port$2495$0 (\$73 ),
+    .rst(rst),
+    .start(\start$289 )
+  );
+  \default_fabric.spmv  spmv (
+    .act_w__addr(act_w__addr),
+    .act_w__data(act_w__data),
+    .act_w__en(\act_w__en$427 ),
+    .args(args[28:0]),
+    .busy(\busy$53 ),
+    .clk(clk),
+    .finish(engines__spmv__done),
+    .op__0__payload(\op__0__payload$59 ),
+    .op__0__ready(op__0__ready),
+    .op__0__valid(\op__0__valid$55 ),
+    .op__1__payload(\op__1__payload$98 ),
+    .op__1__ready(op__1__ready),
+    .op__1__valid(\op__1__valid$94 ),
+    .op__2__payload(\op__2__payload$133 ),
+    .op__2__ready(op__2__ready),
+    .op__2__valid(\op__2__valid$129 ),
+    .op__3__payload(\op__3__payload$168 ),
+    .op__3__ready(op__3__ready),
+    .op__3__valid(\op__3__valid$164 ),
+    .rd__addr(rd__addr),
+    .rd__data(src_rd__data),
+    .res_valid__0(res_valid__0),
+    .res_valid__1(res_valid__1),
+    .res_valid__2(res_valid__2),
+    .res_valid__3(res_valid__3),
+    .res_y__0(res_y__0),
+    .res_y__1(res_y__1),
+    .res_y__2(res_y__2),
+    .res_y__3(res_y__3),
+    .rst(rst),
+    .start(\start$296 )
   );
   assign macro0__op__ready = op__0__ready;
-  assign \op__0__ready$60  = op__0__ready;
+  assign \op__0__ready$63  = op__0__ready;
+  assign \op__0__ready$64  = op__0__ready;
   assign macro0__res_valid = res_valid__0;
   assign macro0__res_total = res_total__0;
-  assign \res_valid__0$65  = res_valid__0;
+  assign \res_valid__0$69  = res_valid__0;
   assign macro0__res_y = res_y__0;
+  assign \res_valid__0$72  = res_valid__0;
+  assign \res_y__0$73  = res_y__0;
   assign macro0__mem_we = mem_we[0];
   assign mem_page = macro0__mem_page;
   assign mem_row = macro0__mem_row;
@@ -7991,236 +8762,266 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$82 ;
-  assign desc_rd__0__data = \port__data$85 [72:0];
+  assign desc_rd__0__addr = \port__addr$88 ;
+  assign desc_rd__0__data = \port__data$91 [72:0];
   assign macro1__op__ready = op__1__ready;
-  assign \op__1__ready$94  = op__1__ready;
+  assign \op__1__ready$102  = op__1__ready;
+  assign \op__1__ready$103  = op__1__ready;
   assign macro1__res_valid = res_valid__1;
   assign macro1__res_total = res_total__1;
-  assign \res_valid__1$99  = res_valid__1;
+  assign \res_valid__1$108  = res_valid__1;
   assign macro1__res_y = res_y__1;
+  assign \res_valid__1$111  = res_valid__1;
+  assign \res_y__1$112  = res_y__1;
   assign macro1__mem_we = mem_we[1];
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$106 ;
-  assign \port__data$109  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$110 ;
-  assign desc_rd__1__addr = \port__addr$112 ;
-  assign desc_rd__1__data = \port__data$115 [72:0];
+  assign act_rd__1__addr = \port__addr$117 ;
+  assign \port__data$120  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$121 ;
+  assign desc_rd__1__addr = \port__addr$123 ;
+  assign desc_rd__1__data = \port__data$126 [72:0];
   assign macro2__op__ready = op__2__ready;
-  assign \op__2__ready$124  = op__2__ready;
+  assign \op__2__ready$137  = op__2__ready;
+  assign \op__2__ready$138  = op__2__ready;
   assign macro2__res_valid = res_valid__2;
   assign macro2__res_total = res_total__2;
-  assign \res_valid__2$129  = res_valid__2;
+  assign \res_valid__2$143  = res_valid__2;
   assign macro2__res_y = res_y__2;
+  assign \res_valid__2$146  = res_valid__2;
+  assign \res_y__2$147  = res_y__2;
   assign macro2__mem_we = mem_we[2];
   assign macro2__mem_page = macro0__mem_page;
   assign macro2__mem_row = macro0__mem_row;
   assign macro2__mem_wdata = macro0__mem_wdata;
-  assign act_rd__2__addr = \port__addr$136 ;
-  assign \port__data$139  = act_rd__2__data;
-  assign act_rd__2__en = \port__en$140 ;
-  assign desc_rd__2__addr = \port__addr$142 ;
-  assign desc_rd__2__data = \port__data$145 [72:0];
+  assign act_rd__2__addr = \port__addr$152 ;
+  assign \port__data$155  = act_rd__2__data;
+  assign act_rd__2__en = \port__en$156 ;
+  assign desc_rd__2__addr = \port__addr$158 ;
+  assign desc_rd__2__data = \port__data$161 [72:0];
   assign macro3__op__ready = op__3__ready;
-  assign \op__3__ready$154  = op__3__ready;
+  assign \op__3__ready$172  = op__3__ready;
+  assign \op__3__ready$173  = op__3__ready;
   assign macro3__res_valid = res_valid__3;
   assign macro3__res_total = res_total__3;
-  assign \res_valid__3$159  = res_valid__3;
+  assign \res_valid__3$178  = res_valid__3;
   assign macro3__res_y = res_y__3;
+  assign \res_valid__3$181  = res_valid__3;
+  assign \res_y__3$182  = res_y__3;
   assign macro3__mem_we = mem_we[3];
   assign macro3__mem_page = macro0__mem_page;
   assign macro3__mem_row = macro0__mem_row;
   assign macro3__mem_wdata = macro0__mem_wdata;
-  assign act_rd__3__addr = \port__addr$166 ;
-  assign \port__data$169  = act_rd__3__data;
-  assign act_rd__3__en = \port__en$170 ;
-  assign desc_rd__3__addr = \port__addr$172 ;
-  assign desc_rd__3__data = \port__data$175 [72:0];
-  assign param_rd__addr = \port__addr$176 ;
-  assign \port__data$179  = param_rd__data;
-  assign \port__en$180  = 1'h1;
+  assign act_rd__3__addr = \port__addr$187 ;
+  assign \port__data$190  = act_rd__3__data;
+  assign act_rd__3__en = \port__en$191 ;
+  assign desc_rd__3__addr = \port__addr$193 ;
+  assign desc_rd__3__data = \port__data$196 [72:0];
+  assign param_rd__addr = \port__addr$197 ;
+  assign \port__data$200  = param_rd__data;
+  assign \port__en$201  = 1'h1;
   assign param_rd__en = 1'h1;
   assign src_rd__addr = args[80:69];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
+  assign rd__en = 1'h1;
+  assign old_rd__en = 1'h1;
   assign src_rd__en = 1'h1;
-  assign \port__data$192  = src_rd__data;
+  assign \port__data$218  = src_rd__data;
+  assign old_rd__data = src_rd__data;
+  assign rd__data = src_rd__data;
   assign act_rd__data = src_rd__data;
   assign a_rd__data = src_rd__data;
   assign dst_rd__addr = args[92:81];
   assign b_rd__en = 1'h1;
+  assign new_rd__en = 1'h1;
   assign dst_rd__en = 1'h1;
-  assign \port__data$202  = dst_rd__data;
+  assign \port__data$232  = dst_rd__data;
+  assign new_rd__data = dst_rd__data;
   assign b_rd__data = dst_rd__data;
-  assign w_rd__addr = \port__addr$204 ;
+  assign arc_rd__addr = \port__addr$235 ;
+  assign \port__data$238  = arc_rd__data;
+  assign \port__en$239  = 1'h1;
+  assign arc_rd__en = 1'h1;
+  assign w_rd__addr = \port__addr$241 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$207  = macro0__mem_wdata;
-  assign \port__en$208  = 1'h1;
+  assign \port__data$244  = macro0__mem_wdata;
+  assign \port__en$245  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$210 ;
-  assign imem_rd__data = \port__data$213 [387:0];
-  assign \port__en$214  = 1'h1;
+  assign imem_rd__addr = \port__addr$247 ;
+  assign imem_rd__data = \port__data$250 [393:0];
+  assign \port__en$251  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$227  = engines__mac__busy;
-  assign \done$229  = engines__mac__done;
-  assign engines__pool__start = \start$230 ;
-  assign \args$232  = args[183:0];
+  assign \busy$264  = engines__mac__busy;
+  assign \done$266  = engines__mac__done;
+  assign engines__pool__start = \start$267 ;
+  assign \args$269  = args[183:0];
   assign engines__pool__args = args[183:0];
-  assign engines__pool__busy = \busy$183 ;
-  assign \done$236  = engines__pool__done;
-  assign engines__ew__start = \start$237 ;
-  assign \args$239  = args[256:0];
+  assign engines__pool__busy = \busy$205 ;
+  assign \done$273  = engines__pool__done;
+  assign engines__ew__start = \start$274 ;
+  assign \args$276  = args[256:0];
   assign engines__ew__args = args[256:0];
-  assign \busy$242  = engines__ew__busy;
-  assign \done$244  = engines__ew__done;
-  assign engines__graph__start = \start$245 ;
-  assign \args$247  = args[92:0];
+  assign \busy$279  = engines__ew__busy;
+  assign \done$281  = engines__ew__done;
+  assign engines__graph__start = \start$282 ;
+  assign \args$284  = args[92:0];
   assign engines__graph__args = args[92:0];
   assign engines__graph__busy = \busy$52 ;
-  assign \done$251  = engines__graph__done;
+  assign \done$288  = engines__graph__done;
+  assign engines__relax__start = \start$289 ;
+  assign \args$291  = args[48:0];
+  assign engines__relax__args = args[48:0];
+  assign engines__relax__busy = \busy$204 ;
+  assign \done$295  = engines__relax__done;
+  assign engines__spmv__start = \start$296 ;
+  assign \args$298  = args[28:0];
+  assign engines__spmv__args = args[28:0];
+  assign engines__spmv__busy = \busy$53 ;
+  assign \done$302  = engines__spmv__done;
   assign cmd__payload = args[38:0];
   assign load__payload = args[38:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$258  = args[97:0];
+  assign \cmd__payload$309  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$261  = dma__ready;
-  assign dma__valid = \cmd__valid$262 ;
-  assign \busy$265  = dma_busy;
-  assign \busy$267  = loader_busy;
+  assign \cmd__ready$312  = dma__ready;
+  assign dma__valid = \cmd__valid$313 ;
+  assign \busy$316  = dma_busy;
+  assign \busy$318  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$29 , \$28 , \$27 , \$26  };
-  assign \unit_en$270  = { \$29 , \$28 , \$27 , \$26  };
+  assign unit_en = { \$47 , \$46 , \$45 , \$44  };
+  assign \unit_en$321  = { \$47 , \$46 , \$45 , \$44  };
   assign macro_busy = { macro3__busy, macro2__busy, macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$282  = busy;
-  assign \done$283  = done;
-  assign \error$284  = error;
-  assign \wb__ack$285  = wb__ack;
-  assign \wb__adr$286  = wb__adr;
-  assign \wb__cyc$287  = wb__cyc;
-  assign \wb__dat_r$288  = wb__dat_r;
-  assign \wb__dat_w$289  = wb__dat_w;
-  assign \wb__sel$290  = wb__sel;
-  assign \wb__stb$291  = wb__stb;
-  assign \wb__we$292  = wb__we;
-  assign imem_r__addr = \$signature__addr$293 ;
-  assign \$signature__data$296  = imem_r__data;
-  assign \$signature__en$297  = 1'h1;
+  assign \busy$333  = busy;
+  assign \done$334  = done;
+  assign \error$335  = error;
+  assign \wb__ack$336  = wb__ack;
+  assign \wb__adr$337  = wb__adr;
+  assign \wb__cyc$338  = wb__cyc;
+  assign \wb__dat_r$339  = wb__dat_r;
+  assign \wb__dat_w$340  = wb__dat_w;
+  assign \wb__sel$341  = wb__sel;
+  assign \wb__stb$342  = wb__stb;
+  assign \wb__we$343  = wb__we;
+  assign imem_r__addr = \$signature__addr$344 ;
+  assign \$signature__data$347  = imem_r__data;
+  assign \$signature__en$348  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$299 ;
-  assign \$signature__data$302  = amem_r__data;
-  assign \$signature__en$303  = 1'h1;
+  assign amem_r__addr = \$signature__addr$350 ;
+  assign \$signature__data$353  = amem_r__data;
+  assign \$signature__en$354  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$305 ;
-  assign \$signature__data$308  = wmem_r__data;
-  assign \$signature__en$309  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$356 ;
+  assign \$signature__data$359  = wmem_r__data;
+  assign \$signature__en$360  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$311 ;
-  assign \$signature__data$314  = pmem_r__data;
-  assign \$signature__en$315  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$362 ;
+  assign \$signature__data$365  = pmem_r__data;
+  assign \$signature__en$366  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$317 ;
-  assign \$signature__data$320  = dmem_r__data;
-  assign \$signature__en$321  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$368 ;
+  assign \$signature__data$371  = dmem_r__data;
+  assign \$signature__en$372  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$323 ;
-  assign \$signature__data$326  = trace_r__data;
-  assign \$signature__en$327  = 1'h1;
+  assign trace_r__addr = \$signature__addr$374 ;
+  assign \$signature__data$377  = trace_r__data;
+  assign \$signature__en$378  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$329  = \$signature__addr$293 ;
-  assign imem_w__addr = \$signature__addr$293 ;
-  assign \$signature__data$331  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$380  = \$signature__addr$344 ;
+  assign imem_w__addr = \$signature__addr$344 ;
+  assign \$signature__data$382  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$333 ;
-  assign \$signature__addr$335  = \$signature__addr$305 ;
-  assign wmem_w__addr = \$signature__addr$305 ;
-  assign \$signature__data$337  = { wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$384 ;
+  assign \$signature__addr$386  = \$signature__addr$356 ;
+  assign wmem_w__addr = \$signature__addr$356 ;
+  assign \$signature__data$388  = { wb__dat_w, wb__dat_w };
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
-  assign wmem_w__en = \$signature__en$339 ;
-  assign \$signature__addr$341  = \$signature__addr$311 ;
-  assign pmem_w__addr = \$signature__addr$311 ;
-  assign \$signature__data$343  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$390 ;
+  assign \$signature__addr$392  = \$signature__addr$362 ;
+  assign pmem_w__addr = \$signature__addr$362 ;
+  assign \$signature__data$394  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$345 ;
-  assign \$signature__addr$347  = \$signature__addr$317 ;
-  assign dmem_w__addr = \$signature__addr$317 ;
-  assign \$signature__data$349  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$396 ;
+  assign \$signature__addr$398  = \$signature__addr$368 ;
+  assign dmem_w__addr = \$signature__addr$368 ;
+  assign \$signature__data$400  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$351 ;
-  assign act_w__addr = args[92:81];
-  assign amem_w__addr = \$signature__addr$299 ;
-  assign \act_w__data$365  = { \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46  };
-  assign \act_w__data$366  = { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  };
-  assign \act_w__data$367  = { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  };
+  assign dmem_w__en = \$signature__en$402 ;
+  assign \act_w__en$409  = engines__graph__done;
+  assign \act_w__addr$413  = args[92:81];
+  assign amem_w__addr = \$signature__addr$350 ;
+  assign \act_w__data$420  = { 32'h00000000, \$73  };
+  assign \act_w__data$422  = { \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64  };
+  assign \act_w__data$423  = { \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56  };
+  assign \act_w__data$424  = { \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48  };
   assign amem_w__data = { wb__dat_w, wb__dat_w };
-  assign \act_w__en$370  = engines__graph__done;
-  assign \axi__araddr$371  = { 9'h000, \$54  };
-  assign \axi__arburst$372  = 2'h1;
-  assign \axi__arcache$373  = 4'h3;
-  assign \axi__arid$374  = 1'h0;
-  assign \axi__arlen$375  = axi__arlen;
-  assign \axi__arlock$376  = 1'h0;
-  assign \axi__arprot$377  = 3'h0;
-  assign \axi__arqos$378  = 4'h0;
-  assign \axi__arready$379  = axi__arready;
-  assign \axi__arsize$380  = 3'h3;
-  assign \axi__arvalid$381  = axi__arvalid;
-  assign \axi__awaddr$382  = { 9'h000, \$54  };
-  assign \axi__awburst$383  = 2'h1;
-  assign \axi__awcache$384  = 4'h3;
-  assign \axi__awid$385  = 1'h0;
-  assign \axi__awlen$386  = axi__awlen;
-  assign \axi__awlock$387  = 1'h0;
-  assign \axi__awprot$388  = 3'h0;
-  assign \axi__awqos$389  = 4'h0;
-  assign \axi__awready$390  = axi__awready;
-  assign \axi__awsize$391  = 3'h3;
-  assign \axi__awvalid$392  = axi__awvalid;
-  assign \axi__bid$393  = axi__bid;
-  assign \axi__bready$394  = axi__bready;
-  assign \axi__bresp$395  = axi__bresp;
-  assign \axi__bvalid$396  = axi__bvalid;
-  assign \axi__rdata$397  = axi__rdata;
-  assign \axi__rid$398  = axi__rid;
-  assign \axi__rlast$399  = axi__rlast;
-  assign \axi__rready$400  = axi__rready;
-  assign \axi__rresp$401  = axi__rresp;
-  assign \axi__rvalid$402  = axi__rvalid;
-  assign \axi__wdata$403  = axi__wdata;
-  assign \axi__wlast$404  = axi__wlast;
-  assign \axi__wready$405  = axi__wready;
-  assign \axi__wstrb$406  = 8'hff;
-  assign \axi__wvalid$407  = axi__wvalid;
-  assign \error$408  = dma_error;
-  assign \amem_r__addr$410  = \$signature__addr$409 ;
-  assign \$signature__data$412  = \amem_r__data$411 ;
-  assign \amem_r__en$414  = \$signature__en$413 ;
-  assign \$signature__addr$415  = \$signature__addr$409 ;
-  assign \amem_w__addr$416  = \$signature__addr$409 ;
-  assign \$signature__data$417  = axi__rdata;
-  assign \amem_w__data$418  = axi__rdata;
-  assign \amem_w__en$420  = \$signature__en$419 ;
-  assign \$signature__addr$421  = \$signature__addr$409 [9:0];
-  assign \wmem_r__addr$422  = \$signature__addr$409 [9:0];
-  assign \$signature__data$424  = \wmem_r__data$423 ;
-  assign \wmem_r__en$426  = \$signature__en$425 ;
-  assign \$signature__addr$427  = \$signature__addr$409 [9:0];
-  assign \wmem_w__addr$428  = \$signature__addr$409 [9:0];
-  assign \$signature__data$429  = axi__rdata;
-  assign \wmem_w__data$430  = axi__rdata;
-  assign \wmem_w__en$432  = \$signature__en$431 ;
+  assign \axi__araddr$428  = { 9'h000, \$72  };
+  assign \axi__arburst$429  = 2'h1;
+  assign \axi__arcache$430  = 4'h3;
+  assign \axi__arid$431  = 1'h0;
+  assign \axi__arlen$432  = axi__arlen;
+  assign \axi__arlock$433  = 1'h0;
+  assign \axi__arprot$434  = 3'h0;
+  assign \axi__arqos$435  = 4'h0;
+  assign \axi__arready$436  = axi__arready;
+  assign \axi__arsize$437  = 3'h3;
+  assign \axi__arvalid$438  = axi__arvalid;
+  assign \axi__awaddr$439  = { 9'h000, \$72  };
+  assign \axi__awburst$440  = 2'h1;
+  assign \axi__awcache$441  = 4'h3;
+  assign \axi__awid$442  = 1'h0;
+  assign \axi__awlen$443  = axi__awlen;
+  assign \axi__awlock$444  = 1'h0;
+  assign \axi__awprot$445  = 3'h0;
+  assign \axi__awqos$446  = 4'h0;
+  assign \axi__awready$447  = axi__awready;
+  assign \axi__awsize$448  = 3'h3;
+  assign \axi__awvalid$449  = axi__awvalid;
+  assign \axi__bid$450  = axi__bid;
+  assign \axi__bready$451  = axi__bready;
+  assign \axi__bresp$452  = axi__bresp;
+  assign \axi__bvalid$453  = axi__bvalid;
+  assign \axi__rdata$454  = axi__rdata;
+  assign \axi__rid$455  = axi__rid;
+  assign \axi__rlast$456  = axi__rlast;
+  assign \axi__rready$457  = axi__rready;
+  assign \axi__rresp$458  = axi__rresp;
+  assign \axi__rvalid$459  = axi__rvalid;
+  assign \axi__wdata$460  = axi__wdata;
+  assign \axi__wlast$461  = axi__wlast;
+  assign \axi__wready$462  = axi__wready;
+  assign \axi__wstrb$463  = 8'hff;
+  assign \axi__wvalid$464  = axi__wvalid;
+  assign \error$465  = dma_error;
+  assign \amem_r__addr$467  = \$signature__addr$466 ;
+  assign \$signature__data$469  = \amem_r__data$468 ;
+  assign \amem_r__en$471  = \$signature__en$470 ;
+  assign \$signature__addr$472  = \$signature__addr$466 ;
+  assign \amem_w__addr$473  = \$signature__addr$466 ;
+  assign \$signature__data$474  = axi__rdata;
+  assign \amem_w__data$475  = axi__rdata;
+  assign \amem_w__en$477  = \$signature__en$476 ;
+  assign \$signature__addr$478  = \$signature__addr$466 [9:0];
+  assign \wmem_r__addr$479  = \$signature__addr$466 [9:0];
+  assign \$signature__data$481  = \wmem_r__data$480 ;
+  assign \wmem_r__en$483  = \$signature__en$482 ;
+  assign \$signature__addr$484  = \$signature__addr$466 [9:0];
+  assign \wmem_w__addr$485  = \$signature__addr$466 [9:0];
+  assign \$signature__data$486  = axi__rdata;
+  assign \wmem_w__data$487  = axi__rdata;
+  assign \wmem_w__en$489  = \$signature__en$488 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 9'h000, \$54  };
+  assign axi__awaddr = { 9'h000, \$72  };
   assign axi__awsize = 3'h3;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -8229,7 +9030,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 8'hff;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 9'h000, \$54  };
+  assign axi__araddr = { 9'h000, \$72  };
   assign axi__arsize = 3'h3;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -8386,81 +9187,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__0__payload.x[62]  = op__0__payload[524:517];
   assign \op__0__payload.x[63]  = op__0__payload[532:525];
   assign \op__0__payload.word  = op__0__payload[596:533];
-  assign \op__0__payload$57.mode  = \op__0__payload$57 [0];
-  assign \op__0__payload$57.page  = \op__0__payload$57 [3:1];
-  assign \op__0__payload$57.row  = \op__0__payload$57 [9:4];
-  assign \op__0__payload$57.wb_log2  = \op__0__payload$57 [11:10];
-  assign \op__0__payload$57.ab_m1  = \op__0__payload$57 [14:12];
-  assign \op__0__payload$57.w_signed  = \op__0__payload$57 [15];
-  assign \op__0__payload$57.x_signed  = \op__0__payload$57 [16];
-  assign \op__0__payload$57.skip  = \op__0__payload$57 [17];
-  assign \op__0__payload$57.bop  = \op__0__payload$57 [20:18];
-  assign \op__0__payload$57.x  = \op__0__payload$57 [532:21];
-  assign \op__0__payload$57.x[0]  = \op__0__payload$57 [28:21];
-  assign \op__0__payload$57.x[1]  = \op__0__payload$57 [36:29];
-  assign \op__0__payload$57.x[2]  = \op__0__payload$57 [44:37];
-  assign \op__0__payload$57.x[3]  = \op__0__payload$57 [52:45];
-  assign \op__0__payload$57.x[4]  = \op__0__payload$57 [60:53];
-  assign \op__0__payload$57.x[5]  = \op__0__payload$57 [68:61];
-  assign \op__0__payload$57.x[6]  = \op__0__payload$57 [76:69];
-  assign \op__0__payload$57.x[7]  = \op__0__payload$57 [84:77];
-  assign \op__0__payload$57.x[8]  = \op__0__payload$57 [92:85];
-  assign \op__0__payload$57.x[9]  = \op__0__payload$57 [100:93];
-  assign \op__0__payload$57.x[10]  = \op__0__payload$57 [108:101];
-  assign \op__0__payload$57.x[11]  = \op__0__payload$57 [116:109];
-  assign \op__0__payload$57.x[12]  = \op__0__payload$57 [124:117];
-  assign \op__0__payload$57.x[13]  = \op__0__payload$57 [132:125];
-  assign \op__0__payload$57.x[14]  = \op__0__payload$57 [140:133];
-  assign \op__0__payload$57.x[15]  = \op__0__payload$57 [148:141];
-  assign \op__0__payload$57.x[16]  = \op__0__payload$57 [156:149];
-  assign \op__0__payload$57.x[17]  = \op__0__payload$57 [164:157];
-  assign \op__0__payload$57.x[18]  = \op__0__payload$57 [172:165];
-  assign \op__0__payload$57.x[19]  = \op__0__payload$57 [180:173];
-  assign \op__0__payload$57.x[20]  = \op__0__payload$57 [188:181];
-  assign \op__0__payload$57.x[21]  = \op__0__payload$57 [196:189];
-  assign \op__0__payload$57.x[22]  = \op__0__payload$57 [204:197];
-  assign \op__0__payload$57.x[23]  = \op__0__payload$57 [212:205];
-  assign \op__0__payload$57.x[24]  = \op__0__payload$57 [220:213];
-  assign \op__0__payload$57.x[25]  = \op__0__payload$57 [228:221];
-  assign \op__0__payload$57.x[26]  = \op__0__payload$57 [236:229];
-  assign \op__0__payload$57.x[27]  = \op__0__payload$57 [244:237];
-  assign \op__0__payload$57.x[28]  = \op__0__payload$57 [252:245];
-  assign \op__0__payload$57.x[29]  = \op__0__payload$57 [260:253];
-  assign \op__0__payload$57.x[30]  = \op__0__payload$57 [268:261];
-  assign \op__0__payload$57.x[31]  = \op__0__payload$57 [276:269];
-  assign \op__0__payload$57.x[32]  = \op__0__payload$57 [284:277];
-  assign \op__0__payload$57.x[33]  = \op__0__payload$57 [292:285];
-  assign \op__0__payload$57.x[34]  = \op__0__payload$57 [300:293];
-  assign \op__0__payload$57.x[35]  = \op__0__payload$57 [308:301];
-  assign \op__0__payload$57.x[36]  = \op__0__payload$57 [316:309];
-  assign \op__0__payload$57.x[37]  = \op__0__payload$57 [324:317];
-  assign \op__0__payload$57.x[38]  = \op__0__payload$57 [332:325];
-  assign \op__0__payload$57.x[39]  = \op__0__payload$57 [340:333];
-  assign \op__0__payload$57.x[40]  = \op__0__payload$57 [348:341];
-  assign \op__0__payload$57.x[41]  = \op__0__payload$57 [356:349];
-  assign \op__0__payload$57.x[42]  = \op__0__payload$57 [364:357];
-  assign \op__0__payload$57.x[43]  = \op__0__payload$57 [372:365];
-  assign \op__0__payload$57.x[44]  = \op__0__payload$57 [380:373];
-  assign \op__0__payload$57.x[45]  = \op__0__payload$57 [388:381];
-  assign \op__0__payload$57.x[46]  = \op__0__payload$57 [396:389];
-  assign \op__0__payload$57.x[47]  = \op__0__payload$57 [404:397];
-  assign \op__0__payload$57.x[48]  = \op__0__payload$57 [412:405];
-  assign \op__0__payload$57.x[49]  = \op__0__payload$57 [420:413];
-  assign \op__0__payload$57.x[50]  = \op__0__payload$57 [428:421];
-  assign \op__0__payload$57.x[51]  = \op__0__payload$57 [436:429];
-  assign \op__0__payload$57.x[52]  = \op__0__payload$57 [444:437];
-  assign \op__0__payload$57.x[53]  = \op__0__payload$57 [452:445];
-  assign \op__0__payload$57.x[54]  = \op__0__payload$57 [460:453];
-  assign \op__0__payload$57.x[55]  = \op__0__payload$57 [468:461];
-  assign \op__0__payload$57.x[56]  = \op__0__payload$57 [476:469];
-  assign \op__0__payload$57.x[57]  = \op__0__payload$57 [484:477];
-  assign \op__0__payload$57.x[58]  = \op__0__payload$57 [492:485];
-  assign \op__0__payload$57.x[59]  = \op__0__payload$57 [500:493];
-  assign \op__0__payload$57.x[60]  = \op__0__payload$57 [508:501];
-  assign \op__0__payload$57.x[61]  = \op__0__payload$57 [516:509];
-  assign \op__0__payload$57.x[62]  = \op__0__payload$57 [524:517];
-  assign \op__0__payload$57.x[63]  = \op__0__payload$57 [532:525];
-  assign \op__0__payload$57.word  = \op__0__payload$57 [596:533];
+  assign \op__0__payload$59.mode  = \op__0__payload$59 [0];
+  assign \op__0__payload$59.page  = \op__0__payload$59 [3:1];
+  assign \op__0__payload$59.row  = \op__0__payload$59 [9:4];
+  assign \op__0__payload$59.wb_log2  = \op__0__payload$59 [11:10];
+  assign \op__0__payload$59.ab_m1  = \op__0__payload$59 [14:12];
+  assign \op__0__payload$59.w_signed  = \op__0__payload$59 [15];
+  assign \op__0__payload$59.x_signed  = \op__0__payload$59 [16];
+  assign \op__0__payload$59.skip  = \op__0__payload$59 [17];
+  assign \op__0__payload$59.bop  = \op__0__payload$59 [20:18];
+  assign \op__0__payload$59.x  = \op__0__payload$59 [532:21];
+  assign \op__0__payload$59.x[0]  = \op__0__payload$59 [28:21];
+  assign \op__0__payload$59.x[1]  = \op__0__payload$59 [36:29];
+  assign \op__0__payload$59.x[2]  = \op__0__payload$59 [44:37];
+  assign \op__0__payload$59.x[3]  = \op__0__payload$59 [52:45];
+  assign \op__0__payload$59.x[4]  = \op__0__payload$59 [60:53];
+  assign \op__0__payload$59.x[5]  = \op__0__payload$59 [68:61];
+  assign \op__0__payload$59.x[6]  = \op__0__payload$59 [76:69];
+  assign \op__0__payload$59.x[7]  = \op__0__payload$59 [84:77];
+  assign \op__0__payload$59.x[8]  = \op__0__payload$59 [92:85];
+  assign \op__0__payload$59.x[9]  = \op__0__payload$59 [100:93];
+  assign \op__0__payload$59.x[10]  = \op__0__payload$59 [108:101];
+  assign \op__0__payload$59.x[11]  = \op__0__payload$59 [116:109];
+  assign \op__0__payload$59.x[12]  = \op__0__payload$59 [124:117];
+  assign \op__0__payload$59.x[13]  = \op__0__payload$59 [132:125];
+  assign \op__0__payload$59.x[14]  = \op__0__payload$59 [140:133];
+  assign \op__0__payload$59.x[15]  = \op__0__payload$59 [148:141];
+  assign \op__0__payload$59.x[16]  = \op__0__payload$59 [156:149];
+  assign \op__0__payload$59.x[17]  = \op__0__payload$59 [164:157];
+  assign \op__0__payload$59.x[18]  = \op__0__payload$59 [172:165];
+  assign \op__0__payload$59.x[19]  = \op__0__payload$59 [180:173];
+  assign \op__0__payload$59.x[20]  = \op__0__payload$59 [188:181];
+  assign \op__0__payload$59.x[21]  = \op__0__payload$59 [196:189];
+  assign \op__0__payload$59.x[22]  = \op__0__payload$59 [204:197];
+  assign \op__0__payload$59.x[23]  = \op__0__payload$59 [212:205];
+  assign \op__0__payload$59.x[24]  = \op__0__payload$59 [220:213];
+  assign \op__0__payload$59.x[25]  = \op__0__payload$59 [228:221];
+  assign \op__0__payload$59.x[26]  = \op__0__payload$59 [236:229];
+  assign \op__0__payload$59.x[27]  = \op__0__payload$59 [244:237];
+  assign \op__0__payload$59.x[28]  = \op__0__payload$59 [252:245];
+  assign \op__0__payload$59.x[29]  = \op__0__payload$59 [260:253];
+  assign \op__0__payload$59.x[30]  = \op__0__payload$59 [268:261];
+  assign \op__0__payload$59.x[31]  = \op__0__payload$59 [276:269];
+  assign \op__0__payload$59.x[32]  = \op__0__payload$59 [284:277];
+  assign \op__0__payload$59.x[33]  = \op__0__payload$59 [292:285];
+  assign \op__0__payload$59.x[34]  = \op__0__payload$59 [300:293];
+  assign \op__0__payload$59.x[35]  = \op__0__payload$59 [308:301];
+  assign \op__0__payload$59.x[36]  = \op__0__payload$59 [316:309];
+  assign \op__0__payload$59.x[37]  = \op__0__payload$59 [324:317];
+  assign \op__0__payload$59.x[38]  = \op__0__payload$59 [332:325];
+  assign \op__0__payload$59.x[39]  = \op__0__payload$59 [340:333];
+  assign \op__0__payload$59.x[40]  = \op__0__payload$59 [348:341];
+  assign \op__0__payload$59.x[41]  = \op__0__payload$59 [356:349];
+  assign \op__0__payload$59.x[42]  = \op__0__payload$59 [364:357];
+  assign \op__0__payload$59.x[43]  = \op__0__payload$59 [372:365];
+  assign \op__0__payload$59.x[44]  = \op__0__payload$59 [380:373];
+  assign \op__0__payload$59.x[45]  = \op__0__payload$59 [388:381];
+  assign \op__0__payload$59.x[46]  = \op__0__payload$59 [396:389];
+  assign \op__0__payload$59.x[47]  = \op__0__payload$59 [404:397];
+  assign \op__0__payload$59.x[48]  = \op__0__payload$59 [412:405];
+  assign \op__0__payload$59.x[49]  = \op__0__payload$59 [420:413];
+  assign \op__0__payload$59.x[50]  = \op__0__payload$59 [428:421];
+  assign \op__0__payload$59.x[51]  = \op__0__payload$59 [436:429];
+  assign \op__0__payload$59.x[52]  = \op__0__payload$59 [444:437];
+  assign \op__0__payload$59.x[53]  = \op__0__payload$59 [452:445];
+  assign \op__0__payload$59.x[54]  = \op__0__payload$59 [460:453];
+  assign \op__0__payload$59.x[55]  = \op__0__payload$59 [468:461];
+  assign \op__0__payload$59.x[56]  = \op__0__payload$59 [476:469];
+  assign \op__0__payload$59.x[57]  = \op__0__payload$59 [484:477];
+  assign \op__0__payload$59.x[58]  = \op__0__payload$59 [492:485];
+  assign \op__0__payload$59.x[59]  = \op__0__payload$59 [500:493];
+  assign \op__0__payload$59.x[60]  = \op__0__payload$59 [508:501];
+  assign \op__0__payload$59.x[61]  = \op__0__payload$59 [516:509];
+  assign \op__0__payload$59.x[62]  = \op__0__payload$59 [524:517];
+  assign \op__0__payload$59.x[63]  = \op__0__payload$59 [532:525];
+  assign \op__0__payload$59.word  = \op__0__payload$59 [596:533];
+  assign \op__0__payload$60.mode  = \op__0__payload$60 [0];
+  assign \op__0__payload$60.page  = \op__0__payload$60 [3:1];
+  assign \op__0__payload$60.row  = \op__0__payload$60 [9:4];
+  assign \op__0__payload$60.wb_log2  = \op__0__payload$60 [11:10];
+  assign \op__0__payload$60.ab_m1  = \op__0__payload$60 [14:12];
+  assign \op__0__payload$60.w_signed  = \op__0__payload$60 [15];
+  assign \op__0__payload$60.x_signed  = \op__0__payload$60 [16];
+  assign \op__0__payload$60.skip  = \op__0__payload$60 [17];
+  assign \op__0__payload$60.bop  = \op__0__payload$60 [20:18];
+  assign \op__0__payload$60.x  = \op__0__payload$60 [532:21];
+  assign \op__0__payload$60.x[0]  = \op__0__payload$60 [28:21];
+  assign \op__0__payload$60.x[1]  = \op__0__payload$60 [36:29];
+  assign \op__0__payload$60.x[2]  = \op__0__payload$60 [44:37];
+  assign \op__0__payload$60.x[3]  = \op__0__payload$60 [52:45];
+  assign \op__0__payload$60.x[4]  = \op__0__payload$60 [60:53];
+  assign \op__0__payload$60.x[5]  = \op__0__payload$60 [68:61];
+  assign \op__0__payload$60.x[6]  = \op__0__payload$60 [76:69];
+  assign \op__0__payload$60.x[7]  = \op__0__payload$60 [84:77];
+  assign \op__0__payload$60.x[8]  = \op__0__payload$60 [92:85];
+  assign \op__0__payload$60.x[9]  = \op__0__payload$60 [100:93];
+  assign \op__0__payload$60.x[10]  = \op__0__payload$60 [108:101];
+  assign \op__0__payload$60.x[11]  = \op__0__payload$60 [116:109];
+  assign \op__0__payload$60.x[12]  = \op__0__payload$60 [124:117];
+  assign \op__0__payload$60.x[13]  = \op__0__payload$60 [132:125];
+  assign \op__0__payload$60.x[14]  = \op__0__payload$60 [140:133];
+  assign \op__0__payload$60.x[15]  = \op__0__payload$60 [148:141];
+  assign \op__0__payload$60.x[16]  = \op__0__payload$60 [156:149];
+  assign \op__0__payload$60.x[17]  = \op__0__payload$60 [164:157];
+  assign \op__0__payload$60.x[18]  = \op__0__payload$60 [172:165];
+  assign \op__0__payload$60.x[19]  = \op__0__payload$60 [180:173];
+  assign \op__0__payload$60.x[20]  = \op__0__payload$60 [188:181];
+  assign \op__0__payload$60.x[21]  = \op__0__payload$60 [196:189];
+  assign \op__0__payload$60.x[22]  = \op__0__payload$60 [204:197];
+  assign \op__0__payload$60.x[23]  = \op__0__payload$60 [212:205];
+  assign \op__0__payload$60.x[24]  = \op__0__payload$60 [220:213];
+  assign \op__0__payload$60.x[25]  = \op__0__payload$60 [228:221];
+  assign \op__0__payload$60.x[26]  = \op__0__payload$60 [236:229];
+  assign \op__0__payload$60.x[27]  = \op__0__payload$60 [244:237];
+  assign \op__0__payload$60.x[28]  = \op__0__payload$60 [252:245];
+  assign \op__0__payload$60.x[29]  = \op__0__payload$60 [260:253];
+  assign \op__0__payload$60.x[30]  = \op__0__payload$60 [268:261];
+  assign \op__0__payload$60.x[31]  = \op__0__payload$60 [276:269];
+  assign \op__0__payload$60.x[32]  = \op__0__payload$60 [284:277];
+  assign \op__0__payload$60.x[33]  = \op__0__payload$60 [292:285];
+  assign \op__0__payload$60.x[34]  = \op__0__payload$60 [300:293];
+  assign \op__0__payload$60.x[35]  = \op__0__payload$60 [308:301];
+  assign \op__0__payload$60.x[36]  = \op__0__payload$60 [316:309];
+  assign \op__0__payload$60.x[37]  = \op__0__payload$60 [324:317];
+  assign \op__0__payload$60.x[38]  = \op__0__payload$60 [332:325];
+  assign \op__0__payload$60.x[39]  = \op__0__payload$60 [340:333];
+  assign \op__0__payload$60.x[40]  = \op__0__payload$60 [348:341];
+  assign \op__0__payload$60.x[41]  = \op__0__payload$60 [356:349];
+  assign \op__0__payload$60.x[42]  = \op__0__payload$60 [364:357];
+  assign \op__0__payload$60.x[43]  = \op__0__payload$60 [372:365];
+  assign \op__0__payload$60.x[44]  = \op__0__payload$60 [380:373];
+  assign \op__0__payload$60.x[45]  = \op__0__payload$60 [388:381];
+  assign \op__0__payload$60.x[46]  = \op__0__payload$60 [396:389];
+  assign \op__0__payload$60.x[47]  = \op__0__payload$60 [404:397];
+  assign \op__0__payload$60.x[48]  = \op__0__payload$60 [412:405];
+  assign \op__0__payload$60.x[49]  = \op__0__payload$60 [420:413];
+  assign \op__0__payload$60.x[50]  = \op__0__payload$60 [428:421];
+  assign \op__0__payload$60.x[51]  = \op__0__payload$60 [436:429];
+  assign \op__0__payload$60.x[52]  = \op__0__payload$60 [444:437];
+  assign \op__0__payload$60.x[53]  = \op__0__payload$60 [452:445];
+  assign \op__0__payload$60.x[54]  = \op__0__payload$60 [460:453];
+  assign \op__0__payload$60.x[55]  = \op__0__payload$60 [468:461];
+  assign \op__0__payload$60.x[56]  = \op__0__payload$60 [476:469];
+  assign \op__0__payload$60.x[57]  = \op__0__payload$60 [484:477];
+  assign \op__0__payload$60.x[58]  = \op__0__payload$60 [492:485];
+  assign \op__0__payload$60.x[59]  = \op__0__payload$60 [500:493];
+  assign \op__0__payload$60.x[60]  = \op__0__payload$60 [508:501];
+  assign \op__0__payload$60.x[61]  = \op__0__payload$60 [516:509];
+  assign \op__0__payload$60.x[62]  = \op__0__payload$60 [524:517];
+  assign \op__0__payload$60.x[63]  = \op__0__payload$60 [532:525];
+  assign \op__0__payload$60.word  = \op__0__payload$60 [596:533];
   assign \res_y__0[0]  = res_y__0[21:0];
   assign \res_y__0[1]  = res_y__0[43:22];
   assign \res_y__0[2]  = res_y__0[65:44];
@@ -8589,13 +9465,77 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro0__res_y[61]  = res_y__0[1363:1342];
   assign \macro0__res_y[62]  = res_y__0[1385:1364];
   assign \macro0__res_y[63]  = res_y__0[1407:1386];
-  assign \desc_rd__0__data.ky0  = \port__data$85 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$85 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$85 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$85 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$85 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$85 [58:52];
-  assign \desc_rd__0__data.off0  = \port__data$85 [72:59];
+  assign \res_y__0$73[0]  = res_y__0[21:0];
+  assign \res_y__0$73[1]  = res_y__0[43:22];
+  assign \res_y__0$73[2]  = res_y__0[65:44];
+  assign \res_y__0$73[3]  = res_y__0[87:66];
+  assign \res_y__0$73[4]  = res_y__0[109:88];
+  assign \res_y__0$73[5]  = res_y__0[131:110];
+  assign \res_y__0$73[6]  = res_y__0[153:132];
+  assign \res_y__0$73[7]  = res_y__0[175:154];
+  assign \res_y__0$73[8]  = res_y__0[197:176];
+  assign \res_y__0$73[9]  = res_y__0[219:198];
+  assign \res_y__0$73[10]  = res_y__0[241:220];
+  assign \res_y__0$73[11]  = res_y__0[263:242];
+  assign \res_y__0$73[12]  = res_y__0[285:264];
+  assign \res_y__0$73[13]  = res_y__0[307:286];
+  assign \res_y__0$73[14]  = res_y__0[329:308];
+  assign \res_y__0$73[15]  = res_y__0[351:330];
+  assign \res_y__0$73[16]  = res_y__0[373:352];
+  assign \res_y__0$73[17]  = res_y__0[395:374];
+  assign \res_y__0$73[18]  = res_y__0[417:396];
+  assign \res_y__0$73[19]  = res_y__0[439:418];
+  assign \res_y__0$73[20]  = res_y__0[461:440];
+  assign \res_y__0$73[21]  = res_y__0[483:462];
+  assign \res_y__0$73[22]  = res_y__0[505:484];
+  assign \res_y__0$73[23]  = res_y__0[527:506];
+  assign \res_y__0$73[24]  = res_y__0[549:528];
+  assign \res_y__0$73[25]  = res_y__0[571:550];
+  assign \res_y__0$73[26]  = res_y__0[593:572];
+  assign \res_y__0$73[27]  = res_y__0[615:594];
+  assign \res_y__0$73[28]  = res_y__0[637:616];
+  assign \res_y__0$73[29]  = res_y__0[659:638];
+  assign \res_y__0$73[30]  = res_y__0[681:660];
+  assign \res_y__0$73[31]  = res_y__0[703:682];
+  assign \res_y__0$73[32]  = res_y__0[725:704];
+  assign \res_y__0$73[33]  = res_y__0[747:726];
+  assign \res_y__0$73[34]  = res_y__0[769:748];
+  assign \res_y__0$73[35]  = res_y__0[791:770];
+  assign \res_y__0$73[36]  = res_y__0[813:792];
+  assign \res_y__0$73[37]  = res_y__0[835:814];
+  assign \res_y__0$73[38]  = res_y__0[857:836];
+  assign \res_y__0$73[39]  = res_y__0[879:858];
+  assign \res_y__0$73[40]  = res_y__0[901:880];
+  assign \res_y__0$73[41]  = res_y__0[923:902];
+  assign \res_y__0$73[42]  = res_y__0[945:924];
+  assign \res_y__0$73[43]  = res_y__0[967:946];
+  assign \res_y__0$73[44]  = res_y__0[989:968];
+  assign \res_y__0$73[45]  = res_y__0[1011:990];
+  assign \res_y__0$73[46]  = res_y__0[1033:1012];
+  assign \res_y__0$73[47]  = res_y__0[1055:1034];
+  assign \res_y__0$73[48]  = res_y__0[1077:1056];
+  assign \res_y__0$73[49]  = res_y__0[1099:1078];
+  assign \res_y__0$73[50]  = res_y__0[1121:1100];
+  assign \res_y__0$73[51]  = res_y__0[1143:1122];
+  assign \res_y__0$73[52]  = res_y__0[1165:1144];
+  assign \res_y__0$73[53]  = res_y__0[1187:1166];
+  assign \res_y__0$73[54]  = res_y__0[1209:1188];
+  assign \res_y__0$73[55]  = res_y__0[1231:1210];
+  assign \res_y__0$73[56]  = res_y__0[1253:1232];
+  assign \res_y__0$73[57]  = res_y__0[1275:1254];
+  assign \res_y__0$73[58]  = res_y__0[1297:1276];
+  assign \res_y__0$73[59]  = res_y__0[1319:1298];
+  assign \res_y__0$73[60]  = res_y__0[1341:1320];
+  assign \res_y__0$73[61]  = res_y__0[1363:1342];
+  assign \res_y__0$73[62]  = res_y__0[1385:1364];
+  assign \res_y__0$73[63]  = res_y__0[1407:1386];
+  assign \desc_rd__0__data.ky0  = \port__data$91 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$91 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$91 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$91 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$91 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$91 [58:52];
+  assign \desc_rd__0__data.off0  = \port__data$91 [72:59];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[3:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:4];
@@ -8746,81 +9686,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__1__payload.x[62]  = op__1__payload[524:517];
   assign \op__1__payload.x[63]  = op__1__payload[532:525];
   assign \op__1__payload.word  = op__1__payload[596:533];
-  assign \op__1__payload$91.mode  = \op__1__payload$91 [0];
-  assign \op__1__payload$91.page  = \op__1__payload$91 [3:1];
-  assign \op__1__payload$91.row  = \op__1__payload$91 [9:4];
-  assign \op__1__payload$91.wb_log2  = \op__1__payload$91 [11:10];
-  assign \op__1__payload$91.ab_m1  = \op__1__payload$91 [14:12];
-  assign \op__1__payload$91.w_signed  = \op__1__payload$91 [15];
-  assign \op__1__payload$91.x_signed  = \op__1__payload$91 [16];
-  assign \op__1__payload$91.skip  = \op__1__payload$91 [17];
-  assign \op__1__payload$91.bop  = \op__1__payload$91 [20:18];
-  assign \op__1__payload$91.x  = \op__1__payload$91 [532:21];
-  assign \op__1__payload$91.x[0]  = \op__1__payload$91 [28:21];
-  assign \op__1__payload$91.x[1]  = \op__1__payload$91 [36:29];
-  assign \op__1__payload$91.x[2]  = \op__1__payload$91 [44:37];
-  assign \op__1__payload$91.x[3]  = \op__1__payload$91 [52:45];
-  assign \op__1__payload$91.x[4]  = \op__1__payload$91 [60:53];
-  assign \op__1__payload$91.x[5]  = \op__1__payload$91 [68:61];
-  assign \op__1__payload$91.x[6]  = \op__1__payload$91 [76:69];
-  assign \op__1__payload$91.x[7]  = \op__1__payload$91 [84:77];
-  assign \op__1__payload$91.x[8]  = \op__1__payload$91 [92:85];
-  assign \op__1__payload$91.x[9]  = \op__1__payload$91 [100:93];
-  assign \op__1__payload$91.x[10]  = \op__1__payload$91 [108:101];
-  assign \op__1__payload$91.x[11]  = \op__1__payload$91 [116:109];
-  assign \op__1__payload$91.x[12]  = \op__1__payload$91 [124:117];
-  assign \op__1__payload$91.x[13]  = \op__1__payload$91 [132:125];
-  assign \op__1__payload$91.x[14]  = \op__1__payload$91 [140:133];
-  assign \op__1__payload$91.x[15]  = \op__1__payload$91 [148:141];
-  assign \op__1__payload$91.x[16]  = \op__1__payload$91 [156:149];
-  assign \op__1__payload$91.x[17]  = \op__1__payload$91 [164:157];
-  assign \op__1__payload$91.x[18]  = \op__1__payload$91 [172:165];
-  assign \op__1__payload$91.x[19]  = \op__1__payload$91 [180:173];
-  assign \op__1__payload$91.x[20]  = \op__1__payload$91 [188:181];
-  assign \op__1__payload$91.x[21]  = \op__1__payload$91 [196:189];
-  assign \op__1__payload$91.x[22]  = \op__1__payload$91 [204:197];
-  assign \op__1__payload$91.x[23]  = \op__1__payload$91 [212:205];
-  assign \op__1__payload$91.x[24]  = \op__1__payload$91 [220:213];
-  assign \op__1__payload$91.x[25]  = \op__1__payload$91 [228:221];
-  assign \op__1__payload$91.x[26]  = \op__1__payload$91 [236:229];
-  assign \op__1__payload$91.x[27]  = \op__1__payload$91 [244:237];
-  assign \op__1__payload$91.x[28]  = \op__1__payload$91 [252:245];
-  assign \op__1__payload$91.x[29]  = \op__1__payload$91 [260:253];
-  assign \op__1__payload$91.x[30]  = \op__1__payload$91 [268:261];
-  assign \op__1__payload$91.x[31]  = \op__1__payload$91 [276:269];
-  assign \op__1__payload$91.x[32]  = \op__1__payload$91 [284:277];
-  assign \op__1__payload$91.x[33]  = \op__1__payload$91 [292:285];
-  assign \op__1__payload$91.x[34]  = \op__1__payload$91 [300:293];
-  assign \op__1__payload$91.x[35]  = \op__1__payload$91 [308:301];
-  assign \op__1__payload$91.x[36]  = \op__1__payload$91 [316:309];
-  assign \op__1__payload$91.x[37]  = \op__1__payload$91 [324:317];
-  assign \op__1__payload$91.x[38]  = \op__1__payload$91 [332:325];
-  assign \op__1__payload$91.x[39]  = \op__1__payload$91 [340:333];
-  assign \op__1__payload$91.x[40]  = \op__1__payload$91 [348:341];
-  assign \op__1__payload$91.x[41]  = \op__1__payload$91 [356:349];
-  assign \op__1__payload$91.x[42]  = \op__1__payload$91 [364:357];
-  assign \op__1__payload$91.x[43]  = \op__1__payload$91 [372:365];
-  assign \op__1__payload$91.x[44]  = \op__1__payload$91 [380:373];
-  assign \op__1__payload$91.x[45]  = \op__1__payload$91 [388:381];
-  assign \op__1__payload$91.x[46]  = \op__1__payload$91 [396:389];
-  assign \op__1__payload$91.x[47]  = \op__1__payload$91 [404:397];
-  assign \op__1__payload$91.x[48]  = \op__1__payload$91 [412:405];
-  assign \op__1__payload$91.x[49]  = \op__1__payload$91 [420:413];
-  assign \op__1__payload$91.x[50]  = \op__1__payload$91 [428:421];
-  assign \op__1__payload$91.x[51]  = \op__1__payload$91 [436:429];
-  assign \op__1__payload$91.x[52]  = \op__1__payload$91 [444:437];
-  assign \op__1__payload$91.x[53]  = \op__1__payload$91 [452:445];
-  assign \op__1__payload$91.x[54]  = \op__1__payload$91 [460:453];
-  assign \op__1__payload$91.x[55]  = \op__1__payload$91 [468:461];
-  assign \op__1__payload$91.x[56]  = \op__1__payload$91 [476:469];
-  assign \op__1__payload$91.x[57]  = \op__1__payload$91 [484:477];
-  assign \op__1__payload$91.x[58]  = \op__1__payload$91 [492:485];
-  assign \op__1__payload$91.x[59]  = \op__1__payload$91 [500:493];
-  assign \op__1__payload$91.x[60]  = \op__1__payload$91 [508:501];
-  assign \op__1__payload$91.x[61]  = \op__1__payload$91 [516:509];
-  assign \op__1__payload$91.x[62]  = \op__1__payload$91 [524:517];
-  assign \op__1__payload$91.x[63]  = \op__1__payload$91 [532:525];
-  assign \op__1__payload$91.word  = \op__1__payload$91 [596:533];
+  assign \op__1__payload$98.mode  = \op__1__payload$98 [0];
+  assign \op__1__payload$98.page  = \op__1__payload$98 [3:1];
+  assign \op__1__payload$98.row  = \op__1__payload$98 [9:4];
+  assign \op__1__payload$98.wb_log2  = \op__1__payload$98 [11:10];
+  assign \op__1__payload$98.ab_m1  = \op__1__payload$98 [14:12];
+  assign \op__1__payload$98.w_signed  = \op__1__payload$98 [15];
+  assign \op__1__payload$98.x_signed  = \op__1__payload$98 [16];
+  assign \op__1__payload$98.skip  = \op__1__payload$98 [17];
+  assign \op__1__payload$98.bop  = \op__1__payload$98 [20:18];
+  assign \op__1__payload$98.x  = \op__1__payload$98 [532:21];
+  assign \op__1__payload$98.x[0]  = \op__1__payload$98 [28:21];
+  assign \op__1__payload$98.x[1]  = \op__1__payload$98 [36:29];
+  assign \op__1__payload$98.x[2]  = \op__1__payload$98 [44:37];
+  assign \op__1__payload$98.x[3]  = \op__1__payload$98 [52:45];
+  assign \op__1__payload$98.x[4]  = \op__1__payload$98 [60:53];
+  assign \op__1__payload$98.x[5]  = \op__1__payload$98 [68:61];
+  assign \op__1__payload$98.x[6]  = \op__1__payload$98 [76:69];
+  assign \op__1__payload$98.x[7]  = \op__1__payload$98 [84:77];
+  assign \op__1__payload$98.x[8]  = \op__1__payload$98 [92:85];
+  assign \op__1__payload$98.x[9]  = \op__1__payload$98 [100:93];
+  assign \op__1__payload$98.x[10]  = \op__1__payload$98 [108:101];
+  assign \op__1__payload$98.x[11]  = \op__1__payload$98 [116:109];
+  assign \op__1__payload$98.x[12]  = \op__1__payload$98 [124:117];
+  assign \op__1__payload$98.x[13]  = \op__1__payload$98 [132:125];
+  assign \op__1__payload$98.x[14]  = \op__1__payload$98 [140:133];
+  assign \op__1__payload$98.x[15]  = \op__1__payload$98 [148:141];
+  assign \op__1__payload$98.x[16]  = \op__1__payload$98 [156:149];
+  assign \op__1__payload$98.x[17]  = \op__1__payload$98 [164:157];
+  assign \op__1__payload$98.x[18]  = \op__1__payload$98 [172:165];
+  assign \op__1__payload$98.x[19]  = \op__1__payload$98 [180:173];
+  assign \op__1__payload$98.x[20]  = \op__1__payload$98 [188:181];
+  assign \op__1__payload$98.x[21]  = \op__1__payload$98 [196:189];
+  assign \op__1__payload$98.x[22]  = \op__1__payload$98 [204:197];
+  assign \op__1__payload$98.x[23]  = \op__1__payload$98 [212:205];
+  assign \op__1__payload$98.x[24]  = \op__1__payload$98 [220:213];
+  assign \op__1__payload$98.x[25]  = \op__1__payload$98 [228:221];
+  assign \op__1__payload$98.x[26]  = \op__1__payload$98 [236:229];
+  assign \op__1__payload$98.x[27]  = \op__1__payload$98 [244:237];
+  assign \op__1__payload$98.x[28]  = \op__1__payload$98 [252:245];
+  assign \op__1__payload$98.x[29]  = \op__1__payload$98 [260:253];
+  assign \op__1__payload$98.x[30]  = \op__1__payload$98 [268:261];
+  assign \op__1__payload$98.x[31]  = \op__1__payload$98 [276:269];
+  assign \op__1__payload$98.x[32]  = \op__1__payload$98 [284:277];
+  assign \op__1__payload$98.x[33]  = \op__1__payload$98 [292:285];
+  assign \op__1__payload$98.x[34]  = \op__1__payload$98 [300:293];
+  assign \op__1__payload$98.x[35]  = \op__1__payload$98 [308:301];
+  assign \op__1__payload$98.x[36]  = \op__1__payload$98 [316:309];
+  assign \op__1__payload$98.x[37]  = \op__1__payload$98 [324:317];
+  assign \op__1__payload$98.x[38]  = \op__1__payload$98 [332:325];
+  assign \op__1__payload$98.x[39]  = \op__1__payload$98 [340:333];
+  assign \op__1__payload$98.x[40]  = \op__1__payload$98 [348:341];
+  assign \op__1__payload$98.x[41]  = \op__1__payload$98 [356:349];
+  assign \op__1__payload$98.x[42]  = \op__1__payload$98 [364:357];
+  assign \op__1__payload$98.x[43]  = \op__1__payload$98 [372:365];
+  assign \op__1__payload$98.x[44]  = \op__1__payload$98 [380:373];
+  assign \op__1__payload$98.x[45]  = \op__1__payload$98 [388:381];
+  assign \op__1__payload$98.x[46]  = \op__1__payload$98 [396:389];
+  assign \op__1__payload$98.x[47]  = \op__1__payload$98 [404:397];
+  assign \op__1__payload$98.x[48]  = \op__1__payload$98 [412:405];
+  assign \op__1__payload$98.x[49]  = \op__1__payload$98 [420:413];
+  assign \op__1__payload$98.x[50]  = \op__1__payload$98 [428:421];
+  assign \op__1__payload$98.x[51]  = \op__1__payload$98 [436:429];
+  assign \op__1__payload$98.x[52]  = \op__1__payload$98 [444:437];
+  assign \op__1__payload$98.x[53]  = \op__1__payload$98 [452:445];
+  assign \op__1__payload$98.x[54]  = \op__1__payload$98 [460:453];
+  assign \op__1__payload$98.x[55]  = \op__1__payload$98 [468:461];
+  assign \op__1__payload$98.x[56]  = \op__1__payload$98 [476:469];
+  assign \op__1__payload$98.x[57]  = \op__1__payload$98 [484:477];
+  assign \op__1__payload$98.x[58]  = \op__1__payload$98 [492:485];
+  assign \op__1__payload$98.x[59]  = \op__1__payload$98 [500:493];
+  assign \op__1__payload$98.x[60]  = \op__1__payload$98 [508:501];
+  assign \op__1__payload$98.x[61]  = \op__1__payload$98 [516:509];
+  assign \op__1__payload$98.x[62]  = \op__1__payload$98 [524:517];
+  assign \op__1__payload$98.x[63]  = \op__1__payload$98 [532:525];
+  assign \op__1__payload$98.word  = \op__1__payload$98 [596:533];
+  assign \op__1__payload$99.mode  = \op__1__payload$99 [0];
+  assign \op__1__payload$99.page  = \op__1__payload$99 [3:1];
+  assign \op__1__payload$99.row  = \op__1__payload$99 [9:4];
+  assign \op__1__payload$99.wb_log2  = \op__1__payload$99 [11:10];
+  assign \op__1__payload$99.ab_m1  = \op__1__payload$99 [14:12];
+  assign \op__1__payload$99.w_signed  = \op__1__payload$99 [15];
+  assign \op__1__payload$99.x_signed  = \op__1__payload$99 [16];
+  assign \op__1__payload$99.skip  = \op__1__payload$99 [17];
+  assign \op__1__payload$99.bop  = \op__1__payload$99 [20:18];
+  assign \op__1__payload$99.x  = \op__1__payload$99 [532:21];
+  assign \op__1__payload$99.x[0]  = \op__1__payload$99 [28:21];
+  assign \op__1__payload$99.x[1]  = \op__1__payload$99 [36:29];
+  assign \op__1__payload$99.x[2]  = \op__1__payload$99 [44:37];
+  assign \op__1__payload$99.x[3]  = \op__1__payload$99 [52:45];
+  assign \op__1__payload$99.x[4]  = \op__1__payload$99 [60:53];
+  assign \op__1__payload$99.x[5]  = \op__1__payload$99 [68:61];
+  assign \op__1__payload$99.x[6]  = \op__1__payload$99 [76:69];
+  assign \op__1__payload$99.x[7]  = \op__1__payload$99 [84:77];
+  assign \op__1__payload$99.x[8]  = \op__1__payload$99 [92:85];
+  assign \op__1__payload$99.x[9]  = \op__1__payload$99 [100:93];
+  assign \op__1__payload$99.x[10]  = \op__1__payload$99 [108:101];
+  assign \op__1__payload$99.x[11]  = \op__1__payload$99 [116:109];
+  assign \op__1__payload$99.x[12]  = \op__1__payload$99 [124:117];
+  assign \op__1__payload$99.x[13]  = \op__1__payload$99 [132:125];
+  assign \op__1__payload$99.x[14]  = \op__1__payload$99 [140:133];
+  assign \op__1__payload$99.x[15]  = \op__1__payload$99 [148:141];
+  assign \op__1__payload$99.x[16]  = \op__1__payload$99 [156:149];
+  assign \op__1__payload$99.x[17]  = \op__1__payload$99 [164:157];
+  assign \op__1__payload$99.x[18]  = \op__1__payload$99 [172:165];
+  assign \op__1__payload$99.x[19]  = \op__1__payload$99 [180:173];
+  assign \op__1__payload$99.x[20]  = \op__1__payload$99 [188:181];
+  assign \op__1__payload$99.x[21]  = \op__1__payload$99 [196:189];
+  assign \op__1__payload$99.x[22]  = \op__1__payload$99 [204:197];
+  assign \op__1__payload$99.x[23]  = \op__1__payload$99 [212:205];
+  assign \op__1__payload$99.x[24]  = \op__1__payload$99 [220:213];
+  assign \op__1__payload$99.x[25]  = \op__1__payload$99 [228:221];
+  assign \op__1__payload$99.x[26]  = \op__1__payload$99 [236:229];
+  assign \op__1__payload$99.x[27]  = \op__1__payload$99 [244:237];
+  assign \op__1__payload$99.x[28]  = \op__1__payload$99 [252:245];
+  assign \op__1__payload$99.x[29]  = \op__1__payload$99 [260:253];
+  assign \op__1__payload$99.x[30]  = \op__1__payload$99 [268:261];
+  assign \op__1__payload$99.x[31]  = \op__1__payload$99 [276:269];
+  assign \op__1__payload$99.x[32]  = \op__1__payload$99 [284:277];
+  assign \op__1__payload$99.x[33]  = \op__1__payload$99 [292:285];
+  assign \op__1__payload$99.x[34]  = \op__1__payload$99 [300:293];
+  assign \op__1__payload$99.x[35]  = \op__1__payload$99 [308:301];
+  assign \op__1__payload$99.x[36]  = \op__1__payload$99 [316:309];
+  assign \op__1__payload$99.x[37]  = \op__1__payload$99 [324:317];
+  assign \op__1__payload$99.x[38]  = \op__1__payload$99 [332:325];
+  assign \op__1__payload$99.x[39]  = \op__1__payload$99 [340:333];
+  assign \op__1__payload$99.x[40]  = \op__1__payload$99 [348:341];
+  assign \op__1__payload$99.x[41]  = \op__1__payload$99 [356:349];
+  assign \op__1__payload$99.x[42]  = \op__1__payload$99 [364:357];
+  assign \op__1__payload$99.x[43]  = \op__1__payload$99 [372:365];
+  assign \op__1__payload$99.x[44]  = \op__1__payload$99 [380:373];
+  assign \op__1__payload$99.x[45]  = \op__1__payload$99 [388:381];
+  assign \op__1__payload$99.x[46]  = \op__1__payload$99 [396:389];
+  assign \op__1__payload$99.x[47]  = \op__1__payload$99 [404:397];
+  assign \op__1__payload$99.x[48]  = \op__1__payload$99 [412:405];
+  assign \op__1__payload$99.x[49]  = \op__1__payload$99 [420:413];
+  assign \op__1__payload$99.x[50]  = \op__1__payload$99 [428:421];
+  assign \op__1__payload$99.x[51]  = \op__1__payload$99 [436:429];
+  assign \op__1__payload$99.x[52]  = \op__1__payload$99 [444:437];
+  assign \op__1__payload$99.x[53]  = \op__1__payload$99 [452:445];
+  assign \op__1__payload$99.x[54]  = \op__1__payload$99 [460:453];
+  assign \op__1__payload$99.x[55]  = \op__1__payload$99 [468:461];
+  assign \op__1__payload$99.x[56]  = \op__1__payload$99 [476:469];
+  assign \op__1__payload$99.x[57]  = \op__1__payload$99 [484:477];
+  assign \op__1__payload$99.x[58]  = \op__1__payload$99 [492:485];
+  assign \op__1__payload$99.x[59]  = \op__1__payload$99 [500:493];
+  assign \op__1__payload$99.x[60]  = \op__1__payload$99 [508:501];
+  assign \op__1__payload$99.x[61]  = \op__1__payload$99 [516:509];
+  assign \op__1__payload$99.x[62]  = \op__1__payload$99 [524:517];
+  assign \op__1__payload$99.x[63]  = \op__1__payload$99 [532:525];
+  assign \op__1__payload$99.word  = \op__1__payload$99 [596:533];
   assign \res_y__1[0]  = res_y__1[21:0];
   assign \res_y__1[1]  = res_y__1[43:22];
   assign \res_y__1[2]  = res_y__1[65:44];
@@ -8949,13 +9964,77 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro1__res_y[61]  = res_y__1[1363:1342];
   assign \macro1__res_y[62]  = res_y__1[1385:1364];
   assign \macro1__res_y[63]  = res_y__1[1407:1386];
-  assign \desc_rd__1__data.ky0  = \port__data$115 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$115 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$115 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$115 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$115 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$115 [58:52];
-  assign \desc_rd__1__data.off0  = \port__data$115 [72:59];
+  assign \res_y__1$112[0]  = res_y__1[21:0];
+  assign \res_y__1$112[1]  = res_y__1[43:22];
+  assign \res_y__1$112[2]  = res_y__1[65:44];
+  assign \res_y__1$112[3]  = res_y__1[87:66];
+  assign \res_y__1$112[4]  = res_y__1[109:88];
+  assign \res_y__1$112[5]  = res_y__1[131:110];
+  assign \res_y__1$112[6]  = res_y__1[153:132];
+  assign \res_y__1$112[7]  = res_y__1[175:154];
+  assign \res_y__1$112[8]  = res_y__1[197:176];
+  assign \res_y__1$112[9]  = res_y__1[219:198];
+  assign \res_y__1$112[10]  = res_y__1[241:220];
+  assign \res_y__1$112[11]  = res_y__1[263:242];
+  assign \res_y__1$112[12]  = res_y__1[285:264];
+  assign \res_y__1$112[13]  = res_y__1[307:286];
+  assign \res_y__1$112[14]  = res_y__1[329:308];
+  assign \res_y__1$112[15]  = res_y__1[351:330];
+  assign \res_y__1$112[16]  = res_y__1[373:352];
+  assign \res_y__1$112[17]  = res_y__1[395:374];
+  assign \res_y__1$112[18]  = res_y__1[417:396];
+  assign \res_y__1$112[19]  = res_y__1[439:418];
+  assign \res_y__1$112[20]  = res_y__1[461:440];
+  assign \res_y__1$112[21]  = res_y__1[483:462];
+  assign \res_y__1$112[22]  = res_y__1[505:484];
+  assign \res_y__1$112[23]  = res_y__1[527:506];
+  assign \res_y__1$112[24]  = res_y__1[549:528];
+  assign \res_y__1$112[25]  = res_y__1[571:550];
+  assign \res_y__1$112[26]  = res_y__1[593:572];
+  assign \res_y__1$112[27]  = res_y__1[615:594];
+  assign \res_y__1$112[28]  = res_y__1[637:616];
+  assign \res_y__1$112[29]  = res_y__1[659:638];
+  assign \res_y__1$112[30]  = res_y__1[681:660];
+  assign \res_y__1$112[31]  = res_y__1[703:682];
+  assign \res_y__1$112[32]  = res_y__1[725:704];
+  assign \res_y__1$112[33]  = res_y__1[747:726];
+  assign \res_y__1$112[34]  = res_y__1[769:748];
+  assign \res_y__1$112[35]  = res_y__1[791:770];
+  assign \res_y__1$112[36]  = res_y__1[813:792];
+  assign \res_y__1$112[37]  = res_y__1[835:814];
+  assign \res_y__1$112[38]  = res_y__1[857:836];
+  assign \res_y__1$112[39]  = res_y__1[879:858];
+  assign \res_y__1$112[40]  = res_y__1[901:880];
+  assign \res_y__1$112[41]  = res_y__1[923:902];
+  assign \res_y__1$112[42]  = res_y__1[945:924];
+  assign \res_y__1$112[43]  = res_y__1[967:946];
+  assign \res_y__1$112[44]  = res_y__1[989:968];
+  assign \res_y__1$112[45]  = res_y__1[1011:990];
+  assign \res_y__1$112[46]  = res_y__1[1033:1012];
+  assign \res_y__1$112[47]  = res_y__1[1055:1034];
+  assign \res_y__1$112[48]  = res_y__1[1077:1056];
+  assign \res_y__1$112[49]  = res_y__1[1099:1078];
+  assign \res_y__1$112[50]  = res_y__1[1121:1100];
+  assign \res_y__1$112[51]  = res_y__1[1143:1122];
+  assign \res_y__1$112[52]  = res_y__1[1165:1144];
+  assign \res_y__1$112[53]  = res_y__1[1187:1166];
+  assign \res_y__1$112[54]  = res_y__1[1209:1188];
+  assign \res_y__1$112[55]  = res_y__1[1231:1210];
+  assign \res_y__1$112[56]  = res_y__1[1253:1232];
+  assign \res_y__1$112[57]  = res_y__1[1275:1254];
+  assign \res_y__1$112[58]  = res_y__1[1297:1276];
+  assign \res_y__1$112[59]  = res_y__1[1319:1298];
+  assign \res_y__1$112[60]  = res_y__1[1341:1320];
+  assign \res_y__1$112[61]  = res_y__1[1363:1342];
+  assign \res_y__1$112[62]  = res_y__1[1385:1364];
+  assign \res_y__1$112[63]  = res_y__1[1407:1386];
+  assign \desc_rd__1__data.ky0  = \port__data$126 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$126 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$126 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$126 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$126 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$126 [58:52];
+  assign \desc_rd__1__data.off0  = \port__data$126 [72:59];
   assign \macro2__op__payload.mode  = macro2__op__payload[0];
   assign \macro2__op__payload.page  = macro2__op__payload[3:1];
   assign \macro2__op__payload.row  = macro2__op__payload[9:4];
@@ -9106,81 +10185,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__2__payload.x[62]  = op__2__payload[524:517];
   assign \op__2__payload.x[63]  = op__2__payload[532:525];
   assign \op__2__payload.word  = op__2__payload[596:533];
-  assign \op__2__payload$121.mode  = \op__2__payload$121 [0];
-  assign \op__2__payload$121.page  = \op__2__payload$121 [3:1];
-  assign \op__2__payload$121.row  = \op__2__payload$121 [9:4];
-  assign \op__2__payload$121.wb_log2  = \op__2__payload$121 [11:10];
-  assign \op__2__payload$121.ab_m1  = \op__2__payload$121 [14:12];
-  assign \op__2__payload$121.w_signed  = \op__2__payload$121 [15];
-  assign \op__2__payload$121.x_signed  = \op__2__payload$121 [16];
-  assign \op__2__payload$121.skip  = \op__2__payload$121 [17];
-  assign \op__2__payload$121.bop  = \op__2__payload$121 [20:18];
-  assign \op__2__payload$121.x  = \op__2__payload$121 [532:21];
-  assign \op__2__payload$121.x[0]  = \op__2__payload$121 [28:21];
-  assign \op__2__payload$121.x[1]  = \op__2__payload$121 [36:29];
-  assign \op__2__payload$121.x[2]  = \op__2__payload$121 [44:37];
-  assign \op__2__payload$121.x[3]  = \op__2__payload$121 [52:45];
-  assign \op__2__payload$121.x[4]  = \op__2__payload$121 [60:53];
-  assign \op__2__payload$121.x[5]  = \op__2__payload$121 [68:61];
-  assign \op__2__payload$121.x[6]  = \op__2__payload$121 [76:69];
-  assign \op__2__payload$121.x[7]  = \op__2__payload$121 [84:77];
-  assign \op__2__payload$121.x[8]  = \op__2__payload$121 [92:85];
-  assign \op__2__payload$121.x[9]  = \op__2__payload$121 [100:93];
-  assign \op__2__payload$121.x[10]  = \op__2__payload$121 [108:101];
-  assign \op__2__payload$121.x[11]  = \op__2__payload$121 [116:109];
-  assign \op__2__payload$121.x[12]  = \op__2__payload$121 [124:117];
-  assign \op__2__payload$121.x[13]  = \op__2__payload$121 [132:125];
-  assign \op__2__payload$121.x[14]  = \op__2__payload$121 [140:133];
-  assign \op__2__payload$121.x[15]  = \op__2__payload$121 [148:141];
-  assign \op__2__payload$121.x[16]  = \op__2__payload$121 [156:149];
-  assign \op__2__payload$121.x[17]  = \op__2__payload$121 [164:157];
-  assign \op__2__payload$121.x[18]  = \op__2__payload$121 [172:165];
-  assign \op__2__payload$121.x[19]  = \op__2__payload$121 [180:173];
-  assign \op__2__payload$121.x[20]  = \op__2__payload$121 [188:181];
-  assign \op__2__payload$121.x[21]  = \op__2__payload$121 [196:189];
-  assign \op__2__payload$121.x[22]  = \op__2__payload$121 [204:197];
-  assign \op__2__payload$121.x[23]  = \op__2__payload$121 [212:205];
-  assign \op__2__payload$121.x[24]  = \op__2__payload$121 [220:213];
-  assign \op__2__payload$121.x[25]  = \op__2__payload$121 [228:221];
-  assign \op__2__payload$121.x[26]  = \op__2__payload$121 [236:229];
-  assign \op__2__payload$121.x[27]  = \op__2__payload$121 [244:237];
-  assign \op__2__payload$121.x[28]  = \op__2__payload$121 [252:245];
-  assign \op__2__payload$121.x[29]  = \op__2__payload$121 [260:253];
-  assign \op__2__payload$121.x[30]  = \op__2__payload$121 [268:261];
-  assign \op__2__payload$121.x[31]  = \op__2__payload$121 [276:269];
-  assign \op__2__payload$121.x[32]  = \op__2__payload$121 [284:277];
-  assign \op__2__payload$121.x[33]  = \op__2__payload$121 [292:285];
-  assign \op__2__payload$121.x[34]  = \op__2__payload$121 [300:293];
-  assign \op__2__payload$121.x[35]  = \op__2__payload$121 [308:301];
-  assign \op__2__payload$121.x[36]  = \op__2__payload$121 [316:309];
-  assign \op__2__payload$121.x[37]  = \op__2__payload$121 [324:317];
-  assign \op__2__payload$121.x[38]  = \op__2__payload$121 [332:325];
-  assign \op__2__payload$121.x[39]  = \op__2__payload$121 [340:333];
-  assign \op__2__payload$121.x[40]  = \op__2__payload$121 [348:341];
-  assign \op__2__payload$121.x[41]  = \op__2__payload$121 [356:349];
-  assign \op__2__payload$121.x[42]  = \op__2__payload$121 [364:357];
-  assign \op__2__payload$121.x[43]  = \op__2__payload$121 [372:365];
-  assign \op__2__payload$121.x[44]  = \op__2__payload$121 [380:373];
-  assign \op__2__payload$121.x[45]  = \op__2__payload$121 [388:381];
-  assign \op__2__payload$121.x[46]  = \op__2__payload$121 [396:389];
-  assign \op__2__payload$121.x[47]  = \op__2__payload$121 [404:397];
-  assign \op__2__payload$121.x[48]  = \op__2__payload$121 [412:405];
-  assign \op__2__payload$121.x[49]  = \op__2__payload$121 [420:413];
-  assign \op__2__payload$121.x[50]  = \op__2__payload$121 [428:421];
-  assign \op__2__payload$121.x[51]  = \op__2__payload$121 [436:429];
-  assign \op__2__payload$121.x[52]  = \op__2__payload$121 [444:437];
-  assign \op__2__payload$121.x[53]  = \op__2__payload$121 [452:445];
-  assign \op__2__payload$121.x[54]  = \op__2__payload$121 [460:453];
-  assign \op__2__payload$121.x[55]  = \op__2__payload$121 [468:461];
-  assign \op__2__payload$121.x[56]  = \op__2__payload$121 [476:469];
-  assign \op__2__payload$121.x[57]  = \op__2__payload$121 [484:477];
-  assign \op__2__payload$121.x[58]  = \op__2__payload$121 [492:485];
-  assign \op__2__payload$121.x[59]  = \op__2__payload$121 [500:493];
-  assign \op__2__payload$121.x[60]  = \op__2__payload$121 [508:501];
-  assign \op__2__payload$121.x[61]  = \op__2__payload$121 [516:509];
-  assign \op__2__payload$121.x[62]  = \op__2__payload$121 [524:517];
-  assign \op__2__payload$121.x[63]  = \op__2__payload$121 [532:525];
-  assign \op__2__payload$121.word  = \op__2__payload$121 [596:533];
+  assign \op__2__payload$133.mode  = \op__2__payload$133 [0];
+  assign \op__2__payload$133.page  = \op__2__payload$133 [3:1];
+  assign \op__2__payload$133.row  = \op__2__payload$133 [9:4];
+  assign \op__2__payload$133.wb_log2  = \op__2__payload$133 [11:10];
+  assign \op__2__payload$133.ab_m1  = \op__2__payload$133 [14:12];
+  assign \op__2__payload$133.w_signed  = \op__2__payload$133 [15];
+  assign \op__2__payload$133.x_signed  = \op__2__payload$133 [16];
+  assign \op__2__payload$133.skip  = \op__2__payload$133 [17];
+  assign \op__2__payload$133.bop  = \op__2__payload$133 [20:18];
+  assign \op__2__payload$133.x  = \op__2__payload$133 [532:21];
+  assign \op__2__payload$133.x[0]  = \op__2__payload$133 [28:21];
+  assign \op__2__payload$133.x[1]  = \op__2__payload$133 [36:29];
+  assign \op__2__payload$133.x[2]  = \op__2__payload$133 [44:37];
+  assign \op__2__payload$133.x[3]  = \op__2__payload$133 [52:45];
+  assign \op__2__payload$133.x[4]  = \op__2__payload$133 [60:53];
+  assign \op__2__payload$133.x[5]  = \op__2__payload$133 [68:61];
+  assign \op__2__payload$133.x[6]  = \op__2__payload$133 [76:69];
+  assign \op__2__payload$133.x[7]  = \op__2__payload$133 [84:77];
+  assign \op__2__payload$133.x[8]  = \op__2__payload$133 [92:85];
+  assign \op__2__payload$133.x[9]  = \op__2__payload$133 [100:93];
+  assign \op__2__payload$133.x[10]  = \op__2__payload$133 [108:101];
+  assign \op__2__payload$133.x[11]  = \op__2__payload$133 [116:109];
+  assign \op__2__payload$133.x[12]  = \op__2__payload$133 [124:117];
+  assign \op__2__payload$133.x[13]  = \op__2__payload$133 [132:125];
+  assign \op__2__payload$133.x[14]  = \op__2__payload$133 [140:133];
+  assign \op__2__payload$133.x[15]  = \op__2__payload$133 [148:141];
+  assign \op__2__payload$133.x[16]  = \op__2__payload$133 [156:149];
+  assign \op__2__payload$133.x[17]  = \op__2__payload$133 [164:157];
+  assign \op__2__payload$133.x[18]  = \op__2__payload$133 [172:165];
+  assign \op__2__payload$133.x[19]  = \op__2__payload$133 [180:173];
+  assign \op__2__payload$133.x[20]  = \op__2__payload$133 [188:181];
+  assign \op__2__payload$133.x[21]  = \op__2__payload$133 [196:189];
+  assign \op__2__payload$133.x[22]  = \op__2__payload$133 [204:197];
+  assign \op__2__payload$133.x[23]  = \op__2__payload$133 [212:205];
+  assign \op__2__payload$133.x[24]  = \op__2__payload$133 [220:213];
+  assign \op__2__payload$133.x[25]  = \op__2__payload$133 [228:221];
+  assign \op__2__payload$133.x[26]  = \op__2__payload$133 [236:229];
+  assign \op__2__payload$133.x[27]  = \op__2__payload$133 [244:237];
+  assign \op__2__payload$133.x[28]  = \op__2__payload$133 [252:245];
+  assign \op__2__payload$133.x[29]  = \op__2__payload$133 [260:253];
+  assign \op__2__payload$133.x[30]  = \op__2__payload$133 [268:261];
+  assign \op__2__payload$133.x[31]  = \op__2__payload$133 [276:269];
+  assign \op__2__payload$133.x[32]  = \op__2__payload$133 [284:277];
+  assign \op__2__payload$133.x[33]  = \op__2__payload$133 [292:285];
+  assign \op__2__payload$133.x[34]  = \op__2__payload$133 [300:293];
+  assign \op__2__payload$133.x[35]  = \op__2__payload$133 [308:301];
+  assign \op__2__payload$133.x[36]  = \op__2__payload$133 [316:309];
+  assign \op__2__payload$133.x[37]  = \op__2__payload$133 [324:317];
+  assign \op__2__payload$133.x[38]  = \op__2__payload$133 [332:325];
+  assign \op__2__payload$133.x[39]  = \op__2__payload$133 [340:333];
+  assign \op__2__payload$133.x[40]  = \op__2__payload$133 [348:341];
+  assign \op__2__payload$133.x[41]  = \op__2__payload$133 [356:349];
+  assign \op__2__payload$133.x[42]  = \op__2__payload$133 [364:357];
+  assign \op__2__payload$133.x[43]  = \op__2__payload$133 [372:365];
+  assign \op__2__payload$133.x[44]  = \op__2__payload$133 [380:373];
+  assign \op__2__payload$133.x[45]  = \op__2__payload$133 [388:381];
+  assign \op__2__payload$133.x[46]  = \op__2__payload$133 [396:389];
+  assign \op__2__payload$133.x[47]  = \op__2__payload$133 [404:397];
+  assign \op__2__payload$133.x[48]  = \op__2__payload$133 [412:405];
+  assign \op__2__payload$133.x[49]  = \op__2__payload$133 [420:413];
+  assign \op__2__payload$133.x[50]  = \op__2__payload$133 [428:421];
+  assign \op__2__payload$133.x[51]  = \op__2__payload$133 [436:429];
+  assign \op__2__payload$133.x[52]  = \op__2__payload$133 [444:437];
+  assign \op__2__payload$133.x[53]  = \op__2__payload$133 [452:445];
+  assign \op__2__payload$133.x[54]  = \op__2__payload$133 [460:453];
+  assign \op__2__payload$133.x[55]  = \op__2__payload$133 [468:461];
+  assign \op__2__payload$133.x[56]  = \op__2__payload$133 [476:469];
+  assign \op__2__payload$133.x[57]  = \op__2__payload$133 [484:477];
+  assign \op__2__payload$133.x[58]  = \op__2__payload$133 [492:485];
+  assign \op__2__payload$133.x[59]  = \op__2__payload$133 [500:493];
+  assign \op__2__payload$133.x[60]  = \op__2__payload$133 [508:501];
+  assign \op__2__payload$133.x[61]  = \op__2__payload$133 [516:509];
+  assign \op__2__payload$133.x[62]  = \op__2__payload$133 [524:517];
+  assign \op__2__payload$133.x[63]  = \op__2__payload$133 [532:525];
+  assign \op__2__payload$133.word  = \op__2__payload$133 [596:533];
+  assign \op__2__payload$134.mode  = \op__2__payload$134 [0];
+  assign \op__2__payload$134.page  = \op__2__payload$134 [3:1];
+  assign \op__2__payload$134.row  = \op__2__payload$134 [9:4];
+  assign \op__2__payload$134.wb_log2  = \op__2__payload$134 [11:10];
+  assign \op__2__payload$134.ab_m1  = \op__2__payload$134 [14:12];
+  assign \op__2__payload$134.w_signed  = \op__2__payload$134 [15];
+  assign \op__2__payload$134.x_signed  = \op__2__payload$134 [16];
+  assign \op__2__payload$134.skip  = \op__2__payload$134 [17];
+  assign \op__2__payload$134.bop  = \op__2__payload$134 [20:18];
+  assign \op__2__payload$134.x  = \op__2__payload$134 [532:21];
+  assign \op__2__payload$134.x[0]  = \op__2__payload$134 [28:21];
+  assign \op__2__payload$134.x[1]  = \op__2__payload$134 [36:29];
+  assign \op__2__payload$134.x[2]  = \op__2__payload$134 [44:37];
+  assign \op__2__payload$134.x[3]  = \op__2__payload$134 [52:45];
+  assign \op__2__payload$134.x[4]  = \op__2__payload$134 [60:53];
+  assign \op__2__payload$134.x[5]  = \op__2__payload$134 [68:61];
+  assign \op__2__payload$134.x[6]  = \op__2__payload$134 [76:69];
+  assign \op__2__payload$134.x[7]  = \op__2__payload$134 [84:77];
+  assign \op__2__payload$134.x[8]  = \op__2__payload$134 [92:85];
+  assign \op__2__payload$134.x[9]  = \op__2__payload$134 [100:93];
+  assign \op__2__payload$134.x[10]  = \op__2__payload$134 [108:101];
+  assign \op__2__payload$134.x[11]  = \op__2__payload$134 [116:109];
+  assign \op__2__payload$134.x[12]  = \op__2__payload$134 [124:117];
+  assign \op__2__payload$134.x[13]  = \op__2__payload$134 [132:125];
+  assign \op__2__payload$134.x[14]  = \op__2__payload$134 [140:133];
+  assign \op__2__payload$134.x[15]  = \op__2__payload$134 [148:141];
+  assign \op__2__payload$134.x[16]  = \op__2__payload$134 [156:149];
+  assign \op__2__payload$134.x[17]  = \op__2__payload$134 [164:157];
+  assign \op__2__payload$134.x[18]  = \op__2__payload$134 [172:165];
+  assign \op__2__payload$134.x[19]  = \op__2__payload$134 [180:173];
+  assign \op__2__payload$134.x[20]  = \op__2__payload$134 [188:181];
+  assign \op__2__payload$134.x[21]  = \op__2__payload$134 [196:189];
+  assign \op__2__payload$134.x[22]  = \op__2__payload$134 [204:197];
+  assign \op__2__payload$134.x[23]  = \op__2__payload$134 [212:205];
+  assign \op__2__payload$134.x[24]  = \op__2__payload$134 [220:213];
+  assign \op__2__payload$134.x[25]  = \op__2__payload$134 [228:221];
+  assign \op__2__payload$134.x[26]  = \op__2__payload$134 [236:229];
+  assign \op__2__payload$134.x[27]  = \op__2__payload$134 [244:237];
+  assign \op__2__payload$134.x[28]  = \op__2__payload$134 [252:245];
+  assign \op__2__payload$134.x[29]  = \op__2__payload$134 [260:253];
+  assign \op__2__payload$134.x[30]  = \op__2__payload$134 [268:261];
+  assign \op__2__payload$134.x[31]  = \op__2__payload$134 [276:269];
+  assign \op__2__payload$134.x[32]  = \op__2__payload$134 [284:277];
+  assign \op__2__payload$134.x[33]  = \op__2__payload$134 [292:285];
+  assign \op__2__payload$134.x[34]  = \op__2__payload$134 [300:293];
+  assign \op__2__payload$134.x[35]  = \op__2__payload$134 [308:301];
+  assign \op__2__payload$134.x[36]  = \op__2__payload$134 [316:309];
+  assign \op__2__payload$134.x[37]  = \op__2__payload$134 [324:317];
+  assign \op__2__payload$134.x[38]  = \op__2__payload$134 [332:325];
+  assign \op__2__payload$134.x[39]  = \op__2__payload$134 [340:333];
+  assign \op__2__payload$134.x[40]  = \op__2__payload$134 [348:341];
+  assign \op__2__payload$134.x[41]  = \op__2__payload$134 [356:349];
+  assign \op__2__payload$134.x[42]  = \op__2__payload$134 [364:357];
+  assign \op__2__payload$134.x[43]  = \op__2__payload$134 [372:365];
+  assign \op__2__payload$134.x[44]  = \op__2__payload$134 [380:373];
+  assign \op__2__payload$134.x[45]  = \op__2__payload$134 [388:381];
+  assign \op__2__payload$134.x[46]  = \op__2__payload$134 [396:389];
+  assign \op__2__payload$134.x[47]  = \op__2__payload$134 [404:397];
+  assign \op__2__payload$134.x[48]  = \op__2__payload$134 [412:405];
+  assign \op__2__payload$134.x[49]  = \op__2__payload$134 [420:413];
+  assign \op__2__payload$134.x[50]  = \op__2__payload$134 [428:421];
+  assign \op__2__payload$134.x[51]  = \op__2__payload$134 [436:429];
+  assign \op__2__payload$134.x[52]  = \op__2__payload$134 [444:437];
+  assign \op__2__payload$134.x[53]  = \op__2__payload$134 [452:445];
+  assign \op__2__payload$134.x[54]  = \op__2__payload$134 [460:453];
+  assign \op__2__payload$134.x[55]  = \op__2__payload$134 [468:461];
+  assign \op__2__payload$134.x[56]  = \op__2__payload$134 [476:469];
+  assign \op__2__payload$134.x[57]  = \op__2__payload$134 [484:477];
+  assign \op__2__payload$134.x[58]  = \op__2__payload$134 [492:485];
+  assign \op__2__payload$134.x[59]  = \op__2__payload$134 [500:493];
+  assign \op__2__payload$134.x[60]  = \op__2__payload$134 [508:501];
+  assign \op__2__payload$134.x[61]  = \op__2__payload$134 [516:509];
+  assign \op__2__payload$134.x[62]  = \op__2__payload$134 [524:517];
+  assign \op__2__payload$134.x[63]  = \op__2__payload$134 [532:525];
+  assign \op__2__payload$134.word  = \op__2__payload$134 [596:533];
   assign \res_y__2[0]  = res_y__2[21:0];
   assign \res_y__2[1]  = res_y__2[43:22];
   assign \res_y__2[2]  = res_y__2[65:44];
@@ -9309,13 +10463,77 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro2__res_y[61]  = res_y__2[1363:1342];
   assign \macro2__res_y[62]  = res_y__2[1385:1364];
   assign \macro2__res_y[63]  = res_y__2[1407:1386];
-  assign \desc_rd__2__data.ky0  = \port__data$145 [7:0];
-  assign \desc_rd__2__data.kx0  = \port__data$145 [15:8];
-  assign \desc_rd__2__data.dy0  = \port__data$145 [27:16];
-  assign \desc_rd__2__data.dx0  = \port__data$145 [39:28];
-  assign \desc_rd__2__data.c0  = \port__data$145 [51:40];
-  assign \desc_rd__2__data.elems  = \port__data$145 [58:52];
-  assign \desc_rd__2__data.off0  = \port__data$145 [72:59];
+  assign \res_y__2$147[0]  = res_y__2[21:0];
+  assign \res_y__2$147[1]  = res_y__2[43:22];
+  assign \res_y__2$147[2]  = res_y__2[65:44];
+  assign \res_y__2$147[3]  = res_y__2[87:66];
+  assign \res_y__2$147[4]  = res_y__2[109:88];
+  assign \res_y__2$147[5]  = res_y__2[131:110];
+  assign \res_y__2$147[6]  = res_y__2[153:132];
+  assign \res_y__2$147[7]  = res_y__2[175:154];
+  assign \res_y__2$147[8]  = res_y__2[197:176];
+  assign \res_y__2$147[9]  = res_y__2[219:198];
+  assign \res_y__2$147[10]  = res_y__2[241:220];
+  assign \res_y__2$147[11]  = res_y__2[263:242];
+  assign \res_y__2$147[12]  = res_y__2[285:264];
+  assign \res_y__2$147[13]  = res_y__2[307:286];
+  assign \res_y__2$147[14]  = res_y__2[329:308];
+  assign \res_y__2$147[15]  = res_y__2[351:330];
+  assign \res_y__2$147[16]  = res_y__2[373:352];
+  assign \res_y__2$147[17]  = res_y__2[395:374];
+  assign \res_y__2$147[18]  = res_y__2[417:396];
+  assign \res_y__2$147[19]  = res_y__2[439:418];
+  assign \res_y__2$147[20]  = res_y__2[461:440];
+  assign \res_y__2$147[21]  = res_y__2[483:462];
+  assign \res_y__2$147[22]  = res_y__2[505:484];
+  assign \res_y__2$147[23]  = res_y__2[527:506];
+  assign \res_y__2$147[24]  = res_y__2[549:528];
+  assign \res_y__2$147[25]  = res_y__2[571:550];
+  assign \res_y__2$147[26]  = res_y__2[593:572];
+  assign \res_y__2$147[27]  = res_y__2[615:594];
+  assign \res_y__2$147[28]  = res_y__2[637:616];
+  assign \res_y__2$147[29]  = res_y__2[659:638];
+  assign \res_y__2$147[30]  = res_y__2[681:660];
+  assign \res_y__2$147[31]  = res_y__2[703:682];
+  assign \res_y__2$147[32]  = res_y__2[725:704];
+  assign \res_y__2$147[33]  = res_y__2[747:726];
+  assign \res_y__2$147[34]  = res_y__2[769:748];
+  assign \res_y__2$147[35]  = res_y__2[791:770];
+  assign \res_y__2$147[36]  = res_y__2[813:792];
+  assign \res_y__2$147[37]  = res_y__2[835:814];
+  assign \res_y__2$147[38]  = res_y__2[857:836];
+  assign \res_y__2$147[39]  = res_y__2[879:858];
+  assign \res_y__2$147[40]  = res_y__2[901:880];
+  assign \res_y__2$147[41]  = res_y__2[923:902];
+  assign \res_y__2$147[42]  = res_y__2[945:924];
+  assign \res_y__2$147[43]  = res_y__2[967:946];
+  assign \res_y__2$147[44]  = res_y__2[989:968];
+  assign \res_y__2$147[45]  = res_y__2[1011:990];
+  assign \res_y__2$147[46]  = res_y__2[1033:1012];
+  assign \res_y__2$147[47]  = res_y__2[1055:1034];
+  assign \res_y__2$147[48]  = res_y__2[1077:1056];
+  assign \res_y__2$147[49]  = res_y__2[1099:1078];
+  assign \res_y__2$147[50]  = res_y__2[1121:1100];
+  assign \res_y__2$147[51]  = res_y__2[1143:1122];
+  assign \res_y__2$147[52]  = res_y__2[1165:1144];
+  assign \res_y__2$147[53]  = res_y__2[1187:1166];
+  assign \res_y__2$147[54]  = res_y__2[1209:1188];
+  assign \res_y__2$147[55]  = res_y__2[1231:1210];
+  assign \res_y__2$147[56]  = res_y__2[1253:1232];
+  assign \res_y__2$147[57]  = res_y__2[1275:1254];
+  assign \res_y__2$147[58]  = res_y__2[1297:1276];
+  assign \res_y__2$147[59]  = res_y__2[1319:1298];
+  assign \res_y__2$147[60]  = res_y__2[1341:1320];
+  assign \res_y__2$147[61]  = res_y__2[1363:1342];
+  assign \res_y__2$147[62]  = res_y__2[1385:1364];
+  assign \res_y__2$147[63]  = res_y__2[1407:1386];
+  assign \desc_rd__2__data.ky0  = \port__data$161 [7:0];
+  assign \desc_rd__2__data.kx0  = \port__data$161 [15:8];
+  assign \desc_rd__2__data.dy0  = \port__data$161 [27:16];
+  assign \desc_rd__2__data.dx0  = \port__data$161 [39:28];
+  assign \desc_rd__2__data.c0  = \port__data$161 [51:40];
+  assign \desc_rd__2__data.elems  = \port__data$161 [58:52];
+  assign \desc_rd__2__data.off0  = \port__data$161 [72:59];
   assign \macro3__op__payload.mode  = macro3__op__payload[0];
   assign \macro3__op__payload.page  = macro3__op__payload[3:1];
   assign \macro3__op__payload.row  = macro3__op__payload[9:4];
@@ -9466,81 +10684,156 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__3__payload.x[62]  = op__3__payload[524:517];
   assign \op__3__payload.x[63]  = op__3__payload[532:525];
   assign \op__3__payload.word  = op__3__payload[596:533];
-  assign \op__3__payload$151.mode  = \op__3__payload$151 [0];
-  assign \op__3__payload$151.page  = \op__3__payload$151 [3:1];
-  assign \op__3__payload$151.row  = \op__3__payload$151 [9:4];
-  assign \op__3__payload$151.wb_log2  = \op__3__payload$151 [11:10];
-  assign \op__3__payload$151.ab_m1  = \op__3__payload$151 [14:12];
-  assign \op__3__payload$151.w_signed  = \op__3__payload$151 [15];
-  assign \op__3__payload$151.x_signed  = \op__3__payload$151 [16];
-  assign \op__3__payload$151.skip  = \op__3__payload$151 [17];
-  assign \op__3__payload$151.bop  = \op__3__payload$151 [20:18];
-  assign \op__3__payload$151.x  = \op__3__payload$151 [532:21];
-  assign \op__3__payload$151.x[0]  = \op__3__payload$151 [28:21];
-  assign \op__3__payload$151.x[1]  = \op__3__payload$151 [36:29];
-  assign \op__3__payload$151.x[2]  = \op__3__payload$151 [44:37];
-  assign \op__3__payload$151.x[3]  = \op__3__payload$151 [52:45];
-  assign \op__3__payload$151.x[4]  = \op__3__payload$151 [60:53];
-  assign \op__3__payload$151.x[5]  = \op__3__payload$151 [68:61];
-  assign \op__3__payload$151.x[6]  = \op__3__payload$151 [76:69];
-  assign \op__3__payload$151.x[7]  = \op__3__payload$151 [84:77];
-  assign \op__3__payload$151.x[8]  = \op__3__payload$151 [92:85];
-  assign \op__3__payload$151.x[9]  = \op__3__payload$151 [100:93];
-  assign \op__3__payload$151.x[10]  = \op__3__payload$151 [108:101];
-  assign \op__3__payload$151.x[11]  = \op__3__payload$151 [116:109];
-  assign \op__3__payload$151.x[12]  = \op__3__payload$151 [124:117];
-  assign \op__3__payload$151.x[13]  = \op__3__payload$151 [132:125];
-  assign \op__3__payload$151.x[14]  = \op__3__payload$151 [140:133];
-  assign \op__3__payload$151.x[15]  = \op__3__payload$151 [148:141];
-  assign \op__3__payload$151.x[16]  = \op__3__payload$151 [156:149];
-  assign \op__3__payload$151.x[17]  = \op__3__payload$151 [164:157];
-  assign \op__3__payload$151.x[18]  = \op__3__payload$151 [172:165];
-  assign \op__3__payload$151.x[19]  = \op__3__payload$151 [180:173];
-  assign \op__3__payload$151.x[20]  = \op__3__payload$151 [188:181];
-  assign \op__3__payload$151.x[21]  = \op__3__payload$151 [196:189];
-  assign \op__3__payload$151.x[22]  = \op__3__payload$151 [204:197];
-  assign \op__3__payload$151.x[23]  = \op__3__payload$151 [212:205];
-  assign \op__3__payload$151.x[24]  = \op__3__payload$151 [220:213];
-  assign \op__3__payload$151.x[25]  = \op__3__payload$151 [228:221];
-  assign \op__3__payload$151.x[26]  = \op__3__payload$151 [236:229];
-  assign \op__3__payload$151.x[27]  = \op__3__payload$151 [244:237];
-  assign \op__3__payload$151.x[28]  = \op__3__payload$151 [252:245];
-  assign \op__3__payload$151.x[29]  = \op__3__payload$151 [260:253];
-  assign \op__3__payload$151.x[30]  = \op__3__payload$151 [268:261];
-  assign \op__3__payload$151.x[31]  = \op__3__payload$151 [276:269];
-  assign \op__3__payload$151.x[32]  = \op__3__payload$151 [284:277];
-  assign \op__3__payload$151.x[33]  = \op__3__payload$151 [292:285];
-  assign \op__3__payload$151.x[34]  = \op__3__payload$151 [300:293];
-  assign \op__3__payload$151.x[35]  = \op__3__payload$151 [308:301];
-  assign \op__3__payload$151.x[36]  = \op__3__payload$151 [316:309];
-  assign \op__3__payload$151.x[37]  = \op__3__payload$151 [324:317];
-  assign \op__3__payload$151.x[38]  = \op__3__payload$151 [332:325];
-  assign \op__3__payload$151.x[39]  = \op__3__payload$151 [340:333];
-  assign \op__3__payload$151.x[40]  = \op__3__payload$151 [348:341];
-  assign \op__3__payload$151.x[41]  = \op__3__payload$151 [356:349];
-  assign \op__3__payload$151.x[42]  = \op__3__payload$151 [364:357];
-  assign \op__3__payload$151.x[43]  = \op__3__payload$151 [372:365];
-  assign \op__3__payload$151.x[44]  = \op__3__payload$151 [380:373];
-  assign \op__3__payload$151.x[45]  = \op__3__payload$151 [388:381];
-  assign \op__3__payload$151.x[46]  = \op__3__payload$151 [396:389];
-  assign \op__3__payload$151.x[47]  = \op__3__payload$151 [404:397];
-  assign \op__3__payload$151.x[48]  = \op__3__payload$151 [412:405];
-  assign \op__3__payload$151.x[49]  = \op__3__payload$151 [420:413];
-  assign \op__3__payload$151.x[50]  = \op__3__payload$151 [428:421];
-  assign \op__3__payload$151.x[51]  = \op__3__payload$151 [436:429];
-  assign \op__3__payload$151.x[52]  = \op__3__payload$151 [444:437];
-  assign \op__3__payload$151.x[53]  = \op__3__payload$151 [452:445];
-  assign \op__3__payload$151.x[54]  = \op__3__payload$151 [460:453];
-  assign \op__3__payload$151.x[55]  = \op__3__payload$151 [468:461];
-  assign \op__3__payload$151.x[56]  = \op__3__payload$151 [476:469];
-  assign \op__3__payload$151.x[57]  = \op__3__payload$151 [484:477];
-  assign \op__3__payload$151.x[58]  = \op__3__payload$151 [492:485];
-  assign \op__3__payload$151.x[59]  = \op__3__payload$151 [500:493];
-  assign \op__3__payload$151.x[60]  = \op__3__payload$151 [508:501];
-  assign \op__3__payload$151.x[61]  = \op__3__payload$151 [516:509];
-  assign \op__3__payload$151.x[62]  = \op__3__payload$151 [524:517];
-  assign \op__3__payload$151.x[63]  = \op__3__payload$151 [532:525];
-  assign \op__3__payload$151.word  = \op__3__payload$151 [596:533];
+  assign \op__3__payload$168.mode  = \op__3__payload$168 [0];
+  assign \op__3__payload$168.page  = \op__3__payload$168 [3:1];
+  assign \op__3__payload$168.row  = \op__3__payload$168 [9:4];
+  assign \op__3__payload$168.wb_log2  = \op__3__payload$168 [11:10];
+  assign \op__3__payload$168.ab_m1  = \op__3__payload$168 [14:12];
+  assign \op__3__payload$168.w_signed  = \op__3__payload$168 [15];
+  assign \op__3__payload$168.x_signed  = \op__3__payload$168 [16];
+  assign \op__3__payload$168.skip  = \op__3__payload$168 [17];
+  assign \op__3__payload$168.bop  = \op__3__payload$168 [20:18];
+  assign \op__3__payload$168.x  = \op__3__payload$168 [532:21];
+  assign \op__3__payload$168.x[0]  = \op__3__payload$168 [28:21];
+  assign \op__3__payload$168.x[1]  = \op__3__payload$168 [36:29];
+  assign \op__3__payload$168.x[2]  = \op__3__payload$168 [44:37];
+  assign \op__3__payload$168.x[3]  = \op__3__payload$168 [52:45];
+  assign \op__3__payload$168.x[4]  = \op__3__payload$168 [60:53];
+  assign \op__3__payload$168.x[5]  = \op__3__payload$168 [68:61];
+  assign \op__3__payload$168.x[6]  = \op__3__payload$168 [76:69];
+  assign \op__3__payload$168.x[7]  = \op__3__payload$168 [84:77];
+  assign \op__3__payload$168.x[8]  = \op__3__payload$168 [92:85];
+  assign \op__3__payload$168.x[9]  = \op__3__payload$168 [100:93];
+  assign \op__3__payload$168.x[10]  = \op__3__payload$168 [108:101];
+  assign \op__3__payload$168.x[11]  = \op__3__payload$168 [116:109];
+  assign \op__3__payload$168.x[12]  = \op__3__payload$168 [124:117];
+  assign \op__3__payload$168.x[13]  = \op__3__payload$168 [132:125];
+  assign \op__3__payload$168.x[14]  = \op__3__payload$168 [140:133];
+  assign \op__3__payload$168.x[15]  = \op__3__payload$168 [148:141];
+  assign \op__3__payload$168.x[16]  = \op__3__payload$168 [156:149];
+  assign \op__3__payload$168.x[17]  = \op__3__payload$168 [164:157];
+  assign \op__3__payload$168.x[18]  = \op__3__payload$168 [172:165];
+  assign \op__3__payload$168.x[19]  = \op__3__payload$168 [180:173];
+  assign \op__3__payload$168.x[20]  = \op__3__payload$168 [188:181];
+  assign \op__3__payload$168.x[21]  = \op__3__payload$168 [196:189];
+  assign \op__3__payload$168.x[22]  = \op__3__payload$168 [204:197];
+  assign \op__3__payload$168.x[23]  = \op__3__payload$168 [212:205];
+  assign \op__3__payload$168.x[24]  = \op__3__payload$168 [220:213];
+  assign \op__3__payload$168.x[25]  = \op__3__payload$168 [228:221];
+  assign \op__3__payload$168.x[26]  = \op__3__payload$168 [236:229];
+  assign \op__3__payload$168.x[27]  = \op__3__payload$168 [244:237];
+  assign \op__3__payload$168.x[28]  = \op__3__payload$168 [252:245];
+  assign \op__3__payload$168.x[29]  = \op__3__payload$168 [260:253];
+  assign \op__3__payload$168.x[30]  = \op__3__payload$168 [268:261];
+  assign \op__3__payload$168.x[31]  = \op__3__payload$168 [276:269];
+  assign \op__3__payload$168.x[32]  = \op__3__payload$168 [284:277];
+  assign \op__3__payload$168.x[33]  = \op__3__payload$168 [292:285];
+  assign \op__3__payload$168.x[34]  = \op__3__payload$168 [300:293];
+  assign \op__3__payload$168.x[35]  = \op__3__payload$168 [308:301];
+  assign \op__3__payload$168.x[36]  = \op__3__payload$168 [316:309];
+  assign \op__3__payload$168.x[37]  = \op__3__payload$168 [324:317];
+  assign \op__3__payload$168.x[38]  = \op__3__payload$168 [332:325];
+  assign \op__3__payload$168.x[39]  = \op__3__payload$168 [340:333];
+  assign \op__3__payload$168.x[40]  = \op__3__payload$168 [348:341];
+  assign \op__3__payload$168.x[41]  = \op__3__payload$168 [356:349];
+  assign \op__3__payload$168.x[42]  = \op__3__payload$168 [364:357];
+  assign \op__3__payload$168.x[43]  = \op__3__payload$168 [372:365];
+  assign \op__3__payload$168.x[44]  = \op__3__payload$168 [380:373];
+  assign \op__3__payload$168.x[45]  = \op__3__payload$168 [388:381];
+  assign \op__3__payload$168.x[46]  = \op__3__payload$168 [396:389];
+  assign \op__3__payload$168.x[47]  = \op__3__payload$168 [404:397];
+  assign \op__3__payload$168.x[48]  = \op__3__payload$168 [412:405];
+  assign \op__3__payload$168.x[49]  = \op__3__payload$168 [420:413];
+  assign \op__3__payload$168.x[50]  = \op__3__payload$168 [428:421];
+  assign \op__3__payload$168.x[51]  = \op__3__payload$168 [436:429];
+  assign \op__3__payload$168.x[52]  = \op__3__payload$168 [444:437];
+  assign \op__3__payload$168.x[53]  = \op__3__payload$168 [452:445];
+  assign \op__3__payload$168.x[54]  = \op__3__payload$168 [460:453];
+  assign \op__3__payload$168.x[55]  = \op__3__payload$168 [468:461];
+  assign \op__3__payload$168.x[56]  = \op__3__payload$168 [476:469];
+  assign \op__3__payload$168.x[57]  = \op__3__payload$168 [484:477];
+  assign \op__3__payload$168.x[58]  = \op__3__payload$168 [492:485];
+  assign \op__3__payload$168.x[59]  = \op__3__payload$168 [500:493];
+  assign \op__3__payload$168.x[60]  = \op__3__payload$168 [508:501];
+  assign \op__3__payload$168.x[61]  = \op__3__payload$168 [516:509];
+  assign \op__3__payload$168.x[62]  = \op__3__payload$168 [524:517];
+  assign \op__3__payload$168.x[63]  = \op__3__payload$168 [532:525];
+  assign \op__3__payload$168.word  = \op__3__payload$168 [596:533];
+  assign \op__3__payload$169.mode  = \op__3__payload$169 [0];
+  assign \op__3__payload$169.page  = \op__3__payload$169 [3:1];
+  assign \op__3__payload$169.row  = \op__3__payload$169 [9:4];
+  assign \op__3__payload$169.wb_log2  = \op__3__payload$169 [11:10];
+  assign \op__3__payload$169.ab_m1  = \op__3__payload$169 [14:12];
+  assign \op__3__payload$169.w_signed  = \op__3__payload$169 [15];
+  assign \op__3__payload$169.x_signed  = \op__3__payload$169 [16];
+  assign \op__3__payload$169.skip  = \op__3__payload$169 [17];
+  assign \op__3__payload$169.bop  = \op__3__payload$169 [20:18];
+  assign \op__3__payload$169.x  = \op__3__payload$169 [532:21];
+  assign \op__3__payload$169.x[0]  = \op__3__payload$169 [28:21];
+  assign \op__3__payload$169.x[1]  = \op__3__payload$169 [36:29];
+  assign \op__3__payload$169.x[2]  = \op__3__payload$169 [44:37];
+  assign \op__3__payload$169.x[3]  = \op__3__payload$169 [52:45];
+  assign \op__3__payload$169.x[4]  = \op__3__payload$169 [60:53];
+  assign \op__3__payload$169.x[5]  = \op__3__payload$169 [68:61];
+  assign \op__3__payload$169.x[6]  = \op__3__payload$169 [76:69];
+  assign \op__3__payload$169.x[7]  = \op__3__payload$169 [84:77];
+  assign \op__3__payload$169.x[8]  = \op__3__payload$169 [92:85];
+  assign \op__3__payload$169.x[9]  = \op__3__payload$169 [100:93];
+  assign \op__3__payload$169.x[10]  = \op__3__payload$169 [108:101];
+  assign \op__3__payload$169.x[11]  = \op__3__payload$169 [116:109];
+  assign \op__3__payload$169.x[12]  = \op__3__payload$169 [124:117];
+  assign \op__3__payload$169.x[13]  = \op__3__payload$169 [132:125];
+  assign \op__3__payload$169.x[14]  = \op__3__payload$169 [140:133];
+  assign \op__3__payload$169.x[15]  = \op__3__payload$169 [148:141];
+  assign \op__3__payload$169.x[16]  = \op__3__payload$169 [156:149];
+  assign \op__3__payload$169.x[17]  = \op__3__payload$169 [164:157];
+  assign \op__3__payload$169.x[18]  = \op__3__payload$169 [172:165];
+  assign \op__3__payload$169.x[19]  = \op__3__payload$169 [180:173];
+  assign \op__3__payload$169.x[20]  = \op__3__payload$169 [188:181];
+  assign \op__3__payload$169.x[21]  = \op__3__payload$169 [196:189];
+  assign \op__3__payload$169.x[22]  = \op__3__payload$169 [204:197];
+  assign \op__3__payload$169.x[23]  = \op__3__payload$169 [212:205];
+  assign \op__3__payload$169.x[24]  = \op__3__payload$169 [220:213];
+  assign \op__3__payload$169.x[25]  = \op__3__payload$169 [228:221];
+  assign \op__3__payload$169.x[26]  = \op__3__payload$169 [236:229];
+  assign \op__3__payload$169.x[27]  = \op__3__payload$169 [244:237];
+  assign \op__3__payload$169.x[28]  = \op__3__payload$169 [252:245];
+  assign \op__3__payload$169.x[29]  = \op__3__payload$169 [260:253];
+  assign \op__3__payload$169.x[30]  = \op__3__payload$169 [268:261];
+  assign \op__3__payload$169.x[31]  = \op__3__payload$169 [276:269];
+  assign \op__3__payload$169.x[32]  = \op__3__payload$169 [284:277];
+  assign \op__3__payload$169.x[33]  = \op__3__payload$169 [292:285];
+  assign \op__3__payload$169.x[34]  = \op__3__payload$169 [300:293];
+  assign \op__3__payload$169.x[35]  = \op__3__payload$169 [308:301];
+  assign \op__3__payload$169.x[36]  = \op__3__payload$169 [316:309];
+  assign \op__3__payload$169.x[37]  = \op__3__payload$169 [324:317];
+  assign \op__3__payload$169.x[38]  = \op__3__payload$169 [332:325];
+  assign \op__3__payload$169.x[39]  = \op__3__payload$169 [340:333];
+  assign \op__3__payload$169.x[40]  = \op__3__payload$169 [348:341];
+  assign \op__3__payload$169.x[41]  = \op__3__payload$169 [356:349];
+  assign \op__3__payload$169.x[42]  = \op__3__payload$169 [364:357];
+  assign \op__3__payload$169.x[43]  = \op__3__payload$169 [372:365];
+  assign \op__3__payload$169.x[44]  = \op__3__payload$169 [380:373];
+  assign \op__3__payload$169.x[45]  = \op__3__payload$169 [388:381];
+  assign \op__3__payload$169.x[46]  = \op__3__payload$169 [396:389];
+  assign \op__3__payload$169.x[47]  = \op__3__payload$169 [404:397];
+  assign \op__3__payload$169.x[48]  = \op__3__payload$169 [412:405];
+  assign \op__3__payload$169.x[49]  = \op__3__payload$169 [420:413];
+  assign \op__3__payload$169.x[50]  = \op__3__payload$169 [428:421];
+  assign \op__3__payload$169.x[51]  = \op__3__payload$169 [436:429];
+  assign \op__3__payload$169.x[52]  = \op__3__payload$169 [444:437];
+  assign \op__3__payload$169.x[53]  = \op__3__payload$169 [452:445];
+  assign \op__3__payload$169.x[54]  = \op__3__payload$169 [460:453];
+  assign \op__3__payload$169.x[55]  = \op__3__payload$169 [468:461];
+  assign \op__3__payload$169.x[56]  = \op__3__payload$169 [476:469];
+  assign \op__3__payload$169.x[57]  = \op__3__payload$169 [484:477];
+  assign \op__3__payload$169.x[58]  = \op__3__payload$169 [492:485];
+  assign \op__3__payload$169.x[59]  = \op__3__payload$169 [500:493];
+  assign \op__3__payload$169.x[60]  = \op__3__payload$169 [508:501];
+  assign \op__3__payload$169.x[61]  = \op__3__payload$169 [516:509];
+  assign \op__3__payload$169.x[62]  = \op__3__payload$169 [524:517];
+  assign \op__3__payload$169.x[63]  = \op__3__payload$169 [532:525];
+  assign \op__3__payload$169.word  = \op__3__payload$169 [596:533];
   assign \res_y__3[0]  = res_y__3[21:0];
   assign \res_y__3[1]  = res_y__3[43:22];
   assign \res_y__3[2]  = res_y__3[65:44];
@@ -9669,13 +10962,77 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro3__res_y[61]  = res_y__3[1363:1342];
   assign \macro3__res_y[62]  = res_y__3[1385:1364];
   assign \macro3__res_y[63]  = res_y__3[1407:1386];
-  assign \desc_rd__3__data.ky0  = \port__data$175 [7:0];
-  assign \desc_rd__3__data.kx0  = \port__data$175 [15:8];
-  assign \desc_rd__3__data.dy0  = \port__data$175 [27:16];
-  assign \desc_rd__3__data.dx0  = \port__data$175 [39:28];
-  assign \desc_rd__3__data.c0  = \port__data$175 [51:40];
-  assign \desc_rd__3__data.elems  = \port__data$175 [58:52];
-  assign \desc_rd__3__data.off0  = \port__data$175 [72:59];
+  assign \res_y__3$182[0]  = res_y__3[21:0];
+  assign \res_y__3$182[1]  = res_y__3[43:22];
+  assign \res_y__3$182[2]  = res_y__3[65:44];
+  assign \res_y__3$182[3]  = res_y__3[87:66];
+  assign \res_y__3$182[4]  = res_y__3[109:88];
+  assign \res_y__3$182[5]  = res_y__3[131:110];
+  assign \res_y__3$182[6]  = res_y__3[153:132];
+  assign \res_y__3$182[7]  = res_y__3[175:154];
+  assign \res_y__3$182[8]  = res_y__3[197:176];
+  assign \res_y__3$182[9]  = res_y__3[219:198];
+  assign \res_y__3$182[10]  = res_y__3[241:220];
+  assign \res_y__3$182[11]  = res_y__3[263:242];
+  assign \res_y__3$182[12]  = res_y__3[285:264];
+  assign \res_y__3$182[13]  = res_y__3[307:286];
+  assign \res_y__3$182[14]  = res_y__3[329:308];
+  assign \res_y__3$182[15]  = res_y__3[351:330];
+  assign \res_y__3$182[16]  = res_y__3[373:352];
+  assign \res_y__3$182[17]  = res_y__3[395:374];
+  assign \res_y__3$182[18]  = res_y__3[417:396];
+  assign \res_y__3$182[19]  = res_y__3[439:418];
+  assign \res_y__3$182[20]  = res_y__3[461:440];
+  assign \res_y__3$182[21]  = res_y__3[483:462];
+  assign \res_y__3$182[22]  = res_y__3[505:484];
+  assign \res_y__3$182[23]  = res_y__3[527:506];
+  assign \res_y__3$182[24]  = res_y__3[549:528];
+  assign \res_y__3$182[25]  = res_y__3[571:550];
+  assign \res_y__3$182[26]  = res_y__3[593:572];
+  assign \res_y__3$182[27]  = res_y__3[615:594];
+  assign \res_y__3$182[28]  = res_y__3[637:616];
+  assign \res_y__3$182[29]  = res_y__3[659:638];
+  assign \res_y__3$182[30]  = res_y__3[681:660];
+  assign \res_y__3$182[31]  = res_y__3[703:682];
+  assign \res_y__3$182[32]  = res_y__3[725:704];
+  assign \res_y__3$182[33]  = res_y__3[747:726];
+  assign \res_y__3$182[34]  = res_y__3[769:748];
+  assign \res_y__3$182[35]  = res_y__3[791:770];
+  assign \res_y__3$182[36]  = res_y__3[813:792];
+  assign \res_y__3$182[37]  = res_y__3[835:814];
+  assign \res_y__3$182[38]  = res_y__3[857:836];
+  assign \res_y__3$182[39]  = res_y__3[879:858];
+  assign \res_y__3$182[40]  = res_y__3[901:880];
+  assign \res_y__3$182[41]  = res_y__3[923:902];
+  assign \res_y__3$182[42]  = res_y__3[945:924];
+  assign \res_y__3$182[43]  = res_y__3[967:946];
+  assign \res_y__3$182[44]  = res_y__3[989:968];
+  assign \res_y__3$182[45]  = res_y__3[1011:990];
+  assign \res_y__3$182[46]  = res_y__3[1033:1012];
+  assign \res_y__3$182[47]  = res_y__3[1055:1034];
+  assign \res_y__3$182[48]  = res_y__3[1077:1056];
+  assign \res_y__3$182[49]  = res_y__3[1099:1078];
+  assign \res_y__3$182[50]  = res_y__3[1121:1100];
+  assign \res_y__3$182[51]  = res_y__3[1143:1122];
+  assign \res_y__3$182[52]  = res_y__3[1165:1144];
+  assign \res_y__3$182[53]  = res_y__3[1187:1166];
+  assign \res_y__3$182[54]  = res_y__3[1209:1188];
+  assign \res_y__3$182[55]  = res_y__3[1231:1210];
+  assign \res_y__3$182[56]  = res_y__3[1253:1232];
+  assign \res_y__3$182[57]  = res_y__3[1275:1254];
+  assign \res_y__3$182[58]  = res_y__3[1297:1276];
+  assign \res_y__3$182[59]  = res_y__3[1319:1298];
+  assign \res_y__3$182[60]  = res_y__3[1341:1320];
+  assign \res_y__3$182[61]  = res_y__3[1363:1342];
+  assign \res_y__3$182[62]  = res_y__3[1385:1364];
+  assign \res_y__3$182[63]  = res_y__3[1407:1386];
+  assign \desc_rd__3__data.ky0  = \port__data$196 [7:0];
+  assign \desc_rd__3__data.kx0  = \port__data$196 [15:8];
+  assign \desc_rd__3__data.dy0  = \port__data$196 [27:16];
+  assign \desc_rd__3__data.dx0  = \port__data$196 [39:28];
+  assign \desc_rd__3__data.c0  = \port__data$196 [51:40];
+  assign \desc_rd__3__data.elems  = \port__data$196 [58:52];
+  assign \desc_rd__3__data.off0  = \port__data$196 [72:59];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -9716,127 +11073,137 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \param_rd__data[7].mult  = param_rd__data[735:704];
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
   assign \param_rd__data[7]._pad  = param_rd__data[767:744];
-  assign \imem_rd__data.op  = \port__data$213 [3:0];
-  assign \imem_rd__data.args  = \port__data$213 [387:4];
-  assign \imem_rd__data.args.load  = \port__data$213 [42:4];
-  assign \imem_rd__data.args.load.src  = \port__data$213 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$213 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$213 [33:30];
-  assign \imem_rd__data.args.load.page  = \port__data$213 [36:34];
-  assign \imem_rd__data.args.load.row0  = \port__data$213 [42:37];
-  assign \imem_rd__data.args.mac  = \port__data$213 [387:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$213 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$213 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$213 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$213 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$213 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$213 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$213 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$213 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$213 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$213 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$213 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$213 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$213 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$213 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$213 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$213 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$213 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$213 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$213 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$213 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$213 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$213 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$213 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$213 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$213 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$213 [245:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$213 [253:246];
-  assign \imem_rd__data.args.mac.nt  = \port__data$213 [261:254];
-  assign \imem_rd__data.args.mac.kr  = \port__data$213 [269:262];
-  assign \imem_rd__data.args.mac.nr  = \port__data$213 [277:270];
-  assign \imem_rd__data.args.mac.b  = \port__data$213 [284:278];
-  assign \imem_rd__data.args.mac.ki  = \port__data$213 [291:285];
-  assign \imem_rd__data.args.mac.no  = \port__data$213 [298:292];
-  assign \imem_rd__data.args.mac.groups  = \port__data$213 [306:299];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$213 [312:307];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$213 [315:313];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$213 [327:316];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$213 [335:328];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$213 [341:336];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$213 [349:342];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$213 [359:350];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$213 [369:360];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$213 [379:370];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$213 [382:380];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$213 [384:383];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$213 [385];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$213 [386];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$213 [387];
-  assign \imem_rd__data.args.pool  = \port__data$213 [187:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$213 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$213 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$213 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$213 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$213 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$213 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$213 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$213 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$213 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$213 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$213 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$213 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$213 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$213 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$213 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$213 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$213 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$213 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$213 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$213 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$213 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$213 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$213 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$213 [260:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$213 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$213 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$213 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$213 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$213 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$213 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$213 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$213 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$213 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$213 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$213 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$213 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$213 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$213 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$213 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$213 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$213 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$213 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$213 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$213 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$213 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$213 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$213 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$213 [260:251];
-  assign \imem_rd__data.args.dma  = \port__data$213 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$213 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$213 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$213 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$213 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$213 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$213 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$213 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$213 [101:90];
-  assign \imem_rd__data.args.gbfs  = \port__data$213 [96:4];
-  assign \imem_rd__data.args.gbfs.macro  = \port__data$213 [5:4];
-  assign \imem_rd__data.args.gbfs.page  = \port__data$213 [8:6];
-  assign \imem_rd__data.args.gbfs.rows  = \port__data$213 [72:9];
-  assign \imem_rd__data.args.gbfs.src  = \port__data$213 [84:73];
-  assign \imem_rd__data.args.gbfs.dst  = \port__data$213 [96:85];
+  assign \imem_rd__data.op  = \port__data$250 [3:0];
+  assign \imem_rd__data.args  = \port__data$250 [393:4];
+  assign \imem_rd__data.args.load  = \port__data$250 [42:4];
+  assign \imem_rd__data.args.load.src  = \port__data$250 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$250 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$250 [33:30];
+  assign \imem_rd__data.args.load.page  = \port__data$250 [36:34];
+  assign \imem_rd__data.args.load.row0  = \port__data$250 [42:37];
+  assign \imem_rd__data.args.mac  = \port__data$250 [393:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$250 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$250 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$250 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$250 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$250 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$250 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$250 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$250 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$250 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$250 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$250 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$250 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$250 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$250 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$250 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$250 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$250 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$250 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$250 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$250 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$250 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$250 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$250 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$250 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$250 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$250 [246:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$250 [254:247];
+  assign \imem_rd__data.args.mac.nt  = \port__data$250 [262:255];
+  assign \imem_rd__data.args.mac.kr  = \port__data$250 [270:263];
+  assign \imem_rd__data.args.mac.nr  = \port__data$250 [278:271];
+  assign \imem_rd__data.args.mac.b  = \port__data$250 [285:279];
+  assign \imem_rd__data.args.mac.ki  = \port__data$250 [292:286];
+  assign \imem_rd__data.args.mac.no  = \port__data$250 [299:293];
+  assign \imem_rd__data.args.mac.groups  = \port__data$250 [307:300];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$250 [314:308];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$250 [317:315];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$250 [329:318];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$250 [337:330];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$250 [347:338];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$250 [355:348];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$250 [365:356];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$250 [375:366];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$250 [385:376];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$250 [388:386];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$250 [390:389];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$250 [391];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$250 [392];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$250 [393];
+  assign \imem_rd__data.args.pool  = \port__data$250 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$250 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$250 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$250 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$250 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$250 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$250 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$250 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$250 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$250 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$250 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$250 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$250 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$250 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$250 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$250 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$250 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$250 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$250 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$250 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$250 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$250 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$250 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$250 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$250 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$250 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$250 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$250 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$250 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$250 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$250 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$250 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$250 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$250 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$250 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$250 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$250 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$250 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$250 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$250 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$250 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$250 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$250 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$250 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$250 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$250 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$250 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$250 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$250 [260:251];
+  assign \imem_rd__data.args.dma  = \port__data$250 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$250 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$250 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$250 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$250 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$250 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$250 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$250 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$250 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$250 [96:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$250 [5:4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$250 [8:6];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$250 [72:9];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$250 [84:73];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$250 [96:85];
+  assign \imem_rd__data.args.grelax  = \port__data$250 [52:4];
+  assign \imem_rd__data.args.grelax.arcs  = \port__data$250 [15:4];
+  assign \imem_rd__data.args.grelax.count  = \port__data$250 [28:16];
+  assign \imem_rd__data.args.grelax.old  = \port__data$250 [40:29];
+  assign \imem_rd__data.args.grelax.new  = \port__data$250 [52:41];
+  assign \imem_rd__data.args.gspmv  = \port__data$250 [32:4];
+  assign \imem_rd__data.args.gspmv.macro  = \port__data$250 [5:4];
+  assign \imem_rd__data.args.gspmv.page  = \port__data$250 [8:6];
+  assign \imem_rd__data.args.gspmv.x  = \port__data$250 [20:9];
+  assign \imem_rd__data.args.gspmv.y  = \port__data$250 [32:21];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -9866,29 +11233,29 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \args.br  = args[207:200];
   assign \args.img_delta  = args[221:208];
   assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[311:309];
-  assign \args.out_base  = args[323:312];
-  assign \args.out_cw  = args[331:324];
-  assign \args.param_base  = args[337:332];
-  assign \args.zp_in  = args[345:338];
-  assign \args.zp_out  = args[355:346];
-  assign \args.act_min  = args[365:356];
-  assign \args.act_max  = args[375:366];
-  assign \args.ab_m1  = args[378:376];
-  assign \args.wb_log2  = args[380:379];
-  assign \args.x_signed  = args[381];
-  assign \args.w_signed  = args[382];
-  assign \args.rowpack  = args[383];
+  assign \args.desc_base  = args[242:236];
+  assign \args.kt  = args[250:243];
+  assign \args.nt  = args[258:251];
+  assign \args.kr  = args[266:259];
+  assign \args.nr  = args[274:267];
+  assign \args.b  = args[281:275];
+  assign \args.ki  = args[288:282];
+  assign \args.no  = args[295:289];
+  assign \args.groups  = args[303:296];
+  assign \args.role_base  = args[310:304];
+  assign \args.page_base  = args[313:311];
+  assign \args.out_base  = args[325:314];
+  assign \args.out_cw  = args[333:326];
+  assign \args.param_base  = args[343:334];
+  assign \args.zp_in  = args[351:344];
+  assign \args.zp_out  = args[361:352];
+  assign \args.act_min  = args[371:362];
+  assign \args.act_max  = args[381:372];
+  assign \args.ab_m1  = args[384:382];
+  assign \args.wb_log2  = args[386:385];
+  assign \args.x_signed  = args[387];
+  assign \args.w_signed  = args[388];
+  assign \args.rowpack  = args[389];
   assign \engines__mac__args.in_h  = args[7:0];
   assign \engines__mac__args.in_w  = args[15:8];
   assign \engines__mac__args.in_cw  = args[23:16];
@@ -9914,52 +11281,52 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__mac__args.br  = args[207:200];
   assign \engines__mac__args.img_delta  = args[221:208];
   assign \engines__mac__args.img_bstep  = args[235:222];
-  assign \engines__mac__args.desc_base  = args[241:236];
-  assign \engines__mac__args.kt  = args[249:242];
-  assign \engines__mac__args.nt  = args[257:250];
-  assign \engines__mac__args.kr  = args[265:258];
-  assign \engines__mac__args.nr  = args[273:266];
-  assign \engines__mac__args.b  = args[280:274];
-  assign \engines__mac__args.ki  = args[287:281];
-  assign \engines__mac__args.no  = args[294:288];
-  assign \engines__mac__args.groups  = args[302:295];
-  assign \engines__mac__args.role_base  = args[308:303];
-  assign \engines__mac__args.page_base  = args[311:309];
-  assign \engines__mac__args.out_base  = args[323:312];
-  assign \engines__mac__args.out_cw  = args[331:324];
-  assign \engines__mac__args.param_base  = args[337:332];
-  assign \engines__mac__args.zp_in  = args[345:338];
-  assign \engines__mac__args.zp_out  = args[355:346];
-  assign \engines__mac__args.act_min  = args[365:356];
-  assign \engines__mac__args.act_max  = args[375:366];
-  assign \engines__mac__args.ab_m1  = args[378:376];
-  assign \engines__mac__args.wb_log2  = args[380:379];
-  assign \engines__mac__args.x_signed  = args[381];
-  assign \engines__mac__args.w_signed  = args[382];
-  assign \engines__mac__args.rowpack  = args[383];
-  assign \args$232.mode  = args[0];
-  assign \args$232.x_signed  = args[1];
-  assign \args$232.in_base  = args[13:2];
-  assign \args$232.in_h  = args[21:14];
-  assign \args$232.in_w  = args[29:22];
-  assign \args$232.cw  = args[37:30];
-  assign \args$232.kh  = args[45:38];
-  assign \args$232.kw  = args[53:46];
-  assign \args$232.sh  = args[57:54];
-  assign \args$232.sw  = args[61:58];
-  assign \args$232.dh  = args[65:62];
-  assign \args$232.dw  = args[69:66];
-  assign \args$232.pt  = args[73:70];
-  assign \args$232.pl  = args[77:74];
-  assign \args$232.oh  = args[85:78];
-  assign \args$232.ow  = args[93:86];
-  assign \args$232.out_base  = args[105:94];
-  assign \args$232.zp_in  = args[115:106];
-  assign \args$232.mult  = args[147:116];
-  assign \args$232.shift  = args[153:148];
-  assign \args$232.zp_out  = args[163:154];
-  assign \args$232.act_min  = args[173:164];
-  assign \args$232.act_max  = args[183:174];
+  assign \engines__mac__args.desc_base  = args[242:236];
+  assign \engines__mac__args.kt  = args[250:243];
+  assign \engines__mac__args.nt  = args[258:251];
+  assign \engines__mac__args.kr  = args[266:259];
+  assign \engines__mac__args.nr  = args[274:267];
+  assign \engines__mac__args.b  = args[281:275];
+  assign \engines__mac__args.ki  = args[288:282];
+  assign \engines__mac__args.no  = args[295:289];
+  assign \engines__mac__args.groups  = args[303:296];
+  assign \engines__mac__args.role_base  = args[310:304];
+  assign \engines__mac__args.page_base  = args[313:311];
+  assign \engines__mac__args.out_base  = args[325:314];
+  assign \engines__mac__args.out_cw  = args[333:326];
+  assign \engines__mac__args.param_base  = args[343:334];
+  assign \engines__mac__args.zp_in  = args[351:344];
+  assign \engines__mac__args.zp_out  = args[361:352];
+  assign \engines__mac__args.act_min  = args[371:362];
+  assign \engines__mac__args.act_max  = args[381:372];
+  assign \engines__mac__args.ab_m1  = args[384:382];
+  assign \engines__mac__args.wb_log2  = args[386:385];
+  assign \engines__mac__args.x_signed  = args[387];
+  assign \engines__mac__args.w_signed  = args[388];
+  assign \engines__mac__args.rowpack  = args[389];
+  assign \args$269.mode  = args[0];
+  assign \args$269.x_signed  = args[1];
+  assign \args$269.in_base  = args[13:2];
+  assign \args$269.in_h  = args[21:14];
+  assign \args$269.in_w  = args[29:22];
+  assign \args$269.cw  = args[37:30];
+  assign \args$269.kh  = args[45:38];
+  assign \args$269.kw  = args[53:46];
+  assign \args$269.sh  = args[57:54];
+  assign \args$269.sw  = args[61:58];
+  assign \args$269.dh  = args[65:62];
+  assign \args$269.dw  = args[69:66];
+  assign \args$269.pt  = args[73:70];
+  assign \args$269.pl  = args[77:74];
+  assign \args$269.oh  = args[85:78];
+  assign \args$269.ow  = args[93:86];
+  assign \args$269.out_base  = args[105:94];
+  assign \args$269.zp_in  = args[115:106];
+  assign \args$269.mult  = args[147:116];
+  assign \args$269.shift  = args[153:148];
+  assign \args$269.zp_out  = args[163:154];
+  assign \args$269.act_min  = args[173:164];
+  assign \args$269.act_max  = args[183:174];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -9983,30 +11350,30 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__pool__args.zp_out  = args[163:154];
   assign \engines__pool__args.act_min  = args[173:164];
   assign \engines__pool__args.act_max  = args[183:174];
-  assign \args$239.a_base  = args[11:0];
-  assign \args$239.b_base  = args[23:12];
-  assign \args$239.out_base  = args[35:24];
-  assign \args$239.npos  = args[51:36];
-  assign \args$239.cw  = args[59:52];
-  assign \args$239.a_stride  = args[67:60];
-  assign \args$239.b_stride  = args[75:68];
-  assign \args$239.out_stride  = args[83:76];
-  assign \args$239.x_signed  = args[84];
-  assign \args$239.has_b  = args[85];
-  assign \args$239.rq_in  = args[86];
-  assign \args$239.rq_out  = args[87];
-  assign \args$239.ls  = args[92:88];
-  assign \args$239.zp_a  = args[102:93];
-  assign \args$239.zp_b  = args[112:103];
-  assign \args$239.mult_a  = args[144:113];
-  assign \args$239.shift_a  = args[150:145];
-  assign \args$239.mult_b  = args[182:151];
-  assign \args$239.shift_b  = args[188:183];
-  assign \args$239.mult_o  = args[220:189];
-  assign \args$239.shift_o  = args[226:221];
-  assign \args$239.zp_out  = args[236:227];
-  assign \args$239.act_min  = args[246:237];
-  assign \args$239.act_max  = args[256:247];
+  assign \args$276.a_base  = args[11:0];
+  assign \args$276.b_base  = args[23:12];
+  assign \args$276.out_base  = args[35:24];
+  assign \args$276.npos  = args[51:36];
+  assign \args$276.cw  = args[59:52];
+  assign \args$276.a_stride  = args[67:60];
+  assign \args$276.b_stride  = args[75:68];
+  assign \args$276.out_stride  = args[83:76];
+  assign \args$276.x_signed  = args[84];
+  assign \args$276.has_b  = args[85];
+  assign \args$276.rq_in  = args[86];
+  assign \args$276.rq_out  = args[87];
+  assign \args$276.ls  = args[92:88];
+  assign \args$276.zp_a  = args[102:93];
+  assign \args$276.zp_b  = args[112:103];
+  assign \args$276.mult_a  = args[144:113];
+  assign \args$276.shift_a  = args[150:145];
+  assign \args$276.mult_b  = args[182:151];
+  assign \args$276.shift_b  = args[188:183];
+  assign \args$276.mult_o  = args[220:189];
+  assign \args$276.shift_o  = args[226:221];
+  assign \args$276.zp_out  = args[236:227];
+  assign \args$276.act_min  = args[246:237];
+  assign \args$276.act_max  = args[256:247];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -10031,16 +11398,32 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__ew__args.zp_out  = args[236:227];
   assign \engines__ew__args.act_min  = args[246:237];
   assign \engines__ew__args.act_max  = args[256:247];
-  assign \args$247.macro  = args[1:0];
-  assign \args$247.page  = args[4:2];
-  assign \args$247.rows  = args[68:5];
-  assign \args$247.src  = args[80:69];
-  assign \args$247.dst  = args[92:81];
+  assign \args$284.macro  = args[1:0];
+  assign \args$284.page  = args[4:2];
+  assign \args$284.rows  = args[68:5];
+  assign \args$284.src  = args[80:69];
+  assign \args$284.dst  = args[92:81];
   assign \engines__graph__args.macro  = args[1:0];
   assign \engines__graph__args.page  = args[4:2];
   assign \engines__graph__args.rows  = args[68:5];
   assign \engines__graph__args.src  = args[80:69];
   assign \engines__graph__args.dst  = args[92:81];
+  assign \args$291.arcs  = args[11:0];
+  assign \args$291.count  = args[24:12];
+  assign \args$291.old  = args[36:25];
+  assign \args$291.new  = args[48:37];
+  assign \engines__relax__args.arcs  = args[11:0];
+  assign \engines__relax__args.count  = args[24:12];
+  assign \engines__relax__args.old  = args[36:25];
+  assign \engines__relax__args.new  = args[48:37];
+  assign \args$298.macro  = args[1:0];
+  assign \args$298.page  = args[4:2];
+  assign \args$298.x  = args[16:5];
+  assign \args$298.y  = args[28:17];
+  assign \engines__spmv__args.macro  = args[1:0];
+  assign \engines__spmv__args.page  = args[4:2];
+  assign \engines__spmv__args.x  = args[16:5];
+  assign \engines__spmv__args.y  = args[28:17];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[29:26];
@@ -10051,14 +11434,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \load__payload.mask  = args[29:26];
   assign \load__payload.page  = args[32:30];
   assign \load__payload.row0  = args[38:33];
-  assign \cmd__payload$258.store  = args[0];
-  assign \cmd__payload$258.wmem  = args[1];
-  assign \cmd__payload$258.ext  = args[21:2];
-  assign \cmd__payload$258.addr  = args[33:22];
-  assign \cmd__payload$258.rows  = args[49:34];
-  assign \cmd__payload$258.len  = args[65:50];
-  assign \cmd__payload$258.ext_stride  = args[85:66];
-  assign \cmd__payload$258.stride  = args[97:86];
+  assign \cmd__payload$309.store  = args[0];
+  assign \cmd__payload$309.wmem  = args[1];
+  assign \cmd__payload$309.ext  = args[21:2];
+  assign \cmd__payload$309.addr  = args[33:22];
+  assign \cmd__payload$309.rows  = args[49:34];
+  assign \cmd__payload$309.len  = args[65:50];
+  assign \cmd__payload$309.ext_stride  = args[85:66];
+  assign \cmd__payload$309.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -10121,14 +11504,17 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \host__report.macros[3].busy  = ctrl__report[439:408];
   assign \host__report.macros[3].stall  = ctrl__report[471:440];
   assign \host__report.macros[3].wload  = ctrl__report[503:472];
-  assign \$2  = 1'h1;
-  assign \port__en$187  = \$2 ;
-  assign \port__en$198  = 1'h1;
+  assign \$12  = 1'h1;
+  assign \$13  = \$12 ;
+  assign \$14  = \$13 ;
+  assign \port__en$211  = \$14 ;
+  assign \$16  = 1'h1;
+  assign \port__en$227  = \$16 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 , \port$66$1577 , \port$67$1577 , \port$68$0 , \port$69$0 , \port$70$0 , \port$71$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, imem_rd__addr, trace_w__en
-, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 , \port$85$1577 , \port$86$1577 , \port$87$0 , \port$88$0 , \port$89$0 , \port$90$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done
+, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -10193,16 +11579,16 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   reg \$64 ;
   reg \$65 ;
   reg [2:0] \$66 ;
-  reg [387:0] \$67 ;
+  reg [393:0] \$67 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$16 ;
-  reg [31:0] \$signal$26  = 32'd0;
-  reg [31:0] \$signal$27  = 32'd0;
+  wire \$signal$18 ;
+  reg [31:0] \$signal$30  = 32'd0;
+  reg [31:0] \$signal$31  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -10281,8 +11667,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire engines__graph__done;
   output engines__graph__start;
   reg engines__graph__start;
-  output [383:0] engines__mac__args;
-  wire [383:0] engines__mac__args;
+  output [389:0] engines__mac__args;
+  wire [389:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
@@ -10290,7 +11676,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire [7:0] \engines__mac__args.bq ;
   wire [7:0] \engines__mac__args.br ;
   wire [11:0] \engines__mac__args.cin ;
-  wire [5:0] \engines__mac__args.desc_base ;
+  wire [6:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
   wire [3:0] \engines__mac__args.dw ;
   wire [7:0] \engines__mac__args.groups ;
@@ -10315,14 +11701,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire [7:0] \engines__mac__args.out_cw ;
   wire [7:0] \engines__mac__args.ow ;
   wire [2:0] \engines__mac__args.page_base ;
-  wire [5:0] \engines__mac__args.param_base ;
+  wire [9:0] \engines__mac__args.param_base ;
   wire [3:0] \engines__mac__args.pl ;
   wire [13:0] \engines__mac__args.pos0 ;
   wire [13:0] \engines__mac__args.pos_bstep ;
   wire [13:0] \engines__mac__args.pos_ux ;
   wire [13:0] \engines__mac__args.pos_wrap ;
   wire [3:0] \engines__mac__args.pt ;
-  wire [5:0] \engines__mac__args.role_base ;
+  wire [6:0] \engines__mac__args.role_base ;
   wire \engines__mac__args.rowpack ;
   wire [3:0] \engines__mac__args.sh ;
   wire [3:0] \engines__mac__args.sw ;
@@ -10366,6 +11752,24 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire engines__pool__done;
   output engines__pool__start;
   reg engines__pool__start;
+  wire [48:0] engines__relax__args;
+  wire [11:0] \engines__relax__args.arcs ;
+  wire [12:0] \engines__relax__args.count ;
+  wire [11:0] \engines__relax__args.new ;
+  wire [11:0] \engines__relax__args.old ;
+  input engines__relax__done;
+  wire engines__relax__done;
+  output engines__relax__start;
+  reg engines__relax__start;
+  wire [28:0] engines__spmv__args;
+  wire [1:0] \engines__spmv__args.macro ;
+  wire [2:0] \engines__spmv__args.page ;
+  wire [11:0] \engines__spmv__args.x ;
+  wire [11:0] \engines__spmv__args.y ;
+  input engines__spmv__done;
+  wire engines__spmv__done;
+  output engines__spmv__start;
+  reg engines__spmv__start;
   output [63:0] entry;
   wire [63:0] entry;
   wire [11:0] \entry._pad ;
@@ -10375,7 +11779,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$18 ;
+  wire \error$20 ;
   output [503:0] host__report;
   wire [503:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -10408,11 +11812,11 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire host__start;
   input [15:0] host__start_pc;
   wire [15:0] host__start_pc;
-  output [9:0] imem_rd__addr;
-  wire [9:0] imem_rd__addr;
-  input [387:0] imem_rd__data;
-  wire [387:0] imem_rd__data;
-  wire [383:0] \imem_rd__data.args ;
+  output [11:0] imem_rd__addr;
+  wire [11:0] imem_rd__addr;
+  input [393:0] imem_rd__data;
+  wire [393:0] imem_rd__data;
+  wire [389:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -10453,13 +11857,23 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire [2:0] \imem_rd__data.args.gbfs.page ;
   wire [63:0] \imem_rd__data.args.gbfs.rows ;
   wire [11:0] \imem_rd__data.args.gbfs.src ;
+  wire [48:0] \imem_rd__data.args.grelax ;
+  wire [11:0] \imem_rd__data.args.grelax.arcs ;
+  wire [12:0] \imem_rd__data.args.grelax.count ;
+  wire [11:0] \imem_rd__data.args.grelax.new ;
+  wire [11:0] \imem_rd__data.args.grelax.old ;
+  wire [28:0] \imem_rd__data.args.gspmv ;
+  wire [1:0] \imem_rd__data.args.gspmv.macro ;
+  wire [2:0] \imem_rd__data.args.gspmv.page ;
+  wire [11:0] \imem_rd__data.args.gspmv.x ;
+  wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [38:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [3:0] \imem_rd__data.args.load.mask ;
   wire [2:0] \imem_rd__data.args.load.page ;
   wire [5:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [383:0] \imem_rd__data.args.mac ;
+  wire [389:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
@@ -10467,7 +11881,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire [7:0] \imem_rd__data.args.mac.bq ;
   wire [7:0] \imem_rd__data.args.mac.br ;
   wire [11:0] \imem_rd__data.args.mac.cin ;
-  wire [5:0] \imem_rd__data.args.mac.desc_base ;
+  wire [6:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
   wire [3:0] \imem_rd__data.args.mac.dw ;
   wire [7:0] \imem_rd__data.args.mac.groups ;
@@ -10492,14 +11906,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire [7:0] \imem_rd__data.args.mac.out_cw ;
   wire [7:0] \imem_rd__data.args.mac.ow ;
   wire [2:0] \imem_rd__data.args.mac.page_base ;
-  wire [5:0] \imem_rd__data.args.mac.param_base ;
+  wire [9:0] \imem_rd__data.args.mac.param_base ;
   wire [3:0] \imem_rd__data.args.mac.pl ;
   wire [13:0] \imem_rd__data.args.mac.pos0 ;
   wire [13:0] \imem_rd__data.args.mac.pos_bstep ;
   wire [13:0] \imem_rd__data.args.mac.pos_ux ;
   wire [13:0] \imem_rd__data.args.mac.pos_wrap ;
   wire [3:0] \imem_rd__data.args.mac.pt ;
-  wire [5:0] \imem_rd__data.args.mac.role_base ;
+  wire [6:0] \imem_rd__data.args.mac.role_base ;
   wire \imem_rd__data.args.mac.rowpack ;
   wire [3:0] \imem_rd__data.args.mac.sh ;
   wire [3:0] \imem_rd__data.args.mac.sw ;
@@ -10545,11 +11959,13 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
   (* enum_value_1000 = "GBFS" *)
+  (* enum_value_1001 = "GRELAX" *)
+  (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
-  reg [387:0] ir = 388'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [383:0] \ir.args ;
+  reg [393:0] ir = 394'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [389:0] \ir.args ;
   wire [97:0] \ir.args.dma ;
   wire [11:0] \ir.args.dma.addr ;
   wire [19:0] \ir.args.dma.ext ;
@@ -10590,13 +12006,23 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire [2:0] \ir.args.gbfs.page ;
   wire [63:0] \ir.args.gbfs.rows ;
   wire [11:0] \ir.args.gbfs.src ;
+  wire [48:0] \ir.args.grelax ;
+  wire [11:0] \ir.args.grelax.arcs ;
+  wire [12:0] \ir.args.grelax.count ;
+  wire [11:0] \ir.args.grelax.new ;
+  wire [11:0] \ir.args.grelax.old ;
+  wire [28:0] \ir.args.gspmv ;
+  wire [1:0] \ir.args.gspmv.macro ;
+  wire [2:0] \ir.args.gspmv.page ;
+  wire [11:0] \ir.args.gspmv.x ;
+  wire [11:0] \ir.args.gspmv.y ;
   wire [38:0] \ir.args.load ;
   wire [15:0] \ir.args.load.count ;
   wire [3:0] \ir.args.load.mask ;
   wire [2:0] \ir.args.load.page ;
   wire [5:0] \ir.args.load.row0 ;
   wire [9:0] \ir.args.load.src ;
-  wire [383:0] \ir.args.mac ;
+  wire [389:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
   wire [9:0] \ir.args.mac.act_min ;
@@ -10604,7 +12030,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire [7:0] \ir.args.mac.bq ;
   wire [7:0] \ir.args.mac.br ;
   wire [11:0] \ir.args.mac.cin ;
-  wire [5:0] \ir.args.mac.desc_base ;
+  wire [6:0] \ir.args.mac.desc_base ;
   wire [3:0] \ir.args.mac.dh ;
   wire [3:0] \ir.args.mac.dw ;
   wire [7:0] \ir.args.mac.groups ;
@@ -10629,14 +12055,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire [7:0] \ir.args.mac.out_cw ;
   wire [7:0] \ir.args.mac.ow ;
   wire [2:0] \ir.args.mac.page_base ;
-  wire [5:0] \ir.args.mac.param_base ;
+  wire [9:0] \ir.args.mac.param_base ;
   wire [3:0] \ir.args.mac.pl ;
   wire [13:0] \ir.args.mac.pos0 ;
   wire [13:0] \ir.args.mac.pos_bstep ;
   wire [13:0] \ir.args.mac.pos_ux ;
   wire [13:0] \ir.args.mac.pos_wrap ;
   wire [3:0] \ir.args.mac.pt ;
-  wire [5:0] \ir.args.mac.role_base ;
+  wire [6:0] \ir.args.mac.role_base ;
   wire \ir.args.mac.rowpack ;
   wire [3:0] \ir.args.mac.sh ;
   wire [3:0] \ir.args.mac.sw ;
@@ -10682,6 +12108,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
   (* enum_value_1000 = "GBFS" *)
+  (* enum_value_1001 = "GRELAX" *)
+  (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \ir.op ;
   wire [38:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -10700,22 +12128,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire [3:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$64$1577 ;
-  wire \port$64$1577 ;
-  input \port$65$1577 ;
-  wire \port$65$1577 ;
-  input \port$66$1577 ;
-  wire \port$66$1577 ;
-  input \port$67$1577 ;
-  wire \port$67$1577 ;
-  input \port$68$0 ;
-  wire \port$68$0 ;
-  input \port$69$0 ;
-  wire \port$69$0 ;
-  input \port$70$0 ;
-  wire \port$70$0 ;
-  input \port$71$0 ;
-  wire \port$71$0 ;
+  input \port$83$1577 ;
+  wire \port$83$1577 ;
+  input \port$84$1577 ;
+  wire \port$84$1577 ;
+  input \port$85$1577 ;
+  wire \port$85$1577 ;
+  input \port$86$1577 ;
+  wire \port$86$1577 ;
+  input \port$87$0 ;
+  wire \port$87$0 ;
+  input \port$88$0 ;
+  wire \port$88$0 ;
+  input \port$89$0 ;
+  wire \port$89$0 ;
+  input \port$90$0 ;
+  wire \port$90$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -10733,24 +12161,24 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   wire trace_w__en;
   wire [3:0] unit_en;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$65$1577 ;
-  assign \$33  = \port$69$0  & \$32 ;
+  assign \$32  = ~ \port$84$1577 ;
+  assign \$33  = \port$88$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ busy;
   assign \$37  = start & \$36 ;
-  assign \$38  = busy & \port$66$1577 ;
+  assign \$38  = busy & \port$85$1577 ;
   assign \$39  = counters2[31:0] + 1'h1;
-  assign \$40  = ~ \port$66$1577 ;
-  assign \$41  = \port$70$0  & \$40 ;
+  assign \$40  = ~ \port$85$1577 ;
+  assign \$41  = \port$89$0  & \$40 ;
   assign \$42  = counters2[63:32] + 1'h1;
   assign \$43  = counters2[95:64] + 1'h1;
   assign \$44  = ~ busy;
   assign \$45  = start & \$44 ;
-  assign \$46  = busy & \port$67$1577 ;
+  assign \$46  = busy & \port$86$1577 ;
   assign \$47  = counters3[31:0] + 1'h1;
-  assign \$48  = ~ \port$67$1577 ;
-  assign \$49  = \port$71$0  & \$48 ;
+  assign \$48  = ~ \port$86$1577 ;
+  assign \$49  = \port$90$0  & \$48 ;
   assign \$50  = counters3[63:32] + 1'h1;
   assign \$51  = counters3[95:64] + 1'h1;
   assign \$52  = ~ loader_busy;
@@ -10762,9 +12190,9 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   always @(posedge clk)
     trace_n <= \$56 ;
   always @(posedge clk)
-    \$signal$26  <= \$57 ;
+    \$signal$30  <= \$57 ;
   always @(posedge clk)
-    \$signal$27  <= \$58 ;
+    \$signal$31  <= \$58 ;
   always @(posedge clk)
     counters0 <= \$59 ;
   always @(posedge clk)
@@ -10785,7 +12213,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
     ir <= \$67 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -10799,22 +12227,22 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$26  + 1'h1;
+  assign \$15  = \$signal$30  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$27  + 1'h1;
+  assign \$17  = \$signal$31  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$64$1577 ;
+  assign \$22  = busy & \port$83$1577 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$64$1577 ;
-  assign \$25  = \port$68$0  & \$24 ;
+  assign \$24  = ~ \port$83$1577 ;
+  assign \$25  = \port$87$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$65$1577 ;
+  assign \$30  = busy & \port$84$1577 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_exec = 1'h0;
@@ -11032,6 +12460,78 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__relax__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                engines__relax__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__spmv__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                engines__spmv__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$54  = pc;
     if (retire) begin
       \$54  = \$11 [15:0];
@@ -11077,7 +12577,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = \$signal$26 ;
+    \$57  = \$signal$30 ;
     if (busy) begin
       \$57  = \$15 [31:0];
     end
@@ -11090,7 +12590,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = \$signal$27 ;
+    \$58  = \$signal$31 ;
     if (\$16 ) begin
       \$58  = \$17 [31:0];
     end
@@ -11226,6 +12726,10 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
                 /* empty */;
             4'h8:
                 /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                /* empty */;
             default:
                 \$63  = 1'h0;
           endcase
@@ -11288,6 +12792,10 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
             4'h7:
                 /* empty */;
             4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
                 /* empty */;
             default:
                 \$65  = 1'h1;
@@ -11357,6 +12865,10 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
                   end
                 end
             4'h8:
+                \$66  = 3'h4;
+            4'h9:
+                \$66  = 3'h4;
+            4'ha:
                 \$66  = 3'h4;
             default:
                 \$66  = 3'h0;
@@ -11428,25 +12940,27 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
           end
     endcase
     if (rst) begin
-      \$67  = 388'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$67  = 394'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[187:4];
   assign engines__ew__args = ir[260:4];
   assign engines__graph__args = ir[96:4];
+  assign engines__relax__args = ir[52:4];
+  assign engines__spmv__args = ir[32:4];
   assign load__payload = ir[42:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$16  = done;
-  assign \error$18  = error;
+  assign \$signal$18  = done;
+  assign \error$20  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$67$1577 , \port$66$1577 , \port$65$1577 , \port$64$1577  };
-  assign unit_en = { \port$71$0 , \port$70$0 , \port$69$0 , \port$68$0  };
-  assign imem_rd__addr = \$2 [9:0];
+  assign macro_busy = { \port$86$1577 , \port$85$1577 , \port$84$1577 , \port$83$1577  };
+  assign unit_en = { \port$90$0 , \port$89$0 , \port$88$0 , \port$87$0  };
+  assign imem_rd__addr = \$2 [11:0];
   assign trace_w__addr = trace_n[9:0];
-  assign engines__mac__args = ir[387:4];
+  assign engines__mac__args = ir[393:4];
   assign \engines__mac__args.in_h  = ir[11:4];
   assign \engines__mac__args.in_w  = ir[19:12];
   assign \engines__mac__args.in_cw  = ir[27:20];
@@ -11472,38 +12986,38 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   assign \engines__mac__args.br  = ir[211:204];
   assign \engines__mac__args.img_delta  = ir[225:212];
   assign \engines__mac__args.img_bstep  = ir[239:226];
-  assign \engines__mac__args.desc_base  = ir[245:240];
-  assign \engines__mac__args.kt  = ir[253:246];
-  assign \engines__mac__args.nt  = ir[261:254];
-  assign \engines__mac__args.kr  = ir[269:262];
-  assign \engines__mac__args.nr  = ir[277:270];
-  assign \engines__mac__args.b  = ir[284:278];
-  assign \engines__mac__args.ki  = ir[291:285];
-  assign \engines__mac__args.no  = ir[298:292];
-  assign \engines__mac__args.groups  = ir[306:299];
-  assign \engines__mac__args.role_base  = ir[312:307];
-  assign \engines__mac__args.page_base  = ir[315:313];
-  assign \engines__mac__args.out_base  = ir[327:316];
-  assign \engines__mac__args.out_cw  = ir[335:328];
-  assign \engines__mac__args.param_base  = ir[341:336];
-  assign \engines__mac__args.zp_in  = ir[349:342];
-  assign \engines__mac__args.zp_out  = ir[359:350];
-  assign \engines__mac__args.act_min  = ir[369:360];
-  assign \engines__mac__args.act_max  = ir[379:370];
-  assign \engines__mac__args.ab_m1  = ir[382:380];
-  assign \engines__mac__args.wb_log2  = ir[384:383];
-  assign \engines__mac__args.x_signed  = ir[385];
-  assign \engines__mac__args.w_signed  = ir[386];
-  assign \engines__mac__args.rowpack  = ir[387];
+  assign \engines__mac__args.desc_base  = ir[246:240];
+  assign \engines__mac__args.kt  = ir[254:247];
+  assign \engines__mac__args.nt  = ir[262:255];
+  assign \engines__mac__args.kr  = ir[270:263];
+  assign \engines__mac__args.nr  = ir[278:271];
+  assign \engines__mac__args.b  = ir[285:279];
+  assign \engines__mac__args.ki  = ir[292:286];
+  assign \engines__mac__args.no  = ir[299:293];
+  assign \engines__mac__args.groups  = ir[307:300];
+  assign \engines__mac__args.role_base  = ir[314:308];
+  assign \engines__mac__args.page_base  = ir[317:315];
+  assign \engines__mac__args.out_base  = ir[329:318];
+  assign \engines__mac__args.out_cw  = ir[337:330];
+  assign \engines__mac__args.param_base  = ir[347:338];
+  assign \engines__mac__args.zp_in  = ir[355:348];
+  assign \engines__mac__args.zp_out  = ir[365:356];
+  assign \engines__mac__args.act_min  = ir[375:366];
+  assign \engines__mac__args.act_max  = ir[385:376];
+  assign \engines__mac__args.ab_m1  = ir[388:386];
+  assign \engines__mac__args.wb_log2  = ir[390:389];
+  assign \engines__mac__args.x_signed  = ir[391];
+  assign \engines__mac__args.w_signed  = ir[392];
+  assign \engines__mac__args.rowpack  = ir[393];
   assign \ir.op  = ir[3:0];
-  assign \ir.args  = ir[387:4];
+  assign \ir.args  = ir[393:4];
   assign \ir.args.load  = ir[42:4];
   assign \ir.args.load.src  = ir[13:4];
   assign \ir.args.load.count  = ir[29:14];
   assign \ir.args.load.mask  = ir[33:30];
   assign \ir.args.load.page  = ir[36:34];
   assign \ir.args.load.row0  = ir[42:37];
-  assign \ir.args.mac  = ir[387:4];
+  assign \ir.args.mac  = ir[393:4];
   assign \ir.args.mac.in_h  = ir[11:4];
   assign \ir.args.mac.in_w  = ir[19:12];
   assign \ir.args.mac.in_cw  = ir[27:20];
@@ -11529,29 +13043,29 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   assign \ir.args.mac.br  = ir[211:204];
   assign \ir.args.mac.img_delta  = ir[225:212];
   assign \ir.args.mac.img_bstep  = ir[239:226];
-  assign \ir.args.mac.desc_base  = ir[245:240];
-  assign \ir.args.mac.kt  = ir[253:246];
-  assign \ir.args.mac.nt  = ir[261:254];
-  assign \ir.args.mac.kr  = ir[269:262];
-  assign \ir.args.mac.nr  = ir[277:270];
-  assign \ir.args.mac.b  = ir[284:278];
-  assign \ir.args.mac.ki  = ir[291:285];
-  assign \ir.args.mac.no  = ir[298:292];
-  assign \ir.args.mac.groups  = ir[306:299];
-  assign \ir.args.mac.role_base  = ir[312:307];
-  assign \ir.args.mac.page_base  = ir[315:313];
-  assign \ir.args.mac.out_base  = ir[327:316];
-  assign \ir.args.mac.out_cw  = ir[335:328];
-  assign \ir.args.mac.param_base  = ir[341:336];
-  assign \ir.args.mac.zp_in  = ir[349:342];
-  assign \ir.args.mac.zp_out  = ir[359:350];
-  assign \ir.args.mac.act_min  = ir[369:360];
-  assign \ir.args.mac.act_max  = ir[379:370];
-  assign \ir.args.mac.ab_m1  = ir[382:380];
-  assign \ir.args.mac.wb_log2  = ir[384:383];
-  assign \ir.args.mac.x_signed  = ir[385];
-  assign \ir.args.mac.w_signed  = ir[386];
-  assign \ir.args.mac.rowpack  = ir[387];
+  assign \ir.args.mac.desc_base  = ir[246:240];
+  assign \ir.args.mac.kt  = ir[254:247];
+  assign \ir.args.mac.nt  = ir[262:255];
+  assign \ir.args.mac.kr  = ir[270:263];
+  assign \ir.args.mac.nr  = ir[278:271];
+  assign \ir.args.mac.b  = ir[285:279];
+  assign \ir.args.mac.ki  = ir[292:286];
+  assign \ir.args.mac.no  = ir[299:293];
+  assign \ir.args.mac.groups  = ir[307:300];
+  assign \ir.args.mac.role_base  = ir[314:308];
+  assign \ir.args.mac.page_base  = ir[317:315];
+  assign \ir.args.mac.out_base  = ir[329:318];
+  assign \ir.args.mac.out_cw  = ir[337:330];
+  assign \ir.args.mac.param_base  = ir[347:338];
+  assign \ir.args.mac.zp_in  = ir[355:348];
+  assign \ir.args.mac.zp_out  = ir[365:356];
+  assign \ir.args.mac.act_min  = ir[375:366];
+  assign \ir.args.mac.act_max  = ir[385:376];
+  assign \ir.args.mac.ab_m1  = ir[388:386];
+  assign \ir.args.mac.wb_log2  = ir[390:389];
+  assign \ir.args.mac.x_signed  = ir[391];
+  assign \ir.args.mac.w_signed  = ir[392];
+  assign \ir.args.mac.rowpack  = ir[393];
   assign \ir.args.pool  = ir[187:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
@@ -11616,6 +13130,16 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   assign \ir.args.gbfs.rows  = ir[72:9];
   assign \ir.args.gbfs.src  = ir[84:73];
   assign \ir.args.gbfs.dst  = ir[96:85];
+  assign \ir.args.grelax  = ir[52:4];
+  assign \ir.args.grelax.arcs  = ir[15:4];
+  assign \ir.args.grelax.count  = ir[28:16];
+  assign \ir.args.grelax.old  = ir[40:29];
+  assign \ir.args.grelax.new  = ir[52:41];
+  assign \ir.args.gspmv  = ir[32:4];
+  assign \ir.args.gspmv.macro  = ir[5:4];
+  assign \ir.args.gspmv.page  = ir[8:6];
+  assign \ir.args.gspmv.x  = ir[20:9];
+  assign \ir.args.gspmv.y  = ir[32:21];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -11668,6 +13192,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   assign \engines__graph__args.rows  = ir[72:9];
   assign \engines__graph__args.src  = ir[84:73];
   assign \engines__graph__args.dst  = ir[96:85];
+  assign \engines__relax__args.arcs  = ir[15:4];
+  assign \engines__relax__args.count  = ir[28:16];
+  assign \engines__relax__args.old  = ir[40:29];
+  assign \engines__relax__args.new  = ir[52:41];
+  assign \engines__spmv__args.macro  = ir[5:4];
+  assign \engines__spmv__args.page  = ir[8:6];
+  assign \engines__spmv__args.x  = ir[20:9];
+  assign \engines__spmv__args.y  = ir[32:21];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[33:30];
@@ -11729,14 +13261,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   assign \counters3.stall  = counters3[63:32];
   assign \counters3.wload  = counters3[95:64];
   assign \imem_rd__data.op  = imem_rd__data[3:0];
-  assign \imem_rd__data.args  = imem_rd__data[387:4];
+  assign \imem_rd__data.args  = imem_rd__data[393:4];
   assign \imem_rd__data.args.load  = imem_rd__data[42:4];
   assign \imem_rd__data.args.load.src  = imem_rd__data[13:4];
   assign \imem_rd__data.args.load.count  = imem_rd__data[29:14];
   assign \imem_rd__data.args.load.mask  = imem_rd__data[33:30];
   assign \imem_rd__data.args.load.page  = imem_rd__data[36:34];
   assign \imem_rd__data.args.load.row0  = imem_rd__data[42:37];
-  assign \imem_rd__data.args.mac  = imem_rd__data[387:4];
+  assign \imem_rd__data.args.mac  = imem_rd__data[393:4];
   assign \imem_rd__data.args.mac.in_h  = imem_rd__data[11:4];
   assign \imem_rd__data.args.mac.in_w  = imem_rd__data[19:12];
   assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[27:20];
@@ -11762,29 +13294,29 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   assign \imem_rd__data.args.mac.br  = imem_rd__data[211:204];
   assign \imem_rd__data.args.mac.img_delta  = imem_rd__data[225:212];
   assign \imem_rd__data.args.mac.img_bstep  = imem_rd__data[239:226];
-  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[245:240];
-  assign \imem_rd__data.args.mac.kt  = imem_rd__data[253:246];
-  assign \imem_rd__data.args.mac.nt  = imem_rd__data[261:254];
-  assign \imem_rd__data.args.mac.kr  = imem_rd__data[269:262];
-  assign \imem_rd__data.args.mac.nr  = imem_rd__data[277:270];
-  assign \imem_rd__data.args.mac.b  = imem_rd__data[284:278];
-  assign \imem_rd__data.args.mac.ki  = imem_rd__data[291:285];
-  assign \imem_rd__data.args.mac.no  = imem_rd__data[298:292];
-  assign \imem_rd__data.args.mac.groups  = imem_rd__data[306:299];
-  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[312:307];
-  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[315:313];
-  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[327:316];
-  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[335:328];
-  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[341:336];
-  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[349:342];
-  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[359:350];
-  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[369:360];
-  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[379:370];
-  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[382:380];
-  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[384:383];
-  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[385];
-  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[386];
-  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[387];
+  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[246:240];
+  assign \imem_rd__data.args.mac.kt  = imem_rd__data[254:247];
+  assign \imem_rd__data.args.mac.nt  = imem_rd__data[262:255];
+  assign \imem_rd__data.args.mac.kr  = imem_rd__data[270:263];
+  assign \imem_rd__data.args.mac.nr  = imem_rd__data[278:271];
+  assign \imem_rd__data.args.mac.b  = imem_rd__data[285:279];
+  assign \imem_rd__data.args.mac.ki  = imem_rd__data[292:286];
+  assign \imem_rd__data.args.mac.no  = imem_rd__data[299:293];
+  assign \imem_rd__data.args.mac.groups  = imem_rd__data[307:300];
+  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[314:308];
+  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[317:315];
+  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[329:318];
+  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[337:330];
+  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[347:338];
+  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[355:348];
+  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[365:356];
+  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[375:366];
+  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[385:376];
+  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[388:386];
+  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[390:389];
+  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[391];
+  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[392];
+  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[393];
   assign \imem_rd__data.args.pool  = imem_rd__data[187:4];
   assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
   assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
@@ -11849,17 +13381,27 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
   assign \imem_rd__data.args.gbfs.rows  = imem_rd__data[72:9];
   assign \imem_rd__data.args.gbfs.src  = imem_rd__data[84:73];
   assign \imem_rd__data.args.gbfs.dst  = imem_rd__data[96:85];
+  assign \imem_rd__data.args.grelax  = imem_rd__data[52:4];
+  assign \imem_rd__data.args.grelax.arcs  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.grelax.count  = imem_rd__data[28:16];
+  assign \imem_rd__data.args.grelax.old  = imem_rd__data[40:29];
+  assign \imem_rd__data.args.grelax.new  = imem_rd__data[52:41];
+  assign \imem_rd__data.args.gspmv  = imem_rd__data[32:4];
+  assign \imem_rd__data.args.gspmv.macro  = imem_rd__data[5:4];
+  assign \imem_rd__data.args.gspmv.page  = imem_rd__data[8:6];
+  assign \imem_rd__data.args.gspmv.x  = imem_rd__data[20:9];
+  assign \imem_rd__data.args.gspmv.y  = imem_rd__data[32:21];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$26 ;
+  assign entry[31:0] = \$signal$30 ;
   assign entry[63:52] = 12'h000;
   assign host__report[503:408] = counters3;
   assign host__report[407:312] = counters2;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$27 ;
-  assign host__report[55:24] = \$signal$26 ;
+  assign host__report[87:56] = \$signal$31 ;
+  assign host__report[55:24] = \$signal$30 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -11869,7 +13411,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$64$1577 , \port$65$1577 ,
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2015$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2034$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [10:0] \$1 ;
@@ -12063,8 +13605,8 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$2015$0 ;
-  wire [22:0] \port$2015$0 ;
+  output [22:0] \port$2034$0 ;
+  wire [22:0] \port$2034$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -12782,7 +14324,7 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$2015$0  = \$8 ;
+  assign \port$2034$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -12929,7 +14471,7 @@ module \default_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1591$0 , \port$1597$0 , \port$1603$0 , \port$1609$0 , \port$1615$0 , \port$1621$0 , \port$1627$0 , \port$1633$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1610$0 , \port$1616$0 , \port$1622$0 , \port$1628$0 , \port$1634$0 , \port$1640$0 , \port$1646$0 , \port$1652$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -13294,22 +14836,22 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1591$0 ;
-  wire [7:0] \port$1591$0 ;
-  output [7:0] \port$1597$0 ;
-  wire [7:0] \port$1597$0 ;
-  output [7:0] \port$1603$0 ;
-  wire [7:0] \port$1603$0 ;
-  output [7:0] \port$1609$0 ;
-  wire [7:0] \port$1609$0 ;
-  output [7:0] \port$1615$0 ;
-  wire [7:0] \port$1615$0 ;
-  output [7:0] \port$1621$0 ;
-  wire [7:0] \port$1621$0 ;
-  output [7:0] \port$1627$0 ;
-  wire [7:0] \port$1627$0 ;
-  output [7:0] \port$1633$0 ;
-  wire [7:0] \port$1633$0 ;
+  output [7:0] \port$1610$0 ;
+  wire [7:0] \port$1610$0 ;
+  output [7:0] \port$1616$0 ;
+  wire [7:0] \port$1616$0 ;
+  output [7:0] \port$1622$0 ;
+  wire [7:0] \port$1622$0 ;
+  output [7:0] \port$1628$0 ;
+  wire [7:0] \port$1628$0 ;
+  output [7:0] \port$1634$0 ;
+  wire [7:0] \port$1634$0 ;
+  output [7:0] \port$1640$0 ;
+  wire [7:0] \port$1640$0 ;
+  output [7:0] \port$1646$0 ;
+  wire [7:0] \port$1646$0 ;
+  output [7:0] \port$1652$0 ;
+  wire [7:0] \port$1652$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -14022,14 +15564,14 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1591$0  = \$43 [7:0];
-  assign \port$1597$0  = \$48 [7:0];
-  assign \port$1603$0  = \$53 [7:0];
-  assign \port$1609$0  = \$58 [7:0];
-  assign \port$1615$0  = \$63 [7:0];
-  assign \port$1621$0  = \$68 [7:0];
-  assign \port$1627$0  = \$73 [7:0];
-  assign \port$1633$0  = \$78 [7:0];
+  assign \port$1610$0  = \$43 [7:0];
+  assign \port$1616$0  = \$48 [7:0];
+  assign \port$1622$0  = \$53 [7:0];
+  assign \port$1628$0  = \$58 [7:0];
+  assign \port$1634$0  = \$63 [7:0];
+  assign \port$1640$0  = \$68 [7:0];
+  assign \port$1646$0  = \$73 [7:0];
+  assign \port$1652$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -17242,7 +18784,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   wire \$9 ;
   reg \$signal  = 1'h0;
   wire amem_hslice;
-  wire [13:0] amem_hword;
+  wire [15:0] amem_hword;
   output [11:0] amem_r__addr;
   wire [11:0] amem_r__addr;
   input [63:0] amem_r__data;
@@ -17294,39 +18836,39 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   output [31:0] dat;
   reg [31:0] dat;
   wire [1:0] dmem_hslice;
-  wire [13:0] dmem_hword;
-  output [5:0] dmem_r__addr;
-  wire [5:0] dmem_r__addr;
+  wire [15:0] dmem_hword;
+  output [6:0] dmem_r__addr;
+  wire [6:0] dmem_r__addr;
   input [95:0] dmem_r__data;
   wire [95:0] dmem_r__data;
   wire dmem_r__en;
   reg [1:0] dmem_rsl = 2'h0;
-  wire [5:0] dmem_w__addr;
+  wire [6:0] dmem_w__addr;
   wire [95:0] dmem_w__data;
   output [2:0] dmem_w__en;
   wire [2:0] dmem_w__en;
   wire [3:0] imem_hslice;
-  wire [13:0] imem_hword;
-  output [9:0] imem_r__addr;
-  wire [9:0] imem_r__addr;
+  wire [15:0] imem_hword;
+  output [11:0] imem_r__addr;
+  wire [11:0] imem_r__addr;
   input [415:0] imem_r__data;
   wire [415:0] imem_r__data;
   wire imem_r__en;
   reg [3:0] imem_rsl = 4'h0;
-  wire [9:0] imem_w__addr;
+  wire [11:0] imem_w__addr;
   wire [415:0] imem_w__data;
   output [12:0] imem_w__en;
   wire [12:0] imem_w__en;
-  wire [13:0] off;
+  wire [15:0] off;
   wire [4:0] pmem_hslice;
-  wire [13:0] pmem_hword;
-  output [5:0] pmem_r__addr;
-  wire [5:0] pmem_r__addr;
+  wire [15:0] pmem_hword;
+  output [9:0] pmem_r__addr;
+  wire [9:0] pmem_r__addr;
   input [767:0] pmem_r__data;
   wire [767:0] pmem_r__data;
   wire pmem_r__en;
   reg [4:0] pmem_rsl = 5'h00;
-  wire [5:0] pmem_w__addr;
+  wire [9:0] pmem_w__addr;
   wire [767:0] pmem_w__data;
   output [23:0] pmem_w__en;
   wire [23:0] pmem_w__en;
@@ -17338,7 +18880,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   (* init = 16'h0000 *)
   wire [15:0] start_pc;
   wire trace_hslice;
-  wire [13:0] trace_hword;
+  wire [15:0] trace_hword;
   output [9:0] trace_r__addr;
   wire [9:0] trace_r__addr;
   input [63:0] trace_r__data;
@@ -17348,8 +18890,8 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   (* init = 1'h0 *)
   output wb__ack;
   wire wb__ack;
-  input [16:0] wb__adr;
-  wire [16:0] wb__adr;
+  input [18:0] wb__adr;
+  wire [18:0] wb__adr;
   input wb__cyc;
   wire wb__cyc;
   wire [31:0] wb__dat_r;
@@ -17362,7 +18904,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   input wb__we;
   wire wb__we;
   wire wmem_hslice;
-  wire [13:0] wmem_hword;
+  wire [15:0] wmem_hword;
   output [9:0] wmem_r__addr;
   wire [9:0] wmem_r__addr;
   input [63:0] wmem_r__data;
@@ -17379,7 +18921,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$33  = \$31  & \$32 ;
   assign \$34  = 1'h1 << wb__adr[4:0];
   assign \$35  = \$33  ? \$34  : 55'h00000000000000;
-  assign \$36  = wb__adr[16:14] == 3'h5;
+  assign \$36  = wb__adr[18:16] == 3'h5;
   assign \$37  = wr & \$36 ;
   assign \$38  = ~ ctrl__report[0];
   assign \$39  = \$37  & \$38 ;
@@ -17428,7 +18970,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$3  = req & wb__we;
   assign \$4  = wb__sel == 4'hf;
   assign wr = \$3  & \$4 ;
-  assign \$5  = ! wb__adr[16:14];
+  assign \$5  = ! wb__adr[18:16];
   assign csr_hit = req & \$5 ;
   assign \$6  = csr_hit & wr;
   assign \$7  = wb__adr[4:0] == 1'h1;
@@ -17436,25 +18978,25 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$9  = \$8  & wb__dat_w[0];
   assign \$10  = ~ ctrl__report[0];
   assign \$11  = \$9  & \$10 ;
-  assign \$12  = wb__adr[16:14] == 1'h1;
+  assign \$12  = wb__adr[18:16] == 1'h1;
   assign \$13  = wr & \$12 ;
   assign \$14  = ~ ctrl__report[0];
   assign \$15  = \$13  & \$14 ;
   assign \$16  = 1'h1 << wb__adr[3:0];
   assign \$17  = \$15  ? \$16  : 28'h0000000;
-  assign \$18  = wb__adr[16:14] == 2'h2;
+  assign \$18  = wb__adr[18:16] == 2'h2;
   assign \$19  = wr & \$18 ;
   assign \$20  = ~ ctrl__report[0];
   assign \$21  = \$19  & \$20 ;
   assign \$22  = 1'h1 << wb__adr[0];
   assign \$23  = \$21  ? \$22  : 3'h0;
-  assign \$24  = wb__adr[16:14] == 2'h3;
+  assign \$24  = wb__adr[18:16] == 2'h3;
   assign \$25  = wr & \$24 ;
   assign \$26  = ~ ctrl__report[0];
   assign \$27  = \$25  & \$26 ;
   assign \$28  = 1'h1 << wb__adr[0];
   assign \$29  = \$27  ? \$28  : 3'h0;
-  assign \$30  = wb__adr[16:14] == 3'h4;
+  assign \$30  = wb__adr[18:16] == 3'h4;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     ctrl__start = 1'h0;
@@ -17493,7 +19035,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$54  = r_region;
     if (req) begin
-      \$54  = wb__adr[16:14];
+      \$54  = wb__adr[18:16];
     end
     if (rst) begin
       \$54  = 3'h0;
@@ -17627,13 +19169,13 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
       \$62  = 1'h0;
     end
   end
-  assign region = wb__adr[16:14];
-  assign off = wb__adr[13:0];
+  assign region = wb__adr[18:16];
+  assign off = wb__adr[15:0];
   assign csr_idx = wb__adr[4:0];
   assign start_pc = ctrl__start_pc;
   assign imem_hslice = wb__adr[3:0];
   assign imem_r__en = 1'h1;
-  assign imem_w__addr = imem_hword[9:0];
+  assign imem_w__addr = imem_hword[11:0];
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign amem_hslice = wb__adr[0];
   assign amem_r__en = 1'h1;
@@ -17645,24 +19187,24 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
   assign pmem_hslice = wb__adr[4:0];
   assign pmem_r__en = 1'h1;
-  assign pmem_w__addr = pmem_hword[5:0];
+  assign pmem_w__addr = pmem_hword[9:0];
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_hslice = wb__adr[1:0];
   assign dmem_r__en = 1'h1;
-  assign dmem_w__addr = dmem_hword[5:0];
+  assign dmem_w__addr = dmem_hword[6:0];
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign trace_hslice = wb__adr[0];
   assign trace_r__en = 1'h1;
   assign wb__dat_r = dat;
-  assign imem_r__addr = imem_hword[9:0];
+  assign imem_r__addr = imem_hword[11:0];
   assign imem_w__en = \$17 [12:0];
   assign amem_r__addr = amem_hword[11:0];
   assign amem_w__en = \$23 [1:0];
   assign wmem_r__addr = wmem_hword[9:0];
   assign wmem_w__en = \$29 [1:0];
-  assign pmem_r__addr = pmem_hword[5:0];
+  assign pmem_r__addr = pmem_hword[9:0];
   assign pmem_w__en = \$35 [23:0];
-  assign dmem_r__addr = dmem_hword[5:0];
+  assign dmem_r__addr = dmem_hword[6:0];
   assign dmem_w__en = \$41 [2:0];
   assign trace_r__addr = trace_hword[9:0];
   assign wb__ack = \$signal ;
@@ -17693,12 +19235,12 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \ctrl__report.macros[3].busy  = ctrl__report[439:408];
   assign \ctrl__report.macros[3].stall  = ctrl__report[471:440];
   assign \ctrl__report.macros[3].wload  = ctrl__report[503:472];
-  assign imem_hword = { 4'h0, wb__adr[13:4] };
-  assign amem_hword = { 1'h0, wb__adr[13:1] };
-  assign wmem_hword = { 1'h0, wb__adr[13:1] };
-  assign pmem_hword = { 5'h00, wb__adr[13:5] };
-  assign dmem_hword = { 2'h0, wb__adr[13:2] };
-  assign trace_hword = { 1'h0, wb__adr[13:1] };
+  assign imem_hword = { 4'h0, wb__adr[15:4] };
+  assign amem_hword = { 1'h0, wb__adr[15:1] };
+  assign wmem_hword = { 1'h0, wb__adr[15:1] };
+  assign pmem_hword = { 5'h00, wb__adr[15:5] };
+  assign dmem_hword = { 2'h0, wb__adr[15:2] };
+  assign trace_hword = { 1'h0, wb__adr[15:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -18095,7 +19637,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$26 , \act_rd__data$37 , param_rd__data, desc_rd__data, \desc_rd__data$21 , \desc_rd__data$32 , \desc_rd__data$43 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready, res_valid__3
-, res_y__3, \port$68$0 , \port$69$0 , \port$70$0 , \port$71$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, \port$409$0 , \port$414$0 , \port$419$0 , \port$424$0 , \port$429$0 , \port$434$0 , \port$439$0 , \port$444$0 , finished, desc_rd__0__addr, act_rd__0__en
+, res_y__3, \port$87$0 , \port$88$0 , \port$89$0 , \port$90$0 , op__0__valid, op__1__valid, op__2__valid, op__3__valid, param_rd__addr, \port$428$0 , \port$433$0 , \port$438$0 , \port$443$0 , \port$448$0 , \port$453$0 , \port$458$0 , \port$463$0 , finished, desc_rd__0__addr, act_rd__0__en
 , desc_rd__1__addr, act_rd__1__en, desc_rd__2__addr, act_rd__2__en, desc_rd__3__addr, act_rd__3__en, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_rd__2__addr, act_rd__3__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
@@ -18275,7 +19817,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [32:0] \$256 ;
   wire [16:0] \$257 ;
   wire [8:0] \$258 ;
-  wire [8:0] \$259 ;
+  wire [10:0] \$259 ;
   wire \$26 ;
   wire [32:0] \$260 ;
   wire [32:0] \$261 ;
@@ -18654,9 +20196,9 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [11:0] addr_pipe3;
   wire all_idle;
   wire any_stall;
-  input [383:0] args;
-  wire [383:0] args;
-  wire [383:0] \args$1 ;
+  input [389:0] args;
+  wire [389:0] args;
+  wire [389:0] \args$1 ;
   wire [2:0] \args$1.ab_m1 ;
   wire [9:0] \args$1.act_max ;
   wire [9:0] \args$1.act_min ;
@@ -18664,7 +20206,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$1.bq ;
   wire [7:0] \args$1.br ;
   wire [11:0] \args$1.cin ;
-  wire [5:0] \args$1.desc_base ;
+  wire [6:0] \args$1.desc_base ;
   wire [3:0] \args$1.dh ;
   wire [3:0] \args$1.dw ;
   wire [7:0] \args$1.groups ;
@@ -18689,14 +20231,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$1.out_cw ;
   wire [7:0] \args$1.ow ;
   wire [2:0] \args$1.page_base ;
-  wire [5:0] \args$1.param_base ;
+  wire [9:0] \args$1.param_base ;
   wire [3:0] \args$1.pl ;
   wire [13:0] \args$1.pos0 ;
   wire [13:0] \args$1.pos_bstep ;
   wire [13:0] \args$1.pos_ux ;
   wire [13:0] \args$1.pos_wrap ;
   wire [3:0] \args$1.pt ;
-  wire [5:0] \args$1.role_base ;
+  wire [6:0] \args$1.role_base ;
   wire \args$1.rowpack ;
   wire [3:0] \args$1.sh ;
   wire [3:0] \args$1.sw ;
@@ -18705,7 +20247,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [383:0] \args$12 ;
+  wire [389:0] \args$12 ;
   wire [2:0] \args$12.ab_m1 ;
   wire [9:0] \args$12.act_max ;
   wire [9:0] \args$12.act_min ;
@@ -18713,7 +20255,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$12.bq ;
   wire [7:0] \args$12.br ;
   wire [11:0] \args$12.cin ;
-  wire [5:0] \args$12.desc_base ;
+  wire [6:0] \args$12.desc_base ;
   wire [3:0] \args$12.dh ;
   wire [3:0] \args$12.dw ;
   wire [7:0] \args$12.groups ;
@@ -18738,14 +20280,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$12.out_cw ;
   wire [7:0] \args$12.ow ;
   wire [2:0] \args$12.page_base ;
-  wire [5:0] \args$12.param_base ;
+  wire [9:0] \args$12.param_base ;
   wire [3:0] \args$12.pl ;
   wire [13:0] \args$12.pos0 ;
   wire [13:0] \args$12.pos_bstep ;
   wire [13:0] \args$12.pos_ux ;
   wire [13:0] \args$12.pos_wrap ;
   wire [3:0] \args$12.pt ;
-  wire [5:0] \args$12.role_base ;
+  wire [6:0] \args$12.role_base ;
   wire \args$12.rowpack ;
   wire [3:0] \args$12.sh ;
   wire [3:0] \args$12.sw ;
@@ -18754,7 +20296,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \args$12.x_signed ;
   wire [7:0] \args$12.zp_in ;
   wire [9:0] \args$12.zp_out ;
-  wire [383:0] \args$23 ;
+  wire [389:0] \args$23 ;
   wire [2:0] \args$23.ab_m1 ;
   wire [9:0] \args$23.act_max ;
   wire [9:0] \args$23.act_min ;
@@ -18762,7 +20304,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$23.bq ;
   wire [7:0] \args$23.br ;
   wire [11:0] \args$23.cin ;
-  wire [5:0] \args$23.desc_base ;
+  wire [6:0] \args$23.desc_base ;
   wire [3:0] \args$23.dh ;
   wire [3:0] \args$23.dw ;
   wire [7:0] \args$23.groups ;
@@ -18787,14 +20329,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$23.out_cw ;
   wire [7:0] \args$23.ow ;
   wire [2:0] \args$23.page_base ;
-  wire [5:0] \args$23.param_base ;
+  wire [9:0] \args$23.param_base ;
   wire [3:0] \args$23.pl ;
   wire [13:0] \args$23.pos0 ;
   wire [13:0] \args$23.pos_bstep ;
   wire [13:0] \args$23.pos_ux ;
   wire [13:0] \args$23.pos_wrap ;
   wire [3:0] \args$23.pt ;
-  wire [5:0] \args$23.role_base ;
+  wire [6:0] \args$23.role_base ;
   wire \args$23.rowpack ;
   wire [3:0] \args$23.sh ;
   wire [3:0] \args$23.sw ;
@@ -18803,7 +20345,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \args$23.x_signed ;
   wire [7:0] \args$23.zp_in ;
   wire [9:0] \args$23.zp_out ;
-  wire [383:0] \args$34 ;
+  wire [389:0] \args$34 ;
   wire [2:0] \args$34.ab_m1 ;
   wire [9:0] \args$34.act_max ;
   wire [9:0] \args$34.act_min ;
@@ -18811,7 +20353,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$34.bq ;
   wire [7:0] \args$34.br ;
   wire [11:0] \args$34.cin ;
-  wire [5:0] \args$34.desc_base ;
+  wire [6:0] \args$34.desc_base ;
   wire [3:0] \args$34.dh ;
   wire [3:0] \args$34.dw ;
   wire [7:0] \args$34.groups ;
@@ -18836,14 +20378,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$34.out_cw ;
   wire [7:0] \args$34.ow ;
   wire [2:0] \args$34.page_base ;
-  wire [5:0] \args$34.param_base ;
+  wire [9:0] \args$34.param_base ;
   wire [3:0] \args$34.pl ;
   wire [13:0] \args$34.pos0 ;
   wire [13:0] \args$34.pos_bstep ;
   wire [13:0] \args$34.pos_ux ;
   wire [13:0] \args$34.pos_wrap ;
   wire [3:0] \args$34.pt ;
-  wire [5:0] \args$34.role_base ;
+  wire [6:0] \args$34.role_base ;
   wire \args$34.rowpack ;
   wire [3:0] \args$34.sh ;
   wire [3:0] \args$34.sw ;
@@ -18859,7 +20401,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args.bq ;
   wire [7:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
+  wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
@@ -18884,14 +20426,14 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [5:0] \args.param_base ;
+  wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
   wire [13:0] \args.pos_bstep ;
   wire [13:0] \args.pos_ux ;
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
+  wire [6:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -18925,8 +20467,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [33:0] code6_sum;
   wire [9:0] code7;
   wire [33:0] code7_sum;
-  output [5:0] desc_rd__0__addr;
-  wire [5:0] desc_rd__0__addr;
+  output [6:0] desc_rd__0__addr;
+  wire [6:0] desc_rd__0__addr;
   wire [72:0] desc_rd__0__data;
   wire [11:0] \desc_rd__0__data.c0 ;
   wire [11:0] \desc_rd__0__data.dx0 ;
@@ -18935,8 +20477,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \desc_rd__0__data.kx0 ;
   wire [7:0] \desc_rd__0__data.ky0 ;
   wire [13:0] \desc_rd__0__data.off0 ;
-  output [5:0] desc_rd__1__addr;
-  wire [5:0] desc_rd__1__addr;
+  output [6:0] desc_rd__1__addr;
+  wire [6:0] desc_rd__1__addr;
   wire [72:0] desc_rd__1__data;
   wire [11:0] \desc_rd__1__data.c0 ;
   wire [11:0] \desc_rd__1__data.dx0 ;
@@ -18945,8 +20487,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \desc_rd__1__data.kx0 ;
   wire [7:0] \desc_rd__1__data.ky0 ;
   wire [13:0] \desc_rd__1__data.off0 ;
-  output [5:0] desc_rd__2__addr;
-  wire [5:0] desc_rd__2__addr;
+  output [6:0] desc_rd__2__addr;
+  wire [6:0] desc_rd__2__addr;
   wire [72:0] desc_rd__2__data;
   wire [11:0] \desc_rd__2__data.c0 ;
   wire [11:0] \desc_rd__2__data.dx0 ;
@@ -18955,8 +20497,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \desc_rd__2__data.kx0 ;
   wire [7:0] \desc_rd__2__data.ky0 ;
   wire [13:0] \desc_rd__2__data.off0 ;
-  output [5:0] desc_rd__3__addr;
-  wire [5:0] desc_rd__3__addr;
+  output [6:0] desc_rd__3__addr;
+  wire [6:0] desc_rd__3__addr;
   wire [72:0] desc_rd__3__data;
   wire [11:0] \desc_rd__3__data.c0 ;
   wire [11:0] \desc_rd__3__data.dx0 ;
@@ -18965,10 +20507,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \desc_rd__3__data.kx0 ;
   wire [7:0] \desc_rd__3__data.ky0 ;
   wire [13:0] \desc_rd__3__data.off0 ;
-  wire [5:0] desc_rd__addr;
-  wire [5:0] \desc_rd__addr$20 ;
-  wire [5:0] \desc_rd__addr$31 ;
-  wire [5:0] \desc_rd__addr$42 ;
+  wire [6:0] desc_rd__addr;
+  wire [6:0] \desc_rd__addr$20 ;
+  wire [6:0] \desc_rd__addr$31 ;
+  wire [6:0] \desc_rd__addr$42 ;
   input [72:0] desc_rd__data;
   wire [72:0] desc_rd__data;
   input [72:0] \desc_rd__data$21 ;
@@ -19532,8 +21074,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire op__3__ready;
   output op__3__valid;
   wire op__3__valid;
-  output [5:0] param_rd__addr;
-  wire [5:0] param_rd__addr;
+  output [9:0] param_rd__addr;
+  wire [9:0] param_rd__addr;
   input [767:0] param_rd__data;
   wire [767:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
@@ -19577,30 +21119,30 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
   wire param_rd__en;
-  output [7:0] \port$409$0 ;
-  wire [7:0] \port$409$0 ;
-  output [7:0] \port$414$0 ;
-  wire [7:0] \port$414$0 ;
-  output [7:0] \port$419$0 ;
-  wire [7:0] \port$419$0 ;
-  output [7:0] \port$424$0 ;
-  wire [7:0] \port$424$0 ;
-  output [7:0] \port$429$0 ;
-  wire [7:0] \port$429$0 ;
-  output [7:0] \port$434$0 ;
-  wire [7:0] \port$434$0 ;
-  output [7:0] \port$439$0 ;
-  wire [7:0] \port$439$0 ;
-  output [7:0] \port$444$0 ;
-  wire [7:0] \port$444$0 ;
-  output \port$68$0 ;
-  wire \port$68$0 ;
-  output \port$69$0 ;
-  wire \port$69$0 ;
-  output \port$70$0 ;
-  wire \port$70$0 ;
-  output \port$71$0 ;
-  wire \port$71$0 ;
+  output [7:0] \port$428$0 ;
+  wire [7:0] \port$428$0 ;
+  output [7:0] \port$433$0 ;
+  wire [7:0] \port$433$0 ;
+  output [7:0] \port$438$0 ;
+  wire [7:0] \port$438$0 ;
+  output [7:0] \port$443$0 ;
+  wire [7:0] \port$443$0 ;
+  output [7:0] \port$448$0 ;
+  wire [7:0] \port$448$0 ;
+  output [7:0] \port$453$0 ;
+  wire [7:0] \port$453$0 ;
+  output [7:0] \port$458$0 ;
+  wire [7:0] \port$458$0 ;
+  output [7:0] \port$463$0 ;
+  wire [7:0] \port$463$0 ;
+  output \port$87$0 ;
+  wire \port$87$0 ;
+  output \port$88$0 ;
+  wire \port$88$0 ;
+  output \port$89$0 ;
+  wire \port$89$0 ;
+  output \port$90$0 ;
+  wire \port$90$0 ;
   wire pos_bstep;
   wire \pos_bstep$101 ;
   wire \pos_bstep$85 ;
@@ -20470,51 +22012,51 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$9  = \$8  & all_idle;
   assign \$10  = ~ any_stall;
   assign go = \$9  & \$10 ;
-  assign \$11  = args[265:258] - 1'h1;
+  assign \$11  = args[266:259] - 1'h1;
   assign \$12  = g_kr == \$11 ;
-  assign \$13  = args[273:266] - 1'h1;
+  assign \$13  = args[274:267] - 1'h1;
   assign \$14  = g_nr == \$13 ;
   assign g_round_end = \$12  & \$14 ;
   assign \$15  = en & pos_valid;
   assign \$16  = g_kbase + kk;
-  assign \$17  = \$16  < args[249:242];
+  assign \$17  = \$16  < args[250:243];
   assign \$18  = \$15  & \$17 ;
   assign \$19  = g_nbase + nn;
-  assign \$20  = \$19  < args[257:250];
+  assign \$20  = \$19  < args[258:251];
   assign g_act0 = \$18  & \$20 ;
   assign pos_bstep = go & g_round_end;
   assign \$21  = \en$49  & \pos_valid$79 ;
   assign \$22  = g_kbase + \kk$80 ;
-  assign \$23  = \$22  < args[249:242];
+  assign \$23  = \$22  < args[250:243];
   assign \$24  = \$21  & \$23 ;
   assign \$25  = g_nbase + \nn$81 ;
-  assign \$26  = \$25  < args[257:250];
+  assign \$26  = \$25  < args[258:251];
   assign g_act1 = \$24  & \$26 ;
   assign \pos_bstep$85  = go & g_round_end;
   assign \$27  = \en$50  & \pos_valid$87 ;
   assign \$28  = g_kbase + \kk$88 ;
-  assign \$29  = \$28  < args[249:242];
+  assign \$29  = \$28  < args[250:243];
   assign \$30  = \$27  & \$29 ;
   assign \$31  = g_nbase + \nn$89 ;
-  assign \$32  = \$31  < args[257:250];
+  assign \$32  = \$31  < args[258:251];
   assign g_act2 = \$30  & \$32 ;
   assign \pos_bstep$93  = go & g_round_end;
   assign \$33  = \en$51  & \pos_valid$95 ;
   assign \$34  = g_kbase + \kk$96 ;
-  assign \$35  = \$34  < args[249:242];
+  assign \$35  = \$34  < args[250:243];
   assign \$36  = \$33  & \$35 ;
   assign \$37  = g_nbase + \nn$97 ;
-  assign \$38  = \$37  < args[257:250];
+  assign \$38  = \$37  < args[258:251];
   assign g_act3 = \$36  & \$38 ;
   assign \pos_bstep$101  = go & g_round_end;
   assign \$39  = i_p0 + bi;
   assign \$40  = \$39  < args[107:92];
   assign \$41  = en & \$40 ;
   assign \$42  = i_kbase + kk;
-  assign \$43  = \$42  < args[249:242];
+  assign \$43  = \$42  < args[250:243];
   assign \$44  = \$41  & \$43 ;
   assign \$45  = i_nbase + nn;
-  assign \$46  = \$45  < args[257:250];
+  assign \$46  = \$45  < args[258:251];
   assign i_act0 = \$44  & \$46 ;
   assign \$47  = ~ i_act0;
   assign \$48  = full & op__0__ready;
@@ -20523,10 +22065,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$50  = \$49  < args[107:92];
   assign \$51  = \en$49  & \$50 ;
   assign \$52  = i_kbase + \kk$80 ;
-  assign \$53  = \$52  < args[249:242];
+  assign \$53  = \$52  < args[250:243];
   assign \$54  = \$51  & \$53 ;
   assign \$55  = i_nbase + \nn$81 ;
-  assign \$56  = \$55  < args[257:250];
+  assign \$56  = \$55  < args[258:251];
   assign i_act1 = \$54  & \$56 ;
   assign \$57  = ~ i_act1;
   assign \$58  = \full$113  & op__1__ready;
@@ -20535,10 +22077,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$60  = \$59  < args[107:92];
   assign \$61  = \en$50  & \$60 ;
   assign \$62  = i_kbase + \kk$88 ;
-  assign \$63  = \$62  < args[249:242];
+  assign \$63  = \$62  < args[250:243];
   assign \$64  = \$61  & \$63 ;
   assign \$65  = i_nbase + \nn$89 ;
-  assign \$66  = \$65  < args[257:250];
+  assign \$66  = \$65  < args[258:251];
   assign i_act2 = \$64  & \$66 ;
   assign \$67  = ~ i_act2;
   assign \$68  = \full$118  & op__2__ready;
@@ -20547,18 +22089,18 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$70  = \$69  < args[107:92];
   assign \$71  = \en$51  & \$70 ;
   assign \$72  = i_kbase + \kk$96 ;
-  assign \$73  = \$72  < args[249:242];
+  assign \$73  = \$72  < args[250:243];
   assign \$74  = \$71  & \$73 ;
   assign \$75  = i_nbase + \nn$97 ;
-  assign \$76  = \$75  < args[257:250];
+  assign \$76  = \$75  < args[258:251];
   assign i_act3 = \$74  & \$76 ;
   assign \$77  = ~ i_act3;
   assign \$78  = \full$123  & op__3__ready;
   assign i_ok3 = \$77  | \$78 ;
-  assign \$79  = args[265:258] - 1'h1;
+  assign \$79  = args[266:259] - 1'h1;
   assign \final  = i_kr == \$79 ;
   assign \$80  = since_final + 1'h1;
-  assign spaced = \$80  >= args[302:295];
+  assign spaced = \$80  >= args[303:296];
   assign \$81  = ~ setup;
   assign \$82  = busy & \$81 ;
   assign \$83  = ~ i_done;
@@ -20578,10 +22120,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign op__3__valid = issue & i_act3;
   assign \take$146  = issue & i_act3;
   assign \$90  = ! i_kr;
-  assign \$91  = args[265:258] - 1'h1;
+  assign \$91  = args[266:259] - 1'h1;
   assign \$92  = i_kr == \$91 ;
   assign res_any = | { res_valid__3, res_valid__2, res_valid__1, res_valid__0 };
-  assign res_signed = args[382] | args[381];
+  assign res_signed = args[388] | args[387];
   assign \$93  = res_signed ? { res_y__0[21], res_y__0[21:0] } : { 1'h0, res_y__0[21:0] };
   assign \$94  = tag[0] ? 32'd0 : acc0_0;
   assign \$95  = tag[2] ? { \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93  } : 32'd0;
@@ -20785,7 +22327,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$256  = $signed(\$254 [31:0]) + $signed(\$255 [31:0]);
   assign \$257  = ser_p0 + g_bi;
   assign \$258  = ser_n0 + g_nn;
-  assign \$259  = args[337:332] + \$258 [7:0];
+  assign \$259  = args[343:334] + \$258 [7:0];
   assign \$260  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
   assign \$261  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
   assign \$262  = $signed(q0_sum2) + $signed(param_rd__data[223:192]);
@@ -20794,46 +22336,46 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$265  = $signed(q0_sum5) + $signed(param_rd__data[511:480]);
   assign \$266  = $signed(q0_sum6) + $signed(param_rd__data[607:576]);
   assign \$267  = $signed(q0_sum7) + $signed(param_rd__data[703:672]);
-  assign \$268  = $signed(y[31:0]) + $signed(args[355:346]);
-  assign \$269  = $signed(\$268 ) < $signed(args[365:356]);
-  assign \$270  = $signed(\$268 ) > $signed(args[375:366]);
-  assign \$271  = \$270  ? { args[375], args[375:366] } : { 1'h0, \$268 [9:0] };
-  assign \$272  = \$269  ? { args[365], args[365:356] } : \$271 ;
-  assign \$273  = $signed(y[63:32]) + $signed(args[355:346]);
-  assign \$274  = $signed(\$273 ) < $signed(args[365:356]);
-  assign \$275  = $signed(\$273 ) > $signed(args[375:366]);
-  assign \$276  = \$275  ? { args[375], args[375:366] } : { 1'h0, \$273 [9:0] };
-  assign \$277  = \$274  ? { args[365], args[365:356] } : \$276 ;
-  assign \$278  = $signed(y[95:64]) + $signed(args[355:346]);
-  assign \$279  = $signed(\$278 ) < $signed(args[365:356]);
-  assign \$280  = $signed(\$278 ) > $signed(args[375:366]);
-  assign \$281  = \$280  ? { args[375], args[375:366] } : { 1'h0, \$278 [9:0] };
-  assign \$282  = \$279  ? { args[365], args[365:356] } : \$281 ;
-  assign \$283  = $signed(y[127:96]) + $signed(args[355:346]);
-  assign \$284  = $signed(\$283 ) < $signed(args[365:356]);
-  assign \$285  = $signed(\$283 ) > $signed(args[375:366]);
-  assign \$286  = \$285  ? { args[375], args[375:366] } : { 1'h0, \$283 [9:0] };
-  assign \$287  = \$284  ? { args[365], args[365:356] } : \$286 ;
-  assign \$288  = $signed(y[159:128]) + $signed(args[355:346]);
-  assign \$289  = $signed(\$288 ) < $signed(args[365:356]);
-  assign \$290  = $signed(\$288 ) > $signed(args[375:366]);
-  assign \$291  = \$290  ? { args[375], args[375:366] } : { 1'h0, \$288 [9:0] };
-  assign \$292  = \$289  ? { args[365], args[365:356] } : \$291 ;
-  assign \$293  = $signed(y[191:160]) + $signed(args[355:346]);
-  assign \$294  = $signed(\$293 ) < $signed(args[365:356]);
-  assign \$295  = $signed(\$293 ) > $signed(args[375:366]);
-  assign \$296  = \$295  ? { args[375], args[375:366] } : { 1'h0, \$293 [9:0] };
-  assign \$297  = \$294  ? { args[365], args[365:356] } : \$296 ;
-  assign \$298  = $signed(y[223:192]) + $signed(args[355:346]);
-  assign \$299  = $signed(\$298 ) < $signed(args[365:356]);
-  assign \$300  = $signed(\$298 ) > $signed(args[375:366]);
-  assign \$301  = \$300  ? { args[375], args[375:366] } : { 1'h0, \$298 [9:0] };
-  assign \$302  = \$299  ? { args[365], args[365:356] } : \$301 ;
-  assign \$303  = $signed(y[255:224]) + $signed(args[355:346]);
-  assign \$304  = $signed(\$303 ) < $signed(args[365:356]);
-  assign \$305  = $signed(\$303 ) > $signed(args[375:366]);
-  assign \$306  = \$305  ? { args[375], args[375:366] } : { 1'h0, \$303 [9:0] };
-  assign \$307  = \$304  ? { args[365], args[365:356] } : \$306 ;
+  assign \$268  = $signed(y[31:0]) + $signed(args[361:352]);
+  assign \$269  = $signed(\$268 ) < $signed(args[371:362]);
+  assign \$270  = $signed(\$268 ) > $signed(args[381:372]);
+  assign \$271  = \$270  ? { args[381], args[381:372] } : { 1'h0, \$268 [9:0] };
+  assign \$272  = \$269  ? { args[371], args[371:362] } : \$271 ;
+  assign \$273  = $signed(y[63:32]) + $signed(args[361:352]);
+  assign \$274  = $signed(\$273 ) < $signed(args[371:362]);
+  assign \$275  = $signed(\$273 ) > $signed(args[381:372]);
+  assign \$276  = \$275  ? { args[381], args[381:372] } : { 1'h0, \$273 [9:0] };
+  assign \$277  = \$274  ? { args[371], args[371:362] } : \$276 ;
+  assign \$278  = $signed(y[95:64]) + $signed(args[361:352]);
+  assign \$279  = $signed(\$278 ) < $signed(args[371:362]);
+  assign \$280  = $signed(\$278 ) > $signed(args[381:372]);
+  assign \$281  = \$280  ? { args[381], args[381:372] } : { 1'h0, \$278 [9:0] };
+  assign \$282  = \$279  ? { args[371], args[371:362] } : \$281 ;
+  assign \$283  = $signed(y[127:96]) + $signed(args[361:352]);
+  assign \$284  = $signed(\$283 ) < $signed(args[371:362]);
+  assign \$285  = $signed(\$283 ) > $signed(args[381:372]);
+  assign \$286  = \$285  ? { args[381], args[381:372] } : { 1'h0, \$283 [9:0] };
+  assign \$287  = \$284  ? { args[371], args[371:362] } : \$286 ;
+  assign \$288  = $signed(y[159:128]) + $signed(args[361:352]);
+  assign \$289  = $signed(\$288 ) < $signed(args[371:362]);
+  assign \$290  = $signed(\$288 ) > $signed(args[381:372]);
+  assign \$291  = \$290  ? { args[381], args[381:372] } : { 1'h0, \$288 [9:0] };
+  assign \$292  = \$289  ? { args[371], args[371:362] } : \$291 ;
+  assign \$293  = $signed(y[191:160]) + $signed(args[361:352]);
+  assign \$294  = $signed(\$293 ) < $signed(args[371:362]);
+  assign \$295  = $signed(\$293 ) > $signed(args[381:372]);
+  assign \$296  = \$295  ? { args[381], args[381:372] } : { 1'h0, \$293 [9:0] };
+  assign \$297  = \$294  ? { args[371], args[371:362] } : \$296 ;
+  assign \$298  = $signed(y[223:192]) + $signed(args[361:352]);
+  assign \$299  = $signed(\$298 ) < $signed(args[371:362]);
+  assign \$300  = $signed(\$298 ) > $signed(args[381:372]);
+  assign \$301  = \$300  ? { args[381], args[381:372] } : { 1'h0, \$298 [9:0] };
+  assign \$302  = \$299  ? { args[371], args[371:362] } : \$301 ;
+  assign \$303  = $signed(y[255:224]) + $signed(args[361:352]);
+  assign \$304  = $signed(\$303 ) < $signed(args[371:362]);
+  assign \$305  = $signed(\$303 ) > $signed(args[381:372]);
+  assign \$306  = \$305  ? { args[381], args[381:372] } : { 1'h0, \$303 [9:0] };
+  assign \$307  = \$304  ? { args[371], args[371:362] } : \$306 ;
   assign post_busy = i_valid | \busy$400 ;
   assign \$308  = ~ setup;
   assign \$309  = busy & \$308 ;
@@ -20854,77 +22396,77 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$320  = ~ busy;
   assign \pos_init$408  = start & \$320 ;
   assign \$321  = setup_cnt + 1'h1;
-  assign \$322  = \$321  < args[280:274];
+  assign \$322  = \$321  < args[281:275];
   assign \$323  = setup & \$322 ;
   assign \$324  = bi > setup_cnt;
   assign pos_step = \$323  & \$324 ;
   assign \$325  = setup_cnt + 1'h1;
-  assign \$326  = \$325  < args[280:274];
+  assign \$326  = \$325  < args[281:275];
   assign \$327  = setup & \$326 ;
   assign \$328  = \bi$111  > setup_cnt;
   assign \pos_step$411  = \$327  & \$328 ;
   assign \$329  = setup_cnt + 1'h1;
-  assign \$330  = \$329  < args[280:274];
+  assign \$330  = \$329  < args[281:275];
   assign \$331  = setup & \$330 ;
   assign \$332  = \bi$116  > setup_cnt;
   assign \pos_step$412  = \$331  & \$332 ;
   assign \$333  = setup_cnt + 1'h1;
-  assign \$334  = \$333  < args[280:274];
+  assign \$334  = \$333  < args[281:275];
   assign \$335  = setup & \$334 ;
   assign \$336  = \bi$121  > setup_cnt;
   assign \pos_step$413  = \$335  & \$336 ;
-  assign \$337  = args[265:258] - 1'h1;
+  assign \$337  = args[266:259] - 1'h1;
   assign \$338  = g_kr == \$337 ;
-  assign \$339  = args[273:266] - 1'h1;
+  assign \$339  = args[274:267] - 1'h1;
   assign \$340  = g_nr == \$339 ;
-  assign \$341  = g_p0 + args[280:274];
-  assign \$342  = g_p0 + args[280:274];
+  assign \$341  = g_p0 + args[281:275];
+  assign \$342  = g_p0 + args[281:275];
   assign \$343  = \$342  >= args[107:92];
   assign \$344  = g_nr + 1'h1;
-  assign \$345  = g_nbase + args[294:288];
+  assign \$345  = g_nbase + args[295:289];
   assign \$346  = g_kr + 1'h1;
-  assign \$347  = g_kbase + args[287:281];
+  assign \$347  = g_kbase + args[288:282];
   assign \$348  = issue & \final ;
   assign \$349  = since_final != 8'hff;
   assign \$350  = since_final + 1'h1;
-  assign \$351  = args[265:258] - 1'h1;
+  assign \$351  = args[266:259] - 1'h1;
   assign \$352  = i_kr == \$351 ;
-  assign \$353  = args[273:266] - 1'h1;
+  assign \$353  = args[274:267] - 1'h1;
   assign \$354  = i_nr == \$353 ;
   assign \$355  = \$352  & \$354 ;
   assign \$356  = i_page + 1'h1;
-  assign \$357  = \$355  ? { 1'h0, args[311:309] } : \$356 ;
-  assign \$358  = args[265:258] - 1'h1;
+  assign \$357  = \$355  ? { 1'h0, args[313:311] } : \$356 ;
+  assign \$358  = args[266:259] - 1'h1;
   assign \$359  = i_kr == \$358 ;
-  assign \$360  = args[273:266] - 1'h1;
+  assign \$360  = args[274:267] - 1'h1;
   assign \$361  = i_nr == \$360 ;
-  assign \$362  = i_p0 + args[280:274];
-  assign \$363  = i_p0 + args[280:274];
+  assign \$362  = i_p0 + args[281:275];
+  assign \$363  = i_p0 + args[281:275];
   assign \$364  = \$363  >= args[107:92];
   assign \$365  = i_nr + 1'h1;
-  assign \$366  = i_nbase + args[294:288];
+  assign \$366  = i_nbase + args[295:289];
   assign \$367  = i_kr + 1'h1;
-  assign \$368  = i_kbase + args[287:281];
+  assign \$368  = i_kbase + args[288:282];
   assign \$369  = res_any & tag[1];
   assign \$370  = res_any & tag[1];
   assign \$371  = ~ \$370 ;
   assign \$372  = ser_on & \$371 ;
   assign \$373  = ser_cnt - 1'h1;
-  assign \$374  = args[294:288] - 1'h1;
+  assign \$374  = args[295:289] - 1'h1;
   assign \$375  = $signed({ 1'h0, g_nn }) == $signed(\$374 );
   assign \$376  = g_bi + 1'h1;
   assign \$377  = g_nn + 1'h1;
   assign \$378  = \$257 [15:0] < args[107:92];
   assign \$379  = ser_on & \$378 ;
-  assign \$380  = \$258 [7:0] < args[257:250];
+  assign \$380  = \$258 [7:0] < args[258:251];
   assign \$381  = \$379  & \$380 ;
-  assign \$382  = \$257 [15:0] * args[331:324];
-  assign \$383  = args[323:312] + \$382 ;
+  assign \$382  = \$257 [15:0] * args[333:326];
+  assign \$383  = args[325:314] + \$382 ;
   assign \$384  = \$383  + \$258 [7:0];
   assign \$385  = ~ busy;
   assign \$386  = start & \$385 ;
   assign \$387  = setup_cnt + 1'h1;
-  assign \$388  = \$387  < args[280:274];
+  assign \$388  = \$387  < args[281:275];
   assign \$389  = setup_cnt + 1'h1;
   always @(posedge clk)
     g_kr <= \$390 ;
@@ -21542,7 +23084,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$468  = ser_cnt;
     if (\$369 ) begin
-      \$468  = args[302:295];
+      \$468  = args[303:296];
     end
     if (\$372 ) begin
       \$468  = \$373 [7:0];
@@ -21790,7 +23332,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
       \$397  = \$357 [2:0];
     end
     if (\$386 ) begin
-      \$397  = args[311:309];
+      \$397  = args[313:311];
     end
     if (rst) begin
       \$397  = 3'h0;
@@ -22133,19 +23675,19 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign addr_pipe3 = act_w__addr;
   assign act_w__data = { \$307 [7:0], \$302 [7:0], \$297 [7:0], \$292 [7:0], \$287 [7:0], \$282 [7:0], \$277 [7:0], \$272 [7:0] };
   assign done = finished;
-  assign \port$68$0  = \$1 ;
-  assign \port$69$0  = \$2 ;
-  assign \port$70$0  = \$3 ;
-  assign \port$71$0  = \$4 ;
-  assign param_rd__addr = \$259 [5:0];
-  assign \port$409$0  = \$272 [7:0];
-  assign \port$414$0  = \$277 [7:0];
-  assign \port$419$0  = \$282 [7:0];
-  assign \port$424$0  = \$287 [7:0];
-  assign \port$429$0  = \$292 [7:0];
-  assign \port$434$0  = \$297 [7:0];
-  assign \port$439$0  = \$302 [7:0];
-  assign \port$444$0  = \$307 [7:0];
+  assign \port$87$0  = \$1 ;
+  assign \port$88$0  = \$2 ;
+  assign \port$89$0  = \$3 ;
+  assign \port$90$0  = \$4 ;
+  assign param_rd__addr = \$259 [9:0];
+  assign \port$428$0  = \$272 [7:0];
+  assign \port$433$0  = \$277 [7:0];
+  assign \port$438$0  = \$282 [7:0];
+  assign \port$443$0  = \$287 [7:0];
+  assign \port$448$0  = \$292 [7:0];
+  assign \port$453$0  = \$297 [7:0];
+  assign \port$458$0  = \$302 [7:0];
+  assign \port$463$0  = \$307 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -22171,29 +23713,29 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \args.br  = args[207:200];
   assign \args.img_delta  = args[221:208];
   assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[311:309];
-  assign \args.out_base  = args[323:312];
-  assign \args.out_cw  = args[331:324];
-  assign \args.param_base  = args[337:332];
-  assign \args.zp_in  = args[345:338];
-  assign \args.zp_out  = args[355:346];
-  assign \args.act_min  = args[365:356];
-  assign \args.act_max  = args[375:366];
-  assign \args.ab_m1  = args[378:376];
-  assign \args.wb_log2  = args[380:379];
-  assign \args.x_signed  = args[381];
-  assign \args.w_signed  = args[382];
-  assign \args.rowpack  = args[383];
+  assign \args.desc_base  = args[242:236];
+  assign \args.kt  = args[250:243];
+  assign \args.nt  = args[258:251];
+  assign \args.kr  = args[266:259];
+  assign \args.nr  = args[274:267];
+  assign \args.b  = args[281:275];
+  assign \args.ki  = args[288:282];
+  assign \args.no  = args[295:289];
+  assign \args.groups  = args[303:296];
+  assign \args.role_base  = args[310:304];
+  assign \args.page_base  = args[313:311];
+  assign \args.out_base  = args[325:314];
+  assign \args.out_cw  = args[333:326];
+  assign \args.param_base  = args[343:334];
+  assign \args.zp_in  = args[351:344];
+  assign \args.zp_out  = args[361:352];
+  assign \args.act_min  = args[371:362];
+  assign \args.act_max  = args[381:372];
+  assign \args.ab_m1  = args[384:382];
+  assign \args.wb_log2  = args[386:385];
+  assign \args.x_signed  = args[387];
+  assign \args.w_signed  = args[388];
+  assign \args.rowpack  = args[389];
   assign \args$1.in_h  = args[7:0];
   assign \args$1.in_w  = args[15:8];
   assign \args$1.in_cw  = args[23:16];
@@ -22219,29 +23761,29 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \args$1.br  = args[207:200];
   assign \args$1.img_delta  = args[221:208];
   assign \args$1.img_bstep  = args[235:222];
-  assign \args$1.desc_base  = args[241:236];
-  assign \args$1.kt  = args[249:242];
-  assign \args$1.nt  = args[257:250];
-  assign \args$1.kr  = args[265:258];
-  assign \args$1.nr  = args[273:266];
-  assign \args$1.b  = args[280:274];
-  assign \args$1.ki  = args[287:281];
-  assign \args$1.no  = args[294:288];
-  assign \args$1.groups  = args[302:295];
-  assign \args$1.role_base  = args[308:303];
-  assign \args$1.page_base  = args[311:309];
-  assign \args$1.out_base  = args[323:312];
-  assign \args$1.out_cw  = args[331:324];
-  assign \args$1.param_base  = args[337:332];
-  assign \args$1.zp_in  = args[345:338];
-  assign \args$1.zp_out  = args[355:346];
-  assign \args$1.act_min  = args[365:356];
-  assign \args$1.act_max  = args[375:366];
-  assign \args$1.ab_m1  = args[378:376];
-  assign \args$1.wb_log2  = args[380:379];
-  assign \args$1.x_signed  = args[381];
-  assign \args$1.w_signed  = args[382];
-  assign \args$1.rowpack  = args[383];
+  assign \args$1.desc_base  = args[242:236];
+  assign \args$1.kt  = args[250:243];
+  assign \args$1.nt  = args[258:251];
+  assign \args$1.kr  = args[266:259];
+  assign \args$1.nr  = args[274:267];
+  assign \args$1.b  = args[281:275];
+  assign \args$1.ki  = args[288:282];
+  assign \args$1.no  = args[295:289];
+  assign \args$1.groups  = args[303:296];
+  assign \args$1.role_base  = args[310:304];
+  assign \args$1.page_base  = args[313:311];
+  assign \args$1.out_base  = args[325:314];
+  assign \args$1.out_cw  = args[333:326];
+  assign \args$1.param_base  = args[343:334];
+  assign \args$1.zp_in  = args[351:344];
+  assign \args$1.zp_out  = args[361:352];
+  assign \args$1.act_min  = args[371:362];
+  assign \args$1.act_max  = args[381:372];
+  assign \args$1.ab_m1  = args[384:382];
+  assign \args$1.wb_log2  = args[386:385];
+  assign \args$1.x_signed  = args[387];
+  assign \args$1.w_signed  = args[388];
+  assign \args$1.rowpack  = args[389];
   assign \desc_rd__data.ky0  = desc_rd__data[7:0];
   assign \desc_rd__data.kx0  = desc_rd__data[15:8];
   assign \desc_rd__data.dy0  = desc_rd__data[27:16];
@@ -22281,29 +23823,29 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \args$12.br  = args[207:200];
   assign \args$12.img_delta  = args[221:208];
   assign \args$12.img_bstep  = args[235:222];
-  assign \args$12.desc_base  = args[241:236];
-  assign \args$12.kt  = args[249:242];
-  assign \args$12.nt  = args[257:250];
-  assign \args$12.kr  = args[265:258];
-  assign \args$12.nr  = args[273:266];
-  assign \args$12.b  = args[280:274];
-  assign \args$12.ki  = args[287:281];
-  assign \args$12.no  = args[294:288];
-  assign \args$12.groups  = args[302:295];
-  assign \args$12.role_base  = args[308:303];
-  assign \args$12.page_base  = args[311:309];
-  assign \args$12.out_base  = args[323:312];
-  assign \args$12.out_cw  = args[331:324];
-  assign \args$12.param_base  = args[337:332];
-  assign \args$12.zp_in  = args[345:338];
-  assign \args$12.zp_out  = args[355:346];
-  assign \args$12.act_min  = args[365:356];
-  assign \args$12.act_max  = args[375:366];
-  assign \args$12.ab_m1  = args[378:376];
-  assign \args$12.wb_log2  = args[380:379];
-  assign \args$12.x_signed  = args[381];
-  assign \args$12.w_signed  = args[382];
-  assign \args$12.rowpack  = args[383];
+  assign \args$12.desc_base  = args[242:236];
+  assign \args$12.kt  = args[250:243];
+  assign \args$12.nt  = args[258:251];
+  assign \args$12.kr  = args[266:259];
+  assign \args$12.nr  = args[274:267];
+  assign \args$12.b  = args[281:275];
+  assign \args$12.ki  = args[288:282];
+  assign \args$12.no  = args[295:289];
+  assign \args$12.groups  = args[303:296];
+  assign \args$12.role_base  = args[310:304];
+  assign \args$12.page_base  = args[313:311];
+  assign \args$12.out_base  = args[325:314];
+  assign \args$12.out_cw  = args[333:326];
+  assign \args$12.param_base  = args[343:334];
+  assign \args$12.zp_in  = args[351:344];
+  assign \args$12.zp_out  = args[361:352];
+  assign \args$12.act_min  = args[371:362];
+  assign \args$12.act_max  = args[381:372];
+  assign \args$12.ab_m1  = args[384:382];
+  assign \args$12.wb_log2  = args[386:385];
+  assign \args$12.x_signed  = args[387];
+  assign \args$12.w_signed  = args[388];
+  assign \args$12.rowpack  = args[389];
   assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [7:0];
   assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [15:8];
   assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [27:16];
@@ -22343,29 +23885,29 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \args$23.br  = args[207:200];
   assign \args$23.img_delta  = args[221:208];
   assign \args$23.img_bstep  = args[235:222];
-  assign \args$23.desc_base  = args[241:236];
-  assign \args$23.kt  = args[249:242];
-  assign \args$23.nt  = args[257:250];
-  assign \args$23.kr  = args[265:258];
-  assign \args$23.nr  = args[273:266];
-  assign \args$23.b  = args[280:274];
-  assign \args$23.ki  = args[287:281];
-  assign \args$23.no  = args[294:288];
-  assign \args$23.groups  = args[302:295];
-  assign \args$23.role_base  = args[308:303];
-  assign \args$23.page_base  = args[311:309];
-  assign \args$23.out_base  = args[323:312];
-  assign \args$23.out_cw  = args[331:324];
-  assign \args$23.param_base  = args[337:332];
-  assign \args$23.zp_in  = args[345:338];
-  assign \args$23.zp_out  = args[355:346];
-  assign \args$23.act_min  = args[365:356];
-  assign \args$23.act_max  = args[375:366];
-  assign \args$23.ab_m1  = args[378:376];
-  assign \args$23.wb_log2  = args[380:379];
-  assign \args$23.x_signed  = args[381];
-  assign \args$23.w_signed  = args[382];
-  assign \args$23.rowpack  = args[383];
+  assign \args$23.desc_base  = args[242:236];
+  assign \args$23.kt  = args[250:243];
+  assign \args$23.nt  = args[258:251];
+  assign \args$23.kr  = args[266:259];
+  assign \args$23.nr  = args[274:267];
+  assign \args$23.b  = args[281:275];
+  assign \args$23.ki  = args[288:282];
+  assign \args$23.no  = args[295:289];
+  assign \args$23.groups  = args[303:296];
+  assign \args$23.role_base  = args[310:304];
+  assign \args$23.page_base  = args[313:311];
+  assign \args$23.out_base  = args[325:314];
+  assign \args$23.out_cw  = args[333:326];
+  assign \args$23.param_base  = args[343:334];
+  assign \args$23.zp_in  = args[351:344];
+  assign \args$23.zp_out  = args[361:352];
+  assign \args$23.act_min  = args[371:362];
+  assign \args$23.act_max  = args[381:372];
+  assign \args$23.ab_m1  = args[384:382];
+  assign \args$23.wb_log2  = args[386:385];
+  assign \args$23.x_signed  = args[387];
+  assign \args$23.w_signed  = args[388];
+  assign \args$23.rowpack  = args[389];
   assign \desc_rd__data$32.ky0  = \desc_rd__data$32 [7:0];
   assign \desc_rd__data$32.kx0  = \desc_rd__data$32 [15:8];
   assign \desc_rd__data$32.dy0  = \desc_rd__data$32 [27:16];
@@ -22405,29 +23947,29 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \args$34.br  = args[207:200];
   assign \args$34.img_delta  = args[221:208];
   assign \args$34.img_bstep  = args[235:222];
-  assign \args$34.desc_base  = args[241:236];
-  assign \args$34.kt  = args[249:242];
-  assign \args$34.nt  = args[257:250];
-  assign \args$34.kr  = args[265:258];
-  assign \args$34.nr  = args[273:266];
-  assign \args$34.b  = args[280:274];
-  assign \args$34.ki  = args[287:281];
-  assign \args$34.no  = args[294:288];
-  assign \args$34.groups  = args[302:295];
-  assign \args$34.role_base  = args[308:303];
-  assign \args$34.page_base  = args[311:309];
-  assign \args$34.out_base  = args[323:312];
-  assign \args$34.out_cw  = args[331:324];
-  assign \args$34.param_base  = args[337:332];
-  assign \args$34.zp_in  = args[345:338];
-  assign \args$34.zp_out  = args[355:346];
-  assign \args$34.act_min  = args[365:356];
-  assign \args$34.act_max  = args[375:366];
-  assign \args$34.ab_m1  = args[378:376];
-  assign \args$34.wb_log2  = args[380:379];
-  assign \args$34.x_signed  = args[381];
-  assign \args$34.w_signed  = args[382];
-  assign \args$34.rowpack  = args[383];
+  assign \args$34.desc_base  = args[242:236];
+  assign \args$34.kt  = args[250:243];
+  assign \args$34.nt  = args[258:251];
+  assign \args$34.kr  = args[266:259];
+  assign \args$34.nr  = args[274:267];
+  assign \args$34.b  = args[281:275];
+  assign \args$34.ki  = args[288:282];
+  assign \args$34.no  = args[295:289];
+  assign \args$34.groups  = args[303:296];
+  assign \args$34.role_base  = args[310:304];
+  assign \args$34.page_base  = args[313:311];
+  assign \args$34.out_base  = args[325:314];
+  assign \args$34.out_cw  = args[333:326];
+  assign \args$34.param_base  = args[343:334];
+  assign \args$34.zp_in  = args[351:344];
+  assign \args$34.zp_out  = args[361:352];
+  assign \args$34.act_min  = args[371:362];
+  assign \args$34.act_max  = args[381:372];
+  assign \args$34.ab_m1  = args[384:382];
+  assign \args$34.wb_log2  = args[386:385];
+  assign \args$34.x_signed  = args[387];
+  assign \args$34.w_signed  = args[388];
+  assign \args$34.rowpack  = args[389];
   assign \desc_rd__data$43.ky0  = \desc_rd__data$43 [7:0];
   assign \desc_rd__data$43.kx0  = \desc_rd__data$43 [15:8];
   assign \desc_rd__data$43.dy0  = \desc_rd__data$43 [27:16];
@@ -23366,34 +24908,34 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign tag_in[1] = \$92 ;
   assign tag_in[0] = \$90 ;
   assign op__3__payload[532:21] = \x$148 ;
-  assign op__3__payload[16] = args[381];
-  assign op__3__payload[15] = args[382];
-  assign op__3__payload[14:12] = args[378:376];
-  assign op__3__payload[11:10] = args[380:379];
+  assign op__3__payload[16] = args[387];
+  assign op__3__payload[15] = args[388];
+  assign op__3__payload[14:12] = args[384:382];
+  assign op__3__payload[11:10] = args[386:385];
   assign op__3__payload[3:1] = i_page;
   assign op__3__payload[0] = 1'h0;
   assign { op__3__payload[596:533], op__3__payload[20:17], op__3__payload[9:4] } = 74'h0000000000000000000;
   assign op__2__payload[532:21] = \x$144 ;
-  assign op__2__payload[16] = args[381];
-  assign op__2__payload[15] = args[382];
-  assign op__2__payload[14:12] = args[378:376];
-  assign op__2__payload[11:10] = args[380:379];
+  assign op__2__payload[16] = args[387];
+  assign op__2__payload[15] = args[388];
+  assign op__2__payload[14:12] = args[384:382];
+  assign op__2__payload[11:10] = args[386:385];
   assign op__2__payload[3:1] = i_page;
   assign op__2__payload[0] = 1'h0;
   assign { op__2__payload[596:533], op__2__payload[20:17], op__2__payload[9:4] } = 74'h0000000000000000000;
   assign op__1__payload[532:21] = \x$140 ;
-  assign op__1__payload[16] = args[381];
-  assign op__1__payload[15] = args[382];
-  assign op__1__payload[14:12] = args[378:376];
-  assign op__1__payload[11:10] = args[380:379];
+  assign op__1__payload[16] = args[387];
+  assign op__1__payload[15] = args[388];
+  assign op__1__payload[14:12] = args[384:382];
+  assign op__1__payload[11:10] = args[386:385];
   assign op__1__payload[3:1] = i_page;
   assign op__1__payload[0] = 1'h0;
   assign { op__1__payload[596:533], op__1__payload[20:17], op__1__payload[9:4] } = 74'h0000000000000000000;
   assign op__0__payload[532:21] = x;
-  assign op__0__payload[16] = args[381];
-  assign op__0__payload[15] = args[382];
-  assign op__0__payload[14:12] = args[378:376];
-  assign op__0__payload[11:10] = args[380:379];
+  assign op__0__payload[16] = args[387];
+  assign op__0__payload[15] = args[388];
+  assign op__0__payload[14:12] = args[384:382];
+  assign op__0__payload[11:10] = args[386:385];
   assign op__0__payload[3:1] = i_page;
   assign op__0__payload[0] = 1'h0;
   assign { op__0__payload[596:533], op__0__payload[20:17], op__0__payload[9:4] } = 74'h0000000000000000000;
@@ -23462,7 +25004,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [6:0] \$37 ;
+  wire [7:0] \$37 ;
   wire [8:0] \$38 ;
   wire [9:0] \$39 ;
   wire [6:0] \$4 ;
@@ -23539,8 +25081,8 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [383:0] args;
-  wire [383:0] args;
+  input [389:0] args;
+  wire [389:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -23548,7 +25090,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.bq ;
   wire [7:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
+  wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
@@ -23573,14 +25115,14 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [5:0] \args.param_base ;
+  wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
   wire [13:0] \args.pos_bstep ;
   wire [13:0] \args.pos_ux ;
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
+  wire [6:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -23607,8 +25149,8 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [13:0] d_iy;
   wire [8:0] d_ox;
   wire [9:0] d_oy;
-  output [5:0] desc_rd__addr;
-  wire [5:0] desc_rd__addr;
+  output [6:0] desc_rd__addr;
+  wire [6:0] desc_rd__addr;
   input [72:0] desc_rd__data;
   wire [72:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
@@ -23757,7 +25299,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$1  = pos_step | pos_bstep;
   assign \$2  = - args[71:68];
   assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
+  assign \$4  = pos_bstep ? args[281:275] : 7'h01;
   assign \$5  = p + \$4 ;
   assign \$6  = d_ox - args[83:76];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
@@ -23789,10 +25331,10 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 1'h0;
-  assign \$38  = args[241:236] + g_kbase;
+  assign \$37  = args[310:304] + 1'h0;
+  assign \$38  = args[242:236] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
   assign pos_valid = p < args[107:92];
   assign \$41  = ox + args[207:200];
   assign \$42  = ox + 1'h1;
@@ -23830,7 +25372,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$66  = $signed(iy) < $signed(1'h0);
   assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[383];
+  assign \$69  = ~ args[389];
   assign \$70  = $signed(ix) < $signed(1'h0);
   assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
   assign \$72  = \$70  | \$71 ;
@@ -23843,25 +25385,25 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
   assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[345:338];
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[351:344];
   assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[345:338];
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[351:344];
   assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[345:338];
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[351:344];
   assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[345:338];
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[351:344];
   assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[345:338];
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[351:344];
   assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[345:338];
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[351:344];
   assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[345:338];
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[351:344];
   assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[345:338];
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[351:344];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } >> \$94 ;
-  assign \$95  = args[383] ? window : act_rd__data;
-  assign word = b_oob ? { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } : \$95 ;
+  assign window = { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } >> \$94 ;
+  assign \$95  = args[389] ? window : act_rd__data;
+  assign word = b_oob ? { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -24374,7 +25916,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [5:0];
+  assign desc_rd__addr = \$40 [6:0];
   assign act_rd__addr = addr[11:0];
   assign \desc_rd__data.ky0  = desc_rd__data[7:0];
   assign \desc_rd__data.kx0  = desc_rd__data[15:8];
@@ -24408,29 +25950,29 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \args.br  = args[207:200];
   assign \args.img_delta  = args[221:208];
   assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[311:309];
-  assign \args.out_base  = args[323:312];
-  assign \args.out_cw  = args[331:324];
-  assign \args.param_base  = args[337:332];
-  assign \args.zp_in  = args[345:338];
-  assign \args.zp_out  = args[355:346];
-  assign \args.act_min  = args[365:356];
-  assign \args.act_max  = args[375:366];
-  assign \args.ab_m1  = args[378:376];
-  assign \args.wb_log2  = args[380:379];
-  assign \args.x_signed  = args[381];
-  assign \args.w_signed  = args[382];
-  assign \args.rowpack  = args[383];
+  assign \args.desc_base  = args[242:236];
+  assign \args.kt  = args[250:243];
+  assign \args.nt  = args[258:251];
+  assign \args.kr  = args[266:259];
+  assign \args.nr  = args[274:267];
+  assign \args.b  = args[281:275];
+  assign \args.ki  = args[288:282];
+  assign \args.no  = args[295:289];
+  assign \args.groups  = args[303:296];
+  assign \args.role_base  = args[310:304];
+  assign \args.page_base  = args[313:311];
+  assign \args.out_base  = args[325:314];
+  assign \args.out_cw  = args[333:326];
+  assign \args.param_base  = args[343:334];
+  assign \args.zp_in  = args[351:344];
+  assign \args.zp_out  = args[361:352];
+  assign \args.act_min  = args[371:362];
+  assign \args.act_max  = args[381:372];
+  assign \args.ab_m1  = args[384:382];
+  assign \args.wb_log2  = args[386:385];
+  assign \args.x_signed  = args[387];
+  assign \args.w_signed  = args[388];
+  assign \args.rowpack  = args[389];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -24561,7 +26103,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [6:0] \$37 ;
+  wire [7:0] \$37 ;
   wire [8:0] \$38 ;
   wire [9:0] \$39 ;
   wire [6:0] \$4 ;
@@ -24638,8 +26180,8 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [383:0] args;
-  wire [383:0] args;
+  input [389:0] args;
+  wire [389:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -24647,7 +26189,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.bq ;
   wire [7:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
+  wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
@@ -24672,14 +26214,14 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [5:0] \args.param_base ;
+  wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
   wire [13:0] \args.pos_bstep ;
   wire [13:0] \args.pos_ux ;
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
+  wire [6:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -24706,8 +26248,8 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [13:0] d_iy;
   wire [8:0] d_ox;
   wire [9:0] d_oy;
-  output [5:0] desc_rd__addr;
-  wire [5:0] desc_rd__addr;
+  output [6:0] desc_rd__addr;
+  wire [6:0] desc_rd__addr;
   input [72:0] desc_rd__data;
   wire [72:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
@@ -24856,7 +26398,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$1  = pos_step | pos_bstep;
   assign \$2  = - args[71:68];
   assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
+  assign \$4  = pos_bstep ? args[281:275] : 7'h01;
   assign \$5  = p + \$4 ;
   assign \$6  = d_ox - args[83:76];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
@@ -24888,10 +26430,10 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 1'h1;
-  assign \$38  = args[241:236] + g_kbase;
+  assign \$37  = args[310:304] + 1'h1;
+  assign \$38  = args[242:236] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
   assign pos_valid = p < args[107:92];
   assign \$41  = ox + args[207:200];
   assign \$42  = ox + 1'h1;
@@ -24929,7 +26471,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$66  = $signed(iy) < $signed(1'h0);
   assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[383];
+  assign \$69  = ~ args[389];
   assign \$70  = $signed(ix) < $signed(1'h0);
   assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
   assign \$72  = \$70  | \$71 ;
@@ -24942,25 +26484,25 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
   assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[345:338];
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[351:344];
   assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[345:338];
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[351:344];
   assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[345:338];
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[351:344];
   assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[345:338];
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[351:344];
   assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[345:338];
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[351:344];
   assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[345:338];
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[351:344];
   assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[345:338];
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[351:344];
   assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[345:338];
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[351:344];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } >> \$94 ;
-  assign \$95  = args[383] ? window : act_rd__data;
-  assign word = b_oob ? { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } : \$95 ;
+  assign window = { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } >> \$94 ;
+  assign \$95  = args[389] ? window : act_rd__data;
+  assign word = b_oob ? { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -25473,7 +27015,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [5:0];
+  assign desc_rd__addr = \$40 [6:0];
   assign act_rd__addr = addr[11:0];
   assign \desc_rd__data.ky0  = desc_rd__data[7:0];
   assign \desc_rd__data.kx0  = desc_rd__data[15:8];
@@ -25507,29 +27049,29 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \args.br  = args[207:200];
   assign \args.img_delta  = args[221:208];
   assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[311:309];
-  assign \args.out_base  = args[323:312];
-  assign \args.out_cw  = args[331:324];
-  assign \args.param_base  = args[337:332];
-  assign \args.zp_in  = args[345:338];
-  assign \args.zp_out  = args[355:346];
-  assign \args.act_min  = args[365:356];
-  assign \args.act_max  = args[375:366];
-  assign \args.ab_m1  = args[378:376];
-  assign \args.wb_log2  = args[380:379];
-  assign \args.x_signed  = args[381];
-  assign \args.w_signed  = args[382];
-  assign \args.rowpack  = args[383];
+  assign \args.desc_base  = args[242:236];
+  assign \args.kt  = args[250:243];
+  assign \args.nt  = args[258:251];
+  assign \args.kr  = args[266:259];
+  assign \args.nr  = args[274:267];
+  assign \args.b  = args[281:275];
+  assign \args.ki  = args[288:282];
+  assign \args.no  = args[295:289];
+  assign \args.groups  = args[303:296];
+  assign \args.role_base  = args[310:304];
+  assign \args.page_base  = args[313:311];
+  assign \args.out_base  = args[325:314];
+  assign \args.out_cw  = args[333:326];
+  assign \args.param_base  = args[343:334];
+  assign \args.zp_in  = args[351:344];
+  assign \args.zp_out  = args[361:352];
+  assign \args.act_min  = args[371:362];
+  assign \args.act_max  = args[381:372];
+  assign \args.ab_m1  = args[384:382];
+  assign \args.wb_log2  = args[386:385];
+  assign \args.x_signed  = args[387];
+  assign \args.w_signed  = args[388];
+  assign \args.rowpack  = args[389];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -25660,7 +27202,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [6:0] \$37 ;
+  wire [7:0] \$37 ;
   wire [8:0] \$38 ;
   wire [9:0] \$39 ;
   wire [6:0] \$4 ;
@@ -25737,8 +27279,8 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [383:0] args;
-  wire [383:0] args;
+  input [389:0] args;
+  wire [389:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -25746,7 +27288,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.bq ;
   wire [7:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
+  wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
@@ -25771,14 +27313,14 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [5:0] \args.param_base ;
+  wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
   wire [13:0] \args.pos_bstep ;
   wire [13:0] \args.pos_ux ;
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
+  wire [6:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -25805,8 +27347,8 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [13:0] d_iy;
   wire [8:0] d_ox;
   wire [9:0] d_oy;
-  output [5:0] desc_rd__addr;
-  wire [5:0] desc_rd__addr;
+  output [6:0] desc_rd__addr;
+  wire [6:0] desc_rd__addr;
   input [72:0] desc_rd__data;
   wire [72:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
@@ -25955,7 +27497,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$1  = pos_step | pos_bstep;
   assign \$2  = - args[71:68];
   assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
+  assign \$4  = pos_bstep ? args[281:275] : 7'h01;
   assign \$5  = p + \$4 ;
   assign \$6  = d_ox - args[83:76];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
@@ -25987,10 +27529,10 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 2'h2;
-  assign \$38  = args[241:236] + g_kbase;
+  assign \$37  = args[310:304] + 2'h2;
+  assign \$38  = args[242:236] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
   assign pos_valid = p < args[107:92];
   assign \$41  = ox + args[207:200];
   assign \$42  = ox + 1'h1;
@@ -26028,7 +27570,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$66  = $signed(iy) < $signed(1'h0);
   assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[383];
+  assign \$69  = ~ args[389];
   assign \$70  = $signed(ix) < $signed(1'h0);
   assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
   assign \$72  = \$70  | \$71 ;
@@ -26041,25 +27583,25 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
   assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[345:338];
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[351:344];
   assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[345:338];
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[351:344];
   assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[345:338];
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[351:344];
   assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[345:338];
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[351:344];
   assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[345:338];
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[351:344];
   assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[345:338];
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[351:344];
   assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[345:338];
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[351:344];
   assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[345:338];
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[351:344];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } >> \$94 ;
-  assign \$95  = args[383] ? window : act_rd__data;
-  assign word = b_oob ? { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } : \$95 ;
+  assign window = { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } >> \$94 ;
+  assign \$95  = args[389] ? window : act_rd__data;
+  assign word = b_oob ? { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -26572,7 +28114,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [5:0];
+  assign desc_rd__addr = \$40 [6:0];
   assign act_rd__addr = addr[11:0];
   assign \desc_rd__data.ky0  = desc_rd__data[7:0];
   assign \desc_rd__data.kx0  = desc_rd__data[15:8];
@@ -26606,29 +28148,29 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \args.br  = args[207:200];
   assign \args.img_delta  = args[221:208];
   assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[311:309];
-  assign \args.out_base  = args[323:312];
-  assign \args.out_cw  = args[331:324];
-  assign \args.param_base  = args[337:332];
-  assign \args.zp_in  = args[345:338];
-  assign \args.zp_out  = args[355:346];
-  assign \args.act_min  = args[365:356];
-  assign \args.act_max  = args[375:366];
-  assign \args.ab_m1  = args[378:376];
-  assign \args.wb_log2  = args[380:379];
-  assign \args.x_signed  = args[381];
-  assign \args.w_signed  = args[382];
-  assign \args.rowpack  = args[383];
+  assign \args.desc_base  = args[242:236];
+  assign \args.kt  = args[250:243];
+  assign \args.nt  = args[258:251];
+  assign \args.kr  = args[266:259];
+  assign \args.nr  = args[274:267];
+  assign \args.b  = args[281:275];
+  assign \args.ki  = args[288:282];
+  assign \args.no  = args[295:289];
+  assign \args.groups  = args[303:296];
+  assign \args.role_base  = args[310:304];
+  assign \args.page_base  = args[313:311];
+  assign \args.out_base  = args[325:314];
+  assign \args.out_cw  = args[333:326];
+  assign \args.param_base  = args[343:334];
+  assign \args.zp_in  = args[351:344];
+  assign \args.zp_out  = args[361:352];
+  assign \args.act_min  = args[371:362];
+  assign \args.act_max  = args[381:372];
+  assign \args.ab_m1  = args[384:382];
+  assign \args.wb_log2  = args[386:385];
+  assign \args.x_signed  = args[387];
+  assign \args.w_signed  = args[388];
+  assign \args.rowpack  = args[389];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -26759,7 +28301,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [6:0] \$37 ;
+  wire [7:0] \$37 ;
   wire [8:0] \$38 ;
   wire [9:0] \$39 ;
   wire [6:0] \$4 ;
@@ -26836,8 +28378,8 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [383:0] args;
-  wire [383:0] args;
+  input [389:0] args;
+  wire [389:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -26845,7 +28387,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.bq ;
   wire [7:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [5:0] \args.desc_base ;
+  wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
@@ -26870,14 +28412,14 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.out_cw ;
   wire [7:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [5:0] \args.param_base ;
+  wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [13:0] \args.pos0 ;
   wire [13:0] \args.pos_bstep ;
   wire [13:0] \args.pos_ux ;
   wire [13:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [5:0] \args.role_base ;
+  wire [6:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -26904,8 +28446,8 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [13:0] d_iy;
   wire [8:0] d_ox;
   wire [9:0] d_oy;
-  output [5:0] desc_rd__addr;
-  wire [5:0] desc_rd__addr;
+  output [6:0] desc_rd__addr;
+  wire [6:0] desc_rd__addr;
   input [72:0] desc_rd__data;
   wire [72:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
@@ -27054,7 +28596,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$1  = pos_step | pos_bstep;
   assign \$2  = - args[71:68];
   assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
+  assign \$4  = pos_bstep ? args[281:275] : 7'h01;
   assign \$5  = p + \$4 ;
   assign \$6  = d_ox - args[83:76];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
@@ -27086,10 +28628,10 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 2'h3;
-  assign \$38  = args[241:236] + g_kbase;
+  assign \$37  = args[310:304] + 2'h3;
+  assign \$38  = args[242:236] + g_kbase;
   assign \$39  = \$38  + kk;
-  assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
+  assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
   assign pos_valid = p < args[107:92];
   assign \$41  = ox + args[207:200];
   assign \$42  = ox + 1'h1;
@@ -27127,7 +28669,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$66  = $signed(iy) < $signed(1'h0);
   assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[383];
+  assign \$69  = ~ args[389];
   assign \$70  = $signed(ix) < $signed(1'h0);
   assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
   assign \$72  = \$70  | \$71 ;
@@ -27140,25 +28682,25 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
   assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[345:338];
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[351:344];
   assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[345:338];
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[351:344];
   assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[345:338];
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[351:344];
   assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[345:338];
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[351:344];
   assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[345:338];
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[351:344];
   assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[345:338];
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[351:344];
   assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[345:338];
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[351:344];
   assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[345:338];
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[351:344];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } >> \$94 ;
-  assign \$95  = args[383] ? window : act_rd__data;
-  assign word = b_oob ? { args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338], args[345:338] } : \$95 ;
+  assign window = { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } >> \$94 ;
+  assign \$95  = args[389] ? window : act_rd__data;
+  assign word = b_oob ? { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -27671,7 +29213,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [5:0];
+  assign desc_rd__addr = \$40 [6:0];
   assign act_rd__addr = addr[11:0];
   assign \desc_rd__data.ky0  = desc_rd__data[7:0];
   assign \desc_rd__data.kx0  = desc_rd__data[15:8];
@@ -27705,29 +29247,29 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \args.br  = args[207:200];
   assign \args.img_delta  = args[221:208];
   assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[311:309];
-  assign \args.out_base  = args[323:312];
-  assign \args.out_cw  = args[331:324];
-  assign \args.param_base  = args[337:332];
-  assign \args.zp_in  = args[345:338];
-  assign \args.zp_out  = args[355:346];
-  assign \args.act_min  = args[365:356];
-  assign \args.act_max  = args[375:366];
-  assign \args.ab_m1  = args[378:376];
-  assign \args.wb_log2  = args[380:379];
-  assign \args.x_signed  = args[381];
-  assign \args.w_signed  = args[382];
-  assign \args.rowpack  = args[383];
+  assign \args.desc_base  = args[242:236];
+  assign \args.kt  = args[250:243];
+  assign \args.nt  = args[258:251];
+  assign \args.kr  = args[266:259];
+  assign \args.nr  = args[274:267];
+  assign \args.b  = args[281:275];
+  assign \args.ki  = args[288:282];
+  assign \args.no  = args[295:289];
+  assign \args.groups  = args[303:296];
+  assign \args.role_base  = args[310:304];
+  assign \args.page_base  = args[313:311];
+  assign \args.out_base  = args[325:314];
+  assign \args.out_cw  = args[333:326];
+  assign \args.param_base  = args[343:334];
+  assign \args.zp_in  = args[351:344];
+  assign \args.zp_out  = args[361:352];
+  assign \args.act_min  = args[371:362];
+  assign \args.act_max  = args[381:372];
+  assign \args.ab_m1  = args[384:382];
+  assign \args.wb_log2  = args[386:385];
+  assign \args.x_signed  = args[387];
+  assign \args.w_signed  = args[388];
+  assign \args.rowpack  = args[389];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -28474,7 +30016,7 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1417$0 , \port$1418$0 , \port$1419$0 , \port$1420$0 , \port$1421$0 , \port$1422$0 , \port$1423$0 , \port$1424$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \port$1437$0 , \port$1438$0 , \port$1439$0 , \port$1440$0 , \port$1441$0 , \port$1442$0 , \port$1443$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -28741,22 +30283,22 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1417$0 , \po
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1417$0 ;
-  wire [7:0] \port$1417$0 ;
-  output [7:0] \port$1418$0 ;
-  wire [7:0] \port$1418$0 ;
-  output [7:0] \port$1419$0 ;
-  wire [7:0] \port$1419$0 ;
-  output [7:0] \port$1420$0 ;
-  wire [7:0] \port$1420$0 ;
-  output [7:0] \port$1421$0 ;
-  wire [7:0] \port$1421$0 ;
-  output [7:0] \port$1422$0 ;
-  wire [7:0] \port$1422$0 ;
-  output [7:0] \port$1423$0 ;
-  wire [7:0] \port$1423$0 ;
-  output [7:0] \port$1424$0 ;
-  wire [7:0] \port$1424$0 ;
+  output [7:0] \port$1436$0 ;
+  wire [7:0] \port$1436$0 ;
+  output [7:0] \port$1437$0 ;
+  wire [7:0] \port$1437$0 ;
+  output [7:0] \port$1438$0 ;
+  wire [7:0] \port$1438$0 ;
+  output [7:0] \port$1439$0 ;
+  wire [7:0] \port$1439$0 ;
+  output [7:0] \port$1440$0 ;
+  wire [7:0] \port$1440$0 ;
+  output [7:0] \port$1441$0 ;
+  wire [7:0] \port$1441$0 ;
+  output [7:0] \port$1442$0 ;
+  wire [7:0] \port$1442$0 ;
+  output [7:0] \port$1443$0 ;
+  wire [7:0] \port$1443$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -29510,14 +31052,14 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1417$0 , \po
   assign pa3 = act_w__addr;
   assign act_w__data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1417$0  = \$113 [7:0];
-  assign \port$1418$0  = \$114 [7:0];
-  assign \port$1419$0  = \$115 [7:0];
-  assign \port$1420$0  = \$116 [7:0];
-  assign \port$1421$0  = \$117 [7:0];
-  assign \port$1422$0  = \$118 [7:0];
-  assign \port$1423$0  = \$119 [7:0];
-  assign \port$1424$0  = \$120 [7:0];
+  assign \port$1436$0  = \$113 [7:0];
+  assign \port$1437$0  = \$114 [7:0];
+  assign \port$1438$0  = \$115 [7:0];
+  assign \port$1439$0  = \$116 [7:0];
+  assign \port$1440$0  = \$117 [7:0];
+  assign \port$1441$0  = \$118 [7:0];
+  assign \port$1442$0  = \$119 [7:0];
+  assign \port$1443$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -30155,4 +31697,10019 @@ module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   assign y[95:64] = y2;
   assign y[63:32] = y1;
   assign y[31:0] = y0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2495$0 , act_w__addr, finish, busy, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [12:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [13:0] \$19 ;
+  wire \$2 ;
+  reg \$20 ;
+  reg [12:0] \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg [11:0] \$24 ;
+  reg [31:0] \$25 ;
+  reg \$26 ;
+  reg [11:0] \$27 ;
+  reg [31:0] \$28 ;
+  wire \$3 ;
+  wire [12:0] \$4 ;
+  wire [13:0] \$5 ;
+  wire [12:0] \$6 ;
+  wire [12:0] \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg [11:0] \$like  = 12'h000;
+  reg [11:0] \$like$16  = 12'h000;
+  wire [31:0] \$signal ;
+  reg \$signal$14  = 1'h0;
+  wire [32:0] \$signal$19 ;
+  wire [31:0] \$signal$22 ;
+  wire [31:0] \$signal$23 ;
+  (* init = 1'h0 *)
+  wire \$signal$27 ;
+  output [11:0] act_w__addr;
+  wire [11:0] act_w__addr;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  reg act_w__en = 1'h0;
+  output [11:0] arc_rd__addr;
+  wire [11:0] arc_rd__addr;
+  input [63:0] arc_rd__data;
+  wire [63:0] arc_rd__data;
+  wire arc_rd__en;
+  input [48:0] args;
+  wire [48:0] args;
+  wire [11:0] \args.arcs ;
+  wire [12:0] \args.count ;
+  wire [11:0] \args.new ;
+  wire [11:0] \args.old ;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  wire done;
+  output finish;
+  wire finish;
+  reg [31:0] fwd_val = 32'd0;
+  wire issue;
+  reg [12:0] issued = 13'h0000;
+  output [11:0] new_rd__addr;
+  wire [11:0] new_rd__addr;
+  input [63:0] new_rd__data;
+  wire [63:0] new_rd__data;
+  wire new_rd__en;
+  output [11:0] old_rd__addr;
+  wire [11:0] old_rd__addr;
+  input [63:0] old_rd__data;
+  wire [63:0] old_rd__data;
+  wire old_rd__en;
+  output [31:0] \port$2495$0 ;
+  wire [31:0] \port$2495$0 ;
+  wire [55:0] raw;
+  input rst;
+  wire rst;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  reg v1 = 1'h0;
+  reg [31:0] w2 = 32'd0;
+  assign \$1  = | args[24:12];
+  assign \$2  = issued < args[24:12];
+  assign \$3  = running & \$2 ;
+  assign issue = start ? \$1  : \$3 ;
+  assign \$4  = start ? 13'h0000 : issued;
+  assign \$5  = args[11:0] + \$4 ;
+  assign \$6  = args[36:25] + arc_rd__data[11:0];
+  assign \$7  = args[48:37] + arc_rd__data[23:12];
+  assign \$8  = \$like  == \$like$16 ;
+  assign \$9  = \$signal$14  & \$8 ;
+  assign \$signal  = \$9  ? fwd_val : new_rd__data[31:0];
+  assign \$signal$19  = old_rd__data[31:0] + w2;
+  assign \$signal$22  = \$signal$19 [32] ? 32'd4294967295 : \$signal$19 [31:0];
+  assign \$10  = \$signal$22  < \$signal ;
+  assign \$signal$23  = \$10  ? \$signal$22  : \$signal ;
+  assign \$11  = args[48:37] + \$like$16 ;
+  assign \$12  = issued == args[24:12];
+  assign \$13  = running & \$12 ;
+  assign \$14  = ~ v1;
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = ! args[24:12];
+  assign \$17  = act_w__en | \$16 ;
+  assign finish = \$15  & \$17 ;
+  assign busy = running | start;
+  assign \$18  = | args[24:12];
+  assign \$19  = issued + 1'h1;
+  always @(posedge clk)
+    running <= \$20 ;
+  always @(posedge clk)
+    issued <= \$21 ;
+  always @(posedge clk)
+    v1 <= \$22 ;
+  always @(posedge clk)
+    act_w__en <= \$23 ;
+  always @(posedge clk)
+    \$like$16  <= \$24 ;
+  always @(posedge clk)
+    w2 <= \$25 ;
+  always @(posedge clk)
+    \$signal$14  <= \$26 ;
+  always @(posedge clk)
+    \$like  <= \$27 ;
+  always @(posedge clk)
+    fwd_val <= \$28 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$20  = running;
+    if (start) begin
+      \$20  = 1'h1;
+    end
+    if (finish) begin
+      \$20  = 1'h0;
+    end
+    if (rst) begin
+      \$20  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$21  = issued;
+    if (start) begin
+      \$21  = { 12'h000, \$18  };
+    end else if (issue) begin
+      \$21  = \$19 [12:0];
+    end
+    if (rst) begin
+      \$21  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$22  = issue;
+    if (rst) begin
+      \$22  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$23  = v1;
+    if (rst) begin
+      \$23  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$24  = arc_rd__data[23:12];
+    if (rst) begin
+      \$24  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$25  = arc_rd__data[55:24];
+    if (rst) begin
+      \$25  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$26  = act_w__en;
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$27  = \$like$16 ;
+    if (rst) begin
+      \$27  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$28  = \$signal$23 ;
+    if (rst) begin
+      \$28  = 32'd0;
+    end
+  end
+  assign arc_rd__en = 1'h1;
+  assign raw = arc_rd__data[55:0];
+  assign old_rd__en = 1'h1;
+  assign new_rd__en = 1'h1;
+  assign act_w__data = { 32'h00000000, \$signal$23  };
+  assign \$signal$27  = act_w__en;
+  assign done = finish;
+  assign arc_rd__addr = \$5 [11:0];
+  assign old_rd__addr = \$6 [11:0];
+  assign new_rd__addr = \$7 [11:0];
+  assign \port$2495$0  = \$signal$23 ;
+  assign act_w__addr = \$11 [11:0];
+  assign \args.arcs  = args[11:0];
+  assign \args.count  = args[24:12];
+  assign \args.old  = args[36:25];
+  assign \args.new  = args[48:37];
+endmodule
+
+(* generator = "Amaranth" *)
+module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, op__2__ready, res_valid__2, res_y__2, op__3__ready, res_valid__3, res_y__3, busy, op__0__valid, op__1__valid, op__2__valid, op__3__valid, rd__addr, act_w__addr
+, act_w__data, finish, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  wire \$1 ;
+  reg [511:0] \$10 ;
+  reg [21:0] \$100 ;
+  wire [36:0] \$101 ;
+  reg [21:0] \$102 ;
+  wire [52:0] \$103 ;
+  reg [21:0] \$104 ;
+  wire [52:0] \$105 ;
+  reg [52:0] \$106 ;
+  wire [53:0] \$107 ;
+  reg [21:0] \$108 ;
+  wire [22:0] \$109 ;
+  wire \$11 ;
+  reg [21:0] \$110 ;
+  wire [36:0] \$111 ;
+  reg [21:0] \$112 ;
+  wire [52:0] \$113 ;
+  reg [21:0] \$114 ;
+  wire [52:0] \$115 ;
+  reg [52:0] \$116 ;
+  wire [53:0] \$117 ;
+  reg [21:0] \$118 ;
+  wire [22:0] \$119 ;
+  reg [511:0] \$12 ;
+  reg [21:0] \$120 ;
+  wire [36:0] \$121 ;
+  reg [21:0] \$122 ;
+  wire [52:0] \$123 ;
+  reg [21:0] \$124 ;
+  wire [52:0] \$125 ;
+  reg [52:0] \$126 ;
+  wire [53:0] \$127 ;
+  reg [21:0] \$128 ;
+  wire [22:0] \$129 ;
+  wire \$13 ;
+  reg [21:0] \$130 ;
+  wire [36:0] \$131 ;
+  reg [21:0] \$132 ;
+  wire [52:0] \$133 ;
+  reg [21:0] \$134 ;
+  wire [52:0] \$135 ;
+  reg [52:0] \$136 ;
+  wire [53:0] \$137 ;
+  reg [21:0] \$138 ;
+  wire [22:0] \$139 ;
+  reg [511:0] \$14 ;
+  reg [21:0] \$140 ;
+  wire [36:0] \$141 ;
+  reg [21:0] \$142 ;
+  wire [52:0] \$143 ;
+  reg [21:0] \$144 ;
+  wire [52:0] \$145 ;
+  reg [52:0] \$146 ;
+  wire [53:0] \$147 ;
+  reg [21:0] \$148 ;
+  wire [22:0] \$149 ;
+  wire \$15 ;
+  reg [21:0] \$150 ;
+  wire [36:0] \$151 ;
+  reg [21:0] \$152 ;
+  wire [52:0] \$153 ;
+  reg [21:0] \$154 ;
+  wire [52:0] \$155 ;
+  reg [52:0] \$156 ;
+  wire [53:0] \$157 ;
+  reg [21:0] \$158 ;
+  wire [22:0] \$159 ;
+  wire \$16 ;
+  reg [21:0] \$160 ;
+  wire [36:0] \$161 ;
+  reg [21:0] \$162 ;
+  wire [52:0] \$163 ;
+  reg [21:0] \$164 ;
+  wire [52:0] \$165 ;
+  reg [52:0] \$166 ;
+  wire [53:0] \$167 ;
+  reg [21:0] \$168 ;
+  wire [22:0] \$169 ;
+  wire \$17 ;
+  reg [21:0] \$170 ;
+  wire [36:0] \$171 ;
+  reg [21:0] \$172 ;
+  wire [52:0] \$173 ;
+  reg [21:0] \$174 ;
+  wire [52:0] \$175 ;
+  reg [52:0] \$176 ;
+  wire [53:0] \$177 ;
+  reg [21:0] \$178 ;
+  wire [22:0] \$179 ;
+  wire \$18 ;
+  reg [21:0] \$180 ;
+  wire [36:0] \$181 ;
+  reg [21:0] \$182 ;
+  wire [52:0] \$183 ;
+  reg [21:0] \$184 ;
+  wire [52:0] \$185 ;
+  reg [52:0] \$186 ;
+  wire [53:0] \$187 ;
+  reg [21:0] \$188 ;
+  wire [22:0] \$189 ;
+  wire [12:0] \$19 ;
+  reg [21:0] \$190 ;
+  wire [36:0] \$191 ;
+  reg [21:0] \$192 ;
+  wire [52:0] \$193 ;
+  reg [21:0] \$194 ;
+  wire [52:0] \$195 ;
+  reg [52:0] \$196 ;
+  wire [53:0] \$197 ;
+  reg [21:0] \$198 ;
+  wire [22:0] \$199 ;
+  wire \$2 ;
+  wire [12:0] \$20 ;
+  reg [21:0] \$200 ;
+  wire [36:0] \$201 ;
+  reg [21:0] \$202 ;
+  wire [52:0] \$203 ;
+  reg [21:0] \$204 ;
+  wire [52:0] \$205 ;
+  reg [52:0] \$206 ;
+  wire [53:0] \$207 ;
+  reg [21:0] \$208 ;
+  wire [22:0] \$209 ;
+  wire [12:0] \$21 ;
+  reg [21:0] \$210 ;
+  wire [36:0] \$211 ;
+  reg [21:0] \$212 ;
+  wire [52:0] \$213 ;
+  reg [21:0] \$214 ;
+  wire [52:0] \$215 ;
+  reg [52:0] \$216 ;
+  wire [53:0] \$217 ;
+  reg [21:0] \$218 ;
+  wire [22:0] \$219 ;
+  wire [12:0] \$22 ;
+  reg [21:0] \$220 ;
+  wire [36:0] \$221 ;
+  reg [21:0] \$222 ;
+  wire [52:0] \$223 ;
+  reg [21:0] \$224 ;
+  wire [52:0] \$225 ;
+  reg [52:0] \$226 ;
+  wire [53:0] \$227 ;
+  reg [21:0] \$228 ;
+  wire [22:0] \$229 ;
+  wire [12:0] \$23 ;
+  reg [21:0] \$230 ;
+  wire [36:0] \$231 ;
+  reg [21:0] \$232 ;
+  wire [52:0] \$233 ;
+  reg [21:0] \$234 ;
+  wire [52:0] \$235 ;
+  reg [52:0] \$236 ;
+  wire [53:0] \$237 ;
+  reg [21:0] \$238 ;
+  wire [22:0] \$239 ;
+  reg [47:0] \$24 ;
+  reg [21:0] \$240 ;
+  wire [36:0] \$241 ;
+  reg [21:0] \$242 ;
+  wire [52:0] \$243 ;
+  reg [21:0] \$244 ;
+  wire [52:0] \$245 ;
+  reg [52:0] \$246 ;
+  wire [53:0] \$247 ;
+  reg [21:0] \$248 ;
+  wire [22:0] \$249 ;
+  wire [64:0] \$25 ;
+  reg [21:0] \$250 ;
+  wire [36:0] \$251 ;
+  reg [21:0] \$252 ;
+  wire [52:0] \$253 ;
+  reg [21:0] \$254 ;
+  wire [52:0] \$255 ;
+  reg [52:0] \$256 ;
+  wire [53:0] \$257 ;
+  reg [21:0] \$258 ;
+  wire [22:0] \$259 ;
+  wire \$26 ;
+  reg [21:0] \$260 ;
+  wire [36:0] \$261 ;
+  reg [21:0] \$262 ;
+  wire [52:0] \$263 ;
+  reg [21:0] \$264 ;
+  wire [52:0] \$265 ;
+  reg [52:0] \$266 ;
+  wire [53:0] \$267 ;
+  reg [21:0] \$268 ;
+  wire [22:0] \$269 ;
+  wire [5:0] \$27 ;
+  reg [21:0] \$270 ;
+  wire [36:0] \$271 ;
+  reg [21:0] \$272 ;
+  wire [52:0] \$273 ;
+  reg [21:0] \$274 ;
+  wire [52:0] \$275 ;
+  reg [52:0] \$276 ;
+  wire [53:0] \$277 ;
+  reg [21:0] \$278 ;
+  wire [22:0] \$279 ;
+  wire [6:0] \$28 ;
+  reg [21:0] \$280 ;
+  wire [36:0] \$281 ;
+  reg [21:0] \$282 ;
+  wire [52:0] \$283 ;
+  reg [21:0] \$284 ;
+  wire [52:0] \$285 ;
+  reg [52:0] \$286 ;
+  wire [53:0] \$287 ;
+  reg [21:0] \$288 ;
+  wire [22:0] \$289 ;
+  wire [6:0] \$29 ;
+  reg [21:0] \$290 ;
+  wire [36:0] \$291 ;
+  reg [21:0] \$292 ;
+  wire [52:0] \$293 ;
+  reg [21:0] \$294 ;
+  wire [52:0] \$295 ;
+  reg [52:0] \$296 ;
+  wire [53:0] \$297 ;
+  reg [21:0] \$298 ;
+  wire [22:0] \$299 ;
+  wire \$3 ;
+  reg \$30 ;
+  reg [21:0] \$300 ;
+  wire [36:0] \$301 ;
+  reg [21:0] \$302 ;
+  wire [52:0] \$303 ;
+  reg [21:0] \$304 ;
+  wire [52:0] \$305 ;
+  reg [52:0] \$306 ;
+  wire [53:0] \$307 ;
+  reg [21:0] \$308 ;
+  wire [22:0] \$309 ;
+  wire \$31 ;
+  reg [21:0] \$310 ;
+  wire [36:0] \$311 ;
+  reg [21:0] \$312 ;
+  wire [52:0] \$313 ;
+  reg [21:0] \$314 ;
+  wire [52:0] \$315 ;
+  reg [52:0] \$316 ;
+  wire [53:0] \$317 ;
+  reg [21:0] \$318 ;
+  wire [22:0] \$319 ;
+  wire [3:0] \$32 ;
+  reg [21:0] \$320 ;
+  wire [36:0] \$321 ;
+  reg [21:0] \$322 ;
+  wire [52:0] \$323 ;
+  reg [21:0] \$324 ;
+  wire [52:0] \$325 ;
+  reg [52:0] \$326 ;
+  wire [53:0] \$327 ;
+  reg [21:0] \$328 ;
+  wire [22:0] \$329 ;
+  reg \$33 ;
+  reg [21:0] \$330 ;
+  wire [36:0] \$331 ;
+  reg [21:0] \$332 ;
+  wire [52:0] \$333 ;
+  reg [21:0] \$334 ;
+  wire [52:0] \$335 ;
+  reg [52:0] \$336 ;
+  wire [53:0] \$337 ;
+  reg [21:0] \$338 ;
+  wire [22:0] \$339 ;
+  wire \$34 ;
+  reg [21:0] \$340 ;
+  wire [36:0] \$341 ;
+  reg [21:0] \$342 ;
+  wire [52:0] \$343 ;
+  reg [21:0] \$344 ;
+  wire [52:0] \$345 ;
+  reg [52:0] \$346 ;
+  wire [53:0] \$347 ;
+  reg [21:0] \$348 ;
+  wire [22:0] \$349 ;
+  wire \$35 ;
+  reg [21:0] \$350 ;
+  wire [36:0] \$351 ;
+  reg [21:0] \$352 ;
+  wire [52:0] \$353 ;
+  reg [21:0] \$354 ;
+  wire [52:0] \$355 ;
+  reg [52:0] \$356 ;
+  wire [53:0] \$357 ;
+  reg [21:0] \$358 ;
+  wire [22:0] \$359 ;
+  wire \$36 ;
+  reg [21:0] \$360 ;
+  wire [36:0] \$361 ;
+  reg [21:0] \$362 ;
+  wire [52:0] \$363 ;
+  reg [21:0] \$364 ;
+  wire [52:0] \$365 ;
+  reg [52:0] \$366 ;
+  wire [53:0] \$367 ;
+  reg [21:0] \$368 ;
+  wire [22:0] \$369 ;
+  wire [3:0] \$37 ;
+  reg [21:0] \$370 ;
+  wire [36:0] \$371 ;
+  reg [21:0] \$372 ;
+  wire [52:0] \$373 ;
+  reg [21:0] \$374 ;
+  wire [52:0] \$375 ;
+  reg [52:0] \$376 ;
+  wire [53:0] \$377 ;
+  reg [21:0] \$378 ;
+  wire [22:0] \$379 ;
+  reg [21:0] \$38 ;
+  reg [21:0] \$380 ;
+  wire [36:0] \$381 ;
+  reg [21:0] \$382 ;
+  wire [52:0] \$383 ;
+  reg [21:0] \$384 ;
+  wire [52:0] \$385 ;
+  reg [52:0] \$386 ;
+  wire [53:0] \$387 ;
+  reg [21:0] \$388 ;
+  wire [22:0] \$389 ;
+  wire [22:0] \$39 ;
+  reg [21:0] \$390 ;
+  wire [36:0] \$391 ;
+  reg [21:0] \$392 ;
+  wire [52:0] \$393 ;
+  reg [21:0] \$394 ;
+  wire [52:0] \$395 ;
+  reg [52:0] \$396 ;
+  wire [53:0] \$397 ;
+  reg [21:0] \$398 ;
+  wire [22:0] \$399 ;
+  wire \$4 ;
+  reg [21:0] \$40 ;
+  reg [21:0] \$400 ;
+  wire [36:0] \$401 ;
+  reg [21:0] \$402 ;
+  wire [52:0] \$403 ;
+  reg [21:0] \$404 ;
+  wire [52:0] \$405 ;
+  reg [52:0] \$406 ;
+  wire [53:0] \$407 ;
+  reg [21:0] \$408 ;
+  wire [22:0] \$409 ;
+  wire [36:0] \$41 ;
+  reg [21:0] \$410 ;
+  wire [36:0] \$411 ;
+  reg [21:0] \$412 ;
+  wire [52:0] \$413 ;
+  reg [21:0] \$414 ;
+  wire [52:0] \$415 ;
+  reg [52:0] \$416 ;
+  wire [53:0] \$417 ;
+  reg [21:0] \$418 ;
+  wire [22:0] \$419 ;
+  reg [21:0] \$42 ;
+  reg [21:0] \$420 ;
+  wire [36:0] \$421 ;
+  reg [21:0] \$422 ;
+  wire [52:0] \$423 ;
+  reg [21:0] \$424 ;
+  wire [52:0] \$425 ;
+  reg [52:0] \$426 ;
+  wire [53:0] \$427 ;
+  reg [21:0] \$428 ;
+  wire [22:0] \$429 ;
+  wire [52:0] \$43 ;
+  reg [21:0] \$430 ;
+  wire [36:0] \$431 ;
+  reg [21:0] \$432 ;
+  wire [52:0] \$433 ;
+  reg [21:0] \$434 ;
+  wire [52:0] \$435 ;
+  reg [52:0] \$436 ;
+  wire [53:0] \$437 ;
+  reg [21:0] \$438 ;
+  wire [22:0] \$439 ;
+  reg [21:0] \$44 ;
+  reg [21:0] \$440 ;
+  wire [36:0] \$441 ;
+  reg [21:0] \$442 ;
+  wire [52:0] \$443 ;
+  reg [21:0] \$444 ;
+  wire [52:0] \$445 ;
+  reg [52:0] \$446 ;
+  wire [53:0] \$447 ;
+  reg [21:0] \$448 ;
+  wire [22:0] \$449 ;
+  wire [52:0] \$45 ;
+  reg [21:0] \$450 ;
+  wire [36:0] \$451 ;
+  reg [21:0] \$452 ;
+  wire [52:0] \$453 ;
+  reg [21:0] \$454 ;
+  wire [52:0] \$455 ;
+  reg [52:0] \$456 ;
+  wire [53:0] \$457 ;
+  reg [21:0] \$458 ;
+  wire [22:0] \$459 ;
+  reg [52:0] \$46 ;
+  reg [21:0] \$460 ;
+  wire [36:0] \$461 ;
+  reg [21:0] \$462 ;
+  wire [52:0] \$463 ;
+  reg [21:0] \$464 ;
+  wire [52:0] \$465 ;
+  reg [52:0] \$466 ;
+  wire [53:0] \$467 ;
+  reg [21:0] \$468 ;
+  wire [22:0] \$469 ;
+  wire [53:0] \$47 ;
+  reg [21:0] \$470 ;
+  wire [36:0] \$471 ;
+  reg [21:0] \$472 ;
+  wire [52:0] \$473 ;
+  reg [21:0] \$474 ;
+  wire [52:0] \$475 ;
+  reg [52:0] \$476 ;
+  wire [53:0] \$477 ;
+  reg [21:0] \$478 ;
+  wire [22:0] \$479 ;
+  reg [21:0] \$48 ;
+  reg [21:0] \$480 ;
+  wire [36:0] \$481 ;
+  reg [21:0] \$482 ;
+  wire [52:0] \$483 ;
+  reg [21:0] \$484 ;
+  wire [52:0] \$485 ;
+  reg [52:0] \$486 ;
+  wire [53:0] \$487 ;
+  reg [21:0] \$488 ;
+  wire [22:0] \$489 ;
+  wire [22:0] \$49 ;
+  reg [21:0] \$490 ;
+  wire [36:0] \$491 ;
+  reg [21:0] \$492 ;
+  wire [52:0] \$493 ;
+  reg [21:0] \$494 ;
+  wire [52:0] \$495 ;
+  reg [52:0] \$496 ;
+  wire [53:0] \$497 ;
+  reg [21:0] \$498 ;
+  wire [22:0] \$499 ;
+  reg [5:0] \$5 ;
+  reg [21:0] \$50 ;
+  reg [21:0] \$500 ;
+  wire [36:0] \$501 ;
+  reg [21:0] \$502 ;
+  wire [52:0] \$503 ;
+  reg [21:0] \$504 ;
+  wire [52:0] \$505 ;
+  reg [52:0] \$506 ;
+  wire [53:0] \$507 ;
+  reg [21:0] \$508 ;
+  wire [22:0] \$509 ;
+  wire [36:0] \$51 ;
+  reg [21:0] \$510 ;
+  wire [36:0] \$511 ;
+  reg [21:0] \$512 ;
+  wire [52:0] \$513 ;
+  reg [21:0] \$514 ;
+  wire [52:0] \$515 ;
+  reg [52:0] \$516 ;
+  wire [53:0] \$517 ;
+  reg [21:0] \$518 ;
+  wire [22:0] \$519 ;
+  reg [21:0] \$52 ;
+  reg [21:0] \$520 ;
+  wire [36:0] \$521 ;
+  reg [21:0] \$522 ;
+  wire [52:0] \$523 ;
+  reg [21:0] \$524 ;
+  wire [52:0] \$525 ;
+  reg [52:0] \$526 ;
+  wire [53:0] \$527 ;
+  reg [21:0] \$528 ;
+  wire [22:0] \$529 ;
+  wire [52:0] \$53 ;
+  reg [21:0] \$530 ;
+  wire [36:0] \$531 ;
+  reg [21:0] \$532 ;
+  wire [52:0] \$533 ;
+  reg [21:0] \$534 ;
+  wire [52:0] \$535 ;
+  reg [52:0] \$536 ;
+  wire [53:0] \$537 ;
+  reg [21:0] \$538 ;
+  wire [22:0] \$539 ;
+  reg [21:0] \$54 ;
+  reg [21:0] \$540 ;
+  wire [36:0] \$541 ;
+  reg [21:0] \$542 ;
+  wire [52:0] \$543 ;
+  reg [21:0] \$544 ;
+  wire [52:0] \$545 ;
+  reg [52:0] \$546 ;
+  wire [53:0] \$547 ;
+  reg [21:0] \$548 ;
+  wire [22:0] \$549 ;
+  wire [52:0] \$55 ;
+  reg [21:0] \$550 ;
+  wire [36:0] \$551 ;
+  reg [21:0] \$552 ;
+  wire [52:0] \$553 ;
+  reg [21:0] \$554 ;
+  wire [52:0] \$555 ;
+  reg [52:0] \$556 ;
+  wire [53:0] \$557 ;
+  reg [21:0] \$558 ;
+  wire [22:0] \$559 ;
+  reg [52:0] \$56 ;
+  reg [21:0] \$560 ;
+  wire [36:0] \$561 ;
+  reg [21:0] \$562 ;
+  wire [52:0] \$563 ;
+  reg [21:0] \$564 ;
+  wire [52:0] \$565 ;
+  reg [52:0] \$566 ;
+  wire [53:0] \$567 ;
+  reg [21:0] \$568 ;
+  wire [22:0] \$569 ;
+  wire [53:0] \$57 ;
+  reg [21:0] \$570 ;
+  wire [36:0] \$571 ;
+  reg [21:0] \$572 ;
+  wire [52:0] \$573 ;
+  reg [21:0] \$574 ;
+  wire [52:0] \$575 ;
+  reg [52:0] \$576 ;
+  wire [53:0] \$577 ;
+  reg [21:0] \$578 ;
+  wire [22:0] \$579 ;
+  reg [21:0] \$58 ;
+  reg [21:0] \$580 ;
+  wire [36:0] \$581 ;
+  reg [21:0] \$582 ;
+  wire [52:0] \$583 ;
+  reg [21:0] \$584 ;
+  wire [52:0] \$585 ;
+  reg [52:0] \$586 ;
+  wire [53:0] \$587 ;
+  reg [21:0] \$588 ;
+  wire [22:0] \$589 ;
+  wire [22:0] \$59 ;
+  reg [21:0] \$590 ;
+  wire [36:0] \$591 ;
+  reg [21:0] \$592 ;
+  wire [52:0] \$593 ;
+  reg [21:0] \$594 ;
+  wire [52:0] \$595 ;
+  reg [52:0] \$596 ;
+  wire [53:0] \$597 ;
+  reg [21:0] \$598 ;
+  wire [22:0] \$599 ;
+  wire \$6 ;
+  reg [21:0] \$60 ;
+  reg [21:0] \$600 ;
+  wire [36:0] \$601 ;
+  reg [21:0] \$602 ;
+  wire [52:0] \$603 ;
+  reg [21:0] \$604 ;
+  wire [52:0] \$605 ;
+  reg [52:0] \$606 ;
+  wire [53:0] \$607 ;
+  reg [21:0] \$608 ;
+  wire [22:0] \$609 ;
+  wire [36:0] \$61 ;
+  reg [21:0] \$610 ;
+  wire [36:0] \$611 ;
+  reg [21:0] \$612 ;
+  wire [52:0] \$613 ;
+  reg [21:0] \$614 ;
+  wire [52:0] \$615 ;
+  reg [52:0] \$616 ;
+  wire [53:0] \$617 ;
+  reg [21:0] \$618 ;
+  wire [22:0] \$619 ;
+  reg [21:0] \$62 ;
+  reg [21:0] \$620 ;
+  wire [36:0] \$621 ;
+  reg [21:0] \$622 ;
+  wire [52:0] \$623 ;
+  reg [21:0] \$624 ;
+  wire [52:0] \$625 ;
+  reg [52:0] \$626 ;
+  wire [53:0] \$627 ;
+  reg [21:0] \$628 ;
+  wire [22:0] \$629 ;
+  wire [52:0] \$63 ;
+  reg [21:0] \$630 ;
+  wire [36:0] \$631 ;
+  reg [21:0] \$632 ;
+  wire [52:0] \$633 ;
+  reg [21:0] \$634 ;
+  wire [52:0] \$635 ;
+  reg [52:0] \$636 ;
+  wire [53:0] \$637 ;
+  reg [21:0] \$638 ;
+  wire [22:0] \$639 ;
+  reg [21:0] \$64 ;
+  reg [21:0] \$640 ;
+  wire [36:0] \$641 ;
+  reg [21:0] \$642 ;
+  wire [52:0] \$643 ;
+  reg [21:0] \$644 ;
+  wire [52:0] \$645 ;
+  reg [52:0] \$646 ;
+  wire [53:0] \$647 ;
+  reg [21:0] \$648 ;
+  wire [22:0] \$649 ;
+  wire [52:0] \$65 ;
+  reg [21:0] \$650 ;
+  wire [36:0] \$651 ;
+  reg [21:0] \$652 ;
+  wire [52:0] \$653 ;
+  reg [21:0] \$654 ;
+  wire [52:0] \$655 ;
+  reg [52:0] \$656 ;
+  wire [53:0] \$657 ;
+  reg [21:0] \$658 ;
+  wire [22:0] \$659 ;
+  reg [52:0] \$66 ;
+  reg [21:0] \$660 ;
+  wire [36:0] \$661 ;
+  reg [21:0] \$662 ;
+  wire [52:0] \$663 ;
+  reg [21:0] \$664 ;
+  wire [52:0] \$665 ;
+  reg [52:0] \$666 ;
+  wire [53:0] \$667 ;
+  reg [21:0] \$668 ;
+  wire [22:0] \$669 ;
+  wire [53:0] \$67 ;
+  reg [21:0] \$670 ;
+  wire [36:0] \$671 ;
+  reg [21:0] \$672 ;
+  wire [52:0] \$673 ;
+  reg [21:0] \$674 ;
+  wire [52:0] \$675 ;
+  reg [52:0] \$676 ;
+  wire [53:0] \$677 ;
+  wire [7:0] \$678 ;
+  reg \$679 ;
+  reg [21:0] \$68 ;
+  reg [4:0] \$680 ;
+  reg [5:0] \$681 ;
+  reg [63:0] \$682 ;
+  reg [63:0] \$683 ;
+  reg [63:0] \$684 ;
+  reg [63:0] \$685 ;
+  reg [63:0] \$686 ;
+  reg [63:0] \$687 ;
+  reg [63:0] \$688 ;
+  reg [63:0] \$689 ;
+  wire [22:0] \$69 ;
+  reg [63:0] \$690 ;
+  reg [63:0] \$691 ;
+  reg [63:0] \$692 ;
+  reg [63:0] \$693 ;
+  reg [63:0] \$694 ;
+  reg [63:0] \$695 ;
+  reg [63:0] \$696 ;
+  reg [63:0] \$697 ;
+  reg [63:0] \$698 ;
+  reg [63:0] \$699 ;
+  wire \$7 ;
+  reg [21:0] \$70 ;
+  reg [63:0] \$700 ;
+  reg [63:0] \$701 ;
+  reg [63:0] \$702 ;
+  reg [63:0] \$703 ;
+  reg [63:0] \$704 ;
+  reg [63:0] \$705 ;
+  reg [63:0] \$706 ;
+  reg [63:0] \$707 ;
+  reg [63:0] \$708 ;
+  reg [63:0] \$709 ;
+  wire [36:0] \$71 ;
+  reg [63:0] \$710 ;
+  reg [63:0] \$711 ;
+  reg [63:0] \$712 ;
+  reg [63:0] \$713 ;
+  reg [5:0] \$714 ;
+  reg [2:0] \$715 ;
+  reg [2:0] \$716 ;
+  reg [47:0] \$717 ;
+  reg [47:0] \$718 ;
+  reg [47:0] \$719 ;
+  reg [21:0] \$72 ;
+  reg [47:0] \$720 ;
+  reg [47:0] \$721 ;
+  reg [47:0] \$722 ;
+  reg [47:0] \$723 ;
+  reg [47:0] \$724 ;
+  reg [47:0] \$725 ;
+  reg [47:0] \$726 ;
+  reg [47:0] \$727 ;
+  reg [47:0] \$728 ;
+  reg [47:0] \$729 ;
+  wire [52:0] \$73 ;
+  reg [47:0] \$730 ;
+  reg [47:0] \$731 ;
+  reg [47:0] \$732 ;
+  reg [47:0] \$733 ;
+  reg [47:0] \$734 ;
+  reg [47:0] \$735 ;
+  reg [47:0] \$736 ;
+  reg [47:0] \$737 ;
+  reg [47:0] \$738 ;
+  reg [47:0] \$739 ;
+  reg [21:0] \$74 ;
+  reg [47:0] \$740 ;
+  reg [47:0] \$741 ;
+  reg [47:0] \$742 ;
+  reg [47:0] \$743 ;
+  reg [47:0] \$744 ;
+  reg [47:0] \$745 ;
+  reg [47:0] \$746 ;
+  reg [47:0] \$747 ;
+  reg [47:0] \$748 ;
+  reg [47:0] \$749 ;
+  wire [52:0] \$75 ;
+  reg [47:0] \$750 ;
+  reg [47:0] \$751 ;
+  reg [47:0] \$752 ;
+  reg [47:0] \$753 ;
+  reg [47:0] \$754 ;
+  reg [47:0] \$755 ;
+  reg [47:0] \$756 ;
+  reg [47:0] \$757 ;
+  reg [47:0] \$758 ;
+  reg [47:0] \$759 ;
+  reg [52:0] \$76 ;
+  reg [47:0] \$760 ;
+  reg [47:0] \$761 ;
+  reg [47:0] \$762 ;
+  reg [47:0] \$763 ;
+  reg [47:0] \$764 ;
+  reg [47:0] \$765 ;
+  reg [47:0] \$766 ;
+  reg [47:0] \$767 ;
+  reg [47:0] \$768 ;
+  reg [47:0] \$769 ;
+  wire [53:0] \$77 ;
+  reg [47:0] \$770 ;
+  reg [47:0] \$771 ;
+  reg [47:0] \$772 ;
+  reg [47:0] \$773 ;
+  reg [47:0] \$774 ;
+  reg [47:0] \$775 ;
+  reg [47:0] \$776 ;
+  reg [47:0] \$777 ;
+  reg [47:0] \$778 ;
+  reg [47:0] \$779 ;
+  reg [21:0] \$78 ;
+  reg [47:0] \$780 ;
+  reg [6:0] \$781 ;
+  reg \$782 ;
+  reg [5:0] \$783 ;
+  reg \$784 ;
+  wire [22:0] \$79 ;
+  reg [511:0] \$8 ;
+  reg [21:0] \$80 ;
+  wire [36:0] \$81 ;
+  reg [21:0] \$82 ;
+  wire [52:0] \$83 ;
+  reg [21:0] \$84 ;
+  wire [52:0] \$85 ;
+  reg [52:0] \$86 ;
+  wire [53:0] \$87 ;
+  reg [21:0] \$88 ;
+  wire [22:0] \$89 ;
+  wire \$9 ;
+  reg [21:0] \$90 ;
+  wire [36:0] \$91 ;
+  reg [21:0] \$92 ;
+  wire [52:0] \$93 ;
+  reg [21:0] \$94 ;
+  wire [52:0] \$95 ;
+  reg [52:0] \$96 ;
+  wire [53:0] \$97 ;
+  reg [21:0] \$98 ;
+  wire [22:0] \$99 ;
+  (* init = 1'h0 *)
+  wire \$signal ;
+  reg \$signal$128  = 1'h0;
+  reg [47:0] acc0 = 48'h000000000000;
+  reg [47:0] acc1 = 48'h000000000000;
+  reg [47:0] acc10 = 48'h000000000000;
+  reg [47:0] acc11 = 48'h000000000000;
+  reg [47:0] acc12 = 48'h000000000000;
+  reg [47:0] acc13 = 48'h000000000000;
+  reg [47:0] acc14 = 48'h000000000000;
+  reg [47:0] acc15 = 48'h000000000000;
+  reg [47:0] acc16 = 48'h000000000000;
+  reg [47:0] acc17 = 48'h000000000000;
+  reg [47:0] acc18 = 48'h000000000000;
+  reg [47:0] acc19 = 48'h000000000000;
+  reg [47:0] acc2 = 48'h000000000000;
+  reg [47:0] acc20 = 48'h000000000000;
+  reg [47:0] acc21 = 48'h000000000000;
+  reg [47:0] acc22 = 48'h000000000000;
+  reg [47:0] acc23 = 48'h000000000000;
+  reg [47:0] acc24 = 48'h000000000000;
+  reg [47:0] acc25 = 48'h000000000000;
+  reg [47:0] acc26 = 48'h000000000000;
+  reg [47:0] acc27 = 48'h000000000000;
+  reg [47:0] acc28 = 48'h000000000000;
+  reg [47:0] acc29 = 48'h000000000000;
+  reg [47:0] acc3 = 48'h000000000000;
+  reg [47:0] acc30 = 48'h000000000000;
+  reg [47:0] acc31 = 48'h000000000000;
+  reg [47:0] acc32 = 48'h000000000000;
+  reg [47:0] acc33 = 48'h000000000000;
+  reg [47:0] acc34 = 48'h000000000000;
+  reg [47:0] acc35 = 48'h000000000000;
+  reg [47:0] acc36 = 48'h000000000000;
+  reg [47:0] acc37 = 48'h000000000000;
+  reg [47:0] acc38 = 48'h000000000000;
+  reg [47:0] acc39 = 48'h000000000000;
+  reg [47:0] acc4 = 48'h000000000000;
+  reg [47:0] acc40 = 48'h000000000000;
+  reg [47:0] acc41 = 48'h000000000000;
+  reg [47:0] acc42 = 48'h000000000000;
+  reg [47:0] acc43 = 48'h000000000000;
+  reg [47:0] acc44 = 48'h000000000000;
+  reg [47:0] acc45 = 48'h000000000000;
+  reg [47:0] acc46 = 48'h000000000000;
+  reg [47:0] acc47 = 48'h000000000000;
+  reg [47:0] acc48 = 48'h000000000000;
+  reg [47:0] acc49 = 48'h000000000000;
+  reg [47:0] acc5 = 48'h000000000000;
+  reg [47:0] acc50 = 48'h000000000000;
+  reg [47:0] acc51 = 48'h000000000000;
+  reg [47:0] acc52 = 48'h000000000000;
+  reg [47:0] acc53 = 48'h000000000000;
+  reg [47:0] acc54 = 48'h000000000000;
+  reg [47:0] acc55 = 48'h000000000000;
+  reg [47:0] acc56 = 48'h000000000000;
+  reg [47:0] acc57 = 48'h000000000000;
+  reg [47:0] acc58 = 48'h000000000000;
+  reg [47:0] acc59 = 48'h000000000000;
+  reg [47:0] acc6 = 48'h000000000000;
+  reg [47:0] acc60 = 48'h000000000000;
+  reg [47:0] acc61 = 48'h000000000000;
+  reg [47:0] acc62 = 48'h000000000000;
+  reg [47:0] acc63 = 48'h000000000000;
+  reg [47:0] acc7 = 48'h000000000000;
+  reg [47:0] acc8 = 48'h000000000000;
+  reg [47:0] acc9 = 48'h000000000000;
+  output [11:0] act_w__addr;
+  wire [11:0] act_w__addr;
+  output [63:0] act_w__data;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  reg act_w__en = 1'h0;
+  input [28:0] args;
+  wire [28:0] args;
+  wire [1:0] \args.macro ;
+  wire [2:0] \args.page ;
+  wire [11:0] \args.x ;
+  wire [11:0] \args.y ;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  wire done;
+  output finish;
+  wire finish;
+  reg [2:0] got = 3'h0;
+  reg [5:0] i = 6'h00;
+  reg [2:0] issued = 3'h0;
+  reg [6:0] j = 7'h00;
+  reg [4:0] ld_i = 5'h00;
+  reg [5:0] loaded = 6'h00;
+  wire loading;
+  output [596:0] op__0__payload;
+  wire [596:0] op__0__payload;
+  wire [2:0] \op__0__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload.mode ;
+  wire [2:0] \op__0__payload.page ;
+  wire [5:0] \op__0__payload.row ;
+  wire \op__0__payload.skip ;
+  wire \op__0__payload.w_signed ;
+  wire [1:0] \op__0__payload.wb_log2 ;
+  wire [63:0] \op__0__payload.word ;
+  wire [511:0] \op__0__payload.x ;
+  wire [7:0] \op__0__payload.x[0] ;
+  wire [7:0] \op__0__payload.x[10] ;
+  wire [7:0] \op__0__payload.x[11] ;
+  wire [7:0] \op__0__payload.x[12] ;
+  wire [7:0] \op__0__payload.x[13] ;
+  wire [7:0] \op__0__payload.x[14] ;
+  wire [7:0] \op__0__payload.x[15] ;
+  wire [7:0] \op__0__payload.x[16] ;
+  wire [7:0] \op__0__payload.x[17] ;
+  wire [7:0] \op__0__payload.x[18] ;
+  wire [7:0] \op__0__payload.x[19] ;
+  wire [7:0] \op__0__payload.x[1] ;
+  wire [7:0] \op__0__payload.x[20] ;
+  wire [7:0] \op__0__payload.x[21] ;
+  wire [7:0] \op__0__payload.x[22] ;
+  wire [7:0] \op__0__payload.x[23] ;
+  wire [7:0] \op__0__payload.x[24] ;
+  wire [7:0] \op__0__payload.x[25] ;
+  wire [7:0] \op__0__payload.x[26] ;
+  wire [7:0] \op__0__payload.x[27] ;
+  wire [7:0] \op__0__payload.x[28] ;
+  wire [7:0] \op__0__payload.x[29] ;
+  wire [7:0] \op__0__payload.x[2] ;
+  wire [7:0] \op__0__payload.x[30] ;
+  wire [7:0] \op__0__payload.x[31] ;
+  wire [7:0] \op__0__payload.x[32] ;
+  wire [7:0] \op__0__payload.x[33] ;
+  wire [7:0] \op__0__payload.x[34] ;
+  wire [7:0] \op__0__payload.x[35] ;
+  wire [7:0] \op__0__payload.x[36] ;
+  wire [7:0] \op__0__payload.x[37] ;
+  wire [7:0] \op__0__payload.x[38] ;
+  wire [7:0] \op__0__payload.x[39] ;
+  wire [7:0] \op__0__payload.x[3] ;
+  wire [7:0] \op__0__payload.x[40] ;
+  wire [7:0] \op__0__payload.x[41] ;
+  wire [7:0] \op__0__payload.x[42] ;
+  wire [7:0] \op__0__payload.x[43] ;
+  wire [7:0] \op__0__payload.x[44] ;
+  wire [7:0] \op__0__payload.x[45] ;
+  wire [7:0] \op__0__payload.x[46] ;
+  wire [7:0] \op__0__payload.x[47] ;
+  wire [7:0] \op__0__payload.x[48] ;
+  wire [7:0] \op__0__payload.x[49] ;
+  wire [7:0] \op__0__payload.x[4] ;
+  wire [7:0] \op__0__payload.x[50] ;
+  wire [7:0] \op__0__payload.x[51] ;
+  wire [7:0] \op__0__payload.x[52] ;
+  wire [7:0] \op__0__payload.x[53] ;
+  wire [7:0] \op__0__payload.x[54] ;
+  wire [7:0] \op__0__payload.x[55] ;
+  wire [7:0] \op__0__payload.x[56] ;
+  wire [7:0] \op__0__payload.x[57] ;
+  wire [7:0] \op__0__payload.x[58] ;
+  wire [7:0] \op__0__payload.x[59] ;
+  wire [7:0] \op__0__payload.x[5] ;
+  wire [7:0] \op__0__payload.x[60] ;
+  wire [7:0] \op__0__payload.x[61] ;
+  wire [7:0] \op__0__payload.x[62] ;
+  wire [7:0] \op__0__payload.x[63] ;
+  wire [7:0] \op__0__payload.x[6] ;
+  wire [7:0] \op__0__payload.x[7] ;
+  wire [7:0] \op__0__payload.x[8] ;
+  wire [7:0] \op__0__payload.x[9] ;
+  wire \op__0__payload.x_signed ;
+  input op__0__ready;
+  wire op__0__ready;
+  output op__0__valid;
+  wire op__0__valid;
+  output [596:0] op__1__payload;
+  wire [596:0] op__1__payload;
+  wire [2:0] \op__1__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload.mode ;
+  wire [2:0] \op__1__payload.page ;
+  wire [5:0] \op__1__payload.row ;
+  wire \op__1__payload.skip ;
+  wire \op__1__payload.w_signed ;
+  wire [1:0] \op__1__payload.wb_log2 ;
+  wire [63:0] \op__1__payload.word ;
+  wire [511:0] \op__1__payload.x ;
+  wire [7:0] \op__1__payload.x[0] ;
+  wire [7:0] \op__1__payload.x[10] ;
+  wire [7:0] \op__1__payload.x[11] ;
+  wire [7:0] \op__1__payload.x[12] ;
+  wire [7:0] \op__1__payload.x[13] ;
+  wire [7:0] \op__1__payload.x[14] ;
+  wire [7:0] \op__1__payload.x[15] ;
+  wire [7:0] \op__1__payload.x[16] ;
+  wire [7:0] \op__1__payload.x[17] ;
+  wire [7:0] \op__1__payload.x[18] ;
+  wire [7:0] \op__1__payload.x[19] ;
+  wire [7:0] \op__1__payload.x[1] ;
+  wire [7:0] \op__1__payload.x[20] ;
+  wire [7:0] \op__1__payload.x[21] ;
+  wire [7:0] \op__1__payload.x[22] ;
+  wire [7:0] \op__1__payload.x[23] ;
+  wire [7:0] \op__1__payload.x[24] ;
+  wire [7:0] \op__1__payload.x[25] ;
+  wire [7:0] \op__1__payload.x[26] ;
+  wire [7:0] \op__1__payload.x[27] ;
+  wire [7:0] \op__1__payload.x[28] ;
+  wire [7:0] \op__1__payload.x[29] ;
+  wire [7:0] \op__1__payload.x[2] ;
+  wire [7:0] \op__1__payload.x[30] ;
+  wire [7:0] \op__1__payload.x[31] ;
+  wire [7:0] \op__1__payload.x[32] ;
+  wire [7:0] \op__1__payload.x[33] ;
+  wire [7:0] \op__1__payload.x[34] ;
+  wire [7:0] \op__1__payload.x[35] ;
+  wire [7:0] \op__1__payload.x[36] ;
+  wire [7:0] \op__1__payload.x[37] ;
+  wire [7:0] \op__1__payload.x[38] ;
+  wire [7:0] \op__1__payload.x[39] ;
+  wire [7:0] \op__1__payload.x[3] ;
+  wire [7:0] \op__1__payload.x[40] ;
+  wire [7:0] \op__1__payload.x[41] ;
+  wire [7:0] \op__1__payload.x[42] ;
+  wire [7:0] \op__1__payload.x[43] ;
+  wire [7:0] \op__1__payload.x[44] ;
+  wire [7:0] \op__1__payload.x[45] ;
+  wire [7:0] \op__1__payload.x[46] ;
+  wire [7:0] \op__1__payload.x[47] ;
+  wire [7:0] \op__1__payload.x[48] ;
+  wire [7:0] \op__1__payload.x[49] ;
+  wire [7:0] \op__1__payload.x[4] ;
+  wire [7:0] \op__1__payload.x[50] ;
+  wire [7:0] \op__1__payload.x[51] ;
+  wire [7:0] \op__1__payload.x[52] ;
+  wire [7:0] \op__1__payload.x[53] ;
+  wire [7:0] \op__1__payload.x[54] ;
+  wire [7:0] \op__1__payload.x[55] ;
+  wire [7:0] \op__1__payload.x[56] ;
+  wire [7:0] \op__1__payload.x[57] ;
+  wire [7:0] \op__1__payload.x[58] ;
+  wire [7:0] \op__1__payload.x[59] ;
+  wire [7:0] \op__1__payload.x[5] ;
+  wire [7:0] \op__1__payload.x[60] ;
+  wire [7:0] \op__1__payload.x[61] ;
+  wire [7:0] \op__1__payload.x[62] ;
+  wire [7:0] \op__1__payload.x[63] ;
+  wire [7:0] \op__1__payload.x[6] ;
+  wire [7:0] \op__1__payload.x[7] ;
+  wire [7:0] \op__1__payload.x[8] ;
+  wire [7:0] \op__1__payload.x[9] ;
+  wire \op__1__payload.x_signed ;
+  input op__1__ready;
+  wire op__1__ready;
+  output op__1__valid;
+  wire op__1__valid;
+  output [596:0] op__2__payload;
+  wire [596:0] op__2__payload;
+  wire [2:0] \op__2__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__2__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__2__payload.mode ;
+  wire [2:0] \op__2__payload.page ;
+  wire [5:0] \op__2__payload.row ;
+  wire \op__2__payload.skip ;
+  wire \op__2__payload.w_signed ;
+  wire [1:0] \op__2__payload.wb_log2 ;
+  wire [63:0] \op__2__payload.word ;
+  wire [511:0] \op__2__payload.x ;
+  wire [7:0] \op__2__payload.x[0] ;
+  wire [7:0] \op__2__payload.x[10] ;
+  wire [7:0] \op__2__payload.x[11] ;
+  wire [7:0] \op__2__payload.x[12] ;
+  wire [7:0] \op__2__payload.x[13] ;
+  wire [7:0] \op__2__payload.x[14] ;
+  wire [7:0] \op__2__payload.x[15] ;
+  wire [7:0] \op__2__payload.x[16] ;
+  wire [7:0] \op__2__payload.x[17] ;
+  wire [7:0] \op__2__payload.x[18] ;
+  wire [7:0] \op__2__payload.x[19] ;
+  wire [7:0] \op__2__payload.x[1] ;
+  wire [7:0] \op__2__payload.x[20] ;
+  wire [7:0] \op__2__payload.x[21] ;
+  wire [7:0] \op__2__payload.x[22] ;
+  wire [7:0] \op__2__payload.x[23] ;
+  wire [7:0] \op__2__payload.x[24] ;
+  wire [7:0] \op__2__payload.x[25] ;
+  wire [7:0] \op__2__payload.x[26] ;
+  wire [7:0] \op__2__payload.x[27] ;
+  wire [7:0] \op__2__payload.x[28] ;
+  wire [7:0] \op__2__payload.x[29] ;
+  wire [7:0] \op__2__payload.x[2] ;
+  wire [7:0] \op__2__payload.x[30] ;
+  wire [7:0] \op__2__payload.x[31] ;
+  wire [7:0] \op__2__payload.x[32] ;
+  wire [7:0] \op__2__payload.x[33] ;
+  wire [7:0] \op__2__payload.x[34] ;
+  wire [7:0] \op__2__payload.x[35] ;
+  wire [7:0] \op__2__payload.x[36] ;
+  wire [7:0] \op__2__payload.x[37] ;
+  wire [7:0] \op__2__payload.x[38] ;
+  wire [7:0] \op__2__payload.x[39] ;
+  wire [7:0] \op__2__payload.x[3] ;
+  wire [7:0] \op__2__payload.x[40] ;
+  wire [7:0] \op__2__payload.x[41] ;
+  wire [7:0] \op__2__payload.x[42] ;
+  wire [7:0] \op__2__payload.x[43] ;
+  wire [7:0] \op__2__payload.x[44] ;
+  wire [7:0] \op__2__payload.x[45] ;
+  wire [7:0] \op__2__payload.x[46] ;
+  wire [7:0] \op__2__payload.x[47] ;
+  wire [7:0] \op__2__payload.x[48] ;
+  wire [7:0] \op__2__payload.x[49] ;
+  wire [7:0] \op__2__payload.x[4] ;
+  wire [7:0] \op__2__payload.x[50] ;
+  wire [7:0] \op__2__payload.x[51] ;
+  wire [7:0] \op__2__payload.x[52] ;
+  wire [7:0] \op__2__payload.x[53] ;
+  wire [7:0] \op__2__payload.x[54] ;
+  wire [7:0] \op__2__payload.x[55] ;
+  wire [7:0] \op__2__payload.x[56] ;
+  wire [7:0] \op__2__payload.x[57] ;
+  wire [7:0] \op__2__payload.x[58] ;
+  wire [7:0] \op__2__payload.x[59] ;
+  wire [7:0] \op__2__payload.x[5] ;
+  wire [7:0] \op__2__payload.x[60] ;
+  wire [7:0] \op__2__payload.x[61] ;
+  wire [7:0] \op__2__payload.x[62] ;
+  wire [7:0] \op__2__payload.x[63] ;
+  wire [7:0] \op__2__payload.x[6] ;
+  wire [7:0] \op__2__payload.x[7] ;
+  wire [7:0] \op__2__payload.x[8] ;
+  wire [7:0] \op__2__payload.x[9] ;
+  wire \op__2__payload.x_signed ;
+  input op__2__ready;
+  wire op__2__ready;
+  output op__2__valid;
+  wire op__2__valid;
+  output [596:0] op__3__payload;
+  wire [596:0] op__3__payload;
+  wire [2:0] \op__3__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__3__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__3__payload.mode ;
+  wire [2:0] \op__3__payload.page ;
+  wire [5:0] \op__3__payload.row ;
+  wire \op__3__payload.skip ;
+  wire \op__3__payload.w_signed ;
+  wire [1:0] \op__3__payload.wb_log2 ;
+  wire [63:0] \op__3__payload.word ;
+  wire [511:0] \op__3__payload.x ;
+  wire [7:0] \op__3__payload.x[0] ;
+  wire [7:0] \op__3__payload.x[10] ;
+  wire [7:0] \op__3__payload.x[11] ;
+  wire [7:0] \op__3__payload.x[12] ;
+  wire [7:0] \op__3__payload.x[13] ;
+  wire [7:0] \op__3__payload.x[14] ;
+  wire [7:0] \op__3__payload.x[15] ;
+  wire [7:0] \op__3__payload.x[16] ;
+  wire [7:0] \op__3__payload.x[17] ;
+  wire [7:0] \op__3__payload.x[18] ;
+  wire [7:0] \op__3__payload.x[19] ;
+  wire [7:0] \op__3__payload.x[1] ;
+  wire [7:0] \op__3__payload.x[20] ;
+  wire [7:0] \op__3__payload.x[21] ;
+  wire [7:0] \op__3__payload.x[22] ;
+  wire [7:0] \op__3__payload.x[23] ;
+  wire [7:0] \op__3__payload.x[24] ;
+  wire [7:0] \op__3__payload.x[25] ;
+  wire [7:0] \op__3__payload.x[26] ;
+  wire [7:0] \op__3__payload.x[27] ;
+  wire [7:0] \op__3__payload.x[28] ;
+  wire [7:0] \op__3__payload.x[29] ;
+  wire [7:0] \op__3__payload.x[2] ;
+  wire [7:0] \op__3__payload.x[30] ;
+  wire [7:0] \op__3__payload.x[31] ;
+  wire [7:0] \op__3__payload.x[32] ;
+  wire [7:0] \op__3__payload.x[33] ;
+  wire [7:0] \op__3__payload.x[34] ;
+  wire [7:0] \op__3__payload.x[35] ;
+  wire [7:0] \op__3__payload.x[36] ;
+  wire [7:0] \op__3__payload.x[37] ;
+  wire [7:0] \op__3__payload.x[38] ;
+  wire [7:0] \op__3__payload.x[39] ;
+  wire [7:0] \op__3__payload.x[3] ;
+  wire [7:0] \op__3__payload.x[40] ;
+  wire [7:0] \op__3__payload.x[41] ;
+  wire [7:0] \op__3__payload.x[42] ;
+  wire [7:0] \op__3__payload.x[43] ;
+  wire [7:0] \op__3__payload.x[44] ;
+  wire [7:0] \op__3__payload.x[45] ;
+  wire [7:0] \op__3__payload.x[46] ;
+  wire [7:0] \op__3__payload.x[47] ;
+  wire [7:0] \op__3__payload.x[48] ;
+  wire [7:0] \op__3__payload.x[49] ;
+  wire [7:0] \op__3__payload.x[4] ;
+  wire [7:0] \op__3__payload.x[50] ;
+  wire [7:0] \op__3__payload.x[51] ;
+  wire [7:0] \op__3__payload.x[52] ;
+  wire [7:0] \op__3__payload.x[53] ;
+  wire [7:0] \op__3__payload.x[54] ;
+  wire [7:0] \op__3__payload.x[55] ;
+  wire [7:0] \op__3__payload.x[56] ;
+  wire [7:0] \op__3__payload.x[57] ;
+  wire [7:0] \op__3__payload.x[58] ;
+  wire [7:0] \op__3__payload.x[59] ;
+  wire [7:0] \op__3__payload.x[5] ;
+  wire [7:0] \op__3__payload.x[60] ;
+  wire [7:0] \op__3__payload.x[61] ;
+  wire [7:0] \op__3__payload.x[62] ;
+  wire [7:0] \op__3__payload.x[63] ;
+  wire [7:0] \op__3__payload.x[6] ;
+  wire [7:0] \op__3__payload.x[7] ;
+  wire [7:0] \op__3__payload.x[8] ;
+  wire [7:0] \op__3__payload.x[9] ;
+  wire \op__3__payload.x_signed ;
+  input op__3__ready;
+  wire op__3__ready;
+  output op__3__valid;
+  wire op__3__valid;
+  output [11:0] rd__addr;
+  wire [11:0] rd__addr;
+  input [63:0] rd__data;
+  wire [63:0] rd__data;
+  wire rd__en;
+  wire reading;
+  input res_valid__0;
+  wire res_valid__0;
+  input res_valid__1;
+  wire res_valid__1;
+  input res_valid__2;
+  wire res_valid__2;
+  input res_valid__3;
+  wire res_valid__3;
+  input [1407:0] res_y__0;
+  wire [1407:0] res_y__0;
+  wire [21:0] \res_y__0[0] ;
+  wire [21:0] \res_y__0[10] ;
+  wire [21:0] \res_y__0[11] ;
+  wire [21:0] \res_y__0[12] ;
+  wire [21:0] \res_y__0[13] ;
+  wire [21:0] \res_y__0[14] ;
+  wire [21:0] \res_y__0[15] ;
+  wire [21:0] \res_y__0[16] ;
+  wire [21:0] \res_y__0[17] ;
+  wire [21:0] \res_y__0[18] ;
+  wire [21:0] \res_y__0[19] ;
+  wire [21:0] \res_y__0[1] ;
+  wire [21:0] \res_y__0[20] ;
+  wire [21:0] \res_y__0[21] ;
+  wire [21:0] \res_y__0[22] ;
+  wire [21:0] \res_y__0[23] ;
+  wire [21:0] \res_y__0[24] ;
+  wire [21:0] \res_y__0[25] ;
+  wire [21:0] \res_y__0[26] ;
+  wire [21:0] \res_y__0[27] ;
+  wire [21:0] \res_y__0[28] ;
+  wire [21:0] \res_y__0[29] ;
+  wire [21:0] \res_y__0[2] ;
+  wire [21:0] \res_y__0[30] ;
+  wire [21:0] \res_y__0[31] ;
+  wire [21:0] \res_y__0[32] ;
+  wire [21:0] \res_y__0[33] ;
+  wire [21:0] \res_y__0[34] ;
+  wire [21:0] \res_y__0[35] ;
+  wire [21:0] \res_y__0[36] ;
+  wire [21:0] \res_y__0[37] ;
+  wire [21:0] \res_y__0[38] ;
+  wire [21:0] \res_y__0[39] ;
+  wire [21:0] \res_y__0[3] ;
+  wire [21:0] \res_y__0[40] ;
+  wire [21:0] \res_y__0[41] ;
+  wire [21:0] \res_y__0[42] ;
+  wire [21:0] \res_y__0[43] ;
+  wire [21:0] \res_y__0[44] ;
+  wire [21:0] \res_y__0[45] ;
+  wire [21:0] \res_y__0[46] ;
+  wire [21:0] \res_y__0[47] ;
+  wire [21:0] \res_y__0[48] ;
+  wire [21:0] \res_y__0[49] ;
+  wire [21:0] \res_y__0[4] ;
+  wire [21:0] \res_y__0[50] ;
+  wire [21:0] \res_y__0[51] ;
+  wire [21:0] \res_y__0[52] ;
+  wire [21:0] \res_y__0[53] ;
+  wire [21:0] \res_y__0[54] ;
+  wire [21:0] \res_y__0[55] ;
+  wire [21:0] \res_y__0[56] ;
+  wire [21:0] \res_y__0[57] ;
+  wire [21:0] \res_y__0[58] ;
+  wire [21:0] \res_y__0[59] ;
+  wire [21:0] \res_y__0[5] ;
+  wire [21:0] \res_y__0[60] ;
+  wire [21:0] \res_y__0[61] ;
+  wire [21:0] \res_y__0[62] ;
+  wire [21:0] \res_y__0[63] ;
+  wire [21:0] \res_y__0[6] ;
+  wire [21:0] \res_y__0[7] ;
+  wire [21:0] \res_y__0[8] ;
+  wire [21:0] \res_y__0[9] ;
+  input [1407:0] res_y__1;
+  wire [1407:0] res_y__1;
+  wire [21:0] \res_y__1[0] ;
+  wire [21:0] \res_y__1[10] ;
+  wire [21:0] \res_y__1[11] ;
+  wire [21:0] \res_y__1[12] ;
+  wire [21:0] \res_y__1[13] ;
+  wire [21:0] \res_y__1[14] ;
+  wire [21:0] \res_y__1[15] ;
+  wire [21:0] \res_y__1[16] ;
+  wire [21:0] \res_y__1[17] ;
+  wire [21:0] \res_y__1[18] ;
+  wire [21:0] \res_y__1[19] ;
+  wire [21:0] \res_y__1[1] ;
+  wire [21:0] \res_y__1[20] ;
+  wire [21:0] \res_y__1[21] ;
+  wire [21:0] \res_y__1[22] ;
+  wire [21:0] \res_y__1[23] ;
+  wire [21:0] \res_y__1[24] ;
+  wire [21:0] \res_y__1[25] ;
+  wire [21:0] \res_y__1[26] ;
+  wire [21:0] \res_y__1[27] ;
+  wire [21:0] \res_y__1[28] ;
+  wire [21:0] \res_y__1[29] ;
+  wire [21:0] \res_y__1[2] ;
+  wire [21:0] \res_y__1[30] ;
+  wire [21:0] \res_y__1[31] ;
+  wire [21:0] \res_y__1[32] ;
+  wire [21:0] \res_y__1[33] ;
+  wire [21:0] \res_y__1[34] ;
+  wire [21:0] \res_y__1[35] ;
+  wire [21:0] \res_y__1[36] ;
+  wire [21:0] \res_y__1[37] ;
+  wire [21:0] \res_y__1[38] ;
+  wire [21:0] \res_y__1[39] ;
+  wire [21:0] \res_y__1[3] ;
+  wire [21:0] \res_y__1[40] ;
+  wire [21:0] \res_y__1[41] ;
+  wire [21:0] \res_y__1[42] ;
+  wire [21:0] \res_y__1[43] ;
+  wire [21:0] \res_y__1[44] ;
+  wire [21:0] \res_y__1[45] ;
+  wire [21:0] \res_y__1[46] ;
+  wire [21:0] \res_y__1[47] ;
+  wire [21:0] \res_y__1[48] ;
+  wire [21:0] \res_y__1[49] ;
+  wire [21:0] \res_y__1[4] ;
+  wire [21:0] \res_y__1[50] ;
+  wire [21:0] \res_y__1[51] ;
+  wire [21:0] \res_y__1[52] ;
+  wire [21:0] \res_y__1[53] ;
+  wire [21:0] \res_y__1[54] ;
+  wire [21:0] \res_y__1[55] ;
+  wire [21:0] \res_y__1[56] ;
+  wire [21:0] \res_y__1[57] ;
+  wire [21:0] \res_y__1[58] ;
+  wire [21:0] \res_y__1[59] ;
+  wire [21:0] \res_y__1[5] ;
+  wire [21:0] \res_y__1[60] ;
+  wire [21:0] \res_y__1[61] ;
+  wire [21:0] \res_y__1[62] ;
+  wire [21:0] \res_y__1[63] ;
+  wire [21:0] \res_y__1[6] ;
+  wire [21:0] \res_y__1[7] ;
+  wire [21:0] \res_y__1[8] ;
+  wire [21:0] \res_y__1[9] ;
+  input [1407:0] res_y__2;
+  wire [1407:0] res_y__2;
+  wire [21:0] \res_y__2[0] ;
+  wire [21:0] \res_y__2[10] ;
+  wire [21:0] \res_y__2[11] ;
+  wire [21:0] \res_y__2[12] ;
+  wire [21:0] \res_y__2[13] ;
+  wire [21:0] \res_y__2[14] ;
+  wire [21:0] \res_y__2[15] ;
+  wire [21:0] \res_y__2[16] ;
+  wire [21:0] \res_y__2[17] ;
+  wire [21:0] \res_y__2[18] ;
+  wire [21:0] \res_y__2[19] ;
+  wire [21:0] \res_y__2[1] ;
+  wire [21:0] \res_y__2[20] ;
+  wire [21:0] \res_y__2[21] ;
+  wire [21:0] \res_y__2[22] ;
+  wire [21:0] \res_y__2[23] ;
+  wire [21:0] \res_y__2[24] ;
+  wire [21:0] \res_y__2[25] ;
+  wire [21:0] \res_y__2[26] ;
+  wire [21:0] \res_y__2[27] ;
+  wire [21:0] \res_y__2[28] ;
+  wire [21:0] \res_y__2[29] ;
+  wire [21:0] \res_y__2[2] ;
+  wire [21:0] \res_y__2[30] ;
+  wire [21:0] \res_y__2[31] ;
+  wire [21:0] \res_y__2[32] ;
+  wire [21:0] \res_y__2[33] ;
+  wire [21:0] \res_y__2[34] ;
+  wire [21:0] \res_y__2[35] ;
+  wire [21:0] \res_y__2[36] ;
+  wire [21:0] \res_y__2[37] ;
+  wire [21:0] \res_y__2[38] ;
+  wire [21:0] \res_y__2[39] ;
+  wire [21:0] \res_y__2[3] ;
+  wire [21:0] \res_y__2[40] ;
+  wire [21:0] \res_y__2[41] ;
+  wire [21:0] \res_y__2[42] ;
+  wire [21:0] \res_y__2[43] ;
+  wire [21:0] \res_y__2[44] ;
+  wire [21:0] \res_y__2[45] ;
+  wire [21:0] \res_y__2[46] ;
+  wire [21:0] \res_y__2[47] ;
+  wire [21:0] \res_y__2[48] ;
+  wire [21:0] \res_y__2[49] ;
+  wire [21:0] \res_y__2[4] ;
+  wire [21:0] \res_y__2[50] ;
+  wire [21:0] \res_y__2[51] ;
+  wire [21:0] \res_y__2[52] ;
+  wire [21:0] \res_y__2[53] ;
+  wire [21:0] \res_y__2[54] ;
+  wire [21:0] \res_y__2[55] ;
+  wire [21:0] \res_y__2[56] ;
+  wire [21:0] \res_y__2[57] ;
+  wire [21:0] \res_y__2[58] ;
+  wire [21:0] \res_y__2[59] ;
+  wire [21:0] \res_y__2[5] ;
+  wire [21:0] \res_y__2[60] ;
+  wire [21:0] \res_y__2[61] ;
+  wire [21:0] \res_y__2[62] ;
+  wire [21:0] \res_y__2[63] ;
+  wire [21:0] \res_y__2[6] ;
+  wire [21:0] \res_y__2[7] ;
+  wire [21:0] \res_y__2[8] ;
+  wire [21:0] \res_y__2[9] ;
+  input [1407:0] res_y__3;
+  wire [1407:0] res_y__3;
+  wire [21:0] \res_y__3[0] ;
+  wire [21:0] \res_y__3[10] ;
+  wire [21:0] \res_y__3[11] ;
+  wire [21:0] \res_y__3[12] ;
+  wire [21:0] \res_y__3[13] ;
+  wire [21:0] \res_y__3[14] ;
+  wire [21:0] \res_y__3[15] ;
+  wire [21:0] \res_y__3[16] ;
+  wire [21:0] \res_y__3[17] ;
+  wire [21:0] \res_y__3[18] ;
+  wire [21:0] \res_y__3[19] ;
+  wire [21:0] \res_y__3[1] ;
+  wire [21:0] \res_y__3[20] ;
+  wire [21:0] \res_y__3[21] ;
+  wire [21:0] \res_y__3[22] ;
+  wire [21:0] \res_y__3[23] ;
+  wire [21:0] \res_y__3[24] ;
+  wire [21:0] \res_y__3[25] ;
+  wire [21:0] \res_y__3[26] ;
+  wire [21:0] \res_y__3[27] ;
+  wire [21:0] \res_y__3[28] ;
+  wire [21:0] \res_y__3[29] ;
+  wire [21:0] \res_y__3[2] ;
+  wire [21:0] \res_y__3[30] ;
+  wire [21:0] \res_y__3[31] ;
+  wire [21:0] \res_y__3[32] ;
+  wire [21:0] \res_y__3[33] ;
+  wire [21:0] \res_y__3[34] ;
+  wire [21:0] \res_y__3[35] ;
+  wire [21:0] \res_y__3[36] ;
+  wire [21:0] \res_y__3[37] ;
+  wire [21:0] \res_y__3[38] ;
+  wire [21:0] \res_y__3[39] ;
+  wire [21:0] \res_y__3[3] ;
+  wire [21:0] \res_y__3[40] ;
+  wire [21:0] \res_y__3[41] ;
+  wire [21:0] \res_y__3[42] ;
+  wire [21:0] \res_y__3[43] ;
+  wire [21:0] \res_y__3[44] ;
+  wire [21:0] \res_y__3[45] ;
+  wire [21:0] \res_y__3[46] ;
+  wire [21:0] \res_y__3[47] ;
+  wire [21:0] \res_y__3[48] ;
+  wire [21:0] \res_y__3[49] ;
+  wire [21:0] \res_y__3[4] ;
+  wire [21:0] \res_y__3[50] ;
+  wire [21:0] \res_y__3[51] ;
+  wire [21:0] \res_y__3[52] ;
+  wire [21:0] \res_y__3[53] ;
+  wire [21:0] \res_y__3[54] ;
+  wire [21:0] \res_y__3[55] ;
+  wire [21:0] \res_y__3[56] ;
+  wire [21:0] \res_y__3[57] ;
+  wire [21:0] \res_y__3[58] ;
+  wire [21:0] \res_y__3[59] ;
+  wire [21:0] \res_y__3[5] ;
+  wire [21:0] \res_y__3[60] ;
+  wire [21:0] \res_y__3[61] ;
+  wire [21:0] \res_y__3[62] ;
+  wire [21:0] \res_y__3[63] ;
+  wire [21:0] \res_y__3[6] ;
+  wire [21:0] \res_y__3[7] ;
+  wire [21:0] \res_y__3[8] ;
+  wire [21:0] \res_y__3[9] ;
+  input rst;
+  wire rst;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  reg [5:0] w_j = 6'h00;
+  wire want;
+  reg [63:0] xbuf0 = 64'h0000000000000000;
+  reg [63:0] xbuf1 = 64'h0000000000000000;
+  reg [63:0] xbuf10 = 64'h0000000000000000;
+  reg [63:0] xbuf11 = 64'h0000000000000000;
+  reg [63:0] xbuf12 = 64'h0000000000000000;
+  reg [63:0] xbuf13 = 64'h0000000000000000;
+  reg [63:0] xbuf14 = 64'h0000000000000000;
+  reg [63:0] xbuf15 = 64'h0000000000000000;
+  reg [63:0] xbuf16 = 64'h0000000000000000;
+  reg [63:0] xbuf17 = 64'h0000000000000000;
+  reg [63:0] xbuf18 = 64'h0000000000000000;
+  reg [63:0] xbuf19 = 64'h0000000000000000;
+  reg [63:0] xbuf2 = 64'h0000000000000000;
+  reg [63:0] xbuf20 = 64'h0000000000000000;
+  reg [63:0] xbuf21 = 64'h0000000000000000;
+  reg [63:0] xbuf22 = 64'h0000000000000000;
+  reg [63:0] xbuf23 = 64'h0000000000000000;
+  reg [63:0] xbuf24 = 64'h0000000000000000;
+  reg [63:0] xbuf25 = 64'h0000000000000000;
+  reg [63:0] xbuf26 = 64'h0000000000000000;
+  reg [63:0] xbuf27 = 64'h0000000000000000;
+  reg [63:0] xbuf28 = 64'h0000000000000000;
+  reg [63:0] xbuf29 = 64'h0000000000000000;
+  reg [63:0] xbuf3 = 64'h0000000000000000;
+  reg [63:0] xbuf30 = 64'h0000000000000000;
+  reg [63:0] xbuf31 = 64'h0000000000000000;
+  reg [63:0] xbuf4 = 64'h0000000000000000;
+  reg [63:0] xbuf5 = 64'h0000000000000000;
+  reg [63:0] xbuf6 = 64'h0000000000000000;
+  reg [63:0] xbuf7 = 64'h0000000000000000;
+  reg [63:0] xbuf8 = 64'h0000000000000000;
+  reg [63:0] xbuf9 = 64'h0000000000000000;
+  assign \$207  = acc16 + \$206 ;
+  assign \$217  = acc17 + \$216 ;
+  assign \$227  = acc18 + \$226 ;
+  assign \$237  = acc19 + \$236 ;
+  assign \$247  = acc20 + \$246 ;
+  assign \$257  = acc21 + \$256 ;
+  assign \$267  = acc22 + \$266 ;
+  assign \$277  = acc23 + \$276 ;
+  assign \$287  = acc24 + \$286 ;
+  assign \$297  = acc25 + \$296 ;
+  assign \$307  = acc26 + \$306 ;
+  assign \$317  = acc27 + \$316 ;
+  assign \$327  = acc28 + \$326 ;
+  assign \$337  = acc29 + \$336 ;
+  assign \$347  = acc30 + \$346 ;
+  assign \$357  = acc31 + \$356 ;
+  assign \$367  = acc32 + \$366 ;
+  assign \$377  = acc33 + \$376 ;
+  assign \$387  = acc34 + \$386 ;
+  assign \$397  = acc35 + \$396 ;
+  assign \$407  = acc36 + \$406 ;
+  assign \$417  = acc37 + \$416 ;
+  assign \$427  = acc38 + \$426 ;
+  assign \$437  = acc39 + \$436 ;
+  assign \$447  = acc40 + \$446 ;
+  assign \$457  = acc41 + \$456 ;
+  assign \$467  = acc42 + \$466 ;
+  assign \$477  = acc43 + \$476 ;
+  assign \$487  = acc44 + \$486 ;
+  assign \$497  = acc45 + \$496 ;
+  assign \$507  = acc46 + \$506 ;
+  assign \$517  = acc47 + \$516 ;
+  assign \$527  = acc48 + \$526 ;
+  assign \$537  = acc49 + \$536 ;
+  assign \$547  = acc50 + \$546 ;
+  assign \$557  = acc51 + \$556 ;
+  assign \$567  = acc52 + \$566 ;
+  assign \$577  = acc53 + \$576 ;
+  assign \$587  = acc54 + \$586 ;
+  assign \$597  = acc55 + \$596 ;
+  assign \$607  = acc56 + \$606 ;
+  assign \$617  = acc57 + \$616 ;
+  assign \$627  = acc58 + \$626 ;
+  assign \$637  = acc59 + \$636 ;
+  assign \$647  = acc60 + \$646 ;
+  assign \$657  = acc61 + \$656 ;
+  assign \$667  = acc62 + \$666 ;
+  assign \$677  = acc63 + \$676 ;
+  assign \$678  = j + 1'h1;
+  always @(posedge clk)
+    \$signal$128  <= \$679 ;
+  always @(posedge clk)
+    ld_i <= \$680 ;
+  always @(posedge clk)
+    i <= \$681 ;
+  always @(posedge clk)
+    xbuf0 <= \$682 ;
+  always @(posedge clk)
+    xbuf1 <= \$683 ;
+  always @(posedge clk)
+    xbuf2 <= \$684 ;
+  always @(posedge clk)
+    xbuf3 <= \$685 ;
+  always @(posedge clk)
+    xbuf4 <= \$686 ;
+  always @(posedge clk)
+    xbuf5 <= \$687 ;
+  always @(posedge clk)
+    xbuf6 <= \$688 ;
+  always @(posedge clk)
+    xbuf7 <= \$689 ;
+  always @(posedge clk)
+    xbuf8 <= \$690 ;
+  always @(posedge clk)
+    xbuf9 <= \$691 ;
+  always @(posedge clk)
+    xbuf10 <= \$692 ;
+  always @(posedge clk)
+    xbuf11 <= \$693 ;
+  always @(posedge clk)
+    xbuf12 <= \$694 ;
+  always @(posedge clk)
+    xbuf13 <= \$695 ;
+  always @(posedge clk)
+    xbuf14 <= \$696 ;
+  always @(posedge clk)
+    xbuf15 <= \$697 ;
+  always @(posedge clk)
+    xbuf16 <= \$698 ;
+  always @(posedge clk)
+    xbuf17 <= \$699 ;
+  always @(posedge clk)
+    xbuf18 <= \$700 ;
+  always @(posedge clk)
+    xbuf19 <= \$701 ;
+  always @(posedge clk)
+    xbuf20 <= \$702 ;
+  always @(posedge clk)
+    xbuf21 <= \$703 ;
+  always @(posedge clk)
+    xbuf22 <= \$704 ;
+  always @(posedge clk)
+    xbuf23 <= \$705 ;
+  always @(posedge clk)
+    xbuf24 <= \$706 ;
+  always @(posedge clk)
+    xbuf25 <= \$707 ;
+  always @(posedge clk)
+    xbuf26 <= \$708 ;
+  always @(posedge clk)
+    xbuf27 <= \$709 ;
+  always @(posedge clk)
+    xbuf28 <= \$710 ;
+  always @(posedge clk)
+    xbuf29 <= \$711 ;
+  always @(posedge clk)
+    xbuf30 <= \$712 ;
+  always @(posedge clk)
+    xbuf31 <= \$713 ;
+  always @(posedge clk)
+    loaded <= \$714 ;
+  always @(posedge clk)
+    issued <= \$715 ;
+  always @(posedge clk)
+    got <= \$716 ;
+  always @(posedge clk)
+    acc0 <= \$717 ;
+  always @(posedge clk)
+    acc1 <= \$718 ;
+  always @(posedge clk)
+    acc2 <= \$719 ;
+  always @(posedge clk)
+    acc3 <= \$720 ;
+  always @(posedge clk)
+    acc4 <= \$721 ;
+  always @(posedge clk)
+    acc5 <= \$722 ;
+  always @(posedge clk)
+    acc6 <= \$723 ;
+  always @(posedge clk)
+    acc7 <= \$724 ;
+  always @(posedge clk)
+    acc8 <= \$725 ;
+  always @(posedge clk)
+    acc9 <= \$726 ;
+  always @(posedge clk)
+    acc10 <= \$727 ;
+  always @(posedge clk)
+    acc11 <= \$728 ;
+  always @(posedge clk)
+    acc12 <= \$729 ;
+  always @(posedge clk)
+    acc13 <= \$730 ;
+  always @(posedge clk)
+    acc14 <= \$731 ;
+  always @(posedge clk)
+    acc15 <= \$732 ;
+  always @(posedge clk)
+    acc16 <= \$733 ;
+  always @(posedge clk)
+    acc17 <= \$734 ;
+  always @(posedge clk)
+    acc18 <= \$735 ;
+  always @(posedge clk)
+    acc19 <= \$736 ;
+  always @(posedge clk)
+    acc20 <= \$737 ;
+  always @(posedge clk)
+    acc21 <= \$738 ;
+  always @(posedge clk)
+    acc22 <= \$739 ;
+  always @(posedge clk)
+    acc23 <= \$740 ;
+  always @(posedge clk)
+    acc24 <= \$741 ;
+  always @(posedge clk)
+    acc25 <= \$742 ;
+  always @(posedge clk)
+    acc26 <= \$743 ;
+  always @(posedge clk)
+    acc27 <= \$744 ;
+  always @(posedge clk)
+    acc28 <= \$745 ;
+  always @(posedge clk)
+    acc29 <= \$746 ;
+  always @(posedge clk)
+    acc30 <= \$747 ;
+  always @(posedge clk)
+    acc31 <= \$748 ;
+  always @(posedge clk)
+    acc32 <= \$749 ;
+  always @(posedge clk)
+    acc33 <= \$750 ;
+  always @(posedge clk)
+    acc34 <= \$751 ;
+  always @(posedge clk)
+    acc35 <= \$752 ;
+  always @(posedge clk)
+    acc36 <= \$753 ;
+  always @(posedge clk)
+    acc37 <= \$754 ;
+  always @(posedge clk)
+    acc38 <= \$755 ;
+  always @(posedge clk)
+    acc39 <= \$756 ;
+  always @(posedge clk)
+    acc40 <= \$757 ;
+  always @(posedge clk)
+    acc41 <= \$758 ;
+  always @(posedge clk)
+    acc42 <= \$759 ;
+  always @(posedge clk)
+    acc43 <= \$760 ;
+  always @(posedge clk)
+    acc44 <= \$761 ;
+  always @(posedge clk)
+    acc45 <= \$762 ;
+  always @(posedge clk)
+    acc46 <= \$763 ;
+  always @(posedge clk)
+    acc47 <= \$764 ;
+  always @(posedge clk)
+    acc48 <= \$765 ;
+  always @(posedge clk)
+    acc49 <= \$766 ;
+  always @(posedge clk)
+    acc50 <= \$767 ;
+  always @(posedge clk)
+    acc51 <= \$768 ;
+  always @(posedge clk)
+    acc52 <= \$769 ;
+  always @(posedge clk)
+    acc53 <= \$770 ;
+  always @(posedge clk)
+    acc54 <= \$771 ;
+  always @(posedge clk)
+    acc55 <= \$772 ;
+  always @(posedge clk)
+    acc56 <= \$773 ;
+  always @(posedge clk)
+    acc57 <= \$774 ;
+  always @(posedge clk)
+    acc58 <= \$775 ;
+  always @(posedge clk)
+    acc59 <= \$776 ;
+  always @(posedge clk)
+    acc60 <= \$777 ;
+  always @(posedge clk)
+    acc61 <= \$778 ;
+  always @(posedge clk)
+    acc62 <= \$779 ;
+  always @(posedge clk)
+    acc63 <= \$780 ;
+  always @(posedge clk)
+    j <= \$781 ;
+  always @(posedge clk)
+    act_w__en <= \$782 ;
+  always @(posedge clk)
+    w_j <= \$783 ;
+  always @(posedge clk)
+    running <= \$784 ;
+  assign busy = running | start;
+  assign \$1  = i < 6'h20;
+  assign \$2  = running & \$1 ;
+  assign loading = start ? 1'h1 : \$2 ;
+  assign \$3  = issued < 3'h4;
+  assign \$4  = running & \$3 ;
+  assign \$6  = \$5  <= loaded;
+  assign want = \$4  & \$6 ;
+  assign \$7  = ! args[1:0];
+  assign op__0__valid = want & \$7 ;
+  assign \$9  = args[1:0] == 1'h1;
+  assign op__1__valid = want & \$9 ;
+  assign \$11  = args[1:0] == 2'h2;
+  assign op__2__valid = want & \$11 ;
+  assign \$13  = args[1:0] == 2'h3;
+  assign op__3__valid = want & \$13 ;
+  assign \$15  = got == 3'h4;
+  assign \$16  = running & \$15 ;
+  assign \$17  = j < 7'h40;
+  assign reading = \$16  & \$17 ;
+  assign \$18  = got == 3'h4;
+  assign \$19  = args[28:17] + j;
+  assign \$20  = args[16:5] + i;
+  assign \$21  = \$18  ? \$19  : \$20 ;
+  assign \$22  = start ? { 1'h0, args[16:5] } : \$21 ;
+  assign \$23  = args[28:17] + w_j;
+  assign \$25  = rd__data + \$24 ;
+  assign \$26  = w_j == 6'h3f;
+  assign finish = act_w__en & \$26 ;
+  assign \$27  = start ? 6'h00 : i;
+  assign \$28  = i + 1'h1;
+  assign \$29  = loaded + 1'h1;
+  assign \$31  = want & \$30 ;
+  assign \$32  = issued + 1'h1;
+  assign \$34  = running & \$33 ;
+  assign \$35  = got < 3'h4;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = got + 1'h1;
+  assign \$47  = acc0 + \$46 ;
+  assign \$57  = acc1 + \$56 ;
+  assign \$67  = acc2 + \$66 ;
+  assign \$77  = acc3 + \$76 ;
+  assign \$87  = acc4 + \$86 ;
+  assign \$97  = acc5 + \$96 ;
+  assign \$107  = acc6 + \$106 ;
+  assign \$117  = acc7 + \$116 ;
+  assign \$127  = acc8 + \$126 ;
+  assign \$137  = acc9 + \$136 ;
+  assign \$147  = acc10 + \$146 ;
+  assign \$157  = acc11 + \$156 ;
+  assign \$167  = acc12 + \$166 ;
+  assign \$177  = acc13 + \$176 ;
+  assign \$187  = acc14 + \$186 ;
+  assign \$197  = acc15 + \$196 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$208  = res_y__0[395:374];
+      2'h1:
+          \$208  = res_y__1[395:374];
+      2'h2:
+          \$208  = res_y__2[395:374];
+      2'h3:
+          \$208  = res_y__3[395:374];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$210  = res_y__0[395:374];
+      2'h1:
+          \$210  = res_y__1[395:374];
+      2'h2:
+          \$210  = res_y__2[395:374];
+      2'h3:
+          \$210  = res_y__3[395:374];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$212  = res_y__0[395:374];
+      2'h1:
+          \$212  = res_y__1[395:374];
+      2'h2:
+          \$212  = res_y__2[395:374];
+      2'h3:
+          \$212  = res_y__3[395:374];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$214  = res_y__0[395:374];
+      2'h1:
+          \$214  = res_y__1[395:374];
+      2'h2:
+          \$214  = res_y__2[395:374];
+      2'h3:
+          \$214  = res_y__3[395:374];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$216  = { 30'h00000000, \$209  };
+      2'h1:
+          \$216  = { 16'h0000, \$211  };
+      2'h2:
+          \$216  = \$213 ;
+      2'h3:
+          \$216  = \$215 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$218  = res_y__0[417:396];
+      2'h1:
+          \$218  = res_y__1[417:396];
+      2'h2:
+          \$218  = res_y__2[417:396];
+      2'h3:
+          \$218  = res_y__3[417:396];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$220  = res_y__0[417:396];
+      2'h1:
+          \$220  = res_y__1[417:396];
+      2'h2:
+          \$220  = res_y__2[417:396];
+      2'h3:
+          \$220  = res_y__3[417:396];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$222  = res_y__0[417:396];
+      2'h1:
+          \$222  = res_y__1[417:396];
+      2'h2:
+          \$222  = res_y__2[417:396];
+      2'h3:
+          \$222  = res_y__3[417:396];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$224  = res_y__0[417:396];
+      2'h1:
+          \$224  = res_y__1[417:396];
+      2'h2:
+          \$224  = res_y__2[417:396];
+      2'h3:
+          \$224  = res_y__3[417:396];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$226  = { 30'h00000000, \$219  };
+      2'h1:
+          \$226  = { 16'h0000, \$221  };
+      2'h2:
+          \$226  = \$223 ;
+      2'h3:
+          \$226  = \$225 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$228  = res_y__0[439:418];
+      2'h1:
+          \$228  = res_y__1[439:418];
+      2'h2:
+          \$228  = res_y__2[439:418];
+      2'h3:
+          \$228  = res_y__3[439:418];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$230  = res_y__0[439:418];
+      2'h1:
+          \$230  = res_y__1[439:418];
+      2'h2:
+          \$230  = res_y__2[439:418];
+      2'h3:
+          \$230  = res_y__3[439:418];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$232  = res_y__0[439:418];
+      2'h1:
+          \$232  = res_y__1[439:418];
+      2'h2:
+          \$232  = res_y__2[439:418];
+      2'h3:
+          \$232  = res_y__3[439:418];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$234  = res_y__0[439:418];
+      2'h1:
+          \$234  = res_y__1[439:418];
+      2'h2:
+          \$234  = res_y__2[439:418];
+      2'h3:
+          \$234  = res_y__3[439:418];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$236  = { 30'h00000000, \$229  };
+      2'h1:
+          \$236  = { 16'h0000, \$231  };
+      2'h2:
+          \$236  = \$233 ;
+      2'h3:
+          \$236  = \$235 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$238  = res_y__0[461:440];
+      2'h1:
+          \$238  = res_y__1[461:440];
+      2'h2:
+          \$238  = res_y__2[461:440];
+      2'h3:
+          \$238  = res_y__3[461:440];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$240  = res_y__0[461:440];
+      2'h1:
+          \$240  = res_y__1[461:440];
+      2'h2:
+          \$240  = res_y__2[461:440];
+      2'h3:
+          \$240  = res_y__3[461:440];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$242  = res_y__0[461:440];
+      2'h1:
+          \$242  = res_y__1[461:440];
+      2'h2:
+          \$242  = res_y__2[461:440];
+      2'h3:
+          \$242  = res_y__3[461:440];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$244  = res_y__0[461:440];
+      2'h1:
+          \$244  = res_y__1[461:440];
+      2'h2:
+          \$244  = res_y__2[461:440];
+      2'h3:
+          \$244  = res_y__3[461:440];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$246  = { 30'h00000000, \$239  };
+      2'h1:
+          \$246  = { 16'h0000, \$241  };
+      2'h2:
+          \$246  = \$243 ;
+      2'h3:
+          \$246  = \$245 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$248  = res_y__0[483:462];
+      2'h1:
+          \$248  = res_y__1[483:462];
+      2'h2:
+          \$248  = res_y__2[483:462];
+      2'h3:
+          \$248  = res_y__3[483:462];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$250  = res_y__0[483:462];
+      2'h1:
+          \$250  = res_y__1[483:462];
+      2'h2:
+          \$250  = res_y__2[483:462];
+      2'h3:
+          \$250  = res_y__3[483:462];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$252  = res_y__0[483:462];
+      2'h1:
+          \$252  = res_y__1[483:462];
+      2'h2:
+          \$252  = res_y__2[483:462];
+      2'h3:
+          \$252  = res_y__3[483:462];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$254  = res_y__0[483:462];
+      2'h1:
+          \$254  = res_y__1[483:462];
+      2'h2:
+          \$254  = res_y__2[483:462];
+      2'h3:
+          \$254  = res_y__3[483:462];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$256  = { 30'h00000000, \$249  };
+      2'h1:
+          \$256  = { 16'h0000, \$251  };
+      2'h2:
+          \$256  = \$253 ;
+      2'h3:
+          \$256  = \$255 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$258  = res_y__0[505:484];
+      2'h1:
+          \$258  = res_y__1[505:484];
+      2'h2:
+          \$258  = res_y__2[505:484];
+      2'h3:
+          \$258  = res_y__3[505:484];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$260  = res_y__0[505:484];
+      2'h1:
+          \$260  = res_y__1[505:484];
+      2'h2:
+          \$260  = res_y__2[505:484];
+      2'h3:
+          \$260  = res_y__3[505:484];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$262  = res_y__0[505:484];
+      2'h1:
+          \$262  = res_y__1[505:484];
+      2'h2:
+          \$262  = res_y__2[505:484];
+      2'h3:
+          \$262  = res_y__3[505:484];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$264  = res_y__0[505:484];
+      2'h1:
+          \$264  = res_y__1[505:484];
+      2'h2:
+          \$264  = res_y__2[505:484];
+      2'h3:
+          \$264  = res_y__3[505:484];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$266  = { 30'h00000000, \$259  };
+      2'h1:
+          \$266  = { 16'h0000, \$261  };
+      2'h2:
+          \$266  = \$263 ;
+      2'h3:
+          \$266  = \$265 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$268  = res_y__0[527:506];
+      2'h1:
+          \$268  = res_y__1[527:506];
+      2'h2:
+          \$268  = res_y__2[527:506];
+      2'h3:
+          \$268  = res_y__3[527:506];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$270  = res_y__0[527:506];
+      2'h1:
+          \$270  = res_y__1[527:506];
+      2'h2:
+          \$270  = res_y__2[527:506];
+      2'h3:
+          \$270  = res_y__3[527:506];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$272  = res_y__0[527:506];
+      2'h1:
+          \$272  = res_y__1[527:506];
+      2'h2:
+          \$272  = res_y__2[527:506];
+      2'h3:
+          \$272  = res_y__3[527:506];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$274  = res_y__0[527:506];
+      2'h1:
+          \$274  = res_y__1[527:506];
+      2'h2:
+          \$274  = res_y__2[527:506];
+      2'h3:
+          \$274  = res_y__3[527:506];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$276  = { 30'h00000000, \$269  };
+      2'h1:
+          \$276  = { 16'h0000, \$271  };
+      2'h2:
+          \$276  = \$273 ;
+      2'h3:
+          \$276  = \$275 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$278  = res_y__0[549:528];
+      2'h1:
+          \$278  = res_y__1[549:528];
+      2'h2:
+          \$278  = res_y__2[549:528];
+      2'h3:
+          \$278  = res_y__3[549:528];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$280  = res_y__0[549:528];
+      2'h1:
+          \$280  = res_y__1[549:528];
+      2'h2:
+          \$280  = res_y__2[549:528];
+      2'h3:
+          \$280  = res_y__3[549:528];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$282  = res_y__0[549:528];
+      2'h1:
+          \$282  = res_y__1[549:528];
+      2'h2:
+          \$282  = res_y__2[549:528];
+      2'h3:
+          \$282  = res_y__3[549:528];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$284  = res_y__0[549:528];
+      2'h1:
+          \$284  = res_y__1[549:528];
+      2'h2:
+          \$284  = res_y__2[549:528];
+      2'h3:
+          \$284  = res_y__3[549:528];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$286  = { 30'h00000000, \$279  };
+      2'h1:
+          \$286  = { 16'h0000, \$281  };
+      2'h2:
+          \$286  = \$283 ;
+      2'h3:
+          \$286  = \$285 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$288  = res_y__0[571:550];
+      2'h1:
+          \$288  = res_y__1[571:550];
+      2'h2:
+          \$288  = res_y__2[571:550];
+      2'h3:
+          \$288  = res_y__3[571:550];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$290  = res_y__0[571:550];
+      2'h1:
+          \$290  = res_y__1[571:550];
+      2'h2:
+          \$290  = res_y__2[571:550];
+      2'h3:
+          \$290  = res_y__3[571:550];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$292  = res_y__0[571:550];
+      2'h1:
+          \$292  = res_y__1[571:550];
+      2'h2:
+          \$292  = res_y__2[571:550];
+      2'h3:
+          \$292  = res_y__3[571:550];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$294  = res_y__0[571:550];
+      2'h1:
+          \$294  = res_y__1[571:550];
+      2'h2:
+          \$294  = res_y__2[571:550];
+      2'h3:
+          \$294  = res_y__3[571:550];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$296  = { 30'h00000000, \$289  };
+      2'h1:
+          \$296  = { 16'h0000, \$291  };
+      2'h2:
+          \$296  = \$293 ;
+      2'h3:
+          \$296  = \$295 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$298  = res_y__0[593:572];
+      2'h1:
+          \$298  = res_y__1[593:572];
+      2'h2:
+          \$298  = res_y__2[593:572];
+      2'h3:
+          \$298  = res_y__3[593:572];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$300  = res_y__0[593:572];
+      2'h1:
+          \$300  = res_y__1[593:572];
+      2'h2:
+          \$300  = res_y__2[593:572];
+      2'h3:
+          \$300  = res_y__3[593:572];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$302  = res_y__0[593:572];
+      2'h1:
+          \$302  = res_y__1[593:572];
+      2'h2:
+          \$302  = res_y__2[593:572];
+      2'h3:
+          \$302  = res_y__3[593:572];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$304  = res_y__0[593:572];
+      2'h1:
+          \$304  = res_y__1[593:572];
+      2'h2:
+          \$304  = res_y__2[593:572];
+      2'h3:
+          \$304  = res_y__3[593:572];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$306  = { 30'h00000000, \$299  };
+      2'h1:
+          \$306  = { 16'h0000, \$301  };
+      2'h2:
+          \$306  = \$303 ;
+      2'h3:
+          \$306  = \$305 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$308  = res_y__0[615:594];
+      2'h1:
+          \$308  = res_y__1[615:594];
+      2'h2:
+          \$308  = res_y__2[615:594];
+      2'h3:
+          \$308  = res_y__3[615:594];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$310  = res_y__0[615:594];
+      2'h1:
+          \$310  = res_y__1[615:594];
+      2'h2:
+          \$310  = res_y__2[615:594];
+      2'h3:
+          \$310  = res_y__3[615:594];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$312  = res_y__0[615:594];
+      2'h1:
+          \$312  = res_y__1[615:594];
+      2'h2:
+          \$312  = res_y__2[615:594];
+      2'h3:
+          \$312  = res_y__3[615:594];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$314  = res_y__0[615:594];
+      2'h1:
+          \$314  = res_y__1[615:594];
+      2'h2:
+          \$314  = res_y__2[615:594];
+      2'h3:
+          \$314  = res_y__3[615:594];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$316  = { 30'h00000000, \$309  };
+      2'h1:
+          \$316  = { 16'h0000, \$311  };
+      2'h2:
+          \$316  = \$313 ;
+      2'h3:
+          \$316  = \$315 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$318  = res_y__0[637:616];
+      2'h1:
+          \$318  = res_y__1[637:616];
+      2'h2:
+          \$318  = res_y__2[637:616];
+      2'h3:
+          \$318  = res_y__3[637:616];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$320  = res_y__0[637:616];
+      2'h1:
+          \$320  = res_y__1[637:616];
+      2'h2:
+          \$320  = res_y__2[637:616];
+      2'h3:
+          \$320  = res_y__3[637:616];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$322  = res_y__0[637:616];
+      2'h1:
+          \$322  = res_y__1[637:616];
+      2'h2:
+          \$322  = res_y__2[637:616];
+      2'h3:
+          \$322  = res_y__3[637:616];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$324  = res_y__0[637:616];
+      2'h1:
+          \$324  = res_y__1[637:616];
+      2'h2:
+          \$324  = res_y__2[637:616];
+      2'h3:
+          \$324  = res_y__3[637:616];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$326  = { 30'h00000000, \$319  };
+      2'h1:
+          \$326  = { 16'h0000, \$321  };
+      2'h2:
+          \$326  = \$323 ;
+      2'h3:
+          \$326  = \$325 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$328  = res_y__0[659:638];
+      2'h1:
+          \$328  = res_y__1[659:638];
+      2'h2:
+          \$328  = res_y__2[659:638];
+      2'h3:
+          \$328  = res_y__3[659:638];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$330  = res_y__0[659:638];
+      2'h1:
+          \$330  = res_y__1[659:638];
+      2'h2:
+          \$330  = res_y__2[659:638];
+      2'h3:
+          \$330  = res_y__3[659:638];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$332  = res_y__0[659:638];
+      2'h1:
+          \$332  = res_y__1[659:638];
+      2'h2:
+          \$332  = res_y__2[659:638];
+      2'h3:
+          \$332  = res_y__3[659:638];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$334  = res_y__0[659:638];
+      2'h1:
+          \$334  = res_y__1[659:638];
+      2'h2:
+          \$334  = res_y__2[659:638];
+      2'h3:
+          \$334  = res_y__3[659:638];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$336  = { 30'h00000000, \$329  };
+      2'h1:
+          \$336  = { 16'h0000, \$331  };
+      2'h2:
+          \$336  = \$333 ;
+      2'h3:
+          \$336  = \$335 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$338  = res_y__0[681:660];
+      2'h1:
+          \$338  = res_y__1[681:660];
+      2'h2:
+          \$338  = res_y__2[681:660];
+      2'h3:
+          \$338  = res_y__3[681:660];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$340  = res_y__0[681:660];
+      2'h1:
+          \$340  = res_y__1[681:660];
+      2'h2:
+          \$340  = res_y__2[681:660];
+      2'h3:
+          \$340  = res_y__3[681:660];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$342  = res_y__0[681:660];
+      2'h1:
+          \$342  = res_y__1[681:660];
+      2'h2:
+          \$342  = res_y__2[681:660];
+      2'h3:
+          \$342  = res_y__3[681:660];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$344  = res_y__0[681:660];
+      2'h1:
+          \$344  = res_y__1[681:660];
+      2'h2:
+          \$344  = res_y__2[681:660];
+      2'h3:
+          \$344  = res_y__3[681:660];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$346  = { 30'h00000000, \$339  };
+      2'h1:
+          \$346  = { 16'h0000, \$341  };
+      2'h2:
+          \$346  = \$343 ;
+      2'h3:
+          \$346  = \$345 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$348  = res_y__0[703:682];
+      2'h1:
+          \$348  = res_y__1[703:682];
+      2'h2:
+          \$348  = res_y__2[703:682];
+      2'h3:
+          \$348  = res_y__3[703:682];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$350  = res_y__0[703:682];
+      2'h1:
+          \$350  = res_y__1[703:682];
+      2'h2:
+          \$350  = res_y__2[703:682];
+      2'h3:
+          \$350  = res_y__3[703:682];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$352  = res_y__0[703:682];
+      2'h1:
+          \$352  = res_y__1[703:682];
+      2'h2:
+          \$352  = res_y__2[703:682];
+      2'h3:
+          \$352  = res_y__3[703:682];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$354  = res_y__0[703:682];
+      2'h1:
+          \$354  = res_y__1[703:682];
+      2'h2:
+          \$354  = res_y__2[703:682];
+      2'h3:
+          \$354  = res_y__3[703:682];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$356  = { 30'h00000000, \$349  };
+      2'h1:
+          \$356  = { 16'h0000, \$351  };
+      2'h2:
+          \$356  = \$353 ;
+      2'h3:
+          \$356  = \$355 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$358  = res_y__0[725:704];
+      2'h1:
+          \$358  = res_y__1[725:704];
+      2'h2:
+          \$358  = res_y__2[725:704];
+      2'h3:
+          \$358  = res_y__3[725:704];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$360  = res_y__0[725:704];
+      2'h1:
+          \$360  = res_y__1[725:704];
+      2'h2:
+          \$360  = res_y__2[725:704];
+      2'h3:
+          \$360  = res_y__3[725:704];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$362  = res_y__0[725:704];
+      2'h1:
+          \$362  = res_y__1[725:704];
+      2'h2:
+          \$362  = res_y__2[725:704];
+      2'h3:
+          \$362  = res_y__3[725:704];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$364  = res_y__0[725:704];
+      2'h1:
+          \$364  = res_y__1[725:704];
+      2'h2:
+          \$364  = res_y__2[725:704];
+      2'h3:
+          \$364  = res_y__3[725:704];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$366  = { 30'h00000000, \$359  };
+      2'h1:
+          \$366  = { 16'h0000, \$361  };
+      2'h2:
+          \$366  = \$363 ;
+      2'h3:
+          \$366  = \$365 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$368  = res_y__0[747:726];
+      2'h1:
+          \$368  = res_y__1[747:726];
+      2'h2:
+          \$368  = res_y__2[747:726];
+      2'h3:
+          \$368  = res_y__3[747:726];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$370  = res_y__0[747:726];
+      2'h1:
+          \$370  = res_y__1[747:726];
+      2'h2:
+          \$370  = res_y__2[747:726];
+      2'h3:
+          \$370  = res_y__3[747:726];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$372  = res_y__0[747:726];
+      2'h1:
+          \$372  = res_y__1[747:726];
+      2'h2:
+          \$372  = res_y__2[747:726];
+      2'h3:
+          \$372  = res_y__3[747:726];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$374  = res_y__0[747:726];
+      2'h1:
+          \$374  = res_y__1[747:726];
+      2'h2:
+          \$374  = res_y__2[747:726];
+      2'h3:
+          \$374  = res_y__3[747:726];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$376  = { 30'h00000000, \$369  };
+      2'h1:
+          \$376  = { 16'h0000, \$371  };
+      2'h2:
+          \$376  = \$373 ;
+      2'h3:
+          \$376  = \$375 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$378  = res_y__0[769:748];
+      2'h1:
+          \$378  = res_y__1[769:748];
+      2'h2:
+          \$378  = res_y__2[769:748];
+      2'h3:
+          \$378  = res_y__3[769:748];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$380  = res_y__0[769:748];
+      2'h1:
+          \$380  = res_y__1[769:748];
+      2'h2:
+          \$380  = res_y__2[769:748];
+      2'h3:
+          \$380  = res_y__3[769:748];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$382  = res_y__0[769:748];
+      2'h1:
+          \$382  = res_y__1[769:748];
+      2'h2:
+          \$382  = res_y__2[769:748];
+      2'h3:
+          \$382  = res_y__3[769:748];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$384  = res_y__0[769:748];
+      2'h1:
+          \$384  = res_y__1[769:748];
+      2'h2:
+          \$384  = res_y__2[769:748];
+      2'h3:
+          \$384  = res_y__3[769:748];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$386  = { 30'h00000000, \$379  };
+      2'h1:
+          \$386  = { 16'h0000, \$381  };
+      2'h2:
+          \$386  = \$383 ;
+      2'h3:
+          \$386  = \$385 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$388  = res_y__0[791:770];
+      2'h1:
+          \$388  = res_y__1[791:770];
+      2'h2:
+          \$388  = res_y__2[791:770];
+      2'h3:
+          \$388  = res_y__3[791:770];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$390  = res_y__0[791:770];
+      2'h1:
+          \$390  = res_y__1[791:770];
+      2'h2:
+          \$390  = res_y__2[791:770];
+      2'h3:
+          \$390  = res_y__3[791:770];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$392  = res_y__0[791:770];
+      2'h1:
+          \$392  = res_y__1[791:770];
+      2'h2:
+          \$392  = res_y__2[791:770];
+      2'h3:
+          \$392  = res_y__3[791:770];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$394  = res_y__0[791:770];
+      2'h1:
+          \$394  = res_y__1[791:770];
+      2'h2:
+          \$394  = res_y__2[791:770];
+      2'h3:
+          \$394  = res_y__3[791:770];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$396  = { 30'h00000000, \$389  };
+      2'h1:
+          \$396  = { 16'h0000, \$391  };
+      2'h2:
+          \$396  = \$393 ;
+      2'h3:
+          \$396  = \$395 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$398  = res_y__0[813:792];
+      2'h1:
+          \$398  = res_y__1[813:792];
+      2'h2:
+          \$398  = res_y__2[813:792];
+      2'h3:
+          \$398  = res_y__3[813:792];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$400  = res_y__0[813:792];
+      2'h1:
+          \$400  = res_y__1[813:792];
+      2'h2:
+          \$400  = res_y__2[813:792];
+      2'h3:
+          \$400  = res_y__3[813:792];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$402  = res_y__0[813:792];
+      2'h1:
+          \$402  = res_y__1[813:792];
+      2'h2:
+          \$402  = res_y__2[813:792];
+      2'h3:
+          \$402  = res_y__3[813:792];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$404  = res_y__0[813:792];
+      2'h1:
+          \$404  = res_y__1[813:792];
+      2'h2:
+          \$404  = res_y__2[813:792];
+      2'h3:
+          \$404  = res_y__3[813:792];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$406  = { 30'h00000000, \$399  };
+      2'h1:
+          \$406  = { 16'h0000, \$401  };
+      2'h2:
+          \$406  = \$403 ;
+      2'h3:
+          \$406  = \$405 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$408  = res_y__0[835:814];
+      2'h1:
+          \$408  = res_y__1[835:814];
+      2'h2:
+          \$408  = res_y__2[835:814];
+      2'h3:
+          \$408  = res_y__3[835:814];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$410  = res_y__0[835:814];
+      2'h1:
+          \$410  = res_y__1[835:814];
+      2'h2:
+          \$410  = res_y__2[835:814];
+      2'h3:
+          \$410  = res_y__3[835:814];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$412  = res_y__0[835:814];
+      2'h1:
+          \$412  = res_y__1[835:814];
+      2'h2:
+          \$412  = res_y__2[835:814];
+      2'h3:
+          \$412  = res_y__3[835:814];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$414  = res_y__0[835:814];
+      2'h1:
+          \$414  = res_y__1[835:814];
+      2'h2:
+          \$414  = res_y__2[835:814];
+      2'h3:
+          \$414  = res_y__3[835:814];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$416  = { 30'h00000000, \$409  };
+      2'h1:
+          \$416  = { 16'h0000, \$411  };
+      2'h2:
+          \$416  = \$413 ;
+      2'h3:
+          \$416  = \$415 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$418  = res_y__0[857:836];
+      2'h1:
+          \$418  = res_y__1[857:836];
+      2'h2:
+          \$418  = res_y__2[857:836];
+      2'h3:
+          \$418  = res_y__3[857:836];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$420  = res_y__0[857:836];
+      2'h1:
+          \$420  = res_y__1[857:836];
+      2'h2:
+          \$420  = res_y__2[857:836];
+      2'h3:
+          \$420  = res_y__3[857:836];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$422  = res_y__0[857:836];
+      2'h1:
+          \$422  = res_y__1[857:836];
+      2'h2:
+          \$422  = res_y__2[857:836];
+      2'h3:
+          \$422  = res_y__3[857:836];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$424  = res_y__0[857:836];
+      2'h1:
+          \$424  = res_y__1[857:836];
+      2'h2:
+          \$424  = res_y__2[857:836];
+      2'h3:
+          \$424  = res_y__3[857:836];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$426  = { 30'h00000000, \$419  };
+      2'h1:
+          \$426  = { 16'h0000, \$421  };
+      2'h2:
+          \$426  = \$423 ;
+      2'h3:
+          \$426  = \$425 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$428  = res_y__0[879:858];
+      2'h1:
+          \$428  = res_y__1[879:858];
+      2'h2:
+          \$428  = res_y__2[879:858];
+      2'h3:
+          \$428  = res_y__3[879:858];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$430  = res_y__0[879:858];
+      2'h1:
+          \$430  = res_y__1[879:858];
+      2'h2:
+          \$430  = res_y__2[879:858];
+      2'h3:
+          \$430  = res_y__3[879:858];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$432  = res_y__0[879:858];
+      2'h1:
+          \$432  = res_y__1[879:858];
+      2'h2:
+          \$432  = res_y__2[879:858];
+      2'h3:
+          \$432  = res_y__3[879:858];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$434  = res_y__0[879:858];
+      2'h1:
+          \$434  = res_y__1[879:858];
+      2'h2:
+          \$434  = res_y__2[879:858];
+      2'h3:
+          \$434  = res_y__3[879:858];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$436  = { 30'h00000000, \$429  };
+      2'h1:
+          \$436  = { 16'h0000, \$431  };
+      2'h2:
+          \$436  = \$433 ;
+      2'h3:
+          \$436  = \$435 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$438  = res_y__0[901:880];
+      2'h1:
+          \$438  = res_y__1[901:880];
+      2'h2:
+          \$438  = res_y__2[901:880];
+      2'h3:
+          \$438  = res_y__3[901:880];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$440  = res_y__0[901:880];
+      2'h1:
+          \$440  = res_y__1[901:880];
+      2'h2:
+          \$440  = res_y__2[901:880];
+      2'h3:
+          \$440  = res_y__3[901:880];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$442  = res_y__0[901:880];
+      2'h1:
+          \$442  = res_y__1[901:880];
+      2'h2:
+          \$442  = res_y__2[901:880];
+      2'h3:
+          \$442  = res_y__3[901:880];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$444  = res_y__0[901:880];
+      2'h1:
+          \$444  = res_y__1[901:880];
+      2'h2:
+          \$444  = res_y__2[901:880];
+      2'h3:
+          \$444  = res_y__3[901:880];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$446  = { 30'h00000000, \$439  };
+      2'h1:
+          \$446  = { 16'h0000, \$441  };
+      2'h2:
+          \$446  = \$443 ;
+      2'h3:
+          \$446  = \$445 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$448  = res_y__0[923:902];
+      2'h1:
+          \$448  = res_y__1[923:902];
+      2'h2:
+          \$448  = res_y__2[923:902];
+      2'h3:
+          \$448  = res_y__3[923:902];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$450  = res_y__0[923:902];
+      2'h1:
+          \$450  = res_y__1[923:902];
+      2'h2:
+          \$450  = res_y__2[923:902];
+      2'h3:
+          \$450  = res_y__3[923:902];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$452  = res_y__0[923:902];
+      2'h1:
+          \$452  = res_y__1[923:902];
+      2'h2:
+          \$452  = res_y__2[923:902];
+      2'h3:
+          \$452  = res_y__3[923:902];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$454  = res_y__0[923:902];
+      2'h1:
+          \$454  = res_y__1[923:902];
+      2'h2:
+          \$454  = res_y__2[923:902];
+      2'h3:
+          \$454  = res_y__3[923:902];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$456  = { 30'h00000000, \$449  };
+      2'h1:
+          \$456  = { 16'h0000, \$451  };
+      2'h2:
+          \$456  = \$453 ;
+      2'h3:
+          \$456  = \$455 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$458  = res_y__0[945:924];
+      2'h1:
+          \$458  = res_y__1[945:924];
+      2'h2:
+          \$458  = res_y__2[945:924];
+      2'h3:
+          \$458  = res_y__3[945:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$460  = res_y__0[945:924];
+      2'h1:
+          \$460  = res_y__1[945:924];
+      2'h2:
+          \$460  = res_y__2[945:924];
+      2'h3:
+          \$460  = res_y__3[945:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$462  = res_y__0[945:924];
+      2'h1:
+          \$462  = res_y__1[945:924];
+      2'h2:
+          \$462  = res_y__2[945:924];
+      2'h3:
+          \$462  = res_y__3[945:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$464  = res_y__0[945:924];
+      2'h1:
+          \$464  = res_y__1[945:924];
+      2'h2:
+          \$464  = res_y__2[945:924];
+      2'h3:
+          \$464  = res_y__3[945:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$466  = { 30'h00000000, \$459  };
+      2'h1:
+          \$466  = { 16'h0000, \$461  };
+      2'h2:
+          \$466  = \$463 ;
+      2'h3:
+          \$466  = \$465 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$468  = res_y__0[967:946];
+      2'h1:
+          \$468  = res_y__1[967:946];
+      2'h2:
+          \$468  = res_y__2[967:946];
+      2'h3:
+          \$468  = res_y__3[967:946];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$470  = res_y__0[967:946];
+      2'h1:
+          \$470  = res_y__1[967:946];
+      2'h2:
+          \$470  = res_y__2[967:946];
+      2'h3:
+          \$470  = res_y__3[967:946];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$472  = res_y__0[967:946];
+      2'h1:
+          \$472  = res_y__1[967:946];
+      2'h2:
+          \$472  = res_y__2[967:946];
+      2'h3:
+          \$472  = res_y__3[967:946];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$474  = res_y__0[967:946];
+      2'h1:
+          \$474  = res_y__1[967:946];
+      2'h2:
+          \$474  = res_y__2[967:946];
+      2'h3:
+          \$474  = res_y__3[967:946];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$476  = { 30'h00000000, \$469  };
+      2'h1:
+          \$476  = { 16'h0000, \$471  };
+      2'h2:
+          \$476  = \$473 ;
+      2'h3:
+          \$476  = \$475 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$478  = res_y__0[989:968];
+      2'h1:
+          \$478  = res_y__1[989:968];
+      2'h2:
+          \$478  = res_y__2[989:968];
+      2'h3:
+          \$478  = res_y__3[989:968];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$480  = res_y__0[989:968];
+      2'h1:
+          \$480  = res_y__1[989:968];
+      2'h2:
+          \$480  = res_y__2[989:968];
+      2'h3:
+          \$480  = res_y__3[989:968];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$482  = res_y__0[989:968];
+      2'h1:
+          \$482  = res_y__1[989:968];
+      2'h2:
+          \$482  = res_y__2[989:968];
+      2'h3:
+          \$482  = res_y__3[989:968];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$484  = res_y__0[989:968];
+      2'h1:
+          \$484  = res_y__1[989:968];
+      2'h2:
+          \$484  = res_y__2[989:968];
+      2'h3:
+          \$484  = res_y__3[989:968];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$486  = { 30'h00000000, \$479  };
+      2'h1:
+          \$486  = { 16'h0000, \$481  };
+      2'h2:
+          \$486  = \$483 ;
+      2'h3:
+          \$486  = \$485 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$488  = res_y__0[1011:990];
+      2'h1:
+          \$488  = res_y__1[1011:990];
+      2'h2:
+          \$488  = res_y__2[1011:990];
+      2'h3:
+          \$488  = res_y__3[1011:990];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$490  = res_y__0[1011:990];
+      2'h1:
+          \$490  = res_y__1[1011:990];
+      2'h2:
+          \$490  = res_y__2[1011:990];
+      2'h3:
+          \$490  = res_y__3[1011:990];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$492  = res_y__0[1011:990];
+      2'h1:
+          \$492  = res_y__1[1011:990];
+      2'h2:
+          \$492  = res_y__2[1011:990];
+      2'h3:
+          \$492  = res_y__3[1011:990];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$494  = res_y__0[1011:990];
+      2'h1:
+          \$494  = res_y__1[1011:990];
+      2'h2:
+          \$494  = res_y__2[1011:990];
+      2'h3:
+          \$494  = res_y__3[1011:990];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$496  = { 30'h00000000, \$489  };
+      2'h1:
+          \$496  = { 16'h0000, \$491  };
+      2'h2:
+          \$496  = \$493 ;
+      2'h3:
+          \$496  = \$495 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$498  = res_y__0[1033:1012];
+      2'h1:
+          \$498  = res_y__1[1033:1012];
+      2'h2:
+          \$498  = res_y__2[1033:1012];
+      2'h3:
+          \$498  = res_y__3[1033:1012];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$500  = res_y__0[1033:1012];
+      2'h1:
+          \$500  = res_y__1[1033:1012];
+      2'h2:
+          \$500  = res_y__2[1033:1012];
+      2'h3:
+          \$500  = res_y__3[1033:1012];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$502  = res_y__0[1033:1012];
+      2'h1:
+          \$502  = res_y__1[1033:1012];
+      2'h2:
+          \$502  = res_y__2[1033:1012];
+      2'h3:
+          \$502  = res_y__3[1033:1012];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$504  = res_y__0[1033:1012];
+      2'h1:
+          \$504  = res_y__1[1033:1012];
+      2'h2:
+          \$504  = res_y__2[1033:1012];
+      2'h3:
+          \$504  = res_y__3[1033:1012];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$506  = { 30'h00000000, \$499  };
+      2'h1:
+          \$506  = { 16'h0000, \$501  };
+      2'h2:
+          \$506  = \$503 ;
+      2'h3:
+          \$506  = \$505 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$508  = res_y__0[1055:1034];
+      2'h1:
+          \$508  = res_y__1[1055:1034];
+      2'h2:
+          \$508  = res_y__2[1055:1034];
+      2'h3:
+          \$508  = res_y__3[1055:1034];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$510  = res_y__0[1055:1034];
+      2'h1:
+          \$510  = res_y__1[1055:1034];
+      2'h2:
+          \$510  = res_y__2[1055:1034];
+      2'h3:
+          \$510  = res_y__3[1055:1034];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$512  = res_y__0[1055:1034];
+      2'h1:
+          \$512  = res_y__1[1055:1034];
+      2'h2:
+          \$512  = res_y__2[1055:1034];
+      2'h3:
+          \$512  = res_y__3[1055:1034];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$514  = res_y__0[1055:1034];
+      2'h1:
+          \$514  = res_y__1[1055:1034];
+      2'h2:
+          \$514  = res_y__2[1055:1034];
+      2'h3:
+          \$514  = res_y__3[1055:1034];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$516  = { 30'h00000000, \$509  };
+      2'h1:
+          \$516  = { 16'h0000, \$511  };
+      2'h2:
+          \$516  = \$513 ;
+      2'h3:
+          \$516  = \$515 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$518  = res_y__0[1077:1056];
+      2'h1:
+          \$518  = res_y__1[1077:1056];
+      2'h2:
+          \$518  = res_y__2[1077:1056];
+      2'h3:
+          \$518  = res_y__3[1077:1056];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$520  = res_y__0[1077:1056];
+      2'h1:
+          \$520  = res_y__1[1077:1056];
+      2'h2:
+          \$520  = res_y__2[1077:1056];
+      2'h3:
+          \$520  = res_y__3[1077:1056];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$522  = res_y__0[1077:1056];
+      2'h1:
+          \$522  = res_y__1[1077:1056];
+      2'h2:
+          \$522  = res_y__2[1077:1056];
+      2'h3:
+          \$522  = res_y__3[1077:1056];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$524  = res_y__0[1077:1056];
+      2'h1:
+          \$524  = res_y__1[1077:1056];
+      2'h2:
+          \$524  = res_y__2[1077:1056];
+      2'h3:
+          \$524  = res_y__3[1077:1056];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$526  = { 30'h00000000, \$519  };
+      2'h1:
+          \$526  = { 16'h0000, \$521  };
+      2'h2:
+          \$526  = \$523 ;
+      2'h3:
+          \$526  = \$525 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$528  = res_y__0[1099:1078];
+      2'h1:
+          \$528  = res_y__1[1099:1078];
+      2'h2:
+          \$528  = res_y__2[1099:1078];
+      2'h3:
+          \$528  = res_y__3[1099:1078];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$530  = res_y__0[1099:1078];
+      2'h1:
+          \$530  = res_y__1[1099:1078];
+      2'h2:
+          \$530  = res_y__2[1099:1078];
+      2'h3:
+          \$530  = res_y__3[1099:1078];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$532  = res_y__0[1099:1078];
+      2'h1:
+          \$532  = res_y__1[1099:1078];
+      2'h2:
+          \$532  = res_y__2[1099:1078];
+      2'h3:
+          \$532  = res_y__3[1099:1078];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$534  = res_y__0[1099:1078];
+      2'h1:
+          \$534  = res_y__1[1099:1078];
+      2'h2:
+          \$534  = res_y__2[1099:1078];
+      2'h3:
+          \$534  = res_y__3[1099:1078];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$536  = { 30'h00000000, \$529  };
+      2'h1:
+          \$536  = { 16'h0000, \$531  };
+      2'h2:
+          \$536  = \$533 ;
+      2'h3:
+          \$536  = \$535 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$538  = res_y__0[1121:1100];
+      2'h1:
+          \$538  = res_y__1[1121:1100];
+      2'h2:
+          \$538  = res_y__2[1121:1100];
+      2'h3:
+          \$538  = res_y__3[1121:1100];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$540  = res_y__0[1121:1100];
+      2'h1:
+          \$540  = res_y__1[1121:1100];
+      2'h2:
+          \$540  = res_y__2[1121:1100];
+      2'h3:
+          \$540  = res_y__3[1121:1100];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$542  = res_y__0[1121:1100];
+      2'h1:
+          \$542  = res_y__1[1121:1100];
+      2'h2:
+          \$542  = res_y__2[1121:1100];
+      2'h3:
+          \$542  = res_y__3[1121:1100];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$544  = res_y__0[1121:1100];
+      2'h1:
+          \$544  = res_y__1[1121:1100];
+      2'h2:
+          \$544  = res_y__2[1121:1100];
+      2'h3:
+          \$544  = res_y__3[1121:1100];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$546  = { 30'h00000000, \$539  };
+      2'h1:
+          \$546  = { 16'h0000, \$541  };
+      2'h2:
+          \$546  = \$543 ;
+      2'h3:
+          \$546  = \$545 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$548  = res_y__0[1143:1122];
+      2'h1:
+          \$548  = res_y__1[1143:1122];
+      2'h2:
+          \$548  = res_y__2[1143:1122];
+      2'h3:
+          \$548  = res_y__3[1143:1122];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$550  = res_y__0[1143:1122];
+      2'h1:
+          \$550  = res_y__1[1143:1122];
+      2'h2:
+          \$550  = res_y__2[1143:1122];
+      2'h3:
+          \$550  = res_y__3[1143:1122];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$552  = res_y__0[1143:1122];
+      2'h1:
+          \$552  = res_y__1[1143:1122];
+      2'h2:
+          \$552  = res_y__2[1143:1122];
+      2'h3:
+          \$552  = res_y__3[1143:1122];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$554  = res_y__0[1143:1122];
+      2'h1:
+          \$554  = res_y__1[1143:1122];
+      2'h2:
+          \$554  = res_y__2[1143:1122];
+      2'h3:
+          \$554  = res_y__3[1143:1122];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$556  = { 30'h00000000, \$549  };
+      2'h1:
+          \$556  = { 16'h0000, \$551  };
+      2'h2:
+          \$556  = \$553 ;
+      2'h3:
+          \$556  = \$555 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$558  = res_y__0[1165:1144];
+      2'h1:
+          \$558  = res_y__1[1165:1144];
+      2'h2:
+          \$558  = res_y__2[1165:1144];
+      2'h3:
+          \$558  = res_y__3[1165:1144];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$560  = res_y__0[1165:1144];
+      2'h1:
+          \$560  = res_y__1[1165:1144];
+      2'h2:
+          \$560  = res_y__2[1165:1144];
+      2'h3:
+          \$560  = res_y__3[1165:1144];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$562  = res_y__0[1165:1144];
+      2'h1:
+          \$562  = res_y__1[1165:1144];
+      2'h2:
+          \$562  = res_y__2[1165:1144];
+      2'h3:
+          \$562  = res_y__3[1165:1144];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$564  = res_y__0[1165:1144];
+      2'h1:
+          \$564  = res_y__1[1165:1144];
+      2'h2:
+          \$564  = res_y__2[1165:1144];
+      2'h3:
+          \$564  = res_y__3[1165:1144];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$566  = { 30'h00000000, \$559  };
+      2'h1:
+          \$566  = { 16'h0000, \$561  };
+      2'h2:
+          \$566  = \$563 ;
+      2'h3:
+          \$566  = \$565 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$568  = res_y__0[1187:1166];
+      2'h1:
+          \$568  = res_y__1[1187:1166];
+      2'h2:
+          \$568  = res_y__2[1187:1166];
+      2'h3:
+          \$568  = res_y__3[1187:1166];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$570  = res_y__0[1187:1166];
+      2'h1:
+          \$570  = res_y__1[1187:1166];
+      2'h2:
+          \$570  = res_y__2[1187:1166];
+      2'h3:
+          \$570  = res_y__3[1187:1166];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$572  = res_y__0[1187:1166];
+      2'h1:
+          \$572  = res_y__1[1187:1166];
+      2'h2:
+          \$572  = res_y__2[1187:1166];
+      2'h3:
+          \$572  = res_y__3[1187:1166];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$574  = res_y__0[1187:1166];
+      2'h1:
+          \$574  = res_y__1[1187:1166];
+      2'h2:
+          \$574  = res_y__2[1187:1166];
+      2'h3:
+          \$574  = res_y__3[1187:1166];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$576  = { 30'h00000000, \$569  };
+      2'h1:
+          \$576  = { 16'h0000, \$571  };
+      2'h2:
+          \$576  = \$573 ;
+      2'h3:
+          \$576  = \$575 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$578  = res_y__0[1209:1188];
+      2'h1:
+          \$578  = res_y__1[1209:1188];
+      2'h2:
+          \$578  = res_y__2[1209:1188];
+      2'h3:
+          \$578  = res_y__3[1209:1188];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$580  = res_y__0[1209:1188];
+      2'h1:
+          \$580  = res_y__1[1209:1188];
+      2'h2:
+          \$580  = res_y__2[1209:1188];
+      2'h3:
+          \$580  = res_y__3[1209:1188];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$582  = res_y__0[1209:1188];
+      2'h1:
+          \$582  = res_y__1[1209:1188];
+      2'h2:
+          \$582  = res_y__2[1209:1188];
+      2'h3:
+          \$582  = res_y__3[1209:1188];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$584  = res_y__0[1209:1188];
+      2'h1:
+          \$584  = res_y__1[1209:1188];
+      2'h2:
+          \$584  = res_y__2[1209:1188];
+      2'h3:
+          \$584  = res_y__3[1209:1188];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$586  = { 30'h00000000, \$579  };
+      2'h1:
+          \$586  = { 16'h0000, \$581  };
+      2'h2:
+          \$586  = \$583 ;
+      2'h3:
+          \$586  = \$585 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$588  = res_y__0[1231:1210];
+      2'h1:
+          \$588  = res_y__1[1231:1210];
+      2'h2:
+          \$588  = res_y__2[1231:1210];
+      2'h3:
+          \$588  = res_y__3[1231:1210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$590  = res_y__0[1231:1210];
+      2'h1:
+          \$590  = res_y__1[1231:1210];
+      2'h2:
+          \$590  = res_y__2[1231:1210];
+      2'h3:
+          \$590  = res_y__3[1231:1210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$592  = res_y__0[1231:1210];
+      2'h1:
+          \$592  = res_y__1[1231:1210];
+      2'h2:
+          \$592  = res_y__2[1231:1210];
+      2'h3:
+          \$592  = res_y__3[1231:1210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$594  = res_y__0[1231:1210];
+      2'h1:
+          \$594  = res_y__1[1231:1210];
+      2'h2:
+          \$594  = res_y__2[1231:1210];
+      2'h3:
+          \$594  = res_y__3[1231:1210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$596  = { 30'h00000000, \$589  };
+      2'h1:
+          \$596  = { 16'h0000, \$591  };
+      2'h2:
+          \$596  = \$593 ;
+      2'h3:
+          \$596  = \$595 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$598  = res_y__0[1253:1232];
+      2'h1:
+          \$598  = res_y__1[1253:1232];
+      2'h2:
+          \$598  = res_y__2[1253:1232];
+      2'h3:
+          \$598  = res_y__3[1253:1232];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$600  = res_y__0[1253:1232];
+      2'h1:
+          \$600  = res_y__1[1253:1232];
+      2'h2:
+          \$600  = res_y__2[1253:1232];
+      2'h3:
+          \$600  = res_y__3[1253:1232];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$602  = res_y__0[1253:1232];
+      2'h1:
+          \$602  = res_y__1[1253:1232];
+      2'h2:
+          \$602  = res_y__2[1253:1232];
+      2'h3:
+          \$602  = res_y__3[1253:1232];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$604  = res_y__0[1253:1232];
+      2'h1:
+          \$604  = res_y__1[1253:1232];
+      2'h2:
+          \$604  = res_y__2[1253:1232];
+      2'h3:
+          \$604  = res_y__3[1253:1232];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$606  = { 30'h00000000, \$599  };
+      2'h1:
+          \$606  = { 16'h0000, \$601  };
+      2'h2:
+          \$606  = \$603 ;
+      2'h3:
+          \$606  = \$605 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$608  = res_y__0[1275:1254];
+      2'h1:
+          \$608  = res_y__1[1275:1254];
+      2'h2:
+          \$608  = res_y__2[1275:1254];
+      2'h3:
+          \$608  = res_y__3[1275:1254];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$610  = res_y__0[1275:1254];
+      2'h1:
+          \$610  = res_y__1[1275:1254];
+      2'h2:
+          \$610  = res_y__2[1275:1254];
+      2'h3:
+          \$610  = res_y__3[1275:1254];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$612  = res_y__0[1275:1254];
+      2'h1:
+          \$612  = res_y__1[1275:1254];
+      2'h2:
+          \$612  = res_y__2[1275:1254];
+      2'h3:
+          \$612  = res_y__3[1275:1254];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$614  = res_y__0[1275:1254];
+      2'h1:
+          \$614  = res_y__1[1275:1254];
+      2'h2:
+          \$614  = res_y__2[1275:1254];
+      2'h3:
+          \$614  = res_y__3[1275:1254];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$616  = { 30'h00000000, \$609  };
+      2'h1:
+          \$616  = { 16'h0000, \$611  };
+      2'h2:
+          \$616  = \$613 ;
+      2'h3:
+          \$616  = \$615 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$618  = res_y__0[1297:1276];
+      2'h1:
+          \$618  = res_y__1[1297:1276];
+      2'h2:
+          \$618  = res_y__2[1297:1276];
+      2'h3:
+          \$618  = res_y__3[1297:1276];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$620  = res_y__0[1297:1276];
+      2'h1:
+          \$620  = res_y__1[1297:1276];
+      2'h2:
+          \$620  = res_y__2[1297:1276];
+      2'h3:
+          \$620  = res_y__3[1297:1276];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$622  = res_y__0[1297:1276];
+      2'h1:
+          \$622  = res_y__1[1297:1276];
+      2'h2:
+          \$622  = res_y__2[1297:1276];
+      2'h3:
+          \$622  = res_y__3[1297:1276];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$624  = res_y__0[1297:1276];
+      2'h1:
+          \$624  = res_y__1[1297:1276];
+      2'h2:
+          \$624  = res_y__2[1297:1276];
+      2'h3:
+          \$624  = res_y__3[1297:1276];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$626  = { 30'h00000000, \$619  };
+      2'h1:
+          \$626  = { 16'h0000, \$621  };
+      2'h2:
+          \$626  = \$623 ;
+      2'h3:
+          \$626  = \$625 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$628  = res_y__0[1319:1298];
+      2'h1:
+          \$628  = res_y__1[1319:1298];
+      2'h2:
+          \$628  = res_y__2[1319:1298];
+      2'h3:
+          \$628  = res_y__3[1319:1298];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$630  = res_y__0[1319:1298];
+      2'h1:
+          \$630  = res_y__1[1319:1298];
+      2'h2:
+          \$630  = res_y__2[1319:1298];
+      2'h3:
+          \$630  = res_y__3[1319:1298];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$632  = res_y__0[1319:1298];
+      2'h1:
+          \$632  = res_y__1[1319:1298];
+      2'h2:
+          \$632  = res_y__2[1319:1298];
+      2'h3:
+          \$632  = res_y__3[1319:1298];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$634  = res_y__0[1319:1298];
+      2'h1:
+          \$634  = res_y__1[1319:1298];
+      2'h2:
+          \$634  = res_y__2[1319:1298];
+      2'h3:
+          \$634  = res_y__3[1319:1298];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$636  = { 30'h00000000, \$629  };
+      2'h1:
+          \$636  = { 16'h0000, \$631  };
+      2'h2:
+          \$636  = \$633 ;
+      2'h3:
+          \$636  = \$635 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$638  = res_y__0[1341:1320];
+      2'h1:
+          \$638  = res_y__1[1341:1320];
+      2'h2:
+          \$638  = res_y__2[1341:1320];
+      2'h3:
+          \$638  = res_y__3[1341:1320];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$640  = res_y__0[1341:1320];
+      2'h1:
+          \$640  = res_y__1[1341:1320];
+      2'h2:
+          \$640  = res_y__2[1341:1320];
+      2'h3:
+          \$640  = res_y__3[1341:1320];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$642  = res_y__0[1341:1320];
+      2'h1:
+          \$642  = res_y__1[1341:1320];
+      2'h2:
+          \$642  = res_y__2[1341:1320];
+      2'h3:
+          \$642  = res_y__3[1341:1320];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$644  = res_y__0[1341:1320];
+      2'h1:
+          \$644  = res_y__1[1341:1320];
+      2'h2:
+          \$644  = res_y__2[1341:1320];
+      2'h3:
+          \$644  = res_y__3[1341:1320];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$646  = { 30'h00000000, \$639  };
+      2'h1:
+          \$646  = { 16'h0000, \$641  };
+      2'h2:
+          \$646  = \$643 ;
+      2'h3:
+          \$646  = \$645 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$648  = res_y__0[1363:1342];
+      2'h1:
+          \$648  = res_y__1[1363:1342];
+      2'h2:
+          \$648  = res_y__2[1363:1342];
+      2'h3:
+          \$648  = res_y__3[1363:1342];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$650  = res_y__0[1363:1342];
+      2'h1:
+          \$650  = res_y__1[1363:1342];
+      2'h2:
+          \$650  = res_y__2[1363:1342];
+      2'h3:
+          \$650  = res_y__3[1363:1342];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$652  = res_y__0[1363:1342];
+      2'h1:
+          \$652  = res_y__1[1363:1342];
+      2'h2:
+          \$652  = res_y__2[1363:1342];
+      2'h3:
+          \$652  = res_y__3[1363:1342];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$654  = res_y__0[1363:1342];
+      2'h1:
+          \$654  = res_y__1[1363:1342];
+      2'h2:
+          \$654  = res_y__2[1363:1342];
+      2'h3:
+          \$654  = res_y__3[1363:1342];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$656  = { 30'h00000000, \$649  };
+      2'h1:
+          \$656  = { 16'h0000, \$651  };
+      2'h2:
+          \$656  = \$653 ;
+      2'h3:
+          \$656  = \$655 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$658  = res_y__0[1385:1364];
+      2'h1:
+          \$658  = res_y__1[1385:1364];
+      2'h2:
+          \$658  = res_y__2[1385:1364];
+      2'h3:
+          \$658  = res_y__3[1385:1364];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$660  = res_y__0[1385:1364];
+      2'h1:
+          \$660  = res_y__1[1385:1364];
+      2'h2:
+          \$660  = res_y__2[1385:1364];
+      2'h3:
+          \$660  = res_y__3[1385:1364];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$662  = res_y__0[1385:1364];
+      2'h1:
+          \$662  = res_y__1[1385:1364];
+      2'h2:
+          \$662  = res_y__2[1385:1364];
+      2'h3:
+          \$662  = res_y__3[1385:1364];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$664  = res_y__0[1385:1364];
+      2'h1:
+          \$664  = res_y__1[1385:1364];
+      2'h2:
+          \$664  = res_y__2[1385:1364];
+      2'h3:
+          \$664  = res_y__3[1385:1364];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$666  = { 30'h00000000, \$659  };
+      2'h1:
+          \$666  = { 16'h0000, \$661  };
+      2'h2:
+          \$666  = \$663 ;
+      2'h3:
+          \$666  = \$665 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$668  = res_y__0[1407:1386];
+      2'h1:
+          \$668  = res_y__1[1407:1386];
+      2'h2:
+          \$668  = res_y__2[1407:1386];
+      2'h3:
+          \$668  = res_y__3[1407:1386];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$670  = res_y__0[1407:1386];
+      2'h1:
+          \$670  = res_y__1[1407:1386];
+      2'h2:
+          \$670  = res_y__2[1407:1386];
+      2'h3:
+          \$670  = res_y__3[1407:1386];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$672  = res_y__0[1407:1386];
+      2'h1:
+          \$672  = res_y__1[1407:1386];
+      2'h2:
+          \$672  = res_y__2[1407:1386];
+      2'h3:
+          \$672  = res_y__3[1407:1386];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$674  = res_y__0[1407:1386];
+      2'h1:
+          \$674  = res_y__1[1407:1386];
+      2'h2:
+          \$674  = res_y__2[1407:1386];
+      2'h3:
+          \$674  = res_y__3[1407:1386];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$676  = { 30'h00000000, \$669  };
+      2'h1:
+          \$676  = { 16'h0000, \$671  };
+      2'h2:
+          \$676  = \$673 ;
+      2'h3:
+          \$676  = \$675 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$679  = loading;
+    if (rst) begin
+      \$679  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$680  = \$27 [4:0];
+    if (rst) begin
+      \$680  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$681  = i;
+    if (start) begin
+      \$681  = 6'h01;
+    end else if (loading) begin
+      \$681  = \$28 [5:0];
+    end
+    if (rst) begin
+      \$681  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$682  = xbuf0;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            \$682  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$682  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$683  = xbuf1;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            \$683  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$683  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$684  = xbuf2;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            \$684  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$684  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$685  = xbuf3;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            \$685  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$685  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$686  = xbuf4;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            \$686  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$686  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$687  = xbuf5;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            \$687  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$687  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$688  = xbuf6;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            \$688  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$688  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$689  = xbuf7;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            \$689  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$689  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$690  = xbuf8;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            \$690  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$690  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$691  = xbuf9;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            \$691  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$691  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$692  = xbuf10;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            \$692  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$692  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$693  = xbuf11;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            \$693  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$693  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$694  = xbuf12;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            \$694  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$694  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$695  = xbuf13;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            \$695  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$695  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$696  = xbuf14;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            \$696  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$696  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$697  = xbuf15;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            \$697  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$697  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$698  = xbuf16;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            \$698  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$698  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$699  = xbuf17;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            \$699  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$699  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$700  = xbuf18;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            \$700  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$700  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$701  = xbuf19;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            \$701  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$701  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$702  = xbuf20;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            \$702  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$702  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$703  = xbuf21;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            \$703  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$703  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$704  = xbuf22;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            /* empty */;
+        5'h16:
+            \$704  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$704  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$705  = xbuf23;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            /* empty */;
+        5'h16:
+            /* empty */;
+        5'h17:
+            \$705  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$705  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$706  = xbuf24;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            /* empty */;
+        5'h16:
+            /* empty */;
+        5'h17:
+            /* empty */;
+        5'h18:
+            \$706  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$706  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$707  = xbuf25;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            /* empty */;
+        5'h16:
+            /* empty */;
+        5'h17:
+            /* empty */;
+        5'h18:
+            /* empty */;
+        5'h19:
+            \$707  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$707  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$708  = xbuf26;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            /* empty */;
+        5'h16:
+            /* empty */;
+        5'h17:
+            /* empty */;
+        5'h18:
+            /* empty */;
+        5'h19:
+            /* empty */;
+        5'h1a:
+            \$708  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$708  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$709  = xbuf27;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            /* empty */;
+        5'h16:
+            /* empty */;
+        5'h17:
+            /* empty */;
+        5'h18:
+            /* empty */;
+        5'h19:
+            /* empty */;
+        5'h1a:
+            /* empty */;
+        5'h1b:
+            \$709  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$709  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$710  = xbuf28;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            /* empty */;
+        5'h16:
+            /* empty */;
+        5'h17:
+            /* empty */;
+        5'h18:
+            /* empty */;
+        5'h19:
+            /* empty */;
+        5'h1a:
+            /* empty */;
+        5'h1b:
+            /* empty */;
+        5'h1c:
+            \$710  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$710  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$711  = xbuf29;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            /* empty */;
+        5'h16:
+            /* empty */;
+        5'h17:
+            /* empty */;
+        5'h18:
+            /* empty */;
+        5'h19:
+            /* empty */;
+        5'h1a:
+            /* empty */;
+        5'h1b:
+            /* empty */;
+        5'h1c:
+            /* empty */;
+        5'h1d:
+            \$711  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$711  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$712  = xbuf30;
+    if (\$signal$128 ) begin
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            /* empty */;
+        5'h16:
+            /* empty */;
+        5'h17:
+            /* empty */;
+        5'h18:
+            /* empty */;
+        5'h19:
+            /* empty */;
+        5'h1a:
+            /* empty */;
+        5'h1b:
+            /* empty */;
+        5'h1c:
+            /* empty */;
+        5'h1d:
+            /* empty */;
+        5'h1e:
+            \$712  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$712  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$713  = xbuf31;
+    if (\$signal$128 ) begin
+      (* full_case = 32'd1 *)
+      casez (ld_i)
+        5'h00:
+            /* empty */;
+        5'h01:
+            /* empty */;
+        5'h02:
+            /* empty */;
+        5'h03:
+            /* empty */;
+        5'h04:
+            /* empty */;
+        5'h05:
+            /* empty */;
+        5'h06:
+            /* empty */;
+        5'h07:
+            /* empty */;
+        5'h08:
+            /* empty */;
+        5'h09:
+            /* empty */;
+        5'h0a:
+            /* empty */;
+        5'h0b:
+            /* empty */;
+        5'h0c:
+            /* empty */;
+        5'h0d:
+            /* empty */;
+        5'h0e:
+            /* empty */;
+        5'h0f:
+            /* empty */;
+        5'h10:
+            /* empty */;
+        5'h11:
+            /* empty */;
+        5'h12:
+            /* empty */;
+        5'h13:
+            /* empty */;
+        5'h14:
+            /* empty */;
+        5'h15:
+            /* empty */;
+        5'h16:
+            /* empty */;
+        5'h17:
+            /* empty */;
+        5'h18:
+            /* empty */;
+        5'h19:
+            /* empty */;
+        5'h1a:
+            /* empty */;
+        5'h1b:
+            /* empty */;
+        5'h1c:
+            /* empty */;
+        5'h1d:
+            /* empty */;
+        5'h1e:
+            /* empty */;
+        5'h1f:
+            \$713  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$713  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$714  = loaded;
+    if (\$signal$128 ) begin
+      \$714  = \$29 [5:0];
+    end
+    if (start) begin
+      \$714  = 6'h00;
+    end
+    if (rst) begin
+      \$714  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$715  = issued;
+    if (\$31 ) begin
+      \$715  = \$32 [2:0];
+    end
+    if (start) begin
+      \$715  = 3'h0;
+    end
+    if (rst) begin
+      \$715  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$716  = got;
+    if (\$36 ) begin
+      \$716  = \$37 [2:0];
+    end
+    if (start) begin
+      \$716  = 3'h0;
+    end
+    if (rst) begin
+      \$716  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$717  = acc0;
+    if (\$36 ) begin
+      \$717  = \$47 [47:0];
+    end
+    if (start) begin
+      \$717  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$717  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$718  = acc1;
+    if (\$36 ) begin
+      \$718  = \$57 [47:0];
+    end
+    if (start) begin
+      \$718  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$718  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$719  = acc2;
+    if (\$36 ) begin
+      \$719  = \$67 [47:0];
+    end
+    if (start) begin
+      \$719  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$719  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$720  = acc3;
+    if (\$36 ) begin
+      \$720  = \$77 [47:0];
+    end
+    if (start) begin
+      \$720  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$720  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$721  = acc4;
+    if (\$36 ) begin
+      \$721  = \$87 [47:0];
+    end
+    if (start) begin
+      \$721  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$721  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$722  = acc5;
+    if (\$36 ) begin
+      \$722  = \$97 [47:0];
+    end
+    if (start) begin
+      \$722  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$722  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$723  = acc6;
+    if (\$36 ) begin
+      \$723  = \$107 [47:0];
+    end
+    if (start) begin
+      \$723  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$723  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$724  = acc7;
+    if (\$36 ) begin
+      \$724  = \$117 [47:0];
+    end
+    if (start) begin
+      \$724  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$724  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$725  = acc8;
+    if (\$36 ) begin
+      \$725  = \$127 [47:0];
+    end
+    if (start) begin
+      \$725  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$725  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$726  = acc9;
+    if (\$36 ) begin
+      \$726  = \$137 [47:0];
+    end
+    if (start) begin
+      \$726  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$726  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$727  = acc10;
+    if (\$36 ) begin
+      \$727  = \$147 [47:0];
+    end
+    if (start) begin
+      \$727  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$727  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$728  = acc11;
+    if (\$36 ) begin
+      \$728  = \$157 [47:0];
+    end
+    if (start) begin
+      \$728  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$728  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$729  = acc12;
+    if (\$36 ) begin
+      \$729  = \$167 [47:0];
+    end
+    if (start) begin
+      \$729  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$729  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$730  = acc13;
+    if (\$36 ) begin
+      \$730  = \$177 [47:0];
+    end
+    if (start) begin
+      \$730  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$730  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$731  = acc14;
+    if (\$36 ) begin
+      \$731  = \$187 [47:0];
+    end
+    if (start) begin
+      \$731  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$731  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$732  = acc15;
+    if (\$36 ) begin
+      \$732  = \$197 [47:0];
+    end
+    if (start) begin
+      \$732  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$732  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$733  = acc16;
+    if (\$36 ) begin
+      \$733  = \$207 [47:0];
+    end
+    if (start) begin
+      \$733  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$733  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$734  = acc17;
+    if (\$36 ) begin
+      \$734  = \$217 [47:0];
+    end
+    if (start) begin
+      \$734  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$734  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$735  = acc18;
+    if (\$36 ) begin
+      \$735  = \$227 [47:0];
+    end
+    if (start) begin
+      \$735  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$735  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$736  = acc19;
+    if (\$36 ) begin
+      \$736  = \$237 [47:0];
+    end
+    if (start) begin
+      \$736  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$736  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$737  = acc20;
+    if (\$36 ) begin
+      \$737  = \$247 [47:0];
+    end
+    if (start) begin
+      \$737  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$737  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$738  = acc21;
+    if (\$36 ) begin
+      \$738  = \$257 [47:0];
+    end
+    if (start) begin
+      \$738  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$738  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$739  = acc22;
+    if (\$36 ) begin
+      \$739  = \$267 [47:0];
+    end
+    if (start) begin
+      \$739  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$739  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$740  = acc23;
+    if (\$36 ) begin
+      \$740  = \$277 [47:0];
+    end
+    if (start) begin
+      \$740  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$740  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$741  = acc24;
+    if (\$36 ) begin
+      \$741  = \$287 [47:0];
+    end
+    if (start) begin
+      \$741  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$741  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$742  = acc25;
+    if (\$36 ) begin
+      \$742  = \$297 [47:0];
+    end
+    if (start) begin
+      \$742  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$742  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$743  = acc26;
+    if (\$36 ) begin
+      \$743  = \$307 [47:0];
+    end
+    if (start) begin
+      \$743  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$743  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$744  = acc27;
+    if (\$36 ) begin
+      \$744  = \$317 [47:0];
+    end
+    if (start) begin
+      \$744  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$744  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$745  = acc28;
+    if (\$36 ) begin
+      \$745  = \$327 [47:0];
+    end
+    if (start) begin
+      \$745  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$745  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$746  = acc29;
+    if (\$36 ) begin
+      \$746  = \$337 [47:0];
+    end
+    if (start) begin
+      \$746  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$746  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$747  = acc30;
+    if (\$36 ) begin
+      \$747  = \$347 [47:0];
+    end
+    if (start) begin
+      \$747  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$747  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$748  = acc31;
+    if (\$36 ) begin
+      \$748  = \$357 [47:0];
+    end
+    if (start) begin
+      \$748  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$748  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$749  = acc32;
+    if (\$36 ) begin
+      \$749  = \$367 [47:0];
+    end
+    if (start) begin
+      \$749  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$749  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$750  = acc33;
+    if (\$36 ) begin
+      \$750  = \$377 [47:0];
+    end
+    if (start) begin
+      \$750  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$750  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$751  = acc34;
+    if (\$36 ) begin
+      \$751  = \$387 [47:0];
+    end
+    if (start) begin
+      \$751  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$751  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$752  = acc35;
+    if (\$36 ) begin
+      \$752  = \$397 [47:0];
+    end
+    if (start) begin
+      \$752  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$752  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$753  = acc36;
+    if (\$36 ) begin
+      \$753  = \$407 [47:0];
+    end
+    if (start) begin
+      \$753  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$753  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$754  = acc37;
+    if (\$36 ) begin
+      \$754  = \$417 [47:0];
+    end
+    if (start) begin
+      \$754  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$754  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$755  = acc38;
+    if (\$36 ) begin
+      \$755  = \$427 [47:0];
+    end
+    if (start) begin
+      \$755  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$755  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$756  = acc39;
+    if (\$36 ) begin
+      \$756  = \$437 [47:0];
+    end
+    if (start) begin
+      \$756  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$756  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$757  = acc40;
+    if (\$36 ) begin
+      \$757  = \$447 [47:0];
+    end
+    if (start) begin
+      \$757  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$757  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$758  = acc41;
+    if (\$36 ) begin
+      \$758  = \$457 [47:0];
+    end
+    if (start) begin
+      \$758  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$758  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$759  = acc42;
+    if (\$36 ) begin
+      \$759  = \$467 [47:0];
+    end
+    if (start) begin
+      \$759  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$759  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$760  = acc43;
+    if (\$36 ) begin
+      \$760  = \$477 [47:0];
+    end
+    if (start) begin
+      \$760  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$760  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$761  = acc44;
+    if (\$36 ) begin
+      \$761  = \$487 [47:0];
+    end
+    if (start) begin
+      \$761  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$761  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$762  = acc45;
+    if (\$36 ) begin
+      \$762  = \$497 [47:0];
+    end
+    if (start) begin
+      \$762  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$762  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$763  = acc46;
+    if (\$36 ) begin
+      \$763  = \$507 [47:0];
+    end
+    if (start) begin
+      \$763  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$763  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$764  = acc47;
+    if (\$36 ) begin
+      \$764  = \$517 [47:0];
+    end
+    if (start) begin
+      \$764  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$764  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$765  = acc48;
+    if (\$36 ) begin
+      \$765  = \$527 [47:0];
+    end
+    if (start) begin
+      \$765  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$765  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$766  = acc49;
+    if (\$36 ) begin
+      \$766  = \$537 [47:0];
+    end
+    if (start) begin
+      \$766  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$766  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$767  = acc50;
+    if (\$36 ) begin
+      \$767  = \$547 [47:0];
+    end
+    if (start) begin
+      \$767  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$767  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$768  = acc51;
+    if (\$36 ) begin
+      \$768  = \$557 [47:0];
+    end
+    if (start) begin
+      \$768  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$768  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$769  = acc52;
+    if (\$36 ) begin
+      \$769  = \$567 [47:0];
+    end
+    if (start) begin
+      \$769  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$769  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$770  = acc53;
+    if (\$36 ) begin
+      \$770  = \$577 [47:0];
+    end
+    if (start) begin
+      \$770  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$770  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$771  = acc54;
+    if (\$36 ) begin
+      \$771  = \$587 [47:0];
+    end
+    if (start) begin
+      \$771  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$771  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$772  = acc55;
+    if (\$36 ) begin
+      \$772  = \$597 [47:0];
+    end
+    if (start) begin
+      \$772  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$772  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$773  = acc56;
+    if (\$36 ) begin
+      \$773  = \$607 [47:0];
+    end
+    if (start) begin
+      \$773  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$773  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$774  = acc57;
+    if (\$36 ) begin
+      \$774  = \$617 [47:0];
+    end
+    if (start) begin
+      \$774  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$774  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$775  = acc58;
+    if (\$36 ) begin
+      \$775  = \$627 [47:0];
+    end
+    if (start) begin
+      \$775  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$775  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$776  = acc59;
+    if (\$36 ) begin
+      \$776  = \$637 [47:0];
+    end
+    if (start) begin
+      \$776  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$776  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$777  = acc60;
+    if (\$36 ) begin
+      \$777  = \$647 [47:0];
+    end
+    if (start) begin
+      \$777  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$777  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$778  = acc61;
+    if (\$36 ) begin
+      \$778  = \$657 [47:0];
+    end
+    if (start) begin
+      \$778  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$778  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$779  = acc62;
+    if (\$36 ) begin
+      \$779  = \$667 [47:0];
+    end
+    if (start) begin
+      \$779  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$779  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$780  = acc63;
+    if (\$36 ) begin
+      \$780  = \$677 [47:0];
+    end
+    if (start) begin
+      \$780  = 48'h000000000000;
+    end
+    if (rst) begin
+      \$780  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$781  = j;
+    if (reading) begin
+      \$781  = \$678 [6:0];
+    end
+    if (start) begin
+      \$781  = 7'h00;
+    end
+    if (rst) begin
+      \$781  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$782  = reading;
+    if (rst) begin
+      \$782  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$783  = j[5:0];
+    if (rst) begin
+      \$783  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$784  = running;
+    if (start) begin
+      \$784  = 1'h1;
+    end
+    if (finish) begin
+      \$784  = 1'h0;
+    end
+    if (rst) begin
+      \$784  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$5  = 6'h00;
+    casez (issued)
+      3'h0:
+          \$5  = 6'h08;
+      3'h1:
+          \$5  = 6'h10;
+      3'h2:
+          \$5  = 6'h18;
+      3'h3:
+          \$5  = 6'h20;
+      3'h4:
+          \$5  = 6'h20;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$8  = { xbuf7, xbuf6, xbuf5, xbuf4, xbuf3, xbuf2, xbuf1, xbuf0 };
+      2'h1:
+          \$8  = { xbuf15, xbuf14, xbuf13, xbuf12, xbuf11, xbuf10, xbuf9, xbuf8 };
+      2'h2:
+          \$8  = { xbuf23, xbuf22, xbuf21, xbuf20, xbuf19, xbuf18, xbuf17, xbuf16 };
+      2'h3:
+          \$8  = { xbuf31, xbuf30, xbuf29, xbuf28, xbuf27, xbuf26, xbuf25, xbuf24 };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$10  = { xbuf7, xbuf6, xbuf5, xbuf4, xbuf3, xbuf2, xbuf1, xbuf0 };
+      2'h1:
+          \$10  = { xbuf15, xbuf14, xbuf13, xbuf12, xbuf11, xbuf10, xbuf9, xbuf8 };
+      2'h2:
+          \$10  = { xbuf23, xbuf22, xbuf21, xbuf20, xbuf19, xbuf18, xbuf17, xbuf16 };
+      2'h3:
+          \$10  = { xbuf31, xbuf30, xbuf29, xbuf28, xbuf27, xbuf26, xbuf25, xbuf24 };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$12  = { xbuf7, xbuf6, xbuf5, xbuf4, xbuf3, xbuf2, xbuf1, xbuf0 };
+      2'h1:
+          \$12  = { xbuf15, xbuf14, xbuf13, xbuf12, xbuf11, xbuf10, xbuf9, xbuf8 };
+      2'h2:
+          \$12  = { xbuf23, xbuf22, xbuf21, xbuf20, xbuf19, xbuf18, xbuf17, xbuf16 };
+      2'h3:
+          \$12  = { xbuf31, xbuf30, xbuf29, xbuf28, xbuf27, xbuf26, xbuf25, xbuf24 };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$14  = { xbuf7, xbuf6, xbuf5, xbuf4, xbuf3, xbuf2, xbuf1, xbuf0 };
+      2'h1:
+          \$14  = { xbuf15, xbuf14, xbuf13, xbuf12, xbuf11, xbuf10, xbuf9, xbuf8 };
+      2'h2:
+          \$14  = { xbuf23, xbuf22, xbuf21, xbuf20, xbuf19, xbuf18, xbuf17, xbuf16 };
+      2'h3:
+          \$14  = { xbuf31, xbuf30, xbuf29, xbuf28, xbuf27, xbuf26, xbuf25, xbuf24 };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_j)
+      6'h00:
+          \$24  = acc0;
+      6'h01:
+          \$24  = acc1;
+      6'h02:
+          \$24  = acc2;
+      6'h03:
+          \$24  = acc3;
+      6'h04:
+          \$24  = acc4;
+      6'h05:
+          \$24  = acc5;
+      6'h06:
+          \$24  = acc6;
+      6'h07:
+          \$24  = acc7;
+      6'h08:
+          \$24  = acc8;
+      6'h09:
+          \$24  = acc9;
+      6'h0a:
+          \$24  = acc10;
+      6'h0b:
+          \$24  = acc11;
+      6'h0c:
+          \$24  = acc12;
+      6'h0d:
+          \$24  = acc13;
+      6'h0e:
+          \$24  = acc14;
+      6'h0f:
+          \$24  = acc15;
+      6'h10:
+          \$24  = acc16;
+      6'h11:
+          \$24  = acc17;
+      6'h12:
+          \$24  = acc18;
+      6'h13:
+          \$24  = acc19;
+      6'h14:
+          \$24  = acc20;
+      6'h15:
+          \$24  = acc21;
+      6'h16:
+          \$24  = acc22;
+      6'h17:
+          \$24  = acc23;
+      6'h18:
+          \$24  = acc24;
+      6'h19:
+          \$24  = acc25;
+      6'h1a:
+          \$24  = acc26;
+      6'h1b:
+          \$24  = acc27;
+      6'h1c:
+          \$24  = acc28;
+      6'h1d:
+          \$24  = acc29;
+      6'h1e:
+          \$24  = acc30;
+      6'h1f:
+          \$24  = acc31;
+      6'h20:
+          \$24  = acc32;
+      6'h21:
+          \$24  = acc33;
+      6'h22:
+          \$24  = acc34;
+      6'h23:
+          \$24  = acc35;
+      6'h24:
+          \$24  = acc36;
+      6'h25:
+          \$24  = acc37;
+      6'h26:
+          \$24  = acc38;
+      6'h27:
+          \$24  = acc39;
+      6'h28:
+          \$24  = acc40;
+      6'h29:
+          \$24  = acc41;
+      6'h2a:
+          \$24  = acc42;
+      6'h2b:
+          \$24  = acc43;
+      6'h2c:
+          \$24  = acc44;
+      6'h2d:
+          \$24  = acc45;
+      6'h2e:
+          \$24  = acc46;
+      6'h2f:
+          \$24  = acc47;
+      6'h30:
+          \$24  = acc48;
+      6'h31:
+          \$24  = acc49;
+      6'h32:
+          \$24  = acc50;
+      6'h33:
+          \$24  = acc51;
+      6'h34:
+          \$24  = acc52;
+      6'h35:
+          \$24  = acc53;
+      6'h36:
+          \$24  = acc54;
+      6'h37:
+          \$24  = acc55;
+      6'h38:
+          \$24  = acc56;
+      6'h39:
+          \$24  = acc57;
+      6'h3a:
+          \$24  = acc58;
+      6'h3b:
+          \$24  = acc59;
+      6'h3c:
+          \$24  = acc60;
+      6'h3d:
+          \$24  = acc61;
+      6'h3e:
+          \$24  = acc62;
+      6'h3f:
+          \$24  = acc63;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$30  = op__0__ready;
+      2'h1:
+          \$30  = op__1__ready;
+      2'h2:
+          \$30  = op__2__ready;
+      2'h3:
+          \$30  = op__3__ready;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$33  = res_valid__0;
+      2'h1:
+          \$33  = res_valid__1;
+      2'h2:
+          \$33  = res_valid__2;
+      2'h3:
+          \$33  = res_valid__3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$38  = res_y__0[21:0];
+      2'h1:
+          \$38  = res_y__1[21:0];
+      2'h2:
+          \$38  = res_y__2[21:0];
+      2'h3:
+          \$38  = res_y__3[21:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$40  = res_y__0[21:0];
+      2'h1:
+          \$40  = res_y__1[21:0];
+      2'h2:
+          \$40  = res_y__2[21:0];
+      2'h3:
+          \$40  = res_y__3[21:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$42  = res_y__0[21:0];
+      2'h1:
+          \$42  = res_y__1[21:0];
+      2'h2:
+          \$42  = res_y__2[21:0];
+      2'h3:
+          \$42  = res_y__3[21:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$44  = res_y__0[21:0];
+      2'h1:
+          \$44  = res_y__1[21:0];
+      2'h2:
+          \$44  = res_y__2[21:0];
+      2'h3:
+          \$44  = res_y__3[21:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$46  = { 30'h00000000, \$39  };
+      2'h1:
+          \$46  = { 16'h0000, \$41  };
+      2'h2:
+          \$46  = \$43 ;
+      2'h3:
+          \$46  = \$45 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$48  = res_y__0[43:22];
+      2'h1:
+          \$48  = res_y__1[43:22];
+      2'h2:
+          \$48  = res_y__2[43:22];
+      2'h3:
+          \$48  = res_y__3[43:22];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$50  = res_y__0[43:22];
+      2'h1:
+          \$50  = res_y__1[43:22];
+      2'h2:
+          \$50  = res_y__2[43:22];
+      2'h3:
+          \$50  = res_y__3[43:22];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$52  = res_y__0[43:22];
+      2'h1:
+          \$52  = res_y__1[43:22];
+      2'h2:
+          \$52  = res_y__2[43:22];
+      2'h3:
+          \$52  = res_y__3[43:22];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$54  = res_y__0[43:22];
+      2'h1:
+          \$54  = res_y__1[43:22];
+      2'h2:
+          \$54  = res_y__2[43:22];
+      2'h3:
+          \$54  = res_y__3[43:22];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$56  = { 30'h00000000, \$49  };
+      2'h1:
+          \$56  = { 16'h0000, \$51  };
+      2'h2:
+          \$56  = \$53 ;
+      2'h3:
+          \$56  = \$55 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$58  = res_y__0[65:44];
+      2'h1:
+          \$58  = res_y__1[65:44];
+      2'h2:
+          \$58  = res_y__2[65:44];
+      2'h3:
+          \$58  = res_y__3[65:44];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$60  = res_y__0[65:44];
+      2'h1:
+          \$60  = res_y__1[65:44];
+      2'h2:
+          \$60  = res_y__2[65:44];
+      2'h3:
+          \$60  = res_y__3[65:44];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$62  = res_y__0[65:44];
+      2'h1:
+          \$62  = res_y__1[65:44];
+      2'h2:
+          \$62  = res_y__2[65:44];
+      2'h3:
+          \$62  = res_y__3[65:44];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$64  = res_y__0[65:44];
+      2'h1:
+          \$64  = res_y__1[65:44];
+      2'h2:
+          \$64  = res_y__2[65:44];
+      2'h3:
+          \$64  = res_y__3[65:44];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$66  = { 30'h00000000, \$59  };
+      2'h1:
+          \$66  = { 16'h0000, \$61  };
+      2'h2:
+          \$66  = \$63 ;
+      2'h3:
+          \$66  = \$65 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$68  = res_y__0[87:66];
+      2'h1:
+          \$68  = res_y__1[87:66];
+      2'h2:
+          \$68  = res_y__2[87:66];
+      2'h3:
+          \$68  = res_y__3[87:66];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$70  = res_y__0[87:66];
+      2'h1:
+          \$70  = res_y__1[87:66];
+      2'h2:
+          \$70  = res_y__2[87:66];
+      2'h3:
+          \$70  = res_y__3[87:66];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$72  = res_y__0[87:66];
+      2'h1:
+          \$72  = res_y__1[87:66];
+      2'h2:
+          \$72  = res_y__2[87:66];
+      2'h3:
+          \$72  = res_y__3[87:66];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$74  = res_y__0[87:66];
+      2'h1:
+          \$74  = res_y__1[87:66];
+      2'h2:
+          \$74  = res_y__2[87:66];
+      2'h3:
+          \$74  = res_y__3[87:66];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$76  = { 30'h00000000, \$69  };
+      2'h1:
+          \$76  = { 16'h0000, \$71  };
+      2'h2:
+          \$76  = \$73 ;
+      2'h3:
+          \$76  = \$75 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$78  = res_y__0[109:88];
+      2'h1:
+          \$78  = res_y__1[109:88];
+      2'h2:
+          \$78  = res_y__2[109:88];
+      2'h3:
+          \$78  = res_y__3[109:88];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$80  = res_y__0[109:88];
+      2'h1:
+          \$80  = res_y__1[109:88];
+      2'h2:
+          \$80  = res_y__2[109:88];
+      2'h3:
+          \$80  = res_y__3[109:88];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$82  = res_y__0[109:88];
+      2'h1:
+          \$82  = res_y__1[109:88];
+      2'h2:
+          \$82  = res_y__2[109:88];
+      2'h3:
+          \$82  = res_y__3[109:88];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$84  = res_y__0[109:88];
+      2'h1:
+          \$84  = res_y__1[109:88];
+      2'h2:
+          \$84  = res_y__2[109:88];
+      2'h3:
+          \$84  = res_y__3[109:88];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$86  = { 30'h00000000, \$79  };
+      2'h1:
+          \$86  = { 16'h0000, \$81  };
+      2'h2:
+          \$86  = \$83 ;
+      2'h3:
+          \$86  = \$85 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$88  = res_y__0[131:110];
+      2'h1:
+          \$88  = res_y__1[131:110];
+      2'h2:
+          \$88  = res_y__2[131:110];
+      2'h3:
+          \$88  = res_y__3[131:110];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$90  = res_y__0[131:110];
+      2'h1:
+          \$90  = res_y__1[131:110];
+      2'h2:
+          \$90  = res_y__2[131:110];
+      2'h3:
+          \$90  = res_y__3[131:110];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$92  = res_y__0[131:110];
+      2'h1:
+          \$92  = res_y__1[131:110];
+      2'h2:
+          \$92  = res_y__2[131:110];
+      2'h3:
+          \$92  = res_y__3[131:110];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$94  = res_y__0[131:110];
+      2'h1:
+          \$94  = res_y__1[131:110];
+      2'h2:
+          \$94  = res_y__2[131:110];
+      2'h3:
+          \$94  = res_y__3[131:110];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$96  = { 30'h00000000, \$89  };
+      2'h1:
+          \$96  = { 16'h0000, \$91  };
+      2'h2:
+          \$96  = \$93 ;
+      2'h3:
+          \$96  = \$95 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$98  = res_y__0[153:132];
+      2'h1:
+          \$98  = res_y__1[153:132];
+      2'h2:
+          \$98  = res_y__2[153:132];
+      2'h3:
+          \$98  = res_y__3[153:132];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$100  = res_y__0[153:132];
+      2'h1:
+          \$100  = res_y__1[153:132];
+      2'h2:
+          \$100  = res_y__2[153:132];
+      2'h3:
+          \$100  = res_y__3[153:132];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$102  = res_y__0[153:132];
+      2'h1:
+          \$102  = res_y__1[153:132];
+      2'h2:
+          \$102  = res_y__2[153:132];
+      2'h3:
+          \$102  = res_y__3[153:132];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$104  = res_y__0[153:132];
+      2'h1:
+          \$104  = res_y__1[153:132];
+      2'h2:
+          \$104  = res_y__2[153:132];
+      2'h3:
+          \$104  = res_y__3[153:132];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$106  = { 30'h00000000, \$99  };
+      2'h1:
+          \$106  = { 16'h0000, \$101  };
+      2'h2:
+          \$106  = \$103 ;
+      2'h3:
+          \$106  = \$105 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$108  = res_y__0[175:154];
+      2'h1:
+          \$108  = res_y__1[175:154];
+      2'h2:
+          \$108  = res_y__2[175:154];
+      2'h3:
+          \$108  = res_y__3[175:154];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$110  = res_y__0[175:154];
+      2'h1:
+          \$110  = res_y__1[175:154];
+      2'h2:
+          \$110  = res_y__2[175:154];
+      2'h3:
+          \$110  = res_y__3[175:154];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$112  = res_y__0[175:154];
+      2'h1:
+          \$112  = res_y__1[175:154];
+      2'h2:
+          \$112  = res_y__2[175:154];
+      2'h3:
+          \$112  = res_y__3[175:154];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$114  = res_y__0[175:154];
+      2'h1:
+          \$114  = res_y__1[175:154];
+      2'h2:
+          \$114  = res_y__2[175:154];
+      2'h3:
+          \$114  = res_y__3[175:154];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$116  = { 30'h00000000, \$109  };
+      2'h1:
+          \$116  = { 16'h0000, \$111  };
+      2'h2:
+          \$116  = \$113 ;
+      2'h3:
+          \$116  = \$115 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$118  = res_y__0[197:176];
+      2'h1:
+          \$118  = res_y__1[197:176];
+      2'h2:
+          \$118  = res_y__2[197:176];
+      2'h3:
+          \$118  = res_y__3[197:176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$120  = res_y__0[197:176];
+      2'h1:
+          \$120  = res_y__1[197:176];
+      2'h2:
+          \$120  = res_y__2[197:176];
+      2'h3:
+          \$120  = res_y__3[197:176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$122  = res_y__0[197:176];
+      2'h1:
+          \$122  = res_y__1[197:176];
+      2'h2:
+          \$122  = res_y__2[197:176];
+      2'h3:
+          \$122  = res_y__3[197:176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$124  = res_y__0[197:176];
+      2'h1:
+          \$124  = res_y__1[197:176];
+      2'h2:
+          \$124  = res_y__2[197:176];
+      2'h3:
+          \$124  = res_y__3[197:176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$126  = { 30'h00000000, \$119  };
+      2'h1:
+          \$126  = { 16'h0000, \$121  };
+      2'h2:
+          \$126  = \$123 ;
+      2'h3:
+          \$126  = \$125 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$128  = res_y__0[219:198];
+      2'h1:
+          \$128  = res_y__1[219:198];
+      2'h2:
+          \$128  = res_y__2[219:198];
+      2'h3:
+          \$128  = res_y__3[219:198];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$130  = res_y__0[219:198];
+      2'h1:
+          \$130  = res_y__1[219:198];
+      2'h2:
+          \$130  = res_y__2[219:198];
+      2'h3:
+          \$130  = res_y__3[219:198];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$132  = res_y__0[219:198];
+      2'h1:
+          \$132  = res_y__1[219:198];
+      2'h2:
+          \$132  = res_y__2[219:198];
+      2'h3:
+          \$132  = res_y__3[219:198];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$134  = res_y__0[219:198];
+      2'h1:
+          \$134  = res_y__1[219:198];
+      2'h2:
+          \$134  = res_y__2[219:198];
+      2'h3:
+          \$134  = res_y__3[219:198];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$136  = { 30'h00000000, \$129  };
+      2'h1:
+          \$136  = { 16'h0000, \$131  };
+      2'h2:
+          \$136  = \$133 ;
+      2'h3:
+          \$136  = \$135 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$138  = res_y__0[241:220];
+      2'h1:
+          \$138  = res_y__1[241:220];
+      2'h2:
+          \$138  = res_y__2[241:220];
+      2'h3:
+          \$138  = res_y__3[241:220];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$140  = res_y__0[241:220];
+      2'h1:
+          \$140  = res_y__1[241:220];
+      2'h2:
+          \$140  = res_y__2[241:220];
+      2'h3:
+          \$140  = res_y__3[241:220];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$142  = res_y__0[241:220];
+      2'h1:
+          \$142  = res_y__1[241:220];
+      2'h2:
+          \$142  = res_y__2[241:220];
+      2'h3:
+          \$142  = res_y__3[241:220];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$144  = res_y__0[241:220];
+      2'h1:
+          \$144  = res_y__1[241:220];
+      2'h2:
+          \$144  = res_y__2[241:220];
+      2'h3:
+          \$144  = res_y__3[241:220];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$146  = { 30'h00000000, \$139  };
+      2'h1:
+          \$146  = { 16'h0000, \$141  };
+      2'h2:
+          \$146  = \$143 ;
+      2'h3:
+          \$146  = \$145 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$148  = res_y__0[263:242];
+      2'h1:
+          \$148  = res_y__1[263:242];
+      2'h2:
+          \$148  = res_y__2[263:242];
+      2'h3:
+          \$148  = res_y__3[263:242];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$150  = res_y__0[263:242];
+      2'h1:
+          \$150  = res_y__1[263:242];
+      2'h2:
+          \$150  = res_y__2[263:242];
+      2'h3:
+          \$150  = res_y__3[263:242];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$152  = res_y__0[263:242];
+      2'h1:
+          \$152  = res_y__1[263:242];
+      2'h2:
+          \$152  = res_y__2[263:242];
+      2'h3:
+          \$152  = res_y__3[263:242];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$154  = res_y__0[263:242];
+      2'h1:
+          \$154  = res_y__1[263:242];
+      2'h2:
+          \$154  = res_y__2[263:242];
+      2'h3:
+          \$154  = res_y__3[263:242];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$156  = { 30'h00000000, \$149  };
+      2'h1:
+          \$156  = { 16'h0000, \$151  };
+      2'h2:
+          \$156  = \$153 ;
+      2'h3:
+          \$156  = \$155 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$158  = res_y__0[285:264];
+      2'h1:
+          \$158  = res_y__1[285:264];
+      2'h2:
+          \$158  = res_y__2[285:264];
+      2'h3:
+          \$158  = res_y__3[285:264];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$160  = res_y__0[285:264];
+      2'h1:
+          \$160  = res_y__1[285:264];
+      2'h2:
+          \$160  = res_y__2[285:264];
+      2'h3:
+          \$160  = res_y__3[285:264];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$162  = res_y__0[285:264];
+      2'h1:
+          \$162  = res_y__1[285:264];
+      2'h2:
+          \$162  = res_y__2[285:264];
+      2'h3:
+          \$162  = res_y__3[285:264];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$164  = res_y__0[285:264];
+      2'h1:
+          \$164  = res_y__1[285:264];
+      2'h2:
+          \$164  = res_y__2[285:264];
+      2'h3:
+          \$164  = res_y__3[285:264];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$166  = { 30'h00000000, \$159  };
+      2'h1:
+          \$166  = { 16'h0000, \$161  };
+      2'h2:
+          \$166  = \$163 ;
+      2'h3:
+          \$166  = \$165 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$168  = res_y__0[307:286];
+      2'h1:
+          \$168  = res_y__1[307:286];
+      2'h2:
+          \$168  = res_y__2[307:286];
+      2'h3:
+          \$168  = res_y__3[307:286];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$170  = res_y__0[307:286];
+      2'h1:
+          \$170  = res_y__1[307:286];
+      2'h2:
+          \$170  = res_y__2[307:286];
+      2'h3:
+          \$170  = res_y__3[307:286];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$172  = res_y__0[307:286];
+      2'h1:
+          \$172  = res_y__1[307:286];
+      2'h2:
+          \$172  = res_y__2[307:286];
+      2'h3:
+          \$172  = res_y__3[307:286];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$174  = res_y__0[307:286];
+      2'h1:
+          \$174  = res_y__1[307:286];
+      2'h2:
+          \$174  = res_y__2[307:286];
+      2'h3:
+          \$174  = res_y__3[307:286];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$176  = { 30'h00000000, \$169  };
+      2'h1:
+          \$176  = { 16'h0000, \$171  };
+      2'h2:
+          \$176  = \$173 ;
+      2'h3:
+          \$176  = \$175 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$178  = res_y__0[329:308];
+      2'h1:
+          \$178  = res_y__1[329:308];
+      2'h2:
+          \$178  = res_y__2[329:308];
+      2'h3:
+          \$178  = res_y__3[329:308];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$180  = res_y__0[329:308];
+      2'h1:
+          \$180  = res_y__1[329:308];
+      2'h2:
+          \$180  = res_y__2[329:308];
+      2'h3:
+          \$180  = res_y__3[329:308];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$182  = res_y__0[329:308];
+      2'h1:
+          \$182  = res_y__1[329:308];
+      2'h2:
+          \$182  = res_y__2[329:308];
+      2'h3:
+          \$182  = res_y__3[329:308];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$184  = res_y__0[329:308];
+      2'h1:
+          \$184  = res_y__1[329:308];
+      2'h2:
+          \$184  = res_y__2[329:308];
+      2'h3:
+          \$184  = res_y__3[329:308];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$186  = { 30'h00000000, \$179  };
+      2'h1:
+          \$186  = { 16'h0000, \$181  };
+      2'h2:
+          \$186  = \$183 ;
+      2'h3:
+          \$186  = \$185 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$188  = res_y__0[351:330];
+      2'h1:
+          \$188  = res_y__1[351:330];
+      2'h2:
+          \$188  = res_y__2[351:330];
+      2'h3:
+          \$188  = res_y__3[351:330];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$190  = res_y__0[351:330];
+      2'h1:
+          \$190  = res_y__1[351:330];
+      2'h2:
+          \$190  = res_y__2[351:330];
+      2'h3:
+          \$190  = res_y__3[351:330];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$192  = res_y__0[351:330];
+      2'h1:
+          \$192  = res_y__1[351:330];
+      2'h2:
+          \$192  = res_y__2[351:330];
+      2'h3:
+          \$192  = res_y__3[351:330];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$194  = res_y__0[351:330];
+      2'h1:
+          \$194  = res_y__1[351:330];
+      2'h2:
+          \$194  = res_y__2[351:330];
+      2'h3:
+          \$194  = res_y__3[351:330];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$196  = { 30'h00000000, \$189  };
+      2'h1:
+          \$196  = { 16'h0000, \$191  };
+      2'h2:
+          \$196  = \$193 ;
+      2'h3:
+          \$196  = \$195 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$198  = res_y__0[373:352];
+      2'h1:
+          \$198  = res_y__1[373:352];
+      2'h2:
+          \$198  = res_y__2[373:352];
+      2'h3:
+          \$198  = res_y__3[373:352];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$200  = res_y__0[373:352];
+      2'h1:
+          \$200  = res_y__1[373:352];
+      2'h2:
+          \$200  = res_y__2[373:352];
+      2'h3:
+          \$200  = res_y__3[373:352];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$202  = res_y__0[373:352];
+      2'h1:
+          \$202  = res_y__1[373:352];
+      2'h2:
+          \$202  = res_y__2[373:352];
+      2'h3:
+          \$202  = res_y__3[373:352];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$204  = res_y__0[373:352];
+      2'h1:
+          \$204  = res_y__1[373:352];
+      2'h2:
+          \$204  = res_y__2[373:352];
+      2'h3:
+          \$204  = res_y__3[373:352];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$206  = { 30'h00000000, \$199  };
+      2'h1:
+          \$206  = { 16'h0000, \$201  };
+      2'h2:
+          \$206  = \$203 ;
+      2'h3:
+          \$206  = \$205 ;
+    endcase
+  end
+  assign rd__en = 1'h1;
+  assign \$signal  = act_w__en;
+  assign done = finish;
+  assign rd__addr = \$22 [11:0];
+  assign act_w__addr = \$23 [11:0];
+  assign act_w__data = \$25 [63:0];
+  assign \args.macro  = args[1:0];
+  assign \args.page  = args[4:2];
+  assign \args.x  = args[16:5];
+  assign \args.y  = args[28:17];
+  assign \op__0__payload.mode  = op__0__payload[0];
+  assign \op__0__payload.page  = op__0__payload[3:1];
+  assign \op__0__payload.row  = op__0__payload[9:4];
+  assign \op__0__payload.wb_log2  = op__0__payload[11:10];
+  assign \op__0__payload.ab_m1  = op__0__payload[14:12];
+  assign \op__0__payload.w_signed  = op__0__payload[15];
+  assign \op__0__payload.x_signed  = op__0__payload[16];
+  assign \op__0__payload.skip  = op__0__payload[17];
+  assign \op__0__payload.bop  = op__0__payload[20:18];
+  assign \op__0__payload.x  = op__0__payload[532:21];
+  assign \op__0__payload.x[0]  = op__0__payload[28:21];
+  assign \op__0__payload.x[1]  = op__0__payload[36:29];
+  assign \op__0__payload.x[2]  = op__0__payload[44:37];
+  assign \op__0__payload.x[3]  = op__0__payload[52:45];
+  assign \op__0__payload.x[4]  = op__0__payload[60:53];
+  assign \op__0__payload.x[5]  = op__0__payload[68:61];
+  assign \op__0__payload.x[6]  = op__0__payload[76:69];
+  assign \op__0__payload.x[7]  = op__0__payload[84:77];
+  assign \op__0__payload.x[8]  = op__0__payload[92:85];
+  assign \op__0__payload.x[9]  = op__0__payload[100:93];
+  assign \op__0__payload.x[10]  = op__0__payload[108:101];
+  assign \op__0__payload.x[11]  = op__0__payload[116:109];
+  assign \op__0__payload.x[12]  = op__0__payload[124:117];
+  assign \op__0__payload.x[13]  = op__0__payload[132:125];
+  assign \op__0__payload.x[14]  = op__0__payload[140:133];
+  assign \op__0__payload.x[15]  = op__0__payload[148:141];
+  assign \op__0__payload.x[16]  = op__0__payload[156:149];
+  assign \op__0__payload.x[17]  = op__0__payload[164:157];
+  assign \op__0__payload.x[18]  = op__0__payload[172:165];
+  assign \op__0__payload.x[19]  = op__0__payload[180:173];
+  assign \op__0__payload.x[20]  = op__0__payload[188:181];
+  assign \op__0__payload.x[21]  = op__0__payload[196:189];
+  assign \op__0__payload.x[22]  = op__0__payload[204:197];
+  assign \op__0__payload.x[23]  = op__0__payload[212:205];
+  assign \op__0__payload.x[24]  = op__0__payload[220:213];
+  assign \op__0__payload.x[25]  = op__0__payload[228:221];
+  assign \op__0__payload.x[26]  = op__0__payload[236:229];
+  assign \op__0__payload.x[27]  = op__0__payload[244:237];
+  assign \op__0__payload.x[28]  = op__0__payload[252:245];
+  assign \op__0__payload.x[29]  = op__0__payload[260:253];
+  assign \op__0__payload.x[30]  = op__0__payload[268:261];
+  assign \op__0__payload.x[31]  = op__0__payload[276:269];
+  assign \op__0__payload.x[32]  = op__0__payload[284:277];
+  assign \op__0__payload.x[33]  = op__0__payload[292:285];
+  assign \op__0__payload.x[34]  = op__0__payload[300:293];
+  assign \op__0__payload.x[35]  = op__0__payload[308:301];
+  assign \op__0__payload.x[36]  = op__0__payload[316:309];
+  assign \op__0__payload.x[37]  = op__0__payload[324:317];
+  assign \op__0__payload.x[38]  = op__0__payload[332:325];
+  assign \op__0__payload.x[39]  = op__0__payload[340:333];
+  assign \op__0__payload.x[40]  = op__0__payload[348:341];
+  assign \op__0__payload.x[41]  = op__0__payload[356:349];
+  assign \op__0__payload.x[42]  = op__0__payload[364:357];
+  assign \op__0__payload.x[43]  = op__0__payload[372:365];
+  assign \op__0__payload.x[44]  = op__0__payload[380:373];
+  assign \op__0__payload.x[45]  = op__0__payload[388:381];
+  assign \op__0__payload.x[46]  = op__0__payload[396:389];
+  assign \op__0__payload.x[47]  = op__0__payload[404:397];
+  assign \op__0__payload.x[48]  = op__0__payload[412:405];
+  assign \op__0__payload.x[49]  = op__0__payload[420:413];
+  assign \op__0__payload.x[50]  = op__0__payload[428:421];
+  assign \op__0__payload.x[51]  = op__0__payload[436:429];
+  assign \op__0__payload.x[52]  = op__0__payload[444:437];
+  assign \op__0__payload.x[53]  = op__0__payload[452:445];
+  assign \op__0__payload.x[54]  = op__0__payload[460:453];
+  assign \op__0__payload.x[55]  = op__0__payload[468:461];
+  assign \op__0__payload.x[56]  = op__0__payload[476:469];
+  assign \op__0__payload.x[57]  = op__0__payload[484:477];
+  assign \op__0__payload.x[58]  = op__0__payload[492:485];
+  assign \op__0__payload.x[59]  = op__0__payload[500:493];
+  assign \op__0__payload.x[60]  = op__0__payload[508:501];
+  assign \op__0__payload.x[61]  = op__0__payload[516:509];
+  assign \op__0__payload.x[62]  = op__0__payload[524:517];
+  assign \op__0__payload.x[63]  = op__0__payload[532:525];
+  assign \op__0__payload.word  = op__0__payload[596:533];
+  assign \op__1__payload.mode  = op__1__payload[0];
+  assign \op__1__payload.page  = op__1__payload[3:1];
+  assign \op__1__payload.row  = op__1__payload[9:4];
+  assign \op__1__payload.wb_log2  = op__1__payload[11:10];
+  assign \op__1__payload.ab_m1  = op__1__payload[14:12];
+  assign \op__1__payload.w_signed  = op__1__payload[15];
+  assign \op__1__payload.x_signed  = op__1__payload[16];
+  assign \op__1__payload.skip  = op__1__payload[17];
+  assign \op__1__payload.bop  = op__1__payload[20:18];
+  assign \op__1__payload.x  = op__1__payload[532:21];
+  assign \op__1__payload.x[0]  = op__1__payload[28:21];
+  assign \op__1__payload.x[1]  = op__1__payload[36:29];
+  assign \op__1__payload.x[2]  = op__1__payload[44:37];
+  assign \op__1__payload.x[3]  = op__1__payload[52:45];
+  assign \op__1__payload.x[4]  = op__1__payload[60:53];
+  assign \op__1__payload.x[5]  = op__1__payload[68:61];
+  assign \op__1__payload.x[6]  = op__1__payload[76:69];
+  assign \op__1__payload.x[7]  = op__1__payload[84:77];
+  assign \op__1__payload.x[8]  = op__1__payload[92:85];
+  assign \op__1__payload.x[9]  = op__1__payload[100:93];
+  assign \op__1__payload.x[10]  = op__1__payload[108:101];
+  assign \op__1__payload.x[11]  = op__1__payload[116:109];
+  assign \op__1__payload.x[12]  = op__1__payload[124:117];
+  assign \op__1__payload.x[13]  = op__1__payload[132:125];
+  assign \op__1__payload.x[14]  = op__1__payload[140:133];
+  assign \op__1__payload.x[15]  = op__1__payload[148:141];
+  assign \op__1__payload.x[16]  = op__1__payload[156:149];
+  assign \op__1__payload.x[17]  = op__1__payload[164:157];
+  assign \op__1__payload.x[18]  = op__1__payload[172:165];
+  assign \op__1__payload.x[19]  = op__1__payload[180:173];
+  assign \op__1__payload.x[20]  = op__1__payload[188:181];
+  assign \op__1__payload.x[21]  = op__1__payload[196:189];
+  assign \op__1__payload.x[22]  = op__1__payload[204:197];
+  assign \op__1__payload.x[23]  = op__1__payload[212:205];
+  assign \op__1__payload.x[24]  = op__1__payload[220:213];
+  assign \op__1__payload.x[25]  = op__1__payload[228:221];
+  assign \op__1__payload.x[26]  = op__1__payload[236:229];
+  assign \op__1__payload.x[27]  = op__1__payload[244:237];
+  assign \op__1__payload.x[28]  = op__1__payload[252:245];
+  assign \op__1__payload.x[29]  = op__1__payload[260:253];
+  assign \op__1__payload.x[30]  = op__1__payload[268:261];
+  assign \op__1__payload.x[31]  = op__1__payload[276:269];
+  assign \op__1__payload.x[32]  = op__1__payload[284:277];
+  assign \op__1__payload.x[33]  = op__1__payload[292:285];
+  assign \op__1__payload.x[34]  = op__1__payload[300:293];
+  assign \op__1__payload.x[35]  = op__1__payload[308:301];
+  assign \op__1__payload.x[36]  = op__1__payload[316:309];
+  assign \op__1__payload.x[37]  = op__1__payload[324:317];
+  assign \op__1__payload.x[38]  = op__1__payload[332:325];
+  assign \op__1__payload.x[39]  = op__1__payload[340:333];
+  assign \op__1__payload.x[40]  = op__1__payload[348:341];
+  assign \op__1__payload.x[41]  = op__1__payload[356:349];
+  assign \op__1__payload.x[42]  = op__1__payload[364:357];
+  assign \op__1__payload.x[43]  = op__1__payload[372:365];
+  assign \op__1__payload.x[44]  = op__1__payload[380:373];
+  assign \op__1__payload.x[45]  = op__1__payload[388:381];
+  assign \op__1__payload.x[46]  = op__1__payload[396:389];
+  assign \op__1__payload.x[47]  = op__1__payload[404:397];
+  assign \op__1__payload.x[48]  = op__1__payload[412:405];
+  assign \op__1__payload.x[49]  = op__1__payload[420:413];
+  assign \op__1__payload.x[50]  = op__1__payload[428:421];
+  assign \op__1__payload.x[51]  = op__1__payload[436:429];
+  assign \op__1__payload.x[52]  = op__1__payload[444:437];
+  assign \op__1__payload.x[53]  = op__1__payload[452:445];
+  assign \op__1__payload.x[54]  = op__1__payload[460:453];
+  assign \op__1__payload.x[55]  = op__1__payload[468:461];
+  assign \op__1__payload.x[56]  = op__1__payload[476:469];
+  assign \op__1__payload.x[57]  = op__1__payload[484:477];
+  assign \op__1__payload.x[58]  = op__1__payload[492:485];
+  assign \op__1__payload.x[59]  = op__1__payload[500:493];
+  assign \op__1__payload.x[60]  = op__1__payload[508:501];
+  assign \op__1__payload.x[61]  = op__1__payload[516:509];
+  assign \op__1__payload.x[62]  = op__1__payload[524:517];
+  assign \op__1__payload.x[63]  = op__1__payload[532:525];
+  assign \op__1__payload.word  = op__1__payload[596:533];
+  assign \op__2__payload.mode  = op__2__payload[0];
+  assign \op__2__payload.page  = op__2__payload[3:1];
+  assign \op__2__payload.row  = op__2__payload[9:4];
+  assign \op__2__payload.wb_log2  = op__2__payload[11:10];
+  assign \op__2__payload.ab_m1  = op__2__payload[14:12];
+  assign \op__2__payload.w_signed  = op__2__payload[15];
+  assign \op__2__payload.x_signed  = op__2__payload[16];
+  assign \op__2__payload.skip  = op__2__payload[17];
+  assign \op__2__payload.bop  = op__2__payload[20:18];
+  assign \op__2__payload.x  = op__2__payload[532:21];
+  assign \op__2__payload.x[0]  = op__2__payload[28:21];
+  assign \op__2__payload.x[1]  = op__2__payload[36:29];
+  assign \op__2__payload.x[2]  = op__2__payload[44:37];
+  assign \op__2__payload.x[3]  = op__2__payload[52:45];
+  assign \op__2__payload.x[4]  = op__2__payload[60:53];
+  assign \op__2__payload.x[5]  = op__2__payload[68:61];
+  assign \op__2__payload.x[6]  = op__2__payload[76:69];
+  assign \op__2__payload.x[7]  = op__2__payload[84:77];
+  assign \op__2__payload.x[8]  = op__2__payload[92:85];
+  assign \op__2__payload.x[9]  = op__2__payload[100:93];
+  assign \op__2__payload.x[10]  = op__2__payload[108:101];
+  assign \op__2__payload.x[11]  = op__2__payload[116:109];
+  assign \op__2__payload.x[12]  = op__2__payload[124:117];
+  assign \op__2__payload.x[13]  = op__2__payload[132:125];
+  assign \op__2__payload.x[14]  = op__2__payload[140:133];
+  assign \op__2__payload.x[15]  = op__2__payload[148:141];
+  assign \op__2__payload.x[16]  = op__2__payload[156:149];
+  assign \op__2__payload.x[17]  = op__2__payload[164:157];
+  assign \op__2__payload.x[18]  = op__2__payload[172:165];
+  assign \op__2__payload.x[19]  = op__2__payload[180:173];
+  assign \op__2__payload.x[20]  = op__2__payload[188:181];
+  assign \op__2__payload.x[21]  = op__2__payload[196:189];
+  assign \op__2__payload.x[22]  = op__2__payload[204:197];
+  assign \op__2__payload.x[23]  = op__2__payload[212:205];
+  assign \op__2__payload.x[24]  = op__2__payload[220:213];
+  assign \op__2__payload.x[25]  = op__2__payload[228:221];
+  assign \op__2__payload.x[26]  = op__2__payload[236:229];
+  assign \op__2__payload.x[27]  = op__2__payload[244:237];
+  assign \op__2__payload.x[28]  = op__2__payload[252:245];
+  assign \op__2__payload.x[29]  = op__2__payload[260:253];
+  assign \op__2__payload.x[30]  = op__2__payload[268:261];
+  assign \op__2__payload.x[31]  = op__2__payload[276:269];
+  assign \op__2__payload.x[32]  = op__2__payload[284:277];
+  assign \op__2__payload.x[33]  = op__2__payload[292:285];
+  assign \op__2__payload.x[34]  = op__2__payload[300:293];
+  assign \op__2__payload.x[35]  = op__2__payload[308:301];
+  assign \op__2__payload.x[36]  = op__2__payload[316:309];
+  assign \op__2__payload.x[37]  = op__2__payload[324:317];
+  assign \op__2__payload.x[38]  = op__2__payload[332:325];
+  assign \op__2__payload.x[39]  = op__2__payload[340:333];
+  assign \op__2__payload.x[40]  = op__2__payload[348:341];
+  assign \op__2__payload.x[41]  = op__2__payload[356:349];
+  assign \op__2__payload.x[42]  = op__2__payload[364:357];
+  assign \op__2__payload.x[43]  = op__2__payload[372:365];
+  assign \op__2__payload.x[44]  = op__2__payload[380:373];
+  assign \op__2__payload.x[45]  = op__2__payload[388:381];
+  assign \op__2__payload.x[46]  = op__2__payload[396:389];
+  assign \op__2__payload.x[47]  = op__2__payload[404:397];
+  assign \op__2__payload.x[48]  = op__2__payload[412:405];
+  assign \op__2__payload.x[49]  = op__2__payload[420:413];
+  assign \op__2__payload.x[50]  = op__2__payload[428:421];
+  assign \op__2__payload.x[51]  = op__2__payload[436:429];
+  assign \op__2__payload.x[52]  = op__2__payload[444:437];
+  assign \op__2__payload.x[53]  = op__2__payload[452:445];
+  assign \op__2__payload.x[54]  = op__2__payload[460:453];
+  assign \op__2__payload.x[55]  = op__2__payload[468:461];
+  assign \op__2__payload.x[56]  = op__2__payload[476:469];
+  assign \op__2__payload.x[57]  = op__2__payload[484:477];
+  assign \op__2__payload.x[58]  = op__2__payload[492:485];
+  assign \op__2__payload.x[59]  = op__2__payload[500:493];
+  assign \op__2__payload.x[60]  = op__2__payload[508:501];
+  assign \op__2__payload.x[61]  = op__2__payload[516:509];
+  assign \op__2__payload.x[62]  = op__2__payload[524:517];
+  assign \op__2__payload.x[63]  = op__2__payload[532:525];
+  assign \op__2__payload.word  = op__2__payload[596:533];
+  assign \op__3__payload.mode  = op__3__payload[0];
+  assign \op__3__payload.page  = op__3__payload[3:1];
+  assign \op__3__payload.row  = op__3__payload[9:4];
+  assign \op__3__payload.wb_log2  = op__3__payload[11:10];
+  assign \op__3__payload.ab_m1  = op__3__payload[14:12];
+  assign \op__3__payload.w_signed  = op__3__payload[15];
+  assign \op__3__payload.x_signed  = op__3__payload[16];
+  assign \op__3__payload.skip  = op__3__payload[17];
+  assign \op__3__payload.bop  = op__3__payload[20:18];
+  assign \op__3__payload.x  = op__3__payload[532:21];
+  assign \op__3__payload.x[0]  = op__3__payload[28:21];
+  assign \op__3__payload.x[1]  = op__3__payload[36:29];
+  assign \op__3__payload.x[2]  = op__3__payload[44:37];
+  assign \op__3__payload.x[3]  = op__3__payload[52:45];
+  assign \op__3__payload.x[4]  = op__3__payload[60:53];
+  assign \op__3__payload.x[5]  = op__3__payload[68:61];
+  assign \op__3__payload.x[6]  = op__3__payload[76:69];
+  assign \op__3__payload.x[7]  = op__3__payload[84:77];
+  assign \op__3__payload.x[8]  = op__3__payload[92:85];
+  assign \op__3__payload.x[9]  = op__3__payload[100:93];
+  assign \op__3__payload.x[10]  = op__3__payload[108:101];
+  assign \op__3__payload.x[11]  = op__3__payload[116:109];
+  assign \op__3__payload.x[12]  = op__3__payload[124:117];
+  assign \op__3__payload.x[13]  = op__3__payload[132:125];
+  assign \op__3__payload.x[14]  = op__3__payload[140:133];
+  assign \op__3__payload.x[15]  = op__3__payload[148:141];
+  assign \op__3__payload.x[16]  = op__3__payload[156:149];
+  assign \op__3__payload.x[17]  = op__3__payload[164:157];
+  assign \op__3__payload.x[18]  = op__3__payload[172:165];
+  assign \op__3__payload.x[19]  = op__3__payload[180:173];
+  assign \op__3__payload.x[20]  = op__3__payload[188:181];
+  assign \op__3__payload.x[21]  = op__3__payload[196:189];
+  assign \op__3__payload.x[22]  = op__3__payload[204:197];
+  assign \op__3__payload.x[23]  = op__3__payload[212:205];
+  assign \op__3__payload.x[24]  = op__3__payload[220:213];
+  assign \op__3__payload.x[25]  = op__3__payload[228:221];
+  assign \op__3__payload.x[26]  = op__3__payload[236:229];
+  assign \op__3__payload.x[27]  = op__3__payload[244:237];
+  assign \op__3__payload.x[28]  = op__3__payload[252:245];
+  assign \op__3__payload.x[29]  = op__3__payload[260:253];
+  assign \op__3__payload.x[30]  = op__3__payload[268:261];
+  assign \op__3__payload.x[31]  = op__3__payload[276:269];
+  assign \op__3__payload.x[32]  = op__3__payload[284:277];
+  assign \op__3__payload.x[33]  = op__3__payload[292:285];
+  assign \op__3__payload.x[34]  = op__3__payload[300:293];
+  assign \op__3__payload.x[35]  = op__3__payload[308:301];
+  assign \op__3__payload.x[36]  = op__3__payload[316:309];
+  assign \op__3__payload.x[37]  = op__3__payload[324:317];
+  assign \op__3__payload.x[38]  = op__3__payload[332:325];
+  assign \op__3__payload.x[39]  = op__3__payload[340:333];
+  assign \op__3__payload.x[40]  = op__3__payload[348:341];
+  assign \op__3__payload.x[41]  = op__3__payload[356:349];
+  assign \op__3__payload.x[42]  = op__3__payload[364:357];
+  assign \op__3__payload.x[43]  = op__3__payload[372:365];
+  assign \op__3__payload.x[44]  = op__3__payload[380:373];
+  assign \op__3__payload.x[45]  = op__3__payload[388:381];
+  assign \op__3__payload.x[46]  = op__3__payload[396:389];
+  assign \op__3__payload.x[47]  = op__3__payload[404:397];
+  assign \op__3__payload.x[48]  = op__3__payload[412:405];
+  assign \op__3__payload.x[49]  = op__3__payload[420:413];
+  assign \op__3__payload.x[50]  = op__3__payload[428:421];
+  assign \op__3__payload.x[51]  = op__3__payload[436:429];
+  assign \op__3__payload.x[52]  = op__3__payload[444:437];
+  assign \op__3__payload.x[53]  = op__3__payload[452:445];
+  assign \op__3__payload.x[54]  = op__3__payload[460:453];
+  assign \op__3__payload.x[55]  = op__3__payload[468:461];
+  assign \op__3__payload.x[56]  = op__3__payload[476:469];
+  assign \op__3__payload.x[57]  = op__3__payload[484:477];
+  assign \op__3__payload.x[58]  = op__3__payload[492:485];
+  assign \op__3__payload.x[59]  = op__3__payload[500:493];
+  assign \op__3__payload.x[60]  = op__3__payload[508:501];
+  assign \op__3__payload.x[61]  = op__3__payload[516:509];
+  assign \op__3__payload.x[62]  = op__3__payload[524:517];
+  assign \op__3__payload.x[63]  = op__3__payload[532:525];
+  assign \op__3__payload.word  = op__3__payload[596:533];
+  assign \res_y__0[0]  = res_y__0[21:0];
+  assign \res_y__0[1]  = res_y__0[43:22];
+  assign \res_y__0[2]  = res_y__0[65:44];
+  assign \res_y__0[3]  = res_y__0[87:66];
+  assign \res_y__0[4]  = res_y__0[109:88];
+  assign \res_y__0[5]  = res_y__0[131:110];
+  assign \res_y__0[6]  = res_y__0[153:132];
+  assign \res_y__0[7]  = res_y__0[175:154];
+  assign \res_y__0[8]  = res_y__0[197:176];
+  assign \res_y__0[9]  = res_y__0[219:198];
+  assign \res_y__0[10]  = res_y__0[241:220];
+  assign \res_y__0[11]  = res_y__0[263:242];
+  assign \res_y__0[12]  = res_y__0[285:264];
+  assign \res_y__0[13]  = res_y__0[307:286];
+  assign \res_y__0[14]  = res_y__0[329:308];
+  assign \res_y__0[15]  = res_y__0[351:330];
+  assign \res_y__0[16]  = res_y__0[373:352];
+  assign \res_y__0[17]  = res_y__0[395:374];
+  assign \res_y__0[18]  = res_y__0[417:396];
+  assign \res_y__0[19]  = res_y__0[439:418];
+  assign \res_y__0[20]  = res_y__0[461:440];
+  assign \res_y__0[21]  = res_y__0[483:462];
+  assign \res_y__0[22]  = res_y__0[505:484];
+  assign \res_y__0[23]  = res_y__0[527:506];
+  assign \res_y__0[24]  = res_y__0[549:528];
+  assign \res_y__0[25]  = res_y__0[571:550];
+  assign \res_y__0[26]  = res_y__0[593:572];
+  assign \res_y__0[27]  = res_y__0[615:594];
+  assign \res_y__0[28]  = res_y__0[637:616];
+  assign \res_y__0[29]  = res_y__0[659:638];
+  assign \res_y__0[30]  = res_y__0[681:660];
+  assign \res_y__0[31]  = res_y__0[703:682];
+  assign \res_y__0[32]  = res_y__0[725:704];
+  assign \res_y__0[33]  = res_y__0[747:726];
+  assign \res_y__0[34]  = res_y__0[769:748];
+  assign \res_y__0[35]  = res_y__0[791:770];
+  assign \res_y__0[36]  = res_y__0[813:792];
+  assign \res_y__0[37]  = res_y__0[835:814];
+  assign \res_y__0[38]  = res_y__0[857:836];
+  assign \res_y__0[39]  = res_y__0[879:858];
+  assign \res_y__0[40]  = res_y__0[901:880];
+  assign \res_y__0[41]  = res_y__0[923:902];
+  assign \res_y__0[42]  = res_y__0[945:924];
+  assign \res_y__0[43]  = res_y__0[967:946];
+  assign \res_y__0[44]  = res_y__0[989:968];
+  assign \res_y__0[45]  = res_y__0[1011:990];
+  assign \res_y__0[46]  = res_y__0[1033:1012];
+  assign \res_y__0[47]  = res_y__0[1055:1034];
+  assign \res_y__0[48]  = res_y__0[1077:1056];
+  assign \res_y__0[49]  = res_y__0[1099:1078];
+  assign \res_y__0[50]  = res_y__0[1121:1100];
+  assign \res_y__0[51]  = res_y__0[1143:1122];
+  assign \res_y__0[52]  = res_y__0[1165:1144];
+  assign \res_y__0[53]  = res_y__0[1187:1166];
+  assign \res_y__0[54]  = res_y__0[1209:1188];
+  assign \res_y__0[55]  = res_y__0[1231:1210];
+  assign \res_y__0[56]  = res_y__0[1253:1232];
+  assign \res_y__0[57]  = res_y__0[1275:1254];
+  assign \res_y__0[58]  = res_y__0[1297:1276];
+  assign \res_y__0[59]  = res_y__0[1319:1298];
+  assign \res_y__0[60]  = res_y__0[1341:1320];
+  assign \res_y__0[61]  = res_y__0[1363:1342];
+  assign \res_y__0[62]  = res_y__0[1385:1364];
+  assign \res_y__0[63]  = res_y__0[1407:1386];
+  assign \res_y__1[0]  = res_y__1[21:0];
+  assign \res_y__1[1]  = res_y__1[43:22];
+  assign \res_y__1[2]  = res_y__1[65:44];
+  assign \res_y__1[3]  = res_y__1[87:66];
+  assign \res_y__1[4]  = res_y__1[109:88];
+  assign \res_y__1[5]  = res_y__1[131:110];
+  assign \res_y__1[6]  = res_y__1[153:132];
+  assign \res_y__1[7]  = res_y__1[175:154];
+  assign \res_y__1[8]  = res_y__1[197:176];
+  assign \res_y__1[9]  = res_y__1[219:198];
+  assign \res_y__1[10]  = res_y__1[241:220];
+  assign \res_y__1[11]  = res_y__1[263:242];
+  assign \res_y__1[12]  = res_y__1[285:264];
+  assign \res_y__1[13]  = res_y__1[307:286];
+  assign \res_y__1[14]  = res_y__1[329:308];
+  assign \res_y__1[15]  = res_y__1[351:330];
+  assign \res_y__1[16]  = res_y__1[373:352];
+  assign \res_y__1[17]  = res_y__1[395:374];
+  assign \res_y__1[18]  = res_y__1[417:396];
+  assign \res_y__1[19]  = res_y__1[439:418];
+  assign \res_y__1[20]  = res_y__1[461:440];
+  assign \res_y__1[21]  = res_y__1[483:462];
+  assign \res_y__1[22]  = res_y__1[505:484];
+  assign \res_y__1[23]  = res_y__1[527:506];
+  assign \res_y__1[24]  = res_y__1[549:528];
+  assign \res_y__1[25]  = res_y__1[571:550];
+  assign \res_y__1[26]  = res_y__1[593:572];
+  assign \res_y__1[27]  = res_y__1[615:594];
+  assign \res_y__1[28]  = res_y__1[637:616];
+  assign \res_y__1[29]  = res_y__1[659:638];
+  assign \res_y__1[30]  = res_y__1[681:660];
+  assign \res_y__1[31]  = res_y__1[703:682];
+  assign \res_y__1[32]  = res_y__1[725:704];
+  assign \res_y__1[33]  = res_y__1[747:726];
+  assign \res_y__1[34]  = res_y__1[769:748];
+  assign \res_y__1[35]  = res_y__1[791:770];
+  assign \res_y__1[36]  = res_y__1[813:792];
+  assign \res_y__1[37]  = res_y__1[835:814];
+  assign \res_y__1[38]  = res_y__1[857:836];
+  assign \res_y__1[39]  = res_y__1[879:858];
+  assign \res_y__1[40]  = res_y__1[901:880];
+  assign \res_y__1[41]  = res_y__1[923:902];
+  assign \res_y__1[42]  = res_y__1[945:924];
+  assign \res_y__1[43]  = res_y__1[967:946];
+  assign \res_y__1[44]  = res_y__1[989:968];
+  assign \res_y__1[45]  = res_y__1[1011:990];
+  assign \res_y__1[46]  = res_y__1[1033:1012];
+  assign \res_y__1[47]  = res_y__1[1055:1034];
+  assign \res_y__1[48]  = res_y__1[1077:1056];
+  assign \res_y__1[49]  = res_y__1[1099:1078];
+  assign \res_y__1[50]  = res_y__1[1121:1100];
+  assign \res_y__1[51]  = res_y__1[1143:1122];
+  assign \res_y__1[52]  = res_y__1[1165:1144];
+  assign \res_y__1[53]  = res_y__1[1187:1166];
+  assign \res_y__1[54]  = res_y__1[1209:1188];
+  assign \res_y__1[55]  = res_y__1[1231:1210];
+  assign \res_y__1[56]  = res_y__1[1253:1232];
+  assign \res_y__1[57]  = res_y__1[1275:1254];
+  assign \res_y__1[58]  = res_y__1[1297:1276];
+  assign \res_y__1[59]  = res_y__1[1319:1298];
+  assign \res_y__1[60]  = res_y__1[1341:1320];
+  assign \res_y__1[61]  = res_y__1[1363:1342];
+  assign \res_y__1[62]  = res_y__1[1385:1364];
+  assign \res_y__1[63]  = res_y__1[1407:1386];
+  assign \res_y__2[0]  = res_y__2[21:0];
+  assign \res_y__2[1]  = res_y__2[43:22];
+  assign \res_y__2[2]  = res_y__2[65:44];
+  assign \res_y__2[3]  = res_y__2[87:66];
+  assign \res_y__2[4]  = res_y__2[109:88];
+  assign \res_y__2[5]  = res_y__2[131:110];
+  assign \res_y__2[6]  = res_y__2[153:132];
+  assign \res_y__2[7]  = res_y__2[175:154];
+  assign \res_y__2[8]  = res_y__2[197:176];
+  assign \res_y__2[9]  = res_y__2[219:198];
+  assign \res_y__2[10]  = res_y__2[241:220];
+  assign \res_y__2[11]  = res_y__2[263:242];
+  assign \res_y__2[12]  = res_y__2[285:264];
+  assign \res_y__2[13]  = res_y__2[307:286];
+  assign \res_y__2[14]  = res_y__2[329:308];
+  assign \res_y__2[15]  = res_y__2[351:330];
+  assign \res_y__2[16]  = res_y__2[373:352];
+  assign \res_y__2[17]  = res_y__2[395:374];
+  assign \res_y__2[18]  = res_y__2[417:396];
+  assign \res_y__2[19]  = res_y__2[439:418];
+  assign \res_y__2[20]  = res_y__2[461:440];
+  assign \res_y__2[21]  = res_y__2[483:462];
+  assign \res_y__2[22]  = res_y__2[505:484];
+  assign \res_y__2[23]  = res_y__2[527:506];
+  assign \res_y__2[24]  = res_y__2[549:528];
+  assign \res_y__2[25]  = res_y__2[571:550];
+  assign \res_y__2[26]  = res_y__2[593:572];
+  assign \res_y__2[27]  = res_y__2[615:594];
+  assign \res_y__2[28]  = res_y__2[637:616];
+  assign \res_y__2[29]  = res_y__2[659:638];
+  assign \res_y__2[30]  = res_y__2[681:660];
+  assign \res_y__2[31]  = res_y__2[703:682];
+  assign \res_y__2[32]  = res_y__2[725:704];
+  assign \res_y__2[33]  = res_y__2[747:726];
+  assign \res_y__2[34]  = res_y__2[769:748];
+  assign \res_y__2[35]  = res_y__2[791:770];
+  assign \res_y__2[36]  = res_y__2[813:792];
+  assign \res_y__2[37]  = res_y__2[835:814];
+  assign \res_y__2[38]  = res_y__2[857:836];
+  assign \res_y__2[39]  = res_y__2[879:858];
+  assign \res_y__2[40]  = res_y__2[901:880];
+  assign \res_y__2[41]  = res_y__2[923:902];
+  assign \res_y__2[42]  = res_y__2[945:924];
+  assign \res_y__2[43]  = res_y__2[967:946];
+  assign \res_y__2[44]  = res_y__2[989:968];
+  assign \res_y__2[45]  = res_y__2[1011:990];
+  assign \res_y__2[46]  = res_y__2[1033:1012];
+  assign \res_y__2[47]  = res_y__2[1055:1034];
+  assign \res_y__2[48]  = res_y__2[1077:1056];
+  assign \res_y__2[49]  = res_y__2[1099:1078];
+  assign \res_y__2[50]  = res_y__2[1121:1100];
+  assign \res_y__2[51]  = res_y__2[1143:1122];
+  assign \res_y__2[52]  = res_y__2[1165:1144];
+  assign \res_y__2[53]  = res_y__2[1187:1166];
+  assign \res_y__2[54]  = res_y__2[1209:1188];
+  assign \res_y__2[55]  = res_y__2[1231:1210];
+  assign \res_y__2[56]  = res_y__2[1253:1232];
+  assign \res_y__2[57]  = res_y__2[1275:1254];
+  assign \res_y__2[58]  = res_y__2[1297:1276];
+  assign \res_y__2[59]  = res_y__2[1319:1298];
+  assign \res_y__2[60]  = res_y__2[1341:1320];
+  assign \res_y__2[61]  = res_y__2[1363:1342];
+  assign \res_y__2[62]  = res_y__2[1385:1364];
+  assign \res_y__2[63]  = res_y__2[1407:1386];
+  assign \res_y__3[0]  = res_y__3[21:0];
+  assign \res_y__3[1]  = res_y__3[43:22];
+  assign \res_y__3[2]  = res_y__3[65:44];
+  assign \res_y__3[3]  = res_y__3[87:66];
+  assign \res_y__3[4]  = res_y__3[109:88];
+  assign \res_y__3[5]  = res_y__3[131:110];
+  assign \res_y__3[6]  = res_y__3[153:132];
+  assign \res_y__3[7]  = res_y__3[175:154];
+  assign \res_y__3[8]  = res_y__3[197:176];
+  assign \res_y__3[9]  = res_y__3[219:198];
+  assign \res_y__3[10]  = res_y__3[241:220];
+  assign \res_y__3[11]  = res_y__3[263:242];
+  assign \res_y__3[12]  = res_y__3[285:264];
+  assign \res_y__3[13]  = res_y__3[307:286];
+  assign \res_y__3[14]  = res_y__3[329:308];
+  assign \res_y__3[15]  = res_y__3[351:330];
+  assign \res_y__3[16]  = res_y__3[373:352];
+  assign \res_y__3[17]  = res_y__3[395:374];
+  assign \res_y__3[18]  = res_y__3[417:396];
+  assign \res_y__3[19]  = res_y__3[439:418];
+  assign \res_y__3[20]  = res_y__3[461:440];
+  assign \res_y__3[21]  = res_y__3[483:462];
+  assign \res_y__3[22]  = res_y__3[505:484];
+  assign \res_y__3[23]  = res_y__3[527:506];
+  assign \res_y__3[24]  = res_y__3[549:528];
+  assign \res_y__3[25]  = res_y__3[571:550];
+  assign \res_y__3[26]  = res_y__3[593:572];
+  assign \res_y__3[27]  = res_y__3[615:594];
+  assign \res_y__3[28]  = res_y__3[637:616];
+  assign \res_y__3[29]  = res_y__3[659:638];
+  assign \res_y__3[30]  = res_y__3[681:660];
+  assign \res_y__3[31]  = res_y__3[703:682];
+  assign \res_y__3[32]  = res_y__3[725:704];
+  assign \res_y__3[33]  = res_y__3[747:726];
+  assign \res_y__3[34]  = res_y__3[769:748];
+  assign \res_y__3[35]  = res_y__3[791:770];
+  assign \res_y__3[36]  = res_y__3[813:792];
+  assign \res_y__3[37]  = res_y__3[835:814];
+  assign \res_y__3[38]  = res_y__3[857:836];
+  assign \res_y__3[39]  = res_y__3[879:858];
+  assign \res_y__3[40]  = res_y__3[901:880];
+  assign \res_y__3[41]  = res_y__3[923:902];
+  assign \res_y__3[42]  = res_y__3[945:924];
+  assign \res_y__3[43]  = res_y__3[967:946];
+  assign \res_y__3[44]  = res_y__3[989:968];
+  assign \res_y__3[45]  = res_y__3[1011:990];
+  assign \res_y__3[46]  = res_y__3[1033:1012];
+  assign \res_y__3[47]  = res_y__3[1055:1034];
+  assign \res_y__3[48]  = res_y__3[1077:1056];
+  assign \res_y__3[49]  = res_y__3[1099:1078];
+  assign \res_y__3[50]  = res_y__3[1121:1100];
+  assign \res_y__3[51]  = res_y__3[1143:1122];
+  assign \res_y__3[52]  = res_y__3[1165:1144];
+  assign \res_y__3[53]  = res_y__3[1187:1166];
+  assign \res_y__3[54]  = res_y__3[1209:1188];
+  assign \res_y__3[55]  = res_y__3[1231:1210];
+  assign \res_y__3[56]  = res_y__3[1253:1232];
+  assign \res_y__3[57]  = res_y__3[1275:1254];
+  assign \res_y__3[58]  = res_y__3[1297:1276];
+  assign \res_y__3[59]  = res_y__3[1319:1298];
+  assign \res_y__3[60]  = res_y__3[1341:1320];
+  assign \res_y__3[61]  = res_y__3[1363:1342];
+  assign \res_y__3[62]  = res_y__3[1385:1364];
+  assign \res_y__3[63]  = res_y__3[1407:1386];
+  assign op__3__payload[532:21] = \$14 ;
+  assign op__3__payload[17] = 1'h0;
+  assign op__3__payload[16] = 1'h0;
+  assign op__3__payload[15] = 1'h0;
+  assign op__3__payload[14:12] = 3'h7;
+  assign op__3__payload[11:10] = 2'h0;
+  assign op__3__payload[3:1] = args[4:2];
+  assign op__3__payload[0] = 1'h0;
+  assign { op__3__payload[596:533], op__3__payload[20:18], op__3__payload[9:4] } = 73'h0000000000000000000;
+  assign op__2__payload[532:21] = \$12 ;
+  assign op__2__payload[17] = 1'h0;
+  assign op__2__payload[16] = 1'h0;
+  assign op__2__payload[15] = 1'h0;
+  assign op__2__payload[14:12] = 3'h7;
+  assign op__2__payload[11:10] = 2'h0;
+  assign op__2__payload[3:1] = args[4:2];
+  assign op__2__payload[0] = 1'h0;
+  assign { op__2__payload[596:533], op__2__payload[20:18], op__2__payload[9:4] } = 73'h0000000000000000000;
+  assign op__1__payload[532:21] = \$10 ;
+  assign op__1__payload[17] = 1'h0;
+  assign op__1__payload[16] = 1'h0;
+  assign op__1__payload[15] = 1'h0;
+  assign op__1__payload[14:12] = 3'h7;
+  assign op__1__payload[11:10] = 2'h0;
+  assign op__1__payload[3:1] = args[4:2];
+  assign op__1__payload[0] = 1'h0;
+  assign { op__1__payload[596:533], op__1__payload[20:18], op__1__payload[9:4] } = 73'h0000000000000000000;
+  assign op__0__payload[532:21] = \$8 ;
+  assign op__0__payload[17] = 1'h0;
+  assign op__0__payload[16] = 1'h0;
+  assign op__0__payload[15] = 1'h0;
+  assign op__0__payload[14:12] = 3'h7;
+  assign op__0__payload[11:10] = 2'h0;
+  assign op__0__payload[3:1] = args[4:2];
+  assign op__0__payload[0] = 1'h0;
+  assign { op__0__payload[596:533], op__0__payload[20:18], op__0__payload[9:4] } = 73'h0000000000000000000;
+  assign \$39  = { 1'h0, \$38  };
+  assign \$41  = { 7'h00, \$40 , 8'h00 };
+  assign \$43  = { 15'h0000, \$42 , 16'h0000 };
+  assign \$45  = { 7'h00, \$44 , 24'h000000 };
+  assign \$49  = { 1'h0, \$48  };
+  assign \$51  = { 7'h00, \$50 , 8'h00 };
+  assign \$53  = { 15'h0000, \$52 , 16'h0000 };
+  assign \$55  = { 7'h00, \$54 , 24'h000000 };
+  assign \$59  = { 1'h0, \$58  };
+  assign \$61  = { 7'h00, \$60 , 8'h00 };
+  assign \$63  = { 15'h0000, \$62 , 16'h0000 };
+  assign \$65  = { 7'h00, \$64 , 24'h000000 };
+  assign \$69  = { 1'h0, \$68  };
+  assign \$71  = { 7'h00, \$70 , 8'h00 };
+  assign \$73  = { 15'h0000, \$72 , 16'h0000 };
+  assign \$75  = { 7'h00, \$74 , 24'h000000 };
+  assign \$79  = { 1'h0, \$78  };
+  assign \$81  = { 7'h00, \$80 , 8'h00 };
+  assign \$83  = { 15'h0000, \$82 , 16'h0000 };
+  assign \$85  = { 7'h00, \$84 , 24'h000000 };
+  assign \$89  = { 1'h0, \$88  };
+  assign \$91  = { 7'h00, \$90 , 8'h00 };
+  assign \$93  = { 15'h0000, \$92 , 16'h0000 };
+  assign \$95  = { 7'h00, \$94 , 24'h000000 };
+  assign \$99  = { 1'h0, \$98  };
+  assign \$101  = { 7'h00, \$100 , 8'h00 };
+  assign \$103  = { 15'h0000, \$102 , 16'h0000 };
+  assign \$105  = { 7'h00, \$104 , 24'h000000 };
+  assign \$109  = { 1'h0, \$108  };
+  assign \$111  = { 7'h00, \$110 , 8'h00 };
+  assign \$113  = { 15'h0000, \$112 , 16'h0000 };
+  assign \$115  = { 7'h00, \$114 , 24'h000000 };
+  assign \$119  = { 1'h0, \$118  };
+  assign \$121  = { 7'h00, \$120 , 8'h00 };
+  assign \$123  = { 15'h0000, \$122 , 16'h0000 };
+  assign \$125  = { 7'h00, \$124 , 24'h000000 };
+  assign \$129  = { 1'h0, \$128  };
+  assign \$131  = { 7'h00, \$130 , 8'h00 };
+  assign \$133  = { 15'h0000, \$132 , 16'h0000 };
+  assign \$135  = { 7'h00, \$134 , 24'h000000 };
+  assign \$139  = { 1'h0, \$138  };
+  assign \$141  = { 7'h00, \$140 , 8'h00 };
+  assign \$143  = { 15'h0000, \$142 , 16'h0000 };
+  assign \$145  = { 7'h00, \$144 , 24'h000000 };
+  assign \$149  = { 1'h0, \$148  };
+  assign \$151  = { 7'h00, \$150 , 8'h00 };
+  assign \$153  = { 15'h0000, \$152 , 16'h0000 };
+  assign \$155  = { 7'h00, \$154 , 24'h000000 };
+  assign \$159  = { 1'h0, \$158  };
+  assign \$161  = { 7'h00, \$160 , 8'h00 };
+  assign \$163  = { 15'h0000, \$162 , 16'h0000 };
+  assign \$165  = { 7'h00, \$164 , 24'h000000 };
+  assign \$169  = { 1'h0, \$168  };
+  assign \$171  = { 7'h00, \$170 , 8'h00 };
+  assign \$173  = { 15'h0000, \$172 , 16'h0000 };
+  assign \$175  = { 7'h00, \$174 , 24'h000000 };
+  assign \$179  = { 1'h0, \$178  };
+  assign \$181  = { 7'h00, \$180 , 8'h00 };
+  assign \$183  = { 15'h0000, \$182 , 16'h0000 };
+  assign \$185  = { 7'h00, \$184 , 24'h000000 };
+  assign \$189  = { 1'h0, \$188  };
+  assign \$191  = { 7'h00, \$190 , 8'h00 };
+  assign \$193  = { 15'h0000, \$192 , 16'h0000 };
+  assign \$195  = { 7'h00, \$194 , 24'h000000 };
+  assign \$199  = { 1'h0, \$198  };
+  assign \$201  = { 7'h00, \$200 , 8'h00 };
+  assign \$203  = { 15'h0000, \$202 , 16'h0000 };
+  assign \$205  = { 7'h00, \$204 , 24'h000000 };
+  assign \$209  = { 1'h0, \$208  };
+  assign \$211  = { 7'h00, \$210 , 8'h00 };
+  assign \$213  = { 15'h0000, \$212 , 16'h0000 };
+  assign \$215  = { 7'h00, \$214 , 24'h000000 };
+  assign \$219  = { 1'h0, \$218  };
+  assign \$221  = { 7'h00, \$220 , 8'h00 };
+  assign \$223  = { 15'h0000, \$222 , 16'h0000 };
+  assign \$225  = { 7'h00, \$224 , 24'h000000 };
+  assign \$229  = { 1'h0, \$228  };
+  assign \$231  = { 7'h00, \$230 , 8'h00 };
+  assign \$233  = { 15'h0000, \$232 , 16'h0000 };
+  assign \$235  = { 7'h00, \$234 , 24'h000000 };
+  assign \$239  = { 1'h0, \$238  };
+  assign \$241  = { 7'h00, \$240 , 8'h00 };
+  assign \$243  = { 15'h0000, \$242 , 16'h0000 };
+  assign \$245  = { 7'h00, \$244 , 24'h000000 };
+  assign \$249  = { 1'h0, \$248  };
+  assign \$251  = { 7'h00, \$250 , 8'h00 };
+  assign \$253  = { 15'h0000, \$252 , 16'h0000 };
+  assign \$255  = { 7'h00, \$254 , 24'h000000 };
+  assign \$259  = { 1'h0, \$258  };
+  assign \$261  = { 7'h00, \$260 , 8'h00 };
+  assign \$263  = { 15'h0000, \$262 , 16'h0000 };
+  assign \$265  = { 7'h00, \$264 , 24'h000000 };
+  assign \$269  = { 1'h0, \$268  };
+  assign \$271  = { 7'h00, \$270 , 8'h00 };
+  assign \$273  = { 15'h0000, \$272 , 16'h0000 };
+  assign \$275  = { 7'h00, \$274 , 24'h000000 };
+  assign \$279  = { 1'h0, \$278  };
+  assign \$281  = { 7'h00, \$280 , 8'h00 };
+  assign \$283  = { 15'h0000, \$282 , 16'h0000 };
+  assign \$285  = { 7'h00, \$284 , 24'h000000 };
+  assign \$289  = { 1'h0, \$288  };
+  assign \$291  = { 7'h00, \$290 , 8'h00 };
+  assign \$293  = { 15'h0000, \$292 , 16'h0000 };
+  assign \$295  = { 7'h00, \$294 , 24'h000000 };
+  assign \$299  = { 1'h0, \$298  };
+  assign \$301  = { 7'h00, \$300 , 8'h00 };
+  assign \$303  = { 15'h0000, \$302 , 16'h0000 };
+  assign \$305  = { 7'h00, \$304 , 24'h000000 };
+  assign \$309  = { 1'h0, \$308  };
+  assign \$311  = { 7'h00, \$310 , 8'h00 };
+  assign \$313  = { 15'h0000, \$312 , 16'h0000 };
+  assign \$315  = { 7'h00, \$314 , 24'h000000 };
+  assign \$319  = { 1'h0, \$318  };
+  assign \$321  = { 7'h00, \$320 , 8'h00 };
+  assign \$323  = { 15'h0000, \$322 , 16'h0000 };
+  assign \$325  = { 7'h00, \$324 , 24'h000000 };
+  assign \$329  = { 1'h0, \$328  };
+  assign \$331  = { 7'h00, \$330 , 8'h00 };
+  assign \$333  = { 15'h0000, \$332 , 16'h0000 };
+  assign \$335  = { 7'h00, \$334 , 24'h000000 };
+  assign \$339  = { 1'h0, \$338  };
+  assign \$341  = { 7'h00, \$340 , 8'h00 };
+  assign \$343  = { 15'h0000, \$342 , 16'h0000 };
+  assign \$345  = { 7'h00, \$344 , 24'h000000 };
+  assign \$349  = { 1'h0, \$348  };
+  assign \$351  = { 7'h00, \$350 , 8'h00 };
+  assign \$353  = { 15'h0000, \$352 , 16'h0000 };
+  assign \$355  = { 7'h00, \$354 , 24'h000000 };
+  assign \$359  = { 1'h0, \$358  };
+  assign \$361  = { 7'h00, \$360 , 8'h00 };
+  assign \$363  = { 15'h0000, \$362 , 16'h0000 };
+  assign \$365  = { 7'h00, \$364 , 24'h000000 };
+  assign \$369  = { 1'h0, \$368  };
+  assign \$371  = { 7'h00, \$370 , 8'h00 };
+  assign \$373  = { 15'h0000, \$372 , 16'h0000 };
+  assign \$375  = { 7'h00, \$374 , 24'h000000 };
+  assign \$379  = { 1'h0, \$378  };
+  assign \$381  = { 7'h00, \$380 , 8'h00 };
+  assign \$383  = { 15'h0000, \$382 , 16'h0000 };
+  assign \$385  = { 7'h00, \$384 , 24'h000000 };
+  assign \$389  = { 1'h0, \$388  };
+  assign \$391  = { 7'h00, \$390 , 8'h00 };
+  assign \$393  = { 15'h0000, \$392 , 16'h0000 };
+  assign \$395  = { 7'h00, \$394 , 24'h000000 };
+  assign \$399  = { 1'h0, \$398  };
+  assign \$401  = { 7'h00, \$400 , 8'h00 };
+  assign \$403  = { 15'h0000, \$402 , 16'h0000 };
+  assign \$405  = { 7'h00, \$404 , 24'h000000 };
+  assign \$409  = { 1'h0, \$408  };
+  assign \$411  = { 7'h00, \$410 , 8'h00 };
+  assign \$413  = { 15'h0000, \$412 , 16'h0000 };
+  assign \$415  = { 7'h00, \$414 , 24'h000000 };
+  assign \$419  = { 1'h0, \$418  };
+  assign \$421  = { 7'h00, \$420 , 8'h00 };
+  assign \$423  = { 15'h0000, \$422 , 16'h0000 };
+  assign \$425  = { 7'h00, \$424 , 24'h000000 };
+  assign \$429  = { 1'h0, \$428  };
+  assign \$431  = { 7'h00, \$430 , 8'h00 };
+  assign \$433  = { 15'h0000, \$432 , 16'h0000 };
+  assign \$435  = { 7'h00, \$434 , 24'h000000 };
+  assign \$439  = { 1'h0, \$438  };
+  assign \$441  = { 7'h00, \$440 , 8'h00 };
+  assign \$443  = { 15'h0000, \$442 , 16'h0000 };
+  assign \$445  = { 7'h00, \$444 , 24'h000000 };
+  assign \$449  = { 1'h0, \$448  };
+  assign \$451  = { 7'h00, \$450 , 8'h00 };
+  assign \$453  = { 15'h0000, \$452 , 16'h0000 };
+  assign \$455  = { 7'h00, \$454 , 24'h000000 };
+  assign \$459  = { 1'h0, \$458  };
+  assign \$461  = { 7'h00, \$460 , 8'h00 };
+  assign \$463  = { 15'h0000, \$462 , 16'h0000 };
+  assign \$465  = { 7'h00, \$464 , 24'h000000 };
+  assign \$469  = { 1'h0, \$468  };
+  assign \$471  = { 7'h00, \$470 , 8'h00 };
+  assign \$473  = { 15'h0000, \$472 , 16'h0000 };
+  assign \$475  = { 7'h00, \$474 , 24'h000000 };
+  assign \$479  = { 1'h0, \$478  };
+  assign \$481  = { 7'h00, \$480 , 8'h00 };
+  assign \$483  = { 15'h0000, \$482 , 16'h0000 };
+  assign \$485  = { 7'h00, \$484 , 24'h000000 };
+  assign \$489  = { 1'h0, \$488  };
+  assign \$491  = { 7'h00, \$490 , 8'h00 };
+  assign \$493  = { 15'h0000, \$492 , 16'h0000 };
+  assign \$495  = { 7'h00, \$494 , 24'h000000 };
+  assign \$499  = { 1'h0, \$498  };
+  assign \$501  = { 7'h00, \$500 , 8'h00 };
+  assign \$503  = { 15'h0000, \$502 , 16'h0000 };
+  assign \$505  = { 7'h00, \$504 , 24'h000000 };
+  assign \$509  = { 1'h0, \$508  };
+  assign \$511  = { 7'h00, \$510 , 8'h00 };
+  assign \$513  = { 15'h0000, \$512 , 16'h0000 };
+  assign \$515  = { 7'h00, \$514 , 24'h000000 };
+  assign \$519  = { 1'h0, \$518  };
+  assign \$521  = { 7'h00, \$520 , 8'h00 };
+  assign \$523  = { 15'h0000, \$522 , 16'h0000 };
+  assign \$525  = { 7'h00, \$524 , 24'h000000 };
+  assign \$529  = { 1'h0, \$528  };
+  assign \$531  = { 7'h00, \$530 , 8'h00 };
+  assign \$533  = { 15'h0000, \$532 , 16'h0000 };
+  assign \$535  = { 7'h00, \$534 , 24'h000000 };
+  assign \$539  = { 1'h0, \$538  };
+  assign \$541  = { 7'h00, \$540 , 8'h00 };
+  assign \$543  = { 15'h0000, \$542 , 16'h0000 };
+  assign \$545  = { 7'h00, \$544 , 24'h000000 };
+  assign \$549  = { 1'h0, \$548  };
+  assign \$551  = { 7'h00, \$550 , 8'h00 };
+  assign \$553  = { 15'h0000, \$552 , 16'h0000 };
+  assign \$555  = { 7'h00, \$554 , 24'h000000 };
+  assign \$559  = { 1'h0, \$558  };
+  assign \$561  = { 7'h00, \$560 , 8'h00 };
+  assign \$563  = { 15'h0000, \$562 , 16'h0000 };
+  assign \$565  = { 7'h00, \$564 , 24'h000000 };
+  assign \$569  = { 1'h0, \$568  };
+  assign \$571  = { 7'h00, \$570 , 8'h00 };
+  assign \$573  = { 15'h0000, \$572 , 16'h0000 };
+  assign \$575  = { 7'h00, \$574 , 24'h000000 };
+  assign \$579  = { 1'h0, \$578  };
+  assign \$581  = { 7'h00, \$580 , 8'h00 };
+  assign \$583  = { 15'h0000, \$582 , 16'h0000 };
+  assign \$585  = { 7'h00, \$584 , 24'h000000 };
+  assign \$589  = { 1'h0, \$588  };
+  assign \$591  = { 7'h00, \$590 , 8'h00 };
+  assign \$593  = { 15'h0000, \$592 , 16'h0000 };
+  assign \$595  = { 7'h00, \$594 , 24'h000000 };
+  assign \$599  = { 1'h0, \$598  };
+  assign \$601  = { 7'h00, \$600 , 8'h00 };
+  assign \$603  = { 15'h0000, \$602 , 16'h0000 };
+  assign \$605  = { 7'h00, \$604 , 24'h000000 };
+  assign \$609  = { 1'h0, \$608  };
+  assign \$611  = { 7'h00, \$610 , 8'h00 };
+  assign \$613  = { 15'h0000, \$612 , 16'h0000 };
+  assign \$615  = { 7'h00, \$614 , 24'h000000 };
+  assign \$619  = { 1'h0, \$618  };
+  assign \$621  = { 7'h00, \$620 , 8'h00 };
+  assign \$623  = { 15'h0000, \$622 , 16'h0000 };
+  assign \$625  = { 7'h00, \$624 , 24'h000000 };
+  assign \$629  = { 1'h0, \$628  };
+  assign \$631  = { 7'h00, \$630 , 8'h00 };
+  assign \$633  = { 15'h0000, \$632 , 16'h0000 };
+  assign \$635  = { 7'h00, \$634 , 24'h000000 };
+  assign \$639  = { 1'h0, \$638  };
+  assign \$641  = { 7'h00, \$640 , 8'h00 };
+  assign \$643  = { 15'h0000, \$642 , 16'h0000 };
+  assign \$645  = { 7'h00, \$644 , 24'h000000 };
+  assign \$649  = { 1'h0, \$648  };
+  assign \$651  = { 7'h00, \$650 , 8'h00 };
+  assign \$653  = { 15'h0000, \$652 , 16'h0000 };
+  assign \$655  = { 7'h00, \$654 , 24'h000000 };
+  assign \$659  = { 1'h0, \$658  };
+  assign \$661  = { 7'h00, \$660 , 8'h00 };
+  assign \$663  = { 15'h0000, \$662 , 16'h0000 };
+  assign \$665  = { 7'h00, \$664 , 24'h000000 };
+  assign \$669  = { 1'h0, \$668  };
+  assign \$671  = { 7'h00, \$670 , 8'h00 };
+  assign \$673  = { 15'h0000, \$672 , 16'h0000 };
+  assign \$675  = { 7'h00, \$674 , 24'h000000 };
 endmodule

@@ -3765,97 +3765,112 @@ endmodule
 module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, axi__rdata, axi__rresp, axi__rlast, axi__rvalid, clk, rst, wb__dat_r, wb__ack, axi__awid
 , axi__awaddr, axi__awlen, axi__awsize, axi__awburst, axi__awlock, axi__awcache, axi__awprot, axi__awqos, axi__awvalid, axi__wdata, axi__wstrb, axi__wlast, axi__wvalid, axi__bready, axi__arid, axi__araddr, axi__arlen, axi__arsize, axi__arburst, axi__arlock, axi__arcache
 , axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
-  wire [11:0] \$1 ;
-  wire [63:0] \$10 ;
-  wire \$11 ;
+  wire \$1 ;
+  wire \$10 ;
+  wire [11:0] \$11 ;
   wire \$12 ;
-  wire [1:0] \$13 ;
-  wire [63:0] \$14 ;
-  wire [63:0] \$15 ;
-  wire [31:0] \$16 ;
-  wire [63:0] \$17 ;
-  wire [63:0] \$18 ;
-  wire [31:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [7:0] \$22 ;
-  wire [7:0] \$23 ;
-  wire [7:0] \$24 ;
-  wire [7:0] \$25 ;
-  wire [7:0] \$26 ;
-  wire [7:0] \$27 ;
-  wire [7:0] \$28 ;
-  wire [7:0] \$29 ;
+  wire \$13 ;
+  wire [11:0] \$14 ;
+  wire [11:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [11:0] \$17 ;
+  wire [11:0] \$18 ;
+  wire \$19 ;
+  wire [340:0] \$2 ;
+  wire [63:0] \$20 ;
+  wire [63:0] \$21 ;
+  wire [63:0] \$22 ;
+  wire [63:0] \$23 ;
+  wire [63:0] \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire [1:0] \$27 ;
+  wire [63:0] \$28 ;
+  wire [63:0] \$29 ;
   wire \$3 ;
-  wire [7:0] \$30 ;
-  wire [7:0] \$31 ;
-  wire [7:0] \$32 ;
-  wire [7:0] \$33 ;
-  wire [7:0] \$34 ;
-  wire [7:0] \$35 ;
+  wire [31:0] \$30 ;
+  wire [63:0] \$31 ;
+  wire [63:0] \$32 ;
+  wire [31:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
   wire [7:0] \$36 ;
   wire [7:0] \$37 ;
   wire [7:0] \$38 ;
   wire [7:0] \$39 ;
-  wire [11:0] \$4 ;
+  wire [340:0] \$4 ;
   wire [7:0] \$40 ;
   wire [7:0] \$41 ;
   wire [7:0] \$42 ;
   wire [7:0] \$43 ;
   wire [7:0] \$44 ;
   wire [7:0] \$45 ;
-  wire [22:0] \$46 ;
+  wire [7:0] \$46 ;
+  wire [7:0] \$47 ;
+  wire [7:0] \$48 ;
+  wire [7:0] \$49 ;
   wire [11:0] \$5 ;
+  wire [7:0] \$50 ;
+  wire [7:0] \$51 ;
+  wire [7:0] \$52 ;
+  wire [7:0] \$53 ;
+  wire [7:0] \$54 ;
+  wire [7:0] \$55 ;
+  wire [7:0] \$56 ;
+  wire [7:0] \$57 ;
+  wire [7:0] \$58 ;
+  wire [7:0] \$59 ;
   wire [11:0] \$6 ;
-  wire \$7 ;
-  wire [63:0] \$8 ;
-  wire [63:0] \$9 ;
+  wire [22:0] \$60 ;
+  wire [31:0] \$61 ;
+  wire [11:0] \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$231 ;
-  wire [11:0] \$signature__addr$237 ;
-  wire [9:0] \$signature__addr$243 ;
-  wire [5:0] \$signature__addr$249 ;
-  wire [5:0] \$signature__addr$255 ;
-  wire [9:0] \$signature__addr$261 ;
-  wire [9:0] \$signature__addr$267 ;
-  wire [9:0] \$signature__addr$273 ;
-  wire [5:0] \$signature__addr$279 ;
-  wire [5:0] \$signature__addr$285 ;
-  wire [11:0] \$signature__addr$347 ;
-  wire [11:0] \$signature__addr$353 ;
-  wire [9:0] \$signature__addr$359 ;
-  wire [9:0] \$signature__addr$365 ;
+  wire [9:0] \$signature__addr$272 ;
+  wire [11:0] \$signature__addr$278 ;
+  wire [9:0] \$signature__addr$284 ;
+  wire [5:0] \$signature__addr$290 ;
+  wire [5:0] \$signature__addr$296 ;
+  wire [9:0] \$signature__addr$302 ;
+  wire [9:0] \$signature__addr$308 ;
+  wire [9:0] \$signature__addr$314 ;
+  wire [5:0] \$signature__addr$320 ;
+  wire [5:0] \$signature__addr$326 ;
+  wire [11:0] \$signature__addr$394 ;
+  wire [11:0] \$signature__addr$400 ;
+  wire [9:0] \$signature__addr$406 ;
+  wire [9:0] \$signature__addr$412 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$234 ;
-  wire [63:0] \$signature__data$240 ;
-  wire [63:0] \$signature__data$246 ;
-  wire [767:0] \$signature__data$252 ;
-  wire [95:0] \$signature__data$258 ;
-  wire [63:0] \$signature__data$264 ;
-  wire [415:0] \$signature__data$269 ;
-  wire [63:0] \$signature__data$275 ;
-  wire [767:0] \$signature__data$281 ;
-  wire [95:0] \$signature__data$287 ;
-  wire [63:0] \$signature__data$350 ;
-  wire [63:0] \$signature__data$355 ;
-  wire [63:0] \$signature__data$362 ;
-  wire [63:0] \$signature__data$367 ;
+  wire [415:0] \$signature__data$275 ;
+  wire [63:0] \$signature__data$281 ;
+  wire [63:0] \$signature__data$287 ;
+  wire [767:0] \$signature__data$293 ;
+  wire [95:0] \$signature__data$299 ;
+  wire [63:0] \$signature__data$305 ;
+  wire [415:0] \$signature__data$310 ;
+  wire [63:0] \$signature__data$316 ;
+  wire [767:0] \$signature__data$322 ;
+  wire [95:0] \$signature__data$328 ;
+  wire [63:0] \$signature__data$397 ;
+  wire [63:0] \$signature__data$402 ;
+  wire [63:0] \$signature__data$409 ;
+  wire [63:0] \$signature__data$414 ;
   wire \$signature__en ;
-  wire \$signature__en$235 ;
-  wire \$signature__en$241 ;
-  wire \$signature__en$247 ;
-  wire \$signature__en$253 ;
-  wire \$signature__en$259 ;
-  wire \$signature__en$265 ;
-  wire [12:0] \$signature__en$271 ;
-  wire [1:0] \$signature__en$277 ;
-  wire [23:0] \$signature__en$283 ;
-  wire [2:0] \$signature__en$289 ;
-  wire \$signature__en$351 ;
-  wire \$signature__en$357 ;
-  wire \$signature__en$363 ;
-  wire \$signature__en$369 ;
+  wire \$signature__en$276 ;
+  wire \$signature__en$282 ;
+  wire \$signature__en$288 ;
+  wire \$signature__en$294 ;
+  wire \$signature__en$300 ;
+  wire \$signature__en$306 ;
+  wire [12:0] \$signature__en$312 ;
+  wire [1:0] \$signature__en$318 ;
+  wire [23:0] \$signature__en$324 ;
+  wire [2:0] \$signature__en$330 ;
+  wire \$signature__en$398 ;
+  wire \$signature__en$404 ;
+  wire \$signature__en$410 ;
+  wire \$signature__en$416 ;
   wire [11:0] a_rd__addr;
   wire [63:0] a_rd__data;
   wire a_rd__en;
@@ -3869,91 +3884,110 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] act_rd__data;
   wire act_rd__en;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$297 ;
-  wire [11:0] \act_w__addr$298 ;
-  wire [11:0] \act_w__addr$299 ;
+  wire [11:0] \act_w__addr$340 ;
+  wire [11:0] \act_w__addr$341 ;
+  wire [11:0] \act_w__addr$342 ;
+  wire [11:0] \act_w__addr$343 ;
+  wire [11:0] \act_w__addr$344 ;
   wire [63:0] act_w__data;
-  wire [63:0] \act_w__data$303 ;
-  wire [63:0] \act_w__data$304 ;
-  wire [63:0] \act_w__data$305 ;
+  wire [63:0] \act_w__data$348 ;
+  wire [63:0] \act_w__data$349 ;
+  wire [63:0] \act_w__data$350 ;
+  wire [63:0] \act_w__data$351 ;
+  wire [63:0] \act_w__data$352 ;
   wire act_w__en;
-  wire \act_w__en$294 ;
-  wire \act_w__en$295 ;
-  wire \act_w__en$308 ;
+  wire \act_w__en$335 ;
+  wire \act_w__en$336 ;
+  wire \act_w__en$337 ;
+  wire \act_w__en$338 ;
+  wire \act_w__en$355 ;
   wire [11:0] amem_port__addr;
   wire [63:0] amem_port__data;
   wire [1:0] amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$348 ;
+  wire [11:0] \amem_r__addr$395 ;
   wire [63:0] amem_r__data;
-  wire [63:0] \amem_r__data$349 ;
+  wire [63:0] \amem_r__data$396 ;
   wire amem_r__en;
-  wire \amem_r__en$352 ;
+  wire \amem_r__en$399 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$354 ;
+  wire [11:0] \amem_w__addr$401 ;
   wire [63:0] amem_w__data;
-  wire [63:0] \amem_w__data$356 ;
+  wire [63:0] \amem_w__data$403 ;
   wire [1:0] amem_w__en;
-  wire \amem_w__en$358 ;
+  wire \amem_w__en$405 ;
+  wire [11:0] arc_rd__addr;
+  wire [63:0] arc_rd__data;
+  wire arc_rd__en;
   wire [384:0] args;
-  wire [183:0] \args$172 ;
-  wire [9:0] \args$172.act_max ;
-  wire [9:0] \args$172.act_min ;
-  wire [7:0] \args$172.cw ;
-  wire [3:0] \args$172.dh ;
-  wire [3:0] \args$172.dw ;
-  wire [11:0] \args$172.in_base ;
-  wire [7:0] \args$172.in_h ;
-  wire [7:0] \args$172.in_w ;
-  wire [7:0] \args$172.kh ;
-  wire [7:0] \args$172.kw ;
+  wire [183:0] \args$199 ;
+  wire [9:0] \args$199.act_max ;
+  wire [9:0] \args$199.act_min ;
+  wire [7:0] \args$199.cw ;
+  wire [3:0] \args$199.dh ;
+  wire [3:0] \args$199.dw ;
+  wire [11:0] \args$199.in_base ;
+  wire [7:0] \args$199.in_h ;
+  wire [7:0] \args$199.in_w ;
+  wire [7:0] \args$199.kh ;
+  wire [7:0] \args$199.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$172.mode ;
-  wire [31:0] \args$172.mult ;
-  wire [7:0] \args$172.oh ;
-  wire [11:0] \args$172.out_base ;
-  wire [7:0] \args$172.ow ;
-  wire [3:0] \args$172.pl ;
-  wire [3:0] \args$172.pt ;
-  wire [3:0] \args$172.sh ;
-  wire [5:0] \args$172.shift ;
-  wire [3:0] \args$172.sw ;
-  wire \args$172.x_signed ;
-  wire [9:0] \args$172.zp_in ;
-  wire [9:0] \args$172.zp_out ;
-  wire [256:0] \args$179 ;
-  wire [11:0] \args$179.a_base ;
-  wire [7:0] \args$179.a_stride ;
-  wire [9:0] \args$179.act_max ;
-  wire [9:0] \args$179.act_min ;
-  wire [11:0] \args$179.b_base ;
-  wire [7:0] \args$179.b_stride ;
-  wire [7:0] \args$179.cw ;
-  wire \args$179.has_b ;
-  wire [4:0] \args$179.ls ;
-  wire [31:0] \args$179.mult_a ;
-  wire [31:0] \args$179.mult_b ;
-  wire [31:0] \args$179.mult_o ;
-  wire [15:0] \args$179.npos ;
-  wire [11:0] \args$179.out_base ;
-  wire [7:0] \args$179.out_stride ;
-  wire \args$179.rq_in ;
-  wire \args$179.rq_out ;
-  wire [5:0] \args$179.shift_a ;
-  wire [5:0] \args$179.shift_b ;
-  wire [5:0] \args$179.shift_o ;
-  wire \args$179.x_signed ;
-  wire [9:0] \args$179.zp_a ;
-  wire [9:0] \args$179.zp_b ;
-  wire [9:0] \args$179.zp_out ;
-  wire [60:0] \args$187 ;
-  wire [11:0] \args$187.dst ;
-  wire \args$187.macro ;
-  wire [3:0] \args$187.page ;
-  wire [31:0] \args$187.rows ;
-  wire [11:0] \args$187.src ;
+  wire \args$199.mode ;
+  wire [31:0] \args$199.mult ;
+  wire [7:0] \args$199.oh ;
+  wire [11:0] \args$199.out_base ;
+  wire [7:0] \args$199.ow ;
+  wire [3:0] \args$199.pl ;
+  wire [3:0] \args$199.pt ;
+  wire [3:0] \args$199.sh ;
+  wire [5:0] \args$199.shift ;
+  wire [3:0] \args$199.sw ;
+  wire \args$199.x_signed ;
+  wire [9:0] \args$199.zp_in ;
+  wire [9:0] \args$199.zp_out ;
+  wire [256:0] \args$206 ;
+  wire [11:0] \args$206.a_base ;
+  wire [7:0] \args$206.a_stride ;
+  wire [9:0] \args$206.act_max ;
+  wire [9:0] \args$206.act_min ;
+  wire [11:0] \args$206.b_base ;
+  wire [7:0] \args$206.b_stride ;
+  wire [7:0] \args$206.cw ;
+  wire \args$206.has_b ;
+  wire [4:0] \args$206.ls ;
+  wire [31:0] \args$206.mult_a ;
+  wire [31:0] \args$206.mult_b ;
+  wire [31:0] \args$206.mult_o ;
+  wire [15:0] \args$206.npos ;
+  wire [11:0] \args$206.out_base ;
+  wire [7:0] \args$206.out_stride ;
+  wire \args$206.rq_in ;
+  wire \args$206.rq_out ;
+  wire [5:0] \args$206.shift_a ;
+  wire [5:0] \args$206.shift_b ;
+  wire [5:0] \args$206.shift_o ;
+  wire \args$206.x_signed ;
+  wire [9:0] \args$206.zp_a ;
+  wire [9:0] \args$206.zp_b ;
+  wire [9:0] \args$206.zp_out ;
+  wire [60:0] \args$214 ;
+  wire [11:0] \args$214.dst ;
+  wire \args$214.macro ;
+  wire [3:0] \args$214.page ;
+  wire [31:0] \args$214.rows ;
+  wire [11:0] \args$214.src ;
+  wire [48:0] \args$221 ;
+  wire [11:0] \args$221.arcs ;
+  wire [12:0] \args$221.count ;
+  wire [11:0] \args$221.new ;
+  wire [11:0] \args$221.old ;
+  wire [28:0] \args$228 ;
+  wire \args$228.macro ;
+  wire [3:0] \args$228.page ;
+  wire [11:0] \args$228.x ;
+  wire [11:0] \args$228.y ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -4004,148 +4038,150 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$309 ;
+  wire [31:0] \axi__araddr$356 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$310 ;
+  wire [1:0] \axi__arburst$357 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$311 ;
+  wire [3:0] \axi__arcache$358 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$312 ;
+  wire \axi__arid$359 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$313 ;
+  wire [7:0] \axi__arlen$360 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$314 ;
+  wire \axi__arlock$361 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$315 ;
+  wire [2:0] \axi__arprot$362 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$316 ;
+  wire [3:0] \axi__arqos$363 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$317 ;
+  wire \axi__arready$364 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$318 ;
+  wire [2:0] \axi__arsize$365 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$319 ;
+  wire \axi__arvalid$366 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$320 ;
+  wire [31:0] \axi__awaddr$367 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$321 ;
+  wire [1:0] \axi__awburst$368 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$322 ;
+  wire [3:0] \axi__awcache$369 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$323 ;
+  wire \axi__awid$370 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$324 ;
+  wire [7:0] \axi__awlen$371 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$325 ;
+  wire \axi__awlock$372 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$326 ;
+  wire [2:0] \axi__awprot$373 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$327 ;
+  wire [3:0] \axi__awqos$374 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$328 ;
+  wire \axi__awready$375 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$329 ;
+  wire [2:0] \axi__awsize$376 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$330 ;
+  wire \axi__awvalid$377 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$331 ;
+  wire \axi__bid$378 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$332 ;
+  wire \axi__bready$379 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$333 ;
+  wire [1:0] \axi__bresp$380 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$334 ;
+  wire \axi__bvalid$381 ;
   input [63:0] axi__rdata;
   wire [63:0] axi__rdata;
-  wire [63:0] \axi__rdata$335 ;
+  wire [63:0] \axi__rdata$382 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$336 ;
+  wire \axi__rid$383 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$337 ;
+  wire \axi__rlast$384 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$338 ;
+  wire \axi__rready$385 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$339 ;
+  wire [1:0] \axi__rresp$386 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$340 ;
+  wire \axi__rvalid$387 ;
   output [63:0] axi__wdata;
   wire [63:0] axi__wdata;
-  wire [63:0] \axi__wdata$341 ;
+  wire [63:0] \axi__wdata$388 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$342 ;
+  wire \axi__wlast$389 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$343 ;
+  wire \axi__wready$390 ;
   output [7:0] axi__wstrb;
   wire [7:0] axi__wstrb;
-  wire [7:0] \axi__wstrb$344 ;
+  wire [7:0] \axi__wstrb$391 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$345 ;
+  wire \axi__wvalid$392 ;
   wire [11:0] b_rd__addr;
   wire [63:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$123 ;
-  wire \busy$167 ;
-  wire \busy$182 ;
-  wire \busy$205 ;
-  wire \busy$207 ;
-  wire \busy$220 ;
+  wire \busy$134 ;
+  wire \busy$135 ;
+  wire \busy$194 ;
+  wire \busy$209 ;
+  wire \busy$246 ;
+  wire \busy$248 ;
+  wire \busy$261 ;
   wire \busy$52 ;
+  wire \busy$53 ;
   input clk;
   wire clk;
   wire [36:0] cmd__payload;
-  wire [97:0] \cmd__payload$198 ;
-  wire [11:0] \cmd__payload$198.addr ;
-  wire [19:0] \cmd__payload$198.ext ;
-  wire [19:0] \cmd__payload$198.ext_stride ;
-  wire [15:0] \cmd__payload$198.len ;
-  wire [15:0] \cmd__payload$198.rows ;
-  wire \cmd__payload$198.store ;
-  wire [11:0] \cmd__payload$198.stride ;
-  wire \cmd__payload$198.wmem ;
+  wire [97:0] \cmd__payload$239 ;
+  wire [11:0] \cmd__payload$239.addr ;
+  wire [19:0] \cmd__payload$239.ext ;
+  wire [19:0] \cmd__payload$239.ext_stride ;
+  wire [15:0] \cmd__payload$239.len ;
+  wire [15:0] \cmd__payload$239.rows ;
+  wire \cmd__payload$239.store ;
+  wire [11:0] \cmd__payload$239.stride ;
+  wire \cmd__payload$239.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [1:0] \cmd__payload.mask ;
   wire [3:0] \cmd__payload.page ;
   wire [4:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$201 ;
+  wire \cmd__ready$242 ;
   wire cmd__valid;
-  wire \cmd__valid$202 ;
+  wire \cmd__valid$243 ;
   wire [311:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -4208,11 +4244,13 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$169 ;
-  wire \done$176 ;
-  wire \done$184 ;
-  wire \done$191 ;
-  wire \done$221 ;
+  wire \done$196 ;
+  wire \done$203 ;
+  wire \done$211 ;
+  wire \done$218 ;
+  wire \done$225 ;
+  wire \done$232 ;
+  wire \done$262 ;
   wire [11:0] dst_rd__addr;
   wire [63:0] dst_rd__data;
   wire dst_rd__en;
@@ -4335,10 +4373,26 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__pool__busy;
   wire engines__pool__done;
   wire engines__pool__start;
+  wire [48:0] engines__relax__args;
+  wire [11:0] \engines__relax__args.arcs ;
+  wire [12:0] \engines__relax__args.count ;
+  wire [11:0] \engines__relax__args.new ;
+  wire [11:0] \engines__relax__args.old ;
+  wire engines__relax__busy;
+  wire engines__relax__done;
+  wire engines__relax__start;
+  wire [28:0] engines__spmv__args;
+  wire \engines__spmv__args.macro ;
+  wire [3:0] \engines__spmv__args.page ;
+  wire [11:0] \engines__spmv__args.x ;
+  wire [11:0] \engines__spmv__args.y ;
+  wire engines__spmv__busy;
+  wire engines__spmv__done;
+  wire engines__spmv__start;
   output error;
   wire error;
-  wire \error$222 ;
-  wire \error$346 ;
+  wire \error$263 ;
+  wire \error$393 ;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -4407,6 +4461,16 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [3:0] \imem_rd__data.args.gbfs.page ;
   wire [31:0] \imem_rd__data.args.gbfs.rows ;
   wire [11:0] \imem_rd__data.args.gbfs.src ;
+  wire [48:0] \imem_rd__data.args.grelax ;
+  wire [11:0] \imem_rd__data.args.grelax.arcs ;
+  wire [12:0] \imem_rd__data.args.grelax.count ;
+  wire [11:0] \imem_rd__data.args.grelax.new ;
+  wire [11:0] \imem_rd__data.args.grelax.old ;
+  wire [28:0] \imem_rd__data.args.gspmv ;
+  wire \imem_rd__data.args.gspmv.macro ;
+  wire [3:0] \imem_rd__data.args.gspmv.page ;
+  wire [11:0] \imem_rd__data.args.gspmv.x ;
+  wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [36:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [1:0] \imem_rd__data.args.load.mask ;
@@ -4499,6 +4563,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
   (* enum_value_1000 = "GBFS" *)
+  (* enum_value_1001 = "GRELAX" *)
+  (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
@@ -4773,60 +4839,119 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [4:0] mem_row;
   wire [63:0] mem_wdata;
   wire [1:0] mem_we;
+  wire [11:0] new_rd__addr;
+  wire [63:0] new_rd__data;
+  wire new_rd__en;
+  wire [11:0] old_rd__addr;
+  wire [63:0] old_rd__data;
+  wire old_rd__en;
   wire [340:0] op__0__payload;
-  wire [340:0] \op__0__payload$57 ;
-  wire [2:0] \op__0__payload$57.ab_m1 ;
+  wire [340:0] \op__0__payload$59 ;
+  wire [2:0] \op__0__payload$59.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__0__payload$57.bop ;
+  wire [2:0] \op__0__payload$59.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__0__payload$57.mode ;
-  wire [3:0] \op__0__payload$57.page ;
-  wire [4:0] \op__0__payload$57.row ;
-  wire \op__0__payload$57.skip ;
-  wire \op__0__payload$57.w_signed ;
-  wire [1:0] \op__0__payload$57.wb_log2 ;
-  wire [63:0] \op__0__payload$57.word ;
-  wire [255:0] \op__0__payload$57.x ;
-  wire [7:0] \op__0__payload$57.x[0] ;
-  wire [7:0] \op__0__payload$57.x[10] ;
-  wire [7:0] \op__0__payload$57.x[11] ;
-  wire [7:0] \op__0__payload$57.x[12] ;
-  wire [7:0] \op__0__payload$57.x[13] ;
-  wire [7:0] \op__0__payload$57.x[14] ;
-  wire [7:0] \op__0__payload$57.x[15] ;
-  wire [7:0] \op__0__payload$57.x[16] ;
-  wire [7:0] \op__0__payload$57.x[17] ;
-  wire [7:0] \op__0__payload$57.x[18] ;
-  wire [7:0] \op__0__payload$57.x[19] ;
-  wire [7:0] \op__0__payload$57.x[1] ;
-  wire [7:0] \op__0__payload$57.x[20] ;
-  wire [7:0] \op__0__payload$57.x[21] ;
-  wire [7:0] \op__0__payload$57.x[22] ;
-  wire [7:0] \op__0__payload$57.x[23] ;
-  wire [7:0] \op__0__payload$57.x[24] ;
-  wire [7:0] \op__0__payload$57.x[25] ;
-  wire [7:0] \op__0__payload$57.x[26] ;
-  wire [7:0] \op__0__payload$57.x[27] ;
-  wire [7:0] \op__0__payload$57.x[28] ;
-  wire [7:0] \op__0__payload$57.x[29] ;
-  wire [7:0] \op__0__payload$57.x[2] ;
-  wire [7:0] \op__0__payload$57.x[30] ;
-  wire [7:0] \op__0__payload$57.x[31] ;
-  wire [7:0] \op__0__payload$57.x[3] ;
-  wire [7:0] \op__0__payload$57.x[4] ;
-  wire [7:0] \op__0__payload$57.x[5] ;
-  wire [7:0] \op__0__payload$57.x[6] ;
-  wire [7:0] \op__0__payload$57.x[7] ;
-  wire [7:0] \op__0__payload$57.x[8] ;
-  wire [7:0] \op__0__payload$57.x[9] ;
-  wire \op__0__payload$57.x_signed ;
+  wire \op__0__payload$59.mode ;
+  wire [3:0] \op__0__payload$59.page ;
+  wire [4:0] \op__0__payload$59.row ;
+  wire \op__0__payload$59.skip ;
+  wire \op__0__payload$59.w_signed ;
+  wire [1:0] \op__0__payload$59.wb_log2 ;
+  wire [63:0] \op__0__payload$59.word ;
+  wire [255:0] \op__0__payload$59.x ;
+  wire [7:0] \op__0__payload$59.x[0] ;
+  wire [7:0] \op__0__payload$59.x[10] ;
+  wire [7:0] \op__0__payload$59.x[11] ;
+  wire [7:0] \op__0__payload$59.x[12] ;
+  wire [7:0] \op__0__payload$59.x[13] ;
+  wire [7:0] \op__0__payload$59.x[14] ;
+  wire [7:0] \op__0__payload$59.x[15] ;
+  wire [7:0] \op__0__payload$59.x[16] ;
+  wire [7:0] \op__0__payload$59.x[17] ;
+  wire [7:0] \op__0__payload$59.x[18] ;
+  wire [7:0] \op__0__payload$59.x[19] ;
+  wire [7:0] \op__0__payload$59.x[1] ;
+  wire [7:0] \op__0__payload$59.x[20] ;
+  wire [7:0] \op__0__payload$59.x[21] ;
+  wire [7:0] \op__0__payload$59.x[22] ;
+  wire [7:0] \op__0__payload$59.x[23] ;
+  wire [7:0] \op__0__payload$59.x[24] ;
+  wire [7:0] \op__0__payload$59.x[25] ;
+  wire [7:0] \op__0__payload$59.x[26] ;
+  wire [7:0] \op__0__payload$59.x[27] ;
+  wire [7:0] \op__0__payload$59.x[28] ;
+  wire [7:0] \op__0__payload$59.x[29] ;
+  wire [7:0] \op__0__payload$59.x[2] ;
+  wire [7:0] \op__0__payload$59.x[30] ;
+  wire [7:0] \op__0__payload$59.x[31] ;
+  wire [7:0] \op__0__payload$59.x[3] ;
+  wire [7:0] \op__0__payload$59.x[4] ;
+  wire [7:0] \op__0__payload$59.x[5] ;
+  wire [7:0] \op__0__payload$59.x[6] ;
+  wire [7:0] \op__0__payload$59.x[7] ;
+  wire [7:0] \op__0__payload$59.x[8] ;
+  wire [7:0] \op__0__payload$59.x[9] ;
+  wire \op__0__payload$59.x_signed ;
+  wire [340:0] \op__0__payload$60 ;
+  wire [2:0] \op__0__payload$60.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload$60.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload$60.mode ;
+  wire [3:0] \op__0__payload$60.page ;
+  wire [4:0] \op__0__payload$60.row ;
+  wire \op__0__payload$60.skip ;
+  wire \op__0__payload$60.w_signed ;
+  wire [1:0] \op__0__payload$60.wb_log2 ;
+  wire [63:0] \op__0__payload$60.word ;
+  wire [255:0] \op__0__payload$60.x ;
+  wire [7:0] \op__0__payload$60.x[0] ;
+  wire [7:0] \op__0__payload$60.x[10] ;
+  wire [7:0] \op__0__payload$60.x[11] ;
+  wire [7:0] \op__0__payload$60.x[12] ;
+  wire [7:0] \op__0__payload$60.x[13] ;
+  wire [7:0] \op__0__payload$60.x[14] ;
+  wire [7:0] \op__0__payload$60.x[15] ;
+  wire [7:0] \op__0__payload$60.x[16] ;
+  wire [7:0] \op__0__payload$60.x[17] ;
+  wire [7:0] \op__0__payload$60.x[18] ;
+  wire [7:0] \op__0__payload$60.x[19] ;
+  wire [7:0] \op__0__payload$60.x[1] ;
+  wire [7:0] \op__0__payload$60.x[20] ;
+  wire [7:0] \op__0__payload$60.x[21] ;
+  wire [7:0] \op__0__payload$60.x[22] ;
+  wire [7:0] \op__0__payload$60.x[23] ;
+  wire [7:0] \op__0__payload$60.x[24] ;
+  wire [7:0] \op__0__payload$60.x[25] ;
+  wire [7:0] \op__0__payload$60.x[26] ;
+  wire [7:0] \op__0__payload$60.x[27] ;
+  wire [7:0] \op__0__payload$60.x[28] ;
+  wire [7:0] \op__0__payload$60.x[29] ;
+  wire [7:0] \op__0__payload$60.x[2] ;
+  wire [7:0] \op__0__payload$60.x[30] ;
+  wire [7:0] \op__0__payload$60.x[31] ;
+  wire [7:0] \op__0__payload$60.x[3] ;
+  wire [7:0] \op__0__payload$60.x[4] ;
+  wire [7:0] \op__0__payload$60.x[5] ;
+  wire [7:0] \op__0__payload$60.x[6] ;
+  wire [7:0] \op__0__payload$60.x[7] ;
+  wire [7:0] \op__0__payload$60.x[8] ;
+  wire [7:0] \op__0__payload$60.x[9] ;
+  wire \op__0__payload$60.x_signed ;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -4880,63 +5005,118 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__0__payload.x[9] ;
   wire \op__0__payload.x_signed ;
   wire op__0__ready;
-  wire \op__0__ready$60 ;
+  wire \op__0__ready$63 ;
+  wire \op__0__ready$64 ;
   wire op__0__valid;
-  wire \op__0__valid$54 ;
+  wire \op__0__valid$55 ;
+  wire \op__0__valid$56 ;
   wire [340:0] op__1__payload;
-  wire [340:0] \op__1__payload$91 ;
-  wire [2:0] \op__1__payload$91.ab_m1 ;
+  wire [340:0] \op__1__payload$98 ;
+  wire [2:0] \op__1__payload$98.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__1__payload$91.bop ;
+  wire [2:0] \op__1__payload$98.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__1__payload$91.mode ;
-  wire [3:0] \op__1__payload$91.page ;
-  wire [4:0] \op__1__payload$91.row ;
-  wire \op__1__payload$91.skip ;
-  wire \op__1__payload$91.w_signed ;
-  wire [1:0] \op__1__payload$91.wb_log2 ;
-  wire [63:0] \op__1__payload$91.word ;
-  wire [255:0] \op__1__payload$91.x ;
-  wire [7:0] \op__1__payload$91.x[0] ;
-  wire [7:0] \op__1__payload$91.x[10] ;
-  wire [7:0] \op__1__payload$91.x[11] ;
-  wire [7:0] \op__1__payload$91.x[12] ;
-  wire [7:0] \op__1__payload$91.x[13] ;
-  wire [7:0] \op__1__payload$91.x[14] ;
-  wire [7:0] \op__1__payload$91.x[15] ;
-  wire [7:0] \op__1__payload$91.x[16] ;
-  wire [7:0] \op__1__payload$91.x[17] ;
-  wire [7:0] \op__1__payload$91.x[18] ;
-  wire [7:0] \op__1__payload$91.x[19] ;
-  wire [7:0] \op__1__payload$91.x[1] ;
-  wire [7:0] \op__1__payload$91.x[20] ;
-  wire [7:0] \op__1__payload$91.x[21] ;
-  wire [7:0] \op__1__payload$91.x[22] ;
-  wire [7:0] \op__1__payload$91.x[23] ;
-  wire [7:0] \op__1__payload$91.x[24] ;
-  wire [7:0] \op__1__payload$91.x[25] ;
-  wire [7:0] \op__1__payload$91.x[26] ;
-  wire [7:0] \op__1__payload$91.x[27] ;
-  wire [7:0] \op__1__payload$91.x[28] ;
-  wire [7:0] \op__1__payload$91.x[29] ;
-  wire [7:0] \op__1__payload$91.x[2] ;
-  wire [7:0] \op__1__payload$91.x[30] ;
-  wire [7:0] \op__1__payload$91.x[31] ;
-  wire [7:0] \op__1__payload$91.x[3] ;
-  wire [7:0] \op__1__payload$91.x[4] ;
-  wire [7:0] \op__1__payload$91.x[5] ;
-  wire [7:0] \op__1__payload$91.x[6] ;
-  wire [7:0] \op__1__payload$91.x[7] ;
-  wire [7:0] \op__1__payload$91.x[8] ;
-  wire [7:0] \op__1__payload$91.x[9] ;
-  wire \op__1__payload$91.x_signed ;
+  wire \op__1__payload$98.mode ;
+  wire [3:0] \op__1__payload$98.page ;
+  wire [4:0] \op__1__payload$98.row ;
+  wire \op__1__payload$98.skip ;
+  wire \op__1__payload$98.w_signed ;
+  wire [1:0] \op__1__payload$98.wb_log2 ;
+  wire [63:0] \op__1__payload$98.word ;
+  wire [255:0] \op__1__payload$98.x ;
+  wire [7:0] \op__1__payload$98.x[0] ;
+  wire [7:0] \op__1__payload$98.x[10] ;
+  wire [7:0] \op__1__payload$98.x[11] ;
+  wire [7:0] \op__1__payload$98.x[12] ;
+  wire [7:0] \op__1__payload$98.x[13] ;
+  wire [7:0] \op__1__payload$98.x[14] ;
+  wire [7:0] \op__1__payload$98.x[15] ;
+  wire [7:0] \op__1__payload$98.x[16] ;
+  wire [7:0] \op__1__payload$98.x[17] ;
+  wire [7:0] \op__1__payload$98.x[18] ;
+  wire [7:0] \op__1__payload$98.x[19] ;
+  wire [7:0] \op__1__payload$98.x[1] ;
+  wire [7:0] \op__1__payload$98.x[20] ;
+  wire [7:0] \op__1__payload$98.x[21] ;
+  wire [7:0] \op__1__payload$98.x[22] ;
+  wire [7:0] \op__1__payload$98.x[23] ;
+  wire [7:0] \op__1__payload$98.x[24] ;
+  wire [7:0] \op__1__payload$98.x[25] ;
+  wire [7:0] \op__1__payload$98.x[26] ;
+  wire [7:0] \op__1__payload$98.x[27] ;
+  wire [7:0] \op__1__payload$98.x[28] ;
+  wire [7:0] \op__1__payload$98.x[29] ;
+  wire [7:0] \op__1__payload$98.x[2] ;
+  wire [7:0] \op__1__payload$98.x[30] ;
+  wire [7:0] \op__1__payload$98.x[31] ;
+  wire [7:0] \op__1__payload$98.x[3] ;
+  wire [7:0] \op__1__payload$98.x[4] ;
+  wire [7:0] \op__1__payload$98.x[5] ;
+  wire [7:0] \op__1__payload$98.x[6] ;
+  wire [7:0] \op__1__payload$98.x[7] ;
+  wire [7:0] \op__1__payload$98.x[8] ;
+  wire [7:0] \op__1__payload$98.x[9] ;
+  wire \op__1__payload$98.x_signed ;
+  wire [340:0] \op__1__payload$99 ;
+  wire [2:0] \op__1__payload$99.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload$99.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload$99.mode ;
+  wire [3:0] \op__1__payload$99.page ;
+  wire [4:0] \op__1__payload$99.row ;
+  wire \op__1__payload$99.skip ;
+  wire \op__1__payload$99.w_signed ;
+  wire [1:0] \op__1__payload$99.wb_log2 ;
+  wire [63:0] \op__1__payload$99.word ;
+  wire [255:0] \op__1__payload$99.x ;
+  wire [7:0] \op__1__payload$99.x[0] ;
+  wire [7:0] \op__1__payload$99.x[10] ;
+  wire [7:0] \op__1__payload$99.x[11] ;
+  wire [7:0] \op__1__payload$99.x[12] ;
+  wire [7:0] \op__1__payload$99.x[13] ;
+  wire [7:0] \op__1__payload$99.x[14] ;
+  wire [7:0] \op__1__payload$99.x[15] ;
+  wire [7:0] \op__1__payload$99.x[16] ;
+  wire [7:0] \op__1__payload$99.x[17] ;
+  wire [7:0] \op__1__payload$99.x[18] ;
+  wire [7:0] \op__1__payload$99.x[19] ;
+  wire [7:0] \op__1__payload$99.x[1] ;
+  wire [7:0] \op__1__payload$99.x[20] ;
+  wire [7:0] \op__1__payload$99.x[21] ;
+  wire [7:0] \op__1__payload$99.x[22] ;
+  wire [7:0] \op__1__payload$99.x[23] ;
+  wire [7:0] \op__1__payload$99.x[24] ;
+  wire [7:0] \op__1__payload$99.x[25] ;
+  wire [7:0] \op__1__payload$99.x[26] ;
+  wire [7:0] \op__1__payload$99.x[27] ;
+  wire [7:0] \op__1__payload$99.x[28] ;
+  wire [7:0] \op__1__payload$99.x[29] ;
+  wire [7:0] \op__1__payload$99.x[2] ;
+  wire [7:0] \op__1__payload$99.x[30] ;
+  wire [7:0] \op__1__payload$99.x[31] ;
+  wire [7:0] \op__1__payload$99.x[3] ;
+  wire [7:0] \op__1__payload$99.x[4] ;
+  wire [7:0] \op__1__payload$99.x[5] ;
+  wire [7:0] \op__1__payload$99.x[6] ;
+  wire [7:0] \op__1__payload$99.x[7] ;
+  wire [7:0] \op__1__payload$99.x[8] ;
+  wire [7:0] \op__1__payload$99.x[9] ;
+  wire \op__1__payload$99.x_signed ;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -4990,9 +5170,11 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \op__1__payload.x[9] ;
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
-  wire \op__1__ready$94 ;
+  wire \op__1__ready$102 ;
+  wire \op__1__ready$103 ;
   wire op__1__valid;
-  wire \op__1__valid$88 ;
+  wire \op__1__valid$94 ;
+  wire \op__1__valid$95 ;
   wire [5:0] param_rd__addr;
   wire [767:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
@@ -5043,37 +5225,110 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [767:0] pmem_w__data;
   wire [23:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [11:0] \port__addr$106 ;
-  wire [5:0] \port__addr$112 ;
-  wire [5:0] \port__addr$116 ;
-  wire [11:0] \port__addr$122 ;
-  wire [11:0] \port__addr$135 ;
-  wire [9:0] \port__addr$144 ;
-  wire [9:0] \port__addr$150 ;
-  wire [5:0] \port__addr$82 ;
+  wire [11:0] \port__addr$117 ;
+  wire [5:0] \port__addr$123 ;
+  wire [5:0] \port__addr$127 ;
+  wire [11:0] \port__addr$133 ;
+  wire [11:0] \port__addr$153 ;
+  wire [11:0] \port__addr$165 ;
+  wire [9:0] \port__addr$171 ;
+  wire [9:0] \port__addr$177 ;
+  wire [5:0] \port__addr$88 ;
   wire [63:0] port__data;
-  wire [63:0] \port__data$109 ;
-  wire [95:0] \port__data$115 ;
-  wire [767:0] \port__data$119 ;
-  wire [63:0] \port__data$132 ;
-  wire [63:0] \port__data$142 ;
-  wire [63:0] \port__data$147 ;
-  wire [415:0] \port__data$153 ;
-  wire [95:0] \port__data$85 ;
+  wire [63:0] \port__data$120 ;
+  wire [95:0] \port__data$126 ;
+  wire [767:0] \port__data$130 ;
+  wire [63:0] \port__data$148 ;
+  wire [63:0] \port__data$162 ;
+  wire [63:0] \port__data$168 ;
+  wire [63:0] \port__data$174 ;
+  wire [415:0] \port__data$180 ;
+  wire [95:0] \port__data$91 ;
   wire port__en;
-  wire \port__en$110 ;
-  wire \port__en$120 ;
-  wire \port__en$127 ;
-  wire \port__en$138 ;
-  wire \port__en$148 ;
-  wire \port__en$154 ;
+  wire \port__en$121 ;
+  wire \port__en$131 ;
+  wire \port__en$141 ;
+  wire \port__en$157 ;
+  wire \port__en$169 ;
+  wire \port__en$175 ;
+  wire \port__en$181 ;
+  wire [11:0] rd__addr;
+  wire [63:0] rd__data;
+  wire rd__en;
   wire [6:0] res_total__0;
   wire [6:0] res_total__1;
   wire res_valid__0;
-  wire \res_valid__0$65 ;
+  wire \res_valid__0$69 ;
+  wire \res_valid__0$72 ;
   wire res_valid__1;
-  wire \res_valid__1$99 ;
+  wire \res_valid__1$108 ;
+  wire \res_valid__1$111 ;
   wire [1343:0] res_y__0;
+  wire [1343:0] \res_y__0$73 ;
+  wire [20:0] \res_y__0$73[0] ;
+  wire [20:0] \res_y__0$73[10] ;
+  wire [20:0] \res_y__0$73[11] ;
+  wire [20:0] \res_y__0$73[12] ;
+  wire [20:0] \res_y__0$73[13] ;
+  wire [20:0] \res_y__0$73[14] ;
+  wire [20:0] \res_y__0$73[15] ;
+  wire [20:0] \res_y__0$73[16] ;
+  wire [20:0] \res_y__0$73[17] ;
+  wire [20:0] \res_y__0$73[18] ;
+  wire [20:0] \res_y__0$73[19] ;
+  wire [20:0] \res_y__0$73[1] ;
+  wire [20:0] \res_y__0$73[20] ;
+  wire [20:0] \res_y__0$73[21] ;
+  wire [20:0] \res_y__0$73[22] ;
+  wire [20:0] \res_y__0$73[23] ;
+  wire [20:0] \res_y__0$73[24] ;
+  wire [20:0] \res_y__0$73[25] ;
+  wire [20:0] \res_y__0$73[26] ;
+  wire [20:0] \res_y__0$73[27] ;
+  wire [20:0] \res_y__0$73[28] ;
+  wire [20:0] \res_y__0$73[29] ;
+  wire [20:0] \res_y__0$73[2] ;
+  wire [20:0] \res_y__0$73[30] ;
+  wire [20:0] \res_y__0$73[31] ;
+  wire [20:0] \res_y__0$73[32] ;
+  wire [20:0] \res_y__0$73[33] ;
+  wire [20:0] \res_y__0$73[34] ;
+  wire [20:0] \res_y__0$73[35] ;
+  wire [20:0] \res_y__0$73[36] ;
+  wire [20:0] \res_y__0$73[37] ;
+  wire [20:0] \res_y__0$73[38] ;
+  wire [20:0] \res_y__0$73[39] ;
+  wire [20:0] \res_y__0$73[3] ;
+  wire [20:0] \res_y__0$73[40] ;
+  wire [20:0] \res_y__0$73[41] ;
+  wire [20:0] \res_y__0$73[42] ;
+  wire [20:0] \res_y__0$73[43] ;
+  wire [20:0] \res_y__0$73[44] ;
+  wire [20:0] \res_y__0$73[45] ;
+  wire [20:0] \res_y__0$73[46] ;
+  wire [20:0] \res_y__0$73[47] ;
+  wire [20:0] \res_y__0$73[48] ;
+  wire [20:0] \res_y__0$73[49] ;
+  wire [20:0] \res_y__0$73[4] ;
+  wire [20:0] \res_y__0$73[50] ;
+  wire [20:0] \res_y__0$73[51] ;
+  wire [20:0] \res_y__0$73[52] ;
+  wire [20:0] \res_y__0$73[53] ;
+  wire [20:0] \res_y__0$73[54] ;
+  wire [20:0] \res_y__0$73[55] ;
+  wire [20:0] \res_y__0$73[56] ;
+  wire [20:0] \res_y__0$73[57] ;
+  wire [20:0] \res_y__0$73[58] ;
+  wire [20:0] \res_y__0$73[59] ;
+  wire [20:0] \res_y__0$73[5] ;
+  wire [20:0] \res_y__0$73[60] ;
+  wire [20:0] \res_y__0$73[61] ;
+  wire [20:0] \res_y__0$73[62] ;
+  wire [20:0] \res_y__0$73[63] ;
+  wire [20:0] \res_y__0$73[6] ;
+  wire [20:0] \res_y__0$73[7] ;
+  wire [20:0] \res_y__0$73[8] ;
+  wire [20:0] \res_y__0$73[9] ;
   wire [20:0] \res_y__0[0] ;
   wire [20:0] \res_y__0[10] ;
   wire [20:0] \res_y__0[11] ;
@@ -5139,6 +5394,71 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [20:0] \res_y__0[8] ;
   wire [20:0] \res_y__0[9] ;
   wire [1343:0] res_y__1;
+  wire [1343:0] \res_y__1$112 ;
+  wire [20:0] \res_y__1$112[0] ;
+  wire [20:0] \res_y__1$112[10] ;
+  wire [20:0] \res_y__1$112[11] ;
+  wire [20:0] \res_y__1$112[12] ;
+  wire [20:0] \res_y__1$112[13] ;
+  wire [20:0] \res_y__1$112[14] ;
+  wire [20:0] \res_y__1$112[15] ;
+  wire [20:0] \res_y__1$112[16] ;
+  wire [20:0] \res_y__1$112[17] ;
+  wire [20:0] \res_y__1$112[18] ;
+  wire [20:0] \res_y__1$112[19] ;
+  wire [20:0] \res_y__1$112[1] ;
+  wire [20:0] \res_y__1$112[20] ;
+  wire [20:0] \res_y__1$112[21] ;
+  wire [20:0] \res_y__1$112[22] ;
+  wire [20:0] \res_y__1$112[23] ;
+  wire [20:0] \res_y__1$112[24] ;
+  wire [20:0] \res_y__1$112[25] ;
+  wire [20:0] \res_y__1$112[26] ;
+  wire [20:0] \res_y__1$112[27] ;
+  wire [20:0] \res_y__1$112[28] ;
+  wire [20:0] \res_y__1$112[29] ;
+  wire [20:0] \res_y__1$112[2] ;
+  wire [20:0] \res_y__1$112[30] ;
+  wire [20:0] \res_y__1$112[31] ;
+  wire [20:0] \res_y__1$112[32] ;
+  wire [20:0] \res_y__1$112[33] ;
+  wire [20:0] \res_y__1$112[34] ;
+  wire [20:0] \res_y__1$112[35] ;
+  wire [20:0] \res_y__1$112[36] ;
+  wire [20:0] \res_y__1$112[37] ;
+  wire [20:0] \res_y__1$112[38] ;
+  wire [20:0] \res_y__1$112[39] ;
+  wire [20:0] \res_y__1$112[3] ;
+  wire [20:0] \res_y__1$112[40] ;
+  wire [20:0] \res_y__1$112[41] ;
+  wire [20:0] \res_y__1$112[42] ;
+  wire [20:0] \res_y__1$112[43] ;
+  wire [20:0] \res_y__1$112[44] ;
+  wire [20:0] \res_y__1$112[45] ;
+  wire [20:0] \res_y__1$112[46] ;
+  wire [20:0] \res_y__1$112[47] ;
+  wire [20:0] \res_y__1$112[48] ;
+  wire [20:0] \res_y__1$112[49] ;
+  wire [20:0] \res_y__1$112[4] ;
+  wire [20:0] \res_y__1$112[50] ;
+  wire [20:0] \res_y__1$112[51] ;
+  wire [20:0] \res_y__1$112[52] ;
+  wire [20:0] \res_y__1$112[53] ;
+  wire [20:0] \res_y__1$112[54] ;
+  wire [20:0] \res_y__1$112[55] ;
+  wire [20:0] \res_y__1$112[56] ;
+  wire [20:0] \res_y__1$112[57] ;
+  wire [20:0] \res_y__1$112[58] ;
+  wire [20:0] \res_y__1$112[59] ;
+  wire [20:0] \res_y__1$112[5] ;
+  wire [20:0] \res_y__1$112[60] ;
+  wire [20:0] \res_y__1$112[61] ;
+  wire [20:0] \res_y__1$112[62] ;
+  wire [20:0] \res_y__1$112[63] ;
+  wire [20:0] \res_y__1$112[6] ;
+  wire [20:0] \res_y__1$112[7] ;
+  wire [20:0] \res_y__1$112[8] ;
+  wire [20:0] \res_y__1$112[9] ;
   wire [20:0] \res_y__1[0] ;
   wire [20:0] \res_y__1[10] ;
   wire [20:0] \res_y__1[11] ;
@@ -5209,9 +5529,11 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] src_rd__data;
   wire src_rd__en;
   wire start;
-  wire \start$170 ;
-  wire \start$177 ;
-  wire \start$185 ;
+  wire \start$197 ;
+  wire \start$204 ;
+  wire \start$212 ;
+  wire \start$219 ;
+  wire \start$226 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -5223,46 +5545,46 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [1:0] unit_en;
-  wire [1:0] \unit_en$210 ;
+  wire [1:0] \unit_en$251 ;
   wire [9:0] w_rd__addr;
   wire [63:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$223 ;
+  wire \wb__ack$264 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$224 ;
+  wire [16:0] \wb__adr$265 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$225 ;
+  wire \wb__cyc$266 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$226 ;
+  wire [31:0] \wb__dat_r$267 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$227 ;
+  wire [31:0] \wb__dat_w$268 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$228 ;
+  wire [3:0] \wb__sel$269 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$229 ;
+  wire \wb__stb$270 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$230 ;
+  wire \wb__we$271 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$360 ;
+  wire [9:0] \wmem_r__addr$407 ;
   wire [63:0] wmem_r__data;
-  wire [63:0] \wmem_r__data$361 ;
+  wire [63:0] \wmem_r__data$408 ;
   wire wmem_r__en;
-  wire \wmem_r__en$364 ;
+  wire \wmem_r__en$411 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$366 ;
+  wire [9:0] \wmem_w__addr$413 ;
   wire [63:0] wmem_w__data;
-  wire [63:0] \wmem_w__data$368 ;
+  wire [63:0] \wmem_w__data$415 ;
   wire [1:0] wmem_w__en;
-  wire \wmem_w__en$370 ;
+  wire \wmem_w__en$417 ;
   reg [63:0] amem [4095:0];
   always @(posedge clk) begin
     if (amem_port__en[0])
@@ -5271,8 +5593,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
       amem[amem_port__addr][63:32] <= amem_port__data[63:32];
   end
   always @(posedge clk) begin
-    if (\$signature__en$357 )
-      amem[\$signature__addr$347 ] <= axi__rdata;
+    if (\$signature__en$404 )
+      amem[\$signature__addr$394 ] <= axi__rdata;
   end
   reg [63:0] _0_;
   reg [63:0] _1_;
@@ -5280,234 +5602,252 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   reg [63:0] _3_;
   reg [63:0] _4_;
   reg [63:0] _5_;
+  reg [63:0] _6_;
   always @(posedge clk) begin
     if (port__en) begin
       _0_ <= amem[port__addr];
     end
-    if (\port__en$110 ) begin
-      _1_ <= amem[\port__addr$106 ];
+    if (\port__en$121 ) begin
+      _1_ <= amem[\port__addr$117 ];
     end
-    _2_ <= amem[\port__addr$122 ];
-    _3_ <= amem[\port__addr$135 ];
-    _4_ <= amem[\$signature__addr$237 ];
-    if (\$signature__en$351 ) begin
-      _5_ <= amem[\$signature__addr$347 ];
+    _2_ <= amem[\port__addr$133 ];
+    _3_ <= amem[\port__addr$153 ];
+    _4_ <= amem[\port__addr$165 ];
+    _5_ <= amem[\$signature__addr$278 ];
+    if (\$signature__en$398 ) begin
+      _6_ <= amem[\$signature__addr$394 ];
     end
   end
   assign act_rd__0__data = _0_;
   assign act_rd__1__data = _1_;
   assign src_rd__data = _2_;
   assign dst_rd__data = _3_;
-  assign amem_r__data = _4_;
-  assign \amem_r__data$349  = _5_;
+  assign arc_rd__data = _4_;
+  assign amem_r__data = _5_;
+  assign \amem_r__data$396  = _6_;
   reg [95:0] dmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$289 [0])
-      dmem[\$signature__addr$255 ][31:0] <= wb__dat_w;
-    if (\$signature__en$289 [1])
-      dmem[\$signature__addr$255 ][63:32] <= wb__dat_w;
-    if (\$signature__en$289 [2])
-      dmem[\$signature__addr$255 ][95:64] <= wb__dat_w;
+    if (\$signature__en$330 [0])
+      dmem[\$signature__addr$296 ][31:0] <= wb__dat_w;
+    if (\$signature__en$330 [1])
+      dmem[\$signature__addr$296 ][63:32] <= wb__dat_w;
+    if (\$signature__en$330 [2])
+      dmem[\$signature__addr$296 ][95:64] <= wb__dat_w;
   end
-  reg [95:0] _6_;
+  reg [95:0] _7_;
   always @(posedge clk) begin
-    _6_ <= dmem[\$signature__addr$255 ];
+    _7_ <= dmem[\$signature__addr$296 ];
   end
-  assign \port__data$85  = dmem[\port__addr$82 ];
-  assign \port__data$115  = dmem[\port__addr$112 ];
-  assign dmem_r__data = _6_;
+  assign dmem_r__data = _7_;
+  assign \port__data$126  = dmem[\port__addr$123 ];
+  assign \port__data$91  = dmem[\port__addr$88 ];
   reg [415:0] imem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$271 [0])
-      imem[\$signature__addr$231 ][31:0] <= wb__dat_w;
-    if (\$signature__en$271 [1])
-      imem[\$signature__addr$231 ][63:32] <= wb__dat_w;
-    if (\$signature__en$271 [2])
-      imem[\$signature__addr$231 ][95:64] <= wb__dat_w;
-    if (\$signature__en$271 [3])
-      imem[\$signature__addr$231 ][127:96] <= wb__dat_w;
-    if (\$signature__en$271 [4])
-      imem[\$signature__addr$231 ][159:128] <= wb__dat_w;
-    if (\$signature__en$271 [5])
-      imem[\$signature__addr$231 ][191:160] <= wb__dat_w;
-    if (\$signature__en$271 [6])
-      imem[\$signature__addr$231 ][223:192] <= wb__dat_w;
-    if (\$signature__en$271 [7])
-      imem[\$signature__addr$231 ][255:224] <= wb__dat_w;
-    if (\$signature__en$271 [8])
-      imem[\$signature__addr$231 ][287:256] <= wb__dat_w;
-    if (\$signature__en$271 [9])
-      imem[\$signature__addr$231 ][319:288] <= wb__dat_w;
-    if (\$signature__en$271 [10])
-      imem[\$signature__addr$231 ][351:320] <= wb__dat_w;
-    if (\$signature__en$271 [11])
-      imem[\$signature__addr$231 ][383:352] <= wb__dat_w;
-    if (\$signature__en$271 [12])
-      imem[\$signature__addr$231 ][415:384] <= wb__dat_w;
+    if (\$signature__en$312 [0])
+      imem[\$signature__addr$272 ][31:0] <= wb__dat_w;
+    if (\$signature__en$312 [1])
+      imem[\$signature__addr$272 ][63:32] <= wb__dat_w;
+    if (\$signature__en$312 [2])
+      imem[\$signature__addr$272 ][95:64] <= wb__dat_w;
+    if (\$signature__en$312 [3])
+      imem[\$signature__addr$272 ][127:96] <= wb__dat_w;
+    if (\$signature__en$312 [4])
+      imem[\$signature__addr$272 ][159:128] <= wb__dat_w;
+    if (\$signature__en$312 [5])
+      imem[\$signature__addr$272 ][191:160] <= wb__dat_w;
+    if (\$signature__en$312 [6])
+      imem[\$signature__addr$272 ][223:192] <= wb__dat_w;
+    if (\$signature__en$312 [7])
+      imem[\$signature__addr$272 ][255:224] <= wb__dat_w;
+    if (\$signature__en$312 [8])
+      imem[\$signature__addr$272 ][287:256] <= wb__dat_w;
+    if (\$signature__en$312 [9])
+      imem[\$signature__addr$272 ][319:288] <= wb__dat_w;
+    if (\$signature__en$312 [10])
+      imem[\$signature__addr$272 ][351:320] <= wb__dat_w;
+    if (\$signature__en$312 [11])
+      imem[\$signature__addr$272 ][383:352] <= wb__dat_w;
+    if (\$signature__en$312 [12])
+      imem[\$signature__addr$272 ][415:384] <= wb__dat_w;
   end
-  reg [415:0] _7_;
   reg [415:0] _8_;
+  reg [415:0] _9_;
   always @(posedge clk) begin
-    _7_ <= imem[\port__addr$150 ];
-    _8_ <= imem[\$signature__addr$231 ];
+    _8_ <= imem[\port__addr$177 ];
+    _9_ <= imem[\$signature__addr$272 ];
   end
-  assign \port__data$153  = _7_;
-  assign imem_r__data = _8_;
+  assign \port__data$180  = _8_;
+  assign imem_r__data = _9_;
   reg [767:0] pmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$283 [0])
-      pmem[\$signature__addr$249 ][31:0] <= wb__dat_w;
-    if (\$signature__en$283 [1])
-      pmem[\$signature__addr$249 ][63:32] <= wb__dat_w;
-    if (\$signature__en$283 [2])
-      pmem[\$signature__addr$249 ][95:64] <= wb__dat_w;
-    if (\$signature__en$283 [3])
-      pmem[\$signature__addr$249 ][127:96] <= wb__dat_w;
-    if (\$signature__en$283 [4])
-      pmem[\$signature__addr$249 ][159:128] <= wb__dat_w;
-    if (\$signature__en$283 [5])
-      pmem[\$signature__addr$249 ][191:160] <= wb__dat_w;
-    if (\$signature__en$283 [6])
-      pmem[\$signature__addr$249 ][223:192] <= wb__dat_w;
-    if (\$signature__en$283 [7])
-      pmem[\$signature__addr$249 ][255:224] <= wb__dat_w;
-    if (\$signature__en$283 [8])
-      pmem[\$signature__addr$249 ][287:256] <= wb__dat_w;
-    if (\$signature__en$283 [9])
-      pmem[\$signature__addr$249 ][319:288] <= wb__dat_w;
-    if (\$signature__en$283 [10])
-      pmem[\$signature__addr$249 ][351:320] <= wb__dat_w;
-    if (\$signature__en$283 [11])
-      pmem[\$signature__addr$249 ][383:352] <= wb__dat_w;
-    if (\$signature__en$283 [12])
-      pmem[\$signature__addr$249 ][415:384] <= wb__dat_w;
-    if (\$signature__en$283 [13])
-      pmem[\$signature__addr$249 ][447:416] <= wb__dat_w;
-    if (\$signature__en$283 [14])
-      pmem[\$signature__addr$249 ][479:448] <= wb__dat_w;
-    if (\$signature__en$283 [15])
-      pmem[\$signature__addr$249 ][511:480] <= wb__dat_w;
-    if (\$signature__en$283 [16])
-      pmem[\$signature__addr$249 ][543:512] <= wb__dat_w;
-    if (\$signature__en$283 [17])
-      pmem[\$signature__addr$249 ][575:544] <= wb__dat_w;
-    if (\$signature__en$283 [18])
-      pmem[\$signature__addr$249 ][607:576] <= wb__dat_w;
-    if (\$signature__en$283 [19])
-      pmem[\$signature__addr$249 ][639:608] <= wb__dat_w;
-    if (\$signature__en$283 [20])
-      pmem[\$signature__addr$249 ][671:640] <= wb__dat_w;
-    if (\$signature__en$283 [21])
-      pmem[\$signature__addr$249 ][703:672] <= wb__dat_w;
-    if (\$signature__en$283 [22])
-      pmem[\$signature__addr$249 ][735:704] <= wb__dat_w;
-    if (\$signature__en$283 [23])
-      pmem[\$signature__addr$249 ][767:736] <= wb__dat_w;
+    if (\$signature__en$324 [0])
+      pmem[\$signature__addr$290 ][31:0] <= wb__dat_w;
+    if (\$signature__en$324 [1])
+      pmem[\$signature__addr$290 ][63:32] <= wb__dat_w;
+    if (\$signature__en$324 [2])
+      pmem[\$signature__addr$290 ][95:64] <= wb__dat_w;
+    if (\$signature__en$324 [3])
+      pmem[\$signature__addr$290 ][127:96] <= wb__dat_w;
+    if (\$signature__en$324 [4])
+      pmem[\$signature__addr$290 ][159:128] <= wb__dat_w;
+    if (\$signature__en$324 [5])
+      pmem[\$signature__addr$290 ][191:160] <= wb__dat_w;
+    if (\$signature__en$324 [6])
+      pmem[\$signature__addr$290 ][223:192] <= wb__dat_w;
+    if (\$signature__en$324 [7])
+      pmem[\$signature__addr$290 ][255:224] <= wb__dat_w;
+    if (\$signature__en$324 [8])
+      pmem[\$signature__addr$290 ][287:256] <= wb__dat_w;
+    if (\$signature__en$324 [9])
+      pmem[\$signature__addr$290 ][319:288] <= wb__dat_w;
+    if (\$signature__en$324 [10])
+      pmem[\$signature__addr$290 ][351:320] <= wb__dat_w;
+    if (\$signature__en$324 [11])
+      pmem[\$signature__addr$290 ][383:352] <= wb__dat_w;
+    if (\$signature__en$324 [12])
+      pmem[\$signature__addr$290 ][415:384] <= wb__dat_w;
+    if (\$signature__en$324 [13])
+      pmem[\$signature__addr$290 ][447:416] <= wb__dat_w;
+    if (\$signature__en$324 [14])
+      pmem[\$signature__addr$290 ][479:448] <= wb__dat_w;
+    if (\$signature__en$324 [15])
+      pmem[\$signature__addr$290 ][511:480] <= wb__dat_w;
+    if (\$signature__en$324 [16])
+      pmem[\$signature__addr$290 ][543:512] <= wb__dat_w;
+    if (\$signature__en$324 [17])
+      pmem[\$signature__addr$290 ][575:544] <= wb__dat_w;
+    if (\$signature__en$324 [18])
+      pmem[\$signature__addr$290 ][607:576] <= wb__dat_w;
+    if (\$signature__en$324 [19])
+      pmem[\$signature__addr$290 ][639:608] <= wb__dat_w;
+    if (\$signature__en$324 [20])
+      pmem[\$signature__addr$290 ][671:640] <= wb__dat_w;
+    if (\$signature__en$324 [21])
+      pmem[\$signature__addr$290 ][703:672] <= wb__dat_w;
+    if (\$signature__en$324 [22])
+      pmem[\$signature__addr$290 ][735:704] <= wb__dat_w;
+    if (\$signature__en$324 [23])
+      pmem[\$signature__addr$290 ][767:736] <= wb__dat_w;
   end
-  reg [767:0] _9_;
   reg [767:0] _10_;
+  reg [767:0] _11_;
   always @(posedge clk) begin
-    _9_ <= pmem[\port__addr$116 ];
-    _10_ <= pmem[\$signature__addr$249 ];
+    _10_ <= pmem[\port__addr$127 ];
+    _11_ <= pmem[\$signature__addr$290 ];
   end
-  assign param_rd__data = _9_;
-  assign pmem_r__data = _10_;
+  assign param_rd__data = _10_;
+  assign pmem_r__data = _11_;
   reg [63:0] trace [1023:0];
   always @(posedge clk) begin
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
   end
-  reg [63:0] _11_;
+  reg [63:0] _12_;
   always @(posedge clk) begin
-    _11_ <= trace[\$signature__addr$261 ];
+    _12_ <= trace[\$signature__addr$302 ];
   end
-  assign trace_r__data = _11_;
+  assign trace_r__data = _12_;
   reg [63:0] wmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$277 [0])
-      wmem[\$signature__addr$243 ][31:0] <= wb__dat_w;
-    if (\$signature__en$277 [1])
-      wmem[\$signature__addr$243 ][63:32] <= wb__dat_w;
+    if (\$signature__en$318 [0])
+      wmem[\$signature__addr$284 ][31:0] <= wb__dat_w;
+    if (\$signature__en$318 [1])
+      wmem[\$signature__addr$284 ][63:32] <= wb__dat_w;
   end
   always @(posedge clk) begin
-    if (\$signature__en$369 )
-      wmem[\$signature__addr$347 [9:0]] <= axi__rdata;
+    if (\$signature__en$416 )
+      wmem[\$signature__addr$394 [9:0]] <= axi__rdata;
   end
-  reg [63:0] _12_;
   reg [63:0] _13_;
   reg [63:0] _14_;
+  reg [63:0] _15_;
   always @(posedge clk) begin
-    _12_ <= wmem[\port__addr$144 ];
-    _13_ <= wmem[\$signature__addr$243 ];
-    if (\$signature__en$363 ) begin
-      _14_ <= wmem[\$signature__addr$347 [9:0]];
+    _13_ <= wmem[\port__addr$171 ];
+    _14_ <= wmem[\$signature__addr$284 ];
+    if (\$signature__en$410 ) begin
+      _15_ <= wmem[\$signature__addr$394 [9:0]];
     end
   end
-  assign macro0__mem_wdata = _12_;
-  assign wmem_r__data = _13_;
-  assign \wmem_r__data$361  = _14_;
-  assign macro0__op__valid = \busy$52  ? \op__0__valid$54  : op__0__valid;
-  assign macro0__op__payload = \busy$52  ? \op__0__payload$57  : op__0__payload;
-  assign macro1__op__valid = \busy$52  ? \op__1__valid$88  : op__1__valid;
-  assign macro1__op__payload = \busy$52  ? \op__1__payload$91  : op__1__payload;
-  assign \$1  = \busy$123  ? act_rd__addr : a_rd__addr;
-  assign \port__addr$122  = \busy$52  ? args[48:37] : \$1 ;
-  assign \port__addr$135  = \busy$52  ? args[60:49] : b_rd__addr;
-  assign \$3  = | amem_w__en;
-  assign \$4  = \act_w__en$295  ? \act_w__addr$297  : args[60:49];
-  assign \$5  = \act_w__en$294  ? \act_w__addr$298  : \$4 ;
-  assign \$6  = act_w__en ? \act_w__addr$299  : \$5 ;
-  assign amem_port__addr = \$3  ? \$signature__addr$237  : \$6 ;
-  assign \$7  = | amem_w__en;
-  assign \$8  = \act_w__en$295  ? { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  } : act_w__data;
-  assign \$9  = \act_w__en$294  ? { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  } : \$8 ;
-  assign \$10  = act_w__en ? { \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22  } : \$9 ;
-  assign amem_port__data = \$7  ? { wb__dat_w, wb__dat_w } : \$10 ;
-  assign \$11  = | amem_w__en;
-  assign \$12  = | { engines__graph__done, \act_w__en$295 , \act_w__en$294 , act_w__en };
-  assign \$13  = \$12  ? 2'h3 : 2'h0;
-  assign amem_port__en = \$11  ? amem_w__en : \$13 ;
+  assign macro0__mem_wdata = _13_;
+  assign wmem_r__data = _14_;
+  assign \wmem_r__data$408  = _15_;
+  assign \$1  = \busy$53  ? \op__0__valid$55  : op__0__valid;
+  assign macro0__op__valid = \busy$52  ? \op__0__valid$56  : \$1 ;
+  assign \$2  = \busy$53  ? \op__0__payload$59  : op__0__payload;
+  assign macro0__op__payload = \busy$52  ? \op__0__payload$60  : \$2 ;
+  assign \$3  = \busy$53  ? \op__1__valid$94  : op__1__valid;
+  assign macro1__op__valid = \busy$52  ? \op__1__valid$95  : \$3 ;
+  assign \$4  = \busy$53  ? \op__1__payload$98  : op__1__payload;
+  assign macro1__op__payload = \busy$52  ? \op__1__payload$99  : \$4 ;
+  assign \$5  = \busy$135  ? act_rd__addr : a_rd__addr;
+  assign \$6  = \busy$53  ? rd__addr : \$5 ;
+  assign \$7  = \busy$134  ? old_rd__addr : \$6 ;
+  assign \port__addr$133  = \busy$52  ? args[48:37] : \$7 ;
+  assign \$11  = \busy$134  ? new_rd__addr : b_rd__addr;
+  assign \port__addr$153  = \busy$52  ? args[60:49] : \$11 ;
+  assign \$13  = | amem_w__en;
+  assign \$14  = \act_w__en$338  ? \act_w__addr$340  : act_w__addr;
+  assign \$15  = engines__graph__done ? args[60:49] : \$14 ;
+  assign \$16  = \act_w__en$336  ? \act_w__addr$342  : \$15 ;
+  assign \$17  = \act_w__en$335  ? \act_w__addr$343  : \$16 ;
+  assign \$18  = act_w__en ? \act_w__addr$344  : \$17 ;
+  assign amem_port__addr = \$13  ? \$signature__addr$278  : \$18 ;
+  assign \$19  = | amem_w__en;
+  assign \$20  = \act_w__en$338  ? { 32'h00000000, \$61  } : act_w__data;
+  assign \$21  = engines__graph__done ? \act_w__data$349  : \$20 ;
+  assign \$22  = \act_w__en$336  ? { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52  } : \$21 ;
+  assign \$23  = \act_w__en$335  ? { \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44  } : \$22 ;
+  assign \$24  = act_w__en ? { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  } : \$23 ;
+  assign amem_port__data = \$19  ? { wb__dat_w, wb__dat_w } : \$24 ;
+  assign \$25  = | amem_w__en;
+  assign \$26  = | { \act_w__en$355 , \act_w__en$338 , engines__graph__done, \act_w__en$336 , \act_w__en$335 , act_w__en };
+  assign \$27  = \$26  ? 2'h3 : 2'h0;
+  assign amem_port__en = \$25  ? amem_w__en : \$27 ;
   \isscc22_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$202 ),
+    .dma__valid(\cmd__valid$243 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$177 ),
+    .engines__ew__start(\start$204 ),
     .engines__graph__done(engines__graph__done),
-    .engines__graph__start(\start$185 ),
+    .engines__graph__start(\start$212 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$170 ),
+    .engines__pool__start(\start$197 ),
+    .engines__relax__done(engines__relax__done),
+    .engines__relax__start(\start$219 ),
+    .engines__spmv__done(engines__spmv__done),
+    .engines__spmv__start(\start$226 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$150 ),
-    .imem_rd__data(\port__data$153 [388:0]),
+    .imem_rd__addr(\port__addr$177 ),
+    .imem_rd__data(\port__data$180 [388:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$56$1513 (macro0__busy),
-    .\port$57$1513 (macro1__busy),
-    .\port$58$0 (\$20 ),
-    .\port$59$0 (\$21 ),
+    .\port$71$1513 (macro0__busy),
+    .\port$72$1513 (macro1__busy),
+    .\port$73$0 (\$34 ),
+    .\port$74$0 (\$35 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \isscc22_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$347 ),
-    .amem_r__data(\amem_r__data$349 ),
-    .amem_r__en(\$signature__en$351 ),
+    .amem_r__addr(\$signature__addr$394 ),
+    .amem_r__data(\amem_r__data$396 ),
+    .amem_r__en(\$signature__en$398 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$357 ),
+    .amem_w__en(\$signature__en$404 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -5529,60 +5869,60 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$1539$0 (\$46 ),
+    .\port$1554$0 (\$60 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$202 ),
-    .wmem_r__data(\wmem_r__data$361 ),
-    .wmem_r__en(\$signature__en$363 ),
-    .wmem_w__en(\$signature__en$369 )
+    .w_en(\cmd__valid$243 ),
+    .wmem_r__data(\wmem_r__data$408 ),
+    .wmem_r__en(\$signature__en$410 ),
+    .wmem_w__en(\$signature__en$416 )
   );
   \isscc22_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$297 ),
-    .act_w__en(\act_w__en$295 ),
+    .act_w__addr(\act_w__addr$342 ),
+    .act_w__en(\act_w__en$336 ),
     .args(args[256:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1115$0 (\$38 ),
-    .\port$1121$0 (\$39 ),
-    .\port$1127$0 (\$40 ),
-    .\port$1133$0 (\$41 ),
-    .\port$1139$0 (\$42 ),
-    .\port$1145$0 (\$43 ),
-    .\port$1151$0 (\$44 ),
-    .\port$1157$0 (\$45 ),
+    .\port$1130$0 (\$52 ),
+    .\port$1136$0 (\$53 ),
+    .\port$1142$0 (\$54 ),
+    .\port$1148$0 (\$55 ),
+    .\port$1154$0 (\$56 ),
+    .\port$1160$0 (\$57 ),
+    .\port$1166$0 (\$58 ),
+    .\port$1172$0 (\$59 ),
     .rst(rst),
-    .start(\start$177 )
+    .start(\start$204 )
   );
   \isscc22_fabric.graph  graph (
-    .act_w__data(act_w__data),
+    .act_w__data(\act_w__data$349 ),
     .args(args[60:0]),
     .busy(\busy$52 ),
     .clk(clk),
     .dst_rd__data(dst_rd__data),
     .finish(engines__graph__done),
-    .op__0__payload(\op__0__payload$57 ),
+    .op__0__payload(\op__0__payload$60 ),
     .op__0__ready(op__0__ready),
-    .op__0__valid(\op__0__valid$54 ),
-    .op__1__payload(\op__1__payload$91 ),
+    .op__0__valid(\op__0__valid$56 ),
+    .op__1__payload(\op__1__payload$99 ),
     .op__1__ready(op__1__ready),
-    .op__1__valid(\op__1__valid$88 ),
+    .op__1__valid(\op__1__valid$95 ),
     .res_total__0(res_total__0),
     .res_total__1(res_total__1),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .rst(rst),
     .src_rd__data(src_rd__data),
-    .start(\start$185 )
+    .start(\start$212 )
   );
   \isscc22_fabric.host  host (
-    .amem_r__addr(\$signature__addr$237 ),
+    .amem_r__addr(\$signature__addr$278 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -5590,17 +5930,17 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$255 ),
+    .dmem_r__addr(\$signature__addr$296 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$289 ),
-    .imem_r__addr(\$signature__addr$231 ),
+    .dmem_w__en(\$signature__en$330 ),
+    .imem_r__addr(\$signature__addr$272 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$271 ),
-    .pmem_r__addr(\$signature__addr$249 ),
+    .imem_w__en(\$signature__en$312 ),
+    .pmem_r__addr(\$signature__addr$290 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$283 ),
+    .pmem_w__en(\$signature__en$324 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$261 ),
+    .trace_r__addr(\$signature__addr$302 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -5609,9 +5949,9 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$243 ),
+    .wmem_r__addr(\$signature__addr$284 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$277 )
+    .wmem_w__en(\$signature__en$318 )
   );
   \isscc22_fabric.loader  loader (
     .busy(loader_busy),
@@ -5624,24 +5964,24 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .rst(rst),
     .w_data(args[36:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$144 )
+    .w_rd__addr(\port__addr$171 )
   );
   \isscc22_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$106 ),
-    .act_rd__1__en(\port__en$110 ),
+    .act_rd__1__addr(\port__addr$117 ),
+    .act_rd__1__en(\port__en$121 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
-    .act_w__addr(\act_w__addr$299 ),
+    .act_w__addr(\act_w__addr$344 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$82 ),
-    .desc_rd__1__addr(\port__addr$112 ),
-    .desc_rd__data(\port__data$85 [71:0]),
-    .\desc_rd__data$21 (\port__data$115 [71:0]),
+    .desc_rd__0__addr(\port__addr$88 ),
+    .desc_rd__1__addr(\port__addr$123 ),
+    .desc_rd__data(\port__data$91 [71:0]),
+    .\desc_rd__data$21 (\port__data$126 [71:0]),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
@@ -5649,18 +5989,18 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__1__payload(op__1__payload),
     .op__1__ready(op__1__ready),
     .op__1__valid(op__1__valid),
-    .param_rd__addr(\port__addr$116 ),
+    .param_rd__addr(\port__addr$127 ),
     .param_rd__data(param_rd__data),
-    .\port$249$0 (\$22 ),
-    .\port$254$0 (\$23 ),
-    .\port$259$0 (\$24 ),
-    .\port$264$0 (\$25 ),
-    .\port$269$0 (\$26 ),
-    .\port$274$0 (\$27 ),
-    .\port$279$0 (\$28 ),
-    .\port$284$0 (\$29 ),
-    .\port$58$0 (\$20 ),
-    .\port$59$0 (\$21 ),
+    .\port$264$0 (\$36 ),
+    .\port$269$0 (\$37 ),
+    .\port$274$0 (\$38 ),
+    .\port$279$0 (\$39 ),
+    .\port$284$0 (\$40 ),
+    .\port$289$0 (\$41 ),
+    .\port$294$0 (\$42 ),
+    .\port$299$0 (\$43 ),
+    .\port$73$0 (\$34 ),
+    .\port$74$0 (\$35 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_y__0(res_y__0),
@@ -5672,7 +6012,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$14 ),
+    .mem_rdata(\$28 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -5680,8 +6020,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$15 ),
-    .res_pop(\$16 ),
+    .res_bits(\$29 ),
+    .res_pop(\$30 ),
     .res_total(res_total__0),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
@@ -5691,7 +6031,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$17 ),
+    .mem_rdata(\$31 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -5699,8 +6039,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$18 ),
-    .res_pop(\$19 ),
+    .res_bits(\$32 ),
+    .res_pop(\$33 ),
     .res_total(res_total__1),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
@@ -5709,29 +6049,72 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   \isscc22_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$298 ),
-    .act_w__en(\act_w__en$294 ),
+    .act_w__addr(\act_w__addr$343 ),
+    .act_w__en(\act_w__en$335 ),
     .args(args[183:0]),
-    .busy(\busy$123 ),
+    .busy(\busy$135 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$941$0 (\$30 ),
-    .\port$942$0 (\$31 ),
-    .\port$943$0 (\$32 ),
-    .\port$944$0 (\$33 ),
-    .\port$945$0 (\$34 ),
-    .\port$946$0 (\$35 ),
-    .\port$947$0 (\$36 ),
-    .\port$948$0 (\$37 ),
+    .\port$956$0 (\$44 ),
+    .\port$957$0 (\$45 ),
+    .\port$958$0 (\$46 ),
+    .\port$959$0 (\$47 ),
+    .\port$960$0 (\$48 ),
+    .\port$961$0 (\$49 ),
+    .\port$962$0 (\$50 ),
+    .\port$963$0 (\$51 ),
     .rst(rst),
-    .start(\start$170 )
+    .start(\start$197 )
+  );
+  \isscc22_fabric.relax  relax (
+    .act_w__addr(\act_w__addr$340 ),
+    .act_w__en(\act_w__en$338 ),
+    .arc_rd__addr(\port__addr$165 ),
+    .arc_rd__data(arc_rd__data),
+    .args(args[48:0]),
+    .busy(\busy$134 ),
+    .clk(clk),
+    .finish(engines__relax__done),
+    .new_rd__addr(new_rd__addr),
+    .new_rd__data(dst_rd__data),
+    .old_rd__addr(old_rd__addr),
+    .old_rd__data(src_rd__data),
+    .\port$1877$0 (\$61 ),
+    .rst(rst),
+    .start(\start$219 )
+  );
+  \isscc22_fabric.spmv  spmv (
+    .act_w__addr(act_w__addr),
+    .act_w__data(act_w__data),
+    .act_w__en(\act_w__en$355 ),
+    .args(args[28:0]),
+    .busy(\busy$53 ),
+    .clk(clk),
+    .finish(engines__spmv__done),
+    .op__0__payload(\op__0__payload$59 ),
+    .op__0__ready(op__0__ready),
+    .op__0__valid(\op__0__valid$55 ),
+    .op__1__payload(\op__1__payload$98 ),
+    .op__1__ready(op__1__ready),
+    .op__1__valid(\op__1__valid$94 ),
+    .rd__addr(rd__addr),
+    .rd__data(src_rd__data),
+    .res_valid__0(res_valid__0),
+    .res_valid__1(res_valid__1),
+    .res_y__0(res_y__0),
+    .res_y__1(res_y__1),
+    .rst(rst),
+    .start(\start$226 )
   );
   assign macro0__op__ready = op__0__ready;
-  assign \op__0__ready$60  = op__0__ready;
+  assign \op__0__ready$63  = op__0__ready;
+  assign \op__0__ready$64  = op__0__ready;
   assign macro0__res_valid = res_valid__0;
   assign macro0__res_total = res_total__0;
-  assign \res_valid__0$65  = res_valid__0;
+  assign \res_valid__0$69  = res_valid__0;
   assign macro0__res_y = res_y__0;
+  assign \res_valid__0$72  = res_valid__0;
+  assign \res_y__0$73  = res_y__0;
   assign macro0__mem_we = mem_we[0];
   assign mem_page = macro0__mem_page;
   assign mem_row = macro0__mem_row;
@@ -5739,206 +6122,230 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$82 ;
-  assign desc_rd__0__data = \port__data$85 [71:0];
+  assign desc_rd__0__addr = \port__addr$88 ;
+  assign desc_rd__0__data = \port__data$91 [71:0];
   assign macro1__op__ready = op__1__ready;
-  assign \op__1__ready$94  = op__1__ready;
+  assign \op__1__ready$102  = op__1__ready;
+  assign \op__1__ready$103  = op__1__ready;
   assign macro1__res_valid = res_valid__1;
   assign macro1__res_total = res_total__1;
-  assign \res_valid__1$99  = res_valid__1;
+  assign \res_valid__1$108  = res_valid__1;
   assign macro1__res_y = res_y__1;
+  assign \res_valid__1$111  = res_valid__1;
+  assign \res_y__1$112  = res_y__1;
   assign macro1__mem_we = mem_we[1];
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$106 ;
-  assign \port__data$109  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$110 ;
-  assign desc_rd__1__addr = \port__addr$112 ;
-  assign desc_rd__1__data = \port__data$115 [71:0];
-  assign param_rd__addr = \port__addr$116 ;
-  assign \port__data$119  = param_rd__data;
-  assign \port__en$120  = 1'h1;
+  assign act_rd__1__addr = \port__addr$117 ;
+  assign \port__data$120  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$121 ;
+  assign desc_rd__1__addr = \port__addr$123 ;
+  assign desc_rd__1__data = \port__data$126 [71:0];
+  assign param_rd__addr = \port__addr$127 ;
+  assign \port__data$130  = param_rd__data;
+  assign \port__en$131  = 1'h1;
   assign param_rd__en = 1'h1;
   assign src_rd__addr = args[48:37];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
+  assign rd__en = 1'h1;
+  assign old_rd__en = 1'h1;
   assign src_rd__en = 1'h1;
-  assign \port__data$132  = src_rd__data;
+  assign \port__data$148  = src_rd__data;
+  assign old_rd__data = src_rd__data;
+  assign rd__data = src_rd__data;
   assign act_rd__data = src_rd__data;
   assign a_rd__data = src_rd__data;
   assign dst_rd__addr = args[60:49];
   assign b_rd__en = 1'h1;
+  assign new_rd__en = 1'h1;
   assign dst_rd__en = 1'h1;
-  assign \port__data$142  = dst_rd__data;
+  assign \port__data$162  = dst_rd__data;
+  assign new_rd__data = dst_rd__data;
   assign b_rd__data = dst_rd__data;
-  assign w_rd__addr = \port__addr$144 ;
+  assign arc_rd__addr = \port__addr$165 ;
+  assign \port__data$168  = arc_rd__data;
+  assign \port__en$169  = 1'h1;
+  assign arc_rd__en = 1'h1;
+  assign w_rd__addr = \port__addr$171 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$147  = macro0__mem_wdata;
-  assign \port__en$148  = 1'h1;
+  assign \port__data$174  = macro0__mem_wdata;
+  assign \port__en$175  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$150 ;
-  assign imem_rd__data = \port__data$153 [388:0];
-  assign \port__en$154  = 1'h1;
+  assign imem_rd__addr = \port__addr$177 ;
+  assign imem_rd__data = \port__data$180 [388:0];
+  assign \port__en$181  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$167  = engines__mac__busy;
-  assign \done$169  = engines__mac__done;
-  assign engines__pool__start = \start$170 ;
-  assign \args$172  = args[183:0];
+  assign \busy$194  = engines__mac__busy;
+  assign \done$196  = engines__mac__done;
+  assign engines__pool__start = \start$197 ;
+  assign \args$199  = args[183:0];
   assign engines__pool__args = args[183:0];
-  assign engines__pool__busy = \busy$123 ;
-  assign \done$176  = engines__pool__done;
-  assign engines__ew__start = \start$177 ;
-  assign \args$179  = args[256:0];
+  assign engines__pool__busy = \busy$135 ;
+  assign \done$203  = engines__pool__done;
+  assign engines__ew__start = \start$204 ;
+  assign \args$206  = args[256:0];
   assign engines__ew__args = args[256:0];
-  assign \busy$182  = engines__ew__busy;
-  assign \done$184  = engines__ew__done;
-  assign engines__graph__start = \start$185 ;
-  assign \args$187  = args[60:0];
+  assign \busy$209  = engines__ew__busy;
+  assign \done$211  = engines__ew__done;
+  assign engines__graph__start = \start$212 ;
+  assign \args$214  = args[60:0];
   assign engines__graph__args = args[60:0];
   assign engines__graph__busy = \busy$52 ;
-  assign \done$191  = engines__graph__done;
+  assign \done$218  = engines__graph__done;
+  assign engines__relax__start = \start$219 ;
+  assign \args$221  = args[48:0];
+  assign engines__relax__args = args[48:0];
+  assign engines__relax__busy = \busy$134 ;
+  assign \done$225  = engines__relax__done;
+  assign engines__spmv__start = \start$226 ;
+  assign \args$228  = args[28:0];
+  assign engines__spmv__args = args[28:0];
+  assign engines__spmv__busy = \busy$53 ;
+  assign \done$232  = engines__spmv__done;
   assign cmd__payload = args[36:0];
   assign load__payload = args[36:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$198  = args[97:0];
+  assign \cmd__payload$239  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$201  = dma__ready;
-  assign dma__valid = \cmd__valid$202 ;
-  assign \busy$205  = dma_busy;
-  assign \busy$207  = loader_busy;
+  assign \cmd__ready$242  = dma__ready;
+  assign dma__valid = \cmd__valid$243 ;
+  assign \busy$246  = dma_busy;
+  assign \busy$248  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$21 , \$20  };
-  assign \unit_en$210  = { \$21 , \$20  };
+  assign unit_en = { \$35 , \$34  };
+  assign \unit_en$251  = { \$35 , \$34  };
   assign macro_busy = { macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$220  = busy;
-  assign \done$221  = done;
-  assign \error$222  = error;
-  assign \wb__ack$223  = wb__ack;
-  assign \wb__adr$224  = wb__adr;
-  assign \wb__cyc$225  = wb__cyc;
-  assign \wb__dat_r$226  = wb__dat_r;
-  assign \wb__dat_w$227  = wb__dat_w;
-  assign \wb__sel$228  = wb__sel;
-  assign \wb__stb$229  = wb__stb;
-  assign \wb__we$230  = wb__we;
-  assign imem_r__addr = \$signature__addr$231 ;
-  assign \$signature__data$234  = imem_r__data;
-  assign \$signature__en$235  = 1'h1;
+  assign \busy$261  = busy;
+  assign \done$262  = done;
+  assign \error$263  = error;
+  assign \wb__ack$264  = wb__ack;
+  assign \wb__adr$265  = wb__adr;
+  assign \wb__cyc$266  = wb__cyc;
+  assign \wb__dat_r$267  = wb__dat_r;
+  assign \wb__dat_w$268  = wb__dat_w;
+  assign \wb__sel$269  = wb__sel;
+  assign \wb__stb$270  = wb__stb;
+  assign \wb__we$271  = wb__we;
+  assign imem_r__addr = \$signature__addr$272 ;
+  assign \$signature__data$275  = imem_r__data;
+  assign \$signature__en$276  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$237 ;
-  assign \$signature__data$240  = amem_r__data;
-  assign \$signature__en$241  = 1'h1;
+  assign amem_r__addr = \$signature__addr$278 ;
+  assign \$signature__data$281  = amem_r__data;
+  assign \$signature__en$282  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$243 ;
-  assign \$signature__data$246  = wmem_r__data;
-  assign \$signature__en$247  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$284 ;
+  assign \$signature__data$287  = wmem_r__data;
+  assign \$signature__en$288  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$249 ;
-  assign \$signature__data$252  = pmem_r__data;
-  assign \$signature__en$253  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$290 ;
+  assign \$signature__data$293  = pmem_r__data;
+  assign \$signature__en$294  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$255 ;
-  assign \$signature__data$258  = dmem_r__data;
-  assign \$signature__en$259  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$296 ;
+  assign \$signature__data$299  = dmem_r__data;
+  assign \$signature__en$300  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$261 ;
-  assign \$signature__data$264  = trace_r__data;
-  assign \$signature__en$265  = 1'h1;
+  assign trace_r__addr = \$signature__addr$302 ;
+  assign \$signature__data$305  = trace_r__data;
+  assign \$signature__en$306  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$267  = \$signature__addr$231 ;
-  assign imem_w__addr = \$signature__addr$231 ;
-  assign \$signature__data$269  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$308  = \$signature__addr$272 ;
+  assign imem_w__addr = \$signature__addr$272 ;
+  assign \$signature__data$310  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$271 ;
-  assign \$signature__addr$273  = \$signature__addr$243 ;
-  assign wmem_w__addr = \$signature__addr$243 ;
-  assign \$signature__data$275  = { wb__dat_w, wb__dat_w };
+  assign imem_w__en = \$signature__en$312 ;
+  assign \$signature__addr$314  = \$signature__addr$284 ;
+  assign wmem_w__addr = \$signature__addr$284 ;
+  assign \$signature__data$316  = { wb__dat_w, wb__dat_w };
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
-  assign wmem_w__en = \$signature__en$277 ;
-  assign \$signature__addr$279  = \$signature__addr$249 ;
-  assign pmem_w__addr = \$signature__addr$249 ;
-  assign \$signature__data$281  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$318 ;
+  assign \$signature__addr$320  = \$signature__addr$290 ;
+  assign pmem_w__addr = \$signature__addr$290 ;
+  assign \$signature__data$322  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$283 ;
-  assign \$signature__addr$285  = \$signature__addr$255 ;
-  assign dmem_w__addr = \$signature__addr$255 ;
-  assign \$signature__data$287  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$324 ;
+  assign \$signature__addr$326  = \$signature__addr$296 ;
+  assign dmem_w__addr = \$signature__addr$296 ;
+  assign \$signature__data$328  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$289 ;
-  assign act_w__addr = args[60:49];
-  assign amem_w__addr = \$signature__addr$237 ;
-  assign \act_w__data$303  = { \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38  };
-  assign \act_w__data$304  = { \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30  };
-  assign \act_w__data$305  = { \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22  };
+  assign dmem_w__en = \$signature__en$330 ;
+  assign \act_w__en$337  = engines__graph__done;
+  assign \act_w__addr$341  = args[60:49];
+  assign amem_w__addr = \$signature__addr$278 ;
+  assign \act_w__data$348  = { 32'h00000000, \$61  };
+  assign \act_w__data$350  = { \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52  };
+  assign \act_w__data$351  = { \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44  };
+  assign \act_w__data$352  = { \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36  };
   assign amem_w__data = { wb__dat_w, wb__dat_w };
-  assign \act_w__en$308  = engines__graph__done;
-  assign \axi__araddr$309  = { 9'h000, \$46  };
-  assign \axi__arburst$310  = 2'h1;
-  assign \axi__arcache$311  = 4'h3;
-  assign \axi__arid$312  = 1'h0;
-  assign \axi__arlen$313  = axi__arlen;
-  assign \axi__arlock$314  = 1'h0;
-  assign \axi__arprot$315  = 3'h0;
-  assign \axi__arqos$316  = 4'h0;
-  assign \axi__arready$317  = axi__arready;
-  assign \axi__arsize$318  = 3'h3;
-  assign \axi__arvalid$319  = axi__arvalid;
-  assign \axi__awaddr$320  = { 9'h000, \$46  };
-  assign \axi__awburst$321  = 2'h1;
-  assign \axi__awcache$322  = 4'h3;
-  assign \axi__awid$323  = 1'h0;
-  assign \axi__awlen$324  = axi__awlen;
-  assign \axi__awlock$325  = 1'h0;
-  assign \axi__awprot$326  = 3'h0;
-  assign \axi__awqos$327  = 4'h0;
-  assign \axi__awready$328  = axi__awready;
-  assign \axi__awsize$329  = 3'h3;
-  assign \axi__awvalid$330  = axi__awvalid;
-  assign \axi__bid$331  = axi__bid;
-  assign \axi__bready$332  = axi__bready;
-  assign \axi__bresp$333  = axi__bresp;
-  assign \axi__bvalid$334  = axi__bvalid;
-  assign \axi__rdata$335  = axi__rdata;
-  assign \axi__rid$336  = axi__rid;
-  assign \axi__rlast$337  = axi__rlast;
-  assign \axi__rready$338  = axi__rready;
-  assign \axi__rresp$339  = axi__rresp;
-  assign \axi__rvalid$340  = axi__rvalid;
-  assign \axi__wdata$341  = axi__wdata;
-  assign \axi__wlast$342  = axi__wlast;
-  assign \axi__wready$343  = axi__wready;
-  assign \axi__wstrb$344  = 8'hff;
-  assign \axi__wvalid$345  = axi__wvalid;
-  assign \error$346  = dma_error;
-  assign \amem_r__addr$348  = \$signature__addr$347 ;
-  assign \$signature__data$350  = \amem_r__data$349 ;
-  assign \amem_r__en$352  = \$signature__en$351 ;
-  assign \$signature__addr$353  = \$signature__addr$347 ;
-  assign \amem_w__addr$354  = \$signature__addr$347 ;
-  assign \$signature__data$355  = axi__rdata;
-  assign \amem_w__data$356  = axi__rdata;
-  assign \amem_w__en$358  = \$signature__en$357 ;
-  assign \$signature__addr$359  = \$signature__addr$347 [9:0];
-  assign \wmem_r__addr$360  = \$signature__addr$347 [9:0];
-  assign \$signature__data$362  = \wmem_r__data$361 ;
-  assign \wmem_r__en$364  = \$signature__en$363 ;
-  assign \$signature__addr$365  = \$signature__addr$347 [9:0];
-  assign \wmem_w__addr$366  = \$signature__addr$347 [9:0];
-  assign \$signature__data$367  = axi__rdata;
-  assign \wmem_w__data$368  = axi__rdata;
-  assign \wmem_w__en$370  = \$signature__en$369 ;
+  assign \axi__araddr$356  = { 9'h000, \$60  };
+  assign \axi__arburst$357  = 2'h1;
+  assign \axi__arcache$358  = 4'h3;
+  assign \axi__arid$359  = 1'h0;
+  assign \axi__arlen$360  = axi__arlen;
+  assign \axi__arlock$361  = 1'h0;
+  assign \axi__arprot$362  = 3'h0;
+  assign \axi__arqos$363  = 4'h0;
+  assign \axi__arready$364  = axi__arready;
+  assign \axi__arsize$365  = 3'h3;
+  assign \axi__arvalid$366  = axi__arvalid;
+  assign \axi__awaddr$367  = { 9'h000, \$60  };
+  assign \axi__awburst$368  = 2'h1;
+  assign \axi__awcache$369  = 4'h3;
+  assign \axi__awid$370  = 1'h0;
+  assign \axi__awlen$371  = axi__awlen;
+  assign \axi__awlock$372  = 1'h0;
+  assign \axi__awprot$373  = 3'h0;
+  assign \axi__awqos$374  = 4'h0;
+  assign \axi__awready$375  = axi__awready;
+  assign \axi__awsize$376  = 3'h3;
+  assign \axi__awvalid$377  = axi__awvalid;
+  assign \axi__bid$378  = axi__bid;
+  assign \axi__bready$379  = axi__bready;
+  assign \axi__bresp$380  = axi__bresp;
+  assign \axi__bvalid$381  = axi__bvalid;
+  assign \axi__rdata$382  = axi__rdata;
+  assign \axi__rid$383  = axi__rid;
+  assign \axi__rlast$384  = axi__rlast;
+  assign \axi__rready$385  = axi__rready;
+  assign \axi__rresp$386  = axi__rresp;
+  assign \axi__rvalid$387  = axi__rvalid;
+  assign \axi__wdata$388  = axi__wdata;
+  assign \axi__wlast$389  = axi__wlast;
+  assign \axi__wready$390  = axi__wready;
+  assign \axi__wstrb$391  = 8'hff;
+  assign \axi__wvalid$392  = axi__wvalid;
+  assign \error$393  = dma_error;
+  assign \amem_r__addr$395  = \$signature__addr$394 ;
+  assign \$signature__data$397  = \amem_r__data$396 ;
+  assign \amem_r__en$399  = \$signature__en$398 ;
+  assign \$signature__addr$400  = \$signature__addr$394 ;
+  assign \amem_w__addr$401  = \$signature__addr$394 ;
+  assign \$signature__data$402  = axi__rdata;
+  assign \amem_w__data$403  = axi__rdata;
+  assign \amem_w__en$405  = \$signature__en$404 ;
+  assign \$signature__addr$406  = \$signature__addr$394 [9:0];
+  assign \wmem_r__addr$407  = \$signature__addr$394 [9:0];
+  assign \$signature__data$409  = \wmem_r__data$408 ;
+  assign \wmem_r__en$411  = \$signature__en$410 ;
+  assign \$signature__addr$412  = \$signature__addr$394 [9:0];
+  assign \wmem_w__addr$413  = \$signature__addr$394 [9:0];
+  assign \$signature__data$414  = axi__rdata;
+  assign \wmem_w__data$415  = axi__rdata;
+  assign \wmem_w__en$417  = \$signature__en$416 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 9'h000, \$46  };
+  assign axi__awaddr = { 9'h000, \$60  };
   assign axi__awsize = 3'h3;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -5947,7 +6354,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 8'hff;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 9'h000, \$46  };
+  assign axi__araddr = { 9'h000, \$60  };
   assign axi__arsize = 3'h3;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -6040,49 +6447,92 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__0__payload.x[30]  = op__0__payload[268:261];
   assign \op__0__payload.x[31]  = op__0__payload[276:269];
   assign \op__0__payload.word  = op__0__payload[340:277];
-  assign \op__0__payload$57.mode  = \op__0__payload$57 [0];
-  assign \op__0__payload$57.page  = \op__0__payload$57 [4:1];
-  assign \op__0__payload$57.row  = \op__0__payload$57 [9:5];
-  assign \op__0__payload$57.wb_log2  = \op__0__payload$57 [11:10];
-  assign \op__0__payload$57.ab_m1  = \op__0__payload$57 [14:12];
-  assign \op__0__payload$57.w_signed  = \op__0__payload$57 [15];
-  assign \op__0__payload$57.x_signed  = \op__0__payload$57 [16];
-  assign \op__0__payload$57.skip  = \op__0__payload$57 [17];
-  assign \op__0__payload$57.bop  = \op__0__payload$57 [20:18];
-  assign \op__0__payload$57.x  = \op__0__payload$57 [276:21];
-  assign \op__0__payload$57.x[0]  = \op__0__payload$57 [28:21];
-  assign \op__0__payload$57.x[1]  = \op__0__payload$57 [36:29];
-  assign \op__0__payload$57.x[2]  = \op__0__payload$57 [44:37];
-  assign \op__0__payload$57.x[3]  = \op__0__payload$57 [52:45];
-  assign \op__0__payload$57.x[4]  = \op__0__payload$57 [60:53];
-  assign \op__0__payload$57.x[5]  = \op__0__payload$57 [68:61];
-  assign \op__0__payload$57.x[6]  = \op__0__payload$57 [76:69];
-  assign \op__0__payload$57.x[7]  = \op__0__payload$57 [84:77];
-  assign \op__0__payload$57.x[8]  = \op__0__payload$57 [92:85];
-  assign \op__0__payload$57.x[9]  = \op__0__payload$57 [100:93];
-  assign \op__0__payload$57.x[10]  = \op__0__payload$57 [108:101];
-  assign \op__0__payload$57.x[11]  = \op__0__payload$57 [116:109];
-  assign \op__0__payload$57.x[12]  = \op__0__payload$57 [124:117];
-  assign \op__0__payload$57.x[13]  = \op__0__payload$57 [132:125];
-  assign \op__0__payload$57.x[14]  = \op__0__payload$57 [140:133];
-  assign \op__0__payload$57.x[15]  = \op__0__payload$57 [148:141];
-  assign \op__0__payload$57.x[16]  = \op__0__payload$57 [156:149];
-  assign \op__0__payload$57.x[17]  = \op__0__payload$57 [164:157];
-  assign \op__0__payload$57.x[18]  = \op__0__payload$57 [172:165];
-  assign \op__0__payload$57.x[19]  = \op__0__payload$57 [180:173];
-  assign \op__0__payload$57.x[20]  = \op__0__payload$57 [188:181];
-  assign \op__0__payload$57.x[21]  = \op__0__payload$57 [196:189];
-  assign \op__0__payload$57.x[22]  = \op__0__payload$57 [204:197];
-  assign \op__0__payload$57.x[23]  = \op__0__payload$57 [212:205];
-  assign \op__0__payload$57.x[24]  = \op__0__payload$57 [220:213];
-  assign \op__0__payload$57.x[25]  = \op__0__payload$57 [228:221];
-  assign \op__0__payload$57.x[26]  = \op__0__payload$57 [236:229];
-  assign \op__0__payload$57.x[27]  = \op__0__payload$57 [244:237];
-  assign \op__0__payload$57.x[28]  = \op__0__payload$57 [252:245];
-  assign \op__0__payload$57.x[29]  = \op__0__payload$57 [260:253];
-  assign \op__0__payload$57.x[30]  = \op__0__payload$57 [268:261];
-  assign \op__0__payload$57.x[31]  = \op__0__payload$57 [276:269];
-  assign \op__0__payload$57.word  = \op__0__payload$57 [340:277];
+  assign \op__0__payload$59.mode  = \op__0__payload$59 [0];
+  assign \op__0__payload$59.page  = \op__0__payload$59 [4:1];
+  assign \op__0__payload$59.row  = \op__0__payload$59 [9:5];
+  assign \op__0__payload$59.wb_log2  = \op__0__payload$59 [11:10];
+  assign \op__0__payload$59.ab_m1  = \op__0__payload$59 [14:12];
+  assign \op__0__payload$59.w_signed  = \op__0__payload$59 [15];
+  assign \op__0__payload$59.x_signed  = \op__0__payload$59 [16];
+  assign \op__0__payload$59.skip  = \op__0__payload$59 [17];
+  assign \op__0__payload$59.bop  = \op__0__payload$59 [20:18];
+  assign \op__0__payload$59.x  = \op__0__payload$59 [276:21];
+  assign \op__0__payload$59.x[0]  = \op__0__payload$59 [28:21];
+  assign \op__0__payload$59.x[1]  = \op__0__payload$59 [36:29];
+  assign \op__0__payload$59.x[2]  = \op__0__payload$59 [44:37];
+  assign \op__0__payload$59.x[3]  = \op__0__payload$59 [52:45];
+  assign \op__0__payload$59.x[4]  = \op__0__payload$59 [60:53];
+  assign \op__0__payload$59.x[5]  = \op__0__payload$59 [68:61];
+  assign \op__0__payload$59.x[6]  = \op__0__payload$59 [76:69];
+  assign \op__0__payload$59.x[7]  = \op__0__payload$59 [84:77];
+  assign \op__0__payload$59.x[8]  = \op__0__payload$59 [92:85];
+  assign \op__0__payload$59.x[9]  = \op__0__payload$59 [100:93];
+  assign \op__0__payload$59.x[10]  = \op__0__payload$59 [108:101];
+  assign \op__0__payload$59.x[11]  = \op__0__payload$59 [116:109];
+  assign \op__0__payload$59.x[12]  = \op__0__payload$59 [124:117];
+  assign \op__0__payload$59.x[13]  = \op__0__payload$59 [132:125];
+  assign \op__0__payload$59.x[14]  = \op__0__payload$59 [140:133];
+  assign \op__0__payload$59.x[15]  = \op__0__payload$59 [148:141];
+  assign \op__0__payload$59.x[16]  = \op__0__payload$59 [156:149];
+  assign \op__0__payload$59.x[17]  = \op__0__payload$59 [164:157];
+  assign \op__0__payload$59.x[18]  = \op__0__payload$59 [172:165];
+  assign \op__0__payload$59.x[19]  = \op__0__payload$59 [180:173];
+  assign \op__0__payload$59.x[20]  = \op__0__payload$59 [188:181];
+  assign \op__0__payload$59.x[21]  = \op__0__payload$59 [196:189];
+  assign \op__0__payload$59.x[22]  = \op__0__payload$59 [204:197];
+  assign \op__0__payload$59.x[23]  = \op__0__payload$59 [212:205];
+  assign \op__0__payload$59.x[24]  = \op__0__payload$59 [220:213];
+  assign \op__0__payload$59.x[25]  = \op__0__payload$59 [228:221];
+  assign \op__0__payload$59.x[26]  = \op__0__payload$59 [236:229];
+  assign \op__0__payload$59.x[27]  = \op__0__payload$59 [244:237];
+  assign \op__0__payload$59.x[28]  = \op__0__payload$59 [252:245];
+  assign \op__0__payload$59.x[29]  = \op__0__payload$59 [260:253];
+  assign \op__0__payload$59.x[30]  = \op__0__payload$59 [268:261];
+  assign \op__0__payload$59.x[31]  = \op__0__payload$59 [276:269];
+  assign \op__0__payload$59.word  = \op__0__payload$59 [340:277];
+  assign \op__0__payload$60.mode  = \op__0__payload$60 [0];
+  assign \op__0__payload$60.page  = \op__0__payload$60 [4:1];
+  assign \op__0__payload$60.row  = \op__0__payload$60 [9:5];
+  assign \op__0__payload$60.wb_log2  = \op__0__payload$60 [11:10];
+  assign \op__0__payload$60.ab_m1  = \op__0__payload$60 [14:12];
+  assign \op__0__payload$60.w_signed  = \op__0__payload$60 [15];
+  assign \op__0__payload$60.x_signed  = \op__0__payload$60 [16];
+  assign \op__0__payload$60.skip  = \op__0__payload$60 [17];
+  assign \op__0__payload$60.bop  = \op__0__payload$60 [20:18];
+  assign \op__0__payload$60.x  = \op__0__payload$60 [276:21];
+  assign \op__0__payload$60.x[0]  = \op__0__payload$60 [28:21];
+  assign \op__0__payload$60.x[1]  = \op__0__payload$60 [36:29];
+  assign \op__0__payload$60.x[2]  = \op__0__payload$60 [44:37];
+  assign \op__0__payload$60.x[3]  = \op__0__payload$60 [52:45];
+  assign \op__0__payload$60.x[4]  = \op__0__payload$60 [60:53];
+  assign \op__0__payload$60.x[5]  = \op__0__payload$60 [68:61];
+  assign \op__0__payload$60.x[6]  = \op__0__payload$60 [76:69];
+  assign \op__0__payload$60.x[7]  = \op__0__payload$60 [84:77];
+  assign \op__0__payload$60.x[8]  = \op__0__payload$60 [92:85];
+  assign \op__0__payload$60.x[9]  = \op__0__payload$60 [100:93];
+  assign \op__0__payload$60.x[10]  = \op__0__payload$60 [108:101];
+  assign \op__0__payload$60.x[11]  = \op__0__payload$60 [116:109];
+  assign \op__0__payload$60.x[12]  = \op__0__payload$60 [124:117];
+  assign \op__0__payload$60.x[13]  = \op__0__payload$60 [132:125];
+  assign \op__0__payload$60.x[14]  = \op__0__payload$60 [140:133];
+  assign \op__0__payload$60.x[15]  = \op__0__payload$60 [148:141];
+  assign \op__0__payload$60.x[16]  = \op__0__payload$60 [156:149];
+  assign \op__0__payload$60.x[17]  = \op__0__payload$60 [164:157];
+  assign \op__0__payload$60.x[18]  = \op__0__payload$60 [172:165];
+  assign \op__0__payload$60.x[19]  = \op__0__payload$60 [180:173];
+  assign \op__0__payload$60.x[20]  = \op__0__payload$60 [188:181];
+  assign \op__0__payload$60.x[21]  = \op__0__payload$60 [196:189];
+  assign \op__0__payload$60.x[22]  = \op__0__payload$60 [204:197];
+  assign \op__0__payload$60.x[23]  = \op__0__payload$60 [212:205];
+  assign \op__0__payload$60.x[24]  = \op__0__payload$60 [220:213];
+  assign \op__0__payload$60.x[25]  = \op__0__payload$60 [228:221];
+  assign \op__0__payload$60.x[26]  = \op__0__payload$60 [236:229];
+  assign \op__0__payload$60.x[27]  = \op__0__payload$60 [244:237];
+  assign \op__0__payload$60.x[28]  = \op__0__payload$60 [252:245];
+  assign \op__0__payload$60.x[29]  = \op__0__payload$60 [260:253];
+  assign \op__0__payload$60.x[30]  = \op__0__payload$60 [268:261];
+  assign \op__0__payload$60.x[31]  = \op__0__payload$60 [276:269];
+  assign \op__0__payload$60.word  = \op__0__payload$60 [340:277];
   assign \res_y__0[0]  = res_y__0[20:0];
   assign \res_y__0[1]  = res_y__0[41:21];
   assign \res_y__0[2]  = res_y__0[62:42];
@@ -6211,13 +6661,77 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro0__res_y[61]  = res_y__0[1301:1281];
   assign \macro0__res_y[62]  = res_y__0[1322:1302];
   assign \macro0__res_y[63]  = res_y__0[1343:1323];
-  assign \desc_rd__0__data.ky0  = \port__data$85 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$85 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$85 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$85 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$85 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$85 [57:52];
-  assign \desc_rd__0__data.off0  = \port__data$85 [71:58];
+  assign \res_y__0$73[0]  = res_y__0[20:0];
+  assign \res_y__0$73[1]  = res_y__0[41:21];
+  assign \res_y__0$73[2]  = res_y__0[62:42];
+  assign \res_y__0$73[3]  = res_y__0[83:63];
+  assign \res_y__0$73[4]  = res_y__0[104:84];
+  assign \res_y__0$73[5]  = res_y__0[125:105];
+  assign \res_y__0$73[6]  = res_y__0[146:126];
+  assign \res_y__0$73[7]  = res_y__0[167:147];
+  assign \res_y__0$73[8]  = res_y__0[188:168];
+  assign \res_y__0$73[9]  = res_y__0[209:189];
+  assign \res_y__0$73[10]  = res_y__0[230:210];
+  assign \res_y__0$73[11]  = res_y__0[251:231];
+  assign \res_y__0$73[12]  = res_y__0[272:252];
+  assign \res_y__0$73[13]  = res_y__0[293:273];
+  assign \res_y__0$73[14]  = res_y__0[314:294];
+  assign \res_y__0$73[15]  = res_y__0[335:315];
+  assign \res_y__0$73[16]  = res_y__0[356:336];
+  assign \res_y__0$73[17]  = res_y__0[377:357];
+  assign \res_y__0$73[18]  = res_y__0[398:378];
+  assign \res_y__0$73[19]  = res_y__0[419:399];
+  assign \res_y__0$73[20]  = res_y__0[440:420];
+  assign \res_y__0$73[21]  = res_y__0[461:441];
+  assign \res_y__0$73[22]  = res_y__0[482:462];
+  assign \res_y__0$73[23]  = res_y__0[503:483];
+  assign \res_y__0$73[24]  = res_y__0[524:504];
+  assign \res_y__0$73[25]  = res_y__0[545:525];
+  assign \res_y__0$73[26]  = res_y__0[566:546];
+  assign \res_y__0$73[27]  = res_y__0[587:567];
+  assign \res_y__0$73[28]  = res_y__0[608:588];
+  assign \res_y__0$73[29]  = res_y__0[629:609];
+  assign \res_y__0$73[30]  = res_y__0[650:630];
+  assign \res_y__0$73[31]  = res_y__0[671:651];
+  assign \res_y__0$73[32]  = res_y__0[692:672];
+  assign \res_y__0$73[33]  = res_y__0[713:693];
+  assign \res_y__0$73[34]  = res_y__0[734:714];
+  assign \res_y__0$73[35]  = res_y__0[755:735];
+  assign \res_y__0$73[36]  = res_y__0[776:756];
+  assign \res_y__0$73[37]  = res_y__0[797:777];
+  assign \res_y__0$73[38]  = res_y__0[818:798];
+  assign \res_y__0$73[39]  = res_y__0[839:819];
+  assign \res_y__0$73[40]  = res_y__0[860:840];
+  assign \res_y__0$73[41]  = res_y__0[881:861];
+  assign \res_y__0$73[42]  = res_y__0[902:882];
+  assign \res_y__0$73[43]  = res_y__0[923:903];
+  assign \res_y__0$73[44]  = res_y__0[944:924];
+  assign \res_y__0$73[45]  = res_y__0[965:945];
+  assign \res_y__0$73[46]  = res_y__0[986:966];
+  assign \res_y__0$73[47]  = res_y__0[1007:987];
+  assign \res_y__0$73[48]  = res_y__0[1028:1008];
+  assign \res_y__0$73[49]  = res_y__0[1049:1029];
+  assign \res_y__0$73[50]  = res_y__0[1070:1050];
+  assign \res_y__0$73[51]  = res_y__0[1091:1071];
+  assign \res_y__0$73[52]  = res_y__0[1112:1092];
+  assign \res_y__0$73[53]  = res_y__0[1133:1113];
+  assign \res_y__0$73[54]  = res_y__0[1154:1134];
+  assign \res_y__0$73[55]  = res_y__0[1175:1155];
+  assign \res_y__0$73[56]  = res_y__0[1196:1176];
+  assign \res_y__0$73[57]  = res_y__0[1217:1197];
+  assign \res_y__0$73[58]  = res_y__0[1238:1218];
+  assign \res_y__0$73[59]  = res_y__0[1259:1239];
+  assign \res_y__0$73[60]  = res_y__0[1280:1260];
+  assign \res_y__0$73[61]  = res_y__0[1301:1281];
+  assign \res_y__0$73[62]  = res_y__0[1322:1302];
+  assign \res_y__0$73[63]  = res_y__0[1343:1323];
+  assign \desc_rd__0__data.ky0  = \port__data$91 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$91 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$91 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$91 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$91 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$91 [57:52];
+  assign \desc_rd__0__data.off0  = \port__data$91 [71:58];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[4:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:5];
@@ -6304,49 +6818,92 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \op__1__payload.x[30]  = op__1__payload[268:261];
   assign \op__1__payload.x[31]  = op__1__payload[276:269];
   assign \op__1__payload.word  = op__1__payload[340:277];
-  assign \op__1__payload$91.mode  = \op__1__payload$91 [0];
-  assign \op__1__payload$91.page  = \op__1__payload$91 [4:1];
-  assign \op__1__payload$91.row  = \op__1__payload$91 [9:5];
-  assign \op__1__payload$91.wb_log2  = \op__1__payload$91 [11:10];
-  assign \op__1__payload$91.ab_m1  = \op__1__payload$91 [14:12];
-  assign \op__1__payload$91.w_signed  = \op__1__payload$91 [15];
-  assign \op__1__payload$91.x_signed  = \op__1__payload$91 [16];
-  assign \op__1__payload$91.skip  = \op__1__payload$91 [17];
-  assign \op__1__payload$91.bop  = \op__1__payload$91 [20:18];
-  assign \op__1__payload$91.x  = \op__1__payload$91 [276:21];
-  assign \op__1__payload$91.x[0]  = \op__1__payload$91 [28:21];
-  assign \op__1__payload$91.x[1]  = \op__1__payload$91 [36:29];
-  assign \op__1__payload$91.x[2]  = \op__1__payload$91 [44:37];
-  assign \op__1__payload$91.x[3]  = \op__1__payload$91 [52:45];
-  assign \op__1__payload$91.x[4]  = \op__1__payload$91 [60:53];
-  assign \op__1__payload$91.x[5]  = \op__1__payload$91 [68:61];
-  assign \op__1__payload$91.x[6]  = \op__1__payload$91 [76:69];
-  assign \op__1__payload$91.x[7]  = \op__1__payload$91 [84:77];
-  assign \op__1__payload$91.x[8]  = \op__1__payload$91 [92:85];
-  assign \op__1__payload$91.x[9]  = \op__1__payload$91 [100:93];
-  assign \op__1__payload$91.x[10]  = \op__1__payload$91 [108:101];
-  assign \op__1__payload$91.x[11]  = \op__1__payload$91 [116:109];
-  assign \op__1__payload$91.x[12]  = \op__1__payload$91 [124:117];
-  assign \op__1__payload$91.x[13]  = \op__1__payload$91 [132:125];
-  assign \op__1__payload$91.x[14]  = \op__1__payload$91 [140:133];
-  assign \op__1__payload$91.x[15]  = \op__1__payload$91 [148:141];
-  assign \op__1__payload$91.x[16]  = \op__1__payload$91 [156:149];
-  assign \op__1__payload$91.x[17]  = \op__1__payload$91 [164:157];
-  assign \op__1__payload$91.x[18]  = \op__1__payload$91 [172:165];
-  assign \op__1__payload$91.x[19]  = \op__1__payload$91 [180:173];
-  assign \op__1__payload$91.x[20]  = \op__1__payload$91 [188:181];
-  assign \op__1__payload$91.x[21]  = \op__1__payload$91 [196:189];
-  assign \op__1__payload$91.x[22]  = \op__1__payload$91 [204:197];
-  assign \op__1__payload$91.x[23]  = \op__1__payload$91 [212:205];
-  assign \op__1__payload$91.x[24]  = \op__1__payload$91 [220:213];
-  assign \op__1__payload$91.x[25]  = \op__1__payload$91 [228:221];
-  assign \op__1__payload$91.x[26]  = \op__1__payload$91 [236:229];
-  assign \op__1__payload$91.x[27]  = \op__1__payload$91 [244:237];
-  assign \op__1__payload$91.x[28]  = \op__1__payload$91 [252:245];
-  assign \op__1__payload$91.x[29]  = \op__1__payload$91 [260:253];
-  assign \op__1__payload$91.x[30]  = \op__1__payload$91 [268:261];
-  assign \op__1__payload$91.x[31]  = \op__1__payload$91 [276:269];
-  assign \op__1__payload$91.word  = \op__1__payload$91 [340:277];
+  assign \op__1__payload$98.mode  = \op__1__payload$98 [0];
+  assign \op__1__payload$98.page  = \op__1__payload$98 [4:1];
+  assign \op__1__payload$98.row  = \op__1__payload$98 [9:5];
+  assign \op__1__payload$98.wb_log2  = \op__1__payload$98 [11:10];
+  assign \op__1__payload$98.ab_m1  = \op__1__payload$98 [14:12];
+  assign \op__1__payload$98.w_signed  = \op__1__payload$98 [15];
+  assign \op__1__payload$98.x_signed  = \op__1__payload$98 [16];
+  assign \op__1__payload$98.skip  = \op__1__payload$98 [17];
+  assign \op__1__payload$98.bop  = \op__1__payload$98 [20:18];
+  assign \op__1__payload$98.x  = \op__1__payload$98 [276:21];
+  assign \op__1__payload$98.x[0]  = \op__1__payload$98 [28:21];
+  assign \op__1__payload$98.x[1]  = \op__1__payload$98 [36:29];
+  assign \op__1__payload$98.x[2]  = \op__1__payload$98 [44:37];
+  assign \op__1__payload$98.x[3]  = \op__1__payload$98 [52:45];
+  assign \op__1__payload$98.x[4]  = \op__1__payload$98 [60:53];
+  assign \op__1__payload$98.x[5]  = \op__1__payload$98 [68:61];
+  assign \op__1__payload$98.x[6]  = \op__1__payload$98 [76:69];
+  assign \op__1__payload$98.x[7]  = \op__1__payload$98 [84:77];
+  assign \op__1__payload$98.x[8]  = \op__1__payload$98 [92:85];
+  assign \op__1__payload$98.x[9]  = \op__1__payload$98 [100:93];
+  assign \op__1__payload$98.x[10]  = \op__1__payload$98 [108:101];
+  assign \op__1__payload$98.x[11]  = \op__1__payload$98 [116:109];
+  assign \op__1__payload$98.x[12]  = \op__1__payload$98 [124:117];
+  assign \op__1__payload$98.x[13]  = \op__1__payload$98 [132:125];
+  assign \op__1__payload$98.x[14]  = \op__1__payload$98 [140:133];
+  assign \op__1__payload$98.x[15]  = \op__1__payload$98 [148:141];
+  assign \op__1__payload$98.x[16]  = \op__1__payload$98 [156:149];
+  assign \op__1__payload$98.x[17]  = \op__1__payload$98 [164:157];
+  assign \op__1__payload$98.x[18]  = \op__1__payload$98 [172:165];
+  assign \op__1__payload$98.x[19]  = \op__1__payload$98 [180:173];
+  assign \op__1__payload$98.x[20]  = \op__1__payload$98 [188:181];
+  assign \op__1__payload$98.x[21]  = \op__1__payload$98 [196:189];
+  assign \op__1__payload$98.x[22]  = \op__1__payload$98 [204:197];
+  assign \op__1__payload$98.x[23]  = \op__1__payload$98 [212:205];
+  assign \op__1__payload$98.x[24]  = \op__1__payload$98 [220:213];
+  assign \op__1__payload$98.x[25]  = \op__1__payload$98 [228:221];
+  assign \op__1__payload$98.x[26]  = \op__1__payload$98 [236:229];
+  assign \op__1__payload$98.x[27]  = \op__1__payload$98 [244:237];
+  assign \op__1__payload$98.x[28]  = \op__1__payload$98 [252:245];
+  assign \op__1__payload$98.x[29]  = \op__1__payload$98 [260:253];
+  assign \op__1__payload$98.x[30]  = \op__1__payload$98 [268:261];
+  assign \op__1__payload$98.x[31]  = \op__1__payload$98 [276:269];
+  assign \op__1__payload$98.word  = \op__1__payload$98 [340:277];
+  assign \op__1__payload$99.mode  = \op__1__payload$99 [0];
+  assign \op__1__payload$99.page  = \op__1__payload$99 [4:1];
+  assign \op__1__payload$99.row  = \op__1__payload$99 [9:5];
+  assign \op__1__payload$99.wb_log2  = \op__1__payload$99 [11:10];
+  assign \op__1__payload$99.ab_m1  = \op__1__payload$99 [14:12];
+  assign \op__1__payload$99.w_signed  = \op__1__payload$99 [15];
+  assign \op__1__payload$99.x_signed  = \op__1__payload$99 [16];
+  assign \op__1__payload$99.skip  = \op__1__payload$99 [17];
+  assign \op__1__payload$99.bop  = \op__1__payload$99 [20:18];
+  assign \op__1__payload$99.x  = \op__1__payload$99 [276:21];
+  assign \op__1__payload$99.x[0]  = \op__1__payload$99 [28:21];
+  assign \op__1__payload$99.x[1]  = \op__1__payload$99 [36:29];
+  assign \op__1__payload$99.x[2]  = \op__1__payload$99 [44:37];
+  assign \op__1__payload$99.x[3]  = \op__1__payload$99 [52:45];
+  assign \op__1__payload$99.x[4]  = \op__1__payload$99 [60:53];
+  assign \op__1__payload$99.x[5]  = \op__1__payload$99 [68:61];
+  assign \op__1__payload$99.x[6]  = \op__1__payload$99 [76:69];
+  assign \op__1__payload$99.x[7]  = \op__1__payload$99 [84:77];
+  assign \op__1__payload$99.x[8]  = \op__1__payload$99 [92:85];
+  assign \op__1__payload$99.x[9]  = \op__1__payload$99 [100:93];
+  assign \op__1__payload$99.x[10]  = \op__1__payload$99 [108:101];
+  assign \op__1__payload$99.x[11]  = \op__1__payload$99 [116:109];
+  assign \op__1__payload$99.x[12]  = \op__1__payload$99 [124:117];
+  assign \op__1__payload$99.x[13]  = \op__1__payload$99 [132:125];
+  assign \op__1__payload$99.x[14]  = \op__1__payload$99 [140:133];
+  assign \op__1__payload$99.x[15]  = \op__1__payload$99 [148:141];
+  assign \op__1__payload$99.x[16]  = \op__1__payload$99 [156:149];
+  assign \op__1__payload$99.x[17]  = \op__1__payload$99 [164:157];
+  assign \op__1__payload$99.x[18]  = \op__1__payload$99 [172:165];
+  assign \op__1__payload$99.x[19]  = \op__1__payload$99 [180:173];
+  assign \op__1__payload$99.x[20]  = \op__1__payload$99 [188:181];
+  assign \op__1__payload$99.x[21]  = \op__1__payload$99 [196:189];
+  assign \op__1__payload$99.x[22]  = \op__1__payload$99 [204:197];
+  assign \op__1__payload$99.x[23]  = \op__1__payload$99 [212:205];
+  assign \op__1__payload$99.x[24]  = \op__1__payload$99 [220:213];
+  assign \op__1__payload$99.x[25]  = \op__1__payload$99 [228:221];
+  assign \op__1__payload$99.x[26]  = \op__1__payload$99 [236:229];
+  assign \op__1__payload$99.x[27]  = \op__1__payload$99 [244:237];
+  assign \op__1__payload$99.x[28]  = \op__1__payload$99 [252:245];
+  assign \op__1__payload$99.x[29]  = \op__1__payload$99 [260:253];
+  assign \op__1__payload$99.x[30]  = \op__1__payload$99 [268:261];
+  assign \op__1__payload$99.x[31]  = \op__1__payload$99 [276:269];
+  assign \op__1__payload$99.word  = \op__1__payload$99 [340:277];
   assign \res_y__1[0]  = res_y__1[20:0];
   assign \res_y__1[1]  = res_y__1[41:21];
   assign \res_y__1[2]  = res_y__1[62:42];
@@ -6475,13 +7032,77 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \macro1__res_y[61]  = res_y__1[1301:1281];
   assign \macro1__res_y[62]  = res_y__1[1322:1302];
   assign \macro1__res_y[63]  = res_y__1[1343:1323];
-  assign \desc_rd__1__data.ky0  = \port__data$115 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$115 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$115 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$115 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$115 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$115 [57:52];
-  assign \desc_rd__1__data.off0  = \port__data$115 [71:58];
+  assign \res_y__1$112[0]  = res_y__1[20:0];
+  assign \res_y__1$112[1]  = res_y__1[41:21];
+  assign \res_y__1$112[2]  = res_y__1[62:42];
+  assign \res_y__1$112[3]  = res_y__1[83:63];
+  assign \res_y__1$112[4]  = res_y__1[104:84];
+  assign \res_y__1$112[5]  = res_y__1[125:105];
+  assign \res_y__1$112[6]  = res_y__1[146:126];
+  assign \res_y__1$112[7]  = res_y__1[167:147];
+  assign \res_y__1$112[8]  = res_y__1[188:168];
+  assign \res_y__1$112[9]  = res_y__1[209:189];
+  assign \res_y__1$112[10]  = res_y__1[230:210];
+  assign \res_y__1$112[11]  = res_y__1[251:231];
+  assign \res_y__1$112[12]  = res_y__1[272:252];
+  assign \res_y__1$112[13]  = res_y__1[293:273];
+  assign \res_y__1$112[14]  = res_y__1[314:294];
+  assign \res_y__1$112[15]  = res_y__1[335:315];
+  assign \res_y__1$112[16]  = res_y__1[356:336];
+  assign \res_y__1$112[17]  = res_y__1[377:357];
+  assign \res_y__1$112[18]  = res_y__1[398:378];
+  assign \res_y__1$112[19]  = res_y__1[419:399];
+  assign \res_y__1$112[20]  = res_y__1[440:420];
+  assign \res_y__1$112[21]  = res_y__1[461:441];
+  assign \res_y__1$112[22]  = res_y__1[482:462];
+  assign \res_y__1$112[23]  = res_y__1[503:483];
+  assign \res_y__1$112[24]  = res_y__1[524:504];
+  assign \res_y__1$112[25]  = res_y__1[545:525];
+  assign \res_y__1$112[26]  = res_y__1[566:546];
+  assign \res_y__1$112[27]  = res_y__1[587:567];
+  assign \res_y__1$112[28]  = res_y__1[608:588];
+  assign \res_y__1$112[29]  = res_y__1[629:609];
+  assign \res_y__1$112[30]  = res_y__1[650:630];
+  assign \res_y__1$112[31]  = res_y__1[671:651];
+  assign \res_y__1$112[32]  = res_y__1[692:672];
+  assign \res_y__1$112[33]  = res_y__1[713:693];
+  assign \res_y__1$112[34]  = res_y__1[734:714];
+  assign \res_y__1$112[35]  = res_y__1[755:735];
+  assign \res_y__1$112[36]  = res_y__1[776:756];
+  assign \res_y__1$112[37]  = res_y__1[797:777];
+  assign \res_y__1$112[38]  = res_y__1[818:798];
+  assign \res_y__1$112[39]  = res_y__1[839:819];
+  assign \res_y__1$112[40]  = res_y__1[860:840];
+  assign \res_y__1$112[41]  = res_y__1[881:861];
+  assign \res_y__1$112[42]  = res_y__1[902:882];
+  assign \res_y__1$112[43]  = res_y__1[923:903];
+  assign \res_y__1$112[44]  = res_y__1[944:924];
+  assign \res_y__1$112[45]  = res_y__1[965:945];
+  assign \res_y__1$112[46]  = res_y__1[986:966];
+  assign \res_y__1$112[47]  = res_y__1[1007:987];
+  assign \res_y__1$112[48]  = res_y__1[1028:1008];
+  assign \res_y__1$112[49]  = res_y__1[1049:1029];
+  assign \res_y__1$112[50]  = res_y__1[1070:1050];
+  assign \res_y__1$112[51]  = res_y__1[1091:1071];
+  assign \res_y__1$112[52]  = res_y__1[1112:1092];
+  assign \res_y__1$112[53]  = res_y__1[1133:1113];
+  assign \res_y__1$112[54]  = res_y__1[1154:1134];
+  assign \res_y__1$112[55]  = res_y__1[1175:1155];
+  assign \res_y__1$112[56]  = res_y__1[1196:1176];
+  assign \res_y__1$112[57]  = res_y__1[1217:1197];
+  assign \res_y__1$112[58]  = res_y__1[1238:1218];
+  assign \res_y__1$112[59]  = res_y__1[1259:1239];
+  assign \res_y__1$112[60]  = res_y__1[1280:1260];
+  assign \res_y__1$112[61]  = res_y__1[1301:1281];
+  assign \res_y__1$112[62]  = res_y__1[1322:1302];
+  assign \res_y__1$112[63]  = res_y__1[1343:1323];
+  assign \desc_rd__1__data.ky0  = \port__data$126 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$126 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$126 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$126 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$126 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$126 [57:52];
+  assign \desc_rd__1__data.off0  = \port__data$126 [71:58];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -6522,127 +7143,137 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \param_rd__data[7].mult  = param_rd__data[735:704];
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
   assign \param_rd__data[7]._pad  = param_rd__data[767:744];
-  assign \imem_rd__data.op  = \port__data$153 [3:0];
-  assign \imem_rd__data.args  = \port__data$153 [388:4];
-  assign \imem_rd__data.args.load  = \port__data$153 [40:4];
-  assign \imem_rd__data.args.load.src  = \port__data$153 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$153 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$153 [31:30];
-  assign \imem_rd__data.args.load.page  = \port__data$153 [35:32];
-  assign \imem_rd__data.args.load.row0  = \port__data$153 [40:36];
-  assign \imem_rd__data.args.mac  = \port__data$153 [388:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$153 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$153 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$153 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$153 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$153 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$153 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$153 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$153 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$153 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$153 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$153 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$153 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$153 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$153 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$153 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$153 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$153 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$153 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$153 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$153 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$153 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$153 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$153 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$153 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$153 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$153 [245:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$153 [253:246];
-  assign \imem_rd__data.args.mac.nt  = \port__data$153 [261:254];
-  assign \imem_rd__data.args.mac.kr  = \port__data$153 [269:262];
-  assign \imem_rd__data.args.mac.nr  = \port__data$153 [277:270];
-  assign \imem_rd__data.args.mac.b  = \port__data$153 [284:278];
-  assign \imem_rd__data.args.mac.ki  = \port__data$153 [291:285];
-  assign \imem_rd__data.args.mac.no  = \port__data$153 [298:292];
-  assign \imem_rd__data.args.mac.groups  = \port__data$153 [306:299];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$153 [312:307];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$153 [316:313];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$153 [328:317];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$153 [336:329];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$153 [342:337];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$153 [350:343];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$153 [360:351];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$153 [370:361];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$153 [380:371];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$153 [383:381];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$153 [385:384];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$153 [386];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$153 [387];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$153 [388];
-  assign \imem_rd__data.args.pool  = \port__data$153 [187:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$153 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$153 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$153 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$153 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$153 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$153 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$153 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$153 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$153 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$153 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$153 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$153 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$153 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$153 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$153 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$153 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$153 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$153 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$153 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$153 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$153 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$153 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$153 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$153 [260:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$153 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$153 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$153 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$153 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$153 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$153 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$153 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$153 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$153 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$153 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$153 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$153 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$153 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$153 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$153 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$153 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$153 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$153 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$153 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$153 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$153 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$153 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$153 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$153 [260:251];
-  assign \imem_rd__data.args.dma  = \port__data$153 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$153 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$153 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$153 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$153 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$153 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$153 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$153 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$153 [101:90];
-  assign \imem_rd__data.args.gbfs  = \port__data$153 [64:4];
-  assign \imem_rd__data.args.gbfs.macro  = \port__data$153 [4];
-  assign \imem_rd__data.args.gbfs.page  = \port__data$153 [8:5];
-  assign \imem_rd__data.args.gbfs.rows  = \port__data$153 [40:9];
-  assign \imem_rd__data.args.gbfs.src  = \port__data$153 [52:41];
-  assign \imem_rd__data.args.gbfs.dst  = \port__data$153 [64:53];
+  assign \imem_rd__data.op  = \port__data$180 [3:0];
+  assign \imem_rd__data.args  = \port__data$180 [388:4];
+  assign \imem_rd__data.args.load  = \port__data$180 [40:4];
+  assign \imem_rd__data.args.load.src  = \port__data$180 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$180 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$180 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$180 [35:32];
+  assign \imem_rd__data.args.load.row0  = \port__data$180 [40:36];
+  assign \imem_rd__data.args.mac  = \port__data$180 [388:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$180 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$180 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$180 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$180 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$180 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$180 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$180 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$180 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$180 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$180 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$180 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$180 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$180 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$180 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$180 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$180 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$180 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$180 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$180 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$180 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$180 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$180 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$180 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$180 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$180 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$180 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$180 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$180 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$180 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$180 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$180 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$180 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$180 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$180 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$180 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$180 [316:313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$180 [328:317];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$180 [336:329];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$180 [342:337];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$180 [350:343];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$180 [360:351];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$180 [370:361];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$180 [380:371];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$180 [383:381];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$180 [385:384];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$180 [386];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$180 [387];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$180 [388];
+  assign \imem_rd__data.args.pool  = \port__data$180 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$180 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$180 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$180 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$180 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$180 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$180 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$180 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$180 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$180 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$180 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$180 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$180 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$180 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$180 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$180 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$180 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$180 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$180 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$180 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$180 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$180 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$180 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$180 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$180 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$180 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$180 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$180 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$180 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$180 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$180 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$180 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$180 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$180 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$180 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$180 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$180 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$180 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$180 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$180 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$180 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$180 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$180 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$180 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$180 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$180 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$180 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$180 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$180 [260:251];
+  assign \imem_rd__data.args.dma  = \port__data$180 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$180 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$180 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$180 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$180 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$180 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$180 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$180 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$180 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$180 [64:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$180 [4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$180 [8:5];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$180 [40:9];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$180 [52:41];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$180 [64:53];
+  assign \imem_rd__data.args.grelax  = \port__data$180 [52:4];
+  assign \imem_rd__data.args.grelax.arcs  = \port__data$180 [15:4];
+  assign \imem_rd__data.args.grelax.count  = \port__data$180 [28:16];
+  assign \imem_rd__data.args.grelax.old  = \port__data$180 [40:29];
+  assign \imem_rd__data.args.grelax.new  = \port__data$180 [52:41];
+  assign \imem_rd__data.args.gspmv  = \port__data$180 [32:4];
+  assign \imem_rd__data.args.gspmv.macro  = \port__data$180 [4];
+  assign \imem_rd__data.args.gspmv.page  = \port__data$180 [8:5];
+  assign \imem_rd__data.args.gspmv.x  = \port__data$180 [20:9];
+  assign \imem_rd__data.args.gspmv.y  = \port__data$180 [32:21];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -6743,29 +7374,29 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__mac__args.x_signed  = args[382];
   assign \engines__mac__args.w_signed  = args[383];
   assign \engines__mac__args.rowpack  = args[384];
-  assign \args$172.mode  = args[0];
-  assign \args$172.x_signed  = args[1];
-  assign \args$172.in_base  = args[13:2];
-  assign \args$172.in_h  = args[21:14];
-  assign \args$172.in_w  = args[29:22];
-  assign \args$172.cw  = args[37:30];
-  assign \args$172.kh  = args[45:38];
-  assign \args$172.kw  = args[53:46];
-  assign \args$172.sh  = args[57:54];
-  assign \args$172.sw  = args[61:58];
-  assign \args$172.dh  = args[65:62];
-  assign \args$172.dw  = args[69:66];
-  assign \args$172.pt  = args[73:70];
-  assign \args$172.pl  = args[77:74];
-  assign \args$172.oh  = args[85:78];
-  assign \args$172.ow  = args[93:86];
-  assign \args$172.out_base  = args[105:94];
-  assign \args$172.zp_in  = args[115:106];
-  assign \args$172.mult  = args[147:116];
-  assign \args$172.shift  = args[153:148];
-  assign \args$172.zp_out  = args[163:154];
-  assign \args$172.act_min  = args[173:164];
-  assign \args$172.act_max  = args[183:174];
+  assign \args$199.mode  = args[0];
+  assign \args$199.x_signed  = args[1];
+  assign \args$199.in_base  = args[13:2];
+  assign \args$199.in_h  = args[21:14];
+  assign \args$199.in_w  = args[29:22];
+  assign \args$199.cw  = args[37:30];
+  assign \args$199.kh  = args[45:38];
+  assign \args$199.kw  = args[53:46];
+  assign \args$199.sh  = args[57:54];
+  assign \args$199.sw  = args[61:58];
+  assign \args$199.dh  = args[65:62];
+  assign \args$199.dw  = args[69:66];
+  assign \args$199.pt  = args[73:70];
+  assign \args$199.pl  = args[77:74];
+  assign \args$199.oh  = args[85:78];
+  assign \args$199.ow  = args[93:86];
+  assign \args$199.out_base  = args[105:94];
+  assign \args$199.zp_in  = args[115:106];
+  assign \args$199.mult  = args[147:116];
+  assign \args$199.shift  = args[153:148];
+  assign \args$199.zp_out  = args[163:154];
+  assign \args$199.act_min  = args[173:164];
+  assign \args$199.act_max  = args[183:174];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -6789,30 +7420,30 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__pool__args.zp_out  = args[163:154];
   assign \engines__pool__args.act_min  = args[173:164];
   assign \engines__pool__args.act_max  = args[183:174];
-  assign \args$179.a_base  = args[11:0];
-  assign \args$179.b_base  = args[23:12];
-  assign \args$179.out_base  = args[35:24];
-  assign \args$179.npos  = args[51:36];
-  assign \args$179.cw  = args[59:52];
-  assign \args$179.a_stride  = args[67:60];
-  assign \args$179.b_stride  = args[75:68];
-  assign \args$179.out_stride  = args[83:76];
-  assign \args$179.x_signed  = args[84];
-  assign \args$179.has_b  = args[85];
-  assign \args$179.rq_in  = args[86];
-  assign \args$179.rq_out  = args[87];
-  assign \args$179.ls  = args[92:88];
-  assign \args$179.zp_a  = args[102:93];
-  assign \args$179.zp_b  = args[112:103];
-  assign \args$179.mult_a  = args[144:113];
-  assign \args$179.shift_a  = args[150:145];
-  assign \args$179.mult_b  = args[182:151];
-  assign \args$179.shift_b  = args[188:183];
-  assign \args$179.mult_o  = args[220:189];
-  assign \args$179.shift_o  = args[226:221];
-  assign \args$179.zp_out  = args[236:227];
-  assign \args$179.act_min  = args[246:237];
-  assign \args$179.act_max  = args[256:247];
+  assign \args$206.a_base  = args[11:0];
+  assign \args$206.b_base  = args[23:12];
+  assign \args$206.out_base  = args[35:24];
+  assign \args$206.npos  = args[51:36];
+  assign \args$206.cw  = args[59:52];
+  assign \args$206.a_stride  = args[67:60];
+  assign \args$206.b_stride  = args[75:68];
+  assign \args$206.out_stride  = args[83:76];
+  assign \args$206.x_signed  = args[84];
+  assign \args$206.has_b  = args[85];
+  assign \args$206.rq_in  = args[86];
+  assign \args$206.rq_out  = args[87];
+  assign \args$206.ls  = args[92:88];
+  assign \args$206.zp_a  = args[102:93];
+  assign \args$206.zp_b  = args[112:103];
+  assign \args$206.mult_a  = args[144:113];
+  assign \args$206.shift_a  = args[150:145];
+  assign \args$206.mult_b  = args[182:151];
+  assign \args$206.shift_b  = args[188:183];
+  assign \args$206.mult_o  = args[220:189];
+  assign \args$206.shift_o  = args[226:221];
+  assign \args$206.zp_out  = args[236:227];
+  assign \args$206.act_min  = args[246:237];
+  assign \args$206.act_max  = args[256:247];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -6837,16 +7468,32 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__ew__args.zp_out  = args[236:227];
   assign \engines__ew__args.act_min  = args[246:237];
   assign \engines__ew__args.act_max  = args[256:247];
-  assign \args$187.macro  = args[0];
-  assign \args$187.page  = args[4:1];
-  assign \args$187.rows  = args[36:5];
-  assign \args$187.src  = args[48:37];
-  assign \args$187.dst  = args[60:49];
+  assign \args$214.macro  = args[0];
+  assign \args$214.page  = args[4:1];
+  assign \args$214.rows  = args[36:5];
+  assign \args$214.src  = args[48:37];
+  assign \args$214.dst  = args[60:49];
   assign \engines__graph__args.macro  = args[0];
   assign \engines__graph__args.page  = args[4:1];
   assign \engines__graph__args.rows  = args[36:5];
   assign \engines__graph__args.src  = args[48:37];
   assign \engines__graph__args.dst  = args[60:49];
+  assign \args$221.arcs  = args[11:0];
+  assign \args$221.count  = args[24:12];
+  assign \args$221.old  = args[36:25];
+  assign \args$221.new  = args[48:37];
+  assign \engines__relax__args.arcs  = args[11:0];
+  assign \engines__relax__args.count  = args[24:12];
+  assign \engines__relax__args.old  = args[36:25];
+  assign \engines__relax__args.new  = args[48:37];
+  assign \args$228.macro  = args[0];
+  assign \args$228.page  = args[4:1];
+  assign \args$228.x  = args[16:5];
+  assign \args$228.y  = args[28:17];
+  assign \engines__spmv__args.macro  = args[0];
+  assign \engines__spmv__args.page  = args[4:1];
+  assign \engines__spmv__args.x  = args[16:5];
+  assign \engines__spmv__args.y  = args[28:17];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -6857,14 +7504,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \load__payload.mask  = args[27:26];
   assign \load__payload.page  = args[31:28];
   assign \load__payload.row0  = args[36:32];
-  assign \cmd__payload$198.store  = args[0];
-  assign \cmd__payload$198.wmem  = args[1];
-  assign \cmd__payload$198.ext  = args[21:2];
-  assign \cmd__payload$198.addr  = args[33:22];
-  assign \cmd__payload$198.rows  = args[49:34];
-  assign \cmd__payload$198.len  = args[65:50];
-  assign \cmd__payload$198.ext_stride  = args[85:66];
-  assign \cmd__payload$198.stride  = args[97:86];
+  assign \cmd__payload$239.store  = args[0];
+  assign \cmd__payload$239.wmem  = args[1];
+  assign \cmd__payload$239.ext  = args[21:2];
+  assign \cmd__payload$239.addr  = args[33:22];
+  assign \cmd__payload$239.rows  = args[49:34];
+  assign \cmd__payload$239.len  = args[65:50];
+  assign \cmd__payload$239.ext_stride  = args[85:66];
+  assign \cmd__payload$239.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -6911,14 +7558,17 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \host__report.macros[1].busy  = ctrl__report[247:216];
   assign \host__report.macros[1].stall  = ctrl__report[279:248];
   assign \host__report.macros[1].wload  = ctrl__report[311:280];
-  assign \$2  = 1'h1;
-  assign \port__en$127  = \$2 ;
-  assign \port__en$138  = 1'h1;
+  assign \$8  = 1'h1;
+  assign \$9  = \$8 ;
+  assign \$10  = \$9 ;
+  assign \port__en$141  = \$10 ;
+  assign \$12  = 1'h1;
+  assign \port__en$157  = \$12 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 , \port$58$0 , \port$59$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start
-, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 , \port$73$0 , \port$74$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done, imem_rd__addr, trace_w__en, host__report, entry
+, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -6972,9 +7622,9 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$16 ;
-  reg [31:0] \$signal$26  = 32'd0;
-  reg [31:0] \$signal$27  = 32'd0;
+  wire \$signal$18 ;
+  reg [31:0] \$signal$30  = 32'd0;
+  reg [31:0] \$signal$31  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -7130,6 +7780,24 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   wire engines__pool__done;
   output engines__pool__start;
   reg engines__pool__start;
+  wire [48:0] engines__relax__args;
+  wire [11:0] \engines__relax__args.arcs ;
+  wire [12:0] \engines__relax__args.count ;
+  wire [11:0] \engines__relax__args.new ;
+  wire [11:0] \engines__relax__args.old ;
+  input engines__relax__done;
+  wire engines__relax__done;
+  output engines__relax__start;
+  reg engines__relax__start;
+  wire [28:0] engines__spmv__args;
+  wire \engines__spmv__args.macro ;
+  wire [3:0] \engines__spmv__args.page ;
+  wire [11:0] \engines__spmv__args.x ;
+  wire [11:0] \engines__spmv__args.y ;
+  input engines__spmv__done;
+  wire engines__spmv__done;
+  output engines__spmv__start;
+  reg engines__spmv__start;
   output [63:0] entry;
   wire [63:0] entry;
   wire [11:0] \entry._pad ;
@@ -7139,7 +7807,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$18 ;
+  wire \error$20 ;
   output [311:0] host__report;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -7209,6 +7877,16 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   wire [3:0] \imem_rd__data.args.gbfs.page ;
   wire [31:0] \imem_rd__data.args.gbfs.rows ;
   wire [11:0] \imem_rd__data.args.gbfs.src ;
+  wire [48:0] \imem_rd__data.args.grelax ;
+  wire [11:0] \imem_rd__data.args.grelax.arcs ;
+  wire [12:0] \imem_rd__data.args.grelax.count ;
+  wire [11:0] \imem_rd__data.args.grelax.new ;
+  wire [11:0] \imem_rd__data.args.grelax.old ;
+  wire [28:0] \imem_rd__data.args.gspmv ;
+  wire \imem_rd__data.args.gspmv.macro ;
+  wire [3:0] \imem_rd__data.args.gspmv.page ;
+  wire [11:0] \imem_rd__data.args.gspmv.x ;
+  wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [36:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [1:0] \imem_rd__data.args.load.mask ;
@@ -7301,6 +7979,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
   (* enum_value_1000 = "GBFS" *)
+  (* enum_value_1001 = "GRELAX" *)
+  (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
@@ -7346,6 +8026,16 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   wire [3:0] \ir.args.gbfs.page ;
   wire [31:0] \ir.args.gbfs.rows ;
   wire [11:0] \ir.args.gbfs.src ;
+  wire [48:0] \ir.args.grelax ;
+  wire [11:0] \ir.args.grelax.arcs ;
+  wire [12:0] \ir.args.grelax.count ;
+  wire [11:0] \ir.args.grelax.new ;
+  wire [11:0] \ir.args.grelax.old ;
+  wire [28:0] \ir.args.gspmv ;
+  wire \ir.args.gspmv.macro ;
+  wire [3:0] \ir.args.gspmv.page ;
+  wire [11:0] \ir.args.gspmv.x ;
+  wire [11:0] \ir.args.gspmv.y ;
   wire [36:0] \ir.args.load ;
   wire [15:0] \ir.args.load.count ;
   wire [1:0] \ir.args.load.mask ;
@@ -7438,6 +8128,8 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
   (* enum_value_1000 = "GBFS" *)
+  (* enum_value_1001 = "GRELAX" *)
+  (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \ir.op ;
   wire [36:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -7456,14 +8148,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   wire [1:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$56$1513 ;
-  wire \port$56$1513 ;
-  input \port$57$1513 ;
-  wire \port$57$1513 ;
-  input \port$58$0 ;
-  wire \port$58$0 ;
-  input \port$59$0 ;
-  wire \port$59$0 ;
+  input \port$71$1513 ;
+  wire \port$71$1513 ;
+  input \port$72$1513 ;
+  wire \port$72$1513 ;
+  input \port$73$0 ;
+  wire \port$73$0 ;
+  input \port$74$0 ;
+  wire \port$74$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -7487,9 +8179,9 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   always @(posedge clk)
     trace_n <= \$40 ;
   always @(posedge clk)
-    \$signal$26  <= \$41 ;
+    \$signal$30  <= \$41 ;
   always @(posedge clk)
-    \$signal$27  <= \$42 ;
+    \$signal$31  <= \$42 ;
   always @(posedge clk)
     counters0 <= \$43 ;
   always @(posedge clk)
@@ -7506,7 +8198,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
     ir <= \$49 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -7520,29 +8212,91 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$26  + 1'h1;
+  assign \$15  = \$signal$30  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$27  + 1'h1;
+  assign \$17  = \$signal$31  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$56$1513 ;
+  assign \$22  = busy & \port$71$1513 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$56$1513 ;
-  assign \$25  = \port$58$0  & \$24 ;
+  assign \$24  = ~ \port$71$1513 ;
+  assign \$25  = \port$73$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$57$1513 ;
+  assign \$30  = busy & \port$72$1513 ;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$57$1513 ;
-  assign \$33  = \port$59$0  & \$32 ;
+  assign \$32  = ~ \port$72$1513 ;
+  assign \$33  = \port$74$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ loader_busy;
   assign \$37  = ~ dma_busy;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__spmv__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                engines__spmv__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = pc;
+    if (retire) begin
+      \$38  = \$11 [15:0];
+    end
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$38  = host__start_pc;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$38  = pc;
+          endcase
+    endcase
+    if (rst) begin
+      \$38  = 16'h0000;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$39  = \$13 ;
@@ -7565,7 +8319,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = \$signal$26 ;
+    \$41  = \$signal$30 ;
     if (busy) begin
       \$41  = \$15 [31:0];
     end
@@ -7578,7 +8332,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = \$signal$27 ;
+    \$42  = \$signal$31 ;
     if (\$16 ) begin
       \$42  = \$17 [31:0];
     end
@@ -7668,6 +8422,10 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
                 /* empty */;
             4'h8:
                 /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                /* empty */;
             default:
                 \$45  = 1'h0;
           endcase
@@ -7730,6 +8488,10 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
             4'h7:
                 /* empty */;
             4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
                 /* empty */;
             default:
                 \$47  = 1'h1;
@@ -7799,6 +8561,10 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
                   end
                 end
             4'h8:
+                \$48  = 3'h4;
+            4'h9:
+                \$48  = 3'h4;
+            4'ha:
                 \$48  = 3'h4;
             default:
                 \$48  = 3'h0;
@@ -8090,15 +8856,10 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = pc;
-    if (retire) begin
-      \$38  = \$11 [15:0];
-    end
+    engines__relax__start = 1'h0;
     casez (ctrl_state)
       3'h0:
-          if (start) begin
-            \$38  = host__start_pc;
-          end
+          /* empty */;
       3'h1:
           /* empty */;
       3'h2:
@@ -8106,26 +8867,43 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
       3'h3:
           casez (ir[3:0])
             4'h0:
-                \$38  = pc;
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                engines__relax__start = 1'h1;
           endcase
     endcase
-    if (rst) begin
-      \$38  = 16'h0000;
-    end
   end
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[187:4];
   assign engines__ew__args = ir[260:4];
   assign engines__graph__args = ir[64:4];
+  assign engines__relax__args = ir[52:4];
+  assign engines__spmv__args = ir[32:4];
   assign load__payload = ir[40:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$16  = done;
-  assign \error$18  = error;
+  assign \$signal$18  = done;
+  assign \error$20  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$57$1513 , \port$56$1513  };
-  assign unit_en = { \port$59$0 , \port$58$0  };
+  assign macro_busy = { \port$72$1513 , \port$71$1513  };
+  assign unit_en = { \port$74$0 , \port$73$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
   assign engines__mac__args = ir[388:4];
@@ -8298,6 +9076,16 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   assign \ir.args.gbfs.rows  = ir[40:9];
   assign \ir.args.gbfs.src  = ir[52:41];
   assign \ir.args.gbfs.dst  = ir[64:53];
+  assign \ir.args.grelax  = ir[52:4];
+  assign \ir.args.grelax.arcs  = ir[15:4];
+  assign \ir.args.grelax.count  = ir[28:16];
+  assign \ir.args.grelax.old  = ir[40:29];
+  assign \ir.args.grelax.new  = ir[52:41];
+  assign \ir.args.gspmv  = ir[32:4];
+  assign \ir.args.gspmv.macro  = ir[4];
+  assign \ir.args.gspmv.page  = ir[8:5];
+  assign \ir.args.gspmv.x  = ir[20:9];
+  assign \ir.args.gspmv.y  = ir[32:21];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -8350,6 +9138,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   assign \engines__graph__args.rows  = ir[40:9];
   assign \engines__graph__args.src  = ir[52:41];
   assign \engines__graph__args.dst  = ir[64:53];
+  assign \engines__relax__args.arcs  = ir[15:4];
+  assign \engines__relax__args.count  = ir[28:16];
+  assign \engines__relax__args.old  = ir[40:29];
+  assign \engines__relax__args.new  = ir[52:41];
+  assign \engines__spmv__args.macro  = ir[4];
+  assign \engines__spmv__args.page  = ir[8:5];
+  assign \engines__spmv__args.x  = ir[20:9];
+  assign \engines__spmv__args.y  = ir[32:21];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -8517,15 +9313,25 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
   assign \imem_rd__data.args.gbfs.rows  = imem_rd__data[40:9];
   assign \imem_rd__data.args.gbfs.src  = imem_rd__data[52:41];
   assign \imem_rd__data.args.gbfs.dst  = imem_rd__data[64:53];
+  assign \imem_rd__data.args.grelax  = imem_rd__data[52:4];
+  assign \imem_rd__data.args.grelax.arcs  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.grelax.count  = imem_rd__data[28:16];
+  assign \imem_rd__data.args.grelax.old  = imem_rd__data[40:29];
+  assign \imem_rd__data.args.grelax.new  = imem_rd__data[52:41];
+  assign \imem_rd__data.args.gspmv  = imem_rd__data[32:4];
+  assign \imem_rd__data.args.gspmv.macro  = imem_rd__data[4];
+  assign \imem_rd__data.args.gspmv.page  = imem_rd__data[8:5];
+  assign \imem_rd__data.args.gspmv.x  = imem_rd__data[20:9];
+  assign \imem_rd__data.args.gspmv.y  = imem_rd__data[32:21];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$26 ;
+  assign entry[31:0] = \$signal$30 ;
   assign entry[63:52] = 12'h000;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$27 ;
-  assign host__report[55:24] = \$signal$26 ;
+  assign host__report[87:56] = \$signal$31 ;
+  assign host__report[55:24] = \$signal$30 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -8535,7 +9341,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$56$1513 , \port$57$1513 ,
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1539$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1554$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [10:0] \$1 ;
@@ -8729,8 +9535,8 @@ module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$1539$0 ;
-  wire [22:0] \port$1539$0 ;
+  output [22:0] \port$1554$0 ;
+  wire [22:0] \port$1554$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -9448,7 +10254,7 @@ module \isscc22_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$1539$0  = \$8 ;
+  assign \port$1554$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -9595,7 +10401,7 @@ module \isscc22_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1115$0 , \port$1121$0 , \port$1127$0 , \port$1133$0 , \port$1139$0 , \port$1145$0 , \port$1151$0 , \port$1157$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1130$0 , \port$1136$0 , \port$1142$0 , \port$1148$0 , \port$1154$0 , \port$1160$0 , \port$1166$0 , \port$1172$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -9960,22 +10766,22 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1115$0 ;
-  wire [7:0] \port$1115$0 ;
-  output [7:0] \port$1121$0 ;
-  wire [7:0] \port$1121$0 ;
-  output [7:0] \port$1127$0 ;
-  wire [7:0] \port$1127$0 ;
-  output [7:0] \port$1133$0 ;
-  wire [7:0] \port$1133$0 ;
-  output [7:0] \port$1139$0 ;
-  wire [7:0] \port$1139$0 ;
-  output [7:0] \port$1145$0 ;
-  wire [7:0] \port$1145$0 ;
-  output [7:0] \port$1151$0 ;
-  wire [7:0] \port$1151$0 ;
-  output [7:0] \port$1157$0 ;
-  wire [7:0] \port$1157$0 ;
+  output [7:0] \port$1130$0 ;
+  wire [7:0] \port$1130$0 ;
+  output [7:0] \port$1136$0 ;
+  wire [7:0] \port$1136$0 ;
+  output [7:0] \port$1142$0 ;
+  wire [7:0] \port$1142$0 ;
+  output [7:0] \port$1148$0 ;
+  wire [7:0] \port$1148$0 ;
+  output [7:0] \port$1154$0 ;
+  wire [7:0] \port$1154$0 ;
+  output [7:0] \port$1160$0 ;
+  wire [7:0] \port$1160$0 ;
+  output [7:0] \port$1166$0 ;
+  wire [7:0] \port$1166$0 ;
+  output [7:0] \port$1172$0 ;
+  wire [7:0] \port$1172$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -10688,14 +11494,14 @@ module \isscc22_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1115$0  = \$43 [7:0];
-  assign \port$1121$0  = \$48 [7:0];
-  assign \port$1127$0  = \$53 [7:0];
-  assign \port$1133$0  = \$58 [7:0];
-  assign \port$1139$0  = \$63 [7:0];
-  assign \port$1145$0  = \$68 [7:0];
-  assign \port$1151$0  = \$73 [7:0];
-  assign \port$1157$0  = \$78 [7:0];
+  assign \port$1130$0  = \$43 [7:0];
+  assign \port$1136$0  = \$48 [7:0];
+  assign \port$1142$0  = \$53 [7:0];
+  assign \port$1148$0  = \$58 [7:0];
+  assign \port$1154$0  = \$63 [7:0];
+  assign \port$1160$0  = \$68 [7:0];
+  assign \port$1166$0  = \$73 [7:0];
+  assign \port$1172$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -14043,8 +14849,8 @@ module \isscc22_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_po
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$58$0 , \port$59$0 , op__0__valid, op__1__valid, param_rd__addr, \port$249$0 , \port$254$0 , \port$259$0 , \port$264$0 
-, \port$269$0 , \port$274$0 , \port$279$0 , \port$284$0 , finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
+module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$73$0 , \port$74$0 , op__0__valid, op__1__valid, param_rd__addr, \port$264$0 , \port$269$0 , \port$274$0 , \port$279$0 
+, \port$284$0 , \port$289$0 , \port$294$0 , \port$299$0 , finished, desc_rd__0__addr, act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -14875,12 +15681,6 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
   wire param_rd__en;
-  output [7:0] \port$249$0 ;
-  wire [7:0] \port$249$0 ;
-  output [7:0] \port$254$0 ;
-  wire [7:0] \port$254$0 ;
-  output [7:0] \port$259$0 ;
-  wire [7:0] \port$259$0 ;
   output [7:0] \port$264$0 ;
   wire [7:0] \port$264$0 ;
   output [7:0] \port$269$0 ;
@@ -14891,10 +15691,16 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   wire [7:0] \port$279$0 ;
   output [7:0] \port$284$0 ;
   wire [7:0] \port$284$0 ;
-  output \port$58$0 ;
-  wire \port$58$0 ;
-  output \port$59$0 ;
-  wire \port$59$0 ;
+  output [7:0] \port$289$0 ;
+  wire [7:0] \port$289$0 ;
+  output [7:0] \port$294$0 ;
+  wire [7:0] \port$294$0 ;
+  output [7:0] \port$299$0 ;
+  wire [7:0] \port$299$0 ;
+  output \port$73$0 ;
+  wire \port$73$0 ;
+  output \port$74$0 ;
+  wire \port$74$0 ;
   wire pos_bstep;
   wire \pos_bstep$57 ;
   wire pos_init;
@@ -16447,17 +17253,17 @@ module \isscc22_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data
   assign addr_pipe3 = act_w__addr;
   assign act_w__data = { \$187 [7:0], \$182 [7:0], \$177 [7:0], \$172 [7:0], \$167 [7:0], \$162 [7:0], \$157 [7:0], \$152 [7:0] };
   assign done = finished;
-  assign \port$58$0  = \$1 ;
-  assign \port$59$0  = \$2 ;
+  assign \port$73$0  = \$1 ;
+  assign \port$74$0  = \$2 ;
   assign param_rd__addr = \$139 [5:0];
-  assign \port$249$0  = \$152 [7:0];
-  assign \port$254$0  = \$157 [7:0];
-  assign \port$259$0  = \$162 [7:0];
-  assign \port$264$0  = \$167 [7:0];
-  assign \port$269$0  = \$172 [7:0];
-  assign \port$274$0  = \$177 [7:0];
-  assign \port$279$0  = \$182 [7:0];
-  assign \port$284$0  = \$187 [7:0];
+  assign \port$264$0  = \$152 [7:0];
+  assign \port$269$0  = \$157 [7:0];
+  assign \port$274$0  = \$162 [7:0];
+  assign \port$279$0  = \$167 [7:0];
+  assign \port$284$0  = \$172 [7:0];
+  assign \port$289$0  = \$177 [7:0];
+  assign \port$294$0  = \$182 [7:0];
+  assign \port$299$0  = \$187 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -19786,7 +20592,7 @@ module \isscc22_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$941$0 , \port$942$0 , \port$943$0 , \port$944$0 , \port$945$0 , \port$946$0 , \port$947$0 , \port$948$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$956$0 , \port$957$0 , \port$958$0 , \port$959$0 , \port$960$0 , \port$961$0 , \port$962$0 , \port$963$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -20053,22 +20859,22 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$941$0 , \por
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$941$0 ;
-  wire [7:0] \port$941$0 ;
-  output [7:0] \port$942$0 ;
-  wire [7:0] \port$942$0 ;
-  output [7:0] \port$943$0 ;
-  wire [7:0] \port$943$0 ;
-  output [7:0] \port$944$0 ;
-  wire [7:0] \port$944$0 ;
-  output [7:0] \port$945$0 ;
-  wire [7:0] \port$945$0 ;
-  output [7:0] \port$946$0 ;
-  wire [7:0] \port$946$0 ;
-  output [7:0] \port$947$0 ;
-  wire [7:0] \port$947$0 ;
-  output [7:0] \port$948$0 ;
-  wire [7:0] \port$948$0 ;
+  output [7:0] \port$956$0 ;
+  wire [7:0] \port$956$0 ;
+  output [7:0] \port$957$0 ;
+  wire [7:0] \port$957$0 ;
+  output [7:0] \port$958$0 ;
+  wire [7:0] \port$958$0 ;
+  output [7:0] \port$959$0 ;
+  wire [7:0] \port$959$0 ;
+  output [7:0] \port$960$0 ;
+  wire [7:0] \port$960$0 ;
+  output [7:0] \port$961$0 ;
+  wire [7:0] \port$961$0 ;
+  output [7:0] \port$962$0 ;
+  wire [7:0] \port$962$0 ;
+  output [7:0] \port$963$0 ;
+  wire [7:0] \port$963$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -20822,14 +21628,14 @@ module \isscc22_fabric.pool (rst, act_rd__data, act_rd__addr, \port$941$0 , \por
   assign pa3 = act_w__addr;
   assign act_w__data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$941$0  = \$113 [7:0];
-  assign \port$942$0  = \$114 [7:0];
-  assign \port$943$0  = \$115 [7:0];
-  assign \port$944$0  = \$116 [7:0];
-  assign \port$945$0  = \$117 [7:0];
-  assign \port$946$0  = \$118 [7:0];
-  assign \port$947$0  = \$119 [7:0];
-  assign \port$948$0  = \$120 [7:0];
+  assign \port$956$0  = \$113 [7:0];
+  assign \port$957$0  = \$114 [7:0];
+  assign \port$958$0  = \$115 [7:0];
+  assign \port$959$0  = \$116 [7:0];
+  assign \port$960$0  = \$117 [7:0];
+  assign \port$961$0  = \$118 [7:0];
+  assign \port$962$0  = \$119 [7:0];
+  assign \port$963$0  = \$120 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -21467,4 +22273,7187 @@ module \isscc22_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
   assign y[95:64] = y2;
   assign y[63:32] = y1;
   assign y[31:0] = y0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd__addr, old_rd__addr, new_rd__addr, \port$1877$0 , act_w__addr, finish, busy, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [12:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [13:0] \$19 ;
+  wire \$2 ;
+  reg \$20 ;
+  reg [12:0] \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg [11:0] \$24 ;
+  reg [31:0] \$25 ;
+  reg \$26 ;
+  reg [11:0] \$27 ;
+  reg [31:0] \$28 ;
+  wire \$3 ;
+  wire [12:0] \$4 ;
+  wire [13:0] \$5 ;
+  wire [12:0] \$6 ;
+  wire [12:0] \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg [11:0] \$like  = 12'h000;
+  reg [11:0] \$like$16  = 12'h000;
+  wire [31:0] \$signal ;
+  reg \$signal$14  = 1'h0;
+  wire [32:0] \$signal$19 ;
+  wire [31:0] \$signal$22 ;
+  wire [31:0] \$signal$23 ;
+  (* init = 1'h0 *)
+  wire \$signal$27 ;
+  output [11:0] act_w__addr;
+  wire [11:0] act_w__addr;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  reg act_w__en = 1'h0;
+  output [11:0] arc_rd__addr;
+  wire [11:0] arc_rd__addr;
+  input [63:0] arc_rd__data;
+  wire [63:0] arc_rd__data;
+  wire arc_rd__en;
+  input [48:0] args;
+  wire [48:0] args;
+  wire [11:0] \args.arcs ;
+  wire [12:0] \args.count ;
+  wire [11:0] \args.new ;
+  wire [11:0] \args.old ;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  wire done;
+  output finish;
+  wire finish;
+  reg [31:0] fwd_val = 32'd0;
+  wire issue;
+  reg [12:0] issued = 13'h0000;
+  output [11:0] new_rd__addr;
+  wire [11:0] new_rd__addr;
+  input [63:0] new_rd__data;
+  wire [63:0] new_rd__data;
+  wire new_rd__en;
+  output [11:0] old_rd__addr;
+  wire [11:0] old_rd__addr;
+  input [63:0] old_rd__data;
+  wire [63:0] old_rd__data;
+  wire old_rd__en;
+  output [31:0] \port$1877$0 ;
+  wire [31:0] \port$1877$0 ;
+  wire [55:0] raw;
+  input rst;
+  wire rst;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  reg v1 = 1'h0;
+  reg [31:0] w2 = 32'd0;
+  assign \$1  = | args[24:12];
+  assign \$2  = issued < args[24:12];
+  assign \$3  = running & \$2 ;
+  assign issue = start ? \$1  : \$3 ;
+  assign \$4  = start ? 13'h0000 : issued;
+  assign \$5  = args[11:0] + \$4 ;
+  assign \$6  = args[36:25] + arc_rd__data[11:0];
+  assign \$7  = args[48:37] + arc_rd__data[23:12];
+  assign \$8  = \$like  == \$like$16 ;
+  assign \$9  = \$signal$14  & \$8 ;
+  assign \$signal  = \$9  ? fwd_val : new_rd__data[31:0];
+  assign \$signal$19  = old_rd__data[31:0] + w2;
+  assign \$signal$22  = \$signal$19 [32] ? 32'd4294967295 : \$signal$19 [31:0];
+  assign \$10  = \$signal$22  < \$signal ;
+  assign \$signal$23  = \$10  ? \$signal$22  : \$signal ;
+  assign \$11  = args[48:37] + \$like$16 ;
+  assign \$12  = issued == args[24:12];
+  assign \$13  = running & \$12 ;
+  assign \$14  = ~ v1;
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = ! args[24:12];
+  assign \$17  = act_w__en | \$16 ;
+  assign finish = \$15  & \$17 ;
+  assign busy = running | start;
+  assign \$18  = | args[24:12];
+  assign \$19  = issued + 1'h1;
+  always @(posedge clk)
+    running <= \$20 ;
+  always @(posedge clk)
+    issued <= \$21 ;
+  always @(posedge clk)
+    v1 <= \$22 ;
+  always @(posedge clk)
+    act_w__en <= \$23 ;
+  always @(posedge clk)
+    \$like$16  <= \$24 ;
+  always @(posedge clk)
+    w2 <= \$25 ;
+  always @(posedge clk)
+    \$signal$14  <= \$26 ;
+  always @(posedge clk)
+    \$like  <= \$27 ;
+  always @(posedge clk)
+    fwd_val <= \$28 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$20  = running;
+    if (start) begin
+      \$20  = 1'h1;
+    end
+    if (finish) begin
+      \$20  = 1'h0;
+    end
+    if (rst) begin
+      \$20  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$21  = issued;
+    if (start) begin
+      \$21  = { 12'h000, \$18  };
+    end else if (issue) begin
+      \$21  = \$19 [12:0];
+    end
+    if (rst) begin
+      \$21  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$22  = issue;
+    if (rst) begin
+      \$22  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$23  = v1;
+    if (rst) begin
+      \$23  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$24  = arc_rd__data[23:12];
+    if (rst) begin
+      \$24  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$25  = arc_rd__data[55:24];
+    if (rst) begin
+      \$25  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$26  = act_w__en;
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$27  = \$like$16 ;
+    if (rst) begin
+      \$27  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$28  = \$signal$23 ;
+    if (rst) begin
+      \$28  = 32'd0;
+    end
+  end
+  assign arc_rd__en = 1'h1;
+  assign raw = arc_rd__data[55:0];
+  assign old_rd__en = 1'h1;
+  assign new_rd__en = 1'h1;
+  assign act_w__data = { 32'h00000000, \$signal$23  };
+  assign \$signal$27  = act_w__en;
+  assign done = finish;
+  assign arc_rd__addr = \$5 [11:0];
+  assign old_rd__addr = \$6 [11:0];
+  assign new_rd__addr = \$7 [11:0];
+  assign \port$1877$0  = \$signal$23 ;
+  assign act_w__addr = \$11 [11:0];
+  assign \args.arcs  = args[11:0];
+  assign \args.count  = args[24:12];
+  assign \args.old  = args[36:25];
+  assign \args.new  = args[48:37];
+endmodule
+
+(* generator = "Amaranth" *)
+module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, busy, op__0__valid, op__1__valid, rd__addr, act_w__addr, act_w__data, finish, op__0__payload, op__1__payload, act_w__en, start, args, clk
+);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  wire \$1 ;
+  reg [255:0] \$10 ;
+  reg [20:0] \$100 ;
+  wire [51:0] \$101 ;
+  reg [51:0] \$102 ;
+  wire [52:0] \$103 ;
+  reg [20:0] \$104 ;
+  wire [21:0] \$105 ;
+  reg [20:0] \$106 ;
+  wire [35:0] \$107 ;
+  reg [20:0] \$108 ;
+  wire [51:0] \$109 ;
+  wire \$11 ;
+  reg [20:0] \$110 ;
+  wire [51:0] \$111 ;
+  reg [51:0] \$112 ;
+  wire [52:0] \$113 ;
+  reg [20:0] \$114 ;
+  wire [21:0] \$115 ;
+  reg [20:0] \$116 ;
+  wire [35:0] \$117 ;
+  reg [20:0] \$118 ;
+  wire [51:0] \$119 ;
+  wire \$12 ;
+  reg [20:0] \$120 ;
+  wire [51:0] \$121 ;
+  reg [51:0] \$122 ;
+  wire [52:0] \$123 ;
+  reg [20:0] \$124 ;
+  wire [21:0] \$125 ;
+  reg [20:0] \$126 ;
+  wire [35:0] \$127 ;
+  reg [20:0] \$128 ;
+  wire [51:0] \$129 ;
+  wire \$13 ;
+  reg [20:0] \$130 ;
+  wire [51:0] \$131 ;
+  reg [51:0] \$132 ;
+  wire [52:0] \$133 ;
+  reg [20:0] \$134 ;
+  wire [21:0] \$135 ;
+  reg [20:0] \$136 ;
+  wire [35:0] \$137 ;
+  reg [20:0] \$138 ;
+  wire [51:0] \$139 ;
+  wire \$14 ;
+  reg [20:0] \$140 ;
+  wire [51:0] \$141 ;
+  reg [51:0] \$142 ;
+  wire [52:0] \$143 ;
+  reg [20:0] \$144 ;
+  wire [21:0] \$145 ;
+  reg [20:0] \$146 ;
+  wire [35:0] \$147 ;
+  reg [20:0] \$148 ;
+  wire [51:0] \$149 ;
+  wire [12:0] \$15 ;
+  reg [20:0] \$150 ;
+  wire [51:0] \$151 ;
+  reg [51:0] \$152 ;
+  wire [52:0] \$153 ;
+  reg [20:0] \$154 ;
+  wire [21:0] \$155 ;
+  reg [20:0] \$156 ;
+  wire [35:0] \$157 ;
+  reg [20:0] \$158 ;
+  wire [51:0] \$159 ;
+  wire [12:0] \$16 ;
+  reg [20:0] \$160 ;
+  wire [51:0] \$161 ;
+  reg [51:0] \$162 ;
+  wire [52:0] \$163 ;
+  reg [20:0] \$164 ;
+  wire [21:0] \$165 ;
+  reg [20:0] \$166 ;
+  wire [35:0] \$167 ;
+  reg [20:0] \$168 ;
+  wire [51:0] \$169 ;
+  wire [12:0] \$17 ;
+  reg [20:0] \$170 ;
+  wire [51:0] \$171 ;
+  reg [51:0] \$172 ;
+  wire [52:0] \$173 ;
+  reg [20:0] \$174 ;
+  wire [21:0] \$175 ;
+  reg [20:0] \$176 ;
+  wire [35:0] \$177 ;
+  reg [20:0] \$178 ;
+  wire [51:0] \$179 ;
+  wire [12:0] \$18 ;
+  reg [20:0] \$180 ;
+  wire [51:0] \$181 ;
+  reg [51:0] \$182 ;
+  wire [52:0] \$183 ;
+  reg [20:0] \$184 ;
+  wire [21:0] \$185 ;
+  reg [20:0] \$186 ;
+  wire [35:0] \$187 ;
+  reg [20:0] \$188 ;
+  wire [51:0] \$189 ;
+  wire [12:0] \$19 ;
+  reg [20:0] \$190 ;
+  wire [51:0] \$191 ;
+  reg [51:0] \$192 ;
+  wire [52:0] \$193 ;
+  reg [20:0] \$194 ;
+  wire [21:0] \$195 ;
+  reg [20:0] \$196 ;
+  wire [35:0] \$197 ;
+  reg [20:0] \$198 ;
+  wire [51:0] \$199 ;
+  wire \$2 ;
+  reg [46:0] \$20 ;
+  reg [20:0] \$200 ;
+  wire [51:0] \$201 ;
+  reg [51:0] \$202 ;
+  wire [52:0] \$203 ;
+  reg [20:0] \$204 ;
+  wire [21:0] \$205 ;
+  reg [20:0] \$206 ;
+  wire [35:0] \$207 ;
+  reg [20:0] \$208 ;
+  wire [51:0] \$209 ;
+  wire [64:0] \$21 ;
+  reg [20:0] \$210 ;
+  wire [51:0] \$211 ;
+  reg [51:0] \$212 ;
+  wire [52:0] \$213 ;
+  reg [20:0] \$214 ;
+  wire [21:0] \$215 ;
+  reg [20:0] \$216 ;
+  wire [35:0] \$217 ;
+  reg [20:0] \$218 ;
+  wire [51:0] \$219 ;
+  wire \$22 ;
+  reg [20:0] \$220 ;
+  wire [51:0] \$221 ;
+  reg [51:0] \$222 ;
+  wire [52:0] \$223 ;
+  reg [20:0] \$224 ;
+  wire [21:0] \$225 ;
+  reg [20:0] \$226 ;
+  wire [35:0] \$227 ;
+  reg [20:0] \$228 ;
+  wire [51:0] \$229 ;
+  wire [4:0] \$23 ;
+  reg [20:0] \$230 ;
+  wire [51:0] \$231 ;
+  reg [51:0] \$232 ;
+  wire [52:0] \$233 ;
+  reg [20:0] \$234 ;
+  wire [21:0] \$235 ;
+  reg [20:0] \$236 ;
+  wire [35:0] \$237 ;
+  reg [20:0] \$238 ;
+  wire [51:0] \$239 ;
+  wire [5:0] \$24 ;
+  reg [20:0] \$240 ;
+  wire [51:0] \$241 ;
+  reg [51:0] \$242 ;
+  wire [52:0] \$243 ;
+  reg [20:0] \$244 ;
+  wire [21:0] \$245 ;
+  reg [20:0] \$246 ;
+  wire [35:0] \$247 ;
+  reg [20:0] \$248 ;
+  wire [51:0] \$249 ;
+  wire [5:0] \$25 ;
+  reg [20:0] \$250 ;
+  wire [51:0] \$251 ;
+  reg [51:0] \$252 ;
+  wire [52:0] \$253 ;
+  reg [20:0] \$254 ;
+  wire [21:0] \$255 ;
+  reg [20:0] \$256 ;
+  wire [35:0] \$257 ;
+  reg [20:0] \$258 ;
+  wire [51:0] \$259 ;
+  reg \$26 ;
+  reg [20:0] \$260 ;
+  wire [51:0] \$261 ;
+  reg [51:0] \$262 ;
+  wire [52:0] \$263 ;
+  reg [20:0] \$264 ;
+  wire [21:0] \$265 ;
+  reg [20:0] \$266 ;
+  wire [35:0] \$267 ;
+  reg [20:0] \$268 ;
+  wire [51:0] \$269 ;
+  wire \$27 ;
+  reg [20:0] \$270 ;
+  wire [51:0] \$271 ;
+  reg [51:0] \$272 ;
+  wire [52:0] \$273 ;
+  reg [20:0] \$274 ;
+  wire [21:0] \$275 ;
+  reg [20:0] \$276 ;
+  wire [35:0] \$277 ;
+  reg [20:0] \$278 ;
+  wire [51:0] \$279 ;
+  wire [3:0] \$28 ;
+  reg [20:0] \$280 ;
+  wire [51:0] \$281 ;
+  reg [51:0] \$282 ;
+  wire [52:0] \$283 ;
+  reg [20:0] \$284 ;
+  wire [21:0] \$285 ;
+  reg [20:0] \$286 ;
+  wire [35:0] \$287 ;
+  reg [20:0] \$288 ;
+  wire [51:0] \$289 ;
+  reg \$29 ;
+  reg [20:0] \$290 ;
+  wire [51:0] \$291 ;
+  reg [51:0] \$292 ;
+  wire [52:0] \$293 ;
+  reg [20:0] \$294 ;
+  wire [21:0] \$295 ;
+  reg [20:0] \$296 ;
+  wire [35:0] \$297 ;
+  reg [20:0] \$298 ;
+  wire [51:0] \$299 ;
+  wire \$3 ;
+  wire \$30 ;
+  reg [20:0] \$300 ;
+  wire [51:0] \$301 ;
+  reg [51:0] \$302 ;
+  wire [52:0] \$303 ;
+  reg [20:0] \$304 ;
+  wire [21:0] \$305 ;
+  reg [20:0] \$306 ;
+  wire [35:0] \$307 ;
+  reg [20:0] \$308 ;
+  wire [51:0] \$309 ;
+  wire \$31 ;
+  reg [20:0] \$310 ;
+  wire [51:0] \$311 ;
+  reg [51:0] \$312 ;
+  wire [52:0] \$313 ;
+  reg [20:0] \$314 ;
+  wire [21:0] \$315 ;
+  reg [20:0] \$316 ;
+  wire [35:0] \$317 ;
+  reg [20:0] \$318 ;
+  wire [51:0] \$319 ;
+  wire \$32 ;
+  reg [20:0] \$320 ;
+  wire [51:0] \$321 ;
+  reg [51:0] \$322 ;
+  wire [52:0] \$323 ;
+  reg [20:0] \$324 ;
+  wire [21:0] \$325 ;
+  reg [20:0] \$326 ;
+  wire [35:0] \$327 ;
+  reg [20:0] \$328 ;
+  wire [51:0] \$329 ;
+  wire [3:0] \$33 ;
+  reg [20:0] \$330 ;
+  wire [51:0] \$331 ;
+  reg [51:0] \$332 ;
+  wire [52:0] \$333 ;
+  reg [20:0] \$334 ;
+  wire [21:0] \$335 ;
+  reg [20:0] \$336 ;
+  wire [35:0] \$337 ;
+  reg [20:0] \$338 ;
+  wire [51:0] \$339 ;
+  reg [20:0] \$34 ;
+  reg [20:0] \$340 ;
+  wire [51:0] \$341 ;
+  reg [51:0] \$342 ;
+  wire [52:0] \$343 ;
+  reg [20:0] \$344 ;
+  wire [21:0] \$345 ;
+  reg [20:0] \$346 ;
+  wire [35:0] \$347 ;
+  reg [20:0] \$348 ;
+  wire [51:0] \$349 ;
+  wire [21:0] \$35 ;
+  reg [20:0] \$350 ;
+  wire [51:0] \$351 ;
+  reg [51:0] \$352 ;
+  wire [52:0] \$353 ;
+  reg [20:0] \$354 ;
+  wire [21:0] \$355 ;
+  reg [20:0] \$356 ;
+  wire [35:0] \$357 ;
+  reg [20:0] \$358 ;
+  wire [51:0] \$359 ;
+  reg [20:0] \$36 ;
+  reg [20:0] \$360 ;
+  wire [51:0] \$361 ;
+  reg [51:0] \$362 ;
+  wire [52:0] \$363 ;
+  reg [20:0] \$364 ;
+  wire [21:0] \$365 ;
+  reg [20:0] \$366 ;
+  wire [35:0] \$367 ;
+  reg [20:0] \$368 ;
+  wire [51:0] \$369 ;
+  wire [35:0] \$37 ;
+  reg [20:0] \$370 ;
+  wire [51:0] \$371 ;
+  reg [51:0] \$372 ;
+  wire [52:0] \$373 ;
+  reg [20:0] \$374 ;
+  wire [21:0] \$375 ;
+  reg [20:0] \$376 ;
+  wire [35:0] \$377 ;
+  reg [20:0] \$378 ;
+  wire [51:0] \$379 ;
+  reg [20:0] \$38 ;
+  reg [20:0] \$380 ;
+  wire [51:0] \$381 ;
+  reg [51:0] \$382 ;
+  wire [52:0] \$383 ;
+  reg [20:0] \$384 ;
+  wire [21:0] \$385 ;
+  reg [20:0] \$386 ;
+  wire [35:0] \$387 ;
+  reg [20:0] \$388 ;
+  wire [51:0] \$389 ;
+  wire [51:0] \$39 ;
+  reg [20:0] \$390 ;
+  wire [51:0] \$391 ;
+  reg [51:0] \$392 ;
+  wire [52:0] \$393 ;
+  reg [20:0] \$394 ;
+  wire [21:0] \$395 ;
+  reg [20:0] \$396 ;
+  wire [35:0] \$397 ;
+  reg [20:0] \$398 ;
+  wire [51:0] \$399 ;
+  wire \$4 ;
+  reg [20:0] \$40 ;
+  reg [20:0] \$400 ;
+  wire [51:0] \$401 ;
+  reg [51:0] \$402 ;
+  wire [52:0] \$403 ;
+  reg [20:0] \$404 ;
+  wire [21:0] \$405 ;
+  reg [20:0] \$406 ;
+  wire [35:0] \$407 ;
+  reg [20:0] \$408 ;
+  wire [51:0] \$409 ;
+  wire [51:0] \$41 ;
+  reg [20:0] \$410 ;
+  wire [51:0] \$411 ;
+  reg [51:0] \$412 ;
+  wire [52:0] \$413 ;
+  reg [20:0] \$414 ;
+  wire [21:0] \$415 ;
+  reg [20:0] \$416 ;
+  wire [35:0] \$417 ;
+  reg [20:0] \$418 ;
+  wire [51:0] \$419 ;
+  reg [51:0] \$42 ;
+  reg [20:0] \$420 ;
+  wire [51:0] \$421 ;
+  reg [51:0] \$422 ;
+  wire [52:0] \$423 ;
+  reg [20:0] \$424 ;
+  wire [21:0] \$425 ;
+  reg [20:0] \$426 ;
+  wire [35:0] \$427 ;
+  reg [20:0] \$428 ;
+  wire [51:0] \$429 ;
+  wire [52:0] \$43 ;
+  reg [20:0] \$430 ;
+  wire [51:0] \$431 ;
+  reg [51:0] \$432 ;
+  wire [52:0] \$433 ;
+  reg [20:0] \$434 ;
+  wire [21:0] \$435 ;
+  reg [20:0] \$436 ;
+  wire [35:0] \$437 ;
+  reg [20:0] \$438 ;
+  wire [51:0] \$439 ;
+  reg [20:0] \$44 ;
+  reg [20:0] \$440 ;
+  wire [51:0] \$441 ;
+  reg [51:0] \$442 ;
+  wire [52:0] \$443 ;
+  reg [20:0] \$444 ;
+  wire [21:0] \$445 ;
+  reg [20:0] \$446 ;
+  wire [35:0] \$447 ;
+  reg [20:0] \$448 ;
+  wire [51:0] \$449 ;
+  wire [21:0] \$45 ;
+  reg [20:0] \$450 ;
+  wire [51:0] \$451 ;
+  reg [51:0] \$452 ;
+  wire [52:0] \$453 ;
+  reg [20:0] \$454 ;
+  wire [21:0] \$455 ;
+  reg [20:0] \$456 ;
+  wire [35:0] \$457 ;
+  reg [20:0] \$458 ;
+  wire [51:0] \$459 ;
+  reg [20:0] \$46 ;
+  reg [20:0] \$460 ;
+  wire [51:0] \$461 ;
+  reg [51:0] \$462 ;
+  wire [52:0] \$463 ;
+  reg [20:0] \$464 ;
+  wire [21:0] \$465 ;
+  reg [20:0] \$466 ;
+  wire [35:0] \$467 ;
+  reg [20:0] \$468 ;
+  wire [51:0] \$469 ;
+  wire [35:0] \$47 ;
+  reg [20:0] \$470 ;
+  wire [51:0] \$471 ;
+  reg [51:0] \$472 ;
+  wire [52:0] \$473 ;
+  reg [20:0] \$474 ;
+  wire [21:0] \$475 ;
+  reg [20:0] \$476 ;
+  wire [35:0] \$477 ;
+  reg [20:0] \$478 ;
+  wire [51:0] \$479 ;
+  reg [20:0] \$48 ;
+  reg [20:0] \$480 ;
+  wire [51:0] \$481 ;
+  reg [51:0] \$482 ;
+  wire [52:0] \$483 ;
+  reg [20:0] \$484 ;
+  wire [21:0] \$485 ;
+  reg [20:0] \$486 ;
+  wire [35:0] \$487 ;
+  reg [20:0] \$488 ;
+  wire [51:0] \$489 ;
+  wire [51:0] \$49 ;
+  reg [20:0] \$490 ;
+  wire [51:0] \$491 ;
+  reg [51:0] \$492 ;
+  wire [52:0] \$493 ;
+  reg [20:0] \$494 ;
+  wire [21:0] \$495 ;
+  reg [20:0] \$496 ;
+  wire [35:0] \$497 ;
+  reg [20:0] \$498 ;
+  wire [51:0] \$499 ;
+  reg [4:0] \$5 ;
+  reg [20:0] \$50 ;
+  reg [20:0] \$500 ;
+  wire [51:0] \$501 ;
+  reg [51:0] \$502 ;
+  wire [52:0] \$503 ;
+  reg [20:0] \$504 ;
+  wire [21:0] \$505 ;
+  reg [20:0] \$506 ;
+  wire [35:0] \$507 ;
+  reg [20:0] \$508 ;
+  wire [51:0] \$509 ;
+  wire [51:0] \$51 ;
+  reg [20:0] \$510 ;
+  wire [51:0] \$511 ;
+  reg [51:0] \$512 ;
+  wire [52:0] \$513 ;
+  reg [20:0] \$514 ;
+  wire [21:0] \$515 ;
+  reg [20:0] \$516 ;
+  wire [35:0] \$517 ;
+  reg [20:0] \$518 ;
+  wire [51:0] \$519 ;
+  reg [51:0] \$52 ;
+  reg [20:0] \$520 ;
+  wire [51:0] \$521 ;
+  reg [51:0] \$522 ;
+  wire [52:0] \$523 ;
+  reg [20:0] \$524 ;
+  wire [21:0] \$525 ;
+  reg [20:0] \$526 ;
+  wire [35:0] \$527 ;
+  reg [20:0] \$528 ;
+  wire [51:0] \$529 ;
+  wire [52:0] \$53 ;
+  reg [20:0] \$530 ;
+  wire [51:0] \$531 ;
+  reg [51:0] \$532 ;
+  wire [52:0] \$533 ;
+  reg [20:0] \$534 ;
+  wire [21:0] \$535 ;
+  reg [20:0] \$536 ;
+  wire [35:0] \$537 ;
+  reg [20:0] \$538 ;
+  wire [51:0] \$539 ;
+  reg [20:0] \$54 ;
+  reg [20:0] \$540 ;
+  wire [51:0] \$541 ;
+  reg [51:0] \$542 ;
+  wire [52:0] \$543 ;
+  reg [20:0] \$544 ;
+  wire [21:0] \$545 ;
+  reg [20:0] \$546 ;
+  wire [35:0] \$547 ;
+  reg [20:0] \$548 ;
+  wire [51:0] \$549 ;
+  wire [21:0] \$55 ;
+  reg [20:0] \$550 ;
+  wire [51:0] \$551 ;
+  reg [51:0] \$552 ;
+  wire [52:0] \$553 ;
+  reg [20:0] \$554 ;
+  wire [21:0] \$555 ;
+  reg [20:0] \$556 ;
+  wire [35:0] \$557 ;
+  reg [20:0] \$558 ;
+  wire [51:0] \$559 ;
+  reg [20:0] \$56 ;
+  reg [20:0] \$560 ;
+  wire [51:0] \$561 ;
+  reg [51:0] \$562 ;
+  wire [52:0] \$563 ;
+  reg [20:0] \$564 ;
+  wire [21:0] \$565 ;
+  reg [20:0] \$566 ;
+  wire [35:0] \$567 ;
+  reg [20:0] \$568 ;
+  wire [51:0] \$569 ;
+  wire [35:0] \$57 ;
+  reg [20:0] \$570 ;
+  wire [51:0] \$571 ;
+  reg [51:0] \$572 ;
+  wire [52:0] \$573 ;
+  reg [20:0] \$574 ;
+  wire [21:0] \$575 ;
+  reg [20:0] \$576 ;
+  wire [35:0] \$577 ;
+  reg [20:0] \$578 ;
+  wire [51:0] \$579 ;
+  reg [20:0] \$58 ;
+  reg [20:0] \$580 ;
+  wire [51:0] \$581 ;
+  reg [51:0] \$582 ;
+  wire [52:0] \$583 ;
+  reg [20:0] \$584 ;
+  wire [21:0] \$585 ;
+  reg [20:0] \$586 ;
+  wire [35:0] \$587 ;
+  reg [20:0] \$588 ;
+  wire [51:0] \$589 ;
+  wire [51:0] \$59 ;
+  reg [20:0] \$590 ;
+  wire [51:0] \$591 ;
+  reg [51:0] \$592 ;
+  wire [52:0] \$593 ;
+  reg [20:0] \$594 ;
+  wire [21:0] \$595 ;
+  reg [20:0] \$596 ;
+  wire [35:0] \$597 ;
+  reg [20:0] \$598 ;
+  wire [51:0] \$599 ;
+  wire \$6 ;
+  reg [20:0] \$60 ;
+  reg [20:0] \$600 ;
+  wire [51:0] \$601 ;
+  reg [51:0] \$602 ;
+  wire [52:0] \$603 ;
+  reg [20:0] \$604 ;
+  wire [21:0] \$605 ;
+  reg [20:0] \$606 ;
+  wire [35:0] \$607 ;
+  reg [20:0] \$608 ;
+  wire [51:0] \$609 ;
+  wire [51:0] \$61 ;
+  reg [20:0] \$610 ;
+  wire [51:0] \$611 ;
+  reg [51:0] \$612 ;
+  wire [52:0] \$613 ;
+  reg [20:0] \$614 ;
+  wire [21:0] \$615 ;
+  reg [20:0] \$616 ;
+  wire [35:0] \$617 ;
+  reg [20:0] \$618 ;
+  wire [51:0] \$619 ;
+  reg [51:0] \$62 ;
+  reg [20:0] \$620 ;
+  wire [51:0] \$621 ;
+  reg [51:0] \$622 ;
+  wire [52:0] \$623 ;
+  reg [20:0] \$624 ;
+  wire [21:0] \$625 ;
+  reg [20:0] \$626 ;
+  wire [35:0] \$627 ;
+  reg [20:0] \$628 ;
+  wire [51:0] \$629 ;
+  wire [52:0] \$63 ;
+  reg [20:0] \$630 ;
+  wire [51:0] \$631 ;
+  reg [51:0] \$632 ;
+  wire [52:0] \$633 ;
+  reg [20:0] \$634 ;
+  wire [21:0] \$635 ;
+  reg [20:0] \$636 ;
+  wire [35:0] \$637 ;
+  reg [20:0] \$638 ;
+  wire [51:0] \$639 ;
+  reg [20:0] \$64 ;
+  reg [20:0] \$640 ;
+  wire [51:0] \$641 ;
+  reg [51:0] \$642 ;
+  wire [52:0] \$643 ;
+  reg [20:0] \$644 ;
+  wire [21:0] \$645 ;
+  reg [20:0] \$646 ;
+  wire [35:0] \$647 ;
+  reg [20:0] \$648 ;
+  wire [51:0] \$649 ;
+  wire [21:0] \$65 ;
+  reg [20:0] \$650 ;
+  wire [51:0] \$651 ;
+  reg [51:0] \$652 ;
+  wire [52:0] \$653 ;
+  reg [20:0] \$654 ;
+  wire [21:0] \$655 ;
+  reg [20:0] \$656 ;
+  wire [35:0] \$657 ;
+  reg [20:0] \$658 ;
+  wire [51:0] \$659 ;
+  reg [20:0] \$66 ;
+  reg [20:0] \$660 ;
+  wire [51:0] \$661 ;
+  reg [51:0] \$662 ;
+  wire [52:0] \$663 ;
+  reg [20:0] \$664 ;
+  wire [21:0] \$665 ;
+  reg [20:0] \$666 ;
+  wire [35:0] \$667 ;
+  reg [20:0] \$668 ;
+  wire [51:0] \$669 ;
+  wire [35:0] \$67 ;
+  reg [20:0] \$670 ;
+  wire [51:0] \$671 ;
+  reg [51:0] \$672 ;
+  wire [52:0] \$673 ;
+  wire [7:0] \$674 ;
+  reg \$675 ;
+  reg [3:0] \$676 ;
+  reg [4:0] \$677 ;
+  reg [63:0] \$678 ;
+  reg [63:0] \$679 ;
+  reg [20:0] \$68 ;
+  reg [63:0] \$680 ;
+  reg [63:0] \$681 ;
+  reg [63:0] \$682 ;
+  reg [63:0] \$683 ;
+  reg [63:0] \$684 ;
+  reg [63:0] \$685 ;
+  reg [63:0] \$686 ;
+  reg [63:0] \$687 ;
+  reg [63:0] \$688 ;
+  reg [63:0] \$689 ;
+  wire [51:0] \$69 ;
+  reg [63:0] \$690 ;
+  reg [63:0] \$691 ;
+  reg [63:0] \$692 ;
+  reg [63:0] \$693 ;
+  reg [4:0] \$694 ;
+  reg [2:0] \$695 ;
+  reg [2:0] \$696 ;
+  reg [46:0] \$697 ;
+  reg [46:0] \$698 ;
+  reg [46:0] \$699 ;
+  wire \$7 ;
+  reg [20:0] \$70 ;
+  reg [46:0] \$700 ;
+  reg [46:0] \$701 ;
+  reg [46:0] \$702 ;
+  reg [46:0] \$703 ;
+  reg [46:0] \$704 ;
+  reg [46:0] \$705 ;
+  reg [46:0] \$706 ;
+  reg [46:0] \$707 ;
+  reg [46:0] \$708 ;
+  reg [46:0] \$709 ;
+  wire [51:0] \$71 ;
+  reg [46:0] \$710 ;
+  reg [46:0] \$711 ;
+  reg [46:0] \$712 ;
+  reg [46:0] \$713 ;
+  reg [46:0] \$714 ;
+  reg [46:0] \$715 ;
+  reg [46:0] \$716 ;
+  reg [46:0] \$717 ;
+  reg [46:0] \$718 ;
+  reg [46:0] \$719 ;
+  reg [51:0] \$72 ;
+  reg [46:0] \$720 ;
+  reg [46:0] \$721 ;
+  reg [46:0] \$722 ;
+  reg [46:0] \$723 ;
+  reg [46:0] \$724 ;
+  reg [46:0] \$725 ;
+  reg [46:0] \$726 ;
+  reg [46:0] \$727 ;
+  reg [46:0] \$728 ;
+  reg [46:0] \$729 ;
+  wire [52:0] \$73 ;
+  reg [46:0] \$730 ;
+  reg [46:0] \$731 ;
+  reg [46:0] \$732 ;
+  reg [46:0] \$733 ;
+  reg [46:0] \$734 ;
+  reg [46:0] \$735 ;
+  reg [46:0] \$736 ;
+  reg [46:0] \$737 ;
+  reg [46:0] \$738 ;
+  reg [46:0] \$739 ;
+  reg [20:0] \$74 ;
+  reg [46:0] \$740 ;
+  reg [46:0] \$741 ;
+  reg [46:0] \$742 ;
+  reg [46:0] \$743 ;
+  reg [46:0] \$744 ;
+  reg [46:0] \$745 ;
+  reg [46:0] \$746 ;
+  reg [46:0] \$747 ;
+  reg [46:0] \$748 ;
+  reg [46:0] \$749 ;
+  wire [21:0] \$75 ;
+  reg [46:0] \$750 ;
+  reg [46:0] \$751 ;
+  reg [46:0] \$752 ;
+  reg [46:0] \$753 ;
+  reg [46:0] \$754 ;
+  reg [46:0] \$755 ;
+  reg [46:0] \$756 ;
+  reg [46:0] \$757 ;
+  reg [46:0] \$758 ;
+  reg [46:0] \$759 ;
+  reg [20:0] \$76 ;
+  reg [46:0] \$760 ;
+  reg [6:0] \$761 ;
+  reg \$762 ;
+  reg [5:0] \$763 ;
+  reg \$764 ;
+  wire [35:0] \$77 ;
+  reg [20:0] \$78 ;
+  wire [51:0] \$79 ;
+  reg [255:0] \$8 ;
+  reg [20:0] \$80 ;
+  wire [51:0] \$81 ;
+  reg [51:0] \$82 ;
+  wire [52:0] \$83 ;
+  reg [20:0] \$84 ;
+  wire [21:0] \$85 ;
+  reg [20:0] \$86 ;
+  wire [35:0] \$87 ;
+  reg [20:0] \$88 ;
+  wire [51:0] \$89 ;
+  wire \$9 ;
+  reg [20:0] \$90 ;
+  wire [51:0] \$91 ;
+  reg [51:0] \$92 ;
+  wire [52:0] \$93 ;
+  reg [20:0] \$94 ;
+  wire [21:0] \$95 ;
+  reg [20:0] \$96 ;
+  wire [35:0] \$97 ;
+  reg [20:0] \$98 ;
+  wire [51:0] \$99 ;
+  (* init = 1'h0 *)
+  wire \$signal ;
+  reg \$signal$108  = 1'h0;
+  reg [46:0] acc0 = 47'h000000000000;
+  reg [46:0] acc1 = 47'h000000000000;
+  reg [46:0] acc10 = 47'h000000000000;
+  reg [46:0] acc11 = 47'h000000000000;
+  reg [46:0] acc12 = 47'h000000000000;
+  reg [46:0] acc13 = 47'h000000000000;
+  reg [46:0] acc14 = 47'h000000000000;
+  reg [46:0] acc15 = 47'h000000000000;
+  reg [46:0] acc16 = 47'h000000000000;
+  reg [46:0] acc17 = 47'h000000000000;
+  reg [46:0] acc18 = 47'h000000000000;
+  reg [46:0] acc19 = 47'h000000000000;
+  reg [46:0] acc2 = 47'h000000000000;
+  reg [46:0] acc20 = 47'h000000000000;
+  reg [46:0] acc21 = 47'h000000000000;
+  reg [46:0] acc22 = 47'h000000000000;
+  reg [46:0] acc23 = 47'h000000000000;
+  reg [46:0] acc24 = 47'h000000000000;
+  reg [46:0] acc25 = 47'h000000000000;
+  reg [46:0] acc26 = 47'h000000000000;
+  reg [46:0] acc27 = 47'h000000000000;
+  reg [46:0] acc28 = 47'h000000000000;
+  reg [46:0] acc29 = 47'h000000000000;
+  reg [46:0] acc3 = 47'h000000000000;
+  reg [46:0] acc30 = 47'h000000000000;
+  reg [46:0] acc31 = 47'h000000000000;
+  reg [46:0] acc32 = 47'h000000000000;
+  reg [46:0] acc33 = 47'h000000000000;
+  reg [46:0] acc34 = 47'h000000000000;
+  reg [46:0] acc35 = 47'h000000000000;
+  reg [46:0] acc36 = 47'h000000000000;
+  reg [46:0] acc37 = 47'h000000000000;
+  reg [46:0] acc38 = 47'h000000000000;
+  reg [46:0] acc39 = 47'h000000000000;
+  reg [46:0] acc4 = 47'h000000000000;
+  reg [46:0] acc40 = 47'h000000000000;
+  reg [46:0] acc41 = 47'h000000000000;
+  reg [46:0] acc42 = 47'h000000000000;
+  reg [46:0] acc43 = 47'h000000000000;
+  reg [46:0] acc44 = 47'h000000000000;
+  reg [46:0] acc45 = 47'h000000000000;
+  reg [46:0] acc46 = 47'h000000000000;
+  reg [46:0] acc47 = 47'h000000000000;
+  reg [46:0] acc48 = 47'h000000000000;
+  reg [46:0] acc49 = 47'h000000000000;
+  reg [46:0] acc5 = 47'h000000000000;
+  reg [46:0] acc50 = 47'h000000000000;
+  reg [46:0] acc51 = 47'h000000000000;
+  reg [46:0] acc52 = 47'h000000000000;
+  reg [46:0] acc53 = 47'h000000000000;
+  reg [46:0] acc54 = 47'h000000000000;
+  reg [46:0] acc55 = 47'h000000000000;
+  reg [46:0] acc56 = 47'h000000000000;
+  reg [46:0] acc57 = 47'h000000000000;
+  reg [46:0] acc58 = 47'h000000000000;
+  reg [46:0] acc59 = 47'h000000000000;
+  reg [46:0] acc6 = 47'h000000000000;
+  reg [46:0] acc60 = 47'h000000000000;
+  reg [46:0] acc61 = 47'h000000000000;
+  reg [46:0] acc62 = 47'h000000000000;
+  reg [46:0] acc63 = 47'h000000000000;
+  reg [46:0] acc7 = 47'h000000000000;
+  reg [46:0] acc8 = 47'h000000000000;
+  reg [46:0] acc9 = 47'h000000000000;
+  output [11:0] act_w__addr;
+  wire [11:0] act_w__addr;
+  output [63:0] act_w__data;
+  wire [63:0] act_w__data;
+  output act_w__en;
+  reg act_w__en = 1'h0;
+  input [28:0] args;
+  wire [28:0] args;
+  wire \args.macro ;
+  wire [3:0] \args.page ;
+  wire [11:0] \args.x ;
+  wire [11:0] \args.y ;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  wire done;
+  output finish;
+  wire finish;
+  reg [2:0] got = 3'h0;
+  reg [4:0] i = 5'h00;
+  reg [2:0] issued = 3'h0;
+  reg [6:0] j = 7'h00;
+  reg [3:0] ld_i = 4'h0;
+  reg [4:0] loaded = 5'h00;
+  wire loading;
+  output [340:0] op__0__payload;
+  wire [340:0] op__0__payload;
+  wire [2:0] \op__0__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload.mode ;
+  wire [3:0] \op__0__payload.page ;
+  wire [4:0] \op__0__payload.row ;
+  wire \op__0__payload.skip ;
+  wire \op__0__payload.w_signed ;
+  wire [1:0] \op__0__payload.wb_log2 ;
+  wire [63:0] \op__0__payload.word ;
+  wire [255:0] \op__0__payload.x ;
+  wire [7:0] \op__0__payload.x[0] ;
+  wire [7:0] \op__0__payload.x[10] ;
+  wire [7:0] \op__0__payload.x[11] ;
+  wire [7:0] \op__0__payload.x[12] ;
+  wire [7:0] \op__0__payload.x[13] ;
+  wire [7:0] \op__0__payload.x[14] ;
+  wire [7:0] \op__0__payload.x[15] ;
+  wire [7:0] \op__0__payload.x[16] ;
+  wire [7:0] \op__0__payload.x[17] ;
+  wire [7:0] \op__0__payload.x[18] ;
+  wire [7:0] \op__0__payload.x[19] ;
+  wire [7:0] \op__0__payload.x[1] ;
+  wire [7:0] \op__0__payload.x[20] ;
+  wire [7:0] \op__0__payload.x[21] ;
+  wire [7:0] \op__0__payload.x[22] ;
+  wire [7:0] \op__0__payload.x[23] ;
+  wire [7:0] \op__0__payload.x[24] ;
+  wire [7:0] \op__0__payload.x[25] ;
+  wire [7:0] \op__0__payload.x[26] ;
+  wire [7:0] \op__0__payload.x[27] ;
+  wire [7:0] \op__0__payload.x[28] ;
+  wire [7:0] \op__0__payload.x[29] ;
+  wire [7:0] \op__0__payload.x[2] ;
+  wire [7:0] \op__0__payload.x[30] ;
+  wire [7:0] \op__0__payload.x[31] ;
+  wire [7:0] \op__0__payload.x[3] ;
+  wire [7:0] \op__0__payload.x[4] ;
+  wire [7:0] \op__0__payload.x[5] ;
+  wire [7:0] \op__0__payload.x[6] ;
+  wire [7:0] \op__0__payload.x[7] ;
+  wire [7:0] \op__0__payload.x[8] ;
+  wire [7:0] \op__0__payload.x[9] ;
+  wire \op__0__payload.x_signed ;
+  input op__0__ready;
+  wire op__0__ready;
+  output op__0__valid;
+  wire op__0__valid;
+  output [340:0] op__1__payload;
+  wire [340:0] op__1__payload;
+  wire [2:0] \op__1__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload.mode ;
+  wire [3:0] \op__1__payload.page ;
+  wire [4:0] \op__1__payload.row ;
+  wire \op__1__payload.skip ;
+  wire \op__1__payload.w_signed ;
+  wire [1:0] \op__1__payload.wb_log2 ;
+  wire [63:0] \op__1__payload.word ;
+  wire [255:0] \op__1__payload.x ;
+  wire [7:0] \op__1__payload.x[0] ;
+  wire [7:0] \op__1__payload.x[10] ;
+  wire [7:0] \op__1__payload.x[11] ;
+  wire [7:0] \op__1__payload.x[12] ;
+  wire [7:0] \op__1__payload.x[13] ;
+  wire [7:0] \op__1__payload.x[14] ;
+  wire [7:0] \op__1__payload.x[15] ;
+  wire [7:0] \op__1__payload.x[16] ;
+  wire [7:0] \op__1__payload.x[17] ;
+  wire [7:0] \op__1__payload.x[18] ;
+  wire [7:0] \op__1__payload.x[19] ;
+  wire [7:0] \op__1__payload.x[1] ;
+  wire [7:0] \op__1__payload.x[20] ;
+  wire [7:0] \op__1__payload.x[21] ;
+  wire [7:0] \op__1__payload.x[22] ;
+  wire [7:0] \op__1__payload.x[23] ;
+  wire [7:0] \op__1__payload.x[24] ;
+  wire [7:0] \op__1__payload.x[25] ;
+  wire [7:0] \op__1__payload.x[26] ;
+  wire [7:0] \op__1__payload.x[27] ;
+  wire [7:0] \op__1__payload.x[28] ;
+  wire [7:0] \op__1__payload.x[29] ;
+  wire [7:0] \op__1__payload.x[2] ;
+  wire [7:0] \op__1__payload.x[30] ;
+  wire [7:0] \op__1__payload.x[31] ;
+  wire [7:0] \op__1__payload.x[3] ;
+  wire [7:0] \op__1__payload.x[4] ;
+  wire [7:0] \op__1__payload.x[5] ;
+  wire [7:0] \op__1__payload.x[6] ;
+  wire [7:0] \op__1__payload.x[7] ;
+  wire [7:0] \op__1__payload.x[8] ;
+  wire [7:0] \op__1__payload.x[9] ;
+  wire \op__1__payload.x_signed ;
+  input op__1__ready;
+  wire op__1__ready;
+  output op__1__valid;
+  wire op__1__valid;
+  output [11:0] rd__addr;
+  wire [11:0] rd__addr;
+  input [63:0] rd__data;
+  wire [63:0] rd__data;
+  wire rd__en;
+  wire reading;
+  input res_valid__0;
+  wire res_valid__0;
+  input res_valid__1;
+  wire res_valid__1;
+  input [1343:0] res_y__0;
+  wire [1343:0] res_y__0;
+  wire [20:0] \res_y__0[0] ;
+  wire [20:0] \res_y__0[10] ;
+  wire [20:0] \res_y__0[11] ;
+  wire [20:0] \res_y__0[12] ;
+  wire [20:0] \res_y__0[13] ;
+  wire [20:0] \res_y__0[14] ;
+  wire [20:0] \res_y__0[15] ;
+  wire [20:0] \res_y__0[16] ;
+  wire [20:0] \res_y__0[17] ;
+  wire [20:0] \res_y__0[18] ;
+  wire [20:0] \res_y__0[19] ;
+  wire [20:0] \res_y__0[1] ;
+  wire [20:0] \res_y__0[20] ;
+  wire [20:0] \res_y__0[21] ;
+  wire [20:0] \res_y__0[22] ;
+  wire [20:0] \res_y__0[23] ;
+  wire [20:0] \res_y__0[24] ;
+  wire [20:0] \res_y__0[25] ;
+  wire [20:0] \res_y__0[26] ;
+  wire [20:0] \res_y__0[27] ;
+  wire [20:0] \res_y__0[28] ;
+  wire [20:0] \res_y__0[29] ;
+  wire [20:0] \res_y__0[2] ;
+  wire [20:0] \res_y__0[30] ;
+  wire [20:0] \res_y__0[31] ;
+  wire [20:0] \res_y__0[32] ;
+  wire [20:0] \res_y__0[33] ;
+  wire [20:0] \res_y__0[34] ;
+  wire [20:0] \res_y__0[35] ;
+  wire [20:0] \res_y__0[36] ;
+  wire [20:0] \res_y__0[37] ;
+  wire [20:0] \res_y__0[38] ;
+  wire [20:0] \res_y__0[39] ;
+  wire [20:0] \res_y__0[3] ;
+  wire [20:0] \res_y__0[40] ;
+  wire [20:0] \res_y__0[41] ;
+  wire [20:0] \res_y__0[42] ;
+  wire [20:0] \res_y__0[43] ;
+  wire [20:0] \res_y__0[44] ;
+  wire [20:0] \res_y__0[45] ;
+  wire [20:0] \res_y__0[46] ;
+  wire [20:0] \res_y__0[47] ;
+  wire [20:0] \res_y__0[48] ;
+  wire [20:0] \res_y__0[49] ;
+  wire [20:0] \res_y__0[4] ;
+  wire [20:0] \res_y__0[50] ;
+  wire [20:0] \res_y__0[51] ;
+  wire [20:0] \res_y__0[52] ;
+  wire [20:0] \res_y__0[53] ;
+  wire [20:0] \res_y__0[54] ;
+  wire [20:0] \res_y__0[55] ;
+  wire [20:0] \res_y__0[56] ;
+  wire [20:0] \res_y__0[57] ;
+  wire [20:0] \res_y__0[58] ;
+  wire [20:0] \res_y__0[59] ;
+  wire [20:0] \res_y__0[5] ;
+  wire [20:0] \res_y__0[60] ;
+  wire [20:0] \res_y__0[61] ;
+  wire [20:0] \res_y__0[62] ;
+  wire [20:0] \res_y__0[63] ;
+  wire [20:0] \res_y__0[6] ;
+  wire [20:0] \res_y__0[7] ;
+  wire [20:0] \res_y__0[8] ;
+  wire [20:0] \res_y__0[9] ;
+  input [1343:0] res_y__1;
+  wire [1343:0] res_y__1;
+  wire [20:0] \res_y__1[0] ;
+  wire [20:0] \res_y__1[10] ;
+  wire [20:0] \res_y__1[11] ;
+  wire [20:0] \res_y__1[12] ;
+  wire [20:0] \res_y__1[13] ;
+  wire [20:0] \res_y__1[14] ;
+  wire [20:0] \res_y__1[15] ;
+  wire [20:0] \res_y__1[16] ;
+  wire [20:0] \res_y__1[17] ;
+  wire [20:0] \res_y__1[18] ;
+  wire [20:0] \res_y__1[19] ;
+  wire [20:0] \res_y__1[1] ;
+  wire [20:0] \res_y__1[20] ;
+  wire [20:0] \res_y__1[21] ;
+  wire [20:0] \res_y__1[22] ;
+  wire [20:0] \res_y__1[23] ;
+  wire [20:0] \res_y__1[24] ;
+  wire [20:0] \res_y__1[25] ;
+  wire [20:0] \res_y__1[26] ;
+  wire [20:0] \res_y__1[27] ;
+  wire [20:0] \res_y__1[28] ;
+  wire [20:0] \res_y__1[29] ;
+  wire [20:0] \res_y__1[2] ;
+  wire [20:0] \res_y__1[30] ;
+  wire [20:0] \res_y__1[31] ;
+  wire [20:0] \res_y__1[32] ;
+  wire [20:0] \res_y__1[33] ;
+  wire [20:0] \res_y__1[34] ;
+  wire [20:0] \res_y__1[35] ;
+  wire [20:0] \res_y__1[36] ;
+  wire [20:0] \res_y__1[37] ;
+  wire [20:0] \res_y__1[38] ;
+  wire [20:0] \res_y__1[39] ;
+  wire [20:0] \res_y__1[3] ;
+  wire [20:0] \res_y__1[40] ;
+  wire [20:0] \res_y__1[41] ;
+  wire [20:0] \res_y__1[42] ;
+  wire [20:0] \res_y__1[43] ;
+  wire [20:0] \res_y__1[44] ;
+  wire [20:0] \res_y__1[45] ;
+  wire [20:0] \res_y__1[46] ;
+  wire [20:0] \res_y__1[47] ;
+  wire [20:0] \res_y__1[48] ;
+  wire [20:0] \res_y__1[49] ;
+  wire [20:0] \res_y__1[4] ;
+  wire [20:0] \res_y__1[50] ;
+  wire [20:0] \res_y__1[51] ;
+  wire [20:0] \res_y__1[52] ;
+  wire [20:0] \res_y__1[53] ;
+  wire [20:0] \res_y__1[54] ;
+  wire [20:0] \res_y__1[55] ;
+  wire [20:0] \res_y__1[56] ;
+  wire [20:0] \res_y__1[57] ;
+  wire [20:0] \res_y__1[58] ;
+  wire [20:0] \res_y__1[59] ;
+  wire [20:0] \res_y__1[5] ;
+  wire [20:0] \res_y__1[60] ;
+  wire [20:0] \res_y__1[61] ;
+  wire [20:0] \res_y__1[62] ;
+  wire [20:0] \res_y__1[63] ;
+  wire [20:0] \res_y__1[6] ;
+  wire [20:0] \res_y__1[7] ;
+  wire [20:0] \res_y__1[8] ;
+  wire [20:0] \res_y__1[9] ;
+  input rst;
+  wire rst;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  reg [5:0] w_j = 6'h00;
+  wire want;
+  reg [63:0] xbuf0 = 64'h0000000000000000;
+  reg [63:0] xbuf1 = 64'h0000000000000000;
+  reg [63:0] xbuf10 = 64'h0000000000000000;
+  reg [63:0] xbuf11 = 64'h0000000000000000;
+  reg [63:0] xbuf12 = 64'h0000000000000000;
+  reg [63:0] xbuf13 = 64'h0000000000000000;
+  reg [63:0] xbuf14 = 64'h0000000000000000;
+  reg [63:0] xbuf15 = 64'h0000000000000000;
+  reg [63:0] xbuf2 = 64'h0000000000000000;
+  reg [63:0] xbuf3 = 64'h0000000000000000;
+  reg [63:0] xbuf4 = 64'h0000000000000000;
+  reg [63:0] xbuf5 = 64'h0000000000000000;
+  reg [63:0] xbuf6 = 64'h0000000000000000;
+  reg [63:0] xbuf7 = 64'h0000000000000000;
+  reg [63:0] xbuf8 = 64'h0000000000000000;
+  reg [63:0] xbuf9 = 64'h0000000000000000;
+  assign \$233  = acc19 + \$232 ;
+  assign \$243  = acc20 + \$242 ;
+  assign \$253  = acc21 + \$252 ;
+  assign \$263  = acc22 + \$262 ;
+  assign \$273  = acc23 + \$272 ;
+  assign \$283  = acc24 + \$282 ;
+  assign \$293  = acc25 + \$292 ;
+  assign \$303  = acc26 + \$302 ;
+  assign \$313  = acc27 + \$312 ;
+  assign \$323  = acc28 + \$322 ;
+  assign \$333  = acc29 + \$332 ;
+  assign \$343  = acc30 + \$342 ;
+  assign \$353  = acc31 + \$352 ;
+  assign \$363  = acc32 + \$362 ;
+  assign \$373  = acc33 + \$372 ;
+  assign \$383  = acc34 + \$382 ;
+  assign \$393  = acc35 + \$392 ;
+  assign \$403  = acc36 + \$402 ;
+  assign \$413  = acc37 + \$412 ;
+  assign \$423  = acc38 + \$422 ;
+  assign \$433  = acc39 + \$432 ;
+  assign \$443  = acc40 + \$442 ;
+  assign \$453  = acc41 + \$452 ;
+  assign \$463  = acc42 + \$462 ;
+  assign \$473  = acc43 + \$472 ;
+  assign \$483  = acc44 + \$482 ;
+  assign \$493  = acc45 + \$492 ;
+  assign \$503  = acc46 + \$502 ;
+  assign \$513  = acc47 + \$512 ;
+  assign \$523  = acc48 + \$522 ;
+  assign \$533  = acc49 + \$532 ;
+  assign \$543  = acc50 + \$542 ;
+  assign \$553  = acc51 + \$552 ;
+  assign \$563  = acc52 + \$562 ;
+  assign \$573  = acc53 + \$572 ;
+  assign \$583  = acc54 + \$582 ;
+  assign \$593  = acc55 + \$592 ;
+  assign \$603  = acc56 + \$602 ;
+  assign \$613  = acc57 + \$612 ;
+  assign \$623  = acc58 + \$622 ;
+  assign \$633  = acc59 + \$632 ;
+  assign \$643  = acc60 + \$642 ;
+  assign \$653  = acc61 + \$652 ;
+  assign \$663  = acc62 + \$662 ;
+  assign \$673  = acc63 + \$672 ;
+  assign \$674  = j + 1'h1;
+  always @(posedge clk)
+    \$signal$108  <= \$675 ;
+  always @(posedge clk)
+    ld_i <= \$676 ;
+  always @(posedge clk)
+    i <= \$677 ;
+  always @(posedge clk)
+    xbuf0 <= \$678 ;
+  always @(posedge clk)
+    xbuf1 <= \$679 ;
+  always @(posedge clk)
+    xbuf2 <= \$680 ;
+  always @(posedge clk)
+    xbuf3 <= \$681 ;
+  always @(posedge clk)
+    xbuf4 <= \$682 ;
+  always @(posedge clk)
+    xbuf5 <= \$683 ;
+  always @(posedge clk)
+    xbuf6 <= \$684 ;
+  always @(posedge clk)
+    xbuf7 <= \$685 ;
+  always @(posedge clk)
+    xbuf8 <= \$686 ;
+  always @(posedge clk)
+    xbuf9 <= \$687 ;
+  always @(posedge clk)
+    xbuf10 <= \$688 ;
+  always @(posedge clk)
+    xbuf11 <= \$689 ;
+  always @(posedge clk)
+    xbuf12 <= \$690 ;
+  always @(posedge clk)
+    xbuf13 <= \$691 ;
+  always @(posedge clk)
+    xbuf14 <= \$692 ;
+  always @(posedge clk)
+    xbuf15 <= \$693 ;
+  always @(posedge clk)
+    loaded <= \$694 ;
+  always @(posedge clk)
+    issued <= \$695 ;
+  always @(posedge clk)
+    got <= \$696 ;
+  always @(posedge clk)
+    acc0 <= \$697 ;
+  always @(posedge clk)
+    acc1 <= \$698 ;
+  always @(posedge clk)
+    acc2 <= \$699 ;
+  always @(posedge clk)
+    acc3 <= \$700 ;
+  always @(posedge clk)
+    acc4 <= \$701 ;
+  always @(posedge clk)
+    acc5 <= \$702 ;
+  always @(posedge clk)
+    acc6 <= \$703 ;
+  always @(posedge clk)
+    acc7 <= \$704 ;
+  always @(posedge clk)
+    acc8 <= \$705 ;
+  always @(posedge clk)
+    acc9 <= \$706 ;
+  always @(posedge clk)
+    acc10 <= \$707 ;
+  always @(posedge clk)
+    acc11 <= \$708 ;
+  always @(posedge clk)
+    acc12 <= \$709 ;
+  always @(posedge clk)
+    acc13 <= \$710 ;
+  always @(posedge clk)
+    acc14 <= \$711 ;
+  always @(posedge clk)
+    acc15 <= \$712 ;
+  always @(posedge clk)
+    acc16 <= \$713 ;
+  always @(posedge clk)
+    acc17 <= \$714 ;
+  always @(posedge clk)
+    acc18 <= \$715 ;
+  always @(posedge clk)
+    acc19 <= \$716 ;
+  always @(posedge clk)
+    acc20 <= \$717 ;
+  always @(posedge clk)
+    acc21 <= \$718 ;
+  always @(posedge clk)
+    acc22 <= \$719 ;
+  always @(posedge clk)
+    acc23 <= \$720 ;
+  always @(posedge clk)
+    acc24 <= \$721 ;
+  always @(posedge clk)
+    acc25 <= \$722 ;
+  always @(posedge clk)
+    acc26 <= \$723 ;
+  always @(posedge clk)
+    acc27 <= \$724 ;
+  always @(posedge clk)
+    acc28 <= \$725 ;
+  always @(posedge clk)
+    acc29 <= \$726 ;
+  always @(posedge clk)
+    acc30 <= \$727 ;
+  always @(posedge clk)
+    acc31 <= \$728 ;
+  always @(posedge clk)
+    acc32 <= \$729 ;
+  always @(posedge clk)
+    acc33 <= \$730 ;
+  always @(posedge clk)
+    acc34 <= \$731 ;
+  always @(posedge clk)
+    acc35 <= \$732 ;
+  always @(posedge clk)
+    acc36 <= \$733 ;
+  always @(posedge clk)
+    acc37 <= \$734 ;
+  always @(posedge clk)
+    acc38 <= \$735 ;
+  always @(posedge clk)
+    acc39 <= \$736 ;
+  always @(posedge clk)
+    acc40 <= \$737 ;
+  always @(posedge clk)
+    acc41 <= \$738 ;
+  always @(posedge clk)
+    acc42 <= \$739 ;
+  always @(posedge clk)
+    acc43 <= \$740 ;
+  always @(posedge clk)
+    acc44 <= \$741 ;
+  always @(posedge clk)
+    acc45 <= \$742 ;
+  always @(posedge clk)
+    acc46 <= \$743 ;
+  always @(posedge clk)
+    acc47 <= \$744 ;
+  always @(posedge clk)
+    acc48 <= \$745 ;
+  always @(posedge clk)
+    acc49 <= \$746 ;
+  always @(posedge clk)
+    acc50 <= \$747 ;
+  always @(posedge clk)
+    acc51 <= \$748 ;
+  always @(posedge clk)
+    acc52 <= \$749 ;
+  always @(posedge clk)
+    acc53 <= \$750 ;
+  always @(posedge clk)
+    acc54 <= \$751 ;
+  always @(posedge clk)
+    acc55 <= \$752 ;
+  always @(posedge clk)
+    acc56 <= \$753 ;
+  always @(posedge clk)
+    acc57 <= \$754 ;
+  always @(posedge clk)
+    acc58 <= \$755 ;
+  always @(posedge clk)
+    acc59 <= \$756 ;
+  always @(posedge clk)
+    acc60 <= \$757 ;
+  always @(posedge clk)
+    acc61 <= \$758 ;
+  always @(posedge clk)
+    acc62 <= \$759 ;
+  always @(posedge clk)
+    acc63 <= \$760 ;
+  always @(posedge clk)
+    j <= \$761 ;
+  always @(posedge clk)
+    act_w__en <= \$762 ;
+  always @(posedge clk)
+    w_j <= \$763 ;
+  always @(posedge clk)
+    running <= \$764 ;
+  assign busy = running | start;
+  assign \$1  = i < 5'h10;
+  assign \$2  = running & \$1 ;
+  assign loading = start ? 1'h1 : \$2 ;
+  assign \$3  = issued < 3'h4;
+  assign \$4  = running & \$3 ;
+  assign \$6  = \$5  <= loaded;
+  assign want = \$4  & \$6 ;
+  assign \$7  = ! args[0];
+  assign op__0__valid = want & \$7 ;
+  assign op__1__valid = want & \$9 ;
+  assign \$11  = got == 3'h4;
+  assign \$12  = running & \$11 ;
+  assign \$13  = j < 7'h40;
+  assign reading = \$12  & \$13 ;
+  assign \$14  = got == 3'h4;
+  assign \$15  = args[28:17] + j;
+  assign \$16  = args[16:5] + i;
+  assign \$17  = \$14  ? \$15  : \$16 ;
+  assign \$18  = start ? { 1'h0, args[16:5] } : \$17 ;
+  assign \$19  = args[28:17] + w_j;
+  assign \$21  = rd__data + \$20 ;
+  assign \$22  = w_j == 6'h3f;
+  assign finish = act_w__en & \$22 ;
+  assign \$23  = start ? 5'h00 : i;
+  assign \$24  = i + 1'h1;
+  assign \$25  = loaded + 1'h1;
+  assign \$27  = want & \$26 ;
+  assign \$28  = issued + 1'h1;
+  assign \$30  = running & \$29 ;
+  assign \$31  = got < 3'h4;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = got + 1'h1;
+  assign \$43  = acc0 + \$42 ;
+  assign \$53  = acc1 + \$52 ;
+  assign \$63  = acc2 + \$62 ;
+  assign \$73  = acc3 + \$72 ;
+  assign \$83  = acc4 + \$82 ;
+  assign \$93  = acc5 + \$92 ;
+  assign \$103  = acc6 + \$102 ;
+  assign \$113  = acc7 + \$112 ;
+  assign \$123  = acc8 + \$122 ;
+  assign \$133  = acc9 + \$132 ;
+  assign \$143  = acc10 + \$142 ;
+  assign \$153  = acc11 + \$152 ;
+  assign \$163  = acc12 + \$162 ;
+  assign \$173  = acc13 + \$172 ;
+  assign \$183  = acc14 + \$182 ;
+  assign \$193  = acc15 + \$192 ;
+  assign \$203  = acc16 + \$202 ;
+  assign \$213  = acc17 + \$212 ;
+  assign \$223  = acc18 + \$222 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$230  = res_y__0[419:399];
+      1'h1:
+          \$230  = res_y__1[419:399];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$232  = { 30'h00000000, \$225  };
+      2'h1:
+          \$232  = { 16'h0000, \$227  };
+      2'h2:
+          \$232  = \$229 ;
+      2'h3:
+          \$232  = \$231 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$234  = res_y__0[440:420];
+      1'h1:
+          \$234  = res_y__1[440:420];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$236  = res_y__0[440:420];
+      1'h1:
+          \$236  = res_y__1[440:420];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$238  = res_y__0[440:420];
+      1'h1:
+          \$238  = res_y__1[440:420];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$240  = res_y__0[440:420];
+      1'h1:
+          \$240  = res_y__1[440:420];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$242  = { 30'h00000000, \$235  };
+      2'h1:
+          \$242  = { 16'h0000, \$237  };
+      2'h2:
+          \$242  = \$239 ;
+      2'h3:
+          \$242  = \$241 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$244  = res_y__0[461:441];
+      1'h1:
+          \$244  = res_y__1[461:441];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$246  = res_y__0[461:441];
+      1'h1:
+          \$246  = res_y__1[461:441];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$248  = res_y__0[461:441];
+      1'h1:
+          \$248  = res_y__1[461:441];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$250  = res_y__0[461:441];
+      1'h1:
+          \$250  = res_y__1[461:441];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$252  = { 30'h00000000, \$245  };
+      2'h1:
+          \$252  = { 16'h0000, \$247  };
+      2'h2:
+          \$252  = \$249 ;
+      2'h3:
+          \$252  = \$251 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$254  = res_y__0[482:462];
+      1'h1:
+          \$254  = res_y__1[482:462];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$256  = res_y__0[482:462];
+      1'h1:
+          \$256  = res_y__1[482:462];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$258  = res_y__0[482:462];
+      1'h1:
+          \$258  = res_y__1[482:462];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$260  = res_y__0[482:462];
+      1'h1:
+          \$260  = res_y__1[482:462];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$262  = { 30'h00000000, \$255  };
+      2'h1:
+          \$262  = { 16'h0000, \$257  };
+      2'h2:
+          \$262  = \$259 ;
+      2'h3:
+          \$262  = \$261 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$264  = res_y__0[503:483];
+      1'h1:
+          \$264  = res_y__1[503:483];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$266  = res_y__0[503:483];
+      1'h1:
+          \$266  = res_y__1[503:483];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$268  = res_y__0[503:483];
+      1'h1:
+          \$268  = res_y__1[503:483];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$270  = res_y__0[503:483];
+      1'h1:
+          \$270  = res_y__1[503:483];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$272  = { 30'h00000000, \$265  };
+      2'h1:
+          \$272  = { 16'h0000, \$267  };
+      2'h2:
+          \$272  = \$269 ;
+      2'h3:
+          \$272  = \$271 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$274  = res_y__0[524:504];
+      1'h1:
+          \$274  = res_y__1[524:504];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$276  = res_y__0[524:504];
+      1'h1:
+          \$276  = res_y__1[524:504];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$278  = res_y__0[524:504];
+      1'h1:
+          \$278  = res_y__1[524:504];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$280  = res_y__0[524:504];
+      1'h1:
+          \$280  = res_y__1[524:504];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$282  = { 30'h00000000, \$275  };
+      2'h1:
+          \$282  = { 16'h0000, \$277  };
+      2'h2:
+          \$282  = \$279 ;
+      2'h3:
+          \$282  = \$281 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$284  = res_y__0[545:525];
+      1'h1:
+          \$284  = res_y__1[545:525];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$286  = res_y__0[545:525];
+      1'h1:
+          \$286  = res_y__1[545:525];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$288  = res_y__0[545:525];
+      1'h1:
+          \$288  = res_y__1[545:525];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$290  = res_y__0[545:525];
+      1'h1:
+          \$290  = res_y__1[545:525];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$292  = { 30'h00000000, \$285  };
+      2'h1:
+          \$292  = { 16'h0000, \$287  };
+      2'h2:
+          \$292  = \$289 ;
+      2'h3:
+          \$292  = \$291 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$294  = res_y__0[566:546];
+      1'h1:
+          \$294  = res_y__1[566:546];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$296  = res_y__0[566:546];
+      1'h1:
+          \$296  = res_y__1[566:546];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$298  = res_y__0[566:546];
+      1'h1:
+          \$298  = res_y__1[566:546];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$300  = res_y__0[566:546];
+      1'h1:
+          \$300  = res_y__1[566:546];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$302  = { 30'h00000000, \$295  };
+      2'h1:
+          \$302  = { 16'h0000, \$297  };
+      2'h2:
+          \$302  = \$299 ;
+      2'h3:
+          \$302  = \$301 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$304  = res_y__0[587:567];
+      1'h1:
+          \$304  = res_y__1[587:567];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$306  = res_y__0[587:567];
+      1'h1:
+          \$306  = res_y__1[587:567];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$308  = res_y__0[587:567];
+      1'h1:
+          \$308  = res_y__1[587:567];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$310  = res_y__0[587:567];
+      1'h1:
+          \$310  = res_y__1[587:567];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$312  = { 30'h00000000, \$305  };
+      2'h1:
+          \$312  = { 16'h0000, \$307  };
+      2'h2:
+          \$312  = \$309 ;
+      2'h3:
+          \$312  = \$311 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$314  = res_y__0[608:588];
+      1'h1:
+          \$314  = res_y__1[608:588];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$316  = res_y__0[608:588];
+      1'h1:
+          \$316  = res_y__1[608:588];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$318  = res_y__0[608:588];
+      1'h1:
+          \$318  = res_y__1[608:588];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$320  = res_y__0[608:588];
+      1'h1:
+          \$320  = res_y__1[608:588];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$322  = { 30'h00000000, \$315  };
+      2'h1:
+          \$322  = { 16'h0000, \$317  };
+      2'h2:
+          \$322  = \$319 ;
+      2'h3:
+          \$322  = \$321 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$324  = res_y__0[629:609];
+      1'h1:
+          \$324  = res_y__1[629:609];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$326  = res_y__0[629:609];
+      1'h1:
+          \$326  = res_y__1[629:609];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$328  = res_y__0[629:609];
+      1'h1:
+          \$328  = res_y__1[629:609];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$330  = res_y__0[629:609];
+      1'h1:
+          \$330  = res_y__1[629:609];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$332  = { 30'h00000000, \$325  };
+      2'h1:
+          \$332  = { 16'h0000, \$327  };
+      2'h2:
+          \$332  = \$329 ;
+      2'h3:
+          \$332  = \$331 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$334  = res_y__0[650:630];
+      1'h1:
+          \$334  = res_y__1[650:630];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$336  = res_y__0[650:630];
+      1'h1:
+          \$336  = res_y__1[650:630];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$338  = res_y__0[650:630];
+      1'h1:
+          \$338  = res_y__1[650:630];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$340  = res_y__0[650:630];
+      1'h1:
+          \$340  = res_y__1[650:630];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$342  = { 30'h00000000, \$335  };
+      2'h1:
+          \$342  = { 16'h0000, \$337  };
+      2'h2:
+          \$342  = \$339 ;
+      2'h3:
+          \$342  = \$341 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$344  = res_y__0[671:651];
+      1'h1:
+          \$344  = res_y__1[671:651];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$346  = res_y__0[671:651];
+      1'h1:
+          \$346  = res_y__1[671:651];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$348  = res_y__0[671:651];
+      1'h1:
+          \$348  = res_y__1[671:651];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$350  = res_y__0[671:651];
+      1'h1:
+          \$350  = res_y__1[671:651];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$352  = { 30'h00000000, \$345  };
+      2'h1:
+          \$352  = { 16'h0000, \$347  };
+      2'h2:
+          \$352  = \$349 ;
+      2'h3:
+          \$352  = \$351 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$354  = res_y__0[692:672];
+      1'h1:
+          \$354  = res_y__1[692:672];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$356  = res_y__0[692:672];
+      1'h1:
+          \$356  = res_y__1[692:672];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$358  = res_y__0[692:672];
+      1'h1:
+          \$358  = res_y__1[692:672];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$360  = res_y__0[692:672];
+      1'h1:
+          \$360  = res_y__1[692:672];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$362  = { 30'h00000000, \$355  };
+      2'h1:
+          \$362  = { 16'h0000, \$357  };
+      2'h2:
+          \$362  = \$359 ;
+      2'h3:
+          \$362  = \$361 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$364  = res_y__0[713:693];
+      1'h1:
+          \$364  = res_y__1[713:693];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$366  = res_y__0[713:693];
+      1'h1:
+          \$366  = res_y__1[713:693];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$368  = res_y__0[713:693];
+      1'h1:
+          \$368  = res_y__1[713:693];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$370  = res_y__0[713:693];
+      1'h1:
+          \$370  = res_y__1[713:693];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$372  = { 30'h00000000, \$365  };
+      2'h1:
+          \$372  = { 16'h0000, \$367  };
+      2'h2:
+          \$372  = \$369 ;
+      2'h3:
+          \$372  = \$371 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$374  = res_y__0[734:714];
+      1'h1:
+          \$374  = res_y__1[734:714];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$376  = res_y__0[734:714];
+      1'h1:
+          \$376  = res_y__1[734:714];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$378  = res_y__0[734:714];
+      1'h1:
+          \$378  = res_y__1[734:714];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$380  = res_y__0[734:714];
+      1'h1:
+          \$380  = res_y__1[734:714];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$382  = { 30'h00000000, \$375  };
+      2'h1:
+          \$382  = { 16'h0000, \$377  };
+      2'h2:
+          \$382  = \$379 ;
+      2'h3:
+          \$382  = \$381 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$384  = res_y__0[755:735];
+      1'h1:
+          \$384  = res_y__1[755:735];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$386  = res_y__0[755:735];
+      1'h1:
+          \$386  = res_y__1[755:735];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$388  = res_y__0[755:735];
+      1'h1:
+          \$388  = res_y__1[755:735];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$390  = res_y__0[755:735];
+      1'h1:
+          \$390  = res_y__1[755:735];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$392  = { 30'h00000000, \$385  };
+      2'h1:
+          \$392  = { 16'h0000, \$387  };
+      2'h2:
+          \$392  = \$389 ;
+      2'h3:
+          \$392  = \$391 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$394  = res_y__0[776:756];
+      1'h1:
+          \$394  = res_y__1[776:756];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$396  = res_y__0[776:756];
+      1'h1:
+          \$396  = res_y__1[776:756];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$398  = res_y__0[776:756];
+      1'h1:
+          \$398  = res_y__1[776:756];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$400  = res_y__0[776:756];
+      1'h1:
+          \$400  = res_y__1[776:756];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$402  = { 30'h00000000, \$395  };
+      2'h1:
+          \$402  = { 16'h0000, \$397  };
+      2'h2:
+          \$402  = \$399 ;
+      2'h3:
+          \$402  = \$401 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$404  = res_y__0[797:777];
+      1'h1:
+          \$404  = res_y__1[797:777];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$406  = res_y__0[797:777];
+      1'h1:
+          \$406  = res_y__1[797:777];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$408  = res_y__0[797:777];
+      1'h1:
+          \$408  = res_y__1[797:777];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$410  = res_y__0[797:777];
+      1'h1:
+          \$410  = res_y__1[797:777];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$412  = { 30'h00000000, \$405  };
+      2'h1:
+          \$412  = { 16'h0000, \$407  };
+      2'h2:
+          \$412  = \$409 ;
+      2'h3:
+          \$412  = \$411 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$414  = res_y__0[818:798];
+      1'h1:
+          \$414  = res_y__1[818:798];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$416  = res_y__0[818:798];
+      1'h1:
+          \$416  = res_y__1[818:798];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$418  = res_y__0[818:798];
+      1'h1:
+          \$418  = res_y__1[818:798];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$420  = res_y__0[818:798];
+      1'h1:
+          \$420  = res_y__1[818:798];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$422  = { 30'h00000000, \$415  };
+      2'h1:
+          \$422  = { 16'h0000, \$417  };
+      2'h2:
+          \$422  = \$419 ;
+      2'h3:
+          \$422  = \$421 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$424  = res_y__0[839:819];
+      1'h1:
+          \$424  = res_y__1[839:819];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$426  = res_y__0[839:819];
+      1'h1:
+          \$426  = res_y__1[839:819];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$428  = res_y__0[839:819];
+      1'h1:
+          \$428  = res_y__1[839:819];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$430  = res_y__0[839:819];
+      1'h1:
+          \$430  = res_y__1[839:819];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$432  = { 30'h00000000, \$425  };
+      2'h1:
+          \$432  = { 16'h0000, \$427  };
+      2'h2:
+          \$432  = \$429 ;
+      2'h3:
+          \$432  = \$431 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$434  = res_y__0[860:840];
+      1'h1:
+          \$434  = res_y__1[860:840];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$436  = res_y__0[860:840];
+      1'h1:
+          \$436  = res_y__1[860:840];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$438  = res_y__0[860:840];
+      1'h1:
+          \$438  = res_y__1[860:840];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$440  = res_y__0[860:840];
+      1'h1:
+          \$440  = res_y__1[860:840];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$442  = { 30'h00000000, \$435  };
+      2'h1:
+          \$442  = { 16'h0000, \$437  };
+      2'h2:
+          \$442  = \$439 ;
+      2'h3:
+          \$442  = \$441 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$444  = res_y__0[881:861];
+      1'h1:
+          \$444  = res_y__1[881:861];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$446  = res_y__0[881:861];
+      1'h1:
+          \$446  = res_y__1[881:861];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$448  = res_y__0[881:861];
+      1'h1:
+          \$448  = res_y__1[881:861];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$450  = res_y__0[881:861];
+      1'h1:
+          \$450  = res_y__1[881:861];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$452  = { 30'h00000000, \$445  };
+      2'h1:
+          \$452  = { 16'h0000, \$447  };
+      2'h2:
+          \$452  = \$449 ;
+      2'h3:
+          \$452  = \$451 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$454  = res_y__0[902:882];
+      1'h1:
+          \$454  = res_y__1[902:882];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$456  = res_y__0[902:882];
+      1'h1:
+          \$456  = res_y__1[902:882];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$458  = res_y__0[902:882];
+      1'h1:
+          \$458  = res_y__1[902:882];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$460  = res_y__0[902:882];
+      1'h1:
+          \$460  = res_y__1[902:882];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$462  = { 30'h00000000, \$455  };
+      2'h1:
+          \$462  = { 16'h0000, \$457  };
+      2'h2:
+          \$462  = \$459 ;
+      2'h3:
+          \$462  = \$461 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$464  = res_y__0[923:903];
+      1'h1:
+          \$464  = res_y__1[923:903];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$466  = res_y__0[923:903];
+      1'h1:
+          \$466  = res_y__1[923:903];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$468  = res_y__0[923:903];
+      1'h1:
+          \$468  = res_y__1[923:903];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$470  = res_y__0[923:903];
+      1'h1:
+          \$470  = res_y__1[923:903];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$472  = { 30'h00000000, \$465  };
+      2'h1:
+          \$472  = { 16'h0000, \$467  };
+      2'h2:
+          \$472  = \$469 ;
+      2'h3:
+          \$472  = \$471 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$474  = res_y__0[944:924];
+      1'h1:
+          \$474  = res_y__1[944:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$476  = res_y__0[944:924];
+      1'h1:
+          \$476  = res_y__1[944:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$478  = res_y__0[944:924];
+      1'h1:
+          \$478  = res_y__1[944:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$480  = res_y__0[944:924];
+      1'h1:
+          \$480  = res_y__1[944:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$482  = { 30'h00000000, \$475  };
+      2'h1:
+          \$482  = { 16'h0000, \$477  };
+      2'h2:
+          \$482  = \$479 ;
+      2'h3:
+          \$482  = \$481 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$484  = res_y__0[965:945];
+      1'h1:
+          \$484  = res_y__1[965:945];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$486  = res_y__0[965:945];
+      1'h1:
+          \$486  = res_y__1[965:945];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$488  = res_y__0[965:945];
+      1'h1:
+          \$488  = res_y__1[965:945];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$490  = res_y__0[965:945];
+      1'h1:
+          \$490  = res_y__1[965:945];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$492  = { 30'h00000000, \$485  };
+      2'h1:
+          \$492  = { 16'h0000, \$487  };
+      2'h2:
+          \$492  = \$489 ;
+      2'h3:
+          \$492  = \$491 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$494  = res_y__0[986:966];
+      1'h1:
+          \$494  = res_y__1[986:966];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$496  = res_y__0[986:966];
+      1'h1:
+          \$496  = res_y__1[986:966];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$498  = res_y__0[986:966];
+      1'h1:
+          \$498  = res_y__1[986:966];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$500  = res_y__0[986:966];
+      1'h1:
+          \$500  = res_y__1[986:966];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$502  = { 30'h00000000, \$495  };
+      2'h1:
+          \$502  = { 16'h0000, \$497  };
+      2'h2:
+          \$502  = \$499 ;
+      2'h3:
+          \$502  = \$501 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$504  = res_y__0[1007:987];
+      1'h1:
+          \$504  = res_y__1[1007:987];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$506  = res_y__0[1007:987];
+      1'h1:
+          \$506  = res_y__1[1007:987];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$508  = res_y__0[1007:987];
+      1'h1:
+          \$508  = res_y__1[1007:987];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$510  = res_y__0[1007:987];
+      1'h1:
+          \$510  = res_y__1[1007:987];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$512  = { 30'h00000000, \$505  };
+      2'h1:
+          \$512  = { 16'h0000, \$507  };
+      2'h2:
+          \$512  = \$509 ;
+      2'h3:
+          \$512  = \$511 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$514  = res_y__0[1028:1008];
+      1'h1:
+          \$514  = res_y__1[1028:1008];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$516  = res_y__0[1028:1008];
+      1'h1:
+          \$516  = res_y__1[1028:1008];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$518  = res_y__0[1028:1008];
+      1'h1:
+          \$518  = res_y__1[1028:1008];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$520  = res_y__0[1028:1008];
+      1'h1:
+          \$520  = res_y__1[1028:1008];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$522  = { 30'h00000000, \$515  };
+      2'h1:
+          \$522  = { 16'h0000, \$517  };
+      2'h2:
+          \$522  = \$519 ;
+      2'h3:
+          \$522  = \$521 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$524  = res_y__0[1049:1029];
+      1'h1:
+          \$524  = res_y__1[1049:1029];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$526  = res_y__0[1049:1029];
+      1'h1:
+          \$526  = res_y__1[1049:1029];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$528  = res_y__0[1049:1029];
+      1'h1:
+          \$528  = res_y__1[1049:1029];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$530  = res_y__0[1049:1029];
+      1'h1:
+          \$530  = res_y__1[1049:1029];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$532  = { 30'h00000000, \$525  };
+      2'h1:
+          \$532  = { 16'h0000, \$527  };
+      2'h2:
+          \$532  = \$529 ;
+      2'h3:
+          \$532  = \$531 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$534  = res_y__0[1070:1050];
+      1'h1:
+          \$534  = res_y__1[1070:1050];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$536  = res_y__0[1070:1050];
+      1'h1:
+          \$536  = res_y__1[1070:1050];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$538  = res_y__0[1070:1050];
+      1'h1:
+          \$538  = res_y__1[1070:1050];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$540  = res_y__0[1070:1050];
+      1'h1:
+          \$540  = res_y__1[1070:1050];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$542  = { 30'h00000000, \$535  };
+      2'h1:
+          \$542  = { 16'h0000, \$537  };
+      2'h2:
+          \$542  = \$539 ;
+      2'h3:
+          \$542  = \$541 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$544  = res_y__0[1091:1071];
+      1'h1:
+          \$544  = res_y__1[1091:1071];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$546  = res_y__0[1091:1071];
+      1'h1:
+          \$546  = res_y__1[1091:1071];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$548  = res_y__0[1091:1071];
+      1'h1:
+          \$548  = res_y__1[1091:1071];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$550  = res_y__0[1091:1071];
+      1'h1:
+          \$550  = res_y__1[1091:1071];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$552  = { 30'h00000000, \$545  };
+      2'h1:
+          \$552  = { 16'h0000, \$547  };
+      2'h2:
+          \$552  = \$549 ;
+      2'h3:
+          \$552  = \$551 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$554  = res_y__0[1112:1092];
+      1'h1:
+          \$554  = res_y__1[1112:1092];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$556  = res_y__0[1112:1092];
+      1'h1:
+          \$556  = res_y__1[1112:1092];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$558  = res_y__0[1112:1092];
+      1'h1:
+          \$558  = res_y__1[1112:1092];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$560  = res_y__0[1112:1092];
+      1'h1:
+          \$560  = res_y__1[1112:1092];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$562  = { 30'h00000000, \$555  };
+      2'h1:
+          \$562  = { 16'h0000, \$557  };
+      2'h2:
+          \$562  = \$559 ;
+      2'h3:
+          \$562  = \$561 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$564  = res_y__0[1133:1113];
+      1'h1:
+          \$564  = res_y__1[1133:1113];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$566  = res_y__0[1133:1113];
+      1'h1:
+          \$566  = res_y__1[1133:1113];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$568  = res_y__0[1133:1113];
+      1'h1:
+          \$568  = res_y__1[1133:1113];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$570  = res_y__0[1133:1113];
+      1'h1:
+          \$570  = res_y__1[1133:1113];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$572  = { 30'h00000000, \$565  };
+      2'h1:
+          \$572  = { 16'h0000, \$567  };
+      2'h2:
+          \$572  = \$569 ;
+      2'h3:
+          \$572  = \$571 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$574  = res_y__0[1154:1134];
+      1'h1:
+          \$574  = res_y__1[1154:1134];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$576  = res_y__0[1154:1134];
+      1'h1:
+          \$576  = res_y__1[1154:1134];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$578  = res_y__0[1154:1134];
+      1'h1:
+          \$578  = res_y__1[1154:1134];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$580  = res_y__0[1154:1134];
+      1'h1:
+          \$580  = res_y__1[1154:1134];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$582  = { 30'h00000000, \$575  };
+      2'h1:
+          \$582  = { 16'h0000, \$577  };
+      2'h2:
+          \$582  = \$579 ;
+      2'h3:
+          \$582  = \$581 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$584  = res_y__0[1175:1155];
+      1'h1:
+          \$584  = res_y__1[1175:1155];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$586  = res_y__0[1175:1155];
+      1'h1:
+          \$586  = res_y__1[1175:1155];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$588  = res_y__0[1175:1155];
+      1'h1:
+          \$588  = res_y__1[1175:1155];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$590  = res_y__0[1175:1155];
+      1'h1:
+          \$590  = res_y__1[1175:1155];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$592  = { 30'h00000000, \$585  };
+      2'h1:
+          \$592  = { 16'h0000, \$587  };
+      2'h2:
+          \$592  = \$589 ;
+      2'h3:
+          \$592  = \$591 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$594  = res_y__0[1196:1176];
+      1'h1:
+          \$594  = res_y__1[1196:1176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$596  = res_y__0[1196:1176];
+      1'h1:
+          \$596  = res_y__1[1196:1176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$598  = res_y__0[1196:1176];
+      1'h1:
+          \$598  = res_y__1[1196:1176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$600  = res_y__0[1196:1176];
+      1'h1:
+          \$600  = res_y__1[1196:1176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$602  = { 30'h00000000, \$595  };
+      2'h1:
+          \$602  = { 16'h0000, \$597  };
+      2'h2:
+          \$602  = \$599 ;
+      2'h3:
+          \$602  = \$601 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$604  = res_y__0[1217:1197];
+      1'h1:
+          \$604  = res_y__1[1217:1197];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$606  = res_y__0[1217:1197];
+      1'h1:
+          \$606  = res_y__1[1217:1197];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$608  = res_y__0[1217:1197];
+      1'h1:
+          \$608  = res_y__1[1217:1197];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$610  = res_y__0[1217:1197];
+      1'h1:
+          \$610  = res_y__1[1217:1197];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$612  = { 30'h00000000, \$605  };
+      2'h1:
+          \$612  = { 16'h0000, \$607  };
+      2'h2:
+          \$612  = \$609 ;
+      2'h3:
+          \$612  = \$611 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$614  = res_y__0[1238:1218];
+      1'h1:
+          \$614  = res_y__1[1238:1218];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$616  = res_y__0[1238:1218];
+      1'h1:
+          \$616  = res_y__1[1238:1218];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$618  = res_y__0[1238:1218];
+      1'h1:
+          \$618  = res_y__1[1238:1218];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$620  = res_y__0[1238:1218];
+      1'h1:
+          \$620  = res_y__1[1238:1218];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$622  = { 30'h00000000, \$615  };
+      2'h1:
+          \$622  = { 16'h0000, \$617  };
+      2'h2:
+          \$622  = \$619 ;
+      2'h3:
+          \$622  = \$621 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$624  = res_y__0[1259:1239];
+      1'h1:
+          \$624  = res_y__1[1259:1239];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$626  = res_y__0[1259:1239];
+      1'h1:
+          \$626  = res_y__1[1259:1239];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$628  = res_y__0[1259:1239];
+      1'h1:
+          \$628  = res_y__1[1259:1239];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$630  = res_y__0[1259:1239];
+      1'h1:
+          \$630  = res_y__1[1259:1239];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$632  = { 30'h00000000, \$625  };
+      2'h1:
+          \$632  = { 16'h0000, \$627  };
+      2'h2:
+          \$632  = \$629 ;
+      2'h3:
+          \$632  = \$631 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$634  = res_y__0[1280:1260];
+      1'h1:
+          \$634  = res_y__1[1280:1260];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$636  = res_y__0[1280:1260];
+      1'h1:
+          \$636  = res_y__1[1280:1260];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$638  = res_y__0[1280:1260];
+      1'h1:
+          \$638  = res_y__1[1280:1260];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$640  = res_y__0[1280:1260];
+      1'h1:
+          \$640  = res_y__1[1280:1260];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$642  = { 30'h00000000, \$635  };
+      2'h1:
+          \$642  = { 16'h0000, \$637  };
+      2'h2:
+          \$642  = \$639 ;
+      2'h3:
+          \$642  = \$641 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$644  = res_y__0[1301:1281];
+      1'h1:
+          \$644  = res_y__1[1301:1281];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$646  = res_y__0[1301:1281];
+      1'h1:
+          \$646  = res_y__1[1301:1281];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$648  = res_y__0[1301:1281];
+      1'h1:
+          \$648  = res_y__1[1301:1281];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$650  = res_y__0[1301:1281];
+      1'h1:
+          \$650  = res_y__1[1301:1281];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$652  = { 30'h00000000, \$645  };
+      2'h1:
+          \$652  = { 16'h0000, \$647  };
+      2'h2:
+          \$652  = \$649 ;
+      2'h3:
+          \$652  = \$651 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$654  = res_y__0[1322:1302];
+      1'h1:
+          \$654  = res_y__1[1322:1302];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$656  = res_y__0[1322:1302];
+      1'h1:
+          \$656  = res_y__1[1322:1302];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$658  = res_y__0[1322:1302];
+      1'h1:
+          \$658  = res_y__1[1322:1302];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$660  = res_y__0[1322:1302];
+      1'h1:
+          \$660  = res_y__1[1322:1302];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$662  = { 30'h00000000, \$655  };
+      2'h1:
+          \$662  = { 16'h0000, \$657  };
+      2'h2:
+          \$662  = \$659 ;
+      2'h3:
+          \$662  = \$661 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$664  = res_y__0[1343:1323];
+      1'h1:
+          \$664  = res_y__1[1343:1323];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$666  = res_y__0[1343:1323];
+      1'h1:
+          \$666  = res_y__1[1343:1323];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$668  = res_y__0[1343:1323];
+      1'h1:
+          \$668  = res_y__1[1343:1323];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$670  = res_y__0[1343:1323];
+      1'h1:
+          \$670  = res_y__1[1343:1323];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$672  = { 30'h00000000, \$665  };
+      2'h1:
+          \$672  = { 16'h0000, \$667  };
+      2'h2:
+          \$672  = \$669 ;
+      2'h3:
+          \$672  = \$671 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$675  = loading;
+    if (rst) begin
+      \$675  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$676  = \$23 [3:0];
+    if (rst) begin
+      \$676  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$677  = i;
+    if (start) begin
+      \$677  = 5'h01;
+    end else if (loading) begin
+      \$677  = \$24 [4:0];
+    end
+    if (rst) begin
+      \$677  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$678  = xbuf0;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            \$678  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$678  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$679  = xbuf1;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            \$679  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$679  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$680  = xbuf2;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            \$680  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$680  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$681  = xbuf3;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            \$681  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$681  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$682  = xbuf4;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            \$682  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$682  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$683  = xbuf5;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            \$683  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$683  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$684  = xbuf6;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            \$684  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$684  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$685  = xbuf7;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            \$685  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$685  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$686  = xbuf8;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            \$686  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$686  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$687  = xbuf9;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            \$687  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$687  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$688  = xbuf10;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            \$688  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$688  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$689  = xbuf11;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            \$689  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$689  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$690  = xbuf12;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            \$690  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$690  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$691  = xbuf13;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            /* empty */;
+        4'hd:
+            \$691  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$691  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$692  = xbuf14;
+    if (\$signal$108 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            /* empty */;
+        4'hd:
+            /* empty */;
+        4'he:
+            \$692  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$692  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$693  = xbuf15;
+    if (\$signal$108 ) begin
+      (* full_case = 32'd1 *)
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            /* empty */;
+        4'hd:
+            /* empty */;
+        4'he:
+            /* empty */;
+        4'hf:
+            \$693  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$693  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$694  = loaded;
+    if (\$signal$108 ) begin
+      \$694  = \$25 [4:0];
+    end
+    if (start) begin
+      \$694  = 5'h00;
+    end
+    if (rst) begin
+      \$694  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$695  = issued;
+    if (\$27 ) begin
+      \$695  = \$28 [2:0];
+    end
+    if (start) begin
+      \$695  = 3'h0;
+    end
+    if (rst) begin
+      \$695  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$696  = got;
+    if (\$32 ) begin
+      \$696  = \$33 [2:0];
+    end
+    if (start) begin
+      \$696  = 3'h0;
+    end
+    if (rst) begin
+      \$696  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$697  = acc0;
+    if (\$32 ) begin
+      \$697  = \$43 [46:0];
+    end
+    if (start) begin
+      \$697  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$697  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$698  = acc1;
+    if (\$32 ) begin
+      \$698  = \$53 [46:0];
+    end
+    if (start) begin
+      \$698  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$698  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$699  = acc2;
+    if (\$32 ) begin
+      \$699  = \$63 [46:0];
+    end
+    if (start) begin
+      \$699  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$699  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$700  = acc3;
+    if (\$32 ) begin
+      \$700  = \$73 [46:0];
+    end
+    if (start) begin
+      \$700  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$700  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$701  = acc4;
+    if (\$32 ) begin
+      \$701  = \$83 [46:0];
+    end
+    if (start) begin
+      \$701  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$701  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$702  = acc5;
+    if (\$32 ) begin
+      \$702  = \$93 [46:0];
+    end
+    if (start) begin
+      \$702  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$702  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$703  = acc6;
+    if (\$32 ) begin
+      \$703  = \$103 [46:0];
+    end
+    if (start) begin
+      \$703  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$703  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$704  = acc7;
+    if (\$32 ) begin
+      \$704  = \$113 [46:0];
+    end
+    if (start) begin
+      \$704  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$704  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$705  = acc8;
+    if (\$32 ) begin
+      \$705  = \$123 [46:0];
+    end
+    if (start) begin
+      \$705  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$705  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$706  = acc9;
+    if (\$32 ) begin
+      \$706  = \$133 [46:0];
+    end
+    if (start) begin
+      \$706  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$706  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$707  = acc10;
+    if (\$32 ) begin
+      \$707  = \$143 [46:0];
+    end
+    if (start) begin
+      \$707  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$707  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$708  = acc11;
+    if (\$32 ) begin
+      \$708  = \$153 [46:0];
+    end
+    if (start) begin
+      \$708  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$708  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$709  = acc12;
+    if (\$32 ) begin
+      \$709  = \$163 [46:0];
+    end
+    if (start) begin
+      \$709  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$709  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$710  = acc13;
+    if (\$32 ) begin
+      \$710  = \$173 [46:0];
+    end
+    if (start) begin
+      \$710  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$710  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$711  = acc14;
+    if (\$32 ) begin
+      \$711  = \$183 [46:0];
+    end
+    if (start) begin
+      \$711  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$711  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$712  = acc15;
+    if (\$32 ) begin
+      \$712  = \$193 [46:0];
+    end
+    if (start) begin
+      \$712  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$712  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$713  = acc16;
+    if (\$32 ) begin
+      \$713  = \$203 [46:0];
+    end
+    if (start) begin
+      \$713  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$713  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$714  = acc17;
+    if (\$32 ) begin
+      \$714  = \$213 [46:0];
+    end
+    if (start) begin
+      \$714  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$714  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$715  = acc18;
+    if (\$32 ) begin
+      \$715  = \$223 [46:0];
+    end
+    if (start) begin
+      \$715  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$715  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$716  = acc19;
+    if (\$32 ) begin
+      \$716  = \$233 [46:0];
+    end
+    if (start) begin
+      \$716  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$716  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$717  = acc20;
+    if (\$32 ) begin
+      \$717  = \$243 [46:0];
+    end
+    if (start) begin
+      \$717  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$717  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$718  = acc21;
+    if (\$32 ) begin
+      \$718  = \$253 [46:0];
+    end
+    if (start) begin
+      \$718  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$718  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$719  = acc22;
+    if (\$32 ) begin
+      \$719  = \$263 [46:0];
+    end
+    if (start) begin
+      \$719  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$719  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$720  = acc23;
+    if (\$32 ) begin
+      \$720  = \$273 [46:0];
+    end
+    if (start) begin
+      \$720  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$720  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$721  = acc24;
+    if (\$32 ) begin
+      \$721  = \$283 [46:0];
+    end
+    if (start) begin
+      \$721  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$721  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$722  = acc25;
+    if (\$32 ) begin
+      \$722  = \$293 [46:0];
+    end
+    if (start) begin
+      \$722  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$722  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$723  = acc26;
+    if (\$32 ) begin
+      \$723  = \$303 [46:0];
+    end
+    if (start) begin
+      \$723  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$723  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$724  = acc27;
+    if (\$32 ) begin
+      \$724  = \$313 [46:0];
+    end
+    if (start) begin
+      \$724  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$724  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$725  = acc28;
+    if (\$32 ) begin
+      \$725  = \$323 [46:0];
+    end
+    if (start) begin
+      \$725  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$725  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$726  = acc29;
+    if (\$32 ) begin
+      \$726  = \$333 [46:0];
+    end
+    if (start) begin
+      \$726  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$726  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$727  = acc30;
+    if (\$32 ) begin
+      \$727  = \$343 [46:0];
+    end
+    if (start) begin
+      \$727  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$727  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$728  = acc31;
+    if (\$32 ) begin
+      \$728  = \$353 [46:0];
+    end
+    if (start) begin
+      \$728  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$728  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$729  = acc32;
+    if (\$32 ) begin
+      \$729  = \$363 [46:0];
+    end
+    if (start) begin
+      \$729  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$729  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$730  = acc33;
+    if (\$32 ) begin
+      \$730  = \$373 [46:0];
+    end
+    if (start) begin
+      \$730  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$730  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$731  = acc34;
+    if (\$32 ) begin
+      \$731  = \$383 [46:0];
+    end
+    if (start) begin
+      \$731  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$731  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$732  = acc35;
+    if (\$32 ) begin
+      \$732  = \$393 [46:0];
+    end
+    if (start) begin
+      \$732  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$732  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$733  = acc36;
+    if (\$32 ) begin
+      \$733  = \$403 [46:0];
+    end
+    if (start) begin
+      \$733  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$733  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$734  = acc37;
+    if (\$32 ) begin
+      \$734  = \$413 [46:0];
+    end
+    if (start) begin
+      \$734  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$734  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$735  = acc38;
+    if (\$32 ) begin
+      \$735  = \$423 [46:0];
+    end
+    if (start) begin
+      \$735  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$735  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$736  = acc39;
+    if (\$32 ) begin
+      \$736  = \$433 [46:0];
+    end
+    if (start) begin
+      \$736  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$736  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$737  = acc40;
+    if (\$32 ) begin
+      \$737  = \$443 [46:0];
+    end
+    if (start) begin
+      \$737  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$737  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$738  = acc41;
+    if (\$32 ) begin
+      \$738  = \$453 [46:0];
+    end
+    if (start) begin
+      \$738  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$738  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$739  = acc42;
+    if (\$32 ) begin
+      \$739  = \$463 [46:0];
+    end
+    if (start) begin
+      \$739  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$739  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$740  = acc43;
+    if (\$32 ) begin
+      \$740  = \$473 [46:0];
+    end
+    if (start) begin
+      \$740  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$740  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$741  = acc44;
+    if (\$32 ) begin
+      \$741  = \$483 [46:0];
+    end
+    if (start) begin
+      \$741  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$741  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$742  = acc45;
+    if (\$32 ) begin
+      \$742  = \$493 [46:0];
+    end
+    if (start) begin
+      \$742  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$742  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$743  = acc46;
+    if (\$32 ) begin
+      \$743  = \$503 [46:0];
+    end
+    if (start) begin
+      \$743  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$743  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$744  = acc47;
+    if (\$32 ) begin
+      \$744  = \$513 [46:0];
+    end
+    if (start) begin
+      \$744  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$744  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$745  = acc48;
+    if (\$32 ) begin
+      \$745  = \$523 [46:0];
+    end
+    if (start) begin
+      \$745  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$745  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$746  = acc49;
+    if (\$32 ) begin
+      \$746  = \$533 [46:0];
+    end
+    if (start) begin
+      \$746  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$746  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$747  = acc50;
+    if (\$32 ) begin
+      \$747  = \$543 [46:0];
+    end
+    if (start) begin
+      \$747  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$747  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$748  = acc51;
+    if (\$32 ) begin
+      \$748  = \$553 [46:0];
+    end
+    if (start) begin
+      \$748  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$748  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$749  = acc52;
+    if (\$32 ) begin
+      \$749  = \$563 [46:0];
+    end
+    if (start) begin
+      \$749  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$749  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$750  = acc53;
+    if (\$32 ) begin
+      \$750  = \$573 [46:0];
+    end
+    if (start) begin
+      \$750  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$750  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$751  = acc54;
+    if (\$32 ) begin
+      \$751  = \$583 [46:0];
+    end
+    if (start) begin
+      \$751  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$751  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$752  = acc55;
+    if (\$32 ) begin
+      \$752  = \$593 [46:0];
+    end
+    if (start) begin
+      \$752  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$752  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$753  = acc56;
+    if (\$32 ) begin
+      \$753  = \$603 [46:0];
+    end
+    if (start) begin
+      \$753  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$753  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$754  = acc57;
+    if (\$32 ) begin
+      \$754  = \$613 [46:0];
+    end
+    if (start) begin
+      \$754  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$754  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$755  = acc58;
+    if (\$32 ) begin
+      \$755  = \$623 [46:0];
+    end
+    if (start) begin
+      \$755  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$755  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$756  = acc59;
+    if (\$32 ) begin
+      \$756  = \$633 [46:0];
+    end
+    if (start) begin
+      \$756  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$756  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$757  = acc60;
+    if (\$32 ) begin
+      \$757  = \$643 [46:0];
+    end
+    if (start) begin
+      \$757  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$757  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$758  = acc61;
+    if (\$32 ) begin
+      \$758  = \$653 [46:0];
+    end
+    if (start) begin
+      \$758  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$758  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$759  = acc62;
+    if (\$32 ) begin
+      \$759  = \$663 [46:0];
+    end
+    if (start) begin
+      \$759  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$759  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$760  = acc63;
+    if (\$32 ) begin
+      \$760  = \$673 [46:0];
+    end
+    if (start) begin
+      \$760  = 47'h000000000000;
+    end
+    if (rst) begin
+      \$760  = 47'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$761  = j;
+    if (reading) begin
+      \$761  = \$674 [6:0];
+    end
+    if (start) begin
+      \$761  = 7'h00;
+    end
+    if (rst) begin
+      \$761  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$762  = reading;
+    if (rst) begin
+      \$762  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$763  = j[5:0];
+    if (rst) begin
+      \$763  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$764  = running;
+    if (start) begin
+      \$764  = 1'h1;
+    end
+    if (finish) begin
+      \$764  = 1'h0;
+    end
+    if (rst) begin
+      \$764  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$5  = 5'h00;
+    casez (issued)
+      3'h0:
+          \$5  = 5'h04;
+      3'h1:
+          \$5  = 5'h08;
+      3'h2:
+          \$5  = 5'h0c;
+      3'h3:
+          \$5  = 5'h10;
+      3'h4:
+          \$5  = 5'h10;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$8  = { xbuf3, xbuf2, xbuf1, xbuf0 };
+      2'h1:
+          \$8  = { xbuf7, xbuf6, xbuf5, xbuf4 };
+      2'h2:
+          \$8  = { xbuf11, xbuf10, xbuf9, xbuf8 };
+      2'h3:
+          \$8  = { xbuf15, xbuf14, xbuf13, xbuf12 };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$10  = { xbuf3, xbuf2, xbuf1, xbuf0 };
+      2'h1:
+          \$10  = { xbuf7, xbuf6, xbuf5, xbuf4 };
+      2'h2:
+          \$10  = { xbuf11, xbuf10, xbuf9, xbuf8 };
+      2'h3:
+          \$10  = { xbuf15, xbuf14, xbuf13, xbuf12 };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_j)
+      6'h00:
+          \$20  = acc0;
+      6'h01:
+          \$20  = acc1;
+      6'h02:
+          \$20  = acc2;
+      6'h03:
+          \$20  = acc3;
+      6'h04:
+          \$20  = acc4;
+      6'h05:
+          \$20  = acc5;
+      6'h06:
+          \$20  = acc6;
+      6'h07:
+          \$20  = acc7;
+      6'h08:
+          \$20  = acc8;
+      6'h09:
+          \$20  = acc9;
+      6'h0a:
+          \$20  = acc10;
+      6'h0b:
+          \$20  = acc11;
+      6'h0c:
+          \$20  = acc12;
+      6'h0d:
+          \$20  = acc13;
+      6'h0e:
+          \$20  = acc14;
+      6'h0f:
+          \$20  = acc15;
+      6'h10:
+          \$20  = acc16;
+      6'h11:
+          \$20  = acc17;
+      6'h12:
+          \$20  = acc18;
+      6'h13:
+          \$20  = acc19;
+      6'h14:
+          \$20  = acc20;
+      6'h15:
+          \$20  = acc21;
+      6'h16:
+          \$20  = acc22;
+      6'h17:
+          \$20  = acc23;
+      6'h18:
+          \$20  = acc24;
+      6'h19:
+          \$20  = acc25;
+      6'h1a:
+          \$20  = acc26;
+      6'h1b:
+          \$20  = acc27;
+      6'h1c:
+          \$20  = acc28;
+      6'h1d:
+          \$20  = acc29;
+      6'h1e:
+          \$20  = acc30;
+      6'h1f:
+          \$20  = acc31;
+      6'h20:
+          \$20  = acc32;
+      6'h21:
+          \$20  = acc33;
+      6'h22:
+          \$20  = acc34;
+      6'h23:
+          \$20  = acc35;
+      6'h24:
+          \$20  = acc36;
+      6'h25:
+          \$20  = acc37;
+      6'h26:
+          \$20  = acc38;
+      6'h27:
+          \$20  = acc39;
+      6'h28:
+          \$20  = acc40;
+      6'h29:
+          \$20  = acc41;
+      6'h2a:
+          \$20  = acc42;
+      6'h2b:
+          \$20  = acc43;
+      6'h2c:
+          \$20  = acc44;
+      6'h2d:
+          \$20  = acc45;
+      6'h2e:
+          \$20  = acc46;
+      6'h2f:
+          \$20  = acc47;
+      6'h30:
+          \$20  = acc48;
+      6'h31:
+          \$20  = acc49;
+      6'h32:
+          \$20  = acc50;
+      6'h33:
+          \$20  = acc51;
+      6'h34:
+          \$20  = acc52;
+      6'h35:
+          \$20  = acc53;
+      6'h36:
+          \$20  = acc54;
+      6'h37:
+          \$20  = acc55;
+      6'h38:
+          \$20  = acc56;
+      6'h39:
+          \$20  = acc57;
+      6'h3a:
+          \$20  = acc58;
+      6'h3b:
+          \$20  = acc59;
+      6'h3c:
+          \$20  = acc60;
+      6'h3d:
+          \$20  = acc61;
+      6'h3e:
+          \$20  = acc62;
+      6'h3f:
+          \$20  = acc63;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$26  = op__0__ready;
+      1'h1:
+          \$26  = op__1__ready;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$29  = res_valid__0;
+      1'h1:
+          \$29  = res_valid__1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$34  = res_y__0[20:0];
+      1'h1:
+          \$34  = res_y__1[20:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$36  = res_y__0[20:0];
+      1'h1:
+          \$36  = res_y__1[20:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$38  = res_y__0[20:0];
+      1'h1:
+          \$38  = res_y__1[20:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$40  = res_y__0[20:0];
+      1'h1:
+          \$40  = res_y__1[20:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$42  = { 30'h00000000, \$35  };
+      2'h1:
+          \$42  = { 16'h0000, \$37  };
+      2'h2:
+          \$42  = \$39 ;
+      2'h3:
+          \$42  = \$41 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$44  = res_y__0[41:21];
+      1'h1:
+          \$44  = res_y__1[41:21];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$46  = res_y__0[41:21];
+      1'h1:
+          \$46  = res_y__1[41:21];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$48  = res_y__0[41:21];
+      1'h1:
+          \$48  = res_y__1[41:21];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$50  = res_y__0[41:21];
+      1'h1:
+          \$50  = res_y__1[41:21];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$52  = { 30'h00000000, \$45  };
+      2'h1:
+          \$52  = { 16'h0000, \$47  };
+      2'h2:
+          \$52  = \$49 ;
+      2'h3:
+          \$52  = \$51 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$54  = res_y__0[62:42];
+      1'h1:
+          \$54  = res_y__1[62:42];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$56  = res_y__0[62:42];
+      1'h1:
+          \$56  = res_y__1[62:42];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$58  = res_y__0[62:42];
+      1'h1:
+          \$58  = res_y__1[62:42];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$60  = res_y__0[62:42];
+      1'h1:
+          \$60  = res_y__1[62:42];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$62  = { 30'h00000000, \$55  };
+      2'h1:
+          \$62  = { 16'h0000, \$57  };
+      2'h2:
+          \$62  = \$59 ;
+      2'h3:
+          \$62  = \$61 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$64  = res_y__0[83:63];
+      1'h1:
+          \$64  = res_y__1[83:63];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$66  = res_y__0[83:63];
+      1'h1:
+          \$66  = res_y__1[83:63];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$68  = res_y__0[83:63];
+      1'h1:
+          \$68  = res_y__1[83:63];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$70  = res_y__0[83:63];
+      1'h1:
+          \$70  = res_y__1[83:63];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$72  = { 30'h00000000, \$65  };
+      2'h1:
+          \$72  = { 16'h0000, \$67  };
+      2'h2:
+          \$72  = \$69 ;
+      2'h3:
+          \$72  = \$71 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$74  = res_y__0[104:84];
+      1'h1:
+          \$74  = res_y__1[104:84];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$76  = res_y__0[104:84];
+      1'h1:
+          \$76  = res_y__1[104:84];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$78  = res_y__0[104:84];
+      1'h1:
+          \$78  = res_y__1[104:84];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$80  = res_y__0[104:84];
+      1'h1:
+          \$80  = res_y__1[104:84];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$82  = { 30'h00000000, \$75  };
+      2'h1:
+          \$82  = { 16'h0000, \$77  };
+      2'h2:
+          \$82  = \$79 ;
+      2'h3:
+          \$82  = \$81 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$84  = res_y__0[125:105];
+      1'h1:
+          \$84  = res_y__1[125:105];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$86  = res_y__0[125:105];
+      1'h1:
+          \$86  = res_y__1[125:105];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$88  = res_y__0[125:105];
+      1'h1:
+          \$88  = res_y__1[125:105];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$90  = res_y__0[125:105];
+      1'h1:
+          \$90  = res_y__1[125:105];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$92  = { 30'h00000000, \$85  };
+      2'h1:
+          \$92  = { 16'h0000, \$87  };
+      2'h2:
+          \$92  = \$89 ;
+      2'h3:
+          \$92  = \$91 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$94  = res_y__0[146:126];
+      1'h1:
+          \$94  = res_y__1[146:126];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$96  = res_y__0[146:126];
+      1'h1:
+          \$96  = res_y__1[146:126];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$98  = res_y__0[146:126];
+      1'h1:
+          \$98  = res_y__1[146:126];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$100  = res_y__0[146:126];
+      1'h1:
+          \$100  = res_y__1[146:126];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$102  = { 30'h00000000, \$95  };
+      2'h1:
+          \$102  = { 16'h0000, \$97  };
+      2'h2:
+          \$102  = \$99 ;
+      2'h3:
+          \$102  = \$101 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$104  = res_y__0[167:147];
+      1'h1:
+          \$104  = res_y__1[167:147];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$106  = res_y__0[167:147];
+      1'h1:
+          \$106  = res_y__1[167:147];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$108  = res_y__0[167:147];
+      1'h1:
+          \$108  = res_y__1[167:147];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$110  = res_y__0[167:147];
+      1'h1:
+          \$110  = res_y__1[167:147];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$112  = { 30'h00000000, \$105  };
+      2'h1:
+          \$112  = { 16'h0000, \$107  };
+      2'h2:
+          \$112  = \$109 ;
+      2'h3:
+          \$112  = \$111 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$114  = res_y__0[188:168];
+      1'h1:
+          \$114  = res_y__1[188:168];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$116  = res_y__0[188:168];
+      1'h1:
+          \$116  = res_y__1[188:168];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$118  = res_y__0[188:168];
+      1'h1:
+          \$118  = res_y__1[188:168];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$120  = res_y__0[188:168];
+      1'h1:
+          \$120  = res_y__1[188:168];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$122  = { 30'h00000000, \$115  };
+      2'h1:
+          \$122  = { 16'h0000, \$117  };
+      2'h2:
+          \$122  = \$119 ;
+      2'h3:
+          \$122  = \$121 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$124  = res_y__0[209:189];
+      1'h1:
+          \$124  = res_y__1[209:189];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$126  = res_y__0[209:189];
+      1'h1:
+          \$126  = res_y__1[209:189];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$128  = res_y__0[209:189];
+      1'h1:
+          \$128  = res_y__1[209:189];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$130  = res_y__0[209:189];
+      1'h1:
+          \$130  = res_y__1[209:189];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$132  = { 30'h00000000, \$125  };
+      2'h1:
+          \$132  = { 16'h0000, \$127  };
+      2'h2:
+          \$132  = \$129 ;
+      2'h3:
+          \$132  = \$131 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$134  = res_y__0[230:210];
+      1'h1:
+          \$134  = res_y__1[230:210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$136  = res_y__0[230:210];
+      1'h1:
+          \$136  = res_y__1[230:210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$138  = res_y__0[230:210];
+      1'h1:
+          \$138  = res_y__1[230:210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$140  = res_y__0[230:210];
+      1'h1:
+          \$140  = res_y__1[230:210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$142  = { 30'h00000000, \$135  };
+      2'h1:
+          \$142  = { 16'h0000, \$137  };
+      2'h2:
+          \$142  = \$139 ;
+      2'h3:
+          \$142  = \$141 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$144  = res_y__0[251:231];
+      1'h1:
+          \$144  = res_y__1[251:231];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$146  = res_y__0[251:231];
+      1'h1:
+          \$146  = res_y__1[251:231];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$148  = res_y__0[251:231];
+      1'h1:
+          \$148  = res_y__1[251:231];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$150  = res_y__0[251:231];
+      1'h1:
+          \$150  = res_y__1[251:231];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$152  = { 30'h00000000, \$145  };
+      2'h1:
+          \$152  = { 16'h0000, \$147  };
+      2'h2:
+          \$152  = \$149 ;
+      2'h3:
+          \$152  = \$151 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$154  = res_y__0[272:252];
+      1'h1:
+          \$154  = res_y__1[272:252];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$156  = res_y__0[272:252];
+      1'h1:
+          \$156  = res_y__1[272:252];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$158  = res_y__0[272:252];
+      1'h1:
+          \$158  = res_y__1[272:252];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$160  = res_y__0[272:252];
+      1'h1:
+          \$160  = res_y__1[272:252];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$162  = { 30'h00000000, \$155  };
+      2'h1:
+          \$162  = { 16'h0000, \$157  };
+      2'h2:
+          \$162  = \$159 ;
+      2'h3:
+          \$162  = \$161 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$164  = res_y__0[293:273];
+      1'h1:
+          \$164  = res_y__1[293:273];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$166  = res_y__0[293:273];
+      1'h1:
+          \$166  = res_y__1[293:273];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$168  = res_y__0[293:273];
+      1'h1:
+          \$168  = res_y__1[293:273];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$170  = res_y__0[293:273];
+      1'h1:
+          \$170  = res_y__1[293:273];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$172  = { 30'h00000000, \$165  };
+      2'h1:
+          \$172  = { 16'h0000, \$167  };
+      2'h2:
+          \$172  = \$169 ;
+      2'h3:
+          \$172  = \$171 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$174  = res_y__0[314:294];
+      1'h1:
+          \$174  = res_y__1[314:294];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$176  = res_y__0[314:294];
+      1'h1:
+          \$176  = res_y__1[314:294];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$178  = res_y__0[314:294];
+      1'h1:
+          \$178  = res_y__1[314:294];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$180  = res_y__0[314:294];
+      1'h1:
+          \$180  = res_y__1[314:294];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$182  = { 30'h00000000, \$175  };
+      2'h1:
+          \$182  = { 16'h0000, \$177  };
+      2'h2:
+          \$182  = \$179 ;
+      2'h3:
+          \$182  = \$181 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$184  = res_y__0[335:315];
+      1'h1:
+          \$184  = res_y__1[335:315];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$186  = res_y__0[335:315];
+      1'h1:
+          \$186  = res_y__1[335:315];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$188  = res_y__0[335:315];
+      1'h1:
+          \$188  = res_y__1[335:315];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$190  = res_y__0[335:315];
+      1'h1:
+          \$190  = res_y__1[335:315];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$192  = { 30'h00000000, \$185  };
+      2'h1:
+          \$192  = { 16'h0000, \$187  };
+      2'h2:
+          \$192  = \$189 ;
+      2'h3:
+          \$192  = \$191 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$194  = res_y__0[356:336];
+      1'h1:
+          \$194  = res_y__1[356:336];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$196  = res_y__0[356:336];
+      1'h1:
+          \$196  = res_y__1[356:336];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$198  = res_y__0[356:336];
+      1'h1:
+          \$198  = res_y__1[356:336];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$200  = res_y__0[356:336];
+      1'h1:
+          \$200  = res_y__1[356:336];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$202  = { 30'h00000000, \$195  };
+      2'h1:
+          \$202  = { 16'h0000, \$197  };
+      2'h2:
+          \$202  = \$199 ;
+      2'h3:
+          \$202  = \$201 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$204  = res_y__0[377:357];
+      1'h1:
+          \$204  = res_y__1[377:357];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$206  = res_y__0[377:357];
+      1'h1:
+          \$206  = res_y__1[377:357];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$208  = res_y__0[377:357];
+      1'h1:
+          \$208  = res_y__1[377:357];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$210  = res_y__0[377:357];
+      1'h1:
+          \$210  = res_y__1[377:357];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$212  = { 30'h00000000, \$205  };
+      2'h1:
+          \$212  = { 16'h0000, \$207  };
+      2'h2:
+          \$212  = \$209 ;
+      2'h3:
+          \$212  = \$211 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$214  = res_y__0[398:378];
+      1'h1:
+          \$214  = res_y__1[398:378];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$216  = res_y__0[398:378];
+      1'h1:
+          \$216  = res_y__1[398:378];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$218  = res_y__0[398:378];
+      1'h1:
+          \$218  = res_y__1[398:378];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$220  = res_y__0[398:378];
+      1'h1:
+          \$220  = res_y__1[398:378];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$222  = { 30'h00000000, \$215  };
+      2'h1:
+          \$222  = { 16'h0000, \$217  };
+      2'h2:
+          \$222  = \$219 ;
+      2'h3:
+          \$222  = \$221 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$224  = res_y__0[419:399];
+      1'h1:
+          \$224  = res_y__1[419:399];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$226  = res_y__0[419:399];
+      1'h1:
+          \$226  = res_y__1[419:399];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$228  = res_y__0[419:399];
+      1'h1:
+          \$228  = res_y__1[419:399];
+    endcase
+  end
+  assign rd__en = 1'h1;
+  assign \$signal  = act_w__en;
+  assign done = finish;
+  assign rd__addr = \$18 [11:0];
+  assign act_w__addr = \$19 [11:0];
+  assign act_w__data = \$21 [63:0];
+  assign \args.macro  = args[0];
+  assign \args.page  = args[4:1];
+  assign \args.x  = args[16:5];
+  assign \args.y  = args[28:17];
+  assign \op__0__payload.mode  = op__0__payload[0];
+  assign \op__0__payload.page  = op__0__payload[4:1];
+  assign \op__0__payload.row  = op__0__payload[9:5];
+  assign \op__0__payload.wb_log2  = op__0__payload[11:10];
+  assign \op__0__payload.ab_m1  = op__0__payload[14:12];
+  assign \op__0__payload.w_signed  = op__0__payload[15];
+  assign \op__0__payload.x_signed  = op__0__payload[16];
+  assign \op__0__payload.skip  = op__0__payload[17];
+  assign \op__0__payload.bop  = op__0__payload[20:18];
+  assign \op__0__payload.x  = op__0__payload[276:21];
+  assign \op__0__payload.x[0]  = op__0__payload[28:21];
+  assign \op__0__payload.x[1]  = op__0__payload[36:29];
+  assign \op__0__payload.x[2]  = op__0__payload[44:37];
+  assign \op__0__payload.x[3]  = op__0__payload[52:45];
+  assign \op__0__payload.x[4]  = op__0__payload[60:53];
+  assign \op__0__payload.x[5]  = op__0__payload[68:61];
+  assign \op__0__payload.x[6]  = op__0__payload[76:69];
+  assign \op__0__payload.x[7]  = op__0__payload[84:77];
+  assign \op__0__payload.x[8]  = op__0__payload[92:85];
+  assign \op__0__payload.x[9]  = op__0__payload[100:93];
+  assign \op__0__payload.x[10]  = op__0__payload[108:101];
+  assign \op__0__payload.x[11]  = op__0__payload[116:109];
+  assign \op__0__payload.x[12]  = op__0__payload[124:117];
+  assign \op__0__payload.x[13]  = op__0__payload[132:125];
+  assign \op__0__payload.x[14]  = op__0__payload[140:133];
+  assign \op__0__payload.x[15]  = op__0__payload[148:141];
+  assign \op__0__payload.x[16]  = op__0__payload[156:149];
+  assign \op__0__payload.x[17]  = op__0__payload[164:157];
+  assign \op__0__payload.x[18]  = op__0__payload[172:165];
+  assign \op__0__payload.x[19]  = op__0__payload[180:173];
+  assign \op__0__payload.x[20]  = op__0__payload[188:181];
+  assign \op__0__payload.x[21]  = op__0__payload[196:189];
+  assign \op__0__payload.x[22]  = op__0__payload[204:197];
+  assign \op__0__payload.x[23]  = op__0__payload[212:205];
+  assign \op__0__payload.x[24]  = op__0__payload[220:213];
+  assign \op__0__payload.x[25]  = op__0__payload[228:221];
+  assign \op__0__payload.x[26]  = op__0__payload[236:229];
+  assign \op__0__payload.x[27]  = op__0__payload[244:237];
+  assign \op__0__payload.x[28]  = op__0__payload[252:245];
+  assign \op__0__payload.x[29]  = op__0__payload[260:253];
+  assign \op__0__payload.x[30]  = op__0__payload[268:261];
+  assign \op__0__payload.x[31]  = op__0__payload[276:269];
+  assign \op__0__payload.word  = op__0__payload[340:277];
+  assign \op__1__payload.mode  = op__1__payload[0];
+  assign \op__1__payload.page  = op__1__payload[4:1];
+  assign \op__1__payload.row  = op__1__payload[9:5];
+  assign \op__1__payload.wb_log2  = op__1__payload[11:10];
+  assign \op__1__payload.ab_m1  = op__1__payload[14:12];
+  assign \op__1__payload.w_signed  = op__1__payload[15];
+  assign \op__1__payload.x_signed  = op__1__payload[16];
+  assign \op__1__payload.skip  = op__1__payload[17];
+  assign \op__1__payload.bop  = op__1__payload[20:18];
+  assign \op__1__payload.x  = op__1__payload[276:21];
+  assign \op__1__payload.x[0]  = op__1__payload[28:21];
+  assign \op__1__payload.x[1]  = op__1__payload[36:29];
+  assign \op__1__payload.x[2]  = op__1__payload[44:37];
+  assign \op__1__payload.x[3]  = op__1__payload[52:45];
+  assign \op__1__payload.x[4]  = op__1__payload[60:53];
+  assign \op__1__payload.x[5]  = op__1__payload[68:61];
+  assign \op__1__payload.x[6]  = op__1__payload[76:69];
+  assign \op__1__payload.x[7]  = op__1__payload[84:77];
+  assign \op__1__payload.x[8]  = op__1__payload[92:85];
+  assign \op__1__payload.x[9]  = op__1__payload[100:93];
+  assign \op__1__payload.x[10]  = op__1__payload[108:101];
+  assign \op__1__payload.x[11]  = op__1__payload[116:109];
+  assign \op__1__payload.x[12]  = op__1__payload[124:117];
+  assign \op__1__payload.x[13]  = op__1__payload[132:125];
+  assign \op__1__payload.x[14]  = op__1__payload[140:133];
+  assign \op__1__payload.x[15]  = op__1__payload[148:141];
+  assign \op__1__payload.x[16]  = op__1__payload[156:149];
+  assign \op__1__payload.x[17]  = op__1__payload[164:157];
+  assign \op__1__payload.x[18]  = op__1__payload[172:165];
+  assign \op__1__payload.x[19]  = op__1__payload[180:173];
+  assign \op__1__payload.x[20]  = op__1__payload[188:181];
+  assign \op__1__payload.x[21]  = op__1__payload[196:189];
+  assign \op__1__payload.x[22]  = op__1__payload[204:197];
+  assign \op__1__payload.x[23]  = op__1__payload[212:205];
+  assign \op__1__payload.x[24]  = op__1__payload[220:213];
+  assign \op__1__payload.x[25]  = op__1__payload[228:221];
+  assign \op__1__payload.x[26]  = op__1__payload[236:229];
+  assign \op__1__payload.x[27]  = op__1__payload[244:237];
+  assign \op__1__payload.x[28]  = op__1__payload[252:245];
+  assign \op__1__payload.x[29]  = op__1__payload[260:253];
+  assign \op__1__payload.x[30]  = op__1__payload[268:261];
+  assign \op__1__payload.x[31]  = op__1__payload[276:269];
+  assign \op__1__payload.word  = op__1__payload[340:277];
+  assign \res_y__0[0]  = res_y__0[20:0];
+  assign \res_y__0[1]  = res_y__0[41:21];
+  assign \res_y__0[2]  = res_y__0[62:42];
+  assign \res_y__0[3]  = res_y__0[83:63];
+  assign \res_y__0[4]  = res_y__0[104:84];
+  assign \res_y__0[5]  = res_y__0[125:105];
+  assign \res_y__0[6]  = res_y__0[146:126];
+  assign \res_y__0[7]  = res_y__0[167:147];
+  assign \res_y__0[8]  = res_y__0[188:168];
+  assign \res_y__0[9]  = res_y__0[209:189];
+  assign \res_y__0[10]  = res_y__0[230:210];
+  assign \res_y__0[11]  = res_y__0[251:231];
+  assign \res_y__0[12]  = res_y__0[272:252];
+  assign \res_y__0[13]  = res_y__0[293:273];
+  assign \res_y__0[14]  = res_y__0[314:294];
+  assign \res_y__0[15]  = res_y__0[335:315];
+  assign \res_y__0[16]  = res_y__0[356:336];
+  assign \res_y__0[17]  = res_y__0[377:357];
+  assign \res_y__0[18]  = res_y__0[398:378];
+  assign \res_y__0[19]  = res_y__0[419:399];
+  assign \res_y__0[20]  = res_y__0[440:420];
+  assign \res_y__0[21]  = res_y__0[461:441];
+  assign \res_y__0[22]  = res_y__0[482:462];
+  assign \res_y__0[23]  = res_y__0[503:483];
+  assign \res_y__0[24]  = res_y__0[524:504];
+  assign \res_y__0[25]  = res_y__0[545:525];
+  assign \res_y__0[26]  = res_y__0[566:546];
+  assign \res_y__0[27]  = res_y__0[587:567];
+  assign \res_y__0[28]  = res_y__0[608:588];
+  assign \res_y__0[29]  = res_y__0[629:609];
+  assign \res_y__0[30]  = res_y__0[650:630];
+  assign \res_y__0[31]  = res_y__0[671:651];
+  assign \res_y__0[32]  = res_y__0[692:672];
+  assign \res_y__0[33]  = res_y__0[713:693];
+  assign \res_y__0[34]  = res_y__0[734:714];
+  assign \res_y__0[35]  = res_y__0[755:735];
+  assign \res_y__0[36]  = res_y__0[776:756];
+  assign \res_y__0[37]  = res_y__0[797:777];
+  assign \res_y__0[38]  = res_y__0[818:798];
+  assign \res_y__0[39]  = res_y__0[839:819];
+  assign \res_y__0[40]  = res_y__0[860:840];
+  assign \res_y__0[41]  = res_y__0[881:861];
+  assign \res_y__0[42]  = res_y__0[902:882];
+  assign \res_y__0[43]  = res_y__0[923:903];
+  assign \res_y__0[44]  = res_y__0[944:924];
+  assign \res_y__0[45]  = res_y__0[965:945];
+  assign \res_y__0[46]  = res_y__0[986:966];
+  assign \res_y__0[47]  = res_y__0[1007:987];
+  assign \res_y__0[48]  = res_y__0[1028:1008];
+  assign \res_y__0[49]  = res_y__0[1049:1029];
+  assign \res_y__0[50]  = res_y__0[1070:1050];
+  assign \res_y__0[51]  = res_y__0[1091:1071];
+  assign \res_y__0[52]  = res_y__0[1112:1092];
+  assign \res_y__0[53]  = res_y__0[1133:1113];
+  assign \res_y__0[54]  = res_y__0[1154:1134];
+  assign \res_y__0[55]  = res_y__0[1175:1155];
+  assign \res_y__0[56]  = res_y__0[1196:1176];
+  assign \res_y__0[57]  = res_y__0[1217:1197];
+  assign \res_y__0[58]  = res_y__0[1238:1218];
+  assign \res_y__0[59]  = res_y__0[1259:1239];
+  assign \res_y__0[60]  = res_y__0[1280:1260];
+  assign \res_y__0[61]  = res_y__0[1301:1281];
+  assign \res_y__0[62]  = res_y__0[1322:1302];
+  assign \res_y__0[63]  = res_y__0[1343:1323];
+  assign \res_y__1[0]  = res_y__1[20:0];
+  assign \res_y__1[1]  = res_y__1[41:21];
+  assign \res_y__1[2]  = res_y__1[62:42];
+  assign \res_y__1[3]  = res_y__1[83:63];
+  assign \res_y__1[4]  = res_y__1[104:84];
+  assign \res_y__1[5]  = res_y__1[125:105];
+  assign \res_y__1[6]  = res_y__1[146:126];
+  assign \res_y__1[7]  = res_y__1[167:147];
+  assign \res_y__1[8]  = res_y__1[188:168];
+  assign \res_y__1[9]  = res_y__1[209:189];
+  assign \res_y__1[10]  = res_y__1[230:210];
+  assign \res_y__1[11]  = res_y__1[251:231];
+  assign \res_y__1[12]  = res_y__1[272:252];
+  assign \res_y__1[13]  = res_y__1[293:273];
+  assign \res_y__1[14]  = res_y__1[314:294];
+  assign \res_y__1[15]  = res_y__1[335:315];
+  assign \res_y__1[16]  = res_y__1[356:336];
+  assign \res_y__1[17]  = res_y__1[377:357];
+  assign \res_y__1[18]  = res_y__1[398:378];
+  assign \res_y__1[19]  = res_y__1[419:399];
+  assign \res_y__1[20]  = res_y__1[440:420];
+  assign \res_y__1[21]  = res_y__1[461:441];
+  assign \res_y__1[22]  = res_y__1[482:462];
+  assign \res_y__1[23]  = res_y__1[503:483];
+  assign \res_y__1[24]  = res_y__1[524:504];
+  assign \res_y__1[25]  = res_y__1[545:525];
+  assign \res_y__1[26]  = res_y__1[566:546];
+  assign \res_y__1[27]  = res_y__1[587:567];
+  assign \res_y__1[28]  = res_y__1[608:588];
+  assign \res_y__1[29]  = res_y__1[629:609];
+  assign \res_y__1[30]  = res_y__1[650:630];
+  assign \res_y__1[31]  = res_y__1[671:651];
+  assign \res_y__1[32]  = res_y__1[692:672];
+  assign \res_y__1[33]  = res_y__1[713:693];
+  assign \res_y__1[34]  = res_y__1[734:714];
+  assign \res_y__1[35]  = res_y__1[755:735];
+  assign \res_y__1[36]  = res_y__1[776:756];
+  assign \res_y__1[37]  = res_y__1[797:777];
+  assign \res_y__1[38]  = res_y__1[818:798];
+  assign \res_y__1[39]  = res_y__1[839:819];
+  assign \res_y__1[40]  = res_y__1[860:840];
+  assign \res_y__1[41]  = res_y__1[881:861];
+  assign \res_y__1[42]  = res_y__1[902:882];
+  assign \res_y__1[43]  = res_y__1[923:903];
+  assign \res_y__1[44]  = res_y__1[944:924];
+  assign \res_y__1[45]  = res_y__1[965:945];
+  assign \res_y__1[46]  = res_y__1[986:966];
+  assign \res_y__1[47]  = res_y__1[1007:987];
+  assign \res_y__1[48]  = res_y__1[1028:1008];
+  assign \res_y__1[49]  = res_y__1[1049:1029];
+  assign \res_y__1[50]  = res_y__1[1070:1050];
+  assign \res_y__1[51]  = res_y__1[1091:1071];
+  assign \res_y__1[52]  = res_y__1[1112:1092];
+  assign \res_y__1[53]  = res_y__1[1133:1113];
+  assign \res_y__1[54]  = res_y__1[1154:1134];
+  assign \res_y__1[55]  = res_y__1[1175:1155];
+  assign \res_y__1[56]  = res_y__1[1196:1176];
+  assign \res_y__1[57]  = res_y__1[1217:1197];
+  assign \res_y__1[58]  = res_y__1[1238:1218];
+  assign \res_y__1[59]  = res_y__1[1259:1239];
+  assign \res_y__1[60]  = res_y__1[1280:1260];
+  assign \res_y__1[61]  = res_y__1[1301:1281];
+  assign \res_y__1[62]  = res_y__1[1322:1302];
+  assign \res_y__1[63]  = res_y__1[1343:1323];
+  assign op__1__payload[276:21] = \$10 ;
+  assign op__1__payload[17] = 1'h0;
+  assign op__1__payload[16] = 1'h0;
+  assign op__1__payload[15] = 1'h0;
+  assign op__1__payload[14:12] = 3'h7;
+  assign op__1__payload[11:10] = 2'h0;
+  assign op__1__payload[4:1] = args[4:1];
+  assign op__1__payload[0] = 1'h0;
+  assign { op__1__payload[340:277], op__1__payload[20:18], op__1__payload[9:5] } = 72'h000000000000000000;
+  assign op__0__payload[276:21] = \$8 ;
+  assign op__0__payload[17] = 1'h0;
+  assign op__0__payload[16] = 1'h0;
+  assign op__0__payload[15] = 1'h0;
+  assign op__0__payload[14:12] = 3'h7;
+  assign op__0__payload[11:10] = 2'h0;
+  assign op__0__payload[4:1] = args[4:1];
+  assign op__0__payload[0] = 1'h0;
+  assign { op__0__payload[340:277], op__0__payload[20:18], op__0__payload[9:5] } = 72'h000000000000000000;
+  assign \$9  = args[0];
+  assign \$35  = { 1'h0, \$34  };
+  assign \$37  = { 7'h00, \$36 , 8'h00 };
+  assign \$39  = { 15'h0000, \$38 , 16'h0000 };
+  assign \$41  = { 7'h00, \$40 , 24'h000000 };
+  assign \$45  = { 1'h0, \$44  };
+  assign \$47  = { 7'h00, \$46 , 8'h00 };
+  assign \$49  = { 15'h0000, \$48 , 16'h0000 };
+  assign \$51  = { 7'h00, \$50 , 24'h000000 };
+  assign \$55  = { 1'h0, \$54  };
+  assign \$57  = { 7'h00, \$56 , 8'h00 };
+  assign \$59  = { 15'h0000, \$58 , 16'h0000 };
+  assign \$61  = { 7'h00, \$60 , 24'h000000 };
+  assign \$65  = { 1'h0, \$64  };
+  assign \$67  = { 7'h00, \$66 , 8'h00 };
+  assign \$69  = { 15'h0000, \$68 , 16'h0000 };
+  assign \$71  = { 7'h00, \$70 , 24'h000000 };
+  assign \$75  = { 1'h0, \$74  };
+  assign \$77  = { 7'h00, \$76 , 8'h00 };
+  assign \$79  = { 15'h0000, \$78 , 16'h0000 };
+  assign \$81  = { 7'h00, \$80 , 24'h000000 };
+  assign \$85  = { 1'h0, \$84  };
+  assign \$87  = { 7'h00, \$86 , 8'h00 };
+  assign \$89  = { 15'h0000, \$88 , 16'h0000 };
+  assign \$91  = { 7'h00, \$90 , 24'h000000 };
+  assign \$95  = { 1'h0, \$94  };
+  assign \$97  = { 7'h00, \$96 , 8'h00 };
+  assign \$99  = { 15'h0000, \$98 , 16'h0000 };
+  assign \$101  = { 7'h00, \$100 , 24'h000000 };
+  assign \$105  = { 1'h0, \$104  };
+  assign \$107  = { 7'h00, \$106 , 8'h00 };
+  assign \$109  = { 15'h0000, \$108 , 16'h0000 };
+  assign \$111  = { 7'h00, \$110 , 24'h000000 };
+  assign \$115  = { 1'h0, \$114  };
+  assign \$117  = { 7'h00, \$116 , 8'h00 };
+  assign \$119  = { 15'h0000, \$118 , 16'h0000 };
+  assign \$121  = { 7'h00, \$120 , 24'h000000 };
+  assign \$125  = { 1'h0, \$124  };
+  assign \$127  = { 7'h00, \$126 , 8'h00 };
+  assign \$129  = { 15'h0000, \$128 , 16'h0000 };
+  assign \$131  = { 7'h00, \$130 , 24'h000000 };
+  assign \$135  = { 1'h0, \$134  };
+  assign \$137  = { 7'h00, \$136 , 8'h00 };
+  assign \$139  = { 15'h0000, \$138 , 16'h0000 };
+  assign \$141  = { 7'h00, \$140 , 24'h000000 };
+  assign \$145  = { 1'h0, \$144  };
+  assign \$147  = { 7'h00, \$146 , 8'h00 };
+  assign \$149  = { 15'h0000, \$148 , 16'h0000 };
+  assign \$151  = { 7'h00, \$150 , 24'h000000 };
+  assign \$155  = { 1'h0, \$154  };
+  assign \$157  = { 7'h00, \$156 , 8'h00 };
+  assign \$159  = { 15'h0000, \$158 , 16'h0000 };
+  assign \$161  = { 7'h00, \$160 , 24'h000000 };
+  assign \$165  = { 1'h0, \$164  };
+  assign \$167  = { 7'h00, \$166 , 8'h00 };
+  assign \$169  = { 15'h0000, \$168 , 16'h0000 };
+  assign \$171  = { 7'h00, \$170 , 24'h000000 };
+  assign \$175  = { 1'h0, \$174  };
+  assign \$177  = { 7'h00, \$176 , 8'h00 };
+  assign \$179  = { 15'h0000, \$178 , 16'h0000 };
+  assign \$181  = { 7'h00, \$180 , 24'h000000 };
+  assign \$185  = { 1'h0, \$184  };
+  assign \$187  = { 7'h00, \$186 , 8'h00 };
+  assign \$189  = { 15'h0000, \$188 , 16'h0000 };
+  assign \$191  = { 7'h00, \$190 , 24'h000000 };
+  assign \$195  = { 1'h0, \$194  };
+  assign \$197  = { 7'h00, \$196 , 8'h00 };
+  assign \$199  = { 15'h0000, \$198 , 16'h0000 };
+  assign \$201  = { 7'h00, \$200 , 24'h000000 };
+  assign \$205  = { 1'h0, \$204  };
+  assign \$207  = { 7'h00, \$206 , 8'h00 };
+  assign \$209  = { 15'h0000, \$208 , 16'h0000 };
+  assign \$211  = { 7'h00, \$210 , 24'h000000 };
+  assign \$215  = { 1'h0, \$214  };
+  assign \$217  = { 7'h00, \$216 , 8'h00 };
+  assign \$219  = { 15'h0000, \$218 , 16'h0000 };
+  assign \$221  = { 7'h00, \$220 , 24'h000000 };
+  assign \$225  = { 1'h0, \$224  };
+  assign \$227  = { 7'h00, \$226 , 8'h00 };
+  assign \$229  = { 15'h0000, \$228 , 16'h0000 };
+  assign \$231  = { 7'h00, \$230 , 24'h000000 };
+  assign \$235  = { 1'h0, \$234  };
+  assign \$237  = { 7'h00, \$236 , 8'h00 };
+  assign \$239  = { 15'h0000, \$238 , 16'h0000 };
+  assign \$241  = { 7'h00, \$240 , 24'h000000 };
+  assign \$245  = { 1'h0, \$244  };
+  assign \$247  = { 7'h00, \$246 , 8'h00 };
+  assign \$249  = { 15'h0000, \$248 , 16'h0000 };
+  assign \$251  = { 7'h00, \$250 , 24'h000000 };
+  assign \$255  = { 1'h0, \$254  };
+  assign \$257  = { 7'h00, \$256 , 8'h00 };
+  assign \$259  = { 15'h0000, \$258 , 16'h0000 };
+  assign \$261  = { 7'h00, \$260 , 24'h000000 };
+  assign \$265  = { 1'h0, \$264  };
+  assign \$267  = { 7'h00, \$266 , 8'h00 };
+  assign \$269  = { 15'h0000, \$268 , 16'h0000 };
+  assign \$271  = { 7'h00, \$270 , 24'h000000 };
+  assign \$275  = { 1'h0, \$274  };
+  assign \$277  = { 7'h00, \$276 , 8'h00 };
+  assign \$279  = { 15'h0000, \$278 , 16'h0000 };
+  assign \$281  = { 7'h00, \$280 , 24'h000000 };
+  assign \$285  = { 1'h0, \$284  };
+  assign \$287  = { 7'h00, \$286 , 8'h00 };
+  assign \$289  = { 15'h0000, \$288 , 16'h0000 };
+  assign \$291  = { 7'h00, \$290 , 24'h000000 };
+  assign \$295  = { 1'h0, \$294  };
+  assign \$297  = { 7'h00, \$296 , 8'h00 };
+  assign \$299  = { 15'h0000, \$298 , 16'h0000 };
+  assign \$301  = { 7'h00, \$300 , 24'h000000 };
+  assign \$305  = { 1'h0, \$304  };
+  assign \$307  = { 7'h00, \$306 , 8'h00 };
+  assign \$309  = { 15'h0000, \$308 , 16'h0000 };
+  assign \$311  = { 7'h00, \$310 , 24'h000000 };
+  assign \$315  = { 1'h0, \$314  };
+  assign \$317  = { 7'h00, \$316 , 8'h00 };
+  assign \$319  = { 15'h0000, \$318 , 16'h0000 };
+  assign \$321  = { 7'h00, \$320 , 24'h000000 };
+  assign \$325  = { 1'h0, \$324  };
+  assign \$327  = { 7'h00, \$326 , 8'h00 };
+  assign \$329  = { 15'h0000, \$328 , 16'h0000 };
+  assign \$331  = { 7'h00, \$330 , 24'h000000 };
+  assign \$335  = { 1'h0, \$334  };
+  assign \$337  = { 7'h00, \$336 , 8'h00 };
+  assign \$339  = { 15'h0000, \$338 , 16'h0000 };
+  assign \$341  = { 7'h00, \$340 , 24'h000000 };
+  assign \$345  = { 1'h0, \$344  };
+  assign \$347  = { 7'h00, \$346 , 8'h00 };
+  assign \$349  = { 15'h0000, \$348 , 16'h0000 };
+  assign \$351  = { 7'h00, \$350 , 24'h000000 };
+  assign \$355  = { 1'h0, \$354  };
+  assign \$357  = { 7'h00, \$356 , 8'h00 };
+  assign \$359  = { 15'h0000, \$358 , 16'h0000 };
+  assign \$361  = { 7'h00, \$360 , 24'h000000 };
+  assign \$365  = { 1'h0, \$364  };
+  assign \$367  = { 7'h00, \$366 , 8'h00 };
+  assign \$369  = { 15'h0000, \$368 , 16'h0000 };
+  assign \$371  = { 7'h00, \$370 , 24'h000000 };
+  assign \$375  = { 1'h0, \$374  };
+  assign \$377  = { 7'h00, \$376 , 8'h00 };
+  assign \$379  = { 15'h0000, \$378 , 16'h0000 };
+  assign \$381  = { 7'h00, \$380 , 24'h000000 };
+  assign \$385  = { 1'h0, \$384  };
+  assign \$387  = { 7'h00, \$386 , 8'h00 };
+  assign \$389  = { 15'h0000, \$388 , 16'h0000 };
+  assign \$391  = { 7'h00, \$390 , 24'h000000 };
+  assign \$395  = { 1'h0, \$394  };
+  assign \$397  = { 7'h00, \$396 , 8'h00 };
+  assign \$399  = { 15'h0000, \$398 , 16'h0000 };
+  assign \$401  = { 7'h00, \$400 , 24'h000000 };
+  assign \$405  = { 1'h0, \$404  };
+  assign \$407  = { 7'h00, \$406 , 8'h00 };
+  assign \$409  = { 15'h0000, \$408 , 16'h0000 };
+  assign \$411  = { 7'h00, \$410 , 24'h000000 };
+  assign \$415  = { 1'h0, \$414  };
+  assign \$417  = { 7'h00, \$416 , 8'h00 };
+  assign \$419  = { 15'h0000, \$418 , 16'h0000 };
+  assign \$421  = { 7'h00, \$420 , 24'h000000 };
+  assign \$425  = { 1'h0, \$424  };
+  assign \$427  = { 7'h00, \$426 , 8'h00 };
+  assign \$429  = { 15'h0000, \$428 , 16'h0000 };
+  assign \$431  = { 7'h00, \$430 , 24'h000000 };
+  assign \$435  = { 1'h0, \$434  };
+  assign \$437  = { 7'h00, \$436 , 8'h00 };
+  assign \$439  = { 15'h0000, \$438 , 16'h0000 };
+  assign \$441  = { 7'h00, \$440 , 24'h000000 };
+  assign \$445  = { 1'h0, \$444  };
+  assign \$447  = { 7'h00, \$446 , 8'h00 };
+  assign \$449  = { 15'h0000, \$448 , 16'h0000 };
+  assign \$451  = { 7'h00, \$450 , 24'h000000 };
+  assign \$455  = { 1'h0, \$454  };
+  assign \$457  = { 7'h00, \$456 , 8'h00 };
+  assign \$459  = { 15'h0000, \$458 , 16'h0000 };
+  assign \$461  = { 7'h00, \$460 , 24'h000000 };
+  assign \$465  = { 1'h0, \$464  };
+  assign \$467  = { 7'h00, \$466 , 8'h00 };
+  assign \$469  = { 15'h0000, \$468 , 16'h0000 };
+  assign \$471  = { 7'h00, \$470 , 24'h000000 };
+  assign \$475  = { 1'h0, \$474  };
+  assign \$477  = { 7'h00, \$476 , 8'h00 };
+  assign \$479  = { 15'h0000, \$478 , 16'h0000 };
+  assign \$481  = { 7'h00, \$480 , 24'h000000 };
+  assign \$485  = { 1'h0, \$484  };
+  assign \$487  = { 7'h00, \$486 , 8'h00 };
+  assign \$489  = { 15'h0000, \$488 , 16'h0000 };
+  assign \$491  = { 7'h00, \$490 , 24'h000000 };
+  assign \$495  = { 1'h0, \$494  };
+  assign \$497  = { 7'h00, \$496 , 8'h00 };
+  assign \$499  = { 15'h0000, \$498 , 16'h0000 };
+  assign \$501  = { 7'h00, \$500 , 24'h000000 };
+  assign \$505  = { 1'h0, \$504  };
+  assign \$507  = { 7'h00, \$506 , 8'h00 };
+  assign \$509  = { 15'h0000, \$508 , 16'h0000 };
+  assign \$511  = { 7'h00, \$510 , 24'h000000 };
+  assign \$515  = { 1'h0, \$514  };
+  assign \$517  = { 7'h00, \$516 , 8'h00 };
+  assign \$519  = { 15'h0000, \$518 , 16'h0000 };
+  assign \$521  = { 7'h00, \$520 , 24'h000000 };
+  assign \$525  = { 1'h0, \$524  };
+  assign \$527  = { 7'h00, \$526 , 8'h00 };
+  assign \$529  = { 15'h0000, \$528 , 16'h0000 };
+  assign \$531  = { 7'h00, \$530 , 24'h000000 };
+  assign \$535  = { 1'h0, \$534  };
+  assign \$537  = { 7'h00, \$536 , 8'h00 };
+  assign \$539  = { 15'h0000, \$538 , 16'h0000 };
+  assign \$541  = { 7'h00, \$540 , 24'h000000 };
+  assign \$545  = { 1'h0, \$544  };
+  assign \$547  = { 7'h00, \$546 , 8'h00 };
+  assign \$549  = { 15'h0000, \$548 , 16'h0000 };
+  assign \$551  = { 7'h00, \$550 , 24'h000000 };
+  assign \$555  = { 1'h0, \$554  };
+  assign \$557  = { 7'h00, \$556 , 8'h00 };
+  assign \$559  = { 15'h0000, \$558 , 16'h0000 };
+  assign \$561  = { 7'h00, \$560 , 24'h000000 };
+  assign \$565  = { 1'h0, \$564  };
+  assign \$567  = { 7'h00, \$566 , 8'h00 };
+  assign \$569  = { 15'h0000, \$568 , 16'h0000 };
+  assign \$571  = { 7'h00, \$570 , 24'h000000 };
+  assign \$575  = { 1'h0, \$574  };
+  assign \$577  = { 7'h00, \$576 , 8'h00 };
+  assign \$579  = { 15'h0000, \$578 , 16'h0000 };
+  assign \$581  = { 7'h00, \$580 , 24'h000000 };
+  assign \$585  = { 1'h0, \$584  };
+  assign \$587  = { 7'h00, \$586 , 8'h00 };
+  assign \$589  = { 15'h0000, \$588 , 16'h0000 };
+  assign \$591  = { 7'h00, \$590 , 24'h000000 };
+  assign \$595  = { 1'h0, \$594  };
+  assign \$597  = { 7'h00, \$596 , 8'h00 };
+  assign \$599  = { 15'h0000, \$598 , 16'h0000 };
+  assign \$601  = { 7'h00, \$600 , 24'h000000 };
+  assign \$605  = { 1'h0, \$604  };
+  assign \$607  = { 7'h00, \$606 , 8'h00 };
+  assign \$609  = { 15'h0000, \$608 , 16'h0000 };
+  assign \$611  = { 7'h00, \$610 , 24'h000000 };
+  assign \$615  = { 1'h0, \$614  };
+  assign \$617  = { 7'h00, \$616 , 8'h00 };
+  assign \$619  = { 15'h0000, \$618 , 16'h0000 };
+  assign \$621  = { 7'h00, \$620 , 24'h000000 };
+  assign \$625  = { 1'h0, \$624  };
+  assign \$627  = { 7'h00, \$626 , 8'h00 };
+  assign \$629  = { 15'h0000, \$628 , 16'h0000 };
+  assign \$631  = { 7'h00, \$630 , 24'h000000 };
+  assign \$635  = { 1'h0, \$634  };
+  assign \$637  = { 7'h00, \$636 , 8'h00 };
+  assign \$639  = { 15'h0000, \$638 , 16'h0000 };
+  assign \$641  = { 7'h00, \$640 , 24'h000000 };
+  assign \$645  = { 1'h0, \$644  };
+  assign \$647  = { 7'h00, \$646 , 8'h00 };
+  assign \$649  = { 15'h0000, \$648 , 16'h0000 };
+  assign \$651  = { 7'h00, \$650 , 24'h000000 };
+  assign \$655  = { 1'h0, \$654  };
+  assign \$657  = { 7'h00, \$656 , 8'h00 };
+  assign \$659  = { 15'h0000, \$658 , 16'h0000 };
+  assign \$661  = { 7'h00, \$660 , 24'h000000 };
+  assign \$665  = { 1'h0, \$664  };
+  assign \$667  = { 7'h00, \$666 , 8'h00 };
+  assign \$669  = { 15'h0000, \$668 , 16'h0000 };
+  assign \$671  = { 7'h00, \$670 , 24'h000000 };
 endmodule

@@ -2021,77 +2021,91 @@ endmodule
 module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, axi__rdata, axi__rresp, axi__rlast, axi__rvalid, clk, rst, wb__dat_r, wb__ack, axi__awid
 , axi__awaddr, axi__awlen, axi__awsize, axi__awburst, axi__awlock, axi__awcache, axi__awprot, axi__awqos, axi__awvalid, axi__wdata, axi__wstrb, axi__wlast, axi__wvalid, axi__bready, axi__arid, axi__araddr, axi__arlen, axi__arsize, axi__arburst, axi__arlock, axi__arcache
 , axi__arprot, axi__arqos, axi__arvalid, axi__rready, done, busy, error, dma_error, wb__cyc);
-  wire [11:0] \$1 ;
-  wire [15:0] \$10 ;
-  wire \$11 ;
-  wire [15:0] \$12 ;
-  wire [15:0] \$13 ;
-  wire [7:0] \$14 ;
-  wire [15:0] \$15 ;
-  wire [15:0] \$16 ;
-  wire [7:0] \$17 ;
-  wire \$18 ;
+  wire \$1 ;
+  wire \$10 ;
+  wire [11:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [11:0] \$14 ;
+  wire [11:0] \$15 ;
+  wire [11:0] \$16 ;
+  wire [11:0] \$17 ;
+  wire [11:0] \$18 ;
   wire \$19 ;
-  wire \$2 ;
-  wire [7:0] \$20 ;
-  wire [7:0] \$21 ;
-  wire [7:0] \$22 ;
-  wire [7:0] \$23 ;
-  wire [7:0] \$24 ;
-  wire [7:0] \$25 ;
-  wire [20:0] \$26 ;
+  wire [95:0] \$2 ;
+  wire [15:0] \$20 ;
+  wire [15:0] \$21 ;
+  wire [15:0] \$22 ;
+  wire [15:0] \$23 ;
+  wire [15:0] \$24 ;
+  wire \$25 ;
+  wire [15:0] \$26 ;
+  wire [15:0] \$27 ;
+  wire [7:0] \$28 ;
+  wire [15:0] \$29 ;
   wire \$3 ;
-  wire [11:0] \$4 ;
+  wire [15:0] \$30 ;
+  wire [7:0] \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [7:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire [7:0] \$36 ;
+  wire [7:0] \$37 ;
+  wire [7:0] \$38 ;
+  wire [7:0] \$39 ;
+  wire [95:0] \$4 ;
+  wire [20:0] \$40 ;
   wire [11:0] \$5 ;
   wire [11:0] \$6 ;
-  wire \$7 ;
-  wire [15:0] \$8 ;
-  wire [15:0] \$9 ;
+  wire [11:0] \$7 ;
+  wire \$8 ;
+  wire \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$231 ;
-  wire [11:0] \$signature__addr$237 ;
-  wire [9:0] \$signature__addr$243 ;
-  wire [5:0] \$signature__addr$249 ;
-  wire [5:0] \$signature__addr$255 ;
-  wire [9:0] \$signature__addr$261 ;
-  wire [9:0] \$signature__addr$267 ;
-  wire [9:0] \$signature__addr$273 ;
-  wire [5:0] \$signature__addr$279 ;
-  wire [5:0] \$signature__addr$285 ;
-  wire [11:0] \$signature__addr$347 ;
-  wire [11:0] \$signature__addr$353 ;
-  wire [9:0] \$signature__addr$359 ;
-  wire [9:0] \$signature__addr$365 ;
+  wire [9:0] \$signature__addr$272 ;
+  wire [11:0] \$signature__addr$278 ;
+  wire [9:0] \$signature__addr$284 ;
+  wire [5:0] \$signature__addr$290 ;
+  wire [5:0] \$signature__addr$296 ;
+  wire [9:0] \$signature__addr$302 ;
+  wire [9:0] \$signature__addr$308 ;
+  wire [9:0] \$signature__addr$314 ;
+  wire [5:0] \$signature__addr$320 ;
+  wire [5:0] \$signature__addr$326 ;
+  wire [11:0] \$signature__addr$394 ;
+  wire [11:0] \$signature__addr$400 ;
+  wire [9:0] \$signature__addr$406 ;
+  wire [9:0] \$signature__addr$412 ;
   wire [63:0] \$signature__data ;
-  wire [415:0] \$signature__data$234 ;
-  wire [15:0] \$signature__data$240 ;
-  wire [15:0] \$signature__data$246 ;
-  wire [191:0] \$signature__data$252 ;
-  wire [95:0] \$signature__data$258 ;
-  wire [63:0] \$signature__data$264 ;
-  wire [415:0] \$signature__data$269 ;
-  wire [15:0] \$signature__data$275 ;
-  wire [191:0] \$signature__data$281 ;
-  wire [95:0] \$signature__data$287 ;
-  wire [15:0] \$signature__data$350 ;
-  wire [15:0] \$signature__data$355 ;
-  wire [15:0] \$signature__data$362 ;
-  wire [15:0] \$signature__data$367 ;
+  wire [415:0] \$signature__data$275 ;
+  wire [15:0] \$signature__data$281 ;
+  wire [15:0] \$signature__data$287 ;
+  wire [191:0] \$signature__data$293 ;
+  wire [95:0] \$signature__data$299 ;
+  wire [63:0] \$signature__data$305 ;
+  wire [415:0] \$signature__data$310 ;
+  wire [15:0] \$signature__data$316 ;
+  wire [191:0] \$signature__data$322 ;
+  wire [95:0] \$signature__data$328 ;
+  wire [15:0] \$signature__data$397 ;
+  wire [15:0] \$signature__data$402 ;
+  wire [15:0] \$signature__data$409 ;
+  wire [15:0] \$signature__data$414 ;
   wire \$signature__en ;
-  wire \$signature__en$235 ;
-  wire \$signature__en$241 ;
-  wire \$signature__en$247 ;
-  wire \$signature__en$253 ;
-  wire \$signature__en$259 ;
-  wire \$signature__en$265 ;
-  wire [12:0] \$signature__en$271 ;
-  wire \$signature__en$277 ;
-  wire [5:0] \$signature__en$283 ;
-  wire [2:0] \$signature__en$289 ;
-  wire \$signature__en$351 ;
-  wire \$signature__en$357 ;
-  wire \$signature__en$363 ;
-  wire \$signature__en$369 ;
+  wire \$signature__en$276 ;
+  wire \$signature__en$282 ;
+  wire \$signature__en$288 ;
+  wire \$signature__en$294 ;
+  wire \$signature__en$300 ;
+  wire \$signature__en$306 ;
+  wire [12:0] \$signature__en$312 ;
+  wire \$signature__en$318 ;
+  wire [5:0] \$signature__en$324 ;
+  wire [2:0] \$signature__en$330 ;
+  wire \$signature__en$398 ;
+  wire \$signature__en$404 ;
+  wire \$signature__en$410 ;
+  wire \$signature__en$416 ;
   wire [11:0] a_rd__addr;
   wire [15:0] a_rd__data;
   wire a_rd__en;
@@ -2105,91 +2119,110 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] act_rd__data;
   wire act_rd__en;
   wire [11:0] act_w__addr;
-  wire [11:0] \act_w__addr$297 ;
-  wire [11:0] \act_w__addr$298 ;
-  wire [11:0] \act_w__addr$299 ;
+  wire [11:0] \act_w__addr$340 ;
+  wire [11:0] \act_w__addr$341 ;
+  wire [11:0] \act_w__addr$342 ;
+  wire [11:0] \act_w__addr$343 ;
+  wire [11:0] \act_w__addr$344 ;
   wire [15:0] act_w__data;
-  wire [15:0] \act_w__data$303 ;
-  wire [15:0] \act_w__data$304 ;
-  wire [15:0] \act_w__data$305 ;
+  wire [15:0] \act_w__data$348 ;
+  wire [15:0] \act_w__data$349 ;
+  wire [15:0] \act_w__data$350 ;
+  wire [15:0] \act_w__data$351 ;
+  wire [15:0] \act_w__data$352 ;
   wire act_w__en;
-  wire \act_w__en$294 ;
-  wire \act_w__en$295 ;
-  wire \act_w__en$308 ;
+  wire \act_w__en$335 ;
+  wire \act_w__en$336 ;
+  wire \act_w__en$337 ;
+  wire \act_w__en$338 ;
+  wire \act_w__en$355 ;
   wire [11:0] amem_port__addr;
   wire [15:0] amem_port__data;
   wire amem_port__en;
   wire [11:0] amem_r__addr;
-  wire [11:0] \amem_r__addr$348 ;
+  wire [11:0] \amem_r__addr$395 ;
   wire [15:0] amem_r__data;
-  wire [15:0] \amem_r__data$349 ;
+  wire [15:0] \amem_r__data$396 ;
   wire amem_r__en;
-  wire \amem_r__en$352 ;
+  wire \amem_r__en$399 ;
   wire [11:0] amem_w__addr;
-  wire [11:0] \amem_w__addr$354 ;
+  wire [11:0] \amem_w__addr$401 ;
   wire [15:0] amem_w__data;
-  wire [15:0] \amem_w__data$356 ;
+  wire [15:0] \amem_w__data$403 ;
   wire amem_w__en;
-  wire \amem_w__en$358 ;
+  wire \amem_w__en$405 ;
+  wire [11:0] arc_rd__addr;
+  wire [15:0] arc_rd__data;
+  wire arc_rd__en;
   wire [381:0] args;
-  wire [183:0] \args$172 ;
-  wire [9:0] \args$172.act_max ;
-  wire [9:0] \args$172.act_min ;
-  wire [7:0] \args$172.cw ;
-  wire [3:0] \args$172.dh ;
-  wire [3:0] \args$172.dw ;
-  wire [11:0] \args$172.in_base ;
-  wire [7:0] \args$172.in_h ;
-  wire [7:0] \args$172.in_w ;
-  wire [7:0] \args$172.kh ;
-  wire [7:0] \args$172.kw ;
+  wire [183:0] \args$199 ;
+  wire [9:0] \args$199.act_max ;
+  wire [9:0] \args$199.act_min ;
+  wire [7:0] \args$199.cw ;
+  wire [3:0] \args$199.dh ;
+  wire [3:0] \args$199.dw ;
+  wire [11:0] \args$199.in_base ;
+  wire [7:0] \args$199.in_h ;
+  wire [7:0] \args$199.in_w ;
+  wire [7:0] \args$199.kh ;
+  wire [7:0] \args$199.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
-  wire \args$172.mode ;
-  wire [31:0] \args$172.mult ;
-  wire [7:0] \args$172.oh ;
-  wire [11:0] \args$172.out_base ;
-  wire [7:0] \args$172.ow ;
-  wire [3:0] \args$172.pl ;
-  wire [3:0] \args$172.pt ;
-  wire [3:0] \args$172.sh ;
-  wire [5:0] \args$172.shift ;
-  wire [3:0] \args$172.sw ;
-  wire \args$172.x_signed ;
-  wire [9:0] \args$172.zp_in ;
-  wire [9:0] \args$172.zp_out ;
-  wire [256:0] \args$179 ;
-  wire [11:0] \args$179.a_base ;
-  wire [7:0] \args$179.a_stride ;
-  wire [9:0] \args$179.act_max ;
-  wire [9:0] \args$179.act_min ;
-  wire [11:0] \args$179.b_base ;
-  wire [7:0] \args$179.b_stride ;
-  wire [7:0] \args$179.cw ;
-  wire \args$179.has_b ;
-  wire [4:0] \args$179.ls ;
-  wire [31:0] \args$179.mult_a ;
-  wire [31:0] \args$179.mult_b ;
-  wire [31:0] \args$179.mult_o ;
-  wire [15:0] \args$179.npos ;
-  wire [11:0] \args$179.out_base ;
-  wire [7:0] \args$179.out_stride ;
-  wire \args$179.rq_in ;
-  wire \args$179.rq_out ;
-  wire [5:0] \args$179.shift_a ;
-  wire [5:0] \args$179.shift_b ;
-  wire [5:0] \args$179.shift_o ;
-  wire \args$179.x_signed ;
-  wire [9:0] \args$179.zp_a ;
-  wire [9:0] \args$179.zp_b ;
-  wire [9:0] \args$179.zp_out ;
-  wire [33:0] \args$187 ;
-  wire [11:0] \args$187.dst ;
-  wire \args$187.macro ;
-  wire \args$187.page ;
-  wire [7:0] \args$187.rows ;
-  wire [11:0] \args$187.src ;
+  wire \args$199.mode ;
+  wire [31:0] \args$199.mult ;
+  wire [7:0] \args$199.oh ;
+  wire [11:0] \args$199.out_base ;
+  wire [7:0] \args$199.ow ;
+  wire [3:0] \args$199.pl ;
+  wire [3:0] \args$199.pt ;
+  wire [3:0] \args$199.sh ;
+  wire [5:0] \args$199.shift ;
+  wire [3:0] \args$199.sw ;
+  wire \args$199.x_signed ;
+  wire [9:0] \args$199.zp_in ;
+  wire [9:0] \args$199.zp_out ;
+  wire [256:0] \args$206 ;
+  wire [11:0] \args$206.a_base ;
+  wire [7:0] \args$206.a_stride ;
+  wire [9:0] \args$206.act_max ;
+  wire [9:0] \args$206.act_min ;
+  wire [11:0] \args$206.b_base ;
+  wire [7:0] \args$206.b_stride ;
+  wire [7:0] \args$206.cw ;
+  wire \args$206.has_b ;
+  wire [4:0] \args$206.ls ;
+  wire [31:0] \args$206.mult_a ;
+  wire [31:0] \args$206.mult_b ;
+  wire [31:0] \args$206.mult_o ;
+  wire [15:0] \args$206.npos ;
+  wire [11:0] \args$206.out_base ;
+  wire [7:0] \args$206.out_stride ;
+  wire \args$206.rq_in ;
+  wire \args$206.rq_out ;
+  wire [5:0] \args$206.shift_a ;
+  wire [5:0] \args$206.shift_b ;
+  wire [5:0] \args$206.shift_o ;
+  wire \args$206.x_signed ;
+  wire [9:0] \args$206.zp_a ;
+  wire [9:0] \args$206.zp_b ;
+  wire [9:0] \args$206.zp_out ;
+  wire [33:0] \args$214 ;
+  wire [11:0] \args$214.dst ;
+  wire \args$214.macro ;
+  wire \args$214.page ;
+  wire [7:0] \args$214.rows ;
+  wire [11:0] \args$214.src ;
+  wire [48:0] \args$221 ;
+  wire [11:0] \args$221.arcs ;
+  wire [12:0] \args$221.count ;
+  wire [11:0] \args$221.new ;
+  wire [11:0] \args$221.old ;
+  wire [25:0] \args$228 ;
+  wire \args$228.macro ;
+  wire \args$228.page ;
+  wire [11:0] \args$228.x ;
+  wire [11:0] \args$228.y ;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
@@ -2240,148 +2273,150 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [9:0] \args.zp_out ;
   output [31:0] axi__araddr;
   wire [31:0] axi__araddr;
-  wire [31:0] \axi__araddr$309 ;
+  wire [31:0] \axi__araddr$356 ;
   output [1:0] axi__arburst;
   wire [1:0] axi__arburst;
-  wire [1:0] \axi__arburst$310 ;
+  wire [1:0] \axi__arburst$357 ;
   output [3:0] axi__arcache;
   wire [3:0] axi__arcache;
-  wire [3:0] \axi__arcache$311 ;
+  wire [3:0] \axi__arcache$358 ;
   output axi__arid;
   wire axi__arid;
-  wire \axi__arid$312 ;
+  wire \axi__arid$359 ;
   output [7:0] axi__arlen;
   wire [7:0] axi__arlen;
-  wire [7:0] \axi__arlen$313 ;
+  wire [7:0] \axi__arlen$360 ;
   output axi__arlock;
   wire axi__arlock;
-  wire \axi__arlock$314 ;
+  wire \axi__arlock$361 ;
   output [2:0] axi__arprot;
   wire [2:0] axi__arprot;
-  wire [2:0] \axi__arprot$315 ;
+  wire [2:0] \axi__arprot$362 ;
   output [3:0] axi__arqos;
   wire [3:0] axi__arqos;
-  wire [3:0] \axi__arqos$316 ;
+  wire [3:0] \axi__arqos$363 ;
   input axi__arready;
   wire axi__arready;
-  wire \axi__arready$317 ;
+  wire \axi__arready$364 ;
   output [2:0] axi__arsize;
   wire [2:0] axi__arsize;
-  wire [2:0] \axi__arsize$318 ;
+  wire [2:0] \axi__arsize$365 ;
   output axi__arvalid;
   wire axi__arvalid;
-  wire \axi__arvalid$319 ;
+  wire \axi__arvalid$366 ;
   output [31:0] axi__awaddr;
   wire [31:0] axi__awaddr;
-  wire [31:0] \axi__awaddr$320 ;
+  wire [31:0] \axi__awaddr$367 ;
   output [1:0] axi__awburst;
   wire [1:0] axi__awburst;
-  wire [1:0] \axi__awburst$321 ;
+  wire [1:0] \axi__awburst$368 ;
   output [3:0] axi__awcache;
   wire [3:0] axi__awcache;
-  wire [3:0] \axi__awcache$322 ;
+  wire [3:0] \axi__awcache$369 ;
   output axi__awid;
   wire axi__awid;
-  wire \axi__awid$323 ;
+  wire \axi__awid$370 ;
   output [7:0] axi__awlen;
   wire [7:0] axi__awlen;
-  wire [7:0] \axi__awlen$324 ;
+  wire [7:0] \axi__awlen$371 ;
   output axi__awlock;
   wire axi__awlock;
-  wire \axi__awlock$325 ;
+  wire \axi__awlock$372 ;
   output [2:0] axi__awprot;
   wire [2:0] axi__awprot;
-  wire [2:0] \axi__awprot$326 ;
+  wire [2:0] \axi__awprot$373 ;
   output [3:0] axi__awqos;
   wire [3:0] axi__awqos;
-  wire [3:0] \axi__awqos$327 ;
+  wire [3:0] \axi__awqos$374 ;
   input axi__awready;
   wire axi__awready;
-  wire \axi__awready$328 ;
+  wire \axi__awready$375 ;
   output [2:0] axi__awsize;
   wire [2:0] axi__awsize;
-  wire [2:0] \axi__awsize$329 ;
+  wire [2:0] \axi__awsize$376 ;
   output axi__awvalid;
   wire axi__awvalid;
-  wire \axi__awvalid$330 ;
+  wire \axi__awvalid$377 ;
   input axi__bid;
   wire axi__bid;
-  wire \axi__bid$331 ;
+  wire \axi__bid$378 ;
   output axi__bready;
   wire axi__bready;
-  wire \axi__bready$332 ;
+  wire \axi__bready$379 ;
   input [1:0] axi__bresp;
   wire [1:0] axi__bresp;
-  wire [1:0] \axi__bresp$333 ;
+  wire [1:0] \axi__bresp$380 ;
   input axi__bvalid;
   wire axi__bvalid;
-  wire \axi__bvalid$334 ;
+  wire \axi__bvalid$381 ;
   input [15:0] axi__rdata;
   wire [15:0] axi__rdata;
-  wire [15:0] \axi__rdata$335 ;
+  wire [15:0] \axi__rdata$382 ;
   input axi__rid;
   wire axi__rid;
-  wire \axi__rid$336 ;
+  wire \axi__rid$383 ;
   input axi__rlast;
   wire axi__rlast;
-  wire \axi__rlast$337 ;
+  wire \axi__rlast$384 ;
   output axi__rready;
   wire axi__rready;
-  wire \axi__rready$338 ;
+  wire \axi__rready$385 ;
   input [1:0] axi__rresp;
   wire [1:0] axi__rresp;
-  wire [1:0] \axi__rresp$339 ;
+  wire [1:0] \axi__rresp$386 ;
   input axi__rvalid;
   wire axi__rvalid;
-  wire \axi__rvalid$340 ;
+  wire \axi__rvalid$387 ;
   output [15:0] axi__wdata;
   wire [15:0] axi__wdata;
-  wire [15:0] \axi__wdata$341 ;
+  wire [15:0] \axi__wdata$388 ;
   output axi__wlast;
   wire axi__wlast;
-  wire \axi__wlast$342 ;
+  wire \axi__wlast$389 ;
   input axi__wready;
   wire axi__wready;
-  wire \axi__wready$343 ;
+  wire \axi__wready$390 ;
   output [1:0] axi__wstrb;
   wire [1:0] axi__wstrb;
-  wire [1:0] \axi__wstrb$344 ;
+  wire [1:0] \axi__wstrb$391 ;
   output axi__wvalid;
   wire axi__wvalid;
-  wire \axi__wvalid$345 ;
+  wire \axi__wvalid$392 ;
   wire [11:0] b_rd__addr;
   wire [15:0] b_rd__data;
   wire b_rd__en;
   output busy;
   wire busy;
-  wire \busy$123 ;
-  wire \busy$167 ;
-  wire \busy$182 ;
-  wire \busy$205 ;
-  wire \busy$207 ;
-  wire \busy$220 ;
+  wire \busy$134 ;
+  wire \busy$135 ;
+  wire \busy$194 ;
+  wire \busy$209 ;
+  wire \busy$246 ;
+  wire \busy$248 ;
+  wire \busy$261 ;
   wire \busy$52 ;
+  wire \busy$53 ;
   input clk;
   wire clk;
   wire [31:0] cmd__payload;
-  wire [97:0] \cmd__payload$198 ;
-  wire [11:0] \cmd__payload$198.addr ;
-  wire [19:0] \cmd__payload$198.ext ;
-  wire [19:0] \cmd__payload$198.ext_stride ;
-  wire [15:0] \cmd__payload$198.len ;
-  wire [15:0] \cmd__payload$198.rows ;
-  wire \cmd__payload$198.store ;
-  wire [11:0] \cmd__payload$198.stride ;
-  wire \cmd__payload$198.wmem ;
+  wire [97:0] \cmd__payload$239 ;
+  wire [11:0] \cmd__payload$239.addr ;
+  wire [19:0] \cmd__payload$239.ext ;
+  wire [19:0] \cmd__payload$239.ext_stride ;
+  wire [15:0] \cmd__payload$239.len ;
+  wire [15:0] \cmd__payload$239.rows ;
+  wire \cmd__payload$239.store ;
+  wire [11:0] \cmd__payload$239.stride ;
+  wire \cmd__payload$239.wmem ;
   wire [15:0] \cmd__payload.count ;
   wire [1:0] \cmd__payload.mask ;
   wire \cmd__payload.page ;
   wire [2:0] \cmd__payload.row0 ;
   wire [9:0] \cmd__payload.src ;
   wire cmd__ready;
-  wire \cmd__ready$201 ;
+  wire \cmd__ready$242 ;
   wire cmd__valid;
-  wire \cmd__valid$202 ;
+  wire \cmd__valid$243 ;
   wire [311:0] ctrl__report;
   wire [31:0] \ctrl__report.cycles ;
   wire [31:0] \ctrl__report.load_cycles ;
@@ -2444,11 +2479,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [2:0] dmem_w__en;
   output done;
   wire done;
-  wire \done$169 ;
-  wire \done$176 ;
-  wire \done$184 ;
-  wire \done$191 ;
-  wire \done$221 ;
+  wire \done$196 ;
+  wire \done$203 ;
+  wire \done$211 ;
+  wire \done$218 ;
+  wire \done$225 ;
+  wire \done$232 ;
+  wire \done$262 ;
   wire [11:0] dst_rd__addr;
   wire [15:0] dst_rd__data;
   wire dst_rd__en;
@@ -2571,10 +2608,26 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__pool__busy;
   wire engines__pool__done;
   wire engines__pool__start;
+  wire [48:0] engines__relax__args;
+  wire [11:0] \engines__relax__args.arcs ;
+  wire [12:0] \engines__relax__args.count ;
+  wire [11:0] \engines__relax__args.new ;
+  wire [11:0] \engines__relax__args.old ;
+  wire engines__relax__busy;
+  wire engines__relax__done;
+  wire engines__relax__start;
+  wire [25:0] engines__spmv__args;
+  wire \engines__spmv__args.macro ;
+  wire \engines__spmv__args.page ;
+  wire [11:0] \engines__spmv__args.x ;
+  wire [11:0] \engines__spmv__args.y ;
+  wire engines__spmv__busy;
+  wire engines__spmv__done;
+  wire engines__spmv__start;
   output error;
   wire error;
-  wire \error$222 ;
-  wire \error$346 ;
+  wire \error$263 ;
+  wire \error$393 ;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
   wire [31:0] \host__report.load_cycles ;
@@ -2643,6 +2696,16 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \imem_rd__data.args.gbfs.page ;
   wire [7:0] \imem_rd__data.args.gbfs.rows ;
   wire [11:0] \imem_rd__data.args.gbfs.src ;
+  wire [48:0] \imem_rd__data.args.grelax ;
+  wire [11:0] \imem_rd__data.args.grelax.arcs ;
+  wire [12:0] \imem_rd__data.args.grelax.count ;
+  wire [11:0] \imem_rd__data.args.grelax.new ;
+  wire [11:0] \imem_rd__data.args.grelax.old ;
+  wire [25:0] \imem_rd__data.args.gspmv ;
+  wire \imem_rd__data.args.gspmv.macro ;
+  wire \imem_rd__data.args.gspmv.page ;
+  wire [11:0] \imem_rd__data.args.gspmv.x ;
+  wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [31:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [1:0] \imem_rd__data.args.load.mask ;
@@ -2735,6 +2798,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
   (* enum_value_1000 = "GBFS" *)
+  (* enum_value_1001 = "GRELAX" *)
+  (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [9:0] imem_w__addr;
@@ -2865,36 +2930,71 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [2:0] mem_row;
   wire [15:0] mem_wdata;
   wire [1:0] mem_we;
+  wire [11:0] new_rd__addr;
+  wire [15:0] new_rd__data;
+  wire new_rd__en;
+  wire [11:0] old_rd__addr;
+  wire [15:0] old_rd__data;
+  wire old_rd__en;
   wire [95:0] op__0__payload;
-  wire [95:0] \op__0__payload$57 ;
-  wire [2:0] \op__0__payload$57.ab_m1 ;
+  wire [95:0] \op__0__payload$59 ;
+  wire [2:0] \op__0__payload$59.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__0__payload$57.bop ;
+  wire [2:0] \op__0__payload$59.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__0__payload$57.mode ;
-  wire \op__0__payload$57.page ;
-  wire [2:0] \op__0__payload$57.row ;
-  wire \op__0__payload$57.skip ;
-  wire \op__0__payload$57.w_signed ;
-  wire [1:0] \op__0__payload$57.wb_log2 ;
-  wire [15:0] \op__0__payload$57.word ;
-  wire [63:0] \op__0__payload$57.x ;
-  wire [7:0] \op__0__payload$57.x[0] ;
-  wire [7:0] \op__0__payload$57.x[1] ;
-  wire [7:0] \op__0__payload$57.x[2] ;
-  wire [7:0] \op__0__payload$57.x[3] ;
-  wire [7:0] \op__0__payload$57.x[4] ;
-  wire [7:0] \op__0__payload$57.x[5] ;
-  wire [7:0] \op__0__payload$57.x[6] ;
-  wire [7:0] \op__0__payload$57.x[7] ;
-  wire \op__0__payload$57.x_signed ;
+  wire \op__0__payload$59.mode ;
+  wire \op__0__payload$59.page ;
+  wire [2:0] \op__0__payload$59.row ;
+  wire \op__0__payload$59.skip ;
+  wire \op__0__payload$59.w_signed ;
+  wire [1:0] \op__0__payload$59.wb_log2 ;
+  wire [15:0] \op__0__payload$59.word ;
+  wire [63:0] \op__0__payload$59.x ;
+  wire [7:0] \op__0__payload$59.x[0] ;
+  wire [7:0] \op__0__payload$59.x[1] ;
+  wire [7:0] \op__0__payload$59.x[2] ;
+  wire [7:0] \op__0__payload$59.x[3] ;
+  wire [7:0] \op__0__payload$59.x[4] ;
+  wire [7:0] \op__0__payload$59.x[5] ;
+  wire [7:0] \op__0__payload$59.x[6] ;
+  wire [7:0] \op__0__payload$59.x[7] ;
+  wire \op__0__payload$59.x_signed ;
+  wire [95:0] \op__0__payload$60 ;
+  wire [2:0] \op__0__payload$60.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload$60.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload$60.mode ;
+  wire \op__0__payload$60.page ;
+  wire [2:0] \op__0__payload$60.row ;
+  wire \op__0__payload$60.skip ;
+  wire \op__0__payload$60.w_signed ;
+  wire [1:0] \op__0__payload$60.wb_log2 ;
+  wire [15:0] \op__0__payload$60.word ;
+  wire [63:0] \op__0__payload$60.x ;
+  wire [7:0] \op__0__payload$60.x[0] ;
+  wire [7:0] \op__0__payload$60.x[1] ;
+  wire [7:0] \op__0__payload$60.x[2] ;
+  wire [7:0] \op__0__payload$60.x[3] ;
+  wire [7:0] \op__0__payload$60.x[4] ;
+  wire [7:0] \op__0__payload$60.x[5] ;
+  wire [7:0] \op__0__payload$60.x[6] ;
+  wire [7:0] \op__0__payload$60.x[7] ;
+  wire \op__0__payload$60.x_signed ;
   wire [2:0] \op__0__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -2924,39 +3024,70 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [7:0] \op__0__payload.x[7] ;
   wire \op__0__payload.x_signed ;
   wire op__0__ready;
-  wire \op__0__ready$60 ;
+  wire \op__0__ready$63 ;
+  wire \op__0__ready$64 ;
   wire op__0__valid;
-  wire \op__0__valid$54 ;
+  wire \op__0__valid$55 ;
+  wire \op__0__valid$56 ;
   wire [95:0] op__1__payload;
-  wire [95:0] \op__1__payload$91 ;
-  wire [2:0] \op__1__payload$91.ab_m1 ;
+  wire [95:0] \op__1__payload$98 ;
+  wire [2:0] \op__1__payload$98.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
   (* enum_value_001 = "OR" *)
   (* enum_value_010 = "XOR" *)
   (* enum_value_011 = "NOR" *)
   (* enum_value_100 = "XNOR" *)
-  wire [2:0] \op__1__payload$91.bop ;
+  wire [2:0] \op__1__payload$98.bop ;
   (* enum_base_type = "MacroMode" *)
   (* enum_value_0 = "MAC" *)
   (* enum_value_1 = "BITWISE" *)
-  wire \op__1__payload$91.mode ;
-  wire \op__1__payload$91.page ;
-  wire [2:0] \op__1__payload$91.row ;
-  wire \op__1__payload$91.skip ;
-  wire \op__1__payload$91.w_signed ;
-  wire [1:0] \op__1__payload$91.wb_log2 ;
-  wire [15:0] \op__1__payload$91.word ;
-  wire [63:0] \op__1__payload$91.x ;
-  wire [7:0] \op__1__payload$91.x[0] ;
-  wire [7:0] \op__1__payload$91.x[1] ;
-  wire [7:0] \op__1__payload$91.x[2] ;
-  wire [7:0] \op__1__payload$91.x[3] ;
-  wire [7:0] \op__1__payload$91.x[4] ;
-  wire [7:0] \op__1__payload$91.x[5] ;
-  wire [7:0] \op__1__payload$91.x[6] ;
-  wire [7:0] \op__1__payload$91.x[7] ;
-  wire \op__1__payload$91.x_signed ;
+  wire \op__1__payload$98.mode ;
+  wire \op__1__payload$98.page ;
+  wire [2:0] \op__1__payload$98.row ;
+  wire \op__1__payload$98.skip ;
+  wire \op__1__payload$98.w_signed ;
+  wire [1:0] \op__1__payload$98.wb_log2 ;
+  wire [15:0] \op__1__payload$98.word ;
+  wire [63:0] \op__1__payload$98.x ;
+  wire [7:0] \op__1__payload$98.x[0] ;
+  wire [7:0] \op__1__payload$98.x[1] ;
+  wire [7:0] \op__1__payload$98.x[2] ;
+  wire [7:0] \op__1__payload$98.x[3] ;
+  wire [7:0] \op__1__payload$98.x[4] ;
+  wire [7:0] \op__1__payload$98.x[5] ;
+  wire [7:0] \op__1__payload$98.x[6] ;
+  wire [7:0] \op__1__payload$98.x[7] ;
+  wire \op__1__payload$98.x_signed ;
+  wire [95:0] \op__1__payload$99 ;
+  wire [2:0] \op__1__payload$99.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload$99.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload$99.mode ;
+  wire \op__1__payload$99.page ;
+  wire [2:0] \op__1__payload$99.row ;
+  wire \op__1__payload$99.skip ;
+  wire \op__1__payload$99.w_signed ;
+  wire [1:0] \op__1__payload$99.wb_log2 ;
+  wire [15:0] \op__1__payload$99.word ;
+  wire [63:0] \op__1__payload$99.x ;
+  wire [7:0] \op__1__payload$99.x[0] ;
+  wire [7:0] \op__1__payload$99.x[1] ;
+  wire [7:0] \op__1__payload$99.x[2] ;
+  wire [7:0] \op__1__payload$99.x[3] ;
+  wire [7:0] \op__1__payload$99.x[4] ;
+  wire [7:0] \op__1__payload$99.x[5] ;
+  wire [7:0] \op__1__payload$99.x[6] ;
+  wire [7:0] \op__1__payload$99.x[7] ;
+  wire \op__1__payload$99.x_signed ;
   wire [2:0] \op__1__payload.ab_m1 ;
   (* enum_base_type = "BitOp" *)
   (* enum_value_000 = "AND" *)
@@ -2986,9 +3117,11 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [7:0] \op__1__payload.x[7] ;
   wire \op__1__payload.x_signed ;
   wire op__1__ready;
-  wire \op__1__ready$94 ;
+  wire \op__1__ready$102 ;
+  wire \op__1__ready$103 ;
   wire op__1__valid;
-  wire \op__1__valid$88 ;
+  wire \op__1__valid$94 ;
+  wire \op__1__valid$95 ;
   wire [5:0] param_rd__addr;
   wire [191:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
@@ -3009,37 +3142,62 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [191:0] pmem_w__data;
   wire [5:0] pmem_w__en;
   wire [11:0] port__addr;
-  wire [11:0] \port__addr$106 ;
-  wire [5:0] \port__addr$112 ;
-  wire [5:0] \port__addr$116 ;
-  wire [11:0] \port__addr$122 ;
-  wire [11:0] \port__addr$135 ;
-  wire [9:0] \port__addr$144 ;
-  wire [9:0] \port__addr$150 ;
-  wire [5:0] \port__addr$82 ;
+  wire [11:0] \port__addr$117 ;
+  wire [5:0] \port__addr$123 ;
+  wire [5:0] \port__addr$127 ;
+  wire [11:0] \port__addr$133 ;
+  wire [11:0] \port__addr$153 ;
+  wire [11:0] \port__addr$165 ;
+  wire [9:0] \port__addr$171 ;
+  wire [9:0] \port__addr$177 ;
+  wire [5:0] \port__addr$88 ;
   wire [15:0] port__data;
-  wire [15:0] \port__data$109 ;
-  wire [95:0] \port__data$115 ;
-  wire [191:0] \port__data$119 ;
-  wire [15:0] \port__data$132 ;
-  wire [15:0] \port__data$142 ;
-  wire [15:0] \port__data$147 ;
-  wire [415:0] \port__data$153 ;
-  wire [95:0] \port__data$85 ;
+  wire [15:0] \port__data$120 ;
+  wire [95:0] \port__data$126 ;
+  wire [191:0] \port__data$130 ;
+  wire [15:0] \port__data$148 ;
+  wire [15:0] \port__data$162 ;
+  wire [15:0] \port__data$168 ;
+  wire [15:0] \port__data$174 ;
+  wire [415:0] \port__data$180 ;
+  wire [95:0] \port__data$91 ;
   wire port__en;
-  wire \port__en$110 ;
-  wire \port__en$120 ;
-  wire \port__en$127 ;
-  wire \port__en$138 ;
-  wire \port__en$148 ;
-  wire \port__en$154 ;
+  wire \port__en$121 ;
+  wire \port__en$131 ;
+  wire \port__en$141 ;
+  wire \port__en$157 ;
+  wire \port__en$169 ;
+  wire \port__en$175 ;
+  wire \port__en$181 ;
+  wire [11:0] rd__addr;
+  wire [15:0] rd__data;
+  wire rd__en;
   wire [4:0] res_total__0;
   wire [4:0] res_total__1;
   wire res_valid__0;
-  wire \res_valid__0$65 ;
+  wire \res_valid__0$69 ;
+  wire \res_valid__0$72 ;
   wire res_valid__1;
-  wire \res_valid__1$99 ;
+  wire \res_valid__1$108 ;
+  wire \res_valid__1$111 ;
   wire [303:0] res_y__0;
+  wire [303:0] \res_y__0$73 ;
+  wire [18:0] \res_y__0$73[0] ;
+  wire [18:0] \res_y__0$73[10] ;
+  wire [18:0] \res_y__0$73[11] ;
+  wire [18:0] \res_y__0$73[12] ;
+  wire [18:0] \res_y__0$73[13] ;
+  wire [18:0] \res_y__0$73[14] ;
+  wire [18:0] \res_y__0$73[15] ;
+  wire [18:0] \res_y__0$73[1] ;
+  wire [18:0] \res_y__0$73[2] ;
+  wire [18:0] \res_y__0$73[3] ;
+  wire [18:0] \res_y__0$73[4] ;
+  wire [18:0] \res_y__0$73[5] ;
+  wire [18:0] \res_y__0$73[6] ;
+  wire [18:0] \res_y__0$73[7] ;
+  wire [18:0] \res_y__0$73[8] ;
+  wire [18:0] \res_y__0$73[9] ;
   wire [18:0] \res_y__0[0] ;
   wire [18:0] \res_y__0[10] ;
   wire [18:0] \res_y__0[11] ;
@@ -3057,6 +3215,23 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [18:0] \res_y__0[8] ;
   wire [18:0] \res_y__0[9] ;
   wire [303:0] res_y__1;
+  wire [303:0] \res_y__1$112 ;
+  wire [18:0] \res_y__1$112[0] ;
+  wire [18:0] \res_y__1$112[10] ;
+  wire [18:0] \res_y__1$112[11] ;
+  wire [18:0] \res_y__1$112[12] ;
+  wire [18:0] \res_y__1$112[13] ;
+  wire [18:0] \res_y__1$112[14] ;
+  wire [18:0] \res_y__1$112[15] ;
+  wire [18:0] \res_y__1$112[1] ;
+  wire [18:0] \res_y__1$112[2] ;
+  wire [18:0] \res_y__1$112[3] ;
+  wire [18:0] \res_y__1$112[4] ;
+  wire [18:0] \res_y__1$112[5] ;
+  wire [18:0] \res_y__1$112[6] ;
+  wire [18:0] \res_y__1$112[7] ;
+  wire [18:0] \res_y__1$112[8] ;
+  wire [18:0] \res_y__1$112[9] ;
   wire [18:0] \res_y__1[0] ;
   wire [18:0] \res_y__1[10] ;
   wire [18:0] \res_y__1[11] ;
@@ -3079,9 +3254,11 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] src_rd__data;
   wire src_rd__en;
   wire start;
-  wire \start$170 ;
-  wire \start$177 ;
-  wire \start$185 ;
+  wire \start$197 ;
+  wire \start$204 ;
+  wire \start$212 ;
+  wire \start$219 ;
+  wire \start$226 ;
   wire [9:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -3093,54 +3270,54 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] \trace_w__data.pc ;
   wire trace_w__en;
   wire [1:0] unit_en;
-  wire [1:0] \unit_en$210 ;
+  wire [1:0] \unit_en$251 ;
   wire [9:0] w_rd__addr;
   wire [15:0] w_rd__data;
   wire w_rd__en;
   output wb__ack;
   wire wb__ack;
-  wire \wb__ack$223 ;
+  wire \wb__ack$264 ;
   input [16:0] wb__adr;
   wire [16:0] wb__adr;
-  wire [16:0] \wb__adr$224 ;
+  wire [16:0] \wb__adr$265 ;
   input wb__cyc;
   wire wb__cyc;
-  wire \wb__cyc$225 ;
+  wire \wb__cyc$266 ;
   output [31:0] wb__dat_r;
   wire [31:0] wb__dat_r;
-  wire [31:0] \wb__dat_r$226 ;
+  wire [31:0] \wb__dat_r$267 ;
   input [31:0] wb__dat_w;
   wire [31:0] wb__dat_w;
-  wire [31:0] \wb__dat_w$227 ;
+  wire [31:0] \wb__dat_w$268 ;
   input [3:0] wb__sel;
   wire [3:0] wb__sel;
-  wire [3:0] \wb__sel$228 ;
+  wire [3:0] \wb__sel$269 ;
   input wb__stb;
   wire wb__stb;
-  wire \wb__stb$229 ;
+  wire \wb__stb$270 ;
   input wb__we;
   wire wb__we;
-  wire \wb__we$230 ;
+  wire \wb__we$271 ;
   wire [9:0] wmem_r__addr;
-  wire [9:0] \wmem_r__addr$360 ;
+  wire [9:0] \wmem_r__addr$407 ;
   wire [15:0] wmem_r__data;
-  wire [15:0] \wmem_r__data$361 ;
+  wire [15:0] \wmem_r__data$408 ;
   wire wmem_r__en;
-  wire \wmem_r__en$364 ;
+  wire \wmem_r__en$411 ;
   wire [9:0] wmem_w__addr;
-  wire [9:0] \wmem_w__addr$366 ;
+  wire [9:0] \wmem_w__addr$413 ;
   wire [15:0] wmem_w__data;
-  wire [15:0] \wmem_w__data$368 ;
+  wire [15:0] \wmem_w__data$415 ;
   wire wmem_w__en;
-  wire \wmem_w__en$370 ;
+  wire \wmem_w__en$417 ;
   reg [15:0] amem [4095:0];
   always @(posedge clk) begin
     if (amem_port__en)
       amem[amem_port__addr] <= amem_port__data;
   end
   always @(posedge clk) begin
-    if (\$signature__en$357 )
-      amem[\$signature__addr$347 ] <= axi__rdata;
+    if (\$signature__en$404 )
+      amem[\$signature__addr$394 ] <= axi__rdata;
   end
   reg [15:0] _0_;
   reg [15:0] _1_;
@@ -3148,192 +3325,210 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   reg [15:0] _3_;
   reg [15:0] _4_;
   reg [15:0] _5_;
+  reg [15:0] _6_;
   always @(posedge clk) begin
     if (port__en) begin
       _0_ <= amem[port__addr];
     end
-    if (\port__en$110 ) begin
-      _1_ <= amem[\port__addr$106 ];
+    if (\port__en$121 ) begin
+      _1_ <= amem[\port__addr$117 ];
     end
-    _2_ <= amem[\port__addr$122 ];
-    _3_ <= amem[\port__addr$135 ];
-    _4_ <= amem[\$signature__addr$237 ];
-    if (\$signature__en$351 ) begin
-      _5_ <= amem[\$signature__addr$347 ];
+    _2_ <= amem[\port__addr$133 ];
+    _3_ <= amem[\port__addr$153 ];
+    _4_ <= amem[\port__addr$165 ];
+    _5_ <= amem[\$signature__addr$278 ];
+    if (\$signature__en$398 ) begin
+      _6_ <= amem[\$signature__addr$394 ];
     end
   end
   assign act_rd__0__data = _0_;
   assign act_rd__1__data = _1_;
   assign src_rd__data = _2_;
   assign dst_rd__data = _3_;
-  assign amem_r__data = _4_;
-  assign \amem_r__data$349  = _5_;
+  assign arc_rd__data = _4_;
+  assign amem_r__data = _5_;
+  assign \amem_r__data$396  = _6_;
   reg [95:0] dmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$289 [0])
-      dmem[\$signature__addr$255 ][31:0] <= wb__dat_w;
-    if (\$signature__en$289 [1])
-      dmem[\$signature__addr$255 ][63:32] <= wb__dat_w;
-    if (\$signature__en$289 [2])
-      dmem[\$signature__addr$255 ][95:64] <= wb__dat_w;
+    if (\$signature__en$330 [0])
+      dmem[\$signature__addr$296 ][31:0] <= wb__dat_w;
+    if (\$signature__en$330 [1])
+      dmem[\$signature__addr$296 ][63:32] <= wb__dat_w;
+    if (\$signature__en$330 [2])
+      dmem[\$signature__addr$296 ][95:64] <= wb__dat_w;
   end
-  reg [95:0] _6_;
+  reg [95:0] _7_;
   always @(posedge clk) begin
-    _6_ <= dmem[\$signature__addr$255 ];
+    _7_ <= dmem[\$signature__addr$296 ];
   end
-  assign dmem_r__data = _6_;
-  assign \port__data$85  = dmem[\port__addr$82 ];
-  assign \port__data$115  = dmem[\port__addr$112 ];
+  assign dmem_r__data = _7_;
+  assign \port__data$126  = dmem[\port__addr$123 ];
+  assign \port__data$91  = dmem[\port__addr$88 ];
   reg [415:0] imem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$271 [0])
-      imem[\$signature__addr$231 ][31:0] <= wb__dat_w;
-    if (\$signature__en$271 [1])
-      imem[\$signature__addr$231 ][63:32] <= wb__dat_w;
-    if (\$signature__en$271 [2])
-      imem[\$signature__addr$231 ][95:64] <= wb__dat_w;
-    if (\$signature__en$271 [3])
-      imem[\$signature__addr$231 ][127:96] <= wb__dat_w;
-    if (\$signature__en$271 [4])
-      imem[\$signature__addr$231 ][159:128] <= wb__dat_w;
-    if (\$signature__en$271 [5])
-      imem[\$signature__addr$231 ][191:160] <= wb__dat_w;
-    if (\$signature__en$271 [6])
-      imem[\$signature__addr$231 ][223:192] <= wb__dat_w;
-    if (\$signature__en$271 [7])
-      imem[\$signature__addr$231 ][255:224] <= wb__dat_w;
-    if (\$signature__en$271 [8])
-      imem[\$signature__addr$231 ][287:256] <= wb__dat_w;
-    if (\$signature__en$271 [9])
-      imem[\$signature__addr$231 ][319:288] <= wb__dat_w;
-    if (\$signature__en$271 [10])
-      imem[\$signature__addr$231 ][351:320] <= wb__dat_w;
-    if (\$signature__en$271 [11])
-      imem[\$signature__addr$231 ][383:352] <= wb__dat_w;
-    if (\$signature__en$271 [12])
-      imem[\$signature__addr$231 ][415:384] <= wb__dat_w;
+    if (\$signature__en$312 [0])
+      imem[\$signature__addr$272 ][31:0] <= wb__dat_w;
+    if (\$signature__en$312 [1])
+      imem[\$signature__addr$272 ][63:32] <= wb__dat_w;
+    if (\$signature__en$312 [2])
+      imem[\$signature__addr$272 ][95:64] <= wb__dat_w;
+    if (\$signature__en$312 [3])
+      imem[\$signature__addr$272 ][127:96] <= wb__dat_w;
+    if (\$signature__en$312 [4])
+      imem[\$signature__addr$272 ][159:128] <= wb__dat_w;
+    if (\$signature__en$312 [5])
+      imem[\$signature__addr$272 ][191:160] <= wb__dat_w;
+    if (\$signature__en$312 [6])
+      imem[\$signature__addr$272 ][223:192] <= wb__dat_w;
+    if (\$signature__en$312 [7])
+      imem[\$signature__addr$272 ][255:224] <= wb__dat_w;
+    if (\$signature__en$312 [8])
+      imem[\$signature__addr$272 ][287:256] <= wb__dat_w;
+    if (\$signature__en$312 [9])
+      imem[\$signature__addr$272 ][319:288] <= wb__dat_w;
+    if (\$signature__en$312 [10])
+      imem[\$signature__addr$272 ][351:320] <= wb__dat_w;
+    if (\$signature__en$312 [11])
+      imem[\$signature__addr$272 ][383:352] <= wb__dat_w;
+    if (\$signature__en$312 [12])
+      imem[\$signature__addr$272 ][415:384] <= wb__dat_w;
   end
-  reg [415:0] _7_;
   reg [415:0] _8_;
+  reg [415:0] _9_;
   always @(posedge clk) begin
-    _7_ <= imem[\port__addr$150 ];
-    _8_ <= imem[\$signature__addr$231 ];
+    _8_ <= imem[\port__addr$177 ];
+    _9_ <= imem[\$signature__addr$272 ];
   end
-  assign \port__data$153  = _7_;
-  assign imem_r__data = _8_;
+  assign \port__data$180  = _8_;
+  assign imem_r__data = _9_;
   reg [191:0] pmem [63:0];
   always @(posedge clk) begin
-    if (\$signature__en$283 [0])
-      pmem[\$signature__addr$249 ][31:0] <= wb__dat_w;
-    if (\$signature__en$283 [1])
-      pmem[\$signature__addr$249 ][63:32] <= wb__dat_w;
-    if (\$signature__en$283 [2])
-      pmem[\$signature__addr$249 ][95:64] <= wb__dat_w;
-    if (\$signature__en$283 [3])
-      pmem[\$signature__addr$249 ][127:96] <= wb__dat_w;
-    if (\$signature__en$283 [4])
-      pmem[\$signature__addr$249 ][159:128] <= wb__dat_w;
-    if (\$signature__en$283 [5])
-      pmem[\$signature__addr$249 ][191:160] <= wb__dat_w;
+    if (\$signature__en$324 [0])
+      pmem[\$signature__addr$290 ][31:0] <= wb__dat_w;
+    if (\$signature__en$324 [1])
+      pmem[\$signature__addr$290 ][63:32] <= wb__dat_w;
+    if (\$signature__en$324 [2])
+      pmem[\$signature__addr$290 ][95:64] <= wb__dat_w;
+    if (\$signature__en$324 [3])
+      pmem[\$signature__addr$290 ][127:96] <= wb__dat_w;
+    if (\$signature__en$324 [4])
+      pmem[\$signature__addr$290 ][159:128] <= wb__dat_w;
+    if (\$signature__en$324 [5])
+      pmem[\$signature__addr$290 ][191:160] <= wb__dat_w;
   end
-  reg [191:0] _9_;
   reg [191:0] _10_;
+  reg [191:0] _11_;
   always @(posedge clk) begin
-    _9_ <= pmem[\port__addr$116 ];
-    _10_ <= pmem[\$signature__addr$249 ];
+    _10_ <= pmem[\port__addr$127 ];
+    _11_ <= pmem[\$signature__addr$290 ];
   end
-  assign param_rd__data = _9_;
-  assign pmem_r__data = _10_;
+  assign param_rd__data = _10_;
+  assign pmem_r__data = _11_;
   reg [63:0] trace [1023:0];
   always @(posedge clk) begin
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
   end
-  reg [63:0] _11_;
+  reg [63:0] _12_;
   always @(posedge clk) begin
-    _11_ <= trace[\$signature__addr$261 ];
+    _12_ <= trace[\$signature__addr$302 ];
   end
-  assign trace_r__data = _11_;
+  assign trace_r__data = _12_;
   reg [15:0] wmem [1023:0];
   always @(posedge clk) begin
-    if (\$signature__en$277 )
-      wmem[\$signature__addr$243 ] <= wb__dat_w[15:0];
+    if (\$signature__en$318 )
+      wmem[\$signature__addr$284 ] <= wb__dat_w[15:0];
   end
   always @(posedge clk) begin
-    if (\$signature__en$369 )
-      wmem[\$signature__addr$347 [9:0]] <= axi__rdata;
+    if (\$signature__en$416 )
+      wmem[\$signature__addr$394 [9:0]] <= axi__rdata;
   end
-  reg [15:0] _12_;
   reg [15:0] _13_;
   reg [15:0] _14_;
+  reg [15:0] _15_;
   always @(posedge clk) begin
-    _12_ <= wmem[\port__addr$144 ];
-    _13_ <= wmem[\$signature__addr$243 ];
-    if (\$signature__en$363 ) begin
-      _14_ <= wmem[\$signature__addr$347 [9:0]];
+    _13_ <= wmem[\port__addr$171 ];
+    _14_ <= wmem[\$signature__addr$284 ];
+    if (\$signature__en$410 ) begin
+      _15_ <= wmem[\$signature__addr$394 [9:0]];
     end
   end
-  assign macro0__mem_wdata = _12_;
-  assign wmem_r__data = _13_;
-  assign \wmem_r__data$361  = _14_;
-  assign macro0__op__valid = \busy$52  ? \op__0__valid$54  : op__0__valid;
-  assign macro0__op__payload = \busy$52  ? \op__0__payload$57  : op__0__payload;
-  assign macro1__op__valid = \busy$52  ? \op__1__valid$88  : op__1__valid;
-  assign macro1__op__payload = \busy$52  ? \op__1__payload$91  : op__1__payload;
-  assign \$1  = \busy$123  ? act_rd__addr : a_rd__addr;
-  assign \port__addr$122  = \busy$52  ? args[21:10] : \$1 ;
-  assign \port__addr$135  = \busy$52  ? args[33:22] : b_rd__addr;
-  assign \$4  = \act_w__en$295  ? \act_w__addr$297  : args[33:22];
-  assign \$5  = \act_w__en$294  ? \act_w__addr$298  : \$4 ;
-  assign \$6  = act_w__en ? \act_w__addr$299  : \$5 ;
-  assign amem_port__addr = \$3  ? \$signature__addr$237  : \$6 ;
-  assign \$8  = \act_w__en$295  ? { \$25 , \$24  } : act_w__data;
-  assign \$9  = \act_w__en$294  ? { \$23 , \$22  } : \$8 ;
-  assign \$10  = act_w__en ? { \$21 , \$20  } : \$9 ;
-  assign amem_port__data = \$7  ? wb__dat_w[15:0] : \$10 ;
-  assign \$11  = | { engines__graph__done, \act_w__en$295 , \act_w__en$294 , act_w__en };
-  assign amem_port__en = amem_w__en | \$11 ;
+  assign macro0__mem_wdata = _13_;
+  assign wmem_r__data = _14_;
+  assign \wmem_r__data$408  = _15_;
+  assign \$1  = \busy$53  ? \op__0__valid$55  : op__0__valid;
+  assign macro0__op__valid = \busy$52  ? \op__0__valid$56  : \$1 ;
+  assign \$2  = \busy$53  ? \op__0__payload$59  : op__0__payload;
+  assign macro0__op__payload = \busy$52  ? \op__0__payload$60  : \$2 ;
+  assign \$3  = \busy$53  ? \op__1__valid$94  : op__1__valid;
+  assign macro1__op__valid = \busy$52  ? \op__1__valid$95  : \$3 ;
+  assign \$4  = \busy$53  ? \op__1__payload$98  : op__1__payload;
+  assign macro1__op__payload = \busy$52  ? \op__1__payload$99  : \$4 ;
+  assign \$5  = \busy$135  ? act_rd__addr : a_rd__addr;
+  assign \$6  = \busy$53  ? rd__addr : \$5 ;
+  assign \$7  = \busy$134  ? old_rd__addr : \$6 ;
+  assign \port__addr$133  = \busy$52  ? args[21:10] : \$7 ;
+  assign \$11  = \busy$134  ? new_rd__addr : b_rd__addr;
+  assign \port__addr$153  = \busy$52  ? args[33:22] : \$11 ;
+  assign \$14  = \act_w__en$338  ? \act_w__addr$340  : act_w__addr;
+  assign \$15  = engines__graph__done ? args[33:22] : \$14 ;
+  assign \$16  = \act_w__en$336  ? \act_w__addr$342  : \$15 ;
+  assign \$17  = \act_w__en$335  ? \act_w__addr$343  : \$16 ;
+  assign \$18  = act_w__en ? \act_w__addr$344  : \$17 ;
+  assign amem_port__addr = \$13  ? \$signature__addr$278  : \$18 ;
+  assign \$20  = \act_w__en$338  ? \act_w__data$348  : act_w__data;
+  assign \$21  = engines__graph__done ? \act_w__data$349  : \$20 ;
+  assign \$22  = \act_w__en$336  ? { \$39 , \$38  } : \$21 ;
+  assign \$23  = \act_w__en$335  ? { \$37 , \$36  } : \$22 ;
+  assign \$24  = act_w__en ? { \$35 , \$34  } : \$23 ;
+  assign amem_port__data = \$19  ? wb__dat_w[15:0] : \$24 ;
+  assign \$25  = | { \act_w__en$355 , \act_w__en$338 , engines__graph__done, \act_w__en$336 , \act_w__en$335 , act_w__en };
+  assign amem_port__en = amem_w__en | \$25 ;
   \tiny_fabric.ctrl  ctrl (
     .busy(busy),
     .clk(clk),
     .dma__ready(dma__ready),
-    .dma__valid(\cmd__valid$202 ),
+    .dma__valid(\cmd__valid$243 ),
     .dma_busy(dma_busy),
     .done(done),
     .engines__ew__done(engines__ew__done),
-    .engines__ew__start(\start$177 ),
+    .engines__ew__start(\start$204 ),
     .engines__graph__done(engines__graph__done),
-    .engines__graph__start(\start$185 ),
+    .engines__graph__start(\start$212 ),
     .engines__mac__args(args),
     .engines__mac__done(engines__mac__done),
     .engines__mac__start(start),
     .engines__pool__done(engines__pool__done),
-    .engines__pool__start(\start$170 ),
+    .engines__pool__start(\start$197 ),
+    .engines__relax__done(engines__relax__done),
+    .engines__relax__start(\start$219 ),
+    .engines__spmv__done(engines__spmv__done),
+    .engines__spmv__start(\start$226 ),
     .entry(\$signature__data ),
     .error(error),
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
-    .imem_rd__addr(\port__addr$150 ),
-    .imem_rd__data(\port__data$153 [385:0]),
+    .imem_rd__addr(\port__addr$177 ),
+    .imem_rd__data(\port__data$180 [385:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
     .macro_we(mem_we),
-    .\port$54$351 (macro0__busy),
-    .\port$55$351 (macro1__busy),
-    .\port$56$0 (\$18 ),
-    .\port$57$0 (\$19 ),
+    .\port$69$351 (macro0__busy),
+    .\port$70$351 (macro1__busy),
+    .\port$71$0 (\$32 ),
+    .\port$72$0 (\$33 ),
     .rst(rst),
     .start(host__start),
     .trace_w__addr(\$signature__addr ),
     .trace_w__en(\$signature__en )
   );
   \tiny_fabric.dma  dma (
-    .amem_r__addr(\$signature__addr$347 ),
-    .amem_r__data(\amem_r__data$349 ),
-    .amem_r__en(\$signature__en$351 ),
+    .amem_r__addr(\$signature__addr$394 ),
+    .amem_r__data(\amem_r__data$396 ),
+    .amem_r__en(\$signature__en$398 ),
     .amem_w__data(axi__rdata),
-    .amem_w__en(\$signature__en$357 ),
+    .amem_w__en(\$signature__en$404 ),
     .axi__arlen(axi__arlen),
     .axi__arready(axi__arready),
     .axi__arvalid(axi__arvalid),
@@ -3355,54 +3550,54 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$925$0 (\$26 ),
+    .\port$940$0 (\$40 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
-    .w_en(\cmd__valid$202 ),
-    .wmem_r__data(\wmem_r__data$361 ),
-    .wmem_r__en(\$signature__en$363 ),
-    .wmem_w__en(\$signature__en$369 )
+    .w_en(\cmd__valid$243 ),
+    .wmem_r__data(\wmem_r__data$408 ),
+    .wmem_r__en(\$signature__en$410 ),
+    .wmem_w__en(\$signature__en$416 )
   );
   \tiny_fabric.ew  ew (
     .a_rd__addr(a_rd__addr),
     .a_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$297 ),
-    .act_w__en(\act_w__en$295 ),
+    .act_w__addr(\act_w__addr$342 ),
+    .act_w__en(\act_w__en$336 ),
     .args(args[256:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$753$0 (\$24 ),
-    .\port$759$0 (\$25 ),
+    .\port$768$0 (\$38 ),
+    .\port$774$0 (\$39 ),
     .rst(rst),
-    .start(\start$177 )
+    .start(\start$204 )
   );
   \tiny_fabric.graph  graph (
-    .act_w__data(act_w__data),
+    .act_w__data(\act_w__data$349 ),
     .args(args[33:0]),
     .busy(\busy$52 ),
     .clk(clk),
     .dst_rd__data(dst_rd__data),
     .finish(engines__graph__done),
-    .op__0__payload(\op__0__payload$57 ),
+    .op__0__payload(\op__0__payload$60 ),
     .op__0__ready(op__0__ready),
-    .op__0__valid(\op__0__valid$54 ),
-    .op__1__payload(\op__1__payload$91 ),
+    .op__0__valid(\op__0__valid$56 ),
+    .op__1__payload(\op__1__payload$99 ),
     .op__1__ready(op__1__ready),
-    .op__1__valid(\op__1__valid$88 ),
+    .op__1__valid(\op__1__valid$95 ),
     .res_total__0(res_total__0),
     .res_total__1(res_total__1),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .rst(rst),
     .src_rd__data(src_rd__data),
-    .start(\start$185 )
+    .start(\start$212 )
   );
   \tiny_fabric.host  host (
-    .amem_r__addr(\$signature__addr$237 ),
+    .amem_r__addr(\$signature__addr$278 ),
     .amem_r__data(amem_r__data),
     .amem_w__en(amem_w__en),
     .clk(clk),
@@ -3410,17 +3605,17 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .ctrl__start(host__start),
     .ctrl__start_pc(host__start_pc),
     .dat(wb__dat_r),
-    .dmem_r__addr(\$signature__addr$255 ),
+    .dmem_r__addr(\$signature__addr$296 ),
     .dmem_r__data(dmem_r__data),
-    .dmem_w__en(\$signature__en$289 ),
-    .imem_r__addr(\$signature__addr$231 ),
+    .dmem_w__en(\$signature__en$330 ),
+    .imem_r__addr(\$signature__addr$272 ),
     .imem_r__data(imem_r__data),
-    .imem_w__en(\$signature__en$271 ),
-    .pmem_r__addr(\$signature__addr$249 ),
+    .imem_w__en(\$signature__en$312 ),
+    .pmem_r__addr(\$signature__addr$290 ),
     .pmem_r__data(pmem_r__data),
-    .pmem_w__en(\$signature__en$283 ),
+    .pmem_w__en(\$signature__en$324 ),
     .rst(rst),
-    .trace_r__addr(\$signature__addr$261 ),
+    .trace_r__addr(\$signature__addr$302 ),
     .trace_r__data(trace_r__data),
     .wb__ack(wb__ack),
     .wb__adr(wb__adr),
@@ -3429,9 +3624,9 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .wb__sel(wb__sel),
     .wb__stb(wb__stb),
     .wb__we(wb__we),
-    .wmem_r__addr(\$signature__addr$243 ),
+    .wmem_r__addr(\$signature__addr$284 ),
     .wmem_r__data(wmem_r__data),
-    .wmem_w__en(\$signature__en$277 )
+    .wmem_w__en(\$signature__en$318 )
   );
   \tiny_fabric.loader  loader (
     .busy(loader_busy),
@@ -3444,24 +3639,24 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .rst(rst),
     .w_data(args[31:0]),
     .w_en(cmd__valid),
-    .w_rd__addr(\port__addr$144 )
+    .w_rd__addr(\port__addr$171 )
   );
   \tiny_fabric.mac  mac (
     .act_rd__0__addr(port__addr),
     .act_rd__0__en(port__en),
-    .act_rd__1__addr(\port__addr$106 ),
-    .act_rd__1__en(\port__en$110 ),
+    .act_rd__1__addr(\port__addr$117 ),
+    .act_rd__1__en(\port__en$121 ),
     .act_rd__data(act_rd__0__data),
     .\act_rd__data$15 (act_rd__1__data),
-    .act_w__addr(\act_w__addr$299 ),
+    .act_w__addr(\act_w__addr$344 ),
     .act_w__en(act_w__en),
     .args(args),
     .busy(engines__mac__busy),
     .clk(clk),
-    .desc_rd__0__addr(\port__addr$82 ),
-    .desc_rd__1__addr(\port__addr$112 ),
-    .desc_rd__data(\port__data$85 [69:0]),
-    .\desc_rd__data$21 (\port__data$115 [69:0]),
+    .desc_rd__0__addr(\port__addr$88 ),
+    .desc_rd__1__addr(\port__addr$123 ),
+    .desc_rd__data(\port__data$91 [69:0]),
+    .\desc_rd__data$21 (\port__data$126 [69:0]),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
@@ -3469,12 +3664,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__1__payload(op__1__payload),
     .op__1__ready(op__1__ready),
     .op__1__valid(op__1__valid),
-    .param_rd__addr(\port__addr$116 ),
+    .param_rd__addr(\port__addr$127 ),
     .param_rd__data(param_rd__data),
-    .\port$175$0 (\$20 ),
-    .\port$180$0 (\$21 ),
-    .\port$56$0 (\$18 ),
-    .\port$57$0 (\$19 ),
+    .\port$190$0 (\$34 ),
+    .\port$195$0 (\$35 ),
+    .\port$71$0 (\$32 ),
+    .\port$72$0 (\$33 ),
     .res_valid__0(res_valid__0),
     .res_valid__1(res_valid__1),
     .res_y__0(res_y__0),
@@ -3486,7 +3681,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .busy(macro0__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$12 ),
+    .mem_rdata(\$26 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -3494,8 +3689,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__payload(macro0__op__payload),
     .op__ready(op__0__ready),
     .op__valid(macro0__op__valid),
-    .res_bits(\$13 ),
-    .res_pop(\$14 ),
+    .res_bits(\$27 ),
+    .res_pop(\$28 ),
     .res_total(res_total__0),
     .res_valid(res_valid__0),
     .res_y(res_y__0),
@@ -3505,7 +3700,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .busy(macro1__busy),
     .clk(clk),
     .mem_page(macro0__mem_page),
-    .mem_rdata(\$15 ),
+    .mem_rdata(\$29 ),
     .mem_re(1'h0),
     .mem_row(macro0__mem_row),
     .mem_wdata(macro0__mem_wdata),
@@ -3513,8 +3708,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .op__payload(macro1__op__payload),
     .op__ready(op__1__ready),
     .op__valid(macro1__op__valid),
-    .res_bits(\$16 ),
-    .res_pop(\$17 ),
+    .res_bits(\$30 ),
+    .res_pop(\$31 ),
     .res_total(res_total__1),
     .res_valid(res_valid__1),
     .res_y(res_y__1),
@@ -3523,23 +3718,66 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   \tiny_fabric.pool  pool (
     .act_rd__addr(act_rd__addr),
     .act_rd__data(src_rd__data),
-    .act_w__addr(\act_w__addr$298 ),
-    .act_w__en(\act_w__en$294 ),
+    .act_w__addr(\act_w__addr$343 ),
+    .act_w__en(\act_w__en$335 ),
     .args(args[183:0]),
-    .busy(\busy$123 ),
+    .busy(\busy$135 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$669$0 (\$22 ),
-    .\port$670$0 (\$23 ),
+    .\port$684$0 (\$36 ),
+    .\port$685$0 (\$37 ),
     .rst(rst),
-    .start(\start$170 )
+    .start(\start$197 )
+  );
+  \tiny_fabric.relax  relax (
+    .act_w__addr(\act_w__addr$340 ),
+    .act_w__data(\act_w__data$348 ),
+    .act_w__en(\act_w__en$338 ),
+    .arc_rd__addr(\port__addr$165 ),
+    .arc_rd__data(arc_rd__data),
+    .args(args[48:0]),
+    .busy(\busy$134 ),
+    .clk(clk),
+    .finish(engines__relax__done),
+    .new_rd__addr(new_rd__addr),
+    .new_rd__data(dst_rd__data),
+    .old_rd__addr(old_rd__addr),
+    .old_rd__data(src_rd__data),
+    .rst(rst),
+    .start(\start$219 )
+  );
+  \tiny_fabric.spmv  spmv (
+    .act_w__addr(act_w__addr),
+    .act_w__data(act_w__data),
+    .act_w__en(\act_w__en$355 ),
+    .args(args[25:0]),
+    .busy(\busy$53 ),
+    .clk(clk),
+    .finish(engines__spmv__done),
+    .op__0__payload(\op__0__payload$59 ),
+    .op__0__ready(op__0__ready),
+    .op__0__valid(\op__0__valid$55 ),
+    .op__1__payload(\op__1__payload$98 ),
+    .op__1__ready(op__1__ready),
+    .op__1__valid(\op__1__valid$94 ),
+    .rd__addr(rd__addr),
+    .rd__data(src_rd__data),
+    .res_valid__0(res_valid__0),
+    .res_valid__1(res_valid__1),
+    .res_y__0(res_y__0),
+    .res_y__1(res_y__1),
+    .rst(rst),
+    .start(\start$226 )
   );
   assign macro0__op__ready = op__0__ready;
-  assign \op__0__ready$60  = op__0__ready;
+  assign \op__0__ready$63  = op__0__ready;
+  assign \op__0__ready$64  = op__0__ready;
   assign macro0__res_valid = res_valid__0;
   assign macro0__res_total = res_total__0;
-  assign \res_valid__0$65  = res_valid__0;
+  assign \res_valid__0$69  = res_valid__0;
   assign macro0__res_y = res_y__0;
+  assign \res_valid__0$72  = res_valid__0;
+  assign \res_y__0$73  = res_y__0;
   assign macro0__mem_we = mem_we[0];
   assign mem_page = macro0__mem_page;
   assign mem_row = macro0__mem_row;
@@ -3547,206 +3785,229 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign act_rd__0__addr = port__addr;
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
-  assign desc_rd__0__addr = \port__addr$82 ;
-  assign desc_rd__0__data = \port__data$85 [69:0];
+  assign desc_rd__0__addr = \port__addr$88 ;
+  assign desc_rd__0__data = \port__data$91 [69:0];
   assign macro1__op__ready = op__1__ready;
-  assign \op__1__ready$94  = op__1__ready;
+  assign \op__1__ready$102  = op__1__ready;
+  assign \op__1__ready$103  = op__1__ready;
   assign macro1__res_valid = res_valid__1;
   assign macro1__res_total = res_total__1;
-  assign \res_valid__1$99  = res_valid__1;
+  assign \res_valid__1$108  = res_valid__1;
   assign macro1__res_y = res_y__1;
+  assign \res_valid__1$111  = res_valid__1;
+  assign \res_y__1$112  = res_y__1;
   assign macro1__mem_we = mem_we[1];
   assign macro1__mem_page = macro0__mem_page;
   assign macro1__mem_row = macro0__mem_row;
   assign macro1__mem_wdata = macro0__mem_wdata;
-  assign act_rd__1__addr = \port__addr$106 ;
-  assign \port__data$109  = act_rd__1__data;
-  assign act_rd__1__en = \port__en$110 ;
-  assign desc_rd__1__addr = \port__addr$112 ;
-  assign desc_rd__1__data = \port__data$115 [69:0];
-  assign param_rd__addr = \port__addr$116 ;
-  assign \port__data$119  = param_rd__data;
-  assign \port__en$120  = 1'h1;
+  assign act_rd__1__addr = \port__addr$117 ;
+  assign \port__data$120  = act_rd__1__data;
+  assign act_rd__1__en = \port__en$121 ;
+  assign desc_rd__1__addr = \port__addr$123 ;
+  assign desc_rd__1__data = \port__data$126 [69:0];
+  assign param_rd__addr = \port__addr$127 ;
+  assign \port__data$130  = param_rd__data;
+  assign \port__en$131  = 1'h1;
   assign param_rd__en = 1'h1;
   assign src_rd__addr = args[21:10];
   assign a_rd__en = 1'h1;
   assign act_rd__en = 1'h1;
+  assign rd__en = 1'h1;
+  assign old_rd__en = 1'h1;
   assign src_rd__en = 1'h1;
-  assign \port__data$132  = src_rd__data;
+  assign \port__data$148  = src_rd__data;
+  assign old_rd__data = src_rd__data;
+  assign rd__data = src_rd__data;
   assign act_rd__data = src_rd__data;
   assign a_rd__data = src_rd__data;
   assign dst_rd__addr = args[33:22];
   assign b_rd__en = 1'h1;
+  assign new_rd__en = 1'h1;
   assign dst_rd__en = 1'h1;
-  assign \port__data$142  = dst_rd__data;
+  assign \port__data$162  = dst_rd__data;
+  assign new_rd__data = dst_rd__data;
   assign b_rd__data = dst_rd__data;
-  assign w_rd__addr = \port__addr$144 ;
+  assign arc_rd__addr = \port__addr$165 ;
+  assign \port__data$168  = arc_rd__data;
+  assign \port__en$169  = 1'h1;
+  assign arc_rd__en = 1'h1;
+  assign w_rd__addr = \port__addr$171 ;
   assign w_rd__data = macro0__mem_wdata;
-  assign \port__data$147  = macro0__mem_wdata;
-  assign \port__en$148  = 1'h1;
+  assign \port__data$174  = macro0__mem_wdata;
+  assign \port__en$175  = 1'h1;
   assign w_rd__en = 1'h1;
-  assign imem_rd__addr = \port__addr$150 ;
-  assign imem_rd__data = \port__data$153 [385:0];
-  assign \port__en$154  = 1'h1;
+  assign imem_rd__addr = \port__addr$177 ;
+  assign imem_rd__data = \port__data$180 [385:0];
+  assign \port__en$181  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
   assign trace_w__data = \$signature__data ;
   assign trace_w__en = \$signature__en ;
   assign engines__mac__start = start;
   assign engines__mac__args = args;
-  assign \busy$167  = engines__mac__busy;
-  assign \done$169  = engines__mac__done;
-  assign engines__pool__start = \start$170 ;
-  assign \args$172  = args[183:0];
+  assign \busy$194  = engines__mac__busy;
+  assign \done$196  = engines__mac__done;
+  assign engines__pool__start = \start$197 ;
+  assign \args$199  = args[183:0];
   assign engines__pool__args = args[183:0];
-  assign engines__pool__busy = \busy$123 ;
-  assign \done$176  = engines__pool__done;
-  assign engines__ew__start = \start$177 ;
-  assign \args$179  = args[256:0];
+  assign engines__pool__busy = \busy$135 ;
+  assign \done$203  = engines__pool__done;
+  assign engines__ew__start = \start$204 ;
+  assign \args$206  = args[256:0];
   assign engines__ew__args = args[256:0];
-  assign \busy$182  = engines__ew__busy;
-  assign \done$184  = engines__ew__done;
-  assign engines__graph__start = \start$185 ;
-  assign \args$187  = args[33:0];
+  assign \busy$209  = engines__ew__busy;
+  assign \done$211  = engines__ew__done;
+  assign engines__graph__start = \start$212 ;
+  assign \args$214  = args[33:0];
   assign engines__graph__args = args[33:0];
   assign engines__graph__busy = \busy$52 ;
-  assign \done$191  = engines__graph__done;
+  assign \done$218  = engines__graph__done;
+  assign engines__relax__start = \start$219 ;
+  assign \args$221  = args[48:0];
+  assign engines__relax__args = args[48:0];
+  assign engines__relax__busy = \busy$134 ;
+  assign \done$225  = engines__relax__done;
+  assign engines__spmv__start = \start$226 ;
+  assign \args$228  = args[25:0];
+  assign engines__spmv__args = args[25:0];
+  assign engines__spmv__busy = \busy$53 ;
+  assign \done$232  = engines__spmv__done;
   assign cmd__payload = args[31:0];
   assign load__payload = args[31:0];
   assign cmd__ready = load__ready;
   assign load__valid = cmd__valid;
-  assign \cmd__payload$198  = args[97:0];
+  assign \cmd__payload$239  = args[97:0];
   assign dma__payload = args[97:0];
-  assign \cmd__ready$201  = dma__ready;
-  assign dma__valid = \cmd__valid$202 ;
-  assign \busy$205  = dma_busy;
-  assign \busy$207  = loader_busy;
+  assign \cmd__ready$242  = dma__ready;
+  assign dma__valid = \cmd__valid$243 ;
+  assign \busy$246  = dma_busy;
+  assign \busy$248  = loader_busy;
   assign macro_we = mem_we;
-  assign unit_en = { \$19 , \$18  };
-  assign \unit_en$210  = { \$19 , \$18  };
+  assign unit_en = { \$33 , \$32  };
+  assign \unit_en$251  = { \$33 , \$32  };
   assign macro_busy = { macro1__busy, macro0__busy };
   assign host__report = ctrl__report;
   assign ctrl__start = host__start;
   assign ctrl__start_pc = host__start_pc;
-  assign \busy$220  = busy;
-  assign \done$221  = done;
-  assign \error$222  = error;
-  assign \wb__ack$223  = wb__ack;
-  assign \wb__adr$224  = wb__adr;
-  assign \wb__cyc$225  = wb__cyc;
-  assign \wb__dat_r$226  = wb__dat_r;
-  assign \wb__dat_w$227  = wb__dat_w;
-  assign \wb__sel$228  = wb__sel;
-  assign \wb__stb$229  = wb__stb;
-  assign \wb__we$230  = wb__we;
-  assign imem_r__addr = \$signature__addr$231 ;
-  assign \$signature__data$234  = imem_r__data;
-  assign \$signature__en$235  = 1'h1;
+  assign \busy$261  = busy;
+  assign \done$262  = done;
+  assign \error$263  = error;
+  assign \wb__ack$264  = wb__ack;
+  assign \wb__adr$265  = wb__adr;
+  assign \wb__cyc$266  = wb__cyc;
+  assign \wb__dat_r$267  = wb__dat_r;
+  assign \wb__dat_w$268  = wb__dat_w;
+  assign \wb__sel$269  = wb__sel;
+  assign \wb__stb$270  = wb__stb;
+  assign \wb__we$271  = wb__we;
+  assign imem_r__addr = \$signature__addr$272 ;
+  assign \$signature__data$275  = imem_r__data;
+  assign \$signature__en$276  = 1'h1;
   assign imem_r__en = 1'h1;
-  assign amem_r__addr = \$signature__addr$237 ;
-  assign \$signature__data$240  = amem_r__data;
-  assign \$signature__en$241  = 1'h1;
+  assign amem_r__addr = \$signature__addr$278 ;
+  assign \$signature__data$281  = amem_r__data;
+  assign \$signature__en$282  = 1'h1;
   assign amem_r__en = 1'h1;
-  assign wmem_r__addr = \$signature__addr$243 ;
-  assign \$signature__data$246  = wmem_r__data;
-  assign \$signature__en$247  = 1'h1;
+  assign wmem_r__addr = \$signature__addr$284 ;
+  assign \$signature__data$287  = wmem_r__data;
+  assign \$signature__en$288  = 1'h1;
   assign wmem_r__en = 1'h1;
-  assign pmem_r__addr = \$signature__addr$249 ;
-  assign \$signature__data$252  = pmem_r__data;
-  assign \$signature__en$253  = 1'h1;
+  assign pmem_r__addr = \$signature__addr$290 ;
+  assign \$signature__data$293  = pmem_r__data;
+  assign \$signature__en$294  = 1'h1;
   assign pmem_r__en = 1'h1;
-  assign dmem_r__addr = \$signature__addr$255 ;
-  assign \$signature__data$258  = dmem_r__data;
-  assign \$signature__en$259  = 1'h1;
+  assign dmem_r__addr = \$signature__addr$296 ;
+  assign \$signature__data$299  = dmem_r__data;
+  assign \$signature__en$300  = 1'h1;
   assign dmem_r__en = 1'h1;
-  assign trace_r__addr = \$signature__addr$261 ;
-  assign \$signature__data$264  = trace_r__data;
-  assign \$signature__en$265  = 1'h1;
+  assign trace_r__addr = \$signature__addr$302 ;
+  assign \$signature__data$305  = trace_r__data;
+  assign \$signature__en$306  = 1'h1;
   assign trace_r__en = 1'h1;
-  assign \$signature__addr$267  = \$signature__addr$231 ;
-  assign imem_w__addr = \$signature__addr$231 ;
-  assign \$signature__data$269  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__addr$308  = \$signature__addr$272 ;
+  assign imem_w__addr = \$signature__addr$272 ;
+  assign \$signature__data$310  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__en = \$signature__en$271 ;
-  assign \$signature__addr$273  = \$signature__addr$243 ;
-  assign wmem_w__addr = \$signature__addr$243 ;
-  assign \$signature__data$275  = wb__dat_w[15:0];
+  assign imem_w__en = \$signature__en$312 ;
+  assign \$signature__addr$314  = \$signature__addr$284 ;
+  assign wmem_w__addr = \$signature__addr$284 ;
+  assign \$signature__data$316  = wb__dat_w[15:0];
   assign wmem_w__data = wb__dat_w[15:0];
-  assign wmem_w__en = \$signature__en$277 ;
-  assign \$signature__addr$279  = \$signature__addr$249 ;
-  assign pmem_w__addr = \$signature__addr$249 ;
-  assign \$signature__data$281  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign wmem_w__en = \$signature__en$318 ;
+  assign \$signature__addr$320  = \$signature__addr$290 ;
+  assign pmem_w__addr = \$signature__addr$290 ;
+  assign \$signature__data$322  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign pmem_w__en = \$signature__en$283 ;
-  assign \$signature__addr$285  = \$signature__addr$255 ;
-  assign dmem_w__addr = \$signature__addr$255 ;
-  assign \$signature__data$287  = { wb__dat_w, wb__dat_w, wb__dat_w };
+  assign pmem_w__en = \$signature__en$324 ;
+  assign \$signature__addr$326  = \$signature__addr$296 ;
+  assign dmem_w__addr = \$signature__addr$296 ;
+  assign \$signature__data$328  = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
-  assign dmem_w__en = \$signature__en$289 ;
-  assign act_w__addr = args[33:22];
-  assign amem_w__addr = \$signature__addr$237 ;
-  assign \act_w__data$303  = { \$25 , \$24  };
-  assign \act_w__data$304  = { \$23 , \$22  };
-  assign \act_w__data$305  = { \$21 , \$20  };
+  assign dmem_w__en = \$signature__en$330 ;
+  assign \act_w__en$337  = engines__graph__done;
+  assign \act_w__addr$341  = args[33:22];
+  assign amem_w__addr = \$signature__addr$278 ;
+  assign \act_w__data$350  = { \$39 , \$38  };
+  assign \act_w__data$351  = { \$37 , \$36  };
+  assign \act_w__data$352  = { \$35 , \$34  };
   assign amem_w__data = wb__dat_w[15:0];
-  assign \act_w__en$308  = engines__graph__done;
-  assign \axi__araddr$309  = { 11'h000, \$26  };
-  assign \axi__arburst$310  = 2'h1;
-  assign \axi__arcache$311  = 4'h3;
-  assign \axi__arid$312  = 1'h0;
-  assign \axi__arlen$313  = axi__arlen;
-  assign \axi__arlock$314  = 1'h0;
-  assign \axi__arprot$315  = 3'h0;
-  assign \axi__arqos$316  = 4'h0;
-  assign \axi__arready$317  = axi__arready;
-  assign \axi__arsize$318  = 3'h1;
-  assign \axi__arvalid$319  = axi__arvalid;
-  assign \axi__awaddr$320  = { 11'h000, \$26  };
-  assign \axi__awburst$321  = 2'h1;
-  assign \axi__awcache$322  = 4'h3;
-  assign \axi__awid$323  = 1'h0;
-  assign \axi__awlen$324  = axi__awlen;
-  assign \axi__awlock$325  = 1'h0;
-  assign \axi__awprot$326  = 3'h0;
-  assign \axi__awqos$327  = 4'h0;
-  assign \axi__awready$328  = axi__awready;
-  assign \axi__awsize$329  = 3'h1;
-  assign \axi__awvalid$330  = axi__awvalid;
-  assign \axi__bid$331  = axi__bid;
-  assign \axi__bready$332  = axi__bready;
-  assign \axi__bresp$333  = axi__bresp;
-  assign \axi__bvalid$334  = axi__bvalid;
-  assign \axi__rdata$335  = axi__rdata;
-  assign \axi__rid$336  = axi__rid;
-  assign \axi__rlast$337  = axi__rlast;
-  assign \axi__rready$338  = axi__rready;
-  assign \axi__rresp$339  = axi__rresp;
-  assign \axi__rvalid$340  = axi__rvalid;
-  assign \axi__wdata$341  = axi__wdata;
-  assign \axi__wlast$342  = axi__wlast;
-  assign \axi__wready$343  = axi__wready;
-  assign \axi__wstrb$344  = 2'h3;
-  assign \axi__wvalid$345  = axi__wvalid;
-  assign \error$346  = dma_error;
-  assign \amem_r__addr$348  = \$signature__addr$347 ;
-  assign \$signature__data$350  = \amem_r__data$349 ;
-  assign \amem_r__en$352  = \$signature__en$351 ;
-  assign \$signature__addr$353  = \$signature__addr$347 ;
-  assign \amem_w__addr$354  = \$signature__addr$347 ;
-  assign \$signature__data$355  = axi__rdata;
-  assign \amem_w__data$356  = axi__rdata;
-  assign \amem_w__en$358  = \$signature__en$357 ;
-  assign \$signature__addr$359  = \$signature__addr$347 [9:0];
-  assign \wmem_r__addr$360  = \$signature__addr$347 [9:0];
-  assign \$signature__data$362  = \wmem_r__data$361 ;
-  assign \wmem_r__en$364  = \$signature__en$363 ;
-  assign \$signature__addr$365  = \$signature__addr$347 [9:0];
-  assign \wmem_w__addr$366  = \$signature__addr$347 [9:0];
-  assign \$signature__data$367  = axi__rdata;
-  assign \wmem_w__data$368  = axi__rdata;
-  assign \wmem_w__en$370  = \$signature__en$369 ;
+  assign \axi__araddr$356  = { 11'h000, \$40  };
+  assign \axi__arburst$357  = 2'h1;
+  assign \axi__arcache$358  = 4'h3;
+  assign \axi__arid$359  = 1'h0;
+  assign \axi__arlen$360  = axi__arlen;
+  assign \axi__arlock$361  = 1'h0;
+  assign \axi__arprot$362  = 3'h0;
+  assign \axi__arqos$363  = 4'h0;
+  assign \axi__arready$364  = axi__arready;
+  assign \axi__arsize$365  = 3'h1;
+  assign \axi__arvalid$366  = axi__arvalid;
+  assign \axi__awaddr$367  = { 11'h000, \$40  };
+  assign \axi__awburst$368  = 2'h1;
+  assign \axi__awcache$369  = 4'h3;
+  assign \axi__awid$370  = 1'h0;
+  assign \axi__awlen$371  = axi__awlen;
+  assign \axi__awlock$372  = 1'h0;
+  assign \axi__awprot$373  = 3'h0;
+  assign \axi__awqos$374  = 4'h0;
+  assign \axi__awready$375  = axi__awready;
+  assign \axi__awsize$376  = 3'h1;
+  assign \axi__awvalid$377  = axi__awvalid;
+  assign \axi__bid$378  = axi__bid;
+  assign \axi__bready$379  = axi__bready;
+  assign \axi__bresp$380  = axi__bresp;
+  assign \axi__bvalid$381  = axi__bvalid;
+  assign \axi__rdata$382  = axi__rdata;
+  assign \axi__rid$383  = axi__rid;
+  assign \axi__rlast$384  = axi__rlast;
+  assign \axi__rready$385  = axi__rready;
+  assign \axi__rresp$386  = axi__rresp;
+  assign \axi__rvalid$387  = axi__rvalid;
+  assign \axi__wdata$388  = axi__wdata;
+  assign \axi__wlast$389  = axi__wlast;
+  assign \axi__wready$390  = axi__wready;
+  assign \axi__wstrb$391  = 2'h3;
+  assign \axi__wvalid$392  = axi__wvalid;
+  assign \error$393  = dma_error;
+  assign \amem_r__addr$395  = \$signature__addr$394 ;
+  assign \$signature__data$397  = \amem_r__data$396 ;
+  assign \amem_r__en$399  = \$signature__en$398 ;
+  assign \$signature__addr$400  = \$signature__addr$394 ;
+  assign \amem_w__addr$401  = \$signature__addr$394 ;
+  assign \$signature__data$402  = axi__rdata;
+  assign \amem_w__data$403  = axi__rdata;
+  assign \amem_w__en$405  = \$signature__en$404 ;
+  assign \$signature__addr$406  = \$signature__addr$394 [9:0];
+  assign \wmem_r__addr$407  = \$signature__addr$394 [9:0];
+  assign \$signature__data$409  = \wmem_r__data$408 ;
+  assign \wmem_r__en$411  = \$signature__en$410 ;
+  assign \$signature__addr$412  = \$signature__addr$394 [9:0];
+  assign \wmem_w__addr$413  = \$signature__addr$394 [9:0];
+  assign \$signature__data$414  = axi__rdata;
+  assign \wmem_w__data$415  = axi__rdata;
+  assign \wmem_w__en$417  = \$signature__en$416 ;
   assign axi__awid = 1'h0;
-  assign axi__awaddr = { 11'h000, \$26  };
+  assign axi__awaddr = { 11'h000, \$40  };
   assign axi__awsize = 3'h1;
   assign axi__awburst = 2'h1;
   assign axi__awlock = 1'h0;
@@ -3755,7 +4016,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign axi__awqos = 4'h0;
   assign axi__wstrb = 2'h3;
   assign axi__arid = 1'h0;
-  assign axi__araddr = { 11'h000, \$26  };
+  assign axi__araddr = { 11'h000, \$40  };
   assign axi__arsize = 3'h1;
   assign axi__arburst = 2'h1;
   assign axi__arlock = 1'h0;
@@ -3800,25 +4061,44 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \op__0__payload.x[6]  = op__0__payload[71:64];
   assign \op__0__payload.x[7]  = op__0__payload[79:72];
   assign \op__0__payload.word  = op__0__payload[95:80];
-  assign \op__0__payload$57.mode  = \op__0__payload$57 [0];
-  assign \op__0__payload$57.page  = \op__0__payload$57 [1];
-  assign \op__0__payload$57.row  = \op__0__payload$57 [4:2];
-  assign \op__0__payload$57.wb_log2  = \op__0__payload$57 [6:5];
-  assign \op__0__payload$57.ab_m1  = \op__0__payload$57 [9:7];
-  assign \op__0__payload$57.w_signed  = \op__0__payload$57 [10];
-  assign \op__0__payload$57.x_signed  = \op__0__payload$57 [11];
-  assign \op__0__payload$57.skip  = \op__0__payload$57 [12];
-  assign \op__0__payload$57.bop  = \op__0__payload$57 [15:13];
-  assign \op__0__payload$57.x  = \op__0__payload$57 [79:16];
-  assign \op__0__payload$57.x[0]  = \op__0__payload$57 [23:16];
-  assign \op__0__payload$57.x[1]  = \op__0__payload$57 [31:24];
-  assign \op__0__payload$57.x[2]  = \op__0__payload$57 [39:32];
-  assign \op__0__payload$57.x[3]  = \op__0__payload$57 [47:40];
-  assign \op__0__payload$57.x[4]  = \op__0__payload$57 [55:48];
-  assign \op__0__payload$57.x[5]  = \op__0__payload$57 [63:56];
-  assign \op__0__payload$57.x[6]  = \op__0__payload$57 [71:64];
-  assign \op__0__payload$57.x[7]  = \op__0__payload$57 [79:72];
-  assign \op__0__payload$57.word  = \op__0__payload$57 [95:80];
+  assign \op__0__payload$59.mode  = \op__0__payload$59 [0];
+  assign \op__0__payload$59.page  = \op__0__payload$59 [1];
+  assign \op__0__payload$59.row  = \op__0__payload$59 [4:2];
+  assign \op__0__payload$59.wb_log2  = \op__0__payload$59 [6:5];
+  assign \op__0__payload$59.ab_m1  = \op__0__payload$59 [9:7];
+  assign \op__0__payload$59.w_signed  = \op__0__payload$59 [10];
+  assign \op__0__payload$59.x_signed  = \op__0__payload$59 [11];
+  assign \op__0__payload$59.skip  = \op__0__payload$59 [12];
+  assign \op__0__payload$59.bop  = \op__0__payload$59 [15:13];
+  assign \op__0__payload$59.x  = \op__0__payload$59 [79:16];
+  assign \op__0__payload$59.x[0]  = \op__0__payload$59 [23:16];
+  assign \op__0__payload$59.x[1]  = \op__0__payload$59 [31:24];
+  assign \op__0__payload$59.x[2]  = \op__0__payload$59 [39:32];
+  assign \op__0__payload$59.x[3]  = \op__0__payload$59 [47:40];
+  assign \op__0__payload$59.x[4]  = \op__0__payload$59 [55:48];
+  assign \op__0__payload$59.x[5]  = \op__0__payload$59 [63:56];
+  assign \op__0__payload$59.x[6]  = \op__0__payload$59 [71:64];
+  assign \op__0__payload$59.x[7]  = \op__0__payload$59 [79:72];
+  assign \op__0__payload$59.word  = \op__0__payload$59 [95:80];
+  assign \op__0__payload$60.mode  = \op__0__payload$60 [0];
+  assign \op__0__payload$60.page  = \op__0__payload$60 [1];
+  assign \op__0__payload$60.row  = \op__0__payload$60 [4:2];
+  assign \op__0__payload$60.wb_log2  = \op__0__payload$60 [6:5];
+  assign \op__0__payload$60.ab_m1  = \op__0__payload$60 [9:7];
+  assign \op__0__payload$60.w_signed  = \op__0__payload$60 [10];
+  assign \op__0__payload$60.x_signed  = \op__0__payload$60 [11];
+  assign \op__0__payload$60.skip  = \op__0__payload$60 [12];
+  assign \op__0__payload$60.bop  = \op__0__payload$60 [15:13];
+  assign \op__0__payload$60.x  = \op__0__payload$60 [79:16];
+  assign \op__0__payload$60.x[0]  = \op__0__payload$60 [23:16];
+  assign \op__0__payload$60.x[1]  = \op__0__payload$60 [31:24];
+  assign \op__0__payload$60.x[2]  = \op__0__payload$60 [39:32];
+  assign \op__0__payload$60.x[3]  = \op__0__payload$60 [47:40];
+  assign \op__0__payload$60.x[4]  = \op__0__payload$60 [55:48];
+  assign \op__0__payload$60.x[5]  = \op__0__payload$60 [63:56];
+  assign \op__0__payload$60.x[6]  = \op__0__payload$60 [71:64];
+  assign \op__0__payload$60.x[7]  = \op__0__payload$60 [79:72];
+  assign \op__0__payload$60.word  = \op__0__payload$60 [95:80];
   assign \res_y__0[0]  = res_y__0[18:0];
   assign \res_y__0[1]  = res_y__0[37:19];
   assign \res_y__0[2]  = res_y__0[56:38];
@@ -3851,13 +4131,29 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \macro0__res_y[13]  = res_y__0[265:247];
   assign \macro0__res_y[14]  = res_y__0[284:266];
   assign \macro0__res_y[15]  = res_y__0[303:285];
-  assign \desc_rd__0__data.ky0  = \port__data$85 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$85 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$85 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$85 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$85 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$85 [55:52];
-  assign \desc_rd__0__data.off0  = \port__data$85 [69:56];
+  assign \res_y__0$73[0]  = res_y__0[18:0];
+  assign \res_y__0$73[1]  = res_y__0[37:19];
+  assign \res_y__0$73[2]  = res_y__0[56:38];
+  assign \res_y__0$73[3]  = res_y__0[75:57];
+  assign \res_y__0$73[4]  = res_y__0[94:76];
+  assign \res_y__0$73[5]  = res_y__0[113:95];
+  assign \res_y__0$73[6]  = res_y__0[132:114];
+  assign \res_y__0$73[7]  = res_y__0[151:133];
+  assign \res_y__0$73[8]  = res_y__0[170:152];
+  assign \res_y__0$73[9]  = res_y__0[189:171];
+  assign \res_y__0$73[10]  = res_y__0[208:190];
+  assign \res_y__0$73[11]  = res_y__0[227:209];
+  assign \res_y__0$73[12]  = res_y__0[246:228];
+  assign \res_y__0$73[13]  = res_y__0[265:247];
+  assign \res_y__0$73[14]  = res_y__0[284:266];
+  assign \res_y__0$73[15]  = res_y__0[303:285];
+  assign \desc_rd__0__data.ky0  = \port__data$91 [7:0];
+  assign \desc_rd__0__data.kx0  = \port__data$91 [15:8];
+  assign \desc_rd__0__data.dy0  = \port__data$91 [27:16];
+  assign \desc_rd__0__data.dx0  = \port__data$91 [39:28];
+  assign \desc_rd__0__data.c0  = \port__data$91 [51:40];
+  assign \desc_rd__0__data.elems  = \port__data$91 [55:52];
+  assign \desc_rd__0__data.off0  = \port__data$91 [69:56];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[1];
   assign \macro1__op__payload.row  = macro1__op__payload[4:2];
@@ -3896,25 +4192,44 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \op__1__payload.x[6]  = op__1__payload[71:64];
   assign \op__1__payload.x[7]  = op__1__payload[79:72];
   assign \op__1__payload.word  = op__1__payload[95:80];
-  assign \op__1__payload$91.mode  = \op__1__payload$91 [0];
-  assign \op__1__payload$91.page  = \op__1__payload$91 [1];
-  assign \op__1__payload$91.row  = \op__1__payload$91 [4:2];
-  assign \op__1__payload$91.wb_log2  = \op__1__payload$91 [6:5];
-  assign \op__1__payload$91.ab_m1  = \op__1__payload$91 [9:7];
-  assign \op__1__payload$91.w_signed  = \op__1__payload$91 [10];
-  assign \op__1__payload$91.x_signed  = \op__1__payload$91 [11];
-  assign \op__1__payload$91.skip  = \op__1__payload$91 [12];
-  assign \op__1__payload$91.bop  = \op__1__payload$91 [15:13];
-  assign \op__1__payload$91.x  = \op__1__payload$91 [79:16];
-  assign \op__1__payload$91.x[0]  = \op__1__payload$91 [23:16];
-  assign \op__1__payload$91.x[1]  = \op__1__payload$91 [31:24];
-  assign \op__1__payload$91.x[2]  = \op__1__payload$91 [39:32];
-  assign \op__1__payload$91.x[3]  = \op__1__payload$91 [47:40];
-  assign \op__1__payload$91.x[4]  = \op__1__payload$91 [55:48];
-  assign \op__1__payload$91.x[5]  = \op__1__payload$91 [63:56];
-  assign \op__1__payload$91.x[6]  = \op__1__payload$91 [71:64];
-  assign \op__1__payload$91.x[7]  = \op__1__payload$91 [79:72];
-  assign \op__1__payload$91.word  = \op__1__payload$91 [95:80];
+  assign \op__1__payload$98.mode  = \op__1__payload$98 [0];
+  assign \op__1__payload$98.page  = \op__1__payload$98 [1];
+  assign \op__1__payload$98.row  = \op__1__payload$98 [4:2];
+  assign \op__1__payload$98.wb_log2  = \op__1__payload$98 [6:5];
+  assign \op__1__payload$98.ab_m1  = \op__1__payload$98 [9:7];
+  assign \op__1__payload$98.w_signed  = \op__1__payload$98 [10];
+  assign \op__1__payload$98.x_signed  = \op__1__payload$98 [11];
+  assign \op__1__payload$98.skip  = \op__1__payload$98 [12];
+  assign \op__1__payload$98.bop  = \op__1__payload$98 [15:13];
+  assign \op__1__payload$98.x  = \op__1__payload$98 [79:16];
+  assign \op__1__payload$98.x[0]  = \op__1__payload$98 [23:16];
+  assign \op__1__payload$98.x[1]  = \op__1__payload$98 [31:24];
+  assign \op__1__payload$98.x[2]  = \op__1__payload$98 [39:32];
+  assign \op__1__payload$98.x[3]  = \op__1__payload$98 [47:40];
+  assign \op__1__payload$98.x[4]  = \op__1__payload$98 [55:48];
+  assign \op__1__payload$98.x[5]  = \op__1__payload$98 [63:56];
+  assign \op__1__payload$98.x[6]  = \op__1__payload$98 [71:64];
+  assign \op__1__payload$98.x[7]  = \op__1__payload$98 [79:72];
+  assign \op__1__payload$98.word  = \op__1__payload$98 [95:80];
+  assign \op__1__payload$99.mode  = \op__1__payload$99 [0];
+  assign \op__1__payload$99.page  = \op__1__payload$99 [1];
+  assign \op__1__payload$99.row  = \op__1__payload$99 [4:2];
+  assign \op__1__payload$99.wb_log2  = \op__1__payload$99 [6:5];
+  assign \op__1__payload$99.ab_m1  = \op__1__payload$99 [9:7];
+  assign \op__1__payload$99.w_signed  = \op__1__payload$99 [10];
+  assign \op__1__payload$99.x_signed  = \op__1__payload$99 [11];
+  assign \op__1__payload$99.skip  = \op__1__payload$99 [12];
+  assign \op__1__payload$99.bop  = \op__1__payload$99 [15:13];
+  assign \op__1__payload$99.x  = \op__1__payload$99 [79:16];
+  assign \op__1__payload$99.x[0]  = \op__1__payload$99 [23:16];
+  assign \op__1__payload$99.x[1]  = \op__1__payload$99 [31:24];
+  assign \op__1__payload$99.x[2]  = \op__1__payload$99 [39:32];
+  assign \op__1__payload$99.x[3]  = \op__1__payload$99 [47:40];
+  assign \op__1__payload$99.x[4]  = \op__1__payload$99 [55:48];
+  assign \op__1__payload$99.x[5]  = \op__1__payload$99 [63:56];
+  assign \op__1__payload$99.x[6]  = \op__1__payload$99 [71:64];
+  assign \op__1__payload$99.x[7]  = \op__1__payload$99 [79:72];
+  assign \op__1__payload$99.word  = \op__1__payload$99 [95:80];
   assign \res_y__1[0]  = res_y__1[18:0];
   assign \res_y__1[1]  = res_y__1[37:19];
   assign \res_y__1[2]  = res_y__1[56:38];
@@ -3947,13 +4262,29 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \macro1__res_y[13]  = res_y__1[265:247];
   assign \macro1__res_y[14]  = res_y__1[284:266];
   assign \macro1__res_y[15]  = res_y__1[303:285];
-  assign \desc_rd__1__data.ky0  = \port__data$115 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$115 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$115 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$115 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$115 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$115 [55:52];
-  assign \desc_rd__1__data.off0  = \port__data$115 [69:56];
+  assign \res_y__1$112[0]  = res_y__1[18:0];
+  assign \res_y__1$112[1]  = res_y__1[37:19];
+  assign \res_y__1$112[2]  = res_y__1[56:38];
+  assign \res_y__1$112[3]  = res_y__1[75:57];
+  assign \res_y__1$112[4]  = res_y__1[94:76];
+  assign \res_y__1$112[5]  = res_y__1[113:95];
+  assign \res_y__1$112[6]  = res_y__1[132:114];
+  assign \res_y__1$112[7]  = res_y__1[151:133];
+  assign \res_y__1$112[8]  = res_y__1[170:152];
+  assign \res_y__1$112[9]  = res_y__1[189:171];
+  assign \res_y__1$112[10]  = res_y__1[208:190];
+  assign \res_y__1$112[11]  = res_y__1[227:209];
+  assign \res_y__1$112[12]  = res_y__1[246:228];
+  assign \res_y__1$112[13]  = res_y__1[265:247];
+  assign \res_y__1$112[14]  = res_y__1[284:266];
+  assign \res_y__1$112[15]  = res_y__1[303:285];
+  assign \desc_rd__1__data.ky0  = \port__data$126 [7:0];
+  assign \desc_rd__1__data.kx0  = \port__data$126 [15:8];
+  assign \desc_rd__1__data.dy0  = \port__data$126 [27:16];
+  assign \desc_rd__1__data.dx0  = \port__data$126 [39:28];
+  assign \desc_rd__1__data.c0  = \port__data$126 [51:40];
+  assign \desc_rd__1__data.elems  = \port__data$126 [55:52];
+  assign \desc_rd__1__data.off0  = \port__data$126 [69:56];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -3964,127 +4295,137 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \param_rd__data[1].mult  = param_rd__data[159:128];
   assign \param_rd__data[1].shift  = param_rd__data[167:160];
   assign \param_rd__data[1]._pad  = param_rd__data[191:168];
-  assign \imem_rd__data.op  = \port__data$153 [3:0];
-  assign \imem_rd__data.args  = \port__data$153 [385:4];
-  assign \imem_rd__data.args.load  = \port__data$153 [35:4];
-  assign \imem_rd__data.args.load.src  = \port__data$153 [13:4];
-  assign \imem_rd__data.args.load.count  = \port__data$153 [29:14];
-  assign \imem_rd__data.args.load.mask  = \port__data$153 [31:30];
-  assign \imem_rd__data.args.load.page  = \port__data$153 [32];
-  assign \imem_rd__data.args.load.row0  = \port__data$153 [35:33];
-  assign \imem_rd__data.args.mac  = \port__data$153 [385:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$153 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$153 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$153 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$153 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$153 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$153 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$153 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$153 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$153 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$153 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$153 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$153 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$153 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$153 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$153 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$153 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$153 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$153 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$153 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$153 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$153 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$153 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$153 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$153 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$153 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$153 [245:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$153 [253:246];
-  assign \imem_rd__data.args.mac.nt  = \port__data$153 [261:254];
-  assign \imem_rd__data.args.mac.kr  = \port__data$153 [269:262];
-  assign \imem_rd__data.args.mac.nr  = \port__data$153 [277:270];
-  assign \imem_rd__data.args.mac.b  = \port__data$153 [284:278];
-  assign \imem_rd__data.args.mac.ki  = \port__data$153 [291:285];
-  assign \imem_rd__data.args.mac.no  = \port__data$153 [298:292];
-  assign \imem_rd__data.args.mac.groups  = \port__data$153 [306:299];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$153 [312:307];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$153 [313];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$153 [325:314];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$153 [333:326];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$153 [339:334];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$153 [347:340];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$153 [357:348];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$153 [367:358];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$153 [377:368];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$153 [380:378];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$153 [382:381];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$153 [383];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$153 [384];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$153 [385];
-  assign \imem_rd__data.args.pool  = \port__data$153 [187:4];
-  assign \imem_rd__data.args.pool.mode  = \port__data$153 [4];
-  assign \imem_rd__data.args.pool.x_signed  = \port__data$153 [5];
-  assign \imem_rd__data.args.pool.in_base  = \port__data$153 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$153 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$153 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$153 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$153 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$153 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$153 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$153 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$153 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$153 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$153 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$153 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$153 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$153 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$153 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$153 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$153 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$153 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$153 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$153 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$153 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$153 [260:4];
-  assign \imem_rd__data.args.ew.a_base  = \port__data$153 [15:4];
-  assign \imem_rd__data.args.ew.b_base  = \port__data$153 [27:16];
-  assign \imem_rd__data.args.ew.out_base  = \port__data$153 [39:28];
-  assign \imem_rd__data.args.ew.npos  = \port__data$153 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$153 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$153 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$153 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$153 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$153 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$153 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$153 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$153 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$153 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$153 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$153 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$153 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$153 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$153 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$153 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$153 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$153 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$153 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$153 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$153 [260:251];
-  assign \imem_rd__data.args.dma  = \port__data$153 [101:4];
-  assign \imem_rd__data.args.dma.store  = \port__data$153 [4];
-  assign \imem_rd__data.args.dma.wmem  = \port__data$153 [5];
-  assign \imem_rd__data.args.dma.ext  = \port__data$153 [25:6];
-  assign \imem_rd__data.args.dma.addr  = \port__data$153 [37:26];
-  assign \imem_rd__data.args.dma.rows  = \port__data$153 [53:38];
-  assign \imem_rd__data.args.dma.len  = \port__data$153 [69:54];
-  assign \imem_rd__data.args.dma.ext_stride  = \port__data$153 [89:70];
-  assign \imem_rd__data.args.dma.stride  = \port__data$153 [101:90];
-  assign \imem_rd__data.args.gbfs  = \port__data$153 [37:4];
-  assign \imem_rd__data.args.gbfs.macro  = \port__data$153 [4];
-  assign \imem_rd__data.args.gbfs.page  = \port__data$153 [5];
-  assign \imem_rd__data.args.gbfs.rows  = \port__data$153 [13:6];
-  assign \imem_rd__data.args.gbfs.src  = \port__data$153 [25:14];
-  assign \imem_rd__data.args.gbfs.dst  = \port__data$153 [37:26];
+  assign \imem_rd__data.op  = \port__data$180 [3:0];
+  assign \imem_rd__data.args  = \port__data$180 [385:4];
+  assign \imem_rd__data.args.load  = \port__data$180 [35:4];
+  assign \imem_rd__data.args.load.src  = \port__data$180 [13:4];
+  assign \imem_rd__data.args.load.count  = \port__data$180 [29:14];
+  assign \imem_rd__data.args.load.mask  = \port__data$180 [31:30];
+  assign \imem_rd__data.args.load.page  = \port__data$180 [32];
+  assign \imem_rd__data.args.load.row0  = \port__data$180 [35:33];
+  assign \imem_rd__data.args.mac  = \port__data$180 [385:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$180 [11:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$180 [19:12];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$180 [27:20];
+  assign \imem_rd__data.args.mac.cin  = \port__data$180 [39:28];
+  assign \imem_rd__data.args.mac.kh  = \port__data$180 [47:40];
+  assign \imem_rd__data.args.mac.kw  = \port__data$180 [55:48];
+  assign \imem_rd__data.args.mac.dh  = \port__data$180 [59:56];
+  assign \imem_rd__data.args.mac.dw  = \port__data$180 [63:60];
+  assign \imem_rd__data.args.mac.sh  = \port__data$180 [67:64];
+  assign \imem_rd__data.args.mac.sw  = \port__data$180 [71:68];
+  assign \imem_rd__data.args.mac.pt  = \port__data$180 [75:72];
+  assign \imem_rd__data.args.mac.pl  = \port__data$180 [79:76];
+  assign \imem_rd__data.args.mac.ow  = \port__data$180 [87:80];
+  assign \imem_rd__data.args.mac.oh  = \port__data$180 [95:88];
+  assign \imem_rd__data.args.mac.npos  = \port__data$180 [111:96];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$180 [125:112];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$180 [139:126];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$180 [153:140];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$180 [167:154];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$180 [181:168];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$180 [195:182];
+  assign \imem_rd__data.args.mac.bq  = \port__data$180 [203:196];
+  assign \imem_rd__data.args.mac.br  = \port__data$180 [211:204];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$180 [225:212];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$180 [239:226];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$180 [245:240];
+  assign \imem_rd__data.args.mac.kt  = \port__data$180 [253:246];
+  assign \imem_rd__data.args.mac.nt  = \port__data$180 [261:254];
+  assign \imem_rd__data.args.mac.kr  = \port__data$180 [269:262];
+  assign \imem_rd__data.args.mac.nr  = \port__data$180 [277:270];
+  assign \imem_rd__data.args.mac.b  = \port__data$180 [284:278];
+  assign \imem_rd__data.args.mac.ki  = \port__data$180 [291:285];
+  assign \imem_rd__data.args.mac.no  = \port__data$180 [298:292];
+  assign \imem_rd__data.args.mac.groups  = \port__data$180 [306:299];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$180 [312:307];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$180 [313];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$180 [325:314];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$180 [333:326];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$180 [339:334];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$180 [347:340];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$180 [357:348];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$180 [367:358];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$180 [377:368];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$180 [380:378];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$180 [382:381];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$180 [383];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$180 [384];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$180 [385];
+  assign \imem_rd__data.args.pool  = \port__data$180 [187:4];
+  assign \imem_rd__data.args.pool.mode  = \port__data$180 [4];
+  assign \imem_rd__data.args.pool.x_signed  = \port__data$180 [5];
+  assign \imem_rd__data.args.pool.in_base  = \port__data$180 [17:6];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$180 [25:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$180 [33:26];
+  assign \imem_rd__data.args.pool.cw  = \port__data$180 [41:34];
+  assign \imem_rd__data.args.pool.kh  = \port__data$180 [49:42];
+  assign \imem_rd__data.args.pool.kw  = \port__data$180 [57:50];
+  assign \imem_rd__data.args.pool.sh  = \port__data$180 [61:58];
+  assign \imem_rd__data.args.pool.sw  = \port__data$180 [65:62];
+  assign \imem_rd__data.args.pool.dh  = \port__data$180 [69:66];
+  assign \imem_rd__data.args.pool.dw  = \port__data$180 [73:70];
+  assign \imem_rd__data.args.pool.pt  = \port__data$180 [77:74];
+  assign \imem_rd__data.args.pool.pl  = \port__data$180 [81:78];
+  assign \imem_rd__data.args.pool.oh  = \port__data$180 [89:82];
+  assign \imem_rd__data.args.pool.ow  = \port__data$180 [97:90];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$180 [109:98];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$180 [119:110];
+  assign \imem_rd__data.args.pool.mult  = \port__data$180 [151:120];
+  assign \imem_rd__data.args.pool.shift  = \port__data$180 [157:152];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$180 [167:158];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$180 [177:168];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$180 [187:178];
+  assign \imem_rd__data.args.ew  = \port__data$180 [260:4];
+  assign \imem_rd__data.args.ew.a_base  = \port__data$180 [15:4];
+  assign \imem_rd__data.args.ew.b_base  = \port__data$180 [27:16];
+  assign \imem_rd__data.args.ew.out_base  = \port__data$180 [39:28];
+  assign \imem_rd__data.args.ew.npos  = \port__data$180 [55:40];
+  assign \imem_rd__data.args.ew.cw  = \port__data$180 [63:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$180 [71:64];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$180 [79:72];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$180 [87:80];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$180 [88];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$180 [89];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$180 [90];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$180 [91];
+  assign \imem_rd__data.args.ew.ls  = \port__data$180 [96:92];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$180 [106:97];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$180 [116:107];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$180 [148:117];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$180 [154:149];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$180 [186:155];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$180 [192:187];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$180 [224:193];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$180 [230:225];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$180 [240:231];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$180 [250:241];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$180 [260:251];
+  assign \imem_rd__data.args.dma  = \port__data$180 [101:4];
+  assign \imem_rd__data.args.dma.store  = \port__data$180 [4];
+  assign \imem_rd__data.args.dma.wmem  = \port__data$180 [5];
+  assign \imem_rd__data.args.dma.ext  = \port__data$180 [25:6];
+  assign \imem_rd__data.args.dma.addr  = \port__data$180 [37:26];
+  assign \imem_rd__data.args.dma.rows  = \port__data$180 [53:38];
+  assign \imem_rd__data.args.dma.len  = \port__data$180 [69:54];
+  assign \imem_rd__data.args.dma.ext_stride  = \port__data$180 [89:70];
+  assign \imem_rd__data.args.dma.stride  = \port__data$180 [101:90];
+  assign \imem_rd__data.args.gbfs  = \port__data$180 [37:4];
+  assign \imem_rd__data.args.gbfs.macro  = \port__data$180 [4];
+  assign \imem_rd__data.args.gbfs.page  = \port__data$180 [5];
+  assign \imem_rd__data.args.gbfs.rows  = \port__data$180 [13:6];
+  assign \imem_rd__data.args.gbfs.src  = \port__data$180 [25:14];
+  assign \imem_rd__data.args.gbfs.dst  = \port__data$180 [37:26];
+  assign \imem_rd__data.args.grelax  = \port__data$180 [52:4];
+  assign \imem_rd__data.args.grelax.arcs  = \port__data$180 [15:4];
+  assign \imem_rd__data.args.grelax.count  = \port__data$180 [28:16];
+  assign \imem_rd__data.args.grelax.old  = \port__data$180 [40:29];
+  assign \imem_rd__data.args.grelax.new  = \port__data$180 [52:41];
+  assign \imem_rd__data.args.gspmv  = \port__data$180 [29:4];
+  assign \imem_rd__data.args.gspmv.macro  = \port__data$180 [4];
+  assign \imem_rd__data.args.gspmv.page  = \port__data$180 [5];
+  assign \imem_rd__data.args.gspmv.x  = \port__data$180 [17:6];
+  assign \imem_rd__data.args.gspmv.y  = \port__data$180 [29:18];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -4185,29 +4526,29 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__mac__args.x_signed  = args[379];
   assign \engines__mac__args.w_signed  = args[380];
   assign \engines__mac__args.rowpack  = args[381];
-  assign \args$172.mode  = args[0];
-  assign \args$172.x_signed  = args[1];
-  assign \args$172.in_base  = args[13:2];
-  assign \args$172.in_h  = args[21:14];
-  assign \args$172.in_w  = args[29:22];
-  assign \args$172.cw  = args[37:30];
-  assign \args$172.kh  = args[45:38];
-  assign \args$172.kw  = args[53:46];
-  assign \args$172.sh  = args[57:54];
-  assign \args$172.sw  = args[61:58];
-  assign \args$172.dh  = args[65:62];
-  assign \args$172.dw  = args[69:66];
-  assign \args$172.pt  = args[73:70];
-  assign \args$172.pl  = args[77:74];
-  assign \args$172.oh  = args[85:78];
-  assign \args$172.ow  = args[93:86];
-  assign \args$172.out_base  = args[105:94];
-  assign \args$172.zp_in  = args[115:106];
-  assign \args$172.mult  = args[147:116];
-  assign \args$172.shift  = args[153:148];
-  assign \args$172.zp_out  = args[163:154];
-  assign \args$172.act_min  = args[173:164];
-  assign \args$172.act_max  = args[183:174];
+  assign \args$199.mode  = args[0];
+  assign \args$199.x_signed  = args[1];
+  assign \args$199.in_base  = args[13:2];
+  assign \args$199.in_h  = args[21:14];
+  assign \args$199.in_w  = args[29:22];
+  assign \args$199.cw  = args[37:30];
+  assign \args$199.kh  = args[45:38];
+  assign \args$199.kw  = args[53:46];
+  assign \args$199.sh  = args[57:54];
+  assign \args$199.sw  = args[61:58];
+  assign \args$199.dh  = args[65:62];
+  assign \args$199.dw  = args[69:66];
+  assign \args$199.pt  = args[73:70];
+  assign \args$199.pl  = args[77:74];
+  assign \args$199.oh  = args[85:78];
+  assign \args$199.ow  = args[93:86];
+  assign \args$199.out_base  = args[105:94];
+  assign \args$199.zp_in  = args[115:106];
+  assign \args$199.mult  = args[147:116];
+  assign \args$199.shift  = args[153:148];
+  assign \args$199.zp_out  = args[163:154];
+  assign \args$199.act_min  = args[173:164];
+  assign \args$199.act_max  = args[183:174];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -4231,30 +4572,30 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__pool__args.zp_out  = args[163:154];
   assign \engines__pool__args.act_min  = args[173:164];
   assign \engines__pool__args.act_max  = args[183:174];
-  assign \args$179.a_base  = args[11:0];
-  assign \args$179.b_base  = args[23:12];
-  assign \args$179.out_base  = args[35:24];
-  assign \args$179.npos  = args[51:36];
-  assign \args$179.cw  = args[59:52];
-  assign \args$179.a_stride  = args[67:60];
-  assign \args$179.b_stride  = args[75:68];
-  assign \args$179.out_stride  = args[83:76];
-  assign \args$179.x_signed  = args[84];
-  assign \args$179.has_b  = args[85];
-  assign \args$179.rq_in  = args[86];
-  assign \args$179.rq_out  = args[87];
-  assign \args$179.ls  = args[92:88];
-  assign \args$179.zp_a  = args[102:93];
-  assign \args$179.zp_b  = args[112:103];
-  assign \args$179.mult_a  = args[144:113];
-  assign \args$179.shift_a  = args[150:145];
-  assign \args$179.mult_b  = args[182:151];
-  assign \args$179.shift_b  = args[188:183];
-  assign \args$179.mult_o  = args[220:189];
-  assign \args$179.shift_o  = args[226:221];
-  assign \args$179.zp_out  = args[236:227];
-  assign \args$179.act_min  = args[246:237];
-  assign \args$179.act_max  = args[256:247];
+  assign \args$206.a_base  = args[11:0];
+  assign \args$206.b_base  = args[23:12];
+  assign \args$206.out_base  = args[35:24];
+  assign \args$206.npos  = args[51:36];
+  assign \args$206.cw  = args[59:52];
+  assign \args$206.a_stride  = args[67:60];
+  assign \args$206.b_stride  = args[75:68];
+  assign \args$206.out_stride  = args[83:76];
+  assign \args$206.x_signed  = args[84];
+  assign \args$206.has_b  = args[85];
+  assign \args$206.rq_in  = args[86];
+  assign \args$206.rq_out  = args[87];
+  assign \args$206.ls  = args[92:88];
+  assign \args$206.zp_a  = args[102:93];
+  assign \args$206.zp_b  = args[112:103];
+  assign \args$206.mult_a  = args[144:113];
+  assign \args$206.shift_a  = args[150:145];
+  assign \args$206.mult_b  = args[182:151];
+  assign \args$206.shift_b  = args[188:183];
+  assign \args$206.mult_o  = args[220:189];
+  assign \args$206.shift_o  = args[226:221];
+  assign \args$206.zp_out  = args[236:227];
+  assign \args$206.act_min  = args[246:237];
+  assign \args$206.act_max  = args[256:247];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
@@ -4279,16 +4620,32 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__ew__args.zp_out  = args[236:227];
   assign \engines__ew__args.act_min  = args[246:237];
   assign \engines__ew__args.act_max  = args[256:247];
-  assign \args$187.macro  = args[0];
-  assign \args$187.page  = args[1];
-  assign \args$187.rows  = args[9:2];
-  assign \args$187.src  = args[21:10];
-  assign \args$187.dst  = args[33:22];
+  assign \args$214.macro  = args[0];
+  assign \args$214.page  = args[1];
+  assign \args$214.rows  = args[9:2];
+  assign \args$214.src  = args[21:10];
+  assign \args$214.dst  = args[33:22];
   assign \engines__graph__args.macro  = args[0];
   assign \engines__graph__args.page  = args[1];
   assign \engines__graph__args.rows  = args[9:2];
   assign \engines__graph__args.src  = args[21:10];
   assign \engines__graph__args.dst  = args[33:22];
+  assign \args$221.arcs  = args[11:0];
+  assign \args$221.count  = args[24:12];
+  assign \args$221.old  = args[36:25];
+  assign \args$221.new  = args[48:37];
+  assign \engines__relax__args.arcs  = args[11:0];
+  assign \engines__relax__args.count  = args[24:12];
+  assign \engines__relax__args.old  = args[36:25];
+  assign \engines__relax__args.new  = args[48:37];
+  assign \args$228.macro  = args[0];
+  assign \args$228.page  = args[1];
+  assign \args$228.x  = args[13:2];
+  assign \args$228.y  = args[25:14];
+  assign \engines__spmv__args.macro  = args[0];
+  assign \engines__spmv__args.page  = args[1];
+  assign \engines__spmv__args.x  = args[13:2];
+  assign \engines__spmv__args.y  = args[25:14];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -4299,14 +4656,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \load__payload.mask  = args[27:26];
   assign \load__payload.page  = args[28];
   assign \load__payload.row0  = args[31:29];
-  assign \cmd__payload$198.store  = args[0];
-  assign \cmd__payload$198.wmem  = args[1];
-  assign \cmd__payload$198.ext  = args[21:2];
-  assign \cmd__payload$198.addr  = args[33:22];
-  assign \cmd__payload$198.rows  = args[49:34];
-  assign \cmd__payload$198.len  = args[65:50];
-  assign \cmd__payload$198.ext_stride  = args[85:66];
-  assign \cmd__payload$198.stride  = args[97:86];
+  assign \cmd__payload$239.store  = args[0];
+  assign \cmd__payload$239.wmem  = args[1];
+  assign \cmd__payload$239.ext  = args[21:2];
+  assign \cmd__payload$239.addr  = args[33:22];
+  assign \cmd__payload$239.rows  = args[49:34];
+  assign \cmd__payload$239.len  = args[65:50];
+  assign \cmd__payload$239.ext_stride  = args[85:66];
+  assign \cmd__payload$239.stride  = args[97:86];
   assign \dma__payload.store  = args[0];
   assign \dma__payload.wmem  = args[1];
   assign \dma__payload.ext  = args[21:2];
@@ -4353,16 +4710,19 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \host__report.macros[1].busy  = ctrl__report[247:216];
   assign \host__report.macros[1].stall  = ctrl__report[279:248];
   assign \host__report.macros[1].wload  = ctrl__report[311:280];
-  assign \$2  = 1'h1;
-  assign \port__en$127  = \$2 ;
-  assign \port__en$138  = 1'h1;
-  assign \$3  = amem_w__en;
-  assign \$7  = amem_w__en;
+  assign \$8  = 1'h1;
+  assign \$9  = \$8 ;
+  assign \$10  = \$9 ;
+  assign \port__en$141  = \$10 ;
+  assign \$12  = 1'h1;
+  assign \port__en$157  = \$12 ;
+  assign \$13  = amem_w__en;
+  assign \$19  = amem_w__en;
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \port$56$0 , \port$57$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, imem_rd__addr, trace_w__en, host__report, entry, load__valid, engines__mac__start
-, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
+module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \port$71$0 , \port$72$0 , engines__mac__done, engines__pool__done, engines__ew__done, macro_we, loader_busy, load__ready, dma_busy, dma__ready, engines__graph__done, engines__relax__done, engines__spmv__done, imem_rd__addr, trace_w__en, host__report, entry
+, load__valid, engines__mac__start, engines__pool__start, engines__ew__start, dma__valid, engines__graph__start, engines__relax__start, engines__spmv__start, trace_w__addr, busy, done, error, engines__mac__args, start, host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
@@ -4416,9 +4776,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
-  wire \$signal$16 ;
-  reg [31:0] \$signal$26  = 32'd0;
-  reg [31:0] \$signal$27  = 32'd0;
+  wire \$signal$18 ;
+  reg [31:0] \$signal$30  = 32'd0;
+  reg [31:0] \$signal$31  = 32'd0;
   output busy;
   reg busy = 1'h0;
   input clk;
@@ -4574,6 +4934,24 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   wire engines__pool__done;
   output engines__pool__start;
   reg engines__pool__start;
+  wire [48:0] engines__relax__args;
+  wire [11:0] \engines__relax__args.arcs ;
+  wire [12:0] \engines__relax__args.count ;
+  wire [11:0] \engines__relax__args.new ;
+  wire [11:0] \engines__relax__args.old ;
+  input engines__relax__done;
+  wire engines__relax__done;
+  output engines__relax__start;
+  reg engines__relax__start;
+  wire [25:0] engines__spmv__args;
+  wire \engines__spmv__args.macro ;
+  wire \engines__spmv__args.page ;
+  wire [11:0] \engines__spmv__args.x ;
+  wire [11:0] \engines__spmv__args.y ;
+  input engines__spmv__done;
+  wire engines__spmv__done;
+  output engines__spmv__start;
+  reg engines__spmv__start;
   output [63:0] entry;
   wire [63:0] entry;
   wire [11:0] \entry._pad ;
@@ -4583,7 +4961,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   output error;
   reg error = 1'h0;
   (* init = 1'h0 *)
-  wire \error$18 ;
+  wire \error$20 ;
   output [311:0] host__report;
   wire [311:0] host__report;
   wire [31:0] \host__report.cycles ;
@@ -4653,6 +5031,16 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   wire \imem_rd__data.args.gbfs.page ;
   wire [7:0] \imem_rd__data.args.gbfs.rows ;
   wire [11:0] \imem_rd__data.args.gbfs.src ;
+  wire [48:0] \imem_rd__data.args.grelax ;
+  wire [11:0] \imem_rd__data.args.grelax.arcs ;
+  wire [12:0] \imem_rd__data.args.grelax.count ;
+  wire [11:0] \imem_rd__data.args.grelax.new ;
+  wire [11:0] \imem_rd__data.args.grelax.old ;
+  wire [25:0] \imem_rd__data.args.gspmv ;
+  wire \imem_rd__data.args.gspmv.macro ;
+  wire \imem_rd__data.args.gspmv.page ;
+  wire [11:0] \imem_rd__data.args.gspmv.x ;
+  wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [31:0] \imem_rd__data.args.load ;
   wire [15:0] \imem_rd__data.args.load.count ;
   wire [1:0] \imem_rd__data.args.load.mask ;
@@ -4745,6 +5133,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
   (* enum_value_1000 = "GBFS" *)
+  (* enum_value_1001 = "GRELAX" *)
+  (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
@@ -4790,6 +5180,16 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   wire \ir.args.gbfs.page ;
   wire [7:0] \ir.args.gbfs.rows ;
   wire [11:0] \ir.args.gbfs.src ;
+  wire [48:0] \ir.args.grelax ;
+  wire [11:0] \ir.args.grelax.arcs ;
+  wire [12:0] \ir.args.grelax.count ;
+  wire [11:0] \ir.args.grelax.new ;
+  wire [11:0] \ir.args.grelax.old ;
+  wire [25:0] \ir.args.gspmv ;
+  wire \ir.args.gspmv.macro ;
+  wire \ir.args.gspmv.page ;
+  wire [11:0] \ir.args.gspmv.x ;
+  wire [11:0] \ir.args.gspmv.y ;
   wire [31:0] \ir.args.load ;
   wire [15:0] \ir.args.load.count ;
   wire [1:0] \ir.args.load.mask ;
@@ -4882,6 +5282,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   (* enum_value_0110 = "DMA" *)
   (* enum_value_0111 = "DSYNC" *)
   (* enum_value_1000 = "GBFS" *)
+  (* enum_value_1001 = "GRELAX" *)
+  (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \ir.op ;
   wire [31:0] load__payload;
   wire [15:0] \load__payload.count ;
@@ -4900,14 +5302,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   wire [1:0] macro_we;
   reg [15:0] pc = 16'h0000;
   reg pf_valid = 1'h0;
-  input \port$54$351 ;
-  wire \port$54$351 ;
-  input \port$55$351 ;
-  wire \port$55$351 ;
-  input \port$56$0 ;
-  wire \port$56$0 ;
-  input \port$57$0 ;
-  wire \port$57$0 ;
+  input \port$69$351 ;
+  wire \port$69$351 ;
+  input \port$70$351 ;
+  wire \port$70$351 ;
+  input \port$71$0 ;
+  wire \port$71$0 ;
+  input \port$72$0 ;
+  wire \port$72$0 ;
   reg retire;
   input rst;
   wire rst;
@@ -4931,9 +5333,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   always @(posedge clk)
     trace_n <= \$40 ;
   always @(posedge clk)
-    \$signal$26  <= \$41 ;
+    \$signal$30  <= \$41 ;
   always @(posedge clk)
-    \$signal$27  <= \$42 ;
+    \$signal$31  <= \$42 ;
   always @(posedge clk)
     counters0 <= \$43 ;
   always @(posedge clk)
@@ -4950,7 +5352,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
     ir <= \$49 ;
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
-  assign engine_done = | { engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
+  assign engine_done = | { engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
   assign \$3  = trace_n < 11'h400;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
@@ -4964,29 +5366,91 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   assign \$12  = ~ retire;
   assign \$13  = in_exec & \$12 ;
   assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$26  + 1'h1;
+  assign \$15  = \$signal$30  + 1'h1;
   assign \$16  = | macro_we;
-  assign \$17  = \$signal$27  + 1'h1;
+  assign \$17  = \$signal$31  + 1'h1;
   assign \$18  = ~ busy;
   assign \$19  = start & \$18 ;
   assign \$20  = ~ busy;
   assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$54$351 ;
+  assign \$22  = busy & \port$69$351 ;
   assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$54$351 ;
-  assign \$25  = \port$56$0  & \$24 ;
+  assign \$24  = ~ \port$69$351 ;
+  assign \$25  = \port$71$0  & \$24 ;
   assign \$26  = counters0[63:32] + 1'h1;
   assign \$27  = counters0[95:64] + 1'h1;
   assign \$28  = ~ busy;
   assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$55$351 ;
+  assign \$30  = busy & \port$70$351 ;
   assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$55$351 ;
-  assign \$33  = \port$57$0  & \$32 ;
+  assign \$32  = ~ \port$70$351 ;
+  assign \$33  = \port$72$0  & \$32 ;
   assign \$34  = counters1[63:32] + 1'h1;
   assign \$35  = counters1[95:64] + 1'h1;
   assign \$36  = ~ loader_busy;
   assign \$37  = ~ dma_busy;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    engines__spmv__start = 1'h0;
+    casez (ctrl_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                engines__spmv__start = 1'h1;
+          endcase
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$38  = pc;
+    if (retire) begin
+      \$38  = \$11 [15:0];
+    end
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$38  = host__start_pc;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$38  = pc;
+          endcase
+    endcase
+    if (rst) begin
+      \$38  = 16'h0000;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$39  = \$13 ;
@@ -5009,7 +5473,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$41  = \$signal$26 ;
+    \$41  = \$signal$30 ;
     if (busy) begin
       \$41  = \$15 [31:0];
     end
@@ -5022,7 +5486,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$42  = \$signal$27 ;
+    \$42  = \$signal$31 ;
     if (\$16 ) begin
       \$42  = \$17 [31:0];
     end
@@ -5112,6 +5576,10 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
                 /* empty */;
             4'h8:
                 /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                /* empty */;
             default:
                 \$45  = 1'h0;
           endcase
@@ -5174,6 +5642,10 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
             4'h7:
                 /* empty */;
             4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
                 /* empty */;
             default:
                 \$47  = 1'h1;
@@ -5243,6 +5715,10 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
                   end
                 end
             4'h8:
+                \$48  = 3'h4;
+            4'h9:
+                \$48  = 3'h4;
+            4'ha:
                 \$48  = 3'h4;
             default:
                 \$48  = 3'h0;
@@ -5534,15 +6010,10 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$38  = pc;
-    if (retire) begin
-      \$38  = \$11 [15:0];
-    end
+    engines__relax__start = 1'h0;
     casez (ctrl_state)
       3'h0:
-          if (start) begin
-            \$38  = host__start_pc;
-          end
+          /* empty */;
       3'h1:
           /* empty */;
       3'h2:
@@ -5550,26 +6021,43 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
       3'h3:
           casez (ir[3:0])
             4'h0:
-                \$38  = pc;
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                engines__relax__start = 1'h1;
           endcase
     endcase
-    if (rst) begin
-      \$38  = 16'h0000;
-    end
   end
   assign imem_rd__en = 1'h1;
   assign engines__pool__args = ir[187:4];
   assign engines__ew__args = ir[260:4];
   assign engines__graph__args = ir[37:4];
+  assign engines__relax__args = ir[52:4];
+  assign engines__spmv__args = ir[29:4];
   assign load__payload = ir[35:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
   assign \$signal  = busy;
-  assign \$signal$16  = done;
-  assign \error$18  = error;
+  assign \$signal$18  = done;
+  assign \error$20  = error;
   assign trace_w__data = entry;
-  assign macro_busy = { \port$55$351 , \port$54$351  };
-  assign unit_en = { \port$57$0 , \port$56$0  };
+  assign macro_busy = { \port$70$351 , \port$69$351  };
+  assign unit_en = { \port$72$0 , \port$71$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
   assign engines__mac__args = ir[385:4];
@@ -5742,6 +6230,16 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   assign \ir.args.gbfs.rows  = ir[13:6];
   assign \ir.args.gbfs.src  = ir[25:14];
   assign \ir.args.gbfs.dst  = ir[37:26];
+  assign \ir.args.grelax  = ir[52:4];
+  assign \ir.args.grelax.arcs  = ir[15:4];
+  assign \ir.args.grelax.count  = ir[28:16];
+  assign \ir.args.grelax.old  = ir[40:29];
+  assign \ir.args.grelax.new  = ir[52:41];
+  assign \ir.args.gspmv  = ir[29:4];
+  assign \ir.args.gspmv.macro  = ir[4];
+  assign \ir.args.gspmv.page  = ir[5];
+  assign \ir.args.gspmv.x  = ir[17:6];
+  assign \ir.args.gspmv.y  = ir[29:18];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -5794,6 +6292,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   assign \engines__graph__args.rows  = ir[13:6];
   assign \engines__graph__args.src  = ir[25:14];
   assign \engines__graph__args.dst  = ir[37:26];
+  assign \engines__relax__args.arcs  = ir[15:4];
+  assign \engines__relax__args.count  = ir[28:16];
+  assign \engines__relax__args.old  = ir[40:29];
+  assign \engines__relax__args.new  = ir[52:41];
+  assign \engines__spmv__args.macro  = ir[4];
+  assign \engines__spmv__args.page  = ir[5];
+  assign \engines__spmv__args.x  = ir[17:6];
+  assign \engines__spmv__args.y  = ir[29:18];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -5961,15 +6467,25 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
   assign \imem_rd__data.args.gbfs.rows  = imem_rd__data[13:6];
   assign \imem_rd__data.args.gbfs.src  = imem_rd__data[25:14];
   assign \imem_rd__data.args.gbfs.dst  = imem_rd__data[37:26];
+  assign \imem_rd__data.args.grelax  = imem_rd__data[52:4];
+  assign \imem_rd__data.args.grelax.arcs  = imem_rd__data[15:4];
+  assign \imem_rd__data.args.grelax.count  = imem_rd__data[28:16];
+  assign \imem_rd__data.args.grelax.old  = imem_rd__data[40:29];
+  assign \imem_rd__data.args.grelax.new  = imem_rd__data[52:41];
+  assign \imem_rd__data.args.gspmv  = imem_rd__data[29:4];
+  assign \imem_rd__data.args.gspmv.macro  = imem_rd__data[4];
+  assign \imem_rd__data.args.gspmv.page  = imem_rd__data[5];
+  assign \imem_rd__data.args.gspmv.x  = imem_rd__data[17:6];
+  assign \imem_rd__data.args.gspmv.y  = imem_rd__data[29:18];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
-  assign entry[31:0] = \$signal$26 ;
+  assign entry[31:0] = \$signal$30 ;
   assign entry[63:52] = 12'h000;
   assign host__report[311:216] = counters1;
   assign host__report[215:120] = counters0;
   assign host__report[119:88] = trace_n;
-  assign host__report[87:56] = \$signal$27 ;
-  assign host__report[55:24] = \$signal$26 ;
+  assign host__report[87:56] = \$signal$31 ;
+  assign host__report[55:24] = \$signal$30 ;
   assign host__report[23:20] = ir[3:0];
   assign host__report[19:4] = pc;
   assign host__report[3] = loader_busy;
@@ -5979,7 +6495,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$54$351 , \port$55$351 , \por
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$925$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$940$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [12:0] \$1 ;
@@ -6173,8 +6689,8 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [20:0] \port$925$0 ;
-  wire [20:0] \port$925$0 ;
+  output [20:0] \port$940$0 ;
+  wire [20:0] \port$940$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -6892,7 +7408,7 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$925$0  = \$8 ;
+  assign \port$940$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -7039,7 +7555,7 @@ module \tiny_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$753$0 , \port$759$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$768$0 , \port$774$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [23:0] \$1 ;
   wire [8:0] \$10 ;
@@ -7206,10 +7722,10 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   reg [31:0] ob3_0 = 32'd0;
   reg [31:0] ob3_1 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$753$0 ;
-  wire [7:0] \port$753$0 ;
-  output [7:0] \port$759$0 ;
-  wire [7:0] \port$759$0 ;
+  output [7:0] \port$768$0 ;
+  wire [7:0] \port$768$0 ;
+  output [7:0] \port$774$0 ;
+  wire [7:0] \port$774$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -7538,8 +8054,8 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign act_w__data = { \$24 [7:0], \$19 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$753$0  = \$19 [7:0];
-  assign \port$759$0  = \$24 [7:0];
+  assign \port$768$0  = \$19 [7:0];
+  assign \port$774$0  = \$24 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -9403,7 +9919,7 @@ module \tiny_fabric.loader.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$56$0 , \port$57$0 , op__0__valid, op__1__valid, param_rd__addr, \port$175$0 , \port$180$0 , finished, desc_rd__0__addr
+module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, desc_rd__data, \desc_rd__data$21 , op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, \port$71$0 , \port$72$0 , op__0__valid, op__1__valid, param_rd__addr, \port$190$0 , \port$195$0 , finished, desc_rd__0__addr
 , act_rd__0__en, desc_rd__1__addr, act_rd__1__en, op__0__payload, op__1__payload, act_w__addr, busy, act_rd__0__addr, act_rd__1__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
@@ -9983,14 +10499,14 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [31:0] \param_rd__data[1].mult ;
   wire [7:0] \param_rd__data[1].shift ;
   wire param_rd__en;
-  output [7:0] \port$175$0 ;
-  wire [7:0] \port$175$0 ;
-  output [7:0] \port$180$0 ;
-  wire [7:0] \port$180$0 ;
-  output \port$56$0 ;
-  wire \port$56$0 ;
-  output \port$57$0 ;
-  wire \port$57$0 ;
+  output [7:0] \port$190$0 ;
+  wire [7:0] \port$190$0 ;
+  output [7:0] \port$195$0 ;
+  wire [7:0] \port$195$0 ;
+  output \port$71$0 ;
+  wire \port$71$0 ;
+  output \port$72$0 ;
+  wire \port$72$0 ;
   wire pos_bstep;
   wire \pos_bstep$57 ;
   wire pos_init;
@@ -10955,11 +11471,11 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign addr_pipe3 = act_w__addr;
   assign act_w__data = { \$97 [7:0], \$92 [7:0] };
   assign done = finished;
-  assign \port$56$0  = \$1 ;
-  assign \port$57$0  = \$2 ;
+  assign \port$71$0  = \$1 ;
+  assign \port$72$0  = \$2 ;
   assign param_rd__addr = \$85 [5:0];
-  assign \port$175$0  = \$92 [7:0];
-  assign \port$180$0  = \$97 [7:0];
+  assign \port$190$0  = \$92 [7:0];
+  assign \port$195$0  = \$97 [7:0];
   assign \args.in_h  = args[7:0];
   assign \args.in_w  = args[15:8];
   assign \args.in_cw  = args[23:16];
@@ -13490,7 +14006,7 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$669$0 , \port$670$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$685$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [11:0] \$1 ;
   wire \$10 ;
@@ -13655,10 +14171,10 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$669$0 , \port$6
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$669$0 ;
-  wire [7:0] \port$669$0 ;
-  output [7:0] \port$670$0 ;
-  wire [7:0] \port$670$0 ;
+  output [7:0] \port$684$0 ;
+  wire [7:0] \port$684$0 ;
+  output [7:0] \port$685$0 ;
+  wire [7:0] \port$685$0 ;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv1_0 = 10'h000;
@@ -14070,8 +14586,8 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$669$0 , \port$6
   assign pa3 = act_w__addr;
   assign act_w__data = { \$48 [7:0], \$47 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$669$0  = \$47 [7:0];
-  assign \port$670$0  = \$48 [7:0];
+  assign \port$684$0  = \$47 [7:0];
+  assign \port$685$0  = \$48 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -14301,4 +14817,2673 @@ module \tiny_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk);
   assign \y[1]  = y[63:32];
   assign y[63:32] = y1;
   assign y[31:0] = y0;
+endmodule
+
+(* generator = "Amaranth" *)
+module \tiny_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd__addr, old_rd__addr, new_rd__addr, act_w__data, act_w__addr, finish, busy, act_w__en, start, args, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [12:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire [13:0] \$19 ;
+  wire \$2 ;
+  reg \$20 ;
+  reg [12:0] \$21 ;
+  reg \$22 ;
+  reg \$23 ;
+  reg [11:0] \$24 ;
+  reg [15:0] \$25 ;
+  reg \$26 ;
+  reg [11:0] \$27 ;
+  reg [15:0] \$28 ;
+  wire \$3 ;
+  wire [12:0] \$4 ;
+  wire [13:0] \$5 ;
+  wire [12:0] \$6 ;
+  wire [12:0] \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg [11:0] \$like  = 12'h000;
+  reg [11:0] \$like$16  = 12'h000;
+  wire [15:0] \$signal ;
+  reg \$signal$14  = 1'h0;
+  wire [16:0] \$signal$19 ;
+  wire [15:0] \$signal$22 ;
+  wire [15:0] \$signal$23 ;
+  (* init = 1'h0 *)
+  wire \$signal$27 ;
+  output [11:0] act_w__addr;
+  wire [11:0] act_w__addr;
+  output [15:0] act_w__data;
+  wire [15:0] act_w__data;
+  output act_w__en;
+  reg act_w__en = 1'h0;
+  output [11:0] arc_rd__addr;
+  wire [11:0] arc_rd__addr;
+  input [15:0] arc_rd__data;
+  wire [15:0] arc_rd__data;
+  wire arc_rd__en;
+  input [48:0] args;
+  wire [48:0] args;
+  wire [11:0] \args.arcs ;
+  wire [12:0] \args.count ;
+  wire [11:0] \args.new ;
+  wire [11:0] \args.old ;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  wire done;
+  output finish;
+  wire finish;
+  reg [15:0] fwd_val = 16'h0000;
+  wire issue;
+  reg [12:0] issued = 13'h0000;
+  output [11:0] new_rd__addr;
+  wire [11:0] new_rd__addr;
+  input [15:0] new_rd__data;
+  wire [15:0] new_rd__data;
+  wire new_rd__en;
+  output [11:0] old_rd__addr;
+  wire [11:0] old_rd__addr;
+  input [15:0] old_rd__data;
+  wire [15:0] old_rd__data;
+  wire old_rd__en;
+  wire [24:0] raw;
+  input rst;
+  wire rst;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  reg v1 = 1'h0;
+  reg [15:0] w2 = 16'h0000;
+  assign \$1  = | args[24:12];
+  assign \$2  = issued < args[24:12];
+  assign \$3  = running & \$2 ;
+  assign issue = start ? \$1  : \$3 ;
+  assign \$4  = start ? 13'h0000 : issued;
+  assign \$5  = args[11:0] + \$4 ;
+  assign \$6  = args[36:25] + arc_rd__data[11:0];
+  assign \$7  = args[48:37] + arc_rd__data[15:12];
+  assign \$8  = \$like  == \$like$16 ;
+  assign \$9  = \$signal$14  & \$8 ;
+  assign \$signal  = \$9  ? fwd_val : new_rd__data;
+  assign \$signal$19  = old_rd__data + w2;
+  assign \$signal$22  = \$signal$19 [16] ? 16'hffff : \$signal$19 [15:0];
+  assign \$10  = \$signal$22  < \$signal ;
+  assign \$signal$23  = \$10  ? \$signal$22  : \$signal ;
+  assign \$11  = args[48:37] + \$like$16 ;
+  assign \$12  = issued == args[24:12];
+  assign \$13  = running & \$12 ;
+  assign \$14  = ~ v1;
+  assign \$15  = \$13  & \$14 ;
+  assign \$16  = ! args[24:12];
+  assign \$17  = act_w__en | \$16 ;
+  assign finish = \$15  & \$17 ;
+  assign busy = running | start;
+  assign \$18  = | args[24:12];
+  assign \$19  = issued + 1'h1;
+  always @(posedge clk)
+    running <= \$20 ;
+  always @(posedge clk)
+    issued <= \$21 ;
+  always @(posedge clk)
+    v1 <= \$22 ;
+  always @(posedge clk)
+    act_w__en <= \$23 ;
+  always @(posedge clk)
+    \$like$16  <= \$24 ;
+  always @(posedge clk)
+    w2 <= \$25 ;
+  always @(posedge clk)
+    \$signal$14  <= \$26 ;
+  always @(posedge clk)
+    \$like  <= \$27 ;
+  always @(posedge clk)
+    fwd_val <= \$28 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$20  = running;
+    if (start) begin
+      \$20  = 1'h1;
+    end
+    if (finish) begin
+      \$20  = 1'h0;
+    end
+    if (rst) begin
+      \$20  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$21  = issued;
+    if (start) begin
+      \$21  = { 12'h000, \$18  };
+    end else if (issue) begin
+      \$21  = \$19 [12:0];
+    end
+    if (rst) begin
+      \$21  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$22  = issue;
+    if (rst) begin
+      \$22  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$23  = v1;
+    if (rst) begin
+      \$23  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$24  = { 8'h00, arc_rd__data[15:12] };
+    if (rst) begin
+      \$24  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$25  = 16'h0000;
+    if (rst) begin
+      \$25  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$26  = act_w__en;
+    if (rst) begin
+      \$26  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$27  = \$like$16 ;
+    if (rst) begin
+      \$27  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$28  = \$signal$23 ;
+    if (rst) begin
+      \$28  = 16'h0000;
+    end
+  end
+  assign arc_rd__en = 1'h1;
+  assign raw = { 9'h000, arc_rd__data };
+  assign old_rd__en = 1'h1;
+  assign new_rd__en = 1'h1;
+  assign \$signal$27  = act_w__en;
+  assign done = finish;
+  assign arc_rd__addr = \$5 [11:0];
+  assign old_rd__addr = \$6 [11:0];
+  assign new_rd__addr = \$7 [11:0];
+  assign act_w__data = \$signal$23 ;
+  assign act_w__addr = \$11 [11:0];
+  assign \args.arcs  = args[11:0];
+  assign \args.count  = args[24:12];
+  assign \args.old  = args[36:25];
+  assign \args.new  = args[48:37];
+endmodule
+
+(* generator = "Amaranth" *)
+module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, op__1__ready, res_valid__1, res_y__1, busy, op__0__valid, op__1__valid, rd__addr, act_w__addr, act_w__data, finish, op__0__payload, op__1__payload, act_w__en, start, args, clk
+);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  wire \$1 ;
+  reg [63:0] \$10 ;
+  reg [18:0] \$100 ;
+  wire [49:0] \$101 ;
+  reg [49:0] \$102 ;
+  wire [50:0] \$103 ;
+  reg [18:0] \$104 ;
+  wire [19:0] \$105 ;
+  reg [18:0] \$106 ;
+  wire [33:0] \$107 ;
+  reg [18:0] \$108 ;
+  wire [49:0] \$109 ;
+  wire \$11 ;
+  reg [18:0] \$110 ;
+  wire [49:0] \$111 ;
+  reg [49:0] \$112 ;
+  wire [50:0] \$113 ;
+  reg [18:0] \$114 ;
+  wire [19:0] \$115 ;
+  reg [18:0] \$116 ;
+  wire [33:0] \$117 ;
+  reg [18:0] \$118 ;
+  wire [49:0] \$119 ;
+  wire \$12 ;
+  reg [18:0] \$120 ;
+  wire [49:0] \$121 ;
+  reg [49:0] \$122 ;
+  wire [50:0] \$123 ;
+  reg [18:0] \$124 ;
+  wire [19:0] \$125 ;
+  reg [18:0] \$126 ;
+  wire [33:0] \$127 ;
+  reg [18:0] \$128 ;
+  wire [49:0] \$129 ;
+  wire \$13 ;
+  reg [18:0] \$130 ;
+  wire [49:0] \$131 ;
+  reg [49:0] \$132 ;
+  wire [50:0] \$133 ;
+  reg [18:0] \$134 ;
+  wire [19:0] \$135 ;
+  reg [18:0] \$136 ;
+  wire [33:0] \$137 ;
+  reg [18:0] \$138 ;
+  wire [49:0] \$139 ;
+  wire \$14 ;
+  reg [18:0] \$140 ;
+  wire [49:0] \$141 ;
+  reg [49:0] \$142 ;
+  wire [50:0] \$143 ;
+  reg [18:0] \$144 ;
+  wire [19:0] \$145 ;
+  reg [18:0] \$146 ;
+  wire [33:0] \$147 ;
+  reg [18:0] \$148 ;
+  wire [49:0] \$149 ;
+  wire [12:0] \$15 ;
+  reg [18:0] \$150 ;
+  wire [49:0] \$151 ;
+  reg [49:0] \$152 ;
+  wire [50:0] \$153 ;
+  reg [18:0] \$154 ;
+  wire [19:0] \$155 ;
+  reg [18:0] \$156 ;
+  wire [33:0] \$157 ;
+  reg [18:0] \$158 ;
+  wire [49:0] \$159 ;
+  wire [12:0] \$16 ;
+  reg [18:0] \$160 ;
+  wire [49:0] \$161 ;
+  reg [49:0] \$162 ;
+  wire [50:0] \$163 ;
+  reg [18:0] \$164 ;
+  wire [19:0] \$165 ;
+  reg [18:0] \$166 ;
+  wire [33:0] \$167 ;
+  reg [18:0] \$168 ;
+  wire [49:0] \$169 ;
+  wire [12:0] \$17 ;
+  reg [18:0] \$170 ;
+  wire [49:0] \$171 ;
+  reg [49:0] \$172 ;
+  wire [50:0] \$173 ;
+  reg [18:0] \$174 ;
+  wire [19:0] \$175 ;
+  reg [18:0] \$176 ;
+  wire [33:0] \$177 ;
+  reg [18:0] \$178 ;
+  wire [49:0] \$179 ;
+  wire [12:0] \$18 ;
+  reg [18:0] \$180 ;
+  wire [49:0] \$181 ;
+  reg [49:0] \$182 ;
+  wire [50:0] \$183 ;
+  reg [18:0] \$184 ;
+  wire [19:0] \$185 ;
+  reg [18:0] \$186 ;
+  wire [33:0] \$187 ;
+  reg [18:0] \$188 ;
+  wire [49:0] \$189 ;
+  wire [12:0] \$19 ;
+  reg [18:0] \$190 ;
+  wire [49:0] \$191 ;
+  reg [49:0] \$192 ;
+  wire [50:0] \$193 ;
+  wire [5:0] \$194 ;
+  reg \$195 ;
+  reg [3:0] \$196 ;
+  reg [4:0] \$197 ;
+  reg [15:0] \$198 ;
+  reg [15:0] \$199 ;
+  wire \$2 ;
+  reg [44:0] \$20 ;
+  reg [15:0] \$200 ;
+  reg [15:0] \$201 ;
+  reg [15:0] \$202 ;
+  reg [15:0] \$203 ;
+  reg [15:0] \$204 ;
+  reg [15:0] \$205 ;
+  reg [15:0] \$206 ;
+  reg [15:0] \$207 ;
+  reg [15:0] \$208 ;
+  reg [15:0] \$209 ;
+  wire [45:0] \$21 ;
+  reg [15:0] \$210 ;
+  reg [15:0] \$211 ;
+  reg [15:0] \$212 ;
+  reg [15:0] \$213 ;
+  reg [4:0] \$214 ;
+  reg [2:0] \$215 ;
+  reg [2:0] \$216 ;
+  reg [44:0] \$217 ;
+  reg [44:0] \$218 ;
+  reg [44:0] \$219 ;
+  wire \$22 ;
+  reg [44:0] \$220 ;
+  reg [44:0] \$221 ;
+  reg [44:0] \$222 ;
+  reg [44:0] \$223 ;
+  reg [44:0] \$224 ;
+  reg [44:0] \$225 ;
+  reg [44:0] \$226 ;
+  reg [44:0] \$227 ;
+  reg [44:0] \$228 ;
+  reg [44:0] \$229 ;
+  wire [4:0] \$23 ;
+  reg [44:0] \$230 ;
+  reg [44:0] \$231 ;
+  reg [44:0] \$232 ;
+  reg [4:0] \$233 ;
+  reg \$234 ;
+  reg [3:0] \$235 ;
+  reg \$236 ;
+  wire [5:0] \$24 ;
+  wire [5:0] \$25 ;
+  reg \$26 ;
+  wire \$27 ;
+  wire [3:0] \$28 ;
+  reg \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire [3:0] \$33 ;
+  reg [18:0] \$34 ;
+  wire [19:0] \$35 ;
+  reg [18:0] \$36 ;
+  wire [33:0] \$37 ;
+  reg [18:0] \$38 ;
+  wire [49:0] \$39 ;
+  wire \$4 ;
+  reg [18:0] \$40 ;
+  wire [49:0] \$41 ;
+  reg [49:0] \$42 ;
+  wire [50:0] \$43 ;
+  reg [18:0] \$44 ;
+  wire [19:0] \$45 ;
+  reg [18:0] \$46 ;
+  wire [33:0] \$47 ;
+  reg [18:0] \$48 ;
+  wire [49:0] \$49 ;
+  reg [4:0] \$5 ;
+  reg [18:0] \$50 ;
+  wire [49:0] \$51 ;
+  reg [49:0] \$52 ;
+  wire [50:0] \$53 ;
+  reg [18:0] \$54 ;
+  wire [19:0] \$55 ;
+  reg [18:0] \$56 ;
+  wire [33:0] \$57 ;
+  reg [18:0] \$58 ;
+  wire [49:0] \$59 ;
+  wire \$6 ;
+  reg [18:0] \$60 ;
+  wire [49:0] \$61 ;
+  reg [49:0] \$62 ;
+  wire [50:0] \$63 ;
+  reg [18:0] \$64 ;
+  wire [19:0] \$65 ;
+  reg [18:0] \$66 ;
+  wire [33:0] \$67 ;
+  reg [18:0] \$68 ;
+  wire [49:0] \$69 ;
+  wire \$7 ;
+  reg [18:0] \$70 ;
+  wire [49:0] \$71 ;
+  reg [49:0] \$72 ;
+  wire [50:0] \$73 ;
+  reg [18:0] \$74 ;
+  wire [19:0] \$75 ;
+  reg [18:0] \$76 ;
+  wire [33:0] \$77 ;
+  reg [18:0] \$78 ;
+  wire [49:0] \$79 ;
+  reg [63:0] \$8 ;
+  reg [18:0] \$80 ;
+  wire [49:0] \$81 ;
+  reg [49:0] \$82 ;
+  wire [50:0] \$83 ;
+  reg [18:0] \$84 ;
+  wire [19:0] \$85 ;
+  reg [18:0] \$86 ;
+  wire [33:0] \$87 ;
+  reg [18:0] \$88 ;
+  wire [49:0] \$89 ;
+  wire \$9 ;
+  reg [18:0] \$90 ;
+  wire [49:0] \$91 ;
+  reg [49:0] \$92 ;
+  wire [50:0] \$93 ;
+  reg [18:0] \$94 ;
+  wire [19:0] \$95 ;
+  reg [18:0] \$96 ;
+  wire [33:0] \$97 ;
+  reg [18:0] \$98 ;
+  wire [49:0] \$99 ;
+  (* init = 1'h0 *)
+  wire \$signal ;
+  reg \$signal$60  = 1'h0;
+  reg [44:0] acc0 = 45'h000000000000;
+  reg [44:0] acc1 = 45'h000000000000;
+  reg [44:0] acc10 = 45'h000000000000;
+  reg [44:0] acc11 = 45'h000000000000;
+  reg [44:0] acc12 = 45'h000000000000;
+  reg [44:0] acc13 = 45'h000000000000;
+  reg [44:0] acc14 = 45'h000000000000;
+  reg [44:0] acc15 = 45'h000000000000;
+  reg [44:0] acc2 = 45'h000000000000;
+  reg [44:0] acc3 = 45'h000000000000;
+  reg [44:0] acc4 = 45'h000000000000;
+  reg [44:0] acc5 = 45'h000000000000;
+  reg [44:0] acc6 = 45'h000000000000;
+  reg [44:0] acc7 = 45'h000000000000;
+  reg [44:0] acc8 = 45'h000000000000;
+  reg [44:0] acc9 = 45'h000000000000;
+  output [11:0] act_w__addr;
+  wire [11:0] act_w__addr;
+  output [15:0] act_w__data;
+  wire [15:0] act_w__data;
+  output act_w__en;
+  reg act_w__en = 1'h0;
+  input [25:0] args;
+  wire [25:0] args;
+  wire \args.macro ;
+  wire \args.page ;
+  wire [11:0] \args.x ;
+  wire [11:0] \args.y ;
+  output busy;
+  wire busy;
+  input clk;
+  wire clk;
+  wire done;
+  output finish;
+  wire finish;
+  reg [2:0] got = 3'h0;
+  reg [4:0] i = 5'h00;
+  reg [2:0] issued = 3'h0;
+  reg [4:0] j = 5'h00;
+  reg [3:0] ld_i = 4'h0;
+  reg [4:0] loaded = 5'h00;
+  wire loading;
+  output [95:0] op__0__payload;
+  wire [95:0] op__0__payload;
+  wire [2:0] \op__0__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__0__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__0__payload.mode ;
+  wire \op__0__payload.page ;
+  wire [2:0] \op__0__payload.row ;
+  wire \op__0__payload.skip ;
+  wire \op__0__payload.w_signed ;
+  wire [1:0] \op__0__payload.wb_log2 ;
+  wire [15:0] \op__0__payload.word ;
+  wire [63:0] \op__0__payload.x ;
+  wire [7:0] \op__0__payload.x[0] ;
+  wire [7:0] \op__0__payload.x[1] ;
+  wire [7:0] \op__0__payload.x[2] ;
+  wire [7:0] \op__0__payload.x[3] ;
+  wire [7:0] \op__0__payload.x[4] ;
+  wire [7:0] \op__0__payload.x[5] ;
+  wire [7:0] \op__0__payload.x[6] ;
+  wire [7:0] \op__0__payload.x[7] ;
+  wire \op__0__payload.x_signed ;
+  input op__0__ready;
+  wire op__0__ready;
+  output op__0__valid;
+  wire op__0__valid;
+  output [95:0] op__1__payload;
+  wire [95:0] op__1__payload;
+  wire [2:0] \op__1__payload.ab_m1 ;
+  (* enum_base_type = "BitOp" *)
+  (* enum_value_000 = "AND" *)
+  (* enum_value_001 = "OR" *)
+  (* enum_value_010 = "XOR" *)
+  (* enum_value_011 = "NOR" *)
+  (* enum_value_100 = "XNOR" *)
+  wire [2:0] \op__1__payload.bop ;
+  (* enum_base_type = "MacroMode" *)
+  (* enum_value_0 = "MAC" *)
+  (* enum_value_1 = "BITWISE" *)
+  wire \op__1__payload.mode ;
+  wire \op__1__payload.page ;
+  wire [2:0] \op__1__payload.row ;
+  wire \op__1__payload.skip ;
+  wire \op__1__payload.w_signed ;
+  wire [1:0] \op__1__payload.wb_log2 ;
+  wire [15:0] \op__1__payload.word ;
+  wire [63:0] \op__1__payload.x ;
+  wire [7:0] \op__1__payload.x[0] ;
+  wire [7:0] \op__1__payload.x[1] ;
+  wire [7:0] \op__1__payload.x[2] ;
+  wire [7:0] \op__1__payload.x[3] ;
+  wire [7:0] \op__1__payload.x[4] ;
+  wire [7:0] \op__1__payload.x[5] ;
+  wire [7:0] \op__1__payload.x[6] ;
+  wire [7:0] \op__1__payload.x[7] ;
+  wire \op__1__payload.x_signed ;
+  input op__1__ready;
+  wire op__1__ready;
+  output op__1__valid;
+  wire op__1__valid;
+  output [11:0] rd__addr;
+  wire [11:0] rd__addr;
+  input [15:0] rd__data;
+  wire [15:0] rd__data;
+  wire rd__en;
+  wire reading;
+  input res_valid__0;
+  wire res_valid__0;
+  input res_valid__1;
+  wire res_valid__1;
+  input [303:0] res_y__0;
+  wire [303:0] res_y__0;
+  wire [18:0] \res_y__0[0] ;
+  wire [18:0] \res_y__0[10] ;
+  wire [18:0] \res_y__0[11] ;
+  wire [18:0] \res_y__0[12] ;
+  wire [18:0] \res_y__0[13] ;
+  wire [18:0] \res_y__0[14] ;
+  wire [18:0] \res_y__0[15] ;
+  wire [18:0] \res_y__0[1] ;
+  wire [18:0] \res_y__0[2] ;
+  wire [18:0] \res_y__0[3] ;
+  wire [18:0] \res_y__0[4] ;
+  wire [18:0] \res_y__0[5] ;
+  wire [18:0] \res_y__0[6] ;
+  wire [18:0] \res_y__0[7] ;
+  wire [18:0] \res_y__0[8] ;
+  wire [18:0] \res_y__0[9] ;
+  input [303:0] res_y__1;
+  wire [303:0] res_y__1;
+  wire [18:0] \res_y__1[0] ;
+  wire [18:0] \res_y__1[10] ;
+  wire [18:0] \res_y__1[11] ;
+  wire [18:0] \res_y__1[12] ;
+  wire [18:0] \res_y__1[13] ;
+  wire [18:0] \res_y__1[14] ;
+  wire [18:0] \res_y__1[15] ;
+  wire [18:0] \res_y__1[1] ;
+  wire [18:0] \res_y__1[2] ;
+  wire [18:0] \res_y__1[3] ;
+  wire [18:0] \res_y__1[4] ;
+  wire [18:0] \res_y__1[5] ;
+  wire [18:0] \res_y__1[6] ;
+  wire [18:0] \res_y__1[7] ;
+  wire [18:0] \res_y__1[8] ;
+  wire [18:0] \res_y__1[9] ;
+  input rst;
+  wire rst;
+  reg running = 1'h0;
+  input start;
+  wire start;
+  reg [3:0] w_j = 4'h0;
+  wire want;
+  reg [15:0] xbuf0 = 16'h0000;
+  reg [15:0] xbuf1 = 16'h0000;
+  reg [15:0] xbuf10 = 16'h0000;
+  reg [15:0] xbuf11 = 16'h0000;
+  reg [15:0] xbuf12 = 16'h0000;
+  reg [15:0] xbuf13 = 16'h0000;
+  reg [15:0] xbuf14 = 16'h0000;
+  reg [15:0] xbuf15 = 16'h0000;
+  reg [15:0] xbuf2 = 16'h0000;
+  reg [15:0] xbuf3 = 16'h0000;
+  reg [15:0] xbuf4 = 16'h0000;
+  reg [15:0] xbuf5 = 16'h0000;
+  reg [15:0] xbuf6 = 16'h0000;
+  reg [15:0] xbuf7 = 16'h0000;
+  reg [15:0] xbuf8 = 16'h0000;
+  reg [15:0] xbuf9 = 16'h0000;
+  assign busy = running | start;
+  assign \$1  = i < 5'h10;
+  assign \$2  = running & \$1 ;
+  assign loading = start ? 1'h1 : \$2 ;
+  assign \$3  = issued < 3'h4;
+  assign \$4  = running & \$3 ;
+  assign \$6  = \$5  <= loaded;
+  assign want = \$4  & \$6 ;
+  assign \$7  = ! args[0];
+  assign op__0__valid = want & \$7 ;
+  assign op__1__valid = want & \$9 ;
+  assign \$11  = got == 3'h4;
+  assign \$12  = running & \$11 ;
+  assign \$13  = j < 5'h10;
+  assign reading = \$12  & \$13 ;
+  assign \$14  = got == 3'h4;
+  assign \$15  = args[25:14] + j;
+  assign \$16  = args[13:2] + i;
+  assign \$17  = \$14  ? \$15  : \$16 ;
+  assign \$18  = start ? { 1'h0, args[13:2] } : \$17 ;
+  assign \$19  = args[25:14] + w_j;
+  assign \$21  = rd__data + \$20 ;
+  assign \$22  = w_j == 4'hf;
+  assign finish = act_w__en & \$22 ;
+  assign \$23  = start ? 5'h00 : i;
+  assign \$24  = i + 1'h1;
+  assign \$25  = loaded + 1'h1;
+  assign \$27  = want & \$26 ;
+  assign \$28  = issued + 1'h1;
+  assign \$30  = running & \$29 ;
+  assign \$31  = got < 3'h4;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = got + 1'h1;
+  assign \$43  = acc0 + \$42 ;
+  assign \$53  = acc1 + \$52 ;
+  assign \$63  = acc2 + \$62 ;
+  assign \$73  = acc3 + \$72 ;
+  assign \$83  = acc4 + \$82 ;
+  assign \$93  = acc5 + \$92 ;
+  assign \$103  = acc6 + \$102 ;
+  assign \$113  = acc7 + \$112 ;
+  assign \$123  = acc8 + \$122 ;
+  assign \$133  = acc9 + \$132 ;
+  assign \$143  = acc10 + \$142 ;
+  assign \$153  = acc11 + \$152 ;
+  assign \$163  = acc12 + \$162 ;
+  assign \$173  = acc13 + \$172 ;
+  assign \$183  = acc14 + \$182 ;
+  assign \$193  = acc15 + \$192 ;
+  assign \$194  = j + 1'h1;
+  always @(posedge clk)
+    \$signal$60  <= \$195 ;
+  always @(posedge clk)
+    ld_i <= \$196 ;
+  always @(posedge clk)
+    i <= \$197 ;
+  always @(posedge clk)
+    xbuf0 <= \$198 ;
+  always @(posedge clk)
+    xbuf1 <= \$199 ;
+  always @(posedge clk)
+    xbuf2 <= \$200 ;
+  always @(posedge clk)
+    xbuf3 <= \$201 ;
+  always @(posedge clk)
+    xbuf4 <= \$202 ;
+  always @(posedge clk)
+    xbuf5 <= \$203 ;
+  always @(posedge clk)
+    xbuf6 <= \$204 ;
+  always @(posedge clk)
+    xbuf7 <= \$205 ;
+  always @(posedge clk)
+    xbuf8 <= \$206 ;
+  always @(posedge clk)
+    xbuf9 <= \$207 ;
+  always @(posedge clk)
+    xbuf10 <= \$208 ;
+  always @(posedge clk)
+    xbuf11 <= \$209 ;
+  always @(posedge clk)
+    xbuf12 <= \$210 ;
+  always @(posedge clk)
+    xbuf13 <= \$211 ;
+  always @(posedge clk)
+    xbuf14 <= \$212 ;
+  always @(posedge clk)
+    xbuf15 <= \$213 ;
+  always @(posedge clk)
+    loaded <= \$214 ;
+  always @(posedge clk)
+    issued <= \$215 ;
+  always @(posedge clk)
+    got <= \$216 ;
+  always @(posedge clk)
+    acc0 <= \$217 ;
+  always @(posedge clk)
+    acc1 <= \$218 ;
+  always @(posedge clk)
+    acc2 <= \$219 ;
+  always @(posedge clk)
+    acc3 <= \$220 ;
+  always @(posedge clk)
+    acc4 <= \$221 ;
+  always @(posedge clk)
+    acc5 <= \$222 ;
+  always @(posedge clk)
+    acc6 <= \$223 ;
+  always @(posedge clk)
+    acc7 <= \$224 ;
+  always @(posedge clk)
+    acc8 <= \$225 ;
+  always @(posedge clk)
+    acc9 <= \$226 ;
+  always @(posedge clk)
+    acc10 <= \$227 ;
+  always @(posedge clk)
+    acc11 <= \$228 ;
+  always @(posedge clk)
+    acc12 <= \$229 ;
+  always @(posedge clk)
+    acc13 <= \$230 ;
+  always @(posedge clk)
+    acc14 <= \$231 ;
+  always @(posedge clk)
+    acc15 <= \$232 ;
+  always @(posedge clk)
+    j <= \$233 ;
+  always @(posedge clk)
+    act_w__en <= \$234 ;
+  always @(posedge clk)
+    w_j <= \$235 ;
+  always @(posedge clk)
+    running <= \$236 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$5  = 5'h00;
+    casez (issued)
+      3'h0:
+          \$5  = 5'h04;
+      3'h1:
+          \$5  = 5'h08;
+      3'h2:
+          \$5  = 5'h0c;
+      3'h3:
+          \$5  = 5'h10;
+      3'h4:
+          \$5  = 5'h10;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$8  = { xbuf3, xbuf2, xbuf1, xbuf0 };
+      2'h1:
+          \$8  = { xbuf7, xbuf6, xbuf5, xbuf4 };
+      2'h2:
+          \$8  = { xbuf11, xbuf10, xbuf9, xbuf8 };
+      2'h3:
+          \$8  = { xbuf15, xbuf14, xbuf13, xbuf12 };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$10  = { xbuf3, xbuf2, xbuf1, xbuf0 };
+      2'h1:
+          \$10  = { xbuf7, xbuf6, xbuf5, xbuf4 };
+      2'h2:
+          \$10  = { xbuf11, xbuf10, xbuf9, xbuf8 };
+      2'h3:
+          \$10  = { xbuf15, xbuf14, xbuf13, xbuf12 };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_j)
+      4'h0:
+          \$20  = acc0;
+      4'h1:
+          \$20  = acc1;
+      4'h2:
+          \$20  = acc2;
+      4'h3:
+          \$20  = acc3;
+      4'h4:
+          \$20  = acc4;
+      4'h5:
+          \$20  = acc5;
+      4'h6:
+          \$20  = acc6;
+      4'h7:
+          \$20  = acc7;
+      4'h8:
+          \$20  = acc8;
+      4'h9:
+          \$20  = acc9;
+      4'ha:
+          \$20  = acc10;
+      4'hb:
+          \$20  = acc11;
+      4'hc:
+          \$20  = acc12;
+      4'hd:
+          \$20  = acc13;
+      4'he:
+          \$20  = acc14;
+      4'hf:
+          \$20  = acc15;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$26  = op__0__ready;
+      1'h1:
+          \$26  = op__1__ready;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$29  = res_valid__0;
+      1'h1:
+          \$29  = res_valid__1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$34  = res_y__0[18:0];
+      1'h1:
+          \$34  = res_y__1[18:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$36  = res_y__0[18:0];
+      1'h1:
+          \$36  = res_y__1[18:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$38  = res_y__0[18:0];
+      1'h1:
+          \$38  = res_y__1[18:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$40  = res_y__0[18:0];
+      1'h1:
+          \$40  = res_y__1[18:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$42  = { 30'h00000000, \$35  };
+      2'h1:
+          \$42  = { 16'h0000, \$37  };
+      2'h2:
+          \$42  = \$39 ;
+      2'h3:
+          \$42  = \$41 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$44  = res_y__0[37:19];
+      1'h1:
+          \$44  = res_y__1[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$46  = res_y__0[37:19];
+      1'h1:
+          \$46  = res_y__1[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$48  = res_y__0[37:19];
+      1'h1:
+          \$48  = res_y__1[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$50  = res_y__0[37:19];
+      1'h1:
+          \$50  = res_y__1[37:19];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$52  = { 30'h00000000, \$45  };
+      2'h1:
+          \$52  = { 16'h0000, \$47  };
+      2'h2:
+          \$52  = \$49 ;
+      2'h3:
+          \$52  = \$51 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$54  = res_y__0[56:38];
+      1'h1:
+          \$54  = res_y__1[56:38];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$56  = res_y__0[56:38];
+      1'h1:
+          \$56  = res_y__1[56:38];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$58  = res_y__0[56:38];
+      1'h1:
+          \$58  = res_y__1[56:38];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$60  = res_y__0[56:38];
+      1'h1:
+          \$60  = res_y__1[56:38];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$62  = { 30'h00000000, \$55  };
+      2'h1:
+          \$62  = { 16'h0000, \$57  };
+      2'h2:
+          \$62  = \$59 ;
+      2'h3:
+          \$62  = \$61 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$64  = res_y__0[75:57];
+      1'h1:
+          \$64  = res_y__1[75:57];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$66  = res_y__0[75:57];
+      1'h1:
+          \$66  = res_y__1[75:57];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$68  = res_y__0[75:57];
+      1'h1:
+          \$68  = res_y__1[75:57];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$70  = res_y__0[75:57];
+      1'h1:
+          \$70  = res_y__1[75:57];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$72  = { 30'h00000000, \$65  };
+      2'h1:
+          \$72  = { 16'h0000, \$67  };
+      2'h2:
+          \$72  = \$69 ;
+      2'h3:
+          \$72  = \$71 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$74  = res_y__0[94:76];
+      1'h1:
+          \$74  = res_y__1[94:76];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$76  = res_y__0[94:76];
+      1'h1:
+          \$76  = res_y__1[94:76];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$78  = res_y__0[94:76];
+      1'h1:
+          \$78  = res_y__1[94:76];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$80  = res_y__0[94:76];
+      1'h1:
+          \$80  = res_y__1[94:76];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$82  = { 30'h00000000, \$75  };
+      2'h1:
+          \$82  = { 16'h0000, \$77  };
+      2'h2:
+          \$82  = \$79 ;
+      2'h3:
+          \$82  = \$81 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$84  = res_y__0[113:95];
+      1'h1:
+          \$84  = res_y__1[113:95];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$86  = res_y__0[113:95];
+      1'h1:
+          \$86  = res_y__1[113:95];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$88  = res_y__0[113:95];
+      1'h1:
+          \$88  = res_y__1[113:95];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$90  = res_y__0[113:95];
+      1'h1:
+          \$90  = res_y__1[113:95];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$92  = { 30'h00000000, \$85  };
+      2'h1:
+          \$92  = { 16'h0000, \$87  };
+      2'h2:
+          \$92  = \$89 ;
+      2'h3:
+          \$92  = \$91 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$94  = res_y__0[132:114];
+      1'h1:
+          \$94  = res_y__1[132:114];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$96  = res_y__0[132:114];
+      1'h1:
+          \$96  = res_y__1[132:114];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$98  = res_y__0[132:114];
+      1'h1:
+          \$98  = res_y__1[132:114];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$100  = res_y__0[132:114];
+      1'h1:
+          \$100  = res_y__1[132:114];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$102  = { 30'h00000000, \$95  };
+      2'h1:
+          \$102  = { 16'h0000, \$97  };
+      2'h2:
+          \$102  = \$99 ;
+      2'h3:
+          \$102  = \$101 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$104  = res_y__0[151:133];
+      1'h1:
+          \$104  = res_y__1[151:133];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$106  = res_y__0[151:133];
+      1'h1:
+          \$106  = res_y__1[151:133];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$108  = res_y__0[151:133];
+      1'h1:
+          \$108  = res_y__1[151:133];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$110  = res_y__0[151:133];
+      1'h1:
+          \$110  = res_y__1[151:133];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$112  = { 30'h00000000, \$105  };
+      2'h1:
+          \$112  = { 16'h0000, \$107  };
+      2'h2:
+          \$112  = \$109 ;
+      2'h3:
+          \$112  = \$111 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$114  = res_y__0[170:152];
+      1'h1:
+          \$114  = res_y__1[170:152];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$116  = res_y__0[170:152];
+      1'h1:
+          \$116  = res_y__1[170:152];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$118  = res_y__0[170:152];
+      1'h1:
+          \$118  = res_y__1[170:152];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$120  = res_y__0[170:152];
+      1'h1:
+          \$120  = res_y__1[170:152];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$122  = { 30'h00000000, \$115  };
+      2'h1:
+          \$122  = { 16'h0000, \$117  };
+      2'h2:
+          \$122  = \$119 ;
+      2'h3:
+          \$122  = \$121 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$124  = res_y__0[189:171];
+      1'h1:
+          \$124  = res_y__1[189:171];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$126  = res_y__0[189:171];
+      1'h1:
+          \$126  = res_y__1[189:171];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$128  = res_y__0[189:171];
+      1'h1:
+          \$128  = res_y__1[189:171];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$130  = res_y__0[189:171];
+      1'h1:
+          \$130  = res_y__1[189:171];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$132  = { 30'h00000000, \$125  };
+      2'h1:
+          \$132  = { 16'h0000, \$127  };
+      2'h2:
+          \$132  = \$129 ;
+      2'h3:
+          \$132  = \$131 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$134  = res_y__0[208:190];
+      1'h1:
+          \$134  = res_y__1[208:190];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$136  = res_y__0[208:190];
+      1'h1:
+          \$136  = res_y__1[208:190];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$138  = res_y__0[208:190];
+      1'h1:
+          \$138  = res_y__1[208:190];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$140  = res_y__0[208:190];
+      1'h1:
+          \$140  = res_y__1[208:190];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$142  = { 30'h00000000, \$135  };
+      2'h1:
+          \$142  = { 16'h0000, \$137  };
+      2'h2:
+          \$142  = \$139 ;
+      2'h3:
+          \$142  = \$141 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$144  = res_y__0[227:209];
+      1'h1:
+          \$144  = res_y__1[227:209];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$146  = res_y__0[227:209];
+      1'h1:
+          \$146  = res_y__1[227:209];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$148  = res_y__0[227:209];
+      1'h1:
+          \$148  = res_y__1[227:209];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$150  = res_y__0[227:209];
+      1'h1:
+          \$150  = res_y__1[227:209];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$152  = { 30'h00000000, \$145  };
+      2'h1:
+          \$152  = { 16'h0000, \$147  };
+      2'h2:
+          \$152  = \$149 ;
+      2'h3:
+          \$152  = \$151 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$154  = res_y__0[246:228];
+      1'h1:
+          \$154  = res_y__1[246:228];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$156  = res_y__0[246:228];
+      1'h1:
+          \$156  = res_y__1[246:228];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$158  = res_y__0[246:228];
+      1'h1:
+          \$158  = res_y__1[246:228];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$160  = res_y__0[246:228];
+      1'h1:
+          \$160  = res_y__1[246:228];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$162  = { 30'h00000000, \$155  };
+      2'h1:
+          \$162  = { 16'h0000, \$157  };
+      2'h2:
+          \$162  = \$159 ;
+      2'h3:
+          \$162  = \$161 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$164  = res_y__0[265:247];
+      1'h1:
+          \$164  = res_y__1[265:247];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$166  = res_y__0[265:247];
+      1'h1:
+          \$166  = res_y__1[265:247];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$168  = res_y__0[265:247];
+      1'h1:
+          \$168  = res_y__1[265:247];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$170  = res_y__0[265:247];
+      1'h1:
+          \$170  = res_y__1[265:247];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$172  = { 30'h00000000, \$165  };
+      2'h1:
+          \$172  = { 16'h0000, \$167  };
+      2'h2:
+          \$172  = \$169 ;
+      2'h3:
+          \$172  = \$171 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$174  = res_y__0[284:266];
+      1'h1:
+          \$174  = res_y__1[284:266];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$176  = res_y__0[284:266];
+      1'h1:
+          \$176  = res_y__1[284:266];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$178  = res_y__0[284:266];
+      1'h1:
+          \$178  = res_y__1[284:266];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$180  = res_y__0[284:266];
+      1'h1:
+          \$180  = res_y__1[284:266];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$182  = { 30'h00000000, \$175  };
+      2'h1:
+          \$182  = { 16'h0000, \$177  };
+      2'h2:
+          \$182  = \$179 ;
+      2'h3:
+          \$182  = \$181 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$184  = res_y__0[303:285];
+      1'h1:
+          \$184  = res_y__1[303:285];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$186  = res_y__0[303:285];
+      1'h1:
+          \$186  = res_y__1[303:285];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$188  = res_y__0[303:285];
+      1'h1:
+          \$188  = res_y__1[303:285];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$190  = res_y__0[303:285];
+      1'h1:
+          \$190  = res_y__1[303:285];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$192  = { 30'h00000000, \$185  };
+      2'h1:
+          \$192  = { 16'h0000, \$187  };
+      2'h2:
+          \$192  = \$189 ;
+      2'h3:
+          \$192  = \$191 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$195  = loading;
+    if (rst) begin
+      \$195  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$196  = \$23 [3:0];
+    if (rst) begin
+      \$196  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$197  = i;
+    if (start) begin
+      \$197  = 5'h01;
+    end else if (loading) begin
+      \$197  = \$24 [4:0];
+    end
+    if (rst) begin
+      \$197  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$198  = xbuf0;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            \$198  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$198  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$199  = xbuf1;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            \$199  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$199  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$200  = xbuf2;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            \$200  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$200  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$201  = xbuf3;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            \$201  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$201  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$202  = xbuf4;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            \$202  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$202  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$203  = xbuf5;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            \$203  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$203  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$204  = xbuf6;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            \$204  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$204  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$205  = xbuf7;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            \$205  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$205  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$206  = xbuf8;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            \$206  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$206  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$207  = xbuf9;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            \$207  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$207  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$208  = xbuf10;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            \$208  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$208  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$209  = xbuf11;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            \$209  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$209  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$210  = xbuf12;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            \$210  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$210  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$211  = xbuf13;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            /* empty */;
+        4'hd:
+            \$211  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$211  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$212  = xbuf14;
+    if (\$signal$60 ) begin
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            /* empty */;
+        4'hd:
+            /* empty */;
+        4'he:
+            \$212  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$212  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$213  = xbuf15;
+    if (\$signal$60 ) begin
+      (* full_case = 32'd1 *)
+      casez (ld_i)
+        4'h0:
+            /* empty */;
+        4'h1:
+            /* empty */;
+        4'h2:
+            /* empty */;
+        4'h3:
+            /* empty */;
+        4'h4:
+            /* empty */;
+        4'h5:
+            /* empty */;
+        4'h6:
+            /* empty */;
+        4'h7:
+            /* empty */;
+        4'h8:
+            /* empty */;
+        4'h9:
+            /* empty */;
+        4'ha:
+            /* empty */;
+        4'hb:
+            /* empty */;
+        4'hc:
+            /* empty */;
+        4'hd:
+            /* empty */;
+        4'he:
+            /* empty */;
+        4'hf:
+            \$213  = rd__data;
+      endcase
+    end
+    if (rst) begin
+      \$213  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$214  = loaded;
+    if (\$signal$60 ) begin
+      \$214  = \$25 [4:0];
+    end
+    if (start) begin
+      \$214  = 5'h00;
+    end
+    if (rst) begin
+      \$214  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$215  = issued;
+    if (\$27 ) begin
+      \$215  = \$28 [2:0];
+    end
+    if (start) begin
+      \$215  = 3'h0;
+    end
+    if (rst) begin
+      \$215  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$216  = got;
+    if (\$32 ) begin
+      \$216  = \$33 [2:0];
+    end
+    if (start) begin
+      \$216  = 3'h0;
+    end
+    if (rst) begin
+      \$216  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$217  = acc0;
+    if (\$32 ) begin
+      \$217  = \$43 [44:0];
+    end
+    if (start) begin
+      \$217  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$217  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$218  = acc1;
+    if (\$32 ) begin
+      \$218  = \$53 [44:0];
+    end
+    if (start) begin
+      \$218  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$218  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$219  = acc2;
+    if (\$32 ) begin
+      \$219  = \$63 [44:0];
+    end
+    if (start) begin
+      \$219  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$219  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$220  = acc3;
+    if (\$32 ) begin
+      \$220  = \$73 [44:0];
+    end
+    if (start) begin
+      \$220  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$220  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$221  = acc4;
+    if (\$32 ) begin
+      \$221  = \$83 [44:0];
+    end
+    if (start) begin
+      \$221  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$221  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$222  = acc5;
+    if (\$32 ) begin
+      \$222  = \$93 [44:0];
+    end
+    if (start) begin
+      \$222  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$222  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$223  = acc6;
+    if (\$32 ) begin
+      \$223  = \$103 [44:0];
+    end
+    if (start) begin
+      \$223  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$223  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$224  = acc7;
+    if (\$32 ) begin
+      \$224  = \$113 [44:0];
+    end
+    if (start) begin
+      \$224  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$224  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$225  = acc8;
+    if (\$32 ) begin
+      \$225  = \$123 [44:0];
+    end
+    if (start) begin
+      \$225  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$225  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$226  = acc9;
+    if (\$32 ) begin
+      \$226  = \$133 [44:0];
+    end
+    if (start) begin
+      \$226  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$226  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$227  = acc10;
+    if (\$32 ) begin
+      \$227  = \$143 [44:0];
+    end
+    if (start) begin
+      \$227  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$227  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$228  = acc11;
+    if (\$32 ) begin
+      \$228  = \$153 [44:0];
+    end
+    if (start) begin
+      \$228  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$228  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$229  = acc12;
+    if (\$32 ) begin
+      \$229  = \$163 [44:0];
+    end
+    if (start) begin
+      \$229  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$229  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$230  = acc13;
+    if (\$32 ) begin
+      \$230  = \$173 [44:0];
+    end
+    if (start) begin
+      \$230  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$230  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$231  = acc14;
+    if (\$32 ) begin
+      \$231  = \$183 [44:0];
+    end
+    if (start) begin
+      \$231  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$231  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$232  = acc15;
+    if (\$32 ) begin
+      \$232  = \$193 [44:0];
+    end
+    if (start) begin
+      \$232  = 45'h000000000000;
+    end
+    if (rst) begin
+      \$232  = 45'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$233  = j;
+    if (reading) begin
+      \$233  = \$194 [4:0];
+    end
+    if (start) begin
+      \$233  = 5'h00;
+    end
+    if (rst) begin
+      \$233  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$234  = reading;
+    if (rst) begin
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$235  = j[3:0];
+    if (rst) begin
+      \$235  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$236  = running;
+    if (start) begin
+      \$236  = 1'h1;
+    end
+    if (finish) begin
+      \$236  = 1'h0;
+    end
+    if (rst) begin
+      \$236  = 1'h0;
+    end
+  end
+  assign rd__en = 1'h1;
+  assign \$signal  = act_w__en;
+  assign done = finish;
+  assign rd__addr = \$18 [11:0];
+  assign act_w__addr = \$19 [11:0];
+  assign act_w__data = \$21 [15:0];
+  assign \args.macro  = args[0];
+  assign \args.page  = args[1];
+  assign \args.x  = args[13:2];
+  assign \args.y  = args[25:14];
+  assign \op__0__payload.mode  = op__0__payload[0];
+  assign \op__0__payload.page  = op__0__payload[1];
+  assign \op__0__payload.row  = op__0__payload[4:2];
+  assign \op__0__payload.wb_log2  = op__0__payload[6:5];
+  assign \op__0__payload.ab_m1  = op__0__payload[9:7];
+  assign \op__0__payload.w_signed  = op__0__payload[10];
+  assign \op__0__payload.x_signed  = op__0__payload[11];
+  assign \op__0__payload.skip  = op__0__payload[12];
+  assign \op__0__payload.bop  = op__0__payload[15:13];
+  assign \op__0__payload.x  = op__0__payload[79:16];
+  assign \op__0__payload.x[0]  = op__0__payload[23:16];
+  assign \op__0__payload.x[1]  = op__0__payload[31:24];
+  assign \op__0__payload.x[2]  = op__0__payload[39:32];
+  assign \op__0__payload.x[3]  = op__0__payload[47:40];
+  assign \op__0__payload.x[4]  = op__0__payload[55:48];
+  assign \op__0__payload.x[5]  = op__0__payload[63:56];
+  assign \op__0__payload.x[6]  = op__0__payload[71:64];
+  assign \op__0__payload.x[7]  = op__0__payload[79:72];
+  assign \op__0__payload.word  = op__0__payload[95:80];
+  assign \op__1__payload.mode  = op__1__payload[0];
+  assign \op__1__payload.page  = op__1__payload[1];
+  assign \op__1__payload.row  = op__1__payload[4:2];
+  assign \op__1__payload.wb_log2  = op__1__payload[6:5];
+  assign \op__1__payload.ab_m1  = op__1__payload[9:7];
+  assign \op__1__payload.w_signed  = op__1__payload[10];
+  assign \op__1__payload.x_signed  = op__1__payload[11];
+  assign \op__1__payload.skip  = op__1__payload[12];
+  assign \op__1__payload.bop  = op__1__payload[15:13];
+  assign \op__1__payload.x  = op__1__payload[79:16];
+  assign \op__1__payload.x[0]  = op__1__payload[23:16];
+  assign \op__1__payload.x[1]  = op__1__payload[31:24];
+  assign \op__1__payload.x[2]  = op__1__payload[39:32];
+  assign \op__1__payload.x[3]  = op__1__payload[47:40];
+  assign \op__1__payload.x[4]  = op__1__payload[55:48];
+  assign \op__1__payload.x[5]  = op__1__payload[63:56];
+  assign \op__1__payload.x[6]  = op__1__payload[71:64];
+  assign \op__1__payload.x[7]  = op__1__payload[79:72];
+  assign \op__1__payload.word  = op__1__payload[95:80];
+  assign \res_y__0[0]  = res_y__0[18:0];
+  assign \res_y__0[1]  = res_y__0[37:19];
+  assign \res_y__0[2]  = res_y__0[56:38];
+  assign \res_y__0[3]  = res_y__0[75:57];
+  assign \res_y__0[4]  = res_y__0[94:76];
+  assign \res_y__0[5]  = res_y__0[113:95];
+  assign \res_y__0[6]  = res_y__0[132:114];
+  assign \res_y__0[7]  = res_y__0[151:133];
+  assign \res_y__0[8]  = res_y__0[170:152];
+  assign \res_y__0[9]  = res_y__0[189:171];
+  assign \res_y__0[10]  = res_y__0[208:190];
+  assign \res_y__0[11]  = res_y__0[227:209];
+  assign \res_y__0[12]  = res_y__0[246:228];
+  assign \res_y__0[13]  = res_y__0[265:247];
+  assign \res_y__0[14]  = res_y__0[284:266];
+  assign \res_y__0[15]  = res_y__0[303:285];
+  assign \res_y__1[0]  = res_y__1[18:0];
+  assign \res_y__1[1]  = res_y__1[37:19];
+  assign \res_y__1[2]  = res_y__1[56:38];
+  assign \res_y__1[3]  = res_y__1[75:57];
+  assign \res_y__1[4]  = res_y__1[94:76];
+  assign \res_y__1[5]  = res_y__1[113:95];
+  assign \res_y__1[6]  = res_y__1[132:114];
+  assign \res_y__1[7]  = res_y__1[151:133];
+  assign \res_y__1[8]  = res_y__1[170:152];
+  assign \res_y__1[9]  = res_y__1[189:171];
+  assign \res_y__1[10]  = res_y__1[208:190];
+  assign \res_y__1[11]  = res_y__1[227:209];
+  assign \res_y__1[12]  = res_y__1[246:228];
+  assign \res_y__1[13]  = res_y__1[265:247];
+  assign \res_y__1[14]  = res_y__1[284:266];
+  assign \res_y__1[15]  = res_y__1[303:285];
+  assign op__1__payload[79:16] = \$10 ;
+  assign op__1__payload[12] = 1'h0;
+  assign op__1__payload[11] = 1'h0;
+  assign op__1__payload[10] = 1'h0;
+  assign op__1__payload[9:7] = 3'h7;
+  assign op__1__payload[6:5] = 2'h0;
+  assign op__1__payload[1] = args[1];
+  assign op__1__payload[0] = 1'h0;
+  assign { op__1__payload[95:80], op__1__payload[15:13], op__1__payload[4:2] } = 22'h000000;
+  assign op__0__payload[79:16] = \$8 ;
+  assign op__0__payload[12] = 1'h0;
+  assign op__0__payload[11] = 1'h0;
+  assign op__0__payload[10] = 1'h0;
+  assign op__0__payload[9:7] = 3'h7;
+  assign op__0__payload[6:5] = 2'h0;
+  assign op__0__payload[1] = args[1];
+  assign op__0__payload[0] = 1'h0;
+  assign { op__0__payload[95:80], op__0__payload[15:13], op__0__payload[4:2] } = 22'h000000;
+  assign \$9  = args[0];
+  assign \$35  = { 1'h0, \$34  };
+  assign \$37  = { 7'h00, \$36 , 8'h00 };
+  assign \$39  = { 15'h0000, \$38 , 16'h0000 };
+  assign \$41  = { 7'h00, \$40 , 24'h000000 };
+  assign \$45  = { 1'h0, \$44  };
+  assign \$47  = { 7'h00, \$46 , 8'h00 };
+  assign \$49  = { 15'h0000, \$48 , 16'h0000 };
+  assign \$51  = { 7'h00, \$50 , 24'h000000 };
+  assign \$55  = { 1'h0, \$54  };
+  assign \$57  = { 7'h00, \$56 , 8'h00 };
+  assign \$59  = { 15'h0000, \$58 , 16'h0000 };
+  assign \$61  = { 7'h00, \$60 , 24'h000000 };
+  assign \$65  = { 1'h0, \$64  };
+  assign \$67  = { 7'h00, \$66 , 8'h00 };
+  assign \$69  = { 15'h0000, \$68 , 16'h0000 };
+  assign \$71  = { 7'h00, \$70 , 24'h000000 };
+  assign \$75  = { 1'h0, \$74  };
+  assign \$77  = { 7'h00, \$76 , 8'h00 };
+  assign \$79  = { 15'h0000, \$78 , 16'h0000 };
+  assign \$81  = { 7'h00, \$80 , 24'h000000 };
+  assign \$85  = { 1'h0, \$84  };
+  assign \$87  = { 7'h00, \$86 , 8'h00 };
+  assign \$89  = { 15'h0000, \$88 , 16'h0000 };
+  assign \$91  = { 7'h00, \$90 , 24'h000000 };
+  assign \$95  = { 1'h0, \$94  };
+  assign \$97  = { 7'h00, \$96 , 8'h00 };
+  assign \$99  = { 15'h0000, \$98 , 16'h0000 };
+  assign \$101  = { 7'h00, \$100 , 24'h000000 };
+  assign \$105  = { 1'h0, \$104  };
+  assign \$107  = { 7'h00, \$106 , 8'h00 };
+  assign \$109  = { 15'h0000, \$108 , 16'h0000 };
+  assign \$111  = { 7'h00, \$110 , 24'h000000 };
+  assign \$115  = { 1'h0, \$114  };
+  assign \$117  = { 7'h00, \$116 , 8'h00 };
+  assign \$119  = { 15'h0000, \$118 , 16'h0000 };
+  assign \$121  = { 7'h00, \$120 , 24'h000000 };
+  assign \$125  = { 1'h0, \$124  };
+  assign \$127  = { 7'h00, \$126 , 8'h00 };
+  assign \$129  = { 15'h0000, \$128 , 16'h0000 };
+  assign \$131  = { 7'h00, \$130 , 24'h000000 };
+  assign \$135  = { 1'h0, \$134  };
+  assign \$137  = { 7'h00, \$136 , 8'h00 };
+  assign \$139  = { 15'h0000, \$138 , 16'h0000 };
+  assign \$141  = { 7'h00, \$140 , 24'h000000 };
+  assign \$145  = { 1'h0, \$144  };
+  assign \$147  = { 7'h00, \$146 , 8'h00 };
+  assign \$149  = { 15'h0000, \$148 , 16'h0000 };
+  assign \$151  = { 7'h00, \$150 , 24'h000000 };
+  assign \$155  = { 1'h0, \$154  };
+  assign \$157  = { 7'h00, \$156 , 8'h00 };
+  assign \$159  = { 15'h0000, \$158 , 16'h0000 };
+  assign \$161  = { 7'h00, \$160 , 24'h000000 };
+  assign \$165  = { 1'h0, \$164  };
+  assign \$167  = { 7'h00, \$166 , 8'h00 };
+  assign \$169  = { 15'h0000, \$168 , 16'h0000 };
+  assign \$171  = { 7'h00, \$170 , 24'h000000 };
+  assign \$175  = { 1'h0, \$174  };
+  assign \$177  = { 7'h00, \$176 , 8'h00 };
+  assign \$179  = { 15'h0000, \$178 , 16'h0000 };
+  assign \$181  = { 7'h00, \$180 , 24'h000000 };
+  assign \$185  = { 1'h0, \$184  };
+  assign \$187  = { 7'h00, \$186 , 8'h00 };
+  assign \$189  = { 15'h0000, \$188 , 16'h0000 };
+  assign \$191  = { 7'h00, \$190 , 24'h000000 };
 endmodule
