@@ -9,9 +9,13 @@ Files written to ``DIR`` (each replaced atomically):
   ``(words, bytes)`` ``uint8`` little-endian;
 - ``listing.txt``: one line per instruction: pc, word, predicted retire cycle
   (:func:`cimforge.compiler.cost.program_timing`), layer, image and the compiler's own text;
-- ``cycles.json``: predicted cycles per layer and image, per run, the utilisation bound per layer;
+- ``cycles.json``: predicted cycles per layer and image, per run, the utilisation bound per layer, and the
+  cycles its ``DSYNC``s wait on the external memory (``stall``);
 - ``program.json``: what the files are (word widths, depths) and where every graph input and output of every
-  image sits in the activation memory (base word, words, shape, dtype).
+  image sits in the activation memory, or with ``tensors_in: external`` in the external memory (base word,
+  words, shape, dtype);
+- ``ext_init.hex`` (external mode, docs/memory.md section 8): the external memory words the host loads besides
+  the inputs (the weights that do not fit the weight memory), one ``address word`` pair per line.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-image-passes", action="store_true",
                    help="one MAC pass per layer and image (default: one per layer over the images of a run)")
     p.add_argument("--format", choices=FORMATS, default="hex", help="memory image files (default hex)")
+    p.add_argument("--memory", choices=("auto", "onchip", "external"), default="auto",
+                   help="where tensors live: auto (on chip when every tensor and weight fits, else the external "
+                        "memory, layers in row bands staged by DMA), onchip, external (default auto)")
 
 
 def predicted_layers(prog) -> list[dict]:
@@ -58,7 +65,7 @@ def predicted_layers(prog) -> list[dict]:
         out.append({"layer": r.layer, "kind": r.kind, "predicted": cycles,
                     "ideal": round(r.ideal, 3) if r.ideal else None,
                     "utilisation": round(r.ideal / cycles[0], 6) if r.ideal and cycles[0] else None,
-                    "bound": None if r.occupancy is None else round(r.occupancy, 6)})
+                    "bound": None if r.occupancy is None else round(r.occupancy, 6), "stall": r.stall})
     return out
 
 
@@ -134,8 +141,13 @@ def write_program(prog, out: Path, fmt: str = "hex") -> list[Path]:
         places[t.name] = [{"image": i, "base": pl.base, "words": pl.words, "shape": list(pl.shape),
                            "dtype": pl.dtype, "rowpack": pl.rowpack}
                           for i in range(prog.batch) for pl in [prog.tensors[(i, t.name)]]]
+    if prog.external:  # the external memory's initial contents besides the inputs (weights), address: word
+        path = out / "ext_init.hex"
+        _atomic(path, lambda p: p.write_text("".join(f"{a:x} {w:x}\n" for a, w in sorted(prog.ext_init.items()))))
+        written.append(path)
     manifest = {"model": prog.graph.name, "config": prog.cfg.name, "batch": prog.batch, "format": fmt,
                 "resident_weights": prog.resident, "memories": files,
+                "tensors_in": "external" if prog.external else "activation",
                 "inputs": [t.name for t in prog.graph.inputs], "outputs": list(prog.graph.outputs),
                 "activation_places": places}
     texts = {"listing.txt": "\n".join(listing(prog)) + "\n", "cycles.json": json.dumps(cycles, indent=1) + "\n",
@@ -155,19 +167,22 @@ def run(args: argparse.Namespace) -> int:
     named = resolve_model(args.model)
     out = output_dir("--out", args.out)
     split = split_host_tail(named.graph)  # a trailing softmax is the host's (docs/operators.md)
-    prog = compile_graph(split.fabric, cfg, batch=args.batch, merge_images=not args.per_image_passes)
+    prog = compile_graph(split.fabric, cfg, batch=args.batch, merge_images=not args.per_image_passes,
+                         memory=args.memory)
     paths = write_program(prog, out, args.format)
     cycles = json.loads((out / "cycles.json").read_text())
     print(f"{named.label} on '{cfg.name}': {len(prog.code)} instructions, {len(prog.wmem)} weight words, "
-          f"{prog.batch} image(s) per run, weights {'resident' if prog.resident else 'streamed'}")
-    print(f"{'layer':<44} {'kind':<15} {'predicted':>9} {'ideal':>8} {'util':>6} {'bound':>6}")
+          f"{prog.batch} image(s) per run, weights {'resident' if prog.resident else 'streamed'}"
+          + (f", tensors in the external memory ({len(prog.ext_init)} weight words there too)" if prog.external
+             else ""))
+    print(f"{'layer':<44} {'kind':<15} {'predicted':>9} {'ideal':>8} {'util':>6} {'bound':>6} {'stall':>7}")
     for layer in cycles["layers"]:
         pct = (lambda v: "-" if v is None else f"{100 * v:.1f}%")
         ideal = f"{layer['ideal']:.1f}" if layer["ideal"] else "-"
         cyc = layer["predicted"][0]
         cyc = f"{cyc:.0f}" if float(cyc).is_integer() else f"{cyc:.1f}"
         print(f"{layer['layer'][-44:]:<44} {layer['kind']:<15} {cyc:>9} {ideal:>8} "
-              f"{pct(layer['utilisation']):>6} {pct(layer['bound']):>6}")
+              f"{pct(layer['utilisation']):>6} {pct(layer['bound']):>6} {layer['stall']:>7}")
     print(f"predicted: {cycles['run_cycles']} cycles per run, {cycles['per_image_cycles'][0]:.0f} per image (layers)")
     if split.tail:
         print(f"on the host side of a run: {', '.join(f'{layer.kind} {layer.name!r}' for layer in split.tail)}")
