@@ -48,7 +48,7 @@ OPTIONS = {
     "sim": ["--macro", "--model", "--dataset", "--input", "--random", "--images", "--start", "--seed", "--sim",
             "--batch", "--per-image-passes", "--report", "--verbose", "--ops", "--preset", "--config"],
     "golden": ["--dataset", "--input", "--samples", "--float-model", "--limit", "--seed", "--rounding",
-               "--per-tensor", "--check"],
+               "--numerics", "--per-tensor", "--check"],
     "partition": ["--mode", "-n", "-b", "--strategy", "--search", "--throughputs", "--bytes-per-element",
                   "--preset", "--config", "--scale-to-fabric", "--input-shape", "--report", "--no-report"],
     "synth": ["--preset", "--config", "--out", "--timeout", "--scope", "--no-flat", "--no-cache",
