@@ -257,15 +257,21 @@ def test_imagenet_model_is_deterministic_random_and_runs(name, cache, tmp_path):
     assert np.isfinite(_run_ort(q, x)).all()
 
 
-IMAGENET_FORMS = [("qdq", True), ("qop", False)]
+#: Models whose import has operators beyond convolution and pooling (float chains, decomposed BatchNormalization,
+#: channel shuffle, LRN) in both forms (QDQ per-channel, QOperator per-tensor); the plain CNNs in QDQ per-channel
+#: only, the build test_imagenet_model_is_deterministic_random_and_runs makes (CI time: VGG-19 alone is 3 min).
+IMAGENET_CASES = [(n, f) for n in ms.IMAGENET_SET for f in (("qdq", True), ("qop", False))
+                  if f[0] == "qdq" or n in ("resnet50", "shufflenet", "densenet121", "inception_v1")]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", IMAGENET_FORMS, ids=["qdq-pc", "qop-pt"])
-@pytest.mark.parametrize("name", ms.IMAGENET_SET)
+@pytest.mark.parametrize("name,form", IMAGENET_CASES,
+                         ids=[f"{n}-{'qdq-pc' if f[0] == 'qdq' else 'qop-pt'}" for n, f in IMAGENET_CASES])
 def test_imagenet_model_agrees_with_onnxruntime(name, form, cache):
-    """One input per model, single rounding (the default), layer by layer; the known gaps xfail with the
-    measured figure. End to end, the golden model's top-1 class is onnxruntime's."""
+    """One input per model, single rounding (the default), layer by layer, imported with numerics="onnx"; the
+    known gaps xfail with the measured figure. End to end, the golden model's top-1 class is onnxruntime's.
+    Measured on 2 cores: all 18 model x form cases meet the bound (19.7 min with every build; the cases kept
+    here share their QDQ builds with the test above)."""
     from cimforge.golden.cli import onnx_feeds, to_codes
     from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
     from cimforge.golden.onnx_import import load_onnx
