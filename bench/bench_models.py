@@ -2,8 +2,8 @@
 
 Columns: build time (first build; cached builds are instant: ``--rebuild`` forces one), whether
 ``golden.onnx_import.load_onnx`` imports it (else the importer's message: node and operator), the layer-by-layer
-agreement with onnxruntime in both rounding forms (imported with ``numerics="onnx"``; the compile columns use the
-fabric's form, the default) (worst tensor's share of identical elements, largest
+agreement with onnxruntime in both rounding forms (imported with ``numerics="onnx"``, or ``--numerics fabric``; the
+compile columns use the fabric's form, the default) (worst tensor's share of identical elements, largest
 difference in LSB, and whether the acceptance bound is met; each layer fed onnxruntime's own inputs,
 ``golden.compare.layerwise``), end to end (the golden model run from the input: the largest difference of any
 tensor, and the share of inputs whose top-1 class agrees with onnxruntime's), and whether ``cimforge compile MODEL --preset default`` maps it (else the
@@ -47,7 +47,7 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
-def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache=None) -> Row:
+def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache=None, numerics: str = "onnx") -> Row:
     """Build one model in one form and measure import, agreement (both roundings) and compile."""
     from cimforge.golden import model_sets as ms
     from cimforge.golden.cli import onnx_feeds, to_codes
@@ -67,7 +67,7 @@ def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache
         path = ms.build(model, **kwargs)
     row.build_s = time.perf_counter() - t
     try:
-        graph = load_onnx(path, numerics="onnx")  # judged as onnxruntime computes; compiled in the fabric's form
+        graph = load_onnx(path, numerics=numerics)  # judged in these numerics; compiled in the fabric's form
     except Exception as e:  # the importer's message is the measurement
         row.imported = _one_line(e)
         return row
@@ -163,13 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rebuild", action="store_true", help="rebuild each model to time its build")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--numerics", choices=("onnx", "fabric"), default="onnx",
+                   help="import for the agreement columns: onnxruntime's float parts in float32 (default) or what "
+                        "the fabric computes")
     args = p.parse_args(argv)
     models = args.models or {"tiny": ms.TINY_SET, "imagenet": ms.IMAGENET_SET,
                              "all": ms.TINY_SET + ms.IMAGENET_SET}[args.set]
     rows = []
     for m in models:
         for f in args.forms:
-            rows.append(measure(m, f, args.samples, args.seed, args.rebuild))
+            rows.append(measure(m, f, args.samples, args.seed, args.rebuild, numerics=args.numerics))
             print(format_table(rows[-1:], False).splitlines()[-1], file=sys.stderr, flush=True)
     print(format_table(rows, args.markdown))
     return 0
