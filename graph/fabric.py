@@ -13,6 +13,9 @@ mask, the next frontier) are the golden model's: round ``k``'s inputs are the go
 agrees, a closed loop (the host feeding the RTL's own outputs back) computes the same states, round by round,
 so the result is the RTL's (and it is reported from the RTL's words, not from the golden model's).
 
+The design is the fabric inside :class:`cimforge.gen.extmem.CimSystem` (its AXI4 port on the external
+memory model, idle here), as :func:`~cimforge.sim.fabric_runner.system_verilog` builds it.
+
 **Cycles.** Each run's measured ``CYCLES`` and every retired instruction's trace stamp are compared with
 :func:`cimforge.compiler.cost.program_timing` of the same words, and their sum with the compiler's own
 prediction (:attr:`cimforge.graph.compile.GraphRun.cycles`). The host's time between runs (writing the
@@ -214,9 +217,11 @@ def _execute(plan: GraphPlan, progs: list, sim: str) -> list:
             model.run()
             out.append(({b + i: model.amem[b + i] for b, c in p.reads for i in range(c)}, None, None))
         return out
-    from ..sim.fabric_runner import run_programs
+    from ..sim.fabric_runner import run_programs, system_verilog
     items = [(p, {"round": np.zeros((1, 1), dtype=np.int64)}) for p in progs]
-    fab = run_programs(plan.cfg, items, sim=sim)
+    # the system top: the fabric with the external memory model on its AXI4 port (no DMA here), its memories
+    # loaded and read by backdoor
+    fab = run_programs(plan.cfg, items, sim=sim, design=system_verilog(plan.cfg, []))
     return [(rr.words, rr.cycles, [e["cycle"] for e in rr.trace]) for rr in fab.runs]
 
 

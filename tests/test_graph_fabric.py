@@ -20,11 +20,13 @@ from cimforge.presets import get_preset
 pytestmark = [pytest.mark.slow, pytest.mark.cocotb]
 
 #: (graph, preset, algorithm, source): BFS on karate and a generated graph streamed through tiny's ring and on
-#: lesmis resident on default; SSSP and CC (the relaxation engine) on default.
+#: lesmis resident on default; SSSP and CC (the relaxation engine) and PageRank (the SpMV engine, MAC mode)
+#: on default.
 CASES = [("karate", "tiny", "bfs", 0), ("er:n=200,p=0.03,seed=4", "tiny", "bfs", 7),
          ("lesmis", "default", "bfs", 11), ("karate", "default", "sssp", 0), ("lesmis", "default", "cc", None),
          ("er:n=300,p=0.02,seed=4,directed=1,wmax=20", "default", "sssp", 7),
-         ("er:n=300,p=0.02,seed=4,directed=1,wmax=20", "default", "cc", None)]
+         ("er:n=300,p=0.02,seed=4,directed=1,wmax=20", "default", "cc", None),
+         ("lesmis", "default", "pagerank", None), ("er:n=300,p=0.02,seed=4,directed=1", "default", "pagerank", None)]
 
 
 @pytest.mark.parametrize("spec,preset,algo,source", CASES)
