@@ -1226,11 +1226,15 @@ class _Importer:
         ends = np.stack([mult * lo + shift, mult * hi + shift])
 
         def make(out: TensorInfo) -> Layer:
-            mag, nudge = _bn_magnitudes(x, out, mult, shift,
-                                        lambda ws: self.bias(node, _Const(shift), x.scale, ws, c))
+            mag, nudge, want, bad = _bn_magnitudes(x, out, mult, shift,
+                                                   lambda ws: self.bias(node, _Const(shift), x.scale, ws, c))
             ws = np.where(mult != 0, np.abs(mult) / mag, 1.0).astype(np.float32).astype(np.float64)
             w = (np.sign(mult) * mag).astype(np.int8)
             bias = (self.bias(node, _Const(shift), x.scale, ws, c).astype(np.int64) + nudge).astype(np.int32)
+            for ch in np.nonzero((bad > 0) & (mult != 0))[0]:  # no exact candidate: solve for the scale too
+                fit = _affine_fit(x, out, want[ch], int(np.sign(mult[ch])) * 127, int(bias[ch]))
+                if fit is not None:
+                    w[ch], ws[ch], bias[ch] = int(np.sign(mult[ch])) * 127, fit[0], fit[1]
             if len(x.shape) == 1:
                 return Dense(name=name, inputs=(x,), output=out, weight=np.diag(w), bias=bias, weight_scale=ws)
             return Conv2d(name=name, inputs=(x,), output=out, weight=w.reshape(c, 1, 1, 1), bias=bias,
@@ -1490,7 +1494,47 @@ def _bn_magnitudes(x: TensorInfo, out: TensorInfo, mult: np.ndarray, shift: np.n
             best[todo] = np.where(better, m, best[todo])
             nudge[todo] = np.where(better, d, nudge[todo])
             best_bad[todo] = np.where(better, bad, best_bad[todo])
-    return best, nudge
+    return best, nudge, want, best_bad
+
+
+def _affine_fit(x: TensorInfo, out: TensorInfo, want: np.ndarray, w: int, bias0: int,
+                reach: int = 8) -> tuple[float, int] | None:
+    """A weight scale and bias for one channel of an affine whose weight is ``w``, with which the integer result
+    (single rounding) equals ``want`` (the output codes for every input code) exactly, or None. The requantised
+    value is ``round(r * (bias + w * q))``: for each bias within ``reach`` of ``bias0`` the multipliers ``r`` that
+    put every code in its rounding interval form one interval (an intersection of half-open intervals); its
+    middle is taken and checked in fixed point. The weight scale is then ``r * s_out / s_in``. This is what the
+    magnitude search cannot do: move the slope by less than one weight step."""
+    from .requant import quantize_multiplier, requantize
+
+    codes = np.arange(x.qmin, x.qmax + 1, dtype=np.int64) - x.zero_point
+    k = want.astype(np.float64) - out.zero_point  # the wanted value of round(r * acc)
+    for b in sorted(range(bias0 - reach, bias0 + reach + 1), key=lambda v: abs(v - bias0)):
+        acc = (b + w * codes).astype(np.float64)
+        lo, hi = 0.0, np.inf
+        ok = True
+        for a, kk, low_clamped, high_clamped in zip(acc, k, want <= out.qmin, want >= out.qmax):
+            # round(r a) == kk, or <= kk where the output clamps low, >= kk where it clamps high
+            lower = -np.inf if low_clamped else kk - 0.5
+            upper = np.inf if high_clamped else kk + 0.5
+            if a == 0:
+                ok = lower <= 0 < upper
+            elif a > 0:
+                lo, hi = max(lo, lower / a), min(hi, upper / a)
+            else:
+                lo, hi = max(lo, upper / a), min(hi, lower / a)
+            if not ok or lo >= hi:
+                ok = False
+                break
+        if not ok or not np.isfinite(hi) or hi <= 0:
+            continue
+        r = (lo + hi) / 2
+        ws = r * out.scale / x.scale
+        m, sh = quantize_multiplier(x.scale * ws / out.scale)
+        got = requantize(b + w * codes, m, sh, out.zero_point, out.qmin, out.qmax, "single")
+        if np.array_equal(got, want):
+            return ws, b
+    return None
 
 
 def _widen_4bit(a: np.ndarray) -> np.ndarray:
