@@ -3,7 +3,7 @@
 * :func:`widen_4bit`: an ONNX model with int4 / uint4 tensors (onnxruntime's ``quantize_static(weight_type=
   QInt4)``, opset 21 QDQ, or its ``com.microsoft`` Q/DQ at lower opsets) as the same model with int8 / uint8
   tensors of the same values, which the importer (:func:`cimforge.golden.onnx_import.load_onnx`) reads; the
-  values keep their range, so the compiler's :func:`~cimforge.compiler.precision.weight_precision` finds the
+  values keep their range, so the layers' ``weight_bits`` (:class:`cimforge.golden.ir.Conv2d`) find the
   4 bits again. 16-bit and other integer widths are refused by name.
 * :func:`host_input_clamps`: a clamp of a graph input's codes (``QuantizeLinear`` then ``Clip`` of the codes:
   how a model states a narrower input precision, e.g. 3-bit digits) moves to the host side of a run, which

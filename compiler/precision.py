@@ -7,8 +7,8 @@ compute cycles; docs/architecture.md section 3). So a layer whose weight codes a
 ranges runs exactly at the narrower precision, in fewer cycles when ``ab < 8``, with fewer weight columns
 switching when ``wb < 8``.
 
-* **Weights**: the narrowest ``wb`` in {1, 2, 4, 8} holding every weight code: two's complement when some code
-  is negative (``w_signed``), else unsigned (``0 .. 2^wb - 1``). A layer of 3-bit codes runs at 4 bits.
+* **Weights**: the narrowest ``wb`` in {1, 2, 4, 8} whose two's complement range holds every weight code
+  (:attr:`cimforge.golden.ir.Conv2d.weight_bits`, the one definition). A layer of 3-bit codes runs at 4 bits.
 * **Activations**: the codes a layer's input can hold, from where the tensor comes from: a producer's output
   clamp (``act_min .. act_max``: a fused ReLU / Clip, e.g. a ``Clip(0, 15 * scale)`` states 4 bits), unchanged
   through max pooling, reshapes and clamps; a graph input's range given by ``input_ranges`` (a clamp of its
@@ -29,15 +29,11 @@ import numpy as np
 
 from ..bits import exact_log2
 from ..config import INT8_BITS, CimConfig
-from ..golden.ir import DTYPE_RANGES, Clamp, Conv2d, Graph, Layer, MaxPool, Reshape
+from ..golden.ir import DTYPE_RANGES, WEIGHT_BITS, Clamp, Conv2d, Graph, Layer, MaxPool, Reshape
 from .tiling import CompileError
 
-__all__ = ["Precision", "WEIGHT_BITS", "layer_precisions", "weight_precision", "activation_bits", "tensor_range",
-           "pack_weight_words", "INT8_PRECISION"]
-
-#: Weight precisions the macro computes at run time.
-WEIGHT_BITS = (1, 2, 4, 8)
-
+__all__ = ["Precision", "WEIGHT_BITS", "layer_precisions", "activation_bits", "tensor_range", "pack_weight_words",
+           "INT8_PRECISION", "precision_for"]
 
 @dataclass(frozen=True)
 class Precision:
@@ -61,17 +57,6 @@ class Precision:
 
 
 INT8_PRECISION = Precision(INT8_BITS, True, INT8_BITS, True)
-
-
-def weight_precision(w: np.ndarray) -> tuple[int, bool]:
-    """``(wb, w_signed)``: the narrowest macro weight precision holding every code of ``w``."""
-    w = np.asarray(w, dtype=np.int64)
-    lo, hi = (int(w.min()), int(w.max())) if w.size else (0, 0)
-    signed = lo < 0
-    for wb in WEIGHT_BITS:
-        if (signed and -(1 << (wb - 1)) <= lo and hi <= (1 << (wb - 1)) - 1) or (not signed and hi < (1 << wb)):
-            return wb, signed
-    return INT8_BITS, True  # int8 codes always fit
 
 
 def activation_bits(lo: int, hi: int, signed: bool) -> int:
@@ -115,7 +100,7 @@ def layer_precisions(graph: Graph, cfg: CimConfig | None = None,
     """
     out = {}
     for layer in graph.weighted_layers:
-        wb, w_signed = weight_precision(layer.weight)
+        wb = layer.weight_bits
         x_signed = layer.input.dtype == "int8"
         lo, hi = tensor_range(graph, layer.input.name, input_ranges)
         if isinstance(layer, Conv2d) and any(layer.padding):
@@ -123,7 +108,7 @@ def layer_precisions(graph: Graph, cfg: CimConfig | None = None,
         ab = activation_bits(lo, hi, x_signed)
         if cfg is not None:
             _check(layer, cfg, wb, ab)
-        out[layer.name] = Precision(ab, x_signed, wb, w_signed)
+        out[layer.name] = Precision(ab, x_signed, wb, True)
     return out
 
 
@@ -140,7 +125,7 @@ def _check(layer: Layer, cfg: CimConfig, wb: int, ab: int) -> None:
 def pack_weight_words(words: list[int], lanes_: int, wb: int) -> list[int]:
     """Page words of 8-bit lanes (:func:`~cimforge.compiler.tiling.page_words`) repacked at ``wb`` bits per lane
     (lane ``j`` in bits ``[j*wb, (j+1)*wb)``, the macro's layout at run-time precision ``wb``): each code's
-    low ``wb`` bits, which hold it exactly when it fits (:func:`weight_precision`)."""
+    low ``wb`` bits, which hold it exactly when it fits (``layer.weight_bits``)."""
     if wb == INT8_BITS:
         return list(words)
     mask = (1 << wb) - 1
