@@ -29,7 +29,7 @@ from typing import Any
 
 from .errors import UserError
 
-__all__ = ["check_output_dir", "replace_dir", "write_atomic", "read_json_cache", "TMP_PREFIX"]
+__all__ = ["check_output_dir", "replace_dir", "write_atomic", "read_json_cache", "cache_dir", "TMP_PREFIX"]
 
 #: Prefix of every temporary file and directory these helpers create (short: names stay under NAME_MAX).
 TMP_PREFIX = ".cimforge-"
@@ -196,3 +196,14 @@ def read_json_cache(path: str | os.PathLike) -> Any | None:
         with contextlib.suppress(OSError):
             path.unlink()
         return None
+
+
+def cache_dir(env: str, name: str) -> Path:
+    """Where a cache called ``name`` lives: ``$env`` if set, else ``build/<name>/cache`` in the project tree
+    (an editable install), else ``~/.cache/cimforge/<name>``."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").exists():
+        return root / "build" / name / "cache"
+    return Path.home() / ".cache" / "cimforge" / name

@@ -137,13 +137,8 @@ class SynthResult:
 def default_cache_dir() -> Path:
     """``$CIMFORGE_SYNTH_CACHE``, else ``build/synth/cache`` in the project tree (the editable install), else the
     user's cache directory."""
-    env = os.environ.get("CIMFORGE_SYNTH_CACHE")
-    if env:
-        return Path(env)
-    root = Path(__file__).resolve().parents[1]
-    if (root / "pyproject.toml").exists():
-        return root / "build" / "synth" / "cache"
-    return Path.home() / ".cache" / "cimforge" / "synth"
+    from ..outputs import cache_dir
+    return cache_dir("CIMFORGE_SYNTH_CACHE", "synth")
 
 
 def _tool_identity() -> str:
