@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from .. import __version__
-from ..outputs import read_json_cache, write_atomic
+from ..outputs import cache_dir, read_json_cache, write_atomic
 
 __all__ = ["ResultCache", "tool_version", "result_key", "RESULT_VERSION", "default_cache_dir", "CACHED_STATUSES"]
 
@@ -54,14 +54,8 @@ def result_key(config_key: str, model_digest: str, what: dict) -> str:
 
 def default_cache_dir() -> Path:
     """``$CIMFORGE_EXPLORE_CACHE``, else ``build/explore/cache`` in the project tree (the editable install),
-    else the user's cache directory."""
-    env = os.environ.get("CIMFORGE_EXPLORE_CACHE")
-    if env:
-        return Path(env)
-    root = Path(__file__).resolve().parents[1]
-    if (root / "pyproject.toml").exists():
-        return root / "build" / "explore" / "cache"
-    return Path.home() / ".cache" / "cimforge" / "explore"
+    else the user's cache directory (:func:`cimforge.outputs.cache_dir`)."""
+    return cache_dir("CIMFORGE_EXPLORE_CACHE", "explore")
 
 
 class ResultCache:
