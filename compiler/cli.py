@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import add_config_options, config_from_options
+from .memory import MEMORY_MODES
 from ..errors import UserError, int_at_least, output_dir
 
 __all__ = ["add_arguments", "run", "write_program", "predicted_layers", "listing"]
@@ -46,9 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-image-passes", action="store_true",
                    help="one MAC pass per layer and image (default: one per layer over the images of a run)")
     p.add_argument("--format", choices=FORMATS, default="hex", help="memory image files (default hex)")
-    p.add_argument("--memory", choices=("auto", "onchip", "external"), default="auto",
+    p.add_argument("--memory", choices=MEMORY_MODES, default="auto",
                    help="where tensors live: auto (on chip when every tensor and weight fits, else the external "
-                        "memory, layers in row bands staged by DMA), onchip, external (default auto)")
+                        "memory, layers in row bands staged by DMA), onchip, liveness (on chip, words reused after "
+                        "a tensor's last reader), external (default auto)")
 
 
 def predicted_layers(prog) -> list[dict]:

@@ -34,13 +34,14 @@ from .program import MacPass, TensorPlace
 from .state import Band, CompileState, Step, emit_instr
 from .tiling import CompileError
 
-__all__ = ["MEMORY_MODES", "Unit", "Staging", "WeightStream", "input_rows", "layer_bands", "order_bands",
+__all__ = ["MEMORY_MODES", "allocate_by_liveness", "Unit", "Staging", "WeightStream", "input_rows", "layer_bands", "order_bands",
            "assign_band_pages", "emit_external", "stage_weights", "weight_words", "sync_stalls", "check_hazards",
            "DMA_MAX_LEN"]
 
 #: Where graph tensors live: ``auto`` (on chip when every tensor of every image fits the activation memory and
-#: the weights fit the weight memory, else external), ``onchip``, ``external``.
-MEMORY_MODES = ("auto", "onchip", "external")
+#: the weights fit the weight memory, else external), ``onchip``, ``liveness`` (on chip, a tensor's words reused
+#: after its last reader: :func:`allocate_by_liveness`), ``external``.
+MEMORY_MODES = ("auto", "onchip", "liveness", "external")
 
 #: Instructions whose engine reads and writes the activation memory.
 _COMPUTE = ("MAC", "POOL", "EW")
@@ -61,6 +62,51 @@ def weight_words(state: CompileState) -> int:
         for g, _, _ in geos:
             total += sum(t.elems for t in k_tiles(g, cfg)) * n_tiles(g, cfg)
     return total
+
+
+def allocate_by_liveness(state: CompileState) -> int:
+    """Re-place the on-chip tensors (``state.prog.tensors``, laid out one after another by ``place_tensors``)
+    so that a tensor's words are reused once its last reader has run: first fit in production order, each
+    tensor (all images of it back to back, aliases sharing their owner's words) live from its producing layer
+    to its last reader (graph outputs to the end). The program's steps run layer by layer, so a layer's output
+    never overlaps its inputs. Sets ``Program.kept`` (the tensors no later tensor overwrites) and returns the
+    words used."""
+    graph, prog, lay, batch = state.graph, state.prog, state.layouts, state.batch
+    owner = lay.owner
+    n = len(graph.layers)
+    born = {t.name: -1 for t in graph.inputs}
+    last: dict[str, int] = {}
+    for i, layer in enumerate(graph.layers):
+        born.setdefault(owner[layer.output.name], i)
+        for t in layer.inputs:
+            last[owner[t.name]] = i
+    for name in graph.outputs:
+        last[owner[name]] = n
+    words = {name: prog.tensors[(0, name)].words * batch for name in born}
+    live: list[tuple[int, int, str]] = []  # (base, words, owner)
+    base_of, overwritten = {}, set()
+    for name in sorted(born, key=lambda t: born[t]):
+        now = born[name]
+        live = [r for r in live if last.get(r[2], born[r[2]]) >= now]  # readers still to come (or now)
+        at = 0
+        for b, w, _ in sorted(live):
+            if b - at >= words[name]:
+                break
+            at = max(at, b + w)
+        base_of[name] = at
+        for other in _overlapping(base_of, words, name):
+            overwritten.add(other)
+        live.append((at, words[name], name))
+    for (i, name), place in list(prog.tensors.items()):
+        prog.tensors[(i, name)] = replace(place, base=base_of[owner[name]] + i * place.words)
+    prog.kept = {t for t in graph.tensors if owner[t] not in overwritten}
+    return max((base_of[t] + words[t] for t in base_of), default=0)
+
+
+def _overlapping(base_of: dict, words: dict, name: str) -> list[str]:
+    """The tensors placed before ``name`` whose words ``name``'s overlap."""
+    b0, w0 = base_of[name], words[name]
+    return [o for o, b in base_of.items() if o != name and b < b0 + w0 and b0 < b + words[o]]
 
 
 # -- bands ------------------------------------------------------------------------------------------------------

@@ -171,6 +171,9 @@ class Program:
     ext_init : dict
         External memory words the host loads before a run besides the inputs (``{address: word}``: the weights
         when they do not fit the weight memory).
+    kept : set of str or None
+        With the activation memory allocated by liveness (``memory="liveness"``), the tensors whose words no
+        later tensor reuses, which the host can read back after a run; None: every tensor.
     access : dict
         External mode: ``pc -> (reads, writes)`` activation ranges ``[(base, words), ...]`` of each compute
         instruction (:func:`cimforge.compiler.memory.check_hazards`).
@@ -193,6 +196,7 @@ class Program:
     external: bool = False
     ext_init: dict = field(default_factory=dict)
     access: dict = field(default_factory=dict)
+    kept: set | None = None
 
     @property
     def lanes(self) -> int:
@@ -260,9 +264,11 @@ class Program:
         return words
 
     def read_tensors(self, words, n_images: int | None = None, names=None) -> dict[str, np.ndarray]:
-        """Every tensor (or ``names``) of the first ``n_images`` images, stacked ``(N, *shape)``."""
+        """Every tensor that is still in memory after a run (or ``names``) of the first ``n_images`` images,
+        stacked ``(N, *shape)``: all of them unless the activation memory was allocated by liveness (then
+        :attr:`kept`)."""
         n_images = self.batch if n_images is None else n_images
-        names = names or [t for t in self.graph.tensors]
+        names = names or [t for t in self.graph.tensors if self.kept is None or t in self.kept]
         return {name: np.stack([self.unpack_tensor(self.tensors[(i, name)], words) for i in range(n_images)])
                 for name in names}
 

@@ -227,7 +227,7 @@ def simulate(model, cfg: CimConfig, inputs, *, labels=None, sim: str = "verilato
                     div.image += first
                     res.divergence = div
             for i in range(k):
-                exact = {name: bool(np.array_equal(gold[name][i], got[name][i])) for name in gold}
+                exact = {name: bool(np.array_equal(gold[name][i], got[name][i])) for name in gold if name in got}
                 res.rows.append(layer_rows(prog, run.trace, image=i, exact=exact))
         if progress is not None:
             progress.update(sum(g[2] for g in group))
@@ -235,7 +235,7 @@ def simulate(model, cfg: CimConfig, inputs, *, labels=None, sim: str = "verilato
     res.golden_pred = np.concatenate([_top1(g[out_name]) for g in golden_all])
     res.rtl_pred = np.concatenate([_top1(g[out_name]) for g in got_all])
     res.exact_tensors = {name: all(np.array_equal(g[name], r[name]) for g, r in zip(golden_all, got_all))
-                         for name in golden_all[0]}
+                         for name in golden_all[0] if name in got_all[0]}  # the tensors the run kept
     res.total_wall = time.perf_counter() - t0
     return res
 

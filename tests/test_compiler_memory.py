@@ -96,7 +96,7 @@ def test_auto_chooses_external_only_when_needed():
     assert not compile_graph(g, get_preset("default")).external
     assert compile_graph(g, _fabric(get_preset("default"), act_depth=128)).external  # its tensors need 130
     assert compile_graph(g, _fabric(get_preset("default"), weight_depth=256)).external  # its weights 320
-    with pytest.raises(CompileError, match="memory = 'disk': allowed auto, onchip, external"):
+    with pytest.raises(CompileError, match="memory = 'disk': allowed auto, onchip, liveness, external"):
         compile_graph(g, get_preset("default"), memory="disk")
 
 
@@ -166,3 +166,29 @@ def test_tiny_set_on_the_iss(name):
     waits = sum(w for pc, (_, w) in enumerate(sync_stalls(prog, stamps)) if prog.instrs[pc].op == "DSYNC")
     print(f"{name}: {stamps[-1] + 1} cycles, {waits} waiting on the external memory")
     assert waits < stamps[-1] / 2 or name == "autoencoder"  # its weights are used once: transfer-bound
+
+
+def test_liveness_reuses_words_after_the_last_reader():
+    """memory='liveness': on chip, a tensor's words reused once its last reader has run. The digits ResNet
+    needs fewer words than with every tensor kept; the kept tensors (the outputs among them) equal the golden
+    model, for a batch of images; too small a memory names the size that fits."""
+    g = load_digits_model("digits_resnet_qdq")
+    cfg = get_preset("default")
+    rng = np.random.default_rng(SEED)
+    keep_all = compile_graph(g, cfg, batch=3, memory="onchip")
+    live = compile_graph(g, cfg, batch=3, memory="liveness")
+    used = lambda p: max(pl.base + pl.words for pl in p.tensors.values())  # noqa: E731
+    assert used(live) < used(keep_all) and not live.external
+    assert set(g.outputs) <= live.kept and live.kept < set(g.tensors)
+    xs = _inputs(g, rng, 3)
+    got, _ = run_program(live, xs)
+    gold = run_graph(g, xs, rounding=cfg.fabric.rounding)
+    assert set(got) == live.kept
+    for name in got:
+        assert np.array_equal(got[name], gold[name]), name
+    need = used(live)
+    with pytest.raises(CompileError, match=rf"need {need} words with liveness reuse, fabric.act_depth = 64: allowed "
+                                           rf"fabric.act_depth >= {need}"):
+        compile_graph(g, _fabric(cfg, act_depth=64), batch=3, memory="liveness")
+    with pytest.raises(CompileError, match="allowed merge_images=True"):
+        compile_graph(g, cfg, memory="liveness", merge_images=False)
