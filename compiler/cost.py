@@ -463,5 +463,6 @@ def mac_instr_cycles(program, pc: int, args: dict | None = None) -> int:
     runs."""
     mp = program.pass_at[pc]
     steps = [tile_steps(t, mp.geom, lanes(program.cfg)) for t in mp.tiles]
-    return mac_pass_cycles(mp.npos, steps, mp.nt, mp.par)
+    ab = (args if args is not None else decode_op(program.cfg, program.code[pc])[1])["ab_m1"] + 1
+    return mac_pass_cycles(mp.npos, steps, mp.nt, mp.par, ab)  # ab cycles per operation: the layer's precision
 

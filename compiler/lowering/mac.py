@@ -8,7 +8,6 @@ its pages and, when weights stream, a ``SYNC`` before it.
 
 from __future__ import annotations
 
-from ...bits import exact_log2
 from ...config import INT8_BITS, CimConfig
 from ...gen.isa import Opcode, desc_layout, lanes, param_layout
 from ...gen.loader import LOAD_TIMING
@@ -16,6 +15,7 @@ from ...golden.ir import Conv2d, Dense, Layer
 from ..cost import (LayerCost, Parallelism, choose_parallelism, ideal_cycles, plan_cycles,
                     weight_load_cycles)
 from ..planning import layer_geometries, mac_plan, n_tiles
+from ..precision import pack_weight_words, precision_for
 from ..program import MacPass
 from ..state import CompileState, GroupPlan, Step, emit_instr, pack_checked
 from ..tiling import CompileError, ConvGeom, k_tiles, page_words
@@ -83,7 +83,7 @@ def place(state: CompileState, layer: Layer) -> None:
         nt = n_tiles(g, cfg)
         for n, k in _image_order(gp.par, len(tiles), nt):
             t = tiles[k]
-            words = page_words(g, t, n, cfg)
+            words = pack_weight_words(page_words(g, t, n, cfg), L, precision_for(state, layer).wb)  # at the run-time wb
             state.wblocks[(*key, k, n)] = (len(prog.wmem), len(words))
             prog.wmem.extend(words)
         words = [pack_checked(layer.name, dlay, {
@@ -234,8 +234,7 @@ def mac_args(mp: MacPass, state: CompileState, layer: Layer) -> dict:
         "out_base": dst.base + mp.out_off + mp.n_base, "out_cw": dst.cw, "param_base": mp.param_base,
         "zp_in": layer.input.zero_point & 0xFF, "zp_out": layer.output.zero_point,
         "act_min": layer.act_min, "act_max": layer.act_max,
-        "ab_m1": INT8_BITS - 1, "wb_log2": exact_log2(INT8_BITS), "x_signed": int(layer.input.dtype == "int8"),
-        "w_signed": 1,
+        **precision_for(state, layer).mac_fields(),  # the layer's ab, wb, signedness (compiler/precision.py)
     }
 
 
