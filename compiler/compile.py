@@ -20,7 +20,8 @@ from ..golden.ir import Graph
 from .cost import Parallelism
 from .lowering import lowering_for
 from .lowering.mac import emit_loads, weight_loads
-from .memory import MEMORY_MODES, assign_band_pages, emit_external, order_bands, stage_weights, weight_words
+from .memory import (MEMORY_MODES, allocate_by_liveness, assign_band_pages, emit_external, order_bands,
+                     stage_weights, weight_words)
 from .planning import mac_plan
 from .precision import precision_for
 from .program import Program, TensorPlace
@@ -56,11 +57,12 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         One ``MAC`` pass per layer covers every image of the run (its positions run over all images, so the
         pass's fixed set-up and drain are paid once per run, and streamed weights are loaded once per run);
         the program then runs layer by layer. False: every image has its own passes, image by image.
-    memory : {"auto", "onchip", "external"}
+    memory : {"auto", "onchip", "liveness", "external"}
         Where graph tensors live (:data:`~cimforge.compiler.memory.MEMORY_MODES`): ``auto`` keeps them in the
         activation memory when every tensor of every image fits it and the weights fit the weight memory, else
         in the external memory, each layer then running in row bands staged by ``DMA``
-        (:mod:`cimforge.compiler.memory`; images one after another).
+        (:mod:`cimforge.compiler.memory`; images one after another). ``liveness`` keeps them on chip with a
+        tensor's words reused after its last reader (the host then reads back ``Program.kept`` only).
     input_ranges : dict, optional
         Graph input name -> ``(lo, hi)``: the codes the host gives that input (a clamp of its codes applied on
         the host side, :func:`cimforge.codesign.importing.host_input_clamps`); its readers then run at the
@@ -139,6 +141,10 @@ def place_tensors(state: CompileState) -> None:
         if owner == name:
             addr += batch * place.words
     f = cfg.fabric
+    if state.memory == "liveness":
+        if not state.merge_images:  # image by image, an image's tensors would overwrite the last image's
+            raise CompileError("memory = 'liveness' runs layer by layer over the images: allowed merge_images=True")
+        addr = allocate_by_liveness(state)
     external = state.memory == "external" or (state.memory == "auto" and (
         addr > f.act_depth or weight_words(state) > f.weight_depth))
     if external:
@@ -150,9 +156,14 @@ def place_tensors(state: CompileState) -> None:
         state.merge_images = False
     elif addr > f.act_depth:
         fit = max_batch(graph, cfg)
+        if state.memory == "liveness":
+            raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} "
+                               f"words with liveness reuse, fabric.act_depth = {f.act_depth}: allowed "
+                               f"fabric.act_depth >= {addr}, or memory='external'")
         allowed = f"batch <= {fit}" if fit else f"fabric.act_depth >= {addr // batch}"
         raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} words, "
-                           f"fabric.act_depth = {f.act_depth}: allowed {allowed}, or memory='external'")
+                           f"fabric.act_depth = {f.act_depth}: allowed {allowed}, or memory='liveness' or "
+                           f"'external'")
 
 
 def _rowpacked_inputs(graph: Graph, lay: TensorLayouts, cfg: CimConfig) -> set[str]:
