@@ -181,7 +181,7 @@ def fabric_programs(plan: GraphPlan, run: GraphRun) -> list[GraphProgram]:
     when every block's arcs stay in place, else before each run)."""
     first_round = len(run.programs) - run.result.rounds
     out = []
-    held: dict[int, tuple] = {}  # arc word address -> (block, first arc) the activation memory holds there
+    held: dict[int, tuple] = {}  # activation word -> (block, arc) of the arc word it holds
     for p, prog in enumerate(run.programs):
         rnd = p - first_round
         runs = [_run_program(plan, r, rnd) for r in split_runs(prog)]
@@ -195,11 +195,14 @@ def fabric_programs(plan: GraphPlan, run: GraphRun) -> list[GraphProgram]:
         if plan.algo in RELAX:
             for gp, r in zip(runs, split_runs(prog)):
                 for kind, args in r:
-                    key = (args["block"], args.get("first", 0)) if kind == "GRELAX" else None
-                    if key is not None and held.get(args["arcs"]) != key:
-                        words = arc_words(plan, args["block"])[key[1]:key[1] + args["count"]]
-                        gp.writes.update({args["arcs"] + i: w for i, w in enumerate(words)})
-                        held[args["arcs"]] = key
+                    if kind != "GRELAX":
+                        continue
+                    blk, first, base = args["block"], args.get("first", 0), args["arcs"]
+                    # written unless every word still holds this piece (a later run may have overwritten some)
+                    if any(held.get(base + i) != (blk, first + i) for i in range(args["count"])):
+                        words = arc_words(plan, blk)[first:first + args["count"]]
+                        gp.writes.update({base + i: w for i, w in enumerate(words)})
+                        held.update({base + i: (blk, first + i) for i in range(args["count"])})
         out += runs
     return out
 
