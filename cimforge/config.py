@@ -170,7 +170,7 @@ class FabricConfig:
         Weight memory words of ``macro.cols`` bits (one macro row) the loader copies into macro pages
         (16..65536).
     param_depth : int
-        Per-output-channel parameter words (bias, multiplier, shift of one word's lanes) (4..4096).
+        Per-output-channel parameter words (bias, multiplier, shift of one word's lanes) (4..16384: ResNet-50 needs 6765 on 8 lanes).
     desc_depth : int
         Tile descriptor words: how a reduction tile is gathered from the activation memory (4..4096).
     acc_width : int
@@ -214,7 +214,7 @@ class FabricConfig:
             raise ConfigError("fabric.rounding", self.rounding, "one of " + ", ".join(ROUNDINGS))
         _check_int("fabric", "act_depth", self.act_depth, 64, 65536)
         _check_int("fabric", "weight_depth", self.weight_depth, 16, 65536)
-        _check_int("fabric", "param_depth", self.param_depth, 4, 4096)
+        _check_int("fabric", "param_depth", self.param_depth, 4, 16384)
         _check_int("fabric", "desc_depth", self.desc_depth, 4, 4096)
         _check_int("fabric", "ext_depth", self.ext_depth, 1024, 1 << 24)
         _check_int("fabric", "ext_latency", self.ext_latency, 1, 1024)
