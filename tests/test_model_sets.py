@@ -196,6 +196,9 @@ def test_tiny_topology_follows_the_reference(name, cache):
 KNOWN_GAPS = {
     ("*", "*", "double"): "double rounding differs on about 2**-(right+1) of every requantised output "
                           "(0.1-0.8% of each convolution, 3-10% of the final average pools)",
+    ("resnet8", "qdq", "fabric"): "the fabric's POOL engine rounds exact ties of the 8x8 average pool (window sum "
+                                  "% 64 == 32, equal scales) up, onnxruntime's float pool to even: 0.8% of its "
+                                  "outputs (numerics 'onnx' reproduces onnxruntime: 100%)",
 }
 
 
@@ -207,6 +210,31 @@ def _known_gap(name: str, fmt: str, rounding: str) -> str | None:
 
 
 _REFERENCE: dict = {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
+@pytest.mark.parametrize("name", ms.TINY_SET)
+def test_tiny_model_agrees_in_the_fabric_numerics(name, form, cache):
+    """The import the fabric runs (numerics="fabric": integer average pools, BatchNormalization as a depthwise
+    convolution), single rounding: what the RTL computes, judged by onnxruntime layer by layer (slow: 103 s for
+    the 16 cases, mostly the BatchNormalization weight search of the fabric's form)."""
+    from cimforge.golden.cli import onnx_feeds, to_codes
+    from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
+    from cimforge.golden.onnx_import import load_onnx
+
+    path = ms.build(name, *form, SEED, cache=cache)
+    graph = load_onnx(path)
+    print(f"{name} {path.name}: seed {SEED}, inputs seed {SEED + 1}")
+    x = ms.sample_inputs(name, 4, SEED + 1)
+    a = compare_tensors(layerwise(graph, ref := ort_tensors(path, graph, onnx_feeds(graph, x, to_codes(graph, x))),
+                                  "single"), ref)
+    print(a.format(per_tensor=True))
+    assert a.max_diff <= MAX_LSB
+    gap = KNOWN_GAPS.get((name, form[0], "fabric"))
+    if not a.ok(AGREEMENT_MIN, MAX_LSB) and gap:
+        pytest.xfail(f"{gap} (worst tensor {100 * a.worst_fraction:.3f}%)")
+    assert a.ok(AGREEMENT_MIN, MAX_LSB), f"{name}: worst tensor {100 * a.worst_fraction:.3f}%"
 
 
 @pytest.mark.parametrize("rounding", ["single", "double"])
