@@ -95,7 +95,7 @@ def test_codesigned_models_rtl():
         energy = flow.energy_figures(c)["energy_per_inference_nj"]
         measured[name] = (per_image, energy)
         mean = [np.mean([rows[i].measured for rows in res["rows"]]) for i in range(len(res["rows"][0]))]
-        print(f"{name}: {per_image:.1f} RTL cycles/image (layers {[round(m, 1) for m in mean]}), "
+        print(f"{name}: {per_image:.1f} RTL cycles/image (layers {[round(float(m), 1) for m in mean]}), "
               f"{energy:.3f} nJ/image estimated")
     b_cycles, b_energy = measured[BASELINE]
     for name in CODESIGNED:
