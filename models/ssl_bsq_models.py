@@ -29,8 +29,9 @@ Phases (all seeded, one thread, deterministic torch algorithms, so a rerun write
    the forward pass, a group lasso over each layer's planes weighted by the layer's share of weights and bits,
    and every :data:`BSQ_PERIOD` epochs a requantisation: planes re-split exactly from the rounded codes, all-zero
    most significant planes dropped, the least significant plane dropped (the step doubled) while that moves the
-   layer's weights by less than :data:`BSQ_LSB_TOL` of their norm. Each layer then takes the macro weight
-   precision its planes fit (:func:`macro_bits`) and is fine-tuned at it (:data:`EPOCHS_BSQ_FINETUNE` epochs).
+   layer's weights by less than :data:`BSQ_LSB_TOL` of their norm. Each layer is then taken down to the widest
+   macro weight precision whose magnitude bits do not exceed its planes (:func:`macro_bits`; the planes in
+   between are dropped too) and fine-tuned at it (:data:`EPOCHS_BSQ_FINETUNE` epochs).
 5. **onnxruntime int4** (``bsq_int4_ort_qdq.onnx``): the dense folded model quantized by onnxruntime with
    ``weight_type=QInt4`` (opset 21 QDQ), the int4-weight model the importer must take.
 
