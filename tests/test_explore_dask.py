@@ -5,8 +5,9 @@ same seed; ``cimforge explore`` writes its report.
 
 Every point synthesises its macro (cached by content under build/synth/cache: the 8 points share two macro
 geometries) and the serial run checks one point on the RTL (Verilator build cached under build/sim). Times on
-the shared 2-core machine: first run about 5 minutes (two syntheses, one Verilator build of about 160 s), later
-runs about 90 s (caches warm; three local clusters of two workers each).
+the shared 2-core machine (load about 10): 6 min 23 s with one Verilator build (the serial fixture 220 s of it,
+the command on an existing scheduler 71 s, the Dask run and its rerun 51 s, the killed worker 30 s, NSGA-II 7 s);
+add about a minute per macro geometry the first time it is synthesised.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.synth]
 
 SPACE = {
     "name": "eight", "base": "default",
+    # act_depth 256: the digits CNN's tensors live in the external memory (the compiler's external-memory mode,
+    # docs/memory.md), so the RTL check runs the fabric with its external memory model
     "fields": {"macro": {"rows": [16, 32], "cols": [32], "pages": [4]},
-               "fabric": {"n_macros": [1, 2], "rounding": ["single", "double"]}},
+               "fabric": {"n_macros": [1, 2], "rounding": ["single", "double"], "act_depth": [256]}},
     "rtl": {"fraction": 0.1, "images": 2},
 }
 
@@ -129,23 +132,35 @@ def test_nsga2_evaluates_distinct_points_that_meet_the_constraints(models, tmp_p
     assert runs[0] == runs[1]
 
 
-def test_the_command_writes_the_report(tmp_path, capsys):
-    space = tmp_path / "four.toml"
-    space.write_text('name = "four"\nbase = "default"\n[fields]\nmacro.rows = [16, 32]\nmacro.cols = [32]\n'
-                     'macro.pages = [4]\nfabric.rounding = ["single", "double"]\n[rtl]\nfraction = 0.25\n')
+def test_the_command_on_an_existing_scheduler_writes_the_report(serial, tmp_path, capsys):
+    """``cimforge explore --scheduler ADDRESS`` on a cluster started apart (the same 8 designs as the serial
+    run, so its RTL check reuses that Verilator build), then the report files."""
+    import tomli_w
+    from distributed import LocalCluster
+
+    space = tmp_path / "eight.toml"
+    space.write_text(tomli_w.dumps(SPACE))
     out = tmp_path / "out"
-    rc = main(["explore", "--space", str(space), "--model", "digits_cnn_qop", "--model", "digits_cnn_qop",
-               "--serial", "--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress"])
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        rc = main(["explore", "--space", str(space), "--model", "digits_cnn_qop", "--model", "digits_cnn_qop",
+                   "--scheduler", cluster.scheduler_address, "--out", str(out), "--cache", str(tmp_path / "cache"),
+                   "--no-progress"])
     text = capsys.readouterr().out
     assert rc == 0, text
-    assert "four: 4 points (exhaustive) x 1 model(s)" in text and "RTL x" in text and ": pass" in text
+    assert "eight: 8 points (exhaustive) x 1 model(s), 8 fit at least one model" in text
+    assert "jobs computed 9, cached 0, errors 0" in text and ": pass" in text
     for name in ("report.md", "report.html", "points.csv", "results.json", "pareto_area_mm2_energy_nj.png",
                  "pareto_area_mm2_latency_cycles.png", "pareto_energy_nj_latency_cycles.png"):
         assert (out / name).stat().st_size > 0, name
+    assert len((out / "points.csv").read_text().splitlines()) == 9
     best = sorted((out / "best").glob("*.toml"))
     assert best
     from cimforge.config import load_config
+    names = {pr.point.config.name for pr in serial.points}
     for path in best:  # ready for cimforge generate --config
         cfg = load_config(path)
-        assert cfg.name == path.stem and cfg.macro.cols == 32
-    assert len((out / "points.csv").read_text().splitlines()) == 5
+        assert cfg.name == path.stem and cfg.name in names and cfg.macro.cols == 32
+    bad = main(["explore", "--space", str(space), "--model", "digits_cnn_qop", "--scheduler", "tcp://127.0.0.1:9",
+                "--out", str(out)])
+    err = capsys.readouterr().err
+    assert bad == 2 and "--scheduler 'tcp://127.0.0.1:9': cannot connect" in err and err.count("\n") == 1
