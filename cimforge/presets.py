@@ -29,7 +29,7 @@ PRESETS: dict[str, CimConfig] = {
     # external memory of 16 M words (8 bytes each: ResNet-50's 25.5 M weights and every activation tensor).
     "imagenet": replace(DEFAULT, name="imagenet",
                         fabric=FabricConfig(n_macros=16, act_depth=65536, weight_depth=65536, param_depth=8192,
-                                            desc_depth=1024, ext_depth=1 << 24),
+                                            desc_depth=2048, ext_depth=1 << 24),
                         controller=ControllerConfig(program_depth=65536, trace_depth=65536, load_queue=16)),
 }
 
