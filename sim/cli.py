@@ -80,7 +80,8 @@ def report_data(res, model: str) -> dict:
     layers = [{"layer": r.layer, "kind": r.kind, "split": splits.get(r.layer), "measured": r.measured,
                "predicted": r.predicted, "error": round(r.error, 6), "ideal": round(r.ideal, 3) if r.ideal else None,
                "utilisation": None if r.utilisation is None else round(r.utilisation, 6),
-               "bound": None if r.occupancy is None else round(r.occupancy, 6), "bit_exact": r.exact}
+               "bound": None if r.occupancy is None else round(r.occupancy, 6), "bit_exact": r.exact,
+               "stall": r.stall}
               for r in rows]
     per_image = sum(r.measured for r in rows)
     conv = [r for r in rows if r.kind == "conv2d"]
@@ -91,6 +92,8 @@ def report_data(res, model: str) -> dict:
         "fabric": {"macros": res.cfg.fabric.n_macros, "rows": m.rows, "cols": m.cols, "pages": m.pages,
                    "rounding": res.cfg.fabric.rounding},
         "images": res.n_images, "images_per_run": p.batch, "resident_weights": p.resident,
+        "tensors_in": "external" if p.external else "activation",
+        "external_memory_stall": sum(r.stall for r in rows),
         "merged_passes": bool(p.passes and p.passes[0].images > 1),
         "bit_exact": res.exact, "divergence": None if res.exact else str(res.divergence),
         "accuracy": None if acc is None else {"golden": acc[0], "rtl": acc[1]},
@@ -119,13 +122,14 @@ def print_report(res, out=None) -> None:
               f"{d['images_per_run']} images per run, "
               f"{'one MAC pass per layer over them' if d['merged_passes'] else 'passes per image'}\n")
     out.write(f"{'layer':<44} {'kind':<15} {'split':<7} {'measured':>8} {'predicted':>9} {'error':>7} "
-              f"{'ideal':>7} {'util':>6} {'bound':>6}  bit-exact\n")
+              f"{'ideal':>7} {'util':>6} {'bound':>6} {'stall':>7}  bit-exact\n")
     for r in d["layers"]:
         ideal = f"{r['ideal']:7.1f}" if r["ideal"] else "      -"
         out.write(f"{r['layer'][-44:]:<44} {r['kind']:<15} {r['split'] or '-':<7} {r['measured']:>8} "
                   f"{r['predicted']:>9} {100 * r['error']:+6.1f}% {ideal} {_pct(r['utilisation']):>6} "
-                  f"{_pct(r['bound']):>6}  {'yes' if r['bit_exact'] else 'NO'}\n")
-    out.write("bound: the share of a macro's rows x columns the layer's tiles can occupy (utilisation <= bound)\n")
+                  f"{_pct(r['bound']):>6} {r['stall']:>7}  {'yes' if r['bit_exact'] else 'NO'}\n")
+    out.write("bound: the share of a macro's rows x columns the layer's tiles can occupy (utilisation <= bound); "
+              "stall: cycles the layer's DSYNCs waited on the external memory\n")
     out.write(f"per image: {d['cycles_per_image']} cycles (layers), network utilisation "
               f"{_pct(d['network_utilisation'])}, conv layers {_pct(d['conv_utilisation'])}; cost model worst "
               f"error {100 * d['cost_model_worst_error']:.2f}% over {d['images']} images x {len(d['layers'])} layers\n")
