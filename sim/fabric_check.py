@@ -35,7 +35,7 @@ class LayerRow:
     ideal: float
     exact: bool | None = None
     occupancy: float | None = None
-    #: Cycles the layer's ``DSYNC``s waited on the external memory (measured).
+    #: Cycles of the layer's interval spent in ``DSYNC``s waiting on the external memory (measured).
     stall: int = 0
 
     @property
@@ -73,11 +73,17 @@ def layer_rows(program: Program, trace: list[dict], image: int = 0,
     measured = _intervals(program, stamps, image)
     stalls: dict[str, int] = {}
     if sorted(stamps) == list(range(len(stamps))):  # a straight-line run: every pc once, in order
+        # a DSYNC's wait counts toward the next compute instruction, as its cycles do (_intervals)
         waits = sync_stalls(program, [stamps[pc] for pc in range(len(stamps))])
+        pending = 0
         for pc, (_, w) in enumerate(waits):
             info = program.instrs[pc]
-            if w and info.op == "DSYNC" and info.layer is not None and info.image in (image, None):
-                stalls[info.layer] = stalls.get(info.layer, 0) + w
+            if info.op == "DSYNC":
+                pending += w
+            elif info.op in COMPUTE:
+                if info.layer is not None and info.image in (image, None):
+                    stalls[info.layer] = stalls.get(info.layer, 0) + pending
+                pending = 0
     pred_stamps = program_timing(program)
     predicted = _intervals(program, dict(enumerate(pred_stamps)), image)
     rows = []
