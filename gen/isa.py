@@ -75,11 +75,11 @@ def addr_width(cfg: CimConfig) -> int:
 
 
 # Field widths that do not depend on the configuration.
-DIM = 8        # heights, widths, kernel sizes, words per pixel
+DIM = 9        # heights, widths, kernel sizes, words per pixel (ResNet-50: 2048 channels = 256 words)
 CH = 12        # channel counts and offsets
 SMALL = 4      # strides, dilations, paddings
 POS = 16       # output positions per pass
-CNT = 8        # tile counts
+CNT = 9        # tile counts (ResNet-50: 2048 output channels = 256 N tiles)
 QZ = 10        # signed zero points and clamp bounds (int8 and uint8 codes)
 PAR = 7        # a parallelism factor (1..64)
 

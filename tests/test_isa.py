@@ -96,8 +96,8 @@ def test_encode_decode_round_trip(preset):
 
 def test_pack_word_checks_every_field():
     cfg = get_preset("default")
-    with pytest.raises(ValueError, match=r"args\.mac\.in_h = 256: allowed 0\.\.255 \(unsigned 8 bits\)"):
-        encode(cfg, Opcode.MAC, in_h=256)
+    with pytest.raises(ValueError, match=r"args\.mac\.in_h = 512: allowed 0\.\.511 \(unsigned 9 bits\)"):
+        encode(cfg, Opcode.MAC, in_h=512)
     with pytest.raises(ValueError, match=r"args\.pool\.zp_in = -513: allowed -512\.\.511 \(signed 10 bits\)"):
         encode(cfg, Opcode.POOL, zp_in=-513)
     with pytest.raises(ValueError, match=r"no field args\.ew\.bogus .*allowed: a_base, b_base"):

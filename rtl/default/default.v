@@ -5047,26 +5047,26 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [11:0] arc_rd__addr;
   wire [63:0] arc_rd__data;
   wire arc_rd__en;
-  wire [389:0] args;
-  wire [183:0] \args$269 ;
+  wire [403:0] args;
+  wire [190:0] \args$269 ;
   wire [9:0] \args$269.act_max ;
   wire [9:0] \args$269.act_min ;
-  wire [7:0] \args$269.cw ;
+  wire [8:0] \args$269.cw ;
   wire [3:0] \args$269.dh ;
   wire [3:0] \args$269.dw ;
   wire [11:0] \args$269.in_base ;
-  wire [7:0] \args$269.in_h ;
-  wire [7:0] \args$269.in_w ;
-  wire [7:0] \args$269.kh ;
-  wire [7:0] \args$269.kw ;
+  wire [8:0] \args$269.in_h ;
+  wire [8:0] \args$269.in_w ;
+  wire [8:0] \args$269.kh ;
+  wire [8:0] \args$269.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \args$269.mode ;
   wire [31:0] \args$269.mult ;
-  wire [7:0] \args$269.oh ;
+  wire [8:0] \args$269.oh ;
   wire [11:0] \args$269.out_base ;
-  wire [7:0] \args$269.ow ;
+  wire [8:0] \args$269.ow ;
   wire [3:0] \args$269.pl ;
   wire [3:0] \args$269.pt ;
   wire [3:0] \args$269.sh ;
@@ -5075,14 +5075,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \args$269.x_signed ;
   wire [9:0] \args$269.zp_in ;
   wire [9:0] \args$269.zp_out ;
-  wire [256:0] \args$276 ;
+  wire [260:0] \args$276 ;
   wire [11:0] \args$276.a_base ;
-  wire [7:0] \args$276.a_stride ;
+  wire [8:0] \args$276.a_stride ;
   wire [9:0] \args$276.act_max ;
   wire [9:0] \args$276.act_min ;
   wire [11:0] \args$276.b_base ;
-  wire [7:0] \args$276.b_stride ;
-  wire [7:0] \args$276.cw ;
+  wire [8:0] \args$276.b_stride ;
+  wire [8:0] \args$276.cw ;
   wire \args$276.has_b ;
   wire [4:0] \args$276.ls ;
   wire [31:0] \args$276.mult_a ;
@@ -5090,7 +5090,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [31:0] \args$276.mult_o ;
   wire [15:0] \args$276.npos ;
   wire [11:0] \args$276.out_base ;
-  wire [7:0] \args$276.out_stride ;
+  wire [8:0] \args$276.out_stride ;
   wire \args$276.rq_in ;
   wire \args$276.rq_out ;
   wire [5:0] \args$276.shift_a ;
@@ -5120,8 +5120,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
   wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
@@ -5129,24 +5129,24 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [13:0] \args.kx_inc ;
   wire [13:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
   wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
@@ -5341,40 +5341,40 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire ctrl__start;
   wire [15:0] ctrl__start_pc;
   wire [6:0] desc_rd__0__addr;
-  wire [72:0] desc_rd__0__data;
+  wire [76:0] desc_rd__0__data;
   wire [11:0] \desc_rd__0__data.c0 ;
-  wire [11:0] \desc_rd__0__data.dx0 ;
-  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [12:0] \desc_rd__0__data.dx0 ;
+  wire [12:0] \desc_rd__0__data.dy0 ;
   wire [6:0] \desc_rd__0__data.elems ;
-  wire [7:0] \desc_rd__0__data.kx0 ;
-  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [8:0] \desc_rd__0__data.kx0 ;
+  wire [8:0] \desc_rd__0__data.ky0 ;
   wire [13:0] \desc_rd__0__data.off0 ;
   wire [6:0] desc_rd__1__addr;
-  wire [72:0] desc_rd__1__data;
+  wire [76:0] desc_rd__1__data;
   wire [11:0] \desc_rd__1__data.c0 ;
-  wire [11:0] \desc_rd__1__data.dx0 ;
-  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [12:0] \desc_rd__1__data.dx0 ;
+  wire [12:0] \desc_rd__1__data.dy0 ;
   wire [6:0] \desc_rd__1__data.elems ;
-  wire [7:0] \desc_rd__1__data.kx0 ;
-  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [8:0] \desc_rd__1__data.kx0 ;
+  wire [8:0] \desc_rd__1__data.ky0 ;
   wire [13:0] \desc_rd__1__data.off0 ;
   wire [6:0] desc_rd__2__addr;
-  wire [72:0] desc_rd__2__data;
+  wire [76:0] desc_rd__2__data;
   wire [11:0] \desc_rd__2__data.c0 ;
-  wire [11:0] \desc_rd__2__data.dx0 ;
-  wire [11:0] \desc_rd__2__data.dy0 ;
+  wire [12:0] \desc_rd__2__data.dx0 ;
+  wire [12:0] \desc_rd__2__data.dy0 ;
   wire [6:0] \desc_rd__2__data.elems ;
-  wire [7:0] \desc_rd__2__data.kx0 ;
-  wire [7:0] \desc_rd__2__data.ky0 ;
+  wire [8:0] \desc_rd__2__data.kx0 ;
+  wire [8:0] \desc_rd__2__data.ky0 ;
   wire [13:0] \desc_rd__2__data.off0 ;
   wire [6:0] desc_rd__3__addr;
-  wire [72:0] desc_rd__3__data;
+  wire [76:0] desc_rd__3__data;
   wire [11:0] \desc_rd__3__data.c0 ;
-  wire [11:0] \desc_rd__3__data.dx0 ;
-  wire [11:0] \desc_rd__3__data.dy0 ;
+  wire [12:0] \desc_rd__3__data.dx0 ;
+  wire [12:0] \desc_rd__3__data.dy0 ;
   wire [6:0] \desc_rd__3__data.elems ;
-  wire [7:0] \desc_rd__3__data.kx0 ;
-  wire [7:0] \desc_rd__3__data.ky0 ;
+  wire [8:0] \desc_rd__3__data.kx0 ;
+  wire [8:0] \desc_rd__3__data.ky0 ;
   wire [13:0] \desc_rd__3__data.off0 ;
   wire [97:0] dma__payload;
   wire [11:0] \dma__payload.addr ;
@@ -5408,14 +5408,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [11:0] dst_rd__addr;
   wire [63:0] dst_rd__data;
   wire dst_rd__en;
-  wire [256:0] engines__ew__args;
+  wire [260:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
-  wire [7:0] \engines__ew__args.a_stride ;
+  wire [8:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
   wire [9:0] \engines__ew__args.act_min ;
   wire [11:0] \engines__ew__args.b_base ;
-  wire [7:0] \engines__ew__args.b_stride ;
-  wire [7:0] \engines__ew__args.cw ;
+  wire [8:0] \engines__ew__args.b_stride ;
+  wire [8:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
   wire [31:0] \engines__ew__args.mult_a ;
@@ -5423,7 +5423,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [31:0] \engines__ew__args.mult_o ;
   wire [15:0] \engines__ew__args.npos ;
   wire [11:0] \engines__ew__args.out_base ;
-  wire [7:0] \engines__ew__args.out_stride ;
+  wire [8:0] \engines__ew__args.out_stride ;
   wire \engines__ew__args.rq_in ;
   wire \engines__ew__args.rq_out ;
   wire [5:0] \engines__ew__args.shift_a ;
@@ -5445,13 +5445,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__graph__busy;
   wire engines__graph__done;
   wire engines__graph__start;
-  wire [389:0] engines__mac__args;
+  wire [403:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
   wire [6:0] \engines__mac__args.b ;
-  wire [7:0] \engines__mac__args.bq ;
-  wire [7:0] \engines__mac__args.br ;
+  wire [8:0] \engines__mac__args.bq ;
+  wire [8:0] \engines__mac__args.br ;
   wire [11:0] \engines__mac__args.cin ;
   wire [6:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
@@ -5459,24 +5459,24 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \engines__mac__args.groups ;
   wire [13:0] \engines__mac__args.img_bstep ;
   wire [13:0] \engines__mac__args.img_delta ;
-  wire [7:0] \engines__mac__args.in_cw ;
-  wire [7:0] \engines__mac__args.in_h ;
-  wire [7:0] \engines__mac__args.in_w ;
-  wire [7:0] \engines__mac__args.kh ;
+  wire [8:0] \engines__mac__args.in_cw ;
+  wire [8:0] \engines__mac__args.in_h ;
+  wire [8:0] \engines__mac__args.in_w ;
+  wire [8:0] \engines__mac__args.kh ;
   wire [6:0] \engines__mac__args.ki ;
-  wire [7:0] \engines__mac__args.kr ;
-  wire [7:0] \engines__mac__args.kt ;
-  wire [7:0] \engines__mac__args.kw ;
+  wire [8:0] \engines__mac__args.kr ;
+  wire [8:0] \engines__mac__args.kt ;
+  wire [8:0] \engines__mac__args.kw ;
   wire [13:0] \engines__mac__args.kx_inc ;
   wire [13:0] \engines__mac__args.ky_inc ;
   wire [6:0] \engines__mac__args.no ;
   wire [15:0] \engines__mac__args.npos ;
-  wire [7:0] \engines__mac__args.nr ;
-  wire [7:0] \engines__mac__args.nt ;
-  wire [7:0] \engines__mac__args.oh ;
+  wire [8:0] \engines__mac__args.nr ;
+  wire [8:0] \engines__mac__args.nt ;
+  wire [8:0] \engines__mac__args.oh ;
   wire [11:0] \engines__mac__args.out_base ;
-  wire [7:0] \engines__mac__args.out_cw ;
-  wire [7:0] \engines__mac__args.ow ;
+  wire [8:0] \engines__mac__args.out_cw ;
+  wire [8:0] \engines__mac__args.ow ;
   wire [2:0] \engines__mac__args.page_base ;
   wire [9:0] \engines__mac__args.param_base ;
   wire [3:0] \engines__mac__args.pl ;
@@ -5497,25 +5497,25 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__mac__busy;
   wire engines__mac__done;
   wire engines__mac__start;
-  wire [183:0] engines__pool__args;
+  wire [190:0] engines__pool__args;
   wire [9:0] \engines__pool__args.act_max ;
   wire [9:0] \engines__pool__args.act_min ;
-  wire [7:0] \engines__pool__args.cw ;
+  wire [8:0] \engines__pool__args.cw ;
   wire [3:0] \engines__pool__args.dh ;
   wire [3:0] \engines__pool__args.dw ;
   wire [11:0] \engines__pool__args.in_base ;
-  wire [7:0] \engines__pool__args.in_h ;
-  wire [7:0] \engines__pool__args.in_w ;
-  wire [7:0] \engines__pool__args.kh ;
-  wire [7:0] \engines__pool__args.kw ;
+  wire [8:0] \engines__pool__args.in_h ;
+  wire [8:0] \engines__pool__args.in_w ;
+  wire [8:0] \engines__pool__args.kh ;
+  wire [8:0] \engines__pool__args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \engines__pool__args.mode ;
   wire [31:0] \engines__pool__args.mult ;
-  wire [7:0] \engines__pool__args.oh ;
+  wire [8:0] \engines__pool__args.oh ;
   wire [11:0] \engines__pool__args.out_base ;
-  wire [7:0] \engines__pool__args.ow ;
+  wire [8:0] \engines__pool__args.ow ;
   wire [3:0] \engines__pool__args.pl ;
   wire [3:0] \engines__pool__args.pt ;
   wire [3:0] \engines__pool__args.sh ;
@@ -5581,8 +5581,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [415:0] imem_r__data;
   wire imem_r__en;
   wire [11:0] imem_rd__addr;
-  wire [393:0] imem_rd__data;
-  wire [389:0] \imem_rd__data.args ;
+  wire [407:0] imem_rd__data;
+  wire [403:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -5592,14 +5592,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \imem_rd__data.args.dma.store ;
   wire [11:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [256:0] \imem_rd__data.args.ew ;
+  wire [260:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
-  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [8:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
   wire [9:0] \imem_rd__data.args.ew.act_min ;
   wire [11:0] \imem_rd__data.args.ew.b_base ;
-  wire [7:0] \imem_rd__data.args.ew.b_stride ;
-  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire [8:0] \imem_rd__data.args.ew.b_stride ;
+  wire [8:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
@@ -5607,7 +5607,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
   wire [15:0] \imem_rd__data.args.ew.npos ;
   wire [11:0] \imem_rd__data.args.ew.out_base ;
-  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire [8:0] \imem_rd__data.args.ew.out_stride ;
   wire \imem_rd__data.args.ew.rq_in ;
   wire \imem_rd__data.args.ew.rq_out ;
   wire [5:0] \imem_rd__data.args.ew.shift_a ;
@@ -5639,13 +5639,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [2:0] \imem_rd__data.args.load.page ;
   wire [5:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [389:0] \imem_rd__data.args.mac ;
+  wire [403:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
   wire [6:0] \imem_rd__data.args.mac.b ;
-  wire [7:0] \imem_rd__data.args.mac.bq ;
-  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [8:0] \imem_rd__data.args.mac.bq ;
+  wire [8:0] \imem_rd__data.args.mac.br ;
   wire [11:0] \imem_rd__data.args.mac.cin ;
   wire [6:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
@@ -5653,24 +5653,24 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [13:0] \imem_rd__data.args.mac.img_bstep ;
   wire [13:0] \imem_rd__data.args.mac.img_delta ;
-  wire [7:0] \imem_rd__data.args.mac.in_cw ;
-  wire [7:0] \imem_rd__data.args.mac.in_h ;
-  wire [7:0] \imem_rd__data.args.mac.in_w ;
-  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [8:0] \imem_rd__data.args.mac.in_cw ;
+  wire [8:0] \imem_rd__data.args.mac.in_h ;
+  wire [8:0] \imem_rd__data.args.mac.in_w ;
+  wire [8:0] \imem_rd__data.args.mac.kh ;
   wire [6:0] \imem_rd__data.args.mac.ki ;
-  wire [7:0] \imem_rd__data.args.mac.kr ;
-  wire [7:0] \imem_rd__data.args.mac.kt ;
-  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [8:0] \imem_rd__data.args.mac.kr ;
+  wire [8:0] \imem_rd__data.args.mac.kt ;
+  wire [8:0] \imem_rd__data.args.mac.kw ;
   wire [13:0] \imem_rd__data.args.mac.kx_inc ;
   wire [13:0] \imem_rd__data.args.mac.ky_inc ;
   wire [6:0] \imem_rd__data.args.mac.no ;
   wire [15:0] \imem_rd__data.args.mac.npos ;
-  wire [7:0] \imem_rd__data.args.mac.nr ;
-  wire [7:0] \imem_rd__data.args.mac.nt ;
-  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [8:0] \imem_rd__data.args.mac.nr ;
+  wire [8:0] \imem_rd__data.args.mac.nt ;
+  wire [8:0] \imem_rd__data.args.mac.oh ;
   wire [11:0] \imem_rd__data.args.mac.out_base ;
-  wire [7:0] \imem_rd__data.args.mac.out_cw ;
-  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire [8:0] \imem_rd__data.args.mac.out_cw ;
+  wire [8:0] \imem_rd__data.args.mac.ow ;
   wire [2:0] \imem_rd__data.args.mac.page_base ;
   wire [9:0] \imem_rd__data.args.mac.param_base ;
   wire [3:0] \imem_rd__data.args.mac.pl ;
@@ -5688,25 +5688,25 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \imem_rd__data.args.mac.x_signed ;
   wire [7:0] \imem_rd__data.args.mac.zp_in ;
   wire [9:0] \imem_rd__data.args.mac.zp_out ;
-  wire [183:0] \imem_rd__data.args.pool ;
+  wire [190:0] \imem_rd__data.args.pool ;
   wire [9:0] \imem_rd__data.args.pool.act_max ;
   wire [9:0] \imem_rd__data.args.pool.act_min ;
-  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [8:0] \imem_rd__data.args.pool.cw ;
   wire [3:0] \imem_rd__data.args.pool.dh ;
   wire [3:0] \imem_rd__data.args.pool.dw ;
   wire [11:0] \imem_rd__data.args.pool.in_base ;
-  wire [7:0] \imem_rd__data.args.pool.in_h ;
-  wire [7:0] \imem_rd__data.args.pool.in_w ;
-  wire [7:0] \imem_rd__data.args.pool.kh ;
-  wire [7:0] \imem_rd__data.args.pool.kw ;
+  wire [8:0] \imem_rd__data.args.pool.in_h ;
+  wire [8:0] \imem_rd__data.args.pool.in_w ;
+  wire [8:0] \imem_rd__data.args.pool.kh ;
+  wire [8:0] \imem_rd__data.args.pool.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \imem_rd__data.args.pool.mode ;
   wire [31:0] \imem_rd__data.args.pool.mult ;
-  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [8:0] \imem_rd__data.args.pool.oh ;
   wire [11:0] \imem_rd__data.args.pool.out_base ;
-  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [8:0] \imem_rd__data.args.pool.ow ;
   wire [3:0] \imem_rd__data.args.pool.pl ;
   wire [3:0] \imem_rd__data.args.pool.pt ;
   wire [3:0] \imem_rd__data.args.pool.sh ;
@@ -8384,7 +8384,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
     .imem_rd__addr(\port__addr$247 ),
-    .imem_rd__data(\port__data$250 [393:0]),
+    .imem_rd__data(\port__data$250 [407:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
@@ -8443,7 +8443,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .a_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$414 ),
     .act_w__en(\act_w__en$408 ),
-    .args(args[256:0]),
+    .args(args[260:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
@@ -8558,10 +8558,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .desc_rd__1__addr(\port__addr$123 ),
     .desc_rd__2__addr(\port__addr$158 ),
     .desc_rd__3__addr(\port__addr$193 ),
-    .desc_rd__data(\port__data$91 [72:0]),
-    .\desc_rd__data$21 (\port__data$126 [72:0]),
-    .\desc_rd__data$32 (\port__data$161 [72:0]),
-    .\desc_rd__data$43 (\port__data$196 [72:0]),
+    .desc_rd__data(\port__data$91 [76:0]),
+    .\desc_rd__data$21 (\port__data$126 [76:0]),
+    .\desc_rd__data$32 (\port__data$161 [76:0]),
+    .\desc_rd__data$43 (\port__data$196 [76:0]),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
@@ -8681,7 +8681,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .act_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$415 ),
     .act_w__en(\act_w__en$407 ),
-    .args(args[183:0]),
+    .args(args[190:0]),
     .busy(\busy$205 ),
     .clk(clk),
     .done(engines__pool__done),
@@ -8763,7 +8763,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
   assign desc_rd__0__addr = \port__addr$88 ;
-  assign desc_rd__0__data = \port__data$91 [72:0];
+  assign desc_rd__0__data = \port__data$91 [76:0];
   assign macro1__op__ready = op__1__ready;
   assign \op__1__ready$102  = op__1__ready;
   assign \op__1__ready$103  = op__1__ready;
@@ -8781,7 +8781,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \port__data$120  = act_rd__1__data;
   assign act_rd__1__en = \port__en$121 ;
   assign desc_rd__1__addr = \port__addr$123 ;
-  assign desc_rd__1__data = \port__data$126 [72:0];
+  assign desc_rd__1__data = \port__data$126 [76:0];
   assign macro2__op__ready = op__2__ready;
   assign \op__2__ready$137  = op__2__ready;
   assign \op__2__ready$138  = op__2__ready;
@@ -8799,7 +8799,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \port__data$155  = act_rd__2__data;
   assign act_rd__2__en = \port__en$156 ;
   assign desc_rd__2__addr = \port__addr$158 ;
-  assign desc_rd__2__data = \port__data$161 [72:0];
+  assign desc_rd__2__data = \port__data$161 [76:0];
   assign macro3__op__ready = op__3__ready;
   assign \op__3__ready$172  = op__3__ready;
   assign \op__3__ready$173  = op__3__ready;
@@ -8817,7 +8817,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \port__data$190  = act_rd__3__data;
   assign act_rd__3__en = \port__en$191 ;
   assign desc_rd__3__addr = \port__addr$193 ;
-  assign desc_rd__3__data = \port__data$196 [72:0];
+  assign desc_rd__3__data = \port__data$196 [76:0];
   assign param_rd__addr = \port__addr$197 ;
   assign \port__data$200  = param_rd__data;
   assign \port__en$201  = 1'h1;
@@ -8850,7 +8850,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \port__en$245  = 1'h1;
   assign w_rd__en = 1'h1;
   assign imem_rd__addr = \port__addr$247 ;
-  assign imem_rd__data = \port__data$250 [393:0];
+  assign imem_rd__data = \port__data$250 [407:0];
   assign \port__en$251  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
@@ -8861,13 +8861,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \busy$264  = engines__mac__busy;
   assign \done$266  = engines__mac__done;
   assign engines__pool__start = \start$267 ;
-  assign \args$269  = args[183:0];
-  assign engines__pool__args = args[183:0];
+  assign \args$269  = args[190:0];
+  assign engines__pool__args = args[190:0];
   assign engines__pool__busy = \busy$205 ;
   assign \done$273  = engines__pool__done;
   assign engines__ew__start = \start$274 ;
-  assign \args$276  = args[256:0];
-  assign engines__ew__args = args[256:0];
+  assign \args$276  = args[260:0];
+  assign engines__ew__args = args[260:0];
   assign \busy$279  = engines__ew__busy;
   assign \done$281  = engines__ew__done;
   assign engines__graph__start = \start$282 ;
@@ -9529,13 +9529,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \res_y__0$73[61]  = res_y__0[1363:1342];
   assign \res_y__0$73[62]  = res_y__0[1385:1364];
   assign \res_y__0$73[63]  = res_y__0[1407:1386];
-  assign \desc_rd__0__data.ky0  = \port__data$91 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$91 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$91 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$91 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$91 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$91 [58:52];
-  assign \desc_rd__0__data.off0  = \port__data$91 [72:59];
+  assign \desc_rd__0__data.ky0  = \port__data$91 [8:0];
+  assign \desc_rd__0__data.kx0  = \port__data$91 [17:9];
+  assign \desc_rd__0__data.dy0  = \port__data$91 [30:18];
+  assign \desc_rd__0__data.dx0  = \port__data$91 [43:31];
+  assign \desc_rd__0__data.c0  = \port__data$91 [55:44];
+  assign \desc_rd__0__data.elems  = \port__data$91 [62:56];
+  assign \desc_rd__0__data.off0  = \port__data$91 [76:63];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[3:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:4];
@@ -10028,13 +10028,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \res_y__1$112[61]  = res_y__1[1363:1342];
   assign \res_y__1$112[62]  = res_y__1[1385:1364];
   assign \res_y__1$112[63]  = res_y__1[1407:1386];
-  assign \desc_rd__1__data.ky0  = \port__data$126 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$126 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$126 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$126 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$126 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$126 [58:52];
-  assign \desc_rd__1__data.off0  = \port__data$126 [72:59];
+  assign \desc_rd__1__data.ky0  = \port__data$126 [8:0];
+  assign \desc_rd__1__data.kx0  = \port__data$126 [17:9];
+  assign \desc_rd__1__data.dy0  = \port__data$126 [30:18];
+  assign \desc_rd__1__data.dx0  = \port__data$126 [43:31];
+  assign \desc_rd__1__data.c0  = \port__data$126 [55:44];
+  assign \desc_rd__1__data.elems  = \port__data$126 [62:56];
+  assign \desc_rd__1__data.off0  = \port__data$126 [76:63];
   assign \macro2__op__payload.mode  = macro2__op__payload[0];
   assign \macro2__op__payload.page  = macro2__op__payload[3:1];
   assign \macro2__op__payload.row  = macro2__op__payload[9:4];
@@ -10527,13 +10527,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \res_y__2$147[61]  = res_y__2[1363:1342];
   assign \res_y__2$147[62]  = res_y__2[1385:1364];
   assign \res_y__2$147[63]  = res_y__2[1407:1386];
-  assign \desc_rd__2__data.ky0  = \port__data$161 [7:0];
-  assign \desc_rd__2__data.kx0  = \port__data$161 [15:8];
-  assign \desc_rd__2__data.dy0  = \port__data$161 [27:16];
-  assign \desc_rd__2__data.dx0  = \port__data$161 [39:28];
-  assign \desc_rd__2__data.c0  = \port__data$161 [51:40];
-  assign \desc_rd__2__data.elems  = \port__data$161 [58:52];
-  assign \desc_rd__2__data.off0  = \port__data$161 [72:59];
+  assign \desc_rd__2__data.ky0  = \port__data$161 [8:0];
+  assign \desc_rd__2__data.kx0  = \port__data$161 [17:9];
+  assign \desc_rd__2__data.dy0  = \port__data$161 [30:18];
+  assign \desc_rd__2__data.dx0  = \port__data$161 [43:31];
+  assign \desc_rd__2__data.c0  = \port__data$161 [55:44];
+  assign \desc_rd__2__data.elems  = \port__data$161 [62:56];
+  assign \desc_rd__2__data.off0  = \port__data$161 [76:63];
   assign \macro3__op__payload.mode  = macro3__op__payload[0];
   assign \macro3__op__payload.page  = macro3__op__payload[3:1];
   assign \macro3__op__payload.row  = macro3__op__payload[9:4];
@@ -11026,13 +11026,13 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \res_y__3$182[61]  = res_y__3[1363:1342];
   assign \res_y__3$182[62]  = res_y__3[1385:1364];
   assign \res_y__3$182[63]  = res_y__3[1407:1386];
-  assign \desc_rd__3__data.ky0  = \port__data$196 [7:0];
-  assign \desc_rd__3__data.kx0  = \port__data$196 [15:8];
-  assign \desc_rd__3__data.dy0  = \port__data$196 [27:16];
-  assign \desc_rd__3__data.dx0  = \port__data$196 [39:28];
-  assign \desc_rd__3__data.c0  = \port__data$196 [51:40];
-  assign \desc_rd__3__data.elems  = \port__data$196 [58:52];
-  assign \desc_rd__3__data.off0  = \port__data$196 [72:59];
+  assign \desc_rd__3__data.ky0  = \port__data$196 [8:0];
+  assign \desc_rd__3__data.kx0  = \port__data$196 [17:9];
+  assign \desc_rd__3__data.dy0  = \port__data$196 [30:18];
+  assign \desc_rd__3__data.dx0  = \port__data$196 [43:31];
+  assign \desc_rd__3__data.c0  = \port__data$196 [55:44];
+  assign \desc_rd__3__data.elems  = \port__data$196 [62:56];
+  assign \desc_rd__3__data.off0  = \port__data$196 [76:63];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -11074,111 +11074,111 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
   assign \param_rd__data[7]._pad  = param_rd__data[767:744];
   assign \imem_rd__data.op  = \port__data$250 [3:0];
-  assign \imem_rd__data.args  = \port__data$250 [393:4];
+  assign \imem_rd__data.args  = \port__data$250 [407:4];
   assign \imem_rd__data.args.load  = \port__data$250 [42:4];
   assign \imem_rd__data.args.load.src  = \port__data$250 [13:4];
   assign \imem_rd__data.args.load.count  = \port__data$250 [29:14];
   assign \imem_rd__data.args.load.mask  = \port__data$250 [33:30];
   assign \imem_rd__data.args.load.page  = \port__data$250 [36:34];
   assign \imem_rd__data.args.load.row0  = \port__data$250 [42:37];
-  assign \imem_rd__data.args.mac  = \port__data$250 [393:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$250 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$250 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$250 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$250 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$250 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$250 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$250 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$250 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$250 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$250 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$250 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$250 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$250 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$250 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$250 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$250 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$250 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$250 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$250 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$250 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$250 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$250 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$250 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$250 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$250 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$250 [246:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$250 [254:247];
-  assign \imem_rd__data.args.mac.nt  = \port__data$250 [262:255];
-  assign \imem_rd__data.args.mac.kr  = \port__data$250 [270:263];
-  assign \imem_rd__data.args.mac.nr  = \port__data$250 [278:271];
-  assign \imem_rd__data.args.mac.b  = \port__data$250 [285:279];
-  assign \imem_rd__data.args.mac.ki  = \port__data$250 [292:286];
-  assign \imem_rd__data.args.mac.no  = \port__data$250 [299:293];
-  assign \imem_rd__data.args.mac.groups  = \port__data$250 [307:300];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$250 [314:308];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$250 [317:315];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$250 [329:318];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$250 [337:330];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$250 [347:338];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$250 [355:348];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$250 [365:356];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$250 [375:366];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$250 [385:376];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$250 [388:386];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$250 [390:389];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$250 [391];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$250 [392];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$250 [393];
-  assign \imem_rd__data.args.pool  = \port__data$250 [187:4];
+  assign \imem_rd__data.args.mac  = \port__data$250 [407:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$250 [12:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$250 [21:13];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$250 [30:22];
+  assign \imem_rd__data.args.mac.cin  = \port__data$250 [42:31];
+  assign \imem_rd__data.args.mac.kh  = \port__data$250 [51:43];
+  assign \imem_rd__data.args.mac.kw  = \port__data$250 [60:52];
+  assign \imem_rd__data.args.mac.dh  = \port__data$250 [64:61];
+  assign \imem_rd__data.args.mac.dw  = \port__data$250 [68:65];
+  assign \imem_rd__data.args.mac.sh  = \port__data$250 [72:69];
+  assign \imem_rd__data.args.mac.sw  = \port__data$250 [76:73];
+  assign \imem_rd__data.args.mac.pt  = \port__data$250 [80:77];
+  assign \imem_rd__data.args.mac.pl  = \port__data$250 [84:81];
+  assign \imem_rd__data.args.mac.ow  = \port__data$250 [93:85];
+  assign \imem_rd__data.args.mac.oh  = \port__data$250 [102:94];
+  assign \imem_rd__data.args.mac.npos  = \port__data$250 [118:103];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$250 [132:119];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$250 [146:133];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$250 [160:147];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$250 [174:161];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$250 [188:175];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$250 [202:189];
+  assign \imem_rd__data.args.mac.bq  = \port__data$250 [211:203];
+  assign \imem_rd__data.args.mac.br  = \port__data$250 [220:212];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$250 [234:221];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$250 [248:235];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$250 [255:249];
+  assign \imem_rd__data.args.mac.kt  = \port__data$250 [264:256];
+  assign \imem_rd__data.args.mac.nt  = \port__data$250 [273:265];
+  assign \imem_rd__data.args.mac.kr  = \port__data$250 [282:274];
+  assign \imem_rd__data.args.mac.nr  = \port__data$250 [291:283];
+  assign \imem_rd__data.args.mac.b  = \port__data$250 [298:292];
+  assign \imem_rd__data.args.mac.ki  = \port__data$250 [305:299];
+  assign \imem_rd__data.args.mac.no  = \port__data$250 [312:306];
+  assign \imem_rd__data.args.mac.groups  = \port__data$250 [320:313];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$250 [327:321];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$250 [330:328];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$250 [342:331];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$250 [351:343];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$250 [361:352];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$250 [369:362];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$250 [379:370];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$250 [389:380];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$250 [399:390];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$250 [402:400];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$250 [404:403];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$250 [405];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$250 [406];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$250 [407];
+  assign \imem_rd__data.args.pool  = \port__data$250 [194:4];
   assign \imem_rd__data.args.pool.mode  = \port__data$250 [4];
   assign \imem_rd__data.args.pool.x_signed  = \port__data$250 [5];
   assign \imem_rd__data.args.pool.in_base  = \port__data$250 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$250 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$250 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$250 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$250 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$250 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$250 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$250 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$250 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$250 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$250 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$250 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$250 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$250 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$250 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$250 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$250 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$250 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$250 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$250 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$250 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$250 [260:4];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$250 [26:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$250 [35:27];
+  assign \imem_rd__data.args.pool.cw  = \port__data$250 [44:36];
+  assign \imem_rd__data.args.pool.kh  = \port__data$250 [53:45];
+  assign \imem_rd__data.args.pool.kw  = \port__data$250 [62:54];
+  assign \imem_rd__data.args.pool.sh  = \port__data$250 [66:63];
+  assign \imem_rd__data.args.pool.sw  = \port__data$250 [70:67];
+  assign \imem_rd__data.args.pool.dh  = \port__data$250 [74:71];
+  assign \imem_rd__data.args.pool.dw  = \port__data$250 [78:75];
+  assign \imem_rd__data.args.pool.pt  = \port__data$250 [82:79];
+  assign \imem_rd__data.args.pool.pl  = \port__data$250 [86:83];
+  assign \imem_rd__data.args.pool.oh  = \port__data$250 [95:87];
+  assign \imem_rd__data.args.pool.ow  = \port__data$250 [104:96];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$250 [116:105];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$250 [126:117];
+  assign \imem_rd__data.args.pool.mult  = \port__data$250 [158:127];
+  assign \imem_rd__data.args.pool.shift  = \port__data$250 [164:159];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$250 [174:165];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$250 [184:175];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$250 [194:185];
+  assign \imem_rd__data.args.ew  = \port__data$250 [264:4];
   assign \imem_rd__data.args.ew.a_base  = \port__data$250 [15:4];
   assign \imem_rd__data.args.ew.b_base  = \port__data$250 [27:16];
   assign \imem_rd__data.args.ew.out_base  = \port__data$250 [39:28];
   assign \imem_rd__data.args.ew.npos  = \port__data$250 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$250 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$250 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$250 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$250 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$250 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$250 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$250 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$250 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$250 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$250 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$250 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$250 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$250 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$250 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$250 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$250 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$250 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$250 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$250 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$250 [260:251];
+  assign \imem_rd__data.args.ew.cw  = \port__data$250 [64:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$250 [73:65];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$250 [82:74];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$250 [91:83];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$250 [92];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$250 [93];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$250 [94];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$250 [95];
+  assign \imem_rd__data.args.ew.ls  = \port__data$250 [100:96];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$250 [110:101];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$250 [120:111];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$250 [152:121];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$250 [158:153];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$250 [190:159];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$250 [196:191];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$250 [228:197];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$250 [234:229];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$250 [244:235];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$250 [254:245];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$250 [264:255];
   assign \imem_rd__data.args.dma  = \port__data$250 [101:4];
   assign \imem_rd__data.args.dma.store  = \port__data$250 [4];
   assign \imem_rd__data.args.dma.wmem  = \port__data$250 [5];
@@ -11208,196 +11208,196 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
   assign \trace_w__data._pad  = \$signature__data [63:52];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[242:236];
-  assign \args.kt  = args[250:243];
-  assign \args.nt  = args[258:251];
-  assign \args.kr  = args[266:259];
-  assign \args.nr  = args[274:267];
-  assign \args.b  = args[281:275];
-  assign \args.ki  = args[288:282];
-  assign \args.no  = args[295:289];
-  assign \args.groups  = args[303:296];
-  assign \args.role_base  = args[310:304];
-  assign \args.page_base  = args[313:311];
-  assign \args.out_base  = args[325:314];
-  assign \args.out_cw  = args[333:326];
-  assign \args.param_base  = args[343:334];
-  assign \args.zp_in  = args[351:344];
-  assign \args.zp_out  = args[361:352];
-  assign \args.act_min  = args[371:362];
-  assign \args.act_max  = args[381:372];
-  assign \args.ab_m1  = args[384:382];
-  assign \args.wb_log2  = args[386:385];
-  assign \args.x_signed  = args[387];
-  assign \args.w_signed  = args[388];
-  assign \args.rowpack  = args[389];
-  assign \engines__mac__args.in_h  = args[7:0];
-  assign \engines__mac__args.in_w  = args[15:8];
-  assign \engines__mac__args.in_cw  = args[23:16];
-  assign \engines__mac__args.cin  = args[35:24];
-  assign \engines__mac__args.kh  = args[43:36];
-  assign \engines__mac__args.kw  = args[51:44];
-  assign \engines__mac__args.dh  = args[55:52];
-  assign \engines__mac__args.dw  = args[59:56];
-  assign \engines__mac__args.sh  = args[63:60];
-  assign \engines__mac__args.sw  = args[67:64];
-  assign \engines__mac__args.pt  = args[71:68];
-  assign \engines__mac__args.pl  = args[75:72];
-  assign \engines__mac__args.ow  = args[83:76];
-  assign \engines__mac__args.oh  = args[91:84];
-  assign \engines__mac__args.npos  = args[107:92];
-  assign \engines__mac__args.pos0  = args[121:108];
-  assign \engines__mac__args.kx_inc  = args[135:122];
-  assign \engines__mac__args.ky_inc  = args[149:136];
-  assign \engines__mac__args.pos_ux  = args[163:150];
-  assign \engines__mac__args.pos_wrap  = args[177:164];
-  assign \engines__mac__args.pos_bstep  = args[191:178];
-  assign \engines__mac__args.bq  = args[199:192];
-  assign \engines__mac__args.br  = args[207:200];
-  assign \engines__mac__args.img_delta  = args[221:208];
-  assign \engines__mac__args.img_bstep  = args[235:222];
-  assign \engines__mac__args.desc_base  = args[242:236];
-  assign \engines__mac__args.kt  = args[250:243];
-  assign \engines__mac__args.nt  = args[258:251];
-  assign \engines__mac__args.kr  = args[266:259];
-  assign \engines__mac__args.nr  = args[274:267];
-  assign \engines__mac__args.b  = args[281:275];
-  assign \engines__mac__args.ki  = args[288:282];
-  assign \engines__mac__args.no  = args[295:289];
-  assign \engines__mac__args.groups  = args[303:296];
-  assign \engines__mac__args.role_base  = args[310:304];
-  assign \engines__mac__args.page_base  = args[313:311];
-  assign \engines__mac__args.out_base  = args[325:314];
-  assign \engines__mac__args.out_cw  = args[333:326];
-  assign \engines__mac__args.param_base  = args[343:334];
-  assign \engines__mac__args.zp_in  = args[351:344];
-  assign \engines__mac__args.zp_out  = args[361:352];
-  assign \engines__mac__args.act_min  = args[371:362];
-  assign \engines__mac__args.act_max  = args[381:372];
-  assign \engines__mac__args.ab_m1  = args[384:382];
-  assign \engines__mac__args.wb_log2  = args[386:385];
-  assign \engines__mac__args.x_signed  = args[387];
-  assign \engines__mac__args.w_signed  = args[388];
-  assign \engines__mac__args.rowpack  = args[389];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[251:245];
+  assign \args.kt  = args[260:252];
+  assign \args.nt  = args[269:261];
+  assign \args.kr  = args[278:270];
+  assign \args.nr  = args[287:279];
+  assign \args.b  = args[294:288];
+  assign \args.ki  = args[301:295];
+  assign \args.no  = args[308:302];
+  assign \args.groups  = args[316:309];
+  assign \args.role_base  = args[323:317];
+  assign \args.page_base  = args[326:324];
+  assign \args.out_base  = args[338:327];
+  assign \args.out_cw  = args[347:339];
+  assign \args.param_base  = args[357:348];
+  assign \args.zp_in  = args[365:358];
+  assign \args.zp_out  = args[375:366];
+  assign \args.act_min  = args[385:376];
+  assign \args.act_max  = args[395:386];
+  assign \args.ab_m1  = args[398:396];
+  assign \args.wb_log2  = args[400:399];
+  assign \args.x_signed  = args[401];
+  assign \args.w_signed  = args[402];
+  assign \args.rowpack  = args[403];
+  assign \engines__mac__args.in_h  = args[8:0];
+  assign \engines__mac__args.in_w  = args[17:9];
+  assign \engines__mac__args.in_cw  = args[26:18];
+  assign \engines__mac__args.cin  = args[38:27];
+  assign \engines__mac__args.kh  = args[47:39];
+  assign \engines__mac__args.kw  = args[56:48];
+  assign \engines__mac__args.dh  = args[60:57];
+  assign \engines__mac__args.dw  = args[64:61];
+  assign \engines__mac__args.sh  = args[68:65];
+  assign \engines__mac__args.sw  = args[72:69];
+  assign \engines__mac__args.pt  = args[76:73];
+  assign \engines__mac__args.pl  = args[80:77];
+  assign \engines__mac__args.ow  = args[89:81];
+  assign \engines__mac__args.oh  = args[98:90];
+  assign \engines__mac__args.npos  = args[114:99];
+  assign \engines__mac__args.pos0  = args[128:115];
+  assign \engines__mac__args.kx_inc  = args[142:129];
+  assign \engines__mac__args.ky_inc  = args[156:143];
+  assign \engines__mac__args.pos_ux  = args[170:157];
+  assign \engines__mac__args.pos_wrap  = args[184:171];
+  assign \engines__mac__args.pos_bstep  = args[198:185];
+  assign \engines__mac__args.bq  = args[207:199];
+  assign \engines__mac__args.br  = args[216:208];
+  assign \engines__mac__args.img_delta  = args[230:217];
+  assign \engines__mac__args.img_bstep  = args[244:231];
+  assign \engines__mac__args.desc_base  = args[251:245];
+  assign \engines__mac__args.kt  = args[260:252];
+  assign \engines__mac__args.nt  = args[269:261];
+  assign \engines__mac__args.kr  = args[278:270];
+  assign \engines__mac__args.nr  = args[287:279];
+  assign \engines__mac__args.b  = args[294:288];
+  assign \engines__mac__args.ki  = args[301:295];
+  assign \engines__mac__args.no  = args[308:302];
+  assign \engines__mac__args.groups  = args[316:309];
+  assign \engines__mac__args.role_base  = args[323:317];
+  assign \engines__mac__args.page_base  = args[326:324];
+  assign \engines__mac__args.out_base  = args[338:327];
+  assign \engines__mac__args.out_cw  = args[347:339];
+  assign \engines__mac__args.param_base  = args[357:348];
+  assign \engines__mac__args.zp_in  = args[365:358];
+  assign \engines__mac__args.zp_out  = args[375:366];
+  assign \engines__mac__args.act_min  = args[385:376];
+  assign \engines__mac__args.act_max  = args[395:386];
+  assign \engines__mac__args.ab_m1  = args[398:396];
+  assign \engines__mac__args.wb_log2  = args[400:399];
+  assign \engines__mac__args.x_signed  = args[401];
+  assign \engines__mac__args.w_signed  = args[402];
+  assign \engines__mac__args.rowpack  = args[403];
   assign \args$269.mode  = args[0];
   assign \args$269.x_signed  = args[1];
   assign \args$269.in_base  = args[13:2];
-  assign \args$269.in_h  = args[21:14];
-  assign \args$269.in_w  = args[29:22];
-  assign \args$269.cw  = args[37:30];
-  assign \args$269.kh  = args[45:38];
-  assign \args$269.kw  = args[53:46];
-  assign \args$269.sh  = args[57:54];
-  assign \args$269.sw  = args[61:58];
-  assign \args$269.dh  = args[65:62];
-  assign \args$269.dw  = args[69:66];
-  assign \args$269.pt  = args[73:70];
-  assign \args$269.pl  = args[77:74];
-  assign \args$269.oh  = args[85:78];
-  assign \args$269.ow  = args[93:86];
-  assign \args$269.out_base  = args[105:94];
-  assign \args$269.zp_in  = args[115:106];
-  assign \args$269.mult  = args[147:116];
-  assign \args$269.shift  = args[153:148];
-  assign \args$269.zp_out  = args[163:154];
-  assign \args$269.act_min  = args[173:164];
-  assign \args$269.act_max  = args[183:174];
+  assign \args$269.in_h  = args[22:14];
+  assign \args$269.in_w  = args[31:23];
+  assign \args$269.cw  = args[40:32];
+  assign \args$269.kh  = args[49:41];
+  assign \args$269.kw  = args[58:50];
+  assign \args$269.sh  = args[62:59];
+  assign \args$269.sw  = args[66:63];
+  assign \args$269.dh  = args[70:67];
+  assign \args$269.dw  = args[74:71];
+  assign \args$269.pt  = args[78:75];
+  assign \args$269.pl  = args[82:79];
+  assign \args$269.oh  = args[91:83];
+  assign \args$269.ow  = args[100:92];
+  assign \args$269.out_base  = args[112:101];
+  assign \args$269.zp_in  = args[122:113];
+  assign \args$269.mult  = args[154:123];
+  assign \args$269.shift  = args[160:155];
+  assign \args$269.zp_out  = args[170:161];
+  assign \args$269.act_min  = args[180:171];
+  assign \args$269.act_max  = args[190:181];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
-  assign \engines__pool__args.in_h  = args[21:14];
-  assign \engines__pool__args.in_w  = args[29:22];
-  assign \engines__pool__args.cw  = args[37:30];
-  assign \engines__pool__args.kh  = args[45:38];
-  assign \engines__pool__args.kw  = args[53:46];
-  assign \engines__pool__args.sh  = args[57:54];
-  assign \engines__pool__args.sw  = args[61:58];
-  assign \engines__pool__args.dh  = args[65:62];
-  assign \engines__pool__args.dw  = args[69:66];
-  assign \engines__pool__args.pt  = args[73:70];
-  assign \engines__pool__args.pl  = args[77:74];
-  assign \engines__pool__args.oh  = args[85:78];
-  assign \engines__pool__args.ow  = args[93:86];
-  assign \engines__pool__args.out_base  = args[105:94];
-  assign \engines__pool__args.zp_in  = args[115:106];
-  assign \engines__pool__args.mult  = args[147:116];
-  assign \engines__pool__args.shift  = args[153:148];
-  assign \engines__pool__args.zp_out  = args[163:154];
-  assign \engines__pool__args.act_min  = args[173:164];
-  assign \engines__pool__args.act_max  = args[183:174];
+  assign \engines__pool__args.in_h  = args[22:14];
+  assign \engines__pool__args.in_w  = args[31:23];
+  assign \engines__pool__args.cw  = args[40:32];
+  assign \engines__pool__args.kh  = args[49:41];
+  assign \engines__pool__args.kw  = args[58:50];
+  assign \engines__pool__args.sh  = args[62:59];
+  assign \engines__pool__args.sw  = args[66:63];
+  assign \engines__pool__args.dh  = args[70:67];
+  assign \engines__pool__args.dw  = args[74:71];
+  assign \engines__pool__args.pt  = args[78:75];
+  assign \engines__pool__args.pl  = args[82:79];
+  assign \engines__pool__args.oh  = args[91:83];
+  assign \engines__pool__args.ow  = args[100:92];
+  assign \engines__pool__args.out_base  = args[112:101];
+  assign \engines__pool__args.zp_in  = args[122:113];
+  assign \engines__pool__args.mult  = args[154:123];
+  assign \engines__pool__args.shift  = args[160:155];
+  assign \engines__pool__args.zp_out  = args[170:161];
+  assign \engines__pool__args.act_min  = args[180:171];
+  assign \engines__pool__args.act_max  = args[190:181];
   assign \args$276.a_base  = args[11:0];
   assign \args$276.b_base  = args[23:12];
   assign \args$276.out_base  = args[35:24];
   assign \args$276.npos  = args[51:36];
-  assign \args$276.cw  = args[59:52];
-  assign \args$276.a_stride  = args[67:60];
-  assign \args$276.b_stride  = args[75:68];
-  assign \args$276.out_stride  = args[83:76];
-  assign \args$276.x_signed  = args[84];
-  assign \args$276.has_b  = args[85];
-  assign \args$276.rq_in  = args[86];
-  assign \args$276.rq_out  = args[87];
-  assign \args$276.ls  = args[92:88];
-  assign \args$276.zp_a  = args[102:93];
-  assign \args$276.zp_b  = args[112:103];
-  assign \args$276.mult_a  = args[144:113];
-  assign \args$276.shift_a  = args[150:145];
-  assign \args$276.mult_b  = args[182:151];
-  assign \args$276.shift_b  = args[188:183];
-  assign \args$276.mult_o  = args[220:189];
-  assign \args$276.shift_o  = args[226:221];
-  assign \args$276.zp_out  = args[236:227];
-  assign \args$276.act_min  = args[246:237];
-  assign \args$276.act_max  = args[256:247];
+  assign \args$276.cw  = args[60:52];
+  assign \args$276.a_stride  = args[69:61];
+  assign \args$276.b_stride  = args[78:70];
+  assign \args$276.out_stride  = args[87:79];
+  assign \args$276.x_signed  = args[88];
+  assign \args$276.has_b  = args[89];
+  assign \args$276.rq_in  = args[90];
+  assign \args$276.rq_out  = args[91];
+  assign \args$276.ls  = args[96:92];
+  assign \args$276.zp_a  = args[106:97];
+  assign \args$276.zp_b  = args[116:107];
+  assign \args$276.mult_a  = args[148:117];
+  assign \args$276.shift_a  = args[154:149];
+  assign \args$276.mult_b  = args[186:155];
+  assign \args$276.shift_b  = args[192:187];
+  assign \args$276.mult_o  = args[224:193];
+  assign \args$276.shift_o  = args[230:225];
+  assign \args$276.zp_out  = args[240:231];
+  assign \args$276.act_min  = args[250:241];
+  assign \args$276.act_max  = args[260:251];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
   assign \engines__ew__args.npos  = args[51:36];
-  assign \engines__ew__args.cw  = args[59:52];
-  assign \engines__ew__args.a_stride  = args[67:60];
-  assign \engines__ew__args.b_stride  = args[75:68];
-  assign \engines__ew__args.out_stride  = args[83:76];
-  assign \engines__ew__args.x_signed  = args[84];
-  assign \engines__ew__args.has_b  = args[85];
-  assign \engines__ew__args.rq_in  = args[86];
-  assign \engines__ew__args.rq_out  = args[87];
-  assign \engines__ew__args.ls  = args[92:88];
-  assign \engines__ew__args.zp_a  = args[102:93];
-  assign \engines__ew__args.zp_b  = args[112:103];
-  assign \engines__ew__args.mult_a  = args[144:113];
-  assign \engines__ew__args.shift_a  = args[150:145];
-  assign \engines__ew__args.mult_b  = args[182:151];
-  assign \engines__ew__args.shift_b  = args[188:183];
-  assign \engines__ew__args.mult_o  = args[220:189];
-  assign \engines__ew__args.shift_o  = args[226:221];
-  assign \engines__ew__args.zp_out  = args[236:227];
-  assign \engines__ew__args.act_min  = args[246:237];
-  assign \engines__ew__args.act_max  = args[256:247];
+  assign \engines__ew__args.cw  = args[60:52];
+  assign \engines__ew__args.a_stride  = args[69:61];
+  assign \engines__ew__args.b_stride  = args[78:70];
+  assign \engines__ew__args.out_stride  = args[87:79];
+  assign \engines__ew__args.x_signed  = args[88];
+  assign \engines__ew__args.has_b  = args[89];
+  assign \engines__ew__args.rq_in  = args[90];
+  assign \engines__ew__args.rq_out  = args[91];
+  assign \engines__ew__args.ls  = args[96:92];
+  assign \engines__ew__args.zp_a  = args[106:97];
+  assign \engines__ew__args.zp_b  = args[116:107];
+  assign \engines__ew__args.mult_a  = args[148:117];
+  assign \engines__ew__args.shift_a  = args[154:149];
+  assign \engines__ew__args.mult_b  = args[186:155];
+  assign \engines__ew__args.shift_b  = args[192:187];
+  assign \engines__ew__args.mult_o  = args[224:193];
+  assign \engines__ew__args.shift_o  = args[230:225];
+  assign \engines__ew__args.zp_out  = args[240:231];
+  assign \engines__ew__args.act_min  = args[250:241];
+  assign \engines__ew__args.act_max  = args[260:251];
   assign \args$284.macro  = args[1:0];
   assign \args$284.page  = args[4:2];
   assign \args$284.rows  = args[68:5];
@@ -11579,7 +11579,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   reg \$64 ;
   reg \$65 ;
   reg [2:0] \$66 ;
-  reg [393:0] \$67 ;
+  reg [407:0] \$67 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -11628,14 +11628,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   output done;
   reg done = 1'h0;
   wire engine_done;
-  wire [256:0] engines__ew__args;
+  wire [260:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
-  wire [7:0] \engines__ew__args.a_stride ;
+  wire [8:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
   wire [9:0] \engines__ew__args.act_min ;
   wire [11:0] \engines__ew__args.b_base ;
-  wire [7:0] \engines__ew__args.b_stride ;
-  wire [7:0] \engines__ew__args.cw ;
+  wire [8:0] \engines__ew__args.b_stride ;
+  wire [8:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
   wire [31:0] \engines__ew__args.mult_a ;
@@ -11643,7 +11643,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [31:0] \engines__ew__args.mult_o ;
   wire [15:0] \engines__ew__args.npos ;
   wire [11:0] \engines__ew__args.out_base ;
-  wire [7:0] \engines__ew__args.out_stride ;
+  wire [8:0] \engines__ew__args.out_stride ;
   wire \engines__ew__args.rq_in ;
   wire \engines__ew__args.rq_out ;
   wire [5:0] \engines__ew__args.shift_a ;
@@ -11667,14 +11667,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire engines__graph__done;
   output engines__graph__start;
   reg engines__graph__start;
-  output [389:0] engines__mac__args;
-  wire [389:0] engines__mac__args;
+  output [403:0] engines__mac__args;
+  wire [403:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
   wire [6:0] \engines__mac__args.b ;
-  wire [7:0] \engines__mac__args.bq ;
-  wire [7:0] \engines__mac__args.br ;
+  wire [8:0] \engines__mac__args.bq ;
+  wire [8:0] \engines__mac__args.br ;
   wire [11:0] \engines__mac__args.cin ;
   wire [6:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
@@ -11682,24 +11682,24 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [7:0] \engines__mac__args.groups ;
   wire [13:0] \engines__mac__args.img_bstep ;
   wire [13:0] \engines__mac__args.img_delta ;
-  wire [7:0] \engines__mac__args.in_cw ;
-  wire [7:0] \engines__mac__args.in_h ;
-  wire [7:0] \engines__mac__args.in_w ;
-  wire [7:0] \engines__mac__args.kh ;
+  wire [8:0] \engines__mac__args.in_cw ;
+  wire [8:0] \engines__mac__args.in_h ;
+  wire [8:0] \engines__mac__args.in_w ;
+  wire [8:0] \engines__mac__args.kh ;
   wire [6:0] \engines__mac__args.ki ;
-  wire [7:0] \engines__mac__args.kr ;
-  wire [7:0] \engines__mac__args.kt ;
-  wire [7:0] \engines__mac__args.kw ;
+  wire [8:0] \engines__mac__args.kr ;
+  wire [8:0] \engines__mac__args.kt ;
+  wire [8:0] \engines__mac__args.kw ;
   wire [13:0] \engines__mac__args.kx_inc ;
   wire [13:0] \engines__mac__args.ky_inc ;
   wire [6:0] \engines__mac__args.no ;
   wire [15:0] \engines__mac__args.npos ;
-  wire [7:0] \engines__mac__args.nr ;
-  wire [7:0] \engines__mac__args.nt ;
-  wire [7:0] \engines__mac__args.oh ;
+  wire [8:0] \engines__mac__args.nr ;
+  wire [8:0] \engines__mac__args.nt ;
+  wire [8:0] \engines__mac__args.oh ;
   wire [11:0] \engines__mac__args.out_base ;
-  wire [7:0] \engines__mac__args.out_cw ;
-  wire [7:0] \engines__mac__args.ow ;
+  wire [8:0] \engines__mac__args.out_cw ;
+  wire [8:0] \engines__mac__args.ow ;
   wire [2:0] \engines__mac__args.page_base ;
   wire [9:0] \engines__mac__args.param_base ;
   wire [3:0] \engines__mac__args.pl ;
@@ -11721,25 +11721,25 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire engines__mac__done;
   output engines__mac__start;
   reg engines__mac__start;
-  wire [183:0] engines__pool__args;
+  wire [190:0] engines__pool__args;
   wire [9:0] \engines__pool__args.act_max ;
   wire [9:0] \engines__pool__args.act_min ;
-  wire [7:0] \engines__pool__args.cw ;
+  wire [8:0] \engines__pool__args.cw ;
   wire [3:0] \engines__pool__args.dh ;
   wire [3:0] \engines__pool__args.dw ;
   wire [11:0] \engines__pool__args.in_base ;
-  wire [7:0] \engines__pool__args.in_h ;
-  wire [7:0] \engines__pool__args.in_w ;
-  wire [7:0] \engines__pool__args.kh ;
-  wire [7:0] \engines__pool__args.kw ;
+  wire [8:0] \engines__pool__args.in_h ;
+  wire [8:0] \engines__pool__args.in_w ;
+  wire [8:0] \engines__pool__args.kh ;
+  wire [8:0] \engines__pool__args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \engines__pool__args.mode ;
   wire [31:0] \engines__pool__args.mult ;
-  wire [7:0] \engines__pool__args.oh ;
+  wire [8:0] \engines__pool__args.oh ;
   wire [11:0] \engines__pool__args.out_base ;
-  wire [7:0] \engines__pool__args.ow ;
+  wire [8:0] \engines__pool__args.ow ;
   wire [3:0] \engines__pool__args.pl ;
   wire [3:0] \engines__pool__args.pt ;
   wire [3:0] \engines__pool__args.sh ;
@@ -11814,9 +11814,9 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [15:0] host__start_pc;
   output [11:0] imem_rd__addr;
   wire [11:0] imem_rd__addr;
-  input [393:0] imem_rd__data;
-  wire [393:0] imem_rd__data;
-  wire [389:0] \imem_rd__data.args ;
+  input [407:0] imem_rd__data;
+  wire [407:0] imem_rd__data;
+  wire [403:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -11826,14 +11826,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire \imem_rd__data.args.dma.store ;
   wire [11:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [256:0] \imem_rd__data.args.ew ;
+  wire [260:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
-  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [8:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
   wire [9:0] \imem_rd__data.args.ew.act_min ;
   wire [11:0] \imem_rd__data.args.ew.b_base ;
-  wire [7:0] \imem_rd__data.args.ew.b_stride ;
-  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire [8:0] \imem_rd__data.args.ew.b_stride ;
+  wire [8:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
@@ -11841,7 +11841,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
   wire [15:0] \imem_rd__data.args.ew.npos ;
   wire [11:0] \imem_rd__data.args.ew.out_base ;
-  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire [8:0] \imem_rd__data.args.ew.out_stride ;
   wire \imem_rd__data.args.ew.rq_in ;
   wire \imem_rd__data.args.ew.rq_out ;
   wire [5:0] \imem_rd__data.args.ew.shift_a ;
@@ -11873,13 +11873,13 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [2:0] \imem_rd__data.args.load.page ;
   wire [5:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [389:0] \imem_rd__data.args.mac ;
+  wire [403:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
   wire [6:0] \imem_rd__data.args.mac.b ;
-  wire [7:0] \imem_rd__data.args.mac.bq ;
-  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [8:0] \imem_rd__data.args.mac.bq ;
+  wire [8:0] \imem_rd__data.args.mac.br ;
   wire [11:0] \imem_rd__data.args.mac.cin ;
   wire [6:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
@@ -11887,24 +11887,24 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [13:0] \imem_rd__data.args.mac.img_bstep ;
   wire [13:0] \imem_rd__data.args.mac.img_delta ;
-  wire [7:0] \imem_rd__data.args.mac.in_cw ;
-  wire [7:0] \imem_rd__data.args.mac.in_h ;
-  wire [7:0] \imem_rd__data.args.mac.in_w ;
-  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [8:0] \imem_rd__data.args.mac.in_cw ;
+  wire [8:0] \imem_rd__data.args.mac.in_h ;
+  wire [8:0] \imem_rd__data.args.mac.in_w ;
+  wire [8:0] \imem_rd__data.args.mac.kh ;
   wire [6:0] \imem_rd__data.args.mac.ki ;
-  wire [7:0] \imem_rd__data.args.mac.kr ;
-  wire [7:0] \imem_rd__data.args.mac.kt ;
-  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [8:0] \imem_rd__data.args.mac.kr ;
+  wire [8:0] \imem_rd__data.args.mac.kt ;
+  wire [8:0] \imem_rd__data.args.mac.kw ;
   wire [13:0] \imem_rd__data.args.mac.kx_inc ;
   wire [13:0] \imem_rd__data.args.mac.ky_inc ;
   wire [6:0] \imem_rd__data.args.mac.no ;
   wire [15:0] \imem_rd__data.args.mac.npos ;
-  wire [7:0] \imem_rd__data.args.mac.nr ;
-  wire [7:0] \imem_rd__data.args.mac.nt ;
-  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [8:0] \imem_rd__data.args.mac.nr ;
+  wire [8:0] \imem_rd__data.args.mac.nt ;
+  wire [8:0] \imem_rd__data.args.mac.oh ;
   wire [11:0] \imem_rd__data.args.mac.out_base ;
-  wire [7:0] \imem_rd__data.args.mac.out_cw ;
-  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire [8:0] \imem_rd__data.args.mac.out_cw ;
+  wire [8:0] \imem_rd__data.args.mac.ow ;
   wire [2:0] \imem_rd__data.args.mac.page_base ;
   wire [9:0] \imem_rd__data.args.mac.param_base ;
   wire [3:0] \imem_rd__data.args.mac.pl ;
@@ -11922,25 +11922,25 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire \imem_rd__data.args.mac.x_signed ;
   wire [7:0] \imem_rd__data.args.mac.zp_in ;
   wire [9:0] \imem_rd__data.args.mac.zp_out ;
-  wire [183:0] \imem_rd__data.args.pool ;
+  wire [190:0] \imem_rd__data.args.pool ;
   wire [9:0] \imem_rd__data.args.pool.act_max ;
   wire [9:0] \imem_rd__data.args.pool.act_min ;
-  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [8:0] \imem_rd__data.args.pool.cw ;
   wire [3:0] \imem_rd__data.args.pool.dh ;
   wire [3:0] \imem_rd__data.args.pool.dw ;
   wire [11:0] \imem_rd__data.args.pool.in_base ;
-  wire [7:0] \imem_rd__data.args.pool.in_h ;
-  wire [7:0] \imem_rd__data.args.pool.in_w ;
-  wire [7:0] \imem_rd__data.args.pool.kh ;
-  wire [7:0] \imem_rd__data.args.pool.kw ;
+  wire [8:0] \imem_rd__data.args.pool.in_h ;
+  wire [8:0] \imem_rd__data.args.pool.in_w ;
+  wire [8:0] \imem_rd__data.args.pool.kh ;
+  wire [8:0] \imem_rd__data.args.pool.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \imem_rd__data.args.pool.mode ;
   wire [31:0] \imem_rd__data.args.pool.mult ;
-  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [8:0] \imem_rd__data.args.pool.oh ;
   wire [11:0] \imem_rd__data.args.pool.out_base ;
-  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [8:0] \imem_rd__data.args.pool.ow ;
   wire [3:0] \imem_rd__data.args.pool.pl ;
   wire [3:0] \imem_rd__data.args.pool.pt ;
   wire [3:0] \imem_rd__data.args.pool.sh ;
@@ -11964,8 +11964,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
-  reg [393:0] ir = 394'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [389:0] \ir.args ;
+  reg [407:0] ir = 408'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [403:0] \ir.args ;
   wire [97:0] \ir.args.dma ;
   wire [11:0] \ir.args.dma.addr ;
   wire [19:0] \ir.args.dma.ext ;
@@ -11975,14 +11975,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire \ir.args.dma.store ;
   wire [11:0] \ir.args.dma.stride ;
   wire \ir.args.dma.wmem ;
-  wire [256:0] \ir.args.ew ;
+  wire [260:0] \ir.args.ew ;
   wire [11:0] \ir.args.ew.a_base ;
-  wire [7:0] \ir.args.ew.a_stride ;
+  wire [8:0] \ir.args.ew.a_stride ;
   wire [9:0] \ir.args.ew.act_max ;
   wire [9:0] \ir.args.ew.act_min ;
   wire [11:0] \ir.args.ew.b_base ;
-  wire [7:0] \ir.args.ew.b_stride ;
-  wire [7:0] \ir.args.ew.cw ;
+  wire [8:0] \ir.args.ew.b_stride ;
+  wire [8:0] \ir.args.ew.cw ;
   wire \ir.args.ew.has_b ;
   wire [4:0] \ir.args.ew.ls ;
   wire [31:0] \ir.args.ew.mult_a ;
@@ -11990,7 +11990,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [31:0] \ir.args.ew.mult_o ;
   wire [15:0] \ir.args.ew.npos ;
   wire [11:0] \ir.args.ew.out_base ;
-  wire [7:0] \ir.args.ew.out_stride ;
+  wire [8:0] \ir.args.ew.out_stride ;
   wire \ir.args.ew.rq_in ;
   wire \ir.args.ew.rq_out ;
   wire [5:0] \ir.args.ew.shift_a ;
@@ -12022,13 +12022,13 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [2:0] \ir.args.load.page ;
   wire [5:0] \ir.args.load.row0 ;
   wire [9:0] \ir.args.load.src ;
-  wire [389:0] \ir.args.mac ;
+  wire [403:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
   wire [9:0] \ir.args.mac.act_min ;
   wire [6:0] \ir.args.mac.b ;
-  wire [7:0] \ir.args.mac.bq ;
-  wire [7:0] \ir.args.mac.br ;
+  wire [8:0] \ir.args.mac.bq ;
+  wire [8:0] \ir.args.mac.br ;
   wire [11:0] \ir.args.mac.cin ;
   wire [6:0] \ir.args.mac.desc_base ;
   wire [3:0] \ir.args.mac.dh ;
@@ -12036,24 +12036,24 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [7:0] \ir.args.mac.groups ;
   wire [13:0] \ir.args.mac.img_bstep ;
   wire [13:0] \ir.args.mac.img_delta ;
-  wire [7:0] \ir.args.mac.in_cw ;
-  wire [7:0] \ir.args.mac.in_h ;
-  wire [7:0] \ir.args.mac.in_w ;
-  wire [7:0] \ir.args.mac.kh ;
+  wire [8:0] \ir.args.mac.in_cw ;
+  wire [8:0] \ir.args.mac.in_h ;
+  wire [8:0] \ir.args.mac.in_w ;
+  wire [8:0] \ir.args.mac.kh ;
   wire [6:0] \ir.args.mac.ki ;
-  wire [7:0] \ir.args.mac.kr ;
-  wire [7:0] \ir.args.mac.kt ;
-  wire [7:0] \ir.args.mac.kw ;
+  wire [8:0] \ir.args.mac.kr ;
+  wire [8:0] \ir.args.mac.kt ;
+  wire [8:0] \ir.args.mac.kw ;
   wire [13:0] \ir.args.mac.kx_inc ;
   wire [13:0] \ir.args.mac.ky_inc ;
   wire [6:0] \ir.args.mac.no ;
   wire [15:0] \ir.args.mac.npos ;
-  wire [7:0] \ir.args.mac.nr ;
-  wire [7:0] \ir.args.mac.nt ;
-  wire [7:0] \ir.args.mac.oh ;
+  wire [8:0] \ir.args.mac.nr ;
+  wire [8:0] \ir.args.mac.nt ;
+  wire [8:0] \ir.args.mac.oh ;
   wire [11:0] \ir.args.mac.out_base ;
-  wire [7:0] \ir.args.mac.out_cw ;
-  wire [7:0] \ir.args.mac.ow ;
+  wire [8:0] \ir.args.mac.out_cw ;
+  wire [8:0] \ir.args.mac.ow ;
   wire [2:0] \ir.args.mac.page_base ;
   wire [9:0] \ir.args.mac.param_base ;
   wire [3:0] \ir.args.mac.pl ;
@@ -12071,25 +12071,25 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire \ir.args.mac.x_signed ;
   wire [7:0] \ir.args.mac.zp_in ;
   wire [9:0] \ir.args.mac.zp_out ;
-  wire [183:0] \ir.args.pool ;
+  wire [190:0] \ir.args.pool ;
   wire [9:0] \ir.args.pool.act_max ;
   wire [9:0] \ir.args.pool.act_min ;
-  wire [7:0] \ir.args.pool.cw ;
+  wire [8:0] \ir.args.pool.cw ;
   wire [3:0] \ir.args.pool.dh ;
   wire [3:0] \ir.args.pool.dw ;
   wire [11:0] \ir.args.pool.in_base ;
-  wire [7:0] \ir.args.pool.in_h ;
-  wire [7:0] \ir.args.pool.in_w ;
-  wire [7:0] \ir.args.pool.kh ;
-  wire [7:0] \ir.args.pool.kw ;
+  wire [8:0] \ir.args.pool.in_h ;
+  wire [8:0] \ir.args.pool.in_w ;
+  wire [8:0] \ir.args.pool.kh ;
+  wire [8:0] \ir.args.pool.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \ir.args.pool.mode ;
   wire [31:0] \ir.args.pool.mult ;
-  wire [7:0] \ir.args.pool.oh ;
+  wire [8:0] \ir.args.pool.oh ;
   wire [11:0] \ir.args.pool.out_base ;
-  wire [7:0] \ir.args.pool.ow ;
+  wire [8:0] \ir.args.pool.ow ;
   wire [3:0] \ir.args.pool.pl ;
   wire [3:0] \ir.args.pool.pt ;
   wire [3:0] \ir.args.pool.sh ;
@@ -12940,12 +12940,12 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
           end
     endcase
     if (rst) begin
-      \$67  = 394'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$67  = 408'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign imem_rd__en = 1'h1;
-  assign engines__pool__args = ir[187:4];
-  assign engines__ew__args = ir[260:4];
+  assign engines__pool__args = ir[194:4];
+  assign engines__ew__args = ir[264:4];
   assign engines__graph__args = ir[96:4];
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[32:4];
@@ -12960,161 +12960,161 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign unit_en = { \port$90$0 , \port$89$0 , \port$88$0 , \port$87$0  };
   assign imem_rd__addr = \$2 [11:0];
   assign trace_w__addr = trace_n[9:0];
-  assign engines__mac__args = ir[393:4];
-  assign \engines__mac__args.in_h  = ir[11:4];
-  assign \engines__mac__args.in_w  = ir[19:12];
-  assign \engines__mac__args.in_cw  = ir[27:20];
-  assign \engines__mac__args.cin  = ir[39:28];
-  assign \engines__mac__args.kh  = ir[47:40];
-  assign \engines__mac__args.kw  = ir[55:48];
-  assign \engines__mac__args.dh  = ir[59:56];
-  assign \engines__mac__args.dw  = ir[63:60];
-  assign \engines__mac__args.sh  = ir[67:64];
-  assign \engines__mac__args.sw  = ir[71:68];
-  assign \engines__mac__args.pt  = ir[75:72];
-  assign \engines__mac__args.pl  = ir[79:76];
-  assign \engines__mac__args.ow  = ir[87:80];
-  assign \engines__mac__args.oh  = ir[95:88];
-  assign \engines__mac__args.npos  = ir[111:96];
-  assign \engines__mac__args.pos0  = ir[125:112];
-  assign \engines__mac__args.kx_inc  = ir[139:126];
-  assign \engines__mac__args.ky_inc  = ir[153:140];
-  assign \engines__mac__args.pos_ux  = ir[167:154];
-  assign \engines__mac__args.pos_wrap  = ir[181:168];
-  assign \engines__mac__args.pos_bstep  = ir[195:182];
-  assign \engines__mac__args.bq  = ir[203:196];
-  assign \engines__mac__args.br  = ir[211:204];
-  assign \engines__mac__args.img_delta  = ir[225:212];
-  assign \engines__mac__args.img_bstep  = ir[239:226];
-  assign \engines__mac__args.desc_base  = ir[246:240];
-  assign \engines__mac__args.kt  = ir[254:247];
-  assign \engines__mac__args.nt  = ir[262:255];
-  assign \engines__mac__args.kr  = ir[270:263];
-  assign \engines__mac__args.nr  = ir[278:271];
-  assign \engines__mac__args.b  = ir[285:279];
-  assign \engines__mac__args.ki  = ir[292:286];
-  assign \engines__mac__args.no  = ir[299:293];
-  assign \engines__mac__args.groups  = ir[307:300];
-  assign \engines__mac__args.role_base  = ir[314:308];
-  assign \engines__mac__args.page_base  = ir[317:315];
-  assign \engines__mac__args.out_base  = ir[329:318];
-  assign \engines__mac__args.out_cw  = ir[337:330];
-  assign \engines__mac__args.param_base  = ir[347:338];
-  assign \engines__mac__args.zp_in  = ir[355:348];
-  assign \engines__mac__args.zp_out  = ir[365:356];
-  assign \engines__mac__args.act_min  = ir[375:366];
-  assign \engines__mac__args.act_max  = ir[385:376];
-  assign \engines__mac__args.ab_m1  = ir[388:386];
-  assign \engines__mac__args.wb_log2  = ir[390:389];
-  assign \engines__mac__args.x_signed  = ir[391];
-  assign \engines__mac__args.w_signed  = ir[392];
-  assign \engines__mac__args.rowpack  = ir[393];
+  assign engines__mac__args = ir[407:4];
+  assign \engines__mac__args.in_h  = ir[12:4];
+  assign \engines__mac__args.in_w  = ir[21:13];
+  assign \engines__mac__args.in_cw  = ir[30:22];
+  assign \engines__mac__args.cin  = ir[42:31];
+  assign \engines__mac__args.kh  = ir[51:43];
+  assign \engines__mac__args.kw  = ir[60:52];
+  assign \engines__mac__args.dh  = ir[64:61];
+  assign \engines__mac__args.dw  = ir[68:65];
+  assign \engines__mac__args.sh  = ir[72:69];
+  assign \engines__mac__args.sw  = ir[76:73];
+  assign \engines__mac__args.pt  = ir[80:77];
+  assign \engines__mac__args.pl  = ir[84:81];
+  assign \engines__mac__args.ow  = ir[93:85];
+  assign \engines__mac__args.oh  = ir[102:94];
+  assign \engines__mac__args.npos  = ir[118:103];
+  assign \engines__mac__args.pos0  = ir[132:119];
+  assign \engines__mac__args.kx_inc  = ir[146:133];
+  assign \engines__mac__args.ky_inc  = ir[160:147];
+  assign \engines__mac__args.pos_ux  = ir[174:161];
+  assign \engines__mac__args.pos_wrap  = ir[188:175];
+  assign \engines__mac__args.pos_bstep  = ir[202:189];
+  assign \engines__mac__args.bq  = ir[211:203];
+  assign \engines__mac__args.br  = ir[220:212];
+  assign \engines__mac__args.img_delta  = ir[234:221];
+  assign \engines__mac__args.img_bstep  = ir[248:235];
+  assign \engines__mac__args.desc_base  = ir[255:249];
+  assign \engines__mac__args.kt  = ir[264:256];
+  assign \engines__mac__args.nt  = ir[273:265];
+  assign \engines__mac__args.kr  = ir[282:274];
+  assign \engines__mac__args.nr  = ir[291:283];
+  assign \engines__mac__args.b  = ir[298:292];
+  assign \engines__mac__args.ki  = ir[305:299];
+  assign \engines__mac__args.no  = ir[312:306];
+  assign \engines__mac__args.groups  = ir[320:313];
+  assign \engines__mac__args.role_base  = ir[327:321];
+  assign \engines__mac__args.page_base  = ir[330:328];
+  assign \engines__mac__args.out_base  = ir[342:331];
+  assign \engines__mac__args.out_cw  = ir[351:343];
+  assign \engines__mac__args.param_base  = ir[361:352];
+  assign \engines__mac__args.zp_in  = ir[369:362];
+  assign \engines__mac__args.zp_out  = ir[379:370];
+  assign \engines__mac__args.act_min  = ir[389:380];
+  assign \engines__mac__args.act_max  = ir[399:390];
+  assign \engines__mac__args.ab_m1  = ir[402:400];
+  assign \engines__mac__args.wb_log2  = ir[404:403];
+  assign \engines__mac__args.x_signed  = ir[405];
+  assign \engines__mac__args.w_signed  = ir[406];
+  assign \engines__mac__args.rowpack  = ir[407];
   assign \ir.op  = ir[3:0];
-  assign \ir.args  = ir[393:4];
+  assign \ir.args  = ir[407:4];
   assign \ir.args.load  = ir[42:4];
   assign \ir.args.load.src  = ir[13:4];
   assign \ir.args.load.count  = ir[29:14];
   assign \ir.args.load.mask  = ir[33:30];
   assign \ir.args.load.page  = ir[36:34];
   assign \ir.args.load.row0  = ir[42:37];
-  assign \ir.args.mac  = ir[393:4];
-  assign \ir.args.mac.in_h  = ir[11:4];
-  assign \ir.args.mac.in_w  = ir[19:12];
-  assign \ir.args.mac.in_cw  = ir[27:20];
-  assign \ir.args.mac.cin  = ir[39:28];
-  assign \ir.args.mac.kh  = ir[47:40];
-  assign \ir.args.mac.kw  = ir[55:48];
-  assign \ir.args.mac.dh  = ir[59:56];
-  assign \ir.args.mac.dw  = ir[63:60];
-  assign \ir.args.mac.sh  = ir[67:64];
-  assign \ir.args.mac.sw  = ir[71:68];
-  assign \ir.args.mac.pt  = ir[75:72];
-  assign \ir.args.mac.pl  = ir[79:76];
-  assign \ir.args.mac.ow  = ir[87:80];
-  assign \ir.args.mac.oh  = ir[95:88];
-  assign \ir.args.mac.npos  = ir[111:96];
-  assign \ir.args.mac.pos0  = ir[125:112];
-  assign \ir.args.mac.kx_inc  = ir[139:126];
-  assign \ir.args.mac.ky_inc  = ir[153:140];
-  assign \ir.args.mac.pos_ux  = ir[167:154];
-  assign \ir.args.mac.pos_wrap  = ir[181:168];
-  assign \ir.args.mac.pos_bstep  = ir[195:182];
-  assign \ir.args.mac.bq  = ir[203:196];
-  assign \ir.args.mac.br  = ir[211:204];
-  assign \ir.args.mac.img_delta  = ir[225:212];
-  assign \ir.args.mac.img_bstep  = ir[239:226];
-  assign \ir.args.mac.desc_base  = ir[246:240];
-  assign \ir.args.mac.kt  = ir[254:247];
-  assign \ir.args.mac.nt  = ir[262:255];
-  assign \ir.args.mac.kr  = ir[270:263];
-  assign \ir.args.mac.nr  = ir[278:271];
-  assign \ir.args.mac.b  = ir[285:279];
-  assign \ir.args.mac.ki  = ir[292:286];
-  assign \ir.args.mac.no  = ir[299:293];
-  assign \ir.args.mac.groups  = ir[307:300];
-  assign \ir.args.mac.role_base  = ir[314:308];
-  assign \ir.args.mac.page_base  = ir[317:315];
-  assign \ir.args.mac.out_base  = ir[329:318];
-  assign \ir.args.mac.out_cw  = ir[337:330];
-  assign \ir.args.mac.param_base  = ir[347:338];
-  assign \ir.args.mac.zp_in  = ir[355:348];
-  assign \ir.args.mac.zp_out  = ir[365:356];
-  assign \ir.args.mac.act_min  = ir[375:366];
-  assign \ir.args.mac.act_max  = ir[385:376];
-  assign \ir.args.mac.ab_m1  = ir[388:386];
-  assign \ir.args.mac.wb_log2  = ir[390:389];
-  assign \ir.args.mac.x_signed  = ir[391];
-  assign \ir.args.mac.w_signed  = ir[392];
-  assign \ir.args.mac.rowpack  = ir[393];
-  assign \ir.args.pool  = ir[187:4];
+  assign \ir.args.mac  = ir[407:4];
+  assign \ir.args.mac.in_h  = ir[12:4];
+  assign \ir.args.mac.in_w  = ir[21:13];
+  assign \ir.args.mac.in_cw  = ir[30:22];
+  assign \ir.args.mac.cin  = ir[42:31];
+  assign \ir.args.mac.kh  = ir[51:43];
+  assign \ir.args.mac.kw  = ir[60:52];
+  assign \ir.args.mac.dh  = ir[64:61];
+  assign \ir.args.mac.dw  = ir[68:65];
+  assign \ir.args.mac.sh  = ir[72:69];
+  assign \ir.args.mac.sw  = ir[76:73];
+  assign \ir.args.mac.pt  = ir[80:77];
+  assign \ir.args.mac.pl  = ir[84:81];
+  assign \ir.args.mac.ow  = ir[93:85];
+  assign \ir.args.mac.oh  = ir[102:94];
+  assign \ir.args.mac.npos  = ir[118:103];
+  assign \ir.args.mac.pos0  = ir[132:119];
+  assign \ir.args.mac.kx_inc  = ir[146:133];
+  assign \ir.args.mac.ky_inc  = ir[160:147];
+  assign \ir.args.mac.pos_ux  = ir[174:161];
+  assign \ir.args.mac.pos_wrap  = ir[188:175];
+  assign \ir.args.mac.pos_bstep  = ir[202:189];
+  assign \ir.args.mac.bq  = ir[211:203];
+  assign \ir.args.mac.br  = ir[220:212];
+  assign \ir.args.mac.img_delta  = ir[234:221];
+  assign \ir.args.mac.img_bstep  = ir[248:235];
+  assign \ir.args.mac.desc_base  = ir[255:249];
+  assign \ir.args.mac.kt  = ir[264:256];
+  assign \ir.args.mac.nt  = ir[273:265];
+  assign \ir.args.mac.kr  = ir[282:274];
+  assign \ir.args.mac.nr  = ir[291:283];
+  assign \ir.args.mac.b  = ir[298:292];
+  assign \ir.args.mac.ki  = ir[305:299];
+  assign \ir.args.mac.no  = ir[312:306];
+  assign \ir.args.mac.groups  = ir[320:313];
+  assign \ir.args.mac.role_base  = ir[327:321];
+  assign \ir.args.mac.page_base  = ir[330:328];
+  assign \ir.args.mac.out_base  = ir[342:331];
+  assign \ir.args.mac.out_cw  = ir[351:343];
+  assign \ir.args.mac.param_base  = ir[361:352];
+  assign \ir.args.mac.zp_in  = ir[369:362];
+  assign \ir.args.mac.zp_out  = ir[379:370];
+  assign \ir.args.mac.act_min  = ir[389:380];
+  assign \ir.args.mac.act_max  = ir[399:390];
+  assign \ir.args.mac.ab_m1  = ir[402:400];
+  assign \ir.args.mac.wb_log2  = ir[404:403];
+  assign \ir.args.mac.x_signed  = ir[405];
+  assign \ir.args.mac.w_signed  = ir[406];
+  assign \ir.args.mac.rowpack  = ir[407];
+  assign \ir.args.pool  = ir[194:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
   assign \ir.args.pool.in_base  = ir[17:6];
-  assign \ir.args.pool.in_h  = ir[25:18];
-  assign \ir.args.pool.in_w  = ir[33:26];
-  assign \ir.args.pool.cw  = ir[41:34];
-  assign \ir.args.pool.kh  = ir[49:42];
-  assign \ir.args.pool.kw  = ir[57:50];
-  assign \ir.args.pool.sh  = ir[61:58];
-  assign \ir.args.pool.sw  = ir[65:62];
-  assign \ir.args.pool.dh  = ir[69:66];
-  assign \ir.args.pool.dw  = ir[73:70];
-  assign \ir.args.pool.pt  = ir[77:74];
-  assign \ir.args.pool.pl  = ir[81:78];
-  assign \ir.args.pool.oh  = ir[89:82];
-  assign \ir.args.pool.ow  = ir[97:90];
-  assign \ir.args.pool.out_base  = ir[109:98];
-  assign \ir.args.pool.zp_in  = ir[119:110];
-  assign \ir.args.pool.mult  = ir[151:120];
-  assign \ir.args.pool.shift  = ir[157:152];
-  assign \ir.args.pool.zp_out  = ir[167:158];
-  assign \ir.args.pool.act_min  = ir[177:168];
-  assign \ir.args.pool.act_max  = ir[187:178];
-  assign \ir.args.ew  = ir[260:4];
+  assign \ir.args.pool.in_h  = ir[26:18];
+  assign \ir.args.pool.in_w  = ir[35:27];
+  assign \ir.args.pool.cw  = ir[44:36];
+  assign \ir.args.pool.kh  = ir[53:45];
+  assign \ir.args.pool.kw  = ir[62:54];
+  assign \ir.args.pool.sh  = ir[66:63];
+  assign \ir.args.pool.sw  = ir[70:67];
+  assign \ir.args.pool.dh  = ir[74:71];
+  assign \ir.args.pool.dw  = ir[78:75];
+  assign \ir.args.pool.pt  = ir[82:79];
+  assign \ir.args.pool.pl  = ir[86:83];
+  assign \ir.args.pool.oh  = ir[95:87];
+  assign \ir.args.pool.ow  = ir[104:96];
+  assign \ir.args.pool.out_base  = ir[116:105];
+  assign \ir.args.pool.zp_in  = ir[126:117];
+  assign \ir.args.pool.mult  = ir[158:127];
+  assign \ir.args.pool.shift  = ir[164:159];
+  assign \ir.args.pool.zp_out  = ir[174:165];
+  assign \ir.args.pool.act_min  = ir[184:175];
+  assign \ir.args.pool.act_max  = ir[194:185];
+  assign \ir.args.ew  = ir[264:4];
   assign \ir.args.ew.a_base  = ir[15:4];
   assign \ir.args.ew.b_base  = ir[27:16];
   assign \ir.args.ew.out_base  = ir[39:28];
   assign \ir.args.ew.npos  = ir[55:40];
-  assign \ir.args.ew.cw  = ir[63:56];
-  assign \ir.args.ew.a_stride  = ir[71:64];
-  assign \ir.args.ew.b_stride  = ir[79:72];
-  assign \ir.args.ew.out_stride  = ir[87:80];
-  assign \ir.args.ew.x_signed  = ir[88];
-  assign \ir.args.ew.has_b  = ir[89];
-  assign \ir.args.ew.rq_in  = ir[90];
-  assign \ir.args.ew.rq_out  = ir[91];
-  assign \ir.args.ew.ls  = ir[96:92];
-  assign \ir.args.ew.zp_a  = ir[106:97];
-  assign \ir.args.ew.zp_b  = ir[116:107];
-  assign \ir.args.ew.mult_a  = ir[148:117];
-  assign \ir.args.ew.shift_a  = ir[154:149];
-  assign \ir.args.ew.mult_b  = ir[186:155];
-  assign \ir.args.ew.shift_b  = ir[192:187];
-  assign \ir.args.ew.mult_o  = ir[224:193];
-  assign \ir.args.ew.shift_o  = ir[230:225];
-  assign \ir.args.ew.zp_out  = ir[240:231];
-  assign \ir.args.ew.act_min  = ir[250:241];
-  assign \ir.args.ew.act_max  = ir[260:251];
+  assign \ir.args.ew.cw  = ir[64:56];
+  assign \ir.args.ew.a_stride  = ir[73:65];
+  assign \ir.args.ew.b_stride  = ir[82:74];
+  assign \ir.args.ew.out_stride  = ir[91:83];
+  assign \ir.args.ew.x_signed  = ir[92];
+  assign \ir.args.ew.has_b  = ir[93];
+  assign \ir.args.ew.rq_in  = ir[94];
+  assign \ir.args.ew.rq_out  = ir[95];
+  assign \ir.args.ew.ls  = ir[100:96];
+  assign \ir.args.ew.zp_a  = ir[110:101];
+  assign \ir.args.ew.zp_b  = ir[120:111];
+  assign \ir.args.ew.mult_a  = ir[152:121];
+  assign \ir.args.ew.shift_a  = ir[158:153];
+  assign \ir.args.ew.mult_b  = ir[190:159];
+  assign \ir.args.ew.shift_b  = ir[196:191];
+  assign \ir.args.ew.mult_o  = ir[228:197];
+  assign \ir.args.ew.shift_o  = ir[234:229];
+  assign \ir.args.ew.zp_out  = ir[244:235];
+  assign \ir.args.ew.act_min  = ir[254:245];
+  assign \ir.args.ew.act_max  = ir[264:255];
   assign \ir.args.dma  = ir[101:4];
   assign \ir.args.dma.store  = ir[4];
   assign \ir.args.dma.wmem  = ir[5];
@@ -13143,50 +13143,50 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
-  assign \engines__pool__args.in_h  = ir[25:18];
-  assign \engines__pool__args.in_w  = ir[33:26];
-  assign \engines__pool__args.cw  = ir[41:34];
-  assign \engines__pool__args.kh  = ir[49:42];
-  assign \engines__pool__args.kw  = ir[57:50];
-  assign \engines__pool__args.sh  = ir[61:58];
-  assign \engines__pool__args.sw  = ir[65:62];
-  assign \engines__pool__args.dh  = ir[69:66];
-  assign \engines__pool__args.dw  = ir[73:70];
-  assign \engines__pool__args.pt  = ir[77:74];
-  assign \engines__pool__args.pl  = ir[81:78];
-  assign \engines__pool__args.oh  = ir[89:82];
-  assign \engines__pool__args.ow  = ir[97:90];
-  assign \engines__pool__args.out_base  = ir[109:98];
-  assign \engines__pool__args.zp_in  = ir[119:110];
-  assign \engines__pool__args.mult  = ir[151:120];
-  assign \engines__pool__args.shift  = ir[157:152];
-  assign \engines__pool__args.zp_out  = ir[167:158];
-  assign \engines__pool__args.act_min  = ir[177:168];
-  assign \engines__pool__args.act_max  = ir[187:178];
+  assign \engines__pool__args.in_h  = ir[26:18];
+  assign \engines__pool__args.in_w  = ir[35:27];
+  assign \engines__pool__args.cw  = ir[44:36];
+  assign \engines__pool__args.kh  = ir[53:45];
+  assign \engines__pool__args.kw  = ir[62:54];
+  assign \engines__pool__args.sh  = ir[66:63];
+  assign \engines__pool__args.sw  = ir[70:67];
+  assign \engines__pool__args.dh  = ir[74:71];
+  assign \engines__pool__args.dw  = ir[78:75];
+  assign \engines__pool__args.pt  = ir[82:79];
+  assign \engines__pool__args.pl  = ir[86:83];
+  assign \engines__pool__args.oh  = ir[95:87];
+  assign \engines__pool__args.ow  = ir[104:96];
+  assign \engines__pool__args.out_base  = ir[116:105];
+  assign \engines__pool__args.zp_in  = ir[126:117];
+  assign \engines__pool__args.mult  = ir[158:127];
+  assign \engines__pool__args.shift  = ir[164:159];
+  assign \engines__pool__args.zp_out  = ir[174:165];
+  assign \engines__pool__args.act_min  = ir[184:175];
+  assign \engines__pool__args.act_max  = ir[194:185];
   assign \engines__ew__args.a_base  = ir[15:4];
   assign \engines__ew__args.b_base  = ir[27:16];
   assign \engines__ew__args.out_base  = ir[39:28];
   assign \engines__ew__args.npos  = ir[55:40];
-  assign \engines__ew__args.cw  = ir[63:56];
-  assign \engines__ew__args.a_stride  = ir[71:64];
-  assign \engines__ew__args.b_stride  = ir[79:72];
-  assign \engines__ew__args.out_stride  = ir[87:80];
-  assign \engines__ew__args.x_signed  = ir[88];
-  assign \engines__ew__args.has_b  = ir[89];
-  assign \engines__ew__args.rq_in  = ir[90];
-  assign \engines__ew__args.rq_out  = ir[91];
-  assign \engines__ew__args.ls  = ir[96:92];
-  assign \engines__ew__args.zp_a  = ir[106:97];
-  assign \engines__ew__args.zp_b  = ir[116:107];
-  assign \engines__ew__args.mult_a  = ir[148:117];
-  assign \engines__ew__args.shift_a  = ir[154:149];
-  assign \engines__ew__args.mult_b  = ir[186:155];
-  assign \engines__ew__args.shift_b  = ir[192:187];
-  assign \engines__ew__args.mult_o  = ir[224:193];
-  assign \engines__ew__args.shift_o  = ir[230:225];
-  assign \engines__ew__args.zp_out  = ir[240:231];
-  assign \engines__ew__args.act_min  = ir[250:241];
-  assign \engines__ew__args.act_max  = ir[260:251];
+  assign \engines__ew__args.cw  = ir[64:56];
+  assign \engines__ew__args.a_stride  = ir[73:65];
+  assign \engines__ew__args.b_stride  = ir[82:74];
+  assign \engines__ew__args.out_stride  = ir[91:83];
+  assign \engines__ew__args.x_signed  = ir[92];
+  assign \engines__ew__args.has_b  = ir[93];
+  assign \engines__ew__args.rq_in  = ir[94];
+  assign \engines__ew__args.rq_out  = ir[95];
+  assign \engines__ew__args.ls  = ir[100:96];
+  assign \engines__ew__args.zp_a  = ir[110:101];
+  assign \engines__ew__args.zp_b  = ir[120:111];
+  assign \engines__ew__args.mult_a  = ir[152:121];
+  assign \engines__ew__args.shift_a  = ir[158:153];
+  assign \engines__ew__args.mult_b  = ir[190:159];
+  assign \engines__ew__args.shift_b  = ir[196:191];
+  assign \engines__ew__args.mult_o  = ir[228:197];
+  assign \engines__ew__args.shift_o  = ir[234:229];
+  assign \engines__ew__args.zp_out  = ir[244:235];
+  assign \engines__ew__args.act_min  = ir[254:245];
+  assign \engines__ew__args.act_max  = ir[264:255];
   assign \engines__graph__args.macro  = ir[5:4];
   assign \engines__graph__args.page  = ir[8:6];
   assign \engines__graph__args.rows  = ir[72:9];
@@ -13261,111 +13261,111 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \counters3.stall  = counters3[63:32];
   assign \counters3.wload  = counters3[95:64];
   assign \imem_rd__data.op  = imem_rd__data[3:0];
-  assign \imem_rd__data.args  = imem_rd__data[393:4];
+  assign \imem_rd__data.args  = imem_rd__data[407:4];
   assign \imem_rd__data.args.load  = imem_rd__data[42:4];
   assign \imem_rd__data.args.load.src  = imem_rd__data[13:4];
   assign \imem_rd__data.args.load.count  = imem_rd__data[29:14];
   assign \imem_rd__data.args.load.mask  = imem_rd__data[33:30];
   assign \imem_rd__data.args.load.page  = imem_rd__data[36:34];
   assign \imem_rd__data.args.load.row0  = imem_rd__data[42:37];
-  assign \imem_rd__data.args.mac  = imem_rd__data[393:4];
-  assign \imem_rd__data.args.mac.in_h  = imem_rd__data[11:4];
-  assign \imem_rd__data.args.mac.in_w  = imem_rd__data[19:12];
-  assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[27:20];
-  assign \imem_rd__data.args.mac.cin  = imem_rd__data[39:28];
-  assign \imem_rd__data.args.mac.kh  = imem_rd__data[47:40];
-  assign \imem_rd__data.args.mac.kw  = imem_rd__data[55:48];
-  assign \imem_rd__data.args.mac.dh  = imem_rd__data[59:56];
-  assign \imem_rd__data.args.mac.dw  = imem_rd__data[63:60];
-  assign \imem_rd__data.args.mac.sh  = imem_rd__data[67:64];
-  assign \imem_rd__data.args.mac.sw  = imem_rd__data[71:68];
-  assign \imem_rd__data.args.mac.pt  = imem_rd__data[75:72];
-  assign \imem_rd__data.args.mac.pl  = imem_rd__data[79:76];
-  assign \imem_rd__data.args.mac.ow  = imem_rd__data[87:80];
-  assign \imem_rd__data.args.mac.oh  = imem_rd__data[95:88];
-  assign \imem_rd__data.args.mac.npos  = imem_rd__data[111:96];
-  assign \imem_rd__data.args.mac.pos0  = imem_rd__data[125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = imem_rd__data[139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = imem_rd__data[153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = imem_rd__data[167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = imem_rd__data[181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = imem_rd__data[195:182];
-  assign \imem_rd__data.args.mac.bq  = imem_rd__data[203:196];
-  assign \imem_rd__data.args.mac.br  = imem_rd__data[211:204];
-  assign \imem_rd__data.args.mac.img_delta  = imem_rd__data[225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = imem_rd__data[239:226];
-  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[246:240];
-  assign \imem_rd__data.args.mac.kt  = imem_rd__data[254:247];
-  assign \imem_rd__data.args.mac.nt  = imem_rd__data[262:255];
-  assign \imem_rd__data.args.mac.kr  = imem_rd__data[270:263];
-  assign \imem_rd__data.args.mac.nr  = imem_rd__data[278:271];
-  assign \imem_rd__data.args.mac.b  = imem_rd__data[285:279];
-  assign \imem_rd__data.args.mac.ki  = imem_rd__data[292:286];
-  assign \imem_rd__data.args.mac.no  = imem_rd__data[299:293];
-  assign \imem_rd__data.args.mac.groups  = imem_rd__data[307:300];
-  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[314:308];
-  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[317:315];
-  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[329:318];
-  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[337:330];
-  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[347:338];
-  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[355:348];
-  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[365:356];
-  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[375:366];
-  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[385:376];
-  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[388:386];
-  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[390:389];
-  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[391];
-  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[392];
-  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[393];
-  assign \imem_rd__data.args.pool  = imem_rd__data[187:4];
+  assign \imem_rd__data.args.mac  = imem_rd__data[407:4];
+  assign \imem_rd__data.args.mac.in_h  = imem_rd__data[12:4];
+  assign \imem_rd__data.args.mac.in_w  = imem_rd__data[21:13];
+  assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[30:22];
+  assign \imem_rd__data.args.mac.cin  = imem_rd__data[42:31];
+  assign \imem_rd__data.args.mac.kh  = imem_rd__data[51:43];
+  assign \imem_rd__data.args.mac.kw  = imem_rd__data[60:52];
+  assign \imem_rd__data.args.mac.dh  = imem_rd__data[64:61];
+  assign \imem_rd__data.args.mac.dw  = imem_rd__data[68:65];
+  assign \imem_rd__data.args.mac.sh  = imem_rd__data[72:69];
+  assign \imem_rd__data.args.mac.sw  = imem_rd__data[76:73];
+  assign \imem_rd__data.args.mac.pt  = imem_rd__data[80:77];
+  assign \imem_rd__data.args.mac.pl  = imem_rd__data[84:81];
+  assign \imem_rd__data.args.mac.ow  = imem_rd__data[93:85];
+  assign \imem_rd__data.args.mac.oh  = imem_rd__data[102:94];
+  assign \imem_rd__data.args.mac.npos  = imem_rd__data[118:103];
+  assign \imem_rd__data.args.mac.pos0  = imem_rd__data[132:119];
+  assign \imem_rd__data.args.mac.kx_inc  = imem_rd__data[146:133];
+  assign \imem_rd__data.args.mac.ky_inc  = imem_rd__data[160:147];
+  assign \imem_rd__data.args.mac.pos_ux  = imem_rd__data[174:161];
+  assign \imem_rd__data.args.mac.pos_wrap  = imem_rd__data[188:175];
+  assign \imem_rd__data.args.mac.pos_bstep  = imem_rd__data[202:189];
+  assign \imem_rd__data.args.mac.bq  = imem_rd__data[211:203];
+  assign \imem_rd__data.args.mac.br  = imem_rd__data[220:212];
+  assign \imem_rd__data.args.mac.img_delta  = imem_rd__data[234:221];
+  assign \imem_rd__data.args.mac.img_bstep  = imem_rd__data[248:235];
+  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[255:249];
+  assign \imem_rd__data.args.mac.kt  = imem_rd__data[264:256];
+  assign \imem_rd__data.args.mac.nt  = imem_rd__data[273:265];
+  assign \imem_rd__data.args.mac.kr  = imem_rd__data[282:274];
+  assign \imem_rd__data.args.mac.nr  = imem_rd__data[291:283];
+  assign \imem_rd__data.args.mac.b  = imem_rd__data[298:292];
+  assign \imem_rd__data.args.mac.ki  = imem_rd__data[305:299];
+  assign \imem_rd__data.args.mac.no  = imem_rd__data[312:306];
+  assign \imem_rd__data.args.mac.groups  = imem_rd__data[320:313];
+  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[327:321];
+  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[330:328];
+  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[342:331];
+  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[351:343];
+  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[361:352];
+  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[369:362];
+  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[379:370];
+  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[389:380];
+  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[399:390];
+  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[402:400];
+  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[404:403];
+  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[405];
+  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[406];
+  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[407];
+  assign \imem_rd__data.args.pool  = imem_rd__data[194:4];
   assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
   assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
   assign \imem_rd__data.args.pool.in_base  = imem_rd__data[17:6];
-  assign \imem_rd__data.args.pool.in_h  = imem_rd__data[25:18];
-  assign \imem_rd__data.args.pool.in_w  = imem_rd__data[33:26];
-  assign \imem_rd__data.args.pool.cw  = imem_rd__data[41:34];
-  assign \imem_rd__data.args.pool.kh  = imem_rd__data[49:42];
-  assign \imem_rd__data.args.pool.kw  = imem_rd__data[57:50];
-  assign \imem_rd__data.args.pool.sh  = imem_rd__data[61:58];
-  assign \imem_rd__data.args.pool.sw  = imem_rd__data[65:62];
-  assign \imem_rd__data.args.pool.dh  = imem_rd__data[69:66];
-  assign \imem_rd__data.args.pool.dw  = imem_rd__data[73:70];
-  assign \imem_rd__data.args.pool.pt  = imem_rd__data[77:74];
-  assign \imem_rd__data.args.pool.pl  = imem_rd__data[81:78];
-  assign \imem_rd__data.args.pool.oh  = imem_rd__data[89:82];
-  assign \imem_rd__data.args.pool.ow  = imem_rd__data[97:90];
-  assign \imem_rd__data.args.pool.out_base  = imem_rd__data[109:98];
-  assign \imem_rd__data.args.pool.zp_in  = imem_rd__data[119:110];
-  assign \imem_rd__data.args.pool.mult  = imem_rd__data[151:120];
-  assign \imem_rd__data.args.pool.shift  = imem_rd__data[157:152];
-  assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[167:158];
-  assign \imem_rd__data.args.pool.act_min  = imem_rd__data[177:168];
-  assign \imem_rd__data.args.pool.act_max  = imem_rd__data[187:178];
-  assign \imem_rd__data.args.ew  = imem_rd__data[260:4];
+  assign \imem_rd__data.args.pool.in_h  = imem_rd__data[26:18];
+  assign \imem_rd__data.args.pool.in_w  = imem_rd__data[35:27];
+  assign \imem_rd__data.args.pool.cw  = imem_rd__data[44:36];
+  assign \imem_rd__data.args.pool.kh  = imem_rd__data[53:45];
+  assign \imem_rd__data.args.pool.kw  = imem_rd__data[62:54];
+  assign \imem_rd__data.args.pool.sh  = imem_rd__data[66:63];
+  assign \imem_rd__data.args.pool.sw  = imem_rd__data[70:67];
+  assign \imem_rd__data.args.pool.dh  = imem_rd__data[74:71];
+  assign \imem_rd__data.args.pool.dw  = imem_rd__data[78:75];
+  assign \imem_rd__data.args.pool.pt  = imem_rd__data[82:79];
+  assign \imem_rd__data.args.pool.pl  = imem_rd__data[86:83];
+  assign \imem_rd__data.args.pool.oh  = imem_rd__data[95:87];
+  assign \imem_rd__data.args.pool.ow  = imem_rd__data[104:96];
+  assign \imem_rd__data.args.pool.out_base  = imem_rd__data[116:105];
+  assign \imem_rd__data.args.pool.zp_in  = imem_rd__data[126:117];
+  assign \imem_rd__data.args.pool.mult  = imem_rd__data[158:127];
+  assign \imem_rd__data.args.pool.shift  = imem_rd__data[164:159];
+  assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[174:165];
+  assign \imem_rd__data.args.pool.act_min  = imem_rd__data[184:175];
+  assign \imem_rd__data.args.pool.act_max  = imem_rd__data[194:185];
+  assign \imem_rd__data.args.ew  = imem_rd__data[264:4];
   assign \imem_rd__data.args.ew.a_base  = imem_rd__data[15:4];
   assign \imem_rd__data.args.ew.b_base  = imem_rd__data[27:16];
   assign \imem_rd__data.args.ew.out_base  = imem_rd__data[39:28];
   assign \imem_rd__data.args.ew.npos  = imem_rd__data[55:40];
-  assign \imem_rd__data.args.ew.cw  = imem_rd__data[63:56];
-  assign \imem_rd__data.args.ew.a_stride  = imem_rd__data[71:64];
-  assign \imem_rd__data.args.ew.b_stride  = imem_rd__data[79:72];
-  assign \imem_rd__data.args.ew.out_stride  = imem_rd__data[87:80];
-  assign \imem_rd__data.args.ew.x_signed  = imem_rd__data[88];
-  assign \imem_rd__data.args.ew.has_b  = imem_rd__data[89];
-  assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[90];
-  assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[91];
-  assign \imem_rd__data.args.ew.ls  = imem_rd__data[96:92];
-  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[106:97];
-  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[116:107];
-  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[148:117];
-  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[154:149];
-  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[186:155];
-  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[192:187];
-  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[224:193];
-  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[230:225];
-  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[240:231];
-  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[250:241];
-  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[260:251];
+  assign \imem_rd__data.args.ew.cw  = imem_rd__data[64:56];
+  assign \imem_rd__data.args.ew.a_stride  = imem_rd__data[73:65];
+  assign \imem_rd__data.args.ew.b_stride  = imem_rd__data[82:74];
+  assign \imem_rd__data.args.ew.out_stride  = imem_rd__data[91:83];
+  assign \imem_rd__data.args.ew.x_signed  = imem_rd__data[92];
+  assign \imem_rd__data.args.ew.has_b  = imem_rd__data[93];
+  assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[94];
+  assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[95];
+  assign \imem_rd__data.args.ew.ls  = imem_rd__data[100:96];
+  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[110:101];
+  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[120:111];
+  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[152:121];
+  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[158:153];
+  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[190:159];
+  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[196:191];
+  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[228:197];
+  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[234:229];
+  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[244:235];
+  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[254:245];
+  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[264:255];
   assign \imem_rd__data.args.dma  = imem_rd__data[101:4];
   assign \imem_rd__data.args.dma.store  = imem_rd__data[4];
   assign \imem_rd__data.args.dma.wmem  = imem_rd__data[5];
@@ -14473,7 +14473,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1610$0 , \port$1616$0 , \port$1622$0 , \port$1628$0 , \port$1634$0 , \port$1640$0 , \port$1646$0 , \port$1652$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [23:0] \$1 ;
+  wire [24:0] \$1 ;
   wire [8:0] \$10 ;
   wire [10:0] \$100 ;
   wire [10:0] \$101 ;
@@ -14526,7 +14526,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [31:0] \$144 ;
   wire [32:0] \$145 ;
   wire \$146 ;
-  reg [7:0] \$147 ;
+  reg [8:0] \$147 ;
   reg [15:0] \$148 ;
   reg \$149 ;
   wire [8:0] \$15 ;
@@ -14538,7 +14538,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [8:0] \$17 ;
   wire [8:0] \$18 ;
   wire [8:0] \$19 ;
-  wire [24:0] \$2 ;
+  wire [25:0] \$2 ;
   wire [8:0] \$20 ;
   wire [8:0] \$21 ;
   wire [8:0] \$22 ;
@@ -14549,7 +14549,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [62:0] \$27 ;
   wire [62:0] \$28 ;
   wire [62:0] \$29 ;
-  wire [25:0] \$3 ;
+  wire [26:0] \$3 ;
   wire [62:0] \$30 ;
   wire [62:0] \$31 ;
   wire [62:0] \$32 ;
@@ -14560,7 +14560,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [62:0] \$37 ;
   wire [62:0] \$38 ;
   wire [32:0] \$39 ;
-  wire [23:0] \$4 ;
+  wire [24:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire [10:0] \$42 ;
@@ -14571,7 +14571,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [10:0] \$47 ;
   wire [10:0] \$48 ;
   wire [32:0] \$49 ;
-  wire [24:0] \$5 ;
+  wire [25:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire [10:0] \$52 ;
@@ -14582,7 +14582,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [10:0] \$57 ;
   wire [10:0] \$58 ;
   wire [32:0] \$59 ;
-  wire [25:0] \$6 ;
+  wire [26:0] \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire [10:0] \$62 ;
@@ -14614,16 +14614,16 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire \$86 ;
   wire \$87 ;
   wire \$88 ;
-  wire [8:0] \$89 ;
+  wire [9:0] \$89 ;
   wire [8:0] \$9 ;
-  wire [8:0] \$90 ;
+  wire [9:0] \$90 ;
   wire \$91 ;
   wire [16:0] \$92 ;
   wire [16:0] \$93 ;
   wire \$94 ;
-  wire [23:0] \$95 ;
-  wire [24:0] \$96 ;
-  wire [25:0] \$97 ;
+  wire [24:0] \$95 ;
+  wire [25:0] \$96 ;
+  wire [26:0] \$97 ;
   wire [10:0] \$98 ;
   wire [10:0] \$99 ;
   output [11:0] a_rd__addr;
@@ -14636,15 +14636,15 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [63:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [256:0] args;
-  wire [256:0] args;
+  input [260:0] args;
+  wire [260:0] args;
   wire [11:0] \args.a_base ;
-  wire [7:0] \args.a_stride ;
+  wire [8:0] \args.a_stride ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [11:0] \args.b_base ;
-  wire [7:0] \args.b_stride ;
-  wire [7:0] \args.cw ;
+  wire [8:0] \args.b_stride ;
+  wire [8:0] \args.cw ;
   wire \args.has_b ;
   wire [4:0] \args.ls ;
   wire [31:0] \args.mult_a ;
@@ -14652,7 +14652,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [31:0] \args.mult_o ;
   wire [15:0] \args.npos ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_stride ;
+  wire [8:0] \args.out_stride ;
   wire \args.rq_in ;
   wire \args.rq_out ;
   wire [5:0] \args.shift_a ;
@@ -14917,7 +14917,7 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] vb5 = 32'd0;
   reg [31:0] vb6 = 32'd0;
   reg [31:0] vb7 = 32'd0;
-  reg [7:0] w = 8'h00;
+  reg [8:0] w = 9'h000;
   wire [511:0] x;
   wire [255:0] \x$50 ;
   wire [31:0] \x$50[0] ;
@@ -14986,92 +14986,92 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   wire [31:0] \y[5] ;
   wire [31:0] \y[6] ;
   wire [31:0] \y[7] ;
-  assign \$1  = p * args[67:60];
+  assign \$1  = p * args[69:61];
   assign \$2  = args[11:0] + \$1 ;
   assign \$3  = \$2  + w;
-  assign \$4  = p * args[75:68];
+  assign \$4  = p * args[78:70];
   assign \$5  = args[23:12] + \$4 ;
   assign \$6  = \$5  + w;
-  assign \$7  = args[84] ? { a_rd__data[7], a_rd__data[7:0] } : { 1'h0, a_rd__data[7:0] };
-  assign \$8  = args[84] ? { b_rd__data[7], b_rd__data[7:0] } : { 1'h0, b_rd__data[7:0] };
-  assign \$9  = args[84] ? { a_rd__data[15], a_rd__data[15:8] } : { 1'h0, a_rd__data[15:8] };
-  assign \$10  = args[84] ? { b_rd__data[15], b_rd__data[15:8] } : { 1'h0, b_rd__data[15:8] };
-  assign \$11  = args[84] ? { a_rd__data[23], a_rd__data[23:16] } : { 1'h0, a_rd__data[23:16] };
-  assign \$12  = args[84] ? { b_rd__data[23], b_rd__data[23:16] } : { 1'h0, b_rd__data[23:16] };
-  assign \$13  = args[84] ? { a_rd__data[31], a_rd__data[31:24] } : { 1'h0, a_rd__data[31:24] };
-  assign \$14  = args[84] ? { b_rd__data[31], b_rd__data[31:24] } : { 1'h0, b_rd__data[31:24] };
-  assign \$15  = args[84] ? { a_rd__data[39], a_rd__data[39:32] } : { 1'h0, a_rd__data[39:32] };
-  assign \$16  = args[84] ? { b_rd__data[39], b_rd__data[39:32] } : { 1'h0, b_rd__data[39:32] };
-  assign \$17  = args[84] ? { a_rd__data[47], a_rd__data[47:40] } : { 1'h0, a_rd__data[47:40] };
-  assign \$18  = args[84] ? { b_rd__data[47], b_rd__data[47:40] } : { 1'h0, b_rd__data[47:40] };
-  assign \$19  = args[84] ? { a_rd__data[55], a_rd__data[55:48] } : { 1'h0, a_rd__data[55:48] };
-  assign \$20  = args[84] ? { b_rd__data[55], b_rd__data[55:48] } : { 1'h0, b_rd__data[55:48] };
-  assign \$21  = args[84] ? { a_rd__data[63], a_rd__data[63:56] } : { 1'h0, a_rd__data[63:56] };
-  assign \$22  = args[84] ? { b_rd__data[63], b_rd__data[63:56] } : { 1'h0, b_rd__data[63:56] };
-  assign \$23  = $signed(va0) << args[92:88];
-  assign \$24  = $signed(vb0) << args[92:88];
-  assign \$25  = $signed(va1) << args[92:88];
-  assign \$26  = $signed(vb1) << args[92:88];
-  assign \$27  = $signed(va2) << args[92:88];
-  assign \$28  = $signed(vb2) << args[92:88];
-  assign \$29  = $signed(va3) << args[92:88];
-  assign \$30  = $signed(vb3) << args[92:88];
-  assign \$31  = $signed(va4) << args[92:88];
-  assign \$32  = $signed(vb4) << args[92:88];
-  assign \$33  = $signed(va5) << args[92:88];
-  assign \$34  = $signed(vb5) << args[92:88];
-  assign \$35  = $signed(va6) << args[92:88];
-  assign \$36  = $signed(vb6) << args[92:88];
-  assign \$37  = $signed(va7) << args[92:88];
-  assign \$38  = $signed(vb7) << args[92:88];
-  assign ey0 = args[87] ? y[31:0] : ob3_0;
-  assign \$39  = $signed(ey0) + $signed(args[236:227]);
-  assign \$40  = $signed(\$39 ) < $signed(args[246:237]);
-  assign \$41  = $signed(\$39 ) > $signed(args[256:247]);
-  assign \$42  = \$41  ? { args[256], args[256:247] } : { 1'h0, \$39 [9:0] };
-  assign \$43  = \$40  ? { args[246], args[246:237] } : \$42 ;
-  assign ey1 = args[87] ? y[63:32] : ob3_1;
-  assign \$44  = $signed(ey1) + $signed(args[236:227]);
-  assign \$45  = $signed(\$44 ) < $signed(args[246:237]);
-  assign \$46  = $signed(\$44 ) > $signed(args[256:247]);
-  assign \$47  = \$46  ? { args[256], args[256:247] } : { 1'h0, \$44 [9:0] };
-  assign \$48  = \$45  ? { args[246], args[246:237] } : \$47 ;
-  assign ey2 = args[87] ? y[95:64] : ob3_2;
-  assign \$49  = $signed(ey2) + $signed(args[236:227]);
-  assign \$50  = $signed(\$49 ) < $signed(args[246:237]);
-  assign \$51  = $signed(\$49 ) > $signed(args[256:247]);
-  assign \$52  = \$51  ? { args[256], args[256:247] } : { 1'h0, \$49 [9:0] };
-  assign \$53  = \$50  ? { args[246], args[246:237] } : \$52 ;
-  assign ey3 = args[87] ? y[127:96] : ob3_3;
-  assign \$54  = $signed(ey3) + $signed(args[236:227]);
-  assign \$55  = $signed(\$54 ) < $signed(args[246:237]);
-  assign \$56  = $signed(\$54 ) > $signed(args[256:247]);
-  assign \$57  = \$56  ? { args[256], args[256:247] } : { 1'h0, \$54 [9:0] };
-  assign \$58  = \$55  ? { args[246], args[246:237] } : \$57 ;
-  assign ey4 = args[87] ? y[159:128] : ob3_4;
-  assign \$59  = $signed(ey4) + $signed(args[236:227]);
-  assign \$60  = $signed(\$59 ) < $signed(args[246:237]);
-  assign \$61  = $signed(\$59 ) > $signed(args[256:247]);
-  assign \$62  = \$61  ? { args[256], args[256:247] } : { 1'h0, \$59 [9:0] };
-  assign \$63  = \$60  ? { args[246], args[246:237] } : \$62 ;
-  assign ey5 = args[87] ? y[191:160] : ob3_5;
-  assign \$64  = $signed(ey5) + $signed(args[236:227]);
-  assign \$65  = $signed(\$64 ) < $signed(args[246:237]);
-  assign \$66  = $signed(\$64 ) > $signed(args[256:247]);
-  assign \$67  = \$66  ? { args[256], args[256:247] } : { 1'h0, \$64 [9:0] };
-  assign \$68  = \$65  ? { args[246], args[246:237] } : \$67 ;
-  assign ey6 = args[87] ? y[223:192] : ob3_6;
-  assign \$69  = $signed(ey6) + $signed(args[236:227]);
-  assign \$70  = $signed(\$69 ) < $signed(args[246:237]);
-  assign \$71  = $signed(\$69 ) > $signed(args[256:247]);
-  assign \$72  = \$71  ? { args[256], args[256:247] } : { 1'h0, \$69 [9:0] };
-  assign \$73  = \$70  ? { args[246], args[246:237] } : \$72 ;
-  assign ey7 = args[87] ? y[255:224] : ob3_7;
-  assign \$74  = $signed(ey7) + $signed(args[236:227]);
-  assign \$75  = $signed(\$74 ) < $signed(args[246:237]);
-  assign \$76  = $signed(\$74 ) > $signed(args[256:247]);
-  assign \$77  = \$76  ? { args[256], args[256:247] } : { 1'h0, \$74 [9:0] };
-  assign \$78  = \$75  ? { args[246], args[246:237] } : \$77 ;
+  assign \$7  = args[88] ? { a_rd__data[7], a_rd__data[7:0] } : { 1'h0, a_rd__data[7:0] };
+  assign \$8  = args[88] ? { b_rd__data[7], b_rd__data[7:0] } : { 1'h0, b_rd__data[7:0] };
+  assign \$9  = args[88] ? { a_rd__data[15], a_rd__data[15:8] } : { 1'h0, a_rd__data[15:8] };
+  assign \$10  = args[88] ? { b_rd__data[15], b_rd__data[15:8] } : { 1'h0, b_rd__data[15:8] };
+  assign \$11  = args[88] ? { a_rd__data[23], a_rd__data[23:16] } : { 1'h0, a_rd__data[23:16] };
+  assign \$12  = args[88] ? { b_rd__data[23], b_rd__data[23:16] } : { 1'h0, b_rd__data[23:16] };
+  assign \$13  = args[88] ? { a_rd__data[31], a_rd__data[31:24] } : { 1'h0, a_rd__data[31:24] };
+  assign \$14  = args[88] ? { b_rd__data[31], b_rd__data[31:24] } : { 1'h0, b_rd__data[31:24] };
+  assign \$15  = args[88] ? { a_rd__data[39], a_rd__data[39:32] } : { 1'h0, a_rd__data[39:32] };
+  assign \$16  = args[88] ? { b_rd__data[39], b_rd__data[39:32] } : { 1'h0, b_rd__data[39:32] };
+  assign \$17  = args[88] ? { a_rd__data[47], a_rd__data[47:40] } : { 1'h0, a_rd__data[47:40] };
+  assign \$18  = args[88] ? { b_rd__data[47], b_rd__data[47:40] } : { 1'h0, b_rd__data[47:40] };
+  assign \$19  = args[88] ? { a_rd__data[55], a_rd__data[55:48] } : { 1'h0, a_rd__data[55:48] };
+  assign \$20  = args[88] ? { b_rd__data[55], b_rd__data[55:48] } : { 1'h0, b_rd__data[55:48] };
+  assign \$21  = args[88] ? { a_rd__data[63], a_rd__data[63:56] } : { 1'h0, a_rd__data[63:56] };
+  assign \$22  = args[88] ? { b_rd__data[63], b_rd__data[63:56] } : { 1'h0, b_rd__data[63:56] };
+  assign \$23  = $signed(va0) << args[96:92];
+  assign \$24  = $signed(vb0) << args[96:92];
+  assign \$25  = $signed(va1) << args[96:92];
+  assign \$26  = $signed(vb1) << args[96:92];
+  assign \$27  = $signed(va2) << args[96:92];
+  assign \$28  = $signed(vb2) << args[96:92];
+  assign \$29  = $signed(va3) << args[96:92];
+  assign \$30  = $signed(vb3) << args[96:92];
+  assign \$31  = $signed(va4) << args[96:92];
+  assign \$32  = $signed(vb4) << args[96:92];
+  assign \$33  = $signed(va5) << args[96:92];
+  assign \$34  = $signed(vb5) << args[96:92];
+  assign \$35  = $signed(va6) << args[96:92];
+  assign \$36  = $signed(vb6) << args[96:92];
+  assign \$37  = $signed(va7) << args[96:92];
+  assign \$38  = $signed(vb7) << args[96:92];
+  assign ey0 = args[91] ? y[31:0] : ob3_0;
+  assign \$39  = $signed(ey0) + $signed(args[240:231]);
+  assign \$40  = $signed(\$39 ) < $signed(args[250:241]);
+  assign \$41  = $signed(\$39 ) > $signed(args[260:251]);
+  assign \$42  = \$41  ? { args[260], args[260:251] } : { 1'h0, \$39 [9:0] };
+  assign \$43  = \$40  ? { args[250], args[250:241] } : \$42 ;
+  assign ey1 = args[91] ? y[63:32] : ob3_1;
+  assign \$44  = $signed(ey1) + $signed(args[240:231]);
+  assign \$45  = $signed(\$44 ) < $signed(args[250:241]);
+  assign \$46  = $signed(\$44 ) > $signed(args[260:251]);
+  assign \$47  = \$46  ? { args[260], args[260:251] } : { 1'h0, \$44 [9:0] };
+  assign \$48  = \$45  ? { args[250], args[250:241] } : \$47 ;
+  assign ey2 = args[91] ? y[95:64] : ob3_2;
+  assign \$49  = $signed(ey2) + $signed(args[240:231]);
+  assign \$50  = $signed(\$49 ) < $signed(args[250:241]);
+  assign \$51  = $signed(\$49 ) > $signed(args[260:251]);
+  assign \$52  = \$51  ? { args[260], args[260:251] } : { 1'h0, \$49 [9:0] };
+  assign \$53  = \$50  ? { args[250], args[250:241] } : \$52 ;
+  assign ey3 = args[91] ? y[127:96] : ob3_3;
+  assign \$54  = $signed(ey3) + $signed(args[240:231]);
+  assign \$55  = $signed(\$54 ) < $signed(args[250:241]);
+  assign \$56  = $signed(\$54 ) > $signed(args[260:251]);
+  assign \$57  = \$56  ? { args[260], args[260:251] } : { 1'h0, \$54 [9:0] };
+  assign \$58  = \$55  ? { args[250], args[250:241] } : \$57 ;
+  assign ey4 = args[91] ? y[159:128] : ob3_4;
+  assign \$59  = $signed(ey4) + $signed(args[240:231]);
+  assign \$60  = $signed(\$59 ) < $signed(args[250:241]);
+  assign \$61  = $signed(\$59 ) > $signed(args[260:251]);
+  assign \$62  = \$61  ? { args[260], args[260:251] } : { 1'h0, \$59 [9:0] };
+  assign \$63  = \$60  ? { args[250], args[250:241] } : \$62 ;
+  assign ey5 = args[91] ? y[191:160] : ob3_5;
+  assign \$64  = $signed(ey5) + $signed(args[240:231]);
+  assign \$65  = $signed(\$64 ) < $signed(args[250:241]);
+  assign \$66  = $signed(\$64 ) > $signed(args[260:251]);
+  assign \$67  = \$66  ? { args[260], args[260:251] } : { 1'h0, \$64 [9:0] };
+  assign \$68  = \$65  ? { args[250], args[250:241] } : \$67 ;
+  assign ey6 = args[91] ? y[223:192] : ob3_6;
+  assign \$69  = $signed(ey6) + $signed(args[240:231]);
+  assign \$70  = $signed(\$69 ) < $signed(args[250:241]);
+  assign \$71  = $signed(\$69 ) > $signed(args[260:251]);
+  assign \$72  = \$71  ? { args[260], args[260:251] } : { 1'h0, \$69 [9:0] };
+  assign \$73  = \$70  ? { args[250], args[250:241] } : \$72 ;
+  assign ey7 = args[91] ? y[255:224] : ob3_7;
+  assign \$74  = $signed(ey7) + $signed(args[240:231]);
+  assign \$75  = $signed(\$74 ) < $signed(args[250:241]);
+  assign \$76  = $signed(\$74 ) > $signed(args[260:251]);
+  assign \$77  = \$76  ? { args[260], args[260:251] } : { 1'h0, \$74 [9:0] };
+  assign \$78  = \$75  ? { args[250], args[250:241] } : \$77 ;
   assign \$79  = ~ busy;
   assign \$80  = ~ s1_valid;
   assign \$81  = \$79  & \$80 ;
@@ -15085,61 +15085,61 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign finished = \$87  & \$88 ;
   assign done = started & finished;
   assign \$89  = w + 1'h1;
-  assign \$90  = args[59:52] - 1'h1;
+  assign \$90  = args[60:52] - 1'h1;
   assign \$91  = w == \$90 ;
   assign \$92  = p + 1'h1;
   assign \$93  = args[51:36] - 1'h1;
   assign \$94  = p == \$93 ;
-  assign \$95  = p * args[83:76];
+  assign \$95  = p * args[87:79];
   assign \$96  = args[35:24] + \$95 ;
   assign \$97  = \$96  + w;
-  assign \$98  = $signed(\$7 ) - $signed(args[102:93]);
-  assign \$99  = $signed(\$8 ) - $signed(args[112:103]);
-  assign \$100  = args[85] ? \$99  : 11'h000;
-  assign \$101  = $signed(\$9 ) - $signed(args[102:93]);
-  assign \$102  = $signed(\$10 ) - $signed(args[112:103]);
-  assign \$103  = args[85] ? \$102  : 11'h000;
-  assign \$104  = $signed(\$11 ) - $signed(args[102:93]);
-  assign \$105  = $signed(\$12 ) - $signed(args[112:103]);
-  assign \$106  = args[85] ? \$105  : 11'h000;
-  assign \$107  = $signed(\$13 ) - $signed(args[102:93]);
-  assign \$108  = $signed(\$14 ) - $signed(args[112:103]);
-  assign \$109  = args[85] ? \$108  : 11'h000;
-  assign \$110  = $signed(\$15 ) - $signed(args[102:93]);
-  assign \$111  = $signed(\$16 ) - $signed(args[112:103]);
-  assign \$112  = args[85] ? \$111  : 11'h000;
-  assign \$113  = $signed(\$17 ) - $signed(args[102:93]);
-  assign \$114  = $signed(\$18 ) - $signed(args[112:103]);
-  assign \$115  = args[85] ? \$114  : 11'h000;
-  assign \$116  = $signed(\$19 ) - $signed(args[102:93]);
-  assign \$117  = $signed(\$20 ) - $signed(args[112:103]);
-  assign \$118  = args[85] ? \$117  : 11'h000;
-  assign \$119  = $signed(\$21 ) - $signed(args[102:93]);
-  assign \$120  = $signed(\$22 ) - $signed(args[112:103]);
-  assign \$121  = args[85] ? \$120  : 11'h000;
-  assign \$122  = args[86] ? \y$179 [31:0] : eb3_0_0;
-  assign \$123  = args[86] ? \y$179 [287:256] : eb3_1_0;
+  assign \$98  = $signed(\$7 ) - $signed(args[106:97]);
+  assign \$99  = $signed(\$8 ) - $signed(args[116:107]);
+  assign \$100  = args[89] ? \$99  : 11'h000;
+  assign \$101  = $signed(\$9 ) - $signed(args[106:97]);
+  assign \$102  = $signed(\$10 ) - $signed(args[116:107]);
+  assign \$103  = args[89] ? \$102  : 11'h000;
+  assign \$104  = $signed(\$11 ) - $signed(args[106:97]);
+  assign \$105  = $signed(\$12 ) - $signed(args[116:107]);
+  assign \$106  = args[89] ? \$105  : 11'h000;
+  assign \$107  = $signed(\$13 ) - $signed(args[106:97]);
+  assign \$108  = $signed(\$14 ) - $signed(args[116:107]);
+  assign \$109  = args[89] ? \$108  : 11'h000;
+  assign \$110  = $signed(\$15 ) - $signed(args[106:97]);
+  assign \$111  = $signed(\$16 ) - $signed(args[116:107]);
+  assign \$112  = args[89] ? \$111  : 11'h000;
+  assign \$113  = $signed(\$17 ) - $signed(args[106:97]);
+  assign \$114  = $signed(\$18 ) - $signed(args[116:107]);
+  assign \$115  = args[89] ? \$114  : 11'h000;
+  assign \$116  = $signed(\$19 ) - $signed(args[106:97]);
+  assign \$117  = $signed(\$20 ) - $signed(args[116:107]);
+  assign \$118  = args[89] ? \$117  : 11'h000;
+  assign \$119  = $signed(\$21 ) - $signed(args[106:97]);
+  assign \$120  = $signed(\$22 ) - $signed(args[116:107]);
+  assign \$121  = args[89] ? \$120  : 11'h000;
+  assign \$122  = args[90] ? \y$179 [31:0] : eb3_0_0;
+  assign \$123  = args[90] ? \y$179 [287:256] : eb3_1_0;
   assign \$124  = $signed(\$122 ) + $signed(\$123 );
-  assign \$125  = args[86] ? \y$179 [63:32] : eb3_0_1;
-  assign \$126  = args[86] ? \y$179 [319:288] : eb3_1_1;
+  assign \$125  = args[90] ? \y$179 [63:32] : eb3_0_1;
+  assign \$126  = args[90] ? \y$179 [319:288] : eb3_1_1;
   assign \$127  = $signed(\$125 ) + $signed(\$126 );
-  assign \$128  = args[86] ? \y$179 [95:64] : eb3_0_2;
-  assign \$129  = args[86] ? \y$179 [351:320] : eb3_1_2;
+  assign \$128  = args[90] ? \y$179 [95:64] : eb3_0_2;
+  assign \$129  = args[90] ? \y$179 [351:320] : eb3_1_2;
   assign \$130  = $signed(\$128 ) + $signed(\$129 );
-  assign \$131  = args[86] ? \y$179 [127:96] : eb3_0_3;
-  assign \$132  = args[86] ? \y$179 [383:352] : eb3_1_3;
+  assign \$131  = args[90] ? \y$179 [127:96] : eb3_0_3;
+  assign \$132  = args[90] ? \y$179 [383:352] : eb3_1_3;
   assign \$133  = $signed(\$131 ) + $signed(\$132 );
-  assign \$134  = args[86] ? \y$179 [159:128] : eb3_0_4;
-  assign \$135  = args[86] ? \y$179 [415:384] : eb3_1_4;
+  assign \$134  = args[90] ? \y$179 [159:128] : eb3_0_4;
+  assign \$135  = args[90] ? \y$179 [415:384] : eb3_1_4;
   assign \$136  = $signed(\$134 ) + $signed(\$135 );
-  assign \$137  = args[86] ? \y$179 [191:160] : eb3_0_5;
-  assign \$138  = args[86] ? \y$179 [447:416] : eb3_1_5;
+  assign \$137  = args[90] ? \y$179 [191:160] : eb3_0_5;
+  assign \$138  = args[90] ? \y$179 [447:416] : eb3_1_5;
   assign \$139  = $signed(\$137 ) + $signed(\$138 );
-  assign \$140  = args[86] ? \y$179 [223:192] : eb3_0_6;
-  assign \$141  = args[86] ? \y$179 [479:448] : eb3_1_6;
+  assign \$140  = args[90] ? \y$179 [223:192] : eb3_0_6;
+  assign \$141  = args[90] ? \y$179 [479:448] : eb3_1_6;
   assign \$142  = $signed(\$140 ) + $signed(\$141 );
-  assign \$143  = args[86] ? \y$179 [255:224] : eb3_0_7;
-  assign \$144  = args[86] ? \y$179 [511:480] : eb3_1_7;
+  assign \$143  = args[90] ? \y$179 [255:224] : eb3_0_7;
+  assign \$144  = args[90] ? \y$179 [511:480] : eb3_1_7;
   assign \$145  = $signed(\$143 ) + $signed(\$144 );
   assign \$146  = started & finished;
   always @(posedge clk)
@@ -15444,16 +15444,16 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$147  = w;
     if (busy) begin
-      \$147  = \$89 [7:0];
+      \$147  = \$89 [8:0];
       if (\$91 ) begin
-        \$147  = 8'h00;
+        \$147  = 9'h000;
       end
     end
     if (start) begin
-      \$147  = 8'h00;
+      \$147  = 9'h000;
     end
     if (rst) begin
-      \$147  = 8'h00;
+      \$147  = 9'h000;
     end
   end
   always @* begin
@@ -15576,26 +15576,26 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
   assign \args.npos  = args[51:36];
-  assign \args.cw  = args[59:52];
-  assign \args.a_stride  = args[67:60];
-  assign \args.b_stride  = args[75:68];
-  assign \args.out_stride  = args[83:76];
-  assign \args.x_signed  = args[84];
-  assign \args.has_b  = args[85];
-  assign \args.rq_in  = args[86];
-  assign \args.rq_out  = args[87];
-  assign \args.ls  = args[92:88];
-  assign \args.zp_a  = args[102:93];
-  assign \args.zp_b  = args[112:103];
-  assign \args.mult_a  = args[144:113];
-  assign \args.shift_a  = args[150:145];
-  assign \args.mult_b  = args[182:151];
-  assign \args.shift_b  = args[188:183];
-  assign \args.mult_o  = args[220:189];
-  assign \args.shift_o  = args[226:221];
-  assign \args.zp_out  = args[236:227];
-  assign \args.act_min  = args[246:237];
-  assign \args.act_max  = args[256:247];
+  assign \args.cw  = args[60:52];
+  assign \args.a_stride  = args[69:61];
+  assign \args.b_stride  = args[78:70];
+  assign \args.out_stride  = args[87:79];
+  assign \args.x_signed  = args[88];
+  assign \args.has_b  = args[89];
+  assign \args.rq_in  = args[90];
+  assign \args.rq_out  = args[91];
+  assign \args.ls  = args[96:92];
+  assign \args.zp_a  = args[106:97];
+  assign \args.zp_b  = args[116:107];
+  assign \args.mult_a  = args[148:117];
+  assign \args.shift_a  = args[154:149];
+  assign \args.mult_b  = args[186:155];
+  assign \args.shift_b  = args[192:187];
+  assign \args.mult_o  = args[224:193];
+  assign \args.shift_o  = args[230:225];
+  assign \args.zp_out  = args[240:231];
+  assign \args.act_min  = args[250:241];
+  assign \args.act_max  = args[260:251];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \x[2]  = x[95:64];
@@ -15692,22 +15692,22 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign \y$179[13]  = \y$179 [447:416];
   assign \y$179[14]  = \y$179 [479:448];
   assign \y$179[15]  = \y$179 [511:480];
-  assign \shift$53 [47:42] = args[226:221];
-  assign \shift$53 [41:36] = args[226:221];
-  assign \shift$53 [35:30] = args[226:221];
-  assign \shift$53 [29:24] = args[226:221];
-  assign \shift$53 [23:18] = args[226:221];
-  assign \shift$53 [17:12] = args[226:221];
-  assign \shift$53 [11:6] = args[226:221];
-  assign \shift$53 [5:0] = args[226:221];
-  assign \mult$52 [255:224] = args[220:189];
-  assign \mult$52 [223:192] = args[220:189];
-  assign \mult$52 [191:160] = args[220:189];
-  assign \mult$52 [159:128] = args[220:189];
-  assign \mult$52 [127:96] = args[220:189];
-  assign \mult$52 [95:64] = args[220:189];
-  assign \mult$52 [63:32] = args[220:189];
-  assign \mult$52 [31:0] = args[220:189];
+  assign \shift$53 [47:42] = args[230:225];
+  assign \shift$53 [41:36] = args[230:225];
+  assign \shift$53 [35:30] = args[230:225];
+  assign \shift$53 [29:24] = args[230:225];
+  assign \shift$53 [23:18] = args[230:225];
+  assign \shift$53 [17:12] = args[230:225];
+  assign \shift$53 [11:6] = args[230:225];
+  assign \shift$53 [5:0] = args[230:225];
+  assign \mult$52 [255:224] = args[224:193];
+  assign \mult$52 [223:192] = args[224:193];
+  assign \mult$52 [191:160] = args[224:193];
+  assign \mult$52 [159:128] = args[224:193];
+  assign \mult$52 [127:96] = args[224:193];
+  assign \mult$52 [95:64] = args[224:193];
+  assign \mult$52 [63:32] = args[224:193];
+  assign \mult$52 [31:0] = args[224:193];
   assign \x$50 [255:224] = ssum7;
   assign \x$50 [223:192] = ssum6;
   assign \x$50 [191:160] = ssum5;
@@ -15716,38 +15716,38 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign \x$50 [95:64] = ssum2;
   assign \x$50 [63:32] = ssum1;
   assign \x$50 [31:0] = ssum0;
-  assign shift[95:90] = args[188:183];
-  assign shift[47:42] = args[150:145];
-  assign shift[89:84] = args[188:183];
-  assign shift[41:36] = args[150:145];
-  assign shift[83:78] = args[188:183];
-  assign shift[35:30] = args[150:145];
-  assign shift[77:72] = args[188:183];
-  assign shift[29:24] = args[150:145];
-  assign shift[71:66] = args[188:183];
-  assign shift[23:18] = args[150:145];
-  assign shift[65:60] = args[188:183];
-  assign shift[17:12] = args[150:145];
-  assign shift[59:54] = args[188:183];
-  assign shift[11:6] = args[150:145];
-  assign shift[53:48] = args[188:183];
-  assign shift[5:0] = args[150:145];
-  assign mult[511:480] = args[182:151];
-  assign mult[255:224] = args[144:113];
-  assign mult[479:448] = args[182:151];
-  assign mult[223:192] = args[144:113];
-  assign mult[447:416] = args[182:151];
-  assign mult[191:160] = args[144:113];
-  assign mult[415:384] = args[182:151];
-  assign mult[159:128] = args[144:113];
-  assign mult[383:352] = args[182:151];
-  assign mult[127:96] = args[144:113];
-  assign mult[351:320] = args[182:151];
-  assign mult[95:64] = args[144:113];
-  assign mult[319:288] = args[182:151];
-  assign mult[63:32] = args[144:113];
-  assign mult[287:256] = args[182:151];
-  assign mult[31:0] = args[144:113];
+  assign shift[95:90] = args[192:187];
+  assign shift[47:42] = args[154:149];
+  assign shift[89:84] = args[192:187];
+  assign shift[41:36] = args[154:149];
+  assign shift[83:78] = args[192:187];
+  assign shift[35:30] = args[154:149];
+  assign shift[77:72] = args[192:187];
+  assign shift[29:24] = args[154:149];
+  assign shift[71:66] = args[192:187];
+  assign shift[23:18] = args[154:149];
+  assign shift[65:60] = args[192:187];
+  assign shift[17:12] = args[154:149];
+  assign shift[59:54] = args[192:187];
+  assign shift[11:6] = args[154:149];
+  assign shift[53:48] = args[192:187];
+  assign shift[5:0] = args[154:149];
+  assign mult[511:480] = args[186:155];
+  assign mult[255:224] = args[148:117];
+  assign mult[479:448] = args[186:155];
+  assign mult[223:192] = args[148:117];
+  assign mult[447:416] = args[186:155];
+  assign mult[191:160] = args[148:117];
+  assign mult[415:384] = args[186:155];
+  assign mult[159:128] = args[148:117];
+  assign mult[383:352] = args[186:155];
+  assign mult[127:96] = args[148:117];
+  assign mult[351:320] = args[186:155];
+  assign mult[95:64] = args[148:117];
+  assign mult[319:288] = args[186:155];
+  assign mult[63:32] = args[148:117];
+  assign mult[287:256] = args[186:155];
+  assign mult[31:0] = args[148:117];
   assign x[511:480] = \$38 [31:0];
   assign x[255:224] = \$37 [31:0];
   assign x[479:448] = \$36 [31:0];
@@ -19652,7 +19652,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [31:0] \$107 ;
   wire [32:0] \$108 ;
   wire [22:0] \$109 ;
-  wire [8:0] \$11 ;
+  wire [9:0] \$11 ;
   wire [31:0] \$110 ;
   wire [31:0] \$111 ;
   wire [32:0] \$112 ;
@@ -19674,7 +19674,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [31:0] \$127 ;
   wire [32:0] \$128 ;
   wire [22:0] \$129 ;
-  wire [8:0] \$13 ;
+  wire [9:0] \$13 ;
   wire [31:0] \$130 ;
   wire [31:0] \$131 ;
   wire [32:0] \$132 ;
@@ -19904,9 +19904,9 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$334 ;
   wire \$335 ;
   wire \$336 ;
-  wire [8:0] \$337 ;
+  wire [9:0] \$337 ;
   wire \$338 ;
-  wire [8:0] \$339 ;
+  wire [9:0] \$339 ;
   wire [8:0] \$34 ;
   wire \$340 ;
   wire [16:0] \$341 ;
@@ -19920,17 +19920,17 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$349 ;
   wire \$35 ;
   wire [8:0] \$350 ;
-  wire [8:0] \$351 ;
+  wire [9:0] \$351 ;
   wire \$352 ;
-  wire [8:0] \$353 ;
+  wire [9:0] \$353 ;
   wire \$354 ;
   wire \$355 ;
   wire [3:0] \$356 ;
   wire [3:0] \$357 ;
-  wire [8:0] \$358 ;
+  wire [9:0] \$358 ;
   wire \$359 ;
   wire \$36 ;
-  wire [8:0] \$360 ;
+  wire [9:0] \$360 ;
   wire \$361 ;
   wire [16:0] \$362 ;
   wire [16:0] \$363 ;
@@ -19954,9 +19954,9 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$38 ;
   wire \$380 ;
   wire \$381 ;
-  wire [23:0] \$382 ;
-  wire [24:0] \$383 ;
-  wire [25:0] \$384 ;
+  wire [24:0] \$382 ;
+  wire [25:0] \$383 ;
+  wire [26:0] \$384 ;
   wire \$385 ;
   wire \$386 ;
   wire [8:0] \$387 ;
@@ -20093,7 +20093,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
-  wire [8:0] \$79 ;
+  wire [9:0] \$79 ;
   wire \$8 ;
   wire [8:0] \$80 ;
   wire \$81 ;
@@ -20107,7 +20107,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [8:0] \$91 ;
+  wire [9:0] \$91 ;
   wire \$92 ;
   wire [22:0] \$93 ;
   wire [31:0] \$94 ;
@@ -20196,15 +20196,15 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [11:0] addr_pipe3;
   wire all_idle;
   wire any_stall;
-  input [389:0] args;
-  wire [389:0] args;
-  wire [389:0] \args$1 ;
+  input [403:0] args;
+  wire [403:0] args;
+  wire [403:0] \args$1 ;
   wire [2:0] \args$1.ab_m1 ;
   wire [9:0] \args$1.act_max ;
   wire [9:0] \args$1.act_min ;
   wire [6:0] \args$1.b ;
-  wire [7:0] \args$1.bq ;
-  wire [7:0] \args$1.br ;
+  wire [8:0] \args$1.bq ;
+  wire [8:0] \args$1.br ;
   wire [11:0] \args$1.cin ;
   wire [6:0] \args$1.desc_base ;
   wire [3:0] \args$1.dh ;
@@ -20212,24 +20212,24 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$1.groups ;
   wire [13:0] \args$1.img_bstep ;
   wire [13:0] \args$1.img_delta ;
-  wire [7:0] \args$1.in_cw ;
-  wire [7:0] \args$1.in_h ;
-  wire [7:0] \args$1.in_w ;
-  wire [7:0] \args$1.kh ;
+  wire [8:0] \args$1.in_cw ;
+  wire [8:0] \args$1.in_h ;
+  wire [8:0] \args$1.in_w ;
+  wire [8:0] \args$1.kh ;
   wire [6:0] \args$1.ki ;
-  wire [7:0] \args$1.kr ;
-  wire [7:0] \args$1.kt ;
-  wire [7:0] \args$1.kw ;
+  wire [8:0] \args$1.kr ;
+  wire [8:0] \args$1.kt ;
+  wire [8:0] \args$1.kw ;
   wire [13:0] \args$1.kx_inc ;
   wire [13:0] \args$1.ky_inc ;
   wire [6:0] \args$1.no ;
   wire [15:0] \args$1.npos ;
-  wire [7:0] \args$1.nr ;
-  wire [7:0] \args$1.nt ;
-  wire [7:0] \args$1.oh ;
+  wire [8:0] \args$1.nr ;
+  wire [8:0] \args$1.nt ;
+  wire [8:0] \args$1.oh ;
   wire [11:0] \args$1.out_base ;
-  wire [7:0] \args$1.out_cw ;
-  wire [7:0] \args$1.ow ;
+  wire [8:0] \args$1.out_cw ;
+  wire [8:0] \args$1.ow ;
   wire [2:0] \args$1.page_base ;
   wire [9:0] \args$1.param_base ;
   wire [3:0] \args$1.pl ;
@@ -20247,13 +20247,13 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [389:0] \args$12 ;
+  wire [403:0] \args$12 ;
   wire [2:0] \args$12.ab_m1 ;
   wire [9:0] \args$12.act_max ;
   wire [9:0] \args$12.act_min ;
   wire [6:0] \args$12.b ;
-  wire [7:0] \args$12.bq ;
-  wire [7:0] \args$12.br ;
+  wire [8:0] \args$12.bq ;
+  wire [8:0] \args$12.br ;
   wire [11:0] \args$12.cin ;
   wire [6:0] \args$12.desc_base ;
   wire [3:0] \args$12.dh ;
@@ -20261,24 +20261,24 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$12.groups ;
   wire [13:0] \args$12.img_bstep ;
   wire [13:0] \args$12.img_delta ;
-  wire [7:0] \args$12.in_cw ;
-  wire [7:0] \args$12.in_h ;
-  wire [7:0] \args$12.in_w ;
-  wire [7:0] \args$12.kh ;
+  wire [8:0] \args$12.in_cw ;
+  wire [8:0] \args$12.in_h ;
+  wire [8:0] \args$12.in_w ;
+  wire [8:0] \args$12.kh ;
   wire [6:0] \args$12.ki ;
-  wire [7:0] \args$12.kr ;
-  wire [7:0] \args$12.kt ;
-  wire [7:0] \args$12.kw ;
+  wire [8:0] \args$12.kr ;
+  wire [8:0] \args$12.kt ;
+  wire [8:0] \args$12.kw ;
   wire [13:0] \args$12.kx_inc ;
   wire [13:0] \args$12.ky_inc ;
   wire [6:0] \args$12.no ;
   wire [15:0] \args$12.npos ;
-  wire [7:0] \args$12.nr ;
-  wire [7:0] \args$12.nt ;
-  wire [7:0] \args$12.oh ;
+  wire [8:0] \args$12.nr ;
+  wire [8:0] \args$12.nt ;
+  wire [8:0] \args$12.oh ;
   wire [11:0] \args$12.out_base ;
-  wire [7:0] \args$12.out_cw ;
-  wire [7:0] \args$12.ow ;
+  wire [8:0] \args$12.out_cw ;
+  wire [8:0] \args$12.ow ;
   wire [2:0] \args$12.page_base ;
   wire [9:0] \args$12.param_base ;
   wire [3:0] \args$12.pl ;
@@ -20296,13 +20296,13 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \args$12.x_signed ;
   wire [7:0] \args$12.zp_in ;
   wire [9:0] \args$12.zp_out ;
-  wire [389:0] \args$23 ;
+  wire [403:0] \args$23 ;
   wire [2:0] \args$23.ab_m1 ;
   wire [9:0] \args$23.act_max ;
   wire [9:0] \args$23.act_min ;
   wire [6:0] \args$23.b ;
-  wire [7:0] \args$23.bq ;
-  wire [7:0] \args$23.br ;
+  wire [8:0] \args$23.bq ;
+  wire [8:0] \args$23.br ;
   wire [11:0] \args$23.cin ;
   wire [6:0] \args$23.desc_base ;
   wire [3:0] \args$23.dh ;
@@ -20310,24 +20310,24 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$23.groups ;
   wire [13:0] \args$23.img_bstep ;
   wire [13:0] \args$23.img_delta ;
-  wire [7:0] \args$23.in_cw ;
-  wire [7:0] \args$23.in_h ;
-  wire [7:0] \args$23.in_w ;
-  wire [7:0] \args$23.kh ;
+  wire [8:0] \args$23.in_cw ;
+  wire [8:0] \args$23.in_h ;
+  wire [8:0] \args$23.in_w ;
+  wire [8:0] \args$23.kh ;
   wire [6:0] \args$23.ki ;
-  wire [7:0] \args$23.kr ;
-  wire [7:0] \args$23.kt ;
-  wire [7:0] \args$23.kw ;
+  wire [8:0] \args$23.kr ;
+  wire [8:0] \args$23.kt ;
+  wire [8:0] \args$23.kw ;
   wire [13:0] \args$23.kx_inc ;
   wire [13:0] \args$23.ky_inc ;
   wire [6:0] \args$23.no ;
   wire [15:0] \args$23.npos ;
-  wire [7:0] \args$23.nr ;
-  wire [7:0] \args$23.nt ;
-  wire [7:0] \args$23.oh ;
+  wire [8:0] \args$23.nr ;
+  wire [8:0] \args$23.nt ;
+  wire [8:0] \args$23.oh ;
   wire [11:0] \args$23.out_base ;
-  wire [7:0] \args$23.out_cw ;
-  wire [7:0] \args$23.ow ;
+  wire [8:0] \args$23.out_cw ;
+  wire [8:0] \args$23.ow ;
   wire [2:0] \args$23.page_base ;
   wire [9:0] \args$23.param_base ;
   wire [3:0] \args$23.pl ;
@@ -20345,13 +20345,13 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire \args$23.x_signed ;
   wire [7:0] \args$23.zp_in ;
   wire [9:0] \args$23.zp_out ;
-  wire [389:0] \args$34 ;
+  wire [403:0] \args$34 ;
   wire [2:0] \args$34.ab_m1 ;
   wire [9:0] \args$34.act_max ;
   wire [9:0] \args$34.act_min ;
   wire [6:0] \args$34.b ;
-  wire [7:0] \args$34.bq ;
-  wire [7:0] \args$34.br ;
+  wire [8:0] \args$34.bq ;
+  wire [8:0] \args$34.br ;
   wire [11:0] \args$34.cin ;
   wire [6:0] \args$34.desc_base ;
   wire [3:0] \args$34.dh ;
@@ -20359,24 +20359,24 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args$34.groups ;
   wire [13:0] \args$34.img_bstep ;
   wire [13:0] \args$34.img_delta ;
-  wire [7:0] \args$34.in_cw ;
-  wire [7:0] \args$34.in_h ;
-  wire [7:0] \args$34.in_w ;
-  wire [7:0] \args$34.kh ;
+  wire [8:0] \args$34.in_cw ;
+  wire [8:0] \args$34.in_h ;
+  wire [8:0] \args$34.in_w ;
+  wire [8:0] \args$34.kh ;
   wire [6:0] \args$34.ki ;
-  wire [7:0] \args$34.kr ;
-  wire [7:0] \args$34.kt ;
-  wire [7:0] \args$34.kw ;
+  wire [8:0] \args$34.kr ;
+  wire [8:0] \args$34.kt ;
+  wire [8:0] \args$34.kw ;
   wire [13:0] \args$34.kx_inc ;
   wire [13:0] \args$34.ky_inc ;
   wire [6:0] \args$34.no ;
   wire [15:0] \args$34.npos ;
-  wire [7:0] \args$34.nr ;
-  wire [7:0] \args$34.nt ;
-  wire [7:0] \args$34.oh ;
+  wire [8:0] \args$34.nr ;
+  wire [8:0] \args$34.nt ;
+  wire [8:0] \args$34.oh ;
   wire [11:0] \args$34.out_base ;
-  wire [7:0] \args$34.out_cw ;
-  wire [7:0] \args$34.ow ;
+  wire [8:0] \args$34.out_cw ;
+  wire [8:0] \args$34.ow ;
   wire [2:0] \args$34.page_base ;
   wire [9:0] \args$34.param_base ;
   wire [3:0] \args$34.pl ;
@@ -20398,8 +20398,8 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
   wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
@@ -20407,24 +20407,24 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [13:0] \args.kx_inc ;
   wire [13:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
   wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
@@ -20469,83 +20469,83 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   wire [33:0] code7_sum;
   output [6:0] desc_rd__0__addr;
   wire [6:0] desc_rd__0__addr;
-  wire [72:0] desc_rd__0__data;
+  wire [76:0] desc_rd__0__data;
   wire [11:0] \desc_rd__0__data.c0 ;
-  wire [11:0] \desc_rd__0__data.dx0 ;
-  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [12:0] \desc_rd__0__data.dx0 ;
+  wire [12:0] \desc_rd__0__data.dy0 ;
   wire [6:0] \desc_rd__0__data.elems ;
-  wire [7:0] \desc_rd__0__data.kx0 ;
-  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [8:0] \desc_rd__0__data.kx0 ;
+  wire [8:0] \desc_rd__0__data.ky0 ;
   wire [13:0] \desc_rd__0__data.off0 ;
   output [6:0] desc_rd__1__addr;
   wire [6:0] desc_rd__1__addr;
-  wire [72:0] desc_rd__1__data;
+  wire [76:0] desc_rd__1__data;
   wire [11:0] \desc_rd__1__data.c0 ;
-  wire [11:0] \desc_rd__1__data.dx0 ;
-  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [12:0] \desc_rd__1__data.dx0 ;
+  wire [12:0] \desc_rd__1__data.dy0 ;
   wire [6:0] \desc_rd__1__data.elems ;
-  wire [7:0] \desc_rd__1__data.kx0 ;
-  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [8:0] \desc_rd__1__data.kx0 ;
+  wire [8:0] \desc_rd__1__data.ky0 ;
   wire [13:0] \desc_rd__1__data.off0 ;
   output [6:0] desc_rd__2__addr;
   wire [6:0] desc_rd__2__addr;
-  wire [72:0] desc_rd__2__data;
+  wire [76:0] desc_rd__2__data;
   wire [11:0] \desc_rd__2__data.c0 ;
-  wire [11:0] \desc_rd__2__data.dx0 ;
-  wire [11:0] \desc_rd__2__data.dy0 ;
+  wire [12:0] \desc_rd__2__data.dx0 ;
+  wire [12:0] \desc_rd__2__data.dy0 ;
   wire [6:0] \desc_rd__2__data.elems ;
-  wire [7:0] \desc_rd__2__data.kx0 ;
-  wire [7:0] \desc_rd__2__data.ky0 ;
+  wire [8:0] \desc_rd__2__data.kx0 ;
+  wire [8:0] \desc_rd__2__data.ky0 ;
   wire [13:0] \desc_rd__2__data.off0 ;
   output [6:0] desc_rd__3__addr;
   wire [6:0] desc_rd__3__addr;
-  wire [72:0] desc_rd__3__data;
+  wire [76:0] desc_rd__3__data;
   wire [11:0] \desc_rd__3__data.c0 ;
-  wire [11:0] \desc_rd__3__data.dx0 ;
-  wire [11:0] \desc_rd__3__data.dy0 ;
+  wire [12:0] \desc_rd__3__data.dx0 ;
+  wire [12:0] \desc_rd__3__data.dy0 ;
   wire [6:0] \desc_rd__3__data.elems ;
-  wire [7:0] \desc_rd__3__data.kx0 ;
-  wire [7:0] \desc_rd__3__data.ky0 ;
+  wire [8:0] \desc_rd__3__data.kx0 ;
+  wire [8:0] \desc_rd__3__data.ky0 ;
   wire [13:0] \desc_rd__3__data.off0 ;
   wire [6:0] desc_rd__addr;
   wire [6:0] \desc_rd__addr$20 ;
   wire [6:0] \desc_rd__addr$31 ;
   wire [6:0] \desc_rd__addr$42 ;
-  input [72:0] desc_rd__data;
-  wire [72:0] desc_rd__data;
-  input [72:0] \desc_rd__data$21 ;
-  wire [72:0] \desc_rd__data$21 ;
+  input [76:0] desc_rd__data;
+  wire [76:0] desc_rd__data;
+  input [76:0] \desc_rd__data$21 ;
+  wire [76:0] \desc_rd__data$21 ;
   wire [11:0] \desc_rd__data$21.c0 ;
-  wire [11:0] \desc_rd__data$21.dx0 ;
-  wire [11:0] \desc_rd__data$21.dy0 ;
+  wire [12:0] \desc_rd__data$21.dx0 ;
+  wire [12:0] \desc_rd__data$21.dy0 ;
   wire [6:0] \desc_rd__data$21.elems ;
-  wire [7:0] \desc_rd__data$21.kx0 ;
-  wire [7:0] \desc_rd__data$21.ky0 ;
+  wire [8:0] \desc_rd__data$21.kx0 ;
+  wire [8:0] \desc_rd__data$21.ky0 ;
   wire [13:0] \desc_rd__data$21.off0 ;
-  input [72:0] \desc_rd__data$32 ;
-  wire [72:0] \desc_rd__data$32 ;
+  input [76:0] \desc_rd__data$32 ;
+  wire [76:0] \desc_rd__data$32 ;
   wire [11:0] \desc_rd__data$32.c0 ;
-  wire [11:0] \desc_rd__data$32.dx0 ;
-  wire [11:0] \desc_rd__data$32.dy0 ;
+  wire [12:0] \desc_rd__data$32.dx0 ;
+  wire [12:0] \desc_rd__data$32.dy0 ;
   wire [6:0] \desc_rd__data$32.elems ;
-  wire [7:0] \desc_rd__data$32.kx0 ;
-  wire [7:0] \desc_rd__data$32.ky0 ;
+  wire [8:0] \desc_rd__data$32.kx0 ;
+  wire [8:0] \desc_rd__data$32.ky0 ;
   wire [13:0] \desc_rd__data$32.off0 ;
-  input [72:0] \desc_rd__data$43 ;
-  wire [72:0] \desc_rd__data$43 ;
+  input [76:0] \desc_rd__data$43 ;
+  wire [76:0] \desc_rd__data$43 ;
   wire [11:0] \desc_rd__data$43.c0 ;
-  wire [11:0] \desc_rd__data$43.dx0 ;
-  wire [11:0] \desc_rd__data$43.dy0 ;
+  wire [12:0] \desc_rd__data$43.dx0 ;
+  wire [12:0] \desc_rd__data$43.dy0 ;
   wire [6:0] \desc_rd__data$43.elems ;
-  wire [7:0] \desc_rd__data$43.kx0 ;
-  wire [7:0] \desc_rd__data$43.ky0 ;
+  wire [8:0] \desc_rd__data$43.kx0 ;
+  wire [8:0] \desc_rd__data$43.ky0 ;
   wire [13:0] \desc_rd__data$43.off0 ;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   wire done;
   wire en;
@@ -22012,95 +22012,95 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$9  = \$8  & all_idle;
   assign \$10  = ~ any_stall;
   assign go = \$9  & \$10 ;
-  assign \$11  = args[266:259] - 1'h1;
+  assign \$11  = args[278:270] - 1'h1;
   assign \$12  = g_kr == \$11 ;
-  assign \$13  = args[274:267] - 1'h1;
+  assign \$13  = args[287:279] - 1'h1;
   assign \$14  = g_nr == \$13 ;
   assign g_round_end = \$12  & \$14 ;
   assign \$15  = en & pos_valid;
   assign \$16  = g_kbase + kk;
-  assign \$17  = \$16  < args[250:243];
+  assign \$17  = \$16  < args[260:252];
   assign \$18  = \$15  & \$17 ;
   assign \$19  = g_nbase + nn;
-  assign \$20  = \$19  < args[258:251];
+  assign \$20  = \$19  < args[269:261];
   assign g_act0 = \$18  & \$20 ;
   assign pos_bstep = go & g_round_end;
   assign \$21  = \en$49  & \pos_valid$79 ;
   assign \$22  = g_kbase + \kk$80 ;
-  assign \$23  = \$22  < args[250:243];
+  assign \$23  = \$22  < args[260:252];
   assign \$24  = \$21  & \$23 ;
   assign \$25  = g_nbase + \nn$81 ;
-  assign \$26  = \$25  < args[258:251];
+  assign \$26  = \$25  < args[269:261];
   assign g_act1 = \$24  & \$26 ;
   assign \pos_bstep$85  = go & g_round_end;
   assign \$27  = \en$50  & \pos_valid$87 ;
   assign \$28  = g_kbase + \kk$88 ;
-  assign \$29  = \$28  < args[250:243];
+  assign \$29  = \$28  < args[260:252];
   assign \$30  = \$27  & \$29 ;
   assign \$31  = g_nbase + \nn$89 ;
-  assign \$32  = \$31  < args[258:251];
+  assign \$32  = \$31  < args[269:261];
   assign g_act2 = \$30  & \$32 ;
   assign \pos_bstep$93  = go & g_round_end;
   assign \$33  = \en$51  & \pos_valid$95 ;
   assign \$34  = g_kbase + \kk$96 ;
-  assign \$35  = \$34  < args[250:243];
+  assign \$35  = \$34  < args[260:252];
   assign \$36  = \$33  & \$35 ;
   assign \$37  = g_nbase + \nn$97 ;
-  assign \$38  = \$37  < args[258:251];
+  assign \$38  = \$37  < args[269:261];
   assign g_act3 = \$36  & \$38 ;
   assign \pos_bstep$101  = go & g_round_end;
   assign \$39  = i_p0 + bi;
-  assign \$40  = \$39  < args[107:92];
+  assign \$40  = \$39  < args[114:99];
   assign \$41  = en & \$40 ;
   assign \$42  = i_kbase + kk;
-  assign \$43  = \$42  < args[250:243];
+  assign \$43  = \$42  < args[260:252];
   assign \$44  = \$41  & \$43 ;
   assign \$45  = i_nbase + nn;
-  assign \$46  = \$45  < args[258:251];
+  assign \$46  = \$45  < args[269:261];
   assign i_act0 = \$44  & \$46 ;
   assign \$47  = ~ i_act0;
   assign \$48  = full & op__0__ready;
   assign i_ok0 = \$47  | \$48 ;
   assign \$49  = i_p0 + \bi$111 ;
-  assign \$50  = \$49  < args[107:92];
+  assign \$50  = \$49  < args[114:99];
   assign \$51  = \en$49  & \$50 ;
   assign \$52  = i_kbase + \kk$80 ;
-  assign \$53  = \$52  < args[250:243];
+  assign \$53  = \$52  < args[260:252];
   assign \$54  = \$51  & \$53 ;
   assign \$55  = i_nbase + \nn$81 ;
-  assign \$56  = \$55  < args[258:251];
+  assign \$56  = \$55  < args[269:261];
   assign i_act1 = \$54  & \$56 ;
   assign \$57  = ~ i_act1;
   assign \$58  = \full$113  & op__1__ready;
   assign i_ok1 = \$57  | \$58 ;
   assign \$59  = i_p0 + \bi$116 ;
-  assign \$60  = \$59  < args[107:92];
+  assign \$60  = \$59  < args[114:99];
   assign \$61  = \en$50  & \$60 ;
   assign \$62  = i_kbase + \kk$88 ;
-  assign \$63  = \$62  < args[250:243];
+  assign \$63  = \$62  < args[260:252];
   assign \$64  = \$61  & \$63 ;
   assign \$65  = i_nbase + \nn$89 ;
-  assign \$66  = \$65  < args[258:251];
+  assign \$66  = \$65  < args[269:261];
   assign i_act2 = \$64  & \$66 ;
   assign \$67  = ~ i_act2;
   assign \$68  = \full$118  & op__2__ready;
   assign i_ok2 = \$67  | \$68 ;
   assign \$69  = i_p0 + \bi$121 ;
-  assign \$70  = \$69  < args[107:92];
+  assign \$70  = \$69  < args[114:99];
   assign \$71  = \en$51  & \$70 ;
   assign \$72  = i_kbase + \kk$96 ;
-  assign \$73  = \$72  < args[250:243];
+  assign \$73  = \$72  < args[260:252];
   assign \$74  = \$71  & \$73 ;
   assign \$75  = i_nbase + \nn$97 ;
-  assign \$76  = \$75  < args[258:251];
+  assign \$76  = \$75  < args[269:261];
   assign i_act3 = \$74  & \$76 ;
   assign \$77  = ~ i_act3;
   assign \$78  = \full$123  & op__3__ready;
   assign i_ok3 = \$77  | \$78 ;
-  assign \$79  = args[266:259] - 1'h1;
+  assign \$79  = args[278:270] - 1'h1;
   assign \final  = i_kr == \$79 ;
   assign \$80  = since_final + 1'h1;
-  assign spaced = \$80  >= args[303:296];
+  assign spaced = \$80  >= args[316:309];
   assign \$81  = ~ setup;
   assign \$82  = busy & \$81 ;
   assign \$83  = ~ i_done;
@@ -22120,10 +22120,10 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign op__3__valid = issue & i_act3;
   assign \take$146  = issue & i_act3;
   assign \$90  = ! i_kr;
-  assign \$91  = args[266:259] - 1'h1;
+  assign \$91  = args[278:270] - 1'h1;
   assign \$92  = i_kr == \$91 ;
   assign res_any = | { res_valid__3, res_valid__2, res_valid__1, res_valid__0 };
-  assign res_signed = args[388] | args[387];
+  assign res_signed = args[402] | args[401];
   assign \$93  = res_signed ? { res_y__0[21], res_y__0[21:0] } : { 1'h0, res_y__0[21:0] };
   assign \$94  = tag[0] ? 32'd0 : acc0_0;
   assign \$95  = tag[2] ? { \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93 [22], \$93  } : 32'd0;
@@ -22327,7 +22327,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$256  = $signed(\$254 [31:0]) + $signed(\$255 [31:0]);
   assign \$257  = ser_p0 + g_bi;
   assign \$258  = ser_n0 + g_nn;
-  assign \$259  = args[343:334] + \$258 [7:0];
+  assign \$259  = args[357:348] + \$258 [7:0];
   assign \$260  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
   assign \$261  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
   assign \$262  = $signed(q0_sum2) + $signed(param_rd__data[223:192]);
@@ -22336,46 +22336,46 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$265  = $signed(q0_sum5) + $signed(param_rd__data[511:480]);
   assign \$266  = $signed(q0_sum6) + $signed(param_rd__data[607:576]);
   assign \$267  = $signed(q0_sum7) + $signed(param_rd__data[703:672]);
-  assign \$268  = $signed(y[31:0]) + $signed(args[361:352]);
-  assign \$269  = $signed(\$268 ) < $signed(args[371:362]);
-  assign \$270  = $signed(\$268 ) > $signed(args[381:372]);
-  assign \$271  = \$270  ? { args[381], args[381:372] } : { 1'h0, \$268 [9:0] };
-  assign \$272  = \$269  ? { args[371], args[371:362] } : \$271 ;
-  assign \$273  = $signed(y[63:32]) + $signed(args[361:352]);
-  assign \$274  = $signed(\$273 ) < $signed(args[371:362]);
-  assign \$275  = $signed(\$273 ) > $signed(args[381:372]);
-  assign \$276  = \$275  ? { args[381], args[381:372] } : { 1'h0, \$273 [9:0] };
-  assign \$277  = \$274  ? { args[371], args[371:362] } : \$276 ;
-  assign \$278  = $signed(y[95:64]) + $signed(args[361:352]);
-  assign \$279  = $signed(\$278 ) < $signed(args[371:362]);
-  assign \$280  = $signed(\$278 ) > $signed(args[381:372]);
-  assign \$281  = \$280  ? { args[381], args[381:372] } : { 1'h0, \$278 [9:0] };
-  assign \$282  = \$279  ? { args[371], args[371:362] } : \$281 ;
-  assign \$283  = $signed(y[127:96]) + $signed(args[361:352]);
-  assign \$284  = $signed(\$283 ) < $signed(args[371:362]);
-  assign \$285  = $signed(\$283 ) > $signed(args[381:372]);
-  assign \$286  = \$285  ? { args[381], args[381:372] } : { 1'h0, \$283 [9:0] };
-  assign \$287  = \$284  ? { args[371], args[371:362] } : \$286 ;
-  assign \$288  = $signed(y[159:128]) + $signed(args[361:352]);
-  assign \$289  = $signed(\$288 ) < $signed(args[371:362]);
-  assign \$290  = $signed(\$288 ) > $signed(args[381:372]);
-  assign \$291  = \$290  ? { args[381], args[381:372] } : { 1'h0, \$288 [9:0] };
-  assign \$292  = \$289  ? { args[371], args[371:362] } : \$291 ;
-  assign \$293  = $signed(y[191:160]) + $signed(args[361:352]);
-  assign \$294  = $signed(\$293 ) < $signed(args[371:362]);
-  assign \$295  = $signed(\$293 ) > $signed(args[381:372]);
-  assign \$296  = \$295  ? { args[381], args[381:372] } : { 1'h0, \$293 [9:0] };
-  assign \$297  = \$294  ? { args[371], args[371:362] } : \$296 ;
-  assign \$298  = $signed(y[223:192]) + $signed(args[361:352]);
-  assign \$299  = $signed(\$298 ) < $signed(args[371:362]);
-  assign \$300  = $signed(\$298 ) > $signed(args[381:372]);
-  assign \$301  = \$300  ? { args[381], args[381:372] } : { 1'h0, \$298 [9:0] };
-  assign \$302  = \$299  ? { args[371], args[371:362] } : \$301 ;
-  assign \$303  = $signed(y[255:224]) + $signed(args[361:352]);
-  assign \$304  = $signed(\$303 ) < $signed(args[371:362]);
-  assign \$305  = $signed(\$303 ) > $signed(args[381:372]);
-  assign \$306  = \$305  ? { args[381], args[381:372] } : { 1'h0, \$303 [9:0] };
-  assign \$307  = \$304  ? { args[371], args[371:362] } : \$306 ;
+  assign \$268  = $signed(y[31:0]) + $signed(args[375:366]);
+  assign \$269  = $signed(\$268 ) < $signed(args[385:376]);
+  assign \$270  = $signed(\$268 ) > $signed(args[395:386]);
+  assign \$271  = \$270  ? { args[395], args[395:386] } : { 1'h0, \$268 [9:0] };
+  assign \$272  = \$269  ? { args[385], args[385:376] } : \$271 ;
+  assign \$273  = $signed(y[63:32]) + $signed(args[375:366]);
+  assign \$274  = $signed(\$273 ) < $signed(args[385:376]);
+  assign \$275  = $signed(\$273 ) > $signed(args[395:386]);
+  assign \$276  = \$275  ? { args[395], args[395:386] } : { 1'h0, \$273 [9:0] };
+  assign \$277  = \$274  ? { args[385], args[385:376] } : \$276 ;
+  assign \$278  = $signed(y[95:64]) + $signed(args[375:366]);
+  assign \$279  = $signed(\$278 ) < $signed(args[385:376]);
+  assign \$280  = $signed(\$278 ) > $signed(args[395:386]);
+  assign \$281  = \$280  ? { args[395], args[395:386] } : { 1'h0, \$278 [9:0] };
+  assign \$282  = \$279  ? { args[385], args[385:376] } : \$281 ;
+  assign \$283  = $signed(y[127:96]) + $signed(args[375:366]);
+  assign \$284  = $signed(\$283 ) < $signed(args[385:376]);
+  assign \$285  = $signed(\$283 ) > $signed(args[395:386]);
+  assign \$286  = \$285  ? { args[395], args[395:386] } : { 1'h0, \$283 [9:0] };
+  assign \$287  = \$284  ? { args[385], args[385:376] } : \$286 ;
+  assign \$288  = $signed(y[159:128]) + $signed(args[375:366]);
+  assign \$289  = $signed(\$288 ) < $signed(args[385:376]);
+  assign \$290  = $signed(\$288 ) > $signed(args[395:386]);
+  assign \$291  = \$290  ? { args[395], args[395:386] } : { 1'h0, \$288 [9:0] };
+  assign \$292  = \$289  ? { args[385], args[385:376] } : \$291 ;
+  assign \$293  = $signed(y[191:160]) + $signed(args[375:366]);
+  assign \$294  = $signed(\$293 ) < $signed(args[385:376]);
+  assign \$295  = $signed(\$293 ) > $signed(args[395:386]);
+  assign \$296  = \$295  ? { args[395], args[395:386] } : { 1'h0, \$293 [9:0] };
+  assign \$297  = \$294  ? { args[385], args[385:376] } : \$296 ;
+  assign \$298  = $signed(y[223:192]) + $signed(args[375:366]);
+  assign \$299  = $signed(\$298 ) < $signed(args[385:376]);
+  assign \$300  = $signed(\$298 ) > $signed(args[395:386]);
+  assign \$301  = \$300  ? { args[395], args[395:386] } : { 1'h0, \$298 [9:0] };
+  assign \$302  = \$299  ? { args[385], args[385:376] } : \$301 ;
+  assign \$303  = $signed(y[255:224]) + $signed(args[375:366]);
+  assign \$304  = $signed(\$303 ) < $signed(args[385:376]);
+  assign \$305  = $signed(\$303 ) > $signed(args[395:386]);
+  assign \$306  = \$305  ? { args[395], args[395:386] } : { 1'h0, \$303 [9:0] };
+  assign \$307  = \$304  ? { args[385], args[385:376] } : \$306 ;
   assign post_busy = i_valid | \busy$400 ;
   assign \$308  = ~ setup;
   assign \$309  = busy & \$308 ;
@@ -22396,77 +22396,77 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \$320  = ~ busy;
   assign \pos_init$408  = start & \$320 ;
   assign \$321  = setup_cnt + 1'h1;
-  assign \$322  = \$321  < args[281:275];
+  assign \$322  = \$321  < args[294:288];
   assign \$323  = setup & \$322 ;
   assign \$324  = bi > setup_cnt;
   assign pos_step = \$323  & \$324 ;
   assign \$325  = setup_cnt + 1'h1;
-  assign \$326  = \$325  < args[281:275];
+  assign \$326  = \$325  < args[294:288];
   assign \$327  = setup & \$326 ;
   assign \$328  = \bi$111  > setup_cnt;
   assign \pos_step$411  = \$327  & \$328 ;
   assign \$329  = setup_cnt + 1'h1;
-  assign \$330  = \$329  < args[281:275];
+  assign \$330  = \$329  < args[294:288];
   assign \$331  = setup & \$330 ;
   assign \$332  = \bi$116  > setup_cnt;
   assign \pos_step$412  = \$331  & \$332 ;
   assign \$333  = setup_cnt + 1'h1;
-  assign \$334  = \$333  < args[281:275];
+  assign \$334  = \$333  < args[294:288];
   assign \$335  = setup & \$334 ;
   assign \$336  = \bi$121  > setup_cnt;
   assign \pos_step$413  = \$335  & \$336 ;
-  assign \$337  = args[266:259] - 1'h1;
+  assign \$337  = args[278:270] - 1'h1;
   assign \$338  = g_kr == \$337 ;
-  assign \$339  = args[274:267] - 1'h1;
+  assign \$339  = args[287:279] - 1'h1;
   assign \$340  = g_nr == \$339 ;
-  assign \$341  = g_p0 + args[281:275];
-  assign \$342  = g_p0 + args[281:275];
-  assign \$343  = \$342  >= args[107:92];
+  assign \$341  = g_p0 + args[294:288];
+  assign \$342  = g_p0 + args[294:288];
+  assign \$343  = \$342  >= args[114:99];
   assign \$344  = g_nr + 1'h1;
-  assign \$345  = g_nbase + args[295:289];
+  assign \$345  = g_nbase + args[308:302];
   assign \$346  = g_kr + 1'h1;
-  assign \$347  = g_kbase + args[288:282];
+  assign \$347  = g_kbase + args[301:295];
   assign \$348  = issue & \final ;
   assign \$349  = since_final != 8'hff;
   assign \$350  = since_final + 1'h1;
-  assign \$351  = args[266:259] - 1'h1;
+  assign \$351  = args[278:270] - 1'h1;
   assign \$352  = i_kr == \$351 ;
-  assign \$353  = args[274:267] - 1'h1;
+  assign \$353  = args[287:279] - 1'h1;
   assign \$354  = i_nr == \$353 ;
   assign \$355  = \$352  & \$354 ;
   assign \$356  = i_page + 1'h1;
-  assign \$357  = \$355  ? { 1'h0, args[313:311] } : \$356 ;
-  assign \$358  = args[266:259] - 1'h1;
+  assign \$357  = \$355  ? { 1'h0, args[326:324] } : \$356 ;
+  assign \$358  = args[278:270] - 1'h1;
   assign \$359  = i_kr == \$358 ;
-  assign \$360  = args[274:267] - 1'h1;
+  assign \$360  = args[287:279] - 1'h1;
   assign \$361  = i_nr == \$360 ;
-  assign \$362  = i_p0 + args[281:275];
-  assign \$363  = i_p0 + args[281:275];
-  assign \$364  = \$363  >= args[107:92];
+  assign \$362  = i_p0 + args[294:288];
+  assign \$363  = i_p0 + args[294:288];
+  assign \$364  = \$363  >= args[114:99];
   assign \$365  = i_nr + 1'h1;
-  assign \$366  = i_nbase + args[295:289];
+  assign \$366  = i_nbase + args[308:302];
   assign \$367  = i_kr + 1'h1;
-  assign \$368  = i_kbase + args[288:282];
+  assign \$368  = i_kbase + args[301:295];
   assign \$369  = res_any & tag[1];
   assign \$370  = res_any & tag[1];
   assign \$371  = ~ \$370 ;
   assign \$372  = ser_on & \$371 ;
   assign \$373  = ser_cnt - 1'h1;
-  assign \$374  = args[295:289] - 1'h1;
+  assign \$374  = args[308:302] - 1'h1;
   assign \$375  = $signed({ 1'h0, g_nn }) == $signed(\$374 );
   assign \$376  = g_bi + 1'h1;
   assign \$377  = g_nn + 1'h1;
-  assign \$378  = \$257 [15:0] < args[107:92];
+  assign \$378  = \$257 [15:0] < args[114:99];
   assign \$379  = ser_on & \$378 ;
-  assign \$380  = \$258 [7:0] < args[258:251];
+  assign \$380  = \$258 [7:0] < args[269:261];
   assign \$381  = \$379  & \$380 ;
-  assign \$382  = \$257 [15:0] * args[333:326];
-  assign \$383  = args[325:314] + \$382 ;
+  assign \$382  = \$257 [15:0] * args[347:339];
+  assign \$383  = args[338:327] + \$382 ;
   assign \$384  = \$383  + \$258 [7:0];
   assign \$385  = ~ busy;
   assign \$386  = start & \$385 ;
   assign \$387  = setup_cnt + 1'h1;
-  assign \$388  = \$387  < args[281:275];
+  assign \$388  = \$387  < args[294:288];
   assign \$389  = setup_cnt + 1'h1;
   always @(posedge clk)
     g_kr <= \$390 ;
@@ -23084,7 +23084,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$468  = ser_cnt;
     if (\$369 ) begin
-      \$468  = args[303:296];
+      \$468  = args[316:309];
     end
     if (\$372 ) begin
       \$468  = \$373 [7:0];
@@ -23332,7 +23332,7 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
       \$397  = \$357 [2:0];
     end
     if (\$386 ) begin
-      \$397  = args[313:311];
+      \$397  = args[326:324];
     end
     if (rst) begin
       \$397  = 3'h0;
@@ -23688,302 +23688,302 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign \port$453$0  = \$297 [7:0];
   assign \port$458$0  = \$302 [7:0];
   assign \port$463$0  = \$307 [7:0];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[242:236];
-  assign \args.kt  = args[250:243];
-  assign \args.nt  = args[258:251];
-  assign \args.kr  = args[266:259];
-  assign \args.nr  = args[274:267];
-  assign \args.b  = args[281:275];
-  assign \args.ki  = args[288:282];
-  assign \args.no  = args[295:289];
-  assign \args.groups  = args[303:296];
-  assign \args.role_base  = args[310:304];
-  assign \args.page_base  = args[313:311];
-  assign \args.out_base  = args[325:314];
-  assign \args.out_cw  = args[333:326];
-  assign \args.param_base  = args[343:334];
-  assign \args.zp_in  = args[351:344];
-  assign \args.zp_out  = args[361:352];
-  assign \args.act_min  = args[371:362];
-  assign \args.act_max  = args[381:372];
-  assign \args.ab_m1  = args[384:382];
-  assign \args.wb_log2  = args[386:385];
-  assign \args.x_signed  = args[387];
-  assign \args.w_signed  = args[388];
-  assign \args.rowpack  = args[389];
-  assign \args$1.in_h  = args[7:0];
-  assign \args$1.in_w  = args[15:8];
-  assign \args$1.in_cw  = args[23:16];
-  assign \args$1.cin  = args[35:24];
-  assign \args$1.kh  = args[43:36];
-  assign \args$1.kw  = args[51:44];
-  assign \args$1.dh  = args[55:52];
-  assign \args$1.dw  = args[59:56];
-  assign \args$1.sh  = args[63:60];
-  assign \args$1.sw  = args[67:64];
-  assign \args$1.pt  = args[71:68];
-  assign \args$1.pl  = args[75:72];
-  assign \args$1.ow  = args[83:76];
-  assign \args$1.oh  = args[91:84];
-  assign \args$1.npos  = args[107:92];
-  assign \args$1.pos0  = args[121:108];
-  assign \args$1.kx_inc  = args[135:122];
-  assign \args$1.ky_inc  = args[149:136];
-  assign \args$1.pos_ux  = args[163:150];
-  assign \args$1.pos_wrap  = args[177:164];
-  assign \args$1.pos_bstep  = args[191:178];
-  assign \args$1.bq  = args[199:192];
-  assign \args$1.br  = args[207:200];
-  assign \args$1.img_delta  = args[221:208];
-  assign \args$1.img_bstep  = args[235:222];
-  assign \args$1.desc_base  = args[242:236];
-  assign \args$1.kt  = args[250:243];
-  assign \args$1.nt  = args[258:251];
-  assign \args$1.kr  = args[266:259];
-  assign \args$1.nr  = args[274:267];
-  assign \args$1.b  = args[281:275];
-  assign \args$1.ki  = args[288:282];
-  assign \args$1.no  = args[295:289];
-  assign \args$1.groups  = args[303:296];
-  assign \args$1.role_base  = args[310:304];
-  assign \args$1.page_base  = args[313:311];
-  assign \args$1.out_base  = args[325:314];
-  assign \args$1.out_cw  = args[333:326];
-  assign \args$1.param_base  = args[343:334];
-  assign \args$1.zp_in  = args[351:344];
-  assign \args$1.zp_out  = args[361:352];
-  assign \args$1.act_min  = args[371:362];
-  assign \args$1.act_max  = args[381:372];
-  assign \args$1.ab_m1  = args[384:382];
-  assign \args$1.wb_log2  = args[386:385];
-  assign \args$1.x_signed  = args[387];
-  assign \args$1.w_signed  = args[388];
-  assign \args$1.rowpack  = args[389];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[72:59];
-  assign \desc_rd__0__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__0__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__0__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__0__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__0__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__0__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__0__data.off0  = desc_rd__data[72:59];
-  assign \args$12.in_h  = args[7:0];
-  assign \args$12.in_w  = args[15:8];
-  assign \args$12.in_cw  = args[23:16];
-  assign \args$12.cin  = args[35:24];
-  assign \args$12.kh  = args[43:36];
-  assign \args$12.kw  = args[51:44];
-  assign \args$12.dh  = args[55:52];
-  assign \args$12.dw  = args[59:56];
-  assign \args$12.sh  = args[63:60];
-  assign \args$12.sw  = args[67:64];
-  assign \args$12.pt  = args[71:68];
-  assign \args$12.pl  = args[75:72];
-  assign \args$12.ow  = args[83:76];
-  assign \args$12.oh  = args[91:84];
-  assign \args$12.npos  = args[107:92];
-  assign \args$12.pos0  = args[121:108];
-  assign \args$12.kx_inc  = args[135:122];
-  assign \args$12.ky_inc  = args[149:136];
-  assign \args$12.pos_ux  = args[163:150];
-  assign \args$12.pos_wrap  = args[177:164];
-  assign \args$12.pos_bstep  = args[191:178];
-  assign \args$12.bq  = args[199:192];
-  assign \args$12.br  = args[207:200];
-  assign \args$12.img_delta  = args[221:208];
-  assign \args$12.img_bstep  = args[235:222];
-  assign \args$12.desc_base  = args[242:236];
-  assign \args$12.kt  = args[250:243];
-  assign \args$12.nt  = args[258:251];
-  assign \args$12.kr  = args[266:259];
-  assign \args$12.nr  = args[274:267];
-  assign \args$12.b  = args[281:275];
-  assign \args$12.ki  = args[288:282];
-  assign \args$12.no  = args[295:289];
-  assign \args$12.groups  = args[303:296];
-  assign \args$12.role_base  = args[310:304];
-  assign \args$12.page_base  = args[313:311];
-  assign \args$12.out_base  = args[325:314];
-  assign \args$12.out_cw  = args[333:326];
-  assign \args$12.param_base  = args[343:334];
-  assign \args$12.zp_in  = args[351:344];
-  assign \args$12.zp_out  = args[361:352];
-  assign \args$12.act_min  = args[371:362];
-  assign \args$12.act_max  = args[381:372];
-  assign \args$12.ab_m1  = args[384:382];
-  assign \args$12.wb_log2  = args[386:385];
-  assign \args$12.x_signed  = args[387];
-  assign \args$12.w_signed  = args[388];
-  assign \args$12.rowpack  = args[389];
-  assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [7:0];
-  assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [15:8];
-  assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [27:16];
-  assign \desc_rd__data$21.dx0  = \desc_rd__data$21 [39:28];
-  assign \desc_rd__data$21.c0  = \desc_rd__data$21 [51:40];
-  assign \desc_rd__data$21.elems  = \desc_rd__data$21 [58:52];
-  assign \desc_rd__data$21.off0  = \desc_rd__data$21 [72:59];
-  assign \desc_rd__1__data.ky0  = \desc_rd__data$21 [7:0];
-  assign \desc_rd__1__data.kx0  = \desc_rd__data$21 [15:8];
-  assign \desc_rd__1__data.dy0  = \desc_rd__data$21 [27:16];
-  assign \desc_rd__1__data.dx0  = \desc_rd__data$21 [39:28];
-  assign \desc_rd__1__data.c0  = \desc_rd__data$21 [51:40];
-  assign \desc_rd__1__data.elems  = \desc_rd__data$21 [58:52];
-  assign \desc_rd__1__data.off0  = \desc_rd__data$21 [72:59];
-  assign \args$23.in_h  = args[7:0];
-  assign \args$23.in_w  = args[15:8];
-  assign \args$23.in_cw  = args[23:16];
-  assign \args$23.cin  = args[35:24];
-  assign \args$23.kh  = args[43:36];
-  assign \args$23.kw  = args[51:44];
-  assign \args$23.dh  = args[55:52];
-  assign \args$23.dw  = args[59:56];
-  assign \args$23.sh  = args[63:60];
-  assign \args$23.sw  = args[67:64];
-  assign \args$23.pt  = args[71:68];
-  assign \args$23.pl  = args[75:72];
-  assign \args$23.ow  = args[83:76];
-  assign \args$23.oh  = args[91:84];
-  assign \args$23.npos  = args[107:92];
-  assign \args$23.pos0  = args[121:108];
-  assign \args$23.kx_inc  = args[135:122];
-  assign \args$23.ky_inc  = args[149:136];
-  assign \args$23.pos_ux  = args[163:150];
-  assign \args$23.pos_wrap  = args[177:164];
-  assign \args$23.pos_bstep  = args[191:178];
-  assign \args$23.bq  = args[199:192];
-  assign \args$23.br  = args[207:200];
-  assign \args$23.img_delta  = args[221:208];
-  assign \args$23.img_bstep  = args[235:222];
-  assign \args$23.desc_base  = args[242:236];
-  assign \args$23.kt  = args[250:243];
-  assign \args$23.nt  = args[258:251];
-  assign \args$23.kr  = args[266:259];
-  assign \args$23.nr  = args[274:267];
-  assign \args$23.b  = args[281:275];
-  assign \args$23.ki  = args[288:282];
-  assign \args$23.no  = args[295:289];
-  assign \args$23.groups  = args[303:296];
-  assign \args$23.role_base  = args[310:304];
-  assign \args$23.page_base  = args[313:311];
-  assign \args$23.out_base  = args[325:314];
-  assign \args$23.out_cw  = args[333:326];
-  assign \args$23.param_base  = args[343:334];
-  assign \args$23.zp_in  = args[351:344];
-  assign \args$23.zp_out  = args[361:352];
-  assign \args$23.act_min  = args[371:362];
-  assign \args$23.act_max  = args[381:372];
-  assign \args$23.ab_m1  = args[384:382];
-  assign \args$23.wb_log2  = args[386:385];
-  assign \args$23.x_signed  = args[387];
-  assign \args$23.w_signed  = args[388];
-  assign \args$23.rowpack  = args[389];
-  assign \desc_rd__data$32.ky0  = \desc_rd__data$32 [7:0];
-  assign \desc_rd__data$32.kx0  = \desc_rd__data$32 [15:8];
-  assign \desc_rd__data$32.dy0  = \desc_rd__data$32 [27:16];
-  assign \desc_rd__data$32.dx0  = \desc_rd__data$32 [39:28];
-  assign \desc_rd__data$32.c0  = \desc_rd__data$32 [51:40];
-  assign \desc_rd__data$32.elems  = \desc_rd__data$32 [58:52];
-  assign \desc_rd__data$32.off0  = \desc_rd__data$32 [72:59];
-  assign \desc_rd__2__data.ky0  = \desc_rd__data$32 [7:0];
-  assign \desc_rd__2__data.kx0  = \desc_rd__data$32 [15:8];
-  assign \desc_rd__2__data.dy0  = \desc_rd__data$32 [27:16];
-  assign \desc_rd__2__data.dx0  = \desc_rd__data$32 [39:28];
-  assign \desc_rd__2__data.c0  = \desc_rd__data$32 [51:40];
-  assign \desc_rd__2__data.elems  = \desc_rd__data$32 [58:52];
-  assign \desc_rd__2__data.off0  = \desc_rd__data$32 [72:59];
-  assign \args$34.in_h  = args[7:0];
-  assign \args$34.in_w  = args[15:8];
-  assign \args$34.in_cw  = args[23:16];
-  assign \args$34.cin  = args[35:24];
-  assign \args$34.kh  = args[43:36];
-  assign \args$34.kw  = args[51:44];
-  assign \args$34.dh  = args[55:52];
-  assign \args$34.dw  = args[59:56];
-  assign \args$34.sh  = args[63:60];
-  assign \args$34.sw  = args[67:64];
-  assign \args$34.pt  = args[71:68];
-  assign \args$34.pl  = args[75:72];
-  assign \args$34.ow  = args[83:76];
-  assign \args$34.oh  = args[91:84];
-  assign \args$34.npos  = args[107:92];
-  assign \args$34.pos0  = args[121:108];
-  assign \args$34.kx_inc  = args[135:122];
-  assign \args$34.ky_inc  = args[149:136];
-  assign \args$34.pos_ux  = args[163:150];
-  assign \args$34.pos_wrap  = args[177:164];
-  assign \args$34.pos_bstep  = args[191:178];
-  assign \args$34.bq  = args[199:192];
-  assign \args$34.br  = args[207:200];
-  assign \args$34.img_delta  = args[221:208];
-  assign \args$34.img_bstep  = args[235:222];
-  assign \args$34.desc_base  = args[242:236];
-  assign \args$34.kt  = args[250:243];
-  assign \args$34.nt  = args[258:251];
-  assign \args$34.kr  = args[266:259];
-  assign \args$34.nr  = args[274:267];
-  assign \args$34.b  = args[281:275];
-  assign \args$34.ki  = args[288:282];
-  assign \args$34.no  = args[295:289];
-  assign \args$34.groups  = args[303:296];
-  assign \args$34.role_base  = args[310:304];
-  assign \args$34.page_base  = args[313:311];
-  assign \args$34.out_base  = args[325:314];
-  assign \args$34.out_cw  = args[333:326];
-  assign \args$34.param_base  = args[343:334];
-  assign \args$34.zp_in  = args[351:344];
-  assign \args$34.zp_out  = args[361:352];
-  assign \args$34.act_min  = args[371:362];
-  assign \args$34.act_max  = args[381:372];
-  assign \args$34.ab_m1  = args[384:382];
-  assign \args$34.wb_log2  = args[386:385];
-  assign \args$34.x_signed  = args[387];
-  assign \args$34.w_signed  = args[388];
-  assign \args$34.rowpack  = args[389];
-  assign \desc_rd__data$43.ky0  = \desc_rd__data$43 [7:0];
-  assign \desc_rd__data$43.kx0  = \desc_rd__data$43 [15:8];
-  assign \desc_rd__data$43.dy0  = \desc_rd__data$43 [27:16];
-  assign \desc_rd__data$43.dx0  = \desc_rd__data$43 [39:28];
-  assign \desc_rd__data$43.c0  = \desc_rd__data$43 [51:40];
-  assign \desc_rd__data$43.elems  = \desc_rd__data$43 [58:52];
-  assign \desc_rd__data$43.off0  = \desc_rd__data$43 [72:59];
-  assign \desc_rd__3__data.ky0  = \desc_rd__data$43 [7:0];
-  assign \desc_rd__3__data.kx0  = \desc_rd__data$43 [15:8];
-  assign \desc_rd__3__data.dy0  = \desc_rd__data$43 [27:16];
-  assign \desc_rd__3__data.dx0  = \desc_rd__data$43 [39:28];
-  assign \desc_rd__3__data.c0  = \desc_rd__data$43 [51:40];
-  assign \desc_rd__3__data.elems  = \desc_rd__data$43 [58:52];
-  assign \desc_rd__3__data.off0  = \desc_rd__data$43 [72:59];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[251:245];
+  assign \args.kt  = args[260:252];
+  assign \args.nt  = args[269:261];
+  assign \args.kr  = args[278:270];
+  assign \args.nr  = args[287:279];
+  assign \args.b  = args[294:288];
+  assign \args.ki  = args[301:295];
+  assign \args.no  = args[308:302];
+  assign \args.groups  = args[316:309];
+  assign \args.role_base  = args[323:317];
+  assign \args.page_base  = args[326:324];
+  assign \args.out_base  = args[338:327];
+  assign \args.out_cw  = args[347:339];
+  assign \args.param_base  = args[357:348];
+  assign \args.zp_in  = args[365:358];
+  assign \args.zp_out  = args[375:366];
+  assign \args.act_min  = args[385:376];
+  assign \args.act_max  = args[395:386];
+  assign \args.ab_m1  = args[398:396];
+  assign \args.wb_log2  = args[400:399];
+  assign \args.x_signed  = args[401];
+  assign \args.w_signed  = args[402];
+  assign \args.rowpack  = args[403];
+  assign \args$1.in_h  = args[8:0];
+  assign \args$1.in_w  = args[17:9];
+  assign \args$1.in_cw  = args[26:18];
+  assign \args$1.cin  = args[38:27];
+  assign \args$1.kh  = args[47:39];
+  assign \args$1.kw  = args[56:48];
+  assign \args$1.dh  = args[60:57];
+  assign \args$1.dw  = args[64:61];
+  assign \args$1.sh  = args[68:65];
+  assign \args$1.sw  = args[72:69];
+  assign \args$1.pt  = args[76:73];
+  assign \args$1.pl  = args[80:77];
+  assign \args$1.ow  = args[89:81];
+  assign \args$1.oh  = args[98:90];
+  assign \args$1.npos  = args[114:99];
+  assign \args$1.pos0  = args[128:115];
+  assign \args$1.kx_inc  = args[142:129];
+  assign \args$1.ky_inc  = args[156:143];
+  assign \args$1.pos_ux  = args[170:157];
+  assign \args$1.pos_wrap  = args[184:171];
+  assign \args$1.pos_bstep  = args[198:185];
+  assign \args$1.bq  = args[207:199];
+  assign \args$1.br  = args[216:208];
+  assign \args$1.img_delta  = args[230:217];
+  assign \args$1.img_bstep  = args[244:231];
+  assign \args$1.desc_base  = args[251:245];
+  assign \args$1.kt  = args[260:252];
+  assign \args$1.nt  = args[269:261];
+  assign \args$1.kr  = args[278:270];
+  assign \args$1.nr  = args[287:279];
+  assign \args$1.b  = args[294:288];
+  assign \args$1.ki  = args[301:295];
+  assign \args$1.no  = args[308:302];
+  assign \args$1.groups  = args[316:309];
+  assign \args$1.role_base  = args[323:317];
+  assign \args$1.page_base  = args[326:324];
+  assign \args$1.out_base  = args[338:327];
+  assign \args$1.out_cw  = args[347:339];
+  assign \args$1.param_base  = args[357:348];
+  assign \args$1.zp_in  = args[365:358];
+  assign \args$1.zp_out  = args[375:366];
+  assign \args$1.act_min  = args[385:376];
+  assign \args$1.act_max  = args[395:386];
+  assign \args$1.ab_m1  = args[398:396];
+  assign \args$1.wb_log2  = args[400:399];
+  assign \args$1.x_signed  = args[401];
+  assign \args$1.w_signed  = args[402];
+  assign \args$1.rowpack  = args[403];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[76:63];
+  assign \desc_rd__0__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__0__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__0__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__0__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__0__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__0__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__0__data.off0  = desc_rd__data[76:63];
+  assign \args$12.in_h  = args[8:0];
+  assign \args$12.in_w  = args[17:9];
+  assign \args$12.in_cw  = args[26:18];
+  assign \args$12.cin  = args[38:27];
+  assign \args$12.kh  = args[47:39];
+  assign \args$12.kw  = args[56:48];
+  assign \args$12.dh  = args[60:57];
+  assign \args$12.dw  = args[64:61];
+  assign \args$12.sh  = args[68:65];
+  assign \args$12.sw  = args[72:69];
+  assign \args$12.pt  = args[76:73];
+  assign \args$12.pl  = args[80:77];
+  assign \args$12.ow  = args[89:81];
+  assign \args$12.oh  = args[98:90];
+  assign \args$12.npos  = args[114:99];
+  assign \args$12.pos0  = args[128:115];
+  assign \args$12.kx_inc  = args[142:129];
+  assign \args$12.ky_inc  = args[156:143];
+  assign \args$12.pos_ux  = args[170:157];
+  assign \args$12.pos_wrap  = args[184:171];
+  assign \args$12.pos_bstep  = args[198:185];
+  assign \args$12.bq  = args[207:199];
+  assign \args$12.br  = args[216:208];
+  assign \args$12.img_delta  = args[230:217];
+  assign \args$12.img_bstep  = args[244:231];
+  assign \args$12.desc_base  = args[251:245];
+  assign \args$12.kt  = args[260:252];
+  assign \args$12.nt  = args[269:261];
+  assign \args$12.kr  = args[278:270];
+  assign \args$12.nr  = args[287:279];
+  assign \args$12.b  = args[294:288];
+  assign \args$12.ki  = args[301:295];
+  assign \args$12.no  = args[308:302];
+  assign \args$12.groups  = args[316:309];
+  assign \args$12.role_base  = args[323:317];
+  assign \args$12.page_base  = args[326:324];
+  assign \args$12.out_base  = args[338:327];
+  assign \args$12.out_cw  = args[347:339];
+  assign \args$12.param_base  = args[357:348];
+  assign \args$12.zp_in  = args[365:358];
+  assign \args$12.zp_out  = args[375:366];
+  assign \args$12.act_min  = args[385:376];
+  assign \args$12.act_max  = args[395:386];
+  assign \args$12.ab_m1  = args[398:396];
+  assign \args$12.wb_log2  = args[400:399];
+  assign \args$12.x_signed  = args[401];
+  assign \args$12.w_signed  = args[402];
+  assign \args$12.rowpack  = args[403];
+  assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [8:0];
+  assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [17:9];
+  assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [30:18];
+  assign \desc_rd__data$21.dx0  = \desc_rd__data$21 [43:31];
+  assign \desc_rd__data$21.c0  = \desc_rd__data$21 [55:44];
+  assign \desc_rd__data$21.elems  = \desc_rd__data$21 [62:56];
+  assign \desc_rd__data$21.off0  = \desc_rd__data$21 [76:63];
+  assign \desc_rd__1__data.ky0  = \desc_rd__data$21 [8:0];
+  assign \desc_rd__1__data.kx0  = \desc_rd__data$21 [17:9];
+  assign \desc_rd__1__data.dy0  = \desc_rd__data$21 [30:18];
+  assign \desc_rd__1__data.dx0  = \desc_rd__data$21 [43:31];
+  assign \desc_rd__1__data.c0  = \desc_rd__data$21 [55:44];
+  assign \desc_rd__1__data.elems  = \desc_rd__data$21 [62:56];
+  assign \desc_rd__1__data.off0  = \desc_rd__data$21 [76:63];
+  assign \args$23.in_h  = args[8:0];
+  assign \args$23.in_w  = args[17:9];
+  assign \args$23.in_cw  = args[26:18];
+  assign \args$23.cin  = args[38:27];
+  assign \args$23.kh  = args[47:39];
+  assign \args$23.kw  = args[56:48];
+  assign \args$23.dh  = args[60:57];
+  assign \args$23.dw  = args[64:61];
+  assign \args$23.sh  = args[68:65];
+  assign \args$23.sw  = args[72:69];
+  assign \args$23.pt  = args[76:73];
+  assign \args$23.pl  = args[80:77];
+  assign \args$23.ow  = args[89:81];
+  assign \args$23.oh  = args[98:90];
+  assign \args$23.npos  = args[114:99];
+  assign \args$23.pos0  = args[128:115];
+  assign \args$23.kx_inc  = args[142:129];
+  assign \args$23.ky_inc  = args[156:143];
+  assign \args$23.pos_ux  = args[170:157];
+  assign \args$23.pos_wrap  = args[184:171];
+  assign \args$23.pos_bstep  = args[198:185];
+  assign \args$23.bq  = args[207:199];
+  assign \args$23.br  = args[216:208];
+  assign \args$23.img_delta  = args[230:217];
+  assign \args$23.img_bstep  = args[244:231];
+  assign \args$23.desc_base  = args[251:245];
+  assign \args$23.kt  = args[260:252];
+  assign \args$23.nt  = args[269:261];
+  assign \args$23.kr  = args[278:270];
+  assign \args$23.nr  = args[287:279];
+  assign \args$23.b  = args[294:288];
+  assign \args$23.ki  = args[301:295];
+  assign \args$23.no  = args[308:302];
+  assign \args$23.groups  = args[316:309];
+  assign \args$23.role_base  = args[323:317];
+  assign \args$23.page_base  = args[326:324];
+  assign \args$23.out_base  = args[338:327];
+  assign \args$23.out_cw  = args[347:339];
+  assign \args$23.param_base  = args[357:348];
+  assign \args$23.zp_in  = args[365:358];
+  assign \args$23.zp_out  = args[375:366];
+  assign \args$23.act_min  = args[385:376];
+  assign \args$23.act_max  = args[395:386];
+  assign \args$23.ab_m1  = args[398:396];
+  assign \args$23.wb_log2  = args[400:399];
+  assign \args$23.x_signed  = args[401];
+  assign \args$23.w_signed  = args[402];
+  assign \args$23.rowpack  = args[403];
+  assign \desc_rd__data$32.ky0  = \desc_rd__data$32 [8:0];
+  assign \desc_rd__data$32.kx0  = \desc_rd__data$32 [17:9];
+  assign \desc_rd__data$32.dy0  = \desc_rd__data$32 [30:18];
+  assign \desc_rd__data$32.dx0  = \desc_rd__data$32 [43:31];
+  assign \desc_rd__data$32.c0  = \desc_rd__data$32 [55:44];
+  assign \desc_rd__data$32.elems  = \desc_rd__data$32 [62:56];
+  assign \desc_rd__data$32.off0  = \desc_rd__data$32 [76:63];
+  assign \desc_rd__2__data.ky0  = \desc_rd__data$32 [8:0];
+  assign \desc_rd__2__data.kx0  = \desc_rd__data$32 [17:9];
+  assign \desc_rd__2__data.dy0  = \desc_rd__data$32 [30:18];
+  assign \desc_rd__2__data.dx0  = \desc_rd__data$32 [43:31];
+  assign \desc_rd__2__data.c0  = \desc_rd__data$32 [55:44];
+  assign \desc_rd__2__data.elems  = \desc_rd__data$32 [62:56];
+  assign \desc_rd__2__data.off0  = \desc_rd__data$32 [76:63];
+  assign \args$34.in_h  = args[8:0];
+  assign \args$34.in_w  = args[17:9];
+  assign \args$34.in_cw  = args[26:18];
+  assign \args$34.cin  = args[38:27];
+  assign \args$34.kh  = args[47:39];
+  assign \args$34.kw  = args[56:48];
+  assign \args$34.dh  = args[60:57];
+  assign \args$34.dw  = args[64:61];
+  assign \args$34.sh  = args[68:65];
+  assign \args$34.sw  = args[72:69];
+  assign \args$34.pt  = args[76:73];
+  assign \args$34.pl  = args[80:77];
+  assign \args$34.ow  = args[89:81];
+  assign \args$34.oh  = args[98:90];
+  assign \args$34.npos  = args[114:99];
+  assign \args$34.pos0  = args[128:115];
+  assign \args$34.kx_inc  = args[142:129];
+  assign \args$34.ky_inc  = args[156:143];
+  assign \args$34.pos_ux  = args[170:157];
+  assign \args$34.pos_wrap  = args[184:171];
+  assign \args$34.pos_bstep  = args[198:185];
+  assign \args$34.bq  = args[207:199];
+  assign \args$34.br  = args[216:208];
+  assign \args$34.img_delta  = args[230:217];
+  assign \args$34.img_bstep  = args[244:231];
+  assign \args$34.desc_base  = args[251:245];
+  assign \args$34.kt  = args[260:252];
+  assign \args$34.nt  = args[269:261];
+  assign \args$34.kr  = args[278:270];
+  assign \args$34.nr  = args[287:279];
+  assign \args$34.b  = args[294:288];
+  assign \args$34.ki  = args[301:295];
+  assign \args$34.no  = args[308:302];
+  assign \args$34.groups  = args[316:309];
+  assign \args$34.role_base  = args[323:317];
+  assign \args$34.page_base  = args[326:324];
+  assign \args$34.out_base  = args[338:327];
+  assign \args$34.out_cw  = args[347:339];
+  assign \args$34.param_base  = args[357:348];
+  assign \args$34.zp_in  = args[365:358];
+  assign \args$34.zp_out  = args[375:366];
+  assign \args$34.act_min  = args[385:376];
+  assign \args$34.act_max  = args[395:386];
+  assign \args$34.ab_m1  = args[398:396];
+  assign \args$34.wb_log2  = args[400:399];
+  assign \args$34.x_signed  = args[401];
+  assign \args$34.w_signed  = args[402];
+  assign \args$34.rowpack  = args[403];
+  assign \desc_rd__data$43.ky0  = \desc_rd__data$43 [8:0];
+  assign \desc_rd__data$43.kx0  = \desc_rd__data$43 [17:9];
+  assign \desc_rd__data$43.dy0  = \desc_rd__data$43 [30:18];
+  assign \desc_rd__data$43.dx0  = \desc_rd__data$43 [43:31];
+  assign \desc_rd__data$43.c0  = \desc_rd__data$43 [55:44];
+  assign \desc_rd__data$43.elems  = \desc_rd__data$43 [62:56];
+  assign \desc_rd__data$43.off0  = \desc_rd__data$43 [76:63];
+  assign \desc_rd__3__data.ky0  = \desc_rd__data$43 [8:0];
+  assign \desc_rd__3__data.kx0  = \desc_rd__data$43 [17:9];
+  assign \desc_rd__3__data.dy0  = \desc_rd__data$43 [30:18];
+  assign \desc_rd__3__data.dx0  = \desc_rd__data$43 [43:31];
+  assign \desc_rd__3__data.c0  = \desc_rd__data$43 [55:44];
+  assign \desc_rd__3__data.elems  = \desc_rd__data$43 [62:56];
+  assign \desc_rd__3__data.off0  = \desc_rd__data$43 [76:63];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[3:1];
   assign \op__0__payload.row  = op__0__payload[9:4];
@@ -24908,34 +24908,34 @@ module \default_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data$
   assign tag_in[1] = \$92 ;
   assign tag_in[0] = \$90 ;
   assign op__3__payload[532:21] = \x$148 ;
-  assign op__3__payload[16] = args[387];
-  assign op__3__payload[15] = args[388];
-  assign op__3__payload[14:12] = args[384:382];
-  assign op__3__payload[11:10] = args[386:385];
+  assign op__3__payload[16] = args[401];
+  assign op__3__payload[15] = args[402];
+  assign op__3__payload[14:12] = args[398:396];
+  assign op__3__payload[11:10] = args[400:399];
   assign op__3__payload[3:1] = i_page;
   assign op__3__payload[0] = 1'h0;
   assign { op__3__payload[596:533], op__3__payload[20:17], op__3__payload[9:4] } = 74'h0000000000000000000;
   assign op__2__payload[532:21] = \x$144 ;
-  assign op__2__payload[16] = args[387];
-  assign op__2__payload[15] = args[388];
-  assign op__2__payload[14:12] = args[384:382];
-  assign op__2__payload[11:10] = args[386:385];
+  assign op__2__payload[16] = args[401];
+  assign op__2__payload[15] = args[402];
+  assign op__2__payload[14:12] = args[398:396];
+  assign op__2__payload[11:10] = args[400:399];
   assign op__2__payload[3:1] = i_page;
   assign op__2__payload[0] = 1'h0;
   assign { op__2__payload[596:533], op__2__payload[20:17], op__2__payload[9:4] } = 74'h0000000000000000000;
   assign op__1__payload[532:21] = \x$140 ;
-  assign op__1__payload[16] = args[387];
-  assign op__1__payload[15] = args[388];
-  assign op__1__payload[14:12] = args[384:382];
-  assign op__1__payload[11:10] = args[386:385];
+  assign op__1__payload[16] = args[401];
+  assign op__1__payload[15] = args[402];
+  assign op__1__payload[14:12] = args[398:396];
+  assign op__1__payload[11:10] = args[400:399];
   assign op__1__payload[3:1] = i_page;
   assign op__1__payload[0] = 1'h0;
   assign { op__1__payload[596:533], op__1__payload[20:17], op__1__payload[9:4] } = 74'h0000000000000000000;
   assign op__0__payload[532:21] = x;
-  assign op__0__payload[16] = args[387];
-  assign op__0__payload[15] = args[388];
-  assign op__0__payload[14:12] = args[384:382];
-  assign op__0__payload[11:10] = args[386:385];
+  assign op__0__payload[16] = args[401];
+  assign op__0__payload[15] = args[402];
+  assign op__0__payload[14:12] = args[398:396];
+  assign op__0__payload[11:10] = args[400:399];
   assign op__0__payload[3:1] = i_page;
   assign op__0__payload[0] = 1'h0;
   assign { op__0__payload[596:533], op__0__payload[20:17], op__0__payload[9:4] } = 74'h0000000000000000000;
@@ -24946,25 +24946,25 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [13:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [13:0] \$117 ;
   reg [13:0] \$118 ;
   reg \$119 ;
@@ -24974,25 +24974,25 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [14:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [14:0] \$23 ;
   wire [14:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [14:0] \$27 ;
   wire [14:0] \$28 ;
   wire [12:0] \$29 ;
@@ -25009,27 +25009,27 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [9:0] \$39 ;
   wire [6:0] \$4 ;
   wire [9:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [14:0] \$56 ;
   wire [14:0] \$57 ;
   wire [13:0] \$58 ;
   wire [15:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [13:0] \$60 ;
   wire [16:0] \$61 ;
   wire [12:0] \$62 ;
@@ -25040,7 +25040,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -25048,10 +25048,10 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$74 ;
   wire \$75 ;
   wire [14:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -25062,7 +25062,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -25081,14 +25081,14 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [389:0] args;
-  wire [389:0] args;
+  input [403:0] args;
+  wire [403:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
   wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
@@ -25096,24 +25096,24 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [13:0] \args.kx_inc ;
   wire [13:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
   wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
@@ -25132,7 +25132,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -25145,20 +25145,20 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   input clk;
   wire clk;
   wire [13:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
   output [6:0] desc_rd__addr;
   wire [6:0] desc_rd__addr;
-  input [72:0] desc_rd__data;
-  wire [72:0] desc_rd__data;
+  input [76:0] desc_rd__data;
+  wire [76:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -25176,16 +25176,16 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -25195,8 +25195,8 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [13:0] pos_addr = 14'h0000;
   input pos_bstep;
@@ -25208,7 +25208,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -25297,32 +25297,32 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[281:275] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[149:136]);
-  assign \$24  = $signed(tap0) + $signed(args[149:136]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[135:122]);
-  assign \$28  = $signed(tap0) + $signed(args[135:122]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -25331,38 +25331,38 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[310:304] + 1'h0;
-  assign \$38  = args[242:236] + g_kbase;
+  assign \$37  = args[323:317] + 1'h0;
+  assign \$38  = args[251:245] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[207:200];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[199:192] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[207:200] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
-  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
-  assign \$58  = wrap ? args[177:164] : 14'h0000;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[221:208] : 14'h0000;
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -25370,11 +25370,11 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[389];
+  assign \$69  = ~ args[403];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -25382,28 +25382,28 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[351:344];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[351:344];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[351:344];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[351:344];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[351:344];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[351:344];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[351:344];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[351:344];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } >> \$94 ;
-  assign \$95  = args[389] ? window : act_rd__data;
-  assign word = b_oob ? { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } : \$95 ;
+  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
+  assign \$95  = args[403] ? window : act_rd__data;
+  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -25525,55 +25525,55 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[121:108];
+      \$108  = args[128:115];
     end else if (\$1 ) begin
       \$108  = \$12 [13:0];
     end
@@ -25602,7 +25602,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -25621,7 +25621,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -25635,17 +25635,17 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -25653,20 +25653,20 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -25674,17 +25674,17 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -25692,20 +25692,20 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -25713,11 +25713,11 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -25836,7 +25836,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -25904,7 +25904,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [13:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -25918,61 +25918,61 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign x = x_rdy;
   assign desc_rd__addr = \$40 [6:0];
   assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[72:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[242:236];
-  assign \args.kt  = args[250:243];
-  assign \args.nt  = args[258:251];
-  assign \args.kr  = args[266:259];
-  assign \args.nr  = args[274:267];
-  assign \args.b  = args[281:275];
-  assign \args.ki  = args[288:282];
-  assign \args.no  = args[295:289];
-  assign \args.groups  = args[303:296];
-  assign \args.role_base  = args[310:304];
-  assign \args.page_base  = args[313:311];
-  assign \args.out_base  = args[325:314];
-  assign \args.out_cw  = args[333:326];
-  assign \args.param_base  = args[343:334];
-  assign \args.zp_in  = args[351:344];
-  assign \args.zp_out  = args[361:352];
-  assign \args.act_min  = args[371:362];
-  assign \args.act_max  = args[381:372];
-  assign \args.ab_m1  = args[384:382];
-  assign \args.wb_log2  = args[386:385];
-  assign \args.x_signed  = args[387];
-  assign \args.w_signed  = args[388];
-  assign \args.rowpack  = args[389];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[76:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[251:245];
+  assign \args.kt  = args[260:252];
+  assign \args.nt  = args[269:261];
+  assign \args.kr  = args[278:270];
+  assign \args.nr  = args[287:279];
+  assign \args.b  = args[294:288];
+  assign \args.ki  = args[301:295];
+  assign \args.no  = args[308:302];
+  assign \args.groups  = args[316:309];
+  assign \args.role_base  = args[323:317];
+  assign \args.page_base  = args[326:324];
+  assign \args.out_base  = args[338:327];
+  assign \args.out_cw  = args[347:339];
+  assign \args.param_base  = args[357:348];
+  assign \args.zp_in  = args[365:358];
+  assign \args.zp_out  = args[375:366];
+  assign \args.act_min  = args[385:376];
+  assign \args.act_max  = args[395:386];
+  assign \args.ab_m1  = args[398:396];
+  assign \args.wb_log2  = args[400:399];
+  assign \args.x_signed  = args[401];
+  assign \args.w_signed  = args[402];
+  assign \args.rowpack  = args[403];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -26037,7 +26037,7 @@ module \default_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -26045,25 +26045,25 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [13:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [13:0] \$117 ;
   reg [13:0] \$118 ;
   reg \$119 ;
@@ -26073,25 +26073,25 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [14:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [14:0] \$23 ;
   wire [14:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [14:0] \$27 ;
   wire [14:0] \$28 ;
   wire [12:0] \$29 ;
@@ -26108,27 +26108,27 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [9:0] \$39 ;
   wire [6:0] \$4 ;
   wire [9:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [14:0] \$56 ;
   wire [14:0] \$57 ;
   wire [13:0] \$58 ;
   wire [15:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [13:0] \$60 ;
   wire [16:0] \$61 ;
   wire [12:0] \$62 ;
@@ -26139,7 +26139,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -26147,10 +26147,10 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$74 ;
   wire \$75 ;
   wire [14:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -26161,7 +26161,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -26180,14 +26180,14 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [389:0] args;
-  wire [389:0] args;
+  input [403:0] args;
+  wire [403:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
   wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
@@ -26195,24 +26195,24 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [13:0] \args.kx_inc ;
   wire [13:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
   wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
@@ -26231,7 +26231,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -26244,20 +26244,20 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   input clk;
   wire clk;
   wire [13:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
   output [6:0] desc_rd__addr;
   wire [6:0] desc_rd__addr;
-  input [72:0] desc_rd__data;
-  wire [72:0] desc_rd__data;
+  input [76:0] desc_rd__data;
+  wire [76:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -26275,16 +26275,16 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -26294,8 +26294,8 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [13:0] pos_addr = 14'h0000;
   input pos_bstep;
@@ -26307,7 +26307,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -26396,32 +26396,32 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[281:275] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[149:136]);
-  assign \$24  = $signed(tap0) + $signed(args[149:136]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[135:122]);
-  assign \$28  = $signed(tap0) + $signed(args[135:122]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -26430,38 +26430,38 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[310:304] + 1'h1;
-  assign \$38  = args[242:236] + g_kbase;
+  assign \$37  = args[323:317] + 1'h1;
+  assign \$38  = args[251:245] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[207:200];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[199:192] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[207:200] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
-  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
-  assign \$58  = wrap ? args[177:164] : 14'h0000;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[221:208] : 14'h0000;
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -26469,11 +26469,11 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[389];
+  assign \$69  = ~ args[403];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -26481,28 +26481,28 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[351:344];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[351:344];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[351:344];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[351:344];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[351:344];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[351:344];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[351:344];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[351:344];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } >> \$94 ;
-  assign \$95  = args[389] ? window : act_rd__data;
-  assign word = b_oob ? { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } : \$95 ;
+  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
+  assign \$95  = args[403] ? window : act_rd__data;
+  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -26624,55 +26624,55 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[121:108];
+      \$108  = args[128:115];
     end else if (\$1 ) begin
       \$108  = \$12 [13:0];
     end
@@ -26701,7 +26701,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -26720,7 +26720,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -26734,17 +26734,17 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -26752,20 +26752,20 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -26773,17 +26773,17 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -26791,20 +26791,20 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -26812,11 +26812,11 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -26935,7 +26935,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -27003,7 +27003,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [13:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -27017,61 +27017,61 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign x = x_rdy;
   assign desc_rd__addr = \$40 [6:0];
   assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[72:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[242:236];
-  assign \args.kt  = args[250:243];
-  assign \args.nt  = args[258:251];
-  assign \args.kr  = args[266:259];
-  assign \args.nr  = args[274:267];
-  assign \args.b  = args[281:275];
-  assign \args.ki  = args[288:282];
-  assign \args.no  = args[295:289];
-  assign \args.groups  = args[303:296];
-  assign \args.role_base  = args[310:304];
-  assign \args.page_base  = args[313:311];
-  assign \args.out_base  = args[325:314];
-  assign \args.out_cw  = args[333:326];
-  assign \args.param_base  = args[343:334];
-  assign \args.zp_in  = args[351:344];
-  assign \args.zp_out  = args[361:352];
-  assign \args.act_min  = args[371:362];
-  assign \args.act_max  = args[381:372];
-  assign \args.ab_m1  = args[384:382];
-  assign \args.wb_log2  = args[386:385];
-  assign \args.x_signed  = args[387];
-  assign \args.w_signed  = args[388];
-  assign \args.rowpack  = args[389];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[76:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[251:245];
+  assign \args.kt  = args[260:252];
+  assign \args.nt  = args[269:261];
+  assign \args.kr  = args[278:270];
+  assign \args.nr  = args[287:279];
+  assign \args.b  = args[294:288];
+  assign \args.ki  = args[301:295];
+  assign \args.no  = args[308:302];
+  assign \args.groups  = args[316:309];
+  assign \args.role_base  = args[323:317];
+  assign \args.page_base  = args[326:324];
+  assign \args.out_base  = args[338:327];
+  assign \args.out_cw  = args[347:339];
+  assign \args.param_base  = args[357:348];
+  assign \args.zp_in  = args[365:358];
+  assign \args.zp_out  = args[375:366];
+  assign \args.act_min  = args[385:376];
+  assign \args.act_max  = args[395:386];
+  assign \args.ab_m1  = args[398:396];
+  assign \args.wb_log2  = args[400:399];
+  assign \args.x_signed  = args[401];
+  assign \args.w_signed  = args[402];
+  assign \args.rowpack  = args[403];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -27136,7 +27136,7 @@ module \default_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -27144,25 +27144,25 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [13:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [13:0] \$117 ;
   reg [13:0] \$118 ;
   reg \$119 ;
@@ -27172,25 +27172,25 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [14:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [14:0] \$23 ;
   wire [14:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [14:0] \$27 ;
   wire [14:0] \$28 ;
   wire [12:0] \$29 ;
@@ -27207,27 +27207,27 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [9:0] \$39 ;
   wire [6:0] \$4 ;
   wire [9:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [14:0] \$56 ;
   wire [14:0] \$57 ;
   wire [13:0] \$58 ;
   wire [15:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [13:0] \$60 ;
   wire [16:0] \$61 ;
   wire [12:0] \$62 ;
@@ -27238,7 +27238,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -27246,10 +27246,10 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$74 ;
   wire \$75 ;
   wire [14:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -27260,7 +27260,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -27279,14 +27279,14 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [389:0] args;
-  wire [389:0] args;
+  input [403:0] args;
+  wire [403:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
   wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
@@ -27294,24 +27294,24 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [13:0] \args.kx_inc ;
   wire [13:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
   wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
@@ -27330,7 +27330,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -27343,20 +27343,20 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   input clk;
   wire clk;
   wire [13:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
   output [6:0] desc_rd__addr;
   wire [6:0] desc_rd__addr;
-  input [72:0] desc_rd__data;
-  wire [72:0] desc_rd__data;
+  input [76:0] desc_rd__data;
+  wire [76:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -27374,16 +27374,16 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -27393,8 +27393,8 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [13:0] pos_addr = 14'h0000;
   input pos_bstep;
@@ -27406,7 +27406,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -27495,32 +27495,32 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[281:275] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[149:136]);
-  assign \$24  = $signed(tap0) + $signed(args[149:136]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[135:122]);
-  assign \$28  = $signed(tap0) + $signed(args[135:122]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -27529,38 +27529,38 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[310:304] + 2'h2;
-  assign \$38  = args[242:236] + g_kbase;
+  assign \$37  = args[323:317] + 2'h2;
+  assign \$38  = args[251:245] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[207:200];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[199:192] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[207:200] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
-  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
-  assign \$58  = wrap ? args[177:164] : 14'h0000;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[221:208] : 14'h0000;
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -27568,11 +27568,11 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[389];
+  assign \$69  = ~ args[403];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -27580,28 +27580,28 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[351:344];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[351:344];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[351:344];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[351:344];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[351:344];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[351:344];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[351:344];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[351:344];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } >> \$94 ;
-  assign \$95  = args[389] ? window : act_rd__data;
-  assign word = b_oob ? { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } : \$95 ;
+  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
+  assign \$95  = args[403] ? window : act_rd__data;
+  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -27723,55 +27723,55 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[121:108];
+      \$108  = args[128:115];
     end else if (\$1 ) begin
       \$108  = \$12 [13:0];
     end
@@ -27800,7 +27800,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -27819,7 +27819,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -27833,17 +27833,17 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -27851,20 +27851,20 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -27872,17 +27872,17 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -27890,20 +27890,20 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -27911,11 +27911,11 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -28034,7 +28034,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -28102,7 +28102,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [13:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -28116,61 +28116,61 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign x = x_rdy;
   assign desc_rd__addr = \$40 [6:0];
   assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[72:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[242:236];
-  assign \args.kt  = args[250:243];
-  assign \args.nt  = args[258:251];
-  assign \args.kr  = args[266:259];
-  assign \args.nr  = args[274:267];
-  assign \args.b  = args[281:275];
-  assign \args.ki  = args[288:282];
-  assign \args.no  = args[295:289];
-  assign \args.groups  = args[303:296];
-  assign \args.role_base  = args[310:304];
-  assign \args.page_base  = args[313:311];
-  assign \args.out_base  = args[325:314];
-  assign \args.out_cw  = args[333:326];
-  assign \args.param_base  = args[343:334];
-  assign \args.zp_in  = args[351:344];
-  assign \args.zp_out  = args[361:352];
-  assign \args.act_min  = args[371:362];
-  assign \args.act_max  = args[381:372];
-  assign \args.ab_m1  = args[384:382];
-  assign \args.wb_log2  = args[386:385];
-  assign \args.x_signed  = args[387];
-  assign \args.w_signed  = args[388];
-  assign \args.rowpack  = args[389];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[76:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[251:245];
+  assign \args.kt  = args[260:252];
+  assign \args.nt  = args[269:261];
+  assign \args.kr  = args[278:270];
+  assign \args.nr  = args[287:279];
+  assign \args.b  = args[294:288];
+  assign \args.ki  = args[301:295];
+  assign \args.no  = args[308:302];
+  assign \args.groups  = args[316:309];
+  assign \args.role_base  = args[323:317];
+  assign \args.page_base  = args[326:324];
+  assign \args.out_base  = args[338:327];
+  assign \args.out_cw  = args[347:339];
+  assign \args.param_base  = args[357:348];
+  assign \args.zp_in  = args[365:358];
+  assign \args.zp_out  = args[375:366];
+  assign \args.act_min  = args[385:376];
+  assign \args.act_max  = args[395:386];
+  assign \args.ab_m1  = args[398:396];
+  assign \args.wb_log2  = args[400:399];
+  assign \args.x_signed  = args[401];
+  assign \args.w_signed  = args[402];
+  assign \args.rowpack  = args[403];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -28235,7 +28235,7 @@ module \default_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -28243,25 +28243,25 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [13:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [13:0] \$117 ;
   reg [13:0] \$118 ;
   reg \$119 ;
@@ -28271,25 +28271,25 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [14:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [14:0] \$23 ;
   wire [14:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [14:0] \$27 ;
   wire [14:0] \$28 ;
   wire [12:0] \$29 ;
@@ -28306,27 +28306,27 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [9:0] \$39 ;
   wire [6:0] \$4 ;
   wire [9:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [14:0] \$56 ;
   wire [14:0] \$57 ;
   wire [13:0] \$58 ;
   wire [15:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [13:0] \$60 ;
   wire [16:0] \$61 ;
   wire [12:0] \$62 ;
@@ -28337,7 +28337,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -28345,10 +28345,10 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire \$74 ;
   wire \$75 ;
   wire [14:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -28359,7 +28359,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -28378,14 +28378,14 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [389:0] args;
-  wire [389:0] args;
+  input [403:0] args;
+  wire [403:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
   wire [6:0] \args.desc_base ;
   wire [3:0] \args.dh ;
@@ -28393,24 +28393,24 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [13:0] \args.kx_inc ;
   wire [13:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
   wire [9:0] \args.param_base ;
   wire [3:0] \args.pl ;
@@ -28429,7 +28429,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -28442,20 +28442,20 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   input clk;
   wire clk;
   wire [13:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
   output [6:0] desc_rd__addr;
   wire [6:0] desc_rd__addr;
-  input [72:0] desc_rd__data;
-  wire [72:0] desc_rd__data;
+  input [76:0] desc_rd__data;
+  wire [76:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -28473,16 +28473,16 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -28492,8 +28492,8 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [13:0] pos_addr = 14'h0000;
   input pos_bstep;
@@ -28505,7 +28505,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -28594,32 +28594,32 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[281:275] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[294:288] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[149:136]);
-  assign \$24  = $signed(tap0) + $signed(args[149:136]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[135:122]);
-  assign \$28  = $signed(tap0) + $signed(args[135:122]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -28628,38 +28628,38 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[310:304] + 2'h3;
-  assign \$38  = args[242:236] + g_kbase;
+  assign \$37  = args[323:317] + 2'h3;
+  assign \$38  = args[251:245] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 2'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[207:200];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[199:192] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[207:200] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
-  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
-  assign \$58  = wrap ? args[177:164] : 14'h0000;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[221:208] : 14'h0000;
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -28667,11 +28667,11 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[389];
+  assign \$69  = ~ args[403];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -28679,28 +28679,28 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[72:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[351:344];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[351:344];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[351:344];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[351:344];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[351:344];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[351:344];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[351:344];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[351:344];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[365:358];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[365:358];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[365:358];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[365:358];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[365:358];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[365:358];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[365:358];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[365:358];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } >> \$94 ;
-  assign \$95  = args[389] ? window : act_rd__data;
-  assign word = b_oob ? { args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344], args[351:344] } : \$95 ;
+  assign window = { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } >> \$94 ;
+  assign \$95  = args[403] ? window : act_rd__data;
+  assign word = b_oob ? { args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358], args[365:358] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -28822,55 +28822,55 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[121:108];
+      \$108  = args[128:115];
     end else if (\$1 ) begin
       \$108  = \$12 [13:0];
     end
@@ -28899,7 +28899,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -28918,7 +28918,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -28932,17 +28932,17 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -28950,20 +28950,20 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -28971,17 +28971,17 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -28989,20 +28989,20 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -29010,11 +29010,11 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -29133,7 +29133,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -29201,7 +29201,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [13:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -29215,61 +29215,61 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign x = x_rdy;
   assign desc_rd__addr = \$40 [6:0];
   assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[72:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[242:236];
-  assign \args.kt  = args[250:243];
-  assign \args.nt  = args[258:251];
-  assign \args.kr  = args[266:259];
-  assign \args.nr  = args[274:267];
-  assign \args.b  = args[281:275];
-  assign \args.ki  = args[288:282];
-  assign \args.no  = args[295:289];
-  assign \args.groups  = args[303:296];
-  assign \args.role_base  = args[310:304];
-  assign \args.page_base  = args[313:311];
-  assign \args.out_base  = args[325:314];
-  assign \args.out_cw  = args[333:326];
-  assign \args.param_base  = args[343:334];
-  assign \args.zp_in  = args[351:344];
-  assign \args.zp_out  = args[361:352];
-  assign \args.act_min  = args[371:362];
-  assign \args.act_max  = args[381:372];
-  assign \args.ab_m1  = args[384:382];
-  assign \args.wb_log2  = args[386:385];
-  assign \args.x_signed  = args[387];
-  assign \args.w_signed  = args[388];
-  assign \args.rowpack  = args[389];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[76:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[251:245];
+  assign \args.kt  = args[260:252];
+  assign \args.nt  = args[269:261];
+  assign \args.kr  = args[278:270];
+  assign \args.nr  = args[287:279];
+  assign \args.b  = args[294:288];
+  assign \args.ki  = args[301:295];
+  assign \args.no  = args[308:302];
+  assign \args.groups  = args[316:309];
+  assign \args.role_base  = args[323:317];
+  assign \args.page_base  = args[326:324];
+  assign \args.out_base  = args[338:327];
+  assign \args.out_cw  = args[347:339];
+  assign \args.param_base  = args[357:348];
+  assign \args.zp_in  = args[365:358];
+  assign \args.zp_out  = args[375:366];
+  assign \args.act_min  = args[385:376];
+  assign \args.act_max  = args[395:386];
+  assign \args.ab_m1  = args[398:396];
+  assign \args.wb_log2  = args[400:399];
+  assign \args.x_signed  = args[401];
+  assign \args.w_signed  = args[402];
+  assign \args.rowpack  = args[403];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -29334,7 +29334,7 @@ module \default_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_a
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -30018,7 +30018,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \port$1437$0 , \port$1438$0 , \port$1439$0 , \port$1440$0 , \port$1441$0 , \port$1442$0 , \port$1443$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire [11:0] \$1 ;
+  wire [12:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire [10:0] \$101 ;
@@ -30049,32 +30049,32 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire [8:0] \$127 ;
-  wire [8:0] \$128 ;
-  wire [8:0] \$129 ;
+  wire [9:0] \$127 ;
+  wire [9:0] \$128 ;
+  wire [9:0] \$129 ;
   wire \$13 ;
-  wire [8:0] \$130 ;
-  wire [8:0] \$131 ;
+  wire [9:0] \$130 ;
+  wire [9:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [15:0] \$136 ;
-  wire [16:0] \$137 ;
-  wire [24:0] \$138 ;
-  wire [25:0] \$139 ;
+  wire [17:0] \$136 ;
+  wire [18:0] \$137 ;
+  wire [27:0] \$138 ;
+  wire [28:0] \$139 ;
   wire \$14 ;
-  wire [26:0] \$140 ;
+  wire [29:0] \$140 ;
   wire \$141 ;
   wire \$142 ;
-  reg [7:0] \$143 ;
-  reg [7:0] \$144 ;
-  reg [7:0] \$145 ;
-  reg [7:0] \$146 ;
-  reg [7:0] \$147 ;
+  reg [8:0] \$143 ;
+  reg [8:0] \$144 ;
+  reg [8:0] \$145 ;
+  reg [8:0] \$146 ;
+  reg [8:0] \$147 ;
   reg \$148 ;
   reg \$149 ;
-  wire [29:0] \$15 ;
+  wire [32:0] \$15 ;
   reg \$150 ;
   reg \$151 ;
   reg \$152 ;
@@ -30085,25 +30085,25 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   reg [31:0] \$157 ;
   reg [31:0] \$158 ;
   reg [31:0] \$159 ;
-  wire [30:0] \$16 ;
+  wire [33:0] \$16 ;
   reg [31:0] \$160 ;
   reg \$161 ;
   reg \$162 ;
-  wire [38:0] \$17 ;
-  wire [39:0] \$18 ;
-  wire [40:0] \$19 ;
-  wire [12:0] \$2 ;
-  wire [8:0] \$20 ;
-  wire [8:0] \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
+  wire [42:0] \$17 ;
+  wire [43:0] \$18 ;
+  wire [44:0] \$19 ;
+  wire [13:0] \$2 ;
+  wire [9:0] \$20 ;
+  wire [9:0] \$21 ;
+  wire [9:0] \$22 ;
+  wire [9:0] \$23 ;
+  wire [9:0] \$24 ;
   wire [8:0] \$25 ;
   wire [10:0] \$26 ;
   wire \$27 ;
   wire [31:0] \$28 ;
   wire [32:0] \$29 ;
-  wire [11:0] \$3 ;
+  wire [12:0] \$3 ;
   wire [33:0] \$30 ;
   wire [8:0] \$31 ;
   wire [10:0] \$32 ;
@@ -30114,7 +30114,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [8:0] \$37 ;
   wire [10:0] \$38 ;
   wire \$39 ;
-  wire [13:0] \$4 ;
+  wire [14:0] \$4 ;
   wire [31:0] \$40 ;
   wire [32:0] \$41 ;
   wire [33:0] \$42 ;
@@ -30125,7 +30125,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [32:0] \$47 ;
   wire [33:0] \$48 ;
   wire [8:0] \$49 ;
-  wire [11:0] \$5 ;
+  wire [12:0] \$5 ;
   wire [10:0] \$50 ;
   wire \$51 ;
   wire [31:0] \$52 ;
@@ -30136,7 +30136,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire \$57 ;
   wire [31:0] \$58 ;
   wire [32:0] \$59 ;
-  wire [12:0] \$6 ;
+  wire [13:0] \$6 ;
   wire [33:0] \$60 ;
   wire [8:0] \$61 ;
   wire [10:0] \$62 ;
@@ -30147,7 +30147,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [8:0] \$67 ;
   wire [10:0] \$68 ;
   wire \$69 ;
-  wire [11:0] \$7 ;
+  wire [12:0] \$7 ;
   wire [31:0] \$70 ;
   wire [32:0] \$71 ;
   wire [33:0] \$72 ;
@@ -30158,7 +30158,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [10:0] \$77 ;
   wire [32:0] \$78 ;
   wire \$79 ;
-  wire [13:0] \$8 ;
+  wire [14:0] \$8 ;
   wire \$80 ;
   wire [10:0] \$81 ;
   wire [10:0] \$82 ;
@@ -30194,26 +30194,26 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [63:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [183:0] args;
-  wire [183:0] args;
+  input [190:0] args;
+  wire [190:0] args;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
-  wire [7:0] \args.cw ;
+  wire [8:0] \args.cw ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [11:0] \args.in_base ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
+  wire [8:0] \args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \args.mode ;
   wire [31:0] \args.mult ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.ow ;
   wire [3:0] \args.pl ;
   wire [3:0] \args.pt ;
   wire [3:0] \args.sh ;
@@ -30256,10 +30256,10 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire finished;
   reg i_valid = 1'h0;
   wire is_max;
-  wire [21:0] ix;
-  wire [21:0] iy;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  wire [23:0] ix;
+  wire [23:0] iy;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last_kx;
   wire last_ky;
   wire last_ox;
@@ -30276,8 +30276,8 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [31:0] \mult[7] ;
   wire o_valid;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [11:0] pa0 = 12'h000;
   reg [11:0] pa1 = 12'h000;
   reg [11:0] pa2 = 12'h000;
@@ -30377,7 +30377,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   reg [31:0] v5;
   reg [31:0] v6;
   reg [31:0] v7;
-  reg [7:0] w = 8'h00;
+  reg [8:0] w = 9'h000;
   wire [255:0] x;
   wire [9:0] x0;
   wire [9:0] x1;
@@ -30404,35 +30404,35 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [31:0] \y[5] ;
   wire [31:0] \y[6] ;
   wire [31:0] \y[7] ;
-  assign \$1  = oy * args[57:54];
-  assign \$2  = \$1  - args[73:70];
-  assign \$3  = ky * args[65:62];
+  assign \$1  = oy * args[62:59];
+  assign \$2  = \$1  - args[78:75];
+  assign \$3  = ky * args[70:67];
   assign \$4  = $signed(\$2 ) + $signed({ 1'h0, \$3  });
-  assign \$5  = ox * args[61:58];
-  assign \$6  = \$5  - args[77:74];
-  assign \$7  = kx * args[69:66];
+  assign \$5  = ox * args[66:63];
+  assign \$6  = \$5  - args[82:79];
+  assign \$7  = kx * args[74:71];
   assign \$8  = $signed(\$6 ) + $signed({ 1'h0, \$7  });
   assign \$9  = $signed(\$4 ) < $signed(1'h0);
-  assign \$10  = $signed(\$4 ) >= $signed({ 1'h0, args[21:14] });
+  assign \$10  = $signed(\$4 ) >= $signed({ 1'h0, args[22:14] });
   assign \$11  = \$9  | \$10 ;
   assign \$12  = $signed(\$8 ) < $signed(1'h0);
   assign \$13  = \$11  | \$12 ;
-  assign \$14  = $signed(\$8 ) >= $signed({ 1'h0, args[29:22] });
+  assign \$14  = $signed(\$8 ) >= $signed({ 1'h0, args[31:23] });
   assign oob = \$13  | \$14 ;
-  assign \$15  = $signed(\$4 ) * $signed({ 1'h0, args[29:22] });
+  assign \$15  = $signed(\$4 ) * $signed({ 1'h0, args[31:23] });
   assign \$16  = $signed(\$15 ) + $signed(\$8 );
-  assign \$17  = $signed(\$16 ) * $signed({ 1'h0, args[37:30] });
+  assign \$17  = $signed(\$16 ) * $signed({ 1'h0, args[40:32] });
   assign \$18  = $signed({ 1'h0, args[13:2] }) + $signed(\$17 );
   assign \$19  = $signed(\$18 ) + $signed({ 1'h0, w });
-  assign \$20  = args[53:46] - 1'h1;
+  assign \$20  = args[58:50] - 1'h1;
   assign last_kx = kx == \$20 ;
-  assign \$21  = args[45:38] - 1'h1;
+  assign \$21  = args[49:41] - 1'h1;
   assign last_ky = ky == \$21 ;
-  assign \$22  = args[37:30] - 1'h1;
+  assign \$22  = args[40:32] - 1'h1;
   assign last_w = w == \$22 ;
-  assign \$23  = args[93:86] - 1'h1;
+  assign \$23  = args[100:92] - 1'h1;
   assign last_ox = ox == \$23 ;
-  assign \$24  = args[85:78] - 1'h1;
+  assign \$24  = args[91:83] - 1'h1;
   assign last_oy = oy == \$24 ;
   assign is_max = ! args[0];
   assign \$25  = args[1] ? { act_rd__data[7], act_rd__data[7:0] } : { 1'h0, act_rd__data[7:0] };
@@ -30441,96 +30441,96 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   assign \$27  = $signed(\$25 ) > $signed(base0);
   assign \$28  = \$27  ? { \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25  } : base0;
   assign \$29  = $signed(base0) + $signed(\$25 );
-  assign \$30  = $signed(\$29 ) - $signed(args[115:106]);
+  assign \$30  = $signed(\$29 ) - $signed(args[122:113]);
   assign \$31  = args[1] ? { act_rd__data[15], act_rd__data[15:8] } : { 1'h0, act_rd__data[15:8] };
   assign \$32  = args[0] ? 11'h000 : 11'h400;
   assign base1 = \$signal  ? { \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32  } : red1;
   assign \$33  = $signed(\$31 ) > $signed(base1);
   assign \$34  = \$33  ? { \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31  } : base1;
   assign \$35  = $signed(base1) + $signed(\$31 );
-  assign \$36  = $signed(\$35 ) - $signed(args[115:106]);
+  assign \$36  = $signed(\$35 ) - $signed(args[122:113]);
   assign \$37  = args[1] ? { act_rd__data[23], act_rd__data[23:16] } : { 1'h0, act_rd__data[23:16] };
   assign \$38  = args[0] ? 11'h000 : 11'h400;
   assign base2 = \$signal  ? { \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38  } : red2;
   assign \$39  = $signed(\$37 ) > $signed(base2);
   assign \$40  = \$39  ? { \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37  } : base2;
   assign \$41  = $signed(base2) + $signed(\$37 );
-  assign \$42  = $signed(\$41 ) - $signed(args[115:106]);
+  assign \$42  = $signed(\$41 ) - $signed(args[122:113]);
   assign \$43  = args[1] ? { act_rd__data[31], act_rd__data[31:24] } : { 1'h0, act_rd__data[31:24] };
   assign \$44  = args[0] ? 11'h000 : 11'h400;
   assign base3 = \$signal  ? { \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44  } : red3;
   assign \$45  = $signed(\$43 ) > $signed(base3);
   assign \$46  = \$45  ? { \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43  } : base3;
   assign \$47  = $signed(base3) + $signed(\$43 );
-  assign \$48  = $signed(\$47 ) - $signed(args[115:106]);
+  assign \$48  = $signed(\$47 ) - $signed(args[122:113]);
   assign \$49  = args[1] ? { act_rd__data[39], act_rd__data[39:32] } : { 1'h0, act_rd__data[39:32] };
   assign \$50  = args[0] ? 11'h000 : 11'h400;
   assign base4 = \$signal  ? { \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50  } : red4;
   assign \$51  = $signed(\$49 ) > $signed(base4);
   assign \$52  = \$51  ? { \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49  } : base4;
   assign \$53  = $signed(base4) + $signed(\$49 );
-  assign \$54  = $signed(\$53 ) - $signed(args[115:106]);
+  assign \$54  = $signed(\$53 ) - $signed(args[122:113]);
   assign \$55  = args[1] ? { act_rd__data[47], act_rd__data[47:40] } : { 1'h0, act_rd__data[47:40] };
   assign \$56  = args[0] ? 11'h000 : 11'h400;
   assign base5 = \$signal  ? { \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56  } : red5;
   assign \$57  = $signed(\$55 ) > $signed(base5);
   assign \$58  = \$57  ? { \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55  } : base5;
   assign \$59  = $signed(base5) + $signed(\$55 );
-  assign \$60  = $signed(\$59 ) - $signed(args[115:106]);
+  assign \$60  = $signed(\$59 ) - $signed(args[122:113]);
   assign \$61  = args[1] ? { act_rd__data[55], act_rd__data[55:48] } : { 1'h0, act_rd__data[55:48] };
   assign \$62  = args[0] ? 11'h000 : 11'h400;
   assign base6 = \$signal  ? { \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62  } : red6;
   assign \$63  = $signed(\$61 ) > $signed(base6);
   assign \$64  = \$63  ? { \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61  } : base6;
   assign \$65  = $signed(base6) + $signed(\$61 );
-  assign \$66  = $signed(\$65 ) - $signed(args[115:106]);
+  assign \$66  = $signed(\$65 ) - $signed(args[122:113]);
   assign \$67  = args[1] ? { act_rd__data[63], act_rd__data[63:56] } : { 1'h0, act_rd__data[63:56] };
   assign \$68  = args[0] ? 11'h000 : 11'h400;
   assign base7 = \$signal  ? { \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68  } : red7;
   assign \$69  = $signed(\$67 ) > $signed(base7);
   assign \$70  = \$69  ? { \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67  } : base7;
   assign \$71  = $signed(base7) + $signed(\$67 );
-  assign \$72  = $signed(\$71 ) - $signed(args[115:106]);
-  assign \$73  = $signed(y[31:0]) + $signed(args[163:154]);
-  assign \$74  = $signed(\$73 ) < $signed(args[173:164]);
-  assign \$75  = $signed(\$73 ) > $signed(args[183:174]);
-  assign \$76  = \$75  ? { args[183], args[183:174] } : { 1'h0, \$73 [9:0] };
-  assign \$77  = \$74  ? { args[173], args[173:164] } : \$76 ;
-  assign \$78  = $signed(y[63:32]) + $signed(args[163:154]);
-  assign \$79  = $signed(\$78 ) < $signed(args[173:164]);
-  assign \$80  = $signed(\$78 ) > $signed(args[183:174]);
-  assign \$81  = \$80  ? { args[183], args[183:174] } : { 1'h0, \$78 [9:0] };
-  assign \$82  = \$79  ? { args[173], args[173:164] } : \$81 ;
-  assign \$83  = $signed(y[95:64]) + $signed(args[163:154]);
-  assign \$84  = $signed(\$83 ) < $signed(args[173:164]);
-  assign \$85  = $signed(\$83 ) > $signed(args[183:174]);
-  assign \$86  = \$85  ? { args[183], args[183:174] } : { 1'h0, \$83 [9:0] };
-  assign \$87  = \$84  ? { args[173], args[173:164] } : \$86 ;
-  assign \$88  = $signed(y[127:96]) + $signed(args[163:154]);
-  assign \$89  = $signed(\$88 ) < $signed(args[173:164]);
-  assign \$90  = $signed(\$88 ) > $signed(args[183:174]);
-  assign \$91  = \$90  ? { args[183], args[183:174] } : { 1'h0, \$88 [9:0] };
-  assign \$92  = \$89  ? { args[173], args[173:164] } : \$91 ;
-  assign \$93  = $signed(y[159:128]) + $signed(args[163:154]);
-  assign \$94  = $signed(\$93 ) < $signed(args[173:164]);
-  assign \$95  = $signed(\$93 ) > $signed(args[183:174]);
-  assign \$96  = \$95  ? { args[183], args[183:174] } : { 1'h0, \$93 [9:0] };
-  assign \$97  = \$94  ? { args[173], args[173:164] } : \$96 ;
-  assign \$98  = $signed(y[191:160]) + $signed(args[163:154]);
-  assign \$99  = $signed(\$98 ) < $signed(args[173:164]);
-  assign \$100  = $signed(\$98 ) > $signed(args[183:174]);
-  assign \$101  = \$100  ? { args[183], args[183:174] } : { 1'h0, \$98 [9:0] };
-  assign \$102  = \$99  ? { args[173], args[173:164] } : \$101 ;
-  assign \$103  = $signed(y[223:192]) + $signed(args[163:154]);
-  assign \$104  = $signed(\$103 ) < $signed(args[173:164]);
-  assign \$105  = $signed(\$103 ) > $signed(args[183:174]);
-  assign \$106  = \$105  ? { args[183], args[183:174] } : { 1'h0, \$103 [9:0] };
-  assign \$107  = \$104  ? { args[173], args[173:164] } : \$106 ;
-  assign \$108  = $signed(y[255:224]) + $signed(args[163:154]);
-  assign \$109  = $signed(\$108 ) < $signed(args[173:164]);
-  assign \$110  = $signed(\$108 ) > $signed(args[183:174]);
-  assign \$111  = \$110  ? { args[183], args[183:174] } : { 1'h0, \$108 [9:0] };
-  assign \$112  = \$109  ? { args[173], args[173:164] } : \$111 ;
+  assign \$72  = $signed(\$71 ) - $signed(args[122:113]);
+  assign \$73  = $signed(y[31:0]) + $signed(args[170:161]);
+  assign \$74  = $signed(\$73 ) < $signed(args[180:171]);
+  assign \$75  = $signed(\$73 ) > $signed(args[190:181]);
+  assign \$76  = \$75  ? { args[190], args[190:181] } : { 1'h0, \$73 [9:0] };
+  assign \$77  = \$74  ? { args[180], args[180:171] } : \$76 ;
+  assign \$78  = $signed(y[63:32]) + $signed(args[170:161]);
+  assign \$79  = $signed(\$78 ) < $signed(args[180:171]);
+  assign \$80  = $signed(\$78 ) > $signed(args[190:181]);
+  assign \$81  = \$80  ? { args[190], args[190:181] } : { 1'h0, \$78 [9:0] };
+  assign \$82  = \$79  ? { args[180], args[180:171] } : \$81 ;
+  assign \$83  = $signed(y[95:64]) + $signed(args[170:161]);
+  assign \$84  = $signed(\$83 ) < $signed(args[180:171]);
+  assign \$85  = $signed(\$83 ) > $signed(args[190:181]);
+  assign \$86  = \$85  ? { args[190], args[190:181] } : { 1'h0, \$83 [9:0] };
+  assign \$87  = \$84  ? { args[180], args[180:171] } : \$86 ;
+  assign \$88  = $signed(y[127:96]) + $signed(args[170:161]);
+  assign \$89  = $signed(\$88 ) < $signed(args[180:171]);
+  assign \$90  = $signed(\$88 ) > $signed(args[190:181]);
+  assign \$91  = \$90  ? { args[190], args[190:181] } : { 1'h0, \$88 [9:0] };
+  assign \$92  = \$89  ? { args[180], args[180:171] } : \$91 ;
+  assign \$93  = $signed(y[159:128]) + $signed(args[170:161]);
+  assign \$94  = $signed(\$93 ) < $signed(args[180:171]);
+  assign \$95  = $signed(\$93 ) > $signed(args[190:181]);
+  assign \$96  = \$95  ? { args[190], args[190:181] } : { 1'h0, \$93 [9:0] };
+  assign \$97  = \$94  ? { args[180], args[180:171] } : \$96 ;
+  assign \$98  = $signed(y[191:160]) + $signed(args[170:161]);
+  assign \$99  = $signed(\$98 ) < $signed(args[180:171]);
+  assign \$100  = $signed(\$98 ) > $signed(args[190:181]);
+  assign \$101  = \$100  ? { args[190], args[190:181] } : { 1'h0, \$98 [9:0] };
+  assign \$102  = \$99  ? { args[180], args[180:171] } : \$101 ;
+  assign \$103  = $signed(y[223:192]) + $signed(args[170:161]);
+  assign \$104  = $signed(\$103 ) < $signed(args[180:171]);
+  assign \$105  = $signed(\$103 ) > $signed(args[190:181]);
+  assign \$106  = \$105  ? { args[190], args[190:181] } : { 1'h0, \$103 [9:0] };
+  assign \$107  = \$104  ? { args[180], args[180:171] } : \$106 ;
+  assign \$108  = $signed(y[255:224]) + $signed(args[170:161]);
+  assign \$109  = $signed(\$108 ) < $signed(args[180:171]);
+  assign \$110  = $signed(\$108 ) > $signed(args[190:181]);
+  assign \$111  = \$110  ? { args[190], args[190:181] } : { 1'h0, \$108 [9:0] };
+  assign \$112  = \$109  ? { args[180], args[180:171] } : \$111 ;
   assign \$113  = args[0] ? \$77 [9:0] : pv3_0;
   assign \$114  = args[0] ? \$82 [9:0] : pv3_1;
   assign \$115  = args[0] ? \$87 [9:0] : pv3_2;
@@ -30556,10 +30556,10 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   assign \$133  = ! ky;
   assign \$134  = \$132  & \$133 ;
   assign \$135  = last_kx & last_ky;
-  assign \$136  = oy * args[93:86];
+  assign \$136  = oy * args[100:92];
   assign \$137  = \$136  + ox;
-  assign \$138  = \$137  * args[37:30];
-  assign \$139  = args[105:94] + \$138 ;
+  assign \$138  = \$137  * args[40:32];
+  assign \$139  = args[112:101] + \$138 ;
   assign \$140  = \$139  + w;
   assign \$141  = \$signal$99  & \$signal$105 ;
   assign \$142  = started & finished;
@@ -30798,16 +30798,16 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$143  = kx;
     if (busy) begin
-      \$143  = \$127 [7:0];
+      \$143  = \$127 [8:0];
       if (last_kx) begin
-        \$143  = 8'h00;
+        \$143  = 9'h000;
       end
     end
     if (start) begin
-      \$143  = 8'h00;
+      \$143  = 9'h000;
     end
     if (rst) begin
-      \$143  = 8'h00;
+      \$143  = 9'h000;
     end
   end
   always @* begin
@@ -30815,17 +30815,17 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
     \$144  = ky;
     if (busy) begin
       if (last_kx) begin
-        \$144  = \$128 [7:0];
+        \$144  = \$128 [8:0];
         if (last_ky) begin
-          \$144  = 8'h00;
+          \$144  = 9'h000;
         end
       end
     end
     if (start) begin
-      \$144  = 8'h00;
+      \$144  = 9'h000;
     end
     if (rst) begin
-      \$144  = 8'h00;
+      \$144  = 9'h000;
     end
   end
   always @* begin
@@ -30834,18 +30834,18 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
-          \$145  = \$129 [7:0];
+          \$145  = \$129 [8:0];
           if (last_w) begin
-            \$145  = 8'h00;
+            \$145  = 9'h000;
           end
         end
       end
     end
     if (start) begin
-      \$145  = 8'h00;
+      \$145  = 9'h000;
     end
     if (rst) begin
-      \$145  = 8'h00;
+      \$145  = 9'h000;
     end
   end
   always @* begin
@@ -30855,19 +30855,19 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
       if (last_kx) begin
         if (last_ky) begin
           if (last_w) begin
-            \$146  = \$130 [7:0];
+            \$146  = \$130 [8:0];
             if (last_ox) begin
-              \$146  = 8'h00;
+              \$146  = 9'h000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$146  = 8'h00;
+      \$146  = 9'h000;
     end
     if (rst) begin
-      \$146  = 8'h00;
+      \$146  = 9'h000;
     end
   end
   always @* begin
@@ -30878,17 +30878,17 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
         if (last_ky) begin
           if (last_w) begin
             if (last_ox) begin
-              \$147  = \$131 [7:0];
+              \$147  = \$131 [8:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$147  = 8'h00;
+      \$147  = 9'h000;
     end
     if (rst) begin
-      \$147  = 8'h00;
+      \$147  = 9'h000;
     end
   end
   always @* begin
@@ -31019,8 +31019,8 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
     end
   end
   assign running = busy;
-  assign iy = { \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4  };
-  assign ix = { \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8  };
+  assign iy = { \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4  };
+  assign ix = { \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8  };
   assign act_rd__en = 1'h1;
   assign tap = busy;
   assign x0 = { \$25 [8], \$25  };
@@ -31063,26 +31063,26 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
-  assign \args.in_h  = args[21:14];
-  assign \args.in_w  = args[29:22];
-  assign \args.cw  = args[37:30];
-  assign \args.kh  = args[45:38];
-  assign \args.kw  = args[53:46];
-  assign \args.sh  = args[57:54];
-  assign \args.sw  = args[61:58];
-  assign \args.dh  = args[65:62];
-  assign \args.dw  = args[69:66];
-  assign \args.pt  = args[73:70];
-  assign \args.pl  = args[77:74];
-  assign \args.oh  = args[85:78];
-  assign \args.ow  = args[93:86];
-  assign \args.out_base  = args[105:94];
-  assign \args.zp_in  = args[115:106];
-  assign \args.mult  = args[147:116];
-  assign \args.shift  = args[153:148];
-  assign \args.zp_out  = args[163:154];
-  assign \args.act_min  = args[173:164];
-  assign \args.act_max  = args[183:174];
+  assign \args.in_h  = args[22:14];
+  assign \args.in_w  = args[31:23];
+  assign \args.cw  = args[40:32];
+  assign \args.kh  = args[49:41];
+  assign \args.kw  = args[58:50];
+  assign \args.sh  = args[62:59];
+  assign \args.sw  = args[66:63];
+  assign \args.dh  = args[70:67];
+  assign \args.dw  = args[74:71];
+  assign \args.pt  = args[78:75];
+  assign \args.pl  = args[82:79];
+  assign \args.oh  = args[91:83];
+  assign \args.ow  = args[100:92];
+  assign \args.out_base  = args[112:101];
+  assign \args.zp_in  = args[122:113];
+  assign \args.mult  = args[154:123];
+  assign \args.shift  = args[160:155];
+  assign \args.zp_out  = args[170:161];
+  assign \args.act_min  = args[180:171];
+  assign \args.act_max  = args[190:181];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \x[2]  = x[95:64];
@@ -31115,22 +31115,22 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   assign \y[5]  = y[191:160];
   assign \y[6]  = y[223:192];
   assign \y[7]  = y[255:224];
-  assign shift[47:42] = args[153:148];
-  assign shift[41:36] = args[153:148];
-  assign shift[35:30] = args[153:148];
-  assign shift[29:24] = args[153:148];
-  assign shift[23:18] = args[153:148];
-  assign shift[17:12] = args[153:148];
-  assign shift[11:6] = args[153:148];
-  assign shift[5:0] = args[153:148];
-  assign mult[255:224] = args[147:116];
-  assign mult[223:192] = args[147:116];
-  assign mult[191:160] = args[147:116];
-  assign mult[159:128] = args[147:116];
-  assign mult[127:96] = args[147:116];
-  assign mult[95:64] = args[147:116];
-  assign mult[63:32] = args[147:116];
-  assign mult[31:0] = args[147:116];
+  assign shift[47:42] = args[160:155];
+  assign shift[41:36] = args[160:155];
+  assign shift[35:30] = args[160:155];
+  assign shift[29:24] = args[160:155];
+  assign shift[23:18] = args[160:155];
+  assign shift[17:12] = args[160:155];
+  assign shift[11:6] = args[160:155];
+  assign shift[5:0] = args[160:155];
+  assign mult[255:224] = args[154:123];
+  assign mult[223:192] = args[154:123];
+  assign mult[191:160] = args[154:123];
+  assign mult[159:128] = args[154:123];
+  assign mult[127:96] = args[154:123];
+  assign mult[95:64] = args[154:123];
+  assign mult[63:32] = args[154:123];
+  assign mult[31:0] = args[154:123];
   assign x[255:224] = r_val7;
   assign x[223:192] = r_val6;
   assign x[191:160] = r_val5;

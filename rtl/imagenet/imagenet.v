@@ -5024,25 +5024,25 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [15:0] \$signature__addr$776 ;
   wire [15:0] \$signature__addr$782 ;
   wire [15:0] \$signature__addr$788 ;
-  wire [11:0] \$signature__addr$794 ;
-  wire [9:0] \$signature__addr$800 ;
+  wire [12:0] \$signature__addr$794 ;
+  wire [10:0] \$signature__addr$800 ;
   wire [15:0] \$signature__addr$806 ;
   wire [15:0] \$signature__addr$812 ;
   wire [15:0] \$signature__addr$818 ;
-  wire [11:0] \$signature__addr$824 ;
-  wire [9:0] \$signature__addr$830 ;
+  wire [12:0] \$signature__addr$824 ;
+  wire [10:0] \$signature__addr$830 ;
   wire [15:0] \$signature__addr$898 ;
   wire [15:0] \$signature__addr$904 ;
   wire [15:0] \$signature__addr$910 ;
   wire [15:0] \$signature__addr$916 ;
   wire [63:0] \$signature__data ;
-  wire [447:0] \$signature__data$779 ;
+  wire [479:0] \$signature__data$779 ;
   wire [63:0] \$signature__data$785 ;
   wire [63:0] \$signature__data$791 ;
   wire [767:0] \$signature__data$797 ;
   wire [95:0] \$signature__data$803 ;
   wire [63:0] \$signature__data$809 ;
-  wire [447:0] \$signature__data$814 ;
+  wire [479:0] \$signature__data$814 ;
   wire [63:0] \$signature__data$820 ;
   wire [767:0] \$signature__data$826 ;
   wire [95:0] \$signature__data$832 ;
@@ -5057,7 +5057,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire \$signature__en$798 ;
   wire \$signature__en$804 ;
   wire \$signature__en$810 ;
-  wire [13:0] \$signature__en$816 ;
+  wire [14:0] \$signature__en$816 ;
   wire [1:0] \$signature__en$822 ;
   wire [23:0] \$signature__en$828 ;
   wire [2:0] \$signature__en$834 ;
@@ -5155,26 +5155,26 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [15:0] arc_rd__addr;
   wire [63:0] arc_rd__data;
   wire arc_rd__en;
-  wire [433:0] args;
-  wire [191:0] \args$689 ;
+  wire [450:0] args;
+  wire [198:0] \args$689 ;
   wire [9:0] \args$689.act_max ;
   wire [9:0] \args$689.act_min ;
-  wire [7:0] \args$689.cw ;
+  wire [8:0] \args$689.cw ;
   wire [3:0] \args$689.dh ;
   wire [3:0] \args$689.dw ;
   wire [15:0] \args$689.in_base ;
-  wire [7:0] \args$689.in_h ;
-  wire [7:0] \args$689.in_w ;
-  wire [7:0] \args$689.kh ;
-  wire [7:0] \args$689.kw ;
+  wire [8:0] \args$689.in_h ;
+  wire [8:0] \args$689.in_w ;
+  wire [8:0] \args$689.kh ;
+  wire [8:0] \args$689.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \args$689.mode ;
   wire [31:0] \args$689.mult ;
-  wire [7:0] \args$689.oh ;
+  wire [8:0] \args$689.oh ;
   wire [15:0] \args$689.out_base ;
-  wire [7:0] \args$689.ow ;
+  wire [8:0] \args$689.ow ;
   wire [3:0] \args$689.pl ;
   wire [3:0] \args$689.pt ;
   wire [3:0] \args$689.sh ;
@@ -5183,14 +5183,14 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire \args$689.x_signed ;
   wire [9:0] \args$689.zp_in ;
   wire [9:0] \args$689.zp_out ;
-  wire [268:0] \args$696 ;
+  wire [272:0] \args$696 ;
   wire [15:0] \args$696.a_base ;
-  wire [7:0] \args$696.a_stride ;
+  wire [8:0] \args$696.a_stride ;
   wire [9:0] \args$696.act_max ;
   wire [9:0] \args$696.act_min ;
   wire [15:0] \args$696.b_base ;
-  wire [7:0] \args$696.b_stride ;
-  wire [7:0] \args$696.cw ;
+  wire [8:0] \args$696.b_stride ;
+  wire [8:0] \args$696.cw ;
   wire \args$696.has_b ;
   wire [4:0] \args$696.ls ;
   wire [31:0] \args$696.mult_a ;
@@ -5198,7 +5198,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [31:0] \args$696.mult_o ;
   wire [15:0] \args$696.npos ;
   wire [15:0] \args$696.out_base ;
-  wire [7:0] \args$696.out_stride ;
+  wire [8:0] \args$696.out_stride ;
   wire \args$696.rq_in ;
   wire \args$696.rq_out ;
   wire [5:0] \args$696.shift_a ;
@@ -5228,42 +5228,42 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -5496,149 +5496,149 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [31:0] \ctrl__report.trace_count ;
   wire ctrl__start;
   wire [15:0] ctrl__start_pc;
-  wire [9:0] desc_rd__0__addr;
-  wire [76:0] desc_rd__0__data;
+  wire [10:0] desc_rd__0__addr;
+  wire [80:0] desc_rd__0__data;
   wire [11:0] \desc_rd__0__data.c0 ;
-  wire [11:0] \desc_rd__0__data.dx0 ;
-  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [12:0] \desc_rd__0__data.dx0 ;
+  wire [12:0] \desc_rd__0__data.dy0 ;
   wire [6:0] \desc_rd__0__data.elems ;
-  wire [7:0] \desc_rd__0__data.kx0 ;
-  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [8:0] \desc_rd__0__data.kx0 ;
+  wire [8:0] \desc_rd__0__data.ky0 ;
   wire [17:0] \desc_rd__0__data.off0 ;
-  wire [9:0] desc_rd__10__addr;
-  wire [76:0] desc_rd__10__data;
+  wire [10:0] desc_rd__10__addr;
+  wire [80:0] desc_rd__10__data;
   wire [11:0] \desc_rd__10__data.c0 ;
-  wire [11:0] \desc_rd__10__data.dx0 ;
-  wire [11:0] \desc_rd__10__data.dy0 ;
+  wire [12:0] \desc_rd__10__data.dx0 ;
+  wire [12:0] \desc_rd__10__data.dy0 ;
   wire [6:0] \desc_rd__10__data.elems ;
-  wire [7:0] \desc_rd__10__data.kx0 ;
-  wire [7:0] \desc_rd__10__data.ky0 ;
+  wire [8:0] \desc_rd__10__data.kx0 ;
+  wire [8:0] \desc_rd__10__data.ky0 ;
   wire [17:0] \desc_rd__10__data.off0 ;
-  wire [9:0] desc_rd__11__addr;
-  wire [76:0] desc_rd__11__data;
+  wire [10:0] desc_rd__11__addr;
+  wire [80:0] desc_rd__11__data;
   wire [11:0] \desc_rd__11__data.c0 ;
-  wire [11:0] \desc_rd__11__data.dx0 ;
-  wire [11:0] \desc_rd__11__data.dy0 ;
+  wire [12:0] \desc_rd__11__data.dx0 ;
+  wire [12:0] \desc_rd__11__data.dy0 ;
   wire [6:0] \desc_rd__11__data.elems ;
-  wire [7:0] \desc_rd__11__data.kx0 ;
-  wire [7:0] \desc_rd__11__data.ky0 ;
+  wire [8:0] \desc_rd__11__data.kx0 ;
+  wire [8:0] \desc_rd__11__data.ky0 ;
   wire [17:0] \desc_rd__11__data.off0 ;
-  wire [9:0] desc_rd__12__addr;
-  wire [76:0] desc_rd__12__data;
+  wire [10:0] desc_rd__12__addr;
+  wire [80:0] desc_rd__12__data;
   wire [11:0] \desc_rd__12__data.c0 ;
-  wire [11:0] \desc_rd__12__data.dx0 ;
-  wire [11:0] \desc_rd__12__data.dy0 ;
+  wire [12:0] \desc_rd__12__data.dx0 ;
+  wire [12:0] \desc_rd__12__data.dy0 ;
   wire [6:0] \desc_rd__12__data.elems ;
-  wire [7:0] \desc_rd__12__data.kx0 ;
-  wire [7:0] \desc_rd__12__data.ky0 ;
+  wire [8:0] \desc_rd__12__data.kx0 ;
+  wire [8:0] \desc_rd__12__data.ky0 ;
   wire [17:0] \desc_rd__12__data.off0 ;
-  wire [9:0] desc_rd__13__addr;
-  wire [76:0] desc_rd__13__data;
+  wire [10:0] desc_rd__13__addr;
+  wire [80:0] desc_rd__13__data;
   wire [11:0] \desc_rd__13__data.c0 ;
-  wire [11:0] \desc_rd__13__data.dx0 ;
-  wire [11:0] \desc_rd__13__data.dy0 ;
+  wire [12:0] \desc_rd__13__data.dx0 ;
+  wire [12:0] \desc_rd__13__data.dy0 ;
   wire [6:0] \desc_rd__13__data.elems ;
-  wire [7:0] \desc_rd__13__data.kx0 ;
-  wire [7:0] \desc_rd__13__data.ky0 ;
+  wire [8:0] \desc_rd__13__data.kx0 ;
+  wire [8:0] \desc_rd__13__data.ky0 ;
   wire [17:0] \desc_rd__13__data.off0 ;
-  wire [9:0] desc_rd__14__addr;
-  wire [76:0] desc_rd__14__data;
+  wire [10:0] desc_rd__14__addr;
+  wire [80:0] desc_rd__14__data;
   wire [11:0] \desc_rd__14__data.c0 ;
-  wire [11:0] \desc_rd__14__data.dx0 ;
-  wire [11:0] \desc_rd__14__data.dy0 ;
+  wire [12:0] \desc_rd__14__data.dx0 ;
+  wire [12:0] \desc_rd__14__data.dy0 ;
   wire [6:0] \desc_rd__14__data.elems ;
-  wire [7:0] \desc_rd__14__data.kx0 ;
-  wire [7:0] \desc_rd__14__data.ky0 ;
+  wire [8:0] \desc_rd__14__data.kx0 ;
+  wire [8:0] \desc_rd__14__data.ky0 ;
   wire [17:0] \desc_rd__14__data.off0 ;
-  wire [9:0] desc_rd__15__addr;
-  wire [76:0] desc_rd__15__data;
+  wire [10:0] desc_rd__15__addr;
+  wire [80:0] desc_rd__15__data;
   wire [11:0] \desc_rd__15__data.c0 ;
-  wire [11:0] \desc_rd__15__data.dx0 ;
-  wire [11:0] \desc_rd__15__data.dy0 ;
+  wire [12:0] \desc_rd__15__data.dx0 ;
+  wire [12:0] \desc_rd__15__data.dy0 ;
   wire [6:0] \desc_rd__15__data.elems ;
-  wire [7:0] \desc_rd__15__data.kx0 ;
-  wire [7:0] \desc_rd__15__data.ky0 ;
+  wire [8:0] \desc_rd__15__data.kx0 ;
+  wire [8:0] \desc_rd__15__data.ky0 ;
   wire [17:0] \desc_rd__15__data.off0 ;
-  wire [9:0] desc_rd__1__addr;
-  wire [76:0] desc_rd__1__data;
+  wire [10:0] desc_rd__1__addr;
+  wire [80:0] desc_rd__1__data;
   wire [11:0] \desc_rd__1__data.c0 ;
-  wire [11:0] \desc_rd__1__data.dx0 ;
-  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [12:0] \desc_rd__1__data.dx0 ;
+  wire [12:0] \desc_rd__1__data.dy0 ;
   wire [6:0] \desc_rd__1__data.elems ;
-  wire [7:0] \desc_rd__1__data.kx0 ;
-  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [8:0] \desc_rd__1__data.kx0 ;
+  wire [8:0] \desc_rd__1__data.ky0 ;
   wire [17:0] \desc_rd__1__data.off0 ;
-  wire [9:0] desc_rd__2__addr;
-  wire [76:0] desc_rd__2__data;
+  wire [10:0] desc_rd__2__addr;
+  wire [80:0] desc_rd__2__data;
   wire [11:0] \desc_rd__2__data.c0 ;
-  wire [11:0] \desc_rd__2__data.dx0 ;
-  wire [11:0] \desc_rd__2__data.dy0 ;
+  wire [12:0] \desc_rd__2__data.dx0 ;
+  wire [12:0] \desc_rd__2__data.dy0 ;
   wire [6:0] \desc_rd__2__data.elems ;
-  wire [7:0] \desc_rd__2__data.kx0 ;
-  wire [7:0] \desc_rd__2__data.ky0 ;
+  wire [8:0] \desc_rd__2__data.kx0 ;
+  wire [8:0] \desc_rd__2__data.ky0 ;
   wire [17:0] \desc_rd__2__data.off0 ;
-  wire [9:0] desc_rd__3__addr;
-  wire [76:0] desc_rd__3__data;
+  wire [10:0] desc_rd__3__addr;
+  wire [80:0] desc_rd__3__data;
   wire [11:0] \desc_rd__3__data.c0 ;
-  wire [11:0] \desc_rd__3__data.dx0 ;
-  wire [11:0] \desc_rd__3__data.dy0 ;
+  wire [12:0] \desc_rd__3__data.dx0 ;
+  wire [12:0] \desc_rd__3__data.dy0 ;
   wire [6:0] \desc_rd__3__data.elems ;
-  wire [7:0] \desc_rd__3__data.kx0 ;
-  wire [7:0] \desc_rd__3__data.ky0 ;
+  wire [8:0] \desc_rd__3__data.kx0 ;
+  wire [8:0] \desc_rd__3__data.ky0 ;
   wire [17:0] \desc_rd__3__data.off0 ;
-  wire [9:0] desc_rd__4__addr;
-  wire [76:0] desc_rd__4__data;
+  wire [10:0] desc_rd__4__addr;
+  wire [80:0] desc_rd__4__data;
   wire [11:0] \desc_rd__4__data.c0 ;
-  wire [11:0] \desc_rd__4__data.dx0 ;
-  wire [11:0] \desc_rd__4__data.dy0 ;
+  wire [12:0] \desc_rd__4__data.dx0 ;
+  wire [12:0] \desc_rd__4__data.dy0 ;
   wire [6:0] \desc_rd__4__data.elems ;
-  wire [7:0] \desc_rd__4__data.kx0 ;
-  wire [7:0] \desc_rd__4__data.ky0 ;
+  wire [8:0] \desc_rd__4__data.kx0 ;
+  wire [8:0] \desc_rd__4__data.ky0 ;
   wire [17:0] \desc_rd__4__data.off0 ;
-  wire [9:0] desc_rd__5__addr;
-  wire [76:0] desc_rd__5__data;
+  wire [10:0] desc_rd__5__addr;
+  wire [80:0] desc_rd__5__data;
   wire [11:0] \desc_rd__5__data.c0 ;
-  wire [11:0] \desc_rd__5__data.dx0 ;
-  wire [11:0] \desc_rd__5__data.dy0 ;
+  wire [12:0] \desc_rd__5__data.dx0 ;
+  wire [12:0] \desc_rd__5__data.dy0 ;
   wire [6:0] \desc_rd__5__data.elems ;
-  wire [7:0] \desc_rd__5__data.kx0 ;
-  wire [7:0] \desc_rd__5__data.ky0 ;
+  wire [8:0] \desc_rd__5__data.kx0 ;
+  wire [8:0] \desc_rd__5__data.ky0 ;
   wire [17:0] \desc_rd__5__data.off0 ;
-  wire [9:0] desc_rd__6__addr;
-  wire [76:0] desc_rd__6__data;
+  wire [10:0] desc_rd__6__addr;
+  wire [80:0] desc_rd__6__data;
   wire [11:0] \desc_rd__6__data.c0 ;
-  wire [11:0] \desc_rd__6__data.dx0 ;
-  wire [11:0] \desc_rd__6__data.dy0 ;
+  wire [12:0] \desc_rd__6__data.dx0 ;
+  wire [12:0] \desc_rd__6__data.dy0 ;
   wire [6:0] \desc_rd__6__data.elems ;
-  wire [7:0] \desc_rd__6__data.kx0 ;
-  wire [7:0] \desc_rd__6__data.ky0 ;
+  wire [8:0] \desc_rd__6__data.kx0 ;
+  wire [8:0] \desc_rd__6__data.ky0 ;
   wire [17:0] \desc_rd__6__data.off0 ;
-  wire [9:0] desc_rd__7__addr;
-  wire [76:0] desc_rd__7__data;
+  wire [10:0] desc_rd__7__addr;
+  wire [80:0] desc_rd__7__data;
   wire [11:0] \desc_rd__7__data.c0 ;
-  wire [11:0] \desc_rd__7__data.dx0 ;
-  wire [11:0] \desc_rd__7__data.dy0 ;
+  wire [12:0] \desc_rd__7__data.dx0 ;
+  wire [12:0] \desc_rd__7__data.dy0 ;
   wire [6:0] \desc_rd__7__data.elems ;
-  wire [7:0] \desc_rd__7__data.kx0 ;
-  wire [7:0] \desc_rd__7__data.ky0 ;
+  wire [8:0] \desc_rd__7__data.kx0 ;
+  wire [8:0] \desc_rd__7__data.ky0 ;
   wire [17:0] \desc_rd__7__data.off0 ;
-  wire [9:0] desc_rd__8__addr;
-  wire [76:0] desc_rd__8__data;
+  wire [10:0] desc_rd__8__addr;
+  wire [80:0] desc_rd__8__data;
   wire [11:0] \desc_rd__8__data.c0 ;
-  wire [11:0] \desc_rd__8__data.dx0 ;
-  wire [11:0] \desc_rd__8__data.dy0 ;
+  wire [12:0] \desc_rd__8__data.dx0 ;
+  wire [12:0] \desc_rd__8__data.dy0 ;
   wire [6:0] \desc_rd__8__data.elems ;
-  wire [7:0] \desc_rd__8__data.kx0 ;
-  wire [7:0] \desc_rd__8__data.ky0 ;
+  wire [8:0] \desc_rd__8__data.kx0 ;
+  wire [8:0] \desc_rd__8__data.ky0 ;
   wire [17:0] \desc_rd__8__data.off0 ;
-  wire [9:0] desc_rd__9__addr;
-  wire [76:0] desc_rd__9__data;
+  wire [10:0] desc_rd__9__addr;
+  wire [80:0] desc_rd__9__data;
   wire [11:0] \desc_rd__9__data.c0 ;
-  wire [11:0] \desc_rd__9__data.dx0 ;
-  wire [11:0] \desc_rd__9__data.dy0 ;
+  wire [12:0] \desc_rd__9__data.dx0 ;
+  wire [12:0] \desc_rd__9__data.dy0 ;
   wire [6:0] \desc_rd__9__data.elems ;
-  wire [7:0] \desc_rd__9__data.kx0 ;
-  wire [7:0] \desc_rd__9__data.ky0 ;
+  wire [8:0] \desc_rd__9__data.kx0 ;
+  wire [8:0] \desc_rd__9__data.ky0 ;
   wire [17:0] \desc_rd__9__data.off0 ;
   wire [113:0] dma__payload;
   wire [15:0] \dma__payload.addr ;
@@ -5654,10 +5654,10 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire dma_busy;
   output dma_error;
   wire dma_error;
-  wire [9:0] dmem_r__addr;
+  wire [10:0] dmem_r__addr;
   wire [95:0] dmem_r__data;
   wire dmem_r__en;
-  wire [9:0] dmem_w__addr;
+  wire [10:0] dmem_w__addr;
   wire [95:0] dmem_w__data;
   wire [2:0] dmem_w__en;
   output done;
@@ -5672,14 +5672,14 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [15:0] dst_rd__addr;
   wire [63:0] dst_rd__data;
   wire dst_rd__en;
-  wire [268:0] engines__ew__args;
+  wire [272:0] engines__ew__args;
   wire [15:0] \engines__ew__args.a_base ;
-  wire [7:0] \engines__ew__args.a_stride ;
+  wire [8:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
   wire [9:0] \engines__ew__args.act_min ;
   wire [15:0] \engines__ew__args.b_base ;
-  wire [7:0] \engines__ew__args.b_stride ;
-  wire [7:0] \engines__ew__args.cw ;
+  wire [8:0] \engines__ew__args.b_stride ;
+  wire [8:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
   wire [31:0] \engines__ew__args.mult_a ;
@@ -5687,7 +5687,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [31:0] \engines__ew__args.mult_o ;
   wire [15:0] \engines__ew__args.npos ;
   wire [15:0] \engines__ew__args.out_base ;
-  wire [7:0] \engines__ew__args.out_stride ;
+  wire [8:0] \engines__ew__args.out_stride ;
   wire \engines__ew__args.rq_in ;
   wire \engines__ew__args.rq_out ;
   wire [5:0] \engines__ew__args.shift_a ;
@@ -5709,47 +5709,47 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire engines__graph__busy;
   wire engines__graph__done;
   wire engines__graph__start;
-  wire [433:0] engines__mac__args;
+  wire [450:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
   wire [6:0] \engines__mac__args.b ;
-  wire [7:0] \engines__mac__args.bq ;
-  wire [7:0] \engines__mac__args.br ;
+  wire [8:0] \engines__mac__args.bq ;
+  wire [8:0] \engines__mac__args.br ;
   wire [11:0] \engines__mac__args.cin ;
-  wire [9:0] \engines__mac__args.desc_base ;
+  wire [10:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
   wire [3:0] \engines__mac__args.dw ;
   wire [7:0] \engines__mac__args.groups ;
   wire [17:0] \engines__mac__args.img_bstep ;
   wire [17:0] \engines__mac__args.img_delta ;
-  wire [7:0] \engines__mac__args.in_cw ;
-  wire [7:0] \engines__mac__args.in_h ;
-  wire [7:0] \engines__mac__args.in_w ;
-  wire [7:0] \engines__mac__args.kh ;
+  wire [8:0] \engines__mac__args.in_cw ;
+  wire [8:0] \engines__mac__args.in_h ;
+  wire [8:0] \engines__mac__args.in_w ;
+  wire [8:0] \engines__mac__args.kh ;
   wire [6:0] \engines__mac__args.ki ;
-  wire [7:0] \engines__mac__args.kr ;
-  wire [7:0] \engines__mac__args.kt ;
-  wire [7:0] \engines__mac__args.kw ;
+  wire [8:0] \engines__mac__args.kr ;
+  wire [8:0] \engines__mac__args.kt ;
+  wire [8:0] \engines__mac__args.kw ;
   wire [17:0] \engines__mac__args.kx_inc ;
   wire [17:0] \engines__mac__args.ky_inc ;
   wire [6:0] \engines__mac__args.no ;
   wire [15:0] \engines__mac__args.npos ;
-  wire [7:0] \engines__mac__args.nr ;
-  wire [7:0] \engines__mac__args.nt ;
-  wire [7:0] \engines__mac__args.oh ;
+  wire [8:0] \engines__mac__args.nr ;
+  wire [8:0] \engines__mac__args.nt ;
+  wire [8:0] \engines__mac__args.oh ;
   wire [15:0] \engines__mac__args.out_base ;
-  wire [7:0] \engines__mac__args.out_cw ;
-  wire [7:0] \engines__mac__args.ow ;
+  wire [8:0] \engines__mac__args.out_cw ;
+  wire [8:0] \engines__mac__args.ow ;
   wire [2:0] \engines__mac__args.page_base ;
-  wire [11:0] \engines__mac__args.param_base ;
+  wire [12:0] \engines__mac__args.param_base ;
   wire [3:0] \engines__mac__args.pl ;
   wire [17:0] \engines__mac__args.pos0 ;
   wire [17:0] \engines__mac__args.pos_bstep ;
   wire [17:0] \engines__mac__args.pos_ux ;
   wire [17:0] \engines__mac__args.pos_wrap ;
   wire [3:0] \engines__mac__args.pt ;
-  wire [9:0] \engines__mac__args.role_base ;
+  wire [10:0] \engines__mac__args.role_base ;
   wire \engines__mac__args.rowpack ;
   wire [3:0] \engines__mac__args.sh ;
   wire [3:0] \engines__mac__args.sw ;
@@ -5761,25 +5761,25 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire engines__mac__busy;
   wire engines__mac__done;
   wire engines__mac__start;
-  wire [191:0] engines__pool__args;
+  wire [198:0] engines__pool__args;
   wire [9:0] \engines__pool__args.act_max ;
   wire [9:0] \engines__pool__args.act_min ;
-  wire [7:0] \engines__pool__args.cw ;
+  wire [8:0] \engines__pool__args.cw ;
   wire [3:0] \engines__pool__args.dh ;
   wire [3:0] \engines__pool__args.dw ;
   wire [15:0] \engines__pool__args.in_base ;
-  wire [7:0] \engines__pool__args.in_h ;
-  wire [7:0] \engines__pool__args.in_w ;
-  wire [7:0] \engines__pool__args.kh ;
-  wire [7:0] \engines__pool__args.kw ;
+  wire [8:0] \engines__pool__args.in_h ;
+  wire [8:0] \engines__pool__args.in_w ;
+  wire [8:0] \engines__pool__args.kh ;
+  wire [8:0] \engines__pool__args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \engines__pool__args.mode ;
   wire [31:0] \engines__pool__args.mult ;
-  wire [7:0] \engines__pool__args.oh ;
+  wire [8:0] \engines__pool__args.oh ;
   wire [15:0] \engines__pool__args.out_base ;
-  wire [7:0] \engines__pool__args.ow ;
+  wire [8:0] \engines__pool__args.ow ;
   wire [3:0] \engines__pool__args.pl ;
   wire [3:0] \engines__pool__args.pt ;
   wire [3:0] \engines__pool__args.sh ;
@@ -5890,11 +5890,11 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire host__start;
   wire [15:0] host__start_pc;
   wire [15:0] imem_r__addr;
-  wire [447:0] imem_r__data;
+  wire [479:0] imem_r__data;
   wire imem_r__en;
   wire [15:0] imem_rd__addr;
-  wire [437:0] imem_rd__data;
-  wire [433:0] \imem_rd__data.args ;
+  wire [454:0] imem_rd__data;
+  wire [450:0] \imem_rd__data.args ;
   wire [113:0] \imem_rd__data.args.dma ;
   wire [15:0] \imem_rd__data.args.dma.addr ;
   wire [23:0] \imem_rd__data.args.dma.ext ;
@@ -5904,14 +5904,14 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire \imem_rd__data.args.dma.store ;
   wire [15:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [268:0] \imem_rd__data.args.ew ;
+  wire [272:0] \imem_rd__data.args.ew ;
   wire [15:0] \imem_rd__data.args.ew.a_base ;
-  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [8:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
   wire [9:0] \imem_rd__data.args.ew.act_min ;
   wire [15:0] \imem_rd__data.args.ew.b_base ;
-  wire [7:0] \imem_rd__data.args.ew.b_stride ;
-  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire [8:0] \imem_rd__data.args.ew.b_stride ;
+  wire [8:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
@@ -5919,7 +5919,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
   wire [15:0] \imem_rd__data.args.ew.npos ;
   wire [15:0] \imem_rd__data.args.ew.out_base ;
-  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire [8:0] \imem_rd__data.args.ew.out_stride ;
   wire \imem_rd__data.args.ew.rq_in ;
   wire \imem_rd__data.args.ew.rq_out ;
   wire [5:0] \imem_rd__data.args.ew.shift_a ;
@@ -5951,47 +5951,47 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [2:0] \imem_rd__data.args.load.page ;
   wire [5:0] \imem_rd__data.args.load.row0 ;
   wire [15:0] \imem_rd__data.args.load.src ;
-  wire [433:0] \imem_rd__data.args.mac ;
+  wire [450:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
   wire [6:0] \imem_rd__data.args.mac.b ;
-  wire [7:0] \imem_rd__data.args.mac.bq ;
-  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [8:0] \imem_rd__data.args.mac.bq ;
+  wire [8:0] \imem_rd__data.args.mac.br ;
   wire [11:0] \imem_rd__data.args.mac.cin ;
-  wire [9:0] \imem_rd__data.args.mac.desc_base ;
+  wire [10:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
   wire [3:0] \imem_rd__data.args.mac.dw ;
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [17:0] \imem_rd__data.args.mac.img_bstep ;
   wire [17:0] \imem_rd__data.args.mac.img_delta ;
-  wire [7:0] \imem_rd__data.args.mac.in_cw ;
-  wire [7:0] \imem_rd__data.args.mac.in_h ;
-  wire [7:0] \imem_rd__data.args.mac.in_w ;
-  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [8:0] \imem_rd__data.args.mac.in_cw ;
+  wire [8:0] \imem_rd__data.args.mac.in_h ;
+  wire [8:0] \imem_rd__data.args.mac.in_w ;
+  wire [8:0] \imem_rd__data.args.mac.kh ;
   wire [6:0] \imem_rd__data.args.mac.ki ;
-  wire [7:0] \imem_rd__data.args.mac.kr ;
-  wire [7:0] \imem_rd__data.args.mac.kt ;
-  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [8:0] \imem_rd__data.args.mac.kr ;
+  wire [8:0] \imem_rd__data.args.mac.kt ;
+  wire [8:0] \imem_rd__data.args.mac.kw ;
   wire [17:0] \imem_rd__data.args.mac.kx_inc ;
   wire [17:0] \imem_rd__data.args.mac.ky_inc ;
   wire [6:0] \imem_rd__data.args.mac.no ;
   wire [15:0] \imem_rd__data.args.mac.npos ;
-  wire [7:0] \imem_rd__data.args.mac.nr ;
-  wire [7:0] \imem_rd__data.args.mac.nt ;
-  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [8:0] \imem_rd__data.args.mac.nr ;
+  wire [8:0] \imem_rd__data.args.mac.nt ;
+  wire [8:0] \imem_rd__data.args.mac.oh ;
   wire [15:0] \imem_rd__data.args.mac.out_base ;
-  wire [7:0] \imem_rd__data.args.mac.out_cw ;
-  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire [8:0] \imem_rd__data.args.mac.out_cw ;
+  wire [8:0] \imem_rd__data.args.mac.ow ;
   wire [2:0] \imem_rd__data.args.mac.page_base ;
-  wire [11:0] \imem_rd__data.args.mac.param_base ;
+  wire [12:0] \imem_rd__data.args.mac.param_base ;
   wire [3:0] \imem_rd__data.args.mac.pl ;
   wire [17:0] \imem_rd__data.args.mac.pos0 ;
   wire [17:0] \imem_rd__data.args.mac.pos_bstep ;
   wire [17:0] \imem_rd__data.args.mac.pos_ux ;
   wire [17:0] \imem_rd__data.args.mac.pos_wrap ;
   wire [3:0] \imem_rd__data.args.mac.pt ;
-  wire [9:0] \imem_rd__data.args.mac.role_base ;
+  wire [10:0] \imem_rd__data.args.mac.role_base ;
   wire \imem_rd__data.args.mac.rowpack ;
   wire [3:0] \imem_rd__data.args.mac.sh ;
   wire [3:0] \imem_rd__data.args.mac.sw ;
@@ -6000,25 +6000,25 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire \imem_rd__data.args.mac.x_signed ;
   wire [7:0] \imem_rd__data.args.mac.zp_in ;
   wire [9:0] \imem_rd__data.args.mac.zp_out ;
-  wire [191:0] \imem_rd__data.args.pool ;
+  wire [198:0] \imem_rd__data.args.pool ;
   wire [9:0] \imem_rd__data.args.pool.act_max ;
   wire [9:0] \imem_rd__data.args.pool.act_min ;
-  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [8:0] \imem_rd__data.args.pool.cw ;
   wire [3:0] \imem_rd__data.args.pool.dh ;
   wire [3:0] \imem_rd__data.args.pool.dw ;
   wire [15:0] \imem_rd__data.args.pool.in_base ;
-  wire [7:0] \imem_rd__data.args.pool.in_h ;
-  wire [7:0] \imem_rd__data.args.pool.in_w ;
-  wire [7:0] \imem_rd__data.args.pool.kh ;
-  wire [7:0] \imem_rd__data.args.pool.kw ;
+  wire [8:0] \imem_rd__data.args.pool.in_h ;
+  wire [8:0] \imem_rd__data.args.pool.in_w ;
+  wire [8:0] \imem_rd__data.args.pool.kh ;
+  wire [8:0] \imem_rd__data.args.pool.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \imem_rd__data.args.pool.mode ;
   wire [31:0] \imem_rd__data.args.pool.mult ;
-  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [8:0] \imem_rd__data.args.pool.oh ;
   wire [15:0] \imem_rd__data.args.pool.out_base ;
-  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [8:0] \imem_rd__data.args.pool.ow ;
   wire [3:0] \imem_rd__data.args.pool.pl ;
   wire [3:0] \imem_rd__data.args.pool.pt ;
   wire [3:0] \imem_rd__data.args.pool.sh ;
@@ -6042,8 +6042,8 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   wire [15:0] imem_w__addr;
-  wire [447:0] imem_w__data;
-  wire [13:0] imem_w__en;
+  wire [479:0] imem_w__data;
+  wire [14:0] imem_w__en;
   wire [56:0] load__payload;
   wire [15:0] \load__payload.count ;
   wire [15:0] \load__payload.mask ;
@@ -12785,7 +12785,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire op__9__valid;
   wire \op__9__valid$374 ;
   wire \op__9__valid$375 ;
-  wire [11:0] param_rd__addr;
+  wire [12:0] param_rd__addr;
   wire [767:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
   wire [23:0] \param_rd__data[0]._pad ;
@@ -12828,50 +12828,50 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [31:0] \param_rd__data[7].mult ;
   wire [7:0] \param_rd__data[7].shift ;
   wire param_rd__en;
-  wire [11:0] pmem_r__addr;
+  wire [12:0] pmem_r__addr;
   wire [767:0] pmem_r__data;
   wire pmem_r__en;
-  wire [11:0] pmem_w__addr;
+  wire [12:0] pmem_w__addr;
   wire [767:0] pmem_w__data;
   wire [23:0] pmem_w__en;
   wire [15:0] port__addr;
   wire [15:0] \port__addr$117 ;
-  wire [9:0] \port__addr$123 ;
+  wire [10:0] \port__addr$123 ;
   wire [15:0] \port__addr$152 ;
-  wire [9:0] \port__addr$158 ;
+  wire [10:0] \port__addr$158 ;
   wire [15:0] \port__addr$187 ;
-  wire [9:0] \port__addr$193 ;
+  wire [10:0] \port__addr$193 ;
   wire [15:0] \port__addr$222 ;
-  wire [9:0] \port__addr$228 ;
+  wire [10:0] \port__addr$228 ;
   wire [15:0] \port__addr$257 ;
-  wire [9:0] \port__addr$263 ;
+  wire [10:0] \port__addr$263 ;
   wire [15:0] \port__addr$292 ;
-  wire [9:0] \port__addr$298 ;
+  wire [10:0] \port__addr$298 ;
   wire [15:0] \port__addr$327 ;
-  wire [9:0] \port__addr$333 ;
+  wire [10:0] \port__addr$333 ;
   wire [15:0] \port__addr$362 ;
-  wire [9:0] \port__addr$368 ;
+  wire [10:0] \port__addr$368 ;
   wire [15:0] \port__addr$397 ;
-  wire [9:0] \port__addr$403 ;
+  wire [10:0] \port__addr$403 ;
   wire [15:0] \port__addr$432 ;
-  wire [9:0] \port__addr$438 ;
+  wire [10:0] \port__addr$438 ;
   wire [15:0] \port__addr$467 ;
-  wire [9:0] \port__addr$473 ;
+  wire [10:0] \port__addr$473 ;
   wire [15:0] \port__addr$502 ;
-  wire [9:0] \port__addr$508 ;
+  wire [10:0] \port__addr$508 ;
   wire [15:0] \port__addr$537 ;
-  wire [9:0] \port__addr$543 ;
+  wire [10:0] \port__addr$543 ;
   wire [15:0] \port__addr$572 ;
-  wire [9:0] \port__addr$578 ;
+  wire [10:0] \port__addr$578 ;
   wire [15:0] \port__addr$607 ;
-  wire [9:0] \port__addr$613 ;
-  wire [11:0] \port__addr$617 ;
+  wire [10:0] \port__addr$613 ;
+  wire [12:0] \port__addr$617 ;
   wire [15:0] \port__addr$623 ;
   wire [15:0] \port__addr$643 ;
   wire [15:0] \port__addr$655 ;
   wire [15:0] \port__addr$661 ;
   wire [15:0] \port__addr$667 ;
-  wire [9:0] \port__addr$88 ;
+  wire [10:0] \port__addr$88 ;
   wire [63:0] port__data;
   wire [63:0] \port__data$120 ;
   wire [95:0] \port__data$126 ;
@@ -12908,7 +12908,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [63:0] \port__data$652 ;
   wire [63:0] \port__data$658 ;
   wire [63:0] \port__data$664 ;
-  wire [447:0] \port__data$670 ;
+  wire [479:0] \port__data$670 ;
   wire [95:0] \port__data$91 ;
   wire port__en;
   wire \port__en$121 ;
@@ -15251,7 +15251,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign arc_rd__data = _18_;
   assign amem_r__data = _19_;
   assign \amem_r__data$900  = _20_;
-  reg [95:0] dmem [1023:0];
+  reg [95:0] dmem [2047:0];
   always @(posedge clk) begin
     if (\$signature__en$834 [0])
       dmem[\$signature__addr$800 ][31:0] <= wb__dat_w;
@@ -15281,7 +15281,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$581  = dmem[\port__addr$578 ];
   assign \port__data$616  = dmem[\port__addr$613 ];
   assign dmem_r__data = _21_;
-  reg [447:0] imem [65535:0];
+  reg [479:0] imem [65535:0];
   always @(posedge clk) begin
     if (\$signature__en$816 [0])
       imem[\$signature__addr$776 ][31:0] <= wb__dat_w;
@@ -15311,16 +15311,18 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
       imem[\$signature__addr$776 ][415:384] <= wb__dat_w;
     if (\$signature__en$816 [13])
       imem[\$signature__addr$776 ][447:416] <= wb__dat_w;
+    if (\$signature__en$816 [14])
+      imem[\$signature__addr$776 ][479:448] <= wb__dat_w;
   end
-  reg [447:0] _22_;
-  reg [447:0] _23_;
+  reg [479:0] _22_;
+  reg [479:0] _23_;
   always @(posedge clk) begin
     _22_ <= imem[\port__addr$667 ];
     _23_ <= imem[\$signature__addr$776 ];
   end
   assign \port__data$670  = _22_;
   assign imem_r__data = _23_;
-  reg [767:0] pmem [4095:0];
+  reg [767:0] pmem [8191:0];
   always @(posedge clk) begin
     if (\$signature__en$828 [0])
       pmem[\$signature__addr$794 ][31:0] <= wb__dat_w;
@@ -15526,7 +15528,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
     .imem_rd__addr(\port__addr$667 ),
-    .imem_rd__data(\port__data$670 [437:0]),
+    .imem_rd__data(\port__data$670 [454:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
@@ -15609,7 +15611,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
     .a_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$846 ),
     .act_w__en(\act_w__en$840 ),
-    .args(args[268:0]),
+    .args(args[272:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
@@ -15832,22 +15834,22 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
     .desc_rd__7__addr(\port__addr$333 ),
     .desc_rd__8__addr(\port__addr$368 ),
     .desc_rd__9__addr(\port__addr$403 ),
-    .desc_rd__data(\port__data$91 [76:0]),
-    .\desc_rd__data$109 (\port__data$406 [76:0]),
-    .\desc_rd__data$120 (\port__data$441 [76:0]),
-    .\desc_rd__data$131 (\port__data$476 [76:0]),
-    .\desc_rd__data$142 (\port__data$511 [76:0]),
-    .\desc_rd__data$153 (\port__data$546 [76:0]),
-    .\desc_rd__data$164 (\port__data$581 [76:0]),
-    .\desc_rd__data$175 (\port__data$616 [76:0]),
-    .\desc_rd__data$21 (\port__data$126 [76:0]),
-    .\desc_rd__data$32 (\port__data$161 [76:0]),
-    .\desc_rd__data$43 (\port__data$196 [76:0]),
-    .\desc_rd__data$54 (\port__data$231 [76:0]),
-    .\desc_rd__data$65 (\port__data$266 [76:0]),
-    .\desc_rd__data$76 (\port__data$301 [76:0]),
-    .\desc_rd__data$87 (\port__data$336 [76:0]),
-    .\desc_rd__data$98 (\port__data$371 [76:0]),
+    .desc_rd__data(\port__data$91 [80:0]),
+    .\desc_rd__data$109 (\port__data$406 [80:0]),
+    .\desc_rd__data$120 (\port__data$441 [80:0]),
+    .\desc_rd__data$131 (\port__data$476 [80:0]),
+    .\desc_rd__data$142 (\port__data$511 [80:0]),
+    .\desc_rd__data$153 (\port__data$546 [80:0]),
+    .\desc_rd__data$164 (\port__data$581 [80:0]),
+    .\desc_rd__data$175 (\port__data$616 [80:0]),
+    .\desc_rd__data$21 (\port__data$126 [80:0]),
+    .\desc_rd__data$32 (\port__data$161 [80:0]),
+    .\desc_rd__data$43 (\port__data$196 [80:0]),
+    .\desc_rd__data$54 (\port__data$231 [80:0]),
+    .\desc_rd__data$65 (\port__data$266 [80:0]),
+    .\desc_rd__data$76 (\port__data$301 [80:0]),
+    .\desc_rd__data$87 (\port__data$336 [80:0]),
+    .\desc_rd__data$98 (\port__data$371 [80:0]),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
@@ -16267,7 +16269,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
     .act_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$847 ),
     .act_w__en(\act_w__en$839 ),
-    .args(args[191:0]),
+    .args(args[198:0]),
     .busy(\busy$625 ),
     .clk(clk),
     .done(engines__pool__done),
@@ -16409,7 +16411,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
   assign desc_rd__0__addr = \port__addr$88 ;
-  assign desc_rd__0__data = \port__data$91 [76:0];
+  assign desc_rd__0__data = \port__data$91 [80:0];
   assign macro1__op__ready = op__1__ready;
   assign \op__1__ready$102  = op__1__ready;
   assign \op__1__ready$103  = op__1__ready;
@@ -16427,7 +16429,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$120  = act_rd__1__data;
   assign act_rd__1__en = \port__en$121 ;
   assign desc_rd__1__addr = \port__addr$123 ;
-  assign desc_rd__1__data = \port__data$126 [76:0];
+  assign desc_rd__1__data = \port__data$126 [80:0];
   assign macro2__op__ready = op__2__ready;
   assign \op__2__ready$137  = op__2__ready;
   assign \op__2__ready$138  = op__2__ready;
@@ -16445,7 +16447,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$155  = act_rd__2__data;
   assign act_rd__2__en = \port__en$156 ;
   assign desc_rd__2__addr = \port__addr$158 ;
-  assign desc_rd__2__data = \port__data$161 [76:0];
+  assign desc_rd__2__data = \port__data$161 [80:0];
   assign macro3__op__ready = op__3__ready;
   assign \op__3__ready$172  = op__3__ready;
   assign \op__3__ready$173  = op__3__ready;
@@ -16463,7 +16465,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$190  = act_rd__3__data;
   assign act_rd__3__en = \port__en$191 ;
   assign desc_rd__3__addr = \port__addr$193 ;
-  assign desc_rd__3__data = \port__data$196 [76:0];
+  assign desc_rd__3__data = \port__data$196 [80:0];
   assign macro4__op__ready = op__4__ready;
   assign \op__4__ready$207  = op__4__ready;
   assign \op__4__ready$208  = op__4__ready;
@@ -16481,7 +16483,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$225  = act_rd__4__data;
   assign act_rd__4__en = \port__en$226 ;
   assign desc_rd__4__addr = \port__addr$228 ;
-  assign desc_rd__4__data = \port__data$231 [76:0];
+  assign desc_rd__4__data = \port__data$231 [80:0];
   assign macro5__op__ready = op__5__ready;
   assign \op__5__ready$242  = op__5__ready;
   assign \op__5__ready$243  = op__5__ready;
@@ -16499,7 +16501,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$260  = act_rd__5__data;
   assign act_rd__5__en = \port__en$261 ;
   assign desc_rd__5__addr = \port__addr$263 ;
-  assign desc_rd__5__data = \port__data$266 [76:0];
+  assign desc_rd__5__data = \port__data$266 [80:0];
   assign macro6__op__ready = op__6__ready;
   assign \op__6__ready$277  = op__6__ready;
   assign \op__6__ready$278  = op__6__ready;
@@ -16517,7 +16519,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$295  = act_rd__6__data;
   assign act_rd__6__en = \port__en$296 ;
   assign desc_rd__6__addr = \port__addr$298 ;
-  assign desc_rd__6__data = \port__data$301 [76:0];
+  assign desc_rd__6__data = \port__data$301 [80:0];
   assign macro7__op__ready = op__7__ready;
   assign \op__7__ready$312  = op__7__ready;
   assign \op__7__ready$313  = op__7__ready;
@@ -16535,7 +16537,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$330  = act_rd__7__data;
   assign act_rd__7__en = \port__en$331 ;
   assign desc_rd__7__addr = \port__addr$333 ;
-  assign desc_rd__7__data = \port__data$336 [76:0];
+  assign desc_rd__7__data = \port__data$336 [80:0];
   assign macro8__op__ready = op__8__ready;
   assign \op__8__ready$347  = op__8__ready;
   assign \op__8__ready$348  = op__8__ready;
@@ -16553,7 +16555,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$365  = act_rd__8__data;
   assign act_rd__8__en = \port__en$366 ;
   assign desc_rd__8__addr = \port__addr$368 ;
-  assign desc_rd__8__data = \port__data$371 [76:0];
+  assign desc_rd__8__data = \port__data$371 [80:0];
   assign macro9__op__ready = op__9__ready;
   assign \op__9__ready$382  = op__9__ready;
   assign \op__9__ready$383  = op__9__ready;
@@ -16571,7 +16573,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$400  = act_rd__9__data;
   assign act_rd__9__en = \port__en$401 ;
   assign desc_rd__9__addr = \port__addr$403 ;
-  assign desc_rd__9__data = \port__data$406 [76:0];
+  assign desc_rd__9__data = \port__data$406 [80:0];
   assign macro10__op__ready = op__10__ready;
   assign \op__10__ready$417  = op__10__ready;
   assign \op__10__ready$418  = op__10__ready;
@@ -16589,7 +16591,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$435  = act_rd__10__data;
   assign act_rd__10__en = \port__en$436 ;
   assign desc_rd__10__addr = \port__addr$438 ;
-  assign desc_rd__10__data = \port__data$441 [76:0];
+  assign desc_rd__10__data = \port__data$441 [80:0];
   assign macro11__op__ready = op__11__ready;
   assign \op__11__ready$452  = op__11__ready;
   assign \op__11__ready$453  = op__11__ready;
@@ -16607,7 +16609,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$470  = act_rd__11__data;
   assign act_rd__11__en = \port__en$471 ;
   assign desc_rd__11__addr = \port__addr$473 ;
-  assign desc_rd__11__data = \port__data$476 [76:0];
+  assign desc_rd__11__data = \port__data$476 [80:0];
   assign macro12__op__ready = op__12__ready;
   assign \op__12__ready$487  = op__12__ready;
   assign \op__12__ready$488  = op__12__ready;
@@ -16625,7 +16627,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$505  = act_rd__12__data;
   assign act_rd__12__en = \port__en$506 ;
   assign desc_rd__12__addr = \port__addr$508 ;
-  assign desc_rd__12__data = \port__data$511 [76:0];
+  assign desc_rd__12__data = \port__data$511 [80:0];
   assign macro13__op__ready = op__13__ready;
   assign \op__13__ready$522  = op__13__ready;
   assign \op__13__ready$523  = op__13__ready;
@@ -16643,7 +16645,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$540  = act_rd__13__data;
   assign act_rd__13__en = \port__en$541 ;
   assign desc_rd__13__addr = \port__addr$543 ;
-  assign desc_rd__13__data = \port__data$546 [76:0];
+  assign desc_rd__13__data = \port__data$546 [80:0];
   assign macro14__op__ready = op__14__ready;
   assign \op__14__ready$557  = op__14__ready;
   assign \op__14__ready$558  = op__14__ready;
@@ -16661,7 +16663,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$575  = act_rd__14__data;
   assign act_rd__14__en = \port__en$576 ;
   assign desc_rd__14__addr = \port__addr$578 ;
-  assign desc_rd__14__data = \port__data$581 [76:0];
+  assign desc_rd__14__data = \port__data$581 [80:0];
   assign macro15__op__ready = op__15__ready;
   assign \op__15__ready$592  = op__15__ready;
   assign \op__15__ready$593  = op__15__ready;
@@ -16679,7 +16681,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$610  = act_rd__15__data;
   assign act_rd__15__en = \port__en$611 ;
   assign desc_rd__15__addr = \port__addr$613 ;
-  assign desc_rd__15__data = \port__data$616 [76:0];
+  assign desc_rd__15__data = \port__data$616 [80:0];
   assign param_rd__addr = \port__addr$617 ;
   assign \port__data$620  = param_rd__data;
   assign \port__en$621  = 1'h1;
@@ -16712,7 +16714,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__en$665  = 1'h1;
   assign w_rd__en = 1'h1;
   assign imem_rd__addr = \port__addr$667 ;
-  assign imem_rd__data = \port__data$670 [437:0];
+  assign imem_rd__data = \port__data$670 [454:0];
   assign \port__en$671  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
@@ -16723,13 +16725,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \busy$684  = engines__mac__busy;
   assign \done$686  = engines__mac__done;
   assign engines__pool__start = \start$687 ;
-  assign \args$689  = args[191:0];
-  assign engines__pool__args = args[191:0];
+  assign \args$689  = args[198:0];
+  assign engines__pool__args = args[198:0];
   assign engines__pool__busy = \busy$625 ;
   assign \done$693  = engines__pool__done;
   assign engines__ew__start = \start$694 ;
-  assign \args$696  = args[268:0];
-  assign engines__ew__args = args[268:0];
+  assign \args$696  = args[272:0];
+  assign engines__ew__args = args[272:0];
   assign \busy$699  = engines__ew__busy;
   assign \done$701  = engines__ew__done;
   assign engines__graph__start = \start$702 ;
@@ -16801,8 +16803,8 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign trace_r__en = 1'h1;
   assign \$signature__addr$812  = \$signature__addr$776 ;
   assign imem_w__addr = \$signature__addr$776 ;
-  assign \$signature__data$814  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
-  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign \$signature__data$814  = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign imem_w__en = \$signature__en$816 ;
   assign \$signature__addr$818  = \$signature__addr$788 ;
   assign wmem_w__addr = \$signature__addr$788 ;
@@ -17391,13 +17393,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__0$73[61]  = res_y__0[1363:1342];
   assign \res_y__0$73[62]  = res_y__0[1385:1364];
   assign \res_y__0$73[63]  = res_y__0[1407:1386];
-  assign \desc_rd__0__data.ky0  = \port__data$91 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$91 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$91 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$91 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$91 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$91 [58:52];
-  assign \desc_rd__0__data.off0  = \port__data$91 [76:59];
+  assign \desc_rd__0__data.ky0  = \port__data$91 [8:0];
+  assign \desc_rd__0__data.kx0  = \port__data$91 [17:9];
+  assign \desc_rd__0__data.dy0  = \port__data$91 [30:18];
+  assign \desc_rd__0__data.dx0  = \port__data$91 [43:31];
+  assign \desc_rd__0__data.c0  = \port__data$91 [55:44];
+  assign \desc_rd__0__data.elems  = \port__data$91 [62:56];
+  assign \desc_rd__0__data.off0  = \port__data$91 [80:63];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[3:1];
   assign \macro1__op__payload.row  = macro1__op__payload[9:4];
@@ -17890,13 +17892,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__1$112[61]  = res_y__1[1363:1342];
   assign \res_y__1$112[62]  = res_y__1[1385:1364];
   assign \res_y__1$112[63]  = res_y__1[1407:1386];
-  assign \desc_rd__1__data.ky0  = \port__data$126 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$126 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$126 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$126 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$126 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$126 [58:52];
-  assign \desc_rd__1__data.off0  = \port__data$126 [76:59];
+  assign \desc_rd__1__data.ky0  = \port__data$126 [8:0];
+  assign \desc_rd__1__data.kx0  = \port__data$126 [17:9];
+  assign \desc_rd__1__data.dy0  = \port__data$126 [30:18];
+  assign \desc_rd__1__data.dx0  = \port__data$126 [43:31];
+  assign \desc_rd__1__data.c0  = \port__data$126 [55:44];
+  assign \desc_rd__1__data.elems  = \port__data$126 [62:56];
+  assign \desc_rd__1__data.off0  = \port__data$126 [80:63];
   assign \macro2__op__payload.mode  = macro2__op__payload[0];
   assign \macro2__op__payload.page  = macro2__op__payload[3:1];
   assign \macro2__op__payload.row  = macro2__op__payload[9:4];
@@ -18389,13 +18391,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__2$147[61]  = res_y__2[1363:1342];
   assign \res_y__2$147[62]  = res_y__2[1385:1364];
   assign \res_y__2$147[63]  = res_y__2[1407:1386];
-  assign \desc_rd__2__data.ky0  = \port__data$161 [7:0];
-  assign \desc_rd__2__data.kx0  = \port__data$161 [15:8];
-  assign \desc_rd__2__data.dy0  = \port__data$161 [27:16];
-  assign \desc_rd__2__data.dx0  = \port__data$161 [39:28];
-  assign \desc_rd__2__data.c0  = \port__data$161 [51:40];
-  assign \desc_rd__2__data.elems  = \port__data$161 [58:52];
-  assign \desc_rd__2__data.off0  = \port__data$161 [76:59];
+  assign \desc_rd__2__data.ky0  = \port__data$161 [8:0];
+  assign \desc_rd__2__data.kx0  = \port__data$161 [17:9];
+  assign \desc_rd__2__data.dy0  = \port__data$161 [30:18];
+  assign \desc_rd__2__data.dx0  = \port__data$161 [43:31];
+  assign \desc_rd__2__data.c0  = \port__data$161 [55:44];
+  assign \desc_rd__2__data.elems  = \port__data$161 [62:56];
+  assign \desc_rd__2__data.off0  = \port__data$161 [80:63];
   assign \macro3__op__payload.mode  = macro3__op__payload[0];
   assign \macro3__op__payload.page  = macro3__op__payload[3:1];
   assign \macro3__op__payload.row  = macro3__op__payload[9:4];
@@ -18888,13 +18890,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__3$182[61]  = res_y__3[1363:1342];
   assign \res_y__3$182[62]  = res_y__3[1385:1364];
   assign \res_y__3$182[63]  = res_y__3[1407:1386];
-  assign \desc_rd__3__data.ky0  = \port__data$196 [7:0];
-  assign \desc_rd__3__data.kx0  = \port__data$196 [15:8];
-  assign \desc_rd__3__data.dy0  = \port__data$196 [27:16];
-  assign \desc_rd__3__data.dx0  = \port__data$196 [39:28];
-  assign \desc_rd__3__data.c0  = \port__data$196 [51:40];
-  assign \desc_rd__3__data.elems  = \port__data$196 [58:52];
-  assign \desc_rd__3__data.off0  = \port__data$196 [76:59];
+  assign \desc_rd__3__data.ky0  = \port__data$196 [8:0];
+  assign \desc_rd__3__data.kx0  = \port__data$196 [17:9];
+  assign \desc_rd__3__data.dy0  = \port__data$196 [30:18];
+  assign \desc_rd__3__data.dx0  = \port__data$196 [43:31];
+  assign \desc_rd__3__data.c0  = \port__data$196 [55:44];
+  assign \desc_rd__3__data.elems  = \port__data$196 [62:56];
+  assign \desc_rd__3__data.off0  = \port__data$196 [80:63];
   assign \macro4__op__payload.mode  = macro4__op__payload[0];
   assign \macro4__op__payload.page  = macro4__op__payload[3:1];
   assign \macro4__op__payload.row  = macro4__op__payload[9:4];
@@ -19387,13 +19389,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__4$217[61]  = res_y__4[1363:1342];
   assign \res_y__4$217[62]  = res_y__4[1385:1364];
   assign \res_y__4$217[63]  = res_y__4[1407:1386];
-  assign \desc_rd__4__data.ky0  = \port__data$231 [7:0];
-  assign \desc_rd__4__data.kx0  = \port__data$231 [15:8];
-  assign \desc_rd__4__data.dy0  = \port__data$231 [27:16];
-  assign \desc_rd__4__data.dx0  = \port__data$231 [39:28];
-  assign \desc_rd__4__data.c0  = \port__data$231 [51:40];
-  assign \desc_rd__4__data.elems  = \port__data$231 [58:52];
-  assign \desc_rd__4__data.off0  = \port__data$231 [76:59];
+  assign \desc_rd__4__data.ky0  = \port__data$231 [8:0];
+  assign \desc_rd__4__data.kx0  = \port__data$231 [17:9];
+  assign \desc_rd__4__data.dy0  = \port__data$231 [30:18];
+  assign \desc_rd__4__data.dx0  = \port__data$231 [43:31];
+  assign \desc_rd__4__data.c0  = \port__data$231 [55:44];
+  assign \desc_rd__4__data.elems  = \port__data$231 [62:56];
+  assign \desc_rd__4__data.off0  = \port__data$231 [80:63];
   assign \macro5__op__payload.mode  = macro5__op__payload[0];
   assign \macro5__op__payload.page  = macro5__op__payload[3:1];
   assign \macro5__op__payload.row  = macro5__op__payload[9:4];
@@ -19886,13 +19888,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__5$252[61]  = res_y__5[1363:1342];
   assign \res_y__5$252[62]  = res_y__5[1385:1364];
   assign \res_y__5$252[63]  = res_y__5[1407:1386];
-  assign \desc_rd__5__data.ky0  = \port__data$266 [7:0];
-  assign \desc_rd__5__data.kx0  = \port__data$266 [15:8];
-  assign \desc_rd__5__data.dy0  = \port__data$266 [27:16];
-  assign \desc_rd__5__data.dx0  = \port__data$266 [39:28];
-  assign \desc_rd__5__data.c0  = \port__data$266 [51:40];
-  assign \desc_rd__5__data.elems  = \port__data$266 [58:52];
-  assign \desc_rd__5__data.off0  = \port__data$266 [76:59];
+  assign \desc_rd__5__data.ky0  = \port__data$266 [8:0];
+  assign \desc_rd__5__data.kx0  = \port__data$266 [17:9];
+  assign \desc_rd__5__data.dy0  = \port__data$266 [30:18];
+  assign \desc_rd__5__data.dx0  = \port__data$266 [43:31];
+  assign \desc_rd__5__data.c0  = \port__data$266 [55:44];
+  assign \desc_rd__5__data.elems  = \port__data$266 [62:56];
+  assign \desc_rd__5__data.off0  = \port__data$266 [80:63];
   assign \macro6__op__payload.mode  = macro6__op__payload[0];
   assign \macro6__op__payload.page  = macro6__op__payload[3:1];
   assign \macro6__op__payload.row  = macro6__op__payload[9:4];
@@ -20385,13 +20387,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__6$287[61]  = res_y__6[1363:1342];
   assign \res_y__6$287[62]  = res_y__6[1385:1364];
   assign \res_y__6$287[63]  = res_y__6[1407:1386];
-  assign \desc_rd__6__data.ky0  = \port__data$301 [7:0];
-  assign \desc_rd__6__data.kx0  = \port__data$301 [15:8];
-  assign \desc_rd__6__data.dy0  = \port__data$301 [27:16];
-  assign \desc_rd__6__data.dx0  = \port__data$301 [39:28];
-  assign \desc_rd__6__data.c0  = \port__data$301 [51:40];
-  assign \desc_rd__6__data.elems  = \port__data$301 [58:52];
-  assign \desc_rd__6__data.off0  = \port__data$301 [76:59];
+  assign \desc_rd__6__data.ky0  = \port__data$301 [8:0];
+  assign \desc_rd__6__data.kx0  = \port__data$301 [17:9];
+  assign \desc_rd__6__data.dy0  = \port__data$301 [30:18];
+  assign \desc_rd__6__data.dx0  = \port__data$301 [43:31];
+  assign \desc_rd__6__data.c0  = \port__data$301 [55:44];
+  assign \desc_rd__6__data.elems  = \port__data$301 [62:56];
+  assign \desc_rd__6__data.off0  = \port__data$301 [80:63];
   assign \macro7__op__payload.mode  = macro7__op__payload[0];
   assign \macro7__op__payload.page  = macro7__op__payload[3:1];
   assign \macro7__op__payload.row  = macro7__op__payload[9:4];
@@ -20884,13 +20886,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__7$322[61]  = res_y__7[1363:1342];
   assign \res_y__7$322[62]  = res_y__7[1385:1364];
   assign \res_y__7$322[63]  = res_y__7[1407:1386];
-  assign \desc_rd__7__data.ky0  = \port__data$336 [7:0];
-  assign \desc_rd__7__data.kx0  = \port__data$336 [15:8];
-  assign \desc_rd__7__data.dy0  = \port__data$336 [27:16];
-  assign \desc_rd__7__data.dx0  = \port__data$336 [39:28];
-  assign \desc_rd__7__data.c0  = \port__data$336 [51:40];
-  assign \desc_rd__7__data.elems  = \port__data$336 [58:52];
-  assign \desc_rd__7__data.off0  = \port__data$336 [76:59];
+  assign \desc_rd__7__data.ky0  = \port__data$336 [8:0];
+  assign \desc_rd__7__data.kx0  = \port__data$336 [17:9];
+  assign \desc_rd__7__data.dy0  = \port__data$336 [30:18];
+  assign \desc_rd__7__data.dx0  = \port__data$336 [43:31];
+  assign \desc_rd__7__data.c0  = \port__data$336 [55:44];
+  assign \desc_rd__7__data.elems  = \port__data$336 [62:56];
+  assign \desc_rd__7__data.off0  = \port__data$336 [80:63];
   assign \macro8__op__payload.mode  = macro8__op__payload[0];
   assign \macro8__op__payload.page  = macro8__op__payload[3:1];
   assign \macro8__op__payload.row  = macro8__op__payload[9:4];
@@ -21383,13 +21385,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__8$357[61]  = res_y__8[1363:1342];
   assign \res_y__8$357[62]  = res_y__8[1385:1364];
   assign \res_y__8$357[63]  = res_y__8[1407:1386];
-  assign \desc_rd__8__data.ky0  = \port__data$371 [7:0];
-  assign \desc_rd__8__data.kx0  = \port__data$371 [15:8];
-  assign \desc_rd__8__data.dy0  = \port__data$371 [27:16];
-  assign \desc_rd__8__data.dx0  = \port__data$371 [39:28];
-  assign \desc_rd__8__data.c0  = \port__data$371 [51:40];
-  assign \desc_rd__8__data.elems  = \port__data$371 [58:52];
-  assign \desc_rd__8__data.off0  = \port__data$371 [76:59];
+  assign \desc_rd__8__data.ky0  = \port__data$371 [8:0];
+  assign \desc_rd__8__data.kx0  = \port__data$371 [17:9];
+  assign \desc_rd__8__data.dy0  = \port__data$371 [30:18];
+  assign \desc_rd__8__data.dx0  = \port__data$371 [43:31];
+  assign \desc_rd__8__data.c0  = \port__data$371 [55:44];
+  assign \desc_rd__8__data.elems  = \port__data$371 [62:56];
+  assign \desc_rd__8__data.off0  = \port__data$371 [80:63];
   assign \macro9__op__payload.mode  = macro9__op__payload[0];
   assign \macro9__op__payload.page  = macro9__op__payload[3:1];
   assign \macro9__op__payload.row  = macro9__op__payload[9:4];
@@ -21882,13 +21884,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__9$392[61]  = res_y__9[1363:1342];
   assign \res_y__9$392[62]  = res_y__9[1385:1364];
   assign \res_y__9$392[63]  = res_y__9[1407:1386];
-  assign \desc_rd__9__data.ky0  = \port__data$406 [7:0];
-  assign \desc_rd__9__data.kx0  = \port__data$406 [15:8];
-  assign \desc_rd__9__data.dy0  = \port__data$406 [27:16];
-  assign \desc_rd__9__data.dx0  = \port__data$406 [39:28];
-  assign \desc_rd__9__data.c0  = \port__data$406 [51:40];
-  assign \desc_rd__9__data.elems  = \port__data$406 [58:52];
-  assign \desc_rd__9__data.off0  = \port__data$406 [76:59];
+  assign \desc_rd__9__data.ky0  = \port__data$406 [8:0];
+  assign \desc_rd__9__data.kx0  = \port__data$406 [17:9];
+  assign \desc_rd__9__data.dy0  = \port__data$406 [30:18];
+  assign \desc_rd__9__data.dx0  = \port__data$406 [43:31];
+  assign \desc_rd__9__data.c0  = \port__data$406 [55:44];
+  assign \desc_rd__9__data.elems  = \port__data$406 [62:56];
+  assign \desc_rd__9__data.off0  = \port__data$406 [80:63];
   assign \macro10__op__payload.mode  = macro10__op__payload[0];
   assign \macro10__op__payload.page  = macro10__op__payload[3:1];
   assign \macro10__op__payload.row  = macro10__op__payload[9:4];
@@ -22381,13 +22383,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__10$427[61]  = res_y__10[1363:1342];
   assign \res_y__10$427[62]  = res_y__10[1385:1364];
   assign \res_y__10$427[63]  = res_y__10[1407:1386];
-  assign \desc_rd__10__data.ky0  = \port__data$441 [7:0];
-  assign \desc_rd__10__data.kx0  = \port__data$441 [15:8];
-  assign \desc_rd__10__data.dy0  = \port__data$441 [27:16];
-  assign \desc_rd__10__data.dx0  = \port__data$441 [39:28];
-  assign \desc_rd__10__data.c0  = \port__data$441 [51:40];
-  assign \desc_rd__10__data.elems  = \port__data$441 [58:52];
-  assign \desc_rd__10__data.off0  = \port__data$441 [76:59];
+  assign \desc_rd__10__data.ky0  = \port__data$441 [8:0];
+  assign \desc_rd__10__data.kx0  = \port__data$441 [17:9];
+  assign \desc_rd__10__data.dy0  = \port__data$441 [30:18];
+  assign \desc_rd__10__data.dx0  = \port__data$441 [43:31];
+  assign \desc_rd__10__data.c0  = \port__data$441 [55:44];
+  assign \desc_rd__10__data.elems  = \port__data$441 [62:56];
+  assign \desc_rd__10__data.off0  = \port__data$441 [80:63];
   assign \macro11__op__payload.mode  = macro11__op__payload[0];
   assign \macro11__op__payload.page  = macro11__op__payload[3:1];
   assign \macro11__op__payload.row  = macro11__op__payload[9:4];
@@ -22880,13 +22882,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__11$462[61]  = res_y__11[1363:1342];
   assign \res_y__11$462[62]  = res_y__11[1385:1364];
   assign \res_y__11$462[63]  = res_y__11[1407:1386];
-  assign \desc_rd__11__data.ky0  = \port__data$476 [7:0];
-  assign \desc_rd__11__data.kx0  = \port__data$476 [15:8];
-  assign \desc_rd__11__data.dy0  = \port__data$476 [27:16];
-  assign \desc_rd__11__data.dx0  = \port__data$476 [39:28];
-  assign \desc_rd__11__data.c0  = \port__data$476 [51:40];
-  assign \desc_rd__11__data.elems  = \port__data$476 [58:52];
-  assign \desc_rd__11__data.off0  = \port__data$476 [76:59];
+  assign \desc_rd__11__data.ky0  = \port__data$476 [8:0];
+  assign \desc_rd__11__data.kx0  = \port__data$476 [17:9];
+  assign \desc_rd__11__data.dy0  = \port__data$476 [30:18];
+  assign \desc_rd__11__data.dx0  = \port__data$476 [43:31];
+  assign \desc_rd__11__data.c0  = \port__data$476 [55:44];
+  assign \desc_rd__11__data.elems  = \port__data$476 [62:56];
+  assign \desc_rd__11__data.off0  = \port__data$476 [80:63];
   assign \macro12__op__payload.mode  = macro12__op__payload[0];
   assign \macro12__op__payload.page  = macro12__op__payload[3:1];
   assign \macro12__op__payload.row  = macro12__op__payload[9:4];
@@ -23379,13 +23381,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__12$497[61]  = res_y__12[1363:1342];
   assign \res_y__12$497[62]  = res_y__12[1385:1364];
   assign \res_y__12$497[63]  = res_y__12[1407:1386];
-  assign \desc_rd__12__data.ky0  = \port__data$511 [7:0];
-  assign \desc_rd__12__data.kx0  = \port__data$511 [15:8];
-  assign \desc_rd__12__data.dy0  = \port__data$511 [27:16];
-  assign \desc_rd__12__data.dx0  = \port__data$511 [39:28];
-  assign \desc_rd__12__data.c0  = \port__data$511 [51:40];
-  assign \desc_rd__12__data.elems  = \port__data$511 [58:52];
-  assign \desc_rd__12__data.off0  = \port__data$511 [76:59];
+  assign \desc_rd__12__data.ky0  = \port__data$511 [8:0];
+  assign \desc_rd__12__data.kx0  = \port__data$511 [17:9];
+  assign \desc_rd__12__data.dy0  = \port__data$511 [30:18];
+  assign \desc_rd__12__data.dx0  = \port__data$511 [43:31];
+  assign \desc_rd__12__data.c0  = \port__data$511 [55:44];
+  assign \desc_rd__12__data.elems  = \port__data$511 [62:56];
+  assign \desc_rd__12__data.off0  = \port__data$511 [80:63];
   assign \macro13__op__payload.mode  = macro13__op__payload[0];
   assign \macro13__op__payload.page  = macro13__op__payload[3:1];
   assign \macro13__op__payload.row  = macro13__op__payload[9:4];
@@ -23878,13 +23880,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__13$532[61]  = res_y__13[1363:1342];
   assign \res_y__13$532[62]  = res_y__13[1385:1364];
   assign \res_y__13$532[63]  = res_y__13[1407:1386];
-  assign \desc_rd__13__data.ky0  = \port__data$546 [7:0];
-  assign \desc_rd__13__data.kx0  = \port__data$546 [15:8];
-  assign \desc_rd__13__data.dy0  = \port__data$546 [27:16];
-  assign \desc_rd__13__data.dx0  = \port__data$546 [39:28];
-  assign \desc_rd__13__data.c0  = \port__data$546 [51:40];
-  assign \desc_rd__13__data.elems  = \port__data$546 [58:52];
-  assign \desc_rd__13__data.off0  = \port__data$546 [76:59];
+  assign \desc_rd__13__data.ky0  = \port__data$546 [8:0];
+  assign \desc_rd__13__data.kx0  = \port__data$546 [17:9];
+  assign \desc_rd__13__data.dy0  = \port__data$546 [30:18];
+  assign \desc_rd__13__data.dx0  = \port__data$546 [43:31];
+  assign \desc_rd__13__data.c0  = \port__data$546 [55:44];
+  assign \desc_rd__13__data.elems  = \port__data$546 [62:56];
+  assign \desc_rd__13__data.off0  = \port__data$546 [80:63];
   assign \macro14__op__payload.mode  = macro14__op__payload[0];
   assign \macro14__op__payload.page  = macro14__op__payload[3:1];
   assign \macro14__op__payload.row  = macro14__op__payload[9:4];
@@ -24377,13 +24379,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__14$567[61]  = res_y__14[1363:1342];
   assign \res_y__14$567[62]  = res_y__14[1385:1364];
   assign \res_y__14$567[63]  = res_y__14[1407:1386];
-  assign \desc_rd__14__data.ky0  = \port__data$581 [7:0];
-  assign \desc_rd__14__data.kx0  = \port__data$581 [15:8];
-  assign \desc_rd__14__data.dy0  = \port__data$581 [27:16];
-  assign \desc_rd__14__data.dx0  = \port__data$581 [39:28];
-  assign \desc_rd__14__data.c0  = \port__data$581 [51:40];
-  assign \desc_rd__14__data.elems  = \port__data$581 [58:52];
-  assign \desc_rd__14__data.off0  = \port__data$581 [76:59];
+  assign \desc_rd__14__data.ky0  = \port__data$581 [8:0];
+  assign \desc_rd__14__data.kx0  = \port__data$581 [17:9];
+  assign \desc_rd__14__data.dy0  = \port__data$581 [30:18];
+  assign \desc_rd__14__data.dx0  = \port__data$581 [43:31];
+  assign \desc_rd__14__data.c0  = \port__data$581 [55:44];
+  assign \desc_rd__14__data.elems  = \port__data$581 [62:56];
+  assign \desc_rd__14__data.off0  = \port__data$581 [80:63];
   assign \macro15__op__payload.mode  = macro15__op__payload[0];
   assign \macro15__op__payload.page  = macro15__op__payload[3:1];
   assign \macro15__op__payload.row  = macro15__op__payload[9:4];
@@ -24876,13 +24878,13 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \res_y__15$602[61]  = res_y__15[1363:1342];
   assign \res_y__15$602[62]  = res_y__15[1385:1364];
   assign \res_y__15$602[63]  = res_y__15[1407:1386];
-  assign \desc_rd__15__data.ky0  = \port__data$616 [7:0];
-  assign \desc_rd__15__data.kx0  = \port__data$616 [15:8];
-  assign \desc_rd__15__data.dy0  = \port__data$616 [27:16];
-  assign \desc_rd__15__data.dx0  = \port__data$616 [39:28];
-  assign \desc_rd__15__data.c0  = \port__data$616 [51:40];
-  assign \desc_rd__15__data.elems  = \port__data$616 [58:52];
-  assign \desc_rd__15__data.off0  = \port__data$616 [76:59];
+  assign \desc_rd__15__data.ky0  = \port__data$616 [8:0];
+  assign \desc_rd__15__data.kx0  = \port__data$616 [17:9];
+  assign \desc_rd__15__data.dy0  = \port__data$616 [30:18];
+  assign \desc_rd__15__data.dx0  = \port__data$616 [43:31];
+  assign \desc_rd__15__data.c0  = \port__data$616 [55:44];
+  assign \desc_rd__15__data.elems  = \port__data$616 [62:56];
+  assign \desc_rd__15__data.off0  = \port__data$616 [80:63];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -24924,111 +24926,111 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \param_rd__data[7].shift  = param_rd__data[743:736];
   assign \param_rd__data[7]._pad  = param_rd__data[767:744];
   assign \imem_rd__data.op  = \port__data$670 [3:0];
-  assign \imem_rd__data.args  = \port__data$670 [437:4];
+  assign \imem_rd__data.args  = \port__data$670 [454:4];
   assign \imem_rd__data.args.load  = \port__data$670 [60:4];
   assign \imem_rd__data.args.load.src  = \port__data$670 [19:4];
   assign \imem_rd__data.args.load.count  = \port__data$670 [35:20];
   assign \imem_rd__data.args.load.mask  = \port__data$670 [51:36];
   assign \imem_rd__data.args.load.page  = \port__data$670 [54:52];
   assign \imem_rd__data.args.load.row0  = \port__data$670 [60:55];
-  assign \imem_rd__data.args.mac  = \port__data$670 [437:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$670 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$670 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$670 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$670 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$670 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$670 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$670 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$670 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$670 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$670 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$670 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$670 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$670 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$670 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$670 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$670 [129:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$670 [147:130];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$670 [165:148];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$670 [183:166];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$670 [201:184];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$670 [219:202];
-  assign \imem_rd__data.args.mac.bq  = \port__data$670 [227:220];
-  assign \imem_rd__data.args.mac.br  = \port__data$670 [235:228];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$670 [253:236];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$670 [271:254];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$670 [281:272];
-  assign \imem_rd__data.args.mac.kt  = \port__data$670 [289:282];
-  assign \imem_rd__data.args.mac.nt  = \port__data$670 [297:290];
-  assign \imem_rd__data.args.mac.kr  = \port__data$670 [305:298];
-  assign \imem_rd__data.args.mac.nr  = \port__data$670 [313:306];
-  assign \imem_rd__data.args.mac.b  = \port__data$670 [320:314];
-  assign \imem_rd__data.args.mac.ki  = \port__data$670 [327:321];
-  assign \imem_rd__data.args.mac.no  = \port__data$670 [334:328];
-  assign \imem_rd__data.args.mac.groups  = \port__data$670 [342:335];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$670 [352:343];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$670 [355:353];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$670 [371:356];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$670 [379:372];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$670 [391:380];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$670 [399:392];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$670 [409:400];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$670 [419:410];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$670 [429:420];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$670 [432:430];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$670 [434:433];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$670 [435];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$670 [436];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$670 [437];
-  assign \imem_rd__data.args.pool  = \port__data$670 [195:4];
+  assign \imem_rd__data.args.mac  = \port__data$670 [454:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$670 [12:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$670 [21:13];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$670 [30:22];
+  assign \imem_rd__data.args.mac.cin  = \port__data$670 [42:31];
+  assign \imem_rd__data.args.mac.kh  = \port__data$670 [51:43];
+  assign \imem_rd__data.args.mac.kw  = \port__data$670 [60:52];
+  assign \imem_rd__data.args.mac.dh  = \port__data$670 [64:61];
+  assign \imem_rd__data.args.mac.dw  = \port__data$670 [68:65];
+  assign \imem_rd__data.args.mac.sh  = \port__data$670 [72:69];
+  assign \imem_rd__data.args.mac.sw  = \port__data$670 [76:73];
+  assign \imem_rd__data.args.mac.pt  = \port__data$670 [80:77];
+  assign \imem_rd__data.args.mac.pl  = \port__data$670 [84:81];
+  assign \imem_rd__data.args.mac.ow  = \port__data$670 [93:85];
+  assign \imem_rd__data.args.mac.oh  = \port__data$670 [102:94];
+  assign \imem_rd__data.args.mac.npos  = \port__data$670 [118:103];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$670 [136:119];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$670 [154:137];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$670 [172:155];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$670 [190:173];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$670 [208:191];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$670 [226:209];
+  assign \imem_rd__data.args.mac.bq  = \port__data$670 [235:227];
+  assign \imem_rd__data.args.mac.br  = \port__data$670 [244:236];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$670 [262:245];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$670 [280:263];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$670 [291:281];
+  assign \imem_rd__data.args.mac.kt  = \port__data$670 [300:292];
+  assign \imem_rd__data.args.mac.nt  = \port__data$670 [309:301];
+  assign \imem_rd__data.args.mac.kr  = \port__data$670 [318:310];
+  assign \imem_rd__data.args.mac.nr  = \port__data$670 [327:319];
+  assign \imem_rd__data.args.mac.b  = \port__data$670 [334:328];
+  assign \imem_rd__data.args.mac.ki  = \port__data$670 [341:335];
+  assign \imem_rd__data.args.mac.no  = \port__data$670 [348:342];
+  assign \imem_rd__data.args.mac.groups  = \port__data$670 [356:349];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$670 [367:357];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$670 [370:368];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$670 [386:371];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$670 [395:387];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$670 [408:396];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$670 [416:409];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$670 [426:417];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$670 [436:427];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$670 [446:437];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$670 [449:447];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$670 [451:450];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$670 [452];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$670 [453];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$670 [454];
+  assign \imem_rd__data.args.pool  = \port__data$670 [202:4];
   assign \imem_rd__data.args.pool.mode  = \port__data$670 [4];
   assign \imem_rd__data.args.pool.x_signed  = \port__data$670 [5];
   assign \imem_rd__data.args.pool.in_base  = \port__data$670 [21:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$670 [29:22];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$670 [37:30];
-  assign \imem_rd__data.args.pool.cw  = \port__data$670 [45:38];
-  assign \imem_rd__data.args.pool.kh  = \port__data$670 [53:46];
-  assign \imem_rd__data.args.pool.kw  = \port__data$670 [61:54];
-  assign \imem_rd__data.args.pool.sh  = \port__data$670 [65:62];
-  assign \imem_rd__data.args.pool.sw  = \port__data$670 [69:66];
-  assign \imem_rd__data.args.pool.dh  = \port__data$670 [73:70];
-  assign \imem_rd__data.args.pool.dw  = \port__data$670 [77:74];
-  assign \imem_rd__data.args.pool.pt  = \port__data$670 [81:78];
-  assign \imem_rd__data.args.pool.pl  = \port__data$670 [85:82];
-  assign \imem_rd__data.args.pool.oh  = \port__data$670 [93:86];
-  assign \imem_rd__data.args.pool.ow  = \port__data$670 [101:94];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$670 [117:102];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$670 [127:118];
-  assign \imem_rd__data.args.pool.mult  = \port__data$670 [159:128];
-  assign \imem_rd__data.args.pool.shift  = \port__data$670 [165:160];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$670 [175:166];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$670 [185:176];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$670 [195:186];
-  assign \imem_rd__data.args.ew  = \port__data$670 [272:4];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$670 [30:22];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$670 [39:31];
+  assign \imem_rd__data.args.pool.cw  = \port__data$670 [48:40];
+  assign \imem_rd__data.args.pool.kh  = \port__data$670 [57:49];
+  assign \imem_rd__data.args.pool.kw  = \port__data$670 [66:58];
+  assign \imem_rd__data.args.pool.sh  = \port__data$670 [70:67];
+  assign \imem_rd__data.args.pool.sw  = \port__data$670 [74:71];
+  assign \imem_rd__data.args.pool.dh  = \port__data$670 [78:75];
+  assign \imem_rd__data.args.pool.dw  = \port__data$670 [82:79];
+  assign \imem_rd__data.args.pool.pt  = \port__data$670 [86:83];
+  assign \imem_rd__data.args.pool.pl  = \port__data$670 [90:87];
+  assign \imem_rd__data.args.pool.oh  = \port__data$670 [99:91];
+  assign \imem_rd__data.args.pool.ow  = \port__data$670 [108:100];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$670 [124:109];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$670 [134:125];
+  assign \imem_rd__data.args.pool.mult  = \port__data$670 [166:135];
+  assign \imem_rd__data.args.pool.shift  = \port__data$670 [172:167];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$670 [182:173];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$670 [192:183];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$670 [202:193];
+  assign \imem_rd__data.args.ew  = \port__data$670 [276:4];
   assign \imem_rd__data.args.ew.a_base  = \port__data$670 [19:4];
   assign \imem_rd__data.args.ew.b_base  = \port__data$670 [35:20];
   assign \imem_rd__data.args.ew.out_base  = \port__data$670 [51:36];
   assign \imem_rd__data.args.ew.npos  = \port__data$670 [67:52];
-  assign \imem_rd__data.args.ew.cw  = \port__data$670 [75:68];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$670 [83:76];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$670 [91:84];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$670 [99:92];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$670 [100];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$670 [101];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$670 [102];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$670 [103];
-  assign \imem_rd__data.args.ew.ls  = \port__data$670 [108:104];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$670 [118:109];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$670 [128:119];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$670 [160:129];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$670 [166:161];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$670 [198:167];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$670 [204:199];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$670 [236:205];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$670 [242:237];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$670 [252:243];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$670 [262:253];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$670 [272:263];
+  assign \imem_rd__data.args.ew.cw  = \port__data$670 [76:68];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$670 [85:77];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$670 [94:86];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$670 [103:95];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$670 [104];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$670 [105];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$670 [106];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$670 [107];
+  assign \imem_rd__data.args.ew.ls  = \port__data$670 [112:108];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$670 [122:113];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$670 [132:123];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$670 [164:133];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$670 [170:165];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$670 [202:171];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$670 [208:203];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$670 [240:209];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$670 [246:241];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$670 [256:247];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$670 [266:257];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$670 [276:267];
   assign \imem_rd__data.args.dma  = \port__data$670 [117:4];
   assign \imem_rd__data.args.dma.store  = \port__data$670 [4];
   assign \imem_rd__data.args.dma.wmem  = \port__data$670 [5];
@@ -25058,196 +25060,196 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
   assign \trace_w__data._pad  = \$signature__data [63:52];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
-  assign \engines__mac__args.in_h  = args[7:0];
-  assign \engines__mac__args.in_w  = args[15:8];
-  assign \engines__mac__args.in_cw  = args[23:16];
-  assign \engines__mac__args.cin  = args[35:24];
-  assign \engines__mac__args.kh  = args[43:36];
-  assign \engines__mac__args.kw  = args[51:44];
-  assign \engines__mac__args.dh  = args[55:52];
-  assign \engines__mac__args.dw  = args[59:56];
-  assign \engines__mac__args.sh  = args[63:60];
-  assign \engines__mac__args.sw  = args[67:64];
-  assign \engines__mac__args.pt  = args[71:68];
-  assign \engines__mac__args.pl  = args[75:72];
-  assign \engines__mac__args.ow  = args[83:76];
-  assign \engines__mac__args.oh  = args[91:84];
-  assign \engines__mac__args.npos  = args[107:92];
-  assign \engines__mac__args.pos0  = args[125:108];
-  assign \engines__mac__args.kx_inc  = args[143:126];
-  assign \engines__mac__args.ky_inc  = args[161:144];
-  assign \engines__mac__args.pos_ux  = args[179:162];
-  assign \engines__mac__args.pos_wrap  = args[197:180];
-  assign \engines__mac__args.pos_bstep  = args[215:198];
-  assign \engines__mac__args.bq  = args[223:216];
-  assign \engines__mac__args.br  = args[231:224];
-  assign \engines__mac__args.img_delta  = args[249:232];
-  assign \engines__mac__args.img_bstep  = args[267:250];
-  assign \engines__mac__args.desc_base  = args[277:268];
-  assign \engines__mac__args.kt  = args[285:278];
-  assign \engines__mac__args.nt  = args[293:286];
-  assign \engines__mac__args.kr  = args[301:294];
-  assign \engines__mac__args.nr  = args[309:302];
-  assign \engines__mac__args.b  = args[316:310];
-  assign \engines__mac__args.ki  = args[323:317];
-  assign \engines__mac__args.no  = args[330:324];
-  assign \engines__mac__args.groups  = args[338:331];
-  assign \engines__mac__args.role_base  = args[348:339];
-  assign \engines__mac__args.page_base  = args[351:349];
-  assign \engines__mac__args.out_base  = args[367:352];
-  assign \engines__mac__args.out_cw  = args[375:368];
-  assign \engines__mac__args.param_base  = args[387:376];
-  assign \engines__mac__args.zp_in  = args[395:388];
-  assign \engines__mac__args.zp_out  = args[405:396];
-  assign \engines__mac__args.act_min  = args[415:406];
-  assign \engines__mac__args.act_max  = args[425:416];
-  assign \engines__mac__args.ab_m1  = args[428:426];
-  assign \engines__mac__args.wb_log2  = args[430:429];
-  assign \engines__mac__args.x_signed  = args[431];
-  assign \engines__mac__args.w_signed  = args[432];
-  assign \engines__mac__args.rowpack  = args[433];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
+  assign \engines__mac__args.in_h  = args[8:0];
+  assign \engines__mac__args.in_w  = args[17:9];
+  assign \engines__mac__args.in_cw  = args[26:18];
+  assign \engines__mac__args.cin  = args[38:27];
+  assign \engines__mac__args.kh  = args[47:39];
+  assign \engines__mac__args.kw  = args[56:48];
+  assign \engines__mac__args.dh  = args[60:57];
+  assign \engines__mac__args.dw  = args[64:61];
+  assign \engines__mac__args.sh  = args[68:65];
+  assign \engines__mac__args.sw  = args[72:69];
+  assign \engines__mac__args.pt  = args[76:73];
+  assign \engines__mac__args.pl  = args[80:77];
+  assign \engines__mac__args.ow  = args[89:81];
+  assign \engines__mac__args.oh  = args[98:90];
+  assign \engines__mac__args.npos  = args[114:99];
+  assign \engines__mac__args.pos0  = args[132:115];
+  assign \engines__mac__args.kx_inc  = args[150:133];
+  assign \engines__mac__args.ky_inc  = args[168:151];
+  assign \engines__mac__args.pos_ux  = args[186:169];
+  assign \engines__mac__args.pos_wrap  = args[204:187];
+  assign \engines__mac__args.pos_bstep  = args[222:205];
+  assign \engines__mac__args.bq  = args[231:223];
+  assign \engines__mac__args.br  = args[240:232];
+  assign \engines__mac__args.img_delta  = args[258:241];
+  assign \engines__mac__args.img_bstep  = args[276:259];
+  assign \engines__mac__args.desc_base  = args[287:277];
+  assign \engines__mac__args.kt  = args[296:288];
+  assign \engines__mac__args.nt  = args[305:297];
+  assign \engines__mac__args.kr  = args[314:306];
+  assign \engines__mac__args.nr  = args[323:315];
+  assign \engines__mac__args.b  = args[330:324];
+  assign \engines__mac__args.ki  = args[337:331];
+  assign \engines__mac__args.no  = args[344:338];
+  assign \engines__mac__args.groups  = args[352:345];
+  assign \engines__mac__args.role_base  = args[363:353];
+  assign \engines__mac__args.page_base  = args[366:364];
+  assign \engines__mac__args.out_base  = args[382:367];
+  assign \engines__mac__args.out_cw  = args[391:383];
+  assign \engines__mac__args.param_base  = args[404:392];
+  assign \engines__mac__args.zp_in  = args[412:405];
+  assign \engines__mac__args.zp_out  = args[422:413];
+  assign \engines__mac__args.act_min  = args[432:423];
+  assign \engines__mac__args.act_max  = args[442:433];
+  assign \engines__mac__args.ab_m1  = args[445:443];
+  assign \engines__mac__args.wb_log2  = args[447:446];
+  assign \engines__mac__args.x_signed  = args[448];
+  assign \engines__mac__args.w_signed  = args[449];
+  assign \engines__mac__args.rowpack  = args[450];
   assign \args$689.mode  = args[0];
   assign \args$689.x_signed  = args[1];
   assign \args$689.in_base  = args[17:2];
-  assign \args$689.in_h  = args[25:18];
-  assign \args$689.in_w  = args[33:26];
-  assign \args$689.cw  = args[41:34];
-  assign \args$689.kh  = args[49:42];
-  assign \args$689.kw  = args[57:50];
-  assign \args$689.sh  = args[61:58];
-  assign \args$689.sw  = args[65:62];
-  assign \args$689.dh  = args[69:66];
-  assign \args$689.dw  = args[73:70];
-  assign \args$689.pt  = args[77:74];
-  assign \args$689.pl  = args[81:78];
-  assign \args$689.oh  = args[89:82];
-  assign \args$689.ow  = args[97:90];
-  assign \args$689.out_base  = args[113:98];
-  assign \args$689.zp_in  = args[123:114];
-  assign \args$689.mult  = args[155:124];
-  assign \args$689.shift  = args[161:156];
-  assign \args$689.zp_out  = args[171:162];
-  assign \args$689.act_min  = args[181:172];
-  assign \args$689.act_max  = args[191:182];
+  assign \args$689.in_h  = args[26:18];
+  assign \args$689.in_w  = args[35:27];
+  assign \args$689.cw  = args[44:36];
+  assign \args$689.kh  = args[53:45];
+  assign \args$689.kw  = args[62:54];
+  assign \args$689.sh  = args[66:63];
+  assign \args$689.sw  = args[70:67];
+  assign \args$689.dh  = args[74:71];
+  assign \args$689.dw  = args[78:75];
+  assign \args$689.pt  = args[82:79];
+  assign \args$689.pl  = args[86:83];
+  assign \args$689.oh  = args[95:87];
+  assign \args$689.ow  = args[104:96];
+  assign \args$689.out_base  = args[120:105];
+  assign \args$689.zp_in  = args[130:121];
+  assign \args$689.mult  = args[162:131];
+  assign \args$689.shift  = args[168:163];
+  assign \args$689.zp_out  = args[178:169];
+  assign \args$689.act_min  = args[188:179];
+  assign \args$689.act_max  = args[198:189];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[17:2];
-  assign \engines__pool__args.in_h  = args[25:18];
-  assign \engines__pool__args.in_w  = args[33:26];
-  assign \engines__pool__args.cw  = args[41:34];
-  assign \engines__pool__args.kh  = args[49:42];
-  assign \engines__pool__args.kw  = args[57:50];
-  assign \engines__pool__args.sh  = args[61:58];
-  assign \engines__pool__args.sw  = args[65:62];
-  assign \engines__pool__args.dh  = args[69:66];
-  assign \engines__pool__args.dw  = args[73:70];
-  assign \engines__pool__args.pt  = args[77:74];
-  assign \engines__pool__args.pl  = args[81:78];
-  assign \engines__pool__args.oh  = args[89:82];
-  assign \engines__pool__args.ow  = args[97:90];
-  assign \engines__pool__args.out_base  = args[113:98];
-  assign \engines__pool__args.zp_in  = args[123:114];
-  assign \engines__pool__args.mult  = args[155:124];
-  assign \engines__pool__args.shift  = args[161:156];
-  assign \engines__pool__args.zp_out  = args[171:162];
-  assign \engines__pool__args.act_min  = args[181:172];
-  assign \engines__pool__args.act_max  = args[191:182];
+  assign \engines__pool__args.in_h  = args[26:18];
+  assign \engines__pool__args.in_w  = args[35:27];
+  assign \engines__pool__args.cw  = args[44:36];
+  assign \engines__pool__args.kh  = args[53:45];
+  assign \engines__pool__args.kw  = args[62:54];
+  assign \engines__pool__args.sh  = args[66:63];
+  assign \engines__pool__args.sw  = args[70:67];
+  assign \engines__pool__args.dh  = args[74:71];
+  assign \engines__pool__args.dw  = args[78:75];
+  assign \engines__pool__args.pt  = args[82:79];
+  assign \engines__pool__args.pl  = args[86:83];
+  assign \engines__pool__args.oh  = args[95:87];
+  assign \engines__pool__args.ow  = args[104:96];
+  assign \engines__pool__args.out_base  = args[120:105];
+  assign \engines__pool__args.zp_in  = args[130:121];
+  assign \engines__pool__args.mult  = args[162:131];
+  assign \engines__pool__args.shift  = args[168:163];
+  assign \engines__pool__args.zp_out  = args[178:169];
+  assign \engines__pool__args.act_min  = args[188:179];
+  assign \engines__pool__args.act_max  = args[198:189];
   assign \args$696.a_base  = args[15:0];
   assign \args$696.b_base  = args[31:16];
   assign \args$696.out_base  = args[47:32];
   assign \args$696.npos  = args[63:48];
-  assign \args$696.cw  = args[71:64];
-  assign \args$696.a_stride  = args[79:72];
-  assign \args$696.b_stride  = args[87:80];
-  assign \args$696.out_stride  = args[95:88];
-  assign \args$696.x_signed  = args[96];
-  assign \args$696.has_b  = args[97];
-  assign \args$696.rq_in  = args[98];
-  assign \args$696.rq_out  = args[99];
-  assign \args$696.ls  = args[104:100];
-  assign \args$696.zp_a  = args[114:105];
-  assign \args$696.zp_b  = args[124:115];
-  assign \args$696.mult_a  = args[156:125];
-  assign \args$696.shift_a  = args[162:157];
-  assign \args$696.mult_b  = args[194:163];
-  assign \args$696.shift_b  = args[200:195];
-  assign \args$696.mult_o  = args[232:201];
-  assign \args$696.shift_o  = args[238:233];
-  assign \args$696.zp_out  = args[248:239];
-  assign \args$696.act_min  = args[258:249];
-  assign \args$696.act_max  = args[268:259];
+  assign \args$696.cw  = args[72:64];
+  assign \args$696.a_stride  = args[81:73];
+  assign \args$696.b_stride  = args[90:82];
+  assign \args$696.out_stride  = args[99:91];
+  assign \args$696.x_signed  = args[100];
+  assign \args$696.has_b  = args[101];
+  assign \args$696.rq_in  = args[102];
+  assign \args$696.rq_out  = args[103];
+  assign \args$696.ls  = args[108:104];
+  assign \args$696.zp_a  = args[118:109];
+  assign \args$696.zp_b  = args[128:119];
+  assign \args$696.mult_a  = args[160:129];
+  assign \args$696.shift_a  = args[166:161];
+  assign \args$696.mult_b  = args[198:167];
+  assign \args$696.shift_b  = args[204:199];
+  assign \args$696.mult_o  = args[236:205];
+  assign \args$696.shift_o  = args[242:237];
+  assign \args$696.zp_out  = args[252:243];
+  assign \args$696.act_min  = args[262:253];
+  assign \args$696.act_max  = args[272:263];
   assign \engines__ew__args.a_base  = args[15:0];
   assign \engines__ew__args.b_base  = args[31:16];
   assign \engines__ew__args.out_base  = args[47:32];
   assign \engines__ew__args.npos  = args[63:48];
-  assign \engines__ew__args.cw  = args[71:64];
-  assign \engines__ew__args.a_stride  = args[79:72];
-  assign \engines__ew__args.b_stride  = args[87:80];
-  assign \engines__ew__args.out_stride  = args[95:88];
-  assign \engines__ew__args.x_signed  = args[96];
-  assign \engines__ew__args.has_b  = args[97];
-  assign \engines__ew__args.rq_in  = args[98];
-  assign \engines__ew__args.rq_out  = args[99];
-  assign \engines__ew__args.ls  = args[104:100];
-  assign \engines__ew__args.zp_a  = args[114:105];
-  assign \engines__ew__args.zp_b  = args[124:115];
-  assign \engines__ew__args.mult_a  = args[156:125];
-  assign \engines__ew__args.shift_a  = args[162:157];
-  assign \engines__ew__args.mult_b  = args[194:163];
-  assign \engines__ew__args.shift_b  = args[200:195];
-  assign \engines__ew__args.mult_o  = args[232:201];
-  assign \engines__ew__args.shift_o  = args[238:233];
-  assign \engines__ew__args.zp_out  = args[248:239];
-  assign \engines__ew__args.act_min  = args[258:249];
-  assign \engines__ew__args.act_max  = args[268:259];
+  assign \engines__ew__args.cw  = args[72:64];
+  assign \engines__ew__args.a_stride  = args[81:73];
+  assign \engines__ew__args.b_stride  = args[90:82];
+  assign \engines__ew__args.out_stride  = args[99:91];
+  assign \engines__ew__args.x_signed  = args[100];
+  assign \engines__ew__args.has_b  = args[101];
+  assign \engines__ew__args.rq_in  = args[102];
+  assign \engines__ew__args.rq_out  = args[103];
+  assign \engines__ew__args.ls  = args[108:104];
+  assign \engines__ew__args.zp_a  = args[118:109];
+  assign \engines__ew__args.zp_b  = args[128:119];
+  assign \engines__ew__args.mult_a  = args[160:129];
+  assign \engines__ew__args.shift_a  = args[166:161];
+  assign \engines__ew__args.mult_b  = args[198:167];
+  assign \engines__ew__args.shift_b  = args[204:199];
+  assign \engines__ew__args.mult_o  = args[236:205];
+  assign \engines__ew__args.shift_o  = args[242:237];
+  assign \engines__ew__args.zp_out  = args[252:243];
+  assign \engines__ew__args.act_min  = args[262:253];
+  assign \engines__ew__args.act_max  = args[272:263];
   assign \args$704.macro  = args[3:0];
   assign \args$704.page  = args[6:4];
   assign \args$704.rows  = args[70:7];
@@ -25548,7 +25550,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   reg \$172 ;
   reg \$173 ;
   reg [2:0] \$174 ;
-  reg [437:0] \$175 ;
+  reg [454:0] \$175 ;
   wire \$18 ;
   wire \$19 ;
   wire [16:0] \$2 ;
@@ -25732,14 +25734,14 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   output done;
   reg done = 1'h0;
   wire engine_done;
-  wire [268:0] engines__ew__args;
+  wire [272:0] engines__ew__args;
   wire [15:0] \engines__ew__args.a_base ;
-  wire [7:0] \engines__ew__args.a_stride ;
+  wire [8:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
   wire [9:0] \engines__ew__args.act_min ;
   wire [15:0] \engines__ew__args.b_base ;
-  wire [7:0] \engines__ew__args.b_stride ;
-  wire [7:0] \engines__ew__args.cw ;
+  wire [8:0] \engines__ew__args.b_stride ;
+  wire [8:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
   wire [31:0] \engines__ew__args.mult_a ;
@@ -25747,7 +25749,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire [31:0] \engines__ew__args.mult_o ;
   wire [15:0] \engines__ew__args.npos ;
   wire [15:0] \engines__ew__args.out_base ;
-  wire [7:0] \engines__ew__args.out_stride ;
+  wire [8:0] \engines__ew__args.out_stride ;
   wire \engines__ew__args.rq_in ;
   wire \engines__ew__args.rq_out ;
   wire [5:0] \engines__ew__args.shift_a ;
@@ -25771,48 +25773,48 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire engines__graph__done;
   output engines__graph__start;
   reg engines__graph__start;
-  output [433:0] engines__mac__args;
-  wire [433:0] engines__mac__args;
+  output [450:0] engines__mac__args;
+  wire [450:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
   wire [6:0] \engines__mac__args.b ;
-  wire [7:0] \engines__mac__args.bq ;
-  wire [7:0] \engines__mac__args.br ;
+  wire [8:0] \engines__mac__args.bq ;
+  wire [8:0] \engines__mac__args.br ;
   wire [11:0] \engines__mac__args.cin ;
-  wire [9:0] \engines__mac__args.desc_base ;
+  wire [10:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
   wire [3:0] \engines__mac__args.dw ;
   wire [7:0] \engines__mac__args.groups ;
   wire [17:0] \engines__mac__args.img_bstep ;
   wire [17:0] \engines__mac__args.img_delta ;
-  wire [7:0] \engines__mac__args.in_cw ;
-  wire [7:0] \engines__mac__args.in_h ;
-  wire [7:0] \engines__mac__args.in_w ;
-  wire [7:0] \engines__mac__args.kh ;
+  wire [8:0] \engines__mac__args.in_cw ;
+  wire [8:0] \engines__mac__args.in_h ;
+  wire [8:0] \engines__mac__args.in_w ;
+  wire [8:0] \engines__mac__args.kh ;
   wire [6:0] \engines__mac__args.ki ;
-  wire [7:0] \engines__mac__args.kr ;
-  wire [7:0] \engines__mac__args.kt ;
-  wire [7:0] \engines__mac__args.kw ;
+  wire [8:0] \engines__mac__args.kr ;
+  wire [8:0] \engines__mac__args.kt ;
+  wire [8:0] \engines__mac__args.kw ;
   wire [17:0] \engines__mac__args.kx_inc ;
   wire [17:0] \engines__mac__args.ky_inc ;
   wire [6:0] \engines__mac__args.no ;
   wire [15:0] \engines__mac__args.npos ;
-  wire [7:0] \engines__mac__args.nr ;
-  wire [7:0] \engines__mac__args.nt ;
-  wire [7:0] \engines__mac__args.oh ;
+  wire [8:0] \engines__mac__args.nr ;
+  wire [8:0] \engines__mac__args.nt ;
+  wire [8:0] \engines__mac__args.oh ;
   wire [15:0] \engines__mac__args.out_base ;
-  wire [7:0] \engines__mac__args.out_cw ;
-  wire [7:0] \engines__mac__args.ow ;
+  wire [8:0] \engines__mac__args.out_cw ;
+  wire [8:0] \engines__mac__args.ow ;
   wire [2:0] \engines__mac__args.page_base ;
-  wire [11:0] \engines__mac__args.param_base ;
+  wire [12:0] \engines__mac__args.param_base ;
   wire [3:0] \engines__mac__args.pl ;
   wire [17:0] \engines__mac__args.pos0 ;
   wire [17:0] \engines__mac__args.pos_bstep ;
   wire [17:0] \engines__mac__args.pos_ux ;
   wire [17:0] \engines__mac__args.pos_wrap ;
   wire [3:0] \engines__mac__args.pt ;
-  wire [9:0] \engines__mac__args.role_base ;
+  wire [10:0] \engines__mac__args.role_base ;
   wire \engines__mac__args.rowpack ;
   wire [3:0] \engines__mac__args.sh ;
   wire [3:0] \engines__mac__args.sw ;
@@ -25825,25 +25827,25 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire engines__mac__done;
   output engines__mac__start;
   reg engines__mac__start;
-  wire [191:0] engines__pool__args;
+  wire [198:0] engines__pool__args;
   wire [9:0] \engines__pool__args.act_max ;
   wire [9:0] \engines__pool__args.act_min ;
-  wire [7:0] \engines__pool__args.cw ;
+  wire [8:0] \engines__pool__args.cw ;
   wire [3:0] \engines__pool__args.dh ;
   wire [3:0] \engines__pool__args.dw ;
   wire [15:0] \engines__pool__args.in_base ;
-  wire [7:0] \engines__pool__args.in_h ;
-  wire [7:0] \engines__pool__args.in_w ;
-  wire [7:0] \engines__pool__args.kh ;
-  wire [7:0] \engines__pool__args.kw ;
+  wire [8:0] \engines__pool__args.in_h ;
+  wire [8:0] \engines__pool__args.in_w ;
+  wire [8:0] \engines__pool__args.kh ;
+  wire [8:0] \engines__pool__args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \engines__pool__args.mode ;
   wire [31:0] \engines__pool__args.mult ;
-  wire [7:0] \engines__pool__args.oh ;
+  wire [8:0] \engines__pool__args.oh ;
   wire [15:0] \engines__pool__args.out_base ;
-  wire [7:0] \engines__pool__args.ow ;
+  wire [8:0] \engines__pool__args.ow ;
   wire [3:0] \engines__pool__args.pl ;
   wire [3:0] \engines__pool__args.pt ;
   wire [3:0] \engines__pool__args.sh ;
@@ -25966,9 +25968,9 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire [15:0] host__start_pc;
   output [15:0] imem_rd__addr;
   wire [15:0] imem_rd__addr;
-  input [437:0] imem_rd__data;
-  wire [437:0] imem_rd__data;
-  wire [433:0] \imem_rd__data.args ;
+  input [454:0] imem_rd__data;
+  wire [454:0] imem_rd__data;
+  wire [450:0] \imem_rd__data.args ;
   wire [113:0] \imem_rd__data.args.dma ;
   wire [15:0] \imem_rd__data.args.dma.addr ;
   wire [23:0] \imem_rd__data.args.dma.ext ;
@@ -25978,14 +25980,14 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire \imem_rd__data.args.dma.store ;
   wire [15:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [268:0] \imem_rd__data.args.ew ;
+  wire [272:0] \imem_rd__data.args.ew ;
   wire [15:0] \imem_rd__data.args.ew.a_base ;
-  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [8:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
   wire [9:0] \imem_rd__data.args.ew.act_min ;
   wire [15:0] \imem_rd__data.args.ew.b_base ;
-  wire [7:0] \imem_rd__data.args.ew.b_stride ;
-  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire [8:0] \imem_rd__data.args.ew.b_stride ;
+  wire [8:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
@@ -25993,7 +25995,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
   wire [15:0] \imem_rd__data.args.ew.npos ;
   wire [15:0] \imem_rd__data.args.ew.out_base ;
-  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire [8:0] \imem_rd__data.args.ew.out_stride ;
   wire \imem_rd__data.args.ew.rq_in ;
   wire \imem_rd__data.args.ew.rq_out ;
   wire [5:0] \imem_rd__data.args.ew.shift_a ;
@@ -26025,47 +26027,47 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire [2:0] \imem_rd__data.args.load.page ;
   wire [5:0] \imem_rd__data.args.load.row0 ;
   wire [15:0] \imem_rd__data.args.load.src ;
-  wire [433:0] \imem_rd__data.args.mac ;
+  wire [450:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
   wire [6:0] \imem_rd__data.args.mac.b ;
-  wire [7:0] \imem_rd__data.args.mac.bq ;
-  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [8:0] \imem_rd__data.args.mac.bq ;
+  wire [8:0] \imem_rd__data.args.mac.br ;
   wire [11:0] \imem_rd__data.args.mac.cin ;
-  wire [9:0] \imem_rd__data.args.mac.desc_base ;
+  wire [10:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
   wire [3:0] \imem_rd__data.args.mac.dw ;
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [17:0] \imem_rd__data.args.mac.img_bstep ;
   wire [17:0] \imem_rd__data.args.mac.img_delta ;
-  wire [7:0] \imem_rd__data.args.mac.in_cw ;
-  wire [7:0] \imem_rd__data.args.mac.in_h ;
-  wire [7:0] \imem_rd__data.args.mac.in_w ;
-  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [8:0] \imem_rd__data.args.mac.in_cw ;
+  wire [8:0] \imem_rd__data.args.mac.in_h ;
+  wire [8:0] \imem_rd__data.args.mac.in_w ;
+  wire [8:0] \imem_rd__data.args.mac.kh ;
   wire [6:0] \imem_rd__data.args.mac.ki ;
-  wire [7:0] \imem_rd__data.args.mac.kr ;
-  wire [7:0] \imem_rd__data.args.mac.kt ;
-  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [8:0] \imem_rd__data.args.mac.kr ;
+  wire [8:0] \imem_rd__data.args.mac.kt ;
+  wire [8:0] \imem_rd__data.args.mac.kw ;
   wire [17:0] \imem_rd__data.args.mac.kx_inc ;
   wire [17:0] \imem_rd__data.args.mac.ky_inc ;
   wire [6:0] \imem_rd__data.args.mac.no ;
   wire [15:0] \imem_rd__data.args.mac.npos ;
-  wire [7:0] \imem_rd__data.args.mac.nr ;
-  wire [7:0] \imem_rd__data.args.mac.nt ;
-  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [8:0] \imem_rd__data.args.mac.nr ;
+  wire [8:0] \imem_rd__data.args.mac.nt ;
+  wire [8:0] \imem_rd__data.args.mac.oh ;
   wire [15:0] \imem_rd__data.args.mac.out_base ;
-  wire [7:0] \imem_rd__data.args.mac.out_cw ;
-  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire [8:0] \imem_rd__data.args.mac.out_cw ;
+  wire [8:0] \imem_rd__data.args.mac.ow ;
   wire [2:0] \imem_rd__data.args.mac.page_base ;
-  wire [11:0] \imem_rd__data.args.mac.param_base ;
+  wire [12:0] \imem_rd__data.args.mac.param_base ;
   wire [3:0] \imem_rd__data.args.mac.pl ;
   wire [17:0] \imem_rd__data.args.mac.pos0 ;
   wire [17:0] \imem_rd__data.args.mac.pos_bstep ;
   wire [17:0] \imem_rd__data.args.mac.pos_ux ;
   wire [17:0] \imem_rd__data.args.mac.pos_wrap ;
   wire [3:0] \imem_rd__data.args.mac.pt ;
-  wire [9:0] \imem_rd__data.args.mac.role_base ;
+  wire [10:0] \imem_rd__data.args.mac.role_base ;
   wire \imem_rd__data.args.mac.rowpack ;
   wire [3:0] \imem_rd__data.args.mac.sh ;
   wire [3:0] \imem_rd__data.args.mac.sw ;
@@ -26074,25 +26076,25 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire \imem_rd__data.args.mac.x_signed ;
   wire [7:0] \imem_rd__data.args.mac.zp_in ;
   wire [9:0] \imem_rd__data.args.mac.zp_out ;
-  wire [191:0] \imem_rd__data.args.pool ;
+  wire [198:0] \imem_rd__data.args.pool ;
   wire [9:0] \imem_rd__data.args.pool.act_max ;
   wire [9:0] \imem_rd__data.args.pool.act_min ;
-  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [8:0] \imem_rd__data.args.pool.cw ;
   wire [3:0] \imem_rd__data.args.pool.dh ;
   wire [3:0] \imem_rd__data.args.pool.dw ;
   wire [15:0] \imem_rd__data.args.pool.in_base ;
-  wire [7:0] \imem_rd__data.args.pool.in_h ;
-  wire [7:0] \imem_rd__data.args.pool.in_w ;
-  wire [7:0] \imem_rd__data.args.pool.kh ;
-  wire [7:0] \imem_rd__data.args.pool.kw ;
+  wire [8:0] \imem_rd__data.args.pool.in_h ;
+  wire [8:0] \imem_rd__data.args.pool.in_w ;
+  wire [8:0] \imem_rd__data.args.pool.kh ;
+  wire [8:0] \imem_rd__data.args.pool.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \imem_rd__data.args.pool.mode ;
   wire [31:0] \imem_rd__data.args.pool.mult ;
-  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [8:0] \imem_rd__data.args.pool.oh ;
   wire [15:0] \imem_rd__data.args.pool.out_base ;
-  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [8:0] \imem_rd__data.args.pool.ow ;
   wire [3:0] \imem_rd__data.args.pool.pl ;
   wire [3:0] \imem_rd__data.args.pool.pt ;
   wire [3:0] \imem_rd__data.args.pool.sh ;
@@ -26116,8 +26118,8 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
-  reg [437:0] ir = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [433:0] \ir.args ;
+  reg [454:0] ir = 455'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [450:0] \ir.args ;
   wire [113:0] \ir.args.dma ;
   wire [15:0] \ir.args.dma.addr ;
   wire [23:0] \ir.args.dma.ext ;
@@ -26127,14 +26129,14 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire \ir.args.dma.store ;
   wire [15:0] \ir.args.dma.stride ;
   wire \ir.args.dma.wmem ;
-  wire [268:0] \ir.args.ew ;
+  wire [272:0] \ir.args.ew ;
   wire [15:0] \ir.args.ew.a_base ;
-  wire [7:0] \ir.args.ew.a_stride ;
+  wire [8:0] \ir.args.ew.a_stride ;
   wire [9:0] \ir.args.ew.act_max ;
   wire [9:0] \ir.args.ew.act_min ;
   wire [15:0] \ir.args.ew.b_base ;
-  wire [7:0] \ir.args.ew.b_stride ;
-  wire [7:0] \ir.args.ew.cw ;
+  wire [8:0] \ir.args.ew.b_stride ;
+  wire [8:0] \ir.args.ew.cw ;
   wire \ir.args.ew.has_b ;
   wire [4:0] \ir.args.ew.ls ;
   wire [31:0] \ir.args.ew.mult_a ;
@@ -26142,7 +26144,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire [31:0] \ir.args.ew.mult_o ;
   wire [15:0] \ir.args.ew.npos ;
   wire [15:0] \ir.args.ew.out_base ;
-  wire [7:0] \ir.args.ew.out_stride ;
+  wire [8:0] \ir.args.ew.out_stride ;
   wire \ir.args.ew.rq_in ;
   wire \ir.args.ew.rq_out ;
   wire [5:0] \ir.args.ew.shift_a ;
@@ -26174,47 +26176,47 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire [2:0] \ir.args.load.page ;
   wire [5:0] \ir.args.load.row0 ;
   wire [15:0] \ir.args.load.src ;
-  wire [433:0] \ir.args.mac ;
+  wire [450:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
   wire [9:0] \ir.args.mac.act_min ;
   wire [6:0] \ir.args.mac.b ;
-  wire [7:0] \ir.args.mac.bq ;
-  wire [7:0] \ir.args.mac.br ;
+  wire [8:0] \ir.args.mac.bq ;
+  wire [8:0] \ir.args.mac.br ;
   wire [11:0] \ir.args.mac.cin ;
-  wire [9:0] \ir.args.mac.desc_base ;
+  wire [10:0] \ir.args.mac.desc_base ;
   wire [3:0] \ir.args.mac.dh ;
   wire [3:0] \ir.args.mac.dw ;
   wire [7:0] \ir.args.mac.groups ;
   wire [17:0] \ir.args.mac.img_bstep ;
   wire [17:0] \ir.args.mac.img_delta ;
-  wire [7:0] \ir.args.mac.in_cw ;
-  wire [7:0] \ir.args.mac.in_h ;
-  wire [7:0] \ir.args.mac.in_w ;
-  wire [7:0] \ir.args.mac.kh ;
+  wire [8:0] \ir.args.mac.in_cw ;
+  wire [8:0] \ir.args.mac.in_h ;
+  wire [8:0] \ir.args.mac.in_w ;
+  wire [8:0] \ir.args.mac.kh ;
   wire [6:0] \ir.args.mac.ki ;
-  wire [7:0] \ir.args.mac.kr ;
-  wire [7:0] \ir.args.mac.kt ;
-  wire [7:0] \ir.args.mac.kw ;
+  wire [8:0] \ir.args.mac.kr ;
+  wire [8:0] \ir.args.mac.kt ;
+  wire [8:0] \ir.args.mac.kw ;
   wire [17:0] \ir.args.mac.kx_inc ;
   wire [17:0] \ir.args.mac.ky_inc ;
   wire [6:0] \ir.args.mac.no ;
   wire [15:0] \ir.args.mac.npos ;
-  wire [7:0] \ir.args.mac.nr ;
-  wire [7:0] \ir.args.mac.nt ;
-  wire [7:0] \ir.args.mac.oh ;
+  wire [8:0] \ir.args.mac.nr ;
+  wire [8:0] \ir.args.mac.nt ;
+  wire [8:0] \ir.args.mac.oh ;
   wire [15:0] \ir.args.mac.out_base ;
-  wire [7:0] \ir.args.mac.out_cw ;
-  wire [7:0] \ir.args.mac.ow ;
+  wire [8:0] \ir.args.mac.out_cw ;
+  wire [8:0] \ir.args.mac.ow ;
   wire [2:0] \ir.args.mac.page_base ;
-  wire [11:0] \ir.args.mac.param_base ;
+  wire [12:0] \ir.args.mac.param_base ;
   wire [3:0] \ir.args.mac.pl ;
   wire [17:0] \ir.args.mac.pos0 ;
   wire [17:0] \ir.args.mac.pos_bstep ;
   wire [17:0] \ir.args.mac.pos_ux ;
   wire [17:0] \ir.args.mac.pos_wrap ;
   wire [3:0] \ir.args.mac.pt ;
-  wire [9:0] \ir.args.mac.role_base ;
+  wire [10:0] \ir.args.mac.role_base ;
   wire \ir.args.mac.rowpack ;
   wire [3:0] \ir.args.mac.sh ;
   wire [3:0] \ir.args.mac.sw ;
@@ -26223,25 +26225,25 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire \ir.args.mac.x_signed ;
   wire [7:0] \ir.args.mac.zp_in ;
   wire [9:0] \ir.args.mac.zp_out ;
-  wire [191:0] \ir.args.pool ;
+  wire [198:0] \ir.args.pool ;
   wire [9:0] \ir.args.pool.act_max ;
   wire [9:0] \ir.args.pool.act_min ;
-  wire [7:0] \ir.args.pool.cw ;
+  wire [8:0] \ir.args.pool.cw ;
   wire [3:0] \ir.args.pool.dh ;
   wire [3:0] \ir.args.pool.dw ;
   wire [15:0] \ir.args.pool.in_base ;
-  wire [7:0] \ir.args.pool.in_h ;
-  wire [7:0] \ir.args.pool.in_w ;
-  wire [7:0] \ir.args.pool.kh ;
-  wire [7:0] \ir.args.pool.kw ;
+  wire [8:0] \ir.args.pool.in_h ;
+  wire [8:0] \ir.args.pool.in_w ;
+  wire [8:0] \ir.args.pool.kh ;
+  wire [8:0] \ir.args.pool.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \ir.args.pool.mode ;
   wire [31:0] \ir.args.pool.mult ;
-  wire [7:0] \ir.args.pool.oh ;
+  wire [8:0] \ir.args.pool.oh ;
   wire [15:0] \ir.args.pool.out_base ;
-  wire [7:0] \ir.args.pool.ow ;
+  wire [8:0] \ir.args.pool.ow ;
   wire [3:0] \ir.args.pool.pl ;
   wire [3:0] \ir.args.pool.pt ;
   wire [3:0] \ir.args.pool.sh ;
@@ -27536,12 +27538,12 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
           end
     endcase
     if (rst) begin
-      \$175  = 438'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$175  = 455'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign imem_rd__en = 1'h1;
-  assign engines__pool__args = ir[195:4];
-  assign engines__ew__args = ir[272:4];
+  assign engines__pool__args = ir[202:4];
+  assign engines__ew__args = ir[276:4];
   assign engines__graph__args = ir[106:4];
   assign engines__relax__args = ir[68:4];
   assign engines__spmv__args = ir[42:4];
@@ -27556,161 +27558,161 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   assign unit_en = { \port$186$0 , \port$185$0 , \port$184$0 , \port$183$0 , \port$182$0 , \port$181$0 , \port$180$0 , \port$179$0 , \port$178$0 , \port$177$0 , \port$176$0 , \port$175$0 , \port$174$0 , \port$173$0 , \port$172$0 , \port$171$0  };
   assign imem_rd__addr = \$2 [15:0];
   assign trace_w__addr = trace_n[15:0];
-  assign engines__mac__args = ir[437:4];
-  assign \engines__mac__args.in_h  = ir[11:4];
-  assign \engines__mac__args.in_w  = ir[19:12];
-  assign \engines__mac__args.in_cw  = ir[27:20];
-  assign \engines__mac__args.cin  = ir[39:28];
-  assign \engines__mac__args.kh  = ir[47:40];
-  assign \engines__mac__args.kw  = ir[55:48];
-  assign \engines__mac__args.dh  = ir[59:56];
-  assign \engines__mac__args.dw  = ir[63:60];
-  assign \engines__mac__args.sh  = ir[67:64];
-  assign \engines__mac__args.sw  = ir[71:68];
-  assign \engines__mac__args.pt  = ir[75:72];
-  assign \engines__mac__args.pl  = ir[79:76];
-  assign \engines__mac__args.ow  = ir[87:80];
-  assign \engines__mac__args.oh  = ir[95:88];
-  assign \engines__mac__args.npos  = ir[111:96];
-  assign \engines__mac__args.pos0  = ir[129:112];
-  assign \engines__mac__args.kx_inc  = ir[147:130];
-  assign \engines__mac__args.ky_inc  = ir[165:148];
-  assign \engines__mac__args.pos_ux  = ir[183:166];
-  assign \engines__mac__args.pos_wrap  = ir[201:184];
-  assign \engines__mac__args.pos_bstep  = ir[219:202];
-  assign \engines__mac__args.bq  = ir[227:220];
-  assign \engines__mac__args.br  = ir[235:228];
-  assign \engines__mac__args.img_delta  = ir[253:236];
-  assign \engines__mac__args.img_bstep  = ir[271:254];
-  assign \engines__mac__args.desc_base  = ir[281:272];
-  assign \engines__mac__args.kt  = ir[289:282];
-  assign \engines__mac__args.nt  = ir[297:290];
-  assign \engines__mac__args.kr  = ir[305:298];
-  assign \engines__mac__args.nr  = ir[313:306];
-  assign \engines__mac__args.b  = ir[320:314];
-  assign \engines__mac__args.ki  = ir[327:321];
-  assign \engines__mac__args.no  = ir[334:328];
-  assign \engines__mac__args.groups  = ir[342:335];
-  assign \engines__mac__args.role_base  = ir[352:343];
-  assign \engines__mac__args.page_base  = ir[355:353];
-  assign \engines__mac__args.out_base  = ir[371:356];
-  assign \engines__mac__args.out_cw  = ir[379:372];
-  assign \engines__mac__args.param_base  = ir[391:380];
-  assign \engines__mac__args.zp_in  = ir[399:392];
-  assign \engines__mac__args.zp_out  = ir[409:400];
-  assign \engines__mac__args.act_min  = ir[419:410];
-  assign \engines__mac__args.act_max  = ir[429:420];
-  assign \engines__mac__args.ab_m1  = ir[432:430];
-  assign \engines__mac__args.wb_log2  = ir[434:433];
-  assign \engines__mac__args.x_signed  = ir[435];
-  assign \engines__mac__args.w_signed  = ir[436];
-  assign \engines__mac__args.rowpack  = ir[437];
+  assign engines__mac__args = ir[454:4];
+  assign \engines__mac__args.in_h  = ir[12:4];
+  assign \engines__mac__args.in_w  = ir[21:13];
+  assign \engines__mac__args.in_cw  = ir[30:22];
+  assign \engines__mac__args.cin  = ir[42:31];
+  assign \engines__mac__args.kh  = ir[51:43];
+  assign \engines__mac__args.kw  = ir[60:52];
+  assign \engines__mac__args.dh  = ir[64:61];
+  assign \engines__mac__args.dw  = ir[68:65];
+  assign \engines__mac__args.sh  = ir[72:69];
+  assign \engines__mac__args.sw  = ir[76:73];
+  assign \engines__mac__args.pt  = ir[80:77];
+  assign \engines__mac__args.pl  = ir[84:81];
+  assign \engines__mac__args.ow  = ir[93:85];
+  assign \engines__mac__args.oh  = ir[102:94];
+  assign \engines__mac__args.npos  = ir[118:103];
+  assign \engines__mac__args.pos0  = ir[136:119];
+  assign \engines__mac__args.kx_inc  = ir[154:137];
+  assign \engines__mac__args.ky_inc  = ir[172:155];
+  assign \engines__mac__args.pos_ux  = ir[190:173];
+  assign \engines__mac__args.pos_wrap  = ir[208:191];
+  assign \engines__mac__args.pos_bstep  = ir[226:209];
+  assign \engines__mac__args.bq  = ir[235:227];
+  assign \engines__mac__args.br  = ir[244:236];
+  assign \engines__mac__args.img_delta  = ir[262:245];
+  assign \engines__mac__args.img_bstep  = ir[280:263];
+  assign \engines__mac__args.desc_base  = ir[291:281];
+  assign \engines__mac__args.kt  = ir[300:292];
+  assign \engines__mac__args.nt  = ir[309:301];
+  assign \engines__mac__args.kr  = ir[318:310];
+  assign \engines__mac__args.nr  = ir[327:319];
+  assign \engines__mac__args.b  = ir[334:328];
+  assign \engines__mac__args.ki  = ir[341:335];
+  assign \engines__mac__args.no  = ir[348:342];
+  assign \engines__mac__args.groups  = ir[356:349];
+  assign \engines__mac__args.role_base  = ir[367:357];
+  assign \engines__mac__args.page_base  = ir[370:368];
+  assign \engines__mac__args.out_base  = ir[386:371];
+  assign \engines__mac__args.out_cw  = ir[395:387];
+  assign \engines__mac__args.param_base  = ir[408:396];
+  assign \engines__mac__args.zp_in  = ir[416:409];
+  assign \engines__mac__args.zp_out  = ir[426:417];
+  assign \engines__mac__args.act_min  = ir[436:427];
+  assign \engines__mac__args.act_max  = ir[446:437];
+  assign \engines__mac__args.ab_m1  = ir[449:447];
+  assign \engines__mac__args.wb_log2  = ir[451:450];
+  assign \engines__mac__args.x_signed  = ir[452];
+  assign \engines__mac__args.w_signed  = ir[453];
+  assign \engines__mac__args.rowpack  = ir[454];
   assign \ir.op  = ir[3:0];
-  assign \ir.args  = ir[437:4];
+  assign \ir.args  = ir[454:4];
   assign \ir.args.load  = ir[60:4];
   assign \ir.args.load.src  = ir[19:4];
   assign \ir.args.load.count  = ir[35:20];
   assign \ir.args.load.mask  = ir[51:36];
   assign \ir.args.load.page  = ir[54:52];
   assign \ir.args.load.row0  = ir[60:55];
-  assign \ir.args.mac  = ir[437:4];
-  assign \ir.args.mac.in_h  = ir[11:4];
-  assign \ir.args.mac.in_w  = ir[19:12];
-  assign \ir.args.mac.in_cw  = ir[27:20];
-  assign \ir.args.mac.cin  = ir[39:28];
-  assign \ir.args.mac.kh  = ir[47:40];
-  assign \ir.args.mac.kw  = ir[55:48];
-  assign \ir.args.mac.dh  = ir[59:56];
-  assign \ir.args.mac.dw  = ir[63:60];
-  assign \ir.args.mac.sh  = ir[67:64];
-  assign \ir.args.mac.sw  = ir[71:68];
-  assign \ir.args.mac.pt  = ir[75:72];
-  assign \ir.args.mac.pl  = ir[79:76];
-  assign \ir.args.mac.ow  = ir[87:80];
-  assign \ir.args.mac.oh  = ir[95:88];
-  assign \ir.args.mac.npos  = ir[111:96];
-  assign \ir.args.mac.pos0  = ir[129:112];
-  assign \ir.args.mac.kx_inc  = ir[147:130];
-  assign \ir.args.mac.ky_inc  = ir[165:148];
-  assign \ir.args.mac.pos_ux  = ir[183:166];
-  assign \ir.args.mac.pos_wrap  = ir[201:184];
-  assign \ir.args.mac.pos_bstep  = ir[219:202];
-  assign \ir.args.mac.bq  = ir[227:220];
-  assign \ir.args.mac.br  = ir[235:228];
-  assign \ir.args.mac.img_delta  = ir[253:236];
-  assign \ir.args.mac.img_bstep  = ir[271:254];
-  assign \ir.args.mac.desc_base  = ir[281:272];
-  assign \ir.args.mac.kt  = ir[289:282];
-  assign \ir.args.mac.nt  = ir[297:290];
-  assign \ir.args.mac.kr  = ir[305:298];
-  assign \ir.args.mac.nr  = ir[313:306];
-  assign \ir.args.mac.b  = ir[320:314];
-  assign \ir.args.mac.ki  = ir[327:321];
-  assign \ir.args.mac.no  = ir[334:328];
-  assign \ir.args.mac.groups  = ir[342:335];
-  assign \ir.args.mac.role_base  = ir[352:343];
-  assign \ir.args.mac.page_base  = ir[355:353];
-  assign \ir.args.mac.out_base  = ir[371:356];
-  assign \ir.args.mac.out_cw  = ir[379:372];
-  assign \ir.args.mac.param_base  = ir[391:380];
-  assign \ir.args.mac.zp_in  = ir[399:392];
-  assign \ir.args.mac.zp_out  = ir[409:400];
-  assign \ir.args.mac.act_min  = ir[419:410];
-  assign \ir.args.mac.act_max  = ir[429:420];
-  assign \ir.args.mac.ab_m1  = ir[432:430];
-  assign \ir.args.mac.wb_log2  = ir[434:433];
-  assign \ir.args.mac.x_signed  = ir[435];
-  assign \ir.args.mac.w_signed  = ir[436];
-  assign \ir.args.mac.rowpack  = ir[437];
-  assign \ir.args.pool  = ir[195:4];
+  assign \ir.args.mac  = ir[454:4];
+  assign \ir.args.mac.in_h  = ir[12:4];
+  assign \ir.args.mac.in_w  = ir[21:13];
+  assign \ir.args.mac.in_cw  = ir[30:22];
+  assign \ir.args.mac.cin  = ir[42:31];
+  assign \ir.args.mac.kh  = ir[51:43];
+  assign \ir.args.mac.kw  = ir[60:52];
+  assign \ir.args.mac.dh  = ir[64:61];
+  assign \ir.args.mac.dw  = ir[68:65];
+  assign \ir.args.mac.sh  = ir[72:69];
+  assign \ir.args.mac.sw  = ir[76:73];
+  assign \ir.args.mac.pt  = ir[80:77];
+  assign \ir.args.mac.pl  = ir[84:81];
+  assign \ir.args.mac.ow  = ir[93:85];
+  assign \ir.args.mac.oh  = ir[102:94];
+  assign \ir.args.mac.npos  = ir[118:103];
+  assign \ir.args.mac.pos0  = ir[136:119];
+  assign \ir.args.mac.kx_inc  = ir[154:137];
+  assign \ir.args.mac.ky_inc  = ir[172:155];
+  assign \ir.args.mac.pos_ux  = ir[190:173];
+  assign \ir.args.mac.pos_wrap  = ir[208:191];
+  assign \ir.args.mac.pos_bstep  = ir[226:209];
+  assign \ir.args.mac.bq  = ir[235:227];
+  assign \ir.args.mac.br  = ir[244:236];
+  assign \ir.args.mac.img_delta  = ir[262:245];
+  assign \ir.args.mac.img_bstep  = ir[280:263];
+  assign \ir.args.mac.desc_base  = ir[291:281];
+  assign \ir.args.mac.kt  = ir[300:292];
+  assign \ir.args.mac.nt  = ir[309:301];
+  assign \ir.args.mac.kr  = ir[318:310];
+  assign \ir.args.mac.nr  = ir[327:319];
+  assign \ir.args.mac.b  = ir[334:328];
+  assign \ir.args.mac.ki  = ir[341:335];
+  assign \ir.args.mac.no  = ir[348:342];
+  assign \ir.args.mac.groups  = ir[356:349];
+  assign \ir.args.mac.role_base  = ir[367:357];
+  assign \ir.args.mac.page_base  = ir[370:368];
+  assign \ir.args.mac.out_base  = ir[386:371];
+  assign \ir.args.mac.out_cw  = ir[395:387];
+  assign \ir.args.mac.param_base  = ir[408:396];
+  assign \ir.args.mac.zp_in  = ir[416:409];
+  assign \ir.args.mac.zp_out  = ir[426:417];
+  assign \ir.args.mac.act_min  = ir[436:427];
+  assign \ir.args.mac.act_max  = ir[446:437];
+  assign \ir.args.mac.ab_m1  = ir[449:447];
+  assign \ir.args.mac.wb_log2  = ir[451:450];
+  assign \ir.args.mac.x_signed  = ir[452];
+  assign \ir.args.mac.w_signed  = ir[453];
+  assign \ir.args.mac.rowpack  = ir[454];
+  assign \ir.args.pool  = ir[202:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
   assign \ir.args.pool.in_base  = ir[21:6];
-  assign \ir.args.pool.in_h  = ir[29:22];
-  assign \ir.args.pool.in_w  = ir[37:30];
-  assign \ir.args.pool.cw  = ir[45:38];
-  assign \ir.args.pool.kh  = ir[53:46];
-  assign \ir.args.pool.kw  = ir[61:54];
-  assign \ir.args.pool.sh  = ir[65:62];
-  assign \ir.args.pool.sw  = ir[69:66];
-  assign \ir.args.pool.dh  = ir[73:70];
-  assign \ir.args.pool.dw  = ir[77:74];
-  assign \ir.args.pool.pt  = ir[81:78];
-  assign \ir.args.pool.pl  = ir[85:82];
-  assign \ir.args.pool.oh  = ir[93:86];
-  assign \ir.args.pool.ow  = ir[101:94];
-  assign \ir.args.pool.out_base  = ir[117:102];
-  assign \ir.args.pool.zp_in  = ir[127:118];
-  assign \ir.args.pool.mult  = ir[159:128];
-  assign \ir.args.pool.shift  = ir[165:160];
-  assign \ir.args.pool.zp_out  = ir[175:166];
-  assign \ir.args.pool.act_min  = ir[185:176];
-  assign \ir.args.pool.act_max  = ir[195:186];
-  assign \ir.args.ew  = ir[272:4];
+  assign \ir.args.pool.in_h  = ir[30:22];
+  assign \ir.args.pool.in_w  = ir[39:31];
+  assign \ir.args.pool.cw  = ir[48:40];
+  assign \ir.args.pool.kh  = ir[57:49];
+  assign \ir.args.pool.kw  = ir[66:58];
+  assign \ir.args.pool.sh  = ir[70:67];
+  assign \ir.args.pool.sw  = ir[74:71];
+  assign \ir.args.pool.dh  = ir[78:75];
+  assign \ir.args.pool.dw  = ir[82:79];
+  assign \ir.args.pool.pt  = ir[86:83];
+  assign \ir.args.pool.pl  = ir[90:87];
+  assign \ir.args.pool.oh  = ir[99:91];
+  assign \ir.args.pool.ow  = ir[108:100];
+  assign \ir.args.pool.out_base  = ir[124:109];
+  assign \ir.args.pool.zp_in  = ir[134:125];
+  assign \ir.args.pool.mult  = ir[166:135];
+  assign \ir.args.pool.shift  = ir[172:167];
+  assign \ir.args.pool.zp_out  = ir[182:173];
+  assign \ir.args.pool.act_min  = ir[192:183];
+  assign \ir.args.pool.act_max  = ir[202:193];
+  assign \ir.args.ew  = ir[276:4];
   assign \ir.args.ew.a_base  = ir[19:4];
   assign \ir.args.ew.b_base  = ir[35:20];
   assign \ir.args.ew.out_base  = ir[51:36];
   assign \ir.args.ew.npos  = ir[67:52];
-  assign \ir.args.ew.cw  = ir[75:68];
-  assign \ir.args.ew.a_stride  = ir[83:76];
-  assign \ir.args.ew.b_stride  = ir[91:84];
-  assign \ir.args.ew.out_stride  = ir[99:92];
-  assign \ir.args.ew.x_signed  = ir[100];
-  assign \ir.args.ew.has_b  = ir[101];
-  assign \ir.args.ew.rq_in  = ir[102];
-  assign \ir.args.ew.rq_out  = ir[103];
-  assign \ir.args.ew.ls  = ir[108:104];
-  assign \ir.args.ew.zp_a  = ir[118:109];
-  assign \ir.args.ew.zp_b  = ir[128:119];
-  assign \ir.args.ew.mult_a  = ir[160:129];
-  assign \ir.args.ew.shift_a  = ir[166:161];
-  assign \ir.args.ew.mult_b  = ir[198:167];
-  assign \ir.args.ew.shift_b  = ir[204:199];
-  assign \ir.args.ew.mult_o  = ir[236:205];
-  assign \ir.args.ew.shift_o  = ir[242:237];
-  assign \ir.args.ew.zp_out  = ir[252:243];
-  assign \ir.args.ew.act_min  = ir[262:253];
-  assign \ir.args.ew.act_max  = ir[272:263];
+  assign \ir.args.ew.cw  = ir[76:68];
+  assign \ir.args.ew.a_stride  = ir[85:77];
+  assign \ir.args.ew.b_stride  = ir[94:86];
+  assign \ir.args.ew.out_stride  = ir[103:95];
+  assign \ir.args.ew.x_signed  = ir[104];
+  assign \ir.args.ew.has_b  = ir[105];
+  assign \ir.args.ew.rq_in  = ir[106];
+  assign \ir.args.ew.rq_out  = ir[107];
+  assign \ir.args.ew.ls  = ir[112:108];
+  assign \ir.args.ew.zp_a  = ir[122:113];
+  assign \ir.args.ew.zp_b  = ir[132:123];
+  assign \ir.args.ew.mult_a  = ir[164:133];
+  assign \ir.args.ew.shift_a  = ir[170:165];
+  assign \ir.args.ew.mult_b  = ir[202:171];
+  assign \ir.args.ew.shift_b  = ir[208:203];
+  assign \ir.args.ew.mult_o  = ir[240:209];
+  assign \ir.args.ew.shift_o  = ir[246:241];
+  assign \ir.args.ew.zp_out  = ir[256:247];
+  assign \ir.args.ew.act_min  = ir[266:257];
+  assign \ir.args.ew.act_max  = ir[276:267];
   assign \ir.args.dma  = ir[117:4];
   assign \ir.args.dma.store  = ir[4];
   assign \ir.args.dma.wmem  = ir[5];
@@ -27739,50 +27741,50 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[21:6];
-  assign \engines__pool__args.in_h  = ir[29:22];
-  assign \engines__pool__args.in_w  = ir[37:30];
-  assign \engines__pool__args.cw  = ir[45:38];
-  assign \engines__pool__args.kh  = ir[53:46];
-  assign \engines__pool__args.kw  = ir[61:54];
-  assign \engines__pool__args.sh  = ir[65:62];
-  assign \engines__pool__args.sw  = ir[69:66];
-  assign \engines__pool__args.dh  = ir[73:70];
-  assign \engines__pool__args.dw  = ir[77:74];
-  assign \engines__pool__args.pt  = ir[81:78];
-  assign \engines__pool__args.pl  = ir[85:82];
-  assign \engines__pool__args.oh  = ir[93:86];
-  assign \engines__pool__args.ow  = ir[101:94];
-  assign \engines__pool__args.out_base  = ir[117:102];
-  assign \engines__pool__args.zp_in  = ir[127:118];
-  assign \engines__pool__args.mult  = ir[159:128];
-  assign \engines__pool__args.shift  = ir[165:160];
-  assign \engines__pool__args.zp_out  = ir[175:166];
-  assign \engines__pool__args.act_min  = ir[185:176];
-  assign \engines__pool__args.act_max  = ir[195:186];
+  assign \engines__pool__args.in_h  = ir[30:22];
+  assign \engines__pool__args.in_w  = ir[39:31];
+  assign \engines__pool__args.cw  = ir[48:40];
+  assign \engines__pool__args.kh  = ir[57:49];
+  assign \engines__pool__args.kw  = ir[66:58];
+  assign \engines__pool__args.sh  = ir[70:67];
+  assign \engines__pool__args.sw  = ir[74:71];
+  assign \engines__pool__args.dh  = ir[78:75];
+  assign \engines__pool__args.dw  = ir[82:79];
+  assign \engines__pool__args.pt  = ir[86:83];
+  assign \engines__pool__args.pl  = ir[90:87];
+  assign \engines__pool__args.oh  = ir[99:91];
+  assign \engines__pool__args.ow  = ir[108:100];
+  assign \engines__pool__args.out_base  = ir[124:109];
+  assign \engines__pool__args.zp_in  = ir[134:125];
+  assign \engines__pool__args.mult  = ir[166:135];
+  assign \engines__pool__args.shift  = ir[172:167];
+  assign \engines__pool__args.zp_out  = ir[182:173];
+  assign \engines__pool__args.act_min  = ir[192:183];
+  assign \engines__pool__args.act_max  = ir[202:193];
   assign \engines__ew__args.a_base  = ir[19:4];
   assign \engines__ew__args.b_base  = ir[35:20];
   assign \engines__ew__args.out_base  = ir[51:36];
   assign \engines__ew__args.npos  = ir[67:52];
-  assign \engines__ew__args.cw  = ir[75:68];
-  assign \engines__ew__args.a_stride  = ir[83:76];
-  assign \engines__ew__args.b_stride  = ir[91:84];
-  assign \engines__ew__args.out_stride  = ir[99:92];
-  assign \engines__ew__args.x_signed  = ir[100];
-  assign \engines__ew__args.has_b  = ir[101];
-  assign \engines__ew__args.rq_in  = ir[102];
-  assign \engines__ew__args.rq_out  = ir[103];
-  assign \engines__ew__args.ls  = ir[108:104];
-  assign \engines__ew__args.zp_a  = ir[118:109];
-  assign \engines__ew__args.zp_b  = ir[128:119];
-  assign \engines__ew__args.mult_a  = ir[160:129];
-  assign \engines__ew__args.shift_a  = ir[166:161];
-  assign \engines__ew__args.mult_b  = ir[198:167];
-  assign \engines__ew__args.shift_b  = ir[204:199];
-  assign \engines__ew__args.mult_o  = ir[236:205];
-  assign \engines__ew__args.shift_o  = ir[242:237];
-  assign \engines__ew__args.zp_out  = ir[252:243];
-  assign \engines__ew__args.act_min  = ir[262:253];
-  assign \engines__ew__args.act_max  = ir[272:263];
+  assign \engines__ew__args.cw  = ir[76:68];
+  assign \engines__ew__args.a_stride  = ir[85:77];
+  assign \engines__ew__args.b_stride  = ir[94:86];
+  assign \engines__ew__args.out_stride  = ir[103:95];
+  assign \engines__ew__args.x_signed  = ir[104];
+  assign \engines__ew__args.has_b  = ir[105];
+  assign \engines__ew__args.rq_in  = ir[106];
+  assign \engines__ew__args.rq_out  = ir[107];
+  assign \engines__ew__args.ls  = ir[112:108];
+  assign \engines__ew__args.zp_a  = ir[122:113];
+  assign \engines__ew__args.zp_b  = ir[132:123];
+  assign \engines__ew__args.mult_a  = ir[164:133];
+  assign \engines__ew__args.shift_a  = ir[170:165];
+  assign \engines__ew__args.mult_b  = ir[202:171];
+  assign \engines__ew__args.shift_b  = ir[208:203];
+  assign \engines__ew__args.mult_o  = ir[240:209];
+  assign \engines__ew__args.shift_o  = ir[246:241];
+  assign \engines__ew__args.zp_out  = ir[256:247];
+  assign \engines__ew__args.act_min  = ir[266:257];
+  assign \engines__ew__args.act_max  = ir[276:267];
   assign \engines__graph__args.macro  = ir[7:4];
   assign \engines__graph__args.page  = ir[10:8];
   assign \engines__graph__args.rows  = ir[74:11];
@@ -27941,111 +27943,111 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   assign \counters15.stall  = counters15[63:32];
   assign \counters15.wload  = counters15[95:64];
   assign \imem_rd__data.op  = imem_rd__data[3:0];
-  assign \imem_rd__data.args  = imem_rd__data[437:4];
+  assign \imem_rd__data.args  = imem_rd__data[454:4];
   assign \imem_rd__data.args.load  = imem_rd__data[60:4];
   assign \imem_rd__data.args.load.src  = imem_rd__data[19:4];
   assign \imem_rd__data.args.load.count  = imem_rd__data[35:20];
   assign \imem_rd__data.args.load.mask  = imem_rd__data[51:36];
   assign \imem_rd__data.args.load.page  = imem_rd__data[54:52];
   assign \imem_rd__data.args.load.row0  = imem_rd__data[60:55];
-  assign \imem_rd__data.args.mac  = imem_rd__data[437:4];
-  assign \imem_rd__data.args.mac.in_h  = imem_rd__data[11:4];
-  assign \imem_rd__data.args.mac.in_w  = imem_rd__data[19:12];
-  assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[27:20];
-  assign \imem_rd__data.args.mac.cin  = imem_rd__data[39:28];
-  assign \imem_rd__data.args.mac.kh  = imem_rd__data[47:40];
-  assign \imem_rd__data.args.mac.kw  = imem_rd__data[55:48];
-  assign \imem_rd__data.args.mac.dh  = imem_rd__data[59:56];
-  assign \imem_rd__data.args.mac.dw  = imem_rd__data[63:60];
-  assign \imem_rd__data.args.mac.sh  = imem_rd__data[67:64];
-  assign \imem_rd__data.args.mac.sw  = imem_rd__data[71:68];
-  assign \imem_rd__data.args.mac.pt  = imem_rd__data[75:72];
-  assign \imem_rd__data.args.mac.pl  = imem_rd__data[79:76];
-  assign \imem_rd__data.args.mac.ow  = imem_rd__data[87:80];
-  assign \imem_rd__data.args.mac.oh  = imem_rd__data[95:88];
-  assign \imem_rd__data.args.mac.npos  = imem_rd__data[111:96];
-  assign \imem_rd__data.args.mac.pos0  = imem_rd__data[129:112];
-  assign \imem_rd__data.args.mac.kx_inc  = imem_rd__data[147:130];
-  assign \imem_rd__data.args.mac.ky_inc  = imem_rd__data[165:148];
-  assign \imem_rd__data.args.mac.pos_ux  = imem_rd__data[183:166];
-  assign \imem_rd__data.args.mac.pos_wrap  = imem_rd__data[201:184];
-  assign \imem_rd__data.args.mac.pos_bstep  = imem_rd__data[219:202];
-  assign \imem_rd__data.args.mac.bq  = imem_rd__data[227:220];
-  assign \imem_rd__data.args.mac.br  = imem_rd__data[235:228];
-  assign \imem_rd__data.args.mac.img_delta  = imem_rd__data[253:236];
-  assign \imem_rd__data.args.mac.img_bstep  = imem_rd__data[271:254];
-  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[281:272];
-  assign \imem_rd__data.args.mac.kt  = imem_rd__data[289:282];
-  assign \imem_rd__data.args.mac.nt  = imem_rd__data[297:290];
-  assign \imem_rd__data.args.mac.kr  = imem_rd__data[305:298];
-  assign \imem_rd__data.args.mac.nr  = imem_rd__data[313:306];
-  assign \imem_rd__data.args.mac.b  = imem_rd__data[320:314];
-  assign \imem_rd__data.args.mac.ki  = imem_rd__data[327:321];
-  assign \imem_rd__data.args.mac.no  = imem_rd__data[334:328];
-  assign \imem_rd__data.args.mac.groups  = imem_rd__data[342:335];
-  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[352:343];
-  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[355:353];
-  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[371:356];
-  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[379:372];
-  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[391:380];
-  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[399:392];
-  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[409:400];
-  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[419:410];
-  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[429:420];
-  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[432:430];
-  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[434:433];
-  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[435];
-  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[436];
-  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[437];
-  assign \imem_rd__data.args.pool  = imem_rd__data[195:4];
+  assign \imem_rd__data.args.mac  = imem_rd__data[454:4];
+  assign \imem_rd__data.args.mac.in_h  = imem_rd__data[12:4];
+  assign \imem_rd__data.args.mac.in_w  = imem_rd__data[21:13];
+  assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[30:22];
+  assign \imem_rd__data.args.mac.cin  = imem_rd__data[42:31];
+  assign \imem_rd__data.args.mac.kh  = imem_rd__data[51:43];
+  assign \imem_rd__data.args.mac.kw  = imem_rd__data[60:52];
+  assign \imem_rd__data.args.mac.dh  = imem_rd__data[64:61];
+  assign \imem_rd__data.args.mac.dw  = imem_rd__data[68:65];
+  assign \imem_rd__data.args.mac.sh  = imem_rd__data[72:69];
+  assign \imem_rd__data.args.mac.sw  = imem_rd__data[76:73];
+  assign \imem_rd__data.args.mac.pt  = imem_rd__data[80:77];
+  assign \imem_rd__data.args.mac.pl  = imem_rd__data[84:81];
+  assign \imem_rd__data.args.mac.ow  = imem_rd__data[93:85];
+  assign \imem_rd__data.args.mac.oh  = imem_rd__data[102:94];
+  assign \imem_rd__data.args.mac.npos  = imem_rd__data[118:103];
+  assign \imem_rd__data.args.mac.pos0  = imem_rd__data[136:119];
+  assign \imem_rd__data.args.mac.kx_inc  = imem_rd__data[154:137];
+  assign \imem_rd__data.args.mac.ky_inc  = imem_rd__data[172:155];
+  assign \imem_rd__data.args.mac.pos_ux  = imem_rd__data[190:173];
+  assign \imem_rd__data.args.mac.pos_wrap  = imem_rd__data[208:191];
+  assign \imem_rd__data.args.mac.pos_bstep  = imem_rd__data[226:209];
+  assign \imem_rd__data.args.mac.bq  = imem_rd__data[235:227];
+  assign \imem_rd__data.args.mac.br  = imem_rd__data[244:236];
+  assign \imem_rd__data.args.mac.img_delta  = imem_rd__data[262:245];
+  assign \imem_rd__data.args.mac.img_bstep  = imem_rd__data[280:263];
+  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[291:281];
+  assign \imem_rd__data.args.mac.kt  = imem_rd__data[300:292];
+  assign \imem_rd__data.args.mac.nt  = imem_rd__data[309:301];
+  assign \imem_rd__data.args.mac.kr  = imem_rd__data[318:310];
+  assign \imem_rd__data.args.mac.nr  = imem_rd__data[327:319];
+  assign \imem_rd__data.args.mac.b  = imem_rd__data[334:328];
+  assign \imem_rd__data.args.mac.ki  = imem_rd__data[341:335];
+  assign \imem_rd__data.args.mac.no  = imem_rd__data[348:342];
+  assign \imem_rd__data.args.mac.groups  = imem_rd__data[356:349];
+  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[367:357];
+  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[370:368];
+  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[386:371];
+  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[395:387];
+  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[408:396];
+  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[416:409];
+  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[426:417];
+  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[436:427];
+  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[446:437];
+  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[449:447];
+  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[451:450];
+  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[452];
+  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[453];
+  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[454];
+  assign \imem_rd__data.args.pool  = imem_rd__data[202:4];
   assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
   assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
   assign \imem_rd__data.args.pool.in_base  = imem_rd__data[21:6];
-  assign \imem_rd__data.args.pool.in_h  = imem_rd__data[29:22];
-  assign \imem_rd__data.args.pool.in_w  = imem_rd__data[37:30];
-  assign \imem_rd__data.args.pool.cw  = imem_rd__data[45:38];
-  assign \imem_rd__data.args.pool.kh  = imem_rd__data[53:46];
-  assign \imem_rd__data.args.pool.kw  = imem_rd__data[61:54];
-  assign \imem_rd__data.args.pool.sh  = imem_rd__data[65:62];
-  assign \imem_rd__data.args.pool.sw  = imem_rd__data[69:66];
-  assign \imem_rd__data.args.pool.dh  = imem_rd__data[73:70];
-  assign \imem_rd__data.args.pool.dw  = imem_rd__data[77:74];
-  assign \imem_rd__data.args.pool.pt  = imem_rd__data[81:78];
-  assign \imem_rd__data.args.pool.pl  = imem_rd__data[85:82];
-  assign \imem_rd__data.args.pool.oh  = imem_rd__data[93:86];
-  assign \imem_rd__data.args.pool.ow  = imem_rd__data[101:94];
-  assign \imem_rd__data.args.pool.out_base  = imem_rd__data[117:102];
-  assign \imem_rd__data.args.pool.zp_in  = imem_rd__data[127:118];
-  assign \imem_rd__data.args.pool.mult  = imem_rd__data[159:128];
-  assign \imem_rd__data.args.pool.shift  = imem_rd__data[165:160];
-  assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[175:166];
-  assign \imem_rd__data.args.pool.act_min  = imem_rd__data[185:176];
-  assign \imem_rd__data.args.pool.act_max  = imem_rd__data[195:186];
-  assign \imem_rd__data.args.ew  = imem_rd__data[272:4];
+  assign \imem_rd__data.args.pool.in_h  = imem_rd__data[30:22];
+  assign \imem_rd__data.args.pool.in_w  = imem_rd__data[39:31];
+  assign \imem_rd__data.args.pool.cw  = imem_rd__data[48:40];
+  assign \imem_rd__data.args.pool.kh  = imem_rd__data[57:49];
+  assign \imem_rd__data.args.pool.kw  = imem_rd__data[66:58];
+  assign \imem_rd__data.args.pool.sh  = imem_rd__data[70:67];
+  assign \imem_rd__data.args.pool.sw  = imem_rd__data[74:71];
+  assign \imem_rd__data.args.pool.dh  = imem_rd__data[78:75];
+  assign \imem_rd__data.args.pool.dw  = imem_rd__data[82:79];
+  assign \imem_rd__data.args.pool.pt  = imem_rd__data[86:83];
+  assign \imem_rd__data.args.pool.pl  = imem_rd__data[90:87];
+  assign \imem_rd__data.args.pool.oh  = imem_rd__data[99:91];
+  assign \imem_rd__data.args.pool.ow  = imem_rd__data[108:100];
+  assign \imem_rd__data.args.pool.out_base  = imem_rd__data[124:109];
+  assign \imem_rd__data.args.pool.zp_in  = imem_rd__data[134:125];
+  assign \imem_rd__data.args.pool.mult  = imem_rd__data[166:135];
+  assign \imem_rd__data.args.pool.shift  = imem_rd__data[172:167];
+  assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[182:173];
+  assign \imem_rd__data.args.pool.act_min  = imem_rd__data[192:183];
+  assign \imem_rd__data.args.pool.act_max  = imem_rd__data[202:193];
+  assign \imem_rd__data.args.ew  = imem_rd__data[276:4];
   assign \imem_rd__data.args.ew.a_base  = imem_rd__data[19:4];
   assign \imem_rd__data.args.ew.b_base  = imem_rd__data[35:20];
   assign \imem_rd__data.args.ew.out_base  = imem_rd__data[51:36];
   assign \imem_rd__data.args.ew.npos  = imem_rd__data[67:52];
-  assign \imem_rd__data.args.ew.cw  = imem_rd__data[75:68];
-  assign \imem_rd__data.args.ew.a_stride  = imem_rd__data[83:76];
-  assign \imem_rd__data.args.ew.b_stride  = imem_rd__data[91:84];
-  assign \imem_rd__data.args.ew.out_stride  = imem_rd__data[99:92];
-  assign \imem_rd__data.args.ew.x_signed  = imem_rd__data[100];
-  assign \imem_rd__data.args.ew.has_b  = imem_rd__data[101];
-  assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[102];
-  assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[103];
-  assign \imem_rd__data.args.ew.ls  = imem_rd__data[108:104];
-  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[118:109];
-  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[128:119];
-  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[160:129];
-  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[166:161];
-  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[198:167];
-  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[204:199];
-  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[236:205];
-  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[242:237];
-  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[252:243];
-  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[262:253];
-  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[272:263];
+  assign \imem_rd__data.args.ew.cw  = imem_rd__data[76:68];
+  assign \imem_rd__data.args.ew.a_stride  = imem_rd__data[85:77];
+  assign \imem_rd__data.args.ew.b_stride  = imem_rd__data[94:86];
+  assign \imem_rd__data.args.ew.out_stride  = imem_rd__data[103:95];
+  assign \imem_rd__data.args.ew.x_signed  = imem_rd__data[104];
+  assign \imem_rd__data.args.ew.has_b  = imem_rd__data[105];
+  assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[106];
+  assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[107];
+  assign \imem_rd__data.args.ew.ls  = imem_rd__data[112:108];
+  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[122:113];
+  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[132:123];
+  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[164:133];
+  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[170:165];
+  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[202:171];
+  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[208:203];
+  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[240:209];
+  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[246:241];
+  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[256:247];
+  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[266:257];
+  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[276:267];
   assign \imem_rd__data.args.dma  = imem_rd__data[117:4];
   assign \imem_rd__data.args.dma.store  = imem_rd__data[4];
   assign \imem_rd__data.args.dma.wmem  = imem_rd__data[5];
@@ -29167,7 +29169,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$4490$0 , \port$4496$0 , \port$4502$0 , \port$4508$0 , \port$4514$0 , \port$4520$0 , \port$4526$0 , \port$4532$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [23:0] \$1 ;
+  wire [24:0] \$1 ;
   wire [8:0] \$10 ;
   wire [10:0] \$100 ;
   wire [10:0] \$101 ;
@@ -29220,7 +29222,7 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [31:0] \$144 ;
   wire [32:0] \$145 ;
   wire \$146 ;
-  reg [7:0] \$147 ;
+  reg [8:0] \$147 ;
   reg [15:0] \$148 ;
   reg \$149 ;
   wire [8:0] \$15 ;
@@ -29232,7 +29234,7 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [8:0] \$17 ;
   wire [8:0] \$18 ;
   wire [8:0] \$19 ;
-  wire [24:0] \$2 ;
+  wire [25:0] \$2 ;
   wire [8:0] \$20 ;
   wire [8:0] \$21 ;
   wire [8:0] \$22 ;
@@ -29243,7 +29245,7 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [62:0] \$27 ;
   wire [62:0] \$28 ;
   wire [62:0] \$29 ;
-  wire [25:0] \$3 ;
+  wire [26:0] \$3 ;
   wire [62:0] \$30 ;
   wire [62:0] \$31 ;
   wire [62:0] \$32 ;
@@ -29254,7 +29256,7 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [62:0] \$37 ;
   wire [62:0] \$38 ;
   wire [32:0] \$39 ;
-  wire [23:0] \$4 ;
+  wire [24:0] \$4 ;
   wire \$40 ;
   wire \$41 ;
   wire [10:0] \$42 ;
@@ -29265,7 +29267,7 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [10:0] \$47 ;
   wire [10:0] \$48 ;
   wire [32:0] \$49 ;
-  wire [24:0] \$5 ;
+  wire [25:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire [10:0] \$52 ;
@@ -29276,7 +29278,7 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [10:0] \$57 ;
   wire [10:0] \$58 ;
   wire [32:0] \$59 ;
-  wire [25:0] \$6 ;
+  wire [26:0] \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire [10:0] \$62 ;
@@ -29308,16 +29310,16 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire \$86 ;
   wire \$87 ;
   wire \$88 ;
-  wire [8:0] \$89 ;
+  wire [9:0] \$89 ;
   wire [8:0] \$9 ;
-  wire [8:0] \$90 ;
+  wire [9:0] \$90 ;
   wire \$91 ;
   wire [16:0] \$92 ;
   wire [16:0] \$93 ;
   wire \$94 ;
-  wire [23:0] \$95 ;
-  wire [24:0] \$96 ;
-  wire [25:0] \$97 ;
+  wire [24:0] \$95 ;
+  wire [25:0] \$96 ;
+  wire [26:0] \$97 ;
   wire [10:0] \$98 ;
   wire [10:0] \$99 ;
   output [15:0] a_rd__addr;
@@ -29330,15 +29332,15 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [63:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [268:0] args;
-  wire [268:0] args;
+  input [272:0] args;
+  wire [272:0] args;
   wire [15:0] \args.a_base ;
-  wire [7:0] \args.a_stride ;
+  wire [8:0] \args.a_stride ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [15:0] \args.b_base ;
-  wire [7:0] \args.b_stride ;
-  wire [7:0] \args.cw ;
+  wire [8:0] \args.b_stride ;
+  wire [8:0] \args.cw ;
   wire \args.has_b ;
   wire [4:0] \args.ls ;
   wire [31:0] \args.mult_a ;
@@ -29346,7 +29348,7 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [31:0] \args.mult_o ;
   wire [15:0] \args.npos ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_stride ;
+  wire [8:0] \args.out_stride ;
   wire \args.rq_in ;
   wire \args.rq_out ;
   wire [5:0] \args.shift_a ;
@@ -29611,7 +29613,7 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   reg [31:0] vb5 = 32'd0;
   reg [31:0] vb6 = 32'd0;
   reg [31:0] vb7 = 32'd0;
-  reg [7:0] w = 8'h00;
+  reg [8:0] w = 9'h000;
   wire [511:0] x;
   wire [255:0] \x$50 ;
   wire [31:0] \x$50[0] ;
@@ -29680,92 +29682,92 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   wire [31:0] \y[5] ;
   wire [31:0] \y[6] ;
   wire [31:0] \y[7] ;
-  assign \$1  = p * args[79:72];
+  assign \$1  = p * args[81:73];
   assign \$2  = args[15:0] + \$1 ;
   assign \$3  = \$2  + w;
-  assign \$4  = p * args[87:80];
+  assign \$4  = p * args[90:82];
   assign \$5  = args[31:16] + \$4 ;
   assign \$6  = \$5  + w;
-  assign \$7  = args[96] ? { a_rd__data[7], a_rd__data[7:0] } : { 1'h0, a_rd__data[7:0] };
-  assign \$8  = args[96] ? { b_rd__data[7], b_rd__data[7:0] } : { 1'h0, b_rd__data[7:0] };
-  assign \$9  = args[96] ? { a_rd__data[15], a_rd__data[15:8] } : { 1'h0, a_rd__data[15:8] };
-  assign \$10  = args[96] ? { b_rd__data[15], b_rd__data[15:8] } : { 1'h0, b_rd__data[15:8] };
-  assign \$11  = args[96] ? { a_rd__data[23], a_rd__data[23:16] } : { 1'h0, a_rd__data[23:16] };
-  assign \$12  = args[96] ? { b_rd__data[23], b_rd__data[23:16] } : { 1'h0, b_rd__data[23:16] };
-  assign \$13  = args[96] ? { a_rd__data[31], a_rd__data[31:24] } : { 1'h0, a_rd__data[31:24] };
-  assign \$14  = args[96] ? { b_rd__data[31], b_rd__data[31:24] } : { 1'h0, b_rd__data[31:24] };
-  assign \$15  = args[96] ? { a_rd__data[39], a_rd__data[39:32] } : { 1'h0, a_rd__data[39:32] };
-  assign \$16  = args[96] ? { b_rd__data[39], b_rd__data[39:32] } : { 1'h0, b_rd__data[39:32] };
-  assign \$17  = args[96] ? { a_rd__data[47], a_rd__data[47:40] } : { 1'h0, a_rd__data[47:40] };
-  assign \$18  = args[96] ? { b_rd__data[47], b_rd__data[47:40] } : { 1'h0, b_rd__data[47:40] };
-  assign \$19  = args[96] ? { a_rd__data[55], a_rd__data[55:48] } : { 1'h0, a_rd__data[55:48] };
-  assign \$20  = args[96] ? { b_rd__data[55], b_rd__data[55:48] } : { 1'h0, b_rd__data[55:48] };
-  assign \$21  = args[96] ? { a_rd__data[63], a_rd__data[63:56] } : { 1'h0, a_rd__data[63:56] };
-  assign \$22  = args[96] ? { b_rd__data[63], b_rd__data[63:56] } : { 1'h0, b_rd__data[63:56] };
-  assign \$23  = $signed(va0) << args[104:100];
-  assign \$24  = $signed(vb0) << args[104:100];
-  assign \$25  = $signed(va1) << args[104:100];
-  assign \$26  = $signed(vb1) << args[104:100];
-  assign \$27  = $signed(va2) << args[104:100];
-  assign \$28  = $signed(vb2) << args[104:100];
-  assign \$29  = $signed(va3) << args[104:100];
-  assign \$30  = $signed(vb3) << args[104:100];
-  assign \$31  = $signed(va4) << args[104:100];
-  assign \$32  = $signed(vb4) << args[104:100];
-  assign \$33  = $signed(va5) << args[104:100];
-  assign \$34  = $signed(vb5) << args[104:100];
-  assign \$35  = $signed(va6) << args[104:100];
-  assign \$36  = $signed(vb6) << args[104:100];
-  assign \$37  = $signed(va7) << args[104:100];
-  assign \$38  = $signed(vb7) << args[104:100];
-  assign ey0 = args[99] ? y[31:0] : ob3_0;
-  assign \$39  = $signed(ey0) + $signed(args[248:239]);
-  assign \$40  = $signed(\$39 ) < $signed(args[258:249]);
-  assign \$41  = $signed(\$39 ) > $signed(args[268:259]);
-  assign \$42  = \$41  ? { args[268], args[268:259] } : { 1'h0, \$39 [9:0] };
-  assign \$43  = \$40  ? { args[258], args[258:249] } : \$42 ;
-  assign ey1 = args[99] ? y[63:32] : ob3_1;
-  assign \$44  = $signed(ey1) + $signed(args[248:239]);
-  assign \$45  = $signed(\$44 ) < $signed(args[258:249]);
-  assign \$46  = $signed(\$44 ) > $signed(args[268:259]);
-  assign \$47  = \$46  ? { args[268], args[268:259] } : { 1'h0, \$44 [9:0] };
-  assign \$48  = \$45  ? { args[258], args[258:249] } : \$47 ;
-  assign ey2 = args[99] ? y[95:64] : ob3_2;
-  assign \$49  = $signed(ey2) + $signed(args[248:239]);
-  assign \$50  = $signed(\$49 ) < $signed(args[258:249]);
-  assign \$51  = $signed(\$49 ) > $signed(args[268:259]);
-  assign \$52  = \$51  ? { args[268], args[268:259] } : { 1'h0, \$49 [9:0] };
-  assign \$53  = \$50  ? { args[258], args[258:249] } : \$52 ;
-  assign ey3 = args[99] ? y[127:96] : ob3_3;
-  assign \$54  = $signed(ey3) + $signed(args[248:239]);
-  assign \$55  = $signed(\$54 ) < $signed(args[258:249]);
-  assign \$56  = $signed(\$54 ) > $signed(args[268:259]);
-  assign \$57  = \$56  ? { args[268], args[268:259] } : { 1'h0, \$54 [9:0] };
-  assign \$58  = \$55  ? { args[258], args[258:249] } : \$57 ;
-  assign ey4 = args[99] ? y[159:128] : ob3_4;
-  assign \$59  = $signed(ey4) + $signed(args[248:239]);
-  assign \$60  = $signed(\$59 ) < $signed(args[258:249]);
-  assign \$61  = $signed(\$59 ) > $signed(args[268:259]);
-  assign \$62  = \$61  ? { args[268], args[268:259] } : { 1'h0, \$59 [9:0] };
-  assign \$63  = \$60  ? { args[258], args[258:249] } : \$62 ;
-  assign ey5 = args[99] ? y[191:160] : ob3_5;
-  assign \$64  = $signed(ey5) + $signed(args[248:239]);
-  assign \$65  = $signed(\$64 ) < $signed(args[258:249]);
-  assign \$66  = $signed(\$64 ) > $signed(args[268:259]);
-  assign \$67  = \$66  ? { args[268], args[268:259] } : { 1'h0, \$64 [9:0] };
-  assign \$68  = \$65  ? { args[258], args[258:249] } : \$67 ;
-  assign ey6 = args[99] ? y[223:192] : ob3_6;
-  assign \$69  = $signed(ey6) + $signed(args[248:239]);
-  assign \$70  = $signed(\$69 ) < $signed(args[258:249]);
-  assign \$71  = $signed(\$69 ) > $signed(args[268:259]);
-  assign \$72  = \$71  ? { args[268], args[268:259] } : { 1'h0, \$69 [9:0] };
-  assign \$73  = \$70  ? { args[258], args[258:249] } : \$72 ;
-  assign ey7 = args[99] ? y[255:224] : ob3_7;
-  assign \$74  = $signed(ey7) + $signed(args[248:239]);
-  assign \$75  = $signed(\$74 ) < $signed(args[258:249]);
-  assign \$76  = $signed(\$74 ) > $signed(args[268:259]);
-  assign \$77  = \$76  ? { args[268], args[268:259] } : { 1'h0, \$74 [9:0] };
-  assign \$78  = \$75  ? { args[258], args[258:249] } : \$77 ;
+  assign \$7  = args[100] ? { a_rd__data[7], a_rd__data[7:0] } : { 1'h0, a_rd__data[7:0] };
+  assign \$8  = args[100] ? { b_rd__data[7], b_rd__data[7:0] } : { 1'h0, b_rd__data[7:0] };
+  assign \$9  = args[100] ? { a_rd__data[15], a_rd__data[15:8] } : { 1'h0, a_rd__data[15:8] };
+  assign \$10  = args[100] ? { b_rd__data[15], b_rd__data[15:8] } : { 1'h0, b_rd__data[15:8] };
+  assign \$11  = args[100] ? { a_rd__data[23], a_rd__data[23:16] } : { 1'h0, a_rd__data[23:16] };
+  assign \$12  = args[100] ? { b_rd__data[23], b_rd__data[23:16] } : { 1'h0, b_rd__data[23:16] };
+  assign \$13  = args[100] ? { a_rd__data[31], a_rd__data[31:24] } : { 1'h0, a_rd__data[31:24] };
+  assign \$14  = args[100] ? { b_rd__data[31], b_rd__data[31:24] } : { 1'h0, b_rd__data[31:24] };
+  assign \$15  = args[100] ? { a_rd__data[39], a_rd__data[39:32] } : { 1'h0, a_rd__data[39:32] };
+  assign \$16  = args[100] ? { b_rd__data[39], b_rd__data[39:32] } : { 1'h0, b_rd__data[39:32] };
+  assign \$17  = args[100] ? { a_rd__data[47], a_rd__data[47:40] } : { 1'h0, a_rd__data[47:40] };
+  assign \$18  = args[100] ? { b_rd__data[47], b_rd__data[47:40] } : { 1'h0, b_rd__data[47:40] };
+  assign \$19  = args[100] ? { a_rd__data[55], a_rd__data[55:48] } : { 1'h0, a_rd__data[55:48] };
+  assign \$20  = args[100] ? { b_rd__data[55], b_rd__data[55:48] } : { 1'h0, b_rd__data[55:48] };
+  assign \$21  = args[100] ? { a_rd__data[63], a_rd__data[63:56] } : { 1'h0, a_rd__data[63:56] };
+  assign \$22  = args[100] ? { b_rd__data[63], b_rd__data[63:56] } : { 1'h0, b_rd__data[63:56] };
+  assign \$23  = $signed(va0) << args[108:104];
+  assign \$24  = $signed(vb0) << args[108:104];
+  assign \$25  = $signed(va1) << args[108:104];
+  assign \$26  = $signed(vb1) << args[108:104];
+  assign \$27  = $signed(va2) << args[108:104];
+  assign \$28  = $signed(vb2) << args[108:104];
+  assign \$29  = $signed(va3) << args[108:104];
+  assign \$30  = $signed(vb3) << args[108:104];
+  assign \$31  = $signed(va4) << args[108:104];
+  assign \$32  = $signed(vb4) << args[108:104];
+  assign \$33  = $signed(va5) << args[108:104];
+  assign \$34  = $signed(vb5) << args[108:104];
+  assign \$35  = $signed(va6) << args[108:104];
+  assign \$36  = $signed(vb6) << args[108:104];
+  assign \$37  = $signed(va7) << args[108:104];
+  assign \$38  = $signed(vb7) << args[108:104];
+  assign ey0 = args[103] ? y[31:0] : ob3_0;
+  assign \$39  = $signed(ey0) + $signed(args[252:243]);
+  assign \$40  = $signed(\$39 ) < $signed(args[262:253]);
+  assign \$41  = $signed(\$39 ) > $signed(args[272:263]);
+  assign \$42  = \$41  ? { args[272], args[272:263] } : { 1'h0, \$39 [9:0] };
+  assign \$43  = \$40  ? { args[262], args[262:253] } : \$42 ;
+  assign ey1 = args[103] ? y[63:32] : ob3_1;
+  assign \$44  = $signed(ey1) + $signed(args[252:243]);
+  assign \$45  = $signed(\$44 ) < $signed(args[262:253]);
+  assign \$46  = $signed(\$44 ) > $signed(args[272:263]);
+  assign \$47  = \$46  ? { args[272], args[272:263] } : { 1'h0, \$44 [9:0] };
+  assign \$48  = \$45  ? { args[262], args[262:253] } : \$47 ;
+  assign ey2 = args[103] ? y[95:64] : ob3_2;
+  assign \$49  = $signed(ey2) + $signed(args[252:243]);
+  assign \$50  = $signed(\$49 ) < $signed(args[262:253]);
+  assign \$51  = $signed(\$49 ) > $signed(args[272:263]);
+  assign \$52  = \$51  ? { args[272], args[272:263] } : { 1'h0, \$49 [9:0] };
+  assign \$53  = \$50  ? { args[262], args[262:253] } : \$52 ;
+  assign ey3 = args[103] ? y[127:96] : ob3_3;
+  assign \$54  = $signed(ey3) + $signed(args[252:243]);
+  assign \$55  = $signed(\$54 ) < $signed(args[262:253]);
+  assign \$56  = $signed(\$54 ) > $signed(args[272:263]);
+  assign \$57  = \$56  ? { args[272], args[272:263] } : { 1'h0, \$54 [9:0] };
+  assign \$58  = \$55  ? { args[262], args[262:253] } : \$57 ;
+  assign ey4 = args[103] ? y[159:128] : ob3_4;
+  assign \$59  = $signed(ey4) + $signed(args[252:243]);
+  assign \$60  = $signed(\$59 ) < $signed(args[262:253]);
+  assign \$61  = $signed(\$59 ) > $signed(args[272:263]);
+  assign \$62  = \$61  ? { args[272], args[272:263] } : { 1'h0, \$59 [9:0] };
+  assign \$63  = \$60  ? { args[262], args[262:253] } : \$62 ;
+  assign ey5 = args[103] ? y[191:160] : ob3_5;
+  assign \$64  = $signed(ey5) + $signed(args[252:243]);
+  assign \$65  = $signed(\$64 ) < $signed(args[262:253]);
+  assign \$66  = $signed(\$64 ) > $signed(args[272:263]);
+  assign \$67  = \$66  ? { args[272], args[272:263] } : { 1'h0, \$64 [9:0] };
+  assign \$68  = \$65  ? { args[262], args[262:253] } : \$67 ;
+  assign ey6 = args[103] ? y[223:192] : ob3_6;
+  assign \$69  = $signed(ey6) + $signed(args[252:243]);
+  assign \$70  = $signed(\$69 ) < $signed(args[262:253]);
+  assign \$71  = $signed(\$69 ) > $signed(args[272:263]);
+  assign \$72  = \$71  ? { args[272], args[272:263] } : { 1'h0, \$69 [9:0] };
+  assign \$73  = \$70  ? { args[262], args[262:253] } : \$72 ;
+  assign ey7 = args[103] ? y[255:224] : ob3_7;
+  assign \$74  = $signed(ey7) + $signed(args[252:243]);
+  assign \$75  = $signed(\$74 ) < $signed(args[262:253]);
+  assign \$76  = $signed(\$74 ) > $signed(args[272:263]);
+  assign \$77  = \$76  ? { args[272], args[272:263] } : { 1'h0, \$74 [9:0] };
+  assign \$78  = \$75  ? { args[262], args[262:253] } : \$77 ;
   assign \$79  = ~ busy;
   assign \$80  = ~ s1_valid;
   assign \$81  = \$79  & \$80 ;
@@ -29779,61 +29781,61 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   assign finished = \$87  & \$88 ;
   assign done = started & finished;
   assign \$89  = w + 1'h1;
-  assign \$90  = args[71:64] - 1'h1;
+  assign \$90  = args[72:64] - 1'h1;
   assign \$91  = w == \$90 ;
   assign \$92  = p + 1'h1;
   assign \$93  = args[63:48] - 1'h1;
   assign \$94  = p == \$93 ;
-  assign \$95  = p * args[95:88];
+  assign \$95  = p * args[99:91];
   assign \$96  = args[47:32] + \$95 ;
   assign \$97  = \$96  + w;
-  assign \$98  = $signed(\$7 ) - $signed(args[114:105]);
-  assign \$99  = $signed(\$8 ) - $signed(args[124:115]);
-  assign \$100  = args[97] ? \$99  : 11'h000;
-  assign \$101  = $signed(\$9 ) - $signed(args[114:105]);
-  assign \$102  = $signed(\$10 ) - $signed(args[124:115]);
-  assign \$103  = args[97] ? \$102  : 11'h000;
-  assign \$104  = $signed(\$11 ) - $signed(args[114:105]);
-  assign \$105  = $signed(\$12 ) - $signed(args[124:115]);
-  assign \$106  = args[97] ? \$105  : 11'h000;
-  assign \$107  = $signed(\$13 ) - $signed(args[114:105]);
-  assign \$108  = $signed(\$14 ) - $signed(args[124:115]);
-  assign \$109  = args[97] ? \$108  : 11'h000;
-  assign \$110  = $signed(\$15 ) - $signed(args[114:105]);
-  assign \$111  = $signed(\$16 ) - $signed(args[124:115]);
-  assign \$112  = args[97] ? \$111  : 11'h000;
-  assign \$113  = $signed(\$17 ) - $signed(args[114:105]);
-  assign \$114  = $signed(\$18 ) - $signed(args[124:115]);
-  assign \$115  = args[97] ? \$114  : 11'h000;
-  assign \$116  = $signed(\$19 ) - $signed(args[114:105]);
-  assign \$117  = $signed(\$20 ) - $signed(args[124:115]);
-  assign \$118  = args[97] ? \$117  : 11'h000;
-  assign \$119  = $signed(\$21 ) - $signed(args[114:105]);
-  assign \$120  = $signed(\$22 ) - $signed(args[124:115]);
-  assign \$121  = args[97] ? \$120  : 11'h000;
-  assign \$122  = args[98] ? \y$179 [31:0] : eb3_0_0;
-  assign \$123  = args[98] ? \y$179 [287:256] : eb3_1_0;
+  assign \$98  = $signed(\$7 ) - $signed(args[118:109]);
+  assign \$99  = $signed(\$8 ) - $signed(args[128:119]);
+  assign \$100  = args[101] ? \$99  : 11'h000;
+  assign \$101  = $signed(\$9 ) - $signed(args[118:109]);
+  assign \$102  = $signed(\$10 ) - $signed(args[128:119]);
+  assign \$103  = args[101] ? \$102  : 11'h000;
+  assign \$104  = $signed(\$11 ) - $signed(args[118:109]);
+  assign \$105  = $signed(\$12 ) - $signed(args[128:119]);
+  assign \$106  = args[101] ? \$105  : 11'h000;
+  assign \$107  = $signed(\$13 ) - $signed(args[118:109]);
+  assign \$108  = $signed(\$14 ) - $signed(args[128:119]);
+  assign \$109  = args[101] ? \$108  : 11'h000;
+  assign \$110  = $signed(\$15 ) - $signed(args[118:109]);
+  assign \$111  = $signed(\$16 ) - $signed(args[128:119]);
+  assign \$112  = args[101] ? \$111  : 11'h000;
+  assign \$113  = $signed(\$17 ) - $signed(args[118:109]);
+  assign \$114  = $signed(\$18 ) - $signed(args[128:119]);
+  assign \$115  = args[101] ? \$114  : 11'h000;
+  assign \$116  = $signed(\$19 ) - $signed(args[118:109]);
+  assign \$117  = $signed(\$20 ) - $signed(args[128:119]);
+  assign \$118  = args[101] ? \$117  : 11'h000;
+  assign \$119  = $signed(\$21 ) - $signed(args[118:109]);
+  assign \$120  = $signed(\$22 ) - $signed(args[128:119]);
+  assign \$121  = args[101] ? \$120  : 11'h000;
+  assign \$122  = args[102] ? \y$179 [31:0] : eb3_0_0;
+  assign \$123  = args[102] ? \y$179 [287:256] : eb3_1_0;
   assign \$124  = $signed(\$122 ) + $signed(\$123 );
-  assign \$125  = args[98] ? \y$179 [63:32] : eb3_0_1;
-  assign \$126  = args[98] ? \y$179 [319:288] : eb3_1_1;
+  assign \$125  = args[102] ? \y$179 [63:32] : eb3_0_1;
+  assign \$126  = args[102] ? \y$179 [319:288] : eb3_1_1;
   assign \$127  = $signed(\$125 ) + $signed(\$126 );
-  assign \$128  = args[98] ? \y$179 [95:64] : eb3_0_2;
-  assign \$129  = args[98] ? \y$179 [351:320] : eb3_1_2;
+  assign \$128  = args[102] ? \y$179 [95:64] : eb3_0_2;
+  assign \$129  = args[102] ? \y$179 [351:320] : eb3_1_2;
   assign \$130  = $signed(\$128 ) + $signed(\$129 );
-  assign \$131  = args[98] ? \y$179 [127:96] : eb3_0_3;
-  assign \$132  = args[98] ? \y$179 [383:352] : eb3_1_3;
+  assign \$131  = args[102] ? \y$179 [127:96] : eb3_0_3;
+  assign \$132  = args[102] ? \y$179 [383:352] : eb3_1_3;
   assign \$133  = $signed(\$131 ) + $signed(\$132 );
-  assign \$134  = args[98] ? \y$179 [159:128] : eb3_0_4;
-  assign \$135  = args[98] ? \y$179 [415:384] : eb3_1_4;
+  assign \$134  = args[102] ? \y$179 [159:128] : eb3_0_4;
+  assign \$135  = args[102] ? \y$179 [415:384] : eb3_1_4;
   assign \$136  = $signed(\$134 ) + $signed(\$135 );
-  assign \$137  = args[98] ? \y$179 [191:160] : eb3_0_5;
-  assign \$138  = args[98] ? \y$179 [447:416] : eb3_1_5;
+  assign \$137  = args[102] ? \y$179 [191:160] : eb3_0_5;
+  assign \$138  = args[102] ? \y$179 [447:416] : eb3_1_5;
   assign \$139  = $signed(\$137 ) + $signed(\$138 );
-  assign \$140  = args[98] ? \y$179 [223:192] : eb3_0_6;
-  assign \$141  = args[98] ? \y$179 [479:448] : eb3_1_6;
+  assign \$140  = args[102] ? \y$179 [223:192] : eb3_0_6;
+  assign \$141  = args[102] ? \y$179 [479:448] : eb3_1_6;
   assign \$142  = $signed(\$140 ) + $signed(\$141 );
-  assign \$143  = args[98] ? \y$179 [255:224] : eb3_0_7;
-  assign \$144  = args[98] ? \y$179 [511:480] : eb3_1_7;
+  assign \$143  = args[102] ? \y$179 [255:224] : eb3_0_7;
+  assign \$144  = args[102] ? \y$179 [511:480] : eb3_1_7;
   assign \$145  = $signed(\$143 ) + $signed(\$144 );
   assign \$146  = started & finished;
   always @(posedge clk)
@@ -30138,16 +30140,16 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$147  = w;
     if (busy) begin
-      \$147  = \$89 [7:0];
+      \$147  = \$89 [8:0];
       if (\$91 ) begin
-        \$147  = 8'h00;
+        \$147  = 9'h000;
       end
     end
     if (start) begin
-      \$147  = 8'h00;
+      \$147  = 9'h000;
     end
     if (rst) begin
-      \$147  = 8'h00;
+      \$147  = 9'h000;
     end
   end
   always @* begin
@@ -30270,26 +30272,26 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   assign \args.b_base  = args[31:16];
   assign \args.out_base  = args[47:32];
   assign \args.npos  = args[63:48];
-  assign \args.cw  = args[71:64];
-  assign \args.a_stride  = args[79:72];
-  assign \args.b_stride  = args[87:80];
-  assign \args.out_stride  = args[95:88];
-  assign \args.x_signed  = args[96];
-  assign \args.has_b  = args[97];
-  assign \args.rq_in  = args[98];
-  assign \args.rq_out  = args[99];
-  assign \args.ls  = args[104:100];
-  assign \args.zp_a  = args[114:105];
-  assign \args.zp_b  = args[124:115];
-  assign \args.mult_a  = args[156:125];
-  assign \args.shift_a  = args[162:157];
-  assign \args.mult_b  = args[194:163];
-  assign \args.shift_b  = args[200:195];
-  assign \args.mult_o  = args[232:201];
-  assign \args.shift_o  = args[238:233];
-  assign \args.zp_out  = args[248:239];
-  assign \args.act_min  = args[258:249];
-  assign \args.act_max  = args[268:259];
+  assign \args.cw  = args[72:64];
+  assign \args.a_stride  = args[81:73];
+  assign \args.b_stride  = args[90:82];
+  assign \args.out_stride  = args[99:91];
+  assign \args.x_signed  = args[100];
+  assign \args.has_b  = args[101];
+  assign \args.rq_in  = args[102];
+  assign \args.rq_out  = args[103];
+  assign \args.ls  = args[108:104];
+  assign \args.zp_a  = args[118:109];
+  assign \args.zp_b  = args[128:119];
+  assign \args.mult_a  = args[160:129];
+  assign \args.shift_a  = args[166:161];
+  assign \args.mult_b  = args[198:167];
+  assign \args.shift_b  = args[204:199];
+  assign \args.mult_o  = args[236:205];
+  assign \args.shift_o  = args[242:237];
+  assign \args.zp_out  = args[252:243];
+  assign \args.act_min  = args[262:253];
+  assign \args.act_max  = args[272:263];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \x[2]  = x[95:64];
@@ -30386,22 +30388,22 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   assign \y$179[13]  = \y$179 [447:416];
   assign \y$179[14]  = \y$179 [479:448];
   assign \y$179[15]  = \y$179 [511:480];
-  assign \shift$53 [47:42] = args[238:233];
-  assign \shift$53 [41:36] = args[238:233];
-  assign \shift$53 [35:30] = args[238:233];
-  assign \shift$53 [29:24] = args[238:233];
-  assign \shift$53 [23:18] = args[238:233];
-  assign \shift$53 [17:12] = args[238:233];
-  assign \shift$53 [11:6] = args[238:233];
-  assign \shift$53 [5:0] = args[238:233];
-  assign \mult$52 [255:224] = args[232:201];
-  assign \mult$52 [223:192] = args[232:201];
-  assign \mult$52 [191:160] = args[232:201];
-  assign \mult$52 [159:128] = args[232:201];
-  assign \mult$52 [127:96] = args[232:201];
-  assign \mult$52 [95:64] = args[232:201];
-  assign \mult$52 [63:32] = args[232:201];
-  assign \mult$52 [31:0] = args[232:201];
+  assign \shift$53 [47:42] = args[242:237];
+  assign \shift$53 [41:36] = args[242:237];
+  assign \shift$53 [35:30] = args[242:237];
+  assign \shift$53 [29:24] = args[242:237];
+  assign \shift$53 [23:18] = args[242:237];
+  assign \shift$53 [17:12] = args[242:237];
+  assign \shift$53 [11:6] = args[242:237];
+  assign \shift$53 [5:0] = args[242:237];
+  assign \mult$52 [255:224] = args[236:205];
+  assign \mult$52 [223:192] = args[236:205];
+  assign \mult$52 [191:160] = args[236:205];
+  assign \mult$52 [159:128] = args[236:205];
+  assign \mult$52 [127:96] = args[236:205];
+  assign \mult$52 [95:64] = args[236:205];
+  assign \mult$52 [63:32] = args[236:205];
+  assign \mult$52 [31:0] = args[236:205];
   assign \x$50 [255:224] = ssum7;
   assign \x$50 [223:192] = ssum6;
   assign \x$50 [191:160] = ssum5;
@@ -30410,38 +30412,38 @@ module \imagenet_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr,
   assign \x$50 [95:64] = ssum2;
   assign \x$50 [63:32] = ssum1;
   assign \x$50 [31:0] = ssum0;
-  assign shift[95:90] = args[200:195];
-  assign shift[47:42] = args[162:157];
-  assign shift[89:84] = args[200:195];
-  assign shift[41:36] = args[162:157];
-  assign shift[83:78] = args[200:195];
-  assign shift[35:30] = args[162:157];
-  assign shift[77:72] = args[200:195];
-  assign shift[29:24] = args[162:157];
-  assign shift[71:66] = args[200:195];
-  assign shift[23:18] = args[162:157];
-  assign shift[65:60] = args[200:195];
-  assign shift[17:12] = args[162:157];
-  assign shift[59:54] = args[200:195];
-  assign shift[11:6] = args[162:157];
-  assign shift[53:48] = args[200:195];
-  assign shift[5:0] = args[162:157];
-  assign mult[511:480] = args[194:163];
-  assign mult[255:224] = args[156:125];
-  assign mult[479:448] = args[194:163];
-  assign mult[223:192] = args[156:125];
-  assign mult[447:416] = args[194:163];
-  assign mult[191:160] = args[156:125];
-  assign mult[415:384] = args[194:163];
-  assign mult[159:128] = args[156:125];
-  assign mult[383:352] = args[194:163];
-  assign mult[127:96] = args[156:125];
-  assign mult[351:320] = args[194:163];
-  assign mult[95:64] = args[156:125];
-  assign mult[319:288] = args[194:163];
-  assign mult[63:32] = args[156:125];
-  assign mult[287:256] = args[194:163];
-  assign mult[31:0] = args[156:125];
+  assign shift[95:90] = args[204:199];
+  assign shift[47:42] = args[166:161];
+  assign shift[89:84] = args[204:199];
+  assign shift[41:36] = args[166:161];
+  assign shift[83:78] = args[204:199];
+  assign shift[35:30] = args[166:161];
+  assign shift[77:72] = args[204:199];
+  assign shift[29:24] = args[166:161];
+  assign shift[71:66] = args[204:199];
+  assign shift[23:18] = args[166:161];
+  assign shift[65:60] = args[204:199];
+  assign shift[17:12] = args[166:161];
+  assign shift[59:54] = args[204:199];
+  assign shift[11:6] = args[166:161];
+  assign shift[53:48] = args[204:199];
+  assign shift[5:0] = args[166:161];
+  assign mult[511:480] = args[198:167];
+  assign mult[255:224] = args[160:129];
+  assign mult[479:448] = args[198:167];
+  assign mult[223:192] = args[160:129];
+  assign mult[447:416] = args[198:167];
+  assign mult[191:160] = args[160:129];
+  assign mult[415:384] = args[198:167];
+  assign mult[159:128] = args[160:129];
+  assign mult[383:352] = args[198:167];
+  assign mult[127:96] = args[160:129];
+  assign mult[351:320] = args[198:167];
+  assign mult[95:64] = args[160:129];
+  assign mult[319:288] = args[198:167];
+  assign mult[63:32] = args[160:129];
+  assign mult[287:256] = args[198:167];
+  assign mult[31:0] = args[160:129];
   assign x[511:480] = \$38 [31:0];
   assign x[255:224] = \$37 [31:0];
   assign x[479:448] = \$36 [31:0];
@@ -35632,8 +35634,8 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire [28:0] \$16 ;
-  wire [28:0] \$17 ;
+  wire [29:0] \$16 ;
+  wire [29:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
@@ -35790,13 +35792,13 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   reg [31:0] dat;
   wire [1:0] dmem_hslice;
   wire [19:0] dmem_hword;
-  output [9:0] dmem_r__addr;
-  wire [9:0] dmem_r__addr;
+  output [10:0] dmem_r__addr;
+  wire [10:0] dmem_r__addr;
   input [95:0] dmem_r__data;
   wire [95:0] dmem_r__data;
   wire dmem_r__en;
   reg [1:0] dmem_rsl = 2'h0;
-  wire [9:0] dmem_w__addr;
+  wire [10:0] dmem_w__addr;
   wire [95:0] dmem_w__data;
   output [2:0] dmem_w__en;
   wire [2:0] dmem_w__en;
@@ -35804,24 +35806,24 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   wire [19:0] imem_hword;
   output [15:0] imem_r__addr;
   wire [15:0] imem_r__addr;
-  input [447:0] imem_r__data;
-  wire [447:0] imem_r__data;
+  input [479:0] imem_r__data;
+  wire [479:0] imem_r__data;
   wire imem_r__en;
   reg [3:0] imem_rsl = 4'h0;
   wire [15:0] imem_w__addr;
-  wire [447:0] imem_w__data;
-  output [13:0] imem_w__en;
-  wire [13:0] imem_w__en;
+  wire [479:0] imem_w__data;
+  output [14:0] imem_w__en;
+  wire [14:0] imem_w__en;
   wire [19:0] off;
   wire [4:0] pmem_hslice;
   wire [19:0] pmem_hword;
-  output [11:0] pmem_r__addr;
-  wire [11:0] pmem_r__addr;
+  output [12:0] pmem_r__addr;
+  wire [12:0] pmem_r__addr;
   input [767:0] pmem_r__data;
   wire [767:0] pmem_r__data;
   wire pmem_r__en;
   reg [4:0] pmem_rsl = 5'h00;
-  wire [11:0] pmem_w__addr;
+  wire [12:0] pmem_w__addr;
   wire [767:0] pmem_w__data;
   output [23:0] pmem_w__en;
   wire [23:0] pmem_w__en;
@@ -35936,7 +35938,7 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   assign \$14  = ~ ctrl__report[0];
   assign \$15  = \$13  & \$14 ;
   assign \$16  = 1'h1 << wb__adr[3:0];
-  assign \$17  = \$15  ? \$16  : 29'h00000000;
+  assign \$17  = \$15  ? \$16  : 30'h00000000;
   assign \$18  = wb__adr[22:20] == 2'h2;
   assign \$19  = wr & \$18 ;
   assign \$20  = ~ ctrl__report[0];
@@ -36201,7 +36203,7 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   assign imem_hslice = wb__adr[3:0];
   assign imem_r__en = 1'h1;
   assign imem_w__addr = imem_hword[15:0];
-  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
+  assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign amem_hslice = wb__adr[0];
   assign amem_r__en = 1'h1;
   assign amem_w__addr = amem_hword[15:0];
@@ -36212,24 +36214,24 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   assign wmem_w__data = { wb__dat_w, wb__dat_w };
   assign pmem_hslice = wb__adr[4:0];
   assign pmem_r__en = 1'h1;
-  assign pmem_w__addr = pmem_hword[11:0];
+  assign pmem_w__addr = pmem_hword[12:0];
   assign pmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign dmem_hslice = wb__adr[1:0];
   assign dmem_r__en = 1'h1;
-  assign dmem_w__addr = dmem_hword[9:0];
+  assign dmem_w__addr = dmem_hword[10:0];
   assign dmem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w };
   assign trace_hslice = wb__adr[0];
   assign trace_r__en = 1'h1;
   assign wb__dat_r = dat;
   assign imem_r__addr = imem_hword[15:0];
-  assign imem_w__en = \$17 [13:0];
+  assign imem_w__en = \$17 [14:0];
   assign amem_r__addr = amem_hword[15:0];
   assign amem_w__en = \$23 [1:0];
   assign wmem_r__addr = wmem_hword[15:0];
   assign wmem_w__en = \$29 [1:0];
-  assign pmem_r__addr = pmem_hword[11:0];
+  assign pmem_r__addr = pmem_hword[12:0];
   assign pmem_w__en = \$35 [23:0];
-  assign dmem_r__addr = dmem_hword[9:0];
+  assign dmem_r__addr = dmem_hword[10:0];
   assign dmem_w__en = \$41 [2:0];
   assign trace_r__addr = trace_hword[15:0];
   assign wb__ack = \$signal ;
@@ -36852,9 +36854,9 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$1114 ;
   wire \$1115 ;
   wire \$1116 ;
-  wire [8:0] \$1117 ;
+  wire [9:0] \$1117 ;
   wire \$1118 ;
-  wire [8:0] \$1119 ;
+  wire [9:0] \$1119 ;
   wire [8:0] \$112 ;
   wire \$1120 ;
   wire [16:0] \$1121 ;
@@ -36868,17 +36870,17 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$1129 ;
   wire \$113 ;
   wire [8:0] \$1130 ;
-  wire [8:0] \$1131 ;
+  wire [9:0] \$1131 ;
   wire \$1132 ;
-  wire [8:0] \$1133 ;
+  wire [9:0] \$1133 ;
   wire \$1134 ;
   wire \$1135 ;
   wire [3:0] \$1136 ;
   wire [3:0] \$1137 ;
-  wire [8:0] \$1138 ;
+  wire [9:0] \$1138 ;
   wire \$1139 ;
   wire \$114 ;
-  wire [8:0] \$1140 ;
+  wire [9:0] \$1140 ;
   wire \$1141 ;
   wire [16:0] \$1142 ;
   wire [16:0] \$1143 ;
@@ -36902,9 +36904,9 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$116 ;
   wire \$1160 ;
   wire \$1161 ;
-  wire [23:0] \$1162 ;
-  wire [24:0] \$1163 ;
-  wire [25:0] \$1164 ;
+  wire [24:0] \$1162 ;
+  wire [25:0] \$1163 ;
+  wire [26:0] \$1164 ;
   wire \$1165 ;
   wire \$1166 ;
   wire [8:0] \$1167 ;
@@ -37314,7 +37316,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$227 ;
   wire \$228 ;
   wire [8:0] \$229 ;
-  wire [8:0] \$23 ;
+  wire [9:0] \$23 ;
   wire \$230 ;
   wire \$231 ;
   wire \$232 ;
@@ -37336,7 +37338,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$247 ;
   wire \$248 ;
   wire [8:0] \$249 ;
-  wire [8:0] \$25 ;
+  wire [9:0] \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
@@ -37373,7 +37375,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
-  wire [8:0] \$283 ;
+  wire [9:0] \$283 ;
   wire [8:0] \$284 ;
   wire \$285 ;
   wire \$286 ;
@@ -37386,7 +37388,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \$292 ;
   wire \$293 ;
   wire \$294 ;
-  wire [8:0] \$295 ;
+  wire [9:0] \$295 ;
   wire \$296 ;
   wire [22:0] \$297 ;
   wire [31:0] \$298 ;
@@ -38145,7 +38147,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [32:0] \$976 ;
   wire [16:0] \$977 ;
   wire [8:0] \$978 ;
-  wire [12:0] \$979 ;
+  wire [13:0] \$979 ;
   wire \$98 ;
   wire [32:0] \$980 ;
   wire [32:0] \$981 ;
@@ -38452,49 +38454,49 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [15:0] addr_pipe3;
   wire all_idle;
   wire any_stall;
-  input [433:0] args;
-  wire [433:0] args;
-  wire [433:0] \args$1 ;
+  input [450:0] args;
+  wire [450:0] args;
+  wire [450:0] \args$1 ;
   wire [2:0] \args$1.ab_m1 ;
   wire [9:0] \args$1.act_max ;
   wire [9:0] \args$1.act_min ;
   wire [6:0] \args$1.b ;
-  wire [7:0] \args$1.bq ;
-  wire [7:0] \args$1.br ;
+  wire [8:0] \args$1.bq ;
+  wire [8:0] \args$1.br ;
   wire [11:0] \args$1.cin ;
-  wire [9:0] \args$1.desc_base ;
+  wire [10:0] \args$1.desc_base ;
   wire [3:0] \args$1.dh ;
   wire [3:0] \args$1.dw ;
   wire [7:0] \args$1.groups ;
   wire [17:0] \args$1.img_bstep ;
   wire [17:0] \args$1.img_delta ;
-  wire [7:0] \args$1.in_cw ;
-  wire [7:0] \args$1.in_h ;
-  wire [7:0] \args$1.in_w ;
-  wire [7:0] \args$1.kh ;
+  wire [8:0] \args$1.in_cw ;
+  wire [8:0] \args$1.in_h ;
+  wire [8:0] \args$1.in_w ;
+  wire [8:0] \args$1.kh ;
   wire [6:0] \args$1.ki ;
-  wire [7:0] \args$1.kr ;
-  wire [7:0] \args$1.kt ;
-  wire [7:0] \args$1.kw ;
+  wire [8:0] \args$1.kr ;
+  wire [8:0] \args$1.kt ;
+  wire [8:0] \args$1.kw ;
   wire [17:0] \args$1.kx_inc ;
   wire [17:0] \args$1.ky_inc ;
   wire [6:0] \args$1.no ;
   wire [15:0] \args$1.npos ;
-  wire [7:0] \args$1.nr ;
-  wire [7:0] \args$1.nt ;
-  wire [7:0] \args$1.oh ;
+  wire [8:0] \args$1.nr ;
+  wire [8:0] \args$1.nt ;
+  wire [8:0] \args$1.oh ;
   wire [15:0] \args$1.out_base ;
-  wire [7:0] \args$1.out_cw ;
-  wire [7:0] \args$1.ow ;
+  wire [8:0] \args$1.out_cw ;
+  wire [8:0] \args$1.ow ;
   wire [2:0] \args$1.page_base ;
-  wire [11:0] \args$1.param_base ;
+  wire [12:0] \args$1.param_base ;
   wire [3:0] \args$1.pl ;
   wire [17:0] \args$1.pos0 ;
   wire [17:0] \args$1.pos_bstep ;
   wire [17:0] \args$1.pos_ux ;
   wire [17:0] \args$1.pos_wrap ;
   wire [3:0] \args$1.pt ;
-  wire [9:0] \args$1.role_base ;
+  wire [10:0] \args$1.role_base ;
   wire \args$1.rowpack ;
   wire [3:0] \args$1.sh ;
   wire [3:0] \args$1.sw ;
@@ -38503,47 +38505,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [433:0] \args$100 ;
+  wire [450:0] \args$100 ;
   wire [2:0] \args$100.ab_m1 ;
   wire [9:0] \args$100.act_max ;
   wire [9:0] \args$100.act_min ;
   wire [6:0] \args$100.b ;
-  wire [7:0] \args$100.bq ;
-  wire [7:0] \args$100.br ;
+  wire [8:0] \args$100.bq ;
+  wire [8:0] \args$100.br ;
   wire [11:0] \args$100.cin ;
-  wire [9:0] \args$100.desc_base ;
+  wire [10:0] \args$100.desc_base ;
   wire [3:0] \args$100.dh ;
   wire [3:0] \args$100.dw ;
   wire [7:0] \args$100.groups ;
   wire [17:0] \args$100.img_bstep ;
   wire [17:0] \args$100.img_delta ;
-  wire [7:0] \args$100.in_cw ;
-  wire [7:0] \args$100.in_h ;
-  wire [7:0] \args$100.in_w ;
-  wire [7:0] \args$100.kh ;
+  wire [8:0] \args$100.in_cw ;
+  wire [8:0] \args$100.in_h ;
+  wire [8:0] \args$100.in_w ;
+  wire [8:0] \args$100.kh ;
   wire [6:0] \args$100.ki ;
-  wire [7:0] \args$100.kr ;
-  wire [7:0] \args$100.kt ;
-  wire [7:0] \args$100.kw ;
+  wire [8:0] \args$100.kr ;
+  wire [8:0] \args$100.kt ;
+  wire [8:0] \args$100.kw ;
   wire [17:0] \args$100.kx_inc ;
   wire [17:0] \args$100.ky_inc ;
   wire [6:0] \args$100.no ;
   wire [15:0] \args$100.npos ;
-  wire [7:0] \args$100.nr ;
-  wire [7:0] \args$100.nt ;
-  wire [7:0] \args$100.oh ;
+  wire [8:0] \args$100.nr ;
+  wire [8:0] \args$100.nt ;
+  wire [8:0] \args$100.oh ;
   wire [15:0] \args$100.out_base ;
-  wire [7:0] \args$100.out_cw ;
-  wire [7:0] \args$100.ow ;
+  wire [8:0] \args$100.out_cw ;
+  wire [8:0] \args$100.ow ;
   wire [2:0] \args$100.page_base ;
-  wire [11:0] \args$100.param_base ;
+  wire [12:0] \args$100.param_base ;
   wire [3:0] \args$100.pl ;
   wire [17:0] \args$100.pos0 ;
   wire [17:0] \args$100.pos_bstep ;
   wire [17:0] \args$100.pos_ux ;
   wire [17:0] \args$100.pos_wrap ;
   wire [3:0] \args$100.pt ;
-  wire [9:0] \args$100.role_base ;
+  wire [10:0] \args$100.role_base ;
   wire \args$100.rowpack ;
   wire [3:0] \args$100.sh ;
   wire [3:0] \args$100.sw ;
@@ -38552,47 +38554,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$100.x_signed ;
   wire [7:0] \args$100.zp_in ;
   wire [9:0] \args$100.zp_out ;
-  wire [433:0] \args$111 ;
+  wire [450:0] \args$111 ;
   wire [2:0] \args$111.ab_m1 ;
   wire [9:0] \args$111.act_max ;
   wire [9:0] \args$111.act_min ;
   wire [6:0] \args$111.b ;
-  wire [7:0] \args$111.bq ;
-  wire [7:0] \args$111.br ;
+  wire [8:0] \args$111.bq ;
+  wire [8:0] \args$111.br ;
   wire [11:0] \args$111.cin ;
-  wire [9:0] \args$111.desc_base ;
+  wire [10:0] \args$111.desc_base ;
   wire [3:0] \args$111.dh ;
   wire [3:0] \args$111.dw ;
   wire [7:0] \args$111.groups ;
   wire [17:0] \args$111.img_bstep ;
   wire [17:0] \args$111.img_delta ;
-  wire [7:0] \args$111.in_cw ;
-  wire [7:0] \args$111.in_h ;
-  wire [7:0] \args$111.in_w ;
-  wire [7:0] \args$111.kh ;
+  wire [8:0] \args$111.in_cw ;
+  wire [8:0] \args$111.in_h ;
+  wire [8:0] \args$111.in_w ;
+  wire [8:0] \args$111.kh ;
   wire [6:0] \args$111.ki ;
-  wire [7:0] \args$111.kr ;
-  wire [7:0] \args$111.kt ;
-  wire [7:0] \args$111.kw ;
+  wire [8:0] \args$111.kr ;
+  wire [8:0] \args$111.kt ;
+  wire [8:0] \args$111.kw ;
   wire [17:0] \args$111.kx_inc ;
   wire [17:0] \args$111.ky_inc ;
   wire [6:0] \args$111.no ;
   wire [15:0] \args$111.npos ;
-  wire [7:0] \args$111.nr ;
-  wire [7:0] \args$111.nt ;
-  wire [7:0] \args$111.oh ;
+  wire [8:0] \args$111.nr ;
+  wire [8:0] \args$111.nt ;
+  wire [8:0] \args$111.oh ;
   wire [15:0] \args$111.out_base ;
-  wire [7:0] \args$111.out_cw ;
-  wire [7:0] \args$111.ow ;
+  wire [8:0] \args$111.out_cw ;
+  wire [8:0] \args$111.ow ;
   wire [2:0] \args$111.page_base ;
-  wire [11:0] \args$111.param_base ;
+  wire [12:0] \args$111.param_base ;
   wire [3:0] \args$111.pl ;
   wire [17:0] \args$111.pos0 ;
   wire [17:0] \args$111.pos_bstep ;
   wire [17:0] \args$111.pos_ux ;
   wire [17:0] \args$111.pos_wrap ;
   wire [3:0] \args$111.pt ;
-  wire [9:0] \args$111.role_base ;
+  wire [10:0] \args$111.role_base ;
   wire \args$111.rowpack ;
   wire [3:0] \args$111.sh ;
   wire [3:0] \args$111.sw ;
@@ -38601,47 +38603,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$111.x_signed ;
   wire [7:0] \args$111.zp_in ;
   wire [9:0] \args$111.zp_out ;
-  wire [433:0] \args$12 ;
+  wire [450:0] \args$12 ;
   wire [2:0] \args$12.ab_m1 ;
   wire [9:0] \args$12.act_max ;
   wire [9:0] \args$12.act_min ;
   wire [6:0] \args$12.b ;
-  wire [7:0] \args$12.bq ;
-  wire [7:0] \args$12.br ;
+  wire [8:0] \args$12.bq ;
+  wire [8:0] \args$12.br ;
   wire [11:0] \args$12.cin ;
-  wire [9:0] \args$12.desc_base ;
+  wire [10:0] \args$12.desc_base ;
   wire [3:0] \args$12.dh ;
   wire [3:0] \args$12.dw ;
   wire [7:0] \args$12.groups ;
   wire [17:0] \args$12.img_bstep ;
   wire [17:0] \args$12.img_delta ;
-  wire [7:0] \args$12.in_cw ;
-  wire [7:0] \args$12.in_h ;
-  wire [7:0] \args$12.in_w ;
-  wire [7:0] \args$12.kh ;
+  wire [8:0] \args$12.in_cw ;
+  wire [8:0] \args$12.in_h ;
+  wire [8:0] \args$12.in_w ;
+  wire [8:0] \args$12.kh ;
   wire [6:0] \args$12.ki ;
-  wire [7:0] \args$12.kr ;
-  wire [7:0] \args$12.kt ;
-  wire [7:0] \args$12.kw ;
+  wire [8:0] \args$12.kr ;
+  wire [8:0] \args$12.kt ;
+  wire [8:0] \args$12.kw ;
   wire [17:0] \args$12.kx_inc ;
   wire [17:0] \args$12.ky_inc ;
   wire [6:0] \args$12.no ;
   wire [15:0] \args$12.npos ;
-  wire [7:0] \args$12.nr ;
-  wire [7:0] \args$12.nt ;
-  wire [7:0] \args$12.oh ;
+  wire [8:0] \args$12.nr ;
+  wire [8:0] \args$12.nt ;
+  wire [8:0] \args$12.oh ;
   wire [15:0] \args$12.out_base ;
-  wire [7:0] \args$12.out_cw ;
-  wire [7:0] \args$12.ow ;
+  wire [8:0] \args$12.out_cw ;
+  wire [8:0] \args$12.ow ;
   wire [2:0] \args$12.page_base ;
-  wire [11:0] \args$12.param_base ;
+  wire [12:0] \args$12.param_base ;
   wire [3:0] \args$12.pl ;
   wire [17:0] \args$12.pos0 ;
   wire [17:0] \args$12.pos_bstep ;
   wire [17:0] \args$12.pos_ux ;
   wire [17:0] \args$12.pos_wrap ;
   wire [3:0] \args$12.pt ;
-  wire [9:0] \args$12.role_base ;
+  wire [10:0] \args$12.role_base ;
   wire \args$12.rowpack ;
   wire [3:0] \args$12.sh ;
   wire [3:0] \args$12.sw ;
@@ -38650,47 +38652,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$12.x_signed ;
   wire [7:0] \args$12.zp_in ;
   wire [9:0] \args$12.zp_out ;
-  wire [433:0] \args$122 ;
+  wire [450:0] \args$122 ;
   wire [2:0] \args$122.ab_m1 ;
   wire [9:0] \args$122.act_max ;
   wire [9:0] \args$122.act_min ;
   wire [6:0] \args$122.b ;
-  wire [7:0] \args$122.bq ;
-  wire [7:0] \args$122.br ;
+  wire [8:0] \args$122.bq ;
+  wire [8:0] \args$122.br ;
   wire [11:0] \args$122.cin ;
-  wire [9:0] \args$122.desc_base ;
+  wire [10:0] \args$122.desc_base ;
   wire [3:0] \args$122.dh ;
   wire [3:0] \args$122.dw ;
   wire [7:0] \args$122.groups ;
   wire [17:0] \args$122.img_bstep ;
   wire [17:0] \args$122.img_delta ;
-  wire [7:0] \args$122.in_cw ;
-  wire [7:0] \args$122.in_h ;
-  wire [7:0] \args$122.in_w ;
-  wire [7:0] \args$122.kh ;
+  wire [8:0] \args$122.in_cw ;
+  wire [8:0] \args$122.in_h ;
+  wire [8:0] \args$122.in_w ;
+  wire [8:0] \args$122.kh ;
   wire [6:0] \args$122.ki ;
-  wire [7:0] \args$122.kr ;
-  wire [7:0] \args$122.kt ;
-  wire [7:0] \args$122.kw ;
+  wire [8:0] \args$122.kr ;
+  wire [8:0] \args$122.kt ;
+  wire [8:0] \args$122.kw ;
   wire [17:0] \args$122.kx_inc ;
   wire [17:0] \args$122.ky_inc ;
   wire [6:0] \args$122.no ;
   wire [15:0] \args$122.npos ;
-  wire [7:0] \args$122.nr ;
-  wire [7:0] \args$122.nt ;
-  wire [7:0] \args$122.oh ;
+  wire [8:0] \args$122.nr ;
+  wire [8:0] \args$122.nt ;
+  wire [8:0] \args$122.oh ;
   wire [15:0] \args$122.out_base ;
-  wire [7:0] \args$122.out_cw ;
-  wire [7:0] \args$122.ow ;
+  wire [8:0] \args$122.out_cw ;
+  wire [8:0] \args$122.ow ;
   wire [2:0] \args$122.page_base ;
-  wire [11:0] \args$122.param_base ;
+  wire [12:0] \args$122.param_base ;
   wire [3:0] \args$122.pl ;
   wire [17:0] \args$122.pos0 ;
   wire [17:0] \args$122.pos_bstep ;
   wire [17:0] \args$122.pos_ux ;
   wire [17:0] \args$122.pos_wrap ;
   wire [3:0] \args$122.pt ;
-  wire [9:0] \args$122.role_base ;
+  wire [10:0] \args$122.role_base ;
   wire \args$122.rowpack ;
   wire [3:0] \args$122.sh ;
   wire [3:0] \args$122.sw ;
@@ -38699,47 +38701,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$122.x_signed ;
   wire [7:0] \args$122.zp_in ;
   wire [9:0] \args$122.zp_out ;
-  wire [433:0] \args$133 ;
+  wire [450:0] \args$133 ;
   wire [2:0] \args$133.ab_m1 ;
   wire [9:0] \args$133.act_max ;
   wire [9:0] \args$133.act_min ;
   wire [6:0] \args$133.b ;
-  wire [7:0] \args$133.bq ;
-  wire [7:0] \args$133.br ;
+  wire [8:0] \args$133.bq ;
+  wire [8:0] \args$133.br ;
   wire [11:0] \args$133.cin ;
-  wire [9:0] \args$133.desc_base ;
+  wire [10:0] \args$133.desc_base ;
   wire [3:0] \args$133.dh ;
   wire [3:0] \args$133.dw ;
   wire [7:0] \args$133.groups ;
   wire [17:0] \args$133.img_bstep ;
   wire [17:0] \args$133.img_delta ;
-  wire [7:0] \args$133.in_cw ;
-  wire [7:0] \args$133.in_h ;
-  wire [7:0] \args$133.in_w ;
-  wire [7:0] \args$133.kh ;
+  wire [8:0] \args$133.in_cw ;
+  wire [8:0] \args$133.in_h ;
+  wire [8:0] \args$133.in_w ;
+  wire [8:0] \args$133.kh ;
   wire [6:0] \args$133.ki ;
-  wire [7:0] \args$133.kr ;
-  wire [7:0] \args$133.kt ;
-  wire [7:0] \args$133.kw ;
+  wire [8:0] \args$133.kr ;
+  wire [8:0] \args$133.kt ;
+  wire [8:0] \args$133.kw ;
   wire [17:0] \args$133.kx_inc ;
   wire [17:0] \args$133.ky_inc ;
   wire [6:0] \args$133.no ;
   wire [15:0] \args$133.npos ;
-  wire [7:0] \args$133.nr ;
-  wire [7:0] \args$133.nt ;
-  wire [7:0] \args$133.oh ;
+  wire [8:0] \args$133.nr ;
+  wire [8:0] \args$133.nt ;
+  wire [8:0] \args$133.oh ;
   wire [15:0] \args$133.out_base ;
-  wire [7:0] \args$133.out_cw ;
-  wire [7:0] \args$133.ow ;
+  wire [8:0] \args$133.out_cw ;
+  wire [8:0] \args$133.ow ;
   wire [2:0] \args$133.page_base ;
-  wire [11:0] \args$133.param_base ;
+  wire [12:0] \args$133.param_base ;
   wire [3:0] \args$133.pl ;
   wire [17:0] \args$133.pos0 ;
   wire [17:0] \args$133.pos_bstep ;
   wire [17:0] \args$133.pos_ux ;
   wire [17:0] \args$133.pos_wrap ;
   wire [3:0] \args$133.pt ;
-  wire [9:0] \args$133.role_base ;
+  wire [10:0] \args$133.role_base ;
   wire \args$133.rowpack ;
   wire [3:0] \args$133.sh ;
   wire [3:0] \args$133.sw ;
@@ -38748,47 +38750,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$133.x_signed ;
   wire [7:0] \args$133.zp_in ;
   wire [9:0] \args$133.zp_out ;
-  wire [433:0] \args$144 ;
+  wire [450:0] \args$144 ;
   wire [2:0] \args$144.ab_m1 ;
   wire [9:0] \args$144.act_max ;
   wire [9:0] \args$144.act_min ;
   wire [6:0] \args$144.b ;
-  wire [7:0] \args$144.bq ;
-  wire [7:0] \args$144.br ;
+  wire [8:0] \args$144.bq ;
+  wire [8:0] \args$144.br ;
   wire [11:0] \args$144.cin ;
-  wire [9:0] \args$144.desc_base ;
+  wire [10:0] \args$144.desc_base ;
   wire [3:0] \args$144.dh ;
   wire [3:0] \args$144.dw ;
   wire [7:0] \args$144.groups ;
   wire [17:0] \args$144.img_bstep ;
   wire [17:0] \args$144.img_delta ;
-  wire [7:0] \args$144.in_cw ;
-  wire [7:0] \args$144.in_h ;
-  wire [7:0] \args$144.in_w ;
-  wire [7:0] \args$144.kh ;
+  wire [8:0] \args$144.in_cw ;
+  wire [8:0] \args$144.in_h ;
+  wire [8:0] \args$144.in_w ;
+  wire [8:0] \args$144.kh ;
   wire [6:0] \args$144.ki ;
-  wire [7:0] \args$144.kr ;
-  wire [7:0] \args$144.kt ;
-  wire [7:0] \args$144.kw ;
+  wire [8:0] \args$144.kr ;
+  wire [8:0] \args$144.kt ;
+  wire [8:0] \args$144.kw ;
   wire [17:0] \args$144.kx_inc ;
   wire [17:0] \args$144.ky_inc ;
   wire [6:0] \args$144.no ;
   wire [15:0] \args$144.npos ;
-  wire [7:0] \args$144.nr ;
-  wire [7:0] \args$144.nt ;
-  wire [7:0] \args$144.oh ;
+  wire [8:0] \args$144.nr ;
+  wire [8:0] \args$144.nt ;
+  wire [8:0] \args$144.oh ;
   wire [15:0] \args$144.out_base ;
-  wire [7:0] \args$144.out_cw ;
-  wire [7:0] \args$144.ow ;
+  wire [8:0] \args$144.out_cw ;
+  wire [8:0] \args$144.ow ;
   wire [2:0] \args$144.page_base ;
-  wire [11:0] \args$144.param_base ;
+  wire [12:0] \args$144.param_base ;
   wire [3:0] \args$144.pl ;
   wire [17:0] \args$144.pos0 ;
   wire [17:0] \args$144.pos_bstep ;
   wire [17:0] \args$144.pos_ux ;
   wire [17:0] \args$144.pos_wrap ;
   wire [3:0] \args$144.pt ;
-  wire [9:0] \args$144.role_base ;
+  wire [10:0] \args$144.role_base ;
   wire \args$144.rowpack ;
   wire [3:0] \args$144.sh ;
   wire [3:0] \args$144.sw ;
@@ -38797,47 +38799,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$144.x_signed ;
   wire [7:0] \args$144.zp_in ;
   wire [9:0] \args$144.zp_out ;
-  wire [433:0] \args$155 ;
+  wire [450:0] \args$155 ;
   wire [2:0] \args$155.ab_m1 ;
   wire [9:0] \args$155.act_max ;
   wire [9:0] \args$155.act_min ;
   wire [6:0] \args$155.b ;
-  wire [7:0] \args$155.bq ;
-  wire [7:0] \args$155.br ;
+  wire [8:0] \args$155.bq ;
+  wire [8:0] \args$155.br ;
   wire [11:0] \args$155.cin ;
-  wire [9:0] \args$155.desc_base ;
+  wire [10:0] \args$155.desc_base ;
   wire [3:0] \args$155.dh ;
   wire [3:0] \args$155.dw ;
   wire [7:0] \args$155.groups ;
   wire [17:0] \args$155.img_bstep ;
   wire [17:0] \args$155.img_delta ;
-  wire [7:0] \args$155.in_cw ;
-  wire [7:0] \args$155.in_h ;
-  wire [7:0] \args$155.in_w ;
-  wire [7:0] \args$155.kh ;
+  wire [8:0] \args$155.in_cw ;
+  wire [8:0] \args$155.in_h ;
+  wire [8:0] \args$155.in_w ;
+  wire [8:0] \args$155.kh ;
   wire [6:0] \args$155.ki ;
-  wire [7:0] \args$155.kr ;
-  wire [7:0] \args$155.kt ;
-  wire [7:0] \args$155.kw ;
+  wire [8:0] \args$155.kr ;
+  wire [8:0] \args$155.kt ;
+  wire [8:0] \args$155.kw ;
   wire [17:0] \args$155.kx_inc ;
   wire [17:0] \args$155.ky_inc ;
   wire [6:0] \args$155.no ;
   wire [15:0] \args$155.npos ;
-  wire [7:0] \args$155.nr ;
-  wire [7:0] \args$155.nt ;
-  wire [7:0] \args$155.oh ;
+  wire [8:0] \args$155.nr ;
+  wire [8:0] \args$155.nt ;
+  wire [8:0] \args$155.oh ;
   wire [15:0] \args$155.out_base ;
-  wire [7:0] \args$155.out_cw ;
-  wire [7:0] \args$155.ow ;
+  wire [8:0] \args$155.out_cw ;
+  wire [8:0] \args$155.ow ;
   wire [2:0] \args$155.page_base ;
-  wire [11:0] \args$155.param_base ;
+  wire [12:0] \args$155.param_base ;
   wire [3:0] \args$155.pl ;
   wire [17:0] \args$155.pos0 ;
   wire [17:0] \args$155.pos_bstep ;
   wire [17:0] \args$155.pos_ux ;
   wire [17:0] \args$155.pos_wrap ;
   wire [3:0] \args$155.pt ;
-  wire [9:0] \args$155.role_base ;
+  wire [10:0] \args$155.role_base ;
   wire \args$155.rowpack ;
   wire [3:0] \args$155.sh ;
   wire [3:0] \args$155.sw ;
@@ -38846,47 +38848,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$155.x_signed ;
   wire [7:0] \args$155.zp_in ;
   wire [9:0] \args$155.zp_out ;
-  wire [433:0] \args$166 ;
+  wire [450:0] \args$166 ;
   wire [2:0] \args$166.ab_m1 ;
   wire [9:0] \args$166.act_max ;
   wire [9:0] \args$166.act_min ;
   wire [6:0] \args$166.b ;
-  wire [7:0] \args$166.bq ;
-  wire [7:0] \args$166.br ;
+  wire [8:0] \args$166.bq ;
+  wire [8:0] \args$166.br ;
   wire [11:0] \args$166.cin ;
-  wire [9:0] \args$166.desc_base ;
+  wire [10:0] \args$166.desc_base ;
   wire [3:0] \args$166.dh ;
   wire [3:0] \args$166.dw ;
   wire [7:0] \args$166.groups ;
   wire [17:0] \args$166.img_bstep ;
   wire [17:0] \args$166.img_delta ;
-  wire [7:0] \args$166.in_cw ;
-  wire [7:0] \args$166.in_h ;
-  wire [7:0] \args$166.in_w ;
-  wire [7:0] \args$166.kh ;
+  wire [8:0] \args$166.in_cw ;
+  wire [8:0] \args$166.in_h ;
+  wire [8:0] \args$166.in_w ;
+  wire [8:0] \args$166.kh ;
   wire [6:0] \args$166.ki ;
-  wire [7:0] \args$166.kr ;
-  wire [7:0] \args$166.kt ;
-  wire [7:0] \args$166.kw ;
+  wire [8:0] \args$166.kr ;
+  wire [8:0] \args$166.kt ;
+  wire [8:0] \args$166.kw ;
   wire [17:0] \args$166.kx_inc ;
   wire [17:0] \args$166.ky_inc ;
   wire [6:0] \args$166.no ;
   wire [15:0] \args$166.npos ;
-  wire [7:0] \args$166.nr ;
-  wire [7:0] \args$166.nt ;
-  wire [7:0] \args$166.oh ;
+  wire [8:0] \args$166.nr ;
+  wire [8:0] \args$166.nt ;
+  wire [8:0] \args$166.oh ;
   wire [15:0] \args$166.out_base ;
-  wire [7:0] \args$166.out_cw ;
-  wire [7:0] \args$166.ow ;
+  wire [8:0] \args$166.out_cw ;
+  wire [8:0] \args$166.ow ;
   wire [2:0] \args$166.page_base ;
-  wire [11:0] \args$166.param_base ;
+  wire [12:0] \args$166.param_base ;
   wire [3:0] \args$166.pl ;
   wire [17:0] \args$166.pos0 ;
   wire [17:0] \args$166.pos_bstep ;
   wire [17:0] \args$166.pos_ux ;
   wire [17:0] \args$166.pos_wrap ;
   wire [3:0] \args$166.pt ;
-  wire [9:0] \args$166.role_base ;
+  wire [10:0] \args$166.role_base ;
   wire \args$166.rowpack ;
   wire [3:0] \args$166.sh ;
   wire [3:0] \args$166.sw ;
@@ -38895,47 +38897,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$166.x_signed ;
   wire [7:0] \args$166.zp_in ;
   wire [9:0] \args$166.zp_out ;
-  wire [433:0] \args$23 ;
+  wire [450:0] \args$23 ;
   wire [2:0] \args$23.ab_m1 ;
   wire [9:0] \args$23.act_max ;
   wire [9:0] \args$23.act_min ;
   wire [6:0] \args$23.b ;
-  wire [7:0] \args$23.bq ;
-  wire [7:0] \args$23.br ;
+  wire [8:0] \args$23.bq ;
+  wire [8:0] \args$23.br ;
   wire [11:0] \args$23.cin ;
-  wire [9:0] \args$23.desc_base ;
+  wire [10:0] \args$23.desc_base ;
   wire [3:0] \args$23.dh ;
   wire [3:0] \args$23.dw ;
   wire [7:0] \args$23.groups ;
   wire [17:0] \args$23.img_bstep ;
   wire [17:0] \args$23.img_delta ;
-  wire [7:0] \args$23.in_cw ;
-  wire [7:0] \args$23.in_h ;
-  wire [7:0] \args$23.in_w ;
-  wire [7:0] \args$23.kh ;
+  wire [8:0] \args$23.in_cw ;
+  wire [8:0] \args$23.in_h ;
+  wire [8:0] \args$23.in_w ;
+  wire [8:0] \args$23.kh ;
   wire [6:0] \args$23.ki ;
-  wire [7:0] \args$23.kr ;
-  wire [7:0] \args$23.kt ;
-  wire [7:0] \args$23.kw ;
+  wire [8:0] \args$23.kr ;
+  wire [8:0] \args$23.kt ;
+  wire [8:0] \args$23.kw ;
   wire [17:0] \args$23.kx_inc ;
   wire [17:0] \args$23.ky_inc ;
   wire [6:0] \args$23.no ;
   wire [15:0] \args$23.npos ;
-  wire [7:0] \args$23.nr ;
-  wire [7:0] \args$23.nt ;
-  wire [7:0] \args$23.oh ;
+  wire [8:0] \args$23.nr ;
+  wire [8:0] \args$23.nt ;
+  wire [8:0] \args$23.oh ;
   wire [15:0] \args$23.out_base ;
-  wire [7:0] \args$23.out_cw ;
-  wire [7:0] \args$23.ow ;
+  wire [8:0] \args$23.out_cw ;
+  wire [8:0] \args$23.ow ;
   wire [2:0] \args$23.page_base ;
-  wire [11:0] \args$23.param_base ;
+  wire [12:0] \args$23.param_base ;
   wire [3:0] \args$23.pl ;
   wire [17:0] \args$23.pos0 ;
   wire [17:0] \args$23.pos_bstep ;
   wire [17:0] \args$23.pos_ux ;
   wire [17:0] \args$23.pos_wrap ;
   wire [3:0] \args$23.pt ;
-  wire [9:0] \args$23.role_base ;
+  wire [10:0] \args$23.role_base ;
   wire \args$23.rowpack ;
   wire [3:0] \args$23.sh ;
   wire [3:0] \args$23.sw ;
@@ -38944,47 +38946,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$23.x_signed ;
   wire [7:0] \args$23.zp_in ;
   wire [9:0] \args$23.zp_out ;
-  wire [433:0] \args$34 ;
+  wire [450:0] \args$34 ;
   wire [2:0] \args$34.ab_m1 ;
   wire [9:0] \args$34.act_max ;
   wire [9:0] \args$34.act_min ;
   wire [6:0] \args$34.b ;
-  wire [7:0] \args$34.bq ;
-  wire [7:0] \args$34.br ;
+  wire [8:0] \args$34.bq ;
+  wire [8:0] \args$34.br ;
   wire [11:0] \args$34.cin ;
-  wire [9:0] \args$34.desc_base ;
+  wire [10:0] \args$34.desc_base ;
   wire [3:0] \args$34.dh ;
   wire [3:0] \args$34.dw ;
   wire [7:0] \args$34.groups ;
   wire [17:0] \args$34.img_bstep ;
   wire [17:0] \args$34.img_delta ;
-  wire [7:0] \args$34.in_cw ;
-  wire [7:0] \args$34.in_h ;
-  wire [7:0] \args$34.in_w ;
-  wire [7:0] \args$34.kh ;
+  wire [8:0] \args$34.in_cw ;
+  wire [8:0] \args$34.in_h ;
+  wire [8:0] \args$34.in_w ;
+  wire [8:0] \args$34.kh ;
   wire [6:0] \args$34.ki ;
-  wire [7:0] \args$34.kr ;
-  wire [7:0] \args$34.kt ;
-  wire [7:0] \args$34.kw ;
+  wire [8:0] \args$34.kr ;
+  wire [8:0] \args$34.kt ;
+  wire [8:0] \args$34.kw ;
   wire [17:0] \args$34.kx_inc ;
   wire [17:0] \args$34.ky_inc ;
   wire [6:0] \args$34.no ;
   wire [15:0] \args$34.npos ;
-  wire [7:0] \args$34.nr ;
-  wire [7:0] \args$34.nt ;
-  wire [7:0] \args$34.oh ;
+  wire [8:0] \args$34.nr ;
+  wire [8:0] \args$34.nt ;
+  wire [8:0] \args$34.oh ;
   wire [15:0] \args$34.out_base ;
-  wire [7:0] \args$34.out_cw ;
-  wire [7:0] \args$34.ow ;
+  wire [8:0] \args$34.out_cw ;
+  wire [8:0] \args$34.ow ;
   wire [2:0] \args$34.page_base ;
-  wire [11:0] \args$34.param_base ;
+  wire [12:0] \args$34.param_base ;
   wire [3:0] \args$34.pl ;
   wire [17:0] \args$34.pos0 ;
   wire [17:0] \args$34.pos_bstep ;
   wire [17:0] \args$34.pos_ux ;
   wire [17:0] \args$34.pos_wrap ;
   wire [3:0] \args$34.pt ;
-  wire [9:0] \args$34.role_base ;
+  wire [10:0] \args$34.role_base ;
   wire \args$34.rowpack ;
   wire [3:0] \args$34.sh ;
   wire [3:0] \args$34.sw ;
@@ -38993,47 +38995,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$34.x_signed ;
   wire [7:0] \args$34.zp_in ;
   wire [9:0] \args$34.zp_out ;
-  wire [433:0] \args$45 ;
+  wire [450:0] \args$45 ;
   wire [2:0] \args$45.ab_m1 ;
   wire [9:0] \args$45.act_max ;
   wire [9:0] \args$45.act_min ;
   wire [6:0] \args$45.b ;
-  wire [7:0] \args$45.bq ;
-  wire [7:0] \args$45.br ;
+  wire [8:0] \args$45.bq ;
+  wire [8:0] \args$45.br ;
   wire [11:0] \args$45.cin ;
-  wire [9:0] \args$45.desc_base ;
+  wire [10:0] \args$45.desc_base ;
   wire [3:0] \args$45.dh ;
   wire [3:0] \args$45.dw ;
   wire [7:0] \args$45.groups ;
   wire [17:0] \args$45.img_bstep ;
   wire [17:0] \args$45.img_delta ;
-  wire [7:0] \args$45.in_cw ;
-  wire [7:0] \args$45.in_h ;
-  wire [7:0] \args$45.in_w ;
-  wire [7:0] \args$45.kh ;
+  wire [8:0] \args$45.in_cw ;
+  wire [8:0] \args$45.in_h ;
+  wire [8:0] \args$45.in_w ;
+  wire [8:0] \args$45.kh ;
   wire [6:0] \args$45.ki ;
-  wire [7:0] \args$45.kr ;
-  wire [7:0] \args$45.kt ;
-  wire [7:0] \args$45.kw ;
+  wire [8:0] \args$45.kr ;
+  wire [8:0] \args$45.kt ;
+  wire [8:0] \args$45.kw ;
   wire [17:0] \args$45.kx_inc ;
   wire [17:0] \args$45.ky_inc ;
   wire [6:0] \args$45.no ;
   wire [15:0] \args$45.npos ;
-  wire [7:0] \args$45.nr ;
-  wire [7:0] \args$45.nt ;
-  wire [7:0] \args$45.oh ;
+  wire [8:0] \args$45.nr ;
+  wire [8:0] \args$45.nt ;
+  wire [8:0] \args$45.oh ;
   wire [15:0] \args$45.out_base ;
-  wire [7:0] \args$45.out_cw ;
-  wire [7:0] \args$45.ow ;
+  wire [8:0] \args$45.out_cw ;
+  wire [8:0] \args$45.ow ;
   wire [2:0] \args$45.page_base ;
-  wire [11:0] \args$45.param_base ;
+  wire [12:0] \args$45.param_base ;
   wire [3:0] \args$45.pl ;
   wire [17:0] \args$45.pos0 ;
   wire [17:0] \args$45.pos_bstep ;
   wire [17:0] \args$45.pos_ux ;
   wire [17:0] \args$45.pos_wrap ;
   wire [3:0] \args$45.pt ;
-  wire [9:0] \args$45.role_base ;
+  wire [10:0] \args$45.role_base ;
   wire \args$45.rowpack ;
   wire [3:0] \args$45.sh ;
   wire [3:0] \args$45.sw ;
@@ -39042,47 +39044,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$45.x_signed ;
   wire [7:0] \args$45.zp_in ;
   wire [9:0] \args$45.zp_out ;
-  wire [433:0] \args$56 ;
+  wire [450:0] \args$56 ;
   wire [2:0] \args$56.ab_m1 ;
   wire [9:0] \args$56.act_max ;
   wire [9:0] \args$56.act_min ;
   wire [6:0] \args$56.b ;
-  wire [7:0] \args$56.bq ;
-  wire [7:0] \args$56.br ;
+  wire [8:0] \args$56.bq ;
+  wire [8:0] \args$56.br ;
   wire [11:0] \args$56.cin ;
-  wire [9:0] \args$56.desc_base ;
+  wire [10:0] \args$56.desc_base ;
   wire [3:0] \args$56.dh ;
   wire [3:0] \args$56.dw ;
   wire [7:0] \args$56.groups ;
   wire [17:0] \args$56.img_bstep ;
   wire [17:0] \args$56.img_delta ;
-  wire [7:0] \args$56.in_cw ;
-  wire [7:0] \args$56.in_h ;
-  wire [7:0] \args$56.in_w ;
-  wire [7:0] \args$56.kh ;
+  wire [8:0] \args$56.in_cw ;
+  wire [8:0] \args$56.in_h ;
+  wire [8:0] \args$56.in_w ;
+  wire [8:0] \args$56.kh ;
   wire [6:0] \args$56.ki ;
-  wire [7:0] \args$56.kr ;
-  wire [7:0] \args$56.kt ;
-  wire [7:0] \args$56.kw ;
+  wire [8:0] \args$56.kr ;
+  wire [8:0] \args$56.kt ;
+  wire [8:0] \args$56.kw ;
   wire [17:0] \args$56.kx_inc ;
   wire [17:0] \args$56.ky_inc ;
   wire [6:0] \args$56.no ;
   wire [15:0] \args$56.npos ;
-  wire [7:0] \args$56.nr ;
-  wire [7:0] \args$56.nt ;
-  wire [7:0] \args$56.oh ;
+  wire [8:0] \args$56.nr ;
+  wire [8:0] \args$56.nt ;
+  wire [8:0] \args$56.oh ;
   wire [15:0] \args$56.out_base ;
-  wire [7:0] \args$56.out_cw ;
-  wire [7:0] \args$56.ow ;
+  wire [8:0] \args$56.out_cw ;
+  wire [8:0] \args$56.ow ;
   wire [2:0] \args$56.page_base ;
-  wire [11:0] \args$56.param_base ;
+  wire [12:0] \args$56.param_base ;
   wire [3:0] \args$56.pl ;
   wire [17:0] \args$56.pos0 ;
   wire [17:0] \args$56.pos_bstep ;
   wire [17:0] \args$56.pos_ux ;
   wire [17:0] \args$56.pos_wrap ;
   wire [3:0] \args$56.pt ;
-  wire [9:0] \args$56.role_base ;
+  wire [10:0] \args$56.role_base ;
   wire \args$56.rowpack ;
   wire [3:0] \args$56.sh ;
   wire [3:0] \args$56.sw ;
@@ -39091,47 +39093,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$56.x_signed ;
   wire [7:0] \args$56.zp_in ;
   wire [9:0] \args$56.zp_out ;
-  wire [433:0] \args$67 ;
+  wire [450:0] \args$67 ;
   wire [2:0] \args$67.ab_m1 ;
   wire [9:0] \args$67.act_max ;
   wire [9:0] \args$67.act_min ;
   wire [6:0] \args$67.b ;
-  wire [7:0] \args$67.bq ;
-  wire [7:0] \args$67.br ;
+  wire [8:0] \args$67.bq ;
+  wire [8:0] \args$67.br ;
   wire [11:0] \args$67.cin ;
-  wire [9:0] \args$67.desc_base ;
+  wire [10:0] \args$67.desc_base ;
   wire [3:0] \args$67.dh ;
   wire [3:0] \args$67.dw ;
   wire [7:0] \args$67.groups ;
   wire [17:0] \args$67.img_bstep ;
   wire [17:0] \args$67.img_delta ;
-  wire [7:0] \args$67.in_cw ;
-  wire [7:0] \args$67.in_h ;
-  wire [7:0] \args$67.in_w ;
-  wire [7:0] \args$67.kh ;
+  wire [8:0] \args$67.in_cw ;
+  wire [8:0] \args$67.in_h ;
+  wire [8:0] \args$67.in_w ;
+  wire [8:0] \args$67.kh ;
   wire [6:0] \args$67.ki ;
-  wire [7:0] \args$67.kr ;
-  wire [7:0] \args$67.kt ;
-  wire [7:0] \args$67.kw ;
+  wire [8:0] \args$67.kr ;
+  wire [8:0] \args$67.kt ;
+  wire [8:0] \args$67.kw ;
   wire [17:0] \args$67.kx_inc ;
   wire [17:0] \args$67.ky_inc ;
   wire [6:0] \args$67.no ;
   wire [15:0] \args$67.npos ;
-  wire [7:0] \args$67.nr ;
-  wire [7:0] \args$67.nt ;
-  wire [7:0] \args$67.oh ;
+  wire [8:0] \args$67.nr ;
+  wire [8:0] \args$67.nt ;
+  wire [8:0] \args$67.oh ;
   wire [15:0] \args$67.out_base ;
-  wire [7:0] \args$67.out_cw ;
-  wire [7:0] \args$67.ow ;
+  wire [8:0] \args$67.out_cw ;
+  wire [8:0] \args$67.ow ;
   wire [2:0] \args$67.page_base ;
-  wire [11:0] \args$67.param_base ;
+  wire [12:0] \args$67.param_base ;
   wire [3:0] \args$67.pl ;
   wire [17:0] \args$67.pos0 ;
   wire [17:0] \args$67.pos_bstep ;
   wire [17:0] \args$67.pos_ux ;
   wire [17:0] \args$67.pos_wrap ;
   wire [3:0] \args$67.pt ;
-  wire [9:0] \args$67.role_base ;
+  wire [10:0] \args$67.role_base ;
   wire \args$67.rowpack ;
   wire [3:0] \args$67.sh ;
   wire [3:0] \args$67.sw ;
@@ -39140,47 +39142,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$67.x_signed ;
   wire [7:0] \args$67.zp_in ;
   wire [9:0] \args$67.zp_out ;
-  wire [433:0] \args$78 ;
+  wire [450:0] \args$78 ;
   wire [2:0] \args$78.ab_m1 ;
   wire [9:0] \args$78.act_max ;
   wire [9:0] \args$78.act_min ;
   wire [6:0] \args$78.b ;
-  wire [7:0] \args$78.bq ;
-  wire [7:0] \args$78.br ;
+  wire [8:0] \args$78.bq ;
+  wire [8:0] \args$78.br ;
   wire [11:0] \args$78.cin ;
-  wire [9:0] \args$78.desc_base ;
+  wire [10:0] \args$78.desc_base ;
   wire [3:0] \args$78.dh ;
   wire [3:0] \args$78.dw ;
   wire [7:0] \args$78.groups ;
   wire [17:0] \args$78.img_bstep ;
   wire [17:0] \args$78.img_delta ;
-  wire [7:0] \args$78.in_cw ;
-  wire [7:0] \args$78.in_h ;
-  wire [7:0] \args$78.in_w ;
-  wire [7:0] \args$78.kh ;
+  wire [8:0] \args$78.in_cw ;
+  wire [8:0] \args$78.in_h ;
+  wire [8:0] \args$78.in_w ;
+  wire [8:0] \args$78.kh ;
   wire [6:0] \args$78.ki ;
-  wire [7:0] \args$78.kr ;
-  wire [7:0] \args$78.kt ;
-  wire [7:0] \args$78.kw ;
+  wire [8:0] \args$78.kr ;
+  wire [8:0] \args$78.kt ;
+  wire [8:0] \args$78.kw ;
   wire [17:0] \args$78.kx_inc ;
   wire [17:0] \args$78.ky_inc ;
   wire [6:0] \args$78.no ;
   wire [15:0] \args$78.npos ;
-  wire [7:0] \args$78.nr ;
-  wire [7:0] \args$78.nt ;
-  wire [7:0] \args$78.oh ;
+  wire [8:0] \args$78.nr ;
+  wire [8:0] \args$78.nt ;
+  wire [8:0] \args$78.oh ;
   wire [15:0] \args$78.out_base ;
-  wire [7:0] \args$78.out_cw ;
-  wire [7:0] \args$78.ow ;
+  wire [8:0] \args$78.out_cw ;
+  wire [8:0] \args$78.ow ;
   wire [2:0] \args$78.page_base ;
-  wire [11:0] \args$78.param_base ;
+  wire [12:0] \args$78.param_base ;
   wire [3:0] \args$78.pl ;
   wire [17:0] \args$78.pos0 ;
   wire [17:0] \args$78.pos_bstep ;
   wire [17:0] \args$78.pos_ux ;
   wire [17:0] \args$78.pos_wrap ;
   wire [3:0] \args$78.pt ;
-  wire [9:0] \args$78.role_base ;
+  wire [10:0] \args$78.role_base ;
   wire \args$78.rowpack ;
   wire [3:0] \args$78.sh ;
   wire [3:0] \args$78.sw ;
@@ -39189,47 +39191,47 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire \args$78.x_signed ;
   wire [7:0] \args$78.zp_in ;
   wire [9:0] \args$78.zp_out ;
-  wire [433:0] \args$89 ;
+  wire [450:0] \args$89 ;
   wire [2:0] \args$89.ab_m1 ;
   wire [9:0] \args$89.act_max ;
   wire [9:0] \args$89.act_min ;
   wire [6:0] \args$89.b ;
-  wire [7:0] \args$89.bq ;
-  wire [7:0] \args$89.br ;
+  wire [8:0] \args$89.bq ;
+  wire [8:0] \args$89.br ;
   wire [11:0] \args$89.cin ;
-  wire [9:0] \args$89.desc_base ;
+  wire [10:0] \args$89.desc_base ;
   wire [3:0] \args$89.dh ;
   wire [3:0] \args$89.dw ;
   wire [7:0] \args$89.groups ;
   wire [17:0] \args$89.img_bstep ;
   wire [17:0] \args$89.img_delta ;
-  wire [7:0] \args$89.in_cw ;
-  wire [7:0] \args$89.in_h ;
-  wire [7:0] \args$89.in_w ;
-  wire [7:0] \args$89.kh ;
+  wire [8:0] \args$89.in_cw ;
+  wire [8:0] \args$89.in_h ;
+  wire [8:0] \args$89.in_w ;
+  wire [8:0] \args$89.kh ;
   wire [6:0] \args$89.ki ;
-  wire [7:0] \args$89.kr ;
-  wire [7:0] \args$89.kt ;
-  wire [7:0] \args$89.kw ;
+  wire [8:0] \args$89.kr ;
+  wire [8:0] \args$89.kt ;
+  wire [8:0] \args$89.kw ;
   wire [17:0] \args$89.kx_inc ;
   wire [17:0] \args$89.ky_inc ;
   wire [6:0] \args$89.no ;
   wire [15:0] \args$89.npos ;
-  wire [7:0] \args$89.nr ;
-  wire [7:0] \args$89.nt ;
-  wire [7:0] \args$89.oh ;
+  wire [8:0] \args$89.nr ;
+  wire [8:0] \args$89.nt ;
+  wire [8:0] \args$89.oh ;
   wire [15:0] \args$89.out_base ;
-  wire [7:0] \args$89.out_cw ;
-  wire [7:0] \args$89.ow ;
+  wire [8:0] \args$89.out_cw ;
+  wire [8:0] \args$89.ow ;
   wire [2:0] \args$89.page_base ;
-  wire [11:0] \args$89.param_base ;
+  wire [12:0] \args$89.param_base ;
   wire [3:0] \args$89.pl ;
   wire [17:0] \args$89.pos0 ;
   wire [17:0] \args$89.pos_bstep ;
   wire [17:0] \args$89.pos_ux ;
   wire [17:0] \args$89.pos_wrap ;
   wire [3:0] \args$89.pt ;
-  wire [9:0] \args$89.role_base ;
+  wire [10:0] \args$89.role_base ;
   wire \args$89.rowpack ;
   wire [3:0] \args$89.sh ;
   wire [3:0] \args$89.sw ;
@@ -39242,42 +39244,42 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -39323,325 +39325,325 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire [33:0] code6_sum;
   wire [9:0] code7;
   wire [33:0] code7_sum;
-  output [9:0] desc_rd__0__addr;
-  wire [9:0] desc_rd__0__addr;
-  wire [76:0] desc_rd__0__data;
+  output [10:0] desc_rd__0__addr;
+  wire [10:0] desc_rd__0__addr;
+  wire [80:0] desc_rd__0__data;
   wire [11:0] \desc_rd__0__data.c0 ;
-  wire [11:0] \desc_rd__0__data.dx0 ;
-  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [12:0] \desc_rd__0__data.dx0 ;
+  wire [12:0] \desc_rd__0__data.dy0 ;
   wire [6:0] \desc_rd__0__data.elems ;
-  wire [7:0] \desc_rd__0__data.kx0 ;
-  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [8:0] \desc_rd__0__data.kx0 ;
+  wire [8:0] \desc_rd__0__data.ky0 ;
   wire [17:0] \desc_rd__0__data.off0 ;
-  output [9:0] desc_rd__10__addr;
-  wire [9:0] desc_rd__10__addr;
-  wire [76:0] desc_rd__10__data;
+  output [10:0] desc_rd__10__addr;
+  wire [10:0] desc_rd__10__addr;
+  wire [80:0] desc_rd__10__data;
   wire [11:0] \desc_rd__10__data.c0 ;
-  wire [11:0] \desc_rd__10__data.dx0 ;
-  wire [11:0] \desc_rd__10__data.dy0 ;
+  wire [12:0] \desc_rd__10__data.dx0 ;
+  wire [12:0] \desc_rd__10__data.dy0 ;
   wire [6:0] \desc_rd__10__data.elems ;
-  wire [7:0] \desc_rd__10__data.kx0 ;
-  wire [7:0] \desc_rd__10__data.ky0 ;
+  wire [8:0] \desc_rd__10__data.kx0 ;
+  wire [8:0] \desc_rd__10__data.ky0 ;
   wire [17:0] \desc_rd__10__data.off0 ;
-  output [9:0] desc_rd__11__addr;
-  wire [9:0] desc_rd__11__addr;
-  wire [76:0] desc_rd__11__data;
+  output [10:0] desc_rd__11__addr;
+  wire [10:0] desc_rd__11__addr;
+  wire [80:0] desc_rd__11__data;
   wire [11:0] \desc_rd__11__data.c0 ;
-  wire [11:0] \desc_rd__11__data.dx0 ;
-  wire [11:0] \desc_rd__11__data.dy0 ;
+  wire [12:0] \desc_rd__11__data.dx0 ;
+  wire [12:0] \desc_rd__11__data.dy0 ;
   wire [6:0] \desc_rd__11__data.elems ;
-  wire [7:0] \desc_rd__11__data.kx0 ;
-  wire [7:0] \desc_rd__11__data.ky0 ;
+  wire [8:0] \desc_rd__11__data.kx0 ;
+  wire [8:0] \desc_rd__11__data.ky0 ;
   wire [17:0] \desc_rd__11__data.off0 ;
-  output [9:0] desc_rd__12__addr;
-  wire [9:0] desc_rd__12__addr;
-  wire [76:0] desc_rd__12__data;
+  output [10:0] desc_rd__12__addr;
+  wire [10:0] desc_rd__12__addr;
+  wire [80:0] desc_rd__12__data;
   wire [11:0] \desc_rd__12__data.c0 ;
-  wire [11:0] \desc_rd__12__data.dx0 ;
-  wire [11:0] \desc_rd__12__data.dy0 ;
+  wire [12:0] \desc_rd__12__data.dx0 ;
+  wire [12:0] \desc_rd__12__data.dy0 ;
   wire [6:0] \desc_rd__12__data.elems ;
-  wire [7:0] \desc_rd__12__data.kx0 ;
-  wire [7:0] \desc_rd__12__data.ky0 ;
+  wire [8:0] \desc_rd__12__data.kx0 ;
+  wire [8:0] \desc_rd__12__data.ky0 ;
   wire [17:0] \desc_rd__12__data.off0 ;
-  output [9:0] desc_rd__13__addr;
-  wire [9:0] desc_rd__13__addr;
-  wire [76:0] desc_rd__13__data;
+  output [10:0] desc_rd__13__addr;
+  wire [10:0] desc_rd__13__addr;
+  wire [80:0] desc_rd__13__data;
   wire [11:0] \desc_rd__13__data.c0 ;
-  wire [11:0] \desc_rd__13__data.dx0 ;
-  wire [11:0] \desc_rd__13__data.dy0 ;
+  wire [12:0] \desc_rd__13__data.dx0 ;
+  wire [12:0] \desc_rd__13__data.dy0 ;
   wire [6:0] \desc_rd__13__data.elems ;
-  wire [7:0] \desc_rd__13__data.kx0 ;
-  wire [7:0] \desc_rd__13__data.ky0 ;
+  wire [8:0] \desc_rd__13__data.kx0 ;
+  wire [8:0] \desc_rd__13__data.ky0 ;
   wire [17:0] \desc_rd__13__data.off0 ;
-  output [9:0] desc_rd__14__addr;
-  wire [9:0] desc_rd__14__addr;
-  wire [76:0] desc_rd__14__data;
+  output [10:0] desc_rd__14__addr;
+  wire [10:0] desc_rd__14__addr;
+  wire [80:0] desc_rd__14__data;
   wire [11:0] \desc_rd__14__data.c0 ;
-  wire [11:0] \desc_rd__14__data.dx0 ;
-  wire [11:0] \desc_rd__14__data.dy0 ;
+  wire [12:0] \desc_rd__14__data.dx0 ;
+  wire [12:0] \desc_rd__14__data.dy0 ;
   wire [6:0] \desc_rd__14__data.elems ;
-  wire [7:0] \desc_rd__14__data.kx0 ;
-  wire [7:0] \desc_rd__14__data.ky0 ;
+  wire [8:0] \desc_rd__14__data.kx0 ;
+  wire [8:0] \desc_rd__14__data.ky0 ;
   wire [17:0] \desc_rd__14__data.off0 ;
-  output [9:0] desc_rd__15__addr;
-  wire [9:0] desc_rd__15__addr;
-  wire [76:0] desc_rd__15__data;
+  output [10:0] desc_rd__15__addr;
+  wire [10:0] desc_rd__15__addr;
+  wire [80:0] desc_rd__15__data;
   wire [11:0] \desc_rd__15__data.c0 ;
-  wire [11:0] \desc_rd__15__data.dx0 ;
-  wire [11:0] \desc_rd__15__data.dy0 ;
+  wire [12:0] \desc_rd__15__data.dx0 ;
+  wire [12:0] \desc_rd__15__data.dy0 ;
   wire [6:0] \desc_rd__15__data.elems ;
-  wire [7:0] \desc_rd__15__data.kx0 ;
-  wire [7:0] \desc_rd__15__data.ky0 ;
+  wire [8:0] \desc_rd__15__data.kx0 ;
+  wire [8:0] \desc_rd__15__data.ky0 ;
   wire [17:0] \desc_rd__15__data.off0 ;
-  output [9:0] desc_rd__1__addr;
-  wire [9:0] desc_rd__1__addr;
-  wire [76:0] desc_rd__1__data;
+  output [10:0] desc_rd__1__addr;
+  wire [10:0] desc_rd__1__addr;
+  wire [80:0] desc_rd__1__data;
   wire [11:0] \desc_rd__1__data.c0 ;
-  wire [11:0] \desc_rd__1__data.dx0 ;
-  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [12:0] \desc_rd__1__data.dx0 ;
+  wire [12:0] \desc_rd__1__data.dy0 ;
   wire [6:0] \desc_rd__1__data.elems ;
-  wire [7:0] \desc_rd__1__data.kx0 ;
-  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [8:0] \desc_rd__1__data.kx0 ;
+  wire [8:0] \desc_rd__1__data.ky0 ;
   wire [17:0] \desc_rd__1__data.off0 ;
-  output [9:0] desc_rd__2__addr;
-  wire [9:0] desc_rd__2__addr;
-  wire [76:0] desc_rd__2__data;
+  output [10:0] desc_rd__2__addr;
+  wire [10:0] desc_rd__2__addr;
+  wire [80:0] desc_rd__2__data;
   wire [11:0] \desc_rd__2__data.c0 ;
-  wire [11:0] \desc_rd__2__data.dx0 ;
-  wire [11:0] \desc_rd__2__data.dy0 ;
+  wire [12:0] \desc_rd__2__data.dx0 ;
+  wire [12:0] \desc_rd__2__data.dy0 ;
   wire [6:0] \desc_rd__2__data.elems ;
-  wire [7:0] \desc_rd__2__data.kx0 ;
-  wire [7:0] \desc_rd__2__data.ky0 ;
+  wire [8:0] \desc_rd__2__data.kx0 ;
+  wire [8:0] \desc_rd__2__data.ky0 ;
   wire [17:0] \desc_rd__2__data.off0 ;
-  output [9:0] desc_rd__3__addr;
-  wire [9:0] desc_rd__3__addr;
-  wire [76:0] desc_rd__3__data;
+  output [10:0] desc_rd__3__addr;
+  wire [10:0] desc_rd__3__addr;
+  wire [80:0] desc_rd__3__data;
   wire [11:0] \desc_rd__3__data.c0 ;
-  wire [11:0] \desc_rd__3__data.dx0 ;
-  wire [11:0] \desc_rd__3__data.dy0 ;
+  wire [12:0] \desc_rd__3__data.dx0 ;
+  wire [12:0] \desc_rd__3__data.dy0 ;
   wire [6:0] \desc_rd__3__data.elems ;
-  wire [7:0] \desc_rd__3__data.kx0 ;
-  wire [7:0] \desc_rd__3__data.ky0 ;
+  wire [8:0] \desc_rd__3__data.kx0 ;
+  wire [8:0] \desc_rd__3__data.ky0 ;
   wire [17:0] \desc_rd__3__data.off0 ;
-  output [9:0] desc_rd__4__addr;
-  wire [9:0] desc_rd__4__addr;
-  wire [76:0] desc_rd__4__data;
+  output [10:0] desc_rd__4__addr;
+  wire [10:0] desc_rd__4__addr;
+  wire [80:0] desc_rd__4__data;
   wire [11:0] \desc_rd__4__data.c0 ;
-  wire [11:0] \desc_rd__4__data.dx0 ;
-  wire [11:0] \desc_rd__4__data.dy0 ;
+  wire [12:0] \desc_rd__4__data.dx0 ;
+  wire [12:0] \desc_rd__4__data.dy0 ;
   wire [6:0] \desc_rd__4__data.elems ;
-  wire [7:0] \desc_rd__4__data.kx0 ;
-  wire [7:0] \desc_rd__4__data.ky0 ;
+  wire [8:0] \desc_rd__4__data.kx0 ;
+  wire [8:0] \desc_rd__4__data.ky0 ;
   wire [17:0] \desc_rd__4__data.off0 ;
-  output [9:0] desc_rd__5__addr;
-  wire [9:0] desc_rd__5__addr;
-  wire [76:0] desc_rd__5__data;
+  output [10:0] desc_rd__5__addr;
+  wire [10:0] desc_rd__5__addr;
+  wire [80:0] desc_rd__5__data;
   wire [11:0] \desc_rd__5__data.c0 ;
-  wire [11:0] \desc_rd__5__data.dx0 ;
-  wire [11:0] \desc_rd__5__data.dy0 ;
+  wire [12:0] \desc_rd__5__data.dx0 ;
+  wire [12:0] \desc_rd__5__data.dy0 ;
   wire [6:0] \desc_rd__5__data.elems ;
-  wire [7:0] \desc_rd__5__data.kx0 ;
-  wire [7:0] \desc_rd__5__data.ky0 ;
+  wire [8:0] \desc_rd__5__data.kx0 ;
+  wire [8:0] \desc_rd__5__data.ky0 ;
   wire [17:0] \desc_rd__5__data.off0 ;
-  output [9:0] desc_rd__6__addr;
-  wire [9:0] desc_rd__6__addr;
-  wire [76:0] desc_rd__6__data;
+  output [10:0] desc_rd__6__addr;
+  wire [10:0] desc_rd__6__addr;
+  wire [80:0] desc_rd__6__data;
   wire [11:0] \desc_rd__6__data.c0 ;
-  wire [11:0] \desc_rd__6__data.dx0 ;
-  wire [11:0] \desc_rd__6__data.dy0 ;
+  wire [12:0] \desc_rd__6__data.dx0 ;
+  wire [12:0] \desc_rd__6__data.dy0 ;
   wire [6:0] \desc_rd__6__data.elems ;
-  wire [7:0] \desc_rd__6__data.kx0 ;
-  wire [7:0] \desc_rd__6__data.ky0 ;
+  wire [8:0] \desc_rd__6__data.kx0 ;
+  wire [8:0] \desc_rd__6__data.ky0 ;
   wire [17:0] \desc_rd__6__data.off0 ;
-  output [9:0] desc_rd__7__addr;
-  wire [9:0] desc_rd__7__addr;
-  wire [76:0] desc_rd__7__data;
+  output [10:0] desc_rd__7__addr;
+  wire [10:0] desc_rd__7__addr;
+  wire [80:0] desc_rd__7__data;
   wire [11:0] \desc_rd__7__data.c0 ;
-  wire [11:0] \desc_rd__7__data.dx0 ;
-  wire [11:0] \desc_rd__7__data.dy0 ;
+  wire [12:0] \desc_rd__7__data.dx0 ;
+  wire [12:0] \desc_rd__7__data.dy0 ;
   wire [6:0] \desc_rd__7__data.elems ;
-  wire [7:0] \desc_rd__7__data.kx0 ;
-  wire [7:0] \desc_rd__7__data.ky0 ;
+  wire [8:0] \desc_rd__7__data.kx0 ;
+  wire [8:0] \desc_rd__7__data.ky0 ;
   wire [17:0] \desc_rd__7__data.off0 ;
-  output [9:0] desc_rd__8__addr;
-  wire [9:0] desc_rd__8__addr;
-  wire [76:0] desc_rd__8__data;
+  output [10:0] desc_rd__8__addr;
+  wire [10:0] desc_rd__8__addr;
+  wire [80:0] desc_rd__8__data;
   wire [11:0] \desc_rd__8__data.c0 ;
-  wire [11:0] \desc_rd__8__data.dx0 ;
-  wire [11:0] \desc_rd__8__data.dy0 ;
+  wire [12:0] \desc_rd__8__data.dx0 ;
+  wire [12:0] \desc_rd__8__data.dy0 ;
   wire [6:0] \desc_rd__8__data.elems ;
-  wire [7:0] \desc_rd__8__data.kx0 ;
-  wire [7:0] \desc_rd__8__data.ky0 ;
+  wire [8:0] \desc_rd__8__data.kx0 ;
+  wire [8:0] \desc_rd__8__data.ky0 ;
   wire [17:0] \desc_rd__8__data.off0 ;
-  output [9:0] desc_rd__9__addr;
-  wire [9:0] desc_rd__9__addr;
-  wire [76:0] desc_rd__9__data;
+  output [10:0] desc_rd__9__addr;
+  wire [10:0] desc_rd__9__addr;
+  wire [80:0] desc_rd__9__data;
   wire [11:0] \desc_rd__9__data.c0 ;
-  wire [11:0] \desc_rd__9__data.dx0 ;
-  wire [11:0] \desc_rd__9__data.dy0 ;
+  wire [12:0] \desc_rd__9__data.dx0 ;
+  wire [12:0] \desc_rd__9__data.dy0 ;
   wire [6:0] \desc_rd__9__data.elems ;
-  wire [7:0] \desc_rd__9__data.kx0 ;
-  wire [7:0] \desc_rd__9__data.ky0 ;
+  wire [8:0] \desc_rd__9__data.kx0 ;
+  wire [8:0] \desc_rd__9__data.ky0 ;
   wire [17:0] \desc_rd__9__data.off0 ;
-  wire [9:0] desc_rd__addr;
-  wire [9:0] \desc_rd__addr$108 ;
-  wire [9:0] \desc_rd__addr$119 ;
-  wire [9:0] \desc_rd__addr$130 ;
-  wire [9:0] \desc_rd__addr$141 ;
-  wire [9:0] \desc_rd__addr$152 ;
-  wire [9:0] \desc_rd__addr$163 ;
-  wire [9:0] \desc_rd__addr$174 ;
-  wire [9:0] \desc_rd__addr$20 ;
-  wire [9:0] \desc_rd__addr$31 ;
-  wire [9:0] \desc_rd__addr$42 ;
-  wire [9:0] \desc_rd__addr$53 ;
-  wire [9:0] \desc_rd__addr$64 ;
-  wire [9:0] \desc_rd__addr$75 ;
-  wire [9:0] \desc_rd__addr$86 ;
-  wire [9:0] \desc_rd__addr$97 ;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
-  input [76:0] \desc_rd__data$109 ;
-  wire [76:0] \desc_rd__data$109 ;
+  wire [10:0] desc_rd__addr;
+  wire [10:0] \desc_rd__addr$108 ;
+  wire [10:0] \desc_rd__addr$119 ;
+  wire [10:0] \desc_rd__addr$130 ;
+  wire [10:0] \desc_rd__addr$141 ;
+  wire [10:0] \desc_rd__addr$152 ;
+  wire [10:0] \desc_rd__addr$163 ;
+  wire [10:0] \desc_rd__addr$174 ;
+  wire [10:0] \desc_rd__addr$20 ;
+  wire [10:0] \desc_rd__addr$31 ;
+  wire [10:0] \desc_rd__addr$42 ;
+  wire [10:0] \desc_rd__addr$53 ;
+  wire [10:0] \desc_rd__addr$64 ;
+  wire [10:0] \desc_rd__addr$75 ;
+  wire [10:0] \desc_rd__addr$86 ;
+  wire [10:0] \desc_rd__addr$97 ;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
+  input [80:0] \desc_rd__data$109 ;
+  wire [80:0] \desc_rd__data$109 ;
   wire [11:0] \desc_rd__data$109.c0 ;
-  wire [11:0] \desc_rd__data$109.dx0 ;
-  wire [11:0] \desc_rd__data$109.dy0 ;
+  wire [12:0] \desc_rd__data$109.dx0 ;
+  wire [12:0] \desc_rd__data$109.dy0 ;
   wire [6:0] \desc_rd__data$109.elems ;
-  wire [7:0] \desc_rd__data$109.kx0 ;
-  wire [7:0] \desc_rd__data$109.ky0 ;
+  wire [8:0] \desc_rd__data$109.kx0 ;
+  wire [8:0] \desc_rd__data$109.ky0 ;
   wire [17:0] \desc_rd__data$109.off0 ;
-  input [76:0] \desc_rd__data$120 ;
-  wire [76:0] \desc_rd__data$120 ;
+  input [80:0] \desc_rd__data$120 ;
+  wire [80:0] \desc_rd__data$120 ;
   wire [11:0] \desc_rd__data$120.c0 ;
-  wire [11:0] \desc_rd__data$120.dx0 ;
-  wire [11:0] \desc_rd__data$120.dy0 ;
+  wire [12:0] \desc_rd__data$120.dx0 ;
+  wire [12:0] \desc_rd__data$120.dy0 ;
   wire [6:0] \desc_rd__data$120.elems ;
-  wire [7:0] \desc_rd__data$120.kx0 ;
-  wire [7:0] \desc_rd__data$120.ky0 ;
+  wire [8:0] \desc_rd__data$120.kx0 ;
+  wire [8:0] \desc_rd__data$120.ky0 ;
   wire [17:0] \desc_rd__data$120.off0 ;
-  input [76:0] \desc_rd__data$131 ;
-  wire [76:0] \desc_rd__data$131 ;
+  input [80:0] \desc_rd__data$131 ;
+  wire [80:0] \desc_rd__data$131 ;
   wire [11:0] \desc_rd__data$131.c0 ;
-  wire [11:0] \desc_rd__data$131.dx0 ;
-  wire [11:0] \desc_rd__data$131.dy0 ;
+  wire [12:0] \desc_rd__data$131.dx0 ;
+  wire [12:0] \desc_rd__data$131.dy0 ;
   wire [6:0] \desc_rd__data$131.elems ;
-  wire [7:0] \desc_rd__data$131.kx0 ;
-  wire [7:0] \desc_rd__data$131.ky0 ;
+  wire [8:0] \desc_rd__data$131.kx0 ;
+  wire [8:0] \desc_rd__data$131.ky0 ;
   wire [17:0] \desc_rd__data$131.off0 ;
-  input [76:0] \desc_rd__data$142 ;
-  wire [76:0] \desc_rd__data$142 ;
+  input [80:0] \desc_rd__data$142 ;
+  wire [80:0] \desc_rd__data$142 ;
   wire [11:0] \desc_rd__data$142.c0 ;
-  wire [11:0] \desc_rd__data$142.dx0 ;
-  wire [11:0] \desc_rd__data$142.dy0 ;
+  wire [12:0] \desc_rd__data$142.dx0 ;
+  wire [12:0] \desc_rd__data$142.dy0 ;
   wire [6:0] \desc_rd__data$142.elems ;
-  wire [7:0] \desc_rd__data$142.kx0 ;
-  wire [7:0] \desc_rd__data$142.ky0 ;
+  wire [8:0] \desc_rd__data$142.kx0 ;
+  wire [8:0] \desc_rd__data$142.ky0 ;
   wire [17:0] \desc_rd__data$142.off0 ;
-  input [76:0] \desc_rd__data$153 ;
-  wire [76:0] \desc_rd__data$153 ;
+  input [80:0] \desc_rd__data$153 ;
+  wire [80:0] \desc_rd__data$153 ;
   wire [11:0] \desc_rd__data$153.c0 ;
-  wire [11:0] \desc_rd__data$153.dx0 ;
-  wire [11:0] \desc_rd__data$153.dy0 ;
+  wire [12:0] \desc_rd__data$153.dx0 ;
+  wire [12:0] \desc_rd__data$153.dy0 ;
   wire [6:0] \desc_rd__data$153.elems ;
-  wire [7:0] \desc_rd__data$153.kx0 ;
-  wire [7:0] \desc_rd__data$153.ky0 ;
+  wire [8:0] \desc_rd__data$153.kx0 ;
+  wire [8:0] \desc_rd__data$153.ky0 ;
   wire [17:0] \desc_rd__data$153.off0 ;
-  input [76:0] \desc_rd__data$164 ;
-  wire [76:0] \desc_rd__data$164 ;
+  input [80:0] \desc_rd__data$164 ;
+  wire [80:0] \desc_rd__data$164 ;
   wire [11:0] \desc_rd__data$164.c0 ;
-  wire [11:0] \desc_rd__data$164.dx0 ;
-  wire [11:0] \desc_rd__data$164.dy0 ;
+  wire [12:0] \desc_rd__data$164.dx0 ;
+  wire [12:0] \desc_rd__data$164.dy0 ;
   wire [6:0] \desc_rd__data$164.elems ;
-  wire [7:0] \desc_rd__data$164.kx0 ;
-  wire [7:0] \desc_rd__data$164.ky0 ;
+  wire [8:0] \desc_rd__data$164.kx0 ;
+  wire [8:0] \desc_rd__data$164.ky0 ;
   wire [17:0] \desc_rd__data$164.off0 ;
-  input [76:0] \desc_rd__data$175 ;
-  wire [76:0] \desc_rd__data$175 ;
+  input [80:0] \desc_rd__data$175 ;
+  wire [80:0] \desc_rd__data$175 ;
   wire [11:0] \desc_rd__data$175.c0 ;
-  wire [11:0] \desc_rd__data$175.dx0 ;
-  wire [11:0] \desc_rd__data$175.dy0 ;
+  wire [12:0] \desc_rd__data$175.dx0 ;
+  wire [12:0] \desc_rd__data$175.dy0 ;
   wire [6:0] \desc_rd__data$175.elems ;
-  wire [7:0] \desc_rd__data$175.kx0 ;
-  wire [7:0] \desc_rd__data$175.ky0 ;
+  wire [8:0] \desc_rd__data$175.kx0 ;
+  wire [8:0] \desc_rd__data$175.ky0 ;
   wire [17:0] \desc_rd__data$175.off0 ;
-  input [76:0] \desc_rd__data$21 ;
-  wire [76:0] \desc_rd__data$21 ;
+  input [80:0] \desc_rd__data$21 ;
+  wire [80:0] \desc_rd__data$21 ;
   wire [11:0] \desc_rd__data$21.c0 ;
-  wire [11:0] \desc_rd__data$21.dx0 ;
-  wire [11:0] \desc_rd__data$21.dy0 ;
+  wire [12:0] \desc_rd__data$21.dx0 ;
+  wire [12:0] \desc_rd__data$21.dy0 ;
   wire [6:0] \desc_rd__data$21.elems ;
-  wire [7:0] \desc_rd__data$21.kx0 ;
-  wire [7:0] \desc_rd__data$21.ky0 ;
+  wire [8:0] \desc_rd__data$21.kx0 ;
+  wire [8:0] \desc_rd__data$21.ky0 ;
   wire [17:0] \desc_rd__data$21.off0 ;
-  input [76:0] \desc_rd__data$32 ;
-  wire [76:0] \desc_rd__data$32 ;
+  input [80:0] \desc_rd__data$32 ;
+  wire [80:0] \desc_rd__data$32 ;
   wire [11:0] \desc_rd__data$32.c0 ;
-  wire [11:0] \desc_rd__data$32.dx0 ;
-  wire [11:0] \desc_rd__data$32.dy0 ;
+  wire [12:0] \desc_rd__data$32.dx0 ;
+  wire [12:0] \desc_rd__data$32.dy0 ;
   wire [6:0] \desc_rd__data$32.elems ;
-  wire [7:0] \desc_rd__data$32.kx0 ;
-  wire [7:0] \desc_rd__data$32.ky0 ;
+  wire [8:0] \desc_rd__data$32.kx0 ;
+  wire [8:0] \desc_rd__data$32.ky0 ;
   wire [17:0] \desc_rd__data$32.off0 ;
-  input [76:0] \desc_rd__data$43 ;
-  wire [76:0] \desc_rd__data$43 ;
+  input [80:0] \desc_rd__data$43 ;
+  wire [80:0] \desc_rd__data$43 ;
   wire [11:0] \desc_rd__data$43.c0 ;
-  wire [11:0] \desc_rd__data$43.dx0 ;
-  wire [11:0] \desc_rd__data$43.dy0 ;
+  wire [12:0] \desc_rd__data$43.dx0 ;
+  wire [12:0] \desc_rd__data$43.dy0 ;
   wire [6:0] \desc_rd__data$43.elems ;
-  wire [7:0] \desc_rd__data$43.kx0 ;
-  wire [7:0] \desc_rd__data$43.ky0 ;
+  wire [8:0] \desc_rd__data$43.kx0 ;
+  wire [8:0] \desc_rd__data$43.ky0 ;
   wire [17:0] \desc_rd__data$43.off0 ;
-  input [76:0] \desc_rd__data$54 ;
-  wire [76:0] \desc_rd__data$54 ;
+  input [80:0] \desc_rd__data$54 ;
+  wire [80:0] \desc_rd__data$54 ;
   wire [11:0] \desc_rd__data$54.c0 ;
-  wire [11:0] \desc_rd__data$54.dx0 ;
-  wire [11:0] \desc_rd__data$54.dy0 ;
+  wire [12:0] \desc_rd__data$54.dx0 ;
+  wire [12:0] \desc_rd__data$54.dy0 ;
   wire [6:0] \desc_rd__data$54.elems ;
-  wire [7:0] \desc_rd__data$54.kx0 ;
-  wire [7:0] \desc_rd__data$54.ky0 ;
+  wire [8:0] \desc_rd__data$54.kx0 ;
+  wire [8:0] \desc_rd__data$54.ky0 ;
   wire [17:0] \desc_rd__data$54.off0 ;
-  input [76:0] \desc_rd__data$65 ;
-  wire [76:0] \desc_rd__data$65 ;
+  input [80:0] \desc_rd__data$65 ;
+  wire [80:0] \desc_rd__data$65 ;
   wire [11:0] \desc_rd__data$65.c0 ;
-  wire [11:0] \desc_rd__data$65.dx0 ;
-  wire [11:0] \desc_rd__data$65.dy0 ;
+  wire [12:0] \desc_rd__data$65.dx0 ;
+  wire [12:0] \desc_rd__data$65.dy0 ;
   wire [6:0] \desc_rd__data$65.elems ;
-  wire [7:0] \desc_rd__data$65.kx0 ;
-  wire [7:0] \desc_rd__data$65.ky0 ;
+  wire [8:0] \desc_rd__data$65.kx0 ;
+  wire [8:0] \desc_rd__data$65.ky0 ;
   wire [17:0] \desc_rd__data$65.off0 ;
-  input [76:0] \desc_rd__data$76 ;
-  wire [76:0] \desc_rd__data$76 ;
+  input [80:0] \desc_rd__data$76 ;
+  wire [80:0] \desc_rd__data$76 ;
   wire [11:0] \desc_rd__data$76.c0 ;
-  wire [11:0] \desc_rd__data$76.dx0 ;
-  wire [11:0] \desc_rd__data$76.dy0 ;
+  wire [12:0] \desc_rd__data$76.dx0 ;
+  wire [12:0] \desc_rd__data$76.dy0 ;
   wire [6:0] \desc_rd__data$76.elems ;
-  wire [7:0] \desc_rd__data$76.kx0 ;
-  wire [7:0] \desc_rd__data$76.ky0 ;
+  wire [8:0] \desc_rd__data$76.kx0 ;
+  wire [8:0] \desc_rd__data$76.ky0 ;
   wire [17:0] \desc_rd__data$76.off0 ;
-  input [76:0] \desc_rd__data$87 ;
-  wire [76:0] \desc_rd__data$87 ;
+  input [80:0] \desc_rd__data$87 ;
+  wire [80:0] \desc_rd__data$87 ;
   wire [11:0] \desc_rd__data$87.c0 ;
-  wire [11:0] \desc_rd__data$87.dx0 ;
-  wire [11:0] \desc_rd__data$87.dy0 ;
+  wire [12:0] \desc_rd__data$87.dx0 ;
+  wire [12:0] \desc_rd__data$87.dy0 ;
   wire [6:0] \desc_rd__data$87.elems ;
-  wire [7:0] \desc_rd__data$87.kx0 ;
-  wire [7:0] \desc_rd__data$87.ky0 ;
+  wire [8:0] \desc_rd__data$87.kx0 ;
+  wire [8:0] \desc_rd__data$87.ky0 ;
   wire [17:0] \desc_rd__data$87.off0 ;
-  input [76:0] \desc_rd__data$98 ;
-  wire [76:0] \desc_rd__data$98 ;
+  input [80:0] \desc_rd__data$98 ;
+  wire [80:0] \desc_rd__data$98 ;
   wire [11:0] \desc_rd__data$98.c0 ;
-  wire [11:0] \desc_rd__data$98.dx0 ;
-  wire [11:0] \desc_rd__data$98.dy0 ;
+  wire [12:0] \desc_rd__data$98.dx0 ;
+  wire [12:0] \desc_rd__data$98.dy0 ;
   wire [6:0] \desc_rd__data$98.elems ;
-  wire [7:0] \desc_rd__data$98.kx0 ;
-  wire [7:0] \desc_rd__data$98.ky0 ;
+  wire [8:0] \desc_rd__data$98.kx0 ;
+  wire [8:0] \desc_rd__data$98.ky0 ;
   wire [17:0] \desc_rd__data$98.off0 ;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   wire done;
   wire en;
@@ -41670,8 +41672,8 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   wire op__9__ready;
   output op__9__valid;
   wire op__9__valid;
-  output [11:0] param_rd__addr;
-  wire [11:0] param_rd__addr;
+  output [12:0] param_rd__addr;
+  wire [12:0] param_rd__addr;
   input [767:0] param_rd__data;
   wire [767:0] param_rd__data;
   wire [95:0] \param_rd__data[0] ;
@@ -44374,335 +44376,335 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign \$21  = \$20  & all_idle;
   assign \$22  = ~ any_stall;
   assign go = \$21  & \$22 ;
-  assign \$23  = args[301:294] - 1'h1;
+  assign \$23  = args[314:306] - 1'h1;
   assign \$24  = g_kr == \$23 ;
-  assign \$25  = args[309:302] - 1'h1;
+  assign \$25  = args[323:315] - 1'h1;
   assign \$26  = g_nr == \$25 ;
   assign g_round_end = \$24  & \$26 ;
   assign \$27  = en & pos_valid;
   assign \$28  = g_kbase + kk;
-  assign \$29  = \$28  < args[285:278];
+  assign \$29  = \$28  < args[296:288];
   assign \$30  = \$27  & \$29 ;
   assign \$31  = g_nbase + nn;
-  assign \$32  = \$31  < args[293:286];
+  assign \$32  = \$31  < args[305:297];
   assign g_act0 = \$30  & \$32 ;
   assign pos_bstep = go & g_round_end;
   assign \$33  = \en$181  & \pos_valid$247 ;
   assign \$34  = g_kbase + \kk$248 ;
-  assign \$35  = \$34  < args[285:278];
+  assign \$35  = \$34  < args[296:288];
   assign \$36  = \$33  & \$35 ;
   assign \$37  = g_nbase + \nn$249 ;
-  assign \$38  = \$37  < args[293:286];
+  assign \$38  = \$37  < args[305:297];
   assign g_act1 = \$36  & \$38 ;
   assign \pos_bstep$253  = go & g_round_end;
   assign \$39  = \en$182  & \pos_valid$255 ;
   assign \$40  = g_kbase + \kk$256 ;
-  assign \$41  = \$40  < args[285:278];
+  assign \$41  = \$40  < args[296:288];
   assign \$42  = \$39  & \$41 ;
   assign \$43  = g_nbase + \nn$257 ;
-  assign \$44  = \$43  < args[293:286];
+  assign \$44  = \$43  < args[305:297];
   assign g_act2 = \$42  & \$44 ;
   assign \pos_bstep$261  = go & g_round_end;
   assign \$45  = \en$183  & \pos_valid$263 ;
   assign \$46  = g_kbase + \kk$264 ;
-  assign \$47  = \$46  < args[285:278];
+  assign \$47  = \$46  < args[296:288];
   assign \$48  = \$45  & \$47 ;
   assign \$49  = g_nbase + \nn$265 ;
-  assign \$50  = \$49  < args[293:286];
+  assign \$50  = \$49  < args[305:297];
   assign g_act3 = \$48  & \$50 ;
   assign \pos_bstep$269  = go & g_round_end;
   assign \$51  = \en$184  & \pos_valid$271 ;
   assign \$52  = g_kbase + \kk$272 ;
-  assign \$53  = \$52  < args[285:278];
+  assign \$53  = \$52  < args[296:288];
   assign \$54  = \$51  & \$53 ;
   assign \$55  = g_nbase + \nn$273 ;
-  assign \$56  = \$55  < args[293:286];
+  assign \$56  = \$55  < args[305:297];
   assign g_act4 = \$54  & \$56 ;
   assign \pos_bstep$277  = go & g_round_end;
   assign \$57  = \en$185  & \pos_valid$279 ;
   assign \$58  = g_kbase + \kk$280 ;
-  assign \$59  = \$58  < args[285:278];
+  assign \$59  = \$58  < args[296:288];
   assign \$60  = \$57  & \$59 ;
   assign \$61  = g_nbase + \nn$281 ;
-  assign \$62  = \$61  < args[293:286];
+  assign \$62  = \$61  < args[305:297];
   assign g_act5 = \$60  & \$62 ;
   assign \pos_bstep$285  = go & g_round_end;
   assign \$63  = \en$186  & \pos_valid$287 ;
   assign \$64  = g_kbase + \kk$288 ;
-  assign \$65  = \$64  < args[285:278];
+  assign \$65  = \$64  < args[296:288];
   assign \$66  = \$63  & \$65 ;
   assign \$67  = g_nbase + \nn$289 ;
-  assign \$68  = \$67  < args[293:286];
+  assign \$68  = \$67  < args[305:297];
   assign g_act6 = \$66  & \$68 ;
   assign \pos_bstep$293  = go & g_round_end;
   assign \$69  = \en$187  & \pos_valid$295 ;
   assign \$70  = g_kbase + \kk$296 ;
-  assign \$71  = \$70  < args[285:278];
+  assign \$71  = \$70  < args[296:288];
   assign \$72  = \$69  & \$71 ;
   assign \$73  = g_nbase + \nn$297 ;
-  assign \$74  = \$73  < args[293:286];
+  assign \$74  = \$73  < args[305:297];
   assign g_act7 = \$72  & \$74 ;
   assign \pos_bstep$301  = go & g_round_end;
   assign \$75  = \en$188  & \pos_valid$303 ;
   assign \$76  = g_kbase + \kk$304 ;
-  assign \$77  = \$76  < args[285:278];
+  assign \$77  = \$76  < args[296:288];
   assign \$78  = \$75  & \$77 ;
   assign \$79  = g_nbase + \nn$305 ;
-  assign \$80  = \$79  < args[293:286];
+  assign \$80  = \$79  < args[305:297];
   assign g_act8 = \$78  & \$80 ;
   assign \pos_bstep$309  = go & g_round_end;
   assign \$81  = \en$189  & \pos_valid$311 ;
   assign \$82  = g_kbase + \kk$312 ;
-  assign \$83  = \$82  < args[285:278];
+  assign \$83  = \$82  < args[296:288];
   assign \$84  = \$81  & \$83 ;
   assign \$85  = g_nbase + \nn$313 ;
-  assign \$86  = \$85  < args[293:286];
+  assign \$86  = \$85  < args[305:297];
   assign g_act9 = \$84  & \$86 ;
   assign \pos_bstep$317  = go & g_round_end;
   assign \$87  = \en$190  & \pos_valid$319 ;
   assign \$88  = g_kbase + \kk$320 ;
-  assign \$89  = \$88  < args[285:278];
+  assign \$89  = \$88  < args[296:288];
   assign \$90  = \$87  & \$89 ;
   assign \$91  = g_nbase + \nn$321 ;
-  assign \$92  = \$91  < args[293:286];
+  assign \$92  = \$91  < args[305:297];
   assign g_act10 = \$90  & \$92 ;
   assign \pos_bstep$325  = go & g_round_end;
   assign \$93  = \en$191  & \pos_valid$327 ;
   assign \$94  = g_kbase + \kk$328 ;
-  assign \$95  = \$94  < args[285:278];
+  assign \$95  = \$94  < args[296:288];
   assign \$96  = \$93  & \$95 ;
   assign \$97  = g_nbase + \nn$329 ;
-  assign \$98  = \$97  < args[293:286];
+  assign \$98  = \$97  < args[305:297];
   assign g_act11 = \$96  & \$98 ;
   assign \pos_bstep$333  = go & g_round_end;
   assign \$99  = \en$192  & \pos_valid$335 ;
   assign \$100  = g_kbase + \kk$336 ;
-  assign \$101  = \$100  < args[285:278];
+  assign \$101  = \$100  < args[296:288];
   assign \$102  = \$99  & \$101 ;
   assign \$103  = g_nbase + \nn$337 ;
-  assign \$104  = \$103  < args[293:286];
+  assign \$104  = \$103  < args[305:297];
   assign g_act12 = \$102  & \$104 ;
   assign \pos_bstep$341  = go & g_round_end;
   assign \$105  = \en$193  & \pos_valid$343 ;
   assign \$106  = g_kbase + \kk$344 ;
-  assign \$107  = \$106  < args[285:278];
+  assign \$107  = \$106  < args[296:288];
   assign \$108  = \$105  & \$107 ;
   assign \$109  = g_nbase + \nn$345 ;
-  assign \$110  = \$109  < args[293:286];
+  assign \$110  = \$109  < args[305:297];
   assign g_act13 = \$108  & \$110 ;
   assign \pos_bstep$349  = go & g_round_end;
   assign \$111  = \en$194  & \pos_valid$351 ;
   assign \$112  = g_kbase + \kk$352 ;
-  assign \$113  = \$112  < args[285:278];
+  assign \$113  = \$112  < args[296:288];
   assign \$114  = \$111  & \$113 ;
   assign \$115  = g_nbase + \nn$353 ;
-  assign \$116  = \$115  < args[293:286];
+  assign \$116  = \$115  < args[305:297];
   assign g_act14 = \$114  & \$116 ;
   assign \pos_bstep$357  = go & g_round_end;
   assign \$117  = \en$195  & \pos_valid$359 ;
   assign \$118  = g_kbase + \kk$360 ;
-  assign \$119  = \$118  < args[285:278];
+  assign \$119  = \$118  < args[296:288];
   assign \$120  = \$117  & \$119 ;
   assign \$121  = g_nbase + \nn$361 ;
-  assign \$122  = \$121  < args[293:286];
+  assign \$122  = \$121  < args[305:297];
   assign g_act15 = \$120  & \$122 ;
   assign \pos_bstep$365  = go & g_round_end;
   assign \$123  = i_p0 + bi;
-  assign \$124  = \$123  < args[107:92];
+  assign \$124  = \$123  < args[114:99];
   assign \$125  = en & \$124 ;
   assign \$126  = i_kbase + kk;
-  assign \$127  = \$126  < args[285:278];
+  assign \$127  = \$126  < args[296:288];
   assign \$128  = \$125  & \$127 ;
   assign \$129  = i_nbase + nn;
-  assign \$130  = \$129  < args[293:286];
+  assign \$130  = \$129  < args[305:297];
   assign i_act0 = \$128  & \$130 ;
   assign \$131  = ~ i_act0;
   assign \$132  = full & op__0__ready;
   assign i_ok0 = \$131  | \$132 ;
   assign \$133  = i_p0 + \bi$375 ;
-  assign \$134  = \$133  < args[107:92];
+  assign \$134  = \$133  < args[114:99];
   assign \$135  = \en$181  & \$134 ;
   assign \$136  = i_kbase + \kk$248 ;
-  assign \$137  = \$136  < args[285:278];
+  assign \$137  = \$136  < args[296:288];
   assign \$138  = \$135  & \$137 ;
   assign \$139  = i_nbase + \nn$249 ;
-  assign \$140  = \$139  < args[293:286];
+  assign \$140  = \$139  < args[305:297];
   assign i_act1 = \$138  & \$140 ;
   assign \$141  = ~ i_act1;
   assign \$142  = \full$377  & op__1__ready;
   assign i_ok1 = \$141  | \$142 ;
   assign \$143  = i_p0 + \bi$380 ;
-  assign \$144  = \$143  < args[107:92];
+  assign \$144  = \$143  < args[114:99];
   assign \$145  = \en$182  & \$144 ;
   assign \$146  = i_kbase + \kk$256 ;
-  assign \$147  = \$146  < args[285:278];
+  assign \$147  = \$146  < args[296:288];
   assign \$148  = \$145  & \$147 ;
   assign \$149  = i_nbase + \nn$257 ;
-  assign \$150  = \$149  < args[293:286];
+  assign \$150  = \$149  < args[305:297];
   assign i_act2 = \$148  & \$150 ;
   assign \$151  = ~ i_act2;
   assign \$152  = \full$382  & op__2__ready;
   assign i_ok2 = \$151  | \$152 ;
   assign \$153  = i_p0 + \bi$385 ;
-  assign \$154  = \$153  < args[107:92];
+  assign \$154  = \$153  < args[114:99];
   assign \$155  = \en$183  & \$154 ;
   assign \$156  = i_kbase + \kk$264 ;
-  assign \$157  = \$156  < args[285:278];
+  assign \$157  = \$156  < args[296:288];
   assign \$158  = \$155  & \$157 ;
   assign \$159  = i_nbase + \nn$265 ;
-  assign \$160  = \$159  < args[293:286];
+  assign \$160  = \$159  < args[305:297];
   assign i_act3 = \$158  & \$160 ;
   assign \$161  = ~ i_act3;
   assign \$162  = \full$387  & op__3__ready;
   assign i_ok3 = \$161  | \$162 ;
   assign \$163  = i_p0 + \bi$390 ;
-  assign \$164  = \$163  < args[107:92];
+  assign \$164  = \$163  < args[114:99];
   assign \$165  = \en$184  & \$164 ;
   assign \$166  = i_kbase + \kk$272 ;
-  assign \$167  = \$166  < args[285:278];
+  assign \$167  = \$166  < args[296:288];
   assign \$168  = \$165  & \$167 ;
   assign \$169  = i_nbase + \nn$273 ;
-  assign \$170  = \$169  < args[293:286];
+  assign \$170  = \$169  < args[305:297];
   assign i_act4 = \$168  & \$170 ;
   assign \$171  = ~ i_act4;
   assign \$172  = \full$392  & op__4__ready;
   assign i_ok4 = \$171  | \$172 ;
   assign \$173  = i_p0 + \bi$395 ;
-  assign \$174  = \$173  < args[107:92];
+  assign \$174  = \$173  < args[114:99];
   assign \$175  = \en$185  & \$174 ;
   assign \$176  = i_kbase + \kk$280 ;
-  assign \$177  = \$176  < args[285:278];
+  assign \$177  = \$176  < args[296:288];
   assign \$178  = \$175  & \$177 ;
   assign \$179  = i_nbase + \nn$281 ;
-  assign \$180  = \$179  < args[293:286];
+  assign \$180  = \$179  < args[305:297];
   assign i_act5 = \$178  & \$180 ;
   assign \$181  = ~ i_act5;
   assign \$182  = \full$397  & op__5__ready;
   assign i_ok5 = \$181  | \$182 ;
   assign \$183  = i_p0 + \bi$400 ;
-  assign \$184  = \$183  < args[107:92];
+  assign \$184  = \$183  < args[114:99];
   assign \$185  = \en$186  & \$184 ;
   assign \$186  = i_kbase + \kk$288 ;
-  assign \$187  = \$186  < args[285:278];
+  assign \$187  = \$186  < args[296:288];
   assign \$188  = \$185  & \$187 ;
   assign \$189  = i_nbase + \nn$289 ;
-  assign \$190  = \$189  < args[293:286];
+  assign \$190  = \$189  < args[305:297];
   assign i_act6 = \$188  & \$190 ;
   assign \$191  = ~ i_act6;
   assign \$192  = \full$402  & op__6__ready;
   assign i_ok6 = \$191  | \$192 ;
   assign \$193  = i_p0 + \bi$405 ;
-  assign \$194  = \$193  < args[107:92];
+  assign \$194  = \$193  < args[114:99];
   assign \$195  = \en$187  & \$194 ;
   assign \$196  = i_kbase + \kk$296 ;
-  assign \$197  = \$196  < args[285:278];
+  assign \$197  = \$196  < args[296:288];
   assign \$198  = \$195  & \$197 ;
   assign \$199  = i_nbase + \nn$297 ;
-  assign \$200  = \$199  < args[293:286];
+  assign \$200  = \$199  < args[305:297];
   assign i_act7 = \$198  & \$200 ;
   assign \$201  = ~ i_act7;
   assign \$202  = \full$407  & op__7__ready;
   assign i_ok7 = \$201  | \$202 ;
   assign \$203  = i_p0 + \bi$410 ;
-  assign \$204  = \$203  < args[107:92];
+  assign \$204  = \$203  < args[114:99];
   assign \$205  = \en$188  & \$204 ;
   assign \$206  = i_kbase + \kk$304 ;
-  assign \$207  = \$206  < args[285:278];
+  assign \$207  = \$206  < args[296:288];
   assign \$208  = \$205  & \$207 ;
   assign \$209  = i_nbase + \nn$305 ;
-  assign \$210  = \$209  < args[293:286];
+  assign \$210  = \$209  < args[305:297];
   assign i_act8 = \$208  & \$210 ;
   assign \$211  = ~ i_act8;
   assign \$212  = \full$412  & op__8__ready;
   assign i_ok8 = \$211  | \$212 ;
   assign \$213  = i_p0 + \bi$415 ;
-  assign \$214  = \$213  < args[107:92];
+  assign \$214  = \$213  < args[114:99];
   assign \$215  = \en$189  & \$214 ;
   assign \$216  = i_kbase + \kk$312 ;
-  assign \$217  = \$216  < args[285:278];
+  assign \$217  = \$216  < args[296:288];
   assign \$218  = \$215  & \$217 ;
   assign \$219  = i_nbase + \nn$313 ;
-  assign \$220  = \$219  < args[293:286];
+  assign \$220  = \$219  < args[305:297];
   assign i_act9 = \$218  & \$220 ;
   assign \$221  = ~ i_act9;
   assign \$222  = \full$417  & op__9__ready;
   assign i_ok9 = \$221  | \$222 ;
   assign \$223  = i_p0 + \bi$420 ;
-  assign \$224  = \$223  < args[107:92];
+  assign \$224  = \$223  < args[114:99];
   assign \$225  = \en$190  & \$224 ;
   assign \$226  = i_kbase + \kk$320 ;
-  assign \$227  = \$226  < args[285:278];
+  assign \$227  = \$226  < args[296:288];
   assign \$228  = \$225  & \$227 ;
   assign \$229  = i_nbase + \nn$321 ;
-  assign \$230  = \$229  < args[293:286];
+  assign \$230  = \$229  < args[305:297];
   assign i_act10 = \$228  & \$230 ;
   assign \$231  = ~ i_act10;
   assign \$232  = \full$422  & op__10__ready;
   assign i_ok10 = \$231  | \$232 ;
   assign \$233  = i_p0 + \bi$425 ;
-  assign \$234  = \$233  < args[107:92];
+  assign \$234  = \$233  < args[114:99];
   assign \$235  = \en$191  & \$234 ;
   assign \$236  = i_kbase + \kk$328 ;
-  assign \$237  = \$236  < args[285:278];
+  assign \$237  = \$236  < args[296:288];
   assign \$238  = \$235  & \$237 ;
   assign \$239  = i_nbase + \nn$329 ;
-  assign \$240  = \$239  < args[293:286];
+  assign \$240  = \$239  < args[305:297];
   assign i_act11 = \$238  & \$240 ;
   assign \$241  = ~ i_act11;
   assign \$242  = \full$427  & op__11__ready;
   assign i_ok11 = \$241  | \$242 ;
   assign \$243  = i_p0 + \bi$430 ;
-  assign \$244  = \$243  < args[107:92];
+  assign \$244  = \$243  < args[114:99];
   assign \$245  = \en$192  & \$244 ;
   assign \$246  = i_kbase + \kk$336 ;
-  assign \$247  = \$246  < args[285:278];
+  assign \$247  = \$246  < args[296:288];
   assign \$248  = \$245  & \$247 ;
   assign \$249  = i_nbase + \nn$337 ;
-  assign \$250  = \$249  < args[293:286];
+  assign \$250  = \$249  < args[305:297];
   assign i_act12 = \$248  & \$250 ;
   assign \$251  = ~ i_act12;
   assign \$252  = \full$432  & op__12__ready;
   assign i_ok12 = \$251  | \$252 ;
   assign \$253  = i_p0 + \bi$435 ;
-  assign \$254  = \$253  < args[107:92];
+  assign \$254  = \$253  < args[114:99];
   assign \$255  = \en$193  & \$254 ;
   assign \$256  = i_kbase + \kk$344 ;
-  assign \$257  = \$256  < args[285:278];
+  assign \$257  = \$256  < args[296:288];
   assign \$258  = \$255  & \$257 ;
   assign \$259  = i_nbase + \nn$345 ;
-  assign \$260  = \$259  < args[293:286];
+  assign \$260  = \$259  < args[305:297];
   assign i_act13 = \$258  & \$260 ;
   assign \$261  = ~ i_act13;
   assign \$262  = \full$437  & op__13__ready;
   assign i_ok13 = \$261  | \$262 ;
   assign \$263  = i_p0 + \bi$440 ;
-  assign \$264  = \$263  < args[107:92];
+  assign \$264  = \$263  < args[114:99];
   assign \$265  = \en$194  & \$264 ;
   assign \$266  = i_kbase + \kk$352 ;
-  assign \$267  = \$266  < args[285:278];
+  assign \$267  = \$266  < args[296:288];
   assign \$268  = \$265  & \$267 ;
   assign \$269  = i_nbase + \nn$353 ;
-  assign \$270  = \$269  < args[293:286];
+  assign \$270  = \$269  < args[305:297];
   assign i_act14 = \$268  & \$270 ;
   assign \$271  = ~ i_act14;
   assign \$272  = \full$442  & op__14__ready;
   assign i_ok14 = \$271  | \$272 ;
   assign \$273  = i_p0 + \bi$445 ;
-  assign \$274  = \$273  < args[107:92];
+  assign \$274  = \$273  < args[114:99];
   assign \$275  = \en$195  & \$274 ;
   assign \$276  = i_kbase + \kk$360 ;
-  assign \$277  = \$276  < args[285:278];
+  assign \$277  = \$276  < args[296:288];
   assign \$278  = \$275  & \$277 ;
   assign \$279  = i_nbase + \nn$361 ;
-  assign \$280  = \$279  < args[293:286];
+  assign \$280  = \$279  < args[305:297];
   assign i_act15 = \$278  & \$280 ;
   assign \$281  = ~ i_act15;
   assign \$282  = \full$447  & op__15__ready;
   assign i_ok15 = \$281  | \$282 ;
-  assign \$283  = args[301:294] - 1'h1;
+  assign \$283  = args[314:306] - 1'h1;
   assign \final  = i_kr == \$283 ;
   assign \$284  = since_final + 1'h1;
-  assign spaced = \$284  >= args[338:331];
+  assign spaced = \$284  >= args[352:345];
   assign \$285  = ~ setup;
   assign \$286  = busy & \$285 ;
   assign \$287  = ~ i_done;
@@ -44746,10 +44748,10 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign op__15__valid = issue & i_act15;
   assign \take$518  = issue & i_act15;
   assign \$294  = ! i_kr;
-  assign \$295  = args[301:294] - 1'h1;
+  assign \$295  = args[314:306] - 1'h1;
   assign \$296  = i_kr == \$295 ;
   assign res_any = | { res_valid__15, res_valid__14, res_valid__13, res_valid__12, res_valid__11, res_valid__10, res_valid__9, res_valid__8, res_valid__7, res_valid__6, res_valid__5, res_valid__4, res_valid__3, res_valid__2, res_valid__1, res_valid__0 };
-  assign res_signed = args[432] | args[431];
+  assign res_signed = args[449] | args[448];
   assign \$297  = res_signed ? { res_y__0[21], res_y__0[21:0] } : { 1'h0, res_y__0[21:0] };
   assign \$298  = tag[0] ? 32'd0 : acc0_0;
   assign \$299  = tag[2] ? { \$297 [22], \$297 [22], \$297 [22], \$297 [22], \$297 [22], \$297 [22], \$297 [22], \$297 [22], \$297 [22], \$297  } : 32'd0;
@@ -45577,7 +45579,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign \$976  = $signed(\$974 [31:0]) + $signed(\$975 [31:0]);
   assign \$977  = ser_p0 + g_bi;
   assign \$978  = ser_n0 + g_nn;
-  assign \$979  = args[387:376] + \$978 [7:0];
+  assign \$979  = args[404:392] + \$978 [7:0];
   assign \$980  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
   assign \$981  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
   assign \$982  = $signed(q0_sum2) + $signed(param_rd__data[223:192]);
@@ -45586,46 +45588,46 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign \$985  = $signed(q0_sum5) + $signed(param_rd__data[511:480]);
   assign \$986  = $signed(q0_sum6) + $signed(param_rd__data[607:576]);
   assign \$987  = $signed(q0_sum7) + $signed(param_rd__data[703:672]);
-  assign \$988  = $signed(y[31:0]) + $signed(args[405:396]);
-  assign \$989  = $signed(\$988 ) < $signed(args[415:406]);
-  assign \$990  = $signed(\$988 ) > $signed(args[425:416]);
-  assign \$991  = \$990  ? { args[425], args[425:416] } : { 1'h0, \$988 [9:0] };
-  assign \$992  = \$989  ? { args[415], args[415:406] } : \$991 ;
-  assign \$993  = $signed(y[63:32]) + $signed(args[405:396]);
-  assign \$994  = $signed(\$993 ) < $signed(args[415:406]);
-  assign \$995  = $signed(\$993 ) > $signed(args[425:416]);
-  assign \$996  = \$995  ? { args[425], args[425:416] } : { 1'h0, \$993 [9:0] };
-  assign \$997  = \$994  ? { args[415], args[415:406] } : \$996 ;
-  assign \$998  = $signed(y[95:64]) + $signed(args[405:396]);
-  assign \$999  = $signed(\$998 ) < $signed(args[415:406]);
-  assign \$1000  = $signed(\$998 ) > $signed(args[425:416]);
-  assign \$1001  = \$1000  ? { args[425], args[425:416] } : { 1'h0, \$998 [9:0] };
-  assign \$1002  = \$999  ? { args[415], args[415:406] } : \$1001 ;
-  assign \$1003  = $signed(y[127:96]) + $signed(args[405:396]);
-  assign \$1004  = $signed(\$1003 ) < $signed(args[415:406]);
-  assign \$1005  = $signed(\$1003 ) > $signed(args[425:416]);
-  assign \$1006  = \$1005  ? { args[425], args[425:416] } : { 1'h0, \$1003 [9:0] };
-  assign \$1007  = \$1004  ? { args[415], args[415:406] } : \$1006 ;
-  assign \$1008  = $signed(y[159:128]) + $signed(args[405:396]);
-  assign \$1009  = $signed(\$1008 ) < $signed(args[415:406]);
-  assign \$1010  = $signed(\$1008 ) > $signed(args[425:416]);
-  assign \$1011  = \$1010  ? { args[425], args[425:416] } : { 1'h0, \$1008 [9:0] };
-  assign \$1012  = \$1009  ? { args[415], args[415:406] } : \$1011 ;
-  assign \$1013  = $signed(y[191:160]) + $signed(args[405:396]);
-  assign \$1014  = $signed(\$1013 ) < $signed(args[415:406]);
-  assign \$1015  = $signed(\$1013 ) > $signed(args[425:416]);
-  assign \$1016  = \$1015  ? { args[425], args[425:416] } : { 1'h0, \$1013 [9:0] };
-  assign \$1017  = \$1014  ? { args[415], args[415:406] } : \$1016 ;
-  assign \$1018  = $signed(y[223:192]) + $signed(args[405:396]);
-  assign \$1019  = $signed(\$1018 ) < $signed(args[415:406]);
-  assign \$1020  = $signed(\$1018 ) > $signed(args[425:416]);
-  assign \$1021  = \$1020  ? { args[425], args[425:416] } : { 1'h0, \$1018 [9:0] };
-  assign \$1022  = \$1019  ? { args[415], args[415:406] } : \$1021 ;
-  assign \$1023  = $signed(y[255:224]) + $signed(args[405:396]);
-  assign \$1024  = $signed(\$1023 ) < $signed(args[415:406]);
-  assign \$1025  = $signed(\$1023 ) > $signed(args[425:416]);
-  assign \$1026  = \$1025  ? { args[425], args[425:416] } : { 1'h0, \$1023 [9:0] };
-  assign \$1027  = \$1024  ? { args[415], args[415:406] } : \$1026 ;
+  assign \$988  = $signed(y[31:0]) + $signed(args[422:413]);
+  assign \$989  = $signed(\$988 ) < $signed(args[432:423]);
+  assign \$990  = $signed(\$988 ) > $signed(args[442:433]);
+  assign \$991  = \$990  ? { args[442], args[442:433] } : { 1'h0, \$988 [9:0] };
+  assign \$992  = \$989  ? { args[432], args[432:423] } : \$991 ;
+  assign \$993  = $signed(y[63:32]) + $signed(args[422:413]);
+  assign \$994  = $signed(\$993 ) < $signed(args[432:423]);
+  assign \$995  = $signed(\$993 ) > $signed(args[442:433]);
+  assign \$996  = \$995  ? { args[442], args[442:433] } : { 1'h0, \$993 [9:0] };
+  assign \$997  = \$994  ? { args[432], args[432:423] } : \$996 ;
+  assign \$998  = $signed(y[95:64]) + $signed(args[422:413]);
+  assign \$999  = $signed(\$998 ) < $signed(args[432:423]);
+  assign \$1000  = $signed(\$998 ) > $signed(args[442:433]);
+  assign \$1001  = \$1000  ? { args[442], args[442:433] } : { 1'h0, \$998 [9:0] };
+  assign \$1002  = \$999  ? { args[432], args[432:423] } : \$1001 ;
+  assign \$1003  = $signed(y[127:96]) + $signed(args[422:413]);
+  assign \$1004  = $signed(\$1003 ) < $signed(args[432:423]);
+  assign \$1005  = $signed(\$1003 ) > $signed(args[442:433]);
+  assign \$1006  = \$1005  ? { args[442], args[442:433] } : { 1'h0, \$1003 [9:0] };
+  assign \$1007  = \$1004  ? { args[432], args[432:423] } : \$1006 ;
+  assign \$1008  = $signed(y[159:128]) + $signed(args[422:413]);
+  assign \$1009  = $signed(\$1008 ) < $signed(args[432:423]);
+  assign \$1010  = $signed(\$1008 ) > $signed(args[442:433]);
+  assign \$1011  = \$1010  ? { args[442], args[442:433] } : { 1'h0, \$1008 [9:0] };
+  assign \$1012  = \$1009  ? { args[432], args[432:423] } : \$1011 ;
+  assign \$1013  = $signed(y[191:160]) + $signed(args[422:413]);
+  assign \$1014  = $signed(\$1013 ) < $signed(args[432:423]);
+  assign \$1015  = $signed(\$1013 ) > $signed(args[442:433]);
+  assign \$1016  = \$1015  ? { args[442], args[442:433] } : { 1'h0, \$1013 [9:0] };
+  assign \$1017  = \$1014  ? { args[432], args[432:423] } : \$1016 ;
+  assign \$1018  = $signed(y[223:192]) + $signed(args[422:413]);
+  assign \$1019  = $signed(\$1018 ) < $signed(args[432:423]);
+  assign \$1020  = $signed(\$1018 ) > $signed(args[442:433]);
+  assign \$1021  = \$1020  ? { args[442], args[442:433] } : { 1'h0, \$1018 [9:0] };
+  assign \$1022  = \$1019  ? { args[432], args[432:423] } : \$1021 ;
+  assign \$1023  = $signed(y[255:224]) + $signed(args[422:413]);
+  assign \$1024  = $signed(\$1023 ) < $signed(args[432:423]);
+  assign \$1025  = $signed(\$1023 ) > $signed(args[442:433]);
+  assign \$1026  = \$1025  ? { args[442], args[442:433] } : { 1'h0, \$1023 [9:0] };
+  assign \$1027  = \$1024  ? { args[432], args[432:423] } : \$1026 ;
   assign post_busy = i_valid | \busy$1384 ;
   assign \$1028  = ~ setup;
   assign \$1029  = busy & \$1028 ;
@@ -45670,137 +45672,137 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign \$1052  = ~ busy;
   assign \pos_init$1404  = start & \$1052 ;
   assign \$1053  = setup_cnt + 1'h1;
-  assign \$1054  = \$1053  < args[316:310];
+  assign \$1054  = \$1053  < args[330:324];
   assign \$1055  = setup & \$1054 ;
   assign \$1056  = bi > setup_cnt;
   assign pos_step = \$1055  & \$1056 ;
   assign \$1057  = setup_cnt + 1'h1;
-  assign \$1058  = \$1057  < args[316:310];
+  assign \$1058  = \$1057  < args[330:324];
   assign \$1059  = setup & \$1058 ;
   assign \$1060  = \bi$375  > setup_cnt;
   assign \pos_step$1407  = \$1059  & \$1060 ;
   assign \$1061  = setup_cnt + 1'h1;
-  assign \$1062  = \$1061  < args[316:310];
+  assign \$1062  = \$1061  < args[330:324];
   assign \$1063  = setup & \$1062 ;
   assign \$1064  = \bi$380  > setup_cnt;
   assign \pos_step$1408  = \$1063  & \$1064 ;
   assign \$1065  = setup_cnt + 1'h1;
-  assign \$1066  = \$1065  < args[316:310];
+  assign \$1066  = \$1065  < args[330:324];
   assign \$1067  = setup & \$1066 ;
   assign \$1068  = \bi$385  > setup_cnt;
   assign \pos_step$1409  = \$1067  & \$1068 ;
   assign \$1069  = setup_cnt + 1'h1;
-  assign \$1070  = \$1069  < args[316:310];
+  assign \$1070  = \$1069  < args[330:324];
   assign \$1071  = setup & \$1070 ;
   assign \$1072  = \bi$390  > setup_cnt;
   assign \pos_step$1410  = \$1071  & \$1072 ;
   assign \$1073  = setup_cnt + 1'h1;
-  assign \$1074  = \$1073  < args[316:310];
+  assign \$1074  = \$1073  < args[330:324];
   assign \$1075  = setup & \$1074 ;
   assign \$1076  = \bi$395  > setup_cnt;
   assign \pos_step$1411  = \$1075  & \$1076 ;
   assign \$1077  = setup_cnt + 1'h1;
-  assign \$1078  = \$1077  < args[316:310];
+  assign \$1078  = \$1077  < args[330:324];
   assign \$1079  = setup & \$1078 ;
   assign \$1080  = \bi$400  > setup_cnt;
   assign \pos_step$1412  = \$1079  & \$1080 ;
   assign \$1081  = setup_cnt + 1'h1;
-  assign \$1082  = \$1081  < args[316:310];
+  assign \$1082  = \$1081  < args[330:324];
   assign \$1083  = setup & \$1082 ;
   assign \$1084  = \bi$405  > setup_cnt;
   assign \pos_step$1413  = \$1083  & \$1084 ;
   assign \$1085  = setup_cnt + 1'h1;
-  assign \$1086  = \$1085  < args[316:310];
+  assign \$1086  = \$1085  < args[330:324];
   assign \$1087  = setup & \$1086 ;
   assign \$1088  = \bi$410  > setup_cnt;
   assign \pos_step$1414  = \$1087  & \$1088 ;
   assign \$1089  = setup_cnt + 1'h1;
-  assign \$1090  = \$1089  < args[316:310];
+  assign \$1090  = \$1089  < args[330:324];
   assign \$1091  = setup & \$1090 ;
   assign \$1092  = \bi$415  > setup_cnt;
   assign \pos_step$1415  = \$1091  & \$1092 ;
   assign \$1093  = setup_cnt + 1'h1;
-  assign \$1094  = \$1093  < args[316:310];
+  assign \$1094  = \$1093  < args[330:324];
   assign \$1095  = setup & \$1094 ;
   assign \$1096  = \bi$420  > setup_cnt;
   assign \pos_step$1416  = \$1095  & \$1096 ;
   assign \$1097  = setup_cnt + 1'h1;
-  assign \$1098  = \$1097  < args[316:310];
+  assign \$1098  = \$1097  < args[330:324];
   assign \$1099  = setup & \$1098 ;
   assign \$1100  = \bi$425  > setup_cnt;
   assign \pos_step$1417  = \$1099  & \$1100 ;
   assign \$1101  = setup_cnt + 1'h1;
-  assign \$1102  = \$1101  < args[316:310];
+  assign \$1102  = \$1101  < args[330:324];
   assign \$1103  = setup & \$1102 ;
   assign \$1104  = \bi$430  > setup_cnt;
   assign \pos_step$1418  = \$1103  & \$1104 ;
   assign \$1105  = setup_cnt + 1'h1;
-  assign \$1106  = \$1105  < args[316:310];
+  assign \$1106  = \$1105  < args[330:324];
   assign \$1107  = setup & \$1106 ;
   assign \$1108  = \bi$435  > setup_cnt;
   assign \pos_step$1419  = \$1107  & \$1108 ;
   assign \$1109  = setup_cnt + 1'h1;
-  assign \$1110  = \$1109  < args[316:310];
+  assign \$1110  = \$1109  < args[330:324];
   assign \$1111  = setup & \$1110 ;
   assign \$1112  = \bi$440  > setup_cnt;
   assign \pos_step$1420  = \$1111  & \$1112 ;
   assign \$1113  = setup_cnt + 1'h1;
-  assign \$1114  = \$1113  < args[316:310];
+  assign \$1114  = \$1113  < args[330:324];
   assign \$1115  = setup & \$1114 ;
   assign \$1116  = \bi$445  > setup_cnt;
   assign \pos_step$1421  = \$1115  & \$1116 ;
-  assign \$1117  = args[301:294] - 1'h1;
+  assign \$1117  = args[314:306] - 1'h1;
   assign \$1118  = g_kr == \$1117 ;
-  assign \$1119  = args[309:302] - 1'h1;
+  assign \$1119  = args[323:315] - 1'h1;
   assign \$1120  = g_nr == \$1119 ;
-  assign \$1121  = g_p0 + args[316:310];
-  assign \$1122  = g_p0 + args[316:310];
-  assign \$1123  = \$1122  >= args[107:92];
+  assign \$1121  = g_p0 + args[330:324];
+  assign \$1122  = g_p0 + args[330:324];
+  assign \$1123  = \$1122  >= args[114:99];
   assign \$1124  = g_nr + 1'h1;
-  assign \$1125  = g_nbase + args[330:324];
+  assign \$1125  = g_nbase + args[344:338];
   assign \$1126  = g_kr + 1'h1;
-  assign \$1127  = g_kbase + args[323:317];
+  assign \$1127  = g_kbase + args[337:331];
   assign \$1128  = issue & \final ;
   assign \$1129  = since_final != 8'hff;
   assign \$1130  = since_final + 1'h1;
-  assign \$1131  = args[301:294] - 1'h1;
+  assign \$1131  = args[314:306] - 1'h1;
   assign \$1132  = i_kr == \$1131 ;
-  assign \$1133  = args[309:302] - 1'h1;
+  assign \$1133  = args[323:315] - 1'h1;
   assign \$1134  = i_nr == \$1133 ;
   assign \$1135  = \$1132  & \$1134 ;
   assign \$1136  = i_page + 1'h1;
-  assign \$1137  = \$1135  ? { 1'h0, args[351:349] } : \$1136 ;
-  assign \$1138  = args[301:294] - 1'h1;
+  assign \$1137  = \$1135  ? { 1'h0, args[366:364] } : \$1136 ;
+  assign \$1138  = args[314:306] - 1'h1;
   assign \$1139  = i_kr == \$1138 ;
-  assign \$1140  = args[309:302] - 1'h1;
+  assign \$1140  = args[323:315] - 1'h1;
   assign \$1141  = i_nr == \$1140 ;
-  assign \$1142  = i_p0 + args[316:310];
-  assign \$1143  = i_p0 + args[316:310];
-  assign \$1144  = \$1143  >= args[107:92];
+  assign \$1142  = i_p0 + args[330:324];
+  assign \$1143  = i_p0 + args[330:324];
+  assign \$1144  = \$1143  >= args[114:99];
   assign \$1145  = i_nr + 1'h1;
-  assign \$1146  = i_nbase + args[330:324];
+  assign \$1146  = i_nbase + args[344:338];
   assign \$1147  = i_kr + 1'h1;
-  assign \$1148  = i_kbase + args[323:317];
+  assign \$1148  = i_kbase + args[337:331];
   assign \$1149  = res_any & tag[1];
   assign \$1150  = res_any & tag[1];
   assign \$1151  = ~ \$1150 ;
   assign \$1152  = ser_on & \$1151 ;
   assign \$1153  = ser_cnt - 1'h1;
-  assign \$1154  = args[330:324] - 1'h1;
+  assign \$1154  = args[344:338] - 1'h1;
   assign \$1155  = $signed({ 1'h0, g_nn }) == $signed(\$1154 );
   assign \$1156  = g_bi + 1'h1;
   assign \$1157  = g_nn + 1'h1;
-  assign \$1158  = \$977 [15:0] < args[107:92];
+  assign \$1158  = \$977 [15:0] < args[114:99];
   assign \$1159  = ser_on & \$1158 ;
-  assign \$1160  = \$978 [7:0] < args[293:286];
+  assign \$1160  = \$978 [7:0] < args[305:297];
   assign \$1161  = \$1159  & \$1160 ;
-  assign \$1162  = \$977 [15:0] * args[375:368];
-  assign \$1163  = args[367:352] + \$1162 ;
+  assign \$1162  = \$977 [15:0] * args[391:383];
+  assign \$1163  = args[382:367] + \$1162 ;
   assign \$1164  = \$1163  + \$978 [7:0];
   assign \$1165  = ~ busy;
   assign \$1166  = start & \$1165 ;
   assign \$1167  = setup_cnt + 1'h1;
-  assign \$1168  = \$1167  < args[316:310];
+  assign \$1168  = \$1167  < args[330:324];
   assign \$1169  = setup_cnt + 1'h1;
   always @(posedge clk)
     g_kr <= \$1170 ;
@@ -46957,7 +46959,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
       \$1177  = \$1137 [2:0];
     end
     if (\$1166 ) begin
-      \$1177  = args[351:349];
+      \$1177  = args[366:364];
     end
     if (rst) begin
       \$1177  = 3'h0;
@@ -49127,7 +49129,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$1440  = ser_cnt;
     if (\$1149 ) begin
-      \$1440  = args[338:331];
+      \$1440  = args[352:345];
     end
     if (\$1152 ) begin
       \$1440  = \$1153 [7:0];
@@ -49807,7 +49809,7 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign \port$184$0  = \$14 ;
   assign \port$185$0  = \$15 ;
   assign \port$186$0  = \$16 ;
-  assign param_rd__addr = \$979 [11:0];
+  assign param_rd__addr = \$979 [12:0];
   assign \port$1412$0  = \$992 [7:0];
   assign \port$1417$0  = \$997 [7:0];
   assign \port$1422$0  = \$1002 [7:0];
@@ -49816,1046 +49818,1046 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign \port$1437$0  = \$1017 [7:0];
   assign \port$1442$0  = \$1022 [7:0];
   assign \port$1447$0  = \$1027 [7:0];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
-  assign \args$1.in_h  = args[7:0];
-  assign \args$1.in_w  = args[15:8];
-  assign \args$1.in_cw  = args[23:16];
-  assign \args$1.cin  = args[35:24];
-  assign \args$1.kh  = args[43:36];
-  assign \args$1.kw  = args[51:44];
-  assign \args$1.dh  = args[55:52];
-  assign \args$1.dw  = args[59:56];
-  assign \args$1.sh  = args[63:60];
-  assign \args$1.sw  = args[67:64];
-  assign \args$1.pt  = args[71:68];
-  assign \args$1.pl  = args[75:72];
-  assign \args$1.ow  = args[83:76];
-  assign \args$1.oh  = args[91:84];
-  assign \args$1.npos  = args[107:92];
-  assign \args$1.pos0  = args[125:108];
-  assign \args$1.kx_inc  = args[143:126];
-  assign \args$1.ky_inc  = args[161:144];
-  assign \args$1.pos_ux  = args[179:162];
-  assign \args$1.pos_wrap  = args[197:180];
-  assign \args$1.pos_bstep  = args[215:198];
-  assign \args$1.bq  = args[223:216];
-  assign \args$1.br  = args[231:224];
-  assign \args$1.img_delta  = args[249:232];
-  assign \args$1.img_bstep  = args[267:250];
-  assign \args$1.desc_base  = args[277:268];
-  assign \args$1.kt  = args[285:278];
-  assign \args$1.nt  = args[293:286];
-  assign \args$1.kr  = args[301:294];
-  assign \args$1.nr  = args[309:302];
-  assign \args$1.b  = args[316:310];
-  assign \args$1.ki  = args[323:317];
-  assign \args$1.no  = args[330:324];
-  assign \args$1.groups  = args[338:331];
-  assign \args$1.role_base  = args[348:339];
-  assign \args$1.page_base  = args[351:349];
-  assign \args$1.out_base  = args[367:352];
-  assign \args$1.out_cw  = args[375:368];
-  assign \args$1.param_base  = args[387:376];
-  assign \args$1.zp_in  = args[395:388];
-  assign \args$1.zp_out  = args[405:396];
-  assign \args$1.act_min  = args[415:406];
-  assign \args$1.act_max  = args[425:416];
-  assign \args$1.ab_m1  = args[428:426];
-  assign \args$1.wb_log2  = args[430:429];
-  assign \args$1.x_signed  = args[431];
-  assign \args$1.w_signed  = args[432];
-  assign \args$1.rowpack  = args[433];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \desc_rd__0__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__0__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__0__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__0__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__0__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__0__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__0__data.off0  = desc_rd__data[76:59];
-  assign \args$12.in_h  = args[7:0];
-  assign \args$12.in_w  = args[15:8];
-  assign \args$12.in_cw  = args[23:16];
-  assign \args$12.cin  = args[35:24];
-  assign \args$12.kh  = args[43:36];
-  assign \args$12.kw  = args[51:44];
-  assign \args$12.dh  = args[55:52];
-  assign \args$12.dw  = args[59:56];
-  assign \args$12.sh  = args[63:60];
-  assign \args$12.sw  = args[67:64];
-  assign \args$12.pt  = args[71:68];
-  assign \args$12.pl  = args[75:72];
-  assign \args$12.ow  = args[83:76];
-  assign \args$12.oh  = args[91:84];
-  assign \args$12.npos  = args[107:92];
-  assign \args$12.pos0  = args[125:108];
-  assign \args$12.kx_inc  = args[143:126];
-  assign \args$12.ky_inc  = args[161:144];
-  assign \args$12.pos_ux  = args[179:162];
-  assign \args$12.pos_wrap  = args[197:180];
-  assign \args$12.pos_bstep  = args[215:198];
-  assign \args$12.bq  = args[223:216];
-  assign \args$12.br  = args[231:224];
-  assign \args$12.img_delta  = args[249:232];
-  assign \args$12.img_bstep  = args[267:250];
-  assign \args$12.desc_base  = args[277:268];
-  assign \args$12.kt  = args[285:278];
-  assign \args$12.nt  = args[293:286];
-  assign \args$12.kr  = args[301:294];
-  assign \args$12.nr  = args[309:302];
-  assign \args$12.b  = args[316:310];
-  assign \args$12.ki  = args[323:317];
-  assign \args$12.no  = args[330:324];
-  assign \args$12.groups  = args[338:331];
-  assign \args$12.role_base  = args[348:339];
-  assign \args$12.page_base  = args[351:349];
-  assign \args$12.out_base  = args[367:352];
-  assign \args$12.out_cw  = args[375:368];
-  assign \args$12.param_base  = args[387:376];
-  assign \args$12.zp_in  = args[395:388];
-  assign \args$12.zp_out  = args[405:396];
-  assign \args$12.act_min  = args[415:406];
-  assign \args$12.act_max  = args[425:416];
-  assign \args$12.ab_m1  = args[428:426];
-  assign \args$12.wb_log2  = args[430:429];
-  assign \args$12.x_signed  = args[431];
-  assign \args$12.w_signed  = args[432];
-  assign \args$12.rowpack  = args[433];
-  assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [7:0];
-  assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [15:8];
-  assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [27:16];
-  assign \desc_rd__data$21.dx0  = \desc_rd__data$21 [39:28];
-  assign \desc_rd__data$21.c0  = \desc_rd__data$21 [51:40];
-  assign \desc_rd__data$21.elems  = \desc_rd__data$21 [58:52];
-  assign \desc_rd__data$21.off0  = \desc_rd__data$21 [76:59];
-  assign \desc_rd__1__data.ky0  = \desc_rd__data$21 [7:0];
-  assign \desc_rd__1__data.kx0  = \desc_rd__data$21 [15:8];
-  assign \desc_rd__1__data.dy0  = \desc_rd__data$21 [27:16];
-  assign \desc_rd__1__data.dx0  = \desc_rd__data$21 [39:28];
-  assign \desc_rd__1__data.c0  = \desc_rd__data$21 [51:40];
-  assign \desc_rd__1__data.elems  = \desc_rd__data$21 [58:52];
-  assign \desc_rd__1__data.off0  = \desc_rd__data$21 [76:59];
-  assign \args$23.in_h  = args[7:0];
-  assign \args$23.in_w  = args[15:8];
-  assign \args$23.in_cw  = args[23:16];
-  assign \args$23.cin  = args[35:24];
-  assign \args$23.kh  = args[43:36];
-  assign \args$23.kw  = args[51:44];
-  assign \args$23.dh  = args[55:52];
-  assign \args$23.dw  = args[59:56];
-  assign \args$23.sh  = args[63:60];
-  assign \args$23.sw  = args[67:64];
-  assign \args$23.pt  = args[71:68];
-  assign \args$23.pl  = args[75:72];
-  assign \args$23.ow  = args[83:76];
-  assign \args$23.oh  = args[91:84];
-  assign \args$23.npos  = args[107:92];
-  assign \args$23.pos0  = args[125:108];
-  assign \args$23.kx_inc  = args[143:126];
-  assign \args$23.ky_inc  = args[161:144];
-  assign \args$23.pos_ux  = args[179:162];
-  assign \args$23.pos_wrap  = args[197:180];
-  assign \args$23.pos_bstep  = args[215:198];
-  assign \args$23.bq  = args[223:216];
-  assign \args$23.br  = args[231:224];
-  assign \args$23.img_delta  = args[249:232];
-  assign \args$23.img_bstep  = args[267:250];
-  assign \args$23.desc_base  = args[277:268];
-  assign \args$23.kt  = args[285:278];
-  assign \args$23.nt  = args[293:286];
-  assign \args$23.kr  = args[301:294];
-  assign \args$23.nr  = args[309:302];
-  assign \args$23.b  = args[316:310];
-  assign \args$23.ki  = args[323:317];
-  assign \args$23.no  = args[330:324];
-  assign \args$23.groups  = args[338:331];
-  assign \args$23.role_base  = args[348:339];
-  assign \args$23.page_base  = args[351:349];
-  assign \args$23.out_base  = args[367:352];
-  assign \args$23.out_cw  = args[375:368];
-  assign \args$23.param_base  = args[387:376];
-  assign \args$23.zp_in  = args[395:388];
-  assign \args$23.zp_out  = args[405:396];
-  assign \args$23.act_min  = args[415:406];
-  assign \args$23.act_max  = args[425:416];
-  assign \args$23.ab_m1  = args[428:426];
-  assign \args$23.wb_log2  = args[430:429];
-  assign \args$23.x_signed  = args[431];
-  assign \args$23.w_signed  = args[432];
-  assign \args$23.rowpack  = args[433];
-  assign \desc_rd__data$32.ky0  = \desc_rd__data$32 [7:0];
-  assign \desc_rd__data$32.kx0  = \desc_rd__data$32 [15:8];
-  assign \desc_rd__data$32.dy0  = \desc_rd__data$32 [27:16];
-  assign \desc_rd__data$32.dx0  = \desc_rd__data$32 [39:28];
-  assign \desc_rd__data$32.c0  = \desc_rd__data$32 [51:40];
-  assign \desc_rd__data$32.elems  = \desc_rd__data$32 [58:52];
-  assign \desc_rd__data$32.off0  = \desc_rd__data$32 [76:59];
-  assign \desc_rd__2__data.ky0  = \desc_rd__data$32 [7:0];
-  assign \desc_rd__2__data.kx0  = \desc_rd__data$32 [15:8];
-  assign \desc_rd__2__data.dy0  = \desc_rd__data$32 [27:16];
-  assign \desc_rd__2__data.dx0  = \desc_rd__data$32 [39:28];
-  assign \desc_rd__2__data.c0  = \desc_rd__data$32 [51:40];
-  assign \desc_rd__2__data.elems  = \desc_rd__data$32 [58:52];
-  assign \desc_rd__2__data.off0  = \desc_rd__data$32 [76:59];
-  assign \args$34.in_h  = args[7:0];
-  assign \args$34.in_w  = args[15:8];
-  assign \args$34.in_cw  = args[23:16];
-  assign \args$34.cin  = args[35:24];
-  assign \args$34.kh  = args[43:36];
-  assign \args$34.kw  = args[51:44];
-  assign \args$34.dh  = args[55:52];
-  assign \args$34.dw  = args[59:56];
-  assign \args$34.sh  = args[63:60];
-  assign \args$34.sw  = args[67:64];
-  assign \args$34.pt  = args[71:68];
-  assign \args$34.pl  = args[75:72];
-  assign \args$34.ow  = args[83:76];
-  assign \args$34.oh  = args[91:84];
-  assign \args$34.npos  = args[107:92];
-  assign \args$34.pos0  = args[125:108];
-  assign \args$34.kx_inc  = args[143:126];
-  assign \args$34.ky_inc  = args[161:144];
-  assign \args$34.pos_ux  = args[179:162];
-  assign \args$34.pos_wrap  = args[197:180];
-  assign \args$34.pos_bstep  = args[215:198];
-  assign \args$34.bq  = args[223:216];
-  assign \args$34.br  = args[231:224];
-  assign \args$34.img_delta  = args[249:232];
-  assign \args$34.img_bstep  = args[267:250];
-  assign \args$34.desc_base  = args[277:268];
-  assign \args$34.kt  = args[285:278];
-  assign \args$34.nt  = args[293:286];
-  assign \args$34.kr  = args[301:294];
-  assign \args$34.nr  = args[309:302];
-  assign \args$34.b  = args[316:310];
-  assign \args$34.ki  = args[323:317];
-  assign \args$34.no  = args[330:324];
-  assign \args$34.groups  = args[338:331];
-  assign \args$34.role_base  = args[348:339];
-  assign \args$34.page_base  = args[351:349];
-  assign \args$34.out_base  = args[367:352];
-  assign \args$34.out_cw  = args[375:368];
-  assign \args$34.param_base  = args[387:376];
-  assign \args$34.zp_in  = args[395:388];
-  assign \args$34.zp_out  = args[405:396];
-  assign \args$34.act_min  = args[415:406];
-  assign \args$34.act_max  = args[425:416];
-  assign \args$34.ab_m1  = args[428:426];
-  assign \args$34.wb_log2  = args[430:429];
-  assign \args$34.x_signed  = args[431];
-  assign \args$34.w_signed  = args[432];
-  assign \args$34.rowpack  = args[433];
-  assign \desc_rd__data$43.ky0  = \desc_rd__data$43 [7:0];
-  assign \desc_rd__data$43.kx0  = \desc_rd__data$43 [15:8];
-  assign \desc_rd__data$43.dy0  = \desc_rd__data$43 [27:16];
-  assign \desc_rd__data$43.dx0  = \desc_rd__data$43 [39:28];
-  assign \desc_rd__data$43.c0  = \desc_rd__data$43 [51:40];
-  assign \desc_rd__data$43.elems  = \desc_rd__data$43 [58:52];
-  assign \desc_rd__data$43.off0  = \desc_rd__data$43 [76:59];
-  assign \desc_rd__3__data.ky0  = \desc_rd__data$43 [7:0];
-  assign \desc_rd__3__data.kx0  = \desc_rd__data$43 [15:8];
-  assign \desc_rd__3__data.dy0  = \desc_rd__data$43 [27:16];
-  assign \desc_rd__3__data.dx0  = \desc_rd__data$43 [39:28];
-  assign \desc_rd__3__data.c0  = \desc_rd__data$43 [51:40];
-  assign \desc_rd__3__data.elems  = \desc_rd__data$43 [58:52];
-  assign \desc_rd__3__data.off0  = \desc_rd__data$43 [76:59];
-  assign \args$45.in_h  = args[7:0];
-  assign \args$45.in_w  = args[15:8];
-  assign \args$45.in_cw  = args[23:16];
-  assign \args$45.cin  = args[35:24];
-  assign \args$45.kh  = args[43:36];
-  assign \args$45.kw  = args[51:44];
-  assign \args$45.dh  = args[55:52];
-  assign \args$45.dw  = args[59:56];
-  assign \args$45.sh  = args[63:60];
-  assign \args$45.sw  = args[67:64];
-  assign \args$45.pt  = args[71:68];
-  assign \args$45.pl  = args[75:72];
-  assign \args$45.ow  = args[83:76];
-  assign \args$45.oh  = args[91:84];
-  assign \args$45.npos  = args[107:92];
-  assign \args$45.pos0  = args[125:108];
-  assign \args$45.kx_inc  = args[143:126];
-  assign \args$45.ky_inc  = args[161:144];
-  assign \args$45.pos_ux  = args[179:162];
-  assign \args$45.pos_wrap  = args[197:180];
-  assign \args$45.pos_bstep  = args[215:198];
-  assign \args$45.bq  = args[223:216];
-  assign \args$45.br  = args[231:224];
-  assign \args$45.img_delta  = args[249:232];
-  assign \args$45.img_bstep  = args[267:250];
-  assign \args$45.desc_base  = args[277:268];
-  assign \args$45.kt  = args[285:278];
-  assign \args$45.nt  = args[293:286];
-  assign \args$45.kr  = args[301:294];
-  assign \args$45.nr  = args[309:302];
-  assign \args$45.b  = args[316:310];
-  assign \args$45.ki  = args[323:317];
-  assign \args$45.no  = args[330:324];
-  assign \args$45.groups  = args[338:331];
-  assign \args$45.role_base  = args[348:339];
-  assign \args$45.page_base  = args[351:349];
-  assign \args$45.out_base  = args[367:352];
-  assign \args$45.out_cw  = args[375:368];
-  assign \args$45.param_base  = args[387:376];
-  assign \args$45.zp_in  = args[395:388];
-  assign \args$45.zp_out  = args[405:396];
-  assign \args$45.act_min  = args[415:406];
-  assign \args$45.act_max  = args[425:416];
-  assign \args$45.ab_m1  = args[428:426];
-  assign \args$45.wb_log2  = args[430:429];
-  assign \args$45.x_signed  = args[431];
-  assign \args$45.w_signed  = args[432];
-  assign \args$45.rowpack  = args[433];
-  assign \desc_rd__data$54.ky0  = \desc_rd__data$54 [7:0];
-  assign \desc_rd__data$54.kx0  = \desc_rd__data$54 [15:8];
-  assign \desc_rd__data$54.dy0  = \desc_rd__data$54 [27:16];
-  assign \desc_rd__data$54.dx0  = \desc_rd__data$54 [39:28];
-  assign \desc_rd__data$54.c0  = \desc_rd__data$54 [51:40];
-  assign \desc_rd__data$54.elems  = \desc_rd__data$54 [58:52];
-  assign \desc_rd__data$54.off0  = \desc_rd__data$54 [76:59];
-  assign \desc_rd__4__data.ky0  = \desc_rd__data$54 [7:0];
-  assign \desc_rd__4__data.kx0  = \desc_rd__data$54 [15:8];
-  assign \desc_rd__4__data.dy0  = \desc_rd__data$54 [27:16];
-  assign \desc_rd__4__data.dx0  = \desc_rd__data$54 [39:28];
-  assign \desc_rd__4__data.c0  = \desc_rd__data$54 [51:40];
-  assign \desc_rd__4__data.elems  = \desc_rd__data$54 [58:52];
-  assign \desc_rd__4__data.off0  = \desc_rd__data$54 [76:59];
-  assign \args$56.in_h  = args[7:0];
-  assign \args$56.in_w  = args[15:8];
-  assign \args$56.in_cw  = args[23:16];
-  assign \args$56.cin  = args[35:24];
-  assign \args$56.kh  = args[43:36];
-  assign \args$56.kw  = args[51:44];
-  assign \args$56.dh  = args[55:52];
-  assign \args$56.dw  = args[59:56];
-  assign \args$56.sh  = args[63:60];
-  assign \args$56.sw  = args[67:64];
-  assign \args$56.pt  = args[71:68];
-  assign \args$56.pl  = args[75:72];
-  assign \args$56.ow  = args[83:76];
-  assign \args$56.oh  = args[91:84];
-  assign \args$56.npos  = args[107:92];
-  assign \args$56.pos0  = args[125:108];
-  assign \args$56.kx_inc  = args[143:126];
-  assign \args$56.ky_inc  = args[161:144];
-  assign \args$56.pos_ux  = args[179:162];
-  assign \args$56.pos_wrap  = args[197:180];
-  assign \args$56.pos_bstep  = args[215:198];
-  assign \args$56.bq  = args[223:216];
-  assign \args$56.br  = args[231:224];
-  assign \args$56.img_delta  = args[249:232];
-  assign \args$56.img_bstep  = args[267:250];
-  assign \args$56.desc_base  = args[277:268];
-  assign \args$56.kt  = args[285:278];
-  assign \args$56.nt  = args[293:286];
-  assign \args$56.kr  = args[301:294];
-  assign \args$56.nr  = args[309:302];
-  assign \args$56.b  = args[316:310];
-  assign \args$56.ki  = args[323:317];
-  assign \args$56.no  = args[330:324];
-  assign \args$56.groups  = args[338:331];
-  assign \args$56.role_base  = args[348:339];
-  assign \args$56.page_base  = args[351:349];
-  assign \args$56.out_base  = args[367:352];
-  assign \args$56.out_cw  = args[375:368];
-  assign \args$56.param_base  = args[387:376];
-  assign \args$56.zp_in  = args[395:388];
-  assign \args$56.zp_out  = args[405:396];
-  assign \args$56.act_min  = args[415:406];
-  assign \args$56.act_max  = args[425:416];
-  assign \args$56.ab_m1  = args[428:426];
-  assign \args$56.wb_log2  = args[430:429];
-  assign \args$56.x_signed  = args[431];
-  assign \args$56.w_signed  = args[432];
-  assign \args$56.rowpack  = args[433];
-  assign \desc_rd__data$65.ky0  = \desc_rd__data$65 [7:0];
-  assign \desc_rd__data$65.kx0  = \desc_rd__data$65 [15:8];
-  assign \desc_rd__data$65.dy0  = \desc_rd__data$65 [27:16];
-  assign \desc_rd__data$65.dx0  = \desc_rd__data$65 [39:28];
-  assign \desc_rd__data$65.c0  = \desc_rd__data$65 [51:40];
-  assign \desc_rd__data$65.elems  = \desc_rd__data$65 [58:52];
-  assign \desc_rd__data$65.off0  = \desc_rd__data$65 [76:59];
-  assign \desc_rd__5__data.ky0  = \desc_rd__data$65 [7:0];
-  assign \desc_rd__5__data.kx0  = \desc_rd__data$65 [15:8];
-  assign \desc_rd__5__data.dy0  = \desc_rd__data$65 [27:16];
-  assign \desc_rd__5__data.dx0  = \desc_rd__data$65 [39:28];
-  assign \desc_rd__5__data.c0  = \desc_rd__data$65 [51:40];
-  assign \desc_rd__5__data.elems  = \desc_rd__data$65 [58:52];
-  assign \desc_rd__5__data.off0  = \desc_rd__data$65 [76:59];
-  assign \args$67.in_h  = args[7:0];
-  assign \args$67.in_w  = args[15:8];
-  assign \args$67.in_cw  = args[23:16];
-  assign \args$67.cin  = args[35:24];
-  assign \args$67.kh  = args[43:36];
-  assign \args$67.kw  = args[51:44];
-  assign \args$67.dh  = args[55:52];
-  assign \args$67.dw  = args[59:56];
-  assign \args$67.sh  = args[63:60];
-  assign \args$67.sw  = args[67:64];
-  assign \args$67.pt  = args[71:68];
-  assign \args$67.pl  = args[75:72];
-  assign \args$67.ow  = args[83:76];
-  assign \args$67.oh  = args[91:84];
-  assign \args$67.npos  = args[107:92];
-  assign \args$67.pos0  = args[125:108];
-  assign \args$67.kx_inc  = args[143:126];
-  assign \args$67.ky_inc  = args[161:144];
-  assign \args$67.pos_ux  = args[179:162];
-  assign \args$67.pos_wrap  = args[197:180];
-  assign \args$67.pos_bstep  = args[215:198];
-  assign \args$67.bq  = args[223:216];
-  assign \args$67.br  = args[231:224];
-  assign \args$67.img_delta  = args[249:232];
-  assign \args$67.img_bstep  = args[267:250];
-  assign \args$67.desc_base  = args[277:268];
-  assign \args$67.kt  = args[285:278];
-  assign \args$67.nt  = args[293:286];
-  assign \args$67.kr  = args[301:294];
-  assign \args$67.nr  = args[309:302];
-  assign \args$67.b  = args[316:310];
-  assign \args$67.ki  = args[323:317];
-  assign \args$67.no  = args[330:324];
-  assign \args$67.groups  = args[338:331];
-  assign \args$67.role_base  = args[348:339];
-  assign \args$67.page_base  = args[351:349];
-  assign \args$67.out_base  = args[367:352];
-  assign \args$67.out_cw  = args[375:368];
-  assign \args$67.param_base  = args[387:376];
-  assign \args$67.zp_in  = args[395:388];
-  assign \args$67.zp_out  = args[405:396];
-  assign \args$67.act_min  = args[415:406];
-  assign \args$67.act_max  = args[425:416];
-  assign \args$67.ab_m1  = args[428:426];
-  assign \args$67.wb_log2  = args[430:429];
-  assign \args$67.x_signed  = args[431];
-  assign \args$67.w_signed  = args[432];
-  assign \args$67.rowpack  = args[433];
-  assign \desc_rd__data$76.ky0  = \desc_rd__data$76 [7:0];
-  assign \desc_rd__data$76.kx0  = \desc_rd__data$76 [15:8];
-  assign \desc_rd__data$76.dy0  = \desc_rd__data$76 [27:16];
-  assign \desc_rd__data$76.dx0  = \desc_rd__data$76 [39:28];
-  assign \desc_rd__data$76.c0  = \desc_rd__data$76 [51:40];
-  assign \desc_rd__data$76.elems  = \desc_rd__data$76 [58:52];
-  assign \desc_rd__data$76.off0  = \desc_rd__data$76 [76:59];
-  assign \desc_rd__6__data.ky0  = \desc_rd__data$76 [7:0];
-  assign \desc_rd__6__data.kx0  = \desc_rd__data$76 [15:8];
-  assign \desc_rd__6__data.dy0  = \desc_rd__data$76 [27:16];
-  assign \desc_rd__6__data.dx0  = \desc_rd__data$76 [39:28];
-  assign \desc_rd__6__data.c0  = \desc_rd__data$76 [51:40];
-  assign \desc_rd__6__data.elems  = \desc_rd__data$76 [58:52];
-  assign \desc_rd__6__data.off0  = \desc_rd__data$76 [76:59];
-  assign \args$78.in_h  = args[7:0];
-  assign \args$78.in_w  = args[15:8];
-  assign \args$78.in_cw  = args[23:16];
-  assign \args$78.cin  = args[35:24];
-  assign \args$78.kh  = args[43:36];
-  assign \args$78.kw  = args[51:44];
-  assign \args$78.dh  = args[55:52];
-  assign \args$78.dw  = args[59:56];
-  assign \args$78.sh  = args[63:60];
-  assign \args$78.sw  = args[67:64];
-  assign \args$78.pt  = args[71:68];
-  assign \args$78.pl  = args[75:72];
-  assign \args$78.ow  = args[83:76];
-  assign \args$78.oh  = args[91:84];
-  assign \args$78.npos  = args[107:92];
-  assign \args$78.pos0  = args[125:108];
-  assign \args$78.kx_inc  = args[143:126];
-  assign \args$78.ky_inc  = args[161:144];
-  assign \args$78.pos_ux  = args[179:162];
-  assign \args$78.pos_wrap  = args[197:180];
-  assign \args$78.pos_bstep  = args[215:198];
-  assign \args$78.bq  = args[223:216];
-  assign \args$78.br  = args[231:224];
-  assign \args$78.img_delta  = args[249:232];
-  assign \args$78.img_bstep  = args[267:250];
-  assign \args$78.desc_base  = args[277:268];
-  assign \args$78.kt  = args[285:278];
-  assign \args$78.nt  = args[293:286];
-  assign \args$78.kr  = args[301:294];
-  assign \args$78.nr  = args[309:302];
-  assign \args$78.b  = args[316:310];
-  assign \args$78.ki  = args[323:317];
-  assign \args$78.no  = args[330:324];
-  assign \args$78.groups  = args[338:331];
-  assign \args$78.role_base  = args[348:339];
-  assign \args$78.page_base  = args[351:349];
-  assign \args$78.out_base  = args[367:352];
-  assign \args$78.out_cw  = args[375:368];
-  assign \args$78.param_base  = args[387:376];
-  assign \args$78.zp_in  = args[395:388];
-  assign \args$78.zp_out  = args[405:396];
-  assign \args$78.act_min  = args[415:406];
-  assign \args$78.act_max  = args[425:416];
-  assign \args$78.ab_m1  = args[428:426];
-  assign \args$78.wb_log2  = args[430:429];
-  assign \args$78.x_signed  = args[431];
-  assign \args$78.w_signed  = args[432];
-  assign \args$78.rowpack  = args[433];
-  assign \desc_rd__data$87.ky0  = \desc_rd__data$87 [7:0];
-  assign \desc_rd__data$87.kx0  = \desc_rd__data$87 [15:8];
-  assign \desc_rd__data$87.dy0  = \desc_rd__data$87 [27:16];
-  assign \desc_rd__data$87.dx0  = \desc_rd__data$87 [39:28];
-  assign \desc_rd__data$87.c0  = \desc_rd__data$87 [51:40];
-  assign \desc_rd__data$87.elems  = \desc_rd__data$87 [58:52];
-  assign \desc_rd__data$87.off0  = \desc_rd__data$87 [76:59];
-  assign \desc_rd__7__data.ky0  = \desc_rd__data$87 [7:0];
-  assign \desc_rd__7__data.kx0  = \desc_rd__data$87 [15:8];
-  assign \desc_rd__7__data.dy0  = \desc_rd__data$87 [27:16];
-  assign \desc_rd__7__data.dx0  = \desc_rd__data$87 [39:28];
-  assign \desc_rd__7__data.c0  = \desc_rd__data$87 [51:40];
-  assign \desc_rd__7__data.elems  = \desc_rd__data$87 [58:52];
-  assign \desc_rd__7__data.off0  = \desc_rd__data$87 [76:59];
-  assign \args$89.in_h  = args[7:0];
-  assign \args$89.in_w  = args[15:8];
-  assign \args$89.in_cw  = args[23:16];
-  assign \args$89.cin  = args[35:24];
-  assign \args$89.kh  = args[43:36];
-  assign \args$89.kw  = args[51:44];
-  assign \args$89.dh  = args[55:52];
-  assign \args$89.dw  = args[59:56];
-  assign \args$89.sh  = args[63:60];
-  assign \args$89.sw  = args[67:64];
-  assign \args$89.pt  = args[71:68];
-  assign \args$89.pl  = args[75:72];
-  assign \args$89.ow  = args[83:76];
-  assign \args$89.oh  = args[91:84];
-  assign \args$89.npos  = args[107:92];
-  assign \args$89.pos0  = args[125:108];
-  assign \args$89.kx_inc  = args[143:126];
-  assign \args$89.ky_inc  = args[161:144];
-  assign \args$89.pos_ux  = args[179:162];
-  assign \args$89.pos_wrap  = args[197:180];
-  assign \args$89.pos_bstep  = args[215:198];
-  assign \args$89.bq  = args[223:216];
-  assign \args$89.br  = args[231:224];
-  assign \args$89.img_delta  = args[249:232];
-  assign \args$89.img_bstep  = args[267:250];
-  assign \args$89.desc_base  = args[277:268];
-  assign \args$89.kt  = args[285:278];
-  assign \args$89.nt  = args[293:286];
-  assign \args$89.kr  = args[301:294];
-  assign \args$89.nr  = args[309:302];
-  assign \args$89.b  = args[316:310];
-  assign \args$89.ki  = args[323:317];
-  assign \args$89.no  = args[330:324];
-  assign \args$89.groups  = args[338:331];
-  assign \args$89.role_base  = args[348:339];
-  assign \args$89.page_base  = args[351:349];
-  assign \args$89.out_base  = args[367:352];
-  assign \args$89.out_cw  = args[375:368];
-  assign \args$89.param_base  = args[387:376];
-  assign \args$89.zp_in  = args[395:388];
-  assign \args$89.zp_out  = args[405:396];
-  assign \args$89.act_min  = args[415:406];
-  assign \args$89.act_max  = args[425:416];
-  assign \args$89.ab_m1  = args[428:426];
-  assign \args$89.wb_log2  = args[430:429];
-  assign \args$89.x_signed  = args[431];
-  assign \args$89.w_signed  = args[432];
-  assign \args$89.rowpack  = args[433];
-  assign \desc_rd__data$98.ky0  = \desc_rd__data$98 [7:0];
-  assign \desc_rd__data$98.kx0  = \desc_rd__data$98 [15:8];
-  assign \desc_rd__data$98.dy0  = \desc_rd__data$98 [27:16];
-  assign \desc_rd__data$98.dx0  = \desc_rd__data$98 [39:28];
-  assign \desc_rd__data$98.c0  = \desc_rd__data$98 [51:40];
-  assign \desc_rd__data$98.elems  = \desc_rd__data$98 [58:52];
-  assign \desc_rd__data$98.off0  = \desc_rd__data$98 [76:59];
-  assign \desc_rd__8__data.ky0  = \desc_rd__data$98 [7:0];
-  assign \desc_rd__8__data.kx0  = \desc_rd__data$98 [15:8];
-  assign \desc_rd__8__data.dy0  = \desc_rd__data$98 [27:16];
-  assign \desc_rd__8__data.dx0  = \desc_rd__data$98 [39:28];
-  assign \desc_rd__8__data.c0  = \desc_rd__data$98 [51:40];
-  assign \desc_rd__8__data.elems  = \desc_rd__data$98 [58:52];
-  assign \desc_rd__8__data.off0  = \desc_rd__data$98 [76:59];
-  assign \args$100.in_h  = args[7:0];
-  assign \args$100.in_w  = args[15:8];
-  assign \args$100.in_cw  = args[23:16];
-  assign \args$100.cin  = args[35:24];
-  assign \args$100.kh  = args[43:36];
-  assign \args$100.kw  = args[51:44];
-  assign \args$100.dh  = args[55:52];
-  assign \args$100.dw  = args[59:56];
-  assign \args$100.sh  = args[63:60];
-  assign \args$100.sw  = args[67:64];
-  assign \args$100.pt  = args[71:68];
-  assign \args$100.pl  = args[75:72];
-  assign \args$100.ow  = args[83:76];
-  assign \args$100.oh  = args[91:84];
-  assign \args$100.npos  = args[107:92];
-  assign \args$100.pos0  = args[125:108];
-  assign \args$100.kx_inc  = args[143:126];
-  assign \args$100.ky_inc  = args[161:144];
-  assign \args$100.pos_ux  = args[179:162];
-  assign \args$100.pos_wrap  = args[197:180];
-  assign \args$100.pos_bstep  = args[215:198];
-  assign \args$100.bq  = args[223:216];
-  assign \args$100.br  = args[231:224];
-  assign \args$100.img_delta  = args[249:232];
-  assign \args$100.img_bstep  = args[267:250];
-  assign \args$100.desc_base  = args[277:268];
-  assign \args$100.kt  = args[285:278];
-  assign \args$100.nt  = args[293:286];
-  assign \args$100.kr  = args[301:294];
-  assign \args$100.nr  = args[309:302];
-  assign \args$100.b  = args[316:310];
-  assign \args$100.ki  = args[323:317];
-  assign \args$100.no  = args[330:324];
-  assign \args$100.groups  = args[338:331];
-  assign \args$100.role_base  = args[348:339];
-  assign \args$100.page_base  = args[351:349];
-  assign \args$100.out_base  = args[367:352];
-  assign \args$100.out_cw  = args[375:368];
-  assign \args$100.param_base  = args[387:376];
-  assign \args$100.zp_in  = args[395:388];
-  assign \args$100.zp_out  = args[405:396];
-  assign \args$100.act_min  = args[415:406];
-  assign \args$100.act_max  = args[425:416];
-  assign \args$100.ab_m1  = args[428:426];
-  assign \args$100.wb_log2  = args[430:429];
-  assign \args$100.x_signed  = args[431];
-  assign \args$100.w_signed  = args[432];
-  assign \args$100.rowpack  = args[433];
-  assign \desc_rd__data$109.ky0  = \desc_rd__data$109 [7:0];
-  assign \desc_rd__data$109.kx0  = \desc_rd__data$109 [15:8];
-  assign \desc_rd__data$109.dy0  = \desc_rd__data$109 [27:16];
-  assign \desc_rd__data$109.dx0  = \desc_rd__data$109 [39:28];
-  assign \desc_rd__data$109.c0  = \desc_rd__data$109 [51:40];
-  assign \desc_rd__data$109.elems  = \desc_rd__data$109 [58:52];
-  assign \desc_rd__data$109.off0  = \desc_rd__data$109 [76:59];
-  assign \desc_rd__9__data.ky0  = \desc_rd__data$109 [7:0];
-  assign \desc_rd__9__data.kx0  = \desc_rd__data$109 [15:8];
-  assign \desc_rd__9__data.dy0  = \desc_rd__data$109 [27:16];
-  assign \desc_rd__9__data.dx0  = \desc_rd__data$109 [39:28];
-  assign \desc_rd__9__data.c0  = \desc_rd__data$109 [51:40];
-  assign \desc_rd__9__data.elems  = \desc_rd__data$109 [58:52];
-  assign \desc_rd__9__data.off0  = \desc_rd__data$109 [76:59];
-  assign \args$111.in_h  = args[7:0];
-  assign \args$111.in_w  = args[15:8];
-  assign \args$111.in_cw  = args[23:16];
-  assign \args$111.cin  = args[35:24];
-  assign \args$111.kh  = args[43:36];
-  assign \args$111.kw  = args[51:44];
-  assign \args$111.dh  = args[55:52];
-  assign \args$111.dw  = args[59:56];
-  assign \args$111.sh  = args[63:60];
-  assign \args$111.sw  = args[67:64];
-  assign \args$111.pt  = args[71:68];
-  assign \args$111.pl  = args[75:72];
-  assign \args$111.ow  = args[83:76];
-  assign \args$111.oh  = args[91:84];
-  assign \args$111.npos  = args[107:92];
-  assign \args$111.pos0  = args[125:108];
-  assign \args$111.kx_inc  = args[143:126];
-  assign \args$111.ky_inc  = args[161:144];
-  assign \args$111.pos_ux  = args[179:162];
-  assign \args$111.pos_wrap  = args[197:180];
-  assign \args$111.pos_bstep  = args[215:198];
-  assign \args$111.bq  = args[223:216];
-  assign \args$111.br  = args[231:224];
-  assign \args$111.img_delta  = args[249:232];
-  assign \args$111.img_bstep  = args[267:250];
-  assign \args$111.desc_base  = args[277:268];
-  assign \args$111.kt  = args[285:278];
-  assign \args$111.nt  = args[293:286];
-  assign \args$111.kr  = args[301:294];
-  assign \args$111.nr  = args[309:302];
-  assign \args$111.b  = args[316:310];
-  assign \args$111.ki  = args[323:317];
-  assign \args$111.no  = args[330:324];
-  assign \args$111.groups  = args[338:331];
-  assign \args$111.role_base  = args[348:339];
-  assign \args$111.page_base  = args[351:349];
-  assign \args$111.out_base  = args[367:352];
-  assign \args$111.out_cw  = args[375:368];
-  assign \args$111.param_base  = args[387:376];
-  assign \args$111.zp_in  = args[395:388];
-  assign \args$111.zp_out  = args[405:396];
-  assign \args$111.act_min  = args[415:406];
-  assign \args$111.act_max  = args[425:416];
-  assign \args$111.ab_m1  = args[428:426];
-  assign \args$111.wb_log2  = args[430:429];
-  assign \args$111.x_signed  = args[431];
-  assign \args$111.w_signed  = args[432];
-  assign \args$111.rowpack  = args[433];
-  assign \desc_rd__data$120.ky0  = \desc_rd__data$120 [7:0];
-  assign \desc_rd__data$120.kx0  = \desc_rd__data$120 [15:8];
-  assign \desc_rd__data$120.dy0  = \desc_rd__data$120 [27:16];
-  assign \desc_rd__data$120.dx0  = \desc_rd__data$120 [39:28];
-  assign \desc_rd__data$120.c0  = \desc_rd__data$120 [51:40];
-  assign \desc_rd__data$120.elems  = \desc_rd__data$120 [58:52];
-  assign \desc_rd__data$120.off0  = \desc_rd__data$120 [76:59];
-  assign \desc_rd__10__data.ky0  = \desc_rd__data$120 [7:0];
-  assign \desc_rd__10__data.kx0  = \desc_rd__data$120 [15:8];
-  assign \desc_rd__10__data.dy0  = \desc_rd__data$120 [27:16];
-  assign \desc_rd__10__data.dx0  = \desc_rd__data$120 [39:28];
-  assign \desc_rd__10__data.c0  = \desc_rd__data$120 [51:40];
-  assign \desc_rd__10__data.elems  = \desc_rd__data$120 [58:52];
-  assign \desc_rd__10__data.off0  = \desc_rd__data$120 [76:59];
-  assign \args$122.in_h  = args[7:0];
-  assign \args$122.in_w  = args[15:8];
-  assign \args$122.in_cw  = args[23:16];
-  assign \args$122.cin  = args[35:24];
-  assign \args$122.kh  = args[43:36];
-  assign \args$122.kw  = args[51:44];
-  assign \args$122.dh  = args[55:52];
-  assign \args$122.dw  = args[59:56];
-  assign \args$122.sh  = args[63:60];
-  assign \args$122.sw  = args[67:64];
-  assign \args$122.pt  = args[71:68];
-  assign \args$122.pl  = args[75:72];
-  assign \args$122.ow  = args[83:76];
-  assign \args$122.oh  = args[91:84];
-  assign \args$122.npos  = args[107:92];
-  assign \args$122.pos0  = args[125:108];
-  assign \args$122.kx_inc  = args[143:126];
-  assign \args$122.ky_inc  = args[161:144];
-  assign \args$122.pos_ux  = args[179:162];
-  assign \args$122.pos_wrap  = args[197:180];
-  assign \args$122.pos_bstep  = args[215:198];
-  assign \args$122.bq  = args[223:216];
-  assign \args$122.br  = args[231:224];
-  assign \args$122.img_delta  = args[249:232];
-  assign \args$122.img_bstep  = args[267:250];
-  assign \args$122.desc_base  = args[277:268];
-  assign \args$122.kt  = args[285:278];
-  assign \args$122.nt  = args[293:286];
-  assign \args$122.kr  = args[301:294];
-  assign \args$122.nr  = args[309:302];
-  assign \args$122.b  = args[316:310];
-  assign \args$122.ki  = args[323:317];
-  assign \args$122.no  = args[330:324];
-  assign \args$122.groups  = args[338:331];
-  assign \args$122.role_base  = args[348:339];
-  assign \args$122.page_base  = args[351:349];
-  assign \args$122.out_base  = args[367:352];
-  assign \args$122.out_cw  = args[375:368];
-  assign \args$122.param_base  = args[387:376];
-  assign \args$122.zp_in  = args[395:388];
-  assign \args$122.zp_out  = args[405:396];
-  assign \args$122.act_min  = args[415:406];
-  assign \args$122.act_max  = args[425:416];
-  assign \args$122.ab_m1  = args[428:426];
-  assign \args$122.wb_log2  = args[430:429];
-  assign \args$122.x_signed  = args[431];
-  assign \args$122.w_signed  = args[432];
-  assign \args$122.rowpack  = args[433];
-  assign \desc_rd__data$131.ky0  = \desc_rd__data$131 [7:0];
-  assign \desc_rd__data$131.kx0  = \desc_rd__data$131 [15:8];
-  assign \desc_rd__data$131.dy0  = \desc_rd__data$131 [27:16];
-  assign \desc_rd__data$131.dx0  = \desc_rd__data$131 [39:28];
-  assign \desc_rd__data$131.c0  = \desc_rd__data$131 [51:40];
-  assign \desc_rd__data$131.elems  = \desc_rd__data$131 [58:52];
-  assign \desc_rd__data$131.off0  = \desc_rd__data$131 [76:59];
-  assign \desc_rd__11__data.ky0  = \desc_rd__data$131 [7:0];
-  assign \desc_rd__11__data.kx0  = \desc_rd__data$131 [15:8];
-  assign \desc_rd__11__data.dy0  = \desc_rd__data$131 [27:16];
-  assign \desc_rd__11__data.dx0  = \desc_rd__data$131 [39:28];
-  assign \desc_rd__11__data.c0  = \desc_rd__data$131 [51:40];
-  assign \desc_rd__11__data.elems  = \desc_rd__data$131 [58:52];
-  assign \desc_rd__11__data.off0  = \desc_rd__data$131 [76:59];
-  assign \args$133.in_h  = args[7:0];
-  assign \args$133.in_w  = args[15:8];
-  assign \args$133.in_cw  = args[23:16];
-  assign \args$133.cin  = args[35:24];
-  assign \args$133.kh  = args[43:36];
-  assign \args$133.kw  = args[51:44];
-  assign \args$133.dh  = args[55:52];
-  assign \args$133.dw  = args[59:56];
-  assign \args$133.sh  = args[63:60];
-  assign \args$133.sw  = args[67:64];
-  assign \args$133.pt  = args[71:68];
-  assign \args$133.pl  = args[75:72];
-  assign \args$133.ow  = args[83:76];
-  assign \args$133.oh  = args[91:84];
-  assign \args$133.npos  = args[107:92];
-  assign \args$133.pos0  = args[125:108];
-  assign \args$133.kx_inc  = args[143:126];
-  assign \args$133.ky_inc  = args[161:144];
-  assign \args$133.pos_ux  = args[179:162];
-  assign \args$133.pos_wrap  = args[197:180];
-  assign \args$133.pos_bstep  = args[215:198];
-  assign \args$133.bq  = args[223:216];
-  assign \args$133.br  = args[231:224];
-  assign \args$133.img_delta  = args[249:232];
-  assign \args$133.img_bstep  = args[267:250];
-  assign \args$133.desc_base  = args[277:268];
-  assign \args$133.kt  = args[285:278];
-  assign \args$133.nt  = args[293:286];
-  assign \args$133.kr  = args[301:294];
-  assign \args$133.nr  = args[309:302];
-  assign \args$133.b  = args[316:310];
-  assign \args$133.ki  = args[323:317];
-  assign \args$133.no  = args[330:324];
-  assign \args$133.groups  = args[338:331];
-  assign \args$133.role_base  = args[348:339];
-  assign \args$133.page_base  = args[351:349];
-  assign \args$133.out_base  = args[367:352];
-  assign \args$133.out_cw  = args[375:368];
-  assign \args$133.param_base  = args[387:376];
-  assign \args$133.zp_in  = args[395:388];
-  assign \args$133.zp_out  = args[405:396];
-  assign \args$133.act_min  = args[415:406];
-  assign \args$133.act_max  = args[425:416];
-  assign \args$133.ab_m1  = args[428:426];
-  assign \args$133.wb_log2  = args[430:429];
-  assign \args$133.x_signed  = args[431];
-  assign \args$133.w_signed  = args[432];
-  assign \args$133.rowpack  = args[433];
-  assign \desc_rd__data$142.ky0  = \desc_rd__data$142 [7:0];
-  assign \desc_rd__data$142.kx0  = \desc_rd__data$142 [15:8];
-  assign \desc_rd__data$142.dy0  = \desc_rd__data$142 [27:16];
-  assign \desc_rd__data$142.dx0  = \desc_rd__data$142 [39:28];
-  assign \desc_rd__data$142.c0  = \desc_rd__data$142 [51:40];
-  assign \desc_rd__data$142.elems  = \desc_rd__data$142 [58:52];
-  assign \desc_rd__data$142.off0  = \desc_rd__data$142 [76:59];
-  assign \desc_rd__12__data.ky0  = \desc_rd__data$142 [7:0];
-  assign \desc_rd__12__data.kx0  = \desc_rd__data$142 [15:8];
-  assign \desc_rd__12__data.dy0  = \desc_rd__data$142 [27:16];
-  assign \desc_rd__12__data.dx0  = \desc_rd__data$142 [39:28];
-  assign \desc_rd__12__data.c0  = \desc_rd__data$142 [51:40];
-  assign \desc_rd__12__data.elems  = \desc_rd__data$142 [58:52];
-  assign \desc_rd__12__data.off0  = \desc_rd__data$142 [76:59];
-  assign \args$144.in_h  = args[7:0];
-  assign \args$144.in_w  = args[15:8];
-  assign \args$144.in_cw  = args[23:16];
-  assign \args$144.cin  = args[35:24];
-  assign \args$144.kh  = args[43:36];
-  assign \args$144.kw  = args[51:44];
-  assign \args$144.dh  = args[55:52];
-  assign \args$144.dw  = args[59:56];
-  assign \args$144.sh  = args[63:60];
-  assign \args$144.sw  = args[67:64];
-  assign \args$144.pt  = args[71:68];
-  assign \args$144.pl  = args[75:72];
-  assign \args$144.ow  = args[83:76];
-  assign \args$144.oh  = args[91:84];
-  assign \args$144.npos  = args[107:92];
-  assign \args$144.pos0  = args[125:108];
-  assign \args$144.kx_inc  = args[143:126];
-  assign \args$144.ky_inc  = args[161:144];
-  assign \args$144.pos_ux  = args[179:162];
-  assign \args$144.pos_wrap  = args[197:180];
-  assign \args$144.pos_bstep  = args[215:198];
-  assign \args$144.bq  = args[223:216];
-  assign \args$144.br  = args[231:224];
-  assign \args$144.img_delta  = args[249:232];
-  assign \args$144.img_bstep  = args[267:250];
-  assign \args$144.desc_base  = args[277:268];
-  assign \args$144.kt  = args[285:278];
-  assign \args$144.nt  = args[293:286];
-  assign \args$144.kr  = args[301:294];
-  assign \args$144.nr  = args[309:302];
-  assign \args$144.b  = args[316:310];
-  assign \args$144.ki  = args[323:317];
-  assign \args$144.no  = args[330:324];
-  assign \args$144.groups  = args[338:331];
-  assign \args$144.role_base  = args[348:339];
-  assign \args$144.page_base  = args[351:349];
-  assign \args$144.out_base  = args[367:352];
-  assign \args$144.out_cw  = args[375:368];
-  assign \args$144.param_base  = args[387:376];
-  assign \args$144.zp_in  = args[395:388];
-  assign \args$144.zp_out  = args[405:396];
-  assign \args$144.act_min  = args[415:406];
-  assign \args$144.act_max  = args[425:416];
-  assign \args$144.ab_m1  = args[428:426];
-  assign \args$144.wb_log2  = args[430:429];
-  assign \args$144.x_signed  = args[431];
-  assign \args$144.w_signed  = args[432];
-  assign \args$144.rowpack  = args[433];
-  assign \desc_rd__data$153.ky0  = \desc_rd__data$153 [7:0];
-  assign \desc_rd__data$153.kx0  = \desc_rd__data$153 [15:8];
-  assign \desc_rd__data$153.dy0  = \desc_rd__data$153 [27:16];
-  assign \desc_rd__data$153.dx0  = \desc_rd__data$153 [39:28];
-  assign \desc_rd__data$153.c0  = \desc_rd__data$153 [51:40];
-  assign \desc_rd__data$153.elems  = \desc_rd__data$153 [58:52];
-  assign \desc_rd__data$153.off0  = \desc_rd__data$153 [76:59];
-  assign \desc_rd__13__data.ky0  = \desc_rd__data$153 [7:0];
-  assign \desc_rd__13__data.kx0  = \desc_rd__data$153 [15:8];
-  assign \desc_rd__13__data.dy0  = \desc_rd__data$153 [27:16];
-  assign \desc_rd__13__data.dx0  = \desc_rd__data$153 [39:28];
-  assign \desc_rd__13__data.c0  = \desc_rd__data$153 [51:40];
-  assign \desc_rd__13__data.elems  = \desc_rd__data$153 [58:52];
-  assign \desc_rd__13__data.off0  = \desc_rd__data$153 [76:59];
-  assign \args$155.in_h  = args[7:0];
-  assign \args$155.in_w  = args[15:8];
-  assign \args$155.in_cw  = args[23:16];
-  assign \args$155.cin  = args[35:24];
-  assign \args$155.kh  = args[43:36];
-  assign \args$155.kw  = args[51:44];
-  assign \args$155.dh  = args[55:52];
-  assign \args$155.dw  = args[59:56];
-  assign \args$155.sh  = args[63:60];
-  assign \args$155.sw  = args[67:64];
-  assign \args$155.pt  = args[71:68];
-  assign \args$155.pl  = args[75:72];
-  assign \args$155.ow  = args[83:76];
-  assign \args$155.oh  = args[91:84];
-  assign \args$155.npos  = args[107:92];
-  assign \args$155.pos0  = args[125:108];
-  assign \args$155.kx_inc  = args[143:126];
-  assign \args$155.ky_inc  = args[161:144];
-  assign \args$155.pos_ux  = args[179:162];
-  assign \args$155.pos_wrap  = args[197:180];
-  assign \args$155.pos_bstep  = args[215:198];
-  assign \args$155.bq  = args[223:216];
-  assign \args$155.br  = args[231:224];
-  assign \args$155.img_delta  = args[249:232];
-  assign \args$155.img_bstep  = args[267:250];
-  assign \args$155.desc_base  = args[277:268];
-  assign \args$155.kt  = args[285:278];
-  assign \args$155.nt  = args[293:286];
-  assign \args$155.kr  = args[301:294];
-  assign \args$155.nr  = args[309:302];
-  assign \args$155.b  = args[316:310];
-  assign \args$155.ki  = args[323:317];
-  assign \args$155.no  = args[330:324];
-  assign \args$155.groups  = args[338:331];
-  assign \args$155.role_base  = args[348:339];
-  assign \args$155.page_base  = args[351:349];
-  assign \args$155.out_base  = args[367:352];
-  assign \args$155.out_cw  = args[375:368];
-  assign \args$155.param_base  = args[387:376];
-  assign \args$155.zp_in  = args[395:388];
-  assign \args$155.zp_out  = args[405:396];
-  assign \args$155.act_min  = args[415:406];
-  assign \args$155.act_max  = args[425:416];
-  assign \args$155.ab_m1  = args[428:426];
-  assign \args$155.wb_log2  = args[430:429];
-  assign \args$155.x_signed  = args[431];
-  assign \args$155.w_signed  = args[432];
-  assign \args$155.rowpack  = args[433];
-  assign \desc_rd__data$164.ky0  = \desc_rd__data$164 [7:0];
-  assign \desc_rd__data$164.kx0  = \desc_rd__data$164 [15:8];
-  assign \desc_rd__data$164.dy0  = \desc_rd__data$164 [27:16];
-  assign \desc_rd__data$164.dx0  = \desc_rd__data$164 [39:28];
-  assign \desc_rd__data$164.c0  = \desc_rd__data$164 [51:40];
-  assign \desc_rd__data$164.elems  = \desc_rd__data$164 [58:52];
-  assign \desc_rd__data$164.off0  = \desc_rd__data$164 [76:59];
-  assign \desc_rd__14__data.ky0  = \desc_rd__data$164 [7:0];
-  assign \desc_rd__14__data.kx0  = \desc_rd__data$164 [15:8];
-  assign \desc_rd__14__data.dy0  = \desc_rd__data$164 [27:16];
-  assign \desc_rd__14__data.dx0  = \desc_rd__data$164 [39:28];
-  assign \desc_rd__14__data.c0  = \desc_rd__data$164 [51:40];
-  assign \desc_rd__14__data.elems  = \desc_rd__data$164 [58:52];
-  assign \desc_rd__14__data.off0  = \desc_rd__data$164 [76:59];
-  assign \args$166.in_h  = args[7:0];
-  assign \args$166.in_w  = args[15:8];
-  assign \args$166.in_cw  = args[23:16];
-  assign \args$166.cin  = args[35:24];
-  assign \args$166.kh  = args[43:36];
-  assign \args$166.kw  = args[51:44];
-  assign \args$166.dh  = args[55:52];
-  assign \args$166.dw  = args[59:56];
-  assign \args$166.sh  = args[63:60];
-  assign \args$166.sw  = args[67:64];
-  assign \args$166.pt  = args[71:68];
-  assign \args$166.pl  = args[75:72];
-  assign \args$166.ow  = args[83:76];
-  assign \args$166.oh  = args[91:84];
-  assign \args$166.npos  = args[107:92];
-  assign \args$166.pos0  = args[125:108];
-  assign \args$166.kx_inc  = args[143:126];
-  assign \args$166.ky_inc  = args[161:144];
-  assign \args$166.pos_ux  = args[179:162];
-  assign \args$166.pos_wrap  = args[197:180];
-  assign \args$166.pos_bstep  = args[215:198];
-  assign \args$166.bq  = args[223:216];
-  assign \args$166.br  = args[231:224];
-  assign \args$166.img_delta  = args[249:232];
-  assign \args$166.img_bstep  = args[267:250];
-  assign \args$166.desc_base  = args[277:268];
-  assign \args$166.kt  = args[285:278];
-  assign \args$166.nt  = args[293:286];
-  assign \args$166.kr  = args[301:294];
-  assign \args$166.nr  = args[309:302];
-  assign \args$166.b  = args[316:310];
-  assign \args$166.ki  = args[323:317];
-  assign \args$166.no  = args[330:324];
-  assign \args$166.groups  = args[338:331];
-  assign \args$166.role_base  = args[348:339];
-  assign \args$166.page_base  = args[351:349];
-  assign \args$166.out_base  = args[367:352];
-  assign \args$166.out_cw  = args[375:368];
-  assign \args$166.param_base  = args[387:376];
-  assign \args$166.zp_in  = args[395:388];
-  assign \args$166.zp_out  = args[405:396];
-  assign \args$166.act_min  = args[415:406];
-  assign \args$166.act_max  = args[425:416];
-  assign \args$166.ab_m1  = args[428:426];
-  assign \args$166.wb_log2  = args[430:429];
-  assign \args$166.x_signed  = args[431];
-  assign \args$166.w_signed  = args[432];
-  assign \args$166.rowpack  = args[433];
-  assign \desc_rd__data$175.ky0  = \desc_rd__data$175 [7:0];
-  assign \desc_rd__data$175.kx0  = \desc_rd__data$175 [15:8];
-  assign \desc_rd__data$175.dy0  = \desc_rd__data$175 [27:16];
-  assign \desc_rd__data$175.dx0  = \desc_rd__data$175 [39:28];
-  assign \desc_rd__data$175.c0  = \desc_rd__data$175 [51:40];
-  assign \desc_rd__data$175.elems  = \desc_rd__data$175 [58:52];
-  assign \desc_rd__data$175.off0  = \desc_rd__data$175 [76:59];
-  assign \desc_rd__15__data.ky0  = \desc_rd__data$175 [7:0];
-  assign \desc_rd__15__data.kx0  = \desc_rd__data$175 [15:8];
-  assign \desc_rd__15__data.dy0  = \desc_rd__data$175 [27:16];
-  assign \desc_rd__15__data.dx0  = \desc_rd__data$175 [39:28];
-  assign \desc_rd__15__data.c0  = \desc_rd__data$175 [51:40];
-  assign \desc_rd__15__data.elems  = \desc_rd__data$175 [58:52];
-  assign \desc_rd__15__data.off0  = \desc_rd__data$175 [76:59];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
+  assign \args$1.in_h  = args[8:0];
+  assign \args$1.in_w  = args[17:9];
+  assign \args$1.in_cw  = args[26:18];
+  assign \args$1.cin  = args[38:27];
+  assign \args$1.kh  = args[47:39];
+  assign \args$1.kw  = args[56:48];
+  assign \args$1.dh  = args[60:57];
+  assign \args$1.dw  = args[64:61];
+  assign \args$1.sh  = args[68:65];
+  assign \args$1.sw  = args[72:69];
+  assign \args$1.pt  = args[76:73];
+  assign \args$1.pl  = args[80:77];
+  assign \args$1.ow  = args[89:81];
+  assign \args$1.oh  = args[98:90];
+  assign \args$1.npos  = args[114:99];
+  assign \args$1.pos0  = args[132:115];
+  assign \args$1.kx_inc  = args[150:133];
+  assign \args$1.ky_inc  = args[168:151];
+  assign \args$1.pos_ux  = args[186:169];
+  assign \args$1.pos_wrap  = args[204:187];
+  assign \args$1.pos_bstep  = args[222:205];
+  assign \args$1.bq  = args[231:223];
+  assign \args$1.br  = args[240:232];
+  assign \args$1.img_delta  = args[258:241];
+  assign \args$1.img_bstep  = args[276:259];
+  assign \args$1.desc_base  = args[287:277];
+  assign \args$1.kt  = args[296:288];
+  assign \args$1.nt  = args[305:297];
+  assign \args$1.kr  = args[314:306];
+  assign \args$1.nr  = args[323:315];
+  assign \args$1.b  = args[330:324];
+  assign \args$1.ki  = args[337:331];
+  assign \args$1.no  = args[344:338];
+  assign \args$1.groups  = args[352:345];
+  assign \args$1.role_base  = args[363:353];
+  assign \args$1.page_base  = args[366:364];
+  assign \args$1.out_base  = args[382:367];
+  assign \args$1.out_cw  = args[391:383];
+  assign \args$1.param_base  = args[404:392];
+  assign \args$1.zp_in  = args[412:405];
+  assign \args$1.zp_out  = args[422:413];
+  assign \args$1.act_min  = args[432:423];
+  assign \args$1.act_max  = args[442:433];
+  assign \args$1.ab_m1  = args[445:443];
+  assign \args$1.wb_log2  = args[447:446];
+  assign \args$1.x_signed  = args[448];
+  assign \args$1.w_signed  = args[449];
+  assign \args$1.rowpack  = args[450];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \desc_rd__0__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__0__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__0__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__0__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__0__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__0__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__0__data.off0  = desc_rd__data[80:63];
+  assign \args$12.in_h  = args[8:0];
+  assign \args$12.in_w  = args[17:9];
+  assign \args$12.in_cw  = args[26:18];
+  assign \args$12.cin  = args[38:27];
+  assign \args$12.kh  = args[47:39];
+  assign \args$12.kw  = args[56:48];
+  assign \args$12.dh  = args[60:57];
+  assign \args$12.dw  = args[64:61];
+  assign \args$12.sh  = args[68:65];
+  assign \args$12.sw  = args[72:69];
+  assign \args$12.pt  = args[76:73];
+  assign \args$12.pl  = args[80:77];
+  assign \args$12.ow  = args[89:81];
+  assign \args$12.oh  = args[98:90];
+  assign \args$12.npos  = args[114:99];
+  assign \args$12.pos0  = args[132:115];
+  assign \args$12.kx_inc  = args[150:133];
+  assign \args$12.ky_inc  = args[168:151];
+  assign \args$12.pos_ux  = args[186:169];
+  assign \args$12.pos_wrap  = args[204:187];
+  assign \args$12.pos_bstep  = args[222:205];
+  assign \args$12.bq  = args[231:223];
+  assign \args$12.br  = args[240:232];
+  assign \args$12.img_delta  = args[258:241];
+  assign \args$12.img_bstep  = args[276:259];
+  assign \args$12.desc_base  = args[287:277];
+  assign \args$12.kt  = args[296:288];
+  assign \args$12.nt  = args[305:297];
+  assign \args$12.kr  = args[314:306];
+  assign \args$12.nr  = args[323:315];
+  assign \args$12.b  = args[330:324];
+  assign \args$12.ki  = args[337:331];
+  assign \args$12.no  = args[344:338];
+  assign \args$12.groups  = args[352:345];
+  assign \args$12.role_base  = args[363:353];
+  assign \args$12.page_base  = args[366:364];
+  assign \args$12.out_base  = args[382:367];
+  assign \args$12.out_cw  = args[391:383];
+  assign \args$12.param_base  = args[404:392];
+  assign \args$12.zp_in  = args[412:405];
+  assign \args$12.zp_out  = args[422:413];
+  assign \args$12.act_min  = args[432:423];
+  assign \args$12.act_max  = args[442:433];
+  assign \args$12.ab_m1  = args[445:443];
+  assign \args$12.wb_log2  = args[447:446];
+  assign \args$12.x_signed  = args[448];
+  assign \args$12.w_signed  = args[449];
+  assign \args$12.rowpack  = args[450];
+  assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [8:0];
+  assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [17:9];
+  assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [30:18];
+  assign \desc_rd__data$21.dx0  = \desc_rd__data$21 [43:31];
+  assign \desc_rd__data$21.c0  = \desc_rd__data$21 [55:44];
+  assign \desc_rd__data$21.elems  = \desc_rd__data$21 [62:56];
+  assign \desc_rd__data$21.off0  = \desc_rd__data$21 [80:63];
+  assign \desc_rd__1__data.ky0  = \desc_rd__data$21 [8:0];
+  assign \desc_rd__1__data.kx0  = \desc_rd__data$21 [17:9];
+  assign \desc_rd__1__data.dy0  = \desc_rd__data$21 [30:18];
+  assign \desc_rd__1__data.dx0  = \desc_rd__data$21 [43:31];
+  assign \desc_rd__1__data.c0  = \desc_rd__data$21 [55:44];
+  assign \desc_rd__1__data.elems  = \desc_rd__data$21 [62:56];
+  assign \desc_rd__1__data.off0  = \desc_rd__data$21 [80:63];
+  assign \args$23.in_h  = args[8:0];
+  assign \args$23.in_w  = args[17:9];
+  assign \args$23.in_cw  = args[26:18];
+  assign \args$23.cin  = args[38:27];
+  assign \args$23.kh  = args[47:39];
+  assign \args$23.kw  = args[56:48];
+  assign \args$23.dh  = args[60:57];
+  assign \args$23.dw  = args[64:61];
+  assign \args$23.sh  = args[68:65];
+  assign \args$23.sw  = args[72:69];
+  assign \args$23.pt  = args[76:73];
+  assign \args$23.pl  = args[80:77];
+  assign \args$23.ow  = args[89:81];
+  assign \args$23.oh  = args[98:90];
+  assign \args$23.npos  = args[114:99];
+  assign \args$23.pos0  = args[132:115];
+  assign \args$23.kx_inc  = args[150:133];
+  assign \args$23.ky_inc  = args[168:151];
+  assign \args$23.pos_ux  = args[186:169];
+  assign \args$23.pos_wrap  = args[204:187];
+  assign \args$23.pos_bstep  = args[222:205];
+  assign \args$23.bq  = args[231:223];
+  assign \args$23.br  = args[240:232];
+  assign \args$23.img_delta  = args[258:241];
+  assign \args$23.img_bstep  = args[276:259];
+  assign \args$23.desc_base  = args[287:277];
+  assign \args$23.kt  = args[296:288];
+  assign \args$23.nt  = args[305:297];
+  assign \args$23.kr  = args[314:306];
+  assign \args$23.nr  = args[323:315];
+  assign \args$23.b  = args[330:324];
+  assign \args$23.ki  = args[337:331];
+  assign \args$23.no  = args[344:338];
+  assign \args$23.groups  = args[352:345];
+  assign \args$23.role_base  = args[363:353];
+  assign \args$23.page_base  = args[366:364];
+  assign \args$23.out_base  = args[382:367];
+  assign \args$23.out_cw  = args[391:383];
+  assign \args$23.param_base  = args[404:392];
+  assign \args$23.zp_in  = args[412:405];
+  assign \args$23.zp_out  = args[422:413];
+  assign \args$23.act_min  = args[432:423];
+  assign \args$23.act_max  = args[442:433];
+  assign \args$23.ab_m1  = args[445:443];
+  assign \args$23.wb_log2  = args[447:446];
+  assign \args$23.x_signed  = args[448];
+  assign \args$23.w_signed  = args[449];
+  assign \args$23.rowpack  = args[450];
+  assign \desc_rd__data$32.ky0  = \desc_rd__data$32 [8:0];
+  assign \desc_rd__data$32.kx0  = \desc_rd__data$32 [17:9];
+  assign \desc_rd__data$32.dy0  = \desc_rd__data$32 [30:18];
+  assign \desc_rd__data$32.dx0  = \desc_rd__data$32 [43:31];
+  assign \desc_rd__data$32.c0  = \desc_rd__data$32 [55:44];
+  assign \desc_rd__data$32.elems  = \desc_rd__data$32 [62:56];
+  assign \desc_rd__data$32.off0  = \desc_rd__data$32 [80:63];
+  assign \desc_rd__2__data.ky0  = \desc_rd__data$32 [8:0];
+  assign \desc_rd__2__data.kx0  = \desc_rd__data$32 [17:9];
+  assign \desc_rd__2__data.dy0  = \desc_rd__data$32 [30:18];
+  assign \desc_rd__2__data.dx0  = \desc_rd__data$32 [43:31];
+  assign \desc_rd__2__data.c0  = \desc_rd__data$32 [55:44];
+  assign \desc_rd__2__data.elems  = \desc_rd__data$32 [62:56];
+  assign \desc_rd__2__data.off0  = \desc_rd__data$32 [80:63];
+  assign \args$34.in_h  = args[8:0];
+  assign \args$34.in_w  = args[17:9];
+  assign \args$34.in_cw  = args[26:18];
+  assign \args$34.cin  = args[38:27];
+  assign \args$34.kh  = args[47:39];
+  assign \args$34.kw  = args[56:48];
+  assign \args$34.dh  = args[60:57];
+  assign \args$34.dw  = args[64:61];
+  assign \args$34.sh  = args[68:65];
+  assign \args$34.sw  = args[72:69];
+  assign \args$34.pt  = args[76:73];
+  assign \args$34.pl  = args[80:77];
+  assign \args$34.ow  = args[89:81];
+  assign \args$34.oh  = args[98:90];
+  assign \args$34.npos  = args[114:99];
+  assign \args$34.pos0  = args[132:115];
+  assign \args$34.kx_inc  = args[150:133];
+  assign \args$34.ky_inc  = args[168:151];
+  assign \args$34.pos_ux  = args[186:169];
+  assign \args$34.pos_wrap  = args[204:187];
+  assign \args$34.pos_bstep  = args[222:205];
+  assign \args$34.bq  = args[231:223];
+  assign \args$34.br  = args[240:232];
+  assign \args$34.img_delta  = args[258:241];
+  assign \args$34.img_bstep  = args[276:259];
+  assign \args$34.desc_base  = args[287:277];
+  assign \args$34.kt  = args[296:288];
+  assign \args$34.nt  = args[305:297];
+  assign \args$34.kr  = args[314:306];
+  assign \args$34.nr  = args[323:315];
+  assign \args$34.b  = args[330:324];
+  assign \args$34.ki  = args[337:331];
+  assign \args$34.no  = args[344:338];
+  assign \args$34.groups  = args[352:345];
+  assign \args$34.role_base  = args[363:353];
+  assign \args$34.page_base  = args[366:364];
+  assign \args$34.out_base  = args[382:367];
+  assign \args$34.out_cw  = args[391:383];
+  assign \args$34.param_base  = args[404:392];
+  assign \args$34.zp_in  = args[412:405];
+  assign \args$34.zp_out  = args[422:413];
+  assign \args$34.act_min  = args[432:423];
+  assign \args$34.act_max  = args[442:433];
+  assign \args$34.ab_m1  = args[445:443];
+  assign \args$34.wb_log2  = args[447:446];
+  assign \args$34.x_signed  = args[448];
+  assign \args$34.w_signed  = args[449];
+  assign \args$34.rowpack  = args[450];
+  assign \desc_rd__data$43.ky0  = \desc_rd__data$43 [8:0];
+  assign \desc_rd__data$43.kx0  = \desc_rd__data$43 [17:9];
+  assign \desc_rd__data$43.dy0  = \desc_rd__data$43 [30:18];
+  assign \desc_rd__data$43.dx0  = \desc_rd__data$43 [43:31];
+  assign \desc_rd__data$43.c0  = \desc_rd__data$43 [55:44];
+  assign \desc_rd__data$43.elems  = \desc_rd__data$43 [62:56];
+  assign \desc_rd__data$43.off0  = \desc_rd__data$43 [80:63];
+  assign \desc_rd__3__data.ky0  = \desc_rd__data$43 [8:0];
+  assign \desc_rd__3__data.kx0  = \desc_rd__data$43 [17:9];
+  assign \desc_rd__3__data.dy0  = \desc_rd__data$43 [30:18];
+  assign \desc_rd__3__data.dx0  = \desc_rd__data$43 [43:31];
+  assign \desc_rd__3__data.c0  = \desc_rd__data$43 [55:44];
+  assign \desc_rd__3__data.elems  = \desc_rd__data$43 [62:56];
+  assign \desc_rd__3__data.off0  = \desc_rd__data$43 [80:63];
+  assign \args$45.in_h  = args[8:0];
+  assign \args$45.in_w  = args[17:9];
+  assign \args$45.in_cw  = args[26:18];
+  assign \args$45.cin  = args[38:27];
+  assign \args$45.kh  = args[47:39];
+  assign \args$45.kw  = args[56:48];
+  assign \args$45.dh  = args[60:57];
+  assign \args$45.dw  = args[64:61];
+  assign \args$45.sh  = args[68:65];
+  assign \args$45.sw  = args[72:69];
+  assign \args$45.pt  = args[76:73];
+  assign \args$45.pl  = args[80:77];
+  assign \args$45.ow  = args[89:81];
+  assign \args$45.oh  = args[98:90];
+  assign \args$45.npos  = args[114:99];
+  assign \args$45.pos0  = args[132:115];
+  assign \args$45.kx_inc  = args[150:133];
+  assign \args$45.ky_inc  = args[168:151];
+  assign \args$45.pos_ux  = args[186:169];
+  assign \args$45.pos_wrap  = args[204:187];
+  assign \args$45.pos_bstep  = args[222:205];
+  assign \args$45.bq  = args[231:223];
+  assign \args$45.br  = args[240:232];
+  assign \args$45.img_delta  = args[258:241];
+  assign \args$45.img_bstep  = args[276:259];
+  assign \args$45.desc_base  = args[287:277];
+  assign \args$45.kt  = args[296:288];
+  assign \args$45.nt  = args[305:297];
+  assign \args$45.kr  = args[314:306];
+  assign \args$45.nr  = args[323:315];
+  assign \args$45.b  = args[330:324];
+  assign \args$45.ki  = args[337:331];
+  assign \args$45.no  = args[344:338];
+  assign \args$45.groups  = args[352:345];
+  assign \args$45.role_base  = args[363:353];
+  assign \args$45.page_base  = args[366:364];
+  assign \args$45.out_base  = args[382:367];
+  assign \args$45.out_cw  = args[391:383];
+  assign \args$45.param_base  = args[404:392];
+  assign \args$45.zp_in  = args[412:405];
+  assign \args$45.zp_out  = args[422:413];
+  assign \args$45.act_min  = args[432:423];
+  assign \args$45.act_max  = args[442:433];
+  assign \args$45.ab_m1  = args[445:443];
+  assign \args$45.wb_log2  = args[447:446];
+  assign \args$45.x_signed  = args[448];
+  assign \args$45.w_signed  = args[449];
+  assign \args$45.rowpack  = args[450];
+  assign \desc_rd__data$54.ky0  = \desc_rd__data$54 [8:0];
+  assign \desc_rd__data$54.kx0  = \desc_rd__data$54 [17:9];
+  assign \desc_rd__data$54.dy0  = \desc_rd__data$54 [30:18];
+  assign \desc_rd__data$54.dx0  = \desc_rd__data$54 [43:31];
+  assign \desc_rd__data$54.c0  = \desc_rd__data$54 [55:44];
+  assign \desc_rd__data$54.elems  = \desc_rd__data$54 [62:56];
+  assign \desc_rd__data$54.off0  = \desc_rd__data$54 [80:63];
+  assign \desc_rd__4__data.ky0  = \desc_rd__data$54 [8:0];
+  assign \desc_rd__4__data.kx0  = \desc_rd__data$54 [17:9];
+  assign \desc_rd__4__data.dy0  = \desc_rd__data$54 [30:18];
+  assign \desc_rd__4__data.dx0  = \desc_rd__data$54 [43:31];
+  assign \desc_rd__4__data.c0  = \desc_rd__data$54 [55:44];
+  assign \desc_rd__4__data.elems  = \desc_rd__data$54 [62:56];
+  assign \desc_rd__4__data.off0  = \desc_rd__data$54 [80:63];
+  assign \args$56.in_h  = args[8:0];
+  assign \args$56.in_w  = args[17:9];
+  assign \args$56.in_cw  = args[26:18];
+  assign \args$56.cin  = args[38:27];
+  assign \args$56.kh  = args[47:39];
+  assign \args$56.kw  = args[56:48];
+  assign \args$56.dh  = args[60:57];
+  assign \args$56.dw  = args[64:61];
+  assign \args$56.sh  = args[68:65];
+  assign \args$56.sw  = args[72:69];
+  assign \args$56.pt  = args[76:73];
+  assign \args$56.pl  = args[80:77];
+  assign \args$56.ow  = args[89:81];
+  assign \args$56.oh  = args[98:90];
+  assign \args$56.npos  = args[114:99];
+  assign \args$56.pos0  = args[132:115];
+  assign \args$56.kx_inc  = args[150:133];
+  assign \args$56.ky_inc  = args[168:151];
+  assign \args$56.pos_ux  = args[186:169];
+  assign \args$56.pos_wrap  = args[204:187];
+  assign \args$56.pos_bstep  = args[222:205];
+  assign \args$56.bq  = args[231:223];
+  assign \args$56.br  = args[240:232];
+  assign \args$56.img_delta  = args[258:241];
+  assign \args$56.img_bstep  = args[276:259];
+  assign \args$56.desc_base  = args[287:277];
+  assign \args$56.kt  = args[296:288];
+  assign \args$56.nt  = args[305:297];
+  assign \args$56.kr  = args[314:306];
+  assign \args$56.nr  = args[323:315];
+  assign \args$56.b  = args[330:324];
+  assign \args$56.ki  = args[337:331];
+  assign \args$56.no  = args[344:338];
+  assign \args$56.groups  = args[352:345];
+  assign \args$56.role_base  = args[363:353];
+  assign \args$56.page_base  = args[366:364];
+  assign \args$56.out_base  = args[382:367];
+  assign \args$56.out_cw  = args[391:383];
+  assign \args$56.param_base  = args[404:392];
+  assign \args$56.zp_in  = args[412:405];
+  assign \args$56.zp_out  = args[422:413];
+  assign \args$56.act_min  = args[432:423];
+  assign \args$56.act_max  = args[442:433];
+  assign \args$56.ab_m1  = args[445:443];
+  assign \args$56.wb_log2  = args[447:446];
+  assign \args$56.x_signed  = args[448];
+  assign \args$56.w_signed  = args[449];
+  assign \args$56.rowpack  = args[450];
+  assign \desc_rd__data$65.ky0  = \desc_rd__data$65 [8:0];
+  assign \desc_rd__data$65.kx0  = \desc_rd__data$65 [17:9];
+  assign \desc_rd__data$65.dy0  = \desc_rd__data$65 [30:18];
+  assign \desc_rd__data$65.dx0  = \desc_rd__data$65 [43:31];
+  assign \desc_rd__data$65.c0  = \desc_rd__data$65 [55:44];
+  assign \desc_rd__data$65.elems  = \desc_rd__data$65 [62:56];
+  assign \desc_rd__data$65.off0  = \desc_rd__data$65 [80:63];
+  assign \desc_rd__5__data.ky0  = \desc_rd__data$65 [8:0];
+  assign \desc_rd__5__data.kx0  = \desc_rd__data$65 [17:9];
+  assign \desc_rd__5__data.dy0  = \desc_rd__data$65 [30:18];
+  assign \desc_rd__5__data.dx0  = \desc_rd__data$65 [43:31];
+  assign \desc_rd__5__data.c0  = \desc_rd__data$65 [55:44];
+  assign \desc_rd__5__data.elems  = \desc_rd__data$65 [62:56];
+  assign \desc_rd__5__data.off0  = \desc_rd__data$65 [80:63];
+  assign \args$67.in_h  = args[8:0];
+  assign \args$67.in_w  = args[17:9];
+  assign \args$67.in_cw  = args[26:18];
+  assign \args$67.cin  = args[38:27];
+  assign \args$67.kh  = args[47:39];
+  assign \args$67.kw  = args[56:48];
+  assign \args$67.dh  = args[60:57];
+  assign \args$67.dw  = args[64:61];
+  assign \args$67.sh  = args[68:65];
+  assign \args$67.sw  = args[72:69];
+  assign \args$67.pt  = args[76:73];
+  assign \args$67.pl  = args[80:77];
+  assign \args$67.ow  = args[89:81];
+  assign \args$67.oh  = args[98:90];
+  assign \args$67.npos  = args[114:99];
+  assign \args$67.pos0  = args[132:115];
+  assign \args$67.kx_inc  = args[150:133];
+  assign \args$67.ky_inc  = args[168:151];
+  assign \args$67.pos_ux  = args[186:169];
+  assign \args$67.pos_wrap  = args[204:187];
+  assign \args$67.pos_bstep  = args[222:205];
+  assign \args$67.bq  = args[231:223];
+  assign \args$67.br  = args[240:232];
+  assign \args$67.img_delta  = args[258:241];
+  assign \args$67.img_bstep  = args[276:259];
+  assign \args$67.desc_base  = args[287:277];
+  assign \args$67.kt  = args[296:288];
+  assign \args$67.nt  = args[305:297];
+  assign \args$67.kr  = args[314:306];
+  assign \args$67.nr  = args[323:315];
+  assign \args$67.b  = args[330:324];
+  assign \args$67.ki  = args[337:331];
+  assign \args$67.no  = args[344:338];
+  assign \args$67.groups  = args[352:345];
+  assign \args$67.role_base  = args[363:353];
+  assign \args$67.page_base  = args[366:364];
+  assign \args$67.out_base  = args[382:367];
+  assign \args$67.out_cw  = args[391:383];
+  assign \args$67.param_base  = args[404:392];
+  assign \args$67.zp_in  = args[412:405];
+  assign \args$67.zp_out  = args[422:413];
+  assign \args$67.act_min  = args[432:423];
+  assign \args$67.act_max  = args[442:433];
+  assign \args$67.ab_m1  = args[445:443];
+  assign \args$67.wb_log2  = args[447:446];
+  assign \args$67.x_signed  = args[448];
+  assign \args$67.w_signed  = args[449];
+  assign \args$67.rowpack  = args[450];
+  assign \desc_rd__data$76.ky0  = \desc_rd__data$76 [8:0];
+  assign \desc_rd__data$76.kx0  = \desc_rd__data$76 [17:9];
+  assign \desc_rd__data$76.dy0  = \desc_rd__data$76 [30:18];
+  assign \desc_rd__data$76.dx0  = \desc_rd__data$76 [43:31];
+  assign \desc_rd__data$76.c0  = \desc_rd__data$76 [55:44];
+  assign \desc_rd__data$76.elems  = \desc_rd__data$76 [62:56];
+  assign \desc_rd__data$76.off0  = \desc_rd__data$76 [80:63];
+  assign \desc_rd__6__data.ky0  = \desc_rd__data$76 [8:0];
+  assign \desc_rd__6__data.kx0  = \desc_rd__data$76 [17:9];
+  assign \desc_rd__6__data.dy0  = \desc_rd__data$76 [30:18];
+  assign \desc_rd__6__data.dx0  = \desc_rd__data$76 [43:31];
+  assign \desc_rd__6__data.c0  = \desc_rd__data$76 [55:44];
+  assign \desc_rd__6__data.elems  = \desc_rd__data$76 [62:56];
+  assign \desc_rd__6__data.off0  = \desc_rd__data$76 [80:63];
+  assign \args$78.in_h  = args[8:0];
+  assign \args$78.in_w  = args[17:9];
+  assign \args$78.in_cw  = args[26:18];
+  assign \args$78.cin  = args[38:27];
+  assign \args$78.kh  = args[47:39];
+  assign \args$78.kw  = args[56:48];
+  assign \args$78.dh  = args[60:57];
+  assign \args$78.dw  = args[64:61];
+  assign \args$78.sh  = args[68:65];
+  assign \args$78.sw  = args[72:69];
+  assign \args$78.pt  = args[76:73];
+  assign \args$78.pl  = args[80:77];
+  assign \args$78.ow  = args[89:81];
+  assign \args$78.oh  = args[98:90];
+  assign \args$78.npos  = args[114:99];
+  assign \args$78.pos0  = args[132:115];
+  assign \args$78.kx_inc  = args[150:133];
+  assign \args$78.ky_inc  = args[168:151];
+  assign \args$78.pos_ux  = args[186:169];
+  assign \args$78.pos_wrap  = args[204:187];
+  assign \args$78.pos_bstep  = args[222:205];
+  assign \args$78.bq  = args[231:223];
+  assign \args$78.br  = args[240:232];
+  assign \args$78.img_delta  = args[258:241];
+  assign \args$78.img_bstep  = args[276:259];
+  assign \args$78.desc_base  = args[287:277];
+  assign \args$78.kt  = args[296:288];
+  assign \args$78.nt  = args[305:297];
+  assign \args$78.kr  = args[314:306];
+  assign \args$78.nr  = args[323:315];
+  assign \args$78.b  = args[330:324];
+  assign \args$78.ki  = args[337:331];
+  assign \args$78.no  = args[344:338];
+  assign \args$78.groups  = args[352:345];
+  assign \args$78.role_base  = args[363:353];
+  assign \args$78.page_base  = args[366:364];
+  assign \args$78.out_base  = args[382:367];
+  assign \args$78.out_cw  = args[391:383];
+  assign \args$78.param_base  = args[404:392];
+  assign \args$78.zp_in  = args[412:405];
+  assign \args$78.zp_out  = args[422:413];
+  assign \args$78.act_min  = args[432:423];
+  assign \args$78.act_max  = args[442:433];
+  assign \args$78.ab_m1  = args[445:443];
+  assign \args$78.wb_log2  = args[447:446];
+  assign \args$78.x_signed  = args[448];
+  assign \args$78.w_signed  = args[449];
+  assign \args$78.rowpack  = args[450];
+  assign \desc_rd__data$87.ky0  = \desc_rd__data$87 [8:0];
+  assign \desc_rd__data$87.kx0  = \desc_rd__data$87 [17:9];
+  assign \desc_rd__data$87.dy0  = \desc_rd__data$87 [30:18];
+  assign \desc_rd__data$87.dx0  = \desc_rd__data$87 [43:31];
+  assign \desc_rd__data$87.c0  = \desc_rd__data$87 [55:44];
+  assign \desc_rd__data$87.elems  = \desc_rd__data$87 [62:56];
+  assign \desc_rd__data$87.off0  = \desc_rd__data$87 [80:63];
+  assign \desc_rd__7__data.ky0  = \desc_rd__data$87 [8:0];
+  assign \desc_rd__7__data.kx0  = \desc_rd__data$87 [17:9];
+  assign \desc_rd__7__data.dy0  = \desc_rd__data$87 [30:18];
+  assign \desc_rd__7__data.dx0  = \desc_rd__data$87 [43:31];
+  assign \desc_rd__7__data.c0  = \desc_rd__data$87 [55:44];
+  assign \desc_rd__7__data.elems  = \desc_rd__data$87 [62:56];
+  assign \desc_rd__7__data.off0  = \desc_rd__data$87 [80:63];
+  assign \args$89.in_h  = args[8:0];
+  assign \args$89.in_w  = args[17:9];
+  assign \args$89.in_cw  = args[26:18];
+  assign \args$89.cin  = args[38:27];
+  assign \args$89.kh  = args[47:39];
+  assign \args$89.kw  = args[56:48];
+  assign \args$89.dh  = args[60:57];
+  assign \args$89.dw  = args[64:61];
+  assign \args$89.sh  = args[68:65];
+  assign \args$89.sw  = args[72:69];
+  assign \args$89.pt  = args[76:73];
+  assign \args$89.pl  = args[80:77];
+  assign \args$89.ow  = args[89:81];
+  assign \args$89.oh  = args[98:90];
+  assign \args$89.npos  = args[114:99];
+  assign \args$89.pos0  = args[132:115];
+  assign \args$89.kx_inc  = args[150:133];
+  assign \args$89.ky_inc  = args[168:151];
+  assign \args$89.pos_ux  = args[186:169];
+  assign \args$89.pos_wrap  = args[204:187];
+  assign \args$89.pos_bstep  = args[222:205];
+  assign \args$89.bq  = args[231:223];
+  assign \args$89.br  = args[240:232];
+  assign \args$89.img_delta  = args[258:241];
+  assign \args$89.img_bstep  = args[276:259];
+  assign \args$89.desc_base  = args[287:277];
+  assign \args$89.kt  = args[296:288];
+  assign \args$89.nt  = args[305:297];
+  assign \args$89.kr  = args[314:306];
+  assign \args$89.nr  = args[323:315];
+  assign \args$89.b  = args[330:324];
+  assign \args$89.ki  = args[337:331];
+  assign \args$89.no  = args[344:338];
+  assign \args$89.groups  = args[352:345];
+  assign \args$89.role_base  = args[363:353];
+  assign \args$89.page_base  = args[366:364];
+  assign \args$89.out_base  = args[382:367];
+  assign \args$89.out_cw  = args[391:383];
+  assign \args$89.param_base  = args[404:392];
+  assign \args$89.zp_in  = args[412:405];
+  assign \args$89.zp_out  = args[422:413];
+  assign \args$89.act_min  = args[432:423];
+  assign \args$89.act_max  = args[442:433];
+  assign \args$89.ab_m1  = args[445:443];
+  assign \args$89.wb_log2  = args[447:446];
+  assign \args$89.x_signed  = args[448];
+  assign \args$89.w_signed  = args[449];
+  assign \args$89.rowpack  = args[450];
+  assign \desc_rd__data$98.ky0  = \desc_rd__data$98 [8:0];
+  assign \desc_rd__data$98.kx0  = \desc_rd__data$98 [17:9];
+  assign \desc_rd__data$98.dy0  = \desc_rd__data$98 [30:18];
+  assign \desc_rd__data$98.dx0  = \desc_rd__data$98 [43:31];
+  assign \desc_rd__data$98.c0  = \desc_rd__data$98 [55:44];
+  assign \desc_rd__data$98.elems  = \desc_rd__data$98 [62:56];
+  assign \desc_rd__data$98.off0  = \desc_rd__data$98 [80:63];
+  assign \desc_rd__8__data.ky0  = \desc_rd__data$98 [8:0];
+  assign \desc_rd__8__data.kx0  = \desc_rd__data$98 [17:9];
+  assign \desc_rd__8__data.dy0  = \desc_rd__data$98 [30:18];
+  assign \desc_rd__8__data.dx0  = \desc_rd__data$98 [43:31];
+  assign \desc_rd__8__data.c0  = \desc_rd__data$98 [55:44];
+  assign \desc_rd__8__data.elems  = \desc_rd__data$98 [62:56];
+  assign \desc_rd__8__data.off0  = \desc_rd__data$98 [80:63];
+  assign \args$100.in_h  = args[8:0];
+  assign \args$100.in_w  = args[17:9];
+  assign \args$100.in_cw  = args[26:18];
+  assign \args$100.cin  = args[38:27];
+  assign \args$100.kh  = args[47:39];
+  assign \args$100.kw  = args[56:48];
+  assign \args$100.dh  = args[60:57];
+  assign \args$100.dw  = args[64:61];
+  assign \args$100.sh  = args[68:65];
+  assign \args$100.sw  = args[72:69];
+  assign \args$100.pt  = args[76:73];
+  assign \args$100.pl  = args[80:77];
+  assign \args$100.ow  = args[89:81];
+  assign \args$100.oh  = args[98:90];
+  assign \args$100.npos  = args[114:99];
+  assign \args$100.pos0  = args[132:115];
+  assign \args$100.kx_inc  = args[150:133];
+  assign \args$100.ky_inc  = args[168:151];
+  assign \args$100.pos_ux  = args[186:169];
+  assign \args$100.pos_wrap  = args[204:187];
+  assign \args$100.pos_bstep  = args[222:205];
+  assign \args$100.bq  = args[231:223];
+  assign \args$100.br  = args[240:232];
+  assign \args$100.img_delta  = args[258:241];
+  assign \args$100.img_bstep  = args[276:259];
+  assign \args$100.desc_base  = args[287:277];
+  assign \args$100.kt  = args[296:288];
+  assign \args$100.nt  = args[305:297];
+  assign \args$100.kr  = args[314:306];
+  assign \args$100.nr  = args[323:315];
+  assign \args$100.b  = args[330:324];
+  assign \args$100.ki  = args[337:331];
+  assign \args$100.no  = args[344:338];
+  assign \args$100.groups  = args[352:345];
+  assign \args$100.role_base  = args[363:353];
+  assign \args$100.page_base  = args[366:364];
+  assign \args$100.out_base  = args[382:367];
+  assign \args$100.out_cw  = args[391:383];
+  assign \args$100.param_base  = args[404:392];
+  assign \args$100.zp_in  = args[412:405];
+  assign \args$100.zp_out  = args[422:413];
+  assign \args$100.act_min  = args[432:423];
+  assign \args$100.act_max  = args[442:433];
+  assign \args$100.ab_m1  = args[445:443];
+  assign \args$100.wb_log2  = args[447:446];
+  assign \args$100.x_signed  = args[448];
+  assign \args$100.w_signed  = args[449];
+  assign \args$100.rowpack  = args[450];
+  assign \desc_rd__data$109.ky0  = \desc_rd__data$109 [8:0];
+  assign \desc_rd__data$109.kx0  = \desc_rd__data$109 [17:9];
+  assign \desc_rd__data$109.dy0  = \desc_rd__data$109 [30:18];
+  assign \desc_rd__data$109.dx0  = \desc_rd__data$109 [43:31];
+  assign \desc_rd__data$109.c0  = \desc_rd__data$109 [55:44];
+  assign \desc_rd__data$109.elems  = \desc_rd__data$109 [62:56];
+  assign \desc_rd__data$109.off0  = \desc_rd__data$109 [80:63];
+  assign \desc_rd__9__data.ky0  = \desc_rd__data$109 [8:0];
+  assign \desc_rd__9__data.kx0  = \desc_rd__data$109 [17:9];
+  assign \desc_rd__9__data.dy0  = \desc_rd__data$109 [30:18];
+  assign \desc_rd__9__data.dx0  = \desc_rd__data$109 [43:31];
+  assign \desc_rd__9__data.c0  = \desc_rd__data$109 [55:44];
+  assign \desc_rd__9__data.elems  = \desc_rd__data$109 [62:56];
+  assign \desc_rd__9__data.off0  = \desc_rd__data$109 [80:63];
+  assign \args$111.in_h  = args[8:0];
+  assign \args$111.in_w  = args[17:9];
+  assign \args$111.in_cw  = args[26:18];
+  assign \args$111.cin  = args[38:27];
+  assign \args$111.kh  = args[47:39];
+  assign \args$111.kw  = args[56:48];
+  assign \args$111.dh  = args[60:57];
+  assign \args$111.dw  = args[64:61];
+  assign \args$111.sh  = args[68:65];
+  assign \args$111.sw  = args[72:69];
+  assign \args$111.pt  = args[76:73];
+  assign \args$111.pl  = args[80:77];
+  assign \args$111.ow  = args[89:81];
+  assign \args$111.oh  = args[98:90];
+  assign \args$111.npos  = args[114:99];
+  assign \args$111.pos0  = args[132:115];
+  assign \args$111.kx_inc  = args[150:133];
+  assign \args$111.ky_inc  = args[168:151];
+  assign \args$111.pos_ux  = args[186:169];
+  assign \args$111.pos_wrap  = args[204:187];
+  assign \args$111.pos_bstep  = args[222:205];
+  assign \args$111.bq  = args[231:223];
+  assign \args$111.br  = args[240:232];
+  assign \args$111.img_delta  = args[258:241];
+  assign \args$111.img_bstep  = args[276:259];
+  assign \args$111.desc_base  = args[287:277];
+  assign \args$111.kt  = args[296:288];
+  assign \args$111.nt  = args[305:297];
+  assign \args$111.kr  = args[314:306];
+  assign \args$111.nr  = args[323:315];
+  assign \args$111.b  = args[330:324];
+  assign \args$111.ki  = args[337:331];
+  assign \args$111.no  = args[344:338];
+  assign \args$111.groups  = args[352:345];
+  assign \args$111.role_base  = args[363:353];
+  assign \args$111.page_base  = args[366:364];
+  assign \args$111.out_base  = args[382:367];
+  assign \args$111.out_cw  = args[391:383];
+  assign \args$111.param_base  = args[404:392];
+  assign \args$111.zp_in  = args[412:405];
+  assign \args$111.zp_out  = args[422:413];
+  assign \args$111.act_min  = args[432:423];
+  assign \args$111.act_max  = args[442:433];
+  assign \args$111.ab_m1  = args[445:443];
+  assign \args$111.wb_log2  = args[447:446];
+  assign \args$111.x_signed  = args[448];
+  assign \args$111.w_signed  = args[449];
+  assign \args$111.rowpack  = args[450];
+  assign \desc_rd__data$120.ky0  = \desc_rd__data$120 [8:0];
+  assign \desc_rd__data$120.kx0  = \desc_rd__data$120 [17:9];
+  assign \desc_rd__data$120.dy0  = \desc_rd__data$120 [30:18];
+  assign \desc_rd__data$120.dx0  = \desc_rd__data$120 [43:31];
+  assign \desc_rd__data$120.c0  = \desc_rd__data$120 [55:44];
+  assign \desc_rd__data$120.elems  = \desc_rd__data$120 [62:56];
+  assign \desc_rd__data$120.off0  = \desc_rd__data$120 [80:63];
+  assign \desc_rd__10__data.ky0  = \desc_rd__data$120 [8:0];
+  assign \desc_rd__10__data.kx0  = \desc_rd__data$120 [17:9];
+  assign \desc_rd__10__data.dy0  = \desc_rd__data$120 [30:18];
+  assign \desc_rd__10__data.dx0  = \desc_rd__data$120 [43:31];
+  assign \desc_rd__10__data.c0  = \desc_rd__data$120 [55:44];
+  assign \desc_rd__10__data.elems  = \desc_rd__data$120 [62:56];
+  assign \desc_rd__10__data.off0  = \desc_rd__data$120 [80:63];
+  assign \args$122.in_h  = args[8:0];
+  assign \args$122.in_w  = args[17:9];
+  assign \args$122.in_cw  = args[26:18];
+  assign \args$122.cin  = args[38:27];
+  assign \args$122.kh  = args[47:39];
+  assign \args$122.kw  = args[56:48];
+  assign \args$122.dh  = args[60:57];
+  assign \args$122.dw  = args[64:61];
+  assign \args$122.sh  = args[68:65];
+  assign \args$122.sw  = args[72:69];
+  assign \args$122.pt  = args[76:73];
+  assign \args$122.pl  = args[80:77];
+  assign \args$122.ow  = args[89:81];
+  assign \args$122.oh  = args[98:90];
+  assign \args$122.npos  = args[114:99];
+  assign \args$122.pos0  = args[132:115];
+  assign \args$122.kx_inc  = args[150:133];
+  assign \args$122.ky_inc  = args[168:151];
+  assign \args$122.pos_ux  = args[186:169];
+  assign \args$122.pos_wrap  = args[204:187];
+  assign \args$122.pos_bstep  = args[222:205];
+  assign \args$122.bq  = args[231:223];
+  assign \args$122.br  = args[240:232];
+  assign \args$122.img_delta  = args[258:241];
+  assign \args$122.img_bstep  = args[276:259];
+  assign \args$122.desc_base  = args[287:277];
+  assign \args$122.kt  = args[296:288];
+  assign \args$122.nt  = args[305:297];
+  assign \args$122.kr  = args[314:306];
+  assign \args$122.nr  = args[323:315];
+  assign \args$122.b  = args[330:324];
+  assign \args$122.ki  = args[337:331];
+  assign \args$122.no  = args[344:338];
+  assign \args$122.groups  = args[352:345];
+  assign \args$122.role_base  = args[363:353];
+  assign \args$122.page_base  = args[366:364];
+  assign \args$122.out_base  = args[382:367];
+  assign \args$122.out_cw  = args[391:383];
+  assign \args$122.param_base  = args[404:392];
+  assign \args$122.zp_in  = args[412:405];
+  assign \args$122.zp_out  = args[422:413];
+  assign \args$122.act_min  = args[432:423];
+  assign \args$122.act_max  = args[442:433];
+  assign \args$122.ab_m1  = args[445:443];
+  assign \args$122.wb_log2  = args[447:446];
+  assign \args$122.x_signed  = args[448];
+  assign \args$122.w_signed  = args[449];
+  assign \args$122.rowpack  = args[450];
+  assign \desc_rd__data$131.ky0  = \desc_rd__data$131 [8:0];
+  assign \desc_rd__data$131.kx0  = \desc_rd__data$131 [17:9];
+  assign \desc_rd__data$131.dy0  = \desc_rd__data$131 [30:18];
+  assign \desc_rd__data$131.dx0  = \desc_rd__data$131 [43:31];
+  assign \desc_rd__data$131.c0  = \desc_rd__data$131 [55:44];
+  assign \desc_rd__data$131.elems  = \desc_rd__data$131 [62:56];
+  assign \desc_rd__data$131.off0  = \desc_rd__data$131 [80:63];
+  assign \desc_rd__11__data.ky0  = \desc_rd__data$131 [8:0];
+  assign \desc_rd__11__data.kx0  = \desc_rd__data$131 [17:9];
+  assign \desc_rd__11__data.dy0  = \desc_rd__data$131 [30:18];
+  assign \desc_rd__11__data.dx0  = \desc_rd__data$131 [43:31];
+  assign \desc_rd__11__data.c0  = \desc_rd__data$131 [55:44];
+  assign \desc_rd__11__data.elems  = \desc_rd__data$131 [62:56];
+  assign \desc_rd__11__data.off0  = \desc_rd__data$131 [80:63];
+  assign \args$133.in_h  = args[8:0];
+  assign \args$133.in_w  = args[17:9];
+  assign \args$133.in_cw  = args[26:18];
+  assign \args$133.cin  = args[38:27];
+  assign \args$133.kh  = args[47:39];
+  assign \args$133.kw  = args[56:48];
+  assign \args$133.dh  = args[60:57];
+  assign \args$133.dw  = args[64:61];
+  assign \args$133.sh  = args[68:65];
+  assign \args$133.sw  = args[72:69];
+  assign \args$133.pt  = args[76:73];
+  assign \args$133.pl  = args[80:77];
+  assign \args$133.ow  = args[89:81];
+  assign \args$133.oh  = args[98:90];
+  assign \args$133.npos  = args[114:99];
+  assign \args$133.pos0  = args[132:115];
+  assign \args$133.kx_inc  = args[150:133];
+  assign \args$133.ky_inc  = args[168:151];
+  assign \args$133.pos_ux  = args[186:169];
+  assign \args$133.pos_wrap  = args[204:187];
+  assign \args$133.pos_bstep  = args[222:205];
+  assign \args$133.bq  = args[231:223];
+  assign \args$133.br  = args[240:232];
+  assign \args$133.img_delta  = args[258:241];
+  assign \args$133.img_bstep  = args[276:259];
+  assign \args$133.desc_base  = args[287:277];
+  assign \args$133.kt  = args[296:288];
+  assign \args$133.nt  = args[305:297];
+  assign \args$133.kr  = args[314:306];
+  assign \args$133.nr  = args[323:315];
+  assign \args$133.b  = args[330:324];
+  assign \args$133.ki  = args[337:331];
+  assign \args$133.no  = args[344:338];
+  assign \args$133.groups  = args[352:345];
+  assign \args$133.role_base  = args[363:353];
+  assign \args$133.page_base  = args[366:364];
+  assign \args$133.out_base  = args[382:367];
+  assign \args$133.out_cw  = args[391:383];
+  assign \args$133.param_base  = args[404:392];
+  assign \args$133.zp_in  = args[412:405];
+  assign \args$133.zp_out  = args[422:413];
+  assign \args$133.act_min  = args[432:423];
+  assign \args$133.act_max  = args[442:433];
+  assign \args$133.ab_m1  = args[445:443];
+  assign \args$133.wb_log2  = args[447:446];
+  assign \args$133.x_signed  = args[448];
+  assign \args$133.w_signed  = args[449];
+  assign \args$133.rowpack  = args[450];
+  assign \desc_rd__data$142.ky0  = \desc_rd__data$142 [8:0];
+  assign \desc_rd__data$142.kx0  = \desc_rd__data$142 [17:9];
+  assign \desc_rd__data$142.dy0  = \desc_rd__data$142 [30:18];
+  assign \desc_rd__data$142.dx0  = \desc_rd__data$142 [43:31];
+  assign \desc_rd__data$142.c0  = \desc_rd__data$142 [55:44];
+  assign \desc_rd__data$142.elems  = \desc_rd__data$142 [62:56];
+  assign \desc_rd__data$142.off0  = \desc_rd__data$142 [80:63];
+  assign \desc_rd__12__data.ky0  = \desc_rd__data$142 [8:0];
+  assign \desc_rd__12__data.kx0  = \desc_rd__data$142 [17:9];
+  assign \desc_rd__12__data.dy0  = \desc_rd__data$142 [30:18];
+  assign \desc_rd__12__data.dx0  = \desc_rd__data$142 [43:31];
+  assign \desc_rd__12__data.c0  = \desc_rd__data$142 [55:44];
+  assign \desc_rd__12__data.elems  = \desc_rd__data$142 [62:56];
+  assign \desc_rd__12__data.off0  = \desc_rd__data$142 [80:63];
+  assign \args$144.in_h  = args[8:0];
+  assign \args$144.in_w  = args[17:9];
+  assign \args$144.in_cw  = args[26:18];
+  assign \args$144.cin  = args[38:27];
+  assign \args$144.kh  = args[47:39];
+  assign \args$144.kw  = args[56:48];
+  assign \args$144.dh  = args[60:57];
+  assign \args$144.dw  = args[64:61];
+  assign \args$144.sh  = args[68:65];
+  assign \args$144.sw  = args[72:69];
+  assign \args$144.pt  = args[76:73];
+  assign \args$144.pl  = args[80:77];
+  assign \args$144.ow  = args[89:81];
+  assign \args$144.oh  = args[98:90];
+  assign \args$144.npos  = args[114:99];
+  assign \args$144.pos0  = args[132:115];
+  assign \args$144.kx_inc  = args[150:133];
+  assign \args$144.ky_inc  = args[168:151];
+  assign \args$144.pos_ux  = args[186:169];
+  assign \args$144.pos_wrap  = args[204:187];
+  assign \args$144.pos_bstep  = args[222:205];
+  assign \args$144.bq  = args[231:223];
+  assign \args$144.br  = args[240:232];
+  assign \args$144.img_delta  = args[258:241];
+  assign \args$144.img_bstep  = args[276:259];
+  assign \args$144.desc_base  = args[287:277];
+  assign \args$144.kt  = args[296:288];
+  assign \args$144.nt  = args[305:297];
+  assign \args$144.kr  = args[314:306];
+  assign \args$144.nr  = args[323:315];
+  assign \args$144.b  = args[330:324];
+  assign \args$144.ki  = args[337:331];
+  assign \args$144.no  = args[344:338];
+  assign \args$144.groups  = args[352:345];
+  assign \args$144.role_base  = args[363:353];
+  assign \args$144.page_base  = args[366:364];
+  assign \args$144.out_base  = args[382:367];
+  assign \args$144.out_cw  = args[391:383];
+  assign \args$144.param_base  = args[404:392];
+  assign \args$144.zp_in  = args[412:405];
+  assign \args$144.zp_out  = args[422:413];
+  assign \args$144.act_min  = args[432:423];
+  assign \args$144.act_max  = args[442:433];
+  assign \args$144.ab_m1  = args[445:443];
+  assign \args$144.wb_log2  = args[447:446];
+  assign \args$144.x_signed  = args[448];
+  assign \args$144.w_signed  = args[449];
+  assign \args$144.rowpack  = args[450];
+  assign \desc_rd__data$153.ky0  = \desc_rd__data$153 [8:0];
+  assign \desc_rd__data$153.kx0  = \desc_rd__data$153 [17:9];
+  assign \desc_rd__data$153.dy0  = \desc_rd__data$153 [30:18];
+  assign \desc_rd__data$153.dx0  = \desc_rd__data$153 [43:31];
+  assign \desc_rd__data$153.c0  = \desc_rd__data$153 [55:44];
+  assign \desc_rd__data$153.elems  = \desc_rd__data$153 [62:56];
+  assign \desc_rd__data$153.off0  = \desc_rd__data$153 [80:63];
+  assign \desc_rd__13__data.ky0  = \desc_rd__data$153 [8:0];
+  assign \desc_rd__13__data.kx0  = \desc_rd__data$153 [17:9];
+  assign \desc_rd__13__data.dy0  = \desc_rd__data$153 [30:18];
+  assign \desc_rd__13__data.dx0  = \desc_rd__data$153 [43:31];
+  assign \desc_rd__13__data.c0  = \desc_rd__data$153 [55:44];
+  assign \desc_rd__13__data.elems  = \desc_rd__data$153 [62:56];
+  assign \desc_rd__13__data.off0  = \desc_rd__data$153 [80:63];
+  assign \args$155.in_h  = args[8:0];
+  assign \args$155.in_w  = args[17:9];
+  assign \args$155.in_cw  = args[26:18];
+  assign \args$155.cin  = args[38:27];
+  assign \args$155.kh  = args[47:39];
+  assign \args$155.kw  = args[56:48];
+  assign \args$155.dh  = args[60:57];
+  assign \args$155.dw  = args[64:61];
+  assign \args$155.sh  = args[68:65];
+  assign \args$155.sw  = args[72:69];
+  assign \args$155.pt  = args[76:73];
+  assign \args$155.pl  = args[80:77];
+  assign \args$155.ow  = args[89:81];
+  assign \args$155.oh  = args[98:90];
+  assign \args$155.npos  = args[114:99];
+  assign \args$155.pos0  = args[132:115];
+  assign \args$155.kx_inc  = args[150:133];
+  assign \args$155.ky_inc  = args[168:151];
+  assign \args$155.pos_ux  = args[186:169];
+  assign \args$155.pos_wrap  = args[204:187];
+  assign \args$155.pos_bstep  = args[222:205];
+  assign \args$155.bq  = args[231:223];
+  assign \args$155.br  = args[240:232];
+  assign \args$155.img_delta  = args[258:241];
+  assign \args$155.img_bstep  = args[276:259];
+  assign \args$155.desc_base  = args[287:277];
+  assign \args$155.kt  = args[296:288];
+  assign \args$155.nt  = args[305:297];
+  assign \args$155.kr  = args[314:306];
+  assign \args$155.nr  = args[323:315];
+  assign \args$155.b  = args[330:324];
+  assign \args$155.ki  = args[337:331];
+  assign \args$155.no  = args[344:338];
+  assign \args$155.groups  = args[352:345];
+  assign \args$155.role_base  = args[363:353];
+  assign \args$155.page_base  = args[366:364];
+  assign \args$155.out_base  = args[382:367];
+  assign \args$155.out_cw  = args[391:383];
+  assign \args$155.param_base  = args[404:392];
+  assign \args$155.zp_in  = args[412:405];
+  assign \args$155.zp_out  = args[422:413];
+  assign \args$155.act_min  = args[432:423];
+  assign \args$155.act_max  = args[442:433];
+  assign \args$155.ab_m1  = args[445:443];
+  assign \args$155.wb_log2  = args[447:446];
+  assign \args$155.x_signed  = args[448];
+  assign \args$155.w_signed  = args[449];
+  assign \args$155.rowpack  = args[450];
+  assign \desc_rd__data$164.ky0  = \desc_rd__data$164 [8:0];
+  assign \desc_rd__data$164.kx0  = \desc_rd__data$164 [17:9];
+  assign \desc_rd__data$164.dy0  = \desc_rd__data$164 [30:18];
+  assign \desc_rd__data$164.dx0  = \desc_rd__data$164 [43:31];
+  assign \desc_rd__data$164.c0  = \desc_rd__data$164 [55:44];
+  assign \desc_rd__data$164.elems  = \desc_rd__data$164 [62:56];
+  assign \desc_rd__data$164.off0  = \desc_rd__data$164 [80:63];
+  assign \desc_rd__14__data.ky0  = \desc_rd__data$164 [8:0];
+  assign \desc_rd__14__data.kx0  = \desc_rd__data$164 [17:9];
+  assign \desc_rd__14__data.dy0  = \desc_rd__data$164 [30:18];
+  assign \desc_rd__14__data.dx0  = \desc_rd__data$164 [43:31];
+  assign \desc_rd__14__data.c0  = \desc_rd__data$164 [55:44];
+  assign \desc_rd__14__data.elems  = \desc_rd__data$164 [62:56];
+  assign \desc_rd__14__data.off0  = \desc_rd__data$164 [80:63];
+  assign \args$166.in_h  = args[8:0];
+  assign \args$166.in_w  = args[17:9];
+  assign \args$166.in_cw  = args[26:18];
+  assign \args$166.cin  = args[38:27];
+  assign \args$166.kh  = args[47:39];
+  assign \args$166.kw  = args[56:48];
+  assign \args$166.dh  = args[60:57];
+  assign \args$166.dw  = args[64:61];
+  assign \args$166.sh  = args[68:65];
+  assign \args$166.sw  = args[72:69];
+  assign \args$166.pt  = args[76:73];
+  assign \args$166.pl  = args[80:77];
+  assign \args$166.ow  = args[89:81];
+  assign \args$166.oh  = args[98:90];
+  assign \args$166.npos  = args[114:99];
+  assign \args$166.pos0  = args[132:115];
+  assign \args$166.kx_inc  = args[150:133];
+  assign \args$166.ky_inc  = args[168:151];
+  assign \args$166.pos_ux  = args[186:169];
+  assign \args$166.pos_wrap  = args[204:187];
+  assign \args$166.pos_bstep  = args[222:205];
+  assign \args$166.bq  = args[231:223];
+  assign \args$166.br  = args[240:232];
+  assign \args$166.img_delta  = args[258:241];
+  assign \args$166.img_bstep  = args[276:259];
+  assign \args$166.desc_base  = args[287:277];
+  assign \args$166.kt  = args[296:288];
+  assign \args$166.nt  = args[305:297];
+  assign \args$166.kr  = args[314:306];
+  assign \args$166.nr  = args[323:315];
+  assign \args$166.b  = args[330:324];
+  assign \args$166.ki  = args[337:331];
+  assign \args$166.no  = args[344:338];
+  assign \args$166.groups  = args[352:345];
+  assign \args$166.role_base  = args[363:353];
+  assign \args$166.page_base  = args[366:364];
+  assign \args$166.out_base  = args[382:367];
+  assign \args$166.out_cw  = args[391:383];
+  assign \args$166.param_base  = args[404:392];
+  assign \args$166.zp_in  = args[412:405];
+  assign \args$166.zp_out  = args[422:413];
+  assign \args$166.act_min  = args[432:423];
+  assign \args$166.act_max  = args[442:433];
+  assign \args$166.ab_m1  = args[445:443];
+  assign \args$166.wb_log2  = args[447:446];
+  assign \args$166.x_signed  = args[448];
+  assign \args$166.w_signed  = args[449];
+  assign \args$166.rowpack  = args[450];
+  assign \desc_rd__data$175.ky0  = \desc_rd__data$175 [8:0];
+  assign \desc_rd__data$175.kx0  = \desc_rd__data$175 [17:9];
+  assign \desc_rd__data$175.dy0  = \desc_rd__data$175 [30:18];
+  assign \desc_rd__data$175.dx0  = \desc_rd__data$175 [43:31];
+  assign \desc_rd__data$175.c0  = \desc_rd__data$175 [55:44];
+  assign \desc_rd__data$175.elems  = \desc_rd__data$175 [62:56];
+  assign \desc_rd__data$175.off0  = \desc_rd__data$175 [80:63];
+  assign \desc_rd__15__data.ky0  = \desc_rd__data$175 [8:0];
+  assign \desc_rd__15__data.kx0  = \desc_rd__data$175 [17:9];
+  assign \desc_rd__15__data.dy0  = \desc_rd__data$175 [30:18];
+  assign \desc_rd__15__data.dx0  = \desc_rd__data$175 [43:31];
+  assign \desc_rd__15__data.c0  = \desc_rd__data$175 [55:44];
+  assign \desc_rd__15__data.elems  = \desc_rd__data$175 [62:56];
+  assign \desc_rd__15__data.off0  = \desc_rd__data$175 [80:63];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[3:1];
   assign \op__0__payload.row  = op__0__payload[9:4];
@@ -54216,130 +54218,130 @@ module \imagenet_fabric.mac (rst, act_rd__data, \act_rd__data$15 , \act_rd__data
   assign tag_in[1] = \$296 ;
   assign tag_in[0] = \$294 ;
   assign op__15__payload[532:21] = \x$520 ;
-  assign op__15__payload[16] = args[431];
-  assign op__15__payload[15] = args[432];
-  assign op__15__payload[14:12] = args[428:426];
-  assign op__15__payload[11:10] = args[430:429];
+  assign op__15__payload[16] = args[448];
+  assign op__15__payload[15] = args[449];
+  assign op__15__payload[14:12] = args[445:443];
+  assign op__15__payload[11:10] = args[447:446];
   assign op__15__payload[3:1] = i_page;
   assign op__15__payload[0] = 1'h0;
   assign { op__15__payload[596:533], op__15__payload[20:17], op__15__payload[9:4] } = 74'h0000000000000000000;
   assign op__14__payload[532:21] = \x$516 ;
-  assign op__14__payload[16] = args[431];
-  assign op__14__payload[15] = args[432];
-  assign op__14__payload[14:12] = args[428:426];
-  assign op__14__payload[11:10] = args[430:429];
+  assign op__14__payload[16] = args[448];
+  assign op__14__payload[15] = args[449];
+  assign op__14__payload[14:12] = args[445:443];
+  assign op__14__payload[11:10] = args[447:446];
   assign op__14__payload[3:1] = i_page;
   assign op__14__payload[0] = 1'h0;
   assign { op__14__payload[596:533], op__14__payload[20:17], op__14__payload[9:4] } = 74'h0000000000000000000;
   assign op__13__payload[532:21] = \x$512 ;
-  assign op__13__payload[16] = args[431];
-  assign op__13__payload[15] = args[432];
-  assign op__13__payload[14:12] = args[428:426];
-  assign op__13__payload[11:10] = args[430:429];
+  assign op__13__payload[16] = args[448];
+  assign op__13__payload[15] = args[449];
+  assign op__13__payload[14:12] = args[445:443];
+  assign op__13__payload[11:10] = args[447:446];
   assign op__13__payload[3:1] = i_page;
   assign op__13__payload[0] = 1'h0;
   assign { op__13__payload[596:533], op__13__payload[20:17], op__13__payload[9:4] } = 74'h0000000000000000000;
   assign op__12__payload[532:21] = \x$508 ;
-  assign op__12__payload[16] = args[431];
-  assign op__12__payload[15] = args[432];
-  assign op__12__payload[14:12] = args[428:426];
-  assign op__12__payload[11:10] = args[430:429];
+  assign op__12__payload[16] = args[448];
+  assign op__12__payload[15] = args[449];
+  assign op__12__payload[14:12] = args[445:443];
+  assign op__12__payload[11:10] = args[447:446];
   assign op__12__payload[3:1] = i_page;
   assign op__12__payload[0] = 1'h0;
   assign { op__12__payload[596:533], op__12__payload[20:17], op__12__payload[9:4] } = 74'h0000000000000000000;
   assign op__11__payload[532:21] = \x$504 ;
-  assign op__11__payload[16] = args[431];
-  assign op__11__payload[15] = args[432];
-  assign op__11__payload[14:12] = args[428:426];
-  assign op__11__payload[11:10] = args[430:429];
+  assign op__11__payload[16] = args[448];
+  assign op__11__payload[15] = args[449];
+  assign op__11__payload[14:12] = args[445:443];
+  assign op__11__payload[11:10] = args[447:446];
   assign op__11__payload[3:1] = i_page;
   assign op__11__payload[0] = 1'h0;
   assign { op__11__payload[596:533], op__11__payload[20:17], op__11__payload[9:4] } = 74'h0000000000000000000;
   assign op__10__payload[532:21] = \x$500 ;
-  assign op__10__payload[16] = args[431];
-  assign op__10__payload[15] = args[432];
-  assign op__10__payload[14:12] = args[428:426];
-  assign op__10__payload[11:10] = args[430:429];
+  assign op__10__payload[16] = args[448];
+  assign op__10__payload[15] = args[449];
+  assign op__10__payload[14:12] = args[445:443];
+  assign op__10__payload[11:10] = args[447:446];
   assign op__10__payload[3:1] = i_page;
   assign op__10__payload[0] = 1'h0;
   assign { op__10__payload[596:533], op__10__payload[20:17], op__10__payload[9:4] } = 74'h0000000000000000000;
   assign op__9__payload[532:21] = \x$496 ;
-  assign op__9__payload[16] = args[431];
-  assign op__9__payload[15] = args[432];
-  assign op__9__payload[14:12] = args[428:426];
-  assign op__9__payload[11:10] = args[430:429];
+  assign op__9__payload[16] = args[448];
+  assign op__9__payload[15] = args[449];
+  assign op__9__payload[14:12] = args[445:443];
+  assign op__9__payload[11:10] = args[447:446];
   assign op__9__payload[3:1] = i_page;
   assign op__9__payload[0] = 1'h0;
   assign { op__9__payload[596:533], op__9__payload[20:17], op__9__payload[9:4] } = 74'h0000000000000000000;
   assign op__8__payload[532:21] = \x$492 ;
-  assign op__8__payload[16] = args[431];
-  assign op__8__payload[15] = args[432];
-  assign op__8__payload[14:12] = args[428:426];
-  assign op__8__payload[11:10] = args[430:429];
+  assign op__8__payload[16] = args[448];
+  assign op__8__payload[15] = args[449];
+  assign op__8__payload[14:12] = args[445:443];
+  assign op__8__payload[11:10] = args[447:446];
   assign op__8__payload[3:1] = i_page;
   assign op__8__payload[0] = 1'h0;
   assign { op__8__payload[596:533], op__8__payload[20:17], op__8__payload[9:4] } = 74'h0000000000000000000;
   assign op__7__payload[532:21] = \x$488 ;
-  assign op__7__payload[16] = args[431];
-  assign op__7__payload[15] = args[432];
-  assign op__7__payload[14:12] = args[428:426];
-  assign op__7__payload[11:10] = args[430:429];
+  assign op__7__payload[16] = args[448];
+  assign op__7__payload[15] = args[449];
+  assign op__7__payload[14:12] = args[445:443];
+  assign op__7__payload[11:10] = args[447:446];
   assign op__7__payload[3:1] = i_page;
   assign op__7__payload[0] = 1'h0;
   assign { op__7__payload[596:533], op__7__payload[20:17], op__7__payload[9:4] } = 74'h0000000000000000000;
   assign op__6__payload[532:21] = \x$484 ;
-  assign op__6__payload[16] = args[431];
-  assign op__6__payload[15] = args[432];
-  assign op__6__payload[14:12] = args[428:426];
-  assign op__6__payload[11:10] = args[430:429];
+  assign op__6__payload[16] = args[448];
+  assign op__6__payload[15] = args[449];
+  assign op__6__payload[14:12] = args[445:443];
+  assign op__6__payload[11:10] = args[447:446];
   assign op__6__payload[3:1] = i_page;
   assign op__6__payload[0] = 1'h0;
   assign { op__6__payload[596:533], op__6__payload[20:17], op__6__payload[9:4] } = 74'h0000000000000000000;
   assign op__5__payload[532:21] = \x$480 ;
-  assign op__5__payload[16] = args[431];
-  assign op__5__payload[15] = args[432];
-  assign op__5__payload[14:12] = args[428:426];
-  assign op__5__payload[11:10] = args[430:429];
+  assign op__5__payload[16] = args[448];
+  assign op__5__payload[15] = args[449];
+  assign op__5__payload[14:12] = args[445:443];
+  assign op__5__payload[11:10] = args[447:446];
   assign op__5__payload[3:1] = i_page;
   assign op__5__payload[0] = 1'h0;
   assign { op__5__payload[596:533], op__5__payload[20:17], op__5__payload[9:4] } = 74'h0000000000000000000;
   assign op__4__payload[532:21] = \x$476 ;
-  assign op__4__payload[16] = args[431];
-  assign op__4__payload[15] = args[432];
-  assign op__4__payload[14:12] = args[428:426];
-  assign op__4__payload[11:10] = args[430:429];
+  assign op__4__payload[16] = args[448];
+  assign op__4__payload[15] = args[449];
+  assign op__4__payload[14:12] = args[445:443];
+  assign op__4__payload[11:10] = args[447:446];
   assign op__4__payload[3:1] = i_page;
   assign op__4__payload[0] = 1'h0;
   assign { op__4__payload[596:533], op__4__payload[20:17], op__4__payload[9:4] } = 74'h0000000000000000000;
   assign op__3__payload[532:21] = \x$472 ;
-  assign op__3__payload[16] = args[431];
-  assign op__3__payload[15] = args[432];
-  assign op__3__payload[14:12] = args[428:426];
-  assign op__3__payload[11:10] = args[430:429];
+  assign op__3__payload[16] = args[448];
+  assign op__3__payload[15] = args[449];
+  assign op__3__payload[14:12] = args[445:443];
+  assign op__3__payload[11:10] = args[447:446];
   assign op__3__payload[3:1] = i_page;
   assign op__3__payload[0] = 1'h0;
   assign { op__3__payload[596:533], op__3__payload[20:17], op__3__payload[9:4] } = 74'h0000000000000000000;
   assign op__2__payload[532:21] = \x$468 ;
-  assign op__2__payload[16] = args[431];
-  assign op__2__payload[15] = args[432];
-  assign op__2__payload[14:12] = args[428:426];
-  assign op__2__payload[11:10] = args[430:429];
+  assign op__2__payload[16] = args[448];
+  assign op__2__payload[15] = args[449];
+  assign op__2__payload[14:12] = args[445:443];
+  assign op__2__payload[11:10] = args[447:446];
   assign op__2__payload[3:1] = i_page;
   assign op__2__payload[0] = 1'h0;
   assign { op__2__payload[596:533], op__2__payload[20:17], op__2__payload[9:4] } = 74'h0000000000000000000;
   assign op__1__payload[532:21] = \x$464 ;
-  assign op__1__payload[16] = args[431];
-  assign op__1__payload[15] = args[432];
-  assign op__1__payload[14:12] = args[428:426];
-  assign op__1__payload[11:10] = args[430:429];
+  assign op__1__payload[16] = args[448];
+  assign op__1__payload[15] = args[449];
+  assign op__1__payload[14:12] = args[445:443];
+  assign op__1__payload[11:10] = args[447:446];
   assign op__1__payload[3:1] = i_page;
   assign op__1__payload[0] = 1'h0;
   assign { op__1__payload[596:533], op__1__payload[20:17], op__1__payload[9:4] } = 74'h0000000000000000000;
   assign op__0__payload[532:21] = x;
-  assign op__0__payload[16] = args[431];
-  assign op__0__payload[15] = args[432];
-  assign op__0__payload[14:12] = args[428:426];
-  assign op__0__payload[11:10] = args[430:429];
+  assign op__0__payload[16] = args[448];
+  assign op__0__payload[15] = args[449];
+  assign op__0__payload[14:12] = args[445:443];
+  assign op__0__payload[11:10] = args[447:446];
   assign op__0__payload[3:1] = i_page;
   assign op__0__payload[0] = 1'h0;
   assign { op__0__payload[596:533], op__0__payload[20:17], op__0__payload[9:4] } = 74'h0000000000000000000;
@@ -54350,25 +54352,25 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -54378,25 +54380,25 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -54408,32 +54410,32 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -54444,7 +54446,7 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -54452,10 +54454,10 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -54466,7 +54468,7 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -54485,48 +54487,48 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -54536,7 +54538,7 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -54549,20 +54551,20 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -54580,16 +54582,16 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -54599,8 +54601,8 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -54612,7 +54614,7 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -54701,32 +54703,32 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -54735,38 +54737,38 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 1'h0;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 1'h0;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -54774,11 +54776,11 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -54786,28 +54788,28 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -54929,55 +54931,55 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -55006,7 +55008,7 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -55025,7 +55027,7 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -55039,17 +55041,17 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -55057,20 +55059,20 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -55078,17 +55080,17 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -55096,20 +55098,20 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -55117,11 +55119,11 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -55240,7 +55242,7 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -55308,7 +55310,7 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -55320,63 +55322,63 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -55441,7 +55443,7 @@ module \imagenet_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -55449,25 +55451,25 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -55477,25 +55479,25 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -55507,32 +55509,32 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -55543,7 +55545,7 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -55551,10 +55553,10 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -55565,7 +55567,7 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -55584,48 +55586,48 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -55635,7 +55637,7 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -55648,20 +55650,20 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -55679,16 +55681,16 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -55698,8 +55700,8 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -55711,7 +55713,7 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -55800,32 +55802,32 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -55834,38 +55836,38 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 1'h1;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 1'h1;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -55873,11 +55875,11 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -55885,28 +55887,28 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -56028,55 +56030,55 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -56105,7 +56107,7 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -56124,7 +56126,7 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -56138,17 +56140,17 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -56156,20 +56158,20 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -56177,17 +56179,17 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -56195,20 +56197,20 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -56216,11 +56218,11 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -56339,7 +56341,7 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -56407,7 +56409,7 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -56419,63 +56421,63 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -56540,7 +56542,7 @@ module \imagenet_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -56548,25 +56550,25 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -56576,25 +56578,25 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -56606,32 +56608,32 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -56642,7 +56644,7 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -56650,10 +56652,10 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -56664,7 +56666,7 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -56683,48 +56685,48 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -56734,7 +56736,7 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -56747,20 +56749,20 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -56778,16 +56780,16 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -56797,8 +56799,8 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -56810,7 +56812,7 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -56899,32 +56901,32 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -56933,38 +56935,38 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 4'ha;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 4'ha;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -56972,11 +56974,11 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -56984,28 +56986,28 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -57127,55 +57129,55 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -57204,7 +57206,7 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -57223,7 +57225,7 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -57237,17 +57239,17 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -57255,20 +57257,20 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -57276,17 +57278,17 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -57294,20 +57296,20 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -57315,11 +57317,11 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -57438,7 +57440,7 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -57506,7 +57508,7 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -57518,63 +57520,63 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -57639,7 +57641,7 @@ module \imagenet_fabric.mac.gather10 (rst, act_rd__data, desc_rd__data, go, tile
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -57647,25 +57649,25 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -57675,25 +57677,25 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -57705,32 +57707,32 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -57741,7 +57743,7 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -57749,10 +57751,10 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -57763,7 +57765,7 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -57782,48 +57784,48 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -57833,7 +57835,7 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -57846,20 +57848,20 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -57877,16 +57879,16 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -57896,8 +57898,8 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -57909,7 +57911,7 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -57998,32 +58000,32 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -58032,38 +58034,38 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 4'hb;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 4'hb;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -58071,11 +58073,11 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -58083,28 +58085,28 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -58226,55 +58228,55 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -58303,7 +58305,7 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -58322,7 +58324,7 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -58336,17 +58338,17 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -58354,20 +58356,20 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -58375,17 +58377,17 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -58393,20 +58395,20 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -58414,11 +58416,11 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -58537,7 +58539,7 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -58605,7 +58607,7 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -58617,63 +58619,63 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -58738,7 +58740,7 @@ module \imagenet_fabric.mac.gather11 (rst, act_rd__data, desc_rd__data, go, tile
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -58746,25 +58748,25 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -58774,25 +58776,25 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -58804,32 +58806,32 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -58840,7 +58842,7 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -58848,10 +58850,10 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -58862,7 +58864,7 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -58881,48 +58883,48 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -58932,7 +58934,7 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -58945,20 +58947,20 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -58976,16 +58978,16 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -58995,8 +58997,8 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -59008,7 +59010,7 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -59097,32 +59099,32 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -59131,38 +59133,38 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 4'hc;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 4'hc;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -59170,11 +59172,11 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -59182,28 +59184,28 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -59325,55 +59327,55 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -59402,7 +59404,7 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -59421,7 +59423,7 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -59435,17 +59437,17 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -59453,20 +59455,20 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -59474,17 +59476,17 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -59492,20 +59494,20 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -59513,11 +59515,11 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -59636,7 +59638,7 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -59704,7 +59706,7 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -59716,63 +59718,63 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -59837,7 +59839,7 @@ module \imagenet_fabric.mac.gather12 (rst, act_rd__data, desc_rd__data, go, tile
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -59845,25 +59847,25 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -59873,25 +59875,25 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -59903,32 +59905,32 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -59939,7 +59941,7 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -59947,10 +59949,10 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -59961,7 +59963,7 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -59980,48 +59982,48 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -60031,7 +60033,7 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -60044,20 +60046,20 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -60075,16 +60077,16 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -60094,8 +60096,8 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -60107,7 +60109,7 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -60196,32 +60198,32 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -60230,38 +60232,38 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 4'hd;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 4'hd;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -60269,11 +60271,11 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -60281,28 +60283,28 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -60424,55 +60426,55 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -60501,7 +60503,7 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -60520,7 +60522,7 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -60534,17 +60536,17 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -60552,20 +60554,20 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -60573,17 +60575,17 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -60591,20 +60593,20 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -60612,11 +60614,11 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -60735,7 +60737,7 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -60803,7 +60805,7 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -60815,63 +60817,63 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -60936,7 +60938,7 @@ module \imagenet_fabric.mac.gather13 (rst, act_rd__data, desc_rd__data, go, tile
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -60944,25 +60946,25 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -60972,25 +60974,25 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -61002,32 +61004,32 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -61038,7 +61040,7 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -61046,10 +61048,10 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -61060,7 +61062,7 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -61079,48 +61081,48 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -61130,7 +61132,7 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -61143,20 +61145,20 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -61174,16 +61176,16 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -61193,8 +61195,8 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -61206,7 +61208,7 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -61295,32 +61297,32 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -61329,38 +61331,38 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 4'he;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 4'he;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -61368,11 +61370,11 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -61380,28 +61382,28 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -61523,55 +61525,55 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -61600,7 +61602,7 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -61619,7 +61621,7 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -61633,17 +61635,17 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -61651,20 +61653,20 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -61672,17 +61674,17 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -61690,20 +61692,20 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -61711,11 +61713,11 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -61834,7 +61836,7 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -61902,7 +61904,7 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -61914,63 +61916,63 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -62035,7 +62037,7 @@ module \imagenet_fabric.mac.gather14 (rst, act_rd__data, desc_rd__data, go, tile
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -62043,25 +62045,25 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -62071,25 +62073,25 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -62101,32 +62103,32 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -62137,7 +62139,7 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -62145,10 +62147,10 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -62159,7 +62161,7 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -62178,48 +62180,48 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -62229,7 +62231,7 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -62242,20 +62244,20 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -62273,16 +62275,16 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -62292,8 +62294,8 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -62305,7 +62307,7 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -62394,32 +62396,32 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -62428,38 +62430,38 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 4'hf;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 4'hf;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -62467,11 +62469,11 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -62479,28 +62481,28 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -62622,55 +62624,55 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -62699,7 +62701,7 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -62718,7 +62720,7 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -62732,17 +62734,17 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -62750,20 +62752,20 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -62771,17 +62773,17 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -62789,20 +62791,20 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -62810,11 +62812,11 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -62933,7 +62935,7 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -63001,7 +63003,7 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -63013,63 +63015,63 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -63134,7 +63136,7 @@ module \imagenet_fabric.mac.gather15 (rst, act_rd__data, desc_rd__data, go, tile
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -63142,25 +63144,25 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -63170,25 +63172,25 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -63200,32 +63202,32 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -63236,7 +63238,7 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -63244,10 +63246,10 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -63258,7 +63260,7 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -63277,48 +63279,48 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -63328,7 +63330,7 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -63341,20 +63343,20 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -63372,16 +63374,16 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -63391,8 +63393,8 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -63404,7 +63406,7 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -63493,32 +63495,32 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -63527,38 +63529,38 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 2'h2;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 2'h2;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -63566,11 +63568,11 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -63578,28 +63580,28 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -63721,55 +63723,55 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -63798,7 +63800,7 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -63817,7 +63819,7 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -63831,17 +63833,17 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -63849,20 +63851,20 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -63870,17 +63872,17 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -63888,20 +63890,20 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -63909,11 +63911,11 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -64032,7 +64034,7 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -64100,7 +64102,7 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -64112,63 +64114,63 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -64233,7 +64235,7 @@ module \imagenet_fabric.mac.gather2 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -64241,25 +64243,25 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -64269,25 +64271,25 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -64299,32 +64301,32 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -64335,7 +64337,7 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -64343,10 +64345,10 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -64357,7 +64359,7 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -64376,48 +64378,48 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -64427,7 +64429,7 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -64440,20 +64442,20 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -64471,16 +64473,16 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -64490,8 +64492,8 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -64503,7 +64505,7 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -64592,32 +64594,32 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -64626,38 +64628,38 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 2'h3;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 2'h3;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -64665,11 +64667,11 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -64677,28 +64679,28 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -64820,55 +64822,55 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -64897,7 +64899,7 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -64916,7 +64918,7 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -64930,17 +64932,17 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -64948,20 +64950,20 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -64969,17 +64971,17 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -64987,20 +64989,20 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -65008,11 +65010,11 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -65131,7 +65133,7 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -65199,7 +65201,7 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -65211,63 +65213,63 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -65332,7 +65334,7 @@ module \imagenet_fabric.mac.gather3 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -65340,25 +65342,25 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -65368,25 +65370,25 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -65398,32 +65400,32 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -65434,7 +65436,7 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -65442,10 +65444,10 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -65456,7 +65458,7 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -65475,48 +65477,48 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -65526,7 +65528,7 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -65539,20 +65541,20 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -65570,16 +65572,16 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -65589,8 +65591,8 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -65602,7 +65604,7 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -65691,32 +65693,32 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -65725,38 +65727,38 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 3'h4;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 3'h4;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -65764,11 +65766,11 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -65776,28 +65778,28 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -65919,55 +65921,55 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -65996,7 +65998,7 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -66015,7 +66017,7 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -66029,17 +66031,17 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -66047,20 +66049,20 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -66068,17 +66070,17 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -66086,20 +66088,20 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -66107,11 +66109,11 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -66230,7 +66232,7 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -66298,7 +66300,7 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -66310,63 +66312,63 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -66431,7 +66433,7 @@ module \imagenet_fabric.mac.gather4 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -66439,25 +66441,25 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -66467,25 +66469,25 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -66497,32 +66499,32 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -66533,7 +66535,7 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -66541,10 +66543,10 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -66555,7 +66557,7 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -66574,48 +66576,48 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -66625,7 +66627,7 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -66638,20 +66640,20 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -66669,16 +66671,16 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -66688,8 +66690,8 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -66701,7 +66703,7 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -66790,32 +66792,32 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -66824,38 +66826,38 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 3'h5;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 3'h5;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -66863,11 +66865,11 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -66875,28 +66877,28 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -67018,55 +67020,55 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -67095,7 +67097,7 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -67114,7 +67116,7 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -67128,17 +67130,17 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -67146,20 +67148,20 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -67167,17 +67169,17 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -67185,20 +67187,20 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -67206,11 +67208,11 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -67329,7 +67331,7 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -67397,7 +67399,7 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -67409,63 +67411,63 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -67530,7 +67532,7 @@ module \imagenet_fabric.mac.gather5 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -67538,25 +67540,25 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -67566,25 +67568,25 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -67596,32 +67598,32 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -67632,7 +67634,7 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -67640,10 +67642,10 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -67654,7 +67656,7 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -67673,48 +67675,48 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -67724,7 +67726,7 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -67737,20 +67739,20 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -67768,16 +67770,16 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -67787,8 +67789,8 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -67800,7 +67802,7 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -67889,32 +67891,32 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -67923,38 +67925,38 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 3'h6;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 3'h6;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -67962,11 +67964,11 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -67974,28 +67976,28 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -68117,55 +68119,55 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -68194,7 +68196,7 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -68213,7 +68215,7 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -68227,17 +68229,17 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -68245,20 +68247,20 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -68266,17 +68268,17 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -68284,20 +68286,20 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -68305,11 +68307,11 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -68428,7 +68430,7 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -68496,7 +68498,7 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -68508,63 +68510,63 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -68629,7 +68631,7 @@ module \imagenet_fabric.mac.gather6 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -68637,25 +68639,25 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -68665,25 +68667,25 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -68695,32 +68697,32 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -68731,7 +68733,7 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -68739,10 +68741,10 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -68753,7 +68755,7 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -68772,48 +68774,48 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -68823,7 +68825,7 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -68836,20 +68838,20 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -68867,16 +68869,16 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -68886,8 +68888,8 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -68899,7 +68901,7 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -68988,32 +68990,32 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -69022,38 +69024,38 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 3'h7;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 3'h7;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -69061,11 +69063,11 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -69073,28 +69075,28 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -69216,55 +69218,55 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -69293,7 +69295,7 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -69312,7 +69314,7 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -69326,17 +69328,17 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -69344,20 +69346,20 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -69365,17 +69367,17 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -69383,20 +69385,20 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -69404,11 +69406,11 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -69527,7 +69529,7 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -69595,7 +69597,7 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -69607,63 +69609,63 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -69728,7 +69730,7 @@ module \imagenet_fabric.mac.gather7 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -69736,25 +69738,25 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -69764,25 +69766,25 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -69794,32 +69796,32 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -69830,7 +69832,7 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -69838,10 +69840,10 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -69852,7 +69854,7 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -69871,48 +69873,48 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -69922,7 +69924,7 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -69935,20 +69937,20 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -69966,16 +69968,16 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -69985,8 +69987,8 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -69998,7 +70000,7 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -70087,32 +70089,32 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -70121,38 +70123,38 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 4'h8;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 4'h8;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -70160,11 +70162,11 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -70172,28 +70174,28 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -70315,55 +70317,55 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -70392,7 +70394,7 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -70411,7 +70413,7 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -70425,17 +70427,17 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -70443,20 +70445,20 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -70464,17 +70466,17 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -70482,20 +70484,20 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -70503,11 +70505,11 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -70626,7 +70628,7 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -70694,7 +70696,7 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -70706,63 +70708,63 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -70827,7 +70829,7 @@ module \imagenet_fabric.mac.gather8 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -70835,25 +70837,25 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
+  wire [15:0] \$10 ;
   reg [6:0] \$100 ;
   reg [6:0] \$101 ;
   reg \$102 ;
   reg [15:0] \$103 ;
-  reg [7:0] \$104 ;
-  reg [7:0] \$105 ;
-  reg [10:0] \$106 ;
-  reg [10:0] \$107 ;
+  reg [8:0] \$104 ;
+  reg [8:0] \$105 ;
+  reg [11:0] \$106 ;
+  reg [11:0] \$107 ;
   reg [17:0] \$108 ;
   reg \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg [11:0] \$110 ;
   reg [6:0] \$111 ;
-  reg [7:0] \$112 ;
-  reg [7:0] \$113 ;
-  reg [12:0] \$114 ;
-  reg [12:0] \$115 ;
-  reg [12:0] \$116 ;
+  reg [8:0] \$112 ;
+  reg [8:0] \$113 ;
+  reg [13:0] \$114 ;
+  reg [13:0] \$115 ;
+  reg [13:0] \$116 ;
   reg [17:0] \$117 ;
   reg [17:0] \$118 ;
   reg \$119 ;
@@ -70863,25 +70865,25 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   reg \$122 ;
   reg \$123 ;
   reg \$124 ;
-  reg [12:0] \$125 ;
+  reg [13:0] \$125 ;
   reg [511:0] \$126 ;
   reg [511:0] \$127 ;
   reg \$128 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [18:0] \$17 ;
   wire [7:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [18:0] \$23 ;
   wire [18:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [18:0] \$27 ;
   wire [18:0] \$28 ;
   wire [12:0] \$29 ;
@@ -70893,32 +70895,32 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
-  wire [10:0] \$37 ;
-  wire [10:0] \$38 ;
-  wire [11:0] \$39 ;
+  wire [11:0] \$37 ;
+  wire [11:0] \$38 ;
+  wire [12:0] \$39 ;
   wire [6:0] \$4 ;
-  wire [11:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [12:0] \$40 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [18:0] \$56 ;
   wire [18:0] \$57 ;
   wire [17:0] \$58 ;
   wire [19:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [17:0] \$60 ;
   wire [20:0] \$61 ;
   wire [12:0] \$62 ;
@@ -70929,7 +70931,7 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -70937,10 +70939,10 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   wire \$74 ;
   wire \$75 ;
   wire [18:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire \$82 ;
@@ -70951,7 +70953,7 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \$87 ;
   wire \$88 ;
   wire [7:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   wire \$90 ;
   wire [7:0] \$91 ;
   wire \$92 ;
@@ -70970,48 +70972,48 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   wire act_rd__en;
   reg active = 1'h0;
   reg [17:0] addr = 18'h00000;
-  input [433:0] args;
-  wire [433:0] args;
+  input [450:0] args;
+  wire [450:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
-  wire [9:0] \args.desc_base ;
+  wire [10:0] \args.desc_base ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [7:0] \args.groups ;
   wire [17:0] \args.img_bstep ;
   wire [17:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [17:0] \args.kx_inc ;
   wire [17:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire [2:0] \args.page_base ;
-  wire [11:0] \args.param_base ;
+  wire [12:0] \args.param_base ;
   wire [3:0] \args.pl ;
   wire [17:0] \args.pos0 ;
   wire [17:0] \args.pos_bstep ;
   wire [17:0] \args.pos_ux ;
   wire [17:0] \args.pos_wrap ;
   wire [3:0] \args.pt ;
-  wire [9:0] \args.role_base ;
+  wire [10:0] \args.role_base ;
   wire \args.rowpack ;
   wire [3:0] \args.sh ;
   wire [3:0] \args.sw ;
@@ -71021,7 +71023,7 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [3:0] b_n = 4'h0;
   reg b_oob = 1'h0;
@@ -71034,20 +71036,20 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   input clk;
   wire clk;
   wire [17:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
-  output [9:0] desc_rd__addr;
-  wire [9:0] desc_rd__addr;
-  input [76:0] desc_rd__data;
-  wire [76:0] desc_rd__data;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
+  output [10:0] desc_rd__addr;
+  wire [10:0] desc_rd__addr;
+  input [80:0] desc_rd__data;
+  wire [80:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [6:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [17:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -71065,16 +71067,16 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [3:0] n;
@@ -71084,8 +71086,8 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [17:0] pos_addr = 18'h00000;
   input pos_bstep;
@@ -71097,7 +71099,7 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   output pos_valid;
   wire pos_valid;
   reg [6:0] rem = 7'h00;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [4:0] sel;
@@ -71186,32 +71188,32 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   output [511:0] x_rdy;
   reg [511:0] x_rdy = 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[316:310] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[330:324] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [17:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [3:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[161:144]);
-  assign \$24  = $signed(tap0) + $signed(args[161:144]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[168:151]);
+  assign \$24  = $signed(tap0) + $signed(args[168:151]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[143:126]);
-  assign \$28  = $signed(tap0) + $signed(args[143:126]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[150:133]);
+  assign \$28  = $signed(tap0) + $signed(args[150:133]);
   assign \$29  = c + \$65 [3:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -71220,38 +71222,38 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[348:339] + 4'h9;
-  assign \$38  = args[277:268] + g_kbase;
+  assign \$37  = args[363:353] + 4'h9;
+  assign \$38  = args[287:277] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 1'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[231:224];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[240:232];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[223:216] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[231:223] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[223:216] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[231:223] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[231:224] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[240:232] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[215:198]) + $signed(args[267:250]);
-  assign \$57  = pos_bstep ? \$56  : { args[179], args[179:162] };
-  assign \$58  = wrap ? args[197:180] : 18'h00000;
+  assign \$56  = $signed(args[222:205]) + $signed(args[276:259]);
+  assign \$57  = pos_bstep ? \$56  : { args[186], args[186:169] };
+  assign \$58  = wrap ? args[204:187] : 18'h00000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[249:232] : 18'h00000;
+  assign \$60  = iwrap ? args[258:241] : 18'h00000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 5'h00, rem };
   assign \$64  = lim < 4'h8;
@@ -71259,11 +71261,11 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   assign tap_end = \$65 [3:0] == \$62 [11:0];
   assign last = \$65 [3:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[433];
+  assign \$69  = ~ args[450];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -71271,28 +71273,28 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[76:59]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[80:63]);
   assign \$77  = $signed(b_ix) + $signed(5'h08);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[395:388];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[395:388];
-  assign \$82  = args[15:8] > 2'h2;
-  assign \$83  = \$82  ? act_rd__data[23:16] : args[395:388];
-  assign \$84  = args[15:8] > 2'h3;
-  assign \$85  = \$84  ? act_rd__data[31:24] : args[395:388];
-  assign \$86  = args[15:8] > 3'h4;
-  assign \$87  = \$86  ? act_rd__data[39:32] : args[395:388];
-  assign \$88  = args[15:8] > 3'h5;
-  assign \$89  = \$88  ? act_rd__data[47:40] : args[395:388];
-  assign \$90  = args[15:8] > 3'h6;
-  assign \$91  = \$90  ? act_rd__data[55:48] : args[395:388];
-  assign \$92  = args[15:8] > 3'h7;
-  assign \$93  = \$92  ? act_rd__data[63:56] : args[395:388];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[412:405];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[412:405];
+  assign \$82  = args[17:9] > 2'h2;
+  assign \$83  = \$82  ? act_rd__data[23:16] : args[412:405];
+  assign \$84  = args[17:9] > 2'h3;
+  assign \$85  = \$84  ? act_rd__data[31:24] : args[412:405];
+  assign \$86  = args[17:9] > 3'h4;
+  assign \$87  = \$86  ? act_rd__data[39:32] : args[412:405];
+  assign \$88  = args[17:9] > 3'h5;
+  assign \$89  = \$88  ? act_rd__data[47:40] : args[412:405];
+  assign \$90  = args[17:9] > 3'h6;
+  assign \$91  = \$90  ? act_rd__data[55:48] : args[412:405];
+  assign \$92  = args[17:9] > 3'h7;
+  assign \$93  = \$92  ? act_rd__data[63:56] : args[412:405];
   assign \$94  = \$77 [4:0] * 4'h8;
-  assign window = { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } >> \$94 ;
-  assign \$95  = args[433] ? window : act_rd__data;
-  assign word = b_oob ? { args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388], args[395:388] } : \$95 ;
+  assign window = { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], \$93 , \$91 , \$89 , \$87 , \$85 , \$83 , \$81 , \$79 , args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } >> \$94 ;
+  assign \$95  = args[450] ? window : act_rd__data;
+  assign word = b_oob ? { args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405], args[412:405] } : \$95 ;
   assign src = b_first ? 512'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 : x_asm;
   assign \$96  = b_valid & b_last;
   assign \$97  = \$96  & full;
@@ -71414,55 +71416,55 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$104  = ox;
     if (pos_init) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end else if (\$1 ) begin
-      \$104  = \$7 [7:0];
+      \$104  = \$7 [8:0];
     end
     if (rst) begin
-      \$104  = 8'h00;
+      \$104  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$105  = oy;
     if (pos_init) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end else if (\$1 ) begin
-      \$105  = \$9 [7:0];
+      \$105  = \$9 [8:0];
     end
     if (rst) begin
-      \$105  = 8'h00;
+      \$105  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$106  = iy0;
     if (pos_init) begin
-      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$106  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$106  = \$10 [10:0];
+      \$106  = \$10 [11:0];
     end
     if (rst) begin
-      \$106  = 11'h000;
+      \$106  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$107  = ix0;
     if (pos_init) begin
-      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$107  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$107  = \$11 [10:0];
+      \$107  = \$11 [11:0];
     end
     if (rst) begin
-      \$107  = 11'h000;
+      \$107  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$108  = pos_addr;
     if (pos_init) begin
-      \$108  = args[125:108];
+      \$108  = args[132:115];
     end else if (\$1 ) begin
       \$108  = \$12 [17:0];
     end
@@ -71491,7 +71493,7 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
     \$110  = c;
     if (\$13 ) begin
       if (go) begin
-        \$110  = desc_rd__data[51:40];
+        \$110  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -71510,7 +71512,7 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
     \$111  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$111  = desc_rd__data[58:52];
+        \$111  = desc_rd__data[62:56];
       end else if (active) begin
         \$111  = \$18 [6:0];
       end
@@ -71524,17 +71526,17 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
     \$112  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$112  = desc_rd__data[7:0];
+        \$112  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$112  = \$21 [7:0];
+            \$112  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$112  = 8'h00;
+      \$112  = 9'h000;
     end
   end
   always @* begin
@@ -71542,20 +71544,20 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
     \$113  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$113  = desc_rd__data[15:8];
+        \$113  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$113  = 8'h00;
+            \$113  = 9'h000;
           end else begin
-            \$113  = \$25 [7:0];
+            \$113  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$113  = 8'h00;
+      \$113  = 9'h000;
     end
   end
   always @* begin
@@ -71563,17 +71565,17 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
     \$114  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$114  = \$14 [12:0];
+        \$114  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$114  = \$22 [12:0];
+            \$114  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$114  = 13'h0000;
+      \$114  = 14'h0000;
     end
   end
   always @* begin
@@ -71581,20 +71583,20 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
     \$115  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$115  = \$15 [12:0];
+        \$115  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$115  = row_ix;
           end else begin
-            \$115  = \$26 [12:0];
+            \$115  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$115  = 13'h0000;
+      \$115  = 14'h0000;
     end
   end
   always @* begin
@@ -71602,11 +71604,11 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
     \$116  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$116  = { ix0[10], ix0[10], ix0 };
+        \$116  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$116  = 13'h0000;
+      \$116  = 14'h0000;
     end
   end
   always @* begin
@@ -71725,7 +71727,7 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
       \$125  = ix;
     end
     if (rst) begin
-      \$125  = 13'h0000;
+      \$125  = 14'h0000;
     end
   end
   always @* begin
@@ -71793,7 +71795,7 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [17:0];
   assign n = \$65 [3:0];
   assign \bi$54  = bi;
@@ -71805,63 +71807,63 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   assign sel = \$77 [4:0];
   assign \full$72  = full;
   assign x = x_rdy;
-  assign desc_rd__addr = \$40 [9:0];
+  assign desc_rd__addr = \$40 [10:0];
   assign act_rd__addr = addr[15:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[58:52];
-  assign \desc_rd__data.off0  = desc_rd__data[76:59];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[125:108];
-  assign \args.kx_inc  = args[143:126];
-  assign \args.ky_inc  = args[161:144];
-  assign \args.pos_ux  = args[179:162];
-  assign \args.pos_wrap  = args[197:180];
-  assign \args.pos_bstep  = args[215:198];
-  assign \args.bq  = args[223:216];
-  assign \args.br  = args[231:224];
-  assign \args.img_delta  = args[249:232];
-  assign \args.img_bstep  = args[267:250];
-  assign \args.desc_base  = args[277:268];
-  assign \args.kt  = args[285:278];
-  assign \args.nt  = args[293:286];
-  assign \args.kr  = args[301:294];
-  assign \args.nr  = args[309:302];
-  assign \args.b  = args[316:310];
-  assign \args.ki  = args[323:317];
-  assign \args.no  = args[330:324];
-  assign \args.groups  = args[338:331];
-  assign \args.role_base  = args[348:339];
-  assign \args.page_base  = args[351:349];
-  assign \args.out_base  = args[367:352];
-  assign \args.out_cw  = args[375:368];
-  assign \args.param_base  = args[387:376];
-  assign \args.zp_in  = args[395:388];
-  assign \args.zp_out  = args[405:396];
-  assign \args.act_min  = args[415:406];
-  assign \args.act_max  = args[425:416];
-  assign \args.ab_m1  = args[428:426];
-  assign \args.wb_log2  = args[430:429];
-  assign \args.x_signed  = args[431];
-  assign \args.w_signed  = args[432];
-  assign \args.rowpack  = args[433];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[62:56];
+  assign \desc_rd__data.off0  = desc_rd__data[80:63];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[132:115];
+  assign \args.kx_inc  = args[150:133];
+  assign \args.ky_inc  = args[168:151];
+  assign \args.pos_ux  = args[186:169];
+  assign \args.pos_wrap  = args[204:187];
+  assign \args.pos_bstep  = args[222:205];
+  assign \args.bq  = args[231:223];
+  assign \args.br  = args[240:232];
+  assign \args.img_delta  = args[258:241];
+  assign \args.img_bstep  = args[276:259];
+  assign \args.desc_base  = args[287:277];
+  assign \args.kt  = args[296:288];
+  assign \args.nt  = args[305:297];
+  assign \args.kr  = args[314:306];
+  assign \args.nr  = args[323:315];
+  assign \args.b  = args[330:324];
+  assign \args.ki  = args[337:331];
+  assign \args.no  = args[344:338];
+  assign \args.groups  = args[352:345];
+  assign \args.role_base  = args[363:353];
+  assign \args.page_base  = args[366:364];
+  assign \args.out_base  = args[382:367];
+  assign \args.out_cw  = args[391:383];
+  assign \args.param_base  = args[404:392];
+  assign \args.zp_in  = args[412:405];
+  assign \args.zp_out  = args[422:413];
+  assign \args.act_min  = args[432:423];
+  assign \args.act_max  = args[442:433];
+  assign \args.ab_m1  = args[445:443];
+  assign \args.wb_log2  = args[447:446];
+  assign \args.x_signed  = args[448];
+  assign \args.w_signed  = args[449];
+  assign \args.rowpack  = args[450];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -71926,7 +71928,7 @@ module \imagenet_fabric.mac.gather9 (rst, act_rd__data, desc_rd__data, go, tile_
   assign \x[61]  = x_rdy[495:488];
   assign \x[62]  = x_rdy[503:496];
   assign \x[63]  = x_rdy[511:504];
-  assign \$16  = { 3'h0, desc_rd__data[51:43] };
+  assign \$16  = { 3'h0, desc_rd__data[55:47] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -72610,7 +72612,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \port$4317$0 , \port$4318$0 , \port$4319$0 , \port$4320$0 , \port$4321$0 , \port$4322$0 , \port$4323$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$30  = 0;
-  wire [11:0] \$1 ;
+  wire [12:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire [10:0] \$101 ;
@@ -72641,32 +72643,32 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire [8:0] \$127 ;
-  wire [8:0] \$128 ;
-  wire [8:0] \$129 ;
+  wire [9:0] \$127 ;
+  wire [9:0] \$128 ;
+  wire [9:0] \$129 ;
   wire \$13 ;
-  wire [8:0] \$130 ;
-  wire [8:0] \$131 ;
+  wire [9:0] \$130 ;
+  wire [9:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [15:0] \$136 ;
-  wire [16:0] \$137 ;
-  wire [24:0] \$138 ;
-  wire [25:0] \$139 ;
+  wire [17:0] \$136 ;
+  wire [18:0] \$137 ;
+  wire [27:0] \$138 ;
+  wire [28:0] \$139 ;
   wire \$14 ;
-  wire [26:0] \$140 ;
+  wire [29:0] \$140 ;
   wire \$141 ;
   wire \$142 ;
-  reg [7:0] \$143 ;
-  reg [7:0] \$144 ;
-  reg [7:0] \$145 ;
-  reg [7:0] \$146 ;
-  reg [7:0] \$147 ;
+  reg [8:0] \$143 ;
+  reg [8:0] \$144 ;
+  reg [8:0] \$145 ;
+  reg [8:0] \$146 ;
+  reg [8:0] \$147 ;
   reg \$148 ;
   reg \$149 ;
-  wire [29:0] \$15 ;
+  wire [32:0] \$15 ;
   reg \$150 ;
   reg \$151 ;
   reg \$152 ;
@@ -72677,25 +72679,25 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   reg [31:0] \$157 ;
   reg [31:0] \$158 ;
   reg [31:0] \$159 ;
-  wire [30:0] \$16 ;
+  wire [33:0] \$16 ;
   reg [31:0] \$160 ;
   reg \$161 ;
   reg \$162 ;
-  wire [38:0] \$17 ;
-  wire [39:0] \$18 ;
-  wire [40:0] \$19 ;
-  wire [12:0] \$2 ;
-  wire [8:0] \$20 ;
-  wire [8:0] \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
+  wire [42:0] \$17 ;
+  wire [43:0] \$18 ;
+  wire [44:0] \$19 ;
+  wire [13:0] \$2 ;
+  wire [9:0] \$20 ;
+  wire [9:0] \$21 ;
+  wire [9:0] \$22 ;
+  wire [9:0] \$23 ;
+  wire [9:0] \$24 ;
   wire [8:0] \$25 ;
   wire [10:0] \$26 ;
   wire \$27 ;
   wire [31:0] \$28 ;
   wire [32:0] \$29 ;
-  wire [11:0] \$3 ;
+  wire [12:0] \$3 ;
   wire [33:0] \$30 ;
   wire [8:0] \$31 ;
   wire [10:0] \$32 ;
@@ -72706,7 +72708,7 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   wire [8:0] \$37 ;
   wire [10:0] \$38 ;
   wire \$39 ;
-  wire [13:0] \$4 ;
+  wire [14:0] \$4 ;
   wire [31:0] \$40 ;
   wire [32:0] \$41 ;
   wire [33:0] \$42 ;
@@ -72717,7 +72719,7 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   wire [32:0] \$47 ;
   wire [33:0] \$48 ;
   wire [8:0] \$49 ;
-  wire [11:0] \$5 ;
+  wire [12:0] \$5 ;
   wire [10:0] \$50 ;
   wire \$51 ;
   wire [31:0] \$52 ;
@@ -72728,7 +72730,7 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   wire \$57 ;
   wire [31:0] \$58 ;
   wire [32:0] \$59 ;
-  wire [12:0] \$6 ;
+  wire [13:0] \$6 ;
   wire [33:0] \$60 ;
   wire [8:0] \$61 ;
   wire [10:0] \$62 ;
@@ -72739,7 +72741,7 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   wire [8:0] \$67 ;
   wire [10:0] \$68 ;
   wire \$69 ;
-  wire [11:0] \$7 ;
+  wire [12:0] \$7 ;
   wire [31:0] \$70 ;
   wire [32:0] \$71 ;
   wire [33:0] \$72 ;
@@ -72750,7 +72752,7 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   wire [10:0] \$77 ;
   wire [32:0] \$78 ;
   wire \$79 ;
-  wire [13:0] \$8 ;
+  wire [14:0] \$8 ;
   wire \$80 ;
   wire [10:0] \$81 ;
   wire [10:0] \$82 ;
@@ -72786,26 +72788,26 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   wire [63:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [191:0] args;
-  wire [191:0] args;
+  input [198:0] args;
+  wire [198:0] args;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
-  wire [7:0] \args.cw ;
+  wire [8:0] \args.cw ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [15:0] \args.in_base ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
+  wire [8:0] \args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \args.mode ;
   wire [31:0] \args.mult ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.oh ;
   wire [15:0] \args.out_base ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.ow ;
   wire [3:0] \args.pl ;
   wire [3:0] \args.pt ;
   wire [3:0] \args.sh ;
@@ -72848,10 +72850,10 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   wire finished;
   reg i_valid = 1'h0;
   wire is_max;
-  wire [21:0] ix;
-  wire [21:0] iy;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  wire [23:0] ix;
+  wire [23:0] iy;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last_kx;
   wire last_ky;
   wire last_ox;
@@ -72868,8 +72870,8 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   wire [31:0] \mult[7] ;
   wire o_valid;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] pa0 = 16'h0000;
   reg [15:0] pa1 = 16'h0000;
   reg [15:0] pa2 = 16'h0000;
@@ -72969,7 +72971,7 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   reg [31:0] v5;
   reg [31:0] v6;
   reg [31:0] v7;
-  reg [7:0] w = 8'h00;
+  reg [8:0] w = 9'h000;
   wire [255:0] x;
   wire [9:0] x0;
   wire [9:0] x1;
@@ -72996,35 +72998,35 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   wire [31:0] \y[5] ;
   wire [31:0] \y[6] ;
   wire [31:0] \y[7] ;
-  assign \$1  = oy * args[61:58];
-  assign \$2  = \$1  - args[77:74];
-  assign \$3  = ky * args[69:66];
+  assign \$1  = oy * args[66:63];
+  assign \$2  = \$1  - args[82:79];
+  assign \$3  = ky * args[74:71];
   assign \$4  = $signed(\$2 ) + $signed({ 1'h0, \$3  });
-  assign \$5  = ox * args[65:62];
-  assign \$6  = \$5  - args[81:78];
-  assign \$7  = kx * args[73:70];
+  assign \$5  = ox * args[70:67];
+  assign \$6  = \$5  - args[86:83];
+  assign \$7  = kx * args[78:75];
   assign \$8  = $signed(\$6 ) + $signed({ 1'h0, \$7  });
   assign \$9  = $signed(\$4 ) < $signed(1'h0);
-  assign \$10  = $signed(\$4 ) >= $signed({ 1'h0, args[25:18] });
+  assign \$10  = $signed(\$4 ) >= $signed({ 1'h0, args[26:18] });
   assign \$11  = \$9  | \$10 ;
   assign \$12  = $signed(\$8 ) < $signed(1'h0);
   assign \$13  = \$11  | \$12 ;
-  assign \$14  = $signed(\$8 ) >= $signed({ 1'h0, args[33:26] });
+  assign \$14  = $signed(\$8 ) >= $signed({ 1'h0, args[35:27] });
   assign oob = \$13  | \$14 ;
-  assign \$15  = $signed(\$4 ) * $signed({ 1'h0, args[33:26] });
+  assign \$15  = $signed(\$4 ) * $signed({ 1'h0, args[35:27] });
   assign \$16  = $signed(\$15 ) + $signed(\$8 );
-  assign \$17  = $signed(\$16 ) * $signed({ 1'h0, args[41:34] });
+  assign \$17  = $signed(\$16 ) * $signed({ 1'h0, args[44:36] });
   assign \$18  = $signed({ 1'h0, args[17:2] }) + $signed(\$17 );
   assign \$19  = $signed(\$18 ) + $signed({ 1'h0, w });
-  assign \$20  = args[57:50] - 1'h1;
+  assign \$20  = args[62:54] - 1'h1;
   assign last_kx = kx == \$20 ;
-  assign \$21  = args[49:42] - 1'h1;
+  assign \$21  = args[53:45] - 1'h1;
   assign last_ky = ky == \$21 ;
-  assign \$22  = args[41:34] - 1'h1;
+  assign \$22  = args[44:36] - 1'h1;
   assign last_w = w == \$22 ;
-  assign \$23  = args[97:90] - 1'h1;
+  assign \$23  = args[104:96] - 1'h1;
   assign last_ox = ox == \$23 ;
-  assign \$24  = args[89:82] - 1'h1;
+  assign \$24  = args[95:87] - 1'h1;
   assign last_oy = oy == \$24 ;
   assign is_max = ! args[0];
   assign \$25  = args[1] ? { act_rd__data[7], act_rd__data[7:0] } : { 1'h0, act_rd__data[7:0] };
@@ -73033,96 +73035,96 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   assign \$27  = $signed(\$25 ) > $signed(base0);
   assign \$28  = \$27  ? { \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25  } : base0;
   assign \$29  = $signed(base0) + $signed(\$25 );
-  assign \$30  = $signed(\$29 ) - $signed(args[123:114]);
+  assign \$30  = $signed(\$29 ) - $signed(args[130:121]);
   assign \$31  = args[1] ? { act_rd__data[15], act_rd__data[15:8] } : { 1'h0, act_rd__data[15:8] };
   assign \$32  = args[0] ? 11'h000 : 11'h400;
   assign base1 = \$signal  ? { \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32  } : red1;
   assign \$33  = $signed(\$31 ) > $signed(base1);
   assign \$34  = \$33  ? { \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31  } : base1;
   assign \$35  = $signed(base1) + $signed(\$31 );
-  assign \$36  = $signed(\$35 ) - $signed(args[123:114]);
+  assign \$36  = $signed(\$35 ) - $signed(args[130:121]);
   assign \$37  = args[1] ? { act_rd__data[23], act_rd__data[23:16] } : { 1'h0, act_rd__data[23:16] };
   assign \$38  = args[0] ? 11'h000 : 11'h400;
   assign base2 = \$signal  ? { \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38 [10], \$38  } : red2;
   assign \$39  = $signed(\$37 ) > $signed(base2);
   assign \$40  = \$39  ? { \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37  } : base2;
   assign \$41  = $signed(base2) + $signed(\$37 );
-  assign \$42  = $signed(\$41 ) - $signed(args[123:114]);
+  assign \$42  = $signed(\$41 ) - $signed(args[130:121]);
   assign \$43  = args[1] ? { act_rd__data[31], act_rd__data[31:24] } : { 1'h0, act_rd__data[31:24] };
   assign \$44  = args[0] ? 11'h000 : 11'h400;
   assign base3 = \$signal  ? { \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44 [10], \$44  } : red3;
   assign \$45  = $signed(\$43 ) > $signed(base3);
   assign \$46  = \$45  ? { \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43 [8], \$43  } : base3;
   assign \$47  = $signed(base3) + $signed(\$43 );
-  assign \$48  = $signed(\$47 ) - $signed(args[123:114]);
+  assign \$48  = $signed(\$47 ) - $signed(args[130:121]);
   assign \$49  = args[1] ? { act_rd__data[39], act_rd__data[39:32] } : { 1'h0, act_rd__data[39:32] };
   assign \$50  = args[0] ? 11'h000 : 11'h400;
   assign base4 = \$signal  ? { \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50 [10], \$50  } : red4;
   assign \$51  = $signed(\$49 ) > $signed(base4);
   assign \$52  = \$51  ? { \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49  } : base4;
   assign \$53  = $signed(base4) + $signed(\$49 );
-  assign \$54  = $signed(\$53 ) - $signed(args[123:114]);
+  assign \$54  = $signed(\$53 ) - $signed(args[130:121]);
   assign \$55  = args[1] ? { act_rd__data[47], act_rd__data[47:40] } : { 1'h0, act_rd__data[47:40] };
   assign \$56  = args[0] ? 11'h000 : 11'h400;
   assign base5 = \$signal  ? { \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56 [10], \$56  } : red5;
   assign \$57  = $signed(\$55 ) > $signed(base5);
   assign \$58  = \$57  ? { \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55  } : base5;
   assign \$59  = $signed(base5) + $signed(\$55 );
-  assign \$60  = $signed(\$59 ) - $signed(args[123:114]);
+  assign \$60  = $signed(\$59 ) - $signed(args[130:121]);
   assign \$61  = args[1] ? { act_rd__data[55], act_rd__data[55:48] } : { 1'h0, act_rd__data[55:48] };
   assign \$62  = args[0] ? 11'h000 : 11'h400;
   assign base6 = \$signal  ? { \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62 [10], \$62  } : red6;
   assign \$63  = $signed(\$61 ) > $signed(base6);
   assign \$64  = \$63  ? { \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61 [8], \$61  } : base6;
   assign \$65  = $signed(base6) + $signed(\$61 );
-  assign \$66  = $signed(\$65 ) - $signed(args[123:114]);
+  assign \$66  = $signed(\$65 ) - $signed(args[130:121]);
   assign \$67  = args[1] ? { act_rd__data[63], act_rd__data[63:56] } : { 1'h0, act_rd__data[63:56] };
   assign \$68  = args[0] ? 11'h000 : 11'h400;
   assign base7 = \$signal  ? { \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68 [10], \$68  } : red7;
   assign \$69  = $signed(\$67 ) > $signed(base7);
   assign \$70  = \$69  ? { \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67  } : base7;
   assign \$71  = $signed(base7) + $signed(\$67 );
-  assign \$72  = $signed(\$71 ) - $signed(args[123:114]);
-  assign \$73  = $signed(y[31:0]) + $signed(args[171:162]);
-  assign \$74  = $signed(\$73 ) < $signed(args[181:172]);
-  assign \$75  = $signed(\$73 ) > $signed(args[191:182]);
-  assign \$76  = \$75  ? { args[191], args[191:182] } : { 1'h0, \$73 [9:0] };
-  assign \$77  = \$74  ? { args[181], args[181:172] } : \$76 ;
-  assign \$78  = $signed(y[63:32]) + $signed(args[171:162]);
-  assign \$79  = $signed(\$78 ) < $signed(args[181:172]);
-  assign \$80  = $signed(\$78 ) > $signed(args[191:182]);
-  assign \$81  = \$80  ? { args[191], args[191:182] } : { 1'h0, \$78 [9:0] };
-  assign \$82  = \$79  ? { args[181], args[181:172] } : \$81 ;
-  assign \$83  = $signed(y[95:64]) + $signed(args[171:162]);
-  assign \$84  = $signed(\$83 ) < $signed(args[181:172]);
-  assign \$85  = $signed(\$83 ) > $signed(args[191:182]);
-  assign \$86  = \$85  ? { args[191], args[191:182] } : { 1'h0, \$83 [9:0] };
-  assign \$87  = \$84  ? { args[181], args[181:172] } : \$86 ;
-  assign \$88  = $signed(y[127:96]) + $signed(args[171:162]);
-  assign \$89  = $signed(\$88 ) < $signed(args[181:172]);
-  assign \$90  = $signed(\$88 ) > $signed(args[191:182]);
-  assign \$91  = \$90  ? { args[191], args[191:182] } : { 1'h0, \$88 [9:0] };
-  assign \$92  = \$89  ? { args[181], args[181:172] } : \$91 ;
-  assign \$93  = $signed(y[159:128]) + $signed(args[171:162]);
-  assign \$94  = $signed(\$93 ) < $signed(args[181:172]);
-  assign \$95  = $signed(\$93 ) > $signed(args[191:182]);
-  assign \$96  = \$95  ? { args[191], args[191:182] } : { 1'h0, \$93 [9:0] };
-  assign \$97  = \$94  ? { args[181], args[181:172] } : \$96 ;
-  assign \$98  = $signed(y[191:160]) + $signed(args[171:162]);
-  assign \$99  = $signed(\$98 ) < $signed(args[181:172]);
-  assign \$100  = $signed(\$98 ) > $signed(args[191:182]);
-  assign \$101  = \$100  ? { args[191], args[191:182] } : { 1'h0, \$98 [9:0] };
-  assign \$102  = \$99  ? { args[181], args[181:172] } : \$101 ;
-  assign \$103  = $signed(y[223:192]) + $signed(args[171:162]);
-  assign \$104  = $signed(\$103 ) < $signed(args[181:172]);
-  assign \$105  = $signed(\$103 ) > $signed(args[191:182]);
-  assign \$106  = \$105  ? { args[191], args[191:182] } : { 1'h0, \$103 [9:0] };
-  assign \$107  = \$104  ? { args[181], args[181:172] } : \$106 ;
-  assign \$108  = $signed(y[255:224]) + $signed(args[171:162]);
-  assign \$109  = $signed(\$108 ) < $signed(args[181:172]);
-  assign \$110  = $signed(\$108 ) > $signed(args[191:182]);
-  assign \$111  = \$110  ? { args[191], args[191:182] } : { 1'h0, \$108 [9:0] };
-  assign \$112  = \$109  ? { args[181], args[181:172] } : \$111 ;
+  assign \$72  = $signed(\$71 ) - $signed(args[130:121]);
+  assign \$73  = $signed(y[31:0]) + $signed(args[178:169]);
+  assign \$74  = $signed(\$73 ) < $signed(args[188:179]);
+  assign \$75  = $signed(\$73 ) > $signed(args[198:189]);
+  assign \$76  = \$75  ? { args[198], args[198:189] } : { 1'h0, \$73 [9:0] };
+  assign \$77  = \$74  ? { args[188], args[188:179] } : \$76 ;
+  assign \$78  = $signed(y[63:32]) + $signed(args[178:169]);
+  assign \$79  = $signed(\$78 ) < $signed(args[188:179]);
+  assign \$80  = $signed(\$78 ) > $signed(args[198:189]);
+  assign \$81  = \$80  ? { args[198], args[198:189] } : { 1'h0, \$78 [9:0] };
+  assign \$82  = \$79  ? { args[188], args[188:179] } : \$81 ;
+  assign \$83  = $signed(y[95:64]) + $signed(args[178:169]);
+  assign \$84  = $signed(\$83 ) < $signed(args[188:179]);
+  assign \$85  = $signed(\$83 ) > $signed(args[198:189]);
+  assign \$86  = \$85  ? { args[198], args[198:189] } : { 1'h0, \$83 [9:0] };
+  assign \$87  = \$84  ? { args[188], args[188:179] } : \$86 ;
+  assign \$88  = $signed(y[127:96]) + $signed(args[178:169]);
+  assign \$89  = $signed(\$88 ) < $signed(args[188:179]);
+  assign \$90  = $signed(\$88 ) > $signed(args[198:189]);
+  assign \$91  = \$90  ? { args[198], args[198:189] } : { 1'h0, \$88 [9:0] };
+  assign \$92  = \$89  ? { args[188], args[188:179] } : \$91 ;
+  assign \$93  = $signed(y[159:128]) + $signed(args[178:169]);
+  assign \$94  = $signed(\$93 ) < $signed(args[188:179]);
+  assign \$95  = $signed(\$93 ) > $signed(args[198:189]);
+  assign \$96  = \$95  ? { args[198], args[198:189] } : { 1'h0, \$93 [9:0] };
+  assign \$97  = \$94  ? { args[188], args[188:179] } : \$96 ;
+  assign \$98  = $signed(y[191:160]) + $signed(args[178:169]);
+  assign \$99  = $signed(\$98 ) < $signed(args[188:179]);
+  assign \$100  = $signed(\$98 ) > $signed(args[198:189]);
+  assign \$101  = \$100  ? { args[198], args[198:189] } : { 1'h0, \$98 [9:0] };
+  assign \$102  = \$99  ? { args[188], args[188:179] } : \$101 ;
+  assign \$103  = $signed(y[223:192]) + $signed(args[178:169]);
+  assign \$104  = $signed(\$103 ) < $signed(args[188:179]);
+  assign \$105  = $signed(\$103 ) > $signed(args[198:189]);
+  assign \$106  = \$105  ? { args[198], args[198:189] } : { 1'h0, \$103 [9:0] };
+  assign \$107  = \$104  ? { args[188], args[188:179] } : \$106 ;
+  assign \$108  = $signed(y[255:224]) + $signed(args[178:169]);
+  assign \$109  = $signed(\$108 ) < $signed(args[188:179]);
+  assign \$110  = $signed(\$108 ) > $signed(args[198:189]);
+  assign \$111  = \$110  ? { args[198], args[198:189] } : { 1'h0, \$108 [9:0] };
+  assign \$112  = \$109  ? { args[188], args[188:179] } : \$111 ;
   assign \$113  = args[0] ? \$77 [9:0] : pv3_0;
   assign \$114  = args[0] ? \$82 [9:0] : pv3_1;
   assign \$115  = args[0] ? \$87 [9:0] : pv3_2;
@@ -73148,10 +73150,10 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   assign \$133  = ! ky;
   assign \$134  = \$132  & \$133 ;
   assign \$135  = last_kx & last_ky;
-  assign \$136  = oy * args[97:90];
+  assign \$136  = oy * args[104:96];
   assign \$137  = \$136  + ox;
-  assign \$138  = \$137  * args[41:34];
-  assign \$139  = args[113:98] + \$138 ;
+  assign \$138  = \$137  * args[44:36];
+  assign \$139  = args[120:105] + \$138 ;
   assign \$140  = \$139  + w;
   assign \$141  = \$signal$99  & \$signal$105 ;
   assign \$142  = started & finished;
@@ -73390,16 +73392,16 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
     if (\$auto$verilog_backend.cc:2355:dump_module$30 ) begin end
     \$143  = kx;
     if (busy) begin
-      \$143  = \$127 [7:0];
+      \$143  = \$127 [8:0];
       if (last_kx) begin
-        \$143  = 8'h00;
+        \$143  = 9'h000;
       end
     end
     if (start) begin
-      \$143  = 8'h00;
+      \$143  = 9'h000;
     end
     if (rst) begin
-      \$143  = 8'h00;
+      \$143  = 9'h000;
     end
   end
   always @* begin
@@ -73407,17 +73409,17 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
     \$144  = ky;
     if (busy) begin
       if (last_kx) begin
-        \$144  = \$128 [7:0];
+        \$144  = \$128 [8:0];
         if (last_ky) begin
-          \$144  = 8'h00;
+          \$144  = 9'h000;
         end
       end
     end
     if (start) begin
-      \$144  = 8'h00;
+      \$144  = 9'h000;
     end
     if (rst) begin
-      \$144  = 8'h00;
+      \$144  = 9'h000;
     end
   end
   always @* begin
@@ -73426,18 +73428,18 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
-          \$145  = \$129 [7:0];
+          \$145  = \$129 [8:0];
           if (last_w) begin
-            \$145  = 8'h00;
+            \$145  = 9'h000;
           end
         end
       end
     end
     if (start) begin
-      \$145  = 8'h00;
+      \$145  = 9'h000;
     end
     if (rst) begin
-      \$145  = 8'h00;
+      \$145  = 9'h000;
     end
   end
   always @* begin
@@ -73447,19 +73449,19 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
       if (last_kx) begin
         if (last_ky) begin
           if (last_w) begin
-            \$146  = \$130 [7:0];
+            \$146  = \$130 [8:0];
             if (last_ox) begin
-              \$146  = 8'h00;
+              \$146  = 9'h000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$146  = 8'h00;
+      \$146  = 9'h000;
     end
     if (rst) begin
-      \$146  = 8'h00;
+      \$146  = 9'h000;
     end
   end
   always @* begin
@@ -73470,17 +73472,17 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
         if (last_ky) begin
           if (last_w) begin
             if (last_ox) begin
-              \$147  = \$131 [7:0];
+              \$147  = \$131 [8:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$147  = 8'h00;
+      \$147  = 9'h000;
     end
     if (rst) begin
-      \$147  = 8'h00;
+      \$147  = 9'h000;
     end
   end
   always @* begin
@@ -73611,8 +73613,8 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
     end
   end
   assign running = busy;
-  assign iy = { \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4  };
-  assign ix = { \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8  };
+  assign iy = { \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4  };
+  assign ix = { \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8  };
   assign act_rd__en = 1'h1;
   assign tap = busy;
   assign x0 = { \$25 [8], \$25  };
@@ -73655,26 +73657,26 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[17:2];
-  assign \args.in_h  = args[25:18];
-  assign \args.in_w  = args[33:26];
-  assign \args.cw  = args[41:34];
-  assign \args.kh  = args[49:42];
-  assign \args.kw  = args[57:50];
-  assign \args.sh  = args[61:58];
-  assign \args.sw  = args[65:62];
-  assign \args.dh  = args[69:66];
-  assign \args.dw  = args[73:70];
-  assign \args.pt  = args[77:74];
-  assign \args.pl  = args[81:78];
-  assign \args.oh  = args[89:82];
-  assign \args.ow  = args[97:90];
-  assign \args.out_base  = args[113:98];
-  assign \args.zp_in  = args[123:114];
-  assign \args.mult  = args[155:124];
-  assign \args.shift  = args[161:156];
-  assign \args.zp_out  = args[171:162];
-  assign \args.act_min  = args[181:172];
-  assign \args.act_max  = args[191:182];
+  assign \args.in_h  = args[26:18];
+  assign \args.in_w  = args[35:27];
+  assign \args.cw  = args[44:36];
+  assign \args.kh  = args[53:45];
+  assign \args.kw  = args[62:54];
+  assign \args.sh  = args[66:63];
+  assign \args.sw  = args[70:67];
+  assign \args.dh  = args[74:71];
+  assign \args.dw  = args[78:75];
+  assign \args.pt  = args[82:79];
+  assign \args.pl  = args[86:83];
+  assign \args.oh  = args[95:87];
+  assign \args.ow  = args[104:96];
+  assign \args.out_base  = args[120:105];
+  assign \args.zp_in  = args[130:121];
+  assign \args.mult  = args[162:131];
+  assign \args.shift  = args[168:163];
+  assign \args.zp_out  = args[178:169];
+  assign \args.act_min  = args[188:179];
+  assign \args.act_max  = args[198:189];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \x[2]  = x[95:64];
@@ -73707,22 +73709,22 @@ module \imagenet_fabric.pool (rst, act_rd__data, act_rd__addr, \port$4316$0 , \p
   assign \y[5]  = y[191:160];
   assign \y[6]  = y[223:192];
   assign \y[7]  = y[255:224];
-  assign shift[47:42] = args[161:156];
-  assign shift[41:36] = args[161:156];
-  assign shift[35:30] = args[161:156];
-  assign shift[29:24] = args[161:156];
-  assign shift[23:18] = args[161:156];
-  assign shift[17:12] = args[161:156];
-  assign shift[11:6] = args[161:156];
-  assign shift[5:0] = args[161:156];
-  assign mult[255:224] = args[155:124];
-  assign mult[223:192] = args[155:124];
-  assign mult[191:160] = args[155:124];
-  assign mult[159:128] = args[155:124];
-  assign mult[127:96] = args[155:124];
-  assign mult[95:64] = args[155:124];
-  assign mult[63:32] = args[155:124];
-  assign mult[31:0] = args[155:124];
+  assign shift[47:42] = args[168:163];
+  assign shift[41:36] = args[168:163];
+  assign shift[35:30] = args[168:163];
+  assign shift[29:24] = args[168:163];
+  assign shift[23:18] = args[168:163];
+  assign shift[17:12] = args[168:163];
+  assign shift[11:6] = args[168:163];
+  assign shift[5:0] = args[168:163];
+  assign mult[255:224] = args[162:131];
+  assign mult[223:192] = args[162:131];
+  assign mult[191:160] = args[162:131];
+  assign mult[159:128] = args[162:131];
+  assign mult[127:96] = args[162:131];
+  assign mult[95:64] = args[162:131];
+  assign mult[63:32] = args[162:131];
+  assign mult[31:0] = args[162:131];
   assign x[255:224] = r_val7;
   assign x[223:192] = r_val6;
   assign x[191:160] = r_val5;

@@ -2154,26 +2154,26 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [11:0] arc_rd__addr;
   wire [15:0] arc_rd__data;
   wire arc_rd__en;
-  wire [381:0] args;
-  wire [183:0] \args$199 ;
+  wire [395:0] args;
+  wire [190:0] \args$199 ;
   wire [9:0] \args$199.act_max ;
   wire [9:0] \args$199.act_min ;
-  wire [7:0] \args$199.cw ;
+  wire [8:0] \args$199.cw ;
   wire [3:0] \args$199.dh ;
   wire [3:0] \args$199.dw ;
   wire [11:0] \args$199.in_base ;
-  wire [7:0] \args$199.in_h ;
-  wire [7:0] \args$199.in_w ;
-  wire [7:0] \args$199.kh ;
-  wire [7:0] \args$199.kw ;
+  wire [8:0] \args$199.in_h ;
+  wire [8:0] \args$199.in_w ;
+  wire [8:0] \args$199.kh ;
+  wire [8:0] \args$199.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \args$199.mode ;
   wire [31:0] \args$199.mult ;
-  wire [7:0] \args$199.oh ;
+  wire [8:0] \args$199.oh ;
   wire [11:0] \args$199.out_base ;
-  wire [7:0] \args$199.ow ;
+  wire [8:0] \args$199.ow ;
   wire [3:0] \args$199.pl ;
   wire [3:0] \args$199.pt ;
   wire [3:0] \args$199.sh ;
@@ -2182,14 +2182,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \args$199.x_signed ;
   wire [9:0] \args$199.zp_in ;
   wire [9:0] \args$199.zp_out ;
-  wire [256:0] \args$206 ;
+  wire [260:0] \args$206 ;
   wire [11:0] \args$206.a_base ;
-  wire [7:0] \args$206.a_stride ;
+  wire [8:0] \args$206.a_stride ;
   wire [9:0] \args$206.act_max ;
   wire [9:0] \args$206.act_min ;
   wire [11:0] \args$206.b_base ;
-  wire [7:0] \args$206.b_stride ;
-  wire [7:0] \args$206.cw ;
+  wire [8:0] \args$206.b_stride ;
+  wire [8:0] \args$206.cw ;
   wire \args$206.has_b ;
   wire [4:0] \args$206.ls ;
   wire [31:0] \args$206.mult_a ;
@@ -2197,7 +2197,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [31:0] \args$206.mult_o ;
   wire [15:0] \args$206.npos ;
   wire [11:0] \args$206.out_base ;
-  wire [7:0] \args$206.out_stride ;
+  wire [8:0] \args$206.out_stride ;
   wire \args$206.rq_in ;
   wire \args$206.rq_out ;
   wire [5:0] \args$206.shift_a ;
@@ -2227,8 +2227,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
   wire [5:0] \args.desc_base ;
   wire [3:0] \args.dh ;
@@ -2236,24 +2236,24 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [13:0] \args.kx_inc ;
   wire [13:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire \args.page_base ;
   wire [5:0] \args.param_base ;
   wire [3:0] \args.pl ;
@@ -2440,22 +2440,22 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire ctrl__start;
   wire [15:0] ctrl__start_pc;
   wire [5:0] desc_rd__0__addr;
-  wire [69:0] desc_rd__0__data;
+  wire [73:0] desc_rd__0__data;
   wire [11:0] \desc_rd__0__data.c0 ;
-  wire [11:0] \desc_rd__0__data.dx0 ;
-  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [12:0] \desc_rd__0__data.dx0 ;
+  wire [12:0] \desc_rd__0__data.dy0 ;
   wire [3:0] \desc_rd__0__data.elems ;
-  wire [7:0] \desc_rd__0__data.kx0 ;
-  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [8:0] \desc_rd__0__data.kx0 ;
+  wire [8:0] \desc_rd__0__data.ky0 ;
   wire [13:0] \desc_rd__0__data.off0 ;
   wire [5:0] desc_rd__1__addr;
-  wire [69:0] desc_rd__1__data;
+  wire [73:0] desc_rd__1__data;
   wire [11:0] \desc_rd__1__data.c0 ;
-  wire [11:0] \desc_rd__1__data.dx0 ;
-  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [12:0] \desc_rd__1__data.dx0 ;
+  wire [12:0] \desc_rd__1__data.dy0 ;
   wire [3:0] \desc_rd__1__data.elems ;
-  wire [7:0] \desc_rd__1__data.kx0 ;
-  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [8:0] \desc_rd__1__data.kx0 ;
+  wire [8:0] \desc_rd__1__data.ky0 ;
   wire [13:0] \desc_rd__1__data.off0 ;
   wire [97:0] dma__payload;
   wire [11:0] \dma__payload.addr ;
@@ -2489,14 +2489,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [11:0] dst_rd__addr;
   wire [15:0] dst_rd__data;
   wire dst_rd__en;
-  wire [256:0] engines__ew__args;
+  wire [260:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
-  wire [7:0] \engines__ew__args.a_stride ;
+  wire [8:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
   wire [9:0] \engines__ew__args.act_min ;
   wire [11:0] \engines__ew__args.b_base ;
-  wire [7:0] \engines__ew__args.b_stride ;
-  wire [7:0] \engines__ew__args.cw ;
+  wire [8:0] \engines__ew__args.b_stride ;
+  wire [8:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
   wire [31:0] \engines__ew__args.mult_a ;
@@ -2504,7 +2504,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [31:0] \engines__ew__args.mult_o ;
   wire [15:0] \engines__ew__args.npos ;
   wire [11:0] \engines__ew__args.out_base ;
-  wire [7:0] \engines__ew__args.out_stride ;
+  wire [8:0] \engines__ew__args.out_stride ;
   wire \engines__ew__args.rq_in ;
   wire \engines__ew__args.rq_out ;
   wire [5:0] \engines__ew__args.shift_a ;
@@ -2526,13 +2526,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__graph__busy;
   wire engines__graph__done;
   wire engines__graph__start;
-  wire [381:0] engines__mac__args;
+  wire [395:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
   wire [6:0] \engines__mac__args.b ;
-  wire [7:0] \engines__mac__args.bq ;
-  wire [7:0] \engines__mac__args.br ;
+  wire [8:0] \engines__mac__args.bq ;
+  wire [8:0] \engines__mac__args.br ;
   wire [11:0] \engines__mac__args.cin ;
   wire [5:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
@@ -2540,24 +2540,24 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [7:0] \engines__mac__args.groups ;
   wire [13:0] \engines__mac__args.img_bstep ;
   wire [13:0] \engines__mac__args.img_delta ;
-  wire [7:0] \engines__mac__args.in_cw ;
-  wire [7:0] \engines__mac__args.in_h ;
-  wire [7:0] \engines__mac__args.in_w ;
-  wire [7:0] \engines__mac__args.kh ;
+  wire [8:0] \engines__mac__args.in_cw ;
+  wire [8:0] \engines__mac__args.in_h ;
+  wire [8:0] \engines__mac__args.in_w ;
+  wire [8:0] \engines__mac__args.kh ;
   wire [6:0] \engines__mac__args.ki ;
-  wire [7:0] \engines__mac__args.kr ;
-  wire [7:0] \engines__mac__args.kt ;
-  wire [7:0] \engines__mac__args.kw ;
+  wire [8:0] \engines__mac__args.kr ;
+  wire [8:0] \engines__mac__args.kt ;
+  wire [8:0] \engines__mac__args.kw ;
   wire [13:0] \engines__mac__args.kx_inc ;
   wire [13:0] \engines__mac__args.ky_inc ;
   wire [6:0] \engines__mac__args.no ;
   wire [15:0] \engines__mac__args.npos ;
-  wire [7:0] \engines__mac__args.nr ;
-  wire [7:0] \engines__mac__args.nt ;
-  wire [7:0] \engines__mac__args.oh ;
+  wire [8:0] \engines__mac__args.nr ;
+  wire [8:0] \engines__mac__args.nt ;
+  wire [8:0] \engines__mac__args.oh ;
   wire [11:0] \engines__mac__args.out_base ;
-  wire [7:0] \engines__mac__args.out_cw ;
-  wire [7:0] \engines__mac__args.ow ;
+  wire [8:0] \engines__mac__args.out_cw ;
+  wire [8:0] \engines__mac__args.ow ;
   wire \engines__mac__args.page_base ;
   wire [5:0] \engines__mac__args.param_base ;
   wire [3:0] \engines__mac__args.pl ;
@@ -2578,25 +2578,25 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__mac__busy;
   wire engines__mac__done;
   wire engines__mac__start;
-  wire [183:0] engines__pool__args;
+  wire [190:0] engines__pool__args;
   wire [9:0] \engines__pool__args.act_max ;
   wire [9:0] \engines__pool__args.act_min ;
-  wire [7:0] \engines__pool__args.cw ;
+  wire [8:0] \engines__pool__args.cw ;
   wire [3:0] \engines__pool__args.dh ;
   wire [3:0] \engines__pool__args.dw ;
   wire [11:0] \engines__pool__args.in_base ;
-  wire [7:0] \engines__pool__args.in_h ;
-  wire [7:0] \engines__pool__args.in_w ;
-  wire [7:0] \engines__pool__args.kh ;
-  wire [7:0] \engines__pool__args.kw ;
+  wire [8:0] \engines__pool__args.in_h ;
+  wire [8:0] \engines__pool__args.in_w ;
+  wire [8:0] \engines__pool__args.kh ;
+  wire [8:0] \engines__pool__args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \engines__pool__args.mode ;
   wire [31:0] \engines__pool__args.mult ;
-  wire [7:0] \engines__pool__args.oh ;
+  wire [8:0] \engines__pool__args.oh ;
   wire [11:0] \engines__pool__args.out_base ;
-  wire [7:0] \engines__pool__args.ow ;
+  wire [8:0] \engines__pool__args.ow ;
   wire [3:0] \engines__pool__args.pl ;
   wire [3:0] \engines__pool__args.pt ;
   wire [3:0] \engines__pool__args.sh ;
@@ -2654,8 +2654,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [415:0] imem_r__data;
   wire imem_r__en;
   wire [9:0] imem_rd__addr;
-  wire [385:0] imem_rd__data;
-  wire [381:0] \imem_rd__data.args ;
+  wire [399:0] imem_rd__data;
+  wire [395:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -2665,14 +2665,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \imem_rd__data.args.dma.store ;
   wire [11:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [256:0] \imem_rd__data.args.ew ;
+  wire [260:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
-  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [8:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
   wire [9:0] \imem_rd__data.args.ew.act_min ;
   wire [11:0] \imem_rd__data.args.ew.b_base ;
-  wire [7:0] \imem_rd__data.args.ew.b_stride ;
-  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire [8:0] \imem_rd__data.args.ew.b_stride ;
+  wire [8:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
@@ -2680,7 +2680,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
   wire [15:0] \imem_rd__data.args.ew.npos ;
   wire [11:0] \imem_rd__data.args.ew.out_base ;
-  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire [8:0] \imem_rd__data.args.ew.out_stride ;
   wire \imem_rd__data.args.ew.rq_in ;
   wire \imem_rd__data.args.ew.rq_out ;
   wire [5:0] \imem_rd__data.args.ew.shift_a ;
@@ -2712,13 +2712,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \imem_rd__data.args.load.page ;
   wire [2:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [381:0] \imem_rd__data.args.mac ;
+  wire [395:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
   wire [6:0] \imem_rd__data.args.mac.b ;
-  wire [7:0] \imem_rd__data.args.mac.bq ;
-  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [8:0] \imem_rd__data.args.mac.bq ;
+  wire [8:0] \imem_rd__data.args.mac.br ;
   wire [11:0] \imem_rd__data.args.mac.cin ;
   wire [5:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
@@ -2726,24 +2726,24 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [13:0] \imem_rd__data.args.mac.img_bstep ;
   wire [13:0] \imem_rd__data.args.mac.img_delta ;
-  wire [7:0] \imem_rd__data.args.mac.in_cw ;
-  wire [7:0] \imem_rd__data.args.mac.in_h ;
-  wire [7:0] \imem_rd__data.args.mac.in_w ;
-  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [8:0] \imem_rd__data.args.mac.in_cw ;
+  wire [8:0] \imem_rd__data.args.mac.in_h ;
+  wire [8:0] \imem_rd__data.args.mac.in_w ;
+  wire [8:0] \imem_rd__data.args.mac.kh ;
   wire [6:0] \imem_rd__data.args.mac.ki ;
-  wire [7:0] \imem_rd__data.args.mac.kr ;
-  wire [7:0] \imem_rd__data.args.mac.kt ;
-  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [8:0] \imem_rd__data.args.mac.kr ;
+  wire [8:0] \imem_rd__data.args.mac.kt ;
+  wire [8:0] \imem_rd__data.args.mac.kw ;
   wire [13:0] \imem_rd__data.args.mac.kx_inc ;
   wire [13:0] \imem_rd__data.args.mac.ky_inc ;
   wire [6:0] \imem_rd__data.args.mac.no ;
   wire [15:0] \imem_rd__data.args.mac.npos ;
-  wire [7:0] \imem_rd__data.args.mac.nr ;
-  wire [7:0] \imem_rd__data.args.mac.nt ;
-  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [8:0] \imem_rd__data.args.mac.nr ;
+  wire [8:0] \imem_rd__data.args.mac.nt ;
+  wire [8:0] \imem_rd__data.args.mac.oh ;
   wire [11:0] \imem_rd__data.args.mac.out_base ;
-  wire [7:0] \imem_rd__data.args.mac.out_cw ;
-  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire [8:0] \imem_rd__data.args.mac.out_cw ;
+  wire [8:0] \imem_rd__data.args.mac.ow ;
   wire \imem_rd__data.args.mac.page_base ;
   wire [5:0] \imem_rd__data.args.mac.param_base ;
   wire [3:0] \imem_rd__data.args.mac.pl ;
@@ -2761,25 +2761,25 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \imem_rd__data.args.mac.x_signed ;
   wire [7:0] \imem_rd__data.args.mac.zp_in ;
   wire [9:0] \imem_rd__data.args.mac.zp_out ;
-  wire [183:0] \imem_rd__data.args.pool ;
+  wire [190:0] \imem_rd__data.args.pool ;
   wire [9:0] \imem_rd__data.args.pool.act_max ;
   wire [9:0] \imem_rd__data.args.pool.act_min ;
-  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [8:0] \imem_rd__data.args.pool.cw ;
   wire [3:0] \imem_rd__data.args.pool.dh ;
   wire [3:0] \imem_rd__data.args.pool.dw ;
   wire [11:0] \imem_rd__data.args.pool.in_base ;
-  wire [7:0] \imem_rd__data.args.pool.in_h ;
-  wire [7:0] \imem_rd__data.args.pool.in_w ;
-  wire [7:0] \imem_rd__data.args.pool.kh ;
-  wire [7:0] \imem_rd__data.args.pool.kw ;
+  wire [8:0] \imem_rd__data.args.pool.in_h ;
+  wire [8:0] \imem_rd__data.args.pool.in_w ;
+  wire [8:0] \imem_rd__data.args.pool.kh ;
+  wire [8:0] \imem_rd__data.args.pool.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \imem_rd__data.args.pool.mode ;
   wire [31:0] \imem_rd__data.args.pool.mult ;
-  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [8:0] \imem_rd__data.args.pool.oh ;
   wire [11:0] \imem_rd__data.args.pool.out_base ;
-  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [8:0] \imem_rd__data.args.pool.ow ;
   wire [3:0] \imem_rd__data.args.pool.pl ;
   wire [3:0] \imem_rd__data.args.pool.pt ;
   wire [3:0] \imem_rd__data.args.pool.sh ;
@@ -3509,7 +3509,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .host__report(ctrl__report),
     .host__start_pc(host__start_pc),
     .imem_rd__addr(\port__addr$177 ),
-    .imem_rd__data(\port__data$180 [385:0]),
+    .imem_rd__data(\port__data$180 [399:0]),
     .load__ready(load__ready),
     .load__valid(cmd__valid),
     .loader_busy(loader_busy),
@@ -3564,7 +3564,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .a_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$342 ),
     .act_w__en(\act_w__en$336 ),
-    .args(args[256:0]),
+    .args(args[260:0]),
     .b_rd__addr(b_rd__addr),
     .b_rd__data(dst_rd__data),
     .busy(engines__ew__busy),
@@ -3655,8 +3655,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .clk(clk),
     .desc_rd__0__addr(\port__addr$88 ),
     .desc_rd__1__addr(\port__addr$123 ),
-    .desc_rd__data(\port__data$91 [69:0]),
-    .\desc_rd__data$21 (\port__data$126 [69:0]),
+    .desc_rd__data(\port__data$91 [73:0]),
+    .\desc_rd__data$21 (\port__data$126 [73:0]),
     .finished(engines__mac__done),
     .op__0__payload(op__0__payload),
     .op__0__ready(op__0__ready),
@@ -3720,7 +3720,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .act_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$343 ),
     .act_w__en(\act_w__en$335 ),
-    .args(args[183:0]),
+    .args(args[190:0]),
     .busy(\busy$135 ),
     .clk(clk),
     .done(engines__pool__done),
@@ -3786,7 +3786,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign port__data = act_rd__0__data;
   assign act_rd__0__en = port__en;
   assign desc_rd__0__addr = \port__addr$88 ;
-  assign desc_rd__0__data = \port__data$91 [69:0];
+  assign desc_rd__0__data = \port__data$91 [73:0];
   assign macro1__op__ready = op__1__ready;
   assign \op__1__ready$102  = op__1__ready;
   assign \op__1__ready$103  = op__1__ready;
@@ -3804,7 +3804,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \port__data$120  = act_rd__1__data;
   assign act_rd__1__en = \port__en$121 ;
   assign desc_rd__1__addr = \port__addr$123 ;
-  assign desc_rd__1__data = \port__data$126 [69:0];
+  assign desc_rd__1__data = \port__data$126 [73:0];
   assign param_rd__addr = \port__addr$127 ;
   assign \port__data$130  = param_rd__data;
   assign \port__en$131  = 1'h1;
@@ -3837,7 +3837,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \port__en$175  = 1'h1;
   assign w_rd__en = 1'h1;
   assign imem_rd__addr = \port__addr$177 ;
-  assign imem_rd__data = \port__data$180 [385:0];
+  assign imem_rd__data = \port__data$180 [399:0];
   assign \port__en$181  = 1'h1;
   assign imem_rd__en = 1'h1;
   assign trace_w__addr = \$signature__addr ;
@@ -3848,13 +3848,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \busy$194  = engines__mac__busy;
   assign \done$196  = engines__mac__done;
   assign engines__pool__start = \start$197 ;
-  assign \args$199  = args[183:0];
-  assign engines__pool__args = args[183:0];
+  assign \args$199  = args[190:0];
+  assign engines__pool__args = args[190:0];
   assign engines__pool__busy = \busy$135 ;
   assign \done$203  = engines__pool__done;
   assign engines__ew__start = \start$204 ;
-  assign \args$206  = args[256:0];
-  assign engines__ew__args = args[256:0];
+  assign \args$206  = args[260:0];
+  assign engines__ew__args = args[260:0];
   assign \busy$209  = engines__ew__busy;
   assign \done$211  = engines__ew__done;
   assign engines__graph__start = \start$212 ;
@@ -4147,13 +4147,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \res_y__0$73[13]  = res_y__0[265:247];
   assign \res_y__0$73[14]  = res_y__0[284:266];
   assign \res_y__0$73[15]  = res_y__0[303:285];
-  assign \desc_rd__0__data.ky0  = \port__data$91 [7:0];
-  assign \desc_rd__0__data.kx0  = \port__data$91 [15:8];
-  assign \desc_rd__0__data.dy0  = \port__data$91 [27:16];
-  assign \desc_rd__0__data.dx0  = \port__data$91 [39:28];
-  assign \desc_rd__0__data.c0  = \port__data$91 [51:40];
-  assign \desc_rd__0__data.elems  = \port__data$91 [55:52];
-  assign \desc_rd__0__data.off0  = \port__data$91 [69:56];
+  assign \desc_rd__0__data.ky0  = \port__data$91 [8:0];
+  assign \desc_rd__0__data.kx0  = \port__data$91 [17:9];
+  assign \desc_rd__0__data.dy0  = \port__data$91 [30:18];
+  assign \desc_rd__0__data.dx0  = \port__data$91 [43:31];
+  assign \desc_rd__0__data.c0  = \port__data$91 [55:44];
+  assign \desc_rd__0__data.elems  = \port__data$91 [59:56];
+  assign \desc_rd__0__data.off0  = \port__data$91 [73:60];
   assign \macro1__op__payload.mode  = macro1__op__payload[0];
   assign \macro1__op__payload.page  = macro1__op__payload[1];
   assign \macro1__op__payload.row  = macro1__op__payload[4:2];
@@ -4278,13 +4278,13 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \res_y__1$112[13]  = res_y__1[265:247];
   assign \res_y__1$112[14]  = res_y__1[284:266];
   assign \res_y__1$112[15]  = res_y__1[303:285];
-  assign \desc_rd__1__data.ky0  = \port__data$126 [7:0];
-  assign \desc_rd__1__data.kx0  = \port__data$126 [15:8];
-  assign \desc_rd__1__data.dy0  = \port__data$126 [27:16];
-  assign \desc_rd__1__data.dx0  = \port__data$126 [39:28];
-  assign \desc_rd__1__data.c0  = \port__data$126 [51:40];
-  assign \desc_rd__1__data.elems  = \port__data$126 [55:52];
-  assign \desc_rd__1__data.off0  = \port__data$126 [69:56];
+  assign \desc_rd__1__data.ky0  = \port__data$126 [8:0];
+  assign \desc_rd__1__data.kx0  = \port__data$126 [17:9];
+  assign \desc_rd__1__data.dy0  = \port__data$126 [30:18];
+  assign \desc_rd__1__data.dx0  = \port__data$126 [43:31];
+  assign \desc_rd__1__data.c0  = \port__data$126 [55:44];
+  assign \desc_rd__1__data.elems  = \port__data$126 [59:56];
+  assign \desc_rd__1__data.off0  = \port__data$126 [73:60];
   assign \param_rd__data[0]  = param_rd__data[95:0];
   assign \param_rd__data[0].bias  = param_rd__data[31:0];
   assign \param_rd__data[0].mult  = param_rd__data[63:32];
@@ -4296,111 +4296,111 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \param_rd__data[1].shift  = param_rd__data[167:160];
   assign \param_rd__data[1]._pad  = param_rd__data[191:168];
   assign \imem_rd__data.op  = \port__data$180 [3:0];
-  assign \imem_rd__data.args  = \port__data$180 [385:4];
+  assign \imem_rd__data.args  = \port__data$180 [399:4];
   assign \imem_rd__data.args.load  = \port__data$180 [35:4];
   assign \imem_rd__data.args.load.src  = \port__data$180 [13:4];
   assign \imem_rd__data.args.load.count  = \port__data$180 [29:14];
   assign \imem_rd__data.args.load.mask  = \port__data$180 [31:30];
   assign \imem_rd__data.args.load.page  = \port__data$180 [32];
   assign \imem_rd__data.args.load.row0  = \port__data$180 [35:33];
-  assign \imem_rd__data.args.mac  = \port__data$180 [385:4];
-  assign \imem_rd__data.args.mac.in_h  = \port__data$180 [11:4];
-  assign \imem_rd__data.args.mac.in_w  = \port__data$180 [19:12];
-  assign \imem_rd__data.args.mac.in_cw  = \port__data$180 [27:20];
-  assign \imem_rd__data.args.mac.cin  = \port__data$180 [39:28];
-  assign \imem_rd__data.args.mac.kh  = \port__data$180 [47:40];
-  assign \imem_rd__data.args.mac.kw  = \port__data$180 [55:48];
-  assign \imem_rd__data.args.mac.dh  = \port__data$180 [59:56];
-  assign \imem_rd__data.args.mac.dw  = \port__data$180 [63:60];
-  assign \imem_rd__data.args.mac.sh  = \port__data$180 [67:64];
-  assign \imem_rd__data.args.mac.sw  = \port__data$180 [71:68];
-  assign \imem_rd__data.args.mac.pt  = \port__data$180 [75:72];
-  assign \imem_rd__data.args.mac.pl  = \port__data$180 [79:76];
-  assign \imem_rd__data.args.mac.ow  = \port__data$180 [87:80];
-  assign \imem_rd__data.args.mac.oh  = \port__data$180 [95:88];
-  assign \imem_rd__data.args.mac.npos  = \port__data$180 [111:96];
-  assign \imem_rd__data.args.mac.pos0  = \port__data$180 [125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = \port__data$180 [139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = \port__data$180 [153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = \port__data$180 [167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$180 [181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$180 [195:182];
-  assign \imem_rd__data.args.mac.bq  = \port__data$180 [203:196];
-  assign \imem_rd__data.args.mac.br  = \port__data$180 [211:204];
-  assign \imem_rd__data.args.mac.img_delta  = \port__data$180 [225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = \port__data$180 [239:226];
-  assign \imem_rd__data.args.mac.desc_base  = \port__data$180 [245:240];
-  assign \imem_rd__data.args.mac.kt  = \port__data$180 [253:246];
-  assign \imem_rd__data.args.mac.nt  = \port__data$180 [261:254];
-  assign \imem_rd__data.args.mac.kr  = \port__data$180 [269:262];
-  assign \imem_rd__data.args.mac.nr  = \port__data$180 [277:270];
-  assign \imem_rd__data.args.mac.b  = \port__data$180 [284:278];
-  assign \imem_rd__data.args.mac.ki  = \port__data$180 [291:285];
-  assign \imem_rd__data.args.mac.no  = \port__data$180 [298:292];
-  assign \imem_rd__data.args.mac.groups  = \port__data$180 [306:299];
-  assign \imem_rd__data.args.mac.role_base  = \port__data$180 [312:307];
-  assign \imem_rd__data.args.mac.page_base  = \port__data$180 [313];
-  assign \imem_rd__data.args.mac.out_base  = \port__data$180 [325:314];
-  assign \imem_rd__data.args.mac.out_cw  = \port__data$180 [333:326];
-  assign \imem_rd__data.args.mac.param_base  = \port__data$180 [339:334];
-  assign \imem_rd__data.args.mac.zp_in  = \port__data$180 [347:340];
-  assign \imem_rd__data.args.mac.zp_out  = \port__data$180 [357:348];
-  assign \imem_rd__data.args.mac.act_min  = \port__data$180 [367:358];
-  assign \imem_rd__data.args.mac.act_max  = \port__data$180 [377:368];
-  assign \imem_rd__data.args.mac.ab_m1  = \port__data$180 [380:378];
-  assign \imem_rd__data.args.mac.wb_log2  = \port__data$180 [382:381];
-  assign \imem_rd__data.args.mac.x_signed  = \port__data$180 [383];
-  assign \imem_rd__data.args.mac.w_signed  = \port__data$180 [384];
-  assign \imem_rd__data.args.mac.rowpack  = \port__data$180 [385];
-  assign \imem_rd__data.args.pool  = \port__data$180 [187:4];
+  assign \imem_rd__data.args.mac  = \port__data$180 [399:4];
+  assign \imem_rd__data.args.mac.in_h  = \port__data$180 [12:4];
+  assign \imem_rd__data.args.mac.in_w  = \port__data$180 [21:13];
+  assign \imem_rd__data.args.mac.in_cw  = \port__data$180 [30:22];
+  assign \imem_rd__data.args.mac.cin  = \port__data$180 [42:31];
+  assign \imem_rd__data.args.mac.kh  = \port__data$180 [51:43];
+  assign \imem_rd__data.args.mac.kw  = \port__data$180 [60:52];
+  assign \imem_rd__data.args.mac.dh  = \port__data$180 [64:61];
+  assign \imem_rd__data.args.mac.dw  = \port__data$180 [68:65];
+  assign \imem_rd__data.args.mac.sh  = \port__data$180 [72:69];
+  assign \imem_rd__data.args.mac.sw  = \port__data$180 [76:73];
+  assign \imem_rd__data.args.mac.pt  = \port__data$180 [80:77];
+  assign \imem_rd__data.args.mac.pl  = \port__data$180 [84:81];
+  assign \imem_rd__data.args.mac.ow  = \port__data$180 [93:85];
+  assign \imem_rd__data.args.mac.oh  = \port__data$180 [102:94];
+  assign \imem_rd__data.args.mac.npos  = \port__data$180 [118:103];
+  assign \imem_rd__data.args.mac.pos0  = \port__data$180 [132:119];
+  assign \imem_rd__data.args.mac.kx_inc  = \port__data$180 [146:133];
+  assign \imem_rd__data.args.mac.ky_inc  = \port__data$180 [160:147];
+  assign \imem_rd__data.args.mac.pos_ux  = \port__data$180 [174:161];
+  assign \imem_rd__data.args.mac.pos_wrap  = \port__data$180 [188:175];
+  assign \imem_rd__data.args.mac.pos_bstep  = \port__data$180 [202:189];
+  assign \imem_rd__data.args.mac.bq  = \port__data$180 [211:203];
+  assign \imem_rd__data.args.mac.br  = \port__data$180 [220:212];
+  assign \imem_rd__data.args.mac.img_delta  = \port__data$180 [234:221];
+  assign \imem_rd__data.args.mac.img_bstep  = \port__data$180 [248:235];
+  assign \imem_rd__data.args.mac.desc_base  = \port__data$180 [254:249];
+  assign \imem_rd__data.args.mac.kt  = \port__data$180 [263:255];
+  assign \imem_rd__data.args.mac.nt  = \port__data$180 [272:264];
+  assign \imem_rd__data.args.mac.kr  = \port__data$180 [281:273];
+  assign \imem_rd__data.args.mac.nr  = \port__data$180 [290:282];
+  assign \imem_rd__data.args.mac.b  = \port__data$180 [297:291];
+  assign \imem_rd__data.args.mac.ki  = \port__data$180 [304:298];
+  assign \imem_rd__data.args.mac.no  = \port__data$180 [311:305];
+  assign \imem_rd__data.args.mac.groups  = \port__data$180 [319:312];
+  assign \imem_rd__data.args.mac.role_base  = \port__data$180 [325:320];
+  assign \imem_rd__data.args.mac.page_base  = \port__data$180 [326];
+  assign \imem_rd__data.args.mac.out_base  = \port__data$180 [338:327];
+  assign \imem_rd__data.args.mac.out_cw  = \port__data$180 [347:339];
+  assign \imem_rd__data.args.mac.param_base  = \port__data$180 [353:348];
+  assign \imem_rd__data.args.mac.zp_in  = \port__data$180 [361:354];
+  assign \imem_rd__data.args.mac.zp_out  = \port__data$180 [371:362];
+  assign \imem_rd__data.args.mac.act_min  = \port__data$180 [381:372];
+  assign \imem_rd__data.args.mac.act_max  = \port__data$180 [391:382];
+  assign \imem_rd__data.args.mac.ab_m1  = \port__data$180 [394:392];
+  assign \imem_rd__data.args.mac.wb_log2  = \port__data$180 [396:395];
+  assign \imem_rd__data.args.mac.x_signed  = \port__data$180 [397];
+  assign \imem_rd__data.args.mac.w_signed  = \port__data$180 [398];
+  assign \imem_rd__data.args.mac.rowpack  = \port__data$180 [399];
+  assign \imem_rd__data.args.pool  = \port__data$180 [194:4];
   assign \imem_rd__data.args.pool.mode  = \port__data$180 [4];
   assign \imem_rd__data.args.pool.x_signed  = \port__data$180 [5];
   assign \imem_rd__data.args.pool.in_base  = \port__data$180 [17:6];
-  assign \imem_rd__data.args.pool.in_h  = \port__data$180 [25:18];
-  assign \imem_rd__data.args.pool.in_w  = \port__data$180 [33:26];
-  assign \imem_rd__data.args.pool.cw  = \port__data$180 [41:34];
-  assign \imem_rd__data.args.pool.kh  = \port__data$180 [49:42];
-  assign \imem_rd__data.args.pool.kw  = \port__data$180 [57:50];
-  assign \imem_rd__data.args.pool.sh  = \port__data$180 [61:58];
-  assign \imem_rd__data.args.pool.sw  = \port__data$180 [65:62];
-  assign \imem_rd__data.args.pool.dh  = \port__data$180 [69:66];
-  assign \imem_rd__data.args.pool.dw  = \port__data$180 [73:70];
-  assign \imem_rd__data.args.pool.pt  = \port__data$180 [77:74];
-  assign \imem_rd__data.args.pool.pl  = \port__data$180 [81:78];
-  assign \imem_rd__data.args.pool.oh  = \port__data$180 [89:82];
-  assign \imem_rd__data.args.pool.ow  = \port__data$180 [97:90];
-  assign \imem_rd__data.args.pool.out_base  = \port__data$180 [109:98];
-  assign \imem_rd__data.args.pool.zp_in  = \port__data$180 [119:110];
-  assign \imem_rd__data.args.pool.mult  = \port__data$180 [151:120];
-  assign \imem_rd__data.args.pool.shift  = \port__data$180 [157:152];
-  assign \imem_rd__data.args.pool.zp_out  = \port__data$180 [167:158];
-  assign \imem_rd__data.args.pool.act_min  = \port__data$180 [177:168];
-  assign \imem_rd__data.args.pool.act_max  = \port__data$180 [187:178];
-  assign \imem_rd__data.args.ew  = \port__data$180 [260:4];
+  assign \imem_rd__data.args.pool.in_h  = \port__data$180 [26:18];
+  assign \imem_rd__data.args.pool.in_w  = \port__data$180 [35:27];
+  assign \imem_rd__data.args.pool.cw  = \port__data$180 [44:36];
+  assign \imem_rd__data.args.pool.kh  = \port__data$180 [53:45];
+  assign \imem_rd__data.args.pool.kw  = \port__data$180 [62:54];
+  assign \imem_rd__data.args.pool.sh  = \port__data$180 [66:63];
+  assign \imem_rd__data.args.pool.sw  = \port__data$180 [70:67];
+  assign \imem_rd__data.args.pool.dh  = \port__data$180 [74:71];
+  assign \imem_rd__data.args.pool.dw  = \port__data$180 [78:75];
+  assign \imem_rd__data.args.pool.pt  = \port__data$180 [82:79];
+  assign \imem_rd__data.args.pool.pl  = \port__data$180 [86:83];
+  assign \imem_rd__data.args.pool.oh  = \port__data$180 [95:87];
+  assign \imem_rd__data.args.pool.ow  = \port__data$180 [104:96];
+  assign \imem_rd__data.args.pool.out_base  = \port__data$180 [116:105];
+  assign \imem_rd__data.args.pool.zp_in  = \port__data$180 [126:117];
+  assign \imem_rd__data.args.pool.mult  = \port__data$180 [158:127];
+  assign \imem_rd__data.args.pool.shift  = \port__data$180 [164:159];
+  assign \imem_rd__data.args.pool.zp_out  = \port__data$180 [174:165];
+  assign \imem_rd__data.args.pool.act_min  = \port__data$180 [184:175];
+  assign \imem_rd__data.args.pool.act_max  = \port__data$180 [194:185];
+  assign \imem_rd__data.args.ew  = \port__data$180 [264:4];
   assign \imem_rd__data.args.ew.a_base  = \port__data$180 [15:4];
   assign \imem_rd__data.args.ew.b_base  = \port__data$180 [27:16];
   assign \imem_rd__data.args.ew.out_base  = \port__data$180 [39:28];
   assign \imem_rd__data.args.ew.npos  = \port__data$180 [55:40];
-  assign \imem_rd__data.args.ew.cw  = \port__data$180 [63:56];
-  assign \imem_rd__data.args.ew.a_stride  = \port__data$180 [71:64];
-  assign \imem_rd__data.args.ew.b_stride  = \port__data$180 [79:72];
-  assign \imem_rd__data.args.ew.out_stride  = \port__data$180 [87:80];
-  assign \imem_rd__data.args.ew.x_signed  = \port__data$180 [88];
-  assign \imem_rd__data.args.ew.has_b  = \port__data$180 [89];
-  assign \imem_rd__data.args.ew.rq_in  = \port__data$180 [90];
-  assign \imem_rd__data.args.ew.rq_out  = \port__data$180 [91];
-  assign \imem_rd__data.args.ew.ls  = \port__data$180 [96:92];
-  assign \imem_rd__data.args.ew.zp_a  = \port__data$180 [106:97];
-  assign \imem_rd__data.args.ew.zp_b  = \port__data$180 [116:107];
-  assign \imem_rd__data.args.ew.mult_a  = \port__data$180 [148:117];
-  assign \imem_rd__data.args.ew.shift_a  = \port__data$180 [154:149];
-  assign \imem_rd__data.args.ew.mult_b  = \port__data$180 [186:155];
-  assign \imem_rd__data.args.ew.shift_b  = \port__data$180 [192:187];
-  assign \imem_rd__data.args.ew.mult_o  = \port__data$180 [224:193];
-  assign \imem_rd__data.args.ew.shift_o  = \port__data$180 [230:225];
-  assign \imem_rd__data.args.ew.zp_out  = \port__data$180 [240:231];
-  assign \imem_rd__data.args.ew.act_min  = \port__data$180 [250:241];
-  assign \imem_rd__data.args.ew.act_max  = \port__data$180 [260:251];
+  assign \imem_rd__data.args.ew.cw  = \port__data$180 [64:56];
+  assign \imem_rd__data.args.ew.a_stride  = \port__data$180 [73:65];
+  assign \imem_rd__data.args.ew.b_stride  = \port__data$180 [82:74];
+  assign \imem_rd__data.args.ew.out_stride  = \port__data$180 [91:83];
+  assign \imem_rd__data.args.ew.x_signed  = \port__data$180 [92];
+  assign \imem_rd__data.args.ew.has_b  = \port__data$180 [93];
+  assign \imem_rd__data.args.ew.rq_in  = \port__data$180 [94];
+  assign \imem_rd__data.args.ew.rq_out  = \port__data$180 [95];
+  assign \imem_rd__data.args.ew.ls  = \port__data$180 [100:96];
+  assign \imem_rd__data.args.ew.zp_a  = \port__data$180 [110:101];
+  assign \imem_rd__data.args.ew.zp_b  = \port__data$180 [120:111];
+  assign \imem_rd__data.args.ew.mult_a  = \port__data$180 [152:121];
+  assign \imem_rd__data.args.ew.shift_a  = \port__data$180 [158:153];
+  assign \imem_rd__data.args.ew.mult_b  = \port__data$180 [190:159];
+  assign \imem_rd__data.args.ew.shift_b  = \port__data$180 [196:191];
+  assign \imem_rd__data.args.ew.mult_o  = \port__data$180 [228:197];
+  assign \imem_rd__data.args.ew.shift_o  = \port__data$180 [234:229];
+  assign \imem_rd__data.args.ew.zp_out  = \port__data$180 [244:235];
+  assign \imem_rd__data.args.ew.act_min  = \port__data$180 [254:245];
+  assign \imem_rd__data.args.ew.act_max  = \port__data$180 [264:255];
   assign \imem_rd__data.args.dma  = \port__data$180 [101:4];
   assign \imem_rd__data.args.dma.store  = \port__data$180 [4];
   assign \imem_rd__data.args.dma.wmem  = \port__data$180 [5];
@@ -4430,196 +4430,196 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
   assign \trace_w__data._pad  = \$signature__data [63:52];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[309];
-  assign \args.out_base  = args[321:310];
-  assign \args.out_cw  = args[329:322];
-  assign \args.param_base  = args[335:330];
-  assign \args.zp_in  = args[343:336];
-  assign \args.zp_out  = args[353:344];
-  assign \args.act_min  = args[363:354];
-  assign \args.act_max  = args[373:364];
-  assign \args.ab_m1  = args[376:374];
-  assign \args.wb_log2  = args[378:377];
-  assign \args.x_signed  = args[379];
-  assign \args.w_signed  = args[380];
-  assign \args.rowpack  = args[381];
-  assign \engines__mac__args.in_h  = args[7:0];
-  assign \engines__mac__args.in_w  = args[15:8];
-  assign \engines__mac__args.in_cw  = args[23:16];
-  assign \engines__mac__args.cin  = args[35:24];
-  assign \engines__mac__args.kh  = args[43:36];
-  assign \engines__mac__args.kw  = args[51:44];
-  assign \engines__mac__args.dh  = args[55:52];
-  assign \engines__mac__args.dw  = args[59:56];
-  assign \engines__mac__args.sh  = args[63:60];
-  assign \engines__mac__args.sw  = args[67:64];
-  assign \engines__mac__args.pt  = args[71:68];
-  assign \engines__mac__args.pl  = args[75:72];
-  assign \engines__mac__args.ow  = args[83:76];
-  assign \engines__mac__args.oh  = args[91:84];
-  assign \engines__mac__args.npos  = args[107:92];
-  assign \engines__mac__args.pos0  = args[121:108];
-  assign \engines__mac__args.kx_inc  = args[135:122];
-  assign \engines__mac__args.ky_inc  = args[149:136];
-  assign \engines__mac__args.pos_ux  = args[163:150];
-  assign \engines__mac__args.pos_wrap  = args[177:164];
-  assign \engines__mac__args.pos_bstep  = args[191:178];
-  assign \engines__mac__args.bq  = args[199:192];
-  assign \engines__mac__args.br  = args[207:200];
-  assign \engines__mac__args.img_delta  = args[221:208];
-  assign \engines__mac__args.img_bstep  = args[235:222];
-  assign \engines__mac__args.desc_base  = args[241:236];
-  assign \engines__mac__args.kt  = args[249:242];
-  assign \engines__mac__args.nt  = args[257:250];
-  assign \engines__mac__args.kr  = args[265:258];
-  assign \engines__mac__args.nr  = args[273:266];
-  assign \engines__mac__args.b  = args[280:274];
-  assign \engines__mac__args.ki  = args[287:281];
-  assign \engines__mac__args.no  = args[294:288];
-  assign \engines__mac__args.groups  = args[302:295];
-  assign \engines__mac__args.role_base  = args[308:303];
-  assign \engines__mac__args.page_base  = args[309];
-  assign \engines__mac__args.out_base  = args[321:310];
-  assign \engines__mac__args.out_cw  = args[329:322];
-  assign \engines__mac__args.param_base  = args[335:330];
-  assign \engines__mac__args.zp_in  = args[343:336];
-  assign \engines__mac__args.zp_out  = args[353:344];
-  assign \engines__mac__args.act_min  = args[363:354];
-  assign \engines__mac__args.act_max  = args[373:364];
-  assign \engines__mac__args.ab_m1  = args[376:374];
-  assign \engines__mac__args.wb_log2  = args[378:377];
-  assign \engines__mac__args.x_signed  = args[379];
-  assign \engines__mac__args.w_signed  = args[380];
-  assign \engines__mac__args.rowpack  = args[381];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[250:245];
+  assign \args.kt  = args[259:251];
+  assign \args.nt  = args[268:260];
+  assign \args.kr  = args[277:269];
+  assign \args.nr  = args[286:278];
+  assign \args.b  = args[293:287];
+  assign \args.ki  = args[300:294];
+  assign \args.no  = args[307:301];
+  assign \args.groups  = args[315:308];
+  assign \args.role_base  = args[321:316];
+  assign \args.page_base  = args[322];
+  assign \args.out_base  = args[334:323];
+  assign \args.out_cw  = args[343:335];
+  assign \args.param_base  = args[349:344];
+  assign \args.zp_in  = args[357:350];
+  assign \args.zp_out  = args[367:358];
+  assign \args.act_min  = args[377:368];
+  assign \args.act_max  = args[387:378];
+  assign \args.ab_m1  = args[390:388];
+  assign \args.wb_log2  = args[392:391];
+  assign \args.x_signed  = args[393];
+  assign \args.w_signed  = args[394];
+  assign \args.rowpack  = args[395];
+  assign \engines__mac__args.in_h  = args[8:0];
+  assign \engines__mac__args.in_w  = args[17:9];
+  assign \engines__mac__args.in_cw  = args[26:18];
+  assign \engines__mac__args.cin  = args[38:27];
+  assign \engines__mac__args.kh  = args[47:39];
+  assign \engines__mac__args.kw  = args[56:48];
+  assign \engines__mac__args.dh  = args[60:57];
+  assign \engines__mac__args.dw  = args[64:61];
+  assign \engines__mac__args.sh  = args[68:65];
+  assign \engines__mac__args.sw  = args[72:69];
+  assign \engines__mac__args.pt  = args[76:73];
+  assign \engines__mac__args.pl  = args[80:77];
+  assign \engines__mac__args.ow  = args[89:81];
+  assign \engines__mac__args.oh  = args[98:90];
+  assign \engines__mac__args.npos  = args[114:99];
+  assign \engines__mac__args.pos0  = args[128:115];
+  assign \engines__mac__args.kx_inc  = args[142:129];
+  assign \engines__mac__args.ky_inc  = args[156:143];
+  assign \engines__mac__args.pos_ux  = args[170:157];
+  assign \engines__mac__args.pos_wrap  = args[184:171];
+  assign \engines__mac__args.pos_bstep  = args[198:185];
+  assign \engines__mac__args.bq  = args[207:199];
+  assign \engines__mac__args.br  = args[216:208];
+  assign \engines__mac__args.img_delta  = args[230:217];
+  assign \engines__mac__args.img_bstep  = args[244:231];
+  assign \engines__mac__args.desc_base  = args[250:245];
+  assign \engines__mac__args.kt  = args[259:251];
+  assign \engines__mac__args.nt  = args[268:260];
+  assign \engines__mac__args.kr  = args[277:269];
+  assign \engines__mac__args.nr  = args[286:278];
+  assign \engines__mac__args.b  = args[293:287];
+  assign \engines__mac__args.ki  = args[300:294];
+  assign \engines__mac__args.no  = args[307:301];
+  assign \engines__mac__args.groups  = args[315:308];
+  assign \engines__mac__args.role_base  = args[321:316];
+  assign \engines__mac__args.page_base  = args[322];
+  assign \engines__mac__args.out_base  = args[334:323];
+  assign \engines__mac__args.out_cw  = args[343:335];
+  assign \engines__mac__args.param_base  = args[349:344];
+  assign \engines__mac__args.zp_in  = args[357:350];
+  assign \engines__mac__args.zp_out  = args[367:358];
+  assign \engines__mac__args.act_min  = args[377:368];
+  assign \engines__mac__args.act_max  = args[387:378];
+  assign \engines__mac__args.ab_m1  = args[390:388];
+  assign \engines__mac__args.wb_log2  = args[392:391];
+  assign \engines__mac__args.x_signed  = args[393];
+  assign \engines__mac__args.w_signed  = args[394];
+  assign \engines__mac__args.rowpack  = args[395];
   assign \args$199.mode  = args[0];
   assign \args$199.x_signed  = args[1];
   assign \args$199.in_base  = args[13:2];
-  assign \args$199.in_h  = args[21:14];
-  assign \args$199.in_w  = args[29:22];
-  assign \args$199.cw  = args[37:30];
-  assign \args$199.kh  = args[45:38];
-  assign \args$199.kw  = args[53:46];
-  assign \args$199.sh  = args[57:54];
-  assign \args$199.sw  = args[61:58];
-  assign \args$199.dh  = args[65:62];
-  assign \args$199.dw  = args[69:66];
-  assign \args$199.pt  = args[73:70];
-  assign \args$199.pl  = args[77:74];
-  assign \args$199.oh  = args[85:78];
-  assign \args$199.ow  = args[93:86];
-  assign \args$199.out_base  = args[105:94];
-  assign \args$199.zp_in  = args[115:106];
-  assign \args$199.mult  = args[147:116];
-  assign \args$199.shift  = args[153:148];
-  assign \args$199.zp_out  = args[163:154];
-  assign \args$199.act_min  = args[173:164];
-  assign \args$199.act_max  = args[183:174];
+  assign \args$199.in_h  = args[22:14];
+  assign \args$199.in_w  = args[31:23];
+  assign \args$199.cw  = args[40:32];
+  assign \args$199.kh  = args[49:41];
+  assign \args$199.kw  = args[58:50];
+  assign \args$199.sh  = args[62:59];
+  assign \args$199.sw  = args[66:63];
+  assign \args$199.dh  = args[70:67];
+  assign \args$199.dw  = args[74:71];
+  assign \args$199.pt  = args[78:75];
+  assign \args$199.pl  = args[82:79];
+  assign \args$199.oh  = args[91:83];
+  assign \args$199.ow  = args[100:92];
+  assign \args$199.out_base  = args[112:101];
+  assign \args$199.zp_in  = args[122:113];
+  assign \args$199.mult  = args[154:123];
+  assign \args$199.shift  = args[160:155];
+  assign \args$199.zp_out  = args[170:161];
+  assign \args$199.act_min  = args[180:171];
+  assign \args$199.act_max  = args[190:181];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
-  assign \engines__pool__args.in_h  = args[21:14];
-  assign \engines__pool__args.in_w  = args[29:22];
-  assign \engines__pool__args.cw  = args[37:30];
-  assign \engines__pool__args.kh  = args[45:38];
-  assign \engines__pool__args.kw  = args[53:46];
-  assign \engines__pool__args.sh  = args[57:54];
-  assign \engines__pool__args.sw  = args[61:58];
-  assign \engines__pool__args.dh  = args[65:62];
-  assign \engines__pool__args.dw  = args[69:66];
-  assign \engines__pool__args.pt  = args[73:70];
-  assign \engines__pool__args.pl  = args[77:74];
-  assign \engines__pool__args.oh  = args[85:78];
-  assign \engines__pool__args.ow  = args[93:86];
-  assign \engines__pool__args.out_base  = args[105:94];
-  assign \engines__pool__args.zp_in  = args[115:106];
-  assign \engines__pool__args.mult  = args[147:116];
-  assign \engines__pool__args.shift  = args[153:148];
-  assign \engines__pool__args.zp_out  = args[163:154];
-  assign \engines__pool__args.act_min  = args[173:164];
-  assign \engines__pool__args.act_max  = args[183:174];
+  assign \engines__pool__args.in_h  = args[22:14];
+  assign \engines__pool__args.in_w  = args[31:23];
+  assign \engines__pool__args.cw  = args[40:32];
+  assign \engines__pool__args.kh  = args[49:41];
+  assign \engines__pool__args.kw  = args[58:50];
+  assign \engines__pool__args.sh  = args[62:59];
+  assign \engines__pool__args.sw  = args[66:63];
+  assign \engines__pool__args.dh  = args[70:67];
+  assign \engines__pool__args.dw  = args[74:71];
+  assign \engines__pool__args.pt  = args[78:75];
+  assign \engines__pool__args.pl  = args[82:79];
+  assign \engines__pool__args.oh  = args[91:83];
+  assign \engines__pool__args.ow  = args[100:92];
+  assign \engines__pool__args.out_base  = args[112:101];
+  assign \engines__pool__args.zp_in  = args[122:113];
+  assign \engines__pool__args.mult  = args[154:123];
+  assign \engines__pool__args.shift  = args[160:155];
+  assign \engines__pool__args.zp_out  = args[170:161];
+  assign \engines__pool__args.act_min  = args[180:171];
+  assign \engines__pool__args.act_max  = args[190:181];
   assign \args$206.a_base  = args[11:0];
   assign \args$206.b_base  = args[23:12];
   assign \args$206.out_base  = args[35:24];
   assign \args$206.npos  = args[51:36];
-  assign \args$206.cw  = args[59:52];
-  assign \args$206.a_stride  = args[67:60];
-  assign \args$206.b_stride  = args[75:68];
-  assign \args$206.out_stride  = args[83:76];
-  assign \args$206.x_signed  = args[84];
-  assign \args$206.has_b  = args[85];
-  assign \args$206.rq_in  = args[86];
-  assign \args$206.rq_out  = args[87];
-  assign \args$206.ls  = args[92:88];
-  assign \args$206.zp_a  = args[102:93];
-  assign \args$206.zp_b  = args[112:103];
-  assign \args$206.mult_a  = args[144:113];
-  assign \args$206.shift_a  = args[150:145];
-  assign \args$206.mult_b  = args[182:151];
-  assign \args$206.shift_b  = args[188:183];
-  assign \args$206.mult_o  = args[220:189];
-  assign \args$206.shift_o  = args[226:221];
-  assign \args$206.zp_out  = args[236:227];
-  assign \args$206.act_min  = args[246:237];
-  assign \args$206.act_max  = args[256:247];
+  assign \args$206.cw  = args[60:52];
+  assign \args$206.a_stride  = args[69:61];
+  assign \args$206.b_stride  = args[78:70];
+  assign \args$206.out_stride  = args[87:79];
+  assign \args$206.x_signed  = args[88];
+  assign \args$206.has_b  = args[89];
+  assign \args$206.rq_in  = args[90];
+  assign \args$206.rq_out  = args[91];
+  assign \args$206.ls  = args[96:92];
+  assign \args$206.zp_a  = args[106:97];
+  assign \args$206.zp_b  = args[116:107];
+  assign \args$206.mult_a  = args[148:117];
+  assign \args$206.shift_a  = args[154:149];
+  assign \args$206.mult_b  = args[186:155];
+  assign \args$206.shift_b  = args[192:187];
+  assign \args$206.mult_o  = args[224:193];
+  assign \args$206.shift_o  = args[230:225];
+  assign \args$206.zp_out  = args[240:231];
+  assign \args$206.act_min  = args[250:241];
+  assign \args$206.act_max  = args[260:251];
   assign \engines__ew__args.a_base  = args[11:0];
   assign \engines__ew__args.b_base  = args[23:12];
   assign \engines__ew__args.out_base  = args[35:24];
   assign \engines__ew__args.npos  = args[51:36];
-  assign \engines__ew__args.cw  = args[59:52];
-  assign \engines__ew__args.a_stride  = args[67:60];
-  assign \engines__ew__args.b_stride  = args[75:68];
-  assign \engines__ew__args.out_stride  = args[83:76];
-  assign \engines__ew__args.x_signed  = args[84];
-  assign \engines__ew__args.has_b  = args[85];
-  assign \engines__ew__args.rq_in  = args[86];
-  assign \engines__ew__args.rq_out  = args[87];
-  assign \engines__ew__args.ls  = args[92:88];
-  assign \engines__ew__args.zp_a  = args[102:93];
-  assign \engines__ew__args.zp_b  = args[112:103];
-  assign \engines__ew__args.mult_a  = args[144:113];
-  assign \engines__ew__args.shift_a  = args[150:145];
-  assign \engines__ew__args.mult_b  = args[182:151];
-  assign \engines__ew__args.shift_b  = args[188:183];
-  assign \engines__ew__args.mult_o  = args[220:189];
-  assign \engines__ew__args.shift_o  = args[226:221];
-  assign \engines__ew__args.zp_out  = args[236:227];
-  assign \engines__ew__args.act_min  = args[246:237];
-  assign \engines__ew__args.act_max  = args[256:247];
+  assign \engines__ew__args.cw  = args[60:52];
+  assign \engines__ew__args.a_stride  = args[69:61];
+  assign \engines__ew__args.b_stride  = args[78:70];
+  assign \engines__ew__args.out_stride  = args[87:79];
+  assign \engines__ew__args.x_signed  = args[88];
+  assign \engines__ew__args.has_b  = args[89];
+  assign \engines__ew__args.rq_in  = args[90];
+  assign \engines__ew__args.rq_out  = args[91];
+  assign \engines__ew__args.ls  = args[96:92];
+  assign \engines__ew__args.zp_a  = args[106:97];
+  assign \engines__ew__args.zp_b  = args[116:107];
+  assign \engines__ew__args.mult_a  = args[148:117];
+  assign \engines__ew__args.shift_a  = args[154:149];
+  assign \engines__ew__args.mult_b  = args[186:155];
+  assign \engines__ew__args.shift_b  = args[192:187];
+  assign \engines__ew__args.mult_o  = args[224:193];
+  assign \engines__ew__args.shift_o  = args[230:225];
+  assign \engines__ew__args.zp_out  = args[240:231];
+  assign \engines__ew__args.act_min  = args[250:241];
+  assign \engines__ew__args.act_max  = args[260:251];
   assign \args$214.macro  = args[0];
   assign \args$214.page  = args[1];
   assign \args$214.rows  = args[9:2];
@@ -4767,7 +4767,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   reg \$46 ;
   reg \$47 ;
   reg [2:0] \$48 ;
-  reg [385:0] \$49 ;
+  reg [399:0] \$49 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -4810,14 +4810,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   output done;
   reg done = 1'h0;
   wire engine_done;
-  wire [256:0] engines__ew__args;
+  wire [260:0] engines__ew__args;
   wire [11:0] \engines__ew__args.a_base ;
-  wire [7:0] \engines__ew__args.a_stride ;
+  wire [8:0] \engines__ew__args.a_stride ;
   wire [9:0] \engines__ew__args.act_max ;
   wire [9:0] \engines__ew__args.act_min ;
   wire [11:0] \engines__ew__args.b_base ;
-  wire [7:0] \engines__ew__args.b_stride ;
-  wire [7:0] \engines__ew__args.cw ;
+  wire [8:0] \engines__ew__args.b_stride ;
+  wire [8:0] \engines__ew__args.cw ;
   wire \engines__ew__args.has_b ;
   wire [4:0] \engines__ew__args.ls ;
   wire [31:0] \engines__ew__args.mult_a ;
@@ -4825,7 +4825,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [31:0] \engines__ew__args.mult_o ;
   wire [15:0] \engines__ew__args.npos ;
   wire [11:0] \engines__ew__args.out_base ;
-  wire [7:0] \engines__ew__args.out_stride ;
+  wire [8:0] \engines__ew__args.out_stride ;
   wire \engines__ew__args.rq_in ;
   wire \engines__ew__args.rq_out ;
   wire [5:0] \engines__ew__args.shift_a ;
@@ -4849,14 +4849,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire engines__graph__done;
   output engines__graph__start;
   reg engines__graph__start;
-  output [381:0] engines__mac__args;
-  wire [381:0] engines__mac__args;
+  output [395:0] engines__mac__args;
+  wire [395:0] engines__mac__args;
   wire [2:0] \engines__mac__args.ab_m1 ;
   wire [9:0] \engines__mac__args.act_max ;
   wire [9:0] \engines__mac__args.act_min ;
   wire [6:0] \engines__mac__args.b ;
-  wire [7:0] \engines__mac__args.bq ;
-  wire [7:0] \engines__mac__args.br ;
+  wire [8:0] \engines__mac__args.bq ;
+  wire [8:0] \engines__mac__args.br ;
   wire [11:0] \engines__mac__args.cin ;
   wire [5:0] \engines__mac__args.desc_base ;
   wire [3:0] \engines__mac__args.dh ;
@@ -4864,24 +4864,24 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [7:0] \engines__mac__args.groups ;
   wire [13:0] \engines__mac__args.img_bstep ;
   wire [13:0] \engines__mac__args.img_delta ;
-  wire [7:0] \engines__mac__args.in_cw ;
-  wire [7:0] \engines__mac__args.in_h ;
-  wire [7:0] \engines__mac__args.in_w ;
-  wire [7:0] \engines__mac__args.kh ;
+  wire [8:0] \engines__mac__args.in_cw ;
+  wire [8:0] \engines__mac__args.in_h ;
+  wire [8:0] \engines__mac__args.in_w ;
+  wire [8:0] \engines__mac__args.kh ;
   wire [6:0] \engines__mac__args.ki ;
-  wire [7:0] \engines__mac__args.kr ;
-  wire [7:0] \engines__mac__args.kt ;
-  wire [7:0] \engines__mac__args.kw ;
+  wire [8:0] \engines__mac__args.kr ;
+  wire [8:0] \engines__mac__args.kt ;
+  wire [8:0] \engines__mac__args.kw ;
   wire [13:0] \engines__mac__args.kx_inc ;
   wire [13:0] \engines__mac__args.ky_inc ;
   wire [6:0] \engines__mac__args.no ;
   wire [15:0] \engines__mac__args.npos ;
-  wire [7:0] \engines__mac__args.nr ;
-  wire [7:0] \engines__mac__args.nt ;
-  wire [7:0] \engines__mac__args.oh ;
+  wire [8:0] \engines__mac__args.nr ;
+  wire [8:0] \engines__mac__args.nt ;
+  wire [8:0] \engines__mac__args.oh ;
   wire [11:0] \engines__mac__args.out_base ;
-  wire [7:0] \engines__mac__args.out_cw ;
-  wire [7:0] \engines__mac__args.ow ;
+  wire [8:0] \engines__mac__args.out_cw ;
+  wire [8:0] \engines__mac__args.ow ;
   wire \engines__mac__args.page_base ;
   wire [5:0] \engines__mac__args.param_base ;
   wire [3:0] \engines__mac__args.pl ;
@@ -4903,25 +4903,25 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire engines__mac__done;
   output engines__mac__start;
   reg engines__mac__start;
-  wire [183:0] engines__pool__args;
+  wire [190:0] engines__pool__args;
   wire [9:0] \engines__pool__args.act_max ;
   wire [9:0] \engines__pool__args.act_min ;
-  wire [7:0] \engines__pool__args.cw ;
+  wire [8:0] \engines__pool__args.cw ;
   wire [3:0] \engines__pool__args.dh ;
   wire [3:0] \engines__pool__args.dw ;
   wire [11:0] \engines__pool__args.in_base ;
-  wire [7:0] \engines__pool__args.in_h ;
-  wire [7:0] \engines__pool__args.in_w ;
-  wire [7:0] \engines__pool__args.kh ;
-  wire [7:0] \engines__pool__args.kw ;
+  wire [8:0] \engines__pool__args.in_h ;
+  wire [8:0] \engines__pool__args.in_w ;
+  wire [8:0] \engines__pool__args.kh ;
+  wire [8:0] \engines__pool__args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \engines__pool__args.mode ;
   wire [31:0] \engines__pool__args.mult ;
-  wire [7:0] \engines__pool__args.oh ;
+  wire [8:0] \engines__pool__args.oh ;
   wire [11:0] \engines__pool__args.out_base ;
-  wire [7:0] \engines__pool__args.ow ;
+  wire [8:0] \engines__pool__args.ow ;
   wire [3:0] \engines__pool__args.pl ;
   wire [3:0] \engines__pool__args.pt ;
   wire [3:0] \engines__pool__args.sh ;
@@ -4988,9 +4988,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [15:0] host__start_pc;
   output [9:0] imem_rd__addr;
   wire [9:0] imem_rd__addr;
-  input [385:0] imem_rd__data;
-  wire [385:0] imem_rd__data;
-  wire [381:0] \imem_rd__data.args ;
+  input [399:0] imem_rd__data;
+  wire [399:0] imem_rd__data;
+  wire [395:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
   wire [11:0] \imem_rd__data.args.dma.addr ;
   wire [19:0] \imem_rd__data.args.dma.ext ;
@@ -5000,14 +5000,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire \imem_rd__data.args.dma.store ;
   wire [11:0] \imem_rd__data.args.dma.stride ;
   wire \imem_rd__data.args.dma.wmem ;
-  wire [256:0] \imem_rd__data.args.ew ;
+  wire [260:0] \imem_rd__data.args.ew ;
   wire [11:0] \imem_rd__data.args.ew.a_base ;
-  wire [7:0] \imem_rd__data.args.ew.a_stride ;
+  wire [8:0] \imem_rd__data.args.ew.a_stride ;
   wire [9:0] \imem_rd__data.args.ew.act_max ;
   wire [9:0] \imem_rd__data.args.ew.act_min ;
   wire [11:0] \imem_rd__data.args.ew.b_base ;
-  wire [7:0] \imem_rd__data.args.ew.b_stride ;
-  wire [7:0] \imem_rd__data.args.ew.cw ;
+  wire [8:0] \imem_rd__data.args.ew.b_stride ;
+  wire [8:0] \imem_rd__data.args.ew.cw ;
   wire \imem_rd__data.args.ew.has_b ;
   wire [4:0] \imem_rd__data.args.ew.ls ;
   wire [31:0] \imem_rd__data.args.ew.mult_a ;
@@ -5015,7 +5015,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [31:0] \imem_rd__data.args.ew.mult_o ;
   wire [15:0] \imem_rd__data.args.ew.npos ;
   wire [11:0] \imem_rd__data.args.ew.out_base ;
-  wire [7:0] \imem_rd__data.args.ew.out_stride ;
+  wire [8:0] \imem_rd__data.args.ew.out_stride ;
   wire \imem_rd__data.args.ew.rq_in ;
   wire \imem_rd__data.args.ew.rq_out ;
   wire [5:0] \imem_rd__data.args.ew.shift_a ;
@@ -5047,13 +5047,13 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire \imem_rd__data.args.load.page ;
   wire [2:0] \imem_rd__data.args.load.row0 ;
   wire [9:0] \imem_rd__data.args.load.src ;
-  wire [381:0] \imem_rd__data.args.mac ;
+  wire [395:0] \imem_rd__data.args.mac ;
   wire [2:0] \imem_rd__data.args.mac.ab_m1 ;
   wire [9:0] \imem_rd__data.args.mac.act_max ;
   wire [9:0] \imem_rd__data.args.mac.act_min ;
   wire [6:0] \imem_rd__data.args.mac.b ;
-  wire [7:0] \imem_rd__data.args.mac.bq ;
-  wire [7:0] \imem_rd__data.args.mac.br ;
+  wire [8:0] \imem_rd__data.args.mac.bq ;
+  wire [8:0] \imem_rd__data.args.mac.br ;
   wire [11:0] \imem_rd__data.args.mac.cin ;
   wire [5:0] \imem_rd__data.args.mac.desc_base ;
   wire [3:0] \imem_rd__data.args.mac.dh ;
@@ -5061,24 +5061,24 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [7:0] \imem_rd__data.args.mac.groups ;
   wire [13:0] \imem_rd__data.args.mac.img_bstep ;
   wire [13:0] \imem_rd__data.args.mac.img_delta ;
-  wire [7:0] \imem_rd__data.args.mac.in_cw ;
-  wire [7:0] \imem_rd__data.args.mac.in_h ;
-  wire [7:0] \imem_rd__data.args.mac.in_w ;
-  wire [7:0] \imem_rd__data.args.mac.kh ;
+  wire [8:0] \imem_rd__data.args.mac.in_cw ;
+  wire [8:0] \imem_rd__data.args.mac.in_h ;
+  wire [8:0] \imem_rd__data.args.mac.in_w ;
+  wire [8:0] \imem_rd__data.args.mac.kh ;
   wire [6:0] \imem_rd__data.args.mac.ki ;
-  wire [7:0] \imem_rd__data.args.mac.kr ;
-  wire [7:0] \imem_rd__data.args.mac.kt ;
-  wire [7:0] \imem_rd__data.args.mac.kw ;
+  wire [8:0] \imem_rd__data.args.mac.kr ;
+  wire [8:0] \imem_rd__data.args.mac.kt ;
+  wire [8:0] \imem_rd__data.args.mac.kw ;
   wire [13:0] \imem_rd__data.args.mac.kx_inc ;
   wire [13:0] \imem_rd__data.args.mac.ky_inc ;
   wire [6:0] \imem_rd__data.args.mac.no ;
   wire [15:0] \imem_rd__data.args.mac.npos ;
-  wire [7:0] \imem_rd__data.args.mac.nr ;
-  wire [7:0] \imem_rd__data.args.mac.nt ;
-  wire [7:0] \imem_rd__data.args.mac.oh ;
+  wire [8:0] \imem_rd__data.args.mac.nr ;
+  wire [8:0] \imem_rd__data.args.mac.nt ;
+  wire [8:0] \imem_rd__data.args.mac.oh ;
   wire [11:0] \imem_rd__data.args.mac.out_base ;
-  wire [7:0] \imem_rd__data.args.mac.out_cw ;
-  wire [7:0] \imem_rd__data.args.mac.ow ;
+  wire [8:0] \imem_rd__data.args.mac.out_cw ;
+  wire [8:0] \imem_rd__data.args.mac.ow ;
   wire \imem_rd__data.args.mac.page_base ;
   wire [5:0] \imem_rd__data.args.mac.param_base ;
   wire [3:0] \imem_rd__data.args.mac.pl ;
@@ -5096,25 +5096,25 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire \imem_rd__data.args.mac.x_signed ;
   wire [7:0] \imem_rd__data.args.mac.zp_in ;
   wire [9:0] \imem_rd__data.args.mac.zp_out ;
-  wire [183:0] \imem_rd__data.args.pool ;
+  wire [190:0] \imem_rd__data.args.pool ;
   wire [9:0] \imem_rd__data.args.pool.act_max ;
   wire [9:0] \imem_rd__data.args.pool.act_min ;
-  wire [7:0] \imem_rd__data.args.pool.cw ;
+  wire [8:0] \imem_rd__data.args.pool.cw ;
   wire [3:0] \imem_rd__data.args.pool.dh ;
   wire [3:0] \imem_rd__data.args.pool.dw ;
   wire [11:0] \imem_rd__data.args.pool.in_base ;
-  wire [7:0] \imem_rd__data.args.pool.in_h ;
-  wire [7:0] \imem_rd__data.args.pool.in_w ;
-  wire [7:0] \imem_rd__data.args.pool.kh ;
-  wire [7:0] \imem_rd__data.args.pool.kw ;
+  wire [8:0] \imem_rd__data.args.pool.in_h ;
+  wire [8:0] \imem_rd__data.args.pool.in_w ;
+  wire [8:0] \imem_rd__data.args.pool.kh ;
+  wire [8:0] \imem_rd__data.args.pool.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \imem_rd__data.args.pool.mode ;
   wire [31:0] \imem_rd__data.args.pool.mult ;
-  wire [7:0] \imem_rd__data.args.pool.oh ;
+  wire [8:0] \imem_rd__data.args.pool.oh ;
   wire [11:0] \imem_rd__data.args.pool.out_base ;
-  wire [7:0] \imem_rd__data.args.pool.ow ;
+  wire [8:0] \imem_rd__data.args.pool.ow ;
   wire [3:0] \imem_rd__data.args.pool.pl ;
   wire [3:0] \imem_rd__data.args.pool.pt ;
   wire [3:0] \imem_rd__data.args.pool.sh ;
@@ -5138,8 +5138,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
   reg in_exec;
-  reg [385:0] ir = 386'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire [381:0] \ir.args ;
+  reg [399:0] ir = 400'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [395:0] \ir.args ;
   wire [97:0] \ir.args.dma ;
   wire [11:0] \ir.args.dma.addr ;
   wire [19:0] \ir.args.dma.ext ;
@@ -5149,14 +5149,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire \ir.args.dma.store ;
   wire [11:0] \ir.args.dma.stride ;
   wire \ir.args.dma.wmem ;
-  wire [256:0] \ir.args.ew ;
+  wire [260:0] \ir.args.ew ;
   wire [11:0] \ir.args.ew.a_base ;
-  wire [7:0] \ir.args.ew.a_stride ;
+  wire [8:0] \ir.args.ew.a_stride ;
   wire [9:0] \ir.args.ew.act_max ;
   wire [9:0] \ir.args.ew.act_min ;
   wire [11:0] \ir.args.ew.b_base ;
-  wire [7:0] \ir.args.ew.b_stride ;
-  wire [7:0] \ir.args.ew.cw ;
+  wire [8:0] \ir.args.ew.b_stride ;
+  wire [8:0] \ir.args.ew.cw ;
   wire \ir.args.ew.has_b ;
   wire [4:0] \ir.args.ew.ls ;
   wire [31:0] \ir.args.ew.mult_a ;
@@ -5164,7 +5164,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [31:0] \ir.args.ew.mult_o ;
   wire [15:0] \ir.args.ew.npos ;
   wire [11:0] \ir.args.ew.out_base ;
-  wire [7:0] \ir.args.ew.out_stride ;
+  wire [8:0] \ir.args.ew.out_stride ;
   wire \ir.args.ew.rq_in ;
   wire \ir.args.ew.rq_out ;
   wire [5:0] \ir.args.ew.shift_a ;
@@ -5196,13 +5196,13 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire \ir.args.load.page ;
   wire [2:0] \ir.args.load.row0 ;
   wire [9:0] \ir.args.load.src ;
-  wire [381:0] \ir.args.mac ;
+  wire [395:0] \ir.args.mac ;
   wire [2:0] \ir.args.mac.ab_m1 ;
   wire [9:0] \ir.args.mac.act_max ;
   wire [9:0] \ir.args.mac.act_min ;
   wire [6:0] \ir.args.mac.b ;
-  wire [7:0] \ir.args.mac.bq ;
-  wire [7:0] \ir.args.mac.br ;
+  wire [8:0] \ir.args.mac.bq ;
+  wire [8:0] \ir.args.mac.br ;
   wire [11:0] \ir.args.mac.cin ;
   wire [5:0] \ir.args.mac.desc_base ;
   wire [3:0] \ir.args.mac.dh ;
@@ -5210,24 +5210,24 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [7:0] \ir.args.mac.groups ;
   wire [13:0] \ir.args.mac.img_bstep ;
   wire [13:0] \ir.args.mac.img_delta ;
-  wire [7:0] \ir.args.mac.in_cw ;
-  wire [7:0] \ir.args.mac.in_h ;
-  wire [7:0] \ir.args.mac.in_w ;
-  wire [7:0] \ir.args.mac.kh ;
+  wire [8:0] \ir.args.mac.in_cw ;
+  wire [8:0] \ir.args.mac.in_h ;
+  wire [8:0] \ir.args.mac.in_w ;
+  wire [8:0] \ir.args.mac.kh ;
   wire [6:0] \ir.args.mac.ki ;
-  wire [7:0] \ir.args.mac.kr ;
-  wire [7:0] \ir.args.mac.kt ;
-  wire [7:0] \ir.args.mac.kw ;
+  wire [8:0] \ir.args.mac.kr ;
+  wire [8:0] \ir.args.mac.kt ;
+  wire [8:0] \ir.args.mac.kw ;
   wire [13:0] \ir.args.mac.kx_inc ;
   wire [13:0] \ir.args.mac.ky_inc ;
   wire [6:0] \ir.args.mac.no ;
   wire [15:0] \ir.args.mac.npos ;
-  wire [7:0] \ir.args.mac.nr ;
-  wire [7:0] \ir.args.mac.nt ;
-  wire [7:0] \ir.args.mac.oh ;
+  wire [8:0] \ir.args.mac.nr ;
+  wire [8:0] \ir.args.mac.nt ;
+  wire [8:0] \ir.args.mac.oh ;
   wire [11:0] \ir.args.mac.out_base ;
-  wire [7:0] \ir.args.mac.out_cw ;
-  wire [7:0] \ir.args.mac.ow ;
+  wire [8:0] \ir.args.mac.out_cw ;
+  wire [8:0] \ir.args.mac.ow ;
   wire \ir.args.mac.page_base ;
   wire [5:0] \ir.args.mac.param_base ;
   wire [3:0] \ir.args.mac.pl ;
@@ -5245,25 +5245,25 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire \ir.args.mac.x_signed ;
   wire [7:0] \ir.args.mac.zp_in ;
   wire [9:0] \ir.args.mac.zp_out ;
-  wire [183:0] \ir.args.pool ;
+  wire [190:0] \ir.args.pool ;
   wire [9:0] \ir.args.pool.act_max ;
   wire [9:0] \ir.args.pool.act_min ;
-  wire [7:0] \ir.args.pool.cw ;
+  wire [8:0] \ir.args.pool.cw ;
   wire [3:0] \ir.args.pool.dh ;
   wire [3:0] \ir.args.pool.dw ;
   wire [11:0] \ir.args.pool.in_base ;
-  wire [7:0] \ir.args.pool.in_h ;
-  wire [7:0] \ir.args.pool.in_w ;
-  wire [7:0] \ir.args.pool.kh ;
-  wire [7:0] \ir.args.pool.kw ;
+  wire [8:0] \ir.args.pool.in_h ;
+  wire [8:0] \ir.args.pool.in_w ;
+  wire [8:0] \ir.args.pool.kh ;
+  wire [8:0] \ir.args.pool.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \ir.args.pool.mode ;
   wire [31:0] \ir.args.pool.mult ;
-  wire [7:0] \ir.args.pool.oh ;
+  wire [8:0] \ir.args.pool.oh ;
   wire [11:0] \ir.args.pool.out_base ;
-  wire [7:0] \ir.args.pool.ow ;
+  wire [8:0] \ir.args.pool.ow ;
   wire [3:0] \ir.args.pool.pl ;
   wire [3:0] \ir.args.pool.pt ;
   wire [3:0] \ir.args.pool.sh ;
@@ -5790,7 +5790,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
           end
     endcase
     if (rst) begin
-      \$49  = 386'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$49  = 400'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
@@ -6044,8 +6044,8 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
     endcase
   end
   assign imem_rd__en = 1'h1;
-  assign engines__pool__args = ir[187:4];
-  assign engines__ew__args = ir[260:4];
+  assign engines__pool__args = ir[194:4];
+  assign engines__ew__args = ir[264:4];
   assign engines__graph__args = ir[37:4];
   assign engines__relax__args = ir[52:4];
   assign engines__spmv__args = ir[29:4];
@@ -6060,161 +6060,161 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign unit_en = { \port$72$0 , \port$71$0  };
   assign imem_rd__addr = \$2 [9:0];
   assign trace_w__addr = trace_n[9:0];
-  assign engines__mac__args = ir[385:4];
-  assign \engines__mac__args.in_h  = ir[11:4];
-  assign \engines__mac__args.in_w  = ir[19:12];
-  assign \engines__mac__args.in_cw  = ir[27:20];
-  assign \engines__mac__args.cin  = ir[39:28];
-  assign \engines__mac__args.kh  = ir[47:40];
-  assign \engines__mac__args.kw  = ir[55:48];
-  assign \engines__mac__args.dh  = ir[59:56];
-  assign \engines__mac__args.dw  = ir[63:60];
-  assign \engines__mac__args.sh  = ir[67:64];
-  assign \engines__mac__args.sw  = ir[71:68];
-  assign \engines__mac__args.pt  = ir[75:72];
-  assign \engines__mac__args.pl  = ir[79:76];
-  assign \engines__mac__args.ow  = ir[87:80];
-  assign \engines__mac__args.oh  = ir[95:88];
-  assign \engines__mac__args.npos  = ir[111:96];
-  assign \engines__mac__args.pos0  = ir[125:112];
-  assign \engines__mac__args.kx_inc  = ir[139:126];
-  assign \engines__mac__args.ky_inc  = ir[153:140];
-  assign \engines__mac__args.pos_ux  = ir[167:154];
-  assign \engines__mac__args.pos_wrap  = ir[181:168];
-  assign \engines__mac__args.pos_bstep  = ir[195:182];
-  assign \engines__mac__args.bq  = ir[203:196];
-  assign \engines__mac__args.br  = ir[211:204];
-  assign \engines__mac__args.img_delta  = ir[225:212];
-  assign \engines__mac__args.img_bstep  = ir[239:226];
-  assign \engines__mac__args.desc_base  = ir[245:240];
-  assign \engines__mac__args.kt  = ir[253:246];
-  assign \engines__mac__args.nt  = ir[261:254];
-  assign \engines__mac__args.kr  = ir[269:262];
-  assign \engines__mac__args.nr  = ir[277:270];
-  assign \engines__mac__args.b  = ir[284:278];
-  assign \engines__mac__args.ki  = ir[291:285];
-  assign \engines__mac__args.no  = ir[298:292];
-  assign \engines__mac__args.groups  = ir[306:299];
-  assign \engines__mac__args.role_base  = ir[312:307];
-  assign \engines__mac__args.page_base  = ir[313];
-  assign \engines__mac__args.out_base  = ir[325:314];
-  assign \engines__mac__args.out_cw  = ir[333:326];
-  assign \engines__mac__args.param_base  = ir[339:334];
-  assign \engines__mac__args.zp_in  = ir[347:340];
-  assign \engines__mac__args.zp_out  = ir[357:348];
-  assign \engines__mac__args.act_min  = ir[367:358];
-  assign \engines__mac__args.act_max  = ir[377:368];
-  assign \engines__mac__args.ab_m1  = ir[380:378];
-  assign \engines__mac__args.wb_log2  = ir[382:381];
-  assign \engines__mac__args.x_signed  = ir[383];
-  assign \engines__mac__args.w_signed  = ir[384];
-  assign \engines__mac__args.rowpack  = ir[385];
+  assign engines__mac__args = ir[399:4];
+  assign \engines__mac__args.in_h  = ir[12:4];
+  assign \engines__mac__args.in_w  = ir[21:13];
+  assign \engines__mac__args.in_cw  = ir[30:22];
+  assign \engines__mac__args.cin  = ir[42:31];
+  assign \engines__mac__args.kh  = ir[51:43];
+  assign \engines__mac__args.kw  = ir[60:52];
+  assign \engines__mac__args.dh  = ir[64:61];
+  assign \engines__mac__args.dw  = ir[68:65];
+  assign \engines__mac__args.sh  = ir[72:69];
+  assign \engines__mac__args.sw  = ir[76:73];
+  assign \engines__mac__args.pt  = ir[80:77];
+  assign \engines__mac__args.pl  = ir[84:81];
+  assign \engines__mac__args.ow  = ir[93:85];
+  assign \engines__mac__args.oh  = ir[102:94];
+  assign \engines__mac__args.npos  = ir[118:103];
+  assign \engines__mac__args.pos0  = ir[132:119];
+  assign \engines__mac__args.kx_inc  = ir[146:133];
+  assign \engines__mac__args.ky_inc  = ir[160:147];
+  assign \engines__mac__args.pos_ux  = ir[174:161];
+  assign \engines__mac__args.pos_wrap  = ir[188:175];
+  assign \engines__mac__args.pos_bstep  = ir[202:189];
+  assign \engines__mac__args.bq  = ir[211:203];
+  assign \engines__mac__args.br  = ir[220:212];
+  assign \engines__mac__args.img_delta  = ir[234:221];
+  assign \engines__mac__args.img_bstep  = ir[248:235];
+  assign \engines__mac__args.desc_base  = ir[254:249];
+  assign \engines__mac__args.kt  = ir[263:255];
+  assign \engines__mac__args.nt  = ir[272:264];
+  assign \engines__mac__args.kr  = ir[281:273];
+  assign \engines__mac__args.nr  = ir[290:282];
+  assign \engines__mac__args.b  = ir[297:291];
+  assign \engines__mac__args.ki  = ir[304:298];
+  assign \engines__mac__args.no  = ir[311:305];
+  assign \engines__mac__args.groups  = ir[319:312];
+  assign \engines__mac__args.role_base  = ir[325:320];
+  assign \engines__mac__args.page_base  = ir[326];
+  assign \engines__mac__args.out_base  = ir[338:327];
+  assign \engines__mac__args.out_cw  = ir[347:339];
+  assign \engines__mac__args.param_base  = ir[353:348];
+  assign \engines__mac__args.zp_in  = ir[361:354];
+  assign \engines__mac__args.zp_out  = ir[371:362];
+  assign \engines__mac__args.act_min  = ir[381:372];
+  assign \engines__mac__args.act_max  = ir[391:382];
+  assign \engines__mac__args.ab_m1  = ir[394:392];
+  assign \engines__mac__args.wb_log2  = ir[396:395];
+  assign \engines__mac__args.x_signed  = ir[397];
+  assign \engines__mac__args.w_signed  = ir[398];
+  assign \engines__mac__args.rowpack  = ir[399];
   assign \ir.op  = ir[3:0];
-  assign \ir.args  = ir[385:4];
+  assign \ir.args  = ir[399:4];
   assign \ir.args.load  = ir[35:4];
   assign \ir.args.load.src  = ir[13:4];
   assign \ir.args.load.count  = ir[29:14];
   assign \ir.args.load.mask  = ir[31:30];
   assign \ir.args.load.page  = ir[32];
   assign \ir.args.load.row0  = ir[35:33];
-  assign \ir.args.mac  = ir[385:4];
-  assign \ir.args.mac.in_h  = ir[11:4];
-  assign \ir.args.mac.in_w  = ir[19:12];
-  assign \ir.args.mac.in_cw  = ir[27:20];
-  assign \ir.args.mac.cin  = ir[39:28];
-  assign \ir.args.mac.kh  = ir[47:40];
-  assign \ir.args.mac.kw  = ir[55:48];
-  assign \ir.args.mac.dh  = ir[59:56];
-  assign \ir.args.mac.dw  = ir[63:60];
-  assign \ir.args.mac.sh  = ir[67:64];
-  assign \ir.args.mac.sw  = ir[71:68];
-  assign \ir.args.mac.pt  = ir[75:72];
-  assign \ir.args.mac.pl  = ir[79:76];
-  assign \ir.args.mac.ow  = ir[87:80];
-  assign \ir.args.mac.oh  = ir[95:88];
-  assign \ir.args.mac.npos  = ir[111:96];
-  assign \ir.args.mac.pos0  = ir[125:112];
-  assign \ir.args.mac.kx_inc  = ir[139:126];
-  assign \ir.args.mac.ky_inc  = ir[153:140];
-  assign \ir.args.mac.pos_ux  = ir[167:154];
-  assign \ir.args.mac.pos_wrap  = ir[181:168];
-  assign \ir.args.mac.pos_bstep  = ir[195:182];
-  assign \ir.args.mac.bq  = ir[203:196];
-  assign \ir.args.mac.br  = ir[211:204];
-  assign \ir.args.mac.img_delta  = ir[225:212];
-  assign \ir.args.mac.img_bstep  = ir[239:226];
-  assign \ir.args.mac.desc_base  = ir[245:240];
-  assign \ir.args.mac.kt  = ir[253:246];
-  assign \ir.args.mac.nt  = ir[261:254];
-  assign \ir.args.mac.kr  = ir[269:262];
-  assign \ir.args.mac.nr  = ir[277:270];
-  assign \ir.args.mac.b  = ir[284:278];
-  assign \ir.args.mac.ki  = ir[291:285];
-  assign \ir.args.mac.no  = ir[298:292];
-  assign \ir.args.mac.groups  = ir[306:299];
-  assign \ir.args.mac.role_base  = ir[312:307];
-  assign \ir.args.mac.page_base  = ir[313];
-  assign \ir.args.mac.out_base  = ir[325:314];
-  assign \ir.args.mac.out_cw  = ir[333:326];
-  assign \ir.args.mac.param_base  = ir[339:334];
-  assign \ir.args.mac.zp_in  = ir[347:340];
-  assign \ir.args.mac.zp_out  = ir[357:348];
-  assign \ir.args.mac.act_min  = ir[367:358];
-  assign \ir.args.mac.act_max  = ir[377:368];
-  assign \ir.args.mac.ab_m1  = ir[380:378];
-  assign \ir.args.mac.wb_log2  = ir[382:381];
-  assign \ir.args.mac.x_signed  = ir[383];
-  assign \ir.args.mac.w_signed  = ir[384];
-  assign \ir.args.mac.rowpack  = ir[385];
-  assign \ir.args.pool  = ir[187:4];
+  assign \ir.args.mac  = ir[399:4];
+  assign \ir.args.mac.in_h  = ir[12:4];
+  assign \ir.args.mac.in_w  = ir[21:13];
+  assign \ir.args.mac.in_cw  = ir[30:22];
+  assign \ir.args.mac.cin  = ir[42:31];
+  assign \ir.args.mac.kh  = ir[51:43];
+  assign \ir.args.mac.kw  = ir[60:52];
+  assign \ir.args.mac.dh  = ir[64:61];
+  assign \ir.args.mac.dw  = ir[68:65];
+  assign \ir.args.mac.sh  = ir[72:69];
+  assign \ir.args.mac.sw  = ir[76:73];
+  assign \ir.args.mac.pt  = ir[80:77];
+  assign \ir.args.mac.pl  = ir[84:81];
+  assign \ir.args.mac.ow  = ir[93:85];
+  assign \ir.args.mac.oh  = ir[102:94];
+  assign \ir.args.mac.npos  = ir[118:103];
+  assign \ir.args.mac.pos0  = ir[132:119];
+  assign \ir.args.mac.kx_inc  = ir[146:133];
+  assign \ir.args.mac.ky_inc  = ir[160:147];
+  assign \ir.args.mac.pos_ux  = ir[174:161];
+  assign \ir.args.mac.pos_wrap  = ir[188:175];
+  assign \ir.args.mac.pos_bstep  = ir[202:189];
+  assign \ir.args.mac.bq  = ir[211:203];
+  assign \ir.args.mac.br  = ir[220:212];
+  assign \ir.args.mac.img_delta  = ir[234:221];
+  assign \ir.args.mac.img_bstep  = ir[248:235];
+  assign \ir.args.mac.desc_base  = ir[254:249];
+  assign \ir.args.mac.kt  = ir[263:255];
+  assign \ir.args.mac.nt  = ir[272:264];
+  assign \ir.args.mac.kr  = ir[281:273];
+  assign \ir.args.mac.nr  = ir[290:282];
+  assign \ir.args.mac.b  = ir[297:291];
+  assign \ir.args.mac.ki  = ir[304:298];
+  assign \ir.args.mac.no  = ir[311:305];
+  assign \ir.args.mac.groups  = ir[319:312];
+  assign \ir.args.mac.role_base  = ir[325:320];
+  assign \ir.args.mac.page_base  = ir[326];
+  assign \ir.args.mac.out_base  = ir[338:327];
+  assign \ir.args.mac.out_cw  = ir[347:339];
+  assign \ir.args.mac.param_base  = ir[353:348];
+  assign \ir.args.mac.zp_in  = ir[361:354];
+  assign \ir.args.mac.zp_out  = ir[371:362];
+  assign \ir.args.mac.act_min  = ir[381:372];
+  assign \ir.args.mac.act_max  = ir[391:382];
+  assign \ir.args.mac.ab_m1  = ir[394:392];
+  assign \ir.args.mac.wb_log2  = ir[396:395];
+  assign \ir.args.mac.x_signed  = ir[397];
+  assign \ir.args.mac.w_signed  = ir[398];
+  assign \ir.args.mac.rowpack  = ir[399];
+  assign \ir.args.pool  = ir[194:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
   assign \ir.args.pool.in_base  = ir[17:6];
-  assign \ir.args.pool.in_h  = ir[25:18];
-  assign \ir.args.pool.in_w  = ir[33:26];
-  assign \ir.args.pool.cw  = ir[41:34];
-  assign \ir.args.pool.kh  = ir[49:42];
-  assign \ir.args.pool.kw  = ir[57:50];
-  assign \ir.args.pool.sh  = ir[61:58];
-  assign \ir.args.pool.sw  = ir[65:62];
-  assign \ir.args.pool.dh  = ir[69:66];
-  assign \ir.args.pool.dw  = ir[73:70];
-  assign \ir.args.pool.pt  = ir[77:74];
-  assign \ir.args.pool.pl  = ir[81:78];
-  assign \ir.args.pool.oh  = ir[89:82];
-  assign \ir.args.pool.ow  = ir[97:90];
-  assign \ir.args.pool.out_base  = ir[109:98];
-  assign \ir.args.pool.zp_in  = ir[119:110];
-  assign \ir.args.pool.mult  = ir[151:120];
-  assign \ir.args.pool.shift  = ir[157:152];
-  assign \ir.args.pool.zp_out  = ir[167:158];
-  assign \ir.args.pool.act_min  = ir[177:168];
-  assign \ir.args.pool.act_max  = ir[187:178];
-  assign \ir.args.ew  = ir[260:4];
+  assign \ir.args.pool.in_h  = ir[26:18];
+  assign \ir.args.pool.in_w  = ir[35:27];
+  assign \ir.args.pool.cw  = ir[44:36];
+  assign \ir.args.pool.kh  = ir[53:45];
+  assign \ir.args.pool.kw  = ir[62:54];
+  assign \ir.args.pool.sh  = ir[66:63];
+  assign \ir.args.pool.sw  = ir[70:67];
+  assign \ir.args.pool.dh  = ir[74:71];
+  assign \ir.args.pool.dw  = ir[78:75];
+  assign \ir.args.pool.pt  = ir[82:79];
+  assign \ir.args.pool.pl  = ir[86:83];
+  assign \ir.args.pool.oh  = ir[95:87];
+  assign \ir.args.pool.ow  = ir[104:96];
+  assign \ir.args.pool.out_base  = ir[116:105];
+  assign \ir.args.pool.zp_in  = ir[126:117];
+  assign \ir.args.pool.mult  = ir[158:127];
+  assign \ir.args.pool.shift  = ir[164:159];
+  assign \ir.args.pool.zp_out  = ir[174:165];
+  assign \ir.args.pool.act_min  = ir[184:175];
+  assign \ir.args.pool.act_max  = ir[194:185];
+  assign \ir.args.ew  = ir[264:4];
   assign \ir.args.ew.a_base  = ir[15:4];
   assign \ir.args.ew.b_base  = ir[27:16];
   assign \ir.args.ew.out_base  = ir[39:28];
   assign \ir.args.ew.npos  = ir[55:40];
-  assign \ir.args.ew.cw  = ir[63:56];
-  assign \ir.args.ew.a_stride  = ir[71:64];
-  assign \ir.args.ew.b_stride  = ir[79:72];
-  assign \ir.args.ew.out_stride  = ir[87:80];
-  assign \ir.args.ew.x_signed  = ir[88];
-  assign \ir.args.ew.has_b  = ir[89];
-  assign \ir.args.ew.rq_in  = ir[90];
-  assign \ir.args.ew.rq_out  = ir[91];
-  assign \ir.args.ew.ls  = ir[96:92];
-  assign \ir.args.ew.zp_a  = ir[106:97];
-  assign \ir.args.ew.zp_b  = ir[116:107];
-  assign \ir.args.ew.mult_a  = ir[148:117];
-  assign \ir.args.ew.shift_a  = ir[154:149];
-  assign \ir.args.ew.mult_b  = ir[186:155];
-  assign \ir.args.ew.shift_b  = ir[192:187];
-  assign \ir.args.ew.mult_o  = ir[224:193];
-  assign \ir.args.ew.shift_o  = ir[230:225];
-  assign \ir.args.ew.zp_out  = ir[240:231];
-  assign \ir.args.ew.act_min  = ir[250:241];
-  assign \ir.args.ew.act_max  = ir[260:251];
+  assign \ir.args.ew.cw  = ir[64:56];
+  assign \ir.args.ew.a_stride  = ir[73:65];
+  assign \ir.args.ew.b_stride  = ir[82:74];
+  assign \ir.args.ew.out_stride  = ir[91:83];
+  assign \ir.args.ew.x_signed  = ir[92];
+  assign \ir.args.ew.has_b  = ir[93];
+  assign \ir.args.ew.rq_in  = ir[94];
+  assign \ir.args.ew.rq_out  = ir[95];
+  assign \ir.args.ew.ls  = ir[100:96];
+  assign \ir.args.ew.zp_a  = ir[110:101];
+  assign \ir.args.ew.zp_b  = ir[120:111];
+  assign \ir.args.ew.mult_a  = ir[152:121];
+  assign \ir.args.ew.shift_a  = ir[158:153];
+  assign \ir.args.ew.mult_b  = ir[190:159];
+  assign \ir.args.ew.shift_b  = ir[196:191];
+  assign \ir.args.ew.mult_o  = ir[228:197];
+  assign \ir.args.ew.shift_o  = ir[234:229];
+  assign \ir.args.ew.zp_out  = ir[244:235];
+  assign \ir.args.ew.act_min  = ir[254:245];
+  assign \ir.args.ew.act_max  = ir[264:255];
   assign \ir.args.dma  = ir[101:4];
   assign \ir.args.dma.store  = ir[4];
   assign \ir.args.dma.wmem  = ir[5];
@@ -6243,50 +6243,50 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
-  assign \engines__pool__args.in_h  = ir[25:18];
-  assign \engines__pool__args.in_w  = ir[33:26];
-  assign \engines__pool__args.cw  = ir[41:34];
-  assign \engines__pool__args.kh  = ir[49:42];
-  assign \engines__pool__args.kw  = ir[57:50];
-  assign \engines__pool__args.sh  = ir[61:58];
-  assign \engines__pool__args.sw  = ir[65:62];
-  assign \engines__pool__args.dh  = ir[69:66];
-  assign \engines__pool__args.dw  = ir[73:70];
-  assign \engines__pool__args.pt  = ir[77:74];
-  assign \engines__pool__args.pl  = ir[81:78];
-  assign \engines__pool__args.oh  = ir[89:82];
-  assign \engines__pool__args.ow  = ir[97:90];
-  assign \engines__pool__args.out_base  = ir[109:98];
-  assign \engines__pool__args.zp_in  = ir[119:110];
-  assign \engines__pool__args.mult  = ir[151:120];
-  assign \engines__pool__args.shift  = ir[157:152];
-  assign \engines__pool__args.zp_out  = ir[167:158];
-  assign \engines__pool__args.act_min  = ir[177:168];
-  assign \engines__pool__args.act_max  = ir[187:178];
+  assign \engines__pool__args.in_h  = ir[26:18];
+  assign \engines__pool__args.in_w  = ir[35:27];
+  assign \engines__pool__args.cw  = ir[44:36];
+  assign \engines__pool__args.kh  = ir[53:45];
+  assign \engines__pool__args.kw  = ir[62:54];
+  assign \engines__pool__args.sh  = ir[66:63];
+  assign \engines__pool__args.sw  = ir[70:67];
+  assign \engines__pool__args.dh  = ir[74:71];
+  assign \engines__pool__args.dw  = ir[78:75];
+  assign \engines__pool__args.pt  = ir[82:79];
+  assign \engines__pool__args.pl  = ir[86:83];
+  assign \engines__pool__args.oh  = ir[95:87];
+  assign \engines__pool__args.ow  = ir[104:96];
+  assign \engines__pool__args.out_base  = ir[116:105];
+  assign \engines__pool__args.zp_in  = ir[126:117];
+  assign \engines__pool__args.mult  = ir[158:127];
+  assign \engines__pool__args.shift  = ir[164:159];
+  assign \engines__pool__args.zp_out  = ir[174:165];
+  assign \engines__pool__args.act_min  = ir[184:175];
+  assign \engines__pool__args.act_max  = ir[194:185];
   assign \engines__ew__args.a_base  = ir[15:4];
   assign \engines__ew__args.b_base  = ir[27:16];
   assign \engines__ew__args.out_base  = ir[39:28];
   assign \engines__ew__args.npos  = ir[55:40];
-  assign \engines__ew__args.cw  = ir[63:56];
-  assign \engines__ew__args.a_stride  = ir[71:64];
-  assign \engines__ew__args.b_stride  = ir[79:72];
-  assign \engines__ew__args.out_stride  = ir[87:80];
-  assign \engines__ew__args.x_signed  = ir[88];
-  assign \engines__ew__args.has_b  = ir[89];
-  assign \engines__ew__args.rq_in  = ir[90];
-  assign \engines__ew__args.rq_out  = ir[91];
-  assign \engines__ew__args.ls  = ir[96:92];
-  assign \engines__ew__args.zp_a  = ir[106:97];
-  assign \engines__ew__args.zp_b  = ir[116:107];
-  assign \engines__ew__args.mult_a  = ir[148:117];
-  assign \engines__ew__args.shift_a  = ir[154:149];
-  assign \engines__ew__args.mult_b  = ir[186:155];
-  assign \engines__ew__args.shift_b  = ir[192:187];
-  assign \engines__ew__args.mult_o  = ir[224:193];
-  assign \engines__ew__args.shift_o  = ir[230:225];
-  assign \engines__ew__args.zp_out  = ir[240:231];
-  assign \engines__ew__args.act_min  = ir[250:241];
-  assign \engines__ew__args.act_max  = ir[260:251];
+  assign \engines__ew__args.cw  = ir[64:56];
+  assign \engines__ew__args.a_stride  = ir[73:65];
+  assign \engines__ew__args.b_stride  = ir[82:74];
+  assign \engines__ew__args.out_stride  = ir[91:83];
+  assign \engines__ew__args.x_signed  = ir[92];
+  assign \engines__ew__args.has_b  = ir[93];
+  assign \engines__ew__args.rq_in  = ir[94];
+  assign \engines__ew__args.rq_out  = ir[95];
+  assign \engines__ew__args.ls  = ir[100:96];
+  assign \engines__ew__args.zp_a  = ir[110:101];
+  assign \engines__ew__args.zp_b  = ir[120:111];
+  assign \engines__ew__args.mult_a  = ir[152:121];
+  assign \engines__ew__args.shift_a  = ir[158:153];
+  assign \engines__ew__args.mult_b  = ir[190:159];
+  assign \engines__ew__args.shift_b  = ir[196:191];
+  assign \engines__ew__args.mult_o  = ir[228:197];
+  assign \engines__ew__args.shift_o  = ir[234:229];
+  assign \engines__ew__args.zp_out  = ir[244:235];
+  assign \engines__ew__args.act_min  = ir[254:245];
+  assign \engines__ew__args.act_max  = ir[264:255];
   assign \engines__graph__args.macro  = ir[4];
   assign \engines__graph__args.page  = ir[5];
   assign \engines__graph__args.rows  = ir[13:6];
@@ -6347,111 +6347,111 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \counters1.stall  = counters1[63:32];
   assign \counters1.wload  = counters1[95:64];
   assign \imem_rd__data.op  = imem_rd__data[3:0];
-  assign \imem_rd__data.args  = imem_rd__data[385:4];
+  assign \imem_rd__data.args  = imem_rd__data[399:4];
   assign \imem_rd__data.args.load  = imem_rd__data[35:4];
   assign \imem_rd__data.args.load.src  = imem_rd__data[13:4];
   assign \imem_rd__data.args.load.count  = imem_rd__data[29:14];
   assign \imem_rd__data.args.load.mask  = imem_rd__data[31:30];
   assign \imem_rd__data.args.load.page  = imem_rd__data[32];
   assign \imem_rd__data.args.load.row0  = imem_rd__data[35:33];
-  assign \imem_rd__data.args.mac  = imem_rd__data[385:4];
-  assign \imem_rd__data.args.mac.in_h  = imem_rd__data[11:4];
-  assign \imem_rd__data.args.mac.in_w  = imem_rd__data[19:12];
-  assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[27:20];
-  assign \imem_rd__data.args.mac.cin  = imem_rd__data[39:28];
-  assign \imem_rd__data.args.mac.kh  = imem_rd__data[47:40];
-  assign \imem_rd__data.args.mac.kw  = imem_rd__data[55:48];
-  assign \imem_rd__data.args.mac.dh  = imem_rd__data[59:56];
-  assign \imem_rd__data.args.mac.dw  = imem_rd__data[63:60];
-  assign \imem_rd__data.args.mac.sh  = imem_rd__data[67:64];
-  assign \imem_rd__data.args.mac.sw  = imem_rd__data[71:68];
-  assign \imem_rd__data.args.mac.pt  = imem_rd__data[75:72];
-  assign \imem_rd__data.args.mac.pl  = imem_rd__data[79:76];
-  assign \imem_rd__data.args.mac.ow  = imem_rd__data[87:80];
-  assign \imem_rd__data.args.mac.oh  = imem_rd__data[95:88];
-  assign \imem_rd__data.args.mac.npos  = imem_rd__data[111:96];
-  assign \imem_rd__data.args.mac.pos0  = imem_rd__data[125:112];
-  assign \imem_rd__data.args.mac.kx_inc  = imem_rd__data[139:126];
-  assign \imem_rd__data.args.mac.ky_inc  = imem_rd__data[153:140];
-  assign \imem_rd__data.args.mac.pos_ux  = imem_rd__data[167:154];
-  assign \imem_rd__data.args.mac.pos_wrap  = imem_rd__data[181:168];
-  assign \imem_rd__data.args.mac.pos_bstep  = imem_rd__data[195:182];
-  assign \imem_rd__data.args.mac.bq  = imem_rd__data[203:196];
-  assign \imem_rd__data.args.mac.br  = imem_rd__data[211:204];
-  assign \imem_rd__data.args.mac.img_delta  = imem_rd__data[225:212];
-  assign \imem_rd__data.args.mac.img_bstep  = imem_rd__data[239:226];
-  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[245:240];
-  assign \imem_rd__data.args.mac.kt  = imem_rd__data[253:246];
-  assign \imem_rd__data.args.mac.nt  = imem_rd__data[261:254];
-  assign \imem_rd__data.args.mac.kr  = imem_rd__data[269:262];
-  assign \imem_rd__data.args.mac.nr  = imem_rd__data[277:270];
-  assign \imem_rd__data.args.mac.b  = imem_rd__data[284:278];
-  assign \imem_rd__data.args.mac.ki  = imem_rd__data[291:285];
-  assign \imem_rd__data.args.mac.no  = imem_rd__data[298:292];
-  assign \imem_rd__data.args.mac.groups  = imem_rd__data[306:299];
-  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[312:307];
-  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[313];
-  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[325:314];
-  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[333:326];
-  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[339:334];
-  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[347:340];
-  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[357:348];
-  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[367:358];
-  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[377:368];
-  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[380:378];
-  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[382:381];
-  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[383];
-  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[384];
-  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[385];
-  assign \imem_rd__data.args.pool  = imem_rd__data[187:4];
+  assign \imem_rd__data.args.mac  = imem_rd__data[399:4];
+  assign \imem_rd__data.args.mac.in_h  = imem_rd__data[12:4];
+  assign \imem_rd__data.args.mac.in_w  = imem_rd__data[21:13];
+  assign \imem_rd__data.args.mac.in_cw  = imem_rd__data[30:22];
+  assign \imem_rd__data.args.mac.cin  = imem_rd__data[42:31];
+  assign \imem_rd__data.args.mac.kh  = imem_rd__data[51:43];
+  assign \imem_rd__data.args.mac.kw  = imem_rd__data[60:52];
+  assign \imem_rd__data.args.mac.dh  = imem_rd__data[64:61];
+  assign \imem_rd__data.args.mac.dw  = imem_rd__data[68:65];
+  assign \imem_rd__data.args.mac.sh  = imem_rd__data[72:69];
+  assign \imem_rd__data.args.mac.sw  = imem_rd__data[76:73];
+  assign \imem_rd__data.args.mac.pt  = imem_rd__data[80:77];
+  assign \imem_rd__data.args.mac.pl  = imem_rd__data[84:81];
+  assign \imem_rd__data.args.mac.ow  = imem_rd__data[93:85];
+  assign \imem_rd__data.args.mac.oh  = imem_rd__data[102:94];
+  assign \imem_rd__data.args.mac.npos  = imem_rd__data[118:103];
+  assign \imem_rd__data.args.mac.pos0  = imem_rd__data[132:119];
+  assign \imem_rd__data.args.mac.kx_inc  = imem_rd__data[146:133];
+  assign \imem_rd__data.args.mac.ky_inc  = imem_rd__data[160:147];
+  assign \imem_rd__data.args.mac.pos_ux  = imem_rd__data[174:161];
+  assign \imem_rd__data.args.mac.pos_wrap  = imem_rd__data[188:175];
+  assign \imem_rd__data.args.mac.pos_bstep  = imem_rd__data[202:189];
+  assign \imem_rd__data.args.mac.bq  = imem_rd__data[211:203];
+  assign \imem_rd__data.args.mac.br  = imem_rd__data[220:212];
+  assign \imem_rd__data.args.mac.img_delta  = imem_rd__data[234:221];
+  assign \imem_rd__data.args.mac.img_bstep  = imem_rd__data[248:235];
+  assign \imem_rd__data.args.mac.desc_base  = imem_rd__data[254:249];
+  assign \imem_rd__data.args.mac.kt  = imem_rd__data[263:255];
+  assign \imem_rd__data.args.mac.nt  = imem_rd__data[272:264];
+  assign \imem_rd__data.args.mac.kr  = imem_rd__data[281:273];
+  assign \imem_rd__data.args.mac.nr  = imem_rd__data[290:282];
+  assign \imem_rd__data.args.mac.b  = imem_rd__data[297:291];
+  assign \imem_rd__data.args.mac.ki  = imem_rd__data[304:298];
+  assign \imem_rd__data.args.mac.no  = imem_rd__data[311:305];
+  assign \imem_rd__data.args.mac.groups  = imem_rd__data[319:312];
+  assign \imem_rd__data.args.mac.role_base  = imem_rd__data[325:320];
+  assign \imem_rd__data.args.mac.page_base  = imem_rd__data[326];
+  assign \imem_rd__data.args.mac.out_base  = imem_rd__data[338:327];
+  assign \imem_rd__data.args.mac.out_cw  = imem_rd__data[347:339];
+  assign \imem_rd__data.args.mac.param_base  = imem_rd__data[353:348];
+  assign \imem_rd__data.args.mac.zp_in  = imem_rd__data[361:354];
+  assign \imem_rd__data.args.mac.zp_out  = imem_rd__data[371:362];
+  assign \imem_rd__data.args.mac.act_min  = imem_rd__data[381:372];
+  assign \imem_rd__data.args.mac.act_max  = imem_rd__data[391:382];
+  assign \imem_rd__data.args.mac.ab_m1  = imem_rd__data[394:392];
+  assign \imem_rd__data.args.mac.wb_log2  = imem_rd__data[396:395];
+  assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[397];
+  assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[398];
+  assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[399];
+  assign \imem_rd__data.args.pool  = imem_rd__data[194:4];
   assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
   assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
   assign \imem_rd__data.args.pool.in_base  = imem_rd__data[17:6];
-  assign \imem_rd__data.args.pool.in_h  = imem_rd__data[25:18];
-  assign \imem_rd__data.args.pool.in_w  = imem_rd__data[33:26];
-  assign \imem_rd__data.args.pool.cw  = imem_rd__data[41:34];
-  assign \imem_rd__data.args.pool.kh  = imem_rd__data[49:42];
-  assign \imem_rd__data.args.pool.kw  = imem_rd__data[57:50];
-  assign \imem_rd__data.args.pool.sh  = imem_rd__data[61:58];
-  assign \imem_rd__data.args.pool.sw  = imem_rd__data[65:62];
-  assign \imem_rd__data.args.pool.dh  = imem_rd__data[69:66];
-  assign \imem_rd__data.args.pool.dw  = imem_rd__data[73:70];
-  assign \imem_rd__data.args.pool.pt  = imem_rd__data[77:74];
-  assign \imem_rd__data.args.pool.pl  = imem_rd__data[81:78];
-  assign \imem_rd__data.args.pool.oh  = imem_rd__data[89:82];
-  assign \imem_rd__data.args.pool.ow  = imem_rd__data[97:90];
-  assign \imem_rd__data.args.pool.out_base  = imem_rd__data[109:98];
-  assign \imem_rd__data.args.pool.zp_in  = imem_rd__data[119:110];
-  assign \imem_rd__data.args.pool.mult  = imem_rd__data[151:120];
-  assign \imem_rd__data.args.pool.shift  = imem_rd__data[157:152];
-  assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[167:158];
-  assign \imem_rd__data.args.pool.act_min  = imem_rd__data[177:168];
-  assign \imem_rd__data.args.pool.act_max  = imem_rd__data[187:178];
-  assign \imem_rd__data.args.ew  = imem_rd__data[260:4];
+  assign \imem_rd__data.args.pool.in_h  = imem_rd__data[26:18];
+  assign \imem_rd__data.args.pool.in_w  = imem_rd__data[35:27];
+  assign \imem_rd__data.args.pool.cw  = imem_rd__data[44:36];
+  assign \imem_rd__data.args.pool.kh  = imem_rd__data[53:45];
+  assign \imem_rd__data.args.pool.kw  = imem_rd__data[62:54];
+  assign \imem_rd__data.args.pool.sh  = imem_rd__data[66:63];
+  assign \imem_rd__data.args.pool.sw  = imem_rd__data[70:67];
+  assign \imem_rd__data.args.pool.dh  = imem_rd__data[74:71];
+  assign \imem_rd__data.args.pool.dw  = imem_rd__data[78:75];
+  assign \imem_rd__data.args.pool.pt  = imem_rd__data[82:79];
+  assign \imem_rd__data.args.pool.pl  = imem_rd__data[86:83];
+  assign \imem_rd__data.args.pool.oh  = imem_rd__data[95:87];
+  assign \imem_rd__data.args.pool.ow  = imem_rd__data[104:96];
+  assign \imem_rd__data.args.pool.out_base  = imem_rd__data[116:105];
+  assign \imem_rd__data.args.pool.zp_in  = imem_rd__data[126:117];
+  assign \imem_rd__data.args.pool.mult  = imem_rd__data[158:127];
+  assign \imem_rd__data.args.pool.shift  = imem_rd__data[164:159];
+  assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[174:165];
+  assign \imem_rd__data.args.pool.act_min  = imem_rd__data[184:175];
+  assign \imem_rd__data.args.pool.act_max  = imem_rd__data[194:185];
+  assign \imem_rd__data.args.ew  = imem_rd__data[264:4];
   assign \imem_rd__data.args.ew.a_base  = imem_rd__data[15:4];
   assign \imem_rd__data.args.ew.b_base  = imem_rd__data[27:16];
   assign \imem_rd__data.args.ew.out_base  = imem_rd__data[39:28];
   assign \imem_rd__data.args.ew.npos  = imem_rd__data[55:40];
-  assign \imem_rd__data.args.ew.cw  = imem_rd__data[63:56];
-  assign \imem_rd__data.args.ew.a_stride  = imem_rd__data[71:64];
-  assign \imem_rd__data.args.ew.b_stride  = imem_rd__data[79:72];
-  assign \imem_rd__data.args.ew.out_stride  = imem_rd__data[87:80];
-  assign \imem_rd__data.args.ew.x_signed  = imem_rd__data[88];
-  assign \imem_rd__data.args.ew.has_b  = imem_rd__data[89];
-  assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[90];
-  assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[91];
-  assign \imem_rd__data.args.ew.ls  = imem_rd__data[96:92];
-  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[106:97];
-  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[116:107];
-  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[148:117];
-  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[154:149];
-  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[186:155];
-  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[192:187];
-  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[224:193];
-  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[230:225];
-  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[240:231];
-  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[250:241];
-  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[260:251];
+  assign \imem_rd__data.args.ew.cw  = imem_rd__data[64:56];
+  assign \imem_rd__data.args.ew.a_stride  = imem_rd__data[73:65];
+  assign \imem_rd__data.args.ew.b_stride  = imem_rd__data[82:74];
+  assign \imem_rd__data.args.ew.out_stride  = imem_rd__data[91:83];
+  assign \imem_rd__data.args.ew.x_signed  = imem_rd__data[92];
+  assign \imem_rd__data.args.ew.has_b  = imem_rd__data[93];
+  assign \imem_rd__data.args.ew.rq_in  = imem_rd__data[94];
+  assign \imem_rd__data.args.ew.rq_out  = imem_rd__data[95];
+  assign \imem_rd__data.args.ew.ls  = imem_rd__data[100:96];
+  assign \imem_rd__data.args.ew.zp_a  = imem_rd__data[110:101];
+  assign \imem_rd__data.args.ew.zp_b  = imem_rd__data[120:111];
+  assign \imem_rd__data.args.ew.mult_a  = imem_rd__data[152:121];
+  assign \imem_rd__data.args.ew.shift_a  = imem_rd__data[158:153];
+  assign \imem_rd__data.args.ew.mult_b  = imem_rd__data[190:159];
+  assign \imem_rd__data.args.ew.shift_b  = imem_rd__data[196:191];
+  assign \imem_rd__data.args.ew.mult_o  = imem_rd__data[228:197];
+  assign \imem_rd__data.args.ew.shift_o  = imem_rd__data[234:229];
+  assign \imem_rd__data.args.ew.zp_out  = imem_rd__data[244:235];
+  assign \imem_rd__data.args.ew.act_min  = imem_rd__data[254:245];
+  assign \imem_rd__data.args.ew.act_max  = imem_rd__data[264:255];
   assign \imem_rd__data.args.dma  = imem_rd__data[101:4];
   assign \imem_rd__data.args.dma.store  = imem_rd__data[4];
   assign \imem_rd__data.args.dma.wmem  = imem_rd__data[5];
@@ -7557,7 +7557,7 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$768$0 , \port$774$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [23:0] \$1 ;
+  wire [24:0] \$1 ;
   wire [8:0] \$10 ;
   wire [62:0] \$11 ;
   wire [62:0] \$12 ;
@@ -7568,7 +7568,7 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   wire \$17 ;
   wire [10:0] \$18 ;
   wire [10:0] \$19 ;
-  wire [24:0] \$2 ;
+  wire [25:0] \$2 ;
   wire [32:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
@@ -7579,29 +7579,29 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
-  wire [25:0] \$3 ;
+  wire [26:0] \$3 ;
   wire \$30 ;
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
   wire \$34 ;
-  wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
+  wire [9:0] \$35 ;
+  wire [9:0] \$36 ;
   wire \$37 ;
   wire [16:0] \$38 ;
   wire [16:0] \$39 ;
-  wire [23:0] \$4 ;
+  wire [24:0] \$4 ;
   wire \$40 ;
-  wire [23:0] \$41 ;
-  wire [24:0] \$42 ;
-  wire [25:0] \$43 ;
+  wire [24:0] \$41 ;
+  wire [25:0] \$42 ;
+  wire [26:0] \$43 ;
   wire [10:0] \$44 ;
   wire [10:0] \$45 ;
   wire [10:0] \$46 ;
   wire [10:0] \$47 ;
   wire [10:0] \$48 ;
   wire [10:0] \$49 ;
-  wire [24:0] \$5 ;
+  wire [25:0] \$5 ;
   wire [31:0] \$50 ;
   wire [31:0] \$51 ;
   wire [32:0] \$52 ;
@@ -7609,10 +7609,10 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   wire [31:0] \$54 ;
   wire [32:0] \$55 ;
   wire \$56 ;
-  reg [7:0] \$57 ;
+  reg [8:0] \$57 ;
   reg [15:0] \$58 ;
   reg \$59 ;
-  wire [25:0] \$6 ;
+  wire [26:0] \$6 ;
   reg \$60 ;
   reg \$61 ;
   reg \$62 ;
@@ -7630,15 +7630,15 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   wire [15:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [256:0] args;
-  wire [256:0] args;
+  input [260:0] args;
+  wire [260:0] args;
   wire [11:0] \args.a_base ;
-  wire [7:0] \args.a_stride ;
+  wire [8:0] \args.a_stride ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [11:0] \args.b_base ;
-  wire [7:0] \args.b_stride ;
-  wire [7:0] \args.cw ;
+  wire [8:0] \args.b_stride ;
+  wire [8:0] \args.cw ;
   wire \args.has_b ;
   wire [4:0] \args.ls ;
   wire [31:0] \args.mult_a ;
@@ -7646,7 +7646,7 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   wire [31:0] \args.mult_o ;
   wire [15:0] \args.npos ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_stride ;
+  wire [8:0] \args.out_stride ;
   wire \args.rq_in ;
   wire \args.rq_out ;
   wire [5:0] \args.shift_a ;
@@ -7755,7 +7755,7 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   reg [31:0] va1 = 32'd0;
   reg [31:0] vb0 = 32'd0;
   reg [31:0] vb1 = 32'd0;
-  reg [7:0] w = 8'h00;
+  reg [8:0] w = 9'h000;
   wire [127:0] x;
   wire [63:0] \x$26 ;
   wire [31:0] \x$26[0] ;
@@ -7779,25 +7779,25 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign finished = \$33  & \$34 ;
   assign done = started & finished;
   assign \$35  = w + 1'h1;
-  assign \$36  = args[59:52] - 1'h1;
+  assign \$36  = args[60:52] - 1'h1;
   assign \$37  = w == \$36 ;
   assign \$38  = p + 1'h1;
   assign \$39  = args[51:36] - 1'h1;
   assign \$40  = p == \$39 ;
-  assign \$41  = p * args[83:76];
+  assign \$41  = p * args[87:79];
   assign \$42  = args[35:24] + \$41 ;
   assign \$43  = \$42  + w;
-  assign \$44  = $signed(\$7 ) - $signed(args[102:93]);
-  assign \$45  = $signed(\$8 ) - $signed(args[112:103]);
-  assign \$46  = args[85] ? \$45  : 11'h000;
-  assign \$47  = $signed(\$9 ) - $signed(args[102:93]);
-  assign \$48  = $signed(\$10 ) - $signed(args[112:103]);
-  assign \$49  = args[85] ? \$48  : 11'h000;
-  assign \$50  = args[86] ? \y$77 [31:0] : eb3_0_0;
-  assign \$51  = args[86] ? \y$77 [95:64] : eb3_1_0;
+  assign \$44  = $signed(\$7 ) - $signed(args[106:97]);
+  assign \$45  = $signed(\$8 ) - $signed(args[116:107]);
+  assign \$46  = args[89] ? \$45  : 11'h000;
+  assign \$47  = $signed(\$9 ) - $signed(args[106:97]);
+  assign \$48  = $signed(\$10 ) - $signed(args[116:107]);
+  assign \$49  = args[89] ? \$48  : 11'h000;
+  assign \$50  = args[90] ? \y$77 [31:0] : eb3_0_0;
+  assign \$51  = args[90] ? \y$77 [95:64] : eb3_1_0;
   assign \$52  = $signed(\$50 ) + $signed(\$51 );
-  assign \$53  = args[86] ? \y$77 [63:32] : eb3_0_1;
-  assign \$54  = args[86] ? \y$77 [127:96] : eb3_1_1;
+  assign \$53  = args[90] ? \y$77 [63:32] : eb3_0_1;
+  assign \$54  = args[90] ? \y$77 [127:96] : eb3_1_1;
   assign \$55  = $signed(\$53 ) + $signed(\$54 );
   assign \$56  = started & finished;
   always @(posedge clk)
@@ -7896,32 +7896,32 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
     ob3_1 <= ob2_1;
   always @(posedge clk)
     started <= \$63 ;
-  assign \$1  = p * args[67:60];
+  assign \$1  = p * args[69:61];
   assign \$2  = args[11:0] + \$1 ;
   assign \$3  = \$2  + w;
-  assign \$4  = p * args[75:68];
+  assign \$4  = p * args[78:70];
   assign \$5  = args[23:12] + \$4 ;
   assign \$6  = \$5  + w;
-  assign \$7  = args[84] ? { a_rd__data[7], a_rd__data[7:0] } : { 1'h0, a_rd__data[7:0] };
-  assign \$8  = args[84] ? { b_rd__data[7], b_rd__data[7:0] } : { 1'h0, b_rd__data[7:0] };
-  assign \$9  = args[84] ? { a_rd__data[15], a_rd__data[15:8] } : { 1'h0, a_rd__data[15:8] };
-  assign \$10  = args[84] ? { b_rd__data[15], b_rd__data[15:8] } : { 1'h0, b_rd__data[15:8] };
-  assign \$11  = $signed(va0) << args[92:88];
-  assign \$12  = $signed(vb0) << args[92:88];
-  assign \$13  = $signed(va1) << args[92:88];
-  assign \$14  = $signed(vb1) << args[92:88];
-  assign ey0 = args[87] ? y[31:0] : ob3_0;
-  assign \$15  = $signed(ey0) + $signed(args[236:227]);
-  assign \$16  = $signed(\$15 ) < $signed(args[246:237]);
-  assign \$17  = $signed(\$15 ) > $signed(args[256:247]);
-  assign \$18  = \$17  ? { args[256], args[256:247] } : { 1'h0, \$15 [9:0] };
-  assign \$19  = \$16  ? { args[246], args[246:237] } : \$18 ;
-  assign ey1 = args[87] ? y[63:32] : ob3_1;
-  assign \$20  = $signed(ey1) + $signed(args[236:227]);
-  assign \$21  = $signed(\$20 ) < $signed(args[246:237]);
-  assign \$22  = $signed(\$20 ) > $signed(args[256:247]);
-  assign \$23  = \$22  ? { args[256], args[256:247] } : { 1'h0, \$20 [9:0] };
-  assign \$24  = \$21  ? { args[246], args[246:237] } : \$23 ;
+  assign \$7  = args[88] ? { a_rd__data[7], a_rd__data[7:0] } : { 1'h0, a_rd__data[7:0] };
+  assign \$8  = args[88] ? { b_rd__data[7], b_rd__data[7:0] } : { 1'h0, b_rd__data[7:0] };
+  assign \$9  = args[88] ? { a_rd__data[15], a_rd__data[15:8] } : { 1'h0, a_rd__data[15:8] };
+  assign \$10  = args[88] ? { b_rd__data[15], b_rd__data[15:8] } : { 1'h0, b_rd__data[15:8] };
+  assign \$11  = $signed(va0) << args[96:92];
+  assign \$12  = $signed(vb0) << args[96:92];
+  assign \$13  = $signed(va1) << args[96:92];
+  assign \$14  = $signed(vb1) << args[96:92];
+  assign ey0 = args[91] ? y[31:0] : ob3_0;
+  assign \$15  = $signed(ey0) + $signed(args[240:231]);
+  assign \$16  = $signed(\$15 ) < $signed(args[250:241]);
+  assign \$17  = $signed(\$15 ) > $signed(args[260:251]);
+  assign \$18  = \$17  ? { args[260], args[260:251] } : { 1'h0, \$15 [9:0] };
+  assign \$19  = \$16  ? { args[250], args[250:241] } : \$18 ;
+  assign ey1 = args[91] ? y[63:32] : ob3_1;
+  assign \$20  = $signed(ey1) + $signed(args[240:231]);
+  assign \$21  = $signed(\$20 ) < $signed(args[250:241]);
+  assign \$22  = $signed(\$20 ) > $signed(args[260:251]);
+  assign \$23  = \$22  ? { args[260], args[260:251] } : { 1'h0, \$20 [9:0] };
+  assign \$24  = \$21  ? { args[250], args[250:241] } : \$23 ;
   assign \$25  = ~ busy;
   assign \$26  = ~ s1_valid;
   assign \$27  = \$25  & \$26 ;
@@ -7958,16 +7958,16 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$57  = w;
     if (busy) begin
-      \$57  = \$35 [7:0];
+      \$57  = \$35 [8:0];
       if (\$37 ) begin
-        \$57  = 8'h00;
+        \$57  = 9'h000;
       end
     end
     if (start) begin
-      \$57  = 8'h00;
+      \$57  = 9'h000;
     end
     if (rst) begin
-      \$57  = 8'h00;
+      \$57  = 9'h000;
     end
   end
   always @* begin
@@ -8060,26 +8060,26 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
   assign \args.npos  = args[51:36];
-  assign \args.cw  = args[59:52];
-  assign \args.a_stride  = args[67:60];
-  assign \args.b_stride  = args[75:68];
-  assign \args.out_stride  = args[83:76];
-  assign \args.x_signed  = args[84];
-  assign \args.has_b  = args[85];
-  assign \args.rq_in  = args[86];
-  assign \args.rq_out  = args[87];
-  assign \args.ls  = args[92:88];
-  assign \args.zp_a  = args[102:93];
-  assign \args.zp_b  = args[112:103];
-  assign \args.mult_a  = args[144:113];
-  assign \args.shift_a  = args[150:145];
-  assign \args.mult_b  = args[182:151];
-  assign \args.shift_b  = args[188:183];
-  assign \args.mult_o  = args[220:189];
-  assign \args.shift_o  = args[226:221];
-  assign \args.zp_out  = args[236:227];
-  assign \args.act_min  = args[246:237];
-  assign \args.act_max  = args[256:247];
+  assign \args.cw  = args[60:52];
+  assign \args.a_stride  = args[69:61];
+  assign \args.b_stride  = args[78:70];
+  assign \args.out_stride  = args[87:79];
+  assign \args.x_signed  = args[88];
+  assign \args.has_b  = args[89];
+  assign \args.rq_in  = args[90];
+  assign \args.rq_out  = args[91];
+  assign \args.ls  = args[96:92];
+  assign \args.zp_a  = args[106:97];
+  assign \args.zp_b  = args[116:107];
+  assign \args.mult_a  = args[148:117];
+  assign \args.shift_a  = args[154:149];
+  assign \args.mult_b  = args[186:155];
+  assign \args.shift_b  = args[192:187];
+  assign \args.mult_o  = args[224:193];
+  assign \args.shift_o  = args[230:225];
+  assign \args.zp_out  = args[240:231];
+  assign \args.act_min  = args[250:241];
+  assign \args.act_max  = args[260:251];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \x[2]  = x[95:64];
@@ -8104,20 +8104,20 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign \y$77[1]  = \y$77 [63:32];
   assign \y$77[2]  = \y$77 [95:64];
   assign \y$77[3]  = \y$77 [127:96];
-  assign \shift$29 [11:6] = args[226:221];
-  assign \shift$29 [5:0] = args[226:221];
-  assign \mult$28 [63:32] = args[220:189];
-  assign \mult$28 [31:0] = args[220:189];
+  assign \shift$29 [11:6] = args[230:225];
+  assign \shift$29 [5:0] = args[230:225];
+  assign \mult$28 [63:32] = args[224:193];
+  assign \mult$28 [31:0] = args[224:193];
   assign \x$26 [63:32] = ssum1;
   assign \x$26 [31:0] = ssum0;
-  assign shift[23:18] = args[188:183];
-  assign shift[11:6] = args[150:145];
-  assign shift[17:12] = args[188:183];
-  assign shift[5:0] = args[150:145];
-  assign mult[127:96] = args[182:151];
-  assign mult[63:32] = args[144:113];
-  assign mult[95:64] = args[182:151];
-  assign mult[31:0] = args[144:113];
+  assign shift[23:18] = args[192:187];
+  assign shift[11:6] = args[154:149];
+  assign shift[17:12] = args[192:187];
+  assign shift[5:0] = args[154:149];
+  assign mult[127:96] = args[186:155];
+  assign mult[63:32] = args[148:117];
+  assign mult[95:64] = args[186:155];
+  assign mult[31:0] = args[148:117];
   assign x[127:96] = \$14 [31:0];
   assign x[63:32] = \$13 [31:0];
   assign x[95:64] = \$12 [31:0];
@@ -9934,7 +9934,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire \$107 ;
   wire \$108 ;
   wire [8:0] \$109 ;
-  wire [8:0] \$11 ;
+  wire [9:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
@@ -9942,9 +9942,9 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire [8:0] \$117 ;
+  wire [9:0] \$117 ;
   wire \$118 ;
-  wire [8:0] \$119 ;
+  wire [9:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire [16:0] \$121 ;
@@ -9958,17 +9958,17 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire \$129 ;
   wire \$13 ;
   wire [8:0] \$130 ;
-  wire [8:0] \$131 ;
+  wire [9:0] \$131 ;
   wire \$132 ;
-  wire [8:0] \$133 ;
+  wire [9:0] \$133 ;
   wire \$134 ;
   wire \$135 ;
   wire [1:0] \$136 ;
   wire [1:0] \$137 ;
-  wire [8:0] \$138 ;
+  wire [9:0] \$138 ;
   wire \$139 ;
   wire [8:0] \$14 ;
-  wire [8:0] \$140 ;
+  wire [9:0] \$140 ;
   wire \$141 ;
   wire [16:0] \$142 ;
   wire [16:0] \$143 ;
@@ -9992,9 +9992,9 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
-  wire [23:0] \$162 ;
-  wire [24:0] \$163 ;
-  wire [25:0] \$164 ;
+  wire [24:0] \$162 ;
+  wire [25:0] \$163 ;
+  wire [26:0] \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire [8:0] \$167 ;
@@ -10062,7 +10062,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire [8:0] \$45 ;
+  wire [9:0] \$45 ;
   wire [8:0] \$46 ;
   wire \$47 ;
   wire \$48 ;
@@ -10075,7 +10075,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire \$54 ;
   wire \$55 ;
   wire \$56 ;
-  wire [8:0] \$57 ;
+  wire [9:0] \$57 ;
   wire \$58 ;
   wire [19:0] \$59 ;
   wire \$6 ;
@@ -10111,7 +10111,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [32:0] \$87 ;
   wire [32:0] \$88 ;
   wire \$89 ;
-  wire [8:0] \$9 ;
+  wire [9:0] \$9 ;
   wire \$90 ;
   wire [10:0] \$91 ;
   wire [10:0] \$92 ;
@@ -10156,15 +10156,15 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [11:0] addr_pipe3;
   wire all_idle;
   wire any_stall;
-  input [381:0] args;
-  wire [381:0] args;
-  wire [381:0] \args$1 ;
+  input [395:0] args;
+  wire [395:0] args;
+  wire [395:0] \args$1 ;
   wire [2:0] \args$1.ab_m1 ;
   wire [9:0] \args$1.act_max ;
   wire [9:0] \args$1.act_min ;
   wire [6:0] \args$1.b ;
-  wire [7:0] \args$1.bq ;
-  wire [7:0] \args$1.br ;
+  wire [8:0] \args$1.bq ;
+  wire [8:0] \args$1.br ;
   wire [11:0] \args$1.cin ;
   wire [5:0] \args$1.desc_base ;
   wire [3:0] \args$1.dh ;
@@ -10172,24 +10172,24 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [7:0] \args$1.groups ;
   wire [13:0] \args$1.img_bstep ;
   wire [13:0] \args$1.img_delta ;
-  wire [7:0] \args$1.in_cw ;
-  wire [7:0] \args$1.in_h ;
-  wire [7:0] \args$1.in_w ;
-  wire [7:0] \args$1.kh ;
+  wire [8:0] \args$1.in_cw ;
+  wire [8:0] \args$1.in_h ;
+  wire [8:0] \args$1.in_w ;
+  wire [8:0] \args$1.kh ;
   wire [6:0] \args$1.ki ;
-  wire [7:0] \args$1.kr ;
-  wire [7:0] \args$1.kt ;
-  wire [7:0] \args$1.kw ;
+  wire [8:0] \args$1.kr ;
+  wire [8:0] \args$1.kt ;
+  wire [8:0] \args$1.kw ;
   wire [13:0] \args$1.kx_inc ;
   wire [13:0] \args$1.ky_inc ;
   wire [6:0] \args$1.no ;
   wire [15:0] \args$1.npos ;
-  wire [7:0] \args$1.nr ;
-  wire [7:0] \args$1.nt ;
-  wire [7:0] \args$1.oh ;
+  wire [8:0] \args$1.nr ;
+  wire [8:0] \args$1.nt ;
+  wire [8:0] \args$1.oh ;
   wire [11:0] \args$1.out_base ;
-  wire [7:0] \args$1.out_cw ;
-  wire [7:0] \args$1.ow ;
+  wire [8:0] \args$1.out_cw ;
+  wire [8:0] \args$1.ow ;
   wire \args$1.page_base ;
   wire [5:0] \args$1.param_base ;
   wire [3:0] \args$1.pl ;
@@ -10207,13 +10207,13 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire \args$1.x_signed ;
   wire [7:0] \args$1.zp_in ;
   wire [9:0] \args$1.zp_out ;
-  wire [381:0] \args$12 ;
+  wire [395:0] \args$12 ;
   wire [2:0] \args$12.ab_m1 ;
   wire [9:0] \args$12.act_max ;
   wire [9:0] \args$12.act_min ;
   wire [6:0] \args$12.b ;
-  wire [7:0] \args$12.bq ;
-  wire [7:0] \args$12.br ;
+  wire [8:0] \args$12.bq ;
+  wire [8:0] \args$12.br ;
   wire [11:0] \args$12.cin ;
   wire [5:0] \args$12.desc_base ;
   wire [3:0] \args$12.dh ;
@@ -10221,24 +10221,24 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [7:0] \args$12.groups ;
   wire [13:0] \args$12.img_bstep ;
   wire [13:0] \args$12.img_delta ;
-  wire [7:0] \args$12.in_cw ;
-  wire [7:0] \args$12.in_h ;
-  wire [7:0] \args$12.in_w ;
-  wire [7:0] \args$12.kh ;
+  wire [8:0] \args$12.in_cw ;
+  wire [8:0] \args$12.in_h ;
+  wire [8:0] \args$12.in_w ;
+  wire [8:0] \args$12.kh ;
   wire [6:0] \args$12.ki ;
-  wire [7:0] \args$12.kr ;
-  wire [7:0] \args$12.kt ;
-  wire [7:0] \args$12.kw ;
+  wire [8:0] \args$12.kr ;
+  wire [8:0] \args$12.kt ;
+  wire [8:0] \args$12.kw ;
   wire [13:0] \args$12.kx_inc ;
   wire [13:0] \args$12.ky_inc ;
   wire [6:0] \args$12.no ;
   wire [15:0] \args$12.npos ;
-  wire [7:0] \args$12.nr ;
-  wire [7:0] \args$12.nt ;
-  wire [7:0] \args$12.oh ;
+  wire [8:0] \args$12.nr ;
+  wire [8:0] \args$12.nt ;
+  wire [8:0] \args$12.oh ;
   wire [11:0] \args$12.out_base ;
-  wire [7:0] \args$12.out_cw ;
-  wire [7:0] \args$12.ow ;
+  wire [8:0] \args$12.out_cw ;
+  wire [8:0] \args$12.ow ;
   wire \args$12.page_base ;
   wire [5:0] \args$12.param_base ;
   wire [3:0] \args$12.pl ;
@@ -10260,8 +10260,8 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
   wire [5:0] \args.desc_base ;
   wire [3:0] \args.dh ;
@@ -10269,24 +10269,24 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [13:0] \args.kx_inc ;
   wire [13:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire \args.page_base ;
   wire [5:0] \args.param_base ;
   wire [3:0] \args.pl ;
@@ -10317,43 +10317,43 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   wire [33:0] code1_sum;
   output [5:0] desc_rd__0__addr;
   wire [5:0] desc_rd__0__addr;
-  wire [69:0] desc_rd__0__data;
+  wire [73:0] desc_rd__0__data;
   wire [11:0] \desc_rd__0__data.c0 ;
-  wire [11:0] \desc_rd__0__data.dx0 ;
-  wire [11:0] \desc_rd__0__data.dy0 ;
+  wire [12:0] \desc_rd__0__data.dx0 ;
+  wire [12:0] \desc_rd__0__data.dy0 ;
   wire [3:0] \desc_rd__0__data.elems ;
-  wire [7:0] \desc_rd__0__data.kx0 ;
-  wire [7:0] \desc_rd__0__data.ky0 ;
+  wire [8:0] \desc_rd__0__data.kx0 ;
+  wire [8:0] \desc_rd__0__data.ky0 ;
   wire [13:0] \desc_rd__0__data.off0 ;
   output [5:0] desc_rd__1__addr;
   wire [5:0] desc_rd__1__addr;
-  wire [69:0] desc_rd__1__data;
+  wire [73:0] desc_rd__1__data;
   wire [11:0] \desc_rd__1__data.c0 ;
-  wire [11:0] \desc_rd__1__data.dx0 ;
-  wire [11:0] \desc_rd__1__data.dy0 ;
+  wire [12:0] \desc_rd__1__data.dx0 ;
+  wire [12:0] \desc_rd__1__data.dy0 ;
   wire [3:0] \desc_rd__1__data.elems ;
-  wire [7:0] \desc_rd__1__data.kx0 ;
-  wire [7:0] \desc_rd__1__data.ky0 ;
+  wire [8:0] \desc_rd__1__data.kx0 ;
+  wire [8:0] \desc_rd__1__data.ky0 ;
   wire [13:0] \desc_rd__1__data.off0 ;
   wire [5:0] desc_rd__addr;
   wire [5:0] \desc_rd__addr$20 ;
-  input [69:0] desc_rd__data;
-  wire [69:0] desc_rd__data;
-  input [69:0] \desc_rd__data$21 ;
-  wire [69:0] \desc_rd__data$21 ;
+  input [73:0] desc_rd__data;
+  wire [73:0] desc_rd__data;
+  input [73:0] \desc_rd__data$21 ;
+  wire [73:0] \desc_rd__data$21 ;
   wire [11:0] \desc_rd__data$21.c0 ;
-  wire [11:0] \desc_rd__data$21.dx0 ;
-  wire [11:0] \desc_rd__data$21.dy0 ;
+  wire [12:0] \desc_rd__data$21.dx0 ;
+  wire [12:0] \desc_rd__data$21.dy0 ;
   wire [3:0] \desc_rd__data$21.elems ;
-  wire [7:0] \desc_rd__data$21.kx0 ;
-  wire [7:0] \desc_rd__data$21.ky0 ;
+  wire [8:0] \desc_rd__data$21.kx0 ;
+  wire [8:0] \desc_rd__data$21.ky0 ;
   wire [13:0] \desc_rd__data$21.off0 ;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [3:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   wire done;
   wire en;
@@ -10650,55 +10650,55 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign \$7  = \$6  & all_idle;
   assign \$8  = ~ any_stall;
   assign go = \$7  & \$8 ;
-  assign \$9  = args[265:258] - 1'h1;
+  assign \$9  = args[277:269] - 1'h1;
   assign \$10  = g_kr == \$9 ;
-  assign \$11  = args[273:266] - 1'h1;
+  assign \$11  = args[286:278] - 1'h1;
   assign \$12  = g_nr == \$11 ;
   assign g_round_end = \$10  & \$12 ;
   assign \$13  = en & pos_valid;
   assign \$14  = g_kbase + kk;
-  assign \$15  = \$14  < args[249:242];
+  assign \$15  = \$14  < args[259:251];
   assign \$16  = \$13  & \$15 ;
   assign \$17  = g_nbase + nn;
-  assign \$18  = \$17  < args[257:250];
+  assign \$18  = \$17  < args[268:260];
   assign g_act0 = \$16  & \$18 ;
   assign pos_bstep = go & g_round_end;
   assign \$19  = \en$27  & \pos_valid$51 ;
   assign \$20  = g_kbase + \kk$52 ;
-  assign \$21  = \$20  < args[249:242];
+  assign \$21  = \$20  < args[259:251];
   assign \$22  = \$19  & \$21 ;
   assign \$23  = g_nbase + \nn$53 ;
-  assign \$24  = \$23  < args[257:250];
+  assign \$24  = \$23  < args[268:260];
   assign g_act1 = \$22  & \$24 ;
   assign \pos_bstep$57  = go & g_round_end;
   assign \$25  = i_p0 + bi;
-  assign \$26  = \$25  < args[107:92];
+  assign \$26  = \$25  < args[114:99];
   assign \$27  = en & \$26 ;
   assign \$28  = i_kbase + kk;
-  assign \$29  = \$28  < args[249:242];
+  assign \$29  = \$28  < args[259:251];
   assign \$30  = \$27  & \$29 ;
   assign \$31  = i_nbase + nn;
-  assign \$32  = \$31  < args[257:250];
+  assign \$32  = \$31  < args[268:260];
   assign i_act0 = \$30  & \$32 ;
   assign \$33  = ~ i_act0;
   assign \$34  = full & op__0__ready;
   assign i_ok0 = \$33  | \$34 ;
   assign \$35  = i_p0 + \bi$67 ;
-  assign \$36  = \$35  < args[107:92];
+  assign \$36  = \$35  < args[114:99];
   assign \$37  = \en$27  & \$36 ;
   assign \$38  = i_kbase + \kk$52 ;
-  assign \$39  = \$38  < args[249:242];
+  assign \$39  = \$38  < args[259:251];
   assign \$40  = \$37  & \$39 ;
   assign \$41  = i_nbase + \nn$53 ;
-  assign \$42  = \$41  < args[257:250];
+  assign \$42  = \$41  < args[268:260];
   assign i_act1 = \$40  & \$42 ;
   assign \$43  = ~ i_act1;
   assign \$44  = \full$69  & op__1__ready;
   assign i_ok1 = \$43  | \$44 ;
-  assign \$45  = args[265:258] - 1'h1;
+  assign \$45  = args[277:269] - 1'h1;
   assign \final  = i_kr == \$45 ;
   assign \$46  = since_final + 1'h1;
-  assign spaced = \$46  >= args[302:295];
+  assign spaced = \$46  >= args[315:308];
   assign \$47  = ~ setup;
   assign \$48  = busy & \$47 ;
   assign \$49  = ~ i_done;
@@ -10714,10 +10714,10 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign op__1__valid = issue & i_act1;
   assign \take$84  = issue & i_act1;
   assign \$56  = ! i_kr;
-  assign \$57  = args[265:258] - 1'h1;
+  assign \$57  = args[277:269] - 1'h1;
   assign \$58  = i_kr == \$57 ;
   assign res_any = | { res_valid__1, res_valid__0 };
-  assign res_signed = args[380] | args[379];
+  assign res_signed = args[394] | args[393];
   assign \$59  = res_signed ? { res_y__0[18], res_y__0[18:0] } : { 1'h0, res_y__0[18:0] };
   assign \$60  = tag[0] ? 32'd0 : acc0_0;
   assign \$61  = tag[2] ? { \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59 [19], \$59  } : 32'd0;
@@ -10751,19 +10751,19 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign \$82  = $signed(term0_1) + $signed(term1_1);
   assign \$83  = ser_p0 + g_bi;
   assign \$84  = ser_n0 + g_nn;
-  assign \$85  = args[335:330] + \$84 [7:0];
+  assign \$85  = args[349:344] + \$84 [7:0];
   assign \$86  = $signed(q0_sum0) + $signed(param_rd__data[31:0]);
   assign \$87  = $signed(q0_sum1) + $signed(param_rd__data[127:96]);
-  assign \$88  = $signed(y[31:0]) + $signed(args[353:344]);
-  assign \$89  = $signed(\$88 ) < $signed(args[363:354]);
-  assign \$90  = $signed(\$88 ) > $signed(args[373:364]);
-  assign \$91  = \$90  ? { args[373], args[373:364] } : { 1'h0, \$88 [9:0] };
-  assign \$92  = \$89  ? { args[363], args[363:354] } : \$91 ;
-  assign \$93  = $signed(y[63:32]) + $signed(args[353:344]);
-  assign \$94  = $signed(\$93 ) < $signed(args[363:354]);
-  assign \$95  = $signed(\$93 ) > $signed(args[373:364]);
-  assign \$96  = \$95  ? { args[373], args[373:364] } : { 1'h0, \$93 [9:0] };
-  assign \$97  = \$94  ? { args[363], args[363:354] } : \$96 ;
+  assign \$88  = $signed(y[31:0]) + $signed(args[367:358]);
+  assign \$89  = $signed(\$88 ) < $signed(args[377:368]);
+  assign \$90  = $signed(\$88 ) > $signed(args[387:378]);
+  assign \$91  = \$90  ? { args[387], args[387:378] } : { 1'h0, \$88 [9:0] };
+  assign \$92  = \$89  ? { args[377], args[377:368] } : \$91 ;
+  assign \$93  = $signed(y[63:32]) + $signed(args[367:358]);
+  assign \$94  = $signed(\$93 ) < $signed(args[377:368]);
+  assign \$95  = $signed(\$93 ) > $signed(args[387:378]);
+  assign \$96  = \$95  ? { args[387], args[387:378] } : { 1'h0, \$93 [9:0] };
+  assign \$97  = \$94  ? { args[377], args[377:368] } : \$96 ;
   assign post_busy = i_valid | \busy$152 ;
   assign \$98  = ~ setup;
   assign \$99  = busy & \$98 ;
@@ -10780,67 +10780,67 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign \$108  = ~ busy;
   assign \pos_init$158  = start & \$108 ;
   assign \$109  = setup_cnt + 1'h1;
-  assign \$110  = \$109  < args[280:274];
+  assign \$110  = \$109  < args[293:287];
   assign \$111  = setup & \$110 ;
   assign \$112  = bi > setup_cnt;
   assign pos_step = \$111  & \$112 ;
   assign \$113  = setup_cnt + 1'h1;
-  assign \$114  = \$113  < args[280:274];
+  assign \$114  = \$113  < args[293:287];
   assign \$115  = setup & \$114 ;
   assign \$116  = \bi$67  > setup_cnt;
   assign \pos_step$161  = \$115  & \$116 ;
-  assign \$117  = args[265:258] - 1'h1;
+  assign \$117  = args[277:269] - 1'h1;
   assign \$118  = g_kr == \$117 ;
-  assign \$119  = args[273:266] - 1'h1;
+  assign \$119  = args[286:278] - 1'h1;
   assign \$120  = g_nr == \$119 ;
-  assign \$121  = g_p0 + args[280:274];
-  assign \$122  = g_p0 + args[280:274];
-  assign \$123  = \$122  >= args[107:92];
+  assign \$121  = g_p0 + args[293:287];
+  assign \$122  = g_p0 + args[293:287];
+  assign \$123  = \$122  >= args[114:99];
   assign \$124  = g_nr + 1'h1;
-  assign \$125  = g_nbase + args[294:288];
+  assign \$125  = g_nbase + args[307:301];
   assign \$126  = g_kr + 1'h1;
-  assign \$127  = g_kbase + args[287:281];
+  assign \$127  = g_kbase + args[300:294];
   assign \$128  = issue & \final ;
   assign \$129  = since_final != 8'hff;
   assign \$130  = since_final + 1'h1;
-  assign \$131  = args[265:258] - 1'h1;
+  assign \$131  = args[277:269] - 1'h1;
   assign \$132  = i_kr == \$131 ;
-  assign \$133  = args[273:266] - 1'h1;
+  assign \$133  = args[286:278] - 1'h1;
   assign \$134  = i_nr == \$133 ;
   assign \$135  = \$132  & \$134 ;
   assign \$136  = i_page + 1'h1;
-  assign \$137  = \$135  ? { 1'h0, args[309] } : \$136 ;
-  assign \$138  = args[265:258] - 1'h1;
+  assign \$137  = \$135  ? { 1'h0, args[322] } : \$136 ;
+  assign \$138  = args[277:269] - 1'h1;
   assign \$139  = i_kr == \$138 ;
-  assign \$140  = args[273:266] - 1'h1;
+  assign \$140  = args[286:278] - 1'h1;
   assign \$141  = i_nr == \$140 ;
-  assign \$142  = i_p0 + args[280:274];
-  assign \$143  = i_p0 + args[280:274];
-  assign \$144  = \$143  >= args[107:92];
+  assign \$142  = i_p0 + args[293:287];
+  assign \$143  = i_p0 + args[293:287];
+  assign \$144  = \$143  >= args[114:99];
   assign \$145  = i_nr + 1'h1;
-  assign \$146  = i_nbase + args[294:288];
+  assign \$146  = i_nbase + args[307:301];
   assign \$147  = i_kr + 1'h1;
-  assign \$148  = i_kbase + args[287:281];
+  assign \$148  = i_kbase + args[300:294];
   assign \$149  = res_any & tag[1];
   assign \$150  = res_any & tag[1];
   assign \$151  = ~ \$150 ;
   assign \$152  = ser_on & \$151 ;
   assign \$153  = ser_cnt - 1'h1;
-  assign \$154  = args[294:288] - 1'h1;
+  assign \$154  = args[307:301] - 1'h1;
   assign \$155  = $signed({ 1'h0, g_nn }) == $signed(\$154 );
   assign \$156  = g_bi + 1'h1;
   assign \$157  = g_nn + 1'h1;
-  assign \$158  = \$83 [15:0] < args[107:92];
+  assign \$158  = \$83 [15:0] < args[114:99];
   assign \$159  = ser_on & \$158 ;
-  assign \$160  = \$84 [7:0] < args[257:250];
+  assign \$160  = \$84 [7:0] < args[268:260];
   assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$83 [15:0] * args[329:322];
-  assign \$163  = args[321:310] + \$162 ;
+  assign \$162  = \$83 [15:0] * args[343:335];
+  assign \$163  = args[334:323] + \$162 ;
   assign \$164  = \$163  + \$84 [7:0];
   assign \$165  = ~ busy;
   assign \$166  = start & \$165 ;
   assign \$167  = setup_cnt + 1'h1;
-  assign \$168  = \$167  < args[280:274];
+  assign \$168  = \$167  < args[293:287];
   assign \$169  = setup_cnt + 1'h1;
   always @(posedge clk)
     g_kr <= \$170 ;
@@ -11125,7 +11125,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
       \$177  = \$137 [0];
     end
     if (\$166 ) begin
-      \$177  = args[309];
+      \$177  = args[322];
     end
     if (rst) begin
       \$177  = 1'h0;
@@ -11311,7 +11311,7 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$192  = ser_cnt;
     if (\$149 ) begin
-      \$192  = args[302:295];
+      \$192  = args[315:308];
     end
     if (\$152 ) begin
       \$192  = \$153 [7:0];
@@ -11476,178 +11476,178 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign param_rd__addr = \$85 [5:0];
   assign \port$190$0  = \$92 [7:0];
   assign \port$195$0  = \$97 [7:0];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[309];
-  assign \args.out_base  = args[321:310];
-  assign \args.out_cw  = args[329:322];
-  assign \args.param_base  = args[335:330];
-  assign \args.zp_in  = args[343:336];
-  assign \args.zp_out  = args[353:344];
-  assign \args.act_min  = args[363:354];
-  assign \args.act_max  = args[373:364];
-  assign \args.ab_m1  = args[376:374];
-  assign \args.wb_log2  = args[378:377];
-  assign \args.x_signed  = args[379];
-  assign \args.w_signed  = args[380];
-  assign \args.rowpack  = args[381];
-  assign \args$1.in_h  = args[7:0];
-  assign \args$1.in_w  = args[15:8];
-  assign \args$1.in_cw  = args[23:16];
-  assign \args$1.cin  = args[35:24];
-  assign \args$1.kh  = args[43:36];
-  assign \args$1.kw  = args[51:44];
-  assign \args$1.dh  = args[55:52];
-  assign \args$1.dw  = args[59:56];
-  assign \args$1.sh  = args[63:60];
-  assign \args$1.sw  = args[67:64];
-  assign \args$1.pt  = args[71:68];
-  assign \args$1.pl  = args[75:72];
-  assign \args$1.ow  = args[83:76];
-  assign \args$1.oh  = args[91:84];
-  assign \args$1.npos  = args[107:92];
-  assign \args$1.pos0  = args[121:108];
-  assign \args$1.kx_inc  = args[135:122];
-  assign \args$1.ky_inc  = args[149:136];
-  assign \args$1.pos_ux  = args[163:150];
-  assign \args$1.pos_wrap  = args[177:164];
-  assign \args$1.pos_bstep  = args[191:178];
-  assign \args$1.bq  = args[199:192];
-  assign \args$1.br  = args[207:200];
-  assign \args$1.img_delta  = args[221:208];
-  assign \args$1.img_bstep  = args[235:222];
-  assign \args$1.desc_base  = args[241:236];
-  assign \args$1.kt  = args[249:242];
-  assign \args$1.nt  = args[257:250];
-  assign \args$1.kr  = args[265:258];
-  assign \args$1.nr  = args[273:266];
-  assign \args$1.b  = args[280:274];
-  assign \args$1.ki  = args[287:281];
-  assign \args$1.no  = args[294:288];
-  assign \args$1.groups  = args[302:295];
-  assign \args$1.role_base  = args[308:303];
-  assign \args$1.page_base  = args[309];
-  assign \args$1.out_base  = args[321:310];
-  assign \args$1.out_cw  = args[329:322];
-  assign \args$1.param_base  = args[335:330];
-  assign \args$1.zp_in  = args[343:336];
-  assign \args$1.zp_out  = args[353:344];
-  assign \args$1.act_min  = args[363:354];
-  assign \args$1.act_max  = args[373:364];
-  assign \args$1.ab_m1  = args[376:374];
-  assign \args$1.wb_log2  = args[378:377];
-  assign \args$1.x_signed  = args[379];
-  assign \args$1.w_signed  = args[380];
-  assign \args$1.rowpack  = args[381];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[55:52];
-  assign \desc_rd__data.off0  = desc_rd__data[69:56];
-  assign \desc_rd__0__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__0__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__0__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__0__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__0__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__0__data.elems  = desc_rd__data[55:52];
-  assign \desc_rd__0__data.off0  = desc_rd__data[69:56];
-  assign \args$12.in_h  = args[7:0];
-  assign \args$12.in_w  = args[15:8];
-  assign \args$12.in_cw  = args[23:16];
-  assign \args$12.cin  = args[35:24];
-  assign \args$12.kh  = args[43:36];
-  assign \args$12.kw  = args[51:44];
-  assign \args$12.dh  = args[55:52];
-  assign \args$12.dw  = args[59:56];
-  assign \args$12.sh  = args[63:60];
-  assign \args$12.sw  = args[67:64];
-  assign \args$12.pt  = args[71:68];
-  assign \args$12.pl  = args[75:72];
-  assign \args$12.ow  = args[83:76];
-  assign \args$12.oh  = args[91:84];
-  assign \args$12.npos  = args[107:92];
-  assign \args$12.pos0  = args[121:108];
-  assign \args$12.kx_inc  = args[135:122];
-  assign \args$12.ky_inc  = args[149:136];
-  assign \args$12.pos_ux  = args[163:150];
-  assign \args$12.pos_wrap  = args[177:164];
-  assign \args$12.pos_bstep  = args[191:178];
-  assign \args$12.bq  = args[199:192];
-  assign \args$12.br  = args[207:200];
-  assign \args$12.img_delta  = args[221:208];
-  assign \args$12.img_bstep  = args[235:222];
-  assign \args$12.desc_base  = args[241:236];
-  assign \args$12.kt  = args[249:242];
-  assign \args$12.nt  = args[257:250];
-  assign \args$12.kr  = args[265:258];
-  assign \args$12.nr  = args[273:266];
-  assign \args$12.b  = args[280:274];
-  assign \args$12.ki  = args[287:281];
-  assign \args$12.no  = args[294:288];
-  assign \args$12.groups  = args[302:295];
-  assign \args$12.role_base  = args[308:303];
-  assign \args$12.page_base  = args[309];
-  assign \args$12.out_base  = args[321:310];
-  assign \args$12.out_cw  = args[329:322];
-  assign \args$12.param_base  = args[335:330];
-  assign \args$12.zp_in  = args[343:336];
-  assign \args$12.zp_out  = args[353:344];
-  assign \args$12.act_min  = args[363:354];
-  assign \args$12.act_max  = args[373:364];
-  assign \args$12.ab_m1  = args[376:374];
-  assign \args$12.wb_log2  = args[378:377];
-  assign \args$12.x_signed  = args[379];
-  assign \args$12.w_signed  = args[380];
-  assign \args$12.rowpack  = args[381];
-  assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [7:0];
-  assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [15:8];
-  assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [27:16];
-  assign \desc_rd__data$21.dx0  = \desc_rd__data$21 [39:28];
-  assign \desc_rd__data$21.c0  = \desc_rd__data$21 [51:40];
-  assign \desc_rd__data$21.elems  = \desc_rd__data$21 [55:52];
-  assign \desc_rd__data$21.off0  = \desc_rd__data$21 [69:56];
-  assign \desc_rd__1__data.ky0  = \desc_rd__data$21 [7:0];
-  assign \desc_rd__1__data.kx0  = \desc_rd__data$21 [15:8];
-  assign \desc_rd__1__data.dy0  = \desc_rd__data$21 [27:16];
-  assign \desc_rd__1__data.dx0  = \desc_rd__data$21 [39:28];
-  assign \desc_rd__1__data.c0  = \desc_rd__data$21 [51:40];
-  assign \desc_rd__1__data.elems  = \desc_rd__data$21 [55:52];
-  assign \desc_rd__1__data.off0  = \desc_rd__data$21 [69:56];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[250:245];
+  assign \args.kt  = args[259:251];
+  assign \args.nt  = args[268:260];
+  assign \args.kr  = args[277:269];
+  assign \args.nr  = args[286:278];
+  assign \args.b  = args[293:287];
+  assign \args.ki  = args[300:294];
+  assign \args.no  = args[307:301];
+  assign \args.groups  = args[315:308];
+  assign \args.role_base  = args[321:316];
+  assign \args.page_base  = args[322];
+  assign \args.out_base  = args[334:323];
+  assign \args.out_cw  = args[343:335];
+  assign \args.param_base  = args[349:344];
+  assign \args.zp_in  = args[357:350];
+  assign \args.zp_out  = args[367:358];
+  assign \args.act_min  = args[377:368];
+  assign \args.act_max  = args[387:378];
+  assign \args.ab_m1  = args[390:388];
+  assign \args.wb_log2  = args[392:391];
+  assign \args.x_signed  = args[393];
+  assign \args.w_signed  = args[394];
+  assign \args.rowpack  = args[395];
+  assign \args$1.in_h  = args[8:0];
+  assign \args$1.in_w  = args[17:9];
+  assign \args$1.in_cw  = args[26:18];
+  assign \args$1.cin  = args[38:27];
+  assign \args$1.kh  = args[47:39];
+  assign \args$1.kw  = args[56:48];
+  assign \args$1.dh  = args[60:57];
+  assign \args$1.dw  = args[64:61];
+  assign \args$1.sh  = args[68:65];
+  assign \args$1.sw  = args[72:69];
+  assign \args$1.pt  = args[76:73];
+  assign \args$1.pl  = args[80:77];
+  assign \args$1.ow  = args[89:81];
+  assign \args$1.oh  = args[98:90];
+  assign \args$1.npos  = args[114:99];
+  assign \args$1.pos0  = args[128:115];
+  assign \args$1.kx_inc  = args[142:129];
+  assign \args$1.ky_inc  = args[156:143];
+  assign \args$1.pos_ux  = args[170:157];
+  assign \args$1.pos_wrap  = args[184:171];
+  assign \args$1.pos_bstep  = args[198:185];
+  assign \args$1.bq  = args[207:199];
+  assign \args$1.br  = args[216:208];
+  assign \args$1.img_delta  = args[230:217];
+  assign \args$1.img_bstep  = args[244:231];
+  assign \args$1.desc_base  = args[250:245];
+  assign \args$1.kt  = args[259:251];
+  assign \args$1.nt  = args[268:260];
+  assign \args$1.kr  = args[277:269];
+  assign \args$1.nr  = args[286:278];
+  assign \args$1.b  = args[293:287];
+  assign \args$1.ki  = args[300:294];
+  assign \args$1.no  = args[307:301];
+  assign \args$1.groups  = args[315:308];
+  assign \args$1.role_base  = args[321:316];
+  assign \args$1.page_base  = args[322];
+  assign \args$1.out_base  = args[334:323];
+  assign \args$1.out_cw  = args[343:335];
+  assign \args$1.param_base  = args[349:344];
+  assign \args$1.zp_in  = args[357:350];
+  assign \args$1.zp_out  = args[367:358];
+  assign \args$1.act_min  = args[377:368];
+  assign \args$1.act_max  = args[387:378];
+  assign \args$1.ab_m1  = args[390:388];
+  assign \args$1.wb_log2  = args[392:391];
+  assign \args$1.x_signed  = args[393];
+  assign \args$1.w_signed  = args[394];
+  assign \args$1.rowpack  = args[395];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[59:56];
+  assign \desc_rd__data.off0  = desc_rd__data[73:60];
+  assign \desc_rd__0__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__0__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__0__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__0__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__0__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__0__data.elems  = desc_rd__data[59:56];
+  assign \desc_rd__0__data.off0  = desc_rd__data[73:60];
+  assign \args$12.in_h  = args[8:0];
+  assign \args$12.in_w  = args[17:9];
+  assign \args$12.in_cw  = args[26:18];
+  assign \args$12.cin  = args[38:27];
+  assign \args$12.kh  = args[47:39];
+  assign \args$12.kw  = args[56:48];
+  assign \args$12.dh  = args[60:57];
+  assign \args$12.dw  = args[64:61];
+  assign \args$12.sh  = args[68:65];
+  assign \args$12.sw  = args[72:69];
+  assign \args$12.pt  = args[76:73];
+  assign \args$12.pl  = args[80:77];
+  assign \args$12.ow  = args[89:81];
+  assign \args$12.oh  = args[98:90];
+  assign \args$12.npos  = args[114:99];
+  assign \args$12.pos0  = args[128:115];
+  assign \args$12.kx_inc  = args[142:129];
+  assign \args$12.ky_inc  = args[156:143];
+  assign \args$12.pos_ux  = args[170:157];
+  assign \args$12.pos_wrap  = args[184:171];
+  assign \args$12.pos_bstep  = args[198:185];
+  assign \args$12.bq  = args[207:199];
+  assign \args$12.br  = args[216:208];
+  assign \args$12.img_delta  = args[230:217];
+  assign \args$12.img_bstep  = args[244:231];
+  assign \args$12.desc_base  = args[250:245];
+  assign \args$12.kt  = args[259:251];
+  assign \args$12.nt  = args[268:260];
+  assign \args$12.kr  = args[277:269];
+  assign \args$12.nr  = args[286:278];
+  assign \args$12.b  = args[293:287];
+  assign \args$12.ki  = args[300:294];
+  assign \args$12.no  = args[307:301];
+  assign \args$12.groups  = args[315:308];
+  assign \args$12.role_base  = args[321:316];
+  assign \args$12.page_base  = args[322];
+  assign \args$12.out_base  = args[334:323];
+  assign \args$12.out_cw  = args[343:335];
+  assign \args$12.param_base  = args[349:344];
+  assign \args$12.zp_in  = args[357:350];
+  assign \args$12.zp_out  = args[367:358];
+  assign \args$12.act_min  = args[377:368];
+  assign \args$12.act_max  = args[387:378];
+  assign \args$12.ab_m1  = args[390:388];
+  assign \args$12.wb_log2  = args[392:391];
+  assign \args$12.x_signed  = args[393];
+  assign \args$12.w_signed  = args[394];
+  assign \args$12.rowpack  = args[395];
+  assign \desc_rd__data$21.ky0  = \desc_rd__data$21 [8:0];
+  assign \desc_rd__data$21.kx0  = \desc_rd__data$21 [17:9];
+  assign \desc_rd__data$21.dy0  = \desc_rd__data$21 [30:18];
+  assign \desc_rd__data$21.dx0  = \desc_rd__data$21 [43:31];
+  assign \desc_rd__data$21.c0  = \desc_rd__data$21 [55:44];
+  assign \desc_rd__data$21.elems  = \desc_rd__data$21 [59:56];
+  assign \desc_rd__data$21.off0  = \desc_rd__data$21 [73:60];
+  assign \desc_rd__1__data.ky0  = \desc_rd__data$21 [8:0];
+  assign \desc_rd__1__data.kx0  = \desc_rd__data$21 [17:9];
+  assign \desc_rd__1__data.dy0  = \desc_rd__data$21 [30:18];
+  assign \desc_rd__1__data.dx0  = \desc_rd__data$21 [43:31];
+  assign \desc_rd__1__data.c0  = \desc_rd__data$21 [55:44];
+  assign \desc_rd__1__data.elems  = \desc_rd__data$21 [59:56];
+  assign \desc_rd__1__data.off0  = \desc_rd__data$21 [73:60];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[1];
   assign \op__0__payload.row  = op__0__payload[4:2];
@@ -11774,18 +11774,18 @@ module \tiny_fabric.mac (rst, act_rd__data, \act_rd__data$15 , param_rd__data, d
   assign tag_in[1] = \$58 ;
   assign tag_in[0] = \$56 ;
   assign op__1__payload[79:16] = \x$86 ;
-  assign op__1__payload[11] = args[379];
-  assign op__1__payload[10] = args[380];
-  assign op__1__payload[9:7] = args[376:374];
-  assign op__1__payload[6:5] = args[378:377];
+  assign op__1__payload[11] = args[393];
+  assign op__1__payload[10] = args[394];
+  assign op__1__payload[9:7] = args[390:388];
+  assign op__1__payload[6:5] = args[392:391];
   assign op__1__payload[1] = i_page;
   assign op__1__payload[0] = 1'h0;
   assign { op__1__payload[95:80], op__1__payload[15:12], op__1__payload[4:2] } = 23'h000000;
   assign op__0__payload[79:16] = x;
-  assign op__0__payload[11] = args[379];
-  assign op__0__payload[10] = args[380];
-  assign op__0__payload[9:7] = args[376:374];
-  assign op__0__payload[6:5] = args[378:377];
+  assign op__0__payload[11] = args[393];
+  assign op__0__payload[10] = args[394];
+  assign op__0__payload[9:7] = args[390:388];
+  assign op__0__payload[6:5] = args[392:391];
   assign op__0__payload[1] = i_page;
   assign op__0__payload[0] = 1'h0;
   assign { op__0__payload[95:80], op__0__payload[15:12], op__0__payload[4:2] } = 23'h000000;
@@ -11796,41 +11796,41 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
-  reg [7:0] \$100 ;
-  reg [7:0] \$101 ;
-  reg [12:0] \$102 ;
-  reg [12:0] \$103 ;
-  reg [12:0] \$104 ;
+  wire [15:0] \$10 ;
+  reg [8:0] \$100 ;
+  reg [8:0] \$101 ;
+  reg [13:0] \$102 ;
+  reg [13:0] \$103 ;
+  reg [13:0] \$104 ;
   reg [13:0] \$105 ;
   reg [13:0] \$106 ;
   reg \$107 ;
   reg \$108 ;
   reg [1:0] \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg \$110 ;
   reg \$111 ;
   reg \$112 ;
-  reg [12:0] \$113 ;
+  reg [13:0] \$113 ;
   reg [63:0] \$114 ;
   reg [63:0] \$115 ;
   reg \$116 ;
   wire [14:0] \$12 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [14:0] \$17 ;
   wire [4:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [14:0] \$23 ;
   wire [14:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [14:0] \$27 ;
   wire [14:0] \$28 ;
   wire [12:0] \$29 ;
@@ -11847,27 +11847,27 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire [9:0] \$39 ;
   wire [6:0] \$4 ;
   wire [9:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [14:0] \$56 ;
   wire [14:0] \$57 ;
   wire [13:0] \$58 ;
   wire [15:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [13:0] \$60 ;
   wire [16:0] \$61 ;
   wire [12:0] \$62 ;
@@ -11878,7 +11878,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -11886,10 +11886,10 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire \$74 ;
   wire \$75 ;
   wire [14:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire [6:0] \$82 ;
@@ -11900,13 +11900,13 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   reg [6:0] \$87 ;
   reg [6:0] \$88 ;
   reg [6:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   reg \$90 ;
   reg [15:0] \$91 ;
-  reg [7:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg [10:0] \$94 ;
-  reg [10:0] \$95 ;
+  reg [8:0] \$92 ;
+  reg [8:0] \$93 ;
+  reg [11:0] \$94 ;
+  reg [11:0] \$95 ;
   reg [13:0] \$96 ;
   reg \$97 ;
   reg [11:0] \$98 ;
@@ -11919,14 +11919,14 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [381:0] args;
-  wire [381:0] args;
+  input [395:0] args;
+  wire [395:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
   wire [5:0] \args.desc_base ;
   wire [3:0] \args.dh ;
@@ -11934,24 +11934,24 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [13:0] \args.kx_inc ;
   wire [13:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire \args.page_base ;
   wire [5:0] \args.param_base ;
   wire [3:0] \args.pl ;
@@ -11970,7 +11970,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [1:0] b_n = 2'h0;
   reg b_oob = 1'h0;
@@ -11983,20 +11983,20 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   input clk;
   wire clk;
   wire [13:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
   output [5:0] desc_rd__addr;
   wire [5:0] desc_rd__addr;
-  input [69:0] desc_rd__data;
-  wire [69:0] desc_rd__data;
+  input [73:0] desc_rd__data;
+  wire [73:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [3:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -12014,16 +12014,16 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [1:0] n;
@@ -12033,8 +12033,8 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [13:0] pos_addr = 14'h0000;
   input pos_bstep;
@@ -12046,7 +12046,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   output pos_valid;
   wire pos_valid;
   reg [3:0] rem = 4'h0;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [2:0] sel;
@@ -12079,32 +12079,32 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   output [63:0] x_rdy;
   reg [63:0] x_rdy = 64'h0000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[293:287] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [1:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[149:136]);
-  assign \$24  = $signed(tap0) + $signed(args[149:136]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[135:122]);
-  assign \$28  = $signed(tap0) + $signed(args[135:122]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
   assign \$29  = c + \$65 [1:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -12113,38 +12113,38 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 1'h0;
-  assign \$38  = args[241:236] + g_kbase;
+  assign \$37  = args[321:316] + 1'h0;
+  assign \$38  = args[250:245] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[207:200];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[199:192] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[207:200] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
-  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
-  assign \$58  = wrap ? args[177:164] : 14'h0000;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[221:208] : 14'h0000;
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 8'h00, rem };
   assign \$64  = lim < 2'h2;
@@ -12152,11 +12152,11 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign tap_end = \$65 [1:0] == \$62 [11:0];
   assign last = \$65 [1:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[381];
+  assign \$69  = ~ args[395];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -12164,16 +12164,16 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[69:56]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[73:60]);
   assign \$77  = $signed(b_ix) + $signed(3'h2);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[343:336];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[343:336];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[357:350];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[357:350];
   assign \$82  = \$77 [2:0] * 4'h8;
-  assign window = { args[343:336], args[343:336], \$81 , \$79 , args[343:336], args[343:336] } >> \$82 ;
-  assign \$83  = args[381] ? window : act_rd__data;
-  assign word = b_oob ? { args[343:336], args[343:336] } : \$83 ;
+  assign window = { args[357:350], args[357:350], \$81 , \$79 , args[357:350], args[357:350] } >> \$82 ;
+  assign \$83  = args[395] ? window : act_rd__data;
+  assign word = b_oob ? { args[357:350], args[357:350] } : \$83 ;
   assign src = b_first ? 64'h0000000000000000 : x_asm;
   assign \$84  = b_valid & b_last;
   assign \$85  = \$84  & full;
@@ -12295,55 +12295,55 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$92  = ox;
     if (pos_init) begin
-      \$92  = 8'h00;
+      \$92  = 9'h000;
     end else if (\$1 ) begin
-      \$92  = \$7 [7:0];
+      \$92  = \$7 [8:0];
     end
     if (rst) begin
-      \$92  = 8'h00;
+      \$92  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$93  = oy;
     if (pos_init) begin
-      \$93  = 8'h00;
+      \$93  = 9'h000;
     end else if (\$1 ) begin
-      \$93  = \$9 [7:0];
+      \$93  = \$9 [8:0];
     end
     if (rst) begin
-      \$93  = 8'h00;
+      \$93  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$94  = iy0;
     if (pos_init) begin
-      \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$94  = \$10 [10:0];
+      \$94  = \$10 [11:0];
     end
     if (rst) begin
-      \$94  = 11'h000;
+      \$94  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$95  = ix0;
     if (pos_init) begin
-      \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$95  = \$11 [10:0];
+      \$95  = \$11 [11:0];
     end
     if (rst) begin
-      \$95  = 11'h000;
+      \$95  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$96  = pos_addr;
     if (pos_init) begin
-      \$96  = args[121:108];
+      \$96  = args[128:115];
     end else if (\$1 ) begin
       \$96  = \$12 [13:0];
     end
@@ -12372,7 +12372,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
-        \$98  = desc_rd__data[51:40];
+        \$98  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -12391,7 +12391,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$99  = desc_rd__data[55:52];
+        \$99  = desc_rd__data[59:56];
       end else if (active) begin
         \$99  = \$18 [3:0];
       end
@@ -12405,17 +12405,17 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$100  = desc_rd__data[7:0];
+        \$100  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$100  = \$21 [7:0];
+            \$100  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$100  = 8'h00;
+      \$100  = 9'h000;
     end
   end
   always @* begin
@@ -12423,20 +12423,20 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$101  = desc_rd__data[15:8];
+        \$101  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$101  = 8'h00;
+            \$101  = 9'h000;
           end else begin
-            \$101  = \$25 [7:0];
+            \$101  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$101  = 8'h00;
+      \$101  = 9'h000;
     end
   end
   always @* begin
@@ -12444,17 +12444,17 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$102  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$102  = \$14 [12:0];
+        \$102  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$102  = \$22 [12:0];
+            \$102  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$102  = 13'h0000;
+      \$102  = 14'h0000;
     end
   end
   always @* begin
@@ -12462,20 +12462,20 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$103  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$103  = \$15 [12:0];
+        \$103  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$103  = row_ix;
           end else begin
-            \$103  = \$26 [12:0];
+            \$103  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$103  = 13'h0000;
+      \$103  = 14'h0000;
     end
   end
   always @* begin
@@ -12483,11 +12483,11 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$104  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$104  = { ix0[10], ix0[10], ix0 };
+        \$104  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$104  = 13'h0000;
+      \$104  = 14'h0000;
     end
   end
   always @* begin
@@ -12606,7 +12606,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
       \$113  = ix;
     end
     if (rst) begin
-      \$113  = 13'h0000;
+      \$113  = 14'h0000;
     end
   end
   always @* begin
@@ -12662,7 +12662,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [13:0];
   assign n = \$65 [1:0];
   assign \bi$54  = bi;
@@ -12676,61 +12676,61 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign x = x_rdy;
   assign desc_rd__addr = \$40 [5:0];
   assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[55:52];
-  assign \desc_rd__data.off0  = desc_rd__data[69:56];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[309];
-  assign \args.out_base  = args[321:310];
-  assign \args.out_cw  = args[329:322];
-  assign \args.param_base  = args[335:330];
-  assign \args.zp_in  = args[343:336];
-  assign \args.zp_out  = args[353:344];
-  assign \args.act_min  = args[363:354];
-  assign \args.act_max  = args[373:364];
-  assign \args.ab_m1  = args[376:374];
-  assign \args.wb_log2  = args[378:377];
-  assign \args.x_signed  = args[379];
-  assign \args.w_signed  = args[380];
-  assign \args.rowpack  = args[381];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[59:56];
+  assign \desc_rd__data.off0  = desc_rd__data[73:60];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[250:245];
+  assign \args.kt  = args[259:251];
+  assign \args.nt  = args[268:260];
+  assign \args.kr  = args[277:269];
+  assign \args.nr  = args[286:278];
+  assign \args.b  = args[293:287];
+  assign \args.ki  = args[300:294];
+  assign \args.no  = args[307:301];
+  assign \args.groups  = args[315:308];
+  assign \args.role_base  = args[321:316];
+  assign \args.page_base  = args[322];
+  assign \args.out_base  = args[334:323];
+  assign \args.out_cw  = args[343:335];
+  assign \args.param_base  = args[349:344];
+  assign \args.zp_in  = args[357:350];
+  assign \args.zp_out  = args[367:358];
+  assign \args.act_min  = args[377:368];
+  assign \args.act_max  = args[387:378];
+  assign \args.ab_m1  = args[390:388];
+  assign \args.wb_log2  = args[392:391];
+  assign \args.x_signed  = args[393];
+  assign \args.w_signed  = args[394];
+  assign \args.rowpack  = args[395];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -12739,7 +12739,7 @@ module \tiny_fabric.mac.gather0 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign \x[5]  = x_rdy[47:40];
   assign \x[6]  = x_rdy[55:48];
   assign \x[7]  = x_rdy[63:56];
-  assign \$16  = { 1'h0, desc_rd__data[51:41] };
+  assign \$16  = { 1'h0, desc_rd__data[55:45] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12747,41 +12747,41 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
 , full, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
-  wire [14:0] \$10 ;
-  reg [7:0] \$100 ;
-  reg [7:0] \$101 ;
-  reg [12:0] \$102 ;
-  reg [12:0] \$103 ;
-  reg [12:0] \$104 ;
+  wire [15:0] \$10 ;
+  reg [8:0] \$100 ;
+  reg [8:0] \$101 ;
+  reg [13:0] \$102 ;
+  reg [13:0] \$103 ;
+  reg [13:0] \$104 ;
   reg [13:0] \$105 ;
   reg [13:0] \$106 ;
   reg \$107 ;
   reg \$108 ;
   reg [1:0] \$109 ;
-  wire [12:0] \$11 ;
+  wire [13:0] \$11 ;
   reg \$110 ;
   reg \$111 ;
   reg \$112 ;
-  reg [12:0] \$113 ;
+  reg [13:0] \$113 ;
   reg [63:0] \$114 ;
   reg [63:0] \$115 ;
   reg \$116 ;
   wire [14:0] \$12 ;
   wire \$13 ;
-  wire [13:0] \$14 ;
-  wire [13:0] \$15 ;
+  wire [14:0] \$14 ;
+  wire [14:0] \$15 ;
   wire [11:0] \$16 ;
   wire [14:0] \$17 ;
   wire [4:0] \$18 ;
-  wire [8:0] \$19 ;
+  wire [9:0] \$19 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [8:0] \$21 ;
-  wire [13:0] \$22 ;
+  wire [9:0] \$21 ;
+  wire [14:0] \$22 ;
   wire [14:0] \$23 ;
   wire [14:0] \$24 ;
-  wire [8:0] \$25 ;
-  wire [13:0] \$26 ;
+  wire [9:0] \$25 ;
+  wire [14:0] \$26 ;
   wire [14:0] \$27 ;
   wire [14:0] \$28 ;
   wire [12:0] \$29 ;
@@ -12798,27 +12798,27 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire [9:0] \$39 ;
   wire [6:0] \$4 ;
   wire [9:0] \$40 ;
-  wire [8:0] \$41 ;
-  wire [8:0] \$42 ;
-  wire [7:0] \$43 ;
-  wire [8:0] \$44 ;
-  wire [11:0] \$45 ;
-  wire [11:0] \$46 ;
+  wire [9:0] \$41 ;
+  wire [9:0] \$42 ;
+  wire [8:0] \$43 ;
+  wire [9:0] \$44 ;
+  wire [12:0] \$45 ;
+  wire [12:0] \$46 ;
   wire [3:0] \$47 ;
-  wire [12:0] \$48 ;
-  wire [11:0] \$49 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire [16:0] \$5 ;
-  wire [11:0] \$50 ;
-  wire [11:0] \$51 ;
-  wire [11:0] \$52 ;
-  wire [11:0] \$53 ;
-  wire [11:0] \$54 ;
-  wire [12:0] \$55 ;
+  wire [12:0] \$50 ;
+  wire [12:0] \$51 ;
+  wire [12:0] \$52 ;
+  wire [12:0] \$53 ;
+  wire [12:0] \$54 ;
+  wire [13:0] \$55 ;
   wire [14:0] \$56 ;
   wire [14:0] \$57 ;
   wire [13:0] \$58 ;
   wire [15:0] \$59 ;
-  wire [9:0] \$6 ;
+  wire [10:0] \$6 ;
   wire [13:0] \$60 ;
   wire [16:0] \$61 ;
   wire [12:0] \$62 ;
@@ -12829,7 +12829,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
-  wire [9:0] \$7 ;
+  wire [10:0] \$7 ;
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
@@ -12837,10 +12837,10 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire \$74 ;
   wire \$75 ;
   wire [14:0] \$76 ;
-  wire [13:0] \$77 ;
+  wire [14:0] \$77 ;
   wire \$78 ;
   wire [7:0] \$79 ;
-  wire [10:0] \$8 ;
+  wire [11:0] \$8 ;
   wire \$80 ;
   wire [7:0] \$81 ;
   wire [6:0] \$82 ;
@@ -12851,13 +12851,13 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   reg [6:0] \$87 ;
   reg [6:0] \$88 ;
   reg [6:0] \$89 ;
-  wire [10:0] \$9 ;
+  wire [11:0] \$9 ;
   reg \$90 ;
   reg [15:0] \$91 ;
-  reg [7:0] \$92 ;
-  reg [7:0] \$93 ;
-  reg [10:0] \$94 ;
-  reg [10:0] \$95 ;
+  reg [8:0] \$92 ;
+  reg [8:0] \$93 ;
+  reg [11:0] \$94 ;
+  reg [11:0] \$95 ;
   reg [13:0] \$96 ;
   reg \$97 ;
   reg [11:0] \$98 ;
@@ -12870,14 +12870,14 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire act_rd__en;
   reg active = 1'h0;
   reg [13:0] addr = 14'h0000;
-  input [381:0] args;
-  wire [381:0] args;
+  input [395:0] args;
+  wire [395:0] args;
   wire [2:0] \args.ab_m1 ;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [6:0] \args.b ;
-  wire [7:0] \args.bq ;
-  wire [7:0] \args.br ;
+  wire [8:0] \args.bq ;
+  wire [8:0] \args.br ;
   wire [11:0] \args.cin ;
   wire [5:0] \args.desc_base ;
   wire [3:0] \args.dh ;
@@ -12885,24 +12885,24 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire [7:0] \args.groups ;
   wire [13:0] \args.img_bstep ;
   wire [13:0] \args.img_delta ;
-  wire [7:0] \args.in_cw ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
+  wire [8:0] \args.in_cw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
   wire [6:0] \args.ki ;
-  wire [7:0] \args.kr ;
-  wire [7:0] \args.kt ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.kr ;
+  wire [8:0] \args.kt ;
+  wire [8:0] \args.kw ;
   wire [13:0] \args.kx_inc ;
   wire [13:0] \args.ky_inc ;
   wire [6:0] \args.no ;
   wire [15:0] \args.npos ;
-  wire [7:0] \args.nr ;
-  wire [7:0] \args.nt ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.nr ;
+  wire [8:0] \args.nt ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.out_cw ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.out_cw ;
+  wire [8:0] \args.ow ;
   wire \args.page_base ;
   wire [5:0] \args.param_base ;
   wire [3:0] \args.pl ;
@@ -12921,7 +12921,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   wire [7:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
   reg b_first = 1'h0;
-  reg [12:0] b_ix = 13'h0000;
+  reg [13:0] b_ix = 14'h0000;
   reg b_last = 1'h0;
   reg [1:0] b_n = 2'h0;
   reg b_oob = 1'h0;
@@ -12934,20 +12934,20 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   input clk;
   wire clk;
   wire [13:0] d_addr;
-  wire [11:0] d_ix;
-  wire [13:0] d_iy;
-  wire [8:0] d_ox;
-  wire [9:0] d_oy;
+  wire [12:0] d_ix;
+  wire [14:0] d_iy;
+  wire [9:0] d_ox;
+  wire [10:0] d_oy;
   output [5:0] desc_rd__addr;
   wire [5:0] desc_rd__addr;
-  input [69:0] desc_rd__data;
-  wire [69:0] desc_rd__data;
+  input [73:0] desc_rd__data;
+  wire [73:0] desc_rd__data;
   wire [11:0] \desc_rd__data.c0 ;
-  wire [11:0] \desc_rd__data.dx0 ;
-  wire [11:0] \desc_rd__data.dy0 ;
+  wire [12:0] \desc_rd__data.dx0 ;
+  wire [12:0] \desc_rd__data.dy0 ;
   wire [3:0] \desc_rd__data.elems ;
-  wire [7:0] \desc_rd__data.kx0 ;
-  wire [7:0] \desc_rd__data.ky0 ;
+  wire [8:0] \desc_rd__data.kx0 ;
+  wire [8:0] \desc_rd__data.ky0 ;
   wire [13:0] \desc_rd__data.off0 ;
   output en;
   reg en = 1'h0;
@@ -12965,16 +12965,16 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   output idle_next;
   wire idle_next;
   wire iwrap;
-  reg [12:0] ix = 13'h0000;
-  reg [10:0] ix0 = 11'h000;
-  reg [12:0] iy = 13'h0000;
-  reg [10:0] iy0 = 11'h000;
+  reg [13:0] ix = 14'h0000;
+  reg [11:0] ix0 = 12'h000;
+  reg [13:0] iy = 14'h0000;
+  reg [11:0] iy0 = 12'h000;
   output [6:0] kk;
   reg [6:0] kk = 7'h00;
   (* init = 7'h00 *)
   wire [6:0] \kk$55 ;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last;
   wire [11:0] lim;
   wire [1:0] n;
@@ -12984,8 +12984,8 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   (* init = 7'h00 *)
   wire [6:0] \nn$56 ;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [15:0] p = 16'h0000;
   reg [13:0] pos_addr = 14'h0000;
   input pos_bstep;
@@ -12997,7 +12997,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   output pos_valid;
   wire pos_valid;
   reg [3:0] rem = 4'h0;
-  reg [12:0] row_ix = 13'h0000;
+  reg [13:0] row_ix = 14'h0000;
   input rst;
   wire rst;
   wire [2:0] sel;
@@ -13030,32 +13030,32 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   output [63:0] x_rdy;
   reg [63:0] x_rdy = 64'h0000000000000000;
   assign \$1  = pos_step | pos_bstep;
-  assign \$2  = - args[71:68];
-  assign \$3  = - args[75:72];
-  assign \$4  = pos_bstep ? args[280:274] : 7'h01;
+  assign \$2  = - args[76:73];
+  assign \$3  = - args[80:77];
+  assign \$4  = pos_bstep ? args[293:287] : 7'h01;
   assign \$5  = p + \$4 ;
-  assign \$6  = d_ox - args[83:76];
+  assign \$6  = d_ox - args[89:81];
   assign \$7  = wrap ? \$6  : { 1'h0, d_ox };
-  assign \$8  = d_oy - args[91:84];
+  assign \$8  = d_oy - args[98:90];
   assign \$9  = iwrap ? \$8  : { 1'h0, d_oy };
   assign \$10  = $signed(iy0) + $signed(d_iy);
-  assign \$11  = $signed(ix0) + $signed(\$55 [11:0]);
+  assign \$11  = $signed(ix0) + $signed(\$55 [12:0]);
   assign \$12  = $signed(pos_addr) + $signed(\$61 [13:0]);
   assign \$13  = ~ stall;
-  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[27:16] });
-  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[39:28] });
+  assign \$14  = $signed(iy0) + $signed({ 1'h0, desc_rd__data[30:18] });
+  assign \$15  = $signed(ix0) + $signed({ 1'h0, desc_rd__data[43:31] });
   assign \$17  = $signed(start) + $signed({ 1'h0, \$16  });
   assign \$18  = rem - \$65 [1:0];
-  assign \$19  = args[51:44] - 1'h1;
+  assign \$19  = args[56:48] - 1'h1;
   assign \$20  = kx == \$19 ;
   assign \$21  = ky + 1'h1;
-  assign \$22  = $signed(iy) + $signed({ 1'h0, args[55:52] });
-  assign \$23  = $signed(tap0) + $signed(args[149:136]);
-  assign \$24  = $signed(tap0) + $signed(args[149:136]);
+  assign \$22  = $signed(iy) + $signed({ 1'h0, args[60:57] });
+  assign \$23  = $signed(tap0) + $signed(args[156:143]);
+  assign \$24  = $signed(tap0) + $signed(args[156:143]);
   assign \$25  = kx + 1'h1;
-  assign \$26  = $signed(ix) + $signed({ 1'h0, args[59:56] });
-  assign \$27  = $signed(tap0) + $signed(args[135:122]);
-  assign \$28  = $signed(tap0) + $signed(args[135:122]);
+  assign \$26  = $signed(ix) + $signed({ 1'h0, args[64:61] });
+  assign \$27  = $signed(tap0) + $signed(args[142:129]);
+  assign \$28  = $signed(tap0) + $signed(args[142:129]);
   assign \$29  = c + \$65 [1:0];
   assign \$30  = $signed(addr) + $signed(2'h1);
   assign \$31  = ~ stall;
@@ -13064,38 +13064,38 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign \$34  = b_valid & b_last;
   assign \$35  = ~ stall;
   assign \$36  = \$34  & \$35 ;
-  assign \$37  = args[308:303] + 1'h1;
-  assign \$38  = args[241:236] + g_kbase;
+  assign \$37  = args[321:316] + 1'h1;
+  assign \$38  = args[250:245] + g_kbase;
   assign \$39  = \$38  + kk;
   assign \$40  = pos_init ? { 3'h0, \$37  } : \$39 ;
-  assign pos_valid = p < args[107:92];
-  assign \$41  = ox + args[207:200];
+  assign pos_valid = p < args[114:99];
+  assign \$41  = ox + args[216:208];
   assign \$42  = ox + 1'h1;
   assign d_ox = pos_bstep ? \$41  : \$42 ;
-  assign wrap = d_ox >= args[83:76];
-  assign \$43  = pos_bstep ? args[199:192] : 8'h00;
+  assign wrap = d_ox >= args[89:81];
+  assign \$43  = pos_bstep ? args[207:199] : 9'h000;
   assign \$44  = oy + \$43 ;
   assign d_oy = \$44  + wrap;
-  assign iwrap = d_oy >= args[91:84];
-  assign \$45  = args[199:192] * args[63:60];
-  assign \$46  = pos_bstep ? \$45  : 12'h000;
-  assign \$47  = wrap ? args[63:60] : 4'h0;
+  assign iwrap = d_oy >= args[98:90];
+  assign \$45  = args[207:199] * args[68:65];
+  assign \$46  = pos_bstep ? \$45  : 13'h0000;
+  assign \$47  = wrap ? args[68:65] : 4'h0;
   assign \$48  = \$46  + \$47 ;
-  assign \$49  = args[91:84] * args[63:60];
-  assign \$50  = iwrap ? \$49  : 12'h000;
+  assign \$49  = args[98:90] * args[68:65];
+  assign \$50  = iwrap ? \$49  : 13'h0000;
   assign d_iy = \$48  - \$50 ;
-  assign \$51  = args[207:200] * args[67:64];
-  assign \$52  = pos_bstep ? \$51  : { 8'h00, args[67:64] };
-  assign \$53  = args[83:76] * args[67:64];
-  assign \$54  = wrap ? \$53  : 12'h000;
+  assign \$51  = args[216:208] * args[72:69];
+  assign \$52  = pos_bstep ? \$51  : { 9'h000, args[72:69] };
+  assign \$53  = args[89:81] * args[72:69];
+  assign \$54  = wrap ? \$53  : 13'h0000;
   assign \$55  = \$52  - \$54 ;
-  assign \$56  = $signed(args[191:178]) + $signed(args[235:222]);
-  assign \$57  = pos_bstep ? \$56  : { args[163], args[163:150] };
-  assign \$58  = wrap ? args[177:164] : 14'h0000;
+  assign \$56  = $signed(args[198:185]) + $signed(args[244:231]);
+  assign \$57  = pos_bstep ? \$56  : { args[170], args[170:157] };
+  assign \$58  = wrap ? args[184:171] : 14'h0000;
   assign \$59  = $signed(\$57 ) + $signed(\$58 );
-  assign \$60  = iwrap ? args[221:208] : 14'h0000;
+  assign \$60  = iwrap ? args[230:217] : 14'h0000;
   assign \$61  = $signed(\$59 ) + $signed(\$60 );
-  assign \$62  = args[35:24] - c;
+  assign \$62  = args[38:27] - c;
   assign \$63  = \$62 [11:0] < rem;
   assign lim = \$63  ? \$62 [11:0] : { 8'h00, rem };
   assign \$64  = lim < 2'h2;
@@ -13103,11 +13103,11 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign tap_end = \$65 [1:0] == \$62 [11:0];
   assign last = \$65 [1:0] == rem;
   assign \$66  = $signed(iy) < $signed(1'h0);
-  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[7:0] });
+  assign \$67  = $signed(iy) >= $signed({ 1'h0, args[8:0] });
   assign \$68  = \$66  | \$67 ;
-  assign \$69  = ~ args[381];
+  assign \$69  = ~ args[395];
   assign \$70  = $signed(ix) < $signed(1'h0);
-  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[15:8] });
+  assign \$71  = $signed(ix) >= $signed({ 1'h0, args[17:9] });
   assign \$72  = \$70  | \$71 ;
   assign \$73  = \$69  & \$72 ;
   assign oob = \$68  | \$73 ;
@@ -13115,16 +13115,16 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign idle_next = \$74  | last;
   assign act_rd__en = ~ stall;
   assign \$75  = ~ stall;
-  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[69:56]);
+  assign \$76  = $signed(pos_addr) + $signed(desc_rd__data[73:60]);
   assign \$77  = $signed(b_ix) + $signed(3'h2);
-  assign \$78  = args[15:8] > 1'h0;
-  assign \$79  = \$78  ? act_rd__data[7:0] : args[343:336];
-  assign \$80  = args[15:8] > 1'h1;
-  assign \$81  = \$80  ? act_rd__data[15:8] : args[343:336];
+  assign \$78  = args[17:9] > 1'h0;
+  assign \$79  = \$78  ? act_rd__data[7:0] : args[357:350];
+  assign \$80  = args[17:9] > 1'h1;
+  assign \$81  = \$80  ? act_rd__data[15:8] : args[357:350];
   assign \$82  = \$77 [2:0] * 4'h8;
-  assign window = { args[343:336], args[343:336], \$81 , \$79 , args[343:336], args[343:336] } >> \$82 ;
-  assign \$83  = args[381] ? window : act_rd__data;
-  assign word = b_oob ? { args[343:336], args[343:336] } : \$83 ;
+  assign window = { args[357:350], args[357:350], \$81 , \$79 , args[357:350], args[357:350] } >> \$82 ;
+  assign \$83  = args[395] ? window : act_rd__data;
+  assign word = b_oob ? { args[357:350], args[357:350] } : \$83 ;
   assign src = b_first ? 64'h0000000000000000 : x_asm;
   assign \$84  = b_valid & b_last;
   assign \$85  = \$84  & full;
@@ -13246,55 +13246,55 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$92  = ox;
     if (pos_init) begin
-      \$92  = 8'h00;
+      \$92  = 9'h000;
     end else if (\$1 ) begin
-      \$92  = \$7 [7:0];
+      \$92  = \$7 [8:0];
     end
     if (rst) begin
-      \$92  = 8'h00;
+      \$92  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$93  = oy;
     if (pos_init) begin
-      \$93  = 8'h00;
+      \$93  = 9'h000;
     end else if (\$1 ) begin
-      \$93  = \$9 [7:0];
+      \$93  = \$9 [8:0];
     end
     if (rst) begin
-      \$93  = 8'h00;
+      \$93  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$94  = iy0;
     if (pos_init) begin
-      \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
+      \$94  = { \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2 [4], \$2  };
     end else if (\$1 ) begin
-      \$94  = \$10 [10:0];
+      \$94  = \$10 [11:0];
     end
     if (rst) begin
-      \$94  = 11'h000;
+      \$94  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$95  = ix0;
     if (pos_init) begin
-      \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
+      \$95  = { \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3 [4], \$3  };
     end else if (\$1 ) begin
-      \$95  = \$11 [10:0];
+      \$95  = \$11 [11:0];
     end
     if (rst) begin
-      \$95  = 11'h000;
+      \$95  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$96  = pos_addr;
     if (pos_init) begin
-      \$96  = args[121:108];
+      \$96  = args[128:115];
     end else if (\$1 ) begin
       \$96  = \$12 [13:0];
     end
@@ -13323,7 +13323,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$98  = c;
     if (\$13 ) begin
       if (go) begin
-        \$98  = desc_rd__data[51:40];
+        \$98  = desc_rd__data[55:44];
       end else if (active) begin
         (* full_case = 32'd1 *)
         if (tap_end) begin
@@ -13342,7 +13342,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$99  = rem;
     if (\$13 ) begin
       if (go) begin
-        \$99  = desc_rd__data[55:52];
+        \$99  = desc_rd__data[59:56];
       end else if (active) begin
         \$99  = \$18 [3:0];
       end
@@ -13356,17 +13356,17 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$100  = ky;
     if (\$13 ) begin
       if (go) begin
-        \$100  = desc_rd__data[7:0];
+        \$100  = desc_rd__data[8:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$100  = \$21 [7:0];
+            \$100  = \$21 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$100  = 8'h00;
+      \$100  = 9'h000;
     end
   end
   always @* begin
@@ -13374,20 +13374,20 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$101  = kx;
     if (\$13 ) begin
       if (go) begin
-        \$101  = desc_rd__data[15:8];
+        \$101  = desc_rd__data[17:9];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
-            \$101  = 8'h00;
+            \$101  = 9'h000;
           end else begin
-            \$101  = \$25 [7:0];
+            \$101  = \$25 [8:0];
           end
         end
       end
     end
     if (rst) begin
-      \$101  = 8'h00;
+      \$101  = 9'h000;
     end
   end
   always @* begin
@@ -13395,17 +13395,17 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$102  = iy;
     if (\$13 ) begin
       if (go) begin
-        \$102  = \$14 [12:0];
+        \$102  = \$14 [13:0];
       end else if (active) begin
         if (tap_end) begin
           if (\$20 ) begin
-            \$102  = \$22 [12:0];
+            \$102  = \$22 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$102  = 13'h0000;
+      \$102  = 14'h0000;
     end
   end
   always @* begin
@@ -13413,20 +13413,20 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$103  = ix;
     if (\$13 ) begin
       if (go) begin
-        \$103  = \$15 [12:0];
+        \$103  = \$15 [13:0];
       end else if (active) begin
         if (tap_end) begin
           (* full_case = 32'd1 *)
           if (\$20 ) begin
             \$103  = row_ix;
           end else begin
-            \$103  = \$26 [12:0];
+            \$103  = \$26 [13:0];
           end
         end
       end
     end
     if (rst) begin
-      \$103  = 13'h0000;
+      \$103  = 14'h0000;
     end
   end
   always @* begin
@@ -13434,11 +13434,11 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
     \$104  = row_ix;
     if (\$13 ) begin
       if (go) begin
-        \$104  = { ix0[10], ix0[10], ix0 };
+        \$104  = { ix0[11], ix0[11], ix0 };
       end
     end
     if (rst) begin
-      \$104  = 13'h0000;
+      \$104  = 14'h0000;
     end
   end
   always @* begin
@@ -13557,7 +13557,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
       \$113  = ix;
     end
     if (rst) begin
-      \$113  = 13'h0000;
+      \$113  = 14'h0000;
     end
   end
   always @* begin
@@ -13613,7 +13613,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
           shifted = src;
     endcase
   end
-  assign d_ix = \$55 [11:0];
+  assign d_ix = \$55 [12:0];
   assign d_addr = \$61 [13:0];
   assign n = \$65 [1:0];
   assign \bi$54  = bi;
@@ -13627,61 +13627,61 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign x = x_rdy;
   assign desc_rd__addr = \$40 [5:0];
   assign act_rd__addr = addr[11:0];
-  assign \desc_rd__data.ky0  = desc_rd__data[7:0];
-  assign \desc_rd__data.kx0  = desc_rd__data[15:8];
-  assign \desc_rd__data.dy0  = desc_rd__data[27:16];
-  assign \desc_rd__data.dx0  = desc_rd__data[39:28];
-  assign \desc_rd__data.c0  = desc_rd__data[51:40];
-  assign \desc_rd__data.elems  = desc_rd__data[55:52];
-  assign \desc_rd__data.off0  = desc_rd__data[69:56];
-  assign \args.in_h  = args[7:0];
-  assign \args.in_w  = args[15:8];
-  assign \args.in_cw  = args[23:16];
-  assign \args.cin  = args[35:24];
-  assign \args.kh  = args[43:36];
-  assign \args.kw  = args[51:44];
-  assign \args.dh  = args[55:52];
-  assign \args.dw  = args[59:56];
-  assign \args.sh  = args[63:60];
-  assign \args.sw  = args[67:64];
-  assign \args.pt  = args[71:68];
-  assign \args.pl  = args[75:72];
-  assign \args.ow  = args[83:76];
-  assign \args.oh  = args[91:84];
-  assign \args.npos  = args[107:92];
-  assign \args.pos0  = args[121:108];
-  assign \args.kx_inc  = args[135:122];
-  assign \args.ky_inc  = args[149:136];
-  assign \args.pos_ux  = args[163:150];
-  assign \args.pos_wrap  = args[177:164];
-  assign \args.pos_bstep  = args[191:178];
-  assign \args.bq  = args[199:192];
-  assign \args.br  = args[207:200];
-  assign \args.img_delta  = args[221:208];
-  assign \args.img_bstep  = args[235:222];
-  assign \args.desc_base  = args[241:236];
-  assign \args.kt  = args[249:242];
-  assign \args.nt  = args[257:250];
-  assign \args.kr  = args[265:258];
-  assign \args.nr  = args[273:266];
-  assign \args.b  = args[280:274];
-  assign \args.ki  = args[287:281];
-  assign \args.no  = args[294:288];
-  assign \args.groups  = args[302:295];
-  assign \args.role_base  = args[308:303];
-  assign \args.page_base  = args[309];
-  assign \args.out_base  = args[321:310];
-  assign \args.out_cw  = args[329:322];
-  assign \args.param_base  = args[335:330];
-  assign \args.zp_in  = args[343:336];
-  assign \args.zp_out  = args[353:344];
-  assign \args.act_min  = args[363:354];
-  assign \args.act_max  = args[373:364];
-  assign \args.ab_m1  = args[376:374];
-  assign \args.wb_log2  = args[378:377];
-  assign \args.x_signed  = args[379];
-  assign \args.w_signed  = args[380];
-  assign \args.rowpack  = args[381];
+  assign \desc_rd__data.ky0  = desc_rd__data[8:0];
+  assign \desc_rd__data.kx0  = desc_rd__data[17:9];
+  assign \desc_rd__data.dy0  = desc_rd__data[30:18];
+  assign \desc_rd__data.dx0  = desc_rd__data[43:31];
+  assign \desc_rd__data.c0  = desc_rd__data[55:44];
+  assign \desc_rd__data.elems  = desc_rd__data[59:56];
+  assign \desc_rd__data.off0  = desc_rd__data[73:60];
+  assign \args.in_h  = args[8:0];
+  assign \args.in_w  = args[17:9];
+  assign \args.in_cw  = args[26:18];
+  assign \args.cin  = args[38:27];
+  assign \args.kh  = args[47:39];
+  assign \args.kw  = args[56:48];
+  assign \args.dh  = args[60:57];
+  assign \args.dw  = args[64:61];
+  assign \args.sh  = args[68:65];
+  assign \args.sw  = args[72:69];
+  assign \args.pt  = args[76:73];
+  assign \args.pl  = args[80:77];
+  assign \args.ow  = args[89:81];
+  assign \args.oh  = args[98:90];
+  assign \args.npos  = args[114:99];
+  assign \args.pos0  = args[128:115];
+  assign \args.kx_inc  = args[142:129];
+  assign \args.ky_inc  = args[156:143];
+  assign \args.pos_ux  = args[170:157];
+  assign \args.pos_wrap  = args[184:171];
+  assign \args.pos_bstep  = args[198:185];
+  assign \args.bq  = args[207:199];
+  assign \args.br  = args[216:208];
+  assign \args.img_delta  = args[230:217];
+  assign \args.img_bstep  = args[244:231];
+  assign \args.desc_base  = args[250:245];
+  assign \args.kt  = args[259:251];
+  assign \args.nt  = args[268:260];
+  assign \args.kr  = args[277:269];
+  assign \args.nr  = args[286:278];
+  assign \args.b  = args[293:287];
+  assign \args.ki  = args[300:294];
+  assign \args.no  = args[307:301];
+  assign \args.groups  = args[315:308];
+  assign \args.role_base  = args[321:316];
+  assign \args.page_base  = args[322];
+  assign \args.out_base  = args[334:323];
+  assign \args.out_cw  = args[343:335];
+  assign \args.param_base  = args[349:344];
+  assign \args.zp_in  = args[357:350];
+  assign \args.zp_out  = args[367:358];
+  assign \args.act_min  = args[377:368];
+  assign \args.act_max  = args[387:378];
+  assign \args.ab_m1  = args[390:388];
+  assign \args.wb_log2  = args[392:391];
+  assign \args.x_signed  = args[393];
+  assign \args.w_signed  = args[394];
+  assign \args.rowpack  = args[395];
   assign \x[0]  = x_rdy[7:0];
   assign \x[1]  = x_rdy[15:8];
   assign \x[2]  = x_rdy[23:16];
@@ -13690,7 +13690,7 @@ module \tiny_fabric.mac.gather1 (rst, act_rd__data, desc_rd__data, go, tile_acti
   assign \x[5]  = x_rdy[47:40];
   assign \x[6]  = x_rdy[55:48];
   assign \x[7]  = x_rdy[63:56];
-  assign \$16  = { 1'h0, desc_rd__data[51:41] };
+  assign \$16  = { 1'h0, desc_rd__data[55:45] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14008,29 +14008,29 @@ endmodule
 (* generator = "Amaranth" *)
 module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$685$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
-  wire [11:0] \$1 ;
+  wire [12:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
-  wire [29:0] \$15 ;
-  wire [30:0] \$16 ;
-  wire [38:0] \$17 ;
-  wire [39:0] \$18 ;
-  wire [40:0] \$19 ;
-  wire [12:0] \$2 ;
-  wire [8:0] \$20 ;
-  wire [8:0] \$21 ;
-  wire [8:0] \$22 ;
-  wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
+  wire [32:0] \$15 ;
+  wire [33:0] \$16 ;
+  wire [42:0] \$17 ;
+  wire [43:0] \$18 ;
+  wire [44:0] \$19 ;
+  wire [13:0] \$2 ;
+  wire [9:0] \$20 ;
+  wire [9:0] \$21 ;
+  wire [9:0] \$22 ;
+  wire [9:0] \$23 ;
+  wire [9:0] \$24 ;
   wire [8:0] \$25 ;
   wire [10:0] \$26 ;
   wire \$27 ;
   wire [31:0] \$28 ;
   wire [32:0] \$29 ;
-  wire [11:0] \$3 ;
+  wire [12:0] \$3 ;
   wire [33:0] \$30 ;
   wire [8:0] \$31 ;
   wire [10:0] \$32 ;
@@ -14041,7 +14041,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [32:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
-  wire [13:0] \$4 ;
+  wire [14:0] \$4 ;
   wire [10:0] \$40 ;
   wire [10:0] \$41 ;
   wire [32:0] \$42 ;
@@ -14052,40 +14052,40 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [9:0] \$47 ;
   wire [9:0] \$48 ;
   wire \$49 ;
-  wire [11:0] \$5 ;
+  wire [12:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [8:0] \$55 ;
-  wire [8:0] \$56 ;
-  wire [8:0] \$57 ;
-  wire [8:0] \$58 ;
-  wire [8:0] \$59 ;
-  wire [12:0] \$6 ;
+  wire [9:0] \$55 ;
+  wire [9:0] \$56 ;
+  wire [9:0] \$57 ;
+  wire [9:0] \$58 ;
+  wire [9:0] \$59 ;
+  wire [13:0] \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  wire [15:0] \$64 ;
-  wire [16:0] \$65 ;
-  wire [24:0] \$66 ;
-  wire [25:0] \$67 ;
-  wire [26:0] \$68 ;
+  wire [17:0] \$64 ;
+  wire [18:0] \$65 ;
+  wire [27:0] \$66 ;
+  wire [28:0] \$67 ;
+  wire [29:0] \$68 ;
   wire \$69 ;
-  wire [11:0] \$7 ;
+  wire [12:0] \$7 ;
   wire \$70 ;
-  reg [7:0] \$71 ;
-  reg [7:0] \$72 ;
-  reg [7:0] \$73 ;
-  reg [7:0] \$74 ;
-  reg [7:0] \$75 ;
+  reg [8:0] \$71 ;
+  reg [8:0] \$72 ;
+  reg [8:0] \$73 ;
+  reg [8:0] \$74 ;
+  reg [8:0] \$75 ;
   reg \$76 ;
   reg \$77 ;
   reg \$78 ;
   reg \$79 ;
-  wire [13:0] \$8 ;
+  wire [14:0] \$8 ;
   reg \$80 ;
   reg [31:0] \$81 ;
   reg [31:0] \$82 ;
@@ -14106,26 +14106,26 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [15:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [183:0] args;
-  wire [183:0] args;
+  input [190:0] args;
+  wire [190:0] args;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
-  wire [7:0] \args.cw ;
+  wire [8:0] \args.cw ;
   wire [3:0] \args.dh ;
   wire [3:0] \args.dw ;
   wire [11:0] \args.in_base ;
-  wire [7:0] \args.in_h ;
-  wire [7:0] \args.in_w ;
-  wire [7:0] \args.kh ;
-  wire [7:0] \args.kw ;
+  wire [8:0] \args.in_h ;
+  wire [8:0] \args.in_w ;
+  wire [8:0] \args.kh ;
+  wire [8:0] \args.kw ;
   (* enum_base_type = "PoolMode" *)
   (* enum_value_0 = "MAX" *)
   (* enum_value_1 = "AVG" *)
   wire \args.mode ;
   wire [31:0] \args.mult ;
-  wire [7:0] \args.oh ;
+  wire [8:0] \args.oh ;
   wire [11:0] \args.out_base ;
-  wire [7:0] \args.ow ;
+  wire [8:0] \args.ow ;
   wire [3:0] \args.pl ;
   wire [3:0] \args.pt ;
   wire [3:0] \args.sh ;
@@ -14150,10 +14150,10 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire finished;
   reg i_valid = 1'h0;
   wire is_max;
-  wire [21:0] ix;
-  wire [21:0] iy;
-  reg [7:0] kx = 8'h00;
-  reg [7:0] ky = 8'h00;
+  wire [23:0] ix;
+  wire [23:0] iy;
+  reg [8:0] kx = 9'h000;
+  reg [8:0] ky = 9'h000;
   wire last_kx;
   wire last_ky;
   wire last_ox;
@@ -14164,8 +14164,8 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [31:0] \mult[1] ;
   wire o_valid;
   wire oob;
-  reg [7:0] ox = 8'h00;
-  reg [7:0] oy = 8'h00;
+  reg [8:0] ox = 9'h000;
+  reg [8:0] oy = 9'h000;
   reg [11:0] pa0 = 12'h000;
   reg [11:0] pa1 = 12'h000;
   reg [11:0] pa2 = 12'h000;
@@ -14205,7 +14205,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire tap;
   reg [31:0] v0;
   reg [31:0] v1;
-  reg [7:0] w = 8'h00;
+  reg [8:0] w = 9'h000;
   wire [63:0] x;
   wire [9:0] x0;
   wire [9:0] x1;
@@ -14214,20 +14214,20 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [63:0] y;
   wire [31:0] \y[0] ;
   wire [31:0] \y[1] ;
-  assign \$15  = $signed(\$4 ) * $signed({ 1'h0, args[29:22] });
+  assign \$15  = $signed(\$4 ) * $signed({ 1'h0, args[31:23] });
   assign \$16  = $signed(\$15 ) + $signed(\$8 );
-  assign \$17  = $signed(\$16 ) * $signed({ 1'h0, args[37:30] });
+  assign \$17  = $signed(\$16 ) * $signed({ 1'h0, args[40:32] });
   assign \$18  = $signed({ 1'h0, args[13:2] }) + $signed(\$17 );
   assign \$19  = $signed(\$18 ) + $signed({ 1'h0, w });
-  assign \$20  = args[53:46] - 1'h1;
+  assign \$20  = args[58:50] - 1'h1;
   assign last_kx = kx == \$20 ;
-  assign \$21  = args[45:38] - 1'h1;
+  assign \$21  = args[49:41] - 1'h1;
   assign last_ky = ky == \$21 ;
-  assign \$22  = args[37:30] - 1'h1;
+  assign \$22  = args[40:32] - 1'h1;
   assign last_w = w == \$22 ;
-  assign \$23  = args[93:86] - 1'h1;
+  assign \$23  = args[100:92] - 1'h1;
   assign last_ox = ox == \$23 ;
-  assign \$24  = args[85:78] - 1'h1;
+  assign \$24  = args[91:83] - 1'h1;
   assign last_oy = oy == \$24 ;
   assign is_max = ! args[0];
   assign \$25  = args[1] ? { act_rd__data[7], act_rd__data[7:0] } : { 1'h0, act_rd__data[7:0] };
@@ -14236,24 +14236,24 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   assign \$27  = $signed(\$25 ) > $signed(base0);
   assign \$28  = \$27  ? { \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25 [8], \$25  } : base0;
   assign \$29  = $signed(base0) + $signed(\$25 );
-  assign \$30  = $signed(\$29 ) - $signed(args[115:106]);
+  assign \$30  = $signed(\$29 ) - $signed(args[122:113]);
   assign \$31  = args[1] ? { act_rd__data[15], act_rd__data[15:8] } : { 1'h0, act_rd__data[15:8] };
   assign \$32  = args[0] ? 11'h000 : 11'h400;
   assign base1 = \$signal  ? { \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32 [10], \$32  } : red1;
   assign \$33  = $signed(\$31 ) > $signed(base1);
   assign \$34  = \$33  ? { \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31  } : base1;
   assign \$35  = $signed(base1) + $signed(\$31 );
-  assign \$36  = $signed(\$35 ) - $signed(args[115:106]);
-  assign \$37  = $signed(y[31:0]) + $signed(args[163:154]);
-  assign \$38  = $signed(\$37 ) < $signed(args[173:164]);
-  assign \$39  = $signed(\$37 ) > $signed(args[183:174]);
-  assign \$40  = \$39  ? { args[183], args[183:174] } : { 1'h0, \$37 [9:0] };
-  assign \$41  = \$38  ? { args[173], args[173:164] } : \$40 ;
-  assign \$42  = $signed(y[63:32]) + $signed(args[163:154]);
-  assign \$43  = $signed(\$42 ) < $signed(args[173:164]);
-  assign \$44  = $signed(\$42 ) > $signed(args[183:174]);
-  assign \$45  = \$44  ? { args[183], args[183:174] } : { 1'h0, \$42 [9:0] };
-  assign \$46  = \$43  ? { args[173], args[173:164] } : \$45 ;
+  assign \$36  = $signed(\$35 ) - $signed(args[122:113]);
+  assign \$37  = $signed(y[31:0]) + $signed(args[170:161]);
+  assign \$38  = $signed(\$37 ) < $signed(args[180:171]);
+  assign \$39  = $signed(\$37 ) > $signed(args[190:181]);
+  assign \$40  = \$39  ? { args[190], args[190:181] } : { 1'h0, \$37 [9:0] };
+  assign \$41  = \$38  ? { args[180], args[180:171] } : \$40 ;
+  assign \$42  = $signed(y[63:32]) + $signed(args[170:161]);
+  assign \$43  = $signed(\$42 ) < $signed(args[180:171]);
+  assign \$44  = $signed(\$42 ) > $signed(args[190:181]);
+  assign \$45  = \$44  ? { args[190], args[190:181] } : { 1'h0, \$42 [9:0] };
+  assign \$46  = \$43  ? { args[180], args[180:171] } : \$45 ;
   assign \$47  = args[0] ? \$41 [9:0] : pv3_0;
   assign \$48  = args[0] ? \$46 [9:0] : pv3_1;
   assign \$49  = ~ busy;
@@ -14273,10 +14273,10 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   assign \$61  = ! ky;
   assign \$62  = \$60  & \$61 ;
   assign \$63  = last_kx & last_ky;
-  assign \$64  = oy * args[93:86];
+  assign \$64  = oy * args[100:92];
   assign \$65  = \$64  + ox;
-  assign \$66  = \$65  * args[37:30];
-  assign \$67  = args[105:94] + \$66 ;
+  assign \$66  = \$65  * args[40:32];
+  assign \$67  = args[112:101] + \$66 ;
   assign \$68  = \$67  + w;
   assign \$69  = \$signal$51  & \$signal$57 ;
   assign \$70  = started & finished;
@@ -14340,20 +14340,20 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
     pv3_1 <= pv2_1;
   always @(posedge clk)
     started <= \$84 ;
-  assign \$1  = oy * args[57:54];
-  assign \$2  = \$1  - args[73:70];
-  assign \$3  = ky * args[65:62];
+  assign \$1  = oy * args[62:59];
+  assign \$2  = \$1  - args[78:75];
+  assign \$3  = ky * args[70:67];
   assign \$4  = $signed(\$2 ) + $signed({ 1'h0, \$3  });
-  assign \$5  = ox * args[61:58];
-  assign \$6  = \$5  - args[77:74];
-  assign \$7  = kx * args[69:66];
+  assign \$5  = ox * args[66:63];
+  assign \$6  = \$5  - args[82:79];
+  assign \$7  = kx * args[74:71];
   assign \$8  = $signed(\$6 ) + $signed({ 1'h0, \$7  });
   assign \$9  = $signed(\$4 ) < $signed(1'h0);
-  assign \$10  = $signed(\$4 ) >= $signed({ 1'h0, args[21:14] });
+  assign \$10  = $signed(\$4 ) >= $signed({ 1'h0, args[22:14] });
   assign \$11  = \$9  | \$10 ;
   assign \$12  = $signed(\$8 ) < $signed(1'h0);
   assign \$13  = \$11  | \$12 ;
-  assign \$14  = $signed(\$8 ) >= $signed({ 1'h0, args[29:22] });
+  assign \$14  = $signed(\$8 ) >= $signed({ 1'h0, args[31:23] });
   assign oob = \$13  | \$14 ;
   \tiny_fabric.pool.mbqm  mbqm (
     .busy(\busy$52 ),
@@ -14392,16 +14392,16 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$71  = kx;
     if (busy) begin
-      \$71  = \$55 [7:0];
+      \$71  = \$55 [8:0];
       if (last_kx) begin
-        \$71  = 8'h00;
+        \$71  = 9'h000;
       end
     end
     if (start) begin
-      \$71  = 8'h00;
+      \$71  = 9'h000;
     end
     if (rst) begin
-      \$71  = 8'h00;
+      \$71  = 9'h000;
     end
   end
   always @* begin
@@ -14409,17 +14409,17 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
     \$72  = ky;
     if (busy) begin
       if (last_kx) begin
-        \$72  = \$56 [7:0];
+        \$72  = \$56 [8:0];
         if (last_ky) begin
-          \$72  = 8'h00;
+          \$72  = 9'h000;
         end
       end
     end
     if (start) begin
-      \$72  = 8'h00;
+      \$72  = 9'h000;
     end
     if (rst) begin
-      \$72  = 8'h00;
+      \$72  = 9'h000;
     end
   end
   always @* begin
@@ -14428,18 +14428,18 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
-          \$73  = \$57 [7:0];
+          \$73  = \$57 [8:0];
           if (last_w) begin
-            \$73  = 8'h00;
+            \$73  = 9'h000;
           end
         end
       end
     end
     if (start) begin
-      \$73  = 8'h00;
+      \$73  = 9'h000;
     end
     if (rst) begin
-      \$73  = 8'h00;
+      \$73  = 9'h000;
     end
   end
   always @* begin
@@ -14449,19 +14449,19 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
       if (last_kx) begin
         if (last_ky) begin
           if (last_w) begin
-            \$74  = \$58 [7:0];
+            \$74  = \$58 [8:0];
             if (last_ox) begin
-              \$74  = 8'h00;
+              \$74  = 9'h000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$74  = 8'h00;
+      \$74  = 9'h000;
     end
     if (rst) begin
-      \$74  = 8'h00;
+      \$74  = 9'h000;
     end
   end
   always @* begin
@@ -14472,17 +14472,17 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
         if (last_ky) begin
           if (last_w) begin
             if (last_ox) begin
-              \$75  = \$59 [7:0];
+              \$75  = \$59 [8:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$75  = 8'h00;
+      \$75  = 9'h000;
     end
     if (rst) begin
-      \$75  = 8'h00;
+      \$75  = 9'h000;
     end
   end
   always @* begin
@@ -14571,8 +14571,8 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
     end
   end
   assign running = busy;
-  assign iy = { \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4 [13], \$4  };
-  assign ix = { \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8 [13], \$8  };
+  assign iy = { \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4 [14], \$4  };
+  assign ix = { \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8 [14], \$8  };
   assign act_rd__en = 1'h1;
   assign tap = busy;
   assign x0 = { \$25 [8], \$25  };
@@ -14591,26 +14591,26 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
-  assign \args.in_h  = args[21:14];
-  assign \args.in_w  = args[29:22];
-  assign \args.cw  = args[37:30];
-  assign \args.kh  = args[45:38];
-  assign \args.kw  = args[53:46];
-  assign \args.sh  = args[57:54];
-  assign \args.sw  = args[61:58];
-  assign \args.dh  = args[65:62];
-  assign \args.dw  = args[69:66];
-  assign \args.pt  = args[73:70];
-  assign \args.pl  = args[77:74];
-  assign \args.oh  = args[85:78];
-  assign \args.ow  = args[93:86];
-  assign \args.out_base  = args[105:94];
-  assign \args.zp_in  = args[115:106];
-  assign \args.mult  = args[147:116];
-  assign \args.shift  = args[153:148];
-  assign \args.zp_out  = args[163:154];
-  assign \args.act_min  = args[173:164];
-  assign \args.act_max  = args[183:174];
+  assign \args.in_h  = args[22:14];
+  assign \args.in_w  = args[31:23];
+  assign \args.cw  = args[40:32];
+  assign \args.kh  = args[49:41];
+  assign \args.kw  = args[58:50];
+  assign \args.sh  = args[62:59];
+  assign \args.sw  = args[66:63];
+  assign \args.dh  = args[70:67];
+  assign \args.dw  = args[74:71];
+  assign \args.pt  = args[78:75];
+  assign \args.pl  = args[82:79];
+  assign \args.oh  = args[91:83];
+  assign \args.ow  = args[100:92];
+  assign \args.out_base  = args[112:101];
+  assign \args.zp_in  = args[122:113];
+  assign \args.mult  = args[154:123];
+  assign \args.shift  = args[160:155];
+  assign \args.zp_out  = args[170:161];
+  assign \args.act_min  = args[180:171];
+  assign \args.act_max  = args[190:181];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \mult[0]  = mult[31:0];
@@ -14619,10 +14619,10 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   assign \shift[1]  = shift[11:6];
   assign \y[0]  = y[31:0];
   assign \y[1]  = y[63:32];
-  assign shift[11:6] = args[153:148];
-  assign shift[5:0] = args[153:148];
-  assign mult[63:32] = args[147:116];
-  assign mult[31:0] = args[147:116];
+  assign shift[11:6] = args[160:155];
+  assign shift[5:0] = args[160:155];
+  assign mult[63:32] = args[154:123];
+  assign mult[31:0] = args[154:123];
   assign x[63:32] = r_val1;
   assign x[31:0] = r_val0;
 endmodule
