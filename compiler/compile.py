@@ -20,7 +20,7 @@ from ..golden.ir import Graph
 from .cost import Parallelism
 from .lowering import lowering_for
 from .lowering.mac import emit_loads, weight_loads
-from .memory import (MEMORY_MODES, allocate_by_liveness, assign_band_pages, emit_external, order_bands,
+from .memory import (MEMORY_MODES, ProgramTooLong, allocate_by_liveness, assign_band_pages, emit_external, order_bands,
                      stage_weights, weight_words)
 from .planning import mac_plan
 from .precision import precision_for
@@ -83,13 +83,20 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
     unknown = set(parallelism) - {layer.name for layer in graph.weighted_layers}
     if unknown:
         raise CompileError(f"parallelism given for {sorted(unknown)}: not weighted layers of graph {graph.name!r}")
-    prog = Program(cfg=cfg, graph=graph, batch=batch)
-    state = CompileState(graph, cfg, batch, merge_images, stream, parallelism, prog, TensorLayouts(graph))
-    state.memory = memory
-    state.input_ranges = dict(input_ranges or {})
-    for compile_pass in PASSES:
-        compile_pass(state)
-    return prog
+    for pipelined in (True, False):  # external mode: the fewest bands when pipelined bands overflow the program
+        prog = Program(cfg=cfg, graph=graph, batch=batch)
+        state = CompileState(graph, cfg, batch, merge_images, stream, parallelism, prog, TensorLayouts(graph))
+        state.memory = memory
+        state.pipelined_bands = pipelined
+        state.input_ranges = dict(input_ranges or {})
+        try:
+            for compile_pass in PASSES:
+                compile_pass(state)
+        except ProgramTooLong:
+            if not (pipelined and state.external):
+                raise
+            continue
+        return prog
 
 
 # -- passes ----------------------------------------------------------------------------------------------------

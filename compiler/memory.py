@@ -34,7 +34,7 @@ from .program import MacPass, TensorPlace
 from .state import Band, CompileState, Step, emit_instr
 from .tiling import CompileError
 
-__all__ = ["MEMORY_MODES", "allocate_by_liveness", "Unit", "Staging", "WeightStream", "input_rows", "layer_bands", "order_bands",
+__all__ = ["MEMORY_MODES", "ProgramTooLong", "allocate_by_liveness", "Unit", "Staging", "WeightStream", "input_rows", "layer_bands", "order_bands",
            "assign_band_pages", "emit_external", "stage_weights", "weight_words", "sync_stalls", "check_hazards",
            "DMA_MAX_LEN"]
 
@@ -42,6 +42,10 @@ __all__ = ["MEMORY_MODES", "allocate_by_liveness", "Unit", "Staging", "WeightStr
 #: the weights fit the weight memory, else external), ``onchip``, ``liveness`` (on chip, a tensor's words reused
 #: after its last reader: :func:`allocate_by_liveness`), ``external``.
 MEMORY_MODES = ("auto", "onchip", "liveness", "external")
+
+class ProgramTooLong(CompileError):
+    """The program does not fit ``controller.program_depth`` (external mode retries with fewer bands)."""
+
 
 #: Instructions whose engine reads and writes the activation memory.
 _COMPUTE = ("MAC", "POOL", "EW")
@@ -164,7 +168,7 @@ def layer_bands(state: CompileState, layer: Layer, image: int) -> list[tuple[int
     D = state.cfg.fabric.act_depth
     oh = state.prog.tensors[(image, layer.output.name)].phys[1]
     candidates = [1] if _window(layer) is None else range(1, oh + 1)
-    if len(candidates) > 2 and sum(_unit_words(state, layer, image, 0, oh)) > D // 4:
+    if state.pipelined_bands and len(candidates) > 2 and sum(_unit_words(state, layer, image, 0, oh)) > D // 4:
         # a layer too big to stay on chip for the next one: three bands at least, so that the next layer's
         # first band (which reads a little past this layer's first band) can be loaded while the last one runs
         candidates = range(3, oh + 1)
@@ -620,9 +624,9 @@ def emit_external(state: CompileState) -> None:
         dsync(prev, "outputs stored")
     emit_instr(state, Opcode.END, None, None, "end")
     if len(prog.code) > cfg.controller.program_depth:
-        raise CompileError(f"program of {len(prog.code)} instructions for batch {state.batch}: "
-                           f"controller.program_depth = {cfg.controller.program_depth}: allowed "
-                           f"controller.program_depth >= {len(prog.code)} (or a smaller batch)")
+        raise ProgramTooLong(f"program of {len(prog.code)} instructions for batch {state.batch}: "
+                             f"controller.program_depth = {cfg.controller.program_depth}: allowed "
+                             f"controller.program_depth >= {len(prog.code)} (or a smaller batch)")
     prog.options = {"stream": not state.resident, "memory": "external"}
 
 

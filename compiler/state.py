@@ -139,6 +139,9 @@ class CompileState:
     order: list = field(default_factory=list)
     #: Where tensors live as requested (:data:`cimforge.compiler.memory.MEMORY_MODES`).
     memory: str = "auto"
+    #: External mode: at least three bands for a layer that cannot stay on chip (overlaps the next layer's
+    #: first load), unless the program then overflows (:func:`~cimforge.compiler.compile.compile_graph`).
+    pipelined_bands: bool = True
     #: Graph tensors live in the external memory (:mod:`cimforge.compiler.memory`).
     external: bool = False
     #: External words the tensors take (external mode); the weights follow them.
