@@ -68,7 +68,10 @@ class Host:
         return out
 
     def write_ext(self, runs: list) -> None:
-        """External memory words by backdoor (``[[base, [hex words]], ...]``): the model's array."""
+        """External memory words by backdoor (``[[base, [hex words]], ...]``): the model's array. Nothing to
+        write on a plain fabric (no external memory model in the design)."""
+        if not runs:
+            return
         mem = self.dut.extmem.mem
         for base, words in runs:
             for i, w in enumerate(words):
