@@ -230,9 +230,9 @@ class ControllerConfig:
     Parameters
     ----------
     program_depth : int
-        Instruction memory words (16..65536).
+        Instruction memory words (16..131072; ResNet-50 in row bands is 89 K instructions).
     trace_depth : int
-        Retired-instruction trace entries (cycle stamps the host reads to measure each layer) (16..65536).
+        Retired-instruction trace entries (cycle stamps the host reads to measure each layer) (16..131072).
     load_queue : int
         Weight-load commands the loader queues while compute instructions run (1..64).
     """
@@ -242,8 +242,8 @@ class ControllerConfig:
     load_queue: int = 8
 
     def __post_init__(self) -> None:
-        _check_int("controller", "program_depth", self.program_depth, 16, 65536)
-        _check_int("controller", "trace_depth", self.trace_depth, 16, 65536)
+        _check_int("controller", "program_depth", self.program_depth, 16, 1 << 17)
+        _check_int("controller", "trace_depth", self.trace_depth, 16, 1 << 17)
         _check_int("controller", "load_queue", self.load_queue, 1, 64)
 
 

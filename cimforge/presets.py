@@ -27,10 +27,12 @@ PRESETS: dict[str, CimConfig] = {
     # The ImageNet set (ResNet-50, SqueezeNet, ... at 224x224): 16 macros of the default geometry, on-chip
     # buffers of 64 K words (activation tiles with their halo; weight page images streamed through), and an
     # external memory of 16 M words (8 bytes each: ResNet-50's 25.5 M weights and every activation tensor).
+    # Program and trace memories of 128 K words: ResNet-50 in row bands is 89 K instructions, and no DMA
+    # fetches instructions (a simulation convenience: 7 MB of program memory is not what silicon would have).
     "imagenet": replace(DEFAULT, name="imagenet",
                         fabric=FabricConfig(n_macros=16, act_depth=65536, weight_depth=65536, param_depth=8192,
                                             desc_depth=2048, ext_depth=1 << 24),
-                        controller=ControllerConfig(program_depth=65536, trace_depth=65536, load_queue=16)),
+                        controller=ControllerConfig(program_depth=1 << 17, trace_depth=1 << 17, load_queue=16)),
 }
 
 

@@ -5020,14 +5020,14 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [31:0] \$97 ;
   wire [63:0] \$98 ;
   wire [63:0] \$99 ;
-  wire [15:0] \$signature__addr ;
-  wire [15:0] \$signature__addr$776 ;
+  wire [16:0] \$signature__addr ;
+  wire [16:0] \$signature__addr$776 ;
   wire [15:0] \$signature__addr$782 ;
   wire [15:0] \$signature__addr$788 ;
   wire [12:0] \$signature__addr$794 ;
   wire [10:0] \$signature__addr$800 ;
-  wire [15:0] \$signature__addr$806 ;
-  wire [15:0] \$signature__addr$812 ;
+  wire [16:0] \$signature__addr$806 ;
+  wire [16:0] \$signature__addr$812 ;
   wire [15:0] \$signature__addr$818 ;
   wire [12:0] \$signature__addr$824 ;
   wire [10:0] \$signature__addr$830 ;
@@ -5889,10 +5889,10 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [31:0] \host__report.trace_count ;
   wire host__start;
   wire [15:0] host__start_pc;
-  wire [15:0] imem_r__addr;
+  wire [16:0] imem_r__addr;
   wire [479:0] imem_r__data;
   wire imem_r__en;
-  wire [15:0] imem_rd__addr;
+  wire [16:0] imem_rd__addr;
   wire [454:0] imem_rd__data;
   wire [450:0] \imem_rd__data.args ;
   wire [113:0] \imem_rd__data.args.dma ;
@@ -6041,7 +6041,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
-  wire [15:0] imem_w__addr;
+  wire [16:0] imem_w__addr;
   wire [479:0] imem_w__data;
   wire [14:0] imem_w__en;
   wire [56:0] load__payload;
@@ -12870,7 +12870,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire [15:0] \port__addr$643 ;
   wire [15:0] \port__addr$655 ;
   wire [15:0] \port__addr$661 ;
-  wire [15:0] \port__addr$667 ;
+  wire [16:0] \port__addr$667 ;
   wire [10:0] \port__addr$88 ;
   wire [63:0] port__data;
   wire [63:0] \port__data$120 ;
@@ -15090,10 +15090,10 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   wire \start$702 ;
   wire \start$709 ;
   wire \start$716 ;
-  wire [15:0] trace_r__addr;
+  wire [16:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
-  wire [15:0] trace_w__addr;
+  wire [16:0] trace_w__addr;
   wire [63:0] trace_w__data;
   wire [11:0] \trace_w__data._pad ;
   wire [31:0] \trace_w__data.cycle ;
@@ -15108,9 +15108,9 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   output wb__ack;
   wire wb__ack;
   wire \wb__ack$768 ;
-  input [22:0] wb__adr;
-  wire [22:0] wb__adr;
-  wire [22:0] \wb__adr$769 ;
+  input [23:0] wb__adr;
+  wire [23:0] wb__adr;
+  wire [23:0] \wb__adr$769 ;
   input wb__cyc;
   wire wb__cyc;
   wire \wb__cyc$770 ;
@@ -15281,7 +15281,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   assign \port__data$581  = dmem[\port__addr$578 ];
   assign \port__data$616  = dmem[\port__addr$613 ];
   assign dmem_r__data = _21_;
-  reg [479:0] imem [65535:0];
+  reg [479:0] imem [131071:0];
   always @(posedge clk) begin
     if (\$signature__en$816 [0])
       imem[\$signature__addr$776 ][31:0] <= wb__dat_w;
@@ -15381,7 +15381,7 @@ module imagenet_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awread
   end
   assign param_rd__data = _24_;
   assign pmem_r__data = _25_;
-  reg [63:0] trace [65535:0];
+  reg [63:0] trace [131071:0];
   always @(posedge clk) begin
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
@@ -25467,73 +25467,73 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
 , host__start_pc, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire [16:0] \$1 ;
-  wire \$10 ;
+  wire [16:0] \$10 ;
   wire \$100 ;
   wire \$101 ;
-  wire \$102 ;
-  wire [32:0] \$103 ;
+  wire [32:0] \$102 ;
+  wire \$103 ;
   wire \$104 ;
-  wire \$105 ;
+  wire [32:0] \$105 ;
   wire [32:0] \$106 ;
-  wire [32:0] \$107 ;
+  wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire [16:0] \$11 ;
-  wire \$110 ;
-  wire [32:0] \$111 ;
+  wire \$11 ;
+  wire [32:0] \$110 ;
+  wire \$111 ;
   wire \$112 ;
-  wire \$113 ;
+  wire [32:0] \$113 ;
   wire [32:0] \$114 ;
-  wire [32:0] \$115 ;
+  wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire \$118 ;
-  wire [32:0] \$119 ;
+  wire [32:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire \$121 ;
+  wire [32:0] \$121 ;
   wire [32:0] \$122 ;
-  wire [32:0] \$123 ;
+  wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
-  wire [32:0] \$127 ;
+  wire [32:0] \$126 ;
+  wire \$127 ;
   wire \$128 ;
-  wire \$129 ;
-  wire \$13 ;
+  wire [32:0] \$129 ;
+  wire [32:0] \$13 ;
   wire [32:0] \$130 ;
-  wire [32:0] \$131 ;
+  wire \$131 ;
   wire \$132 ;
   wire \$133 ;
-  wire \$134 ;
-  wire [32:0] \$135 ;
+  wire [32:0] \$134 ;
+  wire \$135 ;
   wire \$136 ;
-  wire \$137 ;
+  wire [32:0] \$137 ;
   wire [32:0] \$138 ;
-  wire [32:0] \$139 ;
+  wire \$139 ;
   wire [32:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
-  wire \$142 ;
-  wire [32:0] \$143 ;
+  wire [32:0] \$142 ;
+  wire \$143 ;
   wire \$144 ;
-  wire \$145 ;
+  wire [32:0] \$145 ;
   wire [32:0] \$146 ;
-  wire [32:0] \$147 ;
+  wire \$147 ;
   wire \$148 ;
-  wire \$149 ;
-  wire [32:0] \$15 ;
-  reg [15:0] \$150 ;
-  reg \$151 ;
+  reg [15:0] \$149 ;
+  wire \$15 ;
+  reg \$150 ;
+  reg [31:0] \$151 ;
   reg [31:0] \$152 ;
   reg [31:0] \$153 ;
-  reg [31:0] \$154 ;
+  reg [95:0] \$154 ;
   reg [95:0] \$155 ;
   reg [95:0] \$156 ;
   reg [95:0] \$157 ;
   reg [95:0] \$158 ;
   reg [95:0] \$159 ;
-  wire \$16 ;
+  wire [32:0] \$16 ;
   reg [95:0] \$160 ;
   reg [95:0] \$161 ;
   reg [95:0] \$162 ;
@@ -25544,103 +25544,102 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   reg [95:0] \$167 ;
   reg [95:0] \$168 ;
   reg [95:0] \$169 ;
-  wire [32:0] \$17 ;
-  reg [95:0] \$170 ;
+  wire \$17 ;
+  reg \$170 ;
   reg \$171 ;
   reg \$172 ;
-  reg \$173 ;
-  reg [2:0] \$174 ;
-  reg [454:0] \$175 ;
+  reg [2:0] \$173 ;
+  reg [454:0] \$174 ;
   wire \$18 ;
   wire \$19 ;
-  wire [16:0] \$2 ;
+  wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
-  wire [32:0] \$23 ;
+  wire [32:0] \$22 ;
+  wire \$23 ;
   wire \$24 ;
-  wire \$25 ;
+  wire [32:0] \$25 ;
   wire [32:0] \$26 ;
-  wire [32:0] \$27 ;
+  wire \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [32:0] \$31 ;
+  wire [32:0] \$30 ;
+  wire \$31 ;
   wire \$32 ;
-  wire \$33 ;
+  wire [32:0] \$33 ;
   wire [32:0] \$34 ;
-  wire [32:0] \$35 ;
+  wire \$35 ;
   wire \$36 ;
   wire \$37 ;
-  wire \$38 ;
-  wire [32:0] \$39 ;
+  wire [32:0] \$38 ;
+  wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire \$41 ;
+  wire [32:0] \$41 ;
   wire [32:0] \$42 ;
-  wire [32:0] \$43 ;
+  wire \$43 ;
   wire \$44 ;
   wire \$45 ;
-  wire \$46 ;
-  wire [32:0] \$47 ;
+  wire [32:0] \$46 ;
+  wire \$47 ;
   wire \$48 ;
-  wire \$49 ;
+  wire [32:0] \$49 ;
   wire \$5 ;
   wire [32:0] \$50 ;
-  wire [32:0] \$51 ;
+  wire \$51 ;
   wire \$52 ;
   wire \$53 ;
-  wire \$54 ;
-  wire [32:0] \$55 ;
+  wire [32:0] \$54 ;
+  wire \$55 ;
   wire \$56 ;
-  wire \$57 ;
+  wire [32:0] \$57 ;
   wire [32:0] \$58 ;
-  wire [32:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
-  wire \$62 ;
-  wire [32:0] \$63 ;
+  wire [32:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
+  wire [32:0] \$65 ;
   wire [32:0] \$66 ;
-  wire [32:0] \$67 ;
+  wire \$67 ;
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [32:0] \$71 ;
+  wire [32:0] \$70 ;
+  wire \$71 ;
   wire \$72 ;
-  wire \$73 ;
+  wire [32:0] \$73 ;
   wire [32:0] \$74 ;
-  wire [32:0] \$75 ;
+  wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire \$78 ;
-  wire [32:0] \$79 ;
+  wire [32:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire \$81 ;
+  wire [32:0] \$81 ;
   wire [32:0] \$82 ;
-  wire [32:0] \$83 ;
+  wire \$83 ;
   wire \$84 ;
   wire \$85 ;
-  wire \$86 ;
-  wire [32:0] \$87 ;
+  wire [32:0] \$86 ;
+  wire \$87 ;
   wire \$88 ;
-  wire \$89 ;
+  wire [32:0] \$89 ;
   wire \$9 ;
   wire [32:0] \$90 ;
-  wire [32:0] \$91 ;
+  wire \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire \$94 ;
-  wire [32:0] \$95 ;
+  wire [32:0] \$94 ;
+  wire \$95 ;
   wire \$96 ;
-  wire \$97 ;
+  wire [32:0] \$97 ;
   wire [32:0] \$98 ;
-  wire [32:0] \$99 ;
+  wire \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
   (* init = 1'h0 *)
@@ -25966,8 +25965,8 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire host__start;
   input [15:0] host__start_pc;
   wire [15:0] host__start_pc;
-  output [15:0] imem_rd__addr;
-  wire [15:0] imem_rd__addr;
+  output [16:0] imem_rd__addr;
+  wire [16:0] imem_rd__addr;
   input [454:0] imem_rd__data;
   wire [454:0] imem_rd__data;
   wire [450:0] \imem_rd__data.args ;
@@ -26352,8 +26351,8 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   input start;
   wire start;
   reg [31:0] trace_n = 32'd0;
-  output [15:0] trace_w__addr;
-  wire [15:0] trace_w__addr;
+  output [16:0] trace_w__addr;
+  wire [16:0] trace_w__addr;
   wire [63:0] trace_w__data;
   wire [11:0] \trace_w__data._pad ;
   wire [31:0] \trace_w__data.cycle ;
@@ -26363,208 +26362,208 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   wire trace_w__en;
   wire [15:0] unit_en;
   assign \$1  = pc + 1'h1;
-  assign \$2  = in_exec ? \$1  : { 1'h0, pc };
+  assign imem_rd__addr = in_exec ? \$1  : { 1'h0, pc };
   assign engine_done = | { engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
-  assign \$3  = trace_n < 17'h10000;
-  assign trace_w__en = retire & \$3 ;
-  assign \$4  = ~ loader_busy;
-  assign \$5  = ~ dma_busy;
-  assign \$6  = ! ctrl_state;
-  assign \$7  = ctrl_state == 1'h1;
-  assign \$8  = ctrl_state == 2'h2;
-  assign \$9  = ctrl_state == 2'h3;
-  assign \$10  = ctrl_state == 3'h4;
-  assign \$11  = pc + 1'h1;
-  assign \$12  = ~ retire;
-  assign \$13  = in_exec & \$12 ;
-  assign \$14  = trace_n + 1'h1;
-  assign \$15  = \$signal$30  + 1'h1;
-  assign \$16  = | macro_we;
-  assign \$17  = \$signal$31  + 1'h1;
-  assign \$18  = ~ busy;
-  assign \$19  = start & \$18 ;
-  assign \$20  = ~ busy;
-  assign \$21  = start & \$20 ;
-  assign \$22  = busy & \port$155$1577 ;
-  assign \$23  = counters0[31:0] + 1'h1;
-  assign \$24  = ~ \port$155$1577 ;
-  assign \$25  = \port$171$0  & \$24 ;
-  assign \$26  = counters0[63:32] + 1'h1;
-  assign \$27  = counters0[95:64] + 1'h1;
-  assign \$28  = ~ busy;
-  assign \$29  = start & \$28 ;
-  assign \$30  = busy & \port$156$1577 ;
-  assign \$31  = counters1[31:0] + 1'h1;
-  assign \$32  = ~ \port$156$1577 ;
-  assign \$33  = \port$172$0  & \$32 ;
-  assign \$34  = counters1[63:32] + 1'h1;
-  assign \$35  = counters1[95:64] + 1'h1;
-  assign \$36  = ~ busy;
-  assign \$37  = start & \$36 ;
-  assign \$38  = busy & \port$157$1577 ;
-  assign \$39  = counters2[31:0] + 1'h1;
-  assign \$40  = ~ \port$157$1577 ;
-  assign \$41  = \port$173$0  & \$40 ;
-  assign \$42  = counters2[63:32] + 1'h1;
-  assign \$43  = counters2[95:64] + 1'h1;
-  assign \$44  = ~ busy;
-  assign \$45  = start & \$44 ;
-  assign \$46  = busy & \port$158$1577 ;
-  assign \$47  = counters3[31:0] + 1'h1;
-  assign \$48  = ~ \port$158$1577 ;
-  assign \$49  = \port$174$0  & \$48 ;
-  assign \$50  = counters3[63:32] + 1'h1;
-  assign \$51  = counters3[95:64] + 1'h1;
-  assign \$52  = ~ busy;
-  assign \$53  = start & \$52 ;
-  assign \$54  = busy & \port$159$1577 ;
-  assign \$55  = counters4[31:0] + 1'h1;
-  assign \$56  = ~ \port$159$1577 ;
-  assign \$57  = \port$175$0  & \$56 ;
-  assign \$58  = counters4[63:32] + 1'h1;
-  assign \$59  = counters4[95:64] + 1'h1;
-  assign \$60  = ~ busy;
-  assign \$61  = start & \$60 ;
-  assign \$62  = busy & \port$160$1577 ;
-  assign \$63  = counters5[31:0] + 1'h1;
-  assign \$64  = ~ \port$160$1577 ;
-  assign \$65  = \port$176$0  & \$64 ;
-  assign \$66  = counters5[63:32] + 1'h1;
-  assign \$67  = counters5[95:64] + 1'h1;
-  assign \$68  = ~ busy;
-  assign \$69  = start & \$68 ;
-  assign \$70  = busy & \port$161$1577 ;
-  assign \$71  = counters6[31:0] + 1'h1;
-  assign \$72  = ~ \port$161$1577 ;
-  assign \$73  = \port$177$0  & \$72 ;
-  assign \$74  = counters6[63:32] + 1'h1;
-  assign \$75  = counters6[95:64] + 1'h1;
-  assign \$76  = ~ busy;
-  assign \$77  = start & \$76 ;
-  assign \$78  = busy & \port$162$1577 ;
-  assign \$79  = counters7[31:0] + 1'h1;
-  assign \$80  = ~ \port$162$1577 ;
-  assign \$81  = \port$178$0  & \$80 ;
-  assign \$82  = counters7[63:32] + 1'h1;
-  assign \$83  = counters7[95:64] + 1'h1;
-  assign \$84  = ~ busy;
-  assign \$85  = start & \$84 ;
-  assign \$86  = busy & \port$163$1577 ;
-  assign \$87  = counters8[31:0] + 1'h1;
-  assign \$88  = ~ \port$163$1577 ;
-  assign \$89  = \port$179$0  & \$88 ;
-  assign \$90  = counters8[63:32] + 1'h1;
-  assign \$91  = counters8[95:64] + 1'h1;
-  assign \$92  = ~ busy;
-  assign \$93  = start & \$92 ;
-  assign \$94  = busy & \port$164$1577 ;
-  assign \$95  = counters9[31:0] + 1'h1;
-  assign \$96  = ~ \port$164$1577 ;
-  assign \$97  = \port$180$0  & \$96 ;
-  assign \$98  = counters9[63:32] + 1'h1;
-  assign \$99  = counters9[95:64] + 1'h1;
-  assign \$100  = ~ busy;
-  assign \$101  = start & \$100 ;
-  assign \$102  = busy & \port$165$1577 ;
-  assign \$103  = counters10[31:0] + 1'h1;
-  assign \$104  = ~ \port$165$1577 ;
-  assign \$105  = \port$181$0  & \$104 ;
-  assign \$106  = counters10[63:32] + 1'h1;
-  assign \$107  = counters10[95:64] + 1'h1;
-  assign \$108  = ~ busy;
-  assign \$109  = start & \$108 ;
-  assign \$110  = busy & \port$166$1577 ;
-  assign \$111  = counters11[31:0] + 1'h1;
-  assign \$112  = ~ \port$166$1577 ;
-  assign \$113  = \port$182$0  & \$112 ;
-  assign \$114  = counters11[63:32] + 1'h1;
-  assign \$115  = counters11[95:64] + 1'h1;
-  assign \$116  = ~ busy;
-  assign \$117  = start & \$116 ;
-  assign \$118  = busy & \port$167$1577 ;
-  assign \$119  = counters12[31:0] + 1'h1;
-  assign \$120  = ~ \port$167$1577 ;
-  assign \$121  = \port$183$0  & \$120 ;
-  assign \$122  = counters12[63:32] + 1'h1;
-  assign \$123  = counters12[95:64] + 1'h1;
-  assign \$124  = ~ busy;
-  assign \$125  = start & \$124 ;
-  assign \$126  = busy & \port$168$1577 ;
-  assign \$127  = counters13[31:0] + 1'h1;
-  assign \$128  = ~ \port$168$1577 ;
-  assign \$129  = \port$184$0  & \$128 ;
-  assign \$130  = counters13[63:32] + 1'h1;
-  assign \$131  = counters13[95:64] + 1'h1;
-  assign \$132  = ~ busy;
-  assign \$133  = start & \$132 ;
-  assign \$134  = busy & \port$169$1577 ;
-  assign \$135  = counters14[31:0] + 1'h1;
-  assign \$136  = ~ \port$169$1577 ;
-  assign \$137  = \port$185$0  & \$136 ;
-  assign \$138  = counters14[63:32] + 1'h1;
-  assign \$139  = counters14[95:64] + 1'h1;
-  assign \$140  = ~ busy;
-  assign \$141  = start & \$140 ;
-  assign \$142  = busy & \port$170$1577 ;
-  assign \$143  = counters15[31:0] + 1'h1;
-  assign \$144  = ~ \port$170$1577 ;
-  assign \$145  = \port$186$0  & \$144 ;
-  assign \$146  = counters15[63:32] + 1'h1;
-  assign \$147  = counters15[95:64] + 1'h1;
-  assign \$148  = ~ loader_busy;
-  assign \$149  = ~ dma_busy;
+  assign \$2  = trace_n < 18'h20000;
+  assign trace_w__en = retire & \$2 ;
+  assign \$3  = ~ loader_busy;
+  assign \$4  = ~ dma_busy;
+  assign \$5  = ! ctrl_state;
+  assign \$6  = ctrl_state == 1'h1;
+  assign \$7  = ctrl_state == 2'h2;
+  assign \$8  = ctrl_state == 2'h3;
+  assign \$9  = ctrl_state == 3'h4;
+  assign \$10  = pc + 1'h1;
+  assign \$11  = ~ retire;
+  assign \$12  = in_exec & \$11 ;
+  assign \$13  = trace_n + 1'h1;
+  assign \$14  = \$signal$30  + 1'h1;
+  assign \$15  = | macro_we;
+  assign \$16  = \$signal$31  + 1'h1;
+  assign \$17  = ~ busy;
+  assign \$18  = start & \$17 ;
+  assign \$19  = ~ busy;
+  assign \$20  = start & \$19 ;
+  assign \$21  = busy & \port$155$1577 ;
+  assign \$22  = counters0[31:0] + 1'h1;
+  assign \$23  = ~ \port$155$1577 ;
+  assign \$24  = \port$171$0  & \$23 ;
+  assign \$25  = counters0[63:32] + 1'h1;
+  assign \$26  = counters0[95:64] + 1'h1;
+  assign \$27  = ~ busy;
+  assign \$28  = start & \$27 ;
+  assign \$29  = busy & \port$156$1577 ;
+  assign \$30  = counters1[31:0] + 1'h1;
+  assign \$31  = ~ \port$156$1577 ;
+  assign \$32  = \port$172$0  & \$31 ;
+  assign \$33  = counters1[63:32] + 1'h1;
+  assign \$34  = counters1[95:64] + 1'h1;
+  assign \$35  = ~ busy;
+  assign \$36  = start & \$35 ;
+  assign \$37  = busy & \port$157$1577 ;
+  assign \$38  = counters2[31:0] + 1'h1;
+  assign \$39  = ~ \port$157$1577 ;
+  assign \$40  = \port$173$0  & \$39 ;
+  assign \$41  = counters2[63:32] + 1'h1;
+  assign \$42  = counters2[95:64] + 1'h1;
+  assign \$43  = ~ busy;
+  assign \$44  = start & \$43 ;
+  assign \$45  = busy & \port$158$1577 ;
+  assign \$46  = counters3[31:0] + 1'h1;
+  assign \$47  = ~ \port$158$1577 ;
+  assign \$48  = \port$174$0  & \$47 ;
+  assign \$49  = counters3[63:32] + 1'h1;
+  assign \$50  = counters3[95:64] + 1'h1;
+  assign \$51  = ~ busy;
+  assign \$52  = start & \$51 ;
+  assign \$53  = busy & \port$159$1577 ;
+  assign \$54  = counters4[31:0] + 1'h1;
+  assign \$55  = ~ \port$159$1577 ;
+  assign \$56  = \port$175$0  & \$55 ;
+  assign \$57  = counters4[63:32] + 1'h1;
+  assign \$58  = counters4[95:64] + 1'h1;
+  assign \$59  = ~ busy;
+  assign \$60  = start & \$59 ;
+  assign \$61  = busy & \port$160$1577 ;
+  assign \$62  = counters5[31:0] + 1'h1;
+  assign \$63  = ~ \port$160$1577 ;
+  assign \$64  = \port$176$0  & \$63 ;
+  assign \$65  = counters5[63:32] + 1'h1;
+  assign \$66  = counters5[95:64] + 1'h1;
+  assign \$67  = ~ busy;
+  assign \$68  = start & \$67 ;
+  assign \$69  = busy & \port$161$1577 ;
+  assign \$70  = counters6[31:0] + 1'h1;
+  assign \$71  = ~ \port$161$1577 ;
+  assign \$72  = \port$177$0  & \$71 ;
+  assign \$73  = counters6[63:32] + 1'h1;
+  assign \$74  = counters6[95:64] + 1'h1;
+  assign \$75  = ~ busy;
+  assign \$76  = start & \$75 ;
+  assign \$77  = busy & \port$162$1577 ;
+  assign \$78  = counters7[31:0] + 1'h1;
+  assign \$79  = ~ \port$162$1577 ;
+  assign \$80  = \port$178$0  & \$79 ;
+  assign \$81  = counters7[63:32] + 1'h1;
+  assign \$82  = counters7[95:64] + 1'h1;
+  assign \$83  = ~ busy;
+  assign \$84  = start & \$83 ;
+  assign \$85  = busy & \port$163$1577 ;
+  assign \$86  = counters8[31:0] + 1'h1;
+  assign \$87  = ~ \port$163$1577 ;
+  assign \$88  = \port$179$0  & \$87 ;
+  assign \$89  = counters8[63:32] + 1'h1;
+  assign \$90  = counters8[95:64] + 1'h1;
+  assign \$91  = ~ busy;
+  assign \$92  = start & \$91 ;
+  assign \$93  = busy & \port$164$1577 ;
+  assign \$94  = counters9[31:0] + 1'h1;
+  assign \$95  = ~ \port$164$1577 ;
+  assign \$96  = \port$180$0  & \$95 ;
+  assign \$97  = counters9[63:32] + 1'h1;
+  assign \$98  = counters9[95:64] + 1'h1;
+  assign \$99  = ~ busy;
+  assign \$100  = start & \$99 ;
+  assign \$101  = busy & \port$165$1577 ;
+  assign \$102  = counters10[31:0] + 1'h1;
+  assign \$103  = ~ \port$165$1577 ;
+  assign \$104  = \port$181$0  & \$103 ;
+  assign \$105  = counters10[63:32] + 1'h1;
+  assign \$106  = counters10[95:64] + 1'h1;
+  assign \$107  = ~ busy;
+  assign \$108  = start & \$107 ;
+  assign \$109  = busy & \port$166$1577 ;
+  assign \$110  = counters11[31:0] + 1'h1;
+  assign \$111  = ~ \port$166$1577 ;
+  assign \$112  = \port$182$0  & \$111 ;
+  assign \$113  = counters11[63:32] + 1'h1;
+  assign \$114  = counters11[95:64] + 1'h1;
+  assign \$115  = ~ busy;
+  assign \$116  = start & \$115 ;
+  assign \$117  = busy & \port$167$1577 ;
+  assign \$118  = counters12[31:0] + 1'h1;
+  assign \$119  = ~ \port$167$1577 ;
+  assign \$120  = \port$183$0  & \$119 ;
+  assign \$121  = counters12[63:32] + 1'h1;
+  assign \$122  = counters12[95:64] + 1'h1;
+  assign \$123  = ~ busy;
+  assign \$124  = start & \$123 ;
+  assign \$125  = busy & \port$168$1577 ;
+  assign \$126  = counters13[31:0] + 1'h1;
+  assign \$127  = ~ \port$168$1577 ;
+  assign \$128  = \port$184$0  & \$127 ;
+  assign \$129  = counters13[63:32] + 1'h1;
+  assign \$130  = counters13[95:64] + 1'h1;
+  assign \$131  = ~ busy;
+  assign \$132  = start & \$131 ;
+  assign \$133  = busy & \port$169$1577 ;
+  assign \$134  = counters14[31:0] + 1'h1;
+  assign \$135  = ~ \port$169$1577 ;
+  assign \$136  = \port$185$0  & \$135 ;
+  assign \$137  = counters14[63:32] + 1'h1;
+  assign \$138  = counters14[95:64] + 1'h1;
+  assign \$139  = ~ busy;
+  assign \$140  = start & \$139 ;
+  assign \$141  = busy & \port$170$1577 ;
+  assign \$142  = counters15[31:0] + 1'h1;
+  assign \$143  = ~ \port$170$1577 ;
+  assign \$144  = \port$186$0  & \$143 ;
+  assign \$145  = counters15[63:32] + 1'h1;
+  assign \$146  = counters15[95:64] + 1'h1;
+  assign \$147  = ~ loader_busy;
+  assign \$148  = ~ dma_busy;
   always @(posedge clk)
-    pc <= \$150 ;
+    pc <= \$149 ;
   always @(posedge clk)
-    pf_valid <= \$151 ;
+    pf_valid <= \$150 ;
   always @(posedge clk)
-    trace_n <= \$152 ;
+    trace_n <= \$151 ;
   always @(posedge clk)
-    \$signal$30  <= \$153 ;
+    \$signal$30  <= \$152 ;
   always @(posedge clk)
-    \$signal$31  <= \$154 ;
+    \$signal$31  <= \$153 ;
   always @(posedge clk)
-    counters0 <= \$155 ;
+    counters0 <= \$154 ;
   always @(posedge clk)
-    counters1 <= \$156 ;
+    counters1 <= \$155 ;
   always @(posedge clk)
-    counters2 <= \$157 ;
+    counters2 <= \$156 ;
   always @(posedge clk)
-    counters3 <= \$158 ;
+    counters3 <= \$157 ;
   always @(posedge clk)
-    counters4 <= \$159 ;
+    counters4 <= \$158 ;
   always @(posedge clk)
-    counters5 <= \$160 ;
+    counters5 <= \$159 ;
   always @(posedge clk)
-    counters6 <= \$161 ;
+    counters6 <= \$160 ;
   always @(posedge clk)
-    counters7 <= \$162 ;
+    counters7 <= \$161 ;
   always @(posedge clk)
-    counters8 <= \$163 ;
+    counters8 <= \$162 ;
   always @(posedge clk)
-    counters9 <= \$164 ;
+    counters9 <= \$163 ;
   always @(posedge clk)
-    counters10 <= \$165 ;
+    counters10 <= \$164 ;
   always @(posedge clk)
-    counters11 <= \$166 ;
+    counters11 <= \$165 ;
   always @(posedge clk)
-    counters12 <= \$167 ;
+    counters12 <= \$166 ;
   always @(posedge clk)
-    counters13 <= \$168 ;
+    counters13 <= \$167 ;
   always @(posedge clk)
-    counters14 <= \$169 ;
+    counters14 <= \$168 ;
   always @(posedge clk)
-    counters15 <= \$170 ;
+    counters15 <= \$169 ;
   always @(posedge clk)
-    busy <= \$171 ;
+    busy <= \$170 ;
   always @(posedge clk)
-    done <= \$172 ;
+    done <= \$171 ;
   always @(posedge clk)
-    error <= \$173 ;
+    error <= \$172 ;
   always @(posedge clk)
-    ctrl_state <= \$174 ;
+    ctrl_state <= \$173 ;
   always @(posedge clk)
-    ir <= \$175 ;
+    ir <= \$174 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     in_exec = 1'h0;
@@ -26600,7 +26599,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
                   retire = 1'h1;
                 end
             4'h2:
-                if (\$4 ) begin
+                if (\$3 ) begin
                   retire = 1'h1;
                 end
             4'h3:
@@ -26614,7 +26613,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
                   retire = 1'h1;
                 end
             4'h7:
-                if (\$5 ) begin
+                if (\$4 ) begin
                   retire = 1'h1;
                 end
           endcase
@@ -26854,14 +26853,14 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = pc;
+    \$149  = pc;
     if (retire) begin
-      \$150  = \$11 [15:0];
+      \$149  = \$10 [15:0];
     end
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$150  = host__start_pc;
+            \$149  = host__start_pc;
           end
       3'h1:
           /* empty */;
@@ -26870,27 +26869,40 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
       3'h3:
           casez (ir[3:0])
             4'h0:
-                \$150  = pc;
+                \$149  = pc;
           endcase
     endcase
     if (rst) begin
-      \$150  = 16'h0000;
+      \$149  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = \$13 ;
+    \$150  = \$12 ;
     if (rst) begin
-      \$151  = 1'h0;
+      \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = trace_n;
+    \$151  = trace_n;
     if (retire) begin
+      \$151  = \$13 [31:0];
+    end
+    if (\$18 ) begin
+      \$151  = 32'd0;
+    end
+    if (rst) begin
+      \$151  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$152  = \$signal$30 ;
+    if (busy) begin
       \$152  = \$14 [31:0];
     end
-    if (\$19 ) begin
+    if (\$18 ) begin
       \$152  = 32'd0;
     end
     if (rst) begin
@@ -26899,11 +26911,11 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = \$signal$30 ;
-    if (busy) begin
-      \$153  = \$15 [31:0];
+    \$153  = \$signal$31 ;
+    if (\$15 ) begin
+      \$153  = \$16 [31:0];
     end
-    if (\$19 ) begin
+    if (\$18 ) begin
       \$153  = 32'd0;
     end
     if (rst) begin
@@ -26912,34 +26924,44 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$154  = \$signal$31 ;
-    if (\$16 ) begin
-      \$154  = \$17 [31:0];
-    end
-    if (\$19 ) begin
-      \$154  = 32'd0;
-    end
-    if (rst) begin
-      \$154  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$155  = counters0;
+    \$154  = counters0;
     (* full_case = 32'd1 *)
-    if (\$21 ) begin
+    if (\$20 ) begin
+      \$154 [31:0] = 32'd0;
+      \$154 [63:32] = 32'd0;
+      \$154 [95:64] = 32'd0;
+    end else begin
+      if (\$21 ) begin
+        \$154 [31:0] = \$22 [31:0];
+      end
+      if (\$24 ) begin
+        \$154 [63:32] = \$25 [31:0];
+      end
+      if (macro_we[0]) begin
+        \$154 [95:64] = \$26 [31:0];
+      end
+    end
+    if (rst) begin
+      \$154  = 96'h000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$155  = counters1;
+    (* full_case = 32'd1 *)
+    if (\$28 ) begin
       \$155 [31:0] = 32'd0;
       \$155 [63:32] = 32'd0;
       \$155 [95:64] = 32'd0;
     end else begin
-      if (\$22 ) begin
-        \$155 [31:0] = \$23 [31:0];
+      if (\$29 ) begin
+        \$155 [31:0] = \$30 [31:0];
       end
-      if (\$25 ) begin
-        \$155 [63:32] = \$26 [31:0];
+      if (\$32 ) begin
+        \$155 [63:32] = \$33 [31:0];
       end
-      if (macro_we[0]) begin
-        \$155 [95:64] = \$27 [31:0];
+      if (macro_we[1]) begin
+        \$155 [95:64] = \$34 [31:0];
       end
     end
     if (rst) begin
@@ -26948,21 +26970,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$156  = counters1;
+    \$156  = counters2;
     (* full_case = 32'd1 *)
-    if (\$29 ) begin
+    if (\$36 ) begin
       \$156 [31:0] = 32'd0;
       \$156 [63:32] = 32'd0;
       \$156 [95:64] = 32'd0;
     end else begin
-      if (\$30 ) begin
-        \$156 [31:0] = \$31 [31:0];
+      if (\$37 ) begin
+        \$156 [31:0] = \$38 [31:0];
       end
-      if (\$33 ) begin
-        \$156 [63:32] = \$34 [31:0];
+      if (\$40 ) begin
+        \$156 [63:32] = \$41 [31:0];
       end
-      if (macro_we[1]) begin
-        \$156 [95:64] = \$35 [31:0];
+      if (macro_we[2]) begin
+        \$156 [95:64] = \$42 [31:0];
       end
     end
     if (rst) begin
@@ -26971,21 +26993,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$157  = counters2;
+    \$157  = counters3;
     (* full_case = 32'd1 *)
-    if (\$37 ) begin
+    if (\$44 ) begin
       \$157 [31:0] = 32'd0;
       \$157 [63:32] = 32'd0;
       \$157 [95:64] = 32'd0;
     end else begin
-      if (\$38 ) begin
-        \$157 [31:0] = \$39 [31:0];
+      if (\$45 ) begin
+        \$157 [31:0] = \$46 [31:0];
       end
-      if (\$41 ) begin
-        \$157 [63:32] = \$42 [31:0];
+      if (\$48 ) begin
+        \$157 [63:32] = \$49 [31:0];
       end
-      if (macro_we[2]) begin
-        \$157 [95:64] = \$43 [31:0];
+      if (macro_we[3]) begin
+        \$157 [95:64] = \$50 [31:0];
       end
     end
     if (rst) begin
@@ -26994,21 +27016,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$158  = counters3;
+    \$158  = counters4;
     (* full_case = 32'd1 *)
-    if (\$45 ) begin
+    if (\$52 ) begin
       \$158 [31:0] = 32'd0;
       \$158 [63:32] = 32'd0;
       \$158 [95:64] = 32'd0;
     end else begin
-      if (\$46 ) begin
-        \$158 [31:0] = \$47 [31:0];
+      if (\$53 ) begin
+        \$158 [31:0] = \$54 [31:0];
       end
-      if (\$49 ) begin
-        \$158 [63:32] = \$50 [31:0];
+      if (\$56 ) begin
+        \$158 [63:32] = \$57 [31:0];
       end
-      if (macro_we[3]) begin
-        \$158 [95:64] = \$51 [31:0];
+      if (macro_we[4]) begin
+        \$158 [95:64] = \$58 [31:0];
       end
     end
     if (rst) begin
@@ -27017,21 +27039,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$159  = counters4;
+    \$159  = counters5;
     (* full_case = 32'd1 *)
-    if (\$53 ) begin
+    if (\$60 ) begin
       \$159 [31:0] = 32'd0;
       \$159 [63:32] = 32'd0;
       \$159 [95:64] = 32'd0;
     end else begin
-      if (\$54 ) begin
-        \$159 [31:0] = \$55 [31:0];
+      if (\$61 ) begin
+        \$159 [31:0] = \$62 [31:0];
       end
-      if (\$57 ) begin
-        \$159 [63:32] = \$58 [31:0];
+      if (\$64 ) begin
+        \$159 [63:32] = \$65 [31:0];
       end
-      if (macro_we[4]) begin
-        \$159 [95:64] = \$59 [31:0];
+      if (macro_we[5]) begin
+        \$159 [95:64] = \$66 [31:0];
       end
     end
     if (rst) begin
@@ -27040,21 +27062,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = counters5;
+    \$160  = counters6;
     (* full_case = 32'd1 *)
-    if (\$61 ) begin
+    if (\$68 ) begin
       \$160 [31:0] = 32'd0;
       \$160 [63:32] = 32'd0;
       \$160 [95:64] = 32'd0;
     end else begin
-      if (\$62 ) begin
-        \$160 [31:0] = \$63 [31:0];
+      if (\$69 ) begin
+        \$160 [31:0] = \$70 [31:0];
       end
-      if (\$65 ) begin
-        \$160 [63:32] = \$66 [31:0];
+      if (\$72 ) begin
+        \$160 [63:32] = \$73 [31:0];
       end
-      if (macro_we[5]) begin
-        \$160 [95:64] = \$67 [31:0];
+      if (macro_we[6]) begin
+        \$160 [95:64] = \$74 [31:0];
       end
     end
     if (rst) begin
@@ -27063,21 +27085,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$161  = counters6;
+    \$161  = counters7;
     (* full_case = 32'd1 *)
-    if (\$69 ) begin
+    if (\$76 ) begin
       \$161 [31:0] = 32'd0;
       \$161 [63:32] = 32'd0;
       \$161 [95:64] = 32'd0;
     end else begin
-      if (\$70 ) begin
-        \$161 [31:0] = \$71 [31:0];
+      if (\$77 ) begin
+        \$161 [31:0] = \$78 [31:0];
       end
-      if (\$73 ) begin
-        \$161 [63:32] = \$74 [31:0];
+      if (\$80 ) begin
+        \$161 [63:32] = \$81 [31:0];
       end
-      if (macro_we[6]) begin
-        \$161 [95:64] = \$75 [31:0];
+      if (macro_we[7]) begin
+        \$161 [95:64] = \$82 [31:0];
       end
     end
     if (rst) begin
@@ -27086,21 +27108,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$162  = counters7;
+    \$162  = counters8;
     (* full_case = 32'd1 *)
-    if (\$77 ) begin
+    if (\$84 ) begin
       \$162 [31:0] = 32'd0;
       \$162 [63:32] = 32'd0;
       \$162 [95:64] = 32'd0;
     end else begin
-      if (\$78 ) begin
-        \$162 [31:0] = \$79 [31:0];
+      if (\$85 ) begin
+        \$162 [31:0] = \$86 [31:0];
       end
-      if (\$81 ) begin
-        \$162 [63:32] = \$82 [31:0];
+      if (\$88 ) begin
+        \$162 [63:32] = \$89 [31:0];
       end
-      if (macro_we[7]) begin
-        \$162 [95:64] = \$83 [31:0];
+      if (macro_we[8]) begin
+        \$162 [95:64] = \$90 [31:0];
       end
     end
     if (rst) begin
@@ -27109,21 +27131,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$163  = counters8;
+    \$163  = counters9;
     (* full_case = 32'd1 *)
-    if (\$85 ) begin
+    if (\$92 ) begin
       \$163 [31:0] = 32'd0;
       \$163 [63:32] = 32'd0;
       \$163 [95:64] = 32'd0;
     end else begin
-      if (\$86 ) begin
-        \$163 [31:0] = \$87 [31:0];
+      if (\$93 ) begin
+        \$163 [31:0] = \$94 [31:0];
       end
-      if (\$89 ) begin
-        \$163 [63:32] = \$90 [31:0];
+      if (\$96 ) begin
+        \$163 [63:32] = \$97 [31:0];
       end
-      if (macro_we[8]) begin
-        \$163 [95:64] = \$91 [31:0];
+      if (macro_we[9]) begin
+        \$163 [95:64] = \$98 [31:0];
       end
     end
     if (rst) begin
@@ -27132,21 +27154,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$164  = counters9;
+    \$164  = counters10;
     (* full_case = 32'd1 *)
-    if (\$93 ) begin
+    if (\$100 ) begin
       \$164 [31:0] = 32'd0;
       \$164 [63:32] = 32'd0;
       \$164 [95:64] = 32'd0;
     end else begin
-      if (\$94 ) begin
-        \$164 [31:0] = \$95 [31:0];
+      if (\$101 ) begin
+        \$164 [31:0] = \$102 [31:0];
       end
-      if (\$97 ) begin
-        \$164 [63:32] = \$98 [31:0];
+      if (\$104 ) begin
+        \$164 [63:32] = \$105 [31:0];
       end
-      if (macro_we[9]) begin
-        \$164 [95:64] = \$99 [31:0];
+      if (macro_we[10]) begin
+        \$164 [95:64] = \$106 [31:0];
       end
     end
     if (rst) begin
@@ -27155,21 +27177,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$165  = counters10;
+    \$165  = counters11;
     (* full_case = 32'd1 *)
-    if (\$101 ) begin
+    if (\$108 ) begin
       \$165 [31:0] = 32'd0;
       \$165 [63:32] = 32'd0;
       \$165 [95:64] = 32'd0;
     end else begin
-      if (\$102 ) begin
-        \$165 [31:0] = \$103 [31:0];
+      if (\$109 ) begin
+        \$165 [31:0] = \$110 [31:0];
       end
-      if (\$105 ) begin
-        \$165 [63:32] = \$106 [31:0];
+      if (\$112 ) begin
+        \$165 [63:32] = \$113 [31:0];
       end
-      if (macro_we[10]) begin
-        \$165 [95:64] = \$107 [31:0];
+      if (macro_we[11]) begin
+        \$165 [95:64] = \$114 [31:0];
       end
     end
     if (rst) begin
@@ -27178,21 +27200,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$166  = counters11;
+    \$166  = counters12;
     (* full_case = 32'd1 *)
-    if (\$109 ) begin
+    if (\$116 ) begin
       \$166 [31:0] = 32'd0;
       \$166 [63:32] = 32'd0;
       \$166 [95:64] = 32'd0;
     end else begin
-      if (\$110 ) begin
-        \$166 [31:0] = \$111 [31:0];
+      if (\$117 ) begin
+        \$166 [31:0] = \$118 [31:0];
       end
-      if (\$113 ) begin
-        \$166 [63:32] = \$114 [31:0];
+      if (\$120 ) begin
+        \$166 [63:32] = \$121 [31:0];
       end
-      if (macro_we[11]) begin
-        \$166 [95:64] = \$115 [31:0];
+      if (macro_we[12]) begin
+        \$166 [95:64] = \$122 [31:0];
       end
     end
     if (rst) begin
@@ -27201,21 +27223,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$167  = counters12;
+    \$167  = counters13;
     (* full_case = 32'd1 *)
-    if (\$117 ) begin
+    if (\$124 ) begin
       \$167 [31:0] = 32'd0;
       \$167 [63:32] = 32'd0;
       \$167 [95:64] = 32'd0;
     end else begin
-      if (\$118 ) begin
-        \$167 [31:0] = \$119 [31:0];
+      if (\$125 ) begin
+        \$167 [31:0] = \$126 [31:0];
       end
-      if (\$121 ) begin
-        \$167 [63:32] = \$122 [31:0];
+      if (\$128 ) begin
+        \$167 [63:32] = \$129 [31:0];
       end
-      if (macro_we[12]) begin
-        \$167 [95:64] = \$123 [31:0];
+      if (macro_we[13]) begin
+        \$167 [95:64] = \$130 [31:0];
       end
     end
     if (rst) begin
@@ -27224,21 +27246,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$168  = counters13;
+    \$168  = counters14;
     (* full_case = 32'd1 *)
-    if (\$125 ) begin
+    if (\$132 ) begin
       \$168 [31:0] = 32'd0;
       \$168 [63:32] = 32'd0;
       \$168 [95:64] = 32'd0;
     end else begin
-      if (\$126 ) begin
-        \$168 [31:0] = \$127 [31:0];
+      if (\$133 ) begin
+        \$168 [31:0] = \$134 [31:0];
       end
-      if (\$129 ) begin
-        \$168 [63:32] = \$130 [31:0];
+      if (\$136 ) begin
+        \$168 [63:32] = \$137 [31:0];
       end
-      if (macro_we[13]) begin
-        \$168 [95:64] = \$131 [31:0];
+      if (macro_we[14]) begin
+        \$168 [95:64] = \$138 [31:0];
       end
     end
     if (rst) begin
@@ -27247,21 +27269,21 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$169  = counters14;
+    \$169  = counters15;
     (* full_case = 32'd1 *)
-    if (\$133 ) begin
+    if (\$140 ) begin
       \$169 [31:0] = 32'd0;
       \$169 [63:32] = 32'd0;
       \$169 [95:64] = 32'd0;
     end else begin
-      if (\$134 ) begin
-        \$169 [31:0] = \$135 [31:0];
+      if (\$141 ) begin
+        \$169 [31:0] = \$142 [31:0];
       end
-      if (\$137 ) begin
-        \$169 [63:32] = \$138 [31:0];
+      if (\$144 ) begin
+        \$169 [63:32] = \$145 [31:0];
       end
-      if (macro_we[14]) begin
-        \$169 [95:64] = \$139 [31:0];
+      if (macro_we[15]) begin
+        \$169 [95:64] = \$146 [31:0];
       end
     end
     if (rst) begin
@@ -27270,34 +27292,11 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$170  = counters15;
-    (* full_case = 32'd1 *)
-    if (\$141 ) begin
-      \$170 [31:0] = 32'd0;
-      \$170 [63:32] = 32'd0;
-      \$170 [95:64] = 32'd0;
-    end else begin
-      if (\$142 ) begin
-        \$170 [31:0] = \$143 [31:0];
-      end
-      if (\$145 ) begin
-        \$170 [63:32] = \$146 [31:0];
-      end
-      if (macro_we[15]) begin
-        \$170 [95:64] = \$147 [31:0];
-      end
-    end
-    if (rst) begin
-      \$170  = 96'h000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$171  = busy;
+    \$170  = busy;
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$171  = 1'h1;
+            \$170  = 1'h1;
           end
       3'h1:
           /* empty */;
@@ -27307,7 +27306,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                \$171  = 1'h0;
+                \$170  = 1'h0;
             4'h1:
                 /* empty */;
             4'h2:
@@ -27329,7 +27328,29 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
             4'ha:
                 /* empty */;
             default:
-                \$171  = 1'h0;
+                \$170  = 1'h0;
+          endcase
+    endcase
+    if (rst) begin
+      \$170  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$171  = done;
+    casez (ctrl_state)
+      3'h0:
+          if (start) begin
+            \$171  = 1'h0;
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          casez (ir[3:0])
+            4'h0:
+                \$171  = 1'h1;
           endcase
     endcase
     if (rst) begin
@@ -27338,7 +27359,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$172  = done;
+    \$172  = error;
     casez (ctrl_state)
       3'h0:
           if (start) begin
@@ -27349,8 +27370,31 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
       3'h2:
           /* empty */;
       3'h3:
+          (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
+                /* empty */;
+            4'h1:
+                /* empty */;
+            4'h2:
+                /* empty */;
+            4'h3:
+                /* empty */;
+            4'h4:
+                /* empty */;
+            4'h5:
+                /* empty */;
+            4'h6:
+                /* empty */;
+            4'h7:
+                /* empty */;
+            4'h8:
+                /* empty */;
+            4'h9:
+                /* empty */;
+            4'ha:
+                /* empty */;
+            default:
                 \$172  = 1'h1;
           endcase
     endcase
@@ -27360,141 +27404,96 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$173  = error;
+    \$173  = ctrl_state;
     casez (ctrl_state)
       3'h0:
           if (start) begin
-            \$173  = 1'h0;
+            \$173  = 3'h1;
           end
       3'h1:
-          /* empty */;
+          \$173  = 3'h2;
       3'h2:
-          /* empty */;
+          \$173  = 3'h3;
       3'h3:
           (* full_case = 32'd1 *)
           casez (ir[3:0])
             4'h0:
-                /* empty */;
-            4'h1:
-                /* empty */;
-            4'h2:
-                /* empty */;
-            4'h3:
-                /* empty */;
-            4'h4:
-                /* empty */;
-            4'h5:
-                /* empty */;
-            4'h6:
-                /* empty */;
-            4'h7:
-                /* empty */;
-            4'h8:
-                /* empty */;
-            4'h9:
-                /* empty */;
-            4'ha:
-                /* empty */;
-            default:
-                \$173  = 1'h1;
-          endcase
-    endcase
-    if (rst) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$174  = ctrl_state;
-    casez (ctrl_state)
-      3'h0:
-          if (start) begin
-            \$174  = 3'h1;
-          end
-      3'h1:
-          \$174  = 3'h2;
-      3'h2:
-          \$174  = 3'h3;
-      3'h3:
-          (* full_case = 32'd1 *)
-          casez (ir[3:0])
-            4'h0:
-                \$174  = 3'h0;
+                \$173  = 3'h0;
             4'h1:
                 if (load__ready) begin
                   (* full_case = 32'd1 *)
                   if (pf_valid) begin
-                    \$174  = 3'h3;
+                    \$173  = 3'h3;
                   end else begin
-                    \$174  = 3'h2;
+                    \$173  = 3'h2;
                   end
                 end
             4'h2:
-                if (\$148 ) begin
+                if (\$147 ) begin
                   (* full_case = 32'd1 *)
                   if (pf_valid) begin
-                    \$174  = 3'h3;
+                    \$173  = 3'h3;
                   end else begin
-                    \$174  = 3'h2;
+                    \$173  = 3'h2;
                   end
                 end
             4'h3:
-                \$174  = 3'h4;
+                \$173  = 3'h4;
             4'h4:
-                \$174  = 3'h4;
+                \$173  = 3'h4;
             4'h5:
-                \$174  = 3'h4;
+                \$173  = 3'h4;
             4'h6:
                 if (dma__ready) begin
                   (* full_case = 32'd1 *)
                   if (pf_valid) begin
-                    \$174  = 3'h3;
+                    \$173  = 3'h3;
                   end else begin
-                    \$174  = 3'h2;
+                    \$173  = 3'h2;
                   end
                 end
             4'h7:
-                if (\$149 ) begin
+                if (\$148 ) begin
                   (* full_case = 32'd1 *)
                   if (pf_valid) begin
-                    \$174  = 3'h3;
+                    \$173  = 3'h3;
                   end else begin
-                    \$174  = 3'h2;
+                    \$173  = 3'h2;
                   end
                 end
             4'h8:
-                \$174  = 3'h4;
+                \$173  = 3'h4;
             4'h9:
-                \$174  = 3'h4;
+                \$173  = 3'h4;
             4'ha:
-                \$174  = 3'h4;
+                \$173  = 3'h4;
             default:
-                \$174  = 3'h0;
+                \$173  = 3'h0;
           endcase
       3'h4:
           if (engine_done) begin
             (* full_case = 32'd1 *)
             if (pf_valid) begin
-              \$174  = 3'h3;
+              \$173  = 3'h3;
             end else begin
-              \$174  = 3'h2;
+              \$173  = 3'h2;
             end
           end
     endcase
     if (rst) begin
-      \$174  = 3'h0;
+      \$173  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$175  = ir;
+    \$174  = ir;
     casez (ctrl_state)
       3'h0:
           /* empty */;
       3'h1:
           /* empty */;
       3'h2:
-          \$175  = imem_rd__data;
+          \$174  = imem_rd__data;
       3'h3:
           casez (ir[3:0])
             4'h0:
@@ -27502,13 +27501,13 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
             4'h1:
                 if (load__ready) begin
                   if (pf_valid) begin
-                    \$175  = imem_rd__data;
+                    \$174  = imem_rd__data;
                   end
                 end
             4'h2:
-                if (\$148 ) begin
+                if (\$147 ) begin
                   if (pf_valid) begin
-                    \$175  = imem_rd__data;
+                    \$174  = imem_rd__data;
                   end
                 end
             4'h3:
@@ -27520,25 +27519,25 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
             4'h6:
                 if (dma__ready) begin
                   if (pf_valid) begin
-                    \$175  = imem_rd__data;
+                    \$174  = imem_rd__data;
                   end
                 end
             4'h7:
-                if (\$149 ) begin
+                if (\$148 ) begin
                   if (pf_valid) begin
-                    \$175  = imem_rd__data;
+                    \$174  = imem_rd__data;
                   end
                 end
           endcase
       3'h4:
           if (engine_done) begin
             if (pf_valid) begin
-              \$175  = imem_rd__data;
+              \$174  = imem_rd__data;
             end
           end
     endcase
     if (rst) begin
-      \$175  = 455'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$174  = 455'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   assign imem_rd__en = 1'h1;
@@ -27556,8 +27555,7 @@ module \imagenet_fabric.ctrl (rst, imem_rd__data, \port$155$1577 , \port$156$157
   assign trace_w__data = entry;
   assign macro_busy = { \port$170$1577 , \port$169$1577 , \port$168$1577 , \port$167$1577 , \port$166$1577 , \port$165$1577 , \port$164$1577 , \port$163$1577 , \port$162$1577 , \port$161$1577 , \port$160$1577 , \port$159$1577 , \port$158$1577 , \port$157$1577 , \port$156$1577 , \port$155$1577  };
   assign unit_en = { \port$186$0 , \port$185$0 , \port$184$0 , \port$183$0 , \port$182$0 , \port$181$0 , \port$180$0 , \port$179$0 , \port$178$0 , \port$177$0 , \port$176$0 , \port$175$0 , \port$174$0 , \port$173$0 , \port$172$0 , \port$171$0  };
-  assign imem_rd__addr = \$2 [15:0];
-  assign trace_w__addr = trace_n[15:0];
+  assign trace_w__addr = trace_n[16:0];
   assign engines__mac__args = ir[454:4];
   assign \engines__mac__args.in_h  = ir[12:4];
   assign \engines__mac__args.in_w  = ir[21:13];
@@ -35691,7 +35689,7 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   wire \$9 ;
   reg \$signal  = 1'h0;
   wire amem_hslice;
-  wire [19:0] amem_hword;
+  wire [20:0] amem_hword;
   output [15:0] amem_r__addr;
   wire [15:0] amem_r__addr;
   input [63:0] amem_r__data;
@@ -35791,7 +35789,7 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   output [31:0] dat;
   reg [31:0] dat;
   wire [1:0] dmem_hslice;
-  wire [19:0] dmem_hword;
+  wire [20:0] dmem_hword;
   output [10:0] dmem_r__addr;
   wire [10:0] dmem_r__addr;
   input [95:0] dmem_r__data;
@@ -35803,20 +35801,20 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   output [2:0] dmem_w__en;
   wire [2:0] dmem_w__en;
   wire [3:0] imem_hslice;
-  wire [19:0] imem_hword;
-  output [15:0] imem_r__addr;
-  wire [15:0] imem_r__addr;
+  wire [20:0] imem_hword;
+  output [16:0] imem_r__addr;
+  wire [16:0] imem_r__addr;
   input [479:0] imem_r__data;
   wire [479:0] imem_r__data;
   wire imem_r__en;
   reg [3:0] imem_rsl = 4'h0;
-  wire [15:0] imem_w__addr;
+  wire [16:0] imem_w__addr;
   wire [479:0] imem_w__data;
   output [14:0] imem_w__en;
   wire [14:0] imem_w__en;
-  wire [19:0] off;
+  wire [20:0] off;
   wire [4:0] pmem_hslice;
-  wire [19:0] pmem_hword;
+  wire [20:0] pmem_hword;
   output [12:0] pmem_r__addr;
   wire [12:0] pmem_r__addr;
   input [767:0] pmem_r__data;
@@ -35835,9 +35833,9 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   (* init = 16'h0000 *)
   wire [15:0] start_pc;
   wire trace_hslice;
-  wire [19:0] trace_hword;
-  output [15:0] trace_r__addr;
-  wire [15:0] trace_r__addr;
+  wire [20:0] trace_hword;
+  output [16:0] trace_r__addr;
+  wire [16:0] trace_r__addr;
   input [63:0] trace_r__data;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -35845,8 +35843,8 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   (* init = 1'h0 *)
   output wb__ack;
   wire wb__ack;
-  input [22:0] wb__adr;
-  wire [22:0] wb__adr;
+  input [23:0] wb__adr;
+  wire [23:0] wb__adr;
   input wb__cyc;
   wire wb__cyc;
   wire [31:0] wb__dat_r;
@@ -35859,7 +35857,7 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   input wb__we;
   wire wb__we;
   wire wmem_hslice;
-  wire [19:0] wmem_hword;
+  wire [20:0] wmem_hword;
   output [15:0] wmem_r__addr;
   wire [15:0] wmem_r__addr;
   input [63:0] wmem_r__data;
@@ -35876,7 +35874,7 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   assign \$33  = \$31  & \$32 ;
   assign \$34  = 1'h1 << wb__adr[4:0];
   assign \$35  = \$33  ? \$34  : 55'h00000000000000;
-  assign \$36  = wb__adr[22:20] == 3'h5;
+  assign \$36  = wb__adr[23:21] == 3'h5;
   assign \$37  = wr & \$36 ;
   assign \$38  = ~ ctrl__report[0];
   assign \$39  = \$37  & \$38 ;
@@ -35925,7 +35923,7 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   assign \$3  = req & wb__we;
   assign \$4  = wb__sel == 4'hf;
   assign wr = \$3  & \$4 ;
-  assign \$5  = ! wb__adr[22:20];
+  assign \$5  = ! wb__adr[23:21];
   assign csr_hit = req & \$5 ;
   assign \$6  = csr_hit & wr;
   assign \$7  = wb__adr[6:0] == 1'h1;
@@ -35933,25 +35931,25 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   assign \$9  = \$8  & wb__dat_w[0];
   assign \$10  = ~ ctrl__report[0];
   assign \$11  = \$9  & \$10 ;
-  assign \$12  = wb__adr[22:20] == 1'h1;
+  assign \$12  = wb__adr[23:21] == 1'h1;
   assign \$13  = wr & \$12 ;
   assign \$14  = ~ ctrl__report[0];
   assign \$15  = \$13  & \$14 ;
   assign \$16  = 1'h1 << wb__adr[3:0];
   assign \$17  = \$15  ? \$16  : 30'h00000000;
-  assign \$18  = wb__adr[22:20] == 2'h2;
+  assign \$18  = wb__adr[23:21] == 2'h2;
   assign \$19  = wr & \$18 ;
   assign \$20  = ~ ctrl__report[0];
   assign \$21  = \$19  & \$20 ;
   assign \$22  = 1'h1 << wb__adr[0];
   assign \$23  = \$21  ? \$22  : 3'h0;
-  assign \$24  = wb__adr[22:20] == 2'h3;
+  assign \$24  = wb__adr[23:21] == 2'h3;
   assign \$25  = wr & \$24 ;
   assign \$26  = ~ ctrl__report[0];
   assign \$27  = \$25  & \$26 ;
   assign \$28  = 1'h1 << wb__adr[0];
   assign \$29  = \$27  ? \$28  : 3'h0;
-  assign \$30  = wb__adr[22:20] == 3'h4;
+  assign \$30  = wb__adr[23:21] == 3'h4;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     ctrl__start = 1'h0;
@@ -35990,7 +35988,7 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$54  = r_region;
     if (req) begin
-      \$54  = wb__adr[22:20];
+      \$54  = wb__adr[23:21];
     end
     if (rst) begin
       \$54  = 3'h0;
@@ -36196,13 +36194,13 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
       \$62  = 1'h0;
     end
   end
-  assign region = wb__adr[22:20];
-  assign off = wb__adr[19:0];
+  assign region = wb__adr[23:21];
+  assign off = wb__adr[20:0];
   assign csr_idx = wb__adr[6:0];
   assign start_pc = ctrl__start_pc;
   assign imem_hslice = wb__adr[3:0];
   assign imem_r__en = 1'h1;
-  assign imem_w__addr = imem_hword[15:0];
+  assign imem_w__addr = imem_hword[16:0];
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign amem_hslice = wb__adr[0];
   assign amem_r__en = 1'h1;
@@ -36223,7 +36221,7 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   assign trace_hslice = wb__adr[0];
   assign trace_r__en = 1'h1;
   assign wb__dat_r = dat;
-  assign imem_r__addr = imem_hword[15:0];
+  assign imem_r__addr = imem_hword[16:0];
   assign imem_w__en = \$17 [14:0];
   assign amem_r__addr = amem_hword[15:0];
   assign amem_w__en = \$23 [1:0];
@@ -36233,7 +36231,7 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   assign pmem_w__en = \$35 [23:0];
   assign dmem_r__addr = dmem_hword[10:0];
   assign dmem_w__en = \$41 [2:0];
-  assign trace_r__addr = trace_hword[15:0];
+  assign trace_r__addr = trace_hword[16:0];
   assign wb__ack = \$signal ;
   assign \ctrl__report.status  = ctrl__report[3:0];
   assign \ctrl__report.status.busy  = ctrl__report[0];
@@ -36310,12 +36308,12 @@ module \imagenet_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk,
   assign \ctrl__report.macros[15].busy  = ctrl__report[1591:1560];
   assign \ctrl__report.macros[15].stall  = ctrl__report[1623:1592];
   assign \ctrl__report.macros[15].wload  = ctrl__report[1655:1624];
-  assign imem_hword = { 4'h0, wb__adr[19:4] };
-  assign amem_hword = { 1'h0, wb__adr[19:1] };
-  assign wmem_hword = { 1'h0, wb__adr[19:1] };
-  assign pmem_hword = { 5'h00, wb__adr[19:5] };
-  assign dmem_hword = { 2'h0, wb__adr[19:2] };
-  assign trace_hword = { 1'h0, wb__adr[19:1] };
+  assign imem_hword = { 4'h0, wb__adr[20:4] };
+  assign amem_hword = { 1'h0, wb__adr[20:1] };
+  assign wmem_hword = { 1'h0, wb__adr[20:1] };
+  assign pmem_hword = { 5'h00, wb__adr[20:5] };
+  assign dmem_hword = { 2'h0, wb__adr[20:2] };
+  assign trace_hword = { 1'h0, wb__adr[20:1] };
 endmodule
 
 (* generator = "Amaranth" *)
