@@ -50,7 +50,9 @@ ROLES = {"conv2d": "weighted", "dense": "weighted", "other": "carried", "concat"
          "merge": "merge", "maxpool": "unary", "avgpool": "unary", "global_avgpool": "unary", "reshape": "unary",
          "clamp": "unary", "unary": "unary", "softmax": "unary", "lrn": "unary",
          # golden-only weighted kinds (the compiler maps Conv2d and Dense only): data flows through the first input
-         "matmul": "unary", "conv_integer": "unary", "matmul_integer": "unary"}
+         "matmul": "unary", "conv_integer": "unary", "matmul_integer": "unary",
+         # golden-only float chains (numerics="onnx"): a Sum of the residual streams merges them
+         "float_chain": "merge"}
 
 
 @dataclass(frozen=True)
