@@ -16,10 +16,10 @@ PRESETS: dict[str, CimConfig] = {
                     fabric=FabricConfig(n_macros=2)),
     # The demo (make sim runs the digits CNNs) and the MLPerf Tiny models (golden.model_sets.TINY_SET: their
     # tensors and large weights live in the external memory, staged by DMA). The parameter, descriptor and
-    # program memories, which no DMA reaches, are sized for those models: they need up to 685, 104 and 3967
-    # words (tests/test_tiny_set_rtl.py).
+    # program memories, which no DMA reaches, are sized for those models (they need up to 685, 104 and 3967
+    # words), and the trace holds a stamp for every instruction of their programs (tests/test_tiny_set_rtl.py).
     "default": replace(DEFAULT, fabric=replace(DEFAULT.fabric, param_depth=1024, desc_depth=128),
-                       controller=replace(DEFAULT.controller, program_depth=4096)),
+                       controller=replace(DEFAULT.controller, program_depth=8192, trace_depth=8192)),
     # The ISSCC 2022 11.7 macro's organisation: 32 rows summed per output, 16 wordlines per compartment,
     # 64 bitlines, signed INT8 x INT8 with a 21-bit result; two macros as in the ZigZag-IMC model.
     "isscc22": replace(DEFAULT, name="isscc22", macro=MacroConfig(rows=32, pages=16, cols=64),

@@ -80,7 +80,8 @@ def test_digits_mapping_figures_on_a_four_page_fabric():
     assert s.parallelism_by_layer()[s.mappings[1].layer.name] == Parallelism(1, 2, 2)
 
 
-@pytest.mark.parametrize("model, fabric", [("squeezenet", True), ("alexnet", False)])
+@pytest.mark.parametrize("model, fabric", [pytest.param("squeezenet", True, marks=pytest.mark.slow),  # 34 s
+                                           ("alexnet", False)])
 def test_real_topology_scaled_to_the_fabric(model, fabric):
     # AlexNet scaled down keeps its grouped convolutions with groups of 6 channels, which the fabric cannot run
     # (test below): it is mapped with the analytic model; SqueezeNet with the fabric compiler's own model.

@@ -4,11 +4,10 @@ model predicts. Their tensors do not fit the activation memory, so they live in 
 layers run in row bands staged by DMA (cimforge.compiler.memory); the fabric is the system top with the
 external memory model on its AXI4 port, loaded and read back by backdoor.
 
-The default preset (parameter, descriptor and program memories of 1024, 128 and 4096 words, which no DMA
-reaches) holds them; its trace memory (1024 entries) does not hold every instruction, which the
-per-instruction check needs, so the test widens the trace and program memories to 8192 (TINY_FABRIC; with
-them MobileNet keeps its pipelined bands, 5577 instructions). The activation memory (4096 words), weight
-memory (1024), pages and macros are the preset's.
+The default preset as shipped holds them: parameter, descriptor and program memories of 1024, 128 and 8192
+words (no DMA reaches them) and a trace of 8192 stamps, one for every instruction (MobileNet keeps its
+pipelined bands: 5577 instructions); activation memory 4096 words, weight memory 1024, 4 macros of 64x64,
+8 pages.
 
 Measured (2 images each, build cached): resnet8 130 013 cycles per image, ds_cnn 77 421, mobilenet_v1_025
 294 579, autoencoder 203 675 per run of both images; 448 s for the four with the build (about 5 minutes).
@@ -17,8 +16,6 @@ Measured (2 images each, build cached): resnet8 130 013 cycles per image, ds_cnn
 from __future__ import annotations
 
 import time
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -33,10 +30,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.cocotb]
 
 SEED = 0
 IMAGES = 2
-_D = get_preset("default")
-#: The default preset with trace and program memories that hold every instruction of the tiny set's programs.
-TINY_FABRIC = replace(_D, fabric=replace(_D.fabric, param_depth=1024, desc_depth=128),
-                      controller=replace(_D.controller, program_depth=8192, trace_depth=8192))
+#: The default preset, as shipped.
+TINY_FABRIC = get_preset("default")
 
 
 @pytest.mark.parametrize("name", ms.TINY_SET)

@@ -4948,14 +4948,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [31:0] \$73 ;
   wire [596:0] \$8 ;
   wire [11:0] \$9 ;
-  wire [9:0] \$signature__addr ;
-  wire [11:0] \$signature__addr$344 ;
+  wire [12:0] \$signature__addr ;
+  wire [12:0] \$signature__addr$344 ;
   wire [11:0] \$signature__addr$350 ;
   wire [9:0] \$signature__addr$356 ;
   wire [9:0] \$signature__addr$362 ;
   wire [6:0] \$signature__addr$368 ;
-  wire [9:0] \$signature__addr$374 ;
-  wire [11:0] \$signature__addr$380 ;
+  wire [12:0] \$signature__addr$374 ;
+  wire [12:0] \$signature__addr$380 ;
   wire [9:0] \$signature__addr$386 ;
   wire [9:0] \$signature__addr$392 ;
   wire [6:0] \$signature__addr$398 ;
@@ -5577,10 +5577,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [31:0] \host__report.trace_count ;
   wire host__start;
   wire [15:0] host__start_pc;
-  wire [11:0] imem_r__addr;
+  wire [12:0] imem_r__addr;
   wire [415:0] imem_r__data;
   wire imem_r__en;
-  wire [11:0] imem_rd__addr;
+  wire [12:0] imem_rd__addr;
   wire [407:0] imem_rd__data;
   wire [403:0] \imem_rd__data.args ;
   wire [97:0] \imem_rd__data.args.dma ;
@@ -5729,7 +5729,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   (* enum_value_1010 = "GSPMV" *)
   wire [3:0] \imem_rd__data.op ;
   wire imem_rd__en;
-  wire [11:0] imem_w__addr;
+  wire [12:0] imem_w__addr;
   wire [415:0] imem_w__data;
   wire [12:0] imem_w__en;
   wire [38:0] load__payload;
@@ -7494,7 +7494,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [11:0] \port__addr$223 ;
   wire [11:0] \port__addr$235 ;
   wire [9:0] \port__addr$241 ;
-  wire [11:0] \port__addr$247 ;
+  wire [12:0] \port__addr$247 ;
   wire [6:0] \port__addr$88 ;
   wire [63:0] port__data;
   wire [63:0] \port__data$120 ;
@@ -8070,10 +8070,10 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \start$282 ;
   wire \start$289 ;
   wire \start$296 ;
-  wire [9:0] trace_r__addr;
+  wire [12:0] trace_r__addr;
   wire [63:0] trace_r__data;
   wire trace_r__en;
-  wire [9:0] trace_w__addr;
+  wire [12:0] trace_w__addr;
   wire [63:0] trace_w__data;
   wire [11:0] \trace_w__data._pad ;
   wire [31:0] \trace_w__data.cycle ;
@@ -8088,9 +8088,9 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   output wb__ack;
   wire wb__ack;
   wire \wb__ack$336 ;
-  input [18:0] wb__adr;
-  wire [18:0] wb__adr;
-  wire [18:0] \wb__adr$337 ;
+  input [19:0] wb__adr;
+  wire [19:0] wb__adr;
+  wire [19:0] \wb__adr$337 ;
   input wb__cyc;
   wire wb__cyc;
   wire \wb__cyc$338 ;
@@ -8189,7 +8189,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \port__data$161  = dmem[\port__addr$158 ];
   assign \port__data$196  = dmem[\port__addr$193 ];
   assign dmem_r__data = _9_;
-  reg [415:0] imem [4095:0];
+  reg [415:0] imem [8191:0];
   always @(posedge clk) begin
     if (\$signature__en$384 [0])
       imem[\$signature__addr$344 ][31:0] <= wb__dat_w;
@@ -8285,7 +8285,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   end
   assign param_rd__data = _12_;
   assign pmem_r__data = _13_;
-  reg [63:0] trace [1023:0];
+  reg [63:0] trace [8191:0];
   always @(posedge clk) begin
     if (\$signature__en )
       trace[\$signature__addr ] <= \$signature__data ;
@@ -11812,8 +11812,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire host__start;
   input [15:0] host__start_pc;
   wire [15:0] host__start_pc;
-  output [11:0] imem_rd__addr;
-  wire [11:0] imem_rd__addr;
+  output [12:0] imem_rd__addr;
+  wire [12:0] imem_rd__addr;
   input [407:0] imem_rd__data;
   wire [407:0] imem_rd__data;
   wire [403:0] \imem_rd__data.args ;
@@ -12150,8 +12150,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   input start;
   wire start;
   reg [31:0] trace_n = 32'd0;
-  output [9:0] trace_w__addr;
-  wire [9:0] trace_w__addr;
+  output [12:0] trace_w__addr;
+  wire [12:0] trace_w__addr;
   wire [63:0] trace_w__data;
   wire [11:0] \trace_w__data._pad ;
   wire [31:0] \trace_w__data.cycle ;
@@ -12214,7 +12214,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \$1  = pc + 1'h1;
   assign \$2  = in_exec ? \$1  : { 1'h0, pc };
   assign engine_done = | { engines__spmv__done, engines__relax__done, engines__graph__done, engines__ew__done, engines__pool__done, engines__mac__done };
-  assign \$3  = trace_n < 11'h400;
+  assign \$3  = trace_n < 14'h2000;
   assign trace_w__en = retire & \$3 ;
   assign \$4  = ~ loader_busy;
   assign \$5  = ~ dma_busy;
@@ -12958,8 +12958,8 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign trace_w__data = entry;
   assign macro_busy = { \port$86$1577 , \port$85$1577 , \port$84$1577 , \port$83$1577  };
   assign unit_en = { \port$90$0 , \port$89$0 , \port$88$0 , \port$87$0  };
-  assign imem_rd__addr = \$2 [11:0];
-  assign trace_w__addr = trace_n[9:0];
+  assign imem_rd__addr = \$2 [12:0];
+  assign trace_w__addr = trace_n[12:0];
   assign engines__mac__args = ir[407:4];
   assign \engines__mac__args.in_h  = ir[12:4];
   assign \engines__mac__args.in_w  = ir[21:13];
@@ -18784,7 +18784,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   wire \$9 ;
   reg \$signal  = 1'h0;
   wire amem_hslice;
-  wire [15:0] amem_hword;
+  wire [16:0] amem_hword;
   output [11:0] amem_r__addr;
   wire [11:0] amem_r__addr;
   input [63:0] amem_r__data;
@@ -18836,7 +18836,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   output [31:0] dat;
   reg [31:0] dat;
   wire [1:0] dmem_hslice;
-  wire [15:0] dmem_hword;
+  wire [16:0] dmem_hword;
   output [6:0] dmem_r__addr;
   wire [6:0] dmem_r__addr;
   input [95:0] dmem_r__data;
@@ -18848,20 +18848,20 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   output [2:0] dmem_w__en;
   wire [2:0] dmem_w__en;
   wire [3:0] imem_hslice;
-  wire [15:0] imem_hword;
-  output [11:0] imem_r__addr;
-  wire [11:0] imem_r__addr;
+  wire [16:0] imem_hword;
+  output [12:0] imem_r__addr;
+  wire [12:0] imem_r__addr;
   input [415:0] imem_r__data;
   wire [415:0] imem_r__data;
   wire imem_r__en;
   reg [3:0] imem_rsl = 4'h0;
-  wire [11:0] imem_w__addr;
+  wire [12:0] imem_w__addr;
   wire [415:0] imem_w__data;
   output [12:0] imem_w__en;
   wire [12:0] imem_w__en;
-  wire [15:0] off;
+  wire [16:0] off;
   wire [4:0] pmem_hslice;
-  wire [15:0] pmem_hword;
+  wire [16:0] pmem_hword;
   output [9:0] pmem_r__addr;
   wire [9:0] pmem_r__addr;
   input [767:0] pmem_r__data;
@@ -18880,9 +18880,9 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   (* init = 16'h0000 *)
   wire [15:0] start_pc;
   wire trace_hslice;
-  wire [15:0] trace_hword;
-  output [9:0] trace_r__addr;
-  wire [9:0] trace_r__addr;
+  wire [16:0] trace_hword;
+  output [12:0] trace_r__addr;
+  wire [12:0] trace_r__addr;
   input [63:0] trace_r__data;
   wire [63:0] trace_r__data;
   wire trace_r__en;
@@ -18890,8 +18890,8 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   (* init = 1'h0 *)
   output wb__ack;
   wire wb__ack;
-  input [18:0] wb__adr;
-  wire [18:0] wb__adr;
+  input [19:0] wb__adr;
+  wire [19:0] wb__adr;
   input wb__cyc;
   wire wb__cyc;
   wire [31:0] wb__dat_r;
@@ -18904,7 +18904,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   input wb__we;
   wire wb__we;
   wire wmem_hslice;
-  wire [15:0] wmem_hword;
+  wire [16:0] wmem_hword;
   output [9:0] wmem_r__addr;
   wire [9:0] wmem_r__addr;
   input [63:0] wmem_r__data;
@@ -18921,7 +18921,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$33  = \$31  & \$32 ;
   assign \$34  = 1'h1 << wb__adr[4:0];
   assign \$35  = \$33  ? \$34  : 55'h00000000000000;
-  assign \$36  = wb__adr[18:16] == 3'h5;
+  assign \$36  = wb__adr[19:17] == 3'h5;
   assign \$37  = wr & \$36 ;
   assign \$38  = ~ ctrl__report[0];
   assign \$39  = \$37  & \$38 ;
@@ -18970,7 +18970,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$3  = req & wb__we;
   assign \$4  = wb__sel == 4'hf;
   assign wr = \$3  & \$4 ;
-  assign \$5  = ! wb__adr[18:16];
+  assign \$5  = ! wb__adr[19:17];
   assign csr_hit = req & \$5 ;
   assign \$6  = csr_hit & wr;
   assign \$7  = wb__adr[4:0] == 1'h1;
@@ -18978,25 +18978,25 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \$9  = \$8  & wb__dat_w[0];
   assign \$10  = ~ ctrl__report[0];
   assign \$11  = \$9  & \$10 ;
-  assign \$12  = wb__adr[18:16] == 1'h1;
+  assign \$12  = wb__adr[19:17] == 1'h1;
   assign \$13  = wr & \$12 ;
   assign \$14  = ~ ctrl__report[0];
   assign \$15  = \$13  & \$14 ;
   assign \$16  = 1'h1 << wb__adr[3:0];
   assign \$17  = \$15  ? \$16  : 28'h0000000;
-  assign \$18  = wb__adr[18:16] == 2'h2;
+  assign \$18  = wb__adr[19:17] == 2'h2;
   assign \$19  = wr & \$18 ;
   assign \$20  = ~ ctrl__report[0];
   assign \$21  = \$19  & \$20 ;
   assign \$22  = 1'h1 << wb__adr[0];
   assign \$23  = \$21  ? \$22  : 3'h0;
-  assign \$24  = wb__adr[18:16] == 2'h3;
+  assign \$24  = wb__adr[19:17] == 2'h3;
   assign \$25  = wr & \$24 ;
   assign \$26  = ~ ctrl__report[0];
   assign \$27  = \$25  & \$26 ;
   assign \$28  = 1'h1 << wb__adr[0];
   assign \$29  = \$27  ? \$28  : 3'h0;
-  assign \$30  = wb__adr[18:16] == 3'h4;
+  assign \$30  = wb__adr[19:17] == 3'h4;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     ctrl__start = 1'h0;
@@ -19035,7 +19035,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$54  = r_region;
     if (req) begin
-      \$54  = wb__adr[18:16];
+      \$54  = wb__adr[19:17];
     end
     if (rst) begin
       \$54  = 3'h0;
@@ -19169,13 +19169,13 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
       \$62  = 1'h0;
     end
   end
-  assign region = wb__adr[18:16];
-  assign off = wb__adr[15:0];
+  assign region = wb__adr[19:17];
+  assign off = wb__adr[16:0];
   assign csr_idx = wb__adr[4:0];
   assign start_pc = ctrl__start_pc;
   assign imem_hslice = wb__adr[3:0];
   assign imem_r__en = 1'h1;
-  assign imem_w__addr = imem_hword[11:0];
+  assign imem_w__addr = imem_hword[12:0];
   assign imem_w__data = { wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w, wb__dat_w };
   assign amem_hslice = wb__adr[0];
   assign amem_r__en = 1'h1;
@@ -19196,7 +19196,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign trace_hslice = wb__adr[0];
   assign trace_r__en = 1'h1;
   assign wb__dat_r = dat;
-  assign imem_r__addr = imem_hword[11:0];
+  assign imem_r__addr = imem_hword[12:0];
   assign imem_w__en = \$17 [12:0];
   assign amem_r__addr = amem_hword[11:0];
   assign amem_w__en = \$23 [1:0];
@@ -19206,7 +19206,7 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign pmem_w__en = \$35 [23:0];
   assign dmem_r__addr = dmem_hword[6:0];
   assign dmem_w__en = \$41 [2:0];
-  assign trace_r__addr = trace_hword[9:0];
+  assign trace_r__addr = trace_hword[12:0];
   assign wb__ack = \$signal ;
   assign \ctrl__report.status  = ctrl__report[3:0];
   assign \ctrl__report.status.busy  = ctrl__report[0];
@@ -19235,12 +19235,12 @@ module \default_fabric.host (wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, 
   assign \ctrl__report.macros[3].busy  = ctrl__report[439:408];
   assign \ctrl__report.macros[3].stall  = ctrl__report[471:440];
   assign \ctrl__report.macros[3].wload  = ctrl__report[503:472];
-  assign imem_hword = { 4'h0, wb__adr[15:4] };
-  assign amem_hword = { 1'h0, wb__adr[15:1] };
-  assign wmem_hword = { 1'h0, wb__adr[15:1] };
-  assign pmem_hword = { 5'h00, wb__adr[15:5] };
-  assign dmem_hword = { 2'h0, wb__adr[15:2] };
-  assign trace_hword = { 1'h0, wb__adr[15:1] };
+  assign imem_hword = { 4'h0, wb__adr[16:4] };
+  assign amem_hword = { 1'h0, wb__adr[16:1] };
+  assign wmem_hword = { 1'h0, wb__adr[16:1] };
+  assign pmem_hword = { 5'h00, wb__adr[16:5] };
+  assign dmem_hword = { 2'h0, wb__adr[16:2] };
+  assign trace_hword = { 1'h0, wb__adr[16:1] };
 endmodule
 
 (* generator = "Amaranth" *)
