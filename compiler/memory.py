@@ -34,7 +34,7 @@ from .program import MacPass, TensorPlace
 from .state import Band, CompileState, Step, emit_instr
 from .tiling import CompileError
 
-__all__ = ["MEMORY_MODES", "ProgramTooLong", "allocate_by_liveness", "Unit", "Staging", "WeightStream", "input_rows", "layer_bands", "order_bands",
+__all__ = ["MEMORY_MODES", "ProgramTooLong", "allocate_by_liveness", "restreams_per_band", "Unit", "Staging", "WeightStream", "input_rows", "layer_bands", "order_bands",
            "assign_band_pages", "emit_external", "stage_weights", "weight_words", "sync_stalls", "check_hazards",
            "DMA_MAX_LEN"]
 
@@ -168,7 +168,8 @@ def layer_bands(state: CompileState, layer: Layer, image: int) -> list[tuple[int
     D = state.cfg.fabric.act_depth
     oh = state.prog.tensors[(image, layer.output.name)].phys[1]
     candidates = [1] if _window(layer) is None else range(1, oh + 1)
-    if state.pipelined_bands and len(candidates) > 2 and sum(_unit_words(state, layer, image, 0, oh)) > D // 4:
+    if state.pipelined_bands and len(candidates) > 2 and sum(_unit_words(state, layer, image, 0, oh)) > D // 4 \
+            and not restreams_per_band(state, layer):
         # a layer too big to stay on chip for the next one: three bands at least, so that the next layer's
         # first band (which reads a little past this layer's first band) can be loaded while the last one runs
         candidates = range(3, oh + 1)
@@ -184,6 +185,16 @@ def layer_bands(state: CompileState, layer: Layer, image: int) -> list[tuple[int
         "the whole input and output (every output reads the whole input)"
     raise CompileError(f"layer {layer.name!r}: {what} needs {need} activation words, fabric.act_depth = {D}: "
                        f"allowed fabric.act_depth >= {need}")
+
+
+def restreams_per_band(state: CompileState, layer: Layer) -> bool:
+    """Streamed weights whose passes do not all fit the pages at once: every band of ``layer`` loads them again
+    (:func:`assign_band_pages`), so each band more costs a whole weight transfer; such a layer takes the fewest
+    bands that fit (ResNet-8's conv7 on the default preset: 3 bands were 3 transfers of 2304 weight words)."""
+    if state.resident:
+        return False
+    plans = [gp.plan for key, gp in state.plans.items() if key[0] == layer.name and gp.plan is not None]
+    return sum(p.total_pages for p in plans) > state.cfg.macro.pages
 
 
 @dataclass
@@ -346,6 +357,7 @@ class WeightStream:
     next: int = 0
     pending: list = field(default_factory=lambda: [False, False])
     cached: dict = field(default_factory=dict)  # layer -> (half, pc of its DMA)
+    staged: dict = field(default_factory=dict)  # id(MacPass) -> halves of its chunks queued ahead
 
     def _take(self, state: CompileState, h: int, layer: str, image) -> None:
         """Half ``h`` for new contents: wait for the loads that read it, forget what it held."""
@@ -385,6 +397,44 @@ class WeightStream:
                 self._load(state, mp, dict(ld, src=h * self.half + ld["src"] - lo))
             self.pending[h] = True
             return
+        ahead = self.staged.pop(id(mp), [])
+        if ahead:  # queued before the compute that preceded this pass (stage_ahead): one wait covers them
+            emit_instr(state, Opcode.DSYNC, mp.layer, mp.image_label, "weights in")
+        for i, chunk in enumerate(self._chunks(mp)):
+            if i < len(ahead):
+                h = ahead[i]
+            else:
+                h = self._chunk_dma(state, mp, chunk)
+                emit_instr(state, Opcode.DSYNC, mp.layer, mp.image_label, "weights in")
+            src0 = chunk[0]["src"]
+            for ld in chunk:
+                self._load(state, mp, dict(ld, src=h * self.half + ld["src"] - src0))
+            self.pending[h] = True
+
+    def stage_ahead(self, state: CompileState, mp: MacPass) -> None:
+        """Queue the ``DMA``s of ``mp``'s first two chunks (one into each half) now, so that they run beside the
+        compute instruction that comes next; called right after a ``SYNC`` that saw every load finish, so both
+        halves are free. Cached layers come by :meth:`prefetch` instead. ResNet-8's conv7 and conv8 on the
+        default preset: their chunks of one pass came in one after another between the passes."""
+        if not mp.loads or self.cacheable(mp.layer) or id(mp) in self.staged:
+            return
+        self.pending = [False, False]  # the SYNC before has seen every load that read a half
+        self.staged[id(mp)] = [self._chunk_dma(state, mp, chunk) for chunk in self._chunks(mp)[:2]]
+
+    def _chunk_dma(self, state: CompileState, mp: MacPass, chunk: list[dict]) -> int:
+        """Queue the ``DMA`` of one chunk into the next half (after its loads are seen done); the half."""
+        h = self.next
+        self.next ^= 1
+        self._take(state, h, mp.layer, mp.image_label)
+        src0 = chunk[0]["src"]
+        words = chunk[-1]["src"] + chunk[-1]["count"] - src0
+        emit_instr(state, Opcode.DMA, mp.layer, mp.image_label, f"weights {words} words -> half {h}",
+                   store=0, wmem=1, ext=self.ext_base + src0, addr=h * self.half, rows=1, len=words,
+                   ext_stride=0, stride=0)
+        return h
+
+    def _chunks(self, mp: MacPass) -> list[list[dict]]:
+        """``mp``'s loads in chunks of contiguous page images of at most half the weight memory."""
         chunks: list[list[dict]] = []
         for ld in mp.loads:
             if ld["count"] > self.half:
@@ -397,19 +447,7 @@ class WeightStream:
                 c.append(ld)
             else:
                 chunks.append([ld])
-        for chunk in chunks:
-            h = self.next
-            self.next ^= 1
-            self._take(state, h, mp.layer, mp.image_label)
-            src0 = chunk[0]["src"]
-            words = chunk[-1]["src"] + chunk[-1]["count"] - src0
-            emit_instr(state, Opcode.DMA, mp.layer, mp.image_label, f"weights {words} words -> half {h}",
-                       store=0, wmem=1, ext=self.ext_base + src0, addr=h * self.half, rows=1, len=words,
-                       ext_stride=0, stride=0)
-            emit_instr(state, Opcode.DSYNC, mp.layer, mp.image_label, "weights in")
-            for ld in chunk:
-                self._load(state, mp, dict(ld, src=h * self.half + ld["src"] - src0))
-            self.pending[h] = True
+        return chunks
 
     @staticmethod
     def _load(state: CompileState, mp: MacPass, args: dict) -> None:

@@ -203,6 +203,8 @@ def emit(state: CompileState, step: Step) -> None:
     overlap = nxt is not None and _disjoint(mp, nxt)
     if overlap:
         emit_loads(state, nxt)
+    elif nxt is not None and state.wstream is not None:  # the next pass's first weight chunks beside this one
+        state.wstream.stage_ahead(state, nxt)
     grp = f" group {mp.group}" if mp.group else ""
     imgs = f" images 0..{mp.images - 1}" if mp.images > 1 else ""
     pc = emit_instr(state, Opcode.MAC, layer.name, mp.image_label, f"{mp.par}{grp} n tiles {mp.n_base}.."
