@@ -412,8 +412,9 @@ def _grelax_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
 
 
 def _gspmv_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
-    """``GSPMV``: a constant of the configuration (:func:`cimforge.gen.graph_spmv.gspmv_cycles`)."""
-    return e + gspmv_cycles(tl.program.cfg) - 1
+    """``GSPMV``: a constant of the configuration, its slices and ``flush``
+    (:func:`cimforge.gen.graph_spmv.gspmv_cycles`)."""
+    return e + gspmv_cycles(tl.program.cfg, args["slices_m1"] + 1, bool(args["flush"])) - 1
 
 
 def _end_retire(tl: Timeline, e: int, args, pc: int) -> int:

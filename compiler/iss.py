@@ -52,6 +52,7 @@ class FabricModel:
         self.rounding = f.rounding  # the requantisation form the RTL builds
         self.trace: list[int] = []
         self.ext: dict[int, int] = {}  # the external memory (DMA), sparse: words never written read 0
+        self.spmv_acc = [0] * cfg.macro.cols  # GSPMV's column sums, kept between instructions until a flush
 
     def load_program(self, prog: Program) -> None:
         self.code = list(prog.code)
@@ -246,22 +247,27 @@ class FabricModel:
             self.amem[dst] = min(self.amem[dst] & inf, min(old + arc["weight"], inf))
 
     def _gspmv(self, a: dict) -> None:
-        """``GSPMV``: per slice a MAC operation (``wb = 1``, ``ab = 8``, unsigned) of the slice's activation words
-        with the page, shift-added, added into ``y .. y + cols - 1`` (words wrap at their width)."""
-        from ..gen.graph_spmv import SPMV_SLICES, slice_words
+        """``GSPMV``: per slice (``slices_m1 + 1`` of them) a MAC operation (``wb = 1``, ``ab = 8``, unsigned) of
+        the slice's activation words, rows outside ``rows`` at 0, with the page, shift-added into the engine's
+        column sums; ``flush`` adds them into ``y .. y + cols - 1`` and clears them (sums and words wrap at the
+        word width)."""
+        from ..gen.graph_spmv import slice_words
         rows, cols, rl = self.cfg.macro.rows, self.cfg.macro.cols, slice_words(self.cfg)
         mac, width = self.macros[a["macro"]], LANE_BITS * self.L
-        acc = np.zeros(cols, dtype=object)
-        for s in range(SPMV_SLICES):
+        keep = np.array([a["rows"] >> r & 1 for r in range(rows)], dtype=np.int64)
+        for s in range(a["slices_m1"] + 1):
             x = []
             for k in range(rl):
                 x += self._codes(self.amem[a["x"] + s * rl + k], False)
-            y = mac.mac(np.array(x[:rows], dtype=np.int64), a["page"], wb=1, ab=8, w_signed=False, x_signed=False)
-            acc += np.array([int(v) << (8 * s) for v in y], dtype=object)
+            y = mac.mac(np.array(x[:rows], dtype=np.int64) * keep, a["page"], wb=1, ab=8, w_signed=False,
+                        x_signed=False)
+            self.spmv_acc = [(v + (int(w) << (8 * s))) % (1 << width) for v, w in zip(self.spmv_acc, y)]
             self.ops += 1
             self.ops_per_macro[a["macro"]] += 1
-        for c in range(cols):
-            self.amem[a["y"] + c] = (self.amem[a["y"] + c] + int(acc[c])) % (1 << width)
+        if a["flush"]:
+            for c in range(cols):
+                self.amem[a["y"] + c] = (self.amem[a["y"] + c] + self.spmv_acc[c]) % (1 << width)
+            self.spmv_acc = [0] * cols
 
     def _pool(self, a: dict) -> None:
         signed = bool(a["x_signed"])

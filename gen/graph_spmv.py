@@ -3,17 +3,22 @@ MAC mode (docs/graph.md section 4).
 
 A block is stored as one macro page in the push orientation: row ``r`` = source ``r`` of the block's source
 segment, bit column ``c`` = destination ``c`` of its destination segment, one-bit weights. The sources'
-contributions are :data:`SPMV_SLICES` unsigned 8-bit slices each; slice ``s`` of the segment is ``rl =
+contributions are up to :data:`SPMV_SLICES` unsigned 8-bit slices each; slice ``s`` of the segment is ``rl =
 ceil(rows / lanes)`` activation words from ``x + s * rl`` (row ``r`` in lane ``r % lanes`` of word ``r //
 lanes``). The engine::
 
-    EXEC ..     reads the SLICES * rl contribution words, one per cycle
+    EXEC ..     reads the S * rl contribution words (S = slices_m1 + 1), one per cycle
     ...         one MAC operation per slice (wb = 1, ab = 8, unsigned), issued when its words are in and the
-                macro is ready: y_s[c] = sum_r x_s[r] * W[page][r][c]
-    ...         acc[c] = sum_s y_s[c] << 8 s, as the results arrive
-    then        for each column c: amem[y + c] += acc[c] (read, add, write: one per cycle)
+                macro is ready: y_s[c] = sum_r (rows[r] ? x_s[r] : 0) * W[page][r][c]
+    ...         acc[c] += sum_s y_s[c] << 8 s, as the results arrive (acc kept across instructions)
+    flush:      for each column c: amem[y + c] += acc[c] (read, add, write: one per cycle), then acc = 0
 
-Its cycles depend on the configuration only (:func:`gspmv_cycles`).
+Why these three fields: a page may hold only the rows of the block that carry arcs (``LOAD`` of those rows
+only), the others keeping an earlier block's bits, which ``rows`` masks; the host knows how many slices of
+the contributions are non-zero (``slices_m1``); and the blocks of one destination segment, consecutive in
+destination-major order, add into the same column sums, so only the last one writes them back (``flush``):
+the 64 read-add-writes were 64 of the 109 cycles of every block. The sums wrap at the activation word's
+width, as the words do. Cycles: :func:`gspmv_cycles` of the configuration, ``slices`` and ``flush``.
 """
 
 from __future__ import annotations
@@ -45,16 +50,16 @@ def slice_words(cfg: CimConfig) -> int:
     return -(-cfg.macro.rows // lanes(cfg))
 
 
-def gspmv_cycles(cfg: CimConfig) -> int:
+def gspmv_cycles(cfg: CimConfig, slices: int = SPMV_SLICES, flush: bool = True) -> int:
     """Cycles of a ``GSPMV`` (EXEC to done inclusive): the contribution words read from EXEC on, slice ``s``'s
     operation accepted when its words are in and the macro is ready (``SPMV_AB`` cycles after the previous
-    one), the results, then one read-add-write per column."""
+    one), the results (done with the last one without ``flush``), then one read-add-write per column."""
     rl = slice_words(cfg)
     accept = -SPMV_AB
-    for s in range(SPMV_SLICES):
+    for s in range(slices):
         accept = max((s + 1) * rl * SPMV_TIMING.per_item + 1, accept + SPMV_AB)
     last_result = accept + SPMV_AB + SPMV_TIMING.extra
-    return last_result + cfg.macro.cols + 2
+    return last_result + cfg.macro.cols + 2 if flush else last_result + 1
 
 
 class SpmvEngine(wiring.Component):
@@ -96,13 +101,18 @@ class SpmvEngine(wiring.Component):
         R, C, S = mc.rows, mc.cols, SPMV_SLICES
         rl = slice_words(cfg)
         K = S * rl
+        sb = max(1, (S - 1).bit_length())
         running = Signal()
         m.d.comb += self.busy.eq(running | self.start)
+        n_sl = Signal(range(S + 1))
+        m.d.comb += n_sl.eq(a.slices_m1 + 1)
 
         # contribution words: read i at cycle i (from EXEC), stored the cycle after
         i = Signal(range(K + 1))
+        k_words = Signal(range(K + 1))
+        m.d.comb += k_words.eq(Array([(s + 1) * rl for s in range(S)])[a.slices_m1])
         loading = Signal()
-        m.d.comb += loading.eq(Mux(self.start, 1, running & (i < K)))
+        m.d.comb += loading.eq(Mux(self.start, 1, running & (i < k_words)))
         xbuf = [Signal(W, name=f"xbuf{k}") for k in range(K)]
         ld_v, ld_i = Signal(), Signal(range(K))
         loaded = Signal(range(K + 1))
@@ -118,17 +128,18 @@ class SpmvEngine(wiring.Component):
                         m.d.sync += xbuf[k].eq(self.rd.data)
             m.d.sync += loaded.eq(loaded + 1)
 
-        # one MAC operation per slice, in slice order
+        # one MAC operation per slice, in slice order; rows outside the mask take activation 0
         issued = Signal(range(S + 1))
         got = Signal(range(S + 1))
         slices = []
         for s in range(S):
             bytes_ = Cat(*xbuf[s * rl:(s + 1) * rl])
-            slices.append(Cat(*(bytes_[LANE_BITS * r:LANE_BITS * r + mc.max_ab] for r in range(R))))
-        x_sel = Array(slices)[issued[:max(1, (S - 1).bit_length())]]
+            slices.append(Cat(*(Mux(a.rows[r], bytes_[LANE_BITS * r:LANE_BITS * r + mc.max_ab], 0)
+                                for r in range(R))))
+        x_sel = Array(slices)[issued[:sb]]
         need = Array([(s + 1) * rl for s in range(S)] + [K])[issued]
         want = Signal()
-        m.d.comb += want.eq(running & (issued < S) & (loaded >= need))
+        m.d.comb += want.eq(running & (issued < n_sl) & (loaded >= need))
         sel_ready = Array(o.ready for o in self.op)[a.macro]
         for k, o in enumerate(self.op):
             p = o.payload
@@ -138,34 +149,37 @@ class SpmvEngine(wiring.Component):
         with m.If(want & sel_ready):
             m.d.sync += issued.eq(issued + 1)
 
-        # results, shift-added per column
+        # results, shift-added per column into sums that wrap at the word width (as the words do)
         sel_valid = Array(self.res_valid)[a.macro]
         sel_y = Array(self.res_y)[a.macro]
-        acc_w = mc.acc_width + LANE_BITS * (S - 1) + 2
-        acc = [Signal(acc_w, name=f"acc{c}") for c in range(C)]
-        with m.If(running & sel_valid & (got < S)):
+        acc = [Signal(W, name=f"acc{c}") for c in range(C)]
+        arrive = Signal()
+        m.d.comb += arrive.eq(running & sel_valid & (got < n_sl))
+        with m.If(arrive):
             m.d.sync += got.eq(got + 1)
             for c in range(C):
                 lane = sel_y[c]
-                m.d.sync += acc[c].eq(acc[c] + Array(lane << (LANE_BITS * s) for s in range(S))[got[:max(1, (S - 1).bit_length())]])
+                m.d.sync += acc[c].eq(acc[c] + Array(lane << (LANE_BITS * s) for s in range(S))[got[:sb]])
 
-        # read, add, write each column's word
+        # flush: read, add, write each column's word, then clear the sums
         j = Signal(range(C + 1))
         w_v, w_j = Signal(), Signal(range(C))
         reading = Signal()
-        m.d.comb += reading.eq(running & (got == S) & (j < C))
+        m.d.comb += reading.eq(running & a.flush & (got == n_sl) & (j < C))
         m.d.comb += [self.rd.en.eq(1),
-                     self.rd.addr.eq(Mux(self.start, a.x, Mux(got == S, a.y + j, a.x + i)))]
+                     self.rd.addr.eq(Mux(self.start, a.x, Mux(got == n_sl, a.y + j, a.x + i)))]
         with m.If(reading):
             m.d.sync += j.eq(j + 1)
         m.d.sync += [w_v.eq(reading), w_j.eq(j)]
         m.d.comb += [self.act_w.en.eq(w_v), self.act_w.addr.eq(a.y + w_j),
                      self.act_w.data.eq(self.rd.data + Array(acc)[w_j])]
         finish = Signal()
-        m.d.comb += [finish.eq(w_v & (w_j == C - 1)), self.done.eq(finish)]
+        m.d.comb += finish.eq(Mux(a.flush, w_v & (w_j == C - 1), arrive & (got == n_sl - 1)))
+        m.d.comb += self.done.eq(finish)
         with m.If(self.start):
             m.d.sync += [running.eq(1), loaded.eq(0), issued.eq(0), got.eq(0), j.eq(0)]
-            m.d.sync += [x.eq(0) for x in acc]
         with m.If(finish):
             m.d.sync += running.eq(0)
+        with m.If(finish & a.flush):
+            m.d.sync += [x.eq(0) for x in acc]
         return m

@@ -307,15 +307,21 @@ def grelax_layout(cfg: CimConfig) -> data.StructLayout:
 @_documented
 def gspmv_layout(cfg: CimConfig) -> data.StructLayout:
     """Arguments of ``GSPMV``: the block in ``page`` of ``macro`` (row = source, bit column = destination)
-    times the sources' contributions, four unsigned 8-bit slices from activation word ``x`` on (one MAC
-    operation each, ``wb = 1``, ``ab = 8``), shift-added and added into the words ``y .. y + cols - 1``
-    (:mod:`cimforge.gen.graph_spmv`, docs/graph.md)."""
+    times the sources' contributions, ``slices_m1 + 1`` unsigned 8-bit slices from activation word ``x`` on
+    (one MAC operation each, ``wb = 1``, ``ab = 8``; rows outside ``rows`` take activation 0), shift-added
+    into the engine's column sums; with ``flush`` the sums are added into the words ``y .. y + cols - 1`` and
+    cleared (:mod:`cimforge.gen.graph_spmv`, docs/graph.md)."""
     aw = addr_width(cfg)
     return [
         ("macro", unsigned(index_bits(cfg.fabric.n_macros)), "the macro holding the block"),
         ("page", unsigned(cfg.macro.page_width), "its page"),
         ("x", unsigned(aw), "activation word of the first slice word of the block's source contributions"),
         ("y", unsigned(aw), "activation word of the block's first destination sum (one per word)"),
+        ("rows", unsigned(cfg.macro.rows), "the block's source rows, one bit per macro row (the others, which "
+                                           "may hold another block's bits, multiply activation 0)"),
+        ("slices_m1", unsigned(2), "slices minus one: the contributions' non-zero 8-bit slices (1..4)"),
+        ("flush", unsigned(1), "add the column sums into ``y ..`` and clear them (else keep them for the next "
+                               "block of the same destination segment)"),
     ]
 
 
@@ -390,8 +396,9 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
               "Bellman-Ford / label-propagation relaxation over one block's arcs: per arc, the minimum of the "
               "destination's value and the source's previous value plus the weight (docs/graph.md)."),
     InstrSpec(Opcode.GSPMV, "GSPMV", gspmv_layout, "spmv",
-              "PageRank's SpMV over one adjacency block in the macros' MAC mode: four 8-bit slices of the "
-              "sources' contributions times one-bit weights, shift-added into the destinations' sums (docs/graph.md)."),
+              "PageRank's SpMV over one adjacency block in the macros' MAC mode: up to four 8-bit slices of the "
+              "sources' contributions times one-bit weights, shift-added into column sums kept across blocks and "
+              "added into the destinations' words on ``flush`` (docs/graph.md)."),
 )
 
 _BY_OP = {spec.op.value: spec for spec in INSTRUCTIONS}
