@@ -5111,9 +5111,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [12:0] \args$291.count ;
   wire [11:0] \args$291.new ;
   wire [11:0] \args$291.old ;
-  wire [28:0] \args$298 ;
+  wire [95:0] \args$298 ;
+  wire \args$298.flush ;
   wire [1:0] \args$298.macro ;
   wire [2:0] \args$298.page ;
+  wire [63:0] \args$298.rows ;
+  wire [1:0] \args$298.slices_m1 ;
   wire [11:0] \args$298.x ;
   wire [11:0] \args$298.y ;
   wire [2:0] \args.ab_m1 ;
@@ -5535,9 +5538,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__relax__busy;
   wire engines__relax__done;
   wire engines__relax__start;
-  wire [28:0] engines__spmv__args;
+  wire [95:0] engines__spmv__args;
+  wire \engines__spmv__args.flush ;
   wire [1:0] \engines__spmv__args.macro ;
   wire [2:0] \engines__spmv__args.page ;
+  wire [63:0] \engines__spmv__args.rows ;
+  wire [1:0] \engines__spmv__args.slices_m1 ;
   wire [11:0] \engines__spmv__args.x ;
   wire [11:0] \engines__spmv__args.y ;
   wire engines__spmv__busy;
@@ -5628,9 +5634,12 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [12:0] \imem_rd__data.args.grelax.count ;
   wire [11:0] \imem_rd__data.args.grelax.new ;
   wire [11:0] \imem_rd__data.args.grelax.old ;
-  wire [28:0] \imem_rd__data.args.gspmv ;
+  wire [95:0] \imem_rd__data.args.gspmv ;
+  wire \imem_rd__data.args.gspmv.flush ;
   wire [1:0] \imem_rd__data.args.gspmv.macro ;
   wire [2:0] \imem_rd__data.args.gspmv.page ;
+  wire [63:0] \imem_rd__data.args.gspmv.rows ;
+  wire [1:0] \imem_rd__data.args.gspmv.slices_m1 ;
   wire [11:0] \imem_rd__data.args.gspmv.x ;
   wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [38:0] \imem_rd__data.args.load ;
@@ -8717,7 +8726,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .act_w__addr(act_w__addr),
     .act_w__data(act_w__data),
     .act_w__en(\act_w__en$427 ),
-    .args(args[28:0]),
+    .args(args[95:0]),
     .busy(\busy$53 ),
     .clk(clk),
     .finish(engines__spmv__done),
@@ -8881,8 +8890,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign engines__relax__busy = \busy$204 ;
   assign \done$295  = engines__relax__done;
   assign engines__spmv__start = \start$296 ;
-  assign \args$298  = args[28:0];
-  assign engines__spmv__args = args[28:0];
+  assign \args$298  = args[95:0];
+  assign engines__spmv__args = args[95:0];
   assign engines__spmv__busy = \busy$53 ;
   assign \done$302  = engines__spmv__done;
   assign cmd__payload = args[38:0];
@@ -11199,11 +11208,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \imem_rd__data.args.grelax.count  = \port__data$250 [28:16];
   assign \imem_rd__data.args.grelax.old  = \port__data$250 [40:29];
   assign \imem_rd__data.args.grelax.new  = \port__data$250 [52:41];
-  assign \imem_rd__data.args.gspmv  = \port__data$250 [32:4];
+  assign \imem_rd__data.args.gspmv  = \port__data$250 [99:4];
   assign \imem_rd__data.args.gspmv.macro  = \port__data$250 [5:4];
   assign \imem_rd__data.args.gspmv.page  = \port__data$250 [8:6];
   assign \imem_rd__data.args.gspmv.x  = \port__data$250 [20:9];
   assign \imem_rd__data.args.gspmv.y  = \port__data$250 [32:21];
+  assign \imem_rd__data.args.gspmv.rows  = \port__data$250 [96:33];
+  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$250 [98:97];
+  assign \imem_rd__data.args.gspmv.flush  = \port__data$250 [99];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -11420,10 +11432,16 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \args$298.page  = args[4:2];
   assign \args$298.x  = args[16:5];
   assign \args$298.y  = args[28:17];
+  assign \args$298.rows  = args[92:29];
+  assign \args$298.slices_m1  = args[94:93];
+  assign \args$298.flush  = args[95];
   assign \engines__spmv__args.macro  = args[1:0];
   assign \engines__spmv__args.page  = args[4:2];
   assign \engines__spmv__args.x  = args[16:5];
   assign \engines__spmv__args.y  = args[28:17];
+  assign \engines__spmv__args.rows  = args[92:29];
+  assign \engines__spmv__args.slices_m1  = args[94:93];
+  assign \engines__spmv__args.flush  = args[95];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[29:26];
@@ -11761,9 +11779,12 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire engines__relax__done;
   output engines__relax__start;
   reg engines__relax__start;
-  wire [28:0] engines__spmv__args;
+  wire [95:0] engines__spmv__args;
+  wire \engines__spmv__args.flush ;
   wire [1:0] \engines__spmv__args.macro ;
   wire [2:0] \engines__spmv__args.page ;
+  wire [63:0] \engines__spmv__args.rows ;
+  wire [1:0] \engines__spmv__args.slices_m1 ;
   wire [11:0] \engines__spmv__args.x ;
   wire [11:0] \engines__spmv__args.y ;
   input engines__spmv__done;
@@ -11862,9 +11883,12 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [12:0] \imem_rd__data.args.grelax.count ;
   wire [11:0] \imem_rd__data.args.grelax.new ;
   wire [11:0] \imem_rd__data.args.grelax.old ;
-  wire [28:0] \imem_rd__data.args.gspmv ;
+  wire [95:0] \imem_rd__data.args.gspmv ;
+  wire \imem_rd__data.args.gspmv.flush ;
   wire [1:0] \imem_rd__data.args.gspmv.macro ;
   wire [2:0] \imem_rd__data.args.gspmv.page ;
+  wire [63:0] \imem_rd__data.args.gspmv.rows ;
+  wire [1:0] \imem_rd__data.args.gspmv.slices_m1 ;
   wire [11:0] \imem_rd__data.args.gspmv.x ;
   wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [38:0] \imem_rd__data.args.load ;
@@ -12011,9 +12035,12 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [12:0] \ir.args.grelax.count ;
   wire [11:0] \ir.args.grelax.new ;
   wire [11:0] \ir.args.grelax.old ;
-  wire [28:0] \ir.args.gspmv ;
+  wire [95:0] \ir.args.gspmv ;
+  wire \ir.args.gspmv.flush ;
   wire [1:0] \ir.args.gspmv.macro ;
   wire [2:0] \ir.args.gspmv.page ;
+  wire [63:0] \ir.args.gspmv.rows ;
+  wire [1:0] \ir.args.gspmv.slices_m1 ;
   wire [11:0] \ir.args.gspmv.x ;
   wire [11:0] \ir.args.gspmv.y ;
   wire [38:0] \ir.args.load ;
@@ -12948,7 +12975,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign engines__ew__args = ir[264:4];
   assign engines__graph__args = ir[96:4];
   assign engines__relax__args = ir[52:4];
-  assign engines__spmv__args = ir[32:4];
+  assign engines__spmv__args = ir[99:4];
   assign load__payload = ir[42:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
@@ -13135,11 +13162,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \ir.args.grelax.count  = ir[28:16];
   assign \ir.args.grelax.old  = ir[40:29];
   assign \ir.args.grelax.new  = ir[52:41];
-  assign \ir.args.gspmv  = ir[32:4];
+  assign \ir.args.gspmv  = ir[99:4];
   assign \ir.args.gspmv.macro  = ir[5:4];
   assign \ir.args.gspmv.page  = ir[8:6];
   assign \ir.args.gspmv.x  = ir[20:9];
   assign \ir.args.gspmv.y  = ir[32:21];
+  assign \ir.args.gspmv.rows  = ir[96:33];
+  assign \ir.args.gspmv.slices_m1  = ir[98:97];
+  assign \ir.args.gspmv.flush  = ir[99];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -13200,6 +13230,9 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \engines__spmv__args.page  = ir[8:6];
   assign \engines__spmv__args.x  = ir[20:9];
   assign \engines__spmv__args.y  = ir[32:21];
+  assign \engines__spmv__args.rows  = ir[96:33];
+  assign \engines__spmv__args.slices_m1  = ir[98:97];
+  assign \engines__spmv__args.flush  = ir[99];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[33:30];
@@ -13386,11 +13419,14 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \imem_rd__data.args.grelax.count  = imem_rd__data[28:16];
   assign \imem_rd__data.args.grelax.old  = imem_rd__data[40:29];
   assign \imem_rd__data.args.grelax.new  = imem_rd__data[52:41];
-  assign \imem_rd__data.args.gspmv  = imem_rd__data[32:4];
+  assign \imem_rd__data.args.gspmv  = imem_rd__data[99:4];
   assign \imem_rd__data.args.gspmv.macro  = imem_rd__data[5:4];
   assign \imem_rd__data.args.gspmv.page  = imem_rd__data[8:6];
   assign \imem_rd__data.args.gspmv.x  = imem_rd__data[20:9];
   assign \imem_rd__data.args.gspmv.y  = imem_rd__data[32:21];
+  assign \imem_rd__data.args.gspmv.rows  = imem_rd__data[96:33];
+  assign \imem_rd__data.args.gspmv.slices_m1  = imem_rd__data[98:97];
+  assign \imem_rd__data.args.gspmv.flush  = imem_rd__data[99];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
   assign entry[31:0] = \$signal$30 ;
@@ -31926,868 +31962,1901 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
 , act_w__data, finish, op__0__payload, op__1__payload, op__2__payload, op__3__payload, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
-  reg [511:0] \$10 ;
-  reg [21:0] \$100 ;
-  wire [36:0] \$101 ;
-  reg [21:0] \$102 ;
-  wire [52:0] \$103 ;
-  reg [21:0] \$104 ;
-  wire [52:0] \$105 ;
-  reg [52:0] \$106 ;
-  wire [53:0] \$107 ;
-  reg [21:0] \$108 ;
-  wire [22:0] \$109 ;
-  wire \$11 ;
-  reg [21:0] \$110 ;
-  wire [36:0] \$111 ;
-  reg [21:0] \$112 ;
-  wire [52:0] \$113 ;
-  reg [21:0] \$114 ;
-  wire [52:0] \$115 ;
-  reg [52:0] \$116 ;
-  wire [53:0] \$117 ;
-  reg [21:0] \$118 ;
-  wire [22:0] \$119 ;
-  reg [511:0] \$12 ;
-  reg [21:0] \$120 ;
-  wire [36:0] \$121 ;
-  reg [21:0] \$122 ;
-  wire [52:0] \$123 ;
-  reg [21:0] \$124 ;
-  wire [52:0] \$125 ;
-  reg [52:0] \$126 ;
-  wire [53:0] \$127 ;
-  reg [21:0] \$128 ;
-  wire [22:0] \$129 ;
-  wire \$13 ;
-  reg [21:0] \$130 ;
-  wire [36:0] \$131 ;
-  reg [21:0] \$132 ;
-  wire [52:0] \$133 ;
-  reg [21:0] \$134 ;
-  wire [52:0] \$135 ;
-  reg [52:0] \$136 ;
-  wire [53:0] \$137 ;
-  reg [21:0] \$138 ;
-  wire [22:0] \$139 ;
-  reg [511:0] \$14 ;
-  reg [21:0] \$140 ;
-  wire [36:0] \$141 ;
-  reg [21:0] \$142 ;
-  wire [52:0] \$143 ;
-  reg [21:0] \$144 ;
-  wire [52:0] \$145 ;
-  reg [52:0] \$146 ;
-  wire [53:0] \$147 ;
-  reg [21:0] \$148 ;
-  wire [22:0] \$149 ;
-  wire \$15 ;
-  reg [21:0] \$150 ;
-  wire [36:0] \$151 ;
-  reg [21:0] \$152 ;
-  wire [52:0] \$153 ;
-  reg [21:0] \$154 ;
-  wire [52:0] \$155 ;
-  reg [52:0] \$156 ;
-  wire [53:0] \$157 ;
-  reg [21:0] \$158 ;
-  wire [22:0] \$159 ;
-  wire \$16 ;
-  reg [21:0] \$160 ;
-  wire [36:0] \$161 ;
-  reg [21:0] \$162 ;
-  wire [52:0] \$163 ;
-  reg [21:0] \$164 ;
-  wire [52:0] \$165 ;
-  reg [52:0] \$166 ;
-  wire [53:0] \$167 ;
-  reg [21:0] \$168 ;
-  wire [22:0] \$169 ;
-  wire \$17 ;
-  reg [21:0] \$170 ;
-  wire [36:0] \$171 ;
-  reg [21:0] \$172 ;
-  wire [52:0] \$173 ;
-  reg [21:0] \$174 ;
-  wire [52:0] \$175 ;
-  reg [52:0] \$176 ;
-  wire [53:0] \$177 ;
-  reg [21:0] \$178 ;
-  wire [22:0] \$179 ;
-  wire \$18 ;
-  reg [21:0] \$180 ;
-  wire [36:0] \$181 ;
-  reg [21:0] \$182 ;
-  wire [52:0] \$183 ;
-  reg [21:0] \$184 ;
-  wire [52:0] \$185 ;
-  reg [52:0] \$186 ;
-  wire [53:0] \$187 ;
-  reg [21:0] \$188 ;
-  wire [22:0] \$189 ;
-  wire [12:0] \$19 ;
-  reg [21:0] \$190 ;
-  wire [36:0] \$191 ;
-  reg [21:0] \$192 ;
-  wire [52:0] \$193 ;
-  reg [21:0] \$194 ;
-  wire [52:0] \$195 ;
-  reg [52:0] \$196 ;
-  wire [53:0] \$197 ;
-  reg [21:0] \$198 ;
-  wire [22:0] \$199 ;
+  wire [7:0] \$10 ;
+  wire [7:0] \$100 ;
+  wire [7:0] \$1000 ;
+  wire [7:0] \$1001 ;
+  wire [7:0] \$1002 ;
+  wire [7:0] \$1003 ;
+  wire [7:0] \$1004 ;
+  wire [7:0] \$1005 ;
+  wire [7:0] \$1006 ;
+  wire [7:0] \$1007 ;
+  wire [7:0] \$1008 ;
+  wire [7:0] \$1009 ;
+  wire [7:0] \$101 ;
+  wire [7:0] \$1010 ;
+  wire [7:0] \$1011 ;
+  wire [7:0] \$1012 ;
+  wire [7:0] \$1013 ;
+  wire [7:0] \$1014 ;
+  wire [7:0] \$1015 ;
+  wire [7:0] \$1016 ;
+  wire [7:0] \$1017 ;
+  wire [7:0] \$1018 ;
+  wire [7:0] \$1019 ;
+  wire [7:0] \$102 ;
+  wire [7:0] \$1020 ;
+  wire [7:0] \$1021 ;
+  wire [7:0] \$1022 ;
+  wire [7:0] \$1023 ;
+  wire [7:0] \$1024 ;
+  wire [7:0] \$1025 ;
+  wire [7:0] \$1026 ;
+  wire [7:0] \$1027 ;
+  wire [7:0] \$1028 ;
+  wire [7:0] \$1029 ;
+  wire [7:0] \$103 ;
+  wire [7:0] \$1030 ;
+  wire [7:0] \$1031 ;
+  wire [7:0] \$1032 ;
+  wire [7:0] \$1033 ;
+  wire [7:0] \$1034 ;
+  wire [7:0] \$1035 ;
+  wire [7:0] \$1036 ;
+  wire [7:0] \$1037 ;
+  reg [511:0] \$1038 ;
+  reg \$1039 ;
+  wire [7:0] \$104 ;
+  wire \$1040 ;
+  wire \$1041 ;
+  wire \$1042 ;
+  wire \$1043 ;
+  wire \$1044 ;
+  wire \$1045 ;
+  wire \$1046 ;
+  wire [12:0] \$1047 ;
+  wire [12:0] \$1048 ;
+  wire [12:0] \$1049 ;
+  wire [7:0] \$105 ;
+  wire [12:0] \$1050 ;
+  wire [12:0] \$1051 ;
+  reg [63:0] \$1052 ;
+  wire [64:0] \$1053 ;
+  wire \$1054 ;
+  wire \$1055 ;
+  wire [3:0] \$1056 ;
+  wire \$1057 ;
+  wire \$1058 ;
+  wire [5:0] \$1059 ;
+  wire [7:0] \$106 ;
+  wire [6:0] \$1060 ;
+  wire [6:0] \$1061 ;
+  reg \$1062 ;
+  wire \$1063 ;
+  wire [3:0] \$1064 ;
+  wire [3:0] \$1065 ;
+  reg [21:0] \$1066 ;
+  wire [22:0] \$1067 ;
+  reg [21:0] \$1068 ;
+  wire [36:0] \$1069 ;
+  wire [7:0] \$107 ;
+  reg [21:0] \$1070 ;
+  wire [52:0] \$1071 ;
+  reg [21:0] \$1072 ;
+  wire [52:0] \$1073 ;
+  reg [52:0] \$1074 ;
+  wire [64:0] \$1075 ;
+  reg [21:0] \$1076 ;
+  wire [22:0] \$1077 ;
+  reg [21:0] \$1078 ;
+  wire [36:0] \$1079 ;
+  wire [7:0] \$108 ;
+  reg [21:0] \$1080 ;
+  wire [52:0] \$1081 ;
+  reg [21:0] \$1082 ;
+  wire [52:0] \$1083 ;
+  reg [52:0] \$1084 ;
+  wire [64:0] \$1085 ;
+  reg [21:0] \$1086 ;
+  wire [22:0] \$1087 ;
+  reg [21:0] \$1088 ;
+  wire [36:0] \$1089 ;
+  wire [7:0] \$109 ;
+  reg [21:0] \$1090 ;
+  wire [52:0] \$1091 ;
+  reg [21:0] \$1092 ;
+  wire [52:0] \$1093 ;
+  reg [52:0] \$1094 ;
+  wire [64:0] \$1095 ;
+  reg [21:0] \$1096 ;
+  wire [22:0] \$1097 ;
+  reg [21:0] \$1098 ;
+  wire [36:0] \$1099 ;
+  wire [7:0] \$11 ;
+  wire [7:0] \$110 ;
+  reg [21:0] \$1100 ;
+  wire [52:0] \$1101 ;
+  reg [21:0] \$1102 ;
+  wire [52:0] \$1103 ;
+  reg [52:0] \$1104 ;
+  wire [64:0] \$1105 ;
+  reg [21:0] \$1106 ;
+  wire [22:0] \$1107 ;
+  reg [21:0] \$1108 ;
+  wire [36:0] \$1109 ;
+  wire [7:0] \$111 ;
+  reg [21:0] \$1110 ;
+  wire [52:0] \$1111 ;
+  reg [21:0] \$1112 ;
+  wire [52:0] \$1113 ;
+  reg [52:0] \$1114 ;
+  wire [64:0] \$1115 ;
+  reg [21:0] \$1116 ;
+  wire [22:0] \$1117 ;
+  reg [21:0] \$1118 ;
+  wire [36:0] \$1119 ;
+  wire [7:0] \$112 ;
+  reg [21:0] \$1120 ;
+  wire [52:0] \$1121 ;
+  reg [21:0] \$1122 ;
+  wire [52:0] \$1123 ;
+  reg [52:0] \$1124 ;
+  wire [64:0] \$1125 ;
+  reg [21:0] \$1126 ;
+  wire [22:0] \$1127 ;
+  reg [21:0] \$1128 ;
+  wire [36:0] \$1129 ;
+  wire [7:0] \$113 ;
+  reg [21:0] \$1130 ;
+  wire [52:0] \$1131 ;
+  reg [21:0] \$1132 ;
+  wire [52:0] \$1133 ;
+  reg [52:0] \$1134 ;
+  wire [64:0] \$1135 ;
+  reg [21:0] \$1136 ;
+  wire [22:0] \$1137 ;
+  reg [21:0] \$1138 ;
+  wire [36:0] \$1139 ;
+  wire [7:0] \$114 ;
+  reg [21:0] \$1140 ;
+  wire [52:0] \$1141 ;
+  reg [21:0] \$1142 ;
+  wire [52:0] \$1143 ;
+  reg [52:0] \$1144 ;
+  wire [64:0] \$1145 ;
+  reg [21:0] \$1146 ;
+  wire [22:0] \$1147 ;
+  reg [21:0] \$1148 ;
+  wire [36:0] \$1149 ;
+  wire [7:0] \$115 ;
+  reg [21:0] \$1150 ;
+  wire [52:0] \$1151 ;
+  reg [21:0] \$1152 ;
+  wire [52:0] \$1153 ;
+  reg [52:0] \$1154 ;
+  wire [64:0] \$1155 ;
+  reg [21:0] \$1156 ;
+  wire [22:0] \$1157 ;
+  reg [21:0] \$1158 ;
+  wire [36:0] \$1159 ;
+  wire [7:0] \$116 ;
+  reg [21:0] \$1160 ;
+  wire [52:0] \$1161 ;
+  reg [21:0] \$1162 ;
+  wire [52:0] \$1163 ;
+  reg [52:0] \$1164 ;
+  wire [64:0] \$1165 ;
+  reg [21:0] \$1166 ;
+  wire [22:0] \$1167 ;
+  reg [21:0] \$1168 ;
+  wire [36:0] \$1169 ;
+  wire [7:0] \$117 ;
+  reg [21:0] \$1170 ;
+  wire [52:0] \$1171 ;
+  reg [21:0] \$1172 ;
+  wire [52:0] \$1173 ;
+  reg [52:0] \$1174 ;
+  wire [64:0] \$1175 ;
+  reg [21:0] \$1176 ;
+  wire [22:0] \$1177 ;
+  reg [21:0] \$1178 ;
+  wire [36:0] \$1179 ;
+  wire [7:0] \$118 ;
+  reg [21:0] \$1180 ;
+  wire [52:0] \$1181 ;
+  reg [21:0] \$1182 ;
+  wire [52:0] \$1183 ;
+  reg [52:0] \$1184 ;
+  wire [64:0] \$1185 ;
+  reg [21:0] \$1186 ;
+  wire [22:0] \$1187 ;
+  reg [21:0] \$1188 ;
+  wire [36:0] \$1189 ;
+  wire [7:0] \$119 ;
+  reg [21:0] \$1190 ;
+  wire [52:0] \$1191 ;
+  reg [21:0] \$1192 ;
+  wire [52:0] \$1193 ;
+  reg [52:0] \$1194 ;
+  wire [64:0] \$1195 ;
+  reg [21:0] \$1196 ;
+  wire [22:0] \$1197 ;
+  reg [21:0] \$1198 ;
+  wire [36:0] \$1199 ;
+  wire [7:0] \$12 ;
+  wire [7:0] \$120 ;
+  reg [21:0] \$1200 ;
+  wire [52:0] \$1201 ;
+  reg [21:0] \$1202 ;
+  wire [52:0] \$1203 ;
+  reg [52:0] \$1204 ;
+  wire [64:0] \$1205 ;
+  reg [21:0] \$1206 ;
+  wire [22:0] \$1207 ;
+  reg [21:0] \$1208 ;
+  wire [36:0] \$1209 ;
+  wire [7:0] \$121 ;
+  reg [21:0] \$1210 ;
+  wire [52:0] \$1211 ;
+  reg [21:0] \$1212 ;
+  wire [52:0] \$1213 ;
+  reg [52:0] \$1214 ;
+  wire [64:0] \$1215 ;
+  reg [21:0] \$1216 ;
+  wire [22:0] \$1217 ;
+  reg [21:0] \$1218 ;
+  wire [36:0] \$1219 ;
+  wire [7:0] \$122 ;
+  reg [21:0] \$1220 ;
+  wire [52:0] \$1221 ;
+  reg [21:0] \$1222 ;
+  wire [52:0] \$1223 ;
+  reg [52:0] \$1224 ;
+  wire [64:0] \$1225 ;
+  reg [21:0] \$1226 ;
+  wire [22:0] \$1227 ;
+  reg [21:0] \$1228 ;
+  wire [36:0] \$1229 ;
+  wire [7:0] \$123 ;
+  reg [21:0] \$1230 ;
+  wire [52:0] \$1231 ;
+  reg [21:0] \$1232 ;
+  wire [52:0] \$1233 ;
+  reg [52:0] \$1234 ;
+  wire [64:0] \$1235 ;
+  reg [21:0] \$1236 ;
+  wire [22:0] \$1237 ;
+  reg [21:0] \$1238 ;
+  wire [36:0] \$1239 ;
+  wire [7:0] \$124 ;
+  reg [21:0] \$1240 ;
+  wire [52:0] \$1241 ;
+  reg [21:0] \$1242 ;
+  wire [52:0] \$1243 ;
+  reg [52:0] \$1244 ;
+  wire [64:0] \$1245 ;
+  reg [21:0] \$1246 ;
+  wire [22:0] \$1247 ;
+  reg [21:0] \$1248 ;
+  wire [36:0] \$1249 ;
+  wire [7:0] \$125 ;
+  reg [21:0] \$1250 ;
+  wire [52:0] \$1251 ;
+  reg [21:0] \$1252 ;
+  wire [52:0] \$1253 ;
+  reg [52:0] \$1254 ;
+  wire [64:0] \$1255 ;
+  reg [21:0] \$1256 ;
+  wire [22:0] \$1257 ;
+  reg [21:0] \$1258 ;
+  wire [36:0] \$1259 ;
+  wire [7:0] \$126 ;
+  reg [21:0] \$1260 ;
+  wire [52:0] \$1261 ;
+  reg [21:0] \$1262 ;
+  wire [52:0] \$1263 ;
+  reg [52:0] \$1264 ;
+  wire [64:0] \$1265 ;
+  reg [21:0] \$1266 ;
+  wire [22:0] \$1267 ;
+  reg [21:0] \$1268 ;
+  wire [36:0] \$1269 ;
+  wire [7:0] \$127 ;
+  reg [21:0] \$1270 ;
+  wire [52:0] \$1271 ;
+  reg [21:0] \$1272 ;
+  wire [52:0] \$1273 ;
+  reg [52:0] \$1274 ;
+  wire [64:0] \$1275 ;
+  reg [21:0] \$1276 ;
+  wire [22:0] \$1277 ;
+  reg [21:0] \$1278 ;
+  wire [36:0] \$1279 ;
+  wire [7:0] \$128 ;
+  reg [21:0] \$1280 ;
+  wire [52:0] \$1281 ;
+  reg [21:0] \$1282 ;
+  wire [52:0] \$1283 ;
+  reg [52:0] \$1284 ;
+  wire [64:0] \$1285 ;
+  reg [21:0] \$1286 ;
+  wire [22:0] \$1287 ;
+  reg [21:0] \$1288 ;
+  wire [36:0] \$1289 ;
+  wire [7:0] \$129 ;
+  reg [21:0] \$1290 ;
+  wire [52:0] \$1291 ;
+  reg [21:0] \$1292 ;
+  wire [52:0] \$1293 ;
+  reg [52:0] \$1294 ;
+  wire [64:0] \$1295 ;
+  reg [21:0] \$1296 ;
+  wire [22:0] \$1297 ;
+  reg [21:0] \$1298 ;
+  wire [36:0] \$1299 ;
+  wire [7:0] \$13 ;
+  wire [7:0] \$130 ;
+  reg [21:0] \$1300 ;
+  wire [52:0] \$1301 ;
+  reg [21:0] \$1302 ;
+  wire [52:0] \$1303 ;
+  reg [52:0] \$1304 ;
+  wire [64:0] \$1305 ;
+  reg [21:0] \$1306 ;
+  wire [22:0] \$1307 ;
+  reg [21:0] \$1308 ;
+  wire [36:0] \$1309 ;
+  wire [7:0] \$131 ;
+  reg [21:0] \$1310 ;
+  wire [52:0] \$1311 ;
+  reg [21:0] \$1312 ;
+  wire [52:0] \$1313 ;
+  reg [52:0] \$1314 ;
+  wire [64:0] \$1315 ;
+  reg [21:0] \$1316 ;
+  wire [22:0] \$1317 ;
+  reg [21:0] \$1318 ;
+  wire [36:0] \$1319 ;
+  wire [7:0] \$132 ;
+  reg [21:0] \$1320 ;
+  wire [52:0] \$1321 ;
+  reg [21:0] \$1322 ;
+  wire [52:0] \$1323 ;
+  reg [52:0] \$1324 ;
+  wire [64:0] \$1325 ;
+  reg [21:0] \$1326 ;
+  wire [22:0] \$1327 ;
+  reg [21:0] \$1328 ;
+  wire [36:0] \$1329 ;
+  wire [7:0] \$133 ;
+  reg [21:0] \$1330 ;
+  wire [52:0] \$1331 ;
+  reg [21:0] \$1332 ;
+  wire [52:0] \$1333 ;
+  reg [52:0] \$1334 ;
+  wire [64:0] \$1335 ;
+  reg [21:0] \$1336 ;
+  wire [22:0] \$1337 ;
+  reg [21:0] \$1338 ;
+  wire [36:0] \$1339 ;
+  wire [7:0] \$134 ;
+  reg [21:0] \$1340 ;
+  wire [52:0] \$1341 ;
+  reg [21:0] \$1342 ;
+  wire [52:0] \$1343 ;
+  reg [52:0] \$1344 ;
+  wire [64:0] \$1345 ;
+  reg [21:0] \$1346 ;
+  wire [22:0] \$1347 ;
+  reg [21:0] \$1348 ;
+  wire [36:0] \$1349 ;
+  wire [7:0] \$135 ;
+  reg [21:0] \$1350 ;
+  wire [52:0] \$1351 ;
+  reg [21:0] \$1352 ;
+  wire [52:0] \$1353 ;
+  reg [52:0] \$1354 ;
+  wire [64:0] \$1355 ;
+  reg [21:0] \$1356 ;
+  wire [22:0] \$1357 ;
+  reg [21:0] \$1358 ;
+  wire [36:0] \$1359 ;
+  wire [7:0] \$136 ;
+  reg [21:0] \$1360 ;
+  wire [52:0] \$1361 ;
+  reg [21:0] \$1362 ;
+  wire [52:0] \$1363 ;
+  reg [52:0] \$1364 ;
+  wire [64:0] \$1365 ;
+  reg [21:0] \$1366 ;
+  wire [22:0] \$1367 ;
+  reg [21:0] \$1368 ;
+  wire [36:0] \$1369 ;
+  wire [7:0] \$137 ;
+  reg [21:0] \$1370 ;
+  wire [52:0] \$1371 ;
+  reg [21:0] \$1372 ;
+  wire [52:0] \$1373 ;
+  reg [52:0] \$1374 ;
+  wire [64:0] \$1375 ;
+  reg [21:0] \$1376 ;
+  wire [22:0] \$1377 ;
+  reg [21:0] \$1378 ;
+  wire [36:0] \$1379 ;
+  wire [7:0] \$138 ;
+  reg [21:0] \$1380 ;
+  wire [52:0] \$1381 ;
+  reg [21:0] \$1382 ;
+  wire [52:0] \$1383 ;
+  reg [52:0] \$1384 ;
+  wire [64:0] \$1385 ;
+  reg [21:0] \$1386 ;
+  wire [22:0] \$1387 ;
+  reg [21:0] \$1388 ;
+  wire [36:0] \$1389 ;
+  wire [7:0] \$139 ;
+  reg [21:0] \$1390 ;
+  wire [52:0] \$1391 ;
+  reg [21:0] \$1392 ;
+  wire [52:0] \$1393 ;
+  reg [52:0] \$1394 ;
+  wire [64:0] \$1395 ;
+  reg [21:0] \$1396 ;
+  wire [22:0] \$1397 ;
+  reg [21:0] \$1398 ;
+  wire [36:0] \$1399 ;
+  wire [7:0] \$14 ;
+  wire [7:0] \$140 ;
+  reg [21:0] \$1400 ;
+  wire [52:0] \$1401 ;
+  reg [21:0] \$1402 ;
+  wire [52:0] \$1403 ;
+  reg [52:0] \$1404 ;
+  wire [64:0] \$1405 ;
+  reg [21:0] \$1406 ;
+  wire [22:0] \$1407 ;
+  reg [21:0] \$1408 ;
+  wire [36:0] \$1409 ;
+  wire [7:0] \$141 ;
+  reg [21:0] \$1410 ;
+  wire [52:0] \$1411 ;
+  reg [21:0] \$1412 ;
+  wire [52:0] \$1413 ;
+  reg [52:0] \$1414 ;
+  wire [64:0] \$1415 ;
+  reg [21:0] \$1416 ;
+  wire [22:0] \$1417 ;
+  reg [21:0] \$1418 ;
+  wire [36:0] \$1419 ;
+  wire [7:0] \$142 ;
+  reg [21:0] \$1420 ;
+  wire [52:0] \$1421 ;
+  reg [21:0] \$1422 ;
+  wire [52:0] \$1423 ;
+  reg [52:0] \$1424 ;
+  wire [64:0] \$1425 ;
+  reg [21:0] \$1426 ;
+  wire [22:0] \$1427 ;
+  reg [21:0] \$1428 ;
+  wire [36:0] \$1429 ;
+  wire [7:0] \$143 ;
+  reg [21:0] \$1430 ;
+  wire [52:0] \$1431 ;
+  reg [21:0] \$1432 ;
+  wire [52:0] \$1433 ;
+  reg [52:0] \$1434 ;
+  wire [64:0] \$1435 ;
+  reg [21:0] \$1436 ;
+  wire [22:0] \$1437 ;
+  reg [21:0] \$1438 ;
+  wire [36:0] \$1439 ;
+  wire [7:0] \$144 ;
+  reg [21:0] \$1440 ;
+  wire [52:0] \$1441 ;
+  reg [21:0] \$1442 ;
+  wire [52:0] \$1443 ;
+  reg [52:0] \$1444 ;
+  wire [64:0] \$1445 ;
+  reg [21:0] \$1446 ;
+  wire [22:0] \$1447 ;
+  reg [21:0] \$1448 ;
+  wire [36:0] \$1449 ;
+  wire [7:0] \$145 ;
+  reg [21:0] \$1450 ;
+  wire [52:0] \$1451 ;
+  reg [21:0] \$1452 ;
+  wire [52:0] \$1453 ;
+  reg [52:0] \$1454 ;
+  wire [64:0] \$1455 ;
+  reg [21:0] \$1456 ;
+  wire [22:0] \$1457 ;
+  reg [21:0] \$1458 ;
+  wire [36:0] \$1459 ;
+  wire [7:0] \$146 ;
+  reg [21:0] \$1460 ;
+  wire [52:0] \$1461 ;
+  reg [21:0] \$1462 ;
+  wire [52:0] \$1463 ;
+  reg [52:0] \$1464 ;
+  wire [64:0] \$1465 ;
+  reg [21:0] \$1466 ;
+  wire [22:0] \$1467 ;
+  reg [21:0] \$1468 ;
+  wire [36:0] \$1469 ;
+  wire [7:0] \$147 ;
+  reg [21:0] \$1470 ;
+  wire [52:0] \$1471 ;
+  reg [21:0] \$1472 ;
+  wire [52:0] \$1473 ;
+  reg [52:0] \$1474 ;
+  wire [64:0] \$1475 ;
+  reg [21:0] \$1476 ;
+  wire [22:0] \$1477 ;
+  reg [21:0] \$1478 ;
+  wire [36:0] \$1479 ;
+  wire [7:0] \$148 ;
+  reg [21:0] \$1480 ;
+  wire [52:0] \$1481 ;
+  reg [21:0] \$1482 ;
+  wire [52:0] \$1483 ;
+  reg [52:0] \$1484 ;
+  wire [64:0] \$1485 ;
+  reg [21:0] \$1486 ;
+  wire [22:0] \$1487 ;
+  reg [21:0] \$1488 ;
+  wire [36:0] \$1489 ;
+  wire [7:0] \$149 ;
+  reg [21:0] \$1490 ;
+  wire [52:0] \$1491 ;
+  reg [21:0] \$1492 ;
+  wire [52:0] \$1493 ;
+  reg [52:0] \$1494 ;
+  wire [64:0] \$1495 ;
+  reg [21:0] \$1496 ;
+  wire [22:0] \$1497 ;
+  reg [21:0] \$1498 ;
+  wire [36:0] \$1499 ;
+  wire [7:0] \$15 ;
+  wire [7:0] \$150 ;
+  reg [21:0] \$1500 ;
+  wire [52:0] \$1501 ;
+  reg [21:0] \$1502 ;
+  wire [52:0] \$1503 ;
+  reg [52:0] \$1504 ;
+  wire [64:0] \$1505 ;
+  reg [21:0] \$1506 ;
+  wire [22:0] \$1507 ;
+  reg [21:0] \$1508 ;
+  wire [36:0] \$1509 ;
+  wire [7:0] \$151 ;
+  reg [21:0] \$1510 ;
+  wire [52:0] \$1511 ;
+  reg [21:0] \$1512 ;
+  wire [52:0] \$1513 ;
+  reg [52:0] \$1514 ;
+  wire [64:0] \$1515 ;
+  reg [21:0] \$1516 ;
+  wire [22:0] \$1517 ;
+  reg [21:0] \$1518 ;
+  wire [36:0] \$1519 ;
+  wire [7:0] \$152 ;
+  reg [21:0] \$1520 ;
+  wire [52:0] \$1521 ;
+  reg [21:0] \$1522 ;
+  wire [52:0] \$1523 ;
+  reg [52:0] \$1524 ;
+  wire [64:0] \$1525 ;
+  reg [21:0] \$1526 ;
+  wire [22:0] \$1527 ;
+  reg [21:0] \$1528 ;
+  wire [36:0] \$1529 ;
+  wire [7:0] \$153 ;
+  reg [21:0] \$1530 ;
+  wire [52:0] \$1531 ;
+  reg [21:0] \$1532 ;
+  wire [52:0] \$1533 ;
+  reg [52:0] \$1534 ;
+  wire [64:0] \$1535 ;
+  reg [21:0] \$1536 ;
+  wire [22:0] \$1537 ;
+  reg [21:0] \$1538 ;
+  wire [36:0] \$1539 ;
+  wire [7:0] \$154 ;
+  reg [21:0] \$1540 ;
+  wire [52:0] \$1541 ;
+  reg [21:0] \$1542 ;
+  wire [52:0] \$1543 ;
+  reg [52:0] \$1544 ;
+  wire [64:0] \$1545 ;
+  reg [21:0] \$1546 ;
+  wire [22:0] \$1547 ;
+  reg [21:0] \$1548 ;
+  wire [36:0] \$1549 ;
+  wire [7:0] \$155 ;
+  reg [21:0] \$1550 ;
+  wire [52:0] \$1551 ;
+  reg [21:0] \$1552 ;
+  wire [52:0] \$1553 ;
+  reg [52:0] \$1554 ;
+  wire [64:0] \$1555 ;
+  reg [21:0] \$1556 ;
+  wire [22:0] \$1557 ;
+  reg [21:0] \$1558 ;
+  wire [36:0] \$1559 ;
+  wire [7:0] \$156 ;
+  reg [21:0] \$1560 ;
+  wire [52:0] \$1561 ;
+  reg [21:0] \$1562 ;
+  wire [52:0] \$1563 ;
+  reg [52:0] \$1564 ;
+  wire [64:0] \$1565 ;
+  reg [21:0] \$1566 ;
+  wire [22:0] \$1567 ;
+  reg [21:0] \$1568 ;
+  wire [36:0] \$1569 ;
+  wire [7:0] \$157 ;
+  reg [21:0] \$1570 ;
+  wire [52:0] \$1571 ;
+  reg [21:0] \$1572 ;
+  wire [52:0] \$1573 ;
+  reg [52:0] \$1574 ;
+  wire [64:0] \$1575 ;
+  reg [21:0] \$1576 ;
+  wire [22:0] \$1577 ;
+  reg [21:0] \$1578 ;
+  wire [36:0] \$1579 ;
+  wire [7:0] \$158 ;
+  reg [21:0] \$1580 ;
+  wire [52:0] \$1581 ;
+  reg [21:0] \$1582 ;
+  wire [52:0] \$1583 ;
+  reg [52:0] \$1584 ;
+  wire [64:0] \$1585 ;
+  reg [21:0] \$1586 ;
+  wire [22:0] \$1587 ;
+  reg [21:0] \$1588 ;
+  wire [36:0] \$1589 ;
+  wire [7:0] \$159 ;
+  reg [21:0] \$1590 ;
+  wire [52:0] \$1591 ;
+  reg [21:0] \$1592 ;
+  wire [52:0] \$1593 ;
+  reg [52:0] \$1594 ;
+  wire [64:0] \$1595 ;
+  reg [21:0] \$1596 ;
+  wire [22:0] \$1597 ;
+  reg [21:0] \$1598 ;
+  wire [36:0] \$1599 ;
+  wire [7:0] \$16 ;
+  wire [7:0] \$160 ;
+  reg [21:0] \$1600 ;
+  wire [52:0] \$1601 ;
+  reg [21:0] \$1602 ;
+  wire [52:0] \$1603 ;
+  reg [52:0] \$1604 ;
+  wire [64:0] \$1605 ;
+  reg [21:0] \$1606 ;
+  wire [22:0] \$1607 ;
+  reg [21:0] \$1608 ;
+  wire [36:0] \$1609 ;
+  wire [7:0] \$161 ;
+  reg [21:0] \$1610 ;
+  wire [52:0] \$1611 ;
+  reg [21:0] \$1612 ;
+  wire [52:0] \$1613 ;
+  reg [52:0] \$1614 ;
+  wire [64:0] \$1615 ;
+  reg [21:0] \$1616 ;
+  wire [22:0] \$1617 ;
+  reg [21:0] \$1618 ;
+  wire [36:0] \$1619 ;
+  wire [7:0] \$162 ;
+  reg [21:0] \$1620 ;
+  wire [52:0] \$1621 ;
+  reg [21:0] \$1622 ;
+  wire [52:0] \$1623 ;
+  reg [52:0] \$1624 ;
+  wire [64:0] \$1625 ;
+  reg [21:0] \$1626 ;
+  wire [22:0] \$1627 ;
+  reg [21:0] \$1628 ;
+  wire [36:0] \$1629 ;
+  wire [7:0] \$163 ;
+  reg [21:0] \$1630 ;
+  wire [52:0] \$1631 ;
+  reg [21:0] \$1632 ;
+  wire [52:0] \$1633 ;
+  reg [52:0] \$1634 ;
+  wire [64:0] \$1635 ;
+  reg [21:0] \$1636 ;
+  wire [22:0] \$1637 ;
+  reg [21:0] \$1638 ;
+  wire [36:0] \$1639 ;
+  wire [7:0] \$164 ;
+  reg [21:0] \$1640 ;
+  wire [52:0] \$1641 ;
+  reg [21:0] \$1642 ;
+  wire [52:0] \$1643 ;
+  reg [52:0] \$1644 ;
+  wire [64:0] \$1645 ;
+  reg [21:0] \$1646 ;
+  wire [22:0] \$1647 ;
+  reg [21:0] \$1648 ;
+  wire [36:0] \$1649 ;
+  wire [7:0] \$165 ;
+  reg [21:0] \$1650 ;
+  wire [52:0] \$1651 ;
+  reg [21:0] \$1652 ;
+  wire [52:0] \$1653 ;
+  reg [52:0] \$1654 ;
+  wire [64:0] \$1655 ;
+  reg [21:0] \$1656 ;
+  wire [22:0] \$1657 ;
+  reg [21:0] \$1658 ;
+  wire [36:0] \$1659 ;
+  wire [7:0] \$166 ;
+  reg [21:0] \$1660 ;
+  wire [52:0] \$1661 ;
+  reg [21:0] \$1662 ;
+  wire [52:0] \$1663 ;
+  reg [52:0] \$1664 ;
+  wire [64:0] \$1665 ;
+  reg [21:0] \$1666 ;
+  wire [22:0] \$1667 ;
+  reg [21:0] \$1668 ;
+  wire [36:0] \$1669 ;
+  wire [7:0] \$167 ;
+  reg [21:0] \$1670 ;
+  wire [52:0] \$1671 ;
+  reg [21:0] \$1672 ;
+  wire [52:0] \$1673 ;
+  reg [52:0] \$1674 ;
+  wire [64:0] \$1675 ;
+  reg [21:0] \$1676 ;
+  wire [22:0] \$1677 ;
+  reg [21:0] \$1678 ;
+  wire [36:0] \$1679 ;
+  wire [7:0] \$168 ;
+  reg [21:0] \$1680 ;
+  wire [52:0] \$1681 ;
+  reg [21:0] \$1682 ;
+  wire [52:0] \$1683 ;
+  reg [52:0] \$1684 ;
+  wire [64:0] \$1685 ;
+  reg [21:0] \$1686 ;
+  wire [22:0] \$1687 ;
+  reg [21:0] \$1688 ;
+  wire [36:0] \$1689 ;
+  wire [7:0] \$169 ;
+  reg [21:0] \$1690 ;
+  wire [52:0] \$1691 ;
+  reg [21:0] \$1692 ;
+  wire [52:0] \$1693 ;
+  reg [52:0] \$1694 ;
+  wire [64:0] \$1695 ;
+  reg [21:0] \$1696 ;
+  wire [22:0] \$1697 ;
+  reg [21:0] \$1698 ;
+  wire [36:0] \$1699 ;
+  wire [7:0] \$17 ;
+  wire [7:0] \$170 ;
+  reg [21:0] \$1700 ;
+  wire [52:0] \$1701 ;
+  reg [21:0] \$1702 ;
+  wire [52:0] \$1703 ;
+  reg [52:0] \$1704 ;
+  wire [64:0] \$1705 ;
+  wire [7:0] \$1706 ;
+  wire \$1707 ;
+  reg \$1708 ;
+  reg [4:0] \$1709 ;
+  wire [7:0] \$171 ;
+  reg [5:0] \$1710 ;
+  reg [63:0] \$1711 ;
+  reg [63:0] \$1712 ;
+  reg [63:0] \$1713 ;
+  reg [63:0] \$1714 ;
+  reg [63:0] \$1715 ;
+  reg [63:0] \$1716 ;
+  reg [63:0] \$1717 ;
+  reg [63:0] \$1718 ;
+  reg [63:0] \$1719 ;
+  wire [7:0] \$172 ;
+  reg [63:0] \$1720 ;
+  reg [63:0] \$1721 ;
+  reg [63:0] \$1722 ;
+  reg [63:0] \$1723 ;
+  reg [63:0] \$1724 ;
+  reg [63:0] \$1725 ;
+  reg [63:0] \$1726 ;
+  reg [63:0] \$1727 ;
+  reg [63:0] \$1728 ;
+  reg [63:0] \$1729 ;
+  wire [7:0] \$173 ;
+  reg [63:0] \$1730 ;
+  reg [63:0] \$1731 ;
+  reg [63:0] \$1732 ;
+  reg [63:0] \$1733 ;
+  reg [63:0] \$1734 ;
+  reg [63:0] \$1735 ;
+  reg [63:0] \$1736 ;
+  reg [63:0] \$1737 ;
+  reg [63:0] \$1738 ;
+  reg [63:0] \$1739 ;
+  wire [7:0] \$174 ;
+  reg [63:0] \$1740 ;
+  reg [63:0] \$1741 ;
+  reg [63:0] \$1742 ;
+  reg [5:0] \$1743 ;
+  reg [2:0] \$1744 ;
+  reg [2:0] \$1745 ;
+  reg [63:0] \$1746 ;
+  reg [63:0] \$1747 ;
+  reg [63:0] \$1748 ;
+  reg [63:0] \$1749 ;
+  wire [7:0] \$175 ;
+  reg [63:0] \$1750 ;
+  reg [63:0] \$1751 ;
+  reg [63:0] \$1752 ;
+  reg [63:0] \$1753 ;
+  reg [63:0] \$1754 ;
+  reg [63:0] \$1755 ;
+  reg [63:0] \$1756 ;
+  reg [63:0] \$1757 ;
+  reg [63:0] \$1758 ;
+  reg [63:0] \$1759 ;
+  wire [7:0] \$176 ;
+  reg [63:0] \$1760 ;
+  reg [63:0] \$1761 ;
+  reg [63:0] \$1762 ;
+  reg [63:0] \$1763 ;
+  reg [63:0] \$1764 ;
+  reg [63:0] \$1765 ;
+  reg [63:0] \$1766 ;
+  reg [63:0] \$1767 ;
+  reg [63:0] \$1768 ;
+  reg [63:0] \$1769 ;
+  wire [7:0] \$177 ;
+  reg [63:0] \$1770 ;
+  reg [63:0] \$1771 ;
+  reg [63:0] \$1772 ;
+  reg [63:0] \$1773 ;
+  reg [63:0] \$1774 ;
+  reg [63:0] \$1775 ;
+  reg [63:0] \$1776 ;
+  reg [63:0] \$1777 ;
+  reg [63:0] \$1778 ;
+  reg [63:0] \$1779 ;
+  wire [7:0] \$178 ;
+  reg [63:0] \$1780 ;
+  reg [63:0] \$1781 ;
+  reg [63:0] \$1782 ;
+  reg [63:0] \$1783 ;
+  reg [63:0] \$1784 ;
+  reg [63:0] \$1785 ;
+  reg [63:0] \$1786 ;
+  reg [63:0] \$1787 ;
+  reg [63:0] \$1788 ;
+  reg [63:0] \$1789 ;
+  wire [7:0] \$179 ;
+  reg [63:0] \$1790 ;
+  reg [63:0] \$1791 ;
+  reg [63:0] \$1792 ;
+  reg [63:0] \$1793 ;
+  reg [63:0] \$1794 ;
+  reg [63:0] \$1795 ;
+  reg [63:0] \$1796 ;
+  reg [63:0] \$1797 ;
+  reg [63:0] \$1798 ;
+  reg [63:0] \$1799 ;
+  wire [7:0] \$18 ;
+  wire [7:0] \$180 ;
+  reg [63:0] \$1800 ;
+  reg [63:0] \$1801 ;
+  reg [63:0] \$1802 ;
+  reg [63:0] \$1803 ;
+  reg [63:0] \$1804 ;
+  reg [63:0] \$1805 ;
+  reg [63:0] \$1806 ;
+  reg [63:0] \$1807 ;
+  reg [63:0] \$1808 ;
+  reg [63:0] \$1809 ;
+  wire [7:0] \$181 ;
+  reg [6:0] \$1810 ;
+  reg \$1811 ;
+  reg [5:0] \$1812 ;
+  reg \$1813 ;
+  wire [7:0] \$182 ;
+  wire [7:0] \$183 ;
+  wire [7:0] \$184 ;
+  wire [7:0] \$185 ;
+  wire [7:0] \$186 ;
+  wire [7:0] \$187 ;
+  wire [7:0] \$188 ;
+  wire [7:0] \$189 ;
+  wire [7:0] \$19 ;
+  wire [7:0] \$190 ;
+  wire [7:0] \$191 ;
+  wire [7:0] \$192 ;
+  wire [7:0] \$193 ;
+  wire [7:0] \$194 ;
+  wire [7:0] \$195 ;
+  wire [7:0] \$196 ;
+  wire [7:0] \$197 ;
+  wire [7:0] \$198 ;
+  wire [7:0] \$199 ;
   wire \$2 ;
-  wire [12:0] \$20 ;
-  reg [21:0] \$200 ;
-  wire [36:0] \$201 ;
-  reg [21:0] \$202 ;
-  wire [52:0] \$203 ;
-  reg [21:0] \$204 ;
-  wire [52:0] \$205 ;
-  reg [52:0] \$206 ;
-  wire [53:0] \$207 ;
-  reg [21:0] \$208 ;
-  wire [22:0] \$209 ;
-  wire [12:0] \$21 ;
-  reg [21:0] \$210 ;
-  wire [36:0] \$211 ;
-  reg [21:0] \$212 ;
-  wire [52:0] \$213 ;
-  reg [21:0] \$214 ;
-  wire [52:0] \$215 ;
-  reg [52:0] \$216 ;
-  wire [53:0] \$217 ;
-  reg [21:0] \$218 ;
-  wire [22:0] \$219 ;
-  wire [12:0] \$22 ;
-  reg [21:0] \$220 ;
-  wire [36:0] \$221 ;
-  reg [21:0] \$222 ;
-  wire [52:0] \$223 ;
-  reg [21:0] \$224 ;
-  wire [52:0] \$225 ;
-  reg [52:0] \$226 ;
-  wire [53:0] \$227 ;
-  reg [21:0] \$228 ;
-  wire [22:0] \$229 ;
-  wire [12:0] \$23 ;
-  reg [21:0] \$230 ;
-  wire [36:0] \$231 ;
-  reg [21:0] \$232 ;
-  wire [52:0] \$233 ;
-  reg [21:0] \$234 ;
-  wire [52:0] \$235 ;
-  reg [52:0] \$236 ;
-  wire [53:0] \$237 ;
-  reg [21:0] \$238 ;
-  wire [22:0] \$239 ;
-  reg [47:0] \$24 ;
-  reg [21:0] \$240 ;
-  wire [36:0] \$241 ;
-  reg [21:0] \$242 ;
-  wire [52:0] \$243 ;
-  reg [21:0] \$244 ;
-  wire [52:0] \$245 ;
-  reg [52:0] \$246 ;
-  wire [53:0] \$247 ;
-  reg [21:0] \$248 ;
-  wire [22:0] \$249 ;
-  wire [64:0] \$25 ;
-  reg [21:0] \$250 ;
-  wire [36:0] \$251 ;
-  reg [21:0] \$252 ;
-  wire [52:0] \$253 ;
-  reg [21:0] \$254 ;
-  wire [52:0] \$255 ;
-  reg [52:0] \$256 ;
-  wire [53:0] \$257 ;
-  reg [21:0] \$258 ;
-  wire [22:0] \$259 ;
-  wire \$26 ;
-  reg [21:0] \$260 ;
-  wire [36:0] \$261 ;
-  reg [21:0] \$262 ;
-  wire [52:0] \$263 ;
-  reg [21:0] \$264 ;
-  wire [52:0] \$265 ;
-  reg [52:0] \$266 ;
-  wire [53:0] \$267 ;
-  reg [21:0] \$268 ;
-  wire [22:0] \$269 ;
-  wire [5:0] \$27 ;
-  reg [21:0] \$270 ;
-  wire [36:0] \$271 ;
-  reg [21:0] \$272 ;
-  wire [52:0] \$273 ;
-  reg [21:0] \$274 ;
-  wire [52:0] \$275 ;
-  reg [52:0] \$276 ;
-  wire [53:0] \$277 ;
-  reg [21:0] \$278 ;
-  wire [22:0] \$279 ;
-  wire [6:0] \$28 ;
-  reg [21:0] \$280 ;
-  wire [36:0] \$281 ;
-  reg [21:0] \$282 ;
-  wire [52:0] \$283 ;
-  reg [21:0] \$284 ;
-  wire [52:0] \$285 ;
-  reg [52:0] \$286 ;
-  wire [53:0] \$287 ;
-  reg [21:0] \$288 ;
-  wire [22:0] \$289 ;
-  wire [6:0] \$29 ;
-  reg [21:0] \$290 ;
-  wire [36:0] \$291 ;
-  reg [21:0] \$292 ;
-  wire [52:0] \$293 ;
-  reg [21:0] \$294 ;
-  wire [52:0] \$295 ;
-  reg [52:0] \$296 ;
-  wire [53:0] \$297 ;
-  reg [21:0] \$298 ;
-  wire [22:0] \$299 ;
+  wire [7:0] \$20 ;
+  wire [7:0] \$200 ;
+  wire [7:0] \$201 ;
+  wire [7:0] \$202 ;
+  wire [7:0] \$203 ;
+  wire [7:0] \$204 ;
+  wire [7:0] \$205 ;
+  wire [7:0] \$206 ;
+  wire [7:0] \$207 ;
+  wire [7:0] \$208 ;
+  wire [7:0] \$209 ;
+  wire [7:0] \$21 ;
+  wire [7:0] \$210 ;
+  wire [7:0] \$211 ;
+  wire [7:0] \$212 ;
+  wire [7:0] \$213 ;
+  wire [7:0] \$214 ;
+  wire [7:0] \$215 ;
+  wire [7:0] \$216 ;
+  wire [7:0] \$217 ;
+  wire [7:0] \$218 ;
+  wire [7:0] \$219 ;
+  wire [7:0] \$22 ;
+  wire [7:0] \$220 ;
+  wire [7:0] \$221 ;
+  wire [7:0] \$222 ;
+  wire [7:0] \$223 ;
+  wire [7:0] \$224 ;
+  wire [7:0] \$225 ;
+  wire [7:0] \$226 ;
+  wire [7:0] \$227 ;
+  wire [7:0] \$228 ;
+  wire [7:0] \$229 ;
+  wire [7:0] \$23 ;
+  wire [7:0] \$230 ;
+  wire [7:0] \$231 ;
+  wire [7:0] \$232 ;
+  wire [7:0] \$233 ;
+  wire [7:0] \$234 ;
+  wire [7:0] \$235 ;
+  wire [7:0] \$236 ;
+  wire [7:0] \$237 ;
+  wire [7:0] \$238 ;
+  wire [7:0] \$239 ;
+  wire [7:0] \$24 ;
+  wire [7:0] \$240 ;
+  wire [7:0] \$241 ;
+  wire [7:0] \$242 ;
+  wire [7:0] \$243 ;
+  wire [7:0] \$244 ;
+  wire [7:0] \$245 ;
+  wire [7:0] \$246 ;
+  wire [7:0] \$247 ;
+  wire [7:0] \$248 ;
+  wire [7:0] \$249 ;
+  wire [7:0] \$25 ;
+  wire [7:0] \$250 ;
+  wire [7:0] \$251 ;
+  wire [7:0] \$252 ;
+  wire [7:0] \$253 ;
+  wire [7:0] \$254 ;
+  wire [7:0] \$255 ;
+  wire [7:0] \$256 ;
+  wire [7:0] \$257 ;
+  wire [7:0] \$258 ;
+  wire [7:0] \$259 ;
+  wire [7:0] \$26 ;
+  wire [7:0] \$260 ;
+  wire [7:0] \$261 ;
+  wire [7:0] \$262 ;
+  wire [7:0] \$263 ;
+  reg [511:0] \$264 ;
+  wire \$265 ;
+  wire [7:0] \$266 ;
+  wire [7:0] \$267 ;
+  wire [7:0] \$268 ;
+  wire [7:0] \$269 ;
+  wire [7:0] \$27 ;
+  wire [7:0] \$270 ;
+  wire [7:0] \$271 ;
+  wire [7:0] \$272 ;
+  wire [7:0] \$273 ;
+  wire [7:0] \$274 ;
+  wire [7:0] \$275 ;
+  wire [7:0] \$276 ;
+  wire [7:0] \$277 ;
+  wire [7:0] \$278 ;
+  wire [7:0] \$279 ;
+  wire [7:0] \$28 ;
+  wire [7:0] \$280 ;
+  wire [7:0] \$281 ;
+  wire [7:0] \$282 ;
+  wire [7:0] \$283 ;
+  wire [7:0] \$284 ;
+  wire [7:0] \$285 ;
+  wire [7:0] \$286 ;
+  wire [7:0] \$287 ;
+  wire [7:0] \$288 ;
+  wire [7:0] \$289 ;
+  wire [7:0] \$29 ;
+  wire [7:0] \$290 ;
+  wire [7:0] \$291 ;
+  wire [7:0] \$292 ;
+  wire [7:0] \$293 ;
+  wire [7:0] \$294 ;
+  wire [7:0] \$295 ;
+  wire [7:0] \$296 ;
+  wire [7:0] \$297 ;
+  wire [7:0] \$298 ;
+  wire [7:0] \$299 ;
   wire \$3 ;
-  reg \$30 ;
-  reg [21:0] \$300 ;
-  wire [36:0] \$301 ;
-  reg [21:0] \$302 ;
-  wire [52:0] \$303 ;
-  reg [21:0] \$304 ;
-  wire [52:0] \$305 ;
-  reg [52:0] \$306 ;
-  wire [53:0] \$307 ;
-  reg [21:0] \$308 ;
-  wire [22:0] \$309 ;
-  wire \$31 ;
-  reg [21:0] \$310 ;
-  wire [36:0] \$311 ;
-  reg [21:0] \$312 ;
-  wire [52:0] \$313 ;
-  reg [21:0] \$314 ;
-  wire [52:0] \$315 ;
-  reg [52:0] \$316 ;
-  wire [53:0] \$317 ;
-  reg [21:0] \$318 ;
-  wire [22:0] \$319 ;
-  wire [3:0] \$32 ;
-  reg [21:0] \$320 ;
-  wire [36:0] \$321 ;
-  reg [21:0] \$322 ;
-  wire [52:0] \$323 ;
-  reg [21:0] \$324 ;
-  wire [52:0] \$325 ;
-  reg [52:0] \$326 ;
-  wire [53:0] \$327 ;
-  reg [21:0] \$328 ;
-  wire [22:0] \$329 ;
-  reg \$33 ;
-  reg [21:0] \$330 ;
-  wire [36:0] \$331 ;
-  reg [21:0] \$332 ;
-  wire [52:0] \$333 ;
-  reg [21:0] \$334 ;
-  wire [52:0] \$335 ;
-  reg [52:0] \$336 ;
-  wire [53:0] \$337 ;
-  reg [21:0] \$338 ;
-  wire [22:0] \$339 ;
-  wire \$34 ;
-  reg [21:0] \$340 ;
-  wire [36:0] \$341 ;
-  reg [21:0] \$342 ;
-  wire [52:0] \$343 ;
-  reg [21:0] \$344 ;
-  wire [52:0] \$345 ;
-  reg [52:0] \$346 ;
-  wire [53:0] \$347 ;
-  reg [21:0] \$348 ;
-  wire [22:0] \$349 ;
-  wire \$35 ;
-  reg [21:0] \$350 ;
-  wire [36:0] \$351 ;
-  reg [21:0] \$352 ;
-  wire [52:0] \$353 ;
-  reg [21:0] \$354 ;
-  wire [52:0] \$355 ;
-  reg [52:0] \$356 ;
-  wire [53:0] \$357 ;
-  reg [21:0] \$358 ;
-  wire [22:0] \$359 ;
-  wire \$36 ;
-  reg [21:0] \$360 ;
-  wire [36:0] \$361 ;
-  reg [21:0] \$362 ;
-  wire [52:0] \$363 ;
-  reg [21:0] \$364 ;
-  wire [52:0] \$365 ;
-  reg [52:0] \$366 ;
-  wire [53:0] \$367 ;
-  reg [21:0] \$368 ;
-  wire [22:0] \$369 ;
-  wire [3:0] \$37 ;
-  reg [21:0] \$370 ;
-  wire [36:0] \$371 ;
-  reg [21:0] \$372 ;
-  wire [52:0] \$373 ;
-  reg [21:0] \$374 ;
-  wire [52:0] \$375 ;
-  reg [52:0] \$376 ;
-  wire [53:0] \$377 ;
-  reg [21:0] \$378 ;
-  wire [22:0] \$379 ;
-  reg [21:0] \$38 ;
-  reg [21:0] \$380 ;
-  wire [36:0] \$381 ;
-  reg [21:0] \$382 ;
-  wire [52:0] \$383 ;
-  reg [21:0] \$384 ;
-  wire [52:0] \$385 ;
-  reg [52:0] \$386 ;
-  wire [53:0] \$387 ;
-  reg [21:0] \$388 ;
-  wire [22:0] \$389 ;
-  wire [22:0] \$39 ;
-  reg [21:0] \$390 ;
-  wire [36:0] \$391 ;
-  reg [21:0] \$392 ;
-  wire [52:0] \$393 ;
-  reg [21:0] \$394 ;
-  wire [52:0] \$395 ;
-  reg [52:0] \$396 ;
-  wire [53:0] \$397 ;
-  reg [21:0] \$398 ;
-  wire [22:0] \$399 ;
+  wire [7:0] \$30 ;
+  wire [7:0] \$300 ;
+  wire [7:0] \$301 ;
+  wire [7:0] \$302 ;
+  wire [7:0] \$303 ;
+  wire [7:0] \$304 ;
+  wire [7:0] \$305 ;
+  wire [7:0] \$306 ;
+  wire [7:0] \$307 ;
+  wire [7:0] \$308 ;
+  wire [7:0] \$309 ;
+  wire [7:0] \$31 ;
+  wire [7:0] \$310 ;
+  wire [7:0] \$311 ;
+  wire [7:0] \$312 ;
+  wire [7:0] \$313 ;
+  wire [7:0] \$314 ;
+  wire [7:0] \$315 ;
+  wire [7:0] \$316 ;
+  wire [7:0] \$317 ;
+  wire [7:0] \$318 ;
+  wire [7:0] \$319 ;
+  wire [7:0] \$32 ;
+  wire [7:0] \$320 ;
+  wire [7:0] \$321 ;
+  wire [7:0] \$322 ;
+  wire [7:0] \$323 ;
+  wire [7:0] \$324 ;
+  wire [7:0] \$325 ;
+  wire [7:0] \$326 ;
+  wire [7:0] \$327 ;
+  wire [7:0] \$328 ;
+  wire [7:0] \$329 ;
+  wire [7:0] \$33 ;
+  wire [7:0] \$330 ;
+  wire [7:0] \$331 ;
+  wire [7:0] \$332 ;
+  wire [7:0] \$333 ;
+  wire [7:0] \$334 ;
+  wire [7:0] \$335 ;
+  wire [7:0] \$336 ;
+  wire [7:0] \$337 ;
+  wire [7:0] \$338 ;
+  wire [7:0] \$339 ;
+  wire [7:0] \$34 ;
+  wire [7:0] \$340 ;
+  wire [7:0] \$341 ;
+  wire [7:0] \$342 ;
+  wire [7:0] \$343 ;
+  wire [7:0] \$344 ;
+  wire [7:0] \$345 ;
+  wire [7:0] \$346 ;
+  wire [7:0] \$347 ;
+  wire [7:0] \$348 ;
+  wire [7:0] \$349 ;
+  wire [7:0] \$35 ;
+  wire [7:0] \$350 ;
+  wire [7:0] \$351 ;
+  wire [7:0] \$352 ;
+  wire [7:0] \$353 ;
+  wire [7:0] \$354 ;
+  wire [7:0] \$355 ;
+  wire [7:0] \$356 ;
+  wire [7:0] \$357 ;
+  wire [7:0] \$358 ;
+  wire [7:0] \$359 ;
+  wire [7:0] \$36 ;
+  wire [7:0] \$360 ;
+  wire [7:0] \$361 ;
+  wire [7:0] \$362 ;
+  wire [7:0] \$363 ;
+  wire [7:0] \$364 ;
+  wire [7:0] \$365 ;
+  wire [7:0] \$366 ;
+  wire [7:0] \$367 ;
+  wire [7:0] \$368 ;
+  wire [7:0] \$369 ;
+  wire [7:0] \$37 ;
+  wire [7:0] \$370 ;
+  wire [7:0] \$371 ;
+  wire [7:0] \$372 ;
+  wire [7:0] \$373 ;
+  wire [7:0] \$374 ;
+  wire [7:0] \$375 ;
+  wire [7:0] \$376 ;
+  wire [7:0] \$377 ;
+  wire [7:0] \$378 ;
+  wire [7:0] \$379 ;
+  wire [7:0] \$38 ;
+  wire [7:0] \$380 ;
+  wire [7:0] \$381 ;
+  wire [7:0] \$382 ;
+  wire [7:0] \$383 ;
+  wire [7:0] \$384 ;
+  wire [7:0] \$385 ;
+  wire [7:0] \$386 ;
+  wire [7:0] \$387 ;
+  wire [7:0] \$388 ;
+  wire [7:0] \$389 ;
+  wire [7:0] \$39 ;
+  wire [7:0] \$390 ;
+  wire [7:0] \$391 ;
+  wire [7:0] \$392 ;
+  wire [7:0] \$393 ;
+  wire [7:0] \$394 ;
+  wire [7:0] \$395 ;
+  wire [7:0] \$396 ;
+  wire [7:0] \$397 ;
+  wire [7:0] \$398 ;
+  wire [7:0] \$399 ;
   wire \$4 ;
-  reg [21:0] \$40 ;
-  reg [21:0] \$400 ;
-  wire [36:0] \$401 ;
-  reg [21:0] \$402 ;
-  wire [52:0] \$403 ;
-  reg [21:0] \$404 ;
-  wire [52:0] \$405 ;
-  reg [52:0] \$406 ;
-  wire [53:0] \$407 ;
-  reg [21:0] \$408 ;
-  wire [22:0] \$409 ;
-  wire [36:0] \$41 ;
-  reg [21:0] \$410 ;
-  wire [36:0] \$411 ;
-  reg [21:0] \$412 ;
-  wire [52:0] \$413 ;
-  reg [21:0] \$414 ;
-  wire [52:0] \$415 ;
-  reg [52:0] \$416 ;
-  wire [53:0] \$417 ;
-  reg [21:0] \$418 ;
-  wire [22:0] \$419 ;
-  reg [21:0] \$42 ;
-  reg [21:0] \$420 ;
-  wire [36:0] \$421 ;
-  reg [21:0] \$422 ;
-  wire [52:0] \$423 ;
-  reg [21:0] \$424 ;
-  wire [52:0] \$425 ;
-  reg [52:0] \$426 ;
-  wire [53:0] \$427 ;
-  reg [21:0] \$428 ;
-  wire [22:0] \$429 ;
-  wire [52:0] \$43 ;
-  reg [21:0] \$430 ;
-  wire [36:0] \$431 ;
-  reg [21:0] \$432 ;
-  wire [52:0] \$433 ;
-  reg [21:0] \$434 ;
-  wire [52:0] \$435 ;
-  reg [52:0] \$436 ;
-  wire [53:0] \$437 ;
-  reg [21:0] \$438 ;
-  wire [22:0] \$439 ;
-  reg [21:0] \$44 ;
-  reg [21:0] \$440 ;
-  wire [36:0] \$441 ;
-  reg [21:0] \$442 ;
-  wire [52:0] \$443 ;
-  reg [21:0] \$444 ;
-  wire [52:0] \$445 ;
-  reg [52:0] \$446 ;
-  wire [53:0] \$447 ;
-  reg [21:0] \$448 ;
-  wire [22:0] \$449 ;
-  wire [52:0] \$45 ;
-  reg [21:0] \$450 ;
-  wire [36:0] \$451 ;
-  reg [21:0] \$452 ;
-  wire [52:0] \$453 ;
-  reg [21:0] \$454 ;
-  wire [52:0] \$455 ;
-  reg [52:0] \$456 ;
-  wire [53:0] \$457 ;
-  reg [21:0] \$458 ;
-  wire [22:0] \$459 ;
-  reg [52:0] \$46 ;
-  reg [21:0] \$460 ;
-  wire [36:0] \$461 ;
-  reg [21:0] \$462 ;
-  wire [52:0] \$463 ;
-  reg [21:0] \$464 ;
-  wire [52:0] \$465 ;
-  reg [52:0] \$466 ;
-  wire [53:0] \$467 ;
-  reg [21:0] \$468 ;
-  wire [22:0] \$469 ;
-  wire [53:0] \$47 ;
-  reg [21:0] \$470 ;
-  wire [36:0] \$471 ;
-  reg [21:0] \$472 ;
-  wire [52:0] \$473 ;
-  reg [21:0] \$474 ;
-  wire [52:0] \$475 ;
-  reg [52:0] \$476 ;
-  wire [53:0] \$477 ;
-  reg [21:0] \$478 ;
-  wire [22:0] \$479 ;
-  reg [21:0] \$48 ;
-  reg [21:0] \$480 ;
-  wire [36:0] \$481 ;
-  reg [21:0] \$482 ;
-  wire [52:0] \$483 ;
-  reg [21:0] \$484 ;
-  wire [52:0] \$485 ;
-  reg [52:0] \$486 ;
-  wire [53:0] \$487 ;
-  reg [21:0] \$488 ;
-  wire [22:0] \$489 ;
-  wire [22:0] \$49 ;
-  reg [21:0] \$490 ;
-  wire [36:0] \$491 ;
-  reg [21:0] \$492 ;
-  wire [52:0] \$493 ;
-  reg [21:0] \$494 ;
-  wire [52:0] \$495 ;
-  reg [52:0] \$496 ;
-  wire [53:0] \$497 ;
-  reg [21:0] \$498 ;
-  wire [22:0] \$499 ;
+  wire [7:0] \$40 ;
+  wire [7:0] \$400 ;
+  wire [7:0] \$401 ;
+  wire [7:0] \$402 ;
+  wire [7:0] \$403 ;
+  wire [7:0] \$404 ;
+  wire [7:0] \$405 ;
+  wire [7:0] \$406 ;
+  wire [7:0] \$407 ;
+  wire [7:0] \$408 ;
+  wire [7:0] \$409 ;
+  wire [7:0] \$41 ;
+  wire [7:0] \$410 ;
+  wire [7:0] \$411 ;
+  wire [7:0] \$412 ;
+  wire [7:0] \$413 ;
+  wire [7:0] \$414 ;
+  wire [7:0] \$415 ;
+  wire [7:0] \$416 ;
+  wire [7:0] \$417 ;
+  wire [7:0] \$418 ;
+  wire [7:0] \$419 ;
+  wire [7:0] \$42 ;
+  wire [7:0] \$420 ;
+  wire [7:0] \$421 ;
+  wire [7:0] \$422 ;
+  wire [7:0] \$423 ;
+  wire [7:0] \$424 ;
+  wire [7:0] \$425 ;
+  wire [7:0] \$426 ;
+  wire [7:0] \$427 ;
+  wire [7:0] \$428 ;
+  wire [7:0] \$429 ;
+  wire [7:0] \$43 ;
+  wire [7:0] \$430 ;
+  wire [7:0] \$431 ;
+  wire [7:0] \$432 ;
+  wire [7:0] \$433 ;
+  wire [7:0] \$434 ;
+  wire [7:0] \$435 ;
+  wire [7:0] \$436 ;
+  wire [7:0] \$437 ;
+  wire [7:0] \$438 ;
+  wire [7:0] \$439 ;
+  wire [7:0] \$44 ;
+  wire [7:0] \$440 ;
+  wire [7:0] \$441 ;
+  wire [7:0] \$442 ;
+  wire [7:0] \$443 ;
+  wire [7:0] \$444 ;
+  wire [7:0] \$445 ;
+  wire [7:0] \$446 ;
+  wire [7:0] \$447 ;
+  wire [7:0] \$448 ;
+  wire [7:0] \$449 ;
+  wire [7:0] \$45 ;
+  wire [7:0] \$450 ;
+  wire [7:0] \$451 ;
+  wire [7:0] \$452 ;
+  wire [7:0] \$453 ;
+  wire [7:0] \$454 ;
+  wire [7:0] \$455 ;
+  wire [7:0] \$456 ;
+  wire [7:0] \$457 ;
+  wire [7:0] \$458 ;
+  wire [7:0] \$459 ;
+  wire [7:0] \$46 ;
+  wire [7:0] \$460 ;
+  wire [7:0] \$461 ;
+  wire [7:0] \$462 ;
+  wire [7:0] \$463 ;
+  wire [7:0] \$464 ;
+  wire [7:0] \$465 ;
+  wire [7:0] \$466 ;
+  wire [7:0] \$467 ;
+  wire [7:0] \$468 ;
+  wire [7:0] \$469 ;
+  wire [7:0] \$47 ;
+  wire [7:0] \$470 ;
+  wire [7:0] \$471 ;
+  wire [7:0] \$472 ;
+  wire [7:0] \$473 ;
+  wire [7:0] \$474 ;
+  wire [7:0] \$475 ;
+  wire [7:0] \$476 ;
+  wire [7:0] \$477 ;
+  wire [7:0] \$478 ;
+  wire [7:0] \$479 ;
+  wire [7:0] \$48 ;
+  wire [7:0] \$480 ;
+  wire [7:0] \$481 ;
+  wire [7:0] \$482 ;
+  wire [7:0] \$483 ;
+  wire [7:0] \$484 ;
+  wire [7:0] \$485 ;
+  wire [7:0] \$486 ;
+  wire [7:0] \$487 ;
+  wire [7:0] \$488 ;
+  wire [7:0] \$489 ;
+  wire [7:0] \$49 ;
+  wire [7:0] \$490 ;
+  wire [7:0] \$491 ;
+  wire [7:0] \$492 ;
+  wire [7:0] \$493 ;
+  wire [7:0] \$494 ;
+  wire [7:0] \$495 ;
+  wire [7:0] \$496 ;
+  wire [7:0] \$497 ;
+  wire [7:0] \$498 ;
+  wire [7:0] \$499 ;
   reg [5:0] \$5 ;
-  reg [21:0] \$50 ;
-  reg [21:0] \$500 ;
-  wire [36:0] \$501 ;
-  reg [21:0] \$502 ;
-  wire [52:0] \$503 ;
-  reg [21:0] \$504 ;
-  wire [52:0] \$505 ;
-  reg [52:0] \$506 ;
-  wire [53:0] \$507 ;
-  reg [21:0] \$508 ;
-  wire [22:0] \$509 ;
-  wire [36:0] \$51 ;
-  reg [21:0] \$510 ;
-  wire [36:0] \$511 ;
-  reg [21:0] \$512 ;
-  wire [52:0] \$513 ;
-  reg [21:0] \$514 ;
-  wire [52:0] \$515 ;
-  reg [52:0] \$516 ;
-  wire [53:0] \$517 ;
-  reg [21:0] \$518 ;
-  wire [22:0] \$519 ;
-  reg [21:0] \$52 ;
-  reg [21:0] \$520 ;
-  wire [36:0] \$521 ;
-  reg [21:0] \$522 ;
-  wire [52:0] \$523 ;
-  reg [21:0] \$524 ;
-  wire [52:0] \$525 ;
-  reg [52:0] \$526 ;
-  wire [53:0] \$527 ;
-  reg [21:0] \$528 ;
-  wire [22:0] \$529 ;
-  wire [52:0] \$53 ;
-  reg [21:0] \$530 ;
-  wire [36:0] \$531 ;
-  reg [21:0] \$532 ;
-  wire [52:0] \$533 ;
-  reg [21:0] \$534 ;
-  wire [52:0] \$535 ;
-  reg [52:0] \$536 ;
-  wire [53:0] \$537 ;
-  reg [21:0] \$538 ;
-  wire [22:0] \$539 ;
-  reg [21:0] \$54 ;
-  reg [21:0] \$540 ;
-  wire [36:0] \$541 ;
-  reg [21:0] \$542 ;
-  wire [52:0] \$543 ;
-  reg [21:0] \$544 ;
-  wire [52:0] \$545 ;
-  reg [52:0] \$546 ;
-  wire [53:0] \$547 ;
-  reg [21:0] \$548 ;
-  wire [22:0] \$549 ;
-  wire [52:0] \$55 ;
-  reg [21:0] \$550 ;
-  wire [36:0] \$551 ;
-  reg [21:0] \$552 ;
-  wire [52:0] \$553 ;
-  reg [21:0] \$554 ;
-  wire [52:0] \$555 ;
-  reg [52:0] \$556 ;
-  wire [53:0] \$557 ;
-  reg [21:0] \$558 ;
-  wire [22:0] \$559 ;
-  reg [52:0] \$56 ;
-  reg [21:0] \$560 ;
-  wire [36:0] \$561 ;
-  reg [21:0] \$562 ;
-  wire [52:0] \$563 ;
-  reg [21:0] \$564 ;
-  wire [52:0] \$565 ;
-  reg [52:0] \$566 ;
-  wire [53:0] \$567 ;
-  reg [21:0] \$568 ;
-  wire [22:0] \$569 ;
-  wire [53:0] \$57 ;
-  reg [21:0] \$570 ;
-  wire [36:0] \$571 ;
-  reg [21:0] \$572 ;
-  wire [52:0] \$573 ;
-  reg [21:0] \$574 ;
-  wire [52:0] \$575 ;
-  reg [52:0] \$576 ;
-  wire [53:0] \$577 ;
-  reg [21:0] \$578 ;
-  wire [22:0] \$579 ;
-  reg [21:0] \$58 ;
-  reg [21:0] \$580 ;
-  wire [36:0] \$581 ;
-  reg [21:0] \$582 ;
-  wire [52:0] \$583 ;
-  reg [21:0] \$584 ;
-  wire [52:0] \$585 ;
-  reg [52:0] \$586 ;
-  wire [53:0] \$587 ;
-  reg [21:0] \$588 ;
-  wire [22:0] \$589 ;
-  wire [22:0] \$59 ;
-  reg [21:0] \$590 ;
-  wire [36:0] \$591 ;
-  reg [21:0] \$592 ;
-  wire [52:0] \$593 ;
-  reg [21:0] \$594 ;
-  wire [52:0] \$595 ;
-  reg [52:0] \$596 ;
-  wire [53:0] \$597 ;
-  reg [21:0] \$598 ;
-  wire [22:0] \$599 ;
+  wire [7:0] \$50 ;
+  wire [7:0] \$500 ;
+  wire [7:0] \$501 ;
+  wire [7:0] \$502 ;
+  wire [7:0] \$503 ;
+  wire [7:0] \$504 ;
+  wire [7:0] \$505 ;
+  wire [7:0] \$506 ;
+  wire [7:0] \$507 ;
+  wire [7:0] \$508 ;
+  wire [7:0] \$509 ;
+  wire [7:0] \$51 ;
+  wire [7:0] \$510 ;
+  wire [7:0] \$511 ;
+  wire [7:0] \$512 ;
+  wire [7:0] \$513 ;
+  wire [7:0] \$514 ;
+  wire [7:0] \$515 ;
+  wire [7:0] \$516 ;
+  wire [7:0] \$517 ;
+  wire [7:0] \$518 ;
+  wire [7:0] \$519 ;
+  wire [7:0] \$52 ;
+  wire [7:0] \$520 ;
+  wire [7:0] \$521 ;
+  reg [511:0] \$522 ;
+  wire \$523 ;
+  wire [7:0] \$524 ;
+  wire [7:0] \$525 ;
+  wire [7:0] \$526 ;
+  wire [7:0] \$527 ;
+  wire [7:0] \$528 ;
+  wire [7:0] \$529 ;
+  wire [7:0] \$53 ;
+  wire [7:0] \$530 ;
+  wire [7:0] \$531 ;
+  wire [7:0] \$532 ;
+  wire [7:0] \$533 ;
+  wire [7:0] \$534 ;
+  wire [7:0] \$535 ;
+  wire [7:0] \$536 ;
+  wire [7:0] \$537 ;
+  wire [7:0] \$538 ;
+  wire [7:0] \$539 ;
+  wire [7:0] \$54 ;
+  wire [7:0] \$540 ;
+  wire [7:0] \$541 ;
+  wire [7:0] \$542 ;
+  wire [7:0] \$543 ;
+  wire [7:0] \$544 ;
+  wire [7:0] \$545 ;
+  wire [7:0] \$546 ;
+  wire [7:0] \$547 ;
+  wire [7:0] \$548 ;
+  wire [7:0] \$549 ;
+  wire [7:0] \$55 ;
+  wire [7:0] \$550 ;
+  wire [7:0] \$551 ;
+  wire [7:0] \$552 ;
+  wire [7:0] \$553 ;
+  wire [7:0] \$554 ;
+  wire [7:0] \$555 ;
+  wire [7:0] \$556 ;
+  wire [7:0] \$557 ;
+  wire [7:0] \$558 ;
+  wire [7:0] \$559 ;
+  wire [7:0] \$56 ;
+  wire [7:0] \$560 ;
+  wire [7:0] \$561 ;
+  wire [7:0] \$562 ;
+  wire [7:0] \$563 ;
+  wire [7:0] \$564 ;
+  wire [7:0] \$565 ;
+  wire [7:0] \$566 ;
+  wire [7:0] \$567 ;
+  wire [7:0] \$568 ;
+  wire [7:0] \$569 ;
+  wire [7:0] \$57 ;
+  wire [7:0] \$570 ;
+  wire [7:0] \$571 ;
+  wire [7:0] \$572 ;
+  wire [7:0] \$573 ;
+  wire [7:0] \$574 ;
+  wire [7:0] \$575 ;
+  wire [7:0] \$576 ;
+  wire [7:0] \$577 ;
+  wire [7:0] \$578 ;
+  wire [7:0] \$579 ;
+  wire [7:0] \$58 ;
+  wire [7:0] \$580 ;
+  wire [7:0] \$581 ;
+  wire [7:0] \$582 ;
+  wire [7:0] \$583 ;
+  wire [7:0] \$584 ;
+  wire [7:0] \$585 ;
+  wire [7:0] \$586 ;
+  wire [7:0] \$587 ;
+  wire [7:0] \$588 ;
+  wire [7:0] \$589 ;
+  wire [7:0] \$59 ;
+  wire [7:0] \$590 ;
+  wire [7:0] \$591 ;
+  wire [7:0] \$592 ;
+  wire [7:0] \$593 ;
+  wire [7:0] \$594 ;
+  wire [7:0] \$595 ;
+  wire [7:0] \$596 ;
+  wire [7:0] \$597 ;
+  wire [7:0] \$598 ;
+  wire [7:0] \$599 ;
   wire \$6 ;
-  reg [21:0] \$60 ;
-  reg [21:0] \$600 ;
-  wire [36:0] \$601 ;
-  reg [21:0] \$602 ;
-  wire [52:0] \$603 ;
-  reg [21:0] \$604 ;
-  wire [52:0] \$605 ;
-  reg [52:0] \$606 ;
-  wire [53:0] \$607 ;
-  reg [21:0] \$608 ;
-  wire [22:0] \$609 ;
-  wire [36:0] \$61 ;
-  reg [21:0] \$610 ;
-  wire [36:0] \$611 ;
-  reg [21:0] \$612 ;
-  wire [52:0] \$613 ;
-  reg [21:0] \$614 ;
-  wire [52:0] \$615 ;
-  reg [52:0] \$616 ;
-  wire [53:0] \$617 ;
-  reg [21:0] \$618 ;
-  wire [22:0] \$619 ;
-  reg [21:0] \$62 ;
-  reg [21:0] \$620 ;
-  wire [36:0] \$621 ;
-  reg [21:0] \$622 ;
-  wire [52:0] \$623 ;
-  reg [21:0] \$624 ;
-  wire [52:0] \$625 ;
-  reg [52:0] \$626 ;
-  wire [53:0] \$627 ;
-  reg [21:0] \$628 ;
-  wire [22:0] \$629 ;
-  wire [52:0] \$63 ;
-  reg [21:0] \$630 ;
-  wire [36:0] \$631 ;
-  reg [21:0] \$632 ;
-  wire [52:0] \$633 ;
-  reg [21:0] \$634 ;
-  wire [52:0] \$635 ;
-  reg [52:0] \$636 ;
-  wire [53:0] \$637 ;
-  reg [21:0] \$638 ;
-  wire [22:0] \$639 ;
-  reg [21:0] \$64 ;
-  reg [21:0] \$640 ;
-  wire [36:0] \$641 ;
-  reg [21:0] \$642 ;
-  wire [52:0] \$643 ;
-  reg [21:0] \$644 ;
-  wire [52:0] \$645 ;
-  reg [52:0] \$646 ;
-  wire [53:0] \$647 ;
-  reg [21:0] \$648 ;
-  wire [22:0] \$649 ;
-  wire [52:0] \$65 ;
-  reg [21:0] \$650 ;
-  wire [36:0] \$651 ;
-  reg [21:0] \$652 ;
-  wire [52:0] \$653 ;
-  reg [21:0] \$654 ;
-  wire [52:0] \$655 ;
-  reg [52:0] \$656 ;
-  wire [53:0] \$657 ;
-  reg [21:0] \$658 ;
-  wire [22:0] \$659 ;
-  reg [52:0] \$66 ;
-  reg [21:0] \$660 ;
-  wire [36:0] \$661 ;
-  reg [21:0] \$662 ;
-  wire [52:0] \$663 ;
-  reg [21:0] \$664 ;
-  wire [52:0] \$665 ;
-  reg [52:0] \$666 ;
-  wire [53:0] \$667 ;
-  reg [21:0] \$668 ;
-  wire [22:0] \$669 ;
-  wire [53:0] \$67 ;
-  reg [21:0] \$670 ;
-  wire [36:0] \$671 ;
-  reg [21:0] \$672 ;
-  wire [52:0] \$673 ;
-  reg [21:0] \$674 ;
-  wire [52:0] \$675 ;
-  reg [52:0] \$676 ;
-  wire [53:0] \$677 ;
+  wire [7:0] \$60 ;
+  wire [7:0] \$600 ;
+  wire [7:0] \$601 ;
+  wire [7:0] \$602 ;
+  wire [7:0] \$603 ;
+  wire [7:0] \$604 ;
+  wire [7:0] \$605 ;
+  wire [7:0] \$606 ;
+  wire [7:0] \$607 ;
+  wire [7:0] \$608 ;
+  wire [7:0] \$609 ;
+  wire [7:0] \$61 ;
+  wire [7:0] \$610 ;
+  wire [7:0] \$611 ;
+  wire [7:0] \$612 ;
+  wire [7:0] \$613 ;
+  wire [7:0] \$614 ;
+  wire [7:0] \$615 ;
+  wire [7:0] \$616 ;
+  wire [7:0] \$617 ;
+  wire [7:0] \$618 ;
+  wire [7:0] \$619 ;
+  wire [7:0] \$62 ;
+  wire [7:0] \$620 ;
+  wire [7:0] \$621 ;
+  wire [7:0] \$622 ;
+  wire [7:0] \$623 ;
+  wire [7:0] \$624 ;
+  wire [7:0] \$625 ;
+  wire [7:0] \$626 ;
+  wire [7:0] \$627 ;
+  wire [7:0] \$628 ;
+  wire [7:0] \$629 ;
+  wire [7:0] \$63 ;
+  wire [7:0] \$630 ;
+  wire [7:0] \$631 ;
+  wire [7:0] \$632 ;
+  wire [7:0] \$633 ;
+  wire [7:0] \$634 ;
+  wire [7:0] \$635 ;
+  wire [7:0] \$636 ;
+  wire [7:0] \$637 ;
+  wire [7:0] \$638 ;
+  wire [7:0] \$639 ;
+  wire [7:0] \$64 ;
+  wire [7:0] \$640 ;
+  wire [7:0] \$641 ;
+  wire [7:0] \$642 ;
+  wire [7:0] \$643 ;
+  wire [7:0] \$644 ;
+  wire [7:0] \$645 ;
+  wire [7:0] \$646 ;
+  wire [7:0] \$647 ;
+  wire [7:0] \$648 ;
+  wire [7:0] \$649 ;
+  wire [7:0] \$65 ;
+  wire [7:0] \$650 ;
+  wire [7:0] \$651 ;
+  wire [7:0] \$652 ;
+  wire [7:0] \$653 ;
+  wire [7:0] \$654 ;
+  wire [7:0] \$655 ;
+  wire [7:0] \$656 ;
+  wire [7:0] \$657 ;
+  wire [7:0] \$658 ;
+  wire [7:0] \$659 ;
+  wire [7:0] \$66 ;
+  wire [7:0] \$660 ;
+  wire [7:0] \$661 ;
+  wire [7:0] \$662 ;
+  wire [7:0] \$663 ;
+  wire [7:0] \$664 ;
+  wire [7:0] \$665 ;
+  wire [7:0] \$666 ;
+  wire [7:0] \$667 ;
+  wire [7:0] \$668 ;
+  wire [7:0] \$669 ;
+  wire [7:0] \$67 ;
+  wire [7:0] \$670 ;
+  wire [7:0] \$671 ;
+  wire [7:0] \$672 ;
+  wire [7:0] \$673 ;
+  wire [7:0] \$674 ;
+  wire [7:0] \$675 ;
+  wire [7:0] \$676 ;
+  wire [7:0] \$677 ;
   wire [7:0] \$678 ;
-  reg \$679 ;
-  reg [21:0] \$68 ;
-  reg [4:0] \$680 ;
-  reg [5:0] \$681 ;
-  reg [63:0] \$682 ;
-  reg [63:0] \$683 ;
-  reg [63:0] \$684 ;
-  reg [63:0] \$685 ;
-  reg [63:0] \$686 ;
-  reg [63:0] \$687 ;
-  reg [63:0] \$688 ;
-  reg [63:0] \$689 ;
-  wire [22:0] \$69 ;
-  reg [63:0] \$690 ;
-  reg [63:0] \$691 ;
-  reg [63:0] \$692 ;
-  reg [63:0] \$693 ;
-  reg [63:0] \$694 ;
-  reg [63:0] \$695 ;
-  reg [63:0] \$696 ;
-  reg [63:0] \$697 ;
-  reg [63:0] \$698 ;
-  reg [63:0] \$699 ;
+  wire [7:0] \$679 ;
+  wire [7:0] \$68 ;
+  wire [7:0] \$680 ;
+  wire [7:0] \$681 ;
+  wire [7:0] \$682 ;
+  wire [7:0] \$683 ;
+  wire [7:0] \$684 ;
+  wire [7:0] \$685 ;
+  wire [7:0] \$686 ;
+  wire [7:0] \$687 ;
+  wire [7:0] \$688 ;
+  wire [7:0] \$689 ;
+  wire [7:0] \$69 ;
+  wire [7:0] \$690 ;
+  wire [7:0] \$691 ;
+  wire [7:0] \$692 ;
+  wire [7:0] \$693 ;
+  wire [7:0] \$694 ;
+  wire [7:0] \$695 ;
+  wire [7:0] \$696 ;
+  wire [7:0] \$697 ;
+  wire [7:0] \$698 ;
+  wire [7:0] \$699 ;
   wire \$7 ;
-  reg [21:0] \$70 ;
-  reg [63:0] \$700 ;
-  reg [63:0] \$701 ;
-  reg [63:0] \$702 ;
-  reg [63:0] \$703 ;
-  reg [63:0] \$704 ;
-  reg [63:0] \$705 ;
-  reg [63:0] \$706 ;
-  reg [63:0] \$707 ;
-  reg [63:0] \$708 ;
-  reg [63:0] \$709 ;
-  wire [36:0] \$71 ;
-  reg [63:0] \$710 ;
-  reg [63:0] \$711 ;
-  reg [63:0] \$712 ;
-  reg [63:0] \$713 ;
-  reg [5:0] \$714 ;
-  reg [2:0] \$715 ;
-  reg [2:0] \$716 ;
-  reg [47:0] \$717 ;
-  reg [47:0] \$718 ;
-  reg [47:0] \$719 ;
-  reg [21:0] \$72 ;
-  reg [47:0] \$720 ;
-  reg [47:0] \$721 ;
-  reg [47:0] \$722 ;
-  reg [47:0] \$723 ;
-  reg [47:0] \$724 ;
-  reg [47:0] \$725 ;
-  reg [47:0] \$726 ;
-  reg [47:0] \$727 ;
-  reg [47:0] \$728 ;
-  reg [47:0] \$729 ;
-  wire [52:0] \$73 ;
-  reg [47:0] \$730 ;
-  reg [47:0] \$731 ;
-  reg [47:0] \$732 ;
-  reg [47:0] \$733 ;
-  reg [47:0] \$734 ;
-  reg [47:0] \$735 ;
-  reg [47:0] \$736 ;
-  reg [47:0] \$737 ;
-  reg [47:0] \$738 ;
-  reg [47:0] \$739 ;
-  reg [21:0] \$74 ;
-  reg [47:0] \$740 ;
-  reg [47:0] \$741 ;
-  reg [47:0] \$742 ;
-  reg [47:0] \$743 ;
-  reg [47:0] \$744 ;
-  reg [47:0] \$745 ;
-  reg [47:0] \$746 ;
-  reg [47:0] \$747 ;
-  reg [47:0] \$748 ;
-  reg [47:0] \$749 ;
-  wire [52:0] \$75 ;
-  reg [47:0] \$750 ;
-  reg [47:0] \$751 ;
-  reg [47:0] \$752 ;
-  reg [47:0] \$753 ;
-  reg [47:0] \$754 ;
-  reg [47:0] \$755 ;
-  reg [47:0] \$756 ;
-  reg [47:0] \$757 ;
-  reg [47:0] \$758 ;
-  reg [47:0] \$759 ;
-  reg [52:0] \$76 ;
-  reg [47:0] \$760 ;
-  reg [47:0] \$761 ;
-  reg [47:0] \$762 ;
-  reg [47:0] \$763 ;
-  reg [47:0] \$764 ;
-  reg [47:0] \$765 ;
-  reg [47:0] \$766 ;
-  reg [47:0] \$767 ;
-  reg [47:0] \$768 ;
-  reg [47:0] \$769 ;
-  wire [53:0] \$77 ;
-  reg [47:0] \$770 ;
-  reg [47:0] \$771 ;
-  reg [47:0] \$772 ;
-  reg [47:0] \$773 ;
-  reg [47:0] \$774 ;
-  reg [47:0] \$775 ;
-  reg [47:0] \$776 ;
-  reg [47:0] \$777 ;
-  reg [47:0] \$778 ;
-  reg [47:0] \$779 ;
-  reg [21:0] \$78 ;
-  reg [47:0] \$780 ;
-  reg [6:0] \$781 ;
-  reg \$782 ;
-  reg [5:0] \$783 ;
-  reg \$784 ;
-  wire [22:0] \$79 ;
-  reg [511:0] \$8 ;
-  reg [21:0] \$80 ;
-  wire [36:0] \$81 ;
-  reg [21:0] \$82 ;
-  wire [52:0] \$83 ;
-  reg [21:0] \$84 ;
-  wire [52:0] \$85 ;
-  reg [52:0] \$86 ;
-  wire [53:0] \$87 ;
-  reg [21:0] \$88 ;
-  wire [22:0] \$89 ;
-  wire \$9 ;
-  reg [21:0] \$90 ;
-  wire [36:0] \$91 ;
-  reg [21:0] \$92 ;
-  wire [52:0] \$93 ;
-  reg [21:0] \$94 ;
-  wire [52:0] \$95 ;
-  reg [52:0] \$96 ;
-  wire [53:0] \$97 ;
-  reg [21:0] \$98 ;
-  wire [22:0] \$99 ;
+  wire [7:0] \$70 ;
+  wire [7:0] \$700 ;
+  wire [7:0] \$701 ;
+  wire [7:0] \$702 ;
+  wire [7:0] \$703 ;
+  wire [7:0] \$704 ;
+  wire [7:0] \$705 ;
+  wire [7:0] \$706 ;
+  wire [7:0] \$707 ;
+  wire [7:0] \$708 ;
+  wire [7:0] \$709 ;
+  wire [7:0] \$71 ;
+  wire [7:0] \$710 ;
+  wire [7:0] \$711 ;
+  wire [7:0] \$712 ;
+  wire [7:0] \$713 ;
+  wire [7:0] \$714 ;
+  wire [7:0] \$715 ;
+  wire [7:0] \$716 ;
+  wire [7:0] \$717 ;
+  wire [7:0] \$718 ;
+  wire [7:0] \$719 ;
+  wire [7:0] \$72 ;
+  wire [7:0] \$720 ;
+  wire [7:0] \$721 ;
+  wire [7:0] \$722 ;
+  wire [7:0] \$723 ;
+  wire [7:0] \$724 ;
+  wire [7:0] \$725 ;
+  wire [7:0] \$726 ;
+  wire [7:0] \$727 ;
+  wire [7:0] \$728 ;
+  wire [7:0] \$729 ;
+  wire [7:0] \$73 ;
+  wire [7:0] \$730 ;
+  wire [7:0] \$731 ;
+  wire [7:0] \$732 ;
+  wire [7:0] \$733 ;
+  wire [7:0] \$734 ;
+  wire [7:0] \$735 ;
+  wire [7:0] \$736 ;
+  wire [7:0] \$737 ;
+  wire [7:0] \$738 ;
+  wire [7:0] \$739 ;
+  wire [7:0] \$74 ;
+  wire [7:0] \$740 ;
+  wire [7:0] \$741 ;
+  wire [7:0] \$742 ;
+  wire [7:0] \$743 ;
+  wire [7:0] \$744 ;
+  wire [7:0] \$745 ;
+  wire [7:0] \$746 ;
+  wire [7:0] \$747 ;
+  wire [7:0] \$748 ;
+  wire [7:0] \$749 ;
+  wire [7:0] \$75 ;
+  wire [7:0] \$750 ;
+  wire [7:0] \$751 ;
+  wire [7:0] \$752 ;
+  wire [7:0] \$753 ;
+  wire [7:0] \$754 ;
+  wire [7:0] \$755 ;
+  wire [7:0] \$756 ;
+  wire [7:0] \$757 ;
+  wire [7:0] \$758 ;
+  wire [7:0] \$759 ;
+  wire [7:0] \$76 ;
+  wire [7:0] \$760 ;
+  wire [7:0] \$761 ;
+  wire [7:0] \$762 ;
+  wire [7:0] \$763 ;
+  wire [7:0] \$764 ;
+  wire [7:0] \$765 ;
+  wire [7:0] \$766 ;
+  wire [7:0] \$767 ;
+  wire [7:0] \$768 ;
+  wire [7:0] \$769 ;
+  wire [7:0] \$77 ;
+  wire [7:0] \$770 ;
+  wire [7:0] \$771 ;
+  wire [7:0] \$772 ;
+  wire [7:0] \$773 ;
+  wire [7:0] \$774 ;
+  wire [7:0] \$775 ;
+  wire [7:0] \$776 ;
+  wire [7:0] \$777 ;
+  wire [7:0] \$778 ;
+  wire [7:0] \$779 ;
+  wire [7:0] \$78 ;
+  reg [511:0] \$780 ;
+  wire \$781 ;
+  wire [7:0] \$782 ;
+  wire [7:0] \$783 ;
+  wire [7:0] \$784 ;
+  wire [7:0] \$785 ;
+  wire [7:0] \$786 ;
+  wire [7:0] \$787 ;
+  wire [7:0] \$788 ;
+  wire [7:0] \$789 ;
+  wire [7:0] \$79 ;
+  wire [7:0] \$790 ;
+  wire [7:0] \$791 ;
+  wire [7:0] \$792 ;
+  wire [7:0] \$793 ;
+  wire [7:0] \$794 ;
+  wire [7:0] \$795 ;
+  wire [7:0] \$796 ;
+  wire [7:0] \$797 ;
+  wire [7:0] \$798 ;
+  wire [7:0] \$799 ;
+  wire [7:0] \$8 ;
+  wire [7:0] \$80 ;
+  wire [7:0] \$800 ;
+  wire [7:0] \$801 ;
+  wire [7:0] \$802 ;
+  wire [7:0] \$803 ;
+  wire [7:0] \$804 ;
+  wire [7:0] \$805 ;
+  wire [7:0] \$806 ;
+  wire [7:0] \$807 ;
+  wire [7:0] \$808 ;
+  wire [7:0] \$809 ;
+  wire [7:0] \$81 ;
+  wire [7:0] \$810 ;
+  wire [7:0] \$811 ;
+  wire [7:0] \$812 ;
+  wire [7:0] \$813 ;
+  wire [7:0] \$814 ;
+  wire [7:0] \$815 ;
+  wire [7:0] \$816 ;
+  wire [7:0] \$817 ;
+  wire [7:0] \$818 ;
+  wire [7:0] \$819 ;
+  wire [7:0] \$82 ;
+  wire [7:0] \$820 ;
+  wire [7:0] \$821 ;
+  wire [7:0] \$822 ;
+  wire [7:0] \$823 ;
+  wire [7:0] \$824 ;
+  wire [7:0] \$825 ;
+  wire [7:0] \$826 ;
+  wire [7:0] \$827 ;
+  wire [7:0] \$828 ;
+  wire [7:0] \$829 ;
+  wire [7:0] \$83 ;
+  wire [7:0] \$830 ;
+  wire [7:0] \$831 ;
+  wire [7:0] \$832 ;
+  wire [7:0] \$833 ;
+  wire [7:0] \$834 ;
+  wire [7:0] \$835 ;
+  wire [7:0] \$836 ;
+  wire [7:0] \$837 ;
+  wire [7:0] \$838 ;
+  wire [7:0] \$839 ;
+  wire [7:0] \$84 ;
+  wire [7:0] \$840 ;
+  wire [7:0] \$841 ;
+  wire [7:0] \$842 ;
+  wire [7:0] \$843 ;
+  wire [7:0] \$844 ;
+  wire [7:0] \$845 ;
+  wire [7:0] \$846 ;
+  wire [7:0] \$847 ;
+  wire [7:0] \$848 ;
+  wire [7:0] \$849 ;
+  wire [7:0] \$85 ;
+  wire [7:0] \$850 ;
+  wire [7:0] \$851 ;
+  wire [7:0] \$852 ;
+  wire [7:0] \$853 ;
+  wire [7:0] \$854 ;
+  wire [7:0] \$855 ;
+  wire [7:0] \$856 ;
+  wire [7:0] \$857 ;
+  wire [7:0] \$858 ;
+  wire [7:0] \$859 ;
+  wire [7:0] \$86 ;
+  wire [7:0] \$860 ;
+  wire [7:0] \$861 ;
+  wire [7:0] \$862 ;
+  wire [7:0] \$863 ;
+  wire [7:0] \$864 ;
+  wire [7:0] \$865 ;
+  wire [7:0] \$866 ;
+  wire [7:0] \$867 ;
+  wire [7:0] \$868 ;
+  wire [7:0] \$869 ;
+  wire [7:0] \$87 ;
+  wire [7:0] \$870 ;
+  wire [7:0] \$871 ;
+  wire [7:0] \$872 ;
+  wire [7:0] \$873 ;
+  wire [7:0] \$874 ;
+  wire [7:0] \$875 ;
+  wire [7:0] \$876 ;
+  wire [7:0] \$877 ;
+  wire [7:0] \$878 ;
+  wire [7:0] \$879 ;
+  wire [7:0] \$88 ;
+  wire [7:0] \$880 ;
+  wire [7:0] \$881 ;
+  wire [7:0] \$882 ;
+  wire [7:0] \$883 ;
+  wire [7:0] \$884 ;
+  wire [7:0] \$885 ;
+  wire [7:0] \$886 ;
+  wire [7:0] \$887 ;
+  wire [7:0] \$888 ;
+  wire [7:0] \$889 ;
+  wire [7:0] \$89 ;
+  wire [7:0] \$890 ;
+  wire [7:0] \$891 ;
+  wire [7:0] \$892 ;
+  wire [7:0] \$893 ;
+  wire [7:0] \$894 ;
+  wire [7:0] \$895 ;
+  wire [7:0] \$896 ;
+  wire [7:0] \$897 ;
+  wire [7:0] \$898 ;
+  wire [7:0] \$899 ;
+  wire [7:0] \$9 ;
+  wire [7:0] \$90 ;
+  wire [7:0] \$900 ;
+  wire [7:0] \$901 ;
+  wire [7:0] \$902 ;
+  wire [7:0] \$903 ;
+  wire [7:0] \$904 ;
+  wire [7:0] \$905 ;
+  wire [7:0] \$906 ;
+  wire [7:0] \$907 ;
+  wire [7:0] \$908 ;
+  wire [7:0] \$909 ;
+  wire [7:0] \$91 ;
+  wire [7:0] \$910 ;
+  wire [7:0] \$911 ;
+  wire [7:0] \$912 ;
+  wire [7:0] \$913 ;
+  wire [7:0] \$914 ;
+  wire [7:0] \$915 ;
+  wire [7:0] \$916 ;
+  wire [7:0] \$917 ;
+  wire [7:0] \$918 ;
+  wire [7:0] \$919 ;
+  wire [7:0] \$92 ;
+  wire [7:0] \$920 ;
+  wire [7:0] \$921 ;
+  wire [7:0] \$922 ;
+  wire [7:0] \$923 ;
+  wire [7:0] \$924 ;
+  wire [7:0] \$925 ;
+  wire [7:0] \$926 ;
+  wire [7:0] \$927 ;
+  wire [7:0] \$928 ;
+  wire [7:0] \$929 ;
+  wire [7:0] \$93 ;
+  wire [7:0] \$930 ;
+  wire [7:0] \$931 ;
+  wire [7:0] \$932 ;
+  wire [7:0] \$933 ;
+  wire [7:0] \$934 ;
+  wire [7:0] \$935 ;
+  wire [7:0] \$936 ;
+  wire [7:0] \$937 ;
+  wire [7:0] \$938 ;
+  wire [7:0] \$939 ;
+  wire [7:0] \$94 ;
+  wire [7:0] \$940 ;
+  wire [7:0] \$941 ;
+  wire [7:0] \$942 ;
+  wire [7:0] \$943 ;
+  wire [7:0] \$944 ;
+  wire [7:0] \$945 ;
+  wire [7:0] \$946 ;
+  wire [7:0] \$947 ;
+  wire [7:0] \$948 ;
+  wire [7:0] \$949 ;
+  wire [7:0] \$95 ;
+  wire [7:0] \$950 ;
+  wire [7:0] \$951 ;
+  wire [7:0] \$952 ;
+  wire [7:0] \$953 ;
+  wire [7:0] \$954 ;
+  wire [7:0] \$955 ;
+  wire [7:0] \$956 ;
+  wire [7:0] \$957 ;
+  wire [7:0] \$958 ;
+  wire [7:0] \$959 ;
+  wire [7:0] \$96 ;
+  wire [7:0] \$960 ;
+  wire [7:0] \$961 ;
+  wire [7:0] \$962 ;
+  wire [7:0] \$963 ;
+  wire [7:0] \$964 ;
+  wire [7:0] \$965 ;
+  wire [7:0] \$966 ;
+  wire [7:0] \$967 ;
+  wire [7:0] \$968 ;
+  wire [7:0] \$969 ;
+  wire [7:0] \$97 ;
+  wire [7:0] \$970 ;
+  wire [7:0] \$971 ;
+  wire [7:0] \$972 ;
+  wire [7:0] \$973 ;
+  wire [7:0] \$974 ;
+  wire [7:0] \$975 ;
+  wire [7:0] \$976 ;
+  wire [7:0] \$977 ;
+  wire [7:0] \$978 ;
+  wire [7:0] \$979 ;
+  wire [7:0] \$98 ;
+  wire [7:0] \$980 ;
+  wire [7:0] \$981 ;
+  wire [7:0] \$982 ;
+  wire [7:0] \$983 ;
+  wire [7:0] \$984 ;
+  wire [7:0] \$985 ;
+  wire [7:0] \$986 ;
+  wire [7:0] \$987 ;
+  wire [7:0] \$988 ;
+  wire [7:0] \$989 ;
+  wire [7:0] \$99 ;
+  wire [7:0] \$990 ;
+  wire [7:0] \$991 ;
+  wire [7:0] \$992 ;
+  wire [7:0] \$993 ;
+  wire [7:0] \$994 ;
+  wire [7:0] \$995 ;
+  wire [7:0] \$996 ;
+  wire [7:0] \$997 ;
+  wire [7:0] \$998 ;
+  wire [7:0] \$999 ;
   (* init = 1'h0 *)
   wire \$signal ;
-  reg \$signal$128  = 1'h0;
-  reg [47:0] acc0 = 48'h000000000000;
-  reg [47:0] acc1 = 48'h000000000000;
-  reg [47:0] acc10 = 48'h000000000000;
-  reg [47:0] acc11 = 48'h000000000000;
-  reg [47:0] acc12 = 48'h000000000000;
-  reg [47:0] acc13 = 48'h000000000000;
-  reg [47:0] acc14 = 48'h000000000000;
-  reg [47:0] acc15 = 48'h000000000000;
-  reg [47:0] acc16 = 48'h000000000000;
-  reg [47:0] acc17 = 48'h000000000000;
-  reg [47:0] acc18 = 48'h000000000000;
-  reg [47:0] acc19 = 48'h000000000000;
-  reg [47:0] acc2 = 48'h000000000000;
-  reg [47:0] acc20 = 48'h000000000000;
-  reg [47:0] acc21 = 48'h000000000000;
-  reg [47:0] acc22 = 48'h000000000000;
-  reg [47:0] acc23 = 48'h000000000000;
-  reg [47:0] acc24 = 48'h000000000000;
-  reg [47:0] acc25 = 48'h000000000000;
-  reg [47:0] acc26 = 48'h000000000000;
-  reg [47:0] acc27 = 48'h000000000000;
-  reg [47:0] acc28 = 48'h000000000000;
-  reg [47:0] acc29 = 48'h000000000000;
-  reg [47:0] acc3 = 48'h000000000000;
-  reg [47:0] acc30 = 48'h000000000000;
-  reg [47:0] acc31 = 48'h000000000000;
-  reg [47:0] acc32 = 48'h000000000000;
-  reg [47:0] acc33 = 48'h000000000000;
-  reg [47:0] acc34 = 48'h000000000000;
-  reg [47:0] acc35 = 48'h000000000000;
-  reg [47:0] acc36 = 48'h000000000000;
-  reg [47:0] acc37 = 48'h000000000000;
-  reg [47:0] acc38 = 48'h000000000000;
-  reg [47:0] acc39 = 48'h000000000000;
-  reg [47:0] acc4 = 48'h000000000000;
-  reg [47:0] acc40 = 48'h000000000000;
-  reg [47:0] acc41 = 48'h000000000000;
-  reg [47:0] acc42 = 48'h000000000000;
-  reg [47:0] acc43 = 48'h000000000000;
-  reg [47:0] acc44 = 48'h000000000000;
-  reg [47:0] acc45 = 48'h000000000000;
-  reg [47:0] acc46 = 48'h000000000000;
-  reg [47:0] acc47 = 48'h000000000000;
-  reg [47:0] acc48 = 48'h000000000000;
-  reg [47:0] acc49 = 48'h000000000000;
-  reg [47:0] acc5 = 48'h000000000000;
-  reg [47:0] acc50 = 48'h000000000000;
-  reg [47:0] acc51 = 48'h000000000000;
-  reg [47:0] acc52 = 48'h000000000000;
-  reg [47:0] acc53 = 48'h000000000000;
-  reg [47:0] acc54 = 48'h000000000000;
-  reg [47:0] acc55 = 48'h000000000000;
-  reg [47:0] acc56 = 48'h000000000000;
-  reg [47:0] acc57 = 48'h000000000000;
-  reg [47:0] acc58 = 48'h000000000000;
-  reg [47:0] acc59 = 48'h000000000000;
-  reg [47:0] acc6 = 48'h000000000000;
-  reg [47:0] acc60 = 48'h000000000000;
-  reg [47:0] acc61 = 48'h000000000000;
-  reg [47:0] acc62 = 48'h000000000000;
-  reg [47:0] acc63 = 48'h000000000000;
-  reg [47:0] acc7 = 48'h000000000000;
-  reg [47:0] acc8 = 48'h000000000000;
-  reg [47:0] acc9 = 48'h000000000000;
+  reg \$signal$135  = 1'h0;
+  reg [63:0] acc0 = 64'h0000000000000000;
+  reg [63:0] acc1 = 64'h0000000000000000;
+  reg [63:0] acc10 = 64'h0000000000000000;
+  reg [63:0] acc11 = 64'h0000000000000000;
+  reg [63:0] acc12 = 64'h0000000000000000;
+  reg [63:0] acc13 = 64'h0000000000000000;
+  reg [63:0] acc14 = 64'h0000000000000000;
+  reg [63:0] acc15 = 64'h0000000000000000;
+  reg [63:0] acc16 = 64'h0000000000000000;
+  reg [63:0] acc17 = 64'h0000000000000000;
+  reg [63:0] acc18 = 64'h0000000000000000;
+  reg [63:0] acc19 = 64'h0000000000000000;
+  reg [63:0] acc2 = 64'h0000000000000000;
+  reg [63:0] acc20 = 64'h0000000000000000;
+  reg [63:0] acc21 = 64'h0000000000000000;
+  reg [63:0] acc22 = 64'h0000000000000000;
+  reg [63:0] acc23 = 64'h0000000000000000;
+  reg [63:0] acc24 = 64'h0000000000000000;
+  reg [63:0] acc25 = 64'h0000000000000000;
+  reg [63:0] acc26 = 64'h0000000000000000;
+  reg [63:0] acc27 = 64'h0000000000000000;
+  reg [63:0] acc28 = 64'h0000000000000000;
+  reg [63:0] acc29 = 64'h0000000000000000;
+  reg [63:0] acc3 = 64'h0000000000000000;
+  reg [63:0] acc30 = 64'h0000000000000000;
+  reg [63:0] acc31 = 64'h0000000000000000;
+  reg [63:0] acc32 = 64'h0000000000000000;
+  reg [63:0] acc33 = 64'h0000000000000000;
+  reg [63:0] acc34 = 64'h0000000000000000;
+  reg [63:0] acc35 = 64'h0000000000000000;
+  reg [63:0] acc36 = 64'h0000000000000000;
+  reg [63:0] acc37 = 64'h0000000000000000;
+  reg [63:0] acc38 = 64'h0000000000000000;
+  reg [63:0] acc39 = 64'h0000000000000000;
+  reg [63:0] acc4 = 64'h0000000000000000;
+  reg [63:0] acc40 = 64'h0000000000000000;
+  reg [63:0] acc41 = 64'h0000000000000000;
+  reg [63:0] acc42 = 64'h0000000000000000;
+  reg [63:0] acc43 = 64'h0000000000000000;
+  reg [63:0] acc44 = 64'h0000000000000000;
+  reg [63:0] acc45 = 64'h0000000000000000;
+  reg [63:0] acc46 = 64'h0000000000000000;
+  reg [63:0] acc47 = 64'h0000000000000000;
+  reg [63:0] acc48 = 64'h0000000000000000;
+  reg [63:0] acc49 = 64'h0000000000000000;
+  reg [63:0] acc5 = 64'h0000000000000000;
+  reg [63:0] acc50 = 64'h0000000000000000;
+  reg [63:0] acc51 = 64'h0000000000000000;
+  reg [63:0] acc52 = 64'h0000000000000000;
+  reg [63:0] acc53 = 64'h0000000000000000;
+  reg [63:0] acc54 = 64'h0000000000000000;
+  reg [63:0] acc55 = 64'h0000000000000000;
+  reg [63:0] acc56 = 64'h0000000000000000;
+  reg [63:0] acc57 = 64'h0000000000000000;
+  reg [63:0] acc58 = 64'h0000000000000000;
+  reg [63:0] acc59 = 64'h0000000000000000;
+  reg [63:0] acc6 = 64'h0000000000000000;
+  reg [63:0] acc60 = 64'h0000000000000000;
+  reg [63:0] acc61 = 64'h0000000000000000;
+  reg [63:0] acc62 = 64'h0000000000000000;
+  reg [63:0] acc63 = 64'h0000000000000000;
+  reg [63:0] acc7 = 64'h0000000000000000;
+  reg [63:0] acc8 = 64'h0000000000000000;
+  reg [63:0] acc9 = 64'h0000000000000000;
   output [11:0] act_w__addr;
   wire [11:0] act_w__addr;
   output [63:0] act_w__data;
   wire [63:0] act_w__data;
   output act_w__en;
   reg act_w__en = 1'h0;
-  input [28:0] args;
-  wire [28:0] args;
+  input [95:0] args;
+  wire [95:0] args;
+  wire \args.flush ;
   wire [1:0] \args.macro ;
   wire [2:0] \args.page ;
+  wire [63:0] \args.rows ;
+  wire [1:0] \args.slices_m1 ;
   wire [11:0] \args.x ;
   wire [11:0] \args.y ;
+  wire arrive;
   output busy;
   wire busy;
   input clk;
@@ -32799,9 +33868,11 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   reg [5:0] i = 6'h00;
   reg [2:0] issued = 3'h0;
   reg [6:0] j = 7'h00;
+  reg [5:0] k_words;
   reg [4:0] ld_i = 5'h00;
   reg [5:0] loaded = 6'h00;
   wire loading;
+  wire [2:0] n_sl;
   output [596:0] op__0__payload;
   wire [596:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
@@ -33479,333 +34550,1436 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   reg [63:0] xbuf7 = 64'h0000000000000000;
   reg [63:0] xbuf8 = 64'h0000000000000000;
   reg [63:0] xbuf9 = 64'h0000000000000000;
-  assign \$207  = acc16 + \$206 ;
-  assign \$217  = acc17 + \$216 ;
-  assign \$227  = acc18 + \$226 ;
-  assign \$237  = acc19 + \$236 ;
-  assign \$247  = acc20 + \$246 ;
-  assign \$257  = acc21 + \$256 ;
-  assign \$267  = acc22 + \$266 ;
-  assign \$277  = acc23 + \$276 ;
-  assign \$287  = acc24 + \$286 ;
-  assign \$297  = acc25 + \$296 ;
-  assign \$307  = acc26 + \$306 ;
-  assign \$317  = acc27 + \$316 ;
-  assign \$327  = acc28 + \$326 ;
-  assign \$337  = acc29 + \$336 ;
-  assign \$347  = acc30 + \$346 ;
-  assign \$357  = acc31 + \$356 ;
-  assign \$367  = acc32 + \$366 ;
-  assign \$377  = acc33 + \$376 ;
-  assign \$387  = acc34 + \$386 ;
-  assign \$397  = acc35 + \$396 ;
-  assign \$407  = acc36 + \$406 ;
-  assign \$417  = acc37 + \$416 ;
-  assign \$427  = acc38 + \$426 ;
-  assign \$437  = acc39 + \$436 ;
-  assign \$447  = acc40 + \$446 ;
-  assign \$457  = acc41 + \$456 ;
-  assign \$467  = acc42 + \$466 ;
-  assign \$477  = acc43 + \$476 ;
-  assign \$487  = acc44 + \$486 ;
-  assign \$497  = acc45 + \$496 ;
-  assign \$507  = acc46 + \$506 ;
-  assign \$517  = acc47 + \$516 ;
-  assign \$527  = acc48 + \$526 ;
-  assign \$537  = acc49 + \$536 ;
-  assign \$547  = acc50 + \$546 ;
-  assign \$557  = acc51 + \$556 ;
-  assign \$567  = acc52 + \$566 ;
-  assign \$577  = acc53 + \$576 ;
-  assign \$587  = acc54 + \$586 ;
-  assign \$597  = acc55 + \$596 ;
-  assign \$607  = acc56 + \$606 ;
-  assign \$617  = acc57 + \$616 ;
-  assign \$627  = acc58 + \$626 ;
-  assign \$637  = acc59 + \$636 ;
-  assign \$647  = acc60 + \$646 ;
-  assign \$657  = acc61 + \$656 ;
-  assign \$667  = acc62 + \$666 ;
-  assign \$677  = acc63 + \$676 ;
-  assign \$678  = j + 1'h1;
-  always @(posedge clk)
-    \$signal$128  <= \$679 ;
-  always @(posedge clk)
-    ld_i <= \$680 ;
-  always @(posedge clk)
-    i <= \$681 ;
-  always @(posedge clk)
-    xbuf0 <= \$682 ;
-  always @(posedge clk)
-    xbuf1 <= \$683 ;
-  always @(posedge clk)
-    xbuf2 <= \$684 ;
-  always @(posedge clk)
-    xbuf3 <= \$685 ;
-  always @(posedge clk)
-    xbuf4 <= \$686 ;
-  always @(posedge clk)
-    xbuf5 <= \$687 ;
-  always @(posedge clk)
-    xbuf6 <= \$688 ;
-  always @(posedge clk)
-    xbuf7 <= \$689 ;
-  always @(posedge clk)
-    xbuf8 <= \$690 ;
-  always @(posedge clk)
-    xbuf9 <= \$691 ;
-  always @(posedge clk)
-    xbuf10 <= \$692 ;
-  always @(posedge clk)
-    xbuf11 <= \$693 ;
-  always @(posedge clk)
-    xbuf12 <= \$694 ;
-  always @(posedge clk)
-    xbuf13 <= \$695 ;
-  always @(posedge clk)
-    xbuf14 <= \$696 ;
-  always @(posedge clk)
-    xbuf15 <= \$697 ;
-  always @(posedge clk)
-    xbuf16 <= \$698 ;
-  always @(posedge clk)
-    xbuf17 <= \$699 ;
-  always @(posedge clk)
-    xbuf18 <= \$700 ;
-  always @(posedge clk)
-    xbuf19 <= \$701 ;
-  always @(posedge clk)
-    xbuf20 <= \$702 ;
-  always @(posedge clk)
-    xbuf21 <= \$703 ;
-  always @(posedge clk)
-    xbuf22 <= \$704 ;
-  always @(posedge clk)
-    xbuf23 <= \$705 ;
-  always @(posedge clk)
-    xbuf24 <= \$706 ;
-  always @(posedge clk)
-    xbuf25 <= \$707 ;
-  always @(posedge clk)
-    xbuf26 <= \$708 ;
-  always @(posedge clk)
-    xbuf27 <= \$709 ;
-  always @(posedge clk)
-    xbuf28 <= \$710 ;
-  always @(posedge clk)
-    xbuf29 <= \$711 ;
-  always @(posedge clk)
-    xbuf30 <= \$712 ;
-  always @(posedge clk)
-    xbuf31 <= \$713 ;
-  always @(posedge clk)
-    loaded <= \$714 ;
-  always @(posedge clk)
-    issued <= \$715 ;
-  always @(posedge clk)
-    got <= \$716 ;
-  always @(posedge clk)
-    acc0 <= \$717 ;
-  always @(posedge clk)
-    acc1 <= \$718 ;
-  always @(posedge clk)
-    acc2 <= \$719 ;
-  always @(posedge clk)
-    acc3 <= \$720 ;
-  always @(posedge clk)
-    acc4 <= \$721 ;
-  always @(posedge clk)
-    acc5 <= \$722 ;
-  always @(posedge clk)
-    acc6 <= \$723 ;
-  always @(posedge clk)
-    acc7 <= \$724 ;
-  always @(posedge clk)
-    acc8 <= \$725 ;
-  always @(posedge clk)
-    acc9 <= \$726 ;
-  always @(posedge clk)
-    acc10 <= \$727 ;
-  always @(posedge clk)
-    acc11 <= \$728 ;
-  always @(posedge clk)
-    acc12 <= \$729 ;
-  always @(posedge clk)
-    acc13 <= \$730 ;
-  always @(posedge clk)
-    acc14 <= \$731 ;
-  always @(posedge clk)
-    acc15 <= \$732 ;
-  always @(posedge clk)
-    acc16 <= \$733 ;
-  always @(posedge clk)
-    acc17 <= \$734 ;
-  always @(posedge clk)
-    acc18 <= \$735 ;
-  always @(posedge clk)
-    acc19 <= \$736 ;
-  always @(posedge clk)
-    acc20 <= \$737 ;
-  always @(posedge clk)
-    acc21 <= \$738 ;
-  always @(posedge clk)
-    acc22 <= \$739 ;
-  always @(posedge clk)
-    acc23 <= \$740 ;
-  always @(posedge clk)
-    acc24 <= \$741 ;
-  always @(posedge clk)
-    acc25 <= \$742 ;
-  always @(posedge clk)
-    acc26 <= \$743 ;
-  always @(posedge clk)
-    acc27 <= \$744 ;
-  always @(posedge clk)
-    acc28 <= \$745 ;
-  always @(posedge clk)
-    acc29 <= \$746 ;
-  always @(posedge clk)
-    acc30 <= \$747 ;
-  always @(posedge clk)
-    acc31 <= \$748 ;
-  always @(posedge clk)
-    acc32 <= \$749 ;
-  always @(posedge clk)
-    acc33 <= \$750 ;
-  always @(posedge clk)
-    acc34 <= \$751 ;
-  always @(posedge clk)
-    acc35 <= \$752 ;
-  always @(posedge clk)
-    acc36 <= \$753 ;
-  always @(posedge clk)
-    acc37 <= \$754 ;
-  always @(posedge clk)
-    acc38 <= \$755 ;
-  always @(posedge clk)
-    acc39 <= \$756 ;
-  always @(posedge clk)
-    acc40 <= \$757 ;
-  always @(posedge clk)
-    acc41 <= \$758 ;
-  always @(posedge clk)
-    acc42 <= \$759 ;
-  always @(posedge clk)
-    acc43 <= \$760 ;
-  always @(posedge clk)
-    acc44 <= \$761 ;
-  always @(posedge clk)
-    acc45 <= \$762 ;
-  always @(posedge clk)
-    acc46 <= \$763 ;
-  always @(posedge clk)
-    acc47 <= \$764 ;
-  always @(posedge clk)
-    acc48 <= \$765 ;
-  always @(posedge clk)
-    acc49 <= \$766 ;
-  always @(posedge clk)
-    acc50 <= \$767 ;
-  always @(posedge clk)
-    acc51 <= \$768 ;
-  always @(posedge clk)
-    acc52 <= \$769 ;
-  always @(posedge clk)
-    acc53 <= \$770 ;
-  always @(posedge clk)
-    acc54 <= \$771 ;
-  always @(posedge clk)
-    acc55 <= \$772 ;
-  always @(posedge clk)
-    acc56 <= \$773 ;
-  always @(posedge clk)
-    acc57 <= \$774 ;
-  always @(posedge clk)
-    acc58 <= \$775 ;
-  always @(posedge clk)
-    acc59 <= \$776 ;
-  always @(posedge clk)
-    acc60 <= \$777 ;
-  always @(posedge clk)
-    acc61 <= \$778 ;
-  always @(posedge clk)
-    acc62 <= \$779 ;
-  always @(posedge clk)
-    acc63 <= \$780 ;
-  always @(posedge clk)
-    j <= \$781 ;
-  always @(posedge clk)
-    act_w__en <= \$782 ;
-  always @(posedge clk)
-    w_j <= \$783 ;
-  always @(posedge clk)
-    running <= \$784 ;
   assign busy = running | start;
-  assign \$1  = i < 6'h20;
+  assign n_sl = args[94:93] + 1'h1;
+  assign \$1  = i < k_words;
   assign \$2  = running & \$1 ;
   assign loading = start ? 1'h1 : \$2 ;
-  assign \$3  = issued < 3'h4;
+  assign \$3  = issued < n_sl;
   assign \$4  = running & \$3 ;
   assign \$6  = \$5  <= loaded;
   assign want = \$4  & \$6 ;
   assign \$7  = ! args[1:0];
   assign op__0__valid = want & \$7 ;
-  assign \$9  = args[1:0] == 1'h1;
-  assign op__1__valid = want & \$9 ;
-  assign \$11  = args[1:0] == 2'h2;
-  assign op__2__valid = want & \$11 ;
-  assign \$13  = args[1:0] == 2'h3;
-  assign op__3__valid = want & \$13 ;
-  assign \$15  = got == 3'h4;
-  assign \$16  = running & \$15 ;
-  assign \$17  = j < 7'h40;
-  assign reading = \$16  & \$17 ;
-  assign \$18  = got == 3'h4;
-  assign \$19  = args[28:17] + j;
-  assign \$20  = args[16:5] + i;
-  assign \$21  = \$18  ? \$19  : \$20 ;
-  assign \$22  = start ? { 1'h0, args[16:5] } : \$21 ;
-  assign \$23  = args[28:17] + w_j;
-  assign \$25  = rd__data + \$24 ;
-  assign \$26  = w_j == 6'h3f;
-  assign finish = act_w__en & \$26 ;
-  assign \$27  = start ? 6'h00 : i;
-  assign \$28  = i + 1'h1;
-  assign \$29  = loaded + 1'h1;
-  assign \$31  = want & \$30 ;
-  assign \$32  = issued + 1'h1;
-  assign \$34  = running & \$33 ;
-  assign \$35  = got < 3'h4;
-  assign \$36  = \$34  & \$35 ;
-  assign \$37  = got + 1'h1;
-  assign \$47  = acc0 + \$46 ;
-  assign \$57  = acc1 + \$56 ;
-  assign \$67  = acc2 + \$66 ;
-  assign \$77  = acc3 + \$76 ;
-  assign \$87  = acc4 + \$86 ;
-  assign \$97  = acc5 + \$96 ;
-  assign \$107  = acc6 + \$106 ;
-  assign \$117  = acc7 + \$116 ;
-  assign \$127  = acc8 + \$126 ;
-  assign \$137  = acc9 + \$136 ;
-  assign \$147  = acc10 + \$146 ;
-  assign \$157  = acc11 + \$156 ;
-  assign \$167  = acc12 + \$166 ;
-  assign \$177  = acc13 + \$176 ;
-  assign \$187  = acc14 + \$186 ;
-  assign \$197  = acc15 + \$196 ;
+  assign \$8  = args[29] ? xbuf0[7:0] : 8'h00;
+  assign \$9  = args[30] ? xbuf0[15:8] : 8'h00;
+  assign \$10  = args[31] ? xbuf0[23:16] : 8'h00;
+  assign \$11  = args[32] ? xbuf0[31:24] : 8'h00;
+  assign \$12  = args[33] ? xbuf0[39:32] : 8'h00;
+  assign \$13  = args[34] ? xbuf0[47:40] : 8'h00;
+  assign \$14  = args[35] ? xbuf0[55:48] : 8'h00;
+  assign \$15  = args[36] ? xbuf0[63:56] : 8'h00;
+  assign \$16  = args[37] ? xbuf1[7:0] : 8'h00;
+  assign \$17  = args[38] ? xbuf1[15:8] : 8'h00;
+  assign \$18  = args[39] ? xbuf1[23:16] : 8'h00;
+  assign \$19  = args[40] ? xbuf1[31:24] : 8'h00;
+  assign \$20  = args[41] ? xbuf1[39:32] : 8'h00;
+  assign \$21  = args[42] ? xbuf1[47:40] : 8'h00;
+  assign \$22  = args[43] ? xbuf1[55:48] : 8'h00;
+  assign \$23  = args[44] ? xbuf1[63:56] : 8'h00;
+  assign \$24  = args[45] ? xbuf2[7:0] : 8'h00;
+  assign \$25  = args[46] ? xbuf2[15:8] : 8'h00;
+  assign \$26  = args[47] ? xbuf2[23:16] : 8'h00;
+  assign \$27  = args[48] ? xbuf2[31:24] : 8'h00;
+  assign \$28  = args[49] ? xbuf2[39:32] : 8'h00;
+  assign \$29  = args[50] ? xbuf2[47:40] : 8'h00;
+  assign \$30  = args[51] ? xbuf2[55:48] : 8'h00;
+  assign \$31  = args[52] ? xbuf2[63:56] : 8'h00;
+  assign \$32  = args[53] ? xbuf3[7:0] : 8'h00;
+  assign \$33  = args[54] ? xbuf3[15:8] : 8'h00;
+  assign \$34  = args[55] ? xbuf3[23:16] : 8'h00;
+  assign \$35  = args[56] ? xbuf3[31:24] : 8'h00;
+  assign \$36  = args[57] ? xbuf3[39:32] : 8'h00;
+  assign \$37  = args[58] ? xbuf3[47:40] : 8'h00;
+  assign \$38  = args[59] ? xbuf3[55:48] : 8'h00;
+  assign \$39  = args[60] ? xbuf3[63:56] : 8'h00;
+  assign \$40  = args[61] ? xbuf4[7:0] : 8'h00;
+  assign \$41  = args[62] ? xbuf4[15:8] : 8'h00;
+  assign \$42  = args[63] ? xbuf4[23:16] : 8'h00;
+  assign \$43  = args[64] ? xbuf4[31:24] : 8'h00;
+  assign \$44  = args[65] ? xbuf4[39:32] : 8'h00;
+  assign \$45  = args[66] ? xbuf4[47:40] : 8'h00;
+  assign \$46  = args[67] ? xbuf4[55:48] : 8'h00;
+  assign \$47  = args[68] ? xbuf4[63:56] : 8'h00;
+  assign \$48  = args[69] ? xbuf5[7:0] : 8'h00;
+  assign \$49  = args[70] ? xbuf5[15:8] : 8'h00;
+  assign \$50  = args[71] ? xbuf5[23:16] : 8'h00;
+  assign \$51  = args[72] ? xbuf5[31:24] : 8'h00;
+  assign \$52  = args[73] ? xbuf5[39:32] : 8'h00;
+  assign \$53  = args[74] ? xbuf5[47:40] : 8'h00;
+  assign \$54  = args[75] ? xbuf5[55:48] : 8'h00;
+  assign \$55  = args[76] ? xbuf5[63:56] : 8'h00;
+  assign \$56  = args[77] ? xbuf6[7:0] : 8'h00;
+  assign \$57  = args[78] ? xbuf6[15:8] : 8'h00;
+  assign \$58  = args[79] ? xbuf6[23:16] : 8'h00;
+  assign \$59  = args[80] ? xbuf6[31:24] : 8'h00;
+  assign \$60  = args[81] ? xbuf6[39:32] : 8'h00;
+  assign \$61  = args[82] ? xbuf6[47:40] : 8'h00;
+  assign \$62  = args[83] ? xbuf6[55:48] : 8'h00;
+  assign \$63  = args[84] ? xbuf6[63:56] : 8'h00;
+  assign \$64  = args[85] ? xbuf7[7:0] : 8'h00;
+  assign \$65  = args[86] ? xbuf7[15:8] : 8'h00;
+  assign \$66  = args[87] ? xbuf7[23:16] : 8'h00;
+  assign \$67  = args[88] ? xbuf7[31:24] : 8'h00;
+  assign \$68  = args[89] ? xbuf7[39:32] : 8'h00;
+  assign \$69  = args[90] ? xbuf7[47:40] : 8'h00;
+  assign \$70  = args[91] ? xbuf7[55:48] : 8'h00;
+  assign \$71  = args[92] ? xbuf7[63:56] : 8'h00;
+  assign \$72  = args[29] ? xbuf8[7:0] : 8'h00;
+  assign \$73  = args[30] ? xbuf8[15:8] : 8'h00;
+  assign \$74  = args[31] ? xbuf8[23:16] : 8'h00;
+  assign \$75  = args[32] ? xbuf8[31:24] : 8'h00;
+  assign \$76  = args[33] ? xbuf8[39:32] : 8'h00;
+  assign \$77  = args[34] ? xbuf8[47:40] : 8'h00;
+  assign \$78  = args[35] ? xbuf8[55:48] : 8'h00;
+  assign \$79  = args[36] ? xbuf8[63:56] : 8'h00;
+  assign \$80  = args[37] ? xbuf9[7:0] : 8'h00;
+  assign \$81  = args[38] ? xbuf9[15:8] : 8'h00;
+  assign \$82  = args[39] ? xbuf9[23:16] : 8'h00;
+  assign \$83  = args[40] ? xbuf9[31:24] : 8'h00;
+  assign \$84  = args[41] ? xbuf9[39:32] : 8'h00;
+  assign \$85  = args[42] ? xbuf9[47:40] : 8'h00;
+  assign \$86  = args[43] ? xbuf9[55:48] : 8'h00;
+  assign \$87  = args[44] ? xbuf9[63:56] : 8'h00;
+  assign \$88  = args[45] ? xbuf10[7:0] : 8'h00;
+  assign \$89  = args[46] ? xbuf10[15:8] : 8'h00;
+  assign \$90  = args[47] ? xbuf10[23:16] : 8'h00;
+  assign \$91  = args[48] ? xbuf10[31:24] : 8'h00;
+  assign \$92  = args[49] ? xbuf10[39:32] : 8'h00;
+  assign \$93  = args[50] ? xbuf10[47:40] : 8'h00;
+  assign \$94  = args[51] ? xbuf10[55:48] : 8'h00;
+  assign \$95  = args[52] ? xbuf10[63:56] : 8'h00;
+  assign \$96  = args[53] ? xbuf11[7:0] : 8'h00;
+  assign \$97  = args[54] ? xbuf11[15:8] : 8'h00;
+  assign \$98  = args[55] ? xbuf11[23:16] : 8'h00;
+  assign \$99  = args[56] ? xbuf11[31:24] : 8'h00;
+  assign \$100  = args[57] ? xbuf11[39:32] : 8'h00;
+  assign \$101  = args[58] ? xbuf11[47:40] : 8'h00;
+  assign \$102  = args[59] ? xbuf11[55:48] : 8'h00;
+  assign \$103  = args[60] ? xbuf11[63:56] : 8'h00;
+  assign \$104  = args[61] ? xbuf12[7:0] : 8'h00;
+  assign \$105  = args[62] ? xbuf12[15:8] : 8'h00;
+  assign \$106  = args[63] ? xbuf12[23:16] : 8'h00;
+  assign \$107  = args[64] ? xbuf12[31:24] : 8'h00;
+  assign \$108  = args[65] ? xbuf12[39:32] : 8'h00;
+  assign \$109  = args[66] ? xbuf12[47:40] : 8'h00;
+  assign \$110  = args[67] ? xbuf12[55:48] : 8'h00;
+  assign \$111  = args[68] ? xbuf12[63:56] : 8'h00;
+  assign \$112  = args[69] ? xbuf13[7:0] : 8'h00;
+  assign \$113  = args[70] ? xbuf13[15:8] : 8'h00;
+  assign \$114  = args[71] ? xbuf13[23:16] : 8'h00;
+  assign \$115  = args[72] ? xbuf13[31:24] : 8'h00;
+  assign \$116  = args[73] ? xbuf13[39:32] : 8'h00;
+  assign \$117  = args[74] ? xbuf13[47:40] : 8'h00;
+  assign \$118  = args[75] ? xbuf13[55:48] : 8'h00;
+  assign \$119  = args[76] ? xbuf13[63:56] : 8'h00;
+  assign \$120  = args[77] ? xbuf14[7:0] : 8'h00;
+  assign \$121  = args[78] ? xbuf14[15:8] : 8'h00;
+  assign \$122  = args[79] ? xbuf14[23:16] : 8'h00;
+  assign \$123  = args[80] ? xbuf14[31:24] : 8'h00;
+  assign \$124  = args[81] ? xbuf14[39:32] : 8'h00;
+  assign \$125  = args[82] ? xbuf14[47:40] : 8'h00;
+  assign \$126  = args[83] ? xbuf14[55:48] : 8'h00;
+  assign \$127  = args[84] ? xbuf14[63:56] : 8'h00;
+  assign \$128  = args[85] ? xbuf15[7:0] : 8'h00;
+  assign \$129  = args[86] ? xbuf15[15:8] : 8'h00;
+  assign \$130  = args[87] ? xbuf15[23:16] : 8'h00;
+  assign \$131  = args[88] ? xbuf15[31:24] : 8'h00;
+  assign \$132  = args[89] ? xbuf15[39:32] : 8'h00;
+  assign \$133  = args[90] ? xbuf15[47:40] : 8'h00;
+  assign \$134  = args[91] ? xbuf15[55:48] : 8'h00;
+  assign \$135  = args[92] ? xbuf15[63:56] : 8'h00;
+  assign \$136  = args[29] ? xbuf16[7:0] : 8'h00;
+  assign \$137  = args[30] ? xbuf16[15:8] : 8'h00;
+  assign \$138  = args[31] ? xbuf16[23:16] : 8'h00;
+  assign \$139  = args[32] ? xbuf16[31:24] : 8'h00;
+  assign \$140  = args[33] ? xbuf16[39:32] : 8'h00;
+  assign \$141  = args[34] ? xbuf16[47:40] : 8'h00;
+  assign \$142  = args[35] ? xbuf16[55:48] : 8'h00;
+  assign \$143  = args[36] ? xbuf16[63:56] : 8'h00;
+  assign \$144  = args[37] ? xbuf17[7:0] : 8'h00;
+  assign \$145  = args[38] ? xbuf17[15:8] : 8'h00;
+  assign \$146  = args[39] ? xbuf17[23:16] : 8'h00;
+  assign \$147  = args[40] ? xbuf17[31:24] : 8'h00;
+  assign \$148  = args[41] ? xbuf17[39:32] : 8'h00;
+  assign \$149  = args[42] ? xbuf17[47:40] : 8'h00;
+  assign \$150  = args[43] ? xbuf17[55:48] : 8'h00;
+  assign \$151  = args[44] ? xbuf17[63:56] : 8'h00;
+  assign \$152  = args[45] ? xbuf18[7:0] : 8'h00;
+  assign \$153  = args[46] ? xbuf18[15:8] : 8'h00;
+  assign \$154  = args[47] ? xbuf18[23:16] : 8'h00;
+  assign \$155  = args[48] ? xbuf18[31:24] : 8'h00;
+  assign \$156  = args[49] ? xbuf18[39:32] : 8'h00;
+  assign \$157  = args[50] ? xbuf18[47:40] : 8'h00;
+  assign \$158  = args[51] ? xbuf18[55:48] : 8'h00;
+  assign \$159  = args[52] ? xbuf18[63:56] : 8'h00;
+  assign \$160  = args[53] ? xbuf19[7:0] : 8'h00;
+  assign \$161  = args[54] ? xbuf19[15:8] : 8'h00;
+  assign \$162  = args[55] ? xbuf19[23:16] : 8'h00;
+  assign \$163  = args[56] ? xbuf19[31:24] : 8'h00;
+  assign \$164  = args[57] ? xbuf19[39:32] : 8'h00;
+  assign \$165  = args[58] ? xbuf19[47:40] : 8'h00;
+  assign \$166  = args[59] ? xbuf19[55:48] : 8'h00;
+  assign \$167  = args[60] ? xbuf19[63:56] : 8'h00;
+  assign \$168  = args[61] ? xbuf20[7:0] : 8'h00;
+  assign \$169  = args[62] ? xbuf20[15:8] : 8'h00;
+  assign \$170  = args[63] ? xbuf20[23:16] : 8'h00;
+  assign \$171  = args[64] ? xbuf20[31:24] : 8'h00;
+  assign \$172  = args[65] ? xbuf20[39:32] : 8'h00;
+  assign \$173  = args[66] ? xbuf20[47:40] : 8'h00;
+  assign \$174  = args[67] ? xbuf20[55:48] : 8'h00;
+  assign \$175  = args[68] ? xbuf20[63:56] : 8'h00;
+  assign \$176  = args[69] ? xbuf21[7:0] : 8'h00;
+  assign \$177  = args[70] ? xbuf21[15:8] : 8'h00;
+  assign \$178  = args[71] ? xbuf21[23:16] : 8'h00;
+  assign \$179  = args[72] ? xbuf21[31:24] : 8'h00;
+  assign \$180  = args[73] ? xbuf21[39:32] : 8'h00;
+  assign \$181  = args[74] ? xbuf21[47:40] : 8'h00;
+  assign \$182  = args[75] ? xbuf21[55:48] : 8'h00;
+  assign \$183  = args[76] ? xbuf21[63:56] : 8'h00;
+  assign \$184  = args[77] ? xbuf22[7:0] : 8'h00;
+  assign \$185  = args[78] ? xbuf22[15:8] : 8'h00;
+  assign \$186  = args[79] ? xbuf22[23:16] : 8'h00;
+  assign \$187  = args[80] ? xbuf22[31:24] : 8'h00;
+  assign \$188  = args[81] ? xbuf22[39:32] : 8'h00;
+  assign \$189  = args[82] ? xbuf22[47:40] : 8'h00;
+  assign \$190  = args[83] ? xbuf22[55:48] : 8'h00;
+  assign \$191  = args[84] ? xbuf22[63:56] : 8'h00;
+  assign \$192  = args[85] ? xbuf23[7:0] : 8'h00;
+  assign \$193  = args[86] ? xbuf23[15:8] : 8'h00;
+  assign \$194  = args[87] ? xbuf23[23:16] : 8'h00;
+  assign \$195  = args[88] ? xbuf23[31:24] : 8'h00;
+  assign \$196  = args[89] ? xbuf23[39:32] : 8'h00;
+  assign \$197  = args[90] ? xbuf23[47:40] : 8'h00;
+  assign \$198  = args[91] ? xbuf23[55:48] : 8'h00;
+  assign \$199  = args[92] ? xbuf23[63:56] : 8'h00;
+  assign \$200  = args[29] ? xbuf24[7:0] : 8'h00;
+  assign \$201  = args[30] ? xbuf24[15:8] : 8'h00;
+  assign \$202  = args[31] ? xbuf24[23:16] : 8'h00;
+  assign \$203  = args[32] ? xbuf24[31:24] : 8'h00;
+  assign \$204  = args[33] ? xbuf24[39:32] : 8'h00;
+  assign \$205  = args[34] ? xbuf24[47:40] : 8'h00;
+  assign \$206  = args[35] ? xbuf24[55:48] : 8'h00;
+  assign \$207  = args[36] ? xbuf24[63:56] : 8'h00;
+  assign \$208  = args[37] ? xbuf25[7:0] : 8'h00;
+  assign \$209  = args[38] ? xbuf25[15:8] : 8'h00;
+  assign \$210  = args[39] ? xbuf25[23:16] : 8'h00;
+  assign \$211  = args[40] ? xbuf25[31:24] : 8'h00;
+  assign \$212  = args[41] ? xbuf25[39:32] : 8'h00;
+  assign \$213  = args[42] ? xbuf25[47:40] : 8'h00;
+  assign \$214  = args[43] ? xbuf25[55:48] : 8'h00;
+  assign \$215  = args[44] ? xbuf25[63:56] : 8'h00;
+  assign \$216  = args[45] ? xbuf26[7:0] : 8'h00;
+  assign \$217  = args[46] ? xbuf26[15:8] : 8'h00;
+  assign \$218  = args[47] ? xbuf26[23:16] : 8'h00;
+  assign \$219  = args[48] ? xbuf26[31:24] : 8'h00;
+  assign \$220  = args[49] ? xbuf26[39:32] : 8'h00;
+  assign \$221  = args[50] ? xbuf26[47:40] : 8'h00;
+  assign \$222  = args[51] ? xbuf26[55:48] : 8'h00;
+  assign \$223  = args[52] ? xbuf26[63:56] : 8'h00;
+  assign \$224  = args[53] ? xbuf27[7:0] : 8'h00;
+  assign \$225  = args[54] ? xbuf27[15:8] : 8'h00;
+  assign \$226  = args[55] ? xbuf27[23:16] : 8'h00;
+  assign \$227  = args[56] ? xbuf27[31:24] : 8'h00;
+  assign \$228  = args[57] ? xbuf27[39:32] : 8'h00;
+  assign \$229  = args[58] ? xbuf27[47:40] : 8'h00;
+  assign \$230  = args[59] ? xbuf27[55:48] : 8'h00;
+  assign \$231  = args[60] ? xbuf27[63:56] : 8'h00;
+  assign \$232  = args[61] ? xbuf28[7:0] : 8'h00;
+  assign \$233  = args[62] ? xbuf28[15:8] : 8'h00;
+  assign \$234  = args[63] ? xbuf28[23:16] : 8'h00;
+  assign \$235  = args[64] ? xbuf28[31:24] : 8'h00;
+  assign \$236  = args[65] ? xbuf28[39:32] : 8'h00;
+  assign \$237  = args[66] ? xbuf28[47:40] : 8'h00;
+  assign \$238  = args[67] ? xbuf28[55:48] : 8'h00;
+  assign \$239  = args[68] ? xbuf28[63:56] : 8'h00;
+  assign \$240  = args[69] ? xbuf29[7:0] : 8'h00;
+  assign \$241  = args[70] ? xbuf29[15:8] : 8'h00;
+  assign \$242  = args[71] ? xbuf29[23:16] : 8'h00;
+  assign \$243  = args[72] ? xbuf29[31:24] : 8'h00;
+  assign \$244  = args[73] ? xbuf29[39:32] : 8'h00;
+  assign \$245  = args[74] ? xbuf29[47:40] : 8'h00;
+  assign \$246  = args[75] ? xbuf29[55:48] : 8'h00;
+  assign \$247  = args[76] ? xbuf29[63:56] : 8'h00;
+  assign \$248  = args[77] ? xbuf30[7:0] : 8'h00;
+  assign \$249  = args[78] ? xbuf30[15:8] : 8'h00;
+  assign \$250  = args[79] ? xbuf30[23:16] : 8'h00;
+  assign \$251  = args[80] ? xbuf30[31:24] : 8'h00;
+  assign \$252  = args[81] ? xbuf30[39:32] : 8'h00;
+  assign \$253  = args[82] ? xbuf30[47:40] : 8'h00;
+  assign \$254  = args[83] ? xbuf30[55:48] : 8'h00;
+  assign \$255  = args[84] ? xbuf30[63:56] : 8'h00;
+  assign \$256  = args[85] ? xbuf31[7:0] : 8'h00;
+  assign \$257  = args[86] ? xbuf31[15:8] : 8'h00;
+  assign \$258  = args[87] ? xbuf31[23:16] : 8'h00;
+  assign \$259  = args[88] ? xbuf31[31:24] : 8'h00;
+  assign \$260  = args[89] ? xbuf31[39:32] : 8'h00;
+  assign \$261  = args[90] ? xbuf31[47:40] : 8'h00;
+  assign \$262  = args[91] ? xbuf31[55:48] : 8'h00;
+  assign \$263  = args[92] ? xbuf31[63:56] : 8'h00;
+  assign \$265  = args[1:0] == 1'h1;
+  assign op__1__valid = want & \$265 ;
+  assign \$266  = args[29] ? xbuf0[7:0] : 8'h00;
+  assign \$267  = args[30] ? xbuf0[15:8] : 8'h00;
+  assign \$268  = args[31] ? xbuf0[23:16] : 8'h00;
+  assign \$269  = args[32] ? xbuf0[31:24] : 8'h00;
+  assign \$270  = args[33] ? xbuf0[39:32] : 8'h00;
+  assign \$271  = args[34] ? xbuf0[47:40] : 8'h00;
+  assign \$272  = args[35] ? xbuf0[55:48] : 8'h00;
+  assign \$273  = args[36] ? xbuf0[63:56] : 8'h00;
+  assign \$274  = args[37] ? xbuf1[7:0] : 8'h00;
+  assign \$275  = args[38] ? xbuf1[15:8] : 8'h00;
+  assign \$276  = args[39] ? xbuf1[23:16] : 8'h00;
+  assign \$277  = args[40] ? xbuf1[31:24] : 8'h00;
+  assign \$278  = args[41] ? xbuf1[39:32] : 8'h00;
+  assign \$279  = args[42] ? xbuf1[47:40] : 8'h00;
+  assign \$280  = args[43] ? xbuf1[55:48] : 8'h00;
+  assign \$281  = args[44] ? xbuf1[63:56] : 8'h00;
+  assign \$282  = args[45] ? xbuf2[7:0] : 8'h00;
+  assign \$283  = args[46] ? xbuf2[15:8] : 8'h00;
+  assign \$284  = args[47] ? xbuf2[23:16] : 8'h00;
+  assign \$285  = args[48] ? xbuf2[31:24] : 8'h00;
+  assign \$286  = args[49] ? xbuf2[39:32] : 8'h00;
+  assign \$287  = args[50] ? xbuf2[47:40] : 8'h00;
+  assign \$288  = args[51] ? xbuf2[55:48] : 8'h00;
+  assign \$289  = args[52] ? xbuf2[63:56] : 8'h00;
+  assign \$290  = args[53] ? xbuf3[7:0] : 8'h00;
+  assign \$291  = args[54] ? xbuf3[15:8] : 8'h00;
+  assign \$292  = args[55] ? xbuf3[23:16] : 8'h00;
+  assign \$293  = args[56] ? xbuf3[31:24] : 8'h00;
+  assign \$294  = args[57] ? xbuf3[39:32] : 8'h00;
+  assign \$295  = args[58] ? xbuf3[47:40] : 8'h00;
+  assign \$296  = args[59] ? xbuf3[55:48] : 8'h00;
+  assign \$297  = args[60] ? xbuf3[63:56] : 8'h00;
+  assign \$298  = args[61] ? xbuf4[7:0] : 8'h00;
+  assign \$299  = args[62] ? xbuf4[15:8] : 8'h00;
+  assign \$300  = args[63] ? xbuf4[23:16] : 8'h00;
+  assign \$301  = args[64] ? xbuf4[31:24] : 8'h00;
+  assign \$302  = args[65] ? xbuf4[39:32] : 8'h00;
+  assign \$303  = args[66] ? xbuf4[47:40] : 8'h00;
+  assign \$304  = args[67] ? xbuf4[55:48] : 8'h00;
+  assign \$305  = args[68] ? xbuf4[63:56] : 8'h00;
+  assign \$306  = args[69] ? xbuf5[7:0] : 8'h00;
+  assign \$307  = args[70] ? xbuf5[15:8] : 8'h00;
+  assign \$308  = args[71] ? xbuf5[23:16] : 8'h00;
+  assign \$309  = args[72] ? xbuf5[31:24] : 8'h00;
+  assign \$310  = args[73] ? xbuf5[39:32] : 8'h00;
+  assign \$311  = args[74] ? xbuf5[47:40] : 8'h00;
+  assign \$312  = args[75] ? xbuf5[55:48] : 8'h00;
+  assign \$313  = args[76] ? xbuf5[63:56] : 8'h00;
+  assign \$314  = args[77] ? xbuf6[7:0] : 8'h00;
+  assign \$315  = args[78] ? xbuf6[15:8] : 8'h00;
+  assign \$316  = args[79] ? xbuf6[23:16] : 8'h00;
+  assign \$317  = args[80] ? xbuf6[31:24] : 8'h00;
+  assign \$318  = args[81] ? xbuf6[39:32] : 8'h00;
+  assign \$319  = args[82] ? xbuf6[47:40] : 8'h00;
+  assign \$320  = args[83] ? xbuf6[55:48] : 8'h00;
+  assign \$321  = args[84] ? xbuf6[63:56] : 8'h00;
+  assign \$322  = args[85] ? xbuf7[7:0] : 8'h00;
+  assign \$323  = args[86] ? xbuf7[15:8] : 8'h00;
+  assign \$324  = args[87] ? xbuf7[23:16] : 8'h00;
+  assign \$325  = args[88] ? xbuf7[31:24] : 8'h00;
+  assign \$326  = args[89] ? xbuf7[39:32] : 8'h00;
+  assign \$327  = args[90] ? xbuf7[47:40] : 8'h00;
+  assign \$328  = args[91] ? xbuf7[55:48] : 8'h00;
+  assign \$329  = args[92] ? xbuf7[63:56] : 8'h00;
+  assign \$330  = args[29] ? xbuf8[7:0] : 8'h00;
+  assign \$331  = args[30] ? xbuf8[15:8] : 8'h00;
+  assign \$332  = args[31] ? xbuf8[23:16] : 8'h00;
+  assign \$333  = args[32] ? xbuf8[31:24] : 8'h00;
+  assign \$334  = args[33] ? xbuf8[39:32] : 8'h00;
+  assign \$335  = args[34] ? xbuf8[47:40] : 8'h00;
+  assign \$336  = args[35] ? xbuf8[55:48] : 8'h00;
+  assign \$337  = args[36] ? xbuf8[63:56] : 8'h00;
+  assign \$338  = args[37] ? xbuf9[7:0] : 8'h00;
+  assign \$339  = args[38] ? xbuf9[15:8] : 8'h00;
+  assign \$340  = args[39] ? xbuf9[23:16] : 8'h00;
+  assign \$341  = args[40] ? xbuf9[31:24] : 8'h00;
+  assign \$342  = args[41] ? xbuf9[39:32] : 8'h00;
+  assign \$343  = args[42] ? xbuf9[47:40] : 8'h00;
+  assign \$344  = args[43] ? xbuf9[55:48] : 8'h00;
+  assign \$345  = args[44] ? xbuf9[63:56] : 8'h00;
+  assign \$346  = args[45] ? xbuf10[7:0] : 8'h00;
+  assign \$347  = args[46] ? xbuf10[15:8] : 8'h00;
+  assign \$348  = args[47] ? xbuf10[23:16] : 8'h00;
+  assign \$349  = args[48] ? xbuf10[31:24] : 8'h00;
+  assign \$350  = args[49] ? xbuf10[39:32] : 8'h00;
+  assign \$351  = args[50] ? xbuf10[47:40] : 8'h00;
+  assign \$352  = args[51] ? xbuf10[55:48] : 8'h00;
+  assign \$353  = args[52] ? xbuf10[63:56] : 8'h00;
+  assign \$354  = args[53] ? xbuf11[7:0] : 8'h00;
+  assign \$355  = args[54] ? xbuf11[15:8] : 8'h00;
+  assign \$356  = args[55] ? xbuf11[23:16] : 8'h00;
+  assign \$357  = args[56] ? xbuf11[31:24] : 8'h00;
+  assign \$358  = args[57] ? xbuf11[39:32] : 8'h00;
+  assign \$359  = args[58] ? xbuf11[47:40] : 8'h00;
+  assign \$360  = args[59] ? xbuf11[55:48] : 8'h00;
+  assign \$361  = args[60] ? xbuf11[63:56] : 8'h00;
+  assign \$362  = args[61] ? xbuf12[7:0] : 8'h00;
+  assign \$363  = args[62] ? xbuf12[15:8] : 8'h00;
+  assign \$364  = args[63] ? xbuf12[23:16] : 8'h00;
+  assign \$365  = args[64] ? xbuf12[31:24] : 8'h00;
+  assign \$366  = args[65] ? xbuf12[39:32] : 8'h00;
+  assign \$367  = args[66] ? xbuf12[47:40] : 8'h00;
+  assign \$368  = args[67] ? xbuf12[55:48] : 8'h00;
+  assign \$369  = args[68] ? xbuf12[63:56] : 8'h00;
+  assign \$370  = args[69] ? xbuf13[7:0] : 8'h00;
+  assign \$371  = args[70] ? xbuf13[15:8] : 8'h00;
+  assign \$372  = args[71] ? xbuf13[23:16] : 8'h00;
+  assign \$373  = args[72] ? xbuf13[31:24] : 8'h00;
+  assign \$374  = args[73] ? xbuf13[39:32] : 8'h00;
+  assign \$375  = args[74] ? xbuf13[47:40] : 8'h00;
+  assign \$376  = args[75] ? xbuf13[55:48] : 8'h00;
+  assign \$377  = args[76] ? xbuf13[63:56] : 8'h00;
+  assign \$378  = args[77] ? xbuf14[7:0] : 8'h00;
+  assign \$379  = args[78] ? xbuf14[15:8] : 8'h00;
+  assign \$380  = args[79] ? xbuf14[23:16] : 8'h00;
+  assign \$381  = args[80] ? xbuf14[31:24] : 8'h00;
+  assign \$382  = args[81] ? xbuf14[39:32] : 8'h00;
+  assign \$383  = args[82] ? xbuf14[47:40] : 8'h00;
+  assign \$384  = args[83] ? xbuf14[55:48] : 8'h00;
+  assign \$385  = args[84] ? xbuf14[63:56] : 8'h00;
+  assign \$386  = args[85] ? xbuf15[7:0] : 8'h00;
+  assign \$387  = args[86] ? xbuf15[15:8] : 8'h00;
+  assign \$388  = args[87] ? xbuf15[23:16] : 8'h00;
+  assign \$389  = args[88] ? xbuf15[31:24] : 8'h00;
+  assign \$390  = args[89] ? xbuf15[39:32] : 8'h00;
+  assign \$391  = args[90] ? xbuf15[47:40] : 8'h00;
+  assign \$392  = args[91] ? xbuf15[55:48] : 8'h00;
+  assign \$393  = args[92] ? xbuf15[63:56] : 8'h00;
+  assign \$394  = args[29] ? xbuf16[7:0] : 8'h00;
+  assign \$395  = args[30] ? xbuf16[15:8] : 8'h00;
+  assign \$396  = args[31] ? xbuf16[23:16] : 8'h00;
+  assign \$397  = args[32] ? xbuf16[31:24] : 8'h00;
+  assign \$398  = args[33] ? xbuf16[39:32] : 8'h00;
+  assign \$399  = args[34] ? xbuf16[47:40] : 8'h00;
+  assign \$400  = args[35] ? xbuf16[55:48] : 8'h00;
+  assign \$401  = args[36] ? xbuf16[63:56] : 8'h00;
+  assign \$402  = args[37] ? xbuf17[7:0] : 8'h00;
+  assign \$403  = args[38] ? xbuf17[15:8] : 8'h00;
+  assign \$404  = args[39] ? xbuf17[23:16] : 8'h00;
+  assign \$405  = args[40] ? xbuf17[31:24] : 8'h00;
+  assign \$406  = args[41] ? xbuf17[39:32] : 8'h00;
+  assign \$407  = args[42] ? xbuf17[47:40] : 8'h00;
+  assign \$408  = args[43] ? xbuf17[55:48] : 8'h00;
+  assign \$409  = args[44] ? xbuf17[63:56] : 8'h00;
+  assign \$410  = args[45] ? xbuf18[7:0] : 8'h00;
+  assign \$411  = args[46] ? xbuf18[15:8] : 8'h00;
+  assign \$412  = args[47] ? xbuf18[23:16] : 8'h00;
+  assign \$413  = args[48] ? xbuf18[31:24] : 8'h00;
+  assign \$414  = args[49] ? xbuf18[39:32] : 8'h00;
+  assign \$415  = args[50] ? xbuf18[47:40] : 8'h00;
+  assign \$416  = args[51] ? xbuf18[55:48] : 8'h00;
+  assign \$417  = args[52] ? xbuf18[63:56] : 8'h00;
+  assign \$418  = args[53] ? xbuf19[7:0] : 8'h00;
+  assign \$419  = args[54] ? xbuf19[15:8] : 8'h00;
+  assign \$420  = args[55] ? xbuf19[23:16] : 8'h00;
+  assign \$421  = args[56] ? xbuf19[31:24] : 8'h00;
+  assign \$422  = args[57] ? xbuf19[39:32] : 8'h00;
+  assign \$423  = args[58] ? xbuf19[47:40] : 8'h00;
+  assign \$424  = args[59] ? xbuf19[55:48] : 8'h00;
+  assign \$425  = args[60] ? xbuf19[63:56] : 8'h00;
+  assign \$426  = args[61] ? xbuf20[7:0] : 8'h00;
+  assign \$427  = args[62] ? xbuf20[15:8] : 8'h00;
+  assign \$428  = args[63] ? xbuf20[23:16] : 8'h00;
+  assign \$429  = args[64] ? xbuf20[31:24] : 8'h00;
+  assign \$430  = args[65] ? xbuf20[39:32] : 8'h00;
+  assign \$431  = args[66] ? xbuf20[47:40] : 8'h00;
+  assign \$432  = args[67] ? xbuf20[55:48] : 8'h00;
+  assign \$433  = args[68] ? xbuf20[63:56] : 8'h00;
+  assign \$434  = args[69] ? xbuf21[7:0] : 8'h00;
+  assign \$435  = args[70] ? xbuf21[15:8] : 8'h00;
+  assign \$436  = args[71] ? xbuf21[23:16] : 8'h00;
+  assign \$437  = args[72] ? xbuf21[31:24] : 8'h00;
+  assign \$438  = args[73] ? xbuf21[39:32] : 8'h00;
+  assign \$439  = args[74] ? xbuf21[47:40] : 8'h00;
+  assign \$440  = args[75] ? xbuf21[55:48] : 8'h00;
+  assign \$441  = args[76] ? xbuf21[63:56] : 8'h00;
+  assign \$442  = args[77] ? xbuf22[7:0] : 8'h00;
+  assign \$443  = args[78] ? xbuf22[15:8] : 8'h00;
+  assign \$444  = args[79] ? xbuf22[23:16] : 8'h00;
+  assign \$445  = args[80] ? xbuf22[31:24] : 8'h00;
+  assign \$446  = args[81] ? xbuf22[39:32] : 8'h00;
+  assign \$447  = args[82] ? xbuf22[47:40] : 8'h00;
+  assign \$448  = args[83] ? xbuf22[55:48] : 8'h00;
+  assign \$449  = args[84] ? xbuf22[63:56] : 8'h00;
+  assign \$450  = args[85] ? xbuf23[7:0] : 8'h00;
+  assign \$451  = args[86] ? xbuf23[15:8] : 8'h00;
+  assign \$452  = args[87] ? xbuf23[23:16] : 8'h00;
+  assign \$453  = args[88] ? xbuf23[31:24] : 8'h00;
+  assign \$454  = args[89] ? xbuf23[39:32] : 8'h00;
+  assign \$455  = args[90] ? xbuf23[47:40] : 8'h00;
+  assign \$456  = args[91] ? xbuf23[55:48] : 8'h00;
+  assign \$457  = args[92] ? xbuf23[63:56] : 8'h00;
+  assign \$458  = args[29] ? xbuf24[7:0] : 8'h00;
+  assign \$459  = args[30] ? xbuf24[15:8] : 8'h00;
+  assign \$460  = args[31] ? xbuf24[23:16] : 8'h00;
+  assign \$461  = args[32] ? xbuf24[31:24] : 8'h00;
+  assign \$462  = args[33] ? xbuf24[39:32] : 8'h00;
+  assign \$463  = args[34] ? xbuf24[47:40] : 8'h00;
+  assign \$464  = args[35] ? xbuf24[55:48] : 8'h00;
+  assign \$465  = args[36] ? xbuf24[63:56] : 8'h00;
+  assign \$466  = args[37] ? xbuf25[7:0] : 8'h00;
+  assign \$467  = args[38] ? xbuf25[15:8] : 8'h00;
+  assign \$468  = args[39] ? xbuf25[23:16] : 8'h00;
+  assign \$469  = args[40] ? xbuf25[31:24] : 8'h00;
+  assign \$470  = args[41] ? xbuf25[39:32] : 8'h00;
+  assign \$471  = args[42] ? xbuf25[47:40] : 8'h00;
+  assign \$472  = args[43] ? xbuf25[55:48] : 8'h00;
+  assign \$473  = args[44] ? xbuf25[63:56] : 8'h00;
+  assign \$474  = args[45] ? xbuf26[7:0] : 8'h00;
+  assign \$475  = args[46] ? xbuf26[15:8] : 8'h00;
+  assign \$476  = args[47] ? xbuf26[23:16] : 8'h00;
+  assign \$477  = args[48] ? xbuf26[31:24] : 8'h00;
+  assign \$478  = args[49] ? xbuf26[39:32] : 8'h00;
+  assign \$479  = args[50] ? xbuf26[47:40] : 8'h00;
+  assign \$480  = args[51] ? xbuf26[55:48] : 8'h00;
+  assign \$481  = args[52] ? xbuf26[63:56] : 8'h00;
+  assign \$482  = args[53] ? xbuf27[7:0] : 8'h00;
+  assign \$483  = args[54] ? xbuf27[15:8] : 8'h00;
+  assign \$484  = args[55] ? xbuf27[23:16] : 8'h00;
+  assign \$485  = args[56] ? xbuf27[31:24] : 8'h00;
+  assign \$486  = args[57] ? xbuf27[39:32] : 8'h00;
+  assign \$487  = args[58] ? xbuf27[47:40] : 8'h00;
+  assign \$488  = args[59] ? xbuf27[55:48] : 8'h00;
+  assign \$489  = args[60] ? xbuf27[63:56] : 8'h00;
+  assign \$490  = args[61] ? xbuf28[7:0] : 8'h00;
+  assign \$491  = args[62] ? xbuf28[15:8] : 8'h00;
+  assign \$492  = args[63] ? xbuf28[23:16] : 8'h00;
+  assign \$493  = args[64] ? xbuf28[31:24] : 8'h00;
+  assign \$494  = args[65] ? xbuf28[39:32] : 8'h00;
+  assign \$495  = args[66] ? xbuf28[47:40] : 8'h00;
+  assign \$496  = args[67] ? xbuf28[55:48] : 8'h00;
+  assign \$497  = args[68] ? xbuf28[63:56] : 8'h00;
+  assign \$498  = args[69] ? xbuf29[7:0] : 8'h00;
+  assign \$499  = args[70] ? xbuf29[15:8] : 8'h00;
+  assign \$500  = args[71] ? xbuf29[23:16] : 8'h00;
+  assign \$501  = args[72] ? xbuf29[31:24] : 8'h00;
+  assign \$502  = args[73] ? xbuf29[39:32] : 8'h00;
+  assign \$503  = args[74] ? xbuf29[47:40] : 8'h00;
+  assign \$504  = args[75] ? xbuf29[55:48] : 8'h00;
+  assign \$505  = args[76] ? xbuf29[63:56] : 8'h00;
+  assign \$506  = args[77] ? xbuf30[7:0] : 8'h00;
+  assign \$507  = args[78] ? xbuf30[15:8] : 8'h00;
+  assign \$508  = args[79] ? xbuf30[23:16] : 8'h00;
+  assign \$509  = args[80] ? xbuf30[31:24] : 8'h00;
+  assign \$510  = args[81] ? xbuf30[39:32] : 8'h00;
+  assign \$511  = args[82] ? xbuf30[47:40] : 8'h00;
+  assign \$512  = args[83] ? xbuf30[55:48] : 8'h00;
+  assign \$513  = args[84] ? xbuf30[63:56] : 8'h00;
+  assign \$514  = args[85] ? xbuf31[7:0] : 8'h00;
+  assign \$515  = args[86] ? xbuf31[15:8] : 8'h00;
+  assign \$516  = args[87] ? xbuf31[23:16] : 8'h00;
+  assign \$517  = args[88] ? xbuf31[31:24] : 8'h00;
+  assign \$518  = args[89] ? xbuf31[39:32] : 8'h00;
+  assign \$519  = args[90] ? xbuf31[47:40] : 8'h00;
+  assign \$520  = args[91] ? xbuf31[55:48] : 8'h00;
+  assign \$521  = args[92] ? xbuf31[63:56] : 8'h00;
+  assign \$523  = args[1:0] == 2'h2;
+  assign op__2__valid = want & \$523 ;
+  assign \$524  = args[29] ? xbuf0[7:0] : 8'h00;
+  assign \$525  = args[30] ? xbuf0[15:8] : 8'h00;
+  assign \$526  = args[31] ? xbuf0[23:16] : 8'h00;
+  assign \$527  = args[32] ? xbuf0[31:24] : 8'h00;
+  assign \$528  = args[33] ? xbuf0[39:32] : 8'h00;
+  assign \$529  = args[34] ? xbuf0[47:40] : 8'h00;
+  assign \$530  = args[35] ? xbuf0[55:48] : 8'h00;
+  assign \$531  = args[36] ? xbuf0[63:56] : 8'h00;
+  assign \$532  = args[37] ? xbuf1[7:0] : 8'h00;
+  assign \$533  = args[38] ? xbuf1[15:8] : 8'h00;
+  assign \$534  = args[39] ? xbuf1[23:16] : 8'h00;
+  assign \$535  = args[40] ? xbuf1[31:24] : 8'h00;
+  assign \$536  = args[41] ? xbuf1[39:32] : 8'h00;
+  assign \$537  = args[42] ? xbuf1[47:40] : 8'h00;
+  assign \$538  = args[43] ? xbuf1[55:48] : 8'h00;
+  assign \$539  = args[44] ? xbuf1[63:56] : 8'h00;
+  assign \$540  = args[45] ? xbuf2[7:0] : 8'h00;
+  assign \$541  = args[46] ? xbuf2[15:8] : 8'h00;
+  assign \$542  = args[47] ? xbuf2[23:16] : 8'h00;
+  assign \$543  = args[48] ? xbuf2[31:24] : 8'h00;
+  assign \$544  = args[49] ? xbuf2[39:32] : 8'h00;
+  assign \$545  = args[50] ? xbuf2[47:40] : 8'h00;
+  assign \$546  = args[51] ? xbuf2[55:48] : 8'h00;
+  assign \$547  = args[52] ? xbuf2[63:56] : 8'h00;
+  assign \$548  = args[53] ? xbuf3[7:0] : 8'h00;
+  assign \$549  = args[54] ? xbuf3[15:8] : 8'h00;
+  assign \$550  = args[55] ? xbuf3[23:16] : 8'h00;
+  assign \$551  = args[56] ? xbuf3[31:24] : 8'h00;
+  assign \$552  = args[57] ? xbuf3[39:32] : 8'h00;
+  assign \$553  = args[58] ? xbuf3[47:40] : 8'h00;
+  assign \$554  = args[59] ? xbuf3[55:48] : 8'h00;
+  assign \$555  = args[60] ? xbuf3[63:56] : 8'h00;
+  assign \$556  = args[61] ? xbuf4[7:0] : 8'h00;
+  assign \$557  = args[62] ? xbuf4[15:8] : 8'h00;
+  assign \$558  = args[63] ? xbuf4[23:16] : 8'h00;
+  assign \$559  = args[64] ? xbuf4[31:24] : 8'h00;
+  assign \$560  = args[65] ? xbuf4[39:32] : 8'h00;
+  assign \$561  = args[66] ? xbuf4[47:40] : 8'h00;
+  assign \$562  = args[67] ? xbuf4[55:48] : 8'h00;
+  assign \$563  = args[68] ? xbuf4[63:56] : 8'h00;
+  assign \$564  = args[69] ? xbuf5[7:0] : 8'h00;
+  assign \$565  = args[70] ? xbuf5[15:8] : 8'h00;
+  assign \$566  = args[71] ? xbuf5[23:16] : 8'h00;
+  assign \$567  = args[72] ? xbuf5[31:24] : 8'h00;
+  assign \$568  = args[73] ? xbuf5[39:32] : 8'h00;
+  assign \$569  = args[74] ? xbuf5[47:40] : 8'h00;
+  assign \$570  = args[75] ? xbuf5[55:48] : 8'h00;
+  assign \$571  = args[76] ? xbuf5[63:56] : 8'h00;
+  assign \$572  = args[77] ? xbuf6[7:0] : 8'h00;
+  assign \$573  = args[78] ? xbuf6[15:8] : 8'h00;
+  assign \$574  = args[79] ? xbuf6[23:16] : 8'h00;
+  assign \$575  = args[80] ? xbuf6[31:24] : 8'h00;
+  assign \$576  = args[81] ? xbuf6[39:32] : 8'h00;
+  assign \$577  = args[82] ? xbuf6[47:40] : 8'h00;
+  assign \$578  = args[83] ? xbuf6[55:48] : 8'h00;
+  assign \$579  = args[84] ? xbuf6[63:56] : 8'h00;
+  assign \$580  = args[85] ? xbuf7[7:0] : 8'h00;
+  assign \$581  = args[86] ? xbuf7[15:8] : 8'h00;
+  assign \$582  = args[87] ? xbuf7[23:16] : 8'h00;
+  assign \$583  = args[88] ? xbuf7[31:24] : 8'h00;
+  assign \$584  = args[89] ? xbuf7[39:32] : 8'h00;
+  assign \$585  = args[90] ? xbuf7[47:40] : 8'h00;
+  assign \$586  = args[91] ? xbuf7[55:48] : 8'h00;
+  assign \$587  = args[92] ? xbuf7[63:56] : 8'h00;
+  assign \$588  = args[29] ? xbuf8[7:0] : 8'h00;
+  assign \$589  = args[30] ? xbuf8[15:8] : 8'h00;
+  assign \$590  = args[31] ? xbuf8[23:16] : 8'h00;
+  assign \$591  = args[32] ? xbuf8[31:24] : 8'h00;
+  assign \$592  = args[33] ? xbuf8[39:32] : 8'h00;
+  assign \$593  = args[34] ? xbuf8[47:40] : 8'h00;
+  assign \$594  = args[35] ? xbuf8[55:48] : 8'h00;
+  assign \$595  = args[36] ? xbuf8[63:56] : 8'h00;
+  assign \$596  = args[37] ? xbuf9[7:0] : 8'h00;
+  assign \$597  = args[38] ? xbuf9[15:8] : 8'h00;
+  assign \$598  = args[39] ? xbuf9[23:16] : 8'h00;
+  assign \$599  = args[40] ? xbuf9[31:24] : 8'h00;
+  assign \$600  = args[41] ? xbuf9[39:32] : 8'h00;
+  assign \$601  = args[42] ? xbuf9[47:40] : 8'h00;
+  assign \$602  = args[43] ? xbuf9[55:48] : 8'h00;
+  assign \$603  = args[44] ? xbuf9[63:56] : 8'h00;
+  assign \$604  = args[45] ? xbuf10[7:0] : 8'h00;
+  assign \$605  = args[46] ? xbuf10[15:8] : 8'h00;
+  assign \$606  = args[47] ? xbuf10[23:16] : 8'h00;
+  assign \$607  = args[48] ? xbuf10[31:24] : 8'h00;
+  assign \$608  = args[49] ? xbuf10[39:32] : 8'h00;
+  assign \$609  = args[50] ? xbuf10[47:40] : 8'h00;
+  assign \$610  = args[51] ? xbuf10[55:48] : 8'h00;
+  assign \$611  = args[52] ? xbuf10[63:56] : 8'h00;
+  assign \$612  = args[53] ? xbuf11[7:0] : 8'h00;
+  assign \$613  = args[54] ? xbuf11[15:8] : 8'h00;
+  assign \$614  = args[55] ? xbuf11[23:16] : 8'h00;
+  assign \$615  = args[56] ? xbuf11[31:24] : 8'h00;
+  assign \$616  = args[57] ? xbuf11[39:32] : 8'h00;
+  assign \$617  = args[58] ? xbuf11[47:40] : 8'h00;
+  assign \$618  = args[59] ? xbuf11[55:48] : 8'h00;
+  assign \$619  = args[60] ? xbuf11[63:56] : 8'h00;
+  assign \$620  = args[61] ? xbuf12[7:0] : 8'h00;
+  assign \$621  = args[62] ? xbuf12[15:8] : 8'h00;
+  assign \$622  = args[63] ? xbuf12[23:16] : 8'h00;
+  assign \$623  = args[64] ? xbuf12[31:24] : 8'h00;
+  assign \$624  = args[65] ? xbuf12[39:32] : 8'h00;
+  assign \$625  = args[66] ? xbuf12[47:40] : 8'h00;
+  assign \$626  = args[67] ? xbuf12[55:48] : 8'h00;
+  assign \$627  = args[68] ? xbuf12[63:56] : 8'h00;
+  assign \$628  = args[69] ? xbuf13[7:0] : 8'h00;
+  assign \$629  = args[70] ? xbuf13[15:8] : 8'h00;
+  assign \$630  = args[71] ? xbuf13[23:16] : 8'h00;
+  assign \$631  = args[72] ? xbuf13[31:24] : 8'h00;
+  assign \$632  = args[73] ? xbuf13[39:32] : 8'h00;
+  assign \$633  = args[74] ? xbuf13[47:40] : 8'h00;
+  assign \$634  = args[75] ? xbuf13[55:48] : 8'h00;
+  assign \$635  = args[76] ? xbuf13[63:56] : 8'h00;
+  assign \$636  = args[77] ? xbuf14[7:0] : 8'h00;
+  assign \$637  = args[78] ? xbuf14[15:8] : 8'h00;
+  assign \$638  = args[79] ? xbuf14[23:16] : 8'h00;
+  assign \$639  = args[80] ? xbuf14[31:24] : 8'h00;
+  assign \$640  = args[81] ? xbuf14[39:32] : 8'h00;
+  assign \$641  = args[82] ? xbuf14[47:40] : 8'h00;
+  assign \$642  = args[83] ? xbuf14[55:48] : 8'h00;
+  assign \$643  = args[84] ? xbuf14[63:56] : 8'h00;
+  assign \$644  = args[85] ? xbuf15[7:0] : 8'h00;
+  assign \$645  = args[86] ? xbuf15[15:8] : 8'h00;
+  assign \$646  = args[87] ? xbuf15[23:16] : 8'h00;
+  assign \$647  = args[88] ? xbuf15[31:24] : 8'h00;
+  assign \$648  = args[89] ? xbuf15[39:32] : 8'h00;
+  assign \$649  = args[90] ? xbuf15[47:40] : 8'h00;
+  assign \$650  = args[91] ? xbuf15[55:48] : 8'h00;
+  assign \$651  = args[92] ? xbuf15[63:56] : 8'h00;
+  assign \$652  = args[29] ? xbuf16[7:0] : 8'h00;
+  assign \$653  = args[30] ? xbuf16[15:8] : 8'h00;
+  assign \$654  = args[31] ? xbuf16[23:16] : 8'h00;
+  assign \$655  = args[32] ? xbuf16[31:24] : 8'h00;
+  assign \$656  = args[33] ? xbuf16[39:32] : 8'h00;
+  assign \$657  = args[34] ? xbuf16[47:40] : 8'h00;
+  assign \$658  = args[35] ? xbuf16[55:48] : 8'h00;
+  assign \$659  = args[36] ? xbuf16[63:56] : 8'h00;
+  assign \$660  = args[37] ? xbuf17[7:0] : 8'h00;
+  assign \$661  = args[38] ? xbuf17[15:8] : 8'h00;
+  assign \$662  = args[39] ? xbuf17[23:16] : 8'h00;
+  assign \$663  = args[40] ? xbuf17[31:24] : 8'h00;
+  assign \$664  = args[41] ? xbuf17[39:32] : 8'h00;
+  assign \$665  = args[42] ? xbuf17[47:40] : 8'h00;
+  assign \$666  = args[43] ? xbuf17[55:48] : 8'h00;
+  assign \$667  = args[44] ? xbuf17[63:56] : 8'h00;
+  assign \$668  = args[45] ? xbuf18[7:0] : 8'h00;
+  assign \$669  = args[46] ? xbuf18[15:8] : 8'h00;
+  assign \$670  = args[47] ? xbuf18[23:16] : 8'h00;
+  assign \$671  = args[48] ? xbuf18[31:24] : 8'h00;
+  assign \$672  = args[49] ? xbuf18[39:32] : 8'h00;
+  assign \$673  = args[50] ? xbuf18[47:40] : 8'h00;
+  assign \$674  = args[51] ? xbuf18[55:48] : 8'h00;
+  assign \$675  = args[52] ? xbuf18[63:56] : 8'h00;
+  assign \$676  = args[53] ? xbuf19[7:0] : 8'h00;
+  assign \$677  = args[54] ? xbuf19[15:8] : 8'h00;
+  assign \$678  = args[55] ? xbuf19[23:16] : 8'h00;
+  assign \$679  = args[56] ? xbuf19[31:24] : 8'h00;
+  assign \$680  = args[57] ? xbuf19[39:32] : 8'h00;
+  assign \$681  = args[58] ? xbuf19[47:40] : 8'h00;
+  assign \$682  = args[59] ? xbuf19[55:48] : 8'h00;
+  assign \$683  = args[60] ? xbuf19[63:56] : 8'h00;
+  assign \$684  = args[61] ? xbuf20[7:0] : 8'h00;
+  assign \$685  = args[62] ? xbuf20[15:8] : 8'h00;
+  assign \$686  = args[63] ? xbuf20[23:16] : 8'h00;
+  assign \$687  = args[64] ? xbuf20[31:24] : 8'h00;
+  assign \$688  = args[65] ? xbuf20[39:32] : 8'h00;
+  assign \$689  = args[66] ? xbuf20[47:40] : 8'h00;
+  assign \$690  = args[67] ? xbuf20[55:48] : 8'h00;
+  assign \$691  = args[68] ? xbuf20[63:56] : 8'h00;
+  assign \$692  = args[69] ? xbuf21[7:0] : 8'h00;
+  assign \$693  = args[70] ? xbuf21[15:8] : 8'h00;
+  assign \$694  = args[71] ? xbuf21[23:16] : 8'h00;
+  assign \$695  = args[72] ? xbuf21[31:24] : 8'h00;
+  assign \$696  = args[73] ? xbuf21[39:32] : 8'h00;
+  assign \$697  = args[74] ? xbuf21[47:40] : 8'h00;
+  assign \$698  = args[75] ? xbuf21[55:48] : 8'h00;
+  assign \$699  = args[76] ? xbuf21[63:56] : 8'h00;
+  assign \$700  = args[77] ? xbuf22[7:0] : 8'h00;
+  assign \$701  = args[78] ? xbuf22[15:8] : 8'h00;
+  assign \$702  = args[79] ? xbuf22[23:16] : 8'h00;
+  assign \$703  = args[80] ? xbuf22[31:24] : 8'h00;
+  assign \$704  = args[81] ? xbuf22[39:32] : 8'h00;
+  assign \$705  = args[82] ? xbuf22[47:40] : 8'h00;
+  assign \$706  = args[83] ? xbuf22[55:48] : 8'h00;
+  assign \$707  = args[84] ? xbuf22[63:56] : 8'h00;
+  assign \$708  = args[85] ? xbuf23[7:0] : 8'h00;
+  assign \$709  = args[86] ? xbuf23[15:8] : 8'h00;
+  assign \$710  = args[87] ? xbuf23[23:16] : 8'h00;
+  assign \$711  = args[88] ? xbuf23[31:24] : 8'h00;
+  assign \$712  = args[89] ? xbuf23[39:32] : 8'h00;
+  assign \$713  = args[90] ? xbuf23[47:40] : 8'h00;
+  assign \$714  = args[91] ? xbuf23[55:48] : 8'h00;
+  assign \$715  = args[92] ? xbuf23[63:56] : 8'h00;
+  assign \$716  = args[29] ? xbuf24[7:0] : 8'h00;
+  assign \$717  = args[30] ? xbuf24[15:8] : 8'h00;
+  assign \$718  = args[31] ? xbuf24[23:16] : 8'h00;
+  assign \$719  = args[32] ? xbuf24[31:24] : 8'h00;
+  assign \$720  = args[33] ? xbuf24[39:32] : 8'h00;
+  assign \$721  = args[34] ? xbuf24[47:40] : 8'h00;
+  assign \$722  = args[35] ? xbuf24[55:48] : 8'h00;
+  assign \$723  = args[36] ? xbuf24[63:56] : 8'h00;
+  assign \$724  = args[37] ? xbuf25[7:0] : 8'h00;
+  assign \$725  = args[38] ? xbuf25[15:8] : 8'h00;
+  assign \$726  = args[39] ? xbuf25[23:16] : 8'h00;
+  assign \$727  = args[40] ? xbuf25[31:24] : 8'h00;
+  assign \$728  = args[41] ? xbuf25[39:32] : 8'h00;
+  assign \$729  = args[42] ? xbuf25[47:40] : 8'h00;
+  assign \$730  = args[43] ? xbuf25[55:48] : 8'h00;
+  assign \$731  = args[44] ? xbuf25[63:56] : 8'h00;
+  assign \$732  = args[45] ? xbuf26[7:0] : 8'h00;
+  assign \$733  = args[46] ? xbuf26[15:8] : 8'h00;
+  assign \$734  = args[47] ? xbuf26[23:16] : 8'h00;
+  assign \$735  = args[48] ? xbuf26[31:24] : 8'h00;
+  assign \$736  = args[49] ? xbuf26[39:32] : 8'h00;
+  assign \$737  = args[50] ? xbuf26[47:40] : 8'h00;
+  assign \$738  = args[51] ? xbuf26[55:48] : 8'h00;
+  assign \$739  = args[52] ? xbuf26[63:56] : 8'h00;
+  assign \$740  = args[53] ? xbuf27[7:0] : 8'h00;
+  assign \$741  = args[54] ? xbuf27[15:8] : 8'h00;
+  assign \$742  = args[55] ? xbuf27[23:16] : 8'h00;
+  assign \$743  = args[56] ? xbuf27[31:24] : 8'h00;
+  assign \$744  = args[57] ? xbuf27[39:32] : 8'h00;
+  assign \$745  = args[58] ? xbuf27[47:40] : 8'h00;
+  assign \$746  = args[59] ? xbuf27[55:48] : 8'h00;
+  assign \$747  = args[60] ? xbuf27[63:56] : 8'h00;
+  assign \$748  = args[61] ? xbuf28[7:0] : 8'h00;
+  assign \$749  = args[62] ? xbuf28[15:8] : 8'h00;
+  assign \$750  = args[63] ? xbuf28[23:16] : 8'h00;
+  assign \$751  = args[64] ? xbuf28[31:24] : 8'h00;
+  assign \$752  = args[65] ? xbuf28[39:32] : 8'h00;
+  assign \$753  = args[66] ? xbuf28[47:40] : 8'h00;
+  assign \$754  = args[67] ? xbuf28[55:48] : 8'h00;
+  assign \$755  = args[68] ? xbuf28[63:56] : 8'h00;
+  assign \$756  = args[69] ? xbuf29[7:0] : 8'h00;
+  assign \$757  = args[70] ? xbuf29[15:8] : 8'h00;
+  assign \$758  = args[71] ? xbuf29[23:16] : 8'h00;
+  assign \$759  = args[72] ? xbuf29[31:24] : 8'h00;
+  assign \$760  = args[73] ? xbuf29[39:32] : 8'h00;
+  assign \$761  = args[74] ? xbuf29[47:40] : 8'h00;
+  assign \$762  = args[75] ? xbuf29[55:48] : 8'h00;
+  assign \$763  = args[76] ? xbuf29[63:56] : 8'h00;
+  assign \$764  = args[77] ? xbuf30[7:0] : 8'h00;
+  assign \$765  = args[78] ? xbuf30[15:8] : 8'h00;
+  assign \$766  = args[79] ? xbuf30[23:16] : 8'h00;
+  assign \$767  = args[80] ? xbuf30[31:24] : 8'h00;
+  assign \$768  = args[81] ? xbuf30[39:32] : 8'h00;
+  assign \$769  = args[82] ? xbuf30[47:40] : 8'h00;
+  assign \$770  = args[83] ? xbuf30[55:48] : 8'h00;
+  assign \$771  = args[84] ? xbuf30[63:56] : 8'h00;
+  assign \$772  = args[85] ? xbuf31[7:0] : 8'h00;
+  assign \$773  = args[86] ? xbuf31[15:8] : 8'h00;
+  assign \$774  = args[87] ? xbuf31[23:16] : 8'h00;
+  assign \$775  = args[88] ? xbuf31[31:24] : 8'h00;
+  assign \$776  = args[89] ? xbuf31[39:32] : 8'h00;
+  assign \$777  = args[90] ? xbuf31[47:40] : 8'h00;
+  assign \$778  = args[91] ? xbuf31[55:48] : 8'h00;
+  assign \$779  = args[92] ? xbuf31[63:56] : 8'h00;
+  assign \$781  = args[1:0] == 2'h3;
+  assign op__3__valid = want & \$781 ;
+  assign \$782  = args[29] ? xbuf0[7:0] : 8'h00;
+  assign \$783  = args[30] ? xbuf0[15:8] : 8'h00;
+  assign \$784  = args[31] ? xbuf0[23:16] : 8'h00;
+  assign \$785  = args[32] ? xbuf0[31:24] : 8'h00;
+  assign \$786  = args[33] ? xbuf0[39:32] : 8'h00;
+  assign \$787  = args[34] ? xbuf0[47:40] : 8'h00;
+  assign \$788  = args[35] ? xbuf0[55:48] : 8'h00;
+  assign \$789  = args[36] ? xbuf0[63:56] : 8'h00;
+  assign \$790  = args[37] ? xbuf1[7:0] : 8'h00;
+  assign \$791  = args[38] ? xbuf1[15:8] : 8'h00;
+  assign \$792  = args[39] ? xbuf1[23:16] : 8'h00;
+  assign \$793  = args[40] ? xbuf1[31:24] : 8'h00;
+  assign \$794  = args[41] ? xbuf1[39:32] : 8'h00;
+  assign \$795  = args[42] ? xbuf1[47:40] : 8'h00;
+  assign \$796  = args[43] ? xbuf1[55:48] : 8'h00;
+  assign \$797  = args[44] ? xbuf1[63:56] : 8'h00;
+  assign \$798  = args[45] ? xbuf2[7:0] : 8'h00;
+  assign \$799  = args[46] ? xbuf2[15:8] : 8'h00;
+  assign \$800  = args[47] ? xbuf2[23:16] : 8'h00;
+  assign \$801  = args[48] ? xbuf2[31:24] : 8'h00;
+  assign \$802  = args[49] ? xbuf2[39:32] : 8'h00;
+  assign \$803  = args[50] ? xbuf2[47:40] : 8'h00;
+  assign \$804  = args[51] ? xbuf2[55:48] : 8'h00;
+  assign \$805  = args[52] ? xbuf2[63:56] : 8'h00;
+  assign \$806  = args[53] ? xbuf3[7:0] : 8'h00;
+  assign \$807  = args[54] ? xbuf3[15:8] : 8'h00;
+  assign \$808  = args[55] ? xbuf3[23:16] : 8'h00;
+  assign \$809  = args[56] ? xbuf3[31:24] : 8'h00;
+  assign \$810  = args[57] ? xbuf3[39:32] : 8'h00;
+  assign \$811  = args[58] ? xbuf3[47:40] : 8'h00;
+  assign \$812  = args[59] ? xbuf3[55:48] : 8'h00;
+  assign \$813  = args[60] ? xbuf3[63:56] : 8'h00;
+  assign \$814  = args[61] ? xbuf4[7:0] : 8'h00;
+  assign \$815  = args[62] ? xbuf4[15:8] : 8'h00;
+  assign \$816  = args[63] ? xbuf4[23:16] : 8'h00;
+  assign \$817  = args[64] ? xbuf4[31:24] : 8'h00;
+  assign \$818  = args[65] ? xbuf4[39:32] : 8'h00;
+  assign \$819  = args[66] ? xbuf4[47:40] : 8'h00;
+  assign \$820  = args[67] ? xbuf4[55:48] : 8'h00;
+  assign \$821  = args[68] ? xbuf4[63:56] : 8'h00;
+  assign \$822  = args[69] ? xbuf5[7:0] : 8'h00;
+  assign \$823  = args[70] ? xbuf5[15:8] : 8'h00;
+  assign \$824  = args[71] ? xbuf5[23:16] : 8'h00;
+  assign \$825  = args[72] ? xbuf5[31:24] : 8'h00;
+  assign \$826  = args[73] ? xbuf5[39:32] : 8'h00;
+  assign \$827  = args[74] ? xbuf5[47:40] : 8'h00;
+  assign \$828  = args[75] ? xbuf5[55:48] : 8'h00;
+  assign \$829  = args[76] ? xbuf5[63:56] : 8'h00;
+  assign \$830  = args[77] ? xbuf6[7:0] : 8'h00;
+  assign \$831  = args[78] ? xbuf6[15:8] : 8'h00;
+  assign \$832  = args[79] ? xbuf6[23:16] : 8'h00;
+  assign \$833  = args[80] ? xbuf6[31:24] : 8'h00;
+  assign \$834  = args[81] ? xbuf6[39:32] : 8'h00;
+  assign \$835  = args[82] ? xbuf6[47:40] : 8'h00;
+  assign \$836  = args[83] ? xbuf6[55:48] : 8'h00;
+  assign \$837  = args[84] ? xbuf6[63:56] : 8'h00;
+  assign \$838  = args[85] ? xbuf7[7:0] : 8'h00;
+  assign \$839  = args[86] ? xbuf7[15:8] : 8'h00;
+  assign \$840  = args[87] ? xbuf7[23:16] : 8'h00;
+  assign \$841  = args[88] ? xbuf7[31:24] : 8'h00;
+  assign \$842  = args[89] ? xbuf7[39:32] : 8'h00;
+  assign \$843  = args[90] ? xbuf7[47:40] : 8'h00;
+  assign \$844  = args[91] ? xbuf7[55:48] : 8'h00;
+  assign \$845  = args[92] ? xbuf7[63:56] : 8'h00;
+  assign \$846  = args[29] ? xbuf8[7:0] : 8'h00;
+  assign \$847  = args[30] ? xbuf8[15:8] : 8'h00;
+  assign \$848  = args[31] ? xbuf8[23:16] : 8'h00;
+  assign \$849  = args[32] ? xbuf8[31:24] : 8'h00;
+  assign \$850  = args[33] ? xbuf8[39:32] : 8'h00;
+  assign \$851  = args[34] ? xbuf8[47:40] : 8'h00;
+  assign \$852  = args[35] ? xbuf8[55:48] : 8'h00;
+  assign \$853  = args[36] ? xbuf8[63:56] : 8'h00;
+  assign \$854  = args[37] ? xbuf9[7:0] : 8'h00;
+  assign \$855  = args[38] ? xbuf9[15:8] : 8'h00;
+  assign \$856  = args[39] ? xbuf9[23:16] : 8'h00;
+  assign \$857  = args[40] ? xbuf9[31:24] : 8'h00;
+  assign \$858  = args[41] ? xbuf9[39:32] : 8'h00;
+  assign \$859  = args[42] ? xbuf9[47:40] : 8'h00;
+  assign \$860  = args[43] ? xbuf9[55:48] : 8'h00;
+  assign \$861  = args[44] ? xbuf9[63:56] : 8'h00;
+  assign \$862  = args[45] ? xbuf10[7:0] : 8'h00;
+  assign \$863  = args[46] ? xbuf10[15:8] : 8'h00;
+  assign \$864  = args[47] ? xbuf10[23:16] : 8'h00;
+  assign \$865  = args[48] ? xbuf10[31:24] : 8'h00;
+  assign \$866  = args[49] ? xbuf10[39:32] : 8'h00;
+  assign \$867  = args[50] ? xbuf10[47:40] : 8'h00;
+  assign \$868  = args[51] ? xbuf10[55:48] : 8'h00;
+  assign \$869  = args[52] ? xbuf10[63:56] : 8'h00;
+  assign \$870  = args[53] ? xbuf11[7:0] : 8'h00;
+  assign \$871  = args[54] ? xbuf11[15:8] : 8'h00;
+  assign \$872  = args[55] ? xbuf11[23:16] : 8'h00;
+  assign \$873  = args[56] ? xbuf11[31:24] : 8'h00;
+  assign \$874  = args[57] ? xbuf11[39:32] : 8'h00;
+  assign \$875  = args[58] ? xbuf11[47:40] : 8'h00;
+  assign \$876  = args[59] ? xbuf11[55:48] : 8'h00;
+  assign \$877  = args[60] ? xbuf11[63:56] : 8'h00;
+  assign \$878  = args[61] ? xbuf12[7:0] : 8'h00;
+  assign \$879  = args[62] ? xbuf12[15:8] : 8'h00;
+  assign \$880  = args[63] ? xbuf12[23:16] : 8'h00;
+  assign \$881  = args[64] ? xbuf12[31:24] : 8'h00;
+  assign \$882  = args[65] ? xbuf12[39:32] : 8'h00;
+  assign \$883  = args[66] ? xbuf12[47:40] : 8'h00;
+  assign \$884  = args[67] ? xbuf12[55:48] : 8'h00;
+  assign \$885  = args[68] ? xbuf12[63:56] : 8'h00;
+  assign \$886  = args[69] ? xbuf13[7:0] : 8'h00;
+  assign \$887  = args[70] ? xbuf13[15:8] : 8'h00;
+  assign \$888  = args[71] ? xbuf13[23:16] : 8'h00;
+  assign \$889  = args[72] ? xbuf13[31:24] : 8'h00;
+  assign \$890  = args[73] ? xbuf13[39:32] : 8'h00;
+  assign \$891  = args[74] ? xbuf13[47:40] : 8'h00;
+  assign \$892  = args[75] ? xbuf13[55:48] : 8'h00;
+  assign \$893  = args[76] ? xbuf13[63:56] : 8'h00;
+  assign \$894  = args[77] ? xbuf14[7:0] : 8'h00;
+  assign \$895  = args[78] ? xbuf14[15:8] : 8'h00;
+  assign \$896  = args[79] ? xbuf14[23:16] : 8'h00;
+  assign \$897  = args[80] ? xbuf14[31:24] : 8'h00;
+  assign \$898  = args[81] ? xbuf14[39:32] : 8'h00;
+  assign \$899  = args[82] ? xbuf14[47:40] : 8'h00;
+  assign \$900  = args[83] ? xbuf14[55:48] : 8'h00;
+  assign \$901  = args[84] ? xbuf14[63:56] : 8'h00;
+  assign \$902  = args[85] ? xbuf15[7:0] : 8'h00;
+  assign \$903  = args[86] ? xbuf15[15:8] : 8'h00;
+  assign \$904  = args[87] ? xbuf15[23:16] : 8'h00;
+  assign \$905  = args[88] ? xbuf15[31:24] : 8'h00;
+  assign \$906  = args[89] ? xbuf15[39:32] : 8'h00;
+  assign \$907  = args[90] ? xbuf15[47:40] : 8'h00;
+  assign \$908  = args[91] ? xbuf15[55:48] : 8'h00;
+  assign \$909  = args[92] ? xbuf15[63:56] : 8'h00;
+  assign \$910  = args[29] ? xbuf16[7:0] : 8'h00;
+  assign \$911  = args[30] ? xbuf16[15:8] : 8'h00;
+  assign \$912  = args[31] ? xbuf16[23:16] : 8'h00;
+  assign \$913  = args[32] ? xbuf16[31:24] : 8'h00;
+  assign \$914  = args[33] ? xbuf16[39:32] : 8'h00;
+  assign \$915  = args[34] ? xbuf16[47:40] : 8'h00;
+  assign \$916  = args[35] ? xbuf16[55:48] : 8'h00;
+  assign \$917  = args[36] ? xbuf16[63:56] : 8'h00;
+  assign \$918  = args[37] ? xbuf17[7:0] : 8'h00;
+  assign \$919  = args[38] ? xbuf17[15:8] : 8'h00;
+  assign \$920  = args[39] ? xbuf17[23:16] : 8'h00;
+  assign \$921  = args[40] ? xbuf17[31:24] : 8'h00;
+  assign \$922  = args[41] ? xbuf17[39:32] : 8'h00;
+  assign \$923  = args[42] ? xbuf17[47:40] : 8'h00;
+  assign \$924  = args[43] ? xbuf17[55:48] : 8'h00;
+  assign \$925  = args[44] ? xbuf17[63:56] : 8'h00;
+  assign \$926  = args[45] ? xbuf18[7:0] : 8'h00;
+  assign \$927  = args[46] ? xbuf18[15:8] : 8'h00;
+  assign \$928  = args[47] ? xbuf18[23:16] : 8'h00;
+  assign \$929  = args[48] ? xbuf18[31:24] : 8'h00;
+  assign \$930  = args[49] ? xbuf18[39:32] : 8'h00;
+  assign \$931  = args[50] ? xbuf18[47:40] : 8'h00;
+  assign \$932  = args[51] ? xbuf18[55:48] : 8'h00;
+  assign \$933  = args[52] ? xbuf18[63:56] : 8'h00;
+  assign \$934  = args[53] ? xbuf19[7:0] : 8'h00;
+  assign \$935  = args[54] ? xbuf19[15:8] : 8'h00;
+  assign \$936  = args[55] ? xbuf19[23:16] : 8'h00;
+  assign \$937  = args[56] ? xbuf19[31:24] : 8'h00;
+  assign \$938  = args[57] ? xbuf19[39:32] : 8'h00;
+  assign \$939  = args[58] ? xbuf19[47:40] : 8'h00;
+  assign \$940  = args[59] ? xbuf19[55:48] : 8'h00;
+  assign \$941  = args[60] ? xbuf19[63:56] : 8'h00;
+  assign \$942  = args[61] ? xbuf20[7:0] : 8'h00;
+  assign \$943  = args[62] ? xbuf20[15:8] : 8'h00;
+  assign \$944  = args[63] ? xbuf20[23:16] : 8'h00;
+  assign \$945  = args[64] ? xbuf20[31:24] : 8'h00;
+  assign \$946  = args[65] ? xbuf20[39:32] : 8'h00;
+  assign \$947  = args[66] ? xbuf20[47:40] : 8'h00;
+  assign \$948  = args[67] ? xbuf20[55:48] : 8'h00;
+  assign \$949  = args[68] ? xbuf20[63:56] : 8'h00;
+  assign \$950  = args[69] ? xbuf21[7:0] : 8'h00;
+  assign \$951  = args[70] ? xbuf21[15:8] : 8'h00;
+  assign \$952  = args[71] ? xbuf21[23:16] : 8'h00;
+  assign \$953  = args[72] ? xbuf21[31:24] : 8'h00;
+  assign \$954  = args[73] ? xbuf21[39:32] : 8'h00;
+  assign \$955  = args[74] ? xbuf21[47:40] : 8'h00;
+  assign \$956  = args[75] ? xbuf21[55:48] : 8'h00;
+  assign \$957  = args[76] ? xbuf21[63:56] : 8'h00;
+  assign \$958  = args[77] ? xbuf22[7:0] : 8'h00;
+  assign \$959  = args[78] ? xbuf22[15:8] : 8'h00;
+  assign \$960  = args[79] ? xbuf22[23:16] : 8'h00;
+  assign \$961  = args[80] ? xbuf22[31:24] : 8'h00;
+  assign \$962  = args[81] ? xbuf22[39:32] : 8'h00;
+  assign \$963  = args[82] ? xbuf22[47:40] : 8'h00;
+  assign \$964  = args[83] ? xbuf22[55:48] : 8'h00;
+  assign \$965  = args[84] ? xbuf22[63:56] : 8'h00;
+  assign \$966  = args[85] ? xbuf23[7:0] : 8'h00;
+  assign \$967  = args[86] ? xbuf23[15:8] : 8'h00;
+  assign \$968  = args[87] ? xbuf23[23:16] : 8'h00;
+  assign \$969  = args[88] ? xbuf23[31:24] : 8'h00;
+  assign \$970  = args[89] ? xbuf23[39:32] : 8'h00;
+  assign \$971  = args[90] ? xbuf23[47:40] : 8'h00;
+  assign \$972  = args[91] ? xbuf23[55:48] : 8'h00;
+  assign \$973  = args[92] ? xbuf23[63:56] : 8'h00;
+  assign \$974  = args[29] ? xbuf24[7:0] : 8'h00;
+  assign \$975  = args[30] ? xbuf24[15:8] : 8'h00;
+  assign \$976  = args[31] ? xbuf24[23:16] : 8'h00;
+  assign \$977  = args[32] ? xbuf24[31:24] : 8'h00;
+  assign \$978  = args[33] ? xbuf24[39:32] : 8'h00;
+  assign \$979  = args[34] ? xbuf24[47:40] : 8'h00;
+  assign \$980  = args[35] ? xbuf24[55:48] : 8'h00;
+  assign \$981  = args[36] ? xbuf24[63:56] : 8'h00;
+  assign \$982  = args[37] ? xbuf25[7:0] : 8'h00;
+  assign \$983  = args[38] ? xbuf25[15:8] : 8'h00;
+  assign \$984  = args[39] ? xbuf25[23:16] : 8'h00;
+  assign \$985  = args[40] ? xbuf25[31:24] : 8'h00;
+  assign \$986  = args[41] ? xbuf25[39:32] : 8'h00;
+  assign \$987  = args[42] ? xbuf25[47:40] : 8'h00;
+  assign \$988  = args[43] ? xbuf25[55:48] : 8'h00;
+  assign \$989  = args[44] ? xbuf25[63:56] : 8'h00;
+  assign \$990  = args[45] ? xbuf26[7:0] : 8'h00;
+  assign \$991  = args[46] ? xbuf26[15:8] : 8'h00;
+  assign \$992  = args[47] ? xbuf26[23:16] : 8'h00;
+  assign \$993  = args[48] ? xbuf26[31:24] : 8'h00;
+  assign \$994  = args[49] ? xbuf26[39:32] : 8'h00;
+  assign \$995  = args[50] ? xbuf26[47:40] : 8'h00;
+  assign \$996  = args[51] ? xbuf26[55:48] : 8'h00;
+  assign \$997  = args[52] ? xbuf26[63:56] : 8'h00;
+  assign \$998  = args[53] ? xbuf27[7:0] : 8'h00;
+  assign \$999  = args[54] ? xbuf27[15:8] : 8'h00;
+  assign \$1000  = args[55] ? xbuf27[23:16] : 8'h00;
+  assign \$1001  = args[56] ? xbuf27[31:24] : 8'h00;
+  assign \$1002  = args[57] ? xbuf27[39:32] : 8'h00;
+  assign \$1003  = args[58] ? xbuf27[47:40] : 8'h00;
+  assign \$1004  = args[59] ? xbuf27[55:48] : 8'h00;
+  assign \$1005  = args[60] ? xbuf27[63:56] : 8'h00;
+  assign \$1006  = args[61] ? xbuf28[7:0] : 8'h00;
+  assign \$1007  = args[62] ? xbuf28[15:8] : 8'h00;
+  assign \$1008  = args[63] ? xbuf28[23:16] : 8'h00;
+  assign \$1009  = args[64] ? xbuf28[31:24] : 8'h00;
+  assign \$1010  = args[65] ? xbuf28[39:32] : 8'h00;
+  assign \$1011  = args[66] ? xbuf28[47:40] : 8'h00;
+  assign \$1012  = args[67] ? xbuf28[55:48] : 8'h00;
+  assign \$1013  = args[68] ? xbuf28[63:56] : 8'h00;
+  assign \$1014  = args[69] ? xbuf29[7:0] : 8'h00;
+  assign \$1015  = args[70] ? xbuf29[15:8] : 8'h00;
+  assign \$1016  = args[71] ? xbuf29[23:16] : 8'h00;
+  assign \$1017  = args[72] ? xbuf29[31:24] : 8'h00;
+  assign \$1018  = args[73] ? xbuf29[39:32] : 8'h00;
+  assign \$1019  = args[74] ? xbuf29[47:40] : 8'h00;
+  assign \$1020  = args[75] ? xbuf29[55:48] : 8'h00;
+  assign \$1021  = args[76] ? xbuf29[63:56] : 8'h00;
+  assign \$1022  = args[77] ? xbuf30[7:0] : 8'h00;
+  assign \$1023  = args[78] ? xbuf30[15:8] : 8'h00;
+  assign \$1024  = args[79] ? xbuf30[23:16] : 8'h00;
+  assign \$1025  = args[80] ? xbuf30[31:24] : 8'h00;
+  assign \$1026  = args[81] ? xbuf30[39:32] : 8'h00;
+  assign \$1027  = args[82] ? xbuf30[47:40] : 8'h00;
+  assign \$1028  = args[83] ? xbuf30[55:48] : 8'h00;
+  assign \$1029  = args[84] ? xbuf30[63:56] : 8'h00;
+  assign \$1030  = args[85] ? xbuf31[7:0] : 8'h00;
+  assign \$1031  = args[86] ? xbuf31[15:8] : 8'h00;
+  assign \$1032  = args[87] ? xbuf31[23:16] : 8'h00;
+  assign \$1033  = args[88] ? xbuf31[31:24] : 8'h00;
+  assign \$1034  = args[89] ? xbuf31[39:32] : 8'h00;
+  assign \$1035  = args[90] ? xbuf31[47:40] : 8'h00;
+  assign \$1036  = args[91] ? xbuf31[55:48] : 8'h00;
+  assign \$1037  = args[92] ? xbuf31[63:56] : 8'h00;
+  assign \$1040  = running & \$1039 ;
+  assign \$1041  = got < n_sl;
+  assign arrive = \$1040  & \$1041 ;
+  assign \$1042  = running & args[95];
+  assign \$1043  = got == n_sl;
+  assign \$1044  = \$1042  & \$1043 ;
+  assign \$1045  = j < 7'h40;
+  assign reading = \$1044  & \$1045 ;
+  assign \$1046  = got == n_sl;
+  assign \$1047  = args[28:17] + j;
+  assign \$1048  = args[16:5] + i;
+  assign \$1049  = \$1046  ? \$1047  : \$1048 ;
+  assign \$1050  = start ? { 1'h0, args[16:5] } : \$1049 ;
+  assign \$1051  = args[28:17] + w_j;
+  assign \$1053  = rd__data + \$1052 ;
+  assign \$1054  = w_j == 6'h3f;
+  assign \$1055  = act_w__en & \$1054 ;
+  assign \$1056  = n_sl - 1'h1;
+  assign \$1057  = got == \$1056 ;
+  assign \$1058  = arrive & \$1057 ;
+  assign finish = args[95] ? \$1055  : \$1058 ;
+  assign \$1059  = start ? 6'h00 : i;
+  assign \$1060  = i + 1'h1;
+  assign \$1061  = loaded + 1'h1;
+  assign \$1063  = want & \$1062 ;
+  assign \$1064  = issued + 1'h1;
+  assign \$1065  = got + 1'h1;
+  assign \$1075  = acc0 + \$1074 ;
+  assign \$1085  = acc1 + \$1084 ;
+  assign \$1095  = acc2 + \$1094 ;
+  assign \$1105  = acc3 + \$1104 ;
+  assign \$1115  = acc4 + \$1114 ;
+  assign \$1125  = acc5 + \$1124 ;
+  assign \$1135  = acc6 + \$1134 ;
+  assign \$1145  = acc7 + \$1144 ;
+  assign \$1155  = acc8 + \$1154 ;
+  assign \$1165  = acc9 + \$1164 ;
+  assign \$1175  = acc10 + \$1174 ;
+  assign \$1185  = acc11 + \$1184 ;
+  assign \$1195  = acc12 + \$1194 ;
+  assign \$1205  = acc13 + \$1204 ;
+  assign \$1215  = acc14 + \$1214 ;
+  assign \$1225  = acc15 + \$1224 ;
+  assign \$1235  = acc16 + \$1234 ;
+  assign \$1245  = acc17 + \$1244 ;
+  assign \$1255  = acc18 + \$1254 ;
+  assign \$1265  = acc19 + \$1264 ;
+  assign \$1275  = acc20 + \$1274 ;
+  assign \$1285  = acc21 + \$1284 ;
+  assign \$1295  = acc22 + \$1294 ;
+  assign \$1305  = acc23 + \$1304 ;
+  assign \$1315  = acc24 + \$1314 ;
+  assign \$1325  = acc25 + \$1324 ;
+  assign \$1335  = acc26 + \$1334 ;
+  assign \$1345  = acc27 + \$1344 ;
+  assign \$1355  = acc28 + \$1354 ;
+  assign \$1365  = acc29 + \$1364 ;
+  assign \$1375  = acc30 + \$1374 ;
+  assign \$1385  = acc31 + \$1384 ;
+  assign \$1395  = acc32 + \$1394 ;
+  assign \$1405  = acc33 + \$1404 ;
+  assign \$1415  = acc34 + \$1414 ;
+  assign \$1425  = acc35 + \$1424 ;
+  assign \$1435  = acc36 + \$1434 ;
+  assign \$1445  = acc37 + \$1444 ;
+  assign \$1455  = acc38 + \$1454 ;
+  assign \$1465  = acc39 + \$1464 ;
+  assign \$1475  = acc40 + \$1474 ;
+  assign \$1485  = acc41 + \$1484 ;
+  assign \$1495  = acc42 + \$1494 ;
+  assign \$1505  = acc43 + \$1504 ;
+  assign \$1515  = acc44 + \$1514 ;
+  assign \$1525  = acc45 + \$1524 ;
+  assign \$1535  = acc46 + \$1534 ;
+  assign \$1545  = acc47 + \$1544 ;
+  assign \$1555  = acc48 + \$1554 ;
+  assign \$1565  = acc49 + \$1564 ;
+  assign \$1575  = acc50 + \$1574 ;
+  assign \$1585  = acc51 + \$1584 ;
+  assign \$1595  = acc52 + \$1594 ;
+  assign \$1605  = acc53 + \$1604 ;
+  assign \$1615  = acc54 + \$1614 ;
+  assign \$1625  = acc55 + \$1624 ;
+  assign \$1635  = acc56 + \$1634 ;
+  assign \$1645  = acc57 + \$1644 ;
+  assign \$1655  = acc58 + \$1654 ;
+  assign \$1665  = acc59 + \$1664 ;
+  assign \$1675  = acc60 + \$1674 ;
+  assign \$1685  = acc61 + \$1684 ;
+  assign \$1695  = acc62 + \$1694 ;
+  assign \$1705  = acc63 + \$1704 ;
+  assign \$1706  = j + 1'h1;
+  assign \$1707  = finish & args[95];
+  always @(posedge clk)
+    \$signal$135  <= \$1708 ;
+  always @(posedge clk)
+    ld_i <= \$1709 ;
+  always @(posedge clk)
+    i <= \$1710 ;
+  always @(posedge clk)
+    xbuf0 <= \$1711 ;
+  always @(posedge clk)
+    xbuf1 <= \$1712 ;
+  always @(posedge clk)
+    xbuf2 <= \$1713 ;
+  always @(posedge clk)
+    xbuf3 <= \$1714 ;
+  always @(posedge clk)
+    xbuf4 <= \$1715 ;
+  always @(posedge clk)
+    xbuf5 <= \$1716 ;
+  always @(posedge clk)
+    xbuf6 <= \$1717 ;
+  always @(posedge clk)
+    xbuf7 <= \$1718 ;
+  always @(posedge clk)
+    xbuf8 <= \$1719 ;
+  always @(posedge clk)
+    xbuf9 <= \$1720 ;
+  always @(posedge clk)
+    xbuf10 <= \$1721 ;
+  always @(posedge clk)
+    xbuf11 <= \$1722 ;
+  always @(posedge clk)
+    xbuf12 <= \$1723 ;
+  always @(posedge clk)
+    xbuf13 <= \$1724 ;
+  always @(posedge clk)
+    xbuf14 <= \$1725 ;
+  always @(posedge clk)
+    xbuf15 <= \$1726 ;
+  always @(posedge clk)
+    xbuf16 <= \$1727 ;
+  always @(posedge clk)
+    xbuf17 <= \$1728 ;
+  always @(posedge clk)
+    xbuf18 <= \$1729 ;
+  always @(posedge clk)
+    xbuf19 <= \$1730 ;
+  always @(posedge clk)
+    xbuf20 <= \$1731 ;
+  always @(posedge clk)
+    xbuf21 <= \$1732 ;
+  always @(posedge clk)
+    xbuf22 <= \$1733 ;
+  always @(posedge clk)
+    xbuf23 <= \$1734 ;
+  always @(posedge clk)
+    xbuf24 <= \$1735 ;
+  always @(posedge clk)
+    xbuf25 <= \$1736 ;
+  always @(posedge clk)
+    xbuf26 <= \$1737 ;
+  always @(posedge clk)
+    xbuf27 <= \$1738 ;
+  always @(posedge clk)
+    xbuf28 <= \$1739 ;
+  always @(posedge clk)
+    xbuf29 <= \$1740 ;
+  always @(posedge clk)
+    xbuf30 <= \$1741 ;
+  always @(posedge clk)
+    xbuf31 <= \$1742 ;
+  always @(posedge clk)
+    loaded <= \$1743 ;
+  always @(posedge clk)
+    issued <= \$1744 ;
+  always @(posedge clk)
+    got <= \$1745 ;
+  always @(posedge clk)
+    acc0 <= \$1746 ;
+  always @(posedge clk)
+    acc1 <= \$1747 ;
+  always @(posedge clk)
+    acc2 <= \$1748 ;
+  always @(posedge clk)
+    acc3 <= \$1749 ;
+  always @(posedge clk)
+    acc4 <= \$1750 ;
+  always @(posedge clk)
+    acc5 <= \$1751 ;
+  always @(posedge clk)
+    acc6 <= \$1752 ;
+  always @(posedge clk)
+    acc7 <= \$1753 ;
+  always @(posedge clk)
+    acc8 <= \$1754 ;
+  always @(posedge clk)
+    acc9 <= \$1755 ;
+  always @(posedge clk)
+    acc10 <= \$1756 ;
+  always @(posedge clk)
+    acc11 <= \$1757 ;
+  always @(posedge clk)
+    acc12 <= \$1758 ;
+  always @(posedge clk)
+    acc13 <= \$1759 ;
+  always @(posedge clk)
+    acc14 <= \$1760 ;
+  always @(posedge clk)
+    acc15 <= \$1761 ;
+  always @(posedge clk)
+    acc16 <= \$1762 ;
+  always @(posedge clk)
+    acc17 <= \$1763 ;
+  always @(posedge clk)
+    acc18 <= \$1764 ;
+  always @(posedge clk)
+    acc19 <= \$1765 ;
+  always @(posedge clk)
+    acc20 <= \$1766 ;
+  always @(posedge clk)
+    acc21 <= \$1767 ;
+  always @(posedge clk)
+    acc22 <= \$1768 ;
+  always @(posedge clk)
+    acc23 <= \$1769 ;
+  always @(posedge clk)
+    acc24 <= \$1770 ;
+  always @(posedge clk)
+    acc25 <= \$1771 ;
+  always @(posedge clk)
+    acc26 <= \$1772 ;
+  always @(posedge clk)
+    acc27 <= \$1773 ;
+  always @(posedge clk)
+    acc28 <= \$1774 ;
+  always @(posedge clk)
+    acc29 <= \$1775 ;
+  always @(posedge clk)
+    acc30 <= \$1776 ;
+  always @(posedge clk)
+    acc31 <= \$1777 ;
+  always @(posedge clk)
+    acc32 <= \$1778 ;
+  always @(posedge clk)
+    acc33 <= \$1779 ;
+  always @(posedge clk)
+    acc34 <= \$1780 ;
+  always @(posedge clk)
+    acc35 <= \$1781 ;
+  always @(posedge clk)
+    acc36 <= \$1782 ;
+  always @(posedge clk)
+    acc37 <= \$1783 ;
+  always @(posedge clk)
+    acc38 <= \$1784 ;
+  always @(posedge clk)
+    acc39 <= \$1785 ;
+  always @(posedge clk)
+    acc40 <= \$1786 ;
+  always @(posedge clk)
+    acc41 <= \$1787 ;
+  always @(posedge clk)
+    acc42 <= \$1788 ;
+  always @(posedge clk)
+    acc43 <= \$1789 ;
+  always @(posedge clk)
+    acc44 <= \$1790 ;
+  always @(posedge clk)
+    acc45 <= \$1791 ;
+  always @(posedge clk)
+    acc46 <= \$1792 ;
+  always @(posedge clk)
+    acc47 <= \$1793 ;
+  always @(posedge clk)
+    acc48 <= \$1794 ;
+  always @(posedge clk)
+    acc49 <= \$1795 ;
+  always @(posedge clk)
+    acc50 <= \$1796 ;
+  always @(posedge clk)
+    acc51 <= \$1797 ;
+  always @(posedge clk)
+    acc52 <= \$1798 ;
+  always @(posedge clk)
+    acc53 <= \$1799 ;
+  always @(posedge clk)
+    acc54 <= \$1800 ;
+  always @(posedge clk)
+    acc55 <= \$1801 ;
+  always @(posedge clk)
+    acc56 <= \$1802 ;
+  always @(posedge clk)
+    acc57 <= \$1803 ;
+  always @(posedge clk)
+    acc58 <= \$1804 ;
+  always @(posedge clk)
+    acc59 <= \$1805 ;
+  always @(posedge clk)
+    acc60 <= \$1806 ;
+  always @(posedge clk)
+    acc61 <= \$1807 ;
+  always @(posedge clk)
+    acc62 <= \$1808 ;
+  always @(posedge clk)
+    acc63 <= \$1809 ;
+  always @(posedge clk)
+    j <= \$1810 ;
+  always @(posedge clk)
+    act_w__en <= \$1811 ;
+  always @(posedge clk)
+    w_j <= \$1812 ;
+  always @(posedge clk)
+    running <= \$1813 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     (* full_case = 32'd1 *)
-    casez (args[1:0])
+    casez (args[94:93])
       2'h0:
-          \$208  = res_y__0[395:374];
+          k_words = 6'h08;
       2'h1:
-          \$208  = res_y__1[395:374];
+          k_words = 6'h10;
       2'h2:
-          \$208  = res_y__2[395:374];
+          k_words = 6'h18;
       2'h3:
-          \$208  = res_y__3[395:374];
+          k_words = 6'h20;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$5  = 6'h00;
+    casez (issued)
+      3'h0:
+          \$5  = 6'h08;
+      3'h1:
+          \$5  = 6'h10;
+      3'h2:
+          \$5  = 6'h18;
+      3'h3:
+          \$5  = 6'h20;
+      3'h4:
+          \$5  = 6'h20;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$264  = { \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40 , \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8  };
+      2'h1:
+          \$264  = { \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106 , \$105 , \$104 , \$103 , \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72  };
+      2'h2:
+          \$264  = { \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170 , \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138 , \$137 , \$136  };
+      2'h3:
+          \$264  = { \$263 , \$262 , \$261 , \$260 , \$259 , \$258 , \$257 , \$256 , \$255 , \$254 , \$253 , \$252 , \$251 , \$250 , \$249 , \$248 , \$247 , \$246 , \$245 , \$244 , \$243 , \$242 , \$241 , \$240 , \$239 , \$238 , \$237 , \$236 , \$235 , \$234 , \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202 , \$201 , \$200  };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$522  = { \$329 , \$328 , \$327 , \$326 , \$325 , \$324 , \$323 , \$322 , \$321 , \$320 , \$319 , \$318 , \$317 , \$316 , \$315 , \$314 , \$313 , \$312 , \$311 , \$310 , \$309 , \$308 , \$307 , \$306 , \$305 , \$304 , \$303 , \$302 , \$301 , \$300 , \$299 , \$298 , \$297 , \$296 , \$295 , \$294 , \$293 , \$292 , \$291 , \$290 , \$289 , \$288 , \$287 , \$286 , \$285 , \$284 , \$283 , \$282 , \$281 , \$280 , \$279 , \$278 , \$277 , \$276 , \$275 , \$274 , \$273 , \$272 , \$271 , \$270 , \$269 , \$268 , \$267 , \$266  };
+      2'h1:
+          \$522  = { \$393 , \$392 , \$391 , \$390 , \$389 , \$388 , \$387 , \$386 , \$385 , \$384 , \$383 , \$382 , \$381 , \$380 , \$379 , \$378 , \$377 , \$376 , \$375 , \$374 , \$373 , \$372 , \$371 , \$370 , \$369 , \$368 , \$367 , \$366 , \$365 , \$364 , \$363 , \$362 , \$361 , \$360 , \$359 , \$358 , \$357 , \$356 , \$355 , \$354 , \$353 , \$352 , \$351 , \$350 , \$349 , \$348 , \$347 , \$346 , \$345 , \$344 , \$343 , \$342 , \$341 , \$340 , \$339 , \$338 , \$337 , \$336 , \$335 , \$334 , \$333 , \$332 , \$331 , \$330  };
+      2'h2:
+          \$522  = { \$457 , \$456 , \$455 , \$454 , \$453 , \$452 , \$451 , \$450 , \$449 , \$448 , \$447 , \$446 , \$445 , \$444 , \$443 , \$442 , \$441 , \$440 , \$439 , \$438 , \$437 , \$436 , \$435 , \$434 , \$433 , \$432 , \$431 , \$430 , \$429 , \$428 , \$427 , \$426 , \$425 , \$424 , \$423 , \$422 , \$421 , \$420 , \$419 , \$418 , \$417 , \$416 , \$415 , \$414 , \$413 , \$412 , \$411 , \$410 , \$409 , \$408 , \$407 , \$406 , \$405 , \$404 , \$403 , \$402 , \$401 , \$400 , \$399 , \$398 , \$397 , \$396 , \$395 , \$394  };
+      2'h3:
+          \$522  = { \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458  };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$780  = { \$587 , \$586 , \$585 , \$584 , \$583 , \$582 , \$581 , \$580 , \$579 , \$578 , \$577 , \$576 , \$575 , \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568 , \$567 , \$566 , \$565 , \$564 , \$563 , \$562 , \$561 , \$560 , \$559 , \$558 , \$557 , \$556 , \$555 , \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535 , \$534 , \$533 , \$532 , \$531 , \$530 , \$529 , \$528 , \$527 , \$526 , \$525 , \$524  };
+      2'h1:
+          \$780  = { \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602 , \$601 , \$600 , \$599 , \$598 , \$597 , \$596 , \$595 , \$594 , \$593 , \$592 , \$591 , \$590 , \$589 , \$588  };
+      2'h2:
+          \$780  = { \$715 , \$714 , \$713 , \$712 , \$711 , \$710 , \$709 , \$708 , \$707 , \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699 , \$698 , \$697 , \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689 , \$688 , \$687 , \$686 , \$685 , \$684 , \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675 , \$674 , \$673 , \$672 , \$671 , \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664 , \$663 , \$662 , \$661 , \$660 , \$659 , \$658 , \$657 , \$656 , \$655 , \$654 , \$653 , \$652  };
+      2'h3:
+          \$780  = { \$779 , \$778 , \$777 , \$776 , \$775 , \$774 , \$773 , \$772 , \$771 , \$770 , \$769 , \$768 , \$767 , \$766 , \$765 , \$764 , \$763 , \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731 , \$730 , \$729 , \$728 , \$727 , \$726 , \$725 , \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717 , \$716  };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (issued[1:0])
+      2'h0:
+          \$1038  = { \$845 , \$844 , \$843 , \$842 , \$841 , \$840 , \$839 , \$838 , \$837 , \$836 , \$835 , \$834 , \$833 , \$832 , \$831 , \$830 , \$829 , \$828 , \$827 , \$826 , \$825 , \$824 , \$823 , \$822 , \$821 , \$820 , \$819 , \$818 , \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810 , \$809 , \$808 , \$807 , \$806 , \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795 , \$794 , \$793 , \$792 , \$791 , \$790 , \$789 , \$788 , \$787 , \$786 , \$785 , \$784 , \$783 , \$782  };
+      2'h1:
+          \$1038  = { \$909 , \$908 , \$907 , \$906 , \$905 , \$904 , \$903 , \$902 , \$901 , \$900 , \$899 , \$898 , \$897 , \$896 , \$895 , \$894 , \$893 , \$892 , \$891 , \$890 , \$889 , \$888 , \$887 , \$886 , \$885 , \$884 , \$883 , \$882 , \$881 , \$880 , \$879 , \$878 , \$877 , \$876 , \$875 , \$874 , \$873 , \$872 , \$871 , \$870 , \$869 , \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862 , \$861 , \$860 , \$859 , \$858 , \$857 , \$856 , \$855 , \$854 , \$853 , \$852 , \$851 , \$850 , \$849 , \$848 , \$847 , \$846  };
+      2'h2:
+          \$1038  = { \$973 , \$972 , \$971 , \$970 , \$969 , \$968 , \$967 , \$966 , \$965 , \$964 , \$963 , \$962 , \$961 , \$960 , \$959 , \$958 , \$957 , \$956 , \$955 , \$954 , \$953 , \$952 , \$951 , \$950 , \$949 , \$948 , \$947 , \$946 , \$945 , \$944 , \$943 , \$942 , \$941 , \$940 , \$939 , \$938 , \$937 , \$936 , \$935 , \$934 , \$933 , \$932 , \$931 , \$930 , \$929 , \$928 , \$927 , \$926 , \$925 , \$924 , \$923 , \$922 , \$921 , \$920 , \$919 , \$918 , \$917 , \$916 , \$915 , \$914 , \$913 , \$912 , \$911 , \$910  };
+      2'h3:
+          \$1038  = { \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992 , \$991 , \$990 , \$989 , \$988 , \$987 , \$986 , \$985 , \$984 , \$983 , \$982 , \$981 , \$980 , \$979 , \$978 , \$977 , \$976 , \$975 , \$974  };
     endcase
   end
   always @* begin
@@ -33813,13 +35987,147 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$210  = res_y__0[395:374];
+          \$1039  = res_valid__0;
       2'h1:
-          \$210  = res_y__1[395:374];
+          \$1039  = res_valid__1;
       2'h2:
-          \$210  = res_y__2[395:374];
+          \$1039  = res_valid__2;
       2'h3:
-          \$210  = res_y__3[395:374];
+          \$1039  = res_valid__3;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_j)
+      6'h00:
+          \$1052  = acc0;
+      6'h01:
+          \$1052  = acc1;
+      6'h02:
+          \$1052  = acc2;
+      6'h03:
+          \$1052  = acc3;
+      6'h04:
+          \$1052  = acc4;
+      6'h05:
+          \$1052  = acc5;
+      6'h06:
+          \$1052  = acc6;
+      6'h07:
+          \$1052  = acc7;
+      6'h08:
+          \$1052  = acc8;
+      6'h09:
+          \$1052  = acc9;
+      6'h0a:
+          \$1052  = acc10;
+      6'h0b:
+          \$1052  = acc11;
+      6'h0c:
+          \$1052  = acc12;
+      6'h0d:
+          \$1052  = acc13;
+      6'h0e:
+          \$1052  = acc14;
+      6'h0f:
+          \$1052  = acc15;
+      6'h10:
+          \$1052  = acc16;
+      6'h11:
+          \$1052  = acc17;
+      6'h12:
+          \$1052  = acc18;
+      6'h13:
+          \$1052  = acc19;
+      6'h14:
+          \$1052  = acc20;
+      6'h15:
+          \$1052  = acc21;
+      6'h16:
+          \$1052  = acc22;
+      6'h17:
+          \$1052  = acc23;
+      6'h18:
+          \$1052  = acc24;
+      6'h19:
+          \$1052  = acc25;
+      6'h1a:
+          \$1052  = acc26;
+      6'h1b:
+          \$1052  = acc27;
+      6'h1c:
+          \$1052  = acc28;
+      6'h1d:
+          \$1052  = acc29;
+      6'h1e:
+          \$1052  = acc30;
+      6'h1f:
+          \$1052  = acc31;
+      6'h20:
+          \$1052  = acc32;
+      6'h21:
+          \$1052  = acc33;
+      6'h22:
+          \$1052  = acc34;
+      6'h23:
+          \$1052  = acc35;
+      6'h24:
+          \$1052  = acc36;
+      6'h25:
+          \$1052  = acc37;
+      6'h26:
+          \$1052  = acc38;
+      6'h27:
+          \$1052  = acc39;
+      6'h28:
+          \$1052  = acc40;
+      6'h29:
+          \$1052  = acc41;
+      6'h2a:
+          \$1052  = acc42;
+      6'h2b:
+          \$1052  = acc43;
+      6'h2c:
+          \$1052  = acc44;
+      6'h2d:
+          \$1052  = acc45;
+      6'h2e:
+          \$1052  = acc46;
+      6'h2f:
+          \$1052  = acc47;
+      6'h30:
+          \$1052  = acc48;
+      6'h31:
+          \$1052  = acc49;
+      6'h32:
+          \$1052  = acc50;
+      6'h33:
+          \$1052  = acc51;
+      6'h34:
+          \$1052  = acc52;
+      6'h35:
+          \$1052  = acc53;
+      6'h36:
+          \$1052  = acc54;
+      6'h37:
+          \$1052  = acc55;
+      6'h38:
+          \$1052  = acc56;
+      6'h39:
+          \$1052  = acc57;
+      6'h3a:
+          \$1052  = acc58;
+      6'h3b:
+          \$1052  = acc59;
+      6'h3c:
+          \$1052  = acc60;
+      6'h3d:
+          \$1052  = acc61;
+      6'h3e:
+          \$1052  = acc62;
+      6'h3f:
+          \$1052  = acc63;
     endcase
   end
   always @* begin
@@ -33827,13 +36135,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$212  = res_y__0[395:374];
+          \$1062  = op__0__ready;
       2'h1:
-          \$212  = res_y__1[395:374];
+          \$1062  = op__1__ready;
       2'h2:
-          \$212  = res_y__2[395:374];
+          \$1062  = op__2__ready;
       2'h3:
-          \$212  = res_y__3[395:374];
+          \$1062  = op__3__ready;
     endcase
   end
   always @* begin
@@ -33841,13 +36149,55 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$214  = res_y__0[395:374];
+          \$1066  = res_y__0[21:0];
       2'h1:
-          \$214  = res_y__1[395:374];
+          \$1066  = res_y__1[21:0];
       2'h2:
-          \$214  = res_y__2[395:374];
+          \$1066  = res_y__2[21:0];
       2'h3:
-          \$214  = res_y__3[395:374];
+          \$1066  = res_y__3[21:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1068  = res_y__0[21:0];
+      2'h1:
+          \$1068  = res_y__1[21:0];
+      2'h2:
+          \$1068  = res_y__2[21:0];
+      2'h3:
+          \$1068  = res_y__3[21:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1070  = res_y__0[21:0];
+      2'h1:
+          \$1070  = res_y__1[21:0];
+      2'h2:
+          \$1070  = res_y__2[21:0];
+      2'h3:
+          \$1070  = res_y__3[21:0];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1072  = res_y__0[21:0];
+      2'h1:
+          \$1072  = res_y__1[21:0];
+      2'h2:
+          \$1072  = res_y__2[21:0];
+      2'h3:
+          \$1072  = res_y__3[21:0];
     endcase
   end
   always @* begin
@@ -33855,13 +36205,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$216  = { 30'h00000000, \$209  };
+          \$1074  = { 30'h00000000, \$1067  };
       2'h1:
-          \$216  = { 16'h0000, \$211  };
+          \$1074  = { 16'h0000, \$1069  };
       2'h2:
-          \$216  = \$213 ;
+          \$1074  = \$1071 ;
       2'h3:
-          \$216  = \$215 ;
+          \$1074  = \$1073 ;
     endcase
   end
   always @* begin
@@ -33869,13 +36219,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$218  = res_y__0[417:396];
+          \$1076  = res_y__0[43:22];
       2'h1:
-          \$218  = res_y__1[417:396];
+          \$1076  = res_y__1[43:22];
       2'h2:
-          \$218  = res_y__2[417:396];
+          \$1076  = res_y__2[43:22];
       2'h3:
-          \$218  = res_y__3[417:396];
+          \$1076  = res_y__3[43:22];
     endcase
   end
   always @* begin
@@ -33883,13 +36233,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$220  = res_y__0[417:396];
+          \$1078  = res_y__0[43:22];
       2'h1:
-          \$220  = res_y__1[417:396];
+          \$1078  = res_y__1[43:22];
       2'h2:
-          \$220  = res_y__2[417:396];
+          \$1078  = res_y__2[43:22];
       2'h3:
-          \$220  = res_y__3[417:396];
+          \$1078  = res_y__3[43:22];
     endcase
   end
   always @* begin
@@ -33897,13 +36247,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$222  = res_y__0[417:396];
+          \$1080  = res_y__0[43:22];
       2'h1:
-          \$222  = res_y__1[417:396];
+          \$1080  = res_y__1[43:22];
       2'h2:
-          \$222  = res_y__2[417:396];
+          \$1080  = res_y__2[43:22];
       2'h3:
-          \$222  = res_y__3[417:396];
+          \$1080  = res_y__3[43:22];
     endcase
   end
   always @* begin
@@ -33911,83 +36261,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$224  = res_y__0[417:396];
+          \$1082  = res_y__0[43:22];
       2'h1:
-          \$224  = res_y__1[417:396];
+          \$1082  = res_y__1[43:22];
       2'h2:
-          \$224  = res_y__2[417:396];
+          \$1082  = res_y__2[43:22];
       2'h3:
-          \$224  = res_y__3[417:396];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$226  = { 30'h00000000, \$219  };
-      2'h1:
-          \$226  = { 16'h0000, \$221  };
-      2'h2:
-          \$226  = \$223 ;
-      2'h3:
-          \$226  = \$225 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$228  = res_y__0[439:418];
-      2'h1:
-          \$228  = res_y__1[439:418];
-      2'h2:
-          \$228  = res_y__2[439:418];
-      2'h3:
-          \$228  = res_y__3[439:418];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$230  = res_y__0[439:418];
-      2'h1:
-          \$230  = res_y__1[439:418];
-      2'h2:
-          \$230  = res_y__2[439:418];
-      2'h3:
-          \$230  = res_y__3[439:418];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$232  = res_y__0[439:418];
-      2'h1:
-          \$232  = res_y__1[439:418];
-      2'h2:
-          \$232  = res_y__2[439:418];
-      2'h3:
-          \$232  = res_y__3[439:418];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$234  = res_y__0[439:418];
-      2'h1:
-          \$234  = res_y__1[439:418];
-      2'h2:
-          \$234  = res_y__2[439:418];
-      2'h3:
-          \$234  = res_y__3[439:418];
+          \$1082  = res_y__3[43:22];
     endcase
   end
   always @* begin
@@ -33995,13 +36275,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$236  = { 30'h00000000, \$229  };
+          \$1084  = { 30'h00000000, \$1077  };
       2'h1:
-          \$236  = { 16'h0000, \$231  };
+          \$1084  = { 16'h0000, \$1079  };
       2'h2:
-          \$236  = \$233 ;
+          \$1084  = \$1081 ;
       2'h3:
-          \$236  = \$235 ;
+          \$1084  = \$1083 ;
     endcase
   end
   always @* begin
@@ -34009,13 +36289,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$238  = res_y__0[461:440];
+          \$1086  = res_y__0[65:44];
       2'h1:
-          \$238  = res_y__1[461:440];
+          \$1086  = res_y__1[65:44];
       2'h2:
-          \$238  = res_y__2[461:440];
+          \$1086  = res_y__2[65:44];
       2'h3:
-          \$238  = res_y__3[461:440];
+          \$1086  = res_y__3[65:44];
     endcase
   end
   always @* begin
@@ -34023,13 +36303,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$240  = res_y__0[461:440];
+          \$1088  = res_y__0[65:44];
       2'h1:
-          \$240  = res_y__1[461:440];
+          \$1088  = res_y__1[65:44];
       2'h2:
-          \$240  = res_y__2[461:440];
+          \$1088  = res_y__2[65:44];
       2'h3:
-          \$240  = res_y__3[461:440];
+          \$1088  = res_y__3[65:44];
     endcase
   end
   always @* begin
@@ -34037,13 +36317,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$242  = res_y__0[461:440];
+          \$1090  = res_y__0[65:44];
       2'h1:
-          \$242  = res_y__1[461:440];
+          \$1090  = res_y__1[65:44];
       2'h2:
-          \$242  = res_y__2[461:440];
+          \$1090  = res_y__2[65:44];
       2'h3:
-          \$242  = res_y__3[461:440];
+          \$1090  = res_y__3[65:44];
     endcase
   end
   always @* begin
@@ -34051,83 +36331,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$244  = res_y__0[461:440];
+          \$1092  = res_y__0[65:44];
       2'h1:
-          \$244  = res_y__1[461:440];
+          \$1092  = res_y__1[65:44];
       2'h2:
-          \$244  = res_y__2[461:440];
+          \$1092  = res_y__2[65:44];
       2'h3:
-          \$244  = res_y__3[461:440];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$246  = { 30'h00000000, \$239  };
-      2'h1:
-          \$246  = { 16'h0000, \$241  };
-      2'h2:
-          \$246  = \$243 ;
-      2'h3:
-          \$246  = \$245 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$248  = res_y__0[483:462];
-      2'h1:
-          \$248  = res_y__1[483:462];
-      2'h2:
-          \$248  = res_y__2[483:462];
-      2'h3:
-          \$248  = res_y__3[483:462];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$250  = res_y__0[483:462];
-      2'h1:
-          \$250  = res_y__1[483:462];
-      2'h2:
-          \$250  = res_y__2[483:462];
-      2'h3:
-          \$250  = res_y__3[483:462];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$252  = res_y__0[483:462];
-      2'h1:
-          \$252  = res_y__1[483:462];
-      2'h2:
-          \$252  = res_y__2[483:462];
-      2'h3:
-          \$252  = res_y__3[483:462];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$254  = res_y__0[483:462];
-      2'h1:
-          \$254  = res_y__1[483:462];
-      2'h2:
-          \$254  = res_y__2[483:462];
-      2'h3:
-          \$254  = res_y__3[483:462];
+          \$1092  = res_y__3[65:44];
     endcase
   end
   always @* begin
@@ -34135,13 +36345,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$256  = { 30'h00000000, \$249  };
+          \$1094  = { 30'h00000000, \$1087  };
       2'h1:
-          \$256  = { 16'h0000, \$251  };
+          \$1094  = { 16'h0000, \$1089  };
       2'h2:
-          \$256  = \$253 ;
+          \$1094  = \$1091 ;
       2'h3:
-          \$256  = \$255 ;
+          \$1094  = \$1093 ;
     endcase
   end
   always @* begin
@@ -34149,13 +36359,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$258  = res_y__0[505:484];
+          \$1096  = res_y__0[87:66];
       2'h1:
-          \$258  = res_y__1[505:484];
+          \$1096  = res_y__1[87:66];
       2'h2:
-          \$258  = res_y__2[505:484];
+          \$1096  = res_y__2[87:66];
       2'h3:
-          \$258  = res_y__3[505:484];
+          \$1096  = res_y__3[87:66];
     endcase
   end
   always @* begin
@@ -34163,13 +36373,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$260  = res_y__0[505:484];
+          \$1098  = res_y__0[87:66];
       2'h1:
-          \$260  = res_y__1[505:484];
+          \$1098  = res_y__1[87:66];
       2'h2:
-          \$260  = res_y__2[505:484];
+          \$1098  = res_y__2[87:66];
       2'h3:
-          \$260  = res_y__3[505:484];
+          \$1098  = res_y__3[87:66];
     endcase
   end
   always @* begin
@@ -34177,13 +36387,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$262  = res_y__0[505:484];
+          \$1100  = res_y__0[87:66];
       2'h1:
-          \$262  = res_y__1[505:484];
+          \$1100  = res_y__1[87:66];
       2'h2:
-          \$262  = res_y__2[505:484];
+          \$1100  = res_y__2[87:66];
       2'h3:
-          \$262  = res_y__3[505:484];
+          \$1100  = res_y__3[87:66];
     endcase
   end
   always @* begin
@@ -34191,83 +36401,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$264  = res_y__0[505:484];
+          \$1102  = res_y__0[87:66];
       2'h1:
-          \$264  = res_y__1[505:484];
+          \$1102  = res_y__1[87:66];
       2'h2:
-          \$264  = res_y__2[505:484];
+          \$1102  = res_y__2[87:66];
       2'h3:
-          \$264  = res_y__3[505:484];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$266  = { 30'h00000000, \$259  };
-      2'h1:
-          \$266  = { 16'h0000, \$261  };
-      2'h2:
-          \$266  = \$263 ;
-      2'h3:
-          \$266  = \$265 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$268  = res_y__0[527:506];
-      2'h1:
-          \$268  = res_y__1[527:506];
-      2'h2:
-          \$268  = res_y__2[527:506];
-      2'h3:
-          \$268  = res_y__3[527:506];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$270  = res_y__0[527:506];
-      2'h1:
-          \$270  = res_y__1[527:506];
-      2'h2:
-          \$270  = res_y__2[527:506];
-      2'h3:
-          \$270  = res_y__3[527:506];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$272  = res_y__0[527:506];
-      2'h1:
-          \$272  = res_y__1[527:506];
-      2'h2:
-          \$272  = res_y__2[527:506];
-      2'h3:
-          \$272  = res_y__3[527:506];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$274  = res_y__0[527:506];
-      2'h1:
-          \$274  = res_y__1[527:506];
-      2'h2:
-          \$274  = res_y__2[527:506];
-      2'h3:
-          \$274  = res_y__3[527:506];
+          \$1102  = res_y__3[87:66];
     endcase
   end
   always @* begin
@@ -34275,13 +36415,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$276  = { 30'h00000000, \$269  };
+          \$1104  = { 30'h00000000, \$1097  };
       2'h1:
-          \$276  = { 16'h0000, \$271  };
+          \$1104  = { 16'h0000, \$1099  };
       2'h2:
-          \$276  = \$273 ;
+          \$1104  = \$1101 ;
       2'h3:
-          \$276  = \$275 ;
+          \$1104  = \$1103 ;
     endcase
   end
   always @* begin
@@ -34289,13 +36429,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$278  = res_y__0[549:528];
+          \$1106  = res_y__0[109:88];
       2'h1:
-          \$278  = res_y__1[549:528];
+          \$1106  = res_y__1[109:88];
       2'h2:
-          \$278  = res_y__2[549:528];
+          \$1106  = res_y__2[109:88];
       2'h3:
-          \$278  = res_y__3[549:528];
+          \$1106  = res_y__3[109:88];
     endcase
   end
   always @* begin
@@ -34303,13 +36443,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$280  = res_y__0[549:528];
+          \$1108  = res_y__0[109:88];
       2'h1:
-          \$280  = res_y__1[549:528];
+          \$1108  = res_y__1[109:88];
       2'h2:
-          \$280  = res_y__2[549:528];
+          \$1108  = res_y__2[109:88];
       2'h3:
-          \$280  = res_y__3[549:528];
+          \$1108  = res_y__3[109:88];
     endcase
   end
   always @* begin
@@ -34317,13 +36457,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$282  = res_y__0[549:528];
+          \$1110  = res_y__0[109:88];
       2'h1:
-          \$282  = res_y__1[549:528];
+          \$1110  = res_y__1[109:88];
       2'h2:
-          \$282  = res_y__2[549:528];
+          \$1110  = res_y__2[109:88];
       2'h3:
-          \$282  = res_y__3[549:528];
+          \$1110  = res_y__3[109:88];
     endcase
   end
   always @* begin
@@ -34331,83 +36471,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$284  = res_y__0[549:528];
+          \$1112  = res_y__0[109:88];
       2'h1:
-          \$284  = res_y__1[549:528];
+          \$1112  = res_y__1[109:88];
       2'h2:
-          \$284  = res_y__2[549:528];
+          \$1112  = res_y__2[109:88];
       2'h3:
-          \$284  = res_y__3[549:528];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$286  = { 30'h00000000, \$279  };
-      2'h1:
-          \$286  = { 16'h0000, \$281  };
-      2'h2:
-          \$286  = \$283 ;
-      2'h3:
-          \$286  = \$285 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$288  = res_y__0[571:550];
-      2'h1:
-          \$288  = res_y__1[571:550];
-      2'h2:
-          \$288  = res_y__2[571:550];
-      2'h3:
-          \$288  = res_y__3[571:550];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$290  = res_y__0[571:550];
-      2'h1:
-          \$290  = res_y__1[571:550];
-      2'h2:
-          \$290  = res_y__2[571:550];
-      2'h3:
-          \$290  = res_y__3[571:550];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$292  = res_y__0[571:550];
-      2'h1:
-          \$292  = res_y__1[571:550];
-      2'h2:
-          \$292  = res_y__2[571:550];
-      2'h3:
-          \$292  = res_y__3[571:550];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$294  = res_y__0[571:550];
-      2'h1:
-          \$294  = res_y__1[571:550];
-      2'h2:
-          \$294  = res_y__2[571:550];
-      2'h3:
-          \$294  = res_y__3[571:550];
+          \$1112  = res_y__3[109:88];
     endcase
   end
   always @* begin
@@ -34415,13 +36485,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$296  = { 30'h00000000, \$289  };
+          \$1114  = { 30'h00000000, \$1107  };
       2'h1:
-          \$296  = { 16'h0000, \$291  };
+          \$1114  = { 16'h0000, \$1109  };
       2'h2:
-          \$296  = \$293 ;
+          \$1114  = \$1111 ;
       2'h3:
-          \$296  = \$295 ;
+          \$1114  = \$1113 ;
     endcase
   end
   always @* begin
@@ -34429,13 +36499,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$298  = res_y__0[593:572];
+          \$1116  = res_y__0[131:110];
       2'h1:
-          \$298  = res_y__1[593:572];
+          \$1116  = res_y__1[131:110];
       2'h2:
-          \$298  = res_y__2[593:572];
+          \$1116  = res_y__2[131:110];
       2'h3:
-          \$298  = res_y__3[593:572];
+          \$1116  = res_y__3[131:110];
     endcase
   end
   always @* begin
@@ -34443,13 +36513,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$300  = res_y__0[593:572];
+          \$1118  = res_y__0[131:110];
       2'h1:
-          \$300  = res_y__1[593:572];
+          \$1118  = res_y__1[131:110];
       2'h2:
-          \$300  = res_y__2[593:572];
+          \$1118  = res_y__2[131:110];
       2'h3:
-          \$300  = res_y__3[593:572];
+          \$1118  = res_y__3[131:110];
     endcase
   end
   always @* begin
@@ -34457,13 +36527,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$302  = res_y__0[593:572];
+          \$1120  = res_y__0[131:110];
       2'h1:
-          \$302  = res_y__1[593:572];
+          \$1120  = res_y__1[131:110];
       2'h2:
-          \$302  = res_y__2[593:572];
+          \$1120  = res_y__2[131:110];
       2'h3:
-          \$302  = res_y__3[593:572];
+          \$1120  = res_y__3[131:110];
     endcase
   end
   always @* begin
@@ -34471,83 +36541,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$304  = res_y__0[593:572];
+          \$1122  = res_y__0[131:110];
       2'h1:
-          \$304  = res_y__1[593:572];
+          \$1122  = res_y__1[131:110];
       2'h2:
-          \$304  = res_y__2[593:572];
+          \$1122  = res_y__2[131:110];
       2'h3:
-          \$304  = res_y__3[593:572];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$306  = { 30'h00000000, \$299  };
-      2'h1:
-          \$306  = { 16'h0000, \$301  };
-      2'h2:
-          \$306  = \$303 ;
-      2'h3:
-          \$306  = \$305 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$308  = res_y__0[615:594];
-      2'h1:
-          \$308  = res_y__1[615:594];
-      2'h2:
-          \$308  = res_y__2[615:594];
-      2'h3:
-          \$308  = res_y__3[615:594];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$310  = res_y__0[615:594];
-      2'h1:
-          \$310  = res_y__1[615:594];
-      2'h2:
-          \$310  = res_y__2[615:594];
-      2'h3:
-          \$310  = res_y__3[615:594];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$312  = res_y__0[615:594];
-      2'h1:
-          \$312  = res_y__1[615:594];
-      2'h2:
-          \$312  = res_y__2[615:594];
-      2'h3:
-          \$312  = res_y__3[615:594];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$314  = res_y__0[615:594];
-      2'h1:
-          \$314  = res_y__1[615:594];
-      2'h2:
-          \$314  = res_y__2[615:594];
-      2'h3:
-          \$314  = res_y__3[615:594];
+          \$1122  = res_y__3[131:110];
     endcase
   end
   always @* begin
@@ -34555,13 +36555,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$316  = { 30'h00000000, \$309  };
+          \$1124  = { 30'h00000000, \$1117  };
       2'h1:
-          \$316  = { 16'h0000, \$311  };
+          \$1124  = { 16'h0000, \$1119  };
       2'h2:
-          \$316  = \$313 ;
+          \$1124  = \$1121 ;
       2'h3:
-          \$316  = \$315 ;
+          \$1124  = \$1123 ;
     endcase
   end
   always @* begin
@@ -34569,13 +36569,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$318  = res_y__0[637:616];
+          \$1126  = res_y__0[153:132];
       2'h1:
-          \$318  = res_y__1[637:616];
+          \$1126  = res_y__1[153:132];
       2'h2:
-          \$318  = res_y__2[637:616];
+          \$1126  = res_y__2[153:132];
       2'h3:
-          \$318  = res_y__3[637:616];
+          \$1126  = res_y__3[153:132];
     endcase
   end
   always @* begin
@@ -34583,13 +36583,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$320  = res_y__0[637:616];
+          \$1128  = res_y__0[153:132];
       2'h1:
-          \$320  = res_y__1[637:616];
+          \$1128  = res_y__1[153:132];
       2'h2:
-          \$320  = res_y__2[637:616];
+          \$1128  = res_y__2[153:132];
       2'h3:
-          \$320  = res_y__3[637:616];
+          \$1128  = res_y__3[153:132];
     endcase
   end
   always @* begin
@@ -34597,13 +36597,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$322  = res_y__0[637:616];
+          \$1130  = res_y__0[153:132];
       2'h1:
-          \$322  = res_y__1[637:616];
+          \$1130  = res_y__1[153:132];
       2'h2:
-          \$322  = res_y__2[637:616];
+          \$1130  = res_y__2[153:132];
       2'h3:
-          \$322  = res_y__3[637:616];
+          \$1130  = res_y__3[153:132];
     endcase
   end
   always @* begin
@@ -34611,83 +36611,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$324  = res_y__0[637:616];
+          \$1132  = res_y__0[153:132];
       2'h1:
-          \$324  = res_y__1[637:616];
+          \$1132  = res_y__1[153:132];
       2'h2:
-          \$324  = res_y__2[637:616];
+          \$1132  = res_y__2[153:132];
       2'h3:
-          \$324  = res_y__3[637:616];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$326  = { 30'h00000000, \$319  };
-      2'h1:
-          \$326  = { 16'h0000, \$321  };
-      2'h2:
-          \$326  = \$323 ;
-      2'h3:
-          \$326  = \$325 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$328  = res_y__0[659:638];
-      2'h1:
-          \$328  = res_y__1[659:638];
-      2'h2:
-          \$328  = res_y__2[659:638];
-      2'h3:
-          \$328  = res_y__3[659:638];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$330  = res_y__0[659:638];
-      2'h1:
-          \$330  = res_y__1[659:638];
-      2'h2:
-          \$330  = res_y__2[659:638];
-      2'h3:
-          \$330  = res_y__3[659:638];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$332  = res_y__0[659:638];
-      2'h1:
-          \$332  = res_y__1[659:638];
-      2'h2:
-          \$332  = res_y__2[659:638];
-      2'h3:
-          \$332  = res_y__3[659:638];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$334  = res_y__0[659:638];
-      2'h1:
-          \$334  = res_y__1[659:638];
-      2'h2:
-          \$334  = res_y__2[659:638];
-      2'h3:
-          \$334  = res_y__3[659:638];
+          \$1132  = res_y__3[153:132];
     endcase
   end
   always @* begin
@@ -34695,13 +36625,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$336  = { 30'h00000000, \$329  };
+          \$1134  = { 30'h00000000, \$1127  };
       2'h1:
-          \$336  = { 16'h0000, \$331  };
+          \$1134  = { 16'h0000, \$1129  };
       2'h2:
-          \$336  = \$333 ;
+          \$1134  = \$1131 ;
       2'h3:
-          \$336  = \$335 ;
+          \$1134  = \$1133 ;
     endcase
   end
   always @* begin
@@ -34709,13 +36639,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$338  = res_y__0[681:660];
+          \$1136  = res_y__0[175:154];
       2'h1:
-          \$338  = res_y__1[681:660];
+          \$1136  = res_y__1[175:154];
       2'h2:
-          \$338  = res_y__2[681:660];
+          \$1136  = res_y__2[175:154];
       2'h3:
-          \$338  = res_y__3[681:660];
+          \$1136  = res_y__3[175:154];
     endcase
   end
   always @* begin
@@ -34723,13 +36653,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$340  = res_y__0[681:660];
+          \$1138  = res_y__0[175:154];
       2'h1:
-          \$340  = res_y__1[681:660];
+          \$1138  = res_y__1[175:154];
       2'h2:
-          \$340  = res_y__2[681:660];
+          \$1138  = res_y__2[175:154];
       2'h3:
-          \$340  = res_y__3[681:660];
+          \$1138  = res_y__3[175:154];
     endcase
   end
   always @* begin
@@ -34737,13 +36667,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$342  = res_y__0[681:660];
+          \$1140  = res_y__0[175:154];
       2'h1:
-          \$342  = res_y__1[681:660];
+          \$1140  = res_y__1[175:154];
       2'h2:
-          \$342  = res_y__2[681:660];
+          \$1140  = res_y__2[175:154];
       2'h3:
-          \$342  = res_y__3[681:660];
+          \$1140  = res_y__3[175:154];
     endcase
   end
   always @* begin
@@ -34751,83 +36681,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$344  = res_y__0[681:660];
+          \$1142  = res_y__0[175:154];
       2'h1:
-          \$344  = res_y__1[681:660];
+          \$1142  = res_y__1[175:154];
       2'h2:
-          \$344  = res_y__2[681:660];
+          \$1142  = res_y__2[175:154];
       2'h3:
-          \$344  = res_y__3[681:660];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$346  = { 30'h00000000, \$339  };
-      2'h1:
-          \$346  = { 16'h0000, \$341  };
-      2'h2:
-          \$346  = \$343 ;
-      2'h3:
-          \$346  = \$345 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$348  = res_y__0[703:682];
-      2'h1:
-          \$348  = res_y__1[703:682];
-      2'h2:
-          \$348  = res_y__2[703:682];
-      2'h3:
-          \$348  = res_y__3[703:682];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$350  = res_y__0[703:682];
-      2'h1:
-          \$350  = res_y__1[703:682];
-      2'h2:
-          \$350  = res_y__2[703:682];
-      2'h3:
-          \$350  = res_y__3[703:682];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$352  = res_y__0[703:682];
-      2'h1:
-          \$352  = res_y__1[703:682];
-      2'h2:
-          \$352  = res_y__2[703:682];
-      2'h3:
-          \$352  = res_y__3[703:682];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$354  = res_y__0[703:682];
-      2'h1:
-          \$354  = res_y__1[703:682];
-      2'h2:
-          \$354  = res_y__2[703:682];
-      2'h3:
-          \$354  = res_y__3[703:682];
+          \$1142  = res_y__3[175:154];
     endcase
   end
   always @* begin
@@ -34835,13 +36695,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$356  = { 30'h00000000, \$349  };
+          \$1144  = { 30'h00000000, \$1137  };
       2'h1:
-          \$356  = { 16'h0000, \$351  };
+          \$1144  = { 16'h0000, \$1139  };
       2'h2:
-          \$356  = \$353 ;
+          \$1144  = \$1141 ;
       2'h3:
-          \$356  = \$355 ;
+          \$1144  = \$1143 ;
     endcase
   end
   always @* begin
@@ -34849,13 +36709,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$358  = res_y__0[725:704];
+          \$1146  = res_y__0[197:176];
       2'h1:
-          \$358  = res_y__1[725:704];
+          \$1146  = res_y__1[197:176];
       2'h2:
-          \$358  = res_y__2[725:704];
+          \$1146  = res_y__2[197:176];
       2'h3:
-          \$358  = res_y__3[725:704];
+          \$1146  = res_y__3[197:176];
     endcase
   end
   always @* begin
@@ -34863,13 +36723,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$360  = res_y__0[725:704];
+          \$1148  = res_y__0[197:176];
       2'h1:
-          \$360  = res_y__1[725:704];
+          \$1148  = res_y__1[197:176];
       2'h2:
-          \$360  = res_y__2[725:704];
+          \$1148  = res_y__2[197:176];
       2'h3:
-          \$360  = res_y__3[725:704];
+          \$1148  = res_y__3[197:176];
     endcase
   end
   always @* begin
@@ -34877,13 +36737,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$362  = res_y__0[725:704];
+          \$1150  = res_y__0[197:176];
       2'h1:
-          \$362  = res_y__1[725:704];
+          \$1150  = res_y__1[197:176];
       2'h2:
-          \$362  = res_y__2[725:704];
+          \$1150  = res_y__2[197:176];
       2'h3:
-          \$362  = res_y__3[725:704];
+          \$1150  = res_y__3[197:176];
     endcase
   end
   always @* begin
@@ -34891,83 +36751,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$364  = res_y__0[725:704];
+          \$1152  = res_y__0[197:176];
       2'h1:
-          \$364  = res_y__1[725:704];
+          \$1152  = res_y__1[197:176];
       2'h2:
-          \$364  = res_y__2[725:704];
+          \$1152  = res_y__2[197:176];
       2'h3:
-          \$364  = res_y__3[725:704];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$366  = { 30'h00000000, \$359  };
-      2'h1:
-          \$366  = { 16'h0000, \$361  };
-      2'h2:
-          \$366  = \$363 ;
-      2'h3:
-          \$366  = \$365 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$368  = res_y__0[747:726];
-      2'h1:
-          \$368  = res_y__1[747:726];
-      2'h2:
-          \$368  = res_y__2[747:726];
-      2'h3:
-          \$368  = res_y__3[747:726];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$370  = res_y__0[747:726];
-      2'h1:
-          \$370  = res_y__1[747:726];
-      2'h2:
-          \$370  = res_y__2[747:726];
-      2'h3:
-          \$370  = res_y__3[747:726];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$372  = res_y__0[747:726];
-      2'h1:
-          \$372  = res_y__1[747:726];
-      2'h2:
-          \$372  = res_y__2[747:726];
-      2'h3:
-          \$372  = res_y__3[747:726];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$374  = res_y__0[747:726];
-      2'h1:
-          \$374  = res_y__1[747:726];
-      2'h2:
-          \$374  = res_y__2[747:726];
-      2'h3:
-          \$374  = res_y__3[747:726];
+          \$1152  = res_y__3[197:176];
     endcase
   end
   always @* begin
@@ -34975,13 +36765,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$376  = { 30'h00000000, \$369  };
+          \$1154  = { 30'h00000000, \$1147  };
       2'h1:
-          \$376  = { 16'h0000, \$371  };
+          \$1154  = { 16'h0000, \$1149  };
       2'h2:
-          \$376  = \$373 ;
+          \$1154  = \$1151 ;
       2'h3:
-          \$376  = \$375 ;
+          \$1154  = \$1153 ;
     endcase
   end
   always @* begin
@@ -34989,13 +36779,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$378  = res_y__0[769:748];
+          \$1156  = res_y__0[219:198];
       2'h1:
-          \$378  = res_y__1[769:748];
+          \$1156  = res_y__1[219:198];
       2'h2:
-          \$378  = res_y__2[769:748];
+          \$1156  = res_y__2[219:198];
       2'h3:
-          \$378  = res_y__3[769:748];
+          \$1156  = res_y__3[219:198];
     endcase
   end
   always @* begin
@@ -35003,13 +36793,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$380  = res_y__0[769:748];
+          \$1158  = res_y__0[219:198];
       2'h1:
-          \$380  = res_y__1[769:748];
+          \$1158  = res_y__1[219:198];
       2'h2:
-          \$380  = res_y__2[769:748];
+          \$1158  = res_y__2[219:198];
       2'h3:
-          \$380  = res_y__3[769:748];
+          \$1158  = res_y__3[219:198];
     endcase
   end
   always @* begin
@@ -35017,13 +36807,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$382  = res_y__0[769:748];
+          \$1160  = res_y__0[219:198];
       2'h1:
-          \$382  = res_y__1[769:748];
+          \$1160  = res_y__1[219:198];
       2'h2:
-          \$382  = res_y__2[769:748];
+          \$1160  = res_y__2[219:198];
       2'h3:
-          \$382  = res_y__3[769:748];
+          \$1160  = res_y__3[219:198];
     endcase
   end
   always @* begin
@@ -35031,83 +36821,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$384  = res_y__0[769:748];
+          \$1162  = res_y__0[219:198];
       2'h1:
-          \$384  = res_y__1[769:748];
+          \$1162  = res_y__1[219:198];
       2'h2:
-          \$384  = res_y__2[769:748];
+          \$1162  = res_y__2[219:198];
       2'h3:
-          \$384  = res_y__3[769:748];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$386  = { 30'h00000000, \$379  };
-      2'h1:
-          \$386  = { 16'h0000, \$381  };
-      2'h2:
-          \$386  = \$383 ;
-      2'h3:
-          \$386  = \$385 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$388  = res_y__0[791:770];
-      2'h1:
-          \$388  = res_y__1[791:770];
-      2'h2:
-          \$388  = res_y__2[791:770];
-      2'h3:
-          \$388  = res_y__3[791:770];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$390  = res_y__0[791:770];
-      2'h1:
-          \$390  = res_y__1[791:770];
-      2'h2:
-          \$390  = res_y__2[791:770];
-      2'h3:
-          \$390  = res_y__3[791:770];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$392  = res_y__0[791:770];
-      2'h1:
-          \$392  = res_y__1[791:770];
-      2'h2:
-          \$392  = res_y__2[791:770];
-      2'h3:
-          \$392  = res_y__3[791:770];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$394  = res_y__0[791:770];
-      2'h1:
-          \$394  = res_y__1[791:770];
-      2'h2:
-          \$394  = res_y__2[791:770];
-      2'h3:
-          \$394  = res_y__3[791:770];
+          \$1162  = res_y__3[219:198];
     endcase
   end
   always @* begin
@@ -35115,13 +36835,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$396  = { 30'h00000000, \$389  };
+          \$1164  = { 30'h00000000, \$1157  };
       2'h1:
-          \$396  = { 16'h0000, \$391  };
+          \$1164  = { 16'h0000, \$1159  };
       2'h2:
-          \$396  = \$393 ;
+          \$1164  = \$1161 ;
       2'h3:
-          \$396  = \$395 ;
+          \$1164  = \$1163 ;
     endcase
   end
   always @* begin
@@ -35129,13 +36849,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$398  = res_y__0[813:792];
+          \$1166  = res_y__0[241:220];
       2'h1:
-          \$398  = res_y__1[813:792];
+          \$1166  = res_y__1[241:220];
       2'h2:
-          \$398  = res_y__2[813:792];
+          \$1166  = res_y__2[241:220];
       2'h3:
-          \$398  = res_y__3[813:792];
+          \$1166  = res_y__3[241:220];
     endcase
   end
   always @* begin
@@ -35143,13 +36863,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$400  = res_y__0[813:792];
+          \$1168  = res_y__0[241:220];
       2'h1:
-          \$400  = res_y__1[813:792];
+          \$1168  = res_y__1[241:220];
       2'h2:
-          \$400  = res_y__2[813:792];
+          \$1168  = res_y__2[241:220];
       2'h3:
-          \$400  = res_y__3[813:792];
+          \$1168  = res_y__3[241:220];
     endcase
   end
   always @* begin
@@ -35157,13 +36877,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$402  = res_y__0[813:792];
+          \$1170  = res_y__0[241:220];
       2'h1:
-          \$402  = res_y__1[813:792];
+          \$1170  = res_y__1[241:220];
       2'h2:
-          \$402  = res_y__2[813:792];
+          \$1170  = res_y__2[241:220];
       2'h3:
-          \$402  = res_y__3[813:792];
+          \$1170  = res_y__3[241:220];
     endcase
   end
   always @* begin
@@ -35171,83 +36891,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$404  = res_y__0[813:792];
+          \$1172  = res_y__0[241:220];
       2'h1:
-          \$404  = res_y__1[813:792];
+          \$1172  = res_y__1[241:220];
       2'h2:
-          \$404  = res_y__2[813:792];
+          \$1172  = res_y__2[241:220];
       2'h3:
-          \$404  = res_y__3[813:792];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$406  = { 30'h00000000, \$399  };
-      2'h1:
-          \$406  = { 16'h0000, \$401  };
-      2'h2:
-          \$406  = \$403 ;
-      2'h3:
-          \$406  = \$405 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$408  = res_y__0[835:814];
-      2'h1:
-          \$408  = res_y__1[835:814];
-      2'h2:
-          \$408  = res_y__2[835:814];
-      2'h3:
-          \$408  = res_y__3[835:814];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$410  = res_y__0[835:814];
-      2'h1:
-          \$410  = res_y__1[835:814];
-      2'h2:
-          \$410  = res_y__2[835:814];
-      2'h3:
-          \$410  = res_y__3[835:814];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$412  = res_y__0[835:814];
-      2'h1:
-          \$412  = res_y__1[835:814];
-      2'h2:
-          \$412  = res_y__2[835:814];
-      2'h3:
-          \$412  = res_y__3[835:814];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$414  = res_y__0[835:814];
-      2'h1:
-          \$414  = res_y__1[835:814];
-      2'h2:
-          \$414  = res_y__2[835:814];
-      2'h3:
-          \$414  = res_y__3[835:814];
+          \$1172  = res_y__3[241:220];
     endcase
   end
   always @* begin
@@ -35255,13 +36905,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$416  = { 30'h00000000, \$409  };
+          \$1174  = { 30'h00000000, \$1167  };
       2'h1:
-          \$416  = { 16'h0000, \$411  };
+          \$1174  = { 16'h0000, \$1169  };
       2'h2:
-          \$416  = \$413 ;
+          \$1174  = \$1171 ;
       2'h3:
-          \$416  = \$415 ;
+          \$1174  = \$1173 ;
     endcase
   end
   always @* begin
@@ -35269,13 +36919,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$418  = res_y__0[857:836];
+          \$1176  = res_y__0[263:242];
       2'h1:
-          \$418  = res_y__1[857:836];
+          \$1176  = res_y__1[263:242];
       2'h2:
-          \$418  = res_y__2[857:836];
+          \$1176  = res_y__2[263:242];
       2'h3:
-          \$418  = res_y__3[857:836];
+          \$1176  = res_y__3[263:242];
     endcase
   end
   always @* begin
@@ -35283,13 +36933,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$420  = res_y__0[857:836];
+          \$1178  = res_y__0[263:242];
       2'h1:
-          \$420  = res_y__1[857:836];
+          \$1178  = res_y__1[263:242];
       2'h2:
-          \$420  = res_y__2[857:836];
+          \$1178  = res_y__2[263:242];
       2'h3:
-          \$420  = res_y__3[857:836];
+          \$1178  = res_y__3[263:242];
     endcase
   end
   always @* begin
@@ -35297,13 +36947,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$422  = res_y__0[857:836];
+          \$1180  = res_y__0[263:242];
       2'h1:
-          \$422  = res_y__1[857:836];
+          \$1180  = res_y__1[263:242];
       2'h2:
-          \$422  = res_y__2[857:836];
+          \$1180  = res_y__2[263:242];
       2'h3:
-          \$422  = res_y__3[857:836];
+          \$1180  = res_y__3[263:242];
     endcase
   end
   always @* begin
@@ -35311,83 +36961,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$424  = res_y__0[857:836];
+          \$1182  = res_y__0[263:242];
       2'h1:
-          \$424  = res_y__1[857:836];
+          \$1182  = res_y__1[263:242];
       2'h2:
-          \$424  = res_y__2[857:836];
+          \$1182  = res_y__2[263:242];
       2'h3:
-          \$424  = res_y__3[857:836];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$426  = { 30'h00000000, \$419  };
-      2'h1:
-          \$426  = { 16'h0000, \$421  };
-      2'h2:
-          \$426  = \$423 ;
-      2'h3:
-          \$426  = \$425 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$428  = res_y__0[879:858];
-      2'h1:
-          \$428  = res_y__1[879:858];
-      2'h2:
-          \$428  = res_y__2[879:858];
-      2'h3:
-          \$428  = res_y__3[879:858];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$430  = res_y__0[879:858];
-      2'h1:
-          \$430  = res_y__1[879:858];
-      2'h2:
-          \$430  = res_y__2[879:858];
-      2'h3:
-          \$430  = res_y__3[879:858];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$432  = res_y__0[879:858];
-      2'h1:
-          \$432  = res_y__1[879:858];
-      2'h2:
-          \$432  = res_y__2[879:858];
-      2'h3:
-          \$432  = res_y__3[879:858];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$434  = res_y__0[879:858];
-      2'h1:
-          \$434  = res_y__1[879:858];
-      2'h2:
-          \$434  = res_y__2[879:858];
-      2'h3:
-          \$434  = res_y__3[879:858];
+          \$1182  = res_y__3[263:242];
     endcase
   end
   always @* begin
@@ -35395,13 +36975,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$436  = { 30'h00000000, \$429  };
+          \$1184  = { 30'h00000000, \$1177  };
       2'h1:
-          \$436  = { 16'h0000, \$431  };
+          \$1184  = { 16'h0000, \$1179  };
       2'h2:
-          \$436  = \$433 ;
+          \$1184  = \$1181 ;
       2'h3:
-          \$436  = \$435 ;
+          \$1184  = \$1183 ;
     endcase
   end
   always @* begin
@@ -35409,13 +36989,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$438  = res_y__0[901:880];
+          \$1186  = res_y__0[285:264];
       2'h1:
-          \$438  = res_y__1[901:880];
+          \$1186  = res_y__1[285:264];
       2'h2:
-          \$438  = res_y__2[901:880];
+          \$1186  = res_y__2[285:264];
       2'h3:
-          \$438  = res_y__3[901:880];
+          \$1186  = res_y__3[285:264];
     endcase
   end
   always @* begin
@@ -35423,13 +37003,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$440  = res_y__0[901:880];
+          \$1188  = res_y__0[285:264];
       2'h1:
-          \$440  = res_y__1[901:880];
+          \$1188  = res_y__1[285:264];
       2'h2:
-          \$440  = res_y__2[901:880];
+          \$1188  = res_y__2[285:264];
       2'h3:
-          \$440  = res_y__3[901:880];
+          \$1188  = res_y__3[285:264];
     endcase
   end
   always @* begin
@@ -35437,13 +37017,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$442  = res_y__0[901:880];
+          \$1190  = res_y__0[285:264];
       2'h1:
-          \$442  = res_y__1[901:880];
+          \$1190  = res_y__1[285:264];
       2'h2:
-          \$442  = res_y__2[901:880];
+          \$1190  = res_y__2[285:264];
       2'h3:
-          \$442  = res_y__3[901:880];
+          \$1190  = res_y__3[285:264];
     endcase
   end
   always @* begin
@@ -35451,83 +37031,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$444  = res_y__0[901:880];
+          \$1192  = res_y__0[285:264];
       2'h1:
-          \$444  = res_y__1[901:880];
+          \$1192  = res_y__1[285:264];
       2'h2:
-          \$444  = res_y__2[901:880];
+          \$1192  = res_y__2[285:264];
       2'h3:
-          \$444  = res_y__3[901:880];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$446  = { 30'h00000000, \$439  };
-      2'h1:
-          \$446  = { 16'h0000, \$441  };
-      2'h2:
-          \$446  = \$443 ;
-      2'h3:
-          \$446  = \$445 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$448  = res_y__0[923:902];
-      2'h1:
-          \$448  = res_y__1[923:902];
-      2'h2:
-          \$448  = res_y__2[923:902];
-      2'h3:
-          \$448  = res_y__3[923:902];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$450  = res_y__0[923:902];
-      2'h1:
-          \$450  = res_y__1[923:902];
-      2'h2:
-          \$450  = res_y__2[923:902];
-      2'h3:
-          \$450  = res_y__3[923:902];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$452  = res_y__0[923:902];
-      2'h1:
-          \$452  = res_y__1[923:902];
-      2'h2:
-          \$452  = res_y__2[923:902];
-      2'h3:
-          \$452  = res_y__3[923:902];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$454  = res_y__0[923:902];
-      2'h1:
-          \$454  = res_y__1[923:902];
-      2'h2:
-          \$454  = res_y__2[923:902];
-      2'h3:
-          \$454  = res_y__3[923:902];
+          \$1192  = res_y__3[285:264];
     endcase
   end
   always @* begin
@@ -35535,13 +37045,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$456  = { 30'h00000000, \$449  };
+          \$1194  = { 30'h00000000, \$1187  };
       2'h1:
-          \$456  = { 16'h0000, \$451  };
+          \$1194  = { 16'h0000, \$1189  };
       2'h2:
-          \$456  = \$453 ;
+          \$1194  = \$1191 ;
       2'h3:
-          \$456  = \$455 ;
+          \$1194  = \$1193 ;
     endcase
   end
   always @* begin
@@ -35549,13 +37059,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$458  = res_y__0[945:924];
+          \$1196  = res_y__0[307:286];
       2'h1:
-          \$458  = res_y__1[945:924];
+          \$1196  = res_y__1[307:286];
       2'h2:
-          \$458  = res_y__2[945:924];
+          \$1196  = res_y__2[307:286];
       2'h3:
-          \$458  = res_y__3[945:924];
+          \$1196  = res_y__3[307:286];
     endcase
   end
   always @* begin
@@ -35563,13 +37073,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$460  = res_y__0[945:924];
+          \$1198  = res_y__0[307:286];
       2'h1:
-          \$460  = res_y__1[945:924];
+          \$1198  = res_y__1[307:286];
       2'h2:
-          \$460  = res_y__2[945:924];
+          \$1198  = res_y__2[307:286];
       2'h3:
-          \$460  = res_y__3[945:924];
+          \$1198  = res_y__3[307:286];
     endcase
   end
   always @* begin
@@ -35577,13 +37087,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$462  = res_y__0[945:924];
+          \$1200  = res_y__0[307:286];
       2'h1:
-          \$462  = res_y__1[945:924];
+          \$1200  = res_y__1[307:286];
       2'h2:
-          \$462  = res_y__2[945:924];
+          \$1200  = res_y__2[307:286];
       2'h3:
-          \$462  = res_y__3[945:924];
+          \$1200  = res_y__3[307:286];
     endcase
   end
   always @* begin
@@ -35591,83 +37101,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$464  = res_y__0[945:924];
+          \$1202  = res_y__0[307:286];
       2'h1:
-          \$464  = res_y__1[945:924];
+          \$1202  = res_y__1[307:286];
       2'h2:
-          \$464  = res_y__2[945:924];
+          \$1202  = res_y__2[307:286];
       2'h3:
-          \$464  = res_y__3[945:924];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$466  = { 30'h00000000, \$459  };
-      2'h1:
-          \$466  = { 16'h0000, \$461  };
-      2'h2:
-          \$466  = \$463 ;
-      2'h3:
-          \$466  = \$465 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$468  = res_y__0[967:946];
-      2'h1:
-          \$468  = res_y__1[967:946];
-      2'h2:
-          \$468  = res_y__2[967:946];
-      2'h3:
-          \$468  = res_y__3[967:946];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$470  = res_y__0[967:946];
-      2'h1:
-          \$470  = res_y__1[967:946];
-      2'h2:
-          \$470  = res_y__2[967:946];
-      2'h3:
-          \$470  = res_y__3[967:946];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$472  = res_y__0[967:946];
-      2'h1:
-          \$472  = res_y__1[967:946];
-      2'h2:
-          \$472  = res_y__2[967:946];
-      2'h3:
-          \$472  = res_y__3[967:946];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$474  = res_y__0[967:946];
-      2'h1:
-          \$474  = res_y__1[967:946];
-      2'h2:
-          \$474  = res_y__2[967:946];
-      2'h3:
-          \$474  = res_y__3[967:946];
+          \$1202  = res_y__3[307:286];
     endcase
   end
   always @* begin
@@ -35675,13 +37115,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$476  = { 30'h00000000, \$469  };
+          \$1204  = { 30'h00000000, \$1197  };
       2'h1:
-          \$476  = { 16'h0000, \$471  };
+          \$1204  = { 16'h0000, \$1199  };
       2'h2:
-          \$476  = \$473 ;
+          \$1204  = \$1201 ;
       2'h3:
-          \$476  = \$475 ;
+          \$1204  = \$1203 ;
     endcase
   end
   always @* begin
@@ -35689,13 +37129,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$478  = res_y__0[989:968];
+          \$1206  = res_y__0[329:308];
       2'h1:
-          \$478  = res_y__1[989:968];
+          \$1206  = res_y__1[329:308];
       2'h2:
-          \$478  = res_y__2[989:968];
+          \$1206  = res_y__2[329:308];
       2'h3:
-          \$478  = res_y__3[989:968];
+          \$1206  = res_y__3[329:308];
     endcase
   end
   always @* begin
@@ -35703,13 +37143,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$480  = res_y__0[989:968];
+          \$1208  = res_y__0[329:308];
       2'h1:
-          \$480  = res_y__1[989:968];
+          \$1208  = res_y__1[329:308];
       2'h2:
-          \$480  = res_y__2[989:968];
+          \$1208  = res_y__2[329:308];
       2'h3:
-          \$480  = res_y__3[989:968];
+          \$1208  = res_y__3[329:308];
     endcase
   end
   always @* begin
@@ -35717,13 +37157,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$482  = res_y__0[989:968];
+          \$1210  = res_y__0[329:308];
       2'h1:
-          \$482  = res_y__1[989:968];
+          \$1210  = res_y__1[329:308];
       2'h2:
-          \$482  = res_y__2[989:968];
+          \$1210  = res_y__2[329:308];
       2'h3:
-          \$482  = res_y__3[989:968];
+          \$1210  = res_y__3[329:308];
     endcase
   end
   always @* begin
@@ -35731,83 +37171,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$484  = res_y__0[989:968];
+          \$1212  = res_y__0[329:308];
       2'h1:
-          \$484  = res_y__1[989:968];
+          \$1212  = res_y__1[329:308];
       2'h2:
-          \$484  = res_y__2[989:968];
+          \$1212  = res_y__2[329:308];
       2'h3:
-          \$484  = res_y__3[989:968];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$486  = { 30'h00000000, \$479  };
-      2'h1:
-          \$486  = { 16'h0000, \$481  };
-      2'h2:
-          \$486  = \$483 ;
-      2'h3:
-          \$486  = \$485 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$488  = res_y__0[1011:990];
-      2'h1:
-          \$488  = res_y__1[1011:990];
-      2'h2:
-          \$488  = res_y__2[1011:990];
-      2'h3:
-          \$488  = res_y__3[1011:990];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$490  = res_y__0[1011:990];
-      2'h1:
-          \$490  = res_y__1[1011:990];
-      2'h2:
-          \$490  = res_y__2[1011:990];
-      2'h3:
-          \$490  = res_y__3[1011:990];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$492  = res_y__0[1011:990];
-      2'h1:
-          \$492  = res_y__1[1011:990];
-      2'h2:
-          \$492  = res_y__2[1011:990];
-      2'h3:
-          \$492  = res_y__3[1011:990];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$494  = res_y__0[1011:990];
-      2'h1:
-          \$494  = res_y__1[1011:990];
-      2'h2:
-          \$494  = res_y__2[1011:990];
-      2'h3:
-          \$494  = res_y__3[1011:990];
+          \$1212  = res_y__3[329:308];
     endcase
   end
   always @* begin
@@ -35815,13 +37185,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$496  = { 30'h00000000, \$489  };
+          \$1214  = { 30'h00000000, \$1207  };
       2'h1:
-          \$496  = { 16'h0000, \$491  };
+          \$1214  = { 16'h0000, \$1209  };
       2'h2:
-          \$496  = \$493 ;
+          \$1214  = \$1211 ;
       2'h3:
-          \$496  = \$495 ;
+          \$1214  = \$1213 ;
     endcase
   end
   always @* begin
@@ -35829,13 +37199,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$498  = res_y__0[1033:1012];
+          \$1216  = res_y__0[351:330];
       2'h1:
-          \$498  = res_y__1[1033:1012];
+          \$1216  = res_y__1[351:330];
       2'h2:
-          \$498  = res_y__2[1033:1012];
+          \$1216  = res_y__2[351:330];
       2'h3:
-          \$498  = res_y__3[1033:1012];
+          \$1216  = res_y__3[351:330];
     endcase
   end
   always @* begin
@@ -35843,13 +37213,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$500  = res_y__0[1033:1012];
+          \$1218  = res_y__0[351:330];
       2'h1:
-          \$500  = res_y__1[1033:1012];
+          \$1218  = res_y__1[351:330];
       2'h2:
-          \$500  = res_y__2[1033:1012];
+          \$1218  = res_y__2[351:330];
       2'h3:
-          \$500  = res_y__3[1033:1012];
+          \$1218  = res_y__3[351:330];
     endcase
   end
   always @* begin
@@ -35857,13 +37227,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$502  = res_y__0[1033:1012];
+          \$1220  = res_y__0[351:330];
       2'h1:
-          \$502  = res_y__1[1033:1012];
+          \$1220  = res_y__1[351:330];
       2'h2:
-          \$502  = res_y__2[1033:1012];
+          \$1220  = res_y__2[351:330];
       2'h3:
-          \$502  = res_y__3[1033:1012];
+          \$1220  = res_y__3[351:330];
     endcase
   end
   always @* begin
@@ -35871,83 +37241,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$504  = res_y__0[1033:1012];
+          \$1222  = res_y__0[351:330];
       2'h1:
-          \$504  = res_y__1[1033:1012];
+          \$1222  = res_y__1[351:330];
       2'h2:
-          \$504  = res_y__2[1033:1012];
+          \$1222  = res_y__2[351:330];
       2'h3:
-          \$504  = res_y__3[1033:1012];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$506  = { 30'h00000000, \$499  };
-      2'h1:
-          \$506  = { 16'h0000, \$501  };
-      2'h2:
-          \$506  = \$503 ;
-      2'h3:
-          \$506  = \$505 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$508  = res_y__0[1055:1034];
-      2'h1:
-          \$508  = res_y__1[1055:1034];
-      2'h2:
-          \$508  = res_y__2[1055:1034];
-      2'h3:
-          \$508  = res_y__3[1055:1034];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$510  = res_y__0[1055:1034];
-      2'h1:
-          \$510  = res_y__1[1055:1034];
-      2'h2:
-          \$510  = res_y__2[1055:1034];
-      2'h3:
-          \$510  = res_y__3[1055:1034];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$512  = res_y__0[1055:1034];
-      2'h1:
-          \$512  = res_y__1[1055:1034];
-      2'h2:
-          \$512  = res_y__2[1055:1034];
-      2'h3:
-          \$512  = res_y__3[1055:1034];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$514  = res_y__0[1055:1034];
-      2'h1:
-          \$514  = res_y__1[1055:1034];
-      2'h2:
-          \$514  = res_y__2[1055:1034];
-      2'h3:
-          \$514  = res_y__3[1055:1034];
+          \$1222  = res_y__3[351:330];
     endcase
   end
   always @* begin
@@ -35955,13 +37255,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$516  = { 30'h00000000, \$509  };
+          \$1224  = { 30'h00000000, \$1217  };
       2'h1:
-          \$516  = { 16'h0000, \$511  };
+          \$1224  = { 16'h0000, \$1219  };
       2'h2:
-          \$516  = \$513 ;
+          \$1224  = \$1221 ;
       2'h3:
-          \$516  = \$515 ;
+          \$1224  = \$1223 ;
     endcase
   end
   always @* begin
@@ -35969,13 +37269,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$518  = res_y__0[1077:1056];
+          \$1226  = res_y__0[373:352];
       2'h1:
-          \$518  = res_y__1[1077:1056];
+          \$1226  = res_y__1[373:352];
       2'h2:
-          \$518  = res_y__2[1077:1056];
+          \$1226  = res_y__2[373:352];
       2'h3:
-          \$518  = res_y__3[1077:1056];
+          \$1226  = res_y__3[373:352];
     endcase
   end
   always @* begin
@@ -35983,13 +37283,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$520  = res_y__0[1077:1056];
+          \$1228  = res_y__0[373:352];
       2'h1:
-          \$520  = res_y__1[1077:1056];
+          \$1228  = res_y__1[373:352];
       2'h2:
-          \$520  = res_y__2[1077:1056];
+          \$1228  = res_y__2[373:352];
       2'h3:
-          \$520  = res_y__3[1077:1056];
+          \$1228  = res_y__3[373:352];
     endcase
   end
   always @* begin
@@ -35997,13 +37297,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$522  = res_y__0[1077:1056];
+          \$1230  = res_y__0[373:352];
       2'h1:
-          \$522  = res_y__1[1077:1056];
+          \$1230  = res_y__1[373:352];
       2'h2:
-          \$522  = res_y__2[1077:1056];
+          \$1230  = res_y__2[373:352];
       2'h3:
-          \$522  = res_y__3[1077:1056];
+          \$1230  = res_y__3[373:352];
     endcase
   end
   always @* begin
@@ -36011,83 +37311,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$524  = res_y__0[1077:1056];
+          \$1232  = res_y__0[373:352];
       2'h1:
-          \$524  = res_y__1[1077:1056];
+          \$1232  = res_y__1[373:352];
       2'h2:
-          \$524  = res_y__2[1077:1056];
+          \$1232  = res_y__2[373:352];
       2'h3:
-          \$524  = res_y__3[1077:1056];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$526  = { 30'h00000000, \$519  };
-      2'h1:
-          \$526  = { 16'h0000, \$521  };
-      2'h2:
-          \$526  = \$523 ;
-      2'h3:
-          \$526  = \$525 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$528  = res_y__0[1099:1078];
-      2'h1:
-          \$528  = res_y__1[1099:1078];
-      2'h2:
-          \$528  = res_y__2[1099:1078];
-      2'h3:
-          \$528  = res_y__3[1099:1078];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$530  = res_y__0[1099:1078];
-      2'h1:
-          \$530  = res_y__1[1099:1078];
-      2'h2:
-          \$530  = res_y__2[1099:1078];
-      2'h3:
-          \$530  = res_y__3[1099:1078];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$532  = res_y__0[1099:1078];
-      2'h1:
-          \$532  = res_y__1[1099:1078];
-      2'h2:
-          \$532  = res_y__2[1099:1078];
-      2'h3:
-          \$532  = res_y__3[1099:1078];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$534  = res_y__0[1099:1078];
-      2'h1:
-          \$534  = res_y__1[1099:1078];
-      2'h2:
-          \$534  = res_y__2[1099:1078];
-      2'h3:
-          \$534  = res_y__3[1099:1078];
+          \$1232  = res_y__3[373:352];
     endcase
   end
   always @* begin
@@ -36095,13 +37325,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$536  = { 30'h00000000, \$529  };
+          \$1234  = { 30'h00000000, \$1227  };
       2'h1:
-          \$536  = { 16'h0000, \$531  };
+          \$1234  = { 16'h0000, \$1229  };
       2'h2:
-          \$536  = \$533 ;
+          \$1234  = \$1231 ;
       2'h3:
-          \$536  = \$535 ;
+          \$1234  = \$1233 ;
     endcase
   end
   always @* begin
@@ -36109,13 +37339,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$538  = res_y__0[1121:1100];
+          \$1236  = res_y__0[395:374];
       2'h1:
-          \$538  = res_y__1[1121:1100];
+          \$1236  = res_y__1[395:374];
       2'h2:
-          \$538  = res_y__2[1121:1100];
+          \$1236  = res_y__2[395:374];
       2'h3:
-          \$538  = res_y__3[1121:1100];
+          \$1236  = res_y__3[395:374];
     endcase
   end
   always @* begin
@@ -36123,13 +37353,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$540  = res_y__0[1121:1100];
+          \$1238  = res_y__0[395:374];
       2'h1:
-          \$540  = res_y__1[1121:1100];
+          \$1238  = res_y__1[395:374];
       2'h2:
-          \$540  = res_y__2[1121:1100];
+          \$1238  = res_y__2[395:374];
       2'h3:
-          \$540  = res_y__3[1121:1100];
+          \$1238  = res_y__3[395:374];
     endcase
   end
   always @* begin
@@ -36137,13 +37367,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$542  = res_y__0[1121:1100];
+          \$1240  = res_y__0[395:374];
       2'h1:
-          \$542  = res_y__1[1121:1100];
+          \$1240  = res_y__1[395:374];
       2'h2:
-          \$542  = res_y__2[1121:1100];
+          \$1240  = res_y__2[395:374];
       2'h3:
-          \$542  = res_y__3[1121:1100];
+          \$1240  = res_y__3[395:374];
     endcase
   end
   always @* begin
@@ -36151,13 +37381,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$544  = res_y__0[1121:1100];
+          \$1242  = res_y__0[395:374];
       2'h1:
-          \$544  = res_y__1[1121:1100];
+          \$1242  = res_y__1[395:374];
       2'h2:
-          \$544  = res_y__2[1121:1100];
+          \$1242  = res_y__2[395:374];
       2'h3:
-          \$544  = res_y__3[1121:1100];
+          \$1242  = res_y__3[395:374];
     endcase
   end
   always @* begin
@@ -36165,13 +37395,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$546  = { 30'h00000000, \$539  };
+          \$1244  = { 30'h00000000, \$1237  };
       2'h1:
-          \$546  = { 16'h0000, \$541  };
+          \$1244  = { 16'h0000, \$1239  };
       2'h2:
-          \$546  = \$543 ;
+          \$1244  = \$1241 ;
       2'h3:
-          \$546  = \$545 ;
+          \$1244  = \$1243 ;
     endcase
   end
   always @* begin
@@ -36179,13 +37409,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$548  = res_y__0[1143:1122];
+          \$1246  = res_y__0[417:396];
       2'h1:
-          \$548  = res_y__1[1143:1122];
+          \$1246  = res_y__1[417:396];
       2'h2:
-          \$548  = res_y__2[1143:1122];
+          \$1246  = res_y__2[417:396];
       2'h3:
-          \$548  = res_y__3[1143:1122];
+          \$1246  = res_y__3[417:396];
     endcase
   end
   always @* begin
@@ -36193,13 +37423,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$550  = res_y__0[1143:1122];
+          \$1248  = res_y__0[417:396];
       2'h1:
-          \$550  = res_y__1[1143:1122];
+          \$1248  = res_y__1[417:396];
       2'h2:
-          \$550  = res_y__2[1143:1122];
+          \$1248  = res_y__2[417:396];
       2'h3:
-          \$550  = res_y__3[1143:1122];
+          \$1248  = res_y__3[417:396];
     endcase
   end
   always @* begin
@@ -36207,13 +37437,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$552  = res_y__0[1143:1122];
+          \$1250  = res_y__0[417:396];
       2'h1:
-          \$552  = res_y__1[1143:1122];
+          \$1250  = res_y__1[417:396];
       2'h2:
-          \$552  = res_y__2[1143:1122];
+          \$1250  = res_y__2[417:396];
       2'h3:
-          \$552  = res_y__3[1143:1122];
+          \$1250  = res_y__3[417:396];
     endcase
   end
   always @* begin
@@ -36221,13 +37451,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$554  = res_y__0[1143:1122];
+          \$1252  = res_y__0[417:396];
       2'h1:
-          \$554  = res_y__1[1143:1122];
+          \$1252  = res_y__1[417:396];
       2'h2:
-          \$554  = res_y__2[1143:1122];
+          \$1252  = res_y__2[417:396];
       2'h3:
-          \$554  = res_y__3[1143:1122];
+          \$1252  = res_y__3[417:396];
     endcase
   end
   always @* begin
@@ -36235,13 +37465,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$556  = { 30'h00000000, \$549  };
+          \$1254  = { 30'h00000000, \$1247  };
       2'h1:
-          \$556  = { 16'h0000, \$551  };
+          \$1254  = { 16'h0000, \$1249  };
       2'h2:
-          \$556  = \$553 ;
+          \$1254  = \$1251 ;
       2'h3:
-          \$556  = \$555 ;
+          \$1254  = \$1253 ;
     endcase
   end
   always @* begin
@@ -36249,13 +37479,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$558  = res_y__0[1165:1144];
+          \$1256  = res_y__0[439:418];
       2'h1:
-          \$558  = res_y__1[1165:1144];
+          \$1256  = res_y__1[439:418];
       2'h2:
-          \$558  = res_y__2[1165:1144];
+          \$1256  = res_y__2[439:418];
       2'h3:
-          \$558  = res_y__3[1165:1144];
+          \$1256  = res_y__3[439:418];
     endcase
   end
   always @* begin
@@ -36263,13 +37493,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$560  = res_y__0[1165:1144];
+          \$1258  = res_y__0[439:418];
       2'h1:
-          \$560  = res_y__1[1165:1144];
+          \$1258  = res_y__1[439:418];
       2'h2:
-          \$560  = res_y__2[1165:1144];
+          \$1258  = res_y__2[439:418];
       2'h3:
-          \$560  = res_y__3[1165:1144];
+          \$1258  = res_y__3[439:418];
     endcase
   end
   always @* begin
@@ -36277,13 +37507,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$562  = res_y__0[1165:1144];
+          \$1260  = res_y__0[439:418];
       2'h1:
-          \$562  = res_y__1[1165:1144];
+          \$1260  = res_y__1[439:418];
       2'h2:
-          \$562  = res_y__2[1165:1144];
+          \$1260  = res_y__2[439:418];
       2'h3:
-          \$562  = res_y__3[1165:1144];
+          \$1260  = res_y__3[439:418];
     endcase
   end
   always @* begin
@@ -36291,13 +37521,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$564  = res_y__0[1165:1144];
+          \$1262  = res_y__0[439:418];
       2'h1:
-          \$564  = res_y__1[1165:1144];
+          \$1262  = res_y__1[439:418];
       2'h2:
-          \$564  = res_y__2[1165:1144];
+          \$1262  = res_y__2[439:418];
       2'h3:
-          \$564  = res_y__3[1165:1144];
+          \$1262  = res_y__3[439:418];
     endcase
   end
   always @* begin
@@ -36305,13 +37535,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$566  = { 30'h00000000, \$559  };
+          \$1264  = { 30'h00000000, \$1257  };
       2'h1:
-          \$566  = { 16'h0000, \$561  };
+          \$1264  = { 16'h0000, \$1259  };
       2'h2:
-          \$566  = \$563 ;
+          \$1264  = \$1261 ;
       2'h3:
-          \$566  = \$565 ;
+          \$1264  = \$1263 ;
     endcase
   end
   always @* begin
@@ -36319,13 +37549,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$568  = res_y__0[1187:1166];
+          \$1266  = res_y__0[461:440];
       2'h1:
-          \$568  = res_y__1[1187:1166];
+          \$1266  = res_y__1[461:440];
       2'h2:
-          \$568  = res_y__2[1187:1166];
+          \$1266  = res_y__2[461:440];
       2'h3:
-          \$568  = res_y__3[1187:1166];
+          \$1266  = res_y__3[461:440];
     endcase
   end
   always @* begin
@@ -36333,13 +37563,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$570  = res_y__0[1187:1166];
+          \$1268  = res_y__0[461:440];
       2'h1:
-          \$570  = res_y__1[1187:1166];
+          \$1268  = res_y__1[461:440];
       2'h2:
-          \$570  = res_y__2[1187:1166];
+          \$1268  = res_y__2[461:440];
       2'h3:
-          \$570  = res_y__3[1187:1166];
+          \$1268  = res_y__3[461:440];
     endcase
   end
   always @* begin
@@ -36347,13 +37577,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$572  = res_y__0[1187:1166];
+          \$1270  = res_y__0[461:440];
       2'h1:
-          \$572  = res_y__1[1187:1166];
+          \$1270  = res_y__1[461:440];
       2'h2:
-          \$572  = res_y__2[1187:1166];
+          \$1270  = res_y__2[461:440];
       2'h3:
-          \$572  = res_y__3[1187:1166];
+          \$1270  = res_y__3[461:440];
     endcase
   end
   always @* begin
@@ -36361,13 +37591,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$574  = res_y__0[1187:1166];
+          \$1272  = res_y__0[461:440];
       2'h1:
-          \$574  = res_y__1[1187:1166];
+          \$1272  = res_y__1[461:440];
       2'h2:
-          \$574  = res_y__2[1187:1166];
+          \$1272  = res_y__2[461:440];
       2'h3:
-          \$574  = res_y__3[1187:1166];
+          \$1272  = res_y__3[461:440];
     endcase
   end
   always @* begin
@@ -36375,13 +37605,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$576  = { 30'h00000000, \$569  };
+          \$1274  = { 30'h00000000, \$1267  };
       2'h1:
-          \$576  = { 16'h0000, \$571  };
+          \$1274  = { 16'h0000, \$1269  };
       2'h2:
-          \$576  = \$573 ;
+          \$1274  = \$1271 ;
       2'h3:
-          \$576  = \$575 ;
+          \$1274  = \$1273 ;
     endcase
   end
   always @* begin
@@ -36389,13 +37619,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$578  = res_y__0[1209:1188];
+          \$1276  = res_y__0[483:462];
       2'h1:
-          \$578  = res_y__1[1209:1188];
+          \$1276  = res_y__1[483:462];
       2'h2:
-          \$578  = res_y__2[1209:1188];
+          \$1276  = res_y__2[483:462];
       2'h3:
-          \$578  = res_y__3[1209:1188];
+          \$1276  = res_y__3[483:462];
     endcase
   end
   always @* begin
@@ -36403,13 +37633,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$580  = res_y__0[1209:1188];
+          \$1278  = res_y__0[483:462];
       2'h1:
-          \$580  = res_y__1[1209:1188];
+          \$1278  = res_y__1[483:462];
       2'h2:
-          \$580  = res_y__2[1209:1188];
+          \$1278  = res_y__2[483:462];
       2'h3:
-          \$580  = res_y__3[1209:1188];
+          \$1278  = res_y__3[483:462];
     endcase
   end
   always @* begin
@@ -36417,13 +37647,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$582  = res_y__0[1209:1188];
+          \$1280  = res_y__0[483:462];
       2'h1:
-          \$582  = res_y__1[1209:1188];
+          \$1280  = res_y__1[483:462];
       2'h2:
-          \$582  = res_y__2[1209:1188];
+          \$1280  = res_y__2[483:462];
       2'h3:
-          \$582  = res_y__3[1209:1188];
+          \$1280  = res_y__3[483:462];
     endcase
   end
   always @* begin
@@ -36431,13 +37661,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$584  = res_y__0[1209:1188];
+          \$1282  = res_y__0[483:462];
       2'h1:
-          \$584  = res_y__1[1209:1188];
+          \$1282  = res_y__1[483:462];
       2'h2:
-          \$584  = res_y__2[1209:1188];
+          \$1282  = res_y__2[483:462];
       2'h3:
-          \$584  = res_y__3[1209:1188];
+          \$1282  = res_y__3[483:462];
     endcase
   end
   always @* begin
@@ -36445,13 +37675,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$586  = { 30'h00000000, \$579  };
+          \$1284  = { 30'h00000000, \$1277  };
       2'h1:
-          \$586  = { 16'h0000, \$581  };
+          \$1284  = { 16'h0000, \$1279  };
       2'h2:
-          \$586  = \$583 ;
+          \$1284  = \$1281 ;
       2'h3:
-          \$586  = \$585 ;
+          \$1284  = \$1283 ;
     endcase
   end
   always @* begin
@@ -36459,13 +37689,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$588  = res_y__0[1231:1210];
+          \$1286  = res_y__0[505:484];
       2'h1:
-          \$588  = res_y__1[1231:1210];
+          \$1286  = res_y__1[505:484];
       2'h2:
-          \$588  = res_y__2[1231:1210];
+          \$1286  = res_y__2[505:484];
       2'h3:
-          \$588  = res_y__3[1231:1210];
+          \$1286  = res_y__3[505:484];
     endcase
   end
   always @* begin
@@ -36473,13 +37703,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$590  = res_y__0[1231:1210];
+          \$1288  = res_y__0[505:484];
       2'h1:
-          \$590  = res_y__1[1231:1210];
+          \$1288  = res_y__1[505:484];
       2'h2:
-          \$590  = res_y__2[1231:1210];
+          \$1288  = res_y__2[505:484];
       2'h3:
-          \$590  = res_y__3[1231:1210];
+          \$1288  = res_y__3[505:484];
     endcase
   end
   always @* begin
@@ -36487,13 +37717,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$592  = res_y__0[1231:1210];
+          \$1290  = res_y__0[505:484];
       2'h1:
-          \$592  = res_y__1[1231:1210];
+          \$1290  = res_y__1[505:484];
       2'h2:
-          \$592  = res_y__2[1231:1210];
+          \$1290  = res_y__2[505:484];
       2'h3:
-          \$592  = res_y__3[1231:1210];
+          \$1290  = res_y__3[505:484];
     endcase
   end
   always @* begin
@@ -36501,13 +37731,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$594  = res_y__0[1231:1210];
+          \$1292  = res_y__0[505:484];
       2'h1:
-          \$594  = res_y__1[1231:1210];
+          \$1292  = res_y__1[505:484];
       2'h2:
-          \$594  = res_y__2[1231:1210];
+          \$1292  = res_y__2[505:484];
       2'h3:
-          \$594  = res_y__3[1231:1210];
+          \$1292  = res_y__3[505:484];
     endcase
   end
   always @* begin
@@ -36515,13 +37745,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$596  = { 30'h00000000, \$589  };
+          \$1294  = { 30'h00000000, \$1287  };
       2'h1:
-          \$596  = { 16'h0000, \$591  };
+          \$1294  = { 16'h0000, \$1289  };
       2'h2:
-          \$596  = \$593 ;
+          \$1294  = \$1291 ;
       2'h3:
-          \$596  = \$595 ;
+          \$1294  = \$1293 ;
     endcase
   end
   always @* begin
@@ -36529,13 +37759,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$598  = res_y__0[1253:1232];
+          \$1296  = res_y__0[527:506];
       2'h1:
-          \$598  = res_y__1[1253:1232];
+          \$1296  = res_y__1[527:506];
       2'h2:
-          \$598  = res_y__2[1253:1232];
+          \$1296  = res_y__2[527:506];
       2'h3:
-          \$598  = res_y__3[1253:1232];
+          \$1296  = res_y__3[527:506];
     endcase
   end
   always @* begin
@@ -36543,13 +37773,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$600  = res_y__0[1253:1232];
+          \$1298  = res_y__0[527:506];
       2'h1:
-          \$600  = res_y__1[1253:1232];
+          \$1298  = res_y__1[527:506];
       2'h2:
-          \$600  = res_y__2[1253:1232];
+          \$1298  = res_y__2[527:506];
       2'h3:
-          \$600  = res_y__3[1253:1232];
+          \$1298  = res_y__3[527:506];
     endcase
   end
   always @* begin
@@ -36557,13 +37787,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$602  = res_y__0[1253:1232];
+          \$1300  = res_y__0[527:506];
       2'h1:
-          \$602  = res_y__1[1253:1232];
+          \$1300  = res_y__1[527:506];
       2'h2:
-          \$602  = res_y__2[1253:1232];
+          \$1300  = res_y__2[527:506];
       2'h3:
-          \$602  = res_y__3[1253:1232];
+          \$1300  = res_y__3[527:506];
     endcase
   end
   always @* begin
@@ -36571,13 +37801,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$604  = res_y__0[1253:1232];
+          \$1302  = res_y__0[527:506];
       2'h1:
-          \$604  = res_y__1[1253:1232];
+          \$1302  = res_y__1[527:506];
       2'h2:
-          \$604  = res_y__2[1253:1232];
+          \$1302  = res_y__2[527:506];
       2'h3:
-          \$604  = res_y__3[1253:1232];
+          \$1302  = res_y__3[527:506];
     endcase
   end
   always @* begin
@@ -36585,13 +37815,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$606  = { 30'h00000000, \$599  };
+          \$1304  = { 30'h00000000, \$1297  };
       2'h1:
-          \$606  = { 16'h0000, \$601  };
+          \$1304  = { 16'h0000, \$1299  };
       2'h2:
-          \$606  = \$603 ;
+          \$1304  = \$1301 ;
       2'h3:
-          \$606  = \$605 ;
+          \$1304  = \$1303 ;
     endcase
   end
   always @* begin
@@ -36599,13 +37829,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$608  = res_y__0[1275:1254];
+          \$1306  = res_y__0[549:528];
       2'h1:
-          \$608  = res_y__1[1275:1254];
+          \$1306  = res_y__1[549:528];
       2'h2:
-          \$608  = res_y__2[1275:1254];
+          \$1306  = res_y__2[549:528];
       2'h3:
-          \$608  = res_y__3[1275:1254];
+          \$1306  = res_y__3[549:528];
     endcase
   end
   always @* begin
@@ -36613,13 +37843,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$610  = res_y__0[1275:1254];
+          \$1308  = res_y__0[549:528];
       2'h1:
-          \$610  = res_y__1[1275:1254];
+          \$1308  = res_y__1[549:528];
       2'h2:
-          \$610  = res_y__2[1275:1254];
+          \$1308  = res_y__2[549:528];
       2'h3:
-          \$610  = res_y__3[1275:1254];
+          \$1308  = res_y__3[549:528];
     endcase
   end
   always @* begin
@@ -36627,13 +37857,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$612  = res_y__0[1275:1254];
+          \$1310  = res_y__0[549:528];
       2'h1:
-          \$612  = res_y__1[1275:1254];
+          \$1310  = res_y__1[549:528];
       2'h2:
-          \$612  = res_y__2[1275:1254];
+          \$1310  = res_y__2[549:528];
       2'h3:
-          \$612  = res_y__3[1275:1254];
+          \$1310  = res_y__3[549:528];
     endcase
   end
   always @* begin
@@ -36641,13 +37871,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$614  = res_y__0[1275:1254];
+          \$1312  = res_y__0[549:528];
       2'h1:
-          \$614  = res_y__1[1275:1254];
+          \$1312  = res_y__1[549:528];
       2'h2:
-          \$614  = res_y__2[1275:1254];
+          \$1312  = res_y__2[549:528];
       2'h3:
-          \$614  = res_y__3[1275:1254];
+          \$1312  = res_y__3[549:528];
     endcase
   end
   always @* begin
@@ -36655,13 +37885,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$616  = { 30'h00000000, \$609  };
+          \$1314  = { 30'h00000000, \$1307  };
       2'h1:
-          \$616  = { 16'h0000, \$611  };
+          \$1314  = { 16'h0000, \$1309  };
       2'h2:
-          \$616  = \$613 ;
+          \$1314  = \$1311 ;
       2'h3:
-          \$616  = \$615 ;
+          \$1314  = \$1313 ;
     endcase
   end
   always @* begin
@@ -36669,13 +37899,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$618  = res_y__0[1297:1276];
+          \$1316  = res_y__0[571:550];
       2'h1:
-          \$618  = res_y__1[1297:1276];
+          \$1316  = res_y__1[571:550];
       2'h2:
-          \$618  = res_y__2[1297:1276];
+          \$1316  = res_y__2[571:550];
       2'h3:
-          \$618  = res_y__3[1297:1276];
+          \$1316  = res_y__3[571:550];
     endcase
   end
   always @* begin
@@ -36683,13 +37913,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$620  = res_y__0[1297:1276];
+          \$1318  = res_y__0[571:550];
       2'h1:
-          \$620  = res_y__1[1297:1276];
+          \$1318  = res_y__1[571:550];
       2'h2:
-          \$620  = res_y__2[1297:1276];
+          \$1318  = res_y__2[571:550];
       2'h3:
-          \$620  = res_y__3[1297:1276];
+          \$1318  = res_y__3[571:550];
     endcase
   end
   always @* begin
@@ -36697,13 +37927,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$622  = res_y__0[1297:1276];
+          \$1320  = res_y__0[571:550];
       2'h1:
-          \$622  = res_y__1[1297:1276];
+          \$1320  = res_y__1[571:550];
       2'h2:
-          \$622  = res_y__2[1297:1276];
+          \$1320  = res_y__2[571:550];
       2'h3:
-          \$622  = res_y__3[1297:1276];
+          \$1320  = res_y__3[571:550];
     endcase
   end
   always @* begin
@@ -36711,13 +37941,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$624  = res_y__0[1297:1276];
+          \$1322  = res_y__0[571:550];
       2'h1:
-          \$624  = res_y__1[1297:1276];
+          \$1322  = res_y__1[571:550];
       2'h2:
-          \$624  = res_y__2[1297:1276];
+          \$1322  = res_y__2[571:550];
       2'h3:
-          \$624  = res_y__3[1297:1276];
+          \$1322  = res_y__3[571:550];
     endcase
   end
   always @* begin
@@ -36725,13 +37955,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$626  = { 30'h00000000, \$619  };
+          \$1324  = { 30'h00000000, \$1317  };
       2'h1:
-          \$626  = { 16'h0000, \$621  };
+          \$1324  = { 16'h0000, \$1319  };
       2'h2:
-          \$626  = \$623 ;
+          \$1324  = \$1321 ;
       2'h3:
-          \$626  = \$625 ;
+          \$1324  = \$1323 ;
     endcase
   end
   always @* begin
@@ -36739,13 +37969,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$628  = res_y__0[1319:1298];
+          \$1326  = res_y__0[593:572];
       2'h1:
-          \$628  = res_y__1[1319:1298];
+          \$1326  = res_y__1[593:572];
       2'h2:
-          \$628  = res_y__2[1319:1298];
+          \$1326  = res_y__2[593:572];
       2'h3:
-          \$628  = res_y__3[1319:1298];
+          \$1326  = res_y__3[593:572];
     endcase
   end
   always @* begin
@@ -36753,13 +37983,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$630  = res_y__0[1319:1298];
+          \$1328  = res_y__0[593:572];
       2'h1:
-          \$630  = res_y__1[1319:1298];
+          \$1328  = res_y__1[593:572];
       2'h2:
-          \$630  = res_y__2[1319:1298];
+          \$1328  = res_y__2[593:572];
       2'h3:
-          \$630  = res_y__3[1319:1298];
+          \$1328  = res_y__3[593:572];
     endcase
   end
   always @* begin
@@ -36767,13 +37997,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$632  = res_y__0[1319:1298];
+          \$1330  = res_y__0[593:572];
       2'h1:
-          \$632  = res_y__1[1319:1298];
+          \$1330  = res_y__1[593:572];
       2'h2:
-          \$632  = res_y__2[1319:1298];
+          \$1330  = res_y__2[593:572];
       2'h3:
-          \$632  = res_y__3[1319:1298];
+          \$1330  = res_y__3[593:572];
     endcase
   end
   always @* begin
@@ -36781,13 +38011,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$634  = res_y__0[1319:1298];
+          \$1332  = res_y__0[593:572];
       2'h1:
-          \$634  = res_y__1[1319:1298];
+          \$1332  = res_y__1[593:572];
       2'h2:
-          \$634  = res_y__2[1319:1298];
+          \$1332  = res_y__2[593:572];
       2'h3:
-          \$634  = res_y__3[1319:1298];
+          \$1332  = res_y__3[593:572];
     endcase
   end
   always @* begin
@@ -36795,13 +38025,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$636  = { 30'h00000000, \$629  };
+          \$1334  = { 30'h00000000, \$1327  };
       2'h1:
-          \$636  = { 16'h0000, \$631  };
+          \$1334  = { 16'h0000, \$1329  };
       2'h2:
-          \$636  = \$633 ;
+          \$1334  = \$1331 ;
       2'h3:
-          \$636  = \$635 ;
+          \$1334  = \$1333 ;
     endcase
   end
   always @* begin
@@ -36809,13 +38039,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$638  = res_y__0[1341:1320];
+          \$1336  = res_y__0[615:594];
       2'h1:
-          \$638  = res_y__1[1341:1320];
+          \$1336  = res_y__1[615:594];
       2'h2:
-          \$638  = res_y__2[1341:1320];
+          \$1336  = res_y__2[615:594];
       2'h3:
-          \$638  = res_y__3[1341:1320];
+          \$1336  = res_y__3[615:594];
     endcase
   end
   always @* begin
@@ -36823,13 +38053,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$640  = res_y__0[1341:1320];
+          \$1338  = res_y__0[615:594];
       2'h1:
-          \$640  = res_y__1[1341:1320];
+          \$1338  = res_y__1[615:594];
       2'h2:
-          \$640  = res_y__2[1341:1320];
+          \$1338  = res_y__2[615:594];
       2'h3:
-          \$640  = res_y__3[1341:1320];
+          \$1338  = res_y__3[615:594];
     endcase
   end
   always @* begin
@@ -36837,13 +38067,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$642  = res_y__0[1341:1320];
+          \$1340  = res_y__0[615:594];
       2'h1:
-          \$642  = res_y__1[1341:1320];
+          \$1340  = res_y__1[615:594];
       2'h2:
-          \$642  = res_y__2[1341:1320];
+          \$1340  = res_y__2[615:594];
       2'h3:
-          \$642  = res_y__3[1341:1320];
+          \$1340  = res_y__3[615:594];
     endcase
   end
   always @* begin
@@ -36851,13 +38081,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$644  = res_y__0[1341:1320];
+          \$1342  = res_y__0[615:594];
       2'h1:
-          \$644  = res_y__1[1341:1320];
+          \$1342  = res_y__1[615:594];
       2'h2:
-          \$644  = res_y__2[1341:1320];
+          \$1342  = res_y__2[615:594];
       2'h3:
-          \$644  = res_y__3[1341:1320];
+          \$1342  = res_y__3[615:594];
     endcase
   end
   always @* begin
@@ -36865,13 +38095,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$646  = { 30'h00000000, \$639  };
+          \$1344  = { 30'h00000000, \$1337  };
       2'h1:
-          \$646  = { 16'h0000, \$641  };
+          \$1344  = { 16'h0000, \$1339  };
       2'h2:
-          \$646  = \$643 ;
+          \$1344  = \$1341 ;
       2'h3:
-          \$646  = \$645 ;
+          \$1344  = \$1343 ;
     endcase
   end
   always @* begin
@@ -36879,13 +38109,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$648  = res_y__0[1363:1342];
+          \$1346  = res_y__0[637:616];
       2'h1:
-          \$648  = res_y__1[1363:1342];
+          \$1346  = res_y__1[637:616];
       2'h2:
-          \$648  = res_y__2[1363:1342];
+          \$1346  = res_y__2[637:616];
       2'h3:
-          \$648  = res_y__3[1363:1342];
+          \$1346  = res_y__3[637:616];
     endcase
   end
   always @* begin
@@ -36893,13 +38123,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$650  = res_y__0[1363:1342];
+          \$1348  = res_y__0[637:616];
       2'h1:
-          \$650  = res_y__1[1363:1342];
+          \$1348  = res_y__1[637:616];
       2'h2:
-          \$650  = res_y__2[1363:1342];
+          \$1348  = res_y__2[637:616];
       2'h3:
-          \$650  = res_y__3[1363:1342];
+          \$1348  = res_y__3[637:616];
     endcase
   end
   always @* begin
@@ -36907,13 +38137,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$652  = res_y__0[1363:1342];
+          \$1350  = res_y__0[637:616];
       2'h1:
-          \$652  = res_y__1[1363:1342];
+          \$1350  = res_y__1[637:616];
       2'h2:
-          \$652  = res_y__2[1363:1342];
+          \$1350  = res_y__2[637:616];
       2'h3:
-          \$652  = res_y__3[1363:1342];
+          \$1350  = res_y__3[637:616];
     endcase
   end
   always @* begin
@@ -36921,13 +38151,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$654  = res_y__0[1363:1342];
+          \$1352  = res_y__0[637:616];
       2'h1:
-          \$654  = res_y__1[1363:1342];
+          \$1352  = res_y__1[637:616];
       2'h2:
-          \$654  = res_y__2[1363:1342];
+          \$1352  = res_y__2[637:616];
       2'h3:
-          \$654  = res_y__3[1363:1342];
+          \$1352  = res_y__3[637:616];
     endcase
   end
   always @* begin
@@ -36935,13 +38165,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$656  = { 30'h00000000, \$649  };
+          \$1354  = { 30'h00000000, \$1347  };
       2'h1:
-          \$656  = { 16'h0000, \$651  };
+          \$1354  = { 16'h0000, \$1349  };
       2'h2:
-          \$656  = \$653 ;
+          \$1354  = \$1351 ;
       2'h3:
-          \$656  = \$655 ;
+          \$1354  = \$1353 ;
     endcase
   end
   always @* begin
@@ -36949,13 +38179,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$658  = res_y__0[1385:1364];
+          \$1356  = res_y__0[659:638];
       2'h1:
-          \$658  = res_y__1[1385:1364];
+          \$1356  = res_y__1[659:638];
       2'h2:
-          \$658  = res_y__2[1385:1364];
+          \$1356  = res_y__2[659:638];
       2'h3:
-          \$658  = res_y__3[1385:1364];
+          \$1356  = res_y__3[659:638];
     endcase
   end
   always @* begin
@@ -36963,13 +38193,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$660  = res_y__0[1385:1364];
+          \$1358  = res_y__0[659:638];
       2'h1:
-          \$660  = res_y__1[1385:1364];
+          \$1358  = res_y__1[659:638];
       2'h2:
-          \$660  = res_y__2[1385:1364];
+          \$1358  = res_y__2[659:638];
       2'h3:
-          \$660  = res_y__3[1385:1364];
+          \$1358  = res_y__3[659:638];
     endcase
   end
   always @* begin
@@ -36977,13 +38207,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$662  = res_y__0[1385:1364];
+          \$1360  = res_y__0[659:638];
       2'h1:
-          \$662  = res_y__1[1385:1364];
+          \$1360  = res_y__1[659:638];
       2'h2:
-          \$662  = res_y__2[1385:1364];
+          \$1360  = res_y__2[659:638];
       2'h3:
-          \$662  = res_y__3[1385:1364];
+          \$1360  = res_y__3[659:638];
     endcase
   end
   always @* begin
@@ -36991,13 +38221,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$664  = res_y__0[1385:1364];
+          \$1362  = res_y__0[659:638];
       2'h1:
-          \$664  = res_y__1[1385:1364];
+          \$1362  = res_y__1[659:638];
       2'h2:
-          \$664  = res_y__2[1385:1364];
+          \$1362  = res_y__2[659:638];
       2'h3:
-          \$664  = res_y__3[1385:1364];
+          \$1362  = res_y__3[659:638];
     endcase
   end
   always @* begin
@@ -37005,13 +38235,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$666  = { 30'h00000000, \$659  };
+          \$1364  = { 30'h00000000, \$1357  };
       2'h1:
-          \$666  = { 16'h0000, \$661  };
+          \$1364  = { 16'h0000, \$1359  };
       2'h2:
-          \$666  = \$663 ;
+          \$1364  = \$1361 ;
       2'h3:
-          \$666  = \$665 ;
+          \$1364  = \$1363 ;
     endcase
   end
   always @* begin
@@ -37019,13 +38249,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$668  = res_y__0[1407:1386];
+          \$1366  = res_y__0[681:660];
       2'h1:
-          \$668  = res_y__1[1407:1386];
+          \$1366  = res_y__1[681:660];
       2'h2:
-          \$668  = res_y__2[1407:1386];
+          \$1366  = res_y__2[681:660];
       2'h3:
-          \$668  = res_y__3[1407:1386];
+          \$1366  = res_y__3[681:660];
     endcase
   end
   always @* begin
@@ -37033,13 +38263,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$670  = res_y__0[1407:1386];
+          \$1368  = res_y__0[681:660];
       2'h1:
-          \$670  = res_y__1[1407:1386];
+          \$1368  = res_y__1[681:660];
       2'h2:
-          \$670  = res_y__2[1407:1386];
+          \$1368  = res_y__2[681:660];
       2'h3:
-          \$670  = res_y__3[1407:1386];
+          \$1368  = res_y__3[681:660];
     endcase
   end
   always @* begin
@@ -37047,13 +38277,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$672  = res_y__0[1407:1386];
+          \$1370  = res_y__0[681:660];
       2'h1:
-          \$672  = res_y__1[1407:1386];
+          \$1370  = res_y__1[681:660];
       2'h2:
-          \$672  = res_y__2[1407:1386];
+          \$1370  = res_y__2[681:660];
       2'h3:
-          \$672  = res_y__3[1407:1386];
+          \$1370  = res_y__3[681:660];
     endcase
   end
   always @* begin
@@ -37061,13 +38291,13 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[1:0])
       2'h0:
-          \$674  = res_y__0[1407:1386];
+          \$1372  = res_y__0[681:660];
       2'h1:
-          \$674  = res_y__1[1407:1386];
+          \$1372  = res_y__1[681:660];
       2'h2:
-          \$674  = res_y__2[1407:1386];
+          \$1372  = res_y__2[681:660];
       2'h3:
-          \$674  = res_y__3[1407:1386];
+          \$1372  = res_y__3[681:660];
     endcase
   end
   always @* begin
@@ -37075,90 +38305,2400 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$676  = { 30'h00000000, \$669  };
+          \$1374  = { 30'h00000000, \$1367  };
       2'h1:
-          \$676  = { 16'h0000, \$671  };
+          \$1374  = { 16'h0000, \$1369  };
       2'h2:
-          \$676  = \$673 ;
+          \$1374  = \$1371 ;
       2'h3:
-          \$676  = \$675 ;
+          \$1374  = \$1373 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$679  = loading;
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1376  = res_y__0[703:682];
+      2'h1:
+          \$1376  = res_y__1[703:682];
+      2'h2:
+          \$1376  = res_y__2[703:682];
+      2'h3:
+          \$1376  = res_y__3[703:682];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1378  = res_y__0[703:682];
+      2'h1:
+          \$1378  = res_y__1[703:682];
+      2'h2:
+          \$1378  = res_y__2[703:682];
+      2'h3:
+          \$1378  = res_y__3[703:682];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1380  = res_y__0[703:682];
+      2'h1:
+          \$1380  = res_y__1[703:682];
+      2'h2:
+          \$1380  = res_y__2[703:682];
+      2'h3:
+          \$1380  = res_y__3[703:682];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1382  = res_y__0[703:682];
+      2'h1:
+          \$1382  = res_y__1[703:682];
+      2'h2:
+          \$1382  = res_y__2[703:682];
+      2'h3:
+          \$1382  = res_y__3[703:682];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1384  = { 30'h00000000, \$1377  };
+      2'h1:
+          \$1384  = { 16'h0000, \$1379  };
+      2'h2:
+          \$1384  = \$1381 ;
+      2'h3:
+          \$1384  = \$1383 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1386  = res_y__0[725:704];
+      2'h1:
+          \$1386  = res_y__1[725:704];
+      2'h2:
+          \$1386  = res_y__2[725:704];
+      2'h3:
+          \$1386  = res_y__3[725:704];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1388  = res_y__0[725:704];
+      2'h1:
+          \$1388  = res_y__1[725:704];
+      2'h2:
+          \$1388  = res_y__2[725:704];
+      2'h3:
+          \$1388  = res_y__3[725:704];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1390  = res_y__0[725:704];
+      2'h1:
+          \$1390  = res_y__1[725:704];
+      2'h2:
+          \$1390  = res_y__2[725:704];
+      2'h3:
+          \$1390  = res_y__3[725:704];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1392  = res_y__0[725:704];
+      2'h1:
+          \$1392  = res_y__1[725:704];
+      2'h2:
+          \$1392  = res_y__2[725:704];
+      2'h3:
+          \$1392  = res_y__3[725:704];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1394  = { 30'h00000000, \$1387  };
+      2'h1:
+          \$1394  = { 16'h0000, \$1389  };
+      2'h2:
+          \$1394  = \$1391 ;
+      2'h3:
+          \$1394  = \$1393 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1396  = res_y__0[747:726];
+      2'h1:
+          \$1396  = res_y__1[747:726];
+      2'h2:
+          \$1396  = res_y__2[747:726];
+      2'h3:
+          \$1396  = res_y__3[747:726];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1398  = res_y__0[747:726];
+      2'h1:
+          \$1398  = res_y__1[747:726];
+      2'h2:
+          \$1398  = res_y__2[747:726];
+      2'h3:
+          \$1398  = res_y__3[747:726];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1400  = res_y__0[747:726];
+      2'h1:
+          \$1400  = res_y__1[747:726];
+      2'h2:
+          \$1400  = res_y__2[747:726];
+      2'h3:
+          \$1400  = res_y__3[747:726];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1402  = res_y__0[747:726];
+      2'h1:
+          \$1402  = res_y__1[747:726];
+      2'h2:
+          \$1402  = res_y__2[747:726];
+      2'h3:
+          \$1402  = res_y__3[747:726];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1404  = { 30'h00000000, \$1397  };
+      2'h1:
+          \$1404  = { 16'h0000, \$1399  };
+      2'h2:
+          \$1404  = \$1401 ;
+      2'h3:
+          \$1404  = \$1403 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1406  = res_y__0[769:748];
+      2'h1:
+          \$1406  = res_y__1[769:748];
+      2'h2:
+          \$1406  = res_y__2[769:748];
+      2'h3:
+          \$1406  = res_y__3[769:748];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1408  = res_y__0[769:748];
+      2'h1:
+          \$1408  = res_y__1[769:748];
+      2'h2:
+          \$1408  = res_y__2[769:748];
+      2'h3:
+          \$1408  = res_y__3[769:748];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1410  = res_y__0[769:748];
+      2'h1:
+          \$1410  = res_y__1[769:748];
+      2'h2:
+          \$1410  = res_y__2[769:748];
+      2'h3:
+          \$1410  = res_y__3[769:748];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1412  = res_y__0[769:748];
+      2'h1:
+          \$1412  = res_y__1[769:748];
+      2'h2:
+          \$1412  = res_y__2[769:748];
+      2'h3:
+          \$1412  = res_y__3[769:748];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1414  = { 30'h00000000, \$1407  };
+      2'h1:
+          \$1414  = { 16'h0000, \$1409  };
+      2'h2:
+          \$1414  = \$1411 ;
+      2'h3:
+          \$1414  = \$1413 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1416  = res_y__0[791:770];
+      2'h1:
+          \$1416  = res_y__1[791:770];
+      2'h2:
+          \$1416  = res_y__2[791:770];
+      2'h3:
+          \$1416  = res_y__3[791:770];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1418  = res_y__0[791:770];
+      2'h1:
+          \$1418  = res_y__1[791:770];
+      2'h2:
+          \$1418  = res_y__2[791:770];
+      2'h3:
+          \$1418  = res_y__3[791:770];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1420  = res_y__0[791:770];
+      2'h1:
+          \$1420  = res_y__1[791:770];
+      2'h2:
+          \$1420  = res_y__2[791:770];
+      2'h3:
+          \$1420  = res_y__3[791:770];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1422  = res_y__0[791:770];
+      2'h1:
+          \$1422  = res_y__1[791:770];
+      2'h2:
+          \$1422  = res_y__2[791:770];
+      2'h3:
+          \$1422  = res_y__3[791:770];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1424  = { 30'h00000000, \$1417  };
+      2'h1:
+          \$1424  = { 16'h0000, \$1419  };
+      2'h2:
+          \$1424  = \$1421 ;
+      2'h3:
+          \$1424  = \$1423 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1426  = res_y__0[813:792];
+      2'h1:
+          \$1426  = res_y__1[813:792];
+      2'h2:
+          \$1426  = res_y__2[813:792];
+      2'h3:
+          \$1426  = res_y__3[813:792];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1428  = res_y__0[813:792];
+      2'h1:
+          \$1428  = res_y__1[813:792];
+      2'h2:
+          \$1428  = res_y__2[813:792];
+      2'h3:
+          \$1428  = res_y__3[813:792];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1430  = res_y__0[813:792];
+      2'h1:
+          \$1430  = res_y__1[813:792];
+      2'h2:
+          \$1430  = res_y__2[813:792];
+      2'h3:
+          \$1430  = res_y__3[813:792];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1432  = res_y__0[813:792];
+      2'h1:
+          \$1432  = res_y__1[813:792];
+      2'h2:
+          \$1432  = res_y__2[813:792];
+      2'h3:
+          \$1432  = res_y__3[813:792];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1434  = { 30'h00000000, \$1427  };
+      2'h1:
+          \$1434  = { 16'h0000, \$1429  };
+      2'h2:
+          \$1434  = \$1431 ;
+      2'h3:
+          \$1434  = \$1433 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1436  = res_y__0[835:814];
+      2'h1:
+          \$1436  = res_y__1[835:814];
+      2'h2:
+          \$1436  = res_y__2[835:814];
+      2'h3:
+          \$1436  = res_y__3[835:814];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1438  = res_y__0[835:814];
+      2'h1:
+          \$1438  = res_y__1[835:814];
+      2'h2:
+          \$1438  = res_y__2[835:814];
+      2'h3:
+          \$1438  = res_y__3[835:814];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1440  = res_y__0[835:814];
+      2'h1:
+          \$1440  = res_y__1[835:814];
+      2'h2:
+          \$1440  = res_y__2[835:814];
+      2'h3:
+          \$1440  = res_y__3[835:814];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1442  = res_y__0[835:814];
+      2'h1:
+          \$1442  = res_y__1[835:814];
+      2'h2:
+          \$1442  = res_y__2[835:814];
+      2'h3:
+          \$1442  = res_y__3[835:814];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1444  = { 30'h00000000, \$1437  };
+      2'h1:
+          \$1444  = { 16'h0000, \$1439  };
+      2'h2:
+          \$1444  = \$1441 ;
+      2'h3:
+          \$1444  = \$1443 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1446  = res_y__0[857:836];
+      2'h1:
+          \$1446  = res_y__1[857:836];
+      2'h2:
+          \$1446  = res_y__2[857:836];
+      2'h3:
+          \$1446  = res_y__3[857:836];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1448  = res_y__0[857:836];
+      2'h1:
+          \$1448  = res_y__1[857:836];
+      2'h2:
+          \$1448  = res_y__2[857:836];
+      2'h3:
+          \$1448  = res_y__3[857:836];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1450  = res_y__0[857:836];
+      2'h1:
+          \$1450  = res_y__1[857:836];
+      2'h2:
+          \$1450  = res_y__2[857:836];
+      2'h3:
+          \$1450  = res_y__3[857:836];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1452  = res_y__0[857:836];
+      2'h1:
+          \$1452  = res_y__1[857:836];
+      2'h2:
+          \$1452  = res_y__2[857:836];
+      2'h3:
+          \$1452  = res_y__3[857:836];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1454  = { 30'h00000000, \$1447  };
+      2'h1:
+          \$1454  = { 16'h0000, \$1449  };
+      2'h2:
+          \$1454  = \$1451 ;
+      2'h3:
+          \$1454  = \$1453 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1456  = res_y__0[879:858];
+      2'h1:
+          \$1456  = res_y__1[879:858];
+      2'h2:
+          \$1456  = res_y__2[879:858];
+      2'h3:
+          \$1456  = res_y__3[879:858];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1458  = res_y__0[879:858];
+      2'h1:
+          \$1458  = res_y__1[879:858];
+      2'h2:
+          \$1458  = res_y__2[879:858];
+      2'h3:
+          \$1458  = res_y__3[879:858];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1460  = res_y__0[879:858];
+      2'h1:
+          \$1460  = res_y__1[879:858];
+      2'h2:
+          \$1460  = res_y__2[879:858];
+      2'h3:
+          \$1460  = res_y__3[879:858];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1462  = res_y__0[879:858];
+      2'h1:
+          \$1462  = res_y__1[879:858];
+      2'h2:
+          \$1462  = res_y__2[879:858];
+      2'h3:
+          \$1462  = res_y__3[879:858];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1464  = { 30'h00000000, \$1457  };
+      2'h1:
+          \$1464  = { 16'h0000, \$1459  };
+      2'h2:
+          \$1464  = \$1461 ;
+      2'h3:
+          \$1464  = \$1463 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1466  = res_y__0[901:880];
+      2'h1:
+          \$1466  = res_y__1[901:880];
+      2'h2:
+          \$1466  = res_y__2[901:880];
+      2'h3:
+          \$1466  = res_y__3[901:880];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1468  = res_y__0[901:880];
+      2'h1:
+          \$1468  = res_y__1[901:880];
+      2'h2:
+          \$1468  = res_y__2[901:880];
+      2'h3:
+          \$1468  = res_y__3[901:880];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1470  = res_y__0[901:880];
+      2'h1:
+          \$1470  = res_y__1[901:880];
+      2'h2:
+          \$1470  = res_y__2[901:880];
+      2'h3:
+          \$1470  = res_y__3[901:880];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1472  = res_y__0[901:880];
+      2'h1:
+          \$1472  = res_y__1[901:880];
+      2'h2:
+          \$1472  = res_y__2[901:880];
+      2'h3:
+          \$1472  = res_y__3[901:880];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1474  = { 30'h00000000, \$1467  };
+      2'h1:
+          \$1474  = { 16'h0000, \$1469  };
+      2'h2:
+          \$1474  = \$1471 ;
+      2'h3:
+          \$1474  = \$1473 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1476  = res_y__0[923:902];
+      2'h1:
+          \$1476  = res_y__1[923:902];
+      2'h2:
+          \$1476  = res_y__2[923:902];
+      2'h3:
+          \$1476  = res_y__3[923:902];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1478  = res_y__0[923:902];
+      2'h1:
+          \$1478  = res_y__1[923:902];
+      2'h2:
+          \$1478  = res_y__2[923:902];
+      2'h3:
+          \$1478  = res_y__3[923:902];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1480  = res_y__0[923:902];
+      2'h1:
+          \$1480  = res_y__1[923:902];
+      2'h2:
+          \$1480  = res_y__2[923:902];
+      2'h3:
+          \$1480  = res_y__3[923:902];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1482  = res_y__0[923:902];
+      2'h1:
+          \$1482  = res_y__1[923:902];
+      2'h2:
+          \$1482  = res_y__2[923:902];
+      2'h3:
+          \$1482  = res_y__3[923:902];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1484  = { 30'h00000000, \$1477  };
+      2'h1:
+          \$1484  = { 16'h0000, \$1479  };
+      2'h2:
+          \$1484  = \$1481 ;
+      2'h3:
+          \$1484  = \$1483 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1486  = res_y__0[945:924];
+      2'h1:
+          \$1486  = res_y__1[945:924];
+      2'h2:
+          \$1486  = res_y__2[945:924];
+      2'h3:
+          \$1486  = res_y__3[945:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1488  = res_y__0[945:924];
+      2'h1:
+          \$1488  = res_y__1[945:924];
+      2'h2:
+          \$1488  = res_y__2[945:924];
+      2'h3:
+          \$1488  = res_y__3[945:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1490  = res_y__0[945:924];
+      2'h1:
+          \$1490  = res_y__1[945:924];
+      2'h2:
+          \$1490  = res_y__2[945:924];
+      2'h3:
+          \$1490  = res_y__3[945:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1492  = res_y__0[945:924];
+      2'h1:
+          \$1492  = res_y__1[945:924];
+      2'h2:
+          \$1492  = res_y__2[945:924];
+      2'h3:
+          \$1492  = res_y__3[945:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1494  = { 30'h00000000, \$1487  };
+      2'h1:
+          \$1494  = { 16'h0000, \$1489  };
+      2'h2:
+          \$1494  = \$1491 ;
+      2'h3:
+          \$1494  = \$1493 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1496  = res_y__0[967:946];
+      2'h1:
+          \$1496  = res_y__1[967:946];
+      2'h2:
+          \$1496  = res_y__2[967:946];
+      2'h3:
+          \$1496  = res_y__3[967:946];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1498  = res_y__0[967:946];
+      2'h1:
+          \$1498  = res_y__1[967:946];
+      2'h2:
+          \$1498  = res_y__2[967:946];
+      2'h3:
+          \$1498  = res_y__3[967:946];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1500  = res_y__0[967:946];
+      2'h1:
+          \$1500  = res_y__1[967:946];
+      2'h2:
+          \$1500  = res_y__2[967:946];
+      2'h3:
+          \$1500  = res_y__3[967:946];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1502  = res_y__0[967:946];
+      2'h1:
+          \$1502  = res_y__1[967:946];
+      2'h2:
+          \$1502  = res_y__2[967:946];
+      2'h3:
+          \$1502  = res_y__3[967:946];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1504  = { 30'h00000000, \$1497  };
+      2'h1:
+          \$1504  = { 16'h0000, \$1499  };
+      2'h2:
+          \$1504  = \$1501 ;
+      2'h3:
+          \$1504  = \$1503 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1506  = res_y__0[989:968];
+      2'h1:
+          \$1506  = res_y__1[989:968];
+      2'h2:
+          \$1506  = res_y__2[989:968];
+      2'h3:
+          \$1506  = res_y__3[989:968];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1508  = res_y__0[989:968];
+      2'h1:
+          \$1508  = res_y__1[989:968];
+      2'h2:
+          \$1508  = res_y__2[989:968];
+      2'h3:
+          \$1508  = res_y__3[989:968];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1510  = res_y__0[989:968];
+      2'h1:
+          \$1510  = res_y__1[989:968];
+      2'h2:
+          \$1510  = res_y__2[989:968];
+      2'h3:
+          \$1510  = res_y__3[989:968];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1512  = res_y__0[989:968];
+      2'h1:
+          \$1512  = res_y__1[989:968];
+      2'h2:
+          \$1512  = res_y__2[989:968];
+      2'h3:
+          \$1512  = res_y__3[989:968];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1514  = { 30'h00000000, \$1507  };
+      2'h1:
+          \$1514  = { 16'h0000, \$1509  };
+      2'h2:
+          \$1514  = \$1511 ;
+      2'h3:
+          \$1514  = \$1513 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1516  = res_y__0[1011:990];
+      2'h1:
+          \$1516  = res_y__1[1011:990];
+      2'h2:
+          \$1516  = res_y__2[1011:990];
+      2'h3:
+          \$1516  = res_y__3[1011:990];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1518  = res_y__0[1011:990];
+      2'h1:
+          \$1518  = res_y__1[1011:990];
+      2'h2:
+          \$1518  = res_y__2[1011:990];
+      2'h3:
+          \$1518  = res_y__3[1011:990];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1520  = res_y__0[1011:990];
+      2'h1:
+          \$1520  = res_y__1[1011:990];
+      2'h2:
+          \$1520  = res_y__2[1011:990];
+      2'h3:
+          \$1520  = res_y__3[1011:990];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1522  = res_y__0[1011:990];
+      2'h1:
+          \$1522  = res_y__1[1011:990];
+      2'h2:
+          \$1522  = res_y__2[1011:990];
+      2'h3:
+          \$1522  = res_y__3[1011:990];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1524  = { 30'h00000000, \$1517  };
+      2'h1:
+          \$1524  = { 16'h0000, \$1519  };
+      2'h2:
+          \$1524  = \$1521 ;
+      2'h3:
+          \$1524  = \$1523 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1526  = res_y__0[1033:1012];
+      2'h1:
+          \$1526  = res_y__1[1033:1012];
+      2'h2:
+          \$1526  = res_y__2[1033:1012];
+      2'h3:
+          \$1526  = res_y__3[1033:1012];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1528  = res_y__0[1033:1012];
+      2'h1:
+          \$1528  = res_y__1[1033:1012];
+      2'h2:
+          \$1528  = res_y__2[1033:1012];
+      2'h3:
+          \$1528  = res_y__3[1033:1012];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1530  = res_y__0[1033:1012];
+      2'h1:
+          \$1530  = res_y__1[1033:1012];
+      2'h2:
+          \$1530  = res_y__2[1033:1012];
+      2'h3:
+          \$1530  = res_y__3[1033:1012];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1532  = res_y__0[1033:1012];
+      2'h1:
+          \$1532  = res_y__1[1033:1012];
+      2'h2:
+          \$1532  = res_y__2[1033:1012];
+      2'h3:
+          \$1532  = res_y__3[1033:1012];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1534  = { 30'h00000000, \$1527  };
+      2'h1:
+          \$1534  = { 16'h0000, \$1529  };
+      2'h2:
+          \$1534  = \$1531 ;
+      2'h3:
+          \$1534  = \$1533 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1536  = res_y__0[1055:1034];
+      2'h1:
+          \$1536  = res_y__1[1055:1034];
+      2'h2:
+          \$1536  = res_y__2[1055:1034];
+      2'h3:
+          \$1536  = res_y__3[1055:1034];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1538  = res_y__0[1055:1034];
+      2'h1:
+          \$1538  = res_y__1[1055:1034];
+      2'h2:
+          \$1538  = res_y__2[1055:1034];
+      2'h3:
+          \$1538  = res_y__3[1055:1034];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1540  = res_y__0[1055:1034];
+      2'h1:
+          \$1540  = res_y__1[1055:1034];
+      2'h2:
+          \$1540  = res_y__2[1055:1034];
+      2'h3:
+          \$1540  = res_y__3[1055:1034];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1542  = res_y__0[1055:1034];
+      2'h1:
+          \$1542  = res_y__1[1055:1034];
+      2'h2:
+          \$1542  = res_y__2[1055:1034];
+      2'h3:
+          \$1542  = res_y__3[1055:1034];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1544  = { 30'h00000000, \$1537  };
+      2'h1:
+          \$1544  = { 16'h0000, \$1539  };
+      2'h2:
+          \$1544  = \$1541 ;
+      2'h3:
+          \$1544  = \$1543 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1546  = res_y__0[1077:1056];
+      2'h1:
+          \$1546  = res_y__1[1077:1056];
+      2'h2:
+          \$1546  = res_y__2[1077:1056];
+      2'h3:
+          \$1546  = res_y__3[1077:1056];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1548  = res_y__0[1077:1056];
+      2'h1:
+          \$1548  = res_y__1[1077:1056];
+      2'h2:
+          \$1548  = res_y__2[1077:1056];
+      2'h3:
+          \$1548  = res_y__3[1077:1056];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1550  = res_y__0[1077:1056];
+      2'h1:
+          \$1550  = res_y__1[1077:1056];
+      2'h2:
+          \$1550  = res_y__2[1077:1056];
+      2'h3:
+          \$1550  = res_y__3[1077:1056];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1552  = res_y__0[1077:1056];
+      2'h1:
+          \$1552  = res_y__1[1077:1056];
+      2'h2:
+          \$1552  = res_y__2[1077:1056];
+      2'h3:
+          \$1552  = res_y__3[1077:1056];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1554  = { 30'h00000000, \$1547  };
+      2'h1:
+          \$1554  = { 16'h0000, \$1549  };
+      2'h2:
+          \$1554  = \$1551 ;
+      2'h3:
+          \$1554  = \$1553 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1556  = res_y__0[1099:1078];
+      2'h1:
+          \$1556  = res_y__1[1099:1078];
+      2'h2:
+          \$1556  = res_y__2[1099:1078];
+      2'h3:
+          \$1556  = res_y__3[1099:1078];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1558  = res_y__0[1099:1078];
+      2'h1:
+          \$1558  = res_y__1[1099:1078];
+      2'h2:
+          \$1558  = res_y__2[1099:1078];
+      2'h3:
+          \$1558  = res_y__3[1099:1078];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1560  = res_y__0[1099:1078];
+      2'h1:
+          \$1560  = res_y__1[1099:1078];
+      2'h2:
+          \$1560  = res_y__2[1099:1078];
+      2'h3:
+          \$1560  = res_y__3[1099:1078];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1562  = res_y__0[1099:1078];
+      2'h1:
+          \$1562  = res_y__1[1099:1078];
+      2'h2:
+          \$1562  = res_y__2[1099:1078];
+      2'h3:
+          \$1562  = res_y__3[1099:1078];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1564  = { 30'h00000000, \$1557  };
+      2'h1:
+          \$1564  = { 16'h0000, \$1559  };
+      2'h2:
+          \$1564  = \$1561 ;
+      2'h3:
+          \$1564  = \$1563 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1566  = res_y__0[1121:1100];
+      2'h1:
+          \$1566  = res_y__1[1121:1100];
+      2'h2:
+          \$1566  = res_y__2[1121:1100];
+      2'h3:
+          \$1566  = res_y__3[1121:1100];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1568  = res_y__0[1121:1100];
+      2'h1:
+          \$1568  = res_y__1[1121:1100];
+      2'h2:
+          \$1568  = res_y__2[1121:1100];
+      2'h3:
+          \$1568  = res_y__3[1121:1100];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1570  = res_y__0[1121:1100];
+      2'h1:
+          \$1570  = res_y__1[1121:1100];
+      2'h2:
+          \$1570  = res_y__2[1121:1100];
+      2'h3:
+          \$1570  = res_y__3[1121:1100];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1572  = res_y__0[1121:1100];
+      2'h1:
+          \$1572  = res_y__1[1121:1100];
+      2'h2:
+          \$1572  = res_y__2[1121:1100];
+      2'h3:
+          \$1572  = res_y__3[1121:1100];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1574  = { 30'h00000000, \$1567  };
+      2'h1:
+          \$1574  = { 16'h0000, \$1569  };
+      2'h2:
+          \$1574  = \$1571 ;
+      2'h3:
+          \$1574  = \$1573 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1576  = res_y__0[1143:1122];
+      2'h1:
+          \$1576  = res_y__1[1143:1122];
+      2'h2:
+          \$1576  = res_y__2[1143:1122];
+      2'h3:
+          \$1576  = res_y__3[1143:1122];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1578  = res_y__0[1143:1122];
+      2'h1:
+          \$1578  = res_y__1[1143:1122];
+      2'h2:
+          \$1578  = res_y__2[1143:1122];
+      2'h3:
+          \$1578  = res_y__3[1143:1122];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1580  = res_y__0[1143:1122];
+      2'h1:
+          \$1580  = res_y__1[1143:1122];
+      2'h2:
+          \$1580  = res_y__2[1143:1122];
+      2'h3:
+          \$1580  = res_y__3[1143:1122];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1582  = res_y__0[1143:1122];
+      2'h1:
+          \$1582  = res_y__1[1143:1122];
+      2'h2:
+          \$1582  = res_y__2[1143:1122];
+      2'h3:
+          \$1582  = res_y__3[1143:1122];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1584  = { 30'h00000000, \$1577  };
+      2'h1:
+          \$1584  = { 16'h0000, \$1579  };
+      2'h2:
+          \$1584  = \$1581 ;
+      2'h3:
+          \$1584  = \$1583 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1586  = res_y__0[1165:1144];
+      2'h1:
+          \$1586  = res_y__1[1165:1144];
+      2'h2:
+          \$1586  = res_y__2[1165:1144];
+      2'h3:
+          \$1586  = res_y__3[1165:1144];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1588  = res_y__0[1165:1144];
+      2'h1:
+          \$1588  = res_y__1[1165:1144];
+      2'h2:
+          \$1588  = res_y__2[1165:1144];
+      2'h3:
+          \$1588  = res_y__3[1165:1144];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1590  = res_y__0[1165:1144];
+      2'h1:
+          \$1590  = res_y__1[1165:1144];
+      2'h2:
+          \$1590  = res_y__2[1165:1144];
+      2'h3:
+          \$1590  = res_y__3[1165:1144];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1592  = res_y__0[1165:1144];
+      2'h1:
+          \$1592  = res_y__1[1165:1144];
+      2'h2:
+          \$1592  = res_y__2[1165:1144];
+      2'h3:
+          \$1592  = res_y__3[1165:1144];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1594  = { 30'h00000000, \$1587  };
+      2'h1:
+          \$1594  = { 16'h0000, \$1589  };
+      2'h2:
+          \$1594  = \$1591 ;
+      2'h3:
+          \$1594  = \$1593 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1596  = res_y__0[1187:1166];
+      2'h1:
+          \$1596  = res_y__1[1187:1166];
+      2'h2:
+          \$1596  = res_y__2[1187:1166];
+      2'h3:
+          \$1596  = res_y__3[1187:1166];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1598  = res_y__0[1187:1166];
+      2'h1:
+          \$1598  = res_y__1[1187:1166];
+      2'h2:
+          \$1598  = res_y__2[1187:1166];
+      2'h3:
+          \$1598  = res_y__3[1187:1166];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1600  = res_y__0[1187:1166];
+      2'h1:
+          \$1600  = res_y__1[1187:1166];
+      2'h2:
+          \$1600  = res_y__2[1187:1166];
+      2'h3:
+          \$1600  = res_y__3[1187:1166];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1602  = res_y__0[1187:1166];
+      2'h1:
+          \$1602  = res_y__1[1187:1166];
+      2'h2:
+          \$1602  = res_y__2[1187:1166];
+      2'h3:
+          \$1602  = res_y__3[1187:1166];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1604  = { 30'h00000000, \$1597  };
+      2'h1:
+          \$1604  = { 16'h0000, \$1599  };
+      2'h2:
+          \$1604  = \$1601 ;
+      2'h3:
+          \$1604  = \$1603 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1606  = res_y__0[1209:1188];
+      2'h1:
+          \$1606  = res_y__1[1209:1188];
+      2'h2:
+          \$1606  = res_y__2[1209:1188];
+      2'h3:
+          \$1606  = res_y__3[1209:1188];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1608  = res_y__0[1209:1188];
+      2'h1:
+          \$1608  = res_y__1[1209:1188];
+      2'h2:
+          \$1608  = res_y__2[1209:1188];
+      2'h3:
+          \$1608  = res_y__3[1209:1188];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1610  = res_y__0[1209:1188];
+      2'h1:
+          \$1610  = res_y__1[1209:1188];
+      2'h2:
+          \$1610  = res_y__2[1209:1188];
+      2'h3:
+          \$1610  = res_y__3[1209:1188];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1612  = res_y__0[1209:1188];
+      2'h1:
+          \$1612  = res_y__1[1209:1188];
+      2'h2:
+          \$1612  = res_y__2[1209:1188];
+      2'h3:
+          \$1612  = res_y__3[1209:1188];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1614  = { 30'h00000000, \$1607  };
+      2'h1:
+          \$1614  = { 16'h0000, \$1609  };
+      2'h2:
+          \$1614  = \$1611 ;
+      2'h3:
+          \$1614  = \$1613 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1616  = res_y__0[1231:1210];
+      2'h1:
+          \$1616  = res_y__1[1231:1210];
+      2'h2:
+          \$1616  = res_y__2[1231:1210];
+      2'h3:
+          \$1616  = res_y__3[1231:1210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1618  = res_y__0[1231:1210];
+      2'h1:
+          \$1618  = res_y__1[1231:1210];
+      2'h2:
+          \$1618  = res_y__2[1231:1210];
+      2'h3:
+          \$1618  = res_y__3[1231:1210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1620  = res_y__0[1231:1210];
+      2'h1:
+          \$1620  = res_y__1[1231:1210];
+      2'h2:
+          \$1620  = res_y__2[1231:1210];
+      2'h3:
+          \$1620  = res_y__3[1231:1210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1622  = res_y__0[1231:1210];
+      2'h1:
+          \$1622  = res_y__1[1231:1210];
+      2'h2:
+          \$1622  = res_y__2[1231:1210];
+      2'h3:
+          \$1622  = res_y__3[1231:1210];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1624  = { 30'h00000000, \$1617  };
+      2'h1:
+          \$1624  = { 16'h0000, \$1619  };
+      2'h2:
+          \$1624  = \$1621 ;
+      2'h3:
+          \$1624  = \$1623 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1626  = res_y__0[1253:1232];
+      2'h1:
+          \$1626  = res_y__1[1253:1232];
+      2'h2:
+          \$1626  = res_y__2[1253:1232];
+      2'h3:
+          \$1626  = res_y__3[1253:1232];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1628  = res_y__0[1253:1232];
+      2'h1:
+          \$1628  = res_y__1[1253:1232];
+      2'h2:
+          \$1628  = res_y__2[1253:1232];
+      2'h3:
+          \$1628  = res_y__3[1253:1232];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1630  = res_y__0[1253:1232];
+      2'h1:
+          \$1630  = res_y__1[1253:1232];
+      2'h2:
+          \$1630  = res_y__2[1253:1232];
+      2'h3:
+          \$1630  = res_y__3[1253:1232];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1632  = res_y__0[1253:1232];
+      2'h1:
+          \$1632  = res_y__1[1253:1232];
+      2'h2:
+          \$1632  = res_y__2[1253:1232];
+      2'h3:
+          \$1632  = res_y__3[1253:1232];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1634  = { 30'h00000000, \$1627  };
+      2'h1:
+          \$1634  = { 16'h0000, \$1629  };
+      2'h2:
+          \$1634  = \$1631 ;
+      2'h3:
+          \$1634  = \$1633 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1636  = res_y__0[1275:1254];
+      2'h1:
+          \$1636  = res_y__1[1275:1254];
+      2'h2:
+          \$1636  = res_y__2[1275:1254];
+      2'h3:
+          \$1636  = res_y__3[1275:1254];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1638  = res_y__0[1275:1254];
+      2'h1:
+          \$1638  = res_y__1[1275:1254];
+      2'h2:
+          \$1638  = res_y__2[1275:1254];
+      2'h3:
+          \$1638  = res_y__3[1275:1254];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1640  = res_y__0[1275:1254];
+      2'h1:
+          \$1640  = res_y__1[1275:1254];
+      2'h2:
+          \$1640  = res_y__2[1275:1254];
+      2'h3:
+          \$1640  = res_y__3[1275:1254];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1642  = res_y__0[1275:1254];
+      2'h1:
+          \$1642  = res_y__1[1275:1254];
+      2'h2:
+          \$1642  = res_y__2[1275:1254];
+      2'h3:
+          \$1642  = res_y__3[1275:1254];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1644  = { 30'h00000000, \$1637  };
+      2'h1:
+          \$1644  = { 16'h0000, \$1639  };
+      2'h2:
+          \$1644  = \$1641 ;
+      2'h3:
+          \$1644  = \$1643 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1646  = res_y__0[1297:1276];
+      2'h1:
+          \$1646  = res_y__1[1297:1276];
+      2'h2:
+          \$1646  = res_y__2[1297:1276];
+      2'h3:
+          \$1646  = res_y__3[1297:1276];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1648  = res_y__0[1297:1276];
+      2'h1:
+          \$1648  = res_y__1[1297:1276];
+      2'h2:
+          \$1648  = res_y__2[1297:1276];
+      2'h3:
+          \$1648  = res_y__3[1297:1276];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1650  = res_y__0[1297:1276];
+      2'h1:
+          \$1650  = res_y__1[1297:1276];
+      2'h2:
+          \$1650  = res_y__2[1297:1276];
+      2'h3:
+          \$1650  = res_y__3[1297:1276];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1652  = res_y__0[1297:1276];
+      2'h1:
+          \$1652  = res_y__1[1297:1276];
+      2'h2:
+          \$1652  = res_y__2[1297:1276];
+      2'h3:
+          \$1652  = res_y__3[1297:1276];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1654  = { 30'h00000000, \$1647  };
+      2'h1:
+          \$1654  = { 16'h0000, \$1649  };
+      2'h2:
+          \$1654  = \$1651 ;
+      2'h3:
+          \$1654  = \$1653 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1656  = res_y__0[1319:1298];
+      2'h1:
+          \$1656  = res_y__1[1319:1298];
+      2'h2:
+          \$1656  = res_y__2[1319:1298];
+      2'h3:
+          \$1656  = res_y__3[1319:1298];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1658  = res_y__0[1319:1298];
+      2'h1:
+          \$1658  = res_y__1[1319:1298];
+      2'h2:
+          \$1658  = res_y__2[1319:1298];
+      2'h3:
+          \$1658  = res_y__3[1319:1298];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1660  = res_y__0[1319:1298];
+      2'h1:
+          \$1660  = res_y__1[1319:1298];
+      2'h2:
+          \$1660  = res_y__2[1319:1298];
+      2'h3:
+          \$1660  = res_y__3[1319:1298];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1662  = res_y__0[1319:1298];
+      2'h1:
+          \$1662  = res_y__1[1319:1298];
+      2'h2:
+          \$1662  = res_y__2[1319:1298];
+      2'h3:
+          \$1662  = res_y__3[1319:1298];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1664  = { 30'h00000000, \$1657  };
+      2'h1:
+          \$1664  = { 16'h0000, \$1659  };
+      2'h2:
+          \$1664  = \$1661 ;
+      2'h3:
+          \$1664  = \$1663 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1666  = res_y__0[1341:1320];
+      2'h1:
+          \$1666  = res_y__1[1341:1320];
+      2'h2:
+          \$1666  = res_y__2[1341:1320];
+      2'h3:
+          \$1666  = res_y__3[1341:1320];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1668  = res_y__0[1341:1320];
+      2'h1:
+          \$1668  = res_y__1[1341:1320];
+      2'h2:
+          \$1668  = res_y__2[1341:1320];
+      2'h3:
+          \$1668  = res_y__3[1341:1320];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1670  = res_y__0[1341:1320];
+      2'h1:
+          \$1670  = res_y__1[1341:1320];
+      2'h2:
+          \$1670  = res_y__2[1341:1320];
+      2'h3:
+          \$1670  = res_y__3[1341:1320];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1672  = res_y__0[1341:1320];
+      2'h1:
+          \$1672  = res_y__1[1341:1320];
+      2'h2:
+          \$1672  = res_y__2[1341:1320];
+      2'h3:
+          \$1672  = res_y__3[1341:1320];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1674  = { 30'h00000000, \$1667  };
+      2'h1:
+          \$1674  = { 16'h0000, \$1669  };
+      2'h2:
+          \$1674  = \$1671 ;
+      2'h3:
+          \$1674  = \$1673 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1676  = res_y__0[1363:1342];
+      2'h1:
+          \$1676  = res_y__1[1363:1342];
+      2'h2:
+          \$1676  = res_y__2[1363:1342];
+      2'h3:
+          \$1676  = res_y__3[1363:1342];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1678  = res_y__0[1363:1342];
+      2'h1:
+          \$1678  = res_y__1[1363:1342];
+      2'h2:
+          \$1678  = res_y__2[1363:1342];
+      2'h3:
+          \$1678  = res_y__3[1363:1342];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1680  = res_y__0[1363:1342];
+      2'h1:
+          \$1680  = res_y__1[1363:1342];
+      2'h2:
+          \$1680  = res_y__2[1363:1342];
+      2'h3:
+          \$1680  = res_y__3[1363:1342];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1682  = res_y__0[1363:1342];
+      2'h1:
+          \$1682  = res_y__1[1363:1342];
+      2'h2:
+          \$1682  = res_y__2[1363:1342];
+      2'h3:
+          \$1682  = res_y__3[1363:1342];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1684  = { 30'h00000000, \$1677  };
+      2'h1:
+          \$1684  = { 16'h0000, \$1679  };
+      2'h2:
+          \$1684  = \$1681 ;
+      2'h3:
+          \$1684  = \$1683 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1686  = res_y__0[1385:1364];
+      2'h1:
+          \$1686  = res_y__1[1385:1364];
+      2'h2:
+          \$1686  = res_y__2[1385:1364];
+      2'h3:
+          \$1686  = res_y__3[1385:1364];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1688  = res_y__0[1385:1364];
+      2'h1:
+          \$1688  = res_y__1[1385:1364];
+      2'h2:
+          \$1688  = res_y__2[1385:1364];
+      2'h3:
+          \$1688  = res_y__3[1385:1364];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1690  = res_y__0[1385:1364];
+      2'h1:
+          \$1690  = res_y__1[1385:1364];
+      2'h2:
+          \$1690  = res_y__2[1385:1364];
+      2'h3:
+          \$1690  = res_y__3[1385:1364];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1692  = res_y__0[1385:1364];
+      2'h1:
+          \$1692  = res_y__1[1385:1364];
+      2'h2:
+          \$1692  = res_y__2[1385:1364];
+      2'h3:
+          \$1692  = res_y__3[1385:1364];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1694  = { 30'h00000000, \$1687  };
+      2'h1:
+          \$1694  = { 16'h0000, \$1689  };
+      2'h2:
+          \$1694  = \$1691 ;
+      2'h3:
+          \$1694  = \$1693 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1696  = res_y__0[1407:1386];
+      2'h1:
+          \$1696  = res_y__1[1407:1386];
+      2'h2:
+          \$1696  = res_y__2[1407:1386];
+      2'h3:
+          \$1696  = res_y__3[1407:1386];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1698  = res_y__0[1407:1386];
+      2'h1:
+          \$1698  = res_y__1[1407:1386];
+      2'h2:
+          \$1698  = res_y__2[1407:1386];
+      2'h3:
+          \$1698  = res_y__3[1407:1386];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1700  = res_y__0[1407:1386];
+      2'h1:
+          \$1700  = res_y__1[1407:1386];
+      2'h2:
+          \$1700  = res_y__2[1407:1386];
+      2'h3:
+          \$1700  = res_y__3[1407:1386];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[1:0])
+      2'h0:
+          \$1702  = res_y__0[1407:1386];
+      2'h1:
+          \$1702  = res_y__1[1407:1386];
+      2'h2:
+          \$1702  = res_y__2[1407:1386];
+      2'h3:
+          \$1702  = res_y__3[1407:1386];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$1704  = { 30'h00000000, \$1697  };
+      2'h1:
+          \$1704  = { 16'h0000, \$1699  };
+      2'h2:
+          \$1704  = \$1701 ;
+      2'h3:
+          \$1704  = \$1703 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$1708  = loading;
     if (rst) begin
-      \$679  = 1'h0;
+      \$1708  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$680  = \$27 [4:0];
+    \$1709  = \$1059 [4:0];
     if (rst) begin
-      \$680  = 5'h00;
+      \$1709  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$681  = i;
+    \$1710  = i;
     if (start) begin
-      \$681  = 6'h01;
+      \$1710  = 6'h01;
     end else if (loading) begin
-      \$681  = \$28 [5:0];
+      \$1710  = \$1060 [5:0];
     end
     if (rst) begin
-      \$681  = 6'h00;
+      \$1710  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$682  = xbuf0;
-    if (\$signal$128 ) begin
+    \$1711  = xbuf0;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
-            \$682  = rd__data;
+            \$1711  = rd__data;
       endcase
     end
     if (rst) begin
-      \$682  = 64'h0000000000000000;
+      \$1711  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$683  = xbuf1;
-    if (\$signal$128 ) begin
+    \$1712  = xbuf1;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
         5'h01:
-            \$683  = rd__data;
+            \$1712  = rd__data;
       endcase
     end
     if (rst) begin
-      \$683  = 64'h0000000000000000;
+      \$1712  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$684  = xbuf2;
-    if (\$signal$128 ) begin
+    \$1713  = xbuf2;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
         5'h01:
             /* empty */;
         5'h02:
-            \$684  = rd__data;
+            \$1713  = rd__data;
       endcase
     end
     if (rst) begin
-      \$684  = 64'h0000000000000000;
+      \$1713  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$685  = xbuf3;
-    if (\$signal$128 ) begin
+    \$1714  = xbuf3;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37167,17 +40707,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h02:
             /* empty */;
         5'h03:
-            \$685  = rd__data;
+            \$1714  = rd__data;
       endcase
     end
     if (rst) begin
-      \$685  = 64'h0000000000000000;
+      \$1714  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$686  = xbuf4;
-    if (\$signal$128 ) begin
+    \$1715  = xbuf4;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37188,17 +40728,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h03:
             /* empty */;
         5'h04:
-            \$686  = rd__data;
+            \$1715  = rd__data;
       endcase
     end
     if (rst) begin
-      \$686  = 64'h0000000000000000;
+      \$1715  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$687  = xbuf5;
-    if (\$signal$128 ) begin
+    \$1716  = xbuf5;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37211,17 +40751,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h04:
             /* empty */;
         5'h05:
-            \$687  = rd__data;
+            \$1716  = rd__data;
       endcase
     end
     if (rst) begin
-      \$687  = 64'h0000000000000000;
+      \$1716  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$688  = xbuf6;
-    if (\$signal$128 ) begin
+    \$1717  = xbuf6;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37236,17 +40776,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h05:
             /* empty */;
         5'h06:
-            \$688  = rd__data;
+            \$1717  = rd__data;
       endcase
     end
     if (rst) begin
-      \$688  = 64'h0000000000000000;
+      \$1717  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$689  = xbuf7;
-    if (\$signal$128 ) begin
+    \$1718  = xbuf7;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37263,17 +40803,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h06:
             /* empty */;
         5'h07:
-            \$689  = rd__data;
+            \$1718  = rd__data;
       endcase
     end
     if (rst) begin
-      \$689  = 64'h0000000000000000;
+      \$1718  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$690  = xbuf8;
-    if (\$signal$128 ) begin
+    \$1719  = xbuf8;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37292,17 +40832,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h07:
             /* empty */;
         5'h08:
-            \$690  = rd__data;
+            \$1719  = rd__data;
       endcase
     end
     if (rst) begin
-      \$690  = 64'h0000000000000000;
+      \$1719  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$691  = xbuf9;
-    if (\$signal$128 ) begin
+    \$1720  = xbuf9;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37323,17 +40863,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h08:
             /* empty */;
         5'h09:
-            \$691  = rd__data;
+            \$1720  = rd__data;
       endcase
     end
     if (rst) begin
-      \$691  = 64'h0000000000000000;
+      \$1720  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$692  = xbuf10;
-    if (\$signal$128 ) begin
+    \$1721  = xbuf10;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37356,17 +40896,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h09:
             /* empty */;
         5'h0a:
-            \$692  = rd__data;
+            \$1721  = rd__data;
       endcase
     end
     if (rst) begin
-      \$692  = 64'h0000000000000000;
+      \$1721  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$693  = xbuf11;
-    if (\$signal$128 ) begin
+    \$1722  = xbuf11;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37391,17 +40931,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h0a:
             /* empty */;
         5'h0b:
-            \$693  = rd__data;
+            \$1722  = rd__data;
       endcase
     end
     if (rst) begin
-      \$693  = 64'h0000000000000000;
+      \$1722  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$694  = xbuf12;
-    if (\$signal$128 ) begin
+    \$1723  = xbuf12;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37428,17 +40968,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h0b:
             /* empty */;
         5'h0c:
-            \$694  = rd__data;
+            \$1723  = rd__data;
       endcase
     end
     if (rst) begin
-      \$694  = 64'h0000000000000000;
+      \$1723  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$695  = xbuf13;
-    if (\$signal$128 ) begin
+    \$1724  = xbuf13;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37467,17 +41007,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h0c:
             /* empty */;
         5'h0d:
-            \$695  = rd__data;
+            \$1724  = rd__data;
       endcase
     end
     if (rst) begin
-      \$695  = 64'h0000000000000000;
+      \$1724  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$696  = xbuf14;
-    if (\$signal$128 ) begin
+    \$1725  = xbuf14;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37508,17 +41048,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h0d:
             /* empty */;
         5'h0e:
-            \$696  = rd__data;
+            \$1725  = rd__data;
       endcase
     end
     if (rst) begin
-      \$696  = 64'h0000000000000000;
+      \$1725  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$697  = xbuf15;
-    if (\$signal$128 ) begin
+    \$1726  = xbuf15;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37551,17 +41091,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h0e:
             /* empty */;
         5'h0f:
-            \$697  = rd__data;
+            \$1726  = rd__data;
       endcase
     end
     if (rst) begin
-      \$697  = 64'h0000000000000000;
+      \$1726  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$698  = xbuf16;
-    if (\$signal$128 ) begin
+    \$1727  = xbuf16;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37596,17 +41136,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h0f:
             /* empty */;
         5'h10:
-            \$698  = rd__data;
+            \$1727  = rd__data;
       endcase
     end
     if (rst) begin
-      \$698  = 64'h0000000000000000;
+      \$1727  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$699  = xbuf17;
-    if (\$signal$128 ) begin
+    \$1728  = xbuf17;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37643,17 +41183,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h10:
             /* empty */;
         5'h11:
-            \$699  = rd__data;
+            \$1728  = rd__data;
       endcase
     end
     if (rst) begin
-      \$699  = 64'h0000000000000000;
+      \$1728  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$700  = xbuf18;
-    if (\$signal$128 ) begin
+    \$1729  = xbuf18;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37692,17 +41232,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h11:
             /* empty */;
         5'h12:
-            \$700  = rd__data;
+            \$1729  = rd__data;
       endcase
     end
     if (rst) begin
-      \$700  = 64'h0000000000000000;
+      \$1729  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$701  = xbuf19;
-    if (\$signal$128 ) begin
+    \$1730  = xbuf19;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37743,17 +41283,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h12:
             /* empty */;
         5'h13:
-            \$701  = rd__data;
+            \$1730  = rd__data;
       endcase
     end
     if (rst) begin
-      \$701  = 64'h0000000000000000;
+      \$1730  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$702  = xbuf20;
-    if (\$signal$128 ) begin
+    \$1731  = xbuf20;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37796,17 +41336,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h13:
             /* empty */;
         5'h14:
-            \$702  = rd__data;
+            \$1731  = rd__data;
       endcase
     end
     if (rst) begin
-      \$702  = 64'h0000000000000000;
+      \$1731  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$703  = xbuf21;
-    if (\$signal$128 ) begin
+    \$1732  = xbuf21;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37851,17 +41391,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h14:
             /* empty */;
         5'h15:
-            \$703  = rd__data;
+            \$1732  = rd__data;
       endcase
     end
     if (rst) begin
-      \$703  = 64'h0000000000000000;
+      \$1732  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$704  = xbuf22;
-    if (\$signal$128 ) begin
+    \$1733  = xbuf22;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37908,17 +41448,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h15:
             /* empty */;
         5'h16:
-            \$704  = rd__data;
+            \$1733  = rd__data;
       endcase
     end
     if (rst) begin
-      \$704  = 64'h0000000000000000;
+      \$1733  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$705  = xbuf23;
-    if (\$signal$128 ) begin
+    \$1734  = xbuf23;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -37967,17 +41507,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h16:
             /* empty */;
         5'h17:
-            \$705  = rd__data;
+            \$1734  = rd__data;
       endcase
     end
     if (rst) begin
-      \$705  = 64'h0000000000000000;
+      \$1734  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$706  = xbuf24;
-    if (\$signal$128 ) begin
+    \$1735  = xbuf24;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -38028,17 +41568,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h17:
             /* empty */;
         5'h18:
-            \$706  = rd__data;
+            \$1735  = rd__data;
       endcase
     end
     if (rst) begin
-      \$706  = 64'h0000000000000000;
+      \$1735  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$707  = xbuf25;
-    if (\$signal$128 ) begin
+    \$1736  = xbuf25;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -38091,17 +41631,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h18:
             /* empty */;
         5'h19:
-            \$707  = rd__data;
+            \$1736  = rd__data;
       endcase
     end
     if (rst) begin
-      \$707  = 64'h0000000000000000;
+      \$1736  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$708  = xbuf26;
-    if (\$signal$128 ) begin
+    \$1737  = xbuf26;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -38156,17 +41696,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h19:
             /* empty */;
         5'h1a:
-            \$708  = rd__data;
+            \$1737  = rd__data;
       endcase
     end
     if (rst) begin
-      \$708  = 64'h0000000000000000;
+      \$1737  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$709  = xbuf27;
-    if (\$signal$128 ) begin
+    \$1738  = xbuf27;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -38223,17 +41763,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h1a:
             /* empty */;
         5'h1b:
-            \$709  = rd__data;
+            \$1738  = rd__data;
       endcase
     end
     if (rst) begin
-      \$709  = 64'h0000000000000000;
+      \$1738  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$710  = xbuf28;
-    if (\$signal$128 ) begin
+    \$1739  = xbuf28;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -38292,17 +41832,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h1b:
             /* empty */;
         5'h1c:
-            \$710  = rd__data;
+            \$1739  = rd__data;
       endcase
     end
     if (rst) begin
-      \$710  = 64'h0000000000000000;
+      \$1739  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$711  = xbuf29;
-    if (\$signal$128 ) begin
+    \$1740  = xbuf29;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -38363,17 +41903,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h1c:
             /* empty */;
         5'h1d:
-            \$711  = rd__data;
+            \$1740  = rd__data;
       endcase
     end
     if (rst) begin
-      \$711  = 64'h0000000000000000;
+      \$1740  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$712  = xbuf30;
-    if (\$signal$128 ) begin
+    \$1741  = xbuf30;
+    if (\$signal$135 ) begin
       casez (ld_i)
         5'h00:
             /* empty */;
@@ -38436,17 +41976,17 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h1d:
             /* empty */;
         5'h1e:
-            \$712  = rd__data;
+            \$1741  = rd__data;
       endcase
     end
     if (rst) begin
-      \$712  = 64'h0000000000000000;
+      \$1741  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$713  = xbuf31;
-    if (\$signal$128 ) begin
+    \$1742  = xbuf31;
+    if (\$signal$135 ) begin
       (* full_case = 32'd1 *)
       casez (ld_i)
         5'h00:
@@ -38512,2358 +42052,937 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         5'h1e:
             /* empty */;
         5'h1f:
-            \$713  = rd__data;
+            \$1742  = rd__data;
       endcase
     end
     if (rst) begin
-      \$713  = 64'h0000000000000000;
+      \$1742  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$714  = loaded;
-    if (\$signal$128 ) begin
-      \$714  = \$29 [5:0];
+    \$1743  = loaded;
+    if (\$signal$135 ) begin
+      \$1743  = \$1061 [5:0];
     end
     if (start) begin
-      \$714  = 6'h00;
+      \$1743  = 6'h00;
     end
     if (rst) begin
-      \$714  = 6'h00;
+      \$1743  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$715  = issued;
-    if (\$31 ) begin
-      \$715  = \$32 [2:0];
+    \$1744  = issued;
+    if (\$1063 ) begin
+      \$1744  = \$1064 [2:0];
     end
     if (start) begin
-      \$715  = 3'h0;
+      \$1744  = 3'h0;
     end
     if (rst) begin
-      \$715  = 3'h0;
+      \$1744  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$716  = got;
-    if (\$36 ) begin
-      \$716  = \$37 [2:0];
+    \$1745  = got;
+    if (arrive) begin
+      \$1745  = \$1065 [2:0];
     end
     if (start) begin
-      \$716  = 3'h0;
+      \$1745  = 3'h0;
     end
     if (rst) begin
-      \$716  = 3'h0;
+      \$1745  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$717  = acc0;
-    if (\$36 ) begin
-      \$717  = \$47 [47:0];
+    \$1746  = acc0;
+    if (arrive) begin
+      \$1746  = \$1075 [63:0];
     end
-    if (start) begin
-      \$717  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1746  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$717  = 48'h000000000000;
+      \$1746  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$718  = acc1;
-    if (\$36 ) begin
-      \$718  = \$57 [47:0];
+    \$1747  = acc1;
+    if (arrive) begin
+      \$1747  = \$1085 [63:0];
     end
-    if (start) begin
-      \$718  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1747  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$718  = 48'h000000000000;
+      \$1747  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$719  = acc2;
-    if (\$36 ) begin
-      \$719  = \$67 [47:0];
+    \$1748  = acc2;
+    if (arrive) begin
+      \$1748  = \$1095 [63:0];
     end
-    if (start) begin
-      \$719  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1748  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$719  = 48'h000000000000;
+      \$1748  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$720  = acc3;
-    if (\$36 ) begin
-      \$720  = \$77 [47:0];
+    \$1749  = acc3;
+    if (arrive) begin
+      \$1749  = \$1105 [63:0];
     end
-    if (start) begin
-      \$720  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1749  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$720  = 48'h000000000000;
+      \$1749  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$721  = acc4;
-    if (\$36 ) begin
-      \$721  = \$87 [47:0];
+    \$1750  = acc4;
+    if (arrive) begin
+      \$1750  = \$1115 [63:0];
     end
-    if (start) begin
-      \$721  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1750  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$721  = 48'h000000000000;
+      \$1750  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$722  = acc5;
-    if (\$36 ) begin
-      \$722  = \$97 [47:0];
+    \$1751  = acc5;
+    if (arrive) begin
+      \$1751  = \$1125 [63:0];
     end
-    if (start) begin
-      \$722  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1751  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$722  = 48'h000000000000;
+      \$1751  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$723  = acc6;
-    if (\$36 ) begin
-      \$723  = \$107 [47:0];
+    \$1752  = acc6;
+    if (arrive) begin
+      \$1752  = \$1135 [63:0];
     end
-    if (start) begin
-      \$723  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1752  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$723  = 48'h000000000000;
+      \$1752  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$724  = acc7;
-    if (\$36 ) begin
-      \$724  = \$117 [47:0];
+    \$1753  = acc7;
+    if (arrive) begin
+      \$1753  = \$1145 [63:0];
     end
-    if (start) begin
-      \$724  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1753  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$724  = 48'h000000000000;
+      \$1753  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$725  = acc8;
-    if (\$36 ) begin
-      \$725  = \$127 [47:0];
+    \$1754  = acc8;
+    if (arrive) begin
+      \$1754  = \$1155 [63:0];
     end
-    if (start) begin
-      \$725  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1754  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$725  = 48'h000000000000;
+      \$1754  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$726  = acc9;
-    if (\$36 ) begin
-      \$726  = \$137 [47:0];
+    \$1755  = acc9;
+    if (arrive) begin
+      \$1755  = \$1165 [63:0];
     end
-    if (start) begin
-      \$726  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1755  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$726  = 48'h000000000000;
+      \$1755  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$727  = acc10;
-    if (\$36 ) begin
-      \$727  = \$147 [47:0];
+    \$1756  = acc10;
+    if (arrive) begin
+      \$1756  = \$1175 [63:0];
     end
-    if (start) begin
-      \$727  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1756  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$727  = 48'h000000000000;
+      \$1756  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$728  = acc11;
-    if (\$36 ) begin
-      \$728  = \$157 [47:0];
+    \$1757  = acc11;
+    if (arrive) begin
+      \$1757  = \$1185 [63:0];
     end
-    if (start) begin
-      \$728  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1757  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$728  = 48'h000000000000;
+      \$1757  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$729  = acc12;
-    if (\$36 ) begin
-      \$729  = \$167 [47:0];
+    \$1758  = acc12;
+    if (arrive) begin
+      \$1758  = \$1195 [63:0];
     end
-    if (start) begin
-      \$729  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1758  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$729  = 48'h000000000000;
+      \$1758  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$730  = acc13;
-    if (\$36 ) begin
-      \$730  = \$177 [47:0];
+    \$1759  = acc13;
+    if (arrive) begin
+      \$1759  = \$1205 [63:0];
     end
-    if (start) begin
-      \$730  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1759  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$730  = 48'h000000000000;
+      \$1759  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$731  = acc14;
-    if (\$36 ) begin
-      \$731  = \$187 [47:0];
+    \$1760  = acc14;
+    if (arrive) begin
+      \$1760  = \$1215 [63:0];
     end
-    if (start) begin
-      \$731  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1760  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$731  = 48'h000000000000;
+      \$1760  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$732  = acc15;
-    if (\$36 ) begin
-      \$732  = \$197 [47:0];
+    \$1761  = acc15;
+    if (arrive) begin
+      \$1761  = \$1225 [63:0];
     end
-    if (start) begin
-      \$732  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1761  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$732  = 48'h000000000000;
+      \$1761  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$733  = acc16;
-    if (\$36 ) begin
-      \$733  = \$207 [47:0];
+    \$1762  = acc16;
+    if (arrive) begin
+      \$1762  = \$1235 [63:0];
     end
-    if (start) begin
-      \$733  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1762  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$733  = 48'h000000000000;
+      \$1762  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$734  = acc17;
-    if (\$36 ) begin
-      \$734  = \$217 [47:0];
+    \$1763  = acc17;
+    if (arrive) begin
+      \$1763  = \$1245 [63:0];
     end
-    if (start) begin
-      \$734  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1763  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$734  = 48'h000000000000;
+      \$1763  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$735  = acc18;
-    if (\$36 ) begin
-      \$735  = \$227 [47:0];
+    \$1764  = acc18;
+    if (arrive) begin
+      \$1764  = \$1255 [63:0];
     end
-    if (start) begin
-      \$735  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1764  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$735  = 48'h000000000000;
+      \$1764  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$736  = acc19;
-    if (\$36 ) begin
-      \$736  = \$237 [47:0];
+    \$1765  = acc19;
+    if (arrive) begin
+      \$1765  = \$1265 [63:0];
     end
-    if (start) begin
-      \$736  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1765  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$736  = 48'h000000000000;
+      \$1765  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$737  = acc20;
-    if (\$36 ) begin
-      \$737  = \$247 [47:0];
+    \$1766  = acc20;
+    if (arrive) begin
+      \$1766  = \$1275 [63:0];
     end
-    if (start) begin
-      \$737  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1766  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$737  = 48'h000000000000;
+      \$1766  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$738  = acc21;
-    if (\$36 ) begin
-      \$738  = \$257 [47:0];
+    \$1767  = acc21;
+    if (arrive) begin
+      \$1767  = \$1285 [63:0];
     end
-    if (start) begin
-      \$738  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1767  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$738  = 48'h000000000000;
+      \$1767  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$739  = acc22;
-    if (\$36 ) begin
-      \$739  = \$267 [47:0];
+    \$1768  = acc22;
+    if (arrive) begin
+      \$1768  = \$1295 [63:0];
     end
-    if (start) begin
-      \$739  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1768  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$739  = 48'h000000000000;
+      \$1768  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$740  = acc23;
-    if (\$36 ) begin
-      \$740  = \$277 [47:0];
+    \$1769  = acc23;
+    if (arrive) begin
+      \$1769  = \$1305 [63:0];
     end
-    if (start) begin
-      \$740  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1769  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$740  = 48'h000000000000;
+      \$1769  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$741  = acc24;
-    if (\$36 ) begin
-      \$741  = \$287 [47:0];
+    \$1770  = acc24;
+    if (arrive) begin
+      \$1770  = \$1315 [63:0];
     end
-    if (start) begin
-      \$741  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1770  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$741  = 48'h000000000000;
+      \$1770  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$742  = acc25;
-    if (\$36 ) begin
-      \$742  = \$297 [47:0];
+    \$1771  = acc25;
+    if (arrive) begin
+      \$1771  = \$1325 [63:0];
     end
-    if (start) begin
-      \$742  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1771  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$742  = 48'h000000000000;
+      \$1771  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$743  = acc26;
-    if (\$36 ) begin
-      \$743  = \$307 [47:0];
+    \$1772  = acc26;
+    if (arrive) begin
+      \$1772  = \$1335 [63:0];
     end
-    if (start) begin
-      \$743  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1772  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$743  = 48'h000000000000;
+      \$1772  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$744  = acc27;
-    if (\$36 ) begin
-      \$744  = \$317 [47:0];
+    \$1773  = acc27;
+    if (arrive) begin
+      \$1773  = \$1345 [63:0];
     end
-    if (start) begin
-      \$744  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1773  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$744  = 48'h000000000000;
+      \$1773  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$745  = acc28;
-    if (\$36 ) begin
-      \$745  = \$327 [47:0];
+    \$1774  = acc28;
+    if (arrive) begin
+      \$1774  = \$1355 [63:0];
     end
-    if (start) begin
-      \$745  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1774  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$745  = 48'h000000000000;
+      \$1774  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$746  = acc29;
-    if (\$36 ) begin
-      \$746  = \$337 [47:0];
+    \$1775  = acc29;
+    if (arrive) begin
+      \$1775  = \$1365 [63:0];
     end
-    if (start) begin
-      \$746  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1775  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$746  = 48'h000000000000;
+      \$1775  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$747  = acc30;
-    if (\$36 ) begin
-      \$747  = \$347 [47:0];
+    \$1776  = acc30;
+    if (arrive) begin
+      \$1776  = \$1375 [63:0];
     end
-    if (start) begin
-      \$747  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1776  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$747  = 48'h000000000000;
+      \$1776  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$748  = acc31;
-    if (\$36 ) begin
-      \$748  = \$357 [47:0];
+    \$1777  = acc31;
+    if (arrive) begin
+      \$1777  = \$1385 [63:0];
     end
-    if (start) begin
-      \$748  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1777  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$748  = 48'h000000000000;
+      \$1777  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$749  = acc32;
-    if (\$36 ) begin
-      \$749  = \$367 [47:0];
+    \$1778  = acc32;
+    if (arrive) begin
+      \$1778  = \$1395 [63:0];
     end
-    if (start) begin
-      \$749  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1778  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$749  = 48'h000000000000;
+      \$1778  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$750  = acc33;
-    if (\$36 ) begin
-      \$750  = \$377 [47:0];
+    \$1779  = acc33;
+    if (arrive) begin
+      \$1779  = \$1405 [63:0];
     end
-    if (start) begin
-      \$750  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1779  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$750  = 48'h000000000000;
+      \$1779  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$751  = acc34;
-    if (\$36 ) begin
-      \$751  = \$387 [47:0];
+    \$1780  = acc34;
+    if (arrive) begin
+      \$1780  = \$1415 [63:0];
     end
-    if (start) begin
-      \$751  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1780  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$751  = 48'h000000000000;
+      \$1780  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$752  = acc35;
-    if (\$36 ) begin
-      \$752  = \$397 [47:0];
+    \$1781  = acc35;
+    if (arrive) begin
+      \$1781  = \$1425 [63:0];
     end
-    if (start) begin
-      \$752  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1781  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$752  = 48'h000000000000;
+      \$1781  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$753  = acc36;
-    if (\$36 ) begin
-      \$753  = \$407 [47:0];
+    \$1782  = acc36;
+    if (arrive) begin
+      \$1782  = \$1435 [63:0];
     end
-    if (start) begin
-      \$753  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1782  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$753  = 48'h000000000000;
+      \$1782  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$754  = acc37;
-    if (\$36 ) begin
-      \$754  = \$417 [47:0];
+    \$1783  = acc37;
+    if (arrive) begin
+      \$1783  = \$1445 [63:0];
     end
-    if (start) begin
-      \$754  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1783  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$754  = 48'h000000000000;
+      \$1783  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$755  = acc38;
-    if (\$36 ) begin
-      \$755  = \$427 [47:0];
+    \$1784  = acc38;
+    if (arrive) begin
+      \$1784  = \$1455 [63:0];
     end
-    if (start) begin
-      \$755  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1784  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$755  = 48'h000000000000;
+      \$1784  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$756  = acc39;
-    if (\$36 ) begin
-      \$756  = \$437 [47:0];
+    \$1785  = acc39;
+    if (arrive) begin
+      \$1785  = \$1465 [63:0];
     end
-    if (start) begin
-      \$756  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1785  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$756  = 48'h000000000000;
+      \$1785  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$757  = acc40;
-    if (\$36 ) begin
-      \$757  = \$447 [47:0];
+    \$1786  = acc40;
+    if (arrive) begin
+      \$1786  = \$1475 [63:0];
     end
-    if (start) begin
-      \$757  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1786  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$757  = 48'h000000000000;
+      \$1786  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$758  = acc41;
-    if (\$36 ) begin
-      \$758  = \$457 [47:0];
+    \$1787  = acc41;
+    if (arrive) begin
+      \$1787  = \$1485 [63:0];
     end
-    if (start) begin
-      \$758  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1787  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$758  = 48'h000000000000;
+      \$1787  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$759  = acc42;
-    if (\$36 ) begin
-      \$759  = \$467 [47:0];
+    \$1788  = acc42;
+    if (arrive) begin
+      \$1788  = \$1495 [63:0];
     end
-    if (start) begin
-      \$759  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1788  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$759  = 48'h000000000000;
+      \$1788  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$760  = acc43;
-    if (\$36 ) begin
-      \$760  = \$477 [47:0];
+    \$1789  = acc43;
+    if (arrive) begin
+      \$1789  = \$1505 [63:0];
     end
-    if (start) begin
-      \$760  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1789  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$760  = 48'h000000000000;
+      \$1789  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$761  = acc44;
-    if (\$36 ) begin
-      \$761  = \$487 [47:0];
+    \$1790  = acc44;
+    if (arrive) begin
+      \$1790  = \$1515 [63:0];
     end
-    if (start) begin
-      \$761  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1790  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$761  = 48'h000000000000;
+      \$1790  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$762  = acc45;
-    if (\$36 ) begin
-      \$762  = \$497 [47:0];
+    \$1791  = acc45;
+    if (arrive) begin
+      \$1791  = \$1525 [63:0];
     end
-    if (start) begin
-      \$762  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1791  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$762  = 48'h000000000000;
+      \$1791  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$763  = acc46;
-    if (\$36 ) begin
-      \$763  = \$507 [47:0];
+    \$1792  = acc46;
+    if (arrive) begin
+      \$1792  = \$1535 [63:0];
     end
-    if (start) begin
-      \$763  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1792  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$763  = 48'h000000000000;
+      \$1792  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$764  = acc47;
-    if (\$36 ) begin
-      \$764  = \$517 [47:0];
+    \$1793  = acc47;
+    if (arrive) begin
+      \$1793  = \$1545 [63:0];
     end
-    if (start) begin
-      \$764  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1793  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$764  = 48'h000000000000;
+      \$1793  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$765  = acc48;
-    if (\$36 ) begin
-      \$765  = \$527 [47:0];
+    \$1794  = acc48;
+    if (arrive) begin
+      \$1794  = \$1555 [63:0];
     end
-    if (start) begin
-      \$765  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1794  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$765  = 48'h000000000000;
+      \$1794  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$766  = acc49;
-    if (\$36 ) begin
-      \$766  = \$537 [47:0];
+    \$1795  = acc49;
+    if (arrive) begin
+      \$1795  = \$1565 [63:0];
     end
-    if (start) begin
-      \$766  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1795  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$766  = 48'h000000000000;
+      \$1795  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$767  = acc50;
-    if (\$36 ) begin
-      \$767  = \$547 [47:0];
+    \$1796  = acc50;
+    if (arrive) begin
+      \$1796  = \$1575 [63:0];
     end
-    if (start) begin
-      \$767  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1796  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$767  = 48'h000000000000;
+      \$1796  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$768  = acc51;
-    if (\$36 ) begin
-      \$768  = \$557 [47:0];
+    \$1797  = acc51;
+    if (arrive) begin
+      \$1797  = \$1585 [63:0];
     end
-    if (start) begin
-      \$768  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1797  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$768  = 48'h000000000000;
+      \$1797  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$769  = acc52;
-    if (\$36 ) begin
-      \$769  = \$567 [47:0];
+    \$1798  = acc52;
+    if (arrive) begin
+      \$1798  = \$1595 [63:0];
     end
-    if (start) begin
-      \$769  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1798  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$769  = 48'h000000000000;
+      \$1798  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$770  = acc53;
-    if (\$36 ) begin
-      \$770  = \$577 [47:0];
+    \$1799  = acc53;
+    if (arrive) begin
+      \$1799  = \$1605 [63:0];
     end
-    if (start) begin
-      \$770  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1799  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$770  = 48'h000000000000;
+      \$1799  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$771  = acc54;
-    if (\$36 ) begin
-      \$771  = \$587 [47:0];
+    \$1800  = acc54;
+    if (arrive) begin
+      \$1800  = \$1615 [63:0];
     end
-    if (start) begin
-      \$771  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1800  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$771  = 48'h000000000000;
+      \$1800  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$772  = acc55;
-    if (\$36 ) begin
-      \$772  = \$597 [47:0];
+    \$1801  = acc55;
+    if (arrive) begin
+      \$1801  = \$1625 [63:0];
     end
-    if (start) begin
-      \$772  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1801  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$772  = 48'h000000000000;
+      \$1801  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$773  = acc56;
-    if (\$36 ) begin
-      \$773  = \$607 [47:0];
+    \$1802  = acc56;
+    if (arrive) begin
+      \$1802  = \$1635 [63:0];
     end
-    if (start) begin
-      \$773  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1802  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$773  = 48'h000000000000;
+      \$1802  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$774  = acc57;
-    if (\$36 ) begin
-      \$774  = \$617 [47:0];
+    \$1803  = acc57;
+    if (arrive) begin
+      \$1803  = \$1645 [63:0];
     end
-    if (start) begin
-      \$774  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1803  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$774  = 48'h000000000000;
+      \$1803  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$775  = acc58;
-    if (\$36 ) begin
-      \$775  = \$627 [47:0];
+    \$1804  = acc58;
+    if (arrive) begin
+      \$1804  = \$1655 [63:0];
     end
-    if (start) begin
-      \$775  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1804  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$775  = 48'h000000000000;
+      \$1804  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$776  = acc59;
-    if (\$36 ) begin
-      \$776  = \$637 [47:0];
+    \$1805  = acc59;
+    if (arrive) begin
+      \$1805  = \$1665 [63:0];
     end
-    if (start) begin
-      \$776  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1805  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$776  = 48'h000000000000;
+      \$1805  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$777  = acc60;
-    if (\$36 ) begin
-      \$777  = \$647 [47:0];
+    \$1806  = acc60;
+    if (arrive) begin
+      \$1806  = \$1675 [63:0];
     end
-    if (start) begin
-      \$777  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1806  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$777  = 48'h000000000000;
+      \$1806  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$778  = acc61;
-    if (\$36 ) begin
-      \$778  = \$657 [47:0];
+    \$1807  = acc61;
+    if (arrive) begin
+      \$1807  = \$1685 [63:0];
     end
-    if (start) begin
-      \$778  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1807  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$778  = 48'h000000000000;
+      \$1807  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$779  = acc62;
-    if (\$36 ) begin
-      \$779  = \$667 [47:0];
+    \$1808  = acc62;
+    if (arrive) begin
+      \$1808  = \$1695 [63:0];
     end
-    if (start) begin
-      \$779  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1808  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$779  = 48'h000000000000;
+      \$1808  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$780  = acc63;
-    if (\$36 ) begin
-      \$780  = \$677 [47:0];
+    \$1809  = acc63;
+    if (arrive) begin
+      \$1809  = \$1705 [63:0];
     end
-    if (start) begin
-      \$780  = 48'h000000000000;
+    if (\$1707 ) begin
+      \$1809  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$780  = 48'h000000000000;
+      \$1809  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$781  = j;
+    \$1810  = j;
     if (reading) begin
-      \$781  = \$678 [6:0];
+      \$1810  = \$1706 [6:0];
     end
     if (start) begin
-      \$781  = 7'h00;
+      \$1810  = 7'h00;
     end
     if (rst) begin
-      \$781  = 7'h00;
+      \$1810  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$782  = reading;
+    \$1811  = reading;
     if (rst) begin
-      \$782  = 1'h0;
+      \$1811  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$783  = j[5:0];
+    \$1812  = j[5:0];
     if (rst) begin
-      \$783  = 6'h00;
+      \$1812  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$784  = running;
+    \$1813  = running;
     if (start) begin
-      \$784  = 1'h1;
+      \$1813  = 1'h1;
     end
     if (finish) begin
-      \$784  = 1'h0;
+      \$1813  = 1'h0;
     end
     if (rst) begin
-      \$784  = 1'h0;
+      \$1813  = 1'h0;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$5  = 6'h00;
-    casez (issued)
-      3'h0:
-          \$5  = 6'h08;
-      3'h1:
-          \$5  = 6'h10;
-      3'h2:
-          \$5  = 6'h18;
-      3'h3:
-          \$5  = 6'h20;
-      3'h4:
-          \$5  = 6'h20;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (issued[1:0])
-      2'h0:
-          \$8  = { xbuf7, xbuf6, xbuf5, xbuf4, xbuf3, xbuf2, xbuf1, xbuf0 };
-      2'h1:
-          \$8  = { xbuf15, xbuf14, xbuf13, xbuf12, xbuf11, xbuf10, xbuf9, xbuf8 };
-      2'h2:
-          \$8  = { xbuf23, xbuf22, xbuf21, xbuf20, xbuf19, xbuf18, xbuf17, xbuf16 };
-      2'h3:
-          \$8  = { xbuf31, xbuf30, xbuf29, xbuf28, xbuf27, xbuf26, xbuf25, xbuf24 };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (issued[1:0])
-      2'h0:
-          \$10  = { xbuf7, xbuf6, xbuf5, xbuf4, xbuf3, xbuf2, xbuf1, xbuf0 };
-      2'h1:
-          \$10  = { xbuf15, xbuf14, xbuf13, xbuf12, xbuf11, xbuf10, xbuf9, xbuf8 };
-      2'h2:
-          \$10  = { xbuf23, xbuf22, xbuf21, xbuf20, xbuf19, xbuf18, xbuf17, xbuf16 };
-      2'h3:
-          \$10  = { xbuf31, xbuf30, xbuf29, xbuf28, xbuf27, xbuf26, xbuf25, xbuf24 };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (issued[1:0])
-      2'h0:
-          \$12  = { xbuf7, xbuf6, xbuf5, xbuf4, xbuf3, xbuf2, xbuf1, xbuf0 };
-      2'h1:
-          \$12  = { xbuf15, xbuf14, xbuf13, xbuf12, xbuf11, xbuf10, xbuf9, xbuf8 };
-      2'h2:
-          \$12  = { xbuf23, xbuf22, xbuf21, xbuf20, xbuf19, xbuf18, xbuf17, xbuf16 };
-      2'h3:
-          \$12  = { xbuf31, xbuf30, xbuf29, xbuf28, xbuf27, xbuf26, xbuf25, xbuf24 };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (issued[1:0])
-      2'h0:
-          \$14  = { xbuf7, xbuf6, xbuf5, xbuf4, xbuf3, xbuf2, xbuf1, xbuf0 };
-      2'h1:
-          \$14  = { xbuf15, xbuf14, xbuf13, xbuf12, xbuf11, xbuf10, xbuf9, xbuf8 };
-      2'h2:
-          \$14  = { xbuf23, xbuf22, xbuf21, xbuf20, xbuf19, xbuf18, xbuf17, xbuf16 };
-      2'h3:
-          \$14  = { xbuf31, xbuf30, xbuf29, xbuf28, xbuf27, xbuf26, xbuf25, xbuf24 };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (w_j)
-      6'h00:
-          \$24  = acc0;
-      6'h01:
-          \$24  = acc1;
-      6'h02:
-          \$24  = acc2;
-      6'h03:
-          \$24  = acc3;
-      6'h04:
-          \$24  = acc4;
-      6'h05:
-          \$24  = acc5;
-      6'h06:
-          \$24  = acc6;
-      6'h07:
-          \$24  = acc7;
-      6'h08:
-          \$24  = acc8;
-      6'h09:
-          \$24  = acc9;
-      6'h0a:
-          \$24  = acc10;
-      6'h0b:
-          \$24  = acc11;
-      6'h0c:
-          \$24  = acc12;
-      6'h0d:
-          \$24  = acc13;
-      6'h0e:
-          \$24  = acc14;
-      6'h0f:
-          \$24  = acc15;
-      6'h10:
-          \$24  = acc16;
-      6'h11:
-          \$24  = acc17;
-      6'h12:
-          \$24  = acc18;
-      6'h13:
-          \$24  = acc19;
-      6'h14:
-          \$24  = acc20;
-      6'h15:
-          \$24  = acc21;
-      6'h16:
-          \$24  = acc22;
-      6'h17:
-          \$24  = acc23;
-      6'h18:
-          \$24  = acc24;
-      6'h19:
-          \$24  = acc25;
-      6'h1a:
-          \$24  = acc26;
-      6'h1b:
-          \$24  = acc27;
-      6'h1c:
-          \$24  = acc28;
-      6'h1d:
-          \$24  = acc29;
-      6'h1e:
-          \$24  = acc30;
-      6'h1f:
-          \$24  = acc31;
-      6'h20:
-          \$24  = acc32;
-      6'h21:
-          \$24  = acc33;
-      6'h22:
-          \$24  = acc34;
-      6'h23:
-          \$24  = acc35;
-      6'h24:
-          \$24  = acc36;
-      6'h25:
-          \$24  = acc37;
-      6'h26:
-          \$24  = acc38;
-      6'h27:
-          \$24  = acc39;
-      6'h28:
-          \$24  = acc40;
-      6'h29:
-          \$24  = acc41;
-      6'h2a:
-          \$24  = acc42;
-      6'h2b:
-          \$24  = acc43;
-      6'h2c:
-          \$24  = acc44;
-      6'h2d:
-          \$24  = acc45;
-      6'h2e:
-          \$24  = acc46;
-      6'h2f:
-          \$24  = acc47;
-      6'h30:
-          \$24  = acc48;
-      6'h31:
-          \$24  = acc49;
-      6'h32:
-          \$24  = acc50;
-      6'h33:
-          \$24  = acc51;
-      6'h34:
-          \$24  = acc52;
-      6'h35:
-          \$24  = acc53;
-      6'h36:
-          \$24  = acc54;
-      6'h37:
-          \$24  = acc55;
-      6'h38:
-          \$24  = acc56;
-      6'h39:
-          \$24  = acc57;
-      6'h3a:
-          \$24  = acc58;
-      6'h3b:
-          \$24  = acc59;
-      6'h3c:
-          \$24  = acc60;
-      6'h3d:
-          \$24  = acc61;
-      6'h3e:
-          \$24  = acc62;
-      6'h3f:
-          \$24  = acc63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$30  = op__0__ready;
-      2'h1:
-          \$30  = op__1__ready;
-      2'h2:
-          \$30  = op__2__ready;
-      2'h3:
-          \$30  = op__3__ready;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$33  = res_valid__0;
-      2'h1:
-          \$33  = res_valid__1;
-      2'h2:
-          \$33  = res_valid__2;
-      2'h3:
-          \$33  = res_valid__3;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$38  = res_y__0[21:0];
-      2'h1:
-          \$38  = res_y__1[21:0];
-      2'h2:
-          \$38  = res_y__2[21:0];
-      2'h3:
-          \$38  = res_y__3[21:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$40  = res_y__0[21:0];
-      2'h1:
-          \$40  = res_y__1[21:0];
-      2'h2:
-          \$40  = res_y__2[21:0];
-      2'h3:
-          \$40  = res_y__3[21:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$42  = res_y__0[21:0];
-      2'h1:
-          \$42  = res_y__1[21:0];
-      2'h2:
-          \$42  = res_y__2[21:0];
-      2'h3:
-          \$42  = res_y__3[21:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$44  = res_y__0[21:0];
-      2'h1:
-          \$44  = res_y__1[21:0];
-      2'h2:
-          \$44  = res_y__2[21:0];
-      2'h3:
-          \$44  = res_y__3[21:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$46  = { 30'h00000000, \$39  };
-      2'h1:
-          \$46  = { 16'h0000, \$41  };
-      2'h2:
-          \$46  = \$43 ;
-      2'h3:
-          \$46  = \$45 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$48  = res_y__0[43:22];
-      2'h1:
-          \$48  = res_y__1[43:22];
-      2'h2:
-          \$48  = res_y__2[43:22];
-      2'h3:
-          \$48  = res_y__3[43:22];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$50  = res_y__0[43:22];
-      2'h1:
-          \$50  = res_y__1[43:22];
-      2'h2:
-          \$50  = res_y__2[43:22];
-      2'h3:
-          \$50  = res_y__3[43:22];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$52  = res_y__0[43:22];
-      2'h1:
-          \$52  = res_y__1[43:22];
-      2'h2:
-          \$52  = res_y__2[43:22];
-      2'h3:
-          \$52  = res_y__3[43:22];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$54  = res_y__0[43:22];
-      2'h1:
-          \$54  = res_y__1[43:22];
-      2'h2:
-          \$54  = res_y__2[43:22];
-      2'h3:
-          \$54  = res_y__3[43:22];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$56  = { 30'h00000000, \$49  };
-      2'h1:
-          \$56  = { 16'h0000, \$51  };
-      2'h2:
-          \$56  = \$53 ;
-      2'h3:
-          \$56  = \$55 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$58  = res_y__0[65:44];
-      2'h1:
-          \$58  = res_y__1[65:44];
-      2'h2:
-          \$58  = res_y__2[65:44];
-      2'h3:
-          \$58  = res_y__3[65:44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$60  = res_y__0[65:44];
-      2'h1:
-          \$60  = res_y__1[65:44];
-      2'h2:
-          \$60  = res_y__2[65:44];
-      2'h3:
-          \$60  = res_y__3[65:44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$62  = res_y__0[65:44];
-      2'h1:
-          \$62  = res_y__1[65:44];
-      2'h2:
-          \$62  = res_y__2[65:44];
-      2'h3:
-          \$62  = res_y__3[65:44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$64  = res_y__0[65:44];
-      2'h1:
-          \$64  = res_y__1[65:44];
-      2'h2:
-          \$64  = res_y__2[65:44];
-      2'h3:
-          \$64  = res_y__3[65:44];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$66  = { 30'h00000000, \$59  };
-      2'h1:
-          \$66  = { 16'h0000, \$61  };
-      2'h2:
-          \$66  = \$63 ;
-      2'h3:
-          \$66  = \$65 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$68  = res_y__0[87:66];
-      2'h1:
-          \$68  = res_y__1[87:66];
-      2'h2:
-          \$68  = res_y__2[87:66];
-      2'h3:
-          \$68  = res_y__3[87:66];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$70  = res_y__0[87:66];
-      2'h1:
-          \$70  = res_y__1[87:66];
-      2'h2:
-          \$70  = res_y__2[87:66];
-      2'h3:
-          \$70  = res_y__3[87:66];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$72  = res_y__0[87:66];
-      2'h1:
-          \$72  = res_y__1[87:66];
-      2'h2:
-          \$72  = res_y__2[87:66];
-      2'h3:
-          \$72  = res_y__3[87:66];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$74  = res_y__0[87:66];
-      2'h1:
-          \$74  = res_y__1[87:66];
-      2'h2:
-          \$74  = res_y__2[87:66];
-      2'h3:
-          \$74  = res_y__3[87:66];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$76  = { 30'h00000000, \$69  };
-      2'h1:
-          \$76  = { 16'h0000, \$71  };
-      2'h2:
-          \$76  = \$73 ;
-      2'h3:
-          \$76  = \$75 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$78  = res_y__0[109:88];
-      2'h1:
-          \$78  = res_y__1[109:88];
-      2'h2:
-          \$78  = res_y__2[109:88];
-      2'h3:
-          \$78  = res_y__3[109:88];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$80  = res_y__0[109:88];
-      2'h1:
-          \$80  = res_y__1[109:88];
-      2'h2:
-          \$80  = res_y__2[109:88];
-      2'h3:
-          \$80  = res_y__3[109:88];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$82  = res_y__0[109:88];
-      2'h1:
-          \$82  = res_y__1[109:88];
-      2'h2:
-          \$82  = res_y__2[109:88];
-      2'h3:
-          \$82  = res_y__3[109:88];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$84  = res_y__0[109:88];
-      2'h1:
-          \$84  = res_y__1[109:88];
-      2'h2:
-          \$84  = res_y__2[109:88];
-      2'h3:
-          \$84  = res_y__3[109:88];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$86  = { 30'h00000000, \$79  };
-      2'h1:
-          \$86  = { 16'h0000, \$81  };
-      2'h2:
-          \$86  = \$83 ;
-      2'h3:
-          \$86  = \$85 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$88  = res_y__0[131:110];
-      2'h1:
-          \$88  = res_y__1[131:110];
-      2'h2:
-          \$88  = res_y__2[131:110];
-      2'h3:
-          \$88  = res_y__3[131:110];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$90  = res_y__0[131:110];
-      2'h1:
-          \$90  = res_y__1[131:110];
-      2'h2:
-          \$90  = res_y__2[131:110];
-      2'h3:
-          \$90  = res_y__3[131:110];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$92  = res_y__0[131:110];
-      2'h1:
-          \$92  = res_y__1[131:110];
-      2'h2:
-          \$92  = res_y__2[131:110];
-      2'h3:
-          \$92  = res_y__3[131:110];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$94  = res_y__0[131:110];
-      2'h1:
-          \$94  = res_y__1[131:110];
-      2'h2:
-          \$94  = res_y__2[131:110];
-      2'h3:
-          \$94  = res_y__3[131:110];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$96  = { 30'h00000000, \$89  };
-      2'h1:
-          \$96  = { 16'h0000, \$91  };
-      2'h2:
-          \$96  = \$93 ;
-      2'h3:
-          \$96  = \$95 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$98  = res_y__0[153:132];
-      2'h1:
-          \$98  = res_y__1[153:132];
-      2'h2:
-          \$98  = res_y__2[153:132];
-      2'h3:
-          \$98  = res_y__3[153:132];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$100  = res_y__0[153:132];
-      2'h1:
-          \$100  = res_y__1[153:132];
-      2'h2:
-          \$100  = res_y__2[153:132];
-      2'h3:
-          \$100  = res_y__3[153:132];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$102  = res_y__0[153:132];
-      2'h1:
-          \$102  = res_y__1[153:132];
-      2'h2:
-          \$102  = res_y__2[153:132];
-      2'h3:
-          \$102  = res_y__3[153:132];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$104  = res_y__0[153:132];
-      2'h1:
-          \$104  = res_y__1[153:132];
-      2'h2:
-          \$104  = res_y__2[153:132];
-      2'h3:
-          \$104  = res_y__3[153:132];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$106  = { 30'h00000000, \$99  };
-      2'h1:
-          \$106  = { 16'h0000, \$101  };
-      2'h2:
-          \$106  = \$103 ;
-      2'h3:
-          \$106  = \$105 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$108  = res_y__0[175:154];
-      2'h1:
-          \$108  = res_y__1[175:154];
-      2'h2:
-          \$108  = res_y__2[175:154];
-      2'h3:
-          \$108  = res_y__3[175:154];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$110  = res_y__0[175:154];
-      2'h1:
-          \$110  = res_y__1[175:154];
-      2'h2:
-          \$110  = res_y__2[175:154];
-      2'h3:
-          \$110  = res_y__3[175:154];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$112  = res_y__0[175:154];
-      2'h1:
-          \$112  = res_y__1[175:154];
-      2'h2:
-          \$112  = res_y__2[175:154];
-      2'h3:
-          \$112  = res_y__3[175:154];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$114  = res_y__0[175:154];
-      2'h1:
-          \$114  = res_y__1[175:154];
-      2'h2:
-          \$114  = res_y__2[175:154];
-      2'h3:
-          \$114  = res_y__3[175:154];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$116  = { 30'h00000000, \$109  };
-      2'h1:
-          \$116  = { 16'h0000, \$111  };
-      2'h2:
-          \$116  = \$113 ;
-      2'h3:
-          \$116  = \$115 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$118  = res_y__0[197:176];
-      2'h1:
-          \$118  = res_y__1[197:176];
-      2'h2:
-          \$118  = res_y__2[197:176];
-      2'h3:
-          \$118  = res_y__3[197:176];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$120  = res_y__0[197:176];
-      2'h1:
-          \$120  = res_y__1[197:176];
-      2'h2:
-          \$120  = res_y__2[197:176];
-      2'h3:
-          \$120  = res_y__3[197:176];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$122  = res_y__0[197:176];
-      2'h1:
-          \$122  = res_y__1[197:176];
-      2'h2:
-          \$122  = res_y__2[197:176];
-      2'h3:
-          \$122  = res_y__3[197:176];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$124  = res_y__0[197:176];
-      2'h1:
-          \$124  = res_y__1[197:176];
-      2'h2:
-          \$124  = res_y__2[197:176];
-      2'h3:
-          \$124  = res_y__3[197:176];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$126  = { 30'h00000000, \$119  };
-      2'h1:
-          \$126  = { 16'h0000, \$121  };
-      2'h2:
-          \$126  = \$123 ;
-      2'h3:
-          \$126  = \$125 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$128  = res_y__0[219:198];
-      2'h1:
-          \$128  = res_y__1[219:198];
-      2'h2:
-          \$128  = res_y__2[219:198];
-      2'h3:
-          \$128  = res_y__3[219:198];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$130  = res_y__0[219:198];
-      2'h1:
-          \$130  = res_y__1[219:198];
-      2'h2:
-          \$130  = res_y__2[219:198];
-      2'h3:
-          \$130  = res_y__3[219:198];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$132  = res_y__0[219:198];
-      2'h1:
-          \$132  = res_y__1[219:198];
-      2'h2:
-          \$132  = res_y__2[219:198];
-      2'h3:
-          \$132  = res_y__3[219:198];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$134  = res_y__0[219:198];
-      2'h1:
-          \$134  = res_y__1[219:198];
-      2'h2:
-          \$134  = res_y__2[219:198];
-      2'h3:
-          \$134  = res_y__3[219:198];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$136  = { 30'h00000000, \$129  };
-      2'h1:
-          \$136  = { 16'h0000, \$131  };
-      2'h2:
-          \$136  = \$133 ;
-      2'h3:
-          \$136  = \$135 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$138  = res_y__0[241:220];
-      2'h1:
-          \$138  = res_y__1[241:220];
-      2'h2:
-          \$138  = res_y__2[241:220];
-      2'h3:
-          \$138  = res_y__3[241:220];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$140  = res_y__0[241:220];
-      2'h1:
-          \$140  = res_y__1[241:220];
-      2'h2:
-          \$140  = res_y__2[241:220];
-      2'h3:
-          \$140  = res_y__3[241:220];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$142  = res_y__0[241:220];
-      2'h1:
-          \$142  = res_y__1[241:220];
-      2'h2:
-          \$142  = res_y__2[241:220];
-      2'h3:
-          \$142  = res_y__3[241:220];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$144  = res_y__0[241:220];
-      2'h1:
-          \$144  = res_y__1[241:220];
-      2'h2:
-          \$144  = res_y__2[241:220];
-      2'h3:
-          \$144  = res_y__3[241:220];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$146  = { 30'h00000000, \$139  };
-      2'h1:
-          \$146  = { 16'h0000, \$141  };
-      2'h2:
-          \$146  = \$143 ;
-      2'h3:
-          \$146  = \$145 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$148  = res_y__0[263:242];
-      2'h1:
-          \$148  = res_y__1[263:242];
-      2'h2:
-          \$148  = res_y__2[263:242];
-      2'h3:
-          \$148  = res_y__3[263:242];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$150  = res_y__0[263:242];
-      2'h1:
-          \$150  = res_y__1[263:242];
-      2'h2:
-          \$150  = res_y__2[263:242];
-      2'h3:
-          \$150  = res_y__3[263:242];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$152  = res_y__0[263:242];
-      2'h1:
-          \$152  = res_y__1[263:242];
-      2'h2:
-          \$152  = res_y__2[263:242];
-      2'h3:
-          \$152  = res_y__3[263:242];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$154  = res_y__0[263:242];
-      2'h1:
-          \$154  = res_y__1[263:242];
-      2'h2:
-          \$154  = res_y__2[263:242];
-      2'h3:
-          \$154  = res_y__3[263:242];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$156  = { 30'h00000000, \$149  };
-      2'h1:
-          \$156  = { 16'h0000, \$151  };
-      2'h2:
-          \$156  = \$153 ;
-      2'h3:
-          \$156  = \$155 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$158  = res_y__0[285:264];
-      2'h1:
-          \$158  = res_y__1[285:264];
-      2'h2:
-          \$158  = res_y__2[285:264];
-      2'h3:
-          \$158  = res_y__3[285:264];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$160  = res_y__0[285:264];
-      2'h1:
-          \$160  = res_y__1[285:264];
-      2'h2:
-          \$160  = res_y__2[285:264];
-      2'h3:
-          \$160  = res_y__3[285:264];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$162  = res_y__0[285:264];
-      2'h1:
-          \$162  = res_y__1[285:264];
-      2'h2:
-          \$162  = res_y__2[285:264];
-      2'h3:
-          \$162  = res_y__3[285:264];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$164  = res_y__0[285:264];
-      2'h1:
-          \$164  = res_y__1[285:264];
-      2'h2:
-          \$164  = res_y__2[285:264];
-      2'h3:
-          \$164  = res_y__3[285:264];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$166  = { 30'h00000000, \$159  };
-      2'h1:
-          \$166  = { 16'h0000, \$161  };
-      2'h2:
-          \$166  = \$163 ;
-      2'h3:
-          \$166  = \$165 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$168  = res_y__0[307:286];
-      2'h1:
-          \$168  = res_y__1[307:286];
-      2'h2:
-          \$168  = res_y__2[307:286];
-      2'h3:
-          \$168  = res_y__3[307:286];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$170  = res_y__0[307:286];
-      2'h1:
-          \$170  = res_y__1[307:286];
-      2'h2:
-          \$170  = res_y__2[307:286];
-      2'h3:
-          \$170  = res_y__3[307:286];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$172  = res_y__0[307:286];
-      2'h1:
-          \$172  = res_y__1[307:286];
-      2'h2:
-          \$172  = res_y__2[307:286];
-      2'h3:
-          \$172  = res_y__3[307:286];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$174  = res_y__0[307:286];
-      2'h1:
-          \$174  = res_y__1[307:286];
-      2'h2:
-          \$174  = res_y__2[307:286];
-      2'h3:
-          \$174  = res_y__3[307:286];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$176  = { 30'h00000000, \$169  };
-      2'h1:
-          \$176  = { 16'h0000, \$171  };
-      2'h2:
-          \$176  = \$173 ;
-      2'h3:
-          \$176  = \$175 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$178  = res_y__0[329:308];
-      2'h1:
-          \$178  = res_y__1[329:308];
-      2'h2:
-          \$178  = res_y__2[329:308];
-      2'h3:
-          \$178  = res_y__3[329:308];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$180  = res_y__0[329:308];
-      2'h1:
-          \$180  = res_y__1[329:308];
-      2'h2:
-          \$180  = res_y__2[329:308];
-      2'h3:
-          \$180  = res_y__3[329:308];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$182  = res_y__0[329:308];
-      2'h1:
-          \$182  = res_y__1[329:308];
-      2'h2:
-          \$182  = res_y__2[329:308];
-      2'h3:
-          \$182  = res_y__3[329:308];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$184  = res_y__0[329:308];
-      2'h1:
-          \$184  = res_y__1[329:308];
-      2'h2:
-          \$184  = res_y__2[329:308];
-      2'h3:
-          \$184  = res_y__3[329:308];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$186  = { 30'h00000000, \$179  };
-      2'h1:
-          \$186  = { 16'h0000, \$181  };
-      2'h2:
-          \$186  = \$183 ;
-      2'h3:
-          \$186  = \$185 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$188  = res_y__0[351:330];
-      2'h1:
-          \$188  = res_y__1[351:330];
-      2'h2:
-          \$188  = res_y__2[351:330];
-      2'h3:
-          \$188  = res_y__3[351:330];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$190  = res_y__0[351:330];
-      2'h1:
-          \$190  = res_y__1[351:330];
-      2'h2:
-          \$190  = res_y__2[351:330];
-      2'h3:
-          \$190  = res_y__3[351:330];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$192  = res_y__0[351:330];
-      2'h1:
-          \$192  = res_y__1[351:330];
-      2'h2:
-          \$192  = res_y__2[351:330];
-      2'h3:
-          \$192  = res_y__3[351:330];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$194  = res_y__0[351:330];
-      2'h1:
-          \$194  = res_y__1[351:330];
-      2'h2:
-          \$194  = res_y__2[351:330];
-      2'h3:
-          \$194  = res_y__3[351:330];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$196  = { 30'h00000000, \$189  };
-      2'h1:
-          \$196  = { 16'h0000, \$191  };
-      2'h2:
-          \$196  = \$193 ;
-      2'h3:
-          \$196  = \$195 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$198  = res_y__0[373:352];
-      2'h1:
-          \$198  = res_y__1[373:352];
-      2'h2:
-          \$198  = res_y__2[373:352];
-      2'h3:
-          \$198  = res_y__3[373:352];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$200  = res_y__0[373:352];
-      2'h1:
-          \$200  = res_y__1[373:352];
-      2'h2:
-          \$200  = res_y__2[373:352];
-      2'h3:
-          \$200  = res_y__3[373:352];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$202  = res_y__0[373:352];
-      2'h1:
-          \$202  = res_y__1[373:352];
-      2'h2:
-          \$202  = res_y__2[373:352];
-      2'h3:
-          \$202  = res_y__3[373:352];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[1:0])
-      2'h0:
-          \$204  = res_y__0[373:352];
-      2'h1:
-          \$204  = res_y__1[373:352];
-      2'h2:
-          \$204  = res_y__2[373:352];
-      2'h3:
-          \$204  = res_y__3[373:352];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$206  = { 30'h00000000, \$199  };
-      2'h1:
-          \$206  = { 16'h0000, \$201  };
-      2'h2:
-          \$206  = \$203 ;
-      2'h3:
-          \$206  = \$205 ;
-    endcase
   end
   assign rd__en = 1'h1;
   assign \$signal  = act_w__en;
   assign done = finish;
-  assign rd__addr = \$22 [11:0];
-  assign act_w__addr = \$23 [11:0];
-  assign act_w__data = \$25 [63:0];
+  assign rd__addr = \$1050 [11:0];
+  assign act_w__addr = \$1051 [11:0];
+  assign act_w__data = \$1053 [63:0];
   assign \args.macro  = args[1:0];
   assign \args.page  = args[4:2];
   assign \args.x  = args[16:5];
   assign \args.y  = args[28:17];
+  assign \args.rows  = args[92:29];
+  assign \args.slices_m1  = args[94:93];
+  assign \args.flush  = args[95];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[3:1];
   assign \op__0__payload.row  = op__0__payload[9:4];
@@ -41420,7 +43539,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   assign \res_y__3[61]  = res_y__3[1363:1342];
   assign \res_y__3[62]  = res_y__3[1385:1364];
   assign \res_y__3[63]  = res_y__3[1407:1386];
-  assign op__3__payload[532:21] = \$14 ;
+  assign op__3__payload[532:21] = \$1038 ;
   assign op__3__payload[17] = 1'h0;
   assign op__3__payload[16] = 1'h0;
   assign op__3__payload[15] = 1'h0;
@@ -41429,7 +43548,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   assign op__3__payload[3:1] = args[4:2];
   assign op__3__payload[0] = 1'h0;
   assign { op__3__payload[596:533], op__3__payload[20:18], op__3__payload[9:4] } = 73'h0000000000000000000;
-  assign op__2__payload[532:21] = \$12 ;
+  assign op__2__payload[532:21] = \$780 ;
   assign op__2__payload[17] = 1'h0;
   assign op__2__payload[16] = 1'h0;
   assign op__2__payload[15] = 1'h0;
@@ -41438,7 +43557,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   assign op__2__payload[3:1] = args[4:2];
   assign op__2__payload[0] = 1'h0;
   assign { op__2__payload[596:533], op__2__payload[20:18], op__2__payload[9:4] } = 73'h0000000000000000000;
-  assign op__1__payload[532:21] = \$10 ;
+  assign op__1__payload[532:21] = \$522 ;
   assign op__1__payload[17] = 1'h0;
   assign op__1__payload[16] = 1'h0;
   assign op__1__payload[15] = 1'h0;
@@ -41447,7 +43566,7 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   assign op__1__payload[3:1] = args[4:2];
   assign op__1__payload[0] = 1'h0;
   assign { op__1__payload[596:533], op__1__payload[20:18], op__1__payload[9:4] } = 73'h0000000000000000000;
-  assign op__0__payload[532:21] = \$8 ;
+  assign op__0__payload[532:21] = \$264 ;
   assign op__0__payload[17] = 1'h0;
   assign op__0__payload[16] = 1'h0;
   assign op__0__payload[15] = 1'h0;
@@ -41456,260 +43575,260 @@ module \default_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   assign op__0__payload[3:1] = args[4:2];
   assign op__0__payload[0] = 1'h0;
   assign { op__0__payload[596:533], op__0__payload[20:18], op__0__payload[9:4] } = 73'h0000000000000000000;
-  assign \$39  = { 1'h0, \$38  };
-  assign \$41  = { 7'h00, \$40 , 8'h00 };
-  assign \$43  = { 15'h0000, \$42 , 16'h0000 };
-  assign \$45  = { 7'h00, \$44 , 24'h000000 };
-  assign \$49  = { 1'h0, \$48  };
-  assign \$51  = { 7'h00, \$50 , 8'h00 };
-  assign \$53  = { 15'h0000, \$52 , 16'h0000 };
-  assign \$55  = { 7'h00, \$54 , 24'h000000 };
-  assign \$59  = { 1'h0, \$58  };
-  assign \$61  = { 7'h00, \$60 , 8'h00 };
-  assign \$63  = { 15'h0000, \$62 , 16'h0000 };
-  assign \$65  = { 7'h00, \$64 , 24'h000000 };
-  assign \$69  = { 1'h0, \$68  };
-  assign \$71  = { 7'h00, \$70 , 8'h00 };
-  assign \$73  = { 15'h0000, \$72 , 16'h0000 };
-  assign \$75  = { 7'h00, \$74 , 24'h000000 };
-  assign \$79  = { 1'h0, \$78  };
-  assign \$81  = { 7'h00, \$80 , 8'h00 };
-  assign \$83  = { 15'h0000, \$82 , 16'h0000 };
-  assign \$85  = { 7'h00, \$84 , 24'h000000 };
-  assign \$89  = { 1'h0, \$88  };
-  assign \$91  = { 7'h00, \$90 , 8'h00 };
-  assign \$93  = { 15'h0000, \$92 , 16'h0000 };
-  assign \$95  = { 7'h00, \$94 , 24'h000000 };
-  assign \$99  = { 1'h0, \$98  };
-  assign \$101  = { 7'h00, \$100 , 8'h00 };
-  assign \$103  = { 15'h0000, \$102 , 16'h0000 };
-  assign \$105  = { 7'h00, \$104 , 24'h000000 };
-  assign \$109  = { 1'h0, \$108  };
-  assign \$111  = { 7'h00, \$110 , 8'h00 };
-  assign \$113  = { 15'h0000, \$112 , 16'h0000 };
-  assign \$115  = { 7'h00, \$114 , 24'h000000 };
-  assign \$119  = { 1'h0, \$118  };
-  assign \$121  = { 7'h00, \$120 , 8'h00 };
-  assign \$123  = { 15'h0000, \$122 , 16'h0000 };
-  assign \$125  = { 7'h00, \$124 , 24'h000000 };
-  assign \$129  = { 1'h0, \$128  };
-  assign \$131  = { 7'h00, \$130 , 8'h00 };
-  assign \$133  = { 15'h0000, \$132 , 16'h0000 };
-  assign \$135  = { 7'h00, \$134 , 24'h000000 };
-  assign \$139  = { 1'h0, \$138  };
-  assign \$141  = { 7'h00, \$140 , 8'h00 };
-  assign \$143  = { 15'h0000, \$142 , 16'h0000 };
-  assign \$145  = { 7'h00, \$144 , 24'h000000 };
-  assign \$149  = { 1'h0, \$148  };
-  assign \$151  = { 7'h00, \$150 , 8'h00 };
-  assign \$153  = { 15'h0000, \$152 , 16'h0000 };
-  assign \$155  = { 7'h00, \$154 , 24'h000000 };
-  assign \$159  = { 1'h0, \$158  };
-  assign \$161  = { 7'h00, \$160 , 8'h00 };
-  assign \$163  = { 15'h0000, \$162 , 16'h0000 };
-  assign \$165  = { 7'h00, \$164 , 24'h000000 };
-  assign \$169  = { 1'h0, \$168  };
-  assign \$171  = { 7'h00, \$170 , 8'h00 };
-  assign \$173  = { 15'h0000, \$172 , 16'h0000 };
-  assign \$175  = { 7'h00, \$174 , 24'h000000 };
-  assign \$179  = { 1'h0, \$178  };
-  assign \$181  = { 7'h00, \$180 , 8'h00 };
-  assign \$183  = { 15'h0000, \$182 , 16'h0000 };
-  assign \$185  = { 7'h00, \$184 , 24'h000000 };
-  assign \$189  = { 1'h0, \$188  };
-  assign \$191  = { 7'h00, \$190 , 8'h00 };
-  assign \$193  = { 15'h0000, \$192 , 16'h0000 };
-  assign \$195  = { 7'h00, \$194 , 24'h000000 };
-  assign \$199  = { 1'h0, \$198  };
-  assign \$201  = { 7'h00, \$200 , 8'h00 };
-  assign \$203  = { 15'h0000, \$202 , 16'h0000 };
-  assign \$205  = { 7'h00, \$204 , 24'h000000 };
-  assign \$209  = { 1'h0, \$208  };
-  assign \$211  = { 7'h00, \$210 , 8'h00 };
-  assign \$213  = { 15'h0000, \$212 , 16'h0000 };
-  assign \$215  = { 7'h00, \$214 , 24'h000000 };
-  assign \$219  = { 1'h0, \$218  };
-  assign \$221  = { 7'h00, \$220 , 8'h00 };
-  assign \$223  = { 15'h0000, \$222 , 16'h0000 };
-  assign \$225  = { 7'h00, \$224 , 24'h000000 };
-  assign \$229  = { 1'h0, \$228  };
-  assign \$231  = { 7'h00, \$230 , 8'h00 };
-  assign \$233  = { 15'h0000, \$232 , 16'h0000 };
-  assign \$235  = { 7'h00, \$234 , 24'h000000 };
-  assign \$239  = { 1'h0, \$238  };
-  assign \$241  = { 7'h00, \$240 , 8'h00 };
-  assign \$243  = { 15'h0000, \$242 , 16'h0000 };
-  assign \$245  = { 7'h00, \$244 , 24'h000000 };
-  assign \$249  = { 1'h0, \$248  };
-  assign \$251  = { 7'h00, \$250 , 8'h00 };
-  assign \$253  = { 15'h0000, \$252 , 16'h0000 };
-  assign \$255  = { 7'h00, \$254 , 24'h000000 };
-  assign \$259  = { 1'h0, \$258  };
-  assign \$261  = { 7'h00, \$260 , 8'h00 };
-  assign \$263  = { 15'h0000, \$262 , 16'h0000 };
-  assign \$265  = { 7'h00, \$264 , 24'h000000 };
-  assign \$269  = { 1'h0, \$268  };
-  assign \$271  = { 7'h00, \$270 , 8'h00 };
-  assign \$273  = { 15'h0000, \$272 , 16'h0000 };
-  assign \$275  = { 7'h00, \$274 , 24'h000000 };
-  assign \$279  = { 1'h0, \$278  };
-  assign \$281  = { 7'h00, \$280 , 8'h00 };
-  assign \$283  = { 15'h0000, \$282 , 16'h0000 };
-  assign \$285  = { 7'h00, \$284 , 24'h000000 };
-  assign \$289  = { 1'h0, \$288  };
-  assign \$291  = { 7'h00, \$290 , 8'h00 };
-  assign \$293  = { 15'h0000, \$292 , 16'h0000 };
-  assign \$295  = { 7'h00, \$294 , 24'h000000 };
-  assign \$299  = { 1'h0, \$298  };
-  assign \$301  = { 7'h00, \$300 , 8'h00 };
-  assign \$303  = { 15'h0000, \$302 , 16'h0000 };
-  assign \$305  = { 7'h00, \$304 , 24'h000000 };
-  assign \$309  = { 1'h0, \$308  };
-  assign \$311  = { 7'h00, \$310 , 8'h00 };
-  assign \$313  = { 15'h0000, \$312 , 16'h0000 };
-  assign \$315  = { 7'h00, \$314 , 24'h000000 };
-  assign \$319  = { 1'h0, \$318  };
-  assign \$321  = { 7'h00, \$320 , 8'h00 };
-  assign \$323  = { 15'h0000, \$322 , 16'h0000 };
-  assign \$325  = { 7'h00, \$324 , 24'h000000 };
-  assign \$329  = { 1'h0, \$328  };
-  assign \$331  = { 7'h00, \$330 , 8'h00 };
-  assign \$333  = { 15'h0000, \$332 , 16'h0000 };
-  assign \$335  = { 7'h00, \$334 , 24'h000000 };
-  assign \$339  = { 1'h0, \$338  };
-  assign \$341  = { 7'h00, \$340 , 8'h00 };
-  assign \$343  = { 15'h0000, \$342 , 16'h0000 };
-  assign \$345  = { 7'h00, \$344 , 24'h000000 };
-  assign \$349  = { 1'h0, \$348  };
-  assign \$351  = { 7'h00, \$350 , 8'h00 };
-  assign \$353  = { 15'h0000, \$352 , 16'h0000 };
-  assign \$355  = { 7'h00, \$354 , 24'h000000 };
-  assign \$359  = { 1'h0, \$358  };
-  assign \$361  = { 7'h00, \$360 , 8'h00 };
-  assign \$363  = { 15'h0000, \$362 , 16'h0000 };
-  assign \$365  = { 7'h00, \$364 , 24'h000000 };
-  assign \$369  = { 1'h0, \$368  };
-  assign \$371  = { 7'h00, \$370 , 8'h00 };
-  assign \$373  = { 15'h0000, \$372 , 16'h0000 };
-  assign \$375  = { 7'h00, \$374 , 24'h000000 };
-  assign \$379  = { 1'h0, \$378  };
-  assign \$381  = { 7'h00, \$380 , 8'h00 };
-  assign \$383  = { 15'h0000, \$382 , 16'h0000 };
-  assign \$385  = { 7'h00, \$384 , 24'h000000 };
-  assign \$389  = { 1'h0, \$388  };
-  assign \$391  = { 7'h00, \$390 , 8'h00 };
-  assign \$393  = { 15'h0000, \$392 , 16'h0000 };
-  assign \$395  = { 7'h00, \$394 , 24'h000000 };
-  assign \$399  = { 1'h0, \$398  };
-  assign \$401  = { 7'h00, \$400 , 8'h00 };
-  assign \$403  = { 15'h0000, \$402 , 16'h0000 };
-  assign \$405  = { 7'h00, \$404 , 24'h000000 };
-  assign \$409  = { 1'h0, \$408  };
-  assign \$411  = { 7'h00, \$410 , 8'h00 };
-  assign \$413  = { 15'h0000, \$412 , 16'h0000 };
-  assign \$415  = { 7'h00, \$414 , 24'h000000 };
-  assign \$419  = { 1'h0, \$418  };
-  assign \$421  = { 7'h00, \$420 , 8'h00 };
-  assign \$423  = { 15'h0000, \$422 , 16'h0000 };
-  assign \$425  = { 7'h00, \$424 , 24'h000000 };
-  assign \$429  = { 1'h0, \$428  };
-  assign \$431  = { 7'h00, \$430 , 8'h00 };
-  assign \$433  = { 15'h0000, \$432 , 16'h0000 };
-  assign \$435  = { 7'h00, \$434 , 24'h000000 };
-  assign \$439  = { 1'h0, \$438  };
-  assign \$441  = { 7'h00, \$440 , 8'h00 };
-  assign \$443  = { 15'h0000, \$442 , 16'h0000 };
-  assign \$445  = { 7'h00, \$444 , 24'h000000 };
-  assign \$449  = { 1'h0, \$448  };
-  assign \$451  = { 7'h00, \$450 , 8'h00 };
-  assign \$453  = { 15'h0000, \$452 , 16'h0000 };
-  assign \$455  = { 7'h00, \$454 , 24'h000000 };
-  assign \$459  = { 1'h0, \$458  };
-  assign \$461  = { 7'h00, \$460 , 8'h00 };
-  assign \$463  = { 15'h0000, \$462 , 16'h0000 };
-  assign \$465  = { 7'h00, \$464 , 24'h000000 };
-  assign \$469  = { 1'h0, \$468  };
-  assign \$471  = { 7'h00, \$470 , 8'h00 };
-  assign \$473  = { 15'h0000, \$472 , 16'h0000 };
-  assign \$475  = { 7'h00, \$474 , 24'h000000 };
-  assign \$479  = { 1'h0, \$478  };
-  assign \$481  = { 7'h00, \$480 , 8'h00 };
-  assign \$483  = { 15'h0000, \$482 , 16'h0000 };
-  assign \$485  = { 7'h00, \$484 , 24'h000000 };
-  assign \$489  = { 1'h0, \$488  };
-  assign \$491  = { 7'h00, \$490 , 8'h00 };
-  assign \$493  = { 15'h0000, \$492 , 16'h0000 };
-  assign \$495  = { 7'h00, \$494 , 24'h000000 };
-  assign \$499  = { 1'h0, \$498  };
-  assign \$501  = { 7'h00, \$500 , 8'h00 };
-  assign \$503  = { 15'h0000, \$502 , 16'h0000 };
-  assign \$505  = { 7'h00, \$504 , 24'h000000 };
-  assign \$509  = { 1'h0, \$508  };
-  assign \$511  = { 7'h00, \$510 , 8'h00 };
-  assign \$513  = { 15'h0000, \$512 , 16'h0000 };
-  assign \$515  = { 7'h00, \$514 , 24'h000000 };
-  assign \$519  = { 1'h0, \$518  };
-  assign \$521  = { 7'h00, \$520 , 8'h00 };
-  assign \$523  = { 15'h0000, \$522 , 16'h0000 };
-  assign \$525  = { 7'h00, \$524 , 24'h000000 };
-  assign \$529  = { 1'h0, \$528  };
-  assign \$531  = { 7'h00, \$530 , 8'h00 };
-  assign \$533  = { 15'h0000, \$532 , 16'h0000 };
-  assign \$535  = { 7'h00, \$534 , 24'h000000 };
-  assign \$539  = { 1'h0, \$538  };
-  assign \$541  = { 7'h00, \$540 , 8'h00 };
-  assign \$543  = { 15'h0000, \$542 , 16'h0000 };
-  assign \$545  = { 7'h00, \$544 , 24'h000000 };
-  assign \$549  = { 1'h0, \$548  };
-  assign \$551  = { 7'h00, \$550 , 8'h00 };
-  assign \$553  = { 15'h0000, \$552 , 16'h0000 };
-  assign \$555  = { 7'h00, \$554 , 24'h000000 };
-  assign \$559  = { 1'h0, \$558  };
-  assign \$561  = { 7'h00, \$560 , 8'h00 };
-  assign \$563  = { 15'h0000, \$562 , 16'h0000 };
-  assign \$565  = { 7'h00, \$564 , 24'h000000 };
-  assign \$569  = { 1'h0, \$568  };
-  assign \$571  = { 7'h00, \$570 , 8'h00 };
-  assign \$573  = { 15'h0000, \$572 , 16'h0000 };
-  assign \$575  = { 7'h00, \$574 , 24'h000000 };
-  assign \$579  = { 1'h0, \$578  };
-  assign \$581  = { 7'h00, \$580 , 8'h00 };
-  assign \$583  = { 15'h0000, \$582 , 16'h0000 };
-  assign \$585  = { 7'h00, \$584 , 24'h000000 };
-  assign \$589  = { 1'h0, \$588  };
-  assign \$591  = { 7'h00, \$590 , 8'h00 };
-  assign \$593  = { 15'h0000, \$592 , 16'h0000 };
-  assign \$595  = { 7'h00, \$594 , 24'h000000 };
-  assign \$599  = { 1'h0, \$598  };
-  assign \$601  = { 7'h00, \$600 , 8'h00 };
-  assign \$603  = { 15'h0000, \$602 , 16'h0000 };
-  assign \$605  = { 7'h00, \$604 , 24'h000000 };
-  assign \$609  = { 1'h0, \$608  };
-  assign \$611  = { 7'h00, \$610 , 8'h00 };
-  assign \$613  = { 15'h0000, \$612 , 16'h0000 };
-  assign \$615  = { 7'h00, \$614 , 24'h000000 };
-  assign \$619  = { 1'h0, \$618  };
-  assign \$621  = { 7'h00, \$620 , 8'h00 };
-  assign \$623  = { 15'h0000, \$622 , 16'h0000 };
-  assign \$625  = { 7'h00, \$624 , 24'h000000 };
-  assign \$629  = { 1'h0, \$628  };
-  assign \$631  = { 7'h00, \$630 , 8'h00 };
-  assign \$633  = { 15'h0000, \$632 , 16'h0000 };
-  assign \$635  = { 7'h00, \$634 , 24'h000000 };
-  assign \$639  = { 1'h0, \$638  };
-  assign \$641  = { 7'h00, \$640 , 8'h00 };
-  assign \$643  = { 15'h0000, \$642 , 16'h0000 };
-  assign \$645  = { 7'h00, \$644 , 24'h000000 };
-  assign \$649  = { 1'h0, \$648  };
-  assign \$651  = { 7'h00, \$650 , 8'h00 };
-  assign \$653  = { 15'h0000, \$652 , 16'h0000 };
-  assign \$655  = { 7'h00, \$654 , 24'h000000 };
-  assign \$659  = { 1'h0, \$658  };
-  assign \$661  = { 7'h00, \$660 , 8'h00 };
-  assign \$663  = { 15'h0000, \$662 , 16'h0000 };
-  assign \$665  = { 7'h00, \$664 , 24'h000000 };
-  assign \$669  = { 1'h0, \$668  };
-  assign \$671  = { 7'h00, \$670 , 8'h00 };
-  assign \$673  = { 15'h0000, \$672 , 16'h0000 };
-  assign \$675  = { 7'h00, \$674 , 24'h000000 };
+  assign \$1067  = { 1'h0, \$1066  };
+  assign \$1069  = { 7'h00, \$1068 , 8'h00 };
+  assign \$1071  = { 15'h0000, \$1070 , 16'h0000 };
+  assign \$1073  = { 7'h00, \$1072 , 24'h000000 };
+  assign \$1077  = { 1'h0, \$1076  };
+  assign \$1079  = { 7'h00, \$1078 , 8'h00 };
+  assign \$1081  = { 15'h0000, \$1080 , 16'h0000 };
+  assign \$1083  = { 7'h00, \$1082 , 24'h000000 };
+  assign \$1087  = { 1'h0, \$1086  };
+  assign \$1089  = { 7'h00, \$1088 , 8'h00 };
+  assign \$1091  = { 15'h0000, \$1090 , 16'h0000 };
+  assign \$1093  = { 7'h00, \$1092 , 24'h000000 };
+  assign \$1097  = { 1'h0, \$1096  };
+  assign \$1099  = { 7'h00, \$1098 , 8'h00 };
+  assign \$1101  = { 15'h0000, \$1100 , 16'h0000 };
+  assign \$1103  = { 7'h00, \$1102 , 24'h000000 };
+  assign \$1107  = { 1'h0, \$1106  };
+  assign \$1109  = { 7'h00, \$1108 , 8'h00 };
+  assign \$1111  = { 15'h0000, \$1110 , 16'h0000 };
+  assign \$1113  = { 7'h00, \$1112 , 24'h000000 };
+  assign \$1117  = { 1'h0, \$1116  };
+  assign \$1119  = { 7'h00, \$1118 , 8'h00 };
+  assign \$1121  = { 15'h0000, \$1120 , 16'h0000 };
+  assign \$1123  = { 7'h00, \$1122 , 24'h000000 };
+  assign \$1127  = { 1'h0, \$1126  };
+  assign \$1129  = { 7'h00, \$1128 , 8'h00 };
+  assign \$1131  = { 15'h0000, \$1130 , 16'h0000 };
+  assign \$1133  = { 7'h00, \$1132 , 24'h000000 };
+  assign \$1137  = { 1'h0, \$1136  };
+  assign \$1139  = { 7'h00, \$1138 , 8'h00 };
+  assign \$1141  = { 15'h0000, \$1140 , 16'h0000 };
+  assign \$1143  = { 7'h00, \$1142 , 24'h000000 };
+  assign \$1147  = { 1'h0, \$1146  };
+  assign \$1149  = { 7'h00, \$1148 , 8'h00 };
+  assign \$1151  = { 15'h0000, \$1150 , 16'h0000 };
+  assign \$1153  = { 7'h00, \$1152 , 24'h000000 };
+  assign \$1157  = { 1'h0, \$1156  };
+  assign \$1159  = { 7'h00, \$1158 , 8'h00 };
+  assign \$1161  = { 15'h0000, \$1160 , 16'h0000 };
+  assign \$1163  = { 7'h00, \$1162 , 24'h000000 };
+  assign \$1167  = { 1'h0, \$1166  };
+  assign \$1169  = { 7'h00, \$1168 , 8'h00 };
+  assign \$1171  = { 15'h0000, \$1170 , 16'h0000 };
+  assign \$1173  = { 7'h00, \$1172 , 24'h000000 };
+  assign \$1177  = { 1'h0, \$1176  };
+  assign \$1179  = { 7'h00, \$1178 , 8'h00 };
+  assign \$1181  = { 15'h0000, \$1180 , 16'h0000 };
+  assign \$1183  = { 7'h00, \$1182 , 24'h000000 };
+  assign \$1187  = { 1'h0, \$1186  };
+  assign \$1189  = { 7'h00, \$1188 , 8'h00 };
+  assign \$1191  = { 15'h0000, \$1190 , 16'h0000 };
+  assign \$1193  = { 7'h00, \$1192 , 24'h000000 };
+  assign \$1197  = { 1'h0, \$1196  };
+  assign \$1199  = { 7'h00, \$1198 , 8'h00 };
+  assign \$1201  = { 15'h0000, \$1200 , 16'h0000 };
+  assign \$1203  = { 7'h00, \$1202 , 24'h000000 };
+  assign \$1207  = { 1'h0, \$1206  };
+  assign \$1209  = { 7'h00, \$1208 , 8'h00 };
+  assign \$1211  = { 15'h0000, \$1210 , 16'h0000 };
+  assign \$1213  = { 7'h00, \$1212 , 24'h000000 };
+  assign \$1217  = { 1'h0, \$1216  };
+  assign \$1219  = { 7'h00, \$1218 , 8'h00 };
+  assign \$1221  = { 15'h0000, \$1220 , 16'h0000 };
+  assign \$1223  = { 7'h00, \$1222 , 24'h000000 };
+  assign \$1227  = { 1'h0, \$1226  };
+  assign \$1229  = { 7'h00, \$1228 , 8'h00 };
+  assign \$1231  = { 15'h0000, \$1230 , 16'h0000 };
+  assign \$1233  = { 7'h00, \$1232 , 24'h000000 };
+  assign \$1237  = { 1'h0, \$1236  };
+  assign \$1239  = { 7'h00, \$1238 , 8'h00 };
+  assign \$1241  = { 15'h0000, \$1240 , 16'h0000 };
+  assign \$1243  = { 7'h00, \$1242 , 24'h000000 };
+  assign \$1247  = { 1'h0, \$1246  };
+  assign \$1249  = { 7'h00, \$1248 , 8'h00 };
+  assign \$1251  = { 15'h0000, \$1250 , 16'h0000 };
+  assign \$1253  = { 7'h00, \$1252 , 24'h000000 };
+  assign \$1257  = { 1'h0, \$1256  };
+  assign \$1259  = { 7'h00, \$1258 , 8'h00 };
+  assign \$1261  = { 15'h0000, \$1260 , 16'h0000 };
+  assign \$1263  = { 7'h00, \$1262 , 24'h000000 };
+  assign \$1267  = { 1'h0, \$1266  };
+  assign \$1269  = { 7'h00, \$1268 , 8'h00 };
+  assign \$1271  = { 15'h0000, \$1270 , 16'h0000 };
+  assign \$1273  = { 7'h00, \$1272 , 24'h000000 };
+  assign \$1277  = { 1'h0, \$1276  };
+  assign \$1279  = { 7'h00, \$1278 , 8'h00 };
+  assign \$1281  = { 15'h0000, \$1280 , 16'h0000 };
+  assign \$1283  = { 7'h00, \$1282 , 24'h000000 };
+  assign \$1287  = { 1'h0, \$1286  };
+  assign \$1289  = { 7'h00, \$1288 , 8'h00 };
+  assign \$1291  = { 15'h0000, \$1290 , 16'h0000 };
+  assign \$1293  = { 7'h00, \$1292 , 24'h000000 };
+  assign \$1297  = { 1'h0, \$1296  };
+  assign \$1299  = { 7'h00, \$1298 , 8'h00 };
+  assign \$1301  = { 15'h0000, \$1300 , 16'h0000 };
+  assign \$1303  = { 7'h00, \$1302 , 24'h000000 };
+  assign \$1307  = { 1'h0, \$1306  };
+  assign \$1309  = { 7'h00, \$1308 , 8'h00 };
+  assign \$1311  = { 15'h0000, \$1310 , 16'h0000 };
+  assign \$1313  = { 7'h00, \$1312 , 24'h000000 };
+  assign \$1317  = { 1'h0, \$1316  };
+  assign \$1319  = { 7'h00, \$1318 , 8'h00 };
+  assign \$1321  = { 15'h0000, \$1320 , 16'h0000 };
+  assign \$1323  = { 7'h00, \$1322 , 24'h000000 };
+  assign \$1327  = { 1'h0, \$1326  };
+  assign \$1329  = { 7'h00, \$1328 , 8'h00 };
+  assign \$1331  = { 15'h0000, \$1330 , 16'h0000 };
+  assign \$1333  = { 7'h00, \$1332 , 24'h000000 };
+  assign \$1337  = { 1'h0, \$1336  };
+  assign \$1339  = { 7'h00, \$1338 , 8'h00 };
+  assign \$1341  = { 15'h0000, \$1340 , 16'h0000 };
+  assign \$1343  = { 7'h00, \$1342 , 24'h000000 };
+  assign \$1347  = { 1'h0, \$1346  };
+  assign \$1349  = { 7'h00, \$1348 , 8'h00 };
+  assign \$1351  = { 15'h0000, \$1350 , 16'h0000 };
+  assign \$1353  = { 7'h00, \$1352 , 24'h000000 };
+  assign \$1357  = { 1'h0, \$1356  };
+  assign \$1359  = { 7'h00, \$1358 , 8'h00 };
+  assign \$1361  = { 15'h0000, \$1360 , 16'h0000 };
+  assign \$1363  = { 7'h00, \$1362 , 24'h000000 };
+  assign \$1367  = { 1'h0, \$1366  };
+  assign \$1369  = { 7'h00, \$1368 , 8'h00 };
+  assign \$1371  = { 15'h0000, \$1370 , 16'h0000 };
+  assign \$1373  = { 7'h00, \$1372 , 24'h000000 };
+  assign \$1377  = { 1'h0, \$1376  };
+  assign \$1379  = { 7'h00, \$1378 , 8'h00 };
+  assign \$1381  = { 15'h0000, \$1380 , 16'h0000 };
+  assign \$1383  = { 7'h00, \$1382 , 24'h000000 };
+  assign \$1387  = { 1'h0, \$1386  };
+  assign \$1389  = { 7'h00, \$1388 , 8'h00 };
+  assign \$1391  = { 15'h0000, \$1390 , 16'h0000 };
+  assign \$1393  = { 7'h00, \$1392 , 24'h000000 };
+  assign \$1397  = { 1'h0, \$1396  };
+  assign \$1399  = { 7'h00, \$1398 , 8'h00 };
+  assign \$1401  = { 15'h0000, \$1400 , 16'h0000 };
+  assign \$1403  = { 7'h00, \$1402 , 24'h000000 };
+  assign \$1407  = { 1'h0, \$1406  };
+  assign \$1409  = { 7'h00, \$1408 , 8'h00 };
+  assign \$1411  = { 15'h0000, \$1410 , 16'h0000 };
+  assign \$1413  = { 7'h00, \$1412 , 24'h000000 };
+  assign \$1417  = { 1'h0, \$1416  };
+  assign \$1419  = { 7'h00, \$1418 , 8'h00 };
+  assign \$1421  = { 15'h0000, \$1420 , 16'h0000 };
+  assign \$1423  = { 7'h00, \$1422 , 24'h000000 };
+  assign \$1427  = { 1'h0, \$1426  };
+  assign \$1429  = { 7'h00, \$1428 , 8'h00 };
+  assign \$1431  = { 15'h0000, \$1430 , 16'h0000 };
+  assign \$1433  = { 7'h00, \$1432 , 24'h000000 };
+  assign \$1437  = { 1'h0, \$1436  };
+  assign \$1439  = { 7'h00, \$1438 , 8'h00 };
+  assign \$1441  = { 15'h0000, \$1440 , 16'h0000 };
+  assign \$1443  = { 7'h00, \$1442 , 24'h000000 };
+  assign \$1447  = { 1'h0, \$1446  };
+  assign \$1449  = { 7'h00, \$1448 , 8'h00 };
+  assign \$1451  = { 15'h0000, \$1450 , 16'h0000 };
+  assign \$1453  = { 7'h00, \$1452 , 24'h000000 };
+  assign \$1457  = { 1'h0, \$1456  };
+  assign \$1459  = { 7'h00, \$1458 , 8'h00 };
+  assign \$1461  = { 15'h0000, \$1460 , 16'h0000 };
+  assign \$1463  = { 7'h00, \$1462 , 24'h000000 };
+  assign \$1467  = { 1'h0, \$1466  };
+  assign \$1469  = { 7'h00, \$1468 , 8'h00 };
+  assign \$1471  = { 15'h0000, \$1470 , 16'h0000 };
+  assign \$1473  = { 7'h00, \$1472 , 24'h000000 };
+  assign \$1477  = { 1'h0, \$1476  };
+  assign \$1479  = { 7'h00, \$1478 , 8'h00 };
+  assign \$1481  = { 15'h0000, \$1480 , 16'h0000 };
+  assign \$1483  = { 7'h00, \$1482 , 24'h000000 };
+  assign \$1487  = { 1'h0, \$1486  };
+  assign \$1489  = { 7'h00, \$1488 , 8'h00 };
+  assign \$1491  = { 15'h0000, \$1490 , 16'h0000 };
+  assign \$1493  = { 7'h00, \$1492 , 24'h000000 };
+  assign \$1497  = { 1'h0, \$1496  };
+  assign \$1499  = { 7'h00, \$1498 , 8'h00 };
+  assign \$1501  = { 15'h0000, \$1500 , 16'h0000 };
+  assign \$1503  = { 7'h00, \$1502 , 24'h000000 };
+  assign \$1507  = { 1'h0, \$1506  };
+  assign \$1509  = { 7'h00, \$1508 , 8'h00 };
+  assign \$1511  = { 15'h0000, \$1510 , 16'h0000 };
+  assign \$1513  = { 7'h00, \$1512 , 24'h000000 };
+  assign \$1517  = { 1'h0, \$1516  };
+  assign \$1519  = { 7'h00, \$1518 , 8'h00 };
+  assign \$1521  = { 15'h0000, \$1520 , 16'h0000 };
+  assign \$1523  = { 7'h00, \$1522 , 24'h000000 };
+  assign \$1527  = { 1'h0, \$1526  };
+  assign \$1529  = { 7'h00, \$1528 , 8'h00 };
+  assign \$1531  = { 15'h0000, \$1530 , 16'h0000 };
+  assign \$1533  = { 7'h00, \$1532 , 24'h000000 };
+  assign \$1537  = { 1'h0, \$1536  };
+  assign \$1539  = { 7'h00, \$1538 , 8'h00 };
+  assign \$1541  = { 15'h0000, \$1540 , 16'h0000 };
+  assign \$1543  = { 7'h00, \$1542 , 24'h000000 };
+  assign \$1547  = { 1'h0, \$1546  };
+  assign \$1549  = { 7'h00, \$1548 , 8'h00 };
+  assign \$1551  = { 15'h0000, \$1550 , 16'h0000 };
+  assign \$1553  = { 7'h00, \$1552 , 24'h000000 };
+  assign \$1557  = { 1'h0, \$1556  };
+  assign \$1559  = { 7'h00, \$1558 , 8'h00 };
+  assign \$1561  = { 15'h0000, \$1560 , 16'h0000 };
+  assign \$1563  = { 7'h00, \$1562 , 24'h000000 };
+  assign \$1567  = { 1'h0, \$1566  };
+  assign \$1569  = { 7'h00, \$1568 , 8'h00 };
+  assign \$1571  = { 15'h0000, \$1570 , 16'h0000 };
+  assign \$1573  = { 7'h00, \$1572 , 24'h000000 };
+  assign \$1577  = { 1'h0, \$1576  };
+  assign \$1579  = { 7'h00, \$1578 , 8'h00 };
+  assign \$1581  = { 15'h0000, \$1580 , 16'h0000 };
+  assign \$1583  = { 7'h00, \$1582 , 24'h000000 };
+  assign \$1587  = { 1'h0, \$1586  };
+  assign \$1589  = { 7'h00, \$1588 , 8'h00 };
+  assign \$1591  = { 15'h0000, \$1590 , 16'h0000 };
+  assign \$1593  = { 7'h00, \$1592 , 24'h000000 };
+  assign \$1597  = { 1'h0, \$1596  };
+  assign \$1599  = { 7'h00, \$1598 , 8'h00 };
+  assign \$1601  = { 15'h0000, \$1600 , 16'h0000 };
+  assign \$1603  = { 7'h00, \$1602 , 24'h000000 };
+  assign \$1607  = { 1'h0, \$1606  };
+  assign \$1609  = { 7'h00, \$1608 , 8'h00 };
+  assign \$1611  = { 15'h0000, \$1610 , 16'h0000 };
+  assign \$1613  = { 7'h00, \$1612 , 24'h000000 };
+  assign \$1617  = { 1'h0, \$1616  };
+  assign \$1619  = { 7'h00, \$1618 , 8'h00 };
+  assign \$1621  = { 15'h0000, \$1620 , 16'h0000 };
+  assign \$1623  = { 7'h00, \$1622 , 24'h000000 };
+  assign \$1627  = { 1'h0, \$1626  };
+  assign \$1629  = { 7'h00, \$1628 , 8'h00 };
+  assign \$1631  = { 15'h0000, \$1630 , 16'h0000 };
+  assign \$1633  = { 7'h00, \$1632 , 24'h000000 };
+  assign \$1637  = { 1'h0, \$1636  };
+  assign \$1639  = { 7'h00, \$1638 , 8'h00 };
+  assign \$1641  = { 15'h0000, \$1640 , 16'h0000 };
+  assign \$1643  = { 7'h00, \$1642 , 24'h000000 };
+  assign \$1647  = { 1'h0, \$1646  };
+  assign \$1649  = { 7'h00, \$1648 , 8'h00 };
+  assign \$1651  = { 15'h0000, \$1650 , 16'h0000 };
+  assign \$1653  = { 7'h00, \$1652 , 24'h000000 };
+  assign \$1657  = { 1'h0, \$1656  };
+  assign \$1659  = { 7'h00, \$1658 , 8'h00 };
+  assign \$1661  = { 15'h0000, \$1660 , 16'h0000 };
+  assign \$1663  = { 7'h00, \$1662 , 24'h000000 };
+  assign \$1667  = { 1'h0, \$1666  };
+  assign \$1669  = { 7'h00, \$1668 , 8'h00 };
+  assign \$1671  = { 15'h0000, \$1670 , 16'h0000 };
+  assign \$1673  = { 7'h00, \$1672 , 24'h000000 };
+  assign \$1677  = { 1'h0, \$1676  };
+  assign \$1679  = { 7'h00, \$1678 , 8'h00 };
+  assign \$1681  = { 15'h0000, \$1680 , 16'h0000 };
+  assign \$1683  = { 7'h00, \$1682 , 24'h000000 };
+  assign \$1687  = { 1'h0, \$1686  };
+  assign \$1689  = { 7'h00, \$1688 , 8'h00 };
+  assign \$1691  = { 15'h0000, \$1690 , 16'h0000 };
+  assign \$1693  = { 7'h00, \$1692 , 24'h000000 };
+  assign \$1697  = { 1'h0, \$1696  };
+  assign \$1699  = { 7'h00, \$1698 , 8'h00 };
+  assign \$1701  = { 15'h0000, \$1700 , 16'h0000 };
+  assign \$1703  = { 7'h00, \$1702 , 24'h000000 };
 endmodule

@@ -3983,9 +3983,12 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [12:0] \args$221.count ;
   wire [11:0] \args$221.new ;
   wire [11:0] \args$221.old ;
-  wire [28:0] \args$228 ;
+  wire [63:0] \args$228 ;
+  wire \args$228.flush ;
   wire \args$228.macro ;
   wire [3:0] \args$228.page ;
+  wire [31:0] \args$228.rows ;
+  wire [1:0] \args$228.slices_m1 ;
   wire [11:0] \args$228.x ;
   wire [11:0] \args$228.y ;
   wire [2:0] \args.ab_m1 ;
@@ -4381,9 +4384,12 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__relax__busy;
   wire engines__relax__done;
   wire engines__relax__start;
-  wire [28:0] engines__spmv__args;
+  wire [63:0] engines__spmv__args;
+  wire \engines__spmv__args.flush ;
   wire \engines__spmv__args.macro ;
   wire [3:0] \engines__spmv__args.page ;
+  wire [31:0] \engines__spmv__args.rows ;
+  wire [1:0] \engines__spmv__args.slices_m1 ;
   wire [11:0] \engines__spmv__args.x ;
   wire [11:0] \engines__spmv__args.y ;
   wire engines__spmv__busy;
@@ -4466,9 +4472,12 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [12:0] \imem_rd__data.args.grelax.count ;
   wire [11:0] \imem_rd__data.args.grelax.new ;
   wire [11:0] \imem_rd__data.args.grelax.old ;
-  wire [28:0] \imem_rd__data.args.gspmv ;
+  wire [63:0] \imem_rd__data.args.gspmv ;
+  wire \imem_rd__data.args.gspmv.flush ;
   wire \imem_rd__data.args.gspmv.macro ;
   wire [3:0] \imem_rd__data.args.gspmv.page ;
+  wire [31:0] \imem_rd__data.args.gspmv.rows ;
+  wire [1:0] \imem_rd__data.args.gspmv.slices_m1 ;
   wire [11:0] \imem_rd__data.args.gspmv.x ;
   wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [36:0] \imem_rd__data.args.load ;
@@ -6087,7 +6096,7 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .act_w__addr(act_w__addr),
     .act_w__data(act_w__data),
     .act_w__en(\act_w__en$355 ),
-    .args(args[28:0]),
+    .args(args[63:0]),
     .busy(\busy$53 ),
     .clk(clk),
     .finish(engines__spmv__done),
@@ -6205,8 +6214,8 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign engines__relax__busy = \busy$134 ;
   assign \done$225  = engines__relax__done;
   assign engines__spmv__start = \start$226 ;
-  assign \args$228  = args[28:0];
-  assign engines__spmv__args = args[28:0];
+  assign \args$228  = args[63:0];
+  assign engines__spmv__args = args[63:0];
   assign engines__spmv__busy = \busy$53 ;
   assign \done$232  = engines__spmv__done;
   assign cmd__payload = args[36:0];
@@ -7269,11 +7278,14 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \imem_rd__data.args.grelax.count  = \port__data$180 [28:16];
   assign \imem_rd__data.args.grelax.old  = \port__data$180 [40:29];
   assign \imem_rd__data.args.grelax.new  = \port__data$180 [52:41];
-  assign \imem_rd__data.args.gspmv  = \port__data$180 [32:4];
+  assign \imem_rd__data.args.gspmv  = \port__data$180 [67:4];
   assign \imem_rd__data.args.gspmv.macro  = \port__data$180 [4];
   assign \imem_rd__data.args.gspmv.page  = \port__data$180 [8:5];
   assign \imem_rd__data.args.gspmv.x  = \port__data$180 [20:9];
   assign \imem_rd__data.args.gspmv.y  = \port__data$180 [32:21];
+  assign \imem_rd__data.args.gspmv.rows  = \port__data$180 [64:33];
+  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$180 [66:65];
+  assign \imem_rd__data.args.gspmv.flush  = \port__data$180 [67];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -7490,10 +7502,16 @@ module isscc22_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \args$228.page  = args[4:1];
   assign \args$228.x  = args[16:5];
   assign \args$228.y  = args[28:17];
+  assign \args$228.rows  = args[60:29];
+  assign \args$228.slices_m1  = args[62:61];
+  assign \args$228.flush  = args[63];
   assign \engines__spmv__args.macro  = args[0];
   assign \engines__spmv__args.page  = args[4:1];
   assign \engines__spmv__args.x  = args[16:5];
   assign \engines__spmv__args.y  = args[28:17];
+  assign \engines__spmv__args.rows  = args[60:29];
+  assign \engines__spmv__args.slices_m1  = args[62:61];
+  assign \engines__spmv__args.flush  = args[63];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -7789,9 +7807,12 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire engines__relax__done;
   output engines__relax__start;
   reg engines__relax__start;
-  wire [28:0] engines__spmv__args;
+  wire [63:0] engines__spmv__args;
+  wire \engines__spmv__args.flush ;
   wire \engines__spmv__args.macro ;
   wire [3:0] \engines__spmv__args.page ;
+  wire [31:0] \engines__spmv__args.rows ;
+  wire [1:0] \engines__spmv__args.slices_m1 ;
   wire [11:0] \engines__spmv__args.x ;
   wire [11:0] \engines__spmv__args.y ;
   input engines__spmv__done;
@@ -7882,9 +7903,12 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire [12:0] \imem_rd__data.args.grelax.count ;
   wire [11:0] \imem_rd__data.args.grelax.new ;
   wire [11:0] \imem_rd__data.args.grelax.old ;
-  wire [28:0] \imem_rd__data.args.gspmv ;
+  wire [63:0] \imem_rd__data.args.gspmv ;
+  wire \imem_rd__data.args.gspmv.flush ;
   wire \imem_rd__data.args.gspmv.macro ;
   wire [3:0] \imem_rd__data.args.gspmv.page ;
+  wire [31:0] \imem_rd__data.args.gspmv.rows ;
+  wire [1:0] \imem_rd__data.args.gspmv.slices_m1 ;
   wire [11:0] \imem_rd__data.args.gspmv.x ;
   wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [36:0] \imem_rd__data.args.load ;
@@ -8031,9 +8055,12 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   wire [12:0] \ir.args.grelax.count ;
   wire [11:0] \ir.args.grelax.new ;
   wire [11:0] \ir.args.grelax.old ;
-  wire [28:0] \ir.args.gspmv ;
+  wire [63:0] \ir.args.gspmv ;
+  wire \ir.args.gspmv.flush ;
   wire \ir.args.gspmv.macro ;
   wire [3:0] \ir.args.gspmv.page ;
+  wire [31:0] \ir.args.gspmv.rows ;
+  wire [1:0] \ir.args.gspmv.slices_m1 ;
   wire [11:0] \ir.args.gspmv.x ;
   wire [11:0] \ir.args.gspmv.y ;
   wire [36:0] \ir.args.load ;
@@ -8894,7 +8921,7 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign engines__ew__args = ir[264:4];
   assign engines__graph__args = ir[64:4];
   assign engines__relax__args = ir[52:4];
-  assign engines__spmv__args = ir[32:4];
+  assign engines__spmv__args = ir[67:4];
   assign load__payload = ir[40:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
@@ -9081,11 +9108,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \ir.args.grelax.count  = ir[28:16];
   assign \ir.args.grelax.old  = ir[40:29];
   assign \ir.args.grelax.new  = ir[52:41];
-  assign \ir.args.gspmv  = ir[32:4];
+  assign \ir.args.gspmv  = ir[67:4];
   assign \ir.args.gspmv.macro  = ir[4];
   assign \ir.args.gspmv.page  = ir[8:5];
   assign \ir.args.gspmv.x  = ir[20:9];
   assign \ir.args.gspmv.y  = ir[32:21];
+  assign \ir.args.gspmv.rows  = ir[64:33];
+  assign \ir.args.gspmv.slices_m1  = ir[66:65];
+  assign \ir.args.gspmv.flush  = ir[67];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -9146,6 +9176,9 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \engines__spmv__args.page  = ir[8:5];
   assign \engines__spmv__args.x  = ir[20:9];
   assign \engines__spmv__args.y  = ir[32:21];
+  assign \engines__spmv__args.rows  = ir[64:33];
+  assign \engines__spmv__args.slices_m1  = ir[66:65];
+  assign \engines__spmv__args.flush  = ir[67];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -9318,11 +9351,14 @@ module \isscc22_fabric.ctrl (rst, imem_rd__data, \port$71$1513 , \port$72$1513 ,
   assign \imem_rd__data.args.grelax.count  = imem_rd__data[28:16];
   assign \imem_rd__data.args.grelax.old  = imem_rd__data[40:29];
   assign \imem_rd__data.args.grelax.new  = imem_rd__data[52:41];
-  assign \imem_rd__data.args.gspmv  = imem_rd__data[32:4];
+  assign \imem_rd__data.args.gspmv  = imem_rd__data[67:4];
   assign \imem_rd__data.args.gspmv.macro  = imem_rd__data[4];
   assign \imem_rd__data.args.gspmv.page  = imem_rd__data[8:5];
   assign \imem_rd__data.args.gspmv.x  = imem_rd__data[20:9];
   assign \imem_rd__data.args.gspmv.y  = imem_rd__data[32:21];
+  assign \imem_rd__data.args.gspmv.rows  = imem_rd__data[64:33];
+  assign \imem_rd__data.args.gspmv.slices_m1  = imem_rd__data[66:65];
+  assign \imem_rd__data.args.gspmv.flush  = imem_rd__data[67];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
   assign entry[31:0] = \$signal$30 ;
@@ -22502,221 +22538,247 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
-  reg [255:0] \$10 ;
-  reg [20:0] \$100 ;
-  wire [51:0] \$101 ;
-  reg [51:0] \$102 ;
-  wire [52:0] \$103 ;
-  reg [20:0] \$104 ;
-  wire [21:0] \$105 ;
-  reg [20:0] \$106 ;
-  wire [35:0] \$107 ;
-  reg [20:0] \$108 ;
-  wire [51:0] \$109 ;
-  wire \$11 ;
-  reg [20:0] \$110 ;
-  wire [51:0] \$111 ;
-  reg [51:0] \$112 ;
-  wire [52:0] \$113 ;
-  reg [20:0] \$114 ;
-  wire [21:0] \$115 ;
-  reg [20:0] \$116 ;
-  wire [35:0] \$117 ;
-  reg [20:0] \$118 ;
-  wire [51:0] \$119 ;
-  wire \$12 ;
-  reg [20:0] \$120 ;
-  wire [51:0] \$121 ;
-  reg [51:0] \$122 ;
-  wire [52:0] \$123 ;
-  reg [20:0] \$124 ;
-  wire [21:0] \$125 ;
-  reg [20:0] \$126 ;
-  wire [35:0] \$127 ;
-  reg [20:0] \$128 ;
-  wire [51:0] \$129 ;
-  wire \$13 ;
-  reg [20:0] \$130 ;
-  wire [51:0] \$131 ;
-  reg [51:0] \$132 ;
-  wire [52:0] \$133 ;
-  reg [20:0] \$134 ;
-  wire [21:0] \$135 ;
-  reg [20:0] \$136 ;
-  wire [35:0] \$137 ;
-  reg [20:0] \$138 ;
-  wire [51:0] \$139 ;
-  wire \$14 ;
-  reg [20:0] \$140 ;
-  wire [51:0] \$141 ;
-  reg [51:0] \$142 ;
-  wire [52:0] \$143 ;
-  reg [20:0] \$144 ;
-  wire [21:0] \$145 ;
-  reg [20:0] \$146 ;
-  wire [35:0] \$147 ;
-  reg [20:0] \$148 ;
-  wire [51:0] \$149 ;
-  wire [12:0] \$15 ;
-  reg [20:0] \$150 ;
-  wire [51:0] \$151 ;
-  reg [51:0] \$152 ;
-  wire [52:0] \$153 ;
-  reg [20:0] \$154 ;
-  wire [21:0] \$155 ;
-  reg [20:0] \$156 ;
-  wire [35:0] \$157 ;
-  reg [20:0] \$158 ;
-  wire [51:0] \$159 ;
-  wire [12:0] \$16 ;
-  reg [20:0] \$160 ;
-  wire [51:0] \$161 ;
-  reg [51:0] \$162 ;
-  wire [52:0] \$163 ;
-  reg [20:0] \$164 ;
-  wire [21:0] \$165 ;
-  reg [20:0] \$166 ;
-  wire [35:0] \$167 ;
-  reg [20:0] \$168 ;
-  wire [51:0] \$169 ;
-  wire [12:0] \$17 ;
-  reg [20:0] \$170 ;
-  wire [51:0] \$171 ;
-  reg [51:0] \$172 ;
-  wire [52:0] \$173 ;
-  reg [20:0] \$174 ;
-  wire [21:0] \$175 ;
-  reg [20:0] \$176 ;
-  wire [35:0] \$177 ;
-  reg [20:0] \$178 ;
-  wire [51:0] \$179 ;
-  wire [12:0] \$18 ;
-  reg [20:0] \$180 ;
-  wire [51:0] \$181 ;
-  reg [51:0] \$182 ;
-  wire [52:0] \$183 ;
-  reg [20:0] \$184 ;
-  wire [21:0] \$185 ;
-  reg [20:0] \$186 ;
-  wire [35:0] \$187 ;
-  reg [20:0] \$188 ;
-  wire [51:0] \$189 ;
-  wire [12:0] \$19 ;
-  reg [20:0] \$190 ;
-  wire [51:0] \$191 ;
-  reg [51:0] \$192 ;
-  wire [52:0] \$193 ;
-  reg [20:0] \$194 ;
-  wire [21:0] \$195 ;
-  reg [20:0] \$196 ;
-  wire [35:0] \$197 ;
-  reg [20:0] \$198 ;
-  wire [51:0] \$199 ;
+  wire [7:0] \$10 ;
+  wire [7:0] \$100 ;
+  reg [63:0] \$1000 ;
+  reg [63:0] \$1001 ;
+  reg [63:0] \$1002 ;
+  reg [63:0] \$1003 ;
+  reg [63:0] \$1004 ;
+  reg [63:0] \$1005 ;
+  reg [63:0] \$1006 ;
+  reg [63:0] \$1007 ;
+  reg [63:0] \$1008 ;
+  reg [63:0] \$1009 ;
+  wire [7:0] \$101 ;
+  reg [63:0] \$1010 ;
+  reg [63:0] \$1011 ;
+  reg [63:0] \$1012 ;
+  reg [63:0] \$1013 ;
+  reg [63:0] \$1014 ;
+  reg [63:0] \$1015 ;
+  reg [63:0] \$1016 ;
+  reg [63:0] \$1017 ;
+  reg [63:0] \$1018 ;
+  reg [63:0] \$1019 ;
+  wire [7:0] \$102 ;
+  reg [63:0] \$1020 ;
+  reg [63:0] \$1021 ;
+  reg [6:0] \$1022 ;
+  reg \$1023 ;
+  reg [5:0] \$1024 ;
+  reg \$1025 ;
+  wire [7:0] \$103 ;
+  wire [7:0] \$104 ;
+  wire [7:0] \$105 ;
+  wire [7:0] \$106 ;
+  wire [7:0] \$107 ;
+  wire [7:0] \$108 ;
+  wire [7:0] \$109 ;
+  wire [7:0] \$11 ;
+  wire [7:0] \$110 ;
+  wire [7:0] \$111 ;
+  wire [7:0] \$112 ;
+  wire [7:0] \$113 ;
+  wire [7:0] \$114 ;
+  wire [7:0] \$115 ;
+  wire [7:0] \$116 ;
+  wire [7:0] \$117 ;
+  wire [7:0] \$118 ;
+  wire [7:0] \$119 ;
+  wire [7:0] \$12 ;
+  wire [7:0] \$120 ;
+  wire [7:0] \$121 ;
+  wire [7:0] \$122 ;
+  wire [7:0] \$123 ;
+  wire [7:0] \$124 ;
+  wire [7:0] \$125 ;
+  wire [7:0] \$126 ;
+  wire [7:0] \$127 ;
+  wire [7:0] \$128 ;
+  wire [7:0] \$129 ;
+  wire [7:0] \$13 ;
+  wire [7:0] \$130 ;
+  wire [7:0] \$131 ;
+  wire [7:0] \$132 ;
+  wire [7:0] \$133 ;
+  wire [7:0] \$134 ;
+  wire [7:0] \$135 ;
+  reg [255:0] \$136 ;
+  wire \$137 ;
+  wire [7:0] \$138 ;
+  wire [7:0] \$139 ;
+  wire [7:0] \$14 ;
+  wire [7:0] \$140 ;
+  wire [7:0] \$141 ;
+  wire [7:0] \$142 ;
+  wire [7:0] \$143 ;
+  wire [7:0] \$144 ;
+  wire [7:0] \$145 ;
+  wire [7:0] \$146 ;
+  wire [7:0] \$147 ;
+  wire [7:0] \$148 ;
+  wire [7:0] \$149 ;
+  wire [7:0] \$15 ;
+  wire [7:0] \$150 ;
+  wire [7:0] \$151 ;
+  wire [7:0] \$152 ;
+  wire [7:0] \$153 ;
+  wire [7:0] \$154 ;
+  wire [7:0] \$155 ;
+  wire [7:0] \$156 ;
+  wire [7:0] \$157 ;
+  wire [7:0] \$158 ;
+  wire [7:0] \$159 ;
+  wire [7:0] \$16 ;
+  wire [7:0] \$160 ;
+  wire [7:0] \$161 ;
+  wire [7:0] \$162 ;
+  wire [7:0] \$163 ;
+  wire [7:0] \$164 ;
+  wire [7:0] \$165 ;
+  wire [7:0] \$166 ;
+  wire [7:0] \$167 ;
+  wire [7:0] \$168 ;
+  wire [7:0] \$169 ;
+  wire [7:0] \$17 ;
+  wire [7:0] \$170 ;
+  wire [7:0] \$171 ;
+  wire [7:0] \$172 ;
+  wire [7:0] \$173 ;
+  wire [7:0] \$174 ;
+  wire [7:0] \$175 ;
+  wire [7:0] \$176 ;
+  wire [7:0] \$177 ;
+  wire [7:0] \$178 ;
+  wire [7:0] \$179 ;
+  wire [7:0] \$18 ;
+  wire [7:0] \$180 ;
+  wire [7:0] \$181 ;
+  wire [7:0] \$182 ;
+  wire [7:0] \$183 ;
+  wire [7:0] \$184 ;
+  wire [7:0] \$185 ;
+  wire [7:0] \$186 ;
+  wire [7:0] \$187 ;
+  wire [7:0] \$188 ;
+  wire [7:0] \$189 ;
+  wire [7:0] \$19 ;
+  wire [7:0] \$190 ;
+  wire [7:0] \$191 ;
+  wire [7:0] \$192 ;
+  wire [7:0] \$193 ;
+  wire [7:0] \$194 ;
+  wire [7:0] \$195 ;
+  wire [7:0] \$196 ;
+  wire [7:0] \$197 ;
+  wire [7:0] \$198 ;
+  wire [7:0] \$199 ;
   wire \$2 ;
-  reg [46:0] \$20 ;
-  reg [20:0] \$200 ;
-  wire [51:0] \$201 ;
-  reg [51:0] \$202 ;
-  wire [52:0] \$203 ;
-  reg [20:0] \$204 ;
-  wire [21:0] \$205 ;
-  reg [20:0] \$206 ;
-  wire [35:0] \$207 ;
-  reg [20:0] \$208 ;
-  wire [51:0] \$209 ;
-  wire [64:0] \$21 ;
-  reg [20:0] \$210 ;
-  wire [51:0] \$211 ;
-  reg [51:0] \$212 ;
-  wire [52:0] \$213 ;
-  reg [20:0] \$214 ;
-  wire [21:0] \$215 ;
-  reg [20:0] \$216 ;
-  wire [35:0] \$217 ;
-  reg [20:0] \$218 ;
-  wire [51:0] \$219 ;
-  wire \$22 ;
-  reg [20:0] \$220 ;
-  wire [51:0] \$221 ;
-  reg [51:0] \$222 ;
-  wire [52:0] \$223 ;
-  reg [20:0] \$224 ;
-  wire [21:0] \$225 ;
-  reg [20:0] \$226 ;
-  wire [35:0] \$227 ;
-  reg [20:0] \$228 ;
-  wire [51:0] \$229 ;
-  wire [4:0] \$23 ;
-  reg [20:0] \$230 ;
-  wire [51:0] \$231 ;
-  reg [51:0] \$232 ;
-  wire [52:0] \$233 ;
-  reg [20:0] \$234 ;
-  wire [21:0] \$235 ;
-  reg [20:0] \$236 ;
-  wire [35:0] \$237 ;
-  reg [20:0] \$238 ;
-  wire [51:0] \$239 ;
-  wire [5:0] \$24 ;
-  reg [20:0] \$240 ;
-  wire [51:0] \$241 ;
-  reg [51:0] \$242 ;
-  wire [52:0] \$243 ;
-  reg [20:0] \$244 ;
-  wire [21:0] \$245 ;
-  reg [20:0] \$246 ;
-  wire [35:0] \$247 ;
-  reg [20:0] \$248 ;
-  wire [51:0] \$249 ;
-  wire [5:0] \$25 ;
-  reg [20:0] \$250 ;
-  wire [51:0] \$251 ;
-  reg [51:0] \$252 ;
-  wire [52:0] \$253 ;
-  reg [20:0] \$254 ;
-  wire [21:0] \$255 ;
-  reg [20:0] \$256 ;
-  wire [35:0] \$257 ;
-  reg [20:0] \$258 ;
-  wire [51:0] \$259 ;
-  reg \$26 ;
-  reg [20:0] \$260 ;
-  wire [51:0] \$261 ;
-  reg [51:0] \$262 ;
-  wire [52:0] \$263 ;
-  reg [20:0] \$264 ;
-  wire [21:0] \$265 ;
-  reg [20:0] \$266 ;
-  wire [35:0] \$267 ;
-  reg [20:0] \$268 ;
-  wire [51:0] \$269 ;
-  wire \$27 ;
-  reg [20:0] \$270 ;
-  wire [51:0] \$271 ;
-  reg [51:0] \$272 ;
-  wire [52:0] \$273 ;
-  reg [20:0] \$274 ;
-  wire [21:0] \$275 ;
-  reg [20:0] \$276 ;
-  wire [35:0] \$277 ;
-  reg [20:0] \$278 ;
-  wire [51:0] \$279 ;
-  wire [3:0] \$28 ;
-  reg [20:0] \$280 ;
-  wire [51:0] \$281 ;
-  reg [51:0] \$282 ;
-  wire [52:0] \$283 ;
-  reg [20:0] \$284 ;
-  wire [21:0] \$285 ;
-  reg [20:0] \$286 ;
-  wire [35:0] \$287 ;
-  reg [20:0] \$288 ;
-  wire [51:0] \$289 ;
-  reg \$29 ;
-  reg [20:0] \$290 ;
-  wire [51:0] \$291 ;
-  reg [51:0] \$292 ;
-  wire [52:0] \$293 ;
+  wire [7:0] \$20 ;
+  wire [7:0] \$200 ;
+  wire [7:0] \$201 ;
+  wire [7:0] \$202 ;
+  wire [7:0] \$203 ;
+  wire [7:0] \$204 ;
+  wire [7:0] \$205 ;
+  wire [7:0] \$206 ;
+  wire [7:0] \$207 ;
+  wire [7:0] \$208 ;
+  wire [7:0] \$209 ;
+  wire [7:0] \$21 ;
+  wire [7:0] \$210 ;
+  wire [7:0] \$211 ;
+  wire [7:0] \$212 ;
+  wire [7:0] \$213 ;
+  wire [7:0] \$214 ;
+  wire [7:0] \$215 ;
+  wire [7:0] \$216 ;
+  wire [7:0] \$217 ;
+  wire [7:0] \$218 ;
+  wire [7:0] \$219 ;
+  wire [7:0] \$22 ;
+  wire [7:0] \$220 ;
+  wire [7:0] \$221 ;
+  wire [7:0] \$222 ;
+  wire [7:0] \$223 ;
+  wire [7:0] \$224 ;
+  wire [7:0] \$225 ;
+  wire [7:0] \$226 ;
+  wire [7:0] \$227 ;
+  wire [7:0] \$228 ;
+  wire [7:0] \$229 ;
+  wire [7:0] \$23 ;
+  wire [7:0] \$230 ;
+  wire [7:0] \$231 ;
+  wire [7:0] \$232 ;
+  wire [7:0] \$233 ;
+  wire [7:0] \$234 ;
+  wire [7:0] \$235 ;
+  wire [7:0] \$236 ;
+  wire [7:0] \$237 ;
+  wire [7:0] \$238 ;
+  wire [7:0] \$239 ;
+  wire [7:0] \$24 ;
+  wire [7:0] \$240 ;
+  wire [7:0] \$241 ;
+  wire [7:0] \$242 ;
+  wire [7:0] \$243 ;
+  wire [7:0] \$244 ;
+  wire [7:0] \$245 ;
+  wire [7:0] \$246 ;
+  wire [7:0] \$247 ;
+  wire [7:0] \$248 ;
+  wire [7:0] \$249 ;
+  wire [7:0] \$25 ;
+  wire [7:0] \$250 ;
+  wire [7:0] \$251 ;
+  wire [7:0] \$252 ;
+  wire [7:0] \$253 ;
+  wire [7:0] \$254 ;
+  wire [7:0] \$255 ;
+  wire [7:0] \$256 ;
+  wire [7:0] \$257 ;
+  wire [7:0] \$258 ;
+  wire [7:0] \$259 ;
+  wire [7:0] \$26 ;
+  wire [7:0] \$260 ;
+  wire [7:0] \$261 ;
+  wire [7:0] \$262 ;
+  wire [7:0] \$263 ;
+  wire [7:0] \$264 ;
+  wire [7:0] \$265 ;
+  reg [255:0] \$266 ;
+  reg \$267 ;
+  wire \$268 ;
+  wire \$269 ;
+  wire [7:0] \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire [12:0] \$275 ;
+  wire [12:0] \$276 ;
+  wire [12:0] \$277 ;
+  wire [12:0] \$278 ;
+  wire [12:0] \$279 ;
+  wire [7:0] \$28 ;
+  reg [63:0] \$280 ;
+  wire [64:0] \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire [3:0] \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire [4:0] \$287 ;
+  wire [5:0] \$288 ;
+  wire [5:0] \$289 ;
+  wire [7:0] \$29 ;
+  reg \$290 ;
+  wire \$291 ;
+  wire [3:0] \$292 ;
+  wire [3:0] \$293 ;
   reg [20:0] \$294 ;
   wire [21:0] \$295 ;
   reg [20:0] \$296 ;
@@ -22724,110 +22786,110 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   reg [20:0] \$298 ;
   wire [51:0] \$299 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [7:0] \$30 ;
   reg [20:0] \$300 ;
   wire [51:0] \$301 ;
   reg [51:0] \$302 ;
-  wire [52:0] \$303 ;
+  wire [64:0] \$303 ;
   reg [20:0] \$304 ;
   wire [21:0] \$305 ;
   reg [20:0] \$306 ;
   wire [35:0] \$307 ;
   reg [20:0] \$308 ;
   wire [51:0] \$309 ;
-  wire \$31 ;
+  wire [7:0] \$31 ;
   reg [20:0] \$310 ;
   wire [51:0] \$311 ;
   reg [51:0] \$312 ;
-  wire [52:0] \$313 ;
+  wire [64:0] \$313 ;
   reg [20:0] \$314 ;
   wire [21:0] \$315 ;
   reg [20:0] \$316 ;
   wire [35:0] \$317 ;
   reg [20:0] \$318 ;
   wire [51:0] \$319 ;
-  wire \$32 ;
+  wire [7:0] \$32 ;
   reg [20:0] \$320 ;
   wire [51:0] \$321 ;
   reg [51:0] \$322 ;
-  wire [52:0] \$323 ;
+  wire [64:0] \$323 ;
   reg [20:0] \$324 ;
   wire [21:0] \$325 ;
   reg [20:0] \$326 ;
   wire [35:0] \$327 ;
   reg [20:0] \$328 ;
   wire [51:0] \$329 ;
-  wire [3:0] \$33 ;
+  wire [7:0] \$33 ;
   reg [20:0] \$330 ;
   wire [51:0] \$331 ;
   reg [51:0] \$332 ;
-  wire [52:0] \$333 ;
+  wire [64:0] \$333 ;
   reg [20:0] \$334 ;
   wire [21:0] \$335 ;
   reg [20:0] \$336 ;
   wire [35:0] \$337 ;
   reg [20:0] \$338 ;
   wire [51:0] \$339 ;
-  reg [20:0] \$34 ;
+  wire [7:0] \$34 ;
   reg [20:0] \$340 ;
   wire [51:0] \$341 ;
   reg [51:0] \$342 ;
-  wire [52:0] \$343 ;
+  wire [64:0] \$343 ;
   reg [20:0] \$344 ;
   wire [21:0] \$345 ;
   reg [20:0] \$346 ;
   wire [35:0] \$347 ;
   reg [20:0] \$348 ;
   wire [51:0] \$349 ;
-  wire [21:0] \$35 ;
+  wire [7:0] \$35 ;
   reg [20:0] \$350 ;
   wire [51:0] \$351 ;
   reg [51:0] \$352 ;
-  wire [52:0] \$353 ;
+  wire [64:0] \$353 ;
   reg [20:0] \$354 ;
   wire [21:0] \$355 ;
   reg [20:0] \$356 ;
   wire [35:0] \$357 ;
   reg [20:0] \$358 ;
   wire [51:0] \$359 ;
-  reg [20:0] \$36 ;
+  wire [7:0] \$36 ;
   reg [20:0] \$360 ;
   wire [51:0] \$361 ;
   reg [51:0] \$362 ;
-  wire [52:0] \$363 ;
+  wire [64:0] \$363 ;
   reg [20:0] \$364 ;
   wire [21:0] \$365 ;
   reg [20:0] \$366 ;
   wire [35:0] \$367 ;
   reg [20:0] \$368 ;
   wire [51:0] \$369 ;
-  wire [35:0] \$37 ;
+  wire [7:0] \$37 ;
   reg [20:0] \$370 ;
   wire [51:0] \$371 ;
   reg [51:0] \$372 ;
-  wire [52:0] \$373 ;
+  wire [64:0] \$373 ;
   reg [20:0] \$374 ;
   wire [21:0] \$375 ;
   reg [20:0] \$376 ;
   wire [35:0] \$377 ;
   reg [20:0] \$378 ;
   wire [51:0] \$379 ;
-  reg [20:0] \$38 ;
+  wire [7:0] \$38 ;
   reg [20:0] \$380 ;
   wire [51:0] \$381 ;
   reg [51:0] \$382 ;
-  wire [52:0] \$383 ;
+  wire [64:0] \$383 ;
   reg [20:0] \$384 ;
   wire [21:0] \$385 ;
   reg [20:0] \$386 ;
   wire [35:0] \$387 ;
   reg [20:0] \$388 ;
   wire [51:0] \$389 ;
-  wire [51:0] \$39 ;
+  wire [7:0] \$39 ;
   reg [20:0] \$390 ;
   wire [51:0] \$391 ;
   reg [51:0] \$392 ;
-  wire [52:0] \$393 ;
+  wire [64:0] \$393 ;
   reg [20:0] \$394 ;
   wire [21:0] \$395 ;
   reg [20:0] \$396 ;
@@ -22835,110 +22897,110 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   reg [20:0] \$398 ;
   wire [51:0] \$399 ;
   wire \$4 ;
-  reg [20:0] \$40 ;
+  wire [7:0] \$40 ;
   reg [20:0] \$400 ;
   wire [51:0] \$401 ;
   reg [51:0] \$402 ;
-  wire [52:0] \$403 ;
+  wire [64:0] \$403 ;
   reg [20:0] \$404 ;
   wire [21:0] \$405 ;
   reg [20:0] \$406 ;
   wire [35:0] \$407 ;
   reg [20:0] \$408 ;
   wire [51:0] \$409 ;
-  wire [51:0] \$41 ;
+  wire [7:0] \$41 ;
   reg [20:0] \$410 ;
   wire [51:0] \$411 ;
   reg [51:0] \$412 ;
-  wire [52:0] \$413 ;
+  wire [64:0] \$413 ;
   reg [20:0] \$414 ;
   wire [21:0] \$415 ;
   reg [20:0] \$416 ;
   wire [35:0] \$417 ;
   reg [20:0] \$418 ;
   wire [51:0] \$419 ;
-  reg [51:0] \$42 ;
+  wire [7:0] \$42 ;
   reg [20:0] \$420 ;
   wire [51:0] \$421 ;
   reg [51:0] \$422 ;
-  wire [52:0] \$423 ;
+  wire [64:0] \$423 ;
   reg [20:0] \$424 ;
   wire [21:0] \$425 ;
   reg [20:0] \$426 ;
   wire [35:0] \$427 ;
   reg [20:0] \$428 ;
   wire [51:0] \$429 ;
-  wire [52:0] \$43 ;
+  wire [7:0] \$43 ;
   reg [20:0] \$430 ;
   wire [51:0] \$431 ;
   reg [51:0] \$432 ;
-  wire [52:0] \$433 ;
+  wire [64:0] \$433 ;
   reg [20:0] \$434 ;
   wire [21:0] \$435 ;
   reg [20:0] \$436 ;
   wire [35:0] \$437 ;
   reg [20:0] \$438 ;
   wire [51:0] \$439 ;
-  reg [20:0] \$44 ;
+  wire [7:0] \$44 ;
   reg [20:0] \$440 ;
   wire [51:0] \$441 ;
   reg [51:0] \$442 ;
-  wire [52:0] \$443 ;
+  wire [64:0] \$443 ;
   reg [20:0] \$444 ;
   wire [21:0] \$445 ;
   reg [20:0] \$446 ;
   wire [35:0] \$447 ;
   reg [20:0] \$448 ;
   wire [51:0] \$449 ;
-  wire [21:0] \$45 ;
+  wire [7:0] \$45 ;
   reg [20:0] \$450 ;
   wire [51:0] \$451 ;
   reg [51:0] \$452 ;
-  wire [52:0] \$453 ;
+  wire [64:0] \$453 ;
   reg [20:0] \$454 ;
   wire [21:0] \$455 ;
   reg [20:0] \$456 ;
   wire [35:0] \$457 ;
   reg [20:0] \$458 ;
   wire [51:0] \$459 ;
-  reg [20:0] \$46 ;
+  wire [7:0] \$46 ;
   reg [20:0] \$460 ;
   wire [51:0] \$461 ;
   reg [51:0] \$462 ;
-  wire [52:0] \$463 ;
+  wire [64:0] \$463 ;
   reg [20:0] \$464 ;
   wire [21:0] \$465 ;
   reg [20:0] \$466 ;
   wire [35:0] \$467 ;
   reg [20:0] \$468 ;
   wire [51:0] \$469 ;
-  wire [35:0] \$47 ;
+  wire [7:0] \$47 ;
   reg [20:0] \$470 ;
   wire [51:0] \$471 ;
   reg [51:0] \$472 ;
-  wire [52:0] \$473 ;
+  wire [64:0] \$473 ;
   reg [20:0] \$474 ;
   wire [21:0] \$475 ;
   reg [20:0] \$476 ;
   wire [35:0] \$477 ;
   reg [20:0] \$478 ;
   wire [51:0] \$479 ;
-  reg [20:0] \$48 ;
+  wire [7:0] \$48 ;
   reg [20:0] \$480 ;
   wire [51:0] \$481 ;
   reg [51:0] \$482 ;
-  wire [52:0] \$483 ;
+  wire [64:0] \$483 ;
   reg [20:0] \$484 ;
   wire [21:0] \$485 ;
   reg [20:0] \$486 ;
   wire [35:0] \$487 ;
   reg [20:0] \$488 ;
   wire [51:0] \$489 ;
-  wire [51:0] \$49 ;
+  wire [7:0] \$49 ;
   reg [20:0] \$490 ;
   wire [51:0] \$491 ;
   reg [51:0] \$492 ;
-  wire [52:0] \$493 ;
+  wire [64:0] \$493 ;
   reg [20:0] \$494 ;
   wire [21:0] \$495 ;
   reg [20:0] \$496 ;
@@ -22946,110 +23008,110 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   reg [20:0] \$498 ;
   wire [51:0] \$499 ;
   reg [4:0] \$5 ;
-  reg [20:0] \$50 ;
+  wire [7:0] \$50 ;
   reg [20:0] \$500 ;
   wire [51:0] \$501 ;
   reg [51:0] \$502 ;
-  wire [52:0] \$503 ;
+  wire [64:0] \$503 ;
   reg [20:0] \$504 ;
   wire [21:0] \$505 ;
   reg [20:0] \$506 ;
   wire [35:0] \$507 ;
   reg [20:0] \$508 ;
   wire [51:0] \$509 ;
-  wire [51:0] \$51 ;
+  wire [7:0] \$51 ;
   reg [20:0] \$510 ;
   wire [51:0] \$511 ;
   reg [51:0] \$512 ;
-  wire [52:0] \$513 ;
+  wire [64:0] \$513 ;
   reg [20:0] \$514 ;
   wire [21:0] \$515 ;
   reg [20:0] \$516 ;
   wire [35:0] \$517 ;
   reg [20:0] \$518 ;
   wire [51:0] \$519 ;
-  reg [51:0] \$52 ;
+  wire [7:0] \$52 ;
   reg [20:0] \$520 ;
   wire [51:0] \$521 ;
   reg [51:0] \$522 ;
-  wire [52:0] \$523 ;
+  wire [64:0] \$523 ;
   reg [20:0] \$524 ;
   wire [21:0] \$525 ;
   reg [20:0] \$526 ;
   wire [35:0] \$527 ;
   reg [20:0] \$528 ;
   wire [51:0] \$529 ;
-  wire [52:0] \$53 ;
+  wire [7:0] \$53 ;
   reg [20:0] \$530 ;
   wire [51:0] \$531 ;
   reg [51:0] \$532 ;
-  wire [52:0] \$533 ;
+  wire [64:0] \$533 ;
   reg [20:0] \$534 ;
   wire [21:0] \$535 ;
   reg [20:0] \$536 ;
   wire [35:0] \$537 ;
   reg [20:0] \$538 ;
   wire [51:0] \$539 ;
-  reg [20:0] \$54 ;
+  wire [7:0] \$54 ;
   reg [20:0] \$540 ;
   wire [51:0] \$541 ;
   reg [51:0] \$542 ;
-  wire [52:0] \$543 ;
+  wire [64:0] \$543 ;
   reg [20:0] \$544 ;
   wire [21:0] \$545 ;
   reg [20:0] \$546 ;
   wire [35:0] \$547 ;
   reg [20:0] \$548 ;
   wire [51:0] \$549 ;
-  wire [21:0] \$55 ;
+  wire [7:0] \$55 ;
   reg [20:0] \$550 ;
   wire [51:0] \$551 ;
   reg [51:0] \$552 ;
-  wire [52:0] \$553 ;
+  wire [64:0] \$553 ;
   reg [20:0] \$554 ;
   wire [21:0] \$555 ;
   reg [20:0] \$556 ;
   wire [35:0] \$557 ;
   reg [20:0] \$558 ;
   wire [51:0] \$559 ;
-  reg [20:0] \$56 ;
+  wire [7:0] \$56 ;
   reg [20:0] \$560 ;
   wire [51:0] \$561 ;
   reg [51:0] \$562 ;
-  wire [52:0] \$563 ;
+  wire [64:0] \$563 ;
   reg [20:0] \$564 ;
   wire [21:0] \$565 ;
   reg [20:0] \$566 ;
   wire [35:0] \$567 ;
   reg [20:0] \$568 ;
   wire [51:0] \$569 ;
-  wire [35:0] \$57 ;
+  wire [7:0] \$57 ;
   reg [20:0] \$570 ;
   wire [51:0] \$571 ;
   reg [51:0] \$572 ;
-  wire [52:0] \$573 ;
+  wire [64:0] \$573 ;
   reg [20:0] \$574 ;
   wire [21:0] \$575 ;
   reg [20:0] \$576 ;
   wire [35:0] \$577 ;
   reg [20:0] \$578 ;
   wire [51:0] \$579 ;
-  reg [20:0] \$58 ;
+  wire [7:0] \$58 ;
   reg [20:0] \$580 ;
   wire [51:0] \$581 ;
   reg [51:0] \$582 ;
-  wire [52:0] \$583 ;
+  wire [64:0] \$583 ;
   reg [20:0] \$584 ;
   wire [21:0] \$585 ;
   reg [20:0] \$586 ;
   wire [35:0] \$587 ;
   reg [20:0] \$588 ;
   wire [51:0] \$589 ;
-  wire [51:0] \$59 ;
+  wire [7:0] \$59 ;
   reg [20:0] \$590 ;
   wire [51:0] \$591 ;
   reg [51:0] \$592 ;
-  wire [52:0] \$593 ;
+  wire [64:0] \$593 ;
   reg [20:0] \$594 ;
   wire [21:0] \$595 ;
   reg [20:0] \$596 ;
@@ -23057,293 +23119,532 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   reg [20:0] \$598 ;
   wire [51:0] \$599 ;
   wire \$6 ;
-  reg [20:0] \$60 ;
+  wire [7:0] \$60 ;
   reg [20:0] \$600 ;
   wire [51:0] \$601 ;
   reg [51:0] \$602 ;
-  wire [52:0] \$603 ;
+  wire [64:0] \$603 ;
   reg [20:0] \$604 ;
   wire [21:0] \$605 ;
   reg [20:0] \$606 ;
   wire [35:0] \$607 ;
   reg [20:0] \$608 ;
   wire [51:0] \$609 ;
-  wire [51:0] \$61 ;
+  wire [7:0] \$61 ;
   reg [20:0] \$610 ;
   wire [51:0] \$611 ;
   reg [51:0] \$612 ;
-  wire [52:0] \$613 ;
+  wire [64:0] \$613 ;
   reg [20:0] \$614 ;
   wire [21:0] \$615 ;
   reg [20:0] \$616 ;
   wire [35:0] \$617 ;
   reg [20:0] \$618 ;
   wire [51:0] \$619 ;
-  reg [51:0] \$62 ;
+  wire [7:0] \$62 ;
   reg [20:0] \$620 ;
   wire [51:0] \$621 ;
   reg [51:0] \$622 ;
-  wire [52:0] \$623 ;
+  wire [64:0] \$623 ;
   reg [20:0] \$624 ;
   wire [21:0] \$625 ;
   reg [20:0] \$626 ;
   wire [35:0] \$627 ;
   reg [20:0] \$628 ;
   wire [51:0] \$629 ;
-  wire [52:0] \$63 ;
+  wire [7:0] \$63 ;
   reg [20:0] \$630 ;
   wire [51:0] \$631 ;
   reg [51:0] \$632 ;
-  wire [52:0] \$633 ;
+  wire [64:0] \$633 ;
   reg [20:0] \$634 ;
   wire [21:0] \$635 ;
   reg [20:0] \$636 ;
   wire [35:0] \$637 ;
   reg [20:0] \$638 ;
   wire [51:0] \$639 ;
-  reg [20:0] \$64 ;
+  wire [7:0] \$64 ;
   reg [20:0] \$640 ;
   wire [51:0] \$641 ;
   reg [51:0] \$642 ;
-  wire [52:0] \$643 ;
+  wire [64:0] \$643 ;
   reg [20:0] \$644 ;
   wire [21:0] \$645 ;
   reg [20:0] \$646 ;
   wire [35:0] \$647 ;
   reg [20:0] \$648 ;
   wire [51:0] \$649 ;
-  wire [21:0] \$65 ;
+  wire [7:0] \$65 ;
   reg [20:0] \$650 ;
   wire [51:0] \$651 ;
   reg [51:0] \$652 ;
-  wire [52:0] \$653 ;
+  wire [64:0] \$653 ;
   reg [20:0] \$654 ;
   wire [21:0] \$655 ;
   reg [20:0] \$656 ;
   wire [35:0] \$657 ;
   reg [20:0] \$658 ;
   wire [51:0] \$659 ;
-  reg [20:0] \$66 ;
+  wire [7:0] \$66 ;
   reg [20:0] \$660 ;
   wire [51:0] \$661 ;
   reg [51:0] \$662 ;
-  wire [52:0] \$663 ;
+  wire [64:0] \$663 ;
   reg [20:0] \$664 ;
   wire [21:0] \$665 ;
   reg [20:0] \$666 ;
   wire [35:0] \$667 ;
   reg [20:0] \$668 ;
   wire [51:0] \$669 ;
-  wire [35:0] \$67 ;
+  wire [7:0] \$67 ;
   reg [20:0] \$670 ;
   wire [51:0] \$671 ;
   reg [51:0] \$672 ;
-  wire [52:0] \$673 ;
-  wire [7:0] \$674 ;
-  reg \$675 ;
-  reg [3:0] \$676 ;
-  reg [4:0] \$677 ;
-  reg [63:0] \$678 ;
-  reg [63:0] \$679 ;
-  reg [20:0] \$68 ;
-  reg [63:0] \$680 ;
-  reg [63:0] \$681 ;
-  reg [63:0] \$682 ;
-  reg [63:0] \$683 ;
-  reg [63:0] \$684 ;
-  reg [63:0] \$685 ;
-  reg [63:0] \$686 ;
-  reg [63:0] \$687 ;
-  reg [63:0] \$688 ;
-  reg [63:0] \$689 ;
-  wire [51:0] \$69 ;
-  reg [63:0] \$690 ;
-  reg [63:0] \$691 ;
-  reg [63:0] \$692 ;
-  reg [63:0] \$693 ;
-  reg [4:0] \$694 ;
-  reg [2:0] \$695 ;
-  reg [2:0] \$696 ;
-  reg [46:0] \$697 ;
-  reg [46:0] \$698 ;
-  reg [46:0] \$699 ;
+  wire [64:0] \$673 ;
+  reg [20:0] \$674 ;
+  wire [21:0] \$675 ;
+  reg [20:0] \$676 ;
+  wire [35:0] \$677 ;
+  reg [20:0] \$678 ;
+  wire [51:0] \$679 ;
+  wire [7:0] \$68 ;
+  reg [20:0] \$680 ;
+  wire [51:0] \$681 ;
+  reg [51:0] \$682 ;
+  wire [64:0] \$683 ;
+  reg [20:0] \$684 ;
+  wire [21:0] \$685 ;
+  reg [20:0] \$686 ;
+  wire [35:0] \$687 ;
+  reg [20:0] \$688 ;
+  wire [51:0] \$689 ;
+  wire [7:0] \$69 ;
+  reg [20:0] \$690 ;
+  wire [51:0] \$691 ;
+  reg [51:0] \$692 ;
+  wire [64:0] \$693 ;
+  reg [20:0] \$694 ;
+  wire [21:0] \$695 ;
+  reg [20:0] \$696 ;
+  wire [35:0] \$697 ;
+  reg [20:0] \$698 ;
+  wire [51:0] \$699 ;
   wire \$7 ;
-  reg [20:0] \$70 ;
-  reg [46:0] \$700 ;
-  reg [46:0] \$701 ;
-  reg [46:0] \$702 ;
-  reg [46:0] \$703 ;
-  reg [46:0] \$704 ;
-  reg [46:0] \$705 ;
-  reg [46:0] \$706 ;
-  reg [46:0] \$707 ;
-  reg [46:0] \$708 ;
-  reg [46:0] \$709 ;
-  wire [51:0] \$71 ;
-  reg [46:0] \$710 ;
-  reg [46:0] \$711 ;
-  reg [46:0] \$712 ;
-  reg [46:0] \$713 ;
-  reg [46:0] \$714 ;
-  reg [46:0] \$715 ;
-  reg [46:0] \$716 ;
-  reg [46:0] \$717 ;
-  reg [46:0] \$718 ;
-  reg [46:0] \$719 ;
-  reg [51:0] \$72 ;
-  reg [46:0] \$720 ;
-  reg [46:0] \$721 ;
-  reg [46:0] \$722 ;
-  reg [46:0] \$723 ;
-  reg [46:0] \$724 ;
-  reg [46:0] \$725 ;
-  reg [46:0] \$726 ;
-  reg [46:0] \$727 ;
-  reg [46:0] \$728 ;
-  reg [46:0] \$729 ;
-  wire [52:0] \$73 ;
-  reg [46:0] \$730 ;
-  reg [46:0] \$731 ;
-  reg [46:0] \$732 ;
-  reg [46:0] \$733 ;
-  reg [46:0] \$734 ;
-  reg [46:0] \$735 ;
-  reg [46:0] \$736 ;
-  reg [46:0] \$737 ;
-  reg [46:0] \$738 ;
-  reg [46:0] \$739 ;
-  reg [20:0] \$74 ;
-  reg [46:0] \$740 ;
-  reg [46:0] \$741 ;
-  reg [46:0] \$742 ;
-  reg [46:0] \$743 ;
-  reg [46:0] \$744 ;
-  reg [46:0] \$745 ;
-  reg [46:0] \$746 ;
-  reg [46:0] \$747 ;
-  reg [46:0] \$748 ;
-  reg [46:0] \$749 ;
-  wire [21:0] \$75 ;
-  reg [46:0] \$750 ;
-  reg [46:0] \$751 ;
-  reg [46:0] \$752 ;
-  reg [46:0] \$753 ;
-  reg [46:0] \$754 ;
-  reg [46:0] \$755 ;
-  reg [46:0] \$756 ;
-  reg [46:0] \$757 ;
-  reg [46:0] \$758 ;
-  reg [46:0] \$759 ;
-  reg [20:0] \$76 ;
-  reg [46:0] \$760 ;
-  reg [6:0] \$761 ;
-  reg \$762 ;
-  reg [5:0] \$763 ;
-  reg \$764 ;
-  wire [35:0] \$77 ;
-  reg [20:0] \$78 ;
-  wire [51:0] \$79 ;
-  reg [255:0] \$8 ;
-  reg [20:0] \$80 ;
-  wire [51:0] \$81 ;
-  reg [51:0] \$82 ;
-  wire [52:0] \$83 ;
-  reg [20:0] \$84 ;
-  wire [21:0] \$85 ;
-  reg [20:0] \$86 ;
-  wire [35:0] \$87 ;
-  reg [20:0] \$88 ;
-  wire [51:0] \$89 ;
-  wire \$9 ;
-  reg [20:0] \$90 ;
-  wire [51:0] \$91 ;
-  reg [51:0] \$92 ;
-  wire [52:0] \$93 ;
-  reg [20:0] \$94 ;
-  wire [21:0] \$95 ;
-  reg [20:0] \$96 ;
-  wire [35:0] \$97 ;
-  reg [20:0] \$98 ;
-  wire [51:0] \$99 ;
+  wire [7:0] \$70 ;
+  reg [20:0] \$700 ;
+  wire [51:0] \$701 ;
+  reg [51:0] \$702 ;
+  wire [64:0] \$703 ;
+  reg [20:0] \$704 ;
+  wire [21:0] \$705 ;
+  reg [20:0] \$706 ;
+  wire [35:0] \$707 ;
+  reg [20:0] \$708 ;
+  wire [51:0] \$709 ;
+  wire [7:0] \$71 ;
+  reg [20:0] \$710 ;
+  wire [51:0] \$711 ;
+  reg [51:0] \$712 ;
+  wire [64:0] \$713 ;
+  reg [20:0] \$714 ;
+  wire [21:0] \$715 ;
+  reg [20:0] \$716 ;
+  wire [35:0] \$717 ;
+  reg [20:0] \$718 ;
+  wire [51:0] \$719 ;
+  wire [7:0] \$72 ;
+  reg [20:0] \$720 ;
+  wire [51:0] \$721 ;
+  reg [51:0] \$722 ;
+  wire [64:0] \$723 ;
+  reg [20:0] \$724 ;
+  wire [21:0] \$725 ;
+  reg [20:0] \$726 ;
+  wire [35:0] \$727 ;
+  reg [20:0] \$728 ;
+  wire [51:0] \$729 ;
+  wire [7:0] \$73 ;
+  reg [20:0] \$730 ;
+  wire [51:0] \$731 ;
+  reg [51:0] \$732 ;
+  wire [64:0] \$733 ;
+  reg [20:0] \$734 ;
+  wire [21:0] \$735 ;
+  reg [20:0] \$736 ;
+  wire [35:0] \$737 ;
+  reg [20:0] \$738 ;
+  wire [51:0] \$739 ;
+  wire [7:0] \$74 ;
+  reg [20:0] \$740 ;
+  wire [51:0] \$741 ;
+  reg [51:0] \$742 ;
+  wire [64:0] \$743 ;
+  reg [20:0] \$744 ;
+  wire [21:0] \$745 ;
+  reg [20:0] \$746 ;
+  wire [35:0] \$747 ;
+  reg [20:0] \$748 ;
+  wire [51:0] \$749 ;
+  wire [7:0] \$75 ;
+  reg [20:0] \$750 ;
+  wire [51:0] \$751 ;
+  reg [51:0] \$752 ;
+  wire [64:0] \$753 ;
+  reg [20:0] \$754 ;
+  wire [21:0] \$755 ;
+  reg [20:0] \$756 ;
+  wire [35:0] \$757 ;
+  reg [20:0] \$758 ;
+  wire [51:0] \$759 ;
+  wire [7:0] \$76 ;
+  reg [20:0] \$760 ;
+  wire [51:0] \$761 ;
+  reg [51:0] \$762 ;
+  wire [64:0] \$763 ;
+  reg [20:0] \$764 ;
+  wire [21:0] \$765 ;
+  reg [20:0] \$766 ;
+  wire [35:0] \$767 ;
+  reg [20:0] \$768 ;
+  wire [51:0] \$769 ;
+  wire [7:0] \$77 ;
+  reg [20:0] \$770 ;
+  wire [51:0] \$771 ;
+  reg [51:0] \$772 ;
+  wire [64:0] \$773 ;
+  reg [20:0] \$774 ;
+  wire [21:0] \$775 ;
+  reg [20:0] \$776 ;
+  wire [35:0] \$777 ;
+  reg [20:0] \$778 ;
+  wire [51:0] \$779 ;
+  wire [7:0] \$78 ;
+  reg [20:0] \$780 ;
+  wire [51:0] \$781 ;
+  reg [51:0] \$782 ;
+  wire [64:0] \$783 ;
+  reg [20:0] \$784 ;
+  wire [21:0] \$785 ;
+  reg [20:0] \$786 ;
+  wire [35:0] \$787 ;
+  reg [20:0] \$788 ;
+  wire [51:0] \$789 ;
+  wire [7:0] \$79 ;
+  reg [20:0] \$790 ;
+  wire [51:0] \$791 ;
+  reg [51:0] \$792 ;
+  wire [64:0] \$793 ;
+  reg [20:0] \$794 ;
+  wire [21:0] \$795 ;
+  reg [20:0] \$796 ;
+  wire [35:0] \$797 ;
+  reg [20:0] \$798 ;
+  wire [51:0] \$799 ;
+  wire [7:0] \$8 ;
+  wire [7:0] \$80 ;
+  reg [20:0] \$800 ;
+  wire [51:0] \$801 ;
+  reg [51:0] \$802 ;
+  wire [64:0] \$803 ;
+  reg [20:0] \$804 ;
+  wire [21:0] \$805 ;
+  reg [20:0] \$806 ;
+  wire [35:0] \$807 ;
+  reg [20:0] \$808 ;
+  wire [51:0] \$809 ;
+  wire [7:0] \$81 ;
+  reg [20:0] \$810 ;
+  wire [51:0] \$811 ;
+  reg [51:0] \$812 ;
+  wire [64:0] \$813 ;
+  reg [20:0] \$814 ;
+  wire [21:0] \$815 ;
+  reg [20:0] \$816 ;
+  wire [35:0] \$817 ;
+  reg [20:0] \$818 ;
+  wire [51:0] \$819 ;
+  wire [7:0] \$82 ;
+  reg [20:0] \$820 ;
+  wire [51:0] \$821 ;
+  reg [51:0] \$822 ;
+  wire [64:0] \$823 ;
+  reg [20:0] \$824 ;
+  wire [21:0] \$825 ;
+  reg [20:0] \$826 ;
+  wire [35:0] \$827 ;
+  reg [20:0] \$828 ;
+  wire [51:0] \$829 ;
+  wire [7:0] \$83 ;
+  reg [20:0] \$830 ;
+  wire [51:0] \$831 ;
+  reg [51:0] \$832 ;
+  wire [64:0] \$833 ;
+  reg [20:0] \$834 ;
+  wire [21:0] \$835 ;
+  reg [20:0] \$836 ;
+  wire [35:0] \$837 ;
+  reg [20:0] \$838 ;
+  wire [51:0] \$839 ;
+  wire [7:0] \$84 ;
+  reg [20:0] \$840 ;
+  wire [51:0] \$841 ;
+  reg [51:0] \$842 ;
+  wire [64:0] \$843 ;
+  reg [20:0] \$844 ;
+  wire [21:0] \$845 ;
+  reg [20:0] \$846 ;
+  wire [35:0] \$847 ;
+  reg [20:0] \$848 ;
+  wire [51:0] \$849 ;
+  wire [7:0] \$85 ;
+  reg [20:0] \$850 ;
+  wire [51:0] \$851 ;
+  reg [51:0] \$852 ;
+  wire [64:0] \$853 ;
+  reg [20:0] \$854 ;
+  wire [21:0] \$855 ;
+  reg [20:0] \$856 ;
+  wire [35:0] \$857 ;
+  reg [20:0] \$858 ;
+  wire [51:0] \$859 ;
+  wire [7:0] \$86 ;
+  reg [20:0] \$860 ;
+  wire [51:0] \$861 ;
+  reg [51:0] \$862 ;
+  wire [64:0] \$863 ;
+  reg [20:0] \$864 ;
+  wire [21:0] \$865 ;
+  reg [20:0] \$866 ;
+  wire [35:0] \$867 ;
+  reg [20:0] \$868 ;
+  wire [51:0] \$869 ;
+  wire [7:0] \$87 ;
+  reg [20:0] \$870 ;
+  wire [51:0] \$871 ;
+  reg [51:0] \$872 ;
+  wire [64:0] \$873 ;
+  reg [20:0] \$874 ;
+  wire [21:0] \$875 ;
+  reg [20:0] \$876 ;
+  wire [35:0] \$877 ;
+  reg [20:0] \$878 ;
+  wire [51:0] \$879 ;
+  wire [7:0] \$88 ;
+  reg [20:0] \$880 ;
+  wire [51:0] \$881 ;
+  reg [51:0] \$882 ;
+  wire [64:0] \$883 ;
+  reg [20:0] \$884 ;
+  wire [21:0] \$885 ;
+  reg [20:0] \$886 ;
+  wire [35:0] \$887 ;
+  reg [20:0] \$888 ;
+  wire [51:0] \$889 ;
+  wire [7:0] \$89 ;
+  reg [20:0] \$890 ;
+  wire [51:0] \$891 ;
+  reg [51:0] \$892 ;
+  wire [64:0] \$893 ;
+  reg [20:0] \$894 ;
+  wire [21:0] \$895 ;
+  reg [20:0] \$896 ;
+  wire [35:0] \$897 ;
+  reg [20:0] \$898 ;
+  wire [51:0] \$899 ;
+  wire [7:0] \$9 ;
+  wire [7:0] \$90 ;
+  reg [20:0] \$900 ;
+  wire [51:0] \$901 ;
+  reg [51:0] \$902 ;
+  wire [64:0] \$903 ;
+  reg [20:0] \$904 ;
+  wire [21:0] \$905 ;
+  reg [20:0] \$906 ;
+  wire [35:0] \$907 ;
+  reg [20:0] \$908 ;
+  wire [51:0] \$909 ;
+  wire [7:0] \$91 ;
+  reg [20:0] \$910 ;
+  wire [51:0] \$911 ;
+  reg [51:0] \$912 ;
+  wire [64:0] \$913 ;
+  reg [20:0] \$914 ;
+  wire [21:0] \$915 ;
+  reg [20:0] \$916 ;
+  wire [35:0] \$917 ;
+  reg [20:0] \$918 ;
+  wire [51:0] \$919 ;
+  wire [7:0] \$92 ;
+  reg [20:0] \$920 ;
+  wire [51:0] \$921 ;
+  reg [51:0] \$922 ;
+  wire [64:0] \$923 ;
+  reg [20:0] \$924 ;
+  wire [21:0] \$925 ;
+  reg [20:0] \$926 ;
+  wire [35:0] \$927 ;
+  reg [20:0] \$928 ;
+  wire [51:0] \$929 ;
+  wire [7:0] \$93 ;
+  reg [20:0] \$930 ;
+  wire [51:0] \$931 ;
+  reg [51:0] \$932 ;
+  wire [64:0] \$933 ;
+  wire [7:0] \$934 ;
+  wire \$935 ;
+  reg \$936 ;
+  reg [3:0] \$937 ;
+  reg [4:0] \$938 ;
+  reg [63:0] \$939 ;
+  wire [7:0] \$94 ;
+  reg [63:0] \$940 ;
+  reg [63:0] \$941 ;
+  reg [63:0] \$942 ;
+  reg [63:0] \$943 ;
+  reg [63:0] \$944 ;
+  reg [63:0] \$945 ;
+  reg [63:0] \$946 ;
+  reg [63:0] \$947 ;
+  reg [63:0] \$948 ;
+  reg [63:0] \$949 ;
+  wire [7:0] \$95 ;
+  reg [63:0] \$950 ;
+  reg [63:0] \$951 ;
+  reg [63:0] \$952 ;
+  reg [63:0] \$953 ;
+  reg [63:0] \$954 ;
+  reg [4:0] \$955 ;
+  reg [2:0] \$956 ;
+  reg [2:0] \$957 ;
+  reg [63:0] \$958 ;
+  reg [63:0] \$959 ;
+  wire [7:0] \$96 ;
+  reg [63:0] \$960 ;
+  reg [63:0] \$961 ;
+  reg [63:0] \$962 ;
+  reg [63:0] \$963 ;
+  reg [63:0] \$964 ;
+  reg [63:0] \$965 ;
+  reg [63:0] \$966 ;
+  reg [63:0] \$967 ;
+  reg [63:0] \$968 ;
+  reg [63:0] \$969 ;
+  wire [7:0] \$97 ;
+  reg [63:0] \$970 ;
+  reg [63:0] \$971 ;
+  reg [63:0] \$972 ;
+  reg [63:0] \$973 ;
+  reg [63:0] \$974 ;
+  reg [63:0] \$975 ;
+  reg [63:0] \$976 ;
+  reg [63:0] \$977 ;
+  reg [63:0] \$978 ;
+  reg [63:0] \$979 ;
+  wire [7:0] \$98 ;
+  reg [63:0] \$980 ;
+  reg [63:0] \$981 ;
+  reg [63:0] \$982 ;
+  reg [63:0] \$983 ;
+  reg [63:0] \$984 ;
+  reg [63:0] \$985 ;
+  reg [63:0] \$986 ;
+  reg [63:0] \$987 ;
+  reg [63:0] \$988 ;
+  reg [63:0] \$989 ;
+  wire [7:0] \$99 ;
+  reg [63:0] \$990 ;
+  reg [63:0] \$991 ;
+  reg [63:0] \$992 ;
+  reg [63:0] \$993 ;
+  reg [63:0] \$994 ;
+  reg [63:0] \$995 ;
+  reg [63:0] \$996 ;
+  reg [63:0] \$997 ;
+  reg [63:0] \$998 ;
+  reg [63:0] \$999 ;
   (* init = 1'h0 *)
   wire \$signal ;
-  reg \$signal$108  = 1'h0;
-  reg [46:0] acc0 = 47'h000000000000;
-  reg [46:0] acc1 = 47'h000000000000;
-  reg [46:0] acc10 = 47'h000000000000;
-  reg [46:0] acc11 = 47'h000000000000;
-  reg [46:0] acc12 = 47'h000000000000;
-  reg [46:0] acc13 = 47'h000000000000;
-  reg [46:0] acc14 = 47'h000000000000;
-  reg [46:0] acc15 = 47'h000000000000;
-  reg [46:0] acc16 = 47'h000000000000;
-  reg [46:0] acc17 = 47'h000000000000;
-  reg [46:0] acc18 = 47'h000000000000;
-  reg [46:0] acc19 = 47'h000000000000;
-  reg [46:0] acc2 = 47'h000000000000;
-  reg [46:0] acc20 = 47'h000000000000;
-  reg [46:0] acc21 = 47'h000000000000;
-  reg [46:0] acc22 = 47'h000000000000;
-  reg [46:0] acc23 = 47'h000000000000;
-  reg [46:0] acc24 = 47'h000000000000;
-  reg [46:0] acc25 = 47'h000000000000;
-  reg [46:0] acc26 = 47'h000000000000;
-  reg [46:0] acc27 = 47'h000000000000;
-  reg [46:0] acc28 = 47'h000000000000;
-  reg [46:0] acc29 = 47'h000000000000;
-  reg [46:0] acc3 = 47'h000000000000;
-  reg [46:0] acc30 = 47'h000000000000;
-  reg [46:0] acc31 = 47'h000000000000;
-  reg [46:0] acc32 = 47'h000000000000;
-  reg [46:0] acc33 = 47'h000000000000;
-  reg [46:0] acc34 = 47'h000000000000;
-  reg [46:0] acc35 = 47'h000000000000;
-  reg [46:0] acc36 = 47'h000000000000;
-  reg [46:0] acc37 = 47'h000000000000;
-  reg [46:0] acc38 = 47'h000000000000;
-  reg [46:0] acc39 = 47'h000000000000;
-  reg [46:0] acc4 = 47'h000000000000;
-  reg [46:0] acc40 = 47'h000000000000;
-  reg [46:0] acc41 = 47'h000000000000;
-  reg [46:0] acc42 = 47'h000000000000;
-  reg [46:0] acc43 = 47'h000000000000;
-  reg [46:0] acc44 = 47'h000000000000;
-  reg [46:0] acc45 = 47'h000000000000;
-  reg [46:0] acc46 = 47'h000000000000;
-  reg [46:0] acc47 = 47'h000000000000;
-  reg [46:0] acc48 = 47'h000000000000;
-  reg [46:0] acc49 = 47'h000000000000;
-  reg [46:0] acc5 = 47'h000000000000;
-  reg [46:0] acc50 = 47'h000000000000;
-  reg [46:0] acc51 = 47'h000000000000;
-  reg [46:0] acc52 = 47'h000000000000;
-  reg [46:0] acc53 = 47'h000000000000;
-  reg [46:0] acc54 = 47'h000000000000;
-  reg [46:0] acc55 = 47'h000000000000;
-  reg [46:0] acc56 = 47'h000000000000;
-  reg [46:0] acc57 = 47'h000000000000;
-  reg [46:0] acc58 = 47'h000000000000;
-  reg [46:0] acc59 = 47'h000000000000;
-  reg [46:0] acc6 = 47'h000000000000;
-  reg [46:0] acc60 = 47'h000000000000;
-  reg [46:0] acc61 = 47'h000000000000;
-  reg [46:0] acc62 = 47'h000000000000;
-  reg [46:0] acc63 = 47'h000000000000;
-  reg [46:0] acc7 = 47'h000000000000;
-  reg [46:0] acc8 = 47'h000000000000;
-  reg [46:0] acc9 = 47'h000000000000;
+  reg \$signal$113  = 1'h0;
+  reg [63:0] acc0 = 64'h0000000000000000;
+  reg [63:0] acc1 = 64'h0000000000000000;
+  reg [63:0] acc10 = 64'h0000000000000000;
+  reg [63:0] acc11 = 64'h0000000000000000;
+  reg [63:0] acc12 = 64'h0000000000000000;
+  reg [63:0] acc13 = 64'h0000000000000000;
+  reg [63:0] acc14 = 64'h0000000000000000;
+  reg [63:0] acc15 = 64'h0000000000000000;
+  reg [63:0] acc16 = 64'h0000000000000000;
+  reg [63:0] acc17 = 64'h0000000000000000;
+  reg [63:0] acc18 = 64'h0000000000000000;
+  reg [63:0] acc19 = 64'h0000000000000000;
+  reg [63:0] acc2 = 64'h0000000000000000;
+  reg [63:0] acc20 = 64'h0000000000000000;
+  reg [63:0] acc21 = 64'h0000000000000000;
+  reg [63:0] acc22 = 64'h0000000000000000;
+  reg [63:0] acc23 = 64'h0000000000000000;
+  reg [63:0] acc24 = 64'h0000000000000000;
+  reg [63:0] acc25 = 64'h0000000000000000;
+  reg [63:0] acc26 = 64'h0000000000000000;
+  reg [63:0] acc27 = 64'h0000000000000000;
+  reg [63:0] acc28 = 64'h0000000000000000;
+  reg [63:0] acc29 = 64'h0000000000000000;
+  reg [63:0] acc3 = 64'h0000000000000000;
+  reg [63:0] acc30 = 64'h0000000000000000;
+  reg [63:0] acc31 = 64'h0000000000000000;
+  reg [63:0] acc32 = 64'h0000000000000000;
+  reg [63:0] acc33 = 64'h0000000000000000;
+  reg [63:0] acc34 = 64'h0000000000000000;
+  reg [63:0] acc35 = 64'h0000000000000000;
+  reg [63:0] acc36 = 64'h0000000000000000;
+  reg [63:0] acc37 = 64'h0000000000000000;
+  reg [63:0] acc38 = 64'h0000000000000000;
+  reg [63:0] acc39 = 64'h0000000000000000;
+  reg [63:0] acc4 = 64'h0000000000000000;
+  reg [63:0] acc40 = 64'h0000000000000000;
+  reg [63:0] acc41 = 64'h0000000000000000;
+  reg [63:0] acc42 = 64'h0000000000000000;
+  reg [63:0] acc43 = 64'h0000000000000000;
+  reg [63:0] acc44 = 64'h0000000000000000;
+  reg [63:0] acc45 = 64'h0000000000000000;
+  reg [63:0] acc46 = 64'h0000000000000000;
+  reg [63:0] acc47 = 64'h0000000000000000;
+  reg [63:0] acc48 = 64'h0000000000000000;
+  reg [63:0] acc49 = 64'h0000000000000000;
+  reg [63:0] acc5 = 64'h0000000000000000;
+  reg [63:0] acc50 = 64'h0000000000000000;
+  reg [63:0] acc51 = 64'h0000000000000000;
+  reg [63:0] acc52 = 64'h0000000000000000;
+  reg [63:0] acc53 = 64'h0000000000000000;
+  reg [63:0] acc54 = 64'h0000000000000000;
+  reg [63:0] acc55 = 64'h0000000000000000;
+  reg [63:0] acc56 = 64'h0000000000000000;
+  reg [63:0] acc57 = 64'h0000000000000000;
+  reg [63:0] acc58 = 64'h0000000000000000;
+  reg [63:0] acc59 = 64'h0000000000000000;
+  reg [63:0] acc6 = 64'h0000000000000000;
+  reg [63:0] acc60 = 64'h0000000000000000;
+  reg [63:0] acc61 = 64'h0000000000000000;
+  reg [63:0] acc62 = 64'h0000000000000000;
+  reg [63:0] acc63 = 64'h0000000000000000;
+  reg [63:0] acc7 = 64'h0000000000000000;
+  reg [63:0] acc8 = 64'h0000000000000000;
+  reg [63:0] acc9 = 64'h0000000000000000;
   output [11:0] act_w__addr;
   wire [11:0] act_w__addr;
   output [63:0] act_w__data;
   wire [63:0] act_w__data;
   output act_w__en;
   reg act_w__en = 1'h0;
-  input [28:0] args;
-  wire [28:0] args;
+  input [63:0] args;
+  wire [63:0] args;
+  wire \args.flush ;
   wire \args.macro ;
   wire [3:0] \args.page ;
+  wire [31:0] \args.rows ;
+  wire [1:0] \args.slices_m1 ;
   wire [11:0] \args.x ;
   wire [11:0] \args.y ;
+  wire arrive;
   output busy;
   wire busy;
   input clk;
@@ -23355,9 +23656,11 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   reg [4:0] i = 5'h00;
   reg [2:0] issued = 3'h0;
   reg [6:0] j = 7'h00;
+  reg [4:0] k_words;
   reg [3:0] ld_i = 4'h0;
   reg [4:0] loaded = 5'h00;
   wire loading;
+  wire [2:0] n_sl;
   output [340:0] op__0__payload;
   wire [340:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
@@ -23639,414 +23942,603 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   reg [63:0] xbuf7 = 64'h0000000000000000;
   reg [63:0] xbuf8 = 64'h0000000000000000;
   reg [63:0] xbuf9 = 64'h0000000000000000;
-  assign \$233  = acc19 + \$232 ;
-  assign \$243  = acc20 + \$242 ;
-  assign \$253  = acc21 + \$252 ;
-  assign \$263  = acc22 + \$262 ;
-  assign \$273  = acc23 + \$272 ;
-  assign \$283  = acc24 + \$282 ;
-  assign \$293  = acc25 + \$292 ;
-  assign \$303  = acc26 + \$302 ;
-  assign \$313  = acc27 + \$312 ;
-  assign \$323  = acc28 + \$322 ;
-  assign \$333  = acc29 + \$332 ;
-  assign \$343  = acc30 + \$342 ;
-  assign \$353  = acc31 + \$352 ;
-  assign \$363  = acc32 + \$362 ;
-  assign \$373  = acc33 + \$372 ;
-  assign \$383  = acc34 + \$382 ;
-  assign \$393  = acc35 + \$392 ;
-  assign \$403  = acc36 + \$402 ;
-  assign \$413  = acc37 + \$412 ;
-  assign \$423  = acc38 + \$422 ;
-  assign \$433  = acc39 + \$432 ;
-  assign \$443  = acc40 + \$442 ;
-  assign \$453  = acc41 + \$452 ;
-  assign \$463  = acc42 + \$462 ;
-  assign \$473  = acc43 + \$472 ;
-  assign \$483  = acc44 + \$482 ;
-  assign \$493  = acc45 + \$492 ;
-  assign \$503  = acc46 + \$502 ;
-  assign \$513  = acc47 + \$512 ;
-  assign \$523  = acc48 + \$522 ;
-  assign \$533  = acc49 + \$532 ;
-  assign \$543  = acc50 + \$542 ;
-  assign \$553  = acc51 + \$552 ;
-  assign \$563  = acc52 + \$562 ;
-  assign \$573  = acc53 + \$572 ;
-  assign \$583  = acc54 + \$582 ;
-  assign \$593  = acc55 + \$592 ;
-  assign \$603  = acc56 + \$602 ;
-  assign \$613  = acc57 + \$612 ;
-  assign \$623  = acc58 + \$622 ;
-  assign \$633  = acc59 + \$632 ;
-  assign \$643  = acc60 + \$642 ;
-  assign \$653  = acc61 + \$652 ;
-  assign \$663  = acc62 + \$662 ;
-  assign \$673  = acc63 + \$672 ;
-  assign \$674  = j + 1'h1;
-  always @(posedge clk)
-    \$signal$108  <= \$675 ;
-  always @(posedge clk)
-    ld_i <= \$676 ;
-  always @(posedge clk)
-    i <= \$677 ;
-  always @(posedge clk)
-    xbuf0 <= \$678 ;
-  always @(posedge clk)
-    xbuf1 <= \$679 ;
-  always @(posedge clk)
-    xbuf2 <= \$680 ;
-  always @(posedge clk)
-    xbuf3 <= \$681 ;
-  always @(posedge clk)
-    xbuf4 <= \$682 ;
-  always @(posedge clk)
-    xbuf5 <= \$683 ;
-  always @(posedge clk)
-    xbuf6 <= \$684 ;
-  always @(posedge clk)
-    xbuf7 <= \$685 ;
-  always @(posedge clk)
-    xbuf8 <= \$686 ;
-  always @(posedge clk)
-    xbuf9 <= \$687 ;
-  always @(posedge clk)
-    xbuf10 <= \$688 ;
-  always @(posedge clk)
-    xbuf11 <= \$689 ;
-  always @(posedge clk)
-    xbuf12 <= \$690 ;
-  always @(posedge clk)
-    xbuf13 <= \$691 ;
-  always @(posedge clk)
-    xbuf14 <= \$692 ;
-  always @(posedge clk)
-    xbuf15 <= \$693 ;
-  always @(posedge clk)
-    loaded <= \$694 ;
-  always @(posedge clk)
-    issued <= \$695 ;
-  always @(posedge clk)
-    got <= \$696 ;
-  always @(posedge clk)
-    acc0 <= \$697 ;
-  always @(posedge clk)
-    acc1 <= \$698 ;
-  always @(posedge clk)
-    acc2 <= \$699 ;
-  always @(posedge clk)
-    acc3 <= \$700 ;
-  always @(posedge clk)
-    acc4 <= \$701 ;
-  always @(posedge clk)
-    acc5 <= \$702 ;
-  always @(posedge clk)
-    acc6 <= \$703 ;
-  always @(posedge clk)
-    acc7 <= \$704 ;
-  always @(posedge clk)
-    acc8 <= \$705 ;
-  always @(posedge clk)
-    acc9 <= \$706 ;
-  always @(posedge clk)
-    acc10 <= \$707 ;
-  always @(posedge clk)
-    acc11 <= \$708 ;
-  always @(posedge clk)
-    acc12 <= \$709 ;
-  always @(posedge clk)
-    acc13 <= \$710 ;
-  always @(posedge clk)
-    acc14 <= \$711 ;
-  always @(posedge clk)
-    acc15 <= \$712 ;
-  always @(posedge clk)
-    acc16 <= \$713 ;
-  always @(posedge clk)
-    acc17 <= \$714 ;
-  always @(posedge clk)
-    acc18 <= \$715 ;
-  always @(posedge clk)
-    acc19 <= \$716 ;
-  always @(posedge clk)
-    acc20 <= \$717 ;
-  always @(posedge clk)
-    acc21 <= \$718 ;
-  always @(posedge clk)
-    acc22 <= \$719 ;
-  always @(posedge clk)
-    acc23 <= \$720 ;
-  always @(posedge clk)
-    acc24 <= \$721 ;
-  always @(posedge clk)
-    acc25 <= \$722 ;
-  always @(posedge clk)
-    acc26 <= \$723 ;
-  always @(posedge clk)
-    acc27 <= \$724 ;
-  always @(posedge clk)
-    acc28 <= \$725 ;
-  always @(posedge clk)
-    acc29 <= \$726 ;
-  always @(posedge clk)
-    acc30 <= \$727 ;
-  always @(posedge clk)
-    acc31 <= \$728 ;
-  always @(posedge clk)
-    acc32 <= \$729 ;
-  always @(posedge clk)
-    acc33 <= \$730 ;
-  always @(posedge clk)
-    acc34 <= \$731 ;
-  always @(posedge clk)
-    acc35 <= \$732 ;
-  always @(posedge clk)
-    acc36 <= \$733 ;
-  always @(posedge clk)
-    acc37 <= \$734 ;
-  always @(posedge clk)
-    acc38 <= \$735 ;
-  always @(posedge clk)
-    acc39 <= \$736 ;
-  always @(posedge clk)
-    acc40 <= \$737 ;
-  always @(posedge clk)
-    acc41 <= \$738 ;
-  always @(posedge clk)
-    acc42 <= \$739 ;
-  always @(posedge clk)
-    acc43 <= \$740 ;
-  always @(posedge clk)
-    acc44 <= \$741 ;
-  always @(posedge clk)
-    acc45 <= \$742 ;
-  always @(posedge clk)
-    acc46 <= \$743 ;
-  always @(posedge clk)
-    acc47 <= \$744 ;
-  always @(posedge clk)
-    acc48 <= \$745 ;
-  always @(posedge clk)
-    acc49 <= \$746 ;
-  always @(posedge clk)
-    acc50 <= \$747 ;
-  always @(posedge clk)
-    acc51 <= \$748 ;
-  always @(posedge clk)
-    acc52 <= \$749 ;
-  always @(posedge clk)
-    acc53 <= \$750 ;
-  always @(posedge clk)
-    acc54 <= \$751 ;
-  always @(posedge clk)
-    acc55 <= \$752 ;
-  always @(posedge clk)
-    acc56 <= \$753 ;
-  always @(posedge clk)
-    acc57 <= \$754 ;
-  always @(posedge clk)
-    acc58 <= \$755 ;
-  always @(posedge clk)
-    acc59 <= \$756 ;
-  always @(posedge clk)
-    acc60 <= \$757 ;
-  always @(posedge clk)
-    acc61 <= \$758 ;
-  always @(posedge clk)
-    acc62 <= \$759 ;
-  always @(posedge clk)
-    acc63 <= \$760 ;
-  always @(posedge clk)
-    j <= \$761 ;
-  always @(posedge clk)
-    act_w__en <= \$762 ;
-  always @(posedge clk)
-    w_j <= \$763 ;
-  always @(posedge clk)
-    running <= \$764 ;
   assign busy = running | start;
-  assign \$1  = i < 5'h10;
+  assign n_sl = args[62:61] + 1'h1;
+  assign \$1  = i < k_words;
   assign \$2  = running & \$1 ;
   assign loading = start ? 1'h1 : \$2 ;
-  assign \$3  = issued < 3'h4;
+  assign \$3  = issued < n_sl;
   assign \$4  = running & \$3 ;
   assign \$6  = \$5  <= loaded;
   assign want = \$4  & \$6 ;
   assign \$7  = ! args[0];
   assign op__0__valid = want & \$7 ;
-  assign op__1__valid = want & \$9 ;
-  assign \$11  = got == 3'h4;
-  assign \$12  = running & \$11 ;
-  assign \$13  = j < 7'h40;
-  assign reading = \$12  & \$13 ;
-  assign \$14  = got == 3'h4;
-  assign \$15  = args[28:17] + j;
-  assign \$16  = args[16:5] + i;
-  assign \$17  = \$14  ? \$15  : \$16 ;
-  assign \$18  = start ? { 1'h0, args[16:5] } : \$17 ;
-  assign \$19  = args[28:17] + w_j;
-  assign \$21  = rd__data + \$20 ;
-  assign \$22  = w_j == 6'h3f;
-  assign finish = act_w__en & \$22 ;
-  assign \$23  = start ? 5'h00 : i;
-  assign \$24  = i + 1'h1;
-  assign \$25  = loaded + 1'h1;
-  assign \$27  = want & \$26 ;
-  assign \$28  = issued + 1'h1;
-  assign \$30  = running & \$29 ;
-  assign \$31  = got < 3'h4;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = got + 1'h1;
-  assign \$43  = acc0 + \$42 ;
-  assign \$53  = acc1 + \$52 ;
-  assign \$63  = acc2 + \$62 ;
-  assign \$73  = acc3 + \$72 ;
-  assign \$83  = acc4 + \$82 ;
-  assign \$93  = acc5 + \$92 ;
-  assign \$103  = acc6 + \$102 ;
-  assign \$113  = acc7 + \$112 ;
-  assign \$123  = acc8 + \$122 ;
-  assign \$133  = acc9 + \$132 ;
-  assign \$143  = acc10 + \$142 ;
-  assign \$153  = acc11 + \$152 ;
-  assign \$163  = acc12 + \$162 ;
-  assign \$173  = acc13 + \$172 ;
-  assign \$183  = acc14 + \$182 ;
-  assign \$193  = acc15 + \$192 ;
-  assign \$203  = acc16 + \$202 ;
-  assign \$213  = acc17 + \$212 ;
-  assign \$223  = acc18 + \$222 ;
+  assign \$8  = args[29] ? xbuf0[7:0] : 8'h00;
+  assign \$9  = args[30] ? xbuf0[15:8] : 8'h00;
+  assign \$10  = args[31] ? xbuf0[23:16] : 8'h00;
+  assign \$11  = args[32] ? xbuf0[31:24] : 8'h00;
+  assign \$12  = args[33] ? xbuf0[39:32] : 8'h00;
+  assign \$13  = args[34] ? xbuf0[47:40] : 8'h00;
+  assign \$14  = args[35] ? xbuf0[55:48] : 8'h00;
+  assign \$15  = args[36] ? xbuf0[63:56] : 8'h00;
+  assign \$16  = args[37] ? xbuf1[7:0] : 8'h00;
+  assign \$17  = args[38] ? xbuf1[15:8] : 8'h00;
+  assign \$18  = args[39] ? xbuf1[23:16] : 8'h00;
+  assign \$19  = args[40] ? xbuf1[31:24] : 8'h00;
+  assign \$20  = args[41] ? xbuf1[39:32] : 8'h00;
+  assign \$21  = args[42] ? xbuf1[47:40] : 8'h00;
+  assign \$22  = args[43] ? xbuf1[55:48] : 8'h00;
+  assign \$23  = args[44] ? xbuf1[63:56] : 8'h00;
+  assign \$24  = args[45] ? xbuf2[7:0] : 8'h00;
+  assign \$25  = args[46] ? xbuf2[15:8] : 8'h00;
+  assign \$26  = args[47] ? xbuf2[23:16] : 8'h00;
+  assign \$27  = args[48] ? xbuf2[31:24] : 8'h00;
+  assign \$28  = args[49] ? xbuf2[39:32] : 8'h00;
+  assign \$29  = args[50] ? xbuf2[47:40] : 8'h00;
+  assign \$30  = args[51] ? xbuf2[55:48] : 8'h00;
+  assign \$31  = args[52] ? xbuf2[63:56] : 8'h00;
+  assign \$32  = args[53] ? xbuf3[7:0] : 8'h00;
+  assign \$33  = args[54] ? xbuf3[15:8] : 8'h00;
+  assign \$34  = args[55] ? xbuf3[23:16] : 8'h00;
+  assign \$35  = args[56] ? xbuf3[31:24] : 8'h00;
+  assign \$36  = args[57] ? xbuf3[39:32] : 8'h00;
+  assign \$37  = args[58] ? xbuf3[47:40] : 8'h00;
+  assign \$38  = args[59] ? xbuf3[55:48] : 8'h00;
+  assign \$39  = args[60] ? xbuf3[63:56] : 8'h00;
+  assign \$40  = args[29] ? xbuf4[7:0] : 8'h00;
+  assign \$41  = args[30] ? xbuf4[15:8] : 8'h00;
+  assign \$42  = args[31] ? xbuf4[23:16] : 8'h00;
+  assign \$43  = args[32] ? xbuf4[31:24] : 8'h00;
+  assign \$44  = args[33] ? xbuf4[39:32] : 8'h00;
+  assign \$45  = args[34] ? xbuf4[47:40] : 8'h00;
+  assign \$46  = args[35] ? xbuf4[55:48] : 8'h00;
+  assign \$47  = args[36] ? xbuf4[63:56] : 8'h00;
+  assign \$48  = args[37] ? xbuf5[7:0] : 8'h00;
+  assign \$49  = args[38] ? xbuf5[15:8] : 8'h00;
+  assign \$50  = args[39] ? xbuf5[23:16] : 8'h00;
+  assign \$51  = args[40] ? xbuf5[31:24] : 8'h00;
+  assign \$52  = args[41] ? xbuf5[39:32] : 8'h00;
+  assign \$53  = args[42] ? xbuf5[47:40] : 8'h00;
+  assign \$54  = args[43] ? xbuf5[55:48] : 8'h00;
+  assign \$55  = args[44] ? xbuf5[63:56] : 8'h00;
+  assign \$56  = args[45] ? xbuf6[7:0] : 8'h00;
+  assign \$57  = args[46] ? xbuf6[15:8] : 8'h00;
+  assign \$58  = args[47] ? xbuf6[23:16] : 8'h00;
+  assign \$59  = args[48] ? xbuf6[31:24] : 8'h00;
+  assign \$60  = args[49] ? xbuf6[39:32] : 8'h00;
+  assign \$61  = args[50] ? xbuf6[47:40] : 8'h00;
+  assign \$62  = args[51] ? xbuf6[55:48] : 8'h00;
+  assign \$63  = args[52] ? xbuf6[63:56] : 8'h00;
+  assign \$64  = args[53] ? xbuf7[7:0] : 8'h00;
+  assign \$65  = args[54] ? xbuf7[15:8] : 8'h00;
+  assign \$66  = args[55] ? xbuf7[23:16] : 8'h00;
+  assign \$67  = args[56] ? xbuf7[31:24] : 8'h00;
+  assign \$68  = args[57] ? xbuf7[39:32] : 8'h00;
+  assign \$69  = args[58] ? xbuf7[47:40] : 8'h00;
+  assign \$70  = args[59] ? xbuf7[55:48] : 8'h00;
+  assign \$71  = args[60] ? xbuf7[63:56] : 8'h00;
+  assign \$72  = args[29] ? xbuf8[7:0] : 8'h00;
+  assign \$73  = args[30] ? xbuf8[15:8] : 8'h00;
+  assign \$74  = args[31] ? xbuf8[23:16] : 8'h00;
+  assign \$75  = args[32] ? xbuf8[31:24] : 8'h00;
+  assign \$76  = args[33] ? xbuf8[39:32] : 8'h00;
+  assign \$77  = args[34] ? xbuf8[47:40] : 8'h00;
+  assign \$78  = args[35] ? xbuf8[55:48] : 8'h00;
+  assign \$79  = args[36] ? xbuf8[63:56] : 8'h00;
+  assign \$80  = args[37] ? xbuf9[7:0] : 8'h00;
+  assign \$81  = args[38] ? xbuf9[15:8] : 8'h00;
+  assign \$82  = args[39] ? xbuf9[23:16] : 8'h00;
+  assign \$83  = args[40] ? xbuf9[31:24] : 8'h00;
+  assign \$84  = args[41] ? xbuf9[39:32] : 8'h00;
+  assign \$85  = args[42] ? xbuf9[47:40] : 8'h00;
+  assign \$86  = args[43] ? xbuf9[55:48] : 8'h00;
+  assign \$87  = args[44] ? xbuf9[63:56] : 8'h00;
+  assign \$88  = args[45] ? xbuf10[7:0] : 8'h00;
+  assign \$89  = args[46] ? xbuf10[15:8] : 8'h00;
+  assign \$90  = args[47] ? xbuf10[23:16] : 8'h00;
+  assign \$91  = args[48] ? xbuf10[31:24] : 8'h00;
+  assign \$92  = args[49] ? xbuf10[39:32] : 8'h00;
+  assign \$93  = args[50] ? xbuf10[47:40] : 8'h00;
+  assign \$94  = args[51] ? xbuf10[55:48] : 8'h00;
+  assign \$95  = args[52] ? xbuf10[63:56] : 8'h00;
+  assign \$96  = args[53] ? xbuf11[7:0] : 8'h00;
+  assign \$97  = args[54] ? xbuf11[15:8] : 8'h00;
+  assign \$98  = args[55] ? xbuf11[23:16] : 8'h00;
+  assign \$99  = args[56] ? xbuf11[31:24] : 8'h00;
+  assign \$100  = args[57] ? xbuf11[39:32] : 8'h00;
+  assign \$101  = args[58] ? xbuf11[47:40] : 8'h00;
+  assign \$102  = args[59] ? xbuf11[55:48] : 8'h00;
+  assign \$103  = args[60] ? xbuf11[63:56] : 8'h00;
+  assign \$104  = args[29] ? xbuf12[7:0] : 8'h00;
+  assign \$105  = args[30] ? xbuf12[15:8] : 8'h00;
+  assign \$106  = args[31] ? xbuf12[23:16] : 8'h00;
+  assign \$107  = args[32] ? xbuf12[31:24] : 8'h00;
+  assign \$108  = args[33] ? xbuf12[39:32] : 8'h00;
+  assign \$109  = args[34] ? xbuf12[47:40] : 8'h00;
+  assign \$110  = args[35] ? xbuf12[55:48] : 8'h00;
+  assign \$111  = args[36] ? xbuf12[63:56] : 8'h00;
+  assign \$112  = args[37] ? xbuf13[7:0] : 8'h00;
+  assign \$113  = args[38] ? xbuf13[15:8] : 8'h00;
+  assign \$114  = args[39] ? xbuf13[23:16] : 8'h00;
+  assign \$115  = args[40] ? xbuf13[31:24] : 8'h00;
+  assign \$116  = args[41] ? xbuf13[39:32] : 8'h00;
+  assign \$117  = args[42] ? xbuf13[47:40] : 8'h00;
+  assign \$118  = args[43] ? xbuf13[55:48] : 8'h00;
+  assign \$119  = args[44] ? xbuf13[63:56] : 8'h00;
+  assign \$120  = args[45] ? xbuf14[7:0] : 8'h00;
+  assign \$121  = args[46] ? xbuf14[15:8] : 8'h00;
+  assign \$122  = args[47] ? xbuf14[23:16] : 8'h00;
+  assign \$123  = args[48] ? xbuf14[31:24] : 8'h00;
+  assign \$124  = args[49] ? xbuf14[39:32] : 8'h00;
+  assign \$125  = args[50] ? xbuf14[47:40] : 8'h00;
+  assign \$126  = args[51] ? xbuf14[55:48] : 8'h00;
+  assign \$127  = args[52] ? xbuf14[63:56] : 8'h00;
+  assign \$128  = args[53] ? xbuf15[7:0] : 8'h00;
+  assign \$129  = args[54] ? xbuf15[15:8] : 8'h00;
+  assign \$130  = args[55] ? xbuf15[23:16] : 8'h00;
+  assign \$131  = args[56] ? xbuf15[31:24] : 8'h00;
+  assign \$132  = args[57] ? xbuf15[39:32] : 8'h00;
+  assign \$133  = args[58] ? xbuf15[47:40] : 8'h00;
+  assign \$134  = args[59] ? xbuf15[55:48] : 8'h00;
+  assign \$135  = args[60] ? xbuf15[63:56] : 8'h00;
+  assign op__1__valid = want & \$137 ;
+  assign \$138  = args[29] ? xbuf0[7:0] : 8'h00;
+  assign \$139  = args[30] ? xbuf0[15:8] : 8'h00;
+  assign \$140  = args[31] ? xbuf0[23:16] : 8'h00;
+  assign \$141  = args[32] ? xbuf0[31:24] : 8'h00;
+  assign \$142  = args[33] ? xbuf0[39:32] : 8'h00;
+  assign \$143  = args[34] ? xbuf0[47:40] : 8'h00;
+  assign \$144  = args[35] ? xbuf0[55:48] : 8'h00;
+  assign \$145  = args[36] ? xbuf0[63:56] : 8'h00;
+  assign \$146  = args[37] ? xbuf1[7:0] : 8'h00;
+  assign \$147  = args[38] ? xbuf1[15:8] : 8'h00;
+  assign \$148  = args[39] ? xbuf1[23:16] : 8'h00;
+  assign \$149  = args[40] ? xbuf1[31:24] : 8'h00;
+  assign \$150  = args[41] ? xbuf1[39:32] : 8'h00;
+  assign \$151  = args[42] ? xbuf1[47:40] : 8'h00;
+  assign \$152  = args[43] ? xbuf1[55:48] : 8'h00;
+  assign \$153  = args[44] ? xbuf1[63:56] : 8'h00;
+  assign \$154  = args[45] ? xbuf2[7:0] : 8'h00;
+  assign \$155  = args[46] ? xbuf2[15:8] : 8'h00;
+  assign \$156  = args[47] ? xbuf2[23:16] : 8'h00;
+  assign \$157  = args[48] ? xbuf2[31:24] : 8'h00;
+  assign \$158  = args[49] ? xbuf2[39:32] : 8'h00;
+  assign \$159  = args[50] ? xbuf2[47:40] : 8'h00;
+  assign \$160  = args[51] ? xbuf2[55:48] : 8'h00;
+  assign \$161  = args[52] ? xbuf2[63:56] : 8'h00;
+  assign \$162  = args[53] ? xbuf3[7:0] : 8'h00;
+  assign \$163  = args[54] ? xbuf3[15:8] : 8'h00;
+  assign \$164  = args[55] ? xbuf3[23:16] : 8'h00;
+  assign \$165  = args[56] ? xbuf3[31:24] : 8'h00;
+  assign \$166  = args[57] ? xbuf3[39:32] : 8'h00;
+  assign \$167  = args[58] ? xbuf3[47:40] : 8'h00;
+  assign \$168  = args[59] ? xbuf3[55:48] : 8'h00;
+  assign \$169  = args[60] ? xbuf3[63:56] : 8'h00;
+  assign \$170  = args[29] ? xbuf4[7:0] : 8'h00;
+  assign \$171  = args[30] ? xbuf4[15:8] : 8'h00;
+  assign \$172  = args[31] ? xbuf4[23:16] : 8'h00;
+  assign \$173  = args[32] ? xbuf4[31:24] : 8'h00;
+  assign \$174  = args[33] ? xbuf4[39:32] : 8'h00;
+  assign \$175  = args[34] ? xbuf4[47:40] : 8'h00;
+  assign \$176  = args[35] ? xbuf4[55:48] : 8'h00;
+  assign \$177  = args[36] ? xbuf4[63:56] : 8'h00;
+  assign \$178  = args[37] ? xbuf5[7:0] : 8'h00;
+  assign \$179  = args[38] ? xbuf5[15:8] : 8'h00;
+  assign \$180  = args[39] ? xbuf5[23:16] : 8'h00;
+  assign \$181  = args[40] ? xbuf5[31:24] : 8'h00;
+  assign \$182  = args[41] ? xbuf5[39:32] : 8'h00;
+  assign \$183  = args[42] ? xbuf5[47:40] : 8'h00;
+  assign \$184  = args[43] ? xbuf5[55:48] : 8'h00;
+  assign \$185  = args[44] ? xbuf5[63:56] : 8'h00;
+  assign \$186  = args[45] ? xbuf6[7:0] : 8'h00;
+  assign \$187  = args[46] ? xbuf6[15:8] : 8'h00;
+  assign \$188  = args[47] ? xbuf6[23:16] : 8'h00;
+  assign \$189  = args[48] ? xbuf6[31:24] : 8'h00;
+  assign \$190  = args[49] ? xbuf6[39:32] : 8'h00;
+  assign \$191  = args[50] ? xbuf6[47:40] : 8'h00;
+  assign \$192  = args[51] ? xbuf6[55:48] : 8'h00;
+  assign \$193  = args[52] ? xbuf6[63:56] : 8'h00;
+  assign \$194  = args[53] ? xbuf7[7:0] : 8'h00;
+  assign \$195  = args[54] ? xbuf7[15:8] : 8'h00;
+  assign \$196  = args[55] ? xbuf7[23:16] : 8'h00;
+  assign \$197  = args[56] ? xbuf7[31:24] : 8'h00;
+  assign \$198  = args[57] ? xbuf7[39:32] : 8'h00;
+  assign \$199  = args[58] ? xbuf7[47:40] : 8'h00;
+  assign \$200  = args[59] ? xbuf7[55:48] : 8'h00;
+  assign \$201  = args[60] ? xbuf7[63:56] : 8'h00;
+  assign \$202  = args[29] ? xbuf8[7:0] : 8'h00;
+  assign \$203  = args[30] ? xbuf8[15:8] : 8'h00;
+  assign \$204  = args[31] ? xbuf8[23:16] : 8'h00;
+  assign \$205  = args[32] ? xbuf8[31:24] : 8'h00;
+  assign \$206  = args[33] ? xbuf8[39:32] : 8'h00;
+  assign \$207  = args[34] ? xbuf8[47:40] : 8'h00;
+  assign \$208  = args[35] ? xbuf8[55:48] : 8'h00;
+  assign \$209  = args[36] ? xbuf8[63:56] : 8'h00;
+  assign \$210  = args[37] ? xbuf9[7:0] : 8'h00;
+  assign \$211  = args[38] ? xbuf9[15:8] : 8'h00;
+  assign \$212  = args[39] ? xbuf9[23:16] : 8'h00;
+  assign \$213  = args[40] ? xbuf9[31:24] : 8'h00;
+  assign \$214  = args[41] ? xbuf9[39:32] : 8'h00;
+  assign \$215  = args[42] ? xbuf9[47:40] : 8'h00;
+  assign \$216  = args[43] ? xbuf9[55:48] : 8'h00;
+  assign \$217  = args[44] ? xbuf9[63:56] : 8'h00;
+  assign \$218  = args[45] ? xbuf10[7:0] : 8'h00;
+  assign \$219  = args[46] ? xbuf10[15:8] : 8'h00;
+  assign \$220  = args[47] ? xbuf10[23:16] : 8'h00;
+  assign \$221  = args[48] ? xbuf10[31:24] : 8'h00;
+  assign \$222  = args[49] ? xbuf10[39:32] : 8'h00;
+  assign \$223  = args[50] ? xbuf10[47:40] : 8'h00;
+  assign \$224  = args[51] ? xbuf10[55:48] : 8'h00;
+  assign \$225  = args[52] ? xbuf10[63:56] : 8'h00;
+  assign \$226  = args[53] ? xbuf11[7:0] : 8'h00;
+  assign \$227  = args[54] ? xbuf11[15:8] : 8'h00;
+  assign \$228  = args[55] ? xbuf11[23:16] : 8'h00;
+  assign \$229  = args[56] ? xbuf11[31:24] : 8'h00;
+  assign \$230  = args[57] ? xbuf11[39:32] : 8'h00;
+  assign \$231  = args[58] ? xbuf11[47:40] : 8'h00;
+  assign \$232  = args[59] ? xbuf11[55:48] : 8'h00;
+  assign \$233  = args[60] ? xbuf11[63:56] : 8'h00;
+  assign \$234  = args[29] ? xbuf12[7:0] : 8'h00;
+  assign \$235  = args[30] ? xbuf12[15:8] : 8'h00;
+  assign \$236  = args[31] ? xbuf12[23:16] : 8'h00;
+  assign \$237  = args[32] ? xbuf12[31:24] : 8'h00;
+  assign \$238  = args[33] ? xbuf12[39:32] : 8'h00;
+  assign \$239  = args[34] ? xbuf12[47:40] : 8'h00;
+  assign \$240  = args[35] ? xbuf12[55:48] : 8'h00;
+  assign \$241  = args[36] ? xbuf12[63:56] : 8'h00;
+  assign \$242  = args[37] ? xbuf13[7:0] : 8'h00;
+  assign \$243  = args[38] ? xbuf13[15:8] : 8'h00;
+  assign \$244  = args[39] ? xbuf13[23:16] : 8'h00;
+  assign \$245  = args[40] ? xbuf13[31:24] : 8'h00;
+  assign \$246  = args[41] ? xbuf13[39:32] : 8'h00;
+  assign \$247  = args[42] ? xbuf13[47:40] : 8'h00;
+  assign \$248  = args[43] ? xbuf13[55:48] : 8'h00;
+  assign \$249  = args[44] ? xbuf13[63:56] : 8'h00;
+  assign \$250  = args[45] ? xbuf14[7:0] : 8'h00;
+  assign \$251  = args[46] ? xbuf14[15:8] : 8'h00;
+  assign \$252  = args[47] ? xbuf14[23:16] : 8'h00;
+  assign \$253  = args[48] ? xbuf14[31:24] : 8'h00;
+  assign \$254  = args[49] ? xbuf14[39:32] : 8'h00;
+  assign \$255  = args[50] ? xbuf14[47:40] : 8'h00;
+  assign \$256  = args[51] ? xbuf14[55:48] : 8'h00;
+  assign \$257  = args[52] ? xbuf14[63:56] : 8'h00;
+  assign \$258  = args[53] ? xbuf15[7:0] : 8'h00;
+  assign \$259  = args[54] ? xbuf15[15:8] : 8'h00;
+  assign \$260  = args[55] ? xbuf15[23:16] : 8'h00;
+  assign \$261  = args[56] ? xbuf15[31:24] : 8'h00;
+  assign \$262  = args[57] ? xbuf15[39:32] : 8'h00;
+  assign \$263  = args[58] ? xbuf15[47:40] : 8'h00;
+  assign \$264  = args[59] ? xbuf15[55:48] : 8'h00;
+  assign \$265  = args[60] ? xbuf15[63:56] : 8'h00;
+  assign \$268  = running & \$267 ;
+  assign \$269  = got < n_sl;
+  assign arrive = \$268  & \$269 ;
+  assign \$270  = running & args[63];
+  assign \$271  = got == n_sl;
+  assign \$272  = \$270  & \$271 ;
+  assign \$273  = j < 7'h40;
+  assign reading = \$272  & \$273 ;
+  assign \$274  = got == n_sl;
+  assign \$275  = args[28:17] + j;
+  assign \$276  = args[16:5] + i;
+  assign \$277  = \$274  ? \$275  : \$276 ;
+  assign \$278  = start ? { 1'h0, args[16:5] } : \$277 ;
+  assign \$279  = args[28:17] + w_j;
+  assign \$281  = rd__data + \$280 ;
+  assign \$282  = w_j == 6'h3f;
+  assign \$283  = act_w__en & \$282 ;
+  assign \$284  = n_sl - 1'h1;
+  assign \$285  = got == \$284 ;
+  assign \$286  = arrive & \$285 ;
+  assign finish = args[63] ? \$283  : \$286 ;
+  assign \$287  = start ? 5'h00 : i;
+  assign \$288  = i + 1'h1;
+  assign \$289  = loaded + 1'h1;
+  assign \$291  = want & \$290 ;
+  assign \$292  = issued + 1'h1;
+  assign \$293  = got + 1'h1;
+  assign \$303  = acc0 + \$302 ;
+  assign \$313  = acc1 + \$312 ;
+  assign \$323  = acc2 + \$322 ;
+  assign \$333  = acc3 + \$332 ;
+  assign \$343  = acc4 + \$342 ;
+  assign \$353  = acc5 + \$352 ;
+  assign \$363  = acc6 + \$362 ;
+  assign \$373  = acc7 + \$372 ;
+  assign \$383  = acc8 + \$382 ;
+  assign \$393  = acc9 + \$392 ;
+  assign \$403  = acc10 + \$402 ;
+  assign \$413  = acc11 + \$412 ;
+  assign \$423  = acc12 + \$422 ;
+  assign \$433  = acc13 + \$432 ;
+  assign \$443  = acc14 + \$442 ;
+  assign \$453  = acc15 + \$452 ;
+  assign \$463  = acc16 + \$462 ;
+  assign \$473  = acc17 + \$472 ;
+  assign \$483  = acc18 + \$482 ;
+  assign \$493  = acc19 + \$492 ;
+  assign \$503  = acc20 + \$502 ;
+  assign \$513  = acc21 + \$512 ;
+  assign \$523  = acc22 + \$522 ;
+  assign \$533  = acc23 + \$532 ;
+  assign \$543  = acc24 + \$542 ;
+  assign \$553  = acc25 + \$552 ;
+  assign \$563  = acc26 + \$562 ;
+  assign \$573  = acc27 + \$572 ;
+  assign \$583  = acc28 + \$582 ;
+  assign \$593  = acc29 + \$592 ;
+  assign \$603  = acc30 + \$602 ;
+  assign \$613  = acc31 + \$612 ;
+  assign \$623  = acc32 + \$622 ;
+  assign \$633  = acc33 + \$632 ;
+  assign \$643  = acc34 + \$642 ;
+  assign \$653  = acc35 + \$652 ;
+  assign \$663  = acc36 + \$662 ;
+  assign \$673  = acc37 + \$672 ;
+  assign \$683  = acc38 + \$682 ;
+  assign \$693  = acc39 + \$692 ;
+  assign \$703  = acc40 + \$702 ;
+  assign \$713  = acc41 + \$712 ;
+  assign \$723  = acc42 + \$722 ;
+  assign \$733  = acc43 + \$732 ;
+  assign \$743  = acc44 + \$742 ;
+  assign \$753  = acc45 + \$752 ;
+  assign \$763  = acc46 + \$762 ;
+  assign \$773  = acc47 + \$772 ;
+  assign \$783  = acc48 + \$782 ;
+  assign \$793  = acc49 + \$792 ;
+  assign \$803  = acc50 + \$802 ;
+  assign \$813  = acc51 + \$812 ;
+  assign \$823  = acc52 + \$822 ;
+  assign \$833  = acc53 + \$832 ;
+  assign \$843  = acc54 + \$842 ;
+  assign \$853  = acc55 + \$852 ;
+  assign \$863  = acc56 + \$862 ;
+  assign \$873  = acc57 + \$872 ;
+  assign \$883  = acc58 + \$882 ;
+  assign \$893  = acc59 + \$892 ;
+  assign \$903  = acc60 + \$902 ;
+  assign \$913  = acc61 + \$912 ;
+  assign \$923  = acc62 + \$922 ;
+  assign \$933  = acc63 + \$932 ;
+  assign \$934  = j + 1'h1;
+  assign \$935  = finish & args[63];
+  always @(posedge clk)
+    \$signal$113  <= \$936 ;
+  always @(posedge clk)
+    ld_i <= \$937 ;
+  always @(posedge clk)
+    i <= \$938 ;
+  always @(posedge clk)
+    xbuf0 <= \$939 ;
+  always @(posedge clk)
+    xbuf1 <= \$940 ;
+  always @(posedge clk)
+    xbuf2 <= \$941 ;
+  always @(posedge clk)
+    xbuf3 <= \$942 ;
+  always @(posedge clk)
+    xbuf4 <= \$943 ;
+  always @(posedge clk)
+    xbuf5 <= \$944 ;
+  always @(posedge clk)
+    xbuf6 <= \$945 ;
+  always @(posedge clk)
+    xbuf7 <= \$946 ;
+  always @(posedge clk)
+    xbuf8 <= \$947 ;
+  always @(posedge clk)
+    xbuf9 <= \$948 ;
+  always @(posedge clk)
+    xbuf10 <= \$949 ;
+  always @(posedge clk)
+    xbuf11 <= \$950 ;
+  always @(posedge clk)
+    xbuf12 <= \$951 ;
+  always @(posedge clk)
+    xbuf13 <= \$952 ;
+  always @(posedge clk)
+    xbuf14 <= \$953 ;
+  always @(posedge clk)
+    xbuf15 <= \$954 ;
+  always @(posedge clk)
+    loaded <= \$955 ;
+  always @(posedge clk)
+    issued <= \$956 ;
+  always @(posedge clk)
+    got <= \$957 ;
+  always @(posedge clk)
+    acc0 <= \$958 ;
+  always @(posedge clk)
+    acc1 <= \$959 ;
+  always @(posedge clk)
+    acc2 <= \$960 ;
+  always @(posedge clk)
+    acc3 <= \$961 ;
+  always @(posedge clk)
+    acc4 <= \$962 ;
+  always @(posedge clk)
+    acc5 <= \$963 ;
+  always @(posedge clk)
+    acc6 <= \$964 ;
+  always @(posedge clk)
+    acc7 <= \$965 ;
+  always @(posedge clk)
+    acc8 <= \$966 ;
+  always @(posedge clk)
+    acc9 <= \$967 ;
+  always @(posedge clk)
+    acc10 <= \$968 ;
+  always @(posedge clk)
+    acc11 <= \$969 ;
+  always @(posedge clk)
+    acc12 <= \$970 ;
+  always @(posedge clk)
+    acc13 <= \$971 ;
+  always @(posedge clk)
+    acc14 <= \$972 ;
+  always @(posedge clk)
+    acc15 <= \$973 ;
+  always @(posedge clk)
+    acc16 <= \$974 ;
+  always @(posedge clk)
+    acc17 <= \$975 ;
+  always @(posedge clk)
+    acc18 <= \$976 ;
+  always @(posedge clk)
+    acc19 <= \$977 ;
+  always @(posedge clk)
+    acc20 <= \$978 ;
+  always @(posedge clk)
+    acc21 <= \$979 ;
+  always @(posedge clk)
+    acc22 <= \$980 ;
+  always @(posedge clk)
+    acc23 <= \$981 ;
+  always @(posedge clk)
+    acc24 <= \$982 ;
+  always @(posedge clk)
+    acc25 <= \$983 ;
+  always @(posedge clk)
+    acc26 <= \$984 ;
+  always @(posedge clk)
+    acc27 <= \$985 ;
+  always @(posedge clk)
+    acc28 <= \$986 ;
+  always @(posedge clk)
+    acc29 <= \$987 ;
+  always @(posedge clk)
+    acc30 <= \$988 ;
+  always @(posedge clk)
+    acc31 <= \$989 ;
+  always @(posedge clk)
+    acc32 <= \$990 ;
+  always @(posedge clk)
+    acc33 <= \$991 ;
+  always @(posedge clk)
+    acc34 <= \$992 ;
+  always @(posedge clk)
+    acc35 <= \$993 ;
+  always @(posedge clk)
+    acc36 <= \$994 ;
+  always @(posedge clk)
+    acc37 <= \$995 ;
+  always @(posedge clk)
+    acc38 <= \$996 ;
+  always @(posedge clk)
+    acc39 <= \$997 ;
+  always @(posedge clk)
+    acc40 <= \$998 ;
+  always @(posedge clk)
+    acc41 <= \$999 ;
+  always @(posedge clk)
+    acc42 <= \$1000 ;
+  always @(posedge clk)
+    acc43 <= \$1001 ;
+  always @(posedge clk)
+    acc44 <= \$1002 ;
+  always @(posedge clk)
+    acc45 <= \$1003 ;
+  always @(posedge clk)
+    acc46 <= \$1004 ;
+  always @(posedge clk)
+    acc47 <= \$1005 ;
+  always @(posedge clk)
+    acc48 <= \$1006 ;
+  always @(posedge clk)
+    acc49 <= \$1007 ;
+  always @(posedge clk)
+    acc50 <= \$1008 ;
+  always @(posedge clk)
+    acc51 <= \$1009 ;
+  always @(posedge clk)
+    acc52 <= \$1010 ;
+  always @(posedge clk)
+    acc53 <= \$1011 ;
+  always @(posedge clk)
+    acc54 <= \$1012 ;
+  always @(posedge clk)
+    acc55 <= \$1013 ;
+  always @(posedge clk)
+    acc56 <= \$1014 ;
+  always @(posedge clk)
+    acc57 <= \$1015 ;
+  always @(posedge clk)
+    acc58 <= \$1016 ;
+  always @(posedge clk)
+    acc59 <= \$1017 ;
+  always @(posedge clk)
+    acc60 <= \$1018 ;
+  always @(posedge clk)
+    acc61 <= \$1019 ;
+  always @(posedge clk)
+    acc62 <= \$1020 ;
+  always @(posedge clk)
+    acc63 <= \$1021 ;
+  always @(posedge clk)
+    j <= \$1022 ;
+  always @(posedge clk)
+    act_w__en <= \$1023 ;
+  always @(posedge clk)
+    w_j <= \$1024 ;
+  always @(posedge clk)
+    running <= \$1025 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$230  = res_y__0[419:399];
-      1'h1:
-          \$230  = res_y__1[419:399];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
+    casez (args[62:61])
       2'h0:
-          \$232  = { 30'h00000000, \$225  };
+          k_words = 5'h04;
       2'h1:
-          \$232  = { 16'h0000, \$227  };
+          k_words = 5'h08;
       2'h2:
-          \$232  = \$229 ;
+          k_words = 5'h0c;
       2'h3:
-          \$232  = \$231 ;
+          k_words = 5'h10;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$5  = 5'h00;
+    casez (issued)
+      3'h0:
+          \$5  = 5'h04;
+      3'h1:
+          \$5  = 5'h08;
+      3'h2:
+          \$5  = 5'h0c;
+      3'h3:
+          \$5  = 5'h10;
+      3'h4:
+          \$5  = 5'h10;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$234  = res_y__0[440:420];
-      1'h1:
-          \$234  = res_y__1[440:420];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$236  = res_y__0[440:420];
-      1'h1:
-          \$236  = res_y__1[440:420];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$238  = res_y__0[440:420];
-      1'h1:
-          \$238  = res_y__1[440:420];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$240  = res_y__0[440:420];
-      1'h1:
-          \$240  = res_y__1[440:420];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
+    casez (issued[1:0])
       2'h0:
-          \$242  = { 30'h00000000, \$235  };
+          \$136  = { \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32 , \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24 , \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8  };
       2'h1:
-          \$242  = { 16'h0000, \$237  };
+          \$136  = { \$71 , \$70 , \$69 , \$68 , \$67 , \$66 , \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58 , \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50 , \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42 , \$41 , \$40  };
       2'h2:
-          \$242  = \$239 ;
+          \$136  = { \$103 , \$102 , \$101 , \$100 , \$99 , \$98 , \$97 , \$96 , \$95 , \$94 , \$93 , \$92 , \$91 , \$90 , \$89 , \$88 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72  };
       2'h3:
-          \$242  = \$241 ;
+          \$136  = { \$135 , \$134 , \$133 , \$132 , \$131 , \$130 , \$129 , \$128 , \$127 , \$126 , \$125 , \$124 , \$123 , \$122 , \$121 , \$120 , \$119 , \$118 , \$117 , \$116 , \$115 , \$114 , \$113 , \$112 , \$111 , \$110 , \$109 , \$108 , \$107 , \$106 , \$105 , \$104  };
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$244  = res_y__0[461:441];
-      1'h1:
-          \$244  = res_y__1[461:441];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$246  = res_y__0[461:441];
-      1'h1:
-          \$246  = res_y__1[461:441];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$248  = res_y__0[461:441];
-      1'h1:
-          \$248  = res_y__1[461:441];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$250  = res_y__0[461:441];
-      1'h1:
-          \$250  = res_y__1[461:441];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
+    casez (issued[1:0])
       2'h0:
-          \$252  = { 30'h00000000, \$245  };
+          \$266  = { \$169 , \$168 , \$167 , \$166 , \$165 , \$164 , \$163 , \$162 , \$161 , \$160 , \$159 , \$158 , \$157 , \$156 , \$155 , \$154 , \$153 , \$152 , \$151 , \$150 , \$149 , \$148 , \$147 , \$146 , \$145 , \$144 , \$143 , \$142 , \$141 , \$140 , \$139 , \$138  };
       2'h1:
-          \$252  = { 16'h0000, \$247  };
+          \$266  = { \$201 , \$200 , \$199 , \$198 , \$197 , \$196 , \$195 , \$194 , \$193 , \$192 , \$191 , \$190 , \$189 , \$188 , \$187 , \$186 , \$185 , \$184 , \$183 , \$182 , \$181 , \$180 , \$179 , \$178 , \$177 , \$176 , \$175 , \$174 , \$173 , \$172 , \$171 , \$170  };
       2'h2:
-          \$252  = \$249 ;
+          \$266  = { \$233 , \$232 , \$231 , \$230 , \$229 , \$228 , \$227 , \$226 , \$225 , \$224 , \$223 , \$222 , \$221 , \$220 , \$219 , \$218 , \$217 , \$216 , \$215 , \$214 , \$213 , \$212 , \$211 , \$210 , \$209 , \$208 , \$207 , \$206 , \$205 , \$204 , \$203 , \$202  };
       2'h3:
-          \$252  = \$251 ;
+          \$266  = { \$265 , \$264 , \$263 , \$262 , \$261 , \$260 , \$259 , \$258 , \$257 , \$256 , \$255 , \$254 , \$253 , \$252 , \$251 , \$250 , \$249 , \$248 , \$247 , \$246 , \$245 , \$244 , \$243 , \$242 , \$241 , \$240 , \$239 , \$238 , \$237 , \$236 , \$235 , \$234  };
     endcase
   end
   always @* begin
@@ -24054,9 +24546,143 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$254  = res_y__0[482:462];
+          \$267  = res_valid__0;
       1'h1:
-          \$254  = res_y__1[482:462];
+          \$267  = res_valid__1;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (w_j)
+      6'h00:
+          \$280  = acc0;
+      6'h01:
+          \$280  = acc1;
+      6'h02:
+          \$280  = acc2;
+      6'h03:
+          \$280  = acc3;
+      6'h04:
+          \$280  = acc4;
+      6'h05:
+          \$280  = acc5;
+      6'h06:
+          \$280  = acc6;
+      6'h07:
+          \$280  = acc7;
+      6'h08:
+          \$280  = acc8;
+      6'h09:
+          \$280  = acc9;
+      6'h0a:
+          \$280  = acc10;
+      6'h0b:
+          \$280  = acc11;
+      6'h0c:
+          \$280  = acc12;
+      6'h0d:
+          \$280  = acc13;
+      6'h0e:
+          \$280  = acc14;
+      6'h0f:
+          \$280  = acc15;
+      6'h10:
+          \$280  = acc16;
+      6'h11:
+          \$280  = acc17;
+      6'h12:
+          \$280  = acc18;
+      6'h13:
+          \$280  = acc19;
+      6'h14:
+          \$280  = acc20;
+      6'h15:
+          \$280  = acc21;
+      6'h16:
+          \$280  = acc22;
+      6'h17:
+          \$280  = acc23;
+      6'h18:
+          \$280  = acc24;
+      6'h19:
+          \$280  = acc25;
+      6'h1a:
+          \$280  = acc26;
+      6'h1b:
+          \$280  = acc27;
+      6'h1c:
+          \$280  = acc28;
+      6'h1d:
+          \$280  = acc29;
+      6'h1e:
+          \$280  = acc30;
+      6'h1f:
+          \$280  = acc31;
+      6'h20:
+          \$280  = acc32;
+      6'h21:
+          \$280  = acc33;
+      6'h22:
+          \$280  = acc34;
+      6'h23:
+          \$280  = acc35;
+      6'h24:
+          \$280  = acc36;
+      6'h25:
+          \$280  = acc37;
+      6'h26:
+          \$280  = acc38;
+      6'h27:
+          \$280  = acc39;
+      6'h28:
+          \$280  = acc40;
+      6'h29:
+          \$280  = acc41;
+      6'h2a:
+          \$280  = acc42;
+      6'h2b:
+          \$280  = acc43;
+      6'h2c:
+          \$280  = acc44;
+      6'h2d:
+          \$280  = acc45;
+      6'h2e:
+          \$280  = acc46;
+      6'h2f:
+          \$280  = acc47;
+      6'h30:
+          \$280  = acc48;
+      6'h31:
+          \$280  = acc49;
+      6'h32:
+          \$280  = acc50;
+      6'h33:
+          \$280  = acc51;
+      6'h34:
+          \$280  = acc52;
+      6'h35:
+          \$280  = acc53;
+      6'h36:
+          \$280  = acc54;
+      6'h37:
+          \$280  = acc55;
+      6'h38:
+          \$280  = acc56;
+      6'h39:
+          \$280  = acc57;
+      6'h3a:
+          \$280  = acc58;
+      6'h3b:
+          \$280  = acc59;
+      6'h3c:
+          \$280  = acc60;
+      6'h3d:
+          \$280  = acc61;
+      6'h3e:
+          \$280  = acc62;
+      6'h3f:
+          \$280  = acc63;
     endcase
   end
   always @* begin
@@ -24064,9 +24690,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$256  = res_y__0[482:462];
+          \$290  = op__0__ready;
       1'h1:
-          \$256  = res_y__1[482:462];
+          \$290  = op__1__ready;
     endcase
   end
   always @* begin
@@ -24074,9 +24700,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$258  = res_y__0[482:462];
+          \$294  = res_y__0[20:0];
       1'h1:
-          \$258  = res_y__1[482:462];
+          \$294  = res_y__1[20:0];
     endcase
   end
   always @* begin
@@ -24084,23 +24710,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$260  = res_y__0[482:462];
+          \$296  = res_y__0[20:0];
       1'h1:
-          \$260  = res_y__1[482:462];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$262  = { 30'h00000000, \$255  };
-      2'h1:
-          \$262  = { 16'h0000, \$257  };
-      2'h2:
-          \$262  = \$259 ;
-      2'h3:
-          \$262  = \$261 ;
+          \$296  = res_y__1[20:0];
     endcase
   end
   always @* begin
@@ -24108,9 +24720,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$264  = res_y__0[503:483];
+          \$298  = res_y__0[20:0];
       1'h1:
-          \$264  = res_y__1[503:483];
+          \$298  = res_y__1[20:0];
     endcase
   end
   always @* begin
@@ -24118,191 +24730,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$266  = res_y__0[503:483];
+          \$300  = res_y__0[20:0];
       1'h1:
-          \$266  = res_y__1[503:483];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$268  = res_y__0[503:483];
-      1'h1:
-          \$268  = res_y__1[503:483];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$270  = res_y__0[503:483];
-      1'h1:
-          \$270  = res_y__1[503:483];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$272  = { 30'h00000000, \$265  };
-      2'h1:
-          \$272  = { 16'h0000, \$267  };
-      2'h2:
-          \$272  = \$269 ;
-      2'h3:
-          \$272  = \$271 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$274  = res_y__0[524:504];
-      1'h1:
-          \$274  = res_y__1[524:504];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$276  = res_y__0[524:504];
-      1'h1:
-          \$276  = res_y__1[524:504];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$278  = res_y__0[524:504];
-      1'h1:
-          \$278  = res_y__1[524:504];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$280  = res_y__0[524:504];
-      1'h1:
-          \$280  = res_y__1[524:504];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$282  = { 30'h00000000, \$275  };
-      2'h1:
-          \$282  = { 16'h0000, \$277  };
-      2'h2:
-          \$282  = \$279 ;
-      2'h3:
-          \$282  = \$281 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$284  = res_y__0[545:525];
-      1'h1:
-          \$284  = res_y__1[545:525];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$286  = res_y__0[545:525];
-      1'h1:
-          \$286  = res_y__1[545:525];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$288  = res_y__0[545:525];
-      1'h1:
-          \$288  = res_y__1[545:525];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$290  = res_y__0[545:525];
-      1'h1:
-          \$290  = res_y__1[545:525];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$292  = { 30'h00000000, \$285  };
-      2'h1:
-          \$292  = { 16'h0000, \$287  };
-      2'h2:
-          \$292  = \$289 ;
-      2'h3:
-          \$292  = \$291 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$294  = res_y__0[566:546];
-      1'h1:
-          \$294  = res_y__1[566:546];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$296  = res_y__0[566:546];
-      1'h1:
-          \$296  = res_y__1[566:546];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$298  = res_y__0[566:546];
-      1'h1:
-          \$298  = res_y__1[566:546];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$300  = res_y__0[566:546];
-      1'h1:
-          \$300  = res_y__1[566:546];
+          \$300  = res_y__1[20:0];
     endcase
   end
   always @* begin
@@ -24324,9 +24754,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$304  = res_y__0[587:567];
+          \$304  = res_y__0[41:21];
       1'h1:
-          \$304  = res_y__1[587:567];
+          \$304  = res_y__1[41:21];
     endcase
   end
   always @* begin
@@ -24334,9 +24764,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$306  = res_y__0[587:567];
+          \$306  = res_y__0[41:21];
       1'h1:
-          \$306  = res_y__1[587:567];
+          \$306  = res_y__1[41:21];
     endcase
   end
   always @* begin
@@ -24344,9 +24774,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$308  = res_y__0[587:567];
+          \$308  = res_y__0[41:21];
       1'h1:
-          \$308  = res_y__1[587:567];
+          \$308  = res_y__1[41:21];
     endcase
   end
   always @* begin
@@ -24354,9 +24784,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$310  = res_y__0[587:567];
+          \$310  = res_y__0[41:21];
       1'h1:
-          \$310  = res_y__1[587:567];
+          \$310  = res_y__1[41:21];
     endcase
   end
   always @* begin
@@ -24378,9 +24808,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$314  = res_y__0[608:588];
+          \$314  = res_y__0[62:42];
       1'h1:
-          \$314  = res_y__1[608:588];
+          \$314  = res_y__1[62:42];
     endcase
   end
   always @* begin
@@ -24388,9 +24818,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$316  = res_y__0[608:588];
+          \$316  = res_y__0[62:42];
       1'h1:
-          \$316  = res_y__1[608:588];
+          \$316  = res_y__1[62:42];
     endcase
   end
   always @* begin
@@ -24398,9 +24828,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$318  = res_y__0[608:588];
+          \$318  = res_y__0[62:42];
       1'h1:
-          \$318  = res_y__1[608:588];
+          \$318  = res_y__1[62:42];
     endcase
   end
   always @* begin
@@ -24408,9 +24838,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$320  = res_y__0[608:588];
+          \$320  = res_y__0[62:42];
       1'h1:
-          \$320  = res_y__1[608:588];
+          \$320  = res_y__1[62:42];
     endcase
   end
   always @* begin
@@ -24432,9 +24862,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$324  = res_y__0[629:609];
+          \$324  = res_y__0[83:63];
       1'h1:
-          \$324  = res_y__1[629:609];
+          \$324  = res_y__1[83:63];
     endcase
   end
   always @* begin
@@ -24442,9 +24872,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$326  = res_y__0[629:609];
+          \$326  = res_y__0[83:63];
       1'h1:
-          \$326  = res_y__1[629:609];
+          \$326  = res_y__1[83:63];
     endcase
   end
   always @* begin
@@ -24452,9 +24882,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$328  = res_y__0[629:609];
+          \$328  = res_y__0[83:63];
       1'h1:
-          \$328  = res_y__1[629:609];
+          \$328  = res_y__1[83:63];
     endcase
   end
   always @* begin
@@ -24462,9 +24892,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$330  = res_y__0[629:609];
+          \$330  = res_y__0[83:63];
       1'h1:
-          \$330  = res_y__1[629:609];
+          \$330  = res_y__1[83:63];
     endcase
   end
   always @* begin
@@ -24486,9 +24916,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$334  = res_y__0[650:630];
+          \$334  = res_y__0[104:84];
       1'h1:
-          \$334  = res_y__1[650:630];
+          \$334  = res_y__1[104:84];
     endcase
   end
   always @* begin
@@ -24496,9 +24926,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$336  = res_y__0[650:630];
+          \$336  = res_y__0[104:84];
       1'h1:
-          \$336  = res_y__1[650:630];
+          \$336  = res_y__1[104:84];
     endcase
   end
   always @* begin
@@ -24506,9 +24936,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$338  = res_y__0[650:630];
+          \$338  = res_y__0[104:84];
       1'h1:
-          \$338  = res_y__1[650:630];
+          \$338  = res_y__1[104:84];
     endcase
   end
   always @* begin
@@ -24516,9 +24946,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$340  = res_y__0[650:630];
+          \$340  = res_y__0[104:84];
       1'h1:
-          \$340  = res_y__1[650:630];
+          \$340  = res_y__1[104:84];
     endcase
   end
   always @* begin
@@ -24540,9 +24970,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$344  = res_y__0[671:651];
+          \$344  = res_y__0[125:105];
       1'h1:
-          \$344  = res_y__1[671:651];
+          \$344  = res_y__1[125:105];
     endcase
   end
   always @* begin
@@ -24550,9 +24980,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$346  = res_y__0[671:651];
+          \$346  = res_y__0[125:105];
       1'h1:
-          \$346  = res_y__1[671:651];
+          \$346  = res_y__1[125:105];
     endcase
   end
   always @* begin
@@ -24560,9 +24990,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$348  = res_y__0[671:651];
+          \$348  = res_y__0[125:105];
       1'h1:
-          \$348  = res_y__1[671:651];
+          \$348  = res_y__1[125:105];
     endcase
   end
   always @* begin
@@ -24570,9 +25000,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$350  = res_y__0[671:651];
+          \$350  = res_y__0[125:105];
       1'h1:
-          \$350  = res_y__1[671:651];
+          \$350  = res_y__1[125:105];
     endcase
   end
   always @* begin
@@ -24594,9 +25024,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$354  = res_y__0[692:672];
+          \$354  = res_y__0[146:126];
       1'h1:
-          \$354  = res_y__1[692:672];
+          \$354  = res_y__1[146:126];
     endcase
   end
   always @* begin
@@ -24604,9 +25034,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$356  = res_y__0[692:672];
+          \$356  = res_y__0[146:126];
       1'h1:
-          \$356  = res_y__1[692:672];
+          \$356  = res_y__1[146:126];
     endcase
   end
   always @* begin
@@ -24614,9 +25044,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$358  = res_y__0[692:672];
+          \$358  = res_y__0[146:126];
       1'h1:
-          \$358  = res_y__1[692:672];
+          \$358  = res_y__1[146:126];
     endcase
   end
   always @* begin
@@ -24624,9 +25054,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$360  = res_y__0[692:672];
+          \$360  = res_y__0[146:126];
       1'h1:
-          \$360  = res_y__1[692:672];
+          \$360  = res_y__1[146:126];
     endcase
   end
   always @* begin
@@ -24648,9 +25078,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$364  = res_y__0[713:693];
+          \$364  = res_y__0[167:147];
       1'h1:
-          \$364  = res_y__1[713:693];
+          \$364  = res_y__1[167:147];
     endcase
   end
   always @* begin
@@ -24658,9 +25088,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$366  = res_y__0[713:693];
+          \$366  = res_y__0[167:147];
       1'h1:
-          \$366  = res_y__1[713:693];
+          \$366  = res_y__1[167:147];
     endcase
   end
   always @* begin
@@ -24668,9 +25098,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$368  = res_y__0[713:693];
+          \$368  = res_y__0[167:147];
       1'h1:
-          \$368  = res_y__1[713:693];
+          \$368  = res_y__1[167:147];
     endcase
   end
   always @* begin
@@ -24678,9 +25108,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$370  = res_y__0[713:693];
+          \$370  = res_y__0[167:147];
       1'h1:
-          \$370  = res_y__1[713:693];
+          \$370  = res_y__1[167:147];
     endcase
   end
   always @* begin
@@ -24702,9 +25132,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$374  = res_y__0[734:714];
+          \$374  = res_y__0[188:168];
       1'h1:
-          \$374  = res_y__1[734:714];
+          \$374  = res_y__1[188:168];
     endcase
   end
   always @* begin
@@ -24712,9 +25142,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$376  = res_y__0[734:714];
+          \$376  = res_y__0[188:168];
       1'h1:
-          \$376  = res_y__1[734:714];
+          \$376  = res_y__1[188:168];
     endcase
   end
   always @* begin
@@ -24722,9 +25152,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$378  = res_y__0[734:714];
+          \$378  = res_y__0[188:168];
       1'h1:
-          \$378  = res_y__1[734:714];
+          \$378  = res_y__1[188:168];
     endcase
   end
   always @* begin
@@ -24732,9 +25162,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$380  = res_y__0[734:714];
+          \$380  = res_y__0[188:168];
       1'h1:
-          \$380  = res_y__1[734:714];
+          \$380  = res_y__1[188:168];
     endcase
   end
   always @* begin
@@ -24756,9 +25186,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$384  = res_y__0[755:735];
+          \$384  = res_y__0[209:189];
       1'h1:
-          \$384  = res_y__1[755:735];
+          \$384  = res_y__1[209:189];
     endcase
   end
   always @* begin
@@ -24766,9 +25196,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$386  = res_y__0[755:735];
+          \$386  = res_y__0[209:189];
       1'h1:
-          \$386  = res_y__1[755:735];
+          \$386  = res_y__1[209:189];
     endcase
   end
   always @* begin
@@ -24776,9 +25206,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$388  = res_y__0[755:735];
+          \$388  = res_y__0[209:189];
       1'h1:
-          \$388  = res_y__1[755:735];
+          \$388  = res_y__1[209:189];
     endcase
   end
   always @* begin
@@ -24786,9 +25216,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$390  = res_y__0[755:735];
+          \$390  = res_y__0[209:189];
       1'h1:
-          \$390  = res_y__1[755:735];
+          \$390  = res_y__1[209:189];
     endcase
   end
   always @* begin
@@ -24810,9 +25240,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$394  = res_y__0[776:756];
+          \$394  = res_y__0[230:210];
       1'h1:
-          \$394  = res_y__1[776:756];
+          \$394  = res_y__1[230:210];
     endcase
   end
   always @* begin
@@ -24820,9 +25250,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$396  = res_y__0[776:756];
+          \$396  = res_y__0[230:210];
       1'h1:
-          \$396  = res_y__1[776:756];
+          \$396  = res_y__1[230:210];
     endcase
   end
   always @* begin
@@ -24830,9 +25260,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$398  = res_y__0[776:756];
+          \$398  = res_y__0[230:210];
       1'h1:
-          \$398  = res_y__1[776:756];
+          \$398  = res_y__1[230:210];
     endcase
   end
   always @* begin
@@ -24840,9 +25270,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$400  = res_y__0[776:756];
+          \$400  = res_y__0[230:210];
       1'h1:
-          \$400  = res_y__1[776:756];
+          \$400  = res_y__1[230:210];
     endcase
   end
   always @* begin
@@ -24864,9 +25294,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$404  = res_y__0[797:777];
+          \$404  = res_y__0[251:231];
       1'h1:
-          \$404  = res_y__1[797:777];
+          \$404  = res_y__1[251:231];
     endcase
   end
   always @* begin
@@ -24874,9 +25304,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$406  = res_y__0[797:777];
+          \$406  = res_y__0[251:231];
       1'h1:
-          \$406  = res_y__1[797:777];
+          \$406  = res_y__1[251:231];
     endcase
   end
   always @* begin
@@ -24884,9 +25314,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$408  = res_y__0[797:777];
+          \$408  = res_y__0[251:231];
       1'h1:
-          \$408  = res_y__1[797:777];
+          \$408  = res_y__1[251:231];
     endcase
   end
   always @* begin
@@ -24894,9 +25324,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$410  = res_y__0[797:777];
+          \$410  = res_y__0[251:231];
       1'h1:
-          \$410  = res_y__1[797:777];
+          \$410  = res_y__1[251:231];
     endcase
   end
   always @* begin
@@ -24918,9 +25348,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$414  = res_y__0[818:798];
+          \$414  = res_y__0[272:252];
       1'h1:
-          \$414  = res_y__1[818:798];
+          \$414  = res_y__1[272:252];
     endcase
   end
   always @* begin
@@ -24928,9 +25358,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$416  = res_y__0[818:798];
+          \$416  = res_y__0[272:252];
       1'h1:
-          \$416  = res_y__1[818:798];
+          \$416  = res_y__1[272:252];
     endcase
   end
   always @* begin
@@ -24938,9 +25368,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$418  = res_y__0[818:798];
+          \$418  = res_y__0[272:252];
       1'h1:
-          \$418  = res_y__1[818:798];
+          \$418  = res_y__1[272:252];
     endcase
   end
   always @* begin
@@ -24948,9 +25378,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$420  = res_y__0[818:798];
+          \$420  = res_y__0[272:252];
       1'h1:
-          \$420  = res_y__1[818:798];
+          \$420  = res_y__1[272:252];
     endcase
   end
   always @* begin
@@ -24972,9 +25402,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$424  = res_y__0[839:819];
+          \$424  = res_y__0[293:273];
       1'h1:
-          \$424  = res_y__1[839:819];
+          \$424  = res_y__1[293:273];
     endcase
   end
   always @* begin
@@ -24982,9 +25412,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$426  = res_y__0[839:819];
+          \$426  = res_y__0[293:273];
       1'h1:
-          \$426  = res_y__1[839:819];
+          \$426  = res_y__1[293:273];
     endcase
   end
   always @* begin
@@ -24992,9 +25422,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$428  = res_y__0[839:819];
+          \$428  = res_y__0[293:273];
       1'h1:
-          \$428  = res_y__1[839:819];
+          \$428  = res_y__1[293:273];
     endcase
   end
   always @* begin
@@ -25002,9 +25432,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$430  = res_y__0[839:819];
+          \$430  = res_y__0[293:273];
       1'h1:
-          \$430  = res_y__1[839:819];
+          \$430  = res_y__1[293:273];
     endcase
   end
   always @* begin
@@ -25026,9 +25456,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$434  = res_y__0[860:840];
+          \$434  = res_y__0[314:294];
       1'h1:
-          \$434  = res_y__1[860:840];
+          \$434  = res_y__1[314:294];
     endcase
   end
   always @* begin
@@ -25036,9 +25466,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$436  = res_y__0[860:840];
+          \$436  = res_y__0[314:294];
       1'h1:
-          \$436  = res_y__1[860:840];
+          \$436  = res_y__1[314:294];
     endcase
   end
   always @* begin
@@ -25046,9 +25476,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$438  = res_y__0[860:840];
+          \$438  = res_y__0[314:294];
       1'h1:
-          \$438  = res_y__1[860:840];
+          \$438  = res_y__1[314:294];
     endcase
   end
   always @* begin
@@ -25056,9 +25486,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$440  = res_y__0[860:840];
+          \$440  = res_y__0[314:294];
       1'h1:
-          \$440  = res_y__1[860:840];
+          \$440  = res_y__1[314:294];
     endcase
   end
   always @* begin
@@ -25080,9 +25510,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$444  = res_y__0[881:861];
+          \$444  = res_y__0[335:315];
       1'h1:
-          \$444  = res_y__1[881:861];
+          \$444  = res_y__1[335:315];
     endcase
   end
   always @* begin
@@ -25090,9 +25520,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$446  = res_y__0[881:861];
+          \$446  = res_y__0[335:315];
       1'h1:
-          \$446  = res_y__1[881:861];
+          \$446  = res_y__1[335:315];
     endcase
   end
   always @* begin
@@ -25100,9 +25530,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$448  = res_y__0[881:861];
+          \$448  = res_y__0[335:315];
       1'h1:
-          \$448  = res_y__1[881:861];
+          \$448  = res_y__1[335:315];
     endcase
   end
   always @* begin
@@ -25110,9 +25540,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$450  = res_y__0[881:861];
+          \$450  = res_y__0[335:315];
       1'h1:
-          \$450  = res_y__1[881:861];
+          \$450  = res_y__1[335:315];
     endcase
   end
   always @* begin
@@ -25134,9 +25564,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$454  = res_y__0[902:882];
+          \$454  = res_y__0[356:336];
       1'h1:
-          \$454  = res_y__1[902:882];
+          \$454  = res_y__1[356:336];
     endcase
   end
   always @* begin
@@ -25144,9 +25574,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$456  = res_y__0[902:882];
+          \$456  = res_y__0[356:336];
       1'h1:
-          \$456  = res_y__1[902:882];
+          \$456  = res_y__1[356:336];
     endcase
   end
   always @* begin
@@ -25154,9 +25584,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$458  = res_y__0[902:882];
+          \$458  = res_y__0[356:336];
       1'h1:
-          \$458  = res_y__1[902:882];
+          \$458  = res_y__1[356:336];
     endcase
   end
   always @* begin
@@ -25164,9 +25594,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$460  = res_y__0[902:882];
+          \$460  = res_y__0[356:336];
       1'h1:
-          \$460  = res_y__1[902:882];
+          \$460  = res_y__1[356:336];
     endcase
   end
   always @* begin
@@ -25188,9 +25618,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$464  = res_y__0[923:903];
+          \$464  = res_y__0[377:357];
       1'h1:
-          \$464  = res_y__1[923:903];
+          \$464  = res_y__1[377:357];
     endcase
   end
   always @* begin
@@ -25198,9 +25628,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$466  = res_y__0[923:903];
+          \$466  = res_y__0[377:357];
       1'h1:
-          \$466  = res_y__1[923:903];
+          \$466  = res_y__1[377:357];
     endcase
   end
   always @* begin
@@ -25208,9 +25638,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$468  = res_y__0[923:903];
+          \$468  = res_y__0[377:357];
       1'h1:
-          \$468  = res_y__1[923:903];
+          \$468  = res_y__1[377:357];
     endcase
   end
   always @* begin
@@ -25218,9 +25648,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$470  = res_y__0[923:903];
+          \$470  = res_y__0[377:357];
       1'h1:
-          \$470  = res_y__1[923:903];
+          \$470  = res_y__1[377:357];
     endcase
   end
   always @* begin
@@ -25242,9 +25672,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$474  = res_y__0[944:924];
+          \$474  = res_y__0[398:378];
       1'h1:
-          \$474  = res_y__1[944:924];
+          \$474  = res_y__1[398:378];
     endcase
   end
   always @* begin
@@ -25252,9 +25682,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$476  = res_y__0[944:924];
+          \$476  = res_y__0[398:378];
       1'h1:
-          \$476  = res_y__1[944:924];
+          \$476  = res_y__1[398:378];
     endcase
   end
   always @* begin
@@ -25262,9 +25692,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$478  = res_y__0[944:924];
+          \$478  = res_y__0[398:378];
       1'h1:
-          \$478  = res_y__1[944:924];
+          \$478  = res_y__1[398:378];
     endcase
   end
   always @* begin
@@ -25272,9 +25702,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$480  = res_y__0[944:924];
+          \$480  = res_y__0[398:378];
       1'h1:
-          \$480  = res_y__1[944:924];
+          \$480  = res_y__1[398:378];
     endcase
   end
   always @* begin
@@ -25296,9 +25726,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$484  = res_y__0[965:945];
+          \$484  = res_y__0[419:399];
       1'h1:
-          \$484  = res_y__1[965:945];
+          \$484  = res_y__1[419:399];
     endcase
   end
   always @* begin
@@ -25306,9 +25736,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$486  = res_y__0[965:945];
+          \$486  = res_y__0[419:399];
       1'h1:
-          \$486  = res_y__1[965:945];
+          \$486  = res_y__1[419:399];
     endcase
   end
   always @* begin
@@ -25316,9 +25746,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$488  = res_y__0[965:945];
+          \$488  = res_y__0[419:399];
       1'h1:
-          \$488  = res_y__1[965:945];
+          \$488  = res_y__1[419:399];
     endcase
   end
   always @* begin
@@ -25326,9 +25756,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$490  = res_y__0[965:945];
+          \$490  = res_y__0[419:399];
       1'h1:
-          \$490  = res_y__1[965:945];
+          \$490  = res_y__1[419:399];
     endcase
   end
   always @* begin
@@ -25350,9 +25780,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$494  = res_y__0[986:966];
+          \$494  = res_y__0[440:420];
       1'h1:
-          \$494  = res_y__1[986:966];
+          \$494  = res_y__1[440:420];
     endcase
   end
   always @* begin
@@ -25360,9 +25790,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$496  = res_y__0[986:966];
+          \$496  = res_y__0[440:420];
       1'h1:
-          \$496  = res_y__1[986:966];
+          \$496  = res_y__1[440:420];
     endcase
   end
   always @* begin
@@ -25370,9 +25800,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$498  = res_y__0[986:966];
+          \$498  = res_y__0[440:420];
       1'h1:
-          \$498  = res_y__1[986:966];
+          \$498  = res_y__1[440:420];
     endcase
   end
   always @* begin
@@ -25380,9 +25810,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$500  = res_y__0[986:966];
+          \$500  = res_y__0[440:420];
       1'h1:
-          \$500  = res_y__1[986:966];
+          \$500  = res_y__1[440:420];
     endcase
   end
   always @* begin
@@ -25404,9 +25834,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$504  = res_y__0[1007:987];
+          \$504  = res_y__0[461:441];
       1'h1:
-          \$504  = res_y__1[1007:987];
+          \$504  = res_y__1[461:441];
     endcase
   end
   always @* begin
@@ -25414,9 +25844,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$506  = res_y__0[1007:987];
+          \$506  = res_y__0[461:441];
       1'h1:
-          \$506  = res_y__1[1007:987];
+          \$506  = res_y__1[461:441];
     endcase
   end
   always @* begin
@@ -25424,9 +25854,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$508  = res_y__0[1007:987];
+          \$508  = res_y__0[461:441];
       1'h1:
-          \$508  = res_y__1[1007:987];
+          \$508  = res_y__1[461:441];
     endcase
   end
   always @* begin
@@ -25434,9 +25864,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$510  = res_y__0[1007:987];
+          \$510  = res_y__0[461:441];
       1'h1:
-          \$510  = res_y__1[1007:987];
+          \$510  = res_y__1[461:441];
     endcase
   end
   always @* begin
@@ -25458,9 +25888,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$514  = res_y__0[1028:1008];
+          \$514  = res_y__0[482:462];
       1'h1:
-          \$514  = res_y__1[1028:1008];
+          \$514  = res_y__1[482:462];
     endcase
   end
   always @* begin
@@ -25468,9 +25898,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$516  = res_y__0[1028:1008];
+          \$516  = res_y__0[482:462];
       1'h1:
-          \$516  = res_y__1[1028:1008];
+          \$516  = res_y__1[482:462];
     endcase
   end
   always @* begin
@@ -25478,9 +25908,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$518  = res_y__0[1028:1008];
+          \$518  = res_y__0[482:462];
       1'h1:
-          \$518  = res_y__1[1028:1008];
+          \$518  = res_y__1[482:462];
     endcase
   end
   always @* begin
@@ -25488,9 +25918,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$520  = res_y__0[1028:1008];
+          \$520  = res_y__0[482:462];
       1'h1:
-          \$520  = res_y__1[1028:1008];
+          \$520  = res_y__1[482:462];
     endcase
   end
   always @* begin
@@ -25512,9 +25942,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$524  = res_y__0[1049:1029];
+          \$524  = res_y__0[503:483];
       1'h1:
-          \$524  = res_y__1[1049:1029];
+          \$524  = res_y__1[503:483];
     endcase
   end
   always @* begin
@@ -25522,9 +25952,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$526  = res_y__0[1049:1029];
+          \$526  = res_y__0[503:483];
       1'h1:
-          \$526  = res_y__1[1049:1029];
+          \$526  = res_y__1[503:483];
     endcase
   end
   always @* begin
@@ -25532,9 +25962,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$528  = res_y__0[1049:1029];
+          \$528  = res_y__0[503:483];
       1'h1:
-          \$528  = res_y__1[1049:1029];
+          \$528  = res_y__1[503:483];
     endcase
   end
   always @* begin
@@ -25542,9 +25972,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$530  = res_y__0[1049:1029];
+          \$530  = res_y__0[503:483];
       1'h1:
-          \$530  = res_y__1[1049:1029];
+          \$530  = res_y__1[503:483];
     endcase
   end
   always @* begin
@@ -25566,9 +25996,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$534  = res_y__0[1070:1050];
+          \$534  = res_y__0[524:504];
       1'h1:
-          \$534  = res_y__1[1070:1050];
+          \$534  = res_y__1[524:504];
     endcase
   end
   always @* begin
@@ -25576,9 +26006,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$536  = res_y__0[1070:1050];
+          \$536  = res_y__0[524:504];
       1'h1:
-          \$536  = res_y__1[1070:1050];
+          \$536  = res_y__1[524:504];
     endcase
   end
   always @* begin
@@ -25586,9 +26016,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$538  = res_y__0[1070:1050];
+          \$538  = res_y__0[524:504];
       1'h1:
-          \$538  = res_y__1[1070:1050];
+          \$538  = res_y__1[524:504];
     endcase
   end
   always @* begin
@@ -25596,9 +26026,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$540  = res_y__0[1070:1050];
+          \$540  = res_y__0[524:504];
       1'h1:
-          \$540  = res_y__1[1070:1050];
+          \$540  = res_y__1[524:504];
     endcase
   end
   always @* begin
@@ -25620,9 +26050,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$544  = res_y__0[1091:1071];
+          \$544  = res_y__0[545:525];
       1'h1:
-          \$544  = res_y__1[1091:1071];
+          \$544  = res_y__1[545:525];
     endcase
   end
   always @* begin
@@ -25630,9 +26060,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$546  = res_y__0[1091:1071];
+          \$546  = res_y__0[545:525];
       1'h1:
-          \$546  = res_y__1[1091:1071];
+          \$546  = res_y__1[545:525];
     endcase
   end
   always @* begin
@@ -25640,9 +26070,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$548  = res_y__0[1091:1071];
+          \$548  = res_y__0[545:525];
       1'h1:
-          \$548  = res_y__1[1091:1071];
+          \$548  = res_y__1[545:525];
     endcase
   end
   always @* begin
@@ -25650,9 +26080,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$550  = res_y__0[1091:1071];
+          \$550  = res_y__0[545:525];
       1'h1:
-          \$550  = res_y__1[1091:1071];
+          \$550  = res_y__1[545:525];
     endcase
   end
   always @* begin
@@ -25674,9 +26104,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$554  = res_y__0[1112:1092];
+          \$554  = res_y__0[566:546];
       1'h1:
-          \$554  = res_y__1[1112:1092];
+          \$554  = res_y__1[566:546];
     endcase
   end
   always @* begin
@@ -25684,9 +26114,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$556  = res_y__0[1112:1092];
+          \$556  = res_y__0[566:546];
       1'h1:
-          \$556  = res_y__1[1112:1092];
+          \$556  = res_y__1[566:546];
     endcase
   end
   always @* begin
@@ -25694,9 +26124,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$558  = res_y__0[1112:1092];
+          \$558  = res_y__0[566:546];
       1'h1:
-          \$558  = res_y__1[1112:1092];
+          \$558  = res_y__1[566:546];
     endcase
   end
   always @* begin
@@ -25704,9 +26134,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$560  = res_y__0[1112:1092];
+          \$560  = res_y__0[566:546];
       1'h1:
-          \$560  = res_y__1[1112:1092];
+          \$560  = res_y__1[566:546];
     endcase
   end
   always @* begin
@@ -25728,9 +26158,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$564  = res_y__0[1133:1113];
+          \$564  = res_y__0[587:567];
       1'h1:
-          \$564  = res_y__1[1133:1113];
+          \$564  = res_y__1[587:567];
     endcase
   end
   always @* begin
@@ -25738,9 +26168,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$566  = res_y__0[1133:1113];
+          \$566  = res_y__0[587:567];
       1'h1:
-          \$566  = res_y__1[1133:1113];
+          \$566  = res_y__1[587:567];
     endcase
   end
   always @* begin
@@ -25748,9 +26178,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$568  = res_y__0[1133:1113];
+          \$568  = res_y__0[587:567];
       1'h1:
-          \$568  = res_y__1[1133:1113];
+          \$568  = res_y__1[587:567];
     endcase
   end
   always @* begin
@@ -25758,9 +26188,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$570  = res_y__0[1133:1113];
+          \$570  = res_y__0[587:567];
       1'h1:
-          \$570  = res_y__1[1133:1113];
+          \$570  = res_y__1[587:567];
     endcase
   end
   always @* begin
@@ -25782,9 +26212,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$574  = res_y__0[1154:1134];
+          \$574  = res_y__0[608:588];
       1'h1:
-          \$574  = res_y__1[1154:1134];
+          \$574  = res_y__1[608:588];
     endcase
   end
   always @* begin
@@ -25792,9 +26222,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$576  = res_y__0[1154:1134];
+          \$576  = res_y__0[608:588];
       1'h1:
-          \$576  = res_y__1[1154:1134];
+          \$576  = res_y__1[608:588];
     endcase
   end
   always @* begin
@@ -25802,9 +26232,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$578  = res_y__0[1154:1134];
+          \$578  = res_y__0[608:588];
       1'h1:
-          \$578  = res_y__1[1154:1134];
+          \$578  = res_y__1[608:588];
     endcase
   end
   always @* begin
@@ -25812,9 +26242,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$580  = res_y__0[1154:1134];
+          \$580  = res_y__0[608:588];
       1'h1:
-          \$580  = res_y__1[1154:1134];
+          \$580  = res_y__1[608:588];
     endcase
   end
   always @* begin
@@ -25836,9 +26266,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$584  = res_y__0[1175:1155];
+          \$584  = res_y__0[629:609];
       1'h1:
-          \$584  = res_y__1[1175:1155];
+          \$584  = res_y__1[629:609];
     endcase
   end
   always @* begin
@@ -25846,9 +26276,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$586  = res_y__0[1175:1155];
+          \$586  = res_y__0[629:609];
       1'h1:
-          \$586  = res_y__1[1175:1155];
+          \$586  = res_y__1[629:609];
     endcase
   end
   always @* begin
@@ -25856,9 +26286,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$588  = res_y__0[1175:1155];
+          \$588  = res_y__0[629:609];
       1'h1:
-          \$588  = res_y__1[1175:1155];
+          \$588  = res_y__1[629:609];
     endcase
   end
   always @* begin
@@ -25866,9 +26296,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$590  = res_y__0[1175:1155];
+          \$590  = res_y__0[629:609];
       1'h1:
-          \$590  = res_y__1[1175:1155];
+          \$590  = res_y__1[629:609];
     endcase
   end
   always @* begin
@@ -25890,9 +26320,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$594  = res_y__0[1196:1176];
+          \$594  = res_y__0[650:630];
       1'h1:
-          \$594  = res_y__1[1196:1176];
+          \$594  = res_y__1[650:630];
     endcase
   end
   always @* begin
@@ -25900,9 +26330,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$596  = res_y__0[1196:1176];
+          \$596  = res_y__0[650:630];
       1'h1:
-          \$596  = res_y__1[1196:1176];
+          \$596  = res_y__1[650:630];
     endcase
   end
   always @* begin
@@ -25910,9 +26340,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$598  = res_y__0[1196:1176];
+          \$598  = res_y__0[650:630];
       1'h1:
-          \$598  = res_y__1[1196:1176];
+          \$598  = res_y__1[650:630];
     endcase
   end
   always @* begin
@@ -25920,9 +26350,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$600  = res_y__0[1196:1176];
+          \$600  = res_y__0[650:630];
       1'h1:
-          \$600  = res_y__1[1196:1176];
+          \$600  = res_y__1[650:630];
     endcase
   end
   always @* begin
@@ -25944,9 +26374,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$604  = res_y__0[1217:1197];
+          \$604  = res_y__0[671:651];
       1'h1:
-          \$604  = res_y__1[1217:1197];
+          \$604  = res_y__1[671:651];
     endcase
   end
   always @* begin
@@ -25954,9 +26384,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$606  = res_y__0[1217:1197];
+          \$606  = res_y__0[671:651];
       1'h1:
-          \$606  = res_y__1[1217:1197];
+          \$606  = res_y__1[671:651];
     endcase
   end
   always @* begin
@@ -25964,9 +26394,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$608  = res_y__0[1217:1197];
+          \$608  = res_y__0[671:651];
       1'h1:
-          \$608  = res_y__1[1217:1197];
+          \$608  = res_y__1[671:651];
     endcase
   end
   always @* begin
@@ -25974,9 +26404,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$610  = res_y__0[1217:1197];
+          \$610  = res_y__0[671:651];
       1'h1:
-          \$610  = res_y__1[1217:1197];
+          \$610  = res_y__1[671:651];
     endcase
   end
   always @* begin
@@ -25998,9 +26428,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$614  = res_y__0[1238:1218];
+          \$614  = res_y__0[692:672];
       1'h1:
-          \$614  = res_y__1[1238:1218];
+          \$614  = res_y__1[692:672];
     endcase
   end
   always @* begin
@@ -26008,9 +26438,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$616  = res_y__0[1238:1218];
+          \$616  = res_y__0[692:672];
       1'h1:
-          \$616  = res_y__1[1238:1218];
+          \$616  = res_y__1[692:672];
     endcase
   end
   always @* begin
@@ -26018,9 +26448,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$618  = res_y__0[1238:1218];
+          \$618  = res_y__0[692:672];
       1'h1:
-          \$618  = res_y__1[1238:1218];
+          \$618  = res_y__1[692:672];
     endcase
   end
   always @* begin
@@ -26028,9 +26458,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$620  = res_y__0[1238:1218];
+          \$620  = res_y__0[692:672];
       1'h1:
-          \$620  = res_y__1[1238:1218];
+          \$620  = res_y__1[692:672];
     endcase
   end
   always @* begin
@@ -26052,9 +26482,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$624  = res_y__0[1259:1239];
+          \$624  = res_y__0[713:693];
       1'h1:
-          \$624  = res_y__1[1259:1239];
+          \$624  = res_y__1[713:693];
     endcase
   end
   always @* begin
@@ -26062,9 +26492,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$626  = res_y__0[1259:1239];
+          \$626  = res_y__0[713:693];
       1'h1:
-          \$626  = res_y__1[1259:1239];
+          \$626  = res_y__1[713:693];
     endcase
   end
   always @* begin
@@ -26072,9 +26502,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$628  = res_y__0[1259:1239];
+          \$628  = res_y__0[713:693];
       1'h1:
-          \$628  = res_y__1[1259:1239];
+          \$628  = res_y__1[713:693];
     endcase
   end
   always @* begin
@@ -26082,9 +26512,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$630  = res_y__0[1259:1239];
+          \$630  = res_y__0[713:693];
       1'h1:
-          \$630  = res_y__1[1259:1239];
+          \$630  = res_y__1[713:693];
     endcase
   end
   always @* begin
@@ -26106,9 +26536,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$634  = res_y__0[1280:1260];
+          \$634  = res_y__0[734:714];
       1'h1:
-          \$634  = res_y__1[1280:1260];
+          \$634  = res_y__1[734:714];
     endcase
   end
   always @* begin
@@ -26116,9 +26546,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$636  = res_y__0[1280:1260];
+          \$636  = res_y__0[734:714];
       1'h1:
-          \$636  = res_y__1[1280:1260];
+          \$636  = res_y__1[734:714];
     endcase
   end
   always @* begin
@@ -26126,9 +26556,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$638  = res_y__0[1280:1260];
+          \$638  = res_y__0[734:714];
       1'h1:
-          \$638  = res_y__1[1280:1260];
+          \$638  = res_y__1[734:714];
     endcase
   end
   always @* begin
@@ -26136,9 +26566,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$640  = res_y__0[1280:1260];
+          \$640  = res_y__0[734:714];
       1'h1:
-          \$640  = res_y__1[1280:1260];
+          \$640  = res_y__1[734:714];
     endcase
   end
   always @* begin
@@ -26160,9 +26590,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$644  = res_y__0[1301:1281];
+          \$644  = res_y__0[755:735];
       1'h1:
-          \$644  = res_y__1[1301:1281];
+          \$644  = res_y__1[755:735];
     endcase
   end
   always @* begin
@@ -26170,9 +26600,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$646  = res_y__0[1301:1281];
+          \$646  = res_y__0[755:735];
       1'h1:
-          \$646  = res_y__1[1301:1281];
+          \$646  = res_y__1[755:735];
     endcase
   end
   always @* begin
@@ -26180,9 +26610,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$648  = res_y__0[1301:1281];
+          \$648  = res_y__0[755:735];
       1'h1:
-          \$648  = res_y__1[1301:1281];
+          \$648  = res_y__1[755:735];
     endcase
   end
   always @* begin
@@ -26190,9 +26620,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$650  = res_y__0[1301:1281];
+          \$650  = res_y__0[755:735];
       1'h1:
-          \$650  = res_y__1[1301:1281];
+          \$650  = res_y__1[755:735];
     endcase
   end
   always @* begin
@@ -26214,9 +26644,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$654  = res_y__0[1322:1302];
+          \$654  = res_y__0[776:756];
       1'h1:
-          \$654  = res_y__1[1322:1302];
+          \$654  = res_y__1[776:756];
     endcase
   end
   always @* begin
@@ -26224,9 +26654,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$656  = res_y__0[1322:1302];
+          \$656  = res_y__0[776:756];
       1'h1:
-          \$656  = res_y__1[1322:1302];
+          \$656  = res_y__1[776:756];
     endcase
   end
   always @* begin
@@ -26234,9 +26664,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$658  = res_y__0[1322:1302];
+          \$658  = res_y__0[776:756];
       1'h1:
-          \$658  = res_y__1[1322:1302];
+          \$658  = res_y__1[776:756];
     endcase
   end
   always @* begin
@@ -26244,9 +26674,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$660  = res_y__0[1322:1302];
+          \$660  = res_y__0[776:756];
       1'h1:
-          \$660  = res_y__1[1322:1302];
+          \$660  = res_y__1[776:756];
     endcase
   end
   always @* begin
@@ -26268,9 +26698,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$664  = res_y__0[1343:1323];
+          \$664  = res_y__0[797:777];
       1'h1:
-          \$664  = res_y__1[1343:1323];
+          \$664  = res_y__1[797:777];
     endcase
   end
   always @* begin
@@ -26278,9 +26708,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$666  = res_y__0[1343:1323];
+          \$666  = res_y__0[797:777];
       1'h1:
-          \$666  = res_y__1[1343:1323];
+          \$666  = res_y__1[797:777];
     endcase
   end
   always @* begin
@@ -26288,9 +26718,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$668  = res_y__0[1343:1323];
+          \$668  = res_y__0[797:777];
       1'h1:
-          \$668  = res_y__1[1343:1323];
+          \$668  = res_y__1[797:777];
     endcase
   end
   always @* begin
@@ -26298,9 +26728,9 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$670  = res_y__0[1343:1323];
+          \$670  = res_y__0[797:777];
       1'h1:
-          \$670  = res_y__1[1343:1323];
+          \$670  = res_y__1[797:777];
     endcase
   end
   always @* begin
@@ -26319,79 +26749,1483 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$675  = loading;
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$674  = res_y__0[818:798];
+      1'h1:
+          \$674  = res_y__1[818:798];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$676  = res_y__0[818:798];
+      1'h1:
+          \$676  = res_y__1[818:798];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$678  = res_y__0[818:798];
+      1'h1:
+          \$678  = res_y__1[818:798];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$680  = res_y__0[818:798];
+      1'h1:
+          \$680  = res_y__1[818:798];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$682  = { 30'h00000000, \$675  };
+      2'h1:
+          \$682  = { 16'h0000, \$677  };
+      2'h2:
+          \$682  = \$679 ;
+      2'h3:
+          \$682  = \$681 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$684  = res_y__0[839:819];
+      1'h1:
+          \$684  = res_y__1[839:819];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$686  = res_y__0[839:819];
+      1'h1:
+          \$686  = res_y__1[839:819];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$688  = res_y__0[839:819];
+      1'h1:
+          \$688  = res_y__1[839:819];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$690  = res_y__0[839:819];
+      1'h1:
+          \$690  = res_y__1[839:819];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$692  = { 30'h00000000, \$685  };
+      2'h1:
+          \$692  = { 16'h0000, \$687  };
+      2'h2:
+          \$692  = \$689 ;
+      2'h3:
+          \$692  = \$691 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$694  = res_y__0[860:840];
+      1'h1:
+          \$694  = res_y__1[860:840];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$696  = res_y__0[860:840];
+      1'h1:
+          \$696  = res_y__1[860:840];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$698  = res_y__0[860:840];
+      1'h1:
+          \$698  = res_y__1[860:840];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$700  = res_y__0[860:840];
+      1'h1:
+          \$700  = res_y__1[860:840];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$702  = { 30'h00000000, \$695  };
+      2'h1:
+          \$702  = { 16'h0000, \$697  };
+      2'h2:
+          \$702  = \$699 ;
+      2'h3:
+          \$702  = \$701 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$704  = res_y__0[881:861];
+      1'h1:
+          \$704  = res_y__1[881:861];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$706  = res_y__0[881:861];
+      1'h1:
+          \$706  = res_y__1[881:861];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$708  = res_y__0[881:861];
+      1'h1:
+          \$708  = res_y__1[881:861];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$710  = res_y__0[881:861];
+      1'h1:
+          \$710  = res_y__1[881:861];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$712  = { 30'h00000000, \$705  };
+      2'h1:
+          \$712  = { 16'h0000, \$707  };
+      2'h2:
+          \$712  = \$709 ;
+      2'h3:
+          \$712  = \$711 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$714  = res_y__0[902:882];
+      1'h1:
+          \$714  = res_y__1[902:882];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$716  = res_y__0[902:882];
+      1'h1:
+          \$716  = res_y__1[902:882];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$718  = res_y__0[902:882];
+      1'h1:
+          \$718  = res_y__1[902:882];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$720  = res_y__0[902:882];
+      1'h1:
+          \$720  = res_y__1[902:882];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$722  = { 30'h00000000, \$715  };
+      2'h1:
+          \$722  = { 16'h0000, \$717  };
+      2'h2:
+          \$722  = \$719 ;
+      2'h3:
+          \$722  = \$721 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$724  = res_y__0[923:903];
+      1'h1:
+          \$724  = res_y__1[923:903];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$726  = res_y__0[923:903];
+      1'h1:
+          \$726  = res_y__1[923:903];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$728  = res_y__0[923:903];
+      1'h1:
+          \$728  = res_y__1[923:903];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$730  = res_y__0[923:903];
+      1'h1:
+          \$730  = res_y__1[923:903];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$732  = { 30'h00000000, \$725  };
+      2'h1:
+          \$732  = { 16'h0000, \$727  };
+      2'h2:
+          \$732  = \$729 ;
+      2'h3:
+          \$732  = \$731 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$734  = res_y__0[944:924];
+      1'h1:
+          \$734  = res_y__1[944:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$736  = res_y__0[944:924];
+      1'h1:
+          \$736  = res_y__1[944:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$738  = res_y__0[944:924];
+      1'h1:
+          \$738  = res_y__1[944:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$740  = res_y__0[944:924];
+      1'h1:
+          \$740  = res_y__1[944:924];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$742  = { 30'h00000000, \$735  };
+      2'h1:
+          \$742  = { 16'h0000, \$737  };
+      2'h2:
+          \$742  = \$739 ;
+      2'h3:
+          \$742  = \$741 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$744  = res_y__0[965:945];
+      1'h1:
+          \$744  = res_y__1[965:945];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$746  = res_y__0[965:945];
+      1'h1:
+          \$746  = res_y__1[965:945];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$748  = res_y__0[965:945];
+      1'h1:
+          \$748  = res_y__1[965:945];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$750  = res_y__0[965:945];
+      1'h1:
+          \$750  = res_y__1[965:945];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$752  = { 30'h00000000, \$745  };
+      2'h1:
+          \$752  = { 16'h0000, \$747  };
+      2'h2:
+          \$752  = \$749 ;
+      2'h3:
+          \$752  = \$751 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$754  = res_y__0[986:966];
+      1'h1:
+          \$754  = res_y__1[986:966];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$756  = res_y__0[986:966];
+      1'h1:
+          \$756  = res_y__1[986:966];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$758  = res_y__0[986:966];
+      1'h1:
+          \$758  = res_y__1[986:966];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$760  = res_y__0[986:966];
+      1'h1:
+          \$760  = res_y__1[986:966];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$762  = { 30'h00000000, \$755  };
+      2'h1:
+          \$762  = { 16'h0000, \$757  };
+      2'h2:
+          \$762  = \$759 ;
+      2'h3:
+          \$762  = \$761 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$764  = res_y__0[1007:987];
+      1'h1:
+          \$764  = res_y__1[1007:987];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$766  = res_y__0[1007:987];
+      1'h1:
+          \$766  = res_y__1[1007:987];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$768  = res_y__0[1007:987];
+      1'h1:
+          \$768  = res_y__1[1007:987];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$770  = res_y__0[1007:987];
+      1'h1:
+          \$770  = res_y__1[1007:987];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$772  = { 30'h00000000, \$765  };
+      2'h1:
+          \$772  = { 16'h0000, \$767  };
+      2'h2:
+          \$772  = \$769 ;
+      2'h3:
+          \$772  = \$771 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$774  = res_y__0[1028:1008];
+      1'h1:
+          \$774  = res_y__1[1028:1008];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$776  = res_y__0[1028:1008];
+      1'h1:
+          \$776  = res_y__1[1028:1008];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$778  = res_y__0[1028:1008];
+      1'h1:
+          \$778  = res_y__1[1028:1008];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$780  = res_y__0[1028:1008];
+      1'h1:
+          \$780  = res_y__1[1028:1008];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$782  = { 30'h00000000, \$775  };
+      2'h1:
+          \$782  = { 16'h0000, \$777  };
+      2'h2:
+          \$782  = \$779 ;
+      2'h3:
+          \$782  = \$781 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$784  = res_y__0[1049:1029];
+      1'h1:
+          \$784  = res_y__1[1049:1029];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$786  = res_y__0[1049:1029];
+      1'h1:
+          \$786  = res_y__1[1049:1029];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$788  = res_y__0[1049:1029];
+      1'h1:
+          \$788  = res_y__1[1049:1029];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$790  = res_y__0[1049:1029];
+      1'h1:
+          \$790  = res_y__1[1049:1029];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$792  = { 30'h00000000, \$785  };
+      2'h1:
+          \$792  = { 16'h0000, \$787  };
+      2'h2:
+          \$792  = \$789 ;
+      2'h3:
+          \$792  = \$791 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$794  = res_y__0[1070:1050];
+      1'h1:
+          \$794  = res_y__1[1070:1050];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$796  = res_y__0[1070:1050];
+      1'h1:
+          \$796  = res_y__1[1070:1050];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$798  = res_y__0[1070:1050];
+      1'h1:
+          \$798  = res_y__1[1070:1050];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$800  = res_y__0[1070:1050];
+      1'h1:
+          \$800  = res_y__1[1070:1050];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$802  = { 30'h00000000, \$795  };
+      2'h1:
+          \$802  = { 16'h0000, \$797  };
+      2'h2:
+          \$802  = \$799 ;
+      2'h3:
+          \$802  = \$801 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$804  = res_y__0[1091:1071];
+      1'h1:
+          \$804  = res_y__1[1091:1071];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$806  = res_y__0[1091:1071];
+      1'h1:
+          \$806  = res_y__1[1091:1071];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$808  = res_y__0[1091:1071];
+      1'h1:
+          \$808  = res_y__1[1091:1071];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$810  = res_y__0[1091:1071];
+      1'h1:
+          \$810  = res_y__1[1091:1071];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$812  = { 30'h00000000, \$805  };
+      2'h1:
+          \$812  = { 16'h0000, \$807  };
+      2'h2:
+          \$812  = \$809 ;
+      2'h3:
+          \$812  = \$811 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$814  = res_y__0[1112:1092];
+      1'h1:
+          \$814  = res_y__1[1112:1092];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$816  = res_y__0[1112:1092];
+      1'h1:
+          \$816  = res_y__1[1112:1092];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$818  = res_y__0[1112:1092];
+      1'h1:
+          \$818  = res_y__1[1112:1092];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$820  = res_y__0[1112:1092];
+      1'h1:
+          \$820  = res_y__1[1112:1092];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$822  = { 30'h00000000, \$815  };
+      2'h1:
+          \$822  = { 16'h0000, \$817  };
+      2'h2:
+          \$822  = \$819 ;
+      2'h3:
+          \$822  = \$821 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$824  = res_y__0[1133:1113];
+      1'h1:
+          \$824  = res_y__1[1133:1113];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$826  = res_y__0[1133:1113];
+      1'h1:
+          \$826  = res_y__1[1133:1113];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$828  = res_y__0[1133:1113];
+      1'h1:
+          \$828  = res_y__1[1133:1113];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$830  = res_y__0[1133:1113];
+      1'h1:
+          \$830  = res_y__1[1133:1113];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$832  = { 30'h00000000, \$825  };
+      2'h1:
+          \$832  = { 16'h0000, \$827  };
+      2'h2:
+          \$832  = \$829 ;
+      2'h3:
+          \$832  = \$831 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$834  = res_y__0[1154:1134];
+      1'h1:
+          \$834  = res_y__1[1154:1134];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$836  = res_y__0[1154:1134];
+      1'h1:
+          \$836  = res_y__1[1154:1134];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$838  = res_y__0[1154:1134];
+      1'h1:
+          \$838  = res_y__1[1154:1134];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$840  = res_y__0[1154:1134];
+      1'h1:
+          \$840  = res_y__1[1154:1134];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$842  = { 30'h00000000, \$835  };
+      2'h1:
+          \$842  = { 16'h0000, \$837  };
+      2'h2:
+          \$842  = \$839 ;
+      2'h3:
+          \$842  = \$841 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$844  = res_y__0[1175:1155];
+      1'h1:
+          \$844  = res_y__1[1175:1155];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$846  = res_y__0[1175:1155];
+      1'h1:
+          \$846  = res_y__1[1175:1155];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$848  = res_y__0[1175:1155];
+      1'h1:
+          \$848  = res_y__1[1175:1155];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$850  = res_y__0[1175:1155];
+      1'h1:
+          \$850  = res_y__1[1175:1155];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$852  = { 30'h00000000, \$845  };
+      2'h1:
+          \$852  = { 16'h0000, \$847  };
+      2'h2:
+          \$852  = \$849 ;
+      2'h3:
+          \$852  = \$851 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$854  = res_y__0[1196:1176];
+      1'h1:
+          \$854  = res_y__1[1196:1176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$856  = res_y__0[1196:1176];
+      1'h1:
+          \$856  = res_y__1[1196:1176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$858  = res_y__0[1196:1176];
+      1'h1:
+          \$858  = res_y__1[1196:1176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$860  = res_y__0[1196:1176];
+      1'h1:
+          \$860  = res_y__1[1196:1176];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$862  = { 30'h00000000, \$855  };
+      2'h1:
+          \$862  = { 16'h0000, \$857  };
+      2'h2:
+          \$862  = \$859 ;
+      2'h3:
+          \$862  = \$861 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$864  = res_y__0[1217:1197];
+      1'h1:
+          \$864  = res_y__1[1217:1197];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$866  = res_y__0[1217:1197];
+      1'h1:
+          \$866  = res_y__1[1217:1197];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$868  = res_y__0[1217:1197];
+      1'h1:
+          \$868  = res_y__1[1217:1197];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$870  = res_y__0[1217:1197];
+      1'h1:
+          \$870  = res_y__1[1217:1197];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$872  = { 30'h00000000, \$865  };
+      2'h1:
+          \$872  = { 16'h0000, \$867  };
+      2'h2:
+          \$872  = \$869 ;
+      2'h3:
+          \$872  = \$871 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$874  = res_y__0[1238:1218];
+      1'h1:
+          \$874  = res_y__1[1238:1218];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$876  = res_y__0[1238:1218];
+      1'h1:
+          \$876  = res_y__1[1238:1218];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$878  = res_y__0[1238:1218];
+      1'h1:
+          \$878  = res_y__1[1238:1218];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$880  = res_y__0[1238:1218];
+      1'h1:
+          \$880  = res_y__1[1238:1218];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$882  = { 30'h00000000, \$875  };
+      2'h1:
+          \$882  = { 16'h0000, \$877  };
+      2'h2:
+          \$882  = \$879 ;
+      2'h3:
+          \$882  = \$881 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$884  = res_y__0[1259:1239];
+      1'h1:
+          \$884  = res_y__1[1259:1239];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$886  = res_y__0[1259:1239];
+      1'h1:
+          \$886  = res_y__1[1259:1239];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$888  = res_y__0[1259:1239];
+      1'h1:
+          \$888  = res_y__1[1259:1239];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$890  = res_y__0[1259:1239];
+      1'h1:
+          \$890  = res_y__1[1259:1239];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$892  = { 30'h00000000, \$885  };
+      2'h1:
+          \$892  = { 16'h0000, \$887  };
+      2'h2:
+          \$892  = \$889 ;
+      2'h3:
+          \$892  = \$891 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$894  = res_y__0[1280:1260];
+      1'h1:
+          \$894  = res_y__1[1280:1260];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$896  = res_y__0[1280:1260];
+      1'h1:
+          \$896  = res_y__1[1280:1260];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$898  = res_y__0[1280:1260];
+      1'h1:
+          \$898  = res_y__1[1280:1260];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$900  = res_y__0[1280:1260];
+      1'h1:
+          \$900  = res_y__1[1280:1260];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$902  = { 30'h00000000, \$895  };
+      2'h1:
+          \$902  = { 16'h0000, \$897  };
+      2'h2:
+          \$902  = \$899 ;
+      2'h3:
+          \$902  = \$901 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$904  = res_y__0[1301:1281];
+      1'h1:
+          \$904  = res_y__1[1301:1281];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$906  = res_y__0[1301:1281];
+      1'h1:
+          \$906  = res_y__1[1301:1281];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$908  = res_y__0[1301:1281];
+      1'h1:
+          \$908  = res_y__1[1301:1281];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$910  = res_y__0[1301:1281];
+      1'h1:
+          \$910  = res_y__1[1301:1281];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$912  = { 30'h00000000, \$905  };
+      2'h1:
+          \$912  = { 16'h0000, \$907  };
+      2'h2:
+          \$912  = \$909 ;
+      2'h3:
+          \$912  = \$911 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$914  = res_y__0[1322:1302];
+      1'h1:
+          \$914  = res_y__1[1322:1302];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$916  = res_y__0[1322:1302];
+      1'h1:
+          \$916  = res_y__1[1322:1302];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$918  = res_y__0[1322:1302];
+      1'h1:
+          \$918  = res_y__1[1322:1302];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$920  = res_y__0[1322:1302];
+      1'h1:
+          \$920  = res_y__1[1322:1302];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$922  = { 30'h00000000, \$915  };
+      2'h1:
+          \$922  = { 16'h0000, \$917  };
+      2'h2:
+          \$922  = \$919 ;
+      2'h3:
+          \$922  = \$921 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$924  = res_y__0[1343:1323];
+      1'h1:
+          \$924  = res_y__1[1343:1323];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$926  = res_y__0[1343:1323];
+      1'h1:
+          \$926  = res_y__1[1343:1323];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$928  = res_y__0[1343:1323];
+      1'h1:
+          \$928  = res_y__1[1343:1323];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$930  = res_y__0[1343:1323];
+      1'h1:
+          \$930  = res_y__1[1343:1323];
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (got[1:0])
+      2'h0:
+          \$932  = { 30'h00000000, \$925  };
+      2'h1:
+          \$932  = { 16'h0000, \$927  };
+      2'h2:
+          \$932  = \$929 ;
+      2'h3:
+          \$932  = \$931 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$936  = loading;
     if (rst) begin
-      \$675  = 1'h0;
+      \$936  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$676  = \$23 [3:0];
+    \$937  = \$287 [3:0];
     if (rst) begin
-      \$676  = 4'h0;
+      \$937  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$677  = i;
+    \$938  = i;
     if (start) begin
-      \$677  = 5'h01;
+      \$938  = 5'h01;
     end else if (loading) begin
-      \$677  = \$24 [4:0];
+      \$938  = \$288 [4:0];
     end
     if (rst) begin
-      \$677  = 5'h00;
+      \$938  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$678  = xbuf0;
-    if (\$signal$108 ) begin
+    \$939  = xbuf0;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
-            \$678  = rd__data;
+            \$939  = rd__data;
       endcase
     end
     if (rst) begin
-      \$678  = 64'h0000000000000000;
+      \$939  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$679  = xbuf1;
-    if (\$signal$108 ) begin
+    \$940  = xbuf1;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
         4'h1:
-            \$679  = rd__data;
+            \$940  = rd__data;
       endcase
     end
     if (rst) begin
-      \$679  = 64'h0000000000000000;
+      \$940  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$680  = xbuf2;
-    if (\$signal$108 ) begin
+    \$941  = xbuf2;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
         4'h1:
             /* empty */;
         4'h2:
-            \$680  = rd__data;
+            \$941  = rd__data;
       endcase
     end
     if (rst) begin
-      \$680  = 64'h0000000000000000;
+      \$941  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$681  = xbuf3;
-    if (\$signal$108 ) begin
+    \$942  = xbuf3;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26400,17 +28234,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'h2:
             /* empty */;
         4'h3:
-            \$681  = rd__data;
+            \$942  = rd__data;
       endcase
     end
     if (rst) begin
-      \$681  = 64'h0000000000000000;
+      \$942  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$682  = xbuf4;
-    if (\$signal$108 ) begin
+    \$943  = xbuf4;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26421,17 +28255,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'h3:
             /* empty */;
         4'h4:
-            \$682  = rd__data;
+            \$943  = rd__data;
       endcase
     end
     if (rst) begin
-      \$682  = 64'h0000000000000000;
+      \$943  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$683  = xbuf5;
-    if (\$signal$108 ) begin
+    \$944  = xbuf5;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26444,17 +28278,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'h4:
             /* empty */;
         4'h5:
-            \$683  = rd__data;
+            \$944  = rd__data;
       endcase
     end
     if (rst) begin
-      \$683  = 64'h0000000000000000;
+      \$944  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$684  = xbuf6;
-    if (\$signal$108 ) begin
+    \$945  = xbuf6;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26469,17 +28303,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'h5:
             /* empty */;
         4'h6:
-            \$684  = rd__data;
+            \$945  = rd__data;
       endcase
     end
     if (rst) begin
-      \$684  = 64'h0000000000000000;
+      \$945  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$685  = xbuf7;
-    if (\$signal$108 ) begin
+    \$946  = xbuf7;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26496,17 +28330,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'h6:
             /* empty */;
         4'h7:
-            \$685  = rd__data;
+            \$946  = rd__data;
       endcase
     end
     if (rst) begin
-      \$685  = 64'h0000000000000000;
+      \$946  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$686  = xbuf8;
-    if (\$signal$108 ) begin
+    \$947  = xbuf8;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26525,17 +28359,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'h7:
             /* empty */;
         4'h8:
-            \$686  = rd__data;
+            \$947  = rd__data;
       endcase
     end
     if (rst) begin
-      \$686  = 64'h0000000000000000;
+      \$947  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$687  = xbuf9;
-    if (\$signal$108 ) begin
+    \$948  = xbuf9;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26556,17 +28390,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'h8:
             /* empty */;
         4'h9:
-            \$687  = rd__data;
+            \$948  = rd__data;
       endcase
     end
     if (rst) begin
-      \$687  = 64'h0000000000000000;
+      \$948  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$688  = xbuf10;
-    if (\$signal$108 ) begin
+    \$949  = xbuf10;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26589,17 +28423,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'h9:
             /* empty */;
         4'ha:
-            \$688  = rd__data;
+            \$949  = rd__data;
       endcase
     end
     if (rst) begin
-      \$688  = 64'h0000000000000000;
+      \$949  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$689  = xbuf11;
-    if (\$signal$108 ) begin
+    \$950  = xbuf11;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26624,17 +28458,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'ha:
             /* empty */;
         4'hb:
-            \$689  = rd__data;
+            \$950  = rd__data;
       endcase
     end
     if (rst) begin
-      \$689  = 64'h0000000000000000;
+      \$950  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$690  = xbuf12;
-    if (\$signal$108 ) begin
+    \$951  = xbuf12;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26661,17 +28495,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'hb:
             /* empty */;
         4'hc:
-            \$690  = rd__data;
+            \$951  = rd__data;
       endcase
     end
     if (rst) begin
-      \$690  = 64'h0000000000000000;
+      \$951  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$691  = xbuf13;
-    if (\$signal$108 ) begin
+    \$952  = xbuf13;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26700,17 +28534,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'hc:
             /* empty */;
         4'hd:
-            \$691  = rd__data;
+            \$952  = rd__data;
       endcase
     end
     if (rst) begin
-      \$691  = 64'h0000000000000000;
+      \$952  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$692  = xbuf14;
-    if (\$signal$108 ) begin
+    \$953  = xbuf14;
+    if (\$signal$113 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -26741,17 +28575,17 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'hd:
             /* empty */;
         4'he:
-            \$692  = rd__data;
+            \$953  = rd__data;
       endcase
     end
     if (rst) begin
-      \$692  = 64'h0000000000000000;
+      \$953  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$693  = xbuf15;
-    if (\$signal$108 ) begin
+    \$954  = xbuf15;
+    if (\$signal$113 ) begin
       (* full_case = 32'd1 *)
       casez (ld_i)
         4'h0:
@@ -26785,2188 +28619,937 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
         4'he:
             /* empty */;
         4'hf:
-            \$693  = rd__data;
+            \$954  = rd__data;
       endcase
     end
     if (rst) begin
-      \$693  = 64'h0000000000000000;
+      \$954  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$694  = loaded;
-    if (\$signal$108 ) begin
-      \$694  = \$25 [4:0];
+    \$955  = loaded;
+    if (\$signal$113 ) begin
+      \$955  = \$289 [4:0];
     end
     if (start) begin
-      \$694  = 5'h00;
+      \$955  = 5'h00;
     end
     if (rst) begin
-      \$694  = 5'h00;
+      \$955  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$695  = issued;
-    if (\$27 ) begin
-      \$695  = \$28 [2:0];
+    \$956  = issued;
+    if (\$291 ) begin
+      \$956  = \$292 [2:0];
     end
     if (start) begin
-      \$695  = 3'h0;
+      \$956  = 3'h0;
     end
     if (rst) begin
-      \$695  = 3'h0;
+      \$956  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$696  = got;
-    if (\$32 ) begin
-      \$696  = \$33 [2:0];
+    \$957  = got;
+    if (arrive) begin
+      \$957  = \$293 [2:0];
     end
     if (start) begin
-      \$696  = 3'h0;
+      \$957  = 3'h0;
     end
     if (rst) begin
-      \$696  = 3'h0;
+      \$957  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$697  = acc0;
-    if (\$32 ) begin
-      \$697  = \$43 [46:0];
+    \$958  = acc0;
+    if (arrive) begin
+      \$958  = \$303 [63:0];
     end
-    if (start) begin
-      \$697  = 47'h000000000000;
+    if (\$935 ) begin
+      \$958  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$697  = 47'h000000000000;
+      \$958  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$698  = acc1;
-    if (\$32 ) begin
-      \$698  = \$53 [46:0];
+    \$959  = acc1;
+    if (arrive) begin
+      \$959  = \$313 [63:0];
     end
-    if (start) begin
-      \$698  = 47'h000000000000;
+    if (\$935 ) begin
+      \$959  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$698  = 47'h000000000000;
+      \$959  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$699  = acc2;
-    if (\$32 ) begin
-      \$699  = \$63 [46:0];
+    \$960  = acc2;
+    if (arrive) begin
+      \$960  = \$323 [63:0];
     end
-    if (start) begin
-      \$699  = 47'h000000000000;
+    if (\$935 ) begin
+      \$960  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$699  = 47'h000000000000;
+      \$960  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$700  = acc3;
-    if (\$32 ) begin
-      \$700  = \$73 [46:0];
+    \$961  = acc3;
+    if (arrive) begin
+      \$961  = \$333 [63:0];
     end
-    if (start) begin
-      \$700  = 47'h000000000000;
+    if (\$935 ) begin
+      \$961  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$700  = 47'h000000000000;
+      \$961  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$701  = acc4;
-    if (\$32 ) begin
-      \$701  = \$83 [46:0];
+    \$962  = acc4;
+    if (arrive) begin
+      \$962  = \$343 [63:0];
     end
-    if (start) begin
-      \$701  = 47'h000000000000;
+    if (\$935 ) begin
+      \$962  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$701  = 47'h000000000000;
+      \$962  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$702  = acc5;
-    if (\$32 ) begin
-      \$702  = \$93 [46:0];
+    \$963  = acc5;
+    if (arrive) begin
+      \$963  = \$353 [63:0];
     end
-    if (start) begin
-      \$702  = 47'h000000000000;
+    if (\$935 ) begin
+      \$963  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$702  = 47'h000000000000;
+      \$963  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$703  = acc6;
-    if (\$32 ) begin
-      \$703  = \$103 [46:0];
+    \$964  = acc6;
+    if (arrive) begin
+      \$964  = \$363 [63:0];
     end
-    if (start) begin
-      \$703  = 47'h000000000000;
+    if (\$935 ) begin
+      \$964  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$703  = 47'h000000000000;
+      \$964  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$704  = acc7;
-    if (\$32 ) begin
-      \$704  = \$113 [46:0];
+    \$965  = acc7;
+    if (arrive) begin
+      \$965  = \$373 [63:0];
     end
-    if (start) begin
-      \$704  = 47'h000000000000;
+    if (\$935 ) begin
+      \$965  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$704  = 47'h000000000000;
+      \$965  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$705  = acc8;
-    if (\$32 ) begin
-      \$705  = \$123 [46:0];
+    \$966  = acc8;
+    if (arrive) begin
+      \$966  = \$383 [63:0];
     end
-    if (start) begin
-      \$705  = 47'h000000000000;
+    if (\$935 ) begin
+      \$966  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$705  = 47'h000000000000;
+      \$966  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$706  = acc9;
-    if (\$32 ) begin
-      \$706  = \$133 [46:0];
+    \$967  = acc9;
+    if (arrive) begin
+      \$967  = \$393 [63:0];
     end
-    if (start) begin
-      \$706  = 47'h000000000000;
+    if (\$935 ) begin
+      \$967  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$706  = 47'h000000000000;
+      \$967  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$707  = acc10;
-    if (\$32 ) begin
-      \$707  = \$143 [46:0];
+    \$968  = acc10;
+    if (arrive) begin
+      \$968  = \$403 [63:0];
     end
-    if (start) begin
-      \$707  = 47'h000000000000;
+    if (\$935 ) begin
+      \$968  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$707  = 47'h000000000000;
+      \$968  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$708  = acc11;
-    if (\$32 ) begin
-      \$708  = \$153 [46:0];
+    \$969  = acc11;
+    if (arrive) begin
+      \$969  = \$413 [63:0];
     end
-    if (start) begin
-      \$708  = 47'h000000000000;
+    if (\$935 ) begin
+      \$969  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$708  = 47'h000000000000;
+      \$969  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$709  = acc12;
-    if (\$32 ) begin
-      \$709  = \$163 [46:0];
+    \$970  = acc12;
+    if (arrive) begin
+      \$970  = \$423 [63:0];
     end
-    if (start) begin
-      \$709  = 47'h000000000000;
+    if (\$935 ) begin
+      \$970  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$709  = 47'h000000000000;
+      \$970  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$710  = acc13;
-    if (\$32 ) begin
-      \$710  = \$173 [46:0];
+    \$971  = acc13;
+    if (arrive) begin
+      \$971  = \$433 [63:0];
     end
-    if (start) begin
-      \$710  = 47'h000000000000;
+    if (\$935 ) begin
+      \$971  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$710  = 47'h000000000000;
+      \$971  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$711  = acc14;
-    if (\$32 ) begin
-      \$711  = \$183 [46:0];
+    \$972  = acc14;
+    if (arrive) begin
+      \$972  = \$443 [63:0];
     end
-    if (start) begin
-      \$711  = 47'h000000000000;
+    if (\$935 ) begin
+      \$972  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$711  = 47'h000000000000;
+      \$972  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$712  = acc15;
-    if (\$32 ) begin
-      \$712  = \$193 [46:0];
+    \$973  = acc15;
+    if (arrive) begin
+      \$973  = \$453 [63:0];
     end
-    if (start) begin
-      \$712  = 47'h000000000000;
+    if (\$935 ) begin
+      \$973  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$712  = 47'h000000000000;
+      \$973  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$713  = acc16;
-    if (\$32 ) begin
-      \$713  = \$203 [46:0];
+    \$974  = acc16;
+    if (arrive) begin
+      \$974  = \$463 [63:0];
     end
-    if (start) begin
-      \$713  = 47'h000000000000;
+    if (\$935 ) begin
+      \$974  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$713  = 47'h000000000000;
+      \$974  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$714  = acc17;
-    if (\$32 ) begin
-      \$714  = \$213 [46:0];
+    \$975  = acc17;
+    if (arrive) begin
+      \$975  = \$473 [63:0];
     end
-    if (start) begin
-      \$714  = 47'h000000000000;
+    if (\$935 ) begin
+      \$975  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$714  = 47'h000000000000;
+      \$975  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$715  = acc18;
-    if (\$32 ) begin
-      \$715  = \$223 [46:0];
+    \$976  = acc18;
+    if (arrive) begin
+      \$976  = \$483 [63:0];
     end
-    if (start) begin
-      \$715  = 47'h000000000000;
+    if (\$935 ) begin
+      \$976  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$715  = 47'h000000000000;
+      \$976  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$716  = acc19;
-    if (\$32 ) begin
-      \$716  = \$233 [46:0];
+    \$977  = acc19;
+    if (arrive) begin
+      \$977  = \$493 [63:0];
     end
-    if (start) begin
-      \$716  = 47'h000000000000;
+    if (\$935 ) begin
+      \$977  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$716  = 47'h000000000000;
+      \$977  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$717  = acc20;
-    if (\$32 ) begin
-      \$717  = \$243 [46:0];
+    \$978  = acc20;
+    if (arrive) begin
+      \$978  = \$503 [63:0];
     end
-    if (start) begin
-      \$717  = 47'h000000000000;
+    if (\$935 ) begin
+      \$978  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$717  = 47'h000000000000;
+      \$978  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$718  = acc21;
-    if (\$32 ) begin
-      \$718  = \$253 [46:0];
+    \$979  = acc21;
+    if (arrive) begin
+      \$979  = \$513 [63:0];
     end
-    if (start) begin
-      \$718  = 47'h000000000000;
+    if (\$935 ) begin
+      \$979  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$718  = 47'h000000000000;
+      \$979  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$719  = acc22;
-    if (\$32 ) begin
-      \$719  = \$263 [46:0];
+    \$980  = acc22;
+    if (arrive) begin
+      \$980  = \$523 [63:0];
     end
-    if (start) begin
-      \$719  = 47'h000000000000;
+    if (\$935 ) begin
+      \$980  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$719  = 47'h000000000000;
+      \$980  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$720  = acc23;
-    if (\$32 ) begin
-      \$720  = \$273 [46:0];
+    \$981  = acc23;
+    if (arrive) begin
+      \$981  = \$533 [63:0];
     end
-    if (start) begin
-      \$720  = 47'h000000000000;
+    if (\$935 ) begin
+      \$981  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$720  = 47'h000000000000;
+      \$981  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$721  = acc24;
-    if (\$32 ) begin
-      \$721  = \$283 [46:0];
+    \$982  = acc24;
+    if (arrive) begin
+      \$982  = \$543 [63:0];
     end
-    if (start) begin
-      \$721  = 47'h000000000000;
+    if (\$935 ) begin
+      \$982  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$721  = 47'h000000000000;
+      \$982  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$722  = acc25;
-    if (\$32 ) begin
-      \$722  = \$293 [46:0];
+    \$983  = acc25;
+    if (arrive) begin
+      \$983  = \$553 [63:0];
     end
-    if (start) begin
-      \$722  = 47'h000000000000;
+    if (\$935 ) begin
+      \$983  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$722  = 47'h000000000000;
+      \$983  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$723  = acc26;
-    if (\$32 ) begin
-      \$723  = \$303 [46:0];
+    \$984  = acc26;
+    if (arrive) begin
+      \$984  = \$563 [63:0];
     end
-    if (start) begin
-      \$723  = 47'h000000000000;
+    if (\$935 ) begin
+      \$984  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$723  = 47'h000000000000;
+      \$984  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$724  = acc27;
-    if (\$32 ) begin
-      \$724  = \$313 [46:0];
+    \$985  = acc27;
+    if (arrive) begin
+      \$985  = \$573 [63:0];
     end
-    if (start) begin
-      \$724  = 47'h000000000000;
+    if (\$935 ) begin
+      \$985  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$724  = 47'h000000000000;
+      \$985  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$725  = acc28;
-    if (\$32 ) begin
-      \$725  = \$323 [46:0];
+    \$986  = acc28;
+    if (arrive) begin
+      \$986  = \$583 [63:0];
     end
-    if (start) begin
-      \$725  = 47'h000000000000;
+    if (\$935 ) begin
+      \$986  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$725  = 47'h000000000000;
+      \$986  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$726  = acc29;
-    if (\$32 ) begin
-      \$726  = \$333 [46:0];
+    \$987  = acc29;
+    if (arrive) begin
+      \$987  = \$593 [63:0];
     end
-    if (start) begin
-      \$726  = 47'h000000000000;
+    if (\$935 ) begin
+      \$987  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$726  = 47'h000000000000;
+      \$987  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$727  = acc30;
-    if (\$32 ) begin
-      \$727  = \$343 [46:0];
+    \$988  = acc30;
+    if (arrive) begin
+      \$988  = \$603 [63:0];
     end
-    if (start) begin
-      \$727  = 47'h000000000000;
+    if (\$935 ) begin
+      \$988  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$727  = 47'h000000000000;
+      \$988  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$728  = acc31;
-    if (\$32 ) begin
-      \$728  = \$353 [46:0];
+    \$989  = acc31;
+    if (arrive) begin
+      \$989  = \$613 [63:0];
     end
-    if (start) begin
-      \$728  = 47'h000000000000;
+    if (\$935 ) begin
+      \$989  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$728  = 47'h000000000000;
+      \$989  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$729  = acc32;
-    if (\$32 ) begin
-      \$729  = \$363 [46:0];
+    \$990  = acc32;
+    if (arrive) begin
+      \$990  = \$623 [63:0];
     end
-    if (start) begin
-      \$729  = 47'h000000000000;
+    if (\$935 ) begin
+      \$990  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$729  = 47'h000000000000;
+      \$990  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$730  = acc33;
-    if (\$32 ) begin
-      \$730  = \$373 [46:0];
+    \$991  = acc33;
+    if (arrive) begin
+      \$991  = \$633 [63:0];
     end
-    if (start) begin
-      \$730  = 47'h000000000000;
+    if (\$935 ) begin
+      \$991  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$730  = 47'h000000000000;
+      \$991  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$731  = acc34;
-    if (\$32 ) begin
-      \$731  = \$383 [46:0];
+    \$992  = acc34;
+    if (arrive) begin
+      \$992  = \$643 [63:0];
     end
-    if (start) begin
-      \$731  = 47'h000000000000;
+    if (\$935 ) begin
+      \$992  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$731  = 47'h000000000000;
+      \$992  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$732  = acc35;
-    if (\$32 ) begin
-      \$732  = \$393 [46:0];
+    \$993  = acc35;
+    if (arrive) begin
+      \$993  = \$653 [63:0];
     end
-    if (start) begin
-      \$732  = 47'h000000000000;
+    if (\$935 ) begin
+      \$993  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$732  = 47'h000000000000;
+      \$993  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$733  = acc36;
-    if (\$32 ) begin
-      \$733  = \$403 [46:0];
+    \$994  = acc36;
+    if (arrive) begin
+      \$994  = \$663 [63:0];
     end
-    if (start) begin
-      \$733  = 47'h000000000000;
+    if (\$935 ) begin
+      \$994  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$733  = 47'h000000000000;
+      \$994  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$734  = acc37;
-    if (\$32 ) begin
-      \$734  = \$413 [46:0];
+    \$995  = acc37;
+    if (arrive) begin
+      \$995  = \$673 [63:0];
     end
-    if (start) begin
-      \$734  = 47'h000000000000;
+    if (\$935 ) begin
+      \$995  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$734  = 47'h000000000000;
+      \$995  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$735  = acc38;
-    if (\$32 ) begin
-      \$735  = \$423 [46:0];
+    \$996  = acc38;
+    if (arrive) begin
+      \$996  = \$683 [63:0];
     end
-    if (start) begin
-      \$735  = 47'h000000000000;
+    if (\$935 ) begin
+      \$996  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$735  = 47'h000000000000;
+      \$996  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$736  = acc39;
-    if (\$32 ) begin
-      \$736  = \$433 [46:0];
+    \$997  = acc39;
+    if (arrive) begin
+      \$997  = \$693 [63:0];
     end
-    if (start) begin
-      \$736  = 47'h000000000000;
+    if (\$935 ) begin
+      \$997  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$736  = 47'h000000000000;
+      \$997  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$737  = acc40;
-    if (\$32 ) begin
-      \$737  = \$443 [46:0];
+    \$998  = acc40;
+    if (arrive) begin
+      \$998  = \$703 [63:0];
     end
-    if (start) begin
-      \$737  = 47'h000000000000;
+    if (\$935 ) begin
+      \$998  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$737  = 47'h000000000000;
+      \$998  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$738  = acc41;
-    if (\$32 ) begin
-      \$738  = \$453 [46:0];
+    \$999  = acc41;
+    if (arrive) begin
+      \$999  = \$713 [63:0];
     end
-    if (start) begin
-      \$738  = 47'h000000000000;
+    if (\$935 ) begin
+      \$999  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$738  = 47'h000000000000;
+      \$999  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$739  = acc42;
-    if (\$32 ) begin
-      \$739  = \$463 [46:0];
+    \$1000  = acc42;
+    if (arrive) begin
+      \$1000  = \$723 [63:0];
     end
-    if (start) begin
-      \$739  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1000  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$739  = 47'h000000000000;
+      \$1000  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$740  = acc43;
-    if (\$32 ) begin
-      \$740  = \$473 [46:0];
+    \$1001  = acc43;
+    if (arrive) begin
+      \$1001  = \$733 [63:0];
     end
-    if (start) begin
-      \$740  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1001  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$740  = 47'h000000000000;
+      \$1001  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$741  = acc44;
-    if (\$32 ) begin
-      \$741  = \$483 [46:0];
+    \$1002  = acc44;
+    if (arrive) begin
+      \$1002  = \$743 [63:0];
     end
-    if (start) begin
-      \$741  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1002  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$741  = 47'h000000000000;
+      \$1002  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$742  = acc45;
-    if (\$32 ) begin
-      \$742  = \$493 [46:0];
+    \$1003  = acc45;
+    if (arrive) begin
+      \$1003  = \$753 [63:0];
     end
-    if (start) begin
-      \$742  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1003  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$742  = 47'h000000000000;
+      \$1003  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$743  = acc46;
-    if (\$32 ) begin
-      \$743  = \$503 [46:0];
+    \$1004  = acc46;
+    if (arrive) begin
+      \$1004  = \$763 [63:0];
     end
-    if (start) begin
-      \$743  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1004  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$743  = 47'h000000000000;
+      \$1004  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$744  = acc47;
-    if (\$32 ) begin
-      \$744  = \$513 [46:0];
+    \$1005  = acc47;
+    if (arrive) begin
+      \$1005  = \$773 [63:0];
     end
-    if (start) begin
-      \$744  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1005  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$744  = 47'h000000000000;
+      \$1005  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$745  = acc48;
-    if (\$32 ) begin
-      \$745  = \$523 [46:0];
+    \$1006  = acc48;
+    if (arrive) begin
+      \$1006  = \$783 [63:0];
     end
-    if (start) begin
-      \$745  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1006  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$745  = 47'h000000000000;
+      \$1006  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$746  = acc49;
-    if (\$32 ) begin
-      \$746  = \$533 [46:0];
+    \$1007  = acc49;
+    if (arrive) begin
+      \$1007  = \$793 [63:0];
     end
-    if (start) begin
-      \$746  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1007  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$746  = 47'h000000000000;
+      \$1007  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$747  = acc50;
-    if (\$32 ) begin
-      \$747  = \$543 [46:0];
+    \$1008  = acc50;
+    if (arrive) begin
+      \$1008  = \$803 [63:0];
     end
-    if (start) begin
-      \$747  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1008  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$747  = 47'h000000000000;
+      \$1008  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$748  = acc51;
-    if (\$32 ) begin
-      \$748  = \$553 [46:0];
+    \$1009  = acc51;
+    if (arrive) begin
+      \$1009  = \$813 [63:0];
     end
-    if (start) begin
-      \$748  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1009  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$748  = 47'h000000000000;
+      \$1009  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$749  = acc52;
-    if (\$32 ) begin
-      \$749  = \$563 [46:0];
+    \$1010  = acc52;
+    if (arrive) begin
+      \$1010  = \$823 [63:0];
     end
-    if (start) begin
-      \$749  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1010  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$749  = 47'h000000000000;
+      \$1010  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$750  = acc53;
-    if (\$32 ) begin
-      \$750  = \$573 [46:0];
+    \$1011  = acc53;
+    if (arrive) begin
+      \$1011  = \$833 [63:0];
     end
-    if (start) begin
-      \$750  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1011  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$750  = 47'h000000000000;
+      \$1011  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$751  = acc54;
-    if (\$32 ) begin
-      \$751  = \$583 [46:0];
+    \$1012  = acc54;
+    if (arrive) begin
+      \$1012  = \$843 [63:0];
     end
-    if (start) begin
-      \$751  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1012  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$751  = 47'h000000000000;
+      \$1012  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$752  = acc55;
-    if (\$32 ) begin
-      \$752  = \$593 [46:0];
+    \$1013  = acc55;
+    if (arrive) begin
+      \$1013  = \$853 [63:0];
     end
-    if (start) begin
-      \$752  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1013  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$752  = 47'h000000000000;
+      \$1013  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$753  = acc56;
-    if (\$32 ) begin
-      \$753  = \$603 [46:0];
+    \$1014  = acc56;
+    if (arrive) begin
+      \$1014  = \$863 [63:0];
     end
-    if (start) begin
-      \$753  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1014  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$753  = 47'h000000000000;
+      \$1014  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$754  = acc57;
-    if (\$32 ) begin
-      \$754  = \$613 [46:0];
+    \$1015  = acc57;
+    if (arrive) begin
+      \$1015  = \$873 [63:0];
     end
-    if (start) begin
-      \$754  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1015  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$754  = 47'h000000000000;
+      \$1015  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$755  = acc58;
-    if (\$32 ) begin
-      \$755  = \$623 [46:0];
+    \$1016  = acc58;
+    if (arrive) begin
+      \$1016  = \$883 [63:0];
     end
-    if (start) begin
-      \$755  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1016  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$755  = 47'h000000000000;
+      \$1016  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$756  = acc59;
-    if (\$32 ) begin
-      \$756  = \$633 [46:0];
+    \$1017  = acc59;
+    if (arrive) begin
+      \$1017  = \$893 [63:0];
     end
-    if (start) begin
-      \$756  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1017  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$756  = 47'h000000000000;
+      \$1017  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$757  = acc60;
-    if (\$32 ) begin
-      \$757  = \$643 [46:0];
+    \$1018  = acc60;
+    if (arrive) begin
+      \$1018  = \$903 [63:0];
     end
-    if (start) begin
-      \$757  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1018  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$757  = 47'h000000000000;
+      \$1018  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$758  = acc61;
-    if (\$32 ) begin
-      \$758  = \$653 [46:0];
+    \$1019  = acc61;
+    if (arrive) begin
+      \$1019  = \$913 [63:0];
     end
-    if (start) begin
-      \$758  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1019  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$758  = 47'h000000000000;
+      \$1019  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$759  = acc62;
-    if (\$32 ) begin
-      \$759  = \$663 [46:0];
+    \$1020  = acc62;
+    if (arrive) begin
+      \$1020  = \$923 [63:0];
     end
-    if (start) begin
-      \$759  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1020  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$759  = 47'h000000000000;
+      \$1020  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$760  = acc63;
-    if (\$32 ) begin
-      \$760  = \$673 [46:0];
+    \$1021  = acc63;
+    if (arrive) begin
+      \$1021  = \$933 [63:0];
     end
-    if (start) begin
-      \$760  = 47'h000000000000;
+    if (\$935 ) begin
+      \$1021  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$760  = 47'h000000000000;
+      \$1021  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$761  = j;
+    \$1022  = j;
     if (reading) begin
-      \$761  = \$674 [6:0];
+      \$1022  = \$934 [6:0];
     end
     if (start) begin
-      \$761  = 7'h00;
+      \$1022  = 7'h00;
     end
     if (rst) begin
-      \$761  = 7'h00;
+      \$1022  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$762  = reading;
+    \$1023  = reading;
     if (rst) begin
-      \$762  = 1'h0;
+      \$1023  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$763  = j[5:0];
+    \$1024  = j[5:0];
     if (rst) begin
-      \$763  = 6'h00;
+      \$1024  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$764  = running;
+    \$1025  = running;
     if (start) begin
-      \$764  = 1'h1;
+      \$1025  = 1'h1;
     end
     if (finish) begin
-      \$764  = 1'h0;
+      \$1025  = 1'h0;
     end
     if (rst) begin
-      \$764  = 1'h0;
+      \$1025  = 1'h0;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$5  = 5'h00;
-    casez (issued)
-      3'h0:
-          \$5  = 5'h04;
-      3'h1:
-          \$5  = 5'h08;
-      3'h2:
-          \$5  = 5'h0c;
-      3'h3:
-          \$5  = 5'h10;
-      3'h4:
-          \$5  = 5'h10;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (issued[1:0])
-      2'h0:
-          \$8  = { xbuf3, xbuf2, xbuf1, xbuf0 };
-      2'h1:
-          \$8  = { xbuf7, xbuf6, xbuf5, xbuf4 };
-      2'h2:
-          \$8  = { xbuf11, xbuf10, xbuf9, xbuf8 };
-      2'h3:
-          \$8  = { xbuf15, xbuf14, xbuf13, xbuf12 };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (issued[1:0])
-      2'h0:
-          \$10  = { xbuf3, xbuf2, xbuf1, xbuf0 };
-      2'h1:
-          \$10  = { xbuf7, xbuf6, xbuf5, xbuf4 };
-      2'h2:
-          \$10  = { xbuf11, xbuf10, xbuf9, xbuf8 };
-      2'h3:
-          \$10  = { xbuf15, xbuf14, xbuf13, xbuf12 };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (w_j)
-      6'h00:
-          \$20  = acc0;
-      6'h01:
-          \$20  = acc1;
-      6'h02:
-          \$20  = acc2;
-      6'h03:
-          \$20  = acc3;
-      6'h04:
-          \$20  = acc4;
-      6'h05:
-          \$20  = acc5;
-      6'h06:
-          \$20  = acc6;
-      6'h07:
-          \$20  = acc7;
-      6'h08:
-          \$20  = acc8;
-      6'h09:
-          \$20  = acc9;
-      6'h0a:
-          \$20  = acc10;
-      6'h0b:
-          \$20  = acc11;
-      6'h0c:
-          \$20  = acc12;
-      6'h0d:
-          \$20  = acc13;
-      6'h0e:
-          \$20  = acc14;
-      6'h0f:
-          \$20  = acc15;
-      6'h10:
-          \$20  = acc16;
-      6'h11:
-          \$20  = acc17;
-      6'h12:
-          \$20  = acc18;
-      6'h13:
-          \$20  = acc19;
-      6'h14:
-          \$20  = acc20;
-      6'h15:
-          \$20  = acc21;
-      6'h16:
-          \$20  = acc22;
-      6'h17:
-          \$20  = acc23;
-      6'h18:
-          \$20  = acc24;
-      6'h19:
-          \$20  = acc25;
-      6'h1a:
-          \$20  = acc26;
-      6'h1b:
-          \$20  = acc27;
-      6'h1c:
-          \$20  = acc28;
-      6'h1d:
-          \$20  = acc29;
-      6'h1e:
-          \$20  = acc30;
-      6'h1f:
-          \$20  = acc31;
-      6'h20:
-          \$20  = acc32;
-      6'h21:
-          \$20  = acc33;
-      6'h22:
-          \$20  = acc34;
-      6'h23:
-          \$20  = acc35;
-      6'h24:
-          \$20  = acc36;
-      6'h25:
-          \$20  = acc37;
-      6'h26:
-          \$20  = acc38;
-      6'h27:
-          \$20  = acc39;
-      6'h28:
-          \$20  = acc40;
-      6'h29:
-          \$20  = acc41;
-      6'h2a:
-          \$20  = acc42;
-      6'h2b:
-          \$20  = acc43;
-      6'h2c:
-          \$20  = acc44;
-      6'h2d:
-          \$20  = acc45;
-      6'h2e:
-          \$20  = acc46;
-      6'h2f:
-          \$20  = acc47;
-      6'h30:
-          \$20  = acc48;
-      6'h31:
-          \$20  = acc49;
-      6'h32:
-          \$20  = acc50;
-      6'h33:
-          \$20  = acc51;
-      6'h34:
-          \$20  = acc52;
-      6'h35:
-          \$20  = acc53;
-      6'h36:
-          \$20  = acc54;
-      6'h37:
-          \$20  = acc55;
-      6'h38:
-          \$20  = acc56;
-      6'h39:
-          \$20  = acc57;
-      6'h3a:
-          \$20  = acc58;
-      6'h3b:
-          \$20  = acc59;
-      6'h3c:
-          \$20  = acc60;
-      6'h3d:
-          \$20  = acc61;
-      6'h3e:
-          \$20  = acc62;
-      6'h3f:
-          \$20  = acc63;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$26  = op__0__ready;
-      1'h1:
-          \$26  = op__1__ready;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$29  = res_valid__0;
-      1'h1:
-          \$29  = res_valid__1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$34  = res_y__0[20:0];
-      1'h1:
-          \$34  = res_y__1[20:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$36  = res_y__0[20:0];
-      1'h1:
-          \$36  = res_y__1[20:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$38  = res_y__0[20:0];
-      1'h1:
-          \$38  = res_y__1[20:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$40  = res_y__0[20:0];
-      1'h1:
-          \$40  = res_y__1[20:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$42  = { 30'h00000000, \$35  };
-      2'h1:
-          \$42  = { 16'h0000, \$37  };
-      2'h2:
-          \$42  = \$39 ;
-      2'h3:
-          \$42  = \$41 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$44  = res_y__0[41:21];
-      1'h1:
-          \$44  = res_y__1[41:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$46  = res_y__0[41:21];
-      1'h1:
-          \$46  = res_y__1[41:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$48  = res_y__0[41:21];
-      1'h1:
-          \$48  = res_y__1[41:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$50  = res_y__0[41:21];
-      1'h1:
-          \$50  = res_y__1[41:21];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$52  = { 30'h00000000, \$45  };
-      2'h1:
-          \$52  = { 16'h0000, \$47  };
-      2'h2:
-          \$52  = \$49 ;
-      2'h3:
-          \$52  = \$51 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$54  = res_y__0[62:42];
-      1'h1:
-          \$54  = res_y__1[62:42];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$56  = res_y__0[62:42];
-      1'h1:
-          \$56  = res_y__1[62:42];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$58  = res_y__0[62:42];
-      1'h1:
-          \$58  = res_y__1[62:42];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$60  = res_y__0[62:42];
-      1'h1:
-          \$60  = res_y__1[62:42];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$62  = { 30'h00000000, \$55  };
-      2'h1:
-          \$62  = { 16'h0000, \$57  };
-      2'h2:
-          \$62  = \$59 ;
-      2'h3:
-          \$62  = \$61 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$64  = res_y__0[83:63];
-      1'h1:
-          \$64  = res_y__1[83:63];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$66  = res_y__0[83:63];
-      1'h1:
-          \$66  = res_y__1[83:63];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$68  = res_y__0[83:63];
-      1'h1:
-          \$68  = res_y__1[83:63];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$70  = res_y__0[83:63];
-      1'h1:
-          \$70  = res_y__1[83:63];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$72  = { 30'h00000000, \$65  };
-      2'h1:
-          \$72  = { 16'h0000, \$67  };
-      2'h2:
-          \$72  = \$69 ;
-      2'h3:
-          \$72  = \$71 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$74  = res_y__0[104:84];
-      1'h1:
-          \$74  = res_y__1[104:84];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$76  = res_y__0[104:84];
-      1'h1:
-          \$76  = res_y__1[104:84];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$78  = res_y__0[104:84];
-      1'h1:
-          \$78  = res_y__1[104:84];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$80  = res_y__0[104:84];
-      1'h1:
-          \$80  = res_y__1[104:84];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$82  = { 30'h00000000, \$75  };
-      2'h1:
-          \$82  = { 16'h0000, \$77  };
-      2'h2:
-          \$82  = \$79 ;
-      2'h3:
-          \$82  = \$81 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$84  = res_y__0[125:105];
-      1'h1:
-          \$84  = res_y__1[125:105];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$86  = res_y__0[125:105];
-      1'h1:
-          \$86  = res_y__1[125:105];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$88  = res_y__0[125:105];
-      1'h1:
-          \$88  = res_y__1[125:105];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$90  = res_y__0[125:105];
-      1'h1:
-          \$90  = res_y__1[125:105];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$92  = { 30'h00000000, \$85  };
-      2'h1:
-          \$92  = { 16'h0000, \$87  };
-      2'h2:
-          \$92  = \$89 ;
-      2'h3:
-          \$92  = \$91 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$94  = res_y__0[146:126];
-      1'h1:
-          \$94  = res_y__1[146:126];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$96  = res_y__0[146:126];
-      1'h1:
-          \$96  = res_y__1[146:126];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$98  = res_y__0[146:126];
-      1'h1:
-          \$98  = res_y__1[146:126];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$100  = res_y__0[146:126];
-      1'h1:
-          \$100  = res_y__1[146:126];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$102  = { 30'h00000000, \$95  };
-      2'h1:
-          \$102  = { 16'h0000, \$97  };
-      2'h2:
-          \$102  = \$99 ;
-      2'h3:
-          \$102  = \$101 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$104  = res_y__0[167:147];
-      1'h1:
-          \$104  = res_y__1[167:147];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$106  = res_y__0[167:147];
-      1'h1:
-          \$106  = res_y__1[167:147];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$108  = res_y__0[167:147];
-      1'h1:
-          \$108  = res_y__1[167:147];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$110  = res_y__0[167:147];
-      1'h1:
-          \$110  = res_y__1[167:147];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$112  = { 30'h00000000, \$105  };
-      2'h1:
-          \$112  = { 16'h0000, \$107  };
-      2'h2:
-          \$112  = \$109 ;
-      2'h3:
-          \$112  = \$111 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$114  = res_y__0[188:168];
-      1'h1:
-          \$114  = res_y__1[188:168];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$116  = res_y__0[188:168];
-      1'h1:
-          \$116  = res_y__1[188:168];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$118  = res_y__0[188:168];
-      1'h1:
-          \$118  = res_y__1[188:168];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$120  = res_y__0[188:168];
-      1'h1:
-          \$120  = res_y__1[188:168];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$122  = { 30'h00000000, \$115  };
-      2'h1:
-          \$122  = { 16'h0000, \$117  };
-      2'h2:
-          \$122  = \$119 ;
-      2'h3:
-          \$122  = \$121 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$124  = res_y__0[209:189];
-      1'h1:
-          \$124  = res_y__1[209:189];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$126  = res_y__0[209:189];
-      1'h1:
-          \$126  = res_y__1[209:189];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$128  = res_y__0[209:189];
-      1'h1:
-          \$128  = res_y__1[209:189];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$130  = res_y__0[209:189];
-      1'h1:
-          \$130  = res_y__1[209:189];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$132  = { 30'h00000000, \$125  };
-      2'h1:
-          \$132  = { 16'h0000, \$127  };
-      2'h2:
-          \$132  = \$129 ;
-      2'h3:
-          \$132  = \$131 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$134  = res_y__0[230:210];
-      1'h1:
-          \$134  = res_y__1[230:210];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$136  = res_y__0[230:210];
-      1'h1:
-          \$136  = res_y__1[230:210];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$138  = res_y__0[230:210];
-      1'h1:
-          \$138  = res_y__1[230:210];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$140  = res_y__0[230:210];
-      1'h1:
-          \$140  = res_y__1[230:210];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$142  = { 30'h00000000, \$135  };
-      2'h1:
-          \$142  = { 16'h0000, \$137  };
-      2'h2:
-          \$142  = \$139 ;
-      2'h3:
-          \$142  = \$141 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$144  = res_y__0[251:231];
-      1'h1:
-          \$144  = res_y__1[251:231];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$146  = res_y__0[251:231];
-      1'h1:
-          \$146  = res_y__1[251:231];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$148  = res_y__0[251:231];
-      1'h1:
-          \$148  = res_y__1[251:231];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$150  = res_y__0[251:231];
-      1'h1:
-          \$150  = res_y__1[251:231];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$152  = { 30'h00000000, \$145  };
-      2'h1:
-          \$152  = { 16'h0000, \$147  };
-      2'h2:
-          \$152  = \$149 ;
-      2'h3:
-          \$152  = \$151 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$154  = res_y__0[272:252];
-      1'h1:
-          \$154  = res_y__1[272:252];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$156  = res_y__0[272:252];
-      1'h1:
-          \$156  = res_y__1[272:252];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$158  = res_y__0[272:252];
-      1'h1:
-          \$158  = res_y__1[272:252];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$160  = res_y__0[272:252];
-      1'h1:
-          \$160  = res_y__1[272:252];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$162  = { 30'h00000000, \$155  };
-      2'h1:
-          \$162  = { 16'h0000, \$157  };
-      2'h2:
-          \$162  = \$159 ;
-      2'h3:
-          \$162  = \$161 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$164  = res_y__0[293:273];
-      1'h1:
-          \$164  = res_y__1[293:273];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$166  = res_y__0[293:273];
-      1'h1:
-          \$166  = res_y__1[293:273];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$168  = res_y__0[293:273];
-      1'h1:
-          \$168  = res_y__1[293:273];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$170  = res_y__0[293:273];
-      1'h1:
-          \$170  = res_y__1[293:273];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$172  = { 30'h00000000, \$165  };
-      2'h1:
-          \$172  = { 16'h0000, \$167  };
-      2'h2:
-          \$172  = \$169 ;
-      2'h3:
-          \$172  = \$171 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$174  = res_y__0[314:294];
-      1'h1:
-          \$174  = res_y__1[314:294];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$176  = res_y__0[314:294];
-      1'h1:
-          \$176  = res_y__1[314:294];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$178  = res_y__0[314:294];
-      1'h1:
-          \$178  = res_y__1[314:294];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$180  = res_y__0[314:294];
-      1'h1:
-          \$180  = res_y__1[314:294];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$182  = { 30'h00000000, \$175  };
-      2'h1:
-          \$182  = { 16'h0000, \$177  };
-      2'h2:
-          \$182  = \$179 ;
-      2'h3:
-          \$182  = \$181 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$184  = res_y__0[335:315];
-      1'h1:
-          \$184  = res_y__1[335:315];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$186  = res_y__0[335:315];
-      1'h1:
-          \$186  = res_y__1[335:315];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$188  = res_y__0[335:315];
-      1'h1:
-          \$188  = res_y__1[335:315];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$190  = res_y__0[335:315];
-      1'h1:
-          \$190  = res_y__1[335:315];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$192  = { 30'h00000000, \$185  };
-      2'h1:
-          \$192  = { 16'h0000, \$187  };
-      2'h2:
-          \$192  = \$189 ;
-      2'h3:
-          \$192  = \$191 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$194  = res_y__0[356:336];
-      1'h1:
-          \$194  = res_y__1[356:336];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$196  = res_y__0[356:336];
-      1'h1:
-          \$196  = res_y__1[356:336];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$198  = res_y__0[356:336];
-      1'h1:
-          \$198  = res_y__1[356:336];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$200  = res_y__0[356:336];
-      1'h1:
-          \$200  = res_y__1[356:336];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$202  = { 30'h00000000, \$195  };
-      2'h1:
-          \$202  = { 16'h0000, \$197  };
-      2'h2:
-          \$202  = \$199 ;
-      2'h3:
-          \$202  = \$201 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$204  = res_y__0[377:357];
-      1'h1:
-          \$204  = res_y__1[377:357];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$206  = res_y__0[377:357];
-      1'h1:
-          \$206  = res_y__1[377:357];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$208  = res_y__0[377:357];
-      1'h1:
-          \$208  = res_y__1[377:357];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$210  = res_y__0[377:357];
-      1'h1:
-          \$210  = res_y__1[377:357];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$212  = { 30'h00000000, \$205  };
-      2'h1:
-          \$212  = { 16'h0000, \$207  };
-      2'h2:
-          \$212  = \$209 ;
-      2'h3:
-          \$212  = \$211 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$214  = res_y__0[398:378];
-      1'h1:
-          \$214  = res_y__1[398:378];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$216  = res_y__0[398:378];
-      1'h1:
-          \$216  = res_y__1[398:378];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$218  = res_y__0[398:378];
-      1'h1:
-          \$218  = res_y__1[398:378];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$220  = res_y__0[398:378];
-      1'h1:
-          \$220  = res_y__1[398:378];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (got[1:0])
-      2'h0:
-          \$222  = { 30'h00000000, \$215  };
-      2'h1:
-          \$222  = { 16'h0000, \$217  };
-      2'h2:
-          \$222  = \$219 ;
-      2'h3:
-          \$222  = \$221 ;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$224  = res_y__0[419:399];
-      1'h1:
-          \$224  = res_y__1[419:399];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$226  = res_y__0[419:399];
-      1'h1:
-          \$226  = res_y__1[419:399];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$228  = res_y__0[419:399];
-      1'h1:
-          \$228  = res_y__1[419:399];
-    endcase
   end
   assign rd__en = 1'h1;
   assign \$signal  = act_w__en;
   assign done = finish;
-  assign rd__addr = \$18 [11:0];
-  assign act_w__addr = \$19 [11:0];
-  assign act_w__data = \$21 [63:0];
+  assign rd__addr = \$278 [11:0];
+  assign act_w__addr = \$279 [11:0];
+  assign act_w__data = \$281 [63:0];
   assign \args.macro  = args[0];
   assign \args.page  = args[4:1];
   assign \args.x  = args[16:5];
   assign \args.y  = args[28:17];
+  assign \args.rows  = args[60:29];
+  assign \args.slices_m1  = args[62:61];
+  assign \args.flush  = args[63];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[4:1];
   assign \op__0__payload.row  = op__0__payload[9:5];
@@ -29181,7 +29764,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   assign \res_y__1[61]  = res_y__1[1301:1281];
   assign \res_y__1[62]  = res_y__1[1322:1302];
   assign \res_y__1[63]  = res_y__1[1343:1323];
-  assign op__1__payload[276:21] = \$10 ;
+  assign op__1__payload[276:21] = \$266 ;
   assign op__1__payload[17] = 1'h0;
   assign op__1__payload[16] = 1'h0;
   assign op__1__payload[15] = 1'h0;
@@ -29190,7 +29773,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   assign op__1__payload[4:1] = args[4:1];
   assign op__1__payload[0] = 1'h0;
   assign { op__1__payload[340:277], op__1__payload[20:18], op__1__payload[9:5] } = 72'h000000000000000000;
-  assign op__0__payload[276:21] = \$8 ;
+  assign op__0__payload[276:21] = \$136 ;
   assign op__0__payload[17] = 1'h0;
   assign op__0__payload[16] = 1'h0;
   assign op__0__payload[15] = 1'h0;
@@ -29199,111 +29782,7 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   assign op__0__payload[4:1] = args[4:1];
   assign op__0__payload[0] = 1'h0;
   assign { op__0__payload[340:277], op__0__payload[20:18], op__0__payload[9:5] } = 72'h000000000000000000;
-  assign \$9  = args[0];
-  assign \$35  = { 1'h0, \$34  };
-  assign \$37  = { 7'h00, \$36 , 8'h00 };
-  assign \$39  = { 15'h0000, \$38 , 16'h0000 };
-  assign \$41  = { 7'h00, \$40 , 24'h000000 };
-  assign \$45  = { 1'h0, \$44  };
-  assign \$47  = { 7'h00, \$46 , 8'h00 };
-  assign \$49  = { 15'h0000, \$48 , 16'h0000 };
-  assign \$51  = { 7'h00, \$50 , 24'h000000 };
-  assign \$55  = { 1'h0, \$54  };
-  assign \$57  = { 7'h00, \$56 , 8'h00 };
-  assign \$59  = { 15'h0000, \$58 , 16'h0000 };
-  assign \$61  = { 7'h00, \$60 , 24'h000000 };
-  assign \$65  = { 1'h0, \$64  };
-  assign \$67  = { 7'h00, \$66 , 8'h00 };
-  assign \$69  = { 15'h0000, \$68 , 16'h0000 };
-  assign \$71  = { 7'h00, \$70 , 24'h000000 };
-  assign \$75  = { 1'h0, \$74  };
-  assign \$77  = { 7'h00, \$76 , 8'h00 };
-  assign \$79  = { 15'h0000, \$78 , 16'h0000 };
-  assign \$81  = { 7'h00, \$80 , 24'h000000 };
-  assign \$85  = { 1'h0, \$84  };
-  assign \$87  = { 7'h00, \$86 , 8'h00 };
-  assign \$89  = { 15'h0000, \$88 , 16'h0000 };
-  assign \$91  = { 7'h00, \$90 , 24'h000000 };
-  assign \$95  = { 1'h0, \$94  };
-  assign \$97  = { 7'h00, \$96 , 8'h00 };
-  assign \$99  = { 15'h0000, \$98 , 16'h0000 };
-  assign \$101  = { 7'h00, \$100 , 24'h000000 };
-  assign \$105  = { 1'h0, \$104  };
-  assign \$107  = { 7'h00, \$106 , 8'h00 };
-  assign \$109  = { 15'h0000, \$108 , 16'h0000 };
-  assign \$111  = { 7'h00, \$110 , 24'h000000 };
-  assign \$115  = { 1'h0, \$114  };
-  assign \$117  = { 7'h00, \$116 , 8'h00 };
-  assign \$119  = { 15'h0000, \$118 , 16'h0000 };
-  assign \$121  = { 7'h00, \$120 , 24'h000000 };
-  assign \$125  = { 1'h0, \$124  };
-  assign \$127  = { 7'h00, \$126 , 8'h00 };
-  assign \$129  = { 15'h0000, \$128 , 16'h0000 };
-  assign \$131  = { 7'h00, \$130 , 24'h000000 };
-  assign \$135  = { 1'h0, \$134  };
-  assign \$137  = { 7'h00, \$136 , 8'h00 };
-  assign \$139  = { 15'h0000, \$138 , 16'h0000 };
-  assign \$141  = { 7'h00, \$140 , 24'h000000 };
-  assign \$145  = { 1'h0, \$144  };
-  assign \$147  = { 7'h00, \$146 , 8'h00 };
-  assign \$149  = { 15'h0000, \$148 , 16'h0000 };
-  assign \$151  = { 7'h00, \$150 , 24'h000000 };
-  assign \$155  = { 1'h0, \$154  };
-  assign \$157  = { 7'h00, \$156 , 8'h00 };
-  assign \$159  = { 15'h0000, \$158 , 16'h0000 };
-  assign \$161  = { 7'h00, \$160 , 24'h000000 };
-  assign \$165  = { 1'h0, \$164  };
-  assign \$167  = { 7'h00, \$166 , 8'h00 };
-  assign \$169  = { 15'h0000, \$168 , 16'h0000 };
-  assign \$171  = { 7'h00, \$170 , 24'h000000 };
-  assign \$175  = { 1'h0, \$174  };
-  assign \$177  = { 7'h00, \$176 , 8'h00 };
-  assign \$179  = { 15'h0000, \$178 , 16'h0000 };
-  assign \$181  = { 7'h00, \$180 , 24'h000000 };
-  assign \$185  = { 1'h0, \$184  };
-  assign \$187  = { 7'h00, \$186 , 8'h00 };
-  assign \$189  = { 15'h0000, \$188 , 16'h0000 };
-  assign \$191  = { 7'h00, \$190 , 24'h000000 };
-  assign \$195  = { 1'h0, \$194  };
-  assign \$197  = { 7'h00, \$196 , 8'h00 };
-  assign \$199  = { 15'h0000, \$198 , 16'h0000 };
-  assign \$201  = { 7'h00, \$200 , 24'h000000 };
-  assign \$205  = { 1'h0, \$204  };
-  assign \$207  = { 7'h00, \$206 , 8'h00 };
-  assign \$209  = { 15'h0000, \$208 , 16'h0000 };
-  assign \$211  = { 7'h00, \$210 , 24'h000000 };
-  assign \$215  = { 1'h0, \$214  };
-  assign \$217  = { 7'h00, \$216 , 8'h00 };
-  assign \$219  = { 15'h0000, \$218 , 16'h0000 };
-  assign \$221  = { 7'h00, \$220 , 24'h000000 };
-  assign \$225  = { 1'h0, \$224  };
-  assign \$227  = { 7'h00, \$226 , 8'h00 };
-  assign \$229  = { 15'h0000, \$228 , 16'h0000 };
-  assign \$231  = { 7'h00, \$230 , 24'h000000 };
-  assign \$235  = { 1'h0, \$234  };
-  assign \$237  = { 7'h00, \$236 , 8'h00 };
-  assign \$239  = { 15'h0000, \$238 , 16'h0000 };
-  assign \$241  = { 7'h00, \$240 , 24'h000000 };
-  assign \$245  = { 1'h0, \$244  };
-  assign \$247  = { 7'h00, \$246 , 8'h00 };
-  assign \$249  = { 15'h0000, \$248 , 16'h0000 };
-  assign \$251  = { 7'h00, \$250 , 24'h000000 };
-  assign \$255  = { 1'h0, \$254  };
-  assign \$257  = { 7'h00, \$256 , 8'h00 };
-  assign \$259  = { 15'h0000, \$258 , 16'h0000 };
-  assign \$261  = { 7'h00, \$260 , 24'h000000 };
-  assign \$265  = { 1'h0, \$264  };
-  assign \$267  = { 7'h00, \$266 , 8'h00 };
-  assign \$269  = { 15'h0000, \$268 , 16'h0000 };
-  assign \$271  = { 7'h00, \$270 , 24'h000000 };
-  assign \$275  = { 1'h0, \$274  };
-  assign \$277  = { 7'h00, \$276 , 8'h00 };
-  assign \$279  = { 15'h0000, \$278 , 16'h0000 };
-  assign \$281  = { 7'h00, \$280 , 24'h000000 };
-  assign \$285  = { 1'h0, \$284  };
-  assign \$287  = { 7'h00, \$286 , 8'h00 };
-  assign \$289  = { 15'h0000, \$288 , 16'h0000 };
-  assign \$291  = { 7'h00, \$290 , 24'h000000 };
+  assign \$137  = args[0];
   assign \$295  = { 1'h0, \$294  };
   assign \$297  = { 7'h00, \$296 , 8'h00 };
   assign \$299  = { 15'h0000, \$298 , 16'h0000 };
@@ -29456,4 +29935,108 @@ module \isscc22_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0
   assign \$667  = { 7'h00, \$666 , 8'h00 };
   assign \$669  = { 15'h0000, \$668 , 16'h0000 };
   assign \$671  = { 7'h00, \$670 , 24'h000000 };
+  assign \$675  = { 1'h0, \$674  };
+  assign \$677  = { 7'h00, \$676 , 8'h00 };
+  assign \$679  = { 15'h0000, \$678 , 16'h0000 };
+  assign \$681  = { 7'h00, \$680 , 24'h000000 };
+  assign \$685  = { 1'h0, \$684  };
+  assign \$687  = { 7'h00, \$686 , 8'h00 };
+  assign \$689  = { 15'h0000, \$688 , 16'h0000 };
+  assign \$691  = { 7'h00, \$690 , 24'h000000 };
+  assign \$695  = { 1'h0, \$694  };
+  assign \$697  = { 7'h00, \$696 , 8'h00 };
+  assign \$699  = { 15'h0000, \$698 , 16'h0000 };
+  assign \$701  = { 7'h00, \$700 , 24'h000000 };
+  assign \$705  = { 1'h0, \$704  };
+  assign \$707  = { 7'h00, \$706 , 8'h00 };
+  assign \$709  = { 15'h0000, \$708 , 16'h0000 };
+  assign \$711  = { 7'h00, \$710 , 24'h000000 };
+  assign \$715  = { 1'h0, \$714  };
+  assign \$717  = { 7'h00, \$716 , 8'h00 };
+  assign \$719  = { 15'h0000, \$718 , 16'h0000 };
+  assign \$721  = { 7'h00, \$720 , 24'h000000 };
+  assign \$725  = { 1'h0, \$724  };
+  assign \$727  = { 7'h00, \$726 , 8'h00 };
+  assign \$729  = { 15'h0000, \$728 , 16'h0000 };
+  assign \$731  = { 7'h00, \$730 , 24'h000000 };
+  assign \$735  = { 1'h0, \$734  };
+  assign \$737  = { 7'h00, \$736 , 8'h00 };
+  assign \$739  = { 15'h0000, \$738 , 16'h0000 };
+  assign \$741  = { 7'h00, \$740 , 24'h000000 };
+  assign \$745  = { 1'h0, \$744  };
+  assign \$747  = { 7'h00, \$746 , 8'h00 };
+  assign \$749  = { 15'h0000, \$748 , 16'h0000 };
+  assign \$751  = { 7'h00, \$750 , 24'h000000 };
+  assign \$755  = { 1'h0, \$754  };
+  assign \$757  = { 7'h00, \$756 , 8'h00 };
+  assign \$759  = { 15'h0000, \$758 , 16'h0000 };
+  assign \$761  = { 7'h00, \$760 , 24'h000000 };
+  assign \$765  = { 1'h0, \$764  };
+  assign \$767  = { 7'h00, \$766 , 8'h00 };
+  assign \$769  = { 15'h0000, \$768 , 16'h0000 };
+  assign \$771  = { 7'h00, \$770 , 24'h000000 };
+  assign \$775  = { 1'h0, \$774  };
+  assign \$777  = { 7'h00, \$776 , 8'h00 };
+  assign \$779  = { 15'h0000, \$778 , 16'h0000 };
+  assign \$781  = { 7'h00, \$780 , 24'h000000 };
+  assign \$785  = { 1'h0, \$784  };
+  assign \$787  = { 7'h00, \$786 , 8'h00 };
+  assign \$789  = { 15'h0000, \$788 , 16'h0000 };
+  assign \$791  = { 7'h00, \$790 , 24'h000000 };
+  assign \$795  = { 1'h0, \$794  };
+  assign \$797  = { 7'h00, \$796 , 8'h00 };
+  assign \$799  = { 15'h0000, \$798 , 16'h0000 };
+  assign \$801  = { 7'h00, \$800 , 24'h000000 };
+  assign \$805  = { 1'h0, \$804  };
+  assign \$807  = { 7'h00, \$806 , 8'h00 };
+  assign \$809  = { 15'h0000, \$808 , 16'h0000 };
+  assign \$811  = { 7'h00, \$810 , 24'h000000 };
+  assign \$815  = { 1'h0, \$814  };
+  assign \$817  = { 7'h00, \$816 , 8'h00 };
+  assign \$819  = { 15'h0000, \$818 , 16'h0000 };
+  assign \$821  = { 7'h00, \$820 , 24'h000000 };
+  assign \$825  = { 1'h0, \$824  };
+  assign \$827  = { 7'h00, \$826 , 8'h00 };
+  assign \$829  = { 15'h0000, \$828 , 16'h0000 };
+  assign \$831  = { 7'h00, \$830 , 24'h000000 };
+  assign \$835  = { 1'h0, \$834  };
+  assign \$837  = { 7'h00, \$836 , 8'h00 };
+  assign \$839  = { 15'h0000, \$838 , 16'h0000 };
+  assign \$841  = { 7'h00, \$840 , 24'h000000 };
+  assign \$845  = { 1'h0, \$844  };
+  assign \$847  = { 7'h00, \$846 , 8'h00 };
+  assign \$849  = { 15'h0000, \$848 , 16'h0000 };
+  assign \$851  = { 7'h00, \$850 , 24'h000000 };
+  assign \$855  = { 1'h0, \$854  };
+  assign \$857  = { 7'h00, \$856 , 8'h00 };
+  assign \$859  = { 15'h0000, \$858 , 16'h0000 };
+  assign \$861  = { 7'h00, \$860 , 24'h000000 };
+  assign \$865  = { 1'h0, \$864  };
+  assign \$867  = { 7'h00, \$866 , 8'h00 };
+  assign \$869  = { 15'h0000, \$868 , 16'h0000 };
+  assign \$871  = { 7'h00, \$870 , 24'h000000 };
+  assign \$875  = { 1'h0, \$874  };
+  assign \$877  = { 7'h00, \$876 , 8'h00 };
+  assign \$879  = { 15'h0000, \$878 , 16'h0000 };
+  assign \$881  = { 7'h00, \$880 , 24'h000000 };
+  assign \$885  = { 1'h0, \$884  };
+  assign \$887  = { 7'h00, \$886 , 8'h00 };
+  assign \$889  = { 15'h0000, \$888 , 16'h0000 };
+  assign \$891  = { 7'h00, \$890 , 24'h000000 };
+  assign \$895  = { 1'h0, \$894  };
+  assign \$897  = { 7'h00, \$896 , 8'h00 };
+  assign \$899  = { 15'h0000, \$898 , 16'h0000 };
+  assign \$901  = { 7'h00, \$900 , 24'h000000 };
+  assign \$905  = { 1'h0, \$904  };
+  assign \$907  = { 7'h00, \$906 , 8'h00 };
+  assign \$909  = { 15'h0000, \$908 , 16'h0000 };
+  assign \$911  = { 7'h00, \$910 , 24'h000000 };
+  assign \$915  = { 1'h0, \$914  };
+  assign \$917  = { 7'h00, \$916 , 8'h00 };
+  assign \$919  = { 15'h0000, \$918 , 16'h0000 };
+  assign \$921  = { 7'h00, \$920 , 24'h000000 };
+  assign \$925  = { 1'h0, \$924  };
+  assign \$927  = { 7'h00, \$926 , 8'h00 };
+  assign \$929  = { 15'h0000, \$928 , 16'h0000 };
+  assign \$931  = { 7'h00, \$930 , 24'h000000 };
 endmodule

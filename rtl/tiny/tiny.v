@@ -2218,9 +2218,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [12:0] \args$221.count ;
   wire [11:0] \args$221.new ;
   wire [11:0] \args$221.old ;
-  wire [25:0] \args$228 ;
+  wire [36:0] \args$228 ;
+  wire \args$228.flush ;
   wire \args$228.macro ;
   wire \args$228.page ;
+  wire [7:0] \args$228.rows ;
+  wire [1:0] \args$228.slices_m1 ;
   wire [11:0] \args$228.x ;
   wire [11:0] \args$228.y ;
   wire [2:0] \args.ab_m1 ;
@@ -2616,9 +2619,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__relax__busy;
   wire engines__relax__done;
   wire engines__relax__start;
-  wire [25:0] engines__spmv__args;
+  wire [36:0] engines__spmv__args;
+  wire \engines__spmv__args.flush ;
   wire \engines__spmv__args.macro ;
   wire \engines__spmv__args.page ;
+  wire [7:0] \engines__spmv__args.rows ;
+  wire [1:0] \engines__spmv__args.slices_m1 ;
   wire [11:0] \engines__spmv__args.x ;
   wire [11:0] \engines__spmv__args.y ;
   wire engines__spmv__busy;
@@ -2701,9 +2707,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [12:0] \imem_rd__data.args.grelax.count ;
   wire [11:0] \imem_rd__data.args.grelax.new ;
   wire [11:0] \imem_rd__data.args.grelax.old ;
-  wire [25:0] \imem_rd__data.args.gspmv ;
+  wire [36:0] \imem_rd__data.args.gspmv ;
+  wire \imem_rd__data.args.gspmv.flush ;
   wire \imem_rd__data.args.gspmv.macro ;
   wire \imem_rd__data.args.gspmv.page ;
+  wire [7:0] \imem_rd__data.args.gspmv.rows ;
+  wire [1:0] \imem_rd__data.args.gspmv.slices_m1 ;
   wire [11:0] \imem_rd__data.args.gspmv.x ;
   wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [31:0] \imem_rd__data.args.load ;
@@ -3750,7 +3759,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .act_w__addr(act_w__addr),
     .act_w__data(act_w__data),
     .act_w__en(\act_w__en$355 ),
-    .args(args[25:0]),
+    .args(args[36:0]),
     .busy(\busy$53 ),
     .clk(clk),
     .finish(engines__spmv__done),
@@ -3868,8 +3877,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign engines__relax__busy = \busy$134 ;
   assign \done$225  = engines__relax__done;
   assign engines__spmv__start = \start$226 ;
-  assign \args$228  = args[25:0];
-  assign engines__spmv__args = args[25:0];
+  assign \args$228  = args[36:0];
+  assign engines__spmv__args = args[36:0];
   assign engines__spmv__busy = \busy$53 ;
   assign \done$232  = engines__spmv__done;
   assign cmd__payload = args[31:0];
@@ -4421,11 +4430,14 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \imem_rd__data.args.grelax.count  = \port__data$180 [28:16];
   assign \imem_rd__data.args.grelax.old  = \port__data$180 [40:29];
   assign \imem_rd__data.args.grelax.new  = \port__data$180 [52:41];
-  assign \imem_rd__data.args.gspmv  = \port__data$180 [29:4];
+  assign \imem_rd__data.args.gspmv  = \port__data$180 [40:4];
   assign \imem_rd__data.args.gspmv.macro  = \port__data$180 [4];
   assign \imem_rd__data.args.gspmv.page  = \port__data$180 [5];
   assign \imem_rd__data.args.gspmv.x  = \port__data$180 [17:6];
   assign \imem_rd__data.args.gspmv.y  = \port__data$180 [29:18];
+  assign \imem_rd__data.args.gspmv.rows  = \port__data$180 [37:30];
+  assign \imem_rd__data.args.gspmv.slices_m1  = \port__data$180 [39:38];
+  assign \imem_rd__data.args.gspmv.flush  = \port__data$180 [40];
   assign \trace_w__data.cycle  = \$signature__data [31:0];
   assign \trace_w__data.pc  = \$signature__data [47:32];
   assign \trace_w__data.op  = \$signature__data [51:48];
@@ -4642,10 +4654,16 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \args$228.page  = args[1];
   assign \args$228.x  = args[13:2];
   assign \args$228.y  = args[25:14];
+  assign \args$228.rows  = args[33:26];
+  assign \args$228.slices_m1  = args[35:34];
+  assign \args$228.flush  = args[36];
   assign \engines__spmv__args.macro  = args[0];
   assign \engines__spmv__args.page  = args[1];
   assign \engines__spmv__args.x  = args[13:2];
   assign \engines__spmv__args.y  = args[25:14];
+  assign \engines__spmv__args.rows  = args[33:26];
+  assign \engines__spmv__args.slices_m1  = args[35:34];
+  assign \engines__spmv__args.flush  = args[36];
   assign \cmd__payload.src  = args[9:0];
   assign \cmd__payload.count  = args[25:10];
   assign \cmd__payload.mask  = args[27:26];
@@ -4943,9 +4961,12 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire engines__relax__done;
   output engines__relax__start;
   reg engines__relax__start;
-  wire [25:0] engines__spmv__args;
+  wire [36:0] engines__spmv__args;
+  wire \engines__spmv__args.flush ;
   wire \engines__spmv__args.macro ;
   wire \engines__spmv__args.page ;
+  wire [7:0] \engines__spmv__args.rows ;
+  wire [1:0] \engines__spmv__args.slices_m1 ;
   wire [11:0] \engines__spmv__args.x ;
   wire [11:0] \engines__spmv__args.y ;
   input engines__spmv__done;
@@ -5036,9 +5057,12 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [12:0] \imem_rd__data.args.grelax.count ;
   wire [11:0] \imem_rd__data.args.grelax.new ;
   wire [11:0] \imem_rd__data.args.grelax.old ;
-  wire [25:0] \imem_rd__data.args.gspmv ;
+  wire [36:0] \imem_rd__data.args.gspmv ;
+  wire \imem_rd__data.args.gspmv.flush ;
   wire \imem_rd__data.args.gspmv.macro ;
   wire \imem_rd__data.args.gspmv.page ;
+  wire [7:0] \imem_rd__data.args.gspmv.rows ;
+  wire [1:0] \imem_rd__data.args.gspmv.slices_m1 ;
   wire [11:0] \imem_rd__data.args.gspmv.x ;
   wire [11:0] \imem_rd__data.args.gspmv.y ;
   wire [31:0] \imem_rd__data.args.load ;
@@ -5185,9 +5209,12 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [12:0] \ir.args.grelax.count ;
   wire [11:0] \ir.args.grelax.new ;
   wire [11:0] \ir.args.grelax.old ;
-  wire [25:0] \ir.args.gspmv ;
+  wire [36:0] \ir.args.gspmv ;
+  wire \ir.args.gspmv.flush ;
   wire \ir.args.gspmv.macro ;
   wire \ir.args.gspmv.page ;
+  wire [7:0] \ir.args.gspmv.rows ;
+  wire [1:0] \ir.args.gspmv.slices_m1 ;
   wire [11:0] \ir.args.gspmv.x ;
   wire [11:0] \ir.args.gspmv.y ;
   wire [31:0] \ir.args.load ;
@@ -6048,7 +6075,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign engines__ew__args = ir[264:4];
   assign engines__graph__args = ir[37:4];
   assign engines__relax__args = ir[52:4];
-  assign engines__spmv__args = ir[29:4];
+  assign engines__spmv__args = ir[40:4];
   assign load__payload = ir[35:4];
   assign dma__payload = ir[101:4];
   assign host__start = start;
@@ -6235,11 +6262,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \ir.args.grelax.count  = ir[28:16];
   assign \ir.args.grelax.old  = ir[40:29];
   assign \ir.args.grelax.new  = ir[52:41];
-  assign \ir.args.gspmv  = ir[29:4];
+  assign \ir.args.gspmv  = ir[40:4];
   assign \ir.args.gspmv.macro  = ir[4];
   assign \ir.args.gspmv.page  = ir[5];
   assign \ir.args.gspmv.x  = ir[17:6];
   assign \ir.args.gspmv.y  = ir[29:18];
+  assign \ir.args.gspmv.rows  = ir[37:30];
+  assign \ir.args.gspmv.slices_m1  = ir[39:38];
+  assign \ir.args.gspmv.flush  = ir[40];
   assign \engines__pool__args.mode  = ir[4];
   assign \engines__pool__args.x_signed  = ir[5];
   assign \engines__pool__args.in_base  = ir[17:6];
@@ -6300,6 +6330,9 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \engines__spmv__args.page  = ir[5];
   assign \engines__spmv__args.x  = ir[17:6];
   assign \engines__spmv__args.y  = ir[29:18];
+  assign \engines__spmv__args.rows  = ir[37:30];
+  assign \engines__spmv__args.slices_m1  = ir[39:38];
+  assign \engines__spmv__args.flush  = ir[40];
   assign \load__payload.src  = ir[13:4];
   assign \load__payload.count  = ir[29:14];
   assign \load__payload.mask  = ir[31:30];
@@ -6472,11 +6505,14 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \imem_rd__data.args.grelax.count  = imem_rd__data[28:16];
   assign \imem_rd__data.args.grelax.old  = imem_rd__data[40:29];
   assign \imem_rd__data.args.grelax.new  = imem_rd__data[52:41];
-  assign \imem_rd__data.args.gspmv  = imem_rd__data[29:4];
+  assign \imem_rd__data.args.gspmv  = imem_rd__data[40:4];
   assign \imem_rd__data.args.gspmv.macro  = imem_rd__data[4];
   assign \imem_rd__data.args.gspmv.page  = imem_rd__data[5];
   assign \imem_rd__data.args.gspmv.x  = imem_rd__data[17:6];
   assign \imem_rd__data.args.gspmv.y  = imem_rd__data[29:18];
+  assign \imem_rd__data.args.gspmv.rows  = imem_rd__data[37:30];
+  assign \imem_rd__data.args.gspmv.slices_m1  = imem_rd__data[39:38];
+  assign \imem_rd__data.args.gspmv.flush  = imem_rd__data[40];
   assign entry[51:48] = ir[3:0];
   assign entry[47:32] = pc;
   assign entry[31:0] = \$signal$30 ;
@@ -15044,272 +15080,345 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
-  reg [63:0] \$10 ;
-  reg [18:0] \$100 ;
-  wire [49:0] \$101 ;
-  reg [49:0] \$102 ;
-  wire [50:0] \$103 ;
+  wire [7:0] \$10 ;
+  wire [3:0] \$100 ;
+  wire [3:0] \$101 ;
+  reg [18:0] \$102 ;
+  wire [19:0] \$103 ;
   reg [18:0] \$104 ;
-  wire [19:0] \$105 ;
+  wire [33:0] \$105 ;
   reg [18:0] \$106 ;
-  wire [33:0] \$107 ;
+  wire [49:0] \$107 ;
   reg [18:0] \$108 ;
   wire [49:0] \$109 ;
-  wire \$11 ;
-  reg [18:0] \$110 ;
-  wire [49:0] \$111 ;
-  reg [49:0] \$112 ;
-  wire [50:0] \$113 ;
+  wire [7:0] \$11 ;
+  reg [49:0] \$110 ;
+  wire [50:0] \$111 ;
+  reg [18:0] \$112 ;
+  wire [19:0] \$113 ;
   reg [18:0] \$114 ;
-  wire [19:0] \$115 ;
+  wire [33:0] \$115 ;
   reg [18:0] \$116 ;
-  wire [33:0] \$117 ;
+  wire [49:0] \$117 ;
   reg [18:0] \$118 ;
   wire [49:0] \$119 ;
-  wire \$12 ;
-  reg [18:0] \$120 ;
-  wire [49:0] \$121 ;
-  reg [49:0] \$122 ;
-  wire [50:0] \$123 ;
+  wire [7:0] \$12 ;
+  reg [49:0] \$120 ;
+  wire [50:0] \$121 ;
+  reg [18:0] \$122 ;
+  wire [19:0] \$123 ;
   reg [18:0] \$124 ;
-  wire [19:0] \$125 ;
+  wire [33:0] \$125 ;
   reg [18:0] \$126 ;
-  wire [33:0] \$127 ;
+  wire [49:0] \$127 ;
   reg [18:0] \$128 ;
   wire [49:0] \$129 ;
-  wire \$13 ;
-  reg [18:0] \$130 ;
-  wire [49:0] \$131 ;
-  reg [49:0] \$132 ;
-  wire [50:0] \$133 ;
+  wire [7:0] \$13 ;
+  reg [49:0] \$130 ;
+  wire [50:0] \$131 ;
+  reg [18:0] \$132 ;
+  wire [19:0] \$133 ;
   reg [18:0] \$134 ;
-  wire [19:0] \$135 ;
+  wire [33:0] \$135 ;
   reg [18:0] \$136 ;
-  wire [33:0] \$137 ;
+  wire [49:0] \$137 ;
   reg [18:0] \$138 ;
   wire [49:0] \$139 ;
-  wire \$14 ;
-  reg [18:0] \$140 ;
-  wire [49:0] \$141 ;
-  reg [49:0] \$142 ;
-  wire [50:0] \$143 ;
+  wire [7:0] \$14 ;
+  reg [49:0] \$140 ;
+  wire [50:0] \$141 ;
+  reg [18:0] \$142 ;
+  wire [19:0] \$143 ;
   reg [18:0] \$144 ;
-  wire [19:0] \$145 ;
+  wire [33:0] \$145 ;
   reg [18:0] \$146 ;
-  wire [33:0] \$147 ;
+  wire [49:0] \$147 ;
   reg [18:0] \$148 ;
   wire [49:0] \$149 ;
-  wire [12:0] \$15 ;
-  reg [18:0] \$150 ;
-  wire [49:0] \$151 ;
-  reg [49:0] \$152 ;
-  wire [50:0] \$153 ;
+  wire [7:0] \$15 ;
+  reg [49:0] \$150 ;
+  wire [50:0] \$151 ;
+  reg [18:0] \$152 ;
+  wire [19:0] \$153 ;
   reg [18:0] \$154 ;
-  wire [19:0] \$155 ;
+  wire [33:0] \$155 ;
   reg [18:0] \$156 ;
-  wire [33:0] \$157 ;
+  wire [49:0] \$157 ;
   reg [18:0] \$158 ;
   wire [49:0] \$159 ;
-  wire [12:0] \$16 ;
-  reg [18:0] \$160 ;
-  wire [49:0] \$161 ;
-  reg [49:0] \$162 ;
-  wire [50:0] \$163 ;
+  wire [7:0] \$16 ;
+  reg [49:0] \$160 ;
+  wire [50:0] \$161 ;
+  reg [18:0] \$162 ;
+  wire [19:0] \$163 ;
   reg [18:0] \$164 ;
-  wire [19:0] \$165 ;
+  wire [33:0] \$165 ;
   reg [18:0] \$166 ;
-  wire [33:0] \$167 ;
+  wire [49:0] \$167 ;
   reg [18:0] \$168 ;
   wire [49:0] \$169 ;
-  wire [12:0] \$17 ;
-  reg [18:0] \$170 ;
-  wire [49:0] \$171 ;
-  reg [49:0] \$172 ;
-  wire [50:0] \$173 ;
+  wire [7:0] \$17 ;
+  reg [49:0] \$170 ;
+  wire [50:0] \$171 ;
+  reg [18:0] \$172 ;
+  wire [19:0] \$173 ;
   reg [18:0] \$174 ;
-  wire [19:0] \$175 ;
+  wire [33:0] \$175 ;
   reg [18:0] \$176 ;
-  wire [33:0] \$177 ;
+  wire [49:0] \$177 ;
   reg [18:0] \$178 ;
   wire [49:0] \$179 ;
-  wire [12:0] \$18 ;
-  reg [18:0] \$180 ;
-  wire [49:0] \$181 ;
-  reg [49:0] \$182 ;
-  wire [50:0] \$183 ;
+  wire [7:0] \$18 ;
+  reg [49:0] \$180 ;
+  wire [50:0] \$181 ;
+  reg [18:0] \$182 ;
+  wire [19:0] \$183 ;
   reg [18:0] \$184 ;
-  wire [19:0] \$185 ;
+  wire [33:0] \$185 ;
   reg [18:0] \$186 ;
-  wire [33:0] \$187 ;
+  wire [49:0] \$187 ;
   reg [18:0] \$188 ;
   wire [49:0] \$189 ;
-  wire [12:0] \$19 ;
-  reg [18:0] \$190 ;
-  wire [49:0] \$191 ;
-  reg [49:0] \$192 ;
-  wire [50:0] \$193 ;
-  wire [5:0] \$194 ;
-  reg \$195 ;
-  reg [3:0] \$196 ;
-  reg [4:0] \$197 ;
-  reg [15:0] \$198 ;
-  reg [15:0] \$199 ;
+  wire [7:0] \$19 ;
+  reg [49:0] \$190 ;
+  wire [50:0] \$191 ;
+  reg [18:0] \$192 ;
+  wire [19:0] \$193 ;
+  reg [18:0] \$194 ;
+  wire [33:0] \$195 ;
+  reg [18:0] \$196 ;
+  wire [49:0] \$197 ;
+  reg [18:0] \$198 ;
+  wire [49:0] \$199 ;
   wire \$2 ;
-  reg [44:0] \$20 ;
-  reg [15:0] \$200 ;
-  reg [15:0] \$201 ;
-  reg [15:0] \$202 ;
-  reg [15:0] \$203 ;
-  reg [15:0] \$204 ;
-  reg [15:0] \$205 ;
-  reg [15:0] \$206 ;
-  reg [15:0] \$207 ;
-  reg [15:0] \$208 ;
-  reg [15:0] \$209 ;
-  wire [45:0] \$21 ;
-  reg [15:0] \$210 ;
-  reg [15:0] \$211 ;
-  reg [15:0] \$212 ;
-  reg [15:0] \$213 ;
-  reg [4:0] \$214 ;
-  reg [2:0] \$215 ;
-  reg [2:0] \$216 ;
-  reg [44:0] \$217 ;
-  reg [44:0] \$218 ;
-  reg [44:0] \$219 ;
-  wire \$22 ;
-  reg [44:0] \$220 ;
-  reg [44:0] \$221 ;
-  reg [44:0] \$222 ;
-  reg [44:0] \$223 ;
-  reg [44:0] \$224 ;
-  reg [44:0] \$225 ;
-  reg [44:0] \$226 ;
-  reg [44:0] \$227 ;
-  reg [44:0] \$228 ;
-  reg [44:0] \$229 ;
-  wire [4:0] \$23 ;
-  reg [44:0] \$230 ;
-  reg [44:0] \$231 ;
-  reg [44:0] \$232 ;
-  reg [4:0] \$233 ;
-  reg \$234 ;
-  reg [3:0] \$235 ;
-  reg \$236 ;
-  wire [5:0] \$24 ;
-  wire [5:0] \$25 ;
-  reg \$26 ;
-  wire \$27 ;
-  wire [3:0] \$28 ;
-  reg \$29 ;
+  wire [7:0] \$20 ;
+  reg [49:0] \$200 ;
+  wire [50:0] \$201 ;
+  reg [18:0] \$202 ;
+  wire [19:0] \$203 ;
+  reg [18:0] \$204 ;
+  wire [33:0] \$205 ;
+  reg [18:0] \$206 ;
+  wire [49:0] \$207 ;
+  reg [18:0] \$208 ;
+  wire [49:0] \$209 ;
+  wire [7:0] \$21 ;
+  reg [49:0] \$210 ;
+  wire [50:0] \$211 ;
+  reg [18:0] \$212 ;
+  wire [19:0] \$213 ;
+  reg [18:0] \$214 ;
+  wire [33:0] \$215 ;
+  reg [18:0] \$216 ;
+  wire [49:0] \$217 ;
+  reg [18:0] \$218 ;
+  wire [49:0] \$219 ;
+  wire [7:0] \$22 ;
+  reg [49:0] \$220 ;
+  wire [50:0] \$221 ;
+  reg [18:0] \$222 ;
+  wire [19:0] \$223 ;
+  reg [18:0] \$224 ;
+  wire [33:0] \$225 ;
+  reg [18:0] \$226 ;
+  wire [49:0] \$227 ;
+  reg [18:0] \$228 ;
+  wire [49:0] \$229 ;
+  wire [7:0] \$23 ;
+  reg [49:0] \$230 ;
+  wire [50:0] \$231 ;
+  reg [18:0] \$232 ;
+  wire [19:0] \$233 ;
+  reg [18:0] \$234 ;
+  wire [33:0] \$235 ;
+  reg [18:0] \$236 ;
+  wire [49:0] \$237 ;
+  reg [18:0] \$238 ;
+  wire [49:0] \$239 ;
+  wire [7:0] \$24 ;
+  reg [49:0] \$240 ;
+  wire [50:0] \$241 ;
+  reg [18:0] \$242 ;
+  wire [19:0] \$243 ;
+  reg [18:0] \$244 ;
+  wire [33:0] \$245 ;
+  reg [18:0] \$246 ;
+  wire [49:0] \$247 ;
+  reg [18:0] \$248 ;
+  wire [49:0] \$249 ;
+  wire [7:0] \$25 ;
+  reg [49:0] \$250 ;
+  wire [50:0] \$251 ;
+  reg [18:0] \$252 ;
+  wire [19:0] \$253 ;
+  reg [18:0] \$254 ;
+  wire [33:0] \$255 ;
+  reg [18:0] \$256 ;
+  wire [49:0] \$257 ;
+  reg [18:0] \$258 ;
+  wire [49:0] \$259 ;
+  wire [7:0] \$26 ;
+  reg [49:0] \$260 ;
+  wire [50:0] \$261 ;
+  wire [5:0] \$262 ;
+  wire \$263 ;
+  reg \$264 ;
+  reg [3:0] \$265 ;
+  reg [4:0] \$266 ;
+  reg [15:0] \$267 ;
+  reg [15:0] \$268 ;
+  reg [15:0] \$269 ;
+  wire [7:0] \$27 ;
+  reg [15:0] \$270 ;
+  reg [15:0] \$271 ;
+  reg [15:0] \$272 ;
+  reg [15:0] \$273 ;
+  reg [15:0] \$274 ;
+  reg [15:0] \$275 ;
+  reg [15:0] \$276 ;
+  reg [15:0] \$277 ;
+  reg [15:0] \$278 ;
+  reg [15:0] \$279 ;
+  wire [7:0] \$28 ;
+  reg [15:0] \$280 ;
+  reg [15:0] \$281 ;
+  reg [15:0] \$282 ;
+  reg [4:0] \$283 ;
+  reg [2:0] \$284 ;
+  reg [2:0] \$285 ;
+  reg [15:0] \$286 ;
+  reg [15:0] \$287 ;
+  reg [15:0] \$288 ;
+  reg [15:0] \$289 ;
+  wire [7:0] \$29 ;
+  reg [15:0] \$290 ;
+  reg [15:0] \$291 ;
+  reg [15:0] \$292 ;
+  reg [15:0] \$293 ;
+  reg [15:0] \$294 ;
+  reg [15:0] \$295 ;
+  reg [15:0] \$296 ;
+  reg [15:0] \$297 ;
+  reg [15:0] \$298 ;
+  reg [15:0] \$299 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire [3:0] \$33 ;
-  reg [18:0] \$34 ;
-  wire [19:0] \$35 ;
-  reg [18:0] \$36 ;
-  wire [33:0] \$37 ;
-  reg [18:0] \$38 ;
-  wire [49:0] \$39 ;
+  wire [7:0] \$30 ;
+  reg [15:0] \$300 ;
+  reg [15:0] \$301 ;
+  reg [4:0] \$302 ;
+  reg \$303 ;
+  reg [3:0] \$304 ;
+  reg \$305 ;
+  wire [7:0] \$31 ;
+  wire [7:0] \$32 ;
+  wire [7:0] \$33 ;
+  wire [7:0] \$34 ;
+  wire [7:0] \$35 ;
+  wire [7:0] \$36 ;
+  wire [7:0] \$37 ;
+  wire [7:0] \$38 ;
+  wire [7:0] \$39 ;
   wire \$4 ;
-  reg [18:0] \$40 ;
-  wire [49:0] \$41 ;
-  reg [49:0] \$42 ;
-  wire [50:0] \$43 ;
-  reg [18:0] \$44 ;
-  wire [19:0] \$45 ;
-  reg [18:0] \$46 ;
-  wire [33:0] \$47 ;
-  reg [18:0] \$48 ;
-  wire [49:0] \$49 ;
+  reg [63:0] \$40 ;
+  wire \$41 ;
+  wire [7:0] \$42 ;
+  wire [7:0] \$43 ;
+  wire [7:0] \$44 ;
+  wire [7:0] \$45 ;
+  wire [7:0] \$46 ;
+  wire [7:0] \$47 ;
+  wire [7:0] \$48 ;
+  wire [7:0] \$49 ;
   reg [4:0] \$5 ;
-  reg [18:0] \$50 ;
-  wire [49:0] \$51 ;
-  reg [49:0] \$52 ;
-  wire [50:0] \$53 ;
-  reg [18:0] \$54 ;
-  wire [19:0] \$55 ;
-  reg [18:0] \$56 ;
-  wire [33:0] \$57 ;
-  reg [18:0] \$58 ;
-  wire [49:0] \$59 ;
+  wire [7:0] \$50 ;
+  wire [7:0] \$51 ;
+  wire [7:0] \$52 ;
+  wire [7:0] \$53 ;
+  wire [7:0] \$54 ;
+  wire [7:0] \$55 ;
+  wire [7:0] \$56 ;
+  wire [7:0] \$57 ;
+  wire [7:0] \$58 ;
+  wire [7:0] \$59 ;
   wire \$6 ;
-  reg [18:0] \$60 ;
-  wire [49:0] \$61 ;
-  reg [49:0] \$62 ;
-  wire [50:0] \$63 ;
-  reg [18:0] \$64 ;
-  wire [19:0] \$65 ;
-  reg [18:0] \$66 ;
-  wire [33:0] \$67 ;
-  reg [18:0] \$68 ;
-  wire [49:0] \$69 ;
+  wire [7:0] \$60 ;
+  wire [7:0] \$61 ;
+  wire [7:0] \$62 ;
+  wire [7:0] \$63 ;
+  wire [7:0] \$64 ;
+  wire [7:0] \$65 ;
+  wire [7:0] \$66 ;
+  wire [7:0] \$67 ;
+  wire [7:0] \$68 ;
+  wire [7:0] \$69 ;
   wire \$7 ;
-  reg [18:0] \$70 ;
-  wire [49:0] \$71 ;
-  reg [49:0] \$72 ;
-  wire [50:0] \$73 ;
-  reg [18:0] \$74 ;
-  wire [19:0] \$75 ;
-  reg [18:0] \$76 ;
-  wire [33:0] \$77 ;
-  reg [18:0] \$78 ;
-  wire [49:0] \$79 ;
-  reg [63:0] \$8 ;
-  reg [18:0] \$80 ;
-  wire [49:0] \$81 ;
-  reg [49:0] \$82 ;
-  wire [50:0] \$83 ;
-  reg [18:0] \$84 ;
-  wire [19:0] \$85 ;
-  reg [18:0] \$86 ;
-  wire [33:0] \$87 ;
-  reg [18:0] \$88 ;
-  wire [49:0] \$89 ;
-  wire \$9 ;
-  reg [18:0] \$90 ;
-  wire [49:0] \$91 ;
-  reg [49:0] \$92 ;
-  wire [50:0] \$93 ;
-  reg [18:0] \$94 ;
-  wire [19:0] \$95 ;
-  reg [18:0] \$96 ;
-  wire [33:0] \$97 ;
-  reg [18:0] \$98 ;
-  wire [49:0] \$99 ;
+  wire [7:0] \$70 ;
+  wire [7:0] \$71 ;
+  wire [7:0] \$72 ;
+  wire [7:0] \$73 ;
+  reg [63:0] \$74 ;
+  reg \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [7:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [12:0] \$83 ;
+  wire [12:0] \$84 ;
+  wire [12:0] \$85 ;
+  wire [12:0] \$86 ;
+  wire [12:0] \$87 ;
+  reg [15:0] \$88 ;
+  wire [16:0] \$89 ;
+  wire [7:0] \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire [3:0] \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire [4:0] \$95 ;
+  wire [5:0] \$96 ;
+  wire [5:0] \$97 ;
+  reg \$98 ;
+  wire \$99 ;
   (* init = 1'h0 *)
   wire \$signal ;
-  reg \$signal$60  = 1'h0;
-  reg [44:0] acc0 = 45'h000000000000;
-  reg [44:0] acc1 = 45'h000000000000;
-  reg [44:0] acc10 = 45'h000000000000;
-  reg [44:0] acc11 = 45'h000000000000;
-  reg [44:0] acc12 = 45'h000000000000;
-  reg [44:0] acc13 = 45'h000000000000;
-  reg [44:0] acc14 = 45'h000000000000;
-  reg [44:0] acc15 = 45'h000000000000;
-  reg [44:0] acc2 = 45'h000000000000;
-  reg [44:0] acc3 = 45'h000000000000;
-  reg [44:0] acc4 = 45'h000000000000;
-  reg [44:0] acc5 = 45'h000000000000;
-  reg [44:0] acc6 = 45'h000000000000;
-  reg [44:0] acc7 = 45'h000000000000;
-  reg [44:0] acc8 = 45'h000000000000;
-  reg [44:0] acc9 = 45'h000000000000;
+  reg \$signal$65  = 1'h0;
+  reg [15:0] acc0 = 16'h0000;
+  reg [15:0] acc1 = 16'h0000;
+  reg [15:0] acc10 = 16'h0000;
+  reg [15:0] acc11 = 16'h0000;
+  reg [15:0] acc12 = 16'h0000;
+  reg [15:0] acc13 = 16'h0000;
+  reg [15:0] acc14 = 16'h0000;
+  reg [15:0] acc15 = 16'h0000;
+  reg [15:0] acc2 = 16'h0000;
+  reg [15:0] acc3 = 16'h0000;
+  reg [15:0] acc4 = 16'h0000;
+  reg [15:0] acc5 = 16'h0000;
+  reg [15:0] acc6 = 16'h0000;
+  reg [15:0] acc7 = 16'h0000;
+  reg [15:0] acc8 = 16'h0000;
+  reg [15:0] acc9 = 16'h0000;
   output [11:0] act_w__addr;
   wire [11:0] act_w__addr;
   output [15:0] act_w__data;
   wire [15:0] act_w__data;
   output act_w__en;
   reg act_w__en = 1'h0;
-  input [25:0] args;
-  wire [25:0] args;
+  input [36:0] args;
+  wire [36:0] args;
+  wire \args.flush ;
   wire \args.macro ;
   wire \args.page ;
+  wire [7:0] \args.rows ;
+  wire [1:0] \args.slices_m1 ;
   wire [11:0] \args.x ;
   wire [11:0] \args.y ;
+  wire arrive;
   output busy;
   wire busy;
   input clk;
@@ -15321,9 +15430,11 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
   reg [4:0] i = 5'h00;
   reg [2:0] issued = 3'h0;
   reg [4:0] j = 5'h00;
+  reg [4:0] k_words;
   reg [3:0] ld_i = 4'h0;
   reg [4:0] loaded = 5'h00;
   wire loading;
+  wire [2:0] n_sl;
   output [95:0] op__0__payload;
   wire [95:0] op__0__payload;
   wire [2:0] \op__0__payload.ab_m1 ;
@@ -15462,139 +15573,224 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
   reg [15:0] xbuf8 = 16'h0000;
   reg [15:0] xbuf9 = 16'h0000;
   assign busy = running | start;
-  assign \$1  = i < 5'h10;
+  assign n_sl = args[35:34] + 1'h1;
+  assign \$1  = i < k_words;
   assign \$2  = running & \$1 ;
   assign loading = start ? 1'h1 : \$2 ;
-  assign \$3  = issued < 3'h4;
+  assign \$3  = issued < n_sl;
   assign \$4  = running & \$3 ;
   assign \$6  = \$5  <= loaded;
   assign want = \$4  & \$6 ;
   assign \$7  = ! args[0];
   assign op__0__valid = want & \$7 ;
-  assign op__1__valid = want & \$9 ;
-  assign \$11  = got == 3'h4;
-  assign \$12  = running & \$11 ;
-  assign \$13  = j < 5'h10;
-  assign reading = \$12  & \$13 ;
-  assign \$14  = got == 3'h4;
-  assign \$15  = args[25:14] + j;
-  assign \$16  = args[13:2] + i;
-  assign \$17  = \$14  ? \$15  : \$16 ;
-  assign \$18  = start ? { 1'h0, args[13:2] } : \$17 ;
-  assign \$19  = args[25:14] + w_j;
-  assign \$21  = rd__data + \$20 ;
-  assign \$22  = w_j == 4'hf;
-  assign finish = act_w__en & \$22 ;
-  assign \$23  = start ? 5'h00 : i;
-  assign \$24  = i + 1'h1;
-  assign \$25  = loaded + 1'h1;
-  assign \$27  = want & \$26 ;
-  assign \$28  = issued + 1'h1;
-  assign \$30  = running & \$29 ;
-  assign \$31  = got < 3'h4;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = got + 1'h1;
-  assign \$43  = acc0 + \$42 ;
-  assign \$53  = acc1 + \$52 ;
-  assign \$63  = acc2 + \$62 ;
-  assign \$73  = acc3 + \$72 ;
-  assign \$83  = acc4 + \$82 ;
-  assign \$93  = acc5 + \$92 ;
-  assign \$103  = acc6 + \$102 ;
-  assign \$113  = acc7 + \$112 ;
-  assign \$123  = acc8 + \$122 ;
-  assign \$133  = acc9 + \$132 ;
-  assign \$143  = acc10 + \$142 ;
-  assign \$153  = acc11 + \$152 ;
-  assign \$163  = acc12 + \$162 ;
-  assign \$173  = acc13 + \$172 ;
-  assign \$183  = acc14 + \$182 ;
-  assign \$193  = acc15 + \$192 ;
-  assign \$194  = j + 1'h1;
+  assign \$8  = args[26] ? xbuf0[7:0] : 8'h00;
+  assign \$9  = args[27] ? xbuf0[15:8] : 8'h00;
+  assign \$10  = args[28] ? xbuf1[7:0] : 8'h00;
+  assign \$11  = args[29] ? xbuf1[15:8] : 8'h00;
+  assign \$12  = args[30] ? xbuf2[7:0] : 8'h00;
+  assign \$13  = args[31] ? xbuf2[15:8] : 8'h00;
+  assign \$14  = args[32] ? xbuf3[7:0] : 8'h00;
+  assign \$15  = args[33] ? xbuf3[15:8] : 8'h00;
+  assign \$16  = args[26] ? xbuf4[7:0] : 8'h00;
+  assign \$17  = args[27] ? xbuf4[15:8] : 8'h00;
+  assign \$18  = args[28] ? xbuf5[7:0] : 8'h00;
+  assign \$19  = args[29] ? xbuf5[15:8] : 8'h00;
+  assign \$20  = args[30] ? xbuf6[7:0] : 8'h00;
+  assign \$21  = args[31] ? xbuf6[15:8] : 8'h00;
+  assign \$22  = args[32] ? xbuf7[7:0] : 8'h00;
+  assign \$23  = args[33] ? xbuf7[15:8] : 8'h00;
+  assign \$24  = args[26] ? xbuf8[7:0] : 8'h00;
+  assign \$25  = args[27] ? xbuf8[15:8] : 8'h00;
+  assign \$26  = args[28] ? xbuf9[7:0] : 8'h00;
+  assign \$27  = args[29] ? xbuf9[15:8] : 8'h00;
+  assign \$28  = args[30] ? xbuf10[7:0] : 8'h00;
+  assign \$29  = args[31] ? xbuf10[15:8] : 8'h00;
+  assign \$30  = args[32] ? xbuf11[7:0] : 8'h00;
+  assign \$31  = args[33] ? xbuf11[15:8] : 8'h00;
+  assign \$32  = args[26] ? xbuf12[7:0] : 8'h00;
+  assign \$33  = args[27] ? xbuf12[15:8] : 8'h00;
+  assign \$34  = args[28] ? xbuf13[7:0] : 8'h00;
+  assign \$35  = args[29] ? xbuf13[15:8] : 8'h00;
+  assign \$36  = args[30] ? xbuf14[7:0] : 8'h00;
+  assign \$37  = args[31] ? xbuf14[15:8] : 8'h00;
+  assign \$38  = args[32] ? xbuf15[7:0] : 8'h00;
+  assign \$39  = args[33] ? xbuf15[15:8] : 8'h00;
+  assign op__1__valid = want & \$41 ;
+  assign \$42  = args[26] ? xbuf0[7:0] : 8'h00;
+  assign \$43  = args[27] ? xbuf0[15:8] : 8'h00;
+  assign \$44  = args[28] ? xbuf1[7:0] : 8'h00;
+  assign \$45  = args[29] ? xbuf1[15:8] : 8'h00;
+  assign \$46  = args[30] ? xbuf2[7:0] : 8'h00;
+  assign \$47  = args[31] ? xbuf2[15:8] : 8'h00;
+  assign \$48  = args[32] ? xbuf3[7:0] : 8'h00;
+  assign \$49  = args[33] ? xbuf3[15:8] : 8'h00;
+  assign \$50  = args[26] ? xbuf4[7:0] : 8'h00;
+  assign \$51  = args[27] ? xbuf4[15:8] : 8'h00;
+  assign \$52  = args[28] ? xbuf5[7:0] : 8'h00;
+  assign \$53  = args[29] ? xbuf5[15:8] : 8'h00;
+  assign \$54  = args[30] ? xbuf6[7:0] : 8'h00;
+  assign \$55  = args[31] ? xbuf6[15:8] : 8'h00;
+  assign \$56  = args[32] ? xbuf7[7:0] : 8'h00;
+  assign \$57  = args[33] ? xbuf7[15:8] : 8'h00;
+  assign \$58  = args[26] ? xbuf8[7:0] : 8'h00;
+  assign \$59  = args[27] ? xbuf8[15:8] : 8'h00;
+  assign \$60  = args[28] ? xbuf9[7:0] : 8'h00;
+  assign \$61  = args[29] ? xbuf9[15:8] : 8'h00;
+  assign \$62  = args[30] ? xbuf10[7:0] : 8'h00;
+  assign \$63  = args[31] ? xbuf10[15:8] : 8'h00;
+  assign \$64  = args[32] ? xbuf11[7:0] : 8'h00;
+  assign \$65  = args[33] ? xbuf11[15:8] : 8'h00;
+  assign \$66  = args[26] ? xbuf12[7:0] : 8'h00;
+  assign \$67  = args[27] ? xbuf12[15:8] : 8'h00;
+  assign \$68  = args[28] ? xbuf13[7:0] : 8'h00;
+  assign \$69  = args[29] ? xbuf13[15:8] : 8'h00;
+  assign \$70  = args[30] ? xbuf14[7:0] : 8'h00;
+  assign \$71  = args[31] ? xbuf14[15:8] : 8'h00;
+  assign \$72  = args[32] ? xbuf15[7:0] : 8'h00;
+  assign \$73  = args[33] ? xbuf15[15:8] : 8'h00;
+  assign \$76  = running & \$75 ;
+  assign \$77  = got < n_sl;
+  assign arrive = \$76  & \$77 ;
+  assign \$78  = running & args[36];
+  assign \$79  = got == n_sl;
+  assign \$80  = \$78  & \$79 ;
+  assign \$81  = j < 5'h10;
+  assign reading = \$80  & \$81 ;
+  assign \$82  = got == n_sl;
+  assign \$83  = args[25:14] + j;
+  assign \$84  = args[13:2] + i;
+  assign \$85  = \$82  ? \$83  : \$84 ;
+  assign \$86  = start ? { 1'h0, args[13:2] } : \$85 ;
+  assign \$87  = args[25:14] + w_j;
+  assign \$89  = rd__data + \$88 ;
+  assign \$90  = w_j == 4'hf;
+  assign \$91  = act_w__en & \$90 ;
+  assign \$92  = n_sl - 1'h1;
+  assign \$93  = got == \$92 ;
+  assign \$94  = arrive & \$93 ;
+  assign finish = args[36] ? \$91  : \$94 ;
+  assign \$95  = start ? 5'h00 : i;
+  assign \$96  = i + 1'h1;
+  assign \$97  = loaded + 1'h1;
+  assign \$99  = want & \$98 ;
+  assign \$100  = issued + 1'h1;
+  assign \$101  = got + 1'h1;
+  assign \$111  = acc0 + \$110 ;
+  assign \$121  = acc1 + \$120 ;
+  assign \$131  = acc2 + \$130 ;
+  assign \$141  = acc3 + \$140 ;
+  assign \$151  = acc4 + \$150 ;
+  assign \$161  = acc5 + \$160 ;
+  assign \$171  = acc6 + \$170 ;
+  assign \$181  = acc7 + \$180 ;
+  assign \$191  = acc8 + \$190 ;
+  assign \$201  = acc9 + \$200 ;
+  assign \$211  = acc10 + \$210 ;
+  assign \$221  = acc11 + \$220 ;
+  assign \$231  = acc12 + \$230 ;
+  assign \$241  = acc13 + \$240 ;
+  assign \$251  = acc14 + \$250 ;
+  assign \$261  = acc15 + \$260 ;
+  assign \$262  = j + 1'h1;
+  assign \$263  = finish & args[36];
   always @(posedge clk)
-    \$signal$60  <= \$195 ;
+    \$signal$65  <= \$264 ;
   always @(posedge clk)
-    ld_i <= \$196 ;
+    ld_i <= \$265 ;
   always @(posedge clk)
-    i <= \$197 ;
+    i <= \$266 ;
   always @(posedge clk)
-    xbuf0 <= \$198 ;
+    xbuf0 <= \$267 ;
   always @(posedge clk)
-    xbuf1 <= \$199 ;
+    xbuf1 <= \$268 ;
   always @(posedge clk)
-    xbuf2 <= \$200 ;
+    xbuf2 <= \$269 ;
   always @(posedge clk)
-    xbuf3 <= \$201 ;
+    xbuf3 <= \$270 ;
   always @(posedge clk)
-    xbuf4 <= \$202 ;
+    xbuf4 <= \$271 ;
   always @(posedge clk)
-    xbuf5 <= \$203 ;
+    xbuf5 <= \$272 ;
   always @(posedge clk)
-    xbuf6 <= \$204 ;
+    xbuf6 <= \$273 ;
   always @(posedge clk)
-    xbuf7 <= \$205 ;
+    xbuf7 <= \$274 ;
   always @(posedge clk)
-    xbuf8 <= \$206 ;
+    xbuf8 <= \$275 ;
   always @(posedge clk)
-    xbuf9 <= \$207 ;
+    xbuf9 <= \$276 ;
   always @(posedge clk)
-    xbuf10 <= \$208 ;
+    xbuf10 <= \$277 ;
   always @(posedge clk)
-    xbuf11 <= \$209 ;
+    xbuf11 <= \$278 ;
   always @(posedge clk)
-    xbuf12 <= \$210 ;
+    xbuf12 <= \$279 ;
   always @(posedge clk)
-    xbuf13 <= \$211 ;
+    xbuf13 <= \$280 ;
   always @(posedge clk)
-    xbuf14 <= \$212 ;
+    xbuf14 <= \$281 ;
   always @(posedge clk)
-    xbuf15 <= \$213 ;
+    xbuf15 <= \$282 ;
   always @(posedge clk)
-    loaded <= \$214 ;
+    loaded <= \$283 ;
   always @(posedge clk)
-    issued <= \$215 ;
+    issued <= \$284 ;
   always @(posedge clk)
-    got <= \$216 ;
+    got <= \$285 ;
   always @(posedge clk)
-    acc0 <= \$217 ;
+    acc0 <= \$286 ;
   always @(posedge clk)
-    acc1 <= \$218 ;
+    acc1 <= \$287 ;
   always @(posedge clk)
-    acc2 <= \$219 ;
+    acc2 <= \$288 ;
   always @(posedge clk)
-    acc3 <= \$220 ;
+    acc3 <= \$289 ;
   always @(posedge clk)
-    acc4 <= \$221 ;
+    acc4 <= \$290 ;
   always @(posedge clk)
-    acc5 <= \$222 ;
+    acc5 <= \$291 ;
   always @(posedge clk)
-    acc6 <= \$223 ;
+    acc6 <= \$292 ;
   always @(posedge clk)
-    acc7 <= \$224 ;
+    acc7 <= \$293 ;
   always @(posedge clk)
-    acc8 <= \$225 ;
+    acc8 <= \$294 ;
   always @(posedge clk)
-    acc9 <= \$226 ;
+    acc9 <= \$295 ;
   always @(posedge clk)
-    acc10 <= \$227 ;
+    acc10 <= \$296 ;
   always @(posedge clk)
-    acc11 <= \$228 ;
+    acc11 <= \$297 ;
   always @(posedge clk)
-    acc12 <= \$229 ;
+    acc12 <= \$298 ;
   always @(posedge clk)
-    acc13 <= \$230 ;
+    acc13 <= \$299 ;
   always @(posedge clk)
-    acc14 <= \$231 ;
+    acc14 <= \$300 ;
   always @(posedge clk)
-    acc15 <= \$232 ;
+    acc15 <= \$301 ;
   always @(posedge clk)
-    j <= \$233 ;
+    j <= \$302 ;
   always @(posedge clk)
-    act_w__en <= \$234 ;
+    act_w__en <= \$303 ;
   always @(posedge clk)
-    w_j <= \$235 ;
+    w_j <= \$304 ;
   always @(posedge clk)
-    running <= \$236 ;
+    running <= \$305 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[35:34])
+      2'h0:
+          k_words = 5'h04;
+      2'h1:
+          k_words = 5'h08;
+      2'h2:
+          k_words = 5'h0c;
+      2'h3:
+          k_words = 5'h10;
+    endcase
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$5  = 5'h00;
@@ -15616,13 +15812,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
-          \$8  = { xbuf3, xbuf2, xbuf1, xbuf0 };
+          \$40  = { \$15 , \$14 , \$13 , \$12 , \$11 , \$10 , \$9 , \$8  };
       2'h1:
-          \$8  = { xbuf7, xbuf6, xbuf5, xbuf4 };
+          \$40  = { \$23 , \$22 , \$21 , \$20 , \$19 , \$18 , \$17 , \$16  };
       2'h2:
-          \$8  = { xbuf11, xbuf10, xbuf9, xbuf8 };
+          \$40  = { \$31 , \$30 , \$29 , \$28 , \$27 , \$26 , \$25 , \$24  };
       2'h3:
-          \$8  = { xbuf15, xbuf14, xbuf13, xbuf12 };
+          \$40  = { \$39 , \$38 , \$37 , \$36 , \$35 , \$34 , \$33 , \$32  };
     endcase
   end
   always @* begin
@@ -15630,13 +15826,23 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (issued[1:0])
       2'h0:
-          \$10  = { xbuf3, xbuf2, xbuf1, xbuf0 };
+          \$74  = { \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42  };
       2'h1:
-          \$10  = { xbuf7, xbuf6, xbuf5, xbuf4 };
+          \$74  = { \$57 , \$56 , \$55 , \$54 , \$53 , \$52 , \$51 , \$50  };
       2'h2:
-          \$10  = { xbuf11, xbuf10, xbuf9, xbuf8 };
+          \$74  = { \$65 , \$64 , \$63 , \$62 , \$61 , \$60 , \$59 , \$58  };
       2'h3:
-          \$10  = { xbuf15, xbuf14, xbuf13, xbuf12 };
+          \$74  = { \$73 , \$72 , \$71 , \$70 , \$69 , \$68 , \$67 , \$66  };
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    (* full_case = 32'd1 *)
+    casez (args[0])
+      1'h0:
+          \$75  = res_valid__0;
+      1'h1:
+          \$75  = res_valid__1;
     endcase
   end
   always @* begin
@@ -15644,37 +15850,37 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (w_j)
       4'h0:
-          \$20  = acc0;
+          \$88  = acc0;
       4'h1:
-          \$20  = acc1;
+          \$88  = acc1;
       4'h2:
-          \$20  = acc2;
+          \$88  = acc2;
       4'h3:
-          \$20  = acc3;
+          \$88  = acc3;
       4'h4:
-          \$20  = acc4;
+          \$88  = acc4;
       4'h5:
-          \$20  = acc5;
+          \$88  = acc5;
       4'h6:
-          \$20  = acc6;
+          \$88  = acc6;
       4'h7:
-          \$20  = acc7;
+          \$88  = acc7;
       4'h8:
-          \$20  = acc8;
+          \$88  = acc8;
       4'h9:
-          \$20  = acc9;
+          \$88  = acc9;
       4'ha:
-          \$20  = acc10;
+          \$88  = acc10;
       4'hb:
-          \$20  = acc11;
+          \$88  = acc11;
       4'hc:
-          \$20  = acc12;
+          \$88  = acc12;
       4'hd:
-          \$20  = acc13;
+          \$88  = acc13;
       4'he:
-          \$20  = acc14;
+          \$88  = acc14;
       4'hf:
-          \$20  = acc15;
+          \$88  = acc15;
     endcase
   end
   always @* begin
@@ -15682,9 +15888,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$26  = op__0__ready;
+          \$98  = op__0__ready;
       1'h1:
-          \$26  = op__1__ready;
+          \$98  = op__1__ready;
     endcase
   end
   always @* begin
@@ -15692,9 +15898,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$29  = res_valid__0;
+          \$102  = res_y__0[18:0];
       1'h1:
-          \$29  = res_valid__1;
+          \$102  = res_y__1[18:0];
     endcase
   end
   always @* begin
@@ -15702,9 +15908,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$34  = res_y__0[18:0];
+          \$104  = res_y__0[18:0];
       1'h1:
-          \$34  = res_y__1[18:0];
+          \$104  = res_y__1[18:0];
     endcase
   end
   always @* begin
@@ -15712,9 +15918,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$36  = res_y__0[18:0];
+          \$106  = res_y__0[18:0];
       1'h1:
-          \$36  = res_y__1[18:0];
+          \$106  = res_y__1[18:0];
     endcase
   end
   always @* begin
@@ -15722,19 +15928,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$38  = res_y__0[18:0];
+          \$108  = res_y__0[18:0];
       1'h1:
-          \$38  = res_y__1[18:0];
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    (* full_case = 32'd1 *)
-    casez (args[0])
-      1'h0:
-          \$40  = res_y__0[18:0];
-      1'h1:
-          \$40  = res_y__1[18:0];
+          \$108  = res_y__1[18:0];
     endcase
   end
   always @* begin
@@ -15742,13 +15938,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$42  = { 30'h00000000, \$35  };
+          \$110  = { 30'h00000000, \$103  };
       2'h1:
-          \$42  = { 16'h0000, \$37  };
+          \$110  = { 16'h0000, \$105  };
       2'h2:
-          \$42  = \$39 ;
+          \$110  = \$107 ;
       2'h3:
-          \$42  = \$41 ;
+          \$110  = \$109 ;
     endcase
   end
   always @* begin
@@ -15756,9 +15952,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$44  = res_y__0[37:19];
+          \$112  = res_y__0[37:19];
       1'h1:
-          \$44  = res_y__1[37:19];
+          \$112  = res_y__1[37:19];
     endcase
   end
   always @* begin
@@ -15766,9 +15962,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$46  = res_y__0[37:19];
+          \$114  = res_y__0[37:19];
       1'h1:
-          \$46  = res_y__1[37:19];
+          \$114  = res_y__1[37:19];
     endcase
   end
   always @* begin
@@ -15776,9 +15972,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$48  = res_y__0[37:19];
+          \$116  = res_y__0[37:19];
       1'h1:
-          \$48  = res_y__1[37:19];
+          \$116  = res_y__1[37:19];
     endcase
   end
   always @* begin
@@ -15786,9 +15982,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$50  = res_y__0[37:19];
+          \$118  = res_y__0[37:19];
       1'h1:
-          \$50  = res_y__1[37:19];
+          \$118  = res_y__1[37:19];
     endcase
   end
   always @* begin
@@ -15796,13 +15992,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$52  = { 30'h00000000, \$45  };
+          \$120  = { 30'h00000000, \$113  };
       2'h1:
-          \$52  = { 16'h0000, \$47  };
+          \$120  = { 16'h0000, \$115  };
       2'h2:
-          \$52  = \$49 ;
+          \$120  = \$117 ;
       2'h3:
-          \$52  = \$51 ;
+          \$120  = \$119 ;
     endcase
   end
   always @* begin
@@ -15810,9 +16006,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$54  = res_y__0[56:38];
+          \$122  = res_y__0[56:38];
       1'h1:
-          \$54  = res_y__1[56:38];
+          \$122  = res_y__1[56:38];
     endcase
   end
   always @* begin
@@ -15820,9 +16016,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$56  = res_y__0[56:38];
+          \$124  = res_y__0[56:38];
       1'h1:
-          \$56  = res_y__1[56:38];
+          \$124  = res_y__1[56:38];
     endcase
   end
   always @* begin
@@ -15830,9 +16026,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$58  = res_y__0[56:38];
+          \$126  = res_y__0[56:38];
       1'h1:
-          \$58  = res_y__1[56:38];
+          \$126  = res_y__1[56:38];
     endcase
   end
   always @* begin
@@ -15840,9 +16036,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$60  = res_y__0[56:38];
+          \$128  = res_y__0[56:38];
       1'h1:
-          \$60  = res_y__1[56:38];
+          \$128  = res_y__1[56:38];
     endcase
   end
   always @* begin
@@ -15850,13 +16046,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$62  = { 30'h00000000, \$55  };
+          \$130  = { 30'h00000000, \$123  };
       2'h1:
-          \$62  = { 16'h0000, \$57  };
+          \$130  = { 16'h0000, \$125  };
       2'h2:
-          \$62  = \$59 ;
+          \$130  = \$127 ;
       2'h3:
-          \$62  = \$61 ;
+          \$130  = \$129 ;
     endcase
   end
   always @* begin
@@ -15864,9 +16060,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$64  = res_y__0[75:57];
+          \$132  = res_y__0[75:57];
       1'h1:
-          \$64  = res_y__1[75:57];
+          \$132  = res_y__1[75:57];
     endcase
   end
   always @* begin
@@ -15874,9 +16070,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$66  = res_y__0[75:57];
+          \$134  = res_y__0[75:57];
       1'h1:
-          \$66  = res_y__1[75:57];
+          \$134  = res_y__1[75:57];
     endcase
   end
   always @* begin
@@ -15884,9 +16080,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$68  = res_y__0[75:57];
+          \$136  = res_y__0[75:57];
       1'h1:
-          \$68  = res_y__1[75:57];
+          \$136  = res_y__1[75:57];
     endcase
   end
   always @* begin
@@ -15894,9 +16090,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$70  = res_y__0[75:57];
+          \$138  = res_y__0[75:57];
       1'h1:
-          \$70  = res_y__1[75:57];
+          \$138  = res_y__1[75:57];
     endcase
   end
   always @* begin
@@ -15904,13 +16100,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$72  = { 30'h00000000, \$65  };
+          \$140  = { 30'h00000000, \$133  };
       2'h1:
-          \$72  = { 16'h0000, \$67  };
+          \$140  = { 16'h0000, \$135  };
       2'h2:
-          \$72  = \$69 ;
+          \$140  = \$137 ;
       2'h3:
-          \$72  = \$71 ;
+          \$140  = \$139 ;
     endcase
   end
   always @* begin
@@ -15918,9 +16114,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$74  = res_y__0[94:76];
+          \$142  = res_y__0[94:76];
       1'h1:
-          \$74  = res_y__1[94:76];
+          \$142  = res_y__1[94:76];
     endcase
   end
   always @* begin
@@ -15928,9 +16124,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$76  = res_y__0[94:76];
+          \$144  = res_y__0[94:76];
       1'h1:
-          \$76  = res_y__1[94:76];
+          \$144  = res_y__1[94:76];
     endcase
   end
   always @* begin
@@ -15938,9 +16134,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$78  = res_y__0[94:76];
+          \$146  = res_y__0[94:76];
       1'h1:
-          \$78  = res_y__1[94:76];
+          \$146  = res_y__1[94:76];
     endcase
   end
   always @* begin
@@ -15948,9 +16144,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$80  = res_y__0[94:76];
+          \$148  = res_y__0[94:76];
       1'h1:
-          \$80  = res_y__1[94:76];
+          \$148  = res_y__1[94:76];
     endcase
   end
   always @* begin
@@ -15958,13 +16154,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$82  = { 30'h00000000, \$75  };
+          \$150  = { 30'h00000000, \$143  };
       2'h1:
-          \$82  = { 16'h0000, \$77  };
+          \$150  = { 16'h0000, \$145  };
       2'h2:
-          \$82  = \$79 ;
+          \$150  = \$147 ;
       2'h3:
-          \$82  = \$81 ;
+          \$150  = \$149 ;
     endcase
   end
   always @* begin
@@ -15972,9 +16168,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$84  = res_y__0[113:95];
+          \$152  = res_y__0[113:95];
       1'h1:
-          \$84  = res_y__1[113:95];
+          \$152  = res_y__1[113:95];
     endcase
   end
   always @* begin
@@ -15982,9 +16178,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$86  = res_y__0[113:95];
+          \$154  = res_y__0[113:95];
       1'h1:
-          \$86  = res_y__1[113:95];
+          \$154  = res_y__1[113:95];
     endcase
   end
   always @* begin
@@ -15992,9 +16188,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$88  = res_y__0[113:95];
+          \$156  = res_y__0[113:95];
       1'h1:
-          \$88  = res_y__1[113:95];
+          \$156  = res_y__1[113:95];
     endcase
   end
   always @* begin
@@ -16002,9 +16198,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$90  = res_y__0[113:95];
+          \$158  = res_y__0[113:95];
       1'h1:
-          \$90  = res_y__1[113:95];
+          \$158  = res_y__1[113:95];
     endcase
   end
   always @* begin
@@ -16012,13 +16208,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$92  = { 30'h00000000, \$85  };
+          \$160  = { 30'h00000000, \$153  };
       2'h1:
-          \$92  = { 16'h0000, \$87  };
+          \$160  = { 16'h0000, \$155  };
       2'h2:
-          \$92  = \$89 ;
+          \$160  = \$157 ;
       2'h3:
-          \$92  = \$91 ;
+          \$160  = \$159 ;
     endcase
   end
   always @* begin
@@ -16026,9 +16222,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$94  = res_y__0[132:114];
+          \$162  = res_y__0[132:114];
       1'h1:
-          \$94  = res_y__1[132:114];
+          \$162  = res_y__1[132:114];
     endcase
   end
   always @* begin
@@ -16036,9 +16232,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$96  = res_y__0[132:114];
+          \$164  = res_y__0[132:114];
       1'h1:
-          \$96  = res_y__1[132:114];
+          \$164  = res_y__1[132:114];
     endcase
   end
   always @* begin
@@ -16046,9 +16242,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$98  = res_y__0[132:114];
+          \$166  = res_y__0[132:114];
       1'h1:
-          \$98  = res_y__1[132:114];
+          \$166  = res_y__1[132:114];
     endcase
   end
   always @* begin
@@ -16056,9 +16252,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$100  = res_y__0[132:114];
+          \$168  = res_y__0[132:114];
       1'h1:
-          \$100  = res_y__1[132:114];
+          \$168  = res_y__1[132:114];
     endcase
   end
   always @* begin
@@ -16066,13 +16262,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$102  = { 30'h00000000, \$95  };
+          \$170  = { 30'h00000000, \$163  };
       2'h1:
-          \$102  = { 16'h0000, \$97  };
+          \$170  = { 16'h0000, \$165  };
       2'h2:
-          \$102  = \$99 ;
+          \$170  = \$167 ;
       2'h3:
-          \$102  = \$101 ;
+          \$170  = \$169 ;
     endcase
   end
   always @* begin
@@ -16080,9 +16276,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$104  = res_y__0[151:133];
+          \$172  = res_y__0[151:133];
       1'h1:
-          \$104  = res_y__1[151:133];
+          \$172  = res_y__1[151:133];
     endcase
   end
   always @* begin
@@ -16090,9 +16286,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$106  = res_y__0[151:133];
+          \$174  = res_y__0[151:133];
       1'h1:
-          \$106  = res_y__1[151:133];
+          \$174  = res_y__1[151:133];
     endcase
   end
   always @* begin
@@ -16100,9 +16296,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$108  = res_y__0[151:133];
+          \$176  = res_y__0[151:133];
       1'h1:
-          \$108  = res_y__1[151:133];
+          \$176  = res_y__1[151:133];
     endcase
   end
   always @* begin
@@ -16110,9 +16306,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$110  = res_y__0[151:133];
+          \$178  = res_y__0[151:133];
       1'h1:
-          \$110  = res_y__1[151:133];
+          \$178  = res_y__1[151:133];
     endcase
   end
   always @* begin
@@ -16120,13 +16316,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$112  = { 30'h00000000, \$105  };
+          \$180  = { 30'h00000000, \$173  };
       2'h1:
-          \$112  = { 16'h0000, \$107  };
+          \$180  = { 16'h0000, \$175  };
       2'h2:
-          \$112  = \$109 ;
+          \$180  = \$177 ;
       2'h3:
-          \$112  = \$111 ;
+          \$180  = \$179 ;
     endcase
   end
   always @* begin
@@ -16134,9 +16330,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$114  = res_y__0[170:152];
+          \$182  = res_y__0[170:152];
       1'h1:
-          \$114  = res_y__1[170:152];
+          \$182  = res_y__1[170:152];
     endcase
   end
   always @* begin
@@ -16144,9 +16340,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$116  = res_y__0[170:152];
+          \$184  = res_y__0[170:152];
       1'h1:
-          \$116  = res_y__1[170:152];
+          \$184  = res_y__1[170:152];
     endcase
   end
   always @* begin
@@ -16154,9 +16350,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$118  = res_y__0[170:152];
+          \$186  = res_y__0[170:152];
       1'h1:
-          \$118  = res_y__1[170:152];
+          \$186  = res_y__1[170:152];
     endcase
   end
   always @* begin
@@ -16164,9 +16360,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$120  = res_y__0[170:152];
+          \$188  = res_y__0[170:152];
       1'h1:
-          \$120  = res_y__1[170:152];
+          \$188  = res_y__1[170:152];
     endcase
   end
   always @* begin
@@ -16174,13 +16370,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$122  = { 30'h00000000, \$115  };
+          \$190  = { 30'h00000000, \$183  };
       2'h1:
-          \$122  = { 16'h0000, \$117  };
+          \$190  = { 16'h0000, \$185  };
       2'h2:
-          \$122  = \$119 ;
+          \$190  = \$187 ;
       2'h3:
-          \$122  = \$121 ;
+          \$190  = \$189 ;
     endcase
   end
   always @* begin
@@ -16188,9 +16384,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$124  = res_y__0[189:171];
+          \$192  = res_y__0[189:171];
       1'h1:
-          \$124  = res_y__1[189:171];
+          \$192  = res_y__1[189:171];
     endcase
   end
   always @* begin
@@ -16198,9 +16394,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$126  = res_y__0[189:171];
+          \$194  = res_y__0[189:171];
       1'h1:
-          \$126  = res_y__1[189:171];
+          \$194  = res_y__1[189:171];
     endcase
   end
   always @* begin
@@ -16208,9 +16404,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$128  = res_y__0[189:171];
+          \$196  = res_y__0[189:171];
       1'h1:
-          \$128  = res_y__1[189:171];
+          \$196  = res_y__1[189:171];
     endcase
   end
   always @* begin
@@ -16218,9 +16414,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$130  = res_y__0[189:171];
+          \$198  = res_y__0[189:171];
       1'h1:
-          \$130  = res_y__1[189:171];
+          \$198  = res_y__1[189:171];
     endcase
   end
   always @* begin
@@ -16228,13 +16424,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$132  = { 30'h00000000, \$125  };
+          \$200  = { 30'h00000000, \$193  };
       2'h1:
-          \$132  = { 16'h0000, \$127  };
+          \$200  = { 16'h0000, \$195  };
       2'h2:
-          \$132  = \$129 ;
+          \$200  = \$197 ;
       2'h3:
-          \$132  = \$131 ;
+          \$200  = \$199 ;
     endcase
   end
   always @* begin
@@ -16242,9 +16438,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$134  = res_y__0[208:190];
+          \$202  = res_y__0[208:190];
       1'h1:
-          \$134  = res_y__1[208:190];
+          \$202  = res_y__1[208:190];
     endcase
   end
   always @* begin
@@ -16252,9 +16448,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$136  = res_y__0[208:190];
+          \$204  = res_y__0[208:190];
       1'h1:
-          \$136  = res_y__1[208:190];
+          \$204  = res_y__1[208:190];
     endcase
   end
   always @* begin
@@ -16262,9 +16458,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$138  = res_y__0[208:190];
+          \$206  = res_y__0[208:190];
       1'h1:
-          \$138  = res_y__1[208:190];
+          \$206  = res_y__1[208:190];
     endcase
   end
   always @* begin
@@ -16272,9 +16468,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$140  = res_y__0[208:190];
+          \$208  = res_y__0[208:190];
       1'h1:
-          \$140  = res_y__1[208:190];
+          \$208  = res_y__1[208:190];
     endcase
   end
   always @* begin
@@ -16282,13 +16478,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$142  = { 30'h00000000, \$135  };
+          \$210  = { 30'h00000000, \$203  };
       2'h1:
-          \$142  = { 16'h0000, \$137  };
+          \$210  = { 16'h0000, \$205  };
       2'h2:
-          \$142  = \$139 ;
+          \$210  = \$207 ;
       2'h3:
-          \$142  = \$141 ;
+          \$210  = \$209 ;
     endcase
   end
   always @* begin
@@ -16296,9 +16492,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$144  = res_y__0[227:209];
+          \$212  = res_y__0[227:209];
       1'h1:
-          \$144  = res_y__1[227:209];
+          \$212  = res_y__1[227:209];
     endcase
   end
   always @* begin
@@ -16306,9 +16502,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$146  = res_y__0[227:209];
+          \$214  = res_y__0[227:209];
       1'h1:
-          \$146  = res_y__1[227:209];
+          \$214  = res_y__1[227:209];
     endcase
   end
   always @* begin
@@ -16316,9 +16512,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$148  = res_y__0[227:209];
+          \$216  = res_y__0[227:209];
       1'h1:
-          \$148  = res_y__1[227:209];
+          \$216  = res_y__1[227:209];
     endcase
   end
   always @* begin
@@ -16326,9 +16522,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$150  = res_y__0[227:209];
+          \$218  = res_y__0[227:209];
       1'h1:
-          \$150  = res_y__1[227:209];
+          \$218  = res_y__1[227:209];
     endcase
   end
   always @* begin
@@ -16336,13 +16532,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$152  = { 30'h00000000, \$145  };
+          \$220  = { 30'h00000000, \$213  };
       2'h1:
-          \$152  = { 16'h0000, \$147  };
+          \$220  = { 16'h0000, \$215  };
       2'h2:
-          \$152  = \$149 ;
+          \$220  = \$217 ;
       2'h3:
-          \$152  = \$151 ;
+          \$220  = \$219 ;
     endcase
   end
   always @* begin
@@ -16350,9 +16546,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$154  = res_y__0[246:228];
+          \$222  = res_y__0[246:228];
       1'h1:
-          \$154  = res_y__1[246:228];
+          \$222  = res_y__1[246:228];
     endcase
   end
   always @* begin
@@ -16360,9 +16556,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$156  = res_y__0[246:228];
+          \$224  = res_y__0[246:228];
       1'h1:
-          \$156  = res_y__1[246:228];
+          \$224  = res_y__1[246:228];
     endcase
   end
   always @* begin
@@ -16370,9 +16566,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$158  = res_y__0[246:228];
+          \$226  = res_y__0[246:228];
       1'h1:
-          \$158  = res_y__1[246:228];
+          \$226  = res_y__1[246:228];
     endcase
   end
   always @* begin
@@ -16380,9 +16576,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$160  = res_y__0[246:228];
+          \$228  = res_y__0[246:228];
       1'h1:
-          \$160  = res_y__1[246:228];
+          \$228  = res_y__1[246:228];
     endcase
   end
   always @* begin
@@ -16390,13 +16586,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$162  = { 30'h00000000, \$155  };
+          \$230  = { 30'h00000000, \$223  };
       2'h1:
-          \$162  = { 16'h0000, \$157  };
+          \$230  = { 16'h0000, \$225  };
       2'h2:
-          \$162  = \$159 ;
+          \$230  = \$227 ;
       2'h3:
-          \$162  = \$161 ;
+          \$230  = \$229 ;
     endcase
   end
   always @* begin
@@ -16404,9 +16600,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$164  = res_y__0[265:247];
+          \$232  = res_y__0[265:247];
       1'h1:
-          \$164  = res_y__1[265:247];
+          \$232  = res_y__1[265:247];
     endcase
   end
   always @* begin
@@ -16414,9 +16610,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$166  = res_y__0[265:247];
+          \$234  = res_y__0[265:247];
       1'h1:
-          \$166  = res_y__1[265:247];
+          \$234  = res_y__1[265:247];
     endcase
   end
   always @* begin
@@ -16424,9 +16620,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$168  = res_y__0[265:247];
+          \$236  = res_y__0[265:247];
       1'h1:
-          \$168  = res_y__1[265:247];
+          \$236  = res_y__1[265:247];
     endcase
   end
   always @* begin
@@ -16434,9 +16630,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$170  = res_y__0[265:247];
+          \$238  = res_y__0[265:247];
       1'h1:
-          \$170  = res_y__1[265:247];
+          \$238  = res_y__1[265:247];
     endcase
   end
   always @* begin
@@ -16444,13 +16640,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$172  = { 30'h00000000, \$165  };
+          \$240  = { 30'h00000000, \$233  };
       2'h1:
-          \$172  = { 16'h0000, \$167  };
+          \$240  = { 16'h0000, \$235  };
       2'h2:
-          \$172  = \$169 ;
+          \$240  = \$237 ;
       2'h3:
-          \$172  = \$171 ;
+          \$240  = \$239 ;
     endcase
   end
   always @* begin
@@ -16458,9 +16654,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$174  = res_y__0[284:266];
+          \$242  = res_y__0[284:266];
       1'h1:
-          \$174  = res_y__1[284:266];
+          \$242  = res_y__1[284:266];
     endcase
   end
   always @* begin
@@ -16468,9 +16664,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$176  = res_y__0[284:266];
+          \$244  = res_y__0[284:266];
       1'h1:
-          \$176  = res_y__1[284:266];
+          \$244  = res_y__1[284:266];
     endcase
   end
   always @* begin
@@ -16478,9 +16674,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$178  = res_y__0[284:266];
+          \$246  = res_y__0[284:266];
       1'h1:
-          \$178  = res_y__1[284:266];
+          \$246  = res_y__1[284:266];
     endcase
   end
   always @* begin
@@ -16488,9 +16684,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$180  = res_y__0[284:266];
+          \$248  = res_y__0[284:266];
       1'h1:
-          \$180  = res_y__1[284:266];
+          \$248  = res_y__1[284:266];
     endcase
   end
   always @* begin
@@ -16498,13 +16694,13 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$182  = { 30'h00000000, \$175  };
+          \$250  = { 30'h00000000, \$243  };
       2'h1:
-          \$182  = { 16'h0000, \$177  };
+          \$250  = { 16'h0000, \$245  };
       2'h2:
-          \$182  = \$179 ;
+          \$250  = \$247 ;
       2'h3:
-          \$182  = \$181 ;
+          \$250  = \$249 ;
     endcase
   end
   always @* begin
@@ -16512,9 +16708,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$184  = res_y__0[303:285];
+          \$252  = res_y__0[303:285];
       1'h1:
-          \$184  = res_y__1[303:285];
+          \$252  = res_y__1[303:285];
     endcase
   end
   always @* begin
@@ -16522,9 +16718,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$186  = res_y__0[303:285];
+          \$254  = res_y__0[303:285];
       1'h1:
-          \$186  = res_y__1[303:285];
+          \$254  = res_y__1[303:285];
     endcase
   end
   always @* begin
@@ -16532,9 +16728,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$188  = res_y__0[303:285];
+          \$256  = res_y__0[303:285];
       1'h1:
-          \$188  = res_y__1[303:285];
+          \$256  = res_y__1[303:285];
     endcase
   end
   always @* begin
@@ -16542,9 +16738,9 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (args[0])
       1'h0:
-          \$190  = res_y__0[303:285];
+          \$258  = res_y__0[303:285];
       1'h1:
-          \$190  = res_y__1[303:285];
+          \$258  = res_y__1[303:285];
     endcase
   end
   always @* begin
@@ -16552,90 +16748,90 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
     (* full_case = 32'd1 *)
     casez (got[1:0])
       2'h0:
-          \$192  = { 30'h00000000, \$185  };
+          \$260  = { 30'h00000000, \$253  };
       2'h1:
-          \$192  = { 16'h0000, \$187  };
+          \$260  = { 16'h0000, \$255  };
       2'h2:
-          \$192  = \$189 ;
+          \$260  = \$257 ;
       2'h3:
-          \$192  = \$191 ;
+          \$260  = \$259 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$195  = loading;
+    \$264  = loading;
     if (rst) begin
-      \$195  = 1'h0;
+      \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$196  = \$23 [3:0];
+    \$265  = \$95 [3:0];
     if (rst) begin
-      \$196  = 4'h0;
+      \$265  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$197  = i;
+    \$266  = i;
     if (start) begin
-      \$197  = 5'h01;
+      \$266  = 5'h01;
     end else if (loading) begin
-      \$197  = \$24 [4:0];
+      \$266  = \$96 [4:0];
     end
     if (rst) begin
-      \$197  = 5'h00;
+      \$266  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$198  = xbuf0;
-    if (\$signal$60 ) begin
+    \$267  = xbuf0;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
-            \$198  = rd__data;
+            \$267  = rd__data;
       endcase
     end
     if (rst) begin
-      \$198  = 16'h0000;
+      \$267  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$199  = xbuf1;
-    if (\$signal$60 ) begin
+    \$268  = xbuf1;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
         4'h1:
-            \$199  = rd__data;
+            \$268  = rd__data;
       endcase
     end
     if (rst) begin
-      \$199  = 16'h0000;
+      \$268  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$200  = xbuf2;
-    if (\$signal$60 ) begin
+    \$269  = xbuf2;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
         4'h1:
             /* empty */;
         4'h2:
-            \$200  = rd__data;
+            \$269  = rd__data;
       endcase
     end
     if (rst) begin
-      \$200  = 16'h0000;
+      \$269  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$201  = xbuf3;
-    if (\$signal$60 ) begin
+    \$270  = xbuf3;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16644,17 +16840,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'h2:
             /* empty */;
         4'h3:
-            \$201  = rd__data;
+            \$270  = rd__data;
       endcase
     end
     if (rst) begin
-      \$201  = 16'h0000;
+      \$270  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$202  = xbuf4;
-    if (\$signal$60 ) begin
+    \$271  = xbuf4;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16665,17 +16861,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'h3:
             /* empty */;
         4'h4:
-            \$202  = rd__data;
+            \$271  = rd__data;
       endcase
     end
     if (rst) begin
-      \$202  = 16'h0000;
+      \$271  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$203  = xbuf5;
-    if (\$signal$60 ) begin
+    \$272  = xbuf5;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16688,17 +16884,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'h4:
             /* empty */;
         4'h5:
-            \$203  = rd__data;
+            \$272  = rd__data;
       endcase
     end
     if (rst) begin
-      \$203  = 16'h0000;
+      \$272  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$204  = xbuf6;
-    if (\$signal$60 ) begin
+    \$273  = xbuf6;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16713,17 +16909,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'h5:
             /* empty */;
         4'h6:
-            \$204  = rd__data;
+            \$273  = rd__data;
       endcase
     end
     if (rst) begin
-      \$204  = 16'h0000;
+      \$273  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$205  = xbuf7;
-    if (\$signal$60 ) begin
+    \$274  = xbuf7;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16740,17 +16936,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'h6:
             /* empty */;
         4'h7:
-            \$205  = rd__data;
+            \$274  = rd__data;
       endcase
     end
     if (rst) begin
-      \$205  = 16'h0000;
+      \$274  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$206  = xbuf8;
-    if (\$signal$60 ) begin
+    \$275  = xbuf8;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16769,17 +16965,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'h7:
             /* empty */;
         4'h8:
-            \$206  = rd__data;
+            \$275  = rd__data;
       endcase
     end
     if (rst) begin
-      \$206  = 16'h0000;
+      \$275  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$207  = xbuf9;
-    if (\$signal$60 ) begin
+    \$276  = xbuf9;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16800,17 +16996,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'h8:
             /* empty */;
         4'h9:
-            \$207  = rd__data;
+            \$276  = rd__data;
       endcase
     end
     if (rst) begin
-      \$207  = 16'h0000;
+      \$276  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$208  = xbuf10;
-    if (\$signal$60 ) begin
+    \$277  = xbuf10;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16833,17 +17029,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'h9:
             /* empty */;
         4'ha:
-            \$208  = rd__data;
+            \$277  = rd__data;
       endcase
     end
     if (rst) begin
-      \$208  = 16'h0000;
+      \$277  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$209  = xbuf11;
-    if (\$signal$60 ) begin
+    \$278  = xbuf11;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16868,17 +17064,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'ha:
             /* empty */;
         4'hb:
-            \$209  = rd__data;
+            \$278  = rd__data;
       endcase
     end
     if (rst) begin
-      \$209  = 16'h0000;
+      \$278  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$210  = xbuf12;
-    if (\$signal$60 ) begin
+    \$279  = xbuf12;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16905,17 +17101,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'hb:
             /* empty */;
         4'hc:
-            \$210  = rd__data;
+            \$279  = rd__data;
       endcase
     end
     if (rst) begin
-      \$210  = 16'h0000;
+      \$279  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$211  = xbuf13;
-    if (\$signal$60 ) begin
+    \$280  = xbuf13;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16944,17 +17140,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'hc:
             /* empty */;
         4'hd:
-            \$211  = rd__data;
+            \$280  = rd__data;
       endcase
     end
     if (rst) begin
-      \$211  = 16'h0000;
+      \$280  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$212  = xbuf14;
-    if (\$signal$60 ) begin
+    \$281  = xbuf14;
+    if (\$signal$65 ) begin
       casez (ld_i)
         4'h0:
             /* empty */;
@@ -16985,17 +17181,17 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'hd:
             /* empty */;
         4'he:
-            \$212  = rd__data;
+            \$281  = rd__data;
       endcase
     end
     if (rst) begin
-      \$212  = 16'h0000;
+      \$281  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$213  = xbuf15;
-    if (\$signal$60 ) begin
+    \$282  = xbuf15;
+    if (\$signal$65 ) begin
       (* full_case = 32'd1 *)
       casez (ld_i)
         4'h0:
@@ -17029,310 +17225,313 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
         4'he:
             /* empty */;
         4'hf:
-            \$213  = rd__data;
+            \$282  = rd__data;
       endcase
     end
     if (rst) begin
-      \$213  = 16'h0000;
+      \$282  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$214  = loaded;
-    if (\$signal$60 ) begin
-      \$214  = \$25 [4:0];
+    \$283  = loaded;
+    if (\$signal$65 ) begin
+      \$283  = \$97 [4:0];
     end
     if (start) begin
-      \$214  = 5'h00;
+      \$283  = 5'h00;
     end
     if (rst) begin
-      \$214  = 5'h00;
+      \$283  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$215  = issued;
-    if (\$27 ) begin
-      \$215  = \$28 [2:0];
+    \$284  = issued;
+    if (\$99 ) begin
+      \$284  = \$100 [2:0];
     end
     if (start) begin
-      \$215  = 3'h0;
+      \$284  = 3'h0;
     end
     if (rst) begin
-      \$215  = 3'h0;
+      \$284  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$216  = got;
-    if (\$32 ) begin
-      \$216  = \$33 [2:0];
+    \$285  = got;
+    if (arrive) begin
+      \$285  = \$101 [2:0];
     end
     if (start) begin
-      \$216  = 3'h0;
+      \$285  = 3'h0;
     end
     if (rst) begin
-      \$216  = 3'h0;
+      \$285  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$217  = acc0;
-    if (\$32 ) begin
-      \$217  = \$43 [44:0];
+    \$286  = acc0;
+    if (arrive) begin
+      \$286  = \$111 [15:0];
     end
-    if (start) begin
-      \$217  = 45'h000000000000;
+    if (\$263 ) begin
+      \$286  = 16'h0000;
     end
     if (rst) begin
-      \$217  = 45'h000000000000;
+      \$286  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$218  = acc1;
-    if (\$32 ) begin
-      \$218  = \$53 [44:0];
+    \$287  = acc1;
+    if (arrive) begin
+      \$287  = \$121 [15:0];
     end
-    if (start) begin
-      \$218  = 45'h000000000000;
+    if (\$263 ) begin
+      \$287  = 16'h0000;
     end
     if (rst) begin
-      \$218  = 45'h000000000000;
+      \$287  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$219  = acc2;
-    if (\$32 ) begin
-      \$219  = \$63 [44:0];
+    \$288  = acc2;
+    if (arrive) begin
+      \$288  = \$131 [15:0];
     end
-    if (start) begin
-      \$219  = 45'h000000000000;
+    if (\$263 ) begin
+      \$288  = 16'h0000;
     end
     if (rst) begin
-      \$219  = 45'h000000000000;
+      \$288  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$220  = acc3;
-    if (\$32 ) begin
-      \$220  = \$73 [44:0];
+    \$289  = acc3;
+    if (arrive) begin
+      \$289  = \$141 [15:0];
     end
-    if (start) begin
-      \$220  = 45'h000000000000;
+    if (\$263 ) begin
+      \$289  = 16'h0000;
     end
     if (rst) begin
-      \$220  = 45'h000000000000;
+      \$289  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$221  = acc4;
-    if (\$32 ) begin
-      \$221  = \$83 [44:0];
+    \$290  = acc4;
+    if (arrive) begin
+      \$290  = \$151 [15:0];
     end
-    if (start) begin
-      \$221  = 45'h000000000000;
+    if (\$263 ) begin
+      \$290  = 16'h0000;
     end
     if (rst) begin
-      \$221  = 45'h000000000000;
+      \$290  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$222  = acc5;
-    if (\$32 ) begin
-      \$222  = \$93 [44:0];
+    \$291  = acc5;
+    if (arrive) begin
+      \$291  = \$161 [15:0];
     end
-    if (start) begin
-      \$222  = 45'h000000000000;
+    if (\$263 ) begin
+      \$291  = 16'h0000;
     end
     if (rst) begin
-      \$222  = 45'h000000000000;
+      \$291  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$223  = acc6;
-    if (\$32 ) begin
-      \$223  = \$103 [44:0];
+    \$292  = acc6;
+    if (arrive) begin
+      \$292  = \$171 [15:0];
     end
-    if (start) begin
-      \$223  = 45'h000000000000;
+    if (\$263 ) begin
+      \$292  = 16'h0000;
     end
     if (rst) begin
-      \$223  = 45'h000000000000;
+      \$292  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$224  = acc7;
-    if (\$32 ) begin
-      \$224  = \$113 [44:0];
+    \$293  = acc7;
+    if (arrive) begin
+      \$293  = \$181 [15:0];
     end
-    if (start) begin
-      \$224  = 45'h000000000000;
+    if (\$263 ) begin
+      \$293  = 16'h0000;
     end
     if (rst) begin
-      \$224  = 45'h000000000000;
+      \$293  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$225  = acc8;
-    if (\$32 ) begin
-      \$225  = \$123 [44:0];
+    \$294  = acc8;
+    if (arrive) begin
+      \$294  = \$191 [15:0];
     end
-    if (start) begin
-      \$225  = 45'h000000000000;
+    if (\$263 ) begin
+      \$294  = 16'h0000;
     end
     if (rst) begin
-      \$225  = 45'h000000000000;
+      \$294  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$226  = acc9;
-    if (\$32 ) begin
-      \$226  = \$133 [44:0];
+    \$295  = acc9;
+    if (arrive) begin
+      \$295  = \$201 [15:0];
     end
-    if (start) begin
-      \$226  = 45'h000000000000;
+    if (\$263 ) begin
+      \$295  = 16'h0000;
     end
     if (rst) begin
-      \$226  = 45'h000000000000;
+      \$295  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$227  = acc10;
-    if (\$32 ) begin
-      \$227  = \$143 [44:0];
+    \$296  = acc10;
+    if (arrive) begin
+      \$296  = \$211 [15:0];
     end
-    if (start) begin
-      \$227  = 45'h000000000000;
+    if (\$263 ) begin
+      \$296  = 16'h0000;
     end
     if (rst) begin
-      \$227  = 45'h000000000000;
+      \$296  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$228  = acc11;
-    if (\$32 ) begin
-      \$228  = \$153 [44:0];
+    \$297  = acc11;
+    if (arrive) begin
+      \$297  = \$221 [15:0];
     end
-    if (start) begin
-      \$228  = 45'h000000000000;
+    if (\$263 ) begin
+      \$297  = 16'h0000;
     end
     if (rst) begin
-      \$228  = 45'h000000000000;
+      \$297  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$229  = acc12;
-    if (\$32 ) begin
-      \$229  = \$163 [44:0];
+    \$298  = acc12;
+    if (arrive) begin
+      \$298  = \$231 [15:0];
     end
-    if (start) begin
-      \$229  = 45'h000000000000;
+    if (\$263 ) begin
+      \$298  = 16'h0000;
     end
     if (rst) begin
-      \$229  = 45'h000000000000;
+      \$298  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$230  = acc13;
-    if (\$32 ) begin
-      \$230  = \$173 [44:0];
+    \$299  = acc13;
+    if (arrive) begin
+      \$299  = \$241 [15:0];
     end
-    if (start) begin
-      \$230  = 45'h000000000000;
+    if (\$263 ) begin
+      \$299  = 16'h0000;
     end
     if (rst) begin
-      \$230  = 45'h000000000000;
+      \$299  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$231  = acc14;
-    if (\$32 ) begin
-      \$231  = \$183 [44:0];
+    \$300  = acc14;
+    if (arrive) begin
+      \$300  = \$251 [15:0];
     end
-    if (start) begin
-      \$231  = 45'h000000000000;
+    if (\$263 ) begin
+      \$300  = 16'h0000;
     end
     if (rst) begin
-      \$231  = 45'h000000000000;
+      \$300  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$232  = acc15;
-    if (\$32 ) begin
-      \$232  = \$193 [44:0];
+    \$301  = acc15;
+    if (arrive) begin
+      \$301  = \$261 [15:0];
     end
-    if (start) begin
-      \$232  = 45'h000000000000;
+    if (\$263 ) begin
+      \$301  = 16'h0000;
     end
     if (rst) begin
-      \$232  = 45'h000000000000;
+      \$301  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$233  = j;
+    \$302  = j;
     if (reading) begin
-      \$233  = \$194 [4:0];
+      \$302  = \$262 [4:0];
     end
     if (start) begin
-      \$233  = 5'h00;
+      \$302  = 5'h00;
     end
     if (rst) begin
-      \$233  = 5'h00;
+      \$302  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$234  = reading;
+    \$303  = reading;
     if (rst) begin
-      \$234  = 1'h0;
+      \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$235  = j[3:0];
+    \$304  = j[3:0];
     if (rst) begin
-      \$235  = 4'h0;
+      \$304  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$236  = running;
+    \$305  = running;
     if (start) begin
-      \$236  = 1'h1;
+      \$305  = 1'h1;
     end
     if (finish) begin
-      \$236  = 1'h0;
+      \$305  = 1'h0;
     end
     if (rst) begin
-      \$236  = 1'h0;
+      \$305  = 1'h0;
     end
   end
   assign rd__en = 1'h1;
   assign \$signal  = act_w__en;
   assign done = finish;
-  assign rd__addr = \$18 [11:0];
-  assign act_w__addr = \$19 [11:0];
-  assign act_w__data = \$21 [15:0];
+  assign rd__addr = \$86 [11:0];
+  assign act_w__addr = \$87 [11:0];
+  assign act_w__data = \$89 [15:0];
   assign \args.macro  = args[0];
   assign \args.page  = args[1];
   assign \args.x  = args[13:2];
   assign \args.y  = args[25:14];
+  assign \args.rows  = args[33:26];
+  assign \args.slices_m1  = args[35:34];
+  assign \args.flush  = args[36];
   assign \op__0__payload.mode  = op__0__payload[0];
   assign \op__0__payload.page  = op__0__payload[1];
   assign \op__0__payload.row  = op__0__payload[4:2];
@@ -17403,7 +17602,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
   assign \res_y__1[13]  = res_y__1[265:247];
   assign \res_y__1[14]  = res_y__1[284:266];
   assign \res_y__1[15]  = res_y__1[303:285];
-  assign op__1__payload[79:16] = \$10 ;
+  assign op__1__payload[79:16] = \$74 ;
   assign op__1__payload[12] = 1'h0;
   assign op__1__payload[11] = 1'h0;
   assign op__1__payload[10] = 1'h0;
@@ -17412,7 +17611,7 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
   assign op__1__payload[1] = args[1];
   assign op__1__payload[0] = 1'h0;
   assign { op__1__payload[95:80], op__1__payload[15:13], op__1__payload[4:2] } = 22'h000000;
-  assign op__0__payload[79:16] = \$8 ;
+  assign op__0__payload[79:16] = \$40 ;
   assign op__0__payload[12] = 1'h0;
   assign op__0__payload[11] = 1'h0;
   assign op__0__payload[10] = 1'h0;
@@ -17421,69 +17620,69 @@ module \tiny_fabric.spmv (rst, rd__data, op__0__ready, res_valid__0, res_y__0, o
   assign op__0__payload[1] = args[1];
   assign op__0__payload[0] = 1'h0;
   assign { op__0__payload[95:80], op__0__payload[15:13], op__0__payload[4:2] } = 22'h000000;
-  assign \$9  = args[0];
-  assign \$35  = { 1'h0, \$34  };
-  assign \$37  = { 7'h00, \$36 , 8'h00 };
-  assign \$39  = { 15'h0000, \$38 , 16'h0000 };
-  assign \$41  = { 7'h00, \$40 , 24'h000000 };
-  assign \$45  = { 1'h0, \$44  };
-  assign \$47  = { 7'h00, \$46 , 8'h00 };
-  assign \$49  = { 15'h0000, \$48 , 16'h0000 };
-  assign \$51  = { 7'h00, \$50 , 24'h000000 };
-  assign \$55  = { 1'h0, \$54  };
-  assign \$57  = { 7'h00, \$56 , 8'h00 };
-  assign \$59  = { 15'h0000, \$58 , 16'h0000 };
-  assign \$61  = { 7'h00, \$60 , 24'h000000 };
-  assign \$65  = { 1'h0, \$64  };
-  assign \$67  = { 7'h00, \$66 , 8'h00 };
-  assign \$69  = { 15'h0000, \$68 , 16'h0000 };
-  assign \$71  = { 7'h00, \$70 , 24'h000000 };
-  assign \$75  = { 1'h0, \$74  };
-  assign \$77  = { 7'h00, \$76 , 8'h00 };
-  assign \$79  = { 15'h0000, \$78 , 16'h0000 };
-  assign \$81  = { 7'h00, \$80 , 24'h000000 };
-  assign \$85  = { 1'h0, \$84  };
-  assign \$87  = { 7'h00, \$86 , 8'h00 };
-  assign \$89  = { 15'h0000, \$88 , 16'h0000 };
-  assign \$91  = { 7'h00, \$90 , 24'h000000 };
-  assign \$95  = { 1'h0, \$94  };
-  assign \$97  = { 7'h00, \$96 , 8'h00 };
-  assign \$99  = { 15'h0000, \$98 , 16'h0000 };
-  assign \$101  = { 7'h00, \$100 , 24'h000000 };
-  assign \$105  = { 1'h0, \$104  };
-  assign \$107  = { 7'h00, \$106 , 8'h00 };
-  assign \$109  = { 15'h0000, \$108 , 16'h0000 };
-  assign \$111  = { 7'h00, \$110 , 24'h000000 };
-  assign \$115  = { 1'h0, \$114  };
-  assign \$117  = { 7'h00, \$116 , 8'h00 };
-  assign \$119  = { 15'h0000, \$118 , 16'h0000 };
-  assign \$121  = { 7'h00, \$120 , 24'h000000 };
-  assign \$125  = { 1'h0, \$124  };
-  assign \$127  = { 7'h00, \$126 , 8'h00 };
-  assign \$129  = { 15'h0000, \$128 , 16'h0000 };
-  assign \$131  = { 7'h00, \$130 , 24'h000000 };
-  assign \$135  = { 1'h0, \$134  };
-  assign \$137  = { 7'h00, \$136 , 8'h00 };
-  assign \$139  = { 15'h0000, \$138 , 16'h0000 };
-  assign \$141  = { 7'h00, \$140 , 24'h000000 };
-  assign \$145  = { 1'h0, \$144  };
-  assign \$147  = { 7'h00, \$146 , 8'h00 };
-  assign \$149  = { 15'h0000, \$148 , 16'h0000 };
-  assign \$151  = { 7'h00, \$150 , 24'h000000 };
-  assign \$155  = { 1'h0, \$154  };
-  assign \$157  = { 7'h00, \$156 , 8'h00 };
-  assign \$159  = { 15'h0000, \$158 , 16'h0000 };
-  assign \$161  = { 7'h00, \$160 , 24'h000000 };
-  assign \$165  = { 1'h0, \$164  };
-  assign \$167  = { 7'h00, \$166 , 8'h00 };
-  assign \$169  = { 15'h0000, \$168 , 16'h0000 };
-  assign \$171  = { 7'h00, \$170 , 24'h000000 };
-  assign \$175  = { 1'h0, \$174  };
-  assign \$177  = { 7'h00, \$176 , 8'h00 };
-  assign \$179  = { 15'h0000, \$178 , 16'h0000 };
-  assign \$181  = { 7'h00, \$180 , 24'h000000 };
-  assign \$185  = { 1'h0, \$184  };
-  assign \$187  = { 7'h00, \$186 , 8'h00 };
-  assign \$189  = { 15'h0000, \$188 , 16'h0000 };
-  assign \$191  = { 7'h00, \$190 , 24'h000000 };
+  assign \$41  = args[0];
+  assign \$103  = { 1'h0, \$102  };
+  assign \$105  = { 7'h00, \$104 , 8'h00 };
+  assign \$107  = { 15'h0000, \$106 , 16'h0000 };
+  assign \$109  = { 7'h00, \$108 , 24'h000000 };
+  assign \$113  = { 1'h0, \$112  };
+  assign \$115  = { 7'h00, \$114 , 8'h00 };
+  assign \$117  = { 15'h0000, \$116 , 16'h0000 };
+  assign \$119  = { 7'h00, \$118 , 24'h000000 };
+  assign \$123  = { 1'h0, \$122  };
+  assign \$125  = { 7'h00, \$124 , 8'h00 };
+  assign \$127  = { 15'h0000, \$126 , 16'h0000 };
+  assign \$129  = { 7'h00, \$128 , 24'h000000 };
+  assign \$133  = { 1'h0, \$132  };
+  assign \$135  = { 7'h00, \$134 , 8'h00 };
+  assign \$137  = { 15'h0000, \$136 , 16'h0000 };
+  assign \$139  = { 7'h00, \$138 , 24'h000000 };
+  assign \$143  = { 1'h0, \$142  };
+  assign \$145  = { 7'h00, \$144 , 8'h00 };
+  assign \$147  = { 15'h0000, \$146 , 16'h0000 };
+  assign \$149  = { 7'h00, \$148 , 24'h000000 };
+  assign \$153  = { 1'h0, \$152  };
+  assign \$155  = { 7'h00, \$154 , 8'h00 };
+  assign \$157  = { 15'h0000, \$156 , 16'h0000 };
+  assign \$159  = { 7'h00, \$158 , 24'h000000 };
+  assign \$163  = { 1'h0, \$162  };
+  assign \$165  = { 7'h00, \$164 , 8'h00 };
+  assign \$167  = { 15'h0000, \$166 , 16'h0000 };
+  assign \$169  = { 7'h00, \$168 , 24'h000000 };
+  assign \$173  = { 1'h0, \$172  };
+  assign \$175  = { 7'h00, \$174 , 8'h00 };
+  assign \$177  = { 15'h0000, \$176 , 16'h0000 };
+  assign \$179  = { 7'h00, \$178 , 24'h000000 };
+  assign \$183  = { 1'h0, \$182  };
+  assign \$185  = { 7'h00, \$184 , 8'h00 };
+  assign \$187  = { 15'h0000, \$186 , 16'h0000 };
+  assign \$189  = { 7'h00, \$188 , 24'h000000 };
+  assign \$193  = { 1'h0, \$192  };
+  assign \$195  = { 7'h00, \$194 , 8'h00 };
+  assign \$197  = { 15'h0000, \$196 , 16'h0000 };
+  assign \$199  = { 7'h00, \$198 , 24'h000000 };
+  assign \$203  = { 1'h0, \$202  };
+  assign \$205  = { 7'h00, \$204 , 8'h00 };
+  assign \$207  = { 15'h0000, \$206 , 16'h0000 };
+  assign \$209  = { 7'h00, \$208 , 24'h000000 };
+  assign \$213  = { 1'h0, \$212  };
+  assign \$215  = { 7'h00, \$214 , 8'h00 };
+  assign \$217  = { 15'h0000, \$216 , 16'h0000 };
+  assign \$219  = { 7'h00, \$218 , 24'h000000 };
+  assign \$223  = { 1'h0, \$222  };
+  assign \$225  = { 7'h00, \$224 , 8'h00 };
+  assign \$227  = { 15'h0000, \$226 , 16'h0000 };
+  assign \$229  = { 7'h00, \$228 , 24'h000000 };
+  assign \$233  = { 1'h0, \$232  };
+  assign \$235  = { 7'h00, \$234 , 8'h00 };
+  assign \$237  = { 15'h0000, \$236 , 16'h0000 };
+  assign \$239  = { 7'h00, \$238 , 24'h000000 };
+  assign \$243  = { 1'h0, \$242  };
+  assign \$245  = { 7'h00, \$244 , 8'h00 };
+  assign \$247  = { 15'h0000, \$246 , 16'h0000 };
+  assign \$249  = { 7'h00, \$248 , 24'h000000 };
+  assign \$253  = { 1'h0, \$252  };
+  assign \$255  = { 7'h00, \$254 , 8'h00 };
+  assign \$257  = { 15'h0000, \$256 , 16'h0000 };
+  assign \$259  = { 7'h00, \$258 , 24'h000000 };
 endmodule
