@@ -291,8 +291,8 @@ class FabricModel:
                     if red is None:
                         red = np.zeros(L, dtype=np.int64)
                     if a["mode"] == PoolMode.AVG.value:
-                        red = np.clip(mbqm(red, a["mult"], a["shift"], self.rounding) + a["zp_out"], a["act_min"],
-                                      a["act_max"])
+                        red = np.clip(mbqm(red, a["mult"], a["shift"], self.rounding, bool(a["round_even"]))
+                                      + a["zp_out"], a["act_min"], a["act_max"])
                     self.amem[a["out_base"] + (oy * a["ow"] + ox) * a["cw"] + w] = pack_lanes(red)
 
     def _ew(self, a: dict) -> None:

@@ -217,6 +217,8 @@ def pool_layout(cfg: CimConfig) -> data.StructLayout:
         ("zp_out", signed(QZ), "output zero point (``AVG``)"),
         ("act_min", signed(QZ), "lower clamp bound (``AVG``)"),
         ("act_max", signed(QZ), "upper clamp bound (``AVG``)"),
+        ("round_even", unsigned(1), "exact ties of the requantised average round to even, as onnxruntime's "
+                                    "``QuantizeLinear`` (else as the design's rounding form; ``AVG``)"),
     ]
 
 

@@ -6,7 +6,7 @@ and write the result words back; their integer arithmetic is exactly the golden 
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
@@ -135,15 +135,22 @@ class PoolEngine(wiring.Component):
         m.d.comb += mq.i_valid.eq(r_valid)
         for l in range(L):
             m.d.comb += [mq.x[l].eq(r_val[l]), mq.mult[l].eq(a.mult), mq.shift[l].eq(a.shift)]
+        tie, down = self._ties(m, r_val)
         pipe_addr, pipe_val = r_addr, r_val
         for k in range(MBQM_LATENCY):
             na = Signal(aw, name=f"pa{k}", reset_less=True)
             nv = [Signal(signed(10), name=f"pv{k}_{l}", reset_less=True) for l in range(L)]
+            nt = [Signal(name=f"pt{k}_{l}", reset_less=True) for l in range(L)]
+            nd = [Signal(name=f"pd{k}_{l}", reset_less=True) for l in range(L)]
             m.d.sync += [na.eq(pipe_addr)] + [nv[l].eq(pipe_val[l]) for l in range(L)]
-            pipe_addr, pipe_val = na, nv
+            m.d.sync += [nt[l].eq(tie[l]) for l in range(L)] + [nd[l].eq(down[l]) for l in range(L)]
+            pipe_addr, pipe_val, tie, down = na, nv, nt, nd
         codes = []
         for l in range(L):
-            avg = clamp_code(m, mq.y[l], a.zp_out, a.act_min, a.act_max, f"avg{l}")
+            # an exact tie that the rounding form sent to an odd value goes to the even neighbour
+            y = Signal(signed(33), name=f"even{l}")
+            m.d.comb += y.eq(Mux(tie[l] & mq.y[l][0], Mux(down[l], mq.y[l] + 1, mq.y[l] - 1), mq.y[l]))
+            avg = clamp_code(m, y, a.zp_out, a.act_min, a.act_max, f"avg{l}")
             codes.append(Mux(is_max, pipe_val[l], avg))
         m.d.comb += [self.act_w.en.eq(mq.o_valid), self.act_w.addr.eq(pipe_addr),
                      self.act_w.data.eq(Cat(c[:8] for c in codes))]
@@ -157,6 +164,33 @@ class PoolEngine(wiring.Component):
             m.d.sync += started.eq(0)
         m.d.comb += self.done.eq(started & finished)
         return m
+
+    def _ties(self, m: Module, sums) -> tuple[list, list]:
+        """Per lane, whether the window sum ``x`` entering the requantisation is an exact tie of it (``round_even``
+        set): ``x * mult`` ends in ``1`` followed by ``30 - shift`` zeros, i.e. the trailing zeros of ``x`` are
+        ``e = 30 - shift - tz(mult)`` (:func:`cimforge.golden.requant.exact_ties`), one mask compare per lane;
+        and whether the form rounds that tie down (double rounding's RoundingDivideByPOT of a negative value)."""
+        a = self.args
+        tzm = Signal(6)  # trailing zeros of the multiplier (an instruction constant)
+        m.d.comb += tzm.eq(32)
+        for i in reversed(range(32)):
+            with m.If(a.mult[i]):
+                m.d.comb += tzm.eq(i)
+        e = Signal(signed(8))
+        m.d.comb += e.eq(30 - a.shift - tzm)
+        armed = Signal()
+        m.d.comb += armed.eq(a.round_even & (e >= 0) & (e <= 31) & (a.mult != 0))
+        mask, one = Signal(33), Signal(33)
+        m.d.comb += [one.eq(Const(1, 33) << e[:5]), mask.eq((one << 1) - 1)]
+        double = self.cfg.fabric.rounding == "double"
+        tie, down = [], []
+        for l, x in enumerate(sums):
+            t, d = Signal(name=f"tie{l}"), Signal(name=f"down{l}")
+            m.d.comb += [t.eq(armed & ((x.as_unsigned() & mask) == one)),
+                         d.eq((a.shift < 0) & (x < 0) if double else 0)]
+            tie.append(t)
+            down.append(d)
+        return tie, down
 
 
 class EwEngine(wiring.Component):

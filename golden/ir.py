@@ -609,6 +609,9 @@ class AvgPool(_Window):
     #: onnxruntime's ``QLinearAveragePool``); ``"float"``: onnxruntime's float ``DequantizeLinear -> AveragePool
     #: -> QuantizeLinear`` in float32 (golden model only; see :func:`cimforge.golden.ops.avg_pool`).
     method: str = "integer"
+    #: Exact ties of the requantisation round to even (``golden.requant`` "Ties to even"; the POOL engine's
+    #: ``round_even``), as onnxruntime's float pool and ``QuantizeLinear`` do; else as the rounding form.
+    round_even: bool = False
     divisors: np.ndarray = field(init=False, repr=False)
     requant: Requant = field(init=False, repr=False)
 
@@ -643,6 +646,8 @@ class GlobalAvgPool(Layer):
     act_max: int | None = None
     #: As :attr:`AvgPool.method`.
     method: str = "integer"
+    #: As :attr:`AvgPool.round_even`.
+    round_even: bool = False
     requant: Requant = field(init=False, repr=False)
 
     kind: ClassVar[str] = "global_avgpool"

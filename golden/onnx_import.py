@@ -428,14 +428,15 @@ class _Importer:
                        weight_zero_point=w_zp)
         return (*x.shape[:-1], w.shape[0]), make
 
-    def pool(self, node, x: TensorInfo, kind: str, method: str = "integer"):
-        """Shape and maker of a pooling layer; ``method`` of an average (see :func:`load_onnx`)."""
+    def pool(self, node, x: TensorInfo, kind: str, method: str = "integer", round_even: bool = False):
+        """Shape and maker of a pooling layer; ``method`` and ``round_even`` of an average (see :func:`load_onnx`,
+        :class:`~cimforge.golden.ir.AvgPool`)."""
         a = self.attrs(node)
         if len(x.shape) != 3:
             self.fail(node, f"pooling needs a (C, H, W) input, got {x.shape}")
         if kind == "global":
             return (x.shape[0], 1, 1), lambda out: GlobalAvgPool(name=self.layer_name(node), inputs=(x,), output=out,
-                                                                 method=method)
+                                                                 method=method, round_even=round_even)
         kernel = tuple(a.get("kernel_shape", ()))
         geo = self.window(node, a, x.shape[1:], kernel)
         shape = (x.shape[0], *geo["out_hw"])
@@ -448,7 +449,7 @@ class _Importer:
             return shape, lambda out: MaxPool(name=self.layer_name(node), inputs=(x,), output=out, **kw)
         return shape, lambda out: AvgPool(name=self.layer_name(node), inputs=(x,), output=out,
                                           count_include_pad=bool(a.get("count_include_pad", 0)),
-                                          method=method, **kw)
+                                          method=method, round_even=round_even, **kw)
 
     def reshape_shape(self, node, x: TensorInfo) -> tuple[int, ...]:
         """Per-sample output shape of Reshape / Flatten; the batch dimension must pass through."""
@@ -736,7 +737,7 @@ class _Importer:
         self.check_quant(node, x, self.qparams(node, 1, 2, "input"), "input")
         if self.attrs(node).get("channels_last", 0):
             self.fail(node, "channels_last=1 is not supported")
-        shape, make = self.pool(node, x, kind)
+        shape, make = self.pool(node, x, kind, round_even=True)  # its float pool quantizes ties to even
         self.emit(self.build(node, make, self.out_info(node, 3, 4, shape)))
 
     def op_QLinearGlobalAveragePool(self, node):
@@ -1047,25 +1048,24 @@ class _Importer:
         mult = self.channel_const(node, k, x)
         self.values[node.output[0]] = self.affine(node, x, mult, np.zeros_like(mult))
 
-    def op_AveragePool(self, node):
+    def _average_pool(self, node, kind: str):
+        """QDQ ``AveragePool`` (``kind`` "avg") or ``GlobalAveragePool`` ("global"): in a float chain, of a float
+        result (its quantized copy), or of codes; exact ties round to even as onnxruntime's ``QuantizeLinear``
+        after its float pool does."""
         if self.chained(node, (0,)):
-            self.values[node.output[0]] = self.chain_pool(node, "avg")
+            self.values[node.output[0]] = self.chain_pool(node, kind)
             return
         chain = isinstance(self.get(node, 0), _Pending)  # inside a float chain (QDQ ResNet-50's Sum -> pool)
         x = self.quantized_input(node, 0)
-        shape, make = self.pool(node, x, "avg", method=self.float_pools)
+        shape, make = self.pool(node, x, kind, method=self.float_pools, round_even=True)
         self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make,
                                                real_range=self.info_range(x), float_only=chain)
 
+    def op_AveragePool(self, node):
+        self._average_pool(node, "avg")
+
     def op_GlobalAveragePool(self, node):
-        if self.chained(node, (0,)):
-            self.values[node.output[0]] = self.chain_pool(node, "global")
-            return
-        chain = isinstance(self.get(node, 0), _Pending)  # inside a float chain (QDQ ResNet-50's Sum -> pool)
-        x = self.quantized_input(node, 0)
-        shape, make = self.pool(node, x, "global", method=self.float_pools)
-        self.values[node.output[0]] = _Pending(node.name or node.output[0], node.op_type, shape, make,
-                                               real_range=self.info_range(x), float_only=chain)
+        self._average_pool(node, "global")
 
     def chain_pool(self, node, kind: str) -> _Pending:
         """An average pool of a float value, in the chain (MLAS's summation order, see ``ops.float_chain``)."""

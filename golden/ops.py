@@ -116,15 +116,16 @@ def conv2d_acc(layer: Conv2d, x) -> np.ndarray:
 
 
 def requantize_layer(layer: Layer, acc: np.ndarray, requant: Requant, channel_axis: int | None,
-                     rounding: str | None = None) -> np.ndarray:
+                     rounding: str | None = None, even: bool = False) -> np.ndarray:
     """Requantise accumulators with ``requant`` (per channel along ``channel_axis`` of ``acc``, else
-    broadcast as stored) into ``layer.output``'s codes, clamped to ``[act_min, act_max]``."""
+    broadcast as stored) into ``layer.output``'s codes, clamped to ``[act_min, act_max]``; ``even``: exact
+    ties to even (:func:`~cimforge.golden.requant.multiply_by_quantized_multiplier`)."""
     m, s = requant.multiplier, requant.shift
     if channel_axis is not None and m.ndim == 1:
         shape = [1] * acc.ndim
         shape[channel_axis] = m.size  # (an axis counted from the end for a Dense over positions)
         m, s = m.reshape(shape), s.reshape(shape)
-    y = requantize(acc, m, s, layer.output.zero_point, layer.act_min, layer.act_max, rounding)
+    y = requantize(acc, m, s, layer.output.zero_point, layer.act_min, layer.act_max, rounding, even)
     return y.astype(layer.output.np_dtype)
 
 
@@ -254,7 +255,7 @@ def avg_pool(layer: AvgPool, x, rounding: str | None = None) -> np.ndarray:
         return _float_pool(layer, x, layer.kernel, layer.stride, layer.padding, layer.dilation, layer.divisors)
     acc = window_sum(x, layer.input.zero_point, layer.kernel, layer.stride, layer.padding, layer.dilation,
                      layer.output.shape[1:])
-    return requantize_layer(layer, acc, layer.requant, channel_axis=None, rounding=rounding)
+    return requantize_layer(layer, acc, layer.requant, channel_axis=None, rounding=rounding, even=layer.round_even)
 
 
 def global_avg_pool(layer: GlobalAvgPool, x, rounding: str | None = None) -> np.ndarray:
@@ -263,7 +264,7 @@ def global_avg_pool(layer: GlobalAvgPool, x, rounding: str | None = None) -> np.
     if layer.method == "float":
         return _float_pool(layer, x, layer.input.shape[1:], (1, 1), (0, 0, 0, 0), (1, 1), layer.divisor)
     acc = (x.astype(np.int64) - layer.input.zero_point).sum(axis=(2, 3), keepdims=True)
-    return requantize_layer(layer, acc, layer.requant, channel_axis=None, rounding=rounding)
+    return requantize_layer(layer, acc, layer.requant, channel_axis=None, rounding=rounding, even=layer.round_even)
 
 
 def add(layer: Add, a, b, rounding: str | None = None) -> np.ndarray:

@@ -32,6 +32,14 @@ rounding except within ``~2**-31`` relative of a tie, and needs less hardware (o
 It is the default (:data:`DEFAULT_ROUNDING`): it meets the agreement bound against onnxruntime (every tensor
 >= 99.9% identical, <= 1 LSB) where the double form does not.
 See docs/golden.md for the measurements.
+
+Ties to even
+------------
+Both forms round an exact tie (``x * M * 2**(shift - 31)`` an odd multiple of 1/2) away from the even
+neighbour half the time, where onnxruntime's ``QuantizeLinear`` rounds it to even. The exact ties are common
+only where the real multiplier is a short binary fraction: an average pool whose input and output share a scale
+(``acc / 4``, ``acc / 64``). ``even=True`` (:func:`multiply_by_quantized_multiplier`; the POOL engine's
+``round_even`` field) moves every exact tie to its even neighbour, in either form; nothing else changes.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ __all__ = [
     "INT32_MIN", "INT32_MAX", "NumericsError",
     "quantize_multiplier", "quantize_multipliers",
     "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
-    "multiply_by_quantized_multiplier", "requantize", "ROUNDING_MODES", "DEFAULT_ROUNDING",
+    "multiply_by_quantized_multiplier", "exact_ties", "requantize", "ROUNDING_MODES", "DEFAULT_ROUNDING",
 ]
 
 INT32_MIN = -(2**31)
@@ -180,7 +188,29 @@ def rounding_divide_by_pot(x, exponent) -> np.ndarray:
     return (x >> e) + (remainder > threshold)
 
 
-def multiply_by_quantized_multiplier(x, multiplier, shift, rounding: str | None = None) -> np.ndarray:
+def exact_ties(x, multiplier, shift) -> np.ndarray:
+    """Where ``x * M * 2**(shift - 31)`` is exactly halfway between two integers (boolean, broadcast).
+
+    ``x * M`` is exact in int64 (both are int32), and the value is a tie when its last ``31 - shift`` bits are
+    ``1`` followed by zeros, i.e. when the trailing zeros of ``x`` and of ``M`` add up to ``30 - shift`` (the
+    form the POOL engine evaluates: one mask compare per lane, :class:`cimforge.gen.vector.PoolEngine`)."""
+    x = np.asarray(x, dtype=np.int64)
+    multiplier = np.asarray(multiplier, dtype=np.int64)
+    total = 31 - np.asarray(shift, dtype=np.int64)  # 1..62
+    return np.mod(x * multiplier, np.int64(1) << total) == (np.int64(1) << (total - 1))
+
+
+def _to_even(x, y, multiplier, shift, rounding: str) -> np.ndarray:
+    """``y`` (the form's result) with every exact tie moved to the even one of its two neighbours. Both forms
+    round a tie up except the double form with a right shift on a negative value (RoundingDivideByPOT: away
+    from zero, down); so an odd ``y`` at a tie steps down by one, or up in that case."""
+    down = (np.asarray(x) < 0) & (np.asarray(shift) < 0) if rounding == "double" else np.zeros((), bool)
+    odd = exact_ties(x, multiplier, shift) & (y % 2 == 1)
+    return np.where(odd, np.where(down, y + 1, y - 1), y)
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift, rounding: str | None = None,
+                                     even: bool = False) -> np.ndarray:
     """TFLite ``MultiplyByQuantizedMultiplier``: ``x * M * 2**(shift - 31)`` rounded to nearest.
 
     Parameters
@@ -192,6 +222,8 @@ def multiply_by_quantized_multiplier(x, multiplier, shift, rounding: str | None 
         broadcast along the channel axis).
     rounding : {"double", "single"}, optional
         Default :data:`DEFAULT_ROUNDING`; see the module docstring.
+    even : bool, optional
+        Exact ties go to the even neighbour (:func:`exact_ties`; the module docstring's "Ties to even").
 
     Returns
     -------
@@ -215,16 +247,17 @@ def multiply_by_quantized_multiplier(x, multiplier, shift, rounding: str | None 
     if rounding == "single":
         _check_int32(multiplier, "quantized multiplier")
         total = 31 - shift  # 1..62; |x * M| < 2**62 and the nudge < 2**61: exact in int64
-        y = (x * multiplier + (np.int64(1) << (total - 1))) >> total
-        return np.clip(y, INT32_MIN, INT32_MAX)
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    shifted = np.clip(x << left, INT32_MIN, INT32_MAX)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+        y = np.clip((x * multiplier + (np.int64(1) << (total - 1))) >> total, INT32_MIN, INT32_MAX)
+    else:
+        left = np.maximum(shift, 0)
+        right = np.maximum(-shift, 0)
+        shifted = np.clip(x << left, INT32_MIN, INT32_MAX)
+        y = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+    return _to_even(x, y, multiplier, shift, rounding) if even else y
 
 
 def requantize(acc, multiplier, shift, zero_point: int, act_min: int, act_max: int,
-               rounding: str | None = None) -> np.ndarray:
+               rounding: str | None = None, even: bool = False) -> np.ndarray:
     """``clamp(zero_point + MultiplyByQuantizedMultiplier(acc, M, shift), act_min, act_max)``.
 
     Parameters
@@ -239,11 +272,13 @@ def requantize(acc, multiplier, shift, zero_point: int, act_min: int, act_max: i
         Output clamp bounds (the dtype's range, narrowed by a fused ReLU/ReLU6/Clip).
     rounding : {"double", "single"}, optional
         See :func:`multiply_by_quantized_multiplier`.
+    even : bool, optional
+        Exact ties to even (before the zero point is added, as ``QuantizeLinear`` rounds).
 
     Returns
     -------
     numpy.ndarray of int64
         Values in ``[act_min, act_max]``; the caller casts to the output dtype.
     """
-    y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding) + int(zero_point)
+    y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding, even) + int(zero_point)
     return np.clip(y, int(act_min), int(act_max))

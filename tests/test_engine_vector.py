@@ -67,3 +67,67 @@ def test_vector_timing_follows_the_pipelines():
     assert PoolEngine.TIMING.extra == 8 and EW_TIMING.extra == 13
     assert PoolEngine.TIMING.per_item == EwEngine.TIMING.per_item == 1
     assert {instr_spec(op).engine for op in (Opcode.POOL, Opcode.EW)} == {PoolEngine.name, EwEngine.name}
+
+
+
+def _tie_case(dtype: str, zp: int, kernel: int, out_scale: float, rng) -> tuple:
+    """A ``kernel x kernel`` average pool (``round_even``) of 8 channels and 2 x 4 windows at the corners: the most
+    negative codes everywhere in a window, the largest, all-zero windows (codes at the zero point), windows whose
+    sum is an exact tie of the requantisation (an odd multiple of half its period ``divisor * s_out / s_in``,
+    positive and negative where the zero point allows), and random windows."""
+    from cimforge.golden import ir
+    c, k = 8, kernel
+    x = ir.TensorInfo("x", (c, 2 * k, 4 * k), dtype, 0.05, zp)
+    y = ir.TensorInfo("y", (c, 2, 4), dtype, out_scale, zp)
+    layer = ir.AvgPool(name="pool", inputs=(x,), output=y, kernel=(k, k), stride=(k, k), round_even=True)
+    codes = rng.integers(x.qmin, x.qmax + 1, (1, c, 2 * k, 4 * k))
+    codes[..., :k, :k] = x.qmin
+    codes[..., :k, k:2 * k] = x.qmax
+    codes[..., k:, :k] = zp
+    codes[..., k:, k:3 * k] = zp
+    period = round(k * k * out_scale / 0.05)
+    if period % 2 == 0:  # two tie windows per channel: an odd multiple of period / 2 in one code
+        odd = [d for d in (period // 2 * np.array([-5, -3, -1, 1, 3, 5, 7])) if x.qmin <= zp + d <= x.qmax]
+        codes[..., k, k] = zp + rng.choice(odd, c)
+        codes[..., k, 2 * k] = zp + rng.choice(odd, c)
+    return ir.Graph("g", (x,), (layer,), ("y",)), codes.astype(dtype)
+
+
+@pytest.mark.parametrize("rounding", ["single", "double"])
+def test_pool_engine_rounds_exact_ties_to_even(rounding):
+    """``round_even``: exact ties go to the even neighbour in both rounding forms (as numpy's ``rint``), the
+    engine bit-exact with the ISS and the golden model: ties above and below zero, the most negative and the
+    largest windows, all-zero windows, and a 3x3 pool (no exact ties); the cycles are the engine's timing data
+    (the tie logic adds none)."""
+    from dataclasses import replace
+
+    from cimforge.golden.ops import avg_pool
+    from cimforge.golden.requant import exact_ties
+
+    seed = 3200
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}, rounding {rounding}")
+    cfg = replace(TINY, fabric=replace(TINY.fabric, rounding=rounding))
+    for dtype, zp in (("int8", -128), ("int8", 3), ("uint8", 0)):
+        for kernel, out_scale in ((2, 0.05), (2, 0.1), (4, 0.05), (3, 0.05)):
+            case = f"{dtype} zp {zp}, {kernel}x{kernel}, s_out {out_scale}"
+            g, codes = _tie_case(dtype, zp, kernel, out_scale, rng)
+            layer = g.layers[0]
+            acc = (codes.astype(np.int64) - zp).reshape(1, 8, 2, kernel, 4, kernel).sum(axis=(3, 5))
+            ties = exact_ties(acc, layer.requant.multiplier, layer.requant.shift)
+            assert ties.any() == (kernel != 3), case
+            want = avg_pool(layer, codes, rounding)
+            period = round(kernel * kernel * out_scale / 0.05)  # the real multiplier is 1 / period
+            even = np.clip(np.rint(acc / period) + zp, layer.act_min, layer.act_max)
+            assert np.array_equal(want[ties], even[ties]), case
+            prog = compile_graph(g, cfg, batch=1)
+            words = prog.input_words({"x": codes})
+            bench = EngineBench(cfg, [PoolEngine.name], prog, words)
+            got, cycles = run_instructions(bench, list(prog.code))
+            assert got == iss_model(prog, words).amem, f"{case}: the engine differs from the ISS"
+            assert np.array_equal(prog.read_tensors(got, 1, ["y"])["y"], want), f"{case}: differs from golden"
+            assert cycles
+            for pc, n in cycles:
+                _, a = decode_op(cfg, prog.code[pc])
+                assert a["round_even"] == 1
+                assert n == a["oh"] * a["ow"] * a["cw"] * a["kh"] * a["kw"] + PoolEngine.TIMING.extra

@@ -48,7 +48,7 @@ def pool_args(layer: Layer, src, dst, pt: int | None = None) -> dict:
                                f"positions (padding with count_include_pad = False): allowed one multiplier")
         args.update(mode=PoolMode.AVG, zp_in=layer.input.zero_point, mult=int(rq.multiplier.ravel()[0]),
                     shift=int(rq.shift.ravel()[0]), zp_out=layer.output.zero_point, act_min=layer.act_min,
-                    act_max=layer.act_max)
+                    act_max=layer.act_max, round_even=int(layer.round_even))
     return args
 
 
