@@ -5048,7 +5048,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [63:0] arc_rd__data;
   wire arc_rd__en;
   wire [403:0] args;
-  wire [190:0] \args$269 ;
+  wire [191:0] \args$269 ;
   wire [9:0] \args$269.act_max ;
   wire [9:0] \args$269.act_min ;
   wire [8:0] \args$269.cw ;
@@ -5069,6 +5069,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [8:0] \args$269.ow ;
   wire [3:0] \args$269.pl ;
   wire [3:0] \args$269.pt ;
+  wire \args$269.round_even ;
   wire [3:0] \args$269.sh ;
   wire [5:0] \args$269.shift ;
   wire [3:0] \args$269.sw ;
@@ -5500,7 +5501,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire engines__mac__busy;
   wire engines__mac__done;
   wire engines__mac__start;
-  wire [190:0] engines__pool__args;
+  wire [191:0] engines__pool__args;
   wire [9:0] \engines__pool__args.act_max ;
   wire [9:0] \engines__pool__args.act_min ;
   wire [8:0] \engines__pool__args.cw ;
@@ -5521,6 +5522,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [8:0] \engines__pool__args.ow ;
   wire [3:0] \engines__pool__args.pl ;
   wire [3:0] \engines__pool__args.pt ;
+  wire \engines__pool__args.round_even ;
   wire [3:0] \engines__pool__args.sh ;
   wire [5:0] \engines__pool__args.shift ;
   wire [3:0] \engines__pool__args.sw ;
@@ -5697,7 +5699,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire \imem_rd__data.args.mac.x_signed ;
   wire [7:0] \imem_rd__data.args.mac.zp_in ;
   wire [9:0] \imem_rd__data.args.mac.zp_out ;
-  wire [190:0] \imem_rd__data.args.pool ;
+  wire [191:0] \imem_rd__data.args.pool ;
   wire [9:0] \imem_rd__data.args.pool.act_max ;
   wire [9:0] \imem_rd__data.args.pool.act_min ;
   wire [8:0] \imem_rd__data.args.pool.cw ;
@@ -5718,6 +5720,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   wire [8:0] \imem_rd__data.args.pool.ow ;
   wire [3:0] \imem_rd__data.args.pool.pl ;
   wire [3:0] \imem_rd__data.args.pool.pt ;
+  wire \imem_rd__data.args.pool.round_even ;
   wire [3:0] \imem_rd__data.args.pool.sh ;
   wire [5:0] \imem_rd__data.args.pool.shift ;
   wire [3:0] \imem_rd__data.args.pool.sw ;
@@ -8438,7 +8441,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$2034$0 (\$72 ),
+    .\port$2173$0 (\$72 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
@@ -8458,14 +8461,14 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$1610$0 (\$64 ),
-    .\port$1616$0 (\$65 ),
-    .\port$1622$0 (\$66 ),
-    .\port$1628$0 (\$67 ),
-    .\port$1634$0 (\$68 ),
-    .\port$1640$0 (\$69 ),
-    .\port$1646$0 (\$70 ),
-    .\port$1652$0 (\$71 ),
+    .\port$1749$0 (\$64 ),
+    .\port$1755$0 (\$65 ),
+    .\port$1761$0 (\$66 ),
+    .\port$1767$0 (\$67 ),
+    .\port$1773$0 (\$68 ),
+    .\port$1779$0 (\$69 ),
+    .\port$1785$0 (\$70 ),
+    .\port$1791$0 (\$71 ),
     .rst(rst),
     .start(\start$274 )
   );
@@ -8690,18 +8693,18 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .act_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$415 ),
     .act_w__en(\act_w__en$407 ),
-    .args(args[190:0]),
+    .args(args[191:0]),
     .busy(\busy$205 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$1436$0 (\$56 ),
-    .\port$1437$0 (\$57 ),
-    .\port$1438$0 (\$58 ),
-    .\port$1439$0 (\$59 ),
-    .\port$1440$0 (\$60 ),
-    .\port$1441$0 (\$61 ),
-    .\port$1442$0 (\$62 ),
-    .\port$1443$0 (\$63 ),
+    .\port$1575$0 (\$56 ),
+    .\port$1576$0 (\$57 ),
+    .\port$1577$0 (\$58 ),
+    .\port$1578$0 (\$59 ),
+    .\port$1579$0 (\$60 ),
+    .\port$1580$0 (\$61 ),
+    .\port$1581$0 (\$62 ),
+    .\port$1582$0 (\$63 ),
     .rst(rst),
     .start(\start$267 )
   );
@@ -8718,7 +8721,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
     .new_rd__data(dst_rd__data),
     .old_rd__addr(old_rd__addr),
     .old_rd__data(src_rd__data),
-    .\port$2495$0 (\$73 ),
+    .\port$2634$0 (\$73 ),
     .rst(rst),
     .start(\start$289 )
   );
@@ -8870,8 +8873,8 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \busy$264  = engines__mac__busy;
   assign \done$266  = engines__mac__done;
   assign engines__pool__start = \start$267 ;
-  assign \args$269  = args[190:0];
-  assign engines__pool__args = args[190:0];
+  assign \args$269  = args[191:0];
+  assign engines__pool__args = args[191:0];
   assign engines__pool__busy = \busy$205 ;
   assign \done$273  = engines__pool__done;
   assign engines__ew__start = \start$274 ;
@@ -11139,7 +11142,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \imem_rd__data.args.mac.x_signed  = \port__data$250 [405];
   assign \imem_rd__data.args.mac.w_signed  = \port__data$250 [406];
   assign \imem_rd__data.args.mac.rowpack  = \port__data$250 [407];
-  assign \imem_rd__data.args.pool  = \port__data$250 [194:4];
+  assign \imem_rd__data.args.pool  = \port__data$250 [195:4];
   assign \imem_rd__data.args.pool.mode  = \port__data$250 [4];
   assign \imem_rd__data.args.pool.x_signed  = \port__data$250 [5];
   assign \imem_rd__data.args.pool.in_base  = \port__data$250 [17:6];
@@ -11163,6 +11166,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \imem_rd__data.args.pool.zp_out  = \port__data$250 [174:165];
   assign \imem_rd__data.args.pool.act_min  = \port__data$250 [184:175];
   assign \imem_rd__data.args.pool.act_max  = \port__data$250 [194:185];
+  assign \imem_rd__data.args.pool.round_even  = \port__data$250 [195];
   assign \imem_rd__data.args.ew  = \port__data$250 [264:4];
   assign \imem_rd__data.args.ew.a_base  = \port__data$250 [15:4];
   assign \imem_rd__data.args.ew.b_base  = \port__data$250 [27:16];
@@ -11339,6 +11343,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \args$269.zp_out  = args[170:161];
   assign \args$269.act_min  = args[180:171];
   assign \args$269.act_max  = args[190:181];
+  assign \args$269.round_even  = args[191];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -11362,6 +11367,7 @@ module default_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready
   assign \engines__pool__args.zp_out  = args[170:161];
   assign \engines__pool__args.act_min  = args[180:171];
   assign \engines__pool__args.act_max  = args[190:181];
+  assign \engines__pool__args.round_even  = args[191];
   assign \args$276.a_base  = args[11:0];
   assign \args$276.b_base  = args[23:12];
   assign \args$276.out_base  = args[35:24];
@@ -11739,7 +11745,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire engines__mac__done;
   output engines__mac__start;
   reg engines__mac__start;
-  wire [190:0] engines__pool__args;
+  wire [191:0] engines__pool__args;
   wire [9:0] \engines__pool__args.act_max ;
   wire [9:0] \engines__pool__args.act_min ;
   wire [8:0] \engines__pool__args.cw ;
@@ -11760,6 +11766,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [8:0] \engines__pool__args.ow ;
   wire [3:0] \engines__pool__args.pl ;
   wire [3:0] \engines__pool__args.pt ;
+  wire \engines__pool__args.round_even ;
   wire [3:0] \engines__pool__args.sh ;
   wire [5:0] \engines__pool__args.shift ;
   wire [3:0] \engines__pool__args.sw ;
@@ -11946,7 +11953,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire \imem_rd__data.args.mac.x_signed ;
   wire [7:0] \imem_rd__data.args.mac.zp_in ;
   wire [9:0] \imem_rd__data.args.mac.zp_out ;
-  wire [190:0] \imem_rd__data.args.pool ;
+  wire [191:0] \imem_rd__data.args.pool ;
   wire [9:0] \imem_rd__data.args.pool.act_max ;
   wire [9:0] \imem_rd__data.args.pool.act_min ;
   wire [8:0] \imem_rd__data.args.pool.cw ;
@@ -11967,6 +11974,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [8:0] \imem_rd__data.args.pool.ow ;
   wire [3:0] \imem_rd__data.args.pool.pl ;
   wire [3:0] \imem_rd__data.args.pool.pt ;
+  wire \imem_rd__data.args.pool.round_even ;
   wire [3:0] \imem_rd__data.args.pool.sh ;
   wire [5:0] \imem_rd__data.args.pool.shift ;
   wire [3:0] \imem_rd__data.args.pool.sw ;
@@ -12098,7 +12106,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire \ir.args.mac.x_signed ;
   wire [7:0] \ir.args.mac.zp_in ;
   wire [9:0] \ir.args.mac.zp_out ;
-  wire [190:0] \ir.args.pool ;
+  wire [191:0] \ir.args.pool ;
   wire [9:0] \ir.args.pool.act_max ;
   wire [9:0] \ir.args.pool.act_min ;
   wire [8:0] \ir.args.pool.cw ;
@@ -12119,6 +12127,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   wire [8:0] \ir.args.pool.ow ;
   wire [3:0] \ir.args.pool.pl ;
   wire [3:0] \ir.args.pool.pt ;
+  wire \ir.args.pool.round_even ;
   wire [3:0] \ir.args.pool.sh ;
   wire [5:0] \ir.args.pool.shift ;
   wire [3:0] \ir.args.pool.sw ;
@@ -12971,7 +12980,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
     end
   end
   assign imem_rd__en = 1'h1;
-  assign engines__pool__args = ir[194:4];
+  assign engines__pool__args = ir[195:4];
   assign engines__ew__args = ir[264:4];
   assign engines__graph__args = ir[96:4];
   assign engines__relax__args = ir[52:4];
@@ -13093,7 +13102,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \ir.args.mac.x_signed  = ir[405];
   assign \ir.args.mac.w_signed  = ir[406];
   assign \ir.args.mac.rowpack  = ir[407];
-  assign \ir.args.pool  = ir[194:4];
+  assign \ir.args.pool  = ir[195:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
   assign \ir.args.pool.in_base  = ir[17:6];
@@ -13117,6 +13126,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \ir.args.pool.zp_out  = ir[174:165];
   assign \ir.args.pool.act_min  = ir[184:175];
   assign \ir.args.pool.act_max  = ir[194:185];
+  assign \ir.args.pool.round_even  = ir[195];
   assign \ir.args.ew  = ir[264:4];
   assign \ir.args.ew.a_base  = ir[15:4];
   assign \ir.args.ew.b_base  = ir[27:16];
@@ -13193,6 +13203,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \engines__pool__args.zp_out  = ir[174:165];
   assign \engines__pool__args.act_min  = ir[184:175];
   assign \engines__pool__args.act_max  = ir[194:185];
+  assign \engines__pool__args.round_even  = ir[195];
   assign \engines__ew__args.a_base  = ir[15:4];
   assign \engines__ew__args.b_base  = ir[27:16];
   assign \engines__ew__args.out_base  = ir[39:28];
@@ -13350,7 +13361,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[405];
   assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[406];
   assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[407];
-  assign \imem_rd__data.args.pool  = imem_rd__data[194:4];
+  assign \imem_rd__data.args.pool  = imem_rd__data[195:4];
   assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
   assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
   assign \imem_rd__data.args.pool.in_base  = imem_rd__data[17:6];
@@ -13374,6 +13385,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
   assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[174:165];
   assign \imem_rd__data.args.pool.act_min  = imem_rd__data[184:175];
   assign \imem_rd__data.args.pool.act_max  = imem_rd__data[194:185];
+  assign \imem_rd__data.args.pool.round_even  = imem_rd__data[195];
   assign \imem_rd__data.args.ew  = imem_rd__data[264:4];
   assign \imem_rd__data.args.ew.a_base  = imem_rd__data[15:4];
   assign \imem_rd__data.args.ew.b_base  = imem_rd__data[27:16];
@@ -13447,7 +13459,7 @@ module \default_fabric.ctrl (rst, imem_rd__data, \port$83$1577 , \port$84$1577 ,
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2034$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$2173$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [10:0] \$1 ;
@@ -13641,8 +13653,8 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [22:0] \port$2034$0 ;
-  wire [22:0] \port$2034$0 ;
+  output [22:0] \port$2173$0 ;
+  wire [22:0] \port$2173$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -14360,7 +14372,7 @@ module \default_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi_
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$2034$0  = \$8 ;
+  assign \port$2173$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -14507,7 +14519,7 @@ module \default_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port_
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1610$0 , \port$1616$0 , \port$1622$0 , \port$1628$0 , \port$1634$0 , \port$1640$0 , \port$1646$0 , \port$1652$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$1749$0 , \port$1755$0 , \port$1761$0 , \port$1767$0 , \port$1773$0 , \port$1779$0 , \port$1785$0 , \port$1791$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [24:0] \$1 ;
   wire [8:0] \$10 ;
@@ -14872,22 +14884,22 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   reg [31:0] ob3_6 = 32'd0;
   reg [31:0] ob3_7 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$1610$0 ;
-  wire [7:0] \port$1610$0 ;
-  output [7:0] \port$1616$0 ;
-  wire [7:0] \port$1616$0 ;
-  output [7:0] \port$1622$0 ;
-  wire [7:0] \port$1622$0 ;
-  output [7:0] \port$1628$0 ;
-  wire [7:0] \port$1628$0 ;
-  output [7:0] \port$1634$0 ;
-  wire [7:0] \port$1634$0 ;
-  output [7:0] \port$1640$0 ;
-  wire [7:0] \port$1640$0 ;
-  output [7:0] \port$1646$0 ;
-  wire [7:0] \port$1646$0 ;
-  output [7:0] \port$1652$0 ;
-  wire [7:0] \port$1652$0 ;
+  output [7:0] \port$1749$0 ;
+  wire [7:0] \port$1749$0 ;
+  output [7:0] \port$1755$0 ;
+  wire [7:0] \port$1755$0 ;
+  output [7:0] \port$1761$0 ;
+  wire [7:0] \port$1761$0 ;
+  output [7:0] \port$1767$0 ;
+  wire [7:0] \port$1767$0 ;
+  output [7:0] \port$1773$0 ;
+  wire [7:0] \port$1773$0 ;
+  output [7:0] \port$1779$0 ;
+  wire [7:0] \port$1779$0 ;
+  output [7:0] \port$1785$0 ;
+  wire [7:0] \port$1785$0 ;
+  output [7:0] \port$1791$0 ;
+  wire [7:0] \port$1791$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -15600,14 +15612,14 @@ module \default_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, 
   assign act_w__data = { \$78 [7:0], \$73 [7:0], \$68 [7:0], \$63 [7:0], \$58 [7:0], \$53 [7:0], \$48 [7:0], \$43 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$1610$0  = \$43 [7:0];
-  assign \port$1616$0  = \$48 [7:0];
-  assign \port$1622$0  = \$53 [7:0];
-  assign \port$1628$0  = \$58 [7:0];
-  assign \port$1634$0  = \$63 [7:0];
-  assign \port$1640$0  = \$68 [7:0];
-  assign \port$1646$0  = \$73 [7:0];
-  assign \port$1652$0  = \$78 [7:0];
+  assign \port$1749$0  = \$43 [7:0];
+  assign \port$1755$0  = \$48 [7:0];
+  assign \port$1761$0  = \$53 [7:0];
+  assign \port$1767$0  = \$58 [7:0];
+  assign \port$1773$0  = \$63 [7:0];
+  assign \port$1779$0  = \$68 [7:0];
+  assign \port$1785$0  = \$73 [7:0];
+  assign \port$1791$0  = \$78 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -30052,85 +30064,134 @@ module \default_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \port$1437$0 , \port$1438$0 , \port$1439$0 , \port$1440$0 , \port$1441$0 , \port$1442$0 , \port$1443$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1575$0 , \port$1576$0 , \port$1577$0 , \port$1578$0 , \port$1579$0 , \port$1580$0 , \port$1581$0 , \port$1582$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [12:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [10:0] \$101 ;
-  wire [10:0] \$102 ;
-  wire [32:0] \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [10:0] \$106 ;
-  wire [10:0] \$107 ;
+  wire [32:0] \$100 ;
+  wire [32:0] \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire [10:0] \$104 ;
+  wire [10:0] \$105 ;
+  wire \$106 ;
+  wire [32:0] \$107 ;
   wire [32:0] \$108 ;
-  wire \$109 ;
+  wire [32:0] \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire [10:0] \$111 ;
+  wire \$111 ;
   wire [10:0] \$112 ;
-  wire [9:0] \$113 ;
-  wire [9:0] \$114 ;
-  wire [9:0] \$115 ;
-  wire [9:0] \$116 ;
-  wire [9:0] \$117 ;
-  wire [9:0] \$118 ;
-  wire [9:0] \$119 ;
+  wire [10:0] \$113 ;
+  wire \$114 ;
+  wire [32:0] \$115 ;
+  wire [32:0] \$116 ;
+  wire [32:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [9:0] \$120 ;
-  wire \$121 ;
+  wire [10:0] \$120 ;
+  wire [10:0] \$121 ;
   wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
+  wire [32:0] \$123 ;
+  wire [32:0] \$124 ;
+  wire [32:0] \$125 ;
   wire \$126 ;
-  wire [9:0] \$127 ;
-  wire [9:0] \$128 ;
-  wire [9:0] \$129 ;
+  wire \$127 ;
+  wire [10:0] \$128 ;
+  wire [10:0] \$129 ;
   wire \$13 ;
-  wire [9:0] \$130 ;
-  wire [9:0] \$131 ;
-  wire \$132 ;
-  wire \$133 ;
+  wire \$130 ;
+  wire [32:0] \$131 ;
+  wire [32:0] \$132 ;
+  wire [32:0] \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire [17:0] \$136 ;
-  wire [18:0] \$137 ;
-  wire [27:0] \$138 ;
-  wire [28:0] \$139 ;
+  wire [10:0] \$136 ;
+  wire [10:0] \$137 ;
+  wire \$138 ;
+  wire [32:0] \$139 ;
   wire \$14 ;
-  wire [29:0] \$140 ;
-  wire \$141 ;
+  wire [32:0] \$140 ;
+  wire [32:0] \$141 ;
   wire \$142 ;
-  reg [8:0] \$143 ;
-  reg [8:0] \$144 ;
-  reg [8:0] \$145 ;
-  reg [8:0] \$146 ;
-  reg [8:0] \$147 ;
-  reg \$148 ;
-  reg \$149 ;
+  wire \$143 ;
+  wire [10:0] \$144 ;
+  wire [10:0] \$145 ;
+  wire \$146 ;
+  wire [32:0] \$147 ;
+  wire [32:0] \$148 ;
+  wire [32:0] \$149 ;
   wire [32:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
-  reg \$152 ;
-  reg [31:0] \$153 ;
-  reg [31:0] \$154 ;
-  reg [31:0] \$155 ;
-  reg [31:0] \$156 ;
-  reg [31:0] \$157 ;
-  reg [31:0] \$158 ;
-  reg [31:0] \$159 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire [10:0] \$152 ;
+  wire [10:0] \$153 ;
+  wire \$154 ;
+  wire [32:0] \$155 ;
+  wire [32:0] \$156 ;
+  wire [32:0] \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire [33:0] \$16 ;
-  reg [31:0] \$160 ;
-  reg \$161 ;
-  reg \$162 ;
+  wire [10:0] \$160 ;
+  wire [10:0] \$161 ;
+  wire [9:0] \$162 ;
+  wire [9:0] \$163 ;
+  wire [9:0] \$164 ;
+  wire [9:0] \$165 ;
+  wire [9:0] \$166 ;
+  wire [9:0] \$167 ;
+  wire [9:0] \$168 ;
+  wire [9:0] \$169 ;
   wire [42:0] \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire [9:0] \$176 ;
+  wire [9:0] \$177 ;
+  wire [9:0] \$178 ;
+  wire [9:0] \$179 ;
   wire [43:0] \$18 ;
+  wire [9:0] \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire [17:0] \$185 ;
+  wire [18:0] \$186 ;
+  wire [27:0] \$187 ;
+  wire [28:0] \$188 ;
+  wire [29:0] \$189 ;
   wire [44:0] \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  reg [8:0] \$192 ;
+  reg [8:0] \$193 ;
+  reg [8:0] \$194 ;
+  reg [8:0] \$195 ;
+  reg [8:0] \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg \$199 ;
   wire [13:0] \$2 ;
   wire [9:0] \$20 ;
+  reg \$200 ;
+  reg \$201 ;
+  reg [31:0] \$202 ;
+  reg [31:0] \$203 ;
+  reg [31:0] \$204 ;
+  reg [31:0] \$205 ;
+  reg [31:0] \$206 ;
+  reg [31:0] \$207 ;
+  reg [31:0] \$208 ;
+  reg [31:0] \$209 ;
   wire [9:0] \$21 ;
+  reg \$210 ;
+  reg \$211 ;
   wire [9:0] \$22 ;
   wire [9:0] \$23 ;
   wire [9:0] \$24 ;
@@ -30187,39 +30248,40 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [31:0] \$70 ;
   wire [32:0] \$71 ;
   wire [33:0] \$72 ;
-  wire [32:0] \$73 ;
+  wire [6:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [10:0] \$76 ;
-  wire [10:0] \$77 ;
-  wire [32:0] \$78 ;
-  wire \$79 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [63:0] \$79 ;
   wire [14:0] \$8 ;
-  wire \$80 ;
-  wire [10:0] \$81 ;
-  wire [10:0] \$82 ;
-  wire [32:0] \$83 ;
-  wire \$84 ;
+  wire [33:0] \$80 ;
+  wire [34:0] \$81 ;
+  wire [32:0] \$82 ;
+  wire \$83 ;
+  wire [32:0] \$84 ;
   wire \$85 ;
-  wire [10:0] \$86 ;
-  wire [10:0] \$87 ;
+  wire [32:0] \$86 ;
+  wire \$87 ;
   wire [32:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [10:0] \$91 ;
-  wire [10:0] \$92 ;
-  wire [32:0] \$93 ;
-  wire \$94 ;
+  wire [32:0] \$90 ;
+  wire \$91 ;
+  wire [32:0] \$92 ;
+  wire \$93 ;
+  wire [32:0] \$94 ;
   wire \$95 ;
-  wire [10:0] \$96 ;
-  wire [10:0] \$97 ;
-  wire [32:0] \$98 ;
-  wire \$99 ;
+  wire [32:0] \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire [32:0] \$99 ;
   reg \$signal  = 1'h0;
-  reg \$signal$105  = 1'h0;
+  reg \$signal$144  = 1'h0;
+  reg \$signal$150  = 1'h0;
   reg \$signal$25  = 1'h0;
-  reg \$signal$99  = 1'h0;
+  wire [32:0] \$signal$72 ;
   output [11:0] act_rd__addr;
   wire [11:0] act_rd__addr;
   input [63:0] act_rd__data;
@@ -30230,8 +30292,8 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [63:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [190:0] args;
-  wire [190:0] args;
+  input [191:0] args;
+  wire [191:0] args;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [8:0] \args.cw ;
@@ -30252,12 +30314,14 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [8:0] \args.ow ;
   wire [3:0] \args.pl ;
   wire [3:0] \args.pt ;
+  wire \args.round_even ;
   wire [3:0] \args.sh ;
   wire [5:0] \args.shift ;
   wire [3:0] \args.sw ;
   wire \args.x_signed ;
   wire [9:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
+  wire armed;
   wire [9:0] avg0;
   wire [33:0] avg0_sum;
   wire [9:0] avg1;
@@ -30284,11 +30348,28 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [31:0] base7;
   output busy;
   reg busy = 1'h0;
-  wire \busy$100 ;
+  wire \busy$145 ;
   input clk;
   wire clk;
   output done;
   wire done;
+  wire down0;
+  wire down1;
+  wire down2;
+  wire down3;
+  wire down4;
+  wire down5;
+  wire down6;
+  wire down7;
+  wire [7:0] e;
+  wire [32:0] even0;
+  wire [32:0] even1;
+  wire [32:0] even2;
+  wire [32:0] even3;
+  wire [32:0] even4;
+  wire [32:0] even5;
+  wire [32:0] even6;
+  wire [32:0] even7;
   wire finished;
   reg i_valid = 1'h0;
   wire is_max;
@@ -30311,6 +30392,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   wire [31:0] \mult[6] ;
   wire [31:0] \mult[7] ;
   wire o_valid;
+  wire [32:0] one;
   wire oob;
   reg [8:0] ox = 9'h000;
   reg [8:0] oy = 9'h000;
@@ -30319,22 +30401,86 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$1436$0 ;
-  wire [7:0] \port$1436$0 ;
-  output [7:0] \port$1437$0 ;
-  wire [7:0] \port$1437$0 ;
-  output [7:0] \port$1438$0 ;
-  wire [7:0] \port$1438$0 ;
-  output [7:0] \port$1439$0 ;
-  wire [7:0] \port$1439$0 ;
-  output [7:0] \port$1440$0 ;
-  wire [7:0] \port$1440$0 ;
-  output [7:0] \port$1441$0 ;
-  wire [7:0] \port$1441$0 ;
-  output [7:0] \port$1442$0 ;
-  wire [7:0] \port$1442$0 ;
-  output [7:0] \port$1443$0 ;
-  wire [7:0] \port$1443$0 ;
+  reg pd0_0 = 1'h0;
+  reg pd0_1 = 1'h0;
+  reg pd0_2 = 1'h0;
+  reg pd0_3 = 1'h0;
+  reg pd0_4 = 1'h0;
+  reg pd0_5 = 1'h0;
+  reg pd0_6 = 1'h0;
+  reg pd0_7 = 1'h0;
+  reg pd1_0 = 1'h0;
+  reg pd1_1 = 1'h0;
+  reg pd1_2 = 1'h0;
+  reg pd1_3 = 1'h0;
+  reg pd1_4 = 1'h0;
+  reg pd1_5 = 1'h0;
+  reg pd1_6 = 1'h0;
+  reg pd1_7 = 1'h0;
+  reg pd2_0 = 1'h0;
+  reg pd2_1 = 1'h0;
+  reg pd2_2 = 1'h0;
+  reg pd2_3 = 1'h0;
+  reg pd2_4 = 1'h0;
+  reg pd2_5 = 1'h0;
+  reg pd2_6 = 1'h0;
+  reg pd2_7 = 1'h0;
+  reg pd3_0 = 1'h0;
+  reg pd3_1 = 1'h0;
+  reg pd3_2 = 1'h0;
+  reg pd3_3 = 1'h0;
+  reg pd3_4 = 1'h0;
+  reg pd3_5 = 1'h0;
+  reg pd3_6 = 1'h0;
+  reg pd3_7 = 1'h0;
+  output [7:0] \port$1575$0 ;
+  wire [7:0] \port$1575$0 ;
+  output [7:0] \port$1576$0 ;
+  wire [7:0] \port$1576$0 ;
+  output [7:0] \port$1577$0 ;
+  wire [7:0] \port$1577$0 ;
+  output [7:0] \port$1578$0 ;
+  wire [7:0] \port$1578$0 ;
+  output [7:0] \port$1579$0 ;
+  wire [7:0] \port$1579$0 ;
+  output [7:0] \port$1580$0 ;
+  wire [7:0] \port$1580$0 ;
+  output [7:0] \port$1581$0 ;
+  wire [7:0] \port$1581$0 ;
+  output [7:0] \port$1582$0 ;
+  wire [7:0] \port$1582$0 ;
+  reg pt0_0 = 1'h0;
+  reg pt0_1 = 1'h0;
+  reg pt0_2 = 1'h0;
+  reg pt0_3 = 1'h0;
+  reg pt0_4 = 1'h0;
+  reg pt0_5 = 1'h0;
+  reg pt0_6 = 1'h0;
+  reg pt0_7 = 1'h0;
+  reg pt1_0 = 1'h0;
+  reg pt1_1 = 1'h0;
+  reg pt1_2 = 1'h0;
+  reg pt1_3 = 1'h0;
+  reg pt1_4 = 1'h0;
+  reg pt1_5 = 1'h0;
+  reg pt1_6 = 1'h0;
+  reg pt1_7 = 1'h0;
+  reg pt2_0 = 1'h0;
+  reg pt2_1 = 1'h0;
+  reg pt2_2 = 1'h0;
+  reg pt2_3 = 1'h0;
+  reg pt2_4 = 1'h0;
+  reg pt2_5 = 1'h0;
+  reg pt2_6 = 1'h0;
+  reg pt2_7 = 1'h0;
+  reg pt3_0 = 1'h0;
+  reg pt3_1 = 1'h0;
+  reg pt3_2 = 1'h0;
+  reg pt3_3 = 1'h0;
+  reg pt3_4 = 1'h0;
+  reg pt3_5 = 1'h0;
+  reg pt3_6 = 1'h0;
+  reg pt3_7 = 1'h0;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv0_2 = 10'h000;
@@ -30405,6 +30551,15 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   reg started = 1'h0;
   (* init = 1'h0 *)
   wire tap;
+  wire tie0;
+  wire tie1;
+  wire tie2;
+  wire tie3;
+  wire tie4;
+  wire tie5;
+  wire tie6;
+  wire tie7;
+  reg [5:0] tzm;
   reg [31:0] v0;
   reg [31:0] v1;
   reg [31:0] v2;
@@ -30527,118 +30682,192 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   assign \$70  = \$69  ? { \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67  } : base7;
   assign \$71  = $signed(base7) + $signed(\$67 );
   assign \$72  = $signed(\$71 ) - $signed(args[122:113]);
-  assign \$73  = $signed(y[31:0]) + $signed(args[170:161]);
-  assign \$74  = $signed(\$73 ) < $signed(args[180:171]);
-  assign \$75  = $signed(\$73 ) > $signed(args[190:181]);
-  assign \$76  = \$75  ? { args[190], args[190:181] } : { 1'h0, \$73 [9:0] };
-  assign \$77  = \$74  ? { args[180], args[180:171] } : \$76 ;
-  assign \$78  = $signed(y[63:32]) + $signed(args[170:161]);
-  assign \$79  = $signed(\$78 ) < $signed(args[180:171]);
-  assign \$80  = $signed(\$78 ) > $signed(args[190:181]);
-  assign \$81  = \$80  ? { args[190], args[190:181] } : { 1'h0, \$78 [9:0] };
-  assign \$82  = \$79  ? { args[180], args[180:171] } : \$81 ;
-  assign \$83  = $signed(y[95:64]) + $signed(args[170:161]);
-  assign \$84  = $signed(\$83 ) < $signed(args[180:171]);
-  assign \$85  = $signed(\$83 ) > $signed(args[190:181]);
-  assign \$86  = \$85  ? { args[190], args[190:181] } : { 1'h0, \$83 [9:0] };
-  assign \$87  = \$84  ? { args[180], args[180:171] } : \$86 ;
-  assign \$88  = $signed(y[127:96]) + $signed(args[170:161]);
-  assign \$89  = $signed(\$88 ) < $signed(args[180:171]);
-  assign \$90  = $signed(\$88 ) > $signed(args[190:181]);
-  assign \$91  = \$90  ? { args[190], args[190:181] } : { 1'h0, \$88 [9:0] };
-  assign \$92  = \$89  ? { args[180], args[180:171] } : \$91 ;
-  assign \$93  = $signed(y[159:128]) + $signed(args[170:161]);
-  assign \$94  = $signed(\$93 ) < $signed(args[180:171]);
-  assign \$95  = $signed(\$93 ) > $signed(args[190:181]);
-  assign \$96  = \$95  ? { args[190], args[190:181] } : { 1'h0, \$93 [9:0] };
-  assign \$97  = \$94  ? { args[180], args[180:171] } : \$96 ;
-  assign \$98  = $signed(y[191:160]) + $signed(args[170:161]);
-  assign \$99  = $signed(\$98 ) < $signed(args[180:171]);
-  assign \$100  = $signed(\$98 ) > $signed(args[190:181]);
-  assign \$101  = \$100  ? { args[190], args[190:181] } : { 1'h0, \$98 [9:0] };
-  assign \$102  = \$99  ? { args[180], args[180:171] } : \$101 ;
-  assign \$103  = $signed(y[223:192]) + $signed(args[170:161]);
-  assign \$104  = $signed(\$103 ) < $signed(args[180:171]);
-  assign \$105  = $signed(\$103 ) > $signed(args[190:181]);
-  assign \$106  = \$105  ? { args[190], args[190:181] } : { 1'h0, \$103 [9:0] };
-  assign \$107  = \$104  ? { args[180], args[180:171] } : \$106 ;
-  assign \$108  = $signed(y[255:224]) + $signed(args[170:161]);
-  assign \$109  = $signed(\$108 ) < $signed(args[180:171]);
-  assign \$110  = $signed(\$108 ) > $signed(args[190:181]);
-  assign \$111  = \$110  ? { args[190], args[190:181] } : { 1'h0, \$108 [9:0] };
-  assign \$112  = \$109  ? { args[180], args[180:171] } : \$111 ;
-  assign \$113  = args[0] ? \$77 [9:0] : pv3_0;
-  assign \$114  = args[0] ? \$82 [9:0] : pv3_1;
-  assign \$115  = args[0] ? \$87 [9:0] : pv3_2;
-  assign \$116  = args[0] ? \$92 [9:0] : pv3_3;
-  assign \$117  = args[0] ? \$97 [9:0] : pv3_4;
-  assign \$118  = args[0] ? \$102 [9:0] : pv3_5;
-  assign \$119  = args[0] ? \$107 [9:0] : pv3_6;
-  assign \$120  = args[0] ? \$112 [9:0] : pv3_7;
-  assign \$121  = ~ busy;
-  assign \$122  = ~ \$signal$99 ;
-  assign \$123  = \$121  & \$122 ;
-  assign \$124  = ~ i_valid;
-  assign \$125  = \$123  & \$124 ;
-  assign \$126  = ~ \busy$100 ;
-  assign finished = \$125  & \$126 ;
+  assign \$73  = $signed(6'h1e) - $signed(args[160:155]);
+  assign e = $signed(\$73 ) - $signed({ 1'h0, tzm });
+  assign \$74  = $signed(e) >= $signed(1'h0);
+  assign \$75  = args[191] & \$74 ;
+  assign \$76  = $signed(e) <= $signed(6'h1f);
+  assign \$77  = \$75  & \$76 ;
+  assign \$78  = | args[154:123];
+  assign armed = \$77  & \$78 ;
+  assign \$79  = 1'h1 << e[4:0];
+  assign \$81  = \$80  - 1'h1;
+  assign \$82  = { 1'h0, r_val0 } & \$81 [32:0];
+  assign \$83  = \$82  == \$79 [32:0];
+  assign tie0 = armed & \$83 ;
+  assign \$84  = { 1'h0, r_val1 } & \$81 [32:0];
+  assign \$85  = \$84  == \$79 [32:0];
+  assign tie1 = armed & \$85 ;
+  assign \$86  = { 1'h0, r_val2 } & \$81 [32:0];
+  assign \$87  = \$86  == \$79 [32:0];
+  assign tie2 = armed & \$87 ;
+  assign \$88  = { 1'h0, r_val3 } & \$81 [32:0];
+  assign \$89  = \$88  == \$79 [32:0];
+  assign tie3 = armed & \$89 ;
+  assign \$90  = { 1'h0, r_val4 } & \$81 [32:0];
+  assign \$91  = \$90  == \$79 [32:0];
+  assign tie4 = armed & \$91 ;
+  assign \$92  = { 1'h0, r_val5 } & \$81 [32:0];
+  assign \$93  = \$92  == \$79 [32:0];
+  assign tie5 = armed & \$93 ;
+  assign \$94  = { 1'h0, r_val6 } & \$81 [32:0];
+  assign \$95  = \$94  == \$79 [32:0];
+  assign tie6 = armed & \$95 ;
+  assign \$96  = { 1'h0, r_val7 } & \$81 [32:0];
+  assign \$97  = \$96  == \$79 [32:0];
+  assign tie7 = armed & \$97 ;
+  assign \$98  = pt3_0 & y[0];
+  assign \$99  = $signed(y[31:0]) + $signed(2'h1);
+  assign \$100  = $signed(y[31:0]) - $signed(2'h1);
+  assign \$101  = pd3_0 ? \$99  : \$100 ;
+  assign even0 = \$98  ? \$101  : { y[31], y[31:0] };
+  assign avg0_sum = $signed(even0) + $signed(args[170:161]);
+  assign \$102  = $signed(avg0_sum) < $signed(args[180:171]);
+  assign \$103  = $signed(avg0_sum) > $signed(args[190:181]);
+  assign \$104  = \$103  ? { args[190], args[190:181] } : { 1'h0, avg0_sum[9:0] };
+  assign \$105  = \$102  ? { args[180], args[180:171] } : \$104 ;
+  assign \$106  = pt3_1 & y[32];
+  assign \$107  = $signed(y[63:32]) + $signed(2'h1);
+  assign \$108  = $signed(y[63:32]) - $signed(2'h1);
+  assign \$109  = pd3_1 ? \$107  : \$108 ;
+  assign even1 = \$106  ? \$109  : { y[63], y[63:32] };
+  assign avg1_sum = $signed(even1) + $signed(args[170:161]);
+  assign \$110  = $signed(avg1_sum) < $signed(args[180:171]);
+  assign \$111  = $signed(avg1_sum) > $signed(args[190:181]);
+  assign \$112  = \$111  ? { args[190], args[190:181] } : { 1'h0, avg1_sum[9:0] };
+  assign \$113  = \$110  ? { args[180], args[180:171] } : \$112 ;
+  assign \$114  = pt3_2 & y[64];
+  assign \$115  = $signed(y[95:64]) + $signed(2'h1);
+  assign \$116  = $signed(y[95:64]) - $signed(2'h1);
+  assign \$117  = pd3_2 ? \$115  : \$116 ;
+  assign even2 = \$114  ? \$117  : { y[95], y[95:64] };
+  assign avg2_sum = $signed(even2) + $signed(args[170:161]);
+  assign \$118  = $signed(avg2_sum) < $signed(args[180:171]);
+  assign \$119  = $signed(avg2_sum) > $signed(args[190:181]);
+  assign \$120  = \$119  ? { args[190], args[190:181] } : { 1'h0, avg2_sum[9:0] };
+  assign \$121  = \$118  ? { args[180], args[180:171] } : \$120 ;
+  assign \$122  = pt3_3 & y[96];
+  assign \$123  = $signed(y[127:96]) + $signed(2'h1);
+  assign \$124  = $signed(y[127:96]) - $signed(2'h1);
+  assign \$125  = pd3_3 ? \$123  : \$124 ;
+  assign even3 = \$122  ? \$125  : { y[127], y[127:96] };
+  assign avg3_sum = $signed(even3) + $signed(args[170:161]);
+  assign \$126  = $signed(avg3_sum) < $signed(args[180:171]);
+  assign \$127  = $signed(avg3_sum) > $signed(args[190:181]);
+  assign \$128  = \$127  ? { args[190], args[190:181] } : { 1'h0, avg3_sum[9:0] };
+  assign \$129  = \$126  ? { args[180], args[180:171] } : \$128 ;
+  assign \$130  = pt3_4 & y[128];
+  assign \$131  = $signed(y[159:128]) + $signed(2'h1);
+  assign \$132  = $signed(y[159:128]) - $signed(2'h1);
+  assign \$133  = pd3_4 ? \$131  : \$132 ;
+  assign even4 = \$130  ? \$133  : { y[159], y[159:128] };
+  assign avg4_sum = $signed(even4) + $signed(args[170:161]);
+  assign \$134  = $signed(avg4_sum) < $signed(args[180:171]);
+  assign \$135  = $signed(avg4_sum) > $signed(args[190:181]);
+  assign \$136  = \$135  ? { args[190], args[190:181] } : { 1'h0, avg4_sum[9:0] };
+  assign \$137  = \$134  ? { args[180], args[180:171] } : \$136 ;
+  assign \$138  = pt3_5 & y[160];
+  assign \$139  = $signed(y[191:160]) + $signed(2'h1);
+  assign \$140  = $signed(y[191:160]) - $signed(2'h1);
+  assign \$141  = pd3_5 ? \$139  : \$140 ;
+  assign even5 = \$138  ? \$141  : { y[191], y[191:160] };
+  assign avg5_sum = $signed(even5) + $signed(args[170:161]);
+  assign \$142  = $signed(avg5_sum) < $signed(args[180:171]);
+  assign \$143  = $signed(avg5_sum) > $signed(args[190:181]);
+  assign \$144  = \$143  ? { args[190], args[190:181] } : { 1'h0, avg5_sum[9:0] };
+  assign \$145  = \$142  ? { args[180], args[180:171] } : \$144 ;
+  assign \$146  = pt3_6 & y[192];
+  assign \$147  = $signed(y[223:192]) + $signed(2'h1);
+  assign \$148  = $signed(y[223:192]) - $signed(2'h1);
+  assign \$149  = pd3_6 ? \$147  : \$148 ;
+  assign even6 = \$146  ? \$149  : { y[223], y[223:192] };
+  assign avg6_sum = $signed(even6) + $signed(args[170:161]);
+  assign \$150  = $signed(avg6_sum) < $signed(args[180:171]);
+  assign \$151  = $signed(avg6_sum) > $signed(args[190:181]);
+  assign \$152  = \$151  ? { args[190], args[190:181] } : { 1'h0, avg6_sum[9:0] };
+  assign \$153  = \$150  ? { args[180], args[180:171] } : \$152 ;
+  assign \$154  = pt3_7 & y[224];
+  assign \$155  = $signed(y[255:224]) + $signed(2'h1);
+  assign \$156  = $signed(y[255:224]) - $signed(2'h1);
+  assign \$157  = pd3_7 ? \$155  : \$156 ;
+  assign even7 = \$154  ? \$157  : { y[255], y[255:224] };
+  assign avg7_sum = $signed(even7) + $signed(args[170:161]);
+  assign \$158  = $signed(avg7_sum) < $signed(args[180:171]);
+  assign \$159  = $signed(avg7_sum) > $signed(args[190:181]);
+  assign \$160  = \$159  ? { args[190], args[190:181] } : { 1'h0, avg7_sum[9:0] };
+  assign \$161  = \$158  ? { args[180], args[180:171] } : \$160 ;
+  assign \$162  = args[0] ? \$105 [9:0] : pv3_0;
+  assign \$163  = args[0] ? \$113 [9:0] : pv3_1;
+  assign \$164  = args[0] ? \$121 [9:0] : pv3_2;
+  assign \$165  = args[0] ? \$129 [9:0] : pv3_3;
+  assign \$166  = args[0] ? \$137 [9:0] : pv3_4;
+  assign \$167  = args[0] ? \$145 [9:0] : pv3_5;
+  assign \$168  = args[0] ? \$153 [9:0] : pv3_6;
+  assign \$169  = args[0] ? \$161 [9:0] : pv3_7;
+  assign \$170  = ~ busy;
+  assign \$171  = ~ \$signal$144 ;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = ~ i_valid;
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = ~ \busy$145 ;
+  assign finished = \$174  & \$175 ;
   assign done = started & finished;
-  assign \$127  = kx + 1'h1;
-  assign \$128  = ky + 1'h1;
-  assign \$129  = w + 1'h1;
-  assign \$130  = ox + 1'h1;
-  assign \$131  = oy + 1'h1;
-  assign \$132  = ! kx;
-  assign \$133  = ! ky;
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = last_kx & last_ky;
-  assign \$136  = oy * args[100:92];
-  assign \$137  = \$136  + ox;
-  assign \$138  = \$137  * args[40:32];
-  assign \$139  = args[112:101] + \$138 ;
-  assign \$140  = \$139  + w;
-  assign \$141  = \$signal$99  & \$signal$105 ;
-  assign \$142  = started & finished;
+  assign \$176  = kx + 1'h1;
+  assign \$177  = ky + 1'h1;
+  assign \$178  = w + 1'h1;
+  assign \$179  = ox + 1'h1;
+  assign \$180  = oy + 1'h1;
+  assign \$181  = ! kx;
+  assign \$182  = ! ky;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = last_kx & last_ky;
+  assign \$185  = oy * args[100:92];
+  assign \$186  = \$185  + ox;
+  assign \$187  = \$186  * args[40:32];
+  assign \$188  = args[112:101] + \$187 ;
+  assign \$189  = \$188  + w;
+  assign \$190  = \$signal$144  & \$signal$150 ;
+  assign \$191  = started & finished;
   always @(posedge clk)
-    kx <= \$143 ;
+    kx <= \$192 ;
   always @(posedge clk)
-    ky <= \$144 ;
+    ky <= \$193 ;
   always @(posedge clk)
-    w <= \$145 ;
+    w <= \$194 ;
   always @(posedge clk)
-    ox <= \$146 ;
+    ox <= \$195 ;
   always @(posedge clk)
-    oy <= \$147 ;
+    oy <= \$196 ;
   always @(posedge clk)
-    busy <= \$148 ;
+    busy <= \$197 ;
   always @(posedge clk)
-    \$signal$99  <= \$149 ;
+    \$signal$144  <= \$198 ;
   always @(posedge clk)
-    \$signal$25  <= \$150 ;
+    \$signal$25  <= \$199 ;
   always @(posedge clk)
-    \$signal  <= \$151 ;
+    \$signal  <= \$200 ;
   always @(posedge clk)
-    \$signal$105  <= \$152 ;
+    \$signal$150  <= \$201 ;
   always @(posedge clk)
-    s1_addr <= \$140 [11:0];
+    s1_addr <= \$189 [11:0];
   always @(posedge clk)
-    red0 <= \$153 ;
+    red0 <= \$202 ;
   always @(posedge clk)
-    red1 <= \$154 ;
+    red1 <= \$203 ;
   always @(posedge clk)
-    red2 <= \$155 ;
+    red2 <= \$204 ;
   always @(posedge clk)
-    red3 <= \$156 ;
+    red3 <= \$205 ;
   always @(posedge clk)
-    red4 <= \$157 ;
+    red4 <= \$206 ;
   always @(posedge clk)
-    red5 <= \$158 ;
+    red5 <= \$207 ;
   always @(posedge clk)
-    red6 <= \$159 ;
+    red6 <= \$208 ;
   always @(posedge clk)
-    red7 <= \$160 ;
+    red7 <= \$209 ;
   always @(posedge clk)
-    i_valid <= \$161 ;
+    i_valid <= \$210 ;
   always @(posedge clk)
     r_addr <= s1_addr;
   always @(posedge clk)
@@ -30676,6 +30905,38 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   always @(posedge clk)
     pv0_7 <= r_val7[9:0];
   always @(posedge clk)
+    pt0_0 <= tie0;
+  always @(posedge clk)
+    pt0_1 <= tie1;
+  always @(posedge clk)
+    pt0_2 <= tie2;
+  always @(posedge clk)
+    pt0_3 <= tie3;
+  always @(posedge clk)
+    pt0_4 <= tie4;
+  always @(posedge clk)
+    pt0_5 <= tie5;
+  always @(posedge clk)
+    pt0_6 <= tie6;
+  always @(posedge clk)
+    pt0_7 <= tie7;
+  always @(posedge clk)
+    pd0_0 <= 1'h0;
+  always @(posedge clk)
+    pd0_1 <= 1'h0;
+  always @(posedge clk)
+    pd0_2 <= 1'h0;
+  always @(posedge clk)
+    pd0_3 <= 1'h0;
+  always @(posedge clk)
+    pd0_4 <= 1'h0;
+  always @(posedge clk)
+    pd0_5 <= 1'h0;
+  always @(posedge clk)
+    pd0_6 <= 1'h0;
+  always @(posedge clk)
+    pd0_7 <= 1'h0;
+  always @(posedge clk)
     pa1 <= pa0;
   always @(posedge clk)
     pv1_0 <= pv0_0;
@@ -30693,6 +30954,38 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
     pv1_6 <= pv0_6;
   always @(posedge clk)
     pv1_7 <= pv0_7;
+  always @(posedge clk)
+    pt1_0 <= pt0_0;
+  always @(posedge clk)
+    pt1_1 <= pt0_1;
+  always @(posedge clk)
+    pt1_2 <= pt0_2;
+  always @(posedge clk)
+    pt1_3 <= pt0_3;
+  always @(posedge clk)
+    pt1_4 <= pt0_4;
+  always @(posedge clk)
+    pt1_5 <= pt0_5;
+  always @(posedge clk)
+    pt1_6 <= pt0_6;
+  always @(posedge clk)
+    pt1_7 <= pt0_7;
+  always @(posedge clk)
+    pd1_0 <= pd0_0;
+  always @(posedge clk)
+    pd1_1 <= pd0_1;
+  always @(posedge clk)
+    pd1_2 <= pd0_2;
+  always @(posedge clk)
+    pd1_3 <= pd0_3;
+  always @(posedge clk)
+    pd1_4 <= pd0_4;
+  always @(posedge clk)
+    pd1_5 <= pd0_5;
+  always @(posedge clk)
+    pd1_6 <= pd0_6;
+  always @(posedge clk)
+    pd1_7 <= pd0_7;
   always @(posedge clk)
     pa2 <= pa1;
   always @(posedge clk)
@@ -30712,6 +31005,38 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   always @(posedge clk)
     pv2_7 <= pv1_7;
   always @(posedge clk)
+    pt2_0 <= pt1_0;
+  always @(posedge clk)
+    pt2_1 <= pt1_1;
+  always @(posedge clk)
+    pt2_2 <= pt1_2;
+  always @(posedge clk)
+    pt2_3 <= pt1_3;
+  always @(posedge clk)
+    pt2_4 <= pt1_4;
+  always @(posedge clk)
+    pt2_5 <= pt1_5;
+  always @(posedge clk)
+    pt2_6 <= pt1_6;
+  always @(posedge clk)
+    pt2_7 <= pt1_7;
+  always @(posedge clk)
+    pd2_0 <= pd1_0;
+  always @(posedge clk)
+    pd2_1 <= pd1_1;
+  always @(posedge clk)
+    pd2_2 <= pd1_2;
+  always @(posedge clk)
+    pd2_3 <= pd1_3;
+  always @(posedge clk)
+    pd2_4 <= pd1_4;
+  always @(posedge clk)
+    pd2_5 <= pd1_5;
+  always @(posedge clk)
+    pd2_6 <= pd1_6;
+  always @(posedge clk)
+    pd2_7 <= pd1_7;
+  always @(posedge clk)
     act_w__addr <= pa2;
   always @(posedge clk)
     pv3_0 <= pv2_0;
@@ -30730,9 +31055,41 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   always @(posedge clk)
     pv3_7 <= pv2_7;
   always @(posedge clk)
-    started <= \$162 ;
+    pt3_0 <= pt2_0;
+  always @(posedge clk)
+    pt3_1 <= pt2_1;
+  always @(posedge clk)
+    pt3_2 <= pt2_2;
+  always @(posedge clk)
+    pt3_3 <= pt2_3;
+  always @(posedge clk)
+    pt3_4 <= pt2_4;
+  always @(posedge clk)
+    pt3_5 <= pt2_5;
+  always @(posedge clk)
+    pt3_6 <= pt2_6;
+  always @(posedge clk)
+    pt3_7 <= pt2_7;
+  always @(posedge clk)
+    pd3_0 <= pd2_0;
+  always @(posedge clk)
+    pd3_1 <= pd2_1;
+  always @(posedge clk)
+    pd3_2 <= pd2_2;
+  always @(posedge clk)
+    pd3_3 <= pd2_3;
+  always @(posedge clk)
+    pd3_4 <= pd2_4;
+  always @(posedge clk)
+    pd3_5 <= pd2_5;
+  always @(posedge clk)
+    pd3_6 <= pd2_6;
+  always @(posedge clk)
+    pd3_7 <= pd2_7;
+  always @(posedge clk)
+    started <= \$211 ;
   \default_fabric.pool.mbqm  mbqm (
-    .busy(\busy$100 ),
+    .busy(\busy$145 ),
     .clk(clk),
     .i_valid(i_valid),
     .mult(mult),
@@ -30832,111 +31189,211 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$143  = kx;
-    if (busy) begin
-      \$143  = \$127 [8:0];
-      if (last_kx) begin
-        \$143  = 9'h000;
-      end
+    tzm = 6'h20;
+    if (args[154]) begin
+      tzm = 6'h1f;
     end
-    if (start) begin
-      \$143  = 9'h000;
+    if (args[153]) begin
+      tzm = 6'h1e;
     end
-    if (rst) begin
-      \$143  = 9'h000;
+    if (args[152]) begin
+      tzm = 6'h1d;
+    end
+    if (args[151]) begin
+      tzm = 6'h1c;
+    end
+    if (args[150]) begin
+      tzm = 6'h1b;
+    end
+    if (args[149]) begin
+      tzm = 6'h1a;
+    end
+    if (args[148]) begin
+      tzm = 6'h19;
+    end
+    if (args[147]) begin
+      tzm = 6'h18;
+    end
+    if (args[146]) begin
+      tzm = 6'h17;
+    end
+    if (args[145]) begin
+      tzm = 6'h16;
+    end
+    if (args[144]) begin
+      tzm = 6'h15;
+    end
+    if (args[143]) begin
+      tzm = 6'h14;
+    end
+    if (args[142]) begin
+      tzm = 6'h13;
+    end
+    if (args[141]) begin
+      tzm = 6'h12;
+    end
+    if (args[140]) begin
+      tzm = 6'h11;
+    end
+    if (args[139]) begin
+      tzm = 6'h10;
+    end
+    if (args[138]) begin
+      tzm = 6'h0f;
+    end
+    if (args[137]) begin
+      tzm = 6'h0e;
+    end
+    if (args[136]) begin
+      tzm = 6'h0d;
+    end
+    if (args[135]) begin
+      tzm = 6'h0c;
+    end
+    if (args[134]) begin
+      tzm = 6'h0b;
+    end
+    if (args[133]) begin
+      tzm = 6'h0a;
+    end
+    if (args[132]) begin
+      tzm = 6'h09;
+    end
+    if (args[131]) begin
+      tzm = 6'h08;
+    end
+    if (args[130]) begin
+      tzm = 6'h07;
+    end
+    if (args[129]) begin
+      tzm = 6'h06;
+    end
+    if (args[128]) begin
+      tzm = 6'h05;
+    end
+    if (args[127]) begin
+      tzm = 6'h04;
+    end
+    if (args[126]) begin
+      tzm = 6'h03;
+    end
+    if (args[125]) begin
+      tzm = 6'h02;
+    end
+    if (args[124]) begin
+      tzm = 6'h01;
+    end
+    if (args[123]) begin
+      tzm = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$144  = ky;
+    \$192  = kx;
+    if (busy) begin
+      \$192  = \$176 [8:0];
+      if (last_kx) begin
+        \$192  = 9'h000;
+      end
+    end
+    if (start) begin
+      \$192  = 9'h000;
+    end
+    if (rst) begin
+      \$192  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$193  = ky;
     if (busy) begin
       if (last_kx) begin
-        \$144  = \$128 [8:0];
+        \$193  = \$177 [8:0];
         if (last_ky) begin
-          \$144  = 9'h000;
+          \$193  = 9'h000;
         end
       end
     end
     if (start) begin
-      \$144  = 9'h000;
+      \$193  = 9'h000;
     end
     if (rst) begin
-      \$144  = 9'h000;
+      \$193  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$145  = w;
+    \$194  = w;
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
-          \$145  = \$129 [8:0];
+          \$194  = \$178 [8:0];
           if (last_w) begin
-            \$145  = 9'h000;
+            \$194  = 9'h000;
           end
         end
       end
     end
     if (start) begin
-      \$145  = 9'h000;
+      \$194  = 9'h000;
     end
     if (rst) begin
-      \$145  = 9'h000;
+      \$194  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$146  = ox;
+    \$195  = ox;
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
           if (last_w) begin
-            \$146  = \$130 [8:0];
+            \$195  = \$179 [8:0];
             if (last_ox) begin
-              \$146  = 9'h000;
+              \$195  = 9'h000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$146  = 9'h000;
+      \$195  = 9'h000;
     end
     if (rst) begin
-      \$146  = 9'h000;
+      \$195  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$147  = oy;
+    \$196  = oy;
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
           if (last_w) begin
             if (last_ox) begin
-              \$147  = \$131 [8:0];
+              \$196  = \$180 [8:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$147  = 9'h000;
+      \$196  = 9'h000;
     end
     if (rst) begin
-      \$147  = 9'h000;
+      \$196  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$148  = busy;
+    \$197  = busy;
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
           if (last_w) begin
             if (last_ox) begin
               if (last_oy) begin
-                \$148  = 1'h0;
+                \$197  = 1'h0;
               end
             end
           end
@@ -30944,114 +31401,114 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
       end
     end
     if (start) begin
-      \$148  = 1'h1;
+      \$197  = 1'h1;
     end
     if (rst) begin
-      \$148  = 1'h0;
+      \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$149  = busy;
+    \$198  = busy;
     if (rst) begin
-      \$149  = 1'h0;
+      \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$150  = oob;
+    \$199  = oob;
     if (rst) begin
-      \$150  = 1'h0;
+      \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$151  = \$134 ;
+    \$200  = \$183 ;
     if (rst) begin
-      \$151  = 1'h0;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$152  = \$135 ;
+    \$201  = \$184 ;
     if (rst) begin
-      \$152  = 1'h0;
+      \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$153  = red0;
-    if (\$signal$99 ) begin
-      \$153  = v0;
+    \$202  = red0;
+    if (\$signal$144 ) begin
+      \$202  = v0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$154  = red1;
-    if (\$signal$99 ) begin
-      \$154  = v1;
+    \$203  = red1;
+    if (\$signal$144 ) begin
+      \$203  = v1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$155  = red2;
-    if (\$signal$99 ) begin
-      \$155  = v2;
+    \$204  = red2;
+    if (\$signal$144 ) begin
+      \$204  = v2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$156  = red3;
-    if (\$signal$99 ) begin
-      \$156  = v3;
+    \$205  = red3;
+    if (\$signal$144 ) begin
+      \$205  = v3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$157  = red4;
-    if (\$signal$99 ) begin
-      \$157  = v4;
+    \$206  = red4;
+    if (\$signal$144 ) begin
+      \$206  = v4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$158  = red5;
-    if (\$signal$99 ) begin
-      \$158  = v5;
+    \$207  = red5;
+    if (\$signal$144 ) begin
+      \$207  = v5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$159  = red6;
-    if (\$signal$99 ) begin
-      \$159  = v6;
+    \$208  = red6;
+    if (\$signal$144 ) begin
+      \$208  = v6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$160  = red7;
-    if (\$signal$99 ) begin
-      \$160  = v7;
+    \$209  = red7;
+    if (\$signal$144 ) begin
+      \$209  = v7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$161  = \$141 ;
+    \$210  = \$190 ;
     if (rst) begin
-      \$161  = 1'h0;
+      \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$162  = started;
+    \$211  = started;
     if (start) begin
-      \$162  = 1'h1;
+      \$211  = 1'h1;
     end
-    if (\$142 ) begin
-      \$162  = 1'h0;
+    if (\$191 ) begin
+      \$211  = 1'h0;
     end
     if (rst) begin
-      \$162  = 1'h0;
+      \$211  = 1'h0;
     end
   end
   assign running = busy;
@@ -31068,34 +31525,36 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   assign x6 = { \$61 [8], \$61  };
   assign x7 = { \$67 [8], \$67  };
   assign r_valid = i_valid;
-  assign avg0_sum = { \$73 [32], \$73  };
-  assign avg0 = \$77 [9:0];
-  assign avg1_sum = { \$78 [32], \$78  };
-  assign avg1 = \$82 [9:0];
-  assign avg2_sum = { \$83 [32], \$83  };
-  assign avg2 = \$87 [9:0];
-  assign avg3_sum = { \$88 [32], \$88  };
-  assign avg3 = \$92 [9:0];
-  assign avg4_sum = { \$93 [32], \$93  };
-  assign avg4 = \$97 [9:0];
-  assign avg5_sum = { \$98 [32], \$98  };
-  assign avg5 = \$102 [9:0];
-  assign avg6_sum = { \$103 [32], \$103  };
-  assign avg6 = \$107 [9:0];
-  assign avg7_sum = { \$108 [32], \$108  };
-  assign avg7 = \$112 [9:0];
+  assign one = \$79 [32:0];
+  assign \$signal$72  = \$81 [32:0];
+  assign down0 = 1'h0;
+  assign down1 = 1'h0;
+  assign down2 = 1'h0;
+  assign down3 = 1'h0;
+  assign down4 = 1'h0;
+  assign down5 = 1'h0;
+  assign down6 = 1'h0;
+  assign down7 = 1'h0;
+  assign avg0 = \$105 [9:0];
+  assign avg1 = \$113 [9:0];
+  assign avg2 = \$121 [9:0];
+  assign avg3 = \$129 [9:0];
+  assign avg4 = \$137 [9:0];
+  assign avg5 = \$145 [9:0];
+  assign avg6 = \$153 [9:0];
+  assign avg7 = \$161 [9:0];
   assign o_valid = act_w__en;
   assign pa3 = act_w__addr;
-  assign act_w__data = { \$120 [7:0], \$119 [7:0], \$118 [7:0], \$117 [7:0], \$116 [7:0], \$115 [7:0], \$114 [7:0], \$113 [7:0] };
+  assign act_w__data = { \$169 [7:0], \$168 [7:0], \$167 [7:0], \$166 [7:0], \$165 [7:0], \$164 [7:0], \$163 [7:0], \$162 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$1436$0  = \$113 [7:0];
-  assign \port$1437$0  = \$114 [7:0];
-  assign \port$1438$0  = \$115 [7:0];
-  assign \port$1439$0  = \$116 [7:0];
-  assign \port$1440$0  = \$117 [7:0];
-  assign \port$1441$0  = \$118 [7:0];
-  assign \port$1442$0  = \$119 [7:0];
-  assign \port$1443$0  = \$120 [7:0];
+  assign \port$1575$0  = \$162 [7:0];
+  assign \port$1576$0  = \$163 [7:0];
+  assign \port$1577$0  = \$164 [7:0];
+  assign \port$1578$0  = \$165 [7:0];
+  assign \port$1579$0  = \$166 [7:0];
+  assign \port$1580$0  = \$167 [7:0];
+  assign \port$1581$0  = \$168 [7:0];
+  assign \port$1582$0  = \$169 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -31119,6 +31578,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   assign \args.zp_out  = args[170:161];
   assign \args.act_min  = args[180:171];
   assign \args.act_max  = args[190:181];
+  assign \args.round_even  = args[191];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \x[2]  = x[95:64];
@@ -31175,6 +31635,7 @@ module \default_fabric.pool (rst, act_rd__data, act_rd__addr, \port$1436$0 , \po
   assign x[95:64] = r_val2;
   assign x[63:32] = r_val1;
   assign x[31:0] = r_val0;
+  assign \$80  = { \$79 [32:0], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -31736,7 +32197,7 @@ module \default_fabric.pool.mbqm (rst, busy, x, mult, shift, i_valid, v4, y, clk
 endmodule
 
 (* generator = "Amaranth" *)
-module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2495$0 , act_w__addr, finish, busy, act_w__en, start, args, clk);
+module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc_rd__addr, old_rd__addr, new_rd__addr, \port$2634$0 , act_w__addr, finish, busy, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -31811,8 +32272,8 @@ module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
   input [63:0] old_rd__data;
   wire [63:0] old_rd__data;
   wire old_rd__en;
-  output [31:0] \port$2495$0 ;
-  wire [31:0] \port$2495$0 ;
+  output [31:0] \port$2634$0 ;
+  wire [31:0] \port$2634$0 ;
   wire [55:0] raw;
   input rst;
   wire rst;
@@ -31949,7 +32410,7 @@ module \default_fabric.relax (rst, old_rd__data, new_rd__data, arc_rd__data, arc
   assign arc_rd__addr = \$5 [11:0];
   assign old_rd__addr = \$6 [11:0];
   assign new_rd__addr = \$7 [11:0];
-  assign \port$2495$0  = \$signal$23 ;
+  assign \port$2634$0  = \$signal$23 ;
   assign act_w__addr = \$11 [11:0];
   assign \args.arcs  = args[11:0];
   assign \args.count  = args[24:12];

@@ -2155,7 +2155,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [15:0] arc_rd__data;
   wire arc_rd__en;
   wire [395:0] args;
-  wire [190:0] \args$199 ;
+  wire [191:0] \args$199 ;
   wire [9:0] \args$199.act_max ;
   wire [9:0] \args$199.act_min ;
   wire [8:0] \args$199.cw ;
@@ -2176,6 +2176,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [8:0] \args$199.ow ;
   wire [3:0] \args$199.pl ;
   wire [3:0] \args$199.pt ;
+  wire \args$199.round_even ;
   wire [3:0] \args$199.sh ;
   wire [5:0] \args$199.shift ;
   wire [3:0] \args$199.sw ;
@@ -2581,7 +2582,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire engines__mac__busy;
   wire engines__mac__done;
   wire engines__mac__start;
-  wire [190:0] engines__pool__args;
+  wire [191:0] engines__pool__args;
   wire [9:0] \engines__pool__args.act_max ;
   wire [9:0] \engines__pool__args.act_min ;
   wire [8:0] \engines__pool__args.cw ;
@@ -2602,6 +2603,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [8:0] \engines__pool__args.ow ;
   wire [3:0] \engines__pool__args.pl ;
   wire [3:0] \engines__pool__args.pt ;
+  wire \engines__pool__args.round_even ;
   wire [3:0] \engines__pool__args.sh ;
   wire [5:0] \engines__pool__args.shift ;
   wire [3:0] \engines__pool__args.sw ;
@@ -2770,7 +2772,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire \imem_rd__data.args.mac.x_signed ;
   wire [7:0] \imem_rd__data.args.mac.zp_in ;
   wire [9:0] \imem_rd__data.args.mac.zp_out ;
-  wire [190:0] \imem_rd__data.args.pool ;
+  wire [191:0] \imem_rd__data.args.pool ;
   wire [9:0] \imem_rd__data.args.pool.act_max ;
   wire [9:0] \imem_rd__data.args.pool.act_min ;
   wire [8:0] \imem_rd__data.args.pool.cw ;
@@ -2791,6 +2793,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   wire [8:0] \imem_rd__data.args.pool.ow ;
   wire [3:0] \imem_rd__data.args.pool.pl ;
   wire [3:0] \imem_rd__data.args.pool.pt ;
+  wire \imem_rd__data.args.pool.round_even ;
   wire [3:0] \imem_rd__data.args.pool.sh ;
   wire [5:0] \imem_rd__data.args.pool.shift ;
   wire [3:0] \imem_rd__data.args.pool.sw ;
@@ -3559,7 +3562,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .clk(clk),
     .cmd__ready(dma__ready),
     .error(dma_error),
-    .\port$940$0 (\$40 ),
+    .\port$1031$0 (\$40 ),
     .rd_data(axi__wdata),
     .rst(rst),
     .w_data(args[97:0]),
@@ -3579,8 +3582,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .busy(engines__ew__busy),
     .clk(clk),
     .done(engines__ew__done),
-    .\port$768$0 (\$38 ),
-    .\port$774$0 (\$39 ),
+    .\port$859$0 (\$38 ),
+    .\port$865$0 (\$39 ),
     .rst(rst),
     .start(\start$204 )
   );
@@ -3729,12 +3732,12 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
     .act_rd__data(src_rd__data),
     .act_w__addr(\act_w__addr$343 ),
     .act_w__en(\act_w__en$335 ),
-    .args(args[190:0]),
+    .args(args[191:0]),
     .busy(\busy$135 ),
     .clk(clk),
     .done(engines__pool__done),
-    .\port$684$0 (\$36 ),
-    .\port$685$0 (\$37 ),
+    .\port$775$0 (\$36 ),
+    .\port$776$0 (\$37 ),
     .rst(rst),
     .start(\start$197 )
   );
@@ -3857,8 +3860,8 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \busy$194  = engines__mac__busy;
   assign \done$196  = engines__mac__done;
   assign engines__pool__start = \start$197 ;
-  assign \args$199  = args[190:0];
-  assign engines__pool__args = args[190:0];
+  assign \args$199  = args[191:0];
+  assign engines__pool__args = args[191:0];
   assign engines__pool__busy = \busy$135 ;
   assign \done$203  = engines__pool__done;
   assign engines__ew__start = \start$204 ;
@@ -4361,7 +4364,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \imem_rd__data.args.mac.x_signed  = \port__data$180 [397];
   assign \imem_rd__data.args.mac.w_signed  = \port__data$180 [398];
   assign \imem_rd__data.args.mac.rowpack  = \port__data$180 [399];
-  assign \imem_rd__data.args.pool  = \port__data$180 [194:4];
+  assign \imem_rd__data.args.pool  = \port__data$180 [195:4];
   assign \imem_rd__data.args.pool.mode  = \port__data$180 [4];
   assign \imem_rd__data.args.pool.x_signed  = \port__data$180 [5];
   assign \imem_rd__data.args.pool.in_base  = \port__data$180 [17:6];
@@ -4385,6 +4388,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \imem_rd__data.args.pool.zp_out  = \port__data$180 [174:165];
   assign \imem_rd__data.args.pool.act_min  = \port__data$180 [184:175];
   assign \imem_rd__data.args.pool.act_max  = \port__data$180 [194:185];
+  assign \imem_rd__data.args.pool.round_even  = \port__data$180 [195];
   assign \imem_rd__data.args.ew  = \port__data$180 [264:4];
   assign \imem_rd__data.args.ew.a_base  = \port__data$180 [15:4];
   assign \imem_rd__data.args.ew.b_base  = \port__data$180 [27:16];
@@ -4561,6 +4565,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \args$199.zp_out  = args[170:161];
   assign \args$199.act_min  = args[180:171];
   assign \args$199.act_max  = args[190:181];
+  assign \args$199.round_even  = args[191];
   assign \engines__pool__args.mode  = args[0];
   assign \engines__pool__args.x_signed  = args[1];
   assign \engines__pool__args.in_base  = args[13:2];
@@ -4584,6 +4589,7 @@ module tiny_fabric(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, axi__awready, a
   assign \engines__pool__args.zp_out  = args[170:161];
   assign \engines__pool__args.act_min  = args[180:171];
   assign \engines__pool__args.act_max  = args[190:181];
+  assign \engines__pool__args.round_even  = args[191];
   assign \args$206.a_base  = args[11:0];
   assign \args$206.b_base  = args[23:12];
   assign \args$206.out_base  = args[35:24];
@@ -4921,7 +4927,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire engines__mac__done;
   output engines__mac__start;
   reg engines__mac__start;
-  wire [190:0] engines__pool__args;
+  wire [191:0] engines__pool__args;
   wire [9:0] \engines__pool__args.act_max ;
   wire [9:0] \engines__pool__args.act_min ;
   wire [8:0] \engines__pool__args.cw ;
@@ -4942,6 +4948,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [8:0] \engines__pool__args.ow ;
   wire [3:0] \engines__pool__args.pl ;
   wire [3:0] \engines__pool__args.pt ;
+  wire \engines__pool__args.round_even ;
   wire [3:0] \engines__pool__args.sh ;
   wire [5:0] \engines__pool__args.shift ;
   wire [3:0] \engines__pool__args.sw ;
@@ -5120,7 +5127,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire \imem_rd__data.args.mac.x_signed ;
   wire [7:0] \imem_rd__data.args.mac.zp_in ;
   wire [9:0] \imem_rd__data.args.mac.zp_out ;
-  wire [190:0] \imem_rd__data.args.pool ;
+  wire [191:0] \imem_rd__data.args.pool ;
   wire [9:0] \imem_rd__data.args.pool.act_max ;
   wire [9:0] \imem_rd__data.args.pool.act_min ;
   wire [8:0] \imem_rd__data.args.pool.cw ;
@@ -5141,6 +5148,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [8:0] \imem_rd__data.args.pool.ow ;
   wire [3:0] \imem_rd__data.args.pool.pl ;
   wire [3:0] \imem_rd__data.args.pool.pt ;
+  wire \imem_rd__data.args.pool.round_even ;
   wire [3:0] \imem_rd__data.args.pool.sh ;
   wire [5:0] \imem_rd__data.args.pool.shift ;
   wire [3:0] \imem_rd__data.args.pool.sw ;
@@ -5272,7 +5280,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire \ir.args.mac.x_signed ;
   wire [7:0] \ir.args.mac.zp_in ;
   wire [9:0] \ir.args.mac.zp_out ;
-  wire [190:0] \ir.args.pool ;
+  wire [191:0] \ir.args.pool ;
   wire [9:0] \ir.args.pool.act_max ;
   wire [9:0] \ir.args.pool.act_min ;
   wire [8:0] \ir.args.pool.cw ;
@@ -5293,6 +5301,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   wire [8:0] \ir.args.pool.ow ;
   wire [3:0] \ir.args.pool.pl ;
   wire [3:0] \ir.args.pool.pt ;
+  wire \ir.args.pool.round_even ;
   wire [3:0] \ir.args.pool.sh ;
   wire [5:0] \ir.args.pool.shift ;
   wire [3:0] \ir.args.pool.sw ;
@@ -6071,7 +6080,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
     endcase
   end
   assign imem_rd__en = 1'h1;
-  assign engines__pool__args = ir[194:4];
+  assign engines__pool__args = ir[195:4];
   assign engines__ew__args = ir[264:4];
   assign engines__graph__args = ir[37:4];
   assign engines__relax__args = ir[52:4];
@@ -6193,7 +6202,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \ir.args.mac.x_signed  = ir[397];
   assign \ir.args.mac.w_signed  = ir[398];
   assign \ir.args.mac.rowpack  = ir[399];
-  assign \ir.args.pool  = ir[194:4];
+  assign \ir.args.pool  = ir[195:4];
   assign \ir.args.pool.mode  = ir[4];
   assign \ir.args.pool.x_signed  = ir[5];
   assign \ir.args.pool.in_base  = ir[17:6];
@@ -6217,6 +6226,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \ir.args.pool.zp_out  = ir[174:165];
   assign \ir.args.pool.act_min  = ir[184:175];
   assign \ir.args.pool.act_max  = ir[194:185];
+  assign \ir.args.pool.round_even  = ir[195];
   assign \ir.args.ew  = ir[264:4];
   assign \ir.args.ew.a_base  = ir[15:4];
   assign \ir.args.ew.b_base  = ir[27:16];
@@ -6293,6 +6303,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \engines__pool__args.zp_out  = ir[174:165];
   assign \engines__pool__args.act_min  = ir[184:175];
   assign \engines__pool__args.act_max  = ir[194:185];
+  assign \engines__pool__args.round_even  = ir[195];
   assign \engines__ew__args.a_base  = ir[15:4];
   assign \engines__ew__args.b_base  = ir[27:16];
   assign \engines__ew__args.out_base  = ir[39:28];
@@ -6436,7 +6447,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \imem_rd__data.args.mac.x_signed  = imem_rd__data[397];
   assign \imem_rd__data.args.mac.w_signed  = imem_rd__data[398];
   assign \imem_rd__data.args.mac.rowpack  = imem_rd__data[399];
-  assign \imem_rd__data.args.pool  = imem_rd__data[194:4];
+  assign \imem_rd__data.args.pool  = imem_rd__data[195:4];
   assign \imem_rd__data.args.pool.mode  = imem_rd__data[4];
   assign \imem_rd__data.args.pool.x_signed  = imem_rd__data[5];
   assign \imem_rd__data.args.pool.in_base  = imem_rd__data[17:6];
@@ -6460,6 +6471,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
   assign \imem_rd__data.args.pool.zp_out  = imem_rd__data[174:165];
   assign \imem_rd__data.args.pool.act_min  = imem_rd__data[184:175];
   assign \imem_rd__data.args.pool.act_max  = imem_rd__data[194:185];
+  assign \imem_rd__data.args.pool.round_even  = imem_rd__data[195];
   assign \imem_rd__data.args.ew  = imem_rd__data[264:4];
   assign \imem_rd__data.args.ew.a_base  = imem_rd__data[15:4];
   assign \imem_rd__data.args.ew.b_base  = imem_rd__data[27:16];
@@ -6531,7 +6543,7 @@ module \tiny_fabric.ctrl (rst, imem_rd__data, \port$69$351 , \port$70$351 , \por
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$940$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
+module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__arready, axi__rid, amem_w__data, axi__rresp, axi__rvalid, clk, rst, amem_r__data, wmem_r__data, \port$1031$0 , axi__awlen, axi__arlen, axi__wlast, rd_data, amem_r__en, wmem_r__en, amem_w__en
 , wmem_w__en, busy, cmd__ready, axi__awvalid, axi__arvalid, axi__wvalid, axi__rready, axi__bready, error, amem_r__addr, w_en, w_data, axi__awready);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
   wire [12:0] \$1 ;
@@ -6725,8 +6737,8 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   reg [8:0] issued = 9'h000;
   reg [15:0] length = 16'h0000;
   wire [8:0] n;
-  output [20:0] \port$940$0 ;
-  wire [20:0] \port$940$0 ;
+  output [20:0] \port$1031$0 ;
+  wire [20:0] \port$1031$0 ;
   wire [97:0] r_data;
   reg r_en;
   reg r_hs;
@@ -7444,7 +7456,7 @@ module \tiny_fabric.dma (axi__wready, axi__bid, axi__bresp, axi__bvalid, axi__ar
   assign wmem_w__data = amem_w__data;
   assign axi__wdata = rd_data;
   assign \error$46  = error;
-  assign \port$940$0  = \$8 ;
+  assign \port$1031$0  = \$8 ;
   assign axi__awlen = \$9 [7:0];
   assign axi__arlen = \$10 [7:0];
   assign \cmd__payload.store  = w_data[0];
@@ -7591,7 +7603,7 @@ module \tiny_fabric.dma.queue (rst, w_rdy, r_rdy, r_data, r_en, w_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$768$0 , \port$774$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \port$859$0 , \port$865$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [24:0] \$1 ;
   wire [8:0] \$10 ;
@@ -7758,10 +7770,10 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   reg [31:0] ob3_0 = 32'd0;
   reg [31:0] ob3_1 = 32'd0;
   reg [15:0] p = 16'h0000;
-  output [7:0] \port$768$0 ;
-  wire [7:0] \port$768$0 ;
-  output [7:0] \port$774$0 ;
-  wire [7:0] \port$774$0 ;
+  output [7:0] \port$859$0 ;
+  wire [7:0] \port$859$0 ;
+  output [7:0] \port$865$0 ;
+  wire [7:0] \port$865$0 ;
   input rst;
   wire rst;
   (* init = 1'h0 *)
@@ -8090,8 +8102,8 @@ module \tiny_fabric.ew (rst, a_rd__data, b_rd__data, a_rd__addr, b_rd__addr, \po
   assign act_w__data = { \$24 [7:0], \$19 [7:0] };
   assign a_rd__addr = \$3 [11:0];
   assign b_rd__addr = \$6 [11:0];
-  assign \port$768$0  = \$19 [7:0];
-  assign \port$774$0  = \$24 [7:0];
+  assign \port$859$0  = \$19 [7:0];
+  assign \port$865$0  = \$24 [7:0];
   assign \args.a_base  = args[11:0];
   assign \args.b_base  = args[23:12];
   assign \args.out_base  = args[35:24];
@@ -14042,10 +14054,14 @@ module \tiny_fabric.mac.tags (rst, w_en, r_en, w_rdy, r_rdy, r_data, w_port__dat
 endmodule
 
 (* generator = "Amaranth" *)
-module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$685$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
+module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$775$0 , \port$776$0 , done, busy, act_w__addr, act_w__en, start, args, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [12:0] \$1 ;
   wire \$10 ;
+  reg [31:0] \$100 ;
+  reg [31:0] \$101 ;
+  reg \$102 ;
+  reg \$103 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
@@ -14074,64 +14090,80 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [31:0] \$34 ;
   wire [32:0] \$35 ;
   wire [33:0] \$36 ;
-  wire [32:0] \$37 ;
+  wire [6:0] \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire [14:0] \$4 ;
-  wire [10:0] \$40 ;
-  wire [10:0] \$41 ;
-  wire [32:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire [10:0] \$45 ;
-  wire [10:0] \$46 ;
-  wire [9:0] \$47 ;
-  wire [9:0] \$48 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [63:0] \$43 ;
+  wire [33:0] \$44 ;
+  wire [34:0] \$45 ;
+  wire [32:0] \$46 ;
+  wire \$47 ;
+  wire [32:0] \$48 ;
   wire \$49 ;
   wire [12:0] \$5 ;
   wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
+  wire [32:0] \$51 ;
+  wire [32:0] \$52 ;
+  wire [32:0] \$53 ;
   wire \$54 ;
-  wire [9:0] \$55 ;
-  wire [9:0] \$56 ;
-  wire [9:0] \$57 ;
-  wire [9:0] \$58 ;
-  wire [9:0] \$59 ;
+  wire \$55 ;
+  wire [10:0] \$56 ;
+  wire [10:0] \$57 ;
+  wire \$58 ;
+  wire [32:0] \$59 ;
   wire [13:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
+  wire [32:0] \$60 ;
+  wire [32:0] \$61 ;
   wire \$62 ;
   wire \$63 ;
-  wire [17:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [27:0] \$66 ;
-  wire [28:0] \$67 ;
-  wire [29:0] \$68 ;
+  wire [10:0] \$64 ;
+  wire [10:0] \$65 ;
+  wire [9:0] \$66 ;
+  wire [9:0] \$67 ;
+  wire \$68 ;
   wire \$69 ;
   wire [12:0] \$7 ;
   wire \$70 ;
-  reg [8:0] \$71 ;
-  reg [8:0] \$72 ;
-  reg [8:0] \$73 ;
-  reg [8:0] \$74 ;
-  reg [8:0] \$75 ;
-  reg \$76 ;
-  reg \$77 ;
-  reg \$78 ;
-  reg \$79 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [9:0] \$74 ;
+  wire [9:0] \$75 ;
+  wire [9:0] \$76 ;
+  wire [9:0] \$77 ;
+  wire [9:0] \$78 ;
+  wire \$79 ;
   wire [14:0] \$8 ;
-  reg \$80 ;
-  reg [31:0] \$81 ;
-  reg [31:0] \$82 ;
-  reg \$83 ;
-  reg \$84 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [17:0] \$83 ;
+  wire [18:0] \$84 ;
+  wire [27:0] \$85 ;
+  wire [28:0] \$86 ;
+  wire [29:0] \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
+  reg [8:0] \$90 ;
+  reg [8:0] \$91 ;
+  reg [8:0] \$92 ;
+  reg [8:0] \$93 ;
+  reg [8:0] \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$25  = 1'h0;
-  reg \$signal$51  = 1'h0;
-  reg \$signal$57  = 1'h0;
+  wire [32:0] \$signal$42 ;
+  reg \$signal$66  = 1'h0;
+  reg \$signal$72  = 1'h0;
   output [11:0] act_rd__addr;
   wire [11:0] act_rd__addr;
   input [15:0] act_rd__data;
@@ -14142,8 +14174,8 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [15:0] act_w__data;
   output act_w__en;
   wire act_w__en;
-  input [190:0] args;
-  wire [190:0] args;
+  input [191:0] args;
+  wire [191:0] args;
   wire [9:0] \args.act_max ;
   wire [9:0] \args.act_min ;
   wire [8:0] \args.cw ;
@@ -14164,12 +14196,14 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [8:0] \args.ow ;
   wire [3:0] \args.pl ;
   wire [3:0] \args.pt ;
+  wire \args.round_even ;
   wire [3:0] \args.sh ;
   wire [5:0] \args.shift ;
   wire [3:0] \args.sw ;
   wire \args.x_signed ;
   wire [9:0] \args.zp_in ;
   wire [9:0] \args.zp_out ;
+  wire armed;
   wire [9:0] avg0;
   wire [33:0] avg0_sum;
   wire [9:0] avg1;
@@ -14178,11 +14212,16 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [31:0] base1;
   output busy;
   reg busy = 1'h0;
-  wire \busy$52 ;
+  wire \busy$67 ;
   input clk;
   wire clk;
   output done;
   wire done;
+  wire down0;
+  wire down1;
+  wire [7:0] e;
+  wire [32:0] even0;
+  wire [32:0] even1;
   wire finished;
   reg i_valid = 1'h0;
   wire is_max;
@@ -14199,6 +14238,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [31:0] \mult[0] ;
   wire [31:0] \mult[1] ;
   wire o_valid;
+  wire [32:0] one;
   wire oob;
   reg [8:0] ox = 9'h000;
   reg [8:0] oy = 9'h000;
@@ -14207,10 +14247,26 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   reg [11:0] pa2 = 12'h000;
   (* init = 12'h000 *)
   wire [11:0] pa3;
-  output [7:0] \port$684$0 ;
-  wire [7:0] \port$684$0 ;
-  output [7:0] \port$685$0 ;
-  wire [7:0] \port$685$0 ;
+  reg pd0_0 = 1'h0;
+  reg pd0_1 = 1'h0;
+  reg pd1_0 = 1'h0;
+  reg pd1_1 = 1'h0;
+  reg pd2_0 = 1'h0;
+  reg pd2_1 = 1'h0;
+  reg pd3_0 = 1'h0;
+  reg pd3_1 = 1'h0;
+  output [7:0] \port$775$0 ;
+  wire [7:0] \port$775$0 ;
+  output [7:0] \port$776$0 ;
+  wire [7:0] \port$776$0 ;
+  reg pt0_0 = 1'h0;
+  reg pt0_1 = 1'h0;
+  reg pt1_0 = 1'h0;
+  reg pt1_1 = 1'h0;
+  reg pt2_0 = 1'h0;
+  reg pt2_1 = 1'h0;
+  reg pt3_0 = 1'h0;
+  reg pt3_1 = 1'h0;
   reg [9:0] pv0_0 = 10'h000;
   reg [9:0] pv0_1 = 10'h000;
   reg [9:0] pv1_0 = 10'h000;
@@ -14239,6 +14295,9 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   reg started = 1'h0;
   (* init = 1'h0 *)
   wire tap;
+  wire tie0;
+  wire tie1;
+  reg [5:0] tzm;
   reg [31:0] v0;
   reg [31:0] v1;
   reg [8:0] w = 9'h000;
@@ -14250,6 +14309,21 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   wire [63:0] y;
   wire [31:0] \y[0] ;
   wire [31:0] \y[1] ;
+  assign \$1  = oy * args[62:59];
+  assign \$2  = \$1  - args[78:75];
+  assign \$3  = ky * args[70:67];
+  assign \$4  = $signed(\$2 ) + $signed({ 1'h0, \$3  });
+  assign \$5  = ox * args[66:63];
+  assign \$6  = \$5  - args[82:79];
+  assign \$7  = kx * args[74:71];
+  assign \$8  = $signed(\$6 ) + $signed({ 1'h0, \$7  });
+  assign \$9  = $signed(\$4 ) < $signed(1'h0);
+  assign \$10  = $signed(\$4 ) >= $signed({ 1'h0, args[22:14] });
+  assign \$11  = \$9  | \$10 ;
+  assign \$12  = $signed(\$8 ) < $signed(1'h0);
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = $signed(\$8 ) >= $signed({ 1'h0, args[31:23] });
+  assign oob = \$13  | \$14 ;
   assign \$15  = $signed(\$4 ) * $signed({ 1'h0, args[31:23] });
   assign \$16  = $signed(\$15 ) + $signed(\$8 );
   assign \$17  = $signed(\$16 ) * $signed({ 1'h0, args[40:32] });
@@ -14280,70 +14354,96 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   assign \$34  = \$33  ? { \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31  } : base1;
   assign \$35  = $signed(base1) + $signed(\$31 );
   assign \$36  = $signed(\$35 ) - $signed(args[122:113]);
-  assign \$37  = $signed(y[31:0]) + $signed(args[170:161]);
-  assign \$38  = $signed(\$37 ) < $signed(args[180:171]);
-  assign \$39  = $signed(\$37 ) > $signed(args[190:181]);
-  assign \$40  = \$39  ? { args[190], args[190:181] } : { 1'h0, \$37 [9:0] };
-  assign \$41  = \$38  ? { args[180], args[180:171] } : \$40 ;
-  assign \$42  = $signed(y[63:32]) + $signed(args[170:161]);
-  assign \$43  = $signed(\$42 ) < $signed(args[180:171]);
-  assign \$44  = $signed(\$42 ) > $signed(args[190:181]);
-  assign \$45  = \$44  ? { args[190], args[190:181] } : { 1'h0, \$42 [9:0] };
-  assign \$46  = \$43  ? { args[180], args[180:171] } : \$45 ;
-  assign \$47  = args[0] ? \$41 [9:0] : pv3_0;
-  assign \$48  = args[0] ? \$46 [9:0] : pv3_1;
-  assign \$49  = ~ busy;
-  assign \$50  = ~ \$signal$51 ;
-  assign \$51  = \$49  & \$50 ;
-  assign \$52  = ~ i_valid;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = ~ \busy$52 ;
-  assign finished = \$53  & \$54 ;
+  assign \$37  = $signed(6'h1e) - $signed(args[160:155]);
+  assign e = $signed(\$37 ) - $signed({ 1'h0, tzm });
+  assign \$38  = $signed(e) >= $signed(1'h0);
+  assign \$39  = args[191] & \$38 ;
+  assign \$40  = $signed(e) <= $signed(6'h1f);
+  assign \$41  = \$39  & \$40 ;
+  assign \$42  = | args[154:123];
+  assign armed = \$41  & \$42 ;
+  assign \$43  = 1'h1 << e[4:0];
+  assign \$45  = \$44  - 1'h1;
+  assign \$46  = { 1'h0, r_val0 } & \$45 [32:0];
+  assign \$47  = \$46  == \$43 [32:0];
+  assign tie0 = armed & \$47 ;
+  assign \$48  = { 1'h0, r_val1 } & \$45 [32:0];
+  assign \$49  = \$48  == \$43 [32:0];
+  assign tie1 = armed & \$49 ;
+  assign \$50  = pt3_0 & y[0];
+  assign \$51  = $signed(y[31:0]) + $signed(2'h1);
+  assign \$52  = $signed(y[31:0]) - $signed(2'h1);
+  assign \$53  = pd3_0 ? \$51  : \$52 ;
+  assign even0 = \$50  ? \$53  : { y[31], y[31:0] };
+  assign avg0_sum = $signed(even0) + $signed(args[170:161]);
+  assign \$54  = $signed(avg0_sum) < $signed(args[180:171]);
+  assign \$55  = $signed(avg0_sum) > $signed(args[190:181]);
+  assign \$56  = \$55  ? { args[190], args[190:181] } : { 1'h0, avg0_sum[9:0] };
+  assign \$57  = \$54  ? { args[180], args[180:171] } : \$56 ;
+  assign \$58  = pt3_1 & y[32];
+  assign \$59  = $signed(y[63:32]) + $signed(2'h1);
+  assign \$60  = $signed(y[63:32]) - $signed(2'h1);
+  assign \$61  = pd3_1 ? \$59  : \$60 ;
+  assign even1 = \$58  ? \$61  : { y[63], y[63:32] };
+  assign avg1_sum = $signed(even1) + $signed(args[170:161]);
+  assign \$62  = $signed(avg1_sum) < $signed(args[180:171]);
+  assign \$63  = $signed(avg1_sum) > $signed(args[190:181]);
+  assign \$64  = \$63  ? { args[190], args[190:181] } : { 1'h0, avg1_sum[9:0] };
+  assign \$65  = \$62  ? { args[180], args[180:171] } : \$64 ;
+  assign \$66  = args[0] ? \$57 [9:0] : pv3_0;
+  assign \$67  = args[0] ? \$65 [9:0] : pv3_1;
+  assign \$68  = ~ busy;
+  assign \$69  = ~ \$signal$66 ;
+  assign \$70  = \$68  & \$69 ;
+  assign \$71  = ~ i_valid;
+  assign \$72  = \$70  & \$71 ;
+  assign \$73  = ~ \busy$67 ;
+  assign finished = \$72  & \$73 ;
   assign done = started & finished;
-  assign \$55  = kx + 1'h1;
-  assign \$56  = ky + 1'h1;
-  assign \$57  = w + 1'h1;
-  assign \$58  = ox + 1'h1;
-  assign \$59  = oy + 1'h1;
-  assign \$60  = ! kx;
-  assign \$61  = ! ky;
-  assign \$62  = \$60  & \$61 ;
-  assign \$63  = last_kx & last_ky;
-  assign \$64  = oy * args[100:92];
-  assign \$65  = \$64  + ox;
-  assign \$66  = \$65  * args[40:32];
-  assign \$67  = args[112:101] + \$66 ;
-  assign \$68  = \$67  + w;
-  assign \$69  = \$signal$51  & \$signal$57 ;
-  assign \$70  = started & finished;
+  assign \$74  = kx + 1'h1;
+  assign \$75  = ky + 1'h1;
+  assign \$76  = w + 1'h1;
+  assign \$77  = ox + 1'h1;
+  assign \$78  = oy + 1'h1;
+  assign \$79  = ! kx;
+  assign \$80  = ! ky;
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = last_kx & last_ky;
+  assign \$83  = oy * args[100:92];
+  assign \$84  = \$83  + ox;
+  assign \$85  = \$84  * args[40:32];
+  assign \$86  = args[112:101] + \$85 ;
+  assign \$87  = \$86  + w;
+  assign \$88  = \$signal$66  & \$signal$72 ;
+  assign \$89  = started & finished;
   always @(posedge clk)
-    kx <= \$71 ;
+    kx <= \$90 ;
   always @(posedge clk)
-    ky <= \$72 ;
+    ky <= \$91 ;
   always @(posedge clk)
-    w <= \$73 ;
+    w <= \$92 ;
   always @(posedge clk)
-    ox <= \$74 ;
+    ox <= \$93 ;
   always @(posedge clk)
-    oy <= \$75 ;
+    oy <= \$94 ;
   always @(posedge clk)
-    busy <= \$76 ;
+    busy <= \$95 ;
   always @(posedge clk)
-    \$signal$51  <= \$77 ;
+    \$signal$66  <= \$96 ;
   always @(posedge clk)
-    \$signal$25  <= \$78 ;
+    \$signal$25  <= \$97 ;
   always @(posedge clk)
-    \$signal  <= \$79 ;
+    \$signal  <= \$98 ;
   always @(posedge clk)
-    \$signal$57  <= \$80 ;
+    \$signal$72  <= \$99 ;
   always @(posedge clk)
-    s1_addr <= \$68 [11:0];
+    s1_addr <= \$87 [11:0];
   always @(posedge clk)
-    red0 <= \$81 ;
+    red0 <= \$100 ;
   always @(posedge clk)
-    red1 <= \$82 ;
+    red1 <= \$101 ;
   always @(posedge clk)
-    i_valid <= \$83 ;
+    i_valid <= \$102 ;
   always @(posedge clk)
     r_addr <= s1_addr;
   always @(posedge clk)
@@ -14357,11 +14457,27 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   always @(posedge clk)
     pv0_1 <= r_val1[9:0];
   always @(posedge clk)
+    pt0_0 <= tie0;
+  always @(posedge clk)
+    pt0_1 <= tie1;
+  always @(posedge clk)
+    pd0_0 <= 1'h0;
+  always @(posedge clk)
+    pd0_1 <= 1'h0;
+  always @(posedge clk)
     pa1 <= pa0;
   always @(posedge clk)
     pv1_0 <= pv0_0;
   always @(posedge clk)
     pv1_1 <= pv0_1;
+  always @(posedge clk)
+    pt1_0 <= pt0_0;
+  always @(posedge clk)
+    pt1_1 <= pt0_1;
+  always @(posedge clk)
+    pd1_0 <= pd0_0;
+  always @(posedge clk)
+    pd1_1 <= pd0_1;
   always @(posedge clk)
     pa2 <= pa1;
   always @(posedge clk)
@@ -14369,30 +14485,31 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   always @(posedge clk)
     pv2_1 <= pv1_1;
   always @(posedge clk)
+    pt2_0 <= pt1_0;
+  always @(posedge clk)
+    pt2_1 <= pt1_1;
+  always @(posedge clk)
+    pd2_0 <= pd1_0;
+  always @(posedge clk)
+    pd2_1 <= pd1_1;
+  always @(posedge clk)
     act_w__addr <= pa2;
   always @(posedge clk)
     pv3_0 <= pv2_0;
   always @(posedge clk)
     pv3_1 <= pv2_1;
   always @(posedge clk)
-    started <= \$84 ;
-  assign \$1  = oy * args[62:59];
-  assign \$2  = \$1  - args[78:75];
-  assign \$3  = ky * args[70:67];
-  assign \$4  = $signed(\$2 ) + $signed({ 1'h0, \$3  });
-  assign \$5  = ox * args[66:63];
-  assign \$6  = \$5  - args[82:79];
-  assign \$7  = kx * args[74:71];
-  assign \$8  = $signed(\$6 ) + $signed({ 1'h0, \$7  });
-  assign \$9  = $signed(\$4 ) < $signed(1'h0);
-  assign \$10  = $signed(\$4 ) >= $signed({ 1'h0, args[22:14] });
-  assign \$11  = \$9  | \$10 ;
-  assign \$12  = $signed(\$8 ) < $signed(1'h0);
-  assign \$13  = \$11  | \$12 ;
-  assign \$14  = $signed(\$8 ) >= $signed({ 1'h0, args[31:23] });
-  assign oob = \$13  | \$14 ;
+    pt3_0 <= pt2_0;
+  always @(posedge clk)
+    pt3_1 <= pt2_1;
+  always @(posedge clk)
+    pd3_0 <= pd2_0;
+  always @(posedge clk)
+    pd3_1 <= pd2_1;
+  always @(posedge clk)
+    started <= \$103 ;
   \tiny_fabric.pool.mbqm  mbqm (
-    .busy(\busy$52 ),
+    .busy(\busy$67 ),
     .clk(clk),
     .i_valid(i_valid),
     .mult(mult),
@@ -14426,111 +14543,211 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$71  = kx;
-    if (busy) begin
-      \$71  = \$55 [8:0];
-      if (last_kx) begin
-        \$71  = 9'h000;
-      end
+    tzm = 6'h20;
+    if (args[154]) begin
+      tzm = 6'h1f;
     end
-    if (start) begin
-      \$71  = 9'h000;
+    if (args[153]) begin
+      tzm = 6'h1e;
     end
-    if (rst) begin
-      \$71  = 9'h000;
+    if (args[152]) begin
+      tzm = 6'h1d;
+    end
+    if (args[151]) begin
+      tzm = 6'h1c;
+    end
+    if (args[150]) begin
+      tzm = 6'h1b;
+    end
+    if (args[149]) begin
+      tzm = 6'h1a;
+    end
+    if (args[148]) begin
+      tzm = 6'h19;
+    end
+    if (args[147]) begin
+      tzm = 6'h18;
+    end
+    if (args[146]) begin
+      tzm = 6'h17;
+    end
+    if (args[145]) begin
+      tzm = 6'h16;
+    end
+    if (args[144]) begin
+      tzm = 6'h15;
+    end
+    if (args[143]) begin
+      tzm = 6'h14;
+    end
+    if (args[142]) begin
+      tzm = 6'h13;
+    end
+    if (args[141]) begin
+      tzm = 6'h12;
+    end
+    if (args[140]) begin
+      tzm = 6'h11;
+    end
+    if (args[139]) begin
+      tzm = 6'h10;
+    end
+    if (args[138]) begin
+      tzm = 6'h0f;
+    end
+    if (args[137]) begin
+      tzm = 6'h0e;
+    end
+    if (args[136]) begin
+      tzm = 6'h0d;
+    end
+    if (args[135]) begin
+      tzm = 6'h0c;
+    end
+    if (args[134]) begin
+      tzm = 6'h0b;
+    end
+    if (args[133]) begin
+      tzm = 6'h0a;
+    end
+    if (args[132]) begin
+      tzm = 6'h09;
+    end
+    if (args[131]) begin
+      tzm = 6'h08;
+    end
+    if (args[130]) begin
+      tzm = 6'h07;
+    end
+    if (args[129]) begin
+      tzm = 6'h06;
+    end
+    if (args[128]) begin
+      tzm = 6'h05;
+    end
+    if (args[127]) begin
+      tzm = 6'h04;
+    end
+    if (args[126]) begin
+      tzm = 6'h03;
+    end
+    if (args[125]) begin
+      tzm = 6'h02;
+    end
+    if (args[124]) begin
+      tzm = 6'h01;
+    end
+    if (args[123]) begin
+      tzm = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$72  = ky;
+    \$90  = kx;
+    if (busy) begin
+      \$90  = \$74 [8:0];
+      if (last_kx) begin
+        \$90  = 9'h000;
+      end
+    end
+    if (start) begin
+      \$90  = 9'h000;
+    end
+    if (rst) begin
+      \$90  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$91  = ky;
     if (busy) begin
       if (last_kx) begin
-        \$72  = \$56 [8:0];
+        \$91  = \$75 [8:0];
         if (last_ky) begin
-          \$72  = 9'h000;
+          \$91  = 9'h000;
         end
       end
     end
     if (start) begin
-      \$72  = 9'h000;
+      \$91  = 9'h000;
     end
     if (rst) begin
-      \$72  = 9'h000;
+      \$91  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$73  = w;
+    \$92  = w;
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
-          \$73  = \$57 [8:0];
+          \$92  = \$76 [8:0];
           if (last_w) begin
-            \$73  = 9'h000;
+            \$92  = 9'h000;
           end
         end
       end
     end
     if (start) begin
-      \$73  = 9'h000;
+      \$92  = 9'h000;
     end
     if (rst) begin
-      \$73  = 9'h000;
+      \$92  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$74  = ox;
+    \$93  = ox;
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
           if (last_w) begin
-            \$74  = \$58 [8:0];
+            \$93  = \$77 [8:0];
             if (last_ox) begin
-              \$74  = 9'h000;
+              \$93  = 9'h000;
             end
           end
         end
       end
     end
     if (start) begin
-      \$74  = 9'h000;
+      \$93  = 9'h000;
     end
     if (rst) begin
-      \$74  = 9'h000;
+      \$93  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$75  = oy;
+    \$94  = oy;
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
           if (last_w) begin
             if (last_ox) begin
-              \$75  = \$59 [8:0];
+              \$94  = \$78 [8:0];
             end
           end
         end
       end
     end
     if (start) begin
-      \$75  = 9'h000;
+      \$94  = 9'h000;
     end
     if (rst) begin
-      \$75  = 9'h000;
+      \$94  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$76  = busy;
+    \$95  = busy;
     if (busy) begin
       if (last_kx) begin
         if (last_ky) begin
           if (last_w) begin
             if (last_ox) begin
               if (last_oy) begin
-                \$76  = 1'h0;
+                \$95  = 1'h0;
               end
             end
           end
@@ -14538,72 +14755,72 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
       end
     end
     if (start) begin
-      \$76  = 1'h1;
+      \$95  = 1'h1;
     end
     if (rst) begin
-      \$76  = 1'h0;
+      \$95  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$77  = busy;
+    \$96  = busy;
     if (rst) begin
-      \$77  = 1'h0;
+      \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$78  = oob;
+    \$97  = oob;
     if (rst) begin
-      \$78  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$79  = \$62 ;
+    \$98  = \$81 ;
     if (rst) begin
-      \$79  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$80  = \$63 ;
+    \$99  = \$82 ;
     if (rst) begin
-      \$80  = 1'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$81  = red0;
-    if (\$signal$51 ) begin
-      \$81  = v0;
+    \$100  = red0;
+    if (\$signal$66 ) begin
+      \$100  = v0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$82  = red1;
-    if (\$signal$51 ) begin
-      \$82  = v1;
+    \$101  = red1;
+    if (\$signal$66 ) begin
+      \$101  = v1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$83  = \$69 ;
+    \$102  = \$88 ;
     if (rst) begin
-      \$83  = 1'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$84  = started;
+    \$103  = started;
     if (start) begin
-      \$84  = 1'h1;
+      \$103  = 1'h1;
     end
-    if (\$70 ) begin
-      \$84  = 1'h0;
+    if (\$89 ) begin
+      \$103  = 1'h0;
     end
     if (rst) begin
-      \$84  = 1'h0;
+      \$103  = 1'h0;
     end
   end
   assign running = busy;
@@ -14614,16 +14831,18 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   assign x0 = { \$25 [8], \$25  };
   assign x1 = { \$31 [8], \$31  };
   assign r_valid = i_valid;
-  assign avg0_sum = { \$37 [32], \$37  };
-  assign avg0 = \$41 [9:0];
-  assign avg1_sum = { \$42 [32], \$42  };
-  assign avg1 = \$46 [9:0];
+  assign one = \$43 [32:0];
+  assign \$signal$42  = \$45 [32:0];
+  assign down0 = 1'h0;
+  assign down1 = 1'h0;
+  assign avg0 = \$57 [9:0];
+  assign avg1 = \$65 [9:0];
   assign o_valid = act_w__en;
   assign pa3 = act_w__addr;
-  assign act_w__data = { \$48 [7:0], \$47 [7:0] };
+  assign act_w__data = { \$67 [7:0], \$66 [7:0] };
   assign act_rd__addr = \$19 [11:0];
-  assign \port$684$0  = \$47 [7:0];
-  assign \port$685$0  = \$48 [7:0];
+  assign \port$775$0  = \$66 [7:0];
+  assign \port$776$0  = \$67 [7:0];
   assign \args.mode  = args[0];
   assign \args.x_signed  = args[1];
   assign \args.in_base  = args[13:2];
@@ -14647,6 +14866,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   assign \args.zp_out  = args[170:161];
   assign \args.act_min  = args[180:171];
   assign \args.act_max  = args[190:181];
+  assign \args.round_even  = args[191];
   assign \x[0]  = x[31:0];
   assign \x[1]  = x[63:32];
   assign \mult[0]  = mult[31:0];
@@ -14661,6 +14881,7 @@ module \tiny_fabric.pool (rst, act_rd__data, act_rd__addr, \port$684$0 , \port$6
   assign mult[31:0] = args[154:123];
   assign x[63:32] = r_val1;
   assign x[31:0] = r_val0;
+  assign \$44  = { \$43 [32:0], 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
