@@ -3,7 +3,7 @@ the fabric, executed, checked and costed.
 
 The report: the result summary; ``matches networkx`` (or how it differs: BFS, SSSP, CC exactly, components up
 to relabelling, PageRank within :func:`cimforge.graph.golden.pagerank_bound`); the fabric's execution against
-the golden model (``bit-exact``); with ``--rtl`` every round's programs on the generated fabric in Verilator
+the golden model (``bit-exact``); with ``--rtl`` the algorithm on the generated fabric in Verilator in a closed loop
 (:mod:`cimforge.graph.fabric`: ``bit-exact`` against the golden model, cycles measured and predicted; ``--rtl
 engine``: each ``GBFS`` on the graph engine's RTL in Amaranth's simulator); cycles predicted; blocks processed and skipped;
 utilisation; time and macro energy at the energy model's clock (:mod:`cimforge.synth.energy`); and the same
@@ -198,7 +198,7 @@ def analyse(algo: str, graph, cfg, source=None, block_order=None, rtl: str | Non
             out["rtl"] = run_bfs_rtl(plan, src, run_)
         else:
             from .fabric import run_on_fabric
-            out["fabric_rtl"] = run_on_fabric(plan, run_)
+            out["fabric_rtl"] = run_on_fabric(plan, run_, source=src)
     if cpu:
         out["cpu"] = cpu_time(algo, graph, src)
     return out
@@ -223,7 +223,8 @@ def report_lines(r: dict) -> list[str]:
         x = r["fabric_rtl"]
         lines.append(f"RTL (generated fabric, Verilator): "
                      + ("bit-exact" if x["bit_exact"] else f"DIFFERS ({x['first_difference']})")
-                     + f" with the golden model over {x['runs']} runs ({x['instructions']} instructions); "
+                     + f" with the golden model in a closed loop (each round from the fabric's own result) of "
+                     f"{x['rounds']} rounds, {x['runs']} runs ({x['instructions']} instructions); "
                      f"cycles measured {x['measured']}, predicted {x['predicted']}"
                      + (", every retire stamp as predicted" if x["stamps_equal"] else
                         f", retire stamps differ: {x.get('first_stamp_difference')}"))

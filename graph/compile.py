@@ -100,6 +100,35 @@ class GraphPlan:
     def graph(self) -> GraphData:
         return self.tiling.graph
 
+    @property
+    def source_segments(self) -> np.ndarray:
+        """Per block, its source segment."""
+        return np.array([self.tiling.source_index(b) for b in self.blocks], dtype=np.int64)
+
+    @property
+    def arc_counts(self) -> np.ndarray:
+        """Per block, its arcs."""
+        return np.array([len(b.arcs) for b in self.blocks], dtype=np.int64)
+
+    @property
+    def bfs_rows(self) -> tuple:
+        """Every block's used rows as arrays (block, macro row, destination vertex), computed once."""
+        if not hasattr(self, "_bfs_rows"):
+            t = self.tiling
+            blk = np.concatenate([np.full(len(b.used_rows()), i) for i, b in enumerate(self.blocks)] + [[]])
+            row = np.concatenate([b.used_rows() for b in self.blocks] + [[]]).astype(np.int64)
+            blk = blk.astype(np.int64)
+            dst = np.array([t.dest_segment(b)[0] for b in self.blocks], dtype=np.int64)[blk] + row
+            self._bfs_rows = (blk, row, dst)
+        return self._bfs_rows
+
+    @property
+    def ranges(self) -> list:
+        """Per block, the row ranges its ``LOAD`` s copy (:func:`load_ranges`), computed once."""
+        if not hasattr(self, "_ranges"):
+            self._ranges = [load_ranges(b) for b in self.blocks]
+        return self._ranges
+
 
 def compile_graph(graph: GraphData, algo: str, cfg: CimConfig, block_order: str | None = None) -> GraphPlan:
     """Tile ``graph`` for ``algo`` on ``cfg``'s macros, order the blocks (``block_order`` or the one that
@@ -109,7 +138,9 @@ def compile_graph(graph: GraphData, algo: str, cfg: CimConfig, block_order: str 
     m = cfg.macro
     t = tile(graph, m.rows, m.cols, ORIENT[algo], symmetric=(algo == "cc"))
     best, figures = choose_order(t)
-    name = block_order or best
+    # PageRank: destination-major, so that a destination segment's blocks follow each other and add into the
+    # SpMV engine's column sums, written back once per segment (GSPMV's flush)
+    name = block_order or ("dest" if algo == "pagerank" else best)
     blocks = order(t, name)
     n_mac, pages = cfg.fabric.n_macros, m.pages
     if algo in RELAX:
@@ -181,13 +212,30 @@ def _check_spmv(graph: GraphData, cfg: CimConfig, t: Tiling) -> None:
                         f"sums), fabric.act_depth is {cfg.fabric.act_depth}")
 
 
-def _spmv_args(plan: "GraphPlan", idx: int) -> dict:
-    """A block's ``GSPMV`` arguments (macro and page: its place; a ring moves them)."""
+def _spmv_args(plan: "GraphPlan", idx: int, slices: int = SPMV_SLICES) -> dict:
+    """A block's ``GSPMV`` arguments (macro and page: its place; a ring moves them): its source rows (the rows
+    its page images hold), ``slices`` non-zero contribution slices of its source segment; ``flush`` is set
+    by :func:`_program` on the last block of each destination segment in a run."""
     t, b = plan.tiling, plan.blocks[idx]
     lay = spmv_layout(plan.cfg, t)
     mac, page = plan.place[idx]
     return {"macro": mac, "page": page, "x": lay["x"] + t.source_index(b) * SPMV_SLICES * slice_words(plan.cfg),
-            "y": lay["y"] + t.dest_segment(b)[0]}
+            "y": lay["y"] + t.dest_segment(b)[0], "rows": _row_mask(b.used_rows()), "slices_m1": slices - 1,
+            "flush": 1}
+
+
+def _row_mask(rows) -> int:
+    return int(sum(1 << int(r) for r in rows))
+
+
+def segment_slices(plan: "GraphPlan", contrib: np.ndarray) -> np.ndarray:
+    """Per source segment, the 8-bit slices its contributions need (1..4): the host's choice of
+    ``GSPMV``'s ``slices_m1`` (higher slices would multiply zeros)."""
+    rows, n_seg = plan.cfg.macro.rows, plan.tiling.grid[0]
+    pad = np.zeros(n_seg * rows, dtype=np.int64)
+    pad[:len(contrib)] = contrib
+    top = pad.reshape(n_seg, rows).max(axis=1)
+    return 1 + sum((top >= (1 << (8 * k))).astype(np.int64) for k in range(1, SPMV_SLICES))
 
 
 def _relax_args(plan: "GraphPlan", idx: int) -> dict:
@@ -270,26 +318,65 @@ def split_runs(program: list) -> list:
 
 
 def run_capacity(cfg: CimConfig) -> tuple[int, int]:
-    """(blocks, instructions) one run may hold: its blocks' page images must fit the weight memory (the host
-    writes it before the run) and its instructions the program and trace memories."""
-    return cfg.fabric.weight_depth // cfg.macro.rows, min(cfg.controller.program_depth, cfg.controller.trace_depth)
+    """(weight words, instructions) one run may hold: its blocks' page images (the rows its ``LOAD``s copy)
+    must fit the weight memory (the host writes it before the run) and its instructions the program and trace
+    memories."""
+    return cfg.fabric.weight_depth, min(cfg.controller.program_depth, cfg.controller.trace_depth)
 
 
-def _load(plan: GraphPlan, k: int, slot: tuple, src: int) -> tuple:
-    """The ``LOAD`` of block ``k``'s page image from weight word ``src`` into ``slot`` (macro, page); ``block``
-    says which block the host puts at ``src`` (not an instruction field)."""
+#: Used rows of a block at most this many rows apart are copied by one ``LOAD``: a row in between costs the
+#: loader one cycle, a ``LOAD`` of its own two controller cycles and one loader cycle.
+LOAD_GAP = 2
+
+
+def load_ranges(b) -> list:
+    """The ``(row0, count)`` row ranges of a block's page that its ``LOAD``s copy: the rows holding an arc
+    (the only ones ``GBFS`` reads and the only ones ``GSPMV``'s row mask lets through), ranges closer than
+    :data:`LOAD_GAP` merged. The other rows of the page keep whatever an earlier block left there."""
+    out: list = []
+    for r in b.used_rows().tolist():
+        if out and r - (out[-1][0] + out[-1][1]) <= LOAD_GAP:
+            out[-1][1] = r + 1 - out[-1][0]
+        else:
+            out.append([r, 1])
+    return [tuple(x) for x in out]
+
+
+def _loads(plan: GraphPlan, k: int, slot: tuple, src: int) -> list:
+    """The ``LOAD`` s of block ``k``'s used rows (:func:`load_ranges`) from weight word ``src`` on (the host
+    puts those rows of the block's page image there, in order) into ``slot`` (macro, page); ``block`` says
+    which block (not an instruction field)."""
     mac, page = slot
-    return ("LOAD", {"src": src, "count": plan.cfg.macro.rows, "mask": 1 << mac, "page": page, "row0": 0,
-                     "block": k})
+    out = []
+    for row0, count in plan.ranges[k]:
+        out.append(("LOAD", {"src": src, "count": count, "mask": 1 << mac, "page": page, "row0": row0,
+                             "block": k}))
+        src += count
+    return out
+
+
+def _words(plan: GraphPlan, k: int) -> int:
+    return sum(c for _, c in plan.ranges[k])
+
+
+def _set_flush(items: list) -> list:
+    """``GSPMV``: ``flush`` on the last block of each run of blocks with the same destination segment (the
+    engine's column sums carry over to the next block otherwise)."""
+    out, nxt_y = [], None
+    for kind, args in reversed(items):
+        if kind == "GSPMV":
+            args, nxt_y = {**args, "flush": int(nxt_y != args["y"])}, args["y"]
+        out.append((kind, args))
+    return out[::-1]
 
 
 def _program(plan: GraphPlan, items: list) -> list:
     """A round's program around its block instructions ``items`` (``(block index, kind, args)``), one or more
     runs. Resident blocks: the instructions (in runs of at most the program memory's depth). A ring: the
     round's ``j``-th block goes to slot ``j`` mod (macros x pages), so the page a block instruction reads is
-    never the one the next block's ``LOAD`` (queued before it) writes; a run holds as many blocks as the
-    weight memory does."""
-    blocks_cap, instr_cap = run_capacity(plan.cfg)
+    never the one the next block's ``LOAD`` s (queued before it) write; a run holds as many blocks as the
+    weight memory holds their used rows."""
+    wcap, instr_cap = run_capacity(plan.cfg)
     prog = []
     if plan.algo in RELAX and not plan.resident:
         # runs of as many blocks as the activation memory holds arcs beside the values, arcs from 2n on
@@ -308,38 +395,53 @@ def _program(plan: GraphPlan, items: list) -> list:
     if plan.resident or plan.algo in RELAX:
         per = instr_cap - 1
         for lo in range(0, len(items), per):
-            prog += [(kind, args) for _, kind, args in items[lo:lo + per]] + [("END", None)]
+            prog += _set_flush([(kind, args) for _, kind, args in items[lo:lo + per]]) + [("END", None)]
         return prog or [("END", None)]
     n_mac, pages = plan.cfg.fabric.n_macros, plan.cfg.macro.pages
-    rows = plan.cfg.macro.rows
-    per = max(1, min(blocks_cap, (instr_cap - 3) // 3))
-    for lo in range(0, len(items), per):
-        group = items[lo:lo + per]
+    groups, cur, words, instrs = [], [], 0, 1
+    for item in items:
+        w, n = _words(plan, item[0]), len(plan.ranges[item[0]]) + 2
+        if cur and (words + w > wcap or instrs + n + 1 > instr_cap):
+            groups.append(cur)
+            cur, words, instrs = [], 0, 1
+        cur.append(item)
+        words, instrs = words + w, instrs + n
+    groups += [cur] if cur else []
+    lo = 0
+    for group in groups:
         slots = [((lo + j) % n_mac, ((lo + j) // n_mac) % pages) for j in range(len(group))]
+        src = [0]
+        for k, _, _ in group:
+            src.append(src[-1] + _words(plan, k))
+        run = []
         for j, (k, kind, args) in enumerate(group):
             if j == 0:
-                prog += [_load(plan, k, slots[0], 0), ("SYNC", None)]
+                run += _loads(plan, k, slots[0], 0) + [("SYNC", None)]
             if j + 1 < len(group):
-                prog.append(_load(plan, group[j + 1][0], slots[j + 1], (j + 1) * rows))
-            prog.append((kind, {**args, "macro": slots[j][0], "page": slots[j][1]} if "page" in args else args))
+                run += _loads(plan, group[j + 1][0], slots[j + 1], src[j + 1])
+            run.append((kind, {**args, "macro": slots[j][0], "page": slots[j][1]} if "page" in args else args))
             if j + 1 < len(group):
-                prog.append(("SYNC", None))
-        prog.append(("END", None))
+                run.append(("SYNC", None))
+        prog += _set_flush(run) + [("END", None)]
+        lo += len(group)
     return prog or [("END", None)]
 
 
 def _prologue(plan: GraphPlan) -> list:
-    """Resident blocks: their ``LOAD``s and a ``SYNC``, in runs of as many blocks as the weight memory holds
+    """Resident blocks: their ``LOAD`` s and a ``SYNC``, in runs of as many blocks as the weight memory holds
     (the relaxation engine's arcs are activation words: no prologue)."""
     if not plan.resident or not plan.blocks or plan.algo in RELAX:
         return []
-    blocks_cap, _ = run_capacity(plan.cfg)
-    prog = []
-    for lo in range(0, len(plan.blocks), blocks_cap):
-        ks = range(lo, min(lo + blocks_cap, len(plan.blocks)))
-        prog += [_load(plan, k, plan.place[k], (k - lo) * plan.cfg.macro.rows) for k in ks]
-        prog += [("SYNC", None), ("END", None)]
-    return prog
+    wcap, instr_cap = run_capacity(plan.cfg)
+    prog, run, words = [], [], 0
+    for k in range(len(plan.blocks)):
+        w = _words(plan, k)
+        if run and (words + w > wcap or len(run) + len(plan.ranges[k]) + 2 > instr_cap):
+            prog += run + [("SYNC", None), ("END", None)]
+            run, words = [], 0
+        run += _loads(plan, k, plan.place[k], words)
+        words += w
+    return prog + run + [("SYNC", None), ("END", None)]
 
 
 class _Pages:
@@ -442,13 +544,7 @@ def _bfs_rounds(plan, pages, source, stats, programs, cycles, **_):
 
 def _relax_rounds(plan, pages, source, stats, programs, cycles, **_):
     g, t, algo = plan.graph, plan.tiling, plan.algo
-    if algo == "sssp":
-        values = np.full(g.n, golden.INF, dtype=np.int64)
-        values[source] = 0
-        changed = values != golden.INF
-    else:
-        values = np.arange(g.n, dtype=np.int64)
-        changed = np.ones(g.n, dtype=bool)
+    values, changed = golden.relax_start(algo, g.n, source)
     arcs = [_block_arcs(plan, b) for b in plan.blocks]
     active_log, states = [], []
     while True:
@@ -486,6 +582,7 @@ def _pagerank_rounds(plan, pages, source, stats, programs, cycles, *, alpha, tol
         active_log.append(np.ones(n, dtype=bool))
         states.append(rank)
         c = golden.contributions(rank, outdeg)
+        sl = segment_slices(plan, c)
         y = np.zeros(n, dtype=np.int64)
         items = []
         for idx, b in enumerate(plan.blocks):
@@ -494,13 +591,15 @@ def _pagerank_rounds(plan, pages, source, stats, programs, cycles, *, alpha, tol
             x = np.zeros(rows, dtype=np.int64)
             x[:s_hi - s_lo] = c[s_lo:s_hi]
             w = pages.bits[idx].astype(np.int64)
+            x[np.setdiff1d(np.arange(rows), b.used_rows())] = 0  # GSPMV's row mask
             acc = np.zeros(cols, dtype=np.int64)
-            for sl in range(golden.SLICES):  # unsigned 8-bit slices, MAC mode, one-bit weights
-                acc += ((x >> (8 * sl)) & 0xFF) @ w << (8 * sl)
+            n_sl = int(sl[t.source_index(b)])
+            for k in range(n_sl):  # unsigned 8-bit slices, MAC mode, one-bit weights
+                acc += ((x >> (8 * k)) & 0xFF) @ w << (8 * k)
             y[d_lo:d_hi] += acc[:d_hi - d_lo]
-            items.append((idx, "GSPMV", {**_spmv_args(plan, idx), "block": idx}))
+            items.append((idx, "GSPMV", {**_spmv_args(plan, idx, n_sl), "block": idx}))
             stats["processed"] += 1
-            stats["ops"] += golden.SLICES
+            stats["ops"] += n_sl
         prog = _program(plan, items)
         programs.append(prog)
         cycles.append(round_cycles(plan, prog))
@@ -515,60 +614,75 @@ def _pagerank_rounds(plan, pages, source, stats, programs, cycles, *, alpha, tol
 def _programs_from_golden(plan: GraphPlan, source, *, alpha, tol, max_iter) -> GraphRun:
     """The round programs and cycles of :func:`execute` from the golden model's rounds (vectorised over
     blocks: the same processed blocks, row masks and arc counts as the per-block execution)."""
-    g, t, algo, cfg = plan.graph, plan.tiling, plan.algo, plan.cfg
+    g, algo = plan.graph, plan.algo
     if algo == "pagerank":
         res = golden.pagerank(g, alpha=alpha, tol=tol, max_iter=max_iter)
     else:
         res = golden.run_golden(algo, g, source)
-    nb = len(plan.blocks)
-    cols = t.cols if t.orient == "pull" else t.rows
-    src_seg = np.array([t.source_index(b) for b in plan.blocks], dtype=np.int64)
-    n_seg = t.grid[1] if t.orient == "pull" else t.grid[0]
     programs = []
     pro = _prologue(plan)
     cycles = [round_cycles(plan, pro)] if pro else []
     if pro:
         programs.append(pro)
     stats = dict(processed=0, inactive=0, ops=0, arcs=0)
-    if algo == "bfs":  # each block's used rows: (block, macro row, destination)
-        blk = np.concatenate([np.full(len(b.used_rows()), i) for i, b in enumerate(plan.blocks)])
-        row = np.concatenate([b.used_rows() for b in plan.blocks])
-        dst = np.array([t.dest_segment(b)[0] for b in plan.blocks], dtype=np.int64)[blk] + row
-    narcs = np.array([len(b.arcs) for b in plan.blocks], dtype=np.int64)
     last = None
+    outdeg = g.out_degree() if algo == "pagerank" else None
     for k, active in enumerate(res.active):
-        pad = np.zeros(n_seg * cols, dtype=bool)
-        pad[:g.n] = active
-        seg_on = pad.reshape(n_seg, cols).any(axis=1)[src_seg]
-        items = []
         if algo == "bfs":
-            unvisited = (res.values == -1) | (res.values > k)
-            take = seg_on[blk] & unvisited[dst]
-            masks = np.zeros(nb, dtype=np.uint64)
-            np.bitwise_or.at(masks, blk[take], np.left_shift(np.uint64(1), row[take].astype(np.uint64)))
-            for i in np.flatnonzero(masks):
-                mac, pg = plan.place[i]
-                b = plan.blocks[i]
-                items.append((i, "GBFS", {**gbfs_fields(cfg, macro=mac, page=pg, rows=int(masks[i]),
-                                                         src=t.source_index(b), dst=t.grid[1] + t.dest_index(b)),
-                                          "block": int(i)}))
-            stats["ops"] += int(take.sum())
+            items = round_items(plan, active, unvisited=(res.values == -1) | (res.values > k), stats=stats)
         elif algo == "pagerank":
-            items = [(i, "GSPMV", {**_spmv_args(plan, i), "block": i}) for i in range(nb)]
-            stats["ops"] += golden.SLICES * nb
+            items = round_items(plan, active, contrib=golden.contributions(res.states[k], outdeg), stats=stats)
         else:
-            for i in np.flatnonzero(seg_on):
-                items.append((i, "GRELAX", {**_relax_args(plan, int(i)), "block": int(i)}))
-            stats["arcs"] += int(narcs[seg_on].sum())
-        stats["processed"] += len(items)
-        stats["inactive"] += nb - len(items)
+            items = round_items(plan, active, stats=stats)
         prog = _program(plan, items)
         programs.append(prog)
-        if algo == "pagerank" and last is not None:
-            cycles.append(last)  # the same program every iteration
+        if algo == "pagerank" and last is not None and prog == last[0]:
+            cycles.append(last[1])  # the same program as the previous iteration
         else:
-            last = round_cycles(plan, prog)
-            cycles.append(last)
+            last = (prog, round_cycles(plan, prog))
+            cycles.append(last[1])
     per_op = BLOCK_TIMING.gspmv_per_op if algo == "pagerank" else 1
-    return GraphRun(res, sum(cycles), cycles, stats["processed"], t.skipped * res.rounds, stats["inactive"],
-                    stats["ops"], stats["ops"] * per_op, stats["arcs"], programs)
+    return GraphRun(res, sum(cycles), cycles, stats["processed"], plan.tiling.skipped * res.rounds,
+                    stats["inactive"], stats["ops"], stats["ops"] * per_op, stats["arcs"], programs)
+
+
+def round_items(plan: GraphPlan, active: np.ndarray, *, unvisited: np.ndarray | None = None,
+                contrib: np.ndarray | None = None, stats: dict | None = None) -> list:
+    """One round's block instructions ``(block index, kind, args)`` from the host's state, vectorised over
+    blocks: what the host decides between rounds (docs/graph.md section 4). ``active``: the round's active
+    vertices (BFS: the frontier; SSSP/CC: changed in the last round; PageRank: all); ``unvisited`` (BFS): the
+    vertices not yet visited, the rows ``GBFS`` may issue; ``contrib`` (PageRank): the contributions, which
+    decide each source segment's slices. ``stats`` (processed, inactive, ops, arcs) is added to."""
+    g, t, algo, cfg = plan.graph, plan.tiling, plan.algo, plan.cfg
+    nb = len(plan.blocks)
+    cols = t.cols if t.orient == "pull" else t.rows
+    n_seg = t.grid[1] if t.orient == "pull" else t.grid[0]
+    src_seg = plan.source_segments
+    pad = np.zeros(n_seg * cols, dtype=bool)
+    pad[:g.n] = active
+    seg_on = pad.reshape(n_seg, cols).any(axis=1)[src_seg]
+    stats = stats if stats is not None else dict(processed=0, inactive=0, ops=0, arcs=0)
+    items = []
+    if algo == "bfs":
+        blk, row, dst = plan.bfs_rows
+        take = seg_on[blk] & unvisited[dst]
+        masks = np.zeros(nb, dtype=np.uint64)
+        np.bitwise_or.at(masks, blk[take], np.left_shift(np.uint64(1), row[take].astype(np.uint64)))
+        for i in np.flatnonzero(masks):
+            mac, pg = plan.place[i]
+            b = plan.blocks[i]
+            items.append((int(i), "GBFS", {**gbfs_fields(cfg, macro=mac, page=pg, rows=int(masks[i]),
+                                                          src=t.source_index(b), dst=t.grid[1] + t.dest_index(b)),
+                                           "block": int(i)}))
+        stats["ops"] += int(take.sum())
+    elif algo == "pagerank":
+        sl = segment_slices(plan, contrib)
+        items = [(i, "GSPMV", {**_spmv_args(plan, i, int(sl[src_seg[i]])), "block": i}) for i in range(nb)]
+        stats["ops"] += int(sl[src_seg].sum())
+    else:
+        for i in np.flatnonzero(seg_on):
+            items.append((int(i), "GRELAX", {**_relax_args(plan, int(i)), "block": int(i)}))
+        stats["arcs"] += int(plan.arc_counts[seg_on].sum())
+    stats["processed"] += len(items)
+    stats["inactive"] += nb - len(items)
+    return items

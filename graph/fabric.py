@@ -1,30 +1,43 @@
-"""Graph algorithms on the generated fabric's RTL: the compiler's round programs encoded, run in Verilator
-through :func:`cimforge.sim.fabric_runner.run_programs`, read back and checked against the golden model.
+"""Graph algorithms on the generated fabric's RTL in a closed loop: the host of :func:`host_loop` decides each
+round from the fabric's own results, and the final result is the fabric's.
 
-Each round of :func:`cimforge.graph.compile.execute` is one or more runs (its instruction list cut after each
-``END``, :func:`~cimforge.graph.compile.split_runs`); a run is a :class:`GraphProgram`: its instruction words,
-the weight-memory image its ``LOAD``s read (the page images of the blocks it loads, written by the host before
-the run), the activation words the host writes before the round's first run and the words it reads after the
-round's last run. Every run of every round goes into one simulator launch.
+**The loop** (:func:`host_loop`, the same code on the RTL and on the ISS): before round ``k`` the host holds
+the state the fabric computed in round ``k - 1``, read back from the simulated activation memory (round 0:
+the algorithm's start). It chooses the round's blocks from that state
+(:func:`cimforge.graph.compile.round_items`: the active source segments, BFS's unvisited rows, PageRank's
+slices per segment), builds the round's program (:func:`~cimforge.graph.compile._program`, one or more runs
+that each end with ``END``), writes each run's program, the page rows its ``LOAD`` s copy (weight memory), the
+arc words it relaxes and the round's vectors, starts it and waits for ``done``; after the round's last run it
+reads the result words and does the round's host work:
 
-**Rounds are checked one by one.** The host's decisions between rounds (which blocks are active, the visited
-mask, the next frontier) are the golden model's: round ``k``'s inputs are the golden state after round
-``k - 1`` and its outputs read from the RTL must equal the golden state after round ``k``. When every round
-agrees, a closed loop (the host feeding the RTL's own outputs back) computes the same states, round by round,
-so the result is the RTL's (and it is reported from the RTL's words, not from the golden model's).
+* BFS: ``next = reached AND NOT visited``, ``visited |= next``, the levels; stop when ``next`` is empty.
+* SSSP / CC: the values read are the next round's ``old`` and ``new``; the changed vertices are the next
+  round's active ones; stop when nothing changed.
+* PageRank: from the sums ``y`` read, ``r' = (D * (y + dangling // n)) >> 16 + teleport``, the L1 step and
+  the stopping test, then the next contributions ``round(r' / outdeg)`` and their slice words.
 
-The design is the fabric inside :class:`cimforge.gen.extmem.CimSystem` (its AXI4 port on the external
-memory model, idle here), as :func:`~cimforge.sim.fabric_runner.system_verilog` builds it.
+The host work runs while the simulator is stopped and is not in the cycles (docs/graph.md section 5 says what
+it costs). Nothing of the golden model enters the loop: the result is compared with it afterwards, round by
+round (:func:`run_on_fabric`).
 
-**Cycles.** Each run's measured ``CYCLES`` and every retired instruction's trace stamp are compared with
+**Cycles.** Each run's ``CYCLES`` and every retired instruction's trace stamp are compared with
 :func:`cimforge.compiler.cost.program_timing` of the same words, and their sum with the compiler's own
-prediction (:attr:`cimforge.graph.compile.GraphRun.cycles`). The host's time between runs (writing the
-weight memory and the vectors, reading results) is not in the cycles.
+prediction (:attr:`cimforge.graph.compile.GraphRun.cycles`), which it builds from the golden model's rounds.
+
+On the RTL the loop runs inside the cocotb test :mod:`cimforge.graph.fabric_tb`, one simulator launch for the
+whole algorithm, on the fabric inside :class:`cimforge.gen.extmem.CimSystem` (as
+:func:`~cimforge.sim.fabric_runner.system_verilog` builds it; memories by backdoor, runs started over the
+Wishbone port).
 """
 
 from __future__ import annotations
 
+import asyncio
+import pickle
+import tempfile
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -32,9 +45,11 @@ import numpy as np
 from ..gen.isa import Opcode, encode, instr_spec, lanes, pack_lanes_array
 from ..gen.graph_relax import relax_arc_layout, relax_value_bits
 from ..gen.graph_spmv import SPMV_SLICES, slice_words
-from .compile import RELAX, GraphPlan, GraphRun, _block_arcs, relax_layout, spmv_layout, split_runs
+from . import golden
+from .compile import (RELAX, GraphPlan, GraphRun, _block_arcs, _program, _prologue, relax_layout, round_items,
+                      spmv_layout, split_runs)
 
-__all__ = ["GraphProgram", "fabric_programs", "run_on_fabric", "arc_words", "words_of_bits", "bits_of_words"]
+__all__ = ["GraphProgram", "host_loop", "run_on_fabric", "arc_words", "words_of_bits", "bits_of_words"]
 
 
 def words_of_bits(bits: np.ndarray, width: int) -> list[int]:
@@ -107,17 +122,25 @@ def _encode(cfg, kind: str, args: dict | None) -> int:
     return encode(cfg, op, **{k: v for k, v in args.items() if k in names})
 
 
+def _page_words(plan: GraphPlan, k: int) -> list[int]:
+    """Block ``k``'s page image as ``rows`` words of ``cols`` bits, computed once per plan."""
+    cache = plan.__dict__.setdefault("_page_words", {})
+    if k not in cache:
+        rows, cols = plan.cfg.macro.rows, plan.cfg.macro.cols
+        cache[k] = words_of_bits(plan.blocks[k].bits(rows, cols).ravel(), cols)
+    return cache[k]
+
+
 def _run_program(plan: GraphPlan, run: list, rnd: int) -> GraphProgram:
     cfg = plan.cfg
-    rows, cols = cfg.macro.rows, cfg.macro.cols
     code = [_encode(cfg, kind, args) for kind, args in run]
     text = [kind if args is None else f"{kind} " + ", ".join(f"{k}={v}" for k, v in args.items())
             for kind, args in run]
     wmem: list[int] = []
     for kind, args in run:
-        if kind == "LOAD":
-            img = words_of_bits(plan.blocks[args["block"]].bits(rows, cols).ravel(), cols)
-            end = args["src"] + rows
+        if kind == "LOAD":  # the rows it copies of its block's page image
+            img = _page_words(plan, args["block"])[args["row0"]:args["row0"] + args["count"]]
+            end = args["src"] + args["count"]
             wmem += [0] * (end - len(wmem))
             wmem[args["src"]:end] = img
     return GraphProgram(cfg, code, wmem, text, round=rnd)
@@ -142,15 +165,14 @@ def _relax_io(plan: GraphPlan, values: np.ndarray) -> tuple[dict, list]:
     return writes, [(lay["new"], plan.graph.n)]
 
 
-def _spmv_io(plan: GraphPlan, rank: np.ndarray) -> tuple[dict, list]:
-    """A PageRank iteration's vectors: the contributions ``round(r[u] / outdeg[u])`` as slice words
-    (:func:`cimforge.graph.compile.spmv_layout`) and the cleared sums, read back."""
-    from . import golden
+def _spmv_io(plan: GraphPlan, contrib: np.ndarray) -> tuple[dict, list]:
+    """A PageRank iteration's vectors: the contributions as slice words (:func:`cimforge.graph.compile.spmv_layout`)
+    and the cleared sums, read back."""
     cfg, t = plan.cfg, plan.tiling
     lay = spmv_layout(cfg, t)
     L, rl, rows = lanes(cfg), slice_words(cfg), cfg.macro.rows
     c = np.zeros(t.grid[0] * rows, dtype=np.int64)
-    c[:plan.graph.n] = golden.contributions(rank, plan.graph.out_degree())
+    c[:plan.graph.n] = contrib
     seg = c.reshape(t.grid[0], rows)
     words = []
     for j in range(t.grid[0]):
@@ -166,143 +188,227 @@ def _spmv_io(plan: GraphPlan, rank: np.ndarray) -> tuple[dict, list]:
 
 def arc_words(plan: GraphPlan, block: int) -> list[int]:
     """The arc words of a block (:func:`cimforge.gen.graph_relax.relax_arc_layout`: source, destination,
-    weight; CC: weight 0), in the block's arc order."""
+    weight; CC: weight 0), in the block's arc order; computed once per plan."""
+    cache = plan.__dict__.setdefault("_arc_words", {})
+    if block in cache:
+        return cache[block]
     lay = relax_arc_layout(plan.cfg)
     s, d, w = _block_arcs(plan, plan.blocks[block])
     f = {name: lay[name] for name in ("src", "dst", "weight")}
     word = (s.astype(np.uint64) << np.uint64(f["src"].offset)) | (d.astype(np.uint64) << np.uint64(f["dst"].offset)) \
         | (w.astype(np.uint64) << np.uint64(f["weight"].offset))
-    return [int(x) for x in word]
+    cache[block] = [int(x) for x in word]
+    return cache[block]
 
 
-def fabric_programs(plan: GraphPlan, run: GraphRun) -> list[GraphProgram]:
-    """Every run of ``run``'s programs (prologue first) as :class:`GraphProgram` s, with each round's vectors
-    from the golden rounds (module docstring) and, for ``GRELAX``, the arc words the run reads (written once
-    when every block's arcs stay in place, else before each run)."""
-    first_round = len(run.programs) - run.result.rounds
-    out = []
-    held: dict[int, tuple] = {}  # activation word -> (block, arc) of the arc word it holds
-    for p, prog in enumerate(run.programs):
-        rnd = p - first_round
-        runs = [_run_program(plan, r, rnd) for r in split_runs(prog)]
-        if rnd >= 0:
-            if plan.algo == "bfs":
-                runs[0].writes, runs[-1].reads = _bfs_io(plan, run.result.active[rnd])
-            elif plan.algo == "pagerank":
-                runs[0].writes, runs[-1].reads = _spmv_io(plan, run.result.states[rnd])
-            else:
-                runs[0].writes, runs[-1].reads = _relax_io(plan, run.result.states[rnd])
+@dataclass
+class LoopRecord:
+    """What :func:`host_loop` saw: per run its round, instructions, measured cycles (None on the ISS),
+    predicted cycles and whether every retire stamp was predicted; per round the state the host derived from
+    the fabric's words; the host's writes by kind (words)."""
+
+    values: np.ndarray = None
+    states: list = field(default_factory=list)
+    runs: list = field(default_factory=list)
+    first_stamp_difference: tuple | None = None
+    host_words: dict = field(default_factory=lambda: {"program": 0, "weights": 0, "arcs": 0, "vectors": 0,
+                                                      "read": 0})
+    wall: float = 0.0
+
+
+async def _round(plan: GraphPlan, dev, rec: LoopRecord, rnd: int, program: list, writes: dict, reads: list,
+                 held: dict) -> list[int]:
+    """Run one round's runs (the vectors written before the first, arc words before each run that reads
+    them unless they are still in place) and return the words of ``reads`` after the last."""
+    from ..compiler.cost import program_timing
+    runs = split_runs(program)
+    for i, r in enumerate(runs):
+        gp = _run_program(plan, r, rnd)
+        gp.writes = dict(writes) if i == 0 else {}
+        rec.host_words["vectors"] += len(gp.writes)
         if plan.algo in RELAX:
-            for gp, r in zip(runs, split_runs(prog)):
-                for kind, args in r:
-                    if kind != "GRELAX":
-                        continue
-                    blk, first, base = args["block"], args.get("first", 0), args["arcs"]
-                    # written unless every word still holds this piece (a later run may have overwritten some)
-                    if any(held.get(base + i) != (blk, first + i) for i in range(args["count"])):
-                        words = arc_words(plan, blk)[first:first + args["count"]]
-                        gp.writes.update({base + i: w for i, w in enumerate(words)})
-                        held.update({base + i: (blk, first + i) for i in range(args["count"])})
-        out += runs
+            for kind, args in r:
+                if kind != "GRELAX":
+                    continue
+                blk, first, base = args["block"], args.get("first", 0), args["arcs"]
+                if any(held.get(base + j) != (blk, first + j) for j in range(args["count"])):
+                    words = arc_words(plan, blk)[first:first + args["count"]]
+                    gp.writes.update({base + j: w for j, w in enumerate(words)})
+                    held.update({base + j: (blk, first + j) for j in range(args["count"])})
+                    rec.host_words["arcs"] += args["count"]
+        rec.host_words["program"] += len(gp.code)
+        rec.host_words["weights"] += len(gp.wmem)
+        stamps = program_timing(gp)
+        cycles, trace = await dev.run(gp, 4 * (stamps[-1] + 1) + 10000)
+        equal = None if trace is None else trace == stamps
+        if equal is False and rec.first_stamp_difference is None:
+            rec.first_stamp_difference = next(
+                (gp.describe(j), t, s) for j, (t, s) in enumerate(zip(trace, stamps)) if t != s) \
+                if len(trace) == len(stamps) else (f"{len(trace)} trace entries, {len(stamps)} predicted",)
+        rec.runs.append((rnd, len(gp.code), cycles, stamps[-1] + 1, equal))
+    out = []
+    for base, count in reads:
+        out += await dev.read(base, count)
+        rec.host_words["read"] += count
     return out
 
 
-def _execute(plan: GraphPlan, progs: list, sim: str) -> list:
-    """Per run: (words read, cycles, retire stamps); the ISS (``sim="iss"``) has no clock: its cycles and
-    stamps are None."""
-    if sim == "iss":
+async def host_loop(plan: GraphPlan, dev, source: int | None = None, *, alpha: float = 0.85, tol: float = 1e-6,
+                    max_iter: int = 200) -> LoopRecord:
+    """Run ``plan``'s algorithm on ``dev`` in a closed loop (module docstring). ``dev`` has ``await
+    dev.run(program, timeout) -> (cycles, retire stamps)`` (None, None on a model without a clock) and ``await
+    dev.read(base, count) -> words``."""
+    g, t, algo = plan.graph, plan.tiling, plan.algo
+    rows = plan.cfg.macro.rows
+    rec = LoopRecord()
+    t0 = time.perf_counter()
+    held: dict = {}
+    pro = _prologue(plan)
+    if pro:
+        await _round(plan, dev, rec, -1, pro, {}, [], held)
+    if algo == "bfs":
+        level, frontier, visited = golden.bfs_start(g.n, source)
+        k = 0
+        while frontier.any():
+            rec.states.append(frontier.copy())
+            writes, reads = _bfs_io(plan, frontier)
+            prog = _program(plan, round_items(plan, frontier, unvisited=~visited))
+            words = await _round(plan, dev, rec, k, prog, writes, reads, held)
+            reach = bits_of_words([w & ((1 << rows) - 1) for w in words], rows)[:g.n].astype(bool)
+            if any(w >> rows for w in words):  # a fabric that writes outside its rows: no valid frontier
+                raise FabricResultError(f"round {k}: next-frontier words with bits above row {rows - 1}")
+            frontier = reach & ~visited   # the host's frontier update
+            visited |= frontier
+            k += 1
+            level[frontier] = k
+        rec.values = level
+    elif algo in RELAX:
+        vmask = (1 << relax_value_bits(plan.cfg)) - 1
+        values, changed = golden.relax_start(algo, g.n, source)
+        k = 0
+        while True:
+            rec.states.append(values)
+            writes, reads = _relax_io(plan, values)
+            prog = _program(plan, round_items(plan, changed))
+            words = await _round(plan, dev, rec, k, prog, writes, reads, held)
+            new = np.array([w & vmask for w in words], dtype=np.int64)
+            changed = new != values
+            values = new
+            k += 1
+            if not changed.any():
+                break
+        rec.values = values
+    else:
+        outdeg = g.out_degree()
+        rank = np.full(g.n, (1 << golden.FRAC_BITS) // g.n, dtype=np.int64)
+        limit = golden.pagerank_limit(g.n, tol)
+        for k in range(max_iter):
+            rec.states.append(rank)
+            c = golden.contributions(rank, outdeg)
+            writes, reads = _spmv_io(plan, c)
+            prog = _program(plan, round_items(plan, np.ones(g.n, dtype=bool), contrib=c))
+            words = await _round(plan, dev, rec, k, prog, writes, reads, held)
+            y = np.array(words[:g.n], dtype=np.int64)
+            new = golden.pagerank_update(y, rank, outdeg, alpha)   # the host's vertex update
+            err = int(np.abs(new - rank).sum())
+            rank = new
+            if err < limit:
+                break
+        rec.values = rank
+    rec.wall = time.perf_counter() - t0
+    return rec
+
+
+class FabricResultError(RuntimeError):
+    """The fabric's words cannot be a state of the algorithm (the message says where)."""
+
+
+class IssDevice:
+    """:func:`host_loop`'s device on the instruction-set model (:class:`cimforge.compiler.iss.FabricModel`):
+    memories and pages persist between runs, as on the RTL; no clock."""
+
+    def __init__(self, cfg):
         from ..compiler.iss import FabricModel
-        model = FabricModel(plan.cfg)  # memories and pages persist between runs, as on the RTL
-        out = []
-        for p in progs:
-            model.load_program(p)
-            model.write_words(p.writes)
-            model.run()
-            out.append(({b + i: model.amem[b + i] for b, c in p.reads for i in range(c)}, None, None))
-        return out
-    from ..sim.fabric_runner import run_programs, system_verilog
-    items = [(p, {"round": np.zeros((1, 1), dtype=np.int64)}) for p in progs]
-    # the system top: the fabric with the external memory model on its AXI4 port (no DMA here), its memories
-    # loaded and read by backdoor
-    fab = run_programs(plan.cfg, items, sim=sim, design=system_verilog(plan.cfg, []))
-    return [(rr.words, rr.cycles, [e["cycle"] for e in rr.trace]) for rr in fab.runs]
+        self.model = FabricModel(cfg)
+
+    async def run(self, gp: GraphProgram, timeout: int):
+        self.model.load_program(gp)
+        self.model.write_words(gp.writes)
+        self.model.run()
+        return None, None
+
+    async def read(self, base: int, count: int) -> list[int]:
+        return self.model.amem[base:base + count]
 
 
-def run_on_fabric(plan: GraphPlan, run: GraphRun, *, sim: str = "verilator", alpha: float = 0.85) -> dict:
-    """Run ``run``'s programs on the fabric's RTL (``sim``: ``"verilator"``, ``"icarus"``) or on the
-    instruction-set model (``"iss"``, no cycles) and check them (module docstring).
+def _simulate(plan: GraphPlan, source, sim: str, options: dict) -> LoopRecord:
+    """The loop on the RTL: one cocotb launch of :mod:`cimforge.graph.fabric_tb` on the system top."""
+    from ..gen.isa import CSR, MAGIC, host_map
+    from ..sim.fabric_runner import CXX_OPT, PUBLIC, VERILATOR_ARGS, _MEMORIES, _system_public, system_verilog
+    from ..sim.tools import run_cocotb
+    cfg = plan.cfg
+    top, vpath = system_verilog(cfg, [])
+    hbits, regions = host_map(cfg)
+    with tempfile.TemporaryDirectory(prefix="cimforge-graph-") as tmp:
+        job = {"mode": "backdoor", "system": True, "hbits": hbits, "magic": MAGIC, "csr": CSR,
+               "regions": {r.name: {"index": r.index, "slices": r.slices, "width": r.width}
+                           for r in regions.values()},
+               "plan": plan, "source": source, "options": options, "results": str(Path(tmp) / "record.pkl")}
+        job_path = Path(tmp) / "job.pkl"
+        job_path.write_bytes(pickle.dumps(job))
+        if sim == "verilator":
+            public = tuple(n for n in PUBLIC if n not in _MEMORIES) + ("dma_error",)
+            run_cocotb(sim, [vpath], top, "cimforge.graph.fabric_tb", env={"CIMFORGE_GRAPH_JOB": str(job_path)},
+                       build_args=list(VERILATOR_ARGS + (str(_system_public(top, vpath)),)), public=public,
+                       cxx_opt=CXX_OPT)
+        else:
+            run_cocotb(sim, [vpath], top, "cimforge.graph.fabric_tb", env={"CIMFORGE_GRAPH_JOB": str(job_path)})
+        return pickle.loads(Path(job["results"]).read_bytes())
+
+
+def run_on_fabric(plan: GraphPlan, run: GraphRun, *, sim: str = "verilator", source: int | None = None,
+                  alpha: float = 0.85, tol: float = 1e-6, max_iter: int = 200) -> dict:
+    """Run ``plan``'s algorithm in a closed loop (:func:`host_loop`) on the fabric's RTL (``sim``:
+    ``"verilator"``, ``"icarus"``) or on the instruction-set model (``"iss"``, no cycles), then check its
+    result against the golden model's rounds in ``run`` (the compiler's execution).
 
     Returns
     -------
     dict
-        ``values`` (the result as read from the fabric), ``bit_exact`` (every round's words equal the golden
-        state), ``first_difference`` (None or where the first round differs), ``measured`` and ``predicted``
-        cycles (sums over runs), ``stamps_equal`` (every instruction's retire stamp predicted), ``runs``,
-        ``instructions``, ``sim``.
+        ``values`` (the fabric's result), ``bit_exact`` (equal to the golden model's, and every round's state
+        too), ``first_difference`` (None or the first round and vertex that differ), ``measured`` and
+        ``predicted`` cycles (sums over runs), ``stamps_equal``, ``runs``, ``instructions``, ``rounds``,
+        ``host_words`` (words the host wrote and read, by kind), ``wall`` (seconds of the loop), ``sim``.
     """
-    from ..compiler.cost import program_timing
-    progs = fabric_programs(plan, run)
-    results = _execute(plan, progs, sim)
-    g = plan.graph
-    out = {"measured": 0, "predicted": 0, "stamps_equal": True, "runs": len(progs), "sim": sim,
-           "instructions": sum(len(p.code) for p in progs), "first_difference": None}
-    bfs = plan.algo == "bfs"
-    values = np.full(g.n, -1, dtype=np.int64) if bfs else run.result.states[0].copy()
-    if bfs:
-        values[run.result.active[0]] = 0
-    rows = plan.cfg.macro.rows
-    vmask = (1 << relax_value_bits(plan.cfg)) - 1
-
-    def differ(text):
-        if out["first_difference"] is None:
-            out["first_difference"] = text
-
-    for p, (words, cycles, trace) in zip(progs, results):
-        stamps = program_timing(p)
-        out["predicted"] += stamps[-1] + 1
-        if cycles is not None:
-            out["measured"] += cycles
-            if trace != stamps and out["stamps_equal"]:
-                out["stamps_equal"] = False
-                out["first_stamp_difference"] = next(
-                    (p.describe(i), t, s) for i, (t, s) in enumerate(zip(trace, stamps)) if t != s) \
-                    if len(trace) == len(stamps) else (f"{len(trace)} trace entries, {len(stamps)} predicted",)
-        if p.round < 0 or not p.reads:
-            continue
-        base, count = p.reads[0]
-        got_words = [words[base + i] for i in range(count)]
-        k, last = p.round, p.round + 1 == run.result.rounds
-        if bfs:
-            if any(w >> rows for w in got_words):
-                differ(f"round {k}: next-frontier words with bits above row {rows - 1}: "
-                       + ", ".join(hex(w) for w in got_words if w >> rows))
-            got = bits_of_words([w & ((1 << rows) - 1) for w in got_words], rows)[:g.n].astype(bool)
-            want = np.zeros(g.n, dtype=bool) if last else run.result.active[k + 1]
-            values[got & (values < 0)] = k + 1
-        elif plan.algo == "pagerank":  # the sums, then the host's update from the fabric's sums
-            from . import golden
-            outdeg = g.out_degree()
-            state = run.result.states[k]
-            got = np.array(got_words[:g.n], dtype=np.int64)
-            want = golden.spmv(g, golden.contributions(state, outdeg))
-            if not np.array_equal(got, want):
-                v = int(np.flatnonzero(got != want)[0])
-                differ(f"round {k}: vertex {g.ids[v]!r}: sum {got[v]} on the fabric, {want[v]} in the golden model")
-            got = golden.pagerank_update(got, state, outdeg, alpha)
-            want = run.result.values if last else run.result.states[k + 1]
-            values = got
-        else:
-            if any(w & ~vmask for w in got_words):
-                differ(f"round {k}: value words with bits above bit {vmask.bit_length() - 1}")
-            got = np.array([w & vmask for w in got_words], dtype=np.int64)
-            want = run.result.values if last else run.result.states[k + 1]
-            values = got
-        if not np.array_equal(got, want):
-            v = int(np.flatnonzero(got != want)[0])
-            differ(f"round {k}: vertex {g.ids[v]!r}: {got[v]} on the fabric, {want[v]} in the golden model")
-    out["values"] = values
-    out["bit_exact"] = out["first_difference"] is None and bool(np.array_equal(values, run.result.values))
+    if source is None and plan.algo in ("bfs", "sssp"):
+        source = int(np.flatnonzero(run.result.active[0])[0])
+    options = {"alpha": alpha, "tol": tol, "max_iter": max_iter}
     if sim == "iss":
-        out["measured"] = None
-        out["stamps_equal"] = None
-    return out
+        rec = asyncio.run(host_loop(plan, IssDevice(plan.cfg), source, **options))
+    else:
+        rec = _simulate(plan, source, sim, options)
+    g = plan.graph
+    want = run.result.active if plan.algo == "bfs" else run.result.states
+    first = None
+    for k in range(max(len(want), len(rec.states))):
+        if k >= len(rec.states) or k >= len(want):
+            first = f"the fabric ran {len(rec.states)} rounds, the golden model {len(want)}"
+            break
+        bad = np.flatnonzero(np.asarray(rec.states[k]) != np.asarray(want[k]))
+        if len(bad):
+            v = int(bad[0])
+            first = f"before round {k}: vertex {g.ids[v]!r}: {rec.states[k][v]} from the fabric, " \
+                    f"{want[k][v]} in the golden model"
+            break
+    if first is None and not np.array_equal(rec.values, run.result.values):
+        v = int(np.flatnonzero(rec.values != run.result.values)[0])
+        first = f"result: vertex {g.ids[v]!r}: {rec.values[v]} from the fabric, {run.result.values[v]} in the " \
+                f"golden model"
+    clocked = sim != "iss"
+    return {"values": rec.values, "bit_exact": first is None, "first_difference": first,
+            "measured": sum(r[2] for r in rec.runs) if clocked else None,
+            "predicted": sum(r[3] for r in rec.runs),
+            "stamps_equal": all(r[4] for r in rec.runs) if clocked else None,
+            "first_stamp_difference": rec.first_stamp_difference, "runs": len(rec.runs),
+            "instructions": sum(r[1] for r in rec.runs), "rounds": len(rec.states),
+            "host_words": rec.host_words, "wall": rec.wall, "sim": sim}

@@ -158,6 +158,17 @@ def cc(graph: GraphData, source: int | None = None) -> GraphResult:
     return _min_rounds(graph, np.arange(graph.n, dtype=np.int64), None, "cc")
 
 
+def relax_start(algo: str, n: int, source: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """SSSP's or CC's values before the first round and the vertices active in it (SSSP: the source at 0,
+    every other vertex at ``INF``; CC: every vertex its own label, all active); shared by the graph compiler's
+    round loop and the fabric's host loop."""
+    if algo == "sssp":
+        values = np.full(n, INF, dtype=np.int64)
+        values[source] = 0
+        return values, values != INF
+    return np.arange(n, dtype=np.int64), np.ones(n, dtype=bool)
+
+
 def _pr_constants(n: int, alpha: float) -> tuple[int, int]:
     damp = int(round(alpha * (1 << DAMP_BITS)))
     teleport = (((1 << DAMP_BITS) - damp) << FRAC_BITS) // ((1 << DAMP_BITS) * n)

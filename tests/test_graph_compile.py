@@ -91,9 +91,9 @@ SMALL_AMEM = "default with act_depth 256"
 @pytest.mark.parametrize("spec", ["karate", "lesmis", "er:n=100,p=0.08,seed=2,directed=1,wmax=9"])
 @pytest.mark.parametrize("preset", ["default", "isscc22", SMALL_AMEM])
 def test_programs_on_the_iss(spec, preset):
-    """The fabric programs (:func:`cimforge.graph.fabric.fabric_programs`: encoded words, weight-memory
-    images, vectors, arc words and contribution slices) on the instruction-set model: every round equals the
-    golden model's (PageRank: every iteration's sums, then the host's update). With
+    """The closed loop (:func:`cimforge.graph.fabric.host_loop`: each round built from the model's own
+    previous result; encoded words, weight rows, vectors, arc words and contribution slices) on the
+    instruction-set model: every round's state equals the golden model's, and the result. With
     256 activation words the arcs stream (runs of as many arcs as fit beside the values, blocks relaxed in
     pieces); predicted cycles of the encoded runs equal the graph compiler's."""
     from dataclasses import replace
@@ -124,3 +124,39 @@ def test_streamed_arcs_rewritten_where_overwritten():
     assert not plan.resident
     r = run_on_fabric(plan, execute(plan), sim="iss")
     assert r["first_difference"] is None and r["bit_exact"]
+
+
+class _Corrupting:
+    """An ISS device whose read of round ``at`` flips the lowest bit of one word: the fault must show in the
+    rounds after it, because the loop feeds the fabric's words back (nothing of the golden model enters it)."""
+
+    def __init__(self, cfg, at: int):
+        from cimforge.graph.fabric import IssDevice
+        self.dev, self.at, self.reads = IssDevice(cfg), at, 0
+
+    async def run(self, gp, timeout):
+        return await self.dev.run(gp, timeout)
+
+    async def read(self, base, count):
+        words = await self.dev.read(base, count)
+        self.reads += 1
+        if self.reads == self.at + 1:
+            words = list(words)
+            words[1] ^= 1
+        return words
+
+
+@pytest.mark.parametrize("algo", ["bfs", "sssp", "cc", "pagerank"])
+def test_closed_loop_feeds_back_the_fabric_words(algo):
+    import asyncio
+
+    from cimforge.graph.fabric import host_loop
+    g = load_graph("lesmis")
+    plan = compile_graph(g, algo, get_preset("default"))
+    run = execute(plan, 0 if algo in ("bfs", "sssp") else None)
+    rec = asyncio.run(host_loop(plan, _Corrupting(plan.cfg, 0), 0))
+    want = run.result.active if algo == "bfs" else run.result.states
+    assert len(rec.states) > 1
+    differs = [k for k in range(1, min(len(want), len(rec.states))) if not np.array_equal(rec.states[k], want[k])]
+    assert (differs and differs[0] == 1) or len(rec.states) != len(want) or \
+        not np.array_equal(rec.values, run.result.values)
