@@ -242,25 +242,74 @@ def order_bands(state: CompileState) -> None:
     from .lowering import lowering_for
     units = []
     for image in range(state.batch):
-        for layer in state.graph.layers:
-            base = lowering_for(layer).steps(state, layer, image, 1)
-            if not base:  # a view of another tensor: nothing to run
-                continue
-            for o0, o1 in layer_bands(state, layer, image):
-                rows = [(t.name, *input_rows(layer, state.prog.tensors[(image, t.name)].phys[1], o0, o1))
-                        for t in layer.inputs]
-                band = Band(o0, o1, rows[0][3])
-                ins = [(n, r0, r1) for n, r0, r1, _ in rows]
-                if base[0].mac is not None:
-                    steps = [Step(layer, image, _band_pass(st.mac, layer, rows[0][1], rows[0][2], band), band)
-                             for st in base]
-                else:
-                    steps = [Step(layer, image, band=band)]
-                w_in, w_out = _unit_words(state, layer, image, o0, o1)
-                units.append(Unit(layer, image, band, ins, steps, w_in, w_out, len(units)))
+        for chain, bands in _chains(state, image):
+            for o0, o1 in bands:
+                for layer in chain:
+                    units.append(_unit(state, layer, image, o0, o1, len(units)))
     state.units = units
     state.steps = [st for u in units for st in u.steps]
     state.set_order([st.mac for st in state.steps if st.mac is not None])
+
+
+def _unit(state: CompileState, layer: Layer, image: int, o0: int, o1: int, index: int) -> Unit:
+    """The unit of ``layer``'s output rows ``o0 .. o1 - 1`` of ``image``."""
+    from .lowering import lowering_for
+    rows = [(t.name, *input_rows(layer, state.prog.tensors[(image, t.name)].phys[1], o0, o1)) for t in layer.inputs]
+    band = Band(o0, o1, rows[0][3])
+    ins = [(n, r0, r1) for n, r0, r1, _ in rows]
+    base = lowering_for(layer).steps(state, layer, image, 1)
+    if base[0].mac is not None:
+        steps = [Step(layer, image, _band_pass(st.mac, layer, rows[0][1], rows[0][2], band), band) for st in base]
+    else:
+        steps = [Step(layer, image, band=band)]
+    w_in, w_out = _unit_words(state, layer, image, o0, o1)
+    return Unit(layer, image, band, ins, steps, w_in, w_out, index)
+
+
+def _layer_pages(state: CompileState, layer: Layer) -> int:
+    return sum(gp.plan.total_pages for key, gp in state.plans.items() if key[0] == layer.name and gp.plan)
+
+
+def _chains(state: CompileState, image: int) -> list[tuple[list[Layer], list[tuple[int, int]]]]:
+    """The layers of one image in runs that go band by band together, with the run's bands: a row-for-row layer
+    (element-wise, or a 1x1 convolution of stride 1 without padding, e.g. a BatchNormalization that could not be
+    folded) that reads the output of the layer before it joins that layer's run, so that each of its bands reads
+    the band just computed on chip (forwarded, :func:`_forwarded`) instead of storing it and loading it back
+    (ResNet-8 on the default preset: every BatchNormalization and residual add waited for its first band).
+    It joins only when its bands of the run's rows fit with that band, and streamed weights of the whole run
+    fit the pages (else every band would reload them)."""
+    from .lowering import lowering_for
+    T, D, P = state.prog.tensors, state.cfg.fabric.act_depth, state.cfg.macro.pages
+    out: list[tuple[list[Layer], list[tuple[int, int]]]] = []
+    for layer in state.graph.layers:
+        if not lowering_for(layer).steps(state, layer, image, 1):  # a view of another tensor: nothing to run
+            continue
+        if out and _joins(state, layer, out[-1][0], out[-1][1], image):
+            out[-1][0].append(layer)
+            continue
+        out.append(([layer], layer_bands(state, layer, image)))
+    return out
+
+
+def _joins(state: CompileState, layer: Layer, chain: list[Layer], bands: list[tuple[int, int]], image: int) -> bool:
+    """``layer`` may run band by band with ``chain`` (see :func:`_chains`)."""
+    T, D = state.prog.tensors, state.cfg.fabric.act_depth
+    last = chain[-1]
+    if _window(layer) != (1, 1, 1, 0) or _window(last) is None or len(bands) < 2:
+        return False
+    if state.layouts.owner[layer.inputs[0].name] != last.output.name:
+        return False
+    oh = T[(image, layer.output.name)].phys[1]
+    if oh != T[(image, last.output.name)].phys[1] or any(T[(image, t.name)].phys[1] != oh for t in layer.inputs):
+        return False
+    if not state.resident and sum(_layer_pages(state, x) for x in chain + [layer]) > state.cfg.macro.pages:
+        return False
+    rw = _row_words(T[(image, layer.inputs[0].name)])
+    for o0, o1 in bands:
+        w_in, w_out = _unit_words(state, layer, image, o0, o1)
+        if _unit_words(state, last, image, o0, o1)[1] + w_in - (o1 - o0) * rw + w_out > D // 2:
+            return False
+    return True
 
 
 def assign_band_pages(state: CompileState) -> None:
@@ -357,7 +406,7 @@ class WeightStream:
     next: int = 0
     pending: list = field(default_factory=lambda: [False, False])
     cached: dict = field(default_factory=dict)  # layer -> (half, pc of its DMA)
-    staged: dict = field(default_factory=dict)  # id(MacPass) -> halves of its chunks queued ahead
+    staged: dict = field(default_factory=dict)  # id(MacPass) -> halves of its chunks queued ahead (one)
 
     def _take(self, state: CompileState, h: int, layer: str, image) -> None:
         """Half ``h`` for new contents: wait for the loads that read it, forget what it held."""
@@ -384,6 +433,29 @@ class WeightStream:
                         ext=self.ext_base + lo, addr=h * self.half, rows=1, len=hi - lo, ext_stride=0, stride=0)
         self.cached[layer] = (h, pc)
 
+    def ready(self, state: CompileState, mp: MacPass) -> bool:
+        """``mp``'s loads may be queued before the compute that precedes ``mp`` (so that they run beside it)
+        unless the ``DSYNC`` they need first would wait there for more activation words, queued since the last
+        ``DSYNC``, than the loads move (ResNet-8's BatchNormalizations, 8 rows of weights, waited for the next
+        convolution band's 768 input words): then they come after that compute. Cached page images whose
+        ``DMA`` a ``DSYNC`` already followed need none."""
+        from ..gen.isa import decode_op
+        if not mp.loads:
+            return True
+        if not self.cacheable(mp.layer):
+            return False
+        prog = state.prog
+        if mp.layer in self.cached:
+            return any(i.op == "DSYNC" for i in prog.instrs[self.cached[mp.layer][1] + 1:])
+        queued = 0
+        for pc in range(len(prog.instrs) - 1, -1, -1):
+            if prog.instrs[pc].op == "DSYNC":
+                break
+            if prog.instrs[pc].op == "DMA":
+                _, a = decode_op(state.cfg, prog.code[pc])
+                queued += 0 if a["wmem"] else a["rows"] * a["len"]
+        return queued <= sum(ld["count"] for ld in mp.loads)
+
     def emit_loads(self, state: CompileState, mp: MacPass) -> None:
         if not mp.loads:
             return
@@ -398,7 +470,7 @@ class WeightStream:
             self.pending[h] = True
             return
         ahead = self.staged.pop(id(mp), [])
-        if ahead:  # queued before the compute that preceded this pass (stage_ahead): one wait covers them
+        if ahead:  # queued before the compute that preceded this pass (stage_ahead)
             emit_instr(state, Opcode.DSYNC, mp.layer, mp.image_label, "weights in")
         for i, chunk in enumerate(self._chunks(mp)):
             if i < len(ahead):
@@ -412,14 +484,15 @@ class WeightStream:
             self.pending[h] = True
 
     def stage_ahead(self, state: CompileState, mp: MacPass) -> None:
-        """Queue the ``DMA``s of ``mp``'s first two chunks (one into each half) now, so that they run beside the
-        compute instruction that comes next; called right after a ``SYNC`` that saw every load finish, so both
-        halves are free. Cached layers come by :meth:`prefetch` instead. ResNet-8's conv7 and conv8 on the
-        default preset: their chunks of one pass came in one after another between the passes."""
+        """Queue the ``DMA`` of ``mp``'s first chunk now, so that it runs beside the compute instruction that comes
+        next; called right after a ``SYNC`` that saw every load finish, so both halves are free. One chunk only:
+        a ``DSYNC`` waits for every queued transfer, so the second chunk's transfer is better queued after the
+        first one's wait, beside its loads. Cached layers come by :meth:`prefetch` instead. ResNet-8's conv7
+        and conv8 on the default preset: every chunk of a pass came in after the pass before."""
         if not mp.loads or self.cacheable(mp.layer) or id(mp) in self.staged:
             return
         self.pending = [False, False]  # the SYNC before has seen every load that read a half
-        self.staged[id(mp)] = [self._chunk_dma(state, mp, chunk) for chunk in self._chunks(mp)[:2]]
+        self.staged[id(mp)] = [self._chunk_dma(state, mp, chunk) for chunk in self._chunks(mp)[:1]]
 
     def _chunk_dma(self, state: CompileState, mp: MacPass, chunk: list[dict]) -> int:
         """Queue the ``DMA`` of one chunk into the next half (after its loads are seen done); the half."""
@@ -512,11 +585,13 @@ def _dma(state: CompileState, store: int, ext: int, addr: int, words: int, layer
 
 def _forwarded(state: CompileState, u: Unit, prev: Unit | None, name: str, r0: int, r1: int) -> bool:
     """Input rows ``r0 .. r1 - 1`` of ``name`` are all in the previous unit's output band, still on chip, and
-    the three regions (that band, the unit's input and output) fit half the activation memory (so that keeping
-    the band never leaves the unit's output without room)."""
-    return (prev is not None and prev.image == u.image and r0 < r1
-            and state.layouts.owner[name] == prev.layer.output.name and prev.band.o0 <= r0 and r1 <= prev.band.o1
-            and prev.out_words + u.in_words + u.out_words <= state.cfg.fabric.act_depth // 2)
+    the regions the unit then holds (that band, the unit's other inputs and its output) fit half the activation
+    memory (so that keeping the band never leaves the unit's output without room)."""
+    if not (prev is not None and prev.image == u.image and r0 < r1
+            and state.layouts.owner[name] == prev.layer.output.name and prev.band.o0 <= r0 and r1 <= prev.band.o1):
+        return False
+    rest = u.in_words - (r1 - r0) * _row_words(state.prog.tensors[(u.image, name)])
+    return prev.out_words + rest + u.out_words <= state.cfg.fabric.act_depth // 2
 
 
 def _load_words(state: CompileState, u: Unit, prev: Unit | None) -> int:
@@ -547,6 +622,21 @@ def _load_unit(state: CompileState, u: Unit, base: int | None, prev: Unit | None
             at += (r1 - r0) * rw
         staged[(u.image, name)] = replace(p, base=where, phys=(p.phys[0], r1 - r0, p.phys[2]))
     return staged
+
+
+def _next_load(state: CompileState, units: list[Unit], i: int) -> tuple[Unit | None, Unit | None]:
+    """The unit whose input bands unit ``i`` may prefetch, and the unit before it: ``i + 1``, or past units that
+    load nothing (every input forwarded from the unit before, as a BatchNormalization running band by band
+    with its convolution, :func:`_chains`) the next one that loads and forwards nothing, so that its load runs
+    beside the compute of both."""
+    j = i + 1
+    while j < len(units) and units[j - 1].image == units[j].image and not _load_words(state, units[j], units[j - 1]):
+        j += 1
+    if j >= len(units):
+        return None, None
+    if j > i + 1 and any(_forwarded(state, units[j], units[j - 1], *x) for x in units[j].ins):
+        return None, None  # it would read the band of a unit not emitted yet
+    return units[j], units[j - 1]
 
 
 def _producers(units: list[Unit], state: CompileState) -> dict[int, int]:
@@ -632,12 +722,12 @@ def emit_external(state: CompileState) -> None:
             staging.unpin(prev_base)  # not read by this unit: free once its store is done
             prev_base = None
         out_base = alloc(u, u.out_words, top=True)
-        nxt = units[i + 1] if i + 1 < len(units) else None
-        if nxt is not None and producers[nxt.index] < u.index:
-            words = _load_words(state, nxt, u)
+        nxt, before = _next_load(state, units, i)
+        if nxt is not None and nxt.index not in prefetched and producers[nxt.index] < u.index:
+            words = _load_words(state, nxt, before)
             b = staging.alloc(words) if words else None
             if b is not None:
-                prefetched[nxt.index] = (b, _load_unit(state, nxt, b, u, out_base))
+                prefetched[nxt.index] = (b, _load_unit(state, nxt, b, before, out_base))
         out_place = T[(u.image, u.layer.output.name)]
         staged[(u.image, u.layer.output.name)] = replace(
             out_place, base=out_base, phys=(out_place.phys[0], u.band.o1 - u.band.o0, out_place.phys[2]))

@@ -200,7 +200,7 @@ def emit(state: CompileState, step: Step) -> None:
     if streamed:
         emit_instr(state, Opcode.SYNC, layer.name, mp.image_label, "wait for this pass's weights")
     nxt = state.next_pass(mp) if streamed else None
-    overlap = nxt is not None and _disjoint(mp, nxt)
+    overlap = nxt is not None and _disjoint(mp, nxt) and (state.wstream is None or state.wstream.ready(state, nxt))
     if overlap:
         emit_loads(state, nxt)
     elif nxt is not None and state.wstream is not None:  # the next pass's first weight chunks beside this one
