@@ -131,3 +131,39 @@ def test_pool_engine_rounds_exact_ties_to_even(rounding):
                 _, a = decode_op(cfg, prog.code[pc])
                 assert a["round_even"] == 1
                 assert n == a["oh"] * a["ow"] * a["cw"] * a["kh"] * a["kw"] + PoolEngine.TIMING.extra
+
+
+@pytest.mark.parametrize("pads,stride", [((1, 1, 1, 1), 2), ((0, 0, 1, 1), 1), ((2, 1, 0, 2), 1)])
+def test_padded_average_pool_runs_in_parts(pads, stride):
+    """An average pool that leaves padded taps out of its divisor (ONNX ``count_include_pad = 0``) runs as one
+    ``POOL`` per part of equal divisor (compiler.lowering.pool.window_parts): engine, ISS and golden model equal
+    on every element, the most negative and largest codes in the corners, each part's cycles its taps plus the
+    engine's overhead."""
+    from cimforge.compiler.lowering.pool import window_parts
+    from cimforge.golden import ir
+    from cimforge.golden.ops import avg_pool
+
+    seed = 3300
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}, pads {pads}, stride {stride}")
+    x = ir.TensorInfo("x", (13, 6, 7), "int8", 0.05, -128)
+    oh = ir.conv_output_size(6, 3, stride, pads[0], pads[2], 1)
+    ow = ir.conv_output_size(7, 3, stride, pads[1], pads[3], 1)
+    y = ir.TensorInfo("y", (13, oh, ow), "int8", 0.04, -100)
+    layer = ir.AvgPool(name="pool", inputs=(x,), output=y, kernel=(3, 3), stride=(stride, stride), padding=pads,
+                       round_even=True)
+    g = ir.Graph("g", (x,), (layer,), ("y",))
+    parts = window_parts(layer)
+    assert parts is not None and len(parts) > 1
+    codes = _inputs(g, rng)
+    prog = compile_graph(g, TINY, batch=1)
+    words = prog.input_words(codes)
+    bench = EngineBench(TINY, [PoolEngine.name], prog, words)
+    got, cycles = run_instructions(bench, list(prog.code))
+    assert got == iss_model(prog, words).amem, "the engine differs from the ISS"
+    assert np.array_equal(prog.read_tensors(got, 1, ["y"])["y"], avg_pool(layer, codes["x"]))
+    assert len(cycles) == len(parts)
+    for pc, n in cycles:
+        _, a = decode_op(TINY, prog.code[pc])
+        assert (a["pt"], a["pl"]) == (0, 0)
+        assert n == a["oh"] * a["ow"] * a["cw"] * a["kh"] * a["kw"] + PoolEngine.TIMING.extra
