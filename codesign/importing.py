@@ -39,13 +39,14 @@ def widen_4bit(model):
     """
     from onnx import TensorProto, numpy_helper
 
+    from ..golden.onnx_import import widen_4bit_array  # the importer's widening of the values (one home)
+
     m = type(model)()
     m.CopyFrom(model)
-    narrow = {TensorProto.INT4: np.int8, TensorProto.UINT4: np.uint8}
     allowed = {getattr(TensorProto, n) for n in ALLOWED_TYPES}
     for i, t in enumerate(m.graph.initializer):
-        if t.data_type in narrow:
-            arr = numpy_helper.to_array(t).astype(np.int64).astype(narrow[t.data_type])
+        if t.data_type in (TensorProto.INT4, TensorProto.UINT4):
+            arr = widen_4bit_array(numpy_helper.to_array(t))
             m.graph.initializer[i].CopyFrom(numpy_helper.from_array(arr, t.name))
         elif t.data_type not in allowed:
             name = TensorProto.DataType.Name(t.data_type)

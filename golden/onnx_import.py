@@ -42,7 +42,7 @@ from .ir import (LRN, AvgPool, FloatChain, Clamp, CLAMPABLE, Concat, Conv2d, Con
 from .requant import NumericsError
 
 __all__ = ["OnnxImportError", "load_onnx", "NUMERICS", "SUPPORTED_OPS", "IMPORTS_TO", "load_onnx_shapes", "UnknownOpWarning",
-           "unknown_ops_message"]
+           "unknown_ops_message", "widen_4bit_array"]
 
 
 class OnnxImportError(ValueError):
@@ -515,7 +515,7 @@ class _Importer:
         a = {attr.name: attr for attr in node.attribute}
         if "value" not in a:
             self.fail(node, f"only the 'value' form of Constant is supported, got {sorted(a)}")
-        self.values[node.output[0]] = _Const(_widen_4bit(numpy_helper.to_array(a["value"].t)))
+        self.values[node.output[0]] = _Const(widen_4bit_array(numpy_helper.to_array(a["value"].t)))
 
     def op_Identity(self, node):
         self.values[node.output[0]] = self.get(node, 0)
@@ -1361,7 +1361,7 @@ class _Importer:
             if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
                 self.narrow_zp[init.name] = (-8, 7) if init.data_type == onnx.TensorProto.INT4 else (0, 15)
             try:
-                self.values[init.name] = _Const(_widen_4bit(numpy_helper.to_array(init)))
+                self.values[init.name] = _Const(widen_4bit_array(numpy_helper.to_array(init)))
             except Exception as e:  # noqa: BLE001 - any decoding failure means a corrupted initializer
                 raise OnnxImportError(f"initializer cannot be decoded: {e}", node=init.name) from None
         self.graph_outputs = {o.name for o in g.output}
@@ -1537,7 +1537,7 @@ def _affine_fit(x: TensorInfo, out: TensorInfo, want: np.ndarray, w: int, bias0:
     return None
 
 
-def _widen_4bit(a: np.ndarray) -> np.ndarray:
+def widen_4bit_array(a: np.ndarray) -> np.ndarray:
     """ONNX int4 / uint4 tensors (opset 21; ``quantize_static(weight_type=QuantType.QInt4)``'s weights, decoded
     by onnx as ml_dtypes' int4 / uint4) as int8 / uint8 arrays of the same values: small integers, exact. Other
     arrays unchanged."""
