@@ -198,7 +198,8 @@ def analyse(algo: str, graph, cfg, source=None, block_order=None, rtl: str | Non
             out["rtl"] = run_bfs_rtl(plan, src, run_)
         else:
             from .fabric import run_on_fabric
-            out["fabric_rtl"] = run_on_fabric(plan, run_, source=src)
+            out["fabric_rtl"] = x = run_on_fabric(plan, run_, source=src)
+            x["networkx"] = networkx_check(algo, graph, x["values"], src)  # the fabric's own result
     if cpu:
         out["cpu"] = cpu_time(algo, graph, src)
     return out

@@ -212,7 +212,7 @@ class LoopRecord:
     runs: list = field(default_factory=list)
     first_stamp_difference: tuple | None = None
     host_words: dict = field(default_factory=lambda: {"program": 0, "weights": 0, "arcs": 0, "vectors": 0,
-                                                      "read": 0})
+                                                      "read": 0, "dma_cycles": 0})
     wall: float = 0.0
 
 
@@ -238,6 +238,7 @@ async def _round(plan: GraphPlan, dev, rec: LoopRecord, rnd: int, program: list,
                     rec.host_words["arcs"] += args["count"]
         rec.host_words["program"] += len(gp.code)
         rec.host_words["weights"] += len(gp.wmem)
+        rec.host_words["dma_cycles"] += dma_cycles(plan.cfg, len(gp.wmem)) + dma_cycles(plan.cfg, len(gp.writes))
         stamps = program_timing(gp)
         cycles, trace = await dev.run(gp, 4 * (stamps[-1] + 1) + 10000)
         equal = None if trace is None else trace == stamps
@@ -250,7 +251,20 @@ async def _round(plan: GraphPlan, dev, rec: LoopRecord, rnd: int, program: list,
     for base, count in reads:
         out += await dev.read(base, count)
         rec.host_words["read"] += count
+        rec.host_words["dma_cycles"] += dma_cycles(plan.cfg, count, store=True)
     return out
+
+
+def dma_cycles(cfg, words: int, store: bool = False) -> int:
+    """Cycles the DMA engine (:func:`cimforge.gen.dma.dma_command_cycles`) would take to move ``words``
+    contiguous words between the external memory and an on-chip memory, in rows of 4,096 words: what the
+    host's writes (weight rows, arc words, vectors) and reads would cost if they went through it."""
+    from ..gen.dma import dma_command_cycles
+    total = 0
+    for lo in range(0, words, 4096):
+        total += dma_command_cycles(cfg, {"store": int(store), "wmem": 0, "ext": 0, "addr": 0, "rows": 1,
+                                          "len": min(4096, words - lo), "ext_stride": 0, "stride": 0})
+    return total
 
 
 async def host_loop(plan: GraphPlan, dev, source: int | None = None, *, alpha: float = 0.85, tol: float = 1e-6,
