@@ -2,8 +2,9 @@
 
 Columns: build time (first build; cached builds are instant: ``--rebuild`` forces one), whether
 ``golden.onnx_import.load_onnx`` imports it (else the importer's message: node and operator), the layer-by-layer
-agreement with onnxruntime in both rounding forms (imported with ``numerics="onnx"``, or ``--numerics fabric``; the
-compile columns use the fabric's form, the default) (worst tensor's share of identical elements, largest
+agreement with onnxruntime in both rounding forms (imported with ``numerics="fabric"``, the default: what the
+fabric computes; or ``--numerics onnx``: onnxruntime's float parts in float32, golden only; the compile columns
+use the fabric's form) (worst tensor, its share of identical elements, largest
 difference in LSB, and whether the acceptance bound is met; each layer fed onnxruntime's own inputs,
 ``golden.compare.layerwise``), end to end (the golden model run from the input: the largest difference of any
 tensor, and the share of inputs whose top-1 class agrees with onnxruntime's), and whether ``cimforge compile MODEL --preset default`` maps it (else the
@@ -13,6 +14,7 @@ Softmax; ``compiler.lowering.host.split_host_tail``).
     .venv/bin/python bench/bench_models.py                    # the tiny set, 4 forms each
     .venv/bin/python bench/bench_models.py --set imagenet --samples 1
     .venv/bin/python bench/bench_models.py resnet8 ds_cnn --forms qdq-pc qop-pt --markdown
+    .venv/bin/python bench/bench_models.py --set imagenet --samples 1 --no-compile --numerics onnx
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Row:
     form: str
     build_s: float = 0.0
     imported: str = ""
-    agreement: dict = field(default_factory=dict)  # rounding -> (worst fraction, max diff, ok) or error text
+    agreement: dict = field(default_factory=dict)  # rounding -> (worst fraction, max diff, ok, worst) or error
     end_to_end: dict = field(default_factory=dict)  # rounding -> (max diff of any tensor, top-1 agreement)
     compiled: str = ""
     body: str = ""  # compile without the trailing host-side layers (Softmax), when there are any
@@ -47,7 +49,8 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
-def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache=None, numerics: str = "onnx") -> Row:
+def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache=None, numerics: str = "fabric",
+            compile_: bool = True) -> Row:
     """Build one model in one form and measure import, agreement (both roundings) and compile."""
     from cimforge.golden import model_sets as ms
     from cimforge.golden.cli import onnx_feeds, to_codes
@@ -78,15 +81,17 @@ def measure(model: str, form: str, samples: int, seed: int, rebuild: bool, cache
         ref = ort_tensors(path, graph, onnx_feeds(graph, x, codes))
         for rounding in ROUNDING_MODES:
             a = compare_tensors(layerwise(graph, ref, rounding), ref)
-            row.agreement[rounding] = (a.worst_fraction, a.max_diff, a.ok(AGREEMENT_MIN, MAX_LSB))
+            worst = min(a.tensors, key=lambda t: t.fraction).name if a.tensors else "-"
+            row.agreement[rounding] = (a.worst_fraction, a.max_diff, a.ok(AGREEMENT_MIN, MAX_LSB), worst)
             golden = run_graph(graph, codes, rounding=rounding)
             out = graph.outputs[0]
             top1 = np.mean(golden[out].reshape(len(x), -1).argmax(1) == ref[out].reshape(len(x), -1).argmax(1))
             row.end_to_end[rounding] = (compare_tensors(golden, ref).max_diff, float(top1))
     except Exception as e:
         row.agreement = {r: _one_line(e) for r in ROUNDING_MODES}
-    row.compiled = compile_default(path)
-    row.body = compile_body(load_onnx(path))
+    if compile_:
+        row.compiled = compile_default(path)
+        row.body = compile_body(load_onnx(path))
     return row
 
 
@@ -129,8 +134,8 @@ def _agreement_cell(v) -> str:
         return "-"
     if isinstance(v, str):
         return v
-    frac, diff, ok = v
-    return f"{100 * frac:.3f}% / {diff} LSB ({'met' if ok else 'NOT met'})"
+    frac, diff, ok, worst = v
+    return f"{100 * frac:.3f}% / {diff} LSB ({'met' if ok else 'NOT met'}; {worst})"
 
 
 def _e2e_cell(v) -> str:
@@ -163,16 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rebuild", action="store_true", help="rebuild each model to time its build")
     p.add_argument("--markdown", action="store_true")
-    p.add_argument("--numerics", choices=("onnx", "fabric"), default="onnx",
-                   help="import for the agreement columns: onnxruntime's float parts in float32 (default) or what "
-                        "the fabric computes")
+    p.add_argument("--numerics", choices=("onnx", "fabric"), default="fabric",
+                   help="import for the agreement columns: what the fabric computes (default) or onnxruntime's "
+                        "float parts in float32 (golden only)")
+    p.add_argument("--no-compile", action="store_true", help="leave out the compile columns")
     args = p.parse_args(argv)
     models = args.models or {"tiny": ms.TINY_SET, "imagenet": ms.IMAGENET_SET,
                              "all": ms.TINY_SET + ms.IMAGENET_SET}[args.set]
     rows = []
     for m in models:
         for f in args.forms:
-            rows.append(measure(m, f, args.samples, args.seed, args.rebuild, numerics=args.numerics))
+            rows.append(measure(m, f, args.samples, args.seed, args.rebuild, numerics=args.numerics,
+                                compile_=not args.no_compile))
             print(format_table(rows[-1:], False).splitlines()[-1], file=sys.stderr, flush=True)
     print(format_table(rows, args.markdown))
     return 0
