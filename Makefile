@@ -46,12 +46,12 @@ models: $(STAMP)
 
 ## What CI runs: every test, slow ones included
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) -m "" --durations=30 tests
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "" --durations=30 tests
 
 ## The fast inner loop (under 3 minutes on 2 cores): unit tests, the engines in Amaranth's simulator, the compiler
 ## and its ISS, the golden model, packaging; no slow case, no cocotb bench (Verilator/Icarus), no synthesis
 test-fast: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) -m "not slow and not cocotb and not synth" tests
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not slow and not cocotb and not synth" tests
 
 lint: $(STAMP)
 	$(PY) -m cimforge lint
