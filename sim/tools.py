@@ -221,6 +221,15 @@ def build_estimate(sim: str, sources: Sequence[Path]) -> float:
     return base + per_mb * size
 
 
+def _rebuilt(product: Path, seconds: float) -> bool:
+    """True when the model was written by the build that took the last ``seconds`` (make finds a build
+    directory whose stamp was lost up to date and relinks nothing; such a build says nothing of the cost)."""
+    try:
+        return product.stat().st_mtime >= time.time() - seconds - 1
+    except OSError:
+        return False
+
+
 def _record_build_time(sim: str, sources: Sequence[Path], seconds: float) -> None:
     times = _read_build_times()
     times[sim] = {"mb": sum(Path(s).stat().st_size for s in sources) / 1e6, "seconds": round(seconds, 1)}
@@ -332,7 +341,8 @@ def run_cocotb(sim: str, sources: Sequence[Path], toplevel: str, test_module: st
         else:
             _stamp_build(stamp, sim)
             seconds = time.perf_counter() - t0
-            _record_build_time(sim, sources, seconds)
+            if _rebuilt(bdir / _BUILD_PRODUCT[sim], seconds):
+                _record_build_time(sim, sources, seconds)
             _announce(f"built the {sim} model of {toplevel} in {_duration(seconds)} ({bdir})")
     results = bdir / f"results-{os.getpid()}.xml"
     try:

@@ -98,3 +98,20 @@ def test_without_a_log_output_stays_on_the_terminal(fake_cocotb, capfd):
     tools.run_cocotb("verilator", [src], "top", "tb")
     out, _ = capfd.readouterr()
     assert "verilator noise" in out and "cocotb banner" in out and "building the verilator model" in out
+
+
+def test_a_build_that_writes_no_model_is_not_taken_as_a_measurement(fake_cocotb, tmp_path, monkeypatch):
+    """make finds a build directory whose stamp was lost up to date and relinks nothing: that "build" of a
+    second or less must not become the estimate of the next real build (it said "about 2 s" for a
+    14-minute build)."""
+    runner, src = fake_cocotb
+    with tools.simulator_log(tmp_path / "sim.log", announce=lambda text: None):
+        tools.run_cocotb("verilator", [src], "top", "tb")
+    first = tools._read_build_times()["verilator"]
+    for stamp in (tmp_path / "sim").rglob(".built"):
+        stamp.unlink()  # the stamp lost, the model kept
+    monkeypatch.setattr(runner, "_execute", lambda cmds, cwd: None)  # make: nothing to do
+    monkeypatch.setattr(tools.time, "time", lambda real=tools.time.time: real() + 3600)  # an hour later
+    with tools.simulator_log(tmp_path / "sim.log", announce=lambda text: None):
+        tools.run_cocotb("verilator", [src], "top", "tb")
+    assert tools._read_build_times()["verilator"] == first
