@@ -164,13 +164,18 @@ def place_tensors(state: CompileState) -> None:
     elif addr > f.act_depth:
         fit = max_batch(graph, cfg)
         if state.memory == "liveness":
+            at = f" (the most when layer {state.peak_layer!r} writes its output)" if state.peak_layer else ""
             raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} "
-                               f"words with liveness reuse, fabric.act_depth = {f.act_depth}: allowed "
+                               f"words with liveness reuse{at}, fabric.act_depth = {f.act_depth}: allowed "
                                f"fabric.act_depth >= {addr}, or memory='external'")
         allowed = f"batch <= {fit}" if fit else f"fabric.act_depth >= {addr // batch}"
-        raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} words, "
-                           f"fabric.act_depth = {f.act_depth}: allowed {allowed}, or memory='liveness' or "
-                           f"'external'")
+        name, words = max(((n, p.words) for (i, n), p in prog.tensors.items() if i == 0 and lay.owner[n] == n),
+                          key=lambda x: x[1])
+        big = next((f"layer {layer.name!r}'s output" for layer in graph.layers if layer.output.name == name),
+                   f"input {name!r}")
+        raise CompileError(f"activation memory too small: {batch} image(s) of graph {graph.name!r} need {addr} words "
+                           f"with every tensor kept (the largest: {big}, {words} words an image), fabric.act_depth = "
+                           f"{f.act_depth}: allowed {allowed}, or memory='liveness' or 'external'")
 
 
 def _rowpacked_inputs(graph: Graph, lay: TensorLayouts, cfg: CimConfig) -> set[str]:
@@ -214,11 +219,13 @@ def plan_passes(state: CompileState) -> None:
 def tile_and_place_weights(state: CompileState) -> None:
     """Each layer's lowering writes its weights, descriptors and parameters; then one role table per distinct
     split (one word per macro, macro ``m = (bi * ki + kk) * no + nn``)."""
+    prog, cfg = state.prog, state.cfg
+    ends = []  # (layer, weight, parameter, descriptor words so far): the layer that overflows a memory
     for layer in state.graph.layers:
         lowering = lowering_for(layer)
         if lowering.place is not None:
             lowering.place(state, layer)
-    prog, cfg = state.prog, state.cfg
+            ends.append((layer.name, len(prog.wmem), len(prog.pmem), len(prog.dmem)))
     rlay = role_layout(cfg)
     for key, gp in state.plans.items():
         par = gp.par
@@ -230,12 +237,15 @@ def tile_and_place_weights(state: CompileState) -> None:
             en = m < par.macros
             prog.dmem.append(pack_checked(key[0], rlay, {"bi": bi if en else 0, "kk": kk if en else 0,
                                                          "nn": nn if en else 0, "en": int(en)}))
-    for what, mem, field_ in (("weight", prog.wmem, "weight_depth"), ("parameter", prog.pmem, "param_depth"),
-                              ("descriptor", prog.dmem, "desc_depth")):
+    for k, (what, mem, field_) in enumerate((("weight", prog.wmem, "weight_depth"),
+                                             ("parameter", prog.pmem, "param_depth"),
+                                             ("descriptor", prog.dmem, "desc_depth"))):
         depth = getattr(cfg.fabric, field_)
         if len(mem) > depth and not (state.external and what == "weight"):  # external: stage_weights
-            raise CompileError(f"{what} memory too small for graph {state.graph.name!r}: needs {len(mem)} words, "
-                               f"fabric.{field_} = {depth}: allowed fabric.{field_} >= {len(mem)}")
+            past = next((e[0] for e in ends if e[1 + k] > depth), None)  # role tables follow the layers'
+            at = f" (layer {past!r} is the first past it)" if past else ""
+            raise CompileError(f"{what} memory too small for graph {state.graph.name!r}: needs {len(mem)} words"
+                               f"{at}, fabric.{field_} = {depth}: allowed fabric.{field_} >= {len(mem)}")
     if state.external:
         stage_weights(state)
 

@@ -104,6 +104,9 @@ def allocate_by_liveness(state: CompileState) -> int:
     for (i, name), place in list(prog.tensors.items()):
         prog.tensors[(i, name)] = replace(place, base=base_of[owner[name]] + i * place.words)
     prog.kept = {t for t in graph.tensors if owner[t] not in overwritten}
+    top = max(base_of, key=lambda t: base_of[t] + words[t], default=None)
+    # the layer whose output reaches the highest word: where a too small memory overflows (error messages)
+    state.peak_layer = next((layer.name for layer in graph.layers if owner[layer.output.name] == top), None)
     return max((base_of[t] + words[t] for t in base_of), default=0)
 
 
@@ -370,6 +373,11 @@ def stage_weights(state: CompileState) -> None:
         raise CompileError(f"external memory too small for graph {state.graph.name!r}: tensors and weights need "
                            f"{end} words, fabric.ext_depth = {cfg.fabric.ext_depth}: allowed fabric.ext_depth >= "
                            f"{end}")
+    (layer, *_), (_, rows) = max(state.wblocks.items(), key=lambda kv: kv[1][1])
+    if rows > cfg.fabric.weight_depth // 2:  # each page image comes in through one half of the weight memory
+        raise CompileError(f"layer {layer!r}: a page image of {rows} words does not fit half of the weight memory "
+                           f"(fabric.weight_depth = {cfg.fabric.weight_depth}): allowed fabric.weight_depth >= "
+                           f"{2 * rows}")
     prog.ext_init = {base + i: w for i, w in enumerate(prog.wmem)}
     spans: dict[str, tuple[int, int]] = {}
     for (layer, *_), (src, rows) in state.wblocks.items():

@@ -146,6 +146,8 @@ class CompileState:
     external: bool = False
     #: External words the tensors take (external mode); the weights follow them.
     ext_used: int = 0
+    #: memory='liveness': the layer whose output reaches the highest word (named when the memory is too small).
+    peak_layer: str | None = None
     #: The bands of every layer in program order (external mode).
     units: list = field(default_factory=list)
     #: Weights streamed from the external memory through the weight memory (external mode), else None.

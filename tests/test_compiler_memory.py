@@ -6,6 +6,7 @@ show no DMA racing an engine on the same words (the ISS moves a tile at once, so
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -117,6 +118,60 @@ def test_a_layer_that_cannot_fit_names_the_smallest_buffer():
     _check(g, _fabric(get_preset("default"), act_depth=need), _inputs(g, rng))
 
 
+def _wide_graph(rng):
+    """A 3x3 convolution over 40 channels of 30 pixels a row (1080 activation words, 480 a one-row band)."""
+    from cimforge.golden import ir
+    from cimforge.sim.random_layers import random_tensor
+    x, y = random_tensor("x", (40, 6, 30), rng), random_tensor("y", (8, 6, 30), rng)
+    conv = ir.Conv2d(name="wide", inputs=(x,), output=y, weight=rng.integers(-128, 128, (8, 40, 3, 3)).astype(np.int8),
+                     bias=np.zeros(8, np.int32), weight_scale=0.005, padding=(1, 1, 1, 1))
+    return ir.Graph("g", (x,), (conv,), ("y",))
+
+
+@pytest.mark.parametrize("memory", ["auto", "external", "onchip", "liveness"])
+def test_too_big_names_the_buffer_and_the_size_that_fits_in_every_mode(memory):
+    """A model too big for the activation memory in every memory mode: one line naming the layer (or the
+    tensor), the buffer and the smallest size that fits, never "allowed batch <= 0"; that size compiles, and
+    the program equals the golden model on the ISS."""
+    rng = np.random.default_rng(SEED)
+    g = _wide_graph(rng)
+    band = 3 * 30 * 5 + 30  # tiling modes: one output row band, its 3 input rows and the output row
+    whole = 30 * 6 * 5 + 30 * 6  # on chip: every tensor of the image (input and output both live)
+    want = {"auto": (band, r"layer 'wide': one output row band"), "external": (band, r"layer 'wide': one output row band"),
+            "onchip": (whole, r"the largest: input 'x', 900 words an image"),
+            "liveness": (whole, r"the most when layer 'wide' writes its output")}
+    need, named = want[memory]
+    with pytest.raises(CompileError) as info:
+        compile_graph(g, _fabric(get_preset("default"), act_depth=256), memory=memory)
+    text = str(info.value)
+    print(text)
+    assert "\n" not in text and "batch <= 0" not in text
+    assert re.search(named, text) and f"fabric.act_depth = 256: allowed fabric.act_depth >= {need}" in text
+    prog = compile_graph(g, _fabric(get_preset("default"), act_depth=need), memory=memory)
+    xs = _inputs(g, rng)
+    got, _ = run_program(prog, xs)
+    assert np.array_equal(got["y"], run_graph(g, xs)["y"])
+    assert check_hazards(prog) == []
+
+
+def test_weights_and_parameters_too_big_name_the_layer():
+    """The weight memory in external mode (a page image must fit half of it) and the parameter memory (never
+    streamed) name the layer and the smallest size."""
+    rng = np.random.default_rng(SEED)
+    g = _wide_graph(rng)
+    cfg = get_preset("default")
+    with pytest.raises(CompileError, match=r"^layer 'wide': a page image of 40 words does not fit half of the weight "
+                                           r"memory \(fabric.weight_depth = 64\): allowed fabric.weight_depth >= 80$"):
+        compile_graph(g, _fabric(cfg, weight_depth=64), memory="external")
+    _check(g, _fabric(cfg, weight_depth=80), _inputs(g, rng))  # one tap's 40 rows a page image
+    digits = load_digits_model("digits_cnn_qop")
+    need = len(compile_graph(digits, cfg).pmem)
+    with pytest.raises(CompileError, match=rf"parameter memory too small for graph .*: needs {need} words \(layer "
+                                           rf"'[^']+' is the first past it\), fabric.param_depth = 4: allowed "
+                                           rf"fabric.param_depth >= {need}"):
+        compile_graph(digits, _fabric(cfg, param_depth=4))
+
+
 def test_hazard_check_sees_a_missing_dsync():
     """Dropping the DSYNC that waits for an input band lets the band's compute read words the DMA is still
     writing: the check names both instructions."""
@@ -187,7 +242,8 @@ def test_liveness_reuses_words_after_the_last_reader():
     for name in got:
         assert np.array_equal(got[name], gold[name]), name
     need = used(live)
-    with pytest.raises(CompileError, match=rf"need {need} words with liveness reuse, fabric.act_depth = 64: allowed "
+    with pytest.raises(CompileError, match=rf"need {need} words with liveness reuse \(the most when layer '[^']+' "
+                                           rf"writes its output\), fabric.act_depth = 64: allowed "
                                            rf"fabric.act_depth >= {need}"):
         compile_graph(g, _fabric(cfg, act_depth=64), batch=3, memory="liveness")
     with pytest.raises(CompileError, match="allowed merge_images=True"):
