@@ -1,9 +1,10 @@
 """The model sets (cimforge.golden.model_sets): every model builds, deterministically, runs in onnxruntime, has
 random weights, and the tiny set imports and agrees with onnxruntime layer by layer.
 
-Agreement cases that do not meet the bound today are marked xfail with the measured cause (KNOWN_GAPS), so that
-a regression elsewhere fails and the gaps stay listed; a model the importer refuses xfails with the importer's
-own message. bench/bench_models.py prints the whole table.
+Agreement cases that do not meet the bound today are marked xfail with the measured cause (KNOWN_GAPS for the
+"onnx" numerics and double rounding, FABRIC_GAPS for the default "fabric" numerics), so that a regression
+elsewhere fails and the gaps stay listed; a model the importer refuses xfails with the importer's own message.
+bench/bench_models.py prints the whole table.
 """
 
 from __future__ import annotations
@@ -191,15 +192,36 @@ def test_tiny_topology_follows_the_reference(name, cache):
 
 
 #: Agreement cases below the bound today, (model or "*", format or "*", rounding) -> the measured cause
-#: (bench/bench_models.py prints the figures; docs/golden.md explains double rounding). Agreement is judged on
-#: the import with numerics="onnx" (onnxruntime's float parts in float32; docs/operators.md).
+#: (bench/bench_models.py prints the figures; docs/golden.md explains double rounding), judged on the import with
+#: numerics="onnx" (onnxruntime's float parts in float32; docs/operators.md).
 KNOWN_GAPS = {
     ("*", "*", "double"): "double rounding differs on about 2**-(right+1) of every requantised output "
                           "(0.1-0.8% of each convolution, 3-10% of the final average pools)",
-    ("resnet8", "qdq", "fabric"): "the fabric's POOL engine rounds exact ties of the 8x8 average pool (window sum "
-                                  "% 64 == 32, equal scales) up, onnxruntime's float pool to even: 0.8% of its "
-                                  "outputs (numerics 'onnx' reproduces onnxruntime: 100%)",
 }
+
+#: The default numerics (numerics="fabric", what the fabric computes) below the bound today, (model, form id) ->
+#: the measured cause. Two causes remain, neither one the POOL engine's rounding field can remove:
+#: * an average pool's exact ties (equal input and output scales, a window sum that is an odd multiple of half
+#:   the divisor): the POOL engine rounds them to even (round_even), onnxruntime's float32 pool lands just above
+#:   or below the tie by float32 rounding of the products and sums (the "onnx" numerics reproduces that order),
+#:   so a tie goes either way; only a float32 pool engine would follow it;
+#: * a float chain onnxruntime leaves in float32 across an add (ResNet-50 and ShuffleNet: Sum -> Relu ->
+#:   AveragePool in QDQ form, BatchNormalization -> Sum -> Relu and the residual stream in QOperator form): the
+#:   fabric quantizes the float sum into an int8 copy before the next operator, one extra rounding of about an
+#:   output LSB; an exact form needs an add with per-channel affine inputs and int32 (or wider than int8)
+#:   intermediate tensors, i.e. new hardware.
+FLOAT_TIES = "average-pool ties that onnxruntime's float32 pool resolves by float32 rounding"
+FLOAT_CHAIN = "the float chain's extra int8 rounding (the add's float sum quantized before the next operator)"
+FABRIC_GAPS = {
+    ("resnet8", "qdq-pt"): FLOAT_TIES,
+    ("inception_v1", "qdq-pc"): FLOAT_TIES, ("inception_v1", "qdq-pt"): FLOAT_TIES,
+    ("densenet121", "qdq-pc"): FLOAT_TIES, ("densenet121", "qdq-pt"): FLOAT_TIES,
+    **{("resnet50", f): FLOAT_CHAIN for f in FORM_IDS}, **{("shufflenet", f): FLOAT_CHAIN for f in FORM_IDS},
+}
+
+
+def _form_id(form) -> str:
+    return f"{form[0]}-{'pc' if form[1] else 'pt'}"
 
 
 def _known_gap(name: str, fmt: str, rounding: str) -> str | None:
@@ -216,9 +238,10 @@ _REFERENCE: dict = {}
 @pytest.mark.parametrize("form", FORMS, ids=FORM_IDS)
 @pytest.mark.parametrize("name", ms.TINY_SET)
 def test_tiny_model_agrees_in_the_fabric_numerics(name, form, cache):
-    """The import the fabric runs (numerics="fabric": integer average pools, BatchNormalization as a depthwise
-    convolution), single rounding: what the RTL computes, judged by onnxruntime layer by layer (slow: 103 s for
-    the 16 cases, mostly the BatchNormalization weight search of the fabric's form)."""
+    """The import the fabric runs (the default, numerics="fabric": integer average pools with ties to even,
+    BatchNormalization as a depthwise convolution), single rounding: what the RTL computes, judged by
+    onnxruntime layer by layer (slow: 103 s for the 16 cases, mostly the BatchNormalization weight search of the
+    fabric's form); FABRIC_GAPS xfail with the measured figure."""
     from cimforge.golden.cli import onnx_feeds, to_codes
     from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
     from cimforge.golden.onnx_import import load_onnx
@@ -231,7 +254,7 @@ def test_tiny_model_agrees_in_the_fabric_numerics(name, form, cache):
                                   "single"), ref)
     print(a.format(per_tensor=True))
     assert a.max_diff <= MAX_LSB
-    gap = KNOWN_GAPS.get((name, form[0], "fabric"))
+    gap = FABRIC_GAPS.get((name, _form_id(form)))
     if not a.ok(AGREEMENT_MIN, MAX_LSB) and gap:
         pytest.xfail(f"{gap} (worst tensor {100 * a.worst_fraction:.3f}%)")
     assert a.ok(AGREEMENT_MIN, MAX_LSB), f"{name}: worst tensor {100 * a.worst_fraction:.3f}%"
@@ -267,9 +290,16 @@ def test_tiny_model_agrees_with_onnxruntime(name, form, rounding, cache):
 
 # -- the ImageNet set (slow: 224x224 models, VGG-19 is 548 MB in float) ----------------------------------------
 
+#: ImageNet models also rebuilt elsewhere to check the build is byte-identical (the builder is the tiny set's,
+#: checked there on every model; these two go through the onnx package's files and are the cheapest to quantize).
+REBUILT = ("squeezenet", "shufflenet")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ms.IMAGENET_SET)
 def test_imagenet_model_is_deterministic_random_and_runs(name, cache, tmp_path):
+    """The float model runs; the QDQ per-channel build has random weights (its onnxruntime run is the agreement
+    test's, on the same cached build); REBUILT models build byte-identically twice."""
     print(f"seed {SEED}")
     f = ms.float_model(name, SEED, cache)
     assert _sha(f) == hashlib.sha256(ms.float_proto(name, SEED).SerializeToString()).hexdigest()
@@ -280,9 +310,9 @@ def test_imagenet_model_is_deterministic_random_and_runs(name, cache, tmp_path):
     x = ms.sample_inputs(name, 1, SEED)
     assert np.isfinite(_run_ort(f, x)).all()
     q = ms.build(name, "qdq", True, SEED, cache=cache)
-    assert _sha(ms.build(name, "qdq", True, SEED, cache=tmp_path)) == _sha(q), f"{name}: two builds differ"
+    if name in REBUILT:
+        assert _sha(ms.build(name, "qdq", True, SEED, cache=tmp_path)) == _sha(q), f"{name}: two builds differ"
     _check_random_weights(q, quantized=True)
-    assert np.isfinite(_run_ort(q, x)).all()
 
 
 #: Models whose import has operators beyond convolution and pooling (float chains, decomposed BatchNormalization,
@@ -293,30 +323,39 @@ IMAGENET_CASES = [(n, f) for n in ms.IMAGENET_SET for f in (("qdq", True), ("qop
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,form", IMAGENET_CASES,
-                         ids=[f"{n}-{'qdq-pc' if f[0] == 'qdq' else 'qop-pt'}" for n, f in IMAGENET_CASES])
+@pytest.mark.parametrize("name,form", IMAGENET_CASES, ids=[f"{n}-{_form_id(f)}" for n, f in IMAGENET_CASES])
 def test_imagenet_model_agrees_with_onnxruntime(name, form, cache):
-    """One input per model, single rounding (the default), layer by layer, imported with numerics="onnx"; the
-    known gaps xfail with the measured figure. End to end, the golden model's top-1 class is onnxruntime's.
-    Measured on 2 cores: all 18 model x form cases meet the bound (19.7 min with every build; the cases kept
-    here share their QDQ builds with the test above)."""
+    """One input per model, single rounding (the default), layer by layer, one onnxruntime run of every tensor
+    judged in both import numerics: "onnx" (onnxruntime's float parts in float32) meets the bound on every case;
+    the default, "fabric" (what the fabric computes), meets it except FABRIC_GAPS, which xfail with the measured
+    figure. End to end (the default numerics' golden model run from the input) the top-1 class is onnxruntime's;
+    the largest difference of any tensor is printed. Measured: 17.9 min for the 22 ImageNet cases of this module
+    with every build, on 2 cores shared with two other test runs (the builds are most of it: VGG-19's 236 s);
+    the builds are made once (REBUILT only twice) and each case's onnxruntime run serves both numerics."""
     from cimforge.golden.cli import onnx_feeds, to_codes
     from cimforge.golden.compare import AGREEMENT_MIN, MAX_LSB, compare_tensors, layerwise, ort_tensors
     from cimforge.golden.onnx_import import load_onnx
     from cimforge.golden.runner import run_graph
 
     path = ms.build(name, *form, SEED, cache=cache)
-    graph = load_onnx(path, numerics="onnx")
     print(f"{name} {path.name}: seed {SEED}, inputs seed {SEED + 1}")
     x = ms.sample_inputs(name, 1, SEED + 1)
-    codes = to_codes(graph, x)
-    ref = ort_tensors(path, graph, onnx_feeds(graph, x, codes))
-    a = compare_tensors(layerwise(graph, ref, "single"), ref)
-    print(a.format(per_tensor=False))
-    out = graph.outputs[0]
-    golden = run_graph(graph, codes, rounding="single")
-    assert golden[out].reshape(1, -1).argmax(1) == ref[out].reshape(1, -1).argmax(1), f"{name}: top-1 differs"
-    gap = _known_gap(name, form[0], "single")
+    graphs = {numerics: load_onnx(path, numerics=numerics) for numerics in ("onnx", "fabric")}
+    codes = to_codes(graphs["fabric"], x)
+    ref = ort_tensors(path, graphs["onnx"], onnx_feeds(graphs["onnx"], x, codes))
+    result = {}
+    for numerics, graph in graphs.items():
+        result[numerics] = a = compare_tensors(layerwise(graph, ref, "single"), ref)
+        print(f"{numerics}:\n{a.format(per_tensor=False)}")
+    graph = graphs["fabric"]
+    golden, out = run_graph(graph, codes, rounding="single"), graph.outputs[0]
+    top1 = golden[out].reshape(1, -1).argmax(1) == ref[out].reshape(1, -1).argmax(1)
+    print(f"fabric end to end: max {compare_tensors(golden, ref).max_diff} LSB, top-1 {'equal' if top1 else 'differs'}")
+    assert top1, f"{name}: top-1 differs"
+    a = result["onnx"]
+    assert a.ok(AGREEMENT_MIN, MAX_LSB), f"{name} (onnx): worst tensor {100 * a.worst_fraction:.3f}%, max {a.max_diff}"
+    a = result["fabric"]
+    gap = FABRIC_GAPS.get((name, _form_id(form)))
     if not a.ok(AGREEMENT_MIN, MAX_LSB) and gap:
         worst = min(a.tensors, key=lambda t: t.fraction)
         pytest.xfail(f"{gap} (worst tensor {worst.name}: {100 * worst.fraction:.3f}%, max {a.max_diff} LSB)")
