@@ -108,7 +108,8 @@ def test_pool_engine_rounds_exact_ties_to_even(rounding):
     rng = np.random.default_rng(seed)
     print(f"seed {seed}, rounding {rounding}")
     cfg = replace(TINY, fabric=replace(TINY.fabric, rounding=rounding))
-    for dtype, zp in (("int8", -128), ("int8", 3), ("uint8", 0)):
+    # the double form differs from the single one only on negative ties: one zero point gives those
+    for dtype, zp in (("int8", -128), ("int8", 3), ("uint8", 0)) if rounding == "single" else (("int8", 3),):
         for kernel, out_scale in ((2, 0.05), (2, 0.1), (4, 0.05), (3, 0.05)):
             case = f"{dtype} zp {zp}, {kernel}x{kernel}, s_out {out_scale}"
             g, codes = _tie_case(dtype, zp, kernel, out_scale, rng)
