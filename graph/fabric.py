@@ -47,7 +47,7 @@ from ..gen.graph_relax import relax_arc_layout, relax_value_bits
 from ..gen.graph_spmv import SPMV_SLICES, slice_words
 from . import golden
 from .compile import (RELAX, GraphPlan, GraphRun, _block_arcs, _program, _prologue, relax_layout, round_items,
-                      spmv_layout, split_runs)
+                      segment_slices, spmv_layout, split_runs)
 
 __all__ = ["GraphProgram", "host_loop", "run_on_fabric", "arc_words", "words_of_bits", "bits_of_words"]
 
@@ -80,8 +80,8 @@ class GraphProgram:
         Instruction words, ``END`` last.
     wmem : list of int
         Weight-memory image from word 0 (the page images its ``LOAD``s copy).
-    text : list of str
-        Each instruction, for messages.
+    text : list
+        Each instruction (its mnemonic and arguments), for messages.
     writes : dict
         Activation words ``{address: word}`` the host writes before the run.
     reads : list of (int, int)
@@ -109,17 +109,46 @@ class GraphProgram:
 
     def describe(self, pc: int) -> str:
         where = "prologue" if self.round < 0 else f"round {self.round}"
-        return f"pc {pc} of a {where} run: {self.text[pc]}" if 0 <= pc < len(self.text) else \
+        return f"pc {pc} of a {where} run: {_text(self.text[pc])}" if 0 <= pc < len(self.text) else \
             f"pc {pc}: outside the run's program"
 
 
+_ENCODERS: dict = {}
+
+
 def _encode(cfg, kind: str, args: dict | None) -> int:
-    op = Opcode[kind]
-    layout = instr_spec(op).layout
-    if layout is None:
-        return encode(cfg, op)
-    names = layout(cfg).members
-    return encode(cfg, op, **{k: v for k, v in args.items() if k in names})
+    """An instruction word from its mnemonic and arguments (fields not in the instruction's layout, such as
+    ``block``, ignored): the same word as :func:`cimforge.gen.isa.encode` (tests/test_graph_compile.py), from
+    field offsets computed once per configuration; the round programs of a 10,000-vertex graph are over a
+    million instructions."""
+    enc = _ENCODERS.get(id(cfg))
+    if enc is None or enc[0] is not cfg:
+        from ..gen.isa import _plan, instr_layout
+        lay = instr_layout(cfg)
+        off = lay["args"].offset
+        table = {}
+        for spec in (instr_spec(op) for op in Opcode):
+            fields = {} if spec.layout is None else {
+                name: (o + off, w, sig) for name, (o, w, sig, _) in _plan(spec.layout(cfg))[1].items()}
+            table[spec.name] = (spec.op.value, fields)
+        enc = _ENCODERS[id(cfg)] = (cfg, table)
+    opv, fields = enc[1][kind]
+    word = opv
+    for name, v in (args or {}).items():
+        f = fields.get(name)
+        if f is None:
+            continue
+        o, w, sig = f
+        v = int(v)
+        if sig or not 0 <= v < 1 << w:
+            return encode(cfg, Opcode[kind], **{k: x for k, x in args.items() if k in fields})  # its error
+        word |= v << o
+    return word
+
+
+def _text(item) -> str:
+    kind, args = item if isinstance(item, tuple) else (item, None)
+    return kind if args is None else f"{kind} " + ", ".join(f"{k}={v}" for k, v in args.items())
 
 
 def _page_words(plan: GraphPlan, k: int) -> list[int]:
@@ -134,8 +163,7 @@ def _page_words(plan: GraphPlan, k: int) -> list[int]:
 def _run_program(plan: GraphPlan, run: list, rnd: int) -> GraphProgram:
     cfg = plan.cfg
     code = [_encode(cfg, kind, args) for kind, args in run]
-    text = [kind if args is None else f"{kind} " + ", ".join(f"{k}={v}" for k, v in args.items())
-            for kind, args in run]
+    text = run  # each instruction's text made when a message needs it (_text)
     wmem: list[int] = []
     for kind, args in run:
         if kind == "LOAD":  # the rows it copies of its block's page image
@@ -222,8 +250,18 @@ async def _round(plan: GraphPlan, dev, rec: LoopRecord, rnd: int, program: list,
     them unless they are still in place) and return the words of ``reads`` after the last."""
     from ..compiler.cost import program_timing
     runs = split_runs(program)
+    # the same program as the last round (PageRank's iterations): its encoded runs and predicted stamps again
+    cache = rec.__dict__.setdefault("_last", (None, None))
+    same = cache[0] is not None and cache[0] == program
+    encoded = cache[1] if same else []
     for i, r in enumerate(runs):
-        gp = _run_program(plan, r, rnd)
+        if same:
+            gp, stamps = encoded[i]
+            gp = GraphProgram(gp.cfg, gp.code, gp.wmem, gp.text, round=rnd)
+        else:
+            gp = _run_program(plan, r, rnd)
+            stamps = program_timing(gp)
+            encoded.append((gp, stamps))
         gp.writes = dict(writes) if i == 0 else {}
         rec.host_words["vectors"] += len(gp.writes)
         if plan.algo in RELAX:
@@ -239,7 +277,6 @@ async def _round(plan: GraphPlan, dev, rec: LoopRecord, rnd: int, program: list,
         rec.host_words["program"] += len(gp.code)
         rec.host_words["weights"] += len(gp.wmem)
         rec.host_words["dma_cycles"] += dma_cycles(plan.cfg, len(gp.wmem)) + dma_cycles(plan.cfg, len(gp.writes))
-        stamps = program_timing(gp)
         cycles, trace = await dev.run(gp, 4 * (stamps[-1] + 1) + 10000)
         equal = None if trace is None else trace == stamps
         if equal is False and rec.first_stamp_difference is None:
@@ -247,6 +284,7 @@ async def _round(plan: GraphPlan, dev, rec: LoopRecord, rnd: int, program: list,
                 (gp.describe(j), t, s) for j, (t, s) in enumerate(zip(trace, stamps)) if t != s) \
                 if len(trace) == len(stamps) else (f"{len(trace)} trace entries, {len(stamps)} predicted",)
         rec.runs.append((rnd, len(gp.code), cycles, stamps[-1] + 1, equal))
+    rec._last = (program, encoded)
     out = []
     for base, count in reads:
         out += await dev.read(base, count)
@@ -320,7 +358,10 @@ async def host_loop(plan: GraphPlan, dev, source: int | None = None, *, alpha: f
             rec.states.append(rank)
             c = golden.contributions(rank, outdeg)
             writes, reads = _spmv_io(plan, c)
-            prog = _program(plan, round_items(plan, np.ones(g.n, dtype=bool), contrib=c))
+            sl = segment_slices(plan, c)
+            if k == 0 or not np.array_equal(sl, last_sl):  # else the program is the last iteration's
+                prog = _program(plan, round_items(plan, np.ones(g.n, dtype=bool), contrib=c))
+            last_sl = sl
             words = await _round(plan, dev, rec, k, prog, writes, reads, held)
             y = np.array(words[:g.n], dtype=np.int64)
             new = golden.pagerank_update(y, rank, outdeg, alpha)   # the host's vertex update
@@ -330,6 +371,7 @@ async def host_loop(plan: GraphPlan, dev, source: int | None = None, *, alpha: f
                 break
         rec.values = rank
     rec.wall = time.perf_counter() - t0
+    rec.__dict__.pop("_last", None)  # the cached encoded runs stay here, not in the record sent back
     return rec
 
 

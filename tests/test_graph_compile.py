@@ -160,3 +160,22 @@ def test_closed_loop_feeds_back_the_fabric_words(algo):
     differs = [k for k in range(1, min(len(want), len(rec.states))) if not np.array_equal(rec.states[k], want[k])]
     assert (differs and differs[0] == 1) or len(rec.states) != len(want) or \
         not np.array_equal(rec.values, run.result.values)
+
+
+def test_fast_encoder_equals_isa_encode():
+    """graph.fabric's encoder (field offsets computed once) gives gen.isa.encode's words on every instruction
+    of BFS, CC and PageRank programs, and its error on a value that does not fit."""
+    from cimforge.gen.isa import Opcode, encode, instr_spec
+    from cimforge.graph.fabric import _encode
+    cfg = get_preset("default")
+    g = load_graph("lesmis")
+    for algo in ("bfs", "cc", "pagerank"):
+        plan = compile_graph(g, algo, cfg)
+        for prog in execute(plan, 0 if algo == "bfs" else None).programs:
+            for kind, args in prog:
+                lay = instr_spec(Opcode[kind]).layout
+                want = encode(cfg, Opcode[kind]) if lay is None else \
+                    encode(cfg, Opcode[kind], **{k: v for k, v in args.items() if k in lay(cfg).members})
+                assert _encode(cfg, kind, args) == want
+    with pytest.raises(ValueError, match="page"):
+        _encode(cfg, "GSPMV", {"macro": 0, "page": 8, "x": 0, "y": 0})
