@@ -300,14 +300,15 @@ def _joins(state: CompileState, layer: Layer, chain: list[Layer], bands: list[tu
     last = chain[-1]
     if _window(layer) != (1, 1, 1, 0) or _window(last) is None or len(bands) < 2:
         return False
-    if state.layouts.owner[layer.inputs[0].name] != last.output.name:
+    fwd = next((t for t in layer.inputs if state.layouts.owner[t.name] == last.output.name), None)
+    if fwd is None:
         return False
     oh = T[(image, layer.output.name)].phys[1]
     if oh != T[(image, last.output.name)].phys[1] or any(T[(image, t.name)].phys[1] != oh for t in layer.inputs):
         return False
     if not state.resident and sum(_layer_pages(state, x) for x in chain + [layer]) > state.cfg.macro.pages:
         return False
-    rw = _row_words(T[(image, layer.inputs[0].name)])
+    rw = _row_words(T[(image, fwd.name)])
     for o0, o1 in bands:
         w_in, w_out = _unit_words(state, layer, image, o0, o1)
         if _unit_words(state, last, image, o0, o1)[1] + w_in - (o1 - o0) * rw + w_out > D // 2:
