@@ -155,8 +155,8 @@ def test_too_big_names_the_buffer_and_the_size_that_fits_in_every_mode(memory):
 
 
 def test_weights_and_parameters_too_big_name_the_layer():
-    """The weight memory in external mode (a page image must fit half of it) and the parameter memory (never
-    streamed) name the layer and the smallest size."""
+    """The weight memory in external mode (a page image must fit half of it), the parameter memory (never
+    streamed) and the pages (a reduction is never spilled) name the layer and the smallest size."""
     rng = np.random.default_rng(SEED)
     g = _wide_graph(rng)
     cfg = get_preset("default")
@@ -170,6 +170,20 @@ def test_weights_and_parameters_too_big_name_the_layer():
                                            rf"'[^']+' is the first past it\), fabric.param_depth = 4: allowed "
                                            rf"fabric.param_depth >= {need}"):
         compile_graph(digits, _fabric(cfg, param_depth=4))
+    # a reduction longer than the pages of every macro hold (VGG-19's fc6 on the imagenet preset): the pages
+    from cimforge.golden import ir
+    from cimforge.sim.random_layers import random_tensor
+    x, y = random_tensor("x", (2100,), rng), random_tensor("y", (8,), rng)
+    fc = ir.Dense(name="fc", inputs=(x,), output=y, weight=rng.integers(-128, 128, (8, 2100)).astype(np.int8),
+                  bias=np.zeros(8, np.int32), weight_scale=0.005)
+    g = ir.Graph("g", (x,), (fc,), ("y",))
+    with pytest.raises(CompileError, match=r"^layer 'fc': a reduction of 2100 elements is 33 tiles of 64 rows, 9 pages "
+                                           r"per macro split over all 4 macros; macro.pages = 8: allowed macro.pages >= 9"):
+        compile_graph(g, cfg)
+    nine = replace(cfg, macro=replace(cfg.macro, pages=9))
+    xs = _inputs(g, rng)
+    got, _ = run_program(compile_graph(g, nine), xs)
+    assert np.array_equal(got["y"], run_graph(g, xs)["y"])
 
 
 def test_hazard_check_sees_a_missing_dsync():
