@@ -23,7 +23,12 @@ SEED = 0
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """One cache for the module (the builds are shared by its tests)."""
+    """One cache for the module (the builds are shared by its tests): ``CIMFORGE_MODELS_CACHE`` when set (a CI
+    that keeps that directory between runs skips the builds, most of the ImageNet tests' time; entries are keyed by
+    every option and the builder version, and digest-checked), else a fresh directory."""
+    import os
+    if os.environ.get("CIMFORGE_MODELS_CACHE"):
+        return ms.cache_dir()
     return tmp_path_factory.mktemp("models")
 
 
