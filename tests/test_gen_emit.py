@@ -42,11 +42,13 @@ def test_committed_rtl_is_fresh(preset, tmp_path):
 
 
 @pytest.mark.parametrize("preset", PRESET_CASES)
-def test_presets_lint_clean_with_documented_waivers(preset, tmp_path):
-    paths = generate(get_preset(preset), tmp_path)
-    tops = json.loads(paths[-1].read_text())["modules"]
+def test_presets_lint_clean_with_documented_waivers(preset):
+    # the committed Verilog, which test_committed_rtl_is_fresh holds equal to what the generator writes now
+    # (one generation per preset in the suite instead of two)
+    verilog_file, params = ROOT / "rtl" / preset / f"{preset}.v", ROOT / "rtl" / preset / "params.json"
+    tops = json.loads(params.read_text())["modules"]
     for top in tops.values():
-        report = lint(paths[0], top)
+        report = lint(verilog_file, top)
         print(report.summary())
         assert report.clean, "\n".join(report.errors)
         assert set(report.counts) <= set(WAIVERS)
