@@ -86,7 +86,8 @@ def test_random_conv_every_split(seed, one_channel):
         ran += 1
     if kt > cfg.macro.pages * cfg.fabric.n_macros:  # no split holds the reduction: a clear error
         assert not ran
-        with pytest.raises(CompileError, match=r"no split fits the fabric"):
+        with pytest.raises(CompileError, match=r"pages per macro split over all \d+ macros; macro.pages = \d+: allowed "
+                                               r"macro.pages >= \d+"):
             compile_graph(g, cfg)
     else:
         assert ran
@@ -120,7 +121,9 @@ def test_split_of_three_macros():
 
 def test_model_that_does_not_fit():
     g = load_digits_model("digits_cnn_qop")
-    with pytest.raises(CompileError, match=r"layer '/0/Conv_quant'.*no split fits.*reduction of 64"):
+    with pytest.raises(CompileError, match=r"layer '/0/Conv_quant': a reduction of 64 elements is 8 tiles of 8 rows, "
+                                           r"4 pages per macro split over all 2 macros; macro.pages = 2: allowed "
+                                           r"macro.pages >= 4"):
         compile_graph(g, get_preset("tiny"))
 
 
