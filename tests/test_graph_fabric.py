@@ -29,7 +29,11 @@ CASES = [("er:n=200,p=0.03,seed=4", "tiny", "bfs", 7), ("lesmis", "default", "bf
          ("er:n=300,p=0.02,seed=4,directed=1,wmax=20", "default", "sssp", 7),
          ("er:n=300,p=0.02,seed=4,directed=1,wmax=20", "default", "cc", None),
          ("er:n=300,p=0.02,seed=4,directed=1", "default", "pagerank", None),
-         ("er:n=600,p=0.01,seed=5", "default", "pagerank", None)]
+         ("er:n=600,p=0.01,seed=5", "default", "pagerank", None),
+         # every graph family of the acceptance on the RTL: the other bundled graphs, Barabasi-Albert, grids
+         ("florentine", "default", "cc", None), ("davis", "default", "pagerank", None),
+         ("ba:n=400,m=3,seed=2,wmax=9", "default", "sssp", 0), ("grid:20x20", "default", "bfs", 0),
+         ("grid:12x12,wmax=5", "default", "cc", None)]
 
 
 @pytest.mark.parametrize("spec,preset,algo,source", CASES)
