@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 
 def run(name: str, seed: int, timing_only: bool) -> int:
@@ -33,6 +34,7 @@ def run(name: str, seed: int, timing_only: bool) -> int:
     from cimforge.presets import get_preset
     from cimforge.sim.cosim import simulate
     from cimforge.sim.fabric_check import layer_rows
+    from cimforge.sim.tools import simulator_log
 
     cfg = get_preset("imagenet")
     t0 = time.perf_counter()
@@ -56,7 +58,10 @@ def run(name: str, seed: int, timing_only: bool) -> int:
         return 0
     x = ms.sample_inputs(name, 1, seed=seed)
     t0 = time.perf_counter()
-    res = simulate(graph, cfg, x)
+    log = Path("build") / "reports" / f"bench-imagenet-{name}" / "sim.log"
+    print(f"{name}: simulator output (Verilator build, cocotb) goes to {log}", flush=True)
+    with simulator_log(log):
+        res = simulate(graph, cfg, x)
     wall = time.perf_counter() - t0
     exact_cycles = all([e["cycle"] for e in r.trace] == stamps for fr in res.runs for r in fr.runs)
     print(f"{name}: RTL run {wall:.1f} s wall (build included when not cached; simulation {res.run_wall:.1f} s), "
