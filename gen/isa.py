@@ -33,7 +33,7 @@ from ..config import INT8_BITS, CimConfig
 
 __all__ = ["Opcode", "PoolMode", "InstrSpec", "INSTRUCTIONS", "instr_spec", "lanes", "addr_width", "instr_layout",
            "mac_layout", "pool_layout", "ew_layout", "load_layout", "dma_layout", "gbfs_layout", "grelax_layout", "gspmv_layout", "desc_layout",
-           "role_layout",
+           "role_layout", "instr_fields",
            "param_layout", "trace_layout", "status_layout", "encode", "decode_op", "pack_word", "unpack_word",
            "LANE_BITS", "pack_lanes", "unpack_lanes", "pack_lanes_array", "unpack_lanes_array", "host_map",
            "HostRegion", "CSR", "MAGIC", "Field", "isa_markdown", "MARKDOWN_COMMAND"]
@@ -184,6 +184,14 @@ def mac_layout(cfg: CimConfig) -> data.StructLayout:
         ("x_signed", unsigned(1), "activations are int8 (else uint8)"),
         ("w_signed", unsigned(1), "weights are signed"),
         ("rowpack", unsigned(1), "the input is row-packed (one word per image row)"),
+        ("epi", unsigned(1), "epilogue on: each requantised code ``q`` goes on through a per-channel affine, "
+                             "``clamp(epi_zp_out + MBQM(q * w + bias))`` with the lanes' (bias, multiplier, shift, "
+                             "weight) of parameter word ``epi_base + n`` (a fused depthwise 1x1 convolution, "
+                             "docs/fabric.md), and only that result is written"),
+        ("epi_base", unsigned(index_bits(cfg.fabric.param_depth)), "first parameter word of the epilogue"),
+        ("epi_zp_out", signed(QZ), "output zero point of the epilogue"),
+        ("epi_min", signed(QZ), "lower clamp bound of the epilogue's codes"),
+        ("epi_max", signed(QZ), "upper clamp bound of the epilogue's codes"),
     ]
 
 
@@ -458,8 +466,10 @@ def role_layout(cfg: CimConfig) -> data.StructLayout:
 @lru_cache(maxsize=None)
 def param_layout(cfg: CimConfig) -> data.ArrayLayout:
     """Per-lane requantisation parameters of one output channel word: int32 bias (zero-point folded),
-    multiplier ``M`` and TFLite ``shift`` (positive: left)."""
-    lane = data.StructLayout({"bias": signed(32), "mult": signed(32), "shift": signed(8), "_pad": unsigned(24)})
+    multiplier ``M`` and TFLite ``shift`` (positive: left); ``w`` is the int8 weight of a ``MAC`` epilogue's
+    per-channel affine (0 elsewhere)."""
+    lane = data.StructLayout({"bias": signed(32), "mult": signed(32), "shift": signed(8), "w": signed(8),
+                              "_pad": unsigned(16)})
     return data.ArrayLayout(lane, lanes(cfg))
 
 
@@ -689,17 +699,63 @@ def _scalar(v, width: int, is_signed: bool, path: str, key) -> int:
 def encode(cfg: CimConfig, op: Opcode, **args: Any) -> int:
     """An instruction word: ``encode(cfg, Opcode.MAC, in_h=8, ...)``.
 
+    Packs from the instruction's field offsets, computed once per configuration and opcode (:func:`instr_fields`):
+    the graph programs of a 10,000-vertex graph are over a million instructions. Any value that does not fit,
+    or a field the instruction does not have, goes through :func:`pack_word`, whose error names it.
+
     Raises
     ------
     ValueError
         Arguments given to an instruction without any, or a value that does not fit its field.
     """
+    word, fields = _encoder(cfg, op)
+    for name, v in args.items():
+        f = fields.get(name)
+        if f is None or type(v) is not int:
+            return _encode_checked(cfg, op, args)
+        offset, width, is_signed = f
+        if is_signed:
+            if not -(1 << (width - 1)) <= v < 1 << (width - 1):
+                return _encode_checked(cfg, op, args)
+            v &= (1 << width) - 1
+        elif v < 0 or v >> width:
+            return _encode_checked(cfg, op, args)
+        word |= v << offset
+    return word
+
+
+def _encode_checked(cfg: CimConfig, op: Opcode, args: dict) -> int:
+    """:func:`encode` through the general packer: enum and numpy values, and the errors."""
     spec = instr_spec(op)
     if spec.layout is None:
         if args:
             raise ValueError(f"{spec.name} takes no arguments, got {sorted(args)}")
         return pack_word(instr_layout(cfg), {"op": spec.op})
     return pack_word(instr_layout(cfg), {"op": spec.op, "args": {spec.name.lower(): args}})
+
+
+_FIELDS: dict[int, tuple] = {}
+
+
+def instr_fields(cfg: CimConfig, op: Opcode) -> dict[str, tuple[int, int, bool]]:
+    """The argument fields of opcode ``op`` in an instruction word of ``cfg``: name -> (bit offset in the word,
+    width, signed); empty for an instruction without arguments."""
+    return _encoder(cfg, op)[1]
+
+
+def _encoder(cfg: CimConfig, op: Opcode) -> tuple[int, dict[str, tuple[int, int, bool]]]:
+    # cached by the configuration's identity: hashing a configuration costs more than packing a word
+    hit = _FIELDS.get(id(cfg))
+    if hit is None or hit[0] is not cfg:
+        lay = instr_layout(cfg)
+        off = lay["args"].offset
+        table = {}
+        for spec in INSTRUCTIONS:
+            table[spec.op] = (spec.op.value << lay["op"].offset, {} if spec.layout is None else {
+                name: (o + off, w, sig) for name, (o, w, sig, sub) in _plan(spec.layout(cfg))[1].items()
+                if sub is None})
+        hit = _FIELDS[id(cfg)] = (cfg, table)
+    return hit[1][Opcode(op)]
 
 
 def decode_op(cfg: CimConfig, word: int) -> tuple[int, dict[str, int] | None]:

@@ -42,7 +42,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..gen.isa import Opcode, encode, instr_spec, lanes, pack_lanes_array
+from ..gen.isa import Opcode, encode, instr_fields, lanes, pack_lanes_array
 from ..gen.graph_relax import relax_arc_layout, relax_value_bits
 from ..gen.graph_spmv import SPMV_SLICES, slice_words
 from . import golden
@@ -113,37 +113,14 @@ class GraphProgram:
             f"pc {pc}: outside the run's program"
 
 
-_ENCODERS: dict = {}
-
-
 def _encode(cfg, kind: str, args: dict | None) -> int:
-    """An instruction word from its mnemonic and arguments (fields not in the instruction's layout, such as
-    ``block``, ignored): the same word as :func:`cimforge.gen.isa.encode` (tests/test_graph_compile.py), from
-    field offsets computed once per configuration; the round programs of a 10,000-vertex graph are over a
-    million instructions."""
-    enc = _ENCODERS.get(id(cfg))
-    if enc is None or enc[0] is not cfg:
-        from ..gen.isa import _plan, instr_layout
-        lay = instr_layout(cfg)
-        off = lay["args"].offset
-        table = {}
-        for spec in (instr_spec(op) for op in Opcode):
-            fields = {} if spec.layout is None else {
-                name: (o + off, w, sig) for name, (o, w, sig, _) in _plan(spec.layout(cfg))[1].items()}
-            table[spec.name] = (spec.op.value, fields)
-        enc = _ENCODERS[id(cfg)] = (cfg, table)
-    opv, fields = enc[1][kind]
-    word = opv
-    for name, v in (args or {}).items():
-        f = fields.get(name)
-        if f is None:
-            continue
-        o, w, sig = f
-        v = int(v)
-        if sig or not 0 <= v < 1 << w:
-            return encode(cfg, Opcode[kind], **{k: x for k, x in args.items() if k in fields})  # its error
-        word |= v << o
-    return word
+    """An instruction word from its mnemonic and arguments; fields not in the instruction's layout (such as
+    ``block``, which the host uses to find a LOAD's rows) are left out."""
+    op = Opcode[kind]
+    if not args:
+        return encode(cfg, op)
+    fields = instr_fields(cfg, op)
+    return encode(cfg, op, **{k: v for k, v in args.items() if k in fields})
 
 
 def _text(item) -> str:

@@ -162,9 +162,10 @@ def test_closed_loop_feeds_back_the_fabric_words(algo):
         not np.array_equal(rec.values, run.result.values)
 
 
-def test_fast_encoder_equals_isa_encode():
-    """graph.fabric's encoder (field offsets computed once) gives gen.isa.encode's words on every instruction
-    of BFS, CC and PageRank programs, and its error on a value that does not fit."""
+def test_host_encoder_leaves_out_host_fields():
+    """graph.fabric's encoder gives gen.isa.encode's word of the instruction's own fields on every instruction of
+    BFS, CC and PageRank programs (host-side fields such as a LOAD's ``block`` left out), and its error on a
+    value that does not fit."""
     from cimforge.gen.isa import Opcode, encode, instr_spec
     from cimforge.graph.fabric import _encode
     cfg = get_preset("default")
