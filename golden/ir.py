@@ -51,6 +51,7 @@ from typing import ClassVar, Iterator, Mapping
 
 import numpy as np
 
+from .lrn import LrnTable, lrn_table
 from .requant import quantize_multipliers
 
 __all__ = [
@@ -820,18 +821,26 @@ class Softmax(Layer):
 class LRN(Layer):
     """Local response normalisation across channels (ONNX ``LRN``), between a ``DequantizeLinear`` and a
     ``QuantizeLinear``: ``y = x / (bias + alpha / size * sum x[c']**2)**beta`` over the channels
-    ``c - floor((size-1)/2) .. c + ceil((size-1)/2)`` (clipped to the tensor), computed in float64 on the
-    dequantized input and quantized into the output (round half to even, saturate).
+    ``c - floor((size-1)/2) .. c + ceil((size-1)/2)`` (clipped to the tensor).
 
-    The fabric has no engine for it: golden model only (docs/operators.md).
+    ``method`` ``"integer"`` (the fabric's numerics, the default): the integer form of
+    :mod:`cimforge.golden.lrn` with the layer's table (``table_shift``, ``table_frac``, ``table_g``,
+    ``table_dg``; computed from the other fields when not given); ``"float"`` (``load_onnx(numerics="onnx")``):
+    float64 on the dequantized input, quantized into the output (round half to even, saturate), golden only.
     """
 
     size: int
     alpha: float = 1e-4
     beta: float = 0.75
     bias: float = 1.0
+    method: str = "integer"
+    table_shift: int = 0
+    table_frac: int = 0
+    table_g: tuple[int, ...] = ()
+    table_dg: tuple[int, ...] = ()
 
     kind: ClassVar[str] = "lrn"
+    METHODS: ClassVar[tuple[str, ...]] = ("integer", "float")
 
     def __post_init__(self):
         super().__post_init__()
@@ -844,6 +853,26 @@ class LRN(Layer):
             object.__setattr__(self, f, v)
         if len(self.input.shape) < 1 or self.input.shape != self.output.shape:
             self._fail("output shape", self.output.shape, f"the input's {self.input.shape} (channels first)")
+        if self.method not in self.METHODS:
+            self._fail("method", self.method, f"one of {self.METHODS}")
+        if self.method == "integer" and not self.table_g:
+            x = self.input
+            try:
+                t = lrn_table(x.shape[0], max(x.qmax - x.zero_point, x.zero_point - x.qmin), x.scale,
+                              self.output.scale, self.size, self.alpha, self.beta, self.bias)
+            except ValueError as e:
+                self._fail("bias/alpha/beta", (self.bias, self.alpha, self.beta), f"a table the fabric holds: {e}")
+            for f, v in zip(("table_shift", "table_frac", "table_g", "table_dg"), t):
+                object.__setattr__(self, f, v)
+        object.__setattr__(self, "table_g", tuple(int(v) for v in self.table_g))
+        object.__setattr__(self, "table_dg", tuple(int(v) for v in self.table_dg))
+        if self.method == "integer" and len(self.table_dg) != len(self.table_g):
+            self._fail("table_dg", len(self.table_dg), f"one step per table value ({len(self.table_g)})")
+
+    @property
+    def table(self):
+        """The :class:`~cimforge.golden.lrn.LrnTable` of the integer form."""
+        return LrnTable(self.table_shift, self.table_frac, self.table_g, self.table_dg)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

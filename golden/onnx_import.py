@@ -1161,7 +1161,7 @@ class _Importer:
             self.fail(node, "missing size attribute")
         x = self.dequant(node, 0)
         kw = dict(size=int(a["size"]), alpha=float(a.get("alpha", 1e-4)), beta=float(a.get("beta", 0.75)),
-                  bias=float(a.get("bias", 1.0)))
+                  bias=float(a.get("bias", 1.0)), method="float" if self.numerics == "onnx" else "integer")
         self.values[node.output[0]] = _Pending(
             node.name or node.output[0], node.op_type, x.shape,
             lambda out: LRN(name=self.layer_name(node), inputs=(x,), output=out, **kw), float_only=True)

@@ -17,6 +17,7 @@ import numpy as np
 from .ir import (LRN, Add, AvgPool, Clamp, Concat, Conv2d, ConvInteger, Dense, FloatChain, GlobalAvgPool, IRError,
                  Layer,
                  MatMulInteger, MaxPool, Requant, Reshape, Softmax, TensorInfo)
+from .lrn import lrn_integer
 from .requant import NumericsError, multiply_by_quantized_multiplier, requantize
 
 __all__ = [
@@ -350,9 +351,15 @@ def softmax(layer: Softmax, x, rounding: str | None = None) -> np.ndarray:
 
 
 def lrn(layer: LRN, x, rounding: str | None = None) -> np.ndarray:
-    """ONNX ``LRN`` on the dequantized input in float64, quantized into the output (see
-    :class:`~cimforge.golden.ir.LRN`); ``rounding`` is accepted for the common signature."""
+    """ONNX ``LRN``: the integer form with the layer's table (``method`` "integer",
+    :func:`cimforge.golden.lrn.lrn_integer`), or float64 on the dequantized input quantized into the output
+    (``method`` "float"); see :class:`~cimforge.golden.ir.LRN`. ``rounding`` is accepted for the common
+    signature."""
     x = _check_input(layer, x, layer.input)
+    if layer.method == "integer":
+        out = layer.output
+        d = x.astype(np.int64) - layer.input.zero_point
+        return lrn_integer(d, layer.table, layer.size, out.zero_point, out.qmin, out.qmax).astype(out.np_dtype)
     real = (x.astype(np.float64) - layer.input.zero_point) * float(np.float32(layer.input.scale))
     sq = real * real
     c = real.shape[1]
