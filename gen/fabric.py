@@ -179,6 +179,7 @@ class CimFabric(wiring.Component):
             _read(m, mems["amem"], mac_e.act_rd[i])
             _read(m, mems["dmem"], mac_e.desc_rd[i], domain="comb")
         _read(m, mems["pmem"], mac_e.param_rd)
+        _read(m, mems["pmem"], mac_e.epi_rd)  # the epilogue's parameters, read beside the pass's own
 
     @staticmethod
     def _wire_vector(m: Module, engines: dict, mems: dict) -> None:

@@ -12,13 +12,21 @@ Slot pipeline::
     is ready) -> results after ab + LATENCY cycles -> per-macro accumulators (cleared on the first reduction
     round) -> on the last round, a copy to the serializer -> one output group (lanes channels of one
     position) per cycle: sum over the K-split macros -> + bias -> MultiplyByQuantizedMultiplier -> + zero
-    point, clamp -> activation memory write.
+    point, clamp -> [epilogue] -> activation memory write.
+
+The optional epilogue (``epi``) is a per-channel affine on the clamped codes ``q`` of the pass, exactly a
+depthwise 1x1 convolution of them (the BatchNormalization that onnxruntime leaves after a quantized
+convolution): ``clamp(epi_zp_out + MBQM(q * w + bias), epi_min, epi_max)``, ``bias`` with that layer's input
+zero point folded in, read from its own parameter words through a second parameter read port; it adds
+:data:`EPILOGUE_LATENCY` cycles to the write-back and only its result is written.
 
 The serializer takes ``groups = b * no`` cycles per final slot; final slots are issued at least ``groups``
 cycles apart, so its copy register is free again before the next final results arrive.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
@@ -33,12 +41,32 @@ from .layouts import MacroMode, macro_op_layout, macro_result_layout
 from .macro import sum_tree
 from .requant import MBQM_LATENCY, Mbqm, clamp_code
 
-__all__ = ["MacEngine", "MAC_TIMING"]
+__all__ = ["MacEngine", "MAC_TIMING", "MacEpilogueTiming", "EPILOGUE_LATENCY"]
 
-#: Fixed delays of the engine (:class:`~cimforge.gen.engine.MacTiming`), read by the cost model: the start
-#: register; the macro's latency plus the accumulator register; the serializer copy, the group-sum register,
-#: the requantiser and the write; the serializer's last group and ``done``.
-MAC_TIMING = MacTiming(setup=1, result=LATENCY + 1, tail=2 + MBQM_LATENCY + 1, serializer_extra=2)
+#: Cycles the epilogue adds to the write-back of an output group: the register of the clamped codes (the
+#: affine's product and sum follow it combinationally) and the epilogue's own requantiser.
+EPILOGUE_LATENCY = 1 + MBQM_LATENCY
+
+
+@dataclass(frozen=True)
+class MacEpilogueTiming(MacTiming):
+    """:class:`~cimforge.gen.engine.MacTiming` and the epilogue's latency.
+
+    Attributes
+    ----------
+    epilogue : int
+        Cycles the write-back of an output group takes longer with the epilogue (``epi``) on
+        (:data:`EPILOGUE_LATENCY`).
+    """
+
+    epilogue: int = 0
+
+
+#: Fixed delays of the engine, read by the cost model: the start register; the macro's latency plus the
+#: accumulator register; the serializer copy, the group-sum register, the requantiser and the write; the
+#: serializer's last group and ``done``; the epilogue's extra write-back latency.
+MAC_TIMING = MacEpilogueTiming(setup=1, result=LATENCY + 1, tail=2 + MBQM_LATENCY + 1, serializer_extra=2,
+                               epilogue=EPILOGUE_LATENCY)
 
 TAG_DEPTH = 4
 
@@ -68,6 +96,8 @@ class MacEngine(wiring.Component):
         The gather units' descriptor memory read ports (asynchronous).
     param_rd : In(memory.ReadPort.Signature(addr_width, param_layout))
         Parameter memory read port (synchronous).
+    epi_rd : In(memory.ReadPort.Signature(addr_width, param_layout))
+        The epilogue's parameter memory read port (synchronous).
     act_w : In(memory.WritePort.Signature(addr_width, 8 * lanes))
         Activation memory write port (output words).
     unit_en : Out(n)
@@ -89,6 +119,8 @@ class MacEngine(wiring.Component):
             "act_rd": unit["act_rd"].array(n), "desc_rd": unit["desc_rd"].array(n),
             "param_rd": In(memory.ReadPort.Signature(addr_width=mac_layout(cfg)["param_base"].shape.width,
                                                      shape=param_layout(cfg))),
+            "epi_rd": In(memory.ReadPort.Signature(addr_width=mac_layout(cfg)["param_base"].shape.width,
+                                                   shape=param_layout(cfg))),
             "act_w": In(memory.WritePort.Signature(addr_width=addr_width(cfg), shape=8 * lanes(cfg))),
             "unit_en": Out(n),
         })
@@ -233,6 +265,7 @@ class MacEngine(wiring.Component):
         q0_valid = Signal()
         q0_sum = [Signal(signed(32), name=f"q0_sum{l}", reset_less=True) for l in range(L)]
         q0_addr = Signal(addr_width(cfg), reset_less=True)
+        q0_n = Signal(8, reset_less=True)   # the group's output-channel tile (the epilogue's parameter word)
         for l in range(L):
             terms = []
             for i in range(n):
@@ -246,7 +279,7 @@ class MacEngine(wiring.Component):
         g_n = Signal(8)
         m.d.comb += [g_p.eq(ser_p0 + g_bi), g_n.eq(ser_n0 + g_nn)]
         m.d.sync += [q0_valid.eq(ser_on & (g_p < a.npos) & (g_n < a.nt)),
-                     q0_addr.eq(a.out_base + g_p * a.out_cw + g_n)]
+                     q0_addr.eq(a.out_base + g_p * a.out_cw + g_n), q0_n.eq(g_n)]
         m.d.comb += [self.param_rd.addr.eq(a.param_base + g_n), self.param_rd.en.eq(1)]
 
         # --- requantise and write back --------------------------------------------------------------------
@@ -256,15 +289,40 @@ class MacEngine(wiring.Component):
             p = self.param_rd.data[l]
             m.d.comb += [mq.x[l].eq(q0_sum[l] + p.bias), mq.mult[l].eq(p.mult), mq.shift[l].eq(p.shift)]
         addr_pipe = [q0_addr]
-        for k in range(MBQM_LATENCY):
+        for k in range(MBQM_LATENCY + EPILOGUE_LATENCY):
             s = Signal(addr_width(cfg), name=f"addr_pipe{k}", reset_less=True)
             m.d.sync += s.eq(addr_pipe[-1])
             addr_pipe.append(s)
+        n_pipe = [q0_n]  # the epilogue's word is read as the codes are registered, ready with them
+        for k in range(MBQM_LATENCY):
+            s = Signal(8, name=f"n_pipe{k}", reset_less=True)
+            m.d.sync += s.eq(n_pipe[-1])
+            n_pipe.append(s)
         codes = [clamp_code(m, mq.y[l], a.zp_out, a.act_min, a.act_max, f"code{l}") for l in range(L)]
-        m.d.comb += [self.act_w.en.eq(mq.o_valid), self.act_w.addr.eq(addr_pipe[-1]),
-                     self.act_w.data.eq(Cat(c[:8] for c in codes))]
+
+        # --- epilogue: a per-channel affine of the codes, requantised again ---------------------------------
+        e_valid = Signal()
+        e_q = [Signal(signed(10), name=f"e_q{l}", reset_less=True) for l in range(L)]
+        m.d.sync += [e_valid.eq(mq.o_valid & a.epi)] + [e_q[l].eq(codes[l]) for l in range(L)]
+        m.d.comb += [self.epi_rd.addr.eq(a.epi_base + n_pipe[-1]), self.epi_rd.en.eq(1)]
+        m.submodules.epi_mbqm = eq = Mbqm(L, rounding=self.cfg.fabric.rounding)
+        m.d.comb += eq.i_valid.eq(e_valid)
+        for l in range(L):
+            p = self.epi_rd.data[l]
+            # the int32 accumulator of the depthwise 1x1 layer: its bias (zero point folded) plus the code
+            # times the weight (|q * w| < 2**15; the compiler checks the bias fits int32)
+            acc = Signal(signed(32), name=f"e_acc{l}")
+            m.d.comb += acc.eq(e_q[l] * p.w + p.bias)
+            m.d.comb += [eq.x[l].eq(acc), eq.mult[l].eq(p.mult), eq.shift[l].eq(p.shift)]
+        e_codes = [clamp_code(m, eq.y[l], a.epi_zp_out, a.epi_min, a.epi_max, f"e_code{l}") for l in range(L)]
+        with m.If(a.epi):
+            m.d.comb += [self.act_w.en.eq(eq.o_valid), self.act_w.addr.eq(addr_pipe[-1]),
+                         self.act_w.data.eq(Cat(c[:8] for c in e_codes))]
+        with m.Else():
+            m.d.comb += [self.act_w.en.eq(mq.o_valid), self.act_w.addr.eq(addr_pipe[MBQM_LATENCY]),
+                         self.act_w.data.eq(Cat(c[:8] for c in codes))]
         post_busy = Signal()
-        m.d.comb += post_busy.eq(q0_valid | mq.busy)
+        m.d.comb += post_busy.eq(q0_valid | mq.busy | e_valid | eq.busy)
 
         # --- pass control -----------------------------------------------------------------------------------
         finished = Signal()
