@@ -36,6 +36,7 @@ from ..gen.graph_relax import grelax_cycles
 from ..gen.graph_spmv import gspmv_cycles
 from ..gen.isa import Opcode, decode_op, lanes
 from ..gen.loader import LOAD_TIMING
+from ..gen.lrn import LRN_TIMING, lrn_items
 from ..gen.mac_engine import MAC_TIMING
 from ..gen.vector import EW_TIMING, POOL_TIMING
 from ..golden.ir import Layer
@@ -43,7 +44,7 @@ from .planning import MacPlan, mac_plan, n_tiles
 from .tiling import CompileError, ConvGeom, k_tiles, tile_steps
 
 __all__ = ["Parallelism", "LayerCost", "layer_cost", "occupancy", "mac_pass_cycles", "valid_parallelisms",
-           "choose_parallelism", "plan_cycles", "weight_load_cycles", "pool_cycles", "ew_cycles", "load_cycles",
+           "choose_parallelism", "plan_cycles", "weight_load_cycles", "pool_cycles", "ew_cycles", "lrn_cycles", "load_cycles",
            "program_timing", "mac_instr_cycles", "ideal_cycles", "INSTR_CYCLES", "Timeline"]
 
 #: Extrapolate long passes from their periodic steady state (tests switch it off to compare).
@@ -290,6 +291,12 @@ def pool_cycles(taps: int) -> int:
     return taps * POOL_TIMING.per_item + POOL_TIMING.extra
 
 
+def lrn_cycles(npos: int, channels: int, size: int) -> int:
+    """``LRN`` engine cycles (EXEC to done inclusive): one per channel and trailing window step of every pixel
+    (:func:`cimforge.gen.lrn.lrn_items`)."""
+    return lrn_items(npos, channels, size) * LRN_TIMING.per_item + LRN_TIMING.extra
+
+
 def ew_cycles(words: int) -> int:
     """``EW`` engine cycles (EXEC to done inclusive) for ``words`` words."""
     return words * EW_TIMING.per_item + EW_TIMING.extra
@@ -409,6 +416,10 @@ def _ew_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
     return e + ew_cycles(args["npos"] * args["cw"]) - 1
 
 
+def _lrn_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
+    return e + lrn_cycles(args["npos"], args["channels"], args["size"]) - 1
+
+
 def _gbfs_retire(tl: Timeline, e: int, args: dict, pc: int) -> int:
     """``GBFS``: one cycle per selected row plus the engine's fixed cycles
     (:func:`cimforge.gen.graph_engine.gbfs_cycles`)."""
@@ -444,6 +455,7 @@ INSTR_CYCLES: dict[Opcode, Callable[[Timeline, int, dict | None, int], int]] = {
     Opcode.GBFS: _gbfs_retire,
     Opcode.GRELAX: _grelax_retire,
     Opcode.GSPMV: _gspmv_retire,
+    Opcode.LRN: _lrn_retire,
 }
 
 

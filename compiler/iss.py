@@ -16,8 +16,10 @@ import numpy as np
 
 from ..bits import ceil_log2
 from ..config import CimConfig
-from ..gen.isa import (LANE_BITS, Opcode, PoolMode, decode_op, desc_layout, lanes, pack_lanes, param_layout,
+from ..gen.isa import (LANE_BITS, Opcode, PoolMode, decode_op, desc_layout, lanes, lrn_table_layout,
+                       pack_lanes, param_layout,
                        role_layout, unpack_lanes, unpack_word)
+from ..golden.lrn import LrnTable, lrn_integer, lrn_square_max
 from ..golden.macro import MacroModel
 from ..golden.requant import multiply_by_quantized_multiplier as mbqm
 from .program import Program
@@ -315,6 +317,25 @@ class FabricModel:
                 y = np.clip(s + a["zp_out"], a["act_min"], a["act_max"])
                 self.amem[a["out_base"] + p * a["out_stride"] + w] = pack_lanes(y)
 
+    def _lrn(self, a: dict) -> None:
+        """``LRN``: every pixel's channels through :func:`cimforge.golden.lrn.lrn_integer` with the table read
+        from the parameter memory (the entries the window sums reach), lanes past the channels written 0."""
+        L, cw, ch = self.L, a["cw"], a["channels"]
+        codes = np.array([self._codes(self.amem[a["in_base"] + i], bool(a["x_signed"]))
+                          for i in range(a["npos"] * cw)], dtype=np.int64).reshape(a["npos"], cw * L)[:, :ch]
+        d = codes - a["zp_in"]
+        tl = lrn_table_layout(self.cfg)
+        kmax = lrn_square_max(ch, a["size"], int(np.abs(d).max(initial=0))) >> a["shift"]
+        entries = [unpack_word(tl, self.pmem[a["table_base"] + k // tl.length] & ((1 << tl.size) - 1))[k % tl.length]
+                   for k in range(kmax + 1)]
+        table = LrnTable(a["shift"], a["frac"], tuple(e["g"] for e in entries), tuple(e["dg"] for e in entries))
+        y = lrn_integer(d.T[None], table, a["size"], a["zp_out"], a["act_min"], a["act_max"])[0].T
+        out = np.zeros((a["npos"], cw * L), dtype=np.int64)
+        out[:, :ch] = y
+        for p in range(a["npos"]):
+            for w in range(cw):
+                self.amem[a["out_base"] + p * cw + w] = pack_lanes(out[p, w * L:(w + 1) * L])
+
     def _dma(self, a: dict) -> None:
         """``DMA``: the tile's words one by one, as the RTL moves them (the on-chip word in the low bits of a
         beat, the rest of a stored beat zero)."""
@@ -354,6 +375,7 @@ EXECUTORS: dict[Opcode, Callable[[FabricModel, dict | None], object]] = {
     Opcode.GSPMV: FabricModel._gspmv,
     Opcode.DMA: FabricModel._dma,
     Opcode.DSYNC: FabricModel._dsync,
+    Opcode.LRN: FabricModel._lrn,
 }
 
 

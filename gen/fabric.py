@@ -10,7 +10,8 @@
                                                                            ├─► "dma"    ─► DmaEngine (AXI4)
                                                                            ├─► "graph"  ─► GraphEngine (GBFS)
                                                                            ├─► "relax"  ─► RelaxEngine (GRELAX)
-                                                                           └─► "spmv"   ─► SpmvEngine (GSPMV)
+                                                                           ├─► "spmv"   ─► SpmvEngine (GSPMV)
+                                                                           └─► "lrn"    ─► LrnEngine (LRN)
     memories: program, activations (read ports: one per gather unit, two for the vector engines, one for the
     host), weights, per-channel parameters, tile descriptors, retired-instruction trace
 
@@ -38,6 +39,7 @@ from .host import REGION_BITS, WishboneHost, padded_width, wishbone_signature
 from .isa import CSR, MAGIC, desc_layout, host_map, instr_layout, lanes, param_layout, trace_layout
 from .library import VerilogLibrary, instantiate
 from .loader import WeightLoader
+from .lrn import LrnEngine
 from .mac_engine import MacEngine
 from .macro import CimMacro
 from .vector import EwEngine, PoolEngine
@@ -47,7 +49,7 @@ __all__ = ["CimFabric", "ENGINES", "wishbone_signature", "fabric_params"]
 #: The fabric's engines by their :class:`~cimforge.gen.isa.InstrSpec` engine name; the fabric instantiates
 #: them in this order, which is also the priority of their activation memory writes (they never run at once).
 ENGINES = {cls.name: cls for cls in (MacEngine, PoolEngine, EwEngine, WeightLoader, DmaEngine, GraphEngine,
-                                     RelaxEngine, SpmvEngine)}
+                                     RelaxEngine, SpmvEngine, LrnEngine)}
 
 def _read(m: Module, mem: memory.Memory, user, domain: str = "sync") -> None:
     """Attach a user's read port (an ``In(memory.ReadPort.Signature(...))`` member of an engine or the
@@ -187,9 +189,10 @@ class CimFabric(wiring.Component):
         old values, GSPMV's words, POOL's, EW's operand a; GBFS's next frontier, GRELAX's new values, EW's operand b; GRELAX
         reads its arc words through a third port of its own) and the weight loader reads the weight memory."""
         pool_e, ew_e, gr = engines[PoolEngine.name], engines[EwEngine.name], engines[GraphEngine.name]
-        rx, sp = engines[RelaxEngine.name], engines[SpmvEngine.name]
+        rx, sp, lrn = engines[RelaxEngine.name], engines[SpmvEngine.name], engines[LrnEngine.name]
         _shared_read(m, mems["amem"], [(gr.busy, gr.src_rd), (rx.busy, rx.old_rd), (sp.busy, sp.rd),
-                                       (pool_e.busy, pool_e.act_rd), (ew_e.busy, ew_e.a_rd)])
+                                       (lrn.busy, lrn.act_rd), (pool_e.busy, pool_e.act_rd), (ew_e.busy, ew_e.a_rd)])
+        _read(m, mems["pmem"], lrn.param_rd)
         _shared_read(m, mems["amem"], [(gr.busy, gr.dst_rd), (rx.busy, rx.new_rd), (ew_e.busy, ew_e.b_rd)])
         _read(m, mems["amem"], rx.arc_rd)
         _read(m, mems["wmem"], engines[WeightLoader.name].w_rd)

@@ -32,7 +32,8 @@ from ..bits import ceil_log2, index_bits
 from ..config import INT8_BITS, CimConfig
 
 __all__ = ["Opcode", "PoolMode", "InstrSpec", "INSTRUCTIONS", "instr_spec", "lanes", "addr_width", "instr_layout",
-           "mac_layout", "pool_layout", "ew_layout", "load_layout", "dma_layout", "gbfs_layout", "grelax_layout", "gspmv_layout", "desc_layout",
+           "mac_layout", "pool_layout", "ew_layout", "load_layout", "dma_layout", "gbfs_layout", "grelax_layout",
+           "gspmv_layout", "lrn_layout", "lrn_table_layout", "LRN_SIZE_MAX", "desc_layout",
            "role_layout", "instr_fields",
            "param_layout", "trace_layout", "status_layout", "encode", "decode_op", "pack_word", "unpack_word",
            "LANE_BITS", "pack_lanes", "unpack_lanes", "pack_lanes_array", "unpack_lanes_array", "host_map",
@@ -56,6 +57,7 @@ class Opcode(enum.Enum, shape=unsigned(4)):
     GBFS = 8
     GRELAX = 9
     GSPMV = 10
+    LRN = 11
 
 
 class PoolMode(enum.Enum, shape=unsigned(1)):
@@ -335,6 +337,45 @@ def gspmv_layout(cfg: CimConfig) -> data.StructLayout:
     ]
 
 
+#: The largest ``LRN`` window (the engine's delay line of channel values).
+LRN_SIZE_MAX = 15
+
+
+@_documented
+def lrn_layout(cfg: CimConfig) -> data.StructLayout:
+    """Arguments of ``LRN``: for each of ``npos`` pixels (pixel ``p`` word ``w`` at ``base + p*cw + w``), one
+    channel per cycle: ``d = x - zp_in``, the window sum ``S`` of ``d**2`` over channels ``c - (size-1)//2 ..
+    c + size//2``, ``g = G[k] + ((D[k]*f + 2**(shift-1)) >> shift)`` with ``k, f = S >> shift, S mod
+    2**shift`` from the table at ``table_base`` (:func:`lrn_table_layout` words), ``out = clamp(zp_out + ((d*g +
+    2**(frac-1)) >> frac))``; lanes past ``channels`` in a pixel's last word are written 0
+    (:mod:`cimforge.golden.lrn`, docs/lrn.md)."""
+    aw = addr_width(cfg)
+    return [
+        ("in_base", unsigned(aw), "address of the input tensor"),
+        ("out_base", unsigned(aw), "address of the output tensor"),
+        ("npos", unsigned(POS), "pixels"),
+        ("cw", unsigned(DIM), "words per pixel (input and output)"),
+        ("channels", unsigned(CH), "channels"),
+        ("size", unsigned(SMALL), f"window size (1..{LRN_SIZE_MAX})"),
+        ("x_signed", unsigned(1), "codes are int8 (else uint8)"),
+        ("zp_in", signed(QZ), "input zero point"),
+        ("zp_out", signed(QZ), "output zero point"),
+        ("act_min", signed(QZ), "lower clamp bound"),
+        ("act_max", signed(QZ), "upper clamp bound"),
+        ("table_base", unsigned(index_bits(cfg.fabric.param_depth)), "first parameter word of the table"),
+        ("shift", unsigned(5), "log2 of the table's segment width"),
+        ("frac", unsigned(6), "fraction bits of the table's values"),
+    ]
+
+
+@lru_cache(maxsize=None)
+def lrn_table_layout(cfg: CimConfig) -> data.ArrayLayout:
+    """A parameter word of an ``LRN`` table: entries ``(g, dg)`` (value and step to the next entry's value,
+    int32 each), as many as the word holds; entry ``k`` is word ``k // n``, slot ``k % n``."""
+    entry = data.StructLayout({"g": signed(32), "dg": signed(32)})
+    return data.ArrayLayout(entry, param_layout(cfg).size // 64)
+
+
 @_documented
 def dma_layout(cfg: CimConfig) -> data.StructLayout:
     """Arguments of ``DMA``: move a 2-D tile of ``rows`` rows of ``len`` words between the external memory and
@@ -409,6 +450,9 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
               "PageRank's SpMV over one adjacency block in the macros' MAC mode: up to four 8-bit slices of the "
               "sources' contributions times one-bit weights, shift-added into column sums kept across blocks and "
               "added into the destinations' words on ``flush`` (docs/graph.md)."),
+    InstrSpec(Opcode.LRN, "LRN", lrn_layout, "lrn",
+              "Local response normalisation across channels: one channel per cycle, a running window sum of "
+              "squares, an interpolated table of the normaliser (docs/lrn.md)."),
 )
 
 _BY_OP = {spec.op.value: spec for spec in INSTRUCTIONS}

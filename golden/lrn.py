@@ -26,11 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["LrnTable", "lrn_table", "lrn_window", "lrn_square_max", "lrn_integer", "LRN_MAX_SIZE",
-           "LRN_TABLE_MAX", "LRN_ERROR_TARGET", "TABLE_BITS"]
+__all__ = ["LrnTable", "lrn_table", "lrn_window", "lrn_square_max", "lrn_integer", "LRN_TABLE_MAX", "LRN_ERROR_TARGET", "TABLE_BITS"]
 
-#: The largest window the integer form (and the ``LRN`` engine's delay line) handles.
-LRN_MAX_SIZE = 15
 #: The most table entries a layer may have.
 LRN_TABLE_MAX = 4096
 #: The interpolation error aimed for, in output LSB (the largest over every code and window sum).
