@@ -152,7 +152,8 @@ def _slot_units(par: Parallelism, npos: int, kt: int, p0: int, kr: int) -> list[
             if p0 + bi < npos and kr * par.in_ch + kk < kt]
 
 
-def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: int = INT8_BITS) -> int:
+def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: int = INT8_BITS,
+                    epilogue: bool = False) -> int:
     """Cycles of one ``MAC`` pass from its EXEC cycle to its ``done`` cycle inclusive.
 
     Parameters
@@ -166,6 +167,8 @@ def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: 
     par : Parallelism
     ab : int
         Compute cycles per operation.
+    epilogue : bool
+        The pass runs the epilogue (``MAC.epi``): its write-back is ``MAC_TIMING.epilogue`` cycles longer.
     """
     kt = len(steps)
     b, ki, no = par.batch, par.in_ch, par.out_ch
@@ -227,17 +230,18 @@ def mac_pass_cycles(npos: int, steps: list[int], nt: int, par: Parallelism, ab: 
                 continue
         go, issue, last_final = run_round(r * b, go, issue, last_final)
         r += 1
-    return issue + ab + MAC_TIMING.result + _drain(par, npos, nt)
+    return issue + ab + MAC_TIMING.result + _drain(par, npos, nt, epilogue)
 
 
-def _drain(par: Parallelism, npos: int, nt: int) -> int:
+def _drain(par: Parallelism, npos: int, nt: int, epilogue: bool = False) -> int:
     """Cycles from a pass's last results to its ``done``: the serializer walks all ``b * no`` groups of the last
     slot (position group outer, N part inner); the requantisation pipeline drains behind the last group that is
-    written."""
+    written (through the epilogue when there is one)."""
     b, no = par.batch, par.out_ch
     p0, n0 = (-(-npos // b) - 1) * b, (-(-nt // no) - 1) * no
     last_valid = max(bi * no + nn for bi in range(b) for nn in range(no) if p0 + bi < npos and n0 + nn < nt)
-    return max(b * no + MAC_TIMING.serializer_extra, MAC_TIMING.tail + 1 + last_valid)
+    tail = MAC_TIMING.tail + (MAC_TIMING.epilogue if epilogue else 0)
+    return max(b * no + MAC_TIMING.serializer_extra, tail + 1 + last_valid)
 
 
 def valid_parallelisms(cfg: CimConfig, kt: int, nt: int, npos: int, ab: int = INT8_BITS) -> list[Parallelism]:
@@ -485,6 +489,7 @@ def mac_instr_cycles(program, pc: int, args: dict | None = None) -> int:
     runs."""
     mp = program.pass_at[pc]
     steps = [tile_steps(t, mp.geom, lanes(program.cfg)) for t in mp.tiles]
-    ab = (args if args is not None else decode_op(program.cfg, program.code[pc])[1])["ab_m1"] + 1
-    return mac_pass_cycles(mp.npos, steps, mp.nt, mp.par, ab)  # ab cycles per operation: the layer's precision
+    args = args if args is not None else decode_op(program.cfg, program.code[pc])[1]
+    # ab cycles per operation (the layer's precision), and the epilogue's longer write-back
+    return mac_pass_cycles(mp.npos, steps, mp.nt, mp.par, args["ab_m1"] + 1, bool(args["epi"]))
 

@@ -187,6 +187,14 @@ class FabricModel:
             v = ((total + bias + 2 ** 31) % 2 ** 32) - 2 ** 31
             y = mbqm(v, mult, shift, self.rounding) + a["zp_out"]
             y = np.clip(y, a["act_min"], a["act_max"])
+            if a["epi"]:  # the epilogue: a depthwise 1x1 layer's accumulator of the codes, requantised
+                epi = unpack_word(pl, self.pmem[a["epi_base"] + nch])
+                w = np.array([q["w"] for q in epi], dtype=np.int64)
+                bias = np.array([q["bias"] for q in epi], dtype=np.int64)
+                v = ((y * w + bias + 2 ** 31) % 2 ** 32) - 2 ** 31
+                y = mbqm(v, np.array([q["mult"] for q in epi], dtype=np.int64),
+                         np.array([q["shift"] for q in epi], dtype=np.int64), self.rounding) + a["epi_zp_out"]
+                y = np.clip(y, a["epi_min"], a["epi_max"])
             self.amem[(a["out_base"] + p * a["out_cw"] + nch) % aw] = pack_lanes(y)
 
     def _gather(self, a: dict, d: dict, st, signed: bool, zp_val: int) -> list[int]:
