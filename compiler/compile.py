@@ -18,6 +18,7 @@ from ..config import INT8_BITS, CimConfig
 from ..gen.isa import Opcode, lanes, role_layout
 from ..golden.ir import Graph
 from .cost import Parallelism
+from .fusion import fuse_graph
 from .lowering import lowering_for
 from .lowering.mac import emit_loads, weight_loads
 from .memory import (MEMORY_MODES, ProgramTooLong, allocate_by_liveness, assign_band_pages, emit_external, order_bands,
@@ -42,7 +43,7 @@ def max_batch(graph: Graph, cfg: CimConfig) -> int:
 def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
                   parallelism: dict[str, Parallelism] | None = None, stream: bool | None = None,
                   merge_images: bool = True, memory: str = "auto",
-                  input_ranges: dict[str, tuple[int, int]] | None = None) -> Program:
+                  input_ranges: dict[str, tuple[int, int]] | None = None, fuse: bool = True) -> Program:
     """Compile ``graph`` for ``cfg``.
 
     Parameters
@@ -67,6 +68,10 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         Graph input name -> ``(lo, hi)``: the codes the host gives that input (a clamp of its codes applied on
         the host side, :func:`cimforge.codesign.importing.host_input_clamps`); its readers then run at the
         activation precision that range needs (:mod:`cimforge.compiler.precision`). Default: the dtype's range.
+    fuse : bool
+        Run each depthwise 1x1 layer that is a convolution's only reader (an unfoldable BatchNormalization) as
+        the epilogue of that convolution's passes (:func:`cimforge.compiler.fusion.fuse_graph`): the program's
+        graph (``Program.graph``) is then the fused one, and the fused-away tensors are not written.
 
     Raises
     ------
@@ -75,6 +80,7 @@ def compile_graph(graph: Graph, cfg: CimConfig, *, batch: int = 1,
         or tensor and the limit.
     """
     check_config(cfg)
+    graph = fuse_graph(graph) if fuse else graph
     if not isinstance(batch, int) or batch < 1:
         raise CompileError(f"batch = {batch!r}: allowed an integer >= 1")
     if memory not in MEMORY_MODES:

@@ -4,25 +4,32 @@ weight loader and inline macros in Amaranth's simulator, against the instruction
 Random convolutions (padding, stride, dilation, pruned taps, row-packed one-channel inputs, int8 and uint8 with
 random zero points) compiled for the ``tiny`` preset with several splits; inputs with the most negative and
 largest codes forced in. Every pass's cycles equal the cost model's :func:`~cimforge.compiler.cost.mac_pass_cycles`,
-which is built on :data:`~cimforge.gen.mac_engine.MAC_TIMING`. Seeds fixed and printed.
+which is built on :data:`~cimforge.gen.mac_engine.MAC_TIMING`. The epilogue (a fused depthwise 1x1 layer) on
+random conv + depthwise pairs with the corner weights (-128, 127, 0), multipliers (0 and the largest) and codes
+on the clamp bounds of tests/test_compiler_fusion.py, bit-exact with the ISS and the golden model. Seeds fixed
+and printed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.lib import wiring
 
 from cimforge.compiler.compile import compile_graph
 from cimforge.compiler.cost import Parallelism, mac_pass_cycles
+from cimforge.compiler.fusion import internal_tensors
 from cimforge.compiler.tiling import CompileError, rowpack_ok, tile_steps
-from cimforge.gen.isa import lanes
-from cimforge.gen.mac_engine import MAC_TIMING, MacEngine
+from cimforge.gen.isa import decode_op, lanes
+from cimforge.gen.mac_engine import EPILOGUE_LATENCY, MAC_TIMING, MacEngine
 from cimforge.gen.requant import MBQM_LATENCY
 from cimforge.golden.macro import LATENCY
+from cimforge.golden.runner import run_graph
 from cimforge.presets import get_preset
 from cimforge.sim.random_layers import random_conv_graph
 
 from engine_bench import EngineBench, iss_model, run_instructions
+from test_compiler_fusion import conv_bn_graph
 
 TINY = get_preset("tiny")
 SPLITS = [Parallelism(1, 1, 1), Parallelism(2, 1, 1), Parallelism(1, 2, 1), Parallelism(1, 1, 2)]
@@ -79,3 +86,62 @@ def test_mac_timing_derives_from_the_rtl():
     assert MAC_TIMING == MacEngine.TIMING
     assert MAC_TIMING.result == LATENCY + 1 and MAC_TIMING.tail == 3 + MBQM_LATENCY
     assert (MAC_TIMING.setup, MAC_TIMING.tail, MAC_TIMING.serializer_extra) == (1, 7, 2)
+
+
+class EpilogueBench(EngineBench):
+    """The bench with the MAC engine's epilogue parameter port on the parameter memory too."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        wiring.connect(m, self.engines["mac"].epi_rd, self.pmem.read_port())
+        return m
+
+
+EPI_CASES = [(0, SPLITS[0]), (1, SPLITS[1]), (2, SPLITS[2]), (3, SPLITS[3])]
+
+
+@pytest.mark.parametrize("seed, par", EPI_CASES, ids=[f"{s}-{p.batch}{p.in_ch}{p.out_ch}" for s, p in EPI_CASES])
+def test_mac_engine_epilogue(seed, par):
+    """A convolution with its depthwise 1x1 layer fused (``MAC.epi``): the engine's output equals the ISS's and
+    the golden depthwise layer's, the fused-away tensor is not written, every pass's cycles as predicted."""
+    seed = 4100 + seed
+    rng = np.random.default_rng(seed)
+    while True:
+        g = conv_bn_graph(rng, TINY)
+        cout, oh, ow = g.layers[0].output.shape
+        if cout < 5 or cout > 8 or oh * ow > 16:  # the corner channels present, seconds per case
+            continue
+        try:
+            prog = compile_graph(g, TINY, batch=1, parallelism={"conv": par})
+            break
+        except CompileError:
+            continue
+    conv, bn = g.layers
+    print(f"seed {seed}, split {par}: {conv.input.shape} k{conv.kernel} -> {conv.output.shape}, conv clamp "
+          f"{conv.act_min}..{conv.act_max}, bn weights {bn.weight.ravel().tolist()}, multipliers "
+          f"{bn.requant.multiplier.tolist()}")
+    assert internal_tensors(prog.graph) == {"y": "conv"}
+    x = rng.integers(conv.input.qmin, conv.input.qmax + 1, (1, *conv.input.shape))
+    x.flat[0], x.flat[-1] = conv.input.qmin, conv.input.qmax
+    xs = {"x": x.astype(conv.input.dtype)}
+    words = prog.input_words(xs)
+    bench = EpilogueBench(TINY, [MacEngine.name, "loader"], prog, words)
+    got, cycles = run_instructions(bench, list(prog.code))
+    want = iss_model(prog, words).amem
+    assert got == want, f"differs from the ISS at {[a for a in range(len(got)) if got[a] != want[a]][:8]}"
+    gold = run_graph(g, xs, rounding=TINY.fabric.rounding)
+    assert np.array_equal(prog.read_tensors(got)["z"], gold["z"])
+    q1 = gold["y"][0]
+    assert (q1 == conv.act_min).any() or (q1 == conv.act_max).any()  # codes on the clamp bounds
+    passes = [(pc, n) for pc, n in cycles if pc in prog.pass_at]
+    assert passes
+    for pc, n in passes:
+        mp, args = prog.pass_at[pc], decode_op(TINY, prog.code[pc])[1]
+        assert args["epi"] == 1
+        steps = [tile_steps(t, mp.geom, lanes(TINY)) for t in mp.tiles]
+        assert n == mac_pass_cycles(mp.npos, steps, mp.nt, mp.par, epilogue=True), f"pc {pc}: {n} cycles"
+        assert n - mac_pass_cycles(mp.npos, steps, mp.nt, mp.par) in (0, EPILOGUE_LATENCY)
+
+
+def test_epilogue_timing():
+    assert MAC_TIMING.epilogue == EPILOGUE_LATENCY == 1 + MBQM_LATENCY

@@ -22,7 +22,8 @@ LOWERINGS: dict[type[Layer], Lowering] = {cls: m.LOWERING for m in MODULES for c
 
 
 def lowering_for(layer: Layer) -> Lowering:
-    """The lowering of ``layer``'s class.
+    """The lowering of ``layer``'s class (of the IR class it names as ``lowered_as``: a compiler-side layer
+    such as :class:`cimforge.compiler.fusion.FusedConv2d`, which is no IR class of its own).
 
     Raises
     ------
@@ -30,6 +31,6 @@ def lowering_for(layer: Layer) -> Lowering:
         No lowering for the layer's kind.
     """
     try:
-        return LOWERINGS[type(layer)]
+        return LOWERINGS[getattr(type(layer), "lowered_as", type(layer))]
     except KeyError:
         raise CompileError(f"layer {layer.name!r}: kind {layer.kind} is not supported by the fabric") from None

@@ -14,6 +14,7 @@ from ...gen.loader import LOAD_TIMING
 from ...golden.ir import Conv2d, Dense, Layer
 from ..cost import (LayerCost, Parallelism, choose_parallelism, ideal_cycles, plan_cycles,
                     weight_load_cycles)
+from ..fusion import FusedConv2d
 from ..planning import layer_geometries, mac_plan, n_tiles
 from ..precision import pack_weight_words, precision_for
 from ..program import MacPass
@@ -23,7 +24,7 @@ from .base import Lowering
 
 __all__ = ["LOWERING", "LAYERS", "group_splits", "weight_loads", "merge_loads", "emit_loads", "mac_args"]
 
-#: The IR classes this module lowers.
+#: The IR classes this module lowers (a :class:`~cimforge.compiler.fusion.FusedConv2d` as a ``Conv2d``).
 LAYERS = (Conv2d, Dense)
 
 
@@ -89,7 +90,8 @@ def _split_or_refuse(g: ConvGeom, cfg: CimConfig, images: int) -> Parallelism:
 
 def place(state: CompileState, layer: Layer) -> None:
     """Page images into the weight memory, one descriptor per reduction tile, one parameter word per
-    output-channel tile (bias, multiplier, shift of each lane)."""
+    output-channel tile (bias, multiplier, shift of each lane); a fused epilogue's words follow each group's
+    (:func:`_epilogue_params`)."""
     prog, cfg = state.prog, state.cfg
     L = lanes(cfg)
     dlay, play = desc_layout(cfg), param_layout(cfg)
@@ -113,6 +115,9 @@ def place(state: CompileState, layer: Layer) -> None:
         state.param_base[key] = len(prog.pmem)
         prog.pmem.extend(pack_checked(layer.name, play, lanes_) for lanes_ in _params(layer, gp.out_off * L,
                                                                                         g.cout, nt, L))
+        if isinstance(layer, FusedConv2d):  # at param_base + nt (epilogue_base)
+            prog.pmem.extend(pack_checked(layer.epilogue.name, play, lanes_)
+                             for lanes_ in _epilogue_params(layer.epilogue, gp.out_off * L, g.cout, nt, L))
 
 
 def _params(layer: Layer, c_off: int, cout: int, nt: int, L: int) -> list[list[dict]]:
@@ -133,6 +138,26 @@ def _params(layer: Layer, c_off: int, cout: int, nt: int, L: int) -> list[list[d
                 lanes_.append({"bias": 0, "mult": 0, "shift": 0})
         out.append(lanes_)
     return out
+
+
+def _epilogue_params(bn: Conv2d, c_off: int, cout: int, nt: int, L: int) -> list[list[dict]]:
+    """Per output-channel tile the lanes' parameters of a fused depthwise 1x1 layer ``bn``: its weight, its
+    bias with its input zero point folded in (``acc = bias + (q - zp) * w = folded_bias + q * w``, the golden
+    accumulator), its multiplier and shift (zero beyond the group's channels)."""
+    fb = bn.folded_bias
+    if fb.size and (fb.min() < -2 ** 31 or fb.max() > 2 ** 31 - 1):
+        raise CompileError(f"layer {bn.name!r}: folded bias beyond int32 ({fb.min()}..{fb.max()})")
+    w = bn.weight.reshape(-1)
+    mult, shift = bn.requant.multiplier, bn.requant.shift
+    return [[{"bias": int(fb[c_off + co]), "mult": int(mult[c_off + co]), "shift": int(shift[c_off + co]),
+              "w": int(w[c_off + co])} if co < cout else {"bias": 0, "mult": 0, "shift": 0, "w": 0}
+             for co in (n * L + j for j in range(L))] for n in range(nt)]
+
+
+def epilogue_base(state: CompileState, mp: MacPass) -> int:
+    """The first epilogue parameter word of pass ``mp`` (its group's follow the group's own words)."""
+    key = (mp.layer, mp.group)
+    return state.param_base[key] + n_tiles(state.plans[key].geom, state.cfg) + mp.n_base
 
 
 # -- steps ---------------------------------------------------------------------------------------------------
@@ -251,10 +276,20 @@ def mac_args(mp: MacPass, state: CompileState, layer: Layer) -> dict:
         "b": par.batch, "ki": par.in_ch, "no": par.out_ch, "groups": par.batch * par.out_ch,
         "role_base": mp.role_base, "page_base": mp.page_base,
         "out_base": dst.base + mp.out_off + mp.n_base, "out_cw": dst.cw, "param_base": mp.param_base,
-        "zp_in": layer.input.zero_point & 0xFF, "zp_out": layer.output.zero_point,
-        "act_min": layer.act_min, "act_max": layer.act_max,
+        "zp_in": layer.input.zero_point & 0xFF, **_write_back(state, mp, layer),
         **precision_for(state, layer).mac_fields(),  # the layer's ab, wb, signedness (compiler/precision.py)
     }
+
+
+def _write_back(state: CompileState, mp: MacPass, layer: Layer) -> dict:
+    """The requantisation's zero point and clamp, and a fused epilogue's (the first ones then the
+    convolution's own, to the tensor it no longer writes)."""
+    if not isinstance(layer, FusedConv2d):
+        return {"zp_out": layer.output.zero_point, "act_min": layer.act_min, "act_max": layer.act_max}
+    bn = layer.epilogue
+    return {"zp_out": layer.mid.zero_point, "act_min": layer.act_min, "act_max": layer.act_max,
+            "epi": 1, "epi_base": epilogue_base(state, mp), "epi_zp_out": bn.output.zero_point,
+            "epi_min": bn.act_min, "epi_max": bn.act_max}
 
 
 def _walk(g: ConvGeom, base: int, image_base: int, cw: int, bq: int, br: int) -> dict:
