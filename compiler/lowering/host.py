@@ -1,4 +1,4 @@
-"""Layer kinds the fabric does not run: softmax and local response normalisation (no engine), the int32-output
+"""Layer kinds the fabric does not run: softmax (no engine; LRN has one, compiler/lowering/lrn.py), the int32-output
 ``ConvInteger`` / ``MatMulInteger``, and matrix products over positions (``MatMul``, which the MAC lowering does
 not take yet). They are computed on the host side of a run by their golden operators
 (:data:`cimforge.golden.runner.LAYER_FUNCTIONS`); compiling a graph that holds one is a
@@ -12,7 +12,7 @@ from typing import Mapping
 import numpy as np
 
 from ...config import CimConfig
-from ...golden.ir import LRN, ConvInteger, FloatChain, Graph, Layer, MatMul, MatMulInteger, Softmax
+from ...golden.ir import ConvInteger, FloatChain, Graph, Layer, MatMul, MatMulInteger, Softmax
 from ..cost import LayerCost
 from ..state import Step, TensorLayouts
 from ..tiling import CompileError
@@ -23,16 +23,15 @@ __all__ = ["LOWERING", "LAYERS", "HOST_REASONS", "HOST_SIDE", "refusal", "HostSp
 #: The IR classes this module "lowers" (refuses), with why the fabric does not run them.
 HOST_REASONS: dict[type[Layer], str] = {
     Softmax: "the fabric has no engine for it",
-    LRN: "the fabric has no engine for it",
     MatMul: "a matrix product over positions: the MAC lowering takes vectors and feature maps",
     ConvInteger: "its output is a raw int32 accumulator, the fabric writes requantised int8 codes",
     MatMulInteger: "its output is a raw int32 accumulator, the fabric writes requantised int8 codes",
     FloatChain: "float32 arithmetic, imported with numerics='onnx'; the fabric runs the chain's int8 form "
                 "(load_onnx's default numerics='fabric')",
 }
-#: The kinds that belong on the host side of a run (the end of a classifier, a normalisation): the others are
+#: The kinds that belong on the host side of a run (the end of a classifier): the others are
 #: golden-model operators only.
-HOST_SIDE = (Softmax, LRN)
+HOST_SIDE = (Softmax,)
 LAYERS = tuple(HOST_REASONS)
 
 
